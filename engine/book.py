@@ -1,0 +1,192 @@
+"""The order book of one instrument: resting orders by price-time priority.
+
+Owns the resting orders and their arrangement: per side a dict of price levels, each level
+a dict of orders in arrival order (time priority, O(1) cancel), and the level keys kept
+sorted in a `SortedList`. Keys are the price for asks and minus the price for bids, so on
+both sides the smallest key is the best level. Matching, validation and events belong to
+`engine.venue`; the book only keeps itself consistent.
+"""
+
+from collections.abc import Iterator
+
+from sortedcontainers import SortedList
+
+from engine.enums import (
+    OrderStatus,
+    OrderType,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
+
+
+class Order:
+    """A live order; mutable so that fills update it in place."""
+
+    __slots__ = (
+        "account",
+        "cl_ord_id",
+        "cum_qty",
+        "expire_at_us",
+        "filled_value",
+        "leaves_qty",
+        "order_id",
+        "order_type",
+        "post_only",
+        "price",
+        "qty",
+        "side",
+        "status",
+        "stp",
+        "symbol",
+        "tag",
+        "tif",
+    )
+
+    def __init__(
+        self,
+        order_id: int,
+        account: int,
+        symbol: str,
+        side: Side,
+        order_type: OrderType,
+        tif: TimeInForce,
+        price: int,
+        qty: int,
+        post_only: bool,
+        stp: SelfTradePrevention,
+        cl_ord_id: str | None,
+        tag: str | None,
+        expire_at_us: int,
+    ) -> None:
+        self.order_id = order_id
+        self.account = account
+        self.symbol = symbol
+        self.side = side
+        self.order_type = order_type
+        self.tif = tif
+        self.price = price
+        self.qty = qty
+        self.leaves_qty = qty
+        self.cum_qty = 0
+        self.filled_value = 0  # sum of price x qty over fills, for the average price
+        self.post_only = post_only
+        self.stp = stp
+        self.cl_ord_id = cl_ord_id
+        self.tag = tag
+        self.expire_at_us = expire_at_us
+        self.status = OrderStatus.NEW
+
+    def __repr__(self) -> str:
+        return (
+            f"Order(id={self.order_id}, account={self.account}, {self.side} "
+            f"{self.leaves_qty}/{self.qty} @ {self.price}, {self.status})"
+        )
+
+
+class Level:
+    """All resting orders at one price, oldest first, and their total remaining quantity."""
+
+    __slots__ = ("key", "orders", "price", "qty")
+
+    def __init__(self, price: int, key: int) -> None:
+        self.price = price
+        self.key = key
+        self.orders: dict[int, Order] = {}
+        self.qty = 0
+
+
+class BookSide:
+    """One side of a book. `best` is cached so the matcher reads it without a search."""
+
+    __slots__ = ("best", "keys", "levels", "sign")
+
+    def __init__(self, side: Side) -> None:
+        self.sign = -1 if side is Side.BUY else 1
+        self.levels: dict[int, Level] = {}
+        self.keys = SortedList()
+        self.best: Level | None = None
+
+    def add(self, order: Order) -> None:
+        """Append `order` at the back of its price level, creating the level if needed."""
+        key = order.price * self.sign
+        level = self.levels.get(key)
+        if level is None:
+            level = self.levels[key] = Level(order.price, key)
+            self.keys.add(key)
+            best = self.best
+            if best is None or key < best.key:
+                self.best = level
+        level.orders[order.order_id] = order
+        level.qty += order.leaves_qty
+
+    def remove(self, order: Order) -> None:
+        """Take `order` out of its level, dropping the level when it empties."""
+        level = self.levels[order.price * self.sign]
+        del level.orders[order.order_id]
+        level.qty -= order.leaves_qty
+        if not level.orders:
+            self.drop_level(level)
+
+    def drop_level(self, level: Level) -> None:
+        """Forget an empty level and move `best` on if it was the best."""
+        del self.levels[level.key]
+        self.keys.remove(level.key)
+        if self.best is level:
+            keys = self.keys
+            self.best = self.levels[keys[0]] if keys else None
+
+    def depth(self, levels_max: int) -> list[tuple[int, int]]:
+        """The best `levels_max` levels as (price, total quantity), best first."""
+        levels = self.levels
+        return [(levels[key].price, levels[key].qty) for key in self.keys.islice(0, levels_max)]
+
+    def iter_levels(self) -> Iterator[Level]:
+        """Every level, best first."""
+        levels = self.levels
+        for key in self.keys:
+            yield levels[key]
+
+    def iter_orders(self) -> Iterator[Order]:
+        """Every resting order in priority order (L3): best level first, oldest first."""
+        for level in self.iter_levels():
+            yield from level.orders.values()
+
+    def __len__(self) -> int:
+        return len(self.levels)
+
+
+class OrderBook:
+    """The bids and asks of one instrument."""
+
+    __slots__ = ("asks", "bids", "symbol")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.bids = BookSide(Side.BUY)
+        self.asks = BookSide(Side.SELL)
+
+    def side(self, side: Side) -> BookSide:
+        return self.bids if side is Side.BUY else self.asks
+
+    def opposite(self, side: Side) -> BookSide:
+        return self.asks if side is Side.BUY else self.bids
+
+    def best_bid(self) -> tuple[int, int] | None:
+        """(price, quantity) of the best bid, or None."""
+        best = self.bids.best
+        return None if best is None else (best.price, best.qty)
+
+    def best_ask(self) -> tuple[int, int] | None:
+        """(price, quantity) of the best ask, or None."""
+        best = self.asks.best
+        return None if best is None else (best.price, best.qty)
+
+    def depth(self, levels_max: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """Top-N L2 depth: (bids, asks), each best first."""
+        return self.bids.depth(levels_max), self.asks.depth(levels_max)
+
+    def iter_orders(self) -> Iterator[Order]:
+        """L3: every resting order, bids then asks, each in priority order."""
+        yield from self.bids.iter_orders()
+        yield from self.asks.iter_orders()

@@ -1,0 +1,100 @@
+"""Commands: the only inputs of `engine.venue.Venue`, named in the imperative.
+
+Immutable, tagged msgspec structs so the sequencer can journal them as they are. Time
+arrives inside each command (`ts_us`, stamped by the sequencer); the engine reads no clock.
+Integer fields use 0 for "absent" (no price on a market order, no change on an amend) so
+that the hot path never tests for None. Shape errors (a market order with a price, say)
+are refused by the venue with `BAD_PARAM`, never trusted.
+"""
+
+import msgspec
+
+from engine.enums import (
+    CancelReason,
+    InstrumentStatus,
+    OrderType,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
+from engine.instrument import InstrumentSpec
+
+
+class Command(msgspec.Struct, frozen=True, gc=False, tag=True, kw_only=True):
+    ts_us: int = 0
+
+
+class PlaceOrder(Command, frozen=True, gc=False, kw_only=True):
+    account: int
+    symbol: str
+    side: Side
+    order_type: OrderType = OrderType.LIMIT
+    tif: TimeInForce = TimeInForce.GTC
+    price: int = 0  # required for limit orders, absent (0) for market orders
+    qty: int = 0
+    quote_qty: int = 0  # market buys only: spend at most this much of the quote asset
+    post_only: bool = False
+    stp: SelfTradePrevention = SelfTradePrevention.EXPIRE_TAKER
+    cl_ord_id: str | None = None
+    tag: str | None = None
+    expire_at_us: int = 0  # gtd only
+
+
+class CancelOrder(Command, frozen=True, gc=False, kw_only=True):
+    """Cancel one of the account's own open orders, by `order_id` or by `cl_ord_id`."""
+
+    account: int
+    order_id: int = 0
+    cl_ord_id: str | None = None
+    reason: CancelReason = CancelReason.USER
+
+
+class AmendOrder(Command, frozen=True, gc=False, kw_only=True):
+    """Change the price and/or the total quantity of an open order; 0 leaves a field as is."""
+
+    account: int
+    order_id: int = 0
+    cl_ord_id: str | None = None
+    price: int = 0
+    qty: int = 0
+    new_cl_ord_id: str | None = None
+
+
+class CancelAll(Command, frozen=True, gc=False, kw_only=True):
+    """Cancel every open order of the account that matches all the given filters."""
+
+    account: int
+    symbol: str | None = None
+    side: Side | None = None
+    tag: str | None = None
+    reason: CancelReason = CancelReason.MASS_CANCEL
+
+
+class ListInstrument(Command, frozen=True, gc=False, kw_only=True):
+    spec: InstrumentSpec
+
+
+class SetInstrumentStatus(Command, frozen=True, gc=False, kw_only=True):
+    symbol: str
+    status: InstrumentStatus
+
+
+class SetReferencePrice(Command, frozen=True, gc=False, kw_only=True):
+    symbol: str
+    price: int
+
+
+class AdvanceClock(Command, frozen=True, gc=False, kw_only=True):
+    """Let time pass: expires every gtd order whose expire_at has come."""
+
+
+AnyCommand = (
+    PlaceOrder
+    | CancelOrder
+    | AmendOrder
+    | CancelAll
+    | ListInstrument
+    | SetInstrumentStatus
+    | SetReferencePrice
+    | AdvanceClock
+)

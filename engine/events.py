@@ -1,0 +1,186 @@
+"""Events: the only outputs of `engine.venue.Venue`, named in the past tense.
+
+Immutable, tagged msgspec structs holding no cycles (`gc=False`), built positionally on the
+hot path. Every order event says what a FIX execution report needs: the order's status
+after the event, its remaining (`leaves_qty`) and filled (`cum_qty`) quantity. Quantities
+and prices are integer units of the instrument; see `engine.instrument`.
+"""
+
+import msgspec
+
+from engine.enums import (
+    CancelReason,
+    InstrumentStatus,
+    Liquidity,
+    OrderStatus,
+    OrderType,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
+from engine.instrument import InstrumentSpec
+from engine.reasons import ErrorCode
+
+
+class Event(msgspec.Struct, frozen=True, gc=False, tag=True):
+    ts_us: int
+
+
+class OrderAccepted(Event, frozen=True, gc=False):
+    """An order passed every check; status new, nothing filled yet."""
+
+    order_id: int
+    account: int
+    symbol: str
+    side: Side
+    order_type: OrderType
+    tif: TimeInForce
+    price: int
+    qty: int
+    quote_qty: int
+    post_only: bool
+    stp: SelfTradePrevention
+    cl_ord_id: str | None
+    tag: str | None
+    expire_at_us: int
+
+    @property
+    def status(self) -> OrderStatus:
+        return OrderStatus.NEW
+
+    @property
+    def leaves_qty(self) -> int:
+        return self.qty
+
+    @property
+    def cum_qty(self) -> int:
+        return 0
+
+
+class CommandRejected(Event, frozen=True, gc=False):
+    """A command was refused for a business reason; nothing changed."""
+
+    command: str
+    reason: ErrorCode
+    detail: str
+    account: int = 0
+    symbol: str | None = None
+    order_id: int = 0  # the target order, or the live order of a duplicate cl_ord_id
+    cl_ord_id: str | None = None
+
+
+class TradeExecuted(Event, frozen=True, gc=False):
+    """A taker matched a resting maker at the maker's price."""
+
+    symbol: str
+    trade_id: int  # +1 per trade of this symbol
+    price: int
+    qty: int
+    taker_side: Side
+    maker_order_id: int
+    maker_account: int
+    maker_leaves_qty: int
+    maker_cum_qty: int
+    maker_status: OrderStatus
+    taker_order_id: int
+    taker_account: int
+    taker_leaves_qty: int
+    taker_cum_qty: int
+    taker_status: OrderStatus
+
+
+class OrderCanceled(Event, frozen=True, gc=False):
+    order_id: int
+    account: int
+    symbol: str
+    reason: CancelReason
+    canceled_qty: int
+    cum_qty: int
+
+    @property
+    def status(self) -> OrderStatus:
+        return OrderStatus.CANCELED
+
+    @property
+    def leaves_qty(self) -> int:
+        return 0
+
+
+class OrderExpired(Event, frozen=True, gc=False):
+    """A gtd order reached its expire_at time."""
+
+    order_id: int
+    account: int
+    symbol: str
+    reason: CancelReason
+    expired_qty: int
+    cum_qty: int
+
+    @property
+    def status(self) -> OrderStatus:
+        return OrderStatus.EXPIRED
+
+    @property
+    def leaves_qty(self) -> int:
+        return 0
+
+
+class SelfTradePrevented(Event, frozen=True, gc=False):
+    """An order was expired instead of trading with its own account's order."""
+
+    order_id: int
+    account: int
+    symbol: str
+    prevented_qty: int  # what was still open on this order
+    cum_qty: int
+    liquidity: Liquidity  # whether this order was the resting maker or the taker
+    counter_order_id: int
+
+    @property
+    def status(self) -> OrderStatus:
+        return OrderStatus.EXPIRED
+
+    @property
+    def leaves_qty(self) -> int:
+        return 0
+
+
+class OrderAmended(Event, frozen=True, gc=False):
+    order_id: int
+    account: int
+    symbol: str
+    price: int
+    qty: int
+    leaves_qty: int
+    cum_qty: int
+    status: OrderStatus
+    priority_kept: bool
+    cl_ord_id: str | None
+
+
+class InstrumentListed(Event, frozen=True, gc=False):
+    spec: InstrumentSpec
+
+
+class InstrumentStatusChanged(Event, frozen=True, gc=False):
+    symbol: str
+    status: InstrumentStatus
+
+
+class ReferencePriceSet(Event, frozen=True, gc=False):
+    symbol: str
+    price: int
+
+
+AnyEvent = (
+    OrderAccepted
+    | CommandRejected
+    | TradeExecuted
+    | OrderCanceled
+    | OrderExpired
+    | SelfTradePrevented
+    | OrderAmended
+    | InstrumentListed
+    | InstrumentStatusChanged
+    | ReferencePriceSet
+)

@@ -1,0 +1,82 @@
+"""Instruments: the reference data of what trades, and the exact notional arithmetic on it.
+
+An `InstrumentSpec` is immutable reference data as listed: units, tick, step, minimums,
+price band and fees. Prices are integer units at `price_decimals` (T-bills: price per 100
+face), quantities integer units at `qty_decimals` (T-bills: face value), notionals integer
+units of the quote asset at `quote_decimals`. Notional = price x qty x `notional_num` /
+`notional_den`, an exact fraction; the engine compares with it, settlement rounds it once.
+"""
+
+from math import gcd
+
+import msgspec
+
+from engine.enums import InstrumentKind
+from engine.units import SCALE_MAX
+
+SYMBOL_LENGTH_MAX = 32  # long enough for "AAPLx-USD" or "TB-2027-03-04-USD", short for logs
+FEE_BPS_MAX = 1_000  # 10%: anything above is a configuration mistake
+BAND_BPS_MAX = 10_000  # 100%: a band wider than that bounds nothing
+TBILL_PRICE_PER = 100  # T-bills are quoted per 100 of face value
+
+
+class InstrumentSpec(msgspec.Struct, frozen=True, gc=False):
+    symbol: str
+    kind: InstrumentKind
+    base: str
+    quote: str
+    price_decimals: int
+    price_tick: int
+    qty_decimals: int
+    qty_step: int
+    min_qty: int
+    quote_decimals: int
+    min_notional: int
+    price_band_bps: int
+    reference_price: int
+    maker_fee_bps: int = 0
+    taker_fee_bps: int = 0
+    maturity_us: int = 0  # T-bills only: when it pays par
+    excluded_jurisdictions: tuple[str, ...] = ()
+
+    @property
+    def notional_fraction(self) -> tuple[int, int]:
+        """(num, den) with notional units = price units x qty units x num / den, reduced."""
+        per = TBILL_PRICE_PER if self.kind is InstrumentKind.TBILL else 1
+        num = 10**self.quote_decimals
+        den = 10 ** (self.price_decimals + self.qty_decimals) * per
+        common = gcd(num, den)
+        return num // common, den // common
+
+    def problem(self) -> str | None:
+        """Why this spec cannot be listed, or None when it is sound."""
+        if not self.symbol or len(self.symbol) > SYMBOL_LENGTH_MAX:
+            return f"symbol must have 1..{SYMBOL_LENGTH_MAX} characters"
+        if not self.base or not self.quote or self.base == self.quote:
+            return "base and quote must be two different assets"
+        for name in ("price_decimals", "qty_decimals", "quote_decimals"):
+            if not 0 <= getattr(self, name) <= SCALE_MAX:
+                return f"{name} must be within 0..{SCALE_MAX}"
+        if self.price_tick <= 0 or self.qty_step <= 0:
+            return "price_tick and qty_step must be positive"
+        if self.min_qty <= 0 or self.min_qty % self.qty_step:
+            return "min_qty must be a positive multiple of qty_step"
+        if self.min_notional < 0:
+            return "min_notional must not be negative"
+        if not 0 < self.price_band_bps <= BAND_BPS_MAX:
+            return f"price_band_bps must be within 1..{BAND_BPS_MAX}"
+        if self.reference_price <= 0 or self.reference_price % self.price_tick:
+            return "reference_price must be a positive multiple of price_tick"
+        if not (0 <= self.maker_fee_bps <= FEE_BPS_MAX and 0 <= self.taker_fee_bps <= FEE_BPS_MAX):
+            return f"fees must be within 0..{FEE_BPS_MAX} bps"
+        if (self.kind is InstrumentKind.TBILL) != (self.maturity_us > 0):
+            return "a T-bill needs a maturity and only a T-bill has one"
+        return None
+
+
+def band_limits(reference_price: int, band_bps: int, tick: int) -> tuple[int, int]:
+    """The lowest sell and highest buy price allowed around `reference_price`, on ticks."""
+    high = reference_price * (10_000 + band_bps) // 10_000 // tick * tick
+    low = -(-reference_price * (10_000 - band_bps) // 10_000) if band_bps < 10_000 else 0
+    low = max(-(-low // tick) * tick, tick)
+    return low, high

@@ -1,0 +1,54 @@
+"""A listed instrument at run time: its spec, trading status, price band, book and trade ids.
+
+Copies the few spec fields the matcher reads on every order onto itself, so the hot path
+pays one attribute lookup for each, and keeps the band in step with the reference price.
+"""
+
+from engine.book import OrderBook
+from engine.enums import InstrumentStatus
+from engine.instrument import InstrumentSpec, band_limits
+
+
+class Market:
+    __slots__ = (
+        "band_high",
+        "band_low",
+        "book",
+        "last_trade_id",
+        "min_notional",
+        "min_qty",
+        "notional_den",
+        "notional_num",
+        "price_tick",
+        "qty_step",
+        "reference_price",
+        "spec",
+        "status",
+        "symbol",
+    )
+
+    def __init__(self, spec: InstrumentSpec) -> None:
+        self.spec = spec
+        self.symbol = spec.symbol
+        self.status = InstrumentStatus.OPEN
+        self.book = OrderBook(spec.symbol)
+        self.last_trade_id = 0
+        self.price_tick = spec.price_tick
+        self.qty_step = spec.qty_step
+        self.min_qty = spec.min_qty
+        self.min_notional = spec.min_notional
+        self.notional_num, self.notional_den = spec.notional_fraction
+        self.reference_price = 0
+        self.band_low = self.band_high = 0
+        self.set_reference_price(spec.reference_price)
+
+    def set_reference_price(self, price: int) -> None:
+        """Move the reference price and the band around it."""
+        self.reference_price = price
+        self.band_low, self.band_high = band_limits(
+            price, self.spec.price_band_bps, self.price_tick
+        )
+
+    def below_min_notional(self, price: int, qty: int) -> bool:
+        """Whether price x qty is worth less than the minimum notional (exact)."""
+        return price * qty * self.notional_num < self.min_notional * self.notional_den

@@ -1,0 +1,124 @@
+"""The stable error codes of the venue and the order in which the engine checks them.
+
+One table for the whole process: the gateway answers malformed input with the 1xxx-3xxx
+codes, the engine refuses business commands with the rest. Codes are the range base plus
+the position in PROTOCOL.md's list (so `POST_ONLY_WOULD_TAKE` is 4006); new names are only
+appended. The `*_PRECEDENCE` tuples list the reasons in the order each command checks them:
+when several apply, the first listed is the one reported.
+"""
+
+from enum import IntEnum
+
+
+class ErrorCode(IntEnum):
+    # 1xxx protocol
+    BAD_JSON = 1000
+    UNKNOWN_METHOD = 1001
+    MISSING_PARAM = 1002
+    BAD_PARAM = 1003
+    BAD_PRECISION = 1004
+    MESSAGE_TOO_BIG = 1005
+    # 2xxx auth
+    NOT_AUTHENTICATED = 2000
+    BAD_SIGNATURE = 2001
+    TIMESTAMP_OUT_OF_WINDOW = 2002
+    NONCE_REUSED = 2003
+    PERMISSION_DENIED = 2004
+    NOT_ELIGIBLE = 2005
+    # 3xxx limits
+    RATE_LIMITED = 3000
+    TOO_MANY_OPEN_ORDERS = 3001
+    TOO_MANY_SUBSCRIPTIONS = 3002
+    # 4xxx order reject
+    UNKNOWN_SYMBOL = 4000
+    INVALID_PRICE_TICK = 4001
+    INVALID_QTY_STEP = 4002
+    BELOW_MIN_QTY = 4003
+    BELOW_MIN_NOTIONAL = 4004
+    INSUFFICIENT_BALANCE = 4005
+    POST_ONLY_WOULD_TAKE = 4006
+    FOK_NOT_FILLABLE = 4007
+    DUPLICATE_CL_ORD_ID = 4008
+    PRICE_BAND = 4009
+    MARKET_NO_LIQUIDITY = 4010
+    COD_REQUIRED = 4011
+    INVALID_EXPIRE_AT = 4012  # appended: a gtd order whose expire_at is not in the future
+    # 5xxx order state
+    UNKNOWN_ORDER = 5000
+    ORDER_NOT_OPEN = 5001
+    AMEND_REJECTED = 5002
+    # 6xxx market state
+    INSTRUMENT_HALTED = 6000
+    CANCEL_ONLY = 6001
+    POST_ONLY_MODE = 6002
+    INSTRUMENT_DELISTED = 6003  # appended: the instrument has been delisted for good
+    INSTRUMENT_EXISTS = 6004  # appended: listing a symbol that is already listed
+    # 9xxx server
+    INTERNAL = 9000
+    SHUTTING_DOWN = 9001
+
+
+E = ErrorCode
+
+PLACE_PRECEDENCE: tuple[ErrorCode, ...] = (
+    E.BAD_PARAM,
+    E.UNKNOWN_SYMBOL,
+    E.INSTRUMENT_DELISTED,
+    E.INSTRUMENT_HALTED,
+    E.CANCEL_ONLY,
+    E.POST_ONLY_MODE,
+    E.NOT_ELIGIBLE,
+    E.INVALID_EXPIRE_AT,
+    E.DUPLICATE_CL_ORD_ID,
+    E.INVALID_PRICE_TICK,
+    E.INVALID_QTY_STEP,
+    E.BELOW_MIN_QTY,
+    E.PRICE_BAND,
+    E.BELOW_MIN_NOTIONAL,
+    E.TOO_MANY_OPEN_ORDERS,
+    E.INSUFFICIENT_BALANCE,
+    E.POST_ONLY_WOULD_TAKE,
+    E.FOK_NOT_FILLABLE,
+    E.MARKET_NO_LIQUIDITY,
+)
+
+CANCEL_PRECEDENCE: tuple[ErrorCode, ...] = (
+    E.BAD_PARAM,
+    E.UNKNOWN_ORDER,
+    E.ORDER_NOT_OPEN,
+)
+
+AMEND_PRECEDENCE: tuple[ErrorCode, ...] = (
+    E.BAD_PARAM,
+    E.UNKNOWN_ORDER,
+    E.ORDER_NOT_OPEN,
+    E.INSTRUMENT_HALTED,
+    E.CANCEL_ONLY,
+    E.AMEND_REJECTED,
+    E.DUPLICATE_CL_ORD_ID,
+    E.INVALID_PRICE_TICK,
+    E.INVALID_QTY_STEP,
+    E.BELOW_MIN_QTY,
+    E.PRICE_BAND,
+    E.BELOW_MIN_NOTIONAL,
+    E.INSUFFICIENT_BALANCE,
+    E.POST_ONLY_MODE,
+    E.POST_ONLY_WOULD_TAKE,
+)
+
+CANCEL_ALL_PRECEDENCE: tuple[ErrorCode, ...] = (E.BAD_PARAM, E.UNKNOWN_SYMBOL)
+
+LIST_INSTRUMENT_PRECEDENCE: tuple[ErrorCode, ...] = (E.BAD_PARAM, E.INSTRUMENT_EXISTS)
+
+SET_STATUS_PRECEDENCE: tuple[ErrorCode, ...] = (
+    E.BAD_PARAM,
+    E.UNKNOWN_SYMBOL,
+    E.INSTRUMENT_DELISTED,
+)
+
+SET_REFERENCE_PRICE_PRECEDENCE: tuple[ErrorCode, ...] = (
+    E.BAD_PARAM,
+    E.UNKNOWN_SYMBOL,
+    E.INSTRUMENT_DELISTED,
+    E.INVALID_PRICE_TICK,
+)

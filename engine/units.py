@@ -1,0 +1,42 @@
+"""Exact conversion between decimal strings and the integer units the engine computes in.
+
+A value at scale `s` is an integer count of 10**-s: "187.25" at scale 2 is 18725. Parsing
+is strict: plain notation only (digits, at most one point, no sign, exponent or spaces),
+and a digit beyond the scale that is not zero raises `PrecisionError`; nothing is ever
+rounded. Trailing zeros past the scale are accepted since they lose nothing. Values are
+bounded by `UNITS_MAX` so that every amount fits a signed 64-bit SQLite INTEGER.
+"""
+
+UNITS_MAX = 2**62  # headroom under int64: sums of a few amounts still fit SQLite INTEGER
+SCALE_MAX = 18  # 10**18 units per whole already exceeds every asset we trade
+
+
+class PrecisionError(ValueError):
+    """The text has more decimals than the scale allows."""
+
+
+def parse_units(text: str, scale: int) -> int:
+    """Parse a non-negative plain decimal string into integer units at `scale`."""
+    if not 0 <= scale <= SCALE_MAX:
+        raise ValueError(f"scale {scale} is outside 0..{SCALE_MAX}")
+    whole, point, fraction = text.partition(".")
+    if not whole.isdigit() or not whole.isascii() or (point and not fraction):
+        raise ValueError(f"{text!r} is not a plain decimal number")
+    if fraction and (not fraction.isdigit() or not fraction.isascii()):
+        raise ValueError(f"{text!r} is not a plain decimal number")
+    kept, excess = fraction[:scale], fraction[scale:]
+    if excess.strip("0"):
+        raise PrecisionError(f"{text!r} has more than {scale} decimals")
+    units: int = int(whole) * 10**scale + (int(kept.ljust(scale, "0")) if scale else 0)
+    if units > UNITS_MAX:
+        raise ValueError(f"{text!r} is too large")
+    return units
+
+
+def format_units(units: int, scale: int) -> str:
+    """Format integer units at `scale` with exactly `scale` decimals ("18725", 2 -> "187.25")."""
+    sign = "-" if units < 0 else ""
+    whole, fraction = divmod(abs(units), 10**scale)
+    if scale == 0:
+        return f"{sign}{whole}"
+    return f"{sign}{whole}.{fraction:0{scale}d}"

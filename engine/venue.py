@@ -1,0 +1,830 @@
+"""The venue's state machine: `Venue.execute(command) -> events`, deterministic and pure.
+
+Owns every market (book, status, band), every open order and the indexes over them (by id,
+by account, by client order id), the gtd expiry queue and the id counters. Matching is
+price-time priority at the maker's price; self-trade prevention follows the taker's mode.
+Each command is checked in the order its `*_PRECEDENCE` tuple in `engine.reasons` lists,
+and a refused command changes nothing. Before any command runs, gtd orders whose expiry
+has come are expired, so no order trades after its expire_at.
+
+The same commands always give the same events and the same `state_hash()`: time and ids
+arrive in commands or come from counters, and every iteration is in insertion order.
+"""
+
+import hashlib
+from collections.abc import Callable, Iterator
+from heapq import heapify, heappop, heappush
+from itertools import islice
+from typing import Any
+
+import msgspec
+
+from engine import invariants
+from engine.book import BookSide, Level, Order, OrderBook
+from engine.commands import (
+    AdvanceClock,
+    AmendOrder,
+    CancelAll,
+    CancelOrder,
+    Command,
+    ListInstrument,
+    PlaceOrder,
+    SetInstrumentStatus,
+    SetReferencePrice,
+)
+from engine.enums import (
+    CancelReason,
+    InstrumentStatus,
+    Liquidity,
+    OrderStatus,
+    OrderType,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
+from engine.events import (
+    CommandRejected,
+    Event,
+    InstrumentListed,
+    InstrumentStatusChanged,
+    OrderAccepted,
+    OrderAmended,
+    OrderCanceled,
+    OrderExpired,
+    ReferencePriceSet,
+    SelfTradePrevented,
+    TradeExecuted,
+)
+from engine.instrument import InstrumentSpec
+from engine.market import Market
+from engine.reasons import ErrorCode
+from engine.units import UNITS_MAX
+
+CL_ORD_ID_LENGTH_MAX = 36  # the protocol's bound on client ids
+TAG_LENGTH_MAX = 36  # same bound for free-form tags
+
+# Hot-path aliases: a module global is one dict lookup, an enum member two.
+BUY = Side.BUY
+SELL = Side.SELL
+LIMIT = OrderType.LIMIT
+MARKET = OrderType.MARKET
+GTC = TimeInForce.GTC
+IOC = TimeInForce.IOC
+FOK = TimeInForce.FOK
+GTD = TimeInForce.GTD
+STP_NONE = SelfTradePrevention.NONE
+EXPIRE_TAKER = SelfTradePrevention.EXPIRE_TAKER
+EXPIRE_MAKER = SelfTradePrevention.EXPIRE_MAKER
+EXPIRE_BOTH = SelfTradePrevention.EXPIRE_BOTH
+NEW = OrderStatus.NEW
+PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED
+FILLED = OrderStatus.FILLED
+OPEN = InstrumentStatus.OPEN
+IOC_REST = CancelReason.IOC_REST
+E = ErrorCode
+
+
+class VenueConfig(msgspec.Struct, frozen=True):
+    # A market maker quoting 20 levels a side on 50 symbols needs 2,000; 10x leaves room.
+    open_orders_per_account_max: int = 20_000
+    # How many closed orders still answer ORDER_NOT_OPEN rather than UNKNOWN_ORDER:
+    # about a minute of heavy flow, at a few dozen bytes each.
+    closed_orders_retained_max: int = 1_000_000
+
+
+class Venue:
+    """Markets and orders of the whole venue, changed only by `execute`."""
+
+    def __init__(self, config: VenueConfig | None = None) -> None:
+        self.config = config or VenueConfig()
+        self.markets: dict[str, Market] = {}
+        self.orders: dict[int, Order] = {}
+        self.account_orders: dict[int, dict[int, Order]] = {}
+        self.cl_ord_index: dict[tuple[int, str], Order] = {}
+        self.closed_orders: dict[int, int] = {}  # order id -> account, oldest first
+        self.gtd_queue: list[tuple[int, int]] = []  # heap of (expire_at_us, order_id)
+        self.last_order_id = 0
+        self.ts_us = 0
+        self._handlers: dict[type[Command], Callable[[Any, list[Event]], None]] = {
+            PlaceOrder: self._place,
+            CancelOrder: self._cancel,
+            AmendOrder: self._amend,
+            CancelAll: self._cancel_all,
+            ListInstrument: self._list_instrument,
+            SetInstrumentStatus: self._set_status,
+            SetReferencePrice: self._set_reference_price,
+            AdvanceClock: self._advance_clock,
+        }
+
+    # ----------------------------------------------------------------- entry point
+
+    def execute(self, command: Command) -> list[Event]:
+        """Apply one command and return what happened, in order."""
+        ts = command.ts_us
+        assert ts >= self.ts_us, f"time went backwards: {ts} < {self.ts_us}"
+        self.ts_us = ts
+        events: list[Event] = []
+        queue = self.gtd_queue
+        if queue and queue[0][0] <= ts:
+            self._expire_due(ts, events)
+        self._handlers[type(command)](command, events)
+        return events
+
+    # ----------------------------------------------------------------- queries
+
+    def book(self, symbol: str) -> OrderBook:
+        return self.markets[symbol].book
+
+    def open_orders(self, account: int) -> list[Order]:
+        return list(self.account_orders.get(account, {}).values())
+
+    def find_order(self, account: int, order_id: int, cl_ord_id: str | None) -> Order | None:
+        """The account's open order by id or client id; other accounts' orders are invisible."""
+        if cl_ord_id is not None:
+            return self.cl_ord_index.get((account, cl_ord_id))
+        order = self.orders.get(order_id)
+        return order if order is not None and order.account == account else None
+
+    def state_hash(self) -> str:
+        """A digest of everything that decides future events; equal states, equal hashes."""
+        return hashlib.blake2b(msgspec.msgpack.encode(self._state()), digest_size=32).hexdigest()
+
+    def check_invariants(self) -> None:
+        """Assert every whole-state invariant; a failure is a bug (see engine.invariants)."""
+        invariants.check_venue(self)
+
+    def _state(self) -> list[object]:
+        markets = [
+            [
+                market.spec,
+                market.status,
+                market.reference_price,
+                market.last_trade_id,
+                [_order_state(order) for order in market.book.iter_orders()],
+            ]
+            for _, market in sorted(self.markets.items())
+        ]
+        closed = list(self.closed_orders.items())
+        return [self.ts_us, self.last_order_id, markets, closed]
+
+    # ----------------------------------------------------------------- place
+
+    def _place(self, cmd: PlaceOrder, events: list[Event]) -> None:
+        problem = _place_shape_problem(cmd)
+        if problem is not None:
+            return self._reject(events, cmd, "place_order", E.BAD_PARAM, problem)
+        market = self.markets.get(cmd.symbol)
+        if market is None:
+            return self._reject(events, cmd, "place_order", E.UNKNOWN_SYMBOL, cmd.symbol)
+        side = cmd.side
+        price = cmd.price
+        qty = cmd.qty
+        is_limit = cmd.order_type is LIMIT
+        reason = self._place_refusal(cmd, market)
+        if reason is not None:
+            code, detail = reason
+            live = self.cl_ord_index.get((cmd.account, cmd.cl_ord_id)) if cmd.cl_ord_id else None
+            order_id = live.order_id if code is E.DUPLICATE_CL_ORD_ID and live else 0
+            return self._reject(events, cmd, "place_order", code, detail, order_id)
+
+        book = market.book
+        opposite = book.asks if side is BUY else book.bids
+        if is_limit:
+            limit_key = price * opposite.sign
+        else:
+            limit_key = (market.band_high if side is BUY else market.band_low) * opposite.sign
+        best = opposite.best
+        crosses = best is not None and best.key <= limit_key
+        if crosses and cmd.post_only:
+            return self._reject(
+                events, cmd, "place_order", E.POST_ONLY_WOULD_TAKE, "the order would take"
+            )
+        if cmd.tif is FOK and not _fillable(opposite, limit_key, qty, cmd.account, cmd.stp):
+            return self._reject(
+                events, cmd, "place_order", E.FOK_NOT_FILLABLE, "not enough liquidity"
+            )
+        if not is_limit and not crosses:
+            return self._reject(
+                events,
+                cmd,
+                "place_order",
+                E.MARKET_NO_LIQUIDITY,
+                "nothing to trade within the band",
+            )
+
+        self.last_order_id = order_id = self.last_order_id + 1
+        ts = cmd.ts_us
+        order = Order(
+            order_id,
+            cmd.account,
+            cmd.symbol,
+            side,
+            cmd.order_type,
+            cmd.tif,
+            price,
+            qty,
+            cmd.post_only,
+            cmd.stp,
+            cmd.cl_ord_id,
+            cmd.tag,
+            cmd.expire_at_us,
+        )
+        events.append(
+            OrderAccepted(
+                ts,
+                order_id,
+                cmd.account,
+                cmd.symbol,
+                side,
+                cmd.order_type,
+                cmd.tif,
+                price,
+                qty,
+                cmd.quote_qty,
+                cmd.post_only,
+                cmd.stp,
+                cmd.cl_ord_id,
+                cmd.tag,
+                cmd.expire_at_us,
+            )
+        )
+        open_after = True
+        if crosses:
+            open_after = self._match(market, order, opposite, limit_key, cmd.quote_qty, events)
+        if not open_after:
+            self._retire(order)
+        elif is_limit and (cmd.tif is GTC or cmd.tif is GTD):
+            self._rest(book, order)
+        else:
+            canceled = order.leaves_qty
+            order.leaves_qty = 0
+            order.status = OrderStatus.CANCELED
+            events.append(
+                OrderCanceled(
+                    ts, order_id, order.account, order.symbol, IOC_REST, canceled, order.cum_qty
+                )
+            )
+            self._retire(order)
+        return None
+
+    def _place_refusal(self, cmd: PlaceOrder, market: Market) -> tuple[ErrorCode, str] | None:
+        """The first business reason to refuse a well-formed order, in precedence order."""
+        status = market.status
+        if status is not OPEN:
+            if status is InstrumentStatus.DELISTED:
+                return E.INSTRUMENT_DELISTED, f"{market.symbol} is delisted"
+            if status is InstrumentStatus.HALTED:
+                return E.INSTRUMENT_HALTED, f"{market.symbol} is halted"
+            if status is InstrumentStatus.CANCEL_ONLY:
+                return E.CANCEL_ONLY, f"{market.symbol} accepts only cancels"
+            if not cmd.post_only:
+                return E.POST_ONLY_MODE, f"{market.symbol} accepts only post-only orders"
+        if cmd.tif is GTD and cmd.expire_at_us <= cmd.ts_us:
+            return E.INVALID_EXPIRE_AT, "expire_at is not in the future"
+        if cmd.cl_ord_id is not None and (cmd.account, cmd.cl_ord_id) in self.cl_ord_index:
+            return E.DUPLICATE_CL_ORD_ID, f"cl_ord_id {cmd.cl_ord_id!r} is in use"
+        price = cmd.price
+        qty = cmd.qty
+        if price % market.price_tick:
+            return E.INVALID_PRICE_TICK, "price is not on the tick"
+        if qty % market.qty_step:
+            return E.INVALID_QTY_STEP, "qty is not a multiple of the step"
+        if cmd.quote_qty == 0 and qty < market.min_qty:
+            return E.BELOW_MIN_QTY, "qty is below the minimum"
+        if cmd.order_type is LIMIT:
+            if price > market.band_high if cmd.side is BUY else price < market.band_low:
+                return E.PRICE_BAND, "price is outside the band"
+            if market.below_min_notional(price, qty):
+                return E.BELOW_MIN_NOTIONAL, "notional is below the minimum"
+            if (cmd.tif is GTC or cmd.tif is GTD) and len(
+                self.account_orders.get(cmd.account, ())
+            ) >= self.config.open_orders_per_account_max:
+                return E.TOO_MANY_OPEN_ORDERS, "the account has too many open orders"
+        elif cmd.quote_qty:
+            if cmd.quote_qty < market.min_notional:
+                return E.BELOW_MIN_NOTIONAL, "quote_qty is below the minimum notional"
+        elif market.below_min_notional(market.reference_price, qty):
+            return E.BELOW_MIN_NOTIONAL, "notional at the reference price is below the minimum"
+        return None
+
+    # ----------------------------------------------------------------- matching
+
+    def _match(
+        self,
+        market: Market,
+        taker: Order,
+        opposite: BookSide,
+        limit_key: int,
+        quote_qty: int,
+        events: list[Event],
+    ) -> bool:
+        """Trade `taker` against `opposite` up to `limit_key`; True if it is still open.
+
+        With `quote_qty` (a market buy by amount), the order buys whole steps while the
+        exact cost stays within `quote_qty`, and is done once one more step is beyond it.
+        """
+        ts = self.ts_us
+        symbol = market.symbol
+        taker_id = taker.order_id
+        taker_account = taker.account
+        taker_side = taker.side
+        stp = taker.stp
+        step = market.qty_step
+        num = market.notional_num
+        quote_left = quote_qty * market.notional_den  # exact budget, in 1/den quote units
+        last_price = 0
+        open_after = True
+        matching = True
+        while matching:
+            level = opposite.best
+            if level is None or level.key > limit_key:
+                break
+            price = level.price
+            gone: list[Order] = []
+            for maker in level.orders.values():
+                if maker.account == taker_account and stp is not STP_NONE:
+                    if stp is not EXPIRE_TAKER:  # expire_maker or expire_both
+                        self._prevent(maker, Liquidity.MAKER, taker_id, level, events)
+                        gone.append(maker)
+                    if stp is not EXPIRE_MAKER:  # expire_taker or expire_both
+                        self._prevent(taker, Liquidity.TAKER, maker.order_id, None, events)
+                        open_after = matching = False
+                        break
+                    continue
+                if quote_qty:
+                    qty = quote_left // (price * num) // step * step
+                    if not qty:  # the budget buys no whole step at this price
+                        matching = False
+                        break
+                    if qty > maker.leaves_qty:
+                        qty = maker.leaves_qty
+                else:
+                    qty = taker.leaves_qty
+                    if qty > maker.leaves_qty:
+                        qty = maker.leaves_qty
+                maker.leaves_qty -= qty
+                maker.cum_qty += qty
+                maker.filled_value += price * qty
+                level.qty -= qty
+                taker.cum_qty += qty
+                taker.filled_value += price * qty
+                if maker.leaves_qty:
+                    maker.status = PARTIALLY_FILLED
+                else:
+                    maker.status = FILLED
+                    gone.append(maker)
+                if quote_qty:
+                    # Later levels only cost more, so a budget short of one step here is spent.
+                    quote_left -= price * qty * num
+                    done = quote_left < price * num * step
+                else:
+                    taker.leaves_qty -= qty
+                    done = not taker.leaves_qty
+                taker.status = FILLED if done else PARTIALLY_FILLED
+                market.last_trade_id += 1
+                last_price = price
+                events.append(
+                    TradeExecuted(
+                        ts,
+                        symbol,
+                        market.last_trade_id,
+                        price,
+                        qty,
+                        taker_side,
+                        maker.order_id,
+                        maker.account,
+                        maker.leaves_qty,
+                        maker.cum_qty,
+                        maker.status,
+                        taker_id,
+                        taker_account,
+                        taker.leaves_qty,
+                        taker.cum_qty,
+                        taker.status,
+                    )
+                )
+                if done:
+                    open_after = matching = False
+                    break
+            orders = level.orders
+            for maker in gone:
+                del orders[maker.order_id]
+                self._retire(maker)
+            if not orders:
+                opposite.drop_level(level)
+        if last_price:
+            market.set_reference_price(last_price)
+        return open_after
+
+    def _prevent(
+        self,
+        order: Order,
+        liquidity: Liquidity,
+        counter_order_id: int,
+        level: Level | None,
+        events: list[Event],
+    ) -> None:
+        """Expire `order` for self-trade prevention; the caller takes it out of the book."""
+        prevented = order.leaves_qty
+        if level is not None:
+            level.qty -= prevented
+        order.leaves_qty = 0
+        order.status = OrderStatus.EXPIRED
+        events.append(
+            SelfTradePrevented(
+                self.ts_us,
+                order.order_id,
+                order.account,
+                order.symbol,
+                prevented,
+                order.cum_qty,
+                liquidity,
+                counter_order_id,
+            )
+        )
+
+    # ----------------------------------------------------------------- cancel
+
+    def _cancel(self, cmd: CancelOrder, events: list[Event]) -> None:
+        if (cmd.order_id > 0) == (cmd.cl_ord_id is not None) or cmd.order_id < 0:
+            return self._reject(
+                events, cmd, "cancel_order", E.BAD_PARAM, "give exactly one of order_id, cl_ord_id"
+            )
+        order = self.find_order(cmd.account, cmd.order_id, cmd.cl_ord_id)
+        if order is None:
+            return self._reject_missing(events, cmd, "cancel_order")
+        self._cancel_open(order, cmd.reason, events)
+        return None
+
+    def _cancel_open(self, order: Order, reason: CancelReason, events: list[Event]) -> None:
+        """Take an open order out of the book and report it canceled."""
+        self.markets[order.symbol].book.side(order.side).remove(order)
+        canceled = order.leaves_qty
+        order.leaves_qty = 0
+        order.status = OrderStatus.CANCELED
+        self._retire(order)
+        events.append(
+            OrderCanceled(
+                self.ts_us,
+                order.order_id,
+                order.account,
+                order.symbol,
+                reason,
+                canceled,
+                order.cum_qty,
+            )
+        )
+
+    def _cancel_all(self, cmd: CancelAll, events: list[Event]) -> None:
+        if cmd.account <= 0 or (cmd.side is not None and not isinstance(cmd.side, Side)):
+            return self._reject(events, cmd, "cancel_all", E.BAD_PARAM, "bad account or side")
+        if cmd.symbol is not None and cmd.symbol not in self.markets:
+            return self._reject(events, cmd, "cancel_all", E.UNKNOWN_SYMBOL, cmd.symbol)
+        for order in list(self.account_orders.get(cmd.account, {}).values()):
+            if (
+                (cmd.symbol is None or order.symbol == cmd.symbol)
+                and (cmd.side is None or order.side is cmd.side)
+                and (cmd.tag is None or order.tag == cmd.tag)
+            ):
+                self._cancel_open(order, cmd.reason, events)
+        return None
+
+    # ----------------------------------------------------------------- amend
+
+    def _amend(self, cmd: AmendOrder, events: list[Event]) -> None:
+        if (cmd.order_id > 0) == (cmd.cl_ord_id is not None) or not (
+            cmd.order_id >= 0 and 0 <= cmd.price <= UNITS_MAX and 0 <= cmd.qty <= UNITS_MAX
+        ):
+            return self._reject(
+                events, cmd, "amend_order", E.BAD_PARAM, "one of order_id, cl_ord_id; no negatives"
+            )
+        if not (cmd.price or cmd.qty or cmd.new_cl_ord_id is not None) or _too_long(
+            cmd.new_cl_ord_id, CL_ORD_ID_LENGTH_MAX
+        ):
+            return self._reject(
+                events, cmd, "amend_order", E.BAD_PARAM, "give price, qty or a new cl_ord_id"
+            )
+        order = self.find_order(cmd.account, cmd.order_id, cmd.cl_ord_id)
+        if order is None:
+            return self._reject_missing(events, cmd, "amend_order")
+        market = self.markets[order.symbol]
+        refusal = self._amend_refusal(cmd, order, market)
+        if refusal is not None:
+            code, detail = refusal
+            return self._reject(events, cmd, "amend_order", code, detail, order.order_id)
+        self._apply_amend(cmd, order, market, events)
+        return None
+
+    def _amend_refusal(
+        self, cmd: AmendOrder, order: Order, market: Market
+    ) -> tuple[ErrorCode, str] | None:
+        """The first business reason to refuse this amend, in precedence order."""
+        if market.status is InstrumentStatus.HALTED:
+            return E.INSTRUMENT_HALTED, f"{market.symbol} is halted"
+        if market.status is InstrumentStatus.CANCEL_ONLY:
+            return E.CANCEL_ONLY, f"{market.symbol} accepts only cancels"
+        price = cmd.price or order.price
+        qty = cmd.qty or order.qty
+        new_cl = cmd.new_cl_ord_id
+        renames = new_cl is not None and new_cl != order.cl_ord_id
+        if price == order.price and qty == order.qty and not renames:
+            return E.AMEND_REJECTED, "the amend changes nothing"
+        if renames and (order.account, new_cl) in self.cl_ord_index:
+            return E.DUPLICATE_CL_ORD_ID, f"cl_ord_id {new_cl!r} is in use"
+        if price % market.price_tick:
+            return E.INVALID_PRICE_TICK, "price is not on the tick"
+        if qty % market.qty_step:
+            return E.INVALID_QTY_STEP, "qty is not a multiple of the step"
+        if qty <= order.cum_qty:
+            return None  # completes the order: nothing left to check
+        if qty < market.min_qty:
+            return E.BELOW_MIN_QTY, "qty is below the minimum"
+        if price > market.band_high if order.side is BUY else price < market.band_low:
+            return E.PRICE_BAND, "price is outside the band"
+        if market.below_min_notional(price, qty):
+            return E.BELOW_MIN_NOTIONAL, "notional is below the minimum"
+        if price != order.price and _crosses(market.book.opposite(order.side), price):
+            if market.status is InstrumentStatus.POST_ONLY:
+                return E.POST_ONLY_MODE, f"{market.symbol} accepts only post-only orders"
+            if order.post_only:
+                return E.POST_ONLY_WOULD_TAKE, "the amended order would take"
+        return None
+
+    def _apply_amend(
+        self, cmd: AmendOrder, order: Order, market: Market, events: list[Event]
+    ) -> None:
+        price = cmd.price or order.price
+        qty = cmd.qty or order.qty
+        new_cl = cmd.new_cl_ord_id
+        if new_cl is not None and new_cl != order.cl_ord_id:
+            if order.cl_ord_id is not None:
+                del self.cl_ord_index[(order.account, order.cl_ord_id)]
+            self.cl_ord_index[(order.account, new_cl)] = order
+            order.cl_ord_id = new_cl
+        book_side = market.book.side(order.side)
+        keeps_priority = price == order.price and qty <= order.qty
+        if qty <= order.cum_qty:  # amended down to what already traded: done
+            book_side.remove(order)
+            order.qty = qty
+            order.leaves_qty = 0
+            order.status = FILLED
+            self._retire(order)
+        elif keeps_priority:
+            reduction = order.qty - qty
+            book_side.levels[price * book_side.sign].qty -= reduction
+            order.leaves_qty -= reduction
+            order.qty = qty
+        else:
+            book_side.remove(order)
+            order.price = price
+            order.qty = qty
+            order.leaves_qty = qty - order.cum_qty
+        events.append(
+            OrderAmended(
+                self.ts_us,
+                order.order_id,
+                order.account,
+                order.symbol,
+                order.price,
+                order.qty,
+                order.leaves_qty,
+                order.cum_qty,
+                order.status,
+                keeps_priority,
+                order.cl_ord_id,
+            )
+        )
+        if keeps_priority or not order.leaves_qty:
+            return
+        opposite = market.book.opposite(order.side)
+        limit_key = price * opposite.sign
+        best = opposite.best
+        crosses = best is not None and best.key <= limit_key
+        if crosses and not self._match(market, order, opposite, limit_key, 0, events):
+            self._retire(order)
+            return
+        book_side.add(order)
+
+    # ----------------------------------------------------------------- time
+
+    def _advance_clock(self, cmd: AdvanceClock, events: list[Event]) -> None:
+        """Nothing more to do: `execute` has already expired what was due."""
+
+    def _expire_due(self, ts: int, events: list[Event]) -> None:
+        queue = self.gtd_queue
+        while queue and queue[0][0] <= ts:
+            expire_at, order_id = heappop(queue)
+            order = self.orders.get(order_id)
+            if order is None or order.expire_at_us != expire_at:
+                continue  # already gone
+            self.markets[order.symbol].book.side(order.side).remove(order)
+            expired = order.leaves_qty
+            order.leaves_qty = 0
+            order.status = OrderStatus.EXPIRED
+            self._retire(order)
+            events.append(
+                OrderExpired(
+                    ts,
+                    order_id,
+                    order.account,
+                    order.symbol,
+                    CancelReason.GTD,
+                    expired,
+                    order.cum_qty,
+                )
+            )
+
+    # ----------------------------------------------------------------- operators
+
+    def _list_instrument(self, cmd: ListInstrument, events: list[Event]) -> None:
+        spec = cmd.spec
+        problem = spec.problem() if isinstance(spec, InstrumentSpec) else "spec is missing"
+        if problem is not None:
+            return self._reject(events, cmd, "list_instrument", E.BAD_PARAM, problem)
+        if spec.symbol in self.markets:
+            return self._reject(events, cmd, "list_instrument", E.INSTRUMENT_EXISTS, spec.symbol)
+        self.markets[spec.symbol] = Market(spec)
+        events.append(InstrumentListed(cmd.ts_us, spec))
+        return None
+
+    def _set_status(self, cmd: SetInstrumentStatus, events: list[Event]) -> None:
+        if not isinstance(cmd.status, InstrumentStatus):
+            return self._reject(events, cmd, "set_instrument_status", E.BAD_PARAM, "bad status")
+        market = self._operable_market(cmd, "set_instrument_status", events)
+        if market is None:
+            return None
+        market.status = cmd.status
+        events.append(InstrumentStatusChanged(cmd.ts_us, market.symbol, cmd.status))
+        if cmd.status is InstrumentStatus.DELISTED:
+            for order in list(market.book.iter_orders()):
+                self._cancel_open(order, CancelReason.ADMIN, events)
+        return None
+
+    def _set_reference_price(self, cmd: SetReferencePrice, events: list[Event]) -> None:
+        if not 0 < cmd.price <= UNITS_MAX:
+            return self._reject(
+                events, cmd, "set_reference_price", E.BAD_PARAM, "price must be positive"
+            )
+        market = self._operable_market(cmd, "set_reference_price", events)
+        if market is None:
+            return None
+        if cmd.price % market.price_tick:
+            return self._reject(
+                events, cmd, "set_reference_price", E.INVALID_PRICE_TICK, "price is not on the tick"
+            )
+        market.set_reference_price(cmd.price)
+        events.append(ReferencePriceSet(cmd.ts_us, market.symbol, cmd.price))
+        return None
+
+    def _operable_market(
+        self, cmd: SetInstrumentStatus | SetReferencePrice, name: str, events: list[Event]
+    ) -> Market | None:
+        """The listed, not delisted market the operator command names, or a rejection."""
+        market = self.markets.get(cmd.symbol)
+        if market is None:
+            self._reject(events, cmd, name, E.UNKNOWN_SYMBOL, cmd.symbol)
+        elif market.status is InstrumentStatus.DELISTED:
+            self._reject(events, cmd, name, E.INSTRUMENT_DELISTED, cmd.symbol)
+            market = None
+        return market
+
+    # ----------------------------------------------------------------- bookkeeping
+
+    def _rest(self, book: OrderBook, order: Order) -> None:
+        """Put an open order in the book and in every index."""
+        (book.bids if order.side is BUY else book.asks).add(order)
+        order_id = order.order_id
+        self.orders[order_id] = order
+        by_account = self.account_orders.get(order.account)
+        if by_account is None:
+            by_account = self.account_orders[order.account] = {}
+        by_account[order_id] = order
+        if order.cl_ord_id is not None:
+            self.cl_ord_index[(order.account, order.cl_ord_id)] = order
+        if order.tif is GTD:
+            self._queue_expiry(order)
+
+    def _retire(self, order: Order) -> None:
+        """Forget a closed order (already out of the book), remembering only its owner."""
+        order_id = order.order_id
+        if self.orders.pop(order_id, None) is not None:
+            by_account = self.account_orders[order.account]
+            del by_account[order_id]
+            if not by_account:
+                del self.account_orders[order.account]
+            if order.cl_ord_id is not None:
+                del self.cl_ord_index[(order.account, order.cl_ord_id)]
+        closed = self.closed_orders
+        closed[order_id] = order.account
+        if len(closed) > self.config.closed_orders_retained_max:
+            for oldest in list(islice(closed, len(closed) // 10 or 1)):
+                del closed[oldest]
+
+    def _queue_expiry(self, order: Order) -> None:
+        queue = self.gtd_queue
+        heappush(queue, (order.expire_at_us, order.order_id))
+        if len(queue) > 2 * len(self.orders) + 1024:  # mostly stale entries: rebuild
+            live = [(o.expire_at_us, o.order_id) for o in self.orders.values() if o.tif is GTD]
+            heapify(live)
+            self.gtd_queue = live
+
+    def _reject_missing(
+        self, events: list[Event], cmd: CancelOrder | AmendOrder, name: str
+    ) -> None:
+        """Refuse a command on an order the account has no open order for."""
+        if cmd.cl_ord_id is None and self.closed_orders.get(cmd.order_id) == cmd.account:
+            self._reject(events, cmd, name, E.ORDER_NOT_OPEN, "the order is closed", cmd.order_id)
+        else:
+            self._reject(events, cmd, name, E.UNKNOWN_ORDER, "no such order", cmd.order_id)
+
+    def _reject(
+        self,
+        events: list[Event],
+        cmd: Any,
+        name: str,
+        reason: ErrorCode,
+        detail: str,
+        order_id: int = 0,
+    ) -> None:
+        events.append(
+            CommandRejected(
+                cmd.ts_us,
+                name,
+                reason,
+                detail,
+                getattr(cmd, "account", 0),
+                getattr(cmd, "symbol", None),
+                order_id,
+                getattr(cmd, "cl_ord_id", None),
+            )
+        )
+
+
+def _place_shape_problem(cmd: PlaceOrder) -> str | None:
+    """What makes this order malformed regardless of any state, or None."""
+    if cmd.account <= 0:
+        return "account must be positive"
+    if cmd.side is not BUY and cmd.side is not SELL:
+        return "side must be buy or sell"
+    if not isinstance(cmd.stp, SelfTradePrevention):
+        return "unknown stp mode"
+    if not 0 <= cmd.qty <= UNITS_MAX or not 0 <= cmd.price <= UNITS_MAX:
+        return "price and qty must be within range"
+    if _too_long(cmd.cl_ord_id, CL_ORD_ID_LENGTH_MAX) or _too_long(cmd.tag, TAG_LENGTH_MAX):
+        return "cl_ord_id and tag may have 1..36 characters"
+    tif = cmd.tif
+    if (tif is GTD) != (cmd.expire_at_us > 0):
+        return "expire_at is required for gtd and only for gtd"
+    if cmd.order_type is LIMIT:
+        if cmd.price <= 0 or cmd.qty <= 0 or cmd.quote_qty:
+            return "a limit order needs a positive price and qty and no quote_qty"
+        if not isinstance(tif, TimeInForce):
+            return "unknown tif"
+        if cmd.post_only and tif is not GTC and tif is not GTD:
+            return "post_only needs tif gtc or gtd"
+        return None
+    if cmd.order_type is not MARKET:
+        return "order type must be limit or market"
+    if cmd.price or cmd.post_only or (tif is not IOC and tif is not FOK):
+        return "a market order has no price, is not post_only and is ioc or fok"
+    if (cmd.qty > 0) == (cmd.quote_qty > 0) or not 0 <= cmd.quote_qty <= UNITS_MAX:
+        return "a market order needs exactly one of qty and quote_qty"
+    if cmd.quote_qty and (cmd.side is not BUY or tif is not IOC):
+        return "quote_qty is for ioc market buys only"
+    return None
+
+
+def _too_long(text: str | None, length_max: int) -> bool:
+    return text is not None and not 0 < len(text) <= length_max
+
+
+def _crosses(opposite: BookSide, price: int) -> bool:
+    best = opposite.best
+    return best is not None and best.key <= price * opposite.sign
+
+
+def _fillable(
+    opposite: BookSide, limit_key: int, qty: int, account: int, stp: SelfTradePrevention
+) -> bool:
+    """Whether a taker could fill `qty` in full, walking the book without changing it."""
+    available = 0
+    for level in _levels_within(opposite, limit_key):
+        for maker in level.orders.values():
+            if maker.account == account and stp is not STP_NONE:
+                if stp is EXPIRE_MAKER:
+                    continue
+                return False  # the taker would be expired here
+            available += maker.leaves_qty
+            if available >= qty:
+                return True
+    return False
+
+
+def _levels_within(side: BookSide, limit_key: int) -> Iterator[Level]:
+    levels = side.levels
+    for key in side.keys.irange(maximum=limit_key):
+        yield levels[key]
+
+
+def _order_state(order: Order) -> tuple[object, ...]:
+    return tuple(getattr(order, name) for name in Order.__slots__)
