@@ -1,0 +1,50 @@
+"""The `venue` command line: one entry point for running, demonstrating and measuring the venue.
+
+Subcommands are thin: each parses its flags and calls the module that owns the work.
+"""
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    status: int = args.run(args)
+    return status
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="venue", description=__doc__)
+    commands = parser.add_subparsers(title="commands")
+
+    demo = commands.add_parser("demo", help="run a short seeded trading session on the engine")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--orders", type=int, default=2_000)
+    demo.set_defaults(run=_run_demo)
+
+    bench = commands.add_parser("bench", help="benchmarks")
+    bench_commands = bench.add_subparsers(title="benchmarks")
+    from bench import engine_bench
+
+    engine = bench_commands.add_parser("engine", help="the matching engine on seeded workloads")
+    engine_bench.add_arguments(engine)
+    engine.set_defaults(run=engine_bench.run)
+    every = bench_commands.add_parser("all", help="a short run of every benchmark")
+    engine_bench.add_all_arguments(every)
+    every.set_defaults(run=engine_bench.run_all)
+    return parser
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from gateway import demo
+
+    return demo.run(seed=args.seed, orders=args.orders)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Instrument specs: exact notional fractions, soundness checks, and the price band."""
+
+from fractions import Fraction
+
+import pytest
+
+from engine.enums import InstrumentKind
+from engine.instrument import band_limits
+from tests.engine.conftest import make_spec
+
+
+def test_equity_notional_is_price_times_qty() -> None:
+    spec = make_spec()  # price in cents, qty in 1e-6 shares, USD at 6 decimals
+    num, den = spec.notional_fraction
+    # 187.25 x 2.5 shares = 468.125 USD = 468_125_000 units
+    assert Fraction(18_725 * 2_500_000 * num, den) == 468_125_000
+
+
+def test_tbill_notional_is_per_hundred_face() -> None:
+    spec = make_spec(
+        kind=InstrumentKind.TBILL,
+        price_decimals=6,
+        qty_decimals=0,
+        reference_price=98_676_708,
+        maturity_us=1,
+    )
+    num, den = spec.notional_fraction
+    # 98.676708 per 100 of face, 1,000 face -> 986.76708 USD
+    assert Fraction(98_676_708 * 1_000 * num, den) == 986_767_080
+
+
+@pytest.mark.parametrize(
+    ("overrides", "complaint"),
+    [
+        ({"symbol": ""}, "symbol"),
+        ({"quote": "AAPLx"}, "different assets"),
+        ({"price_tick": 0}, "positive"),
+        ({"min_qty": 3, "qty_step": 2}, "multiple of qty_step"),
+        ({"price_band_bps": 0}, "price_band_bps"),
+        ({"reference_price": 10_001, "price_tick": 5}, "reference_price"),
+        ({"taker_fee_bps": 5_000}, "fees"),
+        ({"maturity_us": 5}, "maturity"),
+        ({"kind": InstrumentKind.TBILL}, "maturity"),
+        ({"qty_decimals": 19}, "qty_decimals"),
+    ],
+)
+def test_unsound_specs_say_why(overrides: dict[str, object], complaint: str) -> None:
+    problem = make_spec(**overrides).problem()
+    assert problem is not None and complaint in problem
+
+
+def test_sound_spec_has_no_problem() -> None:
+    assert make_spec().problem() is None
+
+
+def test_band_limits_round_inward_onto_ticks() -> None:
+    assert band_limits(10_000, 1_000, 1) == (9_000, 11_000)
+    # 10% of 10,003 is 1,000.3: high floors to 11,003 -> 11,000 on a 5-tick; low ceils.
+    assert band_limits(10_003, 1_000, 5) == (9_005, 11_000)
+    assert band_limits(100, 10_000, 1) == (1, 200)  # never below one tick

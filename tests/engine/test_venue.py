@@ -1,0 +1,372 @@
+"""The Venue state machine: matching, order types, self-trade prevention, amend, time, status."""
+
+from engine.commands import (
+    AdvanceClock,
+    AmendOrder,
+    CancelAll,
+    CancelOrder,
+    ListInstrument,
+    PlaceOrder,
+    SetInstrumentStatus,
+    SetReferencePrice,
+)
+from engine.enums import (
+    CancelReason,
+    InstrumentStatus,
+    Liquidity,
+    OrderStatus,
+    OrderType,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
+from engine.events import (
+    CommandRejected,
+    OrderAccepted,
+    OrderAmended,
+    OrderCanceled,
+    OrderExpired,
+    SelfTradePrevented,
+    TradeExecuted,
+)
+from engine.reasons import ErrorCode
+from engine.venue import VenueConfig
+from tests.engine.conftest import SYMBOL, Harness, kinds, make_spec
+
+BUY, SELL = Side.BUY, Side.SELL
+
+
+def trades(events: list) -> list[TradeExecuted]:
+    return [e for e in events if isinstance(e, TradeExecuted)]
+
+
+def rejection(events: list) -> ErrorCode:
+    assert len(events) == 1 and isinstance(events[0], CommandRejected), events
+    return events[0].reason
+
+
+def test_price_time_priority_and_maker_price(harness: Harness) -> None:
+    harness.place(1, SELL, 10_010, 100)  # order 1
+    harness.place(2, SELL, 10_000, 100)  # order 2: better price
+    harness.place(3, SELL, 10_000, 100)  # order 3: same price, later
+    events = harness.place(4, BUY, 10_020, 250)
+    fills = trades(events)
+    assert [(t.maker_order_id, t.price, t.qty) for t in fills] == [
+        (2, 10_000, 100),
+        (3, 10_000, 100),
+        (1, 10_010, 50),
+    ]
+    assert [t.trade_id for t in fills] == [1, 2, 3]
+    last = fills[-1]
+    assert last.taker_status is OrderStatus.FILLED and last.taker_cum_qty == 250
+    assert last.maker_status is OrderStatus.PARTIALLY_FILLED and last.maker_leaves_qty == 50
+    assert harness.venue.book(SYMBOL).best_ask() == (10_010, 50)
+
+
+def test_accepted_comes_before_trades_and_rest_rests(harness: Harness) -> None:
+    harness.place(1, SELL, 10_000, 100)
+    events = harness.place(2, BUY, 10_000, 300)
+    assert kinds(events) == ["OrderAccepted", "TradeExecuted"]
+    assert harness.venue.book(SYMBOL).best_bid() == (10_000, 200)
+    order = harness.venue.orders[2]
+    assert order.status is OrderStatus.PARTIALLY_FILLED and order.leaves_qty == 200
+
+
+def test_ioc_rest_is_canceled(harness: Harness) -> None:
+    harness.place(1, SELL, 10_000, 100)
+    events = harness.place(2, BUY, 10_000, 300, tif=TimeInForce.IOC)
+    assert kinds(events) == ["OrderAccepted", "TradeExecuted", "OrderCanceled"]
+    canceled = events[-1]
+    assert isinstance(canceled, OrderCanceled)
+    assert canceled.reason is CancelReason.IOC_REST and canceled.canceled_qty == 200
+    assert harness.venue.book(SYMBOL).best_bid() is None
+
+
+def test_fok_fills_all_or_leaves_the_book_untouched(harness: Harness) -> None:
+    harness.place(1, SELL, 10_000, 100)
+    harness.place(2, SELL, 10_001, 100)
+    assert rejection(harness.place(3, BUY, 10_001, 201, tif=TimeInForce.FOK)) is (
+        ErrorCode.FOK_NOT_FILLABLE
+    )
+    assert harness.venue.book(SYMBOL).depth(5)[1] == [(10_000, 100), (10_001, 100)]
+    events = harness.place(3, BUY, 10_001, 200, tif=TimeInForce.FOK)
+    assert sum(t.qty for t in trades(events)) == 200
+
+
+def test_fok_counts_own_orders_by_stp_mode(harness: Harness) -> None:
+    harness.place(1, SELL, 10_000, 100)  # own order first in the queue
+    harness.place(2, SELL, 10_000, 100)
+    fok = dict(tif=TimeInForce.FOK)
+    assert rejection(harness.place(1, BUY, 10_000, 100, **fok)) is ErrorCode.FOK_NOT_FILLABLE
+    events = harness.place(1, BUY, 10_000, 100, stp=SelfTradePrevention.EXPIRE_MAKER, **fok)
+    assert kinds(events) == ["OrderAccepted", "SelfTradePrevented", "TradeExecuted"]
+
+
+def test_post_only_rejects_instead_of_taking(harness: Harness) -> None:
+    harness.place(1, SELL, 10_000, 100)
+    assert rejection(harness.place(2, BUY, 10_000, 1, post_only=True)) is (
+        ErrorCode.POST_ONLY_WOULD_TAKE
+    )
+    assert kinds(harness.place(2, BUY, 9_999, 1, post_only=True)) == ["OrderAccepted"]
+
+
+def test_market_order_stops_at_the_band(harness: Harness) -> None:
+    harness.place(1, SELL, 10_500, 100)
+    harness.place(1, SELL, 11_000, 100)  # the band's high
+    harness.place(1, SELL, 11_001, 100, symbol=SYMBOL, post_only=False)  # refused: PRICE_BAND
+    events = harness.do(
+        PlaceOrder(
+            account=2,
+            symbol=SYMBOL,
+            side=BUY,
+            order_type=OrderType.MARKET,
+            tif=TimeInForce.IOC,
+            qty=1_000,
+        )
+    )
+    assert [t.price for t in trades(events)] == [10_500, 11_000]
+    assert isinstance(events[-1], OrderCanceled) and events[-1].canceled_qty == 800
+
+
+def test_market_without_liquidity_is_refused(harness: Harness) -> None:
+    market = PlaceOrder(
+        account=2, symbol=SYMBOL, side=SELL, order_type=OrderType.MARKET, tif=TimeInForce.IOC, qty=5
+    )
+    assert rejection(harness.do(market)) is ErrorCode.MARKET_NO_LIQUIDITY
+    harness.place(1, BUY, 8_999, 100)  # below the band's low: out of reach
+    assert rejection(harness.do(market)) is ErrorCode.MARKET_NO_LIQUIDITY
+
+
+def test_market_buy_by_quote_spends_at_most_the_budget(harness: Harness) -> None:
+    harness.place(1, SELL, 10_000, 300_000)  # 0.3 share at 100.00
+    harness.place(1, SELL, 10_050, 10_000_000)
+    budget = 50_000_000  # 50 USD
+    events = harness.do(
+        PlaceOrder(
+            account=2,
+            symbol=SYMBOL,
+            side=BUY,
+            order_type=OrderType.MARKET,
+            tif=TimeInForce.IOC,
+            quote_qty=budget,
+        )
+    )
+    fills = trades(events)
+    # 30 USD buys 0.3 at 100.00; 20 USD buys floor(0.199004975) = 0.199004 at 100.50.
+    assert [(t.price, t.qty) for t in fills] == [(10_000, 300_000), (10_050, 199_004)]
+    spent = sum(t.price * t.qty for t in fills) // 100  # cents x 1e-6 shares -> 1e-6 USD
+    assert spent <= budget and budget - spent < 10_050 // 100
+    assert fills[-1].taker_status is OrderStatus.FILLED
+    assert kinds(events)[-1] == "TradeExecuted"
+
+
+def test_stp_expire_taker(harness: Harness) -> None:
+    harness.place(1, SELL, 10_000, 100)
+    harness.place(2, SELL, 10_001, 100)
+    events = harness.place(1, BUY, 10_001, 50)
+    assert kinds(events) == ["OrderAccepted", "SelfTradePrevented"]
+    prevented = events[1]
+    assert isinstance(prevented, SelfTradePrevented)
+    assert prevented.order_id == 3 and prevented.liquidity is Liquidity.TAKER
+    assert prevented.counter_order_id == 1 and prevented.prevented_qty == 50
+    assert harness.venue.book(SYMBOL).best_ask() == (10_000, 100)
+
+
+def test_stp_expire_maker_goes_on_matching(harness: Harness) -> None:
+    harness.place(1, SELL, 10_000, 100)
+    harness.place(2, SELL, 10_000, 100)
+    events = harness.place(1, BUY, 10_000, 100, stp=SelfTradePrevention.EXPIRE_MAKER)
+    assert kinds(events) == ["OrderAccepted", "SelfTradePrevented", "TradeExecuted"]
+    assert events[1].order_id == 1 and events[1].liquidity is Liquidity.MAKER
+    assert trades(events)[0].maker_order_id == 2
+    assert harness.venue.book(SYMBOL).best_ask() is None
+
+
+def test_stp_expire_both_and_none(harness: Harness) -> None:
+    harness.place(1, SELL, 10_000, 100)
+    events = harness.place(1, BUY, 10_000, 40, stp=SelfTradePrevention.EXPIRE_BOTH)
+    assert [(e.order_id, e.liquidity) for e in events[1:]] == [
+        (1, Liquidity.MAKER),
+        (2, Liquidity.TAKER),
+    ]
+    harness.place(1, SELL, 10_000, 100)
+    events = harness.place(1, BUY, 10_000, 40, stp=SelfTradePrevention.NONE)
+    assert trades(events)[0].maker_account == trades(events)[0].taker_account == 1
+
+
+def test_cancel_own_orders_only(harness: Harness) -> None:
+    harness.place(1, BUY, 9_900, 100, cl_ord_id="mine")
+    assert rejection(harness.do(CancelOrder(account=2, order_id=1))) is ErrorCode.UNKNOWN_ORDER
+    assert rejection(harness.do(CancelOrder(account=2, cl_ord_id="mine"))) is (
+        ErrorCode.UNKNOWN_ORDER
+    )
+    events = harness.do(CancelOrder(account=1, cl_ord_id="mine"))
+    assert isinstance(events[0], OrderCanceled) and events[0].canceled_qty == 100
+    assert rejection(harness.do(CancelOrder(account=1, order_id=1))) is ErrorCode.ORDER_NOT_OPEN
+    assert rejection(harness.do(CancelOrder(account=2, order_id=1))) is ErrorCode.UNKNOWN_ORDER
+    assert rejection(harness.do(CancelOrder(account=1, order_id=99))) is ErrorCode.UNKNOWN_ORDER
+    assert rejection(harness.do(CancelOrder(account=1))) is ErrorCode.BAD_PARAM
+
+
+def test_closed_order_memory_is_bounded() -> None:
+    harness = Harness(VenueConfig(closed_orders_retained_max=10))
+    for _ in range(25):
+        harness.place(1, BUY, 9_900, 1)
+        harness.do(CancelOrder(account=1, order_id=harness.venue.last_order_id))
+    assert len(harness.venue.closed_orders) <= 10
+    assert rejection(harness.do(CancelOrder(account=1, order_id=1))) is ErrorCode.UNKNOWN_ORDER
+    assert rejection(harness.do(CancelOrder(account=1, order_id=25))) is ErrorCode.ORDER_NOT_OPEN
+
+
+def test_duplicate_cl_ord_id_names_the_live_order(harness: Harness) -> None:
+    harness.place(1, BUY, 9_900, 100, cl_ord_id="a")
+    events = harness.place(1, BUY, 9_800, 100, cl_ord_id="a")
+    assert rejection(events) is ErrorCode.DUPLICATE_CL_ORD_ID and events[0].order_id == 1
+    assert kinds(harness.place(2, BUY, 9_800, 100, cl_ord_id="a")) == ["OrderAccepted"]
+    harness.do(CancelOrder(account=1, order_id=1))
+    assert kinds(harness.place(1, BUY, 9_800, 100, cl_ord_id="a")) == ["OrderAccepted"]
+
+
+def test_amend_down_keeps_priority(harness: Harness) -> None:
+    harness.place(1, BUY, 9_900, 100)
+    harness.place(2, BUY, 9_900, 100)
+    events = harness.do(AmendOrder(account=1, order_id=1, qty=60))
+    amended = events[0]
+    assert isinstance(amended, OrderAmended) and amended.priority_kept and amended.leaves_qty == 60
+    level = harness.venue.book(SYMBOL).bids.best
+    assert level is not None and list(level.orders) == [1, 2] and level.qty == 160
+
+
+def test_amend_up_or_reprice_loses_priority(harness: Harness) -> None:
+    harness.place(1, BUY, 9_900, 100)
+    harness.place(2, BUY, 9_900, 100)
+    events = harness.do(AmendOrder(account=1, order_id=1, qty=150))
+    assert not events[0].priority_kept
+    level = harness.venue.book(SYMBOL).bids.best
+    assert level is not None and list(level.orders) == [2, 1]
+    harness.do(AmendOrder(account=2, order_id=2, price=9_950))
+    assert harness.venue.book(SYMBOL).depth(2)[0] == [(9_950, 100), (9_900, 150)]
+
+
+def test_amend_that_crosses_trades_as_taker(harness: Harness) -> None:
+    harness.place(1, SELL, 10_000, 100)
+    harness.place(2, BUY, 9_900, 300)
+    events = harness.do(AmendOrder(account=2, order_id=2, price=10_000))
+    assert kinds(events) == ["OrderAmended", "TradeExecuted"]
+    assert harness.venue.book(SYMBOL).best_bid() == (10_000, 200)
+
+
+def test_amend_to_filled_quantity_completes_the_order(harness: Harness) -> None:
+    harness.place(1, BUY, 10_000, 300)
+    harness.place(2, SELL, 10_000, 100)
+    events = harness.do(AmendOrder(account=1, order_id=1, qty=100))
+    amended = events[0]
+    assert isinstance(amended, OrderAmended)
+    assert amended.status is OrderStatus.FILLED and amended.leaves_qty == 0
+    assert harness.venue.book(SYMBOL).best_bid() is None and 1 not in harness.venue.orders
+
+
+def test_amend_refusals(harness: Harness) -> None:
+    harness.place(1, BUY, 9_900, 100, cl_ord_id="a", post_only=True)
+    harness.place(1, BUY, 9_800, 100, cl_ord_id="b")
+    harness.place(2, SELL, 10_000, 100)
+    cases = [
+        (AmendOrder(account=1, order_id=1, price=9_900), ErrorCode.AMEND_REJECTED),
+        (AmendOrder(account=1, order_id=1, new_cl_ord_id="b"), ErrorCode.DUPLICATE_CL_ORD_ID),
+        (AmendOrder(account=1, order_id=1, price=10_000), ErrorCode.POST_ONLY_WOULD_TAKE),
+        (AmendOrder(account=1, order_id=1, price=11_001), ErrorCode.PRICE_BAND),
+        (AmendOrder(account=2, order_id=1, price=9_901), ErrorCode.UNKNOWN_ORDER),
+        (AmendOrder(account=1, order_id=1), ErrorCode.BAD_PARAM),
+    ]
+    for command, reason in cases:
+        assert rejection(harness.do(command)) is reason, command
+    harness.do(AmendOrder(account=1, cl_ord_id="a", new_cl_ord_id="c"))
+    assert harness.venue.find_order(1, 0, "c") is harness.venue.orders[1]
+    assert harness.venue.find_order(1, 0, "a") is None
+
+
+def test_gtd_orders_expire_before_the_next_command(harness: Harness) -> None:
+    now = harness.now()
+    harness.place(1, SELL, 10_000, 100, tif=TimeInForce.GTD, expire_at_us=now + 10)
+    harness.place(1, SELL, 10_001, 100, tif=TimeInForce.GTD, expire_at_us=now + 1_000)
+    events = harness.do(PlaceOrder(ts_us=now + 10, account=2, symbol=SYMBOL, side=BUY,
+                                   price=10_001, qty=100))  # fmt: skip
+    assert kinds(events) == ["OrderExpired", "OrderAccepted", "TradeExecuted"]
+    assert isinstance(events[0], OrderExpired) and events[0].reason is CancelReason.GTD
+    assert trades(events)[0].maker_order_id == 2
+    harness.place(1, SELL, 10_001, 100, tif=TimeInForce.GTD, expire_at_us=now + 2_000)
+    assert kinds(harness.do(AdvanceClock(ts_us=now + 2_000))) == ["OrderExpired"]
+    events = harness.place(1, SELL, 1, 1, tif=TimeInForce.GTD, expire_at_us=now + 2_000)
+    assert rejection(events) is ErrorCode.INVALID_EXPIRE_AT
+
+
+def test_cancel_all_with_filters(harness: Harness) -> None:
+    harness.place(1, BUY, 9_900, 1, tag="q")
+    harness.place(1, SELL, 10_100, 1, tag="q")
+    harness.place(1, SELL, 10_200, 1)
+    harness.place(2, SELL, 10_200, 1, tag="q")
+    events = harness.do(CancelAll(account=1, side=SELL, tag="q"))
+    assert [e.order_id for e in events] == [2]
+    events = harness.do(CancelAll(account=1))
+    assert [e.order_id for e in events] == [1, 3]
+    assert all(e.reason is CancelReason.MASS_CANCEL for e in events)
+    assert set(harness.venue.orders) == {4}
+    assert rejection(harness.do(CancelAll(account=1, symbol="NOPE"))) is ErrorCode.UNKNOWN_SYMBOL
+
+
+def test_open_order_limit(make_harness) -> None:
+    harness = make_harness(VenueConfig(open_orders_per_account_max=2))
+    harness.place(1, BUY, 9_900, 1)
+    harness.place(1, BUY, 9_900, 1)
+    assert rejection(harness.place(1, BUY, 9_900, 1)) is ErrorCode.TOO_MANY_OPEN_ORDERS
+    harness.place(2, SELL, 9_900, 1)  # fills one: room again
+    assert kinds(harness.place(1, BUY, 9_900, 1)) == ["OrderAccepted"]
+
+
+def test_statuses(harness: Harness) -> None:
+    harness.place(1, BUY, 9_900, 100)
+    status = InstrumentStatus
+    harness.do(SetInstrumentStatus(symbol=SYMBOL, status=status.HALTED))
+    assert rejection(harness.place(2, SELL, 9_900, 1)) is ErrorCode.INSTRUMENT_HALTED
+    harness.do(SetInstrumentStatus(symbol=SYMBOL, status=status.CANCEL_ONLY))
+    assert rejection(harness.place(2, SELL, 9_900, 1)) is ErrorCode.CANCEL_ONLY
+    assert rejection(harness.do(AmendOrder(account=1, order_id=1, qty=5))) is ErrorCode.CANCEL_ONLY
+    harness.do(SetInstrumentStatus(symbol=SYMBOL, status=status.POST_ONLY))
+    assert rejection(harness.place(2, SELL, 10_000, 1)) is ErrorCode.POST_ONLY_MODE
+    assert kinds(harness.place(2, SELL, 10_000, 1, post_only=True)) == ["OrderAccepted"]
+    events = harness.do(SetInstrumentStatus(symbol=SYMBOL, status=status.DELISTED))
+    assert kinds(events) == ["InstrumentStatusChanged", "OrderCanceled", "OrderCanceled"]
+    assert all(e.reason is CancelReason.ADMIN for e in events[1:])
+    assert rejection(harness.place(2, SELL, 10_000, 1)) is ErrorCode.INSTRUMENT_DELISTED
+    events = harness.do(SetInstrumentStatus(symbol=SYMBOL, status=status.OPEN))
+    assert rejection(events) is ErrorCode.INSTRUMENT_DELISTED
+
+
+def test_reference_price_follows_trades_and_operators(harness: Harness) -> None:
+    harness.place(1, SELL, 10_500, 100)
+    harness.place(2, BUY, 10_500, 100)
+    market = harness.venue.markets[SYMBOL]
+    assert market.reference_price == 10_500 and market.band_high == 11_550
+    harness.do(SetReferencePrice(symbol=SYMBOL, price=20_000))
+    assert (market.band_low, market.band_high) == (18_000, 22_000)
+    assert rejection(harness.do(SetReferencePrice(symbol=SYMBOL, price=0))) is ErrorCode.BAD_PARAM
+
+
+def test_listing_twice_is_refused(harness: Harness) -> None:
+    events = harness.do(ListInstrument(spec=make_spec()))
+    assert rejection(events) is ErrorCode.INSTRUMENT_EXISTS
+    events = harness.do(ListInstrument(spec=make_spec(symbol="B", price_tick=0)))
+    assert rejection(events) is ErrorCode.BAD_PARAM
+
+
+def test_accepted_event_describes_the_order(harness: Harness) -> None:
+    events = harness.place(1, BUY, 9_900, 100, cl_ord_id="x", tag="t")
+    accepted = events[0]
+    assert isinstance(accepted, OrderAccepted)
+    assert (accepted.order_id, accepted.status, accepted.leaves_qty, accepted.cum_qty) == (
+        1,
+        OrderStatus.NEW,
+        100,
+        0,
+    )
+    assert (accepted.cl_ord_id, accepted.tag) == ("x", "t")
