@@ -1,0 +1,85 @@
+"""Hypothesis strategies for engine command streams: every command kind, crossing often."""
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from engine.commands import (
+    AdvanceClock,
+    AmendOrder,
+    CancelAll,
+    CancelOrder,
+    Command,
+    PlaceOrder,
+    SetInstrumentStatus,
+    SetReferencePrice,
+)
+from engine.enums import InstrumentStatus, OrderType, SelfTradePrevention, Side, TimeInForce
+from tests.engine.conftest import SYMBOL
+
+accounts = st.integers(min_value=1, max_value=3)
+prices = st.integers(min_value=9_990, max_value=10_010)
+qtys = st.integers(min_value=1, max_value=6)
+order_ids = st.integers(min_value=1, max_value=40)
+cl_ids = st.none() | st.sampled_from(["a", "b", "c"])
+
+
+@st.composite
+def place_orders(draw: Any) -> PlaceOrder:
+    market = draw(st.integers(0, 9)) == 0
+    tif = draw(st.sampled_from(list(TimeInForce)))
+    fields: dict[str, Any] = dict(
+        account=draw(accounts),
+        symbol=SYMBOL,
+        side=draw(st.sampled_from(list(Side))),
+        stp=draw(st.sampled_from(list(SelfTradePrevention))),
+        cl_ord_id=draw(cl_ids),
+        tag=draw(st.none() | st.just("t")),
+    )
+    if market:
+        by_quote = fields["side"] is Side.BUY and draw(st.booleans())
+        fields |= dict(order_type=OrderType.MARKET, tif=TimeInForce.IOC)
+        if by_quote:
+            fields["quote_qty"] = draw(st.integers(1, 700))
+        else:
+            fok_or_ioc = st.sampled_from([TimeInForce.IOC, TimeInForce.FOK])
+            fields |= dict(qty=draw(qtys), tif=draw(fok_or_ioc))
+        return PlaceOrder(**fields)
+    fields |= dict(price=draw(prices), qty=draw(qtys), tif=tif)
+    fields["post_only"] = tif in (TimeInForce.GTC, TimeInForce.GTD) and draw(st.booleans())
+    if tif is TimeInForce.GTD:
+        fields["expire_at_us"] = draw(st.integers(1, 60))  # relative; made absolute by run()
+    return PlaceOrder(**fields)
+
+
+def commands() -> st.SearchStrategy[Command]:
+    return st.one_of(
+        place_orders(),
+        place_orders(),
+        place_orders(),
+        st.builds(CancelOrder, account=accounts, order_id=order_ids),
+        st.builds(CancelOrder, account=accounts, cl_ord_id=st.sampled_from(["a", "b"])),
+        st.builds(
+            AmendOrder,
+            account=accounts,
+            order_id=order_ids,
+            price=st.just(0) | prices,
+            qty=st.just(0) | qtys,
+        ),
+        st.builds(CancelAll, account=accounts, side=st.none() | st.sampled_from(list(Side))),
+        st.builds(
+            SetInstrumentStatus,
+            symbol=st.just(SYMBOL),
+            status=st.sampled_from(
+                [InstrumentStatus.OPEN] * 3
+                + [InstrumentStatus.HALTED, InstrumentStatus.POST_ONLY]
+                + [InstrumentStatus.CANCEL_ONLY]
+            ),
+        ),
+        st.builds(SetReferencePrice, symbol=st.just(SYMBOL), price=prices),
+        st.builds(AdvanceClock),
+    )
+
+
+def command_streams(max_size: int = 60) -> st.SearchStrategy[list[Command]]:
+    return st.lists(commands(), min_size=1, max_size=max_size)
