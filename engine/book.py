@@ -9,6 +9,7 @@ both sides the smallest key is the best level. Matching, validation and events b
 
 from collections.abc import Iterator
 
+import msgspec
 from sortedcontainers import SortedList
 
 from engine.enums import (
@@ -20,68 +21,30 @@ from engine.enums import (
 )
 
 
-class Order:
-    """A live order; mutable so that fills update it in place."""
+class Order(msgspec.Struct, gc=False):
+    """A live order; mutable so that fills update it in place.
 
-    __slots__ = (
-        "account",
-        "cl_ord_id",
-        "cum_qty",
-        "expire_at_us",
-        "filled_value",
-        "leaves_qty",
-        "order_id",
-        "order_type",
-        "post_only",
-        "price",
-        "qty",
-        "side",
-        "status",
-        "stp",
-        "symbol",
-        "tag",
-        "tif",
-    )
+    A msgspec struct rather than a slots class: built in C, it costs a fraction of a Python
+    `__init__` on the hot path. It holds no references back into the book (`gc=False`).
+    """
 
-    def __init__(
-        self,
-        order_id: int,
-        account: int,
-        symbol: str,
-        side: Side,
-        order_type: OrderType,
-        tif: TimeInForce,
-        price: int,
-        qty: int,
-        post_only: bool,
-        stp: SelfTradePrevention,
-        cl_ord_id: str | None,
-        tag: str | None,
-        expire_at_us: int,
-    ) -> None:
-        self.order_id = order_id
-        self.account = account
-        self.symbol = symbol
-        self.side = side
-        self.order_type = order_type
-        self.tif = tif
-        self.price = price
-        self.qty = qty
-        self.leaves_qty = qty
-        self.cum_qty = 0
-        self.filled_value = 0  # sum of price x qty over fills, for the average price
-        self.post_only = post_only
-        self.stp = stp
-        self.cl_ord_id = cl_ord_id
-        self.tag = tag
-        self.expire_at_us = expire_at_us
-        self.status = OrderStatus.NEW
-
-    def __repr__(self) -> str:
-        return (
-            f"Order(id={self.order_id}, account={self.account}, {self.side} "
-            f"{self.leaves_qty}/{self.qty} @ {self.price}, {self.status})"
-        )
+    order_id: int
+    account: int
+    symbol: str
+    side: Side
+    order_type: OrderType
+    tif: TimeInForce
+    price: int
+    qty: int
+    leaves_qty: int
+    cum_qty: int
+    filled_value: int  # sum of price x qty over fills, for the average price
+    post_only: bool
+    stp: SelfTradePrevention
+    cl_ord_id: str | None
+    tag: str | None
+    expire_at_us: int
+    status: OrderStatus
 
 
 class Level:

@@ -16,6 +16,7 @@ class Market:
         "book",
         "last_trade_id",
         "min_notional",
+        "min_notional_scaled",
         "min_qty",
         "notional_den",
         "notional_num",
@@ -38,6 +39,7 @@ class Market:
         self.min_qty = spec.min_qty
         self.min_notional = spec.min_notional
         self.notional_num, self.notional_den = spec.notional_fraction
+        self.min_notional_scaled = spec.min_notional * self.notional_den  # vs price x qty x num
         self.reference_price = 0
         self.band_low = self.band_high = 0
         self.set_reference_price(spec.reference_price)
@@ -51,4 +53,4 @@ class Market:
 
     def below_min_notional(self, price: int, qty: int) -> bool:
         """Whether price x qty is worth less than the minimum notional (exact)."""
-        return price * qty * self.notional_num < self.min_notional * self.notional_den
+        return price * qty * self.notional_num < self.min_notional_scaled

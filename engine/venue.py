@@ -80,7 +80,9 @@ NEW = OrderStatus.NEW
 PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED
 FILLED = OrderStatus.FILLED
 OPEN = InstrumentStatus.OPEN
+CANCEL_ONLY = InstrumentStatus.CANCEL_ONLY
 IOC_REST = CancelReason.IOC_REST
+STP_MODES = frozenset(SelfTradePrevention)
 E = ErrorCode
 
 
@@ -105,6 +107,8 @@ class Venue:
         self.gtd_queue: list[tuple[int, int]] = []  # heap of (expire_at_us, order_id)
         self.last_order_id = 0
         self.ts_us = 0
+        self._closed_orders_max = self.config.closed_orders_retained_max
+        self._open_orders_max = self.config.open_orders_per_account_max
         self._handlers: dict[type[Command], Callable[[Any, list[Event]], None]] = {
             PlaceOrder: self._place,
             CancelOrder: self._cancel,
@@ -223,11 +227,15 @@ class Venue:
             cmd.tif,
             price,
             qty,
+            qty,
+            0,
+            0,
             cmd.post_only,
             cmd.stp,
             cmd.cl_ord_id,
             cmd.tag,
             cmd.expire_at_us,
+            NEW,
         )
         events.append(
             OrderAccepted(
@@ -269,17 +277,12 @@ class Venue:
 
     def _place_refusal(self, cmd: PlaceOrder, market: Market) -> tuple[ErrorCode, str] | None:
         """The first business reason to refuse a well-formed order, in precedence order."""
-        status = market.status
-        if status is not OPEN:
-            if status is InstrumentStatus.DELISTED:
-                return E.INSTRUMENT_DELISTED, f"{market.symbol} is delisted"
-            if status is InstrumentStatus.HALTED:
-                return E.INSTRUMENT_HALTED, f"{market.symbol} is halted"
-            if status is InstrumentStatus.CANCEL_ONLY:
-                return E.CANCEL_ONLY, f"{market.symbol} accepts only cancels"
-            if not cmd.post_only:
-                return E.POST_ONLY_MODE, f"{market.symbol} accepts only post-only orders"
-        if cmd.tif is GTD and cmd.expire_at_us <= cmd.ts_us:
+        if market.status is not OPEN and (
+            market.status is not InstrumentStatus.POST_ONLY or not cmd.post_only
+        ):
+            return _status_refusal(market)
+        tif = cmd.tif
+        if tif is GTD and cmd.expire_at_us <= cmd.ts_us:
             return E.INVALID_EXPIRE_AT, "expire_at is not in the future"
         if cmd.cl_ord_id is not None and (cmd.account, cmd.cl_ord_id) in self.cl_ord_index:
             return E.DUPLICATE_CL_ORD_ID, f"cl_ord_id {cmd.cl_ord_id!r} is in use"
@@ -289,16 +292,16 @@ class Venue:
             return E.INVALID_PRICE_TICK, "price is not on the tick"
         if qty % market.qty_step:
             return E.INVALID_QTY_STEP, "qty is not a multiple of the step"
-        if cmd.quote_qty == 0 and qty < market.min_qty:
+        if qty < market.min_qty and not cmd.quote_qty:
             return E.BELOW_MIN_QTY, "qty is below the minimum"
         if cmd.order_type is LIMIT:
             if price > market.band_high if cmd.side is BUY else price < market.band_low:
                 return E.PRICE_BAND, "price is outside the band"
-            if market.below_min_notional(price, qty):
+            if price * qty * market.notional_num < market.min_notional_scaled:
                 return E.BELOW_MIN_NOTIONAL, "notional is below the minimum"
-            if (cmd.tif is GTC or cmd.tif is GTD) and len(
+            if (tif is GTC or tif is GTD) and len(
                 self.account_orders.get(cmd.account, ())
-            ) >= self.config.open_orders_per_account_max:
+            ) >= self._open_orders_max:
                 return E.TOO_MANY_OPEN_ORDERS, "the account has too many open orders"
         elif cmd.quote_qty:
             if cmd.quote_qty < market.min_notional:
@@ -450,7 +453,12 @@ class Venue:
             return self._reject(
                 events, cmd, "cancel_order", E.BAD_PARAM, "give exactly one of order_id, cl_ord_id"
             )
-        order = self.find_order(cmd.account, cmd.order_id, cmd.cl_ord_id)
+        if cmd.cl_ord_id is None:
+            order = self.orders.get(cmd.order_id)
+            if order is not None and order.account != cmd.account:
+                order = None
+        else:
+            order = self.cl_ord_index.get((cmd.account, cmd.cl_ord_id))
         if order is None:
             return self._reject_missing(events, cmd, "cancel_order")
         self._cancel_open(order, cmd.reason, events)
@@ -458,7 +466,8 @@ class Venue:
 
     def _cancel_open(self, order: Order, reason: CancelReason, events: list[Event]) -> None:
         """Take an open order out of the book and report it canceled."""
-        self.markets[order.symbol].book.side(order.side).remove(order)
+        book = self.markets[order.symbol].book
+        (book.bids if order.side is BUY else book.asks).remove(order)
         canceled = order.leaves_qty
         order.leaves_qty = 0
         order.status = OrderStatus.CANCELED
@@ -519,10 +528,8 @@ class Venue:
         self, cmd: AmendOrder, order: Order, market: Market
     ) -> tuple[ErrorCode, str] | None:
         """The first business reason to refuse this amend, in precedence order."""
-        if market.status is InstrumentStatus.HALTED:
-            return E.INSTRUMENT_HALTED, f"{market.symbol} is halted"
-        if market.status is InstrumentStatus.CANCEL_ONLY:
-            return E.CANCEL_ONLY, f"{market.symbol} accepts only cancels"
+        if market.status is InstrumentStatus.HALTED or market.status is CANCEL_ONLY:
+            return _status_refusal(market)
         price = cmd.price or order.price
         qty = cmd.qty or order.qty
         new_cl = cmd.new_cl_ord_id
@@ -541,7 +548,7 @@ class Venue:
             return E.BELOW_MIN_QTY, "qty is below the minimum"
         if price > market.band_high if order.side is BUY else price < market.band_low:
             return E.PRICE_BAND, "price is outside the band"
-        if market.below_min_notional(price, qty):
+        if price * qty * market.notional_num < market.min_notional_scaled:
             return E.BELOW_MIN_NOTIONAL, "notional is below the minimum"
         if price != order.price and _crosses(market.book.opposite(order.side), price):
             if market.status is InstrumentStatus.POST_ONLY:
@@ -716,7 +723,7 @@ class Venue:
                 del self.cl_ord_index[(order.account, order.cl_ord_id)]
         closed = self.closed_orders
         closed[order_id] = order.account
-        if len(closed) > self.config.closed_orders_retained_max:
+        if len(closed) > self._closed_orders_max:
             for oldest in list(islice(closed, len(closed) // 10 or 1)):
                 del closed[oldest]
 
@@ -762,23 +769,23 @@ class Venue:
 
 def _place_shape_problem(cmd: PlaceOrder) -> str | None:
     """What makes this order malformed regardless of any state, or None."""
-    if cmd.account <= 0:
-        return "account must be positive"
-    if cmd.side is not BUY and cmd.side is not SELL:
-        return "side must be buy or sell"
-    if not isinstance(cmd.stp, SelfTradePrevention):
+    if cmd.account <= 0 or (cmd.side is not BUY and cmd.side is not SELL):
+        return "account must be positive and side buy or sell"
+    if cmd.stp not in STP_MODES:
         return "unknown stp mode"
-    if not 0 <= cmd.qty <= UNITS_MAX or not 0 <= cmd.price <= UNITS_MAX:
+    if not (0 <= cmd.qty <= UNITS_MAX and 0 <= cmd.price <= UNITS_MAX):
         return "price and qty must be within range"
-    if _too_long(cmd.cl_ord_id, CL_ORD_ID_LENGTH_MAX) or _too_long(cmd.tag, TAG_LENGTH_MAX):
+    if (cmd.cl_ord_id is not None or cmd.tag is not None) and (
+        _too_long(cmd.cl_ord_id, CL_ORD_ID_LENGTH_MAX) or _too_long(cmd.tag, TAG_LENGTH_MAX)
+    ):
         return "cl_ord_id and tag may have 1..36 characters"
     tif = cmd.tif
-    if (tif is GTD) != (cmd.expire_at_us > 0):
+    if (tif is GTD) is not (cmd.expire_at_us > 0):
         return "expire_at is required for gtd and only for gtd"
     if cmd.order_type is LIMIT:
-        if cmd.price <= 0 or cmd.qty <= 0 or cmd.quote_qty:
+        if not cmd.price or not cmd.qty or cmd.quote_qty:
             return "a limit order needs a positive price and qty and no quote_qty"
-        if not isinstance(tif, TimeInForce):
+        if tif is not GTC and tif is not IOC and tif is not FOK and tif is not GTD:
             return "unknown tif"
         if cmd.post_only and tif is not GTC and tif is not GTD:
             return "post_only needs tif gtc or gtd"
@@ -792,6 +799,18 @@ def _place_shape_problem(cmd: PlaceOrder) -> str | None:
     if cmd.quote_qty and (cmd.side is not BUY or tif is not IOC):
         return "quote_qty is for ioc market buys only"
     return None
+
+
+def _status_refusal(market: Market) -> tuple[ErrorCode, str]:
+    """Why a market in this status takes no new orders (or amends)."""
+    status = market.status
+    if status is InstrumentStatus.DELISTED:
+        return E.INSTRUMENT_DELISTED, f"{market.symbol} is delisted"
+    if status is InstrumentStatus.HALTED:
+        return E.INSTRUMENT_HALTED, f"{market.symbol} is halted"
+    if status is CANCEL_ONLY:
+        return E.CANCEL_ONLY, f"{market.symbol} accepts only cancels"
+    return E.POST_ONLY_MODE, f"{market.symbol} accepts only post-only orders"
 
 
 def _too_long(text: str | None, length_max: int) -> bool:
@@ -827,4 +846,4 @@ def _levels_within(side: BookSide, limit_key: int) -> Iterator[Level]:
 
 
 def _order_state(order: Order) -> tuple[object, ...]:
-    return tuple(getattr(order, name) for name in Order.__slots__)
+    return msgspec.structs.astuple(order)

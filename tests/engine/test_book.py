@@ -1,7 +1,7 @@
 """The order book: FIFO levels, sorted prices, the cached best, L2 depth and L3 order."""
 
 from engine.book import Order, OrderBook
-from engine.enums import OrderType, SelfTradePrevention, Side, TimeInForce
+from engine.enums import OrderStatus, OrderType, SelfTradePrevention, Side, TimeInForce
 
 
 def order(order_id: int, side: Side, price: int, qty: int) -> Order:
@@ -14,11 +14,15 @@ def order(order_id: int, side: Side, price: int, qty: int) -> Order:
         TimeInForce.GTC,
         price,
         qty,
+        qty,
+        0,
+        0,
         False,
         SelfTradePrevention.EXPIRE_TAKER,
         None,
         None,
         0,
+        OrderStatus.NEW,
     )
 
 
