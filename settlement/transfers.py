@@ -1,0 +1,40 @@
+"""Booked transfers: the double-entry record every balance in the ledger is derived from.
+
+A transfer moves `amount` (> 0, integer units of the asset's scale) of one asset from a
+debit account to a credit account. Transfers that must happen together (the legs of one
+trade's delivery-versus-payment, a mint with its issuance mirror) share a `chain_id`; a
+chain is applied whole or not at all. Ids are consecutive from 1 and never reused.
+Participant accounts are positive integers (the engine's account ids); the venue's own
+accounts are the negative constants below, one of each per asset.
+"""
+
+from enum import StrEnum
+
+import msgspec
+
+ISSUANCE = -1  # mirror of supply: minted tokens come from here, burned ones return here
+FEE_INCOME = -2  # maker and taker fees
+ROUNDING = -3  # the residual of rounding a cash leg, so every asset still sums to zero
+REDEMPTION = -4  # pays T-bill holders at maturity
+VENUE_ACCOUNTS = (ISSUANCE, FEE_INCOME, ROUNDING, REDEMPTION)
+
+
+class TransferKind(StrEnum):
+    MINT = "mint"
+    BURN = "burn"
+    DELIVERY = "delivery"  # the security leg of a trade
+    PAYMENT = "payment"  # the cash leg of a trade
+    FEE = "fee"
+    ROUNDING = "rounding"
+    REDEMPTION = "redemption"
+
+
+class Transfer(msgspec.Struct, frozen=True, gc=False):
+    transfer_id: int
+    chain_id: int
+    debit_account: int
+    credit_account: int
+    asset: str
+    amount: int
+    kind: TransferKind
+    ts_us: int
