@@ -453,12 +453,7 @@ class Venue:
             return self._reject(
                 events, cmd, "cancel_order", E.BAD_PARAM, "give exactly one of order_id, cl_ord_id"
             )
-        if cmd.cl_ord_id is None:
-            order = self.orders.get(cmd.order_id)
-            if order is not None and order.account != cmd.account:
-                order = None
-        else:
-            order = self.cl_ord_index.get((cmd.account, cmd.cl_ord_id))
+        order = self.find_order(cmd.account, cmd.order_id, cmd.cl_ord_id)
         if order is None:
             return self._reject_missing(events, cmd, "cancel_order")
         self._cancel_open(order, cmd.reason, events)
