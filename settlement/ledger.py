@@ -241,7 +241,7 @@ class Ledger:
         sums: dict[str, int] = {}
         for (account, asset), balance in self.balances.items():
             sums[asset] = sums.get(asset, 0) + balance.total
-            assert 0 <= balance.held, f"account {account} holds {balance.held} {asset}"
+            assert balance.held >= 0, f"account {account} holds {balance.held} {asset}"
             if account > 0:
                 assert balance.held <= balance.total, (
                     f"account {account} holds {balance.held} of {balance.total} {asset}"

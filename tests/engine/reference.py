@@ -246,10 +246,8 @@ class ReferenceVenue:
         def bad_text(text: str | None) -> bool:
             return text is not None and not 1 <= len(text) <= TEXT_MAX
 
-        if cmd.account <= 0:
-            return "account must be positive"
-        if cmd.side not in (Side.BUY, Side.SELL):
-            return "side must be buy or sell"
+        if cmd.account <= 0 or cmd.side not in (Side.BUY, Side.SELL):
+            return "account must be positive and side buy or sell"
         if cmd.stp not in list(SelfTradePrevention):
             return "unknown stp mode"
         if not (0 <= cmd.qty <= UNITS_MAX and 0 <= cmd.price <= UNITS_MAX):
