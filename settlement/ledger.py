@@ -1,21 +1,29 @@
 """The double-entry ledger: assets, accounts, balances with holds, and atomic transfer chains.
 
 Owns every balance of every account (participants and the venue's own accounts), what is
-held of it, the reserve attestations that bound supply, and the sequence of booked
-transfers. A chain of transfers is checked whole and then applied whole: if any leg would
-take a participant below zero or below what it holds, nothing is applied and the refusal is
-returned, never raised. Each asset sums to zero over all accounts at every moment (minting
-debits the issuance account). Pure: the store persists what `drain()` hands it.
+held of it, pending withdrawals, the reserve attestations that bound supply, and the
+sequence of booked transfers. A chain of transfers is checked whole and then applied whole;
+a refusal is returned as a `Refused` (a stable reason name and a message), never raised, and
+changes nothing. Each asset sums to zero over all accounts at every moment (minting debits
+the issuance account). Pure: the store persists what `drain()` hands it.
 """
 
 from collections.abc import Iterable
 
 import msgspec
 
-from settlement.transfers import ISSUANCE, VENUE_ACCOUNTS, Transfer, TransferKind
+from settlement.transfers import (
+    ISSUANCE,
+    REDEMPTION,
+    VENUE_ACCOUNTS,
+    Transfer,
+    TransferKind,
+)
 
 ASSET_CODE_LENGTH_MAX = 24  # "TB-2027-03-04" and equity tickers fit with room to spare
-CHAIN_LEGS_MAX = 64  # a trade has 4-6 legs; a T-bill redemption is chunked per holder
+ASSET_SCALE_MAX = 18  # 10**18 units per whole is finer than any asset we hold
+CHAIN_LEGS_MAX = 64  # a trade has 2-6 legs; anything longer is a bug or an abuse
+PENDING_WITHDRAWALS_MAX = 100  # per account: a custodian pays out within a day
 
 
 class AssetSpec(msgspec.Struct, frozen=True, gc=False):
@@ -38,6 +46,30 @@ class Attestation(msgspec.Struct, frozen=True, gc=False):
     as_of_us: int
 
 
+class Withdrawal(msgspec.Struct, frozen=True, gc=False):
+    withdrawal_id: int
+    account: int
+    asset: str
+    amount: int
+
+
+class ReserveLine(msgspec.Struct, frozen=True, gc=False):
+    """One asset's line of the proof-of-reserves report."""
+
+    asset: str
+    supply: int
+    attested: int
+    as_of_us: int
+    covered: bool
+
+
+class Refused(msgspec.Struct, frozen=True, gc=False):
+    """Why the ledger did nothing. `reason` is a stable upper-case name (an error code name)."""
+
+    reason: str
+    detail: str
+
+
 class Balance:
     """One account's position in one asset. `held` is reserved for open orders/withdrawals."""
 
@@ -53,6 +85,7 @@ class Balance:
 
 
 Leg = tuple[int, int, str, int, TransferKind]  # debit account, credit account, asset, amount, kind
+Spend = tuple[int, str, int]  # account, asset, amount of a hold a chain uses up
 
 
 class Ledger:
@@ -63,41 +96,43 @@ class Ledger:
         self.participants: dict[int, Participant] = {}
         self.balances: dict[tuple[int, str], Balance] = {}
         self.attestations: dict[str, Attestation] = {}
+        self.withdrawals: dict[int, Withdrawal] = {}
         self.last_transfer_id = 0
         self.last_chain_id = 0
+        self.last_withdrawal_id = 0
         self._undrained: list[Transfer] = []
 
     # ----------------------------------------------------------------- reference data
 
-    def add_asset(self, spec: AssetSpec) -> str | None:
-        """Register an asset; returns why not, or None."""
+    def add_asset(self, spec: AssetSpec) -> Refused | None:
         if not spec.code or len(spec.code) > ASSET_CODE_LENGTH_MAX:
-            return f"asset code must have 1..{ASSET_CODE_LENGTH_MAX} characters"
-        if not 0 <= spec.scale <= 18:
-            return "asset scale must be within 0..18"
+            return Refused("BAD_PARAM", f"asset codes have 1..{ASSET_CODE_LENGTH_MAX} characters")
+        if not 0 <= spec.scale <= ASSET_SCALE_MAX:
+            return Refused("BAD_PARAM", f"asset scale must be within 0..{ASSET_SCALE_MAX}")
         if spec.code in self.assets:
-            return f"asset {spec.code} exists"
+            return Refused("ASSET_EXISTS", f"asset {spec.code} exists")
         self.assets[spec.code] = spec
         return None
 
-    def add_participant(self, participant: Participant) -> str | None:
-        """Open a participant account; returns why not, or None."""
+    def add_participant(self, participant: Participant) -> Refused | None:
         if participant.account_id <= 0:
-            return "participant account ids are positive"
+            return Refused("BAD_PARAM", "participant account ids are positive")
+        if len(participant.jurisdiction) != 2:
+            return Refused("BAD_PARAM", "jurisdiction is a two-letter country code")
         if participant.account_id in self.participants:
-            return f"account {participant.account_id} exists"
+            return Refused("ACCOUNT_EXISTS", f"account {participant.account_id} exists")
         self.participants[participant.account_id] = participant
         return None
 
-    def attest(self, attestation: Attestation) -> str | None:
-        """Record the custodian's latest reserves for an asset; returns why not, or None."""
+    def attest(self, attestation: Attestation) -> Refused | None:
+        """Record the custodian's latest reserves for an asset."""
         if attestation.asset not in self.assets:
-            return f"unknown asset {attestation.asset}"
+            return Refused("UNKNOWN_ASSET", f"unknown asset {attestation.asset}")
         if attestation.amount < 0:
-            return "reserves cannot be negative"
+            return Refused("BAD_PARAM", "reserves cannot be negative")
         previous = self.attestations.get(attestation.asset)
         if previous is not None and attestation.as_of_us < previous.as_of_us:
-            return "an attestation older than the latest one"
+            return Refused("BAD_PARAM", "an attestation older than the latest one")
         self.attestations[attestation.asset] = attestation
         return None
 
@@ -115,6 +150,25 @@ class Ledger:
         """Tokens in circulation: minus what the issuance account has given out."""
         balance = self.balances.get((ISSUANCE, asset))
         return -balance.total if balance is not None else 0
+
+    def holders(self, asset: str) -> list[tuple[int, int]]:
+        """(participant, total) of everyone holding some of `asset`, by account id."""
+        return sorted(
+            (account, balance.total)
+            for (account, code), balance in self.balances.items()
+            if code == asset and account > 0 and balance.total > 0
+        )
+
+    def reserves_report(self) -> list[ReserveLine]:
+        """Proof of reserves: supply against the latest attestation, per asset."""
+        lines = []
+        for code in sorted(self.assets):
+            attestation = self.attestations.get(code)
+            attested = attestation.amount if attestation else 0
+            supply = self.supply(code)
+            as_of = attestation.as_of_us if attestation else 0
+            lines.append(ReserveLine(code, supply, attested, as_of, supply <= attested))
+        return lines
 
     def drain(self) -> list[Transfer]:
         """Transfers booked since the last drain, in order, for the store."""
@@ -141,49 +195,52 @@ class Ledger:
     # ----------------------------------------------------------------- booking
 
     def refusal(
-        self, legs: Iterable[Leg], spend_held: Iterable[tuple[int, str, int]] = ()
-    ) -> str | None:
-        """Why this chain cannot be booked, or None. `spend_held` are holds it consumes."""
+        self, legs: Iterable[Leg], spend: Iterable[Spend] = (), legs_max: int = CHAIN_LEGS_MAX
+    ) -> Refused | None:
+        """Why this chain cannot be booked, or None. `spend` are holds the chain uses up."""
         change: dict[tuple[int, str], int] = {}
         count = 0
         for debit, credit, asset, amount, _ in legs:
             count += 1
             if amount <= 0:
-                return f"transfer amounts must be positive, not {amount}"
+                return Refused("BAD_PARAM", f"transfer amounts must be positive, not {amount}")
             if asset not in self.assets:
-                return f"unknown asset {asset}"
+                return Refused("UNKNOWN_ASSET", f"unknown asset {asset}")
             for account in (debit, credit):
                 if account not in self.participants and account not in VENUE_ACCOUNTS:
-                    return f"unknown account {account}"
+                    return Refused("UNKNOWN_ACCOUNT", f"unknown account {account}")
             change[(debit, asset)] = change.get((debit, asset), 0) - amount
             change[(credit, asset)] = change.get((credit, asset), 0) + amount
-        if not 0 < count <= CHAIN_LEGS_MAX:
-            return f"a chain has 1..{CHAIN_LEGS_MAX} legs"
-        held_spent = {(a, s): n for a, s, n in spend_held}
+        if not 0 < count <= legs_max:
+            return Refused("BAD_PARAM", f"a chain has 1..{legs_max} legs")
+        spent = {(account, asset): amount for account, asset, amount in spend}
         for (account, asset), delta in change.items():
             if account < 0 or delta >= 0:
                 continue
             balance = self.balances.get((account, asset)) or Balance()
-            free = balance.total - balance.held + held_spent.get((account, asset), 0)
+            free = balance.total - balance.held + spent.get((account, asset), 0)
             if free + delta < 0:
-                return f"account {account} lacks {-(free + delta)} units of {asset}"
+                return Refused(
+                    "INSUFFICIENT_BALANCE", f"account {account} lacks {-(free + delta)} {asset}"
+                )
         return None
 
     def book(
         self,
         legs: list[Leg],
         ts_us: int,
-        spend_held: Iterable[tuple[int, str, int]] = (),
-    ) -> list[Transfer] | str:
-        """Apply a chain of legs atomically; the booked transfers, or why nothing was booked.
+        spend: Iterable[Spend] = (),
+        legs_max: int = CHAIN_LEGS_MAX,
+    ) -> list[Transfer] | Refused:
+        """Apply a chain of legs atomically: the booked transfers, or why nothing was booked.
 
-        `spend_held` lists (account, asset, amount) holds the chain uses up: they are
-        released as the legs debit the same funds, as when a fill spends an order's hold.
+        `spend` lists holds the chain uses up: they are released as the legs debit the same
+        funds, as when a fill spends what its order held.
         """
-        spend = list(spend_held)
-        refusal = self.refusal(legs, spend)
-        if refusal is not None:
-            return refusal
+        spend = list(spend)
+        refused = self.refusal(legs, spend, legs_max)
+        if refused is not None:
+            return refused
         for account, asset, amount in spend:
             self.release(account, asset, amount)
         self.last_chain_id = chain_id = self.last_chain_id + 1
@@ -202,42 +259,84 @@ class Ledger:
 
     def mint(
         self, account: int, asset: str, amount: int, ts_us: int, staleness_max_us: int
-    ) -> list[Transfer] | str:
-        """Issue tokens to a participant against fresh reserves; the transfer, or why not."""
+    ) -> list[Transfer] | Refused:
+        """Issue tokens to a participant against fresh reserves."""
+        if account not in self.participants:
+            return Refused("UNKNOWN_ACCOUNT", f"unknown account {account}")
+        if asset not in self.assets:
+            return Refused("UNKNOWN_ASSET", f"unknown asset {asset}")
         attestation = self.attestations.get(asset)
-        if attestation is None:
-            return f"no reserves attested for {asset}"
-        if ts_us - attestation.as_of_us > staleness_max_us:
-            return f"the reserve attestation for {asset} is stale"
+        if attestation is None or ts_us - attestation.as_of_us > staleness_max_us:
+            return Refused("RESERVES_STALE", f"no fresh reserve attestation for {asset}")
         if self.supply(asset) + amount > attestation.amount:
-            return f"supply of {asset} would exceed attested reserves"
+            return Refused("RESERVES_EXCEEDED", f"supply of {asset} would exceed its reserves")
         return self.book([(ISSUANCE, account, asset, amount, TransferKind.MINT)], ts_us)
 
-    def request_withdrawal(self, account: int, asset: str, amount: int) -> str | None:
-        """Phase one of a burn: hold the tokens. Returns why not, or None."""
+    def request_withdrawal(self, account: int, asset: str, amount: int) -> Withdrawal | Refused:
+        """Phase one of a burn: hold the tokens until the custodian pays out."""
         if amount <= 0:
-            return "withdrawal amounts must be positive"
+            return Refused("BAD_PARAM", "withdrawal amounts must be positive")
         if account not in self.participants:
-            return f"unknown account {account}"
+            return Refused("UNKNOWN_ACCOUNT", f"unknown account {account}")
+        if asset not in self.assets:
+            return Refused("UNKNOWN_ASSET", f"unknown asset {asset}")
+        pending = sum(1 for w in self.withdrawals.values() if w.account == account)
+        if pending >= PENDING_WITHDRAWALS_MAX:
+            return Refused("BAD_PARAM", f"at most {PENDING_WITHDRAWALS_MAX} pending withdrawals")
         if not self.hold(account, asset, amount):
-            return f"account {account} lacks {amount} available units of {asset}"
-        return None
+            return Refused("INSUFFICIENT_BALANCE", f"account {account} lacks {amount} {asset}")
+        self.last_withdrawal_id += 1
+        withdrawal = Withdrawal(self.last_withdrawal_id, account, asset, amount)
+        self.withdrawals[withdrawal.withdrawal_id] = withdrawal
+        return withdrawal
 
-    def confirm_withdrawal(
-        self, account: int, asset: str, amount: int, ts_us: int
-    ) -> list[Transfer] | str:
-        """Phase two: burn the held tokens back into issuance."""
+    def confirm_withdrawal(self, withdrawal_id: int, ts_us: int) -> list[Transfer] | Refused:
+        """Phase two: the custodian paid out; burn the held tokens back into issuance."""
+        withdrawal = self.withdrawals.get(withdrawal_id)
+        if withdrawal is None:
+            return Refused("UNKNOWN_WITHDRAWAL", f"no pending withdrawal {withdrawal_id}")
+        account, asset, amount = withdrawal.account, withdrawal.asset, withdrawal.amount
         legs: list[Leg] = [(account, ISSUANCE, asset, amount, TransferKind.BURN)]
-        return self.book(legs, ts_us, spend_held=[(account, asset, amount)])
+        booked = self.book(legs, ts_us, spend=[(account, asset, amount)])
+        assert not isinstance(booked, Refused), f"a held withdrawal failed to burn: {booked}"
+        del self.withdrawals[withdrawal_id]
+        return booked
 
-    def void_withdrawal(self, account: int, asset: str, amount: int) -> None:
-        """Phase two, the other way: the custodian did not pay out; release the hold."""
-        self.release(account, asset, amount)
+    def void_withdrawal(self, withdrawal_id: int) -> Withdrawal | Refused:
+        """Phase two, the other way: nothing was paid out; release the hold."""
+        withdrawal = self.withdrawals.pop(withdrawal_id, None)
+        if withdrawal is None:
+            return Refused("UNKNOWN_WITHDRAWAL", f"no pending withdrawal {withdrawal_id}")
+        self.release(withdrawal.account, withdrawal.asset, withdrawal.amount)
+        return withdrawal
+
+    def redeem_at_par(
+        self, asset: str, cash_asset: str, cash_per_unit: int, ts_us: int
+    ) -> list[Transfer]:
+        """Burn every holder's `asset` and pay each `cash_per_unit` cash per unit, atomically.
+
+        Cash is minted into the redemption account against the par proceeds and paid out
+        from there, in one chain; each holder appears exactly once. Returns [] if nobody
+        holds the asset.
+        """
+        holders = self.holders(asset)
+        if not holders:
+            return []
+        par_total = sum(amount for _, amount in holders) * cash_per_unit
+        legs: list[Leg] = [(ISSUANCE, REDEMPTION, cash_asset, par_total, TransferKind.MINT)]
+        for account, amount in holders:
+            legs.append((account, ISSUANCE, asset, amount, TransferKind.BURN))
+            legs.append(
+                (REDEMPTION, account, cash_asset, amount * cash_per_unit, TransferKind.REDEMPTION)
+            )
+        booked = self.book(legs, ts_us, legs_max=len(legs))
+        assert not isinstance(booked, Refused), f"redemption failed: {booked}"
+        return booked
 
     # ----------------------------------------------------------------- checks
 
     def check_invariants(self) -> None:
-        """Assert conservation per asset and that no participant is below zero or over-held."""
+        """Assert conservation per asset, no participant below zero, holds that add up."""
         sums: dict[str, int] = {}
         for (account, asset), balance in self.balances.items():
             sums[asset] = sums.get(asset, 0) + balance.total
@@ -246,5 +345,14 @@ class Ledger:
                 assert balance.held <= balance.total, (
                     f"account {account} holds {balance.held} of {balance.total} {asset}"
                 )
+            else:
+                assert balance.held == 0, f"venue account {account} holds {asset}"
         for asset, total in sums.items():
             assert total == 0, f"{asset} sums to {total}, not zero"
+
+    def withdrawal_holds(self) -> dict[tuple[int, str], int]:
+        """What pending withdrawals hold, per (account, asset)."""
+        held: dict[tuple[int, str], int] = {}
+        for w in self.withdrawals.values():
+            held[(w.account, w.asset)] = held.get((w.account, w.asset), 0) + w.amount
+        return held

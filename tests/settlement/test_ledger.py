@@ -2,8 +2,15 @@
 
 import pytest
 
-from settlement.ledger import AssetSpec, Attestation, Ledger, Participant
-from settlement.transfers import FEE_INCOME, ISSUANCE, TransferKind
+from settlement.ledger import (
+    AssetSpec,
+    Attestation,
+    Ledger,
+    Participant,
+    Refused,
+    Withdrawal,
+)
+from settlement.transfers import FEE_INCOME, ISSUANCE, REDEMPTION, TransferKind
 
 DAY_US = 86_400_000_000
 K = TransferKind
@@ -18,9 +25,14 @@ def ledger() -> Ledger:
         assert ledger.add_participant(Participant(account, f"p{account}", True, "DE")) is None
     assert ledger.attest(Attestation("USD", 1_000_000_000, 0)) is None
     assert ledger.attest(Attestation("AAPLx", 50_000_000, 0)) is None
-    assert not isinstance(ledger.mint(1, "USD", 500_000_000, 1, DAY_US), str)
-    assert not isinstance(ledger.mint(2, "AAPLx", 10_000_000, 1, DAY_US), str)
+    assert not isinstance(ledger.mint(1, "USD", 500_000_000, 1, DAY_US), Refused)
+    assert not isinstance(ledger.mint(2, "AAPLx", 10_000_000, 1, DAY_US), Refused)
     return ledger
+
+
+def reason(result: object) -> str:
+    assert isinstance(result, Refused), result
+    return result.reason
 
 
 def test_mint_mirrors_supply_in_issuance(ledger: Ledger) -> None:
@@ -31,11 +43,14 @@ def test_mint_mirrors_supply_in_issuance(ledger: Ledger) -> None:
 
 
 def test_mint_is_bounded_by_fresh_reserves(ledger: Ledger) -> None:
-    assert "exceed" in str(ledger.mint(1, "USD", 500_000_001, 2, DAY_US))
-    assert "stale" in str(ledger.mint(1, "USD", 1, DAY_US + 1, DAY_US))
-    assert "no reserves" in str(ledger.mint(1, "MSFTx", 1, 2, DAY_US))
+    assert reason(ledger.mint(1, "USD", 500_000_001, 2, DAY_US)) == "RESERVES_EXCEEDED"
+    assert reason(ledger.mint(1, "USD", 1, DAY_US + 1, DAY_US)) == "RESERVES_STALE"
+    assert reason(ledger.mint(1, "MSFTx", 1, 2, DAY_US)) == "UNKNOWN_ASSET"
+    assert reason(ledger.mint(7, "USD", 1, 2, DAY_US)) == "UNKNOWN_ACCOUNT"
     assert ledger.supply("USD") == 500_000_000  # nothing changed
-    assert ledger.attest(Attestation("USD", 10, -1)) is not None  # older than the latest
+    assert reason(ledger.attest(Attestation("USD", 10, -1))) == "BAD_PARAM"  # older
+    report = {line.asset: line for line in ledger.reserves_report()}
+    assert report["USD"].supply == 500_000_000 and report["USD"].covered
 
 
 def test_a_chain_is_all_or_nothing(ledger: Ledger) -> None:
@@ -44,11 +59,10 @@ def test_a_chain_is_all_or_nothing(ledger: Ledger) -> None:
         (2, 1, "AAPLx", 1_000_000, K.DELIVERY),
         (1, 2, "USD", 600_000_000, K.PAYMENT),  # more than account 1 has
     ]
-    refusal = ledger.book(legs, 5)
-    assert isinstance(refusal, str) and "account 1 lacks" in refusal
+    assert reason(ledger.book(legs, 5)) == "INSUFFICIENT_BALANCE"
     assert {key: balance.total for key, balance in ledger.balances.items()} == before
     booked = ledger.book([legs[0], (1, 2, "USD", 187_000_000, K.PAYMENT)], 5)
-    assert not isinstance(booked, str)
+    assert not isinstance(booked, Refused)
     assert [t.chain_id for t in booked] == [3, 3] and [t.transfer_id for t in booked] == [3, 4]
     ledger.check_invariants()
 
@@ -59,9 +73,9 @@ def test_holds_reserve_and_spending_a_hold(ledger: Ledger) -> None:
     assert ledger.balance(1, "USD").available == 100_000_000
     # a payment larger than what is free fails unless it spends the hold
     payment = [(1, 2, "USD", 300_000_000, K.PAYMENT), (1, FEE_INCOME, "USD", 1, K.FEE)]
-    assert isinstance(ledger.book(payment, 6), str)
-    booked = ledger.book(payment, 6, spend_held=[(1, "USD", 300_000_001)])
-    assert not isinstance(booked, str)
+    assert reason(ledger.book(payment, 6)) == "INSUFFICIENT_BALANCE"
+    booked = ledger.book(payment, 6, spend=[(1, "USD", 300_000_001)])
+    assert not isinstance(booked, Refused)
     balance = ledger.balance(1, "USD")
     assert (balance.total, balance.held) == (199_999_999, 99_999_999)
     ledger.release(1, "USD", 99_999_999)
@@ -70,24 +84,48 @@ def test_holds_reserve_and_spending_a_hold(ledger: Ledger) -> None:
 
 
 def test_withdrawal_is_two_phase(ledger: Ledger) -> None:
-    assert ledger.request_withdrawal(2, "AAPLx", 4_000_000) is None
+    first = ledger.request_withdrawal(2, "AAPLx", 4_000_000)
+    assert isinstance(first, Withdrawal)
     assert ledger.balance(2, "AAPLx").available == 6_000_000
-    ledger.void_withdrawal(2, "AAPLx", 4_000_000)
+    assert ledger.withdrawal_holds() == {(2, "AAPLx"): 4_000_000}
+    assert ledger.void_withdrawal(first.withdrawal_id) == first
     assert ledger.balance(2, "AAPLx").available == 10_000_000
-    assert ledger.request_withdrawal(2, "AAPLx", 4_000_000) is None
-    assert not isinstance(ledger.confirm_withdrawal(2, "AAPLx", 4_000_000, 7), str)
+    assert reason(ledger.void_withdrawal(first.withdrawal_id)) == "UNKNOWN_WITHDRAWAL"
+    second = ledger.request_withdrawal(2, "AAPLx", 4_000_000)
+    assert isinstance(second, Withdrawal)
+    assert not isinstance(ledger.confirm_withdrawal(second.withdrawal_id, 7), Refused)
+    assert reason(ledger.confirm_withdrawal(second.withdrawal_id, 7)) == "UNKNOWN_WITHDRAWAL"
     assert ledger.supply("AAPLx") == 6_000_000
-    assert ledger.request_withdrawal(2, "AAPLx", 6_000_001) is not None
+    assert reason(ledger.request_withdrawal(2, "AAPLx", 6_000_001)) == "INSUFFICIENT_BALANCE"
+    ledger.check_invariants()
+
+
+def test_redeem_at_par_pays_each_holder_once(ledger: Ledger) -> None:
+    ledger.add_asset(AssetSpec("TB1", 0))
+    ledger.attest(Attestation("TB1", 10_000, 0))
+    ledger.mint(1, "TB1", 3_000, 1, DAY_US)
+    ledger.mint(2, "TB1", 1_000, 1, DAY_US)
+    usd_before = {a: ledger.balance(a, "USD").total for a in (1, 2)}
+    booked = ledger.redeem_at_par("TB1", "USD", 1_000_000, 9)
+    assert len({t.chain_id for t in booked}) == 1
+    paid = [t for t in booked if t.kind is K.REDEMPTION]
+    assert sorted(t.credit_account for t in paid) == [1, 2]
+    assert ledger.balance(1, "USD").total - usd_before[1] == 3_000_000_000
+    assert ledger.balance(2, "USD").total - usd_before[2] == 1_000_000_000
+    assert ledger.supply("TB1") == 0 and ledger.holders("TB1") == []
+    assert ledger.balance(REDEMPTION, "USD").total == 0
+    assert ledger.redeem_at_par("TB1", "USD", 1_000_000, 10) == []
     ledger.check_invariants()
 
 
 def test_refusals_say_why(ledger: Ledger) -> None:
-    assert "positive" in str(ledger.book([(1, 2, "USD", 0, K.PAYMENT)], 8))
-    assert "unknown asset" in str(ledger.book([(1, 2, "EUR", 1, K.PAYMENT)], 8))
-    assert "unknown account" in str(ledger.book([(1, 9, "USD", 1, K.PAYMENT)], 8))
-    assert "legs" in str(ledger.book([], 8))
-    assert ledger.add_participant(Participant(0, "x", True, "DE")) is not None
-    assert ledger.add_asset(AssetSpec("USD", 6)) is not None
+    assert reason(ledger.book([(1, 2, "USD", 0, K.PAYMENT)], 8)) == "BAD_PARAM"
+    assert reason(ledger.book([(1, 2, "EUR", 1, K.PAYMENT)], 8)) == "UNKNOWN_ASSET"
+    assert reason(ledger.book([(1, 9, "USD", 1, K.PAYMENT)], 8)) == "UNKNOWN_ACCOUNT"
+    assert reason(ledger.book([], 8)) == "BAD_PARAM"
+    assert reason(ledger.add_participant(Participant(0, "x", True, "DE"))) == "BAD_PARAM"
+    assert reason(ledger.add_participant(Participant(1, "x", True, "DE"))) == "ACCOUNT_EXISTS"
+    assert reason(ledger.add_asset(AssetSpec("USD", 6))) == "ASSET_EXISTS"
 
 
 def test_drain_hands_over_each_transfer_once(ledger: Ledger) -> None:
