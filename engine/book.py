@@ -45,6 +45,10 @@ class Order(msgspec.Struct, gc=False):
     tag: str | None
     expire_at_us: int
     status: OrderStatus
+    # Clearing's running totals (zero when the venue runs without a ledger):
+    hold: int = 0  # what the order holds in the ledger: cash for a buy, base for a sell
+    fee_exact: int = 0  # exact fees so far, in 1/(den x 10,000) quote units
+    fees_paid: int = 0  # fees booked so far
 
 
 class Level:

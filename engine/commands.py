@@ -1,10 +1,11 @@
 """Commands: the only inputs of `engine.venue.Venue`, named in the imperative.
 
-Immutable, tagged msgspec structs so the sequencer can journal them as they are. Time
-arrives inside each command (`ts_us`, stamped by the sequencer); the engine reads no clock.
-Integer fields use 0 for "absent" (no price on a market order, no change on an amend) so
-that the hot path never tests for None. Shape errors (a market order with a price, say)
-are refused by the venue with `BAD_PARAM`, never trusted.
+Order entry and market operations come first; then the ledger's: assets, accounts,
+reserves, deposits and two-phase withdrawals. Immutable, tagged msgspec structs so the
+sequencer can journal them as they are. Time arrives inside each command (`ts_us`, stamped
+by the sequencer); the engine reads no clock. Integer fields use 0 for "absent" (no price on
+a market order, no change on an amend) so that the hot path never tests for None. Shape
+errors (a market order with a price, say) are refused with `BAD_PARAM`, never trusted.
 """
 
 import msgspec
@@ -88,6 +89,52 @@ class AdvanceClock(Command, frozen=True, gc=False, kw_only=True):
     """Let time pass: expires every gtd order whose expire_at has come."""
 
 
+class ListAsset(Command, frozen=True, gc=False, kw_only=True):
+    """Register an asset the ledger can hold (a cash token, an equity token, a T-bill)."""
+
+    code: str
+    scale: int
+
+
+class OpenAccount(Command, frozen=True, gc=False, kw_only=True):
+    account: int
+    name: str
+    kyc_approved: bool
+    jurisdiction: str
+
+
+class AttestReserves(Command, frozen=True, gc=False, kw_only=True):
+    """The custodian's statement of what backs an asset, as of a time."""
+
+    asset: str
+    amount: int
+    as_of_us: int
+
+
+class Deposit(Command, frozen=True, gc=False, kw_only=True):
+    """Mint tokens to a participant against attested reserves."""
+
+    account: int
+    asset: str
+    amount: int
+
+
+class RequestWithdrawal(Command, frozen=True, gc=False, kw_only=True):
+    """Phase one of a burn: hold the tokens until the custodian pays out."""
+
+    account: int
+    asset: str
+    amount: int
+
+
+class ConfirmWithdrawal(Command, frozen=True, gc=False, kw_only=True):
+    withdrawal_id: int
+
+
+class VoidWithdrawal(Command, frozen=True, gc=False, kw_only=True):
+    withdrawal_id: int
+
+
 AnyCommand = (
     PlaceOrder
     | CancelOrder
@@ -97,4 +144,11 @@ AnyCommand = (
     | SetInstrumentStatus
     | SetReferencePrice
     | AdvanceClock
+    | ListAsset
+    | OpenAccount
+    | AttestReserves
+    | Deposit
+    | RequestWithdrawal
+    | ConfirmWithdrawal
+    | VoidWithdrawal
 )

@@ -20,6 +20,8 @@ from engine.enums import (
 )
 from engine.instrument import InstrumentSpec
 from engine.reasons import ErrorCode
+from settlement.ledger import AssetSpec, Attestation, Participant, Withdrawal
+from settlement.transfers import Transfer
 
 
 class Event(msgspec.Struct, frozen=True, gc=False, tag=True):
@@ -172,6 +174,74 @@ class ReferencePriceSet(Event, frozen=True, gc=False):
     price: int
 
 
+class TradeSettled(Event, frozen=True, gc=False):
+    """The delivery-versus-payment of one trade: all its legs, booked as one chain."""
+
+    symbol: str
+    trade_id: int
+    settlement_id: int  # the chain id shared by every leg
+    transfers: tuple[Transfer, ...]
+
+
+class BalanceChanged(Event, frozen=True, gc=False):
+    """A participant's balance in one asset after a change to its total or its holds."""
+
+    account: int
+    asset: str
+    total: int
+    held: int
+
+    @property
+    def available(self) -> int:
+        return self.total - self.held
+
+
+class AssetListed(Event, frozen=True, gc=False):
+    spec: AssetSpec
+
+
+class AccountOpened(Event, frozen=True, gc=False):
+    participant: Participant
+
+
+class ReservesAttested(Event, frozen=True, gc=False):
+    attestation: Attestation
+
+
+class Deposited(Event, frozen=True, gc=False):
+    """Tokens minted to a participant against reserves."""
+
+    account: int
+    asset: str
+    amount: int
+    transfer_id: int
+
+
+class WithdrawalRequested(Event, frozen=True, gc=False):
+    withdrawal: Withdrawal
+
+
+class WithdrawalConfirmed(Event, frozen=True, gc=False):
+    """The held tokens were burned: the custodian paid out."""
+
+    withdrawal: Withdrawal
+    transfer_id: int
+
+
+class WithdrawalVoided(Event, frozen=True, gc=False):
+    withdrawal: Withdrawal
+
+
+class InstrumentMatured(Event, frozen=True, gc=False):
+    """A T-bill reached maturity: every holder was redeemed at par in one chain."""
+
+    symbol: str
+    holders: int
+    face_total: int  # bill units burned
+    paid_total: int  # cash units paid
+    settlement_id: int  # 0 when nobody held the bill
+
+
 AnyEvent = (
     OrderAccepted
     | CommandRejected
@@ -183,4 +253,14 @@ AnyEvent = (
     | InstrumentListed
     | InstrumentStatusChanged
     | ReferencePriceSet
+    | TradeSettled
+    | BalanceChanged
+    | AssetListed
+    | AccountOpened
+    | ReservesAttested
+    | Deposited
+    | WithdrawalRequested
+    | WithdrawalConfirmed
+    | WithdrawalVoided
+    | InstrumentMatured
 )

@@ -7,6 +7,7 @@ pays one attribute lookup for each, and keeps the band in step with the referenc
 from engine.book import OrderBook
 from engine.enums import InstrumentStatus
 from engine.instrument import InstrumentSpec, band_limits
+from settlement.dvp import CashTerms
 
 
 class Market:
@@ -26,6 +27,7 @@ class Market:
         "spec",
         "status",
         "symbol",
+        "terms",
     )
 
     def __init__(self, spec: InstrumentSpec) -> None:
@@ -40,6 +42,7 @@ class Market:
         self.min_notional = spec.min_notional
         self.notional_num, self.notional_den = spec.notional_fraction
         self.min_notional_scaled = spec.min_notional * self.notional_den  # vs price x qty x num
+        self.terms: CashTerms | None = None  # set when the venue clears through a ledger
         self.reference_price = 0
         self.band_low = self.band_high = 0
         self.set_reference_price(spec.reference_price)

@@ -53,6 +53,14 @@ class ErrorCode(IntEnum):
     POST_ONLY_MODE = 6002
     INSTRUMENT_DELISTED = 6003  # appended: the instrument has been delisted for good
     INSTRUMENT_EXISTS = 6004  # appended: listing a symbol that is already listed
+    # 7xxx ledger (appended: the protocol's own list has no ledger range yet)
+    UNKNOWN_ASSET = 7000
+    UNKNOWN_ACCOUNT = 7001
+    RESERVES_STALE = 7002  # no attestation fresh enough to mint against
+    RESERVES_EXCEEDED = 7003  # supply after the mint would exceed the attested reserves
+    UNKNOWN_WITHDRAWAL = 7004
+    ACCOUNT_EXISTS = 7005
+    ASSET_EXISTS = 7006
     # 9xxx server
     INTERNAL = 9000
     SHUTTING_DOWN = 9001
@@ -86,6 +94,21 @@ CANCEL_PRECEDENCE: tuple[ErrorCode, ...] = (
     E.BAD_PARAM,
     E.UNKNOWN_ORDER,
     E.ORDER_NOT_OPEN,
+)
+
+DEPOSIT_PRECEDENCE: tuple[ErrorCode, ...] = (
+    E.BAD_PARAM,
+    E.UNKNOWN_ACCOUNT,
+    E.UNKNOWN_ASSET,
+    E.RESERVES_STALE,
+    E.RESERVES_EXCEEDED,
+)
+
+WITHDRAWAL_PRECEDENCE: tuple[ErrorCode, ...] = (
+    E.BAD_PARAM,
+    E.UNKNOWN_ACCOUNT,
+    E.UNKNOWN_ASSET,
+    E.INSUFFICIENT_BALANCE,
 )
 
 AMEND_PRECEDENCE: tuple[ErrorCode, ...] = (

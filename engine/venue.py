@@ -12,15 +12,16 @@ arrive in commands or come from counters, and every iteration is in insertion or
 """
 
 import hashlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from heapq import heapify, heappop, heappush
-from itertools import islice
 from typing import Any
 
 import msgspec
 
 from engine import invariants
 from engine.book import BookSide, Level, Order, OrderBook
+from engine.clearing import Clearing, balance_changed
 from engine.commands import (
     AdvanceClock,
     AmendOrder,
@@ -32,6 +33,7 @@ from engine.commands import (
     SetInstrumentStatus,
     SetReferencePrice,
 )
+from engine.custody import Custody
 from engine.enums import (
     CancelReason,
     InstrumentStatus,
@@ -46,6 +48,7 @@ from engine.events import (
     CommandRejected,
     Event,
     InstrumentListed,
+    InstrumentMatured,
     InstrumentStatusChanged,
     OrderAccepted,
     OrderAmended,
@@ -59,6 +62,8 @@ from engine.instrument import InstrumentSpec
 from engine.market import Market
 from engine.reasons import ErrorCode
 from engine.units import UNITS_MAX
+from settlement.ledger import Ledger
+from settlement.transfers import TransferKind
 
 CL_ORD_ID_LENGTH_MAX = 36  # the protocol's bound on client ids
 TAG_LENGTH_MAX = 36  # same bound for free-form tags
@@ -92,18 +97,23 @@ class VenueConfig(msgspec.Struct, frozen=True):
     # How many closed orders still answer ORDER_NOT_OPEN rather than UNKNOWN_ORDER:
     # about a minute of heavy flow, at a few dozen bytes each.
     closed_orders_retained_max: int = 1_000_000
+    # Custodians attest daily; two hours of grace before minting stops on an old statement.
+    reserve_staleness_max_us: int = 26 * 3_600_000_000
 
 
 class Venue:
     """Markets and orders of the whole venue, changed only by `execute`."""
 
-    def __init__(self, config: VenueConfig | None = None) -> None:
+    def __init__(self, config: VenueConfig | None = None, ledger: Ledger | None = None) -> None:
         self.config = config or VenueConfig()
+        self.ledger = ledger
+        self.clearing = Clearing(ledger) if ledger is not None else None
         self.markets: dict[str, Market] = {}
         self.orders: dict[int, Order] = {}
         self.account_orders: dict[int, dict[int, Order]] = {}
         self.cl_ord_index: dict[tuple[int, str], Order] = {}
         self.closed_orders: dict[int, int] = {}  # order id -> account, oldest first
+        self._closing_order: deque[int] = deque()  # the same ids, to forget the oldest in O(1)
         self.gtd_queue: list[tuple[int, int]] = []  # heap of (expire_at_us, order_id)
         self.last_order_id = 0
         self.ts_us = 0
@@ -119,6 +129,10 @@ class Venue:
             SetReferencePrice: self._set_reference_price,
             AdvanceClock: self._advance_clock,
         }
+        self.maturities: list[tuple[int, str]] = []  # heap of T-bill (maturity_us, symbol)
+        if ledger is not None:
+            self.custody = Custody(ledger, self.config.reserve_staleness_max_us)
+            self._handlers.update(self.custody.handlers())
 
     # ----------------------------------------------------------------- entry point
 
@@ -131,6 +145,9 @@ class Venue:
         queue = self.gtd_queue
         if queue and queue[0][0] <= ts:
             self._expire_due(ts, events)
+        maturities = self.maturities
+        if maturities and maturities[0][0] <= ts:
+            self._mature_due(ts, events)
         self._handlers[type(command)](command, events)
         return events
 
@@ -190,6 +207,15 @@ class Venue:
             live = self.cl_ord_index.get((cmd.account, cmd.cl_ord_id)) if cmd.cl_ord_id else None
             order_id = live.order_id if code is E.DUPLICATE_CL_ORD_ID and live else 0
             return self._reject(events, cmd, "place_order", code, detail, order_id)
+        clearing = self.clearing
+        hold = 0
+        if clearing is not None:
+            hold = clearing.place_hold(market, side, cmd.order_type, price, qty, cmd.quote_qty)
+            asset = market.spec.quote if side is BUY else market.spec.base
+            if clearing.available(cmd.account, asset) < hold:
+                return self._reject(
+                    events, cmd, "place_order", E.INSUFFICIENT_BALANCE, f"{asset} is short"
+                )
 
         book = market.book
         opposite = book.asks if side is BUY else book.bids
@@ -256,12 +282,17 @@ class Venue:
                 cmd.expire_at_us,
             )
         )
+        if clearing is not None:
+            clearing.hold(order, market, hold, ts, events)
         open_after = True
         if crosses:
             open_after = self._match(market, order, opposite, limit_key, cmd.quote_qty, events)
         if not open_after:
-            self._retire(order)
+            self._retire(order, events)
         elif is_limit and (cmd.tif is GTC or cmd.tif is GTD):
+            if clearing is not None and order.cum_qty and side is BUY:  # free price improvement
+                rest_hold = clearing.buy_hold_for(order, market, price, order.leaves_qty)
+                clearing.rehold(order, market, rest_hold, ts, events)
             self._rest(book, order)
         else:
             canceled = order.leaves_qty
@@ -272,7 +303,7 @@ class Venue:
                     ts, order_id, order.account, order.symbol, IOC_REST, canceled, order.cum_qty
                 )
             )
-            self._retire(order)
+            self._retire(order, events)
         return None
 
     def _place_refusal(self, cmd: PlaceOrder, market: Market) -> tuple[ErrorCode, str] | None:
@@ -281,6 +312,8 @@ class Venue:
             market.status is not InstrumentStatus.POST_ONLY or not cmd.post_only
         ):
             return _status_refusal(market)
+        if self.clearing is not None and not self.clearing.eligible(cmd.account, market.spec):
+            return E.NOT_ELIGIBLE, f"account {cmd.account} may not trade {market.symbol}"
         tif = cmd.tif
         if tif is GTD and cmd.expire_at_us <= cmd.ts_us:
             return E.INVALID_EXPIRE_AT, "expire_at is not in the future"
@@ -327,6 +360,7 @@ class Venue:
         exact cost stays within `quote_qty`, and is done once one more step is beyond it.
         """
         ts = self.ts_us
+        clearing = self.clearing
         symbol = market.symbol
         taker_id = taker.order_id
         taker_account = taker.account
@@ -406,13 +440,17 @@ class Venue:
                         taker.status,
                     )
                 )
+                if clearing is not None:
+                    clearing.settle(
+                        market, maker, taker, price, qty, market.last_trade_id, ts, events
+                    )
                 if done:
                     open_after = matching = False
                     break
             orders = level.orders
             for maker in gone:
                 del orders[maker.order_id]
-                self._retire(maker)
+                self._retire(maker, events)
             if not orders:
                 opposite.drop_level(level)
         if last_price:
@@ -466,7 +504,7 @@ class Venue:
         canceled = order.leaves_qty
         order.leaves_qty = 0
         order.status = OrderStatus.CANCELED
-        self._retire(order)
+        self._retire(order, events)
         events.append(
             OrderCanceled(
                 self.ts_us,
@@ -545,6 +583,12 @@ class Venue:
             return E.PRICE_BAND, "price is outside the band"
         if price * qty * market.notional_num < market.min_notional_scaled:
             return E.BELOW_MIN_NOTIONAL, "notional is below the minimum"
+        clearing = self.clearing
+        if clearing is not None:
+            more = self._amended_hold(order, market, price, qty) - order.hold
+            asset = market.spec.quote if order.side is BUY else market.spec.base
+            if more > clearing.available(order.account, asset):
+                return E.INSUFFICIENT_BALANCE, f"{asset} is short"
         if price != order.price and _crosses(market.book.opposite(order.side), price):
             if market.status is InstrumentStatus.POST_ONLY:
                 return E.POST_ONLY_MODE, f"{market.symbol} accepts only post-only orders"
@@ -565,12 +609,12 @@ class Venue:
             order.cl_ord_id = new_cl
         book_side = market.book.side(order.side)
         keeps_priority = price == order.price and qty <= order.qty
-        if qty <= order.cum_qty:  # amended down to what already traded: done
+        completed = qty <= order.cum_qty  # amended down to what already traded: done
+        if completed:
             book_side.remove(order)
             order.qty = qty
             order.leaves_qty = 0
             order.status = FILLED
-            self._retire(order)
         elif keeps_priority:
             reduction = order.qty - qty
             book_side.levels[price * book_side.sign].qty -= reduction
@@ -596,16 +640,30 @@ class Venue:
                 order.cl_ord_id,
             )
         )
-        if keeps_priority or not order.leaves_qty:
+        if completed:
+            self._retire(order, events)
+            return
+        if self.clearing is not None:
+            new_hold = self._amended_hold(order, market, order.price, order.qty)
+            self.clearing.rehold(order, market, new_hold, self.ts_us, events)
+        if keeps_priority:
             return
         opposite = market.book.opposite(order.side)
         limit_key = price * opposite.sign
         best = opposite.best
         crosses = best is not None and best.key <= limit_key
         if crosses and not self._match(market, order, opposite, limit_key, 0, events):
-            self._retire(order)
+            self._retire(order, events)
             return
         book_side.add(order)
+
+    def _amended_hold(self, order: Order, market: Market, price: int, qty: int) -> int:
+        """What the order must hold once amended to `qty` in all at `price`."""
+        leaves = qty - order.cum_qty
+        if order.side is not BUY:
+            return leaves
+        assert self.clearing is not None
+        return self.clearing.buy_hold_for(order, market, price, leaves)
 
     # ----------------------------------------------------------------- time
 
@@ -623,7 +681,7 @@ class Venue:
             expired = order.leaves_qty
             order.leaves_qty = 0
             order.status = OrderStatus.EXPIRED
-            self._retire(order)
+            self._retire(order, events)
             events.append(
                 OrderExpired(
                     ts,
@@ -636,6 +694,43 @@ class Venue:
                 )
             )
 
+    def _mature_due(self, ts: int, events: list[Event]) -> None:
+        """T-bills whose maturity has come: stop trading, cancel orders, redeem at par."""
+        while self.maturities and self.maturities[0][0] <= ts:
+            _, symbol = heappop(self.maturities)
+            market = self.markets[symbol]
+            if market.status is InstrumentStatus.DELISTED:
+                continue
+            market.status = InstrumentStatus.CANCEL_ONLY
+            events.append(InstrumentStatusChanged(ts, symbol, market.status))
+            for order in list(market.book.iter_orders()):
+                self._cancel_open(order, CancelReason.MATURITY, events)
+            events.append(self._redeem(market, ts, events))
+
+    def _redeem(self, market: Market, ts: int, events: list[Event]) -> InstrumentMatured:
+        """Pay every holder of a matured bill par, in one chain; balances reported after."""
+        ledger = self.ledger
+        if ledger is None:
+            return InstrumentMatured(ts, market.symbol, 0, 0, 0, 0)
+        spec = market.spec
+        for withdrawal in list(ledger.withdrawals.values()):
+            if withdrawal.asset == spec.base:
+                self.custody.void(withdrawal.withdrawal_id, ts, events)
+        cash_per_unit = 10 ** (spec.quote_decimals - spec.qty_decimals)
+        booked = ledger.redeem_at_par(spec.base, spec.quote, cash_per_unit, ts)
+        paid = [t for t in booked if t.kind is TransferKind.REDEMPTION]
+        for transfer in paid:
+            events.append(balance_changed(ledger, transfer.credit_account, spec.base, ts))
+            events.append(balance_changed(ledger, transfer.credit_account, spec.quote, ts))
+        return InstrumentMatured(
+            ts,
+            market.symbol,
+            len(paid),
+            sum(t.amount for t in paid) // cash_per_unit,
+            sum(t.amount for t in paid),
+            booked[0].chain_id if booked else 0,
+        )
+
     # ----------------------------------------------------------------- operators
 
     def _list_instrument(self, cmd: ListInstrument, events: list[Event]) -> None:
@@ -645,7 +740,15 @@ class Venue:
             return self._reject(events, cmd, "list_instrument", E.BAD_PARAM, problem)
         if spec.symbol in self.markets:
             return self._reject(events, cmd, "list_instrument", E.INSTRUMENT_EXISTS, spec.symbol)
-        self.markets[spec.symbol] = Market(spec)
+        if self.clearing is not None:
+            problem = self.clearing.listing_problem(spec)
+            if problem is not None:
+                return self._reject(events, cmd, "list_instrument", E.BAD_PARAM, problem)
+        market = self.markets[spec.symbol] = Market(spec)
+        if self.clearing is not None:
+            market.terms = self.clearing.terms(spec)
+        if spec.maturity_us:
+            heappush(self.maturities, (spec.maturity_us, spec.symbol))
         events.append(InstrumentListed(cmd.ts_us, spec))
         return None
 
@@ -706,8 +809,15 @@ class Venue:
         if order.tif is GTD:
             self._queue_expiry(order)
 
-    def _retire(self, order: Order) -> None:
-        """Forget a closed order (already out of the book), remembering only its owner."""
+    def _retire(self, order: Order, events: list[Event]) -> None:
+        """Forget a closed order (already out of the book), remembering only its owner.
+
+        Whatever it still holds is released.
+        """
+        if order.hold:
+            clearing = self.clearing
+            assert clearing is not None, f"{order} holds funds without a ledger"
+            clearing.release(order, self.markets[order.symbol], self.ts_us, events)
         order_id = order.order_id
         if self.orders.pop(order_id, None) is not None:
             by_account = self.account_orders[order.account]
@@ -717,10 +827,12 @@ class Venue:
             if order.cl_ord_id is not None:
                 del self.cl_ord_index[(order.account, order.cl_ord_id)]
         closed = self.closed_orders
+        assert order_id not in closed, f"order {order_id} closed twice"
         closed[order_id] = order.account
-        if len(closed) > self._closed_orders_max:
-            for oldest in list(islice(closed, len(closed) // 10 or 1)):
-                del closed[oldest]
+        closing = self._closing_order
+        closing.append(order_id)
+        if len(closing) > self._closed_orders_max:
+            del closed[closing.popleft()]
 
     def _queue_expiry(self, order: Order) -> None:
         queue = self.gtd_queue
@@ -775,7 +887,7 @@ def _place_shape_problem(cmd: PlaceOrder) -> str | None:
     ):
         return "cl_ord_id and tag may have 1..36 characters"
     tif = cmd.tif
-    if (tif is GTD) is not (cmd.expire_at_us > 0):
+    if cmd.expire_at_us <= 0 if tif is GTD else cmd.expire_at_us != 0:
         return "expire_at is required for gtd and only for gtd"
     if cmd.order_type is LIMIT:
         if not cmd.price or not cmd.qty or cmd.quote_qty:

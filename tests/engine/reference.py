@@ -150,7 +150,7 @@ class ReferenceVenue:
         )
 
     @staticmethod
-    def _notional(market: Market, price: int, qty: int) -> Fraction:
+    def notional(market: Market, price: int, qty: int) -> Fraction:
         """The exact value of price x qty in units of the quote asset."""
         spec: InstrumentSpec = market["spec"]
         per_face = 100 if spec.kind == InstrumentKind.TBILL else 1
@@ -254,7 +254,8 @@ class ReferenceVenue:
             return "price and qty must be within range"
         if bad_text(cmd.cl_ord_id) or bad_text(cmd.tag):
             return "cl_ord_id and tag may have 1..36 characters"
-        if (cmd.tif == TimeInForce.GTD) != (cmd.expire_at_us > 0):
+        # docs: gtd needs expire_at_us > 0, other tifs must not have one (0 is "absent").
+        if cmd.expire_at_us <= 0 if cmd.tif == TimeInForce.GTD else cmd.expire_at_us != 0:
             return "expire_at is required for gtd and only for gtd"
         if cmd.order_type == OrderType.LIMIT:
             if cmd.price <= 0 or cmd.qty <= 0 or cmd.quote_qty != 0:
@@ -314,7 +315,7 @@ class ReferenceVenue:
             )
             if outside:
                 return self._reject(cmd, name, E.PRICE_BAND, "price is outside the band")
-            if self._notional(market, cmd.price, cmd.qty) < spec.min_notional:
+            if self.notional(market, cmd.price, cmd.qty) < spec.min_notional:
                 return self._reject(
                     cmd, name, E.BELOW_MIN_NOTIONAL, "notional is below the minimum"
                 )
@@ -323,7 +324,7 @@ class ReferenceVenue:
                 return self._reject(
                     cmd, name, E.BELOW_MIN_NOTIONAL, "quote_qty is below the minimum notional"
                 )
-        elif self._notional(market, market["ref"], cmd.qty) < spec.min_notional:
+        elif self.notional(market, market["ref"], cmd.qty) < spec.min_notional:
             return self._reject(
                 cmd,
                 name,
@@ -449,7 +450,7 @@ class ReferenceVenue:
                     break
                 continue
             if quote_qty:
-                step_cost = self._notional(market, price, step)
+                step_cost = self.notional(market, price, step)
                 qty = min(int(budget // step_cost) * step, maker["leaves"])
                 if qty == 0:
                     break  # this level is too dear for one step: stop here
@@ -462,7 +463,7 @@ class ReferenceVenue:
             )
             taker["cum"] += qty
             if quote_qty:
-                budget -= self._notional(market, price, qty)
+                budget -= self.notional(market, price, qty)
                 done = budget < step_cost
             else:
                 taker["leaves"] -= qty
@@ -610,7 +611,7 @@ class ReferenceVenue:
             outside = price > market["high"] if order["side"] == Side.BUY else price < market["low"]
             if outside:
                 return refuse(E.PRICE_BAND, "price is outside the band")
-            if self._notional(market, price, qty) < spec.min_notional:
+            if self.notional(market, price, qty) < spec.min_notional:
                 return refuse(E.BELOW_MIN_NOTIONAL, "notional is below the minimum")
             best = self._best(sym, self._opposite(order["side"]))
             if best is not None and self._within(order["side"], best["price"], price):

@@ -1,0 +1,200 @@
+"""Clearing: what stands between matching and the ledger — eligibility, holds and DvP.
+
+Owns the rules that make every match settleable: who may trade an instrument, what an order
+holds while open (a buy: its worst-case cost and fee in the quote asset; a sell: its
+quantity of the base asset), the delivery-versus-payment chain of each trade (security
+seller to buyer, cash buyer to seller, fees to the venue, rounding to the rounding
+account, all legs booked together), and the release of whatever an order still holds when
+it closes. The arithmetic is `settlement.dvp`'s; the balances are `settlement.ledger`'s.
+"""
+
+from engine.book import Order
+from engine.enums import InstrumentKind, OrderType, Side
+from engine.events import BalanceChanged, Event, TradeSettled
+from engine.instrument import InstrumentSpec
+from engine.market import Market
+from settlement.dvp import CashTerms
+from settlement.ledger import Ledger, Leg, Refused
+from settlement.transfers import FEE_INCOME, ROUNDING, TransferKind
+
+BUY = Side.BUY
+DELIVERY = TransferKind.DELIVERY
+PAYMENT = TransferKind.PAYMENT
+FEE = TransferKind.FEE
+ROUNDING_KIND = TransferKind.ROUNDING
+
+
+class Clearing:
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    # ----------------------------------------------------------------- listing
+
+    def listing_problem(self, spec: InstrumentSpec) -> str | None:
+        """Why the ledger cannot clear this instrument, or None."""
+        assets = self.ledger.assets
+        base, quote = assets.get(spec.base), assets.get(spec.quote)
+        if base is None or quote is None:
+            return f"list the assets {spec.base} and {spec.quote} first"
+        if base.scale != spec.qty_decimals or quote.scale != spec.quote_decimals:
+            return "qty_decimals and quote_decimals must equal the assets' scales"
+        if spec.kind is InstrumentKind.TBILL and spec.quote_decimals < spec.qty_decimals:
+            return "a T-bill's face units must convert exactly into cash units"
+        return None
+
+    @staticmethod
+    def terms(spec: InstrumentSpec) -> CashTerms:
+        num, den = spec.notional_fraction
+        return CashTerms(num, den, spec.maker_fee_bps, spec.taker_fee_bps)
+
+    def eligible(self, account: int, spec: InstrumentSpec) -> bool:
+        """KYC-approved participants outside the instrument's excluded jurisdictions."""
+        participant = self.ledger.participants.get(account)
+        return (
+            participant is not None
+            and participant.kyc_approved
+            and participant.jurisdiction not in spec.excluded_jurisdictions
+        )
+
+    # ----------------------------------------------------------------- holds
+
+    @staticmethod
+    def place_hold(market: Market, side: Side, order_type: OrderType, price: int,
+                   qty: int, quote_qty: int) -> int:  # fmt: skip
+        """What a new order must hold: cash for a buy (at its limit or the band), else base."""
+        if side is not BUY:
+            return qty
+        terms = market.terms
+        assert terms is not None, "clearing a market without cash terms"
+        if quote_qty:
+            return terms.quote_hold(quote_qty)
+        limit = price if order_type is OrderType.LIMIT else market.band_high
+        return terms.buy_hold(limit, qty)
+
+    def available(self, account: int, asset: str) -> int:
+        balance = self.ledger.balances.get((account, asset))
+        return balance.total - balance.held if balance is not None else 0
+
+    def hold(self, order: Order, market: Market, amount: int, ts: int, events: list[Event]) -> None:
+        """Reserve `amount` for a just accepted order (checked affordable beforehand)."""
+        self.rehold(order, market, amount, ts, events)
+
+    def buy_hold_for(self, order: Order, market: Market, price: int, leaves: int) -> int:
+        """The worst case a buy must still hold with `leaves` left at `price`."""
+        terms = market.terms
+        assert terms is not None
+        value = order.filled_value
+        paid = terms.paid_total(value)
+        return terms.buy_hold_after(value, order.fee_exact, paid, order.fees_paid, price * leaves)
+
+    def rehold(self, order: Order, market: Market, new_hold: int, ts: int,
+               events: list[Event]) -> None:  # fmt: skip
+        """Move an open order's hold to `new_hold` (affordability checked beforehand)."""
+        delta = new_hold - order.hold
+        if not delta:
+            return
+        asset = market.spec.quote if order.side is BUY else market.spec.base
+        if delta > 0:
+            assert self.ledger.hold(order.account, asset, delta), f"{order} cannot hold more"
+        else:
+            self.ledger.release(order.account, asset, -delta)
+        order.hold = new_hold
+        self._balance_changed(order.account, asset, ts, events)
+
+    def release(self, order: Order, market: Market, ts: int, events: list[Event]) -> None:
+        """Give back all an order still holds: it has closed."""
+        if order.hold:
+            self.rehold(order, market, 0, ts, events)
+
+    # ----------------------------------------------------------------- settlement
+
+    def settle(
+        self,
+        market: Market,
+        maker: Order,
+        taker: Order,
+        price: int,
+        qty: int,
+        trade_id: int,
+        ts: int,
+        events: list[Event],
+    ) -> None:
+        """Book the DvP chain of one trade (orders' fills already counted) and report it."""
+        terms = market.terms
+        assert terms is not None, "settling a market without cash terms"
+        if taker.side is BUY:
+            buyer, seller = taker, maker
+            buyer_bps, seller_bps = terms.taker_fee_bps, terms.maker_fee_bps
+        else:
+            buyer, seller = maker, taker
+            buyer_bps, seller_bps = terms.maker_fee_bps, terms.taker_fee_bps
+        value = price * qty
+        pay = terms.paid_total(buyer.filled_value) - terms.paid_total(buyer.filled_value - value)
+        receive = terms.received_total(seller.filled_value) - terms.received_total(
+            seller.filled_value - value
+        )
+        buyer.fee_exact += terms.fee_exact(price, qty, buyer_bps)
+        buyer_fee = terms.fees_total(buyer.fee_exact) - buyer.fees_paid
+        buyer.fees_paid += buyer_fee
+        seller.fee_exact += terms.fee_exact(price, qty, seller_bps)
+        # A seller's fee never exceeds this fill's proceeds: it holds no cash to pay from.
+        seller_fee = min(terms.fees_total(seller.fee_exact) - seller.fees_paid, receive)
+        seller.fees_paid += seller_fee
+
+        spec = market.spec
+        legs = _dvp_legs(
+            buyer.account, seller.account, spec.base, spec.quote, qty, pay, receive,
+            buyer_fee, seller_fee,
+        )  # fmt: skip
+        buyer.hold -= pay + buyer_fee
+        seller.hold -= qty
+        assert buyer.hold >= 0, f"{buyer} spent more than it held"
+        spend = ((buyer.account, spec.quote, pay + buyer_fee), (seller.account, spec.base, qty))
+        booked = self.ledger.book(legs, ts, spend)
+        assert not isinstance(booked, Refused), f"trade {trade_id} failed to settle: {booked}"
+        events.append(TradeSettled(ts, market.symbol, trade_id, booked[0].chain_id, tuple(booked)))
+        for account, asset in dict.fromkeys(
+            (
+                (buyer.account, spec.base),
+                (buyer.account, spec.quote),
+                (seller.account, spec.base),
+                (seller.account, spec.quote),
+            )
+        ):
+            self._balance_changed(account, asset, ts, events)
+
+    def _balance_changed(self, account: int, asset: str, ts: int, events: list[Event]) -> None:
+        events.append(balance_changed(self.ledger, account, asset, ts))
+
+
+def balance_changed(ledger: Ledger, account: int, asset: str, ts: int) -> BalanceChanged:
+    """The event reporting an account's balance in one asset as it is now."""
+    balance = ledger.balance(account, asset)
+    return BalanceChanged(ts, account, asset, balance.total, balance.held)
+
+
+def _dvp_legs(
+    buyer: int,
+    seller: int,
+    base: str,
+    quote: str,
+    qty: int,
+    pay: int,
+    receive: int,
+    buyer_fee: int,
+    seller_fee: int,
+) -> list[Leg]:
+    """Security to the buyer; cash to the seller; the rounding difference; the fees."""
+    legs: list[Leg] = [(seller, buyer, base, qty, DELIVERY)]
+    direct = min(pay, receive)
+    if direct:
+        legs.append((buyer, seller, quote, direct, PAYMENT))
+    if pay > receive:
+        legs.append((buyer, ROUNDING, quote, pay - receive, ROUNDING_KIND))
+    elif receive > pay:
+        legs.append((ROUNDING, seller, quote, receive - pay, ROUNDING_KIND))
+    if buyer_fee:
+        legs.append((buyer, FEE_INCOME, quote, buyer_fee, FEE))
+    if seller_fee:
+        legs.append((seller, FEE_INCOME, quote, seller_fee, FEE))
+    return legs

@@ -1,0 +1,145 @@
+"""Custody commands: assets, accounts, reserves, deposits and withdrawals, as ledger calls.
+
+Owns the translation of the ledger's operator commands into `settlement.ledger` calls and
+their events, with the ledger's refusals reported as `CommandRejected` under the stable
+error codes. Deposits mint only against a fresh attestation (`reserve_staleness_max_us`);
+withdrawals hold first and burn on confirmation. Balances changed here are reported with
+`BalanceChanged` like those changed by trades.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from engine.clearing import balance_changed
+from engine.commands import (
+    AttestReserves,
+    Command,
+    ConfirmWithdrawal,
+    Deposit,
+    ListAsset,
+    OpenAccount,
+    RequestWithdrawal,
+    VoidWithdrawal,
+)
+from engine.events import (
+    AccountOpened,
+    AssetListed,
+    CommandRejected,
+    Deposited,
+    Event,
+    ReservesAttested,
+    WithdrawalConfirmed,
+    WithdrawalRequested,
+    WithdrawalVoided,
+)
+from engine.reasons import ErrorCode
+from settlement.ledger import (
+    AssetSpec,
+    Attestation,
+    Ledger,
+    Participant,
+    Refused,
+    Withdrawal,
+)
+
+Handler = Callable[[Any, list[Event]], None]
+
+
+class Custody:
+    def __init__(self, ledger: Ledger, reserve_staleness_max_us: int) -> None:
+        self.ledger = ledger
+        self.reserve_staleness_max_us = reserve_staleness_max_us
+
+    def handlers(self) -> dict[type[Command], Handler]:
+        return {
+            ListAsset: self._list_asset,
+            OpenAccount: self._open_account,
+            AttestReserves: self._attest,
+            Deposit: self._deposit,
+            RequestWithdrawal: self._request_withdrawal,
+            ConfirmWithdrawal: self._confirm_withdrawal,
+            VoidWithdrawal: self._void_withdrawal,
+        }
+
+    def _list_asset(self, cmd: ListAsset, events: list[Event]) -> None:
+        spec = AssetSpec(cmd.code, cmd.scale)
+        if not _refused(self.ledger.add_asset(spec), cmd, "list_asset", events):
+            events.append(AssetListed(cmd.ts_us, spec))
+
+    def _open_account(self, cmd: OpenAccount, events: list[Event]) -> None:
+        participant = Participant(cmd.account, cmd.name, cmd.kyc_approved, cmd.jurisdiction)
+        if not _refused(self.ledger.add_participant(participant), cmd, "open_account", events):
+            events.append(AccountOpened(cmd.ts_us, participant))
+
+    def _attest(self, cmd: AttestReserves, events: list[Event]) -> None:
+        attestation = Attestation(cmd.asset, cmd.amount, cmd.as_of_us)
+        if not _refused(self.ledger.attest(attestation), cmd, "attest_reserves", events):
+            events.append(ReservesAttested(cmd.ts_us, attestation))
+
+    def _deposit(self, cmd: Deposit, events: list[Event]) -> None:
+        if cmd.amount <= 0:
+            _refused(Refused("BAD_PARAM", "deposits are positive"), cmd, "deposit", events)
+            return
+        booked = self.ledger.mint(
+            cmd.account, cmd.asset, cmd.amount, cmd.ts_us, self.reserve_staleness_max_us
+        )
+        if _refused(booked, cmd, "deposit", events):
+            return
+        assert isinstance(booked, list)
+        events.append(
+            Deposited(cmd.ts_us, cmd.account, cmd.asset, cmd.amount, booked[0].transfer_id)
+        )
+        self._balance_changed(cmd.account, cmd.asset, cmd.ts_us, events)
+
+    def _request_withdrawal(self, cmd: RequestWithdrawal, events: list[Event]) -> None:
+        result = self.ledger.request_withdrawal(cmd.account, cmd.asset, cmd.amount)
+        if _refused(result, cmd, "request_withdrawal", events):
+            return
+        assert isinstance(result, Withdrawal)
+        events.append(WithdrawalRequested(cmd.ts_us, result))
+        self._balance_changed(cmd.account, cmd.asset, cmd.ts_us, events)
+
+    def _confirm_withdrawal(self, cmd: ConfirmWithdrawal, events: list[Event]) -> None:
+        withdrawal = self.ledger.withdrawals.get(cmd.withdrawal_id)
+        booked = self.ledger.confirm_withdrawal(cmd.withdrawal_id, cmd.ts_us)
+        if _refused(booked, cmd, "confirm_withdrawal", events):
+            return
+        assert withdrawal is not None and isinstance(booked, list)
+        events.append(WithdrawalConfirmed(cmd.ts_us, withdrawal, booked[0].transfer_id))
+        self._balance_changed(withdrawal.account, withdrawal.asset, cmd.ts_us, events)
+
+    def _void_withdrawal(self, cmd: VoidWithdrawal, events: list[Event]) -> None:
+        self.void(cmd.withdrawal_id, cmd.ts_us, events, cmd)
+
+    def void(
+        self, withdrawal_id: int, ts: int, events: list[Event], cmd: Command | None = None
+    ) -> None:
+        """Release a pending withdrawal (on request, or when its asset matures)."""
+        result = self.ledger.void_withdrawal(withdrawal_id)
+        if cmd is not None and _refused(result, cmd, "void_withdrawal", events):
+            return
+        assert isinstance(result, Withdrawal)
+        events.append(WithdrawalVoided(ts, result))
+        self._balance_changed(result.account, result.asset, ts, events)
+
+    def _balance_changed(self, account: int, asset: str, ts: int, events: list[Event]) -> None:
+        events.append(balance_changed(self.ledger, account, asset, ts))
+
+
+def _refused(result: object, cmd: Command, name: str, events: list[Event]) -> bool:
+    """Report a ledger refusal as a rejection; True if there was one."""
+    if not isinstance(result, Refused):
+        return False
+    events.append(
+        CommandRejected(
+            cmd.ts_us,
+            name,
+            ErrorCode[result.reason],
+            result.detail,
+            getattr(cmd, "account", 0),
+            None,
+            0,
+            None,
+        )
+    )
+    return True
