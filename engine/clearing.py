@@ -59,8 +59,9 @@ class Clearing:
     # ----------------------------------------------------------------- holds
 
     @staticmethod
-    def place_hold(market: Market, side: Side, order_type: OrderType, price: int,
-                   qty: int, quote_qty: int) -> int:  # fmt: skip
+    def place_hold(
+        market: Market, side: Side, order_type: OrderType, price: int, qty: int, quote_qty: int
+    ) -> int:
         """What a new order must hold: cash for a buy (at its limit or the band), else base."""
         if side is not BUY:
             return qty
@@ -87,8 +88,9 @@ class Clearing:
         paid = terms.paid_total(value)
         return terms.buy_hold_after(value, order.fee_exact, paid, order.fees_paid, price * leaves)
 
-    def rehold(self, order: Order, market: Market, new_hold: int, ts: int,
-               events: list[Event]) -> None:  # fmt: skip
+    def rehold(
+        self, order: Order, market: Market, new_hold: int, ts: int, events: list[Event]
+    ) -> None:
         """Move an open order's hold to `new_hold` (affordability checked beforehand)."""
         delta = new_hold - order.hold
         if not delta:
@@ -143,9 +145,16 @@ class Clearing:
 
         spec = market.spec
         legs = _dvp_legs(
-            buyer.account, seller.account, spec.base, spec.quote, qty, pay, receive,
-            buyer_fee, seller_fee,
-        )  # fmt: skip
+            buyer.account,
+            seller.account,
+            spec.base,
+            spec.quote,
+            qty,
+            pay,
+            receive,
+            buyer_fee,
+            seller_fee,
+        )
         buyer.hold -= pay + buyer_fee
         seller.hold -= qty
         assert buyer.hold >= 0, f"{buyer} spent more than it held"

@@ -27,6 +27,31 @@ def check_venue(venue: Venue) -> None:
             assert order.order_id not in resting, f"order {order.order_id} rests twice"
             resting[order.order_id] = order
     _check_indexes(venue, resting)
+    if venue.ledger is not None:
+        _check_holds(venue, resting)
+        venue.ledger.check_invariants()
+
+
+def _check_holds(venue: Venue, resting: dict[int, Order]) -> None:
+    """What each account holds is exactly what its open orders and withdrawals reserve."""
+    assert venue.clearing is not None and venue.ledger is not None
+    expected = venue.ledger.withdrawal_holds()
+    for order in resting.values():
+        market = venue.markets[order.symbol]
+        if order.side is Side.BUY:
+            asset = market.spec.quote
+            worst = venue.clearing.buy_hold_for(order, market, order.price, order.leaves_qty)
+            assert order.hold >= worst, f"{order} holds {order.hold}, may need {worst}"
+        else:
+            asset = market.spec.base
+            assert order.hold == order.leaves_qty, f"{order} holds {order.hold} of its base"
+        expected[(order.account, asset)] = expected.get((order.account, asset), 0) + order.hold
+    for (account, asset), balance in venue.ledger.balances.items():
+        wanted = expected.pop((account, asset), 0)
+        assert balance.held == wanted, (
+            f"account {account} holds {balance.held} {asset}, not {wanted}"
+        )
+    assert not any(expected.values()), f"holds without balances: {expected}"
 
 
 def _check_market(market: Market) -> list[Order]:

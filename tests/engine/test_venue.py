@@ -289,8 +289,9 @@ def test_gtd_orders_expire_before_the_next_command(harness: Harness) -> None:
     now = harness.now()
     harness.place(1, SELL, 10_000, 100, tif=TimeInForce.GTD, expire_at_us=now + 10)
     harness.place(1, SELL, 10_001, 100, tif=TimeInForce.GTD, expire_at_us=now + 1_000)
-    events = harness.do(PlaceOrder(ts_us=now + 10, account=2, symbol=SYMBOL, side=BUY,
-                                   price=10_001, qty=100))  # fmt: skip
+    events = harness.do(
+        PlaceOrder(ts_us=now + 10, account=2, symbol=SYMBOL, side=BUY, price=10_001, qty=100)
+    )
     assert kinds(events) == ["OrderExpired", "OrderAccepted", "TradeExecuted"]
     assert isinstance(events[0], OrderExpired) and events[0].reason is CancelReason.GTD
     assert trades(events)[0].maker_order_id == 2

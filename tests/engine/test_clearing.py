@@ -1,0 +1,188 @@
+"""Clearing in the venue: eligibility, holds, T+0 DvP with fees and rounding, releases."""
+
+from typing import Any
+
+import msgspec
+import pytest
+
+from engine.commands import (
+    AmendOrder,
+    AttestReserves,
+    CancelOrder,
+    Command,
+    Deposit,
+    ListAsset,
+    ListInstrument,
+    OpenAccount,
+    PlaceOrder,
+)
+from engine.enums import OrderType, Side, TimeInForce
+from engine.events import BalanceChanged, CommandRejected, Event, TradeSettled
+from engine.reasons import ErrorCode
+from engine.venue import Venue
+from settlement.ledger import Ledger
+from settlement.transfers import FEE_INCOME, ROUNDING, TransferKind
+from tests.engine.conftest import SYMBOL, make_spec
+
+BUY, SELL = Side.BUY, Side.SELL
+USD = 1_000_000  # one dollar in units
+SHARE = 1_000_000  # one share in units
+
+
+class Cleared:
+    """A venue with a ledger: USD and AAPLx, accounts 1-3 (DE) and 4 (US), funded."""
+
+    def __init__(self, **spec: Any) -> None:
+        self.venue = Venue(ledger=Ledger())
+        fields: dict[str, Any] = dict(maker_fee_bps=1, taker_fee_bps=5, min_notional=0)
+        fields |= spec
+        setup: list[Command] = [
+            ListAsset(code="USD", scale=6),
+            ListAsset(code="AAPLx", scale=6),
+            ListInstrument(spec=make_spec(excluded_jurisdictions=("US",), **fields)),
+            AttestReserves(asset="USD", amount=10**9 * USD, as_of_us=1),
+            AttestReserves(asset="AAPLx", amount=10**6 * SHARE, as_of_us=1),
+        ]
+        for account, jurisdiction in ((1, "DE"), (2, "DE"), (3, "DE"), (4, "US")):
+            setup += [
+                OpenAccount(
+                    account=account,
+                    name=f"a{account}",
+                    kyc_approved=True,
+                    jurisdiction=jurisdiction,
+                ),
+                Deposit(account=account, asset="USD", amount=10_000 * USD),
+                Deposit(account=account, asset="AAPLx", amount=100 * SHARE),
+            ]
+        for command in setup:
+            events = self.do(command)
+            assert not any(isinstance(e, CommandRejected) for e in events), events
+
+    def do(self, command: Command) -> list[Event]:
+        command = msgspec.structs.replace(command, ts_us=self.venue.ts_us + 1)
+        events = self.venue.execute(command)
+        self.venue.check_invariants()
+        return events
+
+    def place(self, account: int, side: Side, price: int, qty: int, **more: Any) -> list[Event]:
+        return self.do(
+            PlaceOrder(account=account, symbol=SYMBOL, side=side, price=price, qty=qty, **more)
+        )
+
+    def balance(self, account: int, asset: str) -> tuple[int, int]:
+        balance = self.venue.ledger.balance(account, asset)  # type: ignore[union-attr]
+        return balance.total, balance.held
+
+
+@pytest.fixture
+def cleared() -> Cleared:
+    return Cleared()
+
+
+def test_a_buy_holds_cost_and_worst_fee(cleared: Cleared) -> None:
+    events = cleared.place(1, BUY, 10_000, 2 * SHARE)  # 200 USD at 100.00
+    assert cleared.balance(1, "USD") == (10_000 * USD, 200 * USD + 100_000)  # + 5 bps
+    changed = [e for e in events if isinstance(e, BalanceChanged)]
+    assert [(e.account, e.asset, e.held) for e in changed] == [(1, "USD", 200_100_000)]
+    cleared.place(2, SELL, 10_100, 3 * SHARE)
+    assert cleared.balance(2, "AAPLx") == (100 * SHARE, 3 * SHARE)
+
+
+def test_trade_settles_at_once_all_legs(cleared: Cleared) -> None:
+    cleared.place(2, SELL, 10_000, 3 * SHARE)  # maker
+    events = cleared.place(1, BUY, 10_050, 1 * SHARE)  # taker, improves by 0.50
+    settled = [e for e in events if isinstance(e, TradeSettled)]
+    assert len(settled) == 1
+    legs = {
+        (t.kind, t.debit_account, t.credit_account, t.asset): t.amount for t in settled[0].transfers
+    }
+    assert legs == {
+        (TransferKind.DELIVERY, 2, 1, "AAPLx"): SHARE,
+        (TransferKind.PAYMENT, 1, 2, "USD"): 100 * USD,
+        (TransferKind.FEE, 1, FEE_INCOME, "USD"): 50_000,  # taker 5 bps
+        (TransferKind.FEE, 2, FEE_INCOME, "USD"): 10_000,  # maker 1 bp
+    }
+    assert len({t.chain_id for t in settled[0].transfers}) == 1
+    assert cleared.balance(1, "USD") == (10_000 * USD - 100 * USD - 50_000, 0)
+    assert cleared.balance(1, "AAPLx") == (101 * SHARE, 0)
+    assert cleared.balance(2, "USD") == (10_000 * USD + 100 * USD - 10_000, 0)
+    assert cleared.balance(2, "AAPLx") == (99 * SHARE, 2 * SHARE)
+
+
+def test_rounding_goes_to_the_rounding_account(cleared: Cleared) -> None:
+    cleared.place(2, SELL, 10_001, 1)  # one micro-share at 100.01: 100.01 units of cash
+    events = cleared.place(1, BUY, 10_001, 1)
+    legs = [t for e in events if isinstance(e, TradeSettled) for t in e.transfers]
+    by_kind = {(t.kind, t.credit_account): t.amount for t in legs}
+    assert by_kind[(TransferKind.PAYMENT, 2)] == 100  # the seller gets floor(100.01)
+    assert by_kind[(TransferKind.ROUNDING, ROUNDING)] == 1  # the buyer paid ceil(100.01)
+
+
+def test_partial_fill_releases_price_improvement(cleared: Cleared) -> None:
+    cleared.place(2, SELL, 9_900, 1 * SHARE)
+    cleared.place(1, BUY, 10_000, 2 * SHARE)  # buys 1 at 99.00, rests 1 at 100.00
+    total, held = cleared.balance(1, "USD")
+    assert held == 100 * USD + 50_000  # the rest's worst case, improvement released
+    assert total == 10_000 * USD - 99 * USD - 49_500  # taker fee on 99 USD
+    cleared.do(CancelOrder(account=1, order_id=2))
+    assert cleared.balance(1, "USD")[1] == 0
+
+
+def test_insufficient_balance_changes_nothing(cleared: Cleared) -> None:
+    before = cleared.venue.state_hash()
+    events = cleared.place(3, BUY, 10_000, 100 * SHARE)  # 10,000 USD + fee > 10,000 USD
+    assert isinstance(events[0], CommandRejected)
+    assert events[0].reason is ErrorCode.INSUFFICIENT_BALANCE
+    events = cleared.place(3, SELL, 10_000, 101 * SHARE)
+    assert events[0].reason is ErrorCode.INSUFFICIENT_BALANCE  # type: ignore[union-attr]
+    cleared.venue.ts_us -= 2
+    assert cleared.venue.state_hash() == before
+
+
+def test_ineligible_accounts_are_refused(cleared: Cleared) -> None:
+    events = cleared.place(4, BUY, 10_000, SHARE)  # a US person: excluded
+    assert events[0].reason is ErrorCode.NOT_ELIGIBLE  # type: ignore[union-attr]
+    events = cleared.place(9, BUY, 10_000, SHARE)  # no such participant
+    assert events[0].reason is ErrorCode.NOT_ELIGIBLE  # type: ignore[union-attr]
+    cleared.do(OpenAccount(account=5, name="nokyc", kyc_approved=False, jurisdiction="DE"))
+    events = cleared.place(5, BUY, 10_000, SHARE)
+    assert events[0].reason is ErrorCode.NOT_ELIGIBLE  # type: ignore[union-attr]
+
+
+def test_amend_adjusts_the_hold(cleared: Cleared) -> None:
+    cleared.place(1, BUY, 10_000, SHARE)
+    cleared.do(AmendOrder(account=1, order_id=1, price=5_000))
+    assert cleared.balance(1, "USD")[1] == 50 * USD + 25_000
+    events = cleared.do(AmendOrder(account=1, order_id=1, qty=1_000 * SHARE))
+    assert events[0].reason is ErrorCode.INSUFFICIENT_BALANCE  # type: ignore[union-attr]
+    cleared.place(2, SELL, 10_000, 5 * SHARE)
+    cleared.do(AmendOrder(account=2, order_id=2, qty=2 * SHARE))
+    assert cleared.balance(2, "AAPLx")[1] == 2 * SHARE
+
+
+def test_market_buy_by_quote_holds_its_budget(cleared: Cleared) -> None:
+    cleared.place(2, SELL, 10_000, 10 * SHARE)
+    events = cleared.do(
+        PlaceOrder(
+            account=1,
+            symbol=SYMBOL,
+            side=BUY,
+            order_type=OrderType.MARKET,
+            tif=TimeInForce.IOC,
+            quote_qty=250 * USD,
+        )
+    )
+    changes = [e for e in events if isinstance(e, BalanceChanged) and e.account == 1]
+    assert changes[0].held == 250 * USD + 125_000
+    assert cleared.balance(1, "USD") == (10_000 * USD - 250 * USD - 125_000, 0)
+    assert cleared.balance(1, "AAPLx") == (102_500_000, 0)
+
+
+def test_self_trade_settles_to_the_same_account(cleared: Cleared) -> None:
+    from engine.enums import SelfTradePrevention
+
+    cleared.place(1, SELL, 10_000, SHARE)
+    cleared.place(1, BUY, 10_000, SHARE, stp=SelfTradePrevention.NONE)
+    total, held = cleared.balance(1, "USD")
+    assert (total, held) == (10_000 * USD - 50_000 - 10_000, 0)  # only the fees left
+    assert cleared.balance(1, "AAPLx") == (100 * SHARE, 0)

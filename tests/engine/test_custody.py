@@ -1,0 +1,153 @@
+"""Custody in the venue: deposits against reserves, two-phase withdrawals, T-bill maturity."""
+
+import msgspec
+import pytest
+
+from engine.commands import (
+    AdvanceClock,
+    AttestReserves,
+    Command,
+    ConfirmWithdrawal,
+    Deposit,
+    ListAsset,
+    ListInstrument,
+    OpenAccount,
+    PlaceOrder,
+    RequestWithdrawal,
+    VoidWithdrawal,
+)
+from engine.enums import CancelReason, InstrumentKind, InstrumentStatus, Side
+from engine.events import (
+    CommandRejected,
+    Deposited,
+    Event,
+    InstrumentMatured,
+    OrderCanceled,
+    WithdrawalConfirmed,
+    WithdrawalRequested,
+    WithdrawalVoided,
+)
+from engine.reasons import ErrorCode
+from engine.venue import Venue, VenueConfig
+from settlement.ledger import Ledger
+from settlement.transfers import REDEMPTION
+from tests.engine.conftest import make_spec
+
+USD = 1_000_000
+HOUR_US = 3_600_000_000
+MATURITY_US = 1_000 * HOUR_US
+BILL = "TB-X-USD"
+
+
+class Custodied:
+    def __init__(self) -> None:
+        self.venue = Venue(VenueConfig(reserve_staleness_max_us=24 * HOUR_US), Ledger())
+        for command in (
+            ListAsset(code="USD", scale=6),
+            ListAsset(code="TB-X", scale=0),
+            OpenAccount(account=1, name="a", kyc_approved=True, jurisdiction="DE"),
+            OpenAccount(account=2, name="b", kyc_approved=True, jurisdiction="FR"),
+            AttestReserves(asset="USD", amount=1_000_000 * USD, as_of_us=0),
+            AttestReserves(asset="TB-X", amount=100_000, as_of_us=0),
+        ):
+            self.ok(command)
+
+    def do(self, command: Command, ts: int | None = None) -> list[Event]:
+        ts = ts if ts is not None else self.venue.ts_us + 1
+        events = self.venue.execute(msgspec.structs.replace(command, ts_us=ts))
+        self.venue.check_invariants()
+        return events
+
+    def ok(self, command: Command, ts: int | None = None) -> list[Event]:
+        events = self.do(command, ts)
+        assert not any(isinstance(e, CommandRejected) for e in events), events
+        return events
+
+    def refused(self, command: Command) -> ErrorCode:
+        events = self.do(command)
+        assert len(events) == 1 and isinstance(events[0], CommandRejected), events
+        return events[0].reason
+
+    def total(self, account: int, asset: str) -> int:
+        assert self.venue.ledger is not None
+        return self.venue.ledger.balance(account, asset).total
+
+
+@pytest.fixture
+def custodied() -> Custodied:
+    return Custodied()
+
+
+def test_deposits_mint_against_fresh_reserves(custodied: Custodied) -> None:
+    events = custodied.ok(Deposit(account=1, asset="USD", amount=600_000 * USD))
+    assert isinstance(events[0], Deposited) and custodied.total(1, "USD") == 600_000 * USD
+    deposit = Deposit(account=2, asset="USD", amount=400_001 * USD)
+    assert custodied.refused(deposit) is ErrorCode.RESERVES_EXCEEDED
+    assert custodied.refused(Deposit(account=9, asset="USD", amount=1)) is (
+        ErrorCode.UNKNOWN_ACCOUNT
+    )
+    assert custodied.refused(Deposit(account=1, asset="EUR", amount=1)) is ErrorCode.UNKNOWN_ASSET
+    assert custodied.refused(Deposit(account=1, asset="USD", amount=0)) is ErrorCode.BAD_PARAM
+    stale = custodied.do(Deposit(account=1, asset="USD", amount=1), ts=25 * HOUR_US)
+    assert isinstance(stale[0], CommandRejected)
+    assert stale[0].reason is ErrorCode.RESERVES_STALE
+    custodied.ok(AttestReserves(asset="USD", amount=2_000_000 * USD, as_of_us=25 * HOUR_US))
+    custodied.ok(Deposit(account=2, asset="USD", amount=400_001 * USD))
+
+
+def test_withdrawals_hold_then_burn_or_release(custodied: Custodied) -> None:
+    custodied.ok(Deposit(account=1, asset="USD", amount=100 * USD))
+    events = custodied.ok(RequestWithdrawal(account=1, asset="USD", amount=60 * USD))
+    request = events[0]
+    assert isinstance(request, WithdrawalRequested)
+    assert custodied.refused(RequestWithdrawal(account=1, asset="USD", amount=41 * USD)) is (
+        ErrorCode.INSUFFICIENT_BALANCE
+    )
+    events = custodied.ok(ConfirmWithdrawal(withdrawal_id=request.withdrawal.withdrawal_id))
+    assert isinstance(events[0], WithdrawalConfirmed)
+    assert custodied.total(1, "USD") == 40 * USD
+    assert custodied.refused(ConfirmWithdrawal(withdrawal_id=1)) is ErrorCode.UNKNOWN_WITHDRAWAL
+    events = custodied.ok(RequestWithdrawal(account=1, asset="USD", amount=40 * USD))
+    assert isinstance(events[0], WithdrawalRequested)
+    events = custodied.ok(VoidWithdrawal(withdrawal_id=events[0].withdrawal.withdrawal_id))
+    assert isinstance(events[0], WithdrawalVoided) and custodied.total(1, "USD") == 40 * USD
+
+
+def test_a_tbill_matures_into_par_for_every_holder_once(custodied: Custodied) -> None:
+    bill = make_spec(
+        symbol=BILL,
+        kind=InstrumentKind.TBILL,
+        base="TB-X",
+        price_decimals=6,
+        qty_decimals=0,
+        reference_price=98_676_708,
+        maturity_us=MATURITY_US,
+    )
+    custodied.ok(ListInstrument(spec=bill))
+    for account, face in ((1, 3_000), (2, 5_000)):
+        custodied.ok(Deposit(account=account, asset="TB-X", amount=face))
+        custodied.ok(Deposit(account=account, asset="USD", amount=10_000 * USD))
+    sell = PlaceOrder(account=1, symbol=BILL, side=Side.SELL, price=98_676_708, qty=1_000)
+    custodied.ok(sell)
+    custodied.ok(PlaceOrder(account=2, symbol=BILL, side=Side.BUY, price=98_676_708, qty=1_000))
+    custodied.ok(PlaceOrder(account=2, symbol=BILL, side=Side.BUY, price=98_000_000, qty=500))
+    custodied.ok(RequestWithdrawal(account=1, asset="TB-X", amount=500))
+    usd_before = {account: custodied.total(account, "USD") for account in (1, 2)}
+
+    events = custodied.ok(AdvanceClock(), ts=MATURITY_US)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[0] == "InstrumentStatusChanged"
+    assert [e.reason for e in events if isinstance(e, OrderCanceled)] == [CancelReason.MATURITY]
+    assert any(isinstance(e, WithdrawalVoided) for e in events)
+    matured = next(e for e in events if isinstance(e, InstrumentMatured))
+    assert (matured.holders, matured.face_total, matured.paid_total) == (2, 8_000, 8_000 * USD)
+    assert custodied.total(1, "USD") - usd_before[1] == 2_000 * USD  # 3,000 - 1,000 sold
+    assert custodied.total(2, "USD") - usd_before[2] == 6_000 * USD
+    assert custodied.total(1, "TB-X") == custodied.total(2, "TB-X") == 0
+    assert custodied.total(REDEMPTION, "USD") == 0
+    market = custodied.venue.markets[BILL]
+    assert market.status is InstrumentStatus.CANCEL_ONLY
+    events = custodied.do(sell)
+    assert isinstance(events[0], CommandRejected) and events[0].reason is ErrorCode.CANCEL_ONLY
+    again = custodied.ok(AdvanceClock(), ts=MATURITY_US + 1)
+    assert not any(isinstance(e, InstrumentMatured) for e in again)  # redeemed exactly once
