@@ -10,15 +10,19 @@ from engine.commands import (
     CancelAll,
     CancelOrder,
     Command,
+    ConfirmWithdrawal,
+    Deposit,
     PlaceOrder,
+    RequestWithdrawal,
     SetInstrumentStatus,
     SetReferencePrice,
+    VoidWithdrawal,
 )
 from engine.enums import InstrumentStatus, OrderType, SelfTradePrevention, Side, TimeInForce
 from tests.engine.conftest import SYMBOL
 
 accounts = st.integers(min_value=1, max_value=3)
-prices = st.integers(min_value=9_990, max_value=10_010)
+prices = st.integers(min_value=9_996, max_value=10_004)
 qtys = st.integers(min_value=1, max_value=6)
 order_ids = st.integers(min_value=1, max_value=40)
 cl_ids = st.none() | st.sampled_from(["a", "b", "c"])
@@ -53,33 +57,59 @@ def place_orders(draw: Any) -> PlaceOrder:
 
 
 def commands() -> st.SearchStrategy[Command]:
-    return st.one_of(
-        place_orders(),
-        place_orders(),
-        place_orders(),
-        st.builds(CancelOrder, account=accounts, order_id=order_ids),
-        st.builds(CancelOrder, account=accounts, cl_ord_id=st.sampled_from(["a", "b"])),
-        st.builds(
-            AmendOrder,
-            account=accounts,
-            order_id=order_ids,
-            price=st.just(0) | prices,
-            qty=st.just(0) | qtys,
-        ),
-        st.builds(CancelAll, account=accounts, side=st.none() | st.sampled_from(list(Side))),
-        st.builds(
-            SetInstrumentStatus,
-            symbol=st.just(SYMBOL),
-            status=st.sampled_from(
-                [InstrumentStatus.OPEN] * 3
-                + [InstrumentStatus.HALTED, InstrumentStatus.POST_ONLY]
-                + [InstrumentStatus.CANCEL_ONLY]
-            ),
-        ),
+    """Mostly orders; now and then a status change, which is mostly back to open."""
+    status = st.sampled_from(
+        [InstrumentStatus.OPEN] * 6
+        + [InstrumentStatus.HALTED, InstrumentStatus.POST_ONLY, InstrumentStatus.CANCEL_ONLY]
+    )
+    rare = st.one_of(
+        st.builds(SetInstrumentStatus, symbol=st.just(SYMBOL), status=status),
         st.builds(SetReferencePrice, symbol=st.just(SYMBOL), price=prices),
         st.builds(AdvanceClock),
+        st.builds(CancelAll, account=accounts, side=st.none() | st.sampled_from(list(Side))),
     )
+    amends = st.builds(
+        AmendOrder,
+        account=accounts,
+        order_id=order_ids,
+        price=st.just(0) | prices,
+        qty=st.just(0) | qtys,
+    )
+    cancels = st.one_of(
+        st.builds(CancelOrder, account=accounts, order_id=order_ids),
+        st.builds(CancelOrder, account=accounts, cl_ord_id=st.sampled_from(["a", "b"])),
+    )
+    by_kind = {"place": place_orders(), "amend": amends, "cancel": cancels, "rare": rare}
+    # one_of picks branches evenly; drawing the kind first weights them as listed.
+    kinds = st.sampled_from(["place"] * 5 + ["amend"] * 2 + ["cancel", "rare"])
+    return kinds.flatmap(by_kind.__getitem__)
 
 
 def command_streams(max_size: int = 60) -> st.SearchStrategy[list[Command]]:
-    return st.lists(commands(), min_size=1, max_size=max_size)
+    return st.lists(commands(), min_size=5, max_size=max_size)
+
+
+custody_commands = st.one_of(
+    st.builds(
+        Deposit,
+        account=st.integers(1, 4),
+        asset=st.sampled_from(["USD", "AAPLx"]),
+        amount=st.integers(0, 3_000_000),
+    ),
+    st.builds(
+        RequestWithdrawal,
+        account=st.integers(1, 4),
+        asset=st.sampled_from(["USD", "AAPLx"]),
+        amount=st.integers(1, 2_000_000),
+    ),
+    st.builds(ConfirmWithdrawal, withdrawal_id=st.integers(1, 8)),
+    st.builds(VoidWithdrawal, withdrawal_id=st.integers(1, 8)),
+)
+
+
+def cleared_command_streams(max_size: int = 60) -> st.SearchStrategy[list[Command]]:
+    """Order flow mixed with deposits and withdrawals, for a venue with a ledger."""
+    mixed = st.sampled_from([True] * 4 + [False]).flatmap(
+        lambda trading: commands() if trading else custody_commands
+    )
+    return st.lists(mixed, min_size=5, max_size=max_size)

@@ -5,7 +5,15 @@ from typing import Any
 import msgspec
 from hypothesis import HealthCheck, given, settings
 
-from engine.commands import Command, ListInstrument, PlaceOrder
+from engine.commands import (
+    AttestReserves,
+    Command,
+    Deposit,
+    ListAsset,
+    ListInstrument,
+    OpenAccount,
+    PlaceOrder,
+)
 from engine.enums import OrderType, Side, TimeInForce
 from engine.events import (
     CommandRejected,
@@ -13,10 +21,13 @@ from engine.events import (
     OrderAccepted,
     OrderAmended,
     TradeExecuted,
+    TradeSettled,
 )
 from engine.venue import Venue
+from settlement.ledger import Ledger
+from settlement.transfers import TransferKind
 from tests.engine.conftest import make_spec
-from tests.engine.strategies import command_streams
+from tests.engine.strategies import cleared_command_streams, command_streams
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -33,8 +44,8 @@ def stamped(commands: list[Command]) -> list[Command]:
     return out
 
 
-def run(commands: list[Command]) -> list[tuple[Command, list[Event]]]:
-    venue = Venue()
+def run(commands: list[Command], venue: Venue | None = None) -> list[tuple[Command, list[Event]]]:
+    venue = venue or Venue()
     results = []
     for command in commands:
         before = venue.state_hash()
@@ -102,3 +113,43 @@ def test_trades_respect_limits_priority_and_add_up(commands: list[Command]) -> N
 def _is_sell_taker(events: list[Event]) -> bool:
     trade = next(e for e in events if isinstance(e, TradeExecuted))
     return trade.taker_side is Side.SELL
+
+
+def funded(commands: list[Command]) -> tuple[Venue, list[Command]]:
+    """A venue with a ledger, assets, four participants (one not KYC-approved), reserves."""
+    venue = Venue(ledger=Ledger())
+    setup: list[Command] = [
+        ListAsset(code="USD", scale=6),
+        ListAsset(code="AAPLx", scale=6),
+        AttestReserves(asset="USD", amount=40_000_000, as_of_us=0),
+        AttestReserves(asset="AAPLx", amount=20_000_000, as_of_us=0),
+    ]
+    for account in (1, 2, 3, 4):
+        setup.append(
+            OpenAccount(account=account, name="p", kyc_approved=account != 4, jurisdiction="DE")
+        )
+        setup.append(Deposit(account=account, asset="USD", amount=10_000 * account))
+        setup.append(Deposit(account=account, asset="AAPLx", amount=20))
+    for command in setup:
+        venue.execute(command)
+    listing, *rest = stamped(commands)
+    spec = msgspec.structs.replace(
+        listing.spec,  # type: ignore[attr-defined]
+        maker_fee_bps=3,
+        taker_fee_bps=7,
+        price_tick=1,
+    )
+    return venue, [msgspec.structs.replace(listing, spec=spec), *rest]
+
+
+@SETTINGS
+@given(cleared_command_streams())
+def test_ledger_invariants_hold_after_every_command(commands: list[Command]) -> None:
+    """Holds equal reservations, assets sum to zero, nobody negative: after every command."""
+    venue, stream = funded(commands)
+    results = run(stream, venue)
+    settled = [e for _, events in results for e in events if isinstance(e, TradeSettled)]
+    assert all(e.ts_us > 0 for e in settled)
+    for event in settled:
+        assert len({t.chain_id for t in event.transfers}) == 1
+        assert event.transfers[0].kind is TransferKind.DELIVERY
