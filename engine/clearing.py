@@ -14,7 +14,7 @@ from engine.events import BalanceChanged, Event, TradeSettled
 from engine.instrument import InstrumentSpec
 from engine.market import Market
 from settlement.dvp import CashTerms
-from settlement.ledger import Ledger, Leg, Refused
+from settlement.ledger import Ledger, Leg
 from settlement.transfers import FEE_INCOME, ROUNDING, TransferKind
 
 BUY = Side.BUY
@@ -159,8 +159,7 @@ class Clearing:
         seller.hold -= qty
         assert buyer.hold >= 0, f"{buyer} spent more than it held"
         spend = ((buyer.account, spec.quote, pay + buyer_fee), (seller.account, spec.base, qty))
-        booked = self.ledger.book(legs, ts, spend)
-        assert not isinstance(booked, Refused), f"trade {trade_id} failed to settle: {booked}"
+        booked = self.ledger.settle(legs, ts, spend)
         events.append(TradeSettled(ts, market.symbol, trade_id, booked[0].chain_id, tuple(booked)))
         for account, asset in dict.fromkeys(
             (

@@ -134,3 +134,21 @@ def test_drain_hands_over_each_transfer_once(ledger: Ledger) -> None:
     assert ledger.drain() == []
     ledger.book([(1, 2, "USD", 5, K.PAYMENT)], 9)
     assert [t.transfer_id for t in ledger.drain()] == [3]
+
+
+def test_settle_books_a_held_chain_without_rechecking(ledger: Ledger) -> None:
+    assert ledger.hold(1, "USD", 100) and ledger.hold(2, "AAPLx", 7)
+    legs = [
+        (2, 1, "AAPLx", 7, K.DELIVERY),
+        (1, 2, "USD", 99, K.PAYMENT),
+        (1, FEE_INCOME, "USD", 1, K.FEE),
+    ]
+    booked = ledger.settle(legs, 10, spend=[(1, "USD", 100), (2, "AAPLx", 7)])
+    assert [t.transfer_id for t in booked] == [3, 4, 5] and {t.chain_id for t in booked} == {3}
+    assert ledger.balance(1, "USD").held == 0 and ledger.balance(2, "AAPLx").held == 0
+    ledger.check_invariants()
+
+
+def test_settle_crashes_on_an_unheld_overdraft(ledger: Ledger) -> None:
+    with pytest.raises(AssertionError, match="overdrew"):
+        ledger.settle([(1, 2, "USD", 500_000_001, K.PAYMENT)], 11, spend=[])
