@@ -1,0 +1,492 @@
+"""The ledger store: booked transfers made durable, the one module of settlement that does I/O.
+
+Owns the `LedgerStore` interface and `SqliteLedgerStore` (WAL, synchronous=FULL). Leaves
+deciding what to book to the ledger; the store is derived from its events and can be rebuilt.
+Transfers arrive in batches, one transaction each, so a batch is stored whole or not at all.
+A batch's ids continue the store's last id with no gap; re-applying stored ids with the same
+contents is a no-op. Each batch's hash is sha256(previous hash + the batch's canonical
+encoding), so altering a stored row breaks the chain; anchor `head_hash()` outside the store
+(journal, snapshot), since whoever can rewrite every row can recompute the chain too.
+Transfers, batches and registrations are append-only: triggers refuse UPDATE and DELETE.
+`verify()` re-derives everything: the chain, each batch's hash, zero-sum assets, and no
+participant (positive account) below zero.
+"""
+
+import hashlib
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from os import PathLike
+from typing import Final, Protocol, TypeVar
+
+import msgspec
+
+from settlement.transfers import Transfer, TransferKind
+
+# Bounds one transaction's memory and write-lock time: 25x a 1,000-trade batch (~4,000 legs).
+BATCH_TRANSFERS_MAX: Final = 100_000
+ASSET_SCALE_MAX: Final = 18  # amounts are signed 64-bit: 10**18 units must fit below 2**63
+ASSET_CODE_CHARS_MAX: Final = 32  # longer than any ticker or T-bill code we list
+ACCOUNT_NAME_CHARS_MAX: Final = 200  # a label for people, not a document
+ITERATION_PAGE_TRANSFERS: Final = 10_000  # rows held in memory per page while iterating
+BUSY_TIMEOUT_MS: Final = 5_000  # a checkpoint or another writer finishing; longer is stuck
+
+GENESIS_HASH: Final = bytes(32)  # the previous hash of batch 1
+SCHEMA_VERSION: Final = 1
+
+# (transfer_id, chain_id, debit_account, credit_account, asset, amount, kind, ts_us):
+# the column order of the transfers table and of the canonical encoding.
+TransferRow = tuple[int, int, int, int, str, int, str, int]
+
+_encoder = msgspec.msgpack.Encoder()
+_Key = TypeVar("_Key", int, str)
+
+
+class LedgerStoreError(Exception):
+    """The store refused an operation; nothing was written."""
+
+
+class RegistrationError(LedgerStoreError):
+    """An asset or account argument is malformed or conflicts with its registration."""
+
+
+class BatchSequenceError(LedgerStoreError):
+    """A batch's ids do not continue the store: a gap, an overlap, a conflicting re-send."""
+
+
+class BatchRejectedError(LedgerStoreError):
+    """A batch broke a rule of the store: size, unknown account or asset, amount, types."""
+
+
+class LedgerStore(Protocol):
+    """Where booked transfers are kept. Every refusal is a `LedgerStoreError`."""
+
+    def register_asset(self, code: str, scale: int) -> bool:
+        """Add an asset; False when it is already registered with this scale."""
+        ...
+
+    def register_account(self, account_id: int, name: str) -> bool:
+        """Add an account; False when it is already registered with this name."""
+        ...
+
+    def assets(self) -> dict[str, int]:
+        """Every registered asset's scale, by code."""
+        ...
+
+    def accounts(self) -> dict[int, str]:
+        """Every registered account's name, by id."""
+        ...
+
+    def append_batch(self, transfers: Sequence[Transfer]) -> bool:
+        """Store a batch atomically; False when these ids are already stored as they are."""
+        ...
+
+    def last_transfer_id(self) -> int:
+        """The highest stored transfer id; 0 when the store is empty."""
+        ...
+
+    def head_hash(self) -> bytes:
+        """The last batch's hash (`GENESIS_HASH` when empty): anchor it outside the store."""
+        ...
+
+    def iter_transfers(self, after_id: int = 0) -> Iterator[Transfer]:
+        """The stored transfers with ids above `after_id`, in id order."""
+        ...
+
+    def balances(self) -> dict[tuple[int, str], int]:
+        """Net balance per (account, asset) from the transfers, credits positive; no zeros."""
+        ...
+
+    def verify(self) -> list[str]:
+        """Every problem found, one sentence each; empty when the store is sound."""
+        ...
+
+    def close(self) -> None:
+        """Release the store; calling it twice is harmless."""
+        ...
+
+
+def batch_hash(prev_hash: bytes, rows: Sequence[TransferRow]) -> bytes:
+    """sha256 of the previous batch's hash followed by the msgpack array of the rows."""
+    return hashlib.sha256(prev_hash + _encoder.encode(rows)).digest()
+
+
+def balance_problems(balances: Mapping[tuple[int, str], int]) -> list[str]:
+    """Assets that do not sum to zero and participants below zero, in a stable order."""
+    totals: dict[str, int] = {}
+    negatives: list[str] = []
+    for (account_id, asset), amount in sorted(balances.items()):
+        totals[asset] = totals.get(asset, 0) + amount
+        if account_id > 0 and amount < 0:
+            negatives.append(f"participant {account_id} holds {amount} of {asset}")
+    unbalanced = [
+        f"asset {asset} sums to {total}, not 0" for asset, total in totals.items() if total
+    ]
+    return unbalanced + negatives
+
+
+def _refuse(table: str, statement: str) -> str:
+    return (
+        f"CREATE TRIGGER IF NOT EXISTS {table}_refuse_{statement.lower()}"
+        f" BEFORE {statement} ON {table}"
+        f" BEGIN SELECT RAISE(ABORT, '{table} are append-only: {statement} refused'); END;"
+    )
+
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS assets (
+    code TEXT PRIMARY KEY CHECK (length(code) BETWEEN 1 AND {ASSET_CODE_CHARS_MAX}),
+    scale INTEGER NOT NULL CHECK (scale BETWEEN 0 AND {ASSET_SCALE_MAX})
+) STRICT;
+CREATE TABLE IF NOT EXISTS accounts (
+    account_id INTEGER PRIMARY KEY CHECK (account_id <> 0),
+    name TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS transfers (
+    transfer_id INTEGER PRIMARY KEY CHECK (transfer_id > 0),
+    chain_id INTEGER NOT NULL,
+    debit_account INTEGER NOT NULL,
+    credit_account INTEGER NOT NULL CHECK (credit_account <> debit_account),
+    asset TEXT NOT NULL,
+    amount INTEGER NOT NULL CHECK (amount > 0),
+    kind TEXT NOT NULL,
+    ts_us INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS batches (
+    batch_no INTEGER PRIMARY KEY,
+    first_transfer_id INTEGER NOT NULL,
+    last_transfer_id INTEGER NOT NULL,
+    prev_hash BLOB NOT NULL,
+    hash BLOB NOT NULL
+) STRICT;
+{_refuse("transfers", "UPDATE")}
+{_refuse("transfers", "DELETE")}
+{_refuse("batches", "UPDATE")}
+{_refuse("batches", "DELETE")}
+{_refuse("assets", "UPDATE")}
+{_refuse("assets", "DELETE")}
+{_refuse("accounts", "UPDATE")}
+{_refuse("accounts", "DELETE")}
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+
+_TRANSFER_COLUMNS = (
+    "transfer_id, chain_id, debit_account, credit_account, asset, amount, kind, ts_us"
+)
+_INSERT_TRANSFER = f"INSERT INTO transfers ({_TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_BATCH = (
+    "INSERT INTO batches (batch_no, first_transfer_id, last_transfer_id, prev_hash, hash)"
+    " VALUES (?, ?, ?, ?, ?)"
+)
+_SELECT_HEAD = "SELECT batch_no, last_transfer_id, hash FROM batches ORDER BY batch_no DESC LIMIT 1"
+_SELECT_RANGE = (
+    f"SELECT {_TRANSFER_COLUMNS} FROM transfers"
+    " WHERE transfer_id BETWEEN ? AND ? ORDER BY transfer_id"
+)
+_SELECT_PAGE = (
+    f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE transfer_id > ? ORDER BY transfer_id LIMIT ?"
+)
+_SELECT_BALANCES = """
+SELECT account_id, asset, SUM(amount) FROM (
+    SELECT credit_account AS account_id, asset, amount FROM transfers
+    UNION ALL
+    SELECT debit_account, asset, -amount FROM transfers
+) GROUP BY account_id, asset HAVING SUM(amount) <> 0
+"""
+_SELECT_UNREGISTERED = """
+SELECT 'account', account_id FROM (
+    SELECT debit_account AS account_id FROM transfers
+    UNION SELECT credit_account FROM transfers
+) WHERE account_id NOT IN (SELECT account_id FROM accounts)
+UNION ALL
+SELECT DISTINCT 'asset', asset FROM transfers WHERE asset NOT IN (SELECT code FROM assets)
+"""
+
+
+class SqliteLedgerStore:
+    """A `LedgerStore` in one SQLite file.
+
+    Writers in several processes are safe (each batch takes the write lock up front), but a
+    store object belongs to one thread. Disk and lock failures surface as sqlite3 errors,
+    for the caller to retry; nothing of the batch that met them is written.
+    """
+
+    def __init__(self, path: str | PathLike[str]) -> None:
+        self._connection = sqlite3.connect(path, isolation_level=None)
+        try:
+            self._configure()
+        except BaseException:
+            self._connection.close()
+            raise
+        # Registrations are never deleted, so ids seen here stay valid; a miss is checked
+        # against the file, where another process may have registered it.
+        self._known_accounts: set[int] = set()
+        self._known_assets: set[str] = set()
+
+    def _configure(self) -> None:
+        execute = self._connection.execute
+        mode = execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode != "wal":
+            raise LedgerStoreError(f"the ledger store needs WAL but the file is in {mode} mode")
+        execute("PRAGMA synchronous = FULL")
+        execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        version = execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            self._connection.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+        elif version != SCHEMA_VERSION:
+            raise LedgerStoreError(
+                f"ledger store schema version {version}; this code reads {SCHEMA_VERSION}"
+            )
+
+    # -- registrations ----------------------------------------------------------------
+
+    def register_asset(self, code: str, scale: int) -> bool:
+        if not 1 <= len(code) <= ASSET_CODE_CHARS_MAX:
+            raise RegistrationError(f"asset code {code!r} is not 1 to {ASSET_CODE_CHARS_MAX} chars")
+        if not 0 <= scale <= ASSET_SCALE_MAX:
+            raise RegistrationError(f"asset {code} scale {scale} is not 0 to {ASSET_SCALE_MAX}")
+        with self._write():
+            row = self._connection.execute(
+                "SELECT scale FROM assets WHERE code = ?", (code,)
+            ).fetchone()
+            if row is not None:
+                if row[0] != scale:
+                    raise RegistrationError(
+                        f"asset {code} is registered with scale {row[0]}, not {scale}"
+                    )
+                return False
+            self._connection.execute(
+                "INSERT INTO assets (code, scale) VALUES (?, ?)", (code, scale)
+            )
+        return True
+
+    def register_account(self, account_id: int, name: str) -> bool:
+        if account_id == 0:
+            raise RegistrationError("account id 0 is neither a participant nor a venue account")
+        if len(name) > ACCOUNT_NAME_CHARS_MAX:
+            raise RegistrationError(
+                f"account {account_id} name is longer than {ACCOUNT_NAME_CHARS_MAX} chars"
+            )
+        with self._write():
+            row = self._connection.execute(
+                "SELECT name FROM accounts WHERE account_id = ?", (account_id,)
+            ).fetchone()
+            if row is not None:
+                if row[0] != name:
+                    raise RegistrationError(
+                        f"account {account_id} is registered as {row[0]!r}, not {name!r}"
+                    )
+                return False
+            self._connection.execute(
+                "INSERT INTO accounts (account_id, name) VALUES (?, ?)", (account_id, name)
+            )
+        return True
+
+    def assets(self) -> dict[str, int]:
+        return dict(self._connection.execute("SELECT code, scale FROM assets ORDER BY code"))
+
+    def accounts(self) -> dict[int, str]:
+        query = "SELECT account_id, name FROM accounts ORDER BY account_id"
+        return dict(self._connection.execute(query))
+
+    # -- transfers ------------------------------------------------------------------------
+
+    def append_batch(self, transfers: Sequence[Transfer]) -> bool:
+        count = len(transfers)
+        if not 1 <= count <= BATCH_TRANSFERS_MAX:
+            raise BatchRejectedError(
+                f"a batch holds 1 to {BATCH_TRANSFERS_MAX} transfers, not {count}"
+            )
+        try:
+            rows: list[TransferRow] = [
+                (
+                    t.transfer_id,
+                    t.chain_id,
+                    t.debit_account,
+                    t.credit_account,
+                    t.asset,
+                    t.amount,
+                    t.kind._value_,  # a plain str binds far faster than the enum member
+                    t.ts_us,
+                )
+                for t in transfers
+            ]
+        except AttributeError as error:
+            raise BatchRejectedError(f"a transfer's kind is not a TransferKind: {error}") from None
+        first_id = rows[0][0]
+        last_id = rows[-1][0]
+        if first_id < 1:
+            raise BatchSequenceError(f"batch {first_id}..{last_id}: transfer ids start at 1")
+        if [row[0] for row in rows] != list(range(first_id, first_id + count)):
+            raise BatchSequenceError(
+                f"batch {first_id}..{last_id}: transfer ids are not consecutive and ascending"
+            )
+        with self._write():
+            head = self._connection.execute(_SELECT_HEAD).fetchone()
+            batch_no, stored_last_id, prev_hash = head if head else (0, 0, GENESIS_HASH)
+            if last_id <= stored_last_id:
+                return self._check_reapplied(rows, first_id, last_id)
+            if first_id != stored_last_id + 1:
+                raise BatchSequenceError(_sequence_message(first_id, last_id, stored_last_id))
+            self._check_registered(rows)
+            try:
+                digest = batch_hash(prev_hash, rows)
+                self._connection.executemany(_INSERT_TRANSFER, rows)
+            except (sqlite3.IntegrityError, OverflowError) as error:
+                raise BatchRejectedError(f"batch {first_id}..{last_id}: {error}") from None
+            self._connection.execute(
+                _INSERT_BATCH, (batch_no + 1, first_id, last_id, prev_hash, digest)
+            )
+        return True
+
+    def _check_reapplied(self, rows: list[TransferRow], first_id: int, last_id: int) -> bool:
+        stored = self._connection.execute(_SELECT_RANGE, (first_id, last_id)).fetchall()
+        if stored != rows:
+            raise BatchSequenceError(
+                f"batch {first_id}..{last_id} is already stored with different contents"
+            )
+        return False
+
+    def _check_registered(self, rows: list[TransferRow]) -> None:
+        accounts = {row[2] for row in rows}
+        accounts.update(row[3] for row in rows)
+        assets = {row[4] for row in rows}
+        missing_accounts = accounts - self._known_accounts
+        missing_assets = assets - self._known_assets
+        if missing_accounts:
+            found_accounts = self._present("accounts", "account_id", missing_accounts)
+            self._known_accounts |= found_accounts
+            missing_accounts -= found_accounts
+        if missing_assets:
+            found_assets = self._present("assets", "code", missing_assets)
+            self._known_assets |= found_assets
+            missing_assets -= found_assets
+        if missing_accounts or missing_assets:
+            first_id, last_id = rows[0][0], rows[-1][0]
+            raise BatchRejectedError(
+                f"batch {first_id}..{last_id} names unregistered accounts"
+                f" {sorted(missing_accounts)} and assets {sorted(missing_assets)}"
+            )
+
+    def _present(self, table: str, column: str, keys: set[_Key]) -> set[_Key]:
+        query = f"SELECT {column} FROM {table} WHERE {column} IN (SELECT value FROM json_each(?))"
+        payload = msgspec.json.encode(sorted(keys)).decode()
+        return {row[0] for row in self._connection.execute(query, (payload,))}
+
+    def last_transfer_id(self) -> int:
+        head = self._connection.execute(_SELECT_HEAD).fetchone()
+        return int(head[1]) if head else 0
+
+    def head_hash(self) -> bytes:
+        head = self._connection.execute(_SELECT_HEAD).fetchone()
+        return bytes(head[2]) if head else GENESIS_HASH
+
+    def iter_transfers(self, after_id: int = 0) -> Iterator[Transfer]:
+        # Paged, so no statement stays open across the caller's own appends.
+        while True:
+            page = self._connection.execute(
+                _SELECT_PAGE, (after_id, ITERATION_PAGE_TRANSFERS)
+            ).fetchall()
+            for transfer_id, chain_id, debit, credit, asset, amount, kind, ts_us in page:
+                yield Transfer(
+                    transfer_id, chain_id, debit, credit, asset, amount, TransferKind(kind), ts_us
+                )
+            if len(page) < ITERATION_PAGE_TRANSFERS:
+                return
+            after_id = page[-1][0]
+
+    def balances(self) -> dict[tuple[int, str], int]:
+        with self._snapshot():
+            return self._balances()
+
+    def _balances(self) -> dict[tuple[int, str], int]:
+        return {
+            (account_id, asset): amount
+            for account_id, asset, amount in self._connection.execute(_SELECT_BALANCES)
+        }
+
+    def verify(self) -> list[str]:
+        with self._snapshot():
+            problems = self._chain_problems()
+            problems += [
+                f"transfers name an unregistered {kind} {key}"
+                for kind, key in self._connection.execute(_SELECT_UNREGISTERED)
+            ]
+            problems += balance_problems(self._balances())
+        return problems
+
+    def _chain_problems(self) -> list[str]:
+        problems: list[str] = []
+        expected_no, expected_first_id, prev_hash = 1, 1, GENESIS_HASH
+        batches = self._connection.execute(
+            "SELECT batch_no, first_transfer_id, last_transfer_id, prev_hash, hash"
+            " FROM batches ORDER BY batch_no"
+        ).fetchall()
+        for batch_no, first_id, last_id, stored_prev_hash, stored_hash in batches:
+            where = f"batch {batch_no} ({first_id}..{last_id})"
+            if batch_no != expected_no:
+                problems.append(f"{where} follows batch {expected_no - 1}")
+            if first_id != expected_first_id or last_id < first_id:
+                problems.append(f"{where} should start at transfer {expected_first_id}")
+            if stored_prev_hash != prev_hash:
+                problems.append(f"{where} does not chain to the previous batch's hash")
+            rows = self._connection.execute(_SELECT_RANGE, (first_id, last_id)).fetchall()
+            if len(rows) != last_id - first_id + 1:
+                problems.append(f"{where} has {len(rows)} of its transfers")
+            if batch_hash(stored_prev_hash, rows) != stored_hash:
+                problems.append(f"{where} hash does not match its transfers")
+            expected_no, expected_first_id, prev_hash = batch_no + 1, last_id + 1, stored_hash
+        (outside,) = self._connection.execute(
+            "SELECT COUNT(*) FROM transfers WHERE transfer_id >= ?", (expected_first_id,)
+        ).fetchone()
+        if outside:
+            problems.append(f"{outside} transfers from id {expected_first_id} are in no batch")
+        return problems
+
+    def close(self) -> None:
+        self._connection.close()
+
+    # -- transactions ---------------------------------------------------------------------
+
+    def _write(self) -> "_Transaction":
+        return _Transaction(self._connection, "BEGIN IMMEDIATE")
+
+    def _snapshot(self) -> "_Transaction":
+        return _Transaction(self._connection, "BEGIN")
+
+
+class _Transaction:
+    """Commit on success, roll back on any exception, so a refusal leaves nothing behind."""
+
+    def __init__(self, connection: sqlite3.Connection, begin: str) -> None:
+        self._connection = connection
+        self._begin = begin
+
+    def __enter__(self) -> None:
+        self._connection.execute(self._begin)
+
+    def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
+        if error_type is None:
+            try:
+                self._connection.execute("COMMIT")
+            except BaseException:
+                self._roll_back()
+                raise
+        else:
+            self._roll_back()
+
+    def _roll_back(self) -> None:
+        # Some errors (a full disk, an interrupt) have already rolled SQLite back.
+        if self._connection.in_transaction:
+            self._connection.execute("ROLLBACK")
+
+
+def _sequence_message(first_id: int, last_id: int, stored_last_id: int) -> str:
+    if first_id > stored_last_id + 1:
+        return (
+            f"batch {first_id}..{last_id} leaves a gap: the store ends at {stored_last_id},"
+            f" so transfers {stored_last_id + 1}..{first_id - 1} are missing"
+        )
+    return (
+        f"batch {first_id}..{last_id} overlaps the store, which ends at {stored_last_id}:"
+        f" re-send {first_id}..{stored_last_id} whole, or send from {stored_last_id + 1}"
+    )
