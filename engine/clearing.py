@@ -160,7 +160,8 @@ class Clearing:
         assert buyer.hold >= 0, f"{buyer} spent more than it held"
         spend = ((buyer.account, spec.quote, pay + buyer_fee), (seller.account, spec.base, qty))
         booked = self.ledger.settle(legs, ts, spend)
-        events.append(TradeSettled(ts, market.symbol, trade_id, booked[0].chain_id, tuple(booked)))
+        chain_id = self.ledger.last_chain_id
+        events.append(TradeSettled(ts, market.symbol, trade_id, chain_id, tuple(booked)))
         for account, asset in dict.fromkeys(
             (
                 (buyer.account, spec.base),
@@ -192,11 +193,17 @@ def _dvp_legs(
     buyer_fee: int,
     seller_fee: int,
 ) -> list[Leg]:
-    """Security to the buyer; cash to the seller; the rounding difference; the fees."""
-    legs: list[Leg] = [(seller, buyer, base, qty, DELIVERY)]
+    """Security to the buyer; cash to the seller; the rounding difference; the fees.
+
+    A self-trade (stp none) moves nothing between the account and itself: only its
+    rounding and fees are booked.
+    """
+    legs: list[Leg] = []
     direct = min(pay, receive)
-    if direct:
-        legs.append((buyer, seller, quote, direct, PAYMENT))
+    if buyer != seller:
+        legs.append((seller, buyer, base, qty, DELIVERY))
+        if direct:
+            legs.append((buyer, seller, quote, direct, PAYMENT))
     if pay > receive:
         legs.append((buyer, ROUNDING, quote, pay - receive, ROUNDING_KIND))
     elif receive > pay:

@@ -204,6 +204,8 @@ class Ledger:
             count += 1
             if amount <= 0:
                 return Refused("BAD_PARAM", f"transfer amounts must be positive, not {amount}")
+            if debit == credit:
+                return Refused("BAD_PARAM", f"account {debit} cannot pay itself")
             if asset not in self.assets:
                 return Refused("UNKNOWN_ASSET", f"unknown asset {asset}")
             for account in (debit, credit):
@@ -272,6 +274,7 @@ class Ledger:
         booked = []
         for debit, credit, asset, amount, kind in legs:
             transfer_id += 1
+            assert debit != credit, f"account {debit} paying itself"
             source = balances.get((debit, asset)) or self.balance(debit, asset)
             source.total -= amount
             target = balances.get((credit, asset)) or self.balance(credit, asset)

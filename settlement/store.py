@@ -76,6 +76,14 @@ class LedgerStore(Protocol):
         """Every registered account's name, by id."""
         ...
 
+    def record_attestation(self, asset: str, amount: int, as_of_us: int) -> bool:
+        """Keep a custodian's reserve statement; False when it is already recorded."""
+        ...
+
+    def attestations(self) -> dict[str, tuple[int, int]]:
+        """The latest (amount, as_of_us) attested per asset."""
+        ...
+
     def append_batch(self, transfers: Sequence[Transfer]) -> bool:
         """Store a batch atomically; False when these ids are already stored as they are."""
         ...
@@ -158,6 +166,14 @@ CREATE TABLE IF NOT EXISTS batches (
     prev_hash BLOB NOT NULL,
     hash BLOB NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS attestations (
+    asset TEXT NOT NULL,
+    as_of_us INTEGER NOT NULL,
+    amount INTEGER NOT NULL CHECK (amount >= 0),
+    PRIMARY KEY (asset, as_of_us)
+) STRICT;
+{_refuse("attestations", "UPDATE")}
+{_refuse("attestations", "DELETE")}
 {_refuse("transfers", "UPDATE")}
 {_refuse("transfers", "DELETE")}
 {_refuse("batches", "UPDATE")}
@@ -287,6 +303,32 @@ class SqliteLedgerStore:
     def accounts(self) -> dict[int, str]:
         query = "SELECT account_id, name FROM accounts ORDER BY account_id"
         return dict(self._connection.execute(query))
+
+    # -- reserves -------------------------------------------------------------------------
+
+    def record_attestation(self, asset: str, amount: int, as_of_us: int) -> bool:
+        with self._write():
+            row = self._connection.execute(
+                "SELECT amount FROM attestations WHERE asset = ? AND as_of_us = ?",
+                (asset, as_of_us),
+            ).fetchone()
+            if row is not None:
+                if row[0] != amount:
+                    raise RegistrationError(
+                        f"{asset} reserves as of {as_of_us} are recorded as {row[0]}, not {amount}"
+                    )
+                return False
+            self._connection.execute(
+                "INSERT INTO attestations (asset, as_of_us, amount) VALUES (?, ?, ?)",
+                (asset, as_of_us, amount),
+            )
+        return True
+
+    def attestations(self) -> dict[str, tuple[int, int]]:
+        rows = self._connection.execute(
+            "SELECT asset, amount, MAX(as_of_us) FROM attestations GROUP BY asset ORDER BY asset"
+        )
+        return {asset: (amount, as_of) for asset, amount, as_of in rows}
 
     # -- transfers ------------------------------------------------------------------------
 

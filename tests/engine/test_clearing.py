@@ -182,7 +182,9 @@ def test_self_trade_settles_to_the_same_account(cleared: Cleared) -> None:
     from engine.enums import SelfTradePrevention
 
     cleared.place(1, SELL, 10_000, SHARE)
-    cleared.place(1, BUY, 10_000, SHARE, stp=SelfTradePrevention.NONE)
+    events = cleared.place(1, BUY, 10_000, SHARE, stp=SelfTradePrevention.NONE)
+    settled = next(e for e in events if isinstance(e, TradeSettled))
+    assert [t.kind for t in settled.transfers] == [TransferKind.FEE, TransferKind.FEE]
     total, held = cleared.balance(1, "USD")
     assert (total, held) == (10_000 * USD - 50_000 - 10_000, 0)  # only the fees left
     assert cleared.balance(1, "AAPLx") == (100 * SHARE, 0)

@@ -123,6 +123,7 @@ def test_refusals_say_why(ledger: Ledger) -> None:
     assert reason(ledger.book([(1, 2, "EUR", 1, K.PAYMENT)], 8)) == "UNKNOWN_ASSET"
     assert reason(ledger.book([(1, 9, "USD", 1, K.PAYMENT)], 8)) == "UNKNOWN_ACCOUNT"
     assert reason(ledger.book([], 8)) == "BAD_PARAM"
+    assert reason(ledger.book([(1, 1, "USD", 1, K.PAYMENT)], 8)) == "BAD_PARAM"
     assert reason(ledger.add_participant(Participant(0, "x", True, "DE"))) == "BAD_PARAM"
     assert reason(ledger.add_participant(Participant(1, "x", True, "DE"))) == "ACCOUNT_EXISTS"
     assert reason(ledger.add_asset(AssetSpec("USD", 6))) == "ASSET_EXISTS"

@@ -550,3 +550,13 @@ def test_sqlite_refuses_a_file_from_another_schema_version(tmp_path: Path) -> No
     connection.close()
     with pytest.raises(LedgerStoreError, match="schema version 99"):
         SqliteLedgerStore(path)
+
+
+def test_attestations_keep_the_latest_per_asset(store: LedgerStore) -> None:
+    assert store.record_attestation("USD", 1_000, 5)
+    assert store.record_attestation("USD", 2_000, 9)
+    assert store.record_attestation("AAPLx", 7, 1)
+    assert not store.record_attestation("USD", 1_000, 5)  # the same statement again
+    with pytest.raises(LedgerStoreError):
+        store.record_attestation("USD", 1_001, 5)  # a different amount for the same moment
+    assert store.attestations() == {"AAPLx": (7, 1), "USD": (2_000, 9)}
