@@ -6,6 +6,7 @@ Subcommands are thin: each parses its flags and calls the module that owns the w
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -14,7 +15,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
-    status: int = args.run(args)
+    try:
+        status: int = args.run(args)
+    except BrokenPipeError:  # the reader (`| head`, say) has gone: nothing left to say
+        sys.stderr.close()
+        return 0
     return status
 
 
@@ -25,7 +30,13 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run a short seeded trading session on the engine")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--orders", type=int, default=2_000)
+    demo.add_argument("--data-dir", type=Path, default=Path("data"))
     demo.set_defaults(run=_run_demo)
+
+    from gateway import ledger_cli
+
+    ledger = commands.add_parser("ledger", help="inspect and verify the ledger store")
+    ledger_cli.add_arguments(ledger)
 
     bench = commands.add_parser("bench", help="benchmarks")
     bench_commands = bench.add_subparsers(title="benchmarks")
@@ -43,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 def _run_demo(args: argparse.Namespace) -> int:
     from gateway import demo
 
-    return demo.run(seed=args.seed, orders=args.orders)
+    return demo.run(seed=args.seed, orders=args.orders, data_dir=args.data_dir)
 
 
 if __name__ == "__main__":

@@ -1,54 +1,92 @@
-"""`venue demo`: a short seeded trading session on the engine, printed as it happens.
+"""`venue demo`: a short seeded trading session on the venue, printed as it happens.
 
 Two market makers quote around each sample instrument's reference price and a taker sends
-marketable orders; the demo prints each trade and then the top of every book. It shows the
-engine working in one command until the websocket server takes over `make run`.
+marketable orders; every trade settles at once in the ledger, and the booked transfers go
+to the SQLite ledger store in the data directory. The demo prints trades as they happen,
+then the top of every book and the participants' balances. It shows the venue working in
+one command until the websocket server takes over `make run`.
 """
 
 import random
+from pathlib import Path
 
-from engine.commands import CancelAll, Command, ListInstrument, PlaceOrder
+from engine.commands import CancelAll, Command, PlaceOrder
 from engine.enums import OrderType, Side, TimeInForce
-from engine.events import TradeExecuted
+from engine.events import CommandRejected, Event, TradeExecuted
 from engine.instrument import InstrumentSpec
 from engine.units import format_units
 from engine.venue import Venue
-from gateway.samples import SAMPLE_INSTRUMENTS
+from gateway.ledger_cli import LEDGER_FILE
+from gateway.ledger_writer import LedgerWriter
+from gateway.samples import DEMO_PARTICIPANTS, SAMPLE_INSTRUMENTS, USD_DECIMALS, setup_commands
+from settlement.ledger import Ledger
+from settlement.store import SqliteLedgerStore
 
 MAKERS = (1, 2)
 TAKER = 3
 TRADES_SHOWN_MAX = 12  # enough to see the flow without flooding the terminal
 START_US = 1_798_761_600_000_000  # 2027-01-01 00:00 UTC; the demo's own clock
+TICK_US = 10  # the demo clock's step per command
 
 
-def run(seed: int, orders: int) -> int:
+def run(seed: int, orders: int, data_dir: Path) -> int:
     rng = random.Random(seed)
-    venue = Venue()
-    clock = iter(range(START_US, START_US + 10 * orders + 10_000, 10))
+    ledger = Ledger()
+    venue = Venue(ledger=ledger)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / LEDGER_FILE
+    for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        stale.unlink(missing_ok=True)  # the demo's session starts from nothing each time
+    store = SqliteLedgerStore(path)
+    writer = LedgerWriter(store)
+    clock = iter(range(START_US, START_US + TICK_US * (orders * 3 + 1_000), TICK_US))
+
+    def execute(command: Command) -> list[Event]:
+        stamped = command.__class__(**{**_fields(command), "ts_us": next(clock)})
+        events = venue.execute(stamped)
+        writer.observe(events)
+        return events
+
+    for command in setup_commands(as_of_us=START_US):
+        rejected = [e for e in execute(command) if isinstance(e, CommandRejected)]
+        assert not rejected, rejected
     specs = {spec.symbol: spec for spec in SAMPLE_INSTRUMENTS}
-    for spec in SAMPLE_INSTRUMENTS:
-        venue.execute(ListInstrument(ts_us=next(clock), spec=spec))
     trades = shown = 0
     for _ in range(orders):
         spec = specs[rng.choice(list(specs))]
-        for command in _next_orders(rng, spec, venue, next(clock)):
-            for event in venue.execute(command):
-                trades += isinstance(event, TradeExecuted)
-                if isinstance(event, TradeExecuted) and shown < TRADES_SHOWN_MAX:
-                    shown += 1
-                    print(_trade_line(event, specs[event.symbol]))
-        venue.check_invariants()
-    print(f"... {trades} trades from {orders} rounds of orders\n")
+        for command in _next_orders(rng, spec, venue, ts=0):
+            for event in execute(command):
+                if isinstance(event, TradeExecuted):
+                    trades += 1
+                    if shown < TRADES_SHOWN_MAX:
+                        shown += 1
+                        print(_trade_line(event, specs[event.symbol]))
+        writer.flush(ledger)
+    venue.check_invariants()
+    print(f"... {trades} trades from {orders} rounds of orders, each settled at once\n")
     for spec in SAMPLE_INSTRUMENTS:
         print(_book_line(venue, spec))
-    print("\nThe websocket server arrives with the gateway; this is the engine alone.")
-    return 0
+    print()
+    for account, name, _ in DEMO_PARTICIPANTS:
+        balance = ledger.balance(account, "USD")
+        print(f"{name:<9} USD {format_units(balance.total, USD_DECIMALS):>18}")
+    problems = store.verify()
+    store.close()
+    print(f"\nledger store: {path} ({problems or 'verified'})")
+    print("try: .venv/bin/venue ledger balances | reserves | verify")
+    return 0 if not problems else 1
+
+
+def _fields(command: Command) -> dict[str, object]:
+    return {name: getattr(command, name) for name in command.__struct_fields__}
 
 
 def _next_orders(rng: random.Random, spec: InstrumentSpec, venue: Venue, ts: int) -> list[Command]:
     """One round: a maker refreshes its quotes, or the taker crosses the spread."""
     reference = venue.markets[spec.symbol].reference_price
-    lot = spec.min_qty * rng.randint(1, 50) if spec.qty_decimals == 0 else rng.randint(1, 10**6)
+    lot = (
+        spec.min_qty * rng.randint(10, 50) if spec.qty_decimals == 0 else rng.randint(10**4, 10**6)
+    )
     if rng.random() < 0.7:
         maker = rng.choice(MAKERS)
         half_spread = max(spec.price_tick, reference // 2_000 // spec.price_tick * spec.price_tick)
@@ -88,7 +126,6 @@ def _trade_line(trade: TradeExecuted, spec: InstrumentSpec) -> str:
 
 def _book_line(venue: Venue, spec: InstrumentSpec) -> str:
     book = venue.book(spec.symbol)
-    bid, ask = book.best_bid(), book.best_ask()
 
     def show(level: tuple[int, int] | None) -> str:
         if level is None:
@@ -96,4 +133,4 @@ def _book_line(venue: Venue, spec: InstrumentSpec) -> str:
         price = format_units(level[0], spec.price_decimals)
         return f"{format_units(level[1], spec.qty_decimals)} @ {price}"
 
-    return f"{spec.symbol:<18} bid {show(bid):>28}   ask {show(ask):>28}"
+    return f"{spec.symbol:<18} bid {show(book.best_bid()):>28}   ask {show(book.best_ask()):>28}"

@@ -1,8 +1,18 @@
-"""The sample instruments the demo lists: tokenized equities and a T-bill, quoted in USD.
+"""The venue's embedded defaults: sample assets, instruments, reserves and demo accounts.
 
-Until the gateway reads `venue.toml`, these are the venue's embedded defaults.
+Tokenized equities and a T-bill quoted in the USD deposit token. Tokenized US equities are
+not offered to US persons, and no tokenized asset to CN accounts. Until the gateway reads
+`venue.toml`, these are what `make run` starts with.
 """
 
+from engine.commands import (
+    AttestReserves,
+    Command,
+    Deposit,
+    ListAsset,
+    ListInstrument,
+    OpenAccount,
+)
 from engine.enums import InstrumentKind
 from engine.instrument import InstrumentSpec
 
@@ -28,6 +38,7 @@ def equity(symbol: str, reference_price_cents: int) -> InstrumentSpec:
         reference_price=reference_price_cents,
         maker_fee_bps=1,
         taker_fee_bps=5,
+        excluded_jurisdictions=("US", "CN"),
     )
 
 
@@ -50,6 +61,7 @@ def tbill(symbol: str, maturity_us: int, reference_price: int) -> InstrumentSpec
         maker_fee_bps=0,
         taker_fee_bps=1,
         maturity_us=maturity_us,
+        excluded_jurisdictions=("CN",),
     )
 
 
@@ -62,3 +74,38 @@ SAMPLE_INSTRUMENTS: tuple[InstrumentSpec, ...] = (
     equity("SPYx-USD", 59_830),
     tbill("TB-2027-03-04-USD", MATURITY_2027_03_04_US, 98_676_708),
 )
+
+# (account, name, jurisdiction): two market makers, a taker, and a US person who may hold
+# T-bills but not tokenized US equities.
+DEMO_PARTICIPANTS = (
+    (1, "mm-alpha", "DE"),
+    (2, "mm-beta", "GB"),
+    (3, "taker", "FR"),
+    (4, "us", "US"),
+)
+DEMO_CASH_UNITS = 5_000_000 * 10**USD_DECIMALS  # per participant
+DEMO_BASE_WHOLES = 20_000  # shares, or dollars of face, per participant and instrument
+
+
+def setup_commands(as_of_us: int) -> list[Command]:
+    """Everything the sample venue needs before trading: assets, instruments, reserves, money."""
+    commands: list[Command] = [ListAsset(code="USD", scale=USD_DECIMALS)]
+    for spec in SAMPLE_INSTRUMENTS:
+        commands.append(ListAsset(code=spec.base, scale=spec.qty_decimals))
+    commands += [ListInstrument(spec=spec) for spec in SAMPLE_INSTRUMENTS]
+    participants = len(DEMO_PARTICIPANTS)
+    commands.append(
+        AttestReserves(asset="USD", amount=participants * DEMO_CASH_UNITS, as_of_us=as_of_us)
+    )
+    for spec in SAMPLE_INSTRUMENTS:
+        units = participants * DEMO_BASE_WHOLES * 10**spec.qty_decimals
+        commands.append(AttestReserves(asset=spec.base, amount=units, as_of_us=as_of_us))
+    for account, name, jurisdiction in DEMO_PARTICIPANTS:
+        commands.append(
+            OpenAccount(account=account, name=name, kyc_approved=True, jurisdiction=jurisdiction)
+        )
+        commands.append(Deposit(account=account, asset="USD", amount=DEMO_CASH_UNITS))
+        for spec in SAMPLE_INSTRUMENTS:
+            units = DEMO_BASE_WHOLES * 10**spec.qty_decimals
+            commands.append(Deposit(account=account, asset=spec.base, amount=units))
+    return commands

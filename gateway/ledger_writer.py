@@ -1,0 +1,50 @@
+"""Carries what the venue booked into the ledger store: registrations first, then transfers.
+
+Owns the order of writes the store needs (an asset or account is registered before any
+transfer names it) and the batching of transfers (one store transaction per batch). The
+store is derived from the venue's events and the ledger's drained transfers; re-writing
+what is already stored is a no-op, so a writer can always be replayed.
+"""
+
+from collections.abc import Iterable
+
+from engine.events import AccountOpened, AssetListed, Event, ReservesAttested
+from settlement.ledger import Ledger
+from settlement.store import LedgerStore
+from settlement.transfers import FEE_INCOME, ISSUANCE, REDEMPTION, ROUNDING
+
+BATCH_TRANSFERS = 4_000  # about 1,000 trades: the store's sweet spot for one transaction
+VENUE_ACCOUNT_NAMES = {
+    ISSUANCE: "venue:issuance",
+    FEE_INCOME: "venue:fee-income",
+    ROUNDING: "venue:rounding",
+    REDEMPTION: "venue:redemption",
+}
+
+
+class LedgerWriter:
+    def __init__(self, store: LedgerStore) -> None:
+        self.store = store
+        for account, name in VENUE_ACCOUNT_NAMES.items():
+            store.register_account(account, name)
+
+    def observe(self, events: Iterable[Event]) -> None:
+        """Register the assets and accounts, and record the attestations, these events add."""
+        store = self.store
+        for event in events:
+            if isinstance(event, AssetListed):
+                store.register_asset(event.spec.code, event.spec.scale)
+            elif isinstance(event, AccountOpened):
+                store.register_account(event.participant.account_id, event.participant.name)
+            elif isinstance(event, ReservesAttested):
+                attestation = event.attestation
+                store.record_attestation(
+                    attestation.asset, attestation.amount, attestation.as_of_us
+                )
+
+    def flush(self, ledger: Ledger) -> int:
+        """Store every transfer the ledger booked since the last flush; how many there were."""
+        booked = ledger.drain()
+        for start in range(0, len(booked), BATCH_TRANSFERS):
+            self.store.append_batch(booked[start : start + BATCH_TRANSFERS])
+        return len(booked)

@@ -1,0 +1,52 @@
+"""`venue ledger ...` on a real store written by a real (short) demo session."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.ledger_cli import LEDGER_FILE
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("venue-data")
+    assert main(["demo", "--orders", "300", "--seed", "3", "--data-dir", str(directory)]) == 0
+    return directory
+
+
+def test_demo_leaves_a_sound_store(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ledger", "verify", "--data-dir", str(data_dir)]) == 0
+    assert capsys.readouterr().out.startswith("ok: ")
+
+
+def test_balances_and_reserves(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ledger", "balances", "--data-dir", str(data_dir)]) == 0
+    balances = capsys.readouterr().out
+    assert "venue:fee-income" in balances and "mm-alpha" in balances
+    assert main(["ledger", "reserves", "--data-dir", str(data_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    usd = next(line for line in lines if line.startswith("USD"))
+    assert usd.split()[1] == usd.split()[2] == "20000000.000000"  # all minted, all attested
+
+
+def test_tampering_with_one_row_fails_verify(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / LEDGER_FILE).write_bytes((data_dir / LEDGER_FILE).read_bytes())
+    raw = sqlite3.connect(copy / LEDGER_FILE)
+    raw.execute("DROP TRIGGER transfers_refuse_update")  # what an attacker with the file can do
+    raw.execute("UPDATE transfers SET amount = amount + 1 WHERE transfer_id = 50")
+    raw.commit()
+    raw.close()
+    assert main(["ledger", "verify", "--data-dir", str(copy)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "hash does not match" in out
+
+
+def test_a_missing_store_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="no ledger store"):
+        main(["ledger", "verify", "--data-dir", str(tmp_path)])
