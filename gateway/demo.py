@@ -10,6 +10,8 @@ one command until the websocket server takes over `make run`.
 import random
 from pathlib import Path
 
+import msgspec
+
 from engine.commands import CancelAll, Command, PlaceOrder
 from engine.enums import OrderType, Side, TimeInForce
 from engine.events import CommandRejected, Event, TradeExecuted
@@ -42,8 +44,7 @@ def run(seed: int, orders: int, data_dir: Path) -> int:
     clock = iter(range(START_US, START_US + TICK_US * (orders * 3 + 1_000), TICK_US))
 
     def execute(command: Command) -> list[Event]:
-        stamped = command.__class__(**{**_fields(command), "ts_us": next(clock)})
-        events = venue.execute(stamped)
+        events = venue.execute(msgspec.structs.replace(command, ts_us=next(clock)))
         writer.observe(events)
         return events
 
@@ -75,10 +76,6 @@ def run(seed: int, orders: int, data_dir: Path) -> int:
     print(f"\nledger store: {path} ({problems or 'verified'})")
     print("try: .venv/bin/venue ledger balances | reserves | verify")
     return 0 if not problems else 1
-
-
-def _fields(command: Command) -> dict[str, object]:
-    return {name: getattr(command, name) for name in command.__struct_fields__}
 
 
 def _next_orders(rng: random.Random, spec: InstrumentSpec, venue: Venue, ts: int) -> list[Command]:
