@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     engine = bench_commands.add_parser("engine", help="the matching engine on seeded workloads")
     engine_bench.add_arguments(engine)
     engine.set_defaults(run=engine_bench.run)
+    from bench import store_bench
+
+    store = bench_commands.add_parser("store", help="DvP settlements committed per second")
+    store_bench.add_arguments(store)
+    store.set_defaults(run=store_bench.run)
     every = bench_commands.add_parser("all", help="a short run of every benchmark")
     engine_bench.add_all_arguments(every)
     every.set_defaults(run=engine_bench.run_all)
