@@ -16,6 +16,7 @@ class Market:
         "band_low",
         "book",
         "last_trade_id",
+        "matured",
         "min_notional",
         "min_notional_scaled",
         "min_qty",
@@ -36,6 +37,7 @@ class Market:
         self.status = InstrumentStatus.OPEN
         self.book = OrderBook(spec.symbol)
         self.last_trade_id = 0
+        self.matured = False  # a T-bill past maturity: redeemed, never trading again
         self.price_tick = spec.price_tick
         self.qty_step = spec.qty_step
         self.min_qty = spec.min_qty

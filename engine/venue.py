@@ -88,6 +88,7 @@ OPEN = InstrumentStatus.OPEN
 CANCEL_ONLY = InstrumentStatus.CANCEL_ONLY
 IOC_REST = CancelReason.IOC_REST
 STP_MODES = frozenset(SelfTradePrevention)
+TRADING_STATUSES = frozenset((InstrumentStatus.OPEN, InstrumentStatus.POST_ONLY))
 E = ErrorCode
 
 
@@ -290,9 +291,8 @@ class Venue:
         if not open_after:
             self._retire(order, events)
         elif is_limit and (cmd.tif is GTC or cmd.tif is GTD):
-            if clearing is not None and order.cum_qty and side is BUY:  # free price improvement
-                rest_hold = clearing.buy_hold_for(order, market, price, order.leaves_qty)
-                clearing.rehold(order, market, rest_hold, ts, events)
+            if crosses:
+                self._release_improvement(order, market, events)
             self._rest(book, order)
         else:
             canceled = order.leaves_qty
@@ -652,10 +652,19 @@ class Venue:
         limit_key = price * opposite.sign
         best = opposite.best
         crosses = best is not None and best.key <= limit_key
-        if crosses and not self._match(market, order, opposite, limit_key, 0, events):
-            self._retire(order, events)
-            return
+        if crosses:
+            if not self._match(market, order, opposite, limit_key, 0, events):
+                self._retire(order, events)
+                return
+            self._release_improvement(order, market, events)
         book_side.add(order)
+
+    def _release_improvement(self, order: Order, market: Market, events: list[Event]) -> None:
+        """A buy that traded as taker and now rests holds only the worst case of its rest."""
+        clearing = self.clearing
+        if clearing is not None and order.side is BUY and order.cum_qty:
+            rest = clearing.buy_hold_for(order, market, order.price, order.leaves_qty)
+            clearing.rehold(order, market, rest, self.ts_us, events)
 
     def _amended_hold(self, order: Order, market: Market, price: int, qty: int) -> int:
         """What the order must hold once amended to `qty` in all at `price`."""
@@ -699,13 +708,13 @@ class Venue:
         while self.maturities and self.maturities[0][0] <= ts:
             _, symbol = heappop(self.maturities)
             market = self.markets[symbol]
-            if market.status is InstrumentStatus.DELISTED:
-                continue
-            market.status = InstrumentStatus.CANCEL_ONLY
-            events.append(InstrumentStatusChanged(ts, symbol, market.status))
-            for order in list(market.book.iter_orders()):
-                self._cancel_open(order, CancelReason.MATURITY, events)
-            events.append(self._redeem(market, ts, events))
+            market.matured = True
+            if market.status is not InstrumentStatus.DELISTED:  # delisted: nothing trades
+                market.status = InstrumentStatus.CANCEL_ONLY
+                events.append(InstrumentStatusChanged(ts, symbol, market.status))
+                for order in list(market.book.iter_orders()):
+                    self._cancel_open(order, CancelReason.MATURITY, events)
+            events.append(self._redeem(market, ts, events))  # holders are paid regardless
 
     def _redeem(self, market: Market, ts: int, events: list[Event]) -> InstrumentMatured:
         """Pay every holder of a matured bill par, in one chain; balances reported after."""
@@ -758,6 +767,10 @@ class Venue:
         market = self._operable_market(cmd, "set_instrument_status", events)
         if market is None:
             return None
+        if market.matured and cmd.status in TRADING_STATUSES:
+            return self._reject(
+                events, cmd, "set_instrument_status", E.BAD_PARAM, f"{market.symbol} has matured"
+            )
         market.status = cmd.status
         events.append(InstrumentStatusChanged(cmd.ts_us, market.symbol, cmd.status))
         if cmd.status is InstrumentStatus.DELISTED:

@@ -14,6 +14,7 @@ from engine.commands import (
     OpenAccount,
     PlaceOrder,
     RequestWithdrawal,
+    SetInstrumentStatus,
     VoidWithdrawal,
 )
 from engine.enums import CancelReason, InstrumentKind, InstrumentStatus, Side
@@ -113,7 +114,7 @@ def test_withdrawals_hold_then_burn_or_release(custodied: Custodied) -> None:
     assert isinstance(events[0], WithdrawalVoided) and custodied.total(1, "USD") == 40 * USD
 
 
-def test_a_tbill_matures_into_par_for_every_holder_once(custodied: Custodied) -> None:
+def list_bill(custodied: Custodied) -> None:
     bill = make_spec(
         symbol=BILL,
         kind=InstrumentKind.TBILL,
@@ -124,6 +125,10 @@ def test_a_tbill_matures_into_par_for_every_holder_once(custodied: Custodied) ->
         maturity_us=MATURITY_US,
     )
     custodied.ok(ListInstrument(spec=bill))
+
+
+def test_a_tbill_matures_into_par_for_every_holder_once(custodied: Custodied) -> None:
+    list_bill(custodied)
     for account, face in ((1, 3_000), (2, 5_000)):
         custodied.ok(Deposit(account=account, asset="TB-X", amount=face))
         custodied.ok(Deposit(account=account, asset="USD", amount=10_000 * USD))
@@ -151,3 +156,21 @@ def test_a_tbill_matures_into_par_for_every_holder_once(custodied: Custodied) ->
     assert isinstance(events[0], CommandRejected) and events[0].reason is ErrorCode.CANCEL_ONLY
     again = custodied.ok(AdvanceClock(), ts=MATURITY_US + 1)
     assert not any(isinstance(e, InstrumentMatured) for e in again)  # redeemed exactly once
+
+
+def test_a_delisted_bill_is_still_redeemed_and_never_reopens(custodied: Custodied) -> None:
+    list_bill(custodied)
+    custodied.ok(Deposit(account=2, asset="TB-X", amount=700))
+    custodied.ok(SetInstrumentStatus(symbol=BILL, status=InstrumentStatus.DELISTED))
+    events = custodied.ok(AdvanceClock(), ts=MATURITY_US)
+    matured = [e for e in events if isinstance(e, InstrumentMatured)]
+    assert [(m.holders, m.paid_total) for m in matured] == [(1, 700 * USD)]
+    assert custodied.total(2, "USD") == 700 * USD
+
+
+def test_a_matured_bill_cannot_trade_again(custodied: Custodied) -> None:
+    list_bill(custodied)
+    custodied.ok(AdvanceClock(), ts=MATURITY_US)
+    reopen = SetInstrumentStatus(symbol=BILL, status=InstrumentStatus.OPEN)
+    assert custodied.refused(reopen) is ErrorCode.BAD_PARAM
+    custodied.ok(SetInstrumentStatus(symbol=BILL, status=InstrumentStatus.DELISTED))
