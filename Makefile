@@ -32,6 +32,7 @@ test: $(TEST_STAMP)
 
 bench: $(TEST_STAMP)
 	$(VENV)/bin/venue bench all
+	$(VENV)/bin/pytest tests/bench/test_engine_micro.py --benchmark-enable --benchmark-only
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

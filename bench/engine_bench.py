@@ -1,0 +1,266 @@
+"""The engine benchmark: `venue bench engine` (one workload) and `venue bench all` (a short run).
+
+Owns the measurement. Commands are generated first (`bench.workloads`); each pass then
+replays the setup on a fresh `Venue`, untimed, and times only the workload's commands with
+the garbage collector collected, frozen and then disabled or throttled (`--gc`). Two passes
+over the same commands: a throughput pass with one clock read before and after the loop
+(`ops_per_sec` = ops / seconds), then a latency pass with `time.perf_counter_ns` around every
+`execute` for the percentiles, which therefore include one clock read (`timer_overhead_ns`).
+`run_all` writes its results as JSON under `bench/results/` (gitignored).
+"""
+
+import argparse
+import gc
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import workloads
+from engine.events import CommandRejected
+from engine.venue import Venue
+
+DEFAULT_OPS = 1_000_000
+DEFAULT_SEED = 1
+ALL_OPS = 100_000  # per workload in `bench all`: about a second each, a few seconds in all
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+TIMER_SAMPLES = 100_000  # back-to-back clock reads to estimate what one costs
+# Young-generation threshold for `--gc freeze`: a collection after 100,000 net new container
+# objects instead of Python's 700, so a long-running engine could live with it.
+GC_THRESHOLD_FROZEN = 100_000
+GC_MODES = {
+    "disable": "collect + freeze before each pass, collector disabled during it",
+    "freeze": f"collect + freeze before each pass, threshold {GC_THRESHOLD_FROZEN} during it",
+    "default": "collector untouched (Python defaults)",
+}
+PERCENTILES = {"p50": (50, 100), "p99": (99, 100), "p999": (999, 1000)}  # exact fractions
+GIT_TIMEOUT_S = 5
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workload", choices=sorted(workloads.WORKLOADS), default="mixed")
+    parser.add_argument("--ops", type=_positive, default=DEFAULT_OPS, help="timed commands")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--gc", choices=list(GC_MODES), default="disable", help="GC policy")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+
+
+def add_all_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ops", type=_positive, default=ALL_OPS, help="per workload")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--gc", choices=list(GC_MODES), default="disable", help="GC policy")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    result = measure(args.workload, args.ops, args.seed, args.gc)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(summary(result))
+    return 0
+
+
+def run_all(args: argparse.Namespace) -> int:
+    results = [measure(name, args.ops, args.seed, args.gc) for name in sorted(workloads.WORKLOADS)]
+    print(table(results))
+    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    report = {
+        "benchmark": "engine",
+        "created_utc": created,
+        "git": _git_state(),
+        "python": sys.version,
+        "implementation": platform.python_implementation(),
+        "machine": {
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+            "processor": platform.processor() or _cpu_model(),
+            "cpus": os.cpu_count(),
+        },
+        "parameters": {"ops": args.ops, "seed": args.seed, "gc": args.gc},
+        "results": results,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"engine-{created.replace(':', '')}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}")
+    return 0
+
+
+def measure(name: str, ops: int, seed: int, gc_mode: str = "disable") -> dict[str, Any]:
+    """Generate the workload, then time it twice on fresh venues; the result as a dict."""
+    workload = workloads.build(name, ops, seed)
+    commands = workload.commands
+
+    venue = workload.fresh_venue()
+    execute = venue.execute
+    with _collector(gc_mode):
+        started = time.perf_counter_ns()
+        for command in commands:
+            execute(command)
+        seconds = (time.perf_counter_ns() - started) / 1e9
+    throughput_end = _fingerprint(venue)
+    del venue, execute  # free the first book before the second pass builds its own
+
+    venue = workload.fresh_venue()
+    execute = venue.execute
+    clock = time.perf_counter_ns
+    latencies = [0] * ops
+    rejected = 0
+    with _collector(gc_mode):
+        for i, command in enumerate(commands):
+            started = clock()
+            events = execute(command)
+            latencies[i] = clock() - started
+            if events and type(events[-1]) is CommandRejected:  # a rejection is the last event
+                rejected += 1
+    if _fingerprint(venue) != throughput_end:
+        raise RuntimeError("the two passes ended in different states: not deterministic")
+
+    latencies.sort()
+    market = venue.markets[workloads.SYMBOL]
+    return {
+        "workload": name,
+        "ops": ops,
+        "seconds": round(seconds, 6),
+        "ops_per_sec": round(ops / seconds),
+        "latency_us": {
+            **{key: _percentile_us(latencies, *q) for key, q in PERCENTILES.items()},
+            "max": latencies[-1] / 1000,
+            "mean": round(sum(latencies) / ops / 1000, 3),
+        },
+        "seed": seed,
+        "rejected": rejected,
+        "trades": market.last_trade_id,
+        "resting_orders_end": len(venue.orders),
+        "price_levels_end": len(market.book.bids) + len(market.book.asks),
+        "setup_commands": len(workload.setup),
+        "gc": f"{gc_mode}: {GC_MODES[gc_mode]}",
+        "timer_overhead_ns": _timer_overhead_ns(),
+        "python": platform.python_version(),
+    }
+
+
+def summary(result: dict[str, Any]) -> str:
+    latency = result["latency_us"]
+    return "\n".join(
+        [
+            f"{result['workload']}: {result['ops']:,} ops in {result['seconds']:.3f} s = "
+            f"{result['ops_per_sec']:,} ops/s (seed {result['seed']})",
+            f"latency per execute, µs: p50 {latency['p50']}  p99 {latency['p99']}  "
+            f"p99.9 {latency['p999']}  max {latency['max']}  "
+            f"(includes a clock read of ~{result['timer_overhead_ns']} ns)",
+            f"end: {result['resting_orders_end']:,} resting orders on "
+            f"{result['price_levels_end']:,} levels; {result['trades']:,} trades, "
+            f"{result['rejected']:,} rejected",
+            f"gc: {result['gc']}; Python {result['python']}",
+        ]
+    )
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    header = (
+        f"{'workload':<10} {'ops':>9} {'ops/s':>11} {'p50 µs':>8} {'p99 µs':>8} "
+        f"{'p99.9 µs':>9} {'max µs':>9} {'rejected':>8}"
+    )
+    lines = [header, "-" * len(header)]
+    for result in results:
+        latency = result["latency_us"]
+        lines.append(
+            f"{result['workload']:<10} {result['ops']:>9,} {result['ops_per_sec']:>11,} "
+            f"{latency['p50']:>8.3f} {latency['p99']:>8.3f} {latency['p999']:>9.3f} "
+            f"{latency['max']:>9.1f} {result['rejected']:>8,}"
+        )
+    return "\n".join(lines)
+
+
+@contextmanager
+def _collector(mode: str) -> Iterator[None]:
+    """Run the body under the chosen GC policy and restore the interpreter's afterwards."""
+    if mode == "default":
+        yield
+        return
+    threshold = gc.get_threshold()
+    gc.collect()
+    gc.freeze()  # the setup's objects move out of every generation: no collection scans them
+    if mode == "disable":
+        gc.disable()
+    else:
+        gc.set_threshold(GC_THRESHOLD_FROZEN, *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
+
+
+def _fingerprint(venue: Venue) -> tuple[int, int, int]:
+    """Cheap evidence that two runs ended alike: order and trade counters, resting orders."""
+    trades = sum(market.last_trade_id for market in venue.markets.values())
+    return venue.last_order_id, trades, len(venue.orders)
+
+
+def _percentile_us(ordered_ns: list[int], num: int, den: int) -> float:
+    """Nearest rank: the smallest sample with at least num/den of the samples at or below."""
+    rank = max(1, -(-len(ordered_ns) * num // den))
+    return ordered_ns[rank - 1] / 1000
+
+
+def _timer_overhead_ns() -> int:
+    """The median cost of one `perf_counter_ns` read, measured back to back."""
+    clock = time.perf_counter_ns
+    samples = []
+    for _ in range(TIMER_SAMPLES):
+        started = clock()
+        samples.append(clock() - started)
+    samples.sort()
+    return samples[len(samples) // 2]
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def _git_state() -> dict[str, Any]:
+    """The commit being measured and whether the tree differs from it, when git is there."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*argv: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "--no-optional-locks", *argv],  # read-only: never touch the index
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=GIT_TIMEOUT_S,
+                check=True,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""

@@ -1,0 +1,84 @@
+"""`venue bench engine` and `venue bench all` at a tiny size: complete, consistent output.
+
+Never asserts on speed: only that what is reported is there and adds up.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import workloads
+from gateway.cli import main
+
+OPS = 2_000
+SEED = 3
+RATE_TOLERANCE = 0.01  # ops_per_sec is rounded to a whole number and seconds to 1 µs
+
+
+def _last_json(out: str) -> dict[str, Any]:
+    lines = out.strip().splitlines()
+    assert lines, "nothing printed"
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def _check_consistent(result: dict[str, Any], workload: str, ops: int) -> None:
+    assert result["workload"] == workload
+    assert result["ops"] == ops
+    assert result["seconds"] > 0
+    assert result["ops_per_sec"] == pytest.approx(ops / result["seconds"], rel=RATE_TOLERANCE)
+    latency = result["latency_us"]
+    assert set(latency) >= {"p50", "p99", "p999", "max"}
+    assert 0 < latency["p50"] <= latency["p99"] <= latency["p999"] <= latency["max"]
+    assert result["rejected"] == 0
+    assert result["gc"].startswith("disable")
+
+
+@pytest.mark.parametrize("workload", sorted(workloads.WORKLOADS))
+def test_engine_json(workload: str, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "engine", "--workload", workload, "--ops", str(OPS), "--seed", str(SEED)]
+    assert main([*argv, "--json"]) == 0
+    result = _last_json(capsys.readouterr().out)
+    _check_consistent(result, workload, OPS)
+    assert result["seed"] == SEED
+    if workload == "addcancel":
+        assert result["trades"] == 0
+    else:
+        assert result["trades"] > 0
+
+
+def test_engine_summary_is_human_readable(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "engine", "--workload", "cross", "--ops", "500", "--gc", "freeze"]) == 0
+    out = capsys.readouterr().out
+    assert "cross: 500 ops in" in out
+    assert "p99.9" in out
+    assert "gc: freeze" in out
+    assert not out.lstrip().startswith("{")
+
+
+def test_engine_refuses_a_non_positive_size(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["bench", "engine", "--ops", "0"])
+    assert "positive" in capsys.readouterr().err
+
+
+def test_all_prints_a_table_and_writes_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["bench", "all", "--ops", str(OPS), "--seed", str(SEED), "--out", str(tmp_path)]) == 0
+    )
+    out = capsys.readouterr().out
+    for name in workloads.WORKLOADS:
+        assert name in out
+    files = list(tmp_path.glob("engine-*.json"))
+    assert len(files) == 1
+    report = json.loads(files[0].read_text())
+    assert report["parameters"] == {"ops": OPS, "seed": SEED, "gc": "disable"}
+    assert {"commit", "dirty"} <= set(report["git"])
+    assert report["python"] and report["machine"]["cpus"]
+    assert sorted(r["workload"] for r in report["results"]) == sorted(workloads.WORKLOADS)
+    for result in report["results"]:
+        _check_consistent(result, result["workload"], OPS)
