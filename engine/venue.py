@@ -12,7 +12,6 @@ arrive in commands or come from counters, and every iteration is in insertion or
 """
 
 import hashlib
-from collections import deque
 from collections.abc import Callable, Iterator
 from heapq import heapify, heappop, heappush
 from typing import Any
@@ -22,6 +21,7 @@ import msgspec
 from engine import invariants
 from engine.book import BookSide, Level, Order, OrderBook
 from engine.clearing import Clearing, balance_changed
+from engine.closed import ClosedOrders
 from engine.commands import (
     AdvanceClock,
     AmendOrder,
@@ -113,12 +113,10 @@ class Venue:
         self.orders: dict[int, Order] = {}
         self.account_orders: dict[int, dict[int, Order]] = {}
         self.cl_ord_index: dict[tuple[int, str], Order] = {}
-        self.closed_orders: dict[int, int] = {}  # order id -> account, oldest first
-        self._closing_order: deque[int] = deque()  # the same ids, to forget the oldest in O(1)
+        self.closed_orders = ClosedOrders(self.config.closed_orders_retained_max)
         self.gtd_queue: list[tuple[int, int]] = []  # heap of (expire_at_us, order_id)
         self.last_order_id = 0
         self.ts_us = 0
-        self._closed_orders_max = self.config.closed_orders_retained_max
         self._open_orders_max = self.config.open_orders_per_account_max
         self._handlers: dict[type[Command], Callable[[Any, list[Event]], None]] = {
             PlaceOrder: self._place,
@@ -453,7 +451,7 @@ class Venue:
                 self._retire(maker, events)
             if not orders:
                 opposite.drop_level(level)
-        if last_price:
+        if last_price and last_price != market.reference_price:
             market.set_reference_price(last_price)
         return open_after
 
@@ -550,21 +548,33 @@ class Venue:
         if order is None:
             return self._reject_missing(events, cmd, "amend_order")
         market = self.markets[order.symbol]
-        refusal = self._amend_refusal(cmd, order, market)
+        book = market.book
+        own, opposite = (book.bids, book.asks) if order.side is BUY else (book.asks, book.bids)
+        price = cmd.price or order.price
+        qty = cmd.qty or order.qty
+        # Only a new price can reach the other side: the order rested uncrossed at its old one.
+        best = opposite.best
+        crosses = price != order.price and best is not None and best.key <= price * opposite.sign
+        refusal = self._amend_refusal(cmd, order, market, price, qty, crosses)
         if refusal is not None:
             code, detail = refusal
             return self._reject(events, cmd, "amend_order", code, detail, order.order_id)
-        self._apply_amend(cmd, order, market, events)
+        self._apply_amend(cmd.new_cl_ord_id, order, market, own, price, qty, crosses, events)
+        if crosses and order.leaves_qty:
+            limit_key = price * opposite.sign
+            if not self._match(market, order, opposite, limit_key, 0, events):
+                self._retire(order, events)
+                return None
+            self._release_improvement(order, market, events)
+            own.add(order)
         return None
 
     def _amend_refusal(
-        self, cmd: AmendOrder, order: Order, market: Market
+        self, cmd: AmendOrder, order: Order, market: Market, price: int, qty: int, crosses: bool
     ) -> tuple[ErrorCode, str] | None:
         """The first business reason to refuse this amend, in precedence order."""
         if market.status is InstrumentStatus.HALTED or market.status is CANCEL_ONLY:
             return _status_refusal(market)
-        price = cmd.price or order.price
-        qty = cmd.qty or order.qty
         new_cl = cmd.new_cl_ord_id
         renames = new_cl is not None and new_cl != order.cl_ord_id
         if price == order.price and qty == order.qty and not renames:
@@ -589,7 +599,7 @@ class Venue:
             asset = market.spec.quote if order.side is BUY else market.spec.base
             if more > clearing.available(order.account, asset):
                 return E.INSUFFICIENT_BALANCE, f"{asset} is short"
-        if price != order.price and _crosses(market.book.opposite(order.side), price):
+        if crosses:
             if market.status is InstrumentStatus.POST_ONLY:
                 return E.POST_ONLY_MODE, f"{market.symbol} accepts only post-only orders"
             if order.post_only:
@@ -597,31 +607,36 @@ class Venue:
         return None
 
     def _apply_amend(
-        self, cmd: AmendOrder, order: Order, market: Market, events: list[Event]
+        self,
+        new_cl: str | None,
+        order: Order,
+        market: Market,
+        own: BookSide,
+        price: int,
+        qty: int,
+        crosses: bool,
+        events: list[Event],
     ) -> None:
-        price = cmd.price or order.price
-        qty = cmd.qty or order.qty
-        new_cl = cmd.new_cl_ord_id
+        """Amend the order in place or move it; the caller matches it if it now crosses."""
         if new_cl is not None and new_cl != order.cl_ord_id:
             if order.cl_ord_id is not None:
                 del self.cl_ord_index[(order.account, order.cl_ord_id)]
             self.cl_ord_index[(order.account, new_cl)] = order
             order.cl_ord_id = new_cl
-        book_side = market.book.side(order.side)
         keeps_priority = price == order.price and qty <= order.qty
         completed = qty <= order.cum_qty  # amended down to what already traded: done
         if completed:
-            book_side.remove(order)
+            own.remove(order)
             order.qty = qty
             order.leaves_qty = 0
             order.status = FILLED
         elif keeps_priority:
             reduction = order.qty - qty
-            book_side.levels[price * book_side.sign].qty -= reduction
+            own.levels[price * own.sign].qty -= reduction
             order.leaves_qty -= reduction
             order.qty = qty
         else:
-            book_side.remove(order)
+            own.remove(order)
             order.price = price
             order.qty = qty
             order.leaves_qty = qty - order.cum_qty
@@ -646,18 +661,8 @@ class Venue:
         if self.clearing is not None:
             new_hold = self._amended_hold(order, market, order.price, order.qty)
             self.clearing.rehold(order, market, new_hold, self.ts_us, events)
-        if keeps_priority:
-            return
-        opposite = market.book.opposite(order.side)
-        limit_key = price * opposite.sign
-        best = opposite.best
-        crosses = best is not None and best.key <= limit_key
-        if crosses:
-            if not self._match(market, order, opposite, limit_key, 0, events):
-                self._retire(order, events)
-                return
-            self._release_improvement(order, market, events)
-        book_side.add(order)
+        if not keeps_priority and not crosses:
+            own.add(order)  # at the back of its new level
 
     def _release_improvement(self, order: Order, market: Market, events: list[Event]) -> None:
         """A buy that traded as taker and now rests holds only the worst case of its rest."""
@@ -839,13 +844,7 @@ class Venue:
                 del self.account_orders[order.account]
             if order.cl_ord_id is not None:
                 del self.cl_ord_index[(order.account, order.cl_ord_id)]
-        closed = self.closed_orders
-        assert order_id not in closed, f"order {order_id} closed twice"
-        closed[order_id] = order.account
-        closing = self._closing_order
-        closing.append(order_id)
-        if len(closing) > self._closed_orders_max:
-            del closed[closing.popleft()]
+        self.closed_orders.add(order_id, order.account)
 
     def _queue_expiry(self, order: Order) -> None:
         queue = self.gtd_queue
@@ -859,7 +858,7 @@ class Venue:
         self, events: list[Event], cmd: CancelOrder | AmendOrder, name: str
     ) -> None:
         """Refuse a command on an order the account has no open order for."""
-        if cmd.cl_ord_id is None and self.closed_orders.get(cmd.order_id) == cmd.account:
+        if cmd.cl_ord_id is None and self.closed_orders.owner(cmd.order_id) == cmd.account:
             self._reject(events, cmd, name, E.ORDER_NOT_OPEN, "the order is closed", cmd.order_id)
         else:
             self._reject(events, cmd, name, E.UNKNOWN_ORDER, "no such order", cmd.order_id)
@@ -935,11 +934,6 @@ def _status_refusal(market: Market) -> tuple[ErrorCode, str]:
 
 def _too_long(text: str | None, length_max: int) -> bool:
     return text is not None and not 0 < len(text) <= length_max
-
-
-def _crosses(opposite: BookSide, price: int) -> bool:
-    best = opposite.best
-    return best is not None and best.key <= price * opposite.sign
 
 
 def _fillable(
