@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ops", type=_positive, default=DEFAULT_OPS, help="timed commands")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--gc", choices=list(GC_MODES), default="disable", help="GC policy")
+    parser.add_argument(
+        "--ledger", action="store_true", help="the full venue path: holds, matching, DvP"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
 
 
@@ -60,7 +63,7 @@ def add_all_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = measure(args.workload, args.ops, args.seed, args.gc)
+    result = measure(args.workload, args.ops, args.seed, args.gc, args.ledger)
     if args.json:
         print(json.dumps(result))
     else:
@@ -69,7 +72,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_all(args: argparse.Namespace) -> int:
-    results = [measure(name, args.ops, args.seed, args.gc) for name in sorted(workloads.WORKLOADS)]
+    results = [
+        measure(name, args.ops, args.seed, args.gc, ledger)
+        for ledger in (False, True)
+        for name in sorted(workloads.WORKLOADS)
+    ]
     print(table(results))
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     report = {
@@ -94,12 +101,17 @@ def run_all(args: argparse.Namespace) -> int:
     return 0
 
 
-def measure(name: str, ops: int, seed: int, gc_mode: str = "disable") -> dict[str, Any]:
-    """Generate the workload, then time it twice on fresh venues; the result as a dict."""
+def measure(
+    name: str, ops: int, seed: int, gc_mode: str = "disable", ledger: bool = False
+) -> dict[str, Any]:
+    """Generate the workload, then time it twice on fresh venues; the result as a dict.
+
+    With `ledger`, the venue runs the full path: holds, matching and DvP settlement.
+    """
     workload = workloads.build(name, ops, seed)
     commands = workload.commands
 
-    venue = workload.fresh_venue()
+    venue = workload.fresh_venue(ledger)
     execute = venue.execute
     with _collector(gc_mode):
         started = time.perf_counter_ns()
@@ -109,7 +121,7 @@ def measure(name: str, ops: int, seed: int, gc_mode: str = "disable") -> dict[st
     throughput_end = _fingerprint(venue)
     del venue, execute  # free the first book before the second pass builds its own
 
-    venue = workload.fresh_venue()
+    venue = workload.fresh_venue(ledger)
     execute = venue.execute
     clock = time.perf_counter_ns
     latencies = [0] * ops
@@ -128,6 +140,7 @@ def measure(name: str, ops: int, seed: int, gc_mode: str = "disable") -> dict[st
     market = venue.markets[workloads.SYMBOL]
     return {
         "workload": name,
+        "ledger": ledger,
         "ops": ops,
         "seconds": round(seconds, 6),
         "ops_per_sec": round(ops / seconds),
@@ -152,7 +165,7 @@ def summary(result: dict[str, Any]) -> str:
     latency = result["latency_us"]
     return "\n".join(
         [
-            f"{result['workload']}: {result['ops']:,} ops in {result['seconds']:.3f} s = "
+            f"{_path(result)}: {result['ops']:,} ops in {result['seconds']:.3f} s = "
             f"{result['ops_per_sec']:,} ops/s (seed {result['seed']})",
             f"latency per execute, µs: p50 {latency['p50']}  p99 {latency['p99']}  "
             f"p99.9 {latency['p999']}  max {latency['max']}  "
@@ -167,18 +180,23 @@ def summary(result: dict[str, Any]) -> str:
 
 def table(results: list[dict[str, Any]]) -> str:
     header = (
-        f"{'workload':<10} {'ops':>9} {'ops/s':>11} {'p50 µs':>8} {'p99 µs':>8} "
+        f"{'workload':<18} {'ops':>9} {'ops/s':>11} {'p50 µs':>8} {'p99 µs':>8} "
         f"{'p99.9 µs':>9} {'max µs':>9} {'rejected':>8}"
     )
     lines = [header, "-" * len(header)]
     for result in results:
         latency = result["latency_us"]
         lines.append(
-            f"{result['workload']:<10} {result['ops']:>9,} {result['ops_per_sec']:>11,} "
+            f"{_path(result):<18} {result['ops']:>9,} {result['ops_per_sec']:>11,} "
             f"{latency['p50']:>8.3f} {latency['p99']:>8.3f} {latency['p999']:>9.3f} "
             f"{latency['max']:>9.1f} {result['rejected']:>8,}"
         )
     return "\n".join(lines)
+
+
+def _path(result: dict[str, Any]) -> str:
+    """The workload's name, marked when it ran the full venue path."""
+    return f"{result['workload']}+ledger" if result["ledger"] else result["workload"]
 
 
 @contextmanager

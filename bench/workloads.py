@@ -18,11 +18,22 @@ from dataclasses import dataclass
 from itertools import islice
 
 from engine.book import BookSide, Order
-from engine.commands import AmendOrder, CancelOrder, Command, ListInstrument, PlaceOrder
+from engine.commands import (
+    AmendOrder,
+    AttestReserves,
+    CancelOrder,
+    Command,
+    Deposit,
+    ListAsset,
+    ListInstrument,
+    OpenAccount,
+    PlaceOrder,
+)
 from engine.enums import InstrumentKind, Side, TimeInForce
 from engine.events import CommandRejected, Event, TradeExecuted
 from engine.instrument import InstrumentSpec
 from engine.venue import Venue
+from settlement.ledger import Ledger
 
 SYMBOL = "AAPLx-USD"
 # $187.25. Passive bids rest below it and passive asks above it, so only the orders a
@@ -86,12 +97,46 @@ class Workload:
     commands: list[Command]  # exactly `ops` commands: the timed part
     rejected: int  # commands the scratch venue refused while generating (aim: none)
 
-    def fresh_venue(self) -> Venue:
-        """A new venue with the setup applied: the state the timed commands start from."""
-        venue = Venue()
-        for command in self.setup:
-            venue.execute(command)
+    def fresh_venue(self, ledger: bool = False) -> Venue:
+        """A new venue with the setup applied: the state the timed commands start from.
+
+        With `ledger`, the venue clears through a ledger (holds, DvP, fees) and every
+        account is opened and funded first, so the same commands are accepted.
+        """
+        venue = Venue(ledger=Ledger()) if ledger else Venue()
+        for command in (ledger_setup() if ledger else []) + self.setup:
+            events = venue.execute(command)
+            assert not any(isinstance(e, CommandRejected) for e in events), events
         return venue
+
+
+def ledger_setup() -> list[Command]:
+    """Assets, reserves and every workload account, funded far beyond what it can spend."""
+    cash = 10**15  # units of USD at the instrument's quote scale
+    shares = 10**15  # units of AAPLx: a billion shares at qty_decimals 6
+    commands: list[Command] = [
+        ListAsset(ts_us=TS_START_US, code=SPEC.quote, scale=SPEC.quote_decimals),
+        ListAsset(ts_us=TS_START_US, code=SPEC.base, scale=SPEC.qty_decimals),
+        AttestReserves(
+            ts_us=TS_START_US, asset=SPEC.quote, amount=cash * ACCOUNTS, as_of_us=TS_START_US
+        ),
+        AttestReserves(
+            ts_us=TS_START_US, asset=SPEC.base, amount=shares * ACCOUNTS, as_of_us=TS_START_US
+        ),
+    ]
+    for account in range(1, ACCOUNTS + 1):
+        commands += [
+            OpenAccount(
+                ts_us=TS_START_US,
+                account=account,
+                name=f"bench-{account}",
+                kyc_approved=True,
+                jurisdiction="DE",
+            ),
+            Deposit(ts_us=TS_START_US, account=account, asset=SPEC.quote, amount=cash),
+            Deposit(ts_us=TS_START_US, account=account, asset=SPEC.base, amount=shares),
+        ]
+    return commands
 
 
 class _Driver:

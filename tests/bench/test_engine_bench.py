@@ -49,6 +49,22 @@ def test_engine_json(workload: str, capsys: pytest.CaptureFixture[str]) -> None:
         assert result["trades"] > 0
 
 
+@pytest.mark.parametrize("workload", sorted(workloads.WORKLOADS))
+def test_engine_with_ledger_settles_the_same_flow(
+    workload: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The full venue path accepts the same commands and makes the same trades."""
+    argv = ["bench", "engine", "--workload", workload, "--ops", str(OPS), "--seed", str(SEED)]
+    assert main([*argv, "--json"]) == 0
+    book_only = _last_json(capsys.readouterr().out)
+    assert main([*argv, "--json", "--ledger"]) == 0
+    full = _last_json(capsys.readouterr().out)
+    _check_consistent(full, workload, OPS)
+    assert (book_only["ledger"], full["ledger"]) == (False, True)
+    assert full["trades"] == book_only["trades"]
+    assert full["resting_orders_end"] == book_only["resting_orders_end"]
+
+
 def test_engine_summary_is_human_readable(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "engine", "--workload", "cross", "--ops", "500", "--gc", "freeze"]) == 0
     out = capsys.readouterr().out
@@ -79,6 +95,7 @@ def test_all_prints_a_table_and_writes_results(
     assert report["parameters"] == {"ops": OPS, "seed": SEED, "gc": "disable"}
     assert {"commit", "dirty"} <= set(report["git"])
     assert report["python"] and report["machine"]["cpus"]
-    assert sorted(r["workload"] for r in report["results"]) == sorted(workloads.WORKLOADS)
+    paths = sorted((r["workload"], r["ledger"]) for r in report["results"])
+    assert paths == sorted((w, ledger) for w in workloads.WORKLOADS for ledger in (False, True))
     for result in report["results"]:
         _check_consistent(result, result["workload"], OPS)
