@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--orders", type=int, default=2_000)
     demo.add_argument("--data-dir", type=Path, default=Path("data"))
+    demo.add_argument("--config", type=Path, default=Path("venue.toml"))
     demo.set_defaults(run=_run_demo)
 
     from gateway import ledger_cli
@@ -59,7 +60,9 @@ def _parser() -> argparse.ArgumentParser:
 def _run_demo(args: argparse.Namespace) -> int:
     from gateway import demo
 
-    return demo.run(seed=args.seed, orders=args.orders, data_dir=args.data_dir)
+    return demo.run(
+        seed=args.seed, orders=args.orders, data_dir=args.data_dir, config_path=args.config
+    )
 
 
 if __name__ == "__main__":

@@ -17,10 +17,10 @@ from engine.enums import OrderType, Side, TimeInForce
 from engine.events import CommandRejected, Event, TradeExecuted
 from engine.instrument import InstrumentSpec
 from engine.units import format_units
-from engine.venue import Venue
+from engine.venue import Venue, VenueConfig
+from gateway import config as venue_config
 from gateway.ledger_cli import LEDGER_FILE
 from gateway.ledger_writer import LedgerWriter
-from gateway.samples import DEMO_PARTICIPANTS, SAMPLE_INSTRUMENTS, USD_DECIMALS, setup_commands
 from settlement.ledger import Ledger
 from settlement.store import SqliteLedgerStore
 
@@ -31,10 +31,12 @@ START_US = 1_798_761_600_000_000  # 2027-01-01 00:00 UTC; the demo's own clock
 TICK_US = 10  # the demo clock's step per command
 
 
-def run(seed: int, orders: int, data_dir: Path) -> int:
+def run(seed: int, orders: int, data_dir: Path, config_path: Path) -> int:
     rng = random.Random(seed)
+    config = venue_config.load(config_path)
     ledger = Ledger()
-    venue = Venue(ledger=ledger)
+    staleness = venue_config.reserve_staleness_max_us(config)
+    venue = Venue(VenueConfig(reserve_staleness_max_us=staleness), ledger)
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / LEDGER_FILE
     for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
@@ -48,10 +50,11 @@ def run(seed: int, orders: int, data_dir: Path) -> int:
         writer.observe(events)
         return events
 
-    for command in setup_commands(as_of_us=START_US):
+    for command in venue_config.setup_commands(config, now_us=START_US):
         rejected = [e for e in execute(command) if isinstance(e, CommandRejected)]
-        assert not rejected, rejected
-    specs = {spec.symbol: spec for spec in SAMPLE_INSTRUMENTS}
+        if rejected:
+            raise SystemExit(f"{config_path}: {rejected[0].detail}")
+    specs = {symbol: market.spec for symbol, market in venue.markets.items()}
     trades = shown = 0
     for _ in range(orders):
         spec = specs[rng.choice(list(specs))]
@@ -65,12 +68,14 @@ def run(seed: int, orders: int, data_dir: Path) -> int:
         writer.flush(ledger)
     venue.check_invariants()
     print(f"... {trades} trades from {orders} rounds of orders, each settled at once\n")
-    for spec in SAMPLE_INSTRUMENTS:
+    for spec in specs.values():
         print(_book_line(venue, spec))
     print()
-    for account, name, _ in DEMO_PARTICIPANTS:
-        balance = ledger.balance(account, "USD")
-        print(f"{name:<9} USD {format_units(balance.total, USD_DECIMALS):>18}")
+    for account in config.accounts:
+        for asset in ("USD",):
+            balance = ledger.balance(account.id, asset)
+            scale = ledger.assets[asset].scale
+            print(f"{account.name:<10} {asset} {format_units(balance.total, scale):>18}")
     problems = store.verify()
     store.close()
     print(f"\nledger store: {path} ({problems or 'verified'})")

@@ -27,8 +27,9 @@ def test_balances_and_reserves(data_dir: Path, capsys: pytest.CaptureFixture[str
     assert "venue:fee-income" in balances and "mm-alpha" in balances
     assert main(["ledger", "reserves", "--data-dir", str(data_dir)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    usd = next(line for line in lines if line.startswith("USD"))
-    assert usd.split()[1] == usd.split()[2] == "20000000.000000"  # all minted, all attested
+    usd = next(line for line in lines if line.startswith("USD")).split()
+    assert usd[1] == "20000000.000000"  # four demo participants of 5,000,000 each
+    assert usd[2] == "25000000.000000" and usd[-1] == "yes"  # what venue.toml attests
 
 
 def test_tampering_with_one_row_fails_verify(

@@ -1,0 +1,176 @@
+"""`venue.toml`: the venue's configuration, decoded strictly and turned into setup commands.
+
+Owns the file's schema (unknown keys are errors, amounts are decimal strings converted
+exactly at each asset's scale) and its translation into the engine commands that build the
+venue from nothing: assets, instruments, reserves, accounts and their deposits. API keys
+are handed to the gateway's authentication, never to the engine.
+"""
+
+import datetime
+from pathlib import Path
+
+import msgspec
+
+from engine.commands import (
+    AttestReserves,
+    Command,
+    Deposit,
+    ListAsset,
+    ListInstrument,
+    OpenAccount,
+)
+from engine.enums import InstrumentKind
+from engine.instrument import InstrumentSpec
+from engine.units import parse_units
+
+HOUR_US = 3_600_000_000
+
+
+class VenueSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    host: str = "127.0.0.1"
+    port: int = 8765
+    data_dir: str = "data"
+    reserve_staleness_hours: int = 26
+
+
+class AssetEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    code: str
+    scale: int
+
+
+class InstrumentEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    symbol: str
+    kind: InstrumentKind
+    base: str
+    quote: str
+    tick: str
+    step: str
+    min_qty: str
+    min_notional: str
+    band_pct: str
+    reference_price: str
+    maker_fee_bps: int = 0
+    taker_fee_bps: int = 0
+    maturity: datetime.date | None = None
+    excluded_jurisdictions: tuple[str, ...] = ()
+
+
+class ReserveEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    asset: str
+    amount: str
+
+
+class AccountEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    id: int
+    name: str
+    jurisdiction: str
+    kyc_approved: bool
+    deposits: dict[str, str] = {}
+
+
+class ApiKeyEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    key: str
+    secret: str
+    account: int
+    scopes: tuple[str, ...]
+
+
+class VenueConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    venue: VenueSection = VenueSection()
+    assets: tuple[AssetEntry, ...] = ()
+    instruments: tuple[InstrumentEntry, ...] = ()
+    reserves: tuple[ReserveEntry, ...] = ()
+    accounts: tuple[AccountEntry, ...] = ()
+    api_keys: tuple[ApiKeyEntry, ...] = ()
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says where and why."""
+
+
+def load(path: Path) -> VenueConfig:
+    try:
+        return msgspec.toml.decode(path.read_bytes(), type=VenueConfig)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def decimals_of(text: str) -> int:
+    """How many decimals a decimal string is written with ("0.01" -> 2)."""
+    return len(text.partition(".")[2])
+
+
+def instrument_spec(entry: InstrumentEntry, scales: dict[str, int]) -> InstrumentSpec:
+    """The engine's spec: prices at the tick's decimals, quantities at the base's scale."""
+    if entry.base not in scales or entry.quote not in scales:
+        raise ConfigError(f"{entry.symbol}: list the assets {entry.base} and {entry.quote}")
+    price_decimals = decimals_of(entry.tick)
+    qty_decimals = scales[entry.base]
+    quote_decimals = scales[entry.quote]
+    try:
+        return InstrumentSpec(
+            symbol=entry.symbol,
+            kind=entry.kind,
+            base=entry.base,
+            quote=entry.quote,
+            price_decimals=price_decimals,
+            price_tick=parse_units(entry.tick, price_decimals),
+            qty_decimals=qty_decimals,
+            qty_step=parse_units(entry.step, qty_decimals),
+            min_qty=parse_units(entry.min_qty, qty_decimals),
+            quote_decimals=quote_decimals,
+            min_notional=parse_units(entry.min_notional, quote_decimals),
+            price_band_bps=parse_units(entry.band_pct, 2),  # percent to basis points
+            reference_price=parse_units(entry.reference_price, price_decimals),
+            maker_fee_bps=entry.maker_fee_bps,
+            taker_fee_bps=entry.taker_fee_bps,
+            maturity_us=_maturity_us(entry.maturity),
+            excluded_jurisdictions=entry.excluded_jurisdictions,
+        )
+    except ValueError as error:
+        raise ConfigError(f"{entry.symbol}: {error}") from None
+
+
+def setup_commands(config: VenueConfig, now_us: int) -> list[Command]:
+    """The commands that build the configured venue from nothing, in order."""
+    scales = {asset.code: asset.scale for asset in config.assets}
+    commands: list[Command] = [
+        ListAsset(code=asset.code, scale=asset.scale) for asset in config.assets
+    ]
+    commands += [ListInstrument(spec=instrument_spec(i, scales)) for i in config.instruments]
+    for reserve in config.reserves:
+        amount = _amount(reserve.amount, reserve.asset, scales)
+        commands.append(AttestReserves(asset=reserve.asset, amount=amount, as_of_us=now_us))
+    for account in config.accounts:
+        commands.append(
+            OpenAccount(
+                account=account.id,
+                name=account.name,
+                kyc_approved=account.kyc_approved,
+                jurisdiction=account.jurisdiction,
+            )
+        )
+        for asset, text in account.deposits.items():
+            amount = _amount(text, asset, scales)
+            commands.append(Deposit(account=account.id, asset=asset, amount=amount))
+    return commands
+
+
+def reserve_staleness_max_us(config: VenueConfig) -> int:
+    return config.venue.reserve_staleness_hours * HOUR_US
+
+
+def _amount(text: str, asset: str, scales: dict[str, int]) -> int:
+    if asset not in scales:
+        raise ConfigError(f"unknown asset {asset}")
+    try:
+        return parse_units(text, scales[asset])
+    except ValueError as error:
+        raise ConfigError(f"{asset} amount: {error}") from None
+
+
+def _maturity_us(maturity: datetime.date | None) -> int:
+    if maturity is None:
+        return 0
+    midnight = datetime.datetime.combine(maturity, datetime.time(), datetime.UTC)
+    return int(midnight.timestamp()) * 1_000_000
