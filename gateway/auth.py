@@ -1,0 +1,208 @@
+"""API keys and the HMAC-SHA256 logon that proves a client holds one.
+
+Owns the key store (key -> secret, account, scopes), the logon check and the memory of used
+nonces. Leaves sessions, sockets and the clock to the server: the time is always passed in
+(`now_us`), so the module is pure. `logon` checks in the order of `LOGON_PRECEDENCE` and
+reports the first failure. Invariants: a nonce is recorded only after a fully successful
+logon; it is remembered exactly while a replay of its signed message could still pass the
+timestamp check (`ts + recv_window`), so memory holds only the last two windows' logons,
+and at most `NONCES_PER_KEY_MAX` per key; the authenticator's clock never runs backwards.
+"""
+
+import hashlib
+import heapq
+import hmac
+from collections.abc import Iterable
+
+import msgspec
+
+from engine.reasons import ErrorCode
+from gateway.config import ApiKeyEntry
+
+SCOPES = frozenset({"read", "trade", "admin"})
+KEY_LENGTH_MAX = 64  # room for any generated key; bounds what one store entry costs
+NONCE_LENGTH_MAX = 64  # a UUID or a 256-bit hex string fits; longer is padding, not entropy
+RECV_WINDOW_MS_DEFAULT = 5_000  # PROTOCOL's `recv_window?`: clock skew plus one round trip
+RECV_WINDOW_MS_MAX = 60_000  # a minute of skew is already generous; longer widens replays
+# A reconnect storm of ~8 logons/s for the longest a nonce is kept (ts up to a window ahead,
+# plus the window: 120 s); more is abuse, refused rather than forgetting a live nonce.
+NONCES_PER_KEY_MAX = 1_024
+TIMESTAMP_US_MAX = 2**53 - 1  # PROTOCOL: integers on the wire are below 2^53
+
+# The order in which `Authenticator.logon` checks; the first failing one is reported.
+LOGON_PRECEDENCE: tuple[ErrorCode, ...] = (
+    ErrorCode.NOT_AUTHENTICATED,  # unknown key: nothing else can be checked without it
+    ErrorCode.BAD_PARAM,  # nonce, recv_window or ts malformed
+    ErrorCode.TIMESTAMP_OUT_OF_WINDOW,
+    ErrorCode.BAD_SIGNATURE,
+    ErrorCode.NONCE_REUSED,  # only a holder of the secret gets this far
+    ErrorCode.RATE_LIMITED,  # NONCES_PER_KEY_MAX logons within the nonce memory
+)
+
+
+class AuthError(Exception):
+    """A refused logon or a missing scope: the error response's code and message."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+class KeyStoreError(ValueError):
+    """An API key cannot be added to the store; the message says which and why."""
+
+
+class ApiKey(msgspec.Struct, frozen=True):
+    key: str
+    secret: str
+    account: int
+    scopes: frozenset[str]
+
+    def __repr__(self) -> str:
+        # Keys end up in logs and tracebacks; the secret must not.
+        return f"ApiKey(key={self.key!r}, account={self.account}, scopes={sorted(self.scopes)})"
+
+
+class KeyStore:
+    """The API keys the gateway accepts, by key. Keys are unique and only ever added."""
+
+    def __init__(self, entries: Iterable[ApiKeyEntry] = ()) -> None:
+        self._keys: dict[str, ApiKey] = {}
+        for entry in entries:
+            self.add(
+                ApiKey(
+                    key=entry.key,
+                    secret=entry.secret,
+                    account=entry.account,
+                    scopes=frozenset(entry.scopes),
+                )
+            )
+
+    def add(self, api_key: ApiKey) -> None:
+        problem = _key_problem(api_key)
+        if problem is None and api_key.key in self._keys:
+            problem = "duplicate key"
+        if problem is not None:
+            raise KeyStoreError(f"api key {api_key.key!r}: {problem}")
+        self._keys[api_key.key] = api_key
+
+    def get(self, key: str) -> ApiKey | None:
+        return self._keys.get(key)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def _key_problem(api_key: ApiKey) -> str | None:
+    key = api_key.key
+    if not 1 <= len(key) <= KEY_LENGTH_MAX or not _is_printable_ascii(key) or " " in key:
+        return f"key must be 1..{KEY_LENGTH_MAX} visible ASCII characters"
+    if not api_key.secret:
+        return "empty secret"
+    unknown = api_key.scopes - SCOPES
+    if unknown:
+        return f"unknown scopes {sorted(unknown)} (known: {sorted(SCOPES)})"
+    if not api_key.scopes:
+        return "no scopes: the key could do nothing"
+    return None
+
+
+def _is_printable_ascii(text: str) -> bool:
+    # ASCII printable excludes "\n", the payload's field separator, so fields cannot be forged.
+    return text.isascii() and text.isprintable()
+
+
+def logon_payload(api_key: str, ts_us: int, nonce: str, recv_window_ms: int) -> bytes:
+    """The exact bytes a logon signs (PROTOCOL "Session")."""
+    return f"logon\n{api_key}\n{ts_us}\n{nonce}\n{recv_window_ms}".encode()
+
+
+def sign_logon(secret: str, api_key: str, ts_us: int, nonce: str, recv_window_ms: int) -> str:
+    """The logon's `sig`: hex HMAC-SHA256 of the payload under the key's secret."""
+    payload = logon_payload(api_key, ts_us, nonce, recv_window_ms)
+    return hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
+
+
+def require_scope(key: ApiKey, scope: str) -> None:
+    assert scope in SCOPES, f"no such scope: {scope}"
+    if scope not in key.scopes:
+        raise AuthError(ErrorCode.PERMISSION_DENIED, f"this API key lacks the {scope} scope")
+
+
+class Authenticator:
+    """Checks logons against a key store and refuses replays of their nonces."""
+
+    def __init__(self, store: KeyStore) -> None:
+        self.store = store
+        self._nonces: dict[str, dict[str, int]] = {}  # key -> nonce -> replayable until (µs)
+        self._expiries: list[tuple[int, str, str]] = []  # heap of (until_us, key, nonce)
+        self._now_us = 0  # the latest time given: pruning never revives a forgotten nonce
+
+    def logon(
+        self,
+        api_key: str,
+        ts_us: int,
+        nonce: str,
+        recv_window_ms: int,
+        sig: str,
+        now_us: int,
+    ) -> ApiKey:
+        """The key that signed this logon, or AuthError in `LOGON_PRECEDENCE` order."""
+        self._now_us = now_us = max(now_us, self._now_us)
+        self._forget_expired(now_us)
+        key = self.store.get(api_key)
+        if key is None:
+            raise AuthError(ErrorCode.NOT_AUTHENTICATED, "unknown api_key")
+        if not 1 <= len(nonce) <= NONCE_LENGTH_MAX or not _is_printable_ascii(nonce):
+            raise AuthError(
+                ErrorCode.BAD_PARAM, f"nonce must be 1..{NONCE_LENGTH_MAX} printable characters"
+            )
+        if not 1 <= recv_window_ms <= RECV_WINDOW_MS_MAX:
+            raise AuthError(ErrorCode.BAD_PARAM, f"recv_window must be 1..{RECV_WINDOW_MS_MAX} ms")
+        if not 0 <= ts_us <= TIMESTAMP_US_MAX:
+            raise AuthError(ErrorCode.BAD_PARAM, "ts must be microseconds since the epoch")
+        window_us = recv_window_ms * 1_000
+        if abs(now_us - ts_us) > window_us:
+            raise AuthError(
+                ErrorCode.TIMESTAMP_OUT_OF_WINDOW,
+                f"ts is {(now_us - ts_us) // 1_000} ms behind the server's clock "
+                f"(negative: ahead); recv_window is {recv_window_ms} ms",
+            )
+        expected = sign_logon(key.secret, api_key, ts_us, nonce, recv_window_ms).encode()
+        # Compare bytes: compare_digest refuses non-ASCII str, and any sig must just fail.
+        if not hmac.compare_digest(expected, sig.lower().encode()):
+            raise AuthError(ErrorCode.BAD_SIGNATURE, "sig does not match the logon payload")
+        used = self._nonces.get(api_key, {})
+        if nonce in used:
+            raise AuthError(ErrorCode.NONCE_REUSED, "nonce already used within the window")
+        if len(used) >= NONCES_PER_KEY_MAX:
+            raise AuthError(
+                ErrorCode.RATE_LIMITED,
+                f"more than {NONCES_PER_KEY_MAX} logons of this key within the replay window",
+            )
+        self._remember(api_key, nonce, ts_us + window_us)
+        return key
+
+    def nonces_remembered(self, api_key: str | None = None) -> int:
+        """How many nonces are held, for one key or in all; for tests and metrics."""
+        if api_key is not None:
+            return len(self._nonces.get(api_key, ()))
+        return len(self._expiries)
+
+    def _remember(self, api_key: str, nonce: str, until_us: int) -> None:
+        used = self._nonces.setdefault(api_key, {})
+        assert nonce not in used, "a remembered nonce has exactly one expiry in the heap"
+        used[nonce] = until_us
+        heapq.heappush(self._expiries, (until_us, api_key, nonce))
+
+    def _forget_expired(self, now_us: int) -> None:
+        # A nonce whose ts + recv_window has passed can only come back in a message that
+        # fails the timestamp check, so it need not be remembered any more.
+        expiries = self._expiries
+        while expiries and expiries[0][0] < now_us:
+            _, api_key, nonce = heapq.heappop(expiries)
+            used = self._nonces[api_key]
+            del used[nonce]
+            if not used:
+                del self._nonces[api_key]

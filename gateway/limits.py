@@ -1,0 +1,207 @@
+"""The gateway's named limits and its token-bucket rate limiters.
+
+Owns every size, count and rate bound the server enforces, each with the reason for its
+number, and the arithmetic of rate limiting: a bucket per connection and a bucket per
+account (shared by all the account's connections); a request must fit both. Leaves the
+error responses and the clock to the server: the time is always passed in (`now_us`).
+Invariants: integer arithmetic only (milli-tokens, µs), so refills and `retry_after_ms` are
+exact; a refused request takes nothing from any bucket; a bucket never holds more than its
+burst; every valid request costs at most a bucket's burst, so it can always eventually pass.
+"""
+
+from collections.abc import Iterable
+
+MESSAGE_BYTES_MAX = 64 * 1024  # the largest valid request (a full quote.mass) is ~10 KiB
+BATCH_OPS_MAX = 20  # PROTOCOL: order.batch takes up to 20 ops
+QUOTES_PER_MASS_MAX = 100  # one quote per listed symbol for a market maker, with room to grow
+SUBSCRIPTIONS_PER_CONNECTION_MAX = 256  # every channel of ~50 symbols; bounds fan-out work
+SEND_QUEUE_MESSAGES_MAX = 4_096  # seconds of a busy feed; a client further behind is gone
+LOGON_TIMEOUT_S = 10  # PROTOCOL: a trade connection not logged on within 10 s is closed
+HEARTBEAT_INTERVAL_S = 1  # PROTOCOL: a heartbeat after 1 s of silence
+PRIVATE_HISTORY_EVENTS_MAX = 10_000  # covers a reconnect after a busy minute; else snapshot
+BOOK_DEPTH_MAX = 500  # deeper than any strategy reads; a snapshot stays ~30 KB
+CONNECTIONS_PER_ACCOUNT_MAX = 16  # a few bots and a UI; bounds the private stream's fan-out
+REQUEST_ID_LENGTH_MAX = 36  # PROTOCOL: a string id is at most 36 chars (a UUID)
+
+US_PER_S = 1_000_000
+US_PER_MS = 1_000
+MILLI = 1_000  # milli-tokens per token
+
+# Default rates: a busy market maker's steady flow fits, a runaway loop is cut within a second.
+CONNECTION_RATE_PER_S = 200  # requotes of ~50 symbols several times a second
+CONNECTION_BURST = 400  # two seconds of that: a reconnect's resync or a cancel storm passes
+ACCOUNT_RATE_PER_S = 500  # above one connection's rate, so an account can spread its flow
+ACCOUNT_BURST = 1_000  # bounds what all the account's connections together can dump at once
+
+# Costs in milli-tokens. Places and amends add risk and book work; cancels remove risk and
+# must stay cheap so a client can always pull its orders; queries only read.
+PLACE_COST_MILLI = 1_000  # the unit: one order placed is one token
+AMEND_COST_MILLI = 1_000  # an amend can move price and size: as much work as a place
+CANCEL_COST_MILLI = 250  # four cancels per place: pulling quotes must never be starved
+QUERY_COST_MILLI = 500  # also anything else: a malformed or unknown request still costs
+QUOTE_COST_MILLI = 1_000  # per quote of quote.mass: it replaces a bid and an ask, post-only
+
+METHOD_COST_MILLI: dict[str, int] = {
+    "order.place": PLACE_COST_MILLI,
+    "order.amend": AMEND_COST_MILLI,
+    "order.cancel": CANCEL_COST_MILLI,
+    "orders.cancel_all": CANCEL_COST_MILLI,
+    "orders.cancel_after": CANCEL_COST_MILLI,  # the dead-man's switch is re-armed often
+    "order.batch": PLACE_COST_MILLI,  # per op, when the ops' kinds are not given
+    "quote.mass": QUOTE_COST_MILLI,  # per quote
+}
+BATCH_OP_COST_MILLI: dict[str, int] = {
+    method: METHOD_COST_MILLI[method] for method in ("order.place", "order.amend", "order.cancel")
+}
+# The requests whose cost scales with `ops`, and the most ops a valid one has.
+OPS_MAX_BY_METHOD: dict[str, int] = {
+    "order.batch": BATCH_OPS_MAX,
+    "quote.mass": QUOTES_PER_MASS_MAX,
+}
+REQUEST_COST_MILLI_MAX = max(
+    BATCH_OPS_MAX * PLACE_COST_MILLI, QUOTES_PER_MASS_MAX * QUOTE_COST_MILLI
+)
+
+
+def cost_milli(method: str, ops: int = 1) -> int:
+    """What one request costs. `ops` counts a batch's ops or a quote.mass's quotes.
+
+    `ops` is clamped to 1..the method's maximum: an oversized request is refused by
+    validation anyway, but it still pays the most a valid one would, and no cost can exceed
+    a bucket's burst (which would refuse it forever).
+    """
+    ops_max = OPS_MAX_BY_METHOD.get(method, 1)
+    return METHOD_COST_MILLI.get(method, QUERY_COST_MILLI) * min(max(ops, 1), ops_max)
+
+
+def batch_cost_milli(op_methods: Iterable[str]) -> int:
+    """The exact cost of an order.batch: the sum of its ops ("order.place", ...).
+
+    Unknown kinds cost as a place; an empty batch as one op; past `BATCH_OPS_MAX` only the
+    dearest ops count, as `cost_milli` clamps.
+    """
+    costs = sorted((BATCH_OP_COST_MILLI.get(m, PLACE_COST_MILLI) for m in op_methods), reverse=True)
+    return sum(costs[:BATCH_OPS_MAX]) or PLACE_COST_MILLI
+
+
+class TokenBucket:
+    """`rate_per_s` tokens a second, up to `burst` held; starts full.
+
+    The level is kept in milli-tokens * µs-per-second, so a refill of `elapsed_us` adds
+    exactly `elapsed_us * rate_per_s * MILLI / US_PER_S` milli-tokens with no rounding.
+    """
+
+    __slots__ = ("_level", "_updated_us", "burst", "capacity", "rate_per_s", "refill_per_us")
+
+    def __init__(self, rate_per_s: int, burst: int) -> None:
+        assert rate_per_s > 0, f"rate must be positive, got {rate_per_s}"
+        assert burst > 0, f"burst must be positive, got {burst}"
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.capacity = burst * MILLI * US_PER_S
+        self.refill_per_us = rate_per_s * MILLI  # scaled units added per µs
+        self._level = self.capacity
+        self._updated_us: int | None = None  # None: full, whatever the time
+
+    def retry_after_ms(self, cost_milli: int, now_us: int) -> int:
+        """0 if `cost_milli` could be taken now, else the ms until it could. Takes nothing."""
+        assert 0 < cost_milli <= self.burst * MILLI, (
+            f"a cost of {cost_milli} milli-tokens can never fit a burst of {self.burst}"
+        )
+        deficit = cost_milli * US_PER_S - self._refilled(now_us)
+        if deficit <= 0:
+            return 0
+        wait_us = -(-deficit // self.refill_per_us)  # ceiling: the first µs it fits
+        return -(-wait_us // US_PER_MS)
+
+    def take(self, cost_milli: int, now_us: int) -> int:
+        """Take `cost_milli` and return 0, or take nothing and return the retry_after_ms."""
+        retry_after_ms = self.retry_after_ms(cost_milli, now_us)
+        if retry_after_ms == 0:
+            self._level = self._refilled(now_us) - cost_milli * US_PER_S
+            self._updated_us = now_us if self._updated_us is None else max(now_us, self._updated_us)
+        return retry_after_ms
+
+    def available_milli(self, now_us: int) -> int:
+        """Whole milli-tokens available at `now_us`."""
+        return self._refilled(now_us) // US_PER_S
+
+    def _refilled(self, now_us: int) -> int:
+        # A time earlier than the last update refills nothing: the clock may step back.
+        if self._updated_us is None:
+            return self._level
+        elapsed_us = max(0, now_us - self._updated_us)
+        return min(self.capacity, self._level + elapsed_us * self.refill_per_us)
+
+
+class RateLimiter:
+    """A bucket per connection and per account; a request is charged to both or neither.
+
+    Account buckets are kept for the life of the process (accounts are few and configured),
+    so reconnecting never resets an account's budget; connection buckets go on disconnect.
+    """
+
+    def __init__(
+        self,
+        connection_rate_per_s: int = CONNECTION_RATE_PER_S,
+        connection_burst: int = CONNECTION_BURST,
+        account_rate_per_s: int = ACCOUNT_RATE_PER_S,
+        account_burst: int = ACCOUNT_BURST,
+    ) -> None:
+        for burst in (connection_burst, account_burst):
+            assert burst * MILLI >= REQUEST_COST_MILLI_MAX, (
+                f"a burst of {burst} cannot hold the largest valid request"
+            )
+        self.connection_rate_per_s = connection_rate_per_s
+        self.connection_burst = connection_burst
+        self.account_rate_per_s = account_rate_per_s
+        self.account_burst = account_burst
+        self._connections: dict[int, TokenBucket] = {}
+        self._accounts: dict[int, TokenBucket] = {}
+
+    def charge(
+        self, connection_id: int, account: int | None, method: str, ops: int, now_us: int
+    ) -> int:
+        """Charge one request: 0 if allowed, else the retry_after_ms (nothing charged).
+
+        `account` is None before logon: only the connection's bucket applies.
+        """
+        return self.charge_cost(connection_id, account, cost_milli(method, ops), now_us)
+
+    def charge_cost(
+        self, connection_id: int, account: int | None, cost_milli: int, now_us: int
+    ) -> int:
+        """`charge` with the cost given, e.g. `batch_cost_milli` of a decoded batch."""
+        assert 0 < cost_milli <= REQUEST_COST_MILLI_MAX, (
+            f"a cost of {cost_milli} milli-tokens is outside any valid request"
+        )
+        buckets = [self._connection_bucket(connection_id)]
+        if account is not None:
+            buckets.append(self._account_bucket(account))
+        retry_after_ms = max(bucket.retry_after_ms(cost_milli, now_us) for bucket in buckets)
+        if retry_after_ms:
+            return retry_after_ms
+        for bucket in buckets:
+            taken = bucket.take(cost_milli, now_us)
+            assert taken == 0, "a bucket that had room a moment ago refused"
+        return 0
+
+    def drop_connection(self, connection_id: int) -> None:
+        self._connections.pop(connection_id, None)
+
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    def _connection_bucket(self, connection_id: int) -> TokenBucket:
+        bucket = self._connections.get(connection_id)
+        if bucket is None:
+            bucket = TokenBucket(self.connection_rate_per_s, self.connection_burst)
+            self._connections[connection_id] = bucket
+        return bucket
+
+    def _account_bucket(self, account: int) -> TokenBucket:
+        bucket = self._accounts.get(account)
+        if bucket is None:
+            bucket = TokenBucket(self.account_rate_per_s, self.account_burst)
+            self._accounts[account] = bucket
+        return bucket

@@ -1,0 +1,292 @@
+"""gateway/auth.py: key store, signed logon, check precedence, nonce replay and its memory."""
+
+import hashlib
+import hmac
+from pathlib import Path
+
+import pytest
+
+from engine.reasons import ErrorCode
+from gateway import config
+from gateway.auth import (
+    LOGON_PRECEDENCE,
+    NONCES_PER_KEY_MAX,
+    RECV_WINDOW_MS_DEFAULT,
+    ApiKey,
+    Authenticator,
+    AuthError,
+    KeyStore,
+    KeyStoreError,
+    logon_payload,
+    require_scope,
+    sign_logon,
+)
+from gateway.config import ApiKeyEntry
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW_US = 1_798_761_600_000_000  # 2027-01-01
+WINDOW_MS = RECV_WINDOW_MS_DEFAULT
+WINDOW_US = WINDOW_MS * 1_000
+
+TRADER = ApiKeyEntry(key="k-trader", secret="s3cret-trader", account=7, scopes=("read", "trade"))
+ADMIN = ApiKeyEntry(key="k-admin", secret="s3cret-admin", account=1, scopes=("read", "admin"))
+
+
+def authenticator() -> Authenticator:
+    return Authenticator(KeyStore([TRADER, ADMIN]))
+
+
+def logon(
+    auth: Authenticator,
+    *,
+    now_us: int = NOW_US,
+    key: str = TRADER.key,
+    secret: str = TRADER.secret,
+    ts_us: int | None = None,
+    nonce: str = "n-1",
+    recv_window_ms: int = WINDOW_MS,
+    sig: str | None = None,
+) -> ApiKey:
+    ts = now_us if ts_us is None else ts_us
+    signature = sign_logon(secret, key, ts, nonce, recv_window_ms) if sig is None else sig
+    return auth.logon(key, ts, nonce, recv_window_ms, signature, now_us)
+
+
+def refused(auth: Authenticator, **kwargs: object) -> ErrorCode:
+    with pytest.raises(AuthError) as caught:
+        logon(auth, **kwargs)  # type: ignore[arg-type]
+    return caught.value.code
+
+
+# --------------------------------------------------------------------------- signing
+
+
+def test_the_payload_is_exactly_the_protocols_lines() -> None:
+    payload = logon_payload("k-trader", 1_700_000_000_000_000, "abc", 5_000)
+    assert payload == b"logon\nk-trader\n1700000000000000\nabc\n5000"
+
+
+def test_the_signature_is_hex_hmac_sha256_of_the_payload_under_the_secret() -> None:
+    payload = b"logon\nk-trader\n1700000000000000\nabc\n5000"
+    expected = hmac.new(b"s3cret-trader", payload, hashlib.sha256).hexdigest()
+    assert sign_logon("s3cret-trader", "k-trader", 1_700_000_000_000_000, "abc", 5_000) == expected
+    assert len(expected) == 64
+
+
+# --------------------------------------------------------------------------- logon
+
+
+def test_a_good_logon_returns_the_key_with_its_account_and_scopes() -> None:
+    key = logon(authenticator())
+    assert (key.key, key.account, key.scopes) == ("k-trader", 7, frozenset({"read", "trade"}))
+
+
+def test_timestamps_anywhere_inside_the_window_either_side_are_accepted() -> None:
+    auth = authenticator()
+    logon(auth, ts_us=NOW_US - WINDOW_US, nonce="behind")
+    logon(auth, ts_us=NOW_US + WINDOW_US, nonce="ahead")
+    assert refused(auth, ts_us=NOW_US - WINDOW_US - 1, nonce="late") is (
+        ErrorCode.TIMESTAMP_OUT_OF_WINDOW
+    )
+    assert refused(auth, ts_us=NOW_US + WINDOW_US + 1, nonce="early") is (
+        ErrorCode.TIMESTAMP_OUT_OF_WINDOW
+    )
+
+
+def test_an_uppercase_hex_signature_is_accepted() -> None:
+    sig = sign_logon(TRADER.secret, TRADER.key, NOW_US, "n-1", WINDOW_MS).upper()
+    assert logon(authenticator(), sig=sig).account == 7
+
+
+# One row per reason: a logon that is good except for this one thing.
+FAILURES: list[tuple[str, dict[str, object], ErrorCode]] = [
+    ("unknown key", {"key": "k-nobody"}, ErrorCode.NOT_AUTHENTICATED),
+    ("empty nonce", {"nonce": ""}, ErrorCode.BAD_PARAM),
+    ("nonce too long", {"nonce": "n" * 65}, ErrorCode.BAD_PARAM),
+    ("newline in nonce", {"nonce": "a\nb"}, ErrorCode.BAD_PARAM),
+    ("non-ASCII nonce", {"nonce": "nonce-é"}, ErrorCode.BAD_PARAM),
+    ("recv_window 0", {"recv_window_ms": 0}, ErrorCode.BAD_PARAM),
+    ("recv_window over a minute", {"recv_window_ms": 60_001}, ErrorCode.BAD_PARAM),
+    ("negative ts", {"ts_us": -1}, ErrorCode.BAD_PARAM),
+    ("stale ts", {"ts_us": NOW_US - WINDOW_US - 1}, ErrorCode.TIMESTAMP_OUT_OF_WINDOW),
+    ("wrong secret", {"secret": "guess"}, ErrorCode.BAD_SIGNATURE),
+    ("garbage sig", {"sig": "zz"}, ErrorCode.BAD_SIGNATURE),
+    ("non-ASCII sig", {"sig": "é" * 64}, ErrorCode.BAD_SIGNATURE),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"), [row[1:] for row in FAILURES], ids=[row[0] for row in FAILURES]
+)
+def test_each_failure_has_its_code(change: dict[str, object], expected: ErrorCode) -> None:
+    assert refused(authenticator(), **change) is expected
+
+
+def test_a_reused_nonce_is_refused() -> None:
+    auth = authenticator()
+    logon(auth, nonce="once")
+    assert refused(auth, nonce="once", now_us=NOW_US + 1) is ErrorCode.NONCE_REUSED
+
+
+def test_the_first_failing_check_in_precedence_order_is_reported() -> None:
+    # Row i breaks every check from LOGON_PRECEDENCE[i] on, so only the order decides.
+    breakers: dict[ErrorCode, dict[str, object]] = {
+        ErrorCode.NOT_AUTHENTICATED: {"key": "k-nobody"},
+        ErrorCode.BAD_PARAM: {"recv_window_ms": 0},
+        ErrorCode.TIMESTAMP_OUT_OF_WINDOW: {"ts_us": NOW_US - 10 * WINDOW_US},
+        ErrorCode.BAD_SIGNATURE: {"sig": "0" * 64},
+        ErrorCode.NONCE_REUSED: {"nonce": "used"},
+    }
+    checked = [code for code in LOGON_PRECEDENCE if code in breakers]
+    assert checked == list(breakers)  # the table covers the documented order
+    for index, expected in enumerate(checked):
+        auth = authenticator()
+        logon(auth, nonce="used")
+        change: dict[str, object] = {}
+        for code in checked[index:]:
+            change |= breakers[code]
+        assert refused(auth, now_us=NOW_US + 1, **change) is expected, change
+
+
+def test_a_failed_logon_does_not_use_up_its_nonce() -> None:
+    auth = authenticator()
+    assert refused(auth, nonce="keep", secret="guess") is ErrorCode.BAD_SIGNATURE
+    assert refused(auth, nonce="keep", ts_us=NOW_US - 2 * WINDOW_US) is (
+        ErrorCode.TIMESTAMP_OUT_OF_WINDOW
+    )
+    assert auth.nonces_remembered() == 0
+    assert logon(auth, nonce="keep").account == 7
+
+
+def test_nonces_are_per_key() -> None:
+    auth = authenticator()
+    logon(auth, nonce="shared")
+    assert logon(auth, nonce="shared", key=ADMIN.key, secret=ADMIN.secret).account == 1
+
+
+# --------------------------------------------------------------------------- replay window
+
+
+def test_a_nonce_is_refused_while_its_message_could_be_replayed_and_allowed_after() -> None:
+    auth = authenticator()
+    logon(auth, nonce="n", ts_us=NOW_US)
+    # The very same message, at the last instant its timestamp passes: a replay.
+    late = NOW_US + WINDOW_US
+    assert refused(auth, nonce="n", ts_us=NOW_US, now_us=late) is ErrorCode.NONCE_REUSED
+    # A fresh timestamp within the first message's window: still a reuse.
+    assert refused(auth, nonce="n", now_us=late) is ErrorCode.NONCE_REUSED
+    # One µs later the old message fails on its timestamp, so the nonce is free again.
+    after = late + 1
+    assert refused(auth, nonce="n", ts_us=NOW_US, now_us=after) is (
+        ErrorCode.TIMESTAMP_OUT_OF_WINDOW
+    )
+    assert logon(auth, nonce="n", now_us=after).account == 7
+
+
+def test_a_wider_recv_window_keeps_the_nonce_longer() -> None:
+    auth = authenticator()
+    logon(auth, nonce="n", recv_window_ms=60_000)
+    assert refused(auth, nonce="n", now_us=NOW_US + 59_000_000) is ErrorCode.NONCE_REUSED
+    assert logon(auth, nonce="n", now_us=NOW_US + 60_000_001).account == 7
+
+
+def test_many_logons_over_a_long_time_keep_the_memory_small() -> None:
+    auth = authenticator()
+    step_us = 100_000  # ten logons a second for 20 minutes, each with a new nonce
+    peak = 0
+    for index in range(12_000):
+        logon(auth, nonce=f"n-{index}", now_us=NOW_US + index * step_us)
+        peak = max(peak, auth.nonces_remembered())
+    # Only the logons of the last window (plus the one at its edge) are kept.
+    assert peak == WINDOW_US // step_us + 1
+    assert auth.nonces_remembered(TRADER.key) == peak
+    # Once everything has expired, nothing is held, not even an empty per-key map.
+    logon(auth, key=ADMIN.key, secret=ADMIN.secret, now_us=NOW_US + 10**12)
+    assert auth.nonces_remembered(TRADER.key) == 0
+    assert auth.nonces_remembered() == 1
+
+
+def test_a_key_past_its_nonce_cap_is_rate_limited_until_nonces_expire() -> None:
+    auth = authenticator()
+    for index in range(NONCES_PER_KEY_MAX):
+        logon(auth, nonce=f"n-{index}")
+    assert auth.nonces_remembered(TRADER.key) == NONCES_PER_KEY_MAX
+    assert refused(auth, nonce="one-more") is ErrorCode.RATE_LIMITED
+    assert refused(auth, nonce="n-0") is ErrorCode.NONCE_REUSED  # reuse is the first fact
+    assert logon(auth, nonce="n-0", key=ADMIN.key, secret=ADMIN.secret).account == 1
+    assert logon(auth, nonce="one-more", now_us=NOW_US + WINDOW_US + 1).account == 7
+    assert auth.nonces_remembered(TRADER.key) == 1
+
+
+def test_a_clock_stepping_back_cannot_revive_a_forgotten_nonce() -> None:
+    auth = authenticator()
+    logon(auth, nonce="n")
+    logon(auth, nonce="other", now_us=NOW_US + WINDOW_US + 1)  # forgets "n"
+    # The server's clock steps back to the first logon's time: the replay still fails.
+    assert refused(auth, nonce="n", now_us=NOW_US) is ErrorCode.TIMESTAMP_OUT_OF_WINDOW
+
+
+# --------------------------------------------------------------------------- keys and scopes
+
+
+def test_require_scope() -> None:
+    store = KeyStore([TRADER, ADMIN])
+    trader, admin = store.get(TRADER.key), store.get(ADMIN.key)
+    assert trader is not None and admin is not None
+    require_scope(trader, "trade")
+    require_scope(admin, "admin")
+    for key, scope in ((trader, "admin"), (admin, "trade")):
+        with pytest.raises(AuthError) as caught:
+            require_scope(key, scope)
+        assert caught.value.code is ErrorCode.PERMISSION_DENIED
+        assert scope in caught.value.message
+
+
+def test_duplicate_keys_are_rejected_with_the_key_named() -> None:
+    twin = ApiKeyEntry(key=TRADER.key, secret="other", account=8, scopes=("read",))
+    with pytest.raises(KeyStoreError, match="'k-trader': duplicate key"):
+        KeyStore([TRADER, twin])
+    store = KeyStore([TRADER])
+    with pytest.raises(KeyStoreError, match="duplicate key"):
+        store.add(ApiKey(key=TRADER.key, secret="x", account=9, scopes=frozenset({"read"})))
+    assert store.get(TRADER.key) == ApiKey("k-trader", "s3cret-trader", 7, frozenset(TRADER.scopes))
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        (ApiKeyEntry("k", "s", 1, ("read", "withdraw")), "unknown scopes \\['withdraw'\\]"),
+        (ApiKeyEntry("k", "s", 1, ()), "no scopes"),
+        (ApiKeyEntry("k", "", 1, ("read",)), "empty secret"),
+        (ApiKeyEntry("", "s", 1, ("read",)), "key must be"),
+        (ApiKeyEntry("a b", "s", 1, ("read",)), "key must be"),
+        (ApiKeyEntry("a\nb", "s", 1, ("read",)), "key must be"),
+        (ApiKeyEntry("k" * 65, "s", 1, ("read",)), "key must be"),
+    ],
+)
+def test_invalid_keys_are_rejected_when_building_the_store(
+    entry: ApiKeyEntry, problem: str
+) -> None:
+    with pytest.raises(KeyStoreError, match=problem):
+        KeyStore([entry])
+
+
+def test_an_added_key_can_log_on_at_once() -> None:
+    auth = authenticator()
+    issued = ApiKey(key="k-new", secret="fresh", account=9, scopes=frozenset({"read"}))
+    auth.store.add(issued)
+    assert logon(auth, key="k-new", secret="fresh") == issued
+
+
+def test_the_secret_never_shows_in_a_keys_repr() -> None:
+    key = ApiKey(key="k", secret="hunter2", account=1, scopes=frozenset({"read"}))
+    assert "hunter2" not in repr(key)
+    assert "'k'" in repr(key)
+
+
+def test_the_sample_configs_keys_build_a_store() -> None:
+    loaded = config.load(ROOT / "venue.toml")
+    store = KeyStore(loaded.api_keys)
+    assert len(store) == len(loaded.api_keys)
+    admin = store.get("demo-admin")
+    assert admin is not None and "admin" in admin.scopes

@@ -1,0 +1,261 @@
+"""gateway/limits.py: exact token buckets, request costs, per-connection and per-account limits."""
+
+import copy
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway import limits
+from gateway.limits import (
+    BATCH_OPS_MAX,
+    CANCEL_COST_MILLI,
+    PLACE_COST_MILLI,
+    QUERY_COST_MILLI,
+    QUOTE_COST_MILLI,
+    QUOTES_PER_MASS_MAX,
+    REQUEST_COST_MILLI_MAX,
+    RateLimiter,
+    TokenBucket,
+    batch_cost_milli,
+    cost_milli,
+)
+
+T0 = 1_798_761_600_000_000  # 2027-01-01, in µs
+TOKEN = 1_000  # one token in milli-tokens
+MS = 1_000  # one millisecond in µs
+
+
+def drain(bucket: TokenBucket, now_us: int) -> int:
+    """Take whole tokens until refused; how many were taken."""
+    taken = 0
+    while bucket.take(TOKEN, now_us) == 0:
+        taken += 1
+    return taken
+
+
+# --------------------------------------------------------------------------- named limits
+
+
+def test_the_protocols_numbers() -> None:
+    assert limits.BATCH_OPS_MAX == 20
+    assert limits.LOGON_TIMEOUT_S == 10
+    assert limits.HEARTBEAT_INTERVAL_S == 1
+    assert limits.REQUEST_ID_LENGTH_MAX == 36
+
+
+def test_every_limit_is_a_positive_int() -> None:
+    names = [
+        "MESSAGE_BYTES_MAX",
+        "BATCH_OPS_MAX",
+        "QUOTES_PER_MASS_MAX",
+        "SUBSCRIPTIONS_PER_CONNECTION_MAX",
+        "SEND_QUEUE_MESSAGES_MAX",
+        "LOGON_TIMEOUT_S",
+        "HEARTBEAT_INTERVAL_S",
+        "PRIVATE_HISTORY_EVENTS_MAX",
+        "BOOK_DEPTH_MAX",
+        "CONNECTIONS_PER_ACCOUNT_MAX",
+        "REQUEST_ID_LENGTH_MAX",
+    ]
+    for name in names:
+        value = getattr(limits, name)
+        assert type(value) is int and value > 0, name
+
+
+# --------------------------------------------------------------------------- token bucket
+
+
+def test_a_new_bucket_holds_its_burst() -> None:
+    bucket = TokenBucket(rate_per_s=200, burst=400)
+    assert bucket.available_milli(T0) == 400 * TOKEN
+    assert drain(bucket, T0) == 400
+
+
+def test_a_bucket_refills_at_its_rate_and_never_above_its_burst() -> None:
+    bucket = TokenBucket(rate_per_s=200, burst=400)
+    drain(bucket, T0)
+    assert drain(bucket, T0 + 5 * MS) == 1  # 200/s: one token each 5 ms
+    assert drain(bucket, T0 + 5 * MS + 100 * MS) == 20
+    assert bucket.available_milli(T0 + 3_600 * 1_000_000) == 400 * TOKEN  # an idle hour
+    assert drain(bucket, T0 + 3_600 * 1_000_000) == 400
+
+
+def test_partial_refills_accumulate_exactly() -> None:
+    bucket = TokenBucket(rate_per_s=3, burst=1)
+    assert bucket.take(TOKEN, T0) == 0
+    # 3/s is 3 milli-tokens a ms and not a whole number of µs per milli-token: a thousand
+    # takes of exactly one ms's refill all pass, and leave nothing over (no drift).
+    for ms in range(1, 1_001):
+        assert bucket.take(3, T0 + ms * MS) == 0, ms
+    assert bucket.available_milli(T0 + 1_000 * MS) == 0
+    assert bucket.available_milli(T0 + 1_000 * MS + 333) == 0
+    assert bucket.available_milli(T0 + 1_000 * MS + 334) == 1
+
+
+def test_retry_after_ms_is_exact() -> None:
+    bucket = TokenBucket(rate_per_s=3, burst=1)
+    assert bucket.take(TOKEN, T0) == 0
+    # One token at 3/s takes 333,333.3 µs: the first whole ms it fits is the 334th.
+    assert bucket.take(TOKEN, T0) == 334
+    assert bucket.take(TOKEN, T0 + 333 * MS) == 1
+    assert bucket.take(TOKEN, T0 + 334 * MS) == 0
+
+
+def test_retry_after_ms_counts_from_the_refusal() -> None:
+    bucket = TokenBucket(rate_per_s=200, burst=400)
+    drain(bucket, T0)
+    assert bucket.take(10 * TOKEN, T0) == 50  # ten tokens at 200/s
+    assert bucket.take(10 * TOKEN, T0 + 20 * MS) == 30
+    assert bucket.take(10 * TOKEN, T0 + 49 * MS) == 1
+    assert bucket.take(10 * TOKEN, T0 + 50 * MS) == 0
+    assert bucket.take(CANCEL_COST_MILLI, T0 + 50 * MS) == 2  # 1.25 ms, rounded up
+
+
+def test_nothing_is_taken_when_refused() -> None:
+    bucket = TokenBucket(rate_per_s=200, burst=400)
+    for _ in range(399):
+        bucket.take(TOKEN, T0)
+    assert bucket.take(2 * TOKEN, T0) == 5
+    assert bucket.available_milli(T0) == TOKEN
+    assert bucket.take(TOKEN, T0) == 0
+
+
+def test_a_clock_stepping_back_refills_nothing_and_breaks_nothing() -> None:
+    bucket = TokenBucket(rate_per_s=200, burst=400)
+    drain(bucket, T0)
+    assert bucket.take(TOKEN, T0 - 1_000_000) == 5
+    assert bucket.take(TOKEN, T0 + 5 * MS) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rate=st.integers(1, 1_000),
+    burst=st.integers(1, 100),
+    requests=st.lists(
+        st.tuples(st.integers(0, 2_000_000), st.integers(1, 1_000)), min_size=1, max_size=60
+    ),
+)
+def test_no_window_ever_passes_more_than_burst_plus_rate_times_its_length(
+    rate: int, burst: int, requests: list[tuple[int, int]]
+) -> None:
+    bucket = TokenBucket(rate, burst)
+    now, granted = T0, []
+    for gap_us, per_mille_of_burst in requests:
+        now += gap_us
+        cost = max(1, per_mille_of_burst * burst)  # 0.1% .. 100% of the burst, in milli
+        retry_after_ms = bucket.take(cost, now)
+        if retry_after_ms == 0:
+            granted.append((now, cost))
+        else:
+            # The promise is exact: allowed at the time given, refused a ms before it.
+            assert copy.copy(bucket).take(cost, now + retry_after_ms * MS) == 0
+            if retry_after_ms > 1:
+                assert copy.copy(bucket).take(cost, now + (retry_after_ms - 1) * MS) > 0
+    for first in range(len(granted)):
+        for last in range(first, len(granted)):
+            span_us = granted[last][0] - granted[first][0]
+            taken = sum(cost for _, cost in granted[first : last + 1])
+            assert taken * 1_000_000 <= burst * TOKEN * 1_000_000 + span_us * rate * TOKEN
+
+
+# --------------------------------------------------------------------------- costs
+
+
+def test_costs_by_method_kind() -> None:
+    assert cost_milli("order.place") == cost_milli("order.amend") == PLACE_COST_MILLI
+    assert cost_milli("order.cancel") == cost_milli("orders.cancel_all") == CANCEL_COST_MILLI
+    assert cost_milli("orders.open") == cost_milli("book.snapshot") == QUERY_COST_MILLI
+    assert cost_milli("no.such_method") == QUERY_COST_MILLI  # unknown requests still pay
+    assert cost_milli("order.cancel") < cost_milli("orders.open") < cost_milli("order.place")
+
+
+def test_batches_and_mass_quotes_cost_per_op_clamped_to_their_maximum() -> None:
+    assert cost_milli("order.batch", 5) == 5 * PLACE_COST_MILLI
+    assert cost_milli("quote.mass", 30) == 30 * QUOTE_COST_MILLI
+    assert cost_milli("quote.mass", 0) == QUOTE_COST_MILLI
+    assert cost_milli("order.batch", 10_000) == BATCH_OPS_MAX * PLACE_COST_MILLI
+    assert cost_milli("quote.mass", 10_000) == QUOTES_PER_MASS_MAX * QUOTE_COST_MILLI
+    assert cost_milli("order.place", 7) == PLACE_COST_MILLI  # ops only count for those two
+    assert (
+        max(cost_milli(m, 10**6) for m in ("order.batch", "quote.mass")) == REQUEST_COST_MILLI_MAX
+    )
+
+
+def test_a_batch_costs_the_sum_of_its_ops() -> None:
+    ops = ["order.place", "order.cancel", "order.cancel", "order.amend"]
+    assert batch_cost_milli(ops) == 2 * PLACE_COST_MILLI + 2 * CANCEL_COST_MILLI
+    assert batch_cost_milli(["order.cancel"] * 20) == 20 * CANCEL_COST_MILLI
+    assert batch_cost_milli(["weird"]) == PLACE_COST_MILLI
+    assert batch_cost_milli([]) == PLACE_COST_MILLI
+    too_many = ["order.cancel"] * 30 + ["order.place"]
+    assert batch_cost_milli(too_many) == PLACE_COST_MILLI + 19 * CANCEL_COST_MILLI
+
+
+# --------------------------------------------------------------------------- rate limiter
+
+
+def fit(limiter: RateLimiter, method: str, connection_id: int = 1, account: int | None = 7) -> int:
+    """How many `method` requests pass at one instant."""
+    passed = 0
+    while limiter.charge(connection_id, account, method, 1, T0) == 0:
+        passed += 1
+    return passed
+
+
+def test_cancels_are_cheaper_than_places() -> None:
+    places = fit(RateLimiter(), "order.place")
+    cancels = fit(RateLimiter(), "order.cancel")
+    assert (places, cancels) == (400, 1_600)  # the default connection burst is 400
+
+
+def test_a_refusal_reports_retry_after_ms_and_charges_neither_bucket() -> None:
+    limiter = RateLimiter(connection_rate_per_s=100, connection_burst=100, account_burst=1_000)
+    for connection_id in (1, 2):
+        assert fit(limiter, "order.place", connection_id) == 100
+    assert limiter.charge(1, 7, "order.place", 1, T0) == 10  # 100/s: a token each 10 ms
+    # The refusals above took nothing from the account, which still has 800 tokens.
+    assert fit(limiter, "order.place", connection_id=3) == 100
+
+
+def test_the_account_bucket_is_shared_by_all_its_connections() -> None:
+    limiter = RateLimiter(account_rate_per_s=100, account_burst=300)
+    assert fit(limiter, "order.place", connection_id=1) == 300
+    assert fit(limiter, "order.place", connection_id=2) == 0
+    assert limiter.charge(2, 7, "order.place", 1, T0) == 10  # the account's rate decides
+    assert fit(limiter, "order.place", connection_id=3, account=8) == 300  # another account
+    # Without an account (before logon) only the connection's own bucket applies.
+    assert fit(limiter, "order.place", connection_id=4, account=None) == 400
+
+
+def test_a_connection_is_limited_below_its_accounts_budget() -> None:
+    limiter = RateLimiter()
+    assert fit(limiter, "order.place", connection_id=1) == 400
+    assert limiter.charge(1, 7, "order.place", 1, T0) == 5  # 200/s
+    assert fit(limiter, "order.place", connection_id=2) == 400
+    assert fit(limiter, "order.place", connection_id=3) == 200  # the account's 1,000
+
+
+def test_budgets_come_back_with_time() -> None:
+    limiter = RateLimiter()
+    fit(limiter, "order.place")
+    assert limiter.charge(1, 7, "order.place", 1, T0 + 4 * MS) == 1
+    assert limiter.charge(1, 7, "order.place", 1, T0 + 5 * MS) == 0
+
+
+def test_a_full_batch_or_mass_quote_always_fits_a_fresh_bucket() -> None:
+    limiter = RateLimiter()
+    assert limiter.charge(1, 7, "quote.mass", QUOTES_PER_MASS_MAX, T0) == 0
+    assert limiter.charge(2, 7, "order.batch", BATCH_OPS_MAX, T0) == 0
+    assert limiter.charge_cost(3, 7, batch_cost_milli(["order.cancel"] * 20), T0) == 0
+
+
+def test_drop_connection_forgets_its_bucket_but_not_the_accounts() -> None:
+    limiter = RateLimiter(account_burst=600)
+    assert fit(limiter, "order.place", connection_id=1) == 400
+    assert limiter.connection_count() == 1
+    limiter.drop_connection(1)
+    limiter.drop_connection(1)  # dropping twice is harmless: disconnect paths may overlap
+    assert limiter.connection_count() == 0
+    # The same id starts afresh; the account still remembers what was spent.
+    assert fit(limiter, "order.place", connection_id=1) == 200
+    assert fit(limiter, "order.place", connection_id=1, account=None) == 200
