@@ -1,0 +1,414 @@
+"""The command journal: the venue's one source of truth, sequenced commands made durable.
+
+Owns the `Journal` interface (a replicated log implements it later) and `FileJournal`, one
+append-only file of frames: 4-byte big-endian payload length, CRC32 of seq + payload, 8-byte
+big-endian seq, payload. Leaves what a payload means to the sequencer. Seqs start at 1 and
+are strictly consecutive; a batch that breaks that is refused whole. `append` writes a batch
+with one write, `sync` makes everything appended durable with one fsync (group commit), and
+`replay` yields only what is durable. Opening rescans the file: a torn tail (a bad last frame
+with no valid record after it, within what one crash can tear) is cut and reported in
+`recovered_tail_bytes`; any other bad frame is `JournalCorruption`, naming file and offset.
+One writer per file (flock); after a disk error the object refuses everything: reopen.
+Limits: `RECORD_BYTES_MAX` per payload, `UNSYNCED_BYTES_MAX` appended between syncs.
+"""
+
+import bisect
+import fcntl
+import logging
+import os
+import re
+import struct
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from os import PathLike
+from pathlib import Path
+from typing import BinaryIO, Final, Protocol
+
+RECORD_BYTES_MAX: Final = 1 << 20  # a command is a few KB; more is a bug, not an order
+# A group commit is one event-loop turn (~1,000 commands of a few KB); this bounds a batch's
+# memory and the tail a crash can tear, so a bad frame further from the end is corruption.
+UNSYNCED_BYTES_MAX: Final = 32 << 20
+READ_BUFFER_BYTES: Final = 1 << 20  # replay and the open scan read in 1 MiB: few syscalls
+INDEX_STRIDE_RECORDS: Final = 4_096  # replay after a seq skips to within ~4,096 records of it
+
+_HEADER: Final = struct.Struct(">IIQ")  # payload length, CRC32(seq + payload), seq
+_SEQ: Final = struct.Struct(">Q")
+HEADER_BYTES: Final = _HEADER.size
+_CRC_FROM: Final = 8  # the CRC covers the frame from its seq field to its end
+_NONZERO: Final = re.compile(rb"[^\x00]")
+# The tail search only tries offsets holding a zero byte: a length's top byte is always zero.
+assert RECORD_BYTES_MAX < 1 << 24, "the tail search needs each frame's first byte to be 0"
+
+logger = logging.getLogger(__name__)
+
+
+class JournalError(Exception):
+    """The journal refused an argument, a limit was reached, or the file cannot be trusted."""
+
+
+class JournalSequenceError(JournalError):
+    """A batch's seqs do not continue the journal one by one."""
+
+
+class RecordTooLargeError(JournalError):
+    """A payload is longer than `RECORD_BYTES_MAX`."""
+
+
+class BatchTooLargeError(JournalError):
+    """Appending a batch would leave more than `UNSYNCED_BYTES_MAX` unsynced."""
+
+
+class JournalCorruption(JournalError):
+    """A bad frame that is not a torn tail: records after it may be lost, so we stop."""
+
+    def __init__(self, path: Path, offset: int, detail: str) -> None:
+        super().__init__(f"{path}: corrupt journal at byte {offset}: {detail}")
+        self.path = path
+        self.offset = offset
+
+
+class Journal(Protocol):
+    """A sequenced log of (seq, payload) records; seqs start at 1 and go up by one."""
+
+    def append(self, records: Sequence[tuple[int, bytes]]) -> None:
+        """Write a batch after the last record; it is durable only after `sync`."""
+        ...
+
+    def sync(self) -> None:
+        """Make everything appended durable: one flush for all of it (group commit)."""
+        ...
+
+    def commit(self, records: Sequence[tuple[int, bytes]]) -> None:
+        """`append` then `sync`: when this returns, the batch survives a crash."""
+        ...
+
+    def replay(self, after_seq: int = 0) -> Iterator[tuple[int, bytes]]:
+        """Every durable record with a seq above `after_seq`, in seq order."""
+        ...
+
+    def last_seq(self) -> int:
+        """The seq of the last record appended (durable after the next sync); 0 when empty."""
+        ...
+
+    def close(self) -> None:
+        """Sync what is appended and release the journal; calling it twice is harmless."""
+        ...
+
+
+class _BadFrame(Exception):
+    def __init__(self, offset: int, reason: str) -> None:
+        super().__init__(reason)
+        self.offset = offset
+        self.reason = reason
+
+
+class FileJournal:
+    """A `Journal` in one append-only file, for one thread at a time.
+
+    Disk failures surface as `OSError`; after one, the page cache and the file may disagree
+    (a failed fsync cannot be retried safely), so this object refuses everything and the
+    caller reopens the file, whose scan settles what is there.
+    """
+
+    def __init__(self, path: str | PathLike[str]) -> None:
+        self.path = Path(path)
+        self.recovered_tail_bytes = 0
+        self._closed = False
+        self._failure: BaseException | None = None
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise JournalError(f"{self.path} is open by another writer") from None
+            size = os.fstat(self._fd).st_size
+            # A file that is empty may have just been created, here or by a writer that
+            # crashed before making its name durable: the first sync makes it so.
+            self._directory_unsynced = size == 0
+            # Seq of each indexed record and its offset, so replay can skip what it need not read.
+            self._index_seqs: list[int] = []
+            self._index_offsets: list[int] = []
+            end, last_seq = self._scan(size)
+        except BaseException:
+            os.close(self._fd)
+            raise
+        self._end = self._durable_end = end
+        self._last_seq = self._durable_seq = last_seq
+
+    # -- writing ------------------------------------------------------------------------
+
+    def append(self, records: Sequence[tuple[int, bytes]]) -> None:
+        self._check_usable()
+        if not records:
+            return
+        crc32, pack_header, pack_seq = zlib.crc32, _HEADER.pack, _SEQ.pack
+        expected = self._last_seq + 1
+        parts: list[bytes] = []
+        size = 0
+        for seq, payload in records:
+            if seq != expected:
+                raise JournalSequenceError(
+                    f"{self.path}: seq {seq} where {expected} was due; nothing of the batch written"
+                )
+            length = len(payload)
+            if length > RECORD_BYTES_MAX:
+                raise RecordTooLargeError(
+                    f"{self.path}: record {seq} is {length} bytes, over {RECORD_BYTES_MAX}"
+                )
+            parts.append(pack_header(length, crc32(payload, crc32(pack_seq(seq))), seq))
+            parts.append(payload)
+            size += HEADER_BYTES + length
+            expected += 1
+        if self._end - self._durable_end + size > UNSYNCED_BYTES_MAX:
+            raise BatchTooLargeError(
+                f"{self.path}: {size} more bytes would leave over {UNSYNCED_BYTES_MAX} unsynced;"
+                " sync first or send smaller batches"
+            )
+        data = b"".join(parts)
+        try:
+            written = os.pwrite(self._fd, data, self._end)
+            while written < size:  # only on a disk error or a signal: finish or fail loudly
+                written += os.pwrite(self._fd, data[written:], self._end + written)
+        except BaseException as error:
+            self._failure = error
+            raise
+        first_seq = records[0][0]
+        if not self._index_seqs or first_seq - self._index_seqs[-1] >= INDEX_STRIDE_RECORDS:
+            self._index_seqs.append(first_seq)
+            self._index_offsets.append(self._end)
+        self._end += size
+        self._last_seq = expected - 1
+
+    def sync(self) -> None:
+        self._check_usable()
+        if self._durable_end == self._end and not self._directory_unsynced:
+            return
+        try:
+            os.fsync(self._fd)
+            if self._directory_unsynced:
+                _fsync_directory(self.path.parent)
+                self._directory_unsynced = False
+        except BaseException as error:
+            self._failure = error
+            raise
+        self._durable_end = self._end
+        self._durable_seq = self._last_seq
+
+    def commit(self, records: Sequence[tuple[int, bytes]]) -> None:
+        self.append(records)
+        self.sync()
+
+    # -- reading ------------------------------------------------------------------------
+
+    def replay(self, after_seq: int = 0) -> Iterator[tuple[int, bytes]]:
+        self._check_usable()
+        if after_seq < 0:
+            raise ValueError(f"after_seq {after_seq} is negative")
+        # Captured now: records made durable while the replay runs are not part of it.
+        end, last_seq = self._durable_end, self._durable_seq
+        if after_seq >= last_seq:
+            return iter(())
+        # The last indexed record at or before the first one wanted; all are below `end`.
+        position = bisect.bisect_right(self._index_seqs, after_seq + 1) - 1
+        if position < 0:
+            return self._replay(0, 1, end, after_seq)
+        return self._replay(
+            self._index_offsets[position], self._index_seqs[position], end, after_seq
+        )
+
+    def _replay(
+        self, offset: int, seq_from: int, end: int, after_seq: int
+    ) -> Iterator[tuple[int, bytes]]:
+        expected = seq_from
+        with open(self.path, "rb", buffering=READ_BUFFER_BYTES) as file:
+            try:
+                for frame_offset, seq, payload in _frames(file, offset, end):
+                    if seq != expected:
+                        raise JournalCorruption(
+                            self.path, frame_offset, f"seq {seq} where {expected} was due"
+                        )
+                    expected += 1
+                    if seq > after_seq:
+                        yield seq, payload
+            except _BadFrame as bad:
+                # Durable bytes that no longer check out changed under us: never a torn tail.
+                raise JournalCorruption(self.path, bad.offset, bad.reason) from None
+
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            if self._failure is None:
+                self.sync()
+        finally:
+            self._closed = True
+            os.close(self._fd)
+
+    # -- opening ------------------------------------------------------------------------
+
+    def _scan(self, size: int) -> tuple[int, int]:
+        """Check every frame; cut a torn tail. The end offset and last seq of what is good."""
+        expected = 1
+        with open(self.path, "rb", buffering=READ_BUFFER_BYTES) as file:
+            try:
+                for offset, seq, _payload in _frames(file, 0, size):
+                    if seq != expected:
+                        raise JournalCorruption(
+                            self.path, offset, f"seq {seq} where {expected} was due"
+                        )
+                    if (seq - 1) % INDEX_STRIDE_RECORDS == 0:
+                        self._index_seqs.append(seq)
+                        self._index_offsets.append(offset)
+                    expected += 1
+                return size, expected - 1
+            except _BadFrame as bad:
+                offset, reason = bad.offset, bad.reason
+            tail = size - offset
+            if tail > UNSYNCED_BYTES_MAX:
+                raise JournalCorruption(
+                    self.path,
+                    offset,
+                    f"{reason}, with {tail} bytes from there to the end: more than one crash"
+                    f" can tear ({UNSYNCED_BYTES_MAX})",
+                )
+            file.seek(offset)
+            region = file.read(tail)
+        found = _find_frame(region, expected)
+        if found is not None:
+            raise JournalCorruption(
+                self.path, offset, f"{reason}, yet a valid record follows at byte {offset + found}"
+            )
+        # Nothing valid follows: the last write was cut short by a crash and never
+        # acknowledged (acks wait for sync), so dropping it loses nothing promised.
+        os.ftruncate(self._fd, offset)
+        os.fsync(self._fd)
+        self.recovered_tail_bytes = tail
+        logger.warning(
+            "%s: cut a torn tail of %d bytes at byte %d (%s); the journal ends at seq %d",
+            self.path,
+            tail,
+            offset,
+            reason,
+            expected - 1,
+        )
+        return offset, expected - 1
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise JournalError(f"{self.path}: the journal is closed")
+        if self._failure is not None:
+            raise JournalError(
+                f"{self.path}: a disk error ({self._failure!r}) left the file unknown; reopen it"
+            )
+
+
+def _frames(file: BinaryIO, offset: int, end: int) -> Iterator[tuple[int, int, bytes]]:
+    """(offset, seq, payload) of each frame from `offset` to `end`; `_BadFrame` at a bad one."""
+    crc32, unpack_header = zlib.crc32, _HEADER.unpack
+    file.seek(offset)
+    while offset < end:
+        if end - offset < HEADER_BYTES:
+            raise _BadFrame(offset, f"a header cut short at {end - offset} of {HEADER_BYTES} bytes")
+        header = file.read(HEADER_BYTES)
+        if len(header) != HEADER_BYTES:  # the file shrank under us
+            raise _BadFrame(offset, f"the file ends at {offset + len(header)}, before {end}")
+        length, crc, seq = unpack_header(header)
+        if length > RECORD_BYTES_MAX:
+            raise _BadFrame(offset, f"a length of {length} bytes, over {RECORD_BYTES_MAX}")
+        if end - offset - HEADER_BYTES < length:
+            left = end - offset - HEADER_BYTES
+            raise _BadFrame(offset, f"a record cut short at {left} of {length} bytes")
+        payload = file.read(length)
+        if len(payload) != length or crc32(payload, crc32(header[_CRC_FROM:])) != crc:
+            raise _BadFrame(offset, "a CRC32 mismatch")
+        yield offset, seq, payload
+        offset += HEADER_BYTES + length
+
+
+def _find_frame(region: bytes, seq_min: int) -> int | None:
+    """Where in `region` after its first byte a frame with a plausible seq checks out."""
+    size = len(region)
+    # Frames written after the bad one carry the seqs after it, each taking 16 bytes at least.
+    seq_max = seq_min + size // HEADER_BYTES
+    view = memoryview(region)
+    position = region.find(0, 1)
+    while 0 <= position <= size - HEADER_BYTES:
+        length, crc, seq = _HEADER.unpack_from(region, position)
+        if seq == 0:  # skip a run of zeros at once: a frame's seq has a non-zero byte
+            nonzero = _NONZERO.search(region, position + _CRC_FROM)
+            if nonzero is None:
+                return None
+            position = region.find(0, max(position + 1, nonzero.start() - HEADER_BYTES + 1))
+            continue
+        frame_end = position + HEADER_BYTES + length
+        if (
+            seq_min <= seq <= seq_max
+            and frame_end <= size
+            and zlib.crc32(view[position + _CRC_FROM : frame_end]) == crc
+        ):
+            return position
+        position = region.find(0, position + 1)
+    return None
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def measure(
+    records: int, batch: int, payload_bytes: int, path: str | PathLike[str]
+) -> dict[str, object]:
+    """Commit `records` records of `payload_bytes` to a new journal at `path`, `batch` per fsync.
+
+    Returns durable records per second over the whole run and the time per batch (append and
+    sync) at p50, p99 and max, in ms; `verified` says a reopened journal replays them all.
+    """
+    if records <= 0 or batch <= 0 or not 0 <= payload_bytes <= RECORD_BYTES_MAX:
+        raise ValueError(f"records {records}, batch {batch}, payload_bytes {payload_bytes}")
+    if os.path.lexists(path):
+        raise FileExistsError(f"{path} exists; the benchmark writes a new journal")
+    payload = bytes(index % 251 for index in range(payload_bytes))
+    batches = [
+        [(seq, payload) for seq in range(start + 1, min(start + batch, records) + 1)]
+        for start in range(0, records, batch)
+    ]
+    batch_ms: list[float] = []
+    journal = FileJournal(path)
+    try:
+        started = time.perf_counter()
+        for rows in batches:
+            before = time.perf_counter()
+            journal.commit(rows)
+            batch_ms.append((time.perf_counter() - before) * 1e3)
+        seconds = time.perf_counter() - started
+    finally:
+        journal.close()
+    reopened = FileJournal(path)
+    try:
+        replayed = sum(1 for _ in reopened.replay())
+        verified = replayed == records == reopened.last_seq()
+    finally:
+        reopened.close()
+    batch_ms.sort()
+    return {
+        "records": records,
+        "batch": batch,
+        "payload_bytes": payload_bytes,
+        "fsyncs": len(batches),
+        "seconds": round(seconds, 6),
+        "durable_records_per_sec": round(records / seconds),
+        "batch_ms": {
+            "p50": round(batch_ms[len(batch_ms) // 2], 3),
+            "p99": round(batch_ms[len(batch_ms) * 99 // 100], 3),
+            "max": round(batch_ms[-1], 3),
+        },
+        "verified": verified,
+    }
