@@ -1,0 +1,134 @@
+"""The sequencer: one ordered stream of commands into the venue, released only when durable.
+
+Owns time and order. Each submitted command is stamped with the next sequence number and
+the time (never earlier than the previous command's), executed on the `Venue` at once, and
+added to the journal batch of the current event-loop turn. At the end of the turn the batch
+is written and fsynced in a worker thread (group commit) while later commands go on
+executing into the next batch; when a batch is durable, the outputs of its commands are
+handed to `release` in order. So nothing leaves the process before its command is on disk,
+and the journal holds exactly what was executed: replaying it rebuilds the same state.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from engine.commands import AdvanceClock, AnyCommand, Command
+from engine.events import Event
+from engine.venue import Venue
+from gateway.journal import Journal
+
+BATCH_COMMANDS_MAX = 10_000  # one fsync covers at most this many; the rest wait a turn
+
+
+@dataclass(slots=True)
+class Executed:
+    """A command as executed: its sequence number, stamped form, events and who sent it."""
+
+    seq: int
+    command: Command
+    events: list[Event]
+    origin: Any  # whatever the submitter needs to route the outcome (a request, a timer)
+
+
+Release = Callable[[list[Executed]], None]
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(AnyCommand)
+
+
+def encode_command(command: Command) -> bytes:
+    return _encoder.encode(command)
+
+
+def decode_command(payload: bytes) -> Command:
+    command: Command = _decoder.decode(payload)
+    return command
+
+
+class Sequencer:
+    def __init__(
+        self,
+        venue: Venue,
+        journal: Journal,
+        clock_us: Callable[[], int],
+        release: Release,
+        after_durable: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.venue = venue
+        self.journal = journal
+        self.clock_us = clock_us
+        self.release = release
+        self.after_durable = after_durable
+        self.last_seq = journal.last_seq()
+        self._pending: list[Executed] = []
+        self._flush_scheduled = False
+        self._committing: asyncio.Task[None] | None = None
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+
+    def recover(self) -> int:
+        """Replay the journal into the (fresh) venue; how many commands it held."""
+        replayed = 0
+        for seq, payload in self.journal.replay():
+            assert seq == self.last_seq + 1 or replayed == 0, f"journal gap before {seq}"
+            self.venue.execute(decode_command(payload))
+            self.last_seq = seq
+            replayed += 1
+        return replayed
+
+    def submit(self, command: Command, origin: Any = None) -> Executed:
+        """Stamp and execute `command` now; its outcome is released once it is durable."""
+        ts = max(self.clock_us(), self.venue.ts_us)
+        stamped = msgspec.structs.replace(command, ts_us=ts)
+        self.last_seq += 1
+        executed = Executed(self.last_seq, stamped, self.venue.execute(stamped), origin)
+        self._pending.append(executed)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._start_commit)
+        return executed
+
+    def tick(self) -> None:
+        """Let time pass in the venue when something (a gtd expiry, a maturity) is due."""
+        now = self.clock_us()
+        venue = self.venue
+        due = (venue.gtd_queue and venue.gtd_queue[0][0] <= now) or (
+            venue.maturities and venue.maturities[0][0] <= now
+        )
+        if due:
+            self.submit(AdvanceClock(), origin=None)
+
+    def _start_commit(self) -> None:
+        self._flush_scheduled = False
+        if self._committing is None or self._committing.done():
+            self._committing = asyncio.get_running_loop().create_task(self._commit_all())
+
+    async def _commit_all(self) -> None:
+        """Commit batch after batch until nothing is pending; one fsync per batch."""
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch = self._pending[:BATCH_COMMANDS_MAX]
+            del self._pending[:BATCH_COMMANDS_MAX]
+            records = [(e.seq, encode_command(e.command)) for e in batch]
+            await loop.run_in_executor(self._io, self.journal.commit, records)
+            self.release(batch)
+            if self.after_durable is not None:
+                await self.after_durable()
+
+    async def drain(self) -> None:
+        """Wait until everything submitted so far is durable and released."""
+        while self._pending or self._flush_scheduled or (
+            self._committing is not None and not self._committing.done()
+        ):
+            if self._committing is not None and not self._committing.done():
+                await self._committing
+            else:
+                await asyncio.sleep(0)
+
+    def close(self) -> None:
+        self._io.shutdown(wait=True)
+        self.journal.close()
