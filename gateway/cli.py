@@ -46,7 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     engine = bench_commands.add_parser("engine", help="the matching engine on seeded workloads")
     engine_bench.add_arguments(engine)
     engine.set_defaults(run=engine_bench.run)
-    from bench import store_bench
+    from bench import journal_bench, store_bench
+
+    journal = bench_commands.add_parser("journal", help="durable commands per second")
+    journal_bench.add_arguments(journal)
+    journal.set_defaults(run=journal_bench.run)
 
     store = bench_commands.add_parser("store", help="DvP settlements committed per second")
     store_bench.add_arguments(store)
