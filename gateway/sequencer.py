@@ -27,10 +27,14 @@ BATCH_COMMANDS_MAX = 10_000  # one fsync covers at most this many; the rest wait
 
 @dataclass(slots=True)
 class Executed:
-    """A command as executed: its sequence number, stamped form, events and who sent it."""
+    """A command as executed: its sequence number, stamped form, events and who sent it.
+
+    A barrier (`command` None, no sequence number) carries no command: it is released with
+    the batch it joined, after every command submitted before it.
+    """
 
     seq: int
-    command: Command
+    command: Command | None
     events: list[Event]
     origin: Any  # whatever the submitter needs to route the outcome (a request, a timer)
 
@@ -87,10 +91,18 @@ class Sequencer:
         self.last_seq += 1
         executed = Executed(self.last_seq, stamped, self.venue.execute(stamped), origin)
         self._pending.append(executed)
+        self._schedule()
+        return executed
+
+    def _schedule(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._start_commit)
-        return executed
+
+    def barrier(self, origin: Any) -> None:
+        """Release `origin` once everything submitted so far is durable (for queries)."""
+        self._pending.append(Executed(0, None, [], origin))
+        self._schedule()
 
     def tick(self) -> None:
         """Let time pass in the venue when something (a gtd expiry, a maturity) is due."""
@@ -113,16 +125,19 @@ class Sequencer:
         while self._pending:
             batch = self._pending[:BATCH_COMMANDS_MAX]
             del self._pending[:BATCH_COMMANDS_MAX]
-            records = [(e.seq, encode_command(e.command)) for e in batch]
-            await loop.run_in_executor(self._io, self.journal.commit, records)
+            records = [(e.seq, encode_command(e.command)) for e in batch if e.command]
+            if records:
+                await loop.run_in_executor(self._io, self.journal.commit, records)
             self.release(batch)
             if self.after_durable is not None:
                 await self.after_durable()
 
     async def drain(self) -> None:
         """Wait until everything submitted so far is durable and released."""
-        while self._pending or self._flush_scheduled or (
-            self._committing is not None and not self._committing.done()
+        while (
+            self._pending
+            or self._flush_scheduled
+            or (self._committing is not None and not self._committing.done())
         ):
             if self._committing is not None and not self._committing.done():
                 await self._committing

@@ -43,6 +43,7 @@ def test_outcomes_are_released_after_commit_in_order(tmp_path: Path) -> None:
         assert not released, "nothing leaves before the turn's batch is on disk"
         await sequencer.drain()
         sequencer.submit(order(2, Side.BUY, 10_010, qty=50), origin="taker")
+        sequencer.barrier("query")
         await sequencer.drain()
         assert [e.seq for e in first] == [2, 3, 4, 5, 6]
         sequencer.close()
@@ -50,9 +51,12 @@ def test_outcomes_are_released_after_commit_in_order(tmp_path: Path) -> None:
 
     venue = asyncio.run(session())
     flat = [e for batch in released for e in batch]
+    assert flat[-1].origin == "query" and flat[-1].command is None
+    flat = flat[:-1]
     assert [e.seq for e in flat] == list(range(1, 8))
     assert len(released[0]) == 6, "one loop turn, one batch, one fsync"
-    assert [e.command.ts_us for e in flat] == sorted(e.command.ts_us for e in flat)
+    stamps = [e.command.ts_us for e in flat if e.command is not None]
+    assert stamps == sorted(stamps) and len(stamps) == 7
     taker = flat[-1]
     assert taker.origin == "taker" and isinstance(taker.events[0], OrderAccepted)
     assert sum(isinstance(e, TradeExecuted) for e in taker.events) == 5
