@@ -1,0 +1,799 @@
+"""Public market data: engine events in, channel messages out, each encoded once for all.
+
+Owns a shadow L2 book per symbol built only from the events it is fed (never from the live
+venue, which runs ahead of the journal), the `seq` of every stream, the snapshots and the
+coalesced per-turn updates of `instruments`, `book`, `trades`, `bbo` and `ticker`, and
+`LocalBook`, the client side of `book`. Sockets, subscriptions and the clock are the server's:
+it feeds `on_events`, calls `flush(now_us, wanted)` after each turn and sends each payload.
+Invariants: a stream's `seq` grows by one per message and an update's `prev_seq` is the seq
+before it; a book snapshot is exactly the state at its seq, so equal (epoch, seq) mean equal
+books. Book checksum: zlib.crc32 of the ASCII text `ASKS;BIDS`, each side's best 10 levels,
+best first, as `price:qty` joined by `|`, in the decimal strings sent; for example
+"100.10:2.000000;100.00:1.500000|99.90:3.000000". Limits are the named constants below.
+"""
+
+import zlib
+from collections import deque
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from decimal import Decimal
+from enum import StrEnum
+from itertools import islice
+from typing import Any, NamedTuple
+
+import orjson
+from sortedcontainers import SortedDict, SortedList
+
+from engine.enums import InstrumentKind, InstrumentStatus, OrderType, Side, TimeInForce
+from engine.events import (
+    Event,
+    InstrumentListed,
+    InstrumentStatusChanged,
+    OrderAccepted,
+    OrderAmended,
+    OrderCanceled,
+    OrderExpired,
+    SelfTradePrevented,
+    TradeExecuted,
+)
+from engine.instrument import TBILL_PRICE_PER, InstrumentSpec
+from engine.units import format_units
+from engine.venue import Venue
+
+# The tiers a book subscriber picks from: few, so each is diffed once per turn for everyone;
+# 1,000 levels is a full view for market makers, beyond it order-by-order data is the tool.
+BOOK_DEPTHS = (10, 25, 100, 1_000)
+CHECKSUM_LEVELS = 10  # per side: where traders look; cheap to format in every message
+TRADES_RECENT_MAX = 50  # a trades snapshot draws a tape; history is a query, not a feed
+TRADES_PER_MESSAGE_MAX = 1_000  # ~100 KB: a huge turn's sweep is split, never one giant frame
+MINUTE_US = 60_000_000
+TICKER_BUCKETS_MAX = 1_440  # one bucket per minute of the 24 h window: fixed memory per symbol
+
+assert min(BOOK_DEPTHS) >= CHECKSUM_LEVELS, "every tier must hold the checksummed levels"
+assert list(BOOK_DEPTHS) == sorted(BOOK_DEPTHS), "tiers ascend: the deepest is computed once"
+
+_BOOK = 1  # what changed in a symbol during the turn, as bit flags
+_TRADES = 2
+_REFERENCE = 4
+_WINDOW = 8  # the ticker's 24 h window dropped a minute
+
+
+class Channel(StrEnum):
+    """The public channels; `ch` on the wire."""
+
+    INSTRUMENTS = "instruments"
+    BOOK = "book"
+    TRADES = "trades"
+    BBO = "bbo"
+    TICKER = "ticker"
+
+
+CHANNELS = frozenset(Channel)
+
+
+class Stream(NamedTuple):
+    """What one subscription follows; `depth` is one of BOOK_DEPTHS for `book`, else 0."""
+
+    channel: Channel
+    symbol: str
+    depth: int = 0
+
+    @property
+    def name(self) -> str:
+        """The key of this stream in a heartbeat: "book:AAPLx-USD:10", "trades:AAPLx-USD"."""
+        if self.channel == Channel.BOOK:
+            return f"book:{self.symbol}:{self.depth}"
+        return f"{self.channel}:{self.symbol}"
+
+
+class Message(NamedTuple):
+    """One encoded message of one stream, to be sent as is to each of its subscribers."""
+
+    stream: Stream
+    seq: int  # 0 on `ticker`, which has no sequence
+    payload: bytes
+
+
+Level = tuple[int, int]  # (price units, quantity units)
+
+
+def book_checksum(bids: Sequence[Sequence[str]], asks: Sequence[Sequence[str]]) -> int:
+    """CRC32 of the best CHECKSUM_LEVELS of each side, rows (price, qty) best first."""
+    text = ";".join(
+        "|".join(f"{row[0]}:{row[1]}" for row in islice(rows, CHECKSUM_LEVELS))
+        for rows in (asks, bids)
+    )
+    return zlib.crc32(text.encode("ascii"))
+
+
+# ----------------------------------------------------------------- the shadow book
+
+
+class _Levels:
+    """One side of the shadow book: total quantity per price, prices kept best first."""
+
+    __slots__ = ("keys", "qty", "sign")
+
+    def __init__(self, side: Side) -> None:
+        self.sign = -1 if side is Side.BUY else 1  # smallest key is the best, as in engine.book
+        self.qty: dict[int, int] = {}
+        self.keys = SortedList()
+
+    def add(self, price: int, qty: int) -> None:
+        total = self.qty.get(price)
+        if total is None:
+            self.qty[price] = qty
+            self.keys.add(price * self.sign)
+        else:
+            self.qty[price] = total + qty
+
+    def take(self, price: int, qty: int) -> None:
+        total = self.qty[price] - qty
+        assert total >= 0, f"level {price} would go negative"
+        if total:
+            self.qty[price] = total
+        else:
+            del self.qty[price]
+            self.keys.remove(price * self.sign)
+
+    def depth(self, levels_max: int) -> list[Level]:
+        """The best `levels_max` levels as (price, total quantity), best first."""
+        sign = self.sign
+        qty = self.qty
+        return [(key * sign, qty[key * sign]) for key in self.keys.islice(0, levels_max)]
+
+    def best(self) -> Level | None:
+        if not self.keys:
+            return None
+        price: int = self.keys[0] * self.sign
+        return price, self.qty[price]
+
+
+class _Resting:
+    """An order in the shadow book: enough to take its quantity out again."""
+
+    __slots__ = ("leaves", "levels", "price")
+
+    def __init__(self, levels: _Levels, price: int, leaves: int) -> None:
+        self.levels = levels
+        self.price = price
+        self.leaves = leaves
+
+
+class _State:
+    """A stream's sequence, the time and value of its state at that seq, and its snapshot."""
+
+    __slots__ = ("cache", "seq", "stream", "ts_us", "value")
+
+    def __init__(self, stream: Stream, value: Any, ts_us: int) -> None:
+        self.stream = stream
+        self.seq = 0
+        self.ts_us = ts_us
+        self.value = value  # book: (bids, asks) or None while no one follows the stream
+        self.cache: bytes | None = None  # the encoded snapshot at `seq`
+
+    def advance(self, value: Any, ts_us: int) -> None:
+        self.seq += 1
+        self.value = value
+        self.ts_us = ts_us
+        self.cache = None
+
+
+class _Ticker:
+    """Last price and the 24 h high, low and volume, kept in per-minute buckets.
+
+    The window is the current minute and the 1,439 before it: 23 h 59 min to 24 h of trades.
+    """
+
+    __slots__ = ("buckets", "closed", "last_price")
+
+    def __init__(self) -> None:
+        # [minute, high, low, volume, trades], oldest first; a new minute pushes out the
+        # minute 24 h before it, so maxlen is also the window.
+        self.buckets: deque[list[int]] = deque(maxlen=TICKER_BUCKETS_MAX)
+        self.closed: tuple[int, int, int, int] | None = None  # all buckets but the newest
+        self.last_price = 0
+
+    def add(self, ts_us: int, price: int, qty: int) -> None:
+        minute = ts_us // MINUTE_US
+        buckets = self.buckets
+        if buckets and buckets[-1][0] == minute:
+            bucket = buckets[-1]
+            bucket[1] = max(bucket[1], price)
+            bucket[2] = min(bucket[2], price)
+            bucket[3] += qty
+            bucket[4] += 1
+        else:
+            assert not buckets or buckets[-1][0] < minute, "trades arrive in time order"
+            buckets.append([minute, price, price, qty, 1])
+            self.closed = None
+        self.last_price = price
+
+    def expire(self, now_us: int) -> bool:
+        """Drop the minutes that left the window; whether any did."""
+        first_kept = now_us // MINUTE_US - TICKER_BUCKETS_MAX + 1
+        buckets = self.buckets
+        if not buckets or buckets[0][0] >= first_kept:
+            return False
+        while buckets and buckets[0][0] < first_kept:
+            buckets.popleft()
+        self.closed = None
+        return True
+
+    def data(self, spec: InstrumentSpec) -> dict[str, Any]:
+        high, low, volume, trades = 0, 0, 0, 0
+        if self.buckets:
+            if self.closed is None:  # recomputed at most once per bucket added or dropped
+                older = list(islice(self.buckets, len(self.buckets) - 1))
+                self.closed = (
+                    max((b[1] for b in older), default=0),
+                    min((b[2] for b in older), default=0),
+                    sum(b[3] for b in older),
+                    sum(b[4] for b in older),
+                )
+            newest = self.buckets[-1]
+            high, low, volume, trades = self.closed
+            high = max(high, newest[1])
+            low = min(low, newest[2]) if low else newest[2]
+            volume += newest[3]
+            trades += newest[4]
+        pd = spec.price_decimals
+        return {
+            "last": format_units(self.last_price, pd) if self.last_price else None,
+            "high": format_units(high, pd) if trades else None,
+            "low": format_units(low, pd) if trades else None,
+            "volume": format_units(volume, spec.qty_decimals),
+            "trades": trades,
+        }
+
+
+class _Market:
+    """Everything market data keeps about one symbol."""
+
+    __slots__ = (
+        "asks",
+        "bbo",
+        "bids",
+        "books",
+        "instrument",
+        "pending",
+        "recent",
+        "spec",
+        "status",
+        "ticker",
+        "ticker_state",
+        "trades",
+    )
+
+    def __init__(self, spec: InstrumentSpec, status: InstrumentStatus, ts_us: int) -> None:
+        symbol = spec.symbol
+        self.spec = spec
+        self.status = status
+        self.bids = _Levels(Side.BUY)
+        self.asks = _Levels(Side.SELL)
+        self.books = {
+            depth: _State(Stream(Channel.BOOK, symbol, depth), None, ts_us) for depth in BOOK_DEPTHS
+        }
+        self.bbo = _State(Stream(Channel.BBO, symbol), (None, None), ts_us)
+        self.instrument = _State(
+            Stream(Channel.INSTRUMENTS, symbol), _reference(spec, status), ts_us
+        )
+        self.trades = _State(Stream(Channel.TRADES, symbol), None, ts_us)
+        self.pending: list[TradeExecuted] = []  # this turn's trades, published at flush
+        self.recent: deque[dict[str, Any]] = deque(maxlen=TRADES_RECENT_MAX)
+        self.ticker = _Ticker()
+        self.ticker_state = _State(Stream(Channel.TICKER, symbol), None, ts_us)
+
+    def levels(self, side: Side) -> _Levels:
+        return self.bids if side is Side.BUY else self.asks
+
+    def bbo_value(self) -> tuple[Level | None, Level | None]:
+        return self.bids.best(), self.asks.best()
+
+
+def _reference(spec: InstrumentSpec, status: InstrumentStatus) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "symbol": spec.symbol,
+        "kind": str(spec.kind),
+        "base": spec.base,
+        "quote": spec.quote,
+        "price_decimals": spec.price_decimals,
+        "qty_decimals": spec.qty_decimals,
+        "tick": format_units(spec.price_tick, spec.price_decimals),
+        "step": format_units(spec.qty_step, spec.qty_decimals),
+        "min_qty": format_units(spec.min_qty, spec.qty_decimals),
+        "min_notional": format_units(spec.min_notional, spec.quote_decimals),
+        "maker_fee_bps": spec.maker_fee_bps,
+        "taker_fee_bps": spec.taker_fee_bps,
+        "status": str(status),
+    }
+    if spec.kind is InstrumentKind.TBILL:
+        data["maturity"] = spec.maturity_us  # µs; it pays par then
+        data["face"] = str(TBILL_PRICE_PER)  # prices are per this much face; qty is face value
+    return data
+
+
+def _rows(levels: Iterable[Level], spec: InstrumentSpec) -> list[list[str]]:
+    pd = spec.price_decimals
+    qd = spec.qty_decimals
+    return [[format_units(p, pd), format_units(q, qd) if q else "0"] for p, q in levels]
+
+
+def _diff(before: list[Level], after: list[Level], sign: int) -> list[Level]:
+    """The levels to send so that `before` becomes `after`: new totals, and 0 for the gone."""
+    if before == after:
+        return []
+    old = dict(before)
+    changes = [(p, q) for p, q in after if old.pop(p, None) != q]
+    if old:  # levels that left the top: deleted or pushed below the depth
+        changes.extend((p, 0) for p in old)
+        changes.sort(key=lambda level: level[0] * sign)
+    return changes
+
+
+# ----------------------------------------------------------------- the publisher
+
+
+class MarketData:
+    """Public channels of the venue, fed by its durable events, flushed once per turn.
+
+    The server calls `on_events` with each released command's events, then `flush` with the
+    streams that have subscribers, and sends each returned payload to all of them; a new
+    subscriber gets `snapshot(stream)` first and then the stream's later messages.
+    """
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self._markets: dict[str, _Market] = {}
+        self._orders: dict[int, _Resting] = {}  # resting orders; as many as the venue holds
+        self._touched: dict[str, int] = {}  # symbol -> what changed this turn (flags)
+        self._minute = -1  # of the last flush: the ticker windows move once a minute
+        self._handlers: dict[type[Event], Callable[[Any], None]] = {
+            OrderAccepted: self._accepted,
+            TradeExecuted: self._traded,
+            OrderCanceled: self._removed,
+            OrderExpired: self._removed,
+            SelfTradePrevented: self._removed,
+            OrderAmended: self._amended,
+            InstrumentListed: self._listed,
+            InstrumentStatusChanged: self._status_changed,
+        }
+
+    @classmethod
+    def from_venue(cls, venue: Venue, epoch: int) -> "MarketData":
+        """Start from a venue whose every command is durable (after recovery, say).
+
+        The ticker starts empty: the venue keeps no trade history.
+        """
+        market_data = cls(epoch)
+        for market in venue.markets.values():
+            kept = market_data._list(market.spec, market.status, venue.ts_us)
+            for order in market.book.iter_orders():
+                market_data._rest(kept, order.order_id, order.side, order.price, order.leaves_qty)
+            kept.bbo.value = kept.bbo_value()
+        market_data._touched.clear()
+        return market_data
+
+    # ----------------------------------------------------------------- input
+
+    def on_events(self, events: Iterable[Event]) -> None:
+        """Apply durable engine events; what they change goes out at the next `flush`."""
+        handlers = self._handlers
+        for event in events:
+            handler = handlers.get(type(event))
+            if handler is not None:
+                handler(event)
+
+    def _market(self, symbol: str) -> _Market:
+        market = self._markets.get(symbol)
+        assert market is not None, f"an event for {symbol!r}, which was never listed"
+        return market
+
+    def _touch(self, symbol: str, flags: int) -> None:
+        self._touched[symbol] = self._touched.get(symbol, 0) | flags
+
+    def _list(self, spec: InstrumentSpec, status: InstrumentStatus, ts_us: int) -> _Market:
+        assert spec.symbol not in self._markets, f"{spec.symbol} listed twice"
+        market = self._markets[spec.symbol] = _Market(spec, status, ts_us)
+        return market
+
+    def _rest(self, market: _Market, order_id: int, side: Side, price: int, qty: int) -> None:
+        levels = market.levels(side)
+        self._orders[order_id] = _Resting(levels, price, qty)
+        levels.add(price, qty)
+
+    def _accepted(self, event: OrderAccepted) -> None:
+        if event.order_type is not OrderType.LIMIT or (
+            event.tif is not TimeInForce.GTC and event.tif is not TimeInForce.GTD
+        ):
+            return  # never rests; its trades are seen from the makers' side
+        # It rests at once with its whole quantity; the trades, cancels and expiries that
+        # follow in the same command take out what does not stay, before any flush.
+        self._rest(self._market(event.symbol), event.order_id, event.side, event.price, event.qty)
+        self._touch(event.symbol, _BOOK)
+
+    def _traded(self, event: TradeExecuted) -> None:
+        self._fill(event.maker_order_id, event.maker_leaves_qty)
+        self._fill(event.taker_order_id, event.taker_leaves_qty)
+        self._market(event.symbol).pending.append(event)
+        self._touch(event.symbol, _BOOK | _TRADES)
+
+    def _fill(self, order_id: int, leaves_qty: int) -> None:
+        resting = self._orders.get(order_id)
+        if resting is None:
+            return
+        resting.levels.take(resting.price, resting.leaves - leaves_qty)
+        if leaves_qty:
+            resting.leaves = leaves_qty
+        else:
+            del self._orders[order_id]
+
+    def _removed(self, event: OrderCanceled | OrderExpired | SelfTradePrevented) -> None:
+        resting = self._orders.pop(event.order_id, None)
+        if resting is not None:
+            resting.levels.take(resting.price, resting.leaves)
+            self._touch(event.symbol, _BOOK)
+
+    def _amended(self, event: OrderAmended) -> None:
+        resting = self._orders.get(event.order_id)
+        assert resting is not None, f"amended order {event.order_id} is not in the book"
+        resting.levels.take(resting.price, resting.leaves)
+        if event.leaves_qty:
+            resting.price = event.price
+            resting.leaves = event.leaves_qty
+            resting.levels.add(event.price, event.leaves_qty)
+        else:
+            del self._orders[event.order_id]
+        self._touch(event.symbol, _BOOK)
+
+    def _listed(self, event: InstrumentListed) -> None:
+        self._list(event.spec, InstrumentStatus.OPEN, event.ts_us)
+        self._touch(event.spec.symbol, _REFERENCE)
+
+    def _status_changed(self, event: InstrumentStatusChanged) -> None:
+        self._market(event.symbol).status = event.status
+        self._touch(event.symbol, _REFERENCE)
+
+    # ----------------------------------------------------------------- output
+
+    def flush(self, now_us: int, wanted: Container[Stream]) -> list[Message]:
+        """One message per stream in `wanted` that changed since the last flush.
+
+        `wanted` holds the streams that have subscribers. Only symbols touched since the
+        last flush are looked at. Per symbol the order is instruments, trades, book (tiers
+        ascending), bbo, ticker. A book stream not wanted at a flush that changes its symbol
+        stops being kept; its next snapshot starts it again at a new seq.
+        """
+        minute = now_us // MINUTE_US
+        if minute != self._minute:
+            self._minute = minute
+            for symbol, market in self._markets.items():
+                if market.ticker.expire(now_us):
+                    self._touch(symbol, _WINDOW)
+        out: list[Message] = []
+        for symbol, flags in self._touched.items():
+            market = self._markets[symbol]
+            if flags & _REFERENCE:
+                self._flush_instrument(market, now_us, wanted, out)
+            if flags & _TRADES:
+                self._flush_trades(market, now_us, wanted, out)
+            if flags & _BOOK:
+                self._flush_book(market, now_us, wanted, out)
+                self._flush_bbo(market, now_us, wanted, out)
+            if flags & (_TRADES | _WINDOW):
+                self._flush_ticker(market, now_us, wanted, out)
+        self._touched.clear()
+        return out
+
+    def _encode(self, state: _State, kind: str, ts_us: int, data: Any) -> bytes:
+        stream = state.stream
+        body: dict[str, Any] = {"ch": str(stream.channel), "sym": stream.symbol}
+        if stream.channel == Channel.BOOK:
+            body["depth"] = stream.depth
+        body["type"] = kind
+        body["epoch"] = self.epoch
+        if stream.channel != Channel.TICKER:
+            body["seq"] = state.seq
+            if kind == "update":
+                body["prev_seq"] = state.seq - 1
+        body["ts"] = ts_us
+        body["data"] = data
+        return orjson.dumps(body)
+
+    def _update(self, state: _State, now_us: int, data: Any) -> Message:
+        return Message(state.stream, state.seq, self._encode(state, "update", now_us, data))
+
+    def _flush_instrument(
+        self, market: _Market, now_us: int, wanted: Container[Stream], out: list[Message]
+    ) -> None:
+        state = market.instrument
+        value = _reference(market.spec, market.status)
+        if value != state.value:
+            state.advance(value, now_us)
+            if state.stream in wanted:
+                out.append(self._update(state, now_us, value))
+
+    def _flush_trades(
+        self, market: _Market, now_us: int, wanted: Container[Stream], out: list[Message]
+    ) -> None:
+        trades = market.pending
+        market.pending = []
+        for trade in trades:
+            market.ticker.add(trade.ts_us, trade.price, trade.qty)
+        state = market.trades
+        shown = state.stream in wanted
+        spec = market.spec
+        pd = spec.price_decimals
+        qd = spec.qty_decimals
+        # Unwatched, only the tail that the next snapshot shows is formatted.
+        rows = [
+            {
+                "trade_id": t.trade_id,
+                "price": format_units(t.price, pd),
+                "qty": format_units(t.qty, qd),
+                "taker_side": str(t.taker_side),
+                "ts": t.ts_us,
+            }
+            for t in (trades if shown else trades[-TRADES_RECENT_MAX:])
+        ]
+        # The seq moves whether or not anyone watches, so a seq names one tape.
+        for start in range(0, len(trades), TRADES_PER_MESSAGE_MAX):
+            state.advance(None, now_us)
+            if shown:
+                out.append(
+                    self._update(state, now_us, rows[start : start + TRADES_PER_MESSAGE_MAX])
+                )
+        market.recent.extend(rows)
+
+    def _flush_book(
+        self, market: _Market, now_us: int, wanted: Container[Stream], out: list[Message]
+    ) -> None:
+        live: list[_State] = []
+        for state in market.books.values():
+            if state.stream in wanted:
+                live.append(state)
+            elif state.value is not None:  # no one follows it: stop keeping its levels
+                state.value = None
+                state.cache = None
+        if not live:
+            return
+        deepest = live[-1].stream.depth
+        bids = market.bids.depth(deepest)
+        asks = market.asks.depth(deepest)
+        checksum: int | None = None
+        for state in live:
+            depth = state.stream.depth
+            now_bids = bids[:depth]
+            now_asks = asks[:depth]
+            if state.value is None:
+                # Wanted but never snapshotted: no subscriber can hold its state, so it
+                # starts silently; its first subscriber's snapshot shows it.
+                state.advance((now_bids, now_asks), now_us)
+                continue
+            before_bids, before_asks = state.value
+            bid_changes = _diff(before_bids, now_bids, -1)
+            ask_changes = _diff(before_asks, now_asks, 1)
+            if not bid_changes and not ask_changes:
+                continue  # the change was deeper than this tier
+            if checksum is None:
+                checksum = book_checksum(
+                    _rows(bids[:CHECKSUM_LEVELS], market.spec),
+                    _rows(asks[:CHECKSUM_LEVELS], market.spec),
+                )
+            state.advance((now_bids, now_asks), now_us)
+            data = {
+                "bids": _rows(bid_changes, market.spec),
+                "asks": _rows(ask_changes, market.spec),
+                "checksum": checksum,
+            }
+            out.append(self._update(state, now_us, data))
+
+    def _flush_bbo(
+        self, market: _Market, now_us: int, wanted: Container[Stream], out: list[Message]
+    ) -> None:
+        state = market.bbo
+        value = market.bbo_value()
+        if value != state.value:
+            state.advance(value, now_us)
+            if state.stream in wanted:
+                out.append(self._update(state, now_us, _bbo_data(value, market.spec)))
+
+    def _flush_ticker(
+        self, market: _Market, now_us: int, wanted: Container[Stream], out: list[Message]
+    ) -> None:
+        state = market.ticker_state
+        if state.stream not in wanted:
+            state.value = None
+            return
+        data = market.ticker.data(market.spec)
+        if data != state.value:
+            state.value = data
+            out.append(Message(state.stream, 0, self._encode(state, "update", now_us, data)))
+
+    # ----------------------------------------------------------------- queries
+
+    def problem(self, stream: Stream) -> str | None:
+        """Why `stream` cannot be subscribed to, or None."""
+        if stream.channel not in CHANNELS:
+            return f"unknown channel {stream.channel!r}"
+        if stream.symbol not in self._markets:
+            return f"unknown symbol {stream.symbol!r}"
+        if stream.channel == Channel.BOOK:
+            if stream.depth not in BOOK_DEPTHS:
+                return f"depth must be one of {', '.join(map(str, BOOK_DEPTHS))}"
+        elif stream.depth:
+            return "depth applies to the book channel only"
+        return None
+
+    def snapshot(self, stream: Stream, now_us: int) -> Message:
+        """The state of `stream` as of its current seq, for a new subscriber.
+
+        It is the state as of the last flush (or, for a book nobody followed, as of now
+        under a new seq); the stream's next update continues it. Encoded once per seq.
+        """
+        problem = self.problem(stream)
+        if problem is not None:
+            raise ValueError(problem)
+        market = self._markets[stream.symbol]
+        spec = market.spec
+        channel = stream.channel
+        if channel == Channel.TICKER:
+            if market.ticker.expire(now_us):
+                self._touch(stream.symbol, _WINDOW)  # the other subscribers hear of it too
+            ticker = market.ticker.data(spec)
+            return Message(stream, 0, self._encode(market.ticker_state, "snapshot", now_us, ticker))
+        state = self._state(stream)
+        if channel == Channel.BOOK and state.value is None:
+            depth = stream.depth  # no one followed it: start from the shadow book now
+            state.advance((market.bids.depth(depth), market.asks.depth(depth)), now_us)
+        if state.cache is None:
+            data: Any = state.value
+            if channel == Channel.BOOK:
+                bid_rows = _rows(state.value[0], spec)
+                ask_rows = _rows(state.value[1], spec)
+                checksum = book_checksum(bid_rows, ask_rows)
+                data = {"bids": bid_rows, "asks": ask_rows, "checksum": checksum}
+            elif channel == Channel.TRADES:
+                data = list(market.recent)
+            elif channel == Channel.BBO:
+                data = _bbo_data(state.value, spec)
+            state.cache = self._encode(state, "snapshot", state.ts_us, data)
+        return Message(stream, state.seq, state.cache)
+
+    def _state(self, stream: Stream) -> _State:
+        market = self._markets[stream.symbol]
+        channel = stream.channel
+        if channel == Channel.BOOK:
+            return market.books[stream.depth]
+        if channel == Channel.TRADES:
+            return market.trades
+        if channel == Channel.BBO:
+            return market.bbo
+        if channel == Channel.INSTRUMENTS:
+            return market.instrument
+        return market.ticker_state
+
+    def seq(self, stream: Stream) -> int:
+        """The seq of the stream's last message (0 before any, and always on `ticker`)."""
+        return 0 if stream.channel == Channel.TICKER else self._state(stream).seq
+
+    def heartbeat(self, now_us: int, streams: Iterable[Stream]) -> bytes:
+        """What a connection gets after 1 s of silence: the last seq of each subscription.
+
+        `{"ch": "heartbeat", "epoch": E, "ts": µs, "seqs": {"book:AAPLx-USD:10": 123, ...}}`;
+        `ticker` subscriptions have no seq and are left out.
+        """
+        seqs = {s.name: self.seq(s) for s in streams if s.channel != Channel.TICKER}
+        return orjson.dumps({"ch": "heartbeat", "epoch": self.epoch, "ts": now_us, "seqs": seqs})
+
+    def check_invariants(self) -> None:
+        """Assert the shadow books are sound; after a flush, every kept tier is current."""
+        totals: dict[tuple[int, int], int] = {}
+        for resting in self._orders.values():
+            assert resting.leaves > 0, "a resting order with nothing left"
+            key = (id(resting.levels), resting.price)
+            totals[key] = totals.get(key, 0) + resting.leaves
+        for symbol, market in self._markets.items():
+            for levels in (market.bids, market.asks):
+                assert len(levels.keys) == len(levels.qty), f"{symbol}: keys and levels differ"
+                for price, qty in levels.qty.items():
+                    assert qty > 0, f"{symbol}: empty level {price}"
+                    assert totals.get((id(levels), price)) == qty, f"{symbol}: level {price}"
+            bid, ask = market.bbo_value()
+            assert bid is None or ask is None or bid[0] < ask[0], f"{symbol}: book crossed"
+            if self._touched:
+                continue
+            for depth, state in market.books.items():
+                if state.value is not None:
+                    current = (market.bids.depth(depth), market.asks.depth(depth))
+                    assert state.value == current, f"{symbol}: tier {depth} is stale"
+
+
+def _bbo_data(value: tuple[Level | None, Level | None], spec: InstrumentSpec) -> dict[str, Any]:
+    bid, ask = value
+    return {
+        "bid": None if bid is None else _rows((bid,), spec)[0],
+        "ask": None if ask is None else _rows((ask,), spec)[0],
+    }
+
+
+# ----------------------------------------------------------------- the client side
+
+
+class BookSync(StrEnum):
+    """What applying a `book` message to a `LocalBook` did."""
+
+    APPLIED = "applied"
+    STALE_IGNORED = "stale_ignored"  # an update at or before the local seq: already in
+    AWAITING_SNAPSHOT = "awaiting_snapshot"  # out of sync: updates wait for a snapshot
+    SEQ_GAP = "seq_gap"  # prev_seq is not the local seq: a message was missed
+    EPOCH_CHANGED = "epoch_changed"  # the venue restarted: seqs start over
+    CHECKSUM_MISMATCH = "checksum_mismatch"  # the local book differs from the venue's
+
+    @property
+    def resync(self) -> bool:
+        """Whether the subscriber must resubscribe and start from a new snapshot."""
+        return self not in (BookSync.APPLIED, BookSync.STALE_IGNORED)
+
+
+class LocalBook:
+    """A subscriber's copy of one (symbol, depth) book stream, checked after every message.
+
+    Levels are kept as the decimal strings received, ordered by their value.
+    """
+
+    def __init__(self, symbol: str, depth: int) -> None:
+        self.symbol = symbol
+        self.depth = depth
+        self.epoch = 0
+        self.seq = 0
+        self.synced = False
+        self._bids = SortedDict()  # -price -> (price, qty): the best bid first
+        self._asks = SortedDict()  # price -> (price, qty): the best ask first
+
+    def bids(self) -> list[tuple[str, str]]:
+        return list(self._bids.values())
+
+    def asks(self) -> list[tuple[str, str]]:
+        return list(self._asks.values())
+
+    def checksum(self) -> int:
+        return book_checksum(self._bids.values(), self._asks.values())
+
+    def apply(self, message: Mapping[str, Any]) -> BookSync:
+        """Apply a decoded `book` message of this stream; say what happened."""
+        if (message["ch"], message["sym"], message["depth"]) != ("book", self.symbol, self.depth):
+            raise ValueError("the message belongs to another stream")
+        data = message["data"]
+        if message["type"] == "snapshot":
+            self._bids.clear()
+            self._asks.clear()
+            self.epoch = message["epoch"]
+            self.synced = True
+        elif not self.synced:
+            return BookSync.AWAITING_SNAPSHOT
+        elif message["epoch"] != self.epoch:
+            self.synced = False
+            return BookSync.EPOCH_CHANGED
+        elif message["seq"] <= self.seq:
+            return BookSync.STALE_IGNORED
+        elif message["prev_seq"] != self.seq:
+            self.synced = False
+            return BookSync.SEQ_GAP
+        _apply_rows(self._bids, data["bids"], -1, self.depth)
+        _apply_rows(self._asks, data["asks"], 1, self.depth)
+        self.seq = message["seq"]
+        if self.checksum() != data["checksum"]:
+            self.synced = False
+            return BookSync.CHECKSUM_MISMATCH
+        return BookSync.APPLIED
+
+
+def _apply_rows(side: Any, rows: Iterable[Sequence[str]], sign: int, depth: int) -> None:
+    for price, qty in rows:
+        key = Decimal(price) * sign
+        if Decimal(qty):
+            side[key] = (price, qty)
+        else:
+            side.pop(key, None)
+    while len(side) > depth:  # the server sends the push-outs; this only bounds a bad peer
+        side.popitem()

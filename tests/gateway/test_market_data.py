@@ -1,0 +1,710 @@
+"""gateway/market_data.py against a real Venue: every tier of every LocalBook equals the book.
+
+Seeded random sessions (places, crosses, cancels, amends, gtd expiries, self-trades) run a
+few commands per turn; after each turn the events are fed, the turn is flushed, every
+subscriber applies what it got, and each (symbol, depth) LocalBook must equal the venue's
+top levels as decimal strings with its checksum verified. Then the recovery paths (a missed
+update, a corrupted message, a new epoch, a stream nobody followed), trades and the ticker's
+24 h window, instruments, heartbeats, and one encoding per message.
+"""
+
+import random
+import zlib
+from collections import defaultdict
+from typing import Any
+
+import msgspec
+import orjson
+import pytest
+
+from engine.commands import (
+    AdvanceClock,
+    AmendOrder,
+    CancelAll,
+    CancelOrder,
+    Command,
+    ListInstrument,
+    PlaceOrder,
+    SetInstrumentStatus,
+)
+from engine.enums import (
+    InstrumentKind,
+    InstrumentStatus,
+    OrderType,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
+from engine.events import Event, TradeExecuted
+from engine.instrument import InstrumentSpec
+from engine.units import format_units
+from engine.venue import Venue
+from gateway.market_data import (
+    BOOK_DEPTHS,
+    CHANNELS,
+    MINUTE_US,
+    TRADES_RECENT_MAX,
+    BookSync,
+    Channel,
+    LocalBook,
+    MarketData,
+    Message,
+    Stream,
+    book_checksum,
+)
+from tests.engine.conftest import SYMBOL, make_spec
+
+BUY, SELL = Side.BUY, Side.SELL
+EPOCH = 7
+T0 = 1_800_000_000_000_000  # 2027-01-15
+HOUR_US = 60 * MINUTE_US
+OTHER = "MSFTx-USD"
+
+
+def other_spec() -> InstrumentSpec:
+    """A second market with other scales: 4 price decimals on a cent tick, 3 qty decimals."""
+    return make_spec(
+        symbol=OTHER,
+        base="MSFTx",
+        price_decimals=4,
+        price_tick=100,
+        qty_decimals=3,
+        reference_price=4_000_000,
+    )
+
+
+def all_streams(symbol: str) -> list[Stream]:
+    streams = [Stream(Channel.BOOK, symbol, depth) for depth in BOOK_DEPTHS]
+    return streams + [
+        Stream(channel, symbol)
+        for channel in (Channel.INSTRUMENTS, Channel.TRADES, Channel.BBO, Channel.TICKER)
+    ]
+
+
+class Session:
+    """A venue and its market data, fed command by command, flushed turn by turn."""
+
+    def __init__(self, *specs: InstrumentSpec, epoch: int = EPOCH) -> None:
+        self.venue = Venue()
+        self.md = MarketData(epoch)
+        self.now = T0
+        self.wanted: set[Stream] = set()
+        self.trades: list[TradeExecuted] = []
+        self.turn([ListInstrument(spec=spec) for spec in specs])
+
+    def execute(self, command: Command, feed: bool = True) -> list[Event]:
+        self.now += 1_000
+        events = self.venue.execute(msgspec.structs.replace(command, ts_us=self.now))
+        self.trades.extend(e for e in events if isinstance(e, TradeExecuted))
+        if feed:
+            self.md.on_events(events)
+        return events
+
+    def turn(self, commands: list[Command]) -> list[Message]:
+        for command in commands:
+            self.execute(command)
+        messages = self.md.flush(self.now, self.wanted)
+        self.venue.check_invariants()
+        self.md.check_invariants()
+        return messages
+
+    def place(self, account: int, side: Side, price: int, qty: int, **more: Any) -> PlaceOrder:
+        more.setdefault("symbol", SYMBOL)
+        return PlaceOrder(account=account, side=side, price=price, qty=qty, **more)
+
+    def top(self, symbol: str, depth: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """The venue's best `depth` levels a side, as the decimal strings market data sends."""
+        spec = self.venue.markets[symbol].spec
+        bids, asks = self.venue.book(symbol).depth(depth)
+
+        def rows(levels: list[tuple[int, int]]) -> list[tuple[str, str]]:
+            return [
+                (format_units(p, spec.price_decimals), format_units(q, spec.qty_decimals))
+                for p, q in levels
+            ]
+
+        return rows(bids), rows(asks)
+
+
+class Subscriber:
+    """A client: a LocalBook per book stream, the other channels checked for seq continuity."""
+
+    def __init__(self, session: Session, streams: list[Stream]) -> None:
+        self.streams = set(streams)
+        session.wanted |= self.streams
+        self.books: dict[Stream, LocalBook] = {}
+        self.seqs: dict[Stream, int] = {}
+        self.trades: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.last: dict[Stream, Any] = {}
+        self.results: list[BookSync] = []
+        for stream in streams:
+            self.subscribe(session, stream)
+
+    def subscribe(self, session: Session, stream: Stream) -> None:
+        if stream.channel == Channel.BOOK:
+            self.books[stream] = LocalBook(stream.symbol, stream.depth)
+        self.receive([session.md.snapshot(stream, session.now)])
+
+    def receive(self, messages: list[Message]) -> None:
+        for message in messages:
+            if message.stream in self.streams:
+                self.receive_one(message)
+
+    def receive_one(self, message: Message) -> BookSync | None:
+        body = orjson.loads(message.payload)
+        stream = message.stream
+        assert (body["ch"], body["sym"]) == (stream.channel, stream.symbol)
+        if stream.channel == Channel.BOOK:
+            result = self.books[stream].apply(body)
+            self.results.append(result)
+            return result
+        if stream.channel != Channel.TICKER:
+            assert body["epoch"] == EPOCH
+            if body["type"] == "update":
+                assert body["prev_seq"] == self.seqs[stream], f"{stream.name}: gap"
+                assert body["seq"] == body["prev_seq"] + 1
+            self.seqs[stream] = body["seq"]
+        if stream.channel == Channel.TRADES:
+            if body["type"] == "update":
+                self.trades[stream.symbol].extend(body["data"])
+        else:
+            self.last[stream] = body["data"]
+        return None
+
+
+def random_command(rng: random.Random, venue: Venue, symbol: str) -> Command:
+    """Mostly resting orders near the reference price, with crosses, cancels and amends."""
+    market = venue.markets[symbol]
+    tick = market.spec.price_tick
+    ref = market.reference_price
+    step = 10 ** (market.spec.qty_decimals - 1)  # 0.1 of a unit
+    account = rng.randint(1, 4)  # few accounts: self-trade prevention happens
+    side = rng.choice((BUY, SELL))
+    sign = -1 if side is BUY else 1
+    mine = [o for o in venue.orders.values() if o.symbol == symbol]
+    r = rng.random()
+    qty = rng.randint(1, 30) * step
+    stp = rng.choice(list(SelfTradePrevention))
+    if r < 0.45 or not mine:
+        far = rng.random() < 0.25
+        ticks = rng.randint(30, 200) if far else rng.randint(1, 30)
+        return PlaceOrder(
+            account=account,
+            symbol=symbol,
+            side=side,
+            price=ref + sign * ticks * tick,
+            qty=qty,
+            stp=stp,
+            post_only=rng.random() < 0.1,
+        )
+    if r < 0.58:  # crosses: a limit through the spread, an ioc, a market order
+        kind = rng.random()
+        price = ref - sign * rng.randint(0, 15) * tick
+        if kind < 0.4:
+            return PlaceOrder(
+                account=account, symbol=symbol, side=side, price=price, qty=qty * 3, stp=stp
+            )
+        if kind < 0.8:
+            tif = TimeInForce.IOC if kind < 0.7 else TimeInForce.FOK
+            return PlaceOrder(
+                account=account, symbol=symbol, side=side, price=price, qty=qty, tif=tif, stp=stp
+            )
+        return PlaceOrder(
+            account=account,
+            symbol=symbol,
+            side=side,
+            order_type=OrderType.MARKET,
+            tif=TimeInForce.IOC,
+            qty=qty,
+            stp=stp,
+        )
+    order = rng.choice(mine)
+    if r < 0.75:
+        return CancelOrder(account=order.account, order_id=order.order_id)
+    if r < 0.9:
+        how = rng.random()
+        if how < 0.4:  # shrink in place, keeping priority
+            return AmendOrder(
+                account=order.account, order_id=order.order_id, qty=max(order.qty - step, step)
+            )
+        if how < 0.7:  # grow: loses priority
+            return AmendOrder(account=order.account, order_id=order.order_id, qty=order.qty + step)
+        move = rng.randint(-20, 20) * tick or tick
+        return AmendOrder(account=order.account, order_id=order.order_id, price=order.price + move)
+    if r < 0.91:
+        return CancelAll(account=account, symbol=symbol)
+    return PlaceOrder(
+        account=account,
+        symbol=symbol,
+        side=side,
+        price=ref + sign * rng.randint(1, 10) * tick,
+        qty=qty,
+        tif=TimeInForce.GTD,
+        expire_at_us=venue.ts_us + rng.randint(2, 40) * 1_000,
+    )
+
+
+def assert_books_match(session: Session, subscriber: Subscriber) -> None:
+    tops = {symbol: session.top(symbol, max(BOOK_DEPTHS)) for symbol in session.venue.markets}
+    for stream, book in subscriber.books.items():
+        all_bids, all_asks = tops[stream.symbol]
+        bids, asks = all_bids[: stream.depth], all_asks[: stream.depth]
+        assert book.synced, stream.name
+        assert book.bids() == bids, stream.name
+        assert book.asks() == asks, stream.name
+        assert book.checksum() == book_checksum(bids, asks)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_sessions_keep_every_tier_equal_to_the_venue(seed: int) -> None:
+    rng = random.Random(seed)
+    session = Session(make_spec(), other_spec())
+    symbols = (SYMBOL, OTHER)
+    resting_ladder(session, 120, account=9, symbol=OTHER)  # ranks shift across tier 100
+    subscriber = Subscriber(session, all_streams(SYMBOL) + all_streams(OTHER))
+    deletes = entries = deepest = 0
+    for _ in range(400):
+        commands: list[Command] = [
+            random_command(rng, session.venue, rng.choice(symbols))
+            for _ in range(rng.randint(1, 4))
+        ]
+        if rng.random() < 0.1:
+            commands.append(AdvanceClock())
+        for command in commands:  # one at a time: each command sees the book it changes
+            session.execute(command)
+        messages = session.md.flush(session.now, session.wanted)
+        session.venue.check_invariants()
+        session.md.check_invariants()
+        assert len({m.stream for m in messages}) == len(messages), "one message per stream"
+        subscriber.receive(messages)
+        assert set(subscriber.results) == {BookSync.APPLIED}
+        assert_books_match(session, subscriber)
+        for symbol in symbols:
+            book = session.venue.book(symbol)
+            bbo = subscriber.last[Stream(Channel.BBO, symbol)]
+            bid, ask = session.top(symbol, 1)
+            assert (bbo["bid"], bbo["ask"]) == (
+                list(bid[0]) if bid else None,
+                list(ask[0]) if ask else None,
+            )
+            assert (book.best_bid() is None) == (bbo["bid"] is None)
+        deepest = max(deepest, len(session.venue.book(OTHER).bids))
+        for message in messages:
+            if message.stream.channel == Channel.BOOK:
+                data = orjson.loads(message.payload)["data"]
+                rows = data["bids"] + data["asks"]
+                deletes += sum(qty == "0" for _, qty in rows)
+                entries += sum(qty != "0" for _, qty in rows)
+    assert deletes > 100 and entries > 100, "the session exercised both kinds of change"
+    assert deepest > 100, "deeper than tier 100"
+
+    for symbol in symbols:
+        trades = [t for t in session.trades if t.symbol == symbol]
+        seen = subscriber.trades[symbol]
+        assert [t["trade_id"] for t in seen] == list(range(1, len(trades) + 1))
+        assert len(trades) > 20
+        spec = session.venue.markets[symbol].spec
+        assert seen[-1]["price"] == format_units(trades[-1].price, spec.price_decimals)
+        ticker = subscriber.last[Stream(Channel.TICKER, symbol)]
+        assert ticker["trades"] == len(trades)
+        assert ticker["high"] == format_units(max(t.price for t in trades), spec.price_decimals)
+        assert ticker["low"] == format_units(min(t.price for t in trades), spec.price_decimals)
+        assert ticker["volume"] == format_units(sum(t.qty for t in trades), spec.qty_decimals)
+        assert ticker["last"] == seen[-1]["price"]
+
+
+def resting_ladder(
+    session: Session, levels: int, account: int = 1, symbol: str = SYMBOL
+) -> list[Message]:
+    """`levels` bids a tick apart below the reference price and as many asks above, 1 each."""
+    market = session.venue.markets[symbol]
+    tick = market.spec.price_tick
+    ref = market.reference_price
+    unit = 10**market.spec.qty_decimals
+    commands: list[Command] = []
+    for i in range(1, levels + 1):
+        commands.append(session.place(account, BUY, ref - i * tick, unit, symbol=symbol))
+        commands.append(session.place(account, SELL, ref + i * tick, unit, symbol=symbol))
+    return session.turn(commands)
+
+
+def test_levels_entering_and_leaving_the_top_are_sent() -> None:
+    session = Session(make_spec())
+    resting_ladder(session, 12)
+    ten = Stream(Channel.BOOK, SYMBOL, 10)
+    subscriber = Subscriber(session, [ten])
+    best_bid = session.venue.book(SYMBOL).bids.best
+    assert best_bid is not None
+    (order_id,) = best_bid.orders
+    messages = session.turn([CancelOrder(account=1, order_id=order_id)])
+    (message,) = messages
+    body = orjson.loads(message.payload)
+    assert body["data"]["bids"] == [["99.99", "0"], ["99.89", "1.000000"]]  # out, and in
+    assert body["data"]["asks"] == []
+    subscriber.receive(messages)
+    messages = session.turn([session.place(2, BUY, 9_999, 500_000)])  # a new best pushes one out
+    body = orjson.loads(messages[0].payload)
+    assert body["data"]["bids"] == [["99.99", "0.500000"], ["99.89", "0"]]
+    subscriber.receive(messages)
+    assert_books_match(session, subscriber)
+    messages = session.turn([session.place(2, BUY, 9_000, 1_000_000)])  # below the top 10
+    assert [m.stream.channel for m in messages] == [], "nothing changed in any wanted tier"
+
+
+def test_a_subscriber_that_misses_an_update_resyncs_from_a_new_snapshot() -> None:
+    rng = random.Random(11)
+    session = Session(make_spec())
+    stream = Stream(Channel.BOOK, SYMBOL, 25)
+    resting_ladder(session, 30)
+    subscriber = Subscriber(session, [stream])
+    missed = False
+    outcomes: list[BookSync] = []
+    for _ in range(60):
+        messages = [
+            m
+            for m in session.turn([random_command(rng, session.venue, SYMBOL)])
+            if m.stream == stream
+        ]
+        for message in messages:
+            if not missed:
+                missed = True  # the first update is lost on the way
+                continue
+            result = subscriber.receive_one(message)
+            assert result is not None
+            outcomes.append(result)
+            if result.resync:
+                subscriber.subscribe(session, stream)
+                assert subscriber.books[stream].synced
+        if outcomes:  # once the gap showed; until then the subscriber cannot know
+            assert_books_match(session, subscriber)
+    assert outcomes[0] is BookSync.SEQ_GAP
+    assert set(outcomes[1:]) == {BookSync.APPLIED}
+
+
+def test_an_out_of_sync_book_waits_for_a_snapshot_and_ignores_repeats() -> None:
+    session = Session(make_spec())
+    stream = Stream(Channel.BOOK, SYMBOL, 10)
+    subscriber = Subscriber(session, [stream])
+    first = session.turn([session.place(1, BUY, 9_990, 1_000_000)])
+    second = session.turn([session.place(1, BUY, 9_980, 1_000_000)])
+    third = session.turn([session.place(1, BUY, 9_970, 1_000_000)])
+    assert subscriber.receive_one(first[0]) is BookSync.APPLIED
+    assert subscriber.receive_one(first[0]) is BookSync.STALE_IGNORED
+    assert subscriber.receive_one(third[0]) is BookSync.SEQ_GAP
+    assert subscriber.receive_one(second[0]) is BookSync.AWAITING_SNAPSHOT
+    assert BookSync.AWAITING_SNAPSHOT.resync and not BookSync.STALE_IGNORED.resync
+    subscriber.subscribe(session, stream)
+    assert_books_match(session, subscriber)
+
+
+def test_a_corrupted_quantity_fails_the_checksum() -> None:
+    session = Session(make_spec())
+    resting_ladder(session, 5)
+    stream = Stream(Channel.BOOK, SYMBOL, 10)
+    subscriber = Subscriber(session, [stream])
+    (message,) = session.turn([session.place(2, SELL, 10_001, 2_500_000)])
+    body = orjson.loads(message.payload)
+    assert body["data"]["asks"] == [["100.01", "3.500000"]]
+    body["data"]["asks"][0][1] = "3.400000"
+    assert subscriber.books[stream].apply(body) is BookSync.CHECKSUM_MISMATCH
+    assert not subscriber.books[stream].synced
+    subscriber.subscribe(session, stream)
+    assert_books_match(session, subscriber)
+
+    snapshot = orjson.loads(session.md.snapshot(stream, session.now).payload)
+    snapshot["data"]["bids"][2][1] = "1.000001"
+    assert LocalBook(SYMBOL, 10).apply(snapshot) is BookSync.CHECKSUM_MISMATCH
+
+
+def test_a_new_epoch_makes_the_subscriber_resync() -> None:
+    before = Session(make_spec())
+    stream = Stream(Channel.BOOK, SYMBOL, 10)
+    subscriber = Subscriber(before, [stream])
+    after = Session(make_spec(), epoch=EPOCH + 1)  # the venue restarted
+    after.wanted.add(stream)
+    after.md.snapshot(stream, after.now)
+    (message,) = after.turn([after.place(1, BUY, 9_990, 1_000_000)])
+    assert subscriber.receive_one(message) is BookSync.EPOCH_CHANGED
+
+
+def test_a_snapshot_taken_mid_turn_is_the_state_at_its_seq() -> None:
+    session = Session(make_spec())
+    resting_ladder(session, 3)
+    followed = Stream(Channel.BOOK, SYMBOL, 10)
+    early = Subscriber(session, [followed])
+    session.execute(session.place(2, BUY, 9_999, 1_000_000))  # fed, not yet flushed
+    late = Subscriber(session, [followed])  # the published state, at the same seq
+    assert late.books[followed].seq == early.books[followed].seq
+    assert late.books[followed].bids() == early.books[followed].bids()
+    unfollowed = Stream(Channel.BOOK, SYMBOL, 25)
+    newcomer = Subscriber(session, [unfollowed])  # nobody kept it: the state now
+    messages = session.md.flush(session.now, session.wanted)
+    assert [m.stream for m in messages if m.stream.channel == Channel.BOOK] == [followed]
+    for subscriber in (early, late, newcomer):
+        subscriber.receive(messages)
+        assert set(subscriber.results) == {BookSync.APPLIED}
+        assert_books_match(session, subscriber)
+
+
+def test_the_book_shows_only_what_it_was_fed() -> None:
+    """The venue runs ahead of the journal; the public book must wait for durable events."""
+    session = Session(make_spec())
+    resting_ladder(session, 3)
+    stream = Stream(Channel.BOOK, SYMBOL, 10)
+    before = session.top(SYMBOL, 10)
+    events = session.execute(session.place(2, SELL, 9_998, 3_000_000), feed=False)
+    assert session.top(SYMBOL, 10) != before
+    body = orjson.loads(session.md.snapshot(stream, session.now).payload)
+    assert [tuple(row) for row in body["data"]["bids"]] == before[0]
+    assert session.md.flush(session.now, {stream}) == []
+    session.md.on_events(events)  # now durable
+    subscriber = Subscriber(session, [])
+    subscriber.streams.add(stream)
+    subscriber.books[stream] = LocalBook(SYMBOL, 10)
+    subscriber.receive_one(session.md.snapshot(stream, session.now))
+    subscriber.receive(session.md.flush(session.now, {stream}))
+    assert_books_match(session, subscriber)
+
+
+def test_a_book_nobody_follows_restarts_at_a_new_seq() -> None:
+    session = Session(make_spec())
+    stream = Stream(Channel.BOOK, SYMBOL, 25)
+    subscriber = Subscriber(session, [stream])
+    subscriber.receive(session.turn([session.place(1, BUY, 9_990, 1_000_000)]))
+    seq = session.md.seq(stream)
+    session.wanted.clear()  # the last subscriber left
+    assert session.turn([session.place(1, BUY, 9_980, 1_000_000)]) == []
+    assert session.md.seq(stream) == seq
+    again = Subscriber(session, [stream])
+    assert again.books[stream].seq == seq + 1, "a new state gets a new seq"
+    assert_books_match(session, again)
+    assert subscriber.books[stream].seq == seq  # the old copy is not mistaken for it
+
+
+def test_each_message_is_encoded_once_for_all_its_subscribers() -> None:
+    session = Session(make_spec(), other_spec())
+    resting_ladder(session, 3)
+    subscribers = [Subscriber(session, all_streams(SYMBOL) + all_streams(OTHER)) for _ in range(5)]
+    rng = random.Random(5)
+    for _ in range(30):
+        commands = [random_command(rng, session.venue, SYMBOL) for _ in range(3)]
+        commands.append(random_command(rng, session.venue, OTHER))
+        messages = session.turn(commands)
+        streams = [m.stream for m in messages]
+        assert len(streams) == len(set(streams)), "one message per stream per flush"
+        assert all(isinstance(m.payload, bytes) for m in messages)
+        sent: dict[int, int] = defaultdict(int)  # what a server would write, by object
+        for message in messages:
+            for subscriber in subscribers:
+                if message.stream in subscriber.streams:
+                    sent[id(message.payload)] += 1
+                    subscriber.receive_one(message)
+        assert set(sent.values()) <= {len(subscribers)}
+    stream = Stream(Channel.BOOK, SYMBOL, 10)
+    assert (
+        session.md.snapshot(stream, session.now).payload
+        is session.md.snapshot(stream, session.now + 5).payload
+    ), "a snapshot is encoded once per seq"
+    for subscriber in subscribers:
+        assert set(subscriber.results) == {BookSync.APPLIED}
+        assert_books_match(session, subscriber)
+
+
+def test_trades_of_a_turn_are_one_message_with_consecutive_ids() -> None:
+    session = Session(make_spec())
+    resting_ladder(session, 3)
+    stream = Stream(Channel.TRADES, SYMBOL)
+    subscriber = Subscriber(session, [stream])
+    assert subscriber.seqs[stream] == 0
+    sweep = session.place(2, BUY, 10_003, 2_500_000)
+    (message,) = [m for m in session.turn([sweep]) if m.stream == stream]
+    ts = session.now
+    body = orjson.loads(message.payload)
+    assert (body["type"], body["seq"], body["prev_seq"], body["epoch"]) == ("update", 1, 0, EPOCH)
+    assert body["data"] == [
+        {"trade_id": 1, "price": "100.01", "qty": "1.000000", "taker_side": "buy", "ts": ts},
+        {"trade_id": 2, "price": "100.02", "qty": "1.000000", "taker_side": "buy", "ts": ts},
+        {"trade_id": 3, "price": "100.03", "qty": "0.500000", "taker_side": "buy", "ts": ts},
+    ]
+    subscriber.receive([message])
+    (message,) = [
+        m for m in session.turn([session.place(3, SELL, 9_999, 100_000)]) if m.stream == stream
+    ]
+    subscriber.receive([message])
+    assert [t["trade_id"] for t in subscriber.trades[SYMBOL]] == [1, 2, 3, 4]
+    snapshot = orjson.loads(session.md.snapshot(stream, session.now).payload)
+    assert (snapshot["type"], snapshot["seq"]) == ("snapshot", 2)
+    assert [t["trade_id"] for t in snapshot["data"]] == [1, 2, 3, 4]
+
+
+def test_a_trades_snapshot_keeps_the_recent_tail() -> None:
+    session = Session(make_spec())
+    for _ in range(TRADES_RECENT_MAX + 10):
+        session.turn([session.place(1, SELL, 10_000, 1), session.place(2, BUY, 10_000, 1)])
+    body = orjson.loads(session.md.snapshot(Stream(Channel.TRADES, SYMBOL), session.now).payload)
+    ids = [t["trade_id"] for t in body["data"]]
+    assert ids == list(range(11, TRADES_RECENT_MAX + 11))
+    assert body["seq"] == TRADES_RECENT_MAX + 10, "the seq moves even with nobody watching"
+
+
+def test_the_ticker_window_drops_trades_older_than_24_hours() -> None:
+    session = Session(make_spec())
+    stream = Stream(Channel.TICKER, SYMBOL)
+    subscriber = Subscriber(session, [stream])
+    assert subscriber.last[stream] == {
+        "last": None,
+        "high": None,
+        "low": None,
+        "volume": "0.000000",
+        "trades": 0,
+    }
+
+    def trade(price: int, qty: int) -> None:
+        subscriber.receive(session.turn([session.place(1, SELL, price, qty)]))
+        subscriber.receive(session.turn([session.place(2, BUY, price, qty)]))
+
+    trade(10_100, 2_000_000)
+    session.now += HOUR_US
+    trade(9_900, 1_000_000)
+    trade(10_000, 500_000)
+    assert subscriber.last[stream] == {
+        "last": "100.00",
+        "high": "101.00",
+        "low": "99.00",
+        "volume": "3.500000",
+        "trades": 3,
+    }
+    first = session.trades[0].ts_us
+    assert session.md.flush(first + 24 * HOUR_US - MINUTE_US, session.wanted) == []
+    subscriber.receive(session.md.flush(first + 24 * HOUR_US, session.wanted))
+    assert subscriber.last[stream] == {
+        "last": "100.00",
+        "high": "100.00",
+        "low": "99.00",
+        "volume": "1.500000",
+        "trades": 2,
+    }
+    late = orjson.loads(session.md.snapshot(stream, first + 26 * HOUR_US).payload)
+    assert late["data"] == {
+        "last": "100.00",
+        "high": None,
+        "low": None,
+        "volume": "0.000000",
+        "trades": 0,
+    }
+    assert "seq" not in late
+
+
+def test_instruments_carry_reference_data_and_status_changes() -> None:
+    bill = make_spec(
+        symbol="TB-2027-03-04-USD",
+        kind=InstrumentKind.TBILL,
+        base="TB-2027-03-04",
+        price_decimals=6,
+        price_tick=1,
+        qty_decimals=0,
+        qty_step=100,
+        min_qty=1_000,
+        min_notional=1_000_000_000,
+        reference_price=98_676_708,
+        maturity_us=1_804_118_400_000_000,
+    )
+    session = Session(make_spec(), bill)
+    equity = Stream(Channel.INSTRUMENTS, SYMBOL)
+    tbill = Stream(Channel.INSTRUMENTS, bill.symbol)
+    subscriber = Subscriber(session, [equity, tbill])
+    assert subscriber.seqs == {equity: 0, tbill: 0}
+    assert subscriber.last[equity] == {
+        "symbol": SYMBOL,
+        "kind": "equity",
+        "base": "AAPLx",
+        "quote": "USD",
+        "price_decimals": 2,
+        "qty_decimals": 6,
+        "tick": "0.01",
+        "step": "0.000001",
+        "min_qty": "0.000001",
+        "min_notional": "0.000000",
+        "maker_fee_bps": 0,
+        "taker_fee_bps": 0,
+        "status": "open",
+    }
+    reference = subscriber.last[tbill]
+    assert (reference["kind"], reference["step"], reference["min_notional"]) == (
+        "tbill",
+        "100",
+        "1000.000000",
+    )
+    assert (reference["maturity"], reference["face"]) == (1_804_118_400_000_000, "100")
+    messages = session.turn(
+        [SetInstrumentStatus(symbol=bill.symbol, status=InstrumentStatus.HALTED)]
+    )
+    assert [m.stream for m in messages] == [tbill]
+    subscriber.receive(messages)
+    assert (subscriber.seqs[tbill], subscriber.last[tbill]["status"]) == (1, "halted")
+    body = orjson.loads(session.md.snapshot(tbill, session.now).payload)
+    assert (body["type"], body["seq"], body["data"]["status"]) == ("snapshot", 1, "halted")
+    assert "maturity" not in subscriber.last[equity]
+
+
+def test_listing_after_start_and_seeding_from_a_running_venue_agree() -> None:
+    session = Session(make_spec())
+    rng = random.Random(3)
+    for _ in range(80):
+        session.turn([random_command(rng, session.venue, SYMBOL) for _ in range(3)])
+    seeded = MarketData.from_venue(session.venue, EPOCH)
+    seeded.check_invariants()
+    for depth in BOOK_DEPTHS:
+        stream = Stream(Channel.BOOK, SYMBOL, depth)
+        fed = orjson.loads(session.md.snapshot(stream, session.now).payload)["data"]
+        assert orjson.loads(seeded.snapshot(stream, session.now).payload)["data"] == fed
+    bbo = Stream(Channel.BBO, SYMBOL)
+    assert (
+        orjson.loads(seeded.snapshot(bbo, session.now).payload)["data"]
+        == orjson.loads(session.md.snapshot(bbo, session.now).payload)["data"]
+    )
+
+
+def test_heartbeat_carries_each_subscriptions_last_seq() -> None:
+    session = Session(make_spec())
+    streams = all_streams(SYMBOL)
+    subscriber = Subscriber(session, streams)
+    subscriber.receive(resting_ladder(session, 12))
+    subscriber.receive(session.turn([session.place(2, BUY, 10_001, 1_500_000)]))
+    body = orjson.loads(session.md.heartbeat(session.now + 1_000_000, streams))
+    assert body["ch"] == "heartbeat" and body["epoch"] == EPOCH
+    assert body["ts"] == session.now + 1_000_000
+    assert body["seqs"] == {
+        "book:AAPLx-USD:10": subscriber.books[streams[0]].seq,
+        "book:AAPLx-USD:25": subscriber.books[streams[1]].seq,
+        "book:AAPLx-USD:100": subscriber.books[streams[2]].seq,
+        "book:AAPLx-USD:1000": subscriber.books[streams[3]].seq,
+        "instruments:AAPLx-USD": 0,
+        "trades:AAPLx-USD": 1,
+        "bbo:AAPLx-USD": subscriber.seqs[Stream(Channel.BBO, SYMBOL)],
+    }
+    assert body["seqs"]["book:AAPLx-USD:10"] == 3  # ladder, the new best, the trade
+
+
+def test_problem_names_what_cannot_be_subscribed() -> None:
+    md = Session(make_spec()).md
+    assert md.problem(Stream(Channel.BOOK, SYMBOL, 10)) is None
+    assert md.problem(Stream(Channel.BOOK, SYMBOL, 11)) == "depth must be one of 10, 25, 100, 1000"
+    assert (
+        md.problem(Stream(Channel.TRADES, SYMBOL, 10)) == "depth applies to the book channel only"
+    )
+    assert md.problem(Stream(Channel.BBO, "NOPE")) == "unknown symbol 'NOPE'"
+    assert md.problem(Stream("candles", SYMBOL)) == "unknown channel 'candles'"  # type: ignore[arg-type]
+    assert {str(c) for c in CHANNELS} == {"instruments", "book", "trades", "bbo", "ticker"}
+    with pytest.raises(ValueError, match="depth"):
+        md.snapshot(Stream(Channel.BOOK, SYMBOL, 5), 0)
+
+
+def test_the_checksum_is_the_documented_crc32() -> None:
+    bids = [("100.00", "1.500000"), ("99.90", "3.000000")]
+    asks = [("100.10", "2.000000")]
+    text = b"100.10:2.000000;100.00:1.500000|99.90:3.000000"
+    assert book_checksum(bids, asks) == zlib.crc32(text)
+    many = [(f"{100 - i}.00", "1.000000") for i in range(15)]
+    assert book_checksum(many, []) == book_checksum(many[:10], [])
+    assert book_checksum([], []) == zlib.crc32(b";")
