@@ -27,6 +27,13 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="venue", description=__doc__)
     commands = parser.add_subparsers(title="commands")
 
+    serve = commands.add_parser("serve", help="run the venue's websocket server")
+    serve.add_argument("--config", type=Path, default=Path("venue.toml"))
+    serve.add_argument("--host", default=None, help="default: the config's (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="default: the config's (8765)")
+    serve.add_argument("--data-dir", type=Path, default=None, help="default: the config's")
+    serve.set_defaults(run=_run_serve)
+
     demo = commands.add_parser("demo", help="run a short seeded trading session on the engine")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--orders", type=int, default=2_000)
@@ -59,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     engine_bench.add_all_arguments(every)
     every.set_defaults(run=engine_bench.run_all)
     return parser
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from gateway import serve
+
+    return serve.run(args.config, args.host, args.port, args.data_dir)
 
 
 def _run_demo(args: argparse.Namespace) -> int:

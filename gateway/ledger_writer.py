@@ -6,12 +6,12 @@ store is derived from the venue's events and the ledger's drained transfers; re-
 what is already stored is a no-op, so a writer can always be replayed.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from engine.events import AccountOpened, AssetListed, Event, ReservesAttested
 from settlement.ledger import Ledger
 from settlement.store import LedgerStore
-from settlement.transfers import FEE_INCOME, ISSUANCE, REDEMPTION, ROUNDING
+from settlement.transfers import FEE_INCOME, ISSUANCE, REDEMPTION, ROUNDING, Transfer
 
 BATCH_TRANSFERS = 4_000  # about 1,000 trades: the store's sweet spot for one transaction
 VENUE_ACCOUNT_NAMES = {
@@ -42,9 +42,24 @@ class LedgerWriter:
                     attestation.asset, attestation.amount, attestation.as_of_us
                 )
 
+    def register_ledger(self, ledger: Ledger) -> None:
+        """Register everything the ledger knows (after a restart, before catching up)."""
+        for code, spec in ledger.assets.items():
+            self.store.register_asset(code, spec.scale)
+        for account, participant in ledger.participants.items():
+            self.store.register_account(account, participant.name)
+        for attestation in ledger.attestations.values():
+            self.store.record_attestation(
+                attestation.asset, attestation.amount, attestation.as_of_us
+            )
+
+    def write(self, transfers: Sequence[Transfer]) -> None:
+        """Store booked transfers, in batches of `BATCH_TRANSFERS`."""
+        for start in range(0, len(transfers), BATCH_TRANSFERS):
+            self.store.append_batch(transfers[start : start + BATCH_TRANSFERS])
+
     def flush(self, ledger: Ledger) -> int:
         """Store every transfer the ledger booked since the last flush; how many there were."""
         booked = ledger.drain()
-        for start in range(0, len(booked), BATCH_TRANSFERS):
-            self.store.append_batch(booked[start : start + BATCH_TRANSFERS])
+        self.write(booked)
         return len(booked)

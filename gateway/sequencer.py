@@ -72,7 +72,7 @@ class Sequencer:
         self._pending: list[Executed] = []
         self._flush_scheduled = False
         self._committing: asyncio.Task[None] | None = None
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self.io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")  # ordered I/O
 
     def recover(self) -> int:
         """Replay the journal into the (fresh) venue; how many commands it held."""
@@ -127,7 +127,7 @@ class Sequencer:
             del self._pending[:BATCH_COMMANDS_MAX]
             records = [(e.seq, encode_command(e.command)) for e in batch if e.command]
             if records:
-                await loop.run_in_executor(self._io, self.journal.commit, records)
+                await loop.run_in_executor(self.io, self.journal.commit, records)
             self.release(batch)
             if self.after_durable is not None:
                 await self.after_durable()
@@ -145,5 +145,5 @@ class Sequencer:
                 await asyncio.sleep(0)
 
     def close(self) -> None:
-        self._io.shutdown(wait=True)
+        self.io.shutdown(wait=True)
         self.journal.close()

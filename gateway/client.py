@@ -1,0 +1,220 @@
+"""The Python client SDK: an asyncio connection to the venue with typed results and pushes.
+
+Owns the client side of the wire: request ids and correlation (each request awaits its one
+response), HMAC logon, the trading and query methods, subscriptions, and local books kept
+in step with the public `book` channel (`gateway.market_data.LocalBook`: gaps, new epochs
+and checksum mismatches trigger a fresh snapshot). Pushes that are not book updates are
+queued for the caller (`next_push`). On reconnect, `resume()` logs on again and
+resubscribes the private stream with `since_seq`, so no private event is missed while the
+server still retains it.
+"""
+
+import asyncio
+import itertools
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+from websockets.asyncio.client import ClientConnection, connect
+
+from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
+from gateway.market_data import BOOK_DEPTHS, LocalBook
+
+PUSH_QUEUE_MAX = 100_000  # pushes waiting for the caller before the oldest are dropped
+
+
+class VenueError(Exception):
+    """The venue answered a request with an error; `code`, `name`, `status` as sent."""
+
+    def __init__(self, status: int, code: int, name: str, msg: str, data: Any = None) -> None:
+        super().__init__(f"{status} {name} ({code}): {msg}")
+        self.status = status
+        self.code = code
+        self.name = name
+        self.data = data
+
+
+class VenueClient:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.websocket: ClientConnection | None = None
+        self.pushes: asyncio.Queue[dict[str, Any]] = asyncio.Queue(PUSH_QUEUE_MAX)
+        self.books: dict[str, LocalBook] = {}  # symbol -> the local book kept in sync
+        self.account_seq = 0  # the last private seq seen, for since_seq on reconnect
+        self.resyncs = 0
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._credentials: tuple[str, str] | None = None
+        self._book_depths: dict[str, int] = {}
+
+    async def connect(self) -> "VenueClient":
+        self.websocket = await connect(self.url, max_size=None, compression=None)
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def close(self) -> None:
+        if self.websocket is not None:
+            await self.websocket.close()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+    async def __aenter__(self) -> "VenueClient":
+        return await self.connect()
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    # ----------------------------------------------------------------- requests
+
+    async def request(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Send one request and return its result, or raise `VenueError`."""
+        response = await self.request_raw(method, params)
+        if response["status"] != 200:
+            error = response.get("error", {})
+            raise VenueError(
+                response["status"],
+                error.get("code", 0),
+                error.get("name", "?"),
+                error.get("msg", ""),
+                error.get("data"),
+            )
+        return response.get("result")
+
+    async def request_raw(
+        self, method: str, params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Send one request and return the whole response envelope, whatever its status."""
+        assert self.websocket is not None, "connect first"
+        request_id = next(self._ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        frame = msgspec.json.encode({"id": request_id, "method": method, "params": params or {}})
+        await self.websocket.send(frame, text=True)
+        return await future
+
+    async def logon(self, api_key: str, secret: str) -> Any:
+        self._credentials = (api_key, secret)
+        ts = time.time_ns() // 1_000
+        nonce = f"{ts}-{next(self._ids)}"
+        sig = sign_logon(secret, api_key, ts, nonce, RECV_WINDOW_MS_DEFAULT)
+        params = {
+            "api_key": api_key,
+            "ts": ts,
+            "nonce": nonce,
+            "sig": sig,
+            "recv_window": RECV_WINDOW_MS_DEFAULT,
+        }
+        return await self.request("session.logon", params)
+
+    async def resume(self) -> None:
+        """Reconnect, log on again, and replay missed private events with since_seq."""
+        await self.close()
+        await self.connect()
+        if self._credentials is not None:
+            await self.logon(*self._credentials)
+            await self.subscribe_account(since_seq=self.account_seq)
+        for symbol, depth in self._book_depths.items():
+            await self.subscribe_book(symbol, depth)
+
+    # trading
+
+    async def place(
+        self,
+        symbol: str,
+        side: str,
+        qty: str | None = None,
+        price: str | None = None,
+        type: str = "limit",
+        tif: str = "gtc",
+        **more: Any,
+    ) -> Any:
+        params = {"symbol": symbol, "side": side, "type": type, "tif": tif, **more}
+        if qty is not None:
+            params["qty"] = qty
+        if price is not None:
+            params["price"] = price
+        return await self.request("order.place", params)
+
+    async def cancel(self, order_id: int | None = None, cl_ord_id: str | None = None) -> Any:
+        return await self.request("order.cancel", _ids_of(order_id, cl_ord_id))
+
+    async def amend(
+        self, order_id: int | None = None, cl_ord_id: str | None = None, **changes: Any
+    ) -> Any:
+        return await self.request("order.amend", _ids_of(order_id, cl_ord_id) | changes)
+
+    async def batch(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
+        """Up to 20 ops; the whole envelope (status 200 or 409 with a result per op)."""
+        return await self.request_raw("order.batch", {"ops": ops})
+
+    async def cancel_all(self, **filters: Any) -> Any:
+        return await self.request("orders.cancel_all", filters)
+
+    async def open_orders(self, symbol: str | None = None) -> Any:
+        return await self.request("orders.open", {"symbol": symbol} if symbol else {})
+
+    async def balances(self) -> Any:
+        return await self.request("balances")
+
+    # subscriptions
+
+    async def subscribe_account(self, since_seq: int | None = None) -> Any:
+        params: dict[str, Any] = {"ch": "account"}
+        if since_seq is not None:
+            params["since_seq"] = since_seq
+        return await self.request("subscribe", params)
+
+    async def subscribe_book(self, symbol: str, depth: int = BOOK_DEPTHS[0]) -> Any:
+        self._book_depths[symbol] = depth
+        self.books[symbol] = LocalBook(symbol, depth)
+        return await self.request("subscribe", {"ch": "book", "symbols": [symbol], "depth": depth})
+
+    async def next_push(self, timeout_s: float = 5.0) -> dict[str, Any]:
+        return await asyncio.wait_for(self.pushes.get(), timeout_s)
+
+    # ----------------------------------------------------------------- reading
+
+    async def _read(self) -> None:
+        assert self.websocket is not None
+        try:
+            async for frame in self.websocket:
+                self._on_message(msgspec.json.decode(frame))
+        except Exception:  # the connection ended; waiting requests learn it below
+            pass
+        finally:
+            for future in self._waiting.values():
+                if not future.done():
+                    future.set_exception(ConnectionError("the connection closed"))
+            self._waiting.clear()
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        if "id" in message and "status" in message:
+            future = self._waiting.pop(message["id"], None) if message["id"] is not None else None
+            if future is not None and not future.done():
+                future.set_result(message)
+            else:
+                self._queue(message)  # nobody waits for it (an unreadable frame's error, say)
+            return
+        channel = message.get("ch")
+        if channel == "book" and message.get("sym") in self.books:
+            sync = self.books[message["sym"]].apply(message)
+            if sync.resync:
+                self.resyncs += 1
+                symbol = message["sym"]
+                asyncio.get_running_loop().create_task(
+                    self.subscribe_book(symbol, self._book_depths[symbol])
+                )
+        if channel == "account" and "seq" in message:
+            self.account_seq = max(self.account_seq, message["seq"])
+        self._queue(message)
+
+    def _queue(self, message: dict[str, Any]) -> None:
+        if self.pushes.full():
+            self.pushes.get_nowait()  # the caller is not reading pushes: keep the newest
+        self.pushes.put_nowait(message)
+
+
+def _ids_of(order_id: int | None, cl_ord_id: str | None) -> dict[str, Any]:
+    return {"order_id": order_id} if order_id is not None else {"cl_ord_id": cl_ord_id}

@@ -1,0 +1,424 @@
+"""Private pushes: engine events turned into each account's `exec`, `balance` and `settlement`.
+
+Owns what an execution report needs beyond the event itself: per open order its static
+fields (learned from `OrderAccepted`, updated by `OrderAmended`) and its running traded
+value for `avg_px`, plus the venue-wide `exec_id` counter. Leaves `seq` and `epoch` to the
+server. Every number is a decimal string at a fixed scale per instrument or asset, so equal
+values are equal strings; `avg_px` has `AVG_PX_EXTRA_DECIMALS` more than the price. Pushes
+follow PROTOCOL's envelope: `{"ch": "account", "type", "ts", "data"}`; `data["type"]` is
+the order type. Memory: an order is forgotten the moment it closes, so what is kept is
+bounded by the venue's open orders (`VenueConfig.open_orders_per_account_max` each).
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from engine.book import Order
+from engine.commands import Command, PlaceOrder
+from engine.enums import CancelReason, Liquidity, OrderStatus, OrderType, Side
+from engine.events import (
+    AssetListed,
+    BalanceChanged,
+    CommandRejected,
+    Event,
+    InstrumentListed,
+    OrderAccepted,
+    OrderAmended,
+    OrderCanceled,
+    OrderExpired,
+    SelfTradePrevented,
+    TradeExecuted,
+    TradeSettled,
+)
+from engine.instrument import InstrumentSpec
+from engine.units import format_units
+from settlement.transfers import TransferKind
+
+AVG_PX_EXTRA_DECIMALS = 4  # an average of fills is rarely on the tick; 4 more keep it honest
+ORDER_COMMANDS = frozenset({"place_order", "cancel_order", "amend_order"})
+CLOSED = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED})
+CHANNEL = "account"
+
+Push = dict[str, Any]
+
+
+class _Tracked:
+    """What an execution report needs to know of an open order that its events do not say."""
+
+    __slots__ = (
+        "account",
+        "cl_ord_id",
+        "cum_qty",
+        "leaves_qty",
+        "order_id",
+        "order_type",
+        "price",
+        "qty",
+        "quote_qty",
+        "quote_set",
+        "side",
+        "status",
+        "symbol",
+        "tag",
+        "tif",
+        "value",
+    )
+
+    def __init__(self, source: OrderAccepted | Order, quote_set: str | None) -> None:
+        self.order_id = source.order_id
+        self.account = source.account
+        self.symbol = source.symbol
+        self.side = source.side
+        self.order_type = source.order_type
+        self.tif = source.tif
+        self.price = source.price
+        self.qty = source.qty
+        self.quote_qty = source.quote_qty if isinstance(source, OrderAccepted) else 0
+        self.cl_ord_id = source.cl_ord_id
+        self.tag = source.tag
+        self.quote_set = quote_set
+        self.status = source.status
+        self.leaves_qty = source.leaves_qty
+        self.cum_qty = source.cum_qty
+        # The sum of price x qty over fills: avg_px = value / cum_qty.
+        self.value = source.filled_value if isinstance(source, Order) else 0
+
+
+class ExecReporter:
+    """Turns the events of each executed command into private pushes, per account."""
+
+    def __init__(
+        self,
+        specs: Mapping[str, InstrumentSpec] | None = None,
+        asset_scales: Mapping[str, int] | None = None,
+        last_exec_id: int = 0,
+    ) -> None:
+        self.specs: dict[str, InstrumentSpec] = {}
+        self.asset_scales: dict[str, int] = dict(asset_scales or {})
+        for spec in (specs or {}).values():
+            self._learn_spec(spec)
+        self.last_exec_id = last_exec_id
+        self.orders: dict[int, _Tracked] = {}
+
+    def adopt(self, order: Order, quote_set: str | None = None) -> None:
+        """Track an order that is already open (a venue restored from a snapshot)."""
+        self.orders[order.order_id] = _Tracked(order, quote_set)
+
+    def reports(
+        self,
+        events: Sequence[Event],
+        *,
+        command: Command | None = None,
+        quote_set: str | None = None,
+    ) -> list[tuple[int, Push]]:
+        """The pushes of one command's events, in order, each with the account it is for.
+
+        `command`, when given, fills the order fields of a rejected `PlaceOrder`; `quote_set`
+        tags the order these events accept (a `quote.mass` place).
+        """
+        out: list[tuple[int, Push]] = []
+        trades: dict[tuple[str, int], tuple[int, int]] = {}  # (symbol, trade id) -> accounts
+        for index, event in enumerate(events):
+            if isinstance(event, TradeExecuted):
+                trades[(event.symbol, event.trade_id)] = (event.maker_account, event.taker_account)
+                self._trade(event, _settlement_of(events, index, event), out)
+            elif isinstance(event, OrderAccepted):
+                tracked = self.orders[event.order_id] = _Tracked(event, quote_set)
+                out.append(self._exec(event.ts_us, tracked, "new"))
+            elif isinstance(event, OrderCanceled | OrderExpired | SelfTradePrevented):
+                out.append(self._closed(event))
+            elif isinstance(event, OrderAmended):
+                out.append(self._amended(event))
+            elif isinstance(event, BalanceChanged):
+                if event.account > 0:  # the venue's own accounts have no stream
+                    out.append((event.account, self._balance(event)))
+            elif isinstance(event, TradeSettled):
+                out += self._settlement(event, trades.get((event.symbol, event.trade_id)))
+            elif isinstance(event, CommandRejected):
+                if event.command in ORDER_COMMANDS and event.account > 0:
+                    out.append(self._rejected(event, command, quote_set))
+            elif isinstance(event, InstrumentListed):
+                self._learn_spec(event.spec)
+            elif isinstance(event, AssetListed):
+                self.asset_scales[event.spec.code] = event.spec.scale
+        return out
+
+    # ----------------------------------------------------------------- order events
+
+    def _trade(
+        self, trade: TradeExecuted, settled: TradeSettled | None, out: list[tuple[int, Push]]
+    ) -> None:
+        """One report for the maker's account, then one for the taker's."""
+        spec = self.specs[trade.symbol]
+        maker_fee, taker_fee = _fees(trade, settled, spec)
+        for liquidity, order_id, leaves, cum, status, fee in (
+            (
+                Liquidity.MAKER,
+                trade.maker_order_id,
+                trade.maker_leaves_qty,
+                trade.maker_cum_qty,
+                trade.maker_status,
+                maker_fee,
+            ),
+            (
+                Liquidity.TAKER,
+                trade.taker_order_id,
+                trade.taker_leaves_qty,
+                trade.taker_cum_qty,
+                trade.taker_status,
+                taker_fee,
+            ),
+        ):
+            tracked = self._tracked(order_id, "trade")
+            tracked.value += trade.price * trade.qty
+            tracked.leaves_qty = leaves
+            tracked.cum_qty = cum
+            tracked.status = status
+            account, push = self._exec(trade.ts_us, tracked, "trade")
+            data = push["data"]
+            data["last_px"] = format_units(trade.price, spec.price_decimals)
+            data["last_qty"] = format_units(trade.qty, spec.qty_decimals)
+            data["liquidity"] = liquidity.value
+            data["trade_id"] = trade.trade_id
+            data["fee"] = format_units(fee, self._scale(spec.quote))
+            data["fee_asset"] = spec.quote
+            out.append((account, push))
+            self._forget_if_closed(tracked)
+
+    def _closed(self, event: OrderCanceled | OrderExpired | SelfTradePrevented) -> tuple[int, Push]:
+        tracked = self._tracked(event.order_id, type(event).__name__)
+        tracked.leaves_qty = 0
+        tracked.cum_qty = event.cum_qty
+        tracked.status = event.status
+        if isinstance(event, SelfTradePrevented):
+            account, push = self._exec(event.ts_us, tracked, "stp", CancelReason.STP.value)
+            push["data"]["liquidity"] = event.liquidity.value
+        else:
+            exec_type = "canceled" if isinstance(event, OrderCanceled) else "expired"
+            account, push = self._exec(event.ts_us, tracked, exec_type, event.reason.value)
+        del self.orders[event.order_id]
+        return account, push
+
+    def _amended(self, event: OrderAmended) -> tuple[int, Push]:
+        tracked = self._tracked(event.order_id, "OrderAmended")
+        tracked.price = event.price
+        tracked.qty = event.qty
+        tracked.leaves_qty = event.leaves_qty
+        tracked.cum_qty = event.cum_qty
+        tracked.status = event.status
+        tracked.cl_ord_id = event.cl_ord_id
+        report = self._exec(event.ts_us, tracked, "amended")
+        self._forget_if_closed(tracked)
+        return report
+
+    def _rejected(
+        self, event: CommandRejected, command: Command | None, quote_set: str | None
+    ) -> tuple[int, Push]:
+        """A refused place, cancel or amend; the order, if open, is as it was."""
+        reason = event.reason.name
+        place_refused = event.command == "place_order"
+        tracked = None if place_refused else self.orders.get(event.order_id)
+        if tracked is not None and tracked.account == event.account:
+            return self._exec(event.ts_us, tracked, "rejected", reason)
+        place = command if place_refused and isinstance(command, PlaceOrder) else None
+        spec = self.specs.get(event.symbol or "")
+        data: Push = {
+            "exec_type": "rejected",
+            "status": OrderStatus.REJECTED.value,
+            "exec_id": self._next_exec_id(),
+            "order_id": None if place_refused or not event.order_id else event.order_id,
+            "cl_ord_id": event.cl_ord_id,
+            "symbol": event.symbol,
+            "side": place.side.value if place else None,
+            "type": place.order_type.value if place else None,
+            "tif": place.tif.value if place else None,
+            "price": _price(place.price, spec) if place and place.price else None,
+            "qty": _qty(place.qty, spec) if place else None,
+            "quote_qty": _quote(place.quote_qty, spec) if place and place.quote_qty else None,
+            "leaves_qty": _qty(0, spec),
+            "cum_qty": _qty(0, spec),
+            "avg_px": _avg_px(0, 0, spec),
+            "last_px": None,
+            "last_qty": None,
+            "liquidity": None,
+            "trade_id": None,
+            "fee": None,
+            "fee_asset": None,
+            "tag": place.tag if place else None,
+            "quote_set": quote_set if place else None,
+            "reason": reason,
+        }
+        return event.account, _push("exec", event.ts_us, data)
+
+    def _exec(
+        self, ts_us: int, order: _Tracked, exec_type: str, reason: str | None = None
+    ) -> tuple[int, Push]:
+        spec = self.specs[order.symbol]
+        data: Push = {
+            "exec_type": exec_type,
+            "status": order.status.value,
+            "exec_id": self._next_exec_id(),
+            "order_id": order.order_id,
+            "cl_ord_id": order.cl_ord_id,
+            "symbol": order.symbol,
+            "side": order.side.value,
+            "type": order.order_type.value,
+            "tif": order.tif.value,
+            "price": _price(order.price, spec) if order.order_type is OrderType.LIMIT else None,
+            "qty": _qty(order.qty, spec),
+            "quote_qty": _quote(order.quote_qty, spec) if order.quote_qty else None,
+            "leaves_qty": _qty(order.leaves_qty, spec),
+            "cum_qty": _qty(order.cum_qty, spec),
+            "avg_px": _avg_px(order.value, order.cum_qty, spec),
+            "last_px": None,
+            "last_qty": None,
+            "liquidity": None,
+            "trade_id": None,
+            "fee": None,
+            "fee_asset": None,
+            "tag": order.tag,
+            "quote_set": order.quote_set,
+            "reason": reason,
+        }
+        return order.account, _push("exec", ts_us, data)
+
+    # ----------------------------------------------------------------- ledger events
+
+    def _balance(self, event: BalanceChanged) -> Push:
+        scale = self._scale(event.asset)
+        data = {
+            "asset": event.asset,
+            "total": format_units(event.total, scale),
+            "available": format_units(event.available, scale),
+            "held": format_units(event.held, scale),
+        }
+        return _push("balance", event.ts_us, data)
+
+    def _settlement(
+        self, event: TradeSettled, accounts: tuple[int, int] | None
+    ) -> list[tuple[int, Push]]:
+        """The settlement to every participant of the trade (once each, legs or not)."""
+        participants = dict.fromkeys(accounts or ())
+        legs = []
+        for leg in event.transfers:
+            participants.update(dict.fromkeys((leg.debit_account, leg.credit_account)))
+            legs.append(
+                {
+                    "transfer_id": leg.transfer_id,
+                    "kind": leg.kind.value,
+                    "from": leg.debit_account,
+                    "to": leg.credit_account,
+                    "asset": leg.asset,
+                    "amount": format_units(leg.amount, self._scale(leg.asset)),
+                }
+            )
+        data = {
+            "settlement_id": event.settlement_id,
+            "trade_id": event.trade_id,
+            "symbol": event.symbol,
+            "legs": legs,
+        }
+        return [
+            (account, _push("settlement", event.ts_us, data))
+            for account in participants
+            if account > 0
+        ]
+
+    # ----------------------------------------------------------------- bookkeeping
+
+    def _learn_spec(self, spec: InstrumentSpec) -> None:
+        self.specs[spec.symbol] = spec
+        self.asset_scales.setdefault(spec.base, spec.qty_decimals)
+        self.asset_scales.setdefault(spec.quote, spec.quote_decimals)
+
+    def _scale(self, asset: str) -> int:
+        scale = self.asset_scales.get(asset)
+        assert scale is not None, f"no scale known for asset {asset}"
+        return scale
+
+    def _tracked(self, order_id: int, what: str) -> _Tracked:
+        tracked = self.orders.get(order_id)
+        assert tracked is not None, f"{what} of order {order_id}, which was never seen open"
+        return tracked
+
+    def _forget_if_closed(self, tracked: _Tracked) -> None:
+        if tracked.status in CLOSED:
+            del self.orders[tracked.order_id]
+
+    def _next_exec_id(self) -> int:
+        self.last_exec_id += 1
+        return self.last_exec_id
+
+
+def _push(kind: str, ts_us: int, data: Push) -> Push:
+    return {"ch": CHANNEL, "type": kind, "ts": ts_us, "data": data}
+
+
+def _settlement_of(
+    events: Sequence[Event], index: int, trade: TradeExecuted
+) -> TradeSettled | None:
+    """The settlement of the trade at `index`: the clearing books it right after the match."""
+    for event in _after(events, index):
+        if isinstance(event, TradeSettled) and event.trade_id == trade.trade_id:
+            if event.symbol == trade.symbol:
+                return event
+        elif isinstance(event, TradeExecuted):
+            return None  # a venue without a ledger: the next trade came first
+    return None
+
+
+def _after(events: Sequence[Event], index: int) -> Iterable[Event]:
+    for position in range(index + 1, len(events)):
+        yield events[position]
+
+
+def _fees(
+    trade: TradeExecuted, settled: TradeSettled | None, spec: InstrumentSpec
+) -> tuple[int, int]:
+    """(maker fee, taker fee) of one trade in quote units, from its settlement's fee legs."""
+    if settled is None:
+        return 0, 0
+    fee_legs = [leg for leg in settled.transfers if leg.kind is TransferKind.FEE]
+    taker_buys = trade.taker_side is Side.BUY
+    buyer, seller = (
+        (trade.taker_account, trade.maker_account)
+        if taker_buys
+        else (trade.maker_account, trade.taker_account)
+    )
+    if buyer != seller:
+        buyer_fee = sum(leg.amount for leg in fee_legs if leg.debit_account == buyer)
+        seller_fee = sum(leg.amount for leg in fee_legs if leg.debit_account == seller)
+    elif len(fee_legs) == 2:  # a self-trade: the buyer's fee leg comes first
+        buyer_fee, seller_fee = fee_legs[0].amount, fee_legs[1].amount
+    else:
+        # One leg of a self-trade: the buyer's unless the buyer's rate is zero. (Ambiguous
+        # only when both rates are set and one fee rounded to nothing; then it is the buyer's.)
+        buyer_bps = spec.taker_fee_bps if taker_buys else spec.maker_fee_bps
+        amount = fee_legs[0].amount if fee_legs else 0
+        buyer_fee, seller_fee = (amount, 0) if buyer_bps else (0, amount)
+    return (seller_fee, buyer_fee) if taker_buys else (buyer_fee, seller_fee)
+
+
+def _price(units: int, spec: InstrumentSpec | None) -> str | None:
+    return None if spec is None else format_units(units, spec.price_decimals)
+
+
+def _qty(units: int, spec: InstrumentSpec | None) -> str | None:
+    return None if spec is None else format_units(units, spec.qty_decimals)
+
+
+def _quote(units: int, spec: InstrumentSpec | None) -> str | None:
+    return None if spec is None else format_units(units, spec.quote_decimals)
+
+
+def _avg_px(value: int, cum_qty: int, spec: InstrumentSpec | None) -> str | None:
+    """value / cum_qty in price units, rounded half to even at the extra decimals."""
+    if spec is None:
+        return None
+    scale = spec.price_decimals + AVG_PX_EXTRA_DECIMALS
+    if not cum_qty:
+        return format_units(0, scale)
+    quotient, remainder = divmod(value * 10**AVG_PX_EXTRA_DECIMALS, cum_qty)
+    if 2 * remainder > cum_qty or (2 * remainder == cum_qty and quotient % 2):
+        quotient += 1
+    return format_units(quotient, scale)

@@ -1,0 +1,879 @@
+"""The venue's websocket server: sessions, dispatch, private and public streams, on one port.
+
+Owns the process around the engine: `/ws/trade` (logon, order entry, the private `account`
+stream, public channels) and `/ws/public` (market data only). Every request gets exactly one
+response on its connection; trading requests go through the sequencer and are answered only
+once their command is durable; queries are computed when they arrive and released behind
+the commands before them, so no answer shows state that is not yet on disk. Each connection
+has a bounded outbox drained by its own writer task: a client that stops reading is told
+`slow_consumer` and closed (4002) and never slows the engine or anyone else. Limits are in
+`gateway.limits`; the wire shapes in `gateway.wire`, `gateway.reports`, `gateway.market_data`.
+"""
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request as HttpRequest
+from websockets.http11 import Response as HttpResponse
+
+from engine.commands import CancelAll, CancelOrder, Command
+from engine.enums import CancelReason
+from engine.events import (
+    AccountOpened,
+    AssetListed,
+    CommandRejected,
+    Event,
+    OrderAccepted,
+    OrderAmended,
+    OrderCanceled,
+    OrderExpired,
+    ReservesAttested,
+    SelfTradePrevented,
+    TradeExecuted,
+    WithdrawalRequested,
+)
+from engine.reasons import ErrorCode
+from engine.units import format_units
+from engine.venue import Venue
+from engine.venue import VenueConfig as EngineConfig
+from gateway import config as venue_config
+from gateway import limits, wire
+from gateway.auth import ApiKey, Authenticator, AuthError, KeyStore, require_scope
+from gateway.journal import FileJournal
+from gateway.ledger_writer import LedgerWriter
+from gateway.market_data import Channel, MarketData, Stream
+from gateway.reports import ExecReporter
+from gateway.sequencer import Executed, Sequencer
+from settlement.ledger import Ledger
+from settlement.store import SqliteLedgerStore
+
+log = logging.getLogger("venue")
+E = ErrorCode
+
+JOURNAL_FILE = "journal.log"
+LEDGER_FILE = "ledger.sqlite"
+CLOCK_TICK_S = 0.05  # how often the venue's clock is advanced for gtd expiries and maturity
+PUBLIC_CHANNELS = {c.value for c in Channel}
+TRADING_METHODS = {"order.place", "order.cancel", "order.amend", "orders.cancel_all"}
+READ_METHODS = {"orders.open", "order.status", "fills", "balances"}
+
+
+def now_us() -> int:
+    return time.time_ns() // 1_000
+
+
+@dataclass(eq=False)
+class Session:
+    """One websocket connection and what it has asked for."""
+
+    id: int
+    websocket: ServerConnection
+    trade: bool  # /ws/trade (else /ws/public)
+    key: ApiKey | None = None
+    cod: bool = False
+    placed: set[int] = field(default_factory=set)  # open orders placed here, for COD
+    streams: set[Stream] = field(default_factory=set)
+    account_stream: bool = False
+    outbox: deque[bytes] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    closing: bool = False
+    last_sent_us: int = 0
+
+    @property
+    def account(self) -> int | None:
+        return self.key.account if self.key else None
+
+
+@dataclass(eq=False)
+class PrivateStream:
+    """An account's private events: per-account seq, bounded history for since_seq replay."""
+
+    seq: int = 0
+    history: deque[tuple[int, bytes, dict[str, Any]]] = field(
+        default_factory=lambda: deque(maxlen=limits.PRIVATE_HISTORY_EVENTS_MAX)
+    )
+    sessions: set[Session] = field(default_factory=set)
+
+
+@dataclass(eq=False)
+class Pending:
+    """A request waiting for its command(s) to be durable."""
+
+    session: Session
+    request_id: int | str
+    method: str
+    t_in: int
+    expected: int = 1  # commands (or barriers) still to come back
+    results: list[Executed] = field(default_factory=list)
+    answer: bytes | None = None  # a query's answer, computed when it arrived
+    finish: Callable[["Pending"], bytes] | None = None
+
+
+class VenueServer:
+    def __init__(self, config: venue_config.VenueConfig, data_dir: Path) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        staleness = venue_config.reserve_staleness_max_us(config)
+        self.ledger = Ledger()
+        self.venue = Venue(EngineConfig(reserve_staleness_max_us=staleness), self.ledger)
+        self.auth = Authenticator(KeyStore(config.api_keys))
+        self.limiter = limits.RateLimiter()
+        self.reporter = ExecReporter()
+        self.sessions: dict[int, Session] = {}
+        self.private: dict[int, PrivateStream] = {}
+        self.subscribers: dict[Stream, set[Session]] = {}
+        self.dead_man: dict[int, asyncio.TimerHandle] = {}
+        self._next_session = 0
+        self.epoch = now_us()
+        journal = FileJournal(data_dir / JOURNAL_FILE)
+        self.sequencer = Sequencer(
+            self.venue, journal, now_us, self._release, after_durable=self._after_durable
+        )
+        self.market_data = MarketData(self.epoch)
+        self._registrations: list[Event] = []  # for the ledger store, after durability
+        self._server: Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self, host: str, port: int) -> int:
+        """Recover or build the venue, then listen; the port actually bound."""
+        # The store's SQLite connection lives on the I/O thread, like every write to it.
+        self.store = await self._on_io(SqliteLedgerStore, self.data_dir / LEDGER_FILE)
+        self.writer = await self._on_io(LedgerWriter, self.store)
+        replayed = self.sequencer.recover()
+        self._learn_reference_data()
+        if replayed:
+            log.info("recovered %d commands from the journal", replayed)
+            await self._catch_up_store()
+        else:
+            await self._build_from_config()
+        self.market_data = MarketData.from_venue(self.venue, self.epoch)
+        for order in self.venue.orders.values():
+            self.reporter.adopt(order)
+        self._server = await serve(
+            self._handle,
+            host,
+            port,
+            max_size=limits.MESSAGE_BYTES_MAX,
+            max_queue=16,
+            compression=None,
+            process_request=self._route,
+        )
+        self._tasks.append(asyncio.create_task(self._clock()))
+        self._tasks.append(asyncio.create_task(self._heartbeats()))
+        bound: int = next(iter(self._server.sockets)).getsockname()[1]
+        return bound
+
+    async def _catch_up_store(self) -> None:
+        """After a restart: book into the store every transfer it had not stored yet."""
+        stored = await self._on_io(self.store.last_transfer_id)
+        booked = [t for t in self.ledger.drain() if t.transfer_id > stored]
+        await self._on_io(self.writer.register_ledger, self.ledger)
+        await self._on_io(self.writer.write, booked)
+
+    async def _on_io(self, function: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.sequencer.io, function, *args)
+
+    async def _build_from_config(self) -> None:
+        for command in venue_config.setup_commands(self.config, now_us()):
+            self.sequencer.submit(command, origin=None)
+        await self.sequencer.drain()
+
+    async def stop(self) -> None:
+        """Stop accepting, tell sessions, flush what is pending, close the files."""
+        for session in list(self.sessions.values()):
+            self._push(session, {"ch": "session", "type": "shutdown", "reconnect_in_ms": 1000})
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in self._tasks:
+            task.cancel()
+        await self.sequencer.drain()
+        await self._after_durable()
+        await self._on_io(self.store.close)
+        self.sequencer.close()
+
+    def _learn_reference_data(self) -> None:
+        for symbol, market in self.venue.markets.items():
+            self.reporter.specs[symbol] = market.spec
+        self.reporter.asset_scales.update(
+            {code: spec.scale for code, spec in self.ledger.assets.items()}
+        )
+
+    # ----------------------------------------------------------------- connections
+
+    def _route(self, connection: ServerConnection, request: HttpRequest) -> HttpResponse | None:
+        if request.path in ("/ws/trade", "/ws/public"):
+            return None
+        return connection.respond(HTTPStatus.NOT_FOUND, "use /ws/trade or /ws/public\n")
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        self._next_session += 1
+        path = websocket.request.path if websocket.request is not None else ""
+        session = Session(self._next_session, websocket, path == "/ws/trade")
+        self.sessions[session.id] = session
+        writer = asyncio.create_task(self._write(session))
+        logon_timer = None
+        if session.trade:
+            logon_timer = asyncio.get_running_loop().call_later(
+                limits.LOGON_TIMEOUT_S, self._logon_timeout, session
+            )
+        try:
+            async for frame in websocket:
+                self._on_frame(session, frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            if logon_timer is not None:
+                logon_timer.cancel()
+            self._disconnected(session)
+            writer.cancel()
+
+    def _logon_timeout(self, session: Session) -> None:
+        if session.key is None and not session.closing:
+            self._close(session, 4001, "logon timeout")
+
+    def _disconnected(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+        self.limiter.drop_connection(session.id)
+        for subscribers in self.subscribers.values():
+            subscribers.discard(session)
+        if session.account is not None:
+            stream = self.private.get(session.account)
+            if stream is not None:
+                stream.sessions.discard(session)
+        if session.cod and session.placed and session.account is not None:
+            account = session.account
+            for order_id in sorted(session.placed):
+                command = CancelOrder(account=account, order_id=order_id, reason=CancelReason.COD)
+                self.sequencer.submit(command, origin=None)
+            self._notify_account(account, {"ch": "session", "type": "cod.triggered"})
+
+    async def _write(self, session: Session) -> None:
+        """Drain the session's outbox; only this task ever waits on its socket."""
+        websocket = session.websocket
+        try:
+            while True:
+                await session.wake.wait()
+                session.wake.clear()
+                while session.outbox:
+                    await websocket.send(session.outbox.popleft(), text=True)
+        except (ConnectionClosed, asyncio.CancelledError):
+            return
+
+    def _send(self, session: Session, message: bytes) -> None:
+        """Queue a message; a full outbox means the client stopped reading: cut it off."""
+        if session.closing:
+            return
+        if len(session.outbox) >= limits.SEND_QUEUE_MESSAGES_MAX:
+            session.outbox.clear()
+            session.outbox.append(wire.encode({"ch": "session", "type": "slow_consumer"}))
+            session.wake.set()
+            self._close(session, 4002, "slow consumer")
+            return
+        session.outbox.append(message)
+        session.last_sent_us = now_us()
+        session.wake.set()
+
+    def _push(self, session: Session, message: dict[str, Any]) -> None:
+        self._send(session, wire.encode(message))
+
+    def _close(self, session: Session, code: int, reason: str) -> None:
+        session.closing = True
+
+        async def close_after_flush() -> None:
+            await asyncio.sleep(0)
+            while session.outbox and session.websocket.state.name == "OPEN":
+                await session.websocket.send(session.outbox.popleft(), text=True)
+            await session.websocket.close(code, reason)
+
+        asyncio.get_running_loop().create_task(close_after_flush())
+
+    # ----------------------------------------------------------------- requests
+
+    def _on_frame(self, session: Session, frame: str | bytes) -> None:
+        t_in = now_us()
+        request = wire.decode_request(frame)
+        if isinstance(request, wire.WireError):
+            self._send(session, wire.error_of(request))
+            return
+        method = request.method
+        if session.key is None and method not in (
+            "session.logon",
+            "ping",
+            "time",
+            "subscribe",
+            "unsubscribe",
+            "subscriptions",
+        ):
+            self._reply_error(session, request, E.NOT_AUTHENTICATED, "log on first")
+            return
+        retry = self.limiter.charge(session.id, session.account, method, _ops(request), t_in)
+        if retry:
+            body = wire.error(
+                request.id, E.RATE_LIMITED, "slow down", retry_after_ms=retry, status=429
+            )
+            self._send(session, body)
+            return
+        handler = self._handlers.get(method) or VenueServer._admin
+        try:
+            handler(self, session, request, t_in)
+        except AuthError as refused:
+            self._reply_error(session, request, refused.code, refused.message)
+
+    def _reply_error(
+        self, session: Session, request: wire.Request, code: ErrorCode, msg: str, data: Any = None
+    ) -> None:
+        self._send(session, wire.error(request.id, code, msg, data))
+
+    def _reply(self, session: Session, request: wire.Request, result: Any, t_in: int) -> None:
+        self._send(session, wire.ok(request.id, result, t_in, now_us()))
+
+    def _defer(self, session: Session, request: wire.Request, t_in: int, result: Any) -> None:
+        """Answer a query after every command before it is durable (it may show them)."""
+        pending = Pending(session, request.id, request.method, t_in)
+        pending.answer = wire.encode(result)
+        self.sequencer.barrier(pending)
+
+    # session methods
+
+    def _logon(self, session: Session, request: wire.Request, t_in: int) -> None:
+        if not session.trade:
+            self._reply_error(session, request, E.PERMISSION_DENIED, "log on at /ws/trade")
+            return
+        p: Any = request.params
+        window = p.recv_window if p.recv_window is not None else 5_000
+        key = self.auth.logon(p.api_key, p.ts, p.nonce, window, p.sig, t_in)
+        session.key = key
+        self._reply(session, request, {"account": key.account, "scopes": sorted(key.scopes)}, t_in)
+
+    def _logout(self, session: Session, request: wire.Request, t_in: int) -> None:
+        self._reply(session, request, {}, t_in)
+        self._close(session, 1000, "logged out")
+
+    def _status(self, session: Session, request: wire.Request, t_in: int) -> None:
+        result = {
+            "account": session.account,
+            "scopes": sorted(session.key.scopes) if session.key else [],
+            "cod": session.cod,
+            "epoch": self.epoch,
+            "subscriptions": len(session.streams) + session.account_stream,
+        }
+        self._reply(session, request, result, t_in)
+
+    def _ping(self, session: Session, request: wire.Request, t_in: int) -> None:
+        self._reply(session, request, {"pong": t_in}, t_in)
+
+    def _time(self, session: Session, request: wire.Request, t_in: int) -> None:
+        self._reply(session, request, {"time": t_in}, t_in)
+
+    def _cod(self, session: Session, request: wire.Request, t_in: int) -> None:
+        require_scope(_key(session), "trade")
+        session.cod = bool(request.params.enabled)  # type: ignore[attr-defined]
+        self._reply(session, request, {"enabled": session.cod}, t_in)
+
+    def _cancel_after(self, session: Session, request: wire.Request, t_in: int) -> None:
+        require_scope(_key(session), "trade")
+        account = _key(session).account
+        timeout_ms: int = request.params.timeout_ms  # type: ignore[attr-defined]
+        timer = self.dead_man.pop(account, None)
+        if timer is not None:
+            timer.cancel()
+        if timeout_ms:
+            self.dead_man[account] = asyncio.get_running_loop().call_later(
+                timeout_ms / 1000, self._dead_man_fired, account
+            )
+        self._reply(session, request, {"timeout_ms": timeout_ms, "armed": bool(timeout_ms)}, t_in)
+
+    def _dead_man_fired(self, account: int) -> None:
+        self.dead_man.pop(account, None)
+        self.sequencer.submit(CancelAll(account=account, reason=CancelReason.DMS), origin=None)
+        self._notify_account(account, {"ch": "session", "type": "dms.triggered"})
+
+    # trading
+
+    def _trade(self, session: Session, request: wire.Request, t_in: int) -> None:
+        key = _key(session)
+        require_scope(key, "trade")
+        command = self._command(session, request, key.account)
+        if command is None:
+            return
+        pending = Pending(session, request.id, request.method, t_in, finish=_trade_result)
+        self.sequencer.submit(command, origin=pending)
+
+    def _command(self, session: Session, request: wire.Request, account: int) -> Command | None:
+        symbol = None
+        if request.method == "order.amend":
+            p: Any = request.params
+            order = self.venue.find_order(account, p.order_id or 0, p.cl_ord_id)
+            symbol = order.symbol if order is not None else None
+        command = wire.to_command(
+            request, self._specs(), self._scales(), account, order_symbol=symbol
+        )
+        if isinstance(command, wire.WireError):
+            self._send(session, wire.error_of(command))
+            return None
+        return command
+
+    def _batch(self, session: Session, request: wire.Request, t_in: int) -> None:
+        key = _key(session)
+        require_scope(key, "trade")
+        commands: list[Command] = []
+        for index, op in enumerate(request.params.ops):  # type: ignore[attr-defined]
+            symbol = None
+            if op.method == "order.amend":
+                order = self.venue.find_order(
+                    key.account, op.params.order_id or 0, op.params.cl_ord_id
+                )
+                symbol = order.symbol if order is not None else None
+            command = wire.params_to_command(
+                op.params, self._specs(), self._scales(), key.account, order_symbol=symbol
+            )
+            if isinstance(command, wire.WireError):  # malformed: nothing applied
+                msg = f"op {index}: {command.message}"
+                self._reply_error(session, request, command.code, msg, {"op": index})
+                return
+            commands.append(command)
+        pending = Pending(
+            session, request.id, request.method, t_in, len(commands), finish=_batch_result
+        )
+        for command in commands:
+            self.sequencer.submit(command, origin=pending)
+
+    def _admin(self, session: Session, request: wire.Request, t_in: int) -> None:
+        key = _key(session)
+        require_scope(key, "admin")
+        if request.method == "admin.issue_key":
+            self._issue_key(session, request, t_in)
+            return
+        p: Any = request.params
+        command = self._command(session, request, getattr(p, "account", key.account))
+        if command is None:
+            return
+        pending = Pending(session, request.id, request.method, t_in, finish=_admin_result)
+        self.sequencer.submit(command, origin=pending)
+
+    def _issue_key(self, session: Session, request: wire.Request, t_in: int) -> None:
+        p: Any = request.params
+        if p.account not in self.ledger.participants:
+            self._reply_error(session, request, E.UNKNOWN_ACCOUNT, f"no account {p.account}")
+            return
+        key = ApiKey(
+            f"key-{secrets.token_hex(8)}", secrets.token_hex(24), p.account, frozenset(p.scopes)
+        )
+        self.auth.store.add(key)
+        result = {"api_key": key.key, "secret": key.secret, "account": key.account}
+        self._reply(session, request, result | {"scopes": sorted(key.scopes)}, t_in)
+
+    # queries (answered behind the commands before them)
+
+    def _open_orders(self, session: Session, request: wire.Request, t_in: int) -> None:
+        symbol = request.params.symbol  # type: ignore[attr-defined]
+        orders = [
+            self._order_view(o)
+            for o in self.venue.open_orders(_key(session).account)
+            if symbol is None or o.symbol == symbol
+        ]
+        self._defer(session, request, t_in, {"orders": orders})
+
+    def _order_status(self, session: Session, request: wire.Request, t_in: int) -> None:
+        p: Any = request.params
+        order = self.venue.find_order(_key(session).account, p.order_id or 0, p.cl_ord_id)
+        if order is None:
+            self._reply_error(session, request, E.UNKNOWN_ORDER, "no open order by that id")
+            return
+        self._defer(session, request, t_in, self._order_view(order))
+
+    def _fills(self, session: Session, request: wire.Request, t_in: int) -> None:
+        p: Any = request.params
+        stream = self.private.get(_key(session).account) or PrivateStream()
+        since = p.since_seq or 0
+        fills = [
+            {"seq": seq, **body}
+            for seq, _, body in stream.history
+            if seq > since and body.get("type") == "exec" and body.get("exec_type") == "trade"
+        ][: p.limit]
+        self._defer(session, request, t_in, {"fills": fills})
+
+    def _balances(self, session: Session, request: wire.Request, t_in: int) -> None:
+        account = _key(session).account
+        self._defer(session, request, t_in, {"balances": self._balance_rows(account)})
+
+    def _instruments(self, session: Session, request: wire.Request, t_in: int) -> None:
+        rows = [self._instrument_view(symbol) for symbol in sorted(self.venue.markets)]
+        self._defer(session, request, t_in, {"instruments": rows})
+
+    def _book_snapshot(self, session: Session, request: wire.Request, t_in: int) -> None:
+        p: Any = request.params
+        stream = Stream(Channel.BOOK, p.symbol, _tier(p.depth))
+        problem = self.market_data.problem(stream)
+        if problem is not None:
+            self._reply_error(session, request, E.UNKNOWN_SYMBOL, problem)
+            return
+        message = msgspec.json.decode(self.market_data.snapshot(stream, t_in).payload)
+        self._reply(session, request, message["data"] | {"seq": message["seq"]}, t_in)
+
+    # subscriptions
+
+    def _subscribe(self, session: Session, request: wire.Request, t_in: int) -> None:
+        p: Any = request.params
+        if p.ch == "account":
+            self._subscribe_account(session, request, t_in, p.since_seq)
+            return
+        symbols = p.symbols or sorted(self.venue.markets)
+        streams = [
+            Stream(Channel(p.ch), s, _tier(p.depth) if p.ch == "book" else 0) for s in symbols
+        ]
+        for stream in streams:
+            problem = self.market_data.problem(stream)
+            if problem is not None:
+                self._reply_error(session, request, E.UNKNOWN_SYMBOL, problem)
+                return
+        if len(session.streams | set(streams)) > limits.SUBSCRIPTIONS_PER_CONNECTION_MAX:
+            self._reply_error(session, request, E.TOO_MANY_SUBSCRIPTIONS, "too many")
+            return
+        self._reply(session, request, {"subscribed": [s.name for s in streams]}, t_in)
+        for stream in streams:
+            session.streams.add(stream)
+            self.subscribers.setdefault(stream, set()).add(session)
+            self._send(session, self.market_data.snapshot(stream, t_in).payload)
+
+    def _subscribe_account(
+        self, session: Session, request: wire.Request, t_in: int, since_seq: int | None
+    ) -> None:
+        if session.key is None:
+            self._reply_error(session, request, E.NOT_AUTHENTICATED, "log on first")
+            return
+        account = session.key.account
+        stream = self.private.setdefault(account, PrivateStream())
+        self._reply(session, request, {"subscribed": ["account"], "seq": stream.seq}, t_in)
+        oldest = stream.history[0][0] if stream.history else stream.seq + 1
+        if since_seq is not None and since_seq + 1 >= oldest:
+            for seq, payload, _ in stream.history:
+                if seq > since_seq:
+                    self._send(session, payload)
+        else:
+            snapshot = {
+                "ch": "account",
+                "type": "snapshot",
+                "epoch": self.epoch,
+                "seq": stream.seq,
+                "orders": [self._order_view(o) for o in self.venue.open_orders(account)],
+                "balances": self._balance_rows(account),
+            }
+            self._push(session, snapshot)
+        session.account_stream = True
+        stream.sessions.add(session)
+
+    def _unsubscribe(self, session: Session, request: wire.Request, t_in: int) -> None:
+        p: Any = request.params
+        removed = []
+        if p.ch == "account" and session.account is not None:
+            session.account_stream = False
+            self.private.get(session.account, PrivateStream()).sessions.discard(session)
+            removed.append("account")
+        for stream in list(session.streams):
+            if stream.channel.value == p.ch and (not p.symbols or stream.symbol in p.symbols):
+                session.streams.discard(stream)
+                self.subscribers.get(stream, set()).discard(session)
+                removed.append(stream.name)
+        self._reply(session, request, {"unsubscribed": removed}, t_in)
+
+    def _subscriptions(self, session: Session, request: wire.Request, t_in: int) -> None:
+        names = sorted(s.name for s in session.streams)
+        names += ["account"] if session.account_stream else []
+        self._reply(session, request, {"subscriptions": names}, t_in)
+
+    # ----------------------------------------------------------------- outcomes
+
+    def _release(self, batch: list[Executed]) -> None:
+        """Everything in `batch` is durable: answer, push privately, publish."""
+        market_data = self.market_data
+        for executed in batch:
+            pending = executed.origin
+            events = executed.events
+            self._learn(events)
+            if isinstance(pending, Pending):
+                self._answer(pending, executed)
+            if executed.command is None:
+                continue
+            self._track_cod(pending, events)
+            for account, body in self.reporter.reports(events, command=executed.command):
+                self._publish_private(account, body)
+            market_data.on_events(events)
+        self._flush_public()
+
+    def _answer(self, pending: Pending, executed: Executed) -> None:
+        pending.results.append(executed)
+        if len(pending.results) < pending.expected:
+            return
+        session = pending.session
+        if pending.answer is not None:
+            body = pending.answer
+            message = b'{"id":' + wire.encode(pending.request_id) + b',"status":200,"result":'
+            message += body + b',"t_in":%d,"t_out":%d}' % (pending.t_in, now_us())
+            self._send(session, message)
+        elif pending.finish is not None:
+            self._send(session, pending.finish(pending))
+
+    def _track_cod(self, pending: Any, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, OrderAccepted) and isinstance(pending, Pending):
+                pending.session.placed.add(event.order_id)
+            elif isinstance(event, OrderCanceled | OrderExpired | SelfTradePrevented):
+                self._forget_order(event.order_id)
+            elif isinstance(event, TradeExecuted):
+                if not event.maker_leaves_qty:
+                    self._forget_order(event.maker_order_id)
+                if not event.taker_leaves_qty:
+                    self._forget_order(event.taker_order_id)
+            elif isinstance(event, OrderAmended) and not event.leaves_qty:
+                self._forget_order(event.order_id)
+
+    def _forget_order(self, order_id: int) -> None:
+        for session in self.sessions.values():
+            session.placed.discard(order_id)
+
+    def _publish_private(self, account: int, body: dict[str, Any]) -> None:
+        stream = self.private.setdefault(account, PrivateStream())
+        stream.seq += 1
+        message = {"ch": "account", "seq": stream.seq, "epoch": self.epoch, **body}
+        payload = wire.encode(message)
+        stream.history.append((stream.seq, payload, body))
+        for session in stream.sessions:
+            self._send(session, payload)
+
+    def _notify_account(self, account: int, message: dict[str, Any]) -> None:
+        for session in list(self.sessions.values()):
+            if session.account == account:
+                self._push(session, message)
+
+    def _flush_public(self) -> None:
+        wanted = {stream for stream, sessions in self.subscribers.items() if sessions}
+        for message in self.market_data.flush(now_us(), wanted):
+            for session in self.subscribers.get(message.stream, ()):
+                self._send(session, message.payload)
+
+    def _learn(self, events: list[Event]) -> None:
+        """Reference data the wire and the ledger store need, as soon as the venue has it."""
+        for event in events:
+            if isinstance(event, AssetListed | AccountOpened | ReservesAttested):
+                self._registrations.append(event)
+            if isinstance(event, AssetListed):
+                self.reporter.asset_scales[event.spec.code] = event.spec.scale
+            elif type(event).__name__ == "InstrumentListed":
+                spec = event.spec  # type: ignore[attr-defined]
+                self.reporter.specs[spec.symbol] = spec
+            elif isinstance(event, AccountOpened):
+                self.private.setdefault(event.participant.account_id, PrivateStream())
+
+    async def _after_durable(self) -> None:
+        """Bring the ledger store up to date in the I/O thread (derived, idempotent).
+
+        The ledger is drained here, on the loop's thread (it is not shared with threads);
+        the store is written on the journal's I/O thread, in order after the journal.
+        """
+        registrations, self._registrations = self._registrations, []
+        booked = self.ledger.drain()
+        if not booked and not registrations:
+            return
+
+        def write() -> None:
+            self.writer.observe(registrations)
+            self.writer.write(booked)
+
+        await self._on_io(write)
+
+    # ----------------------------------------------------------------- timers
+
+    async def _clock(self) -> None:
+        while True:
+            await asyncio.sleep(CLOCK_TICK_S)
+            self.sequencer.tick()
+
+    async def _heartbeats(self) -> None:
+        interval_us = limits.HEARTBEAT_INTERVAL_S * 1_000_000
+        while True:
+            await asyncio.sleep(limits.HEARTBEAT_INTERVAL_S / 4)
+            now = now_us()
+            self._flush_public()  # also ages the tickers' 24 h windows
+            for session in list(self.sessions.values()):
+                if now - session.last_sent_us >= interval_us:
+                    self._send(session, self.market_data.heartbeat(now, session.streams))
+
+    # ----------------------------------------------------------------- views
+
+    def _specs(self) -> dict[str, Any]:
+        return {symbol: market.spec for symbol, market in self.venue.markets.items()}
+
+    def _scales(self) -> dict[str, int]:
+        return {code: spec.scale for code, spec in self.ledger.assets.items()}
+
+    def _order_view(self, order: Any) -> dict[str, Any]:
+        spec = self.venue.markets[order.symbol].spec
+        return {
+            "order_id": order.order_id,
+            "cl_ord_id": order.cl_ord_id,
+            "symbol": order.symbol,
+            "side": order.side,
+            "type": order.order_type,
+            "tif": order.tif,
+            "price": format_units(order.price, spec.price_decimals),
+            "qty": format_units(order.qty, spec.qty_decimals),
+            "leaves_qty": format_units(order.leaves_qty, spec.qty_decimals),
+            "cum_qty": format_units(order.cum_qty, spec.qty_decimals),
+            "status": order.status,
+            "tag": order.tag,
+        }
+
+    def _balance_rows(self, account: int) -> list[dict[str, Any]]:
+        rows = []
+        for (owner, asset), balance in sorted(self.ledger.balances.items()):
+            if owner != account:
+                continue
+            scale = self.ledger.assets[asset].scale
+            rows.append(
+                {
+                    "asset": asset,
+                    "total": format_units(balance.total, scale),
+                    "available": format_units(balance.available, scale),
+                    "held": format_units(balance.held, scale),
+                }
+            )
+        return rows
+
+    def _instrument_view(self, symbol: str) -> dict[str, Any]:
+        message = self.market_data.snapshot(Stream(Channel.INSTRUMENTS, symbol), now_us())
+        data: dict[str, Any] = msgspec.json.decode(message.payload)["data"]
+        return data
+
+    _handlers: dict[str, Callable[["VenueServer", Session, wire.Request, int], None]] = {
+        "session.logon": _logon,
+        "session.logout": _logout,
+        "session.status": _status,
+        "ping": _ping,
+        "time": _time,
+        "session.cod": _cod,
+        "orders.cancel_after": _cancel_after,
+        "order.place": _trade,
+        "order.cancel": _trade,
+        "order.amend": _trade,
+        "orders.cancel_all": _trade,
+        "order.batch": _batch,
+        "orders.open": _open_orders,
+        "order.status": _order_status,
+        "fills": _fills,
+        "balances": _balances,
+        "instruments": _instruments,
+        "book.snapshot": _book_snapshot,
+        "subscribe": _subscribe,
+        "unsubscribe": _unsubscribe,
+        "subscriptions": _subscriptions,
+    }
+
+
+# ----------------------------------------------------------------- results
+
+
+def _key(session: Session) -> ApiKey:
+    if session.key is None:
+        raise AuthError(E.NOT_AUTHENTICATED, "log on first")
+    return session.key
+
+
+def _ops(request: wire.Request) -> int:
+    ops = getattr(request.params, "ops", None) or getattr(request.params, "quotes", None)
+    return len(ops) if ops else 1
+
+
+def _tier(depth: int | None) -> int:
+    """The smallest published depth tier that covers `depth` (default 10)."""
+    from gateway.market_data import BOOK_DEPTHS
+
+    wanted = depth or BOOK_DEPTHS[0]
+    return next((tier for tier in BOOK_DEPTHS if tier >= wanted), BOOK_DEPTHS[-1])
+
+
+def _rejection(events: list[Event]) -> CommandRejected | None:
+    last = events[-1] if events else None
+    return last if isinstance(last, CommandRejected) else None
+
+
+def _outcome(executed: Executed) -> dict[str, Any]:
+    """What a command did, for its response: the order's id and status after it."""
+    result: dict[str, Any] = {"seq": executed.seq}
+    order_id = 0
+    status = None
+    for event in executed.events:
+        if isinstance(event, OrderAccepted):
+            order_id, status = event.order_id, event.status
+            result["cl_ord_id"] = event.cl_ord_id
+        elif isinstance(event, TradeExecuted) and event.taker_order_id == order_id:
+            status = event.taker_status
+        elif isinstance(event, OrderCanceled | OrderExpired | SelfTradePrevented):
+            if not order_id:
+                order_id = event.order_id
+            if event.order_id == order_id:
+                status = event.status
+        elif isinstance(event, OrderAmended):
+            order_id, status = event.order_id, event.status
+        elif isinstance(event, WithdrawalRequested):
+            result["withdrawal_id"] = event.withdrawal.withdrawal_id
+    if order_id:
+        result["order_id"] = order_id
+    if status is not None:
+        result["status"] = status
+    canceled = sum(isinstance(e, OrderCanceled) for e in executed.events)
+    if isinstance(executed.command, CancelAll):
+        result["canceled"] = canceled
+    return result
+
+
+def _trade_result(pending: Pending) -> bytes:
+    executed = pending.results[0]
+    rejected = _rejection(executed.events)
+    if rejected is not None:
+        data = {"order_id": rejected.order_id} if rejected.order_id else None
+        return wire.error(pending.request_id, rejected.reason, rejected.detail, data)
+    return wire.ok(pending.request_id, _outcome(executed), pending.t_in, now_us())
+
+
+_admin_result = _trade_result
+
+
+def _batch_result(pending: Pending) -> bytes:
+    results = []
+    failed = 0
+    for executed in pending.results:
+        rejected = _rejection(executed.events)
+        if rejected is None:
+            results.append({"status": 200, "result": _outcome(executed)})
+        else:
+            failed += 1
+            error = {
+                "code": int(rejected.reason),
+                "name": rejected.reason.name,
+                "msg": rejected.detail,
+            }
+            results.append({"status": wire.rejection_status(rejected.reason), "error": error})
+    body = {
+        "id": pending.request_id,
+        "status": 409 if failed else 200,
+        "result": {"results": results},
+        "t_in": pending.t_in,
+        "t_out": now_us(),
+    }
+    return wire.encode(body)

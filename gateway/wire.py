@@ -1,0 +1,908 @@
+"""The wire: strict request schemas, decimal strings to engine commands, response envelopes.
+
+Owns the JSON shape of every request (`METHODS`: one frozen params struct per method, unknown
+fields refused), the mapping of decode failures to the protocol's 1xxx codes, the exact
+conversion of decimal strings to integer units (excess precision is `BAD_PRECISION`, never
+rounded) and of trading and admin requests to engine commands, and the response envelopes.
+Leaves sessions, scopes, rate limits, queries and subscriptions to the server, business
+refusals to the engine, and private pushes to `gateway.reports`. Pure: no sockets, no clock.
+Limits: `MESSAGE_BYTES_MAX` per frame, `BATCH_OPS_MAX` ops per batch, `QUOTES_MAX` quotes per
+`quote.mass`, every integer below 2^53 and every string bounded.
+"""
+
+import datetime
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from engine.commands import (
+    AmendOrder,
+    AttestReserves,
+    CancelAll,
+    CancelOrder,
+    Command,
+    ConfirmWithdrawal,
+    Deposit,
+    ListAsset,
+    ListInstrument,
+    OpenAccount,
+    PlaceOrder,
+    RequestWithdrawal,
+    SetInstrumentStatus,
+    SetReferencePrice,
+    VoidWithdrawal,
+)
+from engine.enums import (
+    InstrumentKind,
+    InstrumentStatus,
+    OrderType,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
+from engine.instrument import FEE_BPS_MAX, SYMBOL_LENGTH_MAX, InstrumentSpec
+from engine.reasons import ErrorCode
+from engine.units import SCALE_MAX, PrecisionError, parse_units
+from engine.venue import CL_ORD_ID_LENGTH_MAX, TAG_LENGTH_MAX
+from gateway.auth import KEY_LENGTH_MAX, NONCE_LENGTH_MAX
+from settlement.ledger import ASSET_CODE_LENGTH_MAX
+
+E = ErrorCode
+
+# ----------------------------------------------------------------- limits
+
+INT_MAX = 2**53 - 1  # PROTOCOL: integers below 2^53, exact in every JSON client
+MESSAGE_BYTES_MAX = 64 * 1024  # a full batch or quote.mass is ~15 KB; four times that
+ID_LENGTH_MAX = 36  # PROTOCOL: a string request id has at most 36 characters
+BATCH_OPS_MAX = 20  # PROTOCOL: order.batch carries up to 20 ops
+QUOTES_MAX = 100  # one quote.mass: two sides on every listed symbol, with room to grow
+SYMBOLS_PER_REQUEST_MAX = 100  # subscribe: every listed symbol at once, with room to grow
+DECIMAL_LENGTH_MAX = 48  # UNITS_MAX has 19 digits, plus a point and 18 decimals, plus zeros
+NAME_LENGTH_MAX = 64  # account names and quote set names are labels, not documents
+FILLS_LIMIT_MAX = 1_000  # one page of fills; page on with since_seq
+BOOK_DEPTH_MAX = 1_000  # levels per side in one snapshot; deeper books are not a quote
+CANCEL_AFTER_MS_MAX = 600_000  # a dead-man's switch longer than 10 minutes protects nothing
+JURISDICTIONS_MAX = 250  # ISO 3166 has 249 alpha-2 codes
+
+DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?\Z"  # plain notation: no sign, exponent or spaces
+
+# ----------------------------------------------------------------- field types
+
+Int53 = Annotated[int, Meta(ge=0, le=INT_MAX)]
+PositiveInt = Annotated[int, Meta(ge=1, le=INT_MAX)]
+RequestId = (
+    Annotated[int, Meta(ge=0, le=INT_MAX)]
+    | Annotated[str, Meta(min_length=1, max_length=ID_LENGTH_MAX)]
+)
+DecimalText = Annotated[str, Meta(pattern=DECIMAL_PATTERN, max_length=DECIMAL_LENGTH_MAX)]
+Symbol = Annotated[str, Meta(min_length=1, max_length=SYMBOL_LENGTH_MAX)]
+AssetCode = Annotated[str, Meta(min_length=1, max_length=ASSET_CODE_LENGTH_MAX)]
+ClientOrderId = Annotated[str, Meta(min_length=1, max_length=CL_ORD_ID_LENGTH_MAX)]
+Tag = Annotated[str, Meta(min_length=1, max_length=TAG_LENGTH_MAX)]
+Name = Annotated[str, Meta(min_length=1, max_length=NAME_LENGTH_MAX)]
+Jurisdiction = Annotated[str, Meta(pattern=r"^[A-Z]{2}\Z")]  # ISO 3166 alpha-2
+Scale = Annotated[int, Meta(ge=0, le=SCALE_MAX)]
+FeeBps = Annotated[int, Meta(ge=0, le=FEE_BPS_MAX)]
+Channel = Literal["account", "instruments", "book", "trades", "bbo", "ticker"]
+Scope = Literal["read", "trade", "admin"]
+
+Problem = tuple[ErrorCode, str]
+
+
+class Params(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The params of one method. `problem()` checks what the field types cannot say."""
+
+    def problem(self) -> Problem | None:
+        return None
+
+
+def _one_order_id(order_id: int | None, cl_ord_id: str | None) -> Problem | None:
+    if order_id is None and cl_ord_id is None:
+        return E.MISSING_PARAM, "give order_id or cl_ord_id"
+    if order_id is not None and cl_ord_id is not None:
+        return E.BAD_PARAM, "give only one of order_id and cl_ord_id"
+    return None
+
+
+# ----------------------------------------------------------------- session
+
+
+class LogonParams(Params, frozen=True):
+    api_key: Annotated[str, Meta(min_length=1, max_length=KEY_LENGTH_MAX)]
+    ts: Int53  # µs
+    nonce: Annotated[str, Meta(min_length=1, max_length=NONCE_LENGTH_MAX)]
+    sig: Annotated[str, Meta(pattern=r"^[0-9a-fA-F]{64}\Z")]  # hex HMAC-SHA256
+    recv_window: PositiveInt | None = None  # ms; the server's default when absent
+
+
+class LogoutParams(Params, frozen=True):
+    pass
+
+
+class SessionStatusParams(Params, frozen=True):
+    pass
+
+
+class PingParams(Params, frozen=True):
+    pass
+
+
+class TimeParams(Params, frozen=True):
+    pass
+
+
+class CodParams(Params, frozen=True):
+    enabled: bool
+
+
+class CancelAfterParams(Params, frozen=True):
+    timeout_ms: Annotated[int, Meta(ge=0, le=CANCEL_AFTER_MS_MAX)]  # 0 disarms
+
+
+# ----------------------------------------------------------------- trading
+
+
+class PlaceParams(Params, frozen=True):
+    symbol: Symbol
+    side: Side
+    type: OrderType
+    tif: TimeInForce
+    price: DecimalText | None = None
+    qty: DecimalText | None = None
+    quote_qty: DecimalText | None = None
+    expire_at: PositiveInt | None = None  # µs, gtd only
+    post_only: bool = False
+    stp: SelfTradePrevention = SelfTradePrevention.EXPIRE_TAKER
+    cl_ord_id: ClientOrderId | None = None
+    tag: Tag | None = None
+
+    def problem(self) -> Problem | None:
+        if self.type is OrderType.LIMIT:
+            if self.price is None or self.qty is None:
+                return E.MISSING_PARAM, "a limit order needs price and qty"
+            if self.quote_qty is not None:
+                return E.BAD_PARAM, "quote_qty is for market orders"
+        else:
+            if self.price is not None:
+                return E.BAD_PARAM, "a market order has no price"
+            if self.qty is None and self.quote_qty is None:
+                return E.MISSING_PARAM, "a market order needs qty or quote_qty"
+            if self.qty is not None and self.quote_qty is not None:
+                return E.BAD_PARAM, "give only one of qty and quote_qty"
+        if self.tif is TimeInForce.GTD and self.expire_at is None:
+            return E.MISSING_PARAM, "a gtd order needs expire_at"
+        if self.tif is not TimeInForce.GTD and self.expire_at is not None:
+            return E.BAD_PARAM, "expire_at is for gtd orders only"
+        return None
+
+
+class CancelParams(Params, frozen=True):
+    order_id: PositiveInt | None = None
+    cl_ord_id: ClientOrderId | None = None
+
+    def problem(self) -> Problem | None:
+        return _one_order_id(self.order_id, self.cl_ord_id)
+
+
+class AmendParams(Params, frozen=True):
+    order_id: PositiveInt | None = None
+    cl_ord_id: ClientOrderId | None = None
+    qty: DecimalText | None = None  # the new total quantity
+    price: DecimalText | None = None
+    new_cl_ord_id: ClientOrderId | None = None
+
+    def problem(self) -> Problem | None:
+        if self.qty is None and self.price is None and self.new_cl_ord_id is None:
+            return E.MISSING_PARAM, "give qty, price or new_cl_ord_id"
+        return _one_order_id(self.order_id, self.cl_ord_id)
+
+
+class BatchOp(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="method"):
+    """One op of `order.batch`: `{"method": ..., "params": {...}}`, tagged by its method."""
+
+
+class PlaceOp(BatchOp, frozen=True, tag="order.place"):
+    params: PlaceParams
+
+
+class CancelOp(BatchOp, frozen=True, tag="order.cancel"):
+    params: CancelParams
+
+
+class AmendOp(BatchOp, frozen=True, tag="order.amend"):
+    params: AmendParams
+
+
+class BatchParams(Params, frozen=True):
+    ops: Annotated[
+        tuple[PlaceOp | CancelOp | AmendOp, ...], Meta(min_length=1, max_length=BATCH_OPS_MAX)
+    ]
+
+    def problem(self) -> Problem | None:
+        for index, op in enumerate(self.ops):
+            problem = op.params.problem()
+            if problem is not None:
+                return problem[0], f"ops[{index}]: {problem[1]}"
+        return None
+
+
+class Quote(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One symbol of a quote set; a side with qty "0" is pulled."""
+
+    symbol: Symbol
+    bid_px: DecimalText | None = None
+    bid_qty: DecimalText | None = None
+    ask_px: DecimalText | None = None
+    ask_qty: DecimalText | None = None
+
+    def problem(self) -> Problem | None:
+        for side, px, qty in (
+            ("bid", self.bid_px, self.bid_qty),
+            ("ask", self.ask_px, self.ask_qty),
+        ):
+            if px is not None and qty is None:
+                return E.MISSING_PARAM, f"{self.symbol}: {side}_px needs {side}_qty"
+            if qty is not None and px is None and qty.strip("0.") != "":
+                return E.MISSING_PARAM, f"{self.symbol}: {side}_qty needs {side}_px"
+        return None
+
+
+class QuoteMassParams(Params, frozen=True):
+    quote_set: Name
+    quotes: Annotated[tuple[Quote, ...], Meta(max_length=QUOTES_MAX)]
+
+    def problem(self) -> Problem | None:
+        seen: set[str] = set()
+        for quote in self.quotes:
+            if quote.symbol in seen:
+                return E.BAD_PARAM, f"{quote.symbol} is quoted twice"
+            seen.add(quote.symbol)
+            problem = quote.problem()
+            if problem is not None:
+                return problem
+        return None
+
+
+class CancelAllParams(Params, frozen=True):
+    symbol: Symbol | None = None
+    side: Side | None = None
+    tag: Tag | None = None
+    quote_set: Name | None = None
+
+
+class OpenOrdersParams(Params, frozen=True):
+    symbol: Symbol | None = None
+
+
+class OrderStatusParams(Params, frozen=True):
+    order_id: PositiveInt | None = None
+    cl_ord_id: ClientOrderId | None = None
+
+    def problem(self) -> Problem | None:
+        return _one_order_id(self.order_id, self.cl_ord_id)
+
+
+class FillsParams(Params, frozen=True):
+    limit: Annotated[int, Meta(ge=1, le=FILLS_LIMIT_MAX)]
+    since_seq: Int53 | None = None
+
+
+class BalancesParams(Params, frozen=True):
+    pass
+
+
+class InstrumentsParams(Params, frozen=True):
+    pass
+
+
+class BookSnapshotParams(Params, frozen=True):
+    symbol: Symbol
+    depth: Annotated[int, Meta(ge=1, le=BOOK_DEPTH_MAX)]
+
+
+class SubscribeParams(Params, frozen=True):
+    ch: Channel
+    symbols: Annotated[tuple[Symbol, ...], Meta(max_length=SYMBOLS_PER_REQUEST_MAX)] | None = None
+    depth: Annotated[int, Meta(ge=1, le=BOOK_DEPTH_MAX)] | None = None
+    since_seq: Int53 | None = None
+
+
+class UnsubscribeParams(Params, frozen=True):
+    ch: Channel
+    symbols: Annotated[tuple[Symbol, ...], Meta(max_length=SYMBOLS_PER_REQUEST_MAX)] | None = None
+
+
+class SubscriptionsParams(Params, frozen=True):
+    pass
+
+
+# ----------------------------------------------------------------- admin
+
+
+class ListInstrumentParams(Params, frozen=True):
+    """The fields of a `venue.toml` instrument entry (`gateway.config.InstrumentEntry`)."""
+
+    symbol: Symbol
+    kind: InstrumentKind
+    base: AssetCode
+    quote: AssetCode
+    tick: DecimalText  # its decimals are the price decimals
+    step: DecimalText
+    min_qty: DecimalText
+    min_notional: DecimalText
+    band_pct: DecimalText
+    reference_price: DecimalText
+    maker_fee_bps: FeeBps = 0
+    taker_fee_bps: FeeBps = 0
+    maturity: datetime.date | None = None  # "YYYY-MM-DD", T-bills only: pays par at 00:00 UTC
+    excluded_jurisdictions: Annotated[
+        tuple[Jurisdiction, ...], Meta(max_length=JURISDICTIONS_MAX)
+    ] = ()
+
+
+class SetStatusParams(Params, frozen=True):
+    symbol: Symbol
+    status: InstrumentStatus
+
+
+class SetReferencePriceParams(Params, frozen=True):
+    symbol: Symbol
+    price: DecimalText
+
+
+class ListAssetParams(Params, frozen=True):
+    code: AssetCode
+    scale: Scale
+
+
+class AttestReservesParams(Params, frozen=True):
+    asset: AssetCode
+    amount: DecimalText
+    as_of: Int53  # µs
+
+
+class DepositParams(Params, frozen=True):
+    account: PositiveInt
+    asset: AssetCode
+    amount: DecimalText
+
+
+class WithdrawParams(Params, frozen=True):
+    account: PositiveInt
+    asset: AssetCode
+    amount: DecimalText
+
+
+class ConfirmWithdrawalParams(Params, frozen=True):
+    withdrawal_id: PositiveInt
+
+
+class VoidWithdrawalParams(Params, frozen=True):
+    withdrawal_id: PositiveInt
+
+
+class OpenAccountParams(Params, frozen=True):
+    account: PositiveInt
+    name: Name
+    jurisdiction: Jurisdiction
+    kyc_approved: bool
+
+
+class IssueKeyParams(Params, frozen=True):
+    account: PositiveInt
+    scopes: Annotated[tuple[Scope, ...], Meta(min_length=1, max_length=3)]
+
+    def problem(self) -> Problem | None:
+        if len(set(self.scopes)) != len(self.scopes):
+            return E.BAD_PARAM, "scopes repeat"
+        return None
+
+
+METHODS: dict[str, type[Params]] = {
+    "session.logon": LogonParams,
+    "session.logout": LogoutParams,
+    "session.status": SessionStatusParams,
+    "ping": PingParams,
+    "time": TimeParams,
+    "session.cod": CodParams,
+    "orders.cancel_after": CancelAfterParams,
+    "order.place": PlaceParams,
+    "order.cancel": CancelParams,
+    "order.amend": AmendParams,
+    "order.batch": BatchParams,
+    "quote.mass": QuoteMassParams,
+    "orders.cancel_all": CancelAllParams,
+    "orders.open": OpenOrdersParams,
+    "order.status": OrderStatusParams,
+    "fills": FillsParams,
+    "balances": BalancesParams,
+    "instruments": InstrumentsParams,
+    "book.snapshot": BookSnapshotParams,
+    "subscribe": SubscribeParams,
+    "unsubscribe": UnsubscribeParams,
+    "subscriptions": SubscriptionsParams,
+    "admin.list_instrument": ListInstrumentParams,
+    "admin.set_status": SetStatusParams,
+    "admin.set_reference_price": SetReferencePriceParams,
+    "admin.list_asset": ListAssetParams,
+    "admin.attest_reserves": AttestReservesParams,
+    "admin.deposit": DepositParams,
+    "admin.withdraw": WithdrawParams,
+    "admin.confirm_withdrawal": ConfirmWithdrawalParams,
+    "admin.void_withdrawal": VoidWithdrawalParams,
+    "admin.open_account": OpenAccountParams,
+    "admin.issue_key": IssueKeyParams,
+}
+"""Every method of the protocol and the struct its params decode into."""
+
+
+# ----------------------------------------------------------------- decoding
+
+
+class Request(msgspec.Struct, frozen=True):
+    """A well-formed request: `params` is an instance of `METHODS[method]`."""
+
+    id: int | str
+    method: str
+    params: Params
+
+
+class WireError(msgspec.Struct, frozen=True):
+    """Why a request cannot be served: the error response's id (None if unknown), code, msg."""
+
+    id: int | str | None
+    code: ErrorCode
+    message: str
+
+
+class _Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    id: RequestId
+    method: str
+    params: msgspec.Raw = msgspec.Raw(b"{}")
+
+
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+_params_decoders = {method: msgspec.json.Decoder(kind) for method, kind in METHODS.items()}
+_any_decoder = msgspec.json.Decoder()
+_id_decoder = msgspec.json.Decoder(RequestId)
+
+
+def oversize(frame: bytes | str, size_max: int = MESSAGE_BYTES_MAX) -> WireError | None:
+    """`MESSAGE_TOO_BIG` if the frame is longer than `size_max` bytes (UTF-8), else None."""
+    size = len(frame)
+    if isinstance(frame, str) and size <= size_max < 4 * size:  # UTF-8: 1-4 bytes a character
+        size = len(frame.encode())
+    if size <= size_max:
+        return None
+    return WireError(None, E.MESSAGE_TOO_BIG, f"frames are limited to {size_max} bytes")
+
+
+def decode_request(frame: bytes | str, size_max: int = MESSAGE_BYTES_MAX) -> Request | WireError:
+    """Decode one request frame strictly, or say what is wrong with it."""
+    too_big = oversize(frame, size_max)
+    if too_big is not None:
+        return too_big
+    try:
+        envelope = _envelope_decoder.decode(frame)
+    except msgspec.ValidationError as failure:
+        text = str(failure)
+        if text.startswith("Expected `object`") and " - at `" not in text:  # not an object
+            return WireError(None, E.BAD_JSON, f"a request is one JSON object: {failure}")
+        return WireError(_salvage_id(frame), _code_of(failure), _readable(str(failure)))
+    except msgspec.DecodeError as failure:
+        return WireError(None, E.BAD_JSON, str(failure))
+    decoder = _params_decoders.get(envelope.method)
+    if decoder is None:
+        return WireError(envelope.id, E.UNKNOWN_METHOD, f"unknown method {envelope.method!r}")
+    try:
+        params: Params = decoder.decode(envelope.params)
+    except msgspec.ValidationError as failure:
+        return WireError(envelope.id, _code_of(failure), _in_params(failure))
+    problem = params.problem()
+    if problem is not None:
+        return WireError(envelope.id, problem[0], problem[1])
+    return Request(envelope.id, envelope.method, params)
+
+
+def _code_of(failure: msgspec.ValidationError) -> ErrorCode:
+    missing = str(failure).startswith("Object missing required field")
+    return E.MISSING_PARAM if missing else E.BAD_PARAM
+
+
+def _in_params(failure: msgspec.ValidationError) -> str:
+    text = _readable(str(failure))
+    return text.replace("`$", "`params") if "- at `$" in text else f"{text} - at `params`"
+
+
+def _readable(text: str) -> str:
+    """msgspec's message, with the decimal pattern said in words."""
+    head, found, tail = text.partition(" matching regex '^[0-9]+")
+    if not found:
+        return text
+    return head + " holding a plain decimal number" + tail.partition("'")[2]
+
+
+def _salvage_id(frame: bytes | str) -> int | str | None:
+    """The request's id from a frame that failed validation, if it has a valid one."""
+    try:
+        whole = _any_decoder.decode(frame)
+        if isinstance(whole, dict) and "id" in whole:
+            request_id: int | str = _id_decoder.decode(msgspec.json.encode(whole["id"]))
+            return request_id
+    except msgspec.DecodeError:
+        pass
+    return None
+
+
+# ----------------------------------------------------------------- conversion
+
+COMMAND_METHODS = frozenset(
+    {
+        "order.place",
+        "order.cancel",
+        "order.amend",
+        "orders.cancel_all",
+        "admin.list_instrument",
+        "admin.set_status",
+        "admin.set_reference_price",
+        "admin.list_asset",
+        "admin.attest_reserves",
+        "admin.deposit",
+        "admin.withdraw",
+        "admin.confirm_withdrawal",
+        "admin.void_withdrawal",
+        "admin.open_account",
+    }
+)
+"""The methods whose request maps one to one to an engine command (`to_command`)."""
+
+
+class _Refusal(Exception):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def units(text: str, scale: int, field: str) -> int | WireError:
+    """Decimal text as integer units at `scale`: `BAD_PRECISION` for excess decimals."""
+    try:
+        return _units(text, scale, field)
+    except _Refusal as refusal:
+        return WireError(None, refusal.code, refusal.message)
+
+
+def _units(text: str, scale: int, field: str) -> int:
+    try:
+        return parse_units(text, scale)
+    except PrecisionError:
+        raise _Refusal(
+            E.BAD_PRECISION, f"{field} {text!r} has more than {scale} decimals"
+        ) from None
+    except ValueError as failure:
+        raise _Refusal(E.BAD_PARAM, f"{field}: {failure}") from None
+
+
+def _positive(text: str, scale: int, field: str) -> int:
+    """Units of a price or quantity, where the engine reads 0 as "absent"."""
+    value = _units(text, scale, field)
+    if value == 0:
+        raise _Refusal(E.BAD_PARAM, f"{field} must be positive")
+    return value
+
+
+def _spec(specs: Mapping[str, InstrumentSpec], symbol: str) -> InstrumentSpec:
+    spec = specs.get(symbol)
+    if spec is None:
+        raise _Refusal(E.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
+    return spec
+
+
+def _scale(asset_scales: Mapping[str, int], asset: str) -> int:
+    scale = asset_scales.get(asset)
+    if scale is None:
+        raise _Refusal(E.UNKNOWN_ASSET, f"unknown asset {asset!r}")
+    return scale
+
+
+def to_command(
+    request: Request,
+    specs: Mapping[str, InstrumentSpec],
+    asset_scales: Mapping[str, int],
+    account: int,
+    *,
+    order_symbol: str | None = None,
+) -> Command | WireError:
+    """The engine command of a `COMMAND_METHODS` request, in integer units; `ts_us` unset.
+
+    `account` is the session's; admin requests name theirs. An `order.amend` that changes
+    price or qty needs `order_symbol`, the symbol of the open order it names (the server
+    finds it with `Venue.find_order`); without one it is `UNKNOWN_ORDER`.
+    """
+    command = params_to_command(
+        request.params, specs, asset_scales, account, order_symbol=order_symbol
+    )
+    if isinstance(command, WireError):
+        return WireError(request.id, command.code, command.message)
+    return command
+
+
+def params_to_command(
+    params: Params,
+    specs: Mapping[str, InstrumentSpec],
+    asset_scales: Mapping[str, int],
+    account: int,
+    *,
+    order_symbol: str | None = None,
+) -> Command | WireError:
+    """`to_command` for bare params (one op of a batch); errors carry no id."""
+    convert = _CONVERTERS.get(type(params))
+    if convert is None:
+        raise ValueError(f"{type(params).__name__} has no engine command")
+    try:
+        return convert(params, specs, asset_scales, account, order_symbol)
+    except _Refusal as refusal:
+        return WireError(None, refusal.code, refusal.message)
+
+
+Specs = Mapping[str, InstrumentSpec]
+Scales = Mapping[str, int]
+
+
+def _place(p: Any, specs: Specs, scales: Scales, account: int, _: str | None) -> Command:
+    assert isinstance(p, PlaceParams)
+    spec = _spec(specs, p.symbol)
+    return PlaceOrder(
+        account=account,
+        symbol=p.symbol,
+        side=p.side,
+        order_type=p.type,
+        tif=p.tif,
+        price=0 if p.price is None else _positive(p.price, spec.price_decimals, "price"),
+        qty=0 if p.qty is None else _positive(p.qty, spec.qty_decimals, "qty"),
+        quote_qty=(
+            0 if p.quote_qty is None else _positive(p.quote_qty, spec.quote_decimals, "quote_qty")
+        ),
+        post_only=p.post_only,
+        stp=p.stp,
+        cl_ord_id=p.cl_ord_id,
+        tag=p.tag,
+        expire_at_us=p.expire_at or 0,
+    )
+
+
+def _cancel(p: Any, specs: Specs, scales: Scales, account: int, _: str | None) -> Command:
+    assert isinstance(p, CancelParams)
+    return CancelOrder(account=account, order_id=p.order_id or 0, cl_ord_id=p.cl_ord_id)
+
+
+def _amend(p: Any, specs: Specs, scales: Scales, account: int, symbol: str | None) -> Command:
+    assert isinstance(p, AmendParams)
+    price = qty = 0
+    if p.price is not None or p.qty is not None:
+        if symbol is None:
+            raise _Refusal(E.UNKNOWN_ORDER, "the account has no such open order")
+        spec = _spec(specs, symbol)
+        price = 0 if p.price is None else _positive(p.price, spec.price_decimals, "price")
+        qty = 0 if p.qty is None else _positive(p.qty, spec.qty_decimals, "qty")
+    return AmendOrder(
+        account=account,
+        order_id=p.order_id or 0,
+        cl_ord_id=p.cl_ord_id,
+        price=price,
+        qty=qty,
+        new_cl_ord_id=p.new_cl_ord_id,
+    )
+
+
+def _cancel_all(p: Any, specs: Specs, scales: Scales, account: int, _: str | None) -> Command:
+    assert isinstance(p, CancelAllParams)  # quote_set is the server's filter, not the engine's
+    return CancelAll(account=account, symbol=p.symbol, side=p.side, tag=p.tag)
+
+
+def _list_instrument(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+    assert isinstance(p, ListInstrumentParams)
+    qty_decimals = _scale(scales, p.base)
+    quote_decimals = _scale(scales, p.quote)
+    price_decimals = len(p.tick.partition(".")[2])
+    if price_decimals > SCALE_MAX:
+        raise _Refusal(E.BAD_PARAM, f"tick has more than {SCALE_MAX} decimals")
+    maturity_us = 0
+    if p.maturity is not None:
+        midnight = datetime.datetime.combine(p.maturity, datetime.time(), datetime.UTC)
+        maturity_us = int(midnight.timestamp()) * 1_000_000
+    spec = InstrumentSpec(
+        symbol=p.symbol,
+        kind=p.kind,
+        base=p.base,
+        quote=p.quote,
+        price_decimals=price_decimals,
+        price_tick=_units(p.tick, price_decimals, "tick"),
+        qty_decimals=qty_decimals,
+        qty_step=_units(p.step, qty_decimals, "step"),
+        min_qty=_units(p.min_qty, qty_decimals, "min_qty"),
+        quote_decimals=quote_decimals,
+        min_notional=_units(p.min_notional, quote_decimals, "min_notional"),
+        price_band_bps=_units(p.band_pct, 2, "band_pct"),  # percent to basis points
+        reference_price=_units(p.reference_price, price_decimals, "reference_price"),
+        maker_fee_bps=p.maker_fee_bps,
+        taker_fee_bps=p.taker_fee_bps,
+        maturity_us=maturity_us,
+        excluded_jurisdictions=p.excluded_jurisdictions,
+    )
+    return ListInstrument(spec=spec)
+
+
+def _set_status(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+    assert isinstance(p, SetStatusParams)
+    return SetInstrumentStatus(symbol=p.symbol, status=p.status)
+
+
+def _set_reference(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+    assert isinstance(p, SetReferencePriceParams)
+    spec = _spec(specs, p.symbol)
+    return SetReferencePrice(
+        symbol=p.symbol, price=_positive(p.price, spec.price_decimals, "price")
+    )
+
+
+def _list_asset(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+    assert isinstance(p, ListAssetParams)
+    return ListAsset(code=p.code, scale=p.scale)
+
+
+def _attest(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+    assert isinstance(p, AttestReservesParams)
+    amount = _units(p.amount, _scale(scales, p.asset), "amount")
+    return AttestReserves(asset=p.asset, amount=amount, as_of_us=p.as_of)
+
+
+def _deposit(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+    assert isinstance(p, DepositParams)
+    amount = _units(p.amount, _scale(scales, p.asset), "amount")
+    return Deposit(account=p.account, asset=p.asset, amount=amount)
+
+
+def _withdraw(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+    assert isinstance(p, WithdrawParams)
+    amount = _units(p.amount, _scale(scales, p.asset), "amount")
+    return RequestWithdrawal(account=p.account, asset=p.asset, amount=amount)
+
+
+def _confirm(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+    assert isinstance(p, ConfirmWithdrawalParams)
+    return ConfirmWithdrawal(withdrawal_id=p.withdrawal_id)
+
+
+def _void(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+    assert isinstance(p, VoidWithdrawalParams)
+    return VoidWithdrawal(withdrawal_id=p.withdrawal_id)
+
+
+def _open_account(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+    assert isinstance(p, OpenAccountParams)
+    return OpenAccount(
+        account=p.account, name=p.name, kyc_approved=p.kyc_approved, jurisdiction=p.jurisdiction
+    )
+
+
+_Converter = Callable[[Any, Specs, Scales, int, str | None], Command]
+_CONVERTERS: dict[type[Params], _Converter] = {
+    PlaceParams: _place,
+    CancelParams: _cancel,
+    AmendParams: _amend,
+    CancelAllParams: _cancel_all,
+    ListInstrumentParams: _list_instrument,
+    SetStatusParams: _set_status,
+    SetReferencePriceParams: _set_reference,
+    ListAssetParams: _list_asset,
+    AttestReservesParams: _attest,
+    DepositParams: _deposit,
+    WithdrawParams: _withdraw,
+    ConfirmWithdrawalParams: _confirm,
+    VoidWithdrawalParams: _void,
+    OpenAccountParams: _open_account,
+}
+assert {kind for method, kind in METHODS.items() if method in COMMAND_METHODS} == set(_CONVERTERS)
+
+
+class QuoteUnits(msgspec.Struct, frozen=True):
+    """One quote in integer units; None: the side is not given, qty 0: the side is pulled."""
+
+    symbol: str
+    bid_px: int | None
+    bid_qty: int | None
+    ask_px: int | None
+    ask_qty: int | None
+
+
+def quote_units(quote: Quote, specs: Mapping[str, InstrumentSpec]) -> QuoteUnits | WireError:
+    """A `quote.mass` quote in integer units at its instrument's scales."""
+    try:
+        spec = _spec(specs, quote.symbol)
+        pd, qd = spec.price_decimals, spec.qty_decimals
+        return QuoteUnits(
+            symbol=quote.symbol,
+            bid_px=None if quote.bid_px is None else _units(quote.bid_px, pd, "bid_px"),
+            bid_qty=None if quote.bid_qty is None else _units(quote.bid_qty, qd, "bid_qty"),
+            ask_px=None if quote.ask_px is None else _units(quote.ask_px, pd, "ask_px"),
+            ask_qty=None if quote.ask_qty is None else _units(quote.ask_qty, qd, "ask_qty"),
+        )
+    except _Refusal as refusal:
+        return WireError(None, refusal.code, refusal.message)
+
+
+# ----------------------------------------------------------------- responses
+
+
+class _ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):
+    code: int
+    name: str
+    msg: str
+    data: Any = None
+
+
+class _Ok(msgspec.Struct, frozen=True):
+    id: int | str | None
+    status: int
+    result: Any
+    t_in: int
+    t_out: int
+
+
+class _Error(msgspec.Struct, frozen=True, omit_defaults=True):
+    id: int | str | None
+    status: int
+    error: _ErrorBody
+    retry_after_ms: int | None = None
+
+
+_encoder = msgspec.json.Encoder()
+
+_AUTH_401 = frozenset(
+    {E.NOT_AUTHENTICATED, E.BAD_SIGNATURE, E.TIMESTAMP_OUT_OF_WINDOW, E.NONCE_REUSED}
+)
+_STATUS_BY_CODE: dict[ErrorCode, int] = {
+    E.PERMISSION_DENIED: 403,
+    E.NOT_ELIGIBLE: 403,
+    E.RATE_LIMITED: 429,
+    E.INSTRUMENT_HALTED: 503,
+    E.SHUTTING_DOWN: 503,
+    E.INTERNAL: 500,
+} | dict.fromkeys(_AUTH_401, 401)
+
+
+def rejection_status(code: ErrorCode) -> int:
+    """The response status of an error: 400 (rejected, nothing changed) unless listed."""
+    return _STATUS_BY_CODE.get(code, 400)
+
+
+def encode(message: Any) -> bytes:
+    """JSON bytes of any message (a push built by `gateway.reports`, say)."""
+    return _encoder.encode(message)
+
+
+def ok(request_id: int | str | None, result: Any, t_in: int, t_out: int) -> bytes:
+    """A 200 response; `t_in`/`t_out` are µs when the request arrived and left."""
+    return _encoder.encode(_Ok(request_id, 200, result, t_in, t_out))
+
+
+def error(
+    request_id: int | str | None,
+    code: ErrorCode,
+    msg: str,
+    data: Any = None,
+    status: int | None = None,
+    retry_after_ms: int | None = None,
+) -> bytes:
+    """An error response; `status` defaults to `rejection_status(code)` (409 for partial)."""
+    body = _ErrorBody(int(code), code.name, msg, data)
+    status = rejection_status(code) if status is None else status
+    return _encoder.encode(_Error(request_id, status, body, retry_after_ms))
+
+
+def error_of(wire_error: WireError) -> bytes:
+    """The error response for a request that failed decoding or conversion."""
+    return error(wire_error.id, wire_error.code, wire_error.message)

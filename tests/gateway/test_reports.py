@@ -1,0 +1,488 @@
+"""Private pushes from a real venue with a ledger: exec reports, balances and settlements."""
+
+from typing import Any
+
+import msgspec
+import pytest
+
+from engine.commands import (
+    AdvanceClock,
+    AmendOrder,
+    AttestReserves,
+    CancelAll,
+    CancelOrder,
+    Command,
+    Deposit,
+    ListAsset,
+    ListInstrument,
+    OpenAccount,
+    PlaceOrder,
+)
+from engine.enums import OrderType, SelfTradePrevention, Side, TimeInForce
+from engine.events import CommandRejected, Event
+from engine.venue import Venue
+from gateway.reports import ExecReporter, Push
+from settlement.ledger import Ledger
+from settlement.transfers import FEE_INCOME
+from tests.engine.conftest import SYMBOL, make_spec
+
+BUY, SELL = Side.BUY, Side.SELL
+USD = 1_000_000  # one dollar in units
+SHARE = 1_000_000  # one share in units
+PX = 100  # one dollar in price units (2 decimals)
+
+
+class Desk:
+    """A cleared venue (USD, AAPLx; accounts 1-3 funded) whose every event is reported."""
+
+    def __init__(self, ledger: bool = True) -> None:
+        self.venue = Venue(ledger=Ledger() if ledger else None)
+        self.reporter = ExecReporter()
+        spec = make_spec(maker_fee_bps=1, taker_fee_bps=5)
+        setup: list[Command] = [ListInstrument(spec=spec)]
+        if ledger:
+            setup = [
+                ListAsset(code="USD", scale=6),
+                ListAsset(code="AAPLx", scale=6),
+                *setup,
+                AttestReserves(asset="USD", amount=10**9 * USD, as_of_us=1),
+                AttestReserves(asset="AAPLx", amount=10**6 * SHARE, as_of_us=1),
+            ]
+            for account in (1, 2, 3):
+                setup += [
+                    OpenAccount(
+                        account=account, name=f"a{account}", kyc_approved=True, jurisdiction="DE"
+                    ),
+                    Deposit(account=account, asset="USD", amount=10_000 * USD),
+                    Deposit(account=account, asset="AAPLx", amount=100 * SHARE),
+                ]
+        for command in setup:  # the reporter learns instruments and assets from the events
+            pushes = self.do(command)
+            assert all(push["type"] == "balance" for _, push in pushes)  # deposits
+            assert not any(isinstance(e, CommandRejected) for e in self.last_events)
+
+    def events(self, command: Command) -> list[Event]:
+        if not command.ts_us:
+            command = msgspec.structs.replace(command, ts_us=self.venue.ts_us + 1)
+        events = self.venue.execute(command)
+        self.venue.check_invariants()
+        self.last_events = events
+        return events
+
+    def do(self, command: Command, **more: Any) -> list[tuple[int, Push]]:
+        return self.reporter.reports(self.events(command), command=command, **more)
+
+    def place(
+        self, account: int, side: Side, price: int, qty: int, **more: Any
+    ) -> list[tuple[int, Push]]:
+        quote_set = more.pop("quote_set", None)
+        command = PlaceOrder(
+            account=account, symbol=SYMBOL, side=side, price=price, qty=qty, **more
+        )
+        return self.do(command, quote_set=quote_set)
+
+
+def execs(pushes: list[tuple[int, Push]]) -> list[tuple[int, dict[str, Any]]]:
+    return [(account, push["data"]) for account, push in pushes if push["type"] == "exec"]
+
+
+def of_type(pushes: list[tuple[int, Push]], kind: str) -> list[tuple[int, Push]]:
+    return [(account, push) for account, push in pushes if push["type"] == kind]
+
+
+@pytest.fixture
+def desk() -> Desk:
+    return Desk()
+
+
+def test_a_new_order_is_reported_with_every_field(desk: Desk) -> None:
+    pushes = desk.place(1, BUY, 100 * PX, 2 * SHARE, cl_ord_id="c-1", tag="t")
+    account, push = pushes[0]
+    assert account == 1
+    assert push == {
+        "ch": "account",
+        "type": "exec",
+        "ts": desk.venue.ts_us,
+        "data": {
+            "exec_type": "new",
+            "status": "new",
+            "exec_id": 1,
+            "order_id": 1,
+            "cl_ord_id": "c-1",
+            "symbol": SYMBOL,
+            "side": "buy",
+            "type": "limit",
+            "tif": "gtc",
+            "price": "100.00",
+            "qty": "2.000000",
+            "quote_qty": None,
+            "leaves_qty": "2.000000",
+            "cum_qty": "0.000000",
+            "avg_px": "0.000000",
+            "last_px": None,
+            "last_qty": None,
+            "liquidity": None,
+            "trade_id": None,
+            "fee": None,
+            "fee_asset": None,
+            "tag": "t",
+            "quote_set": None,
+            "reason": None,
+        },
+    }
+    # The hold: 200 USD + 5 bps, as a balance push at the asset's scale.
+    assert pushes[1] == (
+        1,
+        {
+            "ch": "account",
+            "type": "balance",
+            "ts": desk.venue.ts_us,
+            "data": {
+                "asset": "USD",
+                "total": "10000.000000",
+                "available": "9799.900000",
+                "held": "200.100000",
+            },
+        },
+    )
+    assert len(pushes) == 2
+
+
+def test_a_trade_reports_to_the_maker_and_to_the_taker(desk: Desk) -> None:
+    desk.place(2, SELL, 100 * PX, 3 * SHARE, cl_ord_id="m")  # order 1, the maker
+    pushes = desk.place(1, BUY, 10_050, 1 * SHARE, cl_ord_id="t")  # order 2, improves 0.50
+    reports = execs(pushes)
+    assert [(account, r["exec_type"]) for account, r in reports] == [
+        (1, "new"),
+        (2, "trade"),
+        (1, "trade"),
+    ]
+    maker, taker = reports[1][1], reports[2][1]
+    common = {"exec_type": "trade", "symbol": SYMBOL, "last_px": "100.00", "trade_id": 1}
+    assert maker == maker | common | {
+        "order_id": 1,
+        "cl_ord_id": "m",
+        "side": "sell",
+        "status": "partially_filled",
+        "price": "100.00",
+        "qty": "3.000000",
+        "leaves_qty": "2.000000",
+        "cum_qty": "1.000000",
+        "avg_px": "100.000000",
+        "last_qty": "1.000000",
+        "liquidity": "maker",
+        "fee": "0.010000",  # 1 bp of 100 USD
+        "fee_asset": "USD",
+    }
+    assert taker == taker | common | {
+        "order_id": 2,
+        "cl_ord_id": "t",
+        "side": "buy",
+        "status": "filled",
+        "price": "100.50",
+        "leaves_qty": "0.000000",
+        "cum_qty": "1.000000",
+        "avg_px": "100.000000",
+        "liquidity": "taker",
+        "fee": "0.050000",  # 5 bps
+    }
+    assert maker["exec_id"] + 1 == taker["exec_id"]
+    assert set(desk.reporter.orders) == {1}  # the filled taker is forgotten
+
+
+def test_the_settlement_goes_to_both_participants_with_its_legs(desk: Desk) -> None:
+    desk.place(2, SELL, 100 * PX, 3 * SHARE)
+    pushes = desk.place(1, BUY, 100 * PX, 1 * SHARE)
+    settlements = of_type(pushes, "settlement")
+    assert [account for account, _ in settlements] == [2, 1]  # maker first, then taker
+    data = settlements[0][1]["data"]
+    assert data == settlements[1][1]["data"]
+    assert (data["trade_id"], data["symbol"]) == (1, SYMBOL)
+    assert data["settlement_id"] > 0
+    legs = [{k: v for k, v in leg.items() if k != "transfer_id"} for leg in data["legs"]]
+    assert legs == [
+        {"kind": "delivery", "from": 2, "to": 1, "asset": "AAPLx", "amount": "1.000000"},
+        {"kind": "payment", "from": 1, "to": 2, "asset": "USD", "amount": "100.000000"},
+        {"kind": "fee", "from": 1, "to": FEE_INCOME, "asset": "USD", "amount": "0.050000"},
+        {"kind": "fee", "from": 2, "to": FEE_INCOME, "asset": "USD", "amount": "0.010000"},
+    ]
+    ids = [leg["transfer_id"] for leg in data["legs"]]
+    assert ids == list(range(ids[0], ids[0] + 4))
+    balances = {
+        (account, push["data"]["asset"]): push["data"]
+        for account, push in of_type(pushes, "balance")
+    }
+    assert balances[(1, "AAPLx")]["total"] == "101.000000"
+    assert balances[(2, "USD")] == {
+        "asset": "USD",
+        "total": "10099.990000",
+        "available": "10099.990000",
+        "held": "0.000000",
+    }
+    assert all(account > 0 for account, _ in pushes)  # no pushes to the venue's accounts
+
+
+def test_avg_px_is_the_average_of_the_fills(desk: Desk) -> None:
+    desk.place(2, SELL, 100 * PX, 1 * SHARE)
+    desk.place(2, SELL, 100 * PX, 1 * SHARE)
+    desk.place(3, SELL, 10_001, 1 * SHARE)
+    taker = [r for account, r in execs(desk.place(1, BUY, 10_001, 3 * SHARE)) if account == 1]
+    assert [(r["exec_type"], r["avg_px"], r["last_px"]) for r in taker] == [
+        ("new", "0.000000", None),
+        ("trade", "100.000000", "100.00"),
+        ("trade", "100.000000", "100.00"),
+        ("trade", "100.003333", "100.01"),  # 300.01 / 3, to 4 more decimals than the price
+    ]
+    assert taker[-1]["status"] == "filled" and taker[-1]["cum_qty"] == "3.000000"
+
+
+def test_cancel_reports_the_reason_and_forgets_the_order(desk: Desk) -> None:
+    desk.place(1, BUY, 99 * PX, 2 * SHARE, cl_ord_id="c")
+    desk.place(2, SELL, 99 * PX, 1 * SHARE)  # half fills it
+    pushes = desk.do(CancelOrder(account=1, cl_ord_id="c"))
+    [(account, report)] = execs(pushes)
+    assert account == 1
+    assert report | {"exec_id": 0} == report | {
+        "exec_id": 0,
+        "exec_type": "canceled",
+        "status": "canceled",
+        "order_id": 1,
+        "leaves_qty": "0.000000",
+        "cum_qty": "1.000000",
+        "avg_px": "99.000000",
+        "reason": "user",
+        "last_px": None,
+    }
+    assert desk.reporter.orders == {}
+    released = [push["data"] for _, push in of_type(pushes, "balance")]
+    assert released[-1]["held"] == "0.000000"
+
+
+def test_mass_cancel_reports_each_order(desk: Desk) -> None:
+    desk.place(1, BUY, 99 * PX, SHARE, tag="a")
+    desk.place(1, BUY, 98 * PX, SHARE, tag="b")
+    reports = execs(desk.do(CancelAll(account=1)))
+    assert [(r["order_id"], r["reason"], r["tag"]) for _, r in reports] == [
+        (1, "mass_cancel", "a"),
+        (2, "mass_cancel", "b"),
+    ]
+
+
+def test_amend_reports_the_new_terms(desk: Desk) -> None:
+    desk.place(1, BUY, 99 * PX, 2 * SHARE, cl_ord_id="a")
+    [(_, report)] = execs(
+        desk.do(AmendOrder(account=1, cl_ord_id="a", price=9_950, new_cl_ord_id="b"))
+    )
+    assert (report["exec_type"], report["status"], report["price"], report["cl_ord_id"]) == (
+        "amended",
+        "new",
+        "99.50",
+        "b",
+    )
+    desk.place(2, SELL, 9_950, SHARE)  # fills half
+    [(_, done)] = execs(desk.do(AmendOrder(account=1, order_id=1, qty=SHARE)))
+    assert (done["exec_type"], done["status"], done["qty"], done["leaves_qty"]) == (
+        "amended",
+        "filled",  # amended down to what already traded
+        "1.000000",
+        "0.000000",
+    )
+    assert desk.reporter.orders == {}
+
+
+def test_an_amend_that_crosses_trades_as_taker(desk: Desk) -> None:
+    desk.place(2, SELL, 101 * PX, SHARE)
+    desk.place(1, BUY, 99 * PX, SHARE)
+    reports = execs(desk.do(AmendOrder(account=1, order_id=2, price=101 * PX)))
+    assert [(a, r["exec_type"], r.get("liquidity")) for a, r in reports] == [
+        (1, "amended", None),
+        (2, "trade", "maker"),
+        (1, "trade", "taker"),
+    ]
+    assert reports[2][1]["fee"] == "0.050500"  # 5 bps of 101 USD
+    assert desk.reporter.orders == {}
+
+
+def test_gtd_expiry_is_reported(desk: Desk) -> None:
+    expire_at = desk.venue.ts_us + 10
+    desk.place(1, SELL, 101 * PX, SHARE, tif=TimeInForce.GTD, expire_at_us=expire_at)
+    assert execs(desk.do(AdvanceClock(ts_us=expire_at - 1))) == []
+    [(account, report)] = execs(desk.do(AdvanceClock(ts_us=expire_at)))
+    assert (account, report["exec_type"], report["status"], report["reason"]) == (
+        1,
+        "expired",
+        "expired",
+        "gtd",
+    )
+    assert (report["tif"], report["leaves_qty"]) == ("gtd", "0.000000")
+    assert desk.reporter.orders == {}
+
+
+def test_ioc_rest_is_canceled(desk: Desk) -> None:
+    desk.place(2, SELL, 100 * PX, SHARE)
+    reports = execs(desk.place(1, BUY, 100 * PX, 3 * SHARE, tif=TimeInForce.IOC))
+    last = reports[-1][1]
+    assert (last["exec_type"], last["reason"], last["cum_qty"]) == (
+        "canceled",
+        "ioc_rest",
+        "1.000000",
+    )
+    assert desk.reporter.orders == {}
+
+
+def test_market_buy_by_quote_amount(desk: Desk) -> None:
+    desk.place(2, SELL, 100 * PX, 5 * SHARE)
+    command = PlaceOrder(
+        account=1,
+        symbol=SYMBOL,
+        side=BUY,
+        order_type=OrderType.MARKET,
+        tif=TimeInForce.IOC,
+        quote_qty=250 * USD,
+    )
+    reports = execs(desk.do(command))
+    new, trade = reports[0][1], reports[-1][1]
+    assert (new["type"], new["price"], new["qty"], new["quote_qty"]) == (
+        "market",
+        None,
+        "0.000000",
+        "250.000000",
+    )
+    assert (trade["status"], trade["cum_qty"], trade["last_qty"]) == (
+        "filled",
+        "2.500000",
+        "2.500000",
+    )
+
+
+@pytest.mark.parametrize(
+    ("stp", "expected"),
+    [
+        (SelfTradePrevention.EXPIRE_TAKER, [(2, "taker")]),
+        (SelfTradePrevention.EXPIRE_MAKER, [(1, "maker")]),
+        (SelfTradePrevention.EXPIRE_BOTH, [(1, "maker"), (2, "taker")]),
+    ],
+)
+def test_self_trade_prevention_is_reported(
+    desk: Desk, stp: SelfTradePrevention, expected: list[tuple[int, str]]
+) -> None:
+    desk.place(1, SELL, 100 * PX, SHARE)
+    reports = execs(desk.place(1, BUY, 100 * PX, SHARE, stp=stp))
+    prevented = [r for _, r in reports if r["exec_type"] == "stp"]
+    assert [(r["order_id"], r["liquidity"]) for r in prevented] == expected
+    assert all((r["status"], r["reason"]) == ("expired", "stp") for r in prevented)
+    assert all(r["leaves_qty"] == "0.000000" for r in prevented)
+    assert sorted(desk.reporter.orders) == sorted({1, 2} - {o for o, _ in expected})
+
+
+def test_a_self_trade_without_prevention_pays_both_fees(desk: Desk) -> None:
+    desk.place(1, SELL, 100 * PX, SHARE)
+    pushes = desk.place(1, BUY, 100 * PX, SHARE, stp=SelfTradePrevention.NONE)
+    trades = [r for _, r in execs(pushes) if r["exec_type"] == "trade"]
+    assert [(r["liquidity"], r["fee"]) for r in trades] == [
+        ("maker", "0.010000"),
+        ("taker", "0.050000"),
+    ]
+    assert [account for account, _ in of_type(pushes, "settlement")] == [1]  # once
+
+
+def test_a_refused_place_is_a_rejected_report(desk: Desk) -> None:
+    command = PlaceOrder(
+        account=3, symbol=SYMBOL, side=BUY, price=100 * PX, qty=100 * SHARE, cl_ord_id="big"
+    )
+    [(account, report)] = execs(desk.do(command))
+    assert account == 3
+    assert report | {"exec_id": 0} == report | {
+        "exec_id": 0,
+        "exec_type": "rejected",
+        "status": "rejected",
+        "order_id": None,
+        "cl_ord_id": "big",
+        "side": "buy",
+        "type": "limit",
+        "tif": "gtc",
+        "price": "100.00",
+        "qty": "100.000000",
+        "leaves_qty": "0.000000",
+        "cum_qty": "0.000000",
+        "reason": "INSUFFICIENT_BALANCE",
+    }
+    assert desk.reporter.orders == {}
+    # Without the command only what the rejection says is known.
+    [(_, bare)] = execs(desk.reporter.reports(desk.last_events))
+    assert (bare["cl_ord_id"], bare["side"], bare["price"], bare["reason"]) == (
+        "big",
+        None,
+        None,
+        "INSUFFICIENT_BALANCE",
+    )
+
+
+def test_a_duplicate_client_id_does_not_name_the_live_order(desk: Desk) -> None:
+    desk.place(1, BUY, 99 * PX, SHARE, cl_ord_id="dup")
+    [(_, report)] = execs(desk.place(1, BUY, 98 * PX, SHARE, cl_ord_id="dup"))
+    assert (report["order_id"], report["reason"]) == (None, "DUPLICATE_CL_ORD_ID")
+    assert set(desk.reporter.orders) == {1}
+
+
+def test_refused_amends_and_cancels(desk: Desk) -> None:
+    desk.place(1, BUY, 99 * PX, SHARE, tag="x")
+    [(_, same)] = execs(desk.do(AmendOrder(account=1, order_id=1, price=99 * PX)))
+    assert (same["exec_type"], same["status"], same["reason"], same["tag"]) == (
+        "rejected",
+        "new",  # the order is as it was
+        "AMEND_REJECTED",
+        "x",
+    )
+    [(_, gone)] = execs(desk.do(CancelOrder(account=1, order_id=77)))
+    assert (gone["order_id"], gone["status"], gone["reason"]) == (77, "rejected", "UNKNOWN_ORDER")
+    [(_, other)] = execs(desk.do(CancelOrder(account=2, order_id=1)))
+    assert other["reason"] == "UNKNOWN_ORDER" and other["side"] is None  # not account 1's news
+
+
+def test_exec_ids_count_up_across_accounts(desk: Desk) -> None:
+    desk.place(2, SELL, 100 * PX, SHARE)
+    desk.place(1, BUY, 100 * PX, SHARE)
+    desk.place(3, BUY, 99 * PX, SHARE)
+    assert desk.reporter.last_exec_id == 5  # new, new, maker, taker, new
+    ids = [r["exec_id"] for _, r in execs(desk.do(CancelAll(account=3)))]
+    assert ids == [6]
+
+
+def test_quote_sets_ride_along(desk: Desk) -> None:
+    [(_, new)] = execs(desk.place(1, BUY, 99 * PX, SHARE, post_only=True, quote_set="mm"))
+    assert new["quote_set"] == "mm"
+    reports = execs(desk.place(2, SELL, 99 * PX, SHARE))
+    assert [(a, r["exec_type"], r["quote_set"]) for a, r in reports] == [
+        (2, "new", None),
+        (1, "trade", "mm"),
+        (2, "trade", None),
+    ]
+
+
+def test_a_venue_without_a_ledger_reports_zero_fees() -> None:
+    desk = Desk(ledger=False)
+    desk.place(2, SELL, 100 * PX, SHARE)
+    pushes = desk.place(1, BUY, 100 * PX, SHARE)
+    trades = [r for _, r in execs(pushes) if r["exec_type"] == "trade"]
+    assert [(r["fee"], r["fee_asset"]) for r in trades] == [("0.000000", "USD")] * 2
+    assert of_type(pushes, "settlement") == of_type(pushes, "balance") == []
+
+
+def test_adopted_orders_report_like_seen_ones(desk: Desk) -> None:
+    desk.place(2, SELL, 100 * PX, 2 * SHARE, cl_ord_id="m")
+    desk.place(1, BUY, 100 * PX, SHARE)
+    fresh = ExecReporter(
+        {SYMBOL: desk.venue.markets[SYMBOL].spec}, {"USD": 6, "AAPLx": 6}, last_exec_id=100
+    )
+    for order in desk.venue.open_orders(2):
+        fresh.adopt(order, quote_set="q")
+    pushes = fresh.reports(desk.events(CancelOrder(account=2, cl_ord_id="m")))
+    [(account, report)] = execs(pushes)
+    assert (account, report["exec_id"], report["cum_qty"], report["avg_px"]) == (
+        2,
+        101,
+        "1.000000",
+        "100.000000",
+    )
+    assert (report["quote_set"], report["cl_ord_id"]) == ("q", "m")

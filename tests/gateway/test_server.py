@@ -1,0 +1,208 @@
+"""The websocket server end to end: real server on 127.0.0.1, real clients, real files."""
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from gateway.auth import sign_logon
+from gateway.client import VenueError
+from tests.gateway.conftest import KEYS, Venue, drain_pushes
+
+SYMBOL = "AAPLx-USD"
+
+
+def test_place_trade_and_private_stream(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        taker = await venue.client("taker")
+        await alpha.subscribe_account()
+        snapshot = await alpha.next_push()
+        assert snapshot["type"] == "snapshot" and snapshot["orders"] == []
+        placed = await alpha.place(SYMBOL, "sell", "0.5", "187.30", cl_ord_id="s1")
+        assert placed["status"] == "new" and placed["cl_ord_id"] == "s1"
+        taken = await taker.place(SYMBOL, "buy", "0.2", "187.40", tif="ioc")
+        assert taken["status"] == "filled"
+        pushes = await drain_pushes(alpha)
+        kinds = [(p["type"], p.get("data", {}).get("exec_type")) for p in pushes]
+        assert ("exec", "new") in kinds and ("exec", "trade") in kinds
+        assert ("settlement", None) in kinds and ("balance", None) in kinds
+        seqs = [p["seq"] for p in pushes]
+        first = snapshot["seq"] + 1  # the snapshot covers the deposits made at setup
+        assert seqs == list(range(first, first + len(seqs))), "per-account seq, +1 per event"
+        trade = next(p for p in pushes if p.get("data", {}).get("exec_type") == "trade")
+        assert trade["data"]["last_px"] == "187.30" and trade["data"]["last_qty"] == "0.200000"
+        open_orders = (await alpha.open_orders())["orders"]
+        assert [(o["order_id"], o["leaves_qty"]) for o in open_orders] == [(1, "0.300000")]
+
+    run_venue(scenario)
+
+
+def test_response_comes_before_fills_on_the_placing_connection(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.place(SYMBOL, "sell", "1", "187.30")
+        taker = await venue.client("taker")
+        await taker.subscribe_account()
+        await taker.next_push()  # the snapshot
+        raw = taker.websocket
+        assert raw is not None
+        request = {
+            "id": 77,
+            "method": "order.place",
+            "params": {
+                "symbol": SYMBOL,
+                "side": "buy",
+                "type": "limit",
+                "price": "187.30",
+                "qty": "0.1",
+                "tif": "gtc",
+            },
+        }
+        taker._waiting.clear()
+        frames: list[dict[str, Any]] = []
+        original = taker._on_message
+        taker._on_message = frames.append  # type: ignore[method-assign]
+        await raw.send(json.dumps(request))
+        await asyncio.sleep(0.5)
+        taker._on_message = original  # type: ignore[method-assign]
+        first_fill = next(
+            i
+            for i, f in enumerate(frames)
+            if f.get("type") == "exec" and f["data"]["exec_type"] == "trade"
+        )
+        response = next(i for i, f in enumerate(frames) if f.get("id") == 77)
+        assert response < first_fill
+
+    run_venue(scenario)
+
+
+def test_auth_failures(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        client = await venue.client()
+        key, secret = KEYS["alpha"]
+        now = time.time_ns() // 1_000
+
+        async def logon(ts: int, nonce: str, sig: str | None = None) -> str:
+            params = {
+                "api_key": key,
+                "ts": ts,
+                "nonce": nonce,
+                "recv_window": 5_000,
+                "sig": sig or sign_logon(secret, key, ts, nonce, 5_000),
+            }
+            response = await client.request_raw("session.logon", params)
+            return "ok" if response["status"] == 200 else response["error"]["name"]
+
+        assert await logon(now, "a", sig="0" * 64) == "BAD_SIGNATURE"
+        assert await logon(now - 60_000_000, "b") == "TIMESTAMP_OUT_OF_WINDOW"
+        assert await logon(now, "c") == "ok"
+        assert await logon(now, "c") == "NONCE_REUSED"
+        with pytest.raises(VenueError) as denied:
+            await client.request("admin.set_status", {"symbol": SYMBOL, "status": "halted"})
+        assert denied.value.name == "PERMISSION_DENIED" and denied.value.status == 403
+        anonymous = await venue.client()
+        with pytest.raises(VenueError) as refused:
+            await anonymous.place(SYMBOL, "buy", "1", "187.00")
+        assert refused.value.name == "NOT_AUTHENTICATED"
+
+    run_venue(scenario)
+
+
+def test_accounts_cannot_touch_each_others_orders(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        beta = await venue.client("beta")
+        placed = await alpha.place(SYMBOL, "buy", "1", "186.00", cl_ord_id="mine")
+        for attempt in (
+            beta.cancel(order_id=placed["order_id"]),
+            beta.cancel(cl_ord_id="mine"),
+            beta.amend(order_id=placed["order_id"], price="186.01"),
+        ):
+            with pytest.raises(VenueError) as refused:
+                await attempt
+            assert refused.value.name == "UNKNOWN_ORDER"
+        assert (await beta.open_orders())["orders"] == []
+        assert len((await alpha.open_orders())["orders"]) == 1
+
+    run_venue(scenario)
+
+
+def test_malformed_frames_change_nothing(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        raw = alpha.websocket
+        assert raw is not None
+        cases = {
+            "{oops": "BAD_JSON",
+            json.dumps({"id": 1, "method": "order.teleport", "params": {}}): "UNKNOWN_METHOD",
+            json.dumps({"id": 2, "method": "order.place", "params": {"symbol": SYMBOL}}): (
+                "MISSING_PARAM"
+            ),
+            json.dumps(
+                {
+                    "id": 3,
+                    "method": "order.place",
+                    "params": {
+                        "symbol": SYMBOL,
+                        "side": "buy",
+                        "type": "limit",
+                        "price": "1",
+                        "qty": "1",
+                        "tif": "gtc",
+                        "colour": "red",
+                    },
+                }
+            ): "BAD_PARAM",
+            json.dumps(
+                {
+                    "id": 4,
+                    "method": "order.place",
+                    "params": {
+                        "symbol": SYMBOL,
+                        "side": "buy",
+                        "type": "limit",
+                        "price": "187.001",
+                        "qty": "1",
+                        "tif": "gtc",
+                    },
+                }
+            ): "BAD_PRECISION",
+            json.dumps(
+                {
+                    "id": 5,
+                    "method": "order.place",
+                    "params": {
+                        "symbol": SYMBOL,
+                        "side": "buy",
+                        "type": "limit",
+                        "price": 187,
+                        "qty": "1",
+                        "tif": "gtc",
+                    },
+                }
+            ): "BAD_PARAM",
+            json.dumps({"id": 2**60, "method": "ping", "params": {}}): "BAD_PARAM",
+        }
+        alpha._waiting.clear()  # raw frames: their answers arrive as unclaimed messages
+        for frame in cases:
+            await raw.send(frame)
+        names = []
+        while len(names) < len(cases):
+            message = await alpha.next_push(2)
+            if "error" in message:  # heartbeats may come in between
+                names.append(message["error"]["name"])
+        assert sorted(names) == sorted(cases.values())
+        assert (await alpha.open_orders())["orders"] == []
+        oversized = json.dumps({"id": 9, "method": "ping", "params": {"pad": "x" * 70_000}})
+        async with connect(venue.url()) as big:
+            await big.send(oversized)
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(big.recv(), 2)
+            assert big.close_code == 1009
+
+    run_venue(scenario)

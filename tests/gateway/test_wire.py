@@ -1,0 +1,660 @@
+"""The wire: strict decoding of every method, error codes, exact conversion, envelopes."""
+
+import json
+from typing import Any
+
+import msgspec
+import pytest
+
+from engine.commands import (
+    AmendOrder,
+    AttestReserves,
+    CancelAll,
+    CancelOrder,
+    ConfirmWithdrawal,
+    Deposit,
+    ListAsset,
+    ListInstrument,
+    OpenAccount,
+    PlaceOrder,
+    RequestWithdrawal,
+    SetInstrumentStatus,
+    SetReferencePrice,
+    VoidWithdrawal,
+)
+from engine.enums import (
+    InstrumentKind,
+    InstrumentStatus,
+    OrderType,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
+from engine.events import CommandRejected, OrderAccepted
+from engine.reasons import ErrorCode
+from engine.venue import Venue
+from gateway import config, wire
+from gateway.wire import Request, WireError
+from settlement.ledger import Ledger
+from tests.engine.conftest import SYMBOL, make_spec
+
+E = ErrorCode
+SPECS = {SYMBOL: make_spec()}  # prices at 2 decimals, quantities and cash at 6
+SCALES = {"USD": 6, "AAPLx": 6, "TB-2027-03-04": 0}
+SIG = "ab" * 32
+
+# One valid request per method: the smallest params it accepts.
+MINIMAL: dict[str, dict[str, Any]] = {
+    "session.logon": {"api_key": "k", "ts": 1, "nonce": "n", "sig": SIG},
+    "session.logout": {},
+    "session.status": {},
+    "ping": {},
+    "time": {},
+    "session.cod": {"enabled": True},
+    "orders.cancel_after": {"timeout_ms": 0},
+    "order.place": {
+        "symbol": SYMBOL,
+        "side": "buy",
+        "type": "limit",
+        "tif": "gtc",
+        "price": "1",
+        "qty": "1",
+    },
+    "order.cancel": {"order_id": 1},
+    "order.amend": {"cl_ord_id": "c", "qty": "1"},
+    "order.batch": {"ops": [{"method": "order.cancel", "params": {"order_id": 1}}]},
+    "quote.mass": {"quote_set": "q", "quotes": []},
+    "orders.cancel_all": {},
+    "orders.open": {},
+    "order.status": {"order_id": 1},
+    "fills": {"limit": 10},
+    "balances": {},
+    "instruments": {},
+    "book.snapshot": {"symbol": SYMBOL, "depth": 10},
+    "subscribe": {"ch": "account"},
+    "unsubscribe": {"ch": "book", "symbols": [SYMBOL]},
+    "subscriptions": {},
+    "admin.list_instrument": {
+        "symbol": "MSFTx-USD",
+        "kind": "equity",
+        "base": "MSFTx",
+        "quote": "USD",
+        "tick": "0.01",
+        "step": "0.000001",
+        "min_qty": "0.000001",
+        "min_notional": "1",
+        "band_pct": "10",
+        "reference_price": "400.00",
+    },
+    "admin.set_status": {"symbol": SYMBOL, "status": "halted"},
+    "admin.set_reference_price": {"symbol": SYMBOL, "price": "101.5"},
+    "admin.list_asset": {"code": "MSFTx", "scale": 6},
+    "admin.attest_reserves": {"asset": "USD", "amount": "1000000", "as_of": 5},
+    "admin.deposit": {"account": 7, "asset": "USD", "amount": "10.5"},
+    "admin.withdraw": {"account": 7, "asset": "USD", "amount": "0.000001"},
+    "admin.confirm_withdrawal": {"withdrawal_id": 3},
+    "admin.void_withdrawal": {"withdrawal_id": 3},
+    "admin.open_account": {
+        "account": 7,
+        "name": "seven",
+        "jurisdiction": "DE",
+        "kyc_approved": True,
+    },
+    "admin.issue_key": {"account": 7, "scopes": ["read", "trade"]},
+}
+NO_PARAMS_NEEDED = {method for method, params in MINIMAL.items() if not params}
+
+
+def frame(method: str, params: Any = None, request_id: Any = 1, **more: Any) -> bytes:
+    body: dict[str, Any] = {"id": request_id, "method": method, **more}
+    if params is not None:
+        body["params"] = params
+    return json.dumps(body).encode()
+
+
+def decoded(method: str, params: Any) -> Request:
+    request = wire.decode_request(frame(method, params))
+    assert isinstance(request, Request), request
+    return request
+
+
+def refused(raw: bytes | str) -> WireError:
+    result = wire.decode_request(raw)
+    assert isinstance(result, WireError), result
+    return result
+
+
+def place(**params: Any) -> dict[str, Any]:
+    return MINIMAL["order.place"] | params
+
+
+def convert(method: str, params: dict[str, Any], **more: Any) -> Any:
+    return wire.to_command(decoded(method, params), SPECS, SCALES, 7, **more)
+
+
+# ----------------------------------------------------------------- decoding
+
+
+def test_the_table_covers_every_method() -> None:
+    assert set(MINIMAL) == set(wire.METHODS)
+
+
+@pytest.mark.parametrize("method", sorted(MINIMAL))
+def test_every_method_decodes_into_its_params_struct(method: str) -> None:
+    request = wire.decode_request(frame(method, MINIMAL[method], request_id="req-1"))
+    assert isinstance(request, Request), request
+    assert (request.id, request.method) == ("req-1", method)
+    assert type(request.params) is wire.METHODS[method]
+
+
+@pytest.mark.parametrize("method", sorted(NO_PARAMS_NEEDED))
+def test_params_may_be_left_out_when_none_are_required(method: str) -> None:
+    request = wire.decode_request(frame(method))
+    assert isinstance(request, Request) and type(request.params) is wire.METHODS[method]
+
+
+def test_text_frames_decode_like_bytes() -> None:
+    assert wire.decode_request(frame("ping").decode()) == wire.decode_request(frame("ping"))
+
+
+def test_a_place_decodes_every_field() -> None:
+    params = place(
+        side="sell",
+        tif="gtd",
+        expire_at=9_000_000,
+        post_only=True,
+        stp="expire_both",
+        cl_ord_id="c-1",
+        tag="mm",
+    )
+    decoded_params = decoded("order.place", params).params
+    assert decoded_params == wire.PlaceParams(
+        symbol=SYMBOL,
+        side=Side.SELL,
+        type=OrderType.LIMIT,
+        tif=TimeInForce.GTD,
+        price="1",
+        qty="1",
+        expire_at=9_000_000,
+        post_only=True,
+        stp=SelfTradePrevention.EXPIRE_BOTH,
+        cl_ord_id="c-1",
+        tag="mm",
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "request_id"),
+    [
+        (b"{not json", E.BAD_JSON, None),
+        (b"", E.BAD_JSON, None),
+        (b'{"id": 1, "method": "ping"} trailing', E.BAD_JSON, None),
+        (b"[1, 2]", E.BAD_JSON, None),
+        (b'"ping"', E.BAD_JSON, None),
+        (frame("order.teleport", {}), E.UNKNOWN_METHOD, 1),
+        (frame("Ping"), E.UNKNOWN_METHOD, 1),
+        (b'{"method": "ping"}', E.MISSING_PARAM, None),
+        (b'{"id": 5}', E.MISSING_PARAM, 5),
+        (frame("order.place", {"symbol": SYMBOL}), E.MISSING_PARAM, 1),
+        (frame("order.place"), E.MISSING_PARAM, 1),
+        (frame("session.cod"), E.MISSING_PARAM, 1),
+        (frame("ping", extra=1), E.BAD_PARAM, 1),  # unknown envelope field
+        (frame("ping", {"x": 1}), E.BAD_PARAM, 1),  # unknown params field
+        (frame("ping", []), E.BAD_PARAM, 1),
+        (frame("ping", request_id=2**53), E.BAD_PARAM, None),  # ids below 2^53
+        (frame("ping", request_id=-1), E.BAD_PARAM, None),
+        (frame("ping", request_id="x" * 37), E.BAD_PARAM, None),
+        (frame("ping", request_id=1.5), E.BAD_PARAM, None),
+        (frame("ping", request_id=None), E.BAD_PARAM, None),
+        (frame(3), E.BAD_PARAM, 1),  # type: ignore[arg-type]
+        (frame("order.place", place(qty=1)), E.BAD_PARAM, 1),  # a number, not a string
+        (frame("order.place", place(price="-1")), E.BAD_PARAM, 1),
+        (frame("order.place", place(price="1e3")), E.BAD_PARAM, 1),
+        (frame("order.place", place(price=" 1")), E.BAD_PARAM, 1),
+        (frame("order.place", place(price="1.")), E.BAD_PARAM, 1),
+        (frame("order.place", place(price="1\n")), E.BAD_PARAM, 1),
+        (frame("order.place", place(side="long")), E.BAD_PARAM, 1),  # bad enum
+        (frame("order.place", place(tif="GTC")), E.BAD_PARAM, 1),
+        (frame("order.place", place(stp="never")), E.BAD_PARAM, 1),
+        (frame("order.place", place(post_only=1)), E.BAD_PARAM, 1),
+        (frame("order.place", place(cl_ord_id="c" * 37)), E.BAD_PARAM, 1),
+        (frame("order.place", place(cl_ord_id="")), E.BAD_PARAM, 1),
+        (frame("order.place", place(symbol="S" * 33)), E.BAD_PARAM, 1),
+        (frame("order.place", place(tif="gtd", expire_at=2**53)), E.BAD_PARAM, 1),
+        (frame("order.place", place(tif="gtd", expire_at=10**30)), E.BAD_PARAM, 1),  # huge
+        (
+            frame("order.place", place(tif="gtd", expire_at=1e400)).replace(b"Infinity", b"1e400"),
+            E.BAD_PARAM,
+            1,
+        ),
+        (frame("order.cancel", {"order_id": "1"}), E.BAD_PARAM, 1),
+        (frame("order.cancel", {"order_id": 0}), E.BAD_PARAM, 1),
+        (frame("fills", {"limit": 0}), E.BAD_PARAM, 1),
+        (frame("fills", {"limit": 1_001}), E.BAD_PARAM, 1),
+        (frame("subscribe", {"ch": "gossip"}), E.BAD_PARAM, 1),
+        (frame("orders.cancel_after", {"timeout_ms": 600_001}), E.BAD_PARAM, 1),
+        (frame("session.logon", MINIMAL["session.logon"] | {"sig": "zz"}), E.BAD_PARAM, 1),
+        (
+            frame("admin.open_account", MINIMAL["admin.open_account"] | {"jurisdiction": "de"}),
+            E.BAD_PARAM,
+            1,
+        ),
+        (frame("admin.list_asset", {"code": "X", "scale": 19}), E.BAD_PARAM, 1),
+        (frame("admin.issue_key", {"account": 7, "scopes": ["root"]}), E.BAD_PARAM, 1),
+        (frame("admin.issue_key", {"account": 7, "scopes": ["read", "read"]}), E.BAD_PARAM, 1),
+        (frame("admin.set_status", {"symbol": SYMBOL, "status": "closed"}), E.BAD_PARAM, 1),
+    ],
+)
+def test_each_failure_has_its_code(raw: bytes, code: ErrorCode, request_id: Any) -> None:
+    error = refused(raw)
+    assert (error.code, error.id) == (code, request_id), error.message
+
+
+def test_messages_say_where_and_what() -> None:
+    error = refused(frame("order.place", place(price="1e3")))
+    assert error.message == "Expected `str` holding a plain decimal number - at `params.price`"
+    assert refused(frame("order.place", {"symbol": SYMBOL})).message == (
+        "Object missing required field `side` - at `params`"
+    )
+    assert refused(frame("order.cancel", {"order_id": 1, "x": 1})).message == (
+        "Object contains unknown field `x` - at `params`"
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        (place(price=None), E.MISSING_PARAM),
+        (place(qty=None), E.MISSING_PARAM),
+        (place(quote_qty="5"), E.BAD_PARAM),
+        (place(type="market", tif="ioc"), E.BAD_PARAM),  # a market order has no price
+        (place(type="market", tif="ioc", price=None, qty=None), E.MISSING_PARAM),
+        (place(type="market", tif="ioc", price=None, quote_qty="5"), E.BAD_PARAM),  # both
+        (place(tif="gtd"), E.MISSING_PARAM),
+        (place(expire_at=5), E.BAD_PARAM),
+    ],
+)
+def test_a_place_must_hang_together(params: dict[str, Any], code: ErrorCode) -> None:
+    params = {key: value for key, value in params.items() if value is not None}
+    assert refused(frame("order.place", params)).code is code
+
+
+@pytest.mark.parametrize("method", ["order.cancel", "order.status"])
+def test_one_order_id_exactly(method: str) -> None:
+    assert refused(frame(method, {})).code is E.MISSING_PARAM
+    assert refused(frame(method, {"order_id": 1, "cl_ord_id": "c"})).code is E.BAD_PARAM
+    assert decoded(method, {"cl_ord_id": "c"}).params.cl_ord_id == "c"  # type: ignore[attr-defined]
+
+
+def test_an_amend_names_one_order_and_changes_something() -> None:
+    assert refused(frame("order.amend", {"order_id": 1})).code is E.MISSING_PARAM
+    both = {"order_id": 1, "cl_ord_id": "c", "price": "1"}
+    assert refused(frame("order.amend", both)).code is E.BAD_PARAM
+    assert refused(frame("order.amend", {"price": "1"})).code is E.MISSING_PARAM
+
+
+def test_quotes_come_in_pairs_and_once_per_symbol() -> None:
+    def quotes(*items: dict[str, Any]) -> bytes:
+        return frame("quote.mass", {"quote_set": "q", "quotes": list(items)})
+
+    ok = decoded(
+        "quote.mass",
+        {
+            "quote_set": "q",
+            "quotes": [{"symbol": "A", "bid_px": "1", "bid_qty": "2", "ask_qty": "0"}],
+        },
+    )
+    assert isinstance(ok.params, wire.QuoteMassParams) and ok.params.quotes[0].ask_qty == "0"
+    assert refused(quotes({"symbol": "A", "bid_px": "1"})).code is E.MISSING_PARAM
+    assert refused(quotes({"symbol": "A", "ask_qty": "1"})).code is E.MISSING_PARAM
+    assert refused(quotes({"symbol": "A"}, {"symbol": "A"})).code is E.BAD_PARAM
+    too_many = [{"symbol": f"S{n}"} for n in range(wire.QUOTES_MAX + 1)]
+    assert refused(quotes(*too_many)).code is E.BAD_PARAM
+
+
+def test_oversize_frames_are_message_too_big() -> None:
+    padding = "x" * wire.MESSAGE_BYTES_MAX
+    error = refused(frame("ping", request_id=padding))
+    assert (error.code, error.id) == (E.MESSAGE_TOO_BIG, None)
+    assert wire.oversize(b"x" * wire.MESSAGE_BYTES_MAX) is None
+    assert wire.oversize("é" * (wire.MESSAGE_BYTES_MAX // 2 + 1)) is not None  # 2 bytes each
+    assert wire.oversize("é" * (wire.MESSAGE_BYTES_MAX // 2)) is None
+    assert wire.decode_request(frame("ping"), size_max=10) == (
+        WireError(None, E.MESSAGE_TOO_BIG, "frames are limited to 10 bytes")
+    )
+
+
+# ----------------------------------------------------------------- batches
+
+
+def op(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"method": method, "params": params}
+
+
+def test_a_batch_decodes_its_ops_into_their_params() -> None:
+    ops = [
+        op("order.place", place(cl_ord_id="a")),
+        op("order.cancel", {"cl_ord_id": "a"}),
+        op("order.amend", {"order_id": 4, "price": "2"}),
+    ]
+    params = decoded("order.batch", {"ops": ops}).params
+    assert isinstance(params, wire.BatchParams)
+    assert [type(o) for o in params.ops] == [wire.PlaceOp, wire.CancelOp, wire.AmendOp]
+    commands = [wire.params_to_command(o.params, SPECS, SCALES, 7) for o in params.ops]
+    assert isinstance(commands[0], PlaceOrder) and commands[0].cl_ord_id == "a"
+    assert commands[1] == CancelOrder(account=7, cl_ord_id="a")
+    assert commands[2] == WireError(None, E.UNKNOWN_ORDER, "the account has no such open order")
+    amend = wire.params_to_command(params.ops[2].params, SPECS, SCALES, 7, order_symbol=SYMBOL)
+    assert amend == AmendOrder(account=7, order_id=4, price=200)
+
+
+def test_batch_limits() -> None:
+    cancel = op("order.cancel", {"order_id": 1})
+    full = decoded("order.batch", {"ops": [cancel] * wire.BATCH_OPS_MAX}).params
+    assert len(full.ops) == wire.BATCH_OPS_MAX  # type: ignore[attr-defined]
+    over = refused(frame("order.batch", {"ops": [cancel] * (wire.BATCH_OPS_MAX + 1)}))
+    assert over.code is E.BAD_PARAM and "length <= 20" in over.message
+    assert refused(frame("order.batch", {"ops": []})).code is E.BAD_PARAM
+    assert refused(frame("order.batch", {})).code is E.MISSING_PARAM
+
+
+def test_a_malformed_op_refuses_the_whole_batch() -> None:
+    good = op("order.cancel", {"order_id": 1})
+    cases = [
+        (op("order.status", {"order_id": 1}), E.BAD_PARAM),  # not a batchable method
+        (op("order.cancel", {"order_id": 1, "x": 1}), E.BAD_PARAM),
+        (op("order.cancel", {}), E.MISSING_PARAM),
+        (op("order.place", place(price=1)), E.BAD_PARAM),
+        ({"method": "order.cancel"}, E.MISSING_PARAM),
+        ({"method": "order.cancel", "params": {"order_id": 1}, "id": 3}, E.BAD_PARAM),
+    ]
+    for bad, code in cases:
+        error = refused(frame("order.batch", {"ops": [good, bad]}))
+        assert (error.code, error.id) == (code, 1), (bad, error)
+    error = refused(frame("order.batch", {"ops": [good, op("order.place", place(qty=None))]}))
+    assert error.message == "ops[1]: a limit order needs price and qty"
+
+
+# ----------------------------------------------------------------- conversion
+
+
+def test_a_place_becomes_a_place_order_in_exact_units() -> None:
+    command = convert(
+        "order.place",
+        place(
+            side="sell",
+            price="187.25",
+            qty="0.000125",
+            tif="gtd",
+            expire_at=1_700_000_000_000_000,
+            post_only=True,
+            stp="none",
+            cl_ord_id="c-9",
+            tag="t",
+        ),
+    )
+    assert command == PlaceOrder(
+        account=7,
+        symbol=SYMBOL,
+        side=Side.SELL,
+        order_type=OrderType.LIMIT,
+        tif=TimeInForce.GTD,
+        price=18_725,
+        qty=125,
+        post_only=True,
+        stp=SelfTradePrevention.NONE,
+        cl_ord_id="c-9",
+        tag="t",
+        expire_at_us=1_700_000_000_000_000,
+    )
+    assert command.ts_us == 0  # the sequencer stamps it
+
+
+def test_market_orders_convert_qty_or_quote_qty() -> None:
+    by_qty = convert("order.place", place(type="market", tif="ioc", price=None, qty="2"))
+    assert (by_qty.order_type, by_qty.price, by_qty.qty, by_qty.quote_qty) == (
+        OrderType.MARKET,
+        0,
+        2_000_000,
+        0,
+    )
+    params = {k: v for k, v in place(type="market", tif="ioc").items() if k not in ("price", "qty")}
+    by_quote = convert("order.place", params | {"quote_qty": "250.5"})
+    assert (by_quote.qty, by_quote.quote_qty) == (0, 250_500_000)  # USD at 6 decimals
+
+
+def test_trailing_zeros_are_not_excess_precision() -> None:
+    assert convert("order.place", place(price="187.2500", qty="1.0000000")).price == 18_725
+
+
+@pytest.mark.parametrize(
+    ("params", "code", "message"),
+    [
+        (place(price="187.255"), E.BAD_PRECISION, "price '187.255' has more than 2 decimals"),
+        (place(qty="0.0000001"), E.BAD_PRECISION, "qty '0.0000001' has more than 6 decimals"),
+        (place(price="0"), E.BAD_PARAM, "price must be positive"),
+        (place(qty="0.000"), E.BAD_PARAM, "qty must be positive"),
+        (place(qty="9" * 20), E.BAD_PARAM, f"qty: '{'9' * 20}' is too large"),
+        (place(symbol="NOPE-USD"), E.UNKNOWN_SYMBOL, "unknown symbol 'NOPE-USD'"),
+    ],
+)
+def test_conversion_refusals(params: dict[str, Any], code: ErrorCode, message: str) -> None:
+    request = decoded("order.place", params)
+    assert wire.to_command(request, SPECS, SCALES, 7) == WireError(1, code, message)
+
+
+def test_cancel_and_cancel_all_convert_without_scales() -> None:
+    assert convert("order.cancel", {"order_id": 12}) == CancelOrder(account=7, order_id=12)
+    assert convert("order.cancel", {"cl_ord_id": "x"}) == CancelOrder(account=7, cl_ord_id="x")
+    every = {"symbol": "ANY", "side": "sell", "tag": "t", "quote_set": "q"}
+    assert convert("orders.cancel_all", every) == CancelAll(
+        account=7, symbol="ANY", side=Side.SELL, tag="t"
+    )  # an unknown symbol is the engine's to refuse; quote sets are the server's
+
+
+def test_an_amend_converts_at_its_orders_scales() -> None:
+    params = {"order_id": 3, "price": "99.5", "qty": "1.5", "new_cl_ord_id": "n"}
+    command = convert("order.amend", params, order_symbol=SYMBOL)
+    assert command == AmendOrder(
+        account=7, order_id=3, price=9_950, qty=1_500_000, new_cl_ord_id="n"
+    )
+    renamed = convert("order.amend", {"cl_ord_id": "a", "new_cl_ord_id": "b"})
+    assert renamed == AmendOrder(account=7, cl_ord_id="a", new_cl_ord_id="b")
+    assert convert("order.amend", {"order_id": 3, "qty": "0"}, order_symbol=SYMBOL).code is (
+        E.BAD_PARAM  # 0 would read as "unchanged" in the engine
+    )
+    assert convert("order.amend", {"order_id": 3, "price": "99.555"}, order_symbol=SYMBOL).code is (
+        E.BAD_PRECISION
+    )
+    assert convert("order.amend", {"order_id": 3, "price": "1"}).code is E.UNKNOWN_ORDER
+
+
+def test_admin_requests_convert_to_their_commands() -> None:
+    assert convert("admin.set_status", MINIMAL["admin.set_status"]) == SetInstrumentStatus(
+        symbol=SYMBOL, status=InstrumentStatus.HALTED
+    )
+    assert convert("admin.set_reference_price", MINIMAL["admin.set_reference_price"]) == (
+        SetReferencePrice(symbol=SYMBOL, price=10_150)
+    )
+    assert convert("admin.list_asset", MINIMAL["admin.list_asset"]) == ListAsset(
+        code="MSFTx", scale=6
+    )
+    assert convert("admin.attest_reserves", MINIMAL["admin.attest_reserves"]) == AttestReserves(
+        asset="USD", amount=10**12, as_of_us=5
+    )
+    assert convert("admin.deposit", MINIMAL["admin.deposit"]) == Deposit(
+        account=7, asset="USD", amount=10_500_000
+    )
+    assert convert("admin.withdraw", MINIMAL["admin.withdraw"]) == RequestWithdrawal(
+        account=7, asset="USD", amount=1
+    )
+    assert convert("admin.confirm_withdrawal", {"withdrawal_id": 3}) == ConfirmWithdrawal(
+        withdrawal_id=3
+    )
+    assert convert("admin.void_withdrawal", {"withdrawal_id": 3}) == VoidWithdrawal(withdrawal_id=3)
+    assert convert("admin.open_account", MINIMAL["admin.open_account"]) == OpenAccount(
+        account=7, name="seven", kyc_approved=True, jurisdiction="DE"
+    )
+
+
+def test_admin_amounts_need_known_assets_and_their_precision() -> None:
+    unknown = convert("admin.deposit", {"account": 7, "asset": "EUR", "amount": "1"})
+    assert (unknown.code, unknown.message) == (E.UNKNOWN_ASSET, "unknown asset 'EUR'")
+    bill = convert("admin.deposit", {"account": 7, "asset": "TB-2027-03-04", "amount": "1000.5"})
+    assert bill.code is E.BAD_PRECISION  # face value in whole dollars
+    price = convert("admin.set_reference_price", {"symbol": SYMBOL, "price": "1.001"})
+    assert price.code is E.BAD_PRECISION
+    nowhere = convert("admin.set_reference_price", {"symbol": "X", "price": "1"})
+    assert nowhere.code is E.UNKNOWN_SYMBOL
+
+
+def test_list_instrument_matches_the_config_loader() -> None:
+    params = {
+        "symbol": "TB-2027-03-04-USD",
+        "kind": "tbill",
+        "base": "TB-2027-03-04",
+        "quote": "USD",
+        "tick": "0.000001",
+        "step": "1",
+        "min_qty": "100",
+        "min_notional": "100",
+        "band_pct": "2.5",
+        "reference_price": "98.676708",
+        "maker_fee_bps": 1,
+        "taker_fee_bps": 2,
+        "maturity": "2027-03-04",
+        "excluded_jurisdictions": ["US"],
+    }
+    command = convert("admin.list_instrument", params)
+    assert isinstance(command, ListInstrument)
+    entry = msgspec.json.decode(json.dumps(params), type=config.InstrumentEntry)
+    assert command.spec == config.instrument_spec(entry, dict(SCALES))
+    assert command.spec.maturity_us == 1_804_118_400_000_000
+    assert (command.spec.price_band_bps, command.spec.kind) == (250, InstrumentKind.TBILL)
+    assert convert("admin.list_instrument", params | {"band_pct": "2.555"}).code is (
+        E.BAD_PRECISION
+    )
+    assert convert("admin.list_instrument", params | {"reference_price": "98.6767081"}).code is (
+        E.BAD_PRECISION
+    )
+    assert convert("admin.list_instrument", params | {"base": "TB-X"}).code is E.UNKNOWN_ASSET
+
+
+def test_methods_without_a_command_are_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="no engine command"):
+        wire.to_command(decoded("ping", {}), SPECS, SCALES, 7)
+    convertible = {m for m in wire.METHODS if m in wire.COMMAND_METHODS}
+    assert convertible == wire.COMMAND_METHODS
+
+
+def test_quotes_convert_per_symbol() -> None:
+    quote = wire.Quote(symbol=SYMBOL, bid_px="99.5", bid_qty="2", ask_qty="0")
+    assert wire.quote_units(quote, SPECS) == wire.QuoteUnits(SYMBOL, 9_950, 2_000_000, None, 0)
+    fine = wire.Quote(symbol=SYMBOL, bid_px="99.555", bid_qty="1")
+    assert isinstance(error := wire.quote_units(fine, SPECS), WireError)
+    assert error.code is E.BAD_PRECISION
+    elsewhere = wire.quote_units(wire.Quote(symbol="X"), SPECS)
+    assert isinstance(elsewhere, WireError) and elsewhere.code is E.UNKNOWN_SYMBOL
+
+
+def test_units_helper() -> None:
+    assert wire.units("1.5", 2, "price") == 150
+    assert wire.units("1.555", 2, "price") == WireError(
+        None, E.BAD_PRECISION, "price '1.555' has more than 2 decimals"
+    )
+
+
+def test_converted_commands_run_on_a_real_venue() -> None:
+    venue = Venue(ledger=Ledger())
+    scales: dict[str, int] = {}
+    setup = [
+        ("admin.list_asset", {"code": "USD", "scale": 6}),
+        ("admin.list_asset", {"code": "MSFTx", "scale": 6}),
+        ("admin.list_instrument", MINIMAL["admin.list_instrument"]),
+        ("admin.attest_reserves", {"asset": "USD", "amount": "1000000", "as_of": 1}),
+        ("admin.open_account", MINIMAL["admin.open_account"]),
+        ("admin.deposit", MINIMAL["admin.deposit"] | {"amount": "1000"}),
+    ]
+    ts = 1
+    for method, params in setup:
+        specs = {symbol: market.spec for symbol, market in venue.markets.items()}
+        command = wire.to_command(decoded(method, params), specs, scales, 0)
+        assert not isinstance(command, WireError), command
+        events = venue.execute(msgspec.structs.replace(command, ts_us=ts))
+        assert not any(isinstance(e, CommandRejected) for e in events), events
+        if isinstance(command, ListAsset):
+            scales[command.code] = command.scale
+        ts += 1
+    specs = {symbol: market.spec for symbol, market in venue.markets.items()}
+    order = place(symbol="MSFTx-USD", price="400.01", qty="0.5")
+    command = wire.to_command(decoded("order.place", order), specs, scales, 7)
+    assert isinstance(command, PlaceOrder)
+    events = venue.execute(msgspec.structs.replace(command, ts_us=ts))
+    assert isinstance(events[0], OrderAccepted)
+    assert (events[0].price, events[0].qty) == (40_001, 500_000)
+    venue.check_invariants()
+
+
+# ----------------------------------------------------------------- responses
+
+
+def test_ok_envelope() -> None:
+    body = wire.ok(42, {"order_id": 1, "status": "new"}, 10, 12)
+    assert body == (
+        b'{"id":42,"status":200,"result":{"order_id":1,"status":"new"},"t_in":10,"t_out":12}'
+    )
+
+
+def test_error_envelopes() -> None:
+    body = wire.error(42, E.DUPLICATE_CL_ORD_ID, "in use", data={"order_id": 9})
+    assert json.loads(body) == {
+        "id": 42,
+        "status": 400,
+        "error": {
+            "code": 4008,
+            "name": "DUPLICATE_CL_ORD_ID",
+            "msg": "in use",
+            "data": {"order_id": 9},
+        },
+    }
+    limited = json.loads(wire.error("a", E.RATE_LIMITED, "slow down", retry_after_ms=250))
+    assert limited == {
+        "id": "a",
+        "status": 429,
+        "error": {"code": 3000, "name": "RATE_LIMITED", "msg": "slow down"},
+        "retry_after_ms": 250,
+    }
+    partial = json.loads(wire.error(1, E.INSUFFICIENT_BALANCE, "2 of 3 failed", status=409))
+    assert partial["status"] == 409
+    unknown = json.loads(wire.error_of(refused(b"{")))
+    assert (unknown["id"], unknown["error"]["name"]) == (None, "BAD_JSON")
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        (E.BAD_JSON, 400),
+        (E.MESSAGE_TOO_BIG, 400),
+        (E.NOT_AUTHENTICATED, 401),
+        (E.BAD_SIGNATURE, 401),
+        (E.TIMESTAMP_OUT_OF_WINDOW, 401),
+        (E.NONCE_REUSED, 401),
+        (E.PERMISSION_DENIED, 403),
+        (E.NOT_ELIGIBLE, 403),
+        (E.RATE_LIMITED, 429),
+        (E.TOO_MANY_OPEN_ORDERS, 400),
+        (E.POST_ONLY_WOULD_TAKE, 400),
+        (E.UNKNOWN_ORDER, 400),
+        (E.INSTRUMENT_HALTED, 503),
+        (E.CANCEL_ONLY, 400),
+        (E.UNKNOWN_ASSET, 400),
+        (E.INTERNAL, 500),
+        (E.SHUTTING_DOWN, 503),
+    ],
+)
+def test_rejection_status(code: ErrorCode, status: int) -> None:
+    assert wire.rejection_status(code) == status
+
+
+def test_pushes_encode_as_json() -> None:
+    assert wire.encode({"ch": "account", "seq": 1}) == b'{"ch":"account","seq":1}'
