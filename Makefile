@@ -22,7 +22,7 @@ $(TEST_STAMP): pyproject.toml | $(PY)
 	touch $(STAMP) $@
 
 run: $(STAMP)
-	$(VENV)/bin/venue demo
+	$(VENV)/bin/venue serve
 
 test: $(TEST_STAMP)
 	$(VENV)/bin/ruff format --check .
