@@ -27,8 +27,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
-from engine.commands import CancelAll, CancelOrder, Command
-from engine.enums import CancelReason
+from engine.commands import AmendOrder, CancelAll, CancelOrder, Command, PlaceOrder
+from engine.enums import CancelReason, SelfTradePrevention, Side
 from engine.events import (
     AccountOpened,
     AssetListed,
@@ -118,6 +118,11 @@ class Pending:
     results: list[Executed] = field(default_factory=list)
     answer: bytes | None = None  # a query's answer, computed when it arrived
     finish: Callable[["Pending"], bytes] | None = None
+    quote_set: str | None = None  # a quote.mass: the set its places belong to
+    slots: dict[int, "QuoteSlot"] = field(default_factory=dict)  # command seq -> its quote
+
+
+QuoteSlot = tuple[int, str, str, Side]  # account, quote set, symbol, side: one live quote
 
 
 class VenueServer:
@@ -135,6 +140,7 @@ class VenueServer:
         self.private: dict[int, PrivateStream] = {}
         self.subscribers: dict[Stream, set[Session]] = {}
         self.dead_man: dict[int, asyncio.TimerHandle] = {}
+        self.quotes: dict[QuoteSlot, int] = {}  # each live quote's order id
         self._next_session = 0
         self.epoch = now_us()
         journal = FileJournal(data_dir / JOURNAL_FILE)
@@ -408,11 +414,101 @@ class VenueServer:
     def _trade(self, session: Session, request: wire.Request, t_in: int) -> None:
         key = _key(session)
         require_scope(key, "trade")
+        quote_set = getattr(request.params, "quote_set", None)
+        if request.method == "orders.cancel_all" and quote_set is not None:
+            self._cancel_quote_set(session, request, t_in, key.account, quote_set)
+            return
         command = self._command(session, request, key.account)
         if command is None:
             return
         pending = Pending(session, request.id, request.method, t_in, finish=_trade_result)
         self.sequencer.submit(command, origin=pending)
+
+    def _quote_mass(self, session: Session, request: wire.Request, t_in: int) -> None:
+        """Replace the quote set's bid and ask per symbol: post-only, expire_maker."""
+        key = _key(session)
+        require_scope(key, "trade")
+        if not session.cod:
+            self._reply_error(session, request, E.COD_REQUIRED, "enable session.cod first")
+            return
+        p: Any = request.params
+        planned: list[tuple[Command, QuoteSlot]] = []
+        for quote in p.quotes:
+            units = wire.quote_units(quote, self._specs())
+            if isinstance(units, wire.WireError):
+                self._reply_error(session, request, units.code, units.message)
+                return
+            for side, price, qty in (
+                (Side.BUY, units.bid_px, units.bid_qty),
+                (Side.SELL, units.ask_px, units.ask_qty),
+            ):
+                if qty is None:
+                    continue  # this side is not mentioned: left as it is
+                slot = (key.account, p.quote_set, units.symbol, side)
+                command = self._requote(slot, price or 0, qty)
+                if command is not None:
+                    planned.append((command, slot))
+        pending = Pending(
+            session,
+            request.id,
+            request.method,
+            t_in,
+            len(planned),
+            finish=_batch_result,
+            quote_set=p.quote_set,
+        )
+        if not planned:
+            self._send(session, _batch_result(pending))
+            return
+        for command, slot in planned:
+            executed = self.sequencer.submit(command, origin=pending)
+            pending.slots[executed.seq] = slot
+
+    def _requote(self, slot: QuoteSlot, price: int, qty: int) -> Command | None:
+        """The command that makes the slot's live quote `qty` at `price` (0: pulled)."""
+        account, _, symbol, side = slot
+        order = self.venue.orders.get(self.quotes.get(slot, 0))
+        if order is None or order.account != account:
+            if not qty:
+                return None
+            return PlaceOrder(
+                account=account,
+                symbol=symbol,
+                side=side,
+                price=price,
+                qty=qty,
+                post_only=True,
+                stp=SelfTradePrevention.EXPIRE_MAKER,
+            )
+        if not qty:
+            return CancelOrder(account=account, order_id=order.order_id)
+        if order.price == price and order.leaves_qty == qty:
+            return None  # already quoted exactly so: keep its place in the queue
+        # Quotes are sizes on display: the amended total is what traded plus the new size.
+        return AmendOrder(
+            account=account, order_id=order.order_id, price=price, qty=order.cum_qty + qty
+        )
+
+    def _cancel_quote_set(
+        self, session: Session, request: wire.Request, t_in: int, account: int, quote_set: str
+    ) -> None:
+        p: Any = request.params
+        commands = [
+            CancelOrder(account=account, order_id=order_id, reason=CancelReason.MASS_CANCEL)
+            for (owner, name, symbol, side), order_id in self.quotes.items()
+            if owner == account
+            and name == quote_set
+            and order_id in self.venue.orders
+            and (p.symbol is None or symbol == p.symbol)
+            and (p.side is None or side is p.side)
+        ]
+        pending = Pending(
+            session, request.id, request.method, t_in, len(commands), finish=_canceled_count
+        )
+        if not commands:
+            self._send(session, _canceled_count(pending))
+        for command in commands:
+            self.sequencer.submit(command, origin=pending)
 
     def _command(self, session: Session, request: wire.Request, account: int) -> Command | None:
         symbol = None
@@ -611,7 +707,12 @@ class VenueServer:
             if executed.command is None:
                 continue
             self._track_cod(pending, events)
-            for account, body in self.reporter.reports(events, command=executed.command):
+            quote_set = None
+            if isinstance(pending, Pending) and executed.seq in pending.slots:
+                quote_set = pending.quote_set
+                self._track_quote(pending.slots[executed.seq], events)
+            reports = self.reporter.reports(events, command=executed.command, quote_set=quote_set)
+            for account, body in reports:
                 self._publish_private(account, body)
             market_data.on_events(events)
         self._flush_public()
@@ -642,6 +743,13 @@ class VenueServer:
                     self._forget_order(event.taker_order_id)
             elif isinstance(event, OrderAmended) and not event.leaves_qty:
                 self._forget_order(event.order_id)
+
+    def _track_quote(self, slot: QuoteSlot, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, OrderAccepted):
+                self.quotes[slot] = event.order_id
+        if self.quotes.get(slot) not in self.venue.orders:
+            self.quotes.pop(slot, None)  # pulled, filled or refused: no live quote
 
     def _forget_order(self, order_id: int) -> None:
         for session in self.sessions.values():
@@ -773,6 +881,7 @@ class VenueServer:
         "order.amend": _trade,
         "orders.cancel_all": _trade,
         "order.batch": _batch,
+        "quote.mass": _quote_mass,
         "orders.open": _open_orders,
         "order.status": _order_status,
         "fills": _fills,
@@ -852,6 +961,15 @@ def _trade_result(pending: Pending) -> bytes:
 
 
 _admin_result = _trade_result
+
+
+def _canceled_count(pending: Pending) -> bytes:
+    canceled = sum(
+        isinstance(event, OrderCanceled)
+        for executed in pending.results
+        for event in executed.events
+    )
+    return wire.ok(pending.request_id, {"canceled": canceled}, pending.t_in, now_us())
 
 
 def _batch_result(pending: Pending) -> bytes:

@@ -206,3 +206,47 @@ def test_malformed_frames_change_nothing(run_venue: Any) -> None:
             assert big.close_code == 1009
 
     run_venue(scenario)
+
+
+def test_quote_mass_replaces_quotes_and_needs_cod(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        maker = await venue.client("alpha")
+        quote = {
+            "symbol": SYMBOL,
+            "bid_px": "187.00",
+            "bid_qty": "1",
+            "ask_px": "187.50",
+            "ask_qty": "1",
+        }
+        params = {"quote_set": "q1", "quotes": [quote]}
+        with pytest.raises(VenueError) as refused:
+            await maker.request("quote.mass", params)
+        assert refused.value.name == "COD_REQUIRED"
+        await maker.request("session.cod", {"enabled": True})
+        first = await maker.request_raw("quote.mass", params)
+        assert first["status"] == 200 and len(first["result"]["results"]) == 2
+        ids = {o["side"]: o["order_id"] for o in (await maker.open_orders())["orders"]}
+        assert set(ids) == {"buy", "sell"}
+
+        smaller = {"symbol": SYMBOL, "bid_px": "187.00", "bid_qty": "0.5", "ask_qty": "0"}
+        second = await maker.request_raw("quote.mass", {"quote_set": "q1", "quotes": [smaller]})
+        assert second["status"] == 200
+        orders = (await maker.open_orders())["orders"]
+        assert [(o["side"], o["order_id"], o["leaves_qty"]) for o in orders] == [
+            ("buy", ids["buy"], "0.500000")  # same price, smaller: the same order, amended
+        ]
+        taker = await venue.client("taker")
+        with pytest.raises(VenueError):  # post-only quotes never take; a taker can hit them
+            await maker.request(
+                "quote.mass",
+                {
+                    "quote_set": "q1",
+                    "quotes": [{"symbol": SYMBOL, "ask_px": "186.00", "ask_qty": "1"}],
+                },
+            )
+        await taker.place(SYMBOL, "sell", "0.2", "187.00", tif="ioc")
+        cleared = await maker.request("orders.cancel_all", {"quote_set": "q1"})
+        assert cleared == {"canceled": 1}
+        assert (await maker.open_orders())["orders"] == []
+
+    run_venue(scenario)
