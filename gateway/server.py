@@ -723,10 +723,8 @@ class VenueServer:
             return
         session = pending.session
         if pending.answer is not None:
-            body = pending.answer
-            message = b'{"id":' + wire.encode(pending.request_id) + b',"status":200,"result":'
-            message += body + b',"t_in":%d,"t_out":%d}' % (pending.t_in, now_us())
-            self._send(session, message)
+            result = msgspec.Raw(pending.answer)  # encoded when the query arrived
+            self._send(session, wire.ok(pending.request_id, result, pending.t_in, now_us()))
         elif pending.finish is not None:
             self._send(session, pending.finish(pending))
 
