@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run a short seeded trading session on the engine")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--orders", type=int, default=2_000)
-    demo.add_argument("--data-dir", type=Path, default=Path("data"))
+    demo.add_argument("--data-dir", type=Path, default=Path("data-demo"))
     demo.add_argument("--config", type=Path, default=Path("venue.toml"))
     demo.set_defaults(run=_run_demo)
 

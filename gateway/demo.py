@@ -79,7 +79,7 @@ def run(seed: int, orders: int, data_dir: Path, config_path: Path) -> int:
     problems = store.verify()
     store.close()
     print(f"\nledger store: {path} ({problems or 'verified'})")
-    print("try: .venv/bin/venue ledger balances | reserves | verify")
+    print(f"try: .venv/bin/venue ledger balances --data-dir {data_dir}   (or reserves, verify)")
     return 0 if not problems else 1
 
 
