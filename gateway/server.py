@@ -49,7 +49,14 @@ from engine.venue import Venue
 from engine.venue import VenueConfig as EngineConfig
 from gateway import config as venue_config
 from gateway import limits, wire
-from gateway.auth import ApiKey, Authenticator, AuthError, KeyStore, require_scope
+from gateway.auth import (
+    RECV_WINDOW_MS_DEFAULT,
+    ApiKey,
+    Authenticator,
+    AuthError,
+    KeyStore,
+    require_scope,
+)
 from gateway.journal import FileJournal
 from gateway.ledger_writer import LedgerWriter
 from gateway.market_data import Channel, MarketData, Stream
@@ -141,6 +148,7 @@ class VenueServer:
         self.subscribers: dict[Stream, set[Session]] = {}
         self.dead_man: dict[int, asyncio.TimerHandle] = {}
         self.quotes: dict[QuoteSlot, int] = {}  # each live quote's order id
+        self.placed_on: dict[int, Session] = {}  # open order id -> the session that placed it
         self._next_session = 0
         self.epoch = now_us()
         journal = FileJournal(data_dir / JOURNAL_FILE)
@@ -261,6 +269,8 @@ class VenueServer:
             stream = self.private.get(session.account)
             if stream is not None:
                 stream.sessions.discard(session)
+        for order_id in session.placed:
+            self.placed_on.pop(order_id, None)
         if session.cod and session.placed and session.account is not None:
             account = session.account
             for order_id in sorted(session.placed):
@@ -360,8 +370,11 @@ class VenueServer:
         if not session.trade:
             self._reply_error(session, request, E.PERMISSION_DENIED, "log on at /ws/trade")
             return
+        if session.key is not None:
+            self._reply_error(session, request, E.BAD_PARAM, "this connection is logged on")
+            return
         p: Any = request.params
-        window = p.recv_window if p.recv_window is not None else 5_000
+        window = p.recv_window if p.recv_window is not None else RECV_WINDOW_MS_DEFAULT
         key = self.auth.logon(p.api_key, p.ts, p.nonce, window, p.sig, t_in)
         session.key = key
         self._reply(session, request, {"account": key.account, "scopes": sorted(key.scopes)}, t_in)
@@ -732,6 +745,7 @@ class VenueServer:
         for event in events:
             if isinstance(event, OrderAccepted) and isinstance(pending, Pending):
                 pending.session.placed.add(event.order_id)
+                self.placed_on[event.order_id] = pending.session
             elif isinstance(event, OrderCanceled | OrderExpired | SelfTradePrevented):
                 self._forget_order(event.order_id)
             elif isinstance(event, TradeExecuted):
@@ -750,7 +764,8 @@ class VenueServer:
             self.quotes.pop(slot, None)  # pulled, filled or refused: no live quote
 
     def _forget_order(self, order_id: int) -> None:
-        for session in self.sessions.values():
+        session = self.placed_on.pop(order_id, None)
+        if session is not None:
             session.placed.discard(order_id)
 
     def _publish_private(self, account: int, body: dict[str, Any]) -> None:
