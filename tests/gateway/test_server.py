@@ -101,7 +101,11 @@ def test_auth_failures(run_venue: Any) -> None:
         assert await logon(now, "a", sig="0" * 64) == "BAD_SIGNATURE"
         assert await logon(now - 60_000_000, "b") == "TIMESTAMP_OUT_OF_WINDOW"
         assert await logon(now, "c") == "ok"
-        assert await logon(now, "c") == "NONCE_REUSED"
+        assert await logon(now, "d") == "BAD_PARAM"  # one logon per connection
+        logged_on = client
+        client = await venue.client()
+        assert await logon(now, "c") == "NONCE_REUSED"  # a replay on another connection
+        client = logged_on
         with pytest.raises(VenueError) as denied:
             await client.request("admin.set_status", {"symbol": SYMBOL, "status": "halted"})
         assert denied.value.name == "PERMISSION_DENIED" and denied.value.status == 403
