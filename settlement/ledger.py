@@ -70,6 +70,20 @@ class Refused(msgspec.Struct, frozen=True, gc=False):
     detail: str
 
 
+class LedgerImage(msgspec.Struct, frozen=True, gc=False):
+    """Everything a ledger holds, for snapshots (see `Ledger.image` and `Ledger.from_image`)."""
+
+    assets: list[AssetSpec]
+    participants: list[Participant]
+    balances: list[tuple[int, str, int, int]]  # account, asset, total, held
+    attestations: list[Attestation]
+    withdrawals: list[Withdrawal]
+    last_transfer_id: int
+    last_chain_id: int
+    last_withdrawal_id: int
+    undrained: list[Transfer]  # booked but not yet handed to the store
+
+
 class Balance:
     """One account's position in one asset. `held` is reserved for open orders/withdrawals."""
 
@@ -101,6 +115,36 @@ class Ledger:
         self.last_chain_id = 0
         self.last_withdrawal_id = 0
         self._undrained: list[Transfer] = []
+
+    def image(self) -> LedgerImage:
+        return LedgerImage(
+            list(self.assets.values()),
+            list(self.participants.values()),
+            [(a, asset, b.total, b.held) for (a, asset), b in self.balances.items()],
+            list(self.attestations.values()),
+            list(self.withdrawals.values()),
+            self.last_transfer_id,
+            self.last_chain_id,
+            self.last_withdrawal_id,
+            list(self._undrained),
+        )
+
+    @classmethod
+    def from_image(cls, image: LedgerImage) -> "Ledger":
+        ledger = cls()
+        ledger.assets = {spec.code: spec for spec in image.assets}
+        ledger.participants = {p.account_id: p for p in image.participants}
+        for account, asset, total, held in image.balances:
+            balance = ledger.balance(account, asset)
+            balance.total, balance.held = total, held
+        ledger.attestations = {a.asset: a for a in image.attestations}
+        ledger.withdrawals = {w.withdrawal_id: w for w in image.withdrawals}
+        ledger.last_transfer_id = image.last_transfer_id
+        ledger.last_chain_id = image.last_chain_id
+        ledger.last_withdrawal_id = image.last_withdrawal_id
+        ledger._undrained = list(image.undrained)
+        ledger.check_invariants()
+        return ledger
 
     # ----------------------------------------------------------------- reference data
 
