@@ -74,14 +74,23 @@ class Sequencer:
         self._committing: asyncio.Task[None] | None = None
         self.io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")  # ordered I/O
 
-    def recover(self) -> int:
-        """Replay the journal into the (fresh) venue; how many commands it held."""
+    def recover(self, after_seq: int = 0, on_replayed: Release | None = None) -> int:
+        """Replay the journal after `after_seq` into the venue; how many commands it held.
+
+        `on_replayed` sees each replayed command with its events (to rebuild derived state,
+        such as private event history); nothing is released to anyone.
+        """
         replayed = 0
-        for seq, payload in self.journal.replay():
-            assert seq == self.last_seq + 1 or replayed == 0, f"journal gap before {seq}"
-            self.venue.execute(decode_command(payload))
+        self.last_seq = after_seq
+        for seq, payload in self.journal.replay(after_seq):
+            assert seq == self.last_seq + 1, f"journal gap before {seq}"
+            command = decode_command(payload)
+            events = self.venue.execute(command)
             self.last_seq = seq
             replayed += 1
+            if on_replayed is not None:
+                on_replayed([Executed(seq, command, events, None)])
+        assert self.last_seq == self.journal.last_seq(), "the snapshot is newer than the journal"
         return replayed
 
     def submit(self, command: Command, origin: Any = None) -> Executed:

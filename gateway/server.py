@@ -44,11 +44,13 @@ from engine.events import (
     WithdrawalRequested,
 )
 from engine.reasons import ErrorCode
+from engine.snapshot import capture as capture_venue
+from engine.snapshot import restore as restore_venue
 from engine.units import format_units
 from engine.venue import Venue
 from engine.venue import VenueConfig as EngineConfig
 from gateway import config as venue_config
-from gateway import limits, wire
+from gateway import limits, snapshots, wire
 from gateway.auth import (
     RECV_WINDOW_MS_DEFAULT,
     ApiKey,
@@ -70,6 +72,7 @@ E = ErrorCode
 
 JOURNAL_FILE = "journal.log"
 LEDGER_FILE = "ledger.sqlite"
+SNAPSHOT_INTERVAL_S = 60  # recovery replays at most a minute of journal after the snapshot
 CLOCK_TICK_S = 0.05  # how often the venue's clock is advanced for gtd expiries and maturity
 PUBLIC_CHANNELS = {c.value for c in Channel}
 TRADING_METHODS = {"order.place", "order.cancel", "order.amend", "orders.cancel_all"}
@@ -107,7 +110,7 @@ class PrivateStream:
     """An account's private events: per-account seq, bounded history for since_seq replay."""
 
     seq: int = 0
-    history: deque[tuple[int, bytes, dict[str, Any]]] = field(
+    history: deque[tuple[int, bytes]] = field(
         default_factory=lambda: deque(maxlen=limits.PRIVATE_HISTORY_EVENTS_MAX)
     )
     sessions: set[Session] = field(default_factory=set)
@@ -167,10 +170,14 @@ class VenueServer:
         # The store's SQLite connection lives on the I/O thread, like every write to it.
         self.store = await self._on_io(SqliteLedgerStore, self.data_dir / LEDGER_FILE)
         self.writer = await self._on_io(LedgerWriter, self.store)
-        replayed = self.sequencer.recover()
+        image = snapshots.latest(self.data_dir)
+        if image is not None:
+            self._restore(image)
         self._learn_reference_data()
-        if replayed:
-            log.info("recovered %d commands from the journal", replayed)
+        after = image.seq if image is not None else 0
+        replayed = self.sequencer.recover(after, on_replayed=self._replayed)
+        if image is not None or replayed:
+            log.info("recovered: snapshot at %d, then %d journal commands", after, replayed)
             await self._catch_up_store()
         else:
             await self._build_from_config()
@@ -188,8 +195,48 @@ class VenueServer:
         )
         self._tasks.append(asyncio.create_task(self._clock()))
         self._tasks.append(asyncio.create_task(self._heartbeats()))
+        self._tasks.append(asyncio.create_task(self._periodic_snapshots()))
         bound: int = next(iter(self._server.sockets)).getsockname()[1]
         return bound
+
+    def _restore(self, image: snapshots.Snapshot) -> None:
+        """Take the state a snapshot holds: the venue and the private streams."""
+        self.venue = restore_venue(image.venue)
+        assert self.venue.ledger is not None, "snapshots of this server always hold a ledger"
+        self.ledger = self.venue.ledger
+        self.sequencer.venue = self.venue
+        self.reporter.last_exec_id = image.gateway["last_exec_id"]
+        for account, (seq, history) in image.gateway["private"].items():
+            stream = self.private.setdefault(int(account), PrivateStream())
+            stream.seq = seq
+            stream.history.extend((s, bytes(p)) for s, p in history)
+
+    def _replayed(self, batch: list[Executed]) -> None:
+        """A command replayed from the journal: rebuild what its release had built."""
+        for executed in batch:
+            self._learn(executed.events)
+            for account, body in self.reporter.reports(executed.events, command=executed.command):
+                self._publish_private(account, body)
+
+    async def snapshot(self) -> Path:
+        """Write the state as of the last durable command, without stopping the venue."""
+        await self.sequencer.drain()
+        # Captured right after the drain, with no await between: every command the image
+        # includes is durable. Transfers not yet in the store travel in the image.
+        image = snapshots.Snapshot(
+            self.sequencer.last_seq,
+            capture_venue(self.venue),
+            {
+                "last_exec_id": self.reporter.last_exec_id,
+                "private": {
+                    str(account): (stream.seq, list(stream.history))
+                    for account, stream in self.private.items()
+                },
+            },
+        )
+        await self._after_durable()
+        path: Path = await self._on_io(snapshots.write, self.data_dir, image)
+        return path
 
     async def _catch_up_store(self) -> None:
         """After a restart: book into the store every transfer it had not stored yet."""
@@ -215,8 +262,7 @@ class VenueServer:
             await self._server.wait_closed()
         for task in self._tasks:
             task.cancel()
-        await self.sequencer.drain()
-        await self._after_durable()
+        await self.snapshot()
         await self._on_io(self.store.close)
         self.sequencer.close()
 
@@ -610,11 +656,10 @@ class VenueServer:
         p: Any = request.params
         stream = self.private.get(_key(session).account) or PrivateStream()
         since = p.since_seq or 0
-        fills = [
-            {"seq": seq, **body}
-            for seq, _, body in stream.history
-            if seq > since and body.get("type") == "exec" and body.get("exec_type") == "trade"
-        ][: p.limit]
+        fills: list[Any] = []
+        for seq, payload in stream.history:
+            if seq > since and b'"exec_type":"trade"' in payload and len(fills) < p.limit:
+                fills.append(msgspec.json.decode(payload))
         self._defer(session, request, t_in, {"fills": fills})
 
     def _balances(self, session: Session, request: wire.Request, t_in: int) -> None:
@@ -671,7 +716,7 @@ class VenueServer:
         self._reply(session, request, {"subscribed": ["account"], "seq": stream.seq}, t_in)
         oldest = stream.history[0][0] if stream.history else stream.seq + 1
         if since_seq is not None and since_seq + 1 >= oldest:
-            for seq, payload, _ in stream.history:
+            for seq, payload in stream.history:
                 if seq > since_seq:
                     self._send(session, payload)
         else:
@@ -773,7 +818,7 @@ class VenueServer:
         stream.seq += 1
         message = {"ch": "account", "seq": stream.seq, "epoch": self.epoch, **body}
         payload = wire.encode(message)
-        stream.history.append((stream.seq, payload, body))
+        stream.history.append((stream.seq, payload))
         for session in stream.sessions:
             self._send(session, payload)
 
@@ -824,6 +869,14 @@ class VenueServer:
         while True:
             await asyncio.sleep(CLOCK_TICK_S)
             self.sequencer.tick()
+
+    async def _periodic_snapshots(self) -> None:
+        last_seq = self.sequencer.last_seq
+        while True:
+            await asyncio.sleep(SNAPSHOT_INTERVAL_S)
+            if self.sequencer.last_seq != last_seq:
+                last_seq = self.sequencer.last_seq
+                await self.snapshot()
 
     async def _heartbeats(self) -> None:
         interval_us = limits.HEARTBEAT_INTERVAL_S * 1_000_000

@@ -1,0 +1,92 @@
+"""Snapshot files: the whole venue state at a journal sequence number, written atomically.
+
+Owns the file format and the atomic write: a snapshot is written to a temporary file,
+fsynced, renamed into place and the directory fsynced, so a crash leaves either the old
+snapshot or the new one, never half of one. A file is `snapshot-<seq>.bin`: an 8-byte
+magic, the 8-byte journal seq it covers, a CRC32 and the length of the body, then the body
+(msgpack of a `Snapshot`). A file that fails any check is ignored (and logged); recovery
+uses the newest valid one and replays the journal after its seq. `SNAPSHOTS_KEPT` bounds the
+files kept on disk.
+"""
+
+import logging
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from engine.snapshot import VenueImage
+
+log = logging.getLogger("venue.snapshots")
+
+MAGIC = b"TVSNAP01"
+HEADER = struct.Struct(">8sQII")  # magic, journal seq, crc32 of the body, body length
+SNAPSHOTS_KEPT = 3  # the newest is enough; two more survive a bad disk block in the newest
+
+
+class Snapshot(msgspec.Struct, frozen=True):
+    """What a snapshot file holds: the venue image and the gateway's own state."""
+
+    seq: int  # the last journal record this state includes
+    venue: VenueImage
+    gateway: dict[str, Any]  # private streams, report counters: the server's to interpret
+
+
+def path_for(directory: Path, seq: int) -> Path:
+    return directory / f"snapshot-{seq:020d}.bin"
+
+
+def write(directory: Path, snapshot: Snapshot) -> Path:
+    """Write `snapshot` atomically; returns its path. Older files beyond the kept few go."""
+    body = msgspec.msgpack.encode(snapshot)
+    header = HEADER.pack(MAGIC, snapshot.seq, zlib.crc32(body), len(body))
+    final = path_for(directory, snapshot.seq)
+    temporary = final.with_suffix(".tmp")
+    with open(temporary, "wb") as file:
+        file.write(header)
+        file.write(body)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, final)
+    _fsync_directory(directory)
+    for old in sorted(directory.glob("snapshot-*.bin"))[:-SNAPSHOTS_KEPT]:
+        old.unlink(missing_ok=True)
+    return final
+
+
+def latest(directory: Path) -> Snapshot | None:
+    """The newest snapshot that passes every check, or None."""
+    for path in sorted(directory.glob("snapshot-*.bin"), reverse=True):
+        snapshot = read(path)
+        if snapshot is not None:
+            return snapshot
+    return None
+
+
+def read(path: Path) -> Snapshot | None:
+    """The snapshot in `path`, or None (logged) if the file is damaged or half-written."""
+    data = path.read_bytes()
+    if len(data) < HEADER.size:
+        log.warning("%s: ignored, shorter than a header", path)
+        return None
+    magic, seq, crc, length = HEADER.unpack_from(data)
+    body = data[HEADER.size :]
+    if magic != MAGIC or len(body) != length or zlib.crc32(body) != crc:
+        log.warning("%s: ignored, damaged or half-written", path)
+        return None
+    snapshot = msgspec.msgpack.decode(body, type=Snapshot)
+    if snapshot.seq != seq:
+        log.warning("%s: ignored, header and body disagree on the seq", path)
+        return None
+    return snapshot
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
