@@ -41,7 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", type=Path, default=Path("venue.toml"))
     demo.set_defaults(run=_run_demo)
 
-    from gateway import ledger_cli
+    from gateway import ledger_cli, verify
+
+    check = commands.add_parser("verify", help="replay the journal, check snapshot and store")
+    verify.add_arguments(check)
+    check.set_defaults(run=verify.run)
 
     ledger = commands.add_parser("ledger", help="inspect and verify the ledger store")
     ledger_cli.add_arguments(ledger)
