@@ -57,7 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     engine = bench_commands.add_parser("engine", help="the matching engine on seeded workloads")
     engine_bench.add_arguments(engine)
     engine.set_defaults(run=engine_bench.run)
-    from bench import journal_bench, store_bench
+    from bench import journal_bench, recovery_bench, store_bench
+
+    recovery = bench_commands.add_parser("recovery", help="replay speed; snapshot size, time")
+    recovery_bench.add_arguments(recovery)
+    recovery.set_defaults(run=recovery_bench.run)
 
     journal = bench_commands.add_parser("journal", help="durable commands per second")
     journal_bench.add_arguments(journal)

@@ -1,0 +1,18 @@
+"""`venue bench recovery` at a tiny size: complete, consistent JSON (never timed)."""
+
+import json
+
+import pytest
+
+from gateway.cli import main
+
+
+def test_recovery_bench_reports_consistent_json(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "recovery", "--commands", "2000", "--orders", "3000", "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["journal_commands"] > 2_000  # the setup is journaled too
+    rate = result["journal_commands"] / result["replay_seconds"]
+    assert result["replay_commands_per_sec"] == pytest.approx(rate, rel=0.05)
+    assert result["snapshot_orders"] == 3000 and result["snapshot_bytes"] > 3000 * 20
+    assert result["snapshot_write_seconds"] >= 0 and result["snapshot_load_seconds"] >= 0
