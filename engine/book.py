@@ -21,7 +21,7 @@ from engine.enums import (
 )
 
 
-class Order(msgspec.Struct, gc=False):
+class Order(msgspec.Struct, gc=False, array_like=True):
     """A live order; mutable so that fills update it in place.
 
     A msgspec struct rather than a slots class: built in C, it costs a fraction of a Python
