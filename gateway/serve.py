@@ -6,9 +6,13 @@ Prints where to connect and the configured demo keys, so a newcomer can log on a
 import asyncio
 import logging
 import signal
+import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from gateway import config as venue_config
+from gateway.journal import JournalError
 from gateway.server import VenueServer
 
 
@@ -18,9 +22,14 @@ def run(config_path: Path, host: str | None, port: int | None, data_dir: Path | 
     try:
         import uvloop
     except ImportError:  # uvloop is not built for every platform: plain asyncio then
-        asyncio.run(_serve(config, host, port, data_dir))
+        runner: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run
     else:
-        uvloop.run(_serve(config, host, port, data_dir))
+        runner = uvloop.run
+    try:
+        runner(_serve(config, host, port, data_dir))
+    except JournalError as refused:  # corruption before the tail: never guess, say where
+        print(f"venue: cannot start: {refused}", file=sys.stderr)
+        return 1
     return 0
 
 

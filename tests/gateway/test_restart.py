@@ -66,3 +66,41 @@ def test_restart_without_a_snapshot_replays_the_whole_journal(tmp_path: Path) ->
             await venue.server.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_corrupt_journal_refuses_to_start_and_says_where(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from gateway.server import JOURNAL_FILE
+    from tests.gateway.conftest import ROOT
+
+    data_dir = tmp_path / "data"
+    asyncio.run(trade(data_dir, rounds=2))
+    for path in data_dir.glob("snapshot-*.bin"):
+        path.unlink()
+    journal = data_dir / JOURNAL_FILE
+    damaged = bytearray(journal.read_bytes())
+    damaged[40] ^= 0xFF  # inside the first record, far from the tail
+    journal.write_bytes(bytes(damaged))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "serve",
+            "--config",
+            str(ROOT / "venue.toml"),
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            "0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr and str(journal) in result.stderr
+    assert "byte" in result.stderr
