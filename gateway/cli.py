@@ -34,12 +34,27 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, default=None, help="default: the config's")
     serve.set_defaults(run=_run_serve)
 
-    demo = commands.add_parser("demo", help="run a short seeded trading session on the engine")
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--orders", type=int, default=2_000)
-    demo.add_argument("--data-dir", type=Path, default=Path("data-demo"))
-    demo.add_argument("--config", type=Path, default=Path("venue.toml"))
-    demo.set_defaults(run=_run_demo)
+    from gateway import bots, live_demo
+
+    demo = commands.add_parser("demo", help="the venue live: a server, two makers and a taker")
+    live_demo.add_arguments(demo)
+    demo.set_defaults(run=live_demo.run)
+
+    engine_demo = commands.add_parser("demo-engine", help="a seeded session on the engine alone")
+    engine_demo.add_argument("--seed", type=int, default=7)
+    engine_demo.add_argument("--orders", type=int, default=2_000)
+    engine_demo.add_argument("--data-dir", type=Path, default=Path("data-demo"))
+    engine_demo.add_argument("--config", type=Path, default=Path("venue.toml"))
+    engine_demo.set_defaults(run=_run_demo)
+
+    bot = commands.add_parser("bot", help="run a trading bot against a running venue")
+    bot_commands = bot.add_subparsers(title="bots", required=True)
+    maker = bot_commands.add_parser("market-maker", help="quote a ladder with quote.mass")
+    bots.add_market_maker_arguments(maker)
+    maker.set_defaults(run=bots.run_market_maker)
+    taker = bot_commands.add_parser("taker", help="send random marketable orders")
+    bots.add_taker_arguments(taker)
+    taker.set_defaults(run=bots.run_taker)
 
     from gateway import ledger_cli, verify
 

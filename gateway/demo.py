@@ -1,4 +1,4 @@
-"""`venue demo`: a short seeded trading session on the venue, printed as it happens.
+"""`venue demo-engine`: a short seeded trading session on the venue, printed as it happens.
 
 Two market makers quote around each sample instrument's reference price and a taker sends
 marketable orders; every trade settles at once in the ledger, and the booked transfers go

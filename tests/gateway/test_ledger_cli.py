@@ -12,7 +12,9 @@ from gateway.ledger_cli import LEDGER_FILE
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("venue-data")
-    assert main(["demo", "--orders", "300", "--seed", "3", "--data-dir", str(directory)]) == 0
+    assert (
+        main(["demo-engine", "--orders", "300", "--seed", "3", "--data-dir", str(directory)]) == 0
+    )
     return directory
 
 
