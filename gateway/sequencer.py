@@ -108,9 +108,13 @@ class Sequencer:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._start_commit)
 
-    def barrier(self, origin: Any) -> None:
-        """Release `origin` once everything submitted so far is durable (for queries)."""
-        self._pending.append(Executed(0, None, [], origin))
+    def barrier(self, origin: Any, events: list[Event] | None = None) -> None:
+        """Release `origin` once everything submitted so far is durable (for queries).
+
+        `events` travel with it unexecuted: an answer decided without the venue (a batch op
+        refused before it could become a command) keeps its place in the order.
+        """
+        self._pending.append(Executed(0, None, events or [], origin))
         self._schedule()
 
     def tick(self) -> None:

@@ -395,6 +395,11 @@ class VenueServer:
             handler(self, session, request, t_in)
         except AuthError as refused:
             self._reply_error(session, request, refused.code, refused.message)
+        except AssertionError:
+            raise  # a broken invariant: crash loudly, recover by replay
+        except Exception:  # a bug in a handler: the client learns the outcome is unknown
+            log.exception("request %r failed", request.method)
+            self._reply_error(session, request, E.INTERNAL, "internal error: query the outcome")
 
     def _reply_error(
         self, session: Session, request: wire.Request, code: ErrorCode, msg: str, data: Any = None
@@ -584,16 +589,22 @@ class VenueServer:
         return command
 
     def _batch(self, session: Session, request: wire.Request, t_in: int) -> None:
+        """Up to 20 ops applied in order, one result each; a malformed op applies nothing."""
         key = _key(session)
         require_scope(key, "trade")
-        commands: list[Command] = []
+        planned: list[Command | CommandRejected] = []
+        placed_here: dict[str, str] = {}  # cl_ord_id -> symbol, for amends of earlier ops
         for index, op in enumerate(request.params.ops):  # type: ignore[attr-defined]
             symbol = None
-            if op.method == "order.amend":
-                order = self.venue.find_order(
-                    key.account, op.params.order_id or 0, op.params.cl_ord_id
-                )
-                symbol = order.symbol if order is not None else None
+            if isinstance(op, wire.AmendOp):
+                p = op.params
+                order = self.venue.find_order(key.account, p.order_id or 0, p.cl_ord_id)
+                symbol = order.symbol if order is not None else placed_here.get(p.cl_ord_id or "")
+                if symbol is None:
+                    planned.append(_unknown_order(key.account, p.order_id, p.cl_ord_id))
+                    continue
+            elif isinstance(op, wire.PlaceOp) and op.params.cl_ord_id is not None:
+                placed_here[op.params.cl_ord_id] = op.params.symbol
             command = wire.params_to_command(
                 op.params, self._specs(), self._scales(), key.account, order_symbol=symbol
             )
@@ -601,12 +612,15 @@ class VenueServer:
                 msg = f"op {index}: {command.message}"
                 self._reply_error(session, request, command.code, msg, {"op": index})
                 return
-            commands.append(command)
+            planned.append(command)
         pending = Pending(
-            session, request.id, request.method, t_in, len(commands), finish=_batch_result
+            session, request.id, request.method, t_in, len(planned), finish=_batch_result
         )
-        for command in commands:
-            self.sequencer.submit(command, origin=pending)
+        for item in planned:
+            if isinstance(item, CommandRejected):
+                self.sequencer.barrier(pending, [item])
+            else:
+                self.sequencer.submit(item, origin=pending)
 
     def _admin(self, session: Session, request: wire.Request, t_in: int) -> None:
         key = _key(session)
@@ -980,6 +994,13 @@ def _tier(depth: int | None) -> int:
 
     wanted = depth or BOOK_DEPTHS[0]
     return next((tier for tier in BOOK_DEPTHS if tier >= wanted), BOOK_DEPTHS[-1])
+
+
+def _unknown_order(account: int, order_id: int | None, cl_ord_id: str | None) -> CommandRejected:
+    """The refusal of an amend whose order neither is open nor was placed earlier in a batch."""
+    return CommandRejected(
+        0, "amend_order", E.UNKNOWN_ORDER, "no such order", account, None, order_id or 0, cl_ord_id
+    )
 
 
 def _rejection(events: list[Event]) -> CommandRejected | None:

@@ -254,3 +254,37 @@ def test_quote_mass_replaces_quotes_and_needs_cod(run_venue: Any) -> None:
         assert (await maker.open_orders())["orders"] == []
 
     run_venue(scenario)
+
+
+def test_order_batch_applies_ops_in_order(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        place = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc", "qty": "1"}
+        ok = await alpha.batch(
+            [
+                {"method": "order.place", "params": place | {"price": "186.00", "cl_ord_id": "b1"}},
+                {"method": "order.place", "params": place | {"price": "186.10"}},
+                {"method": "order.amend", "params": {"cl_ord_id": "b1", "price": "186.05"}},
+            ]
+        )
+        assert ok["status"] == 200
+        assert [r["status"] for r in ok["result"]["results"]] == [200, 200, 200]
+        partial = await alpha.batch(
+            [
+                {"method": "order.cancel", "params": {"cl_ord_id": "b1"}},
+                {"method": "order.cancel", "params": {"cl_ord_id": "b1"}},  # already gone
+            ]
+        )
+        assert partial["status"] == 409
+        assert [r["status"] for r in partial["result"]["results"]] == [200, 400]
+        malformed = await alpha.batch(
+            [
+                {"method": "order.place", "params": place | {"price": "186.20"}},
+                {"method": "order.place", "params": place | {"price": "186.201"}},
+            ]
+        )
+        assert malformed["status"] == 400 and malformed["error"]["name"] == "BAD_PRECISION"
+        prices = sorted(o["price"] for o in (await alpha.open_orders())["orders"])
+        assert prices == ["186.10"], "the malformed batch applied nothing"
+
+    run_venue(scenario)
