@@ -76,7 +76,17 @@ SNAPSHOT_INTERVAL_S = 60  # recovery replays at most a minute of journal after t
 CLOCK_TICK_S = 0.05  # how often the venue's clock is advanced for gtd expiries and maturity
 PUBLIC_CHANNELS = {c.value for c in Channel}
 TRADING_METHODS = {"order.place", "order.cancel", "order.amend", "orders.cancel_all"}
-READ_METHODS = {"orders.open", "order.status", "fills", "balances"}
+READ_METHODS = {"orders.open", "order.status", "fills", "balances"}  # need the read scope
+PUBLIC_METHODS = {  # served before logon, and on /ws/public
+    "session.logon",
+    "ping",
+    "time",
+    "instruments",
+    "book.snapshot",
+    "subscribe",
+    "unsubscribe",
+    "subscriptions",
+}
 
 
 def now_us() -> int:
@@ -373,14 +383,7 @@ class VenueServer:
             self._send(session, wire.error_of(request))
             return
         method = request.method
-        if session.key is None and method not in (
-            "session.logon",
-            "ping",
-            "time",
-            "subscribe",
-            "unsubscribe",
-            "subscriptions",
-        ):
+        if session.key is None and method not in PUBLIC_METHODS:
             self._reply_error(session, request, E.NOT_AUTHENTICATED, "log on first")
             return
         retry = self.limiter.charge(session.id, session.account, method, _ops(request), t_in)
@@ -392,6 +395,8 @@ class VenueServer:
             return
         handler = self._handlers.get(method) or VenueServer._admin
         try:
+            if method in READ_METHODS:
+                require_scope(_key(session), "read")
             handler(self, session, request, t_in)
         except AuthError as refused:
             self._reply_error(session, request, refused.code, refused.message)
@@ -725,6 +730,7 @@ class VenueServer:
         if session.key is None:
             self._reply_error(session, request, E.NOT_AUTHENTICATED, "log on first")
             return
+        require_scope(session.key, "read")
         account = session.key.account
         stream = self.private.setdefault(account, PrivateStream())
         self._reply(session, request, {"subscribed": ["account"], "seq": stream.seq}, t_in)

@@ -288,3 +288,26 @@ def test_order_batch_applies_ops_in_order(run_venue: Any) -> None:
         assert prices == ["186.10"], "the malformed batch applied nothing"
 
     run_venue(scenario)
+
+
+def test_public_queries_need_no_logon_and_private_ones_need_read(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        public = await venue.client(endpoint="public")
+        instruments = (await public.request("instruments"))["instruments"]
+        assert SYMBOL in {row["symbol"] for row in instruments}
+        book = await public.request("book.snapshot", {"symbol": SYMBOL, "depth": 10})
+        assert book["bids"] == [] and "checksum" in book
+        with pytest.raises(VenueError) as refused:
+            await public.balances()
+        assert refused.value.name == "NOT_AUTHENTICATED"
+        admin = await venue.client("admin")  # scopes read and admin: may read, not trade
+        assert (await admin.open_orders())["orders"] == []
+        issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["trade"]})
+        trader = await venue.client()
+        await trader.logon(issued["api_key"], issued["secret"])
+        await trader.place(SYMBOL, "buy", "0.1", "186.00")
+        with pytest.raises(VenueError) as denied:
+            await trader.open_orders()
+        assert denied.value.name == "PERMISSION_DENIED"
+
+    run_venue(scenario)
