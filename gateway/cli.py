@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     ledger = commands.add_parser("ledger", help="inspect and verify the ledger store")
     ledger_cli.add_arguments(ledger)
 
+    from gateway import admin_cli
+
+    admin = commands.add_parser("admin", help="operator commands against a running venue")
+    admin_cli.add_arguments(admin)
+    admin.set_defaults(run=admin_cli.run)
+
     bench = commands.add_parser("bench", help="benchmarks")
     bench_commands = bench.add_subparsers(title="benchmarks")
     from bench import engine_bench
@@ -85,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     store = bench_commands.add_parser("store", help="DvP settlements committed per second")
     store_bench.add_arguments(store)
     store.set_defaults(run=store_bench.run)
+    from bench import gateway_bench
+
+    gateway = bench_commands.add_parser("gateway", help="order round trips over a websocket")
+    gateway_bench.add_arguments(gateway)
+    gateway.set_defaults(run=gateway_bench.run)
     every = bench_commands.add_parser("all", help="a short run of every benchmark")
     engine_bench.add_all_arguments(every)
     every.set_defaults(run=engine_bench.run_all)

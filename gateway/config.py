@@ -33,6 +33,15 @@ class VenueSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     reserve_staleness_hours: int = 26
 
 
+class LimitsSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Request rates, in requests per second (a place costs 1, a cancel 0.25)."""
+
+    connection_rate_per_s: int = 200
+    connection_burst: int = 400
+    account_rate_per_s: int = 500
+    account_burst: int = 1_000
+
+
 class AssetEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     code: str
     scale: int
@@ -77,6 +86,7 @@ class ApiKeyEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 class VenueConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     venue: VenueSection = VenueSection()
+    limits: LimitsSection = LimitsSection()
     assets: tuple[AssetEntry, ...] = ()
     instruments: tuple[InstrumentEntry, ...] = ()
     reserves: tuple[ReserveEntry, ...] = ()

@@ -154,7 +154,13 @@ class VenueServer:
         self.ledger = Ledger()
         self.venue = Venue(EngineConfig(reserve_staleness_max_us=staleness), self.ledger)
         self.auth = Authenticator(KeyStore(config.api_keys))
-        self.limiter = limits.RateLimiter()
+        rates = config.limits
+        self.limiter = limits.RateLimiter(
+            rates.connection_rate_per_s,
+            rates.connection_burst,
+            rates.account_rate_per_s,
+            rates.account_burst,
+        )
         self.reporter = ExecReporter()
         self.sessions: dict[int, Session] = {}
         self.private: dict[int, PrivateStream] = {}
@@ -386,7 +392,7 @@ class VenueServer:
         if session.key is None and method not in PUBLIC_METHODS:
             self._reply_error(session, request, E.NOT_AUTHENTICATED, "log on first")
             return
-        retry = self.limiter.charge(session.id, session.account, method, _ops(request), t_in)
+        retry = self.limiter.charge_cost(session.id, session.account, _cost(request), t_in)
         if retry:
             body = wire.error(
                 request.id, E.RATE_LIMITED, "slow down", retry_after_ms=retry, status=429
@@ -989,9 +995,13 @@ def _key(session: Session) -> ApiKey:
     return session.key
 
 
-def _ops(request: wire.Request) -> int:
-    ops = getattr(request.params, "ops", None) or getattr(request.params, "quotes", None)
-    return len(ops) if ops else 1
+def _cost(request: wire.Request) -> int:
+    """What a request costs in milli-tokens: a batch, the sum of its ops by kind."""
+    ops = getattr(request.params, "ops", None)
+    if ops is not None:
+        return limits.batch_cost_milli(type(op).__struct_config__.tag for op in ops)
+    quotes = getattr(request.params, "quotes", None)
+    return limits.cost_milli(request.method, len(quotes) if quotes else 1)
 
 
 def _tier(depth: int | None) -> int:

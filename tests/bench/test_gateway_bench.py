@@ -1,0 +1,78 @@
+"""`venue bench gateway` at a tiny duration: the JSON is complete and consistent (never timed).
+
+One run (a real `venue serve` in another process) serves every test of the module.
+"""
+
+import argparse
+import contextlib
+import io
+import json
+from typing import Any
+
+import pytest
+
+from bench import gateway_bench
+from tests.gateway.conftest import ROOT
+
+DURATION_S = 0.3  # per phase: enough for a few hundred actions; the run takes ~2 s
+PHASE_KEYS = {"sent", "acked", "rejected", "rate_limited", "unanswered", "backoff_s", "seconds"}
+
+
+@pytest.fixture(scope="module")
+def outcome() -> tuple[int, dict[str, Any], str]:
+    parser = argparse.ArgumentParser()
+    gateway_bench.add_arguments(parser)
+    argv = ["--duration", str(DURATION_S), "--pipeline", "3", "--json"]
+    args = parser.parse_args([*argv, "--config", str(ROOT / "venue.toml")])
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = gateway_bench.run(args)
+    return status, json.loads(out.getvalue().strip().splitlines()[-1]), err.getvalue()
+
+
+def test_the_json_is_complete_and_consistent(outcome: tuple[int, dict[str, Any], str]) -> None:
+    _, result, _ = outcome
+    single, batched = result["single"], result["batched"]
+    for phase in (single, batched):
+        assert phase.keys() >= PHASE_KEYS
+        assert phase["acked"] + phase["rejected"] + phase["unanswered"] == phase["sent"]
+        assert phase["rate_limited"] <= phase["rejected"]
+    for total in ("sent", "acked", "rejected", "rate_limited", "unanswered"):
+        assert result[total] == single[total] + batched[total]
+    assert result["acked"] + result["rejected"] + result["unanswered"] == result["sent"]
+    assert result["duration_s"] == DURATION_S
+    assert batched["batch_ops"] == gateway_bench.BATCH_OPS and batched["pipeline"] == 3
+    assert result["rate_limits"]["connection_per_s"] > 0
+    assert result["server_stopped_cleanly"] is True and "server_exception" in result
+    assert result["open_orders_after"] == 0  # every order placed was canceled
+
+
+def test_single_round_trips_are_acknowledged(outcome: tuple[int, dict[str, Any], str]) -> None:
+    _, result, _ = outcome
+    single = result["single"]
+    assert single["acked"] > 0 and single["unanswered"] == 0 and single["error"] is None
+    assert single["acked"] % 2 == 0  # each place acknowledged was canceled, acknowledged
+    assert result["round_trips_per_sec"] == round(single["acked"] / single["seconds"])
+    latency = result["round_trip_us"]
+    assert 0 < latency["p50"] <= latency["p99"] <= latency["max"]
+
+
+def test_batches_are_acknowledged(outcome: tuple[int, dict[str, Any], str]) -> None:
+    status, result, _ = outcome
+    batched = result["batched"]
+    assert result["errors"] == [] and result["server_exception"] is None
+    assert batched["unanswered"] == 0
+    assert batched["acked"] > 0 and batched["acked"] % 2 == 0
+    assert result["batched_actions_per_sec"] == round(batched["acked"] / batched["seconds"])
+    latency = result["batch_round_trip_us"]
+    assert 0 < latency["p50"] <= latency["p99"] <= latency["max"]
+    assert status == 0
+
+
+def test_bad_arguments_are_refused() -> None:
+    parser = argparse.ArgumentParser()
+    gateway_bench.add_arguments(parser)
+    with pytest.raises(SystemExit, match="--duration"):
+        gateway_bench.run(parser.parse_args(["--duration", "0"]))
+    with pytest.raises(SystemExit, match="--pipeline"):
+        gateway_bench.run(parser.parse_args(["--pipeline", "0"]))

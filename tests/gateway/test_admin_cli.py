@@ -1,0 +1,229 @@
+"""`venue admin ...` against a real server on 127.0.0.1, run in a thread with its own loop.
+
+The CLI's `run(args)` calls `asyncio.run` itself, so the server must not share its loop: it
+runs in a background thread, and each command runs in the test's thread as an operator's
+process would.
+"""
+
+import argparse
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway import admin_cli
+from gateway.client import VenueClient, VenueError
+from tests.gateway.conftest import KEYS, ROOT, TEST_TIMEOUT_S, start_venue
+
+
+class BackgroundVenue:
+    """A venue server on its own event loop in a daemon thread."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = 0
+        self._port: Future[int] = Future()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(data_dir),))
+        self._thread.daemon = True
+
+    async def _serve(self, data_dir: Path) -> None:
+        try:
+            venue = await start_venue(data_dir)
+        except BaseException as error:
+            self._port.set_exception(error)
+            raise
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        self._port.set_result(venue.port)
+        await self._stop.wait()
+        await venue.server.stop()
+
+    def start(self) -> "BackgroundVenue":
+        self._thread.start()
+        self.port = self._port.result(TEST_TIMEOUT_S)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(TEST_TIMEOUT_S)
+        assert not self._thread.is_alive(), "the server did not stop"
+
+    def query(self, who: str, method: str, params: dict[str, Any]) -> Any:
+        """One request as `who`, from the test's thread (on a loop of its own)."""
+
+        async def ask() -> Any:
+            async with VenueClient(f"ws://127.0.0.1:{self.port}/ws/trade") as client:
+                await client.logon(*KEYS[who])
+                return await client.request(method, params)
+
+        return asyncio.run(asyncio.wait_for(ask(), TEST_TIMEOUT_S))
+
+
+@pytest.fixture
+def venue(tmp_path: Path) -> Iterator[BackgroundVenue]:
+    server = BackgroundVenue(tmp_path / "data").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_admin_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(admin_cli.KEY_ENV, raising=False)
+    monkeypatch.delenv(admin_cli.SECRET_ENV, raising=False)
+
+
+def admin(port: int, *argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="venue admin")
+    admin_cli.add_arguments(parser)
+    url = f"ws://127.0.0.1:{port}/ws/trade"
+    args = parser.parse_args([*argv, "--url", url, "--config", str(ROOT / "venue.toml")])
+    return admin_cli.run(args)
+
+
+def output(capsys: pytest.CaptureFixture[str]) -> Any:
+    return json.loads(capsys.readouterr().out)
+
+
+def test_list_asset_and_instrument_then_move_its_band_and_halt_it(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(venue.port, "list-asset", "GOLDx", "6") == 0
+    assert output(capsys)["seq"] > 0
+    listing = ["list-instrument", "--symbol", "GOLDx-USD", "--kind", "equity"]
+    listing += ["--base", "GOLDx", "--quote", "USD", "--tick", "0.01", "--step", "0.001"]
+    listing += ["--min-qty", "0.001", "--min-notional", "1", "--band-pct", "10"]
+    listing += ["--reference-price", "250.00", "--taker-fee-bps", "5"]
+    listing += ["--excluded-jurisdictions", "US,CN"]
+    assert admin(venue.port, *listing) == 0
+    assert output(capsys)["seq"] > 0
+    instruments = venue.query("alpha", "instruments", {})["instruments"]
+    gold = next(i for i in instruments if i["symbol"] == "GOLDx-USD")
+    assert gold["tick"] == "0.01" and gold["taker_fee_bps"] == 5
+    order = {"symbol": "GOLDx-USD", "side": "buy", "type": "limit", "tif": "gtc"}
+    order |= {"price": "280.00", "qty": "0.01"}  # outside the band around 250, inside 260's
+    with pytest.raises(VenueError, match="band"):
+        venue.query("alpha", "order.place", order)
+    assert admin(venue.port, "set-reference-price", "GOLDx-USD", "260.00") == 0
+    capsys.readouterr()
+    assert venue.query("alpha", "order.place", order)["status"] == "new"
+    assert admin(venue.port, "set-status", "GOLDx-USD", "halted") == 0
+    capsys.readouterr()
+    instruments = venue.query("alpha", "instruments", {})["instruments"]
+    assert next(i for i in instruments if i["symbol"] == "GOLDx-USD")["status"] == "halted"
+
+
+def test_tbill_listing_takes_a_maturity(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(venue.port, "list-asset", "TB-2028-01-06", "0") == 0
+    listing = ["list-instrument", "--symbol", "TB-2028-01-06-USD", "--kind", "tbill"]
+    listing += ["--base", "TB-2028-01-06", "--quote", "USD", "--tick", "0.000001"]
+    listing += ["--step", "1", "--min-qty", "100", "--min-notional", "100", "--band-pct", "1"]
+    listing += ["--reference-price", "96.000000", "--maturity", "2028-01-06"]
+    assert admin(venue.port, *listing) == 0
+    capsys.readouterr()
+
+
+def test_deposit_withdraw_confirm_and_void(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(venue.port, "deposit", "1", "USD", "1000") == 0
+    capsys.readouterr()
+    usd = next(b for b in venue.query("alpha", "balances", {})["balances"] if b["asset"] == "USD")
+    assert usd["total"] == "5001000.000000"
+    assert admin(venue.port, "withdraw", "1", "USD", "300") == 0
+    first = output(capsys)["withdrawal_id"]
+    assert admin(venue.port, "withdraw", "1", "USD", "200") == 0
+    second = output(capsys)["withdrawal_id"]
+    assert first != second
+    assert admin(venue.port, "confirm-withdrawal", str(first)) == 0
+    assert admin(venue.port, "void-withdrawal", str(second)) == 0
+    capsys.readouterr()
+    usd = next(b for b in venue.query("alpha", "balances", {})["balances"] if b["asset"] == "USD")
+    assert usd["total"] == "5000700.000000"
+    assert admin(venue.port, "confirm-withdrawal", str(second)) == 1  # already voided
+    assert "refused" in capsys.readouterr().err
+
+
+def test_attest_reserves_now_and_as_of(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(venue.port, "attest-reserves", "USD", "30000000") == 0
+    assert output(capsys)["seq"] > 0
+    later_us = str(time.time_ns() // 1_000 + 60_000_000)
+    assert admin(venue.port, "attest-reserves", "AAPLx", "100000", "--as-of", later_us) == 0
+    capsys.readouterr()
+    assert (
+        admin(venue.port, "attest-reserves", "AAPLx", "100000", "--as-of", "1700000000000000") == 1
+    )
+    assert "older than the latest" in capsys.readouterr().err
+
+
+def test_open_account_issue_key_and_log_on_with_it(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(venue.port, "open-account", "200", "new-fund", "DE", "--kyc") == 0
+    capsys.readouterr()
+    assert admin(venue.port, "issue-key", "200", "--scopes", "read,trade") == 0
+    issued = output(capsys)
+    assert issued["account"] == 200 and issued["scopes"] == ["read", "trade"]
+
+    async def log_on() -> Any:
+        async with VenueClient(f"ws://127.0.0.1:{venue.port}/ws/trade") as client:
+            return await client.logon(issued["api_key"], issued["secret"])
+
+    assert asyncio.run(asyncio.wait_for(log_on(), TEST_TIMEOUT_S))["account"] == 200
+
+
+def test_an_error_response_exits_1(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(venue.port, "set-status", "NOPE-USD", "halted") == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "refused" in captured.err
+    assert admin(venue.port, "issue-key", "999", "--scopes", "read") == 1
+    assert "unknown_account" in capsys.readouterr().err.lower()
+
+
+def test_credentials_come_from_the_environment(
+    venue: BackgroundVenue,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(admin_cli.KEY_ENV, KEYS["admin"][0])
+    monkeypatch.setenv(admin_cli.SECRET_ENV, "not-the-secret")
+    assert admin(venue.port, "set-status", "AAPLx-USD", "halted") == 1  # the env wins: refused
+    assert "bad_signature" in capsys.readouterr().err.lower()
+    monkeypatch.setenv(admin_cli.KEY_ENV, KEYS["alpha"][0])
+    monkeypatch.setenv(admin_cli.SECRET_ENV, KEYS["alpha"][1])
+    assert admin(venue.port, "set-status", "AAPLx-USD", "halted") == 1  # no admin scope
+    assert "permission_denied" in capsys.readouterr().err.lower()
+
+
+def test_no_server_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as probe:  # a port nobody listens on once the probe closes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert admin(port, "set-status", "AAPLx-USD", "halted") == 2
+    assert "connection refused" in capsys.readouterr().err
+
+
+def test_no_credentials_anywhere_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = argparse.ArgumentParser(prog="venue admin")
+    admin_cli.add_arguments(parser)
+    missing = str(tmp_path / "nowhere.toml")
+    args = parser.parse_args(["set-status", "AAPLx-USD", "halted", "--config", missing])
+    assert admin_cli.run(args) == 2
+    assert "give --key and --secret" in capsys.readouterr().err
