@@ -300,8 +300,8 @@ async def measure(
 ) -> dict[str, Any]:
     keys = demo_keys(config_path)
     with tempfile.TemporaryDirectory(prefix="venue-bench-gateway-") as directory:
-        text = config_path.read_text()
-        if not keep_limits and "[limits]" not in text:
+        if not keep_limits:  # the same config with its [limits] table replaced
+            text = re.sub(r"(?m)^\[limits\][^\[]*", "", config_path.read_text())
             config_path = Path(directory) / "venue.toml"
             config_path.write_text(text + UNLIMITED)
         server = ServerProcess(config_path.resolve(), Path(directory))
