@@ -1,0 +1,390 @@
+"""Admin methods end to end: listing assets and instruments, accounts, deposits, reserves,
+withdrawals, instrument status, reference prices and API keys, each through a real server.
+
+The admin key of `venue.toml` (`demo-admin`: read, admin) does the work; every admin method
+is also tried with a trading key and must be refused with PERMISSION_DENIED, changing
+nothing. What an admin action does is checked where a user sees it: balances, the private
+stream, the `instruments` query and channel, order entry, a logon with an issued key.
+"""
+
+import time
+from typing import Any
+
+import pytest
+
+from gateway.client import VenueClient, VenueError
+from tests.gateway.conftest import KEYS, Venue, drain_pushes
+
+SYMBOL = "AAPLx-USD"
+NEW_ASSET = "TSLAx"
+NEW_SYMBOL = "TSLAx-USD"
+NEW_ACCOUNT = 7
+
+
+def now_us() -> int:
+    return time.time_ns() // 1_000
+
+
+def listing(symbol: str = NEW_SYMBOL, base: str = NEW_ASSET) -> dict[str, Any]:
+    return {
+        "symbol": symbol,
+        "kind": "equity",
+        "base": base,
+        "quote": "USD",
+        "tick": "0.01",
+        "step": "0.000001",
+        "min_qty": "0.000001",
+        "min_notional": "1",
+        "band_pct": "10",
+        "reference_price": "250.00",
+        "maker_fee_bps": 1,
+        "taker_fee_bps": 5,
+        "excluded_jurisdictions": ["US"],
+    }
+
+
+async def refusal(client: VenueClient, method: str, params: dict[str, Any]) -> str:
+    """The error name `method` is refused with (fails if it is not refused)."""
+    response = await client.request_raw(method, params)
+    assert response["status"] != 200, f"{method} was not refused: {response}"
+    name: str = response["error"]["name"]
+    return name
+
+
+def balances_of(rows: list[dict[str, str]]) -> dict[str, tuple[str, str, str]]:
+    return {row["asset"]: (row["total"], row["available"], row["held"]) for row in rows}
+
+
+def ledger_view(venue: Venue) -> tuple[Any, ...]:
+    """What admin commands change in the ledger: assets, accounts, balances, withdrawals."""
+    ledger = venue.server.ledger
+    return (
+        sorted(ledger.assets),
+        sorted(ledger.participants),
+        sorted((key, b.total, b.held) for key, b in ledger.balances.items()),
+        sorted(ledger.withdrawals),
+        {code: (a.amount, a.as_of_us) for code, a in ledger.attestations.items()},
+    )
+
+
+# ----------------------------------------------------------------- listing and onboarding
+
+
+def test_a_new_asset_instrument_and_account_can_trade_with_an_issued_key(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        await admin.request("admin.list_asset", {"code": NEW_ASSET, "scale": 6})
+        reserves = {"asset": NEW_ASSET, "amount": "1000", "as_of": now_us()}
+        await admin.request("admin.attest_reserves", reserves)
+        await admin.request("admin.list_instrument", listing())
+        account = {"account": NEW_ACCOUNT, "name": "new-trader", "jurisdiction": "DE"}
+        await admin.request("admin.open_account", account | {"kyc_approved": True})
+        for asset, amount in ((NEW_ASSET, "10"), ("USD", "10000")):
+            deposit = {"account": NEW_ACCOUNT, "asset": asset, "amount": amount}
+            assert "seq" in await admin.request("admin.deposit", deposit)
+        assert await refusal(admin, "admin.list_asset", {"code": NEW_ASSET, "scale": 6}) == (
+            "ASSET_EXISTS"
+        )
+        again = account | {"kyc_approved": True}
+        assert await refusal(admin, "admin.open_account", again) == "ACCOUNT_EXISTS"
+        assert await refusal(admin, "admin.list_instrument", listing()) == "INSTRUMENT_EXISTS"
+        assert venue.server.ledger.supply(NEW_ASSET) == 10_000_000
+
+        instruments = {i["symbol"]: i for i in (await admin.request("instruments"))["instruments"]}
+        assert instruments[NEW_SYMBOL]["base"] == NEW_ASSET
+        assert instruments[NEW_SYMBOL]["tick"] == "0.01"
+        assert instruments[NEW_SYMBOL]["status"] == "open"
+
+        issued = await admin.request(
+            "admin.issue_key", {"account": NEW_ACCOUNT, "scopes": ["read", "trade"]}
+        )
+        assert issued["account"] == NEW_ACCOUNT and issued["scopes"] == ["read", "trade"]
+        newcomer = await venue.client()
+        logon = await newcomer.logon(issued["api_key"], issued["secret"])
+        assert logon == {"account": NEW_ACCOUNT, "scopes": ["read", "trade"]}
+        assert balances_of((await newcomer.balances())["balances"]) == {
+            NEW_ASSET: ("10.000000", "10.000000", "0.000000"),
+            "USD": ("10000.000000", "10000.000000", "0.000000"),
+        }
+        await newcomer.subscribe_account(since_seq=0)  # everything since the account opened
+        history = [p for p in await drain_pushes(newcomer) if p.get("ch") == "account"]
+        assert [(p["type"], p["data"]["asset"]) for p in history] == [
+            ("balance", NEW_ASSET),
+            ("balance", "USD"),
+        ]
+
+        watcher = await venue.client("us")
+        await watcher.subscribe_book(NEW_SYMBOL)
+        await newcomer.place(NEW_SYMBOL, "sell", "1", "250.00")
+        await newcomer.place(NEW_SYMBOL, "sell", "2", "250.10")
+        alpha = await venue.client("alpha")
+        assert (await alpha.place(NEW_SYMBOL, "buy", "1", "250.00", tif="ioc"))[
+            "status"
+        ] == "filled"
+        trade = next(
+            p["data"]
+            for p in await drain_pushes(newcomer)
+            if p.get("type") == "exec" and p["data"]["exec_type"] == "trade"
+        )
+        assert (trade["last_px"], trade["last_qty"], trade["liquidity"]) == (
+            "250.00",
+            "1.000000",
+            "maker",
+        )
+        assert balances_of((await newcomer.balances())["balances"])["USD"][0] == "10249.975000"
+        book = await watcher.request("book.snapshot", {"symbol": NEW_SYMBOL, "depth": 10})
+        local = watcher.books[NEW_SYMBOL]
+        assert local.seq == book["seq"] and book["asks"] == [["250.10", "2.000000"]]
+        assert [list(row) for row in local.asks()] == book["asks"] and local.bids() == []
+
+    run_venue(scenario)
+
+
+# ----------------------------------------------------------------- custody
+
+
+def test_withdrawals_hold_then_burn_on_confirm_or_release_on_void(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        alpha = await venue.client("alpha")
+        await alpha.subscribe_account()
+        await alpha.next_push()
+        supply = venue.server.ledger.supply("USD")
+        total = balances_of((await alpha.balances())["balances"])["USD"][0]
+        assert total == "5000000.000000"
+
+        request = {"account": 1, "asset": "USD", "amount": "100"}
+        first = (await admin.request("admin.withdraw", request))["withdrawal_id"]
+        held = balances_of((await alpha.balances())["balances"])["USD"]
+        assert held == ("5000000.000000", "4999900.000000", "100.000000")
+        await admin.request("admin.confirm_withdrawal", {"withdrawal_id": first})
+        burned = balances_of((await alpha.balances())["balances"])["USD"]
+        assert burned == ("4999900.000000", "4999900.000000", "0.000000")
+        assert venue.server.ledger.supply("USD") == supply - 100_000_000
+
+        second = (await admin.request("admin.withdraw", request | {"amount": "50"}))[
+            "withdrawal_id"
+        ]
+        assert second != first
+        await admin.request("admin.void_withdrawal", {"withdrawal_id": second})
+        released = balances_of((await alpha.balances())["balances"])["USD"]
+        assert released == ("4999900.000000", "4999900.000000", "0.000000")
+        assert venue.server.ledger.supply("USD") == supply - 100_000_000
+
+        for method, withdrawal_id in (
+            ("admin.confirm_withdrawal", first),
+            ("admin.void_withdrawal", second),
+            ("admin.confirm_withdrawal", 999),
+        ):
+            params = {"withdrawal_id": withdrawal_id}
+            assert await refusal(admin, method, params) == "UNKNOWN_WITHDRAWAL"
+        too_much = request | {"amount": "5000000"}
+        assert await refusal(admin, "admin.withdraw", too_much) == "INSUFFICIENT_BALANCE"
+
+        pushes = [p for p in await drain_pushes(alpha) if p.get("type") == "balance"]
+        assert [p["data"]["held"] for p in pushes] == [
+            "100.000000",  # requested
+            "0.000000",  # confirmed: burned
+            "50.000000",  # requested
+            "0.000000",  # voided: released
+        ]
+
+    run_venue(scenario)
+
+
+def test_reserve_attestations_gate_deposits(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        await admin.request("admin.list_asset", {"code": NEW_ASSET, "scale": 6})
+        deposit = {"account": 1, "asset": NEW_ASSET, "amount": "5"}
+        assert await refusal(admin, "admin.deposit", deposit) == "RESERVES_STALE"
+        as_of = now_us()
+        await admin.request(
+            "admin.attest_reserves", {"asset": NEW_ASSET, "amount": "8", "as_of": as_of}
+        )
+        await admin.request("admin.deposit", deposit)
+        assert await refusal(admin, "admin.deposit", deposit) == "RESERVES_EXCEEDED"
+        older = {"asset": NEW_ASSET, "amount": "100", "as_of": as_of - 1}
+        assert await refusal(admin, "admin.attest_reserves", older) == "BAD_PARAM"
+        await admin.request(
+            "admin.attest_reserves", {"asset": NEW_ASSET, "amount": "100", "as_of": as_of + 1}
+        )
+        await admin.request("admin.deposit", deposit)
+        assert venue.server.ledger.supply(NEW_ASSET) == 10_000_000
+        unknown = deposit | {"account": 99}
+        assert await refusal(admin, "admin.deposit", unknown) == "UNKNOWN_ACCOUNT"
+        nothing = deposit | {"asset": "NOPEx"}
+        assert await refusal(admin, "admin.deposit", nothing) == "UNKNOWN_ASSET"
+
+    run_venue(scenario)
+
+
+# ----------------------------------------------------------------- markets
+
+
+def test_halting_an_instrument_refuses_orders_until_it_reopens(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        alpha = await venue.client("alpha")
+        watcher = await venue.client(endpoint="public")
+        await watcher.request("subscribe", {"ch": "instruments", "symbols": [SYMBOL]})
+        assert (await watcher.next_push())["data"]["status"] == "open"
+        resting = (await alpha.place(SYMBOL, "buy", "1", "186.00"))["order_id"]
+
+        await admin.request("admin.set_status", {"symbol": SYMBOL, "status": "halted"})
+        update = await watcher.next_push()
+        assert (update["type"], update["data"]["status"]) == ("update", "halted")
+        with pytest.raises(VenueError) as halted:
+            await alpha.place(SYMBOL, "buy", "1", "186.00")
+        assert halted.value.name == "INSTRUMENT_HALTED" and halted.value.status == 503
+        with pytest.raises(VenueError) as amend:
+            await alpha.amend(order_id=resting, price="186.01")
+        assert amend.value.name == "INSTRUMENT_HALTED"
+        assert (await alpha.place("MSFTx-USD", "buy", "1", "410.00"))["status"] == "new"
+        assert [o["order_id"] for o in (await alpha.open_orders(SYMBOL))["orders"]] == [resting]
+
+        await admin.request("admin.set_status", {"symbol": SYMBOL, "status": "cancel_only"})
+        with pytest.raises(VenueError) as cancel_only:
+            await alpha.place(SYMBOL, "buy", "1", "186.00")
+        assert cancel_only.value.name == "CANCEL_ONLY"
+        assert (await alpha.cancel(order_id=resting))["status"] == "canceled"
+
+        await admin.request("admin.set_status", {"symbol": SYMBOL, "status": "open"})
+        assert (await alpha.place(SYMBOL, "buy", "1", "186.00"))["status"] == "new"
+        statuses = [p["data"]["status"] for p in await drain_pushes(watcher)]
+        assert statuses == ["cancel_only", "open"]
+        unknown = {"symbol": "NOPE-USD", "status": "halted"}
+        assert await refusal(admin, "admin.set_status", unknown) == "UNKNOWN_SYMBOL"
+
+    run_venue(scenario)
+
+
+def test_a_new_reference_price_moves_the_price_band(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        alpha = await venue.client("alpha")
+        with pytest.raises(VenueError) as outside:
+            await alpha.place(SYMBOL, "buy", "1", "210.00")  # above 187.25 + 10 %
+        assert outside.value.name == "PRICE_BAND"
+        await admin.request("admin.set_reference_price", {"symbol": SYMBOL, "price": "205.00"})
+        assert (await alpha.place(SYMBOL, "buy", "1", "210.00"))["status"] == "new"
+        with pytest.raises(VenueError) as below:
+            await alpha.place(SYMBOL, "sell", "1", "180.00")  # below the new band's low
+        assert below.value.name == "PRICE_BAND"
+        bad_tick = {"symbol": SYMBOL, "price": "205.001"}
+        assert await refusal(admin, "admin.set_reference_price", bad_tick) == "BAD_PRECISION"
+
+    run_venue(scenario)
+
+
+# ----------------------------------------------------------------- keys and scopes
+
+
+ADMIN_REQUESTS: list[tuple[str, dict[str, Any]]] = [
+    ("admin.list_asset", {"code": NEW_ASSET, "scale": 6}),
+    ("admin.attest_reserves", {"asset": "USD", "amount": "30000000", "as_of": 1}),
+    ("admin.list_instrument", listing("NVDAx-USDx", "NVDAx")),
+    ("admin.open_account", {"account": 9, "name": "x", "jurisdiction": "DE", "kyc_approved": True}),
+    ("admin.deposit", {"account": 1, "asset": "USD", "amount": "1"}),
+    ("admin.withdraw", {"account": 2, "asset": "USD", "amount": "1"}),
+    ("admin.confirm_withdrawal", {"withdrawal_id": 1}),
+    ("admin.void_withdrawal", {"withdrawal_id": 1}),
+    ("admin.set_status", {"symbol": SYMBOL, "status": "halted"}),
+    ("admin.set_reference_price", {"symbol": SYMBOL, "price": "1.00"}),
+    ("admin.issue_key", {"account": 1, "scopes": ["read", "trade", "admin"]}),
+]
+
+
+def test_every_admin_method_is_refused_without_the_admin_scope(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        withdrawal = await admin.request(
+            "admin.withdraw", {"account": 2, "asset": "USD", "amount": "1"}
+        )
+        assert withdrawal["withdrawal_id"] == 1  # so confirm/void name a real one
+        trader = await venue.client("alpha")
+        reader_key = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        reader = await venue.client()
+        await reader.logon(reader_key["api_key"], reader_key["secret"])
+        state, ledger, keys = (
+            venue.server.venue.state_hash(),
+            ledger_view(venue),
+            len(venue.server.auth.store),
+        )
+        for client in (trader, reader):
+            for method, params in ADMIN_REQUESTS:
+                response = await client.request_raw(method, params)
+                assert response["status"] == 403, (method, response)
+                assert response["error"]["name"] == "PERMISSION_DENIED", method
+        assert venue.server.venue.state_hash() == state
+        assert ledger_view(venue) == ledger
+        assert len(venue.server.auth.store) == keys
+        # Nor can a key do what its scopes do not say: read is not trade, admin is not trade.
+        for client in (reader, admin):
+            for method, params in (
+                ("order.place", {"symbol": SYMBOL, "side": "buy", "type": "market", "qty": "1"}),
+                ("session.cod", {"enabled": True}),
+                ("orders.cancel_after", {"timeout_ms": 1000}),
+                ("orders.cancel_all", {}),
+            ):
+                params = params | ({"tif": "ioc"} if method == "order.place" else {})
+                assert await refusal(client, method, params) == "PERMISSION_DENIED", method
+        assert venue.server.venue.open_orders(3) == [] and venue.server.venue.state_hash() == state
+
+    run_venue(scenario)
+
+
+def test_an_issued_admin_key_can_administer_and_unknown_accounts_get_no_key(
+    run_venue: Any,
+) -> None:
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        unknown = {"account": 99, "scopes": ["read"]}
+        assert await refusal(admin, "admin.issue_key", unknown) == "UNKNOWN_ACCOUNT"
+        repeated = {"account": 3, "scopes": ["read", "read"]}
+        assert await refusal(admin, "admin.issue_key", repeated) == "BAD_PARAM"
+        issued = await admin.request("admin.issue_key", {"account": 100, "scopes": ["admin"]})
+        other = await admin.request("admin.issue_key", {"account": 100, "scopes": ["admin"]})
+        assert issued["api_key"] != other["api_key"] and issued["secret"] != other["secret"]
+        deputy = await venue.client()
+        await deputy.logon(issued["api_key"], issued["secret"])
+        await deputy.request("admin.set_status", {"symbol": SYMBOL, "status": "halted"})
+        alpha = await venue.client("alpha")
+        with pytest.raises(VenueError) as halted:
+            await alpha.place(SYMBOL, "buy", "1", "186.00")
+        assert halted.value.name == "INSTRUMENT_HALTED"
+        wrong = await venue.client()
+        with pytest.raises(VenueError) as refused:
+            await wrong.logon(issued["api_key"], KEYS["admin"][1])  # another key's secret
+        assert refused.value.name == "BAD_SIGNATURE"
+
+    run_venue(scenario)
+
+
+def test_the_scopes_of_an_issued_key_are_what_it_may_do(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        trade_only = await admin.request("admin.issue_key", {"account": 3, "scopes": ["trade"]})
+        read_only = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        trader, reader = await venue.client(), await venue.client()
+        await trader.logon(trade_only["api_key"], trade_only["secret"])
+        await reader.logon(read_only["api_key"], read_only["secret"])
+        placed = await trader.place(SYMBOL, "buy", "1", "186.00")
+        for method, params in (
+            ("orders.open", {}),
+            ("balances", {}),
+            ("order.status", {"order_id": placed["order_id"]}),
+            ("fills", {"limit": 10}),
+            ("subscribe", {"ch": "account"}),
+        ):
+            assert await refusal(trader, method, params) == "PERMISSION_DENIED", method
+        orders = (await reader.open_orders())["orders"]
+        assert [o["order_id"] for o in orders] == [placed["order_id"]]
+        assert await refusal(reader, "order.cancel", {"order_id": placed["order_id"]}) == (
+            "PERMISSION_DENIED"
+        )
+        assert (await trader.cancel(order_id=placed["order_id"]))["status"] == "canceled"
+        # Public market data needs no scope at all.
+        assert "instruments" in await trader.request("instruments")
+
+    run_venue(scenario)

@@ -1,0 +1,348 @@
+"""Recovery end to end: stop a real server, start a new VenueServer on the same data dir.
+
+What must survive a restart: open orders, balances, the engine's state (its state_hash), the
+public book, the private streams (since_seq replay), and the ledger store, which must hold
+every transfer exactly once however often the venue restarts. Also what a stop itself does:
+clients are told, cancel-on-disconnect applies, and a stopped server runs nothing more.
+Each test drives real servers on 127.0.0.1 with real clients and real files in tmp_path.
+"""
+
+import asyncio
+import gc
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.cli import main as venue_cli
+from gateway.client import VenueClient, VenueError
+from settlement.store import SqliteLedgerStore
+from tests.gateway.conftest import KEYS, TEST_TIMEOUT_S, Venue, drain_pushes, start_venue
+
+SYMBOL = "AAPLx-USD"
+OTHER = "MSFTx-USD"
+WHO = ("alpha", "beta", "taker")
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def run(scenario: Callable[[], Awaitable[None]]) -> None:
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
+    finally:
+        # Finalize this test's leftovers (a stopped server's failed task, say) now, not
+        # during a later test: a finalizer that logs in the middle of pytest's own ast
+        # parsing trips a CPython 3.11 bug (SystemError: AST constructor recursion depth).
+        gc.collect()
+
+
+async def stop(venue: Venue) -> None:
+    for client in venue.clients:
+        await client.close()
+    await venue.server.stop()
+
+
+def account_events(pushes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [p for p in pushes if p.get("ch") == "account" and p.get("type") != "snapshot"]
+
+
+async def views(venue: Venue) -> dict[str, Any]:
+    """Each account's open orders and balances, as its own client sees them."""
+    seen = {}
+    for who in WHO:
+        client = await venue.client(who)
+        seen[who] = ((await client.open_orders())["orders"], (await client.balances())["balances"])
+    return seen
+
+
+async def trade_a_little(venue: Venue, round_: int) -> None:
+    """Resting orders, fills, a partial fill, an amend and a cancel, on two symbols."""
+    alpha, beta, taker = [await venue.client(who) for who in WHO]
+    base = 187.30 + round_
+    for step in range(3):
+        await alpha.place(
+            SYMBOL, "sell", "0.5", f"{base + step / 10:.2f}", cl_ord_id=f"r{round_}s{step}"
+        )
+    await beta.place(SYMBOL, "buy", "2", f"{base - 1:.2f}")
+    gone = (await beta.place(OTHER, "buy", "1", "410.00"))["order_id"]
+    await taker.place(SYMBOL, "buy", "0.7", f"{base + 0.1:.2f}", tif="ioc")  # 0.5 + 0.2
+    await alpha.amend(cl_ord_id=f"r{round_}s2", qty="0.8")
+    await beta.cancel(order_id=gone)
+    await taker.place(OTHER, "sell", "0.25", "415.00")
+
+
+# ----------------------------------------------------------------- state
+
+
+def test_a_restart_restores_orders_balances_book_and_state_hash(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        first = await start_venue(data_dir)
+        await trade_a_little(first, 0)
+        before = await views(first)
+        watcher = await first.client("us")
+        book_before = await watcher.request("book.snapshot", {"symbol": SYMBOL, "depth": 100})
+        state = first.server.venue.state_hash()
+        last_order_id = first.server.venue.last_order_id
+        last_trade_id = first.server.venue.markets[SYMBOL].last_trade_id
+        await stop(first)
+
+        second = await start_venue(data_dir)
+        try:
+            assert second.server.venue.state_hash() == state
+            assert await views(second) == before
+            watcher = await second.client("us")
+            book_after = await watcher.request("book.snapshot", {"symbol": SYMBOL, "depth": 100})
+            assert (book_after["bids"], book_after["asks"]) == (
+                book_before["bids"],
+                book_before["asks"],
+            )
+            assert book_after["checksum"] == book_before["checksum"]
+            assert second.server.epoch != first.server.epoch, "a new epoch: seqs start over"
+            # The venue goes on where it stopped: ids continue, nothing is reused.
+            alpha, taker = await second.client("alpha"), await second.client("taker")
+            placed = await alpha.place(SYMBOL, "sell", "0.1", "187.35")
+            assert placed["order_id"] == last_order_id + 1
+            await taker.place(SYMBOL, "buy", "0.1", "187.35", tif="ioc")
+            assert second.server.venue.markets[SYMBOL].last_trade_id == last_trade_id + 1
+        finally:
+            await stop(second)
+
+    run(scenario)
+
+
+def test_the_ledger_store_holds_every_transfer_exactly_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = tmp_path / "data"
+    ledgers = []
+
+    async def scenario() -> None:
+        for round_ in range(3):
+            venue = await start_venue(data_dir)
+            await trade_a_little(venue, round_)
+            admin = await venue.client("admin")
+            await admin.request("admin.deposit", {"account": 1, "asset": "USD", "amount": "10"})
+            withdrawal = await admin.request(
+                "admin.withdraw", {"account": 2, "asset": "USD", "amount": "3"}
+            )
+            await admin.request(
+                "admin.confirm_withdrawal", {"withdrawal_id": withdrawal["withdrawal_id"]}
+            )
+            await stop(venue)
+            ledger = venue.server.ledger
+            totals = {key: b.total for key, b in ledger.balances.items() if b.total}
+            ledgers.append((ledger.last_transfer_id, totals))
+            if round_ == 0:  # as if the process had died before its snapshot was written
+                for path in data_dir.glob("snapshot-*.bin"):
+                    path.unlink()
+        quiet = await start_venue(data_dir)  # a restart that books nothing adds nothing
+        await stop(quiet)
+
+    run(scenario)
+    assert venue_cli(["ledger", "verify", "--data-dir", str(data_dir)]) == 0
+    last_transfer_id, totals = ledgers[-1]
+    assert capsys.readouterr().out.startswith(f"ok: {last_transfer_id} transfers")
+    assert [count for count, _ in ledgers] == sorted(set(count for count, _ in ledgers))
+    store = SqliteLedgerStore(data_dir / "ledger.sqlite")
+    try:
+        ids = [transfer.transfer_id for transfer in store.iter_transfers()]
+        assert ids == list(range(1, last_transfer_id + 1)), "each transfer once, none missing"
+        assert store.balances() == totals, "the store adds up to the venue's own ledger"
+    finally:
+        store.close()
+
+
+# ----------------------------------------------------------------- the private stream
+
+
+@pytest.mark.parametrize(
+    "with_snapshot",
+    [
+        pytest.param(True, id="from-snapshot"),
+        pytest.param(
+            False,
+            id="from-journal",
+            marks=pytest.mark.xfail(
+                strict=True, reason="history rebuilt from the journal takes the new epoch"
+            ),
+        ),
+    ],
+)
+def test_the_private_stream_resumes_across_a_restart(tmp_path: Path, with_snapshot: bool) -> None:
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        first = await start_venue(data_dir)
+        alpha = await first.client("alpha")
+        witness = await first.client("alpha")
+        taker = await first.client("taker")
+        for client in (alpha, witness):
+            await client.subscribe_account()
+            await client.next_push()
+        await alpha.place(SYMBOL, "sell", "1", "187.30")
+        await drain_pushes(alpha)
+        last_seen = alpha.account_seq
+        await alpha.close()
+        await taker.place(SYMBOL, "buy", "0.4", "187.30", tif="ioc")  # missed by alpha
+        await witness.place(OTHER, "buy", "1", "410.00")
+        missed = [p for p in account_events(await drain_pushes(witness)) if p["seq"] > last_seen]
+        assert len(missed) >= 4
+        await stop(first)
+        if not with_snapshot:
+            for path in data_dir.glob("snapshot-*.bin"):
+                path.unlink()
+
+        second = await start_venue(data_dir)
+        try:
+            back = await second.client("alpha")
+            subscribed = await back.subscribe_account(since_seq=last_seen)
+            assert subscribed["seq"] == missed[-1]["seq"], "the seq goes on across the restart"
+            replayed = account_events(await drain_pushes(back))
+            assert [p["seq"] for p in replayed] == [p["seq"] for p in missed]
+            assert [(p["type"], p["data"]) for p in replayed] == [
+                (p["type"], p["data"]) for p in missed
+            ], "exactly the missed events, once each"
+            # docs/protocol.md §8.1: replayed "exactly as first sent", keeping their epoch.
+            assert replayed == missed
+            taker = await second.client("taker")
+            await taker.place(SYMBOL, "buy", "0.1", "187.30", tif="ioc")
+            live = account_events(await drain_pushes(back))
+            assert [p["seq"] for p in live] == list(
+                range(missed[-1]["seq"] + 1, missed[-1]["seq"] + 1 + len(live))
+            )
+            assert {p["epoch"] for p in live} == {second.server.epoch}
+            exec_ids = [p["data"]["exec_id"] for p in missed + live if p["type"] == "exec"]
+            assert exec_ids == sorted(set(exec_ids)), "exec ids are never reused"
+        finally:
+            await stop(second)
+
+    run(scenario)
+
+
+# ----------------------------------------------------------------- what a stop does
+
+
+def test_a_stop_tells_clients_and_closes_them_1001(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        venue = await start_venue(tmp_path / "data")
+        trader = await venue.client("alpha")
+        public = await venue.client(endpoint="public")
+        await venue.server.stop()
+        for client in (trader, public):
+            pushes = await drain_pushes(client, 0.3)
+            assert {"ch": "session", "type": "shutdown", "reconnect_in_ms": 1000} in pushes
+            assert client.websocket is not None
+            await asyncio.wait_for(client.websocket.wait_closed(), 3)
+            assert client.websocket.close_code == 1001
+            await client.close()
+        with pytest.raises(OSError):  # nothing listens any more
+            await VenueClient(venue.url()).connect()
+
+    run(scenario)
+
+
+def test_cod_orders_are_canceled_by_a_stop_and_stay_canceled(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        first = await start_venue(data_dir)
+        cod = await first.client("alpha")
+        await cod.request("session.cod", {"enabled": True})
+        for price in ("186.00", "186.10"):
+            await cod.place(SYMBOL, "buy", "1", price)
+        plain = await first.client("alpha")
+        kept = (await plain.place(SYMBOL, "buy", "1", "185.00"))["order_id"]
+        await plain.subscribe_account()
+        seq_before_stop = (await plain.next_push())["seq"]
+        await first.server.stop()
+        for client in first.clients:
+            await client.close()
+
+        second = await start_venue(data_dir)
+        try:
+            alpha = await second.client("alpha")
+            assert [o["order_id"] for o in (await alpha.open_orders())["orders"]] == [kept]
+            await alpha.subscribe_account(since_seq=seq_before_stop)
+            canceled = [
+                p["data"]
+                for p in account_events(await drain_pushes(alpha))
+                if p["type"] == "exec" and p["data"]["exec_type"] == "canceled"
+            ]
+            assert [data["reason"] for data in canceled] == ["cod", "cod"]
+        finally:
+            await stop(second)
+
+    run(scenario)
+
+
+@pytest.mark.xfail(
+    strict=True, reason="stop() leaves dead-man timers armed: they execute on the stopped venue"
+)
+def test_a_stopped_server_executes_nothing_more(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        venue = await start_venue(tmp_path / "data")
+        alpha = await venue.client("alpha")
+        await alpha.place(SYMBOL, "buy", "1", "186.00")
+        await alpha.request("orders.cancel_after", {"timeout_ms": 300})
+        await stop(venue)
+        state = venue.server.venue.state_hash()
+        await asyncio.sleep(0.6)  # past the switch's timeout
+        assert venue.server.venue.state_hash() == state, "a command ran after the stop"
+
+    run(scenario)
+
+
+@pytest.mark.xfail(
+    strict=True, reason="the dead-man's switch is not durable: after a restart it never fires"
+)
+def test_the_dead_mans_switch_still_fires_after_a_restart(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        first = await start_venue(data_dir)
+        alpha = await first.client("alpha")
+        await alpha.place(SYMBOL, "buy", "1", "186.00")
+        await alpha.request("orders.cancel_after", {"timeout_ms": 500})
+        await stop(first)
+        for timer in first.server.dead_man.values():
+            timer.cancel()  # the stopped server's own timer (another bug) is not the point
+        second = await start_venue(data_dir)
+        try:
+            await asyncio.sleep(1.0)  # the switch was never re-armed
+            watcher = await second.client("alpha")
+            assert (await watcher.open_orders())["orders"] == [], "orders outlived the switch"
+        finally:
+            await stop(second)
+
+    run(scenario)
+
+
+@pytest.mark.xfail(
+    strict=True, reason="issued keys are in memory only (a known problem, docs/protocol.md §12)"
+)
+def test_an_issued_api_key_still_logs_on_after_a_restart(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        first = await start_venue(data_dir)
+        admin = await first.client("admin")
+        issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        reader = await first.client()
+        await reader.logon(issued["api_key"], issued["secret"])
+        await stop(first)
+        second = await start_venue(data_dir)
+        try:
+            reader = await second.client()
+            try:
+                assert (await reader.logon(issued["api_key"], issued["secret"]))["account"] == 3
+            except VenueError as refused:
+                raise AssertionError(f"the issued key was refused: {refused}") from None
+            assert KEYS["taker"][0] != issued["api_key"]
+        finally:
+            await stop(second)
+
+    run(scenario)
