@@ -167,8 +167,10 @@ class VenueClient:
         return await self.request("subscribe", params)
 
     async def subscribe_book(self, symbol: str, depth: int = BOOK_DEPTHS[0]) -> Any:
-        self._book_depths[symbol] = depth
-        self.books[symbol] = LocalBook(symbol, depth)
+        """Follow a symbol's book; the venue serves the smallest depth tier covering `depth`."""
+        tier = next((t for t in BOOK_DEPTHS if t >= depth), BOOK_DEPTHS[-1])
+        self._book_depths[symbol] = tier
+        self.books[symbol] = LocalBook(symbol, tier)
         return await self.request("subscribe", {"ch": "book", "symbols": [symbol], "depth": depth})
 
     async def next_push(self, timeout_s: float = 5.0) -> dict[str, Any]:
@@ -180,7 +182,10 @@ class VenueClient:
         assert self.websocket is not None
         try:
             async for frame in self.websocket:
-                self._on_message(msgspec.json.decode(frame))
+                try:
+                    self._on_message(msgspec.json.decode(frame))
+                except (ValueError, KeyError, TypeError) as failure:  # one bad message only
+                    self._queue({"ch": "client", "type": "error", "error": repr(failure)})
         except Exception:  # the connection ended; waiting requests learn it below
             pass
         finally:

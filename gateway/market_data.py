@@ -732,7 +732,8 @@ class BookSync(StrEnum):
     @property
     def resync(self) -> bool:
         """Whether the subscriber must resubscribe and start from a new snapshot."""
-        return self not in (BookSync.APPLIED, BookSync.STALE_IGNORED)
+        # While awaiting a snapshot the resync is already under way: ask for it only once.
+        return self not in (BookSync.APPLIED, BookSync.STALE_IGNORED, BookSync.AWAITING_SNAPSHOT)
 
 
 class LocalBook:

@@ -12,7 +12,7 @@ and the journal holds exactly what was executed: replaying it rebuilds the same 
 import asyncio
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -37,6 +37,7 @@ class Executed:
     command: Command | None
     events: list[Event]
     origin: Any  # whatever the submitter needs to route the outcome (a request, a timer)
+    pushes: list[Any] = field(default_factory=list)  # outputs prepared at execution, sent later
 
 
 Release = Callable[[list[Executed]], None]
@@ -62,8 +63,10 @@ class Sequencer:
         clock_us: Callable[[], int],
         release: Release,
         after_durable: Callable[[], Awaitable[None]] | None = None,
+        on_executed: Callable[[Executed], None] | None = None,
     ) -> None:
         self.venue = venue
+        self.on_executed = on_executed  # sees each command right after it executes
         self.journal = journal
         self.clock_us = clock_us
         self.release = release
@@ -88,8 +91,11 @@ class Sequencer:
             events = self.venue.execute(command)
             self.last_seq = seq
             replayed += 1
+            executed = Executed(seq, command, events, None)
+            if self.on_executed is not None:
+                self.on_executed(executed)
             if on_replayed is not None:
-                on_replayed([Executed(seq, command, events, None)])
+                on_replayed([executed])
         assert self.last_seq == self.journal.last_seq(), "the snapshot is newer than the journal"
         return replayed
 
@@ -99,6 +105,8 @@ class Sequencer:
         stamped = msgspec.structs.replace(command, ts_us=ts)
         self.last_seq += 1
         executed = Executed(self.last_seq, stamped, self.venue.execute(stamped), origin)
+        if self.on_executed is not None:
+            self.on_executed(executed)
         self._pending.append(executed)
         self._schedule()
         return executed

@@ -12,6 +12,7 @@ has a bounded outbox drained by its own writer task: a client that stops reading
 
 import asyncio
 import logging
+import os
 import secrets
 import time
 from collections import deque
@@ -72,8 +73,10 @@ E = ErrorCode
 
 JOURNAL_FILE = "journal.log"
 LEDGER_FILE = "ledger.sqlite"
+ISSUED_KEYS_FILE = "api_keys.json"  # keys issued at run time (owner-only permissions)
 SNAPSHOT_INTERVAL_S = 60  # recovery replays at most a minute of journal after the snapshot
 CLOCK_TICK_S = 0.05  # how often the venue's clock is advanced for gtd expiries and maturity
+CLOSE_TIMEOUT_S = 2  # a peer that cannot take its last messages in this time is cut off
 PUBLIC_CHANNELS = {c.value for c in Channel}
 TRADING_METHODS = {"order.place", "order.cancel", "order.amend", "orders.cancel_all"}
 READ_METHODS = {"orders.open", "order.status", "fills", "balances"}  # need the read scope
@@ -117,9 +120,14 @@ class Session:
 
 @dataclass(eq=False)
 class PrivateStream:
-    """An account's private events: per-account seq, bounded history for since_seq replay."""
+    """An account's private events: per-account seq, bounded history for since_seq replay.
+
+    Seqs are given when a command executes (`assigned`); an event joins the history and
+    reaches subscribers when its command is durable (`seq`: the last one released).
+    """
 
     seq: int = 0
+    assigned: int = 0
     history: deque[tuple[int, bytes]] = field(
         default_factory=lambda: deque(maxlen=limits.PRIVATE_HISTORY_EVENTS_MAX)
     )
@@ -142,6 +150,16 @@ class Pending:
     slots: dict[int, "QuoteSlot"] = field(default_factory=dict)  # command seq -> its quote
 
 
+@dataclass(eq=False)
+class AccountSubscription:
+    """A subscription to the private stream, waiting for what it saw to be durable."""
+
+    session: Session
+    account: int
+    since_seq: int | None
+    snapshot: bytes | None  # None: replay the history after since_seq instead
+
+
 QuoteSlot = tuple[int, str, str, Side]  # account, quote set, symbol, side: one live quote
 
 
@@ -154,6 +172,9 @@ class VenueServer:
         self.ledger = Ledger()
         self.venue = Venue(EngineConfig(reserve_staleness_max_us=staleness), self.ledger)
         self.auth = Authenticator(KeyStore(config.api_keys))
+        self.issued_keys = _load_keys(data_dir / ISSUED_KEYS_FILE)  # by admin.issue_key
+        for key in self.issued_keys:
+            self.auth.store.add(key)
         rates = config.limits
         self.limiter = limits.RateLimiter(
             rates.connection_rate_per_s,
@@ -172,7 +193,12 @@ class VenueServer:
         self.epoch = now_us()
         journal = FileJournal(data_dir / JOURNAL_FILE)
         self.sequencer = Sequencer(
-            self.venue, journal, now_us, self._release, after_durable=self._after_durable
+            self.venue,
+            journal,
+            now_us,
+            self._release,
+            after_durable=self._after_durable,
+            on_executed=self._executed,
         )
         self.market_data = MarketData(self.epoch)
         self._registrations: list[Event] = []  # for the ledger store, after durability
@@ -224,15 +250,13 @@ class VenueServer:
         self.reporter.last_exec_id = image.gateway["last_exec_id"]
         for account, (seq, history) in image.gateway["private"].items():
             stream = self.private.setdefault(int(account), PrivateStream())
-            stream.seq = seq
+            stream.seq = stream.assigned = seq
             stream.history.extend((s, bytes(p)) for s, p in history)
 
     def _replayed(self, batch: list[Executed]) -> None:
-        """A command replayed from the journal: rebuild what its release had built."""
+        """A command replayed from the journal: rebuild the private history it made."""
         for executed in batch:
-            self._learn(executed.events)
-            for account, body in self.reporter.reports(executed.events, command=executed.command):
-                self._publish_private(account, body)
+            self._publish_private(executed)
 
     async def snapshot(self) -> Path:
         """Write the state as of the last durable command, without stopping the venue."""
@@ -278,6 +302,9 @@ class VenueServer:
             await self._server.wait_closed()
         for task in self._tasks:
             task.cancel()
+        for timer in self.dead_man.values():
+            timer.cancel()  # a stopped venue takes no more commands
+        self.dead_man.clear()
         await self.snapshot()
         await self._on_io(self.store.close)
         self.sequencer.close()
@@ -370,13 +397,19 @@ class VenueServer:
         self._send(session, wire.encode(message))
 
     def _close(self, session: Session, code: int, reason: str) -> None:
+        """Flush what is queued and close; a peer that does not read within
+        `CLOSE_TIMEOUT_S` (a slow consumer) has its connection aborted instead."""
         session.closing = True
 
         async def close_after_flush() -> None:
-            await asyncio.sleep(0)
-            while session.outbox and session.websocket.state.name == "OPEN":
-                await session.websocket.send(session.outbox.popleft(), text=True)
-            await session.websocket.close(code, reason)
+            websocket = session.websocket
+            try:
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    while session.outbox and websocket.state.name == "OPEN":
+                        await websocket.send(session.outbox.popleft(), text=True)
+                    await websocket.close(code, reason)
+            except (TimeoutError, ConnectionClosed):
+                websocket.transport.abort()
 
         asyncio.get_running_loop().create_task(close_after_flush())
 
@@ -655,6 +688,8 @@ class VenueServer:
             f"key-{secrets.token_hex(8)}", secrets.token_hex(24), p.account, frozenset(p.scopes)
         )
         self.auth.store.add(key)
+        self.issued_keys.append(key)
+        _save_keys(self.data_dir / ISSUED_KEYS_FILE, self.issued_keys)  # before the answer
         result = {"api_key": key.key, "secret": key.secret, "account": key.account}
         self._reply(session, request, result | {"scopes": sorted(key.scopes)}, t_in)
 
@@ -733,28 +768,43 @@ class VenueServer:
     def _subscribe_account(
         self, session: Session, request: wire.Request, t_in: int, since_seq: int | None
     ) -> None:
+        """Replay from since_seq, or a snapshot, then live: taken now, sent when durable."""
         if session.key is None:
             self._reply_error(session, request, E.NOT_AUTHENTICATED, "log on first")
             return
         require_scope(session.key, "read")
         account = session.key.account
         stream = self.private.setdefault(account, PrivateStream())
-        self._reply(session, request, {"subscribed": ["account"], "seq": stream.seq}, t_in)
+        seq = stream.assigned  # every event up to here is in the state read below
+        self._reply(session, request, {"subscribed": ["account"], "seq": seq}, t_in)
         oldest = stream.history[0][0] if stream.history else stream.seq + 1
-        if since_seq is not None and since_seq + 1 >= oldest:
-            for seq, payload in stream.history:
-                if seq > since_seq:
-                    self._send(session, payload)
+        snapshot = None
+        if since_seq is None or not oldest - 1 <= since_seq <= seq:
+            snapshot = wire.encode(
+                {
+                    "ch": "account",
+                    "type": "snapshot",
+                    "epoch": self.epoch,
+                    "seq": seq,
+                    "orders": [self._order_view(o) for o in self.venue.open_orders(account)],
+                    "balances": self._balance_rows(account),
+                }
+            )
+        self.sequencer.barrier(AccountSubscription(session, account, since_seq, snapshot))
+
+    def _join_account_stream(self, joining: "AccountSubscription") -> None:
+        """Everything up to the snapshot's seq is durable now: send it (or the missed
+        events) and from here on every new private event of the account."""
+        session = joining.session
+        if session.id not in self.sessions:
+            return  # gone before its subscription took effect
+        stream = self.private[joining.account]
+        if joining.snapshot is not None:
+            self._send(session, joining.snapshot)
         else:
-            snapshot = {
-                "ch": "account",
-                "type": "snapshot",
-                "epoch": self.epoch,
-                "seq": stream.seq,
-                "orders": [self._order_view(o) for o in self.venue.open_orders(account)],
-                "balances": self._balance_rows(account),
-            }
-            self._push(session, snapshot)
+            for seq, payload in stream.history:
+                if seq > (joining.since_seq or 0):
+                    self._send(session, payload)
         session.account_stream = True
         stream.sessions.add(session)
 
@@ -785,19 +835,17 @@ class VenueServer:
         for executed in batch:
             pending = executed.origin
             events = executed.events
-            self._learn(events)
+            self._register(events)
             if isinstance(pending, Pending):
                 self._answer(pending, executed)
+            elif isinstance(pending, AccountSubscription):
+                self._join_account_stream(pending)
             if executed.command is None:
                 continue
-            self._track_cod(pending, events)
-            quote_set = None
+            self._forget_closed(events)
             if isinstance(pending, Pending) and executed.seq in pending.slots:
-                quote_set = pending.quote_set
                 self._track_quote(pending.slots[executed.seq], events)
-            reports = self.reporter.reports(events, command=executed.command, quote_set=quote_set)
-            for account, body in reports:
-                self._publish_private(account, body)
+            self._publish_private(executed)
             market_data.on_events(events)
         self._flush_public()
 
@@ -812,12 +860,29 @@ class VenueServer:
         elif pending.finish is not None:
             self._send(session, pending.finish(pending))
 
-    def _track_cod(self, pending: Any, events: list[Event]) -> None:
+    def _executed(self, executed: Executed) -> None:
+        """Right after a command executes: its private pushes get their seqs (in execution
+        order, so an account snapshot taken now is exact), and orders placed on a connection
+        are known at once to its cancel-on-disconnect."""
+        pending = executed.origin
+        events = executed.events
+        quote_set = pending.quote_set if isinstance(pending, Pending) else None
+        reports = self.reporter.reports(events, command=executed.command, quote_set=quote_set)
+        for account, body in reports:
+            stream = self.private.setdefault(account, PrivateStream())
+            stream.assigned += 1
+            message = {"ch": "account", "seq": stream.assigned, "epoch": self.epoch, **body}
+            executed.pushes.append((account, stream.assigned, wire.encode(message)))
+        if isinstance(pending, Pending):
+            for event in events:
+                if isinstance(event, OrderAccepted):
+                    pending.session.placed.add(event.order_id)
+                    self.placed_on[event.order_id] = pending.session
+
+    def _forget_closed(self, events: list[Event]) -> None:
+        """Orders that closed no longer need cancel-on-disconnect."""
         for event in events:
-            if isinstance(event, OrderAccepted) and isinstance(pending, Pending):
-                pending.session.placed.add(event.order_id)
-                self.placed_on[event.order_id] = pending.session
-            elif isinstance(event, OrderCanceled | OrderExpired | SelfTradePrevented):
+            if isinstance(event, OrderCanceled | OrderExpired | SelfTradePrevented):
                 self._forget_order(event.order_id)
             elif isinstance(event, TradeExecuted):
                 if not event.maker_leaves_qty:
@@ -839,14 +904,14 @@ class VenueServer:
         if session is not None:
             session.placed.discard(order_id)
 
-    def _publish_private(self, account: int, body: dict[str, Any]) -> None:
-        stream = self.private.setdefault(account, PrivateStream())
-        stream.seq += 1
-        message = {"ch": "account", "seq": stream.seq, "epoch": self.epoch, **body}
-        payload = wire.encode(message)
-        stream.history.append((stream.seq, payload))
-        for session in stream.sessions:
-            self._send(session, payload)
+    def _publish_private(self, executed: Executed) -> None:
+        """The command is durable: its private events join the history and go out."""
+        for account, seq, payload in executed.pushes:
+            stream = self.private[account]
+            stream.seq = seq
+            stream.history.append((seq, payload))
+            for session in stream.sessions:
+                self._send(session, payload)
 
     def _notify_account(self, account: int, message: dict[str, Any]) -> None:
         for session in list(self.sessions.values()):
@@ -859,18 +924,11 @@ class VenueServer:
             for session in self.subscribers.get(message.stream, ()):
                 self._send(session, message.payload)
 
-    def _learn(self, events: list[Event]) -> None:
-        """Reference data the wire and the ledger store need, as soon as the venue has it."""
-        for event in events:
-            if isinstance(event, AssetListed | AccountOpened | ReservesAttested):
-                self._registrations.append(event)
-            if isinstance(event, AssetListed):
-                self.reporter.asset_scales[event.spec.code] = event.spec.scale
-            elif type(event).__name__ == "InstrumentListed":
-                spec = event.spec  # type: ignore[attr-defined]
-                self.reporter.specs[spec.symbol] = spec
-            elif isinstance(event, AccountOpened):
-                self.private.setdefault(event.participant.account_id, PrivateStream())
+    def _register(self, events: list[Event]) -> None:
+        """Assets, accounts and attestations the ledger store must know (once durable)."""
+        self._registrations.extend(
+            e for e in events if isinstance(e, AssetListed | AccountOpened | ReservesAttested)
+        )
 
     async def _after_durable(self) -> None:
         """Bring the ledger store up to date in the I/O thread (derived, idempotent).
@@ -987,6 +1045,23 @@ class VenueServer:
 
 
 # ----------------------------------------------------------------- results
+
+
+def _load_keys(path: Path) -> list[ApiKey]:
+    if not path.exists():
+        return []
+    return msgspec.json.decode(path.read_bytes(), type=list[ApiKey])
+
+
+def _save_keys(path: Path, keys: list[ApiKey]) -> None:
+    """Write the issued keys atomically, readable by the venue's user only (they hold secrets)."""
+    temporary = path.with_suffix(".tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(msgspec.json.encode(keys))
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
 
 
 def _key(session: Session) -> ApiKey:

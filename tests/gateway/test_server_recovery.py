@@ -279,9 +279,6 @@ def test_cod_orders_are_canceled_by_a_stop_and_stay_canceled(tmp_path: Path) -> 
     run(scenario)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="stop() leaves dead-man timers armed: they execute on the stopped venue"
-)
 def test_a_stopped_server_executes_nothing_more(tmp_path: Path) -> None:
     async def scenario() -> None:
         venue = await start_venue(tmp_path / "data")
@@ -321,9 +318,6 @@ def test_the_dead_mans_switch_still_fires_after_a_restart(tmp_path: Path) -> Non
     run(scenario)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issued keys are in memory only (a known problem, docs/protocol.md §12)"
-)
 def test_an_issued_api_key_still_logs_on_after_a_restart(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
 

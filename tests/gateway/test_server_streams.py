@@ -207,9 +207,6 @@ def test_a_missed_book_update_is_detected_and_resynced(run_venue: Any) -> None:
     run_venue(scenario)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="SDK: each update that arrives while awaiting a snapshot resyncs again"
-)
 def test_one_missed_update_costs_one_resync(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         alpha = await venue.client("alpha")
@@ -243,9 +240,6 @@ def test_one_missed_update_costs_one_resync(run_venue: Any) -> None:
     run_venue(scenario)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="SDK: subscribe_book with a depth between tiers kills the client's reader"
-)
 def test_the_sdk_follows_a_book_depth_between_tiers(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         subscriber = await venue.client(endpoint="public")
@@ -446,10 +440,6 @@ def test_a_slow_consumer_is_told_and_closed_4002_while_others_trade(
     run_venue(scenario)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a consumer that never reads again is never disconnected: _close awaits send()",
-)
 def test_a_consumer_that_never_reads_again_is_disconnected(
     run_venue: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -546,9 +536,6 @@ def test_since_seq_older_than_the_history_gets_a_snapshot(
     run_venue(scenario)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="since_seq ahead of the stream gets neither a replay nor a snapshot"
-)
 def test_since_seq_ahead_of_the_stream_gets_a_snapshot(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         alpha = await venue.client("alpha")
@@ -562,7 +549,6 @@ def test_since_seq_ahead_of_the_stream_gets_a_snapshot(run_venue: Any) -> None:
     run_venue(scenario)
 
 
-@pytest.mark.xfail(strict=True, reason="the account snapshot shows orders that are not durable yet")
 def test_the_account_snapshot_is_the_state_at_its_seq(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         alpha = await venue.client("alpha")
@@ -578,8 +564,10 @@ def test_the_account_snapshot_is_the_state_at_its_seq(run_venue: Any) -> None:
             for p in account_events(pushes)
             if p["type"] == "exec" and p["data"]["exec_type"] == "new"
         ]
-        assert later_new, "the order's acceptance is reported after the snapshot"
         in_snapshot = [o["order_id"] for o in snapshot["orders"]]
+        assert len(set(later_new) | set(in_snapshot)) == 1, "the in-flight order, exactly once"
         assert not set(later_new) & set(in_snapshot), "an order both in and after the snapshot"
+        after = [p["seq"] for p in account_events(pushes)]
+        assert after == list(range(snapshot["seq"] + 1, snapshot["seq"] + 1 + len(after)))
 
     run_venue(scenario)
