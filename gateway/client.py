@@ -22,6 +22,96 @@ from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
 from gateway.market_data import BOOK_DEPTHS, LocalBook
 
 PUSH_QUEUE_MAX = 100_000  # pushes waiting for the caller before the oldest are dropped
+RECONNECT_DELAYS_S = (0.1, 0.3, 1.0, 2.0, 5.0)  # then it gives up and says so in a push
+
+
+class OrderResult(msgspec.Struct, frozen=True):
+    """The result of order.place / order.cancel / order.amend: the order after the command."""
+
+    seq: int  # the venue's command sequence number
+    order_id: int | None = None
+    status: str | None = None
+    cl_ord_id: str | None = None
+
+
+class ExecReport(msgspec.Struct, frozen=True):
+    """An execution report (`type: "exec"`), FIX-style; decimals are strings as sent."""
+
+    exec_type: str
+    status: str
+    exec_id: int
+    order_id: int | None
+    symbol: str
+    side: str
+    type: str
+    tif: str
+    qty: str | None
+    leaves_qty: str | None
+    cum_qty: str | None
+    cl_ord_id: str | None = None
+    price: str | None = None
+    avg_px: str | None = None
+    last_px: str | None = None
+    last_qty: str | None = None
+    liquidity: str | None = None
+    trade_id: int | None = None
+    fee: str | None = None
+    fee_asset: str | None = None
+    tag: str | None = None
+    quote_set: str | None = None
+    reason: str | None = None
+
+
+class BalanceUpdate(msgspec.Struct, frozen=True):
+    asset: str
+    total: str
+    available: str
+    held: str
+
+
+class SettlementLeg(msgspec.Struct, frozen=True, rename={"source": "from", "target": "to"}):
+    transfer_id: int
+    kind: str
+    source: int
+    target: int
+    asset: str
+    amount: str
+
+
+class SettlementReport(msgspec.Struct, frozen=True):
+    settlement_id: int
+    trade_id: int
+    symbol: str
+    legs: list[SettlementLeg]
+
+
+class AccountEvent(msgspec.Struct, frozen=True):
+    """One event of the private stream, its payload typed by `type`."""
+
+    seq: int
+    epoch: int
+    type: str
+    data: ExecReport | BalanceUpdate | SettlementReport | dict[str, Any]
+    ts: int = 0
+
+
+_PAYLOADS: dict[str, type[msgspec.Struct]] = {
+    "exec": ExecReport,
+    "balance": BalanceUpdate,
+    "settlement": SettlementReport,
+}
+
+
+def account_event(push: dict[str, Any]) -> AccountEvent | None:
+    """The typed form of a private-stream push (None for snapshots and other channels).
+
+    Unknown fields are ignored, as the protocol asks of clients.
+    """
+    if push.get("ch") != "account" or "data" not in push:
+        return None
+    kind = _PAYLOADS.get(push.get("type", ""))
+    data: Any = msgspec.convert(push["data"], kind) if kind is not None else push["data"]
+    return AccountEvent(push["seq"], push["epoch"], push["type"], data, push.get("ts", 0))
 
 
 class VenueError(Exception):
@@ -36,8 +126,14 @@ class VenueError(Exception):
 
 
 class VenueClient:
-    def __init__(self, url: str) -> None:
+    """One connection. With `auto_resume`, a connection that drops is reopened (bounded
+    retries with backoff), logged on again and resubscribed with since_seq."""
+
+    def __init__(self, url: str, auto_resume: bool = False) -> None:
         self.url = url
+        self.auto_resume = auto_resume
+        self.resumed = 0  # how many times the connection was reopened
+        self._closing = False
         self.websocket: ClientConnection | None = None
         self.pushes: asyncio.Queue[dict[str, Any]] = asyncio.Queue(PUSH_QUEUE_MAX)
         self.books: dict[str, LocalBook] = {}  # symbol -> the local book kept in sync
@@ -50,11 +146,13 @@ class VenueClient:
         self._book_depths: dict[str, int] = {}
 
     async def connect(self) -> "VenueClient":
+        self._closing = False
         self.websocket = await connect(self.url, max_size=None, compression=None)
         self._reader = asyncio.create_task(self._read())
         return self
 
     async def close(self) -> None:
+        self._closing = True
         if self.websocket is not None:
             await self.websocket.close()
         if self._reader is not None:
@@ -110,7 +208,11 @@ class VenueClient:
 
     async def resume(self) -> None:
         """Reconnect, log on again, and replay missed private events with since_seq."""
-        await self.close()
+        auto_resume, self.auto_resume = self.auto_resume, False  # not while we close it
+        try:
+            await self.close()
+        finally:
+            self.auto_resume = auto_resume
         await self.connect()
         if self._credentials is not None:
             await self.logon(*self._credentials)
@@ -136,6 +238,20 @@ class VenueClient:
         if price is not None:
             params["price"] = price
         return await self.request("order.place", params)
+
+    async def place_order(
+        self, symbol: str, side: str, qty: str | None = None, price: str | None = None, **more: Any
+    ) -> OrderResult:
+        """`place`, with the result typed."""
+        return msgspec.convert(await self.place(symbol, side, qty, price, **more), OrderResult)
+
+    async def next_account_event(self, timeout_s: float = 5.0) -> AccountEvent:
+        """The next private-stream event, typed; other pushes on the way are skipped."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                event = account_event(await self.pushes.get())
+                if event is not None:
+                    return event
 
     async def cancel(self, order_id: int | None = None, cl_ord_id: str | None = None) -> Any:
         return await self.request("order.cancel", _ids_of(order_id, cl_ord_id))
@@ -193,6 +309,19 @@ class VenueClient:
                 if not future.done():
                     future.set_exception(ConnectionError("the connection closed"))
             self._waiting.clear()
+            if self.auto_resume and not self._closing:
+                asyncio.get_running_loop().create_task(self._resume_with_backoff())
+
+    async def _resume_with_backoff(self) -> None:
+        for delay in RECONNECT_DELAYS_S:
+            await asyncio.sleep(delay)
+            try:
+                await self.resume()
+            except (OSError, ConnectionError, VenueError):
+                continue
+            self.resumed += 1
+            return
+        self._queue({"ch": "client", "type": "gave_up", "url": self.url})
 
     def _on_message(self, message: dict[str, Any]) -> None:
         if "id" in message and "status" in message:
