@@ -418,19 +418,21 @@ class VenueServer:
     def _on_frame(self, session: Session, frame: str | bytes) -> None:
         t_in = now_us()
         request = wire.decode_request(frame)
+        # Every frame is charged, malformed or not, so no flood goes unthrottled.
+        cost = _cost(request) if isinstance(request, wire.Request) else limits.cost_milli("?")
+        retry = self.limiter.charge_cost(session.id, session.account, cost, t_in)
+        if retry:
+            body = wire.error(
+                request.id, E.RATE_LIMITED, "slow down", retry_after_ms=retry, status=429
+            )
+            self._send(session, body)
+            return
         if isinstance(request, wire.WireError):
             self._send(session, wire.error_of(request))
             return
         method = request.method
         if session.key is None and method not in PUBLIC_METHODS:
             self._reply_error(session, request, E.NOT_AUTHENTICATED, "log on first")
-            return
-        retry = self.limiter.charge_cost(session.id, session.account, _cost(request), t_in)
-        if retry:
-            body = wire.error(
-                request.id, E.RATE_LIMITED, "slow down", retry_after_ms=retry, status=429
-            )
-            self._send(session, body)
             return
         handler = self._handlers.get(method) or VenueServer._admin
         try:
@@ -609,6 +611,7 @@ class VenueServer:
             and order_id in self.venue.orders
             and (p.symbol is None or symbol == p.symbol)
             and (p.side is None or side is p.side)
+            and p.tag is None  # quotes carry no tag: a tag filter matches none of them
         ]
         pending = Pending(
             session, request.id, request.method, t_in, len(commands), finish=_canceled_count
