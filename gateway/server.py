@@ -1126,9 +1126,9 @@ def _outcome(executed: Executed) -> dict[str, Any]:
         result["order_id"] = order_id
     if status is not None:
         result["status"] = status
-    canceled = sum(isinstance(e, OrderCanceled) for e in executed.events)
-    if isinstance(executed.command, CancelAll):
-        result["canceled"] = canceled
+    if isinstance(executed.command, CancelAll):  # about many orders: just how many
+        canceled = sum(isinstance(e, OrderCanceled) for e in executed.events)
+        return {"seq": executed.seq, "canceled": canceled}
     return result
 
 
