@@ -10,6 +10,8 @@ and the journal holds exactly what was executed: replaying it rebuilds the same 
 """
 
 import asyncio
+import logging
+import os
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,6 +23,8 @@ from engine.commands import AdvanceClock, AnyCommand, Command
 from engine.events import Event
 from engine.venue import Venue
 from gateway.journal import Journal
+
+log = logging.getLogger("venue.sequencer")
 
 BATCH_COMMANDS_MAX = 10_000  # one fsync covers at most this many; the rest wait a turn
 
@@ -38,12 +42,20 @@ class Executed:
     events: list[Event]
     origin: Any  # whatever the submitter needs to route the outcome (a request, a timer)
     pushes: list[Any] = field(default_factory=list)  # outputs prepared at execution, sent later
+    transfers: list[Any] = field(default_factory=list)  # ledger transfers it booked
 
 
 Release = Callable[[list[Executed]], None]
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(AnyCommand)
+
+
+def _die(failure: BaseException | None) -> None:
+    """Crash loudly: recovery is by replay of what is durable (ARCHITECTURE rule 7)."""
+    log.critical("fatal: %r; stopping so that recovery replays the journal", failure)
+    logging.shutdown()
+    os._exit(70)
 
 
 def encode_command(command: Command) -> bytes:
@@ -64,9 +76,11 @@ class Sequencer:
         release: Release,
         after_durable: Callable[[], Awaitable[None]] | None = None,
         on_executed: Callable[[Executed], None] | None = None,
+        on_fatal: Callable[[BaseException | None], None] | None = None,
     ) -> None:
         self.venue = venue
         self.on_executed = on_executed  # sees each command right after it executes
+        self.on_fatal = on_fatal or _die  # a broken invariant or lost durability
         self.journal = journal
         self.clock_us = clock_us
         self.release = release
@@ -100,13 +114,21 @@ class Sequencer:
         return replayed
 
     def submit(self, command: Command, origin: Any = None) -> Executed:
-        """Stamp and execute `command` now; its outcome is released once it is durable."""
+        """Stamp and execute `command` now; its outcome is released once it is durable.
+
+        A failure while executing is a broken invariant: the venue's state may be half
+        changed, so it is fatal (`on_fatal`), never answered and carried on from.
+        """
         ts = max(self.clock_us(), self.venue.ts_us)
         stamped = msgspec.structs.replace(command, ts_us=ts)
-        self.last_seq += 1
-        executed = Executed(self.last_seq, stamped, self.venue.execute(stamped), origin)
-        if self.on_executed is not None:
-            self.on_executed(executed)
+        try:
+            executed = Executed(self.last_seq + 1, stamped, self.venue.execute(stamped), origin)
+            if self.on_executed is not None:
+                self.on_executed(executed)
+        except BaseException as failure:
+            self.on_fatal(failure)
+            raise
+        self.last_seq = executed.seq
         self._pending.append(executed)
         self._schedule()
         return executed
@@ -139,6 +161,12 @@ class Sequencer:
         self._flush_scheduled = False
         if self._committing is None or self._committing.done():
             self._committing = asyncio.get_running_loop().create_task(self._commit_all())
+            self._committing.add_done_callback(self._check_commit)
+
+    def _check_commit(self, task: "asyncio.Task[None]") -> None:
+        """A journal or store failure leaves the outcome of commands unknown: fatal."""
+        if not task.cancelled() and task.exception() is not None:
+            self.on_fatal(task.exception())
 
     async def _commit_all(self) -> None:
         """Commit batch after batch until nothing is pending; one fsync per batch."""

@@ -145,9 +145,18 @@ class Pending:
     expected: int = 1  # commands (or barriers) still to come back
     results: list[Executed] = field(default_factory=list)
     answer: bytes | None = None  # a query's answer, computed when it arrived
+    reply: bytes | None = None  # a whole response decided on arrival (a refusal from state)
+    close_after: bool = False  # logout: close once the response is out
     finish: Callable[["Pending"], bytes] | None = None
     quote_set: str | None = None  # a quote.mass: the set its places belong to
-    slots: dict[int, "QuoteSlot"] = field(default_factory=dict)  # command seq -> its quote
+
+
+@dataclass(eq=False)
+class Notice:
+    """A session push about commands just submitted, sent once they are durable."""
+
+    account: int
+    message: dict[str, Any]
 
 
 @dataclass(eq=False)
@@ -188,6 +197,7 @@ class VenueServer:
         self.subscribers: dict[Stream, set[Session]] = {}
         self.dead_man: dict[int, asyncio.TimerHandle] = {}
         self.quotes: dict[QuoteSlot, int] = {}  # each live quote's order id
+        self.quote_slots: dict[int, QuoteSlot] = {}  # and back: forgotten when it closes
         self.placed_on: dict[int, Session] = {}  # open order id -> the session that placed it
         self._next_session = 0
         self.epoch = now_us()
@@ -202,6 +212,7 @@ class VenueServer:
         )
         self.market_data = MarketData(self.epoch)
         self._registrations: list[Event] = []  # for the ledger store, after durability
+        self._to_store: list[Any] = []  # transfers of released (durable) commands
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -217,6 +228,7 @@ class VenueServer:
             self._restore(image)
         self._learn_reference_data()
         after = image.seq if image is not None else 0
+        self._to_store.extend(self.ledger.drain())  # what the image had not stored yet
         replayed = self.sequencer.recover(after, on_replayed=self._replayed)
         if image is not None or replayed:
             log.info("recovered: snapshot at %d, then %d journal commands", after, replayed)
@@ -224,8 +236,6 @@ class VenueServer:
         else:
             await self._build_from_config()
         self.market_data = MarketData.from_venue(self.venue, self.epoch)
-        for order in self.venue.orders.values():
-            self.reporter.adopt(order)
         self._server = await serve(
             self._handle,
             host,
@@ -235,9 +245,10 @@ class VenueServer:
             compression=None,
             process_request=self._route,
         )
-        self._tasks.append(asyncio.create_task(self._clock()))
-        self._tasks.append(asyncio.create_task(self._heartbeats()))
-        self._tasks.append(asyncio.create_task(self._periodic_snapshots()))
+        for work in (self._clock(), self._heartbeats(), self._periodic_snapshots()):
+            task = asyncio.create_task(work)
+            task.add_done_callback(self._check_task)  # a dead timer would go unnoticed
+            self._tasks.append(task)
         bound: int = next(iter(self._server.sockets)).getsockname()[1]
         return bound
 
@@ -248,6 +259,8 @@ class VenueServer:
         self.ledger = self.venue.ledger
         self.sequencer.venue = self.venue
         self.reporter.last_exec_id = image.gateway["last_exec_id"]
+        for order in self.venue.orders.values():  # before the journal tail trades them
+            self.reporter.adopt(order)
         for account, (seq, history) in image.gateway["private"].items():
             stream = self.private.setdefault(int(account), PrivateStream())
             stream.seq = stream.assigned = seq
@@ -257,12 +270,13 @@ class VenueServer:
         """A command replayed from the journal: rebuild the private history it made."""
         for executed in batch:
             self._publish_private(executed)
+            self._to_store.extend(executed.transfers)
 
     async def snapshot(self) -> Path:
         """Write the state as of the last durable command, without stopping the venue."""
         await self.sequencer.drain()
         # Captured right after the drain, with no await between: every command the image
-        # includes is durable. Transfers not yet in the store travel in the image.
+        # includes is durable, and its transfers are in the store before the file exists.
         image = snapshots.Snapshot(
             self.sequencer.last_seq,
             capture_venue(self.venue),
@@ -281,9 +295,14 @@ class VenueServer:
     async def _catch_up_store(self) -> None:
         """After a restart: book into the store every transfer it had not stored yet."""
         stored = await self._on_io(self.store.last_transfer_id)
-        booked = [t for t in self.ledger.drain() if t.transfer_id > stored]
+        booked = [t for t in self._to_store if t.transfer_id > stored]
+        self._to_store.clear()
         await self._on_io(self.writer.register_ledger, self.ledger)
         await self._on_io(self.writer.write, booked)
+
+    def _check_task(self, task: "asyncio.Task[None]") -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.sequencer.on_fatal(task.exception())
 
     async def _on_io(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.sequencer.io, function, *args)
@@ -365,7 +384,7 @@ class VenueServer:
             for order_id in sorted(session.placed):
                 command = CancelOrder(account=account, order_id=order_id, reason=CancelReason.COD)
                 self.sequencer.submit(command, origin=None)
-            self._notify_account(account, {"ch": "session", "type": "cod.triggered"})
+            self.sequencer.barrier(Notice(account, {"ch": "session", "type": "cod.triggered"}))
 
     async def _write(self, session: Session) -> None:
         """Drain the session's outbox; only this task ever waits on its socket."""
@@ -455,6 +474,14 @@ class VenueServer:
     def _reply(self, session: Session, request: wire.Request, result: Any, t_in: int) -> None:
         self._send(session, wire.ok(request.id, result, t_in, now_us()))
 
+    def _defer_error(
+        self, session: Session, request: wire.Request, code: ErrorCode, msg: str
+    ) -> None:
+        """Refuse on the state, but only once the commands that made that state are durable."""
+        pending = Pending(session, request.id, request.method, 0)
+        pending.reply = wire.error(request.id, code, msg)
+        self.sequencer.barrier(pending)
+
     def _defer(self, session: Session, request: wire.Request, t_in: int, result: Any) -> None:
         """Answer a query after every command before it is durable (it may show them)."""
         pending = Pending(session, request.id, request.method, t_in)
@@ -477,8 +504,10 @@ class VenueServer:
         self._reply(session, request, {"account": key.account, "scopes": sorted(key.scopes)}, t_in)
 
     def _logout(self, session: Session, request: wire.Request, t_in: int) -> None:
-        self._reply(session, request, {}, t_in)
-        self._close(session, 1000, "logged out")
+        """Answered (and closed) behind everything still owed on this connection."""
+        pending = Pending(session, request.id, request.method, t_in, close_after=True)
+        pending.answer = wire.encode({})
+        self.sequencer.barrier(pending)
 
     def _status(self, session: Session, request: wire.Request, t_in: int) -> None:
         result = {
@@ -517,7 +546,7 @@ class VenueServer:
     def _dead_man_fired(self, account: int) -> None:
         self.dead_man.pop(account, None)
         self.sequencer.submit(CancelAll(account=account, reason=CancelReason.DMS), origin=None)
-        self._notify_account(account, {"ch": "session", "type": "dms.triggered"})
+        self.sequencer.barrier(Notice(account, {"ch": "session", "type": "dms.triggered"}))
 
     # trading
 
@@ -572,7 +601,7 @@ class VenueServer:
             return
         for command, slot in planned:
             executed = self.sequencer.submit(command, origin=pending)
-            pending.slots[executed.seq] = slot
+            self._track_quote(slot, executed.events)  # now: the next quote.mass builds on it
 
     def _requote(self, slot: QuoteSlot, price: int, qty: int) -> Command | None:
         """The command that makes the slot's live quote `qty` at `price` (0: pulled)."""
@@ -630,8 +659,8 @@ class VenueServer:
         command = wire.to_command(
             request, self._specs(), self._scales(), account, order_symbol=symbol
         )
-        if isinstance(command, wire.WireError):
-            self._send(session, wire.error_of(command))
+        if isinstance(command, wire.WireError):  # may hang on state (an unknown symbol, order)
+            self._defer_error(session, request, command.code, command.message)
             return None
         return command
 
@@ -685,7 +714,7 @@ class VenueServer:
     def _issue_key(self, session: Session, request: wire.Request, t_in: int) -> None:
         p: Any = request.params
         if p.account not in self.ledger.participants:
-            self._reply_error(session, request, E.UNKNOWN_ACCOUNT, f"no account {p.account}")
+            self._defer_error(session, request, E.UNKNOWN_ACCOUNT, f"no account {p.account}")
             return
         key = ApiKey(
             f"key-{secrets.token_hex(8)}", secrets.token_hex(24), p.account, frozenset(p.scopes)
@@ -711,7 +740,7 @@ class VenueServer:
         p: Any = request.params
         order = self.venue.find_order(_key(session).account, p.order_id or 0, p.cl_ord_id)
         if order is None:
-            self._reply_error(session, request, E.UNKNOWN_ORDER, "no open order by that id")
+            self._defer_error(session, request, E.UNKNOWN_ORDER, "no open order by that id")
             return
         self._defer(session, request, t_in, self._order_view(order))
 
@@ -843,12 +872,13 @@ class VenueServer:
                 self._answer(pending, executed)
             elif isinstance(pending, AccountSubscription):
                 self._join_account_stream(pending)
+            elif isinstance(pending, Notice):
+                self._notify_account(pending.account, pending.message)
             if executed.command is None:
                 continue
             self._forget_closed(events)
-            if isinstance(pending, Pending) and executed.seq in pending.slots:
-                self._track_quote(pending.slots[executed.seq], events)
             self._publish_private(executed)
+            self._to_store.extend(executed.transfers)
             market_data.on_events(events)
         self._flush_public()
 
@@ -857,11 +887,15 @@ class VenueServer:
         if len(pending.results) < pending.expected:
             return
         session = pending.session
-        if pending.answer is not None:
+        if pending.reply is not None:
+            self._send(session, pending.reply)
+        elif pending.answer is not None:
             result = msgspec.Raw(pending.answer)  # encoded when the query arrived
             self._send(session, wire.ok(pending.request_id, result, pending.t_in, now_us()))
         elif pending.finish is not None:
             self._send(session, pending.finish(pending))
+        if pending.close_after:
+            self._close(session, 1000, "logged out")
 
     def _executed(self, executed: Executed) -> None:
         """Right after a command executes: its private pushes get their seqs (in execution
@@ -869,6 +903,7 @@ class VenueServer:
         are known at once to its cancel-on-disconnect."""
         pending = executed.origin
         events = executed.events
+        executed.transfers = self.ledger.drain()  # this command's alone
         quote_set = pending.quote_set if isinstance(pending, Pending) else None
         reports = self.reporter.reports(events, command=executed.command, quote_set=quote_set)
         for account, body in reports:
@@ -899,10 +934,18 @@ class VenueServer:
         for event in events:
             if isinstance(event, OrderAccepted):
                 self.quotes[slot] = event.order_id
-        if self.quotes.get(slot) not in self.venue.orders:
-            self.quotes.pop(slot, None)  # pulled, filled or refused: no live quote
+                self.quote_slots[event.order_id] = slot
+        order_id = self.quotes.get(slot)
+        if order_id is not None and order_id not in self.venue.orders:
+            self._forget_quote(order_id)  # pulled, filled or refused: no live quote
+
+    def _forget_quote(self, order_id: int) -> None:
+        slot = self.quote_slots.pop(order_id, None)
+        if slot is not None and self.quotes.get(slot) == order_id:
+            del self.quotes[slot]
 
     def _forget_order(self, order_id: int) -> None:
+        self._forget_quote(order_id)
         session = self.placed_on.pop(order_id, None)
         if session is not None:
             session.placed.discard(order_id)
@@ -936,11 +979,11 @@ class VenueServer:
     async def _after_durable(self) -> None:
         """Bring the ledger store up to date in the I/O thread (derived, idempotent).
 
-        The ledger is drained here, on the loop's thread (it is not shared with threads);
-        the store is written on the journal's I/O thread, in order after the journal.
+        Only the transfers of released commands are written (each command's were taken
+        from the ledger as it executed), so the store is never ahead of the journal.
         """
         registrations, self._registrations = self._registrations, []
-        booked = self.ledger.drain()
+        booked, self._to_store = self._to_store, []
         if not booked and not registrations:
             return
 

@@ -57,6 +57,20 @@ async def open_ids(client: VenueClient) -> set[int]:
     return {order["order_id"] for order in (await client.open_orders())["orders"]}
 
 
+async def pushes_until(
+    client: VenueClient, wanted: Callable[[dict[str, Any]], bool], timeout_s: float = WAIT_S
+) -> list[dict[str, Any]]:
+    """Every push up to and including the first that `wanted` accepts."""
+    deadline = time.monotonic() + timeout_s
+    pushes: list[dict[str, Any]] = []
+    while not pushes or not wanted(pushes[-1]):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError("no matching push arrived in time")
+        pushes.append(await client.next_push(remaining))
+    return pushes
+
+
 async def next_matching(
     client: VenueClient, wanted: Callable[[dict[str, Any]], bool], timeout_s: float = WAIT_S
 ) -> dict[str, Any]:
@@ -228,8 +242,8 @@ def test_cancel_on_disconnect_cancels_only_that_connections_open_orders(run_venu
         await drain_pushes(watcher, 0.2)
 
         await leaving.close()
-        pushes = [await next_matching(watcher, lambda p: p.get("type") == "cod.triggered")]
-        pushes += await drain_pushes(watcher, 0.3)
+        # The notice comes once the cancels it announces are durable: after their reports.
+        pushes = await pushes_until(watcher, lambda p: p.get("type") == "cod.triggered")
         canceled = canceled_reports(pushes)
         assert set(canceled) == {resting, partly, on_other}, "its open orders, no others"
         assert all(data["reason"] == "cod" for data in canceled.values())
@@ -306,8 +320,7 @@ def test_dead_mans_switch_cancels_the_accounts_orders_after_the_timeout(run_venu
         assert armed == {"timeout_ms": 300, "armed": True}
         await arming.close()  # the switch is the account's: it outlives the connection
 
-        pushes = [await next_matching(watcher, lambda p: p.get("type") == "dms.triggered")]
-        pushes += await drain_pushes(watcher, 0.3)
+        pushes = await pushes_until(watcher, lambda p: p.get("type") == "dms.triggered")
         canceled = canceled_reports(pushes)
         assert set(canceled) == mine
         assert all(data["reason"] == "dms" for data in canceled.values())
