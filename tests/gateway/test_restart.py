@@ -104,3 +104,31 @@ def test_a_corrupt_journal_refuses_to_start_and_says_where(tmp_path: Path) -> No
     assert result.returncode == 1
     assert "cannot start" in result.stderr and str(journal) in result.stderr
     assert "byte" in result.stderr
+
+
+def test_recovery_from_a_snapshot_then_a_tail_that_trades_older_orders(tmp_path: Path) -> None:
+    """A crash after a periodic snapshot: the tail fills an order that rested before it."""
+    import shutil
+
+    data_dir, crashed = tmp_path / "data", tmp_path / "crashed"
+
+    async def scenario() -> None:
+        venue = await start_venue(data_dir)
+        alpha = await venue.client("alpha")
+        taker = await venue.client("taker")
+        await alpha.place(SYMBOL, "sell", "1", "187.30")
+        await venue.server.snapshot()  # what the periodic task does
+        await taker.place(SYMBOL, "buy", "1", "187.30", tif="ioc")  # in the tail only
+        await venue.server.sequencer.drain()
+        shutil.copytree(data_dir, crashed)  # the files as a SIGKILL would leave them
+        state = venue.server.venue.state_hash()
+        await alpha.close()
+        await taker.close()
+        await venue.server.stop()
+        restarted = await start_venue(crashed)
+        try:
+            assert restarted.server.venue.state_hash() == state
+        finally:
+            await restarted.server.stop()
+
+    asyncio.run(scenario())

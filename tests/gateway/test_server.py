@@ -311,3 +311,20 @@ def test_public_queries_need_no_logon_and_private_ones_need_read(run_venue: Any)
         assert denied.value.name == "PERMISSION_DENIED"
 
     run_venue(scenario)
+
+
+def test_pipelined_quote_mass_builds_on_the_previous_one(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        maker = await venue.client("alpha")
+        await maker.request("session.cod", {"enabled": True})
+        quotes = [{"symbol": SYMBOL, "bid_px": f"186.0{i}", "bid_qty": "1"} for i in range(3)]
+        await asyncio.gather(  # sent back to back, answered after one fsync
+            *(maker.request("quote.mass", {"quote_set": "p", "quotes": [q]}) for q in quotes)
+        )
+        orders = (await maker.open_orders())["orders"]
+        assert [o["price"] for o in orders] == ["186.02"], "one live quote, moved twice"
+        assert await maker.request("orders.cancel_all", {"quote_set": "p"}) == {"canceled": 1}
+        assert (await maker.open_orders())["orders"] == []
+        assert venue.server.quotes == {} and venue.server.quote_slots == {}
+
+    run_venue(scenario)
