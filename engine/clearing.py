@@ -8,6 +8,8 @@ account, all legs booked together), and the release of whatever an order still h
 it closes. The arithmetic is `settlement.dvp`'s; the balances are `settlement.ledger`'s.
 """
 
+from collections.abc import Iterable
+
 from engine.book import Order
 from engine.enums import InstrumentKind, OrderType, Side
 from engine.events import BalanceChanged, Event, TradeSettled
@@ -40,6 +42,16 @@ class Clearing:
             return "qty_decimals and quote_decimals must equal the assets' scales"
         if spec.kind is InstrumentKind.TBILL and spec.quote_decimals < spec.qty_decimals:
             return "a T-bill's face units must convert exactly into cash units"
+        return None
+
+    @staticmethod
+    def shares_a_bill(spec: InstrumentSpec, listed: "Iterable[InstrumentSpec]") -> str | None:
+        """A T-bill token trades on one instrument only: its maturity redeems every holder,
+        which must not leave orders on another instrument holding the burned tokens."""
+        for other in listed:
+            bills = {s.base for s in (spec, other) if s.kind is InstrumentKind.TBILL}
+            if bills & {spec.base, spec.quote} & {other.base, other.quote}:
+                return f"the bill token of {other.symbol} trades on that instrument only"
         return None
 
     @staticmethod

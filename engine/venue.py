@@ -193,12 +193,16 @@ class Venue:
                 market.status,
                 market.reference_price,
                 market.last_trade_id,
+                market.matured,
                 [_order_state(order) for order in market.book.iter_orders()],
             ]
             for _, market in sorted(self.markets.items())
         ]
         closed = list(self.closed_orders.items())
-        return [self.ts_us, self.last_order_id, markets, closed]
+        ledger = None
+        if self.ledger is not None:  # balances decide future events too
+            ledger = msgspec.structs.replace(self.ledger.image(), undrained=[])
+        return [self.ts_us, self.last_order_id, markets, closed, ledger]
 
     # ----------------------------------------------------------------- place
 
@@ -640,7 +644,7 @@ class Venue:
         completed = qty <= order.cum_qty  # amended down to what already traded: done
         if completed:
             own.remove(order)
-            order.qty = qty
+            order.qty = order.cum_qty  # done at what traded: qty = cum + leaves still holds
             order.leaves_qty = 0
             order.status = FILLED
         elif keeps_priority:
@@ -768,7 +772,10 @@ class Venue:
         if spec.symbol in self.markets:
             return self._reject(events, cmd, "list_instrument", E.INSTRUMENT_EXISTS, spec.symbol)
         if self.clearing is not None:
-            problem = self.clearing.listing_problem(spec)
+            listed = (market.spec for market in self.markets.values())
+            problem = self.clearing.listing_problem(spec) or self.clearing.shares_a_bill(
+                spec, listed
+            )
             if problem is not None:
                 return self._reject(events, cmd, "list_instrument", E.BAD_PARAM, problem)
         market = self.markets[spec.symbol] = Market(spec)

@@ -224,7 +224,9 @@ class Ledger:
     def hold(self, account: int, asset: str, amount: int) -> bool:
         """Reserve `amount` of the account's available balance; False (nothing held) if short."""
         assert amount >= 0, f"negative hold {amount}"
-        balance = self.balance(account, asset)
+        balance = self.balances.get((account, asset))
+        if balance is None:
+            return amount == 0  # nothing to hold from: a refusal must not create a row
         if balance.total - balance.held < amount:
             return False
         balance.held += amount

@@ -626,7 +626,7 @@ class ReferenceVenue:
         keeps_priority = price == order["price"] and qty <= order["qty"]
         if done:
             self._unbook(order)
-            order["qty"] = qty  # engine's choice: the price reported stays the old one
+            order["qty"] = order["cum"]  # docs: done at what traded; the price stays the old one
             order["leaves"] = 0
             order["status"] = OrderStatus.FILLED
             self._close(order)

@@ -645,7 +645,7 @@ class ReferenceClearedVenue(ReferenceVenue):
         keeps_priority = price == order["price"] and qty <= order["qty"]
         if done:
             self._unbook(order)
-            order["qty"] = qty
+            order["qty"] = order["cum"]
             order["leaves"] = 0
             order["status"] = OrderStatus.FILLED
         elif keeps_priority:

@@ -188,3 +188,11 @@ def test_self_trade_settles_to_the_same_account(cleared: Cleared) -> None:
     total, held = cleared.balance(1, "USD")
     assert (total, held) == (10_000 * USD - 50_000 - 10_000, 0)  # only the fees left
     assert cleared.balance(1, "AAPLx") == (100 * SHARE, 0)
+
+
+def test_the_state_hash_covers_balances(cleared: Cleared) -> None:
+    other = Cleared()
+    assert other.venue.state_hash() == cleared.venue.state_hash()
+    cleared.do(Deposit(account=1, asset="USD", amount=1))
+    other.do(Deposit(account=2, asset="USD", amount=1))  # same clock, another balance
+    assert other.venue.state_hash() != cleared.venue.state_hash()

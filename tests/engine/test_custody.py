@@ -174,3 +174,19 @@ def test_a_matured_bill_cannot_trade_again(custodied: Custodied) -> None:
     reopen = SetInstrumentStatus(symbol=BILL, status=InstrumentStatus.OPEN)
     assert custodied.refused(reopen) is ErrorCode.BAD_PARAM
     custodied.ok(SetInstrumentStatus(symbol=BILL, status=InstrumentStatus.DELISTED))
+
+
+def test_a_bill_token_trades_on_one_instrument_only(custodied: Custodied) -> None:
+    list_bill(custodied)
+    custodied.ok(ListAsset(code="USDC", scale=6))
+    second = make_spec(
+        symbol="TB-X-USDC",
+        kind=InstrumentKind.TBILL,
+        base="TB-X",
+        quote="USDC",
+        price_decimals=6,
+        qty_decimals=0,
+        reference_price=98_676_708,
+        maturity_us=MATURITY_US,
+    )
+    assert custodied.refused(ListInstrument(spec=second)) is ErrorCode.BAD_PARAM

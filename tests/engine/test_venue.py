@@ -371,3 +371,13 @@ def test_accepted_event_describes_the_order(harness: Harness) -> None:
         0,
     )
     assert (accepted.cl_ord_id, accepted.tag) == ("x", "t")
+
+
+def test_amend_below_the_filled_quantity_completes_at_what_traded(harness: Harness) -> None:
+    harness.place(1, SELL, 10_000, 10)
+    harness.place(2, BUY, 10_000, 6)
+    events = harness.do(AmendOrder(account=1, order_id=1, qty=2))
+    amended = events[0]
+    assert isinstance(amended, OrderAmended)
+    assert (amended.qty, amended.cum_qty, amended.leaves_qty) == (6, 6, 0)
+    assert amended.status is OrderStatus.FILLED

@@ -1,5 +1,6 @@
 """The ledger: atomic chains, holds, conservation, and supply bounded by attested reserves."""
 
+import msgspec
 import pytest
 
 from settlement.ledger import (
@@ -153,3 +154,10 @@ def test_settle_books_a_held_chain_without_rechecking(ledger: Ledger) -> None:
 def test_settle_crashes_on_an_unheld_overdraft(ledger: Ledger) -> None:
     with pytest.raises(AssertionError, match="overdrew"):
         ledger.settle([(1, 2, "USD", 500_000_001, K.PAYMENT)], 11, spend=[])
+
+
+def test_a_refused_hold_creates_nothing(ledger: Ledger) -> None:
+    before = msgspec.msgpack.encode(ledger.image())
+    assert not ledger.hold(1, "AAPLx", 1)  # account 1 has no AAPLx at all
+    assert reason(ledger.request_withdrawal(1, "AAPLx", 1)) == "INSUFFICIENT_BALANCE"
+    assert msgspec.msgpack.encode(ledger.image()) == before
