@@ -28,7 +28,15 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
-from engine.commands import AmendOrder, CancelAll, CancelOrder, Command, PlaceOrder
+from engine.commands import (
+    AmendOrder,
+    CancelAll,
+    CancelOrder,
+    Command,
+    ListAsset,
+    ListInstrument,
+    PlaceOrder,
+)
 from engine.enums import CancelReason, SelfTradePrevention, Side
 from engine.events import (
     AccountOpened,
@@ -44,6 +52,7 @@ from engine.events import (
     TradeExecuted,
     WithdrawalRequested,
 )
+from engine.instrument import InstrumentSpec
 from engine.reasons import ErrorCode
 from engine.snapshot import capture as capture_venue
 from engine.snapshot import restore as restore_venue
@@ -196,6 +205,8 @@ class VenueServer:
         self.private: dict[int, PrivateStream] = {}
         self.subscribers: dict[Stream, set[Session]] = {}
         self.dead_man: dict[int, asyncio.TimerHandle] = {}
+        self.specs: dict[str, InstrumentSpec] = {}  # by symbol, for the wire's conversions
+        self.scales: dict[str, int] = {}  # by asset code
         self.quotes: dict[QuoteSlot, int] = {}  # each live quote's order id
         self.quote_slots: dict[int, QuoteSlot] = {}  # and back: forgotten when it closes
         self.placed_on: dict[int, Session] = {}  # open order id -> the session that placed it
@@ -329,11 +340,11 @@ class VenueServer:
         self.sequencer.close()
 
     def _learn_reference_data(self) -> None:
+        """The specs and scales the wire converts with, as the venue has them now."""
         for symbol, market in self.venue.markets.items():
-            self.reporter.specs[symbol] = market.spec
-        self.reporter.asset_scales.update(
-            {code: spec.scale for code, spec in self.ledger.assets.items()}
-        )
+            self.reporter.specs[symbol] = self.specs[symbol] = market.spec
+        for code, asset in self.ledger.assets.items():
+            self.reporter.asset_scales[code] = self.scales[code] = asset.scale
 
     # ----------------------------------------------------------------- connections
 
@@ -500,6 +511,11 @@ class VenueServer:
         p: Any = request.params
         window = p.recv_window if p.recv_window is not None else RECV_WINDOW_MS_DEFAULT
         key = self.auth.logon(p.api_key, p.ts, p.nonce, window, p.sig, t_in)
+        connected = sum(1 for other in self.sessions.values() if other.account == key.account)
+        if connected >= limits.CONNECTIONS_PER_ACCOUNT_MAX:
+            msg = f"at most {limits.CONNECTIONS_PER_ACCOUNT_MAX} connections per account"
+            self._reply_error(session, request, E.PERMISSION_DENIED, msg)
+            return
         session.key = key
         self._reply(session, request, {"account": key.account, "scopes": sorted(key.scopes)}, t_in)
 
@@ -573,7 +589,7 @@ class VenueServer:
         p: Any = request.params
         planned: list[tuple[Command, QuoteSlot]] = []
         for quote in p.quotes:
-            units = wire.quote_units(quote, self._specs())
+            units = wire.quote_units(quote, self.specs)
             if isinstance(units, wire.WireError):
                 self._reply_error(session, request, units.code, units.message)
                 return
@@ -656,9 +672,7 @@ class VenueServer:
             p: Any = request.params
             order = self.venue.find_order(account, p.order_id or 0, p.cl_ord_id)
             symbol = order.symbol if order is not None else None
-        command = wire.to_command(
-            request, self._specs(), self._scales(), account, order_symbol=symbol
-        )
+        command = wire.to_command(request, self.specs, self.scales, account, order_symbol=symbol)
         if isinstance(command, wire.WireError):  # may hang on state (an unknown symbol, order)
             self._defer_error(session, request, command.code, command.message)
             return None
@@ -682,7 +696,7 @@ class VenueServer:
             elif isinstance(op, wire.PlaceOp) and op.params.cl_ord_id is not None:
                 placed_here[op.params.cl_ord_id] = op.params.symbol
             command = wire.params_to_command(
-                op.params, self._specs(), self._scales(), key.account, order_symbol=symbol
+                op.params, self.specs, self.scales, key.account, order_symbol=symbol
             )
             if isinstance(command, wire.WireError):  # malformed: nothing applied
                 msg = f"op {index}: {command.message}"
@@ -904,6 +918,8 @@ class VenueServer:
         pending = executed.origin
         events = executed.events
         executed.transfers = self.ledger.drain()  # this command's alone
+        if isinstance(executed.command, ListInstrument | ListAsset):
+            self._learn_reference_data()
         quote_set = pending.quote_set if isinstance(pending, Pending) else None
         reports = self.reporter.reports(events, command=executed.command, quote_set=quote_set)
         for account, body in reports:
@@ -1019,12 +1035,6 @@ class VenueServer:
                     self._send(session, self.market_data.heartbeat(now, session.streams))
 
     # ----------------------------------------------------------------- views
-
-    def _specs(self) -> dict[str, Any]:
-        return {symbol: market.spec for symbol, market in self.venue.markets.items()}
-
-    def _scales(self) -> dict[str, int]:
-        return {code: spec.scale for code, spec in self.ledger.assets.items()}
 
     def _order_view(self, order: Any) -> dict[str, Any]:
         spec = self.venue.markets[order.symbol].spec

@@ -53,7 +53,6 @@ def test_every_limit_is_a_positive_int() -> None:
         "LOGON_TIMEOUT_S",
         "HEARTBEAT_INTERVAL_S",
         "PRIVATE_HISTORY_EVENTS_MAX",
-        "BOOK_DEPTH_MAX",
         "CONNECTIONS_PER_ACCOUNT_MAX",
         "REQUEST_ID_LENGTH_MAX",
     ]
