@@ -109,7 +109,8 @@ class Clearing:
             return
         asset = market.spec.quote if order.side is BUY else market.spec.base
         if delta > 0:
-            assert self.ledger.hold(order.account, asset, delta), f"{order} cannot hold more"
+            held = self.ledger.hold(order.account, asset, delta)  # never inside an assert
+            assert held, f"{order} cannot hold more"
         else:
             self.ledger.release(order.account, asset, -delta)
         order.hold = new_hold
