@@ -382,12 +382,12 @@ class VenueServer:
     def _disconnected(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
         self.limiter.drop_connection(session.id)
-        for subscribers in self.subscribers.values():
-            subscribers.discard(session)
+        for public in session.streams:
+            self.subscribers.get(public, set()).discard(session)
         if session.account is not None:
-            stream = self.private.get(session.account)
-            if stream is not None:
-                stream.sessions.discard(session)
+            private = self.private.get(session.account)
+            if private is not None:
+                private.sessions.discard(session)
         for order_id in session.placed:
             self.placed_on.pop(order_id, None)
         if session.cod and session.placed and session.account is not None:
@@ -1055,8 +1055,10 @@ class VenueServer:
 
     def _balance_rows(self, account: int) -> list[dict[str, Any]]:
         rows = []
-        for (owner, asset), balance in sorted(self.ledger.balances.items()):
-            if owner != account:
+        balances = self.ledger.balances
+        for asset in sorted(self.ledger.assets):  # a few dozen assets, not every balance
+            balance = balances.get((account, asset))
+            if balance is None:
                 continue
             scale = self.ledger.assets[asset].scale
             rows.append(
