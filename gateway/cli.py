@@ -73,11 +73,12 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks")
     bench_commands = bench.add_subparsers(title="benchmarks")
-    from bench import engine_bench
+    from bench import compare, engine_bench
 
     engine = bench_commands.add_parser("engine", help="the matching engine on seeded workloads")
     engine_bench.add_arguments(engine)
-    engine.set_defaults(run=engine_bench.run)
+    compare.add_arguments(engine)  # --compare: the same workload through other engines too
+    engine.set_defaults(run=compare.run)
     from bench import journal_bench, recovery_bench, store_bench
 
     recovery = bench_commands.add_parser("recovery", help="replay speed; snapshot size, time")

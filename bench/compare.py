@@ -1,0 +1,138 @@
+"""`venue bench engine --compare`: one seeded workload through every engine adapter.
+
+Builds the workload once (`bench.workloads.build`); each available adapter in
+`bench.adapters` then prepares it untimed and runs it once with a clock read around every
+command, under the `--gc` policy of `bench.engine_bench`. Prints one table (ops/s,
+p50/p99/max latency, traded quantity, throughput relative to ours with the book only) and
+whether every adapter traded the same total quantity: they must, since they run the same
+commands, so a difference is a bug in one of them and the command exits 1.
+"""
+
+import argparse
+import json
+from contextlib import suppress
+from typing import Any
+
+from bench import workloads
+from bench.adapters import AdapterResult, EngineAdapter, all_adapters
+from bench.engine_bench import (
+    DEFAULT_OPS,
+    DEFAULT_SEED,
+    GC_MODES,
+    _collector,
+    _percentile_us,
+    _positive,
+)
+
+BASELINE = "ours"  # the adapter every ratio is relative to
+DEFAULT_GC = "disable"
+PERCENTILES = {"p50": (50, 100), "p99": (99, 100)}  # nearest-rank fractions
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `--compare`, and the workload options unless `engine_bench` added them already."""
+    parser.add_argument(
+        "--compare", action="store_true", help="run the workload through every engine adapter"
+    )
+    shared: list[tuple[str, dict[str, Any]]] = [
+        ("--workload", {"choices": sorted(workloads.WORKLOADS), "default": "mixed"}),
+        ("--ops", {"type": _positive, "default": DEFAULT_OPS, "help": "timed commands"}),
+        ("--seed", {"type": int, "default": DEFAULT_SEED}),
+        ("--gc", {"choices": list(GC_MODES), "default": DEFAULT_GC, "help": "GC policy"}),
+        ("--json", {"action": "store_true", "help": "print one JSON object"}),
+    ]
+    for flag, options in shared:
+        with suppress(argparse.ArgumentError):  # there already: `engine_bench` added it
+            parser.add_argument(flag, **options)
+
+
+def run(args: argparse.Namespace) -> int:
+    """With `--compare`, the comparison; without it, the plain engine benchmark."""
+    if not args.compare:
+        from bench import engine_bench
+
+        return engine_bench.run(args)
+    report = compare(args.workload, args.ops, args.seed, getattr(args, "gc", DEFAULT_GC))
+    print(json.dumps(report) if args.json else table(report))
+    return 0 if report["traded_qty_equal"] else 1
+
+
+def compare(
+    name: str,
+    ops: int,
+    seed: int,
+    gc_mode: str = DEFAULT_GC,
+    adapters: list[EngineAdapter] | None = None,
+) -> dict[str, Any]:
+    """Run workload `name` through every available adapter; the report as a dict."""
+    workload = workloads.build(name, ops, seed)
+    results: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    for adapter in all_adapters() if adapters is None else adapters:
+        ok, reason = adapter.available()
+        if not ok:
+            skipped.append({"engine": adapter.name, "reason": reason})
+            continue
+        commands = adapter.prepare(workload)
+        with _collector(gc_mode):
+            result = adapter.run(commands)
+        results.append(_row(adapter.name, result))
+    base = next((r for r in results if r["engine"] == BASELINE), None)
+    for row in results:
+        row["ratio_to_ours"] = (
+            round(row["ops_per_sec"] / base["ops_per_sec"], 3) if base is not None else None
+        )
+    totals = {row["traded_qty"] for row in results}
+    return {
+        "workload": name,
+        "ops": ops,
+        "seed": seed,
+        "gc": f"{gc_mode}: {GC_MODES[gc_mode]}",
+        "results": results,
+        "skipped": skipped,
+        "traded_qty_equal": len(totals) == 1,
+    }
+
+
+def _row(name: str, result: AdapterResult) -> dict[str, Any]:
+    latencies = sorted(result.latencies_ns)
+    assert latencies, f"{name} ran no commands"
+    return {
+        "engine": name,
+        "ops": len(latencies),
+        "seconds": round(result.seconds, 6),
+        "ops_per_sec": round(len(latencies) / result.seconds),
+        "latency_us": {
+            **{key: _percentile_us(latencies, *q) for key, q in PERCENTILES.items()},
+            "max": latencies[-1] / 1000,
+        },
+        "traded_qty": result.traded_qty,
+    }
+
+
+def table(report: dict[str, Any]) -> str:
+    """The report as a fixed-width table, then the skipped engines and the quantity check."""
+    header = (
+        f"{'engine':<14} {'ops/s':>11} {'p50 µs':>8} {'p99 µs':>8} {'max µs':>9} "
+        f"{'traded qty':>16} {'vs ours':>8}"
+    )
+    lines = [
+        f"{report['workload']}: {report['ops']:,} ops, seed {report['seed']}, gc {report['gc']}",
+        header,
+        "-" * len(header),
+    ]
+    for row in report["results"]:
+        latency = row["latency_us"]
+        ratio = "-" if row["ratio_to_ours"] is None else f"{row['ratio_to_ours']:.3f}x"
+        lines.append(
+            f"{row['engine']:<14} {row['ops_per_sec']:>11,} {latency['p50']:>8.3f} "
+            f"{latency['p99']:>8.3f} {latency['max']:>9.1f} {row['traded_qty']:>16,} "
+            f"{ratio:>8}"
+        )
+    lines += [f"skipped {s['engine']}: {s['reason']}" for s in report["skipped"]]
+    if report["traded_qty_equal"]:
+        lines.append("traded quantity: the same in every engine")
+    else:
+        totals = ", ".join(f"{r['engine']} {r['traded_qty']:,}" for r in report["results"])
+        lines.append(f"traded quantity DIFFERS between engines: {totals}")
+    return "\n".join(lines)

@@ -1,0 +1,120 @@
+"""`venue bench engine --compare` at a tiny size: every adapter trades the same quantity.
+
+Builds the parser as `gateway/cli.py` wires it (`engine_bench` then `compare` arguments).
+Never asserts on speed: only that what is reported is there and adds up.
+"""
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from bench import compare, engine_bench, workloads
+from bench.adapters import AdapterResult, all_adapters
+from bench.adapters.naive import NaiveAdapter
+from bench.adapters.ours import VenueAdapter
+from bench.workloads import Workload
+
+OPS = 2_000
+SEED = 3
+ALWAYS_THERE = {"ours", "ours+ledger", "naive"}  # need nothing beyond the project's own code
+RATE_TOLERANCE = 0.01  # ops_per_sec is rounded to a whole number and seconds to 1 µs
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    engine_bench.add_arguments(parser)
+    compare.add_arguments(parser)
+    return parser
+
+
+def _argv(workload: str) -> list[str]:
+    return ["--compare", "--workload", workload, "--ops", str(OPS), "--seed", str(SEED)]
+
+
+def _check_row(row: dict[str, Any]) -> None:
+    assert row["ops"] == OPS
+    assert row["seconds"] > 0
+    assert row["ops_per_sec"] == pytest.approx(OPS / row["seconds"], rel=RATE_TOLERANCE)
+    latency = row["latency_us"]
+    assert 0 < latency["p50"] <= latency["p99"] <= latency["max"]
+    assert row["ratio_to_ours"] > 0
+
+
+@pytest.mark.parametrize("workload", sorted(workloads.WORKLOADS))
+def test_every_adapter_trades_the_same_quantity(
+    workload: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = _parser().parse_args([*_argv(workload), "--json"])
+    assert compare.run(args) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (report["workload"], report["ops"], report["seed"]) == (workload, OPS, SEED)
+    engines = [row["engine"] for row in report["results"]]
+    assert engines[0] == compare.BASELINE
+    assert set(engines) >= ALWAYS_THERE
+    ran_or_skipped = set(engines) | {s["engine"] for s in report["skipped"]}
+    assert ran_or_skipped == {adapter.name for adapter in all_adapters()}
+    assert all(s["reason"] for s in report["skipped"])
+    for row in report["results"]:
+        _check_row(row)
+    assert report["traded_qty_equal"] is True
+    totals = {row["traded_qty"] for row in report["results"]}
+    assert len(totals) == 1
+    if workload == "addcancel":
+        assert totals == {0}
+    else:
+        assert totals.pop() > 0
+
+
+def test_table_lists_every_engine(capsys: pytest.CaptureFixture[str]) -> None:
+    assert compare.run(_parser().parse_args(_argv("mixed"))) == 0
+    out = capsys.readouterr().out
+    for name in {adapter.name for adapter in all_adapters()}:
+        assert name in out
+    assert "ops/s" in out and "vs ours" in out
+    assert "traded quantity: the same in every engine" in out
+
+
+def test_without_compare_runs_the_plain_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--workload", "cross", "--ops", str(OPS), "--seed", str(SEED), "--json"]
+    assert compare.run(_parser().parse_args(argv)) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["workload"] == "cross" and result["ledger"] is False
+
+
+class _OffByOne(NaiveAdapter):
+    """The naive book, reporting one unit more than it traded: a broken engine."""
+
+    name = "off-by-one"
+
+    def run(self, commands: Sequence[object]) -> AdapterResult:
+        result = super().run(commands)
+        return AdapterResult(result.seconds, result.latencies_ns, result.traded_qty + 1)
+
+
+def test_a_different_total_is_reported() -> None:
+    report = compare.compare("cross", OPS, SEED, adapters=[VenueAdapter(), _OffByOne()])
+    assert report["traded_qty_equal"] is False
+    assert "DIFFERS" in compare.table(report)
+
+
+class _Absent(VenueAdapter):
+    """An engine that is not installed here."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = "absent"
+
+    def available(self) -> tuple[bool, str]:
+        return False, "not here"
+
+    def prepare(self, workload: Workload) -> Sequence[object]:
+        raise AssertionError("an unavailable adapter is never prepared")
+
+
+def test_an_unavailable_adapter_is_skipped_with_its_reason() -> None:
+    report = compare.compare("mixed", OPS, SEED, adapters=[VenueAdapter(), _Absent()])
+    assert report["skipped"] == [{"engine": "absent", "reason": "not here"}]
+    assert "skipped absent: not here" in compare.table(report)
