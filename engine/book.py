@@ -136,9 +136,6 @@ class OrderBook:
     def side(self, side: Side) -> BookSide:
         return self.bids if side is Side.BUY else self.asks
 
-    def opposite(self, side: Side) -> BookSide:
-        return self.asks if side is Side.BUY else self.bids
-
     def best_bid(self) -> tuple[int, int] | None:
         """(price, quantity) of the best bid, or None."""
         best = self.bids.best

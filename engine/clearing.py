@@ -88,10 +88,6 @@ class Clearing:
         balance = self.ledger.balances.get((account, asset))
         return balance.total - balance.held if balance is not None else 0
 
-    def hold(self, order: Order, market: Market, amount: int, ts: int, events: list[Event]) -> None:
-        """Reserve `amount` for a just accepted order (checked affordable beforehand)."""
-        self.rehold(order, market, amount, ts, events)
-
     def buy_hold_for(self, order: Order, market: Market, price: int, leaves: int) -> int:
         """The worst case a buy must still hold with `leaves` left at `price`."""
         terms = market.terms

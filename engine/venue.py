@@ -299,7 +299,7 @@ class Venue:
             )
         )
         if clearing is not None:
-            clearing.hold(order, market, hold, ts, events)
+            clearing.rehold(order, market, hold, ts, events)
         open_after = True
         if crosses:
             open_after = self._match(market, order, opposite, limit_key, cmd.quote_qty, events)
@@ -704,10 +704,10 @@ class Venue:
     def _expire_due(self, ts: int, events: list[Event]) -> None:
         queue = self.gtd_queue
         while queue and queue[0][0] <= ts:
-            expire_at, order_id = heappop(queue)
+            _, order_id = heappop(queue)
             order = self.orders.get(order_id)
-            if order is None or order.expire_at_us != expire_at:
-                continue  # already gone
+            if order is None:
+                continue  # closed before it expired: its queue entry outlived it
             self.markets[order.symbol].book.side(order.side).remove(order)
             expired = order.leaves_qty
             order.leaves_qty = 0

@@ -149,8 +149,16 @@ def test_ledger_invariants_hold_after_every_command(commands: list[Command]) -> 
     venue, stream = funded(commands)
     results = run(stream, venue)
     settled = [e for _, events in results for e in events if isinstance(e, TradeSettled)]
-    assert all(e.ts_us > 0 for e in settled)
+    traded = {
+        (e.symbol, e.trade_id): e.qty
+        for _, events in results
+        for e in events
+        if isinstance(e, TradeExecuted)
+    }
+    assert len(settled) == len(traded), "every trade settles, once"
     for event in settled:
+        delivered = [t.amount for t in event.transfers if t.kind is TransferKind.DELIVERY]
+        assert delivered in ([], [traded[(event.symbol, event.trade_id)]]), "delivers the trade"
         assert {t.chain_id for t in event.transfers} <= {event.settlement_id}
         kinds = [t.kind for t in event.transfers]
         self_trade = TransferKind.DELIVERY not in kinds  # stp none: only rounding and fees
