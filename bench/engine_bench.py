@@ -12,18 +12,14 @@ over the same commands: a throughput pass with one clock read before and after t
 import argparse
 import gc
 import json
-import os
 import platform
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import workloads
+from bench import environment, workloads
 from engine.events import CommandRejected
 from engine.venue import Venue
 
@@ -41,7 +37,6 @@ GC_MODES = {
     "default": "collector untouched (Python defaults)",
 }
 PERCENTILES = {"p50": (50, 100), "p99": (99, 100), "p999": (999, 1000)}  # exact fractions
-GIT_TIMEOUT_S = 5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,24 +73,12 @@ def run_all(args: argparse.Namespace) -> int:
         for name in sorted(workloads.WORKLOADS)
     ]
     print(table(results))
-    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    report = {
-        "benchmark": "engine",
-        "created_utc": created,
-        "git": _git_state(),
-        "python": sys.version,
-        "implementation": platform.python_implementation(),
-        "machine": {
-            "platform": platform.platform(),
-            "machine": platform.machine(),
-            "processor": platform.processor() or _cpu_model(),
-            "cpus": os.cpu_count(),
-        },
+    report = environment.describe("engine") | {
         "parameters": {"ops": args.ops, "seed": args.seed, "gc": args.gc},
         "results": results,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"engine-{created.replace(':', '')}.json"
+    path = args.out / f"engine-{environment.stamp(report['created_utc'])}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {path}")
     return 0
@@ -248,37 +231,3 @@ def _positive(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError("must be a positive integer")
     return value
-
-
-def _git_state() -> dict[str, Any]:
-    """The commit being measured and whether the tree differs from it, when git is there."""
-    root = Path(__file__).resolve().parent.parent
-
-    def git(*argv: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", "--no-optional-locks", *argv],  # read-only: never touch the index
-                cwd=root,
-                capture_output=True,
-                text=True,
-                timeout=GIT_TIMEOUT_S,
-                check=True,
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip()
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": None if status is None else bool(status)}
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""

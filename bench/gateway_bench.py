@@ -6,9 +6,9 @@ journal fsync, response) against `venue serve` in another process on a fresh dat
 per second and their latency; (b) `order.batch` of `BATCH_OPS` ops (places, then their
 cancels) with `--pipeline` batches in flight. Orders rest far inside the price band on an
 empty book and are all canceled, so the book stays bounded; the result says what is left.
-By default the server runs with its rate limits raised out of the way (`UNLIMITED`), so the
-numbers are the gateway's; `--keep-limits` keeps the config's, and then a 429 counts as
-rejected and is honoured (the client waits its retry_after_ms).
+By default the server runs with its rate limits raised out of the way
+(`server_process.UNLIMITED`), so the numbers are the gateway's; `--keep-limits` keeps the
+config's, and then a 429 counts as rejected and is honoured (the client waits its retry_after_ms).
 Latencies are of acknowledged round trips only. Phase (a) trades as mm-alpha, (b) as mm-beta.
 A lost connection ends its phase: the actions in flight are `unanswered`, the error is shown.
 """
@@ -17,9 +17,6 @@ import argparse
 import asyncio
 import functools
 import json
-import os
-import re
-import signal
 import sys
 import tempfile
 import time
@@ -28,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import server_process
+from bench.server_process import ServerProcess
 from gateway import config as venue_config
 from gateway import limits
 from gateway.client import VenueClient
@@ -36,16 +35,11 @@ BATCH_OPS = limits.BATCH_OPS_MAX  # PROTOCOL: order.batch carries up to 20 ops
 PIPELINE_DEFAULT = 4  # batches in flight: enough to keep the group commit busy
 PIPELINE_MAX = 64  # more in flight only queues in the server's outbox
 DURATION_S_MAX = 600.0  # latency samples are kept in memory: ten minutes is plenty
-SERVER_START_TIMEOUT_S = 30.0  # a fresh venue builds from venue.toml in well under a second
-SERVER_STOP_TIMEOUT_S = 15.0  # SIGTERM flushes pending commands and closes the files
-LOG_TAIL_CHARS = 4_000  # the end of the server's log: a traceback or two
 PHASE_GRACE_S = 30.0  # after the deadline: the last responses, cancels and back-offs
 SYMBOL = "AAPLx-USD"
 PRICES = {"buy": "170.00", "sell": "205.00"}  # inside the ±10% band around 187.25
 QTY = "0.01"  # a notional of ~2 USD: above min_notional, trivial holds
 ACCOUNTS = ("mm-alpha", "mm-beta")  # (a) and (b) each start with a full account budget
-LISTENING = re.compile(r"(ws://\S+/ws/trade)")
-EXCEPTION_LINE = re.compile(r"^[\w.]*(?:Error|Exception)\b.*$", re.MULTILINE)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,66 +109,6 @@ def percentiles(samples_us: list[float]) -> dict[str, float]:
         "p99": round(ordered[len(ordered) * 99 // 100], 1),
         "max": round(ordered[-1], 1),
     }
-
-
-# ----------------------------------------------------------------- the server process
-
-
-class ServerProcess:
-    """`venue serve` on 127.0.0.1, an ephemeral port and a fresh data dir."""
-
-    def __init__(self, config: Path, directory: Path) -> None:
-        self.config = config
-        self.directory = directory
-        self.process: asyncio.subprocess.Process | None = None
-        self.url = ""
-
-    async def start(self) -> str:
-        command = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config)]
-        command += ["--host", "127.0.0.1", "--port", "0"]
-        command += ["--data-dir", str(self.directory / "data")]
-        with (self.directory / "serve.log").open("wb") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                *command,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log,
-                env=os.environ | {"PYTHONUNBUFFERED": "1"},
-            )
-        assert self.process.stdout is not None
-        try:
-            async with asyncio.timeout(SERVER_START_TIMEOUT_S):
-                while not self.url:
-                    line = await self.process.stdout.readline()
-                    if not line:
-                        raise SystemExit(f"venue serve exited before listening:\n{self.log()}")
-                    found = LISTENING.search(line.decode())
-                    self.url = found.group(1) if found else ""
-        except TimeoutError:
-            limit = f"{SERVER_START_TIMEOUT_S:g} s"
-            raise SystemExit(f"venue serve did not listen within {limit}:\n{self.log()}") from None
-        return self.url
-
-    async def stop(self) -> bool:
-        """SIGTERM, then wait; True if it stopped cleanly (else it is killed)."""
-        if self.process is None or self.process.returncode is not None:
-            return False
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(SERVER_STOP_TIMEOUT_S):
-                rest, _ = await self.process.communicate()
-        except TimeoutError:
-            self.process.kill()
-            await self.process.wait()
-            return False
-        return self.process.returncode == 0 and b"stopped cleanly" in rest
-
-    def last_exception(self) -> str | None:
-        """The last line of the last traceback in the server's log, if any."""
-        found = EXCEPTION_LINE.findall(self.log())
-        return found[-1] if found else None
-
-    def log(self) -> str:
-        return (self.directory / "serve.log").read_text(errors="replace")[-LOG_TAIL_CHARS:]
 
 
 # ----------------------------------------------------------------- the phases
@@ -286,24 +220,13 @@ def _op(method: str, params: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------- the run
 
 
-UNLIMITED = """
-[limits]  # added by venue bench gateway: measure the gateway, not the rate limiter
-connection_rate_per_s = 10000000
-connection_burst = 10000000
-account_rate_per_s = 10000000
-account_burst = 10000000
-"""
-
-
 async def measure(
     config_path: Path, duration_s: float, pipeline: int, keep_limits: bool = False
 ) -> dict[str, Any]:
     keys = demo_keys(config_path)
     with tempfile.TemporaryDirectory(prefix="venue-bench-gateway-") as directory:
-        if not keep_limits:  # the same config with its [limits] table replaced
-            text = re.sub(r"(?m)^\[limits\][^\[]*", "", config_path.read_text())
-            config_path = Path(directory) / "venue.toml"
-            config_path.write_text(text + UNLIMITED)
+        if not keep_limits:
+            config_path = server_process.unlimited_config(config_path, Path(directory))
         server = ServerProcess(config_path.resolve(), Path(directory))
         rates = venue_config.load(config_path).limits
         try:

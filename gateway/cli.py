@@ -97,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
     gateway = bench_commands.add_parser("gateway", help="order round trips over a websocket")
     gateway_bench.add_arguments(gateway)
     gateway.set_defaults(run=gateway_bench.run)
+    from bench import e2e_bench
+
+    e2e = bench_commands.add_parser("e2e", help="the whole venue: makers, takers, subscribers")
+    e2e_bench.add_arguments(e2e)
+    e2e.set_defaults(run=e2e_bench.run)
     every = bench_commands.add_parser("all", help="a short run of every benchmark")
     engine_bench.add_all_arguments(every)
     every.set_defaults(run=engine_bench.run_all)

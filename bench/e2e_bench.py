@@ -1,0 +1,465 @@
+"""The end-to-end benchmark: `venue bench e2e` — the whole venue under a trading load.
+
+Owns the run: a `venue serve` on its embedded defaults (venue.toml, with the rate limits
+raised out of the way and benchmark accounts added) in its own process, then client
+processes (`bench.e2e_clients`): market makers requoting a ladder with `quote.mass`, takers
+sending marketable IOC orders (one per message, or `--batch` of them in `order.batch`), and
+passive subscribers following the book and the trades. Makers and takers send open loop on a
+fixed timetable; latency counts from the scheduled time.
+
+`--rate R` is the takers' order actions per second (all takers together); makers add
+`MAKER_REQUESTS_PER_S` requotes a second each, two actions apiece. `--max` sweeps: from
+`--rate`, each step `SWEEP_FACTOR` times the last, until a step breaks a bound (p99 above
+`--p99-bound-ms`, any action rejected or unanswered, or less than `SUSTAIN_FRACTION` of the
+offered rate acknowledged); the result is the last step that held, with every step listed.
+
+Counts: `sent` = order actions sent (a batch's ops, a quote's sides); each is `acked` or
+`rejected` (by error name in `errors`), or `unanswered` if no answer came within the drain
+time. `book_updates_per_sec` = book messages (snapshots and updates) delivered per second,
+summed over subscribers. Server CPU is user + system time over the measured window (it can
+pass 100%: the journal writes in a thread); RSS is the server's peak.
+"""
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import e2e_report, environment, server_process, stats
+from bench.server_process import ServerProcess
+
+DEFAULT_DURATION_S = 10.0
+DEFAULT_RATE = 2_000
+DURATION_S_MAX = 600.0  # latency samples are kept in memory: ten minutes is plenty
+RATE_MAX = 1_000_000
+BATCH_MAX = 20  # PROTOCOL: order.batch carries up to 20 ops
+MAKERS_MAX = TAKERS_MAX = 16
+SUBSCRIBERS_MAX = 5_000
+SUBSCRIBERS_PER_PROCESS = 250  # a process reads its connections on one core
+MAKER_REQUESTS_PER_S = 50.0  # each maker requotes one ladder level this often
+MAKER_LEVELS = 3
+SWEEP_FACTOR = 1.5
+SWEEP_STEPS_MAX = 12
+SUSTAIN_FRACTION = 0.9
+DEFAULT_P99_BOUND_MS = 50.0
+GO_DELAY_S = 0.5  # between "go" and the first slot: every client has read it by then
+CLIENT_GRACE_S = 60.0  # after the duration: drain, report, exit
+BENCH_ACCOUNT_BASE = 10_000  # ids of the benchmark's accounts, clear of the demo's
+ROLES = ("maker", "taker", "subscriber")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, help="seconds")
+    load = parser.add_mutually_exclusive_group()
+    load.add_argument(
+        "--rate", type=float, default=None, help=f"takers' order actions/s (default {DEFAULT_RATE})"
+    )
+    load.add_argument("--max", action="store_true", help="sweep the rate up until a bound breaks")
+    parser.add_argument("--start-rate", type=float, default=DEFAULT_RATE, help="--max: first step")
+    parser.add_argument("--makers", type=int, default=2)
+    parser.add_argument("--takers", type=int, default=2)
+    parser.add_argument("--subscribers", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=1, help="orders per message (order.batch)")
+    parser.add_argument("--p99-bound-ms", type=float, default=DEFAULT_P99_BOUND_MS)
+    parser.add_argument("--config", type=Path, default=Path("venue.toml"))
+    parser.add_argument("--out", type=Path, default=e2e_report.RESULTS_DIR)
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+
+
+@dataclass(frozen=True)
+class Load:
+    """One step's parameters."""
+
+    duration_s: float
+    rate: float  # takers' order actions per second, all takers together
+    makers: int
+    takers: int
+    subscribers: int
+    batch: int
+
+    def offered_per_sec(self) -> float:
+        return self.rate + self.makers * MAKER_REQUESTS_PER_S * 2
+
+
+# ----------------------------------------------------------------- the accounts
+
+
+def bench_accounts(load: Load) -> list[tuple[str, int, str, str]]:
+    """(role, account id, key, secret) for every maker and taker."""
+    accounts = []
+    for role, count in (("maker", load.makers), ("taker", load.takers)):
+        for index in range(count):
+            number = BENCH_ACCOUNT_BASE + (0 if role == "maker" else 1_000) + index
+            accounts.append((role, number, f"bench-{role}-{index}", f"bench-secret-{number}"))
+    return accounts
+
+
+def accounts_toml(accounts: list[tuple[str, int, str, str]]) -> str:
+    """TOML appended to the config: the accounts and their keys. Their deposits fit in what
+    the sample reserves leave over (a reserve is attested once per start, so not raised)."""
+    lines = ["\n# added by venue bench e2e"]
+    for role, number, key, secret in accounts:
+        lines.append(
+            f'[[accounts]]\nid = {number}\nname = "bench-{role}-{number}"\njurisdiction = "DE"\n'
+            'kyc_approved = true\ndeposits = { USD = "100000", AAPLx = "1000" }'
+        )
+        lines.append(
+            f'[[api_keys]]\nkey = "{key}"\nsecret = "{secret}"\naccount = {number}\n'
+            'scopes = ["read", "trade"]'
+        )
+    return "\n\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------- the client processes
+
+
+class Client:
+    """One client process and what it reported."""
+
+    def __init__(self, role: str, argv: list[str], log: Path) -> None:
+        self.role = role
+        self.argv = argv
+        self.log = log
+        self.process: asyncio.subprocess.Process | None = None
+        self.progress = 0
+        self.result: dict[str, Any] | None = None
+
+    async def start(self) -> None:
+        command = [sys.executable, "-m", "bench.e2e_clients", self.role, *self.argv]
+        with self.log.open("wb") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log
+            )
+
+    async def ready(self) -> None:
+        message = await self.next_message()
+        if message is None or not message.get("ready"):
+            raise SystemExit(f"a {self.role} client failed to start:\n{self.tail()}")
+
+    def go(self, start_wall: float) -> None:
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.write(f"go {start_wall!r}\n".encode())
+
+    async def follow(self) -> None:
+        """Read progress until the result; then the process exits."""
+        while (message := await self.next_message()) is not None:
+            if "progress" in message:
+                self.progress = message["progress"]
+            elif "result" in message:
+                self.result = message["result"]
+        assert self.process is not None
+        await self.process.wait()
+        if self.result is None:
+            raise SystemExit(f"a {self.role} client ended without a result:\n{self.tail()}")
+
+    async def next_message(self) -> dict[str, Any] | None:
+        assert self.process is not None and self.process.stdout is not None
+        line = await self.process.stdout.readline()
+        message: dict[str, Any] | None = json.loads(line) if line else None
+        return message
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-server_process.LOG_TAIL_CHARS :]
+
+
+def clients_for(load: Load, url: str, directory: Path) -> list[Client]:
+    clients = []
+    common = ["--url", url, "--duration", repr(load.duration_s)]
+    for role, number, key, secret in bench_accounts(load):
+        index = number % 1_000
+        if role == "maker":
+            rate, extra = MAKER_REQUESTS_PER_S, ["--levels", str(MAKER_LEVELS)]
+        else:
+            rate, extra = load.rate / load.takers / load.batch, ["--batch", str(load.batch)]
+        argv = [*common, "--rate", repr(rate), "--index", str(index), *extra]
+        argv += ["--key", key, "--secret", secret]
+        clients.append(Client(role, argv, directory / f"{role}-{index}.log"))
+    remaining, index = load.subscribers, 0
+    while remaining > 0:
+        connections = min(SUBSCRIBERS_PER_PROCESS, remaining)
+        argv = [*common, "--connections", str(connections), "--index", str(index)]
+        clients.append(Client("subscriber", argv, directory / f"subscriber-{index}.log"))
+        remaining -= connections
+        index += 1
+    return clients
+
+
+# ----------------------------------------------------------------- one step
+
+
+async def measure(load: Load, config_path: Path, show_progress: bool) -> dict[str, Any]:
+    """Start a server and the clients, run the timetable, and summarise what they saw."""
+    with tempfile.TemporaryDirectory(prefix="venue-bench-e2e-") as name:
+        directory = Path(name)
+        extra = accounts_toml(bench_accounts(load))
+        config = server_process.unlimited_config(config_path, directory, extra)
+        server = ServerProcess(config.resolve(), directory)
+        clients: list[Client] = []
+        try:
+            url = await server.start()
+            clients = clients_for(load, url, directory)
+            await asyncio.gather(*(client.start() for client in clients))
+            await asyncio.gather(*(client.ready() for client in clients))
+            start_wall = time.time() + GO_DELAY_S
+            for client in clients:
+                client.go(start_wall)
+            usage = await _observe(server, clients, load, start_wall, show_progress)
+        finally:
+            for client in clients:
+                client.kill()  # only those still running: an error path
+            clean = await server.stop()
+            logged = server.last_exception()
+    return summarise(load, clients, usage) | {
+        "server_stopped_cleanly": clean,
+        "server_exception": logged,
+    }
+
+
+async def _observe(
+    server: ServerProcess,
+    clients: list[Client],
+    load: Load,
+    start_wall: float,
+    show_progress: bool,
+) -> dict[str, float | None]:
+    """Sample the server's CPU over the measured window; draw progress; await the results."""
+    following = asyncio.gather(*(client.follow() for client in clients))
+    try:
+        async with asyncio.timeout(GO_DELAY_S + load.duration_s + CLIENT_GRACE_S):
+            await asyncio.sleep(max(0.0, start_wall - time.time()))
+            cpu_before = server.cpu_seconds()
+            while (elapsed := time.time() - start_wall) < load.duration_s:
+                if show_progress:
+                    _draw(elapsed, load.duration_s, clients)
+                await asyncio.sleep(min(0.2, load.duration_s - elapsed))
+            cpu_after = server.cpu_seconds()
+            window_s = time.time() - start_wall
+            rss = server.peak_rss_mb()
+            if show_progress:
+                _draw(load.duration_s, load.duration_s, clients)
+                sys.stderr.write("\n")
+            await following
+    except BaseException:
+        following.cancel()
+        raise
+    cpu = None
+    if cpu_before is not None and cpu_after is not None:
+        cpu = round(100 * (cpu_after - cpu_before) / window_s, 1)
+    return {"server_cpu_percent": cpu, "server_rss_mb": rss}
+
+
+def _draw(elapsed: float, duration: float, clients: list[Client]) -> None:
+    width = 30
+    done = min(width, round(width * elapsed / duration))
+    actions = sum(c.progress for c in clients if c.role != "subscriber")
+    book = sum(c.progress for c in clients if c.role == "subscriber")
+    sys.stderr.write(
+        f"\r[{'#' * done}{'.' * (width - done)}] {elapsed:5.1f}/{duration:g} s  "
+        f"answered {actions:,} actions  book messages {book:,}   "
+    )
+    sys.stderr.flush()
+
+
+# ----------------------------------------------------------------- the summary
+
+
+def summarise(load: Load, clients: list[Client], usage: dict[str, float | None]) -> dict[str, Any]:
+    results = {role: [c.result for c in clients if c.role == role and c.result] for role in ROLES}
+    traders = results["maker"] + results["taker"]
+    total = Counter[str]()
+    for result in (*traders, *results["subscriber"]):
+        total.update(result["errors"])
+    ack_us = [sample for r in traders for sample in r["ack_us"]]
+    fill_us = [sample for r in traders for sample in r["fill_us"]]
+    subscribers = results["subscriber"]
+    book_messages = sum(r["book_messages"] for r in subscribers)
+    sampled = sum(r["book_messages_sampled"] for r in subscribers)
+    duration = load.duration_s
+    acked = sum(r["acked"] for r in traders)
+    return {
+        "parameters": {
+            "duration_s": duration,
+            "rate": load.rate,
+            "offered_per_sec": load.offered_per_sec(),
+            "makers": load.makers,
+            "takers": load.takers,
+            "subscribers": load.subscribers,
+            "batch": load.batch,
+            "maker_requests_per_sec": MAKER_REQUESTS_PER_S,
+            "maker_levels": MAKER_LEVELS,
+        },
+        "acked_per_sec": round(acked / duration),
+        "ack_latency_us": stats.percentiles(ack_us),
+        "service_latency_us": stats.percentiles([s for r in traders for s in r["service_us"]]),
+        "fill_latency_us": stats.percentiles(fill_us),
+        "book_updates_per_sec": round(book_messages / duration),
+        "book_levels_per_update": round(
+            sum(r["book_levels_sampled"] for r in subscribers) / sampled, 2
+        )
+        if sampled
+        else None,
+        "trade_messages_per_sec": round(sum(r["trade_messages"] for r in subscribers) / duration),
+        "book_gaps": sum(r["book_gaps"] for r in subscribers),
+        "sent": sum(r["sent"] for r in traders),
+        "acked": acked,
+        "rejected": sum(r["rejected"] for r in traders),
+        "unanswered": sum(r["unanswered"] for r in traders),
+        "requests": sum(r["requests"] for r in traders),
+        "fills": sum(r["fills"] for r in traders),
+        "errors": dict(total),
+        **usage,
+        "by_role": {role: _role_summary(results[role], duration) for role in ("maker", "taker")},
+        "latency_curve_us": stats.curve(ack_us),
+        "fill_curve_us": stats.curve(fill_us),
+        "timeline": {
+            "bucket_s": 0.1,
+            "acked": _sum_buckets(traders),
+            "book_messages": _sum_buckets(subscribers),
+        },
+    }
+
+
+def _role_summary(results: list[dict[str, Any]], duration: float) -> dict[str, Any]:
+    return {
+        "clients": len(results),
+        "sent": sum(r["sent"] for r in results),
+        "acked": sum(r["acked"] for r in results),
+        "acked_per_sec": round(sum(r["acked"] for r in results) / duration),
+        "ack_latency_us": stats.percentiles([s for r in results for s in r["ack_us"]]),
+    }
+
+
+def _sum_buckets(results: list[dict[str, Any]]) -> list[int]:
+    length = max((len(r["buckets"]) for r in results), default=0)
+    totals = [0] * length
+    for result in results:
+        for index, count in enumerate(result["buckets"]):
+            totals[index] += count
+    return totals
+
+
+# ----------------------------------------------------------------- the sweep
+
+
+def held(result: dict[str, Any], p99_bound_us: float) -> str | None:
+    """Why a step broke a bound, or None if it held."""
+    if result["ack_latency_us"]["p99"] > p99_bound_us:
+        return f"p99 {result['ack_latency_us']['p99']:,.0f} µs > {p99_bound_us:,.0f} µs"
+    if result["rejected"] or result["unanswered"]:
+        return f"{result['rejected']} rejected, {result['unanswered']} unanswered"
+    offered = result["parameters"]["offered_per_sec"]
+    if result["acked_per_sec"] < SUSTAIN_FRACTION * offered:
+        return f"acknowledged {result['acked_per_sec']:,}/s of {offered:,.0f}/s offered"
+    return None
+
+
+async def sweep(load: Load, config: Path, p99_bound_us: float, progress: bool) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    rate = load.rate
+    for _ in range(SWEEP_STEPS_MAX):
+        step = await measure(_with_rate(load, rate), config, progress)
+        broke = held(step, p99_bound_us)
+        steps.append(_step_line(step, broke))
+        if progress:
+            print(f"sweep: {_describe_step(steps[-1])}", file=sys.stderr)
+        if broke is not None:
+            break
+        best = step
+        rate = min(RATE_MAX, rate * SWEEP_FACTOR)
+    chosen = best if best is not None else step
+    return chosen | {
+        "mode": "max",
+        "max_sustained_rate": best["parameters"]["rate"] if best else None,
+        "p99_bound_us": p99_bound_us,
+        "sweep": steps,
+    }
+
+
+def _with_rate(load: Load, rate: float) -> Load:
+    return Load(load.duration_s, rate, load.makers, load.takers, load.subscribers, load.batch)
+
+
+def _step_line(step: dict[str, Any], broke: str | None) -> dict[str, Any]:
+    return {
+        "rate": step["parameters"]["rate"],
+        "offered_per_sec": step["parameters"]["offered_per_sec"],
+        "acked_per_sec": step["acked_per_sec"],
+        "ack_latency_us": step["ack_latency_us"],
+        "rejected": step["rejected"],
+        "unanswered": step["unanswered"],
+        "server_cpu_percent": step["server_cpu_percent"],
+        "broke": broke,
+    }
+
+
+def _describe_step(line: dict[str, Any]) -> str:
+    verdict = f"broke: {line['broke']}" if line["broke"] else "held"
+    return (
+        f"rate {line['rate']:,.0f}/s → {line['acked_per_sec']:,}/s acked, "
+        f"p99 {line['ack_latency_us']['p99']:,.0f} µs — {verdict}"
+    )
+
+
+# ----------------------------------------------------------------- the command
+
+
+def check_arguments(args: argparse.Namespace) -> Load:
+    def bounded(name: str, value: float, low: float, high: float) -> None:
+        if not low <= value <= high:
+            raise SystemExit(f"--{name} must be in [{low:g}, {high:g}], not {value:g}")
+
+    rate = args.start_rate if args.max else (args.rate if args.rate is not None else DEFAULT_RATE)
+    if not 0 < args.duration <= DURATION_S_MAX:
+        raise SystemExit(f"--duration must be in (0, {DURATION_S_MAX:g}] seconds")
+    bounded("rate", rate, 1, RATE_MAX)
+    bounded("batch", args.batch, 1, BATCH_MAX)
+    bounded("makers", args.makers, 1, MAKERS_MAX)
+    bounded("takers", args.takers, 1, TAKERS_MAX)
+    bounded("subscribers", args.subscribers, 0, SUBSCRIBERS_MAX)
+    if args.p99_bound_ms <= 0:
+        raise SystemExit("--p99-bound-ms must be positive")
+    if not args.config.is_file():
+        raise SystemExit(f"--config {args.config}: no such file")
+    load = Load(args.duration, rate, args.makers, args.takers, args.subscribers, args.batch)
+    return load
+
+
+def run(args: argparse.Namespace) -> int:
+    load = check_arguments(args)
+    progress = sys.stderr.isatty()
+    if args.max:
+        work = sweep(load, args.config, args.p99_bound_ms * 1_000, progress)
+    else:
+        work = measure(load, args.config, progress)
+    try:
+        import uvloop
+    except ImportError:  # uvloop is not built for every platform: plain asyncio then
+        result = asyncio.run(work)
+    else:
+        result = uvloop.run(work)
+    result = {"mode": "rate"} | result
+    report = environment.describe("e2e") | {"result": result}
+    written = e2e_report.write(report, args.out)
+    print(e2e_report.summary(result))
+    for path in written:
+        print(f"wrote {path}")
+    if args.json:
+        print(json.dumps(_headline(result)))
+    return 0 if result["acked"] and result["server_stopped_cleanly"] else 1
+
+
+def _headline(result: dict[str, Any]) -> dict[str, Any]:
+    """The JSON line: everything but the long curves and timelines (they are in the file)."""
+    skip = {"latency_curve_us", "fill_curve_us", "timeline"}
+    return {key: value for key, value in result.items() if key not in skip}

@@ -1,0 +1,541 @@
+"""The client processes of `venue bench e2e`: market makers, takers and passive subscribers.
+
+Each runs as `python -m bench.e2e_clients ROLE ...` in its own process, so the clients share
+neither the server's interpreter nor each other's. With the parent it speaks JSON lines: it
+prints `{"ready": true}` once connected, logged on and subscribed; reads `go T` on stdin (T:
+the wall-clock time at which every client starts its timetable); prints `{"progress": n}`
+every `PROGRESS_S` (order actions acknowledged, or book messages received, so far); and
+ends with `{"result": {...}}`.
+
+Open loop: makers and takers send on a fixed timetable, request k at T + k * interval,
+whatever the answers so far. A metronome thread sleeps to each slot and wakes the event loop
+(asyncio's own timers are only as fine as a millisecond); a request's acknowledgement
+latency is measured from its slot, so a stall anywhere (server, network or this process)
+shows in the numbers instead of quietly delaying the sends after it. `service_us` is the
+latency from the moment the request was actually written.
+
+Fill latency is the wall-clock time from the trade (the `ts` of the `exec` push, taken by
+the server when it matched) to the push being read here; client and server share the clock.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
+
+PROGRESS_S = 0.25  # how often a client tells the parent how far it is
+BUCKET_S = 0.1  # throughput over time is counted in buckets this long
+SETUP_TIMEOUT_S = 30.0  # connect, log on, subscribe: a second when all is well
+DRAIN_S = 10.0  # after the last slot: how long to wait for the last acknowledgements
+SWITCH_INTERVAL_S = 0.0002  # the metronome thread gets the GIL within this of its slot
+SYMBOL = "AAPLx-USD"
+TICK = 0.01
+BEST_BID, BEST_ASK = 187.24, 187.26  # the makers' ladders start here, around 187.25
+TAKER_PRICE = {"buy": "189.00", "sell": "185.50"}  # marketable through every maker level
+TAKER_QTY = "0.01"  # ~1.9 USD: above min_notional, small enough to leave the makers stocked
+MAKER_QTY = "5"
+STATUS_MULTI = (200, 409)  # order.batch and quote.mass: one result per op inside
+
+
+class ErrorBody(msgspec.Struct):
+    name: str = "UNKNOWN"
+
+
+class Frame(msgspec.Struct):
+    """Whatever the server sends; only the fields a client here reads are decoded."""
+
+    id: int | None = None
+    status: int = 0
+    result: msgspec.Raw = msgspec.Raw()  # empty when absent
+    error: ErrorBody | None = None
+    ch: str | None = None
+    type: str | None = None
+    ts: int = 0
+    seq: int = 0
+    prev_seq: int = 0
+    data: msgspec.Raw = msgspec.Raw()
+
+
+class OpResult(msgspec.Struct):
+    status: int
+    error: ErrorBody | None = None
+
+
+class MultiResult(msgspec.Struct):
+    results: list[OpResult]
+
+
+class ExecData(msgspec.Struct):
+    exec_type: str
+
+
+class BookData(msgspec.Struct):
+    bids: list[Any]
+    asks: list[Any]
+
+
+DECODE = msgspec.json.Decoder(Frame).decode
+DECODE_MULTI = msgspec.json.Decoder(MultiResult).decode
+DECODE_EXEC = msgspec.json.Decoder(ExecData).decode
+DECODE_BOOK = msgspec.json.Decoder(BookData).decode
+ENCODE = msgspec.json.Encoder().encode
+
+
+@dataclass
+class Tally:
+    """What one client sent and got back. `sent` counts order actions (a batch's ops)."""
+
+    sent: int = 0
+    requests: int = 0
+    acked: int = 0
+    rejected: int = 0
+    unanswered: int = 0
+    fills: int = 0
+    book_messages: int = 0
+    book_levels_sampled: int = 0  # level changes in the messages of the sampled connection
+    book_messages_sampled: int = 0
+    book_gaps: int = 0
+    trade_messages: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    ack_us: list[int] = field(default_factory=list)  # per request, from its slot
+    service_us: list[int] = field(default_factory=list)  # per request, from its write
+    fill_us: list[int] = field(default_factory=list)
+    buckets: list[int] = field(default_factory=list)  # acked actions or book messages
+
+    def count_in_bucket(self, elapsed_s: float, amount: int) -> None:
+        index = int(elapsed_s / BUCKET_S) if elapsed_s > 0 else 0
+        if index >= len(self.buckets):
+            self.buckets.extend([0] * (index + 1 - len(self.buckets)))
+        self.buckets[index] += amount
+
+    def progress(self) -> int:
+        return self.acked + self.rejected + self.book_messages
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "requests": self.requests,
+            "acked": self.acked,
+            "rejected": self.rejected,
+            "unanswered": self.unanswered,
+            "fills": self.fills,
+            "book_messages": self.book_messages,
+            "book_levels_sampled": self.book_levels_sampled,
+            "book_messages_sampled": self.book_messages_sampled,
+            "book_gaps": self.book_gaps,
+            "trade_messages": self.trade_messages,
+            "errors": dict(self.errors),
+            "ack_us": self.ack_us,
+            "service_us": self.service_us,
+            "fill_us": self.fill_us,
+            "buckets": self.buckets,
+        }
+
+
+# ----------------------------------------------------------------- the timetable
+
+
+class Metronome(threading.Thread):
+    """Wakes the event loop as the slots of a timetable come due: `on_due(n)` says that
+    slots 0..n-1 are due. It sleeps in the OS (finer than the loop's timers) and reports
+    every slot whose time has come, so a late wake-up sends the missed slots at once."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        start: float,
+        interval_s: float,
+        slots: int,
+        on_due: Callable[[int], None],
+    ) -> None:
+        super().__init__(daemon=True, name="metronome")
+        self.loop = loop
+        self.start_at = start
+        self.interval_s = interval_s
+        self.slots = slots
+        self.on_due = on_due
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        due = 0
+        while due < self.slots and not self.stopped.is_set():
+            delay = self.start_at + due * self.interval_s - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            elapsed = time.perf_counter() - self.start_at
+            due = min(self.slots, int(elapsed / self.interval_s) + 1)
+            try:
+                self.loop.call_soon_threadsafe(self.on_due, due)
+            except RuntimeError:  # the loop has closed: the client is ending
+                return
+
+
+@dataclass
+class Request:
+    """One scheduled request: what it carries and what the answer counts for."""
+
+    method: str
+    params: dict[str, Any]
+    actions: int
+    multi: bool  # answered with one result per op
+
+
+# ----------------------------------------------------------------- trading clients
+
+
+class Trader:
+    """One logged-on `/ws/trade` connection sending `compose(k)` at slot k, open loop."""
+
+    def __init__(self, url: str, compose: Callable[[int], Request], tally: Tally) -> None:
+        self.url = url
+        self.compose = compose
+        self.tally = tally
+        self.websocket: ClientConnection | None = None
+        self.reader: asyncio.Task[None] | None = None
+        self.ids = itertools.count(1)
+        self.pending: dict[int, tuple[float, float, Request]] = {}
+        self.setup: dict[int, asyncio.Future[Frame]] = {}
+        self.origin = 0.0  # perf_counter of slot 0
+        self.counting = False
+        self.due = 0
+        self.wake = asyncio.Event()
+
+    async def open(self, key: str, secret: str, cod: bool) -> None:
+        self.websocket = await connect(self.url, max_size=None, compression=None)
+        self.reader = asyncio.get_running_loop().create_task(self.read())
+        ts = time.time_ns() // 1_000
+        nonce = f"bench-{ts}"
+        logon = {"api_key": key, "ts": ts, "nonce": nonce, "recv_window": RECV_WINDOW_MS_DEFAULT}
+        logon["sig"] = sign_logon(secret, key, ts, nonce, RECV_WINDOW_MS_DEFAULT)
+        await self.call("session.logon", logon)
+        if cod:  # quote.mass requires it, and a real market maker wants it anyway
+            await self.call("session.cod", {"enabled": True})
+        await self.call("subscribe", {"ch": "account"})
+
+    async def call(self, method: str, params: dict[str, Any]) -> Frame:
+        """A setup request, answered before the timetable starts."""
+        assert self.websocket is not None
+        request_id = next(self.ids)
+        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        self.setup[request_id] = future
+        await self.websocket.send(ENCODE({"id": request_id, "method": method, "params": params}))
+        frame = await future
+        if frame.status != 200:
+            name = frame.error.name if frame.error else "?"
+            raise SystemExit(f"{method} refused: {frame.status} {name}")
+        return frame
+
+    async def run(self, origin: float, interval_s: float, slots: int) -> None:
+        """Send every slot, then wait (bounded) for the answers still out."""
+        self.origin = origin
+        self.counting = True
+        metronome = Metronome(asyncio.get_running_loop(), origin, interval_s, slots, self.on_due)
+        metronome.start()
+        try:
+            await self.send_slots(slots, interval_s)
+            deadline = time.perf_counter() + DRAIN_S
+            while self.pending and time.perf_counter() < deadline:
+                await asyncio.sleep(0.005)
+        finally:
+            metronome.stopped.set()
+        for _, _, request in self.pending.values():
+            self.tally.unanswered += request.actions
+            self.tally.errors["UNANSWERED"] += request.actions
+        self.pending.clear()
+
+    def on_due(self, due: int) -> None:
+        self.due = due
+        self.wake.set()
+
+    async def send_slots(self, slots: int, interval_s: float) -> None:
+        assert self.websocket is not None
+        sent = 0
+        while sent < slots:
+            await self.wake.wait()
+            self.wake.clear()
+            while sent < self.due:
+                request = self.compose(sent)
+                request_id = next(self.ids)
+                frame = {"id": request_id, "method": request.method, "params": request.params}
+                slot = self.origin + sent * interval_s
+                self.pending[request_id] = (slot, time.perf_counter(), request)
+                self.tally.sent += request.actions
+                self.tally.requests += 1
+                sent += 1
+                try:
+                    await self.websocket.send(ENCODE(frame))
+                except ConnectionClosed:
+                    self.tally.errors["CONNECTION_LOST"] += 1
+                    return
+
+    async def read(self) -> None:
+        assert self.websocket is not None
+        try:
+            async for message in self.websocket:
+                self.on_frame(DECODE(message))
+        except ConnectionClosed:
+            pass
+        finally:
+            for future in self.setup.values():
+                if not future.done():
+                    future.set_exception(ConnectionError("the connection closed"))
+
+    def on_frame(self, frame: Frame) -> None:
+        if frame.id is not None:
+            future = self.setup.pop(frame.id, None)
+            if future is not None:
+                future.set_result(frame)
+                return
+            entry = self.pending.pop(frame.id, None)
+            if entry is not None:
+                self.answered(frame, *entry)
+        elif frame.ch == "account" and frame.type == "exec" and self.counting:
+            if DECODE_EXEC(frame.data).exec_type == "trade":
+                self.tally.fills += 1
+                self.tally.fill_us.append(time.time_ns() // 1_000 - frame.ts)
+        elif frame.ch == "session" and frame.type == "slow_consumer":
+            self.tally.errors["SLOW_CONSUMER"] += 1
+
+    def answered(self, frame: Frame, slot: float, written: float, request: Request) -> None:
+        now = time.perf_counter()
+        tally = self.tally
+        tally.ack_us.append(round((now - slot) * 1e6))
+        tally.service_us.append(round((now - written) * 1e6))
+        if request.multi and frame.status in STATUS_MULTI and frame.result:
+            results = DECODE_MULTI(frame.result).results
+            acked = 0
+            for op in results:
+                if op.status == 200:
+                    acked += 1
+                else:
+                    tally.errors[op.error.name if op.error else str(op.status)] += 1
+            # quote.mass answers only the sides it changed; a side left as it was is done
+            acked += request.actions - len(results)
+        elif frame.status == 200:
+            acked = request.actions
+        else:
+            acked = 0
+            tally.errors[frame.error.name if frame.error else str(frame.status)] += request.actions
+        tally.acked += acked
+        tally.rejected += request.actions - acked
+        tally.count_in_bucket(now - self.origin, acked)
+
+
+def taker_requests(batch: int) -> Callable[[int], Request]:
+    """Marketable IOC limit orders, sides alternating; `batch` > 1 sends them in order.batch."""
+
+    def order(number: int) -> dict[str, Any]:
+        side = "buy" if number % 2 == 0 else "sell"
+        return {"symbol": SYMBOL, "side": side, "type": "limit", "tif": "ioc"} | {
+            "price": TAKER_PRICE[side],
+            "qty": TAKER_QTY,
+        }
+
+    def compose(slot: int) -> Request:
+        if batch == 1:
+            return Request("order.place", order(slot), 1, multi=False)
+        ops = [{"method": "order.place", "params": order(slot * batch + i)} for i in range(batch)]
+        return Request("order.batch", {"ops": ops}, batch, multi=True)
+
+    return compose
+
+
+def maker_requests(index: int, levels: int) -> Callable[[int], Request]:
+    """quote.mass: slot k requotes ladder level k % levels (one quote set per level), moving
+    it one tick out and back on alternate turns, so every requote changes the book."""
+
+    def compose(slot: int) -> Request:
+        level, turn = slot % levels, slot // levels
+        offset = (level + turn % 2) * TICK
+        quote = {
+            "symbol": SYMBOL,
+            "bid_px": f"{BEST_BID - offset:.2f}",
+            "bid_qty": MAKER_QTY,
+            "ask_px": f"{BEST_ASK + offset:.2f}",
+            "ask_qty": MAKER_QTY,
+        }
+        params = {"quote_set": f"bench-{index}-{level}", "quotes": [quote]}
+        return Request("quote.mass", params, 2, multi=True)
+
+    return compose
+
+
+# ----------------------------------------------------------------- subscribers
+
+
+class Subscriber:
+    """One `/ws/public` connection following the symbol's book (depth 10) and trades."""
+
+    def __init__(self, url: str, tally: Tally, sampled: bool) -> None:
+        self.url = url
+        self.tally = tally
+        self.sampled = sampled  # count the levels in each book message (costly: one in many)
+        self.book_seq: int | None = None
+        self.origin = 0.0
+        self.counting = False
+        self.snapshot = asyncio.Event()
+        self.websocket: ClientConnection | None = None
+
+    async def open(self) -> None:
+        self.websocket = await connect(self.url, max_size=None, compression=None)
+        for request_id, channel in ((1, "book"), (2, "trades")):
+            params = {"ch": channel, "symbols": [SYMBOL], "depth": 10}
+            await self.websocket.send(
+                ENCODE({"id": request_id, "method": "subscribe", "params": params})
+            )
+
+    async def read(self) -> None:
+        assert self.websocket is not None
+        tally = self.tally
+        try:
+            async for message in self.websocket:
+                frame = DECODE(message)
+                if frame.ch == "book":
+                    self.on_book(frame)
+                elif frame.ch == "trades" and self.counting:
+                    tally.trade_messages += 1
+                elif frame.ch == "session" and frame.type == "slow_consumer":
+                    tally.errors["SLOW_CONSUMER"] += 1
+        except ConnectionClosed as closed:
+            if self.counting and closed.rcvd is not None and closed.rcvd.code != 1000:
+                tally.errors[f"CLOSED_{closed.rcvd.code}"] += 1
+
+    def on_book(self, frame: Frame) -> None:
+        if frame.type == "snapshot":
+            self.snapshot.set()
+        elif self.book_seq is not None and frame.prev_seq != self.book_seq:
+            self.tally.book_gaps += 1
+        self.book_seq = frame.seq
+        if not self.counting:
+            return
+        tally = self.tally
+        tally.book_messages += 1
+        tally.count_in_bucket(time.perf_counter() - self.origin, 1)
+        if self.sampled and frame.data:
+            book = DECODE_BOOK(frame.data)
+            tally.book_levels_sampled += len(book.bids) + len(book.asks)
+            tally.book_messages_sampled += 1
+
+    async def close(self) -> None:
+        if self.websocket is not None:
+            await self.websocket.close()
+
+
+# ----------------------------------------------------------------- the process
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.e2e_clients")
+    parser.add_argument("role", choices=("maker", "taker", "subscriber"))
+    parser.add_argument("--url", required=True, help="the server's ws://.../ws/trade")
+    parser.add_argument("--duration", type=float, required=True)
+    parser.add_argument("--rate", type=float, default=0.0, help="requests per second")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--levels", type=int, default=3)
+    parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--key", default="")
+    parser.add_argument("--secret", default="")
+    parser.add_argument("--connections", type=int, default=1)
+    return parser
+
+
+def say(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+async def wait_for_go() -> float:
+    """Read `go T` from the parent; return the perf_counter value at wall-clock time T."""
+    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    word, _, start = line.partition(" ")
+    if word != "go":
+        raise SystemExit(f"expected 'go T' from the parent, got {line!r}")
+    return time.perf_counter() + (float(start) - time.time())
+
+
+async def report_progress(tally: Tally) -> None:
+    while True:
+        await asyncio.sleep(PROGRESS_S)
+        say({"progress": tally.progress()})
+
+
+async def run_trader(args: argparse.Namespace) -> Tally:
+    tally = Tally()
+    compose = (
+        taker_requests(args.batch)
+        if args.role == "taker"
+        else maker_requests(args.index, args.levels)
+    )
+    trader = Trader(args.url, compose, tally)
+    async with asyncio.timeout(SETUP_TIMEOUT_S):
+        await trader.open(args.key, args.secret, cod=args.role == "maker")
+    say({"ready": True})
+    origin = await wait_for_go()
+    slots = max(1, round(args.duration * args.rate))
+    progress = asyncio.get_running_loop().create_task(report_progress(tally))
+    try:
+        await trader.run(origin, 1 / args.rate, slots)
+    finally:
+        progress.cancel()
+        if trader.websocket is not None:
+            await trader.websocket.close()
+    return tally
+
+
+async def run_subscribers(args: argparse.Namespace) -> Tally:
+    tally = Tally()
+    public_url = args.url.replace("/ws/trade", "/ws/public")
+    followers = [Subscriber(public_url, tally, sampled=i == 0) for i in range(args.connections)]
+    async with asyncio.timeout(SETUP_TIMEOUT_S):
+        await asyncio.gather(*(follower.open() for follower in followers))
+        readers = [asyncio.get_running_loop().create_task(f.read()) for f in followers]
+        await asyncio.gather(*(follower.snapshot.wait() for follower in followers))
+    say({"ready": True})
+    origin = await wait_for_go()
+    await asyncio.sleep(max(0.0, origin - time.perf_counter()))
+    for follower in followers:
+        follower.origin, follower.counting = origin, True
+    progress = asyncio.get_running_loop().create_task(report_progress(tally))
+    await asyncio.sleep(args.duration)
+    for follower in followers:
+        follower.counting = False
+    progress.cancel()
+    await asyncio.gather(*(follower.close() for follower in followers), return_exceptions=True)
+    await asyncio.gather(*readers, return_exceptions=True)
+    return tally
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    runner = run_subscribers if args.role == "subscriber" else run_trader
+    tally = await runner(args)
+    say({"result": tally.report()})
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        import uvloop
+    except ImportError:  # not built for every platform: plain asyncio then
+        asyncio.run(main_async(args))
+    else:
+        uvloop.run(main_async(args))
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        main()

@@ -1,0 +1,198 @@
+"""What `venue bench e2e` leaves behind under `bench/results/`: JSON, PNG plots, Markdown.
+
+One run writes `e2e-<time>.json` (the environment, every parameter and the whole result),
+`e2e-<time>-latency.png` (the acknowledgement and fill latency percentile curves),
+`e2e-<time>-throughput.png` (acknowledged actions and book messages per second over the
+run; with `--max`, also the sweep) and `e2e-<time>.md`, a short report that links them.
+Plots need matplotlib (the `bench` extra); without it the PNGs are skipped and the report
+says so.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench import environment
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+PLOT_DPI = 110
+
+
+def write(report: dict[str, Any], out: Path) -> list[Path]:
+    """Write the result files; return their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    base = out / f"e2e-{environment.stamp(report['created_utc'])}"
+    json_path = base.with_suffix(".json")
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    plots = _plots(report["result"], base)
+    markdown = base.with_suffix(".md")
+    markdown.write_text(markdown_report(report, [p.name for p in plots]))
+    return [json_path, *plots, markdown]
+
+
+def summary(result: dict[str, Any]) -> str:
+    """A few lines for the terminal."""
+    ack, fill = result["ack_latency_us"], result["fill_latency_us"]
+    parameters = result["parameters"]
+    lines = [
+        f"e2e: {result['acked_per_sec']:,} order actions/s acknowledged "
+        f"({result['acked']:,} of {result['sent']:,} sent; {result['rejected']:,} rejected, "
+        f"{result['unanswered']:,} unanswered) at {parameters['rate']:,.0f}/s offered by "
+        f"{parameters['takers']} takers (batch {parameters['batch']}) "
+        f"+ {parameters['makers']} makers",
+        f"ack latency µs: p50 {ack['p50']:,}  p99 {ack['p99']:,}  p99.9 {ack['p999']:,}  "
+        f"max {ack['max']:,}",
+        f"fill latency µs: p50 {fill['p50']:,}  p99 {fill['p99']:,}  p99.9 {fill['p999']:,}  "
+        f"max {fill['max']:,}  ({result['fills']:,} fills)",
+        f"book: {result['book_updates_per_sec']:,} messages/s to "
+        f"{parameters['subscribers']} subscribers ({result['book_gaps']} gaps); "
+        f"server CPU {result['server_cpu_percent']}%, peak RSS {result['server_rss_mb']} MiB",
+    ]
+    if result["errors"]:
+        lines.append(f"errors: {result['errors']}")
+    if result.get("mode") == "max":
+        lines.append(f"max sustained rate: {result['max_sustained_rate']} (p99 bound, no errors)")
+    return "\n".join(lines)
+
+
+def markdown_report(report: dict[str, Any], plots: list[str]) -> str:
+    result = report["result"]
+    git, machine = report["git"], report["machine"]
+    lines = [
+        f"# End-to-end benchmark, {report['created_utc']}",
+        "",
+        f"Commit `{git['commit']}`{' (with local changes)' if git['dirty'] else ''}; "
+        f"Python {report['python'].split()[0]}; {machine['processor']}, "
+        f"{machine['cpus']} CPUs, {machine['memory_gib']} GiB; {machine['platform']}.",
+        "",
+        "## Parameters",
+        "",
+        *(f"- {name}: {value}" for name, value in result["parameters"].items()),
+        "",
+        "## Results",
+        "",
+        "```",
+        summary(result),
+        "```",
+        "",
+        "| measure | p50 | p90 | p99 | p99.9 | max |",
+        "|---|---|---|---|---|---|",
+        *(
+            _row(label, result[key])
+            for label, key in (
+                ("acknowledgement (from schedule), µs", "ack_latency_us"),
+                ("service (from write), µs", "service_latency_us"),
+                ("fill to client, µs", "fill_latency_us"),
+            )
+        ),
+        "",
+    ]
+    if result.get("sweep"):
+        lines += ["## Sweep", "", "| rate | acked/s | p99 µs | verdict |", "|---|---|---|---|"]
+        for step in result["sweep"]:
+            verdict = step["broke"] or "held"
+            lines.append(
+                f"| {step['rate']:,.0f} | {step['acked_per_sec']:,} | "
+                f"{step['ack_latency_us']['p99']:,} | {verdict} |"
+            )
+        lines.append("")
+    if plots:
+        lines += ["## Plots", "", *(f"![{name}]({name})" for name in plots), ""]
+    else:
+        lines += ["Plots skipped: matplotlib is not installed (`pip install -e '.[bench]'`).", ""]
+    return "\n".join(lines)
+
+
+def _row(label: str, values: dict[str, float]) -> str:
+    cells = " | ".join(f"{values[key]:,}" for key in ("p50", "p90", "p99", "p999", "max"))
+    return f"| {label} | {cells} |"
+
+
+def _plots(result: dict[str, Any], base: Path) -> list[Path]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display on a server
+        from matplotlib import pyplot
+    except ImportError:
+        return []
+    paths = [_latency_plot(pyplot, result, base), _throughput_plot(pyplot, result, base)]
+    return paths
+
+
+def _latency_plot(pyplot: Any, result: dict[str, Any], base: Path) -> Path:
+    """Latency against percentile on an axis that stretches the tail (1 / (1 - p))."""
+    figure, axes = pyplot.subplots(figsize=(8, 4.5))
+    for key, label in (("latency_curve_us", "acknowledgement"), ("fill_curve_us", "fill")):
+        points = [(p, v) for p, v in result[key] if p < 100]
+        if points:
+            axes.plot(
+                [1 / (1 - p / 100) for p, _ in points],
+                [v / 1_000 for _, v in points],
+                marker="o",
+                label=label,
+            )
+    axes.set_xscale("log")
+    ticks = [1, 2, 10, 100, 1_000, 10_000, 100_000]
+    axes.set_xticks(ticks, ["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.999%"])
+    axes.set_xlabel("percentile")
+    axes.set_ylabel("latency, ms")
+    axes.set_title(_title(result, "latency percentiles"))
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    return _save(pyplot, figure, base, "latency")
+
+
+def _throughput_plot(pyplot: Any, result: dict[str, Any], base: Path) -> Path:
+    sweep = result.get("sweep")
+    figure, panels = pyplot.subplots(2 if sweep else 1, 1, figsize=(8, 7 if sweep else 4))
+    axes = panels[0] if sweep else panels
+    timeline = result["timeline"]
+    bucket = timeline["bucket_s"]
+    for key, label in (("acked", "actions acknowledged/s"), ("book_messages", "book messages/s")):
+        series = timeline[key]
+        if series:
+            axes.plot(
+                [i * bucket for i in range(len(series))], [n / bucket for n in series], label=label
+            )
+    axes.set_xlabel("seconds since start")
+    axes.set_ylabel("per second")
+    axes.set_title(_title(result, "throughput over time"))
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    if sweep:
+        lower = panels[1]
+        offered = [step["offered_per_sec"] for step in sweep]
+        lower.plot(offered, [step["acked_per_sec"] for step in sweep], marker="o", label="acked/s")
+        lower.plot(offered, offered, linestyle=":", label="offered/s")
+        lower.set_xlabel("offered order actions/s")
+        lower.set_ylabel("acknowledged/s")
+        right = lower.twinx()
+        right.plot(
+            offered,
+            [step["ack_latency_us"]["p99"] / 1_000 for step in sweep],
+            color="tab:red",
+            marker="x",
+            label="p99 ms",
+        )
+        right.set_ylabel("p99 acknowledgement, ms")
+        lower.legend(loc="upper left")
+        right.legend(loc="lower right")
+        lower.grid(True, alpha=0.3)
+    figure.tight_layout()
+    return _save(pyplot, figure, base, "throughput")
+
+
+def _title(result: dict[str, Any], what: str) -> str:
+    parameters = result["parameters"]
+    return (
+        f"{what}: {parameters['rate']:,.0f} actions/s offered, batch {parameters['batch']}, "
+        f"{parameters['subscribers']} subscribers"
+    )
+
+
+def _save(pyplot: Any, figure: Any, base: Path, name: str) -> Path:
+    path = base.parent / f"{base.name}-{name}.png"
+    figure.savefig(path, dpi=PLOT_DPI)
+    pyplot.close(figure)
+    return path
