@@ -32,14 +32,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
 
+from bench import wsclient
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
 
 PROGRESS_S = 0.25  # how often a client tells the parent how far it is
 BUCKET_S = 0.1  # throughput over time is counted in buckets this long
 SETUP_TIMEOUT_S = 30.0  # connect, log on, subscribe: a second when all is well
+CLOSE_S = 2.0
 DRAIN_S = 10.0  # after the last slot: how long to wait for the last acknowledgements
 SWITCH_INTERVAL_S = 0.0002  # the metronome thread gets the GIL within this of its slot
 SYMBOL = "AAPLx-USD"
@@ -68,6 +68,8 @@ class Frame(msgspec.Struct):
     seq: int = 0
     prev_seq: int = 0
     data: msgspec.Raw = msgspec.Raw()
+    t_in: int = 0  # the server's clock when it read the request, and when it answered
+    t_out: int = 0
 
 
 class OpResult(msgspec.Struct):
@@ -113,8 +115,10 @@ class Tally:
     errors: Counter[str] = field(default_factory=Counter)
     ack_us: list[int] = field(default_factory=list)  # per request, from its slot
     service_us: list[int] = field(default_factory=list)  # per request, from its write
+    server_us: list[int] = field(default_factory=list)  # per request, t_out - t_in
     fill_us: list[int] = field(default_factory=list)
     buckets: list[int] = field(default_factory=list)  # acked actions or book messages
+    last_answer_s: float = 0.0  # from the first slot to the last answer
 
     def count_in_bucket(self, elapsed_s: float, amount: int) -> None:
         index = int(elapsed_s / BUCKET_S) if elapsed_s > 0 else 0
@@ -141,8 +145,10 @@ class Tally:
             "errors": dict(self.errors),
             "ack_us": self.ack_us,
             "service_us": self.service_us,
+            "server_us": self.server_us,
             "fill_us": self.fill_us,
             "buckets": self.buckets,
+            "last_answer_s": round(self.last_answer_s, 6),
         }
 
 
@@ -204,8 +210,7 @@ class Trader:
         self.url = url
         self.compose = compose
         self.tally = tally
-        self.websocket: ClientConnection | None = None
-        self.reader: asyncio.Task[None] | None = None
+        self.connection: wsclient.LeanConnection | None = None
         self.ids = itertools.count(1)
         self.pending: dict[int, tuple[float, float, Request]] = {}
         self.setup: dict[int, asyncio.Future[Frame]] = {}
@@ -215,8 +220,8 @@ class Trader:
         self.wake = asyncio.Event()
 
     async def open(self, key: str, secret: str, cod: bool) -> None:
-        self.websocket = await connect(self.url, max_size=None, compression=None)
-        self.reader = asyncio.get_running_loop().create_task(self.read())
+        self.connection = await wsclient.connect(self.url, self.on_message)
+        self.connection.closed.add_done_callback(self.on_closed)
         ts = time.time_ns() // 1_000
         nonce = f"bench-{ts}"
         logon = {"api_key": key, "ts": ts, "nonce": nonce, "recv_window": RECV_WINDOW_MS_DEFAULT}
@@ -228,11 +233,11 @@ class Trader:
 
     async def call(self, method: str, params: dict[str, Any]) -> Frame:
         """A setup request, answered before the timetable starts."""
-        assert self.websocket is not None
+        assert self.connection is not None
         request_id = next(self.ids)
         future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
         self.setup[request_id] = future
-        await self.websocket.send(ENCODE({"id": request_id, "method": method, "params": params}))
+        self.connection.send(ENCODE({"id": request_id, "method": method, "params": params}))
         frame = await future
         if frame.status != 200:
             name = frame.error.name if frame.error else "?"
@@ -262,7 +267,7 @@ class Trader:
         self.wake.set()
 
     async def send_slots(self, slots: int, interval_s: float) -> None:
-        assert self.websocket is not None
+        assert self.connection is not None
         sent = 0
         while sent < slots:
             await self.wake.wait()
@@ -276,23 +281,19 @@ class Trader:
                 self.tally.sent += request.actions
                 self.tally.requests += 1
                 sent += 1
-                try:
-                    await self.websocket.send(ENCODE(frame))
-                except ConnectionClosed:
-                    self.tally.errors["CONNECTION_LOST"] += 1
-                    return
+                self.connection.send(ENCODE(frame))
+            if self.connection.closed.done():
+                return  # what is still pending counts as unanswered
 
-    async def read(self) -> None:
-        assert self.websocket is not None
-        try:
-            async for message in self.websocket:
-                self.on_frame(DECODE(message))
-        except ConnectionClosed:
-            pass
-        finally:
-            for future in self.setup.values():
-                if not future.done():
-                    future.set_exception(ConnectionError("the connection closed"))
+    def on_message(self, payload: bytes) -> None:
+        self.on_frame(DECODE(payload))
+
+    def on_closed(self, _: object) -> None:
+        if self.counting:
+            self.tally.errors["CONNECTION_LOST"] += 1
+        for future in self.setup.values():
+            if not future.done():
+                future.set_exception(ConnectionError("the connection closed"))
 
     def on_frame(self, frame: Frame) -> None:
         if frame.id is not None:
@@ -315,6 +316,7 @@ class Trader:
         tally = self.tally
         tally.ack_us.append(round((now - slot) * 1e6))
         tally.service_us.append(round((now - written) * 1e6))
+        tally.server_us.append(frame.t_out - frame.t_in)
         if request.multi and frame.status in STATUS_MULTI and frame.result:
             results = DECODE_MULTI(frame.result).results
             acked = 0
@@ -333,6 +335,7 @@ class Trader:
         tally.acked += acked
         tally.rejected += request.actions - acked
         tally.count_in_bucket(now - self.origin, acked)
+        tally.last_answer_s = now - self.origin
 
 
 def taker_requests(batch: int) -> Callable[[int], Request]:
@@ -388,31 +391,30 @@ class Subscriber:
         self.origin = 0.0
         self.counting = False
         self.snapshot = asyncio.Event()
-        self.websocket: ClientConnection | None = None
+        self.connection: wsclient.LeanConnection | None = None
 
     async def open(self) -> None:
-        self.websocket = await connect(self.url, max_size=None, compression=None)
+        self.connection = await wsclient.connect(self.url, self.on_message)
+        self.connection.closed.add_done_callback(self.on_closed)
         for request_id, channel in ((1, "book"), (2, "trades")):
             params = {"ch": channel, "symbols": [SYMBOL], "depth": 10}
-            await self.websocket.send(
+            self.connection.send(
                 ENCODE({"id": request_id, "method": "subscribe", "params": params})
             )
 
-    async def read(self) -> None:
-        assert self.websocket is not None
-        tally = self.tally
-        try:
-            async for message in self.websocket:
-                frame = DECODE(message)
-                if frame.ch == "book":
-                    self.on_book(frame)
-                elif frame.ch == "trades" and self.counting:
-                    tally.trade_messages += 1
-                elif frame.ch == "session" and frame.type == "slow_consumer":
-                    tally.errors["SLOW_CONSUMER"] += 1
-        except ConnectionClosed as closed:
-            if self.counting and closed.rcvd is not None and closed.rcvd.code != 1000:
-                tally.errors[f"CLOSED_{closed.rcvd.code}"] += 1
+    def on_message(self, payload: bytes) -> None:
+        frame = DECODE(payload)
+        if frame.ch == "book":
+            self.on_book(frame)
+        elif frame.ch == "trades" and self.counting:
+            self.tally.trade_messages += 1
+        elif frame.ch == "session" and frame.type == "slow_consumer":
+            self.tally.errors["SLOW_CONSUMER"] += 1
+
+    def on_closed(self, _: object) -> None:
+        if self.counting:
+            assert self.connection is not None
+            self.tally.errors[f"CLOSED_{self.connection.close_code}"] += 1
 
     def on_book(self, frame: Frame) -> None:
         if frame.type == "snapshot":
@@ -429,10 +431,6 @@ class Subscriber:
             book = DECODE_BOOK(frame.data)
             tally.book_levels_sampled += len(book.bids) + len(book.asks)
             tally.book_messages_sampled += 1
-
-    async def close(self) -> None:
-        if self.websocket is not None:
-            await self.websocket.close()
 
 
 # ----------------------------------------------------------------- the process
@@ -491,9 +489,20 @@ async def run_trader(args: argparse.Namespace) -> Tally:
         await trader.run(origin, 1 / args.rate, slots)
     finally:
         progress.cancel()
-        if trader.websocket is not None:
-            await trader.websocket.close()
+        trader.counting = False
+        if trader.connection is not None:
+            await close(trader.connection)
     return tally
+
+
+async def close(connection: wsclient.LeanConnection) -> None:
+    """Close politely; a server that does not answer within `CLOSE_S` is cut off."""
+    connection.close()
+    try:
+        async with asyncio.timeout(CLOSE_S):
+            await connection.closed
+    except TimeoutError:
+        connection.abort()
 
 
 async def run_subscribers(args: argparse.Namespace) -> Tally:
@@ -502,7 +511,6 @@ async def run_subscribers(args: argparse.Namespace) -> Tally:
     followers = [Subscriber(public_url, tally, sampled=i == 0) for i in range(args.connections)]
     async with asyncio.timeout(SETUP_TIMEOUT_S):
         await asyncio.gather(*(follower.open() for follower in followers))
-        readers = [asyncio.get_running_loop().create_task(f.read()) for f in followers]
         await asyncio.gather(*(follower.snapshot.wait() for follower in followers))
     say({"ready": True})
     origin = await wait_for_go()
@@ -514,8 +522,7 @@ async def run_subscribers(args: argparse.Namespace) -> Tally:
     for follower in followers:
         follower.counting = False
     progress.cancel()
-    await asyncio.gather(*(follower.close() for follower in followers), return_exceptions=True)
-    await asyncio.gather(*readers, return_exceptions=True)
+    await asyncio.gather(*(close(f.connection) for f in followers if f.connection is not None))
     return tally
 
 

@@ -82,6 +82,7 @@ def markdown_report(report: dict[str, Any], plots: list[str]) -> str:
             for label, key in (
                 ("acknowledgement (from schedule), µs", "ack_latency_us"),
                 ("service (from write), µs", "service_latency_us"),
+                ("in the server (t_out - t_in), µs", "server_latency_us"),
                 ("fill to client, µs", "fill_latency_us"),
             )
         ),

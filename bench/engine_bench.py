@@ -67,6 +67,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_all(args: argparse.Namespace) -> int:
+    run_all_results(args)
+    return 0
+
+
+def run_all_results(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every workload with and without the ledger: print a table, write the JSON, return them."""
     results = [
         measure(name, args.ops, args.seed, args.gc, ledger)
         for ledger in (False, True)
@@ -81,7 +87,7 @@ def run_all(args: argparse.Namespace) -> int:
     path = args.out / f"engine-{environment.stamp(report['created_utc'])}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {path}")
-    return 0
+    return results
 
 
 def measure(
@@ -148,7 +154,7 @@ def summary(result: dict[str, Any]) -> str:
     latency = result["latency_us"]
     return "\n".join(
         [
-            f"{_path(result)}: {result['ops']:,} ops in {result['seconds']:.3f} s = "
+            f"{label(result)}: {result['ops']:,} ops in {result['seconds']:.3f} s = "
             f"{result['ops_per_sec']:,} ops/s (seed {result['seed']})",
             f"latency per execute, µs: p50 {latency['p50']}  p99 {latency['p99']}  "
             f"p99.9 {latency['p999']}  max {latency['max']}  "
@@ -170,14 +176,14 @@ def table(results: list[dict[str, Any]]) -> str:
     for result in results:
         latency = result["latency_us"]
         lines.append(
-            f"{_path(result):<18} {result['ops']:>9,} {result['ops_per_sec']:>11,} "
+            f"{label(result):<18} {result['ops']:>9,} {result['ops_per_sec']:>11,} "
             f"{latency['p50']:>8.3f} {latency['p99']:>8.3f} {latency['p999']:>9.3f} "
             f"{latency['max']:>9.1f} {result['rejected']:>8,}"
         )
     return "\n".join(lines)
 
 
-def _path(result: dict[str, Any]) -> str:
+def label(result: dict[str, Any]) -> str:
     """The workload's name, marked when it ran the full venue path."""
     return f"{result['workload']}+ledger" if result["ledger"] else result["workload"]
 

@@ -102,9 +102,11 @@ def _parser() -> argparse.ArgumentParser:
     e2e = bench_commands.add_parser("e2e", help="the whole venue: makers, takers, subscribers")
     e2e_bench.add_arguments(e2e)
     e2e.set_defaults(run=e2e_bench.run)
+    from bench import suite
+
     every = bench_commands.add_parser("all", help="a short run of every benchmark")
-    engine_bench.add_all_arguments(every)
-    every.set_defaults(run=engine_bench.run_all)
+    suite.add_arguments(every)
+    every.set_defaults(run=suite.run)
     return parser
 
 

@@ -17,6 +17,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -60,7 +61,7 @@ from engine.units import format_units
 from engine.venue import Venue
 from engine.venue import VenueConfig as EngineConfig
 from gateway import config as venue_config
-from gateway import limits, snapshots, wire
+from gateway import frames, limits, snapshots, wire
 from gateway.auth import (
     RECV_WINDOW_MS_DEFAULT,
     ApiKey,
@@ -85,6 +86,7 @@ LEDGER_FILE = "ledger.sqlite"
 ISSUED_KEYS_FILE = "api_keys.json"  # keys issued at run time (owner-only permissions)
 SNAPSHOT_INTERVAL_S = 60  # recovery replays at most a minute of journal after the snapshot
 CLOCK_TICK_S = 0.05  # how often the venue's clock is advanced for gtd expiries and maturity
+WRITE_BATCH_MAX = 256  # messages per write: bounds one writev and the memory it copies
 CLOSE_TIMEOUT_S = 2  # a peer that cannot take its last messages in this time is cut off
 PUBLIC_CHANNELS = {c.value for c in Channel}
 TRADING_METHODS = {"order.place", "order.cancel", "order.amend", "orders.cancel_all"}
@@ -118,7 +120,8 @@ class Session:
     streams: set[Stream] = field(default_factory=set)
     account_stream: bool = False
     outbox: deque[bytes] = field(default_factory=deque)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # the writer task's turn
+    dirty: bool = False  # has messages the next `_flush_outboxes` writes
     closing: bool = False
     last_sent_us: int = 0
 
@@ -211,6 +214,7 @@ class VenueServer:
         self.quote_slots: dict[int, QuoteSlot] = {}  # and back: forgotten when it closes
         self.placed_on: dict[int, Session] = {}  # open order id -> the session that placed it
         self._next_session = 0
+        self._dirty: list[Session] = []  # sessions with messages to write this loop turn
         self.epoch = now_us()
         journal = FileJournal(data_dir / JOURNAL_FILE)
         self.sequencer = Sequencer(
@@ -224,6 +228,9 @@ class VenueServer:
         self.market_data = MarketData(self.epoch)
         self._registrations: list[Event] = []  # for the ledger store, after durability
         self._to_store: list[Any] = []  # transfers of released (durable) commands
+        self._store_queue: list[tuple[list[Event], list[Any]]] = []  # waiting for the store
+        self._store_writing: asyncio.Task[None] | None = None
+        self.store_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-store")
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -231,9 +238,9 @@ class VenueServer:
 
     async def start(self, host: str, port: int) -> int:
         """Recover or build the venue, then listen; the port actually bound."""
-        # The store's SQLite connection lives on the I/O thread, like every write to it.
-        self.store = await self._on_io(SqliteLedgerStore, self.data_dir / LEDGER_FILE)
-        self.writer = await self._on_io(LedgerWriter, self.store)
+        # The store's SQLite connection lives on its own thread, like every write to it.
+        self.store = await self._on_store(SqliteLedgerStore, self.data_dir / LEDGER_FILE)
+        self.writer = await self._on_store(LedgerWriter, self.store)
         image = snapshots.latest(self.data_dir)
         if image is not None:
             self._restore(image)
@@ -299,24 +306,29 @@ class VenueServer:
                 },
             },
         )
-        await self._after_durable()
+        await self._store_flushed()
         path: Path = await self._on_io(snapshots.write, self.data_dir, image)
         return path
 
     async def _catch_up_store(self) -> None:
         """After a restart: book into the store every transfer it had not stored yet."""
-        stored = await self._on_io(self.store.last_transfer_id)
+        stored = await self._on_store(self.store.last_transfer_id)
         booked = [t for t in self._to_store if t.transfer_id > stored]
         self._to_store.clear()
-        await self._on_io(self.writer.register_ledger, self.ledger)
-        await self._on_io(self.writer.write, booked)
+        await self._on_store(self.writer.register_ledger, self.ledger)
+        await self._on_store(self.writer.write, booked)
 
     def _check_task(self, task: "asyncio.Task[None]") -> None:
         if not task.cancelled() and task.exception() is not None:
             self.sequencer.on_fatal(task.exception())
 
     async def _on_io(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run on the journal's I/O thread (snapshot files)."""
         return await asyncio.get_running_loop().run_in_executor(self.sequencer.io, function, *args)
+
+    async def _on_store(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run on the ledger store's thread, where its SQLite connection lives."""
+        return await asyncio.get_running_loop().run_in_executor(self.store_io, function, *args)
 
     async def _build_from_config(self) -> None:
         for command in venue_config.setup_commands(self.config, now_us()):
@@ -336,7 +348,8 @@ class VenueServer:
             timer.cancel()  # a stopped venue takes no more commands
         self.dead_man.clear()
         await self.snapshot()
-        await self._on_io(self.store.close)
+        await self._on_store(self.store.close)
+        self.store_io.shutdown(wait=True)
         self.sequencer.close()
 
     def _learn_reference_data(self) -> None:
@@ -398,16 +411,37 @@ class VenueServer:
             self.sequencer.barrier(Notice(account, {"ch": "session", "type": "cod.triggered"}))
 
     async def _write(self, session: Session) -> None:
-        """Drain the session's outbox; only this task ever waits on its socket."""
+        """Write what `_flush_outboxes` left because the peer was not keeping up: wait for
+        its socket buffer to drain, then write. Only this task ever waits on the socket."""
         websocket = session.websocket
+        outbox = session.outbox
         try:
             while True:
                 await session.wake.wait()
                 session.wake.clear()
-                while session.outbox:
-                    await websocket.send(session.outbox.popleft(), text=True)
-        except (ConnectionClosed, asyncio.CancelledError):
+                while outbox:
+                    await websocket.drain()
+                    if not frames.write_messages(websocket, _take(outbox)):
+                        return
+        except (ConnectionClosed, ConnectionError, asyncio.CancelledError):
             return
+
+    def _flush_outboxes(self) -> None:
+        """Once per loop turn: every session with new messages gets them in one write.
+
+        A session whose transport is paused (its peer reads slower than we write) is left
+        to its writer task, which waits for the buffer to drain; both take from the front
+        of the outbox only when they write, so messages keep their order.
+        """
+        dirty, self._dirty = self._dirty, []
+        for session in dirty:
+            session.dirty = False
+            if session.closing or not session.outbox:
+                continue  # a closing session's outbox is flushed by `_close`
+            if session.websocket.paused:
+                session.wake.set()
+            elif not frames.write_messages(session.websocket, _take(session.outbox)):
+                session.outbox.clear()  # the connection is closing: nobody will read them
 
     def _send(self, session: Session, message: bytes) -> None:
         """Queue a message; a full outbox means the client stopped reading: cut it off."""
@@ -421,7 +455,11 @@ class VenueServer:
             return
         session.outbox.append(message)
         session.last_sent_us = now_us()
-        session.wake.set()
+        if not session.dirty:
+            session.dirty = True
+            self._dirty.append(session)
+            if len(self._dirty) == 1:
+                asyncio.get_running_loop().call_soon(self._flush_outboxes)
 
     def _push(self, session: Session, message: dict[str, Any]) -> None:
         self._send(session, wire.encode(message))
@@ -993,21 +1031,40 @@ class VenueServer:
         )
 
     async def _after_durable(self) -> None:
-        """Bring the ledger store up to date in the I/O thread (derived, idempotent).
+        """Queue for the ledger store what the commands just released booked.
 
         Only the transfers of released commands are written (each command's were taken
-        from the ledger as it executed), so the store is never ahead of the journal.
+        from the ledger as it executed), so the store is never ahead of the journal. The
+        store writes on its own thread, so the journal's next fsync never waits behind
+        SQLite's; the store is derived and idempotent, and caught up on every start.
         """
         registrations, self._registrations = self._registrations, []
         booked, self._to_store = self._to_store, []
         if not booked and not registrations:
             return
+        self._store_queue.append((registrations, booked))
+        if self._store_writing is None or self._store_writing.done():
+            self._store_writing = asyncio.get_running_loop().create_task(self._write_store())
+            self._store_writing.add_done_callback(self._check_task)
 
-        def write() -> None:
-            self.writer.observe(registrations)
-            self.writer.write(booked)
+    async def _write_store(self) -> None:
+        """Book the queue in order; what queued up during a write goes in the next one."""
+        while self._store_queue:
+            registrations = [event for events, _ in self._store_queue for event in events]
+            booked = [transfer for _, transfers in self._store_queue for transfer in transfers]
+            self._store_queue.clear()
+            await self._on_store(self._book, registrations, booked)
 
-        await self._on_io(write)
+    def _book(self, registrations: list[Event], booked: list[Any]) -> None:
+        """On the store's thread: registrations first, then the transfers naming them."""
+        self.writer.observe(registrations)
+        self.writer.write(booked)
+
+    async def _store_flushed(self) -> None:
+        """Wait until the store holds every transfer released so far."""
+        await self._after_durable()
+        while self._store_writing is not None and not self._store_writing.done():
+            await asyncio.shield(self._store_writing)
 
     # ----------------------------------------------------------------- timers
 
@@ -1231,3 +1288,8 @@ def _batch_result(pending: Pending) -> bytes:
         "t_out": now_us(),
     }
     return wire.encode(body)
+
+
+def _take(outbox: deque[bytes]) -> list[bytes]:
+    """Up to `WRITE_BATCH_MAX` messages from the front of an outbox."""
+    return [outbox.popleft() for _ in range(min(len(outbox), WRITE_BATCH_MAX))]
