@@ -1,0 +1,164 @@
+"""`venue bench e2e` at a tiny size: real server and client processes on 127.0.0.1.
+
+The runs are never timed; they check that every action is accounted for, that the
+timetable sent exactly what it should, and that the result files are complete.
+"""
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import e2e_bench
+from gateway.cli import main
+from tests.gateway.conftest import ROOT
+
+HEADLINE_KEYS = {
+    "acked_per_sec",
+    "ack_latency_us",
+    "fill_latency_us",
+    "book_updates_per_sec",
+    "sent",
+    "acked",
+    "rejected",
+    "errors",
+    "server_cpu_percent",
+    "server_rss_mb",
+}
+PERCENTILE_KEYS = {"p50", "p99", "p999", "max"}
+RUNS = {  # name -> (rate, batch)
+    "single": (300, 1),
+    "batched": (500, 5),
+}
+DURATION_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, dict[str, Any], Path]]:
+    outcomes = {}
+    for name, (rate, batch) in RUNS.items():
+        out = tmp_path_factory.mktemp(name)
+        argv = ["--duration", str(DURATION_S), "--rate", str(rate), "--batch", str(batch)]
+        argv += ["--makers", "1", "--takers", "1", "--subscribers", "3"]
+        outcomes[name] = (*_run(out, argv), out)
+    return outcomes
+
+
+def _run(out: Path, argv: list[str]) -> tuple[int, dict[str, Any]]:
+    printed = io.StringIO()
+    config = str(ROOT / "venue.toml")
+    with contextlib.redirect_stdout(printed):
+        status = main(["bench", "e2e", "--config", config, "--out", str(out), "--json", *argv])
+    return status, json.loads(printed.getvalue().strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_every_action_is_accounted_for(runs: Any, name: str) -> None:
+    status, result, _ = runs[name]
+    assert status == 0
+    assert result.keys() >= HEADLINE_KEYS
+    assert result["acked"] + result["rejected"] + result["unanswered"] == result["sent"]
+    assert result["rejected"] == 0 and result["unanswered"] == 0 and result["errors"] == {}
+    for role in ("maker", "taker"):
+        part = result["by_role"][role]
+        assert part["clients"] == 1 and part["acked"] == part["sent"]
+    assert result["acked"] == sum(result["by_role"][r]["acked"] for r in ("maker", "taker"))
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_the_timetable_sent_exactly_its_slots(runs: Any, name: str) -> None:
+    _, result, _ = runs[name]
+    rate, batch = RUNS[name]
+    taker_actions = round(DURATION_S * rate)  # one taker: rate / batch messages a second
+    maker_requests = round(DURATION_S * e2e_bench.MAKER_REQUESTS_PER_S)
+    assert result["by_role"]["taker"]["sent"] == taker_actions
+    assert result["by_role"]["maker"]["sent"] == 2 * maker_requests  # a bid and an ask each
+    assert result["requests"] == taker_actions // batch + maker_requests
+    assert result["parameters"]["batch"] == batch and result["parameters"]["rate"] == rate
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_latencies_fills_and_book_updates_were_measured(runs: Any, name: str) -> None:
+    _, result, _ = runs[name]
+    for key in ("ack_latency_us", "fill_latency_us", "service_latency_us", "server_latency_us"):
+        latency = result[key]
+        assert latency.keys() >= PERCENTILE_KEYS
+        assert 0 < latency["p50"] <= latency["p99"] <= latency["p999"] <= latency["max"]
+    # from the schedule includes the time from the write, which includes the server's
+    assert result["ack_latency_us"]["max"] >= result["service_latency_us"]["max"]
+    assert result["fills"] > 0  # the takers' IOC orders crossed the makers' quotes
+    assert result["book_updates_per_sec"] > 0 and result["book_gaps"] == 0
+    assert result["server_cpu_percent"] > 0 and result["server_rss_mb"] > 0
+    assert result["server_stopped_cleanly"] is True and result["server_exception"] is None
+
+
+def test_the_result_files_are_written(runs: Any) -> None:
+    _, result, out = runs["single"]
+    (json_path,) = out.glob("e2e-*.json")
+    report = json.loads(json_path.read_text())
+    assert report["benchmark"] == "e2e"
+    assert {"commit", "dirty"} <= report["git"].keys()
+    assert report["python"] and report["machine"]["cpus"]
+    saved = report["result"]
+    assert saved["parameters"] == result["parameters"] and saved["acked"] == result["acked"]
+    assert len(saved["timeline"]["acked"]) == round(DURATION_S / saved["timeline"]["bucket_s"])
+    assert sum(saved["timeline"]["acked"]) <= result["acked"]
+    percents = [point[0] for point in saved["latency_curve_us"]]
+    assert percents == sorted(percents) and percents[-1] == 100
+    plots = sorted(out.glob("e2e-*.png"))
+    assert [p.name.rsplit("-", 1)[1] for p in plots] == ["latency.png", "throughput.png"]
+    for plot in plots:
+        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (markdown,) = out.glob("e2e-*.md")
+    text = markdown.read_text()
+    assert "## Results" in text and f"{result['acked']:,} of {result['sent']:,} sent" in text
+    for plot in plots:
+        assert f"({plot.name})" in text
+
+
+def test_a_sweep_stops_at_the_first_step_that_breaks_a_bound(tmp_path: Path) -> None:
+    argv = ["--max", "--start-rate", "200", "--duration", "0.5", "--p99-bound-ms", "0.001"]
+    argv += ["--makers", "1", "--takers", "1", "--subscribers", "0"]
+    status, result = _run(tmp_path, argv)
+    assert status == 0
+    assert result["mode"] == "max" and result["max_sustained_rate"] is None
+    (step,) = result["sweep"]  # a 1 µs p99 bound cannot hold: the sweep ends at once
+    assert step["rate"] == 200 and step["broke"].startswith("p99")
+    assert result["acked"] + result["rejected"] + result["unanswered"] == result["sent"]
+
+
+def test_held_names_the_bound_a_step_broke() -> None:
+    step = {
+        "ack_latency_us": {"p99": 900.0},
+        "rejected": 0,
+        "unanswered": 0,
+        "acked_per_sec": 1_000,
+        "parameters": {"offered_per_sec": 1_000},
+    }
+    assert e2e_bench.held(step, p99_bound_us=1_000) is None
+    assert "p99" in str(e2e_bench.held(step, p99_bound_us=800))
+    assert "rejected" in str(e2e_bench.held(step | {"rejected": 1}, p99_bound_us=1_000))
+    slow = step | {"acked_per_sec": 800}
+    assert "acknowledged 800/s" in str(e2e_bench.held(slow, p99_bound_us=1_000))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--batch", "21"], "--batch"),
+        (["--rate", "0"], "--rate"),
+        (["--duration", "0"], "--duration"),
+        (["--makers", "0"], "--makers"),
+        (["--config", "no-such.toml"], "no such file"),
+    ],
+)
+def test_bad_arguments_are_refused_before_anything_starts(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        main(["bench", "e2e", "--out", str(tmp_path), *argv])
+    assert message in str(refused.value)
+    assert not list(tmp_path.iterdir())
