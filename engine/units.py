@@ -35,8 +35,13 @@ def parse_units(text: str, scale: int) -> int:
 
 def format_units(units: int, scale: int) -> str:
     """Format integer units at `scale` with exactly `scale` decimals ("18725", 2 -> "187.25")."""
-    sign = "-" if units < 0 else ""
-    whole, fraction = divmod(abs(units), 10**scale)
+    if units < 0:
+        return "-" + format_units(-units, scale)
     if scale == 0:
-        return f"{sign}{whole}"
-    return f"{sign}{whole}.{fraction:0{scale}d}"
+        return str(units)
+    # every report field goes through here: zfill is about twice as fast as a nested format
+    whole, fraction = divmod(units, _POWERS[scale])
+    return f"{whole}.{str(fraction).zfill(scale)}"
+
+
+_POWERS = tuple(10**scale for scale in range(SCALE_MAX + 1))

@@ -71,6 +71,14 @@ def _parser() -> argparse.ArgumentParser:
     admin_cli.add_arguments(admin)
     admin.set_defaults(run=admin_cli.run)
 
+    from replay import lobster
+
+    replay = commands.add_parser("replay", help="replay historical order flow through the engine")
+    replay_commands = replay.add_subparsers(title="formats", required=True)
+    lobster_replay = replay_commands.add_parser("lobster", help="LOBSTER message + orderbook")
+    lobster.add_arguments(lobster_replay)
+    lobster_replay.set_defaults(run=lobster.run)
+
     bench = commands.add_parser("bench", help="benchmarks")
     bench_commands = bench.add_subparsers(title="benchmarks")
     from bench import compare, engine_bench

@@ -1,0 +1,1 @@
+"""Historical order flow replayed through the engine and checked against the exchange's book."""

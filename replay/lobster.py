@@ -1,0 +1,146 @@
+"""`venue replay lobster`: replay LOBSTER files through the engine and check its book.
+
+Owns the command line and the I/O around `replay.lobster_replay`: reading the two files
+(`replay.lobster_format`), timing the replay, and the report as text or as one JSON object
+with at least rows, rows_matched, revealed, executions_checked, executions_matched and
+ops_per_sec. Bad input ends in one line on stderr naming the file and line, exit status 2.
+Also runs as `python -m replay.lobster`.
+"""
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.venue import Venue
+from replay.lobster_format import LEVELS_MAX, LobsterFormatError, LobsterReader
+from replay.lobster_replay import LobsterReplay, ReplayCounts
+
+DEFAULT_SYMBOL = "LOBSTER"
+# LOBSTER names files TICKER_date_start_end_message_N.csv; the ticker becomes the symbol.
+TICKER = re.compile(r"[A-Z][A-Z0-9.]{0,15}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--messages", type=Path, required=True, help="the message file")
+    parser.add_argument("--orderbook", type=Path, required=True, help="the orderbook file")
+    parser.add_argument(
+        "--levels", type=_levels, default=None, help="N (default: the orderbook's columns / 4)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        report = replay_files(args.messages, args.orderbook, args.levels)
+    except LobsterFormatError as error:
+        print(f"replay lobster: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(report) if args.json else summary(report))
+    return 0
+
+
+def replay_files(
+    messages: Path, orderbook: Path, levels: int | None = None, venue: Venue | None = None
+) -> dict[str, object]:
+    """Replay both files (into `venue`, a fresh one by default) and report what matched."""
+    with LobsterReader(messages, orderbook, levels) as reader:
+        replay = LobsterReplay(symbol_of(messages), reader.levels, venue)
+        feed = replay.feed
+        started = time.perf_counter()
+        for message, row in reader:
+            feed(message, row)
+        counts = replay.finish()
+        seconds = time.perf_counter() - started
+    return report(replay.symbol, counts, seconds)
+
+
+def symbol_of(messages: Path) -> str:
+    """The ticker a LOBSTER file name starts with, or DEFAULT_SYMBOL."""
+    ticker = messages.name.split("_", 1)[0].upper()
+    return ticker if TICKER.fullmatch(ticker) and ticker != "USD" else DEFAULT_SYMBOL
+
+
+def report(symbol: str, counts: ReplayCounts, seconds: float) -> dict[str, object]:
+    """The counts as one flat object, with percentages and the throughput."""
+    return {
+        "symbol": symbol,
+        "levels": counts.levels,
+        "messages": counts.messages,
+        "rows": counts.rows,
+        "rows_matched": counts.rows_matched,
+        "rows_matched_pct": _percent(counts.rows_matched, counts.rows),
+        "rows_mid_run": counts.rows_mid_run,
+        "revealed": counts.revealed,
+        "executions": counts.executions,
+        "executions_checked": counts.executions_checked,
+        "executions_matched": counts.executions_matched,
+        "executions_matched_pct": _percent(counts.executions_matched, counts.executions_checked),
+        "first_row_mismatch": counts.first_row_mismatch,
+        "first_execution_mismatch": counts.first_execution_mismatch,
+        "seeded_qty": counts.seeded_qty,
+        "revealed_qty_added": counts.revealed_qty_added,
+        "revealed_qty_removed": counts.revealed_qty_removed,
+        "reassigned_qty": counts.reassigned_qty,
+        "unaccounted_qty": counts.unaccounted_qty,
+        "refused_ids": counts.refused_ids,
+        "duplicate_ids": counts.duplicate_ids,
+        "rejected": dict(sorted(counts.rejected.items())),
+        "seconds": round(seconds, 6),
+        "ops_per_sec": round(counts.messages / seconds) if seconds > 0 else 0,
+    }
+
+
+def summary(report: dict[str, object]) -> str:
+    """The report for people: a few aligned lines."""
+    r = report
+    rejected = r["rejected"]
+    assert isinstance(rejected, dict)
+    lines = [
+        f"{r['symbol']}: {r['messages']:,} messages, {r['levels']} levels",
+        f"rows         {r['rows_matched']:,} of {r['rows']:,} match the orderbook file"
+        f" ({_shown(r['rows_matched_pct'])}); {r['revealed']:,} revealed depth;"
+        f" {r['rows_mid_run']:,} inside merged runs, not compared",
+        f"executions   {r['executions_matched']:,} of {r['executions_checked']:,} checked"
+        f" filled the orders the file names ({_shown(r['executions_matched_pct'])});"
+        f" {r['executions']:,} runs in all",
+        f"first miss   row at line {r['first_row_mismatch'] or '-'},"
+        f" execution at line {r['first_execution_mismatch'] or '-'}",
+        f"quantity     {r['seeded_qty']:,} seeded, {r['revealed_qty_added']:,} revealed,"
+        f" {r['revealed_qty_removed']:,} stale removed, {r['reassigned_qty']:,} reassigned,"
+        f" {r['unaccounted_qty']:,} unaccounted",
+        "rejected     " + (", ".join(f"{k} {v:,}" for k, v in rejected.items()) or "none"),
+        f"throughput   {r['ops_per_sec']:,} messages/s ({r['seconds']} s)",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m replay.lobster", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def _percent(part: int, whole: int) -> float | None:
+    return round(100 * part / whole, 2) if whole else None
+
+
+def _shown(percent: object) -> str:
+    return "-" if percent is None else f"{percent}%"
+
+
+def _levels(text: str) -> int:
+    try:
+        levels = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= levels <= LEVELS_MAX:
+        raise argparse.ArgumentTypeError(f"levels must be within 1..{LEVELS_MAX}")
+    return levels
+
+
+if __name__ == "__main__":
+    sys.exit(main())

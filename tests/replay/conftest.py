@@ -1,0 +1,66 @@
+"""Shared helpers for replay tests: the hand-written fixtures, file writers, a wrong venue.
+
+`YoungestFirstVenue` is the deliberately wrong priority rule the execution check must
+catch: its books keep each level youngest first. It overrides only public methods
+(`BookSide.add`, `Venue.execute`), so the engine itself stays untouched.
+"""
+
+from pathlib import Path
+
+from engine.book import BookSide, Order
+from engine.commands import Command, ListInstrument
+from engine.enums import Side
+from engine.events import Event
+from engine.venue import Venue
+from replay.lobster_replay import VENUE_CONFIG
+from replay.lobster_synthetic import row_text
+
+DATA = Path(__file__).parent / "data"
+STEM = "2024-01-02_34200000_57600000"
+# Every type, merged runs with partial fills across orders and levels, sentinel levels on
+# both sides, a halt with quoting, reveals with stale and missing quantity: all consistent.
+TEST_MESSAGES = DATA / f"TEST_{STEM}_message_2.csv"
+TEST_ORDERBOOK = DATA / f"TEST_{STEM}_orderbook_2.csv"
+# The exchange's book disagrees: an execution out of priority, an order refused during the
+# halt, one tampered row; and a first row with sentinel levels.
+MSFT_MESSAGES = DATA / f"MSFT_{STEM}_message_3.csv"
+MSFT_ORDERBOOK = DATA / f"MSFT_{STEM}_orderbook_3.csv"
+
+
+class YoungestFirstSide(BookSide):
+    """A book side whose levels put each new order at the front of the queue."""
+
+    def add(self, order: Order) -> None:
+        super().add(order)
+        level = self.levels[order.price * self.sign]
+        if len(level.orders) > 1:
+            orders = level.orders
+            level.orders = {order.order_id: orders.pop(order.order_id), **orders}
+
+
+class YoungestFirstVenue(Venue):
+    """A venue matching youngest first at each price: the wrong rule, on purpose."""
+
+    def __init__(self) -> None:
+        super().__init__(VENUE_CONFIG)
+
+    def execute(self, command: Command) -> list[Event]:
+        events = super().execute(command)
+        if isinstance(command, ListInstrument) and command.spec.symbol in self.markets:
+            book = self.book(command.spec.symbol)
+            book.bids, book.asks = YoungestFirstSide(Side.BUY), YoungestFirstSide(Side.SELL)
+        return events
+
+
+Levels = list[tuple[int, int]]
+
+
+def write_files(
+    directory: Path, messages: list[str], books: list[tuple[Levels, Levels]], levels: int
+) -> tuple[Path, Path]:
+    """A LOBSTER pair from message lines and (asks, bids) per row, sentinels filled in."""
+    message_path = directory / f"T_{STEM}_message_{levels}.csv"
+    orderbook_path = directory / f"T_{STEM}_orderbook_{levels}.csv"
+    message_path.write_text("".join(line + "\n" for line in messages))
+    orderbook_path.write_text("".join(row_text(asks, bids, levels) + "\n" for asks, bids in books))
+    return message_path, orderbook_path
