@@ -1,11 +1,12 @@
 """Writing a session's queued messages to its socket: many websocket frames, one system call.
 
 The websockets library writes each message with its own `transport.write`, after an async
-context and a frame object per message; at tens of thousands of pushes a second that is
-most of the server's time. A server's frames are unmasked (RFC 6455 §5.3) and ours are
+context and a frame object per message; at tens of thousands of pushes a second that was
+a large share of the server's time (profiled under `venue bench e2e`). A server's frames are unmasked (RFC 6455 §5.3) and ours are
 never compressed (`compression=None`), so a text frame is a two-to-ten byte header and the
-payload: `write_messages` builds the frames of every queued message and hands them to the
-transport at once (uvloop writes them with one writev); the caller honours the transport's
+payload: the server frames each message once (`text_frame`; a public message once for all
+its subscribers) and `write_frames` hands a session's queued frames to the transport at
+once (uvloop writes them with one writev); the caller honours the transport's
 flow control (`paused`, `drain()`) as the library would. Control frames (ping, pong,
 close) stay with the library; frames are whole, so the two never interleave inside one.
 """
@@ -36,13 +37,13 @@ def is_open(websocket: ServerConnection) -> bool:
     return websocket.protocol.state is State.OPEN and not websocket.transport.is_closing()
 
 
-def write_messages(websocket: ServerConnection, messages: Sequence[bytes]) -> bool:
-    """Write `messages` as text frames in one go (the transport buffers what the socket does
-    not take at once; its owner watches `websocket.paused` for flow control).
+def write_frames(websocket: ServerConnection, frames: Sequence[bytes]) -> bool:
+    """Write `frames` (from `text_frame`) in one go; the transport buffers what the socket
+    does not take at once, and its owner watches `websocket.paused` for flow control.
 
     False (nothing written) if the connection is no longer open: its close is under way.
     """
     if not is_open(websocket):
         return False
-    websocket.transport.writelines([text_frame(message) for message in messages])
+    websocket.transport.writelines(frames)
     return True

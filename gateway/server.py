@@ -119,7 +119,7 @@ class Session:
     placed: set[int] = field(default_factory=set)  # open orders placed here, for COD
     streams: set[Stream] = field(default_factory=set)
     account_stream: bool = False
-    outbox: deque[bytes] = field(default_factory=deque)
+    outbox: deque[bytes] = field(default_factory=deque)  # websocket frames, ready to write
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # the writer task's turn
     dirty: bool = False  # has messages the next `_flush_outboxes` writes
     closing: bool = False
@@ -421,7 +421,7 @@ class VenueServer:
                 session.wake.clear()
                 while outbox:
                     await websocket.drain()
-                    if not frames.write_messages(websocket, _take(outbox)):
+                    if not frames.write_frames(websocket, _take(outbox)):
                         return
         except (ConnectionClosed, ConnectionError, asyncio.CancelledError):
             return
@@ -440,20 +440,25 @@ class VenueServer:
                 continue  # a closing session's outbox is flushed by `_close`
             if session.websocket.paused:
                 session.wake.set()
-            elif not frames.write_messages(session.websocket, _take(session.outbox)):
+            elif not frames.write_frames(session.websocket, _take(session.outbox)):
                 session.outbox.clear()  # the connection is closing: nobody will read them
 
     def _send(self, session: Session, message: bytes) -> None:
-        """Queue a message; a full outbox means the client stopped reading: cut it off."""
+        """Queue a message (encoded JSON)."""
+        self._send_frame(session, frames.text_frame(message))
+
+    def _send_frame(self, session: Session, frame: bytes) -> None:
+        """Queue a websocket frame (a message sent to many is framed once); a full outbox
+        means the client stopped reading: cut it off."""
         if session.closing:
             return
         if len(session.outbox) >= limits.SEND_QUEUE_MESSAGES_MAX:
             session.outbox.clear()
-            session.outbox.append(wire.encode({"ch": "session", "type": "slow_consumer"}))
-            session.wake.set()
+            notice = wire.encode({"ch": "session", "type": "slow_consumer"})
+            session.outbox.append(frames.text_frame(notice))
             self._close(session, 4002, "slow consumer")
             return
-        session.outbox.append(message)
+        session.outbox.append(frame)
         session.last_sent_us = now_us()
         if not session.dirty:
             session.dirty = True
@@ -473,8 +478,8 @@ class VenueServer:
             websocket = session.websocket
             try:
                 async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                    while session.outbox and websocket.state.name == "OPEN":
-                        await websocket.send(session.outbox.popleft(), text=True)
+                    while session.outbox and frames.write_frames(websocket, _take(session.outbox)):
+                        await websocket.drain()
                     await websocket.close(code, reason)
             except (TimeoutError, ConnectionClosed):
                 websocket.transport.abort()
@@ -1010,8 +1015,10 @@ class VenueServer:
             stream = self.private[account]
             stream.seq = seq
             stream.history.append((seq, payload))
-            for session in stream.sessions:
-                self._send(session, payload)
+            if stream.sessions:
+                frame = frames.text_frame(payload)
+                for session in stream.sessions:
+                    self._send_frame(session, frame)
 
     def _notify_account(self, account: int, message: dict[str, Any]) -> None:
         for session in list(self.sessions.values()):
@@ -1021,8 +1028,9 @@ class VenueServer:
     def _flush_public(self) -> None:
         wanted = {stream for stream, sessions in self.subscribers.items() if sessions}
         for message in self.market_data.flush(now_us(), wanted):
+            frame = frames.text_frame(message.payload)  # once for all its subscribers
             for session in self.subscribers.get(message.stream, ()):
-                self._send(session, message.payload)
+                self._send_frame(session, frame)
 
     def _register(self, events: list[Event]) -> None:
         """Assets, accounts and attestations the ledger store must know (once durable)."""

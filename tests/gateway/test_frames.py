@@ -16,8 +16,9 @@ def test_frames_of_every_length_encoding_arrive_whole_and_in_order() -> None:
     written: list[bool] = []
 
     async def handler(websocket: ServerConnection) -> None:
-        written.append(frames.write_messages(websocket, messages[:3]))  # two writes in a row
-        written.append(frames.write_messages(websocket, messages[3:]))
+        framed = [frames.text_frame(message) for message in messages]
+        written.append(frames.write_frames(websocket, framed[:3]))  # two writes in a row
+        written.append(frames.write_frames(websocket, framed[3:]))
         await websocket.wait_closed()
 
     async def main() -> list[str]:
@@ -38,7 +39,7 @@ def test_nothing_is_written_once_the_connection_is_closing() -> None:
 
     async def handler(websocket: ServerConnection) -> None:
         await websocket.close()
-        outcome.append(frames.write_messages(websocket, [b"after close"]))
+        outcome.append(frames.write_frames(websocket, [frames.text_frame(b"after close")]))
 
     async def main() -> None:
         async with serve(handler, "127.0.0.1", 0) as server:
