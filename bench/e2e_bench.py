@@ -7,8 +7,11 @@ sending marketable IOC orders (one per message, or `--batch` of them in `order.b
 passive subscribers following the book and the trades. Makers and takers send open loop on a
 fixed timetable; latency counts from the scheduled time.
 
-`--rate R` is the takers' order actions per second (all takers together); makers add
-`MAKER_REQUESTS_PER_S` requotes a second each, two actions apiece. `--max` sweeps: from
+`--rate R` is the order actions offered per second, all clients together: the share
+`--taker-share` of them are the takers' marketable orders, the rest the makers' requotes
+(two actions each: a bid and an ask), as on a real venue where quotes far outnumber trades.
+Makers requote at least `MAKER_REQUESTS_MIN_PER_S` times a second each, so the takers always
+find liquidity (with `--taker-share 1` that floor is added to the rate). `--max` sweeps: from
 `--rate`, each step `SWEEP_FACTOR` times the last, until a step breaks a bound (p99 above
 `--p99-bound-ms`, any action rejected or unanswered, or less than `SUSTAIN_FRACTION` of the
 offered rate acknowledged); the result is the last step that held, with every step listed.
@@ -24,6 +27,7 @@ server's peak.
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import math
 import sys
@@ -46,7 +50,8 @@ BATCH_MAX = 20  # PROTOCOL: order.batch carries up to 20 ops
 MAKERS_MAX = TAKERS_MAX = 16
 SUBSCRIBERS_MAX = 5_000
 SUBSCRIBERS_PER_PROCESS = 250  # a process reads its connections on one core
-MAKER_REQUESTS_PER_S = 50.0  # each maker requotes one ladder level this often
+DEFAULT_TAKER_SHARE = 0.2
+MAKER_REQUESTS_MIN_PER_S = 20.0  # each maker requotes at least this often: liquidity
 MAKER_LEVELS = 3
 SWEEP_FACTOR = 1.5
 SWEEP_STEPS_MAX = 12
@@ -63,14 +68,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, help="seconds")
     load = parser.add_mutually_exclusive_group()
     load.add_argument(
-        "--rate", type=float, default=None, help=f"takers' order actions/s (default {DEFAULT_RATE})"
+        "--rate", type=float, default=None, help=f"order actions/s offered (default {DEFAULT_RATE})"
     )
     load.add_argument("--max", action="store_true", help="sweep the rate up until a bound breaks")
     parser.add_argument("--start-rate", type=float, default=DEFAULT_RATE, help="--max: first step")
     parser.add_argument("--makers", type=int, default=2)
     parser.add_argument("--takers", type=int, default=2)
     parser.add_argument("--subscribers", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=1, help="orders per message (order.batch)")
+    parser.add_argument("--batch", type=int, default=1, help="takers' orders per order.batch")
+    parser.add_argument(
+        "--taker-share", type=float, default=DEFAULT_TAKER_SHARE, help="of the actions, 0..1"
+    )
     parser.add_argument("--p99-bound-ms", type=float, default=DEFAULT_P99_BOUND_MS)
     parser.add_argument("--config", type=Path, default=Path("venue.toml"))
     parser.add_argument("--out", type=Path, default=e2e_report.RESULTS_DIR)
@@ -82,14 +90,24 @@ class Load:
     """One step's parameters."""
 
     duration_s: float
-    rate: float  # takers' order actions per second, all takers together
+    rate: float  # order actions offered per second, all clients together
     makers: int
     takers: int
     subscribers: int
     batch: int
+    taker_share: float = DEFAULT_TAKER_SHARE
+
+    def taker_requests_per_sec(self) -> float:
+        """Each taker's messages per second (`batch` orders each)."""
+        return self.rate * self.taker_share / self.takers / self.batch
+
+    def maker_requests_per_sec(self) -> float:
+        """Each maker's quote.mass requests per second (a bid and an ask each)."""
+        share = self.rate * (1 - self.taker_share) / self.makers / 2
+        return max(MAKER_REQUESTS_MIN_PER_S, share)
 
     def offered_per_sec(self) -> float:
-        return self.rate + self.makers * MAKER_REQUESTS_PER_S * 2
+        return self.rate * self.taker_share + self.makers * self.maker_requests_per_sec() * 2
 
 
 # ----------------------------------------------------------------- the accounts
@@ -187,9 +205,9 @@ def clients_for(load: Load, url: str, directory: Path) -> list[Client]:
     for role, number, key, secret in bench_accounts(load):
         index = number % 1_000
         if role == "maker":
-            rate, extra = MAKER_REQUESTS_PER_S, ["--levels", str(MAKER_LEVELS)]
+            rate, extra = load.maker_requests_per_sec(), ["--levels", str(MAKER_LEVELS)]
         else:
-            rate, extra = load.rate / load.takers / load.batch, ["--batch", str(load.batch)]
+            rate, extra = load.taker_requests_per_sec(), ["--batch", str(load.batch)]
         argv = [*common, "--rate", repr(rate), "--index", str(index), *extra]
         argv += ["--key", key, "--secret", secret]
         clients.append(Client(role, argv, directory / f"{role}-{index}.log"))
@@ -307,7 +325,9 @@ def summarise(load: Load, clients: list[Client], usage: dict[str, float | None])
             "takers": load.takers,
             "subscribers": load.subscribers,
             "batch": load.batch,
-            "maker_requests_per_sec": MAKER_REQUESTS_PER_S,
+            "taker_share": load.taker_share,
+            "taker_requests_per_sec": load.taker_requests_per_sec(),
+            "maker_requests_per_sec": load.maker_requests_per_sec(),
             "maker_levels": MAKER_LEVELS,
         },
         "acked_per_sec": round(acked / answering_s),
@@ -402,7 +422,7 @@ async def sweep(load: Load, config: Path, p99_bound_us: float, progress: bool) -
 
 
 def _with_rate(load: Load, rate: float) -> Load:
-    return Load(load.duration_s, rate, load.makers, load.takers, load.subscribers, load.batch)
+    return dataclasses.replace(load, rate=rate)
 
 
 def _step_line(step: dict[str, Any], broke: str | None) -> dict[str, Any]:
@@ -442,12 +462,21 @@ def check_arguments(args: argparse.Namespace) -> Load:
     bounded("makers", args.makers, 1, MAKERS_MAX)
     bounded("takers", args.takers, 1, TAKERS_MAX)
     bounded("subscribers", args.subscribers, 0, SUBSCRIBERS_MAX)
+    if not 0 < args.taker_share <= 1:
+        raise SystemExit(f"--taker-share must be in (0, 1], not {args.taker_share:g}")
     if args.p99_bound_ms <= 0:
         raise SystemExit("--p99-bound-ms must be positive")
     if not args.config.is_file():
         raise SystemExit(f"--config {args.config}: no such file")
-    load = Load(args.duration, rate, args.makers, args.takers, args.subscribers, args.batch)
-    return load
+    return Load(
+        args.duration,
+        rate,
+        args.makers,
+        args.takers,
+        args.subscribers,
+        args.batch,
+        args.taker_share,
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -37,9 +37,9 @@ def summary(result: dict[str, Any]) -> str:
     lines = [
         f"e2e: {result['acked_per_sec']:,} order actions/s acknowledged "
         f"({result['acked']:,} of {result['sent']:,} sent; {result['rejected']:,} rejected, "
-        f"{result['unanswered']:,} unanswered) at {parameters['rate']:,.0f}/s offered by "
-        f"{parameters['takers']} takers (batch {parameters['batch']}) "
-        f"+ {parameters['makers']} makers",
+        f"{result['unanswered']:,} unanswered) of {parameters['offered_per_sec']:,.0f}/s offered: "
+        f"{parameters['taker_share']:.0%} marketable orders from {parameters['takers']} takers "
+        f"(batch {parameters['batch']}), the rest requotes from {parameters['makers']} makers",
         f"ack latency µs: p50 {ack['p50']:,}  p99 {ack['p99']:,}  p99.9 {ack['p999']:,}  "
         f"max {ack['max']:,}",
         f"fill latency µs: p50 {fill['p50']:,}  p99 {fill['p99']:,}  p99.9 {fill['p999']:,}  "
@@ -187,7 +187,8 @@ def _throughput_plot(pyplot: Any, result: dict[str, Any], base: Path) -> Path:
 def _title(result: dict[str, Any], what: str) -> str:
     parameters = result["parameters"]
     return (
-        f"{what}: {parameters['rate']:,.0f} actions/s offered, batch {parameters['batch']}, "
+        f"{what}: {parameters['offered_per_sec']:,.0f} actions/s offered "
+        f"({parameters['taker_share']:.0%} takers', batch {parameters['batch']}), "
         f"{parameters['subscribers']} subscribers"
     )
 

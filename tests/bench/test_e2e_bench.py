@@ -29,9 +29,13 @@ HEADLINE_KEYS = {
     "server_rss_mb",
 }
 PERCENTILE_KEYS = {"p50", "p99", "p999", "max"}
-RUNS = {  # name -> (rate, batch)
-    "single": (300, 1),
-    "batched": (500, 5),
+RUNS = {  # name -> (rate, batch, taker share), and what one second of timetable sends
+    "single": (300, 1, 0.5),  # a taker: 150 orders; a maker: 75 requotes of 2 actions
+    "batched": (1_000, 5, 0.5),  # a taker: 100 batches of 5; a maker: 250 requotes
+}
+EXPECTED = {  # name -> (taker actions, taker requests, maker requests) in one second
+    "single": (150, 150, 75),
+    "batched": (500, 100, 250),
 }
 DURATION_S = 1.0
 
@@ -39,9 +43,10 @@ DURATION_S = 1.0
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, dict[str, Any], Path]]:
     outcomes = {}
-    for name, (rate, batch) in RUNS.items():
+    for name, (rate, batch, share) in RUNS.items():
         out = tmp_path_factory.mktemp(name)
         argv = ["--duration", str(DURATION_S), "--rate", str(rate), "--batch", str(batch)]
+        argv += ["--taker-share", str(share)]
         argv += ["--makers", "1", "--takers", "1", "--subscribers", "3"]
         outcomes[name] = (*_run(out, argv), out)
     return outcomes
@@ -71,13 +76,14 @@ def test_every_action_is_accounted_for(runs: Any, name: str) -> None:
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_the_timetable_sent_exactly_its_slots(runs: Any, name: str) -> None:
     _, result, _ = runs[name]
-    rate, batch = RUNS[name]
-    taker_actions = round(DURATION_S * rate)  # one taker: rate / batch messages a second
-    maker_requests = round(DURATION_S * e2e_bench.MAKER_REQUESTS_PER_S)
+    taker_actions, taker_requests, maker_requests = EXPECTED[name]
     assert result["by_role"]["taker"]["sent"] == taker_actions
     assert result["by_role"]["maker"]["sent"] == 2 * maker_requests  # a bid and an ask each
-    assert result["requests"] == taker_actions // batch + maker_requests
+    assert result["requests"] == taker_requests + maker_requests
+    assert result["parameters"]["offered_per_sec"] == taker_actions + 2 * maker_requests
+    rate, batch, share = RUNS[name]
     assert result["parameters"]["batch"] == batch and result["parameters"]["rate"] == rate
+    assert result["parameters"]["taker_share"] == share
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))
@@ -121,6 +127,7 @@ def test_the_result_files_are_written(runs: Any) -> None:
 
 def test_a_sweep_stops_at_the_first_step_that_breaks_a_bound(tmp_path: Path) -> None:
     argv = ["--max", "--start-rate", "200", "--duration", "0.5", "--p99-bound-ms", "0.001"]
+    argv += ["--taker-share", "1"]
     argv += ["--makers", "1", "--takers", "1", "--subscribers", "0"]
     status, result = _run(tmp_path, argv)
     assert status == 0
@@ -152,6 +159,7 @@ def test_held_names_the_bound_a_step_broke() -> None:
         (["--rate", "0"], "--rate"),
         (["--duration", "0"], "--duration"),
         (["--makers", "0"], "--makers"),
+        (["--taker-share", "0"], "--taker-share"),
         (["--config", "no-such.toml"], "no such file"),
     ],
 )
