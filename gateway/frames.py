@@ -1,14 +1,15 @@
 """Writing a session's queued messages to its socket: many websocket frames, one system call.
 
 The websockets library writes each message with its own `transport.write`, after an async
-context and a frame object per message; at tens of thousands of pushes a second that was
-a large share of the server's time (profiled under `venue bench e2e`). A server's frames are unmasked (RFC 6455 §5.3) and ours are
-never compressed (`compression=None`), so a text frame is a two-to-ten byte header and the
-payload: the server frames each message once (`text_frame`; a public message once for all
-its subscribers) and `write_frames` hands a session's queued frames to the transport at
-once (uvloop writes them with one writev); the caller honours the transport's
-flow control (`paused`, `drain()`) as the library would. Control frames (ping, pong,
-close) stay with the library; frames are whole, so the two never interleave inside one.
+context and a frame object per message; at tens of thousands of pushes a second that was a
+large share of the server's time (profiled under `venue bench e2e`). A server's frames are
+unmasked (RFC 6455 §5.3) and ours are never compressed (`compression=None`), so a text
+frame is a two-to-ten byte header and the payload: the server frames each message once
+(`text_frame`; a public message once for all its subscribers) and `write_frames` hands a
+session's queued frames to the transport at once (uvloop writes them with one writev); the
+caller honours the transport's flow control (`paused`, `drain()`) as the library would.
+Control frames (ping, pong, close) stay with the library; frames are whole, so the two
+never interleave inside one.
 """
 
 import struct

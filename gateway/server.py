@@ -5,7 +5,8 @@ stream, public channels) and `/ws/public` (market data only). Every request gets
 response on its connection; trading requests go through the sequencer and are answered only
 once their command is durable; queries are computed when they arrive and released behind
 the commands before them, so no answer shows state that is not yet on disk. Each connection
-has a bounded outbox drained by its own writer task: a client that stops reading is told
+has a bounded outbox of ready frames, written once per loop turn in one `writev` (or by its
+writer task while the peer's buffer is full): a client that stops reading is told
 `slow_consumer` and closed (4002) and never slows the engine or anyone else. Limits are in
 `gateway.limits`; the wire shapes in `gateway.wire`, `gateway.reports`, `gateway.market_data`.
 """
