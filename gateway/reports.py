@@ -256,14 +256,16 @@ class ExecReporter:
         spec = self.specs[order.symbol]
         data: Push = {
             "exec_type": exec_type,
-            "status": order.status.value,
+            # StrEnum members are str and msgspec encodes them as their values: no `.value`
+            # (an enum property lookup) on the hottest report
+            "status": order.status,
             "exec_id": self._next_exec_id(),
             "order_id": order.order_id,
             "cl_ord_id": order.cl_ord_id,
             "symbol": order.symbol,
-            "side": order.side.value,
-            "type": order.order_type.value,
-            "tif": order.tif.value,
+            "side": order.side,
+            "type": order.order_type,
+            "tif": order.tif,
             "price": _price(order.price, spec) if order.order_type is OrderType.LIMIT else None,
             "qty": _qty(order.qty, spec),
             "quote_qty": _quote(order.quote_qty, spec) if order.quote_qty else None,

@@ -966,8 +966,11 @@ class VenueServer:
             self._learn_reference_data()
         quote_set = pending.quote_set if isinstance(pending, Pending) else None
         reports = self.reporter.reports(events, command=executed.command, quote_set=quote_set)
+        private = self.private
         for account, body in reports:
-            stream = self.private.setdefault(account, PrivateStream())
+            stream = private.get(account)
+            if stream is None:  # not setdefault: that would build a stream for every push
+                stream = private[account] = PrivateStream()
             stream.assigned += 1
             message = {"ch": "account", "seq": stream.assigned, "epoch": self.epoch, **body}
             executed.pushes.append((account, stream.assigned, wire.encode(message)))
