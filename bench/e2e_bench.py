@@ -58,6 +58,7 @@ SWEEP_STEPS_MAX = 12
 SUSTAIN_FRACTION = 0.9
 DEFAULT_P99_BOUND_MS = 50.0
 GO_DELAY_S = 0.5  # between "go" and the first slot: every client has read it by then
+CLIENT_SETUP_TIMEOUT_S = 45.0  # the clients give up on their own setup after 30 s
 CLIENT_GRACE_S = 60.0  # after the duration: drain, report, exit
 BENCH_ACCOUNT_BASE = 10_000  # ids of the benchmark's accounts, clear of the demo's
 ROLES = ("maker", "taker", "subscriber")
@@ -142,6 +143,10 @@ def accounts_toml(accounts: list[tuple[str, int, str, str]]) -> str:
 # ----------------------------------------------------------------- the client processes
 
 
+class ClientFailed(RuntimeError):
+    """A client process did not start or did not report; the message has its log's end."""
+
+
 class Client:
     """One client process and what it reported."""
 
@@ -165,9 +170,13 @@ class Client:
             )
 
     async def ready(self) -> None:
-        message = await self.next_message()
+        try:
+            async with asyncio.timeout(CLIENT_SETUP_TIMEOUT_S):
+                message = await self.next_message()
+        except TimeoutError:
+            message = None
         if message is None or not message.get("ready"):
-            raise SystemExit(f"a {self.role} client failed to start:\n{self.tail()}")
+            raise ClientFailed(f"a {self.role} client failed to start:\n{self.tail()}")
 
     def go(self, start_wall: float) -> None:
         assert self.process is not None and self.process.stdin is not None
@@ -183,7 +192,7 @@ class Client:
         assert self.process is not None
         await self.process.wait()
         if self.result is None:
-            raise SystemExit(f"a {self.role} client ended without a result:\n{self.tail()}")
+            raise ClientFailed(f"a {self.role} client ended without a result:\n{self.tail()}")
 
     async def next_message(self) -> dict[str, Any] | None:
         assert self.process is not None and self.process.stdout is not None
@@ -191,9 +200,11 @@ class Client:
         message: dict[str, Any] | None = json.loads(line) if line else None
         return message
 
-    def kill(self) -> None:
+    async def kill(self) -> None:
+        """Only a client still running: an error path."""
         if self.process is not None and self.process.returncode is None:
             self.process.kill()
+            await self.process.wait()
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-server_process.LOG_TAIL_CHARS :]
@@ -242,8 +253,7 @@ async def measure(load: Load, config_path: Path, show_progress: bool) -> dict[st
                 client.go(start_wall)
             usage = await _observe(server, clients, load, start_wall, show_progress)
         finally:
-            for client in clients:
-                client.kill()  # only those still running: an error path
+            await asyncio.gather(*(client.kill() for client in clients))
             clean = await server.stop()
             logged = server.last_exception()
     return summarise(load, clients, usage) | {
@@ -486,7 +496,10 @@ def run(args: argparse.Namespace) -> int:
         work = sweep(load, args.config, args.p99_bound_ms * 1_000, progress)
     else:
         work = measure(load, args.config, progress)
-    result = {"mode": "rate"} | run_async(work)
+    try:
+        result = {"mode": "rate"} | run_async(work)
+    except ClientFailed as failed:
+        raise SystemExit(f"venue bench e2e: {failed}") from None
     report = environment.describe("e2e") | {"result": result}
     written = e2e_report.write(report, args.out)
     print(e2e_report.summary(result))

@@ -85,7 +85,10 @@ def _e2e(args: argparse.Namespace) -> list[dict[str, Any]]:
     headlines = []
     for rate, batch in E2E_RUNS:
         load = e2e_bench.Load(args.e2e_duration, rate, 2, 2, 10, batch)
-        result = e2e_bench.run_async(e2e_bench.measure(load, args.config, show_progress=False))
+        try:
+            result = e2e_bench.run_async(e2e_bench.measure(load, args.config, False))
+        except e2e_bench.ClientFailed as failed:
+            raise SystemExit(f"venue bench all: e2e: {failed}") from None
         report = environment.describe("e2e") | {"result": {"mode": "rate"} | result}
         written = e2e_report.write(report, args.out)
         print(e2e_report.summary(result))

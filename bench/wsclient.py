@@ -39,6 +39,7 @@ FIN = 0x80
 MASK = 0x80
 LENGTH_7_MAX, LENGTH_16_MAX = 125, 0xFFFF
 CLOSE_NORMAL = 1000
+MESSAGE_BYTES_MAX = 64 * 2**20  # far above any venue message: a larger length is garbage
 
 
 class HandshakeError(ConnectionError):
@@ -56,6 +57,8 @@ class LeanConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.upgraded = False
+        self.close_sent = False  # after our close frame we send nothing more (§5.5.1)
+        self.close_received = False  # after theirs, their frames end
         loop = asyncio.get_running_loop()
         self.opened: asyncio.Future[None] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
@@ -100,8 +103,9 @@ class LeanConnection(asyncio.Protocol):
             self.transport.abort()
 
     def _send_frame(self, opcode: int, payload: bytes) -> None:
-        if self.transport is None or self.transport.is_closing():
+        if self.transport is None or self.transport.is_closing() or self.close_sent:
             return
+        self.close_sent = opcode == OP_CLOSE
         size = len(payload)
         if size <= LENGTH_7_MAX:
             header = struct.pack("!BB", FIN | opcode, MASK | size)
@@ -142,7 +146,7 @@ class LeanConnection(asyncio.Protocol):
         """Hand over every whole frame in the buffer; keep a partial one for later."""
         buffer = self.buffer
         position, available = 0, len(buffer)
-        while available - position >= 2:
+        while available - position >= 2 and not self.close_received:
             first, second = buffer[position], buffer[position + 1]
             length, start = second & 0x7F, position + 2
             if length == 126:
@@ -153,6 +157,9 @@ class LeanConnection(asyncio.Protocol):
                 if available - position < 10:
                     break
                 length, start = int.from_bytes(buffer[start : start + 8]), start + 8
+            if length > MESSAGE_BYTES_MAX:
+                self._fail(ConnectionError(f"a frame of {length:,} bytes from the server"))
+                return
             end = start + length
             if end > available:
                 break
@@ -169,8 +176,9 @@ class LeanConnection(asyncio.Protocol):
         elif opcode == OP_PING:
             self._send_frame(OP_PONG, payload)
         elif opcode == OP_CLOSE:
+            self.close_received = True
             self.close_code = int.from_bytes(payload[:2]) if len(payload) >= 2 else None
-            self._send_frame(OP_CLOSE, payload[:2])
+            self._send_frame(OP_CLOSE, payload[:2])  # echoed, unless we closed first
             if self.transport is not None:
                 self.transport.close()
 

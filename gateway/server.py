@@ -87,6 +87,7 @@ LEDGER_FILE = "ledger.sqlite"
 ISSUED_KEYS_FILE = "api_keys.json"  # keys issued at run time (owner-only permissions)
 SNAPSHOT_INTERVAL_S = 60  # recovery replays at most a minute of journal after the snapshot
 CLOCK_TICK_S = 0.05  # how often the venue's clock is advanced for gtd expiries and maturity
+STORE_QUEUE_BATCHES_MAX = 1_000  # released batches waiting for SQLite before commits wait
 WRITE_BATCH_MAX = 256  # messages per write: bounds one writev and the memory it copies
 CLOSE_TIMEOUT_S = 2  # a peer that cannot take its last messages in this time is cut off
 PUBLIC_CHANNELS = {c.value for c in Channel}
@@ -216,6 +217,7 @@ class VenueServer:
         self.placed_on: dict[int, Session] = {}  # open order id -> the session that placed it
         self._next_session = 0
         self._dirty: list[Session] = []  # sessions with messages to write this loop turn
+        self._closers: set[asyncio.Task[None]] = set()  # connections flushing, then closing
         self.epoch = now_us()
         journal = FileJournal(data_dir / JOURNAL_FILE)
         self.sequencer = Sequencer(
@@ -231,6 +233,8 @@ class VenueServer:
         self._to_store: list[Any] = []  # transfers of released (durable) commands
         self._store_queue: list[tuple[list[Event], list[Any]]] = []  # waiting for the store
         self._store_writing: asyncio.Task[None] | None = None
+        self._store_queued = self._store_booked = 0  # batches, since start
+        self._store_progress = asyncio.Event()  # set after each store write
         self.store_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-store")
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -424,8 +428,8 @@ class VenueServer:
                     await websocket.drain()
                     if not frames.write_frames(websocket, _take(outbox)):
                         return
-        except (ConnectionClosed, ConnectionError, asyncio.CancelledError):
-            return
+        except (ConnectionClosed, OSError, asyncio.CancelledError):
+            return  # the connection is gone: `_handle` cleans up the session
 
     def _flush_outboxes(self) -> None:
         """Once per loop turn: every session with new messages gets them in one write.
@@ -437,12 +441,21 @@ class VenueServer:
         dirty, self._dirty = self._dirty, []
         for session in dirty:
             session.dirty = False
-            if session.closing or not session.outbox:
-                continue  # a closing session's outbox is flushed by `_close`
+            try:
+                self._flush_outbox(session)
+            except OSError:  # this peer's socket failed; its close is under way
+                session.outbox.clear()
+
+    def _flush_outbox(self, session: Session) -> None:
+        """Write the whole outbox now, or leave the rest to the writer task once paused."""
+        outbox = session.outbox
+        while outbox and not session.closing:  # a closing session's is flushed by `_close`
             if session.websocket.paused:
                 session.wake.set()
-            elif not frames.write_frames(session.websocket, _take(session.outbox)):
-                session.outbox.clear()  # the connection is closing: nobody will read them
+                return
+            if not frames.write_frames(session.websocket, _take(outbox)):
+                outbox.clear()  # the connection is closing: nobody will read them
+                return
 
     def _send(self, session: Session, message: bytes) -> None:
         """Queue a message (encoded JSON)."""
@@ -482,10 +495,12 @@ class VenueServer:
                     while session.outbox and frames.write_frames(websocket, _take(session.outbox)):
                         await websocket.drain()
                     await websocket.close(code, reason)
-            except (TimeoutError, ConnectionClosed):
+            except (TimeoutError, ConnectionClosed, OSError):
                 websocket.transport.abort()
 
-        asyncio.get_running_loop().create_task(close_after_flush())
+        closer = asyncio.get_running_loop().create_task(close_after_flush())
+        self._closers.add(closer)  # a task must be referenced until it is done
+        closer.add_done_callback(self._closers.discard)
 
     # ----------------------------------------------------------------- requests
 
@@ -1055,17 +1070,33 @@ class VenueServer:
         if not booked and not registrations:
             return
         self._store_queue.append((registrations, booked))
+        self._store_queued += 1
         if self._store_writing is None or self._store_writing.done():
             self._store_writing = asyncio.get_running_loop().create_task(self._write_store())
             self._store_writing.add_done_callback(self._check_task)
+        if len(self._store_queue) >= STORE_QUEUE_BATCHES_MAX:
+            # SQLite has fallen behind: the sequencer awaits this, so commits wait too
+            await self._store_booked_up_to(self._store_queued - STORE_QUEUE_BATCHES_MAX // 2)
 
     async def _write_store(self) -> None:
         """Book the queue in order; what queued up during a write goes in the next one."""
         while self._store_queue:
             registrations = [event for events, _ in self._store_queue for event in events]
             booked = [transfer for _, transfers in self._store_queue for transfer in transfers]
+            taken = len(self._store_queue)
             self._store_queue.clear()
             await self._on_store(self._book, registrations, booked)
+            self._store_booked += taken
+            self._store_progress.set()
+
+    async def _store_booked_up_to(self, batches: int) -> None:
+        """Wait until the store has booked the first `batches` batches ever queued."""
+        while self._store_booked < batches:
+            writing = self._store_writing
+            if writing is None or writing.done():
+                return  # a failed write is fatal (`_check_task`): nothing more will come
+            self._store_progress.clear()
+            await self._store_progress.wait()
 
     def _book(self, registrations: list[Event], booked: list[Any]) -> None:
         """On the store's thread: registrations first, then the transfers naming them."""
@@ -1073,10 +1104,10 @@ class VenueServer:
         self.writer.write(booked)
 
     async def _store_flushed(self) -> None:
-        """Wait until the store holds every transfer released so far."""
+        """Wait until the store holds every transfer released so far (not those released
+        while waiting: under steady load the queue is never empty)."""
         await self._after_durable()
-        while self._store_writing is not None and not self._store_writing.done():
-            await asyncio.shield(self._store_writing)
+        await self._store_booked_up_to(self._store_queued)
 
     # ----------------------------------------------------------------- timers
 

@@ -21,7 +21,9 @@ from replay.lobster_replay import LobsterReplay, ReplayCounts
 
 DEFAULT_SYMBOL = "LOBSTER"
 # LOBSTER names files TICKER_date_start_end_message_N.csv; the ticker becomes the symbol.
-TICKER = re.compile(r"[A-Z][A-Z0-9.]{0,15}")
+LOBSTER_NAME = re.compile(
+    r"([A-Za-z][A-Za-z0-9.]{0,15})_[0-9]{4}-[0-9]{2}-[0-9]{2}_[0-9]+_[0-9]+_message_[0-9]+\.csv"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,9 +61,10 @@ def replay_files(
 
 
 def symbol_of(messages: Path) -> str:
-    """The ticker a LOBSTER file name starts with, or DEFAULT_SYMBOL."""
-    ticker = messages.name.split("_", 1)[0].upper()
-    return ticker if TICKER.fullmatch(ticker) and ticker != "USD" else DEFAULT_SYMBOL
+    """The ticker of a file named as LOBSTER names them, else DEFAULT_SYMBOL."""
+    match = LOBSTER_NAME.fullmatch(messages.name)
+    ticker = match.group(1).upper() if match else DEFAULT_SYMBOL
+    return ticker if ticker != "USD" else DEFAULT_SYMBOL  # the quote asset cannot be the base
 
 
 def report(symbol: str, counts: ReplayCounts, seconds: float) -> dict[str, object]:
@@ -70,7 +73,7 @@ def report(symbol: str, counts: ReplayCounts, seconds: float) -> dict[str, objec
         "symbol": symbol,
         "levels": counts.levels,
         "messages": counts.messages,
-        "rows": counts.rows,
+        "rows": counts.rows,  # rows compared: all but the rows_mid_run
         "rows_matched": counts.rows_matched,
         "rows_matched_pct": _percent(counts.rows_matched, counts.rows),
         "rows_mid_run": counts.rows_mid_run,
@@ -84,10 +87,13 @@ def report(symbol: str, counts: ReplayCounts, seconds: float) -> dict[str, objec
         "seeded_qty": counts.seeded_qty,
         "revealed_qty_added": counts.revealed_qty_added,
         "revealed_qty_removed": counts.revealed_qty_removed,
+        "synthetic_qty_refused": counts.synthetic_qty_refused,
         "reassigned_qty": counts.reassigned_qty,
         "unaccounted_qty": counts.unaccounted_qty,
         "refused_ids": counts.refused_ids,
+        "refused_ids_forgotten": counts.refused_ids_forgotten,
         "duplicate_ids": counts.duplicate_ids,
+        "refused_while_quoting": counts.refused_while_quoting,
         "rejected": dict(sorted(counts.rejected.items())),
         "seconds": round(seconds, 6),
         "ops_per_sec": round(counts.messages / seconds) if seconds > 0 else 0,
@@ -111,8 +117,12 @@ def summary(report: dict[str, object]) -> str:
         f" execution at line {r['first_execution_mismatch'] or '-'}",
         f"quantity     {r['seeded_qty']:,} seeded, {r['revealed_qty_added']:,} revealed,"
         f" {r['revealed_qty_removed']:,} stale removed, {r['reassigned_qty']:,} reassigned,"
-        f" {r['unaccounted_qty']:,} unaccounted",
+        f" {r['unaccounted_qty']:,} unaccounted, {r['synthetic_qty_refused']:,} synthetic refused",
+        f"ids          {r['refused_ids']:,} skipped naming refused orders"
+        f" ({r['refused_ids_forgotten']:,} forgotten), {r['duplicate_ids']:,} reused",
         "rejected     " + (", ".join(f"{k} {v:,}" for k, v in rejected.items()) or "none"),
+        f"quoting      {r['refused_while_quoting']:,} refused for locking or crossing the book"
+        " (Nasdaq allows it; not an error)",
         f"throughput   {r['ops_per_sec']:,} messages/s ({r['seconds']} s)",
     ]
     return "\n".join(lines)

@@ -8,11 +8,13 @@ Invariants: every yielded message is well formed for its type and never earlier 
 before; every row has 4 x N integer columns. What a row's levels say (non-empty ones first,
 best first, strictly ordered, in range) is checked by `BookRow.shown()`, on demand. Anything
 else raises `LobsterFormatError` naming the file and line. Limits: `LEVELS_MAX` levels,
-`LINE_LENGTH_MAX` bytes a line; files are streamed, never loaded whole.
+`LINE_LENGTH_MAX` bytes a line, times before `TIME_S_MAX`; files are streamed, never
+loaded whole.
 """
 
 import contextlib
 import operator
+import re
 from collections.abc import Callable, Iterator
 from enum import IntEnum
 from pathlib import Path
@@ -32,9 +34,16 @@ BID_EMPTY_PRICE = -9_999_999_999  # and for a missing bid level; their size is 0
 SIZE_MAX = UNITS_MAX  # every quantity must fit the engine's integers
 ORDER_ID_MAX = 2**63 - 1  # Nasdaq order reference numbers are 64-bit
 NS_PER_S = 1_000_000_000
+# Time is seconds after midnight; a session may run past midnight, but not by a day.
+TIME_S_MAX = 2 * 86_400
 ROW_CHARACTERS = b"0123456789,-"  # all an orderbook row may hold
 MESSAGE_COLUMNS = 6  # Time, Type, OrderID, Size, Price, Direction
 HALT_CODES = (-1, 0, 1)  # the Price of a type 7 message: halt, quoting resumes, trading resumes
+# A whole message line: ASCII digits only, with no spaces, plus signs or underscores, all
+# of which int() lets through. At most 19 digits a number, as many as a 64-bit integer has:
+# longer ones mean nothing here (and int() refuses thousands). Time's decimals may be none.
+INTEGER = r"(-?[0-9]{1,19})"
+MESSAGE_LINE = re.compile(r"([0-9]{1,19})(?:\.([0-9]*))?" + f",{INTEGER}" * (MESSAGE_COLUMNS - 1))
 
 
 class MessageType(IntEnum):
@@ -181,22 +190,35 @@ class LobsterReader:
 
 def parse_message(text: str, line: int, path: Path) -> Message:
     """One message line, checked for its type; raises LobsterFormatError."""
-    fields = text.split(",")
-    if len(fields) != MESSAGE_COLUMNS:
+    match = MESSAGE_LINE.fullmatch(text)
+    if match is None:
+        raise LobsterFormatError(path, line, _line_problem(text))
+    whole, fraction, kind, order_id, size, price, direction = match.groups()
+    seconds = int(whole)
+    if seconds >= TIME_S_MAX:
         raise LobsterFormatError(
-            path, line, f"{len(fields)} columns, a message has {MESSAGE_COLUMNS}"
+            path, line, f"time {seconds} is not before {TIME_S_MAX} s after midnight"
         )
-    try:
-        kind, order_id, size, price, direction = map(int, fields[1:])
-    except ValueError:
-        raise LobsterFormatError(path, line, f"not an integer in {text!r}") from None
+    # Digits past the ninth decimal are dropped rather than refused: files re-saved through
+    # floats carry noise there, and the exchange's clock is no finer than a nanosecond.
+    time_ns = seconds * NS_PER_S + (int(fraction[:9].ljust(9, "0")) if fraction else 0)
     message = Message(
-        line, _parse_time(fields[0], line, path), kind, order_id, size, price, direction
+        line, time_ns, int(kind), int(order_id), int(size), int(price), int(direction)
     )
     problem = _message_problem(message)
     if problem is not None:
         raise LobsterFormatError(path, line, problem)
     return message
+
+
+def _line_problem(text: str) -> str:
+    """What is wrong with a message line that is not digits in the right places."""
+    fields = text.split(",")
+    if len(fields) != MESSAGE_COLUMNS:
+        return f"{len(fields)} columns, a message has {MESSAGE_COLUMNS}"
+    if not all(re.fullmatch(INTEGER, field) for field in fields[1:]):
+        return f"not an integer in {text!r}"
+    return f"time {fields[0]!r} is not seconds after midnight"
 
 
 def _message_problem(message: Message) -> str | None:
@@ -209,21 +231,9 @@ def _message_problem(message: Message) -> str | None:
         return f"order id {order_id} is out of range"
     if kind == MessageType.HALT:
         return None if price in HALT_CODES else f"halt code {price} is not -1, 0 or 1"
-    if kind <= MessageType.EXECUTION and not (0 < size <= SIZE_MAX and 0 < price < ASK_EMPTY_PRICE):
+    if not (0 < size <= SIZE_MAX and 0 < price < ASK_EMPTY_PRICE):  # types 1 to 6
         return f"size {size} and price {price} must be positive and in range"
     return None
-
-
-def _parse_time(text: str, line: int, path: Path) -> int:
-    """Seconds after midnight as a decimal string, to integer nanoseconds.
-
-    Digits past the ninth decimal are dropped rather than refused: files re-saved through
-    floats carry noise there, and the exchange's clock is no finer than a nanosecond.
-    """
-    whole, _, fraction = text.partition(".")
-    if not (whole.isdigit() and whole.isascii() and (fraction.isdigit() or not fraction)):
-        raise LobsterFormatError(path, line, f"time {text!r} is not seconds after midnight")
-    return int(whole) * NS_PER_S + int(fraction[:9].ljust(9, "0"))
 
 
 def parse_row(data: bytes, line: int, columns: int, path: Path) -> BookRow:

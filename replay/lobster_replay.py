@@ -9,7 +9,8 @@ Sans-I/O: it takes parsed messages and rows; reading and timing belong to `repla
 Invariants: a price range the previous row showed changes only by replaying messages, so
 each comparison there is a real check; the replay places orders of its own only to stand for
 unseen ones (SYNTHETIC_ACCOUNT); every open order whose queue position may be wrong is in
-`_uncertain`. Limit: RUN_MESSAGES_MAX messages in one merged execution run.
+`_uncertain`; the band never refuses a price of the file. Limits: RUN_MESSAGES_MAX messages
+in one merged execution run, REFUSED_IDS_MAX refused orders remembered.
 """
 
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from engine.commands import (
     ListInstrument,
     PlaceOrder,
     SetInstrumentStatus,
+    SetReferencePrice,
 )
 from engine.enums import (
     InstrumentKind,
@@ -41,6 +43,8 @@ from engine.events import (
     TradeExecuted,
 )
 from engine.instrument import BAND_BPS_MAX, InstrumentSpec
+from engine.market import Market
+from engine.reasons import ErrorCode
 from engine.venue import Venue, VenueConfig
 from replay.lobster_format import (
     ASK_EMPTY_PRICE,
@@ -59,6 +63,10 @@ RUN_MESSAGES_MAX = 100_000
 # Orders that leave the visible levels are never canceled by a level-N file; they wait in
 # the book until their price is visible again. A busy day adds a few million orders.
 OPEN_ORDERS_MAX = 10_000_000
+# Orders the engine refused, whose later messages are skipped: a halt or a quoting period
+# refuses what is sent during it, thousands on a busy day. Past the limit the oldest is
+# forgotten (counted), and a message about it is then taken off the level's unknowns.
+REFUSED_IDS_MAX = 1_000_000
 CLOSED_ORDERS_RETAINED = 1_024  # the replay never asks about closed orders
 DEFAULT_REFERENCE_PRICE = 1_000_000  # $100.0000, for a file that starts with no prices at all
 ALL = 2**63  # a limit key past every level: the row shows the whole side
@@ -87,8 +95,9 @@ VENUE_CONFIG = VenueConfig(
 def lobster_spec(symbol: str, reference_price: int) -> InstrumentSpec:
     """A Nasdaq stock as LOBSTER prices it: $0.0001 ticks, whole shares, nothing refused.
 
-    The band is the widest the engine allows, and there is no minimum notional, so real
-    orders are not rejected for being far from the last trade or small.
+    The band is the widest the engine allows (`LobsterReplay` also moves the reference to
+    any price it would refuse), and there is no minimum notional, so real orders are not
+    rejected for being far from the last trade or small.
     """
     return InstrumentSpec(
         symbol=symbol,
@@ -123,12 +132,15 @@ class ReplayCounts:
     seeded_qty: int = 0  # synthetic quantity standing for the book before the first message
     revealed_qty_added: int = 0  # synthetic quantity added where depth came into view
     revealed_qty_removed: int = 0  # stale quantity removed there
+    synthetic_qty_refused: int = 0  # synthetic quantity the engine refused (a crossed row)
     reassigned_qty: int = 0  # taken off other known orders: the one named was not where we had it
     unaccounted_qty: int = 0  # quantity messages removed that no order here could stand for
     refused_ids: int = 0  # messages skipped because they name an order the engine refused
+    refused_ids_forgotten: int = 0  # refused ids dropped at REFUSED_IDS_MAX, oldest first
     duplicate_ids: int = 0  # type 1 messages reusing the id of an order still open
     first_row_mismatch: int | None = None  # line number of the first row that differed
     first_execution_mismatch: int | None = None  # line of the first message of that run
+    refused_while_quoting: int = 0  # type 1s locking or crossing the book before a halt cross
     rejected: dict[str, int] = field(default_factory=dict)  # by the engine, by reason
 
 
@@ -142,17 +154,20 @@ class LobsterReplay:
         self.venue = venue if venue is not None else Venue(VENUE_CONFIG)
         self.counts = ReplayCounts(levels)
         self._book: OrderBook | None = None  # set by the seed, once the symbol is listed
+        self._market: Market | None = None  # likewise
         self._status = InstrumentStatus.OPEN
         self._ts_us = 0
         self._file_of: dict[int, int] = {}  # engine order id -> the file's order id
         self._engine_of: dict[int, int] = {}  # the file's order id -> engine order id
         self._uncertain: set[int] = set()  # open orders whose place in the queue may be wrong
-        # File ids whose submission the engine refused: later messages about them are skipped
-        # rather than taken off other orders. One entry per refusal, until its deletion.
-        self._refused: set[int] = set()
+        # File id -> size left, of submissions the engine refused: later messages about them
+        # are skipped rather than taken off other orders. An entry goes when those messages
+        # use its size up, or when the file's id is reused by an order the engine accepted.
+        self._refused: dict[int, int] = {}
         # Per side (by BookSide.sign: 1 asks, -1 bids), the key of the worst level the last
-        # compared row showed: keys up to it were visible, so every change there is reported.
-        self._limits = {1: NOTHING, -1: NOTHING}
+        # compared row showed (ALL: the whole side): keys up to it were visible, so every
+        # change there is reported.
+        self._visible_key_max = {1: NOTHING, -1: NOTHING}
         self._run: list[Message] = []
         self._run_row: BookRow | None = None
 
@@ -191,7 +206,9 @@ class LobsterReplay:
         """Replay a run still held at the end of the file; the counts are then final."""
         if self._run:
             self._flush_run()
-        return self.counts
+        counts = self.counts
+        assert counts.rows + counts.rows_mid_run == counts.messages, "a row is compared or mid-run"
+        return counts
 
     # ----------------------------------------------------------------- the seed
 
@@ -207,22 +224,25 @@ class LobsterReplay:
         bids = _undo(shown_bids, first, BUY)
         reference = _reference_price(asks, bids, first)
         self._execute(ListInstrument(ts_us=self._ts_us, spec=lobster_spec(self.symbol, reference)))
-        self._book = self.venue.book(self.symbol)
+        self._market = self.venue.markets[self.symbol]
+        self._book = self._market.book
         for levels, side, shown in ((asks, SELL, shown_asks), (bids, BUY, shown_bids)):
             for price, size in levels:
-                self._add_synthetic(side, price, size)
-                self.counts.seeded_qty += size
+                self.counts.seeded_qty += self._add_synthetic(side, price, size)
             sign = 1 if side is SELL else -1
-            self._limits[sign] = self._seed_limit(levels, len(shown) < self.levels, sign)
+            self._visible_key_max[sign] = self._seed_limit(levels, shown, sign)
 
-    def _seed_limit(self, levels: list[tuple[int, int]], complete: bool, sign: int) -> int:
-        """How far the undone first row was visible: N levels, all of a short side, or
-        only as far as it is known (undoing a submission can uncover an unknown level)."""
+    def _seed_limit(
+        self, levels: list[tuple[int, int]], shown: list[tuple[int, int]], sign: int
+    ) -> int:
+        """How far the undone first row was visible: N levels, or all of a short side. If
+        undoing a submission left fewer than N, a level past the row's N-th is unknown; up
+        to there, the row is known, with the submission's level known to have been empty."""
         if len(levels) >= self.levels:
             return levels[self.levels - 1][0] * sign
-        if complete:
+        if len(shown) < self.levels:
             return ALL
-        return levels[-1][0] * sign if levels else NOTHING
+        return shown[-1][0] * sign
 
     # ----------------------------------------------------------------- messages
 
@@ -244,7 +264,8 @@ class LobsterReplay:
         """A type 1: a post-only limit order, since a new LOBSTER order never takes
         (what an aggressive order takes arrives as executions, its rest as the new order)."""
         side = BUY if message.direction == 1 else SELL
-        events = self._execute(
+        self._admit_to_band(side, message.price)
+        events = self.venue.execute(
             PlaceOrder(
                 ts_us=self._ts_us,
                 account=FILE_ACCOUNT,
@@ -256,9 +277,21 @@ class LobsterReplay:
             )
         )
         accepted = events[-1]
+        refused = self._refused
         if type(accepted) is not OrderAccepted:
-            self._refused.add(message.order_id)
+            if self._quoting_refused(accepted):
+                self.counts.refused_while_quoting += 1
+            else:
+                self._account(events)
+            refused.pop(message.order_id, None)  # a reused id goes to the back
+            if len(refused) >= REFUSED_IDS_MAX:
+                del refused[next(iter(refused))]
+                self.counts.refused_ids_forgotten += 1
+            refused[message.order_id] = message.size
             return
+        if refused:
+            refused.pop(message.order_id, None)  # later messages name the new order
+        self._account(events)
         order_id = accepted.order_id
         older = self._engine_of.get(message.order_id)
         if older is not None:  # the file reuses the id of an open order: the older is anonymous
@@ -268,8 +301,17 @@ class LobsterReplay:
         self._engine_of[message.order_id] = order_id
         self._file_of[order_id] = message.order_id
         sign = -1 if side is BUY else 1
-        if message.price * sign > self._limits[sign]:  # placed where nothing was in view
+        if message.price * sign > self._visible_key_max[sign]:  # placed where nothing was in view
             self._uncertain.add(order_id)
+
+    def _quoting_refused(self, event: Event) -> bool:
+        """Whether the engine refused a new order for locking or crossing the book while
+        quoting before a halt cross, which Nasdaq allows: a limit of the replay, not an error."""
+        return (
+            self._status is InstrumentStatus.POST_ONLY
+            and type(event) is CommandRejected
+            and event.reason is ErrorCode.POST_ONLY_WOULD_TAKE
+        )
 
     def _cancel_part(self, message: Message) -> None:
         """A type 2: amend the order down (priority kept); what it lacks comes off unknowns."""
@@ -288,7 +330,6 @@ class LobsterReplay:
         """A type 3: cancel the order. If ours held a different size than the file deletes
         (our queue was wrong before), the difference is settled with unknown quantity."""
         if self._skip_refused(message):
-            self._refused.discard(message.order_id)
             return
         order = self._held(message)
         left = message.size
@@ -302,10 +343,18 @@ class LobsterReplay:
             self._add_synthetic(side, message.price, -left)
 
     def _skip_refused(self, message: Message) -> bool:
-        """Whether the message is about an order the engine refused (already counted)."""
-        if message.order_id not in self._refused:
+        """Whether the message is about an order the engine refused (already counted). Its
+        size comes off the refused order's; a deletion, or nothing left, ends the entry."""
+        refused = self._refused
+        left = refused.get(message.order_id)
+        if left is None:
             return False
         self.counts.refused_ids += 1
+        left -= message.size
+        if left > 0 and message.kind != MessageType.DELETION:
+            refused[message.order_id] = left
+        else:
+            del refused[message.order_id]
         return True
 
     def _held(self, message: Message) -> Order | None:
@@ -340,6 +389,7 @@ class LobsterReplay:
         price = min(prices) if maker is BUY else max(prices)
         assert self._book is not None
         known = self._queue_known(self._book.side(maker), price)
+        self._admit_to_band(SELL if maker is BUY else BUY, price)
         command = PlaceOrder(
             ts_us=self._ts_us,
             account=TAKER_ACCOUNT,
@@ -370,7 +420,7 @@ class LobsterReplay:
         """Whether every level the run can reach was visible and holds only orders whose
         queue position is known: seen arriving and never out of view since."""
         limit_key = price * side.sign
-        if limit_key > self._limits[side.sign]:
+        if limit_key > self._visible_key_max[side.sign]:
             return False
         levels = side.levels
         uncertain = self._uncertain
@@ -402,13 +452,12 @@ class LobsterReplay:
             sign = side.sign
             price, size = raw[-1]
             limit = price * sign if size else ALL  # all N levels shown, or the whole side
-            previous = self._limits[sign]
+            previous = self._visible_key_max[sign]
             if limit > previous:
-                self._reveal(side, row.shown()[index], previous, limit)
-                revealed = True
+                revealed |= self._reveal(side, row.shown()[index], previous, limit)
             elif limit < previous:
                 self._hide(side, limit, previous)
-            self._limits[sign] = limit
+            self._visible_key_max[sign] = limit
         counts.revealed += revealed
         counts.rows += 1
         if (
@@ -423,23 +472,26 @@ class LobsterReplay:
         elif counts.first_row_mismatch is None:
             counts.first_row_mismatch = row.line
 
-    def _reveal(self, side: BookSide, shown: list[tuple[int, int]], low: int, high: int) -> None:
-        """Make keys in (low, high] what the row shows: they were out of view until now."""
+    def _reveal(self, side: BookSide, shown: list[tuple[int, int]], low: int, high: int) -> bool:
+        """Make keys in (low, high] what the row shows: they were out of view until now.
+        Returns whether a level came into view: one the row shows, or one of ours it does not."""
         sign = side.sign
         wanted = {price: size for price, size in shown if low < price * sign <= high}
         present = [side.levels[key] for key in side.keys.irange(low, high, (False, True))]
+        came_into_view = bool(wanted or present)
         counts = self.counts
+        order_side = BUY if sign < 0 else SELL
         for level in present:
             size = wanted.pop(level.price, 0)
             if level.qty > size:
                 counts.revealed_qty_removed += level.qty - size
                 self._reduce_level(level, level.qty - size)
             elif level.qty < size:
-                counts.revealed_qty_added += size - level.qty
-                self._add_synthetic(BUY if sign < 0 else SELL, level.price, size - level.qty)
+                added = self._add_synthetic(order_side, level.price, size - level.qty)
+                counts.revealed_qty_added += added
         for price, size in wanted.items():
-            counts.revealed_qty_added += size
-            self._add_synthetic(BUY if sign < 0 else SELL, price, size)
+            counts.revealed_qty_added += self._add_synthetic(order_side, price, size)
+        return came_into_view
 
     def _hide(self, side: BookSide, low: int, high: int) -> None:
         """Keys in (low, high] have left view: what happens there now goes unreported."""
@@ -504,8 +556,10 @@ class LobsterReplay:
             CancelOrder(ts_us=self._ts_us, account=order.account, order_id=order.order_id)
         )
 
-    def _add_synthetic(self, side: Side, price: int, qty: int) -> None:
-        """A synthetic order at the back of the level, standing for orders we never saw."""
+    def _add_synthetic(self, side: Side, price: int, qty: int) -> int:
+        """A synthetic order at the back of the level, standing for orders we never saw.
+        Returns the quantity placed: none if the engine refused it (counted apart)."""
+        self._admit_to_band(side, price)
         place = PlaceOrder(
             ts_us=self._ts_us,
             account=SYNTHETIC_ACCOUNT,
@@ -516,8 +570,23 @@ class LobsterReplay:
             post_only=True,  # a crossed row must not make the replay trade
         )
         accepted = self._while_open(place)[-1]
-        if type(accepted) is OrderAccepted:
-            self._uncertain.add(accepted.order_id)
+        if type(accepted) is not OrderAccepted:
+            self.counts.synthetic_qty_refused += qty
+            return 0
+        self._uncertain.add(accepted.order_id)
+        return qty
+
+    def _admit_to_band(self, side: Side, price: int) -> None:
+        """Move the reference price to `price` if the band would refuse an order there.
+
+        The band guards a live market against mistyped prices; the exchange has accepted
+        every price in the file already, and what the replay checks is the book, not bands.
+        (At the widest band only a bid above twice the last trade would be refused.)
+        """
+        market = self._market
+        assert market is not None
+        if price > market.band_high if side is BUY else price < market.band_low:
+            self._execute(SetReferencePrice(ts_us=self._ts_us, symbol=self.symbol, price=price))
 
     def _while_open(self, command: Command) -> list[Event]:
         """Run one of the replay's own book adjustments, even while trading is halted.
@@ -601,9 +670,10 @@ def _undo(levels: list[tuple[int, int]], message: Message, side: Side) -> list[t
 def _reference_price(
     asks: list[tuple[int, int]], bids: list[tuple[int, int]], first: Message
 ) -> int:
-    """The middle of the first book, else its only side, else the first message's price."""
+    """The middle of the first book, else its only side, else the first message's price
+    (a halt's Price is a code, not a price), else a guess: `_admit_to_band` corrects it."""
     if asks and bids:
         return (asks[0][0] + bids[0][0]) // 2
     if asks or bids:
         return (asks or bids)[0][0]
-    return first.price if first.price > 0 else DEFAULT_REFERENCE_PRICE
+    return first.price if first.kind != MessageType.HALT else DEFAULT_REFERENCE_PRICE

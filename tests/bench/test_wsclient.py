@@ -1,6 +1,8 @@
 """The benchmark's lean websocket client against the websockets library's server on loopback."""
 
 import asyncio
+import base64
+import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -113,5 +115,77 @@ def test_only_ws_urls_are_accepted() -> None:
     async def main() -> None:
         with pytest.raises(ValueError, match="ws://"):
             await wsclient.connect("http://127.0.0.1:1/", lambda _: None)
+
+    asyncio.run(main())
+
+
+class _Transport:
+    """Records what the client writes; stands in for a socket in the byte-level tests."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+
+def _server_frame(opcode: int, payload: bytes) -> bytes:
+    """An unmasked frame as a server sends it."""
+    size = len(payload)
+    if size <= 125:
+        return bytes((0x80 | opcode, size)) + payload
+    if size <= 0xFFFF:
+        return bytes((0x80 | opcode, 126)) + size.to_bytes(2, "big") + payload
+    return bytes((0x80 | opcode, 127)) + size.to_bytes(8, "big") + payload
+
+
+def _opened() -> tuple[wsclient.LeanConnection, _Transport, list[bytes]]:
+    """A connection whose handshake has completed over a recording transport."""
+    received: list[bytes] = []
+    connection = wsclient.LeanConnection("h:1", "/", received.append)
+    transport = _Transport()
+    connection.connection_made(transport)  # type: ignore[arg-type]
+    accept = base64.b64encode(hashlib.sha1(connection.key + wsclient.ACCEPT_GUID).digest())
+    connection.data_received(
+        b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
+    assert connection.opened.done() and connection.opened.exception() is None
+    return connection, transport, received
+
+
+def test_frames_split_at_every_byte_are_reassembled() -> None:
+    async def main() -> None:
+        connection, _, received = _opened()
+        sent = [bytes([97 + i]) * size for i, size in enumerate(SIZES)]
+        stream = b"".join(_server_frame(1, payload) for payload in sent)
+        for offset in range(len(stream)):  # the worst case: one byte per read
+            connection.data_received(stream[offset : offset + 1])
+        assert received == sent
+
+    asyncio.run(main())
+
+
+def test_a_close_is_sent_once_and_nothing_follows_it() -> None:
+    async def main() -> None:
+        connection, transport, received = _opened()
+        connection.close()
+        connection.close()
+        connection.send(b"after our close")
+        writes = len(transport.written)
+        # the server echoes our close, then (wrongly) a message: neither gets an answer
+        connection.data_received(_server_frame(8, b"\x03\xe8") + _server_frame(1, b"late"))
+        assert len(transport.written) == writes == 2  # the handshake and one close frame
+        assert transport.written[1][0] == 0x88  # FIN + close
+        assert connection.close_code == 1000 and received == []
 
     asyncio.run(main())

@@ -34,7 +34,7 @@ def test_frames_of_every_length_encoding_arrive_whole_and_in_order() -> None:
     assert written == [True, True]
 
 
-def test_nothing_is_written_once_the_connection_is_closing() -> None:
+def test_nothing_is_written_once_the_connection_is_closed() -> None:
     outcome: list[bool] = []
 
     async def handler(websocket: ServerConnection) -> None:

@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 
 from engine.units import format_units
 from gateway import limits
+from gateway import server as server_module
 from gateway.client import VenueClient, VenueError
 from tests.gateway.conftest import Venue, drain_pushes
 
@@ -571,3 +572,27 @@ def test_the_account_snapshot_is_the_state_at_its_seq(run_venue: Any) -> None:
         assert after == list(range(snapshot["seq"] + 1, snapshot["seq"] + 1 + len(after)))
 
     run_venue(scenario)
+
+
+def test_more_messages_in_one_turn_than_one_write_takes_all_arrive_in_order(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A release can queue thousands of pushes for one session in one loop turn; they go
+    out in several writes, none is left waiting for the session's next message."""
+    count = server_module.WRITE_BATCH_MAX * 2 + 7
+    # no heartbeat may come along and flush what a write left behind
+    monkeypatch.setattr(limits, "HEARTBEAT_INTERVAL_S", 3_600)
+
+    async def scenario(venue: Venue) -> list[int]:
+        client = await venue.client(endpoint="public")
+
+        async def registered() -> bool:
+            return any(not s.trade for s in venue.server.sessions.values())
+
+        assert await eventually(registered)
+        session = next(s for s in venue.server.sessions.values() if not s.trade)
+        for number in range(count):  # all in this turn: no await between them
+            venue.server._push(session, {"ch": "test", "n": number})
+        return [(await client.next_push(2.0))["n"] for _ in range(count)]
+
+    assert run_venue(scenario) == list(range(count))

@@ -1,14 +1,15 @@
-"""Shared helpers for replay tests: the hand-written fixtures, file writers, a wrong venue.
+"""Shared helpers for replay tests: the hand-written fixtures, file writers, wrong venues.
 
-`YoungestFirstVenue` is the deliberately wrong priority rule the execution check must
-catch: its books keep each level youngest first. It overrides only public methods
+`YoungestFirstVenue` and `AmendToBackVenue` are deliberately wrong priority rules the
+execution check must catch: the first keeps each level youngest first, the second sends an
+order amended down to the back of its level. They override only public methods
 (`BookSide.add`, `Venue.execute`), so the engine itself stays untouched.
 """
 
 from pathlib import Path
 
 from engine.book import BookSide, Order
-from engine.commands import Command, ListInstrument
+from engine.commands import AmendOrder, Command, ListInstrument
 from engine.enums import Side
 from engine.events import Event
 from engine.venue import Venue
@@ -49,6 +50,23 @@ class YoungestFirstVenue(Venue):
         if isinstance(command, ListInstrument) and command.spec.symbol in self.markets:
             book = self.book(command.spec.symbol)
             book.bids, book.asks = YoungestFirstSide(Side.BUY), YoungestFirstSide(Side.SELL)
+        return events
+
+
+class AmendToBackVenue(Venue):
+    """A venue where an amend down loses the order's place in the queue: wrong on purpose."""
+
+    def __init__(self) -> None:
+        super().__init__(VENUE_CONFIG)
+
+    def execute(self, command: Command) -> list[Event]:
+        events = super().execute(command)
+        if isinstance(command, AmendOrder):
+            order = self.find_order(command.account, command.order_id, None)
+            if order is not None:
+                side = self.book(order.symbol).side(order.side)
+                orders = side.levels[order.price * side.sign].orders
+                orders[order.order_id] = orders.pop(order.order_id)
         return events
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from replay import lobster
+from replay.lobster_replay import ReplayCounts
 from tests.replay.conftest import MSFT_MESSAGES, MSFT_ORDERBOOK, TEST_MESSAGES, TEST_ORDERBOOK
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +32,7 @@ def test_json_is_one_object_with_the_issue_keys(capsys: pytest.CaptureFixture[st
     assert {key: report[key] for key in REQUIRED} == {
         "rows": 40,
         "rows_matched": 40,
-        "revealed": 8,
+        "revealed": 4,
         "executions_checked": 6,
         "executions_matched": 6,
     }
@@ -43,10 +44,19 @@ def test_text_says_what_matched_and_what_was_refused(capsys: pytest.CaptureFixtu
     assert run([*files(MSFT_MESSAGES, MSFT_ORDERBOOK), "--levels", "3"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("MSFT: 24 messages, 3 levels\n")
-    assert "20 of 23 match the orderbook file (86.96%); 2 revealed depth" in text
+    assert "20 of 23 match the orderbook file (86.96%); 1 revealed depth" in text
     assert "3 of 4 checked filled the orders the file names (75.0%)" in text
     assert "row at line 9, execution at line 5" in text
     assert "rejected     instrument_halted 1" in text
+
+
+def test_refusals_while_quoting_are_reported_apart_from_rejections() -> None:
+    counts = ReplayCounts(levels=1, refused_while_quoting=2, rejected={"instrument_halted": 1})
+    report = lobster.report("X", counts, 1.0)
+    assert (report["refused_while_quoting"], report["rejected"]) == (2, {"instrument_halted": 1})
+    text = lobster.summary(report)
+    assert "\nrejected     instrument_halted 1\n" in text
+    assert "\nquoting      2 refused for locking or crossing the book" in text
 
 
 @pytest.mark.parametrize(
@@ -95,10 +105,13 @@ def test_levels_out_of_range_are_a_usage_error(levels: str) -> None:
     ("name", "symbol"),
     [
         ("AAPL_2012-06-21_34200000_57600000_message_10.csv", "AAPL"),
-        ("brk.a_2012-06-21_message_1.csv", "BRK.A"),
-        ("messages.csv", "MESSAGES.CSV"),
+        ("brk.a_2012-06-21_0_86400000_message_1.csv", "BRK.A"),
+        ("messages.csv", "LOBSTER"),
+        ("AAPL.csv", "LOBSTER"),
         ("my messages.csv", "LOBSTER"),
-        ("USD_2012-06-21_message_1.csv", "LOBSTER"),  # the quote asset cannot be the base
+        ("AAPL_2012-06-21_message_10.csv", "LOBSTER"),  # not LOBSTER's name: no start, end
+        ("AAPL_2012-06-21_34200000_57600000_orderbook_10.csv", "LOBSTER"),
+        ("USD_2012-06-21_34200000_57600000_message_1.csv", "LOBSTER"),  # the quote asset
     ],
 )
 def test_the_symbol_is_the_ticker_the_file_name_starts_with(name: str, symbol: str) -> None:

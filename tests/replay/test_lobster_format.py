@@ -48,6 +48,8 @@ def test_reads_messages_with_the_row_after_each() -> None:
         ("34201.1", 34_201_100_000_000),
         ("57600", 57_600_000_000_000),
         ("34200.0042411760009", 34_200_004_241_176),  # float noise past the ns is dropped
+        ("34200.", 34_200_000_000_000),
+        ("172799.999999999", 172_799_999_999_999),  # the last nanosecond of two days
     ],
 )
 def test_time_is_exact_integer_nanoseconds(tmp_path: Path, text: str, time_ns: int) -> None:
@@ -72,6 +74,14 @@ BAD = [
     ("levels disagree", [MESSAGE], [ROW], 3, "b", 1, "are 2 levels, not the 3 asked for"),
     ("id not a number", ["34200.1,1,x,100,1000100,-1"], [ROW], None, "m", 1, "not an integer"),
     ("clock time", ["9:30:00,1,5,100,1000100,-1"], [ROW], None, "m", 1, "not seconds after"),
+    ("time spaced", [" 34200.1,1,5,100,1000100,-1"], [ROW], None, "m", 1, "not seconds after"),
+    ("time with _", ["34_200.1,1,5,100,1000100,-1"], [ROW], None, "m", 1, "not seconds after"),
+    ("two days", ["172800,1,5,100,1000100,-1"], [ROW], None, "m", 1, "time 172800 is not before"),
+    ("size with _", ["34200.1,1,5,1_00,1000100,-1"], [ROW], None, "m", 1, "not an integer"),
+    ("size spaced", ["34200.1,1,5, 100,1000100,-1"], [ROW], None, "m", 1, "not an integer"),
+    ("plus sign", ["34200.1,1,+5,100,1000100,-1"], [ROW], None, "m", 1, "not an integer"),
+    ("20 digits", [f"34200.1,1,{10**19},100,1000100,-1"], [ROW], None, "m", 1, "not an integer"),
+    ("5000 digits", [f"34200.1,1,{'1' * 5000},1,1,1"], [ROW], None, "m", 1, "not an integer"),
     ("row not numbers", [MESSAGE, MESSAGE], [ROW, "1,2,x,4,5,6,7,8"], None, "b", 2, "integers"),
     ("row with a float", [MESSAGE], ["100.5" + ROW[7:]], None, "b", 1, "not a row of integers"),
     ("empty column", [MESSAGE], ["," + ROW[8:]], None, "b", 1, "not a row of integers"),
@@ -79,6 +89,9 @@ BAD = [
     ("direction", ["34200.1,1,5,100,1000100,0"], [ROW], None, "m", 1, "direction 0 is neither"),
     ("halt code", ["34200.1,7,0,0,2,-1"], [ROW], None, "m", 1, "halt code 2 is not"),
     ("no size", ["34200.1,3,5,0,1000100,-1"], [ROW], None, "m", 1, "size 0 and price"),
+    ("hidden size", ["34200.1,5,0,-100,1000100,-1"], [ROW], None, "m", 1, "size -100 and"),
+    ("hidden none", ["34200.1,5,0,0,1000100,1"], [ROW], None, "m", 1, "size 0 and price"),
+    ("cross price", ["34200.1,6,0,100,-1,-1"], [ROW], None, "m", 1, "size 100 and price -1"),
     ("time back", [MESSAGE, "34200.05,1,6,1,1,1"], [ROW, ROW], None, "m", 2, "backwards"),
     ("short book", [MESSAGE, MESSAGE, MESSAGE], [ROW, ROW], None, "m", 3, "more messages"),
     ("long book", [MESSAGE, MESSAGE], [ROW, ROW, ROW], None, "b", 3, "more rows than"),

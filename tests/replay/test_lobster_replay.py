@@ -17,6 +17,7 @@ from tests.replay.conftest import (
     MSFT_ORDERBOOK,
     TEST_MESSAGES,
     TEST_ORDERBOOK,
+    AmendToBackVenue,
     Levels,
     YoungestFirstVenue,
     write_files,
@@ -56,19 +57,22 @@ def test_the_consistent_fixture_matches_every_row_and_checked_execution() -> Non
         "rows": 40,  # 47 less the 7 rows inside the four merged runs
         "rows_matched": 40,
         "rows_mid_run": 7,
-        "revealed": 8,  # lines 19, 27, 34 (asks), 37, 38, 40, 42 (bids), 46 (asks)
+        "revealed": 4,  # lines 19 (asks), 37, 38, 40 (bids); 27, 34, 42, 46 show a short side
         "executions": 10,
         "executions_checked": 6,  # lines 10, 13, 32, 35, 42, 47: only known orders queued
         "executions_matched": 6,
         "seeded_qty": 750,  # line 1's row with its 50 taken back off 99.99
         "revealed_qty_added": 700,  # 300 at 100.03 (line 19), 400 at 99.97 (line 38)
         "revealed_qty_removed": 100,  # 99.97 shrank out of view (line 40)
+        "synthetic_qty_refused": 0,
         "reassigned_qty": 0,
         "unaccounted_qty": 0,
         "refused_ids": 0,
+        "refused_ids_forgotten": 0,
         "duplicate_ids": 0,
         "first_row_mismatch": None,
         "first_execution_mismatch": None,
+        "refused_while_quoting": 0,
         "rejected": {},
     }
 
@@ -96,7 +100,7 @@ def test_the_disagreeing_fixture_counts_each_disagreement() -> None:
         "executions_checked": 4,
         "executions_matched": 3,  # line 5 fills the younger of two orders at 300.10
         "first_execution_mismatch": 5,
-        "revealed": 2,
+        "revealed": 1,  # line 16; line 24 shows a short side, with nothing past it
         "reassigned_qty": 40,  # line 6 deletes the older one, which the engine had filled
         "refused_ids": 1,  # line 11 deletes the refused order: skipped, not taken elsewhere
         "rejected": {"instrument_halted": 1},
@@ -221,3 +225,154 @@ def test_a_generated_day_replays_exactly_at_any_depth(tmp_path: Path, levels: in
 
 def test_the_replay_keeps_the_venue_consistent_on_a_generated_day(tmp_path: Path) -> None:
     replay(*write(tmp_path, "SYNTH", 600, 3, seed=11))  # paranoid: invariants every message
+
+
+@pytest.mark.parametrize("price", [1_000_000, 5_000_000, 50_000_000])  # $100, $500, $5,000
+def test_no_real_price_is_refused_by_the_band(tmp_path: Path, price: int) -> None:
+    """A file opening with a halt on an empty book: its code 1 is no price ($0.0001), and
+    whatever the reference was guessed to be, the band refuses neither a bid nor a taker."""
+    ask = price + 100
+    flow: Flow = [
+        ("34200.1,7,0,0,1,-1", ([], [])),
+        (f"34200.2,1,11,100,{price},1", ([], [(price, 100)])),
+        (f"34200.3,1,12,100,{ask},-1", ([(ask, 100)], [(price, 100)])),
+        (f"34200.4,4,12,100,{ask},-1", ([], [(price, 100)])),
+        (f"34200.5,1,13,100,{ask * 3},1", ([], [(ask * 3, 100)])),  # three times the last trade
+    ]
+    counts = replay_flow(tmp_path, flow, levels=1)
+    assert (counts.rows, counts.rows_matched, counts.rejected) == (5, 5, {})
+    assert counts.executions_matched == counts.executions_checked == 1
+
+
+def test_synthetic_quantity_is_counted_only_where_the_engine_placed_it(tmp_path: Path) -> None:
+    """A crossed first row: the seed's bid at 100.01 would take the ask at 100.00."""
+    flow: Flow = [
+        ("34200.1,5,0,10,1000000,-1", ([(1_000_000, 100)], [(1_000_100, 50)])),
+        ("34200.2,3,7,50,1000100,1", ([(1_000_000, 100)], [(999_900, 70)])),
+    ]
+    counts = replay_flow(tmp_path, flow, levels=1)
+    assert (counts.seeded_qty, counts.synthetic_qty_refused) == (100, 50)
+    assert counts.rejected == {"post_only_would_take": 1}
+    assert (counts.revealed_qty_added, counts.unaccounted_qty) == (70, 50)
+    assert counts.rows_matched == 1  # line 2: the bid side is in view, ours and the file's
+
+
+def replay_subject(directory: Path, flow: Flow, levels: int) -> LobsterReplay:
+    """Like `replay_flow`, but the replay itself, to look at its venue afterwards."""
+    paths = write_files(directory, [m for m, _ in flow], [book for _, book in flow], levels)
+    with LobsterReader(*paths) as reader:
+        subject = LobsterReplay("TEST", reader.levels)
+        for message, row in reader:
+            subject.feed(message, row)
+            subject.venue.check_invariants()
+    subject.finish()
+    return subject
+
+
+ASKS = [(1_000_100, 100)]
+
+
+@pytest.mark.parametrize("executed", [True, False], ids=["used up", "never deleted"])
+def test_an_id_the_engine_refused_is_forgotten_once_reused(tmp_path: Path, executed: bool) -> None:
+    """Order 11 is refused during the halt; later the file reuses its id for a new order,
+    whose deletion must not be skipped (with or without an execution using the first up)."""
+    flow: Flow = [
+        ("34200.1,7,0,0,-1,-1", (ASKS, [(999_900, 100)])),
+        ("34200.2,1,11,50,999900,1", (ASKS, [(999_900, 150)])),  # refused: halted
+        ("34200.3,7,0,0,1,-1", (ASKS, [(999_900, 150)])),
+        ("34200.4,4,11,50,999900,1", (ASKS, [(999_900, 100)])),  # skipped: it never rested
+        ("34200.5,1,11,30,999800,1", (ASKS, [(999_900, 100), (999_800, 30)])),
+        ("34200.6,3,11,30,999800,1", (ASKS, [(999_900, 100)])),
+    ]
+    if not executed:
+        flow = [(message, (ASKS, [(999_900, 100), *bids[1:]])) for message, (_, bids) in flow]
+        del flow[3]
+    subject = replay_subject(tmp_path, flow, levels=2)
+    counts = subject.counts
+    assert counts.refused_ids == executed
+    assert counts.rejected == {"instrument_halted": 1}
+    assert subject.venue.open_orders(lobster_replay.FILE_ACCOUNT) == []
+    assert counts.rows_matched == counts.rows - 2 * executed  # lines 2 and 3 show order 11
+
+
+def test_refused_ids_are_kept_up_to_a_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lobster_replay, "REFUSED_IDS_MAX", 1)
+    bids = [(999_900, 100)]
+    flow: Flow = [
+        ("34200.1,7,0,0,-1,-1", (ASKS, bids)),
+        ("34200.2,1,11,50,1000200,-1", (ASKS, bids)),  # refused, then forgotten for 12
+        ("34200.3,1,12,50,1000200,-1", (ASKS, bids)),
+        ("34200.4,3,11,50,1000200,-1", (ASKS, bids)),  # taken off nothing: unaccounted
+        ("34200.5,3,12,50,1000200,-1", (ASKS, bids)),  # skipped
+    ]
+    counts = replay_flow(tmp_path, flow, levels=1)
+    assert (counts.refused_ids, counts.refused_ids_forgotten) == (1, 1)
+    assert counts.unaccounted_qty == 50
+
+
+def test_an_add_that_locks_the_book_while_quoting_is_refused_under_its_own_name(
+    tmp_path: Path,
+) -> None:
+    """Nasdaq lets the book lock or cross before the halt cross; the engine's post_only
+    status does not. The refusal is a known limit of the replay, not one of its errors."""
+    bids = [(999_900, 100)]
+    flow: Flow = [
+        ("34200.1,7,0,0,-1,-1", (ASKS, bids)),
+        ("34200.2,7,0,0,0,-1", (ASKS, bids)),
+        ("34200.3,1,11,50,1000100,1", (ASKS, [(1_000_100, 50)])),  # locks the ask
+        ("34200.4,1,12,50,1000200,1", (ASKS, [(1_000_200, 50)])),  # crosses it
+        ("34200.5,3,11,50,1000100,1", (ASKS, [(1_000_200, 50)])),
+        ("34200.6,3,12,50,1000200,1", (ASKS, bids)),
+        ("34200.7,7,0,0,1,-1", (ASKS, bids)),
+    ]
+    counts = replay_flow(tmp_path, flow, levels=1)
+    assert (counts.refused_while_quoting, counts.refused_ids) == (2, 2)
+    assert counts.rejected == {}
+    assert (counts.rows_matched, counts.first_row_mismatch) == (4, 3)
+
+
+REVEAL_NOTHING: list[tuple[Flow, int]] = [  # flows where no level comes into view, and N
+    ([("34200.1,1,11,50,1000000,1", ([], [(1_000_000, 50)]))], 1),  # the side was unknown
+    ([("34200.1,1,11,50,999900,1", ([], [(1_000_000, 100), (999_900, 50)]))], 2),  # a new 2nd
+    (
+        [
+            ("34200.1,5,0,10,1000000,1", (ASKS, [(999_900, 100), (999_800, 100)])),
+            ("34200.2,3,5,100,999900,1", (ASKS, [(999_800, 100)])),  # nothing past 99.98
+        ],
+        2,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("flow", "levels"), REVEAL_NOTHING, ids=["empty side", "new level", "short side"]
+)
+def test_a_row_reveals_only_where_a_level_comes_into_view(
+    tmp_path: Path, flow: Flow, levels: int
+) -> None:
+    counts = replay_flow(tmp_path, flow, levels)
+    assert (counts.revealed, counts.rows_matched, counts.rows) == (0, len(flow), len(flow))
+
+
+AMEND_DOWN: Flow = [  # A (21) then B (22) at 100.01; A partly canceled, then executed
+    ("34200.1,5,0,10,1000000,1", ([], [(999_900, 100)])),
+    ("34200.2,1,21,100,1000100,-1", ([(1_000_100, 100)], [(999_900, 100)])),
+    ("34200.3,1,22,100,1000100,-1", ([(1_000_100, 200)], [(999_900, 100)])),
+    ("34200.4,2,21,40,1000100,-1", ([(1_000_100, 160)], [(999_900, 100)])),
+    ("34200.5,4,21,60,1000100,-1", ([(1_000_100, 100)], [(999_900, 100)])),
+    ("34200.6,4,22,30,1000100,-1", ([(1_000_100, 70)], [(999_900, 100)])),
+]
+
+
+@pytest.mark.parametrize(("wrong", "first_mismatch"), [(False, None), (True, 5)])
+def test_an_amend_down_keeps_its_place_in_the_queue(
+    tmp_path: Path, wrong: bool, first_mismatch: int | None
+) -> None:
+    """Both executions are checked. Had A lost its place, line 5 would fill B instead."""
+    paths = write_files(tmp_path, [m for m, _ in AMEND_DOWN], [b for _, b in AMEND_DOWN], 1)
+    counts = replay(*paths, AmendToBackVenue() if wrong else None)
+    assert (counts.executions_checked, counts.executions_matched) == (2, 2 - wrong)
+    assert counts.first_execution_mismatch == first_mismatch
+    assert counts.rows_matched == counts.rows == 6  # level totals cannot tell the difference
