@@ -12,7 +12,7 @@ fixed timetable; latency counts from the scheduled time.
 (two actions each: a bid and an ask), as on a real venue where quotes far outnumber trades.
 Makers requote at least `MAKER_REQUESTS_MIN_PER_S` times a second each, so the takers always
 find liquidity (with `--taker-share 1` that floor is added to the rate). `--max` sweeps: from
-`--rate`, each step `SWEEP_FACTOR` times the last, until a step breaks a bound (p99 above
+`--start-rate`, each step `SWEEP_FACTOR` times the last, until a step breaks a bound (p99 above
 `--p99-bound-ms`, any action rejected or unanswered, or less than `SUSTAIN_FRACTION` of the
 offered rate acknowledged); the result is the last step that held, with every step listed.
 
