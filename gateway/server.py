@@ -85,6 +85,7 @@ E = ErrorCode
 JOURNAL_FILE = "journal.log"
 LEDGER_FILE = "ledger.sqlite"
 ISSUED_KEYS_FILE = "api_keys.json"  # keys issued at run time (owner-only permissions)
+DEAD_MAN_FILE = "dead_man.json"  # armed dead-man's switches: account -> deadline (µs)
 SNAPSHOT_INTERVAL_S = 60  # recovery replays at most a minute of journal after the snapshot
 CLOCK_TICK_S = 0.05  # how often the venue's clock is advanced for gtd expiries and maturity
 STORE_QUEUE_BATCHES_MAX = 1_000  # released batches waiting for SQLite before commits wait
@@ -196,6 +197,7 @@ class VenueServer:
         self.venue = Venue(EngineConfig(reserve_staleness_max_us=staleness), self.ledger)
         self.auth = Authenticator(KeyStore(config.api_keys))
         self.issued_keys = _load_keys(data_dir / ISSUED_KEYS_FILE)  # by admin.issue_key
+        self.dead_man_deadlines = _load_deadlines(data_dir / DEAD_MAN_FILE)
         for key in self.issued_keys:
             self.auth.store.add(key)
         rates = config.limits
@@ -268,6 +270,8 @@ class VenueServer:
             compression=None,
             process_request=self._route,
         )
+        for account in self.dead_man_deadlines:  # armed before a restart: armed again
+            self._arm_dead_man(account)
         for work in (self._clock(), self._heartbeats(), self._periodic_snapshots()):
             task = asyncio.create_task(work)
             task.add_done_callback(self._check_task)  # a dead timer would go unnoticed
@@ -609,19 +613,35 @@ class VenueServer:
         require_scope(_key(session), "trade")
         account = _key(session).account
         timeout_ms: int = request.params.timeout_ms  # type: ignore[attr-defined]
+        if timeout_ms:
+            self.dead_man_deadlines[account] = t_in + timeout_ms * 1_000
+        else:
+            self.dead_man_deadlines.pop(account, None)
+        # durable before the answer: an armed switch survives a restart (and fires late
+        # rather than never if the venue was down past its deadline)
+        _save_json(self.data_dir / DEAD_MAN_FILE, self.dead_man_deadlines)
+        self._arm_dead_man(account)
+        self._reply(session, request, {"timeout_ms": timeout_ms, "armed": bool(timeout_ms)}, t_in)
+
+    def _arm_dead_man(self, account: int) -> None:
+        """(Re)start the account's timer for its deadline, or stop it if it has none."""
         timer = self.dead_man.pop(account, None)
         if timer is not None:
             timer.cancel()
-        if timeout_ms:
+        deadline_us = self.dead_man_deadlines.get(account)
+        if deadline_us is not None:
+            delay_s = max(0.0, (deadline_us - now_us()) / 1_000_000)
             self.dead_man[account] = asyncio.get_running_loop().call_later(
-                timeout_ms / 1000, self._dead_man_fired, account
+                delay_s, self._dead_man_fired, account
             )
-        self._reply(session, request, {"timeout_ms": timeout_ms, "armed": bool(timeout_ms)}, t_in)
 
     def _dead_man_fired(self, account: int) -> None:
         self.dead_man.pop(account, None)
         self.sequencer.submit(CancelAll(account=account, reason=CancelReason.DMS), origin=None)
         self.sequencer.barrier(Notice(account, {"ch": "session", "type": "dms.triggered"}))
+        # the cancel is journaled before anything else can run: the switch is spent
+        self.dead_man_deadlines.pop(account, None)
+        _save_json(self.data_dir / DEAD_MAN_FILE, self.dead_man_deadlines)
 
     # trading
 
@@ -1213,10 +1233,21 @@ def _load_keys(path: Path) -> list[ApiKey]:
 
 def _save_keys(path: Path, keys: list[ApiKey]) -> None:
     """Write the issued keys atomically, readable by the venue's user only (they hold secrets)."""
+    _save_json(path, keys)
+
+
+def _load_deadlines(path: Path) -> dict[int, int]:
+    if not path.exists():
+        return {}
+    return msgspec.json.decode(path.read_bytes(), type=dict[int, int])
+
+
+def _save_json(path: Path, value: Any) -> None:
+    """Write `value` as JSON atomically and durably, readable by the venue's user only."""
     temporary = path.with_suffix(".tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "wb") as file:
-        file.write(msgspec.json.encode(keys))
+        file.write(msgspec.json.encode(value))
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)

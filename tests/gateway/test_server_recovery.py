@@ -293,9 +293,6 @@ def test_a_stopped_server_executes_nothing_more(tmp_path: Path) -> None:
     run(scenario)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the dead-man's switch is not durable: after a restart it never fires"
-)
 def test_the_dead_mans_switch_still_fires_after_a_restart(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
 
@@ -305,13 +302,64 @@ def test_the_dead_mans_switch_still_fires_after_a_restart(tmp_path: Path) -> Non
         await alpha.place(SYMBOL, "buy", "1", "186.00")
         await alpha.request("orders.cancel_after", {"timeout_ms": 500})
         await stop(first)
-        for timer in first.server.dead_man.values():
-            timer.cancel()  # the stopped server's own timer (another bug) is not the point
+        assert not first.server.dead_man, "a stopped venue keeps no timer"
         second = await start_venue(data_dir)
         try:
-            await asyncio.sleep(1.0)  # the switch was never re-armed
             watcher = await second.client("alpha")
+            assert len((await watcher.open_orders())["orders"]) == 1, "fired too early"
+            await asyncio.sleep(1.0)  # past the deadline armed before the restart
             assert (await watcher.open_orders())["orders"] == [], "orders outlived the switch"
+        finally:
+            await stop(second)
+
+    run(scenario)
+
+
+def test_a_switch_whose_deadline_passed_while_down_fires_at_start(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        first = await start_venue(data_dir)
+        alpha = await first.client("alpha")
+        await alpha.place(SYMBOL, "buy", "1", "186.00")
+        await alpha.request("orders.cancel_after", {"timeout_ms": 200})
+        await stop(first)
+        await asyncio.sleep(0.4)  # the venue is down when the deadline passes
+        second = await start_venue(data_dir)
+        try:
+            watcher = await second.client("alpha")
+
+            for _ in range(40):  # bounded: 2 s
+                if (await watcher.open_orders())["orders"] == []:
+                    break
+                await asyncio.sleep(0.05)
+            assert (await watcher.open_orders())["orders"] == [], "a late switch must fire"
+        finally:
+            await stop(second)
+        third = await start_venue(data_dir)  # and, spent, it fires no more
+        try:
+            assert not third.server.dead_man and not third.server.dead_man_deadlines
+        finally:
+            await stop(third)
+
+    run(scenario)
+
+
+def test_a_disarmed_switch_stays_disarmed_after_a_restart(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        first = await start_venue(data_dir)
+        alpha = await first.client("alpha")
+        await alpha.place(SYMBOL, "buy", "1", "186.00")
+        await alpha.request("orders.cancel_after", {"timeout_ms": 300})
+        await alpha.request("orders.cancel_after", {"timeout_ms": 0})
+        await stop(first)
+        second = await start_venue(data_dir)
+        try:
+            await asyncio.sleep(0.6)  # past the deadline it no longer has
+            watcher = await second.client("alpha")
+            assert len((await watcher.open_orders())["orders"]) == 1
         finally:
             await stop(second)
 
