@@ -12,6 +12,7 @@ writer task while the peer's buffer is full): a client that stops reading is tol
 """
 
 import asyncio
+import bisect
 import logging
 import os
 import secrets
@@ -86,6 +87,8 @@ JOURNAL_FILE = "journal.log"
 LEDGER_FILE = "ledger.sqlite"
 ISSUED_KEYS_FILE = "api_keys.json"  # keys issued at run time (owner-only permissions)
 DEAD_MAN_FILE = "dead_man.json"  # armed dead-man's switches: account -> deadline (µs)
+EPOCH_MAX = 2**63  # above any epoch (µs since 1970): a bisect key for "any epoch"
+EPOCHS_FILE = "epochs.json"  # [first seq, epoch] per start: replayed history keeps its epoch
 SNAPSHOT_INTERVAL_S = 60  # recovery replays at most a minute of journal after the snapshot
 CLOCK_TICK_S = 0.05  # how often the venue's clock is advanced for gtd expiries and maturity
 STORE_QUEUE_BATCHES_MAX = 1_000  # released batches waiting for SQLite before commits wait
@@ -198,6 +201,9 @@ class VenueServer:
         self.auth = Authenticator(KeyStore(config.api_keys))
         self.issued_keys = _load_keys(data_dir / ISSUED_KEYS_FILE)  # by admin.issue_key
         self.dead_man_deadlines = _load_deadlines(data_dir / DEAD_MAN_FILE)
+        # (first seq, epoch) of every earlier start, from the journal's point of view
+        self.epochs: list[tuple[int, int]] = _load_epochs(data_dir / EPOCHS_FILE)
+        self._recovering = False
         for key in self.issued_keys:
             self.auth.store.add(key)
         rates = config.limits
@@ -254,7 +260,12 @@ class VenueServer:
         self._learn_reference_data()
         after = image.seq if image is not None else 0
         self._to_store.extend(self.ledger.drain())  # what the image had not stored yet
-        replayed = self.sequencer.recover(after, on_replayed=self._replayed)
+        self._recovering = True
+        try:
+            replayed = self.sequencer.recover(after, on_replayed=self._replayed)
+        finally:
+            self._recovering = False
+        self._record_epoch()
         if image is not None or replayed:
             log.info("recovered: snapshot at %d, then %d journal commands", after, replayed)
             await self._catch_up_store()
@@ -622,6 +633,23 @@ class VenueServer:
         _save_json(self.data_dir / DEAD_MAN_FILE, self.dead_man_deadlines)
         self._arm_dead_man(account)
         self._reply(session, request, {"timeout_ms": timeout_ms, "armed": bool(timeout_ms)}, t_in)
+
+    def _epoch_of(self, seq: int) -> int:
+        """The epoch a command's private events were first sent in: this start's, or while
+        recovering, that of the start which executed it (a journal written before epochs
+        were recorded falls back to this start's)."""
+        if not self._recovering:
+            return self.epoch
+        index = bisect.bisect_right(self.epochs, (seq, EPOCH_MAX)) - 1
+        return self.epochs[index][1] if index >= 0 else self.epoch
+
+    def _record_epoch(self) -> None:
+        """Durably note that commands from the next seq on are this start's epoch."""
+        first_seq = self.sequencer.last_seq + 1
+        if self.epochs and self.epochs[-1][0] == first_seq:
+            self.epochs.pop()  # the last start executed nothing: it is replaced, not kept
+        self.epochs.append((first_seq, self.epoch))
+        _save_json(self.data_dir / EPOCHS_FILE, self.epochs)
 
     def _arm_dead_man(self, account: int) -> None:
         """(Re)start the account's timer for its deadline, or stop it if it has none."""
@@ -1007,7 +1035,8 @@ class VenueServer:
             if stream is None:  # not setdefault: that would build a stream for every push
                 stream = private[account] = PrivateStream()
             stream.assigned += 1
-            message = {"ch": "account", "seq": stream.assigned, "epoch": self.epoch, **body}
+            epoch = self._epoch_of(executed.seq)
+            message = {"ch": "account", "seq": stream.assigned, "epoch": epoch, **body}
             executed.pushes.append((account, stream.assigned, wire.encode(message)))
         if isinstance(pending, Pending):
             for event in events:
@@ -1234,6 +1263,12 @@ def _load_keys(path: Path) -> list[ApiKey]:
 def _save_keys(path: Path, keys: list[ApiKey]) -> None:
     """Write the issued keys atomically, readable by the venue's user only (they hold secrets)."""
     _save_json(path, keys)
+
+
+def _load_epochs(path: Path) -> list[tuple[int, int]]:
+    if not path.exists():
+        return []
+    return msgspec.json.decode(path.read_bytes(), type=list[tuple[int, int]])
 
 
 def _load_deadlines(path: Path) -> dict[int, int]:

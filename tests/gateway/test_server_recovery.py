@@ -163,13 +163,7 @@ def test_the_ledger_store_holds_every_transfer_exactly_once(
     "with_snapshot",
     [
         pytest.param(True, id="from-snapshot"),
-        pytest.param(
-            False,
-            id="from-journal",
-            marks=pytest.mark.xfail(
-                strict=True, reason="history rebuilt from the journal takes the new epoch"
-            ),
-        ),
+        pytest.param(False, id="from-journal"),
     ],
 )
 def test_the_private_stream_resumes_across_a_restart(tmp_path: Path, with_snapshot: bool) -> None:
@@ -386,5 +380,42 @@ def test_an_issued_api_key_still_logs_on_after_a_restart(tmp_path: Path) -> None
             assert KEYS["taker"][0] != issued["api_key"]
         finally:
             await stop(second)
+
+    run(scenario)
+
+
+def test_history_replayed_from_the_journal_keeps_the_epoch_of_each_start(
+    tmp_path: Path,
+) -> None:
+    """Two starts' events, rebuilt from the journal alone by a third: each keeps its own."""
+    data_dir = tmp_path / "data"
+
+    async def one_start(price: str) -> tuple[int, list[dict[str, Any]]]:
+        venue = await start_venue(data_dir)
+        try:
+            alpha = await venue.client("alpha")
+            await alpha.subscribe_account()
+            await alpha.next_push()  # the snapshot
+            await alpha.place(SYMBOL, "buy", "1", price)
+            return venue.server.epoch, account_events(await drain_pushes(alpha))
+        finally:
+            await stop(venue)
+
+    async def scenario() -> None:
+        first_epoch, first = await one_start("186.00")
+        second_epoch, second = await one_start("185.00")
+        assert first and second and first_epoch != second_epoch
+        for path in data_dir.glob("snapshot-*.bin"):
+            path.unlink()  # the third start rebuilds every event from the journal
+        third = await start_venue(data_dir)
+        try:
+            back = await third.client("alpha")
+            await back.subscribe_account(since_seq=first[0]["seq"] - 1)
+            replayed = account_events(await drain_pushes(back))
+            assert replayed == first + second  # exactly as first sent, epochs included
+            assert {p["epoch"] for p in first} == {first_epoch}
+            assert {p["epoch"] for p in second} == {second_epoch}
+        finally:
+            await stop(third)
 
     run(scenario)
