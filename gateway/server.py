@@ -225,7 +225,7 @@ class VenueServer:
         self.placed_on: dict[int, Session] = {}  # open order id -> the session that placed it
         self._next_session = 0
         self._dirty: list[Session] = []  # sessions with messages to write this loop turn
-        self._closers: set[asyncio.Task[None]] = set()  # connections flushing, then closing
+        self._background: set[asyncio.Task[None]] = set()  # closes, spent switches: kept till done
         self.epoch = now_us()
         journal = FileJournal(data_dir / JOURNAL_FILE)
         self.sequencer = Sequencer(
@@ -514,8 +514,8 @@ class VenueServer:
                 websocket.transport.abort()
 
         closer = asyncio.get_running_loop().create_task(close_after_flush())
-        self._closers.add(closer)  # a task must be referenced until it is done
-        closer.add_done_callback(self._closers.discard)
+        self._background.add(closer)  # a task must be referenced until it is done
+        closer.add_done_callback(self._background.discard)
 
     # ----------------------------------------------------------------- requests
 
@@ -667,8 +667,15 @@ class VenueServer:
         self.dead_man.pop(account, None)
         self.sequencer.submit(CancelAll(account=account, reason=CancelReason.DMS), origin=None)
         self.sequencer.barrier(Notice(account, {"ch": "session", "type": "dms.triggered"}))
-        # the cancel is journaled before anything else can run: the switch is spent
         self.dead_man_deadlines.pop(account, None)
+        # spent, but only on disk once its cancel is durable: a crash in between fires it
+        # again at the next start (canceling nothing new) rather than never
+        spent = asyncio.get_running_loop().create_task(self._save_dead_man_after_drain())
+        self._background.add(spent)
+        spent.add_done_callback(self._background.discard)
+
+    async def _save_dead_man_after_drain(self) -> None:
+        await self.sequencer.drain()
         _save_json(self.data_dir / DEAD_MAN_FILE, self.dead_man_deadlines)
 
     # trading
