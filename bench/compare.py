@@ -13,14 +13,13 @@ import json
 from contextlib import suppress
 from typing import Any
 
-from bench import workloads
+from bench import stats, workloads
 from bench.adapters import AdapterResult, EngineAdapter, all_adapters
 from bench.engine_bench import (
     DEFAULT_OPS,
     DEFAULT_SEED,
     GC_MODES,
     _collector,
-    _percentile_us,
     _positive,
 )
 
@@ -103,7 +102,7 @@ def _row(name: str, result: AdapterResult) -> dict[str, Any]:
         "seconds": round(result.seconds, 6),
         "ops_per_sec": round(len(latencies) / result.seconds),
         "latency_us": {
-            **{key: _percentile_us(latencies, *q) for key, q in PERCENTILES.items()},
+            **{key: stats.rank(latencies, *q) / 1000 for key, q in PERCENTILES.items()},
             "max": latencies[-1] / 1000,
         },
         "traded_qty": result.traded_qty,

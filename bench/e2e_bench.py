@@ -34,7 +34,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -497,7 +496,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         work = measure(load, args.config, progress)
     try:
-        result = {"mode": "rate"} | run_async(work)
+        result = {"mode": "rate"} | server_process.run_async(work)
     except ClientFailed as failed:
         raise SystemExit(f"venue bench e2e: {failed}") from None
     report = environment.describe("e2e") | {"result": result}
@@ -508,14 +507,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(headline(result)))
     return 0 if result["acked"] and result["server_stopped_cleanly"] else 1
-
-
-def run_async(work: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
-    try:
-        import uvloop
-    except ImportError:  # uvloop is not built for every platform: plain asyncio then
-        return asyncio.run(work)
-    return uvloop.run(work)
 
 
 def headline(result: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench import environment, workloads
+from bench import environment, stats, workloads
 from engine.events import CommandRejected
 from engine.venue import Venue
 
@@ -134,7 +134,7 @@ def measure(
         "seconds": round(seconds, 6),
         "ops_per_sec": round(ops / seconds),
         "latency_us": {
-            **{key: _percentile_us(latencies, *q) for key, q in PERCENTILES.items()},
+            **{key: stats.rank(latencies, *q) / 1000 for key, q in PERCENTILES.items()},
             "max": latencies[-1] / 1000,
             "mean": round(sum(latencies) / ops / 1000, 3),
         },
@@ -213,12 +213,6 @@ def _fingerprint(venue: Venue) -> tuple[int, int, int]:
     """Cheap evidence that two runs ended alike: order and trade counters, resting orders."""
     trades = sum(market.last_trade_id for market in venue.markets.values())
     return venue.last_order_id, trades, len(venue.orders)
-
-
-def _percentile_us(ordered_ns: list[int], num: int, den: int) -> float:
-    """Nearest rank: the smallest sample with at least num/den of the samples at or below."""
-    rank = max(1, -(-len(ordered_ns) * num // den))
-    return ordered_ns[rank - 1] / 1000
 
 
 def _timer_overhead_ns() -> int:

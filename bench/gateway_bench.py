@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import server_process
+from bench import server_process, stats
 from bench.server_process import ServerProcess
 from gateway import config as venue_config
 from gateway import limits
@@ -100,15 +100,6 @@ class Tally:
             "open_orders_after": self.open_orders_after,
             "error": self.error,
         }
-
-
-def percentiles(samples_us: list[float]) -> dict[str, float]:
-    ordered = sorted(samples_us) or [0.0]
-    return {
-        "p50": round(ordered[len(ordered) // 2], 1),
-        "p99": round(ordered[len(ordered) * 99 // 100], 1),
-        "max": round(ordered[-1], 1),
-    }
 
 
 # ----------------------------------------------------------------- the phases
@@ -240,9 +231,9 @@ async def measure(
     return {
         "duration_s": duration_s,
         "round_trips_per_sec": single.per_sec(),
-        "round_trip_us": percentiles(single.latencies_us),
+        "round_trip_us": stats.percentiles(single.latencies_us),
         "batched_actions_per_sec": batch.per_sec(),
-        "batch_round_trip_us": percentiles(batch.latencies_us),
+        "batch_round_trip_us": stats.percentiles(batch.latencies_us),
         "sent": single.sent + batch.sent,
         "acked": single.acked + batch.acked,
         "rejected": single.rejected + batch.rejected,
@@ -329,12 +320,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--duration must be in (0, {DURATION_S_MAX:g}] seconds")
     if not 1 <= args.pipeline <= PIPELINE_MAX:
         raise SystemExit(f"--pipeline must be in 1..{PIPELINE_MAX}")
-    try:
-        import uvloop
-    except ImportError:  # uvloop is not built for every platform: plain asyncio then
-        result = asyncio.run(measure(args.config, args.duration, args.pipeline, args.keep_limits))
-    else:
-        result = uvloop.run(measure(args.config, args.duration, args.pipeline, args.keep_limits))
+    work = measure(args.config, args.duration, args.pipeline, args.keep_limits)
+    result = server_process.run_async(work)
     if args.json:
         print(json.dumps(result))
     else:

@@ -11,7 +11,9 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 SERVER_START_TIMEOUT_S = 30.0  # a fresh venue builds from venue.toml in well under a second
 SERVER_STOP_TIMEOUT_S = 15.0  # SIGTERM flushes pending commands and closes the files
@@ -27,6 +29,15 @@ connection_burst = 10000000
 account_rate_per_s = 10000000
 account_burst = 10000000
 """
+
+
+def run_async(work: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """Run a benchmark's coroutine on uvloop, as the server runs."""
+    try:
+        import uvloop
+    except ImportError:  # uvloop is not built for every platform: plain asyncio then
+        return asyncio.run(work)
+    return uvloop.run(work)
 
 
 def unlimited_config(config_path: Path, directory: Path, extra: str = "") -> Path:

@@ -27,8 +27,4 @@ def curve(samples: Sequence[float]) -> list[tuple[float, float]]:
     ordered = sorted(samples)
     if not ordered:
         return []
-    points = []
-    for percent in CURVE_POINTS:
-        index = min(len(ordered) - 1, max(0, -(-int(len(ordered) * percent * 1000) // 100_000) - 1))
-        points.append((percent, ordered[index]))
-    return points
+    return [(percent, rank(ordered, round(percent * 1000), 100_000)) for percent in CURVE_POINTS]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import e2e_bench, e2e_report, engine_bench, environment, store_bench
+from bench import e2e_bench, e2e_report, engine_bench, environment, server_process, store_bench
 from gateway import journal
 
 PARTS = ("engine", "store", "journal", "e2e")
@@ -86,7 +86,7 @@ def _e2e(args: argparse.Namespace) -> list[dict[str, Any]]:
     for rate, batch in E2E_RUNS:
         load = e2e_bench.Load(args.e2e_duration, rate, 2, 2, 10, batch)
         try:
-            result = e2e_bench.run_async(e2e_bench.measure(load, args.config, False))
+            result = server_process.run_async(e2e_bench.measure(load, args.config, False))
         except e2e_bench.ClientFailed as failed:
             raise SystemExit(f"venue bench all: e2e: {failed}") from None
         report = environment.describe("e2e") | {"result": {"mode": "rate"} | result}

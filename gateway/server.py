@@ -849,7 +849,7 @@ class VenueServer:
         )
         self.auth.store.add(key)
         self.issued_keys.append(key)
-        _save_keys(self.data_dir / ISSUED_KEYS_FILE, self.issued_keys)  # before the answer
+        _save_json(self.data_dir / ISSUED_KEYS_FILE, self.issued_keys)  # before the answer
         result = {"api_key": key.key, "secret": key.secret, "account": key.account}
         self._reply(session, request, result | {"scopes": sorted(key.scopes)}, t_in)
 
@@ -1267,11 +1267,6 @@ def _load_keys(path: Path) -> list[ApiKey]:
     return msgspec.json.decode(path.read_bytes(), type=list[ApiKey])
 
 
-def _save_keys(path: Path, keys: list[ApiKey]) -> None:
-    """Write the issued keys atomically, readable by the venue's user only (they hold secrets)."""
-    _save_json(path, keys)
-
-
 def _load_epochs(path: Path) -> list[tuple[int, int]]:
     if not path.exists():
         return []
@@ -1285,7 +1280,8 @@ def _load_deadlines(path: Path) -> dict[int, int]:
 
 
 def _save_json(path: Path, value: Any) -> None:
-    """Write `value` as JSON atomically and durably, readable by the venue's user only."""
+    """Write `value` as JSON atomically and durably, readable by the venue's user only (the
+    issued keys hold secrets)."""
     temporary = path.with_suffix(".tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "wb") as file:
