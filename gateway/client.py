@@ -271,6 +271,33 @@ class VenueClient:
     async def open_orders(self, symbol: str | None = None) -> Any:
         return await self.request("orders.open", {"symbol": symbol} if symbol else {})
 
+    async def order_status(self, order_id: int | None = None, cl_ord_id: str | None = None) -> Any:
+        """One of the account's orders, open or closed (while the venue retains it): a
+        closed one has its final `status`, `avg_px`, `reason` and `closed_ts`."""
+        return await self.request("order.status", _ids_of(order_id, cl_ord_id))
+
+    async def order_history(
+        self,
+        status: str = "all",
+        symbol: str | None = None,
+        since_ts: int | None = None,
+        until_ts: int | None = None,
+        before_order_id: int | None = None,
+        limit: int = 100,
+    ) -> Any:
+        """One page of the account's orders, newest first: `{orders, next_before_order_id}`;
+        pass `next_before_order_id` back as `before_order_id` for the next page (it is None
+        after the last). `status` is "open", "closed" or "all"; times are µs."""
+        params: dict[str, Any] = {"status": status, "limit": limit}
+        optional = {
+            "symbol": symbol,
+            "since_ts": since_ts,
+            "until_ts": until_ts,
+            "before_order_id": before_order_id,
+        }
+        params.update((name, value) for name, value in optional.items() if value is not None)
+        return await self.request("orders.history", params)
+
     async def balances(self) -> Any:
         return await self.request("balances")
 

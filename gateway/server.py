@@ -75,6 +75,7 @@ from gateway.auth import (
 from gateway.journal import FileJournal
 from gateway.ledger_writer import LedgerWriter
 from gateway.market_data import Channel, MarketData, Stream
+from gateway.order_history import OrderHistory
 from gateway.reports import ExecReporter
 from gateway.sequencer import Executed, Sequencer
 from settlement.ledger import Ledger
@@ -96,7 +97,13 @@ WRITE_BATCH_MAX = 256  # messages per write: bounds one writev and the memory it
 CLOSE_TIMEOUT_S = 2  # a peer that cannot take its last messages in this time is cut off
 PUBLIC_CHANNELS = {c.value for c in Channel}
 TRADING_METHODS = {"order.place", "order.cancel", "order.amend", "orders.cancel_all"}
-READ_METHODS = {"orders.open", "order.status", "fills", "balances"}  # need the read scope
+READ_METHODS = {  # need the read scope
+    "orders.open",
+    "order.status",
+    "orders.history",
+    "fills",
+    "balances",
+}
 PUBLIC_METHODS = {  # served before logon, and on /ws/public
     "session.logon",
     "ping",
@@ -214,6 +221,7 @@ class VenueServer:
             rates.account_burst,
         )
         self.reporter = ExecReporter()
+        self.order_history = OrderHistory()  # closed orders, for order.status and orders.history
         self.sessions: dict[int, Session] = {}
         self.private: dict[int, PrivateStream] = {}
         self.subscribers: dict[Stream, set[Session]] = {}
@@ -303,6 +311,7 @@ class VenueServer:
             stream = self.private.setdefault(int(account), PrivateStream())
             stream.seq = stream.assigned = seq
             stream.history.extend((s, bytes(p)) for s, p in history)
+        self.order_history.restore(image.gateway.get("order_history"))
 
     def _replayed(self, batch: list[Executed]) -> None:
         """A command replayed from the journal: rebuild the private history it made."""
@@ -324,6 +333,7 @@ class VenueServer:
                     str(account): (stream.seq, list(stream.history))
                     for account, stream in self.private.items()
                 },
+                "order_history": self.order_history.image(),
             },
         )
         await self._store_flushed()
@@ -865,12 +875,41 @@ class VenueServer:
         self._defer(session, request, t_in, {"orders": orders})
 
     def _order_status(self, session: Session, request: wire.Request, t_in: int) -> None:
+        """An open order, else a closed one from the account's retained history."""
         p: Any = request.params
-        order = self.venue.find_order(_key(session).account, p.order_id or 0, p.cl_ord_id)
-        if order is None:
-            self._defer_error(session, request, E.UNKNOWN_ORDER, "no open order by that id")
+        account = _key(session).account
+        history = self.order_history
+        order = self.venue.find_order(account, p.order_id or 0, p.cl_ord_id)
+        if order is not None:
+            spec = self.venue.markets[order.symbol].spec
+            self._defer(session, request, t_in, history.open_record(order, spec))
             return
-        self._defer(session, request, t_in, self._order_view(order))
+        record = history.find(account, p.order_id, p.cl_ord_id)
+        if record is None:
+            msg = history.unknown(account, p.order_id)
+            self._defer_error(session, request, E.UNKNOWN_ORDER, msg)
+            return
+        self._defer(session, request, t_in, record)
+
+    def _orders_history(self, session: Session, request: wire.Request, t_in: int) -> None:
+        """The account's orders, open and closed, newest first, one page at a time."""
+        p: Any = request.params
+        if p.symbol is not None and p.symbol not in self.venue.markets:
+            self._defer_error(session, request, E.UNKNOWN_SYMBOL, f"no symbol {p.symbol}")
+            return
+        account = _key(session).account
+        orders, cursor = self.order_history.page(
+            account,
+            self.venue.open_orders(account),
+            self.specs,
+            status=p.status,
+            symbol=p.symbol,
+            since_ts=p.since_ts,
+            until_ts=p.until_ts,
+            before_order_id=p.before_order_id,
+            limit=p.limit,
+        )
+        self._defer(session, request, t_in, {"orders": orders, "next_before_order_id": cursor})
 
     def _fills(self, session: Session, request: wire.Request, t_in: int) -> None:
         p: Any = request.params
@@ -1036,6 +1075,7 @@ class VenueServer:
             self._learn_reference_data()
         quote_set = pending.quote_set if isinstance(pending, Pending) else None
         reports = self.reporter.reports(events, command=executed.command, quote_set=quote_set)
+        self.order_history.record(reports)  # on replay too: so the history is rebuilt
         private = self.private
         for account, body in reports:
             stream = private.get(account)
@@ -1248,6 +1288,7 @@ class VenueServer:
         "quote.mass": _quote_mass,
         "orders.open": _open_orders,
         "order.status": _order_status,
+        "orders.history": _orders_history,
         "fills": _fills,
         "balances": _balances,
         "instruments": _instruments,

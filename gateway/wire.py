@@ -62,6 +62,7 @@ SYMBOLS_PER_REQUEST_MAX = 100  # subscribe: every listed symbol at once, with ro
 DECIMAL_LENGTH_MAX = 48  # UNITS_MAX has 19 digits, plus a point and 18 decimals, plus zeros
 NAME_LENGTH_MAX = 64  # account names and quote set names are labels, not documents
 FILLS_LIMIT_MAX = 1_000  # one page of fills; page on with since_seq
+ORDERS_HISTORY_LIMIT_MAX = 1_000  # one page of orders.history; page on with before_order_id
 BOOK_DEPTH_MAX = 1_000  # levels per side in one snapshot; deeper books are not a quote
 CANCEL_AFTER_MS_MAX = 600_000  # a dead-man's switch longer than 10 minutes protects nothing
 JURISDICTIONS_MAX = 250  # ISO 3166 has 249 alpha-2 codes
@@ -289,6 +290,21 @@ class FillsParams(Params, frozen=True):
     since_seq: Int53 | None = None
 
 
+class OrdersHistoryParams(Params, frozen=True):
+    status: Literal["open", "closed", "all"] = "all"
+    symbol: Symbol | None = None
+    since_ts: Int53 | None = None  # µs, inclusive: orders accepted at or after
+    until_ts: Int53 | None = None  # µs, exclusive: orders accepted before
+    before_order_id: PositiveInt | None = None  # the page cursor: only older orders
+    limit: Annotated[int, Meta(ge=1, le=ORDERS_HISTORY_LIMIT_MAX)] = 100
+
+    def problem(self) -> Problem | None:
+        since, until = self.since_ts, self.until_ts
+        if since is not None and until is not None and since >= until:
+            return E.BAD_PARAM, "since_ts must be below until_ts"
+        return None
+
+
 class BalancesParams(Params, frozen=True):
     pass
 
@@ -417,6 +433,7 @@ METHODS: dict[str, type[Params]] = {
     "orders.open": OpenOrdersParams,
     "order.status": OrderStatusParams,
     "fills": FillsParams,
+    "orders.history": OrdersHistoryParams,
     "balances": BalancesParams,
     "instruments": InstrumentsParams,
     "book.snapshot": BookSnapshotParams,

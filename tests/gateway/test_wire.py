@@ -68,6 +68,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "orders.open": {},
     "order.status": {"order_id": 1},
     "fills": {"limit": 10},
+    "orders.history": {},
     "balances": {},
     "instruments": {},
     "book.snapshot": {"symbol": SYMBOL, "depth": 10},

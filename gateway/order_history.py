@@ -1,0 +1,254 @@
+"""Order history: each account's recently closed orders, for `order.status` and `orders.history`.
+
+Owns, per account, the last `limits.CLOSED_ORDERS_PER_ACCOUNT_MAX` closed orders (final
+status, cum/leaves qty, average price, reason, when accepted and when closed) and the
+acceptance time of every open order. It learns them from the execution reports as they are
+made (`record`, called where the server builds each command's pushes), so a venue restored
+from a snapshot image (`image`/`restore`) and the journal tail replayed after it holds the
+same history as before the restart. Open orders themselves stay the venue's: a page merges
+them in (`page`). Leaves scopes, params and envelopes to the server.
+Invariants: an order id is in at most one account's closed orders; the oldest closed is
+forgotten first; lookups never look past the asking account's own orders.
+"""
+
+import heapq
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+import msgspec
+from sortedcontainers import SortedList
+
+from engine.book import Order
+from engine.instrument import InstrumentSpec
+from engine.units import format_units
+from gateway import limits
+from gateway.reports import CLOSED, Push, _avg_px
+
+Status = Literal["open", "closed", "all"]
+
+
+class OrderRecord(msgspec.Struct, frozen=True, gc=False):
+    """One order as `order.status` and `orders.history` show it; decimals as strings."""
+
+    order_id: int
+    cl_ord_id: str | None
+    symbol: str
+    side: str
+    type: str
+    tif: str
+    price: str | None  # null for a market order
+    qty: str | None
+    quote_qty: str | None  # the budget of a market buy by quote, else null
+    leaves_qty: str | None
+    cum_qty: str | None
+    avg_px: str | None
+    status: str
+    reason: str | None  # why it closed (`user`, `gtd`, `stp`, ...); null if open or filled
+    tag: str | None
+    created_ts: int | None  # µs, when it was accepted (null if that predates this history)
+    closed_ts: int | None  # µs, when it closed; null while open
+
+
+class _AccountHistory:
+    """One account's closed orders, by id in closing order, and the ids sorted for pages."""
+
+    __slots__ = ("by_cl_ord_id", "closed", "ids", "trimmed_max")
+
+    def __init__(self) -> None:
+        self.closed: dict[int, OrderRecord] = {}  # insertion order is closing order
+        self.ids = SortedList()  # the same ids, ascending: pages walk them newest first
+        # cl_ord_id -> the order with it that closed last. Forgetting in closing order keeps
+        # this exact: when that order is forgotten, every other with the id already was.
+        self.by_cl_ord_id: dict[str, int] = {}
+        self.trimmed_max = 0  # the newest order id forgotten to the bound (0: none yet)
+
+
+class OrderHistory:
+    """Every account's closed orders, learned from execution reports."""
+
+    def __init__(self, capacity: int | None = None) -> None:
+        self.capacity = capacity or limits.CLOSED_ORDERS_PER_ACCOUNT_MAX
+        assert self.capacity > 0, "keep at least one closed order per account"
+        self.accounts: dict[int, _AccountHistory] = {}
+        self.accepted_ts: dict[int, int] = {}  # open order id -> when it was accepted (µs)
+
+    # ----------------------------------------------------------------- learning
+
+    def record(self, reports: Iterable[tuple[int, Push]]) -> None:
+        """Learn from one command's pushes (as `ExecReporter.reports` made them)."""
+        for account, push in reports:
+            if push["type"] != "exec":
+                continue
+            data = push["data"]
+            order_id = data["order_id"]
+            if order_id is None:  # a refused place: it never became an order
+                continue
+            if data["exec_type"] == "new":
+                self.accepted_ts[order_id] = push["ts"]
+            elif data["status"] in CLOSED:
+                self._close(account, order_id, data, push["ts"])
+
+    def _close(self, account: int, order_id: int, data: dict[str, Any], ts_us: int) -> None:
+        record = OrderRecord(
+            order_id,
+            data["cl_ord_id"],
+            data["symbol"],
+            data["side"],
+            data["type"],
+            data["tif"],
+            data["price"],
+            data["qty"],
+            data["quote_qty"],
+            data["leaves_qty"],
+            data["cum_qty"],
+            data["avg_px"],
+            data["status"],
+            data["reason"],
+            data["tag"],
+            self.accepted_ts.pop(order_id, None),
+            ts_us,
+        )
+        self._keep(self._account(account), record)
+
+    def _keep(self, history: _AccountHistory, record: OrderRecord) -> None:
+        """Remember `record` as the newest closed order; forget the oldest past the bound."""
+        order_id = record.order_id
+        if history.closed.pop(order_id, None) is None:
+            history.ids.add(order_id)
+        history.closed[order_id] = record
+        if record.cl_ord_id is not None:
+            history.by_cl_ord_id[record.cl_ord_id] = order_id
+        if len(history.closed) > self.capacity:
+            oldest = next(iter(history.closed))
+            forgotten = history.closed.pop(oldest)
+            history.ids.remove(oldest)
+            cl_ord_id = forgotten.cl_ord_id
+            if cl_ord_id is not None and history.by_cl_ord_id.get(cl_ord_id) == oldest:
+                del history.by_cl_ord_id[cl_ord_id]
+            history.trimmed_max = max(history.trimmed_max, oldest)
+
+    def _account(self, account: int) -> _AccountHistory:
+        history = self.accounts.get(account)
+        if history is None:
+            history = self.accounts[account] = _AccountHistory()
+        return history
+
+    # ----------------------------------------------------------------- queries
+
+    def find(self, account: int, order_id: int | None, cl_ord_id: str | None) -> OrderRecord | None:
+        """The account's closed order by id, or the one with `cl_ord_id` that closed last."""
+        history = self.accounts.get(account)
+        if history is None:
+            return None
+        if cl_ord_id is not None:
+            found = history.by_cl_ord_id.get(cl_ord_id)
+            return history.closed[found] if found is not None else None
+        return history.closed.get(order_id or 0)
+
+    def unknown(self, account: int, order_id: int | None) -> str:
+        """Why an order is not found, from the asking account's own history only (so the
+        answer says nothing of other accounts' orders)."""
+        history = self.accounts.get(account)
+        trimmed_max = history.trimmed_max if history is not None else 0
+        if trimmed_max and (order_id is None or order_id <= trimmed_max):
+            return (
+                "no such order in the retained history: it keeps each account's open orders "
+                f"and last {self.capacity:,} closed orders, and this order may be older"
+            )
+        return "no such order for this account"
+
+    def open_record(self, order: Order, spec: InstrumentSpec) -> OrderRecord:
+        """An open order of the venue, in the shape of a closed one."""
+        return OrderRecord(
+            order.order_id,
+            order.cl_ord_id,
+            order.symbol,
+            order.side,
+            order.order_type,
+            order.tif,
+            format_units(order.price, spec.price_decimals),
+            format_units(order.qty, spec.qty_decimals),
+            None,  # only a market buy has a quote budget, and market orders never rest
+            format_units(order.leaves_qty, spec.qty_decimals),
+            format_units(order.cum_qty, spec.qty_decimals),
+            _avg_px(order.filled_value, order.cum_qty, spec),
+            order.status,
+            None,
+            order.tag,
+            self.accepted_ts.get(order.order_id),
+            None,
+        )
+
+    def page(
+        self,
+        account: int,
+        open_orders: Sequence[Order],
+        specs: Mapping[str, InstrumentSpec],
+        *,
+        status: Status = "all",
+        symbol: str | None = None,
+        since_ts: int | None = None,
+        until_ts: int | None = None,
+        before_order_id: int | None = None,
+        limit: int,
+    ) -> tuple[list[OrderRecord], int | None]:
+        """Up to `limit` orders, newest (highest id) first, and the `before_order_id` of the
+        next page (None if this is the last). `since_ts` (inclusive) and `until_ts`
+        (exclusive) bound `created_ts`. `open_orders` are the account's in acceptance (so
+        id) order, as the venue lists them; only those a page reaches are formatted."""
+        below = before_order_id if before_order_id is not None else 2**63
+        sources: list[Iterator[OrderRecord]] = []
+        if status != "closed":
+            sources.append(
+                self.open_record(order, specs[order.symbol])
+                for order in reversed(open_orders)
+                if order.order_id < below
+            )
+        history = self.accounts.get(account)
+        if status != "open" and history is not None:
+            ids = history.ids.irange(maximum=below - 1, reverse=True)
+            sources.append(history.closed[order_id] for order_id in ids)
+        rows: list[OrderRecord] = []
+        for record in heapq.merge(*sources, key=_newest_first):
+            created = record.created_ts
+            if since_ts is not None and (created is None or created < since_ts):
+                if created is not None:
+                    break  # ids are accepted in time order: every older one is earlier still
+                continue
+            if until_ts is not None and (created is None or created >= until_ts):
+                continue
+            if symbol is not None and record.symbol != symbol:
+                continue
+            if len(rows) == limit:
+                return rows, rows[-1].order_id  # there is at least one more
+            rows.append(record)
+        return rows, None
+
+    # ----------------------------------------------------------------- snapshots
+
+    def image(self) -> dict[str, Any]:
+        """What a snapshot keeps: per account its closed orders in closing order."""
+        return {
+            "accepted_ts": list(self.accepted_ts.items()),
+            "accounts": {
+                str(account): [history.trimmed_max, list(history.closed.values())]
+                for account, history in self.accounts.items()
+            },
+        }
+
+    def restore(self, image: dict[str, Any] | None) -> None:
+        """Take the state `image` holds (None: a snapshot older than this history)."""
+        self.accounts.clear()
+        self.accepted_ts.clear()
+        if image is None:
+            return
+        self.accepted_ts.update((order_id, ts) for order_id, ts in image["accepted_ts"])
+        for account, (trimmed_max, records) in image["accounts"].items():
+            history = self._account(int(account))
+            for record in msgspec.convert(records, list[OrderRecord]):
+                self._keep(history, record)
+            history.trimmed_max = max(history.trimmed_max, trimmed_max)
+
+
+def _newest_first(record: OrderRecord) -> int:
+    return -record.order_id

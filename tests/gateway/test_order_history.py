@@ -1,0 +1,166 @@
+"""The order history on its own: what it learns from exec reports, its bound, lookups, pages,
+and its snapshot image. (Through a real server: tests/gateway/test_server_order_history.py.)"""
+
+from typing import Any
+
+import msgspec
+
+from gateway.order_history import OrderHistory, OrderRecord
+
+SYMBOL = "AAPLx-USD"
+OTHER = "MSFTx-USD"
+ALICE, BOB = 1, 2
+
+
+def push(
+    order_id: int | None,
+    exec_type: str,
+    status: str,
+    ts: int,
+    cl_ord_id: str | None = None,
+    symbol: str = SYMBOL,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """An exec report as `ExecReporter` makes one (only the fields history reads vary)."""
+    data = {
+        "exec_type": exec_type,
+        "status": status,
+        "exec_id": 1,
+        "order_id": order_id,
+        "cl_ord_id": cl_ord_id,
+        "symbol": symbol,
+        "side": "buy",
+        "type": "limit",
+        "tif": "gtc",
+        "price": "1.00",
+        "qty": "2.000000",
+        "quote_qty": None,
+        "leaves_qty": "0.000000",
+        "cum_qty": "0.000000",
+        "avg_px": "0.000000",
+        "reason": reason,
+        "tag": None,
+    }
+    return {"ch": "account", "type": "exec", "ts": ts, "data": data}
+
+
+def open_and_close(
+    history: OrderHistory,
+    account: int,
+    order_id: int,
+    cl_ord_id: str | None = None,
+    symbol: str = SYMBOL,
+) -> None:
+    """Order `order_id` accepted at ts 10 x id and canceled at ts 10 x id + 5."""
+    accepted = push(order_id, "new", "new", 10 * order_id, cl_ord_id, symbol)
+    canceled = push(order_id, "canceled", "canceled", 10 * order_id + 5, cl_ord_id, symbol, "user")
+    history.record([(account, accepted)])
+    history.record([(account, canceled)])
+
+
+def ids(records: list[OrderRecord]) -> list[int]:
+    return [record.order_id for record in records]
+
+
+def test_a_closed_order_keeps_its_final_state_and_both_timestamps() -> None:
+    history = OrderHistory()
+    open_and_close(history, ALICE, 7, "c7")
+    record = history.find(ALICE, 7, None)
+    assert record is not None
+    assert (record.status, record.reason, record.created_ts, record.closed_ts) == (
+        "canceled",
+        "user",
+        70,
+        75,
+    )
+    assert history.find(ALICE, None, "c7") == record
+    assert history.accepted_ts == {}, "an order's acceptance time is dropped once it closed"
+
+
+def test_open_orders_rejected_places_and_other_pushes_are_not_closed_orders() -> None:
+    history = OrderHistory()
+    history.record(
+        [
+            (ALICE, push(1, "new", "new", 10)),
+            (ALICE, push(None, "rejected", "rejected", 11, "refused")),  # a refused place
+            (ALICE, push(1, "rejected", "new", 12)),  # a refused cancel of an open order
+            (ALICE, {"ch": "account", "type": "balance", "ts": 13, "data": {}}),
+        ]
+    )
+    assert history.find(ALICE, 1, None) is None
+    assert history.find(ALICE, None, "refused") is None
+    assert history.accepted_ts == {1: 10}
+
+
+def test_another_accounts_closed_order_is_invisible() -> None:
+    history = OrderHistory()
+    open_and_close(history, ALICE, 1, "mine")
+    assert history.find(BOB, 1, None) is None
+    assert history.find(BOB, None, "mine") is None
+    assert history.unknown(BOB, 1) == history.unknown(BOB, 10**9)
+
+
+def test_the_bound_forgets_the_oldest_closed_first_and_says_so() -> None:
+    history = OrderHistory(capacity=3)
+    for order_id in (1, 2, 3, 4):
+        open_and_close(history, ALICE, order_id, f"c{order_id}")
+    assert [history.find(ALICE, i, None) is not None for i in (1, 2, 3, 4)] == [
+        False,
+        True,
+        True,
+        True,
+    ]
+    assert history.find(ALICE, None, "c1") is None
+    assert "older" in history.unknown(ALICE, 1) and "3 closed orders" in history.unknown(ALICE, 1)
+    assert history.unknown(ALICE, 99) == "no such order for this account"
+    assert history.unknown(BOB, 1) == "no such order for this account", "Bob trimmed nothing"
+
+
+def test_a_reused_cl_ord_id_finds_the_order_that_closed_last() -> None:
+    history = OrderHistory(capacity=2)
+    open_and_close(history, ALICE, 1, "same")
+    open_and_close(history, ALICE, 2, "same")
+    record = history.find(ALICE, None, "same")
+    assert record is not None and record.order_id == 2
+    open_and_close(history, ALICE, 3, "other")
+    open_and_close(history, ALICE, 4, "other2")  # order 2 is forgotten now
+    assert history.find(ALICE, None, "same") is None
+
+
+def test_pages_go_newest_first_with_a_cursor_and_filters() -> None:
+    history = OrderHistory()
+    for order_id in range(1, 8):
+        open_and_close(history, ALICE, order_id, symbol=OTHER if order_id % 2 else SYMBOL)
+    first, cursor = history.page(ALICE, [], {}, limit=3)
+    assert ids(first) == [7, 6, 5] and cursor == 5
+    second, cursor = history.page(ALICE, [], {}, before_order_id=cursor, limit=3)
+    assert ids(second) == [4, 3, 2] and cursor == 2
+    last, cursor = history.page(ALICE, [], {}, before_order_id=cursor, limit=3)
+    assert ids(last) == [1] and cursor is None
+    exact, cursor = history.page(ALICE, [], {}, limit=7)
+    assert len(exact) == 7 and cursor is None, "no cursor when nothing more matches"
+    evens, _ = history.page(ALICE, [], {}, symbol=SYMBOL, limit=10)
+    assert ids(evens) == [6, 4, 2]
+    # accepted at 10 x id: since 30 (inclusive) until 60 (exclusive) is orders 3, 4, 5
+    window, _ = history.page(ALICE, [], {}, since_ts=30, until_ts=60, limit=10)
+    assert ids(window) == [5, 4, 3]
+    assert history.page(ALICE, [], {}, status="open", limit=10) == ([], None)
+    assert history.page(BOB, [], {}, limit=10) == ([], None)
+
+
+def test_the_image_restores_the_same_history() -> None:
+    history = OrderHistory(capacity=3)
+    for order_id in range(1, 6):
+        open_and_close(history, ALICE, order_id, f"c{order_id % 2}")
+    history.record([(BOB, push(9, "new", "new", 90))])  # still open
+    image = msgspec.msgpack.decode(msgspec.msgpack.encode(history.image()))
+    restored = OrderHistory(capacity=3)
+    restored.restore(image)
+    assert restored.page(ALICE, [], {}, limit=10) == history.page(ALICE, [], {}, limit=10)
+    assert restored.find(ALICE, None, "c1") == history.find(ALICE, None, "c1")
+    assert restored.unknown(ALICE, 1) == history.unknown(ALICE, 1)
+    assert restored.accepted_ts == {9: 90}
+    # and it goes on forgetting in the same order as the original would
+    for copy in (history, restored):
+        open_and_close(copy, ALICE, 6)
+    assert restored.page(ALICE, [], {}, limit=10) == history.page(ALICE, [], {}, limit=10)
