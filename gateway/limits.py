@@ -20,8 +20,8 @@ LOGON_TIMEOUT_S = 10  # PROTOCOL: a trade connection not logged on within 10 s i
 HEARTBEAT_INTERVAL_S = 1  # PROTOCOL: a heartbeat after 1 s of silence
 PRIVATE_HISTORY_EVENTS_MAX = 10_000  # covers a reconnect after a busy minute; else snapshot
 # Closed orders `order.status` and `orders.history` still answer for, per account: as deep as
-# the private history, so a closed order outlives its exec reports there; ~10 MB at most per
-# account (with its share of every snapshot), and past it the oldest closed go first.
+# the private history, so a closed order outlives its exec reports there; at ~600 bytes each
+# that is ~6 MB of memory (and ~3 MB of every snapshot) per account. Oldest closed go first.
 CLOSED_ORDERS_PER_ACCOUNT_MAX = 10_000
 CONNECTIONS_PER_ACCOUNT_MAX = 16  # a few bots and a UI; bounds the private stream's fan-out
 REQUEST_ID_LENGTH_MAX = 36  # PROTOCOL: a string id is at most 36 chars (a UUID)
