@@ -183,6 +183,14 @@ def test_a_query_shows_the_commands_sent_before_it(run_venue: Any) -> None:
         alpha = await venue.client("alpha")
         placed = await alpha.place(SYMBOL, "sell", "1", "190.00")
         order_id = placed["order_id"]
+        arrived: list[Any] = []  # response ids, in the order they came off the socket
+        read = alpha._on_message
+
+        def on_message(message: dict[str, Any]) -> None:
+            arrived.append(message.get("id"))
+            read(message)
+
+        alpha._on_message = on_message  # type: ignore[method-assign]
         canceled, status, history = await asyncio.gather(
             alpha.request_raw("order.cancel", {"order_id": order_id}),
             alpha.request_raw("order.status", {"order_id": order_id}),
@@ -191,7 +199,8 @@ def test_a_query_shows_the_commands_sent_before_it(run_venue: Any) -> None:
         assert canceled["result"]["status"] == "canceled"
         assert status["result"]["status"] == "canceled"
         assert history["result"]["orders"][0]["order_id"] == order_id
-        assert canceled["t_out"] <= status["t_out"] <= history["t_out"]
+        sent = [canceled["id"], status["id"], history["id"]]
+        assert [i for i in arrived if i in sent] == sent, "each answer behind the cancel"
 
     run_venue(scenario)
 
