@@ -97,13 +97,8 @@ WRITE_BATCH_MAX = 256  # messages per write: bounds one writev and the memory it
 CLOSE_TIMEOUT_S = 2  # a peer that cannot take its last messages in this time is cut off
 PUBLIC_CHANNELS = {c.value for c in Channel}
 TRADING_METHODS = {"order.place", "order.cancel", "order.amend", "orders.cancel_all"}
-READ_METHODS = {  # need the read scope
-    "orders.open",
-    "order.status",
-    "orders.history",
-    "fills",
-    "balances",
-}
+# the account's queries: they need the read scope
+READ_METHODS = {"orders.open", "order.status", "orders.history", "fills", "balances"}
 PUBLIC_METHODS = {  # served before logon, and on /ws/public
     "session.logon",
     "ping",
