@@ -1,10 +1,13 @@
 """Dividends and splits in the ledger: exact per holder, conservation, reserves, properties."""
 
+from pathlib import Path
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from settlement.corporate import pay_dividend, split
 from settlement.ledger import AssetSpec, Attestation, Ledger, Participant, Refused
+from settlement.store import SqliteLedgerStore
 from settlement.transfers import ISSUANCE, ROUNDING, TransferKind
 
 PAYER = 99
@@ -86,3 +89,26 @@ def test_corporate_actions_conserve_every_asset_and_keep_reserves_exact(
     assert cash_before - ledger.balance(PAYER, "USD").total == booked_cash.provided
     assert 0 <= booked_cash.residual <= len(booked_cash.entitlements)
     ledger.check_invariants()
+
+
+def test_the_store_keeps_dividend_and_split_transfers_and_rebuilds_the_balances(
+    tmp_path: Path,
+) -> None:
+    ledger = ledger_with([1_234_567, 3_333_333, 10_000_000], 100_000)
+    assert not isinstance(pay_dividend(ledger, "EQ", "USD", PAYER, 2_475, 4, ts_us=5), Refused)
+    split(ledger, "EQ", 3, 2, ts_us=6)
+    split(ledger, "EQ", 1, 7, ts_us=7)
+    store = SqliteLedgerStore(tmp_path / "ledger.sqlite")
+    try:
+        for code, spec in ledger.assets.items():
+            store.register_asset(code, spec.scale)
+        for account in [*ledger.participants, ISSUANCE, ROUNDING]:
+            store.register_account(account, f"account {account}")
+        store.append_batch(ledger.drain())
+        assert store.verify() == []
+        booked = {key: b.total for key, b in ledger.balances.items() if b.total}
+        assert store.balances() == booked
+        kinds = {t.kind for t in store.iter_transfers()}
+        assert {TransferKind.DIVIDEND, TransferKind.SPLIT, TransferKind.ROUNDING} <= kinds
+    finally:
+        store.close()
