@@ -1,7 +1,11 @@
 """Corporate actions in the venue: cash dividends and splits, exact to the unit, replayable."""
 
+from fractions import Fraction
+
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine import snapshot
 from engine.commands import (
@@ -307,3 +311,50 @@ def test_a_snapshot_after_a_split_restores_the_same_venue(corp: Corp) -> None:
     )
     assert restored.execute(follow) == corp.venue.execute(follow)
     assert corp.total(ISSUANCE, "AAPLx") == -corp.venue.ledger.supply("AAPLx")  # type: ignore[union-attr]
+
+
+# ----------------------------------------------------------------- property
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    orders=st.lists(
+        st.tuples(
+            st.sampled_from([1, 2, 3, 4]),
+            st.booleans(),
+            st.integers(9_001, 11_000),
+            st.integers(1, 3_000),
+        ),
+        max_size=25,
+    ),
+    ratios=st.lists(st.tuples(st.integers(1, 12), st.integers(1, 12)), min_size=1, max_size=3),
+)
+def test_any_book_survives_any_splits_exactly(
+    orders: list[tuple[int, bool, int, int]], ratios: list[tuple[int, int]]
+) -> None:
+    """Random resting orders, then splits: invariants (holds equal reservations, books
+    uncrossed, every asset sums to zero) hold after each, reserves stay covered, and each
+    surviving order's price and quantity follow the documented rule."""
+    corp = Corp()
+    for account, is_buy, price, lots in orders:
+        side = Side.BUY if is_buy else Side.SELL
+        corp.do(
+            PlaceOrder(account=account, symbol=SYMBOL, side=side, price=price, qty=lots * 1_000)
+        )
+    corp.halt()
+    for new, old in ratios:
+        if new == old:
+            continue
+        before = {o.order_id: (o.side, o.price, o.leaves_qty) for o in corp.venue.orders.values()}
+        events = corp.ok(SplitShares(symbol=SYMBOL, ratio_new=new, ratio_old=old))
+        for order in corp.venue.orders.values():
+            side, price, leaves = before[order.order_id]
+            assert order.leaves_qty == leaves * new // old // 1_000 * 1_000
+            exact = Fraction(price * old, new)
+            assert (order.price <= exact) if side is Side.BUY else (order.price >= exact)
+            assert abs(order.price - exact) < 1
+        canceled = {e.order_id for e in events if isinstance(e, OrderCanceled)}
+        assert canceled | set(corp.venue.orders) == set(before)
+        ledger = corp.venue.ledger
+        assert ledger is not None
+        assert all(line.covered for line in ledger.reserves_report())
