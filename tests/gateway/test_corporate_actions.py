@@ -77,6 +77,20 @@ async def scenario(venue: Venue) -> None:
     await close_all(alpha, beta, admin, taker)
 
 
+async def after_restart(venue: Venue) -> None:
+    """The restarted venue (snapshot + journal) has the split book, balances and pushes."""
+    alpha, beta = await venue.client("alpha"), await venue.client("beta")
+    [order] = (await beta.open_orders(SYMBOL))["orders"]
+    assert (order["price"], order["leaves_qty"]) == ("123.34", "4.500001")
+    aapl = next(b for b in (await alpha.balances())["balances"] if b["asset"] == "AAPLx")
+    assert aapl["total"] == "29999.000000"  # 30,000 after the split, one sold to the taker
+    await alpha.subscribe_account(since_seq=0)
+    replayed = await drain_pushes(alpha)
+    kinds = [action["kind"] for action in of_type(replayed, "corporate_action")]
+    assert kinds == ["dividend", "split"]
+    await close_all(alpha, beta)
+
+
 async def close_all(*clients: VenueClient) -> None:
     for client in clients:
         await client.close()
@@ -93,6 +107,7 @@ def test_a_dividend_and_a_split_reach_holders_and_the_ledger_store(
     run_venue: RunVenue, tmp_path: Path
 ) -> None:
     run_venue(scenario)
+    run_venue(after_restart)  # the same data directory: a restart
     data_dir = str(tmp_path / "data")
     verified = venue_cli("ledger", "verify", "--data-dir", data_dir)
     assert verified.returncode == 0, verified.stdout + verified.stderr
