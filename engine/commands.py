@@ -135,6 +135,28 @@ class VoidWithdrawal(Command, frozen=True, gc=False, kw_only=True):
     withdrawal_id: int
 
 
+class PayDividend(Command, frozen=True, gc=False, kw_only=True):
+    """Pay a cash dividend on the base asset of `symbol`, in its quote asset, from `payer`.
+
+    The amount per share is `amount / 10**amount_decimals` whole cash per whole share; see
+    `engine.corporate` and docs/corporate-actions.md for who is paid and how it rounds.
+    """
+
+    symbol: str
+    payer: int
+    amount: int
+    amount_decimals: int
+
+
+class SplitShares(Command, frozen=True, gc=False, kw_only=True):
+    """Split (or reverse-split) the base asset of `symbol`: `ratio_old` shares become
+    `ratio_new` (2:1 is ratio_new 2, ratio_old 1; a 1:10 reverse split is 1 and 10)."""
+
+    symbol: str
+    ratio_new: int
+    ratio_old: int
+
+
 AnyCommand = (
     PlaceOrder
     | CancelOrder
@@ -151,4 +173,6 @@ AnyCommand = (
     | RequestWithdrawal
     | ConfirmWithdrawal
     | VoidWithdrawal
+    | PayDividend
+    | SplitShares
 )

@@ -59,6 +59,7 @@ class CancelReason(StrEnum):
     MATURITY = "maturity"
     ADMIN = "admin"
     GTD = "gtd"  # reached its expire_at time
+    CORPORATE_ACTION = "corporate_action"  # a split left it below the minimum or unaffordable
 
 
 class Liquidity(StrEnum):

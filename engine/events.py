@@ -242,6 +242,61 @@ class InstrumentMatured(Event, frozen=True, gc=False):
     settlement_id: int  # 0 when nobody held the bill
 
 
+class CorporateActionApplied(Event, frozen=True, gc=False):
+    """One holder's part in a dividend or a split, as of the command's sequence point.
+
+    `holding_before`/`holding_after` are the holder's total of `asset` (available and held);
+    a dividend leaves them equal and pays `cash_received` units of `cash_asset`.
+    """
+
+    account: int
+    kind: str  # "dividend" or "split"
+    symbol: str
+    asset: str
+    ratio_new: int  # splits: the ratio; dividends: 0
+    ratio_old: int
+    amount: int  # dividends: the amount per share, amount / 10**amount_decimals; splits: 0
+    amount_decimals: int
+    holding_before: int
+    holding_after: int
+    cash_asset: str
+    cash_received: int
+    settlement_id: int  # the chain that booked it; 0 when nothing moved
+
+
+class DividendPaid(Event, frozen=True, gc=False):
+    """A cash dividend was paid to every holder of `asset` in one chain."""
+
+    symbol: str
+    asset: str
+    cash_asset: str
+    payer: int
+    amount: int
+    amount_decimals: int
+    holders: int
+    shares_total: int  # units of `asset` the dividend was paid on
+    provided: int  # cash units the payer paid: the exact total rounded up
+    paid_total: int  # cash units the holders received (floor each)
+    residual: int  # provided - paid_total, booked to the rounding account
+    settlement_id: int  # 0 when nobody held the asset
+
+
+class SharesSplit(Event, frozen=True, gc=False):
+    """Every holding, resting order and the reserves of `asset` were rescaled."""
+
+    symbol: str
+    asset: str
+    ratio_new: int
+    ratio_old: int
+    holders: int
+    supply_before: int
+    supply_after: int
+    rounding_holding: int  # the rounding account's units of `asset` after the split
+    orders_amended: int
+    orders_canceled: int
+    settlement_id: int  # 0 when nobody held the asset
+
+
 AnyEvent = (
     OrderAccepted
     | CommandRejected
@@ -263,4 +318,7 @@ AnyEvent = (
     | WithdrawalConfirmed
     | WithdrawalVoided
     | InstrumentMatured
+    | CorporateActionApplied
+    | DividendPaid
+    | SharesSplit
 )

@@ -53,6 +53,7 @@ class ErrorCode(IntEnum):
     POST_ONLY_MODE = 6002
     INSTRUMENT_DELISTED = 6003  # appended: the instrument has been delisted for good
     INSTRUMENT_EXISTS = 6004  # appended: listing a symbol that is already listed
+    INSTRUMENT_NOT_HALTED = 6005  # appended: a split needs its markets halted or cancel-only
     # 7xxx ledger (appended: the protocol's own list has no ledger range yet)
     UNKNOWN_ASSET = 7000
     UNKNOWN_ACCOUNT = 7001
@@ -144,4 +145,18 @@ SET_REFERENCE_PRICE_PRECEDENCE: tuple[ErrorCode, ...] = (
     E.UNKNOWN_SYMBOL,
     E.INSTRUMENT_DELISTED,
     E.INVALID_PRICE_TICK,
+)
+
+PAY_DIVIDEND_PRECEDENCE: tuple[ErrorCode, ...] = (
+    E.BAD_PARAM,
+    E.UNKNOWN_SYMBOL,
+    E.UNKNOWN_ACCOUNT,
+    E.INSUFFICIENT_BALANCE,
+)
+
+SPLIT_SHARES_PRECEDENCE: tuple[ErrorCode, ...] = (
+    E.BAD_PARAM,  # the ratio, then not an equity, then the asset is also a quote
+    E.UNKNOWN_SYMBOL,
+    E.INSTRUMENT_NOT_HALTED,
+    E.BAD_PARAM,  # the supply or a reference price would pass the maximum
 )

@@ -33,6 +33,7 @@ from engine.commands import (
     SetInstrumentStatus,
     SetReferencePrice,
 )
+from engine.corporate import Corporate
 from engine.custody import Custody
 from engine.enums import (
     CancelReason,
@@ -132,6 +133,8 @@ class Venue:
         if ledger is not None:
             self.custody = Custody(ledger, self.config.reserve_staleness_max_us)
             self._handlers.update(self.custody.handlers())
+            self.corporate = Corporate(self, ledger)  # dividends and splits
+            self._handlers.update(self.corporate.handlers())
 
     # ----------------------------------------------------------------- entry point
 

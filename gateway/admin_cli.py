@@ -99,6 +99,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--kyc", action=argparse.BooleanOptionalAction, default=False, help="default: --no-kyc"
     )
 
+    dividend = command(
+        "dividend", "admin.pay_dividend", _dividend, "pay a cash dividend to every holder"
+    )
+    dividend.add_argument("symbol", help="the equity; paid in its quote asset")
+    dividend.add_argument("amount_per_share", help="cash per whole share, e.g. 0.2475")
+    dividend.add_argument("--payer", type=int, required=True, help="the account that pays")
+
+    split = command("split", "admin.split", _split, "split or reverse-split an equity (halt first)")
+    split.add_argument("symbol")
+    split.add_argument("ratio", help="new:old shares, e.g. 2:1, 3:2 or 1:10")
+
     key = command("issue-key", "admin.issue_key", _issue_key, "issue an API key (shown once)")
     key.add_argument("account", type=int)
     key.add_argument("--scopes", required=True, help="comma-separated: read,trade,admin")
@@ -230,6 +241,14 @@ def _open_account(args: argparse.Namespace) -> dict[str, Any]:
         "jurisdiction": args.jurisdiction,
         "kyc_approved": args.kyc,
     }
+
+
+def _dividend(args: argparse.Namespace) -> dict[str, Any]:
+    return {"symbol": args.symbol, "payer": args.payer, "amount_per_share": args.amount_per_share}
+
+
+def _split(args: argparse.Namespace) -> dict[str, Any]:
+    return {"symbol": args.symbol, "ratio": args.ratio}
 
 
 def _issue_key(args: argparse.Namespace) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from engine.events import (
     AssetListed,
     BalanceChanged,
     CommandRejected,
+    CorporateActionApplied,
     Event,
     InstrumentListed,
     OrderAccepted,
@@ -137,6 +138,8 @@ class ExecReporter:
             elif isinstance(event, CommandRejected):
                 if event.command in ORDER_COMMANDS and event.account > 0:
                     out.append(self._rejected(event, command, quote_set))
+            elif isinstance(event, CorporateActionApplied):
+                out.append((event.account, self._corporate_action(event)))
             elif isinstance(event, InstrumentListed):
                 self._learn_spec(event.spec)
             elif isinstance(event, AssetListed):
@@ -295,6 +298,26 @@ class ExecReporter:
             "held": format_units(event.held, scale),
         }
         return _push("balance", event.ts_us, data)
+
+    def _corporate_action(self, event: CorporateActionApplied) -> Push:
+        """A holder's part in a dividend or a split (docs/corporate-actions.md)."""
+        scale = self._scale(event.asset)
+        is_split = event.kind == "split"
+        data = {
+            "kind": event.kind,
+            "symbol": event.symbol,
+            "asset": event.asset,
+            "ratio": f"{event.ratio_new}:{event.ratio_old}" if is_split else None,
+            "amount_per_share": (
+                None if is_split else format_units(event.amount, event.amount_decimals)
+            ),
+            "holding_before": format_units(event.holding_before, scale),
+            "holding_after": format_units(event.holding_after, scale),
+            "cash_asset": event.cash_asset,
+            "cash_received": format_units(event.cash_received, self._scale(event.cash_asset)),
+            "settlement_id": event.settlement_id,
+        }
+        return _push("corporate_action", event.ts_us, data)
 
     def _settlement(
         self, event: TradeSettled, accounts: tuple[int, int] | None

@@ -18,9 +18,10 @@ import os
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from engine.events import (
     AccountOpened,
     AssetListed,
     CommandRejected,
+    DividendPaid,
     Event,
     OrderAccepted,
     OrderAmended,
@@ -52,6 +54,7 @@ from engine.events import (
     OrderExpired,
     ReservesAttested,
     SelfTradePrevented,
+    SharesSplit,
     TradeExecuted,
     WithdrawalRequested,
 )
@@ -841,7 +844,10 @@ class VenueServer:
         command = self._command(session, request, getattr(p, "account", key.account))
         if command is None:
             return
-        pending = Pending(session, request.id, request.method, t_in, finish=_admin_result)
+        finish: Callable[[Pending], bytes] = _admin_result
+        if request.method in CORPORATE_METHODS:  # the answer sums the action up, in decimals
+            finish = partial(_corporate_result, self.scales)
+        pending = Pending(session, request.id, request.method, t_in, finish=finish)
         self.sequencer.submit(command, origin=pending)
 
     def _issue_key(self, session: Session, request: wire.Request, t_in: int) -> None:
@@ -1402,6 +1408,47 @@ def _trade_result(pending: Pending) -> bytes:
 
 
 _admin_result = _trade_result
+CORPORATE_METHODS = frozenset({"admin.pay_dividend", "admin.split"})
+
+
+def _corporate_result(scales: Mapping[str, int], pending: Pending) -> bytes:
+    """A dividend's or a split's totals, as decimal strings at the assets' scales."""
+    executed = pending.results[0]
+    rejected = _rejection(executed.events)
+    if rejected is not None:
+        return wire.error(pending.request_id, rejected.reason, rejected.detail)
+    summary = executed.events[-1]
+    result: dict[str, Any] = {"seq": executed.seq}
+    if isinstance(summary, DividendPaid):
+        cash = scales[summary.cash_asset]
+        result |= {
+            "symbol": summary.symbol,
+            "asset": summary.asset,
+            "cash_asset": summary.cash_asset,
+            "payer": summary.payer,
+            "amount_per_share": format_units(summary.amount, summary.amount_decimals),
+            "holders": summary.holders,
+            "shares_total": format_units(summary.shares_total, scales[summary.asset]),
+            "provided": format_units(summary.provided, cash),
+            "paid_total": format_units(summary.paid_total, cash),
+            "residual": format_units(summary.residual, cash),
+            "settlement_id": summary.settlement_id,
+        }
+    elif isinstance(summary, SharesSplit):
+        scale = scales[summary.asset]
+        result |= {
+            "symbol": summary.symbol,
+            "asset": summary.asset,
+            "ratio": f"{summary.ratio_new}:{summary.ratio_old}",
+            "holders": summary.holders,
+            "supply_before": format_units(summary.supply_before, scale),
+            "supply_after": format_units(summary.supply_after, scale),
+            "rounding_holding": format_units(summary.rounding_holding, scale),
+            "orders_amended": summary.orders_amended,
+            "orders_canceled": summary.orders_canceled,
+            "settlement_id": summary.settlement_id,
+        }
+    return wire.ok(pending.request_id, result, pending.t_in, now_us())
 
 
 def _canceled_count(pending: Pending) -> bytes:

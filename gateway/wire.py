@@ -28,10 +28,12 @@ from engine.commands import (
     ListAsset,
     ListInstrument,
     OpenAccount,
+    PayDividend,
     PlaceOrder,
     RequestWithdrawal,
     SetInstrumentStatus,
     SetReferencePrice,
+    SplitShares,
     VoidWithdrawal,
 )
 from engine.enums import (
@@ -406,6 +408,19 @@ class OpenAccountParams(Params, frozen=True):
     kyc_approved: bool
 
 
+class PayDividendParams(Params, frozen=True):
+    """A cash dividend on the symbol's base asset, paid in its quote asset by `payer`."""
+
+    symbol: Symbol
+    payer: PositiveInt
+    amount_per_share: DecimalText  # whole cash per whole share, up to 18 decimals
+
+
+class SplitParams(Params, frozen=True):
+    symbol: Symbol
+    ratio: Annotated[str, Meta(pattern=r"^[0-9]{1,4}:[0-9]{1,4}\Z")]  # "new:old", e.g. "3:2"
+
+
 class IssueKeyParams(Params, frozen=True):
     account: PositiveInt
     scopes: Annotated[tuple[Scope, ...], Meta(min_length=1, max_length=3)]
@@ -451,6 +466,8 @@ METHODS: dict[str, type[Params]] = {
     "admin.void_withdrawal": VoidWithdrawalParams,
     "admin.open_account": OpenAccountParams,
     "admin.issue_key": IssueKeyParams,
+    "admin.pay_dividend": PayDividendParams,
+    "admin.split": SplitParams,
 }
 """Every method of the protocol and the struct its params decode into."""
 
@@ -571,6 +588,8 @@ COMMAND_METHODS = frozenset(
         "admin.confirm_withdrawal",
         "admin.void_withdrawal",
         "admin.open_account",
+        "admin.pay_dividend",
+        "admin.split",
     }
 )
 """The methods whose request maps one to one to an engine command (`to_command`)."""
@@ -805,6 +824,24 @@ def _open_account(p: Any, specs: Specs, scales: Scales, account: int, _: Any) ->
     )
 
 
+def _pay_dividend(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+    assert isinstance(p, PayDividendParams)
+    _spec(specs, p.symbol)
+    fraction = p.amount_per_share.partition(".")[2]
+    fraction = fraction.rstrip("0")  # trailing zeros lose nothing
+    if len(fraction) > SCALE_MAX:
+        raise _Refusal(E.BAD_PRECISION, f"amount_per_share has more than {SCALE_MAX} decimals")
+    amount = _positive(p.amount_per_share, len(fraction), "amount_per_share")
+    return PayDividend(symbol=p.symbol, payer=p.payer, amount=amount, amount_decimals=len(fraction))
+
+
+def _split(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+    assert isinstance(p, SplitParams)
+    _spec(specs, p.symbol)
+    new, _colon, old = p.ratio.partition(":")
+    return SplitShares(symbol=p.symbol, ratio_new=int(new), ratio_old=int(old))
+
+
 _Converter = Callable[[Any, Specs, Scales, int, str | None], Command]
 _CONVERTERS: dict[type[Params], _Converter] = {
     PlaceParams: _place,
@@ -821,6 +858,8 @@ _CONVERTERS: dict[type[Params], _Converter] = {
     ConfirmWithdrawalParams: _confirm,
     VoidWithdrawalParams: _void,
     OpenAccountParams: _open_account,
+    PayDividendParams: _pay_dividend,
+    SplitParams: _split,
 }
 assert {kind for method, kind in METHODS.items() if method in COMMAND_METHODS} == set(_CONVERTERS)
 

@@ -27,6 +27,8 @@ class TransferKind(StrEnum):
     FEE = "fee"
     ROUNDING = "rounding"
     REDEMPTION = "redemption"
+    DIVIDEND = "dividend"  # cash from the dividend's payer to a holder
+    SPLIT = "split"  # a holding rescaled by a split: minted from or burned to issuance
 
 
 class Transfer(msgspec.Struct, frozen=True, gc=False):

@@ -227,3 +227,25 @@ def test_no_credentials_anywhere_exits_2(
     args = parser.parse_args(["set-status", "AAPLx-USD", "halted", "--config", missing])
     assert admin_cli.run(args) == 2
     assert "give --key and --secret" in capsys.readouterr().err
+
+
+def test_dividend_and_split_from_the_command_line(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(venue.port, "deposit", "100", "USD", "10000") == 0
+    capsys.readouterr()
+    assert admin(venue.port, "dividend", "AAPLx-USD", "0.1", "--payer", "100") == 0
+    paid = output(capsys)
+    assert paid["holders"] == 3 and paid["paid_total"] == "6000.000000"
+    assert admin(venue.port, "dividend", "AAPLx-USD", "1", "--payer", "100") == 1  # 60,000 USD
+    assert "insufficient_balance" in capsys.readouterr().err.lower()
+    assert admin(venue.port, "split", "AAPLx-USD", "2:1") == 1  # still open
+    assert "halt AAPLx-USD first" in capsys.readouterr().err
+    assert admin(venue.port, "set-status", "AAPLx-USD", "cancel_only") == 0
+    assert admin(venue.port, "split", "AAPLx-USD", "2:1") == 0
+    capsys.readouterr()
+    assert admin(venue.port, "split", "AAPLx-USD", "1:10") == 0
+    split = output(capsys)
+    assert (split["supply_before"], split["supply_after"]) == ("120000.000000", "12000.000000")
+    balances = venue.query("alpha", "balances", {})["balances"]
+    assert next(b for b in balances if b["asset"] == "AAPLx")["total"] == "4000.000000"

@@ -486,3 +486,38 @@ def test_adopted_orders_report_like_seen_ones(desk: Desk) -> None:
         "100.000000",
     )
     assert (report["quote_set"], report["cl_ord_id"]) == ("q", "m")
+
+
+def test_corporate_actions_reach_each_holder_once_with_its_own_numbers(desk: Desk) -> None:
+    from engine.commands import PayDividend, SetInstrumentStatus, SplitShares
+    from engine.enums import InstrumentStatus
+
+    desk.place(2, SELL, 101 * PX, 3 * SHARE)
+    pay = PayDividend(symbol=SYMBOL, payer=3, amount=1_234_567, amount_decimals=7)
+    pushes = desk.do(pay)
+    actions = of_type(pushes, "corporate_action")
+    assert [account for account, _ in actions] == [1, 2]  # the payer (3) is not a holder
+    assert actions[0][1]["data"] == {
+        "kind": "dividend",
+        "symbol": SYMBOL,
+        "asset": "AAPLx",
+        "ratio": None,
+        "amount_per_share": "0.1234567",
+        "holding_before": "100.000000",
+        "holding_after": "100.000000",
+        "cash_asset": "USD",
+        "cash_received": "12.345670",
+        "settlement_id": actions[0][1]["data"]["settlement_id"],
+    }
+    desk.do(SetInstrumentStatus(symbol=SYMBOL, status=InstrumentStatus.HALTED))
+    pushes = desk.do(SplitShares(symbol=SYMBOL, ratio_new=2, ratio_old=1))
+    [(account, report)] = execs(pushes)
+    assert account == 2 and report["exec_type"] == "amended"
+    assert (report["price"], report["qty"], report["leaves_qty"]) == (
+        "50.50",
+        "6.000000",
+        "6.000000",
+    )
+    split = {account: push["data"] for account, push in of_type(pushes, "corporate_action")}
+    assert split[2]["ratio"] == "2:1" and split[2]["holding_after"] == "200.000000"
+    assert set(split) == {1, 2, 3}

@@ -16,10 +16,12 @@ from engine.commands import (
     ListAsset,
     ListInstrument,
     OpenAccount,
+    PayDividend,
     PlaceOrder,
     RequestWithdrawal,
     SetInstrumentStatus,
     SetReferencePrice,
+    SplitShares,
     VoidWithdrawal,
 )
 from engine.enums import (
@@ -102,6 +104,8 @@ MINIMAL: dict[str, dict[str, Any]] = {
         "kyc_approved": True,
     },
     "admin.issue_key": {"account": 7, "scopes": ["read", "trade"]},
+    "admin.pay_dividend": {"symbol": SYMBOL, "payer": 7, "amount_per_share": "0.2475"},
+    "admin.split": {"symbol": SYMBOL, "ratio": "3:2"},
 }
 NO_PARAMS_NEEDED = {method for method, params in MINIMAL.items() if not params}
 
@@ -496,6 +500,28 @@ def test_admin_requests_convert_to_their_commands() -> None:
     assert convert("admin.open_account", MINIMAL["admin.open_account"]) == OpenAccount(
         account=7, name="seven", kyc_approved=True, jurisdiction="DE"
     )
+
+
+def test_corporate_actions_convert_exactly() -> None:
+    assert convert("admin.pay_dividend", MINIMAL["admin.pay_dividend"]) == PayDividend(
+        symbol=SYMBOL, payer=7, amount=2_475, amount_decimals=4
+    )
+    whole = {"symbol": SYMBOL, "payer": 7, "amount_per_share": "3.500"}
+    assert convert("admin.pay_dividend", whole) == PayDividend(
+        symbol=SYMBOL, payer=7, amount=35, amount_decimals=1
+    )
+    for text, code in (("0.000", E.BAD_PARAM), ("0." + "1" * 19, E.BAD_PRECISION)):
+        bad = convert("admin.pay_dividend", whole | {"amount_per_share": text})
+        assert bad.code is code, text
+    assert convert("admin.split", {"symbol": SYMBOL, "ratio": "1:10"}) == SplitShares(
+        symbol=SYMBOL, ratio_new=1, ratio_old=10
+    )
+    nowhere = convert("admin.split", {"symbol": "X", "ratio": "2:1"})
+    assert nowhere.code is E.UNKNOWN_SYMBOL
+    for ratio in ("2", "2:1:1", "-2:1", "2.5:1", "12345:1"):
+        assert refused(frame("admin.split", {"symbol": SYMBOL, "ratio": ratio})).code is (
+            E.BAD_PARAM
+        ), ratio
 
 
 def test_admin_amounts_need_known_assets_and_their_precision() -> None:

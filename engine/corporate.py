@@ -1,0 +1,313 @@
+"""Corporate actions on tokenized equities: cash dividends and splits, as engine commands.
+
+Owns what a dividend or a split does to the venue beyond the ledger's arithmetic
+(`settlement.corporate`): which instrument and assets it names, the refusals, and for a
+split the rescaling of resting orders (quantity down to the step, buy prices down and sell
+prices up to the tick, so no book crosses), the cancel of orders left invalid, the voiding
+of pending withdrawals, the reference price and band, and the events every holder sees.
+Both act at the command's sequence point; a split needs every market of the asset halted,
+cancel-only or delisted. Rules and examples: docs/corporate-actions.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from engine.book import BookSide, Order
+from engine.clearing import balance_changed
+from engine.commands import Command, PayDividend, SplitShares
+from engine.enums import CancelReason, InstrumentKind, InstrumentStatus, Side
+from engine.events import (
+    CorporateActionApplied,
+    DividendPaid,
+    Event,
+    OrderAmended,
+    ReferencePriceSet,
+    ReservesAttested,
+    SharesSplit,
+)
+from engine.market import Market
+from engine.reasons import ErrorCode
+from engine.units import SCALE_MAX, UNITS_MAX
+from settlement.corporate import Entitlement, pay_dividend, split, split_problem
+from settlement.ledger import Ledger, Refused
+
+if TYPE_CHECKING:
+    from engine.venue import Venue
+
+RATIO_MAX = 1_000  # splits on record run from 1:100 to 100:1; ten times that is a typo
+TRADING = frozenset((InstrumentStatus.OPEN, InstrumentStatus.POST_ONLY))
+E = ErrorCode
+
+Handler = Callable[[Any, list[Event]], None]
+Plan = tuple[Order, int, int]  # an order to keep, its new price and its new leaves_qty
+
+
+class Corporate:
+    def __init__(self, venue: Venue, ledger: Ledger) -> None:
+        self.venue = venue
+        self.ledger = ledger
+
+    def handlers(self) -> dict[type[Command], Handler]:
+        return {PayDividend: self._pay_dividend, SplitShares: self._split}
+
+    # ----------------------------------------------------------------- dividend
+
+    def _pay_dividend(self, cmd: PayDividend, events: list[Event]) -> None:
+        name = "pay_dividend"
+        if not (0 < cmd.amount <= UNITS_MAX and 0 <= cmd.amount_decimals <= SCALE_MAX):
+            self._reject(events, cmd, name, E.BAD_PARAM, "amount must be positive")
+            return
+        market = self._equity(cmd, name, events)
+        if market is None:
+            return
+        spec = market.spec
+        ts = cmd.ts_us
+        booked = pay_dividend(
+            self.ledger, spec.base, spec.quote, cmd.payer, cmd.amount, cmd.amount_decimals, ts
+        )
+        if isinstance(booked, Refused):
+            self._reject(events, cmd, name, ErrorCode[booked.reason], booked.detail)
+            return
+        chain_id = booked.transfers[0].chain_id if booked.transfers else 0
+        for entitlement in booked.entitlements:
+            events.append(self._applied(cmd, market, "dividend", entitlement, chain_id))
+            if entitlement.cash:
+                events.append(balance_changed(self.ledger, entitlement.account, spec.quote, ts))
+        if booked.transfers:
+            events.append(balance_changed(self.ledger, cmd.payer, spec.quote, ts))
+        events.append(
+            DividendPaid(
+                ts,
+                market.symbol,
+                spec.base,
+                spec.quote,
+                cmd.payer,
+                cmd.amount,
+                cmd.amount_decimals,
+                len(booked.entitlements),
+                booked.shares_total,
+                booked.provided,
+                booked.provided - booked.residual,
+                booked.residual,
+                chain_id,
+            )
+        )
+
+    # ----------------------------------------------------------------- split
+
+    def _split(self, cmd: SplitShares, events: list[Event]) -> None:
+        markets = self._split_refusal(cmd, events)
+        if markets is None:
+            return
+        asset = markets[0].spec.base
+        ts = cmd.ts_us
+        for withdrawal in list(self.ledger.withdrawals.values()):
+            if withdrawal.asset == asset:  # pending in old shares: the holder asks again
+                self.venue.custody.void(withdrawal.withdrawal_id, ts, events)
+        touched: dict[tuple[int, str], None] = {}
+        resting = sum(1 for market in markets for _ in market.book.iter_orders())
+        plans = [self._plan(market, cmd, touched, events) for market in markets]
+        amended = sum(len(kept) for kept in plans)
+        booked = split(self.ledger, asset, cmd.ratio_new, cmd.ratio_old, ts)
+        for market, kept in zip(markets, plans, strict=True):
+            self._rebuild(market, kept, events)
+            price = _reference(market, cmd.ratio_new, cmd.ratio_old)
+            market.set_reference_price(price)
+            events.append(ReferencePriceSet(ts, market.symbol, price))
+        if booked.attestation is not None:
+            events.append(ReservesAttested(ts, booked.attestation))
+        chain_id = booked.transfers[0].chain_id if booked.transfers else 0
+        symbol_market = self.venue.markets[cmd.symbol]
+        for entitlement in booked.entitlements:
+            events.append(self._applied(cmd, symbol_market, "split", entitlement, chain_id))
+            touched[(entitlement.account, asset)] = None
+        for account, code in sorted(touched):
+            events.append(balance_changed(self.ledger, account, code, ts))
+        events.append(
+            SharesSplit(
+                ts,
+                cmd.symbol,
+                asset,
+                cmd.ratio_new,
+                cmd.ratio_old,
+                len(booked.entitlements),
+                booked.supply_before,
+                booked.supply_after,
+                booked.rounding_holding,
+                amended,
+                resting - amended,
+                chain_id,
+            )
+        )
+
+    def _split_refusal(self, cmd: SplitShares, events: list[Event]) -> list[Market] | None:
+        """Every market trading the split asset, or None after a rejection."""
+        name = "split_shares"
+        new, old = cmd.ratio_new, cmd.ratio_old
+        if not (0 < new <= RATIO_MAX and 0 < old <= RATIO_MAX) or new == old:
+            detail = f"the ratio is two different whole numbers within 1..{RATIO_MAX}"
+            self._reject(events, cmd, name, E.BAD_PARAM, detail)
+            return None
+        market = self._equity(cmd, name, events)
+        if market is None:
+            return None
+        asset = market.spec.base
+        listed = [m for _, m in sorted(self.venue.markets.items())]
+        if any(m.spec.quote == asset for m in listed):
+            self._reject(events, cmd, name, E.BAD_PARAM, f"{asset} is also a quote asset")
+            return None
+        markets = [m for m in listed if m.spec.base == asset]
+        trading = [m.symbol for m in markets if m.status in TRADING]
+        if trading:
+            detail = f"halt {', '.join(trading)} first (halted or cancel_only)"
+            self._reject(events, cmd, name, E.INSTRUMENT_NOT_HALTED, detail)
+            return None
+        problem = split_problem(self.ledger, asset, new, old)
+        if problem is None and any(_reference(m, new, old) > UNITS_MAX for m in markets):
+            problem = "a reference price would pass the maximum"
+        if problem is not None:
+            self._reject(events, cmd, name, E.BAD_PARAM, problem)
+            return None
+        return markets
+
+    def _plan(
+        self,
+        market: Market,
+        cmd: SplitShares,
+        touched: dict[tuple[int, str], None],
+        events: list[Event],
+    ) -> list[Plan]:
+        """The market's resting orders that survive the split, with their new price and
+        leaves, in priority order; the others are canceled. Sells give up their holds (the
+        split books on an asset nothing holds); buys move theirs to the new worst case."""
+        kept: list[Plan] = []
+        spec = market.spec
+        for order in list(market.book.iter_orders()):
+            price, leaves = _rescaled(order, market, cmd.ratio_new, cmd.ratio_old)
+            if (
+                leaves < market.min_qty
+                or not 0 < price <= UNITS_MAX
+                or not self._rehold(order, market, price, leaves)
+            ):
+                self.venue._cancel_open(order, CORPORATE, events)
+                continue
+            if order.side is Side.SELL:
+                self.ledger.release(order.account, spec.base, order.hold)
+                order.hold = 0
+            asset = spec.quote if order.side is Side.BUY else spec.base
+            touched[(order.account, asset)] = None
+            kept.append((order, price, leaves))
+        return kept
+
+    def _rehold(self, order: Order, market: Market, price: int, leaves: int) -> bool:
+        """Move a buy's cash hold to what it needs at its new price; False if short."""
+        if order.side is not Side.BUY:
+            return True
+        clearing = self.venue.clearing
+        assert clearing is not None
+        need = clearing.buy_hold_for(order, market, price, leaves)
+        delta = need - order.hold
+        if delta > 0 and not self.ledger.hold(order.account, market.spec.quote, delta):
+            return False
+        if delta < 0:
+            self.ledger.release(order.account, market.spec.quote, -delta)
+        order.hold = need
+        return True
+
+    def _rebuild(self, market: Market, kept: list[Plan], events: list[Event]) -> None:
+        """Put the surviving orders back at their new prices, in their old priority order,
+        each sell holding its new quantity; report each as amended."""
+        book = market.book
+        book.bids = BookSide(Side.BUY)
+        book.asks = BookSide(Side.SELL)
+        ts = self.venue.ts_us
+        for order, price, leaves in kept:
+            order.price = price
+            order.leaves_qty = leaves
+            order.qty = order.cum_qty + leaves
+            book.side(order.side).add(order)
+            if order.side is Side.SELL:
+                held = self.ledger.hold(order.account, market.spec.base, leaves)
+                assert held, f"{order} cannot hold its rescaled quantity"
+                order.hold = leaves
+            events.append(
+                OrderAmended(
+                    ts,
+                    order.order_id,
+                    order.account,
+                    order.symbol,
+                    price,
+                    order.qty,
+                    leaves,
+                    order.cum_qty,
+                    order.status,
+                    True,
+                    order.cl_ord_id,
+                )
+            )
+
+    # ----------------------------------------------------------------- shared
+
+    def _equity(
+        self, cmd: PayDividend | SplitShares, name: str, events: list[Event]
+    ) -> Market | None:
+        market = self.venue.markets.get(cmd.symbol)
+        if market is None:
+            self._reject(events, cmd, name, E.UNKNOWN_SYMBOL, cmd.symbol)
+        elif market.spec.kind is not InstrumentKind.EQUITY:
+            self._reject(events, cmd, name, E.BAD_PARAM, f"{cmd.symbol} is not an equity")
+            market = None
+        return market
+
+    @staticmethod
+    def _applied(
+        cmd: PayDividend | SplitShares,
+        market: Market,
+        kind: str,
+        entitlement: Entitlement,
+        chain_id: int,
+    ) -> CorporateActionApplied:
+        ratio = (cmd.ratio_new, cmd.ratio_old) if isinstance(cmd, SplitShares) else (0, 0)
+        amount = (cmd.amount, cmd.amount_decimals) if isinstance(cmd, PayDividend) else (0, 0)
+        return CorporateActionApplied(
+            cmd.ts_us,
+            entitlement.account,
+            kind,
+            market.symbol,
+            market.spec.base,
+            *ratio,
+            *amount,
+            entitlement.holding_before,
+            entitlement.holding_after,
+            market.spec.quote,
+            entitlement.cash,
+            chain_id,
+        )
+
+    def _reject(
+        self, events: list[Event], cmd: Command, name: str, reason: ErrorCode, detail: str
+    ) -> None:
+        self.venue._reject(events, cmd, name, reason, detail)
+
+
+CORPORATE = CancelReason.CORPORATE_ACTION
+
+
+def _rescaled(order: Order, market: Market, ratio_new: int, ratio_old: int) -> tuple[int, int]:
+    """(price, leaves_qty) after an N:M split: qty down to the step; a buy's price down to
+    the tick and a sell's up, so neither side gets a worse price and the book stays uncrossed."""
+    step, tick = market.qty_step, market.price_tick
+    leaves = order.leaves_qty * ratio_new // (ratio_old * step) * step
+    scaled = order.price * ratio_old
+    ticks = (
+        scaled // (ratio_new * tick) if order.side is Side.BUY else -(-scaled // (ratio_new * tick))
+    )
+    return ticks * tick, leaves
+
+
+def _reference(market: Market, ratio_new: int, ratio_old: int) -> int:
+    """The reference price after the split: down to the tick, at least one tick."""
+    tick = market.price_tick
+    return max(market.reference_price * ratio_old // (ratio_new * tick) * tick, tick)

@@ -1,0 +1,360 @@
+"""Corporate actions in the venue: cash dividends and splits, exact to the unit, replayable."""
+
+from fractions import Fraction
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine import snapshot
+from engine.commands import (
+    AnyCommand,
+    AttestReserves,
+    CancelOrder,
+    Command,
+    Deposit,
+    ListAsset,
+    ListInstrument,
+    OpenAccount,
+    PayDividend,
+    PlaceOrder,
+    RequestWithdrawal,
+    SetInstrumentStatus,
+    SplitShares,
+)
+from engine.enums import CancelReason, InstrumentKind, InstrumentStatus, Side
+from engine.events import (
+    CommandRejected,
+    CorporateActionApplied,
+    DividendPaid,
+    Event,
+    OrderAmended,
+    OrderCanceled,
+    SharesSplit,
+    WithdrawalVoided,
+)
+from engine.reasons import ErrorCode
+from engine.venue import Venue, VenueConfig
+from settlement.ledger import Ledger
+from settlement.transfers import ISSUANCE, ROUNDING
+from tests.engine.conftest import make_spec
+
+SYMBOL = "AAPLx-USD"
+SHARE = 1_000_000  # AAPLx units per share (scale 6)
+CENT = 1  # USD has scale 2
+PAYER = 9
+HOUR_US = 3_600_000_000
+
+
+def setup_commands() -> list[Command]:
+    """AAPLx (scale 6, step 0.001, min 0.001) against USD (cents); holders 1, 2 and 3."""
+    spec = make_spec(
+        qty_step=1_000, min_qty=1_000, quote_decimals=2, reference_price=10_001
+    )  # 100.01 USD
+    commands: list[Command] = [
+        ListAsset(code="USD", scale=2),
+        ListAsset(code="AAPLx", scale=6),
+        ListInstrument(spec=spec),
+        AttestReserves(asset="USD", amount=10_000_000 * 100, as_of_us=0),
+        AttestReserves(asset="AAPLx", amount=1_000 * SHARE, as_of_us=0),
+    ]
+    for account in (1, 2, 3, 4, PAYER):
+        commands.append(
+            OpenAccount(account=account, name=f"a{account}", kyc_approved=True, jurisdiction="DE")
+        )
+    commands += [
+        Deposit(account=1, asset="AAPLx", amount=1_234_567),
+        Deposit(account=2, asset="AAPLx", amount=3_333_333),
+        Deposit(account=3, asset="AAPLx", amount=10 * SHARE),
+        Deposit(account=PAYER, asset="AAPLx", amount=5 * SHARE),  # treasury: no dividend
+        Deposit(account=PAYER, asset="USD", amount=1_000 * 100),
+        Deposit(account=4, asset="USD", amount=5_000 * 100),
+    ]
+    return commands
+
+
+class Corp:
+    def __init__(self) -> None:
+        self.venue = Venue(VenueConfig(reserve_staleness_max_us=24 * HOUR_US), Ledger())
+        self.commands: list[Command] = []
+        for command in setup_commands():
+            self.ok(command)
+
+    def do(self, command: Command) -> list[Event]:
+        command = msgspec.structs.replace(command, ts_us=self.venue.ts_us + 1)
+        self.commands.append(command)
+        events = self.venue.execute(command)
+        self.venue.check_invariants()
+        return events
+
+    def ok(self, command: Command) -> list[Event]:
+        events = self.do(command)
+        assert not any(isinstance(e, CommandRejected) for e in events), events
+        return events
+
+    def refused(self, command: Command) -> CommandRejected:
+        before = self.venue.state_hash()
+        events = self.do(command)
+        assert len(events) == 1 and isinstance(events[0], CommandRejected), events
+        # nothing changed but the clock: the same venue at the same time hashes the same
+        self.venue.ts_us -= 1
+        assert self.venue.state_hash() == before
+        self.venue.ts_us += 1
+        return events[0]
+
+    def total(self, account: int, asset: str) -> int:
+        assert self.venue.ledger is not None
+        return self.venue.ledger.balance(account, asset).total
+
+    def held(self, account: int, asset: str) -> int:
+        assert self.venue.ledger is not None
+        return self.venue.ledger.balance(account, asset).held
+
+    def halt(self) -> None:
+        self.ok(SetInstrumentStatus(symbol=SYMBOL, status=InstrumentStatus.HALTED))
+
+
+@pytest.fixture
+def corp() -> Corp:
+    return Corp()
+
+
+def dividend(amount: int = 2_475, decimals: int = 4, payer: int = PAYER) -> PayDividend:
+    return PayDividend(symbol=SYMBOL, payer=payer, amount=amount, amount_decimals=decimals)
+
+
+# ----------------------------------------------------------------- dividends
+
+
+def test_a_dividend_pays_floor_to_each_holder_and_the_residual_to_rounding(corp: Corp) -> None:
+    corp.ok(PlaceOrder(account=3, symbol=SYMBOL, side=Side.SELL, price=10_100, qty=4 * SHARE))
+    assert corp.held(3, "AAPLx") == 4 * SHARE  # held shares are paid on too
+    events = corp.ok(dividend())  # 0.2475 USD a share
+    applied = {e.account: e for e in events if isinstance(e, CorporateActionApplied)}
+    # 1.234567 x 0.2475 = 0.3055... -> 30 cents; 3.333333 -> 0.8249... -> 82; 10 -> 2.475 -> 247
+    assert {a: e.cash_received for a, e in applied.items()} == {1: 30, 2: 82, 3: 247}
+    assert all(e.holding_before == e.holding_after for e in applied.values())
+    assert PAYER not in applied  # the payer's own shares earn nothing
+    paid = events[-1]
+    assert isinstance(paid, DividendPaid)
+    # 14.5679 shares x 0.2475 = 3.60555525 -> the payer provides 361 cents, 2 are residual
+    assert (paid.provided, paid.paid_total, paid.residual) == (361, 359, 2)
+    assert (paid.holders, paid.shares_total) == (3, 14_567_900)
+    assert corp.total(PAYER, "USD") == 1_000 * 100 - 361
+    assert corp.total(ROUNDING, "USD") == 2
+    assert [corp.total(a, "USD") for a in (1, 2, 3)] == [30, 82, 247]
+    assert corp.total(3, "AAPLx") == 10 * SHARE  # shares untouched
+
+
+def test_dividend_refusals_change_nothing(corp: Corp) -> None:
+    assert corp.refused(dividend(amount=0)).reason is ErrorCode.BAD_PARAM
+    assert corp.refused(dividend(decimals=19)).reason is ErrorCode.BAD_PARAM
+    unknown = PayDividend(symbol="NOPE", payer=PAYER, amount=1, amount_decimals=0)
+    assert corp.refused(unknown).reason is ErrorCode.UNKNOWN_SYMBOL
+    assert corp.refused(dividend(payer=77)).reason is ErrorCode.UNKNOWN_ACCOUNT
+    short = corp.refused(dividend(amount=100, decimals=0))  # 100 USD a share: 1,456.79 USD
+    assert short.reason is ErrorCode.INSUFFICIENT_BALANCE
+    assert "145679" in short.detail and str(PAYER) in short.detail
+
+
+def test_a_dividend_payer_pays_from_available_cash_only(corp: Corp) -> None:
+    corp.ok(PlaceOrder(account=PAYER, symbol=SYMBOL, side=Side.BUY, price=9_500, qty=10 * SHARE))
+    # 950 USD of the payer's 1,000 are held for the buy: 50 USD left, the dividend of 4 USD a
+    # share needs 58.28 USD; without the buy it is paid
+    assert corp.refused(dividend(amount=4, decimals=0)).reason is ErrorCode.INSUFFICIENT_BALANCE
+    corp.ok(CancelOrder(account=PAYER, order_id=1))
+    assert isinstance(corp.ok(dividend(amount=4, decimals=0))[-1], DividendPaid)
+
+
+# ----------------------------------------------------------------- splits
+
+
+def book_orders(corp: Corp) -> None:
+    corp.ok(PlaceOrder(account=3, symbol=SYMBOL, side=Side.SELL, price=10_001, qty=3_001_000))
+    corp.ok(PlaceOrder(account=1, symbol=SYMBOL, side=Side.SELL, price=10_050, qty=1_000))
+    corp.ok(PlaceOrder(account=4, symbol=SYMBOL, side=Side.BUY, price=9_999, qty=2_000_000))
+
+
+def test_a_split_rescales_holdings_orders_reserves_and_the_band(corp: Corp) -> None:
+    book_orders(corp)
+    assert corp.refused(SplitShares(symbol=SYMBOL, ratio_new=3, ratio_old=2)).reason is (
+        ErrorCode.INSTRUMENT_NOT_HALTED
+    )
+    corp.halt()
+    events = corp.ok(SplitShares(symbol=SYMBOL, ratio_new=3, ratio_old=2))
+    ledger = corp.venue.ledger
+    assert ledger is not None
+    # holdings: floor(h x 3 / 2)
+    assert corp.total(1, "AAPLx") == 1_851_850  # 1,234,567 x 1.5 = 1,851,850.5
+    assert corp.total(2, "AAPLx") == 4_999_999  # 3,333,333 x 1.5 = 4,999,999.5
+    assert corp.total(3, "AAPLx") == 15 * SHARE
+    assert corp.total(PAYER, "AAPLx") == 7_500_000
+    supply_before = 1_234_567 + 3_333_333 + 15 * SHARE
+    assert ledger.supply("AAPLx") == supply_before * 3 // 2 == 29_351_850
+    assert corp.total(ROUNDING, "AAPLx") == 1  # the two half units, floored once
+    assert ledger.attestations["AAPLx"].amount == 1_500 * SHARE
+    assert all(line.covered for line in ledger.reserves_report())
+    # orders: qty down to the 0.001 step, buys' prices down and sells' up to the cent
+    orders = {o.order_id: o for o in corp.venue.orders.values()}
+    sell3, sell1, buy4 = orders[1], orders[2], orders[3]
+    assert (sell3.price, sell3.leaves_qty) == (6_668, 4_501_000)  # 100.01 / 1.5 = 66.673...
+    assert (sell1.price, sell1.leaves_qty) == (6_700, 1_000)  # 1,500 units -> 1,000 (step)
+    assert (buy4.price, buy4.leaves_qty) == (6_666, 3_000_000)  # 99.99 / 1.5 = 66.66
+    assert corp.held(3, "AAPLx") == 4_501_000 and corp.held(1, "AAPLx") == 1_000
+    assert corp.held(4, "USD") == 6_666 * 3  # 3 shares at 66.66
+    market = corp.venue.markets[SYMBOL]
+    assert market.reference_price == 6_667  # 100.01 / 1.5 = 66.673, down to the cent
+    amended = [e for e in events if isinstance(e, OrderAmended)]
+    assert [e.order_id for e in amended] == [3, 1, 2]  # bids, then asks, in priority
+    applied = {
+        e.account: (e.holding_before, e.holding_after)
+        for e in events
+        if isinstance(e, CorporateActionApplied)
+    }
+    assert applied[1] == (1_234_567, 1_851_850) and PAYER in applied
+    summary = events[-1]
+    assert isinstance(summary, SharesSplit)
+    assert (summary.orders_amended, summary.orders_canceled, summary.holders) == (3, 0, 4)
+    assert summary.supply_after == 29_351_850 and summary.rounding_holding == 1
+
+
+def test_a_reverse_split_cancels_orders_left_below_the_minimum(corp: Corp) -> None:
+    book_orders(corp)
+    corp.ok(RequestWithdrawal(account=2, asset="AAPLx", amount=1_000_000))
+    corp.halt()
+    events = corp.ok(SplitShares(symbol=SYMBOL, ratio_new=1, ratio_old=10))
+    canceled = [e for e in events if isinstance(e, OrderCanceled)]
+    # 0.001 share of account 1 becomes 0.0001: below the step and the minimum
+    assert [(e.order_id, e.reason) for e in canceled] == [(2, CancelReason.CORPORATE_ACTION)]
+    assert corp.held(1, "AAPLx") == 0
+    assert any(isinstance(e, WithdrawalVoided) for e in events)
+    assert corp.held(2, "AAPLx") == 0
+    assert corp.total(1, "AAPLx") == 123_456
+    assert corp.total(2, "AAPLx") == 333_333
+    orders = corp.venue.orders
+    assert (orders[1].price, orders[1].leaves_qty) == (100_010, 300_000)
+    assert (orders[3].price, orders[3].leaves_qty) == (99_990, 200_000)
+    assert corp.venue.markets[SYMBOL].reference_price == 100_010
+    ledger = corp.venue.ledger
+    assert ledger is not None
+    assert ledger.supply("AAPLx") == 19_567_900 // 10
+    assert corp.total(ROUNDING, "AAPLx") == 1_956_790 - (123_456 + 333_333 + 1_000_000 + 500_000)
+    assert all(line.covered for line in ledger.reserves_report())
+    assert isinstance(events[-1], SharesSplit) and events[-1].orders_canceled == 1
+
+
+def test_split_refusals_change_nothing(corp: Corp) -> None:
+    corp.halt()
+    for new, old in ((1, 1), (0, 2), (2, 0), (1_001, 1)):
+        refused = corp.refused(SplitShares(symbol=SYMBOL, ratio_new=new, ratio_old=old))
+        assert refused.reason is ErrorCode.BAD_PARAM
+    unknown = SplitShares(symbol="NOPE", ratio_new=2, ratio_old=1)
+    assert corp.refused(unknown).reason is ErrorCode.UNKNOWN_SYMBOL
+
+
+def test_a_tbill_takes_no_corporate_actions(corp: Corp) -> None:
+    corp.ok(ListAsset(code="TB-X", scale=0))
+    bill = make_spec(
+        symbol="TB-X-USD",
+        kind=InstrumentKind.TBILL,
+        base="TB-X",
+        price_decimals=6,
+        qty_decimals=0,
+        quote_decimals=2,
+        reference_price=98_676_708,
+        maturity_us=1_000 * HOUR_US,
+    )
+    corp.ok(ListInstrument(spec=bill))
+    split = SplitShares(symbol="TB-X-USD", ratio_new=2, ratio_old=1)
+    assert corp.refused(split).reason is ErrorCode.BAD_PARAM
+    pay = PayDividend(symbol="TB-X-USD", payer=PAYER, amount=1, amount_decimals=0)
+    assert corp.refused(pay).reason is ErrorCode.BAD_PARAM
+
+
+# ----------------------------------------------------------------- determinism
+
+
+def corporate_history(corp: Corp) -> None:
+    book_orders(corp)
+    corp.ok(dividend())
+    corp.halt()
+    corp.ok(SplitShares(symbol=SYMBOL, ratio_new=3, ratio_old=2))
+    corp.ok(SplitShares(symbol=SYMBOL, ratio_new=1, ratio_old=7))
+    corp.ok(SetInstrumentStatus(symbol=SYMBOL, status=InstrumentStatus.OPEN))
+    corp.ok(dividend(amount=1_234_567, decimals=7))
+
+
+def test_replaying_the_journal_gives_the_same_events_and_hash(corp: Corp) -> None:
+    corporate_history(corp)
+    journal = msgspec.msgpack.encode(corp.commands)
+    decoded = msgspec.msgpack.decode(journal, type=list[AnyCommand])  # type: ignore[valid-type]
+    assert decoded == corp.commands
+    venues = [Venue(corp.venue.config, Ledger()) for _ in range(2)]
+    runs = [[venue.execute(command) for command in decoded] for venue in venues]
+    assert runs[0] == runs[1]
+    assert venues[0].state_hash() == venues[1].state_hash() == corp.venue.state_hash()
+
+
+def test_a_snapshot_after_a_split_restores_the_same_venue(corp: Corp) -> None:
+    corporate_history(corp)
+    image = snapshot.decode(snapshot.encode(snapshot.capture(corp.venue)))
+    restored = snapshot.restore(image)
+    assert restored.state_hash() == corp.venue.state_hash()
+    follow = PlaceOrder(
+        ts_us=corp.venue.ts_us + 1,
+        account=4,
+        symbol=SYMBOL,
+        side=Side.BUY,
+        price=corp.venue.markets[SYMBOL].reference_price,
+        qty=1_000_000,
+    )
+    assert restored.execute(follow) == corp.venue.execute(follow)
+    assert corp.total(ISSUANCE, "AAPLx") == -corp.venue.ledger.supply("AAPLx")  # type: ignore[union-attr]
+
+
+# ----------------------------------------------------------------- property
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    orders=st.lists(
+        st.tuples(
+            st.sampled_from([1, 2, 3, 4]),
+            st.booleans(),
+            st.integers(9_001, 11_000),
+            st.integers(1, 3_000),
+        ),
+        max_size=25,
+    ),
+    ratios=st.lists(st.tuples(st.integers(1, 12), st.integers(1, 12)), min_size=1, max_size=3),
+)
+def test_any_book_survives_any_splits_exactly(
+    orders: list[tuple[int, bool, int, int]], ratios: list[tuple[int, int]]
+) -> None:
+    """Random resting orders, then splits: invariants (holds equal reservations, books
+    uncrossed, every asset sums to zero) hold after each, reserves stay covered, and each
+    surviving order's price and quantity follow the documented rule."""
+    corp = Corp()
+    for account, is_buy, price, lots in orders:
+        side = Side.BUY if is_buy else Side.SELL
+        corp.do(
+            PlaceOrder(account=account, symbol=SYMBOL, side=side, price=price, qty=lots * 1_000)
+        )
+    corp.halt()
+    for new, old in ratios:
+        if new == old:
+            continue
+        before = {o.order_id: (o.side, o.price, o.leaves_qty) for o in corp.venue.orders.values()}
+        events = corp.ok(SplitShares(symbol=SYMBOL, ratio_new=new, ratio_old=old))
+        for order in corp.venue.orders.values():
+            side, price, leaves = before[order.order_id]
+            assert order.leaves_qty == leaves * new // old // 1_000 * 1_000
+            exact = Fraction(price * old, new)
+            assert (order.price <= exact) if side is Side.BUY else (order.price >= exact)
+            assert abs(order.price - exact) < 1
+        canceled = {e.order_id for e in events if isinstance(e, OrderCanceled)}
+        assert canceled | set(corp.venue.orders) == set(before)
+        ledger = corp.venue.ledger
+        assert ledger is not None
+        assert all(line.covered for line in ledger.reserves_report())

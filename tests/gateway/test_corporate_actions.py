@@ -1,0 +1,120 @@
+"""Corporate actions end to end: a real server, holders with resting orders, an operator who
+pays a dividend and splits the shares, the holders' pushes, and the ledger store afterwards."""
+
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.client import VenueClient, VenueError
+from tests.gateway.conftest import ROOT, TEST_TIMEOUT_S, Venue, drain_pushes
+
+SYMBOL = "AAPLx-USD"
+RunVenue = Callable[[Callable[[Venue], Awaitable[Any]]], Any]
+
+
+def of_type(pushes: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [p["data"] for p in pushes if p.get("ch") == "account" and p.get("type") == kind]
+
+
+async def scenario(venue: Venue) -> None:
+    alpha, beta, admin = await venue.client("alpha"), await venue.client("beta"), None
+    admin = await venue.client("admin")
+    sell = await alpha.place(SYMBOL, "sell", "10", "190.00")
+    buy = await beta.place(SYMBOL, "buy", "3.000001", "185.01")
+    for client in (alpha, beta):
+        await client.subscribe_account()
+    await alpha.subscribe_book(SYMBOL)
+    await drain_pushes(alpha)
+    await drain_pushes(beta)
+
+    await admin.request("admin.deposit", {"account": 100, "asset": "USD", "amount": "20000"})
+    params = {"symbol": SYMBOL, "payer": 100, "amount_per_share": "0.2475"}
+    paid = await admin.request("admin.pay_dividend", params)
+    # 3 holders of 20,000 shares each: 4,950 USD each, exact; nothing left to round
+    assert paid["holders"] == 3 and paid["provided"] == "14850.000000"
+    assert paid["residual"] == "0.000000" and paid["amount_per_share"] == "0.2475"
+    pushes = await drain_pushes(alpha)
+    [action] = of_type(pushes, "corporate_action")
+    assert action["kind"] == "dividend" and action["cash_received"] == "4950.000000"
+    assert action["holding_before"] == action["holding_after"] == "20000.000000"
+    assert any(b["asset"] == "USD" for b in of_type(pushes, "balance"))
+
+    with pytest.raises(VenueError) as refused:
+        await admin.request("admin.split", {"symbol": SYMBOL, "ratio": "3:2"})
+    assert refused.value.name == "INSTRUMENT_NOT_HALTED"
+    await admin.request("admin.set_status", {"symbol": SYMBOL, "status": "halted"})
+    await drain_pushes(alpha)
+    split = await admin.request("admin.split", {"symbol": SYMBOL, "ratio": "3:2"})
+    assert split["ratio"] == "3:2" and split["orders_amended"] == 2
+    assert split["supply_before"] == "60000.000000" and split["supply_after"] == "90000.000000"
+
+    pushes = await drain_pushes(alpha)
+    [action] = of_type(pushes, "corporate_action")
+    assert action["kind"] == "split" and action["ratio"] == "3:2"
+    assert (action["holding_before"], action["holding_after"]) == ("20000.000000", "30000.000000")
+    [amended] = of_type(pushes, "exec")
+    assert amended["exec_type"] == "amended" and amended["order_id"] == sell["order_id"]
+    assert (amended["price"], amended["leaves_qty"]) == ("126.67", "15.000000")  # 190 / 1.5, up
+    aapl = next(b for b in of_type(pushes, "balance") if b["asset"] == "AAPLx")
+    assert (aapl["total"], aapl["held"]) == ("30000.000000", "15.000000")
+    [order] = (await beta.open_orders(SYMBOL))["orders"]
+    assert order["order_id"] == buy["order_id"]
+    # 3.000001 x 1.5 = 4.5000015 -> 4.500001; 185.01 / 1.5 = 123.34
+    assert (order["price"], order["leaves_qty"]) == ("123.34", "4.500001")
+    snapshot = await alpha.request("book.snapshot", {"symbol": SYMBOL, "depth": 10})
+    assert snapshot["bids"] == [["123.34", "4.500001"]]
+    assert snapshot["asks"] == [["126.67", "15.000000"]]
+    local = alpha.books[SYMBOL]
+    assert [list(row) for row in local.asks()] == snapshot["asks"]  # the public book followed
+    await admin.request("admin.set_status", {"symbol": SYMBOL, "status": "open"})
+    taker = await venue.client("taker")
+    filled = await taker.place(SYMBOL, "buy", "1", "126.67", tif="ioc")
+    assert filled["status"] == "filled"
+    await close_all(alpha, beta, admin, taker)
+
+
+async def after_restart(venue: Venue) -> None:
+    """The restarted venue (snapshot + journal) has the split book, balances and pushes."""
+    alpha, beta = await venue.client("alpha"), await venue.client("beta")
+    [order] = (await beta.open_orders(SYMBOL))["orders"]
+    assert (order["price"], order["leaves_qty"]) == ("123.34", "4.500001")
+    aapl = next(b for b in (await alpha.balances())["balances"] if b["asset"] == "AAPLx")
+    assert aapl["total"] == "29999.000000"  # 30,000 after the split, one sold to the taker
+    await alpha.subscribe_account(since_seq=0)
+    replayed = await drain_pushes(alpha)
+    kinds = [action["kind"] for action in of_type(replayed, "corporate_action")]
+    assert kinds == ["dividend", "split"]
+    await close_all(alpha, beta)
+
+
+async def close_all(*clients: VenueClient) -> None:
+    for client in clients:
+        await client.close()
+
+
+def venue_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "gateway.cli", *argv]
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=TEST_TIMEOUT_S, cwd=ROOT, check=False
+    )
+
+
+def test_a_dividend_and_a_split_reach_holders_and_the_ledger_store(
+    run_venue: RunVenue, tmp_path: Path
+) -> None:
+    run_venue(scenario)
+    run_venue(after_restart)  # the same data directory: a restart
+    data_dir = str(tmp_path / "data")
+    verified = venue_cli("ledger", "verify", "--data-dir", data_dir)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    reserves = venue_cli("ledger", "reserves", "--data-dir", data_dir)
+    assert reserves.returncode == 0, reserves.stdout + reserves.stderr
+    aapl = next(line for line in reserves.stdout.splitlines() if line.startswith("AAPLx"))
+    assert aapl.split()[1:3] == ["90000.000000", "150000.000000"]  # supply and reserves x 1.5
+    replayed = venue_cli("verify", "--data-dir", data_dir, "--config", str(ROOT / "venue.toml"))
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "every balance equals the replayed ledger's" in replayed.stdout
