@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 
     engine_demo = commands.add_parser("demo-engine", help="a seeded session on the engine alone")
     engine_demo.add_argument("--seed", type=int, default=7)
-    engine_demo.add_argument("--orders", type=int, default=2_000)
+    engine_demo.add_argument("--orders", type=_positive_int, default=2_000)
     engine_demo.add_argument("--data-dir", type=Path, default=Path("data-demo"))
     engine_demo.add_argument("--config", type=Path, default=Path("venue.toml"))
     engine_demo.set_defaults(run=_run_demo)
@@ -123,6 +123,17 @@ def _parser() -> argparse.ArgumentParser:
     suite.add_arguments(every)
     every.set_defaults(run=suite.run)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number above zero."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not above zero")
+    return value
 
 
 def _with_trade_url(run: Run) -> Run:

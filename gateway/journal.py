@@ -65,7 +65,9 @@ class JournalLocked(JournalError):
     """Another process holds the file: a running venue, or a second one started on it."""
 
     def __init__(self, path: Path) -> None:
-        super().__init__(f"{path} is in use by another process (a venue running on its directory?)")
+        super().__init__(
+            f"{path} is open by another writer or reader (a venue running on its directory?)"
+        )
         self.path = path
 
 

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from engine.units import format_units
+from gateway.failures import CommandFailed
 from settlement.store import SqliteLedgerStore
 from settlement.transfers import ISSUANCE
 
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _open(data_dir: Path) -> SqliteLedgerStore:
     path = data_dir / LEDGER_FILE
     if not path.exists():
-        raise SystemExit(f"no ledger store at {path}: run the venue (make run) first")
+        raise CommandFailed(f"no ledger store at {path}: run the venue (make run) first")
     return SqliteLedgerStore(path)
 
 

@@ -35,7 +35,7 @@ def run(
     port = config.venue.port if port is None else port
     if not 0 <= port <= 65_535:
         raise CommandFailed(f"port {port} is not within 0..65535")
-    _check_port_free(host, port)  # before the data directory is made or touched
+    check_port_free(host, port)  # before the data directory is made or touched
     try:
         import uvloop
     except ImportError:  # uvloop is not built for every platform: plain asyncio then
@@ -49,7 +49,7 @@ def run(
     return 0
 
 
-def _check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int) -> None:
     """Refuse a port another process holds, with the reason, before anything is built."""
     if port == 0:
         return  # any free port: the bind cannot find it taken
