@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -265,7 +265,7 @@ class VenueServer:
         image = snapshots.latest(self.data_dir)
         journal_seq = self.sequencer.journal.last_seq()
         if image is not None and image.seq > journal_seq:
-            raise RecoveryRefused(
+            await self._refuse(
                 f"the snapshot at seq {image.seq} is ahead of the journal (last seq"
                 f" {journal_seq}) in {self.data_dir}: was the journal truncated or restored"
                 " from an older copy? `venue verify` says what to do"
@@ -361,13 +361,20 @@ class VenueServer:
         )
         return path
 
+    async def _refuse(self, why: str) -> NoReturn:
+        """Give the files back (the journal's lock too) and refuse to start."""
+        await self._on_store(self.store.close)
+        self.store_io.shutdown(wait=True)
+        self.sequencer.close()
+        raise RecoveryRefused(why)
+
     async def _refuse_store_ahead(self) -> None:
         """A store holding transfers the journal never booked means the journal lost
         commands (truncated, or an older copy): writing on would book new transfers under
         ids the store already holds, so refuse and let the operator decide."""
         stored = await self._on_store(self.store.last_transfer_id)
         if stored > self.ledger.last_transfer_id:
-            raise RecoveryRefused(
+            await self._refuse(
                 f"the ledger store holds transfers up to {stored} but the journal (last seq"
                 f" {self.sequencer.last_seq}) books only up to {self.ledger.last_transfer_id}"
                 f" in {self.data_dir}: `venue verify --data-dir {self.data_dir}` says what to do"
