@@ -10,6 +10,7 @@ nothing, a directory with no journal and one a running venue holds (its journal'
 """
 
 import argparse
+import sqlite3
 from pathlib import Path
 
 from engine import snapshot as venue_snapshot
@@ -21,7 +22,7 @@ from gateway.journal import FileJournal, JournalLocked
 from gateway.sequencer import decode_command
 from gateway.server import JOURNAL_FILE, LEDGER_FILE
 from settlement.ledger import Ledger
-from settlement.store import SqliteLedgerStore
+from settlement.store import LedgerStoreError, SqliteLedgerStore
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,7 +102,10 @@ def _store_checks(data_dir: Path, ledger: Ledger, journal_seq: int) -> list[str]
     path = data_dir / LEDGER_FILE
     if not path.is_file():
         return [f"FAIL store: no ledger store at {path}; {_rebuild(data_dir)}"]
-    store = SqliteLedgerStore(path)
+    try:
+        store = SqliteLedgerStore(path)
+    except (sqlite3.DatabaseError, LedgerStoreError) as unreadable:
+        return [f"FAIL store: {path}: {unreadable}; {_rebuild(data_dir)}"]
     try:
         problems = store.verify()
         stored_last = store.last_transfer_id()

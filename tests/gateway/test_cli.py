@@ -187,3 +187,10 @@ def test_bad_flags_and_missing_files_fail_in_one_line(
     result = venue(tmp_path, *args)
     failed_in_one_line(result, *words)
     assert listing(tmp_path) == []
+
+
+def test_an_unreadable_ledger_store_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "ledger.sqlite").write_bytes(b"not a database " * 100)
+    result = venue(tmp_path, "ledger", "balances", "--data-dir", "data")
+    failed_in_one_line(result, "data/ledger.sqlite", "not a database")

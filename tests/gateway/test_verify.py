@@ -87,3 +87,17 @@ def test_a_stray_snapshot_tmp_is_removed_by_verify_and_said(tmp_path: Path) -> N
     assert f"ok   removed {stray.name}, left by a crash" in lines
     assert all(line.startswith("ok") for line in lines), lines
     assert not stray.exists()
+
+
+def test_an_unreadable_store_is_a_fail_line_with_the_way_out(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    run_session(data_dir)
+    for path in data_dir.glob(f"{LEDGER_FILE}*"):
+        path.unlink()
+    (data_dir / LEDGER_FILE).write_bytes(b"not a database " * 100)
+    failed = [
+        line
+        for line in verify(data_dir, venue_config.load(ROOT / "venue.toml"))
+        if line.startswith("FAIL")
+    ]
+    assert len(failed) == 1 and "not a database" in failed[0] and "rebuild it" in failed[0]
