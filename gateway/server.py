@@ -284,8 +284,12 @@ class VenueServer:
         await self._refuse_store_ahead()
         if image is not None or replayed:
             elapsed_ms = round((time.perf_counter() - started) * 1e3, 1)
-            fields = {"snapshot_seq": after, "replayed": replayed, "ms": elapsed_ms}
-            log.info("recovered", extra=fields | {"journal_seq": self.sequencer.last_seq})
+            journal = {
+                "journal_seq": self.sequencer.last_seq,
+                "journal_bytes": self._journal_bytes(),
+            }
+            fields = {"snapshot_seq": after, "replayed": replayed, **journal}
+            log.info("recovered", extra=fields | {"ms": elapsed_ms})
             await self._catch_up_store()
         else:
             await self._build_from_config()
@@ -360,6 +364,9 @@ class VenueServer:
             extra={"seq": image.seq, "bytes": size, "ms": elapsed_ms, "path": str(path)},
         )
         return path
+
+    def _journal_bytes(self) -> int:
+        return (self.data_dir / JOURNAL_FILE).stat().st_size
 
     async def _refuse(self, why: str) -> NoReturn:
         """Give the files back (the journal's lock too) and refuse to start."""

@@ -116,6 +116,7 @@ def test_a_restart_logs_its_recovery_and_removes_a_stray_snapshot_tmp(
     assert [r.__dict__["path"] for r in removed] == [str(stray)]
     recovered = next(r for r in caplog.records if r.msg == "recovered")
     assert recovered.__dict__["snapshot_seq"] > 0 and recovered.__dict__["ms"] >= 0
+    assert recovered.__dict__["journal_bytes"] == (data_dir / "journal.log").stat().st_size
 
 
 def test_a_slow_consumer_cut_off_is_logged(
