@@ -30,6 +30,10 @@ def run(
     log_format: str = "text",
 ) -> int:
     config = venue_config.load(config_path)
+    try:  # every amount and spec checked before anything is touched
+        venue_config.setup_commands(config, now_us=0)
+    except venue_config.ConfigError as invalid:
+        raise CommandFailed(f"{config_path}: {invalid}") from None
     logs.configure(log_level, log_format)
     host = host or config.venue.host
     port = config.venue.port if port is None else port

@@ -91,6 +91,14 @@ def test_serve_with_a_malformed_config_says_where(tmp_path: Path) -> None:
     assert listing(tmp_path) == ["bad.toml"]
 
 
+def test_serve_with_an_amount_finer_than_its_asset_creates_nothing(tmp_path: Path) -> None:
+    text = (ROOT / "venue.toml").read_text().replace('"25000000"', '"25000000.1234567"')
+    (tmp_path / "fine.toml").write_text(text)
+    result = venue(tmp_path, "serve", "--config", "fine.toml", "--port", "0", "--data-dir", "d")
+    failed_in_one_line(result, "fine.toml", "USD amount", "more than 6 decimals")
+    assert listing(tmp_path) == ["fine.toml"]
+
+
 def test_serve_on_a_busy_port_creates_nothing(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
