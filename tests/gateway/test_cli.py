@@ -120,7 +120,9 @@ def test_a_second_serve_on_one_data_dir_and_verify_while_it_runs_are_refused(
     failed_in_one_line(second, "cannot start", "journal.log", "another writer")
     checked = venue(tmp_path, "verify", "--config", CONFIG, "--data-dir", str(data_dir))
     failed_in_one_line(checked, "in use by a running venue", "stop it first")
-    assert listing(data_dir) == before
+    demo = venue(tmp_path, "demo", "--config", CONFIG, "--data-dir", str(data_dir), "--port", "0")
+    failed_in_one_line(demo, "in use by a running venue", "another --data-dir")
+    assert listing(data_dir) == before, "the demo deleted none of the running venue's files"
 
 
 @pytest.mark.parametrize("command", ["taker", "market-maker"])
