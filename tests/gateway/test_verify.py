@@ -101,3 +101,18 @@ def test_an_unreadable_store_is_a_fail_line_with_the_way_out(tmp_path: Path) -> 
         if line.startswith("FAIL")
     ]
     assert len(failed) == 1 and "not a database" in failed[0] and "rebuild it" in failed[0]
+
+
+def test_a_snapshot_ahead_of_the_journal_fails_verify_and_refuses_the_server(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    run_session(data_dir)
+    older = (data_dir / JOURNAL_FILE).read_bytes()
+    run_session(data_dir)  # its stop writes a snapshot past the older journal's end
+    (data_dir / JOURNAL_FILE).write_bytes(older)
+    lines = verify(data_dir, venue_config.load(ROOT / "venue.toml"))
+    assert any(line.startswith("FAIL snapshot at seq") and "ahead" in line for line in lines)
+    with pytest.raises(RecoveryRefused, match=r"snapshot at seq \d+ is ahead of the journal"):
+        asyncio.run(start_venue(data_dir))
+    assert (data_dir / JOURNAL_FILE).read_bytes() == older, "the refusal changed nothing"
