@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from engine.enums import InstrumentKind, InstrumentStatus
 from gateway import config as venue_config
 from gateway.client import VenueClient, VenueError
+from gateway.failures import check_trade_url
 
 URL_DEFAULT = "ws://127.0.0.1:8765/ws/trade"
 KEY_ENV, SECRET_ENV = "VENUE_ADMIN_KEY", "VENUE_ADMIN_SECRET"
@@ -117,6 +118,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Send the command's request; print the result as JSON. The exit status is documented."""
+    check_trade_url(args.url)
     try:
         api_key, secret = credentials(args)
     except ValueError as problem:

@@ -1,12 +1,19 @@
 """The `venue` command line: one entry point for running, demonstrating and measuring the venue.
 
-Subcommands are thin: each parses its flags and calls the module that owns the work.
+Subcommands are thin: each parses its flags and calls the module that owns the work. A
+command that cannot do its work fails in one line on stderr, `venue: <what and why>`, exit
+status 2 (`gateway.failures`); bad flags likewise, in argparse's words.
 """
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from gateway import logs
+from gateway.failures import OneLineParser, check_trade_url, run_main
+
+Run = Callable[[argparse.Namespace], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -15,16 +22,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
-    try:
-        status: int = args.run(args)
-    except BrokenPipeError:  # the reader (`| head`, say) has gone: nothing left to say
-        sys.stderr.close()
-        return 0
+    status: int = run_main(parser.prog, lambda: args.run(args))
     return status
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="venue", description=__doc__)
+    parser = OneLineParser(prog="venue", description=__doc__)
     commands = parser.add_subparsers(title="commands")
 
     serve = commands.add_parser("serve", help="run the venue's websocket server")
@@ -32,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="default: the config's (127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="default: the config's (8765)")
     serve.add_argument("--data-dir", type=Path, default=None, help="default: the config's")
+    serve.add_argument("--log-level", choices=logs.LEVELS, default="info")
+    serve.add_argument(
+        "--log-format", choices=logs.FORMATS, default="text", help="json: one per line"
+    )
     serve.set_defaults(run=_run_serve)
 
     from gateway import bots, live_demo
@@ -42,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 
     engine_demo = commands.add_parser("demo-engine", help="a seeded session on the engine alone")
     engine_demo.add_argument("--seed", type=int, default=7)
-    engine_demo.add_argument("--orders", type=int, default=2_000)
+    engine_demo.add_argument("--orders", type=_positive_int, default=2_000)
     engine_demo.add_argument("--data-dir", type=Path, default=Path("data-demo"))
     engine_demo.add_argument("--config", type=Path, default=Path("venue.toml"))
     engine_demo.set_defaults(run=_run_demo)
@@ -51,10 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     bot_commands = bot.add_subparsers(title="bots", required=True)
     maker = bot_commands.add_parser("market-maker", help="quote a ladder with quote.mass")
     bots.add_market_maker_arguments(maker)
-    maker.set_defaults(run=bots.run_market_maker)
+    maker.set_defaults(run=_with_trade_url(bots.run_market_maker))
     taker = bot_commands.add_parser("taker", help="send random marketable orders")
     bots.add_taker_arguments(taker)
-    taker.set_defaults(run=bots.run_taker)
+    taker.set_defaults(run=_with_trade_url(bots.run_taker))
 
     from gateway import ledger_cli, verify
 
@@ -118,10 +125,33 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number above zero."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not above zero")
+    return value
+
+
+def _with_trade_url(run: Run) -> Run:
+    """A bot's run, after its `--url` is checked to name the trade endpoint."""
+
+    def checked(args: argparse.Namespace) -> int:
+        check_trade_url(args.url)
+        return run(args)
+
+    return checked
+
+
 def _run_serve(args: argparse.Namespace) -> int:
     from gateway import serve
 
-    return serve.run(args.config, args.host, args.port, args.data_dir)
+    return serve.run(
+        args.config, args.host, args.port, args.data_dir, args.log_level, args.log_format
+    )
 
 
 def _run_demo(args: argparse.Namespace) -> int:

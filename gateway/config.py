@@ -101,7 +101,9 @@ class ConfigError(ValueError):
 def load(path: Path) -> VenueConfig:
     try:
         return msgspec.toml.decode(path.read_bytes(), type=VenueConfig)
-    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as error:
+    except OSError as error:
+        raise ConfigError(f"{path}: {error.strerror or error}") from None
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
         raise ConfigError(f"{path}: {error}") from None
 
 

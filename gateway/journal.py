@@ -9,6 +9,8 @@ with one write, `sync` makes everything appended durable with one fsync (group c
 with no valid record after it, within what one crash can tear) is cut and reported in
 `recovered_tail_bytes`; any other bad frame is `JournalCorruption`, naming file and offset.
 One writer per file (flock); after a disk error the object refuses everything: reopen.
+`read_only=True` opens for reading alongside no writer (a shared flock): it creates nothing
+and leaves a torn tail in place (the writer cuts it when it next opens the file).
 Limits: `RECORD_BYTES_MAX` per payload, `UNSYNCED_BYTES_MAX` appended between syncs.
 """
 
@@ -57,6 +59,16 @@ class RecordTooLargeError(JournalError):
 
 class BatchTooLargeError(JournalError):
     """Appending a batch would leave more than `UNSYNCED_BYTES_MAX` unsynced."""
+
+
+class JournalLocked(JournalError):
+    """Another process holds the file: a running venue, or a second one started on it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"{path} is open by another writer or reader (a venue running on its directory?)"
+        )
+        self.path = path
 
 
 class JournalCorruption(JournalError):
@@ -111,21 +123,27 @@ class FileJournal:
     caller reopens the file, whose scan settles what is there.
     """
 
-    def __init__(self, path: str | PathLike[str]) -> None:
+    def __init__(self, path: str | PathLike[str], *, read_only: bool = False) -> None:
         self.path = Path(path)
         self.recovered_tail_bytes = 0
         self._closed = False
+        self._read_only = read_only
         self._failure: BaseException | None = None
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        if read_only:  # a missing file is FileNotFoundError: reading must not create it
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        else:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(
+                    self._fd, (fcntl.LOCK_SH if read_only else fcntl.LOCK_EX) | fcntl.LOCK_NB
+                )
             except BlockingIOError:
-                raise JournalError(f"{self.path} is open by another writer") from None
+                raise JournalLocked(self.path) from None
             size = os.fstat(self._fd).st_size
             # A file that is empty may have just been created, here or by a writer that
             # crashed before making its name durable: the first sync makes it so.
-            self._directory_unsynced = size == 0
+            self._directory_unsynced = size == 0 and not read_only
             # Seq of each indexed record and its offset, so replay can skip what it need not read.
             self._index_seqs: list[int] = []
             self._index_offsets: list[int] = []
@@ -202,7 +220,7 @@ class FileJournal:
     # -- reading ------------------------------------------------------------------------
 
     def replay(self, after_seq: int = 0) -> Iterator[tuple[int, bytes]]:
-        self._check_usable()
+        self._check_usable(writing=False)
         if after_seq < 0:
             raise ValueError(f"after_seq {after_seq} is negative")
         # Captured now: records made durable while the replay runs are not part of it.
@@ -242,7 +260,7 @@ class FileJournal:
         if self._closed:
             return
         try:
-            if self._failure is None:
+            if self._failure is None and not self._read_only:
                 self.sync()
         finally:
             self._closed = True
@@ -284,9 +302,18 @@ class FileJournal:
             )
         # Nothing valid follows: the last write was cut short by a crash and never
         # acknowledged (acks wait for sync), so dropping it loses nothing promised.
+        self.recovered_tail_bytes = tail
+        if self._read_only:
+            logger.warning(
+                "%s: a torn tail of %d bytes at byte %d (%s), left for the writer to cut",
+                self.path,
+                tail,
+                offset,
+                reason,
+            )
+            return offset, expected - 1
         os.ftruncate(self._fd, offset)
         os.fsync(self._fd)
-        self.recovered_tail_bytes = tail
         logger.warning(
             "%s: cut a torn tail of %d bytes at byte %d (%s); the journal ends at seq %d",
             self.path,
@@ -297,9 +324,11 @@ class FileJournal:
         )
         return offset, expected - 1
 
-    def _check_usable(self) -> None:
+    def _check_usable(self, writing: bool = True) -> None:
         if self._closed:
             raise JournalError(f"{self.path}: the journal is closed")
+        if writing and self._read_only:
+            raise JournalError(f"{self.path}: opened read-only")
         if self._failure is not None:
             raise JournalError(
                 f"{self.path}: a disk error ({self._failure!r}) left the file unknown; reopen it"

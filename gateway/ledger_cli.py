@@ -8,10 +8,12 @@ they are checked by the venue's own invariants, not here.)
 """
 
 import argparse
+import sqlite3
 from pathlib import Path
 
 from engine.units import format_units
-from settlement.store import SqliteLedgerStore
+from gateway.failures import CommandFailed
+from settlement.store import LedgerStoreError, SqliteLedgerStore
 from settlement.transfers import ISSUANCE
 
 LEDGER_FILE = "ledger.sqlite"
@@ -32,8 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _open(data_dir: Path) -> SqliteLedgerStore:
     path = data_dir / LEDGER_FILE
     if not path.exists():
-        raise SystemExit(f"no ledger store at {path}: run the venue (make run) first")
-    return SqliteLedgerStore(path)
+        raise CommandFailed(f"no ledger store at {path}: run the venue (make run) first")
+    try:
+        return SqliteLedgerStore(path)
+    except (sqlite3.DatabaseError, LedgerStoreError) as unreadable:
+        raise CommandFailed(f"{path}: {unreadable}") from None
 
 
 def balances(args: argparse.Namespace) -> int:

@@ -22,6 +22,9 @@ from engine.units import format_units
 from gateway import config as venue_config
 from gateway.bots import MarketMaker, Taker, config_references
 from gateway.client import VenueClient
+from gateway.failures import CommandFailed
+from gateway.journal import FileJournal, JournalError, JournalLocked
+from gateway.serve import check_port_free
 from gateway.server import JOURNAL_FILE, LEDGER_FILE, VenueServer
 from settlement.store import SqliteLedgerStore
 
@@ -52,8 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not 0 < args.seconds <= SECONDS_MAX:
-        print(f"--seconds must be within (0, {SECONDS_MAX}]")
-        return 2
+        raise CommandFailed(f"--seconds must be within (0, {SECONDS_MAX}]")
     return asyncio.run(_demo(args.config, args.port, args.data_dir, args.seconds))
 
 
@@ -90,13 +92,14 @@ async def _demo(config_path: Path, port: int, data_dir: Path, seconds: float) ->
     kinds = {entry.symbol: entry for entry in config.instruments}
     symbols = [symbol for _, symbol, *_ in MAKERS]
     per_price = {s: TBILL_PRICE_PER if kinds[s].kind == "tbill" else 1 for s in symbols}
+    check_port_free(HOST, port)  # before the last run's files go
+    _refuse_if_in_use(data_dir)
     _fresh(data_dir)
     server = VenueServer(config, data_dir)
     try:
         port = await server.start(HOST, port)
     except OSError as failed:
-        print(f"cannot listen on {HOST}:{port}: {failed}")
-        return 1
+        raise CommandFailed(f"cannot listen on {HOST}:{port}: {failed.strerror}") from None
     url = f"ws://{HOST}:{port}/ws"
     print(f"tokenvenue live on {url}/trade and {url}/public (data in {data_dir})")
     stop = asyncio.Event()
@@ -245,6 +248,20 @@ def _summary(
         print(line)
     verdict = "verified" if not problems else "; ".join(problems)
     print(f"ledger store {data_dir / LEDGER_FILE}: {verdict}")
+
+
+def _refuse_if_in_use(data_dir: Path) -> None:
+    """A venue running on `data_dir` keeps its files: the demo must not delete them."""
+    journal = data_dir / JOURNAL_FILE
+    if not journal.is_file():
+        return
+    try:
+        FileJournal(journal, read_only=True).close()
+    except JournalLocked:
+        msg = f"{data_dir} is in use by a running venue: give another --data-dir"
+        raise CommandFailed(msg) from None
+    except JournalError:
+        pass  # damaged: nobody holds it, and the demo starts afresh anyway
 
 
 def _fresh(data_dir: Path) -> None:

@@ -17,14 +17,14 @@ import logging
 import os
 import secrets
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -75,7 +75,7 @@ from gateway.auth import (
     KeyStore,
     require_scope,
 )
-from gateway.journal import FileJournal
+from gateway.journal import FileJournal, JournalError
 from gateway.ledger_writer import LedgerWriter
 from gateway.market_data import Channel, MarketData, Stream
 from gateway.order_history import OrderHistory
@@ -98,6 +98,7 @@ CLOCK_TICK_S = 0.05  # how often the venue's clock is advanced for gtd expiries 
 STORE_QUEUE_BATCHES_MAX = 1_000  # released batches waiting for SQLite before commits wait
 WRITE_BATCH_MAX = 256  # messages per write: bounds one writev and the memory it copies
 CLOSE_TIMEOUT_S = 2  # a peer that cannot take its last messages in this time is cut off
+REJECT_SUMMARY_INTERVAL_S = 60  # one log line a minute says how many rejects, by reason
 PUBLIC_CHANNELS = {c.value for c in Channel}
 TRADING_METHODS = {"order.place", "order.cancel", "order.amend", "orders.cancel_all"}
 # the account's queries: they need the read scope
@@ -116,6 +117,10 @@ PUBLIC_METHODS = {  # served before logon, and on /ws/public
 
 def now_us() -> int:
     return time.time_ns() // 1_000
+
+
+class RecoveryRefused(JournalError):
+    """The data directory's files disagree in a way replay cannot settle: never guess."""
 
 
 @dataclass(eq=False)
@@ -252,6 +257,7 @@ class VenueServer:
         self.store_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-store")
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.rejects: Counter[ErrorCode] = Counter()  # since the last summary line
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -260,7 +266,16 @@ class VenueServer:
         # The store's SQLite connection lives on its own thread, like every write to it.
         self.store = await self._on_store(SqliteLedgerStore, self.data_dir / LEDGER_FILE)
         self.writer = await self._on_store(LedgerWriter, self.store)
+        started = time.perf_counter()
+        snapshots.remove_stray(self.data_dir)  # ours alone: the journal's flock is held
         image = snapshots.latest(self.data_dir)
+        journal_seq = self.sequencer.journal.last_seq()
+        if image is not None and image.seq > journal_seq:
+            await self._refuse(
+                f"the snapshot at seq {image.seq} is ahead of the journal (last seq"
+                f" {journal_seq}) in {self.data_dir}: was the journal truncated or restored"
+                " from an older copy? `venue verify` says what to do"
+            )
         if image is not None:
             self._restore(image)
         self._learn_reference_data()
@@ -272,8 +287,15 @@ class VenueServer:
         finally:
             self._recovering = False
         self._record_epoch()
+        await self._refuse_store_ahead()
         if image is not None or replayed:
-            log.info("recovered: snapshot at %d, then %d journal commands", after, replayed)
+            elapsed_ms = round((time.perf_counter() - started) * 1e3, 1)
+            journal = {
+                "journal_seq": self.sequencer.last_seq,
+                "journal_bytes": self._journal_bytes(),
+            }
+            fields = {"snapshot_seq": after, "replayed": replayed, **journal}
+            log.info("recovered", extra=fields | {"ms": elapsed_ms})
             await self._catch_up_store()
         else:
             await self._build_from_config()
@@ -289,7 +311,13 @@ class VenueServer:
         )
         for account in self.dead_man_deadlines:  # armed before a restart: armed again
             self._arm_dead_man(account)
-        for work in (self._clock(), self._heartbeats(), self._periodic_snapshots()):
+        work_list = (
+            self._clock(),
+            self._heartbeats(),
+            self._periodic_snapshots(),
+            self._reject_summaries(),
+        )
+        for work in work_list:
             task = asyncio.create_task(work)
             task.add_done_callback(self._check_task)  # a dead timer would go unnoticed
             self._tasks.append(task)
@@ -335,8 +363,37 @@ class VenueServer:
             },
         )
         await self._store_flushed()
+        started = time.perf_counter()
         path: Path = await self._on_io(snapshots.write, self.data_dir, image)
+        elapsed_ms = round((time.perf_counter() - started) * 1e3, 1)
+        size = path.stat().st_size
+        log.info(
+            "snapshot written",
+            extra={"seq": image.seq, "bytes": size, "ms": elapsed_ms, "path": str(path)},
+        )
         return path
+
+    def _journal_bytes(self) -> int:
+        return (self.data_dir / JOURNAL_FILE).stat().st_size
+
+    async def _refuse(self, why: str) -> NoReturn:
+        """Give the files back (the journal's lock too) and refuse to start."""
+        await self._on_store(self.store.close)
+        self.store_io.shutdown(wait=True)
+        self.sequencer.close()
+        raise RecoveryRefused(why)
+
+    async def _refuse_store_ahead(self) -> None:
+        """A store holding transfers the journal never booked means the journal lost
+        commands (truncated, or an older copy): writing on would book new transfers under
+        ids the store already holds, so refuse and let the operator decide."""
+        stored = await self._on_store(self.store.last_transfer_id)
+        if stored > self.ledger.last_transfer_id:
+            await self._refuse(
+                f"the ledger store holds transfers up to {stored} but the journal (last seq"
+                f" {self.sequencer.last_seq}) books only up to {self.ledger.last_transfer_id}"
+                f" in {self.data_dir}: `venue verify --data-dir {self.data_dir}` says what to do"
+            )
 
     async def _catch_up_store(self) -> None:
         """After a restart: book into the store every transfer it had not stored yet."""
@@ -359,9 +416,11 @@ class VenueServer:
         return await asyncio.get_running_loop().run_in_executor(self.store_io, function, *args)
 
     async def _build_from_config(self) -> None:
-        for command in venue_config.setup_commands(self.config, now_us()):
+        commands = venue_config.setup_commands(self.config, now_us())
+        for command in commands:
             self.sequencer.submit(command, origin=None)
         await self.sequencer.drain()
+        log.info("built from the config", extra={"commands": len(commands)})
 
     async def stop(self) -> None:
         """Stop accepting, tell sessions, flush what is pending, close the files."""
@@ -375,6 +434,7 @@ class VenueServer:
         for timer in self.dead_man.values():
             timer.cancel()  # a stopped venue takes no more commands
         self.dead_man.clear()
+        self._log_rejects()
         await self.snapshot()
         await self._on_store(self.store.close)
         self.store_io.shutdown(wait=True)
@@ -399,6 +459,9 @@ class VenueServer:
         path = websocket.request.path if websocket.request is not None else ""
         session = Session(self._next_session, websocket, path == "/ws/trade")
         self.sessions[session.id] = session
+        log.info(
+            "connection opened", extra={"session": session.id, "peer": _peer(session), "path": path}
+        )
         writer = asyncio.create_task(self._write(session))
         logon_timer = None
         if session.trade:
@@ -418,9 +481,12 @@ class VenueServer:
 
     def _logon_timeout(self, session: Session) -> None:
         if session.key is None and not session.closing:
+            log.info("logon timeout", extra={"session": session.id, "peer": _peer(session)})
             self._close(session, 4001, "logon timeout")
 
     def _disconnected(self, session: Session) -> None:
+        closed = {"session": session.id, "peer": _peer(session), "account": session.account}
+        log.info("connection closed", extra=closed | {"code": session.websocket.close_code})
         self.sessions.pop(session.id, None)
         self.limiter.drop_connection(session.id)
         for public in session.streams:
@@ -490,6 +556,8 @@ class VenueServer:
         if session.closing:
             return
         if len(session.outbox) >= limits.SEND_QUEUE_MESSAGES_MAX:
+            cut = {"session": session.id, "peer": _peer(session), "account": session.account}
+            log.warning("slow consumer cut off", extra=cut | {"queued": len(session.outbox)})
             session.outbox.clear()
             notice = wire.encode({"ch": "session", "type": "slow_consumer"})
             session.outbox.append(frames.text_frame(notice))
@@ -592,14 +660,25 @@ class VenueServer:
             return
         p: Any = request.params
         window = p.recv_window if p.recv_window is not None else RECV_WINDOW_MS_DEFAULT
-        key = self.auth.logon(p.api_key, p.ts, p.nonce, window, p.sig, t_in)
+        try:
+            key = self.auth.logon(p.api_key, p.ts, p.nonce, window, p.sig, t_in)
+        except AuthError as refused:  # the key names who tried; the signature stays out
+            self._log_logon_refused(session, p.api_key, refused.code, refused.message)
+            raise
         connected = sum(1 for other in self.sessions.values() if other.account == key.account)
         if connected >= limits.CONNECTIONS_PER_ACCOUNT_MAX:
             msg = f"at most {limits.CONNECTIONS_PER_ACCOUNT_MAX} connections per account"
+            self._log_logon_refused(session, p.api_key, E.PERMISSION_DENIED, msg)
             self._reply_error(session, request, E.PERMISSION_DENIED, msg)
             return
         session.key = key
+        logged_on = {"session": session.id, "peer": _peer(session), "account": key.account}
+        log.info("logged on", extra=logged_on | {"api_key": key.key})
         self._reply(session, request, {"account": key.account, "scopes": sorted(key.scopes)}, t_in)
+
+    def _log_logon_refused(self, session: Session, api_key: str, code: ErrorCode, why: str) -> None:
+        refused = {"session": session.id, "peer": _peer(session), "api_key": api_key}
+        log.warning("logon refused", extra=refused | {"code": code.name.lower(), "reason": why})
 
     def _logout(self, session: Session, request: wire.Request, t_in: int) -> None:
         """Answered (and closed) behind everything still owed on this connection."""
@@ -837,6 +916,9 @@ class VenueServer:
     def _admin(self, session: Session, request: wire.Request, t_in: int) -> None:
         key = _key(session)
         require_scope(key, "admin")
+        action = {"session": session.id, "account": key.account, "api_key": key.key}
+        params = msgspec.to_builtins(request.params)
+        log.info("admin request", extra=action | {"method": request.method, "params": params})
         if request.method == "admin.issue_key":
             self._issue_key(session, request, t_in)
             return
@@ -861,6 +943,8 @@ class VenueServer:
         self.auth.store.add(key)
         self.issued_keys.append(key)
         _save_json(self.data_dir / ISSUED_KEYS_FILE, self.issued_keys)  # before the answer
+        issued = {"api_key": key.key, "account": key.account, "scopes": sorted(key.scopes)}
+        log.info("api key issued", extra=issued | {"by": _key(session).account})
         result = {"api_key": key.key, "secret": key.secret, "account": key.account}
         self._reply(session, request, result | {"scopes": sorted(key.scopes)}, t_in)
 
@@ -1044,6 +1128,9 @@ class VenueServer:
                 self._notify_account(pending.account, pending.message)
             if executed.command is None:
                 continue
+            rejected = _rejection(events)
+            if rejected is not None:
+                self._count_reject(rejected)
             self._forget_closed(events)
             self._publish_private(executed)
             self._to_store.extend(executed.transfers)
@@ -1221,6 +1308,26 @@ class VenueServer:
                 last_seq = self.sequencer.last_seq
                 await self.snapshot()
 
+    def _count_reject(self, rejected: CommandRejected) -> None:
+        """Counted for the summary line; one line each only at debug (checked first: cheap)."""
+        self.rejects[rejected.reason] += 1
+        if log.isEnabledFor(logging.DEBUG):
+            fields = {"account": rejected.account, "command": rejected.command}
+            reason = {"reason": rejected.reason.name.lower(), "detail": rejected.detail}
+            log.debug("rejected", extra=fields | reason | {"symbol": rejected.symbol})
+
+    def _log_rejects(self) -> None:
+        """The rejects since the last summary, by reason (nothing when there were none)."""
+        if self.rejects:
+            counts = {reason.name.lower(): n for reason, n in sorted(self.rejects.items())}
+            log.info("rejects", extra={"rejects": counts, "total": self.rejects.total()})
+            self.rejects.clear()
+
+    async def _reject_summaries(self) -> None:
+        while True:
+            await asyncio.sleep(REJECT_SUMMARY_INTERVAL_S)
+            self._log_rejects()
+
     async def _heartbeats(self) -> None:
         interval_us = limits.HEARTBEAT_INTERVAL_S * 1_000_000
         while True:
@@ -1331,6 +1438,12 @@ def _save_json(path: Path, value: Any) -> None:
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)
+
+
+def _peer(session: Session) -> str:
+    """The peer's `host:port`, for the log."""
+    address = session.websocket.remote_address
+    return f"{address[0]}:{address[1]}" if address else "?"
 
 
 def _key(session: Session) -> ApiKey:

@@ -5,8 +5,9 @@ fsynced, renamed into place and the directory fsynced, so a crash leaves either 
 snapshot or the new one, never half of one. A file is `snapshot-<seq>.bin`: an 8-byte
 magic, the 8-byte journal seq it covers, a CRC32 and the length of the body, then the body
 (msgpack of a `Snapshot`). A file that fails any check is ignored (and logged); recovery
-uses the newest valid one and replays the journal after its seq. `SNAPSHOTS_KEPT` bounds the
-files kept on disk.
+uses the newest valid one and replays the journal after its seq. A `.tmp` file left by a
+crash mid-write is never read; `remove_stray` deletes them (the server's start and `venue
+verify` call it, with the directory theirs alone). `SNAPSHOTS_KEPT` bounds the files kept.
 """
 
 import logging
@@ -55,6 +56,20 @@ def write(directory: Path, snapshot: Snapshot) -> Path:
     for old in sorted(directory.glob("snapshot-*.bin"))[:-SNAPSHOTS_KEPT]:
         old.unlink(missing_ok=True)
     return final
+
+
+def remove_stray(directory: Path) -> list[Path]:
+    """Delete half-written snapshot files (a crash before their rename); the paths removed.
+
+    Only while no writer can be mid-write in `directory`: the caller holds its journal.
+    """
+    removed = []
+    for stray in sorted(directory.glob("snapshot-*.tmp")):
+        size = stray.stat().st_size
+        stray.unlink(missing_ok=True)
+        log.warning("removed a half-written snapshot", extra={"path": str(stray), "bytes": size})
+        removed.append(stray)
+    return removed
 
 
 def latest(directory: Path) -> Snapshot | None:

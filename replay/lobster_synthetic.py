@@ -17,6 +17,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from gateway.failures import OneLineParser, run_main
 from replay.lobster_format import ASK_EMPTY_PRICE, BID_EMPTY_PRICE, LEVELS_MAX, NS_PER_S
 
 EVENTS_MAX = 50_000_000  # about a busy Nasdaq day; rows are written, never held
@@ -265,7 +266,8 @@ def row_text(asks: list[tuple[int, int]], bids: list[tuple[int, int]], levels: i
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m replay.lobster_synthetic", description=__doc__)
+    """The command line; bad flags and unwritable files fail in one line, exit status 2."""
+    parser = OneLineParser(prog="python -m replay.lobster_synthetic", description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("."), help="directory for both files")
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--levels", type=int, default=10)
@@ -274,6 +276,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (0 < args.events <= EVENTS_MAX and 0 < args.levels <= LEVELS_MAX):
         parser.error(f"events must be within 1..{EVENTS_MAX} and levels 1..{LEVELS_MAX}")
+    if not args.out.is_dir():  # before anything is written: no half a pair of files
+        parser.error(f"--out {args.out}: no such directory")
+    return run_main(parser.prog, lambda: _write_and_list(args))
+
+
+def _write_and_list(args: argparse.Namespace) -> int:
     for path in write(args.out, args.ticker, args.events, args.levels, args.seed):
         print(path)
     return 0

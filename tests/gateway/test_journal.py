@@ -23,6 +23,7 @@ from gateway.journal import (
     Journal,
     JournalCorruption,
     JournalError,
+    JournalLocked,
     JournalSequenceError,
     RecordTooLargeError,
     measure,
@@ -517,3 +518,52 @@ def test_a_killed_writer_loses_nothing_it_acknowledged(path: Path) -> None:
         assert [seq for seq, _ in replayed] == list(range(1, len(replayed) + 1)), kill
         assert all(body == payload(seq) for seq, body in replayed), kill
         assert len(replayed) >= acknowledged, (kill, len(replayed), acknowledged)
+
+
+# -- read-only: what `venue verify` opens ----------------------------------------------------
+
+
+def test_read_only_creates_nothing_and_refuses_writes(path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        FileJournal(path, read_only=True)
+    assert not path.exists()
+    written = write_journal(path, [records(1, 3)])
+    reader = FileJournal(path, read_only=True)
+    try:
+        assert list(reader.replay()) == written and reader.last_seq() == 3
+        with pytest.raises(JournalError, match="read-only"):
+            reader.append(records(4, 1))
+    finally:
+        reader.close()
+    assert path.read_bytes() == b"".join(frame(seq, body) for seq, body in written)
+
+
+def test_read_only_leaves_a_torn_tail_for_the_writer(path: Path) -> None:
+    written = write_journal(path, TORN_BATCHES)
+    with path.open("r+b") as file:
+        file.truncate(path.stat().st_size - 3)
+    size = path.stat().st_size
+    reader = FileJournal(path, read_only=True)
+    try:
+        assert reader.recovered_tail_bytes > 0
+        assert list(reader.replay()) == written[:-1]
+    finally:
+        reader.close()
+    assert path.stat().st_size == size, "reading changed nothing"
+
+
+def test_a_reader_and_a_writer_exclude_each_other(path: Path) -> None:
+    write_journal(path, [records(1, 2)])
+    writer = FileJournal(path)
+    try:
+        with pytest.raises(JournalLocked):
+            FileJournal(path, read_only=True)
+    finally:
+        writer.close()
+    reader = FileJournal(path, read_only=True)
+    try:
+        with pytest.raises(JournalLocked):
+            FileJournal(path)
+        FileJournal(path, read_only=True).close()  # readers share
+    finally:
+        reader.close()

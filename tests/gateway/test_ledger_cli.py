@@ -50,6 +50,9 @@ def test_tampering_with_one_row_fails_verify(
     assert "FAIL" in out and "hash does not match" in out
 
 
-def test_a_missing_store_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="no ledger store"):
-        main(["ledger", "verify", "--data-dir", str(tmp_path)])
+def test_a_missing_store_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ledger", "verify", "--data-dir", str(tmp_path)]) == 2
+    assert "venue: no ledger store" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing created

@@ -101,7 +101,7 @@ def test_a_corrupt_journal_refuses_to_start_and_says_where(tmp_path: Path) -> No
         text=True,
         timeout=30,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # gateway.failures: one line, exit 2
     assert "cannot start" in result.stderr and str(journal) in result.stderr
     assert "byte" in result.stderr
 

@@ -1,0 +1,137 @@
+"""What the server logs for an operator: a real `venue serve --log-format json` process, and
+in-process checks (caplog) for what a subprocess cannot easily provoke."""
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway import limits
+from gateway.client import VenueClient, VenueError
+from tests.gateway.conftest import KEYS, ROOT, Venue, start_venue
+from tests.gateway.test_server_streams import busy_trading, open_slow_consumer
+
+RUN_TIMEOUT_S = 60
+START_LINES_MAX = 20
+SYMBOL = "AAPLx-USD"
+SERVE = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(ROOT / "venue.toml")]
+SERVE += ["--port", "0"]
+
+
+async def operate(url: str) -> None:
+    """A refused logon, a good one, a rejected order and an admin action."""
+    intruder = await VenueClient(url).connect()
+    with pytest.raises(VenueError):
+        await intruder.logon(KEYS["taker"][0], "not-the-secret")
+    await intruder.close()
+    taker = await VenueClient(url).connect()
+    await taker.logon(*KEYS["taker"])
+    with pytest.raises(VenueError, match="INSUFFICIENT_BALANCE"):
+        await taker.place(SYMBOL, "buy", "100000", "187.25")  # $18.7M: the taker has $5M
+    await taker.close()
+    admin = await VenueClient(url).connect()
+    await admin.logon(*KEYS["admin"])
+    await admin.request("admin.set_reference_price", {"symbol": SYMBOL, "price": "187.25"})
+    await admin.close()
+
+
+def serve_and_operate(data_dir: Path) -> list[dict[str, Any]]:
+    """Run `venue serve` at debug in JSON, operate on it, stop it; its log lines, parsed."""
+    server = subprocess.Popen(
+        [*SERVE, "--data-dir", str(data_dir), "--log-level", "debug", "--log-format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert server.stdout is not None
+        url = ""
+        for _ in range(START_LINES_MAX):
+            line = server.stdout.readline()
+            if line.startswith("tokenvenue listening:"):
+                url = line.split()[2]
+                break
+        assert url, "the server did not start"
+        asyncio.run(asyncio.wait_for(operate(url), RUN_TIMEOUT_S))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=RUN_TIMEOUT_S)
+    assert server.returncode == 0, err
+    return [json.loads(line) for line in err.splitlines()]  # every line is one JSON object
+
+
+def test_serve_logs_what_an_operator_needs_as_json(tmp_path: Path) -> None:
+    records = serve_and_operate(tmp_path / "data")
+    for record in records:
+        assert {"ts", "level", "logger", "msg"} <= record.keys(), record
+        assert "not-the-secret" not in json.dumps(record)
+        assert KEYS["taker"][1] not in json.dumps(record), "no secret is ever logged"
+
+    def only(msg: str, **fields: Any) -> dict[str, Any]:
+        found = [r for r in records if r["msg"] == msg and fields.items() <= r.items()]
+        assert len(found) == 1, (msg, fields, [r["msg"] for r in records])
+        return found[0]
+
+    assert only("built from the config")["commands"] > 0
+    opened = [r for r in records if r["msg"] == "connection opened"]
+    assert len(opened) == 3 and all(r["peer"].startswith("127.0.0.1:") for r in opened)
+    refused = only("logon refused", api_key=KEYS["taker"][0])
+    assert refused["level"] == "warning" and refused["code"] == "bad_signature"
+    only("logged on", account=3, api_key=KEYS["taker"][0])
+    rejected = only("rejected", account=3, level="debug")
+    assert rejected["reason"] == "insufficient_balance" and rejected["symbol"] == SYMBOL
+    admin = only("admin request", method="admin.set_reference_price", account=100)
+    assert admin["params"] == {"symbol": SYMBOL, "price": "187.25"}
+    closed = [r for r in records if r["msg"] == "connection closed"]
+    assert {r["account"] for r in closed} == {None, 3, 100}
+    assert only("rejects")["rejects"] == {"insufficient_balance": 1}  # the summary, at stop
+    snapshot = only("snapshot written")
+    assert snapshot["bytes"] > 0 and snapshot["ms"] >= 0 and snapshot["seq"] > 0
+
+
+def test_a_restart_logs_its_recovery_and_removes_a_stray_snapshot_tmp(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data_dir = tmp_path / "data"
+
+    async def start_and_stop() -> None:
+        venue = await start_venue(data_dir)
+        await venue.server.stop()
+
+    asyncio.run(start_and_stop())
+    stray = data_dir / "snapshot-00000000000000000123.tmp"
+    stray.write_bytes(b"half a snapshot")
+    with caplog.at_level(logging.INFO):
+        asyncio.run(start_and_stop())
+    assert not stray.exists()
+    removed = [r for r in caplog.records if r.msg == "removed a half-written snapshot"]
+    assert [r.__dict__["path"] for r in removed] == [str(stray)]
+    recovered = next(r for r in caplog.records if r.msg == "recovered")
+    assert recovered.__dict__["snapshot_seq"] > 0 and recovered.__dict__["ms"] >= 0
+    assert recovered.__dict__["journal_bytes"] == (data_dir / "journal.log").stat().st_size
+
+
+def test_a_slow_consumer_cut_off_is_logged(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(limits, "SEND_QUEUE_MESSAGES_MAX", 16)
+
+    async def scenario(venue: Venue) -> None:
+        slow, session = await open_slow_consumer(venue)
+        await busy_trading(venue, 300)
+        assert session.closing
+        await slow.close()
+
+    with caplog.at_level(logging.INFO, logger="venue"):
+        run_venue(scenario)
+    cut = [r for r in caplog.records if r.msg == "slow consumer cut off"]
+    assert len(cut) == 1 and cut[0].levelname == "WARNING"
+    assert cut[0].__dict__["peer"].startswith("127.0.0.1:")
