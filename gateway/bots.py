@@ -1,14 +1,15 @@
-"""Trading bots over the client SDK: a market maker quoting a ladder, and a random taker.
+"""Trading bots over the client SDK: a market maker quoting ladders, and a random taker.
 
 Each bot is one logged-on `VenueClient` with an async `run(stop)`, so the CLI, the live demo
-and tests run them in-process alike. `MarketMaker` enables cancel-on-disconnect, follows its
-private stream and the symbol's book and trades, and every interval sends one `quote.mass`
-per level around the centre (the mid of the others' book, else the listed reference
-price), leaning against its inventory and kept inside the band around the last trade.
-On stop it pulls its quotes; if it dies, COD pulls them. `Taker` sends random marketable
-orders (IOC limits through the touch, or market by qty) at a fixed rate. Refusals are
-counted by reason and logged, never fatal. Prices are decimals rounded to the tick, sizes
-to the step; the pricing is the pure `quote_ladder`. Limits are named below.
+and tests run them in-process alike. `MarketMaker` enables cancel-on-disconnect and quotes
+one or more symbols: every interval one `quote.mass` per level around each centre (the mid
+of the others' book, else the listed reference), leaning against its position, inside the
+band, and with no level that would take the position past `position_max`. On stop it pulls
+its quotes; if it dies, COD pulls them. `Taker` sends random marketable orders at a fixed
+rate. Sizes and prices are checked with the engine's own `Market` before they are sent; a
+`--size` the engine would refuse stops the bot at once with the rule, and a bot that has
+had `REFUSED_ALL_MAX` orders refused and none accepted stops (`AllRefused`). The CLI shows
+a live status line (`StatusLine`). The pricing is the pure `quote_ladder`; limits below.
 """
 
 import argparse
@@ -17,7 +18,6 @@ import contextlib
 import logging
 import random
 import signal
-import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 from websockets.exceptions import ConnectionClosed
 
 from engine.enums import InstrumentKind
@@ -34,6 +35,7 @@ from engine.market import Market
 from engine.reasons import E
 from engine.units import PrecisionError, format_units, parse_units
 from gateway import config as venue_config
+from gateway import progress
 from gateway.client import VenueClient, VenueError
 
 log = logging.getLogger("venue.bots")
@@ -176,6 +178,8 @@ class Instrument:
             return E.BAD_PRECISION.name
         except ValueError:
             return E.BAD_PARAM.name
+        if not qty_units or (price is not None and not price_units):
+            return E.BAD_PARAM.name  # the engine's shape check: a zero is no order
         if price_units % market.price_tick:
             return E.INVALID_PRICE_TICK.name
         if qty_units % market.qty_step:
@@ -807,10 +811,10 @@ class StatusLine:
     stderr), else a plain line on stdout every `STATUS_INTERVAL_S` for logs."""
 
     def __init__(self, live: bool | None = None) -> None:
-        self.live = sys.stderr.isatty() if live is None else live
+        self.live = progress.on_terminal() if live is None else live
         self.bar: tqdm[Any] | None = None
         if self.live:
-            self.bar = tqdm(file=sys.stderr, bar_format="{elapsed} {desc}", dynamic_ncols=True)
+            self.bar = progress.bar(bar_format="{elapsed} {desc}")
         self.interval_s = LIVE_REFRESH_S if self.live else STATUS_INTERVAL_S
 
     def show(self, text: str) -> None:
@@ -1027,8 +1031,11 @@ def _run_bot(run: Any, seconds: float, status_text: Callable[[], str]) -> int:
             stop.set()
             await shown
 
+    # On a terminal, log lines go above the live status line instead of through it.
+    logs = logging_redirect_tqdm() if status.live else contextlib.nullcontext()
     try:
-        asyncio.run(main())
+        with logs:
+            asyncio.run(main())
     except (OSError, ValueError, VenueError) as failed:
         status.close()
         print(f"bot stopped: {failed}")
