@@ -566,10 +566,10 @@ class MarketMaker:
             parts.append(f"{symbol} {_text(bid)} / {_text(ask)} pos {position:+f}")
         return (
             f"{' | '.join(parts) or 'starting'} | {self.requotes} requotes, {self.fills} fills, "
-            f"{self.refusals.total()} refused | PnL {self.tally.pnl_text(self._instruments())}"
+            f"{self.refusals.total()} refused | PnL {self.tally.pnl_text(self.instruments())}"
         )
 
-    def _instruments(self) -> list[Instrument]:
+    def instruments(self) -> list[Instrument]:
         return [quoting.instrument for quoting in self.quoting_by_symbol.values()]
 
     def _drain(self) -> None:
@@ -955,7 +955,7 @@ def run_market_maker(args: argparse.Namespace) -> int:
     )
     print(
         f"market maker {', '.join(symbols)}: {bot.requotes} requotes, {bot.fills} fills, "
-        f"position {positions or '-'}, PnL {bot.tally.pnl_text(bot._instruments())}, "
+        f"position {positions or '-'}, PnL {bot.tally.pnl_text(bot.instruments())}, "
         f"refusals {dict(bot.refusals) or 'none'}"
     )
     return status
