@@ -22,7 +22,8 @@ time. `acked_per_sec` divides by the window, or by the time to the last answer i
 drained after it. `book_updates_per_sec` = book messages (snapshots and updates) delivered
 per second, summed over subscribers. Server CPU is user + system time over the measured
 window (it can pass 100%: the journal and the ledger store write in threads); RSS is the
-server's peak.
+server's peak. On a terminal each step shows a bar on stderr (server start, clients
+connecting, the run, the clients' results, the report); `--json` makes stdout one JSON line.
 """
 
 import argparse
@@ -38,8 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from bench import e2e_clients, e2e_report, environment, server_process, stats
 from bench.server_process import ServerProcess
+from gateway import progress
 
 DEFAULT_DURATION_S = 10.0
 DEFAULT_RATE = 2_000
@@ -61,6 +65,9 @@ CLIENT_SETUP_TIMEOUT_S = 45.0  # the clients give up on their own setup after 30
 CLIENT_GRACE_S = 60.0  # after the duration: drain, report, exit
 BENCH_ACCOUNT_BASE = 10_000  # ids of the benchmark's accounts, clear of the demo's
 ROLES = ("maker", "taker", "subscriber")
+PROGRESS_INTERVAL_S = 0.2  # how often the bars move: smooth enough, cheap for the loop
+STEP_FORMAT = "{desc}: {n_fmt}/{total_fmt} [{elapsed}]"  # a one-shot step: done or not
+RUN_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:g} s [{elapsed}{postfix}]"
 RESULT_LINE_MAX = 1 << 30  # a client's result line carries every latency sample it took
 
 
@@ -82,7 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--p99-bound-ms", type=float, default=DEFAULT_P99_BOUND_MS)
     parser.add_argument("--config", type=Path, default=Path("venue.toml"))
     parser.add_argument("--out", type=Path, default=e2e_report.RESULTS_DIR)
-    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument(
+        "--json", action="store_true", help="stdout: one JSON line only (the summary: stderr)"
+    )
 
 
 @dataclass(frozen=True)
@@ -242,15 +251,21 @@ async def measure(load: Load, config_path: Path, show_progress: bool) -> dict[st
         config = server_process.unlimited_config(config_path, directory, extra)
         server = ServerProcess(config.resolve(), directory)
         clients: list[Client] = []
+        quiet = not show_progress
         try:
-            url = await server.start()
+            with progress.bar(quiet, total=1, desc="server start", bar_format=STEP_FORMAT) as shown:
+                url = await server.start()
+                shown.update(1)
             clients = clients_for(load, url, directory)
-            await asyncio.gather(*(client.start() for client in clients))
-            await asyncio.gather(*(client.ready() for client in clients))
+            with progress.bar(
+                quiet, total=len(clients), desc="clients connecting", unit="client"
+            ) as shown:
+                await asyncio.gather(*(client.start() for client in clients))
+                await asyncio.gather(*(_ready(client, shown) for client in clients))
             start_wall = time.time() + GO_DELAY_S
             for client in clients:
                 client.go(start_wall)
-            usage = await _observe(server, clients, load, start_wall, show_progress)
+            usage = await _observe(server, clients, load, start_wall, quiet)
         finally:
             await asyncio.gather(*(client.kill() for client in clients))
             clean = await server.stop()
@@ -261,29 +276,41 @@ async def measure(load: Load, config_path: Path, show_progress: bool) -> dict[st
     }
 
 
+async def _ready(client: Client, shown: "tqdm[Any]") -> None:
+    await client.ready()
+    shown.update(1)
+
+
 async def _observe(
     server: ServerProcess,
     clients: list[Client],
     load: Load,
     start_wall: float,
-    show_progress: bool,
+    quiet: bool,
 ) -> dict[str, float | None]:
-    """Sample the server's CPU over the measured window; draw progress; await the results."""
-    following = asyncio.gather(*(client.follow() for client in clients))
+    """Sample the server's CPU over the measured window; show progress; await the results."""
+    reported: list[Client] = []
+    following = asyncio.gather(*(_follow(client, reported) for client in clients))
     try:
         async with asyncio.timeout(GO_DELAY_S + load.duration_s + CLIENT_GRACE_S):
             await asyncio.sleep(max(0.0, start_wall - time.time()))
             cpu_before = server.cpu_seconds()
-            while (elapsed := time.time() - start_wall) < load.duration_s:
-                if show_progress:
-                    _draw(elapsed, load.duration_s, clients)
-                await asyncio.sleep(min(0.2, load.duration_s - elapsed))
-            cpu_after = server.cpu_seconds()
-            window_s = time.time() - start_wall
-            rss = server.peak_rss_mb()
-            if show_progress:
-                _draw(load.duration_s, load.duration_s, clients)
-                sys.stderr.write("\n")
+            with progress.bar(
+                quiet, total=load.duration_s, desc="run", unit="s", bar_format=RUN_FORMAT
+            ) as shown:
+                while (elapsed := time.time() - start_wall) < load.duration_s:
+                    _show_run(shown, elapsed, clients)
+                    await asyncio.sleep(min(PROGRESS_INTERVAL_S, load.duration_s - elapsed))
+                cpu_after = server.cpu_seconds()
+                window_s = time.time() - start_wall
+                rss = server.peak_rss_mb()
+                _show_run(shown, load.duration_s, clients)
+            with progress.bar(
+                quiet, total=len(clients), desc="client results", unit="client"
+            ) as shown:
+                while not following.done():
+                    await asyncio.wait({following}, timeout=PROGRESS_INTERVAL_S)
+                    shown.update(len(reported) - shown.n)
             await following
     except BaseException:
         following.cancel()
@@ -294,16 +321,16 @@ async def _observe(
     return {"server_cpu_percent": cpu, "server_rss_mb": rss}
 
 
-def _draw(elapsed: float, duration: float, clients: list[Client]) -> None:
-    width = 30
-    done = min(width, round(width * elapsed / duration))
+async def _follow(client: Client, reported: list[Client]) -> None:
+    await client.follow()
+    reported.append(client)
+
+
+def _show_run(shown: "tqdm[Any]", elapsed: float, clients: list[Client]) -> None:
     actions = sum(c.progress for c in clients if c.role != "subscriber")
     book = sum(c.progress for c in clients if c.role == "subscriber")
-    sys.stderr.write(
-        f"\r[{'#' * done}{'.' * (width - done)}] {elapsed:5.1f}/{duration:g} s  "
-        f"answered {actions:,} actions  book messages {book:,}   "
-    )
-    sys.stderr.flush()
+    shown.n = round(min(elapsed, shown.total or elapsed), 1)
+    shown.set_postfix_str(f"answered {actions:,} actions, book messages {book:,}")
 
 
 # ----------------------------------------------------------------- the summary
@@ -407,15 +434,17 @@ def held(result: dict[str, Any], p99_bound_us: float) -> str | None:
     return None
 
 
-async def sweep(load: Load, config: Path, p99_bound_us: float, progress: bool) -> dict[str, Any]:
+async def sweep(
+    load: Load, config: Path, p99_bound_us: float, show_progress: bool
+) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     rate = load.rate
     for _ in range(SWEEP_STEPS_MAX):
-        step = await measure(_with_rate(load, rate), config, progress)
+        step = await measure(_with_rate(load, rate), config, show_progress)
         broke = held(step, p99_bound_us)
         steps.append(_step_line(step, broke))
-        if progress:
+        if show_progress and progress.on_terminal():
             print(f"sweep: {_describe_step(steps[-1])}", file=sys.stderr)
         if broke is not None:
             break
@@ -490,20 +519,24 @@ def check_arguments(args: argparse.Namespace) -> Load:
 
 def run(args: argparse.Namespace) -> int:
     load = check_arguments(args)
-    progress = sys.stderr.isatty()
+    # Progress (server start, clients connecting, the run, results, report) is drawn on
+    # stderr, and only when it is a terminal: gateway.progress.
     if args.max:
-        work = sweep(load, args.config, args.p99_bound_ms * 1_000, progress)
+        work = sweep(load, args.config, args.p99_bound_ms * 1_000, True)
     else:
-        work = measure(load, args.config, progress)
+        work = measure(load, args.config, True)
     try:
         result = {"mode": "rate"} | server_process.run_async(work)
     except ClientFailed as failed:
         raise SystemExit(f"venue bench e2e: {failed}") from None
     report = environment.describe("e2e") | {"result": result}
-    written = e2e_report.write(report, args.out)
-    print(e2e_report.summary(result))
+    with progress.bar(total=1, desc="report", bar_format=STEP_FORMAT) as shown:
+        written = e2e_report.write(report, args.out)
+        shown.update(1)
+    people = sys.stderr if args.json else sys.stdout  # --json: stdout is the one JSON line
+    print(e2e_report.summary(result), file=people)
     for path in written:
-        print(f"wrote {path}")
+        print(f"wrote {path}", file=people)
     if args.json:
         print(json.dumps(headline(result)))
     return 0 if result["acked"] and result["server_stopped_cleanly"] else 1

@@ -86,7 +86,7 @@ def _e2e(args: argparse.Namespace) -> list[dict[str, Any]]:
     for rate, batch in E2E_RUNS:
         load = e2e_bench.Load(args.e2e_duration, rate, 2, 2, 10, batch)
         try:
-            result = server_process.run_async(e2e_bench.measure(load, args.config, False))
+            result = server_process.run_async(e2e_bench.measure(load, args.config, True))
         except e2e_bench.ClientFailed as failed:
             raise SystemExit(f"venue bench all: e2e: {failed}") from None
         report = environment.describe("e2e") | {"result": {"mode": "rate"} | result}

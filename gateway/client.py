@@ -3,8 +3,9 @@
 Owns the client side of the wire: request ids and correlation (each request awaits its one
 response), HMAC logon, the trading and query methods, subscriptions, and local books kept
 in step with the public `book` channel (`gateway.market_data.LocalBook`: gaps, new epochs
-and checksum mismatches trigger a fresh snapshot). Pushes that are not book updates are
-queued for the caller (`next_push`). On reconnect, `resume()` logs on again and
+and checksum mismatches trigger a fresh snapshot). Every push is queued for the caller
+(`next_push`), book messages too once applied. A quick start that runs as written is in
+docs/protocol.md §1 (a test runs it). On reconnect, `resume()` logs on again and
 resubscribes the private stream with `since_seq`, so no private event is missed while the
 server still retains it.
 """
@@ -317,6 +318,15 @@ class VenueClient:
         return await self.request("subscribe", {"ch": "book", "symbols": [symbol], "depth": depth})
 
     async def next_push(self, timeout_s: float = 5.0) -> dict[str, Any]:
+        """The next message nobody awaited, oldest first, as the decoded JSON object.
+
+        That is every push: the private stream (`ch: "account"`: the snapshot, then `exec`,
+        `balance`, `settlement`, ...), each public channel followed (book messages too, once
+        applied to `books`), `session` pushes, a response whose request nobody awaits, and
+        the client's own notices `{"ch": "client", "type": "error" | "gave_up", ...}`.
+        Raises `TimeoutError` when nothing arrives within `timeout_s`. At most
+        `PUSH_QUEUE_MAX` wait; past that the oldest are dropped.
+        """
         return await asyncio.wait_for(self.pushes.get(), timeout_s)
 
     # ----------------------------------------------------------------- reading

@@ -119,7 +119,13 @@ async def _demo(config_path: Path, port: int, data_dir: Path, seconds: float) ->
         for key, symbol, spread, size, levels in MAKERS
     ]
     taker = Taker(
-        f"{url}/trade", TAKER_KEY, secrets[TAKER_KEY], symbols, TAKER_RATE_PER_S, seed=TAKER_SEED
+        f"{url}/trade",
+        TAKER_KEY,
+        secrets[TAKER_KEY],
+        symbols,
+        TAKER_RATE_PER_S,
+        seed=TAKER_SEED,
+        listed=references,
     )
     for maker in makers:
         print(f"  {maker.key:<14} quotes {maker.symbol}: {maker.levels} levels, {maker.size} each")

@@ -4,7 +4,8 @@ Owns the command line and the I/O around `replay.lobster_replay`: reading the tw
 (`replay.lobster_format`), timing the replay, and the report as text or as one JSON object
 with at least rows, rows_matched, revealed, executions_checked, executions_matched and
 ops_per_sec. Bad input ends in one line on stderr naming the file and line, exit status 2.
-Also runs as `python -m replay.lobster`.
+On a terminal a progress bar of the messages replayed is drawn on stderr; stdout carries
+only the report. Also runs as `python -m replay.lobster`.
 """
 
 import argparse
@@ -16,10 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.venue import Venue
+from gateway import progress
 from replay.lobster_format import LEVELS_MAX, LobsterFormatError, LobsterReader
 from replay.lobster_replay import LobsterReplay, ReplayCounts
 
 DEFAULT_SYMBOL = "LOBSTER"
+PROGRESS_EVERY = 4_096  # messages per bar update: the bar costs nothing next to the replay
 # LOBSTER names files TICKER_date_start_end_message_N.csv; the ticker becomes the symbol.
 LOBSTER_NAME = re.compile(
     r"([A-Za-z][A-Za-z0-9.]{0,15})_[0-9]{4}-[0-9]{2}-[0-9]{2}_[0-9]+_[0-9]+_message_[0-9]+\.csv"
@@ -37,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        report = replay_files(args.messages, args.orderbook, args.levels)
+        report = replay_files(args.messages, args.orderbook, args.levels, show_progress=True)
     except LobsterFormatError as error:
         print(f"replay lobster: {error}", file=sys.stderr)
         return 2
@@ -46,18 +49,46 @@ def run(args: argparse.Namespace) -> int:
 
 
 def replay_files(
-    messages: Path, orderbook: Path, levels: int | None = None, venue: Venue | None = None
+    messages: Path,
+    orderbook: Path,
+    levels: int | None = None,
+    venue: Venue | None = None,
+    show_progress: bool = False,
 ) -> dict[str, object]:
-    """Replay both files (into `venue`, a fresh one by default) and report what matched."""
-    with LobsterReader(messages, orderbook, levels) as reader:
+    """Replay both files (into `venue`, a fresh one by default) and report what matched.
+
+    With `show_progress`, a bar of messages replayed goes to stderr when it is a terminal.
+    """
+    drawn = show_progress and progress.on_terminal()
+    total = _lines(messages) if drawn else None  # one fast pass: the bar can show the end
+    with (
+        LobsterReader(messages, orderbook, levels) as reader,
+        progress.bar(
+            not drawn, total=total, desc="replay", unit=" messages", unit_scale=True
+        ) as shown,
+    ):
         replay = LobsterReplay(symbol_of(messages), reader.levels, venue)
         feed = replay.feed
         started = time.perf_counter()
-        for message, row in reader:
-            feed(message, row)
+        if not drawn:
+            for message, row in reader:
+                feed(message, row)
+        else:
+            count = 0
+            for count, (message, row) in enumerate(reader, 1):
+                feed(message, row)
+                if not count % PROGRESS_EVERY:
+                    shown.update(PROGRESS_EVERY)
+            shown.update(count % PROGRESS_EVERY)
         counts = replay.finish()
         seconds = time.perf_counter() - started
     return report(replay.symbol, counts, seconds)
+
+
+def _lines(path: Path) -> int:
+    """How many lines the file has, read in blocks (about a second per few GB)."""
+    with path.open("rb") as file:
+        return sum(block.count(b"\n") for block in iter(lambda: file.read(1 << 20), b""))
 
 
 def symbol_of(messages: Path) -> str:

@@ -7,7 +7,8 @@ cancels, sweeps through several orders and levels whose rest may stay as a new o
 hidden executions, cross trades and one halt. Like LOBSTER, a level-N file keeps only the
 messages that change its top N levels, plus every hidden execution, cross and halt; every
 order resting before the first message is left out. Same arguments, same files.
-Limit: EVENTS_MAX events a file. Run as `python -m replay.lobster_synthetic` to write files.
+Limit: EVENTS_MAX events a file. Run as `python -m replay.lobster_synthetic` to write files
+(on a terminal, with a progress bar on stderr; stdout names the two files).
 """
 
 import argparse
@@ -16,7 +17,11 @@ import random
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
+from tqdm import tqdm
+
+from gateway import progress
 from gateway.failures import OneLineParser, run_main
 from replay.lobster_format import ASK_EMPTY_PRICE, BID_EMPTY_PRICE, LEVELS_MAX, NS_PER_S
 
@@ -32,6 +37,7 @@ HALT_LENGTH = 12  # events of each halt phase (halted, quoting)
 # depths are views of one day: a level-1 file misses most cancels, a level-10 file few.
 CANCEL_DEPTH_MEAN = 8.0
 FILE_DATE = "2024-01-02"
+PROGRESS_EVERY = 1_000  # events per bar update: the bar costs nothing next to the flow
 
 
 class ReferenceBook:
@@ -226,13 +232,18 @@ class _Flow:
             self.passive()
 
 
-def generate(events: int, levels: int, seed: int = 1) -> Iterator[tuple[str, str]]:
+def generate(
+    events: int, levels: int, seed: int = 1, shown: "tqdm[Any] | None" = None
+) -> Iterator[tuple[str, str]]:
     """(message line, orderbook line) pairs of a level-N file of `events` generated events
-    (a sweep is one event of several messages; events hidden below N leave no line)."""
+    (a sweep is one event of several messages; events hidden below N leave no line).
+    `shown`, a progress bar, advances once per `PROGRESS_EVERY` events."""
     assert 0 < events <= EVENTS_MAX and 0 < levels <= LEVELS_MAX, "events or levels out of range"
     flow = _Flow(levels, seed)
     halt_at = events // 2 if events >= 4 * HALT_LENGTH else -1
     for event in range(events):
+        if shown is not None and not event % PROGRESS_EVERY:
+            shown.update(min(PROGRESS_EVERY, events - event))
         if event == halt_at:
             flow.halt()
         else:
@@ -242,14 +253,29 @@ def generate(events: int, levels: int, seed: int = 1) -> Iterator[tuple[str, str
 
 
 def write(
-    directory: Path, ticker: str, events: int, levels: int, seed: int = 1
+    directory: Path,
+    ticker: str,
+    events: int,
+    levels: int,
+    seed: int = 1,
+    show_progress: bool = False,
 ) -> tuple[Path, Path]:
-    """Write the message and orderbook files as LOBSTER names them; returns their paths."""
+    """Write the message and orderbook files as LOBSTER names them; returns their paths.
+
+    With `show_progress`, a bar of the events generated goes to stderr on a terminal.
+    """
     stem = f"{ticker}_{FILE_DATE}_34200000_57600000"
     messages = directory / f"{stem}_message_{levels}.csv"
     orderbook = directory / f"{stem}_orderbook_{levels}.csv"
-    with messages.open("w", encoding="ascii") as m, orderbook.open("w", encoding="ascii") as b:
-        for message, row in generate(events, levels, seed):
+    drawn = show_progress and progress.on_terminal()
+    with (
+        messages.open("w", encoding="ascii") as m,
+        orderbook.open("w", encoding="ascii") as b,
+        progress.bar(
+            not drawn, total=events, desc="generate", unit=" events", unit_scale=True
+        ) as shown,
+    ):
+        for message, row in generate(events, levels, seed, shown if drawn else None):
             m.write(message + "\n")
             b.write(row + "\n")
     return messages, orderbook
@@ -282,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _write_and_list(args: argparse.Namespace) -> int:
-    for path in write(args.out, args.ticker, args.events, args.levels, args.seed):
+    for path in write(args.out, args.ticker, args.events, args.levels, args.seed, True):
         print(path)
     return 0
 

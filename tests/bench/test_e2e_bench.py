@@ -7,6 +7,7 @@ timetable sent exactly what it should, and that the result files are complete.
 import contextlib
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from bench import e2e_bench
 from gateway.cli import main
 from tests.gateway.conftest import ROOT
+from tests.terminal import run_on_terminal
 
 HEADLINE_KEYS = {
     "acked_per_sec",
@@ -57,7 +59,8 @@ def _run(out: Path, argv: list[str]) -> tuple[int, dict[str, Any]]:
     config = str(ROOT / "venue.toml")
     with contextlib.redirect_stdout(printed):
         status = main(["bench", "e2e", "--config", config, "--out", str(out), "--json", *argv])
-    return status, json.loads(printed.getvalue().strip().splitlines()[-1])
+    (line,) = printed.getvalue().splitlines()  # --json: stdout is exactly one JSON line
+    return status, json.loads(line)
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))
@@ -168,3 +171,16 @@ def test_bad_arguments_are_refused_before_anything_starts(
         main(["bench", "e2e", "--out", str(tmp_path), *argv])
     assert message in str(refused.value)
     assert not list(tmp_path.iterdir())
+
+
+def test_on_a_terminal_every_step_shows_a_bar(tmp_path: Path) -> None:
+    venue = str(Path(sys.executable).with_name("venue"))
+    argv = [venue, "bench", "e2e", "--config", str(ROOT / "venue.toml"), "--out", str(tmp_path)]
+    argv += ["--duration", "0.5", "--rate", "200", "--makers", "1", "--takers", "1"]
+    argv += ["--subscribers", "1", "--json"]
+    status, drawn = run_on_terminal(argv, ROOT, timeout_s=120)
+    assert status == 0, drawn
+    for step in ("server start: 1/1", "clients connecting: 100%", "run: 100%"):
+        assert step in drawn, drawn
+    assert "client results: 100%" in drawn and "report: 1/1" in drawn
+    assert json.loads(drawn.strip().splitlines()[-1])["acked"] > 0

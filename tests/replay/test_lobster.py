@@ -11,6 +11,7 @@ import pytest
 from replay import lobster
 from replay.lobster_replay import ReplayCounts
 from tests.replay.conftest import MSFT_MESSAGES, MSFT_ORDERBOOK, TEST_MESSAGES, TEST_ORDERBOOK
+from tests.terminal import run_on_terminal
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED = {"rows", "rows_matched", "revealed", "executions_checked", "executions_matched"}
@@ -139,3 +140,20 @@ def test_runs_as_a_module(tmp_path: Path) -> None:
     )
     assert failed.returncode == 2
     assert failed.stderr == f"replay lobster: {bad}:1: unknown message type 9\n"
+
+
+def test_off_a_terminal_json_is_one_line_and_nothing_else(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "replay.lobster", *files(TEST_MESSAGES, TEST_ORDERBOOK)]
+    done = subprocess.run([*argv, "--json"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    (line,) = done.stdout.splitlines()
+    assert json.loads(line)["rows_matched"] == 40
+    assert done.stderr == ""  # no bar either: stderr is not a terminal
+
+
+def test_on_a_terminal_a_progress_bar_is_drawn() -> None:
+    argv = [sys.executable, "-m", "replay.lobster", *files(TEST_MESSAGES, TEST_ORDERBOOK)]
+    status, drawn = run_on_terminal([*argv, "--json"], REPO, timeout_s=60)
+    assert status == 0, drawn
+    assert "replay: 100%" in drawn and "messages" in drawn
+    assert json.loads(drawn.strip().splitlines()[-1])["rows_matched"] == 40

@@ -2,10 +2,15 @@
 that keeps exactly the messages and rows a deeper file shows of the same day."""
 
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 from replay.lobster_format import LobsterReader, parse_row
 from replay.lobster_synthetic import ReferenceBook, generate, write
+from tests.terminal import run_on_terminal
+
+REPO = Path(__file__).resolve().parents[2]
 
 A, B = 1_000_100, 999_900  # an ask and a bid price
 
@@ -57,3 +62,20 @@ def test_a_shallower_file_is_the_deeper_one_seen_through_fewer_levels() -> None:
         if message.split(",")[1] in "1234":
             assert row != previous, f"{message} changes nothing a level-2 file shows"
         previous = row
+
+
+def test_the_command_prints_only_the_two_paths_off_a_terminal(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "replay.lobster_synthetic", "--out", str(tmp_path)]
+    done = subprocess.run(
+        [*argv, "--events", "3000"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stderr == ""
+    messages, orderbook = (Path(line) for line in done.stdout.splitlines())
+    assert messages.is_file() and orderbook.is_file()
+
+
+def test_on_a_terminal_the_command_draws_a_progress_bar(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "replay.lobster_synthetic", "--out", str(tmp_path)]
+    status, drawn = run_on_terminal([*argv, "--events", "3000"], REPO, timeout_s=60)
+    assert status == 0, drawn
+    assert "generate: 100%" in drawn and "3.00k/3.00k" in drawn

@@ -1,0 +1,58 @@
+"""Run a real process on a pseudo-terminal and collect what it drew, for tests of TTY output.
+
+Bounded in time and size; loopback-only callers. Linux pty via the standard library.
+"""
+
+import fcntl
+import os
+import pty
+import select
+import struct
+import subprocess
+import termios
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+OUTPUT_MAX = 1_000_000  # bytes kept of a run: a progress bar redraws, it never floods
+
+
+def run_on_terminal(
+    argv: Sequence[str], cwd: Path, timeout_s: float, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """Run `argv` with stdout and stderr on one pty; its exit status and everything drawn."""
+    leader, follower = pty.openpty()
+    rows_columns = struct.pack("HHHH", 40, 160, 0, 0)  # a terminal of 40 rows x 160 columns
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, rows_columns)
+    process = subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        env={**os.environ, **(env or {})},
+        close_fds=True,
+    )
+    os.close(follower)
+    drawn = bytearray()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and len(drawn) < OUTPUT_MAX:
+            ready, _, _ = select.select([leader], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:  # the process closed the terminal: it is done
+                    break
+                if not chunk:
+                    break
+                drawn += chunk
+            elif process.poll() is not None:
+                break
+        status = process.wait(timeout=max(deadline - time.monotonic(), 1))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(leader)
+    return status, drawn.decode(errors="replace")
