@@ -95,8 +95,15 @@ STORE_QUEUE_BATCHES_MAX = 1_000  # released batches waiting for SQLite before co
 WRITE_BATCH_MAX = 256  # messages per write: bounds one writev and the memory it copies
 CLOSE_TIMEOUT_S = 2  # a peer that cannot take its last messages in this time is cut off
 PUBLIC_CHANNELS = {c.value for c in Channel}
+LOGON_ON_TRADE = "log on at /ws/trade"
 TRADING_METHODS = {"order.place", "order.cancel", "order.amend", "orders.cancel_all"}
 READ_METHODS = {"orders.open", "order.status", "fills", "balances"}  # need the read scope
+TRADE_SCOPE_METHODS = TRADING_METHODS | {
+    "order.batch",
+    "quote.mass",
+    "session.cod",
+    "orders.cancel_after",
+}
 PUBLIC_METHODS = {  # served before logon, and on /ws/public
     "session.logon",
     "ping",
@@ -157,7 +164,7 @@ class Pending:
     """A request waiting for its command(s) to be durable."""
 
     session: Session
-    request_id: int | str
+    request_id: int | str | None  # None: a frame too broken to read an id from
     method: str
     t_in: int
     expected: int = 1  # commands (or barriers) still to come back
@@ -165,16 +172,20 @@ class Pending:
     answer: bytes | None = None  # a query's answer, computed when it arrived
     reply: bytes | None = None  # a whole response decided on arrival (a refusal from state)
     close_after: bool = False  # logout: close once the response is out
+    close_code: int = 1000
+    close_reason: str = "logged out"
     finish: Callable[["Pending"], bytes] | None = None
     quote_set: str | None = None  # a quote.mass: the set its places belong to
 
 
 @dataclass(eq=False)
 class Notice:
-    """A session push about commands just submitted, sent once they are durable."""
+    """A session push about the commands submitted with it as their origin: sent once they
+    are all durable (the sequencer releases them in one batch), before their own pushes."""
 
     account: int
     message: dict[str, Any]
+    sent: bool = False
 
 
 @dataclass(eq=False)
@@ -276,7 +287,7 @@ class VenueServer:
             self._handle,
             host,
             port,
-            max_size=limits.MESSAGE_BYTES_MAX,
+            max_size=limits.FRAME_BYTES_HARD_MAX,  # up to it, an oversize frame is answered
             max_queue=16,
             compression=None,
             process_request=self._route,
@@ -356,7 +367,8 @@ class VenueServer:
         await self.sequencer.drain()
 
     async def stop(self) -> None:
-        """Stop accepting, tell sessions, flush what is pending, close the files."""
+        """Answer what is owed, tell sessions, stop accepting, flush, close the files."""
+        await self.sequencer.drain()  # answers owed to connections go out before they close
         for session in list(self.sessions.values()):
             self._push(session, {"ch": "session", "type": "shutdown", "reconnect_in_ms": 1000})
         if self._server is not None:
@@ -410,7 +422,10 @@ class VenueServer:
 
     def _logon_timeout(self, session: Session) -> None:
         if session.key is None and not session.closing:
-            self._close(session, 4001, "logon timeout")
+            # behind the answers still owed (queries wait for durability), then closed
+            closing = Pending(session, None, "", 0, close_after=True, close_code=4001)
+            closing.close_reason = "logon timeout"
+            self.sequencer.barrier(closing)
 
     def _disconnected(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
@@ -425,10 +440,10 @@ class VenueServer:
             self.placed_on.pop(order_id, None)
         if session.cod and session.placed and session.account is not None:
             account = session.account
+            notice = Notice(account, {"ch": "session", "type": "cod.triggered"})
             for order_id in sorted(session.placed):
                 command = CancelOrder(account=account, order_id=order_id, reason=CancelReason.COD)
-                self.sequencer.submit(command, origin=None)
-            self.sequencer.barrier(Notice(account, {"ch": "session", "type": "cod.triggered"}))
+                self.sequencer.submit(command, origin=notice)
 
     async def _write(self, session: Session) -> None:
         """Write what `_flush_outboxes` left because the peer was not keeping up: wait for
@@ -520,8 +535,22 @@ class VenueServer:
     # ----------------------------------------------------------------- requests
 
     def _on_frame(self, session: Session, frame: str | bytes) -> None:
+        """Answer one frame. Never raises: whatever the frame, it gets its one answer, and
+        the answers already owed on the connection keep coming (a raise would close it)."""
+        try:
+            self._serve_frame(session, frame)
+        except AssertionError:
+            raise  # a broken invariant: crash loudly, recover by replay
+        except Exception:  # a bug outside any handler: the answer says the outcome is unknown
+            log.exception("frame failed on session %d", session.id)
+            self._send_behind(session, wire.error(None, E.INTERNAL, "internal error"))
+
+    def _serve_frame(self, session: Session, frame: str | bytes) -> None:
+        """Decode the envelope, then check logon and scope, then the params, then handle:
+        who may call a method is said before what is wrong with its params."""
         t_in = now_us()
-        request = wire.decode_request(frame)
+        envelope = wire.decode_envelope(frame)
+        request = envelope if isinstance(envelope, wire.WireError) else wire.decode_params(envelope)
         # Every frame is charged, malformed or not, so no flood goes unthrottled.
         cost = _cost(request) if isinstance(request, wire.Request) else limits.cost_milli("?")
         retry = self.limiter.charge_cost(session.id, session.account, cost, t_in)
@@ -531,17 +560,38 @@ class VenueServer:
             )
             self._send(session, body)
             return
+        if isinstance(envelope, wire.WireError):
+            self._send_behind(session, wire.error_of(envelope))
+            return
+        refused = self._refusal(session, envelope.method)
+        if refused is not None:
+            self._send(session, wire.error(envelope.id, refused.code, refused.message))
+            return
         if isinstance(request, wire.WireError):
-            self._send(session, wire.error_of(request))
+            self._send_behind(session, wire.error_of(request))
             return
+        self._dispatch(session, request, t_in)
+
+    def _refusal(self, session: Session, method: str) -> AuthError | None:
+        """Why this session may not call `method` at all, whatever its params."""
+        if method == "session.logon":
+            return None if session.trade else AuthError(E.PERMISSION_DENIED, LOGON_ON_TRADE)
+        if method in PUBLIC_METHODS:
+            return None
+        if session.key is None:
+            return AuthError(E.NOT_AUTHENTICATED, "log on first")
+        scope = _scope_of(method)
+        try:
+            if scope is not None:
+                require_scope(session.key, scope)
+        except AuthError as refused:
+            return refused
+        return None
+
+    def _dispatch(self, session: Session, request: wire.Request, t_in: int) -> None:
         method = request.method
-        if session.key is None and method not in PUBLIC_METHODS:
-            self._reply_error(session, request, E.NOT_AUTHENTICATED, "log on first")
-            return
         handler = self._handlers.get(method) or VenueServer._admin
         try:
-            if method in READ_METHODS:
-                require_scope(_key(session), "read")
             handler(self, session, request, t_in)
         except AuthError as refused:
             self._reply_error(session, request, refused.code, refused.message)
@@ -549,7 +599,15 @@ class VenueServer:
             raise  # a broken invariant: crash loudly, recover by replay
         except Exception:  # a bug in a handler: the client learns the outcome is unknown
             log.exception("request %r failed", request.method)
-            self._reply_error(session, request, E.INTERNAL, "internal error: query the outcome")
+            body = wire.error(request.id, E.INTERNAL, "internal error: query the outcome")
+            self._send_behind(session, body)
+
+    def _send_behind(self, session: Session, body: bytes) -> None:
+        """Send an answer decided now, but behind every answer the connection is owed for
+        the requests before it (they wait for durability): answers keep request order."""
+        pending = Pending(session, None, "", 0)
+        pending.reply = body
+        self.sequencer.barrier(pending)
 
     def _reply_error(
         self, session: Session, request: wire.Request, code: ErrorCode, msg: str, data: Any = None
@@ -577,7 +635,7 @@ class VenueServer:
 
     def _logon(self, session: Session, request: wire.Request, t_in: int) -> None:
         if not session.trade:
-            self._reply_error(session, request, E.PERMISSION_DENIED, "log on at /ws/trade")
+            self._reply_error(session, request, E.PERMISSION_DENIED, LOGON_ON_TRADE)
             return
         if session.key is not None:
             self._reply_error(session, request, E.BAD_PARAM, "this connection is logged on")
@@ -665,8 +723,8 @@ class VenueServer:
 
     def _dead_man_fired(self, account: int) -> None:
         self.dead_man.pop(account, None)
-        self.sequencer.submit(CancelAll(account=account, reason=CancelReason.DMS), origin=None)
-        self.sequencer.barrier(Notice(account, {"ch": "session", "type": "dms.triggered"}))
+        notice = Notice(account, {"ch": "session", "type": "dms.triggered"})
+        self.sequencer.submit(CancelAll(account=account, reason=CancelReason.DMS), origin=notice)
         self.dead_man_deadlines.pop(account, None)
         # spent, but only on disk once its cancel is durable: a crash in between fires it
         # again at the next start (canceling nothing new) rather than never
@@ -1000,7 +1058,8 @@ class VenueServer:
                 self._answer(pending, executed)
             elif isinstance(pending, AccountSubscription):
                 self._join_account_stream(pending)
-            elif isinstance(pending, Notice):
+            elif isinstance(pending, Notice) and not pending.sent:  # before the cancels' pushes
+                pending.sent = True
                 self._notify_account(pending.account, pending.message)
             if executed.command is None:
                 continue
@@ -1023,7 +1082,7 @@ class VenueServer:
         elif pending.finish is not None:
             self._send(session, pending.finish(pending))
         if pending.close_after:
-            self._close(session, 1000, "logged out")
+            self._close(session, pending.close_code, pending.close_reason)
 
     def _executed(self, executed: Executed) -> None:
         """Right after a command executes: its private pushes get their seqs (in execution
@@ -1295,6 +1354,17 @@ def _key(session: Session) -> ApiKey:
     if session.key is None:
         raise AuthError(E.NOT_AUTHENTICATED, "log on first")
     return session.key
+
+
+def _scope_of(method: str) -> str | None:
+    """The scope a method needs beyond logon, if any."""
+    if method in TRADE_SCOPE_METHODS:
+        return "trade"
+    if method in READ_METHODS:
+        return "read"
+    if method.startswith("admin."):
+        return "admin"
+    return None
 
 
 def _cost(request: wire.Request) -> int:
