@@ -1,0 +1,202 @@
+"""Hostile input against a real server: every frame gets its answer, in order, and no answer
+owed before it is lost; who may call a method is checked before its params."""
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from gateway.auth import sign_logon
+from gateway.limits import MESSAGE_BYTES_MAX
+from tests.gateway.conftest import KEYS, Venue
+
+SYMBOL = "AAPLx-USD"
+WAIT_S = 5
+DEPTH = 1_000  # the finding: 1,000 brackets (about 2 KB) closed the connection with 1011
+
+
+async def logged_on(venue: Venue, who: str, endpoint: str = "trade") -> ClientConnection:
+    """A raw websocket, logged on as `who` (None: not logged on)."""
+    websocket = await connect(venue.url(endpoint), max_size=None)
+    if who != "nobody":
+        key, secret = KEYS[who]
+        ts = time.time_ns() // 1_000
+        sig = sign_logon(secret, key, ts, f"n-{ts}", 5_000)
+        params = {"api_key": key, "ts": ts, "nonce": f"n-{ts}", "recv_window": 5_000, "sig": sig}
+        await websocket.send(json.dumps({"id": 0, "method": "session.logon", "params": params}))
+        assert (await answers(websocket, 1))[0]["status"] == 200
+    return websocket
+
+
+async def answers(websocket: ClientConnection, count: int) -> list[dict[str, Any]]:
+    """The next `count` responses (messages with a status), pushes skipped."""
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + WAIT_S
+    while len(found) < count:
+        message = json.loads(
+            await asyncio.wait_for(websocket.recv(), max(0.01, deadline - time.monotonic()))
+        )
+        if "status" in message:
+            found.append(message)
+    return found
+
+
+def place(request_id: int, price: str) -> str:
+    params = {
+        "symbol": SYMBOL,
+        "side": "buy",
+        "type": "limit",
+        "tif": "gtc",
+        "price": price,
+        "qty": "1",
+    }
+    return json.dumps({"id": request_id, "method": "order.place", "params": params})
+
+
+def padded(request_id: int, size: int) -> str:
+    """A valid `balances` query (answered behind the commands before it) of exactly `size`
+    bytes: whitespace is JSON too."""
+    head = f'{{"id": {request_id}, "method": "balances"'
+    return head + " " * (size - len(head) - 1) + "}"
+
+
+BIG = "1" + "0" * 5_000  # over Python's 4,300-digit int parsing limit
+HOSTILE: dict[str, tuple[str, int | None, str]] = {  # frame, the id answered, the error name
+    "deep arrays in params": (
+        '{"id": 9, "method": "ping", "params": ' + "[" * DEPTH + "]" * DEPTH + "}",
+        9,
+        "BAD_JSON",
+    ),
+    "deep objects in params": (
+        '{"id": 9, "method": "ping", "params": ' + '{"a": ' * DEPTH + "1" + "}" * DEPTH + "}",
+        9,
+        "BAD_JSON",
+    ),
+    "deep nesting in the id": (
+        '{"id": ' + "[" * DEPTH + "]" * DEPTH + ', "method": "ping"}',
+        None,
+        "BAD_PARAM",
+    ),
+    "deep nesting in an unknown field first": (
+        '{"x": ' + "[" * DEPTH + "]" * DEPTH + ', "id": 9, "method": "ping"}',
+        None,
+        "BAD_PARAM",  # the unknown field is refused before its value is read
+    ),
+    "deep top level": ("[" * 20_000 + "]" * 20_000, None, "BAD_JSON"),
+    "huge integer id": ('{"id": ' + BIG + ', "method": "ping"}', None, "BAD_PARAM"),
+    "huge integer param": (
+        '{"id": 9, "method": "order.cancel", "params": {"order_id": ' + BIG + "}}",
+        9,
+        "BAD_PARAM",
+    ),
+    "huge exponent": ('{"id": 9, "method": "ping", "x": 1e999999}', 9, "BAD_PARAM"),
+    "one byte over the limit": (padded(9, MESSAGE_BYTES_MAX + 1), None, "MESSAGE_TOO_BIG"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE), ids=list(HOSTILE))
+def test_a_hostile_frame_after_a_place_loses_no_answer(run_venue: Any, case: str) -> None:
+    frame, answered_id, name = HOSTILE[case]
+
+    async def scenario(venue: Venue) -> None:
+        websocket = await logged_on(venue, "alpha")
+        await websocket.send(place(1, "186.00"))  # answered once durable, so after a while
+        await websocket.send(frame)
+        first, second = await answers(websocket, 2)
+        assert (first["id"], first["status"]) == (1, 200), "the place is answered, first"
+        assert (second["id"], second["status"], second["error"]["name"]) == (
+            answered_id,
+            400,
+            name,
+        )
+        await websocket.send(json.dumps({"id": 3, "method": "ping"}))
+        assert (await answers(websocket, 1))[0]["id"] == 3, "the connection stays usable"
+        await websocket.close()
+
+    run_venue(scenario)
+
+
+def test_a_frame_of_exactly_the_size_limit_is_served(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        websocket = await logged_on(venue, "alpha")
+        await websocket.send(place(1, "186.00"))
+        frame = padded(2, MESSAGE_BYTES_MAX)
+        assert len(frame.encode()) == MESSAGE_BYTES_MAX
+        await websocket.send(frame)
+        first, second = await answers(websocket, 2)
+        assert (first["id"], first["status"]) == (1, 200)
+        assert (second["id"], second["status"]) == (2, 200)
+        await websocket.close()
+
+    run_venue(scenario)
+
+
+def test_binary_frames_are_read_as_text(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        websocket = await logged_on(venue, "alpha")
+        await websocket.send(place(1, "186.00").encode())  # a binary frame
+        await websocket.send(b'{"id": 2, "method": "ping", "x": "\xff"}')  # not UTF-8
+        await websocket.send(b'{"id": 3, "method": "balances"}')
+        placed, not_utf8, balances = await answers(websocket, 3)
+        assert (placed["id"], placed["status"]) == (1, 200)
+        assert (not_utf8["id"], not_utf8["error"]["name"]) == (None, "BAD_JSON")
+        assert (balances["id"], balances["status"]) == (3, 200)
+        await websocket.close()
+
+    run_venue(scenario)
+
+
+# ----------------------------------------------------------------- order of checks
+
+GOOD_DEPOSIT = {"account": 1, "asset": "USD", "amount": "1"}
+BAD_DEPOSIT = {"account": "one"}
+GOOD_PLACE = json.loads(place(0, "186.00"))["params"]
+BAD_PLACE = {"symbol": SYMBOL}
+GOOD_LOGON = {"api_key": "k", "ts": 1, "nonce": "n", "sig": "0" * 64}
+BAD_LOGON = {"api_key": 5}
+
+# endpoint, who is logged on ("nobody": no one), method, params -> (status, error name)
+CHECKS: list[tuple[str, str, str, dict[str, Any], tuple[int, str | None]]] = [
+    ("public", "nobody", "admin.deposit", GOOD_DEPOSIT, (401, "NOT_AUTHENTICATED")),
+    ("public", "nobody", "admin.deposit", BAD_DEPOSIT, (401, "NOT_AUTHENTICATED")),
+    ("public", "nobody", "order.place", BAD_PLACE, (401, "NOT_AUTHENTICATED")),
+    ("public", "nobody", "balances", {"x": 1}, (401, "NOT_AUTHENTICATED")),
+    ("public", "nobody", "session.logon", GOOD_LOGON, (403, "PERMISSION_DENIED")),
+    ("public", "nobody", "session.logon", BAD_LOGON, (403, "PERMISSION_DENIED")),
+    ("public", "nobody", "ping", {"x": 1}, (400, "BAD_PARAM")),
+    ("trade", "nobody", "admin.deposit", BAD_DEPOSIT, (401, "NOT_AUTHENTICATED")),
+    ("trade", "nobody", "order.place", BAD_PLACE, (401, "NOT_AUTHENTICATED")),
+    ("trade", "nobody", "session.logon", BAD_LOGON, (400, "BAD_PARAM")),
+    ("trade", "alpha", "admin.deposit", GOOD_DEPOSIT, (403, "PERMISSION_DENIED")),
+    ("trade", "alpha", "admin.deposit", BAD_DEPOSIT, (403, "PERMISSION_DENIED")),
+    ("trade", "alpha", "order.place", BAD_PLACE, (400, "MISSING_PARAM")),
+    ("trade", "alpha", "order.place", GOOD_PLACE, (200, None)),
+    ("trade", "alpha", "balances", {"x": 1}, (400, "BAD_PARAM")),
+    ("trade", "admin", "order.place", GOOD_PLACE, (403, "PERMISSION_DENIED")),
+    ("trade", "admin", "order.place", BAD_PLACE, (403, "PERMISSION_DENIED")),
+    ("trade", "admin", "admin.deposit", BAD_DEPOSIT, (400, "BAD_PARAM")),
+    ("trade", "admin", "admin.deposit", GOOD_DEPOSIT, (200, None)),
+    ("trade", "admin", "balances", {}, (200, None)),
+]
+
+
+def test_logon_and_scope_are_checked_before_params(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        connections: dict[tuple[str, str], ClientConnection] = {}
+        for endpoint, who, _, _, _ in CHECKS:
+            if (endpoint, who) not in connections:
+                connections[(endpoint, who)] = await logged_on(venue, who, endpoint)
+        for index, (endpoint, who, method, params, expected) in enumerate(CHECKS):
+            websocket = connections[(endpoint, who)]
+            await websocket.send(json.dumps({"id": index, "method": method, "params": params}))
+            (answer,) = await answers(websocket, 1)
+            error = answer.get("error", {}).get("name")
+            row = (endpoint, who, method, params)
+            assert (answer["id"], (answer["status"], error)) == (index, expected), row
+        for websocket in connections.values():
+            await websocket.close()
+
+    run_venue(scenario)
