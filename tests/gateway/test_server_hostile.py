@@ -200,3 +200,24 @@ def test_logon_and_scope_are_checked_before_params(run_venue: Any) -> None:
             await websocket.close()
 
     run_venue(scenario)
+
+
+def test_which_keys_exist_cannot_be_probed(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        websocket = await logged_on(venue, "nobody")
+        ts = time.time_ns() // 1_000
+        errors = []
+        for index, (key, secret) in enumerate(
+            [("no-such-key", "any"), (KEYS["alpha"][0], "not-its-secret")]
+        ):
+            sig = sign_logon(secret, key, ts, f"p-{index}", 5_000)
+            params = {"api_key": key, "ts": ts, "nonce": f"p-{index}", "sig": sig}
+            request = {"id": 1, "method": "session.logon", "params": params}
+            await websocket.send(json.dumps(request))
+            (answer,) = await answers(websocket, 1)
+            errors.append((answer["status"], answer["error"]))
+        assert errors[0] == errors[1]
+        assert errors[0][0] == 401 and errors[0][1]["name"] == "BAD_SIGNATURE"
+        await websocket.close()
+
+    run_venue(scenario)
