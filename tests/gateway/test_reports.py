@@ -190,23 +190,32 @@ def test_a_trade_reports_to_the_maker_and_to_the_taker(desk: Desk) -> None:
     assert set(desk.reporter.orders) == {1}  # the filled taker is forgotten
 
 
-def test_the_settlement_goes_to_both_participants_with_its_legs(desk: Desk) -> None:
+def test_the_settlement_goes_to_both_participants_each_with_its_own_legs(desk: Desk) -> None:
     desk.place(2, SELL, 100 * PX, 3 * SHARE)
     pushes = desk.place(1, BUY, 100 * PX, 1 * SHARE)
     settlements = of_type(pushes, "settlement")
     assert [account for account, _ in settlements] == [2, 1]  # maker first, then taker
-    data = settlements[0][1]["data"]
-    assert data == settlements[1][1]["data"]
-    assert (data["trade_id"], data["symbol"]) == (1, SYMBOL)
-    assert data["settlement_id"] > 0
-    legs = [{k: v for k, v in leg.items() if k != "transfer_id"} for leg in data["legs"]]
-    assert legs == [
-        {"kind": "delivery", "from": 2, "to": 1, "asset": "AAPLx", "amount": "1.000000"},
-        {"kind": "payment", "from": 1, "to": 2, "asset": "USD", "amount": "100.000000"},
+    seller, buyer = (push["data"] for _, push in settlements)
+    for data in (seller, buyer):
+        assert (data["trade_id"], data["symbol"]) == (1, SYMBOL)
+        assert data["settlement_id"] > 0
+    assert seller["settlement_id"] == buyer["settlement_id"]
+
+    def legs(data: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in leg.items() if k != "transfer_id"} for leg in data["legs"]]
+
+    # Each sees its own legs; the counterparty is null, the venue's fee account named.
+    assert legs(buyer) == [
+        {"kind": "delivery", "from": None, "to": 1, "asset": "AAPLx", "amount": "1.000000"},
+        {"kind": "payment", "from": 1, "to": None, "asset": "USD", "amount": "100.000000"},
         {"kind": "fee", "from": 1, "to": FEE_INCOME, "asset": "USD", "amount": "0.050000"},
+    ]
+    assert legs(seller) == [
+        {"kind": "delivery", "from": 2, "to": None, "asset": "AAPLx", "amount": "1.000000"},
+        {"kind": "payment", "from": None, "to": 2, "asset": "USD", "amount": "100.000000"},
         {"kind": "fee", "from": 2, "to": FEE_INCOME, "asset": "USD", "amount": "0.010000"},
     ]
-    ids = [leg["transfer_id"] for leg in data["legs"]]
+    ids = [leg["transfer_id"] for leg in buyer["legs"]] + [seller["legs"][-1]["transfer_id"]]
     assert ids == list(range(ids[0], ids[0] + 4))
     balances = {
         (account, push["data"]["asset"]): push["data"]

@@ -11,7 +11,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from gateway.auth import sign_logon
 from gateway.limits import MESSAGE_BYTES_MAX
-from tests.gateway.conftest import KEYS, Venue
+from tests.gateway.conftest import KEYS, Venue, start_venue
 
 SYMBOL = "AAPLx-USD"
 WAIT_S = 5
@@ -221,3 +221,125 @@ def test_which_keys_exist_cannot_be_probed(run_venue: Any) -> None:
         await websocket.close()
 
     run_venue(scenario)
+
+
+# ----------------------------------------------------------------- anonymity
+
+BUYER, SELLER = 777_001, 777_002  # ids no other number on the wire is likely to equal
+
+
+async def recorded(venue: Venue, key: str, secret: str) -> tuple[ClientConnection, list[str]]:
+    """A logged-on raw connection and the list every message it receives is appended to."""
+    websocket = await connect(venue.url(), max_size=None)
+    seen: list[str] = []
+    ts = time.time_ns() // 1_000
+    sig = sign_logon(secret, key, ts, f"r-{ts}", 5_000)
+    params = {"api_key": key, "ts": ts, "nonce": f"r-{ts}", "recv_window": 5_000, "sig": sig}
+    await websocket.send(json.dumps({"id": 0, "method": "session.logon", "params": params}))
+    seen.append(str(await asyncio.wait_for(websocket.recv(), WAIT_S)))
+    return websocket, seen
+
+
+async def call(
+    websocket: ClientConnection, seen: list[str], method: str, params: dict[str, Any]
+) -> dict[str, Any]:
+    """Send a request; every message up to its answer is recorded in `seen`."""
+    request_id = len(seen) + 1_000
+    await websocket.send(json.dumps({"id": request_id, "method": method, "params": params}))
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        text = str(await asyncio.wait_for(websocket.recv(), deadline - time.monotonic()))
+        seen.append(text)
+        message = json.loads(text)
+        if message.get("id") == request_id:
+            return message
+
+
+async def read_for(websocket: ClientConnection, seen: list[str], wait_s: float) -> None:
+    """Record every message that arrives within `wait_s` of the last one."""
+    try:
+        while True:
+            seen.append(str(await asyncio.wait_for(websocket.recv(), wait_s)))
+    except TimeoutError:
+        return
+
+
+async def open_funded_accounts(venue: Venue) -> dict[int, tuple[str, str]]:
+    admin, _ = await recorded(venue, *KEYS["admin"])
+    keys = {}
+    for account, name, asset, amount in (
+        (BUYER, "buyer", "USD", "100000"),
+        (SELLER, "seller", "AAPLx", "100"),
+    ):
+        scratch: list[str] = []
+        opened = {"account": account, "name": name, "jurisdiction": "FR", "kyc_approved": True}
+        assert (await call(admin, scratch, "admin.open_account", opened))["status"] == 200
+        funds = {"account": account, "asset": asset, "amount": amount}
+        assert (await call(admin, scratch, "admin.deposit", funds))["status"] == 200
+        issued = {"account": account, "scopes": ["read", "trade"]}
+        result = (await call(admin, scratch, "admin.issue_key", issued))["result"]
+        keys[account] = (result["api_key"], result["secret"])
+    await admin.close()
+    return keys
+
+
+async def trade_and_query(venue: Venue, keys: dict[int, tuple[str, str]]) -> dict[int, list[str]]:
+    """The two accounts trade with each other and ask every query; what each received."""
+    connections = {account: await recorded(venue, *keys[account]) for account in keys}
+    for websocket, seen in connections.values():
+        await call(websocket, seen, "subscribe", {"ch": "account"})
+        await call(websocket, seen, "subscribe", {"ch": "trades", "symbols": [SYMBOL]})
+    order = {"symbol": SYMBOL, "type": "limit", "price": "187.30", "qty": "2"}
+    sell = order | {"side": "sell", "tif": "gtc", "cl_ord_id": "s-1"}
+    buy = order | {"side": "buy", "tif": "ioc", "qty": "1"}
+    assert (await call(*connections[SELLER], "order.place", sell))["status"] == 200
+    assert (await call(*connections[BUYER], "order.place", buy))["status"] == 200
+    for account, (websocket, seen) in connections.items():
+        await read_for(websocket, seen, 0.3)
+        await call(websocket, seen, "fills", {"limit": 100})
+        await call(websocket, seen, "orders.open", {})
+        await call(websocket, seen, "balances", {})
+        await call(websocket, seen, "subscribe", {"ch": "account", "since_seq": 0})
+        await read_for(websocket, seen, 0.3)
+    await call(*connections[SELLER], "order.status", {"cl_ord_id": "s-1"})
+    for websocket, _ in connections.values():
+        await websocket.close()
+    return {account: seen for account, (_, seen) in connections.items()}
+
+
+def assert_anonymous(received: dict[int, list[str]]) -> None:
+    for account, messages in received.items():
+        other = str(SELLER if account == BUYER else BUYER)
+        assert any('"settlement"' in m for m in messages), "the trade settled"
+        leaked = [m for m in messages if other in m]
+        assert leaked == [], f"account {account} was told of account {other}"
+        assert any(str(account) in m for m in messages), "its own id is shown"
+
+
+def test_no_message_names_the_counterparty(tmp_path: Any) -> None:
+    """Live, and in the history a restart rebuilds from the journal alone."""
+
+    async def main() -> None:
+        venue = await start_venue(tmp_path)
+        try:
+            keys = await asyncio.wait_for(open_funded_accounts(venue), 10)
+            assert_anonymous(await asyncio.wait_for(trade_and_query(venue, keys), 10))
+        finally:
+            await venue.server.stop()
+        for snapshot in tmp_path.glob("snapshot-*"):  # recovery replays the whole journal
+            snapshot.unlink()
+        venue = await start_venue(tmp_path)
+        try:
+            received = {}
+            for account in keys:
+                websocket, seen = await recorded(venue, *keys[account])
+                await call(websocket, seen, "subscribe", {"ch": "account", "since_seq": 0})
+                await read_for(websocket, seen, 0.3)
+                await call(websocket, seen, "fills", {"limit": 100})
+                await websocket.close()
+                received[account] = seen
+            assert_anonymous(received)
+        finally:
+            await venue.server.stop()
+
+    asyncio.run(main())
