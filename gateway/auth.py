@@ -3,10 +3,11 @@
 Owns the key store (key -> secret, account, scopes), the logon check and the memory of used
 nonces. Leaves sessions, sockets and the clock to the server: the time is always passed in
 (`now_us`), so the module is pure. `logon` checks in the order of `LOGON_PRECEDENCE` and
-reports the first failure; an unknown key fails exactly as a wrong signature does. Invariants: a nonce is recorded only after a fully successful
-logon; it is remembered exactly while a replay of its signed message could still pass the
-timestamp check (`ts + recv_window`), so memory holds only the last two windows' logons,
-and at most `NONCES_PER_KEY_MAX` per key; the authenticator's clock never runs backwards.
+reports the first failure; an unknown key fails exactly as a wrong signature does.
+Invariants: a nonce is recorded only after a fully successful logon; it is remembered
+exactly while a replay of its signed message could still pass the timestamp check
+(`ts + recv_window`), so memory holds only the last two windows' logons, and at most
+`NONCES_PER_KEY_MAX` per key; the authenticator's clock never runs backwards.
 """
 
 import hashlib

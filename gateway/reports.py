@@ -7,8 +7,9 @@ server. Every number is a decimal string at a fixed scale per instrument or asse
 values are equal strings; `avg_px` has `AVG_PX_EXTRA_DECIMALS` more than the price. Pushes
 follow PROTOCOL's envelope: `{"ch": "account", "type", "ts", "data"}`; `data["type"]` is
 the order type. No push names another participant's account: a settlement shows its
-recipient only its own legs, the counterparty as `null`. Memory: an order is forgotten the moment it closes, so what is kept is
-bounded by the venue's open orders (`VenueConfig.open_orders_per_account_max` each).
+recipient only its own legs, the counterparty as `null`. Memory: an order is forgotten the
+moment it closes, so what is kept is bounded by the venue's open orders
+(`VenueConfig.open_orders_per_account_max` each).
 """
 
 from collections.abc import Iterable, Mapping, Sequence

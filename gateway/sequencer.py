@@ -5,9 +5,10 @@ the time (never earlier than the previous command's), executed on the `Venue` at
 added to the journal batch of the current event-loop turn. At the end of the turn the batch
 is written and fsynced in a worker thread (group commit) while later commands go on
 executing into the next batch; when a batch is durable, the outputs of its commands are
-handed to `release` in order. Commands submitted one after another with the same origin are
-never split between batches, so their outcomes are released together. So nothing leaves the process before its command is on disk,
-and the journal holds exactly what was executed: replaying it rebuilds the same state.
+handed to `release` in order; commands submitted one after another with the same origin
+are never split between batches, so their outcomes are released together. So nothing
+leaves the process before its command is on disk, and the journal holds exactly what was
+executed: replaying it rebuilds the same state.
 """
 
 import asyncio

@@ -579,7 +579,8 @@ class VenueServer:
         if method in PUBLIC_METHODS:
             return None
         if session.key is None:
-            return AuthError(E.NOT_AUTHENTICATED, "log on first")
+            where = "log on first" if session.trade else "log on at /ws/trade for this method"
+            return AuthError(E.NOT_AUTHENTICATED, where)
         scope = _scope_of(method)
         try:
             if scope is not None:
@@ -618,11 +619,11 @@ class VenueServer:
         self._send(session, wire.ok(request.id, result, t_in, now_us()))
 
     def _defer_error(
-        self, session: Session, request: wire.Request, code: ErrorCode, msg: str
+        self, session: Session, request: wire.Request, code: ErrorCode, msg: str, data: Any = None
     ) -> None:
         """Refuse on the state, but only once the commands that made that state are durable."""
         pending = Pending(session, request.id, request.method, 0)
-        pending.reply = wire.error(request.id, code, msg)
+        pending.reply = wire.error(request.id, code, msg, data)
         self.sequencer.barrier(pending)
 
     def _defer(self, session: Session, request: wire.Request, t_in: int, result: Any) -> None:
@@ -844,8 +845,14 @@ class VenueServer:
             p: Any = request.params
             order = self.venue.find_order(account, p.order_id or 0, p.cl_ord_id)
             symbol = order.symbol if order is not None else None
+            if order is None and (p.price is not None or p.qty is not None):
+                # no symbol to read the units at: refused here, as the engine would refuse it
+                code, msg = self.venue.missing_order_reason(account, p.order_id or 0, p.cl_ord_id)
+                data = {"order_id": p.order_id} if p.order_id else None
+                self._defer_error(session, request, code, msg, data)
+                return None
         command = wire.to_command(request, self.specs, self.scales, account, order_symbol=symbol)
-        if isinstance(command, wire.WireError):  # may hang on state (an unknown symbol, order)
+        if isinstance(command, wire.WireError):  # may hang on state (an unknown symbol)
             self._defer_error(session, request, command.code, command.message)
             return None
         return command
@@ -863,7 +870,10 @@ class VenueServer:
                 order = self.venue.find_order(key.account, p.order_id or 0, p.cl_ord_id)
                 symbol = order.symbol if order is not None else placed_here.get(p.cl_ord_id or "")
                 if symbol is None:
-                    planned.append(_unknown_order(key.account, p.order_id, p.cl_ord_id))
+                    reason = self.venue.missing_order_reason(
+                        key.account, p.order_id or 0, p.cl_ord_id
+                    )
+                    planned.append(_unknown_order(key.account, p.order_id, p.cl_ord_id, reason))
                     continue
             elif isinstance(op, wire.PlaceOp) and op.params.cl_ord_id is not None:
                 placed_here[op.params.cl_ord_id] = op.params.symbol
@@ -1384,11 +1394,12 @@ def _tier(depth: int | None) -> int:
     return next((tier for tier in BOOK_DEPTHS if tier >= wanted), BOOK_DEPTHS[-1])
 
 
-def _unknown_order(account: int, order_id: int | None, cl_ord_id: str | None) -> CommandRejected:
+def _unknown_order(
+    account: int, order_id: int | None, cl_ord_id: str | None, reason: tuple[ErrorCode, str]
+) -> CommandRejected:
     """The refusal of an amend whose order neither is open nor was placed earlier in a batch."""
-    return CommandRejected(
-        0, "amend_order", E.UNKNOWN_ORDER, "no such order", account, None, order_id or 0, cl_ord_id
-    )
+    code, detail = reason
+    return CommandRejected(0, "amend_order", code, detail, account, None, order_id or 0, cl_ord_id)
 
 
 def _rejection(events: list[Event]) -> CommandRejected | None:

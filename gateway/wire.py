@@ -475,9 +475,7 @@ class _IdOnly(msgspec.Struct, frozen=True):
 
 _id_only_decoder = msgspec.json.Decoder(_IdOnly)
 # `{"id": <integer or short string>` at the very start of a frame
-_LEADING_ID = re.compile(
-    rb'\s*\{\s*"id"\s*:\s*([0-9]{1,16}|"[^"\\]{1,%d}")\s*[,}]' % ID_LENGTH_MAX
-)
+_LEADING_ID = re.compile(rb'\s*\{\s*"id"\s*:\s*([0-9]{1,16}|"[^"\\]{1,%d}")\s*[,}]' % ID_LENGTH_MAX)
 TOO_DEEP = "the frame nests arrays or objects too deeply to read"
 
 

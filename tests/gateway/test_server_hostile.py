@@ -294,7 +294,7 @@ async def trade_and_query(venue: Venue, keys: dict[int, tuple[str, str]]) -> dic
     buy = order | {"side": "buy", "tif": "ioc", "qty": "1"}
     assert (await call(*connections[SELLER], "order.place", sell))["status"] == 200
     assert (await call(*connections[BUYER], "order.place", buy))["status"] == 200
-    for account, (websocket, seen) in connections.items():
+    for websocket, seen in connections.values():
         await read_for(websocket, seen, 0.3)
         await call(websocket, seen, "fills", {"limit": 100})
         await call(websocket, seen, "orders.open", {})
