@@ -15,6 +15,8 @@ moment it closes, so what is kept is bounded by the venue's open orders
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import msgspec
+
 from engine.book import Order
 from engine.commands import Command, PlaceOrder
 from engine.enums import CancelReason, Liquidity, OrderStatus, OrderType, Side
@@ -358,6 +360,21 @@ class ExecReporter:
     def _next_exec_id(self) -> int:
         self.last_exec_id += 1
         return self.last_exec_id
+
+
+def anonymized(viewer: int, payload: bytes) -> bytes:
+    """A stored private push as `viewer` may see it now: a settlement written before
+    counterparties were anonymous (in an older snapshot's history) loses the legs that are
+    not the viewer's and the other participant's id; anything else is returned as it is."""
+    if b'"type":"settlement"' not in payload:
+        return payload
+    push = msgspec.json.decode(payload)
+    legs = push["data"]["legs"]
+    legs[:] = [leg for leg in legs if viewer in (leg["from"], leg["to"])]
+    for leg in legs:
+        leg["from"] = _as_seen_by(viewer, leg["from"])
+        leg["to"] = _as_seen_by(viewer, leg["to"])
+    return msgspec.json.encode(push)
 
 
 def _as_seen_by(viewer: int, account: int) -> int | None:

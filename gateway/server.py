@@ -75,7 +75,7 @@ from gateway.auth import (
 from gateway.journal import FileJournal
 from gateway.ledger_writer import LedgerWriter
 from gateway.market_data import Channel, MarketData, Stream
-from gateway.reports import ExecReporter
+from gateway.reports import ExecReporter, anonymized
 from gateway.sequencer import Executed, Sequencer
 from settlement.ledger import Ledger
 from settlement.store import SqliteLedgerStore
@@ -313,7 +313,7 @@ class VenueServer:
         for account, (seq, history) in image.gateway["private"].items():
             stream = self.private.setdefault(int(account), PrivateStream())
             stream.seq = stream.assigned = seq
-            stream.history.extend((s, bytes(p)) for s, p in history)
+            stream.history.extend((s, anonymized(int(account), bytes(p))) for s, p in history)
 
     def _replayed(self, batch: list[Executed]) -> None:
         """A command replayed from the journal: rebuild the private history it made."""

@@ -1,5 +1,6 @@
 """Private pushes from a real venue with a ledger: exec reports, balances and settlements."""
 
+import json
 from typing import Any
 
 import msgspec
@@ -21,7 +22,7 @@ from engine.commands import (
 from engine.enums import OrderType, SelfTradePrevention, Side, TimeInForce
 from engine.events import CommandRejected, Event
 from engine.venue import Venue
-from gateway.reports import ExecReporter, Push
+from gateway.reports import ExecReporter, Push, anonymized
 from settlement.ledger import Ledger
 from settlement.transfers import FEE_INCOME
 from tests.engine.conftest import SYMBOL, make_spec
@@ -495,3 +496,28 @@ def test_adopted_orders_report_like_seen_ones(desk: Desk) -> None:
         "100.000000",
     )
     assert (report["quote_set"], report["cl_ord_id"]) == ("q", "m")
+
+
+def test_a_settlement_stored_before_anonymity_is_anonymized_on_restore() -> None:
+    # An older snapshot's private history holds settlements with both participants' ids.
+    leg = {"transfer_id": 1, "kind": "delivery", "asset": "AAPLx", "amount": "1.000000"}
+    old = {
+        "ch": "account",
+        "seq": 5,
+        "epoch": 1,
+        "type": "settlement",
+        "ts": 2,
+        "data": {
+            "settlement_id": 1,
+            "trade_id": 1,
+            "symbol": SYMBOL,
+            "legs": [
+                leg | {"from": 2, "to": 1},
+                leg | {"transfer_id": 2, "kind": "fee", "from": 2, "to": FEE_INCOME},
+            ],
+        },
+    }
+    seen = json.loads(anonymized(1, json.dumps(old, separators=(",", ":")).encode()))
+    assert seen["data"]["legs"] == [leg | {"from": None, "to": 1}]
+    balance = b'{"ch":"account","seq":6,"type":"balance","data":{}}'
+    assert anonymized(1, balance) == balance

@@ -11,6 +11,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from gateway.auth import sign_logon
 from gateway.limits import MESSAGE_BYTES_MAX
+from gateway.server import VenueServer
 from tests.gateway.conftest import KEYS, Venue, start_venue
 
 SYMBOL = "AAPLx-USD"
@@ -343,3 +344,26 @@ def test_no_message_names_the_counterparty(tmp_path: Any) -> None:
             await venue.server.stop()
 
     asyncio.run(main())
+
+
+def test_a_failing_handler_answers_internal_behind_what_is_owed(run_venue: Any) -> None:
+    def broken(server: Any, session: Any, request: Any, t_in: int) -> None:
+        raise RuntimeError("a bug in a handler")
+
+    async def scenario(venue: Venue) -> None:
+        websocket = await logged_on(venue, "alpha")
+        original = VenueServer._handlers["time"]
+        VenueServer._handlers["time"] = broken  # fault injection: the one way to reach it
+        try:
+            await websocket.send(place(1, "186.00"))
+            await websocket.send(json.dumps({"id": 2, "method": "time"}))
+            first, second = await answers(websocket, 2)
+        finally:
+            VenueServer._handlers["time"] = original
+        assert (first["id"], first["status"]) == (1, 200)
+        assert (second["id"], second["status"], second["error"]["name"]) == (2, 500, "INTERNAL")
+        await websocket.send(json.dumps({"id": 3, "method": "time"}))
+        assert (await answers(websocket, 1))[0]["id"] == 3, "the connection stays usable"
+        await websocket.close()
+
+    run_venue(scenario)
