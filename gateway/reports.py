@@ -372,8 +372,9 @@ def anonymized(viewer: int, payload: bytes) -> bytes:
     legs = push["data"]["legs"]
     legs[:] = [leg for leg in legs if viewer in (leg["from"], leg["to"])]
     for leg in legs:
-        leg["from"] = _as_seen_by(viewer, leg["from"])
-        leg["to"] = _as_seen_by(viewer, leg["to"])
+        for end in ("from", "to"):
+            if leg[end] is not None:  # None: already anonymous
+                leg[end] = _as_seen_by(viewer, leg[end])
     return msgspec.json.encode(push)
 
 

@@ -519,5 +519,7 @@ def test_a_settlement_stored_before_anonymity_is_anonymized_on_restore() -> None
     }
     seen = json.loads(anonymized(1, json.dumps(old, separators=(",", ":")).encode()))
     assert seen["data"]["legs"] == [leg | {"from": None, "to": 1}]
+    again = anonymized(1, json.dumps(seen, separators=(",", ":")).encode())
+    assert json.loads(again) == seen, "an anonymous settlement stays as it is"
     balance = b'{"ch":"account","seq":6,"type":"balance","data":{}}'
     assert anonymized(1, balance) == balance
