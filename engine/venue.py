@@ -880,14 +880,22 @@ class Venue:
             heapify(live)
             self.gtd_queue = live
 
+    def missing_order_reason(
+        self, account: int, order_id: int, cl_ord_id: str | None
+    ) -> tuple[ErrorCode, str]:
+        """Why the account has no open order by this name: `ORDER_NOT_OPEN` for its own
+        recently closed order named by id; else `UNKNOWN_ORDER` (a cl_ord_id names open
+        orders only, as it may be reused once its order closed)."""
+        if cl_ord_id is None and self.closed_orders.owner(order_id) == account:
+            return E.ORDER_NOT_OPEN, "the order is closed"
+        return E.UNKNOWN_ORDER, "no such order"
+
     def _reject_missing(
         self, events: list[Event], cmd: CancelOrder | AmendOrder, name: str
     ) -> None:
         """Refuse a command on an order the account has no open order for."""
-        if cmd.cl_ord_id is None and self.closed_orders.owner(cmd.order_id) == cmd.account:
-            self._reject(events, cmd, name, E.ORDER_NOT_OPEN, "the order is closed", cmd.order_id)
-        else:
-            self._reject(events, cmd, name, E.UNKNOWN_ORDER, "no such order", cmd.order_id)
+        reason, detail = self.missing_order_reason(cmd.account, cmd.order_id, cmd.cl_ord_id)
+        self._reject(events, cmd, name, reason, detail, cmd.order_id)
 
     def _reject(
         self,

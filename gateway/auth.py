@@ -3,10 +3,11 @@
 Owns the key store (key -> secret, account, scopes), the logon check and the memory of used
 nonces. Leaves sessions, sockets and the clock to the server: the time is always passed in
 (`now_us`), so the module is pure. `logon` checks in the order of `LOGON_PRECEDENCE` and
-reports the first failure. Invariants: a nonce is recorded only after a fully successful
-logon; it is remembered exactly while a replay of its signed message could still pass the
-timestamp check (`ts + recv_window`), so memory holds only the last two windows' logons,
-and at most `NONCES_PER_KEY_MAX` per key; the authenticator's clock never runs backwards.
+reports the first failure; an unknown key fails exactly as a wrong signature does.
+Invariants: a nonce is recorded only after a fully successful logon; it is remembered
+exactly while a replay of its signed message could still pass the timestamp check
+(`ts + recv_window`), so memory holds only the last two windows' logons, and at most
+`NONCES_PER_KEY_MAX` per key; the authenticator's clock never runs backwards.
 """
 
 import hashlib
@@ -31,13 +32,16 @@ TIMESTAMP_US_MAX = 2**53 - 1  # PROTOCOL: integers on the wire are below 2^53
 
 # The order in which `Authenticator.logon` checks; the first failing one is reported.
 LOGON_PRECEDENCE: tuple[ErrorCode, ...] = (
-    ErrorCode.NOT_AUTHENTICATED,  # unknown key: nothing else can be checked without it
     ErrorCode.BAD_PARAM,  # nonce, recv_window or ts malformed
     ErrorCode.TIMESTAMP_OUT_OF_WINDOW,
-    ErrorCode.BAD_SIGNATURE,
+    ErrorCode.BAD_SIGNATURE,  # also an unknown key: which keys exist is not for probing
     ErrorCode.NONCE_REUSED,  # only a holder of the secret gets this far
     ErrorCode.RATE_LIMITED,  # NONCES_PER_KEY_MAX logons within the nonce memory
 )
+# An unknown key is checked against this secret, so that it costs the same work as a known
+# key with a wrong signature and fails the same way; no logon ever succeeds with it.
+UNKNOWN_KEY_SECRET = "no key has this secret; it only makes refusals alike"
+NOT_SIGNED = "api_key unknown or sig does not match the logon payload"
 
 
 class AuthError(Exception):
@@ -152,8 +156,6 @@ class Authenticator:
         self._now_us = now_us = max(now_us, self._now_us)
         self._forget_expired(now_us)
         key = self.store.get(api_key)
-        if key is None:
-            raise AuthError(ErrorCode.NOT_AUTHENTICATED, "unknown api_key")
         if not 1 <= len(nonce) <= NONCE_LENGTH_MAX or not _is_printable_ascii(nonce):
             raise AuthError(
                 ErrorCode.BAD_PARAM, f"nonce must be 1..{NONCE_LENGTH_MAX} printable characters"
@@ -169,10 +171,12 @@ class Authenticator:
                 f"ts is {(now_us - ts_us) // 1_000} ms behind the server's clock "
                 f"(negative: ahead); recv_window is {recv_window_ms} ms",
             )
-        expected = sign_logon(key.secret, api_key, ts_us, nonce, recv_window_ms).encode()
+        secret = UNKNOWN_KEY_SECRET if key is None else key.secret
+        expected = sign_logon(secret, api_key, ts_us, nonce, recv_window_ms).encode()
         # Compare bytes: compare_digest refuses non-ASCII str, and any sig must just fail.
-        if not hmac.compare_digest(expected, sig.lower().encode()):
-            raise AuthError(ErrorCode.BAD_SIGNATURE, "sig does not match the logon payload")
+        signed = hmac.compare_digest(expected, sig.lower().encode())
+        if key is None or not signed:
+            raise AuthError(ErrorCode.BAD_SIGNATURE, NOT_SIGNED)
         used = self._nonces.get(api_key, {})
         if nonce in used:
             raise AuthError(ErrorCode.NONCE_REUSED, "nonce already used within the window")

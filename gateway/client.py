@@ -73,8 +73,8 @@ class BalanceUpdate(msgspec.Struct, frozen=True):
 class SettlementLeg(msgspec.Struct, frozen=True, rename={"source": "from", "target": "to"}):
     transfer_id: int
     kind: str
-    source: int
-    target: int
+    source: int | None  # None: the counterparty, who is anonymous
+    target: int | None
     asset: str
     amount: str
 

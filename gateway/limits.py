@@ -12,6 +12,10 @@ burst; every valid request costs at most a bucket's burst, so it can always even
 from collections.abc import Iterable
 
 MESSAGE_BYTES_MAX = 64 * 1024  # the largest valid request (a full quote.mass) is ~10 KiB
+# A frame above MESSAGE_BYTES_MAX but within this is answered (MESSAGE_TOO_BIG) behind what the
+# connection is owed; beyond it the transport closes at once (1009): four times the limit is
+# abuse, not a mistake, and the read queue (16 frames) holds at most 4 MiB per connection.
+FRAME_BYTES_HARD_MAX = 4 * MESSAGE_BYTES_MAX
 BATCH_OPS_MAX = 20  # PROTOCOL: order.batch takes up to 20 ops
 QUOTES_PER_MASS_MAX = 100  # one quote per listed symbol for a market maker, with room to grow
 SUBSCRIPTIONS_PER_CONNECTION_MAX = 256  # every channel of ~50 symbols; bounds fan-out work

@@ -6,12 +6,16 @@ value for `avg_px`, plus the venue-wide `exec_id` counter. Leaves `seq` and `epo
 server. Every number is a decimal string at a fixed scale per instrument or asset, so equal
 values are equal strings; `avg_px` has `AVG_PX_EXTRA_DECIMALS` more than the price. Pushes
 follow PROTOCOL's envelope: `{"ch": "account", "type", "ts", "data"}`; `data["type"]` is
-the order type. Memory: an order is forgotten the moment it closes, so what is kept is
-bounded by the venue's open orders (`VenueConfig.open_orders_per_account_max` each).
+the order type. No push names another participant's account: a settlement shows its
+recipient only its own legs, the counterparty as `null`. Memory: an order is forgotten the
+moment it closes, so what is kept is bounded by the venue's open orders
+(`VenueConfig.open_orders_per_account_max` each).
 """
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+import msgspec
 
 from engine.book import Order
 from engine.commands import Command, PlaceOrder
@@ -322,32 +326,38 @@ class ExecReporter:
     def _settlement(
         self, event: TradeSettled, accounts: tuple[int, int] | None
     ) -> list[tuple[int, Push]]:
-        """The settlement to every participant of the trade (once each, legs or not)."""
+        """The settlement to every participant of the trade, each seeing only its own legs,
+        with the other participant anonymous (`null`); the venue's accounts are named."""
         participants = dict.fromkeys(accounts or ())
         legs = []
         for leg in event.transfers:
             participants.update(dict.fromkeys((leg.debit_account, leg.credit_account)))
-            legs.append(
+            amount = format_units(leg.amount, self._scale(leg.asset))
+            legs.append((leg, amount))
+        out = []
+        for account in participants:
+            if account <= 0:
+                continue
+            seen = [
                 {
                     "transfer_id": leg.transfer_id,
                     "kind": leg.kind.value,
-                    "from": leg.debit_account,
-                    "to": leg.credit_account,
+                    "from": _as_seen_by(account, leg.debit_account),
+                    "to": _as_seen_by(account, leg.credit_account),
                     "asset": leg.asset,
-                    "amount": format_units(leg.amount, self._scale(leg.asset)),
+                    "amount": amount,
                 }
-            )
-        data = {
-            "settlement_id": event.settlement_id,
-            "trade_id": event.trade_id,
-            "symbol": event.symbol,
-            "legs": legs,
-        }
-        return [
-            (account, _push("settlement", event.ts_us, data))
-            for account in participants
-            if account > 0
-        ]
+                for leg, amount in legs
+                if account in (leg.debit_account, leg.credit_account)
+            ]
+            data = {
+                "settlement_id": event.settlement_id,
+                "trade_id": event.trade_id,
+                "symbol": event.symbol,
+                "legs": seen,
+            }
+            out.append((account, _push("settlement", event.ts_us, data)))
+        return out
 
     # ----------------------------------------------------------------- bookkeeping
 
@@ -373,6 +383,28 @@ class ExecReporter:
     def _next_exec_id(self) -> int:
         self.last_exec_id += 1
         return self.last_exec_id
+
+
+def anonymized(viewer: int, payload: bytes) -> bytes:
+    """A stored private push as `viewer` may see it now: a settlement written before
+    counterparties were anonymous (in an older snapshot's history) loses the legs that are
+    not the viewer's and the other participant's id; anything else is returned as it is."""
+    if b'"type":"settlement"' not in payload:
+        return payload
+    push = msgspec.json.decode(payload)
+    legs = push["data"]["legs"]
+    legs[:] = [leg for leg in legs if viewer in (leg["from"], leg["to"])]
+    for leg in legs:
+        for end in ("from", "to"):
+            if leg[end] is not None:  # None: already anonymous
+                leg[end] = _as_seen_by(viewer, leg[end])
+    return msgspec.json.encode(push)
+
+
+def _as_seen_by(viewer: int, account: int) -> int | None:
+    """An account id as `viewer` may see it: its own and the venue's (<= 0); on a lit venue
+    the counterparty is anonymous (None)."""
+    return account if account == viewer or account <= 0 else None
 
 
 def _push(kind: str, ts_us: int, data: Push) -> Push:

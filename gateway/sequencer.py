@@ -5,8 +5,10 @@ the time (never earlier than the previous command's), executed on the `Venue` at
 added to the journal batch of the current event-loop turn. At the end of the turn the batch
 is written and fsynced in a worker thread (group commit) while later commands go on
 executing into the next batch; when a batch is durable, the outputs of its commands are
-handed to `release` in order. So nothing leaves the process before its command is on disk,
-and the journal holds exactly what was executed: replaying it rebuilds the same state.
+handed to `release` in order; commands submitted one after another with the same origin
+are never split between batches, so their outcomes are released together. So nothing
+leaves the process before its command is on disk, and the journal holds exactly what was
+executed: replaying it rebuilds the same state.
 """
 
 import asyncio
@@ -56,6 +58,17 @@ def _die(failure: BaseException | None) -> None:
     log.critical("fatal: %r; stopping so that recovery replays the journal", failure)
     logging.shutdown()
     os._exit(70)
+
+
+def _batch_end(pending: list[Executed]) -> int:
+    """Where the next batch ends: at most `BATCH_COMMANDS_MAX`, but never between commands
+    of one origin (a request's or a notice's), so they are released together."""
+    end = min(len(pending), BATCH_COMMANDS_MAX)
+    while end < len(pending) and pending[end].origin is not None:
+        if pending[end].origin is not pending[end - 1].origin:
+            break
+        end += 1
+    return end
 
 
 def encode_command(command: Command) -> bytes:
@@ -172,8 +185,9 @@ class Sequencer:
         """Commit batch after batch until nothing is pending; one fsync per batch."""
         loop = asyncio.get_running_loop()
         while self._pending:
-            batch = self._pending[:BATCH_COMMANDS_MAX]
-            del self._pending[:BATCH_COMMANDS_MAX]
+            end = _batch_end(self._pending)
+            batch = self._pending[:end]
+            del self._pending[:end]
             records = [(e.seq, encode_command(e.command)) for e in batch if e.command]
             if records:
                 await loop.run_in_executor(self.io, self.journal.commit, records)

@@ -79,7 +79,7 @@ from gateway.journal import FileJournal, JournalError
 from gateway.ledger_writer import LedgerWriter
 from gateway.market_data import Channel, MarketData, Stream
 from gateway.order_history import OrderHistory
-from gateway.reports import ExecReporter
+from gateway.reports import ExecReporter, anonymized
 from gateway.sequencer import Executed, Sequencer
 from settlement.ledger import Ledger
 from settlement.store import SqliteLedgerStore
@@ -100,9 +100,16 @@ WRITE_BATCH_MAX = 256  # messages per write: bounds one writev and the memory it
 CLOSE_TIMEOUT_S = 2  # a peer that cannot take its last messages in this time is cut off
 REJECT_SUMMARY_INTERVAL_S = 60  # one log line a minute says how many rejects, by reason
 PUBLIC_CHANNELS = {c.value for c in Channel}
+LOGON_ON_TRADE = "log on at /ws/trade"
 TRADING_METHODS = {"order.place", "order.cancel", "order.amend", "orders.cancel_all"}
 # the account's queries: they need the read scope
 READ_METHODS = {"orders.open", "order.status", "orders.history", "fills", "balances"}
+TRADE_SCOPE_METHODS = TRADING_METHODS | {
+    "order.batch",
+    "quote.mass",
+    "session.cod",
+    "orders.cancel_after",
+}
 PUBLIC_METHODS = {  # served before logon, and on /ws/public
     "session.logon",
     "ping",
@@ -167,7 +174,7 @@ class Pending:
     """A request waiting for its command(s) to be durable."""
 
     session: Session
-    request_id: int | str
+    request_id: int | str | None  # None: a frame too broken to read an id from
     method: str
     t_in: int
     expected: int = 1  # commands (or barriers) still to come back
@@ -175,16 +182,20 @@ class Pending:
     answer: bytes | None = None  # a query's answer, computed when it arrived
     reply: bytes | None = None  # a whole response decided on arrival (a refusal from state)
     close_after: bool = False  # logout: close once the response is out
+    close_code: int = 1000
+    close_reason: str = "logged out"
     finish: Callable[["Pending"], bytes] | None = None
     quote_set: str | None = None  # a quote.mass: the set its places belong to
 
 
 @dataclass(eq=False)
 class Notice:
-    """A session push about commands just submitted, sent once they are durable."""
+    """A session push about the commands submitted with it as their origin: sent once they
+    are all durable (the sequencer releases them in one batch), before their own pushes."""
 
     account: int
     message: dict[str, Any]
+    sent: bool = False
 
 
 @dataclass(eq=False)
@@ -304,7 +315,7 @@ class VenueServer:
             self._handle,
             host,
             port,
-            max_size=limits.MESSAGE_BYTES_MAX,
+            max_size=limits.FRAME_BYTES_HARD_MAX,  # up to it, an oversize frame is answered
             max_queue=16,
             compression=None,
             process_request=self._route,
@@ -336,7 +347,7 @@ class VenueServer:
         for account, (seq, history) in image.gateway["private"].items():
             stream = self.private.setdefault(int(account), PrivateStream())
             stream.seq = stream.assigned = seq
-            stream.history.extend((s, bytes(p)) for s, p in history)
+            stream.history.extend((s, anonymized(int(account), bytes(p))) for s, p in history)
         self.order_history.restore(image.gateway.get("order_history"))
 
     def _replayed(self, batch: list[Executed]) -> None:
@@ -423,7 +434,8 @@ class VenueServer:
         log.info("built from the config", extra={"commands": len(commands)})
 
     async def stop(self) -> None:
-        """Stop accepting, tell sessions, flush what is pending, close the files."""
+        """Answer what is owed, tell sessions, stop accepting, flush, close the files."""
+        await self.sequencer.drain()  # answers owed to connections go out before they close
         for session in list(self.sessions.values()):
             self._push(session, {"ch": "session", "type": "shutdown", "reconnect_in_ms": 1000})
         if self._server is not None:
@@ -482,7 +494,10 @@ class VenueServer:
     def _logon_timeout(self, session: Session) -> None:
         if session.key is None and not session.closing:
             log.info("logon timeout", extra={"session": session.id, "peer": _peer(session)})
-            self._close(session, 4001, "logon timeout")
+            # behind the answers still owed (queries wait for durability), then closed
+            closing = Pending(session, None, "", 0, close_after=True, close_code=4001)
+            closing.close_reason = "logon timeout"
+            self.sequencer.barrier(closing)
 
     def _disconnected(self, session: Session) -> None:
         closed = {"session": session.id, "peer": _peer(session), "account": session.account}
@@ -499,10 +514,10 @@ class VenueServer:
             self.placed_on.pop(order_id, None)
         if session.cod and session.placed and session.account is not None:
             account = session.account
+            notice = Notice(account, {"ch": "session", "type": "cod.triggered"})
             for order_id in sorted(session.placed):
                 command = CancelOrder(account=account, order_id=order_id, reason=CancelReason.COD)
-                self.sequencer.submit(command, origin=None)
-            self.sequencer.barrier(Notice(account, {"ch": "session", "type": "cod.triggered"}))
+                self.sequencer.submit(command, origin=notice)
 
     async def _write(self, session: Session) -> None:
         """Write what `_flush_outboxes` left because the peer was not keeping up: wait for
@@ -596,8 +611,22 @@ class VenueServer:
     # ----------------------------------------------------------------- requests
 
     def _on_frame(self, session: Session, frame: str | bytes) -> None:
+        """Answer one frame. Never raises: whatever the frame, it gets its one answer, and
+        the answers already owed on the connection keep coming (a raise would close it)."""
+        try:
+            self._serve_frame(session, frame)
+        except AssertionError:
+            raise  # a broken invariant: crash loudly, recover by replay
+        except Exception:  # a bug outside any handler: the answer says the outcome is unknown
+            log.exception("frame failed on session %d", session.id)
+            self._send_behind(session, wire.error(None, E.INTERNAL, "internal error"))
+
+    def _serve_frame(self, session: Session, frame: str | bytes) -> None:
+        """Decode the envelope, then check logon and scope, then the params, then handle:
+        who may call a method is said before what is wrong with its params."""
         t_in = now_us()
-        request = wire.decode_request(frame)
+        envelope = wire.decode_envelope(frame)
+        request = envelope if isinstance(envelope, wire.WireError) else wire.decode_params(envelope)
         # Every frame is charged, malformed or not, so no flood goes unthrottled.
         cost = _cost(request) if isinstance(request, wire.Request) else limits.cost_milli("?")
         retry = self.limiter.charge_cost(session.id, session.account, cost, t_in)
@@ -607,17 +636,39 @@ class VenueServer:
             )
             self._send(session, body)
             return
+        if isinstance(envelope, wire.WireError):
+            self._send_behind(session, wire.error_of(envelope))
+            return
+        refused = self._refusal(session, envelope.method)
+        if refused is not None:
+            self._send(session, wire.error(envelope.id, refused.code, refused.message))
+            return
         if isinstance(request, wire.WireError):
-            self._send(session, wire.error_of(request))
+            self._send_behind(session, wire.error_of(request))
             return
+        self._dispatch(session, request, t_in)
+
+    def _refusal(self, session: Session, method: str) -> AuthError | None:
+        """Why this session may not call `method` at all, whatever its params."""
+        if method == "session.logon":
+            return None if session.trade else AuthError(E.PERMISSION_DENIED, LOGON_ON_TRADE)
+        if method in PUBLIC_METHODS:
+            return None
+        if session.key is None:
+            where = "log on first" if session.trade else "log on at /ws/trade for this method"
+            return AuthError(E.NOT_AUTHENTICATED, where)
+        scope = _scope_of(method)
+        try:
+            if scope is not None:
+                require_scope(session.key, scope)
+        except AuthError as refused:
+            return refused
+        return None
+
+    def _dispatch(self, session: Session, request: wire.Request, t_in: int) -> None:
         method = request.method
-        if session.key is None and method not in PUBLIC_METHODS:
-            self._reply_error(session, request, E.NOT_AUTHENTICATED, "log on first")
-            return
         handler = self._handlers.get(method) or VenueServer._admin
         try:
-            if method in READ_METHODS:
-                require_scope(_key(session), "read")
             handler(self, session, request, t_in)
         except AuthError as refused:
             self._reply_error(session, request, refused.code, refused.message)
@@ -625,7 +676,15 @@ class VenueServer:
             raise  # a broken invariant: crash loudly, recover by replay
         except Exception:  # a bug in a handler: the client learns the outcome is unknown
             log.exception("request %r failed", request.method)
-            self._reply_error(session, request, E.INTERNAL, "internal error: query the outcome")
+            body = wire.error(request.id, E.INTERNAL, "internal error: query the outcome")
+            self._send_behind(session, body)
+
+    def _send_behind(self, session: Session, body: bytes) -> None:
+        """Send an answer decided now, but behind every answer the connection is owed for
+        the requests before it (they wait for durability): answers keep request order."""
+        pending = Pending(session, None, "", 0)
+        pending.reply = body
+        self.sequencer.barrier(pending)
 
     def _reply_error(
         self, session: Session, request: wire.Request, code: ErrorCode, msg: str, data: Any = None
@@ -636,11 +695,11 @@ class VenueServer:
         self._send(session, wire.ok(request.id, result, t_in, now_us()))
 
     def _defer_error(
-        self, session: Session, request: wire.Request, code: ErrorCode, msg: str
+        self, session: Session, request: wire.Request, code: ErrorCode, msg: str, data: Any = None
     ) -> None:
         """Refuse on the state, but only once the commands that made that state are durable."""
         pending = Pending(session, request.id, request.method, 0)
-        pending.reply = wire.error(request.id, code, msg)
+        pending.reply = wire.error(request.id, code, msg, data)
         self.sequencer.barrier(pending)
 
     def _defer(self, session: Session, request: wire.Request, t_in: int, result: Any) -> None:
@@ -653,7 +712,7 @@ class VenueServer:
 
     def _logon(self, session: Session, request: wire.Request, t_in: int) -> None:
         if not session.trade:
-            self._reply_error(session, request, E.PERMISSION_DENIED, "log on at /ws/trade")
+            self._reply_error(session, request, E.PERMISSION_DENIED, LOGON_ON_TRADE)
             return
         if session.key is not None:
             self._reply_error(session, request, E.BAD_PARAM, "this connection is logged on")
@@ -752,8 +811,8 @@ class VenueServer:
 
     def _dead_man_fired(self, account: int) -> None:
         self.dead_man.pop(account, None)
-        self.sequencer.submit(CancelAll(account=account, reason=CancelReason.DMS), origin=None)
-        self.sequencer.barrier(Notice(account, {"ch": "session", "type": "dms.triggered"}))
+        notice = Notice(account, {"ch": "session", "type": "dms.triggered"})
+        self.sequencer.submit(CancelAll(account=account, reason=CancelReason.DMS), origin=notice)
         self.dead_man_deadlines.pop(account, None)
         # spent, but only on disk once its cancel is durable: a crash in between fires it
         # again at the next start (canceling nothing new) rather than never
@@ -873,8 +932,14 @@ class VenueServer:
             p: Any = request.params
             order = self.venue.find_order(account, p.order_id or 0, p.cl_ord_id)
             symbol = order.symbol if order is not None else None
+            if order is None and (p.price is not None or p.qty is not None):
+                # no symbol to read the units at: refused here, as the engine would refuse it
+                code, msg = self.venue.missing_order_reason(account, p.order_id or 0, p.cl_ord_id)
+                data = {"order_id": p.order_id} if p.order_id else None
+                self._defer_error(session, request, code, msg, data)
+                return None
         command = wire.to_command(request, self.specs, self.scales, account, order_symbol=symbol)
-        if isinstance(command, wire.WireError):  # may hang on state (an unknown symbol, order)
+        if isinstance(command, wire.WireError):  # may hang on state (an unknown symbol)
             self._defer_error(session, request, command.code, command.message)
             return None
         return command
@@ -892,7 +957,10 @@ class VenueServer:
                 order = self.venue.find_order(key.account, p.order_id or 0, p.cl_ord_id)
                 symbol = order.symbol if order is not None else placed_here.get(p.cl_ord_id or "")
                 if symbol is None:
-                    planned.append(_unknown_order(key.account, p.order_id, p.cl_ord_id))
+                    reason = self.venue.missing_order_reason(
+                        key.account, p.order_id or 0, p.cl_ord_id
+                    )
+                    planned.append(_unknown_order(key.account, p.order_id, p.cl_ord_id, reason))
                     continue
             elif isinstance(op, wire.PlaceOp) and op.params.cl_ord_id is not None:
                 placed_here[op.params.cl_ord_id] = op.params.symbol
@@ -1124,7 +1192,8 @@ class VenueServer:
                 self._answer(pending, executed)
             elif isinstance(pending, AccountSubscription):
                 self._join_account_stream(pending)
-            elif isinstance(pending, Notice):
+            elif isinstance(pending, Notice) and not pending.sent:  # before the cancels' pushes
+                pending.sent = True
                 self._notify_account(pending.account, pending.message)
             if executed.command is None:
                 continue
@@ -1150,7 +1219,7 @@ class VenueServer:
         elif pending.finish is not None:
             self._send(session, pending.finish(pending))
         if pending.close_after:
-            self._close(session, 1000, "logged out")
+            self._close(session, pending.close_code, pending.close_reason)
 
     def _executed(self, executed: Executed) -> None:
         """Right after a command executes: its private pushes get their seqs (in execution
@@ -1452,6 +1521,17 @@ def _key(session: Session) -> ApiKey:
     return session.key
 
 
+def _scope_of(method: str) -> str | None:
+    """The scope a method needs beyond logon, if any."""
+    if method in TRADE_SCOPE_METHODS:
+        return "trade"
+    if method in READ_METHODS:
+        return "read"
+    if method.startswith("admin."):
+        return "admin"
+    return None
+
+
 def _cost(request: wire.Request) -> int:
     """What a request costs in milli-tokens: a batch, the sum of its ops by kind."""
     ops = getattr(request.params, "ops", None)
@@ -1469,11 +1549,12 @@ def _tier(depth: int | None) -> int:
     return next((tier for tier in BOOK_DEPTHS if tier >= wanted), BOOK_DEPTHS[-1])
 
 
-def _unknown_order(account: int, order_id: int | None, cl_ord_id: str | None) -> CommandRejected:
+def _unknown_order(
+    account: int, order_id: int | None, cl_ord_id: str | None, reason: tuple[ErrorCode, str]
+) -> CommandRejected:
     """The refusal of an amend whose order neither is open nor was placed earlier in a batch."""
-    return CommandRejected(
-        0, "amend_order", E.UNKNOWN_ORDER, "no such order", account, None, order_id or 0, cl_ord_id
-    )
+    code, detail = reason
+    return CommandRejected(0, "amend_order", code, detail, account, None, order_id or 0, cl_ord_id)
 
 
 def _rejection(events: list[Event]) -> CommandRejected | None:

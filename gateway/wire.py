@@ -11,6 +11,7 @@ Limits: `MESSAGE_BYTES_MAX` per frame, `BATCH_OPS_MAX` ops per batch, `QUOTES_MA
 """
 
 import datetime
+import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
@@ -499,8 +500,17 @@ class _Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
 _params_decoders = {method: msgspec.json.Decoder(kind) for method, kind in METHODS.items()}
-_any_decoder = msgspec.json.Decoder()
 _id_decoder = msgspec.json.Decoder(RequestId)
+
+
+class _IdOnly(msgspec.Struct, frozen=True):
+    id: msgspec.Raw = msgspec.Raw(b"null")  # null is no valid id
+
+
+_id_only_decoder = msgspec.json.Decoder(_IdOnly)
+# `{"id": <integer or short string>` at the very start of a frame
+_LEADING_ID = re.compile(rb'\s*\{\s*"id"\s*:\s*([0-9]{1,16}|"[^"\\]{1,%d}")\s*[,}]' % ID_LENGTH_MAX)
+TOO_DEEP = "the frame nests arrays or objects too deeply to read"
 
 
 def oversize(frame: bytes | str, size_max: int = MESSAGE_BYTES_MAX) -> WireError | None:
@@ -513,11 +523,30 @@ def oversize(frame: bytes | str, size_max: int = MESSAGE_BYTES_MAX) -> WireError
     return WireError(None, E.MESSAGE_TOO_BIG, f"frames are limited to {size_max} bytes")
 
 
+class Envelope(msgspec.Struct, frozen=True):
+    """A request whose id and method are good; its params are still raw JSON."""
+
+    id: int | str
+    method: str
+    params: msgspec.Raw
+
+
 def decode_request(frame: bytes | str, size_max: int = MESSAGE_BYTES_MAX) -> Request | WireError:
     """Decode one request frame strictly, or say what is wrong with it."""
+    envelope = decode_envelope(frame, size_max)
+    if isinstance(envelope, WireError):
+        return envelope
+    return decode_params(envelope)
+
+
+def decode_envelope(frame: bytes | str, size_max: int = MESSAGE_BYTES_MAX) -> Envelope | WireError:
+    """The id and a known method of a frame, or what is wrong with them. Never raises: a
+    frame nested too deep for the decoder is `BAD_JSON` like any other unreadable frame."""
     too_big = oversize(frame, size_max)
     if too_big is not None:
         return too_big
+    if isinstance(frame, bytes) and not _is_utf8(frame):  # a binary frame: text's rule holds
+        return WireError(None, E.BAD_JSON, "a frame holds UTF-8 JSON; this one is not UTF-8")
     try:
         envelope = _envelope_decoder.decode(frame)
     except msgspec.ValidationError as failure:
@@ -527,17 +556,33 @@ def decode_request(frame: bytes | str, size_max: int = MESSAGE_BYTES_MAX) -> Req
         return WireError(_salvage_id(frame), _code_of(failure), _readable(str(failure)))
     except msgspec.DecodeError as failure:
         return WireError(None, E.BAD_JSON, str(failure))
-    decoder = _params_decoders.get(envelope.method)
-    if decoder is None:
+    except RecursionError:  # msgspec's guard against nesting that would exhaust the stack
+        return WireError(_salvage_id(frame), E.BAD_JSON, TOO_DEEP)
+    if envelope.method not in _params_decoders:
         return WireError(envelope.id, E.UNKNOWN_METHOD, f"unknown method {envelope.method!r}")
+    return Envelope(envelope.id, envelope.method, envelope.params)
+
+
+def decode_params(envelope: Envelope) -> Request | WireError:
+    """The request with its params decoded strictly and checked, or what is wrong with them."""
     try:
-        params: Params = decoder.decode(envelope.params)
+        params: Params = _params_decoders[envelope.method].decode(envelope.params)
     except msgspec.ValidationError as failure:
         return WireError(envelope.id, _code_of(failure), _in_params(failure))
+    except RecursionError:  # unreachable after the envelope's decode, kept as a guard
+        return WireError(envelope.id, E.BAD_JSON, TOO_DEEP)
     problem = params.problem()
     if problem is not None:
         return WireError(envelope.id, problem[0], problem[1])
     return Request(envelope.id, envelope.method, params)
+
+
+def _is_utf8(frame: bytes) -> bool:
+    try:
+        frame.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _code_of(failure: msgspec.ValidationError) -> ErrorCode:
@@ -561,13 +606,20 @@ def _readable(text: str) -> str:
 def _salvage_id(frame: bytes | str) -> int | str | None:
     """The request's id from a frame that failed validation, if it has a valid one."""
     try:
-        whole = _any_decoder.decode(frame)
-        if isinstance(whole, dict) and "id" in whole:
-            request_id: int | str = _id_decoder.decode(msgspec.json.encode(whole["id"]))
-            return request_id
+        return _valid_id(_id_only_decoder.decode(frame).id)
     except msgspec.DecodeError:
-        pass
-    return None
+        return None
+    except RecursionError:  # too deep to decode whole: an id that leads the object still counts
+        leading = _LEADING_ID.match(frame if isinstance(frame, bytes) else frame.encode())
+        return None if leading is None else _valid_id(leading.group(1))
+
+
+def _valid_id(raw: bytes) -> int | str | None:
+    try:
+        request_id: int | str = _id_decoder.decode(raw)
+        return request_id
+    except msgspec.DecodeError:
+        return None
 
 
 # ----------------------------------------------------------------- conversion

@@ -381,3 +381,14 @@ def test_amend_below_the_filled_quantity_completes_at_what_traded(harness: Harne
     assert isinstance(amended, OrderAmended)
     assert (amended.qty, amended.cum_qty, amended.leaves_qty) == (6, 6, 0)
     assert amended.status is OrderStatus.FILLED
+
+
+def test_an_amend_that_completes_the_order_keeps_its_resting_price(harness: Harness) -> None:
+    # docs/engine.md: a new price in an amend to at most the filled qty is not applied; the
+    # report carries the price the order traded and rested at.
+    harness.place(1, SELL, 10_000, 10)
+    harness.place(2, BUY, 10_000, 6)
+    events = harness.do(AmendOrder(account=1, order_id=1, qty=6, price=10_100))
+    amended = events[0]
+    assert isinstance(amended, OrderAmended)
+    assert (amended.price, amended.qty, amended.status) == (10_000, 6, OrderStatus.FILLED)

@@ -12,6 +12,7 @@ from gateway.auth import (
     LOGON_PRECEDENCE,
     NONCES_PER_KEY_MAX,
     RECV_WINDOW_MS_DEFAULT,
+    UNKNOWN_KEY_SECRET,
     ApiKey,
     Authenticator,
     AuthError,
@@ -100,7 +101,7 @@ def test_an_uppercase_hex_signature_is_accepted() -> None:
 
 # One row per reason: a logon that is good except for this one thing.
 FAILURES: list[tuple[str, dict[str, object], ErrorCode]] = [
-    ("unknown key", {"key": "k-nobody"}, ErrorCode.NOT_AUTHENTICATED),
+    ("unknown key", {"key": "k-nobody"}, ErrorCode.BAD_SIGNATURE),
     ("empty nonce", {"nonce": ""}, ErrorCode.BAD_PARAM),
     ("nonce too long", {"nonce": "n" * 65}, ErrorCode.BAD_PARAM),
     ("newline in nonce", {"nonce": "a\nb"}, ErrorCode.BAD_PARAM),
@@ -131,7 +132,6 @@ def test_a_reused_nonce_is_refused() -> None:
 def test_the_first_failing_check_in_precedence_order_is_reported() -> None:
     # Row i breaks every check from LOGON_PRECEDENCE[i] on, so only the order decides.
     breakers: dict[ErrorCode, dict[str, object]] = {
-        ErrorCode.NOT_AUTHENTICATED: {"key": "k-nobody"},
         ErrorCode.BAD_PARAM: {"recv_window_ms": 0},
         ErrorCode.TIMESTAMP_OUT_OF_WINDOW: {"ts_us": NOW_US - 10 * WINDOW_US},
         ErrorCode.BAD_SIGNATURE: {"sig": "0" * 64},
@@ -290,3 +290,20 @@ def test_the_sample_configs_keys_build_a_store() -> None:
     assert len(store) == len(loaded.api_keys)
     admin = store.get("demo-admin")
     assert admin is not None and "admin" in admin.scopes
+
+
+def test_an_unknown_key_and_a_wrong_signature_get_the_same_answer() -> None:
+    # Telling them apart would let anyone probe which keys exist.
+    answers = []
+    for change in ({"key": "k-nobody"}, {"secret": "guess"}):
+        with pytest.raises(AuthError) as caught:
+            logon(authenticator(), **change)  # type: ignore[arg-type]
+        answers.append((caught.value.code, caught.value.message))
+    assert answers[0] == answers[1]
+    assert answers[0][0] is ErrorCode.BAD_SIGNATURE
+
+
+def test_the_dummy_secret_of_unknown_keys_logs_nobody_on() -> None:
+    assert refused(authenticator(), key="k-nobody", secret=UNKNOWN_KEY_SECRET) is (
+        ErrorCode.BAD_SIGNATURE
+    )

@@ -1,5 +1,6 @@
 """Private pushes from a real venue with a ledger: exec reports, balances and settlements."""
 
+import json
 from typing import Any
 
 import msgspec
@@ -21,7 +22,7 @@ from engine.commands import (
 from engine.enums import OrderType, SelfTradePrevention, Side, TimeInForce
 from engine.events import CommandRejected, Event
 from engine.venue import Venue
-from gateway.reports import ExecReporter, Push
+from gateway.reports import ExecReporter, Push, anonymized
 from settlement.ledger import Ledger
 from settlement.transfers import FEE_INCOME
 from tests.engine.conftest import SYMBOL, make_spec
@@ -190,23 +191,32 @@ def test_a_trade_reports_to_the_maker_and_to_the_taker(desk: Desk) -> None:
     assert set(desk.reporter.orders) == {1}  # the filled taker is forgotten
 
 
-def test_the_settlement_goes_to_both_participants_with_its_legs(desk: Desk) -> None:
+def test_the_settlement_goes_to_both_participants_each_with_its_own_legs(desk: Desk) -> None:
     desk.place(2, SELL, 100 * PX, 3 * SHARE)
     pushes = desk.place(1, BUY, 100 * PX, 1 * SHARE)
     settlements = of_type(pushes, "settlement")
     assert [account for account, _ in settlements] == [2, 1]  # maker first, then taker
-    data = settlements[0][1]["data"]
-    assert data == settlements[1][1]["data"]
-    assert (data["trade_id"], data["symbol"]) == (1, SYMBOL)
-    assert data["settlement_id"] > 0
-    legs = [{k: v for k, v in leg.items() if k != "transfer_id"} for leg in data["legs"]]
-    assert legs == [
-        {"kind": "delivery", "from": 2, "to": 1, "asset": "AAPLx", "amount": "1.000000"},
-        {"kind": "payment", "from": 1, "to": 2, "asset": "USD", "amount": "100.000000"},
+    seller, buyer = (push["data"] for _, push in settlements)
+    for data in (seller, buyer):
+        assert (data["trade_id"], data["symbol"]) == (1, SYMBOL)
+        assert data["settlement_id"] > 0
+    assert seller["settlement_id"] == buyer["settlement_id"]
+
+    def legs(data: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in leg.items() if k != "transfer_id"} for leg in data["legs"]]
+
+    # Each sees its own legs; the counterparty is null, the venue's fee account named.
+    assert legs(buyer) == [
+        {"kind": "delivery", "from": None, "to": 1, "asset": "AAPLx", "amount": "1.000000"},
+        {"kind": "payment", "from": 1, "to": None, "asset": "USD", "amount": "100.000000"},
         {"kind": "fee", "from": 1, "to": FEE_INCOME, "asset": "USD", "amount": "0.050000"},
+    ]
+    assert legs(seller) == [
+        {"kind": "delivery", "from": 2, "to": None, "asset": "AAPLx", "amount": "1.000000"},
+        {"kind": "payment", "from": None, "to": 2, "asset": "USD", "amount": "100.000000"},
         {"kind": "fee", "from": 2, "to": FEE_INCOME, "asset": "USD", "amount": "0.010000"},
     ]
-    ids = [leg["transfer_id"] for leg in data["legs"]]
+    ids = [leg["transfer_id"] for leg in buyer["legs"]] + [seller["legs"][-1]["transfer_id"]]
     assert ids == list(range(ids[0], ids[0] + 4))
     balances = {
         (account, push["data"]["asset"]): push["data"]
@@ -521,3 +531,30 @@ def test_corporate_actions_reach_each_holder_once_with_its_own_numbers(desk: Des
     split = {account: push["data"] for account, push in of_type(pushes, "corporate_action")}
     assert split[2]["ratio"] == "2:1" and split[2]["holding_after"] == "200.000000"
     assert set(split) == {1, 2, 3}
+
+
+def test_a_settlement_stored_before_anonymity_is_anonymized_on_restore() -> None:
+    # An older snapshot's private history holds settlements with both participants' ids.
+    leg = {"transfer_id": 1, "kind": "delivery", "asset": "AAPLx", "amount": "1.000000"}
+    old = {
+        "ch": "account",
+        "seq": 5,
+        "epoch": 1,
+        "type": "settlement",
+        "ts": 2,
+        "data": {
+            "settlement_id": 1,
+            "trade_id": 1,
+            "symbol": SYMBOL,
+            "legs": [
+                leg | {"from": 2, "to": 1},
+                leg | {"transfer_id": 2, "kind": "fee", "from": 2, "to": FEE_INCOME},
+            ],
+        },
+    }
+    seen = json.loads(anonymized(1, json.dumps(old, separators=(",", ":")).encode()))
+    assert seen["data"]["legs"] == [leg | {"from": None, "to": 1}]
+    again = anonymized(1, json.dumps(seen, separators=(",", ":")).encode())
+    assert json.loads(again) == seen, "an anonymous settlement stays as it is"
+    balance = b'{"ch":"account","seq":6,"type":"balance","data":{}}'
+    assert anonymized(1, balance) == balance

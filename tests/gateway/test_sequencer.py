@@ -8,7 +8,7 @@ from engine.enums import Side
 from engine.events import OrderAccepted, TradeExecuted
 from engine.venue import Venue
 from gateway.journal import FileJournal
-from gateway.sequencer import Executed, Sequencer
+from gateway.sequencer import BATCH_COMMANDS_MAX, Executed, Sequencer, _batch_end
 from tests.engine.conftest import SYMBOL, make_spec
 
 
@@ -67,3 +67,15 @@ def test_outcomes_are_released_after_commit_in_order(tmp_path: Path) -> None:
     assert recovered.recover() == 7 and recovered.last_seq == 7
     assert replayed.state_hash() == venue.state_hash()
     recovered.close()
+
+
+def test_a_batch_never_splits_the_commands_of_one_origin() -> None:
+    # A notice announcing cancels is sent before them and only once all are durable, so
+    # they must come back in one release even past BATCH_COMMANDS_MAX.
+    group, other = object(), object()
+    before = [Executed(seq, None, [], None) for seq in range(1, BATCH_COMMANDS_MAX)]
+    grouped = [Executed(seq, None, [], group) for seq in range(5)]
+    after = [Executed(0, None, [], other)]
+    assert _batch_end(before + grouped + after) == len(before) + len(grouped)
+    assert _batch_end(before + after + grouped) == BATCH_COMMANDS_MAX  # no group at the cut
+    assert _batch_end(grouped) == len(grouped)

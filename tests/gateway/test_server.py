@@ -203,10 +203,15 @@ def test_malformed_frames_change_nothing(run_venue: Any) -> None:
         assert sorted(names) == sorted(cases.values())
         assert (await alpha.open_orders())["orders"] == []
         oversized = json.dumps({"id": 9, "method": "ping", "params": {"pad": "x" * 70_000}})
-        async with connect(venue.url()) as big:
-            await big.send(oversized)
+        abusive = json.dumps({"id": 9, "method": "ping", "params": {"pad": "x" * 300_000}})
+        async with connect(venue.url(), max_size=None) as big:
+            await big.send(oversized)  # over 64 KiB: answered, and the connection stays
+            answer = json.loads(await asyncio.wait_for(big.recv(), 2))
+            assert (answer["id"], answer["error"]["name"]) == (None, "MESSAGE_TOO_BIG")
+            await big.send(abusive)  # over 256 KiB: closed at once
             with pytest.raises(ConnectionClosed):
-                await asyncio.wait_for(big.recv(), 2)
+                while True:  # a heartbeat may come first
+                    await asyncio.wait_for(big.recv(), 2)
             assert big.close_code == 1009
 
     run_venue(scenario)

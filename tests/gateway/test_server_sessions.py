@@ -242,8 +242,13 @@ def test_cancel_on_disconnect_cancels_only_that_connections_open_orders(run_venu
         await drain_pushes(watcher, 0.2)
 
         await leaving.close()
-        # The notice comes once the cancels it announces are durable: after their reports.
-        pushes = await pushes_until(watcher, lambda p: p.get("type") == "cod.triggered")
+        # The notice comes first (once the cancels it announces are durable), then their
+        # reports, as section 4.3 of the protocol says.
+        before = await pushes_until(watcher, lambda p: p.get("type") == "cod.triggered")
+        assert canceled_reports(before) == {}, "no cancel report before the notice"
+        pushes = await pushes_until(watcher, lambda p: len(canceled_reports([p])) == 1)
+        while len(canceled_reports(pushes)) < 3:
+            pushes += await pushes_until(watcher, lambda p: len(canceled_reports([p])) == 1)
         canceled = canceled_reports(pushes)
         assert set(canceled) == {resting, partly, on_other}, "its open orders, no others"
         assert all(data["reason"] == "cod" for data in canceled.values())
@@ -320,7 +325,11 @@ def test_dead_mans_switch_cancels_the_accounts_orders_after_the_timeout(run_venu
         assert armed == {"timeout_ms": 300, "armed": True}
         await arming.close()  # the switch is the account's: it outlives the connection
 
-        pushes = await pushes_until(watcher, lambda p: p.get("type") == "dms.triggered")
+        before = await pushes_until(watcher, lambda p: p.get("type") == "dms.triggered")
+        assert canceled_reports(before) == {}, "the notice comes before the cancels"
+        pushes = await pushes_until(watcher, lambda p: len(canceled_reports([p])) == 1)
+        while len(canceled_reports(pushes)) < len(mine):
+            pushes += await pushes_until(watcher, lambda p: len(canceled_reports([p])) == 1)
         canceled = canceled_reports(pushes)
         assert set(canceled) == mine
         assert all(data["reason"] == "dms" for data in canceled.values())

@@ -1,0 +1,60 @@
+"""What docs/protocol.md promises about naming orders, checked against a real server."""
+
+from typing import Any
+
+from tests.gateway.conftest import Venue
+
+SYMBOL = "AAPLx-USD"
+
+
+def test_a_closed_order_is_not_open_by_id_and_unknown_by_cl_ord_id(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        placed = await alpha.place(SYMBOL, "buy", "1", "186.00", cl_ord_id="gone")
+        order_id = placed["order_id"]
+        await alpha.cancel(order_id=order_id)
+        by_id = {
+            "order.cancel": {"order_id": order_id},
+            "order.amend": {"order_id": order_id, "price": "186.01"},
+        }
+        for method, params in by_id.items():
+            answer = await alpha.request_raw(method, params)
+            assert answer["error"]["name"] == "ORDER_NOT_OPEN", method
+            assert answer["error"]["data"] == {"order_id": order_id}, method
+        # A cl_ord_id names open orders only (it may be reused once the order closed).
+        by_cl_ord_id = {
+            "order.cancel": {"cl_ord_id": "gone"},
+            "order.amend": {"cl_ord_id": "gone", "price": "186.01"},
+            "order.status": {"cl_ord_id": "gone"},
+        }
+        for method, params in by_cl_ord_id.items():
+            answer = await alpha.request_raw(method, params)
+            assert answer["error"]["name"] == "UNKNOWN_ORDER", method
+            assert "data" not in answer["error"], method
+
+    run_venue(scenario)
+
+
+def test_an_amend_of_an_unknown_order_names_it_in_data(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        for params in (
+            {"order_id": 999, "price": "186.01"},  # refused by the gateway (no symbol to read)
+            {"order_id": 999, "new_cl_ord_id": "x"},  # refused by the engine
+        ):
+            answer = await alpha.request_raw("order.amend", params)
+            error = answer["error"]
+            assert (error["name"], error.get("data")) == ("UNKNOWN_ORDER", {"order_id": 999})
+
+    run_venue(scenario)
+
+
+def test_account_queries_on_the_public_endpoint_say_where_to_log_on(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        public = await venue.client(endpoint="public")
+        answer = await public.request_raw("balances", {})
+        assert answer["status"] == 401
+        assert answer["error"]["name"] == "NOT_AUTHENTICATED"
+        assert "/ws/trade" in answer["error"]["msg"]
+
+    run_venue(scenario)

@@ -1,0 +1,369 @@
+"""Hostile input against a real server: every frame gets its answer, in order, and no answer
+owed before it is lost; who may call a method is checked before its params."""
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from gateway.auth import sign_logon
+from gateway.limits import MESSAGE_BYTES_MAX
+from gateway.server import VenueServer
+from tests.gateway.conftest import KEYS, Venue, start_venue
+
+SYMBOL = "AAPLx-USD"
+WAIT_S = 5
+DEPTH = 1_000  # the finding: 1,000 brackets (about 2 KB) closed the connection with 1011
+
+
+async def logged_on(venue: Venue, who: str, endpoint: str = "trade") -> ClientConnection:
+    """A raw websocket, logged on as `who` (None: not logged on)."""
+    websocket = await connect(venue.url(endpoint), max_size=None)
+    if who != "nobody":
+        key, secret = KEYS[who]
+        ts = time.time_ns() // 1_000
+        sig = sign_logon(secret, key, ts, f"n-{ts}", 5_000)
+        params = {"api_key": key, "ts": ts, "nonce": f"n-{ts}", "recv_window": 5_000, "sig": sig}
+        await websocket.send(json.dumps({"id": 0, "method": "session.logon", "params": params}))
+        assert (await answers(websocket, 1))[0]["status"] == 200
+    return websocket
+
+
+async def answers(websocket: ClientConnection, count: int) -> list[dict[str, Any]]:
+    """The next `count` responses (messages with a status), pushes skipped."""
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + WAIT_S
+    while len(found) < count:
+        message = json.loads(
+            await asyncio.wait_for(websocket.recv(), max(0.01, deadline - time.monotonic()))
+        )
+        if "status" in message:
+            found.append(message)
+    return found
+
+
+def place(request_id: int, price: str) -> str:
+    params = {
+        "symbol": SYMBOL,
+        "side": "buy",
+        "type": "limit",
+        "tif": "gtc",
+        "price": price,
+        "qty": "1",
+    }
+    return json.dumps({"id": request_id, "method": "order.place", "params": params})
+
+
+def padded(request_id: int, size: int) -> str:
+    """A valid `balances` query (answered behind the commands before it) of exactly `size`
+    bytes: whitespace is JSON too."""
+    head = f'{{"id": {request_id}, "method": "balances"'
+    return head + " " * (size - len(head) - 1) + "}"
+
+
+BIG = "1" + "0" * 5_000  # over Python's 4,300-digit int parsing limit
+HOSTILE: dict[str, tuple[str, int | None, str]] = {  # frame, the id answered, the error name
+    "deep arrays in params": (
+        '{"id": 9, "method": "ping", "params": ' + "[" * DEPTH + "]" * DEPTH + "}",
+        9,
+        "BAD_JSON",
+    ),
+    "deep objects in params": (
+        '{"id": 9, "method": "ping", "params": ' + '{"a": ' * DEPTH + "1" + "}" * DEPTH + "}",
+        9,
+        "BAD_JSON",
+    ),
+    "deep nesting in the id": (
+        '{"id": ' + "[" * DEPTH + "]" * DEPTH + ', "method": "ping"}',
+        None,
+        "BAD_PARAM",
+    ),
+    "deep nesting in an unknown field first": (
+        '{"x": ' + "[" * DEPTH + "]" * DEPTH + ', "id": 9, "method": "ping"}',
+        None,
+        "BAD_PARAM",  # the unknown field is refused before its value is read
+    ),
+    "deep top level": ("[" * 20_000 + "]" * 20_000, None, "BAD_JSON"),
+    "huge integer id": ('{"id": ' + BIG + ', "method": "ping"}', None, "BAD_PARAM"),
+    "huge integer param": (
+        '{"id": 9, "method": "order.cancel", "params": {"order_id": ' + BIG + "}}",
+        9,
+        "BAD_PARAM",
+    ),
+    "huge exponent": ('{"id": 9, "method": "ping", "x": 1e999999}', 9, "BAD_PARAM"),
+    "one byte over the limit": (padded(9, MESSAGE_BYTES_MAX + 1), None, "MESSAGE_TOO_BIG"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE), ids=list(HOSTILE))
+def test_a_hostile_frame_after_a_place_loses_no_answer(run_venue: Any, case: str) -> None:
+    frame, answered_id, name = HOSTILE[case]
+
+    async def scenario(venue: Venue) -> None:
+        websocket = await logged_on(venue, "alpha")
+        await websocket.send(place(1, "186.00"))  # answered once durable, so after a while
+        await websocket.send(frame)
+        first, second = await answers(websocket, 2)
+        assert (first["id"], first["status"]) == (1, 200), "the place is answered, first"
+        assert (second["id"], second["status"], second["error"]["name"]) == (
+            answered_id,
+            400,
+            name,
+        )
+        await websocket.send(json.dumps({"id": 3, "method": "ping"}))
+        assert (await answers(websocket, 1))[0]["id"] == 3, "the connection stays usable"
+        await websocket.close()
+
+    run_venue(scenario)
+
+
+def test_a_frame_of_exactly_the_size_limit_is_served(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        websocket = await logged_on(venue, "alpha")
+        await websocket.send(place(1, "186.00"))
+        frame = padded(2, MESSAGE_BYTES_MAX)
+        assert len(frame.encode()) == MESSAGE_BYTES_MAX
+        await websocket.send(frame)
+        first, second = await answers(websocket, 2)
+        assert (first["id"], first["status"]) == (1, 200)
+        assert (second["id"], second["status"]) == (2, 200)
+        await websocket.close()
+
+    run_venue(scenario)
+
+
+def test_binary_frames_are_read_as_text(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        websocket = await logged_on(venue, "alpha")
+        await websocket.send(place(1, "186.00").encode())  # a binary frame
+        await websocket.send(b'{"id": 2, "method": "ping", "x": "\xff"}')  # not UTF-8
+        await websocket.send(b'{"id": 3, "method": "balances"}')
+        placed, not_utf8, balances = await answers(websocket, 3)
+        assert (placed["id"], placed["status"]) == (1, 200)
+        assert (not_utf8["id"], not_utf8["error"]["name"]) == (None, "BAD_JSON")
+        assert (balances["id"], balances["status"]) == (3, 200)
+        await websocket.close()
+
+    run_venue(scenario)
+
+
+# ----------------------------------------------------------------- order of checks
+
+GOOD_DEPOSIT = {"account": 1, "asset": "USD", "amount": "1"}
+BAD_DEPOSIT = {"account": "one"}
+GOOD_PLACE = json.loads(place(0, "186.00"))["params"]
+BAD_PLACE = {"symbol": SYMBOL}
+GOOD_LOGON = {"api_key": "k", "ts": 1, "nonce": "n", "sig": "0" * 64}
+BAD_LOGON = {"api_key": 5}
+
+# endpoint, who is logged on ("nobody": no one), method, params -> (status, error name)
+CHECKS: list[tuple[str, str, str, dict[str, Any], tuple[int, str | None]]] = [
+    ("public", "nobody", "admin.deposit", GOOD_DEPOSIT, (401, "NOT_AUTHENTICATED")),
+    ("public", "nobody", "admin.deposit", BAD_DEPOSIT, (401, "NOT_AUTHENTICATED")),
+    ("public", "nobody", "order.place", BAD_PLACE, (401, "NOT_AUTHENTICATED")),
+    ("public", "nobody", "balances", {"x": 1}, (401, "NOT_AUTHENTICATED")),
+    ("public", "nobody", "session.logon", GOOD_LOGON, (403, "PERMISSION_DENIED")),
+    ("public", "nobody", "session.logon", BAD_LOGON, (403, "PERMISSION_DENIED")),
+    ("public", "nobody", "ping", {"x": 1}, (400, "BAD_PARAM")),
+    ("trade", "nobody", "admin.deposit", BAD_DEPOSIT, (401, "NOT_AUTHENTICATED")),
+    ("trade", "nobody", "order.place", BAD_PLACE, (401, "NOT_AUTHENTICATED")),
+    ("trade", "nobody", "session.logon", BAD_LOGON, (400, "BAD_PARAM")),
+    ("trade", "alpha", "admin.deposit", GOOD_DEPOSIT, (403, "PERMISSION_DENIED")),
+    ("trade", "alpha", "admin.deposit", BAD_DEPOSIT, (403, "PERMISSION_DENIED")),
+    ("trade", "alpha", "order.place", BAD_PLACE, (400, "MISSING_PARAM")),
+    ("trade", "alpha", "order.place", GOOD_PLACE, (200, None)),
+    ("trade", "alpha", "balances", {"x": 1}, (400, "BAD_PARAM")),
+    ("trade", "admin", "order.place", GOOD_PLACE, (403, "PERMISSION_DENIED")),
+    ("trade", "admin", "order.place", BAD_PLACE, (403, "PERMISSION_DENIED")),
+    ("trade", "admin", "admin.deposit", BAD_DEPOSIT, (400, "BAD_PARAM")),
+    ("trade", "admin", "admin.deposit", GOOD_DEPOSIT, (200, None)),
+    ("trade", "admin", "balances", {}, (200, None)),
+]
+
+
+def test_logon_and_scope_are_checked_before_params(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        connections: dict[tuple[str, str], ClientConnection] = {}
+        for endpoint, who, _, _, _ in CHECKS:
+            if (endpoint, who) not in connections:
+                connections[(endpoint, who)] = await logged_on(venue, who, endpoint)
+        for index, (endpoint, who, method, params, expected) in enumerate(CHECKS):
+            websocket = connections[(endpoint, who)]
+            await websocket.send(json.dumps({"id": index, "method": method, "params": params}))
+            (answer,) = await answers(websocket, 1)
+            error = answer.get("error", {}).get("name")
+            row = (endpoint, who, method, params)
+            assert (answer["id"], (answer["status"], error)) == (index, expected), row
+        for websocket in connections.values():
+            await websocket.close()
+
+    run_venue(scenario)
+
+
+def test_which_keys_exist_cannot_be_probed(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        websocket = await logged_on(venue, "nobody")
+        ts = time.time_ns() // 1_000
+        errors = []
+        for index, (key, secret) in enumerate(
+            [("no-such-key", "any"), (KEYS["alpha"][0], "not-its-secret")]
+        ):
+            sig = sign_logon(secret, key, ts, f"p-{index}", 5_000)
+            params = {"api_key": key, "ts": ts, "nonce": f"p-{index}", "sig": sig}
+            request = {"id": 1, "method": "session.logon", "params": params}
+            await websocket.send(json.dumps(request))
+            (answer,) = await answers(websocket, 1)
+            errors.append((answer["status"], answer["error"]))
+        assert errors[0] == errors[1]
+        assert errors[0][0] == 401 and errors[0][1]["name"] == "BAD_SIGNATURE"
+        await websocket.close()
+
+    run_venue(scenario)
+
+
+# ----------------------------------------------------------------- anonymity
+
+BUYER, SELLER = 777_001, 777_002  # ids no other number on the wire is likely to equal
+
+
+async def recorded(venue: Venue, key: str, secret: str) -> tuple[ClientConnection, list[str]]:
+    """A logged-on raw connection and the list every message it receives is appended to."""
+    websocket = await connect(venue.url(), max_size=None)
+    seen: list[str] = []
+    ts = time.time_ns() // 1_000
+    sig = sign_logon(secret, key, ts, f"r-{ts}", 5_000)
+    params = {"api_key": key, "ts": ts, "nonce": f"r-{ts}", "recv_window": 5_000, "sig": sig}
+    await websocket.send(json.dumps({"id": 0, "method": "session.logon", "params": params}))
+    seen.append(str(await asyncio.wait_for(websocket.recv(), WAIT_S)))
+    return websocket, seen
+
+
+async def call(
+    websocket: ClientConnection, seen: list[str], method: str, params: dict[str, Any]
+) -> dict[str, Any]:
+    """Send a request; every message up to its answer is recorded in `seen`."""
+    request_id = len(seen) + 1_000
+    await websocket.send(json.dumps({"id": request_id, "method": method, "params": params}))
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        text = str(await asyncio.wait_for(websocket.recv(), deadline - time.monotonic()))
+        seen.append(text)
+        message = json.loads(text)
+        if message.get("id") == request_id:
+            return message
+
+
+async def read_for(websocket: ClientConnection, seen: list[str], wait_s: float) -> None:
+    """Record every message that arrives within `wait_s` of the last one."""
+    try:
+        while True:
+            seen.append(str(await asyncio.wait_for(websocket.recv(), wait_s)))
+    except TimeoutError:
+        return
+
+
+async def open_funded_accounts(venue: Venue) -> dict[int, tuple[str, str]]:
+    admin, _ = await recorded(venue, *KEYS["admin"])
+    keys = {}
+    for account, name, asset, amount in (
+        (BUYER, "buyer", "USD", "100000"),
+        (SELLER, "seller", "AAPLx", "100"),
+    ):
+        scratch: list[str] = []
+        opened = {"account": account, "name": name, "jurisdiction": "FR", "kyc_approved": True}
+        assert (await call(admin, scratch, "admin.open_account", opened))["status"] == 200
+        funds = {"account": account, "asset": asset, "amount": amount}
+        assert (await call(admin, scratch, "admin.deposit", funds))["status"] == 200
+        issued = {"account": account, "scopes": ["read", "trade"]}
+        result = (await call(admin, scratch, "admin.issue_key", issued))["result"]
+        keys[account] = (result["api_key"], result["secret"])
+    await admin.close()
+    return keys
+
+
+async def trade_and_query(venue: Venue, keys: dict[int, tuple[str, str]]) -> dict[int, list[str]]:
+    """The two accounts trade with each other and ask every query; what each received."""
+    connections = {account: await recorded(venue, *keys[account]) for account in keys}
+    for websocket, seen in connections.values():
+        await call(websocket, seen, "subscribe", {"ch": "account"})
+        await call(websocket, seen, "subscribe", {"ch": "trades", "symbols": [SYMBOL]})
+    order = {"symbol": SYMBOL, "type": "limit", "price": "187.30", "qty": "2"}
+    sell = order | {"side": "sell", "tif": "gtc", "cl_ord_id": "s-1"}
+    buy = order | {"side": "buy", "tif": "ioc", "qty": "1"}
+    assert (await call(*connections[SELLER], "order.place", sell))["status"] == 200
+    assert (await call(*connections[BUYER], "order.place", buy))["status"] == 200
+    for websocket, seen in connections.values():
+        await read_for(websocket, seen, 0.3)
+        await call(websocket, seen, "fills", {"limit": 100})
+        await call(websocket, seen, "orders.open", {})
+        await call(websocket, seen, "balances", {})
+        await call(websocket, seen, "subscribe", {"ch": "account", "since_seq": 0})
+        await read_for(websocket, seen, 0.3)
+    await call(*connections[SELLER], "order.status", {"cl_ord_id": "s-1"})
+    for websocket, _ in connections.values():
+        await websocket.close()
+    return {account: seen for account, (_, seen) in connections.items()}
+
+
+def assert_anonymous(received: dict[int, list[str]]) -> None:
+    for account, messages in received.items():
+        other = str(SELLER if account == BUYER else BUYER)
+        assert any('"settlement"' in m for m in messages), "the trade settled"
+        leaked = [m for m in messages if other in m]
+        assert leaked == [], f"account {account} was told of account {other}"
+        assert any(str(account) in m for m in messages), "its own id is shown"
+
+
+def test_no_message_names_the_counterparty(tmp_path: Any) -> None:
+    """Live, and in the history a restart rebuilds from the journal alone."""
+
+    async def main() -> None:
+        venue = await start_venue(tmp_path)
+        try:
+            keys = await asyncio.wait_for(open_funded_accounts(venue), 10)
+            assert_anonymous(await asyncio.wait_for(trade_and_query(venue, keys), 10))
+        finally:
+            await venue.server.stop()
+        for snapshot in tmp_path.glob("snapshot-*"):  # recovery replays the whole journal
+            snapshot.unlink()
+        venue = await start_venue(tmp_path)
+        try:
+            received = {}
+            for account in keys:
+                websocket, seen = await recorded(venue, *keys[account])
+                await call(websocket, seen, "subscribe", {"ch": "account", "since_seq": 0})
+                await read_for(websocket, seen, 0.3)
+                await call(websocket, seen, "fills", {"limit": 100})
+                await websocket.close()
+                received[account] = seen
+            assert_anonymous(received)
+        finally:
+            await venue.server.stop()
+
+    asyncio.run(main())
+
+
+def test_a_failing_handler_answers_internal_behind_what_is_owed(run_venue: Any) -> None:
+    def broken(server: Any, session: Any, request: Any, t_in: int) -> None:
+        raise RuntimeError("a bug in a handler")
+
+    async def scenario(venue: Venue) -> None:
+        websocket = await logged_on(venue, "alpha")
+        original = VenueServer._handlers["time"]
+        VenueServer._handlers["time"] = broken  # fault injection: the one way to reach it
+        try:
+            await websocket.send(place(1, "186.00"))
+            await websocket.send(json.dumps({"id": 2, "method": "time"}))
+            first, second = await answers(websocket, 2)
+        finally:
+            VenueServer._handlers["time"] = original
+        assert (first["id"], first["status"]) == (1, 200)
+        assert (second["id"], second["status"], second["error"]["name"]) == (2, 500, "INTERNAL")
+        await websocket.send(json.dumps({"id": 3, "method": "time"}))
+        assert (await answers(websocket, 1))[0]["id"] == 3, "the connection stays usable"
+        await websocket.close()
+
+    run_venue(scenario)
