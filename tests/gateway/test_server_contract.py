@@ -21,16 +21,21 @@ def test_a_closed_order_is_not_open_by_id_and_unknown_by_cl_ord_id(run_venue: An
             answer = await alpha.request_raw(method, params)
             assert answer["error"]["name"] == "ORDER_NOT_OPEN", method
             assert answer["error"]["data"] == {"order_id": order_id}, method
-        # A cl_ord_id names open orders only (it may be reused once the order closed).
+        # Cancel and amend name open orders only by cl_ord_id (it may be reused once the
+        # order closed); order.status looks in the closed history too.
         by_cl_ord_id = {
             "order.cancel": {"cl_ord_id": "gone"},
             "order.amend": {"cl_ord_id": "gone", "price": "186.01"},
-            "order.status": {"cl_ord_id": "gone"},
         }
         for method, params in by_cl_ord_id.items():
             answer = await alpha.request_raw(method, params)
             assert answer["error"]["name"] == "UNKNOWN_ORDER", method
             assert "data" not in answer["error"], method
+        status = await alpha.request_raw("order.status", {"cl_ord_id": "gone"})
+        assert (status["result"]["order_id"], status["result"]["status"]) == (
+            order_id,
+            "canceled",
+        )
 
     run_venue(scenario)
 
