@@ -172,7 +172,7 @@ def test_a_matured_bill_cannot_trade_again(custodied: Custodied) -> None:
     list_bill(custodied)
     custodied.ok(AdvanceClock(), ts=MATURITY_US)
     reopen = SetInstrumentStatus(symbol=BILL, status=InstrumentStatus.OPEN)
-    assert custodied.refused(reopen) is ErrorCode.BAD_PARAM
+    assert custodied.refused(reopen) is ErrorCode.INSTRUMENT_MATURED
     custodied.ok(SetInstrumentStatus(symbol=BILL, status=InstrumentStatus.DELISTED))
 
 
