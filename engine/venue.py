@@ -72,8 +72,8 @@ from settlement.transfers import TransferKind
 
 CL_ORD_ID_LENGTH_MAX = 36  # the protocol's bound on client ids
 TAG_LENGTH_MAX = 36  # same bound for free-form tags
-# 1e12 ms is September 2001: an expire_at at least that large, under a hundredth of now
-# but in the future as ms, was almost surely sent in milliseconds.
+# 1e12 ms is September 2001: an expire_at at least that large yet 100 to 10,000 times
+# smaller than now (a time near now in ms is a thousandth of it in µs) was sent in ms.
 MILLISECONDS_EPOCH_MIN = 10**12
 
 # Hot-path aliases: a module global is one dict lookup, an enum member two.
@@ -1053,11 +1053,9 @@ def _place_shape_problem(cmd: PlaceOrder) -> str | None:
 
 def _expire_at_problem(expire_at_us: int, ts_us: int) -> str:
     """Why an expire_at at or before now is refused; names a millisecond slip as such."""
-    # In ms, a time near now is about a thousandth of now in µs: far below it, yet ahead
-    # of it once scaled.
     if (
         expire_at_us >= MILLISECONDS_EPOCH_MIN
-        and expire_at_us * 100 <= ts_us < expire_at_us * 1_000
+        and expire_at_us * 100 <= ts_us < expire_at_us * 10_000
     ):
         return f"expire_at {expire_at_us} looks like milliseconds; expire_at is in microseconds"
     return "expire_at is not in the future"
