@@ -7,10 +7,12 @@ nothing. What an admin action does is checked where a user sees it: balances, th
 stream, the `instruments` query and channel, order entry, a logon with an issued key.
 """
 
+import asyncio
 import datetime
 import time
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +20,7 @@ import pytest
 from engine.units import format_units
 from gateway.client import VenueClient, VenueError
 from settlement import tbill
-from tests.gateway.conftest import KEYS, Venue, drain_pushes
+from tests.gateway.conftest import KEYS, TEST_TIMEOUT_S, Venue, drain_pushes, start_venue
 
 SYMBOL = "AAPLx-USD"
 NEW_ASSET = "TSLAx"
@@ -551,3 +553,39 @@ def test_business_errors_carry_the_numbers_that_explain_them(run_venue: Any) -> 
         )
 
     run_venue(scenario)
+
+
+def test_caps_and_an_early_maturity_come_back_after_a_restart(tmp_path: Path) -> None:
+    """Both are journaled commands: a snapshot restore and a full replay give the same state."""
+    data_dir = tmp_path / "data"
+
+    async def before() -> str:
+        venue = await start_venue(data_dir)
+        admin = await venue.client("admin")
+        await admin.request("admin.set_order_caps", {"symbol": SYMBOL, "max_qty": "10"})
+        await admin.request("admin.mature", {"symbol": BILL})
+        state = venue.server.venue.state_hash()
+        await admin.close()
+        await venue.server.stop()
+        return state
+
+    async def after() -> tuple[str, str, Any]:
+        venue = await start_venue(data_dir)
+        try:
+            start = venue.server.venue.state_hash()
+            spec = venue.server.venue.markets[SYMBOL].spec
+            admin = await venue.client("admin")
+            deposit = {"account": 1, "asset": BILL_ASSET, "amount": "100"}
+            seen = (spec.max_qty, await refusal(admin, "admin.deposit", deposit))
+            await admin.close()
+            return start, venue.server.venue.state_hash(), seen
+        finally:
+            await venue.server.stop()
+
+    state = asyncio.run(asyncio.wait_for(before(), TEST_TIMEOUT_S))
+    restored, end, seen = asyncio.run(asyncio.wait_for(after(), TEST_TIMEOUT_S))
+    assert restored == state and seen == (10_000_000, "ASSET_MATURED")
+    for path in data_dir.glob("snapshot-*.bin"):
+        path.unlink()  # now from the journal alone
+    replayed, _, seen = asyncio.run(asyncio.wait_for(after(), TEST_TIMEOUT_S))
+    assert replayed == end and seen == (10_000_000, "ASSET_MATURED")
