@@ -35,6 +35,7 @@ from engine.events import (
     WithdrawalVoided,
 )
 from engine.reasons import ErrorCode
+from engine.units import looks_like_milliseconds
 from settlement.ledger import (
     AssetSpec,
     Attestation,
@@ -77,6 +78,10 @@ class Custody:
             events.append(AccountOpened(cmd.ts_us, participant))
 
     def _attest(self, cmd: AttestReserves, events: list[Event]) -> None:
+        if looks_like_milliseconds(cmd.as_of_us, cmd.ts_us):
+            detail = f"as_of {cmd.as_of_us} looks like milliseconds; as_of is in microseconds"
+            _refused(Refused("BAD_PARAM", detail), cmd, "attest_reserves", events)
+            return
         attestation = Attestation(cmd.asset, cmd.amount, cmd.as_of_us)
         refusal = self.ledger.attest(attestation, self.matured_assets)
         if not _refused(refusal, cmd, "attest_reserves", events):

@@ -161,7 +161,13 @@ SET_REFERENCE_PRICE_PRECEDENCE: tuple[ErrorCode, ...] = (
     E.INVALID_PRICE_TICK,
 )
 
-ATTEST_PRECEDENCE: tuple[ErrorCode, ...] = (E.UNKNOWN_ASSET, E.BAD_PARAM, E.ASSET_MATURED)
+# BAD_PARAM first for an as_of sent in milliseconds, then as the ledger checks.
+ATTEST_PRECEDENCE: tuple[ErrorCode, ...] = (
+    E.BAD_PARAM,
+    E.UNKNOWN_ASSET,
+    E.BAD_PARAM,
+    E.ASSET_MATURED,
+)
 
 # Maturing a bill now: a delisted bill still redeems (its holders are paid regardless).
 MATURE_INSTRUMENT_PRECEDENCE: tuple[ErrorCode, ...] = (

@@ -66,15 +66,12 @@ from engine.events import (
 from engine.instrument import InstrumentSpec
 from engine.market import Market
 from engine.reasons import ErrorCode
-from engine.units import UNITS_MAX
+from engine.units import UNITS_MAX, looks_like_milliseconds
 from settlement.ledger import Ledger
 from settlement.transfers import TransferKind
 
 CL_ORD_ID_LENGTH_MAX = 36  # the protocol's bound on client ids
 TAG_LENGTH_MAX = 36  # same bound for free-form tags
-# 1e12 ms is September 2001: an expire_at at least that large yet 100 to 10,000 times
-# smaller than now (a time near now in ms is a thousandth of it in µs) was sent in ms.
-MILLISECONDS_EPOCH_MIN = 10**12
 
 # Hot-path aliases: a module global is one dict lookup, an enum member two.
 BUY = Side.BUY
@@ -1053,10 +1050,7 @@ def _place_shape_problem(cmd: PlaceOrder) -> str | None:
 
 def _expire_at_problem(expire_at_us: int, ts_us: int) -> str:
     """Why an expire_at at or before now is refused; names a millisecond slip as such."""
-    if (
-        expire_at_us >= MILLISECONDS_EPOCH_MIN
-        and expire_at_us * 100 <= ts_us < expire_at_us * 10_000
-    ):
+    if looks_like_milliseconds(expire_at_us, ts_us):
         return f"expire_at {expire_at_us} looks like milliseconds; expire_at is in microseconds"
     return "expire_at is not in the future"
 

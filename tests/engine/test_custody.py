@@ -289,3 +289,12 @@ def test_a_short_balance_is_refused_with_what_is_needed_and_available(
     events = custodied.do(RequestWithdrawal(account=1, asset="USD", amount=101 * USD))
     assert isinstance(events[0], CommandRejected) and events[0].asset == "USD"
     assert events[0].facts == (("needed", 101 * USD, 6), ("available", 100 * USD, 6))
+
+
+def test_an_attestation_as_of_milliseconds_is_named_as_such(custodied: Custodied) -> None:
+    now_us = 1_764_000_000_000_000
+    attest = AttestReserves(asset="USD", amount=USD, as_of_us=now_us // 1_000)
+    events = custodied.do(attest, ts=now_us)
+    assert isinstance(events[0], CommandRejected) and events[0].reason is ErrorCode.BAD_PARAM
+    assert "looks like milliseconds; as_of is in microseconds" in events[0].detail
+    custodied.ok(AttestReserves(asset="USD", amount=USD, as_of_us=now_us))

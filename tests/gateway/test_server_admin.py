@@ -551,6 +551,10 @@ def test_business_errors_carry_the_numbers_that_explain_them(run_venue: Any) -> 
             "looks like milliseconds; expire_at is in microseconds"
             in (milliseconds["error"]["msg"])
         )
+        admin = await venue.client("admin")
+        attest = {"asset": "USD", "amount": "1", "as_of": now_us() // 1000}
+        response = await admin.request_raw("admin.attest_reserves", attest)
+        assert "looks like milliseconds; as_of is in microseconds" in response["error"]["msg"]
 
     run_venue(scenario)
 
