@@ -1,7 +1,8 @@
 """The venue's state machine: `Venue.execute(command) -> events`, deterministic and pure.
 
-Owns every market (book, status, band), every open order and the indexes over them (by id,
-by account, by client order id), the gtd expiry queue and the id counters. Matching is
+Owns every market (book, status, band, per-order caps, T-bill maturity, scheduled or run
+early by an operator), every open order and the indexes over them (by id, by account, by
+client order id), the gtd expiry queue and the id counters. Matching is
 price-time priority at the maker's price; self-trade prevention follows the taker's mode.
 Each command is checked in the order its `*_PRECEDENCE` tuple in `engine.reasons` lists,
 and a refused command changes nothing. Before any command runs, gtd orders whose expiry
@@ -362,7 +363,8 @@ class Venue:
                 return E.PRICE_BAND, "price is outside the band"
             if price * qty * market.notional_num < market.min_notional_scaled:
                 return E.BELOW_MIN_NOTIONAL, "notional is below the minimum"
-            if market.above_max_notional(price, qty):
+            cap = market.max_notional_scaled  # inline: a method call costs on every order
+            if cap and price * qty * market.notional_num > cap:
                 return E.ABOVE_MAX_NOTIONAL, "notional is above the per-order maximum"
             if (tif is GTC or tif is GTD) and len(
                 self.account_orders.get(cmd.account, ())
