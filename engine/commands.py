@@ -85,6 +85,20 @@ class SetReferencePrice(Command, frozen=True, gc=False, kw_only=True):
     price: int
 
 
+class SetOrderCaps(Command, frozen=True, gc=False, kw_only=True):
+    """Change an instrument's per-order caps (fat-finger filters); 0 removes a cap."""
+
+    symbol: str
+    max_qty: int = 0
+    max_notional: int = 0
+
+
+class MatureInstrument(Command, frozen=True, gc=False, kw_only=True):
+    """Mature a T-bill now, at the command's time: cancel its orders, redeem at par."""
+
+    symbol: str
+
+
 class AdvanceClock(Command, frozen=True, gc=False, kw_only=True):
     """Let time pass: expires every gtd order whose expire_at has come."""
 
@@ -165,6 +179,8 @@ AnyCommand = (
     | ListInstrument
     | SetInstrumentStatus
     | SetReferencePrice
+    | SetOrderCaps
+    | MatureInstrument
     | AdvanceClock
     | ListAsset
     | OpenAccount

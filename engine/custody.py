@@ -3,11 +3,12 @@
 Owns the translation of the ledger's operator commands into `settlement.ledger` calls and
 their events, with the ledger's refusals reported as `CommandRejected` under the stable
 error codes. Deposits mint only against a fresh attestation (`reserve_staleness_max_us`);
-withdrawals hold first and burn on confirmation. Balances changed here are reported with
-`BalanceChanged` like those changed by trades.
+withdrawals hold first and burn on confirmation. A matured T-bill's token takes no more
+attestations or mints: it has been redeemed, and new tokens would be stranded. Balances
+changed here are reported with `BalanceChanged` like those changed by trades.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any
 
 from engine.clearing import balance_changed
@@ -27,12 +28,14 @@ from engine.events import (
     CommandRejected,
     Deposited,
     Event,
+    Fact,
     ReservesAttested,
     WithdrawalConfirmed,
     WithdrawalRequested,
     WithdrawalVoided,
 )
 from engine.reasons import ErrorCode
+from engine.units import looks_like_milliseconds
 from settlement.ledger import (
     AssetSpec,
     Attestation,
@@ -46,9 +49,12 @@ Handler = Callable[[Any, list[Event]], None]
 
 
 class Custody:
-    def __init__(self, ledger: Ledger, reserve_staleness_max_us: int) -> None:
+    def __init__(
+        self, ledger: Ledger, reserve_staleness_max_us: int, matured_assets: Container[str] = ()
+    ) -> None:
         self.ledger = ledger
         self.reserve_staleness_max_us = reserve_staleness_max_us
+        self.matured_assets = matured_assets  # the venue's, kept up to date by it
 
     def handlers(self) -> dict[type[Command], Handler]:
         return {
@@ -72,8 +78,13 @@ class Custody:
             events.append(AccountOpened(cmd.ts_us, participant))
 
     def _attest(self, cmd: AttestReserves, events: list[Event]) -> None:
+        if looks_like_milliseconds(cmd.as_of_us, cmd.ts_us):
+            detail = f"as_of {cmd.as_of_us} looks like milliseconds; as_of is in microseconds"
+            _refused(Refused("BAD_PARAM", detail), cmd, "attest_reserves", events)
+            return
         attestation = Attestation(cmd.asset, cmd.amount, cmd.as_of_us)
-        if not _refused(self.ledger.attest(attestation), cmd, "attest_reserves", events):
+        refusal = self.ledger.attest(attestation, self.matured_assets)
+        if not _refused(refusal, cmd, "attest_reserves", events):
             events.append(ReservesAttested(cmd.ts_us, attestation))
 
     def _deposit(self, cmd: Deposit, events: list[Event]) -> None:
@@ -81,7 +92,12 @@ class Custody:
             _refused(Refused("BAD_PARAM", "deposits are positive"), cmd, "deposit", events)
             return
         booked = self.ledger.mint(
-            cmd.account, cmd.asset, cmd.amount, cmd.ts_us, self.reserve_staleness_max_us
+            cmd.account,
+            cmd.asset,
+            cmd.amount,
+            cmd.ts_us,
+            self.reserve_staleness_max_us,
+            self.matured_assets,
         )
         if _refused(booked, cmd, "deposit", events):
             return
@@ -93,6 +109,12 @@ class Custody:
 
     def _request_withdrawal(self, cmd: RequestWithdrawal, events: list[Event]) -> None:
         result = self.ledger.request_withdrawal(cmd.account, cmd.asset, cmd.amount)
+        if isinstance(result, Refused) and result.reason == "INSUFFICIENT_BALANCE":
+            scale = self.ledger.assets[cmd.asset].scale
+            available = self.ledger.balance(cmd.account, cmd.asset).available
+            facts = (("needed", cmd.amount, scale), ("available", available, scale))
+            _refused(result, cmd, "request_withdrawal", events, facts, cmd.asset)
+            return
         if _refused(result, cmd, "request_withdrawal", events):
             return
         assert isinstance(result, Withdrawal)
@@ -126,7 +148,14 @@ class Custody:
         events.append(balance_changed(self.ledger, account, asset, ts))
 
 
-def _refused(result: object, cmd: Command, name: str, events: list[Event]) -> bool:
+def _refused(
+    result: object,
+    cmd: Command,
+    name: str,
+    events: list[Event],
+    facts: tuple[Fact, ...] = (),
+    asset: str | None = None,
+) -> bool:
     """Report a ledger refusal as a rejection; True if there was one."""
     if not isinstance(result, Refused):
         return False
@@ -140,6 +169,8 @@ def _refused(result: object, cmd: Command, name: str, events: list[Event]) -> bo
             None,
             0,
             None,
+            facts,
+            asset,
         )
     )
     return True

@@ -59,8 +59,16 @@ class OrderAccepted(Event, frozen=True, gc=False):
         return 0
 
 
+Fact = tuple[str, int, int]  # (name, units, decimals): the number units x 10**-decimals
+
+
 class CommandRejected(Event, frozen=True, gc=False):
-    """A command was refused for a business reason; nothing changed."""
+    """A command was refused for a business reason; nothing changed.
+
+    `facts` are the numbers that explain the refusal (the band of `PRICE_BAND`, the needed
+    and available amounts of `INSUFFICIENT_BALANCE` in `asset`, ...), exact integers that
+    the gateway formats as decimal strings.
+    """
 
     command: str
     reason: ErrorCode
@@ -69,6 +77,8 @@ class CommandRejected(Event, frozen=True, gc=False):
     symbol: str | None = None
     order_id: int = 0  # the target order, or the live order of a duplicate cl_ord_id
     cl_ord_id: str | None = None
+    facts: tuple[Fact, ...] = ()
+    asset: str | None = None  # the asset the facts' amounts are in, where one is meant
 
 
 class TradeExecuted(Event, frozen=True, gc=False):
@@ -172,6 +182,14 @@ class InstrumentStatusChanged(Event, frozen=True, gc=False):
 class ReferencePriceSet(Event, frozen=True, gc=False):
     symbol: str
     price: int
+
+
+class OrderCapsSet(Event, frozen=True, gc=False):
+    """An instrument's per-order caps changed (0: no cap)."""
+
+    symbol: str
+    max_qty: int
+    max_notional: int
 
 
 class TradeSettled(Event, frozen=True, gc=False):
@@ -308,6 +326,7 @@ AnyEvent = (
     | InstrumentListed
     | InstrumentStatusChanged
     | ReferencePriceSet
+    | OrderCapsSet
     | TradeSettled
     | BalanceChanged
     | AssetListed

@@ -1,7 +1,8 @@
 """Instruments: the reference data of what trades, and the exact notional arithmetic on it.
 
 An `InstrumentSpec` is immutable reference data as listed: units, tick, step, minimums,
-price band and fees. Prices are integer units at `price_decimals` (T-bills: price per 100
+price band, fees and the optional per-order caps (`max_qty`, `max_notional`; 0 = no cap).
+Prices are integer units at `price_decimals` (T-bills: price per 100
 face), quantities integer units at `qty_decimals` (T-bills: face value), notionals integer
 units of the quote asset at `quote_decimals`. Notional = price x qty x `notional_num` /
 `notional_den`, an exact fraction; the engine compares with it, settlement rounds it once.
@@ -38,6 +39,8 @@ class InstrumentSpec(msgspec.Struct, frozen=True, gc=False):
     taker_fee_bps: int = 0
     maturity_us: int = 0  # T-bills only: when it pays par
     excluded_jurisdictions: tuple[str, ...] = ()
+    max_qty: int = 0  # per-order cap on qty (fat-finger filter); 0: no cap
+    max_notional: int = 0  # per-order cap on notional, quote units; 0: no cap
 
     @property
     def notional_fraction(self) -> tuple[int, int]:
@@ -71,7 +74,23 @@ class InstrumentSpec(msgspec.Struct, frozen=True, gc=False):
             return f"fees must be within 0..{FEE_BPS_MAX} bps"
         if (self.kind is InstrumentKind.TBILL) != (self.maturity_us > 0):
             return "a T-bill needs a maturity and only a T-bill has one"
+        return self.caps_problem()
+
+    def caps_problem(self) -> str | None:
+        """Why the per-order caps are unsound (a cap below its minimum), or None."""
+        if self.max_qty < 0 or self.max_notional < 0:
+            return "max_qty and max_notional must not be negative (0: no cap)"
+        if self.max_qty and self.max_qty < self.min_qty:
+            return "max_qty must be at least min_qty"
+        if self.max_notional and self.max_notional < self.min_notional:
+            return "max_notional must be at least min_notional"
         return None
+
+    @property
+    def notional_decimals(self) -> int:
+        """The decimals at which price units x qty units is the exact notional."""
+        per_decimals = 2 if self.kind is InstrumentKind.TBILL else 0  # per 100 face
+        return self.price_decimals + self.qty_decimals + per_decimals
 
 
 def band_limits(reference_price: int, band_bps: int, tick: int) -> tuple[int, int]:

@@ -2,7 +2,10 @@
 
 Copies the few spec fields the matcher reads on every order onto itself, so the hot path
 pays one attribute lookup for each, and keeps the band in step with the reference price.
+The per-order caps are the only spec fields that change after listing (`set_caps`).
 """
+
+from msgspec.structs import replace
 
 from engine.book import OrderBook
 from engine.enums import InstrumentStatus
@@ -17,6 +20,8 @@ class Market:
         "book",
         "last_trade_id",
         "matured",
+        "max_notional_scaled",
+        "max_qty",
         "min_notional",
         "min_notional_scaled",
         "min_qty",
@@ -44,6 +49,8 @@ class Market:
         self.min_notional = spec.min_notional
         self.notional_num, self.notional_den = spec.notional_fraction
         self.min_notional_scaled = spec.min_notional * self.notional_den  # vs price x qty x num
+        self.max_qty = spec.max_qty  # 0: no cap
+        self.max_notional_scaled = spec.max_notional * self.notional_den  # 0: no cap
         self.terms: CashTerms | None = None  # set when the venue clears through a ledger
         self.reference_price = 0
         self.band_low = self.band_high = 0
@@ -59,3 +66,25 @@ class Market:
     def below_min_notional(self, price: int, qty: int) -> bool:
         """Whether price x qty is worth less than the minimum notional (exact)."""
         return price * qty * self.notional_num < self.min_notional_scaled
+
+    def above_max_notional(self, price: int, qty: int) -> bool:
+        """Whether price x qty is worth more than the per-order cap (exact; no cap: False)."""
+        cap = self.max_notional_scaled
+        return cap > 0 and price * qty * self.notional_num > cap
+
+    def set_caps(self, max_qty: int, max_notional: int) -> None:
+        """Change the per-order caps; the spec, as published and snapshotted, follows."""
+        self.spec = replace(self.spec, max_qty=max_qty, max_notional=max_notional)
+        self.max_qty = max_qty
+        self.max_notional_scaled = max_notional * self.notional_den
+
+    def notional_units(self, price: int, qty: int) -> tuple[int, int]:
+        """The exact notional of price x qty as (units, decimals), no finer than needed."""
+        units, decimals = price * qty, self.spec.notional_decimals
+        quote_decimals = self.spec.quote_decimals
+        if decimals < quote_decimals:
+            return units * 10 ** (quote_decimals - decimals), quote_decimals
+        while decimals > quote_decimals and units % 10 == 0:
+            units //= 10
+            decimals -= 1
+        return units, decimals

@@ -43,6 +43,8 @@ class ErrorCode(IntEnum):
     MARKET_NO_LIQUIDITY = 4010
     COD_REQUIRED = 4011
     INVALID_EXPIRE_AT = 4012  # appended: a gtd order whose expire_at is not in the future
+    ABOVE_MAX_QTY = 4013  # appended: qty above the instrument's per-order cap
+    ABOVE_MAX_NOTIONAL = 4014  # appended: notional above the instrument's per-order cap
     # 5xxx order state
     UNKNOWN_ORDER = 5000
     ORDER_NOT_OPEN = 5001
@@ -54,6 +56,8 @@ class ErrorCode(IntEnum):
     INSTRUMENT_DELISTED = 6003  # appended: the instrument has been delisted for good
     INSTRUMENT_EXISTS = 6004  # appended: listing a symbol that is already listed
     INSTRUMENT_NOT_HALTED = 6005  # appended: a split needs its markets halted or cancel-only
+    MATURITY_PASSED = 6006  # appended: listing a T-bill whose maturity is not in the future
+    INSTRUMENT_MATURED = 6007  # appended: the T-bill has matured (redeemed, never trading again)
     # 7xxx ledger (appended: the protocol's own list has no ledger range yet)
     UNKNOWN_ASSET = 7000
     UNKNOWN_ACCOUNT = 7001
@@ -62,6 +66,7 @@ class ErrorCode(IntEnum):
     UNKNOWN_WITHDRAWAL = 7004
     ACCOUNT_EXISTS = 7005
     ASSET_EXISTS = 7006
+    ASSET_MATURED = 7007  # appended: the asset is a matured T-bill's token: no reserves, no mint
     # 9xxx server
     INTERNAL = 9000
     SHUTTING_DOWN = 9001
@@ -82,8 +87,10 @@ PLACE_PRECEDENCE: tuple[ErrorCode, ...] = (
     E.INVALID_PRICE_TICK,
     E.INVALID_QTY_STEP,
     E.BELOW_MIN_QTY,
+    E.ABOVE_MAX_QTY,
     E.PRICE_BAND,
     E.BELOW_MIN_NOTIONAL,
+    E.ABOVE_MAX_NOTIONAL,
     E.TOO_MANY_OPEN_ORDERS,
     E.INSUFFICIENT_BALANCE,
     E.POST_ONLY_WOULD_TAKE,
@@ -101,6 +108,7 @@ DEPOSIT_PRECEDENCE: tuple[ErrorCode, ...] = (
     E.BAD_PARAM,
     E.UNKNOWN_ACCOUNT,
     E.UNKNOWN_ASSET,
+    E.ASSET_MATURED,
     E.RESERVES_STALE,
     E.RESERVES_EXCEEDED,
 )
@@ -123,8 +131,10 @@ AMEND_PRECEDENCE: tuple[ErrorCode, ...] = (
     E.INVALID_PRICE_TICK,
     E.INVALID_QTY_STEP,
     E.BELOW_MIN_QTY,
+    E.ABOVE_MAX_QTY,
     E.PRICE_BAND,
     E.BELOW_MIN_NOTIONAL,
+    E.ABOVE_MAX_NOTIONAL,
     E.INSUFFICIENT_BALANCE,
     E.POST_ONLY_MODE,
     E.POST_ONLY_WOULD_TAKE,
@@ -132,12 +142,17 @@ AMEND_PRECEDENCE: tuple[ErrorCode, ...] = (
 
 CANCEL_ALL_PRECEDENCE: tuple[ErrorCode, ...] = (E.BAD_PARAM, E.UNKNOWN_SYMBOL)
 
-LIST_INSTRUMENT_PRECEDENCE: tuple[ErrorCode, ...] = (E.BAD_PARAM, E.INSTRUMENT_EXISTS)
+LIST_INSTRUMENT_PRECEDENCE: tuple[ErrorCode, ...] = (
+    E.BAD_PARAM,
+    E.INSTRUMENT_EXISTS,
+    E.MATURITY_PASSED,
+)
 
 SET_STATUS_PRECEDENCE: tuple[ErrorCode, ...] = (
     E.BAD_PARAM,
     E.UNKNOWN_SYMBOL,
     E.INSTRUMENT_DELISTED,
+    E.INSTRUMENT_MATURED,
 )
 
 SET_REFERENCE_PRICE_PRECEDENCE: tuple[ErrorCode, ...] = (
@@ -159,4 +174,25 @@ SPLIT_SHARES_PRECEDENCE: tuple[ErrorCode, ...] = (
     E.UNKNOWN_SYMBOL,
     E.INSTRUMENT_NOT_HALTED,
     E.BAD_PARAM,  # the supply or a reference price would pass the maximum
+)
+
+# BAD_PARAM first for an as_of sent in milliseconds, then as the ledger checks.
+ATTEST_PRECEDENCE: tuple[ErrorCode, ...] = (
+    E.BAD_PARAM,
+    E.UNKNOWN_ASSET,
+    E.BAD_PARAM,
+    E.ASSET_MATURED,
+)
+
+# Maturing a bill now: a delisted bill still redeems (its holders are paid regardless).
+MATURE_INSTRUMENT_PRECEDENCE: tuple[ErrorCode, ...] = (
+    E.UNKNOWN_SYMBOL,
+    E.BAD_PARAM,  # not a T-bill
+    E.INSTRUMENT_MATURED,
+)
+
+SET_ORDER_CAPS_PRECEDENCE: tuple[ErrorCode, ...] = (
+    E.BAD_PARAM,
+    E.UNKNOWN_SYMBOL,
+    E.INSTRUMENT_DELISTED,
 )

@@ -81,6 +81,8 @@ def _restore_market(venue: Venue, image: MarketImage) -> None:
     market.set_reference_price(image.reference_price)
     market.last_trade_id = image.last_trade_id
     market.matured = image.matured
+    if image.matured:
+        venue.matured_assets.add(image.spec.base)
     if venue.clearing is not None:
         market.terms = venue.clearing.terms(image.spec)
     if image.spec.maturity_us and not image.matured:

@@ -45,3 +45,13 @@ def format_units(units: int, scale: int) -> str:
 
 
 _POWERS = tuple(10**scale for scale in range(SCALE_MAX + 1))
+
+
+# 1e12 ms is September 2001. A time at least that large yet 100 to 10,000 times smaller than
+# now was sent in milliseconds (a time near now in ms is a thousandth of it in µs).
+MILLISECONDS_EPOCH_MIN = 10**12
+
+
+def looks_like_milliseconds(time_us: int, now_us: int) -> bool:
+    """Whether a time given as µs was most likely sent in milliseconds."""
+    return time_us >= MILLISECONDS_EPOCH_MIN and time_us * 100 <= now_us < time_us * 10_000

@@ -1,7 +1,8 @@
 """The venue's state machine: `Venue.execute(command) -> events`, deterministic and pure.
 
-Owns every market (book, status, band), every open order and the indexes over them (by id,
-by account, by client order id), the gtd expiry queue and the id counters. Matching is
+Owns every market (book, status, band, per-order caps, T-bill maturity, scheduled or run
+early by an operator), every open order and the indexes over them (by id, by account, by
+client order id), the gtd expiry queue and the id counters. Matching is
 price-time priority at the maker's price; self-trade prevention follows the taker's mode.
 Each command is checked in the order its `*_PRECEDENCE` tuple in `engine.reasons` lists,
 and a refused command changes nothing. Before any command runs, gtd orders whose expiry
@@ -29,14 +30,17 @@ from engine.commands import (
     CancelOrder,
     Command,
     ListInstrument,
+    MatureInstrument,
     PlaceOrder,
     SetInstrumentStatus,
+    SetOrderCaps,
     SetReferencePrice,
 )
 from engine.corporate import Corporate
 from engine.custody import Custody
 from engine.enums import (
     CancelReason,
+    InstrumentKind,
     InstrumentStatus,
     Liquidity,
     OrderStatus,
@@ -48,12 +52,14 @@ from engine.enums import (
 from engine.events import (
     CommandRejected,
     Event,
+    Fact,
     InstrumentListed,
     InstrumentMatured,
     InstrumentStatusChanged,
     OrderAccepted,
     OrderAmended,
     OrderCanceled,
+    OrderCapsSet,
     OrderExpired,
     ReferencePriceSet,
     SelfTradePrevented,
@@ -62,7 +68,7 @@ from engine.events import (
 from engine.instrument import InstrumentSpec
 from engine.market import Market
 from engine.reasons import ErrorCode
-from engine.units import UNITS_MAX
+from engine.units import UNITS_MAX, looks_like_milliseconds
 from settlement.ledger import Ledger
 from settlement.transfers import TransferKind
 
@@ -127,11 +133,18 @@ class Venue:
             ListInstrument: self._list_instrument,
             SetInstrumentStatus: self._set_status,
             SetReferencePrice: self._set_reference_price,
+            SetOrderCaps: self._set_order_caps,
+            MatureInstrument: self._mature_instrument,
             AdvanceClock: self._advance_clock,
         }
         self.maturities: list[tuple[int, str]] = []  # heap of T-bill (maturity_us, symbol)
+        # The tokens of matured bills: derived from the markets (matured flag and base), so
+        # it is neither hashed nor snapshotted; custody refuses reserves and mints of them.
+        self.matured_assets: set[str] = set()
         if ledger is not None:
-            self.custody = Custody(ledger, self.config.reserve_staleness_max_us)
+            self.custody = Custody(
+                ledger, self.config.reserve_staleness_max_us, self.matured_assets
+            )
             self._handlers.update(self.custody.handlers())
             self.corporate = Corporate(self, ledger)  # dividends and splits
             self._handlers.update(self.corporate.handlers())
@@ -225,16 +238,17 @@ class Venue:
             code, detail = reason
             live = self.cl_ord_index.get((cmd.account, cmd.cl_ord_id)) if cmd.cl_ord_id else None
             order_id = live.order_id if code is E.DUPLICATE_CL_ORD_ID and live else 0
-            return self._reject(events, cmd, "place_order", code, detail, order_id)
+            facts = _refusal_facts(code, market, side, cmd.order_type, price, qty, cmd.quote_qty)
+            return self._reject(events, cmd, "place_order", code, detail, order_id, facts)
         clearing = self.clearing
         hold = 0
         if clearing is not None:
             hold = clearing.place_hold(market, side, cmd.order_type, price, qty, cmd.quote_qty)
-            asset = market.spec.quote if side is BUY else market.spec.base
-            if clearing.available(cmd.account, asset) < hold:
-                return self._reject(
-                    events, cmd, "place_order", E.INSUFFICIENT_BALANCE, f"{asset} is short"
-                )
+            available = clearing.available(
+                cmd.account, market.spec.quote if side is BUY else market.spec.base
+            )
+            if available < hold:
+                return self._reject_short(events, cmd, "place_order", market, side, hold, available)
 
         book = market.book
         opposite = book.asks if side is BUY else book.bids
@@ -334,7 +348,7 @@ class Venue:
             return E.NOT_ELIGIBLE, f"account {cmd.account} may not trade {market.symbol}"
         tif = cmd.tif
         if tif is GTD and cmd.expire_at_us <= cmd.ts_us:
-            return E.INVALID_EXPIRE_AT, "expire_at is not in the future"
+            return E.INVALID_EXPIRE_AT, _expire_at_problem(cmd.expire_at_us, cmd.ts_us)
         if cmd.cl_ord_id is not None and (cmd.account, cmd.cl_ord_id) in self.cl_ord_index:
             return E.DUPLICATE_CL_ORD_ID, f"cl_ord_id {cmd.cl_ord_id!r} is in use"
         price = cmd.price
@@ -345,11 +359,16 @@ class Venue:
             return E.INVALID_QTY_STEP, "qty is not a multiple of the step"
         if qty < market.min_qty and not cmd.quote_qty:
             return E.BELOW_MIN_QTY, "qty is below the minimum"
+        if market.max_qty and qty > market.max_qty:
+            return E.ABOVE_MAX_QTY, "qty is above the per-order maximum"
         if cmd.order_type is LIMIT:
             if price > market.band_high if cmd.side is BUY else price < market.band_low:
                 return E.PRICE_BAND, "price is outside the band"
             if price * qty * market.notional_num < market.min_notional_scaled:
                 return E.BELOW_MIN_NOTIONAL, "notional is below the minimum"
+            cap = market.max_notional_scaled  # inline: a method call costs on every order
+            if cap and price * qty * market.notional_num > cap:
+                return E.ABOVE_MAX_NOTIONAL, "notional is above the per-order maximum"
             if (tif is GTC or tif is GTD) and len(
                 self.account_orders.get(cmd.account, ())
             ) >= self._open_orders_max:
@@ -357,8 +376,13 @@ class Venue:
         elif cmd.quote_qty:
             if cmd.quote_qty < market.min_notional:
                 return E.BELOW_MIN_NOTIONAL, "quote_qty is below the minimum notional"
+            if market.max_notional_scaled and cmd.quote_qty > market.spec.max_notional:
+                return E.ABOVE_MAX_NOTIONAL, "quote_qty is above the per-order maximum notional"
         elif market.below_min_notional(market.reference_price, qty):
             return E.BELOW_MIN_NOTIONAL, "notional at the reference price is below the minimum"
+        elif market.above_max_notional(market.band_high, qty):
+            # A market order may trade up to the band's high: the most it could be worth.
+            return E.ABOVE_MAX_NOTIONAL, "notional at the band's high is above the maximum"
         return None
 
     # ----------------------------------------------------------------- matching
@@ -578,7 +602,16 @@ class Venue:
         refusal = self._amend_refusal(cmd, order, market, price, qty, crosses)
         if refusal is not None:
             code, detail = refusal
-            return self._reject(events, cmd, "amend_order", code, detail, order.order_id)
+            if code is E.INSUFFICIENT_BALANCE:
+                assert self.clearing is not None
+                more = self._amended_hold(order, market, price, qty) - order.hold
+                asset = market.spec.quote if order.side is BUY else market.spec.base
+                available = self.clearing.available(order.account, asset)
+                return self._reject_short(
+                    events, cmd, "amend_order", market, order.side, more, available, order.order_id
+                )
+            facts = _refusal_facts(code, market, order.side, LIMIT, price, qty, 0)
+            return self._reject(events, cmd, "amend_order", code, detail, order.order_id, facts)
         self._apply_amend(cmd.new_cl_ord_id, order, market, own, price, qty, crosses, events)
         if crosses and order.leaves_qty:
             limit_key = price * opposite.sign
@@ -609,10 +642,14 @@ class Venue:
             return None  # completes the order: nothing left to check
         if qty < market.min_qty:
             return E.BELOW_MIN_QTY, "qty is below the minimum"
+        if market.max_qty and qty > market.max_qty:
+            return E.ABOVE_MAX_QTY, "qty is above the per-order maximum"
         if price > market.band_high if order.side is BUY else price < market.band_low:
             return E.PRICE_BAND, "price is outside the band"
         if price * qty * market.notional_num < market.min_notional_scaled:
             return E.BELOW_MIN_NOTIONAL, "notional is below the minimum"
+        if market.above_max_notional(price, qty):
+            return E.ABOVE_MAX_NOTIONAL, "notional is above the per-order maximum"
         clearing = self.clearing
         if clearing is not None:
             more = self._amended_hold(order, market, price, qty) - order.hold
@@ -733,13 +770,34 @@ class Venue:
         while self.maturities and self.maturities[0][0] <= ts:
             _, symbol = heappop(self.maturities)
             market = self.markets[symbol]
-            market.matured = True
-            if market.status is not InstrumentStatus.DELISTED:  # delisted: nothing trades
-                market.status = InstrumentStatus.CANCEL_ONLY
-                events.append(InstrumentStatusChanged(ts, symbol, market.status))
-                for order in list(market.book.iter_orders()):
-                    self._cancel_open(order, CancelReason.MATURITY, events)
-            events.append(self._redeem(market, ts, events))  # holders are paid regardless
+            if not market.matured:  # an operator may have matured it early
+                self._mature(market, ts, events)
+
+    def _mature_instrument(self, cmd: MatureInstrument, events: list[Event]) -> None:
+        """An operator matures a T-bill now: exactly what its maturity date would do."""
+        market = self.markets.get(cmd.symbol)
+        if market is None:
+            return self._reject(events, cmd, "mature_instrument", E.UNKNOWN_SYMBOL, cmd.symbol)
+        if market.spec.kind is not InstrumentKind.TBILL:
+            detail = f"{cmd.symbol} is not a T-bill"
+            return self._reject(events, cmd, "mature_instrument", E.BAD_PARAM, detail)
+        if market.matured:
+            detail = f"{cmd.symbol} has matured"
+            return self._reject(events, cmd, "mature_instrument", E.INSTRUMENT_MATURED, detail)
+        self._mature(market, cmd.ts_us, events)
+        return None
+
+    def _mature(self, market: Market, ts: int, events: list[Event]) -> None:
+        """Stop the bill trading for good, cancel its orders, pay every holder par."""
+        symbol = market.symbol
+        market.matured = True
+        self.matured_assets.add(market.spec.base)
+        if market.status is not InstrumentStatus.DELISTED:  # delisted: nothing trades
+            market.status = InstrumentStatus.CANCEL_ONLY
+            events.append(InstrumentStatusChanged(ts, symbol, market.status))
+            for order in list(market.book.iter_orders()):
+                self._cancel_open(order, CancelReason.MATURITY, events)
+        events.append(self._redeem(market, ts, events))  # holders are paid regardless
 
     def _redeem(self, market: Market, ts: int, events: list[Event]) -> InstrumentMatured:
         """Pay every holder of a matured bill par, in one chain; balances reported after."""
@@ -781,6 +839,12 @@ class Venue:
             )
             if problem is not None:
                 return self._reject(events, cmd, "list_instrument", E.BAD_PARAM, problem)
+        if spec.maturity_us and spec.maturity_us <= cmd.ts_us:
+            detail = (
+                f"{spec.symbol} matures at {spec.maturity_us} µs, not after now ({cmd.ts_us} µs):"
+                " it would never trade"
+            )
+            return self._reject(events, cmd, "list_instrument", E.MATURITY_PASSED, detail)
         market = self.markets[spec.symbol] = Market(spec)
         if self.clearing is not None:
             market.terms = self.clearing.terms(spec)
@@ -796,9 +860,8 @@ class Venue:
         if market is None:
             return None
         if market.matured and cmd.status in TRADING_STATUSES:
-            return self._reject(
-                events, cmd, "set_instrument_status", E.BAD_PARAM, f"{market.symbol} has matured"
-            )
+            detail = f"{market.symbol} has matured"
+            return self._reject(events, cmd, "set_instrument_status", E.INSTRUMENT_MATURED, detail)
         market.status = cmd.status
         events.append(InstrumentStatusChanged(cmd.ts_us, market.symbol, cmd.status))
         if cmd.status is InstrumentStatus.DELISTED:
@@ -822,8 +885,28 @@ class Venue:
         events.append(ReferencePriceSet(cmd.ts_us, market.symbol, cmd.price))
         return None
 
+    def _set_order_caps(self, cmd: SetOrderCaps, events: list[Event]) -> None:
+        if not (0 <= cmd.max_qty <= UNITS_MAX and 0 <= cmd.max_notional <= UNITS_MAX):
+            detail = "max_qty and max_notional must be within range (0: no cap)"
+            return self._reject(events, cmd, "set_order_caps", E.BAD_PARAM, detail)
+        market = self._operable_market(cmd, "set_order_caps", events)
+        if market is None:
+            return None
+        changed = msgspec.structs.replace(
+            market.spec, max_qty=cmd.max_qty, max_notional=cmd.max_notional
+        )
+        problem = changed.caps_problem()
+        if problem is not None:
+            return self._reject(events, cmd, "set_order_caps", E.BAD_PARAM, problem)
+        market.set_caps(cmd.max_qty, cmd.max_notional)
+        events.append(OrderCapsSet(cmd.ts_us, market.symbol, cmd.max_qty, cmd.max_notional))
+        return None
+
     def _operable_market(
-        self, cmd: SetInstrumentStatus | SetReferencePrice, name: str, events: list[Event]
+        self,
+        cmd: SetInstrumentStatus | SetReferencePrice | SetOrderCaps,
+        name: str,
+        events: list[Event],
     ) -> Market | None:
         """The listed, not delisted market the operator command names, or a rejection."""
         market = self.markets.get(cmd.symbol)
@@ -905,6 +988,8 @@ class Venue:
         reason: ErrorCode,
         detail: str,
         order_id: int = 0,
+        facts: tuple[Fact, ...] = (),
+        asset: str | None = None,
     ) -> None:
         events.append(
             CommandRejected(
@@ -916,8 +1001,30 @@ class Venue:
                 getattr(cmd, "symbol", None),
                 order_id,
                 getattr(cmd, "cl_ord_id", None),
+                facts,
+                asset,
             )
         )
+
+    def _reject_short(
+        self,
+        events: list[Event],
+        cmd: PlaceOrder | AmendOrder,
+        name: str,
+        market: Market,
+        side: Side,
+        needed: int,
+        available: int,
+        order_id: int = 0,
+    ) -> None:
+        """Refuse an order that cannot hold what it needs, saying how much is short."""
+        spec = market.spec
+        asset, decimals = (
+            (spec.quote, spec.quote_decimals) if side is BUY else (spec.base, spec.qty_decimals)
+        )
+        facts = (("needed", needed, decimals), ("available", available, decimals))
+        detail = f"{asset} is short"
+        self._reject(events, cmd, name, E.INSUFFICIENT_BALANCE, detail, order_id, facts, asset)
 
 
 def _place_shape_problem(cmd: PlaceOrder) -> str | None:
@@ -952,6 +1059,51 @@ def _place_shape_problem(cmd: PlaceOrder) -> str | None:
     if cmd.quote_qty and (cmd.side is not BUY or tif is not IOC):
         return "quote_qty is for ioc market buys only"
     return None
+
+
+def _expire_at_problem(expire_at_us: int, ts_us: int) -> str:
+    """Why an expire_at at or before now is refused; names a millisecond slip as such."""
+    if looks_like_milliseconds(expire_at_us, ts_us):
+        return f"expire_at {expire_at_us} looks like milliseconds; expire_at is in microseconds"
+    return "expire_at is not in the future"
+
+
+def _refusal_facts(
+    code: ErrorCode,
+    market: Market,
+    side: Side,
+    order_type: OrderType,
+    price: int,
+    qty: int,
+    quote_qty: int,
+) -> tuple[Fact, ...]:
+    """The numbers behind a size or price refusal, as the check that refused saw them."""
+    spec = market.spec
+    pd, qd, cd = spec.price_decimals, spec.qty_decimals, spec.quote_decimals
+    if code is E.PRICE_BAND:
+        return (
+            ("band_low", market.band_low, pd),
+            ("band_high", market.band_high, pd),
+            ("reference_price", market.reference_price, pd),
+        )
+    if code is E.BELOW_MIN_QTY:
+        return (("min_qty", spec.min_qty, qd), ("qty", qty, qd))
+    if code is E.ABOVE_MAX_QTY:
+        return (("max_qty", spec.max_qty, qd), ("qty", qty, qd))
+    if code is not E.BELOW_MIN_NOTIONAL and code is not E.ABOVE_MAX_NOTIONAL:
+        return ()
+    below = code is E.BELOW_MIN_NOTIONAL
+    bound = (
+        ("min_notional", spec.min_notional, cd)
+        if below
+        else ("max_notional", spec.max_notional, cd)
+    )
+    if quote_qty:
+        return (bound, ("notional", quote_qty, cd))
+    if order_type is not LIMIT:  # valued as the check valued it
+        price = market.reference_price if below else market.band_high
+    units, decimals = market.notional_units(price, qty)
+    return (bound, ("notional", units, decimals), ("valued_at", price, pd))
 
 
 def _status_refusal(market: Market) -> tuple[ErrorCode, str]:

@@ -56,6 +56,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listing.add_argument("--taker-fee-bps", type=int, default=0)
     listing.add_argument("--maturity", default=None, help="YYYY-MM-DD, T-bills only")
     listing.add_argument("--excluded-jurisdictions", default="", help="e.g. US,CN")
+    listing.add_argument("--max-qty", default=None, help="per-order cap on qty; default: none")
+    listing.add_argument(
+        "--max-notional", default=None, help="per-order cap on value, quote asset; default: none"
+    )
+
+    caps = command(
+        "set-order-caps",
+        "admin.set_order_caps",
+        _order_caps,
+        "set both per-order caps (fat-finger filters); a cap left out is removed",
+    )
+    caps.add_argument("symbol")
+    caps.add_argument("--max-qty", default=None, help="most qty per order; default: no cap")
+    caps.add_argument("--max-notional", default=None, help="most value per order; default: no cap")
+
+    mature = command(
+        "mature", "admin.mature", _mature, "mature a T-bill now: cancel its orders, pay par"
+    )
+    mature.add_argument("symbol")
 
     status = command("set-status", "admin.set_status", _set_status, "open, halt or delist")
     status.add_argument("symbol")
@@ -208,7 +227,20 @@ def _instrument(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.maturity is not None:
         params["maturity"] = args.maturity
-    return params
+    return params | _caps_of(args)
+
+
+def _caps_of(args: argparse.Namespace) -> dict[str, Any]:
+    caps = {"max_qty": args.max_qty, "max_notional": args.max_notional}
+    return {name: value for name, value in caps.items() if value is not None}
+
+
+def _order_caps(args: argparse.Namespace) -> dict[str, Any]:
+    return {"symbol": args.symbol} | _caps_of(args)
+
+
+def _mature(args: argparse.Namespace) -> dict[str, Any]:
+    return {"symbol": args.symbol}
 
 
 def _set_status(args: argparse.Namespace) -> dict[str, Any]:

@@ -62,6 +62,8 @@ class InstrumentEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     taker_fee_bps: int = 0
     maturity: datetime.date | None = None
     excluded_jurisdictions: tuple[str, ...] = ()
+    max_qty: str | None = None  # per-order cap (fat-finger filter), base asset; absent: none
+    max_notional: str | None = None  # per-order cap, quote asset; absent: none
 
 
 class ReserveEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -138,6 +140,8 @@ def instrument_spec(entry: InstrumentEntry, scales: dict[str, int]) -> Instrumen
             taker_fee_bps=entry.taker_fee_bps,
             maturity_us=_maturity_us(entry.maturity),
             excluded_jurisdictions=entry.excluded_jurisdictions,
+            max_qty=_cap(entry.max_qty, qty_decimals),
+            max_notional=_cap(entry.max_notional, quote_decimals),
         )
     except ValueError as error:
         raise ConfigError(f"{entry.symbol}: {error}") from None
@@ -179,6 +183,10 @@ def _amount(text: str, asset: str, scales: dict[str, int]) -> int:
         return parse_units(text, scales[asset])
     except ValueError as error:
         raise ConfigError(f"{asset} amount: {error}") from None
+
+
+def _cap(text: str | None, decimals: int) -> int:
+    return 0 if text is None else parse_units(text, decimals)
 
 
 def _maturity_us(maturity: datetime.date | None) -> int:

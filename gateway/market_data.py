@@ -12,14 +12,17 @@ best first, as `price:qty` joined by `|`, in the decimal strings sent; for examp
 "100.10:2.000000;100.00:1.500000|99.90:3.000000". Limits are the named constants below.
 """
 
+import datetime
 import zlib
 from collections import deque
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from decimal import Decimal
 from enum import StrEnum
+from fractions import Fraction
 from itertools import islice
 from typing import Any, NamedTuple
 
+import msgspec
 import orjson
 from sortedcontainers import SortedDict, SortedList
 
@@ -31,13 +34,16 @@ from engine.events import (
     OrderAccepted,
     OrderAmended,
     OrderCanceled,
+    OrderCapsSet,
     OrderExpired,
+    ReferencePriceSet,
     SelfTradePrevented,
     TradeExecuted,
 )
-from engine.instrument import TBILL_PRICE_PER, InstrumentSpec
+from engine.instrument import TBILL_PRICE_PER, InstrumentSpec, band_limits
 from engine.units import format_units
 from engine.venue import Venue
+from settlement import tbill
 
 # The tiers a book subscriber picks from: few, so each is diffed once per turn for everyone;
 # 1,000 levels is a full view for market makers, beyond it order-by-order data is the tool.
@@ -219,7 +225,7 @@ class _Ticker:
         self.closed = None
         return True
 
-    def data(self, spec: InstrumentSpec) -> dict[str, Any]:
+    def data(self, spec: InstrumentSpec, now_us: int) -> dict[str, Any]:
         high, low, volume, trades = 0, 0, 0, 0
         if self.buckets:
             if self.closed is None:  # recomputed at most once per bucket added or dropped
@@ -237,13 +243,16 @@ class _Ticker:
             volume += newest[3]
             trades += newest[4]
         pd = spec.price_decimals
-        return {
+        data: dict[str, Any] = {
             "last": format_units(self.last_price, pd) if self.last_price else None,
             "high": format_units(high, pd) if trades else None,
             "low": format_units(low, pd) if trades else None,
             "volume": format_units(volume, spec.qty_decimals),
             "trades": trades,
         }
+        if spec.kind is InstrumentKind.TBILL:
+            data["yield"] = bill_yield(spec, self.last_price, now_us)  # at the last price
+        return data
 
 
 class _Market:
@@ -257,6 +266,7 @@ class _Market:
         "instrument",
         "pending",
         "recent",
+        "reference_price",
         "spec",
         "status",
         "ticker",
@@ -268,15 +278,15 @@ class _Market:
         symbol = spec.symbol
         self.spec = spec
         self.status = status
+        self.reference_price = spec.reference_price  # as the engine moves it: trades, operators
         self.bids = _Levels(Side.BUY)
         self.asks = _Levels(Side.SELL)
         self.books = {
             depth: _State(Stream(Channel.BOOK, symbol, depth), None, ts_us) for depth in BOOK_DEPTHS
         }
         self.bbo = _State(Stream(Channel.BBO, symbol), (None, None), ts_us)
-        self.instrument = _State(
-            Stream(Channel.INSTRUMENTS, symbol), _reference(spec, status), ts_us
-        )
+        self.instrument = _State(Stream(Channel.INSTRUMENTS, symbol), None, ts_us)
+        self.instrument.value = _reference(self, ts_us)
         self.trades = _State(Stream(Channel.TRADES, symbol), None, ts_us)
         self.pending: list[TradeExecuted] = []  # this turn's trades, published at flush
         self.recent: deque[dict[str, Any]] = deque(maxlen=TRADES_RECENT_MAX)
@@ -290,7 +300,10 @@ class _Market:
         return self.bids.best(), self.asks.best()
 
 
-def _reference(spec: InstrumentSpec, status: InstrumentStatus) -> dict[str, Any]:
+def _reference(market: "_Market", now_us: int) -> dict[str, Any]:
+    spec, status, reference_price = market.spec, market.status, market.reference_price
+    pd, qd = spec.price_decimals, spec.qty_decimals
+    band_low, band_high = band_limits(reference_price, spec.price_band_bps, spec.price_tick)
     data: dict[str, Any] = {
         "symbol": spec.symbol,
         "kind": str(spec.kind),
@@ -305,11 +318,44 @@ def _reference(spec: InstrumentSpec, status: InstrumentStatus) -> dict[str, Any]
         "maker_fee_bps": spec.maker_fee_bps,
         "taker_fee_bps": spec.taker_fee_bps,
         "status": str(status),
+        "reference_price": format_units(reference_price, pd),
+        "band_low": format_units(band_low, pd),  # the lowest price a sell may have
+        "band_high": format_units(band_high, pd),  # the highest price a buy may have
+        "max_qty": format_units(spec.max_qty, qd) if spec.max_qty else None,
+        "max_notional": (
+            format_units(spec.max_notional, spec.quote_decimals) if spec.max_notional else None
+        ),
     }
     if spec.kind is InstrumentKind.TBILL:
         data["maturity"] = spec.maturity_us  # µs; it pays par then
         data["face"] = str(TBILL_PRICE_PER)  # prices are per this much face; qty is face value
+        data["yield"] = bill_yield(spec, reference_price, now_us)  # at the reference price
     return data
+
+
+def bill_yield(spec: InstrumentSpec, price: int, now_us: int) -> dict[str, Any] | None:
+    """How bill traders read a price: per 100 face, bank discount rate and investment yield.
+
+    Rates are percent with Treasury's 3 decimals, rounded half up (`settlement.tbill`). Days
+    count whole days from `now_us` to maturity; the investment yield's year has 366 days when
+    the year after today's UTC date holds a Feb 29 (the quote's date stands in for the issue
+    date). None when there is no price, the bill has under a day left (or more than 366), or
+    the price is above par (the rates would be negative).
+    """
+    days = tbill.days_to_maturity_from_us(now_us, spec.maturity_us)
+    per_100 = Fraction(price, 10**spec.price_decimals)
+    if not price or not 1 <= days <= tbill.DAYS_TO_MATURITY_MAX or per_100 > tbill.PAR_PRICE:
+        return None
+    today = datetime.datetime.fromtimestamp(now_us // 1_000_000, datetime.UTC).date()
+    year_days = tbill.year_days_after_issue(today)
+    discount = tbill.rate_to_units(tbill.discount_rate_from_price(per_100, days))
+    investment = tbill.investment_rate_units_from_price(per_100, days, year_days)
+    return {
+        "price_per_100": format_units(price, spec.price_decimals),
+        "days_to_maturity": days,
+        "discount_rate_pct": format_units(discount, tbill.RATE_DECIMALS),
+        "investment_yield_pct": format_units(investment, tbill.RATE_DECIMALS),
+    }
 
 
 def _rows(levels: Iterable[Level], spec: InstrumentSpec) -> list[list[str]]:
@@ -356,6 +402,8 @@ class MarketData:
             OrderAmended: self._amended,
             InstrumentListed: self._listed,
             InstrumentStatusChanged: self._status_changed,
+            ReferencePriceSet: self._reference_set,
+            OrderCapsSet: self._caps_set,
         }
 
     @classmethod
@@ -367,6 +415,8 @@ class MarketData:
         market_data = cls(epoch)
         for market in venue.markets.values():
             kept = market_data._list(market.spec, market.status, venue.ts_us)
+            kept.reference_price = market.reference_price
+            kept.instrument.value = _reference(kept, venue.ts_us)
             for order in market.book.iter_orders():
                 market_data._rest(kept, order.order_id, order.side, order.price, order.leaves_qty)
             kept.bbo.value = kept.bbo_value()
@@ -414,8 +464,13 @@ class MarketData:
     def _traded(self, event: TradeExecuted) -> None:
         self._fill(event.maker_order_id, event.maker_leaves_qty)
         self._fill(event.taker_order_id, event.taker_leaves_qty)
-        self._market(event.symbol).pending.append(event)
-        self._touch(event.symbol, _BOOK | _TRADES)
+        market = self._market(event.symbol)
+        market.pending.append(event)
+        flags = _BOOK | _TRADES
+        if market.reference_price != event.price:  # the engine's band follows the last trade
+            market.reference_price = event.price
+            flags |= _REFERENCE
+        self._touch(event.symbol, flags)
 
     def _fill(self, order_id: int, leaves_qty: int) -> None:
         resting = self._orders.get(order_id)
@@ -453,6 +508,17 @@ class MarketData:
         self._market(event.symbol).status = event.status
         self._touch(event.symbol, _REFERENCE)
 
+    def _reference_set(self, event: ReferencePriceSet) -> None:
+        self._market(event.symbol).reference_price = event.price
+        self._touch(event.symbol, _REFERENCE)
+
+    def _caps_set(self, event: OrderCapsSet) -> None:
+        market = self._market(event.symbol)
+        market.spec = msgspec.structs.replace(
+            market.spec, max_qty=event.max_qty, max_notional=event.max_notional
+        )
+        self._touch(event.symbol, _REFERENCE)
+
     # ----------------------------------------------------------------- output
 
     def flush(self, now_us: int, wanted: Container[Stream]) -> list[Message]:
@@ -469,6 +535,8 @@ class MarketData:
             for symbol, market in self._markets.items():
                 if market.ticker.expire(now_us):
                     self._touch(symbol, _WINDOW)
+                if market.spec.kind is InstrumentKind.TBILL:  # days to maturity tick down
+                    self._touch(symbol, _REFERENCE | _WINDOW)
         out: list[Message] = []
         for symbol, flags in self._touched.items():
             market = self._markets[symbol]
@@ -506,7 +574,7 @@ class MarketData:
         self, market: _Market, now_us: int, wanted: Container[Stream], out: list[Message]
     ) -> None:
         state = market.instrument
-        value = _reference(market.spec, market.status)
+        value = _reference(market, now_us)
         if value != state.value:
             state.advance(value, now_us)
             if state.stream in wanted:
@@ -604,7 +672,7 @@ class MarketData:
         if state.stream not in wanted:
             state.value = None
             return
-        data = market.ticker.data(market.spec)
+        data = market.ticker.data(market.spec, now_us)
         if data != state.value:
             state.value = data
             out.append(Message(state.stream, 0, self._encode(state, "update", now_us, data)))
@@ -639,7 +707,7 @@ class MarketData:
         if channel == Channel.TICKER:
             if market.ticker.expire(now_us):
                 self._touch(stream.symbol, _WINDOW)  # the other subscribers hear of it too
-            ticker = market.ticker.data(spec)
+            ticker = market.ticker.data(spec, now_us)
             return Message(stream, 0, self._encode(market.ticker_state, "snapshot", now_us, ticker))
         state = self._state(stream)
         if channel == Channel.BOOK and state.value is None:

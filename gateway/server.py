@@ -40,6 +40,7 @@ from engine.commands import (
     ListAsset,
     ListInstrument,
     PlaceOrder,
+    SetOrderCaps,
 )
 from engine.enums import CancelReason, SelfTradePrevention, Side
 from engine.events import (
@@ -1228,7 +1229,7 @@ class VenueServer:
         pending = executed.origin
         events = executed.events
         executed.transfers = self.ledger.drain()  # this command's alone
-        if isinstance(executed.command, ListInstrument | ListAsset):
+        if isinstance(executed.command, ListInstrument | ListAsset | SetOrderCaps):
             self._learn_reference_data()
         quote_set = pending.quote_set if isinstance(pending, Pending) else None
         reports = self.reporter.reports(events, command=executed.command, quote_set=quote_set)
@@ -1596,7 +1597,7 @@ def _trade_result(pending: Pending) -> bytes:
     executed = pending.results[0]
     rejected = _rejection(executed.events)
     if rejected is not None:
-        data = {"order_id": rejected.order_id} if rejected.order_id else None
+        data = wire.rejection_data(rejected)
         return wire.error(pending.request_id, rejected.reason, rejected.detail, data)
     return wire.ok(pending.request_id, _outcome(executed), pending.t_in, now_us())
 
@@ -1668,6 +1669,9 @@ def _batch_result(pending: Pending) -> bytes:
                 "name": rejected.reason.name,
                 "msg": rejected.detail,
             }
+            data = wire.rejection_data(rejected)
+            if data is not None:
+                error["data"] = data
             results.append({"status": wire.rejection_status(rejected.reason), "error": error})
     body = {
         "id": pending.request_id,

@@ -28,11 +28,13 @@ from engine.commands import (
     Deposit,
     ListAsset,
     ListInstrument,
+    MatureInstrument,
     OpenAccount,
     PayDividend,
     PlaceOrder,
     RequestWithdrawal,
     SetInstrumentStatus,
+    SetOrderCaps,
     SetReferencePrice,
     SplitShares,
     VoidWithdrawal,
@@ -45,9 +47,10 @@ from engine.enums import (
     Side,
     TimeInForce,
 )
+from engine.events import CommandRejected
 from engine.instrument import FEE_BPS_MAX, SYMBOL_LENGTH_MAX, InstrumentSpec
 from engine.reasons import ErrorCode
-from engine.units import SCALE_MAX, PrecisionError, parse_units
+from engine.units import SCALE_MAX, PrecisionError, format_units, parse_units
 from engine.venue import CL_ORD_ID_LENGTH_MAX, TAG_LENGTH_MAX
 from gateway.auth import KEY_LENGTH_MAX, NONCE_LENGTH_MAX
 from settlement.ledger import ASSET_CODE_LENGTH_MAX
@@ -359,6 +362,20 @@ class ListInstrumentParams(Params, frozen=True):
     excluded_jurisdictions: Annotated[
         tuple[Jurisdiction, ...], Meta(max_length=JURISDICTIONS_MAX)
     ] = ()
+    max_qty: DecimalText | None = None  # per-order cap, base asset's scale; absent or 0: none
+    max_notional: DecimalText | None = None  # per-order cap, quote asset's scale; same
+
+
+class SetOrderCapsParams(Params, frozen=True):
+    """Both caps at once: an absent (or "0") cap is removed."""
+
+    symbol: Symbol
+    max_qty: DecimalText | None = None
+    max_notional: DecimalText | None = None
+
+
+class MatureParams(Params, frozen=True):
+    symbol: Symbol
 
 
 class SetStatusParams(Params, frozen=True):
@@ -459,6 +476,8 @@ METHODS: dict[str, type[Params]] = {
     "admin.list_instrument": ListInstrumentParams,
     "admin.set_status": SetStatusParams,
     "admin.set_reference_price": SetReferencePriceParams,
+    "admin.set_order_caps": SetOrderCapsParams,
+    "admin.mature": MatureParams,
     "admin.list_asset": ListAssetParams,
     "admin.attest_reserves": AttestReservesParams,
     "admin.deposit": DepositParams,
@@ -633,6 +652,8 @@ COMMAND_METHODS = frozenset(
         "admin.list_instrument",
         "admin.set_status",
         "admin.set_reference_price",
+        "admin.set_order_caps",
+        "admin.mature",
         "admin.list_asset",
         "admin.attest_reserves",
         "admin.deposit",
@@ -819,8 +840,30 @@ def _list_instrument(p: Any, specs: Specs, scales: Scales, account: int, _: Any)
         taker_fee_bps=p.taker_fee_bps,
         maturity_us=maturity_us,
         excluded_jurisdictions=p.excluded_jurisdictions,
+        max_qty=_cap(p.max_qty, qty_decimals, "max_qty"),
+        max_notional=_cap(p.max_notional, quote_decimals, "max_notional"),
     )
     return ListInstrument(spec=spec)
+
+
+def _cap(text: str | None, decimals: int, name: str) -> int:
+    """A per-order cap in units; absent is 0, no cap."""
+    return 0 if text is None else _units(text, decimals, name)
+
+
+def _set_order_caps(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+    assert isinstance(p, SetOrderCapsParams)
+    spec = _spec(specs, p.symbol)
+    return SetOrderCaps(
+        symbol=p.symbol,
+        max_qty=_cap(p.max_qty, spec.qty_decimals, "max_qty"),
+        max_notional=_cap(p.max_notional, spec.quote_decimals, "max_notional"),
+    )
+
+
+def _mature(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+    assert isinstance(p, MatureParams)
+    return MatureInstrument(symbol=p.symbol)
 
 
 def _set_status(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
@@ -903,6 +946,8 @@ _CONVERTERS: dict[type[Params], _Converter] = {
     ListInstrumentParams: _list_instrument,
     SetStatusParams: _set_status,
     SetReferencePriceParams: _set_reference,
+    SetOrderCapsParams: _set_order_caps,
+    MatureParams: _mature,
     ListAssetParams: _list_asset,
     AttestReservesParams: _attest,
     DepositParams: _deposit,
@@ -1009,6 +1054,24 @@ def error(
     body = _ErrorBody(int(code), code.name, msg, data)
     status = rejection_status(code) if status is None else status
     return _encoder.encode(_Error(request_id, status, body, retry_after_ms))
+
+
+def rejection_data(rejected: CommandRejected) -> dict[str, Any] | None:
+    """The `data` of a business error: the target order, the asset, and the numbers that
+    explain the refusal (band, minimum, cap, needed/available...) as decimal strings."""
+    data: dict[str, Any] = {}
+    if rejected.order_id:
+        data["order_id"] = rejected.order_id
+    if rejected.asset is not None:
+        data["asset"] = rejected.asset
+    for name, units, decimals in rejected.facts:
+        # an exact notional may be finer than any asset's scale (price and qty decimals add)
+        if decimals <= SCALE_MAX:
+            data[name] = format_units(units, decimals)
+        else:
+            whole, fraction = divmod(units, 10**decimals)
+            data[name] = f"{whole}.{str(fraction).zfill(decimals)}"
+    return data or None
 
 
 def error_of(wire_error: WireError) -> bytes:

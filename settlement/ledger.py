@@ -8,7 +8,7 @@ changes nothing. Each asset sums to zero over all accounts at every moment (mint
 the issuance account). Pure: the store persists what `drain()` hands it.
 """
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 
 import msgspec
 
@@ -168,8 +168,8 @@ class Ledger:
         self.participants[participant.account_id] = participant
         return None
 
-    def attest(self, attestation: Attestation) -> Refused | None:
-        """Record the custodian's latest reserves for an asset."""
+    def attest(self, attestation: Attestation, matured: Container[str] = ()) -> Refused | None:
+        """Record the custodian's latest reserves for an asset (not a matured bill's token)."""
         if attestation.asset not in self.assets:
             return Refused("UNKNOWN_ASSET", f"unknown asset {attestation.asset}")
         if attestation.amount < 0:
@@ -177,6 +177,8 @@ class Ledger:
         previous = self.attestations.get(attestation.asset)
         if previous is not None and attestation.as_of_us < previous.as_of_us:
             return Refused("BAD_PARAM", "an attestation older than the latest one")
+        if attestation.asset in matured:
+            return Refused("ASSET_MATURED", _matured(attestation.asset))
         self.attestations[attestation.asset] = attestation
         return None
 
@@ -337,13 +339,21 @@ class Ledger:
     # ----------------------------------------------------------------- supply
 
     def mint(
-        self, account: int, asset: str, amount: int, ts_us: int, staleness_max_us: int
+        self,
+        account: int,
+        asset: str,
+        amount: int,
+        ts_us: int,
+        staleness_max_us: int,
+        matured: Container[str] = (),
     ) -> list[Transfer] | Refused:
-        """Issue tokens to a participant against fresh reserves."""
+        """Issue tokens to a participant against fresh reserves (never a matured bill's)."""
         if account not in self.participants:
             return Refused("UNKNOWN_ACCOUNT", f"unknown account {account}")
         if asset not in self.assets:
             return Refused("UNKNOWN_ASSET", f"unknown asset {asset}")
+        if asset in matured:
+            return Refused("ASSET_MATURED", _matured(asset))
         attestation = self.attestations.get(asset)
         if attestation is None or ts_us - attestation.as_of_us > staleness_max_us:
             return Refused("RESERVES_STALE", f"no fresh reserve attestation for {asset}")
@@ -435,3 +445,7 @@ class Ledger:
         for w in self.withdrawals.values():
             held[(w.account, w.asset)] = held.get((w.account, w.asset), 0) + w.amount
         return held
+
+
+def _matured(asset: str) -> str:
+    return f"{asset} is a matured T-bill: it was redeemed at par and can never trade again"

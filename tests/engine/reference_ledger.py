@@ -99,6 +99,7 @@ class ReferenceClearedVenue(ReferenceVenue):
         self.attestations: dict[str, Attestation] = {}
         self.pending: dict[int, Withdrawal] = {}  # pending withdrawals, oldest first
         self.maturities: list[tuple[int, str]] = []  # (maturity_us, symbol) not yet due
+        self.matured_assets: set[str] = set()  # docs: no attestation or mint of these
         self.last_transfer_id = 0
         self.last_chain_id = 0
         self.last_withdrawal_id = 0
@@ -732,6 +733,7 @@ class ReferenceClearedVenue(ReferenceVenue):
         """docs, T-bills: cancel_only, orders canceled, withdrawals voided, par paid once."""
         market = self.markets[symbol]
         spec: InstrumentSpec = market["spec"]
+        self.matured_assets.add(spec.base)
         if market["status"] != InstrumentStatus.DELISTED:  # a delisted bill is still redeemed
             market["status"] = InstrumentStatus.CANCEL_ONLY
             self.events.append(
@@ -823,6 +825,8 @@ class ReferenceClearedVenue(ReferenceVenue):
         if latest is not None and cmd.as_of_us < latest.as_of_us:
             detail = "an attestation older than the latest one"  # engine's choice
             return self._custody_reject(cmd, name, E.BAD_PARAM, detail)
+        if cmd.asset in self.matured_assets:
+            return self._custody_reject(cmd, name, E.ASSET_MATURED, _matured(cmd.asset))
         attestation = Attestation(cmd.asset, cmd.amount, cmd.as_of_us)
         self.attestations[cmd.asset] = attestation
         self.events.append(ReservesAttested(self.ts, attestation))
@@ -837,6 +841,8 @@ class ReferenceClearedVenue(ReferenceVenue):
             return self._custody_reject(cmd, name, E.UNKNOWN_ACCOUNT, detail)
         if cmd.asset not in self.assets:
             return self._custody_reject(cmd, name, E.UNKNOWN_ASSET, f"unknown asset {cmd.asset}")
+        if cmd.asset in self.matured_assets:
+            return self._custody_reject(cmd, name, E.ASSET_MATURED, _matured(cmd.asset))
         attestation = self.attestations.get(cmd.asset)
         if attestation is None or self.ts - attestation.as_of_us > self.staleness_max:
             detail = f"no fresh reserve attestation for {cmd.asset}"
@@ -902,3 +908,7 @@ class ReferenceClearedVenue(ReferenceVenue):
         self._balance(withdrawal.account, withdrawal.asset)[1] -= withdrawal.amount
         self.events.append(WithdrawalVoided(self.ts, withdrawal))
         self._report(withdrawal.account, withdrawal.asset)
+
+
+def _matured(asset: str) -> str:
+    return f"{asset} is a matured T-bill: it was redeemed at par and can never trade again"

@@ -11,6 +11,7 @@ from engine.commands import (
     Deposit,
     ListAsset,
     ListInstrument,
+    MatureInstrument,
     OpenAccount,
     PlaceOrder,
     RequestWithdrawal,
@@ -172,7 +173,7 @@ def test_a_matured_bill_cannot_trade_again(custodied: Custodied) -> None:
     list_bill(custodied)
     custodied.ok(AdvanceClock(), ts=MATURITY_US)
     reopen = SetInstrumentStatus(symbol=BILL, status=InstrumentStatus.OPEN)
-    assert custodied.refused(reopen) is ErrorCode.BAD_PARAM
+    assert custodied.refused(reopen) is ErrorCode.INSTRUMENT_MATURED
     custodied.ok(SetInstrumentStatus(symbol=BILL, status=InstrumentStatus.DELISTED))
 
 
@@ -190,3 +191,110 @@ def test_a_bill_token_trades_on_one_instrument_only(custodied: Custodied) -> Non
         maturity_us=MATURITY_US,
     )
     assert custodied.refused(ListInstrument(spec=second)) is ErrorCode.BAD_PARAM
+
+
+def test_a_bill_whose_maturity_has_come_cannot_be_listed(custodied: Custodied) -> None:
+    custodied.ok(AdvanceClock(), ts=MATURITY_US)  # "today": the maturity date's midnight
+    before = custodied.venue.state_hash()
+    bill = make_spec(
+        symbol=BILL,
+        kind=InstrumentKind.TBILL,
+        base="TB-X",
+        price_decimals=6,
+        qty_decimals=0,
+        reference_price=98_676_708,
+        maturity_us=MATURITY_US,
+    )
+    events = custodied.do(ListInstrument(spec=bill))
+    assert len(events) == 1 and isinstance(events[0], CommandRejected)
+    assert events[0].reason is ErrorCode.MATURITY_PASSED
+    assert BILL not in custodied.venue.markets
+    custodied.venue.ts_us -= 1
+    assert custodied.venue.state_hash() == before  # nothing but the clock moved
+
+
+def test_a_matured_bill_takes_no_more_reserves_or_mints(custodied: Custodied) -> None:
+    list_bill(custodied)
+    custodied.ok(Deposit(account=1, asset="TB-X", amount=1_000))
+    custodied.ok(AdvanceClock(), ts=MATURITY_US)
+    attest = AttestReserves(asset="TB-X", amount=50_000, as_of_us=MATURITY_US)
+    assert custodied.refused(attest) is ErrorCode.ASSET_MATURED
+    assert custodied.refused(Deposit(account=1, asset="TB-X", amount=1)) is (
+        ErrorCode.ASSET_MATURED
+    )
+    assert custodied.total(1, "TB-X") == 0
+    assert custodied.venue.ledger is not None
+    assert custodied.venue.ledger.supply("TB-X") == 0  # nothing stranded
+    # Cash is untouched by the bill's maturity.
+    custodied.ok(AttestReserves(asset="USD", amount=10_000 * USD, as_of_us=MATURITY_US))
+    custodied.ok(Deposit(account=1, asset="USD", amount=USD))
+
+
+def test_an_operator_matures_a_bill_now_at_par(custodied: Custodied) -> None:
+    list_bill(custodied)
+    custodied.ok(Deposit(account=1, asset="TB-X", amount=3_000))
+    custodied.ok(Deposit(account=2, asset="USD", amount=10_000 * USD))
+    custodied.ok(PlaceOrder(account=1, symbol=BILL, side=Side.SELL, price=98_676_708, qty=1_000))
+    custodied.ok(PlaceOrder(account=2, symbol=BILL, side=Side.BUY, price=98_676_708, qty=1_000))
+    custodied.ok(PlaceOrder(account=1, symbol=BILL, side=Side.SELL, price=99_000_000, qty=500))
+    usd_before = {account: custodied.total(account, "USD") for account in (1, 2)}
+    events = custodied.ok(MatureInstrument(symbol=BILL), ts=HOUR_US)  # long before maturity
+    assert [e.reason for e in events if isinstance(e, OrderCanceled)] == [CancelReason.MATURITY]
+    matured = [e for e in events if isinstance(e, InstrumentMatured)]
+    assert [(m.holders, m.face_total, m.paid_total) for m in matured] == [(2, 3_000, 3_000 * USD)]
+    assert custodied.total(1, "USD") - usd_before[1] == 2_000 * USD
+    assert custodied.total(2, "USD") - usd_before[2] == 1_000 * USD
+    assert custodied.venue.markets[BILL].status is InstrumentStatus.CANCEL_ONLY
+    assert custodied.refused(MatureInstrument(symbol=BILL)) is ErrorCode.INSTRUMENT_MATURED
+    assert custodied.refused(Deposit(account=1, asset="TB-X", amount=1)) is (
+        ErrorCode.ASSET_MATURED
+    )
+    later = custodied.ok(AdvanceClock(), ts=MATURITY_US)  # the date comes: nothing more
+    assert not any(isinstance(e, InstrumentMatured) for e in later)
+
+
+def test_only_a_listed_bill_can_be_matured(custodied: Custodied) -> None:
+    custodied.ok(ListAsset(code="AAPLx", scale=6))
+    custodied.ok(ListInstrument(spec=make_spec()))
+    assert custodied.refused(MatureInstrument(symbol="NOPE")) is ErrorCode.UNKNOWN_SYMBOL
+    assert custodied.refused(MatureInstrument(symbol="AAPLx-USD")) is ErrorCode.BAD_PARAM
+
+
+def test_an_early_maturity_survives_a_snapshot(custodied: Custodied) -> None:
+    from engine import snapshot
+
+    list_bill(custodied)
+    custodied.ok(MatureInstrument(symbol=BILL), ts=HOUR_US)
+    restored = snapshot.restore(snapshot.decode(snapshot.encode(snapshot.capture(custodied.venue))))
+    assert restored.state_hash() == custodied.venue.state_hash()
+    custodied.venue = restored
+    assert custodied.refused(Deposit(account=1, asset="TB-X", amount=1)) is (
+        ErrorCode.ASSET_MATURED
+    )
+    later = custodied.ok(AdvanceClock(), ts=MATURITY_US)
+    assert not any(isinstance(e, InstrumentMatured) for e in later)
+
+
+def test_a_short_balance_is_refused_with_what_is_needed_and_available(
+    custodied: Custodied,
+) -> None:
+    list_bill(custodied)
+    custodied.ok(Deposit(account=1, asset="USD", amount=100 * USD))
+    buy = PlaceOrder(account=1, symbol=BILL, side=Side.BUY, price=98_676_708, qty=1_000)
+    events = custodied.do(buy)
+    assert isinstance(events[0], CommandRejected)
+    assert events[0].reason is ErrorCode.INSUFFICIENT_BALANCE and events[0].asset == "USD"
+    # 1,000 face at 98.676708 per 100 costs 986.767080 USD; 100 USD is available.
+    assert events[0].facts == (("needed", 986_767_080, 6), ("available", 100 * USD, 6))
+    events = custodied.do(RequestWithdrawal(account=1, asset="USD", amount=101 * USD))
+    assert isinstance(events[0], CommandRejected) and events[0].asset == "USD"
+    assert events[0].facts == (("needed", 101 * USD, 6), ("available", 100 * USD, 6))
+
+
+def test_an_attestation_as_of_milliseconds_is_named_as_such(custodied: Custodied) -> None:
+    now_us = 1_764_000_000_000_000
+    attest = AttestReserves(asset="USD", amount=USD, as_of_us=now_us // 1_000)
+    events = custodied.do(attest, ts=now_us)
+    assert isinstance(events[0], CommandRejected) and events[0].reason is ErrorCode.BAD_PARAM
+    assert "looks like milliseconds; as_of is in microseconds" in events[0].detail
+    custodied.ok(AttestReserves(asset="USD", amount=USD, as_of_us=now_us))

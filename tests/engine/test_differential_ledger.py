@@ -742,6 +742,15 @@ def coverage_keys(event: Event) -> list[tuple[str, object]]:
 # --------------------------------------------------------------------------- the test
 
 
+def without_facts(events: list[Event]) -> list[Event]:
+    """The events with rejections' explaining numbers left out: the reference has none
+    (tests/engine/test_venue.py checks them)."""
+    return [
+        msgspec.structs.replace(e, facts=(), asset=None) if isinstance(e, CommandRejected) else e
+        for e in events
+    ]
+
+
 def describe(events: list[Event]) -> str:
     return "\n".join(f"    {event!r}" for event in events) or "    (none)"
 
@@ -769,7 +778,7 @@ def run(case: Case) -> set[tuple[str, object]]:
     seen: set[tuple[str, object]] = set()
     for index in range(case.count):
         command = stream.next()
-        got = venue.execute(command)
+        got = without_facts(venue.execute(command))
         want = ref.execute(command)
         if got != want or [type(e) for e in got] != [type(e) for e in want]:
             pytest.fail(

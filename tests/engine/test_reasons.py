@@ -41,8 +41,10 @@ PLACE_ROWS: list[tuple[ErrorCode, InstrumentStatus, dict[str, Any]]] = [
     (E.INVALID_PRICE_TICK, InstrumentStatus.OPEN, dict(**LATER)),
     (E.INVALID_QTY_STEP, InstrumentStatus.OPEN, dict(price=9_900, qty=3)),
     (E.BELOW_MIN_QTY, InstrumentStatus.OPEN, dict(price=11_005, qty=2)),
+    (E.ABOVE_MAX_QTY, InstrumentStatus.OPEN, dict(price=11_005, qty=5_002)),
     (E.PRICE_BAND, InstrumentStatus.OPEN, dict(price=11_005, qty=4)),
     (E.BELOW_MIN_NOTIONAL, InstrumentStatus.OPEN, dict(price=5, qty=4, post_only=True)),
+    (E.ABOVE_MAX_NOTIONAL, InstrumentStatus.OPEN, dict(price=10_500, qty=4_800, post_only=True)),
     (E.TOO_MANY_OPEN_ORDERS, InstrumentStatus.OPEN, dict(price=10_000, qty=400, post_only=True)),
     (E.POST_ONLY_WOULD_TAKE, InstrumentStatus.OPEN, dict(price=10_000, qty=4, post_only=True)),
     (E.FOK_NOT_FILLABLE, InstrumentStatus.OPEN, dict(price=10_000, qty=4_000, tif=TimeInForce.FOK)),
@@ -62,6 +64,8 @@ def _harness(status: InstrumentStatus, open_orders_max: int) -> Harness:
         qty_step=2,
         min_qty=4,
         min_notional=1,
+        max_qty=5_000,
+        max_notional=500_000,  # units of 0.000001: price x qty / 100
     )
     harness.place(1, Side.BUY, 8_500, 4, cl_ord_id="live")  # below the band: out of reach
     harness.place(2, Side.SELL, 10_000, 4)
@@ -121,8 +125,10 @@ AMEND_ROWS: list[tuple[ErrorCode, InstrumentStatus, dict[str, Any]]] = [
     (E.INVALID_PRICE_TICK, InstrumentStatus.OPEN, dict(order_id=1, **LATER)),
     (E.INVALID_QTY_STEP, InstrumentStatus.OPEN, dict(order_id=1, price=11_005, qty=3)),
     (E.BELOW_MIN_QTY, InstrumentStatus.OPEN, dict(order_id=1, price=11_005, qty=2)),
+    (E.ABOVE_MAX_QTY, InstrumentStatus.OPEN, dict(order_id=1, price=11_005, qty=5_002)),
     (E.PRICE_BAND, InstrumentStatus.OPEN, dict(order_id=1, price=11_005, qty=6)),
     (E.BELOW_MIN_NOTIONAL, InstrumentStatus.OPEN, dict(order_id=1, price=5, qty=4)),
+    (E.ABOVE_MAX_NOTIONAL, InstrumentStatus.OPEN, dict(order_id=5, price=10_400, qty=4_810)),
     (E.POST_ONLY_MODE, InstrumentStatus.POST_ONLY, dict(order_id=5, price=10_000)),
     (E.POST_ONLY_WOULD_TAKE, InstrumentStatus.OPEN, dict(order_id=5, price=10_000)),
 ]

@@ -8,6 +8,7 @@ from engine.commands import (
     ListInstrument,
     PlaceOrder,
     SetInstrumentStatus,
+    SetOrderCaps,
     SetReferencePrice,
 )
 from engine.enums import (
@@ -25,6 +26,7 @@ from engine.events import (
     OrderAccepted,
     OrderAmended,
     OrderCanceled,
+    OrderCapsSet,
     OrderExpired,
     SelfTradePrevented,
     TradeExecuted,
@@ -392,3 +394,118 @@ def test_an_amend_that_completes_the_order_keeps_its_resting_price(harness: Harn
     amended = events[0]
     assert isinstance(amended, OrderAmended)
     assert (amended.price, amended.qty, amended.status) == (10_000, 6, OrderStatus.FILLED)
+
+
+# ----------------------------------------------------------------- per-order caps and facts
+
+
+def rejected(events: list) -> CommandRejected:
+    assert len(events) == 1 and isinstance(events[0], CommandRejected), events
+    return events[0]
+
+
+def test_per_order_caps_refuse_with_the_cap_and_the_value() -> None:
+    # Caps: 2 shares and 150.00 USD an order; the band is 90.00..110.00 around 100.00.
+    harness = Harness(max_qty=2_000_000, max_notional=150_000_000)
+    too_many = rejected(harness.place(1, BUY, 10_000, 2_000_001))
+    assert too_many.reason is ErrorCode.ABOVE_MAX_QTY
+    assert too_many.facts == (("max_qty", 2_000_000, 6), ("qty", 2_000_001, 6))
+    too_much = rejected(harness.place(1, BUY, 10_000, 1_600_000))
+    assert too_much.reason is ErrorCode.ABOVE_MAX_NOTIONAL
+    assert too_much.facts == (
+        ("max_notional", 150_000_000, 6),
+        ("notional", 160_000_000, 6),
+        ("valued_at", 10_000, 2),
+    )
+    # A market order is valued at the band's high, the most any of its fills can cost.
+    market = PlaceOrder(
+        account=1,
+        symbol=SYMBOL,
+        side=SELL,
+        order_type=OrderType.MARKET,
+        tif=TimeInForce.IOC,
+        qty=1_400_000,
+    )
+    refused = rejected(harness.do(market))
+    assert refused.reason is ErrorCode.ABOVE_MAX_NOTIONAL
+    assert refused.facts[1:] == (("notional", 154_000_000, 6), ("valued_at", 11_000, 2))
+    by_amount = PlaceOrder(
+        account=1,
+        symbol=SYMBOL,
+        side=BUY,
+        order_type=OrderType.MARKET,
+        tif=TimeInForce.IOC,
+        quote_qty=150_000_001,
+    )
+    assert rejected(harness.do(by_amount)).facts[1] == ("notional", 150_000_001, 6)
+    assert not harness.venue.orders  # nothing was accepted
+
+
+def test_per_order_caps_apply_to_amends() -> None:
+    harness = Harness(max_qty=2_000_000, max_notional=150_000_000)
+    harness.place(1, BUY, 10_000, 1_000_000)
+    assert rejected(harness.do(AmendOrder(account=1, order_id=1, qty=2_000_002))).reason is (
+        ErrorCode.ABOVE_MAX_QTY
+    )
+    refused = rejected(harness.do(AmendOrder(account=1, order_id=1, qty=1_600_000)))
+    assert refused.reason is ErrorCode.ABOVE_MAX_NOTIONAL and refused.order_id == 1
+    assert harness.venue.orders[1].qty == 1_000_000
+
+
+def test_operators_change_the_caps_and_the_state_hash_sees_them() -> None:
+    from engine import snapshot
+
+    harness = Harness(max_qty=2_000_000)
+    before = harness.venue.state_hash()
+    events = harness.do(SetOrderCaps(symbol=SYMBOL, max_qty=0, max_notional=150_000_000))
+    assert events == [OrderCapsSet(harness.venue.ts_us, SYMBOL, 0, 150_000_000)]
+    spec = harness.venue.markets[SYMBOL].spec
+    assert (spec.max_qty, spec.max_notional) == (0, 150_000_000)
+    assert harness.venue.state_hash() != before
+    restored = snapshot.restore(snapshot.decode(snapshot.encode(snapshot.capture(harness.venue))))
+    assert restored.state_hash() == harness.venue.state_hash()
+    assert restored.markets[SYMBOL].spec.max_notional == 150_000_000
+    harness.venue = restored
+    assert kinds(harness.place(1, BUY, 10_000, 1_400_000)) == ["OrderAccepted"]  # no qty cap
+    assert rejected(harness.place(1, BUY, 10_000, 1_600_000)).reason is (
+        ErrorCode.ABOVE_MAX_NOTIONAL
+    )
+    for bad in (
+        SetOrderCaps(symbol=SYMBOL, max_qty=-1),
+        SetOrderCaps(symbol="NOPE", max_qty=5),
+    ):
+        assert rejected(harness.do(bad)).reason in (ErrorCode.BAD_PARAM, ErrorCode.UNKNOWN_SYMBOL)
+    capped = Harness(min_qty=10)
+    refused = rejected(capped.do(SetOrderCaps(symbol=SYMBOL, max_qty=5)))
+    assert refused.reason is ErrorCode.BAD_PARAM and "min_qty" in refused.detail
+
+
+def test_band_and_notional_refusals_carry_their_numbers() -> None:
+    harness = Harness(min_notional=1_000_000)  # 1.00 USD
+    band = rejected(harness.place(1, BUY, 11_001, 1_000_000))
+    assert band.reason is ErrorCode.PRICE_BAND
+    assert band.facts == (
+        ("band_low", 9_000, 2),
+        ("band_high", 11_000, 2),
+        ("reference_price", 10_000, 2),
+    )
+    small = rejected(harness.place(1, BUY, 10_001, 9_999))  # 100.01 x 0.009999 = 0.99999999
+    assert small.reason is ErrorCode.BELOW_MIN_NOTIONAL
+    assert small.facts == (
+        ("min_notional", 1_000_000, 6),
+        ("notional", 99_999_999, 8),
+        ("valued_at", 10_001, 2),
+    )
+
+
+def test_an_expire_at_in_milliseconds_is_named_as_such() -> None:
+    harness = Harness()
+    now_us = 1_764_000_000_000_000
+    gtd = dict(account=1, symbol=SYMBOL, side=BUY, price=10_000, qty=1, tif=TimeInForce.GTD)
+    slip = rejected(
+        harness.do(PlaceOrder(ts_us=now_us, expire_at_us=now_us // 1_000 + 60_000, **gtd))
+    )
+    assert slip.reason is ErrorCode.INVALID_EXPIRE_AT
+    assert "looks like milliseconds; expire_at is in microseconds" in slip.detail
+    past = rejected(harness.do(PlaceOrder(ts_us=now_us + 1, expire_at_us=now_us, **gtd)))
+    assert past.detail == "expire_at is not in the future"

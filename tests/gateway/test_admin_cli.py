@@ -7,12 +7,16 @@ process would.
 
 import argparse
 import asyncio
+import datetime
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -249,3 +253,72 @@ def test_dividend_and_split_from_the_command_line(
     assert (split["supply_before"], split["supply_after"]) == ("120000.000000", "12000.000000")
     balances = venue.query("alpha", "balances", {})["balances"]
     assert next(b for b in balances if b["asset"] == "AAPLx")["total"] == "4000.000000"
+
+
+def venue_process(port: int, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`venue admin ...` as an operator runs it: its own process."""
+    url = f"ws://127.0.0.1:{port}/ws/trade"
+    command = [sys.executable, "-m", "gateway.cli", "admin", *argv]
+    command += ["--url", url, "--config", str(ROOT / "venue.toml")]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=TEST_TIMEOUT_S)
+
+
+def test_venue_admin_mature_redeems_the_demo_bill_at_par(venue: BackgroundVenue) -> None:
+    bill, face = "TB-2027-03-04-USD", "TB-2027-03-04"
+
+    def totals(who: str) -> dict[str, Decimal]:
+        rows = venue.query(who, "balances", {})["balances"]
+        return {row["asset"]: Decimal(row["total"]) for row in rows}
+
+    before = {who: totals(who) for who in ("alpha", "taker")}
+    done = venue_process(venue.port, "mature", bill)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["seq"] > 0
+    for who in ("alpha", "taker"):
+        after = totals(who)
+        assert after[face] == 0
+        assert after["USD"] - before[who]["USD"] == before[who][face]  # par: 1 USD per face
+    again = venue_process(venue.port, "mature", bill)
+    assert again.returncode == 1 and "INSTRUMENT_MATURED" in again.stderr
+    mint = venue_process(venue.port, "deposit", "1", face, "100")
+    assert mint.returncode == 1 and "ASSET_MATURED" in mint.stderr
+
+
+def test_listing_a_bill_that_matures_today_is_refused(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(venue.port, "list-asset", "TB-TODAY", "0") == 0
+    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    listing = ["list-instrument", "--symbol", "TB-TODAY-USD", "--kind", "tbill"]
+    listing += ["--base", "TB-TODAY", "--quote", "USD", "--tick", "0.000001"]
+    listing += ["--step", "1", "--min-qty", "100", "--min-notional", "100", "--band-pct", "1"]
+    listing += ["--reference-price", "99.000000", "--maturity", today]
+    capsys.readouterr()
+    assert admin(venue.port, *listing) == 1
+    assert "MATURITY_PASSED" in capsys.readouterr().err
+
+
+def test_set_order_caps_then_orders_above_them_are_refused_with_the_cap(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(venue.port, "set-order-caps", "AAPLx-USD", "--max-qty", "10") == 0
+    capsys.readouterr()
+    order = {"symbol": "AAPLx-USD", "side": "buy", "type": "limit", "tif": "gtc"}
+    with pytest.raises(VenueError, match="ABOVE_MAX_QTY") as refused:
+        venue.query("alpha", "order.place", order | {"price": "187.00", "qty": "10.5"})
+    assert refused.value.data == {"max_qty": "10.000000", "qty": "10.500000"}
+    rows = venue.query("alpha", "instruments", {})["instruments"]
+    row = next(r for r in rows if r["symbol"] == "AAPLx-USD")
+    assert (row["max_qty"], row["max_notional"]) == ("10.000000", None)
+    assert admin(venue.port, "set-order-caps", "AAPLx-USD") == 0  # no caps at all
+    capsys.readouterr()
+    assert venue.query("alpha", "order.place", order | {"price": "187.00", "qty": "10.5"})
+    assert admin(venue.port, "list-asset", "GOLDx", "6") == 0
+    listing = ["list-instrument", "--symbol", "GOLDx-USD", "--kind", "equity"]
+    listing += ["--base", "GOLDx", "--quote", "USD", "--tick", "0.01", "--step", "0.001"]
+    listing += ["--min-qty", "0.001", "--min-notional", "1", "--band-pct", "10"]
+    listing += ["--reference-price", "250.00", "--max-qty", "5", "--max-notional", "1000"]
+    assert admin(venue.port, *listing) == 0
+    rows = venue.query("alpha", "instruments", {})["instruments"]
+    gold = next(r for r in rows if r["symbol"] == "GOLDx-USD")
+    assert (gold["max_qty"], gold["max_notional"]) == ("5.000000", "1000.000000")

@@ -26,6 +26,8 @@ from engine.commands import (
     ListInstrument,
     PlaceOrder,
     SetInstrumentStatus,
+    SetOrderCaps,
+    SetReferencePrice,
 )
 from engine.enums import (
     InstrumentKind,
@@ -629,6 +631,11 @@ def test_instruments_carry_reference_data_and_status_changes() -> None:
         "maker_fee_bps": 0,
         "taker_fee_bps": 0,
         "status": "open",
+        "reference_price": "100.00",
+        "band_low": "90.00",
+        "band_high": "110.00",
+        "max_qty": None,
+        "max_notional": None,
     }
     reference = subscriber.last[tbill]
     assert (reference["kind"], reference["step"], reference["min_notional"]) == (
@@ -680,7 +687,7 @@ def test_heartbeat_carries_each_subscriptions_last_seq() -> None:
         "book:AAPLx-USD:25": subscriber.books[streams[1]].seq,
         "book:AAPLx-USD:100": subscriber.books[streams[2]].seq,
         "book:AAPLx-USD:1000": subscriber.books[streams[3]].seq,
-        "instruments:AAPLx-USD": 0,
+        "instruments:AAPLx-USD": 1,  # the trade moved the reference price
         "trades:AAPLx-USD": 1,
         "bbo:AAPLx-USD": subscriber.seqs[Stream(Channel.BBO, SYMBOL)],
     }
@@ -709,3 +716,76 @@ def test_the_checksum_is_the_documented_crc32() -> None:
     many = [(f"{100 - i}.00", "1.000000") for i in range(15)]
     assert book_checksum(many, []) == book_checksum(many[:10], [])
     assert book_checksum([], []) == zlib.crc32(b";")
+
+
+DAY_US = 86_400_000_000
+
+
+def test_bills_publish_price_per_100_discount_rate_and_investment_yield() -> None:
+    # 91 days to maturity at 98.676708 per 100 (hand computed, Treasury's formulas):
+    # discount (100 - 98.676708) / 100 x 360 / 91 = 5.23499...% -> 5.235
+    # investment (100 - 98.676708) / 98.676708 x 365 / 91 = 5.37889...% -> 5.379
+    bill = make_spec(
+        symbol="TB-91-USD",
+        kind=InstrumentKind.TBILL,
+        base="TB-91",
+        price_decimals=6,
+        qty_decimals=0,
+        reference_price=98_676_708,
+        maturity_us=T0 + 91 * DAY_US + DAY_US // 2,
+    )
+    session = Session(bill)
+    instrument = Stream(Channel.INSTRUMENTS, bill.symbol)
+    ticker = Stream(Channel.TICKER, bill.symbol)
+    subscriber = Subscriber(session, [instrument, ticker])
+    expected = {
+        "price_per_100": "98.676708",
+        "days_to_maturity": 91,
+        "discount_rate_pct": "5.235",
+        "investment_yield_pct": "5.379",
+    }
+    assert subscriber.last[instrument]["yield"] == expected
+    assert subscriber.last[ticker]["yield"] is None  # no trade yet
+    session.turn(
+        [
+            session.place(1, Side.SELL, 98_676_708, 10, symbol=bill.symbol),
+            session.place(2, Side.BUY, 98_676_708, 10, symbol=bill.symbol),
+        ]
+    )
+    body = orjson.loads(session.md.snapshot(ticker, session.now).payload)
+    assert body["data"]["last"] == "98.676708" and body["data"]["yield"] == expected
+    assert "yield" not in subscriber.last.get(Stream(Channel.TICKER, SYMBOL), {})
+
+
+def test_instruments_follow_the_reference_price_band_and_caps() -> None:
+    session = Session(make_spec())
+    stream = Stream(Channel.INSTRUMENTS, SYMBOL)
+    subscriber = Subscriber(session, [stream])
+    subscriber.receive(
+        session.turn(
+            [session.place(1, Side.SELL, 10_500, 5), session.place(2, Side.BUY, 10_500, 5)]
+        )
+    )
+    data = subscriber.last[stream]
+    assert (data["reference_price"], data["band_low"], data["band_high"]) == (
+        "105.00",
+        "94.50",
+        "115.50",
+    )
+    subscriber.receive(
+        session.turn(
+            [
+                SetReferencePrice(symbol=SYMBOL, price=10_000),
+                SetOrderCaps(symbol=SYMBOL, max_qty=2_000_000, max_notional=150_000_000),
+            ]
+        )
+    )
+    data = subscriber.last[stream]
+    assert (data["reference_price"], data["max_qty"], data["max_notional"]) == (
+        "100.00",
+        "2.000000",
+        "150.000000",
+    )
+    seeded = MarketData.from_venue(session.venue, EPOCH)
+    again = orjson.loads(seeded.snapshot(stream, session.now).payload)["data"]
+    assert again == data

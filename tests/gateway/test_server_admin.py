@@ -7,13 +7,20 @@ nothing. What an admin action does is checked where a user sees it: balances, th
 stream, the `instruments` query and channel, order entry, a logon with an issued key.
 """
 
+import asyncio
+import datetime
 import time
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from engine.units import format_units
 from gateway.client import VenueClient, VenueError
-from tests.gateway.conftest import KEYS, Venue, drain_pushes
+from settlement import tbill
+from tests.gateway.conftest import KEYS, TEST_TIMEOUT_S, Venue, drain_pushes, start_venue
 
 SYMBOL = "AAPLx-USD"
 NEW_ASSET = "TSLAx"
@@ -292,6 +299,8 @@ ADMIN_REQUESTS: list[tuple[str, dict[str, Any]]] = [
     ("admin.set_status", {"symbol": SYMBOL, "status": "halted"}),
     ("admin.set_reference_price", {"symbol": SYMBOL, "price": "1.00"}),
     ("admin.issue_key", {"account": 1, "scopes": ["read", "trade", "admin"]}),
+    ("admin.set_order_caps", {"symbol": SYMBOL, "max_qty": "1"}),
+    ("admin.mature", {"symbol": "TB-2027-03-04-USD"}),
 ]
 
 
@@ -388,3 +397,199 @@ def test_the_scopes_of_an_issued_key_are_what_it_may_do(run_venue: Any) -> None:
         assert "instruments" in await trader.request("instruments")
 
     run_venue(scenario)
+
+
+# ----------------------------------------------------------------- T-bill lifecycle
+
+BILL = "TB-2027-03-04-USD"
+BILL_ASSET = "TB-2027-03-04"
+
+
+async def totals(client: VenueClient) -> dict[str, Decimal]:
+    rows = (await client.balances())["balances"]
+    return {row["asset"]: Decimal(row["total"]) for row in rows}
+
+
+def test_an_operator_matures_a_bill_now_and_every_holder_is_paid_par(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        alpha = await venue.client("alpha")
+        taker = await venue.client("taker")
+        await alpha.place(BILL, "sell", "1000", "98.676708")
+        await taker.place(BILL, "buy", "1000", "98.676708", tif="ioc")
+        resting = await alpha.place(BILL, "sell", "500", "99.000000")
+        before = {who: await totals(client) for who, client in (("a", alpha), ("t", taker))}
+        assert before["t"][BILL_ASSET] == 2_001_000  # 2,000,000 deposited + 1,000 bought
+
+        result = await admin.request("admin.mature", {"symbol": BILL})
+        assert result["seq"] > 0
+        for who, client in (("a", alpha), ("t", taker)):
+            after = await totals(client)
+            assert after[BILL_ASSET] == 0
+            assert after["USD"] - before[who]["USD"] == before[who][BILL_ASSET]  # par, 1:1
+        open_orders = (await alpha.request("orders.open", {"symbol": BILL}))["orders"]
+        assert resting["order_id"] and open_orders == []  # canceled by the maturity
+        rows = (await alpha.request("instruments", {}))["instruments"]
+        assert next(r for r in rows if r["symbol"] == BILL)["status"] == "cancel_only"
+        assert venue.server.ledger.supply(BILL_ASSET) == 0
+
+        state = ledger_view(venue)
+        attest = {"asset": BILL_ASSET, "amount": "1000000", "as_of": now_us()}
+        assert await refusal(admin, "admin.attest_reserves", attest) == "ASSET_MATURED"
+        deposit = {"account": 1, "asset": BILL_ASSET, "amount": "100"}
+        assert await refusal(admin, "admin.deposit", deposit) == "ASSET_MATURED"
+        assert await refusal(admin, "admin.mature", {"symbol": BILL}) == "INSTRUMENT_MATURED"
+        reopen = {"symbol": BILL, "status": "open"}
+        assert await refusal(admin, "admin.set_status", reopen) == "INSTRUMENT_MATURED"
+        assert await refusal(admin, "admin.mature", {"symbol": SYMBOL}) == "BAD_PARAM"
+        assert ledger_view(venue) == state
+
+    run_venue(scenario)
+
+
+def test_a_bill_maturing_today_cannot_be_listed(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        await admin.request("admin.list_asset", {"code": "TB-TODAY", "scale": 0})
+        today = datetime.datetime.now(datetime.UTC).date().isoformat()
+        bill = listing("TB-TODAY-USD", "TB-TODAY") | {"kind": "tbill", "tick": "0.000001"}
+        bill |= {"step": "1", "min_qty": "100", "reference_price": "99.000000"}
+        bill |= {"maturity": today, "excluded_jurisdictions": []}
+        response = await admin.request_raw("admin.list_instrument", bill)
+        assert response["error"]["name"] == "MATURITY_PASSED", response
+        assert "TB-TODAY-USD" not in venue.server.venue.markets
+
+    run_venue(scenario)
+
+
+def test_bills_publish_their_yields_with_the_instrument(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        rows = (await alpha.request("instruments", {}))["instruments"]
+        bill = next(r for r in rows if r["symbol"] == BILL)
+        quote = bill["yield"]
+        assert quote["price_per_100"] == bill["reference_price"] == "98.676708"
+        days = quote["days_to_maturity"]
+        price = Fraction(98_676_708, 10**6)
+        discount = tbill.rate_to_units(tbill.discount_rate_from_price(price, days))
+        assert quote["discount_rate_pct"] == format_units(discount, 3)
+        assert Decimal(quote["investment_yield_pct"]) > Decimal(quote["discount_rate_pct"])
+        equity = next(r for r in rows if r["symbol"] == SYMBOL)
+        assert "yield" not in equity and equity["band_high"] == "205.97"
+
+    run_venue(scenario)
+
+
+# ----------------------------------------------------------------- per-order caps, error data
+
+
+def test_operators_cap_order_size_and_refusals_say_by_how_much(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        alpha = await venue.client("alpha")
+        caps = {"symbol": SYMBOL, "max_qty": "10", "max_notional": "1000"}
+        await admin.request("admin.set_order_caps", caps)
+        rows = (await alpha.request("instruments", {}))["instruments"]
+        row = next(r for r in rows if r["symbol"] == SYMBOL)
+        assert (row["max_qty"], row["max_notional"]) == ("10.000000", "1000.000000")
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc"}
+        response = await alpha.request_raw("order.place", order | {"qty": "11", "price": "1.00"})
+        assert response["error"]["name"] == "ABOVE_MAX_QTY"
+        assert response["error"]["data"] == {"max_qty": "10.000000", "qty": "11.000000"}
+        response = await alpha.request_raw("order.place", order | {"qty": "6", "price": "187.25"})
+        assert response["error"]["name"] == "ABOVE_MAX_NOTIONAL"
+        assert response["error"]["data"] == {
+            "max_notional": "1000.000000",
+            "notional": "1123.500000",
+            "valued_at": "187.25",
+        }
+        placed = await alpha.request("order.place", order | {"qty": "5", "price": "187.25"})
+        amend = {"order_id": placed["order_id"], "qty": "6"}
+        response = await alpha.request_raw("order.amend", amend)
+        assert response["error"]["name"] == "ABOVE_MAX_NOTIONAL"
+        assert response["error"]["data"]["order_id"] == placed["order_id"]
+        batch = {
+            "ops": [{"method": "order.place", "params": order | {"qty": "11", "price": "1.00"}}]
+        }
+        result = (await alpha.request_raw("order.batch", batch))["result"]["results"][0]
+        assert result["error"]["data"] == {"max_qty": "10.000000", "qty": "11.000000"}
+        await admin.request("admin.set_order_caps", {"symbol": SYMBOL})  # no caps
+        assert (await alpha.request("order.amend", amend))["status"] == "new"
+
+    run_venue(scenario)
+
+
+def test_business_errors_carry_the_numbers_that_explain_them(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        taker = await venue.client("taker")
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc"}
+        band = await taker.request_raw("order.place", order | {"qty": "1", "price": "206.00"})
+        assert band["error"]["name"] == "PRICE_BAND"
+        assert band["error"]["data"] == {
+            "band_low": "168.53",
+            "band_high": "205.97",
+            "reference_price": "187.25",
+        }
+        small = await taker.request_raw("order.place", order | {"qty": "0.005", "price": "187.25"})
+        assert small["error"]["name"] == "BELOW_MIN_NOTIONAL"
+        assert small["error"]["data"] == {
+            "min_notional": "1.000000",
+            "notional": "0.936250",
+            "valued_at": "187.25",
+        }
+        short = await taker.request_raw("order.place", order | {"qty": "30000", "price": "187.25"})
+        assert short["error"]["name"] == "INSUFFICIENT_BALANCE"
+        data = short["error"]["data"]
+        assert data["asset"] == "USD" and data["available"] == "5000000.000000"
+        assert Decimal(data["needed"]) > Decimal("5617500")  # 30,000 x 187.25 and the fee
+        gtd = order | {"qty": "1", "price": "187.00", "tif": "gtd"}
+        milliseconds = await taker.request_raw(
+            "order.place", gtd | {"expire_at": now_us() // 1000 + 60_000}
+        )
+        assert milliseconds["error"]["name"] == "INVALID_EXPIRE_AT"
+        assert (
+            "looks like milliseconds; expire_at is in microseconds"
+            in (milliseconds["error"]["msg"])
+        )
+        admin = await venue.client("admin")
+        attest = {"asset": "USD", "amount": "1", "as_of": now_us() // 1000}
+        response = await admin.request_raw("admin.attest_reserves", attest)
+        assert "looks like milliseconds; as_of is in microseconds" in response["error"]["msg"]
+
+    run_venue(scenario)
+
+
+def test_caps_and_an_early_maturity_come_back_after_a_restart(tmp_path: Path) -> None:
+    """Both are journaled commands: a snapshot restore and a full replay give the same state."""
+    data_dir = tmp_path / "data"
+
+    async def before() -> str:
+        venue = await start_venue(data_dir)
+        admin = await venue.client("admin")
+        await admin.request("admin.set_order_caps", {"symbol": SYMBOL, "max_qty": "10"})
+        await admin.request("admin.mature", {"symbol": BILL})
+        state = venue.server.venue.state_hash()
+        await admin.close()
+        await venue.server.stop()
+        return state
+
+    async def after() -> tuple[str, str, Any]:
+        venue = await start_venue(data_dir)
+        try:
+            start = venue.server.venue.state_hash()
+            spec = venue.server.venue.markets[SYMBOL].spec
+            admin = await venue.client("admin")
+            deposit = {"account": 1, "asset": BILL_ASSET, "amount": "100"}
+            seen = (spec.max_qty, await refusal(admin, "admin.deposit", deposit))
+            await admin.close()
+            return start, venue.server.venue.state_hash(), seen
+        finally:
+            await venue.server.stop()
+
+    state = asyncio.run(asyncio.wait_for(before(), TEST_TIMEOUT_S))
+    restored, end, seen = asyncio.run(asyncio.wait_for(after(), TEST_TIMEOUT_S))
+    assert restored == state and seen == (10_000_000, "ASSET_MATURED")
+    for path in data_dir.glob("snapshot-*.bin"):
+        path.unlink()  # now from the journal alone
+    replayed, _, seen = asyncio.run(asyncio.wait_for(after(), TEST_TIMEOUT_S))
+    assert replayed == end and seen == (10_000_000, "ASSET_MATURED")

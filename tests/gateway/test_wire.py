@@ -15,11 +15,13 @@ from engine.commands import (
     Deposit,
     ListAsset,
     ListInstrument,
+    MatureInstrument,
     OpenAccount,
     PayDividend,
     PlaceOrder,
     RequestWithdrawal,
     SetInstrumentStatus,
+    SetOrderCaps,
     SetReferencePrice,
     SplitShares,
     VoidWithdrawal,
@@ -91,6 +93,8 @@ MINIMAL: dict[str, dict[str, Any]] = {
     },
     "admin.set_status": {"symbol": SYMBOL, "status": "halted"},
     "admin.set_reference_price": {"symbol": SYMBOL, "price": "101.5"},
+    "admin.set_order_caps": {"symbol": SYMBOL},
+    "admin.mature": {"symbol": SYMBOL},
     "admin.list_asset": {"code": "MSFTx", "scale": 6},
     "admin.attest_reserves": {"asset": "USD", "amount": "1000000", "as_of": 5},
     "admin.deposit": {"account": 7, "asset": "USD", "amount": "10.5"},
@@ -474,6 +478,20 @@ def test_an_amend_converts_at_its_orders_scales() -> None:
     assert convert("order.amend", {"order_id": 3, "price": "1"}).code is E.UNKNOWN_ORDER
 
 
+def test_order_caps_and_maturity_convert_to_their_commands() -> None:
+    caps = {"symbol": SYMBOL, "max_qty": "2.5", "max_notional": "1000"}
+    assert convert("admin.set_order_caps", caps) == SetOrderCaps(
+        symbol=SYMBOL, max_qty=2_500_000, max_notional=1_000_000_000
+    )
+    assert convert("admin.set_order_caps", MINIMAL["admin.set_order_caps"]) == SetOrderCaps(
+        symbol=SYMBOL  # absent caps: none
+    )
+    assert convert("admin.set_order_caps", caps | {"max_qty": "0.0000001"}).code is (
+        E.BAD_PRECISION
+    )
+    assert convert("admin.mature", {"symbol": SYMBOL}) == MatureInstrument(symbol=SYMBOL)
+
+
 def test_admin_requests_convert_to_their_commands() -> None:
     assert convert("admin.set_status", MINIMAL["admin.set_status"]) == SetInstrumentStatus(
         symbol=SYMBOL, status=InstrumentStatus.HALTED
@@ -551,12 +569,15 @@ def test_list_instrument_matches_the_config_loader() -> None:
         "taker_fee_bps": 2,
         "maturity": "2027-03-04",
         "excluded_jurisdictions": ["US"],
+        "max_qty": "5000000",
+        "max_notional": "4900000.5",
     }
     command = convert("admin.list_instrument", params)
     assert isinstance(command, ListInstrument)
     entry = msgspec.json.decode(json.dumps(params), type=config.InstrumentEntry)
     assert command.spec == config.instrument_spec(entry, dict(SCALES))
     assert command.spec.maturity_us == 1_804_118_400_000_000
+    assert (command.spec.max_qty, command.spec.max_notional) == (5_000_000, 4_900_000_500_000)
     assert (command.spec.price_band_bps, command.spec.kind) == (250, InstrumentKind.TBILL)
     assert convert("admin.list_instrument", params | {"band_pct": "2.555"}).code is (
         E.BAD_PRECISION
