@@ -18,6 +18,7 @@ import contextlib
 import logging
 import random
 import signal
+import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -926,7 +927,7 @@ def run_market_maker(args: argparse.Namespace) -> int:
     listed: dict[str, Listed] = dict(config_references(args.config))
     if args.reference is not None:
         if len(symbols) > 1:
-            print("bot stopped: --reference applies to one symbol; the config lists the rest")
+            _stopped("--reference applies to one symbol; the config lists the rest")
             return 2
         band = listed.get(symbols[0], (None, None))[1]
         listed[symbols[0]] = (args.reference, band)
@@ -944,7 +945,7 @@ def run_market_maker(args: argparse.Namespace) -> int:
             listed=listed,
         )
     except ValueError as bad:
-        print(f"bot stopped: {bad}")
+        _stopped(bad)
         return 2
     status = _run_bot(bot.run, args.seconds, bot.status_text)
     if not bot.requotes:
@@ -986,7 +987,7 @@ def run_taker(args: argparse.Namespace) -> int:
             listed=listed,
         )
     except ValueError as bad:
-        print(f"bot stopped: {bad}")
+        _stopped(bad)
         return 2
     status = _run_bot(bot.run, args.seconds, bot.status_text)
     if not bot.orders:
@@ -997,6 +998,11 @@ def run_taker(args: argparse.Namespace) -> int:
         f"refusals {dict(bot.refusals) or 'none'}"
     )
     return status
+
+
+def _stopped(why: object) -> None:
+    """Why a bot stopped: one line on stderr, like every other `venue` failure."""
+    print(f"bot stopped: {why}", file=sys.stderr)
 
 
 def _symbols(given: Sequence[str]) -> list[str]:
@@ -1038,7 +1044,7 @@ def _run_bot(run: Any, seconds: float, status_text: Callable[[], str]) -> int:
             asyncio.run(main())
     except (OSError, ValueError, VenueError) as failed:
         status.close()
-        print(f"bot stopped: {failed}")
+        _stopped(failed)
         return 1
     status.close()
     return 0

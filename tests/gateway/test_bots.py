@@ -2,6 +2,8 @@
 
 import argparse
 import asyncio
+import socket
+import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -535,10 +537,24 @@ def test_the_cli_bot_exits_non_zero_and_says_why_when_all_is_refused(
         "--symbol", SYMBOL, "--rate", "50", "--size", "1", "--seconds", "10",
         "--config", str(ROOT / "venue.toml"),
     )  # fmt: skip
-    out = capsys.readouterr().out
+    err = capsys.readouterr().err
     assert status == 1
-    assert f"bot stopped: all {bots.REFUSED_ALL_MAX} orders tried were refused" in out
-    assert "NOT_ELIGIBLE" in out
+    assert f"bot stopped: all {bots.REFUSED_ALL_MAX} orders tried were refused" in err
+    assert "NOT_ELIGIBLE" in err
+
+
+def test_a_bot_that_cannot_reach_the_venue_says_so_in_one_line_on_stderr() -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "gateway.cli", "bot", "taker", "--symbol", SYMBOL]
+    command += ["--rate", "1", "--seconds", "2", "--config", str(ROOT / "venue.toml")]
+    command += ["--url", f"ws://127.0.0.1:{port}/ws/trade"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if "bot stopped" in line]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "bot stopped" not in done.stdout
 
 
 def test_off_a_terminal_the_bot_prints_a_status_line_every_interval(
