@@ -43,6 +43,7 @@ from engine.events import (
 from engine.instrument import TBILL_PRICE_PER, InstrumentSpec, band_limits
 from engine.units import format_units
 from engine.venue import Venue
+from gateway.decimals import strings_at
 from settlement import tbill
 
 # The tiers a book subscriber picks from: few, so each is diffed once per turn for everyone;
@@ -359,9 +360,10 @@ def bill_yield(spec: InstrumentSpec, price: int, now_us: int) -> dict[str, Any] 
 
 
 def _rows(levels: Iterable[Level], spec: InstrumentSpec) -> list[list[str]]:
-    pd = spec.price_decimals
-    qd = spec.qty_decimals
-    return [[format_units(p, pd), format_units(q, qd) if q else "0"] for p, q in levels]
+    # Prices near the touch and common level sizes recur every turn: remembered strings.
+    prices = strings_at(spec.price_decimals)
+    sizes = strings_at(spec.qty_decimals)
+    return [[prices[p], sizes[q] if q else "0"] for p, q in levels]
 
 
 def _diff(before: list[Level], after: list[Level], sign: int) -> list[Level]:
@@ -590,14 +592,14 @@ class MarketData:
         state = market.trades
         shown = state.stream in wanted
         spec = market.spec
-        pd = spec.price_decimals
-        qd = spec.qty_decimals
+        prices = strings_at(spec.price_decimals)
+        sizes = strings_at(spec.qty_decimals)
         # Unwatched, only the tail that the next snapshot shows is formatted.
         rows = [
             {
                 "trade_id": t.trade_id,
-                "price": format_units(t.price, pd),
-                "qty": format_units(t.qty, qd),
+                "price": prices[t.price],
+                "qty": sizes[t.qty],
                 "taker_side": str(t.taker_side),
                 "ts": t.ts_us,
             }
