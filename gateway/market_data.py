@@ -112,6 +112,18 @@ def book_checksum(bids: Sequence[Sequence[str]], asks: Sequence[Sequence[str]]) 
     return zlib.crc32(text.encode("ascii"))
 
 
+def levels_checksum(bids: Sequence[Level], asks: Sequence[Level], spec: InstrumentSpec) -> int:
+    """`book_checksum` of a book's own levels (best first, none empty), its text written
+    straight from the remembered decimal strings rather than from rows built first."""
+    prices = strings_at(spec.price_decimals)
+    sizes = strings_at(spec.qty_decimals)
+    text = ";".join(
+        "|".join([f"{prices[price]}:{sizes[qty]}" for price, qty in side[:CHECKSUM_LEVELS]])
+        for side in (asks, bids)
+    )
+    return zlib.crc32(text.encode("ascii"))
+
+
 # ----------------------------------------------------------------- the shadow book
 
 
@@ -645,10 +657,7 @@ class MarketData:
             if not bid_changes and not ask_changes:
                 continue  # the change was deeper than this tier
             if checksum is None:
-                checksum = book_checksum(
-                    _rows(bids[:CHECKSUM_LEVELS], market.spec),
-                    _rows(asks[:CHECKSUM_LEVELS], market.spec),
-                )
+                checksum = levels_checksum(bids, asks, market.spec)
             state.advance((now_bids, now_asks), now_us)
             data = {
                 "bids": _rows(bid_changes, market.spec),
