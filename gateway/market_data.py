@@ -314,8 +314,12 @@ class _Market:
 
 
 def _reference(market: "_Market", now_us: int) -> dict[str, Any]:
+    # Rebuilt at every flush whose trades moved the reference price, to see whether the
+    # stream changed: its decimals are remembered strings (the spec's own never change).
     spec, status, reference_price = market.spec, market.status, market.reference_price
-    pd, qd = spec.price_decimals, spec.qty_decimals
+    prices = strings_at(spec.price_decimals)
+    sizes = strings_at(spec.qty_decimals)
+    amounts = strings_at(spec.quote_decimals)
     band_low, band_high = band_limits(reference_price, spec.price_band_bps, spec.price_tick)
     data: dict[str, Any] = {
         "symbol": spec.symbol,
@@ -324,20 +328,18 @@ def _reference(market: "_Market", now_us: int) -> dict[str, Any]:
         "quote": spec.quote,
         "price_decimals": spec.price_decimals,
         "qty_decimals": spec.qty_decimals,
-        "tick": format_units(spec.price_tick, spec.price_decimals),
-        "step": format_units(spec.qty_step, spec.qty_decimals),
-        "min_qty": format_units(spec.min_qty, spec.qty_decimals),
-        "min_notional": format_units(spec.min_notional, spec.quote_decimals),
+        "tick": prices[spec.price_tick],
+        "step": sizes[spec.qty_step],
+        "min_qty": sizes[spec.min_qty],
+        "min_notional": amounts[spec.min_notional],
         "maker_fee_bps": spec.maker_fee_bps,
         "taker_fee_bps": spec.taker_fee_bps,
         "status": str(status),
-        "reference_price": format_units(reference_price, pd),
-        "band_low": format_units(band_low, pd),  # the lowest price a sell may have
-        "band_high": format_units(band_high, pd),  # the highest price a buy may have
-        "max_qty": format_units(spec.max_qty, qd) if spec.max_qty else None,
-        "max_notional": (
-            format_units(spec.max_notional, spec.quote_decimals) if spec.max_notional else None
-        ),
+        "reference_price": prices[reference_price],
+        "band_low": prices[band_low],  # the lowest price a sell may have
+        "band_high": prices[band_high],  # the highest price a buy may have
+        "max_qty": sizes[spec.max_qty] if spec.max_qty else None,
+        "max_notional": amounts[spec.max_notional] if spec.max_notional else None,
     }
     if spec.kind is InstrumentKind.TBILL:
         data["maturity"] = spec.maturity_us  # µs; it pays par then
