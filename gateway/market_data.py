@@ -43,6 +43,7 @@ from engine.events import (
 from engine.instrument import TBILL_PRICE_PER, InstrumentSpec, band_limits
 from engine.units import format_units
 from engine.venue import Venue
+from gateway.decimals import strings_at
 from settlement import tbill
 
 # The tiers a book subscriber picks from: few, so each is diffed once per turn for everyone;
@@ -107,6 +108,18 @@ def book_checksum(bids: Sequence[Sequence[str]], asks: Sequence[Sequence[str]]) 
     text = ";".join(
         "|".join(f"{row[0]}:{row[1]}" for row in islice(rows, CHECKSUM_LEVELS))
         for rows in (asks, bids)
+    )
+    return zlib.crc32(text.encode("ascii"))
+
+
+def levels_checksum(bids: Sequence[Level], asks: Sequence[Level], spec: InstrumentSpec) -> int:
+    """`book_checksum` of a book's own levels (best first, none empty), its text written
+    straight from the remembered decimal strings rather than from rows built first."""
+    prices = strings_at(spec.price_decimals)
+    sizes = strings_at(spec.qty_decimals)
+    text = ";".join(
+        "|".join([f"{prices[price]}:{sizes[qty]}" for price, qty in side[:CHECKSUM_LEVELS]])
+        for side in (asks, bids)
     )
     return zlib.crc32(text.encode("ascii"))
 
@@ -301,8 +314,12 @@ class _Market:
 
 
 def _reference(market: "_Market", now_us: int) -> dict[str, Any]:
+    # Rebuilt at every flush whose trades moved the reference price, to see whether the
+    # stream changed: its decimals are remembered strings (the spec's own never change).
     spec, status, reference_price = market.spec, market.status, market.reference_price
-    pd, qd = spec.price_decimals, spec.qty_decimals
+    prices = strings_at(spec.price_decimals)
+    sizes = strings_at(spec.qty_decimals)
+    amounts = strings_at(spec.quote_decimals)
     band_low, band_high = band_limits(reference_price, spec.price_band_bps, spec.price_tick)
     data: dict[str, Any] = {
         "symbol": spec.symbol,
@@ -311,20 +328,18 @@ def _reference(market: "_Market", now_us: int) -> dict[str, Any]:
         "quote": spec.quote,
         "price_decimals": spec.price_decimals,
         "qty_decimals": spec.qty_decimals,
-        "tick": format_units(spec.price_tick, spec.price_decimals),
-        "step": format_units(spec.qty_step, spec.qty_decimals),
-        "min_qty": format_units(spec.min_qty, spec.qty_decimals),
-        "min_notional": format_units(spec.min_notional, spec.quote_decimals),
+        "tick": prices[spec.price_tick],
+        "step": sizes[spec.qty_step],
+        "min_qty": sizes[spec.min_qty],
+        "min_notional": amounts[spec.min_notional],
         "maker_fee_bps": spec.maker_fee_bps,
         "taker_fee_bps": spec.taker_fee_bps,
         "status": str(status),
-        "reference_price": format_units(reference_price, pd),
-        "band_low": format_units(band_low, pd),  # the lowest price a sell may have
-        "band_high": format_units(band_high, pd),  # the highest price a buy may have
-        "max_qty": format_units(spec.max_qty, qd) if spec.max_qty else None,
-        "max_notional": (
-            format_units(spec.max_notional, spec.quote_decimals) if spec.max_notional else None
-        ),
+        "reference_price": prices[reference_price],
+        "band_low": prices[band_low],  # the lowest price a sell may have
+        "band_high": prices[band_high],  # the highest price a buy may have
+        "max_qty": sizes[spec.max_qty] if spec.max_qty else None,
+        "max_notional": amounts[spec.max_notional] if spec.max_notional else None,
     }
     if spec.kind is InstrumentKind.TBILL:
         data["maturity"] = spec.maturity_us  # µs; it pays par then
@@ -359,9 +374,10 @@ def bill_yield(spec: InstrumentSpec, price: int, now_us: int) -> dict[str, Any] 
 
 
 def _rows(levels: Iterable[Level], spec: InstrumentSpec) -> list[list[str]]:
-    pd = spec.price_decimals
-    qd = spec.qty_decimals
-    return [[format_units(p, pd), format_units(q, qd) if q else "0"] for p, q in levels]
+    # Prices near the touch and common level sizes recur every turn: remembered strings.
+    prices = strings_at(spec.price_decimals)
+    sizes = strings_at(spec.qty_decimals)
+    return [[prices[p], sizes[q] if q else "0"] for p, q in levels]
 
 
 def _diff(before: list[Level], after: list[Level], sign: int) -> list[Level]:
@@ -590,14 +606,14 @@ class MarketData:
         state = market.trades
         shown = state.stream in wanted
         spec = market.spec
-        pd = spec.price_decimals
-        qd = spec.qty_decimals
+        prices = strings_at(spec.price_decimals)
+        sizes = strings_at(spec.qty_decimals)
         # Unwatched, only the tail that the next snapshot shows is formatted.
         rows = [
             {
                 "trade_id": t.trade_id,
-                "price": format_units(t.price, pd),
-                "qty": format_units(t.qty, qd),
+                "price": prices[t.price],
+                "qty": sizes[t.qty],
                 "taker_side": str(t.taker_side),
                 "ts": t.ts_us,
             }
@@ -643,10 +659,7 @@ class MarketData:
             if not bid_changes and not ask_changes:
                 continue  # the change was deeper than this tier
             if checksum is None:
-                checksum = book_checksum(
-                    _rows(bids[:CHECKSUM_LEVELS], market.spec),
-                    _rows(asks[:CHECKSUM_LEVELS], market.spec),
-                )
+                checksum = levels_checksum(bids, asks, market.spec)
             state.advance((now_bids, now_asks), now_us)
             data = {
                 "bids": _rows(bid_changes, market.spec),

@@ -22,7 +22,7 @@ from engine.book import Order
 from engine.instrument import InstrumentSpec
 from engine.units import format_units
 from gateway import limits
-from gateway.reports import CLOSED, Push, _avg_px
+from gateway.reports import CLOSED, ExecReport, Push, _avg_px
 
 Status = Literal["open", "closed", "all"]
 
@@ -77,34 +77,36 @@ class OrderHistory:
     def record(self, reports: Iterable[tuple[int, Push]]) -> None:
         """Learn from one command's pushes (as `ExecReporter.reports` made them)."""
         for account, push in reports:
-            if push["type"] != "exec":
+            data = push.data
+            if not isinstance(data, ExecReport):
                 continue
-            data = push["data"]
-            order_id = data["order_id"]
+            order_id = data.order_id
             if order_id is None:  # a refused place: it never became an order
                 continue
-            if data["exec_type"] == "new":
-                self.accepted_ts[order_id] = push["ts"]
-            elif data["status"] in CLOSED:
-                self._close(account, order_id, data, push["ts"])
+            if data.exec_type == "new":
+                self.accepted_ts[order_id] = push.ts
+            elif data.status in CLOSED:
+                self._close(account, order_id, data, push.ts)
 
-    def _close(self, account: int, order_id: int, data: dict[str, Any], ts_us: int) -> None:
+    def _close(self, account: int, order_id: int, data: ExecReport, ts_us: int) -> None:
+        assert data.symbol is not None and data.side is not None, "a report of an open order"
+        assert data.type is not None and data.tif is not None, "a report of an open order"
         record = OrderRecord(
             order_id,
-            data["cl_ord_id"],
-            data["symbol"],
-            data["side"],
-            data["type"],
-            data["tif"],
-            data["price"],
-            data["qty"],
-            data["quote_qty"],
-            data["leaves_qty"],
-            data["cum_qty"],
-            data["avg_px"],
-            data["status"],
-            data["reason"],
-            data["tag"],
+            data.cl_ord_id,
+            data.symbol,
+            data.side,
+            data.type,
+            data.tif,
+            data.price,
+            data.qty,
+            data.quote_qty,
+            data.leaves_qty,
+            data.cum_qty,
+            data.avg_px,
+            data.status,
+            data.reason,
+            data.tag,
             self.accepted_ts.pop(order_id, None),
             ts_us,
         )

@@ -4,16 +4,16 @@ Owns what an execution report needs beyond the event itself: per open order its 
 fields (learned from `OrderAccepted`, updated by `OrderAmended`) and its running traded
 value for `avg_px`, plus the venue-wide `exec_id` counter. Leaves `seq` and `epoch` to the
 server. Every number is a decimal string at a fixed scale per instrument or asset, so equal
-values are equal strings; `avg_px` has `AVG_PX_EXTRA_DECIMALS` more than the price. Pushes
-follow PROTOCOL's envelope: `{"ch": "account", "type", "ts", "data"}`; `data["type"]` is
-the order type. No push names another participant's account: a settlement shows its
+values are equal strings (`gateway.decimals`); `avg_px` has `AVG_PX_EXTRA_DECIMALS` more
+than the price. Pushes are structs in PROTOCOL's envelope, `{"ch": "account", "type", "ts",
+"data"}` (`Push`; the server adds `seq` and `epoch`: `Sequenced`); `data.type` is the order
+type. No push names another participant's account: a settlement shows its
 recipient only its own legs, the counterparty as `null`. Memory: an order is forgotten the
 moment it closes, so what is kept is bounded by the venue's open orders
 (`VenueConfig.open_orders_per_account_max` each).
 """
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 import msgspec
 
@@ -37,14 +37,115 @@ from engine.events import (
 )
 from engine.instrument import InstrumentSpec
 from engine.units import format_units
+from gateway.decimals import DecimalStrings, strings_at
 from settlement.transfers import TransferKind
 
 AVG_PX_EXTRA_DECIMALS = 4  # an average of fills is rarely on the tick; 4 more keep it honest
+_AVG_PX_FACTOR: int = 10**AVG_PX_EXTRA_DECIMALS
 ORDER_COMMANDS = frozenset({"place_order", "cancel_order", "amend_order"})
 CLOSED = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED})
 CHANNEL = "account"
 
-Push = dict[str, Any]
+
+# The pushes are typed structs, built positionally and encoded once by the server: a dict of
+# two dozen keys per report, then its encoding, was most of the private stream's cost.
+# Field order is the wire's key order (docs/protocol.md); `gc=False`: they hold no cycles.
+
+
+class ExecReport(msgspec.Struct, gc=False):
+    """`data` of an `exec` push: the order as it stands after one of its events."""
+
+    exec_type: str
+    status: str
+    exec_id: int
+    order_id: int | None
+    cl_ord_id: str | None
+    symbol: str | None
+    side: str | None
+    type: str | None
+    tif: str | None
+    price: str | None
+    qty: str | None
+    quote_qty: str | None
+    leaves_qty: str | None
+    cum_qty: str | None
+    avg_px: str | None
+    last_px: str | None
+    last_qty: str | None
+    liquidity: str | None
+    trade_id: int | None
+    fee: str | None
+    fee_asset: str | None
+    tag: str | None
+    quote_set: str | None
+    reason: str | None
+
+
+class BalanceReport(msgspec.Struct, gc=False):
+    """`data` of a `balance` push."""
+
+    asset: str
+    total: str
+    available: str
+    held: str
+
+
+class Leg(msgspec.Struct, gc=False, rename={"from_": "from"}):
+    """One transfer of a settlement as its viewer sees it (`null`: the counterparty)."""
+
+    transfer_id: int
+    kind: str
+    from_: int | None
+    to: int | None
+    asset: str
+    amount: str
+
+
+class SettlementReport(msgspec.Struct, gc=False):
+    """`data` of a `settlement` push: only the viewer's own legs."""
+
+    settlement_id: int
+    trade_id: int
+    symbol: str
+    legs: list[Leg]
+
+
+class CorporateActionReport(msgspec.Struct, gc=False):
+    """`data` of a `corporate_action` push."""
+
+    kind: str
+    symbol: str
+    asset: str
+    ratio: str | None
+    amount_per_share: str | None
+    holding_before: str
+    holding_after: str
+    cash_asset: str
+    cash_received: str
+    settlement_id: int
+
+
+Report = ExecReport | BalanceReport | SettlementReport | CorporateActionReport
+
+
+class Push(msgspec.Struct, gc=False):
+    """One private push as the reporter makes it; the server sequences it (`Sequenced`)."""
+
+    ch: str
+    type: str
+    ts: int
+    data: Report
+
+
+class Sequenced(msgspec.Struct, gc=False):
+    """A push on the wire: the envelope with the account stream's `seq` and `epoch`."""
+
+    ch: str
+    seq: int
+    epoch: int
+    type: str
+    ts: int
+    data: Report
 
 
 class _Tracked:
@@ -99,6 +200,9 @@ class ExecReporter:
         last_exec_id: int = 0,
     ) -> None:
         self.specs: dict[str, InstrumentSpec] = {}
+        # symbol -> its decimal strings, made at first use: the server may set `specs` and
+        # `asset_scales` directly (a venue restored from a snapshot lists nothing anew)
+        self.formats: dict[str, _Formats] = {}
         self.asset_scales: dict[str, int] = dict(asset_scales or {})
         for spec in (specs or {}).values():
             self._learn_spec(spec)
@@ -124,9 +228,15 @@ class ExecReporter:
         out: list[tuple[int, Push]] = []
         trades: dict[tuple[str, int], tuple[int, int]] = {}  # (symbol, trade id) -> accounts
         for index, event in enumerate(events):
-            if isinstance(event, TradeExecuted):
+            # Most frequent first: a marketable order's balance changes outnumber the rest.
+            if isinstance(event, BalanceChanged):
+                if event.account > 0:  # the venue's own accounts have no stream
+                    out.append((event.account, self._balance(event)))
+            elif isinstance(event, TradeExecuted):
                 trades[(event.symbol, event.trade_id)] = (event.maker_account, event.taker_account)
                 self._trade(event, _settlement_of(events, index, event), out)
+            elif isinstance(event, TradeSettled):
+                out += self._settlement(event, trades.get((event.symbol, event.trade_id)))
             elif isinstance(event, OrderAccepted):
                 tracked = self.orders[event.order_id] = _Tracked(event, quote_set)
                 out.append(self._exec(event.ts_us, tracked, "new"))
@@ -134,11 +244,6 @@ class ExecReporter:
                 out.append(self._closed(event))
             elif isinstance(event, OrderAmended):
                 out.append(self._amended(event))
-            elif isinstance(event, BalanceChanged):
-                if event.account > 0:  # the venue's own accounts have no stream
-                    out.append((event.account, self._balance(event)))
-            elif isinstance(event, TradeSettled):
-                out += self._settlement(event, trades.get((event.symbol, event.trade_id)))
             elif isinstance(event, CommandRejected):
                 if event.command in ORDER_COMMANDS and event.account > 0:
                     out.append(self._rejected(event, command, quote_set))
@@ -148,6 +253,7 @@ class ExecReporter:
                 self._learn_spec(event.spec)
             elif isinstance(event, AssetListed):
                 self.asset_scales[event.spec.code] = event.spec.scale
+                self.formats.clear()  # a fee's scale is its quote asset's
         return out
 
     # ----------------------------------------------------------------- order events
@@ -157,6 +263,9 @@ class ExecReporter:
     ) -> None:
         """One report for the maker's account, then one for the taker's."""
         spec = self.specs[trade.symbol]
+        formats = self.formats.get(trade.symbol) or self._formats(trade.symbol)
+        last_px = formats.price[trade.price]
+        last_qty = formats.qty[trade.qty]
         maker_fee, taker_fee = _fees(trade, settled, spec)
         for liquidity, order_id, leaves, cum, status, fee in (
             (
@@ -181,15 +290,14 @@ class ExecReporter:
             tracked.leaves_qty = leaves
             tracked.cum_qty = cum
             tracked.status = status
-            account, push = self._exec(trade.ts_us, tracked, "trade")
-            data = push["data"]
-            data["last_px"] = format_units(trade.price, spec.price_decimals)
-            data["last_qty"] = format_units(trade.qty, spec.qty_decimals)
-            data["liquidity"] = liquidity.value
-            data["trade_id"] = trade.trade_id
-            data["fee"] = format_units(fee, self._scale(spec.quote))
-            data["fee_asset"] = spec.quote
-            out.append((account, push))
+            data = self._report(tracked, "trade")
+            data.last_px = last_px
+            data.last_qty = last_qty
+            data.liquidity = liquidity
+            data.trade_id = trade.trade_id
+            data.fee = formats.fee[fee]
+            data.fee_asset = spec.quote
+            out.append((tracked.account, Push(CHANNEL, "exec", trade.ts_us, data)))
             self._forget_if_closed(tracked)
 
     def _closed(self, event: OrderCanceled | OrderExpired | SelfTradePrevented) -> tuple[int, Push]:
@@ -198,8 +306,9 @@ class ExecReporter:
         tracked.cum_qty = event.cum_qty
         tracked.status = event.status
         if isinstance(event, SelfTradePrevented):
-            account, push = self._exec(event.ts_us, tracked, "stp", CancelReason.STP.value)
-            push["data"]["liquidity"] = event.liquidity.value
+            data = self._report(tracked, "stp", CancelReason.STP.value)
+            data.liquidity = event.liquidity.value
+            account, push = tracked.account, Push(CHANNEL, "exec", event.ts_us, data)
         else:
             exec_type = "canceled" if isinstance(event, OrderCanceled) else "expired"
             account, push = self._exec(event.ts_us, tracked, exec_type, event.reason.value)
@@ -229,99 +338,104 @@ class ExecReporter:
             return self._exec(event.ts_us, tracked, "rejected", reason)
         place = command if place_refused and isinstance(command, PlaceOrder) else None
         spec = self.specs.get(event.symbol or "")
-        data: Push = {
-            "exec_type": "rejected",
-            "status": OrderStatus.REJECTED.value,
-            "exec_id": self._next_exec_id(),
-            "order_id": None if place_refused or not event.order_id else event.order_id,
-            "cl_ord_id": event.cl_ord_id,
-            "symbol": event.symbol,
-            "side": place.side.value if place else None,
-            "type": place.order_type.value if place else None,
-            "tif": place.tif.value if place else None,
-            "price": _price(place.price, spec) if place and place.price else None,
-            "qty": _qty(place.qty, spec) if place else None,
-            "quote_qty": _quote(place.quote_qty, spec) if place and place.quote_qty else None,
-            "leaves_qty": _qty(0, spec),
-            "cum_qty": _qty(0, spec),
-            "avg_px": _avg_px(0, 0, spec),
-            "last_px": None,
-            "last_qty": None,
-            "liquidity": None,
-            "trade_id": None,
-            "fee": None,
-            "fee_asset": None,
-            "tag": place.tag if place else None,
-            "quote_set": quote_set if place else None,
-            "reason": reason,
-        }
-        return event.account, _push("exec", event.ts_us, data)
+        data = ExecReport(
+            "rejected",
+            OrderStatus.REJECTED.value,
+            self._next_exec_id(),
+            None if place_refused or not event.order_id else event.order_id,
+            event.cl_ord_id,
+            event.symbol,
+            place.side.value if place else None,
+            place.order_type.value if place else None,
+            place.tif.value if place else None,
+            _price(place.price, spec) if place and place.price else None,
+            _qty(place.qty, spec) if place else None,
+            _quote(place.quote_qty, spec) if place and place.quote_qty else None,
+            _qty(0, spec),
+            _qty(0, spec),
+            _avg_px(0, 0, spec),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            place.tag if place else None,
+            quote_set if place else None,
+            reason,
+        )
+        return event.account, Push(CHANNEL, "exec", event.ts_us, data)
 
     def _exec(
         self, ts_us: int, order: _Tracked, exec_type: str, reason: str | None = None
     ) -> tuple[int, Push]:
-        spec = self.specs[order.symbol]
-        data: Push = {
-            "exec_type": exec_type,
+        return order.account, Push(CHANNEL, "exec", ts_us, self._report(order, exec_type, reason))
+
+    def _report(self, order: _Tracked, exec_type: str, reason: str | None = None) -> ExecReport:
+        """The order's report without a trade's fields (`_trade` sets those)."""
+        formats = self.formats.get(order.symbol) or self._formats(order.symbol)
+        qty = formats.qty
+        self.last_exec_id += 1
+        data = ExecReport(
+            exec_type,
             # StrEnum members are str and msgspec encodes them as their values: no `.value`
             # (an enum property lookup) on the hottest report
-            "status": order.status,
-            "exec_id": self._next_exec_id(),
-            "order_id": order.order_id,
-            "cl_ord_id": order.cl_ord_id,
-            "symbol": order.symbol,
-            "side": order.side,
-            "type": order.order_type,
-            "tif": order.tif,
-            "price": _price(order.price, spec) if order.order_type is OrderType.LIMIT else None,
-            "qty": _qty(order.qty, spec),
-            "quote_qty": _quote(order.quote_qty, spec) if order.quote_qty else None,
-            "leaves_qty": _qty(order.leaves_qty, spec),
-            "cum_qty": _qty(order.cum_qty, spec),
-            "avg_px": _avg_px(order.value, order.cum_qty, spec),
-            "last_px": None,
-            "last_qty": None,
-            "liquidity": None,
-            "trade_id": None,
-            "fee": None,
-            "fee_asset": None,
-            "tag": order.tag,
-            "quote_set": order.quote_set,
-            "reason": reason,
-        }
-        return order.account, _push("exec", ts_us, data)
+            order.status,
+            self.last_exec_id,
+            order.order_id,
+            order.cl_ord_id,
+            order.symbol,
+            order.side,
+            order.order_type,
+            order.tif,
+            formats.price[order.price] if order.order_type is OrderType.LIMIT else None,
+            qty[order.qty],
+            formats.quote[order.quote_qty] if order.quote_qty else None,
+            qty[order.leaves_qty],
+            qty[order.cum_qty],
+            formats.avg_px[_avg_px_units(order.value, order.cum_qty)],
+            None,  # last_px .. fee_asset: a trade's, set by `_trade`
+            None,
+            None,
+            None,
+            None,
+            None,
+            order.tag,
+            order.quote_set,
+            reason,
+        )
+        return data
 
     # ----------------------------------------------------------------- ledger events
 
     def _balance(self, event: BalanceChanged) -> Push:
+        # Running balances rarely recur: formatted, not looked up in `gateway.decimals`.
         scale = self._scale(event.asset)
-        data = {
-            "asset": event.asset,
-            "total": format_units(event.total, scale),
-            "available": format_units(event.available, scale),
-            "held": format_units(event.held, scale),
-        }
-        return _push("balance", event.ts_us, data)
+        data = BalanceReport(
+            event.asset,
+            format_units(event.total, scale),
+            format_units(event.available, scale),
+            format_units(event.held, scale),
+        )
+        return Push(CHANNEL, "balance", event.ts_us, data)
 
     def _corporate_action(self, event: CorporateActionApplied) -> Push:
         """A holder's part in a dividend or a split (docs/corporate-actions.md)."""
         scale = self._scale(event.asset)
         is_split = event.kind == "split"
-        data = {
-            "kind": event.kind,
-            "symbol": event.symbol,
-            "asset": event.asset,
-            "ratio": f"{event.ratio_new}:{event.ratio_old}" if is_split else None,
-            "amount_per_share": (
-                None if is_split else format_units(event.amount, event.amount_decimals)
-            ),
-            "holding_before": format_units(event.holding_before, scale),
-            "holding_after": format_units(event.holding_after, scale),
-            "cash_asset": event.cash_asset,
-            "cash_received": format_units(event.cash_received, self._scale(event.cash_asset)),
-            "settlement_id": event.settlement_id,
-        }
-        return _push("corporate_action", event.ts_us, data)
+        data = CorporateActionReport(
+            event.kind,
+            event.symbol,
+            event.asset,
+            f"{event.ratio_new}:{event.ratio_old}" if is_split else None,
+            None if is_split else format_units(event.amount, event.amount_decimals),
+            format_units(event.holding_before, scale),
+            format_units(event.holding_after, scale),
+            event.cash_asset,
+            format_units(event.cash_received, self._scale(event.cash_asset)),
+            event.settlement_id,
+        )
+        return Push(CHANNEL, "corporate_action", event.ts_us, data)
 
     def _settlement(
         self, event: TradeSettled, accounts: tuple[int, int] | None
@@ -339,24 +453,19 @@ class ExecReporter:
             if account <= 0:
                 continue
             seen = [
-                {
-                    "transfer_id": leg.transfer_id,
-                    "kind": leg.kind.value,
-                    "from": _as_seen_by(account, leg.debit_account),
-                    "to": _as_seen_by(account, leg.credit_account),
-                    "asset": leg.asset,
-                    "amount": amount,
-                }
+                Leg(
+                    leg.transfer_id,
+                    leg.kind.value,
+                    _as_seen_by(account, leg.debit_account),
+                    _as_seen_by(account, leg.credit_account),
+                    leg.asset,
+                    amount,
+                )
                 for leg, amount in legs
                 if account in (leg.debit_account, leg.credit_account)
             ]
-            data = {
-                "settlement_id": event.settlement_id,
-                "trade_id": event.trade_id,
-                "symbol": event.symbol,
-                "legs": seen,
-            }
-            out.append((account, _push("settlement", event.ts_us, data)))
+            data = SettlementReport(event.settlement_id, event.trade_id, event.symbol, seen)
+            out.append((account, Push(CHANNEL, "settlement", event.ts_us, data)))
         return out
 
     # ----------------------------------------------------------------- bookkeeping
@@ -365,6 +474,12 @@ class ExecReporter:
         self.specs[spec.symbol] = spec
         self.asset_scales.setdefault(spec.base, spec.qty_decimals)
         self.asset_scales.setdefault(spec.quote, spec.quote_decimals)
+        self.formats.pop(spec.symbol, None)
+
+    def _formats(self, symbol: str) -> "_Formats":
+        spec = self.specs[symbol]
+        formats = self.formats[symbol] = _Formats(spec, self._scale(spec.quote))
+        return formats
 
     def _scale(self, asset: str) -> int:
         scale = self.asset_scales.get(asset)
@@ -407,8 +522,17 @@ def _as_seen_by(viewer: int, account: int) -> int | None:
     return account if account == viewer or account <= 0 else None
 
 
-def _push(kind: str, ts_us: int, data: Push) -> Push:
-    return {"ch": CHANNEL, "type": kind, "ts": ts_us, "data": data}
+class _Formats:
+    """One instrument's decimal strings (`gateway.decimals`), looked up by the reports."""
+
+    __slots__ = ("avg_px", "fee", "price", "qty", "quote")
+
+    def __init__(self, spec: InstrumentSpec, fee_scale: int) -> None:
+        self.price = strings_at(spec.price_decimals)
+        self.qty = strings_at(spec.qty_decimals)
+        self.quote = strings_at(spec.quote_decimals)
+        self.avg_px: DecimalStrings = strings_at(spec.price_decimals + AVG_PX_EXTRA_DECIMALS)
+        self.fee = strings_at(fee_scale)  # the quote asset's own scale
 
 
 def _settlement_of(
@@ -472,10 +596,15 @@ def _avg_px(value: int, cum_qty: int, spec: InstrumentSpec | None) -> str | None
     """value / cum_qty in price units, rounded half to even at the extra decimals."""
     if spec is None:
         return None
-    scale = spec.price_decimals + AVG_PX_EXTRA_DECIMALS
+    return format_units(_avg_px_units(value, cum_qty), spec.price_decimals + AVG_PX_EXTRA_DECIMALS)
+
+
+def _avg_px_units(value: int, cum_qty: int) -> int:
+    """value / cum_qty in units of the avg_px scale (price decimals + the extra ones),
+    rounded half to even; 0 before any fill."""
     if not cum_qty:
-        return format_units(0, scale)
-    quotient, remainder = divmod(value * 10**AVG_PX_EXTRA_DECIMALS, cum_qty)
+        return 0
+    quotient, remainder = divmod(value * _AVG_PX_FACTOR, cum_qty)
     if 2 * remainder > cum_qty or (2 * remainder == cum_qty and quotient % 2):
         quotient += 1
-    return format_units(quotient, scale)
+    return quotient

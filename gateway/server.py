@@ -80,7 +80,7 @@ from gateway.journal import FileJournal, JournalError
 from gateway.ledger_writer import LedgerWriter
 from gateway.market_data import Channel, MarketData, Stream
 from gateway.order_history import OrderHistory
-from gateway.reports import ExecReporter, anonymized
+from gateway.reports import ExecReporter, Sequenced, anonymized
 from gateway.sequencer import Executed, Sequencer
 from settlement.ledger import Ledger
 from settlement.store import SqliteLedgerStore
@@ -1235,14 +1235,15 @@ class VenueServer:
         reports = self.reporter.reports(events, command=executed.command, quote_set=quote_set)
         self.order_history.record(reports)  # on replay too: so the history is rebuilt
         private = self.private
-        for account, body in reports:
+        pushes = executed.pushes
+        epoch = self._epoch_of(executed.seq) if reports else 0
+        for account, push in reports:
             stream = private.get(account)
             if stream is None:  # not setdefault: that would build a stream for every push
                 stream = private[account] = PrivateStream()
-            stream.assigned += 1
-            epoch = self._epoch_of(executed.seq)
-            message = {"ch": "account", "seq": stream.assigned, "epoch": epoch, **body}
-            executed.pushes.append((account, stream.assigned, wire.encode(message)))
+            seq = stream.assigned = stream.assigned + 1
+            message = Sequenced(push.ch, seq, epoch, push.type, push.ts, push.data)
+            pushes.append((account, seq, wire.encode(message)))
         if isinstance(pending, Pending):
             for event in events:
                 if isinstance(event, OrderAccepted):

@@ -53,6 +53,7 @@ from gateway.market_data import (
     Message,
     Stream,
     book_checksum,
+    levels_checksum,
 )
 from tests.engine.conftest import SYMBOL, make_spec
 
@@ -716,6 +717,16 @@ def test_the_checksum_is_the_documented_crc32() -> None:
     many = [(f"{100 - i}.00", "1.000000") for i in range(15)]
     assert book_checksum(many, []) == book_checksum(many[:10], [])
     assert book_checksum([], []) == zlib.crc32(b";")
+
+
+def test_the_checksum_of_integer_levels_is_the_same_crc32() -> None:
+    spec = make_spec()  # 2 price decimals, 6 qty decimals
+    bids = [(10_000, 1_500_000), (9_990, 3_000_000)]
+    asks = [(10_010, 2_000_000)]
+    text = b"100.10:2.000000;100.00:1.500000|99.90:3.000000"
+    assert levels_checksum(bids, asks, spec) == zlib.crc32(text)
+    many = [(10_000 - 10 * i, 1_000_000) for i in range(15)]
+    assert levels_checksum(many, [], spec) == levels_checksum(many[:10], [], spec)
 
 
 DAY_US = 86_400_000_000

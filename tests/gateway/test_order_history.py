@@ -1,11 +1,10 @@
 """The order history on its own: what it learns from exec reports, its bound, lookups, pages,
 and its snapshot image. (Through a real server: tests/gateway/test_server_order_history.py.)"""
 
-from typing import Any
-
 import msgspec
 
 from gateway.order_history import OrderHistory, OrderRecord
+from gateway.reports import BalanceReport, ExecReport, Push
 
 SYMBOL = "AAPLx-USD"
 OTHER = "MSFTx-USD"
@@ -20,28 +19,35 @@ def push(
     cl_ord_id: str | None = None,
     symbol: str = SYMBOL,
     reason: str | None = None,
-) -> dict[str, Any]:
+) -> Push:
     """An exec report as `ExecReporter` makes one (only the fields history reads vary)."""
-    data = {
-        "exec_type": exec_type,
-        "status": status,
-        "exec_id": 1,
-        "order_id": order_id,
-        "cl_ord_id": cl_ord_id,
-        "symbol": symbol,
-        "side": "buy",
-        "type": "limit",
-        "tif": "gtc",
-        "price": "1.00",
-        "qty": "2.000000",
-        "quote_qty": None,
-        "leaves_qty": "0.000000",
-        "cum_qty": "0.000000",
-        "avg_px": "0.000000",
-        "reason": reason,
-        "tag": None,
-    }
-    return {"ch": "account", "type": "exec", "ts": ts, "data": data}
+    data = ExecReport(
+        exec_type=exec_type,
+        status=status,
+        exec_id=1,
+        order_id=order_id,
+        cl_ord_id=cl_ord_id,
+        symbol=symbol,
+        side="buy",
+        type="limit",
+        tif="gtc",
+        price="1.00",
+        qty="2.000000",
+        quote_qty=None,
+        leaves_qty="0.000000",
+        cum_qty="0.000000",
+        avg_px="0.000000",
+        last_px=None,
+        last_qty=None,
+        liquidity=None,
+        trade_id=None,
+        fee=None,
+        fee_asset=None,
+        tag=None,
+        quote_set=None,
+        reason=reason,
+    )
+    return Push("account", "exec", ts, data)
 
 
 def open_and_close(
@@ -84,7 +90,7 @@ def test_open_orders_rejected_places_and_other_pushes_are_not_closed_orders() ->
             (ALICE, push(1, "new", "new", 10)),
             (ALICE, push(None, "rejected", "rejected", 11, "refused")),  # a refused place
             (ALICE, push(1, "rejected", "new", 12)),  # a refused cancel of an open order
-            (ALICE, {"ch": "account", "type": "balance", "ts": 13, "data": {}}),
+            (ALICE, Push("account", "balance", 13, BalanceReport("USD", "1.00", "1.00", "0.00"))),
         ]
     )
     assert history.find(ALICE, 1, None) is None

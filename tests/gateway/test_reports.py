@@ -22,10 +22,13 @@ from engine.commands import (
 from engine.enums import OrderType, SelfTradePrevention, Side, TimeInForce
 from engine.events import CommandRejected, Event
 from engine.venue import Venue
-from gateway.reports import ExecReporter, Push, anonymized
+from gateway import reports
+from gateway.reports import ExecReporter, anonymized
 from settlement.ledger import Ledger
 from settlement.transfers import FEE_INCOME
 from tests.engine.conftest import SYMBOL, make_spec
+
+Push = dict[str, Any]  # a push as a client decodes it
 
 BUY, SELL = Side.BUY, Side.SELL
 USD = 1_000_000  # one dollar in units
@@ -71,7 +74,7 @@ class Desk:
         return events
 
     def do(self, command: Command, **more: Any) -> list[tuple[int, Push]]:
-        return self.reporter.reports(self.events(command), command=command, **more)
+        return plain(self.reporter.reports(self.events(command), command=command, **more))
 
     def place(
         self, account: int, side: Side, price: int, qty: int, **more: Any
@@ -81,6 +84,11 @@ class Desk:
             account=account, symbol=SYMBOL, side=side, price=price, qty=qty, **more
         )
         return self.do(command, quote_set=quote_set)
+
+
+def plain(reports: list[tuple[int, reports.Push]]) -> list[tuple[int, Push]]:
+    """The reports as plain JSON values: what a client decodes from the wire."""
+    return [(account, msgspec.to_builtins(push)) for account, push in reports]
 
 
 def execs(pushes: list[tuple[int, Push]]) -> list[tuple[int, dict[str, Any]]]:
@@ -419,7 +427,7 @@ def test_a_refused_place_is_a_rejected_report(desk: Desk) -> None:
     }
     assert desk.reporter.orders == {}
     # Without the command only what the rejection says is known.
-    [(_, bare)] = execs(desk.reporter.reports(desk.last_events))
+    [(_, bare)] = execs(plain(desk.reporter.reports(desk.last_events)))
     assert (bare["cl_ord_id"], bare["side"], bare["price"], bare["reason"]) == (
         "big",
         None,
@@ -487,7 +495,7 @@ def test_adopted_orders_report_like_seen_ones(desk: Desk) -> None:
     )
     for order in desk.venue.open_orders(2):
         fresh.adopt(order, quote_set="q")
-    pushes = fresh.reports(desk.events(CancelOrder(account=2, cl_ord_id="m")))
+    pushes = plain(fresh.reports(desk.events(CancelOrder(account=2, cl_ord_id="m"))))
     [(account, report)] = execs(pushes)
     assert (account, report["exec_id"], report["cum_qty"], report["avg_px"]) == (
         2,

@@ -1,0 +1,33 @@
+"""The remembered decimal strings: always `format_units`'s text, and never past their bound."""
+
+import random
+
+import pytest
+
+from engine.units import format_units
+from gateway import decimals
+from gateway.decimals import DecimalStrings, strings_at
+
+
+def test_a_remembered_string_equals_a_fresh_one() -> None:
+    rng = random.Random(5)
+    for scale in (0, 2, 6, 10):
+        table = strings_at(scale)
+        for units in [0, 1, 9, 10, -1, -123] + [rng.randrange(10**15) for _ in range(500)]:
+            assert table[units] == format_units(units, scale)
+            assert table[units] == format_units(units, scale), "and again, from the table"
+
+
+def test_one_table_per_scale() -> None:
+    assert strings_at(4) is strings_at(4)
+    assert strings_at(4) is not strings_at(5)
+    assert strings_at(3).scale == 3
+
+
+def test_a_full_table_is_emptied_rather_than_grown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(decimals, "STRINGS_PER_SCALE_MAX", 10)
+    table = DecimalStrings(2)
+    for units in range(25):
+        assert table[units] == format_units(units, 2)
+        assert len(table) <= 10
+    assert 24 in table
