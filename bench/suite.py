@@ -91,7 +91,7 @@ def _e2e(args: argparse.Namespace) -> list[dict[str, Any]]:
             raise SystemExit(f"venue bench all: e2e: {failed}") from None
         report = environment.describe("e2e") | {"result": {"mode": "rate"} | result}
         written = e2e_report.write(report, args.out)
-        print(e2e_report.summary(result))
+        print(e2e_report.summary(result))  # its last line: server CPU per acked action
         print(f"wrote {written[-1]}")
         headlines.append(e2e_bench.headline(result))
     return headlines
