@@ -69,7 +69,10 @@ def _engine(args: argparse.Namespace) -> list[dict[str, Any]]:
 def _store(_: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="venue-bench-store-") as directory:
         result = store_bench.measure(STORE_TRADES, STORE_BATCH, Path(directory))
-    print(f"store: {result['trades_per_sec']:,} trades/s (batch {STORE_BATCH}, fsync each)")
+    print(
+        f"store: {result['trades_per_sec']:,} trades/s, CPU {result['cpu_us_per_trade']} µs/trade"
+        f" (batch {STORE_BATCH}, fsync each)"
+    )
     return result
 
 
