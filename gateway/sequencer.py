@@ -195,6 +195,8 @@ class Sequencer:
                 return
             # Barriers only, and nothing in flight: all before them is durable already.
             self.release(batch)
+        if self._drained and self._in_flight is None:
+            self._wake_drains(None)  # nothing in flight, nothing pending: drained
 
     def _send_to_journal(self, batch: list[Executed]) -> None:
         self._in_flight = batch
@@ -233,9 +235,12 @@ class Sequencer:
             return
         self._in_flight = None
         self.release(batch)
-        self._start_commit()  # what was submitted meanwhile: the next batch, at once
-        if self._in_flight is None and self._drained:
-            self._wake_drains(None)
+        if self._pending:
+            # The next batch goes at the end of the next turn, not now: the requests read
+            # in that turn join it, so a busy venue fsyncs fewer, larger batches.
+            self._schedule()
+        elif self._drained:
+            self._wake_drains(None)  # nothing in flight, nothing pending: drained
 
     def _wake_drains(self, failure: BaseException | None) -> None:
         waiting, self._drained = self._drained, []

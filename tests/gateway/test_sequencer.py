@@ -145,6 +145,23 @@ def test_a_barrier_with_nothing_in_flight_is_released_without_the_journal(
     assert [[e.origin for e in batch] for batch in released] == [["query"]]
 
 
+def test_drain_ends_when_a_barrier_behind_a_batch_in_flight_is_released(tmp_path: Path) -> None:
+    released: list[Any] = []
+
+    async def session() -> None:
+        sequencer = Sequencer(Venue(), FileJournal(tmp_path / "j"), Clock(), released.append)
+        sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
+        await asyncio.sleep(0)  # the end of the turn: the batch goes to the journal
+        draining = asyncio.create_task(sequencer.drain())
+        await asyncio.sleep(0)  # drain waits for the batch in flight
+        sequencer.barrier("query")  # released on its own once that batch is back
+        await asyncio.wait_for(draining, 10)
+        sequencer.close()
+
+    asyncio.run(session())
+    assert [[e.origin for e in batch] for batch in released] == [["list"], ["query"]]
+
+
 def test_a_failed_commit_is_fatal_and_releases_nothing(tmp_path: Path) -> None:
     released: list[list[Executed]] = []
     fatal: list[BaseException | None] = []
