@@ -4,13 +4,14 @@ Owns time and order. Each submitted command is stamped with the next sequence nu
 the time (never earlier than the previous command's), executed on the `Venue` at once, and
 added to the journal batch of the current event-loop turn. At the end of the turn the batch
 is encoded, written and fsynced on the journal's thread (group commit) while later commands
-go on executing into the next batch; one batch is in flight at a time. When a batch is
-durable the thread gives it to `on_durable` (derived stores, fed without the loop) and hands
-it back to the loop once (`call_soon_threadsafe`: no executor futures, no task), where the
-outputs of its commands go to `release` in order; commands submitted one after another
-with the same origin are never split between batches, so their outcomes are released
-together. So nothing leaves the process before its command is on disk, and the journal
-holds exactly what was executed: replaying it rebuilds the same state.
+go on executing into the next batch; one batch is in flight at a time, and the next leaves
+at the end of the turn after it comes back. When a batch is durable the thread gives it to
+`on_durable` (derived stores, fed without the loop) and hands it back to the loop once
+(`call_soon_threadsafe`: no executor futures, no task), where the outputs of its commands
+go to `release` in order; commands submitted one after another with the same origin are
+never split between batches, so their outcomes are released together. So nothing leaves
+the process before its command is on disk, and the journal holds exactly what was
+executed: replaying it rebuilds the same state.
 """
 
 import asyncio
