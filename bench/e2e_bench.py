@@ -21,9 +21,12 @@ Counts: `sent` = order actions sent (a batch's ops, a quote's sides); each is `a
 time. `acked_per_sec` divides by the window, or by the time to the last answer if a backlog
 drained after it. `book_updates_per_sec` = book messages (snapshots and updates) delivered
 per second, summed over subscribers. Server CPU is user + system time over the measured
-window (it can pass 100%: the journal and the ledger store write in threads); RSS is the
-server's peak. On a terminal each step shows a bar on stderr (server start, clients
-connecting, the run, the clients' results, the report); `--json` makes stdout one JSON line.
+window (it can pass 100%: the journal and the ledger store write in threads);
+`server_cpu_us_per_action` is that CPU per acknowledged action (CPU seconds per second of the
+window over `acked_per_sec`, in µs): the cost of an action, whatever the rate. RSS is the
+server's peak. `--profile` records where that CPU goes (`bench.profiling`). On a terminal
+each step shows a bar on stderr (server start, clients connecting, the run, the clients'
+results, the report); `--json` makes stdout one JSON line.
 """
 
 import argparse
@@ -41,7 +44,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bench import e2e_clients, e2e_report, environment, server_process, stats
+from bench import e2e_clients, e2e_report, environment, profiling, server_process, stats
 from bench.server_process import ServerProcess
 from gateway import progress
 
@@ -91,6 +94,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=e2e_report.RESULTS_DIR)
     parser.add_argument(
         "--json", action="store_true", help="stdout: one JSON line only (the summary: stderr)"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="record the server (py-spy, else cProfile): a flame graph and a top-functions table",
     )
 
 
@@ -243,14 +251,24 @@ def clients_for(load: Load, url: str, directory: Path) -> list[Client]:
 # ----------------------------------------------------------------- one step
 
 
-async def measure(load: Load, config_path: Path, show_progress: bool) -> dict[str, Any]:
-    """Start a server and the clients, run the timetable, and summarise what they saw."""
+async def measure(
+    load: Load, config_path: Path, show_progress: bool, profile: bool = False
+) -> dict[str, Any]:
+    """Start a server and the clients, run the timetable, and summarise what they saw.
+
+    With `profile`, the result's "profile" is a `profiling.Profile` of the server (the
+    caller writes its files and takes it out before the result is stored as JSON).
+    """
+    method, why = profiling.choose() if profile else ("", "")
     with tempfile.TemporaryDirectory(prefix="venue-bench-e2e-") as name:
         directory = Path(name)
         extra = accounts_toml(bench_accounts(load))
         config = server_process.unlimited_config(config_path, directory, extra)
-        server = ServerProcess(config.resolve(), directory)
+        profile_file = directory / "server.prof"
+        prefix = profiling.cprofile_command(profile_file) if method == profiling.CPROFILE else None
+        server = ServerProcess(config.resolve(), directory, prefix)
         clients: list[Client] = []
+        recording, found = None, None
         quiet = not show_progress
         try:
             with progress.bar(quiet, total=1, desc="server start", bar_format=STEP_FORMAT) as shown:
@@ -265,15 +283,22 @@ async def measure(load: Load, config_path: Path, show_progress: bool) -> dict[st
             start_wall = time.time() + GO_DELAY_S
             for client in clients:
                 client.go(start_wall)
-            usage = await _observe(server, clients, load, start_wall, quiet)
+            if method == profiling.PY_SPY:
+                recording = profiling.PySpyRecording(server.pid, load.duration_s, directory)
+            usage = await _observe(server, clients, load, start_wall, quiet, recording)
+            found = await recording.finish() if recording is not None else None
         finally:
             await asyncio.gather(*(client.kill() for client in clients))
             clean = await server.stop()
             logged = server.last_exception()
-    return summarise(load, clients, usage) | {
-        "server_stopped_cleanly": clean,
-        "server_exception": logged,
-    }
+        if method == profiling.CPROFILE and profile_file.exists():
+            found = profiling.read_cprofile(profile_file, why)
+    profiled = {"profile": found} if profile else {}
+    return (
+        summarise(load, clients, usage)
+        | {"server_stopped_cleanly": clean, "server_exception": logged}
+        | profiled
+    )
 
 
 async def _ready(client: Client, shown: "tqdm[Any]") -> None:
@@ -287,14 +312,18 @@ async def _observe(
     load: Load,
     start_wall: float,
     quiet: bool,
+    recording: profiling.PySpyRecording | None = None,
 ) -> dict[str, float | None]:
-    """Sample the server's CPU over the measured window; show progress; await the results."""
+    """Sample the server's CPU over the measured window (and profile it, with `recording`);
+    show progress; await the results."""
     reported: list[Client] = []
     following = asyncio.gather(*(_follow(client, reported) for client in clients))
     try:
         async with asyncio.timeout(GO_DELAY_S + load.duration_s + CLIENT_GRACE_S):
             await asyncio.sleep(max(0.0, start_wall - time.time()))
             cpu_before = server.cpu_seconds()
+            if recording is not None:
+                await recording.start()
             with progress.bar(
                 quiet, total=load.duration_s, desc="run", unit="s", bar_format=RUN_FORMAT
             ) as shown:
@@ -315,10 +344,10 @@ async def _observe(
     except BaseException:
         following.cancel()
         raise
-    cpu = None
+    cpu_share = None  # CPU seconds per second of the window
     if cpu_before is not None and cpu_after is not None:
-        cpu = round(100 * (cpu_after - cpu_before) / window_s, 1)
-    return {"server_cpu_percent": cpu, "server_rss_mb": rss}
+        cpu_share = (cpu_after - cpu_before) / window_s
+    return {"server_cpu_share": cpu_share, "server_rss_mb": rss}
 
 
 async def _follow(client: Client, reported: list[Client]) -> None:
@@ -352,6 +381,9 @@ def summarise(load: Load, clients: list[Client], usage: dict[str, float | None])
     # answers that came after the window (a backlog draining) stretch the time they took
     answering_s = max([duration, *(r["last_answer_s"] for r in traders)])
     buckets = math.ceil(duration / e2e_clients.BUCKET_S)
+    usage = dict(usage)
+    cpu_share = usage.pop("server_cpu_share", None)
+    acked_per_sec = acked / answering_s
     return {
         "parameters": {
             "duration_s": duration,
@@ -387,6 +419,8 @@ def summarise(load: Load, clients: list[Client], usage: dict[str, float | None])
         "requests": sum(r["requests"] for r in traders),
         "fills": sum(r["fills"] for r in traders),
         "errors": dict(total),
+        "server_cpu_percent": None if cpu_share is None else round(100 * cpu_share, 1),
+        "server_cpu_us_per_action": cpu_us_per_action(cpu_share, acked_per_sec),
         **usage,
         "by_role": {role: _role_summary(results[role], duration) for role in ("maker", "taker")},
         "latency_curve_us": stats.curve(ack_us),
@@ -397,6 +431,15 @@ def summarise(load: Load, clients: list[Client], usage: dict[str, float | None])
             "book_messages": _sum_buckets(subscribers)[:buckets],
         },
     }
+
+
+def cpu_us_per_action(cpu_share: float | None, acked_per_sec: float) -> float | None:
+    """The server's CPU per acknowledged action, µs: its CPU seconds per second over the
+    actions acknowledged per second (so a backlog drained after the window counts at the
+    rate it was answered). None without a CPU reading or with nothing acknowledged."""
+    if cpu_share is None or not acked_per_sec:
+        return None
+    return round(cpu_share * 1e6 / acked_per_sec, 1)
 
 
 def _role_summary(results: list[dict[str, Any]], duration: float) -> dict[str, Any]:
@@ -435,13 +478,15 @@ def held(result: dict[str, Any], p99_bound_us: float) -> str | None:
 
 
 async def sweep(
-    load: Load, config: Path, p99_bound_us: float, show_progress: bool
+    load: Load, config: Path, p99_bound_us: float, show_progress: bool, profile: bool = False
 ) -> dict[str, Any]:
+    """Step the rate up until a bound breaks; with `profile`, every step is profiled and
+    the chosen step's profile is kept."""
     steps: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     rate = load.rate
     for _ in range(SWEEP_STEPS_MAX):
-        step = await measure(_with_rate(load, rate), config, show_progress)
+        step = await measure(_with_rate(load, rate), config, show_progress, profile)
         broke = held(step, p99_bound_us)
         steps.append(_step_line(step, broke))
         if show_progress and progress.on_terminal():
@@ -472,6 +517,7 @@ def _step_line(step: dict[str, Any], broke: str | None) -> dict[str, Any]:
         "rejected": step["rejected"],
         "unanswered": step["unanswered"],
         "server_cpu_percent": step["server_cpu_percent"],
+        "server_cpu_us_per_action": step["server_cpu_us_per_action"],
         "broke": broke,
     }
 
@@ -480,7 +526,8 @@ def _describe_step(line: dict[str, Any]) -> str:
     verdict = f"broke: {line['broke']}" if line["broke"] else "held"
     return (
         f"rate {line['rate']:,.0f}/s → {line['acked_per_sec']:,}/s acked, "
-        f"p99 {line['ack_latency_us']['p99']:,.0f} µs — {verdict}"
+        f"p99 {line['ack_latency_us']['p99']:,.0f} µs, "
+        f"server CPU {line['server_cpu_us_per_action']} µs/action — {verdict}"
     )
 
 
@@ -522,16 +569,19 @@ def run(args: argparse.Namespace) -> int:
     # Progress (server start, clients connecting, the run, results, report) is drawn on
     # stderr, and only when it is a terminal: gateway.progress.
     if args.max:
-        work = sweep(load, args.config, args.p99_bound_ms * 1_000, True)
+        work = sweep(load, args.config, args.p99_bound_ms * 1_000, True, args.profile)
     else:
-        work = measure(load, args.config, True)
+        work = measure(load, args.config, True, args.profile)
     try:
         result = {"mode": "rate"} | server_process.run_async(work)
     except ClientFailed as failed:
         raise SystemExit(f"venue bench e2e: {failed}") from None
+    found = result.pop("profile", None)
+    if found is not None:
+        result["profile"] = found.summary()
     report = environment.describe("e2e") | {"result": result}
     with progress.bar(total=1, desc="report", bar_format=STEP_FORMAT) as shown:
-        written = e2e_report.write(report, args.out)
+        written = e2e_report.write(report, args.out, found)
         shown.update(1)
     people = sys.stderr if args.json else sys.stdout  # --json: stdout is the one JSON line
     print(e2e_report.summary(result), file=people)

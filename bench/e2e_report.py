@@ -3,7 +3,9 @@
 One run writes `e2e-<time>.json` (the environment, every parameter and the whole result),
 `e2e-<time>-latency.png` (the acknowledgement and fill latency percentile curves),
 `e2e-<time>-throughput.png` (acknowledged actions and book messages per second over the
-run; with `--max`, also the sweep) and `e2e-<time>.md`, a short report that links them.
+run; with `--max`, also the sweep) and `e2e-<time>.md`, a short report that links them;
+with `--profile`, also `e2e-<time>-profile.svg` (a flame graph of the server) and
+`e2e-<time>-profile.md` (its top functions by self time), from `bench.profiling`.
 Plots need matplotlib (the `bench` extra); without it the PNGs are skipped and the report
 says so.
 """
@@ -12,22 +14,28 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import environment
+from bench import environment, profiling
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PLOT_DPI = 110
 
 
-def write(report: dict[str, Any], out: Path) -> list[Path]:
-    """Write the result files; return their paths."""
+def write(
+    report: dict[str, Any], out: Path, profile: profiling.Profile | None = None
+) -> list[Path]:
+    """Write the result files (and the profile's, if there is one); return their paths."""
     out.mkdir(parents=True, exist_ok=True)
     base = out / f"e2e-{environment.stamp(report['created_utc'])}"
     json_path = base.with_suffix(".json")
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     plots = _plots(report["result"], base)
+    profiled = []
+    if profile is not None:
+        title = _title(report["result"], f"server profile ({profile.method})")
+        profiled = profiling.write(profile, base, title)
     markdown = base.with_suffix(".md")
-    markdown.write_text(markdown_report(report, [p.name for p in plots]))
-    return [json_path, *plots, markdown]
+    markdown.write_text(markdown_report(report, [p.name for p in plots], profiled))
+    return [json_path, *plots, *profiled, markdown]
 
 
 def summary(result: dict[str, Any]) -> str:
@@ -47,6 +55,7 @@ def summary(result: dict[str, Any]) -> str:
         f"book: {result['book_updates_per_sec']:,} messages/s to "
         f"{parameters['subscribers']} subscribers ({result['book_gaps']} gaps); "
         f"server CPU {result['server_cpu_percent']}%, peak RSS {result['server_rss_mb']} MiB",
+        f"server CPU per acked action: {result['server_cpu_us_per_action']} µs",
     ]
     if result["errors"]:
         lines.append(f"errors: {result['errors']}")
@@ -55,7 +64,9 @@ def summary(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def markdown_report(report: dict[str, Any], plots: list[str]) -> str:
+def markdown_report(
+    report: dict[str, Any], plots: list[str], profiled: list[Path] | None = None
+) -> str:
     result = report["result"]
     git, machine = report["git"], report["machine"]
     lines = [
@@ -89,14 +100,24 @@ def markdown_report(report: dict[str, Any], plots: list[str]) -> str:
         "",
     ]
     if result.get("sweep"):
-        lines += ["## Sweep", "", "| rate | acked/s | p99 µs | verdict |", "|---|---|---|---|"]
+        lines += [
+            "## Sweep",
+            "",
+            "| rate | acked/s | p99 µs | server CPU µs/action | verdict |",
+            "|---|---|---|---|---|",
+        ]
         for step in result["sweep"]:
             verdict = step["broke"] or "held"
             lines.append(
                 f"| {step['rate']:,.0f} | {step['acked_per_sec']:,} | "
-                f"{step['ack_latency_us']['p99']:,} | {verdict} |"
+                f"{step['ack_latency_us']['p99']:,} | {step['server_cpu_us_per_action']} | "
+                f"{verdict} |"
             )
         lines.append("")
+    if profiled:
+        profile = result["profile"]
+        lines += ["## Profile", "", f"{profile['note']}.", ""]
+        lines += [f"- [{path.name}]({path.name})" for path in profiled] + [""]
     if plots:
         lines += ["## Plots", "", *(f"![{name}]({name})" for name in plots), ""]
     else:

@@ -51,9 +51,10 @@ def unlimited_config(config_path: Path, directory: Path, extra: str = "") -> Pat
 class ServerProcess:
     """`venue serve` on 127.0.0.1, an ephemeral port and a fresh data dir."""
 
-    def __init__(self, config: Path, directory: Path) -> None:
+    def __init__(self, config: Path, directory: Path, prefix: list[str] | None = None) -> None:
         self.config = config
         self.directory = directory
+        self.prefix = prefix  # runs the server under it (cProfile); default `python`
         self.process: asyncio.subprocess.Process | None = None
         self.url = ""
 
@@ -63,7 +64,8 @@ class ServerProcess:
         return self.process.pid
 
     async def start(self) -> str:
-        command = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config)]
+        command = [*(self.prefix or [sys.executable]), "-m", "gateway.cli", "serve"]
+        command += ["--config", str(self.config)]
         command += ["--host", "127.0.0.1", "--port", "0"]
         command += ["--data-dir", str(self.directory / "data")]
         with (self.directory / "serve.log").open("wb") as log:

@@ -69,7 +69,10 @@ def _engine(args: argparse.Namespace) -> list[dict[str, Any]]:
 def _store(_: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="venue-bench-store-") as directory:
         result = store_bench.measure(STORE_TRADES, STORE_BATCH, Path(directory))
-    print(f"store: {result['trades_per_sec']:,} trades/s (batch {STORE_BATCH}, fsync each)")
+    print(
+        f"store: {result['trades_per_sec']:,} trades/s, CPU {result['cpu_us_per_trade']} µs/trade"
+        f" (batch {STORE_BATCH}, fsync each)"
+    )
     return result
 
 
@@ -91,7 +94,7 @@ def _e2e(args: argparse.Namespace) -> list[dict[str, Any]]:
             raise SystemExit(f"venue bench all: e2e: {failed}") from None
         report = environment.describe("e2e") | {"result": {"mode": "rate"} | result}
         written = e2e_report.write(report, args.out)
-        print(e2e_report.summary(result))
+        print(e2e_report.summary(result))  # its last line: server CPU per acked action
         print(f"wrote {written[-1]}")
         headlines.append(e2e_bench.headline(result))
     return headlines

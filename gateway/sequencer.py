@@ -3,18 +3,23 @@
 Owns time and order. Each submitted command is stamped with the next sequence number and
 the time (never earlier than the previous command's), executed on the `Venue` at once, and
 added to the journal batch of the current event-loop turn. At the end of the turn the batch
-is written and fsynced in a worker thread (group commit) while later commands go on
-executing into the next batch; when a batch is durable, the outputs of its commands are
-handed to `release` in order; commands submitted one after another with the same origin
-are never split between batches, so their outcomes are released together. So nothing
-leaves the process before its command is on disk, and the journal holds exactly what was
+is encoded, written and fsynced on the journal's thread (group commit) while later commands
+go on executing into the next batch; one batch is in flight at a time, and the next leaves
+at the end of the turn after it comes back. When a batch is durable the thread gives it to
+`on_durable` (derived stores, fed without the loop) and hands it back to the loop once
+(`call_soon_threadsafe`: no executor futures, no task), where the outputs of its commands
+go to `release` in order; commands submitted one after another with the same origin are
+never split between batches, so their outcomes are released together. So nothing leaves
+the process before its command is on disk, and the journal holds exactly what was
 executed: replaying it rebuilds the same state.
 """
 
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+import queue
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +53,7 @@ class Executed:
 
 
 Release = Callable[[list[Executed]], None]
+_ToJournal = tuple[list[Executed], asyncio.AbstractEventLoop]
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(AnyCommand)
@@ -87,7 +93,7 @@ class Sequencer:
         journal: Journal,
         clock_us: Callable[[], int],
         release: Release,
-        after_durable: Callable[[], Awaitable[None]] | None = None,
+        on_durable: Release | None = None,
         on_executed: Callable[[Executed], None] | None = None,
         on_fatal: Callable[[BaseException | None], None] | None = None,
     ) -> None:
@@ -97,12 +103,19 @@ class Sequencer:
         self.journal = journal
         self.clock_us = clock_us
         self.release = release
-        self.after_durable = after_durable
+        # On the journal's thread, each batch once durable and before its release; it may
+        # block (a derived store's backpressure), which holds back the next commit.
+        self.on_durable = on_durable
         self.last_seq = journal.last_seq()
         self._pending: list[Executed] = []
         self._flush_scheduled = False
-        self._committing: asyncio.Task[None] | None = None
-        self.io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")  # ordered I/O
+        self._in_flight: list[Executed] | None = None  # the batch on the journal's thread
+        self._drained: list[asyncio.Future[None]] = []  # `drain` callers, woken when idle
+        # The journal's thread takes (batch, loop) and gives the batch back on that loop;
+        # None stops it. At most one batch is in it at a time.
+        self._to_journal: queue.SimpleQueue[_ToJournal | None] = queue.SimpleQueue()
+        self._journal_thread: threading.Thread | None = None
+        self.io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="io")  # snapshot files
 
     def recover(self, after_seq: int = 0, on_replayed: Release | None = None) -> int:
         """Replay the journal after `after_seq` into the venue; how many commands it held.
@@ -171,42 +184,89 @@ class Sequencer:
             self.submit(AdvanceClock(), origin=None)
 
     def _start_commit(self) -> None:
+        """Send the next batch to the journal's thread, unless one is there already (then
+        it goes when that one comes back: meanwhile the pending commands grow a batch)."""
         self._flush_scheduled = False
-        if self._committing is None or self._committing.done():
-            self._committing = asyncio.get_running_loop().create_task(self._commit_all())
-            self._committing.add_done_callback(self._check_commit)
-
-    def _check_commit(self, task: "asyncio.Task[None]") -> None:
-        """A journal or store failure leaves the outcome of commands unknown: fatal."""
-        if not task.cancelled() and task.exception() is not None:
-            self.on_fatal(task.exception())
-
-    async def _commit_all(self) -> None:
-        """Commit batch after batch until nothing is pending; one fsync per batch."""
-        loop = asyncio.get_running_loop()
-        while self._pending:
+        while self._in_flight is None and self._pending:
             end = _batch_end(self._pending)
             batch = self._pending[:end]
             del self._pending[:end]
-            records = [(e.seq, encode_command(e.command)) for e in batch if e.command]
-            if records:
-                await loop.run_in_executor(self.io, self.journal.commit, records)
+            if any(executed.command is not None for executed in batch):
+                self._send_to_journal(batch)
+                return
+            # Barriers only, and nothing in flight: all before them is durable already.
             self.release(batch)
-            if self.after_durable is not None:
-                await self.after_durable()
+        if self._drained and self._in_flight is None:
+            self._wake_drains(None)  # nothing in flight, nothing pending: drained
+
+    def _send_to_journal(self, batch: list[Executed]) -> None:
+        self._in_flight = batch
+        if self._journal_thread is None:
+            self._journal_thread = threading.Thread(
+                target=self._journal_work, name="journal", daemon=True
+            )
+            self._journal_thread.start()
+        self._to_journal.put((batch, asyncio.get_running_loop()))
+
+    def _journal_work(self) -> None:
+        """The journal's thread: encode, write and fsync each batch, feed `on_durable`, and
+        hand the batch back to its loop once. A failure leaves the outcome of commands
+        unknown: it goes back too, to be fatal there."""
+        encode = _encoder.encode
+        while (item := self._to_journal.get()) is not None:
+            batch, loop = item
+            failure: BaseException | None = None
+            try:
+                records = [(e.seq, encode(e.command)) for e in batch if e.command is not None]
+                if records:
+                    self.journal.commit(records)
+                if self.on_durable is not None:
+                    self.on_durable(batch)
+            except BaseException as error:
+                failure = error
+            loop.call_soon_threadsafe(self._committed, batch, failure)
+            if failure is not None:
+                return
+
+    def _committed(self, batch: list[Executed], failure: BaseException | None) -> None:
+        """On the loop: the batch is durable (or failed); release it and send the next."""
+        if failure is not None:
+            self._wake_drains(failure)
+            self.on_fatal(failure)
+            return
+        self._in_flight = None
+        self.release(batch)
+        if self._pending:
+            # The next batch goes at the end of the next turn, not now: the requests read
+            # in that turn join it, so a busy venue fsyncs fewer, larger batches.
+            self._schedule()
+        elif self._drained:
+            self._wake_drains(None)  # nothing in flight, nothing pending: drained
+
+    def _wake_drains(self, failure: BaseException | None) -> None:
+        waiting, self._drained = self._drained, []
+        for future in waiting:
+            if future.done():
+                continue
+            if failure is None:
+                future.set_result(None)
+            else:
+                future.set_exception(failure)
 
     async def drain(self) -> None:
         """Wait until everything submitted so far is durable and released."""
-        while (
-            self._pending
-            or self._flush_scheduled
-            or (self._committing is not None and not self._committing.done())
-        ):
-            if self._committing is not None and not self._committing.done():
-                await self._committing
+        while self._pending or self._flush_scheduled or self._in_flight is not None:
+            if self._in_flight is not None:
+                waiter = asyncio.get_running_loop().create_future()
+                self._drained.append(waiter)
+                await waiter
             else:
                 await asyncio.sleep(0)
 
     def close(self) -> None:
+        if self._journal_thread is not None:
+            self._to_journal.put(None)
+            self._journal_thread.join()
+            self._journal_thread = None
         self.io.shutdown(wait=True)
         self.journal.close()

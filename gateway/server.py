@@ -19,7 +19,6 @@ import secrets
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from http import HTTPStatus
@@ -44,8 +43,6 @@ from engine.commands import (
 )
 from engine.enums import CancelReason, SelfTradePrevention, Side
 from engine.events import (
-    AccountOpened,
-    AssetListed,
     CommandRejected,
     DividendPaid,
     Event,
@@ -53,7 +50,6 @@ from engine.events import (
     OrderAmended,
     OrderCanceled,
     OrderExpired,
-    ReservesAttested,
     SelfTradePrevented,
     SharesSplit,
     TradeExecuted,
@@ -82,6 +78,7 @@ from gateway.market_data import Channel, MarketData, Stream
 from gateway.order_history import OrderHistory
 from gateway.reports import ExecReporter, Sequenced, anonymized
 from gateway.sequencer import Executed, Sequencer
+from gateway.store_thread import StoreThread
 from settlement.ledger import Ledger
 from settlement.store import SqliteLedgerStore
 
@@ -96,7 +93,6 @@ EPOCH_MAX = 2**63  # above any epoch (µs since 1970): a bisect key for "any epo
 EPOCHS_FILE = "epochs.json"  # [first seq, epoch] per start: replayed history keeps its epoch
 SNAPSHOT_INTERVAL_S = 60  # recovery replays at most a minute of journal after the snapshot
 CLOCK_TICK_S = 0.05  # how often the venue's clock is advanced for gtd expiries and maturity
-STORE_QUEUE_BATCHES_MAX = 1_000  # released batches waiting for SQLite before commits wait
 WRITE_BATCH_MAX = 256  # messages per write: bounds one writev and the memory it copies
 CLOSE_TIMEOUT_S = 2  # a peer that cannot take its last messages in this time is cut off
 REJECT_SUMMARY_INTERVAL_S = 60  # one log line a minute says how many rejects, by reason
@@ -256,17 +252,16 @@ class VenueServer:
             journal,
             now_us,
             self._release,
-            after_durable=self._after_durable,
+            on_durable=self._durable,
             on_executed=self._executed,
         )
         self.market_data = MarketData(self.epoch)
-        self._registrations: list[Event] = []  # for the ledger store, after durability
-        self._to_store: list[Any] = []  # transfers of released (durable) commands
-        self._store_queue: list[tuple[list[Event], list[Any]]] = []  # waiting for the store
-        self._store_writing: asyncio.Task[None] | None = None
-        self._store_queued = self._store_booked = 0  # batches, since start
-        self._store_progress = asyncio.Event()  # set after each store write
-        self.store_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-store")
+        self._to_store: list[Any] = []  # at start: transfers the store may not hold yet
+        # The store's SQLite connection lives on its own thread, like every write to it;
+        # the journal's thread feeds it durable batches directly (`_durable`).
+        self.store_thread: StoreThread[list[Executed]] = StoreThread(
+            self._book, lambda failure: self.sequencer.on_fatal(failure)
+        )
         self._server: Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.rejects: Counter[ErrorCode] = Counter()  # since the last summary line
@@ -275,7 +270,6 @@ class VenueServer:
 
     async def start(self, host: str, port: int) -> int:
         """Recover or build the venue, then listen; the port actually bound."""
-        # The store's SQLite connection lives on its own thread, like every write to it.
         self.store = await self._on_store(SqliteLedgerStore, self.data_dir / LEDGER_FILE)
         self.writer = await self._on_store(LedgerWriter, self.store)
         started = time.perf_counter()
@@ -391,7 +385,7 @@ class VenueServer:
     async def _refuse(self, why: str) -> NoReturn:
         """Give the files back (the journal's lock too) and refuse to start."""
         await self._on_store(self.store.close)
-        self.store_io.shutdown(wait=True)
+        self.store_thread.close()
         self.sequencer.close()
         raise RecoveryRefused(why)
 
@@ -424,8 +418,9 @@ class VenueServer:
         return await asyncio.get_running_loop().run_in_executor(self.sequencer.io, function, *args)
 
     async def _on_store(self, function: Callable[..., Any], *args: Any) -> Any:
-        """Run on the ledger store's thread, where its SQLite connection lives."""
-        return await asyncio.get_running_loop().run_in_executor(self.store_io, function, *args)
+        """Run on the ledger store's thread, where its SQLite connection lives, after every
+        batch booked so far."""
+        return await asyncio.wrap_future(self.store_thread.call(function, *args))
 
     async def _build_from_config(self) -> None:
         commands = venue_config.setup_commands(self.config, now_us())
@@ -450,7 +445,7 @@ class VenueServer:
         self._log_rejects()
         await self.snapshot()
         await self._on_store(self.store.close)
-        self.store_io.shutdown(wait=True)
+        self.store_thread.close()
         self.sequencer.close()
 
     def _learn_reference_data(self) -> None:
@@ -1188,7 +1183,6 @@ class VenueServer:
         for executed in batch:
             pending = executed.origin
             events = executed.events
-            self._register(events)
             if isinstance(pending, Pending):
                 self._answer(pending, executed)
             elif isinstance(pending, AccountSubscription):
@@ -1203,7 +1197,6 @@ class VenueServer:
                 self._count_reject(rejected)
             self._forget_closed(events)
             self._publish_private(executed)
-            self._to_store.extend(executed.transfers)
             market_data.on_events(events)
         self._flush_public()
 
@@ -1306,63 +1299,27 @@ class VenueServer:
             for session in self.subscribers.get(message.stream, ()):
                 self._send_frame(session, frame)
 
-    def _register(self, events: list[Event]) -> None:
-        """Assets, accounts and attestations the ledger store must know (once durable)."""
-        self._registrations.extend(
-            e for e in events if isinstance(e, AssetListed | AccountOpened | ReservesAttested)
-        )
+    def _durable(self, batch: list[Executed]) -> None:
+        """On the journal's thread, right after the batch's fsync: queue it for the ledger
+        store, which books it on its own thread without a trip through the event loop.
 
-    async def _after_durable(self) -> None:
-        """Queue for the ledger store what the commands just released booked.
-
-        Only the transfers of released commands are written (each command's were taken
-        from the ledger as it executed), so the store is never ahead of the journal. The
-        store writes on its own thread, so the journal's next fsync never waits behind
-        SQLite's; the store is derived and idempotent, and caught up on every start.
+        Only durable commands reach the store (each command's transfers were taken from
+        the ledger as it executed), so the store is never ahead of the journal; it is
+        derived and idempotent, and caught up on every start. A store that falls behind
+        blocks this call, and so the next commit (`store_thread.QUEUE_BATCHES_MAX`).
         """
-        registrations, self._registrations = self._registrations, []
-        booked, self._to_store = self._to_store, []
-        if not booked and not registrations:
-            return
-        self._store_queue.append((registrations, booked))
-        self._store_queued += 1
-        if self._store_writing is None or self._store_writing.done():
-            self._store_writing = asyncio.get_running_loop().create_task(self._write_store())
-            self._store_writing.add_done_callback(self._check_task)
-        if len(self._store_queue) >= STORE_QUEUE_BATCHES_MAX:
-            # SQLite has fallen behind: the sequencer awaits this, so commits wait too
-            await self._store_booked_up_to(self._store_queued - STORE_QUEUE_BATCHES_MAX // 2)
+        self.store_thread.book(batch)
 
-    async def _write_store(self) -> None:
-        """Book the queue in order; what queued up during a write goes in the next one."""
-        while self._store_queue:
-            registrations = [event for events, _ in self._store_queue for event in events]
-            booked = [transfer for _, transfers in self._store_queue for transfer in transfers]
-            taken = len(self._store_queue)
-            self._store_queue.clear()
-            await self._on_store(self._book, registrations, booked)
-            self._store_booked += taken
-            self._store_progress.set()
-
-    async def _store_booked_up_to(self, batches: int) -> None:
-        """Wait until the store has booked the first `batches` batches ever queued."""
-        while self._store_booked < batches:
-            writing = self._store_writing
-            if writing is None or writing.done():
-                return  # a failed write is fatal (`_check_task`): nothing more will come
-            self._store_progress.clear()
-            await self._store_progress.wait()
-
-    def _book(self, registrations: list[Event], booked: list[Any]) -> None:
-        """On the store's thread: registrations first, then the transfers naming them."""
-        self.writer.observe(registrations)
-        self.writer.write(booked)
+    def _book(self, batches: list[list[Executed]]) -> None:
+        """On the store's thread, batches gathered over a while: registrations (assets,
+        accounts, attestations) first, then the transfers naming them."""
+        self.writer.observe(event for batch in batches for e in batch for event in e.events)
+        self.writer.write([t for batch in batches for e in batch for t in e.transfers])
 
     async def _store_flushed(self) -> None:
         """Wait until the store holds every transfer released so far (not those released
         while waiting: under steady load the queue is never empty)."""
-        await self._after_durable()
-        await self._store_booked_up_to(self._store_queued)
+        await self._on_store(lambda: None)  # runs after every batch queued before it
 
     # ----------------------------------------------------------------- timers
 

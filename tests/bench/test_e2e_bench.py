@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench import e2e_bench
+from bench import e2e_bench, profiling
 from gateway.cli import main
 from tests.gateway.conftest import ROOT
 from tests.terminal import run_on_terminal
@@ -28,6 +28,7 @@ HEADLINE_KEYS = {
     "rejected",
     "errors",
     "server_cpu_percent",
+    "server_cpu_us_per_action",
     "server_rss_mb",
 }
 PERCENTILE_KEYS = {"p50", "p99", "p999", "max"}
@@ -102,6 +103,19 @@ def test_latencies_fills_and_book_updates_were_measured(runs: Any, name: str) ->
     assert result["server_stopped_cleanly"] is True and result["server_exception"] is None
 
 
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_the_server_cpu_per_action_is_its_cpu_over_the_acked_rate(runs: Any, name: str) -> None:
+    _, result, _ = runs[name]
+    per_action = result["server_cpu_us_per_action"]
+    assert per_action > 0
+    # cpu% of one core = 10,000 µs of CPU per second per percent; both figures are rounded
+    expected = result["server_cpu_percent"] * 10_000 / result["acked_per_sec"]
+    assert per_action == pytest.approx(expected, rel=0.05)
+    _, _, out = runs[name]
+    (markdown,) = out.glob("e2e-*.md")
+    assert f"server CPU per acked action: {per_action} µs" in markdown.read_text()
+
+
 def test_the_result_files_are_written(runs: Any) -> None:
     _, result, out = runs["single"]
     (json_path,) = out.glob("e2e-*.json")
@@ -135,6 +149,7 @@ def test_a_sweep_stops_at_the_first_step_that_breaks_a_bound(tmp_path: Path) -> 
     assert result["mode"] == "max" and result["max_sustained_rate"] is None
     (step,) = result["sweep"]  # a 1 µs p99 bound cannot hold: the sweep ends at once
     assert step["rate"] == 200 and step["broke"].startswith("p99")
+    assert step["server_cpu_us_per_action"] > 0
     assert result["acked"] + result["rejected"] + result["unanswered"] == result["sent"]
 
 
@@ -184,3 +199,35 @@ def test_on_a_terminal_every_step_shows_a_bar(tmp_path: Path) -> None:
         assert step in drawn, drawn
     assert "client results: 100%" in drawn and "report: 1/1" in drawn
     assert json.loads(drawn.strip().splitlines()[-1])["acked"] > 0
+
+
+PROFILE_ARGV = ["--duration", "1", "--rate", "300", "--makers", "1", "--takers", "1"]
+PROFILE_ARGV += ["--subscribers", "1", "--profile"]
+
+
+def test_profile_writes_a_flame_graph_and_the_top_functions(tmp_path: Path) -> None:
+    method, why = profiling.choose()
+    if method != profiling.PY_SPY:
+        pytest.skip(why)
+    status, result = _run(tmp_path, PROFILE_ARGV)
+    assert status == 0
+    assert result["profile"]["method"] == "py-spy" and result["profile"]["top"]
+    (svg,) = tmp_path.glob("e2e-*-profile.svg")
+    drawn = svg.read_text()
+    assert drawn.startswith("<svg") and "<rect" in drawn and "gateway/server.py" in drawn
+    (table,) = tmp_path.glob("e2e-*-profile.md")
+    assert "py-spy" in table.read_text() and "(gateway/" in table.read_text()
+    (report,) = (p for p in tmp_path.glob("e2e-*.md") if not p.name.endswith("-profile.md"))
+    assert f"({table.name})" in report.read_text() and f"({svg.name})" in report.read_text()
+
+
+def test_without_py_spy_the_server_runs_under_cprofile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(profiling, "choose", lambda: (profiling.CPROFILE, "told to"))
+    status, result = _run(tmp_path, PROFILE_ARGV)
+    assert status == 0 and result["server_stopped_cleanly"] is True
+    assert result["profile"]["method"] == "cProfile" and "told to" in result["profile"]["note"]
+    assert not list(tmp_path.glob("e2e-*-profile.svg"))  # cProfile keeps no stacks
+    (table,) = tmp_path.glob("e2e-*-profile.md")
+    assert "cProfile" in table.read_text() and "(gateway/" in table.read_text()

@@ -14,6 +14,7 @@ def test_store_bench_reports_consistent_json(capsys: pytest.CaptureFixture[str])
     assert result["trades"] == 420 and result["transfers"] == 420 * TRANSFERS_PER_TRADE
     assert result["verified"] is True and result["synchronous"] == "FULL"
     assert result["trades_per_sec"] == pytest.approx(420 / result["seconds"], rel=0.01)
+    assert result["cpu_us_per_trade"] > 0
     batch = result["batch_ms"]
     assert 0 < batch["p50"] <= batch["p99"] <= batch["max"]
 

@@ -1,0 +1,141 @@
+"""The ledger store's own thread: durable batches in, few large SQLite transactions out.
+
+Owns the hand-off between the journal and the ledger store. The journal's thread puts each
+batch here right after its fsync (`book`), and this thread gathers what arrives over up to
+`GATHER_S` (or `GATHER_BATCHES_MAX` batches) and writes it in one go, so SQLite commits a
+few times a second however small the journal's batches, and nothing travels through the
+event loop: the loop only waits here for its own calls (`call`: opening, catching up,
+flushing before a snapshot), which run in order with the bookings. The store is derived
+from the journal and caught up on every start, so trailing it by `GATHER_S` loses nothing.
+Limits: `QUEUE_BATCHES_MAX` batches wait at most; then `book` blocks, and so the journal's
+next commit waits (backpressure, never unbounded memory). A failed write is fatal.
+"""
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, Final, Generic, TypeVar
+
+log = logging.getLogger("venue.store")
+
+# Batches waiting for SQLite before the journal waits too: ~1 s of commits under load.
+QUEUE_BATCHES_MAX: Final = 1_000
+GATHER_S: Final = 0.2  # at most ~5 store commits/s: each costs an fsync and ~1 ms of CPU
+GATHER_BATCHES_MAX: Final = 1_000  # a gathering's memory; the writer cuts it into transactions
+PUT_CHECK_S: Final = 0.5  # while the queue is full, how often `book` checks the thread lives
+
+Batch = TypeVar("Batch")
+
+
+class _Call:
+    """A function to run on the store's thread, in order with the bookings."""
+
+    __slots__ = ("args", "function", "future")
+
+    def __init__(self, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.function = function
+        self.args = args
+        self.future: Future[Any] = Future()
+
+
+_STOP: Final = object()
+
+
+class StoreThread(Generic[Batch]):
+    """One thread that owns the store: `write` gets every gathered batch, oldest first."""
+
+    def __init__(
+        self,
+        write: Callable[[list[Batch]], None],
+        on_fatal: Callable[[BaseException], None],
+        gather_s: float = GATHER_S,
+    ) -> None:
+        self.write = write
+        self.on_fatal = on_fatal  # called on this thread: it must be safe from any thread
+        self.gather_s = gather_s
+        self.failure: BaseException | None = None
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=QUEUE_BATCHES_MAX)
+        self._held: object | None = None  # an item that ended a gathering: next in line
+        self._thread = threading.Thread(target=self._run, name="ledger-store", daemon=True)
+        self._thread.start()
+
+    def book(self, batch: Batch) -> None:
+        """Queue a durable batch for the store (from the journal's thread); blocks while
+        `QUEUE_BATCHES_MAX` wait, so a store that falls behind slows the commits."""
+        while True:
+            if self.failure is not None:
+                raise RuntimeError("the ledger store's thread has failed") from self.failure
+            try:
+                self._queue.put(batch, timeout=PUT_CHECK_S)
+                return
+            except queue.Full:
+                continue
+
+    def call(self, function: Callable[..., Any], *args: Any) -> "Future[Any]":
+        """Run `function(*args)` on this thread after every batch booked before it."""
+        item = _Call(function, args)
+        if self.failure is not None or not self._thread.is_alive():
+            item.future.set_exception(RuntimeError("the ledger store's thread has stopped"))
+            return item.future
+        self._queue.put(item)  # the loop's calls are rare (start, snapshots, stop)
+        return item.future
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread; calling it twice is harmless."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+
+    # ----------------------------------------------------------------- the thread
+
+    def _run(self) -> None:
+        while True:
+            item = self._next()
+            if item is _STOP:
+                return
+            if isinstance(item, _Call):
+                self._call(item)
+                continue
+            try:
+                self.write(self._gather(item))
+            except BaseException as failure:  # the store is behind the journal: fatal
+                self.failure = failure
+                log.critical("the ledger store failed: %r", failure)
+                self.on_fatal(failure)
+                return
+
+    def _next(self, timeout: float | None = None) -> object:
+        if self._held is not None:
+            item, self._held = self._held, None
+            return item
+        return self._queue.get(timeout=timeout)
+
+    def _gather(self, first: Any) -> list[Batch]:
+        """`first` and the batches arriving within `gather_s` of it; a call or a stop ends
+        the gathering at once (a snapshot waits for no timer)."""
+        batches: list[Batch] = [first]
+        deadline = time.monotonic() + self.gather_s
+        while len(batches) < GATHER_BATCHES_MAX:
+            try:
+                item = self._next(max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if item is _STOP or isinstance(item, _Call):
+                self._held = item
+                break
+            batches.append(item)  # type: ignore[arg-type]
+        return batches
+
+    @staticmethod
+    def _call(item: _Call) -> None:
+        if not item.future.set_running_or_notify_cancel():
+            return
+        try:
+            result = item.function(*item.args)
+        except BaseException as error:
+            item.future.set_exception(error)
+        else:
+            item.future.set_result(result)
