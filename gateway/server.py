@@ -22,13 +22,10 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any, NoReturn
 
 import msgspec
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
@@ -67,7 +64,7 @@ from engine.units import format_units
 from engine.venue import Venue
 from engine.venue import VenueConfig as EngineConfig
 from gateway import config as venue_config
-from gateway import frames, limits, snapshots, wire
+from gateway import frames, limits, snapshots, transport, wire
 from gateway.auth import (
     RECV_WINDOW_MS_DEFAULT,
     ApiKey,
@@ -136,7 +133,7 @@ class Session:
     """One websocket connection and what it has asked for."""
 
     id: int
-    websocket: ServerConnection
+    websocket: transport.Connection
     trade: bool  # /ws/trade (else /ws/public)
     key: ApiKey | None = None
     cod: bool = False
@@ -148,6 +145,8 @@ class Session:
     dirty: bool = False  # has messages the next `_flush_outboxes` writes
     closing: bool = False
     last_sent_us: int = 0
+    logon_timer: asyncio.TimerHandle | None = None  # /ws/trade: closes it if nobody logs on
+    writer: "asyncio.Task[None] | None" = None  # see `VenueServer._write`
 
     @property
     def account(self) -> int | None:
@@ -267,7 +266,7 @@ class VenueServer:
         self._store_queued = self._store_booked = 0  # batches, since start
         self._store_progress = asyncio.Event()  # set after each store write
         self.store_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-store")
-        self._server: Server | None = None
+        self._server: transport.Listener | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.rejects: Counter[ErrorCode] = Counter()  # since the last summary line
 
@@ -312,14 +311,12 @@ class VenueServer:
         else:
             await self._build_from_config()
         self.market_data = MarketData.from_venue(self.venue, self.epoch)
-        self._server = await serve(
-            self._handle,
+        self._server = await transport.serve(
+            self,
             host,
             port,
+            routes=("/ws/trade", "/ws/public"),
             max_size=limits.FRAME_BYTES_HARD_MAX,  # up to it, an oversize frame is answered
-            max_queue=16,
-            compression=None,
-            process_request=self._route,
         )
         for account in self.dead_man_deadlines:  # armed before a restart: armed again
             self._arm_dead_man(account)
@@ -440,8 +437,8 @@ class VenueServer:
         for session in list(self.sessions.values()):
             self._push(session, {"ch": "session", "type": "shutdown", "reconnect_in_ms": 1000})
         if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+            self._flush_outboxes()  # the shutdown pushes go out before the close frames
+            await self._server.close()  # every connection closed with 1001
         for task in self._tasks:
             task.cancel()
         for timer in self.dead_man.values():
@@ -462,35 +459,38 @@ class VenueServer:
 
     # ----------------------------------------------------------------- connections
 
-    def _route(self, connection: ServerConnection, request: HttpRequest) -> HttpResponse | None:
-        if request.path in ("/ws/trade", "/ws/public"):
-            return None
-        return connection.respond(HTTPStatus.NOT_FOUND, "use /ws/trade or /ws/public\n")
+    # the `transport.Handler` callbacks
 
-    async def _handle(self, websocket: ServerConnection) -> None:
+    def on_http(
+        self, connection: transport.Connection, request: HttpRequest
+    ) -> HttpResponse | None:
+        return None  # no HTTP resources yet: 404, "use /ws/trade or /ws/public"
+
+    def on_open(self, connection: transport.Connection) -> None:
         self._next_session += 1
-        path = websocket.request.path if websocket.request is not None else ""
-        session = Session(self._next_session, websocket, path == "/ws/trade")
+        path = connection.path
+        session = Session(self._next_session, connection, path == "/ws/trade")
+        connection.context = session
         self.sessions[session.id] = session
         log.info(
             "connection opened", extra={"session": session.id, "peer": _peer(session), "path": path}
         )
-        writer = asyncio.create_task(self._write(session))
-        logon_timer = None
+        session.writer = asyncio.create_task(self._write(session))
         if session.trade:
-            logon_timer = asyncio.get_running_loop().call_later(
+            session.logon_timer = asyncio.get_running_loop().call_later(
                 limits.LOGON_TIMEOUT_S, self._logon_timeout, session
             )
-        try:
-            async for frame in websocket:
-                self._on_frame(session, frame)
-        except ConnectionClosed:
-            pass
-        finally:
-            if logon_timer is not None:
-                logon_timer.cancel()
-            self._disconnected(session)
-            writer.cancel()
+
+    def on_frame(self, connection: transport.Connection, message: str | bytes) -> None:
+        self._on_frame(connection.context, message)
+
+    def on_close(self, connection: transport.Connection) -> None:
+        session: Session = connection.context
+        if session.logon_timer is not None:
+            session.logon_timer.cancel()
+        self._disconnected(session)
+        if session.writer is not None:
+            session.writer.cancel()
 
     def _logon_timeout(self, session: Session) -> None:
         if session.key is None and not session.closing:
@@ -531,9 +531,9 @@ class VenueServer:
                 session.wake.clear()
                 while outbox:
                     await websocket.drain()
-                    if not frames.write_frames(websocket, _take(outbox)):
+                    if not websocket.send_frames(_take(outbox)):
                         return
-        except (ConnectionClosed, OSError, asyncio.CancelledError):
+        except (OSError, asyncio.CancelledError):
             return  # the connection is gone: `_handle` cleans up the session
 
     def _flush_outboxes(self) -> None:
@@ -558,7 +558,7 @@ class VenueServer:
             if session.websocket.paused:
                 session.wake.set()
                 return
-            if not frames.write_frames(session.websocket, _take(outbox)):
+            if not session.websocket.send_frames(_take(outbox)):
                 outbox.clear()  # the connection is closing: nobody will read them
                 return
 
@@ -599,11 +599,12 @@ class VenueServer:
             websocket = session.websocket
             try:
                 async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                    while session.outbox and frames.write_frames(websocket, _take(session.outbox)):
+                    while session.outbox and websocket.send_frames(_take(session.outbox)):
                         await websocket.drain()
-                    await websocket.close(code, reason)
-            except (TimeoutError, ConnectionClosed, OSError):
-                websocket.transport.abort()
+                    websocket.close(code, reason)
+                    await websocket.wait_closed()
+            except (TimeoutError, OSError):
+                websocket.abort()
 
         closer = asyncio.get_running_loop().create_task(close_after_flush())
         self._background.add(closer)  # a task must be referenced until it is done
@@ -1512,7 +1513,7 @@ def _save_json(path: Path, value: Any) -> None:
 
 def _peer(session: Session) -> str:
     """The peer's `host:port`, for the log."""
-    address = session.websocket.remote_address
+    address = session.websocket.peer
     return f"{address[0]}:{address[1]}" if address else "?"
 
 
