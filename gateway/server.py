@@ -627,8 +627,7 @@ class VenueServer:
         """Decode the envelope, then check logon and scope, then the params, then handle:
         who may call a method is said before what is wrong with its params."""
         t_in = now_us()
-        envelope = wire.decode_envelope(frame)
-        request = envelope if isinstance(envelope, wire.WireError) else wire.decode_params(envelope)
+        envelope, request = wire.decode(frame)
         # Every frame is charged, malformed or not, so no flood goes unthrottled.
         cost = _cost(request) if isinstance(request, wire.Request) else limits.cost_milli("?")
         retry = self.limiter.charge_cost(session.id, session.account, cost, t_in)
