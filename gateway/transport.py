@@ -212,7 +212,7 @@ class Connection(asyncio.Protocol):
         self.protocol.send_response(response)
         if self.protocol.state is State.OPEN:
             self.opened = True
-            self._set_timer(PING_INTERVAL_S, self._keepalive)
+            self._set_timer(self.listener.ping_interval_s, self._keepalive)
             self.handler.on_open(self)
 
     def _write_protocol(self) -> None:
@@ -237,7 +237,7 @@ class Connection(asyncio.Protocol):
         self._ping_sent = True
         self.protocol.send_ping(b"")
         self._write_protocol()
-        self._set_timer(PING_TIMEOUT_S, self._keepalive)
+        self._set_timer(self.listener.ping_timeout_s, self._keepalive)
 
     def _set_timer(self, delay_s: float, callback: Any) -> None:
         if self._timer is not None:
@@ -248,10 +248,19 @@ class Connection(asyncio.Protocol):
 class Listener:
     """The listening socket and its open connections."""
 
-    def __init__(self, handler: Handler, routes: Iterable[str], max_size: int) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        routes: Iterable[str],
+        max_size: int,
+        ping_interval_s: float = PING_INTERVAL_S,
+        ping_timeout_s: float = PING_TIMEOUT_S,
+    ) -> None:
         self.handler = handler
         self.routes = frozenset(routes)
         self.max_size = max_size
+        self.ping_interval_s = ping_interval_s
+        self.ping_timeout_s = ping_timeout_s
         self.connections: set[Connection] = set()
         self.server: asyncio.Server | None = None
 
@@ -272,10 +281,17 @@ class Listener:
 
 
 async def serve(
-    handler: Handler, host: str, port: int, *, routes: Iterable[str], max_size: int = 2**20
+    handler: Handler,
+    host: str,
+    port: int,
+    *,
+    routes: Iterable[str],
+    max_size: int = 2**20,
+    ping_interval_s: float = PING_INTERVAL_S,
+    ping_timeout_s: float = PING_TIMEOUT_S,
 ) -> Listener:
     """Listen on `host:port`; websocket upgrades on `routes`, other requests to `on_http`."""
-    listener = Listener(handler, routes, max_size)
+    listener = Listener(handler, routes, max_size, ping_interval_s, ping_timeout_s)
     loop = asyncio.get_running_loop()
     listener.server = await loop.create_server(lambda: Connection(listener), host, port)
     return listener
