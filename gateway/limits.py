@@ -87,8 +87,10 @@ def batch_cost_milli(op_methods: Iterable[str]) -> int:
     Unknown kinds cost as a place; an empty batch as one op; past `BATCH_OPS_MAX` only the
     dearest ops count, as `cost_milli` clamps.
     """
-    costs = sorted((BATCH_OP_COST_MILLI.get(m, PLACE_COST_MILLI) for m in op_methods), reverse=True)
-    return sum(costs[:BATCH_OPS_MAX]) or PLACE_COST_MILLI
+    costs = [BATCH_OP_COST_MILLI.get(method, PLACE_COST_MILLI) for method in op_methods]
+    if len(costs) > BATCH_OPS_MAX:  # only an invalid batch: no sort for the valid ones
+        costs = sorted(costs, reverse=True)[:BATCH_OPS_MAX]
+    return sum(costs) or PLACE_COST_MILLI
 
 
 class TokenBucket:

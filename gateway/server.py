@@ -1535,11 +1535,12 @@ def _scope_of(method: str) -> str | None:
 
 def _cost(request: wire.Request) -> int:
     """What a request costs in milli-tokens: a batch, the sum of its ops by kind."""
-    ops = getattr(request.params, "ops", None)
-    if ops is not None:
-        return limits.batch_cost_milli(type(op).__struct_config__.tag for op in ops)
-    quotes = getattr(request.params, "quotes", None)
-    return limits.cost_milli(request.method, len(quotes) if quotes else 1)
+    params = request.params
+    if type(params) is wire.BatchParams:
+        return limits.batch_cost_milli(type(op).__struct_config__.tag for op in params.ops)
+    if type(params) is wire.QuoteMassParams:
+        return limits.cost_milli(request.method, len(params.quotes))
+    return limits.cost_milli(request.method)
 
 
 def _tier(depth: int | None) -> int:
