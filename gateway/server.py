@@ -18,12 +18,12 @@ import os
 import secrets
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import msgspec
 from websockets.http11 import Request as HttpRequest
@@ -1537,7 +1537,8 @@ def _cost(request: wire.Request) -> int:
     """What a request costs in milli-tokens: a batch, the sum of its ops by kind."""
     params = request.params
     if type(params) is wire.BatchParams:
-        return limits.batch_cost_milli(type(op).__struct_config__.tag for op in params.ops)
+        methods = (type(op).__struct_config__.tag for op in params.ops)  # tags are methods
+        return limits.batch_cost_milli(cast("Iterator[str]", methods))
     if type(params) is wire.QuoteMassParams:
         return limits.cost_milli(request.method, len(params.quotes))
     return limits.cost_milli(request.method)
