@@ -11,6 +11,7 @@ Limits: `MESSAGE_BYTES_MAX` per frame, `BATCH_OPS_MAX` ops per batch, `QUOTES_MA
 """
 
 import datetime
+import functools
 import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, Union
@@ -66,6 +67,7 @@ BATCH_OPS_MAX = 20  # PROTOCOL: order.batch carries up to 20 ops
 QUOTES_MAX = 100  # one quote.mass: two sides on every listed symbol, with room to grow
 SYMBOLS_PER_REQUEST_MAX = 100  # subscribe: every listed symbol at once, with room to grow
 DECIMAL_LENGTH_MAX = 48  # UNITS_MAX has 19 digits, plus a point and 18 decimals, plus zeros
+UNITS_CACHE_MAX = 4_096  # decimal texts remembered as units: a book's prices and sizes, x10
 NAME_LENGTH_MAX = 64  # account names and quote set names are labels, not documents
 FILLS_LIMIT_MAX = 1_000  # one page of fills; page on with since_seq
 ORDERS_HISTORY_LIMIT_MAX = 1_000  # one page of orders.history; page on with before_order_id
@@ -735,9 +737,14 @@ def units(text: str, scale: int, field: str) -> int | WireError:
         return WireError(None, refusal.code, refusal.message)
 
 
+# Traders send the same few prices and sizes again and again: each is parsed once. Failures
+# raise through the cache, uncached; bounded, so a stream of distinct texts costs only time.
+_parse_units = functools.lru_cache(maxsize=UNITS_CACHE_MAX)(parse_units)
+
+
 def _units(text: str, scale: int, field: str) -> int:
     try:
-        return parse_units(text, scale)
+        return _parse_units(text, scale)
     except PrecisionError:
         raise _Refusal(
             E.BAD_PRECISION, f"{field} {text!r} has more than {scale} decimals"
