@@ -9,11 +9,12 @@ divided by N: what the layer itself costs per request and answer, with no venue 
 Layers: `websockets` — the library's asyncio server as the venue used it (`async for` per
 connection, `transport.writelines` of a pre-built frame); `sansio` — the library's
 `ServerProtocol` driven from a plain `asyncio.Protocol` (`gateway.transport`); `picows` —
-the Cython library, if installed. All on uvloop, as the venue runs.
+the Cython library, if installed (`pip install picows`). All on uvloop, as the venue runs.
 """
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import statistics
@@ -34,8 +35,14 @@ CLOCK_TICKS_S = os.sysconf("SC_CLK_TCK")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, default=FRAMES_DEFAULT, help="per run")
     parser.add_argument("--runs", type=int, default=3, help="the median is reported")
-    parser.add_argument("--layers", default=",".join(LAYERS), help="comma-separated")
+    available = [layer for layer in LAYERS if layer != "picows" or _has_picows()]
+    parser.add_argument("--layers", default=",".join(available), help="comma-separated")
     parser.add_argument("--serve", choices=LAYERS, help=argparse.SUPPRESS)
+
+
+def _has_picows() -> bool:
+    """picows is not a dependency of the venue: measured only where it is installed."""
+    return importlib.util.find_spec("picows") is not None
 
 
 def run(args: argparse.Namespace) -> int:
