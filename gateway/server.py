@@ -534,7 +534,7 @@ class VenueServer:
                     if not websocket.send_frames(_take(outbox)):
                         return
         except (OSError, asyncio.CancelledError):
-            return  # the connection is gone: `_handle` cleans up the session
+            return  # the connection is gone: `on_close` cleans up the session
 
     def _flush_outboxes(self) -> None:
         """Once per loop turn: every session with new messages gets them in one write.

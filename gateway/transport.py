@@ -1,19 +1,15 @@
 """The websocket layer: the `websockets` sans-I/O protocol driven from a plain asyncio.Protocol.
 
-Owns the TCP connections of the venue's port: the HTTP/1.1 opening handshake (a route table
-of websocket paths; any other request goes to `Handler.on_http`, 404 by default — the seam
-for an HTTP API on the same port), frame parsing and its limits (`max_size`: a larger
-message is closed 1009; invalid UTF-8 in a text message 1007; protocol errors 1002, all by
-the library), answering pings, sending keepalive pings (a peer that does not answer in
-`PING_TIMEOUT_S` is closed 1011), the closing handshake, flow control (`paused`, `drain`)
-and the peer's address. It hands each whole message to `Handler.on_frame` in the
-`data_received` callback: no task, queue or future per message, which is what the
-library's asyncio connection spent most of the server's inbound time on (see
-`venue bench ws-layer`). It leaves what messages mean, and what to send, to the handler.
-
-Outgoing data frames are built by the caller (`gateway.frames`) and written whole with
-`send_frames`, only while the connection is open; control frames come from the protocol.
-Frames are whole, so the two never interleave inside one.
+Owns the venue's TCP connections: the HTTP/1.1 handshake (websocket `routes`; any other
+request goes to `Handler.on_http`, 404 by default: the seam for an HTTP API on this port),
+the frame rules and limits of the library (a message over `max_size` closes 1009, protocol
+errors 1002) plus UTF-8 of text messages (1007), pongs, keepalive pings (no answer within
+`ping_timeout_s`: 1011), the closing handshake, flow control (`paused`, `drain`) and the
+peer's address. Each whole message goes to `Handler.on_frame` inside `data_received`: no
+task, queue or future per message, where the library's asyncio server spent most of its
+per-frame time (`venue bench ws-layer`). What messages mean is the handler's.
+Data frames are pre-built by the caller (`gateway.frames`) and written by `send_frames`
+only while open; control frames come from the protocol; frames are whole, never interleaved.
 """
 
 import asyncio
