@@ -71,15 +71,6 @@ class Connection(asyncio.Protocol):
     def close_code(self) -> int | None:
         return self.protocol.close_code
 
-    @property
-    def is_open(self) -> bool:
-        transport = self.transport
-        return (
-            self.protocol.state is State.OPEN
-            and transport is not None
-            and not transport.is_closing()
-        )
-
     def send_frames(self, frames: Sequence[bytes]) -> bool:
         """Write pre-built frames in one call (uvloop: one writev); the transport buffers what
         the socket does not take, and the caller watches `paused`. False, writing nothing,
