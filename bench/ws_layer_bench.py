@@ -49,15 +49,19 @@ def run(args: argparse.Namespace) -> int:
     if args.serve:
         server_process.run_async(_serve(args.serve))
         return 0
+    layers = args.layers.split(",")
+    samples: dict[str, list[float]] = {layer: [] for layer in layers}
+    for _ in range(args.runs):  # interleaved: drift in the machine's load hits every layer
+        for layer in layers:
+            sample = server_process.run_async(_measure(layer, args.frames))
+            samples[layer].append(sample["server_cpu_us_per_frame"])
     table = {}
-    for layer in args.layers.split(","):
-        samples = [server_process.run_async(_measure(layer, args.frames)) for _ in range(args.runs)]
-        per_frame = [sample["server_cpu_us_per_frame"] for sample in samples]
+    for layer, per_frame in samples.items():
         table[layer] = {
             "server_cpu_us_per_frame": round(statistics.median(per_frame), 2),
             "runs": [round(value, 2) for value in per_frame],
         }
-        print(f"ws-layer {layer:<11} server_cpu_us_per_frame={table[layer]}", file=sys.stderr)
+        print(f"ws-layer {layer:<11} {table[layer]}", file=sys.stderr)
     print(json.dumps(table))
     return 0
 
