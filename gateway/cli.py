@@ -112,6 +112,11 @@ def _parser() -> argparse.ArgumentParser:
     gateway = bench_commands.add_parser("gateway", help="order round trips over a websocket")
     gateway_bench.add_arguments(gateway)
     gateway.set_defaults(run=gateway_bench.run)
+    from bench import ws_layer_bench
+
+    ws_layer = bench_commands.add_parser("ws-layer", help="server CPU per frame: websocket layers")
+    ws_layer_bench.add_arguments(ws_layer)
+    ws_layer.set_defaults(run=ws_layer_bench.run)
     from bench import e2e_bench
 
     e2e = bench_commands.add_parser("e2e", help="the whole venue: makers, takers, subscribers")

@@ -87,8 +87,10 @@ def batch_cost_milli(op_methods: Iterable[str]) -> int:
     Unknown kinds cost as a place; an empty batch as one op; past `BATCH_OPS_MAX` only the
     dearest ops count, as `cost_milli` clamps.
     """
-    costs = sorted((BATCH_OP_COST_MILLI.get(m, PLACE_COST_MILLI) for m in op_methods), reverse=True)
-    return sum(costs[:BATCH_OPS_MAX]) or PLACE_COST_MILLI
+    costs = [BATCH_OP_COST_MILLI.get(method, PLACE_COST_MILLI) for method in op_methods]
+    if len(costs) > BATCH_OPS_MAX:  # only an invalid batch: no sort for the valid ones
+        costs = sorted(costs, reverse=True)[:BATCH_OPS_MAX]
+    return sum(costs) or PLACE_COST_MILLI
 
 
 class TokenBucket:
@@ -115,7 +117,7 @@ class TokenBucket:
         assert 0 < cost_milli <= self.burst * MILLI, (
             f"a cost of {cost_milli} milli-tokens can never fit a burst of {self.burst}"
         )
-        deficit = cost_milli * US_PER_S - self._refilled(now_us)
+        deficit = cost_milli * US_PER_S - self.level(now_us)
         if deficit <= 0:
             return 0
         wait_us = -(-deficit // self.refill_per_us)  # ceiling: the first µs it fits
@@ -125,20 +127,27 @@ class TokenBucket:
         """Take `cost_milli` and return 0, or take nothing and return the retry_after_ms."""
         retry_after_ms = self.retry_after_ms(cost_milli, now_us)
         if retry_after_ms == 0:
-            self._level = self._refilled(now_us) - cost_milli * US_PER_S
-            self._updated_us = now_us if self._updated_us is None else max(now_us, self._updated_us)
+            self.spend(self.level(now_us) - cost_milli * US_PER_S, now_us)
         return retry_after_ms
+
+    def level(self, now_us: int) -> int:
+        """The scaled level at `now_us`, refilled: what `spend` takes from."""
+        updated_us = self._updated_us
+        if updated_us is None or now_us <= updated_us:  # the clock may step back: no refill
+            return self._level
+        level = self._level + (now_us - updated_us) * self.refill_per_us
+        return level if level < self.capacity else self.capacity
+
+    def spend(self, level: int, now_us: int) -> None:
+        """Leave `level` (scaled; from `level(now_us)` less a cost) as of `now_us`."""
+        assert level >= 0, f"a bucket cannot go below empty ({level})"
+        self._level = level
+        updated_us = self._updated_us
+        self._updated_us = now_us if updated_us is None or now_us > updated_us else updated_us
 
     def available_milli(self, now_us: int) -> int:
         """Whole milli-tokens available at `now_us`."""
-        return self._refilled(now_us) // US_PER_S
-
-    def _refilled(self, now_us: int) -> int:
-        # A time earlier than the last update refills nothing: the clock may step back.
-        if self._updated_us is None:
-            return self._level
-        elapsed_us = max(0, now_us - self._updated_us)
-        return min(self.capacity, self._level + elapsed_us * self.refill_per_us)
+        return self.level(now_us) // US_PER_S
 
 
 class RateLimiter:
@@ -182,15 +191,29 @@ class RateLimiter:
         assert 0 < cost_milli <= REQUEST_COST_MILLI_MAX, (
             f"a cost of {cost_milli} milli-tokens is outside any valid request"
         )
-        buckets = [self._connection_bucket(connection_id)]
-        if account is not None:
-            buckets.append(self._account_bucket(account))
-        retry_after_ms = max(bucket.retry_after_ms(cost_milli, now_us) for bucket in buckets)
-        if retry_after_ms:
-            return retry_after_ms
-        for bucket in buckets:
-            taken = bucket.take(cost_milli, now_us)
-            assert taken == 0, "a bucket that had room a moment ago refused"
+        # Runs for every frame: each bucket's refill is computed once, and only a refusal
+        # computes its retry_after_ms.
+        need = cost_milli * US_PER_S
+        connection = self._connections.get(connection_id)
+        if connection is None:
+            connection = self._connection_bucket(connection_id)
+        connection_level = connection.level(now_us)
+        if account is None:
+            if connection_level < need:
+                return connection.retry_after_ms(cost_milli, now_us)
+            connection.spend(connection_level - need, now_us)
+            return 0
+        owner = self._accounts.get(account)
+        if owner is None:
+            owner = self._account_bucket(account)
+        owner_level = owner.level(now_us)
+        if connection_level < need or owner_level < need:
+            return max(
+                connection.retry_after_ms(cost_milli, now_us),
+                owner.retry_after_ms(cost_milli, now_us),
+            )
+        connection.spend(connection_level - need, now_us)
+        owner.spend(owner_level - need, now_us)
         return 0
 
     def drop_connection(self, connection_id: int) -> None:

@@ -18,16 +18,13 @@ import os
 import secrets
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from http import HTTPStatus
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import msgspec
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
@@ -63,7 +60,7 @@ from engine.units import format_units
 from engine.venue import Venue
 from engine.venue import VenueConfig as EngineConfig
 from gateway import config as venue_config
-from gateway import frames, limits, snapshots, wire
+from gateway import frames, limits, snapshots, transport, wire
 from gateway.auth import (
     RECV_WINDOW_MS_DEFAULT,
     ApiKey,
@@ -132,7 +129,7 @@ class Session:
     """One websocket connection and what it has asked for."""
 
     id: int
-    websocket: ServerConnection
+    websocket: transport.Connection
     trade: bool  # /ws/trade (else /ws/public)
     key: ApiKey | None = None
     cod: bool = False
@@ -144,6 +141,8 @@ class Session:
     dirty: bool = False  # has messages the next `_flush_outboxes` writes
     closing: bool = False
     last_sent_us: int = 0
+    logon_timer: asyncio.TimerHandle | None = None  # /ws/trade: closes it if nobody logs on
+    writer: "asyncio.Task[None] | None" = None  # see `VenueServer._write`
 
     @property
     def account(self) -> int | None:
@@ -262,7 +261,7 @@ class VenueServer:
         self.store_thread: StoreThread[list[Executed]] = StoreThread(
             self._book, lambda failure: self.sequencer.on_fatal(failure)
         )
-        self._server: Server | None = None
+        self._server: transport.Listener | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.rejects: Counter[ErrorCode] = Counter()  # since the last summary line
 
@@ -306,14 +305,12 @@ class VenueServer:
         else:
             await self._build_from_config()
         self.market_data = MarketData.from_venue(self.venue, self.epoch)
-        self._server = await serve(
-            self._handle,
+        self._server = await transport.serve(
+            self,
             host,
             port,
+            routes=("/ws/trade", "/ws/public"),
             max_size=limits.FRAME_BYTES_HARD_MAX,  # up to it, an oversize frame is answered
-            max_queue=16,
-            compression=None,
-            process_request=self._route,
         )
         for account in self.dead_man_deadlines:  # armed before a restart: armed again
             self._arm_dead_man(account)
@@ -435,8 +432,8 @@ class VenueServer:
         for session in list(self.sessions.values()):
             self._push(session, {"ch": "session", "type": "shutdown", "reconnect_in_ms": 1000})
         if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+            self._flush_outboxes()  # the shutdown pushes go out before the close frames
+            await self._server.close()  # every connection closed with 1001
         for task in self._tasks:
             task.cancel()
         for timer in self.dead_man.values():
@@ -457,35 +454,38 @@ class VenueServer:
 
     # ----------------------------------------------------------------- connections
 
-    def _route(self, connection: ServerConnection, request: HttpRequest) -> HttpResponse | None:
-        if request.path in ("/ws/trade", "/ws/public"):
-            return None
-        return connection.respond(HTTPStatus.NOT_FOUND, "use /ws/trade or /ws/public\n")
+    # the `transport.Handler` callbacks
 
-    async def _handle(self, websocket: ServerConnection) -> None:
+    def on_http(
+        self, connection: transport.Connection, request: HttpRequest
+    ) -> HttpResponse | None:
+        return None  # no HTTP resources yet: 404, "use /ws/trade or /ws/public"
+
+    def on_open(self, connection: transport.Connection) -> None:
         self._next_session += 1
-        path = websocket.request.path if websocket.request is not None else ""
-        session = Session(self._next_session, websocket, path == "/ws/trade")
+        path = connection.path
+        session = Session(self._next_session, connection, path == "/ws/trade")
+        connection.context = session
         self.sessions[session.id] = session
         log.info(
             "connection opened", extra={"session": session.id, "peer": _peer(session), "path": path}
         )
-        writer = asyncio.create_task(self._write(session))
-        logon_timer = None
+        session.writer = asyncio.create_task(self._write(session))
         if session.trade:
-            logon_timer = asyncio.get_running_loop().call_later(
+            session.logon_timer = asyncio.get_running_loop().call_later(
                 limits.LOGON_TIMEOUT_S, self._logon_timeout, session
             )
-        try:
-            async for frame in websocket:
-                self._on_frame(session, frame)
-        except ConnectionClosed:
-            pass
-        finally:
-            if logon_timer is not None:
-                logon_timer.cancel()
-            self._disconnected(session)
-            writer.cancel()
+
+    def on_frame(self, connection: transport.Connection, message: str | bytes) -> None:
+        self._on_frame(connection.context, message)
+
+    def on_close(self, connection: transport.Connection) -> None:
+        session: Session = connection.context
+        if session.logon_timer is not None:
+            session.logon_timer.cancel()
+        self._disconnected(session)
+        if session.writer is not None:
+            session.writer.cancel()
 
     def _logon_timeout(self, session: Session) -> None:
         if session.key is None and not session.closing:
@@ -526,10 +526,10 @@ class VenueServer:
                 session.wake.clear()
                 while outbox:
                     await websocket.drain()
-                    if not frames.write_frames(websocket, _take(outbox)):
+                    if not websocket.send_frames(_take(outbox)):
                         return
-        except (ConnectionClosed, OSError, asyncio.CancelledError):
-            return  # the connection is gone: `_handle` cleans up the session
+        except (OSError, asyncio.CancelledError):
+            return  # the connection is gone: `on_close` cleans up the session
 
     def _flush_outboxes(self) -> None:
         """Once per loop turn: every session with new messages gets them in one write.
@@ -553,7 +553,7 @@ class VenueServer:
             if session.websocket.paused:
                 session.wake.set()
                 return
-            if not frames.write_frames(session.websocket, _take(outbox)):
+            if not session.websocket.send_frames(_take(outbox)):
                 outbox.clear()  # the connection is closing: nobody will read them
                 return
 
@@ -594,11 +594,12 @@ class VenueServer:
             websocket = session.websocket
             try:
                 async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                    while session.outbox and frames.write_frames(websocket, _take(session.outbox)):
+                    while session.outbox and websocket.send_frames(_take(session.outbox)):
                         await websocket.drain()
-                    await websocket.close(code, reason)
-            except (TimeoutError, ConnectionClosed, OSError):
-                websocket.transport.abort()
+                    websocket.close(code, reason)
+                    await websocket.wait_closed()
+            except (TimeoutError, OSError):
+                websocket.abort()
 
         closer = asyncio.get_running_loop().create_task(close_after_flush())
         self._background.add(closer)  # a task must be referenced until it is done
@@ -621,8 +622,7 @@ class VenueServer:
         """Decode the envelope, then check logon and scope, then the params, then handle:
         who may call a method is said before what is wrong with its params."""
         t_in = now_us()
-        envelope = wire.decode_envelope(frame)
-        request = envelope if isinstance(envelope, wire.WireError) else wire.decode_params(envelope)
+        envelope, request = wire.decode(frame)
         # Every frame is charged, malformed or not, so no flood goes unthrottled.
         cost = _cost(request) if isinstance(request, wire.Request) else limits.cost_milli("?")
         retry = self.limiter.charge_cost(session.id, session.account, cost, t_in)
@@ -1470,7 +1470,7 @@ def _save_json(path: Path, value: Any) -> None:
 
 def _peer(session: Session) -> str:
     """The peer's `host:port`, for the log."""
-    address = session.websocket.remote_address
+    address = session.websocket.peer
     return f"{address[0]}:{address[1]}" if address else "?"
 
 
@@ -1493,11 +1493,13 @@ def _scope_of(method: str) -> str | None:
 
 def _cost(request: wire.Request) -> int:
     """What a request costs in milli-tokens: a batch, the sum of its ops by kind."""
-    ops = getattr(request.params, "ops", None)
-    if ops is not None:
-        return limits.batch_cost_milli(type(op).__struct_config__.tag for op in ops)
-    quotes = getattr(request.params, "quotes", None)
-    return limits.cost_milli(request.method, len(quotes) if quotes else 1)
+    params = request.params
+    if type(params) is wire.BatchParams:
+        methods = (type(op).__struct_config__.tag for op in params.ops)  # tags are methods
+        return limits.batch_cost_milli(cast("Iterator[str]", methods))
+    if type(params) is wire.QuoteMassParams:
+        return limits.cost_milli(request.method, len(params.quotes))
+    return limits.cost_milli(request.method)
 
 
 def _tier(depth: int | None) -> int:

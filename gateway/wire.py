@@ -11,9 +11,10 @@ Limits: `MESSAGE_BYTES_MAX` per frame, `BATCH_OPS_MAX` ops per batch, `QUOTES_MA
 """
 
 import datetime
+import functools
 import re
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import msgspec
 from msgspec import Meta
@@ -66,6 +67,7 @@ BATCH_OPS_MAX = 20  # PROTOCOL: order.batch carries up to 20 ops
 QUOTES_MAX = 100  # one quote.mass: two sides on every listed symbol, with room to grow
 SYMBOLS_PER_REQUEST_MAX = 100  # subscribe: every listed symbol at once, with room to grow
 DECIMAL_LENGTH_MAX = 48  # UNITS_MAX has 19 digits, plus a point and 18 decimals, plus zeros
+UNITS_CACHE_MAX = 4_096  # decimal texts remembered as units: a book's prices and sizes, x10
 NAME_LENGTH_MAX = 64  # account names and quote set names are labels, not documents
 FILLS_LIMIT_MAX = 1_000  # one page of fills; page on with since_seq
 ORDERS_HISTORY_LIMIT_MAX = 1_000  # one page of orders.history; page on with before_order_id
@@ -522,6 +524,31 @@ _params_decoders = {method: msgspec.json.Decoder(kind) for method, kind in METHO
 _id_decoder = msgspec.json.Decoder(RequestId)
 
 
+def _request_struct(method: str, kind: type[Params]) -> type[msgspec.Struct]:
+    """`{"id": ..., "method": <method>, "params": {...}}` as one struct, tagged by method."""
+    try:
+        kind()  # params that may be left out: absent reads as {}, as in `_Envelope`
+    except TypeError:
+        params: tuple[str, Any] | tuple[str, Any, Any] = ("params", kind)
+    else:
+        params = ("params", kind, msgspec.field(default_factory=kind))
+    return msgspec.defstruct(
+        f"_{kind.__name__}Request",
+        [("id", RequestId), params],
+        tag_field="method",
+        tag=method,
+        frozen=True,
+        forbid_unknown_fields=True,
+    )
+
+
+# One decode for a whole well-formed request: envelope and params at once, no Raw copy.
+_request_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
+    Union[tuple(_request_struct(method, kind) for method, kind in METHODS.items())]  # noqa: UP007
+)
+_RAW_UNUSED = msgspec.Raw(b"{}")  # the params of an envelope whose params are decoded already
+
+
 class _IdOnly(msgspec.Struct, frozen=True):
     id: msgspec.Raw = msgspec.Raw(b"null")  # null is no valid id
 
@@ -530,6 +557,7 @@ _id_only_decoder = msgspec.json.Decoder(_IdOnly)
 # `{"id": <integer or short string>` at the very start of a frame
 _LEADING_ID = re.compile(rb'\s*\{\s*"id"\s*:\s*([0-9]{1,16}|"[^"\\]{1,%d}")\s*[,}]' % ID_LENGTH_MAX)
 TOO_DEEP = "the frame nests arrays or objects too deeply to read"
+NOT_UTF8 = "a frame holds UTF-8 JSON; this one is not UTF-8"
 
 
 def oversize(frame: bytes | str, size_max: int = MESSAGE_BYTES_MAX) -> WireError | None:
@@ -552,10 +580,36 @@ class Envelope(msgspec.Struct, frozen=True):
 
 def decode_request(frame: bytes | str, size_max: int = MESSAGE_BYTES_MAX) -> Request | WireError:
     """Decode one request frame strictly, or say what is wrong with it."""
-    envelope = decode_envelope(frame, size_max)
-    if isinstance(envelope, WireError):
-        return envelope
-    return decode_params(envelope)
+    return decode(frame, size_max)[1]
+
+
+def decode(
+    frame: bytes | str, size_max: int = MESSAGE_BYTES_MAX
+) -> tuple[Envelope | Request | WireError, Request | WireError]:
+    """The frame's envelope (its id and method, or what is wrong with them) and its request
+    (or what is wrong with its params): the server checks who may call the method between
+    the two. A well-formed frame takes one decode of a tagged union (`_request_decoder`);
+    any other is decoded again in two steps, which say exactly what is wrong."""
+    too_big = oversize(frame, size_max)
+    if too_big is not None:
+        return too_big, too_big
+    if isinstance(frame, bytes) and not _is_utf8(frame):  # a binary frame: text's rule holds
+        invalid = WireError(None, E.BAD_JSON, NOT_UTF8)
+        return invalid, invalid
+    try:
+        decoded = _request_decoder.decode(frame)
+    except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
+        envelope = decode_envelope(frame, size_max)
+        if isinstance(envelope, WireError):
+            return envelope, envelope
+        return envelope, decode_params(envelope)
+    method: str = decoded.__struct_config__.tag
+    params: Params = decoded.params
+    problem = params.problem()
+    if problem is not None:
+        return Envelope(decoded.id, method, _RAW_UNUSED), WireError(decoded.id, *problem)
+    request = Request(decoded.id, method, params)
+    return request, request
 
 
 def decode_envelope(frame: bytes | str, size_max: int = MESSAGE_BYTES_MAX) -> Envelope | WireError:
@@ -565,7 +619,7 @@ def decode_envelope(frame: bytes | str, size_max: int = MESSAGE_BYTES_MAX) -> En
     if too_big is not None:
         return too_big
     if isinstance(frame, bytes) and not _is_utf8(frame):  # a binary frame: text's rule holds
-        return WireError(None, E.BAD_JSON, "a frame holds UTF-8 JSON; this one is not UTF-8")
+        return WireError(None, E.BAD_JSON, NOT_UTF8)
     try:
         envelope = _envelope_decoder.decode(frame)
     except msgspec.ValidationError as failure:
@@ -683,9 +737,14 @@ def units(text: str, scale: int, field: str) -> int | WireError:
         return WireError(None, refusal.code, refusal.message)
 
 
+# Traders send the same few prices and sizes again and again: each is parsed once. Failures
+# raise through the cache, uncached; bounded, so a stream of distinct texts costs only time.
+_parse_units = functools.lru_cache(maxsize=UNITS_CACHE_MAX)(parse_units)
+
+
 def _units(text: str, scale: int, field: str) -> int:
     try:
-        return parse_units(text, scale)
+        return _parse_units(text, scale)
     except PrecisionError:
         raise _Refusal(
             E.BAD_PRECISION, f"{field} {text!r} has more than {scale} decimals"

@@ -333,6 +333,48 @@ def test_oversize_frames_are_message_too_big() -> None:
     )
 
 
+def two_step(raw: bytes | str) -> Request | WireError:
+    """The decode every frame took before the one-decode path: the reference it must match."""
+    envelope = wire.decode_envelope(raw)
+    return envelope if isinstance(envelope, WireError) else wire.decode_params(envelope)
+
+
+EVERY_KIND_OF_FRAME = [
+    *(frame(method, params) for method, params in MINIMAL.items()),
+    *(frame(method) for method in sorted(NO_PARAMS_NEEDED)),
+    frame("order.place"),  # params required, absent
+    frame("order.place", place(qty="1.2.3")),  # a bad decimal
+    frame("order.place", place(type="market")),  # a problem() of the params
+    frame("order.cancel", {"order_id": 1, "cl_ord_id": "c"}),
+    frame("order.cancel", None, params_extra=1),  # an unknown envelope field
+    frame("order.nope", {}),
+    frame("ping", None, request_id=None),
+    frame("ping", [], request_id=2).replace(b"[]", b"null"),
+    b'{"id": 3, "method": "ping", "params": null}',
+    b'{"method": "ping"}',
+    b"[1, 2]",
+    b"not json",
+    b'{"id": 4, "method": "ping", "params": {"x": "\xff"}}',
+    '{"id": 5, "method": "order.cancel", "params": {"cl_ord_id": "é"}}'.encode(),
+    b'{"id": 6, "method": "order.cancel", "params": {"cl_ord_id": "\xff"}}',
+    b'{"id": 7, "method": "order.cancel", "params": {"cl_ord_id": "' + bytes([0xFF]) + b'"}}',
+    b'{"id": 8, "method": "order.batch", "params": {"ops": ' + b"[" * 2_000 + b"]" * 2_000 + b"}}",
+]
+
+
+@pytest.mark.parametrize("raw", EVERY_KIND_OF_FRAME)
+def test_the_one_decode_path_answers_as_the_two_step_decode(raw: bytes) -> None:
+    for as_sent in (raw, raw.decode(errors="replace")):
+        envelope, request = wire.decode(as_sent)
+        assert request == two_step(as_sent)
+        reference = wire.decode_envelope(as_sent)
+        if isinstance(reference, WireError):
+            assert envelope == reference
+        else:  # what the server checks between envelope and params: id and method
+            assert isinstance(envelope, wire.Envelope | Request)
+            assert (envelope.id, envelope.method) == (reference.id, reference.method)
+
+
 # ----------------------------------------------------------------- batches
 
 

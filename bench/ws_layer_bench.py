@@ -1,0 +1,164 @@
+"""`venue bench ws-layer`: the server CPU one small text frame costs in each websocket layer.
+
+Owns a micro-benchmark of the inbound path below the venue: a server process that answers
+every text message with one small pre-framed text message, on one of three layers, and a
+lean client (`bench.wsclient`) on loopback that keeps `WINDOW` messages in flight until N
+are answered. The number is the server's CPU time (/proc, user + system) over the window
+divided by N: what the layer itself costs per request and answer, with no venue work.
+
+Layers: `websockets` — the library's asyncio server as the venue used it (`async for` per
+connection, `transport.writelines` of a pre-built frame); `sansio` — the library's
+`ServerProtocol` driven from a plain `asyncio.Protocol` (`gateway.transport`); `picows` —
+the Cython library, if installed (`pip install picows`). All on uvloop, as the venue runs.
+"""
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench import server_process, wsclient
+
+FRAMES_DEFAULT = 50_000
+WINDOW = 64  # messages in flight: enough to batch reads, like a busy taker
+REQUEST = b'{"id":1,"method":"ping","params":{}}'
+ANSWER = b'{"id":1,"result":{}}'
+LAYERS = ("websockets", "sansio", "picows")
+CLOCK_TICKS_S = os.sysconf("SC_CLK_TCK")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--frames", type=int, default=FRAMES_DEFAULT, help="per run")
+    parser.add_argument("--runs", type=int, default=3, help="the median is reported")
+    available = [layer for layer in LAYERS if layer != "picows" or _has_picows()]
+    parser.add_argument("--layers", default=",".join(available), help="comma-separated")
+    parser.add_argument("--serve", choices=LAYERS, help=argparse.SUPPRESS)
+
+
+def _has_picows() -> bool:
+    """picows is not a dependency of the venue: measured only where it is installed."""
+    return importlib.util.find_spec("picows") is not None
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.serve:
+        server_process.run_async(_serve(args.serve))
+        return 0
+    layers = args.layers.split(",")
+    samples: dict[str, list[float]] = {layer: [] for layer in layers}
+    for _ in range(args.runs):  # interleaved: drift in the machine's load hits every layer
+        for layer in layers:
+            sample = server_process.run_async(_measure(layer, args.frames))
+            samples[layer].append(sample["server_cpu_us_per_frame"])
+    table = {}
+    for layer, per_frame in samples.items():
+        table[layer] = {
+            "server_cpu_us_per_frame": round(statistics.median(per_frame), 2),
+            "runs": [round(value, 2) for value in per_frame],
+        }
+        print(f"ws-layer {layer:<11} {table[layer]}", file=sys.stderr)
+    print(json.dumps(table))
+    return 0
+
+
+# ----------------------------------------------------------------- the client side
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_S  # utime + stime
+
+
+async def _measure(layer: str, frames: int) -> dict[str, Any]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "bench", "ws-layer", "--serve", layer,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        port = int(await process.stdout.readline())
+        done = asyncio.get_running_loop().create_future()
+        counts = {"sent": 0, "answered": 0}
+
+        def on_message(_payload: bytes) -> None:
+            counts["answered"] += 1
+            if counts["sent"] < frames:
+                counts["sent"] += 1
+                connection.send(REQUEST)
+            elif counts["answered"] == frames and not done.done():
+                done.set_result(None)
+
+        connection = await wsclient.connect(f"ws://127.0.0.1:{port}/ws/trade", on_message)
+        before = _cpu_s(process.pid)
+        for _ in range(WINDOW):
+            counts["sent"] += 1
+            connection.send(REQUEST)
+        await done
+        spent = _cpu_s(process.pid) - before
+        connection.close()
+        return {"server_cpu_us_per_frame": spent * 1e6 / frames}
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+# ----------------------------------------------------------------- the servers
+
+
+ANSWER_FRAME = bytes((0x81, len(ANSWER))) + ANSWER
+
+
+async def _serve(layer: str) -> dict[str, Any]:
+    port = await {"websockets": _websockets, "sansio": _sansio, "picows": _picows}[layer]()
+    print(port, flush=True)
+    await asyncio.Event().wait()  # until the client terminates us
+    return {}
+
+
+async def _websockets() -> int:
+    from websockets.asyncio.server import ServerConnection, serve
+
+    async def handle(websocket: ServerConnection) -> None:
+        async for _frame in websocket:
+            websocket.transport.writelines([ANSWER_FRAME])
+
+    server = await serve(handle, "127.0.0.1", 0, max_size=256 * 1024, compression=None)
+    return int(next(iter(server.sockets)).getsockname()[1])
+
+
+async def _sansio() -> int:
+    from gateway import transport
+
+    class Handler:
+        def on_open(self, connection: transport.Connection) -> None:
+            pass
+
+        def on_frame(self, connection: transport.Connection, message: str | bytes) -> None:
+            connection.send_frames([ANSWER_FRAME])
+
+        def on_close(self, connection: transport.Connection) -> None:
+            pass
+
+        def on_http(self, connection: transport.Connection, request: Any) -> None:
+            return None
+
+    server = await transport.serve(Handler(), "127.0.0.1", 0, routes=("/ws/trade",))
+    return int(next(iter(server.sockets)).getsockname()[1])
+
+
+async def _picows() -> int:
+    import picows
+
+    class Listener(picows.WSListener):
+        def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+            if frame.msg_type == picows.WSMsgType.TEXT:
+                frame.get_payload_as_bytes()  # the message, as the venue would take it
+                transport.underlying_transport.writelines([ANSWER_FRAME])
+
+    server = await picows.ws_create_server(lambda _request: Listener(), "127.0.0.1", 0)
+    return int(next(iter(server.sockets)).getsockname()[1])

@@ -1,0 +1,284 @@
+"""The websocket layer: the `websockets` sans-I/O protocol driven from a plain asyncio.Protocol.
+
+Owns the venue's TCP connections: the HTTP/1.1 handshake (websocket `routes`; any other
+request goes to `Handler.on_http`, 404 by default: the seam for an HTTP API on this port),
+the frame rules and limits of the library (a message over `max_size` closes 1009, protocol
+errors 1002) plus UTF-8 of text messages (1007), pongs, keepalive pings (no answer within
+`ping_timeout_s`: 1011), the closing handshake, flow control (`paused`, `drain`) and the
+peer's address. Each whole message goes to `Handler.on_frame` inside `data_received`: no
+task, queue or future per message, where the library's asyncio server spent most of its
+per-frame time (`venue bench ws-layer`). What messages mean is the handler's.
+Data frames are pre-built by the caller (`gateway.frames`) and written by `send_frames`
+only while open; control frames come from the protocol; frames are whole, never interleaved.
+"""
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, cast
+
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+HANDSHAKE_TIMEOUT_S = 10  # a client that has not finished its opening handshake by then is cut
+PING_INTERVAL_S = 20  # PROTOCOL (§4.2): the server pings every 20 s ...
+PING_TIMEOUT_S = 20  # ... and closes with 1011 a peer that has not answered within 20 s
+CLOSE_TIMEOUT_S = 2  # a peer that does not finish the closing handshake by then is cut off
+GOING_AWAY = 1001  # the server is stopping
+INTERNAL_ERROR = 1011
+NOT_FOUND_TEXT = "use /ws/trade or /ws/public\n"
+
+
+class Handler(Protocol):
+    """What the layer calls; every callback runs on the event loop and must not block."""
+
+    def on_open(self, connection: "Connection") -> None: ...
+
+    def on_frame(self, connection: "Connection", message: str | bytes) -> None:
+        """One whole message: `str` from a text frame (valid UTF-8), `bytes` from binary."""
+
+    def on_close(self, connection: "Connection") -> None: ...
+
+    def on_http(self, connection: "Connection", request: Request) -> Response | None:
+        """A request for a path that is not a websocket route; None: 404."""
+
+
+class Connection(asyncio.Protocol):
+    """One TCP connection: first an HTTP request, then (if upgraded) a websocket."""
+
+    def __init__(self, listener: "Listener") -> None:
+        self.listener = listener
+        self.handler = listener.handler
+        self.protocol = ServerProtocol(max_size=listener.max_size)
+        self.transport: asyncio.Transport | None = None
+        self.request: Request | None = None
+        self.path = ""
+        self.peer: Any = None  # (host, port) as the socket says
+        self.context: Any = None  # the handler's own state for this connection
+        self.paused = False
+        self.opened = False  # upgraded: the handler saw `on_open`
+        self._fragments: list[bytes] = []
+        self._fragment_is_text = False
+        self._drained: asyncio.Future[None] | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._timer: asyncio.TimerHandle | None = None  # handshake, keepalive or close deadline
+        self._ping_sent = False
+
+    # ----------------------------------------------------------------- what the handler uses
+
+    @property
+    def close_code(self) -> int | None:
+        return self.protocol.close_code
+
+    def send_frames(self, frames: Sequence[bytes]) -> bool:
+        """Write pre-built frames in one call (uvloop: one writev); the transport buffers what
+        the socket does not take, and the caller watches `paused`. False, writing nothing,
+        once the connection is not open: its close is under way."""
+        if self.protocol.state is not State.OPEN or self.transport is None:
+            return False
+        if self.transport.is_closing():
+            return False
+        self.transport.writelines(frames)
+        return True
+
+    async def drain(self) -> None:
+        """Wait until the transport takes writes again; ConnectionError if it is gone."""
+        if self.closed.done():
+            raise ConnectionError("the connection is closed")
+        if not self.paused:
+            return
+        if self._drained is None:
+            self._drained = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._drained)
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Start the closing handshake; aborted if the peer has not closed in CLOSE_TIMEOUT_S."""
+        if self.protocol.state is State.OPEN:
+            self.protocol.send_close(code, reason)
+            self._write_protocol()
+        if not self.closed.done():
+            self._set_timer(CLOSE_TIMEOUT_S, self.abort)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def wait_closed(self) -> None:
+        await asyncio.shield(self.closed)
+
+    # ----------------------------------------------------------------- asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.peer = transport.get_extra_info("peername")
+        self.listener.connections.add(self)
+        self._set_timer(HANDSHAKE_TIMEOUT_S, self.abort)
+
+    def data_received(self, data: bytes) -> None:
+        self.protocol.receive_data(data)
+        self._events()
+
+    def eof_received(self) -> bool | None:
+        self.protocol.receive_eof()
+        self._events()
+        return None  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.listener.connections.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.protocol.state is not State.CLOSED:
+            self.protocol.receive_eof()  # the library's close code: 1006, abnormal closure
+        self.paused = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_exception(ConnectionError("the connection is closed"))
+            self._drained.exception()  # retrieved: nobody may be waiting
+        self.closed.set_result(None)
+        if self.opened:
+            self.handler.on_close(self)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self._drained is not None:
+            if not self._drained.done():
+                self._drained.set_result(None)
+            self._drained = None
+
+    # ----------------------------------------------------------------- events
+
+    def _events(self) -> None:
+        for event in self.protocol.events_received():
+            if type(event) is Frame:
+                self._frame(event)
+            elif isinstance(event, Request):
+                self._handshake(event)
+        self._write_protocol()
+
+    def _frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if frame.fin:
+                self._message(bytes(frame.data), opcode is Opcode.TEXT)
+            else:
+                self._fragments = [bytes(frame.data)]
+                self._fragment_is_text = opcode is Opcode.TEXT
+        elif opcode is Opcode.CONT:  # the library checks the order and the total size
+            self._fragments.append(bytes(frame.data))
+            if frame.fin:
+                data, self._fragments = b"".join(self._fragments), []
+                self._message(data, self._fragment_is_text)
+        elif opcode is Opcode.PONG:
+            self._ping_sent = False
+
+    def _message(self, data: bytes, is_text: bool) -> None:
+        if self.protocol.state is not State.OPEN:
+            return  # after a close: the library discards what follows too
+        if is_text:
+            try:
+                text = data.decode()
+            except UnicodeDecodeError as invalid:
+                self.protocol.fail(1007, f"{invalid.reason} at position {invalid.start}")
+                return
+            self.handler.on_frame(self, text)
+        else:
+            self.handler.on_frame(self, data)
+
+    def _handshake(self, request: Request) -> None:
+        self.request = request
+        self.path = request.path
+        if request.path in self.listener.routes:
+            response = self.protocol.accept(request)
+        else:
+            response = self.handler.on_http(self, request) or self.protocol.reject(
+                404, NOT_FOUND_TEXT
+            )
+        self.protocol.send_response(response)
+        if self.protocol.state is State.OPEN:
+            self.opened = True
+            self._set_timer(self.listener.ping_interval_s, self._keepalive)
+            self.handler.on_open(self)
+
+    def _write_protocol(self) -> None:
+        """Write what the protocol has to send; its empty chunk means: close TCP."""
+        transport = self.transport
+        assert transport is not None, "written only after connection_made"
+        for data in self.protocol.data_to_send():
+            if data:
+                transport.write(data)
+            else:
+                transport.close()  # a server closes the TCP connection first (RFC 6455 §7.1.1)
+        if self.protocol.close_expected() and not self.closed.done():
+            self._set_timer(CLOSE_TIMEOUT_S, self.abort)
+
+    def _keepalive(self) -> None:
+        if self.protocol.state is not State.OPEN:
+            return
+        if self._ping_sent:  # no pong to the last ping within PING_TIMEOUT_S
+            self.protocol.fail(INTERNAL_ERROR, "keepalive ping timeout")
+            self._write_protocol()
+            return
+        self._ping_sent = True
+        self.protocol.send_ping(b"")
+        self._write_protocol()
+        self._set_timer(self.listener.ping_timeout_s, self._keepalive)
+
+    def _set_timer(self, delay_s: float, callback: Any) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(delay_s, callback)
+
+
+class Listener:
+    """The listening socket and its open connections."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        routes: Iterable[str],
+        max_size: int,
+        ping_interval_s: float = PING_INTERVAL_S,
+        ping_timeout_s: float = PING_TIMEOUT_S,
+    ) -> None:
+        self.handler = handler
+        self.routes = frozenset(routes)
+        self.max_size = max_size
+        self.ping_interval_s = ping_interval_s
+        self.ping_timeout_s = ping_timeout_s
+        self.connections: set[Connection] = set()
+        self.server: asyncio.Server | None = None
+
+    @property
+    def sockets(self) -> Any:
+        assert self.server is not None, "listen first"
+        return self.server.sockets
+
+    async def close(self) -> None:
+        """Stop listening, close every connection with 1001, wait until they are gone."""
+        if self.server is not None:
+            self.server.close()
+        for connection in list(self.connections):
+            connection.close(GOING_AWAY)
+        await asyncio.gather(*(connection.wait_closed() for connection in list(self.connections)))
+        if self.server is not None:
+            await self.server.wait_closed()
+
+
+async def serve(
+    handler: Handler,
+    host: str,
+    port: int,
+    *,
+    routes: Iterable[str],
+    max_size: int = 2**20,
+    ping_interval_s: float = PING_INTERVAL_S,
+    ping_timeout_s: float = PING_TIMEOUT_S,
+) -> Listener:
+    """Listen on `host:port`; websocket upgrades on `routes`, other requests to `on_http`."""
+    listener = Listener(handler, routes, max_size, ping_interval_s, ping_timeout_s)
+    loop = asyncio.get_running_loop()
+    listener.server = await loop.create_server(lambda: Connection(listener), host, port)
+    return listener
