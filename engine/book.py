@@ -146,6 +146,11 @@ class BookSide:
         for key in self.keys:
             yield levels[key]
 
+    def keys_between(self, low: int, high: int) -> list[int]:
+        """The level keys in (low, high], best first."""
+        keys = self.keys
+        return keys[bisect_right(keys, low) : bisect_right(keys, high)]
+
     def levels_within(self, limit_key: int) -> Iterator[Level]:
         """The levels with a key up to `limit_key` (those a taker reaches), best first."""
         keys = self.keys

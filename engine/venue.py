@@ -325,7 +325,8 @@ class Venue:
         elif is_limit and (cmd.tif is GTC or cmd.tif is GTD):
             if crosses:
                 self._release_improvement(order, market, events)
-            self._rest(book, order)
+            (book.bids if side is BUY else book.asks).add(order)  # `_rest` inline
+            self._index(order)
         else:
             canceled = order.leaves_qty
             order.leaves_qty = 0
