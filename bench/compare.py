@@ -3,9 +3,10 @@
 Builds the workload once (`bench.workloads.build`); each available adapter in
 `bench.adapters` then prepares it untimed and runs it once with a clock read around every
 command, under the `--gc` policy of `bench.engine_bench`. Prints one table (ops/s,
-p50/p99/max latency, traded quantity, throughput relative to ours with the book only) and
-whether every adapter traded the same total quantity: they must, since they run the same
-commands, so a difference is a bug in one of them and the command exits 1.
+p50/p99/max latency, traded quantity, whether it equals ours, throughput relative to ours
+with the book only) and whether every adapter traded the same total quantity: they must,
+since they run the same commands, so a difference is a bug in one of them and the command
+exits 1. An adapter that cannot run a workload faithfully is listed as skipped, with why.
 """
 
 import argparse
@@ -15,6 +16,7 @@ from typing import Any
 
 from bench import stats, workloads
 from bench.adapters import AdapterResult, EngineAdapter, all_adapters
+from bench.adapters.thirdparty import Unsupported
 from bench.engine_bench import (
     DEFAULT_OPS,
     DEFAULT_SEED,
@@ -72,7 +74,11 @@ def compare(
         if not ok:
             skipped.append({"engine": adapter.name, "reason": reason})
             continue
-        commands = adapter.prepare(workload)
+        try:
+            commands = adapter.prepare(workload)
+        except Unsupported as reason:  # this engine cannot run this workload faithfully
+            skipped.append({"engine": adapter.name, "reason": f"{name}: {reason}"})
+            continue
         with _collector(gc_mode):
             result = adapter.run(commands)
         results.append(_row(adapter.name, result))
@@ -81,6 +87,8 @@ def compare(
         row["ratio_to_ours"] = (
             round(row["ops_per_sec"] / base["ops_per_sec"], 3) if base is not None else None
         )
+    for row in results:
+        row["traded_qty_equal"] = base is not None and row["traded_qty"] == base["traded_qty"]
     totals = {row["traded_qty"] for row in results}
     return {
         "workload": name,
@@ -113,7 +121,7 @@ def table(report: dict[str, Any]) -> str:
     """The report as a fixed-width table, then the skipped engines and the quantity check."""
     header = (
         f"{'engine':<14} {'ops/s':>11} {'p50 µs':>8} {'p99 µs':>8} {'max µs':>9} "
-        f"{'traded qty':>16} {'vs ours':>8}"
+        f"{'traded qty':>16} {'qty equal':>9} {'vs ours':>8}"
     )
     lines = [
         f"{report['workload']}: {report['ops']:,} ops, seed {report['seed']}, gc {report['gc']}",
@@ -126,7 +134,7 @@ def table(report: dict[str, Any]) -> str:
         lines.append(
             f"{row['engine']:<14} {row['ops_per_sec']:>11,} {latency['p50']:>8.3f} "
             f"{latency['p99']:>8.3f} {latency['max']:>9.1f} {row['traded_qty']:>16,} "
-            f"{ratio:>8}"
+            f"{'yes' if row['traded_qty_equal'] else 'no':>9} {ratio:>8}"
         )
     lines += [f"skipped {s['engine']}: {s['reason']}" for s in report["skipped"]]
     if report["traded_qty_equal"]:

@@ -91,6 +91,7 @@ EXPIRE_BOTH = SelfTradePrevention.EXPIRE_BOTH
 NEW = OrderStatus.NEW
 PARTIALLY_FILLED = OrderStatus.PARTIALLY_FILLED
 FILLED = OrderStatus.FILLED
+CANCELED = OrderStatus.CANCELED
 OPEN = InstrumentStatus.OPEN
 CANCEL_ONLY = InstrumentStatus.CANCEL_ONLY
 IOC_REST = CancelReason.IOC_REST
@@ -325,7 +326,16 @@ class Venue:
         elif is_limit and (cmd.tif is GTC or cmd.tif is GTD):
             if crosses:
                 self._release_improvement(order, market, events)
-            self._rest(book, order)
+            (book.bids if side is BUY else book.asks).add(order)  # `_rest` and `_index` inline
+            self.orders[order_id] = order
+            by_account = self.account_orders.get(order.account)
+            if by_account is None:
+                by_account = self.account_orders[order.account] = {}
+            by_account[order_id] = order
+            if order.cl_ord_id is not None:
+                self.cl_ord_index[(order.account, order.cl_ord_id)] = order
+            if order.tif is GTD:
+                self._queue_expiry(order)
         else:
             canceled = order.leaves_qty
             order.leaves_qty = 0
@@ -533,10 +543,32 @@ class Venue:
             return self._reject(
                 events, cmd, "cancel_order", E.BAD_PARAM, "give exactly one of order_id, cl_ord_id"
             )
-        order = self.find_order(cmd.account, cmd.order_id, cmd.cl_ord_id)
+        if cmd.cl_ord_id is None:  # `find_order` inline: the hot path of every cancel
+            order = self.orders.get(cmd.order_id)
+            if order is not None and order.account != cmd.account:
+                order = None
+        else:
+            order = self.cl_ord_index.get((cmd.account, cmd.cl_ord_id))
         if order is None:
             return self._reject_missing(events, cmd, "cancel_order")
-        self._cancel_open(order, cmd.reason, events)
+        # `_cancel_open` inline: one call less on the hot path of every cancel.
+        book = self.markets[order.symbol].book
+        (book.bids if order.side is BUY else book.asks).remove(order)
+        canceled = order.leaves_qty
+        order.leaves_qty = 0
+        order.status = CANCELED
+        self._retire(order, events)
+        events.append(
+            OrderCanceled(
+                self.ts_us,
+                order.order_id,
+                order.account,
+                order.symbol,
+                cmd.reason,
+                canceled,
+                order.cum_qty,
+            )
+        )
         return None
 
     def _cancel_open(self, order: Order, reason: CancelReason, events: list[Event]) -> None:
@@ -588,7 +620,12 @@ class Venue:
             return self._reject(
                 events, cmd, "amend_order", E.BAD_PARAM, "give price, qty or a new cl_ord_id"
             )
-        order = self.find_order(cmd.account, cmd.order_id, cmd.cl_ord_id)
+        if cmd.cl_ord_id is None:  # `find_order` inline: the hot path of every amend
+            order = self.orders.get(cmd.order_id)
+            if order is not None and order.account != cmd.account:
+                order = None
+        else:
+            order = self.cl_ord_index.get((cmd.account, cmd.cl_ord_id))
         if order is None:
             return self._reject_missing(events, cmd, "amend_order")
         market = self.markets[order.symbol]
@@ -599,12 +636,16 @@ class Venue:
         # Only a new price can reach the other side: the order rested uncrossed at its old one.
         best = opposite.best
         crosses = price != order.price and best is not None and best.key <= price * opposite.sign
-        refusal = self._amend_refusal(cmd, order, market, price, qty, crosses)
+        # What the amended order must hold, worked out once for the check and the rehold.
+        new_hold = 0
+        if self.clearing is not None and qty > order.cum_qty:
+            new_hold = self._amended_hold(order, market, price, qty)
+        refusal = self._amend_refusal(cmd, order, market, price, qty, crosses, new_hold)
         if refusal is not None:
             code, detail = refusal
             if code is E.INSUFFICIENT_BALANCE:
                 assert self.clearing is not None
-                more = self._amended_hold(order, market, price, qty) - order.hold
+                more = new_hold - order.hold
                 asset = market.spec.quote if order.side is BUY else market.spec.base
                 available = self.clearing.available(order.account, asset)
                 return self._reject_short(
@@ -612,7 +653,9 @@ class Venue:
                 )
             facts = _refusal_facts(code, market, order.side, LIMIT, price, qty, 0)
             return self._reject(events, cmd, "amend_order", code, detail, order.order_id, facts)
-        self._apply_amend(cmd.new_cl_ord_id, order, market, own, price, qty, crosses, events)
+        self._apply_amend(
+            cmd.new_cl_ord_id, order, market, own, price, qty, crosses, new_hold, events
+        )
         if crosses and order.leaves_qty:
             limit_key = price * opposite.sign
             if not self._match(market, order, opposite, limit_key, 0, events):
@@ -623,9 +666,19 @@ class Venue:
         return None
 
     def _amend_refusal(
-        self, cmd: AmendOrder, order: Order, market: Market, price: int, qty: int, crosses: bool
+        self,
+        cmd: AmendOrder,
+        order: Order,
+        market: Market,
+        price: int,
+        qty: int,
+        crosses: bool,
+        new_hold: int,
     ) -> tuple[ErrorCode, str] | None:
-        """The first business reason to refuse this amend, in precedence order."""
+        """The first business reason to refuse this amend, in precedence order.
+
+        `new_hold` is what the amended order must hold (with a ledger, when it stays open).
+        """
         if market.status is InstrumentStatus.HALTED or market.status is CANCEL_ONLY:
             return _status_refusal(market)
         new_cl = cmd.new_cl_ord_id
@@ -652,7 +705,7 @@ class Venue:
             return E.ABOVE_MAX_NOTIONAL, "notional is above the per-order maximum"
         clearing = self.clearing
         if clearing is not None:
-            more = self._amended_hold(order, market, price, qty) - order.hold
+            more = new_hold - order.hold
             asset = market.spec.quote if order.side is BUY else market.spec.base
             if more > clearing.available(order.account, asset):
                 return E.INSUFFICIENT_BALANCE, f"{asset} is short"
@@ -672,6 +725,7 @@ class Venue:
         price: int,
         qty: int,
         crosses: bool,
+        new_hold: int,
         events: list[Event],
     ) -> None:
         """Amend the order in place or move it; the caller matches it if it now crosses."""
@@ -692,11 +746,14 @@ class Venue:
             own.levels[price * own.sign].qty -= reduction
             order.leaves_qty -= reduction
             order.qty = qty
-        else:
+        elif crosses:  # out of the book: the caller matches it, then rests what is left
             own.remove(order)
             order.price = price
             order.qty = qty
             order.leaves_qty = qty - order.cum_qty
+        else:
+            order.qty = qty
+            own.move(order, price, qty - order.cum_qty)  # at the back of its new level
         events.append(
             OrderAmended(
                 self.ts_us,
@@ -716,10 +773,7 @@ class Venue:
             self._retire(order, events)
             return
         if self.clearing is not None:
-            new_hold = self._amended_hold(order, market, order.price, order.qty)
             self.clearing.rehold(order, market, new_hold, self.ts_us, events)
-        if not keeps_priority and not crosses:
-            own.add(order)  # at the back of its new level
 
     def _release_improvement(self, order: Order, market: Market, events: list[Event]) -> None:
         """A buy that traded as taker and now rests holds only the worst case of its rest."""
@@ -1140,9 +1194,7 @@ def _fillable(
 
 
 def _levels_within(side: BookSide, limit_key: int) -> Iterator[Level]:
-    levels = side.levels
-    for key in side.keys.irange(maximum=limit_key):
-        yield levels[key]
+    return side.levels_within(limit_key)
 
 
 def _order_state(order: Order) -> tuple[object, ...]:

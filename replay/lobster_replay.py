@@ -422,11 +422,8 @@ class LobsterReplay:
         limit_key = price * side.sign
         if limit_key > self._visible_key_max[side.sign]:
             return False
-        levels = side.levels
         uncertain = self._uncertain
-        return all(
-            uncertain.isdisjoint(levels[key].orders) for key in side.keys.irange(maximum=limit_key)
-        )
+        return all(uncertain.isdisjoint(level.orders) for level in side.levels_within(limit_key))
 
     def _count_execution(self, known: bool, matched: bool, first: Message) -> None:
         counts = self.counts
@@ -477,7 +474,7 @@ class LobsterReplay:
         Returns whether a level came into view: one the row shows, or one of ours it does not."""
         sign = side.sign
         wanted = {price: size for price, size in shown if low < price * sign <= high}
-        present = [side.levels[key] for key in side.keys.irange(low, high, (False, True))]
+        present = [side.levels[key] for key in side.keys_between(low, high)]
         came_into_view = bool(wanted or present)
         counts = self.counts
         order_side = BUY if sign < 0 else SELL
@@ -496,7 +493,7 @@ class LobsterReplay:
     def _hide(self, side: BookSide, low: int, high: int) -> None:
         """Keys in (low, high] have left view: what happens there now goes unreported."""
         uncertain = self._uncertain
-        for key in side.keys.irange(low, high, (False, True)):
+        for key in side.keys_between(low, high):
             uncertain.update(side.levels[key].orders)
 
     # ----------------------------------------------------------------- book changes
