@@ -112,7 +112,7 @@ class Corporate:
         amended = sum(len(kept) for kept in plans)
         booked = split(self.ledger, asset, cmd.ratio_new, cmd.ratio_old, ts)
         for market, kept in zip(markets, plans, strict=True):
-            self._rebuild(market, kept, events)
+            self._rebuild(market, kept, cmd.ratio_new, cmd.ratio_old, events)
             price = _reference(market, cmd.ratio_new, cmd.ratio_old)
             market.set_reference_price(price)
             events.append(ReferencePriceSet(ts, market.symbol, price))
@@ -216,9 +216,15 @@ class Corporate:
         order.hold = need
         return True
 
-    def _rebuild(self, market: Market, kept: list[Plan], events: list[Event]) -> None:
+    def _rebuild(
+        self, market: Market, kept: list[Plan], ratio_new: int, ratio_old: int, events: list[Event]
+    ) -> None:
         """Put the surviving orders back at their new prices, in their old priority order,
-        each sell holding its new quantity; report each as amended."""
+        each sell holding its new quantity; report each as amended. What an order has filled
+        is counted in new shares too (floor(cum x N / M)), so its later fills add up in one
+        unit; the value traded is unchanged (price x qty is the same before and after), so
+        the average price reads in post-split prices and settlement arithmetic, which works
+        on that value, is untouched."""
         book = market.book
         book.bids = BookSide(Side.BUY)
         book.asks = BookSide(Side.SELL)
@@ -226,6 +232,7 @@ class Corporate:
         for order, price, leaves in kept:
             order.price = price
             order.leaves_qty = leaves
+            order.cum_qty = order.cum_qty * ratio_new // ratio_old
             order.qty = order.cum_qty + leaves
             book.side(order.side).add(order)
             if order.side is Side.SELL:

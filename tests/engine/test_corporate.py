@@ -219,6 +219,26 @@ def test_a_split_rescales_holdings_orders_reserves_and_the_band(corp: Corp) -> N
     assert summary.supply_after == 29_351_850 and summary.rounding_holding == 1
 
 
+def test_a_partly_filled_order_counts_its_fills_in_new_shares_after_a_split(corp: Corp) -> None:
+    corp.ok(PlaceOrder(account=3, symbol=SYMBOL, side=Side.SELL, price=10_000, qty=3 * SHARE))
+    corp.ok(PlaceOrder(account=4, symbol=SYMBOL, side=Side.BUY, price=10_000, qty=1 * SHARE))
+    corp.halt()
+    corp.ok(SplitShares(symbol=SYMBOL, ratio_new=2, ratio_old=1))
+    sell = corp.venue.orders[1]
+    assert (sell.price, sell.cum_qty, sell.leaves_qty, sell.qty) == (
+        5_000,
+        2 * SHARE,  # the 1 share it sold is 2 shares now
+        4 * SHARE,
+        6 * SHARE,
+    )
+    corp.ok(SetInstrumentStatus(symbol=SYMBOL, status=InstrumentStatus.OPEN))
+    corp.ok(PlaceOrder(account=4, symbol=SYMBOL, side=Side.BUY, price=5_000, qty=2 * SHARE))
+    # 1 old share at 100.00 and 2 new at 50.00: 4 new shares, all at 50.00 on average
+    assert (sell.cum_qty, sell.leaves_qty) == (4 * SHARE, 2 * SHARE)
+    assert sell.filled_value == 5_000 * 4 * SHARE
+    corp.venue.check_invariants()
+
+
 def test_a_reverse_split_cancels_orders_left_below_the_minimum(corp: Corp) -> None:
     book_orders(corp)
     corp.ok(RequestWithdrawal(account=2, asset="AAPLx", amount=1_000_000))
