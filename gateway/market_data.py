@@ -352,16 +352,17 @@ def bill_yield(spec: InstrumentSpec, price: int, now_us: int) -> dict[str, Any] 
     """How bill traders read a price: per 100 face, bank discount rate and investment yield.
 
     Rates are percent with Treasury's 3 decimals, rounded half up (`settlement.tbill`). Days
-    count whole days from `now_us` to maturity; the investment yield's year has 366 days when
+    are calendar days from today's UTC date (trades settle at once) to the maturity date, as
+    Treasury counts them; the investment yield's year has 366 days when
     the year after today's UTC date holds a Feb 29 (the quote's date stands in for the issue
-    date). None when there is no price, the bill has under a day left (or more than 366), or
-    the price is above par (the rates would be negative).
+    date). None when there is no price, the bill matures today or has matured (or has more
+    than 366 days left), or the price is above par (the rates would be negative).
     """
-    days = tbill.days_to_maturity_from_us(now_us, spec.maturity_us)
+    today = _utc_date(now_us)
+    days = tbill.days_to_maturity(today, _utc_date(spec.maturity_us))
     per_100 = Fraction(price, 10**spec.price_decimals)
     if not price or not 1 <= days <= tbill.DAYS_TO_MATURITY_MAX or per_100 > tbill.PAR_PRICE:
         return None
-    today = datetime.datetime.fromtimestamp(now_us // 1_000_000, datetime.UTC).date()
     year_days = tbill.year_days_after_issue(today)
     discount = tbill.rate_to_units(tbill.discount_rate_from_price(per_100, days))
     investment = tbill.investment_rate_units_from_price(per_100, days, year_days)
@@ -371,6 +372,10 @@ def bill_yield(spec: InstrumentSpec, price: int, now_us: int) -> dict[str, Any] 
         "discount_rate_pct": format_units(discount, tbill.RATE_DECIMALS),
         "investment_yield_pct": format_units(investment, tbill.RATE_DECIMALS),
     }
+
+
+def _utc_date(ts_us: int) -> datetime.date:
+    return datetime.datetime.fromtimestamp(ts_us // 1_000_000, datetime.UTC).date()
 
 
 def _rows(levels: Iterable[Level], spec: InstrumentSpec) -> list[list[str]]:

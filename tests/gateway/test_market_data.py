@@ -41,6 +41,7 @@ from engine.events import Event, TradeExecuted
 from engine.instrument import InstrumentSpec
 from engine.units import format_units
 from engine.venue import Venue
+from gateway import market_data as market_data_module
 from gateway.market_data import (
     BOOK_DEPTHS,
     CHANNELS,
@@ -730,6 +731,26 @@ def test_the_checksum_of_integer_levels_is_the_same_crc32() -> None:
 
 
 DAY_US = 86_400_000_000
+
+
+def test_bill_days_are_calendar_days_to_the_maturity_date() -> None:
+    # Treasury counts calendar days from the settlement date: at noon on 2025-01-01 a bill
+    # maturing 2025-01-31 has 30 days, not the 29 whole days left until 00:00 UTC.
+    noon = 1_735_732_800_000_000  # 2025-01-01T12:00:00Z
+    bill = make_spec(
+        symbol="TB-30-USD",
+        kind=InstrumentKind.TBILL,
+        base="TB-30",
+        price_decimals=6,
+        qty_decimals=0,
+        reference_price=99_600_000,
+        maturity_us=1_738_281_600_000_000,  # 2025-01-31T00:00:00Z
+    )
+    quoted = market_data_module.bill_yield(bill, 99_600_000, noon)
+    assert quoted is not None
+    assert (quoted["days_to_maturity"], quoted["discount_rate_pct"]) == (30, "4.800")
+    on_the_day = market_data_module.bill_yield(bill, 99_600_000, bill.maturity_us + 1)
+    assert on_the_day is None
 
 
 def test_bills_publish_price_per_100_discount_rate_and_investment_yield() -> None:
