@@ -64,6 +64,7 @@ class Connection(asyncio.Protocol):
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._timer: asyncio.TimerHandle | None = None  # handshake, keepalive or close deadline
         self._ping_sent = False
+        self._close_deadline_set = False  # armed once: a chattering peer cannot push it back
 
     # ----------------------------------------------------------------- what the handler uses
 
@@ -97,7 +98,11 @@ class Connection(asyncio.Protocol):
         if self.protocol.state is State.OPEN:
             self.protocol.send_close(code, reason)
             self._write_protocol()
-        if not self.closed.done():
+        self._arm_close_deadline()
+
+    def _arm_close_deadline(self) -> None:
+        if not self.closed.done() and not self._close_deadline_set:
+            self._close_deadline_set = True
             self._set_timer(CLOSE_TIMEOUT_S, self.abort)
 
     def abort(self) -> None:
@@ -190,7 +195,9 @@ class Connection(asyncio.Protocol):
     def _handshake(self, request: Request) -> None:
         self.request = request
         self.path = request.path
-        if request.path in self.listener.routes:
+        if self.listener.closing or self._close_deadline_set:  # stopping: no new sessions
+            response = self.protocol.reject(503, "the venue is stopping\n")
+        elif request.path in self.listener.routes:
             response = self.protocol.accept(request)
         else:
             response = self.handler.on_http(self, request) or self.protocol.reject(
@@ -211,8 +218,8 @@ class Connection(asyncio.Protocol):
                 transport.write(data)
             else:
                 transport.close()  # a server closes the TCP connection first (RFC 6455 §7.1.1)
-        if self.protocol.close_expected() and not self.closed.done():
-            self._set_timer(CLOSE_TIMEOUT_S, self.abort)
+        if self.protocol.close_expected():
+            self._arm_close_deadline()
 
     def _keepalive(self) -> None:
         if self.protocol.state is not State.OPEN:
@@ -250,6 +257,7 @@ class Listener:
         self.ping_timeout_s = ping_timeout_s
         self.connections: set[Connection] = set()
         self.server: asyncio.Server | None = None
+        self.closing = False  # `close` has begun: handshakes still in flight are refused
 
     @property
     def sockets(self) -> Any:
@@ -258,6 +266,7 @@ class Listener:
 
     async def close(self) -> None:
         """Stop listening, close every connection with 1001, wait until they are gone."""
+        self.closing = True
         if self.server is not None:
             self.server.close()
         for connection in list(self.connections):

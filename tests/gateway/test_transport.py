@@ -214,3 +214,55 @@ def test_a_peer_that_answers_no_ping_is_closed_1011() -> None:
 
     asyncio.run(main())
     assert sent == [1011]
+
+
+HANDSHAKE = (
+    b"GET /ws/trade HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+async def raw_connection(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    port = int(url.rsplit(":", 1)[1])
+    return await asyncio.open_connection("127.0.0.1", port)
+
+
+def test_a_peer_that_keeps_sending_while_closing_is_still_cut_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(transport, "CLOSE_TIMEOUT_S", 0.3)
+
+    async def scenario(url: str, echo: Echo, listener: transport.Listener) -> None:
+        reader, writer = await raw_connection(url)
+        writer.write(HANDSHAKE)
+        await reader.readuntil(b"\r\n\r\n")  # upgraded; from now on it never reads
+        closing = asyncio.ensure_future(listener.close())
+        ping = Frame(Opcode.PING, b"still here").serialize(mask=True, extensions=[])
+        for _ in range(40):  # 2 s of pings, each would push a re-armed deadline back
+            if closing.done():
+                break
+            try:
+                writer.write(ping)
+            except (ConnectionError, RuntimeError):
+                break
+            await asyncio.sleep(0.05)
+        assert closing.done(), "the close deadline was pushed back by the peer's frames"
+        writer.close()
+
+    run(scenario)
+
+
+def test_a_handshake_that_arrives_while_stopping_opens_no_session() -> None:
+    async def scenario(url: str, echo: Echo, listener: transport.Listener) -> None:
+        reader, writer = await raw_connection(url)
+        await asyncio.sleep(0.05)  # connected, handshake not sent yet
+        closing = asyncio.ensure_future(listener.close())
+        await asyncio.sleep(0)
+        writer.write(HANDSHAKE)
+        status = await reader.readline()
+        assert status.startswith(b"HTTP/1.1 503"), status
+        await asyncio.wait_for(closing, TIMEOUT_S)
+        assert echo.opened == []
+        writer.close()
+
+    run(scenario)
