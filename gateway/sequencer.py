@@ -195,7 +195,7 @@ class Sequencer:
                 self._send_to_journal(batch)
                 return
             # Barriers only, and nothing in flight: all before them is durable already.
-            self.release(batch)
+            self._release(batch)
         if self._drained and self._in_flight is None:
             self._wake_drains(None)  # nothing in flight, nothing pending: drained
 
@@ -235,13 +235,24 @@ class Sequencer:
             self.on_fatal(failure)
             return
         self._in_flight = None
-        self.release(batch)
+        self._release(batch)
         if self._pending:
             # The next batch goes at the end of the next turn, not now: the requests read
             # in that turn join it, so a busy venue fsyncs fewer, larger batches.
             self._schedule()
         elif self._drained:
             self._wake_drains(None)  # nothing in flight, nothing pending: drained
+
+    def _release(self, batch: list[Executed]) -> None:
+        """Hand a durable batch's outcomes out. This runs in a loop callback, where asyncio
+        would only log an exception and go on with half a batch answered: a failure here is
+        a bug, so it is fatal like any broken invariant (recovery replays the journal)."""
+        try:
+            self.release(batch)
+        except BaseException as failure:
+            self._wake_drains(failure)
+            self.on_fatal(failure)
+            raise
 
     def _wake_drains(self, failure: BaseException | None) -> None:
         waiting, self._drained = self._drained, []

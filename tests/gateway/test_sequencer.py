@@ -183,6 +183,24 @@ def test_a_failed_commit_is_fatal_and_releases_nothing(tmp_path: Path) -> None:
     assert not released and [str(f) for f in fatal] == ["the store's queue is gone"]
 
 
+def test_a_failing_release_is_fatal_not_a_logged_callback_error(tmp_path: Path) -> None:
+    fatal: list[BaseException | None] = []
+
+    def broken_release(batch: list[Executed]) -> None:
+        raise RuntimeError("a bug while answering")
+
+    async def session() -> None:
+        journal = FileJournal(tmp_path / "j")
+        sequencer = Sequencer(Venue(), journal, Clock(), broken_release, on_fatal=fatal.append)
+        sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
+        with pytest.raises(RuntimeError, match="a bug while answering"):
+            await asyncio.wait_for(sequencer.drain(), 5)  # woken, not left spinning
+        sequencer.close()
+
+    asyncio.run(session())
+    assert [str(f) for f in fatal] == ["a bug while answering"]
+
+
 def test_a_batch_never_splits_the_commands_of_one_origin() -> None:
     # A notice announcing cancels is sent before them and only once all are durable, so
     # they must come back in one release even past BATCH_COMMANDS_MAX.
