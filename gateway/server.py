@@ -636,8 +636,8 @@ class VenueServer:
             self._send_behind(session, wire.error_of(envelope))
             return
         refused = self._refusal(session, envelope.method)
-        if refused is not None:
-            self._send(session, wire.error(envelope.id, refused.code, refused.message))
+        if refused is not None:  # behind the answers owed, like every other error
+            self._send_behind(session, wire.error(envelope.id, refused.code, refused.message))
             return
         if isinstance(request, wire.WireError):
             self._send_behind(session, wire.error_of(request))
@@ -1212,7 +1212,8 @@ class VenueServer:
             self._send(session, wire.ok(pending.request_id, result, pending.t_in, now_us()))
         elif pending.finish is not None:
             self._send(session, pending.finish(pending))
-        if pending.close_after:
+        if pending.close_after and not (pending.close_code == 4001 and session.key is not None):
+            # (a logon-timeout close is dropped when the logon made it in before it)
             self._close(session, pending.close_code, pending.close_reason)
 
     def _executed(self, executed: Executed) -> None:

@@ -120,6 +120,20 @@ def test_a_hostile_frame_after_a_place_loses_no_answer(run_venue: Any, case: str
     run_venue(scenario)
 
 
+def test_a_scope_refusal_keeps_its_place_behind_the_answers_owed(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        websocket = await logged_on(venue, "alpha")  # a trading key: no admin scope
+        await websocket.send(place(1, "186.00"))  # answered once durable
+        refused = {"id": 2, "method": "admin.set_status", "params": {"symbol": "AAPLx-USD"}}
+        await websocket.send(json.dumps(refused))
+        first, second = await answers(websocket, 2)
+        assert (first["id"], first["status"]) == (1, 200), "the place is answered first"
+        assert (second["id"], second["status"]) == (2, 403)
+        await websocket.close()
+
+    run_venue(scenario)
+
+
 def test_a_frame_of_exactly_the_size_limit_is_served(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         websocket = await logged_on(venue, "alpha")
