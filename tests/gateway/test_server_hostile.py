@@ -381,3 +381,35 @@ def test_a_failing_handler_answers_internal_behind_what_is_owed(run_venue: Any) 
         await websocket.close()
 
     run_venue(scenario)
+
+
+def test_a_logon_that_beats_its_timeout_close_keeps_the_connection(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        journal = venue.server.sequencer.journal
+        commit = journal.commit
+
+        def slow_commit(records: Any) -> None:
+            time.sleep(0.3)  # on the journal's thread: a command stays in flight a while
+            commit(records)
+
+        journal.commit = slow_commit  # type: ignore[method-assign]
+        trader = await logged_on(venue, "beta")
+        late = await logged_on(venue, "nobody")
+        await trader.send(place(1, "186.00"))  # in flight while the timeout fires
+        await asyncio.sleep(0.05)
+        [session] = [s for s in venue.server.sessions.values() if s.trade and s.key is None]
+        venue.server._logon_timeout(session)  # its close waits behind the place in flight
+        key, secret = KEYS["alpha"]
+        ts = time.time_ns() // 1_000
+        sig = sign_logon(secret, key, ts, f"n-{ts}", 5_000)
+        params = {"api_key": key, "ts": ts, "nonce": f"n-{ts}", "recv_window": 5_000, "sig": sig}
+        await late.send(json.dumps({"id": 7, "method": "session.logon", "params": params}))
+        assert (await answers(late, 1))[0]["status"] == 200
+        assert (await answers(trader, 1))[0]["id"] == 1  # the close's barrier is released
+        await asyncio.sleep(0.2)
+        await late.send(json.dumps({"id": 8, "method": "ping"}))
+        assert (await answers(late, 1))[0]["id"] == 8, "a logged-on connection stays open"
+        await late.close()
+        await trader.close()
+
+    run_venue(scenario)
