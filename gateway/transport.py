@@ -204,6 +204,7 @@ class Connection(asyncio.Protocol):
                 404, NOT_FOUND_TEXT
             )
         self.protocol.send_response(response)
+        self._write_protocol()  # the 101 leaves before anything `on_open` sends
         if self.protocol.state is State.OPEN:
             self.opened = True
             self._set_timer(self.listener.ping_interval_s, self._keepalive)

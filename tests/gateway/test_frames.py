@@ -1,53 +1,76 @@
-"""The server's own frame writer, read back by the websockets library's client."""
+"""The server's own text frames, written by the transport, read back by the library's client."""
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 from websockets.asyncio.client import connect
-from websockets.asyncio.server import ServerConnection, serve
 
-from gateway import frames
+from gateway import frames, transport
 
 SIZES = (0, 1, 125, 126, 127, 65_535, 65_536, 70_000)  # each side of each length encoding
 TIMEOUT_S = 5
+
+
+class OnOpen:
+    """A transport handler that does one thing when a websocket opens."""
+
+    def __init__(self, opened: Callable[[transport.Connection], None]) -> None:
+        self.opened = opened
+
+    def on_open(self, connection: transport.Connection) -> None:
+        self.opened(connection)
+
+    def on_frame(self, connection: transport.Connection, message: str | bytes) -> None:
+        pass
+
+    def on_close(self, connection: transport.Connection) -> None:
+        pass
+
+    def on_http(self, connection: transport.Connection, request: Any) -> None:
+        return None
+
+
+async def serve_and_connect(handler: OnOpen, use: Callable[[Any], Any]) -> Any:
+    listener = await transport.serve(handler, "127.0.0.1", 0, routes=("/",), max_size=2**20)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        async with (
+            asyncio.timeout(TIMEOUT_S),
+            connect(f"ws://127.0.0.1:{port}/", max_size=None, compression=None) as client,
+        ):
+            return await use(client)
+    finally:
+        await listener.close()
 
 
 def test_frames_of_every_length_encoding_arrive_whole_and_in_order() -> None:
     messages = [(f"{i}:" + "x" * size)[:size].encode() for i, size in enumerate(SIZES)]
     written: list[bool] = []
 
-    async def handler(websocket: ServerConnection) -> None:
+    def opened(connection: transport.Connection) -> None:
         framed = [frames.text_frame(message) for message in messages]
-        written.append(frames.write_frames(websocket, framed[:3]))  # two writes in a row
-        written.append(frames.write_frames(websocket, framed[3:]))
-        await websocket.wait_closed()
+        written.append(connection.send_frames(framed[:3]))  # two writes in a row
+        written.append(connection.send_frames(framed[3:]))
 
-    async def main() -> list[str]:
-        async with serve(handler, "127.0.0.1", 0, compression=None, max_size=None) as server:
-            port = server.sockets[0].getsockname()[1]
-            async with (
-                asyncio.timeout(TIMEOUT_S),
-                connect(f"ws://127.0.0.1:{port}", max_size=None) as client,
-            ):
-                return [str(await client.recv()) for _ in messages]
+    async def read(client: Any) -> list[str]:
+        return [str(await client.recv()) for _ in messages]
 
-    assert asyncio.run(main()) == [m.decode() for m in messages]
+    assert asyncio.run(serve_and_connect(OnOpen(opened), read)) == [m.decode() for m in messages]
     assert written == [True, True]
 
 
 def test_nothing_is_written_once_the_connection_is_closed() -> None:
     outcome: list[bool] = []
 
-    async def handler(websocket: ServerConnection) -> None:
-        await websocket.close()
-        outcome.append(frames.write_frames(websocket, [frames.text_frame(b"after close")]))
+    def opened(connection: transport.Connection) -> None:
+        connection.close(1000)
+        outcome.append(connection.send_frames([frames.text_frame(b"after close")]))
 
-    async def main() -> None:
-        async with serve(handler, "127.0.0.1", 0) as server:
-            port = server.sockets[0].getsockname()[1]
-            async with asyncio.timeout(TIMEOUT_S), connect(f"ws://127.0.0.1:{port}") as client:
-                await client.wait_closed()
+    async def wait(client: Any) -> None:
+        await client.wait_closed()
 
-    asyncio.run(main())
+    asyncio.run(serve_and_connect(OnOpen(opened), wait))
     assert outcome == [False]
 
 
