@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench lint clean services
 
 $(PY):
 	$(PYTHON) -m venv $(VENV) || { \
@@ -24,7 +24,12 @@ $(TEST_STAMP): pyproject.toml | $(PY)
 run: $(STAMP)
 	$(VENV)/bin/venue serve
 
-test: $(TEST_STAMP)
+# What the tests need beside Python (nats-server, PostgreSQL, Chromium): each
+# scripts/install-*.sh installs one from Debian's packages when missing, and is quick when not.
+services:
+	@for script in scripts/install-*.sh; do [ -e "$$script" ] || continue; sh "$$script" || exit 1; done
+
+test: $(TEST_STAMP) services
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

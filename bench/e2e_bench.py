@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from bench import e2e_clients, e2e_report, environment, profiling, server_process, stats
 from bench.server_process import ServerProcess
-from gateway import progress
+from cli import progress
 
 DEFAULT_DURATION_S = 10.0
 DEFAULT_RATE = 2_000
@@ -567,7 +567,7 @@ def check_arguments(args: argparse.Namespace) -> Load:
 def run(args: argparse.Namespace) -> int:
     load = check_arguments(args)
     # Progress (server start, clients connecting, the run, results, report) is drawn on
-    # stderr, and only when it is a terminal: gateway.progress.
+    # stderr, and only when it is a terminal: cli.progress.
     if args.max:
         work = sweep(load, args.config, args.p99_bound_ms * 1_000, True, args.profile)
     else:

@@ -27,9 +27,9 @@ from typing import Any
 
 from bench import server_process, stats
 from bench.server_process import ServerProcess
-from gateway import config as venue_config
+from client.sdk import VenueClient
+from core import config as venue_config
 from gateway import limits
-from gateway.client import VenueClient
 
 BATCH_OPS = limits.BATCH_OPS_MAX  # PROTOCOL: order.batch carries up to 20 ops
 PIPELINE_DEFAULT = 4  # batches in flight: enough to keep the group commit busy

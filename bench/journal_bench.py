@@ -1,6 +1,6 @@
 """The journal benchmark: `venue bench journal` — durable commands per second with group commit.
 
-Owns the command line around `gateway.journal.measure`: a fresh journal file in a temporary
+Owns the command line around `core.journal.measure`: a fresh journal file in a temporary
 directory, records of a command's typical size, one fsync per batch.
 """
 
@@ -9,7 +9,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from gateway.journal import measure
+from core.journal import measure
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

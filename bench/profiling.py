@@ -157,7 +157,7 @@ class PySpyRecording:
 
 
 def cprofile_command(output: Path) -> list[str]:
-    """What to put before `-m gateway.cli serve` to run the server under cProfile."""
+    """What to put before `-m cli.main serve` to run the server under cProfile."""
     return [sys.executable, "-m", "cProfile", "-o", str(output)]
 
 

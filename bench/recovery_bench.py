@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 
 from bench import workloads
+from core import snapshots
+from core.journal import FileJournal
+from core.sequencer import decode_command, encode_command
 from engine import snapshot as venue_snapshot
 from engine.commands import PlaceOrder
 from engine.enums import Side
 from engine.venue import Venue, VenueConfig
-from gateway import snapshots
-from gateway.journal import FileJournal
-from gateway.sequencer import decode_command, encode_command
 from settlement.ledger import Ledger
 
 JOURNAL_BATCH = 1_000  # records per fsync while writing the journal to replay

@@ -64,7 +64,7 @@ class ServerProcess:
         return self.process.pid
 
     async def start(self) -> str:
-        command = [*(self.prefix or [sys.executable]), "-m", "gateway.cli", "serve"]
+        command = [*(self.prefix or [sys.executable]), "-m", "cli.main", "serve"]
         command += ["--config", str(self.config)]
         command += ["--host", "127.0.0.1", "--port", "0"]
         command += ["--data-dir", str(self.directory / "data")]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import e2e_bench, e2e_report, engine_bench, environment, server_process, store_bench
-from gateway import journal
+from core import journal
 
 PARTS = ("engine", "store", "journal", "e2e")
 STORE_TRADES, STORE_BATCH = 50_000, 1_000

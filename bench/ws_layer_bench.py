@@ -76,7 +76,7 @@ def _cpu_s(pid: int) -> float:
 
 async def _measure(layer: str, frames: int) -> dict[str, Any]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "bench", "ws-layer", "--serve", layer,
+        sys.executable, "-m", "cli.main", "bench", "ws-layer", "--serve", layer,
         stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:

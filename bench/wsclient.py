@@ -15,7 +15,7 @@ server. This client does only what a load generator needs, in a plain `asyncio.P
   close frame is echoed and ends the connection (§5.5.1).
 
 The server side stays on the websockets library; this is a test instrument, not a client SDK
-(that is `gateway.client`).
+(that is `client.sdk`).
 """
 
 import asyncio

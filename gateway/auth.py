@@ -17,8 +17,8 @@ from collections.abc import Iterable
 
 import msgspec
 
+from core.config import ApiKeyEntry
 from engine.reasons import ErrorCode
-from gateway.config import ApiKeyEntry
 
 SCOPES = frozenset({"read", "trade", "admin"})
 KEY_LENGTH_MAX = 64  # room for any generated key; bounds what one store entry costs

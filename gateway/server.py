@@ -28,6 +28,12 @@ import msgspec
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
+from core import config as venue_config
+from core import snapshots
+from core.journal import FileJournal, JournalError
+from core.ledger_writer import LedgerWriter
+from core.sequencer import Executed, Sequencer
+from core.store_thread import StoreThread
 from engine.commands import (
     AmendOrder,
     CancelAll,
@@ -59,8 +65,7 @@ from engine.snapshot import restore as restore_venue
 from engine.units import format_units
 from engine.venue import Venue
 from engine.venue import VenueConfig as EngineConfig
-from gateway import config as venue_config
-from gateway import frames, limits, snapshots, transport, wire
+from gateway import frames, limits, transport, wire
 from gateway.auth import (
     RECV_WINDOW_MS_DEFAULT,
     ApiKey,
@@ -69,13 +74,9 @@ from gateway.auth import (
     KeyStore,
     require_scope,
 )
-from gateway.journal import FileJournal, JournalError
-from gateway.ledger_writer import LedgerWriter
 from gateway.market_data import Channel, MarketData, Stream
 from gateway.order_history import OrderHistory
 from gateway.reports import ExecReporter, Sequenced, anonymized
-from gateway.sequencer import Executed, Sequencer
-from gateway.store_thread import StoreThread
 from settlement.ledger import Ledger
 from settlement.store import SqliteLedgerStore
 

@@ -346,7 +346,7 @@ class SubscriptionsParams(Params, frozen=True):
 
 
 class ListInstrumentParams(Params, frozen=True):
-    """The fields of a `venue.toml` instrument entry (`gateway.config.InstrumentEntry`)."""
+    """The fields of a `venue.toml` instrument entry (`core.config.InstrumentEntry`)."""
 
     symbol: Symbol
     kind: InstrumentKind

@@ -16,8 +16,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from cli import progress
 from engine.venue import Venue
-from gateway import progress
 from replay.lobster_format import LEVELS_MAX, LobsterFormatError, LobsterReader
 from replay.lobster_replay import LobsterReplay, ReplayCounts
 

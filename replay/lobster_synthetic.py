@@ -21,8 +21,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from gateway import progress
-from gateway.failures import OneLineParser, run_main
+from cli import progress
+from cli.failures import OneLineParser, run_main
 from replay.lobster_format import ASK_EMPTY_PRICE, BID_EMPTY_PRICE, LEVELS_MAX, NS_PER_S
 
 EVENTS_MAX = 50_000_000  # about a busy Nasdaq day; rows are written, never held

@@ -1,6 +1,6 @@
 """`venue bench engine --compare` at a tiny size: every adapter trades the same quantity.
 
-Builds the parser as `gateway/cli.py` wires it (`engine_bench` then `compare` arguments).
+Builds the parser as `cli/main.py` wires it (`engine_bench` then `compare` arguments).
 Never asserts on speed: only that what is reported is there and adds up.
 """
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from bench import e2e_bench, profiling
-from gateway.cli import main
-from tests.gateway.conftest import ROOT
+from cli.main import main
+from tests.conftest import ROOT
 from tests.terminal import run_on_terminal
 
 HEADLINE_KEYS = {

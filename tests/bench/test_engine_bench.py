@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bench import workloads
-from gateway.cli import main
+from cli.main import main
 
 OPS = 2_000
 SEED = 3

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bench import gateway_bench
-from tests.gateway.conftest import ROOT
+from tests.conftest import ROOT
 
 DURATION_S = 0.3  # per phase: enough for a few hundred actions; the run takes ~2 s
 PHASE_KEYS = {"sent", "acked", "rejected", "rate_limited", "unanswered", "backoff_s", "seconds"}

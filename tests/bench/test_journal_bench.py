@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from gateway.cli import main
+from cli.main import main
 
 
 def test_journal_bench_reports_consistent_json(capsys: pytest.CaptureFixture[str]) -> None:

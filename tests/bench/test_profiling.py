@@ -6,10 +6,10 @@ from pathlib import Path
 from bench import profiling
 
 STACKS = """\
-thread (1);main (gateway/cli.py:1);run (gateway/server.py:10);_release (gateway/server.py:20) 6
-thread (1);main (gateway/cli.py:1);run (gateway/server.py:10) 2
-thread (2);_worker (concurrent/thread.py:5);commit (gateway/journal.py:30) 3
-thread (1);main (gateway/cli.py:1);f (x.py:1);f (x.py:1) 1
+thread (1);main (cli/main.py:1);run (gateway/server.py:10);_release (gateway/server.py:20) 6
+thread (1);main (cli/main.py:1);run (gateway/server.py:10) 2
+thread (2);_worker (concurrent/thread.py:5);commit (core/journal.py:30) 3
+thread (1);main (cli/main.py:1);f (x.py:1);f (x.py:1) 1
 not a line
 """
 
@@ -20,7 +20,7 @@ def test_collapsed_stacks_give_self_and_total_per_function() -> None:
     rows = {name: (own, whole) for name, own, whole in profiling.aggregate(stacks)}
     assert rows["_release (gateway/server.py:20)"] == (6, 6)
     assert rows["run (gateway/server.py:10)"] == (2, 8)
-    assert rows["main (gateway/cli.py:1)"] == (0, 9)
+    assert rows["main (cli/main.py:1)"] == (0, 9)
     assert rows["f (x.py:1)"] == (1, 1)  # a recursion counts once in total
     assert not any(name.startswith("thread (") for name in rows)  # a thread is no function
 

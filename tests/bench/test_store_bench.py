@@ -5,7 +5,7 @@ import json
 import pytest
 
 from bench.store_bench import TRANSFERS_PER_TRADE, trade_batches
-from gateway.cli import main
+from cli.main import main
 
 
 def test_store_bench_reports_consistent_json(capsys: pytest.CaptureFixture[str]) -> None:

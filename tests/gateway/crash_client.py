@@ -11,8 +11,8 @@ import random
 import sys
 from typing import Any
 
-from gateway.client import VenueClient, VenueError
-from tests.gateway.conftest import KEYS
+from client.sdk import VenueClient, VenueError
+from tests.conftest import KEYS
 
 SYMBOL = "AAPLx-USD"
 

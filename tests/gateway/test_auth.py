@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from core import config
+from core.config import ApiKeyEntry
 from engine.reasons import ErrorCode
-from gateway import config
 from gateway.auth import (
     LOGON_PRECEDENCE,
     NONCES_PER_KEY_MAX,
@@ -22,7 +23,6 @@ from gateway.auth import (
     require_scope,
     sign_logon,
 )
-from gateway.config import ApiKeyEntry
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW_US = 1_798_761_600_000_000  # 2027-01-01

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from gateway.client import VenueClient, VenueError
-from tests.gateway.conftest import ROOT, TEST_TIMEOUT_S, Venue, drain_pushes
+from client.sdk import VenueClient, VenueError
+from tests.conftest import ROOT, TEST_TIMEOUT_S, Venue, drain_pushes
 
 SYMBOL = "AAPLx-USD"
 RunVenue = Callable[[Callable[[Venue], Awaitable[Any]]], Any]
@@ -97,7 +97,7 @@ async def close_all(*clients: VenueClient) -> None:
 
 
 def venue_cli(*argv: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "gateway.cli", *argv]
+    command = [sys.executable, "-m", "cli.main", *argv]
     return subprocess.run(
         command, capture_output=True, text=True, timeout=TEST_TIMEOUT_S, cwd=ROOT, check=False
     )

@@ -18,15 +18,15 @@ import sys
 import time
 from pathlib import Path
 
+from core import config as venue_config
+from core.journal import FileJournal
+from core.sequencer import decode_command
+from core.verify import verify
 from engine.events import OrderAccepted, TradeExecuted
 from engine.venue import Venue, VenueConfig
-from gateway import config as venue_config
-from gateway.journal import FileJournal
-from gateway.sequencer import decode_command
 from gateway.server import JOURNAL_FILE
-from gateway.verify import verify
 from settlement.ledger import Ledger
-from tests.gateway.conftest import ROOT, start_venue
+from tests.conftest import ROOT, start_venue
 
 CYCLES = int(os.environ.get("VENUE_CRASH_CYCLES", "10"))
 START_TIMEOUT_S = 20  # a restart replays the journal: seconds at most at this size
@@ -45,7 +45,7 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen[str]:
         [
             sys.executable,
             "-m",
-            "gateway.cli",
+            "cli.main",
             "serve",
             "--config",
             str(ROOT / "venue.toml"),

@@ -3,8 +3,8 @@
 import asyncio
 from pathlib import Path
 
-from gateway import snapshots
-from tests.gateway.conftest import KEYS, start_venue
+from core import snapshots
+from tests.conftest import KEYS, start_venue
 
 SYMBOL = "AAPLx-USD"
 
@@ -73,7 +73,7 @@ def test_a_corrupt_journal_refuses_to_start_and_says_where(tmp_path: Path) -> No
     import sys
 
     from gateway.server import JOURNAL_FILE
-    from tests.gateway.conftest import ROOT
+    from tests.conftest import ROOT
 
     data_dir = tmp_path / "data"
     asyncio.run(trade(data_dir, rounds=2))
@@ -87,7 +87,7 @@ def test_a_corrupt_journal_refuses_to_start_and_says_where(tmp_path: Path) -> No
         [
             sys.executable,
             "-m",
-            "gateway.cli",
+            "cli.main",
             "serve",
             "--config",
             str(ROOT / "venue.toml"),
@@ -101,7 +101,7 @@ def test_a_corrupt_journal_refuses_to_start_and_says_where(tmp_path: Path) -> No
         text=True,
         timeout=30,
     )
-    assert result.returncode == 2  # gateway.failures: one line, exit 2
+    assert result.returncode == 2  # cli.failures: one line, exit 2
     assert "cannot start" in result.stderr and str(journal) in result.stderr
     assert "byte" in result.stderr
 

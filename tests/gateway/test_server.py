@@ -9,9 +9,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from client.sdk import VenueError
 from gateway.auth import sign_logon
-from gateway.client import VenueError
-from tests.gateway.conftest import KEYS, Venue, drain_pushes
+from tests.conftest import KEYS, Venue, drain_pushes
 
 SYMBOL = "AAPLx-USD"
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from client.sdk import VenueClient, VenueError
 from engine.units import format_units
-from gateway.client import VenueClient, VenueError
 from settlement import tbill
-from tests.gateway.conftest import KEYS, TEST_TIMEOUT_S, Venue, drain_pushes, start_venue
+from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, drain_pushes, start_venue
 
 SYMBOL = "AAPLx-USD"
 NEW_ASSET = "TSLAx"

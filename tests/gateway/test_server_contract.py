@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from tests.gateway.conftest import Venue
+from tests.conftest import Venue
 
 SYMBOL = "AAPLx-USD"
 

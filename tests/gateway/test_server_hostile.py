@@ -12,7 +12,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from gateway.auth import sign_logon
 from gateway.limits import MESSAGE_BYTES_MAX
 from gateway.server import VenueServer
-from tests.gateway.conftest import KEYS, Venue, start_venue
+from tests.conftest import KEYS, Venue, start_venue
 
 SYMBOL = "AAPLx-USD"
 WAIT_S = 5

@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
+from client.sdk import VenueClient, VenueError
 from gateway import limits
-from gateway.client import VenueClient, VenueError
-from tests.gateway.conftest import KEYS, ROOT, Venue, start_venue
+from tests.conftest import KEYS, ROOT, Venue, start_venue
 from tests.gateway.test_server_streams import busy_trading, open_slow_consumer
 
 RUN_TIMEOUT_S = 60
 START_LINES_MAX = 20
 SYMBOL = "AAPLx-USD"
-SERVE = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(ROOT / "venue.toml")]
+SERVE = [sys.executable, "-m", "cli.main", "serve", "--config", str(ROOT / "venue.toml")]
 SERVE += ["--port", "0"]
 
 

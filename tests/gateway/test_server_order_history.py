@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from gateway.client import VenueClient, VenueError
-from tests.gateway.conftest import TEST_TIMEOUT_S, Venue, start_venue
+from client.sdk import VenueClient, VenueError
+from tests.conftest import TEST_TIMEOUT_S, Venue, start_venue
 
 SYMBOL = "AAPLx-USD"
 OTHER = "MSFTx-USD"

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from gateway.cli import main as venue_cli
-from gateway.client import VenueClient, VenueError
+from cli.main import main as venue_cli
+from client.sdk import VenueClient, VenueError
 from settlement.store import SqliteLedgerStore
-from tests.gateway.conftest import KEYS, TEST_TIMEOUT_S, Venue, drain_pushes, start_venue
+from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, drain_pushes, start_venue
 
 SYMBOL = "AAPLx-USD"
 OTHER = "MSFTx-USD"

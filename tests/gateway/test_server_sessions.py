@@ -16,9 +16,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from client.sdk import VenueClient, VenueError
 from gateway import limits
-from gateway.client import VenueClient, VenueError
-from tests.gateway.conftest import KEYS, Venue, drain_pushes
+from tests.conftest import KEYS, Venue, drain_pushes
 
 SYMBOL = "AAPLx-USD"
 OTHER = "MSFTx-USD"

@@ -18,11 +18,11 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from client.sdk import VenueClient, VenueError
 from engine.units import format_units
 from gateway import limits
 from gateway import server as server_module
-from gateway.client import VenueClient, VenueError
-from tests.gateway.conftest import Venue, drain_pushes
+from tests.conftest import Venue, drain_pushes
 
 SYMBOL = "AAPLx-USD"
 WAIT_S = 3.0  # the most any single expected event may take on a busy 2-core machine

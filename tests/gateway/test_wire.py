@@ -6,6 +6,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from core import config
 from engine.commands import (
     AmendOrder,
     AttestReserves,
@@ -37,7 +38,7 @@ from engine.enums import (
 from engine.events import CommandRejected, OrderAccepted
 from engine.reasons import ErrorCode
 from engine.venue import Venue
-from gateway import config, wire
+from gateway import wire
 from gateway.wire import Request, WireError
 from settlement.ledger import Ledger
 from tests.engine.conftest import SYMBOL, make_spec

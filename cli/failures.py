@@ -1,0 +1,81 @@
+"""How a command line fails: one line on stderr and exit status 2, never a traceback.
+
+Owns `CommandFailed` (what a command raises when its input or its surroundings make it
+impossible: a missing file, a busy port, a locked data directory), the one-line argparse
+parser and `run_main`, the last-resort handler every entry point (`venue`, `python -m ...`)
+runs its work under. Commands hold no try/except of their own for these: they raise, and
+this turns the error into `<prog>: <message>`. A bug (any other exception) still shows its
+traceback: that is for a developer, not something the operator caused.
+"""
+
+import argparse
+import errno
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+from urllib.parse import urlsplit
+
+from core.config import ConfigError
+from core.journal import JournalError
+
+EXIT_FAILED = 2  # bad input or surroundings: the same status argparse uses for bad flags
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports it (128 + SIGINT)
+TRADE_PATH = "/ws/trade"
+TRADE_URL_EXAMPLE = "ws://127.0.0.1:8765/ws/trade"
+
+
+class CommandFailed(Exception):
+    """The command cannot do its work; the message says why and, where it can, what to do."""
+
+
+# Errors whose message already says what is wrong, in the operator's terms.
+EXPLAINED: tuple[type[BaseException], ...] = (CommandFailed, ConfigError, JournalError)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An `ArgumentParser` whose errors are one line: what is wrong and where to look."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_FAILED, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def run_main(prog: str, work: Callable[[], int]) -> int:
+    """Run `work`; an explained error or an OSError becomes one line on stderr, exit 2."""
+    try:
+        return work()
+    except EXPLAINED as failed:
+        return _fail(prog, str(failed))
+    except BrokenPipeError:  # the reader (`| head`, say) has gone: nothing left to say
+        sys.stderr.close()
+        return 0
+    except OSError as failed:  # last resort: a file or socket the command did not expect
+        return _fail(prog, describe_os_error(failed))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def describe_os_error(error: OSError) -> str:
+    """`path: reason` for a file error, the reason alone otherwise; no errno numbers."""
+    reason = error.strerror or str(error) or type(error).__name__
+    if error.errno == errno.EADDRINUSE:
+        reason = f"{reason} (is another venue running on that port?)"
+    if error.filename is not None:
+        return f"{error.filename}: {reason}"
+    return reason
+
+
+def _fail(prog: str, message: str) -> int:
+    print(f"{prog}: {message}", file=sys.stderr, flush=True)
+    return EXIT_FAILED
+
+
+def check_trade_url(url: str) -> None:
+    """Refuse a `--url` that cannot reach the trade endpoint, saying which path is wanted."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise CommandFailed(f"--url {url}: give a websocket URL, e.g. {TRADE_URL_EXAMPLE}")
+    if parts.path != TRADE_PATH:
+        raise CommandFailed(
+            f"--url {url}: the path must be {TRADE_PATH} (the trade endpoint),"
+            f" e.g. {TRADE_URL_EXAMPLE}"
+        )

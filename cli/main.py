@@ -1,0 +1,171 @@
+"""The `venue` command line: one entry point for running, demonstrating and measuring the venue.
+
+Subcommands are thin: each parses its flags and calls the module that owns the work. A
+command that cannot do its work fails in one line on stderr, `venue: <what and why>`, exit
+status 2 (`cli.failures`); bad flags likewise, in argparse's words.
+"""
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from cli import logs
+from cli.failures import OneLineParser, check_trade_url, run_main
+
+Run = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    status: int = run_main(parser.prog, lambda: args.run(args))
+    return status
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="venue", description=__doc__)
+    commands = parser.add_subparsers(title="commands")
+
+    serve = commands.add_parser("serve", help="run the venue's websocket server")
+    serve.add_argument("--config", type=Path, default=Path("venue.toml"))
+    serve.add_argument("--host", default=None, help="default: the config's (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="default: the config's (8765)")
+    serve.add_argument("--data-dir", type=Path, default=None, help="default: the config's")
+    serve.add_argument("--log-level", choices=logs.LEVELS, default="info")
+    serve.add_argument(
+        "--log-format", choices=logs.FORMATS, default="text", help="json: one per line"
+    )
+    serve.set_defaults(run=_run_serve)
+
+    from client import bots, live_demo
+
+    demo = commands.add_parser("demo", help="the venue live: a server, two makers and a taker")
+    live_demo.add_arguments(demo)
+    demo.set_defaults(run=live_demo.run)
+
+    engine_demo = commands.add_parser("demo-engine", help="a seeded session on the engine alone")
+    engine_demo.add_argument("--seed", type=int, default=7)
+    engine_demo.add_argument("--orders", type=_positive_int, default=2_000)
+    engine_demo.add_argument("--data-dir", type=Path, default=Path("data-demo"))
+    engine_demo.add_argument("--config", type=Path, default=Path("venue.toml"))
+    engine_demo.set_defaults(run=_run_demo)
+
+    bot = commands.add_parser("bot", help="run a trading bot against a running venue")
+    bot_commands = bot.add_subparsers(title="bots", required=True)
+    maker = bot_commands.add_parser("market-maker", help="quote a ladder with quote.mass")
+    bots.add_market_maker_arguments(maker)
+    maker.set_defaults(run=_with_trade_url(bots.run_market_maker))
+    taker = bot_commands.add_parser("taker", help="send random marketable orders")
+    bots.add_taker_arguments(taker)
+    taker.set_defaults(run=_with_trade_url(bots.run_taker))
+
+    from core import ledger_cli, verify
+
+    check = commands.add_parser("verify", help="replay the journal, check snapshot and store")
+    verify.add_arguments(check)
+    check.set_defaults(run=verify.run)
+
+    ledger = commands.add_parser("ledger", help="inspect and verify the ledger store")
+    ledger_cli.add_arguments(ledger)
+
+    from client import admin_cli
+
+    admin = commands.add_parser("admin", help="operator commands against a running venue")
+    admin_cli.add_arguments(admin)
+    admin.set_defaults(run=admin_cli.run)
+
+    from replay import lobster
+
+    replay = commands.add_parser("replay", help="replay historical order flow through the engine")
+    replay_commands = replay.add_subparsers(title="formats", required=True)
+    lobster_replay = replay_commands.add_parser("lobster", help="LOBSTER message + orderbook")
+    lobster.add_arguments(lobster_replay)
+    lobster_replay.set_defaults(run=lobster.run)
+
+    bench = commands.add_parser("bench", help="benchmarks")
+    bench_commands = bench.add_subparsers(title="benchmarks")
+    from bench import compare, engine_bench
+
+    engine = bench_commands.add_parser("engine", help="the matching engine on seeded workloads")
+    engine_bench.add_arguments(engine)
+    compare.add_arguments(engine)  # --compare: the same workload through other engines too
+    engine.set_defaults(run=compare.run)
+    from bench import journal_bench, recovery_bench, store_bench
+
+    recovery = bench_commands.add_parser("recovery", help="replay speed; snapshot size, time")
+    recovery_bench.add_arguments(recovery)
+    recovery.set_defaults(run=recovery_bench.run)
+
+    journal = bench_commands.add_parser("journal", help="durable commands per second")
+    journal_bench.add_arguments(journal)
+    journal.set_defaults(run=journal_bench.run)
+
+    store = bench_commands.add_parser("store", help="DvP settlements committed per second")
+    store_bench.add_arguments(store)
+    store.set_defaults(run=store_bench.run)
+    from bench import gateway_bench
+
+    gateway = bench_commands.add_parser("gateway", help="order round trips over a websocket")
+    gateway_bench.add_arguments(gateway)
+    gateway.set_defaults(run=gateway_bench.run)
+    from bench import ws_layer_bench
+
+    ws_layer = bench_commands.add_parser("ws-layer", help="server CPU per frame: websocket layers")
+    ws_layer_bench.add_arguments(ws_layer)
+    ws_layer.set_defaults(run=ws_layer_bench.run)
+    from bench import e2e_bench
+
+    e2e = bench_commands.add_parser("e2e", help="the whole venue: makers, takers, subscribers")
+    e2e_bench.add_arguments(e2e)
+    e2e.set_defaults(run=e2e_bench.run)
+    from bench import suite
+
+    every = bench_commands.add_parser("all", help="a short run of every benchmark")
+    suite.add_arguments(every)
+    every.set_defaults(run=suite.run)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number above zero."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not above zero")
+    return value
+
+
+def _with_trade_url(run: Run) -> Run:
+    """A bot's run, after its `--url` is checked to name the trade endpoint."""
+
+    def checked(args: argparse.Namespace) -> int:
+        check_trade_url(args.url)
+        return run(args)
+
+    return checked
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from cli import serve
+
+    return serve.run(
+        args.config, args.host, args.port, args.data_dir, args.log_level, args.log_format
+    )
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from client import demo
+
+    return demo.run(
+        seed=args.seed, orders=args.orders, data_dir=args.data_dir, config_path=args.config
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

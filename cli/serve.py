@@ -1,0 +1,92 @@
+"""`venue serve`: run the venue on uvloop until SIGTERM or SIGINT, then shut down cleanly.
+
+Prints where to connect and the configured demo keys, so a newcomer can log on at once;
+logs to stderr (`cli.logs`). Refuses to start, in one line and creating nothing, on a
+port another process holds, a data directory another venue holds, or a journal or snapshot
+it cannot trust (`cli.failures.CommandFailed`).
+"""
+
+import asyncio
+import errno
+import signal
+import socket
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from cli import logs
+from cli.failures import CommandFailed, describe_os_error
+from core import config as venue_config
+from core.journal import JournalError
+from gateway.server import VenueServer
+
+
+def run(
+    config_path: Path,
+    host: str | None,
+    port: int | None,
+    data_dir: Path | None,
+    log_level: str = "info",
+    log_format: str = "text",
+) -> int:
+    config = venue_config.load(config_path)
+    try:  # every amount and spec checked before anything is touched
+        venue_config.setup_commands(config, now_us=0)
+    except venue_config.ConfigError as invalid:
+        raise CommandFailed(f"{config_path}: {invalid}") from None
+    logs.configure(log_level, log_format)
+    host = host or config.venue.host
+    port = config.venue.port if port is None else port
+    if not 0 <= port <= 65_535:
+        raise CommandFailed(f"port {port} is not within 0..65535")
+    check_port_free(host, port)  # before the data directory is made or touched
+    try:
+        import uvloop
+    except ImportError:  # uvloop is not built for every platform: plain asyncio then
+        runner: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run
+    else:
+        runner = uvloop.run
+    try:
+        runner(_serve(config, host, port, data_dir))
+    except JournalError as refused:  # corruption before the tail, a locked journal: say where
+        raise CommandFailed(f"cannot start: {refused}") from None
+    return 0
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another process holds, with the reason, before anything is built."""
+    if port == 0:
+        return  # any free port: the bind cannot find it taken
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as unknown:
+        raise CommandFailed(f"cannot listen on {host}:{port}: {unknown.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind(address)
+        except OSError as taken:
+            hint = " (another venue running?)" if taken.errno == errno.EADDRINUSE else ""
+            raise CommandFailed(f"cannot listen on {host}:{port}: {taken.strerror}{hint}") from None
+
+
+async def _serve(
+    config: venue_config.VenueConfig, host: str, port: int, data_dir: Path | None
+) -> None:
+    server = VenueServer(config, data_dir or Path(config.venue.data_dir))
+    try:
+        bound = await server.start(host, port)
+    except OSError as failed:  # the port taken between the check and the bind, a disk error
+        raise CommandFailed(f"cannot start on {host}:{port}: {describe_os_error(failed)}") from None
+    print(f"tokenvenue listening: ws://{host}:{bound}/ws/trade  ws://{host}:{bound}/ws/public")
+    for key in config.api_keys:
+        print(f"  api key {key.key:<16} secret {key.secret:<24} scopes {','.join(key.scopes)}")
+    print("stop with Ctrl-C (SIGINT) or SIGTERM", flush=True)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    await server.stop()
+    print("tokenvenue stopped cleanly", flush=True)

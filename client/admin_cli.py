@@ -1,0 +1,293 @@
+"""`venue admin ...`: operator commands sent to a running venue over its websocket API.
+
+Owns the command line of the `admin.*` methods (`gateway.wire.METHODS`): flags to params, one
+logged-on connection per command, the result printed as JSON. Leaves validation and the work
+to the server. Credentials: `--key`/`--secret`, else VENUE_ADMIN_KEY / VENUE_ADMIN_SECRET,
+else the first admin key in the config (the demo key of `venue.toml`).
+Exit status: 0 done, 1 the venue answered with an error, 2 no answer (cannot connect, the
+connection dropped, or nothing within `REQUEST_TIMEOUT_S`).
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from cli.failures import check_trade_url
+from client.sdk import VenueClient, VenueError
+from core import config as venue_config
+from engine.enums import InstrumentKind, InstrumentStatus
+
+URL_DEFAULT = "ws://127.0.0.1:8765/ws/trade"
+KEY_ENV, SECRET_ENV = "VENUE_ADMIN_KEY", "VENUE_ADMIN_SECRET"
+REQUEST_TIMEOUT_S = 10.0  # connect, log on and one durable command: well under a second
+EXIT_OK, EXIT_REFUSED, EXIT_NO_ANSWER = 0, 1, 2
+
+Build = Callable[[argparse.Namespace], dict[str, Any]]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=URL_DEFAULT, help=f"default: {URL_DEFAULT}")
+    common.add_argument("--key", default=None, help=f"default: ${KEY_ENV}, else the config's")
+    common.add_argument("--secret", default=None, help=f"default: ${SECRET_ENV}, else the config's")
+    common.add_argument("--config", type=Path, default=Path("venue.toml"), help="for the key")
+    commands = parser.add_subparsers(
+        title="admin commands", dest="admin_command", metavar="COMMAND", required=True
+    )
+
+    def command(name: str, method: str, build: Build, text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=text, description=text)
+        sub.set_defaults(admin_method=method, admin_params=build)
+        return sub
+
+    listing = command("list-instrument", "admin.list_instrument", _instrument, "list a market")
+    for flag, text in _INSTRUMENT_TEXT_FLAGS:
+        listing.add_argument(flag, required=True, help=text)
+    listing.add_argument("--kind", required=True, choices=[k.value for k in InstrumentKind])
+    listing.add_argument("--maker-fee-bps", type=int, default=0)
+    listing.add_argument("--taker-fee-bps", type=int, default=0)
+    listing.add_argument("--maturity", default=None, help="YYYY-MM-DD, T-bills only")
+    listing.add_argument("--excluded-jurisdictions", default="", help="e.g. US,CN")
+    listing.add_argument("--max-qty", default=None, help="per-order cap on qty; default: none")
+    listing.add_argument(
+        "--max-notional", default=None, help="per-order cap on value, quote asset; default: none"
+    )
+
+    caps = command(
+        "set-order-caps",
+        "admin.set_order_caps",
+        _order_caps,
+        "set both per-order caps (fat-finger filters); a cap left out is removed",
+    )
+    caps.add_argument("symbol")
+    caps.add_argument("--max-qty", default=None, help="most qty per order; default: no cap")
+    caps.add_argument("--max-notional", default=None, help="most value per order; default: no cap")
+
+    mature = command(
+        "mature", "admin.mature", _mature, "mature a T-bill now: cancel its orders, pay par"
+    )
+    mature.add_argument("symbol")
+
+    status = command("set-status", "admin.set_status", _set_status, "open, halt or delist")
+    status.add_argument("symbol")
+    status.add_argument("status", choices=[s.value for s in InstrumentStatus])
+
+    reference = command(
+        "set-reference-price", "admin.set_reference_price", _reference, "move the price band"
+    )
+    reference.add_argument("symbol")
+    reference.add_argument("price")
+
+    asset = command("list-asset", "admin.list_asset", _asset, "list an asset")
+    asset.add_argument("code")
+    asset.add_argument("scale", type=int, help="decimals of its smallest unit")
+
+    attest = command("attest-reserves", "admin.attest_reserves", _attest, "record reserves")
+    attest.add_argument("asset")
+    attest.add_argument("amount")
+    attest.add_argument("--as-of", type=int, default=None, help="µs since the epoch; default now")
+
+    for name, method, text in (
+        ("deposit", "admin.deposit", "credit an account (minted against reserves)"),
+        ("withdraw", "admin.withdraw", "request a withdrawal (held until confirmed)"),
+    ):
+        movement = command(name, method, _movement, text)
+        movement.add_argument("account", type=int)
+        movement.add_argument("asset")
+        movement.add_argument("amount")
+
+    for name, method, text in (
+        ("confirm-withdrawal", "admin.confirm_withdrawal", "the funds left: burn them"),
+        ("void-withdrawal", "admin.void_withdrawal", "the funds stay: release the hold"),
+    ):
+        withdrawal = command(name, method, _withdrawal, text)
+        withdrawal.add_argument("withdrawal_id", type=int, metavar="ID")
+
+    account = command("open-account", "admin.open_account", _open_account, "open an account")
+    account.add_argument("account", type=int)
+    account.add_argument("name")
+    account.add_argument("jurisdiction", help="ISO 3166 alpha-2, e.g. DE")
+    account.add_argument(
+        "--kyc", action=argparse.BooleanOptionalAction, default=False, help="default: --no-kyc"
+    )
+
+    dividend = command(
+        "dividend", "admin.pay_dividend", _dividend, "pay a cash dividend to every holder"
+    )
+    dividend.add_argument("symbol", help="the equity; paid in its quote asset")
+    dividend.add_argument("amount_per_share", help="cash per whole share, e.g. 0.2475")
+    dividend.add_argument("--payer", type=int, required=True, help="the account that pays")
+
+    split = command("split", "admin.split", _split, "split or reverse-split an equity (halt first)")
+    split.add_argument("symbol")
+    split.add_argument("ratio", help="new:old shares, e.g. 2:1, 3:2 or 1:10")
+
+    key = command("issue-key", "admin.issue_key", _issue_key, "issue an API key (shown once)")
+    key.add_argument("account", type=int)
+    key.add_argument("--scopes", required=True, help="comma-separated: read,trade,admin")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Send the command's request; print the result as JSON. The exit status is documented."""
+    check_trade_url(args.url)
+    try:
+        api_key, secret = credentials(args)
+    except ValueError as problem:
+        print(f"venue admin: {problem}", file=sys.stderr)
+        return EXIT_NO_ANSWER
+    params = args.admin_params(args)
+    try:
+        result = asyncio.run(call(args.url, api_key, secret, args.admin_method, params))
+    except VenueError as error:
+        detail = f" {json.dumps(error.data)}" if error.data is not None else ""
+        print(f"venue admin: refused: {error}{detail}", file=sys.stderr)
+        return EXIT_REFUSED
+    except (OSError, ConnectionClosed, InvalidHandshake, InvalidURI, TimeoutError) as error:
+        print(f"venue admin: no answer from {args.url}: {_why(error)}", file=sys.stderr)
+        return EXIT_NO_ANSWER
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+async def call(url: str, api_key: str, secret: str, method: str, params: dict[str, Any]) -> Any:
+    """Connect, log on, send one request and return its result (or raise `VenueError`)."""
+    async with asyncio.timeout(REQUEST_TIMEOUT_S):
+        client = await VenueClient(url).connect()
+        try:
+            await client.logon(api_key, secret)
+            return await client.request(method, params)
+        finally:
+            await client.close()
+
+
+def credentials(args: argparse.Namespace) -> tuple[str, str]:
+    """The admin key and secret: flags, else the environment, else the config's admin key."""
+    api_key = args.key or os.environ.get(KEY_ENV)
+    secret = args.secret or os.environ.get(SECRET_ENV)
+    if api_key and secret:
+        return api_key, secret
+    try:
+        config = venue_config.load(args.config)
+    except venue_config.ConfigError as error:
+        raise ValueError(
+            f"give --key and --secret (or ${KEY_ENV}, ${SECRET_ENV}): {error}"
+        ) from None
+    for entry in config.api_keys:
+        if "admin" in entry.scopes and (api_key is None or entry.key == api_key):
+            return entry.key, secret or entry.secret
+    raise ValueError(f"no admin key in {args.config}: give --key and --secret")
+
+
+def _why(error: BaseException) -> str:
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused (is `venue serve` running there?)"
+    if isinstance(error, TimeoutError):
+        return f"no response within {REQUEST_TIMEOUT_S:g} s"
+    return str(error) or type(error).__name__
+
+
+# ----------------------------------------------------------------- params of each command
+
+_INSTRUMENT_TEXT_FLAGS = (
+    ("--symbol", "e.g. GOLDx-USD"),
+    ("--base", "the asset traded"),
+    ("--quote", "the asset it is paid in"),
+    ("--tick", "price increment; its decimals are the price decimals"),
+    ("--step", "quantity increment"),
+    ("--min-qty", "smallest order quantity"),
+    ("--min-notional", "smallest order value, in the quote asset"),
+    ("--band-pct", "how far from the reference price orders may be, in percent"),
+    ("--reference-price", "the price the band is centered on"),
+)
+
+
+def _instrument(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "symbol": args.symbol,
+        "kind": args.kind,
+        "base": args.base,
+        "quote": args.quote,
+        "tick": args.tick,
+        "step": args.step,
+        "min_qty": args.min_qty,
+        "min_notional": args.min_notional,
+        "band_pct": args.band_pct,
+        "reference_price": args.reference_price,
+        "maker_fee_bps": args.maker_fee_bps,
+        "taker_fee_bps": args.taker_fee_bps,
+        "excluded_jurisdictions": _list_of(args.excluded_jurisdictions),
+    }
+    if args.maturity is not None:
+        params["maturity"] = args.maturity
+    return params | _caps_of(args)
+
+
+def _caps_of(args: argparse.Namespace) -> dict[str, Any]:
+    caps = {"max_qty": args.max_qty, "max_notional": args.max_notional}
+    return {name: value for name, value in caps.items() if value is not None}
+
+
+def _order_caps(args: argparse.Namespace) -> dict[str, Any]:
+    return {"symbol": args.symbol} | _caps_of(args)
+
+
+def _mature(args: argparse.Namespace) -> dict[str, Any]:
+    return {"symbol": args.symbol}
+
+
+def _set_status(args: argparse.Namespace) -> dict[str, Any]:
+    return {"symbol": args.symbol, "status": args.status}
+
+
+def _reference(args: argparse.Namespace) -> dict[str, Any]:
+    return {"symbol": args.symbol, "price": args.price}
+
+
+def _asset(args: argparse.Namespace) -> dict[str, Any]:
+    return {"code": args.code, "scale": args.scale}
+
+
+def _attest(args: argparse.Namespace) -> dict[str, Any]:
+    as_of = time.time_ns() // 1_000 if args.as_of is None else args.as_of
+    return {"asset": args.asset, "amount": args.amount, "as_of": as_of}
+
+
+def _movement(args: argparse.Namespace) -> dict[str, Any]:
+    return {"account": args.account, "asset": args.asset, "amount": args.amount}
+
+
+def _withdrawal(args: argparse.Namespace) -> dict[str, Any]:
+    return {"withdrawal_id": args.withdrawal_id}
+
+
+def _open_account(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "account": args.account,
+        "name": args.name,
+        "jurisdiction": args.jurisdiction,
+        "kyc_approved": args.kyc,
+    }
+
+
+def _dividend(args: argparse.Namespace) -> dict[str, Any]:
+    return {"symbol": args.symbol, "payer": args.payer, "amount_per_share": args.amount_per_share}
+
+
+def _split(args: argparse.Namespace) -> dict[str, Any]:
+    return {"symbol": args.symbol, "ratio": args.ratio}
+
+
+def _issue_key(args: argparse.Namespace) -> dict[str, Any]:
+    return {"account": args.account, "scopes": _list_of(args.scopes)}
+
+
+def _list_of(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]

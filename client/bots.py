@@ -1,0 +1,1050 @@
+"""Trading bots over the client SDK: a market maker quoting ladders, and a random taker.
+
+Each bot is one logged-on `VenueClient` with an async `run(stop)`, so the CLI, the live demo
+and tests run them in-process alike. `MarketMaker` enables cancel-on-disconnect and quotes
+one or more symbols: every interval one `quote.mass` per level around each centre (the mid
+of the others' book, else the listed reference), leaning against its position, inside the
+band, and with no level that would take the position past `position_max`. On stop it pulls
+its quotes; if it dies, COD pulls them. `Taker` sends random marketable orders at a fixed
+rate. Sizes and prices are checked with the engine's own `Market` before they are sent; a
+`--size` the engine would refuse stops the bot at once with the rule, and a bot that has
+had `REFUSED_ALL_MAX` orders refused and none accepted stops (`AllRefused`). The CLI shows
+a live status line (`StatusLine`). The pricing is the pure `quote_ladder`; limits below.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import sys
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+from websockets.exceptions import ConnectionClosed
+
+from cli import progress
+from client.sdk import VenueClient, VenueError
+from core import config as venue_config
+from engine.enums import InstrumentKind
+from engine.instrument import BAND_BPS_MAX, InstrumentSpec
+from engine.market import Market
+from engine.reasons import E
+from engine.units import PrecisionError, format_units, parse_units
+
+log = logging.getLogger("venue.bots")
+
+SYMBOLS_MAX = 10  # per market maker: one quote.mass round per symbol per interval
+POSITION_LOTS_DEFAULT = 10  # the default position limit, in quote sizes
+REFUSED_ALL_MAX = 20  # orders tried with none accepted: the bot stops, it cannot trade
+STATUS_INTERVAL_S = 5.0  # off a terminal: a status line this often, readable in a log
+LIVE_REFRESH_S = 0.5  # on a terminal: the one status line is rewritten this often
+LEVELS_MAX = 10  # one quote set per level; a deeper ladder is a real strategy's business
+INTERVAL_S_MIN = 0.1  # 10 levels x 10 requotes/s = 100 quotes/s: half a connection's rate
+TAKER_RATE_PER_S_MAX = 100  # half a connection's 200 requests/s, leaving room to pull
+SKEW_SPREAD_PER_LOT = Decimal("0.25")  # one quote size of inventory leans a quarter spread
+SKEW_SPREADS_MAX = Decimal(1)  # however big the position, lean at most one spread
+THROUGH_BPS = Decimal(5)  # how far past the touch a taker's IOC limit reaches
+TAKE_FRACTION_MIN, TAKE_FRACTION_MAX = 0.2, 1.5  # default taker size, of the touch's qty
+NOTIONAL_MARGIN = 2  # default sizes are worth twice the minimum: a price move cannot refuse
+MARKET_ORDER_SHARE = 0.5  # of the taker's orders, the share sent as market by qty
+PULL_TIMEOUT_S = 2.0  # pulling quotes on stop; past it, COD on disconnect does the job
+REFUSALS_LOGGED_MAX = 50  # per bot: enough to diagnose a problem, never a flood
+QUOTE_SET_PREFIX = "mm-L"  # quote sets mm-L1..mm-LN: one bid and one ask per symbol each
+BPS = Decimal(10_000)
+URL_DEFAULT = "ws://127.0.0.1:8765/ws/trade"
+# How a lost connection shows: a request that was waiting, or one sent after the end.
+CONNECTION_LOST = (ConnectionError, ConnectionClosed)
+CLOSED_STATUSES = frozenset({"filled", "canceled", "expired", "rejected"})
+
+QuoteLevel = tuple[Decimal | None, Decimal | None]  # a level's bid and ask; None: pulled
+Listed = tuple[Decimal | None, int | None]  # a symbol's reference price and band (bps), if known
+
+
+# ----------------------------------------------------------------- reference data
+
+
+class AllRefused(ValueError):
+    """Every order the bot tried was refused: it cannot do its job, so it stops and says why."""
+
+
+@dataclass
+class Instrument:
+    """What a bot needs of an instrument: its grid, and its reference and band when known.
+
+    `market` is the engine's own `Market` built from the published row, so the bot's checks
+    (`refusal`, `least_qty`) are the engine's: its integer units, its exact notional
+    fraction (T-bills: per 100 of face) and its band rule, never a copy of them.
+    """
+
+    symbol: str
+    base: str
+    quote: str
+    tick: Decimal
+    step: Decimal
+    min_qty: Decimal
+    min_notional: Decimal  # in the quote asset
+    face: Decimal  # prices are per this much base (T-bills: per 100 of face)
+    market: Market
+    reference: Decimal | None = None  # the listed reference price
+    band_bps: int | None = None
+
+    @classmethod
+    def from_row(
+        cls, row: Mapping[str, Any], reference: Decimal | None = None, band_bps: int | None = None
+    ) -> "Instrument":
+        """From an `instruments` row; the row's own reference and band win when it has them."""
+        published = row.get("reference_price")
+        published_band = row.get("band_bps")
+        if published is not None:
+            reference = Decimal(published)
+        if published_band is not None:
+            band_bps = int(published_band)
+        spec = _engine_spec(row, reference, band_bps)
+        return cls(
+            symbol=row["symbol"],
+            base=row["base"],
+            quote=row["quote"],
+            tick=Decimal(row["tick"]),
+            step=Decimal(row["step"]),
+            min_qty=Decimal(row["min_qty"]),
+            min_notional=Decimal(row["min_notional"]),
+            face=Decimal(row.get("face", 1)),
+            market=Market(spec),
+            reference=reference,
+            band_bps=band_bps,
+        )
+
+    def price_text(self, price: Decimal) -> str:
+        return f"{price.quantize(self.tick):f}"
+
+    def qty_text(self, qty: Decimal) -> str:
+        return f"{qty.quantize(self.step):f}"
+
+    def round_qty(self, qty: Decimal) -> Decimal:
+        """Down to the step; 0 when below the minimum quantity."""
+        rounded = _floor(qty, self.step)
+        return rounded if rounded >= self.min_qty else Decimal(0)
+
+    def least_qty(self, price: Decimal, margin: int = 1) -> Decimal:
+        """The least quantity the engine accepts at `price` worth `margin` x the minimum."""
+        market = self.market
+        spec = market.spec
+        price_units = max(parse_units(self.price_text(price), spec.price_decimals), 1)
+        need = margin * market.min_notional_scaled  # compared with price x qty x num
+        units = -(-need // (price_units * market.notional_num))
+        units = -(-units // market.qty_step) * market.qty_step
+        return Decimal(format_units(max(units, market.min_qty), spec.qty_decimals))
+
+    def band(self) -> tuple[Decimal, Decimal | None]:
+        """The engine's band around the reference (low, high); (tick, None) when unknown."""
+        if self.band_bps is None or self.reference is None:
+            return self.tick, None
+        market = self.market
+        scale = market.spec.price_decimals
+        return (
+            Decimal(format_units(market.band_low, scale)),
+            Decimal(format_units(market.band_high, scale)),
+        )
+
+    def follow(self, price: Decimal) -> None:
+        """A trade printed at `price`: the engine's band now centres on it, and so does ours."""
+        spec = self.market.spec
+        with contextlib.suppress(ValueError):
+            self.market.set_reference_price(
+                parse_units(self.price_text(price), spec.price_decimals)
+            )
+            self.reference = price
+
+    def refusal(self, side: str, qty: Decimal, price: Decimal | None = None) -> str | None:
+        """The engine's reason to refuse this size and price (a limit; None: market), or None.
+
+        The checks and their order are the engine's (`Venue._place_refusal`): tick, step,
+        minimum quantity, band, minimum notional (a market order's at the reference price).
+        Text the wire would not take is named as the gateway would: BAD_PRECISION, BAD_PARAM.
+        """
+        market = self.market
+        spec = market.spec
+        try:
+            qty_units = parse_units(f"{qty:f}", spec.qty_decimals)
+            price_units = parse_units(f"{price:f}", spec.price_decimals) if price else 0
+        except PrecisionError:
+            return E.BAD_PRECISION.name
+        except ValueError:
+            return E.BAD_PARAM.name
+        if not qty_units or (price is not None and not price_units):
+            return E.BAD_PARAM.name  # the engine's shape check: a zero is no order
+        if price_units % market.price_tick:
+            return E.INVALID_PRICE_TICK.name
+        if qty_units % market.qty_step:
+            return E.INVALID_QTY_STEP.name
+        if qty_units < market.min_qty:
+            return E.BELOW_MIN_QTY.name
+        if price is not None:
+            if self.band_bps is not None and (
+                price_units > market.band_high if side == "buy" else price_units < market.band_low
+            ):
+                return E.PRICE_BAND.name
+            if market.below_min_notional(price_units, qty_units):
+                return E.BELOW_MIN_NOTIONAL.name
+        elif self.reference is not None and market.below_min_notional(
+            market.reference_price, qty_units
+        ):
+            return E.BELOW_MIN_NOTIONAL.name
+        return None
+
+    def explain(self, reason: str, qty: Decimal, price: Decimal | None) -> str:
+        """One sentence for a person: why the engine refuses `qty` at `price`, and what it takes."""
+        rules = (
+            f"{self.symbol} trades in steps of {self.step:f} from {self.min_qty:f}, "
+            f"worth at least {self.min_notional.normalize():f} {self.quote}"
+        )
+        at = price if price is not None else self.reference
+        if reason == E.BELOW_MIN_NOTIONAL.name and at is not None:
+            worth = (qty * at / self.face).quantize(Decimal("0.01"))
+            least = self.least_qty(at)
+            return (
+                f"{reason}: {qty:f} at {at:f} is worth {worth:f} {self.quote}; {rules}, "
+                f"so at least {least:f} at that price"
+            )
+        return f"{reason}: {qty:f}{f' at {price:f}' if price is not None else ''}; {rules}"
+
+
+def _engine_spec(
+    row: Mapping[str, Any], reference: Decimal | None, band_bps: int | None
+) -> InstrumentSpec:
+    """The engine's spec of a published row; the quote's scale is min_notional's decimals."""
+    price_decimals = int(row["price_decimals"])
+    qty_decimals = int(row["qty_decimals"])
+    min_notional = str(row["min_notional"])
+    quote_decimals = int(row.get("quote_decimals", len(min_notional.partition(".")[2])))
+    tick = parse_units(row["tick"], price_decimals)
+    reference_units = tick
+    if reference is not None and reference > 0:
+        on_tick = _floor(reference, Decimal(row["tick"]))
+        reference_units = max(parse_units(f"{on_tick:f}", price_decimals), tick)
+    return InstrumentSpec(
+        symbol=row["symbol"],
+        kind=InstrumentKind(row.get("kind", "equity")),
+        base=row["base"],
+        quote=row["quote"],
+        price_decimals=price_decimals,
+        price_tick=tick,
+        qty_decimals=qty_decimals,
+        qty_step=parse_units(row["step"], qty_decimals),
+        min_qty=parse_units(row["min_qty"], qty_decimals),
+        quote_decimals=quote_decimals,
+        min_notional=parse_units(min_notional, quote_decimals),
+        price_band_bps=band_bps if band_bps else BAND_BPS_MAX,
+        reference_price=reference_units,
+        maturity_us=int(row.get("maturity", 0)),
+    )
+
+
+def config_references(config_path: Path) -> dict[str, tuple[Decimal, int]]:
+    """Each symbol's listed reference price and band (bps) from a venue.toml, if it exists.
+
+    The `instruments` method does not publish them, so a bot outside the server reads them
+    from the same file the server was started with.
+    """
+    if not config_path.exists():
+        return {}
+    config = venue_config.load(config_path)
+    return {
+        entry.symbol: (Decimal(entry.reference_price), int(Decimal(entry.band_pct) * 100))
+        for entry in config.instruments
+    }
+
+
+def band_limits(reference: Decimal, band_bps: int, tick: Decimal) -> tuple[Decimal, Decimal]:
+    """The lowest sell and highest buy price the venue accepts: engine.instrument's rule."""
+    high = _floor(reference * (BPS + band_bps) / BPS, tick)
+    low = _ceil(reference * (BPS - band_bps) / BPS, tick) if band_bps < BPS else Decimal(0)
+    return max(low, tick), max(high, tick)
+
+
+# ----------------------------------------------------------------- pricing
+
+
+def quote_ladder(
+    centre: Decimal,
+    spread_bps: Decimal,
+    levels: int,
+    inventory: Decimal,
+    size: Decimal,
+    tick: Decimal,
+    band: tuple[Decimal, Decimal] | None = None,
+    position_max: Decimal | None = None,
+) -> list[QuoteLevel]:
+    """Per level, its bid and ask on the tick (None: a side the band leaves no room for).
+
+    Level n is n x `spread_bps` wide around the centre, which leans against the inventory
+    (in base units; `size` is one lot): long lowers both prices, so it sells more and buys
+    less; short raises them. Bids fall and asks rise strictly from level to level. With
+    `position_max`, level n's bid is pulled when buying n lots would take the position past
+    it, and its ask when selling n lots would: the side that grows the position stops first.
+    """
+    assert centre > 0, f"the centre must be positive, got {centre}"
+    assert spread_bps > 0 and size > 0 and tick > 0, "spread, size and tick must be positive"
+    assert 1 <= levels <= LEVELS_MAX, f"levels must be within 1..{LEVELS_MAX}, got {levels}"
+    lean = max(-SKEW_SPREADS_MAX, min(SKEW_SPREADS_MAX, inventory / size * SKEW_SPREAD_PER_LOT))
+    skewed = centre * (1 - lean * spread_bps / BPS)
+    low, high = band if band is not None else (tick, None)
+    if high is not None:
+        skewed = max(low, min(high, skewed))  # the centre itself stays inside the band
+    ladder: list[QuoteLevel] = []
+    bid: Decimal | None = None
+    ask: Decimal | None = None
+    for level in range(1, levels + 1):
+        half = spread_bps * level / 2 / BPS
+        next_bid = _floor(skewed * (1 - half), tick)
+        next_ask = _ceil(skewed * (1 + half), tick)
+        bid = next_bid if bid is None else min(next_bid, bid - tick)
+        ask = next_ask if ask is None else max(next_ask, ask + tick)
+        bid_kept = position_max is None or inventory + level * size <= position_max
+        ask_kept = position_max is None or inventory - level * size >= -position_max
+        ladder.append(
+            (
+                _within(bid, low, high) if bid_kept else None,
+                _within(ask, low, high) if ask_kept else None,
+            )
+        )
+    return ladder
+
+
+# ----------------------------------------------------------------- the market maker
+
+
+@dataclass
+class Quoting:
+    """One symbol the market maker quotes: its instrument, last ladder and own orders."""
+
+    instrument: Instrument
+    ladder: list[QuoteLevel] = field(default_factory=list)  # what was last sent
+    last_trade: Decimal | None = None  # anyone's: the venue's band moves with it
+    own: dict[int, tuple[str, Decimal, Decimal]] = field(default_factory=dict)  # id: side, px, qty
+    told_no_centre: bool = False
+
+
+class MarketMaker:
+    """Quotes `levels` bid/ask pairs of `size` on each of `symbols` until `stop` is set.
+
+    Past `position_max` (base units, per symbol; default `POSITION_LOTS_DEFAULT` sizes) a
+    level whose fill would take the position further out is not quoted.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        key: str,
+        secret: str,
+        symbols: str | Sequence[str],
+        spread_bps: Decimal,
+        size: Decimal,
+        levels: int = 1,
+        interval_s: float = 0.2,
+        reference: Decimal | None = None,
+        band_bps: int | None = None,
+        position_max: Decimal | None = None,
+        listed: Mapping[str, Listed] | None = None,
+    ) -> None:
+        self.symbols = [symbols] if isinstance(symbols, str) else list(symbols)
+        if not self.symbols or len(set(self.symbols)) != len(self.symbols):
+            raise ValueError("the market maker needs one or more distinct symbols")
+        if len(self.symbols) > SYMBOLS_MAX:
+            raise ValueError(f"a market maker quotes at most {SYMBOLS_MAX} symbols")
+        if not 1 <= levels <= LEVELS_MAX:
+            raise ValueError(f"levels must be within 1..{LEVELS_MAX}, got {levels}")
+        if interval_s < INTERVAL_S_MIN:
+            raise ValueError(f"the interval must be at least {INTERVAL_S_MIN} s")
+        if spread_bps <= 0 or size <= 0:
+            raise ValueError("the spread and the size must be positive")
+        if position_max is not None and position_max < size:
+            raise ValueError(f"the position limit {position_max} is below one size {size}")
+        self.url = url
+        self.key = key
+        self.secret = secret
+        self.spread_bps = spread_bps
+        self.size = size
+        self.levels = levels
+        self.interval_s = interval_s
+        self.position_max = position_max or size * POSITION_LOTS_DEFAULT
+        # Each symbol's reference and band: `listed` per symbol, else the one given.
+        self.listed = {s: (listed or {}).get(s, (reference, band_bps)) for s in self.symbols}
+        self.client = VenueClient(url)
+        self.quoting_by_symbol: dict[str, Quoting] = {}
+        self.tally = Tally()
+        self.fills = 0
+        self.requotes = 0
+        self.refusals: Counter[str] = Counter()
+        self.quoting = asyncio.Event()  # set once the first ladders are sent
+
+    @property
+    def symbol(self) -> str:
+        """The first (or only) symbol quoted."""
+        return self.symbols[0]
+
+    @property
+    def inventory(self) -> Decimal:
+        """The position in the first symbol's base asset since logon."""
+        quoting = self.quoting_by_symbol.get(self.symbol)
+        return self.tally.position(quoting.instrument.base) if quoting else Decimal(0)
+
+    @property
+    def quote_sets(self) -> list[str]:
+        return [f"{QUOTE_SET_PREFIX}{level}" for level in range(1, self.levels + 1)]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        client = self.client
+        await client.connect()
+        try:
+            await client.logon(self.key, self.secret)
+            await client.request("session.cod", {"enabled": True})
+            for symbol in self.symbols:
+                instrument = await _instrument(client, symbol, *self.listed[symbol])
+                _check_size(instrument, self.size, instrument.reference)
+                self.quoting_by_symbol[symbol] = Quoting(instrument)
+            await client.subscribe_account()
+            for symbol in self.symbols:
+                await client.subscribe_book(symbol)
+            await client.request("subscribe", {"ch": "trades", "symbols": self.symbols})
+            while not stop.is_set():
+                self._drain()
+                for quoting in self.quoting_by_symbol.values():
+                    await self._quote(quoting)
+                self.requotes += 1
+                self.quoting.set()
+                self.tally.give_up_if_hopeless(self.refusals)
+                await _sleep_unless(stop, self.interval_s)
+        except CONNECTION_LOST as lost:
+            log.warning("%s: the connection ended (%s)", self.key, lost)
+        finally:
+            await self._pull()
+            await client.close()
+
+    async def _quote(self, quoting: Quoting) -> None:
+        instrument = quoting.instrument
+        symbol = instrument.symbol
+        centre = self.centre(symbol)
+        if centre is None:  # no others' book and no reference: nothing to quote around yet
+            if not quoting.told_no_centre:
+                quoting.told_no_centre = True
+                log.warning("%s %s: no book and no reference price yet", self.key, symbol)
+            return
+        band = None
+        band_centre = quoting.last_trade or instrument.reference
+        if instrument.band_bps is not None and band_centre is not None:
+            band = band_limits(band_centre, instrument.band_bps, instrument.tick)
+        ladder = quote_ladder(
+            centre,
+            self.spread_bps,
+            self.levels,
+            self.tally.position(instrument.base),
+            self.size,
+            instrument.tick,
+            band,
+            self.position_max,
+        )
+        ladder = [self._sendable(instrument, level) for level in ladder]
+        # Sides moving away from the other side go first, so no new price ever reaches this
+        # bot's own opposite quote of the last round (post-only would refuse it).
+        size = instrument.qty_text(self.size)
+        first: list[tuple[str, dict[str, str]]] = []
+        then: list[tuple[str, dict[str, str]]] = []
+        previous = quoting.ladder or [(None, None)] * self.levels
+        for quote_set, (bid, ask), (was_bid, was_ask) in zip(
+            self.quote_sets, ladder, previous, strict=True
+        ):
+            early: dict[str, str] = {}
+            late: dict[str, str] = {}
+            bid_away = bid is None or (was_bid is not None and bid <= was_bid)
+            ask_away = ask is None or (was_ask is not None and ask >= was_ask)
+            (early if bid_away else late).update(_side("bid", bid, size, instrument))
+            (early if ask_away else late).update(_side("ask", ask, size, instrument))
+            first += [(quote_set, early)] if early else []
+            then += [(quote_set, late)] if late else []
+        for quote_set, sides in first + then:
+            params = {"quote_set": quote_set, "quotes": [{"symbol": symbol, **sides}]}
+            self._check(symbol, await self.client.request_raw("quote.mass", params))
+        quoting.ladder = ladder
+
+    def _sendable(self, instrument: Instrument, level: QuoteLevel) -> QuoteLevel:
+        """The level with each side the engine would refuse pulled, and counted as refused."""
+        sides: list[Decimal | None] = []
+        for side, price in zip(("buy", "sell"), level, strict=True):
+            reason = instrument.refusal(side, self.size, price) if price is not None else None
+            if reason is not None:
+                self.refusals[reason] += 1
+                self.tally.refused += 1
+                if self.refusals.total() <= REFUSALS_LOGGED_MAX:
+                    why = instrument.explain(reason, self.size, price)
+                    log.info("%s %s not sent: %s", self.key, instrument.symbol, why)
+                price = None
+            sides.append(price)
+        return sides[0], sides[1]
+
+    def centre(self, symbol: str | None = None) -> Decimal | None:
+        """The mid of the others' book, else the listed reference price.
+
+        Never its own quotes' mid, which would lean further every round, nor the last trade
+        (its own fills), which would chase every print and walk away from the reference.
+        """
+        quoting = self.quoting_by_symbol.get(symbol or self.symbol)
+        if quoting is None:
+            return None
+        bid, ask = self._others_touch(quoting)
+        if bid is not None and ask is not None:
+            return (bid + ask) / 2
+        return quoting.instrument.reference
+
+    def _others_touch(self, quoting: Quoting) -> tuple[Decimal | None, Decimal | None]:
+        """The best bid and ask of the book once this bot's own quotes are taken out."""
+        book = self.client.books.get(quoting.instrument.symbol)
+        if book is None:
+            return None, None
+        own: dict[tuple[str, Decimal], Decimal] = {}
+        for side, price, leaves in quoting.own.values():
+            own[(side, price)] = own.get((side, price), Decimal(0)) + leaves
+        touch: list[Decimal | None] = []
+        for side, rows in (("buy", book.bids()), ("sell", book.asks())):
+            best = None
+            for price_text, qty_text in rows:
+                price = Decimal(price_text)
+                if Decimal(qty_text) > own.get((side, price), 0):
+                    best = price
+                    break
+            touch.append(best)
+        return touch[0], touch[1]
+
+    async def _pull(self) -> None:
+        """Take every quote of every level off the book; COD covers what this misses."""
+        websocket = self.client.websocket
+        if not self.quoting_by_symbol or websocket is None or websocket.state.name != "OPEN":
+            return  # nothing was quoted, or nothing can be sent
+        try:
+            async with asyncio.timeout(PULL_TIMEOUT_S):
+                for quote_set in self.quote_sets:
+                    quotes = [
+                        {"symbol": symbol, "bid_qty": "0", "ask_qty": "0"}
+                        for symbol in self.quoting_by_symbol
+                    ]
+                    params = {"quote_set": quote_set, "quotes": quotes}
+                    self._check(self.symbol, await self.client.request_raw("quote.mass", params))
+                await self.client.request("ping")  # the fills before the pull are all in
+        except (*CONNECTION_LOST, TimeoutError) as failed:
+            log.warning("%s: quotes not pulled (%r); COD will", self.key, failed)
+        for quoting in self.quoting_by_symbol.values():
+            quoting.ladder = []
+        self._drain()  # the final inventory and fill count
+
+    def _check(self, symbol: str, response: Mapping[str, Any]) -> None:
+        """Count and log what the venue accepted and refused; the bot goes on either way."""
+        results = response.get("result", {}).get("results", [])
+        self.tally.accepted += sum(1 for result in results if result["status"] == 200)
+        if response["status"] == 200:
+            return
+        errors = [result["error"] for result in results if result["status"] != 200]
+        for error in errors or [response.get("error", {})]:
+            name = error.get("name", str(response["status"]))
+            self.refusals[name] += 1
+            self.tally.refused += 1
+            if self.refusals.total() <= REFUSALS_LOGGED_MAX:
+                log.info("%s %s refused: %s %s", self.key, symbol, name, error.get("msg"))
+
+    def status_text(self) -> str:
+        """One line: each symbol's quotes and position, then fills, refusals and PnL."""
+        parts = []
+        for symbol, quoting in self.quoting_by_symbol.items():
+            bid, ask = quoting.ladder[0] if quoting.ladder else (None, None)
+            position = self.tally.position(quoting.instrument.base)
+            parts.append(f"{symbol} {_text(bid)} / {_text(ask)} pos {position:+f}")
+        return (
+            f"{' | '.join(parts) or 'starting'} | {self.requotes} requotes, {self.fills} fills, "
+            f"{self.refusals.total()} refused | PnL {self.tally.pnl_text(self.instruments())}"
+        )
+
+    def instruments(self) -> list[Instrument]:
+        return [quoting.instrument for quoting in self.quoting_by_symbol.values()]
+
+    def _drain(self) -> None:
+        while not self.client.pushes.empty():
+            self._on_push(self.client.pushes.get_nowait())
+
+    def _on_push(self, push: Mapping[str, Any]) -> None:
+        channel = push.get("ch")
+        if channel == "trades" and push.get("sym") in self.quoting_by_symbol and push.get("data"):
+            quoting = self.quoting_by_symbol[push["sym"]]
+            quoting.last_trade = Decimal(push["data"][-1]["price"])
+            quoting.instrument.follow(quoting.last_trade)
+        elif channel == "account":
+            kind = push.get("type")
+            if kind == "snapshot":
+                for row in push["balances"]:
+                    self.tally.on_balance(row)
+                for order in push["orders"]:
+                    self._on_order(order)
+            elif kind == "balance":
+                self.tally.on_balance(push["data"])
+            elif kind == "exec":
+                self._on_order(push["data"])
+                if push["data"]["exec_type"] == "trade":
+                    self.fills += 1
+
+    def _on_order(self, order: Mapping[str, Any]) -> None:
+        quoting = self.quoting_by_symbol.get(order["symbol"])
+        if quoting is None or order["order_id"] is None:
+            return
+        leaves = Decimal(order["leaves_qty"])
+        if order["status"] in CLOSED_STATUSES or not leaves or order["price"] is None:
+            quoting.own.pop(order["order_id"], None)
+        else:
+            quoting.own[order["order_id"]] = (order["side"], Decimal(order["price"]), leaves)
+
+
+# ----------------------------------------------------------------- the taker
+
+
+class Taker:
+    """Sends `rate_per_s` random marketable orders a second over `symbols` until `stop`."""
+
+    def __init__(
+        self,
+        url: str,
+        key: str,
+        secret: str,
+        symbols: Sequence[str],
+        rate_per_s: float,
+        size: Decimal | None = None,
+        seed: int | None = None,
+        listed: Mapping[str, Listed] | None = None,
+    ) -> None:
+        if not 0 < rate_per_s <= TAKER_RATE_PER_S_MAX:
+            raise ValueError(f"the rate must be within (0, {TAKER_RATE_PER_S_MAX}] per second")
+        if not symbols:
+            raise ValueError("the taker needs at least one symbol")
+        self.url = url
+        self.key = key
+        self.secret = secret
+        self.symbols = list(symbols)
+        self.rate_per_s = rate_per_s
+        self.size = size
+        self.listed = dict(listed or {})
+        self.random = random.Random(seed)
+        self.client = VenueClient(url)
+        self.instruments: dict[str, Instrument] = {}
+        self.tally = Tally()
+        self.orders = 0
+        self.fills = 0
+        self.filled_qty: dict[str, Decimal] = {}  # base units, by symbol
+        self.skipped = 0  # turns with nothing on the other side to take
+        self.refusals: Counter[str] = Counter()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        client = self.client
+        await client.connect()
+        try:
+            await client.logon(self.key, self.secret)
+            for symbol in self.symbols:
+                reference, band_bps = self.listed.get(symbol, (None, None))
+                instrument = await _instrument(client, symbol, reference, band_bps)
+                if self.size is not None:
+                    _check_size(instrument, self.size, instrument.reference)
+                self.instruments[symbol] = instrument
+            await client.subscribe_account()
+            for symbol in self.symbols:
+                await client.subscribe_book(symbol)
+            await client.request("subscribe", {"ch": "trades", "symbols": self.symbols})
+            loop = asyncio.get_running_loop()
+            due = loop.time()
+            while not stop.is_set():
+                self._drain()
+                await self._take()
+                self.tally.give_up_if_hopeless(self.refusals)
+                due = max(due + 1 / self.rate_per_s, loop.time())  # late: never catch up
+                await _sleep_unless(stop, due - loop.time())
+            # Pushes follow their order's response: one more round trip and all are in.
+            await client.request("ping")
+            self._drain()
+        except CONNECTION_LOST as lost:
+            log.warning("%s: the connection ended (%s)", self.key, lost)
+        finally:
+            await client.close()
+
+    async def _take(self) -> None:
+        symbol = self.random.choice(self.symbols)
+        instrument = self.instruments[symbol]
+        side = self.random.choice(("buy", "sell"))
+        book = self.client.books[symbol]
+        rows = book.asks() if side == "buy" else book.bids()
+        if not rows:
+            self.skipped += 1
+            return
+        touch, touch_qty = Decimal(rows[0][0]), Decimal(rows[0][1])
+        fraction = Decimal(str(self.random.uniform(TAKE_FRACTION_MIN, TAKE_FRACTION_MAX)))
+        if self.size is not None:
+            qty = self.size
+        else:
+            least = instrument.least_qty(touch, NOTIONAL_MARGIN)
+            qty = max(instrument.round_qty(touch_qty * fraction), least)
+        price: Decimal | None = None
+        if self.random.random() >= MARKET_ORDER_SHARE:
+            price = _through(instrument, side, touch)
+        self.orders += 1
+        reason = instrument.refusal(side, qty, price)
+        if reason is not None:  # the engine would refuse it: say so instead of sending it
+            self._refused(reason, f"{symbol} not sent: {instrument.explain(reason, qty, price)}")
+            return
+        try:
+            if price is None:
+                await self.client.place(
+                    symbol, side, instrument.qty_text(qty), type="market", tif="ioc"
+                )
+            else:
+                await self.client.place(
+                    symbol, side, instrument.qty_text(qty), instrument.price_text(price), tif="ioc"
+                )
+        except VenueError as refused:
+            self._refused(refused.name, f"{symbol} refused: {refused}")
+            return
+        self.tally.accepted += 1
+
+    def _refused(self, reason: str, text: str) -> None:
+        self.refusals[reason] += 1
+        self.tally.refused += 1
+        if self.refusals.total() <= REFUSALS_LOGGED_MAX:
+            log.info("%s %s", self.key, text)
+
+    def status_text(self) -> str:
+        """One line: orders, fills, refusals, positions and PnL."""
+        instruments = list(self.instruments.values())
+        positions = ", ".join(
+            f"{instrument.base} {self.tally.position(instrument.base):+f}"
+            for instrument in instruments
+        )
+        return (
+            f"taker {self.orders} orders, {self.fills} fills, {self.refusals.total()} refused, "
+            f"skipped {self.skipped} | pos {positions or '-'} | "
+            f"PnL {self.tally.pnl_text(instruments)}"
+        )
+
+    def _drain(self) -> None:
+        while not self.client.pushes.empty():
+            push = self.client.pushes.get_nowait()
+            channel, kind = push.get("ch"), push.get("type")
+            if channel == "trades" and push.get("sym") in self.instruments and push.get("data"):
+                self.instruments[push["sym"]].follow(Decimal(push["data"][-1]["price"]))
+            elif channel == "account" and kind == "snapshot":
+                for row in push["balances"]:
+                    self.tally.on_balance(row)
+            elif channel == "account" and kind == "balance":
+                self.tally.on_balance(push["data"])
+            elif channel == "account" and kind == "exec":
+                data = push["data"]
+                if data["exec_type"] == "trade":
+                    self.fills += 1
+                    symbol, qty = data["symbol"], Decimal(data["last_qty"])
+                    self.filled_qty[symbol] = self.filled_qty.get(symbol, Decimal(0)) + qty
+
+
+# ----------------------------------------------------------------- tally and status
+
+
+class Tally:
+    """A bot's own account since logon: positions, marked PnL, and how many orders landed.
+
+    Positions are each asset's total now minus its total at the first balance seen. PnL is
+    marked per quote asset: its change, plus each base position at the instrument's last
+    trade (else its reference) per `face`; fees are in the quote change already.
+    """
+
+    def __init__(self) -> None:
+        self.start: dict[str, Decimal] = {}
+        self.total: dict[str, Decimal] = {}
+        self.accepted = 0  # order commands the venue accepted
+        self.refused = 0  # order commands refused, by the venue or by the bot's own check
+
+    def on_balance(self, row: Mapping[str, Any]) -> None:
+        total = Decimal(row["total"])
+        self.start.setdefault(row["asset"], total)
+        self.total[row["asset"]] = total
+
+    def position(self, asset: str) -> Decimal:
+        return self.total.get(asset, Decimal(0)) - self.start.get(asset, Decimal(0))
+
+    def pnl(self, instruments: Sequence[Instrument]) -> dict[str, Decimal]:
+        """Marked PnL per quote asset, over each base asset once."""
+        pnl: dict[str, Decimal] = {}
+        marked: set[str] = set()
+        for instrument in instruments:
+            quote = instrument.quote
+            pnl.setdefault(quote, self.position(quote))
+            mark = instrument.reference
+            if instrument.base in marked or mark is None:
+                continue
+            marked.add(instrument.base)
+            pnl[quote] += self.position(instrument.base) * mark / instrument.face
+        return pnl
+
+    def pnl_text(self, instruments: Sequence[Instrument]) -> str:
+        cells = [f"{amount:+.2f} {asset}" for asset, amount in self.pnl(instruments).items()]
+        return ", ".join(cells) or "-"
+
+    def give_up_if_hopeless(self, refusals: Counter[str]) -> None:
+        """Raise `AllRefused` once `REFUSED_ALL_MAX` orders were tried and none accepted."""
+        if self.accepted or self.refused < REFUSED_ALL_MAX:
+            return
+        reasons = ", ".join(f"{name} x{count}" for name, count in refusals.most_common())
+        raise AllRefused(
+            f"all {self.refused} orders tried were refused and none accepted ({reasons}); "
+            "see the log above for the first refusals"
+        )
+
+
+class StatusLine:
+    """A bot's live status for a person: one line kept up to date on a terminal (tqdm, on
+    stderr), else a plain line on stdout every `STATUS_INTERVAL_S` for logs."""
+
+    def __init__(self, live: bool | None = None) -> None:
+        self.live = progress.on_terminal() if live is None else live
+        self.bar: tqdm[Any] | None = None
+        if self.live:
+            self.bar = progress.bar(bar_format="{elapsed} {desc}")
+        self.interval_s = LIVE_REFRESH_S if self.live else STATUS_INTERVAL_S
+
+    def show(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.set_description_str(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+async def _show_status(status: StatusLine, text: Callable[[], str], stop: asyncio.Event) -> None:
+    while True:
+        await _sleep_unless(stop, status.interval_s)
+        if stop.is_set():
+            return  # the summary follows: a last status line would only repeat it
+        status.show(text())
+
+
+def _check_size(instrument: Instrument, size: Decimal, price: Decimal | None) -> None:
+    """Raise a clear `ValueError` when the engine would refuse `size` (at `price`, if known)."""
+    for side in ("buy", "sell"):
+        reason = instrument.refusal(side, size, price)
+        if reason == E.PRICE_BAND.name:
+            reason = instrument.refusal(side, size, None)  # the band is the price's problem
+        if reason is not None:
+            raise ValueError(
+                f"--size {size:f} is refused: {instrument.explain(reason, size, price)}"
+            )
+
+
+def _through(instrument: Instrument, side: str, touch: Decimal) -> Decimal:
+    """An IOC limit `THROUGH_BPS` past the touch, kept inside the band when it is known."""
+    through = touch * THROUGH_BPS / BPS
+    low, high = instrument.band()
+    if side == "buy":
+        price = _ceil(touch + through, instrument.tick)
+        return min(price, high) if high is not None else price
+    return max(_floor(touch - through, instrument.tick), low)
+
+
+def _text(price: Decimal | None) -> str:
+    return "-" if price is None else f"{price:f}"
+
+
+# ----------------------------------------------------------------- helpers
+
+
+async def _instrument(
+    client: VenueClient, symbol: str, reference: Decimal | None, band_bps: int | None
+) -> Instrument:
+    rows = (await client.request("instruments"))["instruments"]
+    row = next((row for row in rows if row["symbol"] == symbol), None)
+    if row is None:
+        raise ValueError(f"the venue lists no {symbol}")
+    return Instrument.from_row(row, reference, band_bps)
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), max(seconds, 0))
+
+
+def _side(side: str, price: Decimal | None, size: str, instrument: Instrument) -> dict[str, str]:
+    """A quote's fields for one side: its price and size, or a zero size that pulls it."""
+    if price is None:
+        return {f"{side}_qty": "0"}
+    return {f"{side}_px": instrument.price_text(price), f"{side}_qty": size}
+
+
+def _within(price: Decimal, low: Decimal, high: Decimal | None) -> Decimal | None:
+    return price if low <= price and (high is None or price <= high) else None
+
+
+def _floor(value: Decimal, unit: Decimal) -> Decimal:
+    return (value / unit).to_integral_value(ROUND_FLOOR) * unit
+
+
+def _ceil(value: Decimal, unit: Decimal) -> Decimal:
+    return (value / unit).to_integral_value(ROUND_CEILING) * unit
+
+
+# ----------------------------------------------------------------- command line
+
+
+def add_market_maker_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--symbol", action="append", required=True, help="repeat, or a comma list, for more"
+    )
+    parser.add_argument("--spread", type=Decimal, required=True, help="level 1's width, bps")
+    parser.add_argument("--size", type=Decimal, required=True, help="per quote, base units")
+    parser.add_argument("--levels", type=int, default=1, help=f"1..{LEVELS_MAX}")
+    parser.add_argument("--interval", type=float, default=0.2, help="seconds between requotes")
+    parser.add_argument(
+        "--max-position",
+        type=Decimal,
+        help=f"per symbol, base units (default {POSITION_LOTS_DEFAULT} sizes): past it the "
+        "side that would grow the position stops quoting",
+    )
+    parser.add_argument("--reference", type=Decimal, help="default: the config's listed price")
+    parser.add_argument("--config", type=Path, default=Path("venue.toml"))
+    _add_connection_arguments(parser, "demo-mm-alpha", "demo-secret-mm-alpha")
+
+
+def run_market_maker(args: argparse.Namespace) -> int:
+    symbols = _symbols(args.symbol)
+    listed: dict[str, Listed] = dict(config_references(args.config))
+    if args.reference is not None:
+        if len(symbols) > 1:
+            _stopped("--reference applies to one symbol; the config lists the rest")
+            return 2
+        band = listed.get(symbols[0], (None, None))[1]
+        listed[symbols[0]] = (args.reference, band)
+    try:
+        bot = MarketMaker(
+            args.url,
+            args.key,
+            args.secret,
+            symbols,
+            args.spread,
+            args.size,
+            levels=args.levels,
+            interval_s=args.interval,
+            position_max=args.max_position,
+            listed=listed,
+        )
+    except ValueError as bad:
+        _stopped(bad)
+        return 2
+    status = _run_bot(bot.run, args.seconds, bot.status_text)
+    if not bot.requotes:
+        return status
+    positions = ", ".join(
+        f"{q.instrument.base} {bot.tally.position(q.instrument.base):+f}"
+        for q in bot.quoting_by_symbol.values()
+    )
+    print(
+        f"market maker {', '.join(symbols)}: {bot.requotes} requotes, {bot.fills} fills, "
+        f"position {positions or '-'}, PnL {bot.tally.pnl_text(bot.instruments())}, "
+        f"refusals {dict(bot.refusals) or 'none'}"
+    )
+    return status
+
+
+def add_taker_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--symbol", action="append", required=True, help="repeat, or a comma list, for more"
+    )
+    parser.add_argument("--rate", type=float, required=True, help="orders per second")
+    parser.add_argument("--size", type=Decimal, help="default: a random share of the touch")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--config", type=Path, default=Path("venue.toml"))
+    _add_connection_arguments(parser, "demo-taker", "demo-secret-taker")
+
+
+def run_taker(args: argparse.Namespace) -> int:
+    listed = config_references(args.config)
+    try:
+        bot = Taker(
+            args.url,
+            args.key,
+            args.secret,
+            _symbols(args.symbol),
+            args.rate,
+            args.size,
+            args.seed,
+            listed=listed,
+        )
+    except ValueError as bad:
+        _stopped(bad)
+        return 2
+    status = _run_bot(bot.run, args.seconds, bot.status_text)
+    if not bot.orders:
+        return status
+    print(
+        f"taker: {bot.orders} orders, {bot.fills} fills, skipped {bot.skipped}, "
+        f"PnL {bot.tally.pnl_text(list(bot.instruments.values()))}, "
+        f"refusals {dict(bot.refusals) or 'none'}"
+    )
+    return status
+
+
+def _stopped(why: object) -> None:
+    """Why a bot stopped: one line on stderr, like every other `venue` failure."""
+    print(f"bot stopped: {why}", file=sys.stderr)
+
+
+def _symbols(given: Sequence[str]) -> list[str]:
+    """`--symbol A --symbol B` and `--symbol A,B` alike, each once, in the order given."""
+    symbols = [symbol.strip() for text in given for symbol in text.split(",")]
+    return list(dict.fromkeys(symbol for symbol in symbols if symbol))
+
+
+def _add_connection_arguments(parser: argparse.ArgumentParser, key: str, secret: str) -> None:
+    parser.add_argument("--url", default=URL_DEFAULT)
+    parser.add_argument("--key", default=key)
+    parser.add_argument("--secret", default=secret)
+    parser.add_argument("--seconds", type=float, default=0.0, help="0: until Ctrl-C")
+
+
+def _run_bot(run: Any, seconds: float, status_text: Callable[[], str]) -> int:
+    """Run a bot until Ctrl-C, SIGTERM or `seconds`, showing its status; 1 if it failed."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    status = StatusLine()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if seconds > 0:
+            loop.call_later(seconds, stop.set)
+        shown = asyncio.create_task(_show_status(status, status_text, stop))
+        try:
+            await run(stop)
+        finally:
+            stop.set()
+            await shown
+
+    # On a terminal, log lines go above the live status line instead of through it.
+    logs = logging_redirect_tqdm() if status.live else contextlib.nullcontext()
+    try:
+        with logs:
+            asyncio.run(main())
+    except (OSError, ValueError, VenueError) as failed:
+        status.close()
+        _stopped(failed)
+        return 1
+    status.close()
+    return 0

@@ -1,0 +1,296 @@
+"""`venue demo`: the venue live for a few seconds, with bots trading over real websockets.
+
+Starts the server in-process on 127.0.0.1 (a fresh journal and ledger store in the data
+directory each run), two market makers quoting a ladder (mm-alpha on AAPLx-USD, mm-beta on
+the 13-week T-bill), a taker crossing their spreads, and a public subscriber whose local
+books and trades feed one status line a second. After `--seconds` (or Ctrl-C) it stops the
+bots (they pull their quotes), then the server, and prints the trades, the volume, the demo
+accounts' balances and the verdict of the ledger store's own verification. Other clients
+can connect to the printed URL while it runs. Owns nothing the server or bots do not.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+from cli.failures import CommandFailed
+from cli.serve import check_port_free
+from client.bots import MarketMaker, Taker, config_references
+from client.sdk import VenueClient
+from core import config as venue_config
+from core.journal import FileJournal, JournalError, JournalLocked
+from engine.instrument import TBILL_PRICE_PER
+from engine.units import format_units
+from gateway.server import JOURNAL_FILE, LEDGER_FILE, VenueServer
+from settlement.store import SqliteLedgerStore
+
+HOST = "127.0.0.1"
+# key, symbol, spread bps, size, levels: two makers, each with a ladder on its own symbol
+MAKERS = (
+    ("demo-mm-alpha", "AAPLx-USD", Decimal(20), Decimal(5), 3),
+    ("demo-mm-beta", "TB-2027-03-04-USD", Decimal(4), Decimal(50_000), 3),
+)
+TAKER_KEY = "demo-taker"
+TAKER_RATE_PER_S = 10.0  # enough trades a second to watch, few enough to read
+MAKER_INTERVAL_S = 0.2
+SECONDS_MAX = 3_600  # a demo, not a deployment: `venue serve` runs for longer
+BOT_STOP_TIMEOUT_S = 5.0  # bots pull their quotes within this; past it they are cancelled
+STATUS_INTERVAL_S = 1.0
+# What the server keeps in its data directory: the journal, the ledger store (with SQLite's
+# -wal and -shm) and state snapshots (core.snapshots: snapshot-<seq>.bin, and .tmp).
+VENUE_FILES = (JOURNAL_FILE, f"{LEDGER_FILE}*", "snapshot-*")
+TAKER_SEED = 7  # the taker's choices repeat run to run (the timing does not)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=8765, help="0: any free port")
+    parser.add_argument("--data-dir", type=Path, default=Path("data-demo"))
+    parser.add_argument("--seconds", type=float, default=20.0, help="Ctrl-C stops earlier")
+    parser.add_argument("--config", type=Path, default=Path("venue.toml"))
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 < args.seconds <= SECONDS_MAX:
+        raise CommandFailed(f"--seconds must be within (0, {SECONDS_MAX}]")
+    return asyncio.run(_demo(args.config, args.port, args.data_dir, args.seconds))
+
+
+class Tape:
+    """What the public subscriber has seen: trades and volume per symbol, the last price."""
+
+    def __init__(self, symbols: list[str]) -> None:
+        self.trades = dict.fromkeys(symbols, 0)
+        self.volume = dict.fromkeys(symbols, Decimal(0))  # base units
+        self.notional = dict.fromkeys(symbols, Decimal(0))  # quote units, before fees
+        self.last: dict[str, str] = {}
+
+    def drain(self, client: VenueClient, per_price: dict[str, int]) -> None:
+        while not client.pushes.empty():
+            push = client.pushes.get_nowait()
+            if push.get("ch") != "trades" or push.get("type") != "update":
+                continue  # the snapshot holds trades from before the demo: none, fresh
+            symbol = push["sym"]
+            for trade in push["data"]:
+                qty = Decimal(trade["qty"])
+                self.trades[symbol] += 1
+                self.volume[symbol] += qty
+                self.notional[symbol] += Decimal(trade["price"]) * qty / per_price[symbol]
+                self.last[symbol] = trade["price"]
+
+    def total(self) -> int:
+        return sum(self.trades.values())
+
+
+async def _demo(config_path: Path, port: int, data_dir: Path, seconds: float) -> int:
+    config = venue_config.load(config_path)
+    secrets = {key.key: key.secret for key in config.api_keys}
+    references = config_references(config_path)
+    kinds = {entry.symbol: entry for entry in config.instruments}
+    symbols = [symbol for _, symbol, *_ in MAKERS]
+    per_price = {s: TBILL_PRICE_PER if kinds[s].kind == "tbill" else 1 for s in symbols}
+    check_port_free(HOST, port)  # before the last run's files go
+    _refuse_if_in_use(data_dir)
+    _fresh(data_dir)
+    server = VenueServer(config, data_dir)
+    try:
+        port = await server.start(HOST, port)
+    except OSError as failed:
+        raise CommandFailed(f"cannot listen on {HOST}:{port}: {failed.strerror}") from None
+    url = f"ws://{HOST}:{port}/ws"
+    print(f"tokenvenue live on {url}/trade and {url}/public (data in {data_dir})")
+    stop = asyncio.Event()
+    makers = [
+        MarketMaker(
+            f"{url}/trade",
+            key,
+            secrets[key],
+            symbol,
+            spread,
+            size,
+            levels=levels,
+            interval_s=MAKER_INTERVAL_S,
+            reference=references[symbol][0],
+            band_bps=references[symbol][1],
+        )
+        for key, symbol, spread, size, levels in MAKERS
+    ]
+    taker = Taker(
+        f"{url}/trade",
+        TAKER_KEY,
+        secrets[TAKER_KEY],
+        symbols,
+        TAKER_RATE_PER_S,
+        seed=TAKER_SEED,
+        listed=references,
+    )
+    for maker in makers:
+        print(f"  {maker.key:<14} quotes {maker.symbol}: {maker.levels} levels, {maker.size} each")
+    print(f"  {TAKER_KEY:<14} takes {TAKER_RATE_PER_S:g} orders/s on {', '.join(symbols)}")
+    public = await VenueClient(f"{url}/public").connect()
+    for symbol in symbols:
+        await public.subscribe_book(symbol)
+    await public.request("subscribe", {"ch": "trades", "symbols": symbols})
+    bots: list[MarketMaker | Taker] = [*makers, taker]
+    tasks = [asyncio.create_task(bot.run(stop)) for bot in bots]
+    tape = Tape(symbols)
+    with _stop_on_interrupt(stop):
+        await _watch(public, tape, per_price, stop, seconds)
+    stop.set()
+    print("stopping the bots: they pull their quotes")
+    await _finish(tasks)
+    await asyncio.sleep(STATUS_INTERVAL_S / 10)  # the pulls' book updates reach the subscriber
+    tape.drain(public, per_price)
+    books_left = sum(len(b.bids()) + len(b.asks()) for b in public.books.values())
+    await public.close()
+    server.venue.check_invariants()
+    open_orders = len(server.venue.orders)
+    balances = _balances(server, config)
+    await server.stop()
+    problems = _verify(data_dir)
+    _summary(tape, makers, taker, balances, books_left, open_orders, problems, data_dir)
+    return 1 if problems else 0
+
+
+async def _watch(
+    public: VenueClient,
+    tape: Tape,
+    per_price: dict[str, int],
+    stop: asyncio.Event,
+    seconds: float,
+) -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while not stop.is_set() and loop.time() - start < seconds:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), min(STATUS_INTERVAL_S, seconds))
+        tape.drain(public, per_price)
+        print(_status_line(loop.time() - start, tape, public), flush=True)
+
+
+def _status_line(elapsed_s: float, tape: Tape, public: VenueClient) -> str:
+    parts = [f"[{elapsed_s:4.1f}s] {tape.total():>5} trades"]
+    for symbol, book in public.books.items():
+        bids, asks = book.bids(), book.asks()
+        bid = bids[0][0] if bids else "-"
+        ask = asks[0][0] if asks else "-"
+        parts.append(f"{symbol} {bid} / {ask} last {tape.last.get(symbol, '-')}")
+    return " | ".join(parts)
+
+
+async def _finish(tasks: list[asyncio.Task[None]]) -> None:
+    done, pending = await asyncio.wait(tasks, timeout=BOT_STOP_TIMEOUT_S)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for task in done:
+        if task.exception() is not None:
+            print(f"a bot failed: {task.exception()!r}")
+
+
+def _balances(server: VenueServer, config: venue_config.VenueConfig) -> list[str]:
+    """One line per demo account: its total and its change since the deposits, per asset."""
+    ledger = server.ledger
+    names = {key for key, *_ in MAKERS} | {TAKER_KEY}
+    keyed = {key.account for key in config.api_keys if key.key in names}
+    assets = ["USD", *(kind.base for kind in config.instruments if _demo_symbol(kind.symbol))]
+    lines = []
+    for account in config.accounts:
+        if account.id not in keyed:
+            continue
+        cells = []
+        for asset in assets:
+            scale = ledger.assets[asset].scale
+            total = ledger.balance(account.id, asset).total
+            start = Decimal(account.deposits.get(asset, "0"))
+            change = Decimal(format_units(total, scale)) - start
+            cells.append(f"{asset} {format_units(total, scale)} ({change:+f})")
+        lines.append(f"  {account.name:<10} " + "  ".join(cells))
+    return lines
+
+
+def _demo_symbol(symbol: str) -> bool:
+    return any(symbol == demo_symbol for _, demo_symbol, *_ in MAKERS)
+
+
+def _verify(data_dir: Path) -> list[str]:
+    store = SqliteLedgerStore(data_dir / LEDGER_FILE)
+    try:
+        return store.verify()
+    finally:
+        store.close()
+
+
+def _summary(
+    tape: Tape,
+    makers: list[MarketMaker],
+    taker: Taker,
+    balances: list[str],
+    books_left: int,
+    open_orders: int,
+    problems: list[str],
+    data_dir: Path,
+) -> None:
+    print(f"\n{tape.total()} trades")
+    for symbol, count in tape.trades.items():
+        print(
+            f"  {symbol:<18} {count:>5} trades  volume {tape.volume[symbol]:f}"
+            f"  notional {tape.notional[symbol]:.2f}  last {tape.last.get(symbol, '-')}"
+        )
+    for maker in makers:
+        refusals = dict(maker.refusals) or "none"
+        print(
+            f"  {maker.key:<14} {maker.requotes} requotes, {maker.fills} fills, "
+            f"inventory {maker.inventory:+f}, refusals {refusals}"
+        )
+    refusals = dict(taker.refusals) or "none"
+    print(f"  {taker.key:<14} {taker.orders} orders, {taker.fills} fills, refusals {refusals}")
+    print(f"left on the book: {books_left} levels, {open_orders} open orders")
+    print("balances (change since the deposits):")
+    for line in balances:
+        print(line)
+    verdict = "verified" if not problems else "; ".join(problems)
+    print(f"ledger store {data_dir / LEDGER_FILE}: {verdict}")
+
+
+def _refuse_if_in_use(data_dir: Path) -> None:
+    """A venue running on `data_dir` keeps its files: the demo must not delete them."""
+    journal = data_dir / JOURNAL_FILE
+    if not journal.is_file():
+        return
+    try:
+        FileJournal(journal, read_only=True).close()
+    except JournalLocked:
+        msg = f"{data_dir} is in use by a running venue: give another --data-dir"
+        raise CommandFailed(msg) from None
+    except JournalError:
+        pass  # damaged: nobody holds it, and the demo starts afresh anyway
+
+
+def _fresh(data_dir: Path) -> None:
+    """Remove the previous run's journal, snapshots and ledger store (and nothing else)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for pattern in VENUE_FILES:
+        for path in data_dir.glob(pattern):
+            path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _stop_on_interrupt(stop: asyncio.Event) -> Iterator[None]:
+    """Ctrl-C (and SIGTERM) set `stop` instead of tearing the loop down mid-trade."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            continue
+        installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,83 @@
+"""`venue ledger ...`: an operator's view of the ledger store — balances, reserves, verify.
+
+Reads the SQLite store in the data directory; changes nothing. `verify` rebuilds every
+balance from the stored transfers, checks that each asset sums to zero and that no
+participant is below zero, and walks the hash chain of batches; it exits non-zero with one
+line per problem. (Holds live with open orders in the venue's state, not in the store, so
+they are checked by the venue's own invariants, not here.)
+"""
+
+import argparse
+import sqlite3
+from pathlib import Path
+
+from cli.failures import CommandFailed
+from engine.units import format_units
+from settlement.store import LedgerStoreError, SqliteLedgerStore
+from settlement.transfers import ISSUANCE
+
+LEDGER_FILE = "ledger.sqlite"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(title="ledger commands", required=True)
+    for name, run, text in (
+        ("balances", balances, "every non-zero balance, by account"),
+        ("reserves", reserves, "proof of reserves: supply against attested reserves"),
+        ("verify", verify, "rebuild balances, check conservation and the hash chain"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--data-dir", default="data", type=Path)
+        command.set_defaults(run=run)
+
+
+def _open(data_dir: Path) -> SqliteLedgerStore:
+    path = data_dir / LEDGER_FILE
+    if not path.exists():
+        raise CommandFailed(f"no ledger store at {path}: run the venue (make run) first")
+    try:
+        return SqliteLedgerStore(path)
+    except (sqlite3.DatabaseError, LedgerStoreError) as unreadable:
+        raise CommandFailed(f"{path}: {unreadable}") from None
+
+
+def balances(args: argparse.Namespace) -> int:
+    store = _open(args.data_dir)
+    scales, names = store.assets(), store.accounts()
+    print(f"{'account':<28} {'asset':<14} {'balance':>26}")
+    for (account, asset), amount in sorted(store.balances().items()):
+        name = f"{account} {names.get(account, '?')}"
+        print(f"{name:<28} {asset:<14} {format_units(amount, scales[asset]):>26}")
+    store.close()
+    return 0
+
+
+def reserves(args: argparse.Namespace) -> int:
+    store = _open(args.data_dir)
+    scales, attested, net = store.assets(), store.attestations(), store.balances()
+    print(f"{'asset':<14} {'supply':>24} {'attested':>24}  as of (µs)        covered")
+    uncovered = 0
+    for asset, scale in scales.items():
+        supply = -net.get((ISSUANCE, asset), 0)
+        amount, as_of = attested.get(asset, (0, 0))
+        covered = supply <= amount
+        uncovered += not covered
+        print(
+            f"{asset:<14} {format_units(supply, scale):>24} {format_units(amount, scale):>24}"
+            f"  {as_of:<17} {'yes' if covered else 'NO'}"
+        )
+    store.close()
+    return 1 if uncovered else 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    store = _open(args.data_dir)
+    problems = store.verify()
+    transfers = store.last_transfer_id()
+    store.close()
+    for problem in problems:
+        print(f"FAIL {problem}")
+    if problems:
+        return 1
+    print(f"ok: {transfers} transfers, hash chain intact, every asset sums to zero")
+    return 0

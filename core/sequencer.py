@@ -1,0 +1,283 @@
+"""The sequencer: one ordered stream of commands into the venue, released only when durable.
+
+Owns time and order. Each submitted command is stamped with the next sequence number and
+the time (never earlier than the previous command's), executed on the `Venue` at once, and
+added to the journal batch of the current event-loop turn. At the end of the turn the batch
+is encoded, written and fsynced on the journal's thread (group commit) while later commands
+go on executing into the next batch; one batch is in flight at a time, and the next leaves
+at the end of the turn after it comes back. When a batch is durable the thread gives it to
+`on_durable` (derived stores, fed without the loop) and hands it back to the loop once
+(`call_soon_threadsafe`: no executor futures, no task), where the outputs of its commands
+go to `release` in order; commands submitted one after another with the same origin are
+never split between batches, so their outcomes are released together. So nothing leaves
+the process before its command is on disk, and the journal holds exactly what was
+executed: replaying it rebuilds the same state.
+"""
+
+import asyncio
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from core.journal import Journal
+from engine.commands import AdvanceClock, AnyCommand, Command
+from engine.events import Event
+from engine.venue import Venue
+
+log = logging.getLogger("venue.sequencer")
+
+BATCH_COMMANDS_MAX = 10_000  # one fsync covers at most this many; the rest wait a turn
+
+
+@dataclass(slots=True)
+class Executed:
+    """A command as executed: its sequence number, stamped form, events and who sent it.
+
+    A barrier (`command` None, no sequence number) carries no command: it is released with
+    the batch it joined, after every command submitted before it.
+    """
+
+    seq: int
+    command: Command | None
+    events: list[Event]
+    origin: Any  # whatever the submitter needs to route the outcome (a request, a timer)
+    pushes: list[Any] = field(default_factory=list)  # outputs prepared at execution, sent later
+    transfers: list[Any] = field(default_factory=list)  # ledger transfers it booked
+
+
+Release = Callable[[list[Executed]], None]
+_ToJournal = tuple[list[Executed], asyncio.AbstractEventLoop]
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(AnyCommand)
+
+
+def _die(failure: BaseException | None) -> None:
+    """Crash loudly: recovery is by replay of what is durable (ARCHITECTURE rule 7)."""
+    log.critical("fatal: %r; stopping so that recovery replays the journal", failure)
+    logging.shutdown()
+    os._exit(70)
+
+
+def _batch_end(pending: list[Executed]) -> int:
+    """Where the next batch ends: at most `BATCH_COMMANDS_MAX`, but never between commands
+    of one origin (a request's or a notice's), so they are released together."""
+    end = min(len(pending), BATCH_COMMANDS_MAX)
+    while end < len(pending) and pending[end].origin is not None:
+        if pending[end].origin is not pending[end - 1].origin:
+            break
+        end += 1
+    return end
+
+
+def encode_command(command: Command) -> bytes:
+    return _encoder.encode(command)
+
+
+def decode_command(payload: bytes) -> Command:
+    command: Command = _decoder.decode(payload)
+    return command
+
+
+class Sequencer:
+    def __init__(
+        self,
+        venue: Venue,
+        journal: Journal,
+        clock_us: Callable[[], int],
+        release: Release,
+        on_durable: Release | None = None,
+        on_executed: Callable[[Executed], None] | None = None,
+        on_fatal: Callable[[BaseException | None], None] | None = None,
+    ) -> None:
+        self.venue = venue
+        self.on_executed = on_executed  # sees each command right after it executes
+        self.on_fatal = on_fatal or _die  # a broken invariant or lost durability
+        self.journal = journal
+        self.clock_us = clock_us
+        self.release = release
+        # On the journal's thread, each batch once durable and before its release; it may
+        # block (a derived store's backpressure), which holds back the next commit.
+        self.on_durable = on_durable
+        self.last_seq = journal.last_seq()
+        self._pending: list[Executed] = []
+        self._flush_scheduled = False
+        self._in_flight: list[Executed] | None = None  # the batch on the journal's thread
+        self._drained: list[asyncio.Future[None]] = []  # `drain` callers, woken when idle
+        # The journal's thread takes (batch, loop) and gives the batch back on that loop;
+        # None stops it. At most one batch is in it at a time.
+        self._to_journal: queue.SimpleQueue[_ToJournal | None] = queue.SimpleQueue()
+        self._journal_thread: threading.Thread | None = None
+        self.io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="io")  # snapshot files
+
+    def recover(self, after_seq: int = 0, on_replayed: Release | None = None) -> int:
+        """Replay the journal after `after_seq` into the venue; how many commands it held.
+
+        `on_replayed` sees each replayed command with its events (to rebuild derived state,
+        such as private event history); nothing is released to anyone.
+        """
+        replayed = 0
+        self.last_seq = after_seq
+        for seq, payload in self.journal.replay(after_seq):
+            assert seq == self.last_seq + 1, f"journal gap before {seq}"
+            command = decode_command(payload)
+            events = self.venue.execute(command)
+            self.last_seq = seq
+            replayed += 1
+            executed = Executed(seq, command, events, None)
+            if self.on_executed is not None:
+                self.on_executed(executed)
+            if on_replayed is not None:
+                on_replayed([executed])
+        assert self.last_seq == self.journal.last_seq(), "the snapshot is newer than the journal"
+        return replayed
+
+    def submit(self, command: Command, origin: Any = None) -> Executed:
+        """Stamp and execute `command` now; its outcome is released once it is durable.
+
+        A failure while executing is a broken invariant: the venue's state may be half
+        changed, so it is fatal (`on_fatal`), never answered and carried on from.
+        """
+        ts = max(self.clock_us(), self.venue.ts_us)
+        stamped = msgspec.structs.replace(command, ts_us=ts)
+        try:
+            executed = Executed(self.last_seq + 1, stamped, self.venue.execute(stamped), origin)
+            if self.on_executed is not None:
+                self.on_executed(executed)
+        except BaseException as failure:
+            self.on_fatal(failure)
+            raise
+        self.last_seq = executed.seq
+        self._pending.append(executed)
+        self._schedule()
+        return executed
+
+    def _schedule(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._start_commit)
+
+    def barrier(self, origin: Any, events: list[Event] | None = None) -> None:
+        """Release `origin` once everything submitted so far is durable (for queries).
+
+        `events` travel with it unexecuted: an answer decided without the venue (a batch op
+        refused before it could become a command) keeps its place in the order.
+        """
+        self._pending.append(Executed(0, None, events or [], origin))
+        self._schedule()
+
+    def tick(self) -> None:
+        """Let time pass in the venue when something (a gtd expiry, a maturity) is due."""
+        now = self.clock_us()
+        venue = self.venue
+        due = (venue.gtd_queue and venue.gtd_queue[0][0] <= now) or (
+            venue.maturities and venue.maturities[0][0] <= now
+        )
+        if due:
+            self.submit(AdvanceClock(), origin=None)
+
+    def _start_commit(self) -> None:
+        """Send the next batch to the journal's thread, unless one is there already (then
+        it goes when that one comes back: meanwhile the pending commands grow a batch)."""
+        self._flush_scheduled = False
+        while self._in_flight is None and self._pending:
+            end = _batch_end(self._pending)
+            batch = self._pending[:end]
+            del self._pending[:end]
+            if any(executed.command is not None for executed in batch):
+                self._send_to_journal(batch)
+                return
+            # Barriers only, and nothing in flight: all before them is durable already.
+            self._release(batch)
+        if self._drained and self._in_flight is None:
+            self._wake_drains(None)  # nothing in flight, nothing pending: drained
+
+    def _send_to_journal(self, batch: list[Executed]) -> None:
+        self._in_flight = batch
+        if self._journal_thread is None:
+            self._journal_thread = threading.Thread(
+                target=self._journal_work, name="journal", daemon=True
+            )
+            self._journal_thread.start()
+        self._to_journal.put((batch, asyncio.get_running_loop()))
+
+    def _journal_work(self) -> None:
+        """The journal's thread: encode, write and fsync each batch, feed `on_durable`, and
+        hand the batch back to its loop once. A failure leaves the outcome of commands
+        unknown: it goes back too, to be fatal there."""
+        encode = _encoder.encode
+        while (item := self._to_journal.get()) is not None:
+            batch, loop = item
+            failure: BaseException | None = None
+            try:
+                records = [(e.seq, encode(e.command)) for e in batch if e.command is not None]
+                if records:
+                    self.journal.commit(records)
+                if self.on_durable is not None:
+                    self.on_durable(batch)
+            except BaseException as error:
+                failure = error
+            loop.call_soon_threadsafe(self._committed, batch, failure)
+            if failure is not None:
+                return
+
+    def _committed(self, batch: list[Executed], failure: BaseException | None) -> None:
+        """On the loop: the batch is durable (or failed); release it and send the next."""
+        if failure is not None:
+            self._wake_drains(failure)
+            self.on_fatal(failure)
+            return
+        self._in_flight = None
+        self._release(batch)
+        if self._pending:
+            # The next batch goes at the end of the next turn, not now: the requests read
+            # in that turn join it, so a busy venue fsyncs fewer, larger batches.
+            self._schedule()
+        elif self._drained:
+            self._wake_drains(None)  # nothing in flight, nothing pending: drained
+
+    def _release(self, batch: list[Executed]) -> None:
+        """Hand a durable batch's outcomes out. This runs in a loop callback, where asyncio
+        would only log an exception and go on with half a batch answered: a failure here is
+        a bug, so it is fatal like any broken invariant (recovery replays the journal)."""
+        try:
+            self.release(batch)
+        except BaseException as failure:
+            self._wake_drains(failure)
+            self.on_fatal(failure)
+            raise
+
+    def _wake_drains(self, failure: BaseException | None) -> None:
+        waiting, self._drained = self._drained, []
+        for future in waiting:
+            if future.done():
+                continue
+            if failure is None:
+                future.set_result(None)
+            else:
+                future.set_exception(failure)
+
+    async def drain(self) -> None:
+        """Wait until everything submitted so far is durable and released."""
+        while self._pending or self._flush_scheduled or self._in_flight is not None:
+            if self._in_flight is not None:
+                waiter = asyncio.get_running_loop().create_future()
+                self._drained.append(waiter)
+                await waiter
+            else:
+                await asyncio.sleep(0)
+
+    def close(self) -> None:
+        if self._journal_thread is not None:
+            self._to_journal.put(None)
+            self._journal_thread.join()
+            self._journal_thread = None
+        self.io.shutdown(wait=True)
+        self.journal.close()

@@ -1,0 +1,143 @@
+"""`venue verify --data-dir D`: prove the data directory is consistent, one line per check.
+
+Replays the command journal from the first record into a fresh venue, and checks that
+the state at the newest snapshot's seq equals that snapshot, that the ledger store holds
+exactly the transfers the replay booked (same ids, same balances) and verifies on its own
+(hash chain, conservation). Needs the same `venue.toml` the server ran with (its reserve
+staleness decides deposits). Exits 1 if any check fails. Changes nothing but one thing: a
+half-written snapshot `.tmp` left by a crash is removed (and said). Refuses, creating
+nothing, a directory with no journal and one a running venue holds (its journal's flock).
+"""
+
+import argparse
+import sqlite3
+from pathlib import Path
+
+from cli.failures import CommandFailed
+from core import config as venue_config
+from core import snapshots
+from core.journal import FileJournal, JournalLocked
+from core.sequencer import decode_command
+from engine import snapshot as venue_snapshot
+from engine.venue import Venue, VenueConfig
+from gateway.server import JOURNAL_FILE, LEDGER_FILE
+from settlement.ledger import Ledger
+from settlement.store import LedgerStoreError, SqliteLedgerStore
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--config", type=Path, default=Path("venue.toml"))
+
+
+def run(args: argparse.Namespace) -> int:
+    lines = verify(args.data_dir, venue_config.load(args.config))
+    for line in lines:
+        print(line)
+    return 1 if any(line.startswith("FAIL") for line in lines) else 0
+
+
+def verify(data_dir: Path, config: venue_config.VenueConfig) -> list[str]:
+    """One line per check, each starting "ok" or "FAIL"; `CommandFailed` if it cannot start."""
+    staleness = venue_config.reserve_staleness_max_us(config)
+    ledger = Ledger()
+    venue = Venue(VenueConfig(reserve_staleness_max_us=staleness), ledger)
+    journal = _open_journal(data_dir)
+    lines = []
+    try:
+        lines += [
+            f"ok   removed {path.name}, left by a crash"
+            for path in snapshots.remove_stray(data_dir)
+        ]
+        image = snapshots.latest(data_dir)
+        records = 0
+        for seq, payload in journal.replay():
+            venue.execute(decode_command(payload))
+            records += 1
+            if image is not None and seq == image.seq:
+                lines.append(_snapshot_check(venue, image))
+        last = journal.last_seq()
+        torn = journal.recovered_tail_bytes
+    finally:
+        journal.close()
+    lines.insert(0, f"ok   journal: {records} records replayed, last seq {last}")
+    if torn:
+        lines.insert(1, f"ok   journal: a torn tail of {torn} bytes (the server cuts it at start)")
+    if image is None:
+        lines.append("ok   snapshot: none yet (recovery replays the whole journal)")
+    elif image.seq > last:
+        lines.append(f"FAIL snapshot at seq {image.seq} is ahead of the journal ({last})")
+    venue.check_invariants()
+    lines.append(f"ok   replay: invariants hold, state {venue.state_hash()[:16]}")
+    lines += _store_checks(data_dir, ledger, last)
+    return lines
+
+
+def _open_journal(data_dir: Path) -> FileJournal:
+    """The journal, read-only; refuses a directory with nothing to verify or in use."""
+    path = data_dir / JOURNAL_FILE
+    if not data_dir.is_dir():
+        raise CommandFailed(f"{data_dir}: no such directory: nothing to verify")
+    if not path.is_file() or path.stat().st_size == 0:
+        raise CommandFailed(
+            f"{data_dir}: no journal ({JOURNAL_FILE}), nothing to verify"
+            " (give the --data-dir a venue ran with)"
+        )
+    try:
+        return FileJournal(path, read_only=True)
+    except JournalLocked:
+        raise CommandFailed(
+            f"{data_dir} is in use by a running venue: stop it first, or verify a copy"
+        ) from None
+
+
+def _snapshot_check(venue: Venue, image: snapshots.Snapshot) -> str:
+    restored = venue_snapshot.restore(image.venue)
+    if restored.state_hash() == venue.state_hash():
+        return f"ok   snapshot at seq {image.seq} equals the replay at that seq"
+    return f"FAIL snapshot at seq {image.seq} differs from the replay at that seq"
+
+
+def _store_checks(data_dir: Path, ledger: Ledger, journal_seq: int) -> list[str]:
+    path = data_dir / LEDGER_FILE
+    if not path.is_file():
+        return [f"FAIL store: no ledger store at {path}; {_rebuild(data_dir)}"]
+    try:
+        store = SqliteLedgerStore(path)
+    except (sqlite3.DatabaseError, LedgerStoreError) as unreadable:
+        return [f"FAIL store: {path}: {unreadable}; {_rebuild(data_dir)}"]
+    try:
+        problems = store.verify()
+        stored_last = store.last_transfer_id()
+        stored_balances = store.balances()
+    finally:
+        store.close()
+    lines = [f"FAIL store: {problem}" for problem in problems]
+    if not problems:
+        lines.append(f"ok   store: {stored_last} transfers, hash chain intact, assets sum to 0")
+    booked = {key: b.total for key, b in ledger.balances.items() if b.total}
+    if stored_last > ledger.last_transfer_id:
+        lines.append(
+            f"FAIL store is ahead of the journal: it holds transfers up to {stored_last}, the"
+            f" journal (last seq {journal_seq}) books only up to {ledger.last_transfer_id}."
+            " The journal was truncated or restored from an older copy: put back the newer"
+            f" journal if there is one; else, to trust this journal, {_rebuild(data_dir)}"
+        )
+    elif stored_last != ledger.last_transfer_id:
+        lines.append(
+            f"FAIL store holds transfers up to {stored_last}, the replay booked up to "
+            f"{ledger.last_transfer_id} (the server catches up when it next starts)"
+        )
+    elif stored_balances != booked:
+        lines.append("FAIL store balances differ from the replayed ledger")
+    else:
+        lines.append("ok   store: every balance equals the replayed ledger's")
+    return lines
+
+
+def _rebuild(data_dir: Path) -> str:
+    """How to rebuild the store from the journal (derived data, always rebuildable)."""
+    return (
+        f"rebuild it from the journal: stop the venue, move {LEDGER_FILE}* and snapshot-*.bin"
+        f" out of {data_dir}, and start it (it replays the journal from seq 1 into a new store)"
+    )

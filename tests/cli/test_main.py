@@ -1,0 +1,206 @@
+"""`venue ...` as a real process: every bad input fails in one line on stderr, exit status 2,
+no traceback, and creates nothing where nothing should be."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.journal import FileJournal
+from gateway.server import JOURNAL_FILE
+from tests.conftest import ROOT
+
+CONFIG = str(ROOT / "venue.toml")
+RUN_TIMEOUT_S = 60  # one CLI process, start to exit, on a busy 2-core machine
+SERVE = [sys.executable, "-m", "cli.main", "serve", "--config", CONFIG]
+START_LINES_MAX = 20  # `venue serve` prints its URL within its first few lines
+
+
+def venue(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        env=_env(),
+    )
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def failed_in_one_line(result: subprocess.CompletedProcess[str], *words: str) -> str:
+    """The one stderr line of a clean failure; each of `words` is in it."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, lines
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def listing(directory: Path) -> list[str]:
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
+
+
+@pytest.fixture
+def running_venue(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """`venue serve` in its own process on a free port: its data dir and its trade URL."""
+    data_dir = tmp_path / "running"
+    server = subprocess.Popen(
+        [*SERVE, "--port", "0", "--data-dir", str(data_dir)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=_env(),
+    )
+    try:
+        assert server.stdout is not None
+        url = ""
+        for _ in range(START_LINES_MAX):  # bounded: the line comes first or never
+            line = server.stdout.readline()
+            if line.startswith("tokenvenue listening:"):
+                url = line.split()[2]
+                break
+        assert url.endswith("/ws/trade"), "the server did not start"
+        yield data_dir, url
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=RUN_TIMEOUT_S)
+
+
+def test_serve_with_a_missing_config_says_which_file(tmp_path: Path) -> None:
+    result = venue(tmp_path, "serve", "--config", "nope.toml", "--port", "0")
+    failed_in_one_line(result, "venue: nope.toml", "No such file")
+    assert listing(tmp_path) == []
+
+
+def test_serve_with_a_malformed_config_says_where(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text("[venue]\nport = 'eighty'\n")
+    result = venue(tmp_path, "serve", "--config", "bad.toml", "--data-dir", "data")
+    failed_in_one_line(result, "bad.toml", "venue.port")
+    assert listing(tmp_path) == ["bad.toml"]
+
+
+def test_serve_with_an_amount_finer_than_its_asset_creates_nothing(tmp_path: Path) -> None:
+    text = (ROOT / "venue.toml").read_text().replace('"25000000"', '"25000000.1234567"')
+    (tmp_path / "fine.toml").write_text(text)
+    result = venue(tmp_path, "serve", "--config", "fine.toml", "--port", "0", "--data-dir", "d")
+    failed_in_one_line(result, "fine.toml", "USD amount", "more than 6 decimals")
+    assert listing(tmp_path) == ["fine.toml"]
+
+
+def test_serve_on_a_busy_port_creates_nothing(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = venue(tmp_path, "serve", "--config", CONFIG, "--port", port, "--data-dir", "d")
+    failed_in_one_line(result, f"cannot listen on 127.0.0.1:{port}", "in use")
+    assert listing(tmp_path) == [], "no data directory for a venue that never ran"
+
+
+def test_a_second_serve_on_one_data_dir_and_verify_while_it_runs_are_refused(
+    tmp_path: Path, running_venue: tuple[Path, str]
+) -> None:
+    data_dir, _ = running_venue
+    before = listing(data_dir)
+    second = venue(
+        tmp_path, "serve", "--config", CONFIG, "--data-dir", str(data_dir), "--port", "0"
+    )
+    failed_in_one_line(second, "cannot start", "journal.log", "another writer")
+    checked = venue(tmp_path, "verify", "--config", CONFIG, "--data-dir", str(data_dir))
+    failed_in_one_line(checked, "in use by a running venue", "stop it first")
+    demo = venue(tmp_path, "demo", "--config", CONFIG, "--data-dir", str(data_dir), "--port", "0")
+    failed_in_one_line(demo, "in use by a running venue", "another --data-dir")
+    assert listing(data_dir) == before, "the demo deleted none of the running venue's files"
+
+
+@pytest.mark.parametrize("command", ["taker", "market-maker"])
+def test_a_bot_url_without_the_path_says_which_path(tmp_path: Path, command: str) -> None:
+    flags = ["--symbol", "AAPLx-USD", "--url", "ws://127.0.0.1:8765"]
+    flags += ["--rate", "1"] if command == "taker" else ["--spread", "10", "--size", "1"]
+    result = venue(tmp_path, "bot", command, *flags)
+    failed_in_one_line(result, "ws://127.0.0.1:8765", "/ws/trade")
+
+
+def test_admin_url_without_the_path_says_which_path(tmp_path: Path) -> None:
+    result = venue(
+        tmp_path, "admin", "set-status", "AAPLx-USD", "halted", "--url", "http://127.0.0.1:1/"
+    )
+    failed_in_one_line(result, "websocket URL", "/ws/trade")
+
+
+def test_verify_on_a_missing_or_empty_data_dir_creates_nothing(tmp_path: Path) -> None:
+    missing = venue(tmp_path, "verify", "--config", CONFIG, "--data-dir", "nothere")
+    failed_in_one_line(missing, "nothere", "nothing to verify")
+    (tmp_path / "empty").mkdir()
+    empty = venue(tmp_path, "verify", "--config", CONFIG, "--data-dir", "empty")
+    failed_in_one_line(empty, "empty", "nothing to verify")
+    assert listing(tmp_path) == ["empty"], "verify made no journal, store or lock file"
+
+
+def test_verify_on_a_corrupt_journal_names_the_file_and_offset(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    journal_path = data_dir / JOURNAL_FILE
+    journal = FileJournal(journal_path)
+    journal.commit([(seq, b"x" * 100) for seq in (1, 2, 3)])
+    journal.close()
+    damaged = bytearray(journal_path.read_bytes())
+    damaged[20] ^= 0xFF  # inside the first record, far from the tail
+    journal_path.write_bytes(bytes(damaged))
+    result = venue(tmp_path, "verify", "--config", CONFIG, "--data-dir", str(data_dir))
+    failed_in_one_line(result, str(journal_path), "corrupt journal at byte 0")
+    assert listing(data_dir) == [JOURNAL_FILE]
+
+
+def test_lobster_synthetic_into_a_missing_folder_writes_nothing(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "replay.lobster_synthetic", "--out", "missing/dir", "--events", "9"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        env=_env(),
+    )
+    failed_in_one_line(result, "--out missing/dir", "no such directory")
+    assert listing(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["serve", "--port", "abc"], ["venue serve", "--port", "abc"]),
+        (["serve", "--config", CONFIG, "--port", "70000"], ["port 70000"]),
+        (["serve", "--log-level", "loud"], ["--log-level", "loud"]),
+        (["demo-engine", "--orders", "-5"], ["--orders", "-5"]),
+        (["demo", "--config", CONFIG, "--seconds", "0"], ["--seconds"]),
+        (["ledger", "balances", "--data-dir", "nothere"], ["no ledger store"]),
+        (["replay", "lobster", "--messages", "m.csv", "--orderbook", "b.csv"], ["m.csv"]),
+        (["admin", "deposit", "one", "USD", "1"], ["account", "one"]),
+        (["bench", "engine", "--ops", "-1"], ["--ops"]),
+    ],
+)
+def test_bad_flags_and_missing_files_fail_in_one_line(
+    tmp_path: Path, args: list[str], words: list[str]
+) -> None:
+    result = venue(tmp_path, *args)
+    failed_in_one_line(result, *words)
+    assert listing(tmp_path) == []
+
+
+def test_an_unreadable_ledger_store_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "ledger.sqlite").write_bytes(b"not a database " * 100)
+    result = venue(tmp_path, "ledger", "balances", "--data-dir", "data")
+    failed_in_one_line(result, "data/ledger.sqlite", "not a database")

@@ -1,0 +1,324 @@
+"""`venue admin ...` against a real server on 127.0.0.1, run in a thread with its own loop.
+
+The CLI's `run(args)` calls `asyncio.run` itself, so the server must not share its loop: it
+runs in a background thread, and each command runs in the test's thread as an operator's
+process would.
+"""
+
+import argparse
+import asyncio
+import datetime
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from client import admin_cli
+from client.sdk import VenueClient, VenueError
+from tests.conftest import KEYS, ROOT, TEST_TIMEOUT_S, start_venue
+
+
+class BackgroundVenue:
+    """A venue server on its own event loop in a daemon thread."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = 0
+        self._port: Future[int] = Future()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(data_dir),))
+        self._thread.daemon = True
+
+    async def _serve(self, data_dir: Path) -> None:
+        try:
+            venue = await start_venue(data_dir)
+        except BaseException as error:
+            self._port.set_exception(error)
+            raise
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        self._port.set_result(venue.port)
+        await self._stop.wait()
+        await venue.server.stop()
+
+    def start(self) -> "BackgroundVenue":
+        self._thread.start()
+        self.port = self._port.result(TEST_TIMEOUT_S)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(TEST_TIMEOUT_S)
+        assert not self._thread.is_alive(), "the server did not stop"
+
+    def query(self, who: str, method: str, params: dict[str, Any]) -> Any:
+        """One request as `who`, from the test's thread (on a loop of its own)."""
+
+        async def ask() -> Any:
+            async with VenueClient(f"ws://127.0.0.1:{self.port}/ws/trade") as client:
+                await client.logon(*KEYS[who])
+                return await client.request(method, params)
+
+        return asyncio.run(asyncio.wait_for(ask(), TEST_TIMEOUT_S))
+
+
+@pytest.fixture
+def venue(tmp_path: Path) -> Iterator[BackgroundVenue]:
+    server = BackgroundVenue(tmp_path / "data").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_admin_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(admin_cli.KEY_ENV, raising=False)
+    monkeypatch.delenv(admin_cli.SECRET_ENV, raising=False)
+
+
+def admin(port: int, *argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="venue admin")
+    admin_cli.add_arguments(parser)
+    url = f"ws://127.0.0.1:{port}/ws/trade"
+    args = parser.parse_args([*argv, "--url", url, "--config", str(ROOT / "venue.toml")])
+    return admin_cli.run(args)
+
+
+def output(capsys: pytest.CaptureFixture[str]) -> Any:
+    return json.loads(capsys.readouterr().out)
+
+
+def test_list_asset_and_instrument_then_move_its_band_and_halt_it(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(venue.port, "list-asset", "GOLDx", "6") == 0
+    assert output(capsys)["seq"] > 0
+    listing = ["list-instrument", "--symbol", "GOLDx-USD", "--kind", "equity"]
+    listing += ["--base", "GOLDx", "--quote", "USD", "--tick", "0.01", "--step", "0.001"]
+    listing += ["--min-qty", "0.001", "--min-notional", "1", "--band-pct", "10"]
+    listing += ["--reference-price", "250.00", "--taker-fee-bps", "5"]
+    listing += ["--excluded-jurisdictions", "US,CN"]
+    assert admin(venue.port, *listing) == 0
+    assert output(capsys)["seq"] > 0
+    instruments = venue.query("alpha", "instruments", {})["instruments"]
+    gold = next(i for i in instruments if i["symbol"] == "GOLDx-USD")
+    assert gold["tick"] == "0.01" and gold["taker_fee_bps"] == 5
+    order = {"symbol": "GOLDx-USD", "side": "buy", "type": "limit", "tif": "gtc"}
+    order |= {"price": "280.00", "qty": "0.01"}  # outside the band around 250, inside 260's
+    with pytest.raises(VenueError, match="band"):
+        venue.query("alpha", "order.place", order)
+    assert admin(venue.port, "set-reference-price", "GOLDx-USD", "260.00") == 0
+    capsys.readouterr()
+    assert venue.query("alpha", "order.place", order)["status"] == "new"
+    assert admin(venue.port, "set-status", "GOLDx-USD", "halted") == 0
+    capsys.readouterr()
+    instruments = venue.query("alpha", "instruments", {})["instruments"]
+    assert next(i for i in instruments if i["symbol"] == "GOLDx-USD")["status"] == "halted"
+
+
+def test_tbill_listing_takes_a_maturity(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(venue.port, "list-asset", "TB-2028-01-06", "0") == 0
+    listing = ["list-instrument", "--symbol", "TB-2028-01-06-USD", "--kind", "tbill"]
+    listing += ["--base", "TB-2028-01-06", "--quote", "USD", "--tick", "0.000001"]
+    listing += ["--step", "1", "--min-qty", "100", "--min-notional", "100", "--band-pct", "1"]
+    listing += ["--reference-price", "96.000000", "--maturity", "2028-01-06"]
+    assert admin(venue.port, *listing) == 0
+    capsys.readouterr()
+
+
+def test_deposit_withdraw_confirm_and_void(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(venue.port, "deposit", "1", "USD", "1000") == 0
+    capsys.readouterr()
+    usd = next(b for b in venue.query("alpha", "balances", {})["balances"] if b["asset"] == "USD")
+    assert usd["total"] == "5001000.000000"
+    assert admin(venue.port, "withdraw", "1", "USD", "300") == 0
+    first = output(capsys)["withdrawal_id"]
+    assert admin(venue.port, "withdraw", "1", "USD", "200") == 0
+    second = output(capsys)["withdrawal_id"]
+    assert first != second
+    assert admin(venue.port, "confirm-withdrawal", str(first)) == 0
+    assert admin(venue.port, "void-withdrawal", str(second)) == 0
+    capsys.readouterr()
+    usd = next(b for b in venue.query("alpha", "balances", {})["balances"] if b["asset"] == "USD")
+    assert usd["total"] == "5000700.000000"
+    assert admin(venue.port, "confirm-withdrawal", str(second)) == 1  # already voided
+    assert "refused" in capsys.readouterr().err
+
+
+def test_attest_reserves_now_and_as_of(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(venue.port, "attest-reserves", "USD", "30000000") == 0
+    assert output(capsys)["seq"] > 0
+    later_us = str(time.time_ns() // 1_000 + 60_000_000)
+    assert admin(venue.port, "attest-reserves", "AAPLx", "100000", "--as-of", later_us) == 0
+    capsys.readouterr()
+    assert (
+        admin(venue.port, "attest-reserves", "AAPLx", "100000", "--as-of", "1700000000000000") == 1
+    )
+    assert "older than the latest" in capsys.readouterr().err
+
+
+def test_open_account_issue_key_and_log_on_with_it(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(venue.port, "open-account", "200", "new-fund", "DE", "--kyc") == 0
+    capsys.readouterr()
+    assert admin(venue.port, "issue-key", "200", "--scopes", "read,trade") == 0
+    issued = output(capsys)
+    assert issued["account"] == 200 and issued["scopes"] == ["read", "trade"]
+
+    async def log_on() -> Any:
+        async with VenueClient(f"ws://127.0.0.1:{venue.port}/ws/trade") as client:
+            return await client.logon(issued["api_key"], issued["secret"])
+
+    assert asyncio.run(asyncio.wait_for(log_on(), TEST_TIMEOUT_S))["account"] == 200
+
+
+def test_an_error_response_exits_1(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(venue.port, "set-status", "NOPE-USD", "halted") == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "refused" in captured.err
+    assert admin(venue.port, "issue-key", "999", "--scopes", "read") == 1
+    assert "unknown_account" in capsys.readouterr().err.lower()
+
+
+def test_credentials_come_from_the_environment(
+    venue: BackgroundVenue,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(admin_cli.KEY_ENV, KEYS["admin"][0])
+    monkeypatch.setenv(admin_cli.SECRET_ENV, "not-the-secret")
+    assert admin(venue.port, "set-status", "AAPLx-USD", "halted") == 1  # the env wins: refused
+    assert "bad_signature" in capsys.readouterr().err.lower()
+    monkeypatch.setenv(admin_cli.KEY_ENV, KEYS["alpha"][0])
+    monkeypatch.setenv(admin_cli.SECRET_ENV, KEYS["alpha"][1])
+    assert admin(venue.port, "set-status", "AAPLx-USD", "halted") == 1  # no admin scope
+    assert "permission_denied" in capsys.readouterr().err.lower()
+
+
+def test_no_server_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as probe:  # a port nobody listens on once the probe closes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert admin(port, "set-status", "AAPLx-USD", "halted") == 2
+    assert "connection refused" in capsys.readouterr().err
+
+
+def test_no_credentials_anywhere_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = argparse.ArgumentParser(prog="venue admin")
+    admin_cli.add_arguments(parser)
+    missing = str(tmp_path / "nowhere.toml")
+    args = parser.parse_args(["set-status", "AAPLx-USD", "halted", "--config", missing])
+    assert admin_cli.run(args) == 2
+    assert "give --key and --secret" in capsys.readouterr().err
+
+
+def test_dividend_and_split_from_the_command_line(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(venue.port, "deposit", "100", "USD", "10000") == 0
+    capsys.readouterr()
+    assert admin(venue.port, "dividend", "AAPLx-USD", "0.1", "--payer", "100") == 0
+    paid = output(capsys)
+    assert paid["holders"] == 3 and paid["paid_total"] == "6000.000000"
+    assert admin(venue.port, "dividend", "AAPLx-USD", "1", "--payer", "100") == 1  # 60,000 USD
+    assert "insufficient_balance" in capsys.readouterr().err.lower()
+    assert admin(venue.port, "split", "AAPLx-USD", "2:1") == 1  # still open
+    assert "halt AAPLx-USD first" in capsys.readouterr().err
+    assert admin(venue.port, "set-status", "AAPLx-USD", "cancel_only") == 0
+    assert admin(venue.port, "split", "AAPLx-USD", "2:1") == 0
+    capsys.readouterr()
+    assert admin(venue.port, "split", "AAPLx-USD", "1:10") == 0
+    split = output(capsys)
+    assert (split["supply_before"], split["supply_after"]) == ("120000.000000", "12000.000000")
+    balances = venue.query("alpha", "balances", {})["balances"]
+    assert next(b for b in balances if b["asset"] == "AAPLx")["total"] == "4000.000000"
+
+
+def venue_process(port: int, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`venue admin ...` as an operator runs it: its own process."""
+    url = f"ws://127.0.0.1:{port}/ws/trade"
+    command = [sys.executable, "-m", "cli.main", "admin", *argv]
+    command += ["--url", url, "--config", str(ROOT / "venue.toml")]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=TEST_TIMEOUT_S)
+
+
+def test_venue_admin_mature_redeems_the_demo_bill_at_par(venue: BackgroundVenue) -> None:
+    bill, face = "TB-2027-03-04-USD", "TB-2027-03-04"
+
+    def totals(who: str) -> dict[str, Decimal]:
+        rows = venue.query(who, "balances", {})["balances"]
+        return {row["asset"]: Decimal(row["total"]) for row in rows}
+
+    before = {who: totals(who) for who in ("alpha", "taker")}
+    done = venue_process(venue.port, "mature", bill)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["seq"] > 0
+    for who in ("alpha", "taker"):
+        after = totals(who)
+        assert after[face] == 0
+        assert after["USD"] - before[who]["USD"] == before[who][face]  # par: 1 USD per face
+    again = venue_process(venue.port, "mature", bill)
+    assert again.returncode == 1 and "INSTRUMENT_MATURED" in again.stderr
+    mint = venue_process(venue.port, "deposit", "1", face, "100")
+    assert mint.returncode == 1 and "ASSET_MATURED" in mint.stderr
+
+
+def test_listing_a_bill_that_matures_today_is_refused(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(venue.port, "list-asset", "TB-TODAY", "0") == 0
+    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    listing = ["list-instrument", "--symbol", "TB-TODAY-USD", "--kind", "tbill"]
+    listing += ["--base", "TB-TODAY", "--quote", "USD", "--tick", "0.000001"]
+    listing += ["--step", "1", "--min-qty", "100", "--min-notional", "100", "--band-pct", "1"]
+    listing += ["--reference-price", "99.000000", "--maturity", today]
+    capsys.readouterr()
+    assert admin(venue.port, *listing) == 1
+    assert "MATURITY_PASSED" in capsys.readouterr().err
+
+
+def test_set_order_caps_then_orders_above_them_are_refused_with_the_cap(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(venue.port, "set-order-caps", "AAPLx-USD", "--max-qty", "10") == 0
+    capsys.readouterr()
+    order = {"symbol": "AAPLx-USD", "side": "buy", "type": "limit", "tif": "gtc"}
+    with pytest.raises(VenueError, match="ABOVE_MAX_QTY") as refused:
+        venue.query("alpha", "order.place", order | {"price": "187.00", "qty": "10.5"})
+    assert refused.value.data == {"max_qty": "10.000000", "qty": "10.500000"}
+    rows = venue.query("alpha", "instruments", {})["instruments"]
+    row = next(r for r in rows if r["symbol"] == "AAPLx-USD")
+    assert (row["max_qty"], row["max_notional"]) == ("10.000000", None)
+    assert admin(venue.port, "set-order-caps", "AAPLx-USD") == 0  # no caps at all
+    capsys.readouterr()
+    assert venue.query("alpha", "order.place", order | {"price": "187.00", "qty": "10.5"})
+    assert admin(venue.port, "list-asset", "GOLDx", "6") == 0
+    listing = ["list-instrument", "--symbol", "GOLDx-USD", "--kind", "equity"]
+    listing += ["--base", "GOLDx", "--quote", "USD", "--tick", "0.01", "--step", "0.001"]
+    listing += ["--min-qty", "0.001", "--min-notional", "1", "--band-pct", "10"]
+    listing += ["--reference-price", "250.00", "--max-qty", "5", "--max-notional", "1000"]
+    assert admin(venue.port, *listing) == 0
+    rows = venue.query("alpha", "instruments", {})["instruments"]
+    gold = next(r for r in rows if r["symbol"] == "GOLDx-USD")
+    assert (gold["max_qty"], gold["max_notional"]) == ("5.000000", "1000.000000")

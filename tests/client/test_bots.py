@@ -1,0 +1,587 @@
+"""The bots and the live demo: a real server on 127.0.0.1, bots in-process, real files."""
+
+import argparse
+import asyncio
+import socket
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from client import bots, live_demo
+from client.bots import (
+    AllRefused,
+    Instrument,
+    MarketMaker,
+    QuoteLevel,
+    Taker,
+    band_limits,
+    config_references,
+    quote_ladder,
+)
+from client.sdk import VenueClient
+from core import config as venue_config
+from engine.commands import CancelAll, PlaceOrder
+from engine.enums import OrderType, Side, TimeInForce
+from engine.events import CommandRejected
+from engine.instrument import band_limits as engine_band_limits
+from engine.reasons import E
+from engine.units import format_units
+from engine.venue import Venue as EngineVenue
+from engine.venue import VenueConfig
+from settlement.ledger import Ledger
+from tests.client.test_admin_cli import BackgroundVenue
+from tests.conftest import KEYS, ROOT, Venue
+from tests.terminal import run_on_terminal
+
+SYMBOL = "AAPLx-USD"
+REFERENCE = Decimal("187.25")  # venue.toml's listed price for AAPLx-USD
+BAND_BPS = 1_000  # venue.toml's band_pct = "10"
+TICK = Decimal("0.01")
+SPREAD_BPS = Decimal(20)
+SIZE = Decimal(5)
+LEVELS = 2
+ALPHA = 1  # venue.toml's account of demo-mm-alpha
+TAKER = 3  # venue.toml's account of demo-taker
+READY_TIMEOUT_S = 5.0
+BILL = "TB-2027-03-04-USD"
+BILLS = (BILL, "TB-2027-08-26-USD")
+LISTED = config_references(ROOT / "venue.toml")
+NOW_US = 1_796_000_000_000_000  # 2026-11-30: the demo bills are live, the reserves fresh
+
+
+def _maker(venue: Venue) -> MarketMaker:
+    return MarketMaker(
+        venue.url(),
+        *KEYS["alpha"],
+        SYMBOL,
+        SPREAD_BPS,
+        SIZE,
+        levels=LEVELS,
+        interval_s=0.1,
+        reference=REFERENCE,
+        band_bps=BAND_BPS,
+    )
+
+
+# ----------------------------------------------------------------- pricing
+
+
+def _sides(ladder: list[QuoteLevel]) -> tuple[list[Decimal], list[Decimal]]:
+    """The ladder's bids and asks, every one of them present."""
+    bids = [bid for bid, _ in ladder if bid is not None]
+    asks = [ask for _, ask in ladder if ask is not None]
+    assert len(bids) == len(asks) == len(ladder), f"a side is missing: {ladder}"
+    return bids, asks
+
+
+def test_a_flat_ladder_is_centred_on_the_tick_and_widens_by_level() -> None:
+    bids, asks = _sides(quote_ladder(REFERENCE, SPREAD_BPS, 3, Decimal(0), SIZE, TICK))
+    assert bids == sorted(bids, reverse=True) and len(set(bids)) == 3
+    assert asks == sorted(asks) and len(set(asks)) == 3
+    half = REFERENCE * SPREAD_BPS / 2 / 10_000
+    assert REFERENCE - half - TICK < bids[0] <= REFERENCE - half
+    assert REFERENCE + half <= asks[0] < REFERENCE + half + TICK
+    assert all(price % TICK == 0 for price in bids + asks)
+
+
+@pytest.mark.parametrize("inventory", [Decimal(5), Decimal(50), Decimal("0.5")])
+def test_inventory_leans_the_ladder_against_the_position(inventory: Decimal) -> None:
+    flat_bids, flat_asks = _sides(
+        quote_ladder(REFERENCE, SPREAD_BPS, LEVELS, Decimal(0), SIZE, TICK)
+    )
+    long_bids, long_asks = _sides(
+        quote_ladder(REFERENCE, SPREAD_BPS, LEVELS, inventory, SIZE, TICK)
+    )
+    short_bids, short_asks = _sides(
+        quote_ladder(REFERENCE, SPREAD_BPS, LEVELS, -inventory, SIZE, TICK)
+    )
+    for level in range(LEVELS):
+        assert long_bids[level] < flat_bids[level] < short_bids[level]  # long: sell, short: buy
+        assert long_asks[level] < flat_asks[level] < short_asks[level]
+        assert long_bids[level] < long_asks[level] and short_bids[level] < short_asks[level]
+
+
+def test_the_lean_is_capped_so_a_huge_position_still_quotes_both_sides() -> None:
+    huge = quote_ladder(REFERENCE, SPREAD_BPS, 1, Decimal(10**9), SIZE, TICK)
+    bigger = quote_ladder(REFERENCE, SPREAD_BPS, 1, Decimal(10**12), SIZE, TICK)
+    assert huge == bigger
+    (bid, ask) = huge[0]
+    assert bid is not None and ask is not None and bid < ask < REFERENCE
+
+
+def test_sides_outside_the_band_are_pulled_and_the_rest_stay_inside() -> None:
+    low, high = band_limits(REFERENCE, 15, TICK)  # room for level 1 (10 bps each way) only
+    ladder = quote_ladder(REFERENCE, SPREAD_BPS, 3, Decimal(0), SIZE, TICK, (low, high))
+    assert ladder[0][0] is not None and ladder[0][1] is not None
+    assert ladder[1] == ladder[2] == (None, None)
+    leaning = quote_ladder(REFERENCE, SPREAD_BPS, 1, Decimal(-50), SIZE, TICK, (low, high))
+    assert leaning[0][0] is not None and leaning[0][1] is None  # the ask would leave the band
+    for price in (p for level in ladder for p in level if p is not None):
+        assert low <= price <= high
+
+
+def test_band_limits_match_the_engine() -> None:
+    for reference, bps, tick in (
+        (REFERENCE, 1_000, TICK),
+        (Decimal("98.676708"), 100, Decimal("0.000001")),
+        (Decimal("0.05"), 9_999, TICK),
+    ):
+        low, high = engine_band_limits(int(reference / tick), bps, 1)  # in ticks
+        assert band_limits(reference, bps, tick) == (low * tick, high * tick)
+
+
+# ----------------------------------------------------------------- bots on a real server
+
+
+def test_maker_quotes_both_sides_the_taker_fills_and_stopping_pulls_the_quotes(
+    run_venue: Any,
+) -> None:
+    async def scenario(venue: Venue) -> None:
+        maker = _maker(venue)
+        taker = Taker(venue.url(), *KEYS["taker"], [SYMBOL], rate_per_s=20, seed=3)
+        stop = asyncio.Event()
+        maker_task = asyncio.create_task(maker.run(stop))
+        await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+        public = await venue.client(endpoint="public")
+        await public.subscribe_book(SYMBOL)
+        book = public.books[SYMBOL]
+        while len(book.bids()) < LEVELS or len(book.asks()) < LEVELS:
+            await public.next_push()
+        widest = REFERENCE * SPREAD_BPS * LEVELS / 2 / 10_000 + TICK
+        for price, qty in book.bids():
+            assert REFERENCE - widest <= Decimal(price) < REFERENCE and Decimal(qty) == SIZE
+        for price, qty in book.asks():
+            assert REFERENCE < Decimal(price) <= REFERENCE + widest and Decimal(qty) == SIZE
+
+        taker_task = asyncio.create_task(taker.run(stop))
+        await asyncio.sleep(1.5)
+        stop.set()
+        await asyncio.gather(maker_task, taker_task)
+
+        assert taker.fills > 0 and maker.fills > 0
+        assert not maker.refusals
+        assert set(taker.refusals) <= {"MARKET_NO_LIQUIDITY"}  # a book emptied by its last order
+        assert not venue.server.venue.open_orders(ALPHA)
+        alpha = await venue.client("alpha")
+        rows = (await alpha.balances())["balances"]
+        base = next(Decimal(r["total"]) for r in rows if r["asset"] == "AAPLx")
+        assert maker.inventory == base - Decimal(20_000)  # venue.toml's deposit
+        bought = sum(taker.filled_qty.values())
+        assert abs(maker.inventory) <= bought
+
+    run_venue(scenario)
+
+
+def test_cancelling_the_maker_task_pulls_its_quotes(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        maker = _maker(venue)
+        task = asyncio.create_task(maker.run(asyncio.Event()))
+        await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+        assert len(venue.server.venue.open_orders(ALPHA)) == 2 * LEVELS
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not venue.server.venue.open_orders(ALPHA)
+
+    run_venue(scenario)
+
+
+def test_a_dead_maker_connection_is_pulled_by_cancel_on_disconnect(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        maker = _maker(venue)
+        task = asyncio.create_task(maker.run(asyncio.Event()))
+        await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+        assert maker.client.websocket is not None
+        maker.client.websocket.transport.abort()  # no goodbye, no pull: only COD is left
+        await asyncio.wait_for(task, READY_TIMEOUT_S)
+        probe = await venue.client("alpha")
+        while (await probe.open_orders(SYMBOL))["orders"]:
+            await asyncio.sleep(0.05)  # COD runs when the server notices the disconnect
+
+    run_venue(scenario)
+
+
+# ----------------------------------------------------------------- the live demo
+
+
+def test_the_live_demo_trades_and_verifies_its_ledger(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = argparse.Namespace(
+        port=0, data_dir=tmp_path / "demo", seconds=2.0, config=ROOT / "venue.toml"
+    )
+    assert live_demo.run(args) == 0
+    out = capsys.readouterr().out
+    status_lines = [line for line in out.splitlines() if line.startswith("[")]
+    assert status_lines and "trades" in status_lines[-1]
+    total = next(line for line in out.splitlines() if line.endswith(" trades"))
+    assert int(total.split()[0]) > 0
+    assert "left on the book: 0 levels, 0 open orders" in out
+    assert "verified" in out
+
+
+# ----------------------------------------------------------------- the bots' checks: the engine's
+
+
+# The reasons a size or price alone gives the engine to refuse an order.
+GRID_REASONS = {
+    E.BAD_PARAM,  # a zero qty or price
+    E.INVALID_PRICE_TICK,
+    E.INVALID_QTY_STEP,
+    E.BELOW_MIN_QTY,
+    E.PRICE_BAND,
+    E.BELOW_MIN_NOTIONAL,
+}
+
+
+def _published_rows() -> dict[str, dict[str, Any]]:
+    """The `instruments` rows a real server publishes for venue.toml."""
+
+    async def fetch() -> dict[str, dict[str, Any]]:
+        import tempfile
+
+        from tests.conftest import start_venue
+
+        with tempfile.TemporaryDirectory() as data_dir:
+            venue = await start_venue(Path(data_dir))
+            try:
+                async with VenueClient(venue.url("public")) as public:
+                    rows = (await public.request("instruments"))["instruments"]
+            finally:
+                await venue.server.stop()
+        return {row["symbol"]: row for row in rows}
+
+    return asyncio.run(fetch())
+
+
+@pytest.fixture(scope="module")
+def published() -> dict[str, dict[str, Any]]:
+    return _published_rows()
+
+
+def _engine() -> EngineVenue:
+    loaded = venue_config.load(ROOT / "venue.toml")
+    staleness = venue_config.reserve_staleness_max_us(loaded)
+    venue = EngineVenue(VenueConfig(reserve_staleness_max_us=staleness), Ledger())
+    for index, command in enumerate(venue_config.setup_commands(loaded, NOW_US)):
+        venue.execute(msgspec.structs.replace(command, ts_us=NOW_US + index))
+    return venue
+
+
+ENGINE = _engine()
+CLOCK = iter(range(NOW_US + 1_000_000, NOW_US + 10**12))
+
+
+def _engine_refusal(symbol: str, side: str, qty_units: int, price_units: int | None) -> str | None:
+    """What the engine itself says to the order: its grid reason, or None (then undone)."""
+    market = ENGINE.markets[symbol]
+    command = PlaceOrder(
+        ts_us=next(CLOCK),
+        account=TAKER,
+        symbol=symbol,
+        side=Side(side),
+        order_type=OrderType.LIMIT if price_units is not None else OrderType.MARKET,
+        tif=TimeInForce.GTC if price_units is not None else TimeInForce.IOC,
+        price=price_units or 0,
+        qty=qty_units,
+    )
+    assert market.reference_price == market.spec.reference_price, "no trade moved the band"
+    events = ENGINE.execute(command)
+    ENGINE.execute(CancelAll(ts_us=next(CLOCK), account=TAKER))
+    refused = next((e for e in events if isinstance(e, CommandRejected)), None)
+    if refused is not None and refused.reason in GRID_REASONS:
+        return refused.reason.name
+    return None
+
+
+@st.composite
+def orders(draw: st.DrawFn) -> tuple[str, str, int, int | None]:
+    """A symbol, side, qty and price (None: market) on the units' grid, near every edge."""
+    symbol = draw(st.sampled_from([SYMBOL, *BILLS]))
+    market = ENGINE.markets[symbol]
+    side = draw(st.sampled_from(["buy", "sell"]))
+    step, least = market.qty_step, market.min_qty
+    qty = draw(
+        st.one_of(
+            st.integers(0, 3 * max(least, step)),  # around the minimum and the step
+            st.integers(0, 60).map(lambda lots: lots * step),
+            st.integers(1, 10_000 if market.spec.qty_decimals == 0 else 20_000),
+        )
+    )
+    low, high = market.band_low, market.band_high
+    width = high - low
+    price = draw(
+        st.one_of(
+            st.none(),
+            st.integers(max(low - width // 4, 1), high + width // 4),
+            st.sampled_from([low - 1, low, high, high + 1, market.price_tick]),
+        )
+    )
+    return symbol, side, qty, price
+
+
+@settings(max_examples=400, deadline=None)
+@given(order=orders())
+def test_the_bots_check_accepts_exactly_what_the_engine_accepts(
+    published: dict[str, dict[str, Any]], order: tuple[str, str, int, int | None]
+) -> None:
+    symbol, side, qty_units, price_units = order
+    instrument = Instrument.from_row(published[symbol], *LISTED[symbol])
+    spec = ENGINE.markets[symbol].spec
+    qty = Decimal(format_units(qty_units, spec.qty_decimals))
+    price = None if price_units is None else Decimal(format_units(price_units, spec.price_decimals))
+    assert instrument.refusal(side, qty, price) == _engine_refusal(
+        symbol, side, qty_units, price_units
+    )
+
+
+def test_one_lot_of_a_demo_bill_is_tradable_at_any_price_in_its_band(
+    published: dict[str, dict[str, Any]],
+) -> None:
+    for symbol in BILLS:
+        instrument = Instrument.from_row(published[symbol], *LISTED[symbol])
+        low, high = instrument.band()
+        assert high is not None
+        for price in (low, instrument.reference, high):
+            assert instrument.refusal("buy", instrument.min_qty, price) is None
+            assert instrument.least_qty(price) == instrument.min_qty == Decimal(100)
+        for off_step in (Decimal(50), Decimal(150), Decimal("100.5")):
+            assert instrument.refusal("buy", off_step, low) in {"INVALID_QTY_STEP", "BAD_PRECISION"}
+
+
+def test_the_least_qty_is_the_engines_least_accepted(
+    published: dict[str, dict[str, Any]],
+) -> None:
+    instrument = Instrument.from_row(published[SYMBOL], *LISTED[SYMBOL])
+    least = instrument.least_qty(REFERENCE)
+    assert instrument.refusal("buy", least, REFERENCE) is None
+    assert instrument.refusal("buy", least - instrument.step, REFERENCE) == "BELOW_MIN_NOTIONAL"
+    assert instrument.least_qty(REFERENCE, margin=2) >= 2 * least - instrument.step
+
+
+# ----------------------------------------------------------------- bots on a demo bill
+
+
+def test_maker_and_taker_trade_a_demo_bill_at_its_minimum_size(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        reference, band = LISTED[BILL]
+        maker = MarketMaker(
+            venue.url(),
+            *KEYS["alpha"],
+            BILL,
+            Decimal(4),
+            Decimal(100),  # the published minimum: one lot of 100 of face
+            levels=2,
+            interval_s=0.1,
+            reference=reference,
+            band_bps=band,
+        )
+        taker = Taker(
+            venue.url(), *KEYS["taker"], [BILL], 20, size=Decimal(100), seed=5, listed=LISTED
+        )
+        stop = asyncio.Event()
+        maker_task = asyncio.create_task(maker.run(stop))
+        await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+        taker_task = asyncio.create_task(taker.run(stop))
+        for _ in range(100):  # bounded: 10 s at most
+            if taker.fills >= 3:
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.gather(maker_task, taker_task)
+        assert taker.fills >= 3 and maker.fills >= 3
+        assert not maker.refusals
+        assert set(taker.refusals) <= {"MARKET_NO_LIQUIDITY"}
+        assert abs(maker.inventory) % 100 == 0
+
+    run_venue(scenario)
+
+
+@pytest.mark.parametrize(
+    ("size", "reason"),
+    [("50", "INVALID_QTY_STEP"), ("150", "INVALID_QTY_STEP")],
+)
+def test_a_size_the_engine_would_refuse_stops_the_bot_with_the_rule(
+    run_venue: Any, size: str, reason: str
+) -> None:
+    async def scenario(venue: Venue) -> None:
+        maker = MarketMaker(venue.url(), *KEYS["alpha"], BILL, Decimal(4), Decimal(size))
+        with pytest.raises(ValueError, match=f"{reason}.*steps of 100 from 100"):
+            await maker.run(asyncio.Event())
+        assert not venue.server.venue.open_orders(ALPHA)
+
+    run_venue(scenario)
+
+
+# ----------------------------------------------------------------- several symbols, a limit
+
+
+def test_one_maker_quotes_several_symbols(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        maker = MarketMaker(
+            venue.url(),
+            *KEYS["alpha"],
+            [SYMBOL, BILL],
+            Decimal(10),
+            Decimal(100),
+            levels=2,
+            interval_s=0.1,
+            listed=LISTED,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(maker.run(stop))
+        await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+        orders = venue.server.venue.open_orders(ALPHA)
+        by_symbol = {symbol: [o for o in orders if o.symbol == symbol] for symbol in (SYMBOL, BILL)}
+        assert all(len(quotes) == 4 for quotes in by_symbol.values()), by_symbol
+        assert "AAPLx-USD" in maker.status_text() and BILL in maker.status_text()
+        stop.set()
+        await task
+        assert not venue.server.venue.open_orders(ALPHA)
+
+    run_venue(scenario)
+
+
+def test_the_position_limit_stops_the_side_that_would_grow_it() -> None:
+    ladder = quote_ladder(REFERENCE, SPREAD_BPS, 3, Decimal(0), SIZE, TICK, None, 2 * SIZE)
+    assert [side is None for level in ladder for side in level] == [False] * 4 + [True] * 2
+    long = quote_ladder(REFERENCE, SPREAD_BPS, 3, SIZE, SIZE, TICK, None, 2 * SIZE)
+    assert [bid for bid, _ in long][1:] == [None, None] and all(ask for _, ask in long)
+    short = quote_ladder(REFERENCE, SPREAD_BPS, 3, -2 * SIZE, SIZE, TICK, None, 2 * SIZE)
+    assert all(ask is None for _, ask in short) and all(bid for bid, _ in short)
+
+
+def test_a_maker_at_its_limit_quotes_only_the_side_that_unwinds(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        maker = MarketMaker(
+            venue.url(),
+            *KEYS["alpha"],
+            SYMBOL,
+            SPREAD_BPS,
+            SIZE,
+            levels=LEVELS,
+            interval_s=0.1,
+            reference=REFERENCE,
+            band_bps=BAND_BPS,
+            position_max=SIZE,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(maker.run(stop))
+        await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+        flat_bid, flat_ask = maker.quoting_by_symbol[SYMBOL].ladder[0]
+        assert flat_bid is not None and flat_ask is not None
+        taker = await venue.client("taker")  # sells one size into the maker's best bid
+        await taker.place(SYMBOL, "sell", str(SIZE), str(flat_bid), tif="ioc")
+        for _ in range(100):  # bounded: the maker sees its fill and requotes
+            bid, ask = maker.quoting_by_symbol[SYMBOL].ladder[0]
+            if maker.inventory == SIZE and bid is None:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.3)  # another round: the venue holds what was sent
+        sides = {order.side for order in venue.server.venue.open_orders(ALPHA)}
+        assert maker.inventory == SIZE and sides == {Side.SELL}
+        _, ask = maker.quoting_by_symbol[SYMBOL].ladder[0]
+        assert ask is not None and ask < flat_ask  # leaning against the long position
+        stop.set()
+        await task
+
+    run_venue(scenario)
+
+
+# ----------------------------------------------------------------- giving up, status lines
+
+
+def test_a_maker_whose_every_order_is_refused_gives_up(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        maker = MarketMaker(  # a US person may not trade tokenized equities: NOT_ELIGIBLE
+            venue.url(), *KEYS["us"], SYMBOL, SPREAD_BPS, SIZE, interval_s=0.1, listed=LISTED
+        )
+        with pytest.raises(AllRefused, match="NOT_ELIGIBLE"):
+            await maker.run(asyncio.Event())
+        assert maker.tally.accepted == 0 and maker.tally.refused >= bots.REFUSED_ALL_MAX
+
+    run_venue(scenario)
+
+
+def _cli(*argv: str) -> int:
+    from cli.main import main
+
+    return main(list(argv))
+
+
+@pytest.fixture
+def background(tmp_path: Path) -> Any:
+    server = BackgroundVenue(tmp_path / "data").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_the_cli_bot_exits_non_zero_and_says_why_when_all_is_refused(
+    background: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for side, price in (("buy", "187.00"), ("sell", "187.50")):  # something to take
+        order = {"symbol": SYMBOL, "side": side, "type": "limit", "tif": "gtc"}
+        background.query("alpha", "order.place", order | {"price": price, "qty": "10"})
+    url = f"ws://127.0.0.1:{background.port}/ws/trade"
+    status = _cli(
+        "bot", "taker", "--url", url, "--key", "demo-us", "--secret", "demo-secret-us",
+        "--symbol", SYMBOL, "--rate", "50", "--size", "1", "--seconds", "10",
+        "--config", str(ROOT / "venue.toml"),
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 1
+    assert f"bot stopped: all {bots.REFUSED_ALL_MAX} orders tried were refused" in err
+    assert "NOT_ELIGIBLE" in err
+
+
+def test_a_bot_that_cannot_reach_the_venue_says_so_in_one_line_on_stderr() -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "cli.main", "bot", "taker", "--symbol", SYMBOL]
+    command += ["--rate", "1", "--seconds", "2", "--config", str(ROOT / "venue.toml")]
+    command += ["--url", f"ws://127.0.0.1:{port}/ws/trade"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if "bot stopped" in line]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "bot stopped" not in done.stdout
+
+
+def test_off_a_terminal_the_bot_prints_a_status_line_every_interval(
+    background: BackgroundVenue, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(bots, "STATUS_INTERVAL_S", 0.3)
+    url = f"ws://127.0.0.1:{background.port}/ws/trade"
+    status = _cli(
+        "bot", "market-maker", "--url", url, "--symbol", f"{SYMBOL},{BILL}", "--spread", "10",
+        "--size", "100", "--seconds", "1.5", "--config", str(ROOT / "venue.toml"),
+    )  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert status == 0
+    status_lines = [line for line in lines if "requotes" in line and "PnL" in line]
+    assert len(status_lines) >= 3  # two or more status lines, then the summary
+    assert f"{SYMBOL} " in status_lines[0] and f"{BILL} " in status_lines[0]
+    assert lines[-1].startswith(f"market maker {SYMBOL}, {BILL}:")
+    assert "\r" not in "".join(lines)
+
+
+def test_on_a_terminal_the_bot_keeps_one_live_status_line(background: BackgroundVenue) -> None:
+    url = f"ws://127.0.0.1:{background.port}/ws/trade"
+    venue = str(Path(sys.executable).with_name("venue"))
+    argv = [venue, "bot", "market-maker", "--url", url, "--symbol", BILL, "--spread", "4"]
+    argv += ["--size", "100", "--seconds", "2", "--config", str(ROOT / "venue.toml")]
+    status, drawn = run_on_terminal(argv, ROOT, timeout_s=30)
+    assert status == 0, drawn
+    redraws = [part for part in drawn.split("\r") if "requotes" in part and "PnL" in part]
+    assert len(redraws) >= 2, drawn  # one line, rewritten in place
+    assert f"market maker {BILL}:" in drawn

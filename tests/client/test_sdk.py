@@ -1,0 +1,59 @@
+"""The client SDK: typed results and events, and automatic resumption after a dropped link."""
+
+import asyncio
+from typing import Any
+
+from client.sdk import BalanceUpdate, ExecReport, OrderResult, VenueClient
+from tests.conftest import KEYS, Venue
+
+SYMBOL = "AAPLx-USD"
+
+
+def test_results_and_events_are_typed(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.subscribe_account()
+        await alpha.next_push()  # the snapshot
+        result = await alpha.place_order(SYMBOL, "sell", "0.5", "187.30", cl_ord_id="t1")
+        assert isinstance(result, OrderResult) and result.status == "new"
+        first = await alpha.next_account_event()
+        assert isinstance(first.data, ExecReport)
+        assert (first.data.exec_type, first.data.order_id, first.data.cl_ord_id) == (
+            "new",
+            result.order_id,
+            "t1",
+        )
+        second = await alpha.next_account_event()
+        assert isinstance(second.data, BalanceUpdate) and second.data.held == "0.500000"
+        assert second.seq == first.seq + 1
+
+    run_venue(scenario)
+
+
+def test_a_dropped_connection_resumes_with_since_seq(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), auto_resume=True)
+        await alpha.connect()
+        venue.clients.append(alpha)
+        await alpha.logon(*KEYS["alpha"])
+        await alpha.subscribe_account()
+        await alpha.next_push()  # the snapshot
+        await alpha.place(SYMBOL, "sell", "1", "187.30")
+        session = next(s for s in venue.server.sessions.values() if s.account == 1)
+        seen_before = alpha.account_seq
+        session.websocket.transport.abort()  # the network drops the link
+        taker = await venue.client("taker")
+        await taker.place(SYMBOL, "buy", "0.4", "187.30", tif="ioc")  # alpha misses this live
+        for _ in range(50):  # bounded: up to 5 s for the reconnect
+            if alpha.resumed:
+                break
+            await asyncio.sleep(0.1)
+        assert alpha.resumed == 1
+        seqs: list[int] = []
+        while len(seqs) < 3:
+            event = await alpha.next_account_event(3)
+            seqs.append(event.seq)
+        assert seqs[0] <= seen_before + 1 and seqs == list(range(seqs[0], seqs[0] + 3))
+        assert max(seqs) > seen_before, "the fill made while it was away arrives"
+
+    run_venue(scenario)

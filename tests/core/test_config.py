@@ -1,0 +1,59 @@
+"""venue.toml: strict decoding, exact amounts, and the sample config builds a sound venue."""
+
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from core import config
+from engine.events import CommandRejected
+from engine.venue import Venue, VenueConfig
+from settlement.ledger import Ledger
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW_US = 1_798_761_600_000_000  # 2027-01-01
+
+
+def test_the_sample_config_builds_a_venue_without_refusals() -> None:
+    loaded = config.load(ROOT / "venue.toml")
+    staleness = config.reserve_staleness_max_us(loaded)
+    venue = Venue(VenueConfig(reserve_staleness_max_us=staleness), Ledger())
+    for index, command in enumerate(config.setup_commands(loaded, NOW_US)):
+        events = venue.execute(msgspec.structs.replace(command, ts_us=NOW_US + index))
+        assert not any(isinstance(e, CommandRejected) for e in events), (command, events)
+    venue.check_invariants()
+    bill = venue.markets["TB-2027-03-04-USD"].spec
+    assert (bill.price_decimals, bill.reference_price, bill.qty_decimals) == (6, 98_676_708, 0)
+    assert bill.maturity_us == 1_804_118_400_000_000  # 2027-03-04 00:00 UTC
+    apple = venue.markets["AAPLx-USD"].spec
+    assert (apple.price_tick, apple.price_band_bps, apple.min_notional) == (1, 1_000, 1_000_000)
+    assert "US" in apple.excluded_jurisdictions
+    assert {key.key for key in loaded.api_keys} >= {"demo-mm-alpha", "demo-admin"}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "venue.toml"
+    path.write_text(text)
+    return path
+
+
+def test_unknown_keys_are_errors(tmp_path: Path) -> None:
+    with pytest.raises(config.ConfigError, match="colour"):
+        config.load(write(tmp_path, '[venue]\nport = 1\ncolour = "blue"\n'))
+
+
+def test_amounts_are_exact(tmp_path: Path) -> None:
+    text = '[[assets]]\ncode = "USD"\nscale = 2\n[[reserves]]\nasset = "USD"\namount = "1.005"\n'
+    loaded = config.load(write(tmp_path, text))
+    with pytest.raises(config.ConfigError, match="more than 2 decimals"):
+        config.setup_commands(loaded, NOW_US)
+
+
+def test_an_instrument_needs_its_assets(tmp_path: Path) -> None:
+    text = (
+        '[[instruments]]\nsymbol = "X-USD"\nkind = "equity"\nbase = "X"\nquote = "USD"\n'
+        'tick = "0.01"\nstep = "1"\nmin_qty = "1"\nmin_notional = "1"\nband_pct = "5"\n'
+        'reference_price = "10"\n'
+    )
+    with pytest.raises(config.ConfigError, match="list the assets"):
+        config.setup_commands(config.load(write(tmp_path, text)), NOW_US)

@@ -1,0 +1,74 @@
+"""docs/configuration.md lists every key that `venue.toml` and `core/config.py` know."""
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from core.config import VenueConfig
+from tests.conftest import ROOT
+
+PAGE = ROOT / "docs" / "configuration.md"
+SECTION = re.compile(r"^#+ `\[{1,2}([a-z_.]+)\]{1,2}`")  # `## `[venue]`` or `## `[[assets]]``
+ROW_KEY = re.compile(r"^\| `([a-z_]+)` \|")
+
+
+def documented(page: Path) -> set[tuple[str, str]]:
+    """(section, key) of every table row under a `[section]` heading."""
+    keys = set()
+    section = None
+    for line in page.read_text().splitlines():
+        heading = SECTION.match(line)
+        if heading:
+            section = heading.group(1)
+        elif line.startswith("#"):
+            section = None
+        elif section and (row := ROW_KEY.match(line)):
+            keys.add((section, row.group(1)))
+    return keys
+
+
+def schema_keys() -> set[tuple[str, str]]:
+    """(section, key) of every field of every table `core/config.py` decodes."""
+    keys: set[tuple[str, str]] = set()
+    root = msgspec.inspect.type_info(VenueConfig)
+    assert isinstance(root, msgspec.inspect.StructType)
+    for field in root.fields:
+        _walk(field.name, field.type, keys)
+    return keys
+
+
+def _walk(section: str, kind: Any, keys: set[tuple[str, str]]) -> None:
+    if isinstance(kind, msgspec.inspect.VarTupleType | msgspec.inspect.ListType):
+        kind = kind.item_type
+    if not isinstance(kind, msgspec.inspect.StructType):
+        return
+    for field in kind.fields:
+        keys.add((section, field.name))
+        _walk(f"{section}.{field.name}", field.type, keys)  # a nested table: its own section
+
+
+def sample_keys() -> set[tuple[str, str]]:
+    """(section, key) of every key the sample `venue.toml` sets, one table deep."""
+    keys = set()
+    for section, value in tomllib.loads((ROOT / "venue.toml").read_text()).items():
+        for table in value if isinstance(value, list) else [value]:
+            keys.update((section, key) for key in table)
+    return keys
+
+
+def test_every_config_key_is_documented() -> None:
+    page = documented(PAGE)
+    missing = (schema_keys() | sample_keys()) - page
+    assert not missing, f"add these keys to docs/configuration.md: {sorted(missing)}"
+
+
+def test_the_page_lists_no_key_the_config_does_not_have() -> None:
+    stale = documented(PAGE) - schema_keys()
+    assert not stale, f"docs/configuration.md lists keys config.py does not read: {sorted(stale)}"
+
+
+def test_the_readme_links_the_page() -> None:
+    assert "docs/configuration.md" in (ROOT / "README.md").read_text()

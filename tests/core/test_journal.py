@@ -1,0 +1,569 @@
+"""The command journal: the contract every journal keeps, then the file's framing and recovery."""
+
+import logging
+import random
+import select
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from core import journal as journal_module
+from core.journal import (
+    HEADER_BYTES,
+    RECORD_BYTES_MAX,
+    BatchTooLargeError,
+    FileJournal,
+    Journal,
+    JournalCorruption,
+    JournalError,
+    JournalLocked,
+    JournalSequenceError,
+    RecordTooLargeError,
+    measure,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+Record = tuple[int, bytes]
+
+
+def payload(seq: int) -> bytes:
+    """A payload of 10 to 200 bytes that says which seq it belongs to."""
+    return b"command %d " % seq * (1 + seq % 13)
+
+
+def records(first: int, count: int) -> list[Record]:
+    return [(seq, payload(seq)) for seq in range(first, first + count)]
+
+
+def frame(seq: int, body: bytes) -> bytes:
+    """The frame as the format defines it, built independently of the module."""
+    seq_bytes = struct.pack(">Q", seq)
+    return struct.pack(">II", len(body), zlib.crc32(seq_bytes + body)) + seq_bytes + body
+
+
+def frame_offsets(written: list[Record]) -> dict[int, int]:
+    offsets, offset = {}, 0
+    for seq, body in written:
+        offsets[seq] = offset
+        offset += HEADER_BYTES + len(body)
+    return offsets
+
+
+# -- the contract, for every implementation --------------------------------------------------
+
+
+def file_journal(directory: Path) -> Journal:
+    return FileJournal(directory / "commands.journal")
+
+
+FACTORIES: list[Callable[[Path], Journal]] = [file_journal]
+Opener = Callable[[], Journal]
+
+
+@pytest.fixture(params=FACTORIES, ids=lambda factory: factory.__name__)
+def open_journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens (and reopens) one journal; whatever is still open is closed after the test."""
+    factory: Callable[[Path], Journal] = request.param
+    opened: list[Journal] = []
+
+    def opener() -> Journal:
+        opened.append(factory(tmp_path))
+        return opened[-1]
+
+    yield opener
+    for journal in opened:
+        journal.close()
+
+
+def reopen(open_journal: Opener, journal: Journal) -> Journal:
+    journal.close()
+    return open_journal()
+
+
+def test_a_new_journal_is_empty(open_journal: Opener) -> None:
+    journal = open_journal()
+    assert journal.last_seq() == 0
+    assert list(journal.replay()) == []
+
+
+def test_committed_batches_replay_in_order(open_journal: Opener) -> None:
+    journal = open_journal()
+    written: list[Record] = []
+    for size in (1, 5, 100, 2):
+        batch = records(len(written) + 1, size)
+        journal.commit(batch)
+        written += batch
+        assert journal.last_seq() == len(written)
+    assert list(journal.replay()) == written
+
+
+@pytest.mark.parametrize("after_seq", [0, 1, 5, 49, 107, 108, 500])
+def test_replay_after_a_seq_gives_the_records_above_it(
+    open_journal: Opener, after_seq: int
+) -> None:
+    journal = open_journal()
+    written = records(1, 108)
+    for start in range(0, 108, 10):
+        journal.commit(written[start : start + 10])
+    assert list(journal.replay(after_seq)) == written[after_seq:]
+
+
+def test_replay_after_a_seq_far_into_the_journal(open_journal: Opener) -> None:
+    """Long enough that replay starts from the middle, before and after a reopen."""
+    journal = open_journal()
+    written = records(1, 12_345)
+    for start in range(0, len(written), 1_000):
+        journal.commit(written[start : start + 1_000])
+    for _ in range(2):
+        for after_seq in (4_095, 4_096, 4_097, 8_192, 9_999, 12_344):
+            assert list(journal.replay(after_seq)) == written[after_seq:]
+        journal = reopen(open_journal, journal)
+
+
+def test_a_reopened_journal_continues(open_journal: Opener) -> None:
+    journal = open_journal()
+    journal.commit(records(1, 7))
+    journal = reopen(open_journal, journal)
+    assert journal.last_seq() == 7
+    journal.commit(records(8, 3))
+    journal = reopen(open_journal, journal)
+    assert journal.last_seq() == 10
+    assert list(journal.replay()) == records(1, 10)
+
+
+def test_only_synced_records_are_replayed(open_journal: Opener) -> None:
+    journal = open_journal()
+    journal.commit(records(1, 2))
+    journal.append(records(3, 2))
+    journal.append(records(5, 1))
+    assert journal.last_seq() == 5
+    assert list(journal.replay()) == records(1, 2)
+    journal.sync()
+    assert list(journal.replay()) == records(1, 5)
+
+
+def test_close_syncs_what_was_appended(open_journal: Opener) -> None:
+    journal = open_journal()
+    journal.append(records(1, 3))
+    journal = reopen(open_journal, journal)
+    assert list(journal.replay()) == records(1, 3)
+
+
+@pytest.mark.parametrize(
+    "seqs",
+    [[0, 1], [5], [4, 5, 7], [4, 4], [3], [4, 6, 5], [2, 3, 4]],
+    ids=["zero", "gap", "gap-inside", "repeat", "overlap", "out-of-order", "rewind"],
+)
+def test_a_batch_out_of_sequence_is_refused_whole(open_journal: Opener, seqs: list[int]) -> None:
+    journal = open_journal()
+    journal.commit(records(1, 3))
+    with pytest.raises(JournalSequenceError, match="seq"):
+        journal.commit([(seq, payload(seq)) for seq in seqs])
+    assert journal.last_seq() == 3
+    journal = reopen(open_journal, journal)
+    assert list(journal.replay()) == records(1, 3)
+    journal.commit(records(4, 2))
+    assert list(journal.replay()) == records(1, 5)
+
+
+def test_the_first_record_is_seq_one(open_journal: Opener) -> None:
+    journal = open_journal()
+    with pytest.raises(JournalSequenceError):
+        journal.commit(records(2, 1))
+    journal.commit(records(1, 1))
+
+
+def test_an_oversized_record_is_refused_with_its_batch(open_journal: Opener) -> None:
+    journal = open_journal()
+    with pytest.raises(RecordTooLargeError, match=f"record 2 is {RECORD_BYTES_MAX + 1} bytes"):
+        journal.commit([(1, b"fine"), (2, bytes(RECORD_BYTES_MAX + 1))])
+    assert journal.last_seq() == 0
+    biggest = [(1, bytes(RECORD_BYTES_MAX))]
+    journal.commit(biggest)
+    journal = reopen(open_journal, journal)
+    assert list(journal.replay()) == biggest
+
+
+def test_empty_batches_and_payloads_are_fine(open_journal: Opener) -> None:
+    journal = open_journal()
+    journal.commit([])
+    journal.commit([(1, b"")])
+    journal = reopen(open_journal, journal)
+    assert list(journal.replay()) == [(1, b"")]
+
+
+def test_a_closed_journal_refuses_and_closes_again_harmlessly(open_journal: Opener) -> None:
+    journal = open_journal()
+    journal.commit(records(1, 1))
+    journal.close()
+    journal.close()
+    with pytest.raises(JournalError, match="closed"):
+        journal.commit(records(2, 1))
+
+
+def test_replay_after_a_negative_seq_is_refused(open_journal: Opener) -> None:
+    with pytest.raises(ValueError, match="negative"):
+        open_journal().replay(-1)
+
+
+# -- the file: framing ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "commands.journal"
+
+
+def write_journal(path: Path, batches: list[list[Record]]) -> list[Record]:
+    journal = FileJournal(path)
+    try:
+        for batch in batches:
+            journal.commit(batch)
+    finally:
+        journal.close()
+    return [record for batch in batches for record in batch]
+
+
+def test_the_file_holds_the_frames_back_to_back(path: Path) -> None:
+    written = write_journal(path, [records(1, 3), [(4, b"")], records(5, 2)])
+    assert path.read_bytes() == b"".join(frame(seq, body) for seq, body in written)
+
+
+def test_a_refused_batch_leaves_the_file_as_it_was(path: Path) -> None:
+    write_journal(path, [records(1, 3)])
+    before = path.read_bytes()
+    journal = FileJournal(path)
+    try:
+        with pytest.raises(JournalSequenceError):
+            journal.commit([(4, b"a"), (6, b"b")])
+        with pytest.raises(RecordTooLargeError):
+            journal.commit([(4, b"a"), (5, bytes(RECORD_BYTES_MAX + 1))])
+        assert path.read_bytes() == before
+    finally:
+        journal.close()
+    assert path.read_bytes() == before
+
+
+def test_a_missing_file_is_a_new_journal(path: Path) -> None:
+    journal = FileJournal(path)
+    try:
+        assert (journal.last_seq(), journal.recovered_tail_bytes) == (0, 0)
+        assert list(journal.replay()) == []
+    finally:
+        journal.close()
+    assert path.exists()
+
+
+def test_an_empty_file_is_a_new_journal(path: Path) -> None:
+    path.write_bytes(b"")
+    write_journal(path, [records(1, 2)])
+    journal = FileJournal(path)
+    try:
+        assert list(journal.replay()) == records(1, 2)
+    finally:
+        journal.close()
+
+
+def test_a_second_writer_is_refused(path: Path) -> None:
+    journal = FileJournal(path)
+    try:
+        with pytest.raises(JournalError, match="another writer"):
+            FileJournal(path)
+    finally:
+        journal.close()
+    FileJournal(path).close()
+
+
+def test_unsynced_bytes_are_bounded(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal_module, "UNSYNCED_BYTES_MAX", 1_000)
+    journal = FileJournal(path)
+    try:
+        journal.append([(1, bytes(600))])
+        with pytest.raises(BatchTooLargeError, match="sync first"):
+            journal.append([(2, bytes(400))])
+        journal.sync()
+        journal.append([(2, bytes(400))])
+        assert journal.last_seq() == 2
+    finally:
+        journal.close()
+
+
+# -- the file: torn tails and corruption ------------------------------------------------------
+
+TORN_BATCHES = [records(1, 3), records(4, 3)]
+
+
+def reopened(path: Path) -> tuple[int, list[Record], int]:
+    """(recovered tail bytes, replay, last seq) of the journal at `path`, closed again."""
+    journal = FileJournal(path)
+    try:
+        return journal.recovered_tail_bytes, list(journal.replay()), journal.last_seq()
+    finally:
+        journal.close()
+
+
+@pytest.mark.parametrize(
+    ("seq", "into_frame"),
+    [(6, 1), (6, 8), (6, 15), (6, HEADER_BYTES), (6, HEADER_BYTES + 5), (6, -1), (5, 3), (4, 20)],
+)
+def test_a_torn_tail_is_cut_and_appending_continues(
+    path: Path, seq: int, into_frame: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The file ends `into_frame` bytes into record `seq` (negative: that far before its end)."""
+    written = write_journal(path, TORN_BATCHES)
+    offsets = frame_offsets(written)
+    frame_bytes = HEADER_BYTES + len(payload(seq))
+    kept = into_frame % frame_bytes
+    cut = offsets[seq] + kept
+    with path.open("r+b") as file:
+        file.truncate(cut)
+    with caplog.at_level(logging.WARNING, logger="core.journal"):
+        recovered, replayed, last_seq = reopened(path)
+    assert recovered == kept
+    assert replayed == written[: seq - 1]
+    assert last_seq == seq - 1
+    assert f"torn tail of {kept} bytes at byte {offsets[seq]}" in caplog.text
+    assert path.stat().st_size == offsets[seq]
+    more = records(seq, 4)
+    write_journal(path, [more])
+    assert reopened(path) == (0, written[: seq - 1] + more, seq + 3)
+
+
+def test_a_cut_at_a_frame_boundary_is_no_tear(path: Path) -> None:
+    written = write_journal(path, TORN_BATCHES)
+    with path.open("r+b") as file:
+        file.truncate(frame_offsets(written)[5])
+    assert reopened(path) == (0, written[:4], 4)
+
+
+def flip_byte(path: Path, offset: int) -> None:
+    with path.open("r+b") as file:
+        file.seek(offset)
+        value = file.read(1)[0]
+        file.seek(offset)
+        file.write(bytes([value ^ 0x40]))
+
+
+def test_a_bad_crc_in_the_last_record_is_cut(path: Path) -> None:
+    written = write_journal(path, TORN_BATCHES)
+    flip_byte(path, path.stat().st_size - 1)
+    recovered, replayed, last_seq = reopened(path)
+    assert recovered == HEADER_BYTES + len(payload(6))
+    assert (replayed, last_seq) == (written[:5], 5)
+
+
+@pytest.mark.parametrize(
+    ("seq", "into_frame"),
+    [(2, HEADER_BYTES + 3), (2, 4), (2, 9), (2, 0), (5, 2), (1, 3)],
+    ids=["payload", "crc", "seq", "length-top", "length", "first-length"],
+)
+def test_a_bad_frame_before_the_tail_is_corruption(path: Path, seq: int, into_frame: int) -> None:
+    """A damaged frame followed by good ones: stop, name the place, change nothing."""
+    written = write_journal(path, TORN_BATCHES)
+    offset = frame_offsets(written)[seq]
+    flip_byte(path, offset + into_frame)
+    before = path.read_bytes()
+    with pytest.raises(JournalCorruption) as raised:
+        FileJournal(path)
+    assert (raised.value.path, raised.value.offset) == (path, offset)
+    assert str(path) in str(raised.value)
+    assert f"at byte {offset}:" in str(raised.value)
+    assert path.read_bytes() == before
+
+
+def test_a_length_pointing_past_the_end_is_corruption_when_records_follow(path: Path) -> None:
+    """Trusting the length would cut every record after it as a 'torn' tail."""
+    written = write_journal(path, TORN_BATCHES)
+    offset = frame_offsets(written)[2]
+    with path.open("r+b") as file:
+        file.seek(offset)
+        file.write(struct.pack(">I", RECORD_BYTES_MAX))
+    with pytest.raises(JournalCorruption, match=f"at byte {offset}: a record cut short"):
+        FileJournal(path)
+
+
+@pytest.mark.parametrize("seq", [1, 5])
+def test_a_zeroed_record_before_a_good_one_is_corruption(path: Path, seq: int) -> None:
+    """A block that never reached the disk, with later ones that did: no way to tell what was
+    acknowledged, so it is not cut as a torn tail."""
+    written = write_journal(path, TORN_BATCHES)
+    offset = frame_offsets(written)[seq]
+    with path.open("r+b") as file:
+        file.seek(offset)
+        file.write(bytes(HEADER_BYTES + len(payload(seq))))
+    with pytest.raises(JournalCorruption, match=f"at byte {offset}: a CRC32 mismatch, yet"):
+        FileJournal(path)
+
+
+def test_a_bad_frame_far_from_the_end_is_corruption(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More bytes after a bad frame than one crash can tear: corruption, even if none check out."""
+    written = write_journal(path, TORN_BATCHES)
+    monkeypatch.setattr(journal_module, "UNSYNCED_BYTES_MAX", 100)
+    offset = frame_offsets(written)[2]
+    with path.open("r+b") as file:
+        file.truncate(offset + 200)
+        file.seek(offset)
+        file.write(b"\xff" * 200)
+    with pytest.raises(JournalCorruption, match="more than one crash can tear"):
+        FileJournal(path)
+
+
+@pytest.mark.parametrize("filler", [b"\x00", b"\xff", b"\x00\x00\x00\x07garbage"])
+def test_a_tail_of_junk_after_the_last_record_is_cut(path: Path, filler: bytes) -> None:
+    """A crash can leave a longer file than was written: zeros, or old disk contents."""
+    written = write_journal(path, TORN_BATCHES)
+    size = path.stat().st_size
+    with path.open("ab") as file:
+        file.write((filler * 5_000)[:5_000])
+    assert reopened(path) == (5_000, written, 6)
+    assert path.stat().st_size == size
+
+
+def test_a_valid_frame_with_the_wrong_seq_is_corruption(path: Path) -> None:
+    path.write_bytes(frame(1, b"a") + frame(2, b"b") + frame(4, b"d"))
+    with pytest.raises(JournalCorruption, match=r"at byte 34: seq 4 where 3 was due"):
+        FileJournal(path)
+
+
+def test_replay_notices_durable_bytes_changed_under_it(path: Path) -> None:
+    journal = FileJournal(path)
+    try:
+        journal.commit(records(1, 5))
+        offset = frame_offsets(records(1, 5))[3]
+        flip_byte(path, offset + HEADER_BYTES)
+        with pytest.raises(JournalCorruption, match=f"at byte {offset}: a CRC32 mismatch"):
+            list(journal.replay())
+    finally:
+        journal.close()
+
+
+# -- the benchmark --------------------------------------------------------------------------
+
+
+def test_measure_commits_and_verifies(path: Path) -> None:
+    result = measure(records=2_500, batch=1_000, payload_bytes=100, path=path)
+    assert result["records"] == 2_500
+    assert result["fsyncs"] == 3
+    assert result["verified"] is True
+    batch_ms = result["batch_ms"]
+    assert isinstance(batch_ms, dict)
+    assert set(batch_ms) == {"p50", "p99", "max"}
+    assert path.stat().st_size == 2_500 * (HEADER_BYTES + 100)
+    with pytest.raises(FileExistsError):
+        measure(records=1, batch=1, payload_bytes=1, path=path)
+
+
+# -- a real crash ---------------------------------------------------------------------------
+
+# Commits batches of 1 to 37 records for ever, printing the last seq once `commit` returns.
+CHILD = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from core.journal import FileJournal
+
+def payload(seq):
+    return b"command %d " % seq * (1 + seq % 13)
+
+journal = FileJournal(sys.argv[2])
+seq = journal.last_seq()
+while True:
+    size = 1 + seq % 37
+    journal.commit([(s, payload(s)) for s in range(seq + 1, seq + size + 1)])
+    seq += size
+    print(seq, flush=True)
+"""
+KILLS = 5
+FIRST_ACK_WAIT_S = 1.5  # a child that has not started committing by then is killed anyway
+KILL_DELAY_MAX_S = 0.3  # so every kill lands within 2 s of the start
+
+
+def test_a_killed_writer_loses_nothing_it_acknowledged(path: Path) -> None:
+    rng = random.Random(20270101)
+    acknowledged = 0
+    for kill in range(KILLS):
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(ROOT), str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert child.stdout is not None
+        try:
+            select.select([child.stdout], [], [], FIRST_ACK_WAIT_S)
+            time.sleep(rng.uniform(0, KILL_DELAY_MAX_S))
+            child.send_signal(signal.SIGKILL)
+            out, err = child.communicate()
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        assert child.returncode == -signal.SIGKILL, err.decode()
+        acks = out.split(b"\n")[:-1]  # what follows the last newline was cut short
+        if acks:
+            acknowledged = max(acknowledged, int(acks[-1]))
+        journal = FileJournal(path)
+        try:
+            replayed = list(journal.replay())
+            assert journal.last_seq() == len(replayed)
+        finally:
+            journal.close()
+        assert [seq for seq, _ in replayed] == list(range(1, len(replayed) + 1)), kill
+        assert all(body == payload(seq) for seq, body in replayed), kill
+        assert len(replayed) >= acknowledged, (kill, len(replayed), acknowledged)
+
+
+# -- read-only: what `venue verify` opens ----------------------------------------------------
+
+
+def test_read_only_creates_nothing_and_refuses_writes(path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        FileJournal(path, read_only=True)
+    assert not path.exists()
+    written = write_journal(path, [records(1, 3)])
+    reader = FileJournal(path, read_only=True)
+    try:
+        assert list(reader.replay()) == written and reader.last_seq() == 3
+        with pytest.raises(JournalError, match="read-only"):
+            reader.append(records(4, 1))
+    finally:
+        reader.close()
+    assert path.read_bytes() == b"".join(frame(seq, body) for seq, body in written)
+
+
+def test_read_only_leaves_a_torn_tail_for_the_writer(path: Path) -> None:
+    written = write_journal(path, TORN_BATCHES)
+    with path.open("r+b") as file:
+        file.truncate(path.stat().st_size - 3)
+    size = path.stat().st_size
+    reader = FileJournal(path, read_only=True)
+    try:
+        assert reader.recovered_tail_bytes > 0
+        assert list(reader.replay()) == written[:-1]
+    finally:
+        reader.close()
+    assert path.stat().st_size == size, "reading changed nothing"
+
+
+def test_a_reader_and_a_writer_exclude_each_other(path: Path) -> None:
+    write_journal(path, [records(1, 2)])
+    writer = FileJournal(path)
+    try:
+        with pytest.raises(JournalLocked):
+            FileJournal(path, read_only=True)
+    finally:
+        writer.close()
+    reader = FileJournal(path, read_only=True)
+    try:
+        with pytest.raises(JournalLocked):
+            FileJournal(path)
+        FileJournal(path, read_only=True).close()  # readers share
+    finally:
+        reader.close()

@@ -1,0 +1,58 @@
+"""`venue ledger ...` on a real store written by a real (short) demo session."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+from core.ledger_cli import LEDGER_FILE
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("venue-data")
+    assert (
+        main(["demo-engine", "--orders", "300", "--seed", "3", "--data-dir", str(directory)]) == 0
+    )
+    return directory
+
+
+def test_demo_leaves_a_sound_store(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ledger", "verify", "--data-dir", str(data_dir)]) == 0
+    assert capsys.readouterr().out.startswith("ok: ")
+
+
+def test_balances_and_reserves(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ledger", "balances", "--data-dir", str(data_dir)]) == 0
+    balances = capsys.readouterr().out
+    assert "venue:fee-income" in balances and "mm-alpha" in balances
+    assert main(["ledger", "reserves", "--data-dir", str(data_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    usd = next(line for line in lines if line.startswith("USD")).split()
+    assert usd[1] == "20000000.000000"  # four demo participants of 5,000,000 each
+    assert usd[2] == "25000000.000000" and usd[-1] == "yes"  # what venue.toml attests
+
+
+def test_tampering_with_one_row_fails_verify(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / LEDGER_FILE).write_bytes((data_dir / LEDGER_FILE).read_bytes())
+    raw = sqlite3.connect(copy / LEDGER_FILE)
+    raw.execute("DROP TRIGGER transfers_refuse_update")  # what an attacker with the file can do
+    raw.execute("UPDATE transfers SET amount = amount + 1 WHERE transfer_id = 50")
+    raw.commit()
+    raw.close()
+    assert main(["ledger", "verify", "--data-dir", str(copy)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "hash does not match" in out
+
+
+def test_a_missing_store_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ledger", "verify", "--data-dir", str(tmp_path)]) == 2
+    assert "venue: no ledger store" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing created

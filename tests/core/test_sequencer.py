@@ -1,0 +1,213 @@
+"""The sequencer: stamps, executes, group-commits, releases only durable outcomes, replays."""
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.journal import FileJournal
+from core.sequencer import BATCH_COMMANDS_MAX, Executed, Sequencer, _batch_end
+from engine.commands import ListInstrument, PlaceOrder
+from engine.enums import Side
+from engine.events import OrderAccepted, TradeExecuted
+from engine.venue import Venue
+from tests.engine.conftest import SYMBOL, make_spec
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000
+
+    def __call__(self) -> int:
+        self.now += 5
+        return self.now
+
+
+def order(account: int, side: Side, price: int, qty: int = 10) -> PlaceOrder:
+    return PlaceOrder(account=account, symbol=SYMBOL, side=side, price=price, qty=qty)
+
+
+def test_outcomes_are_released_after_commit_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "journal"
+    released: list[list[Executed]] = []
+    journal = FileJournal(path)
+
+    def release(batch: list[Executed]) -> None:
+        durable = [seq for seq, _ in journal.replay()]
+        commands = [e for e in batch if e.command is not None]  # barriers have no seq
+        assert all(e.seq in durable for e in commands), "released before it was durable"
+        released.append(batch)
+
+    async def session() -> Venue:
+        venue = Venue()
+        sequencer = Sequencer(venue, journal, Clock(), release)
+        sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
+        first = [sequencer.submit(order(1, Side.SELL, 10_000 + i), origin=i) for i in range(5)]
+        assert not released, "nothing leaves before the turn's batch is on disk"
+        await sequencer.drain()
+        sequencer.submit(order(2, Side.BUY, 10_010, qty=50), origin="taker")
+        sequencer.barrier("query")
+        await sequencer.drain()
+        assert [e.seq for e in first] == [2, 3, 4, 5, 6]
+        sequencer.close()
+        return venue
+
+    venue = asyncio.run(session())
+    flat = [e for batch in released for e in batch]
+    assert flat[-1].origin == "query" and flat[-1].command is None
+    flat = flat[:-1]
+    assert [e.seq for e in flat] == list(range(1, 8))
+    assert len(released[0]) == 6, "one loop turn, one batch, one fsync"
+    stamps = [e.command.ts_us for e in flat if e.command is not None]
+    assert stamps == sorted(stamps) and len(stamps) == 7
+    taker = flat[-1]
+    assert taker.origin == "taker" and isinstance(taker.events[0], OrderAccepted)
+    assert sum(isinstance(e, TradeExecuted) for e in taker.events) == 5
+
+    replayed = Venue()
+    recovered = Sequencer(replayed, FileJournal(path), Clock(), lambda batch: None)
+    assert recovered.recover() == 7 and recovered.last_seq == 7
+    assert replayed.state_hash() == venue.state_hash()
+    recovered.close()
+
+
+def test_each_batch_is_fed_on_the_journal_thread_then_comes_back_to_the_loop_once(
+    tmp_path: Path,
+) -> None:
+    seen: list[tuple[str, int, str]] = []  # (where, first seq, thread)
+
+    def fed(batch: list[Executed]) -> None:
+        seen.append(("durable", batch[0].seq, threading.current_thread().name))
+
+    def release(batch: list[Executed]) -> None:
+        seen.append(("released", batch[0].seq, threading.current_thread().name))
+
+    async def session() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        handed_back: list[Any] = []
+        original = loop.call_soon_threadsafe
+
+        def counted(callback: Any, *args: Any, **kwargs: Any) -> Any:
+            handed_back.append(callback)
+            return original(callback, *args, **kwargs)
+
+        def refused(*args: Any) -> Any:
+            raise AssertionError("no executor round trip on the commit path")
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        loop.run_in_executor = refused  # type: ignore[method-assign]
+        sequencer = Sequencer(Venue(), FileJournal(tmp_path / "j"), Clock(), release, fed)
+        sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
+        for turn in range(6):
+            for index in range(3):
+                sequencer.submit(order(1, Side.SELL, 10_000 + index), origin=(turn, index))
+            await asyncio.sleep(0.001)  # the next turn: a batch in flight, more pending
+        await sequencer.drain()
+        sequencer.close()
+        return handed_back
+
+    handed_back = asyncio.run(session())
+    released = [entry for entry in seen if entry[0] == "released"]
+    durable = [entry for entry in seen if entry[0] == "durable"]
+    assert len(released) >= 2 and len(handed_back) == len(released), "one hand-off a batch"
+    assert [seq for _, seq, _ in durable] == [seq for _, seq, _ in released]
+    assert {name for _, _, name in durable} == {"journal"}
+    assert {name for _, _, name in released} == {"MainThread"}
+    for index, entry in enumerate(seen):  # each batch is fed to the store before release
+        if entry[0] == "released":
+            assert ("durable", entry[1], "journal") in seen[:index]
+
+
+def test_a_barrier_with_nothing_in_flight_is_released_without_the_journal(
+    tmp_path: Path,
+) -> None:
+    released: list[Any] = []
+
+    async def session() -> int:
+        loop = asyncio.get_running_loop()
+        handed_back: list[Any] = []
+        original = loop.call_soon_threadsafe
+
+        def counted(callback: Any, *args: Any, **kwargs: Any) -> Any:
+            handed_back.append(callback)
+            return original(callback, *args, **kwargs)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        sequencer = Sequencer(Venue(), FileJournal(tmp_path / "j"), Clock(), released.append)
+        sequencer.barrier("query")
+        await sequencer.drain()
+        sequencer.close()
+        return len(handed_back)
+
+    assert asyncio.run(session()) == 0  # everything before the query is durable already
+    assert [[e.origin for e in batch] for batch in released] == [["query"]]
+
+
+def test_drain_ends_when_a_barrier_behind_a_batch_in_flight_is_released(tmp_path: Path) -> None:
+    released: list[Any] = []
+
+    async def session() -> None:
+        sequencer = Sequencer(Venue(), FileJournal(tmp_path / "j"), Clock(), released.append)
+        sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
+        await asyncio.sleep(0)  # the end of the turn: the batch goes to the journal
+        draining = asyncio.create_task(sequencer.drain())
+        await asyncio.sleep(0)  # drain waits for the batch in flight
+        sequencer.barrier("query")  # released on its own once that batch is back
+        await asyncio.wait_for(draining, 10)
+        sequencer.close()
+
+    asyncio.run(session())
+    assert [[e.origin for e in batch] for batch in released] == [["list"], ["query"]]
+
+
+def test_a_failed_commit_is_fatal_and_releases_nothing(tmp_path: Path) -> None:
+    released: list[list[Executed]] = []
+    fatal: list[BaseException | None] = []
+
+    def broken(batch: list[Executed]) -> None:
+        raise OSError("the store's queue is gone")
+
+    async def session() -> None:
+        journal = FileJournal(tmp_path / "j")
+        sequencer = Sequencer(
+            Venue(), journal, Clock(), released.append, broken, on_fatal=fatal.append
+        )
+        sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
+        with pytest.raises(OSError, match="queue is gone"):
+            await sequencer.drain()
+        sequencer.close()
+
+    asyncio.run(session())
+    assert not released and [str(f) for f in fatal] == ["the store's queue is gone"]
+
+
+def test_a_failing_release_is_fatal_not_a_logged_callback_error(tmp_path: Path) -> None:
+    fatal: list[BaseException | None] = []
+
+    def broken_release(batch: list[Executed]) -> None:
+        raise RuntimeError("a bug while answering")
+
+    async def session() -> None:
+        journal = FileJournal(tmp_path / "j")
+        sequencer = Sequencer(Venue(), journal, Clock(), broken_release, on_fatal=fatal.append)
+        sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
+        with pytest.raises(RuntimeError, match="a bug while answering"):
+            await asyncio.wait_for(sequencer.drain(), 5)  # woken, not left spinning
+        sequencer.close()
+
+    asyncio.run(session())
+    assert [str(f) for f in fatal] == ["a bug while answering"]
+
+
+def test_a_batch_never_splits_the_commands_of_one_origin() -> None:
+    # A notice announcing cancels is sent before them and only once all are durable, so
+    # they must come back in one release even past BATCH_COMMANDS_MAX.
+    group, other = object(), object()
+    before = [Executed(seq, None, [], None) for seq in range(1, BATCH_COMMANDS_MAX)]
+    grouped = [Executed(seq, None, [], group) for seq in range(5)]
+    after = [Executed(0, None, [], other)]
+    assert _batch_end(before + grouped + after) == len(before) + len(grouped)
+    assert _batch_end(before + after + grouped) == BATCH_COMMANDS_MAX  # no group at the cut
+    assert _batch_end(grouped) == len(grouped)

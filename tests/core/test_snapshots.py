@@ -1,0 +1,57 @@
+"""Snapshot files: atomic, checked, newest valid one wins; damaged or half-written ignored."""
+
+from pathlib import Path
+
+from core import snapshots
+from engine import snapshot as venue_snapshot
+from engine.venue import Venue
+from tests.engine import test_differential
+
+
+def venue_after(commands: int) -> Venue:
+    case = test_differential.CASES[0]
+    venue = Venue(case.config())
+    for command in test_differential.commands(case, commands):
+        venue.execute(command)
+    return venue
+
+
+def snapshot_of(venue: Venue, seq: int) -> snapshots.Snapshot:
+    return snapshots.Snapshot(seq, venue_snapshot.capture(venue), {"last_exec_id": seq})
+
+
+def test_write_then_read_back(tmp_path: Path) -> None:
+    venue = venue_after(500)
+    path = snapshots.write(tmp_path, snapshot_of(venue, 500))
+    loaded = snapshots.latest(tmp_path)
+    assert loaded is not None and loaded.seq == 500 and path.exists()
+    assert venue_snapshot.restore(loaded.venue).state_hash() == venue.state_hash()
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_newest_valid_snapshot_wins_and_damaged_ones_are_ignored(tmp_path: Path) -> None:
+    older, newer = venue_after(300), venue_after(600)
+    snapshots.write(tmp_path, snapshot_of(older, 300))
+    newest = snapshots.write(tmp_path, snapshot_of(newer, 600))
+    loaded = snapshots.latest(tmp_path)
+    assert loaded is not None and loaded.seq == 600
+    data = newest.read_bytes()
+    newest.write_bytes(data[: len(data) // 2])  # a half-written file
+    loaded = snapshots.latest(tmp_path)
+    assert loaded is not None and loaded.seq == 300
+    flipped = bytearray(data)
+    flipped[-10] ^= 0xFF  # one damaged byte in the body
+    newest.write_bytes(bytes(flipped))
+    assert snapshots.read(newest) is None
+    (tmp_path / "snapshot-00000000000000000900.bin").write_bytes(b"short")
+    loaded = snapshots.latest(tmp_path)
+    assert loaded is not None and loaded.seq == 300
+
+
+def test_only_the_newest_few_are_kept(tmp_path: Path) -> None:
+    venue = venue_after(50)
+    for seq in range(1, snapshots.SNAPSHOTS_KEPT + 3):
+        snapshots.write(tmp_path, snapshot_of(venue, seq))
+    kept = sorted(p.name for p in tmp_path.glob("snapshot-*.bin"))
+    assert len(kept) == snapshots.SNAPSHOTS_KEPT
+    assert kept[-1] == snapshots.path_for(tmp_path, snapshots.SNAPSHOTS_KEPT + 2).name

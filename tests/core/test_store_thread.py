@@ -1,0 +1,113 @@
+"""The ledger store's thread: gathers durable batches, keeps their order, pushes back."""
+
+import threading
+from concurrent.futures import Future
+
+import pytest
+
+from core import store_thread
+from core.store_thread import StoreThread
+
+
+class Recorder:
+    """A `write` that records what it got, and can be held back."""
+
+    def __init__(self) -> None:
+        self.writes: list[list[int]] = []
+        self.go = threading.Event()
+        self.go.set()
+        self.entered = threading.Event()
+
+    def written_batches(self) -> list[int]:
+        return [batch for write in self.writes for batch in write]
+
+    def written(self) -> int:
+        return len(self.written_batches())
+
+    def __call__(self, batches: list[int]) -> None:
+        self.entered.set()
+        self.go.wait()
+        self.writes.append(batches)
+
+
+def test_batches_arriving_together_are_written_together_in_order() -> None:
+    recorder = Recorder()
+    thread: StoreThread[int] = StoreThread(recorder, [].append, gather_s=60.0)
+    for batch in range(10):
+        thread.book(batch)
+    done = thread.call(lambda: "after")  # a call ends the gathering at once: no 60 s wait
+    assert done.result(timeout=10) == "after"
+    assert recorder.writes == [list(range(10))]  # one write, every batch, oldest first
+    thread.close()
+
+
+def test_a_call_runs_after_every_batch_booked_before_it() -> None:
+    recorder = Recorder()
+    thread: StoreThread[int] = StoreThread(recorder, [].append, gather_s=0.0)
+    seen: list[int] = []
+    futures: list[Future[None]] = []
+    for batch in range(50):
+        thread.book(batch)
+        futures.append(thread.call(lambda: seen.append(recorder.written())))
+    for future in futures:
+        future.result(timeout=10)
+    assert seen == list(range(1, 51))
+    thread.close()
+
+
+def test_close_writes_what_is_queued() -> None:
+    recorder = Recorder()
+    thread: StoreThread[int] = StoreThread(recorder, [].append, gather_s=60.0)
+    thread.book(1)
+    thread.book(2)
+    thread.close()
+    assert recorder.writes == [[1, 2]]
+    thread.close()  # twice is harmless
+
+
+def test_a_full_queue_holds_back_the_booker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_thread, "QUEUE_BATCHES_MAX", 3)
+    recorder = Recorder()
+    recorder.go.clear()  # the store is stuck in a write
+    thread: StoreThread[int] = StoreThread(recorder, [].append, gather_s=0.0)
+    thread.book(0)
+    assert recorder.entered.wait(10)
+    for batch in (1, 2, 3):
+        thread.book(batch)  # the queue holds 3
+    blocked = threading.Thread(target=thread.book, args=(4,))
+    blocked.start()
+    blocked.join(timeout=0.3)
+    assert blocked.is_alive(), "a fourth waiting batch must wait for the store"
+    recorder.go.set()
+    blocked.join(timeout=10)
+    assert not blocked.is_alive()
+    thread.close()
+    assert recorder.written_batches() == [0, 1, 2, 3, 4]
+
+
+def test_a_failed_write_is_fatal_and_refuses_more() -> None:
+    failures: list[BaseException] = []
+
+    def broken(batches: list[int]) -> None:
+        raise OSError("disk full")
+
+    thread: StoreThread[int] = StoreThread(broken, failures.append, gather_s=0.0)
+    thread.book(1)
+    thread._thread.join(timeout=10)
+    assert [str(f) for f in failures] == ["disk full"]
+    with pytest.raises(RuntimeError, match="failed"):
+        thread.book(2)
+    with pytest.raises(RuntimeError, match="stopped"):
+        thread.call(lambda: None).result(timeout=10)
+    thread.close()
+
+
+def test_a_failed_call_fails_its_caller_only() -> None:
+    recorder = Recorder()
+    thread: StoreThread[int] = StoreThread(recorder, [].append, gather_s=0.0)
+    with pytest.raises(ZeroDivisionError):
+        thread.call(lambda: 1 / 0).result(timeout=10)
+    thread.book(7)
+    assert thread.call(lambda: 2).result(timeout=10) == 2
+    assert recorder.writes == [[7]]
+    thread.close()

@@ -1,0 +1,118 @@
+"""`venue verify`: a sound data directory passes every check; a tampered store fails one."""
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from core import config as venue_config
+from core.verify import verify
+from gateway.server import JOURNAL_FILE, LEDGER_FILE, RecoveryRefused
+from tests.conftest import ROOT, start_venue
+
+SYMBOL = "AAPLx-USD"
+
+
+def run_session(data_dir: Path) -> None:
+    async def scenario() -> None:
+        venue = await start_venue(data_dir)
+        alpha = await venue.client("alpha")
+        taker = await venue.client("taker")
+        await alpha.place(SYMBOL, "sell", "1", "187.30")
+        await taker.place(SYMBOL, "buy", "0.4", "187.30", tif="ioc")
+        await alpha.close()
+        await taker.close()
+        await venue.server.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_sound_data_dir_passes_and_a_tampered_store_fails(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    run_session(data_dir)
+    config = venue_config.load(ROOT / "venue.toml")
+    lines = verify(data_dir, config)
+    assert all(line.startswith("ok") for line in lines), lines
+    assert any("snapshot at seq" in line for line in lines)
+    raw = sqlite3.connect(data_dir / LEDGER_FILE)
+    raw.execute("DROP TRIGGER transfers_refuse_update")
+    raw.execute("UPDATE transfers SET amount = amount + 1 WHERE transfer_id = 3")
+    raw.commit()
+    raw.close()
+    failed = [line for line in verify(data_dir, config) if line.startswith("FAIL")]
+    assert any("hash does not match" in line for line in failed), failed
+
+
+def test_a_store_ahead_of_the_journal_is_named_and_the_fix_it_gives_works(tmp_path: Path) -> None:
+    """The journal restored from an older copy: verify says so, with both positions and how
+    to rebuild; the server refuses to start on it; doing what verify says passes verify."""
+    data_dir = tmp_path / "data"
+    run_session(data_dir)
+    older = (data_dir / JOURNAL_FILE).read_bytes()
+    run_session(data_dir)  # more trades: the store books transfers the older copy lacks
+    (data_dir / JOURNAL_FILE).write_bytes(older)
+    for snapshot in data_dir.glob("snapshot-*.bin"):
+        snapshot.unlink()  # (a snapshot ahead of the journal is a check of its own)
+    config = venue_config.load(ROOT / "venue.toml")
+    failed = [line for line in verify(data_dir, config) if line.startswith("FAIL")]
+    assert len(failed) == 1, failed
+    assert "store is ahead of the journal" in failed[0]
+    assert "last seq" in failed[0] and "restored from an older copy" in failed[0]
+    assert f"move {LEDGER_FILE}* and snapshot-*.bin out of {data_dir}" in failed[0]
+
+    with pytest.raises(RecoveryRefused, match="ledger store holds transfers up to"):
+        asyncio.run(start_venue(data_dir))
+
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for path in [*data_dir.glob(f"{LEDGER_FILE}*"), *data_dir.glob("snapshot-*.bin")]:
+        path.rename(aside / path.name)
+
+    async def restart() -> None:
+        venue = await start_venue(data_dir)
+        await venue.server.stop()
+
+    asyncio.run(restart())
+    lines = verify(data_dir, config)
+    assert all(line.startswith("ok") for line in lines), lines
+
+
+def test_a_stray_snapshot_tmp_is_removed_by_verify_and_said(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    run_session(data_dir)
+    stray = data_dir / "snapshot-00000000000000000099.tmp"
+    stray.write_bytes(b"half a snapshot")
+    lines = verify(data_dir, venue_config.load(ROOT / "venue.toml"))
+    assert f"ok   removed {stray.name}, left by a crash" in lines
+    assert all(line.startswith("ok") for line in lines), lines
+    assert not stray.exists()
+
+
+def test_an_unreadable_store_is_a_fail_line_with_the_way_out(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    run_session(data_dir)
+    for path in data_dir.glob(f"{LEDGER_FILE}*"):
+        path.unlink()
+    (data_dir / LEDGER_FILE).write_bytes(b"not a database " * 100)
+    failed = [
+        line
+        for line in verify(data_dir, venue_config.load(ROOT / "venue.toml"))
+        if line.startswith("FAIL")
+    ]
+    assert len(failed) == 1 and "not a database" in failed[0] and "rebuild it" in failed[0]
+
+
+def test_a_snapshot_ahead_of_the_journal_fails_verify_and_refuses_the_server(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    run_session(data_dir)
+    older = (data_dir / JOURNAL_FILE).read_bytes()
+    run_session(data_dir)  # its stop writes a snapshot past the older journal's end
+    (data_dir / JOURNAL_FILE).write_bytes(older)
+    lines = verify(data_dir, venue_config.load(ROOT / "venue.toml"))
+    assert any(line.startswith("FAIL snapshot at seq") and "ahead" in line for line in lines)
+    with pytest.raises(RecoveryRefused, match=r"snapshot at seq \d+ is ahead of the journal"):
+        asyncio.run(start_venue(data_dir))
+    assert (data_dir / JOURNAL_FILE).read_bytes() == older, "the refusal changed nothing"
