@@ -23,12 +23,11 @@ import msgspec
 from core.bus import EmbeddedBus
 from core.sequencer import Executed
 from core.venue_core import now_us, rejection, save_json
-from engine.commands import AmendOrder, CancelAll, CancelOrder, Command, PlaceOrder
-from engine.enums import CancelReason, SelfTradePrevention, Side
+from engine.commands import CancelAll, CancelOrder, Command
+from engine.enums import CancelReason, Side
 from engine.events import (
     CommandRejected,
     DividendPaid,
-    Event,
     OrderAccepted,
     OrderAmended,
     OrderCanceled,
@@ -50,6 +49,7 @@ from gateway.auth import (
     require_scope,
 )
 from gateway.market_data import Channel, Stream
+from gateway.placed_orders import PlacedOrders, QuoteSlot
 from gateway.private_streams import PrivateStreams, balance_rows, order_view
 from gateway.public_streams import PublicStreams, tier
 from gateway.sessions import Session, Sessions, peer
@@ -99,9 +99,6 @@ class Pending:
     quote_set: str | None = None  # a quote.mass: the set its places belong to
 
 
-QuoteSlot = tuple[int, str, str, Side]  # account, quote set, symbol, side: one live quote
-
-
 class Dispatcher:
     """Requests in, commands to the bus and answers out."""
 
@@ -127,9 +124,7 @@ class Dispatcher:
         self.issued_keys = issued_keys
         self.specs: dict[str, InstrumentSpec] = {}  # by symbol, for the wire's conversions
         self.scales: dict[str, int] = {}  # by asset code
-        self.quotes: dict[QuoteSlot, int] = {}  # each live quote's order id
-        self.quote_slots: dict[int, QuoteSlot] = {}  # and back: forgotten when it closes
-        self.placed_on: dict[int, Session] = {}  # open order id -> the session that placed it
+        self.placed = PlacedOrders(self.reads)  # quotes, and who placed each open order
 
     def on_frame(self, session: Session, frame: str | bytes) -> None:
         """Answer one frame. Never raises: whatever the frame, it gets its one answer, and
@@ -331,7 +326,7 @@ class Dispatcher:
                 if qty is None:
                     continue  # this side is not mentioned: left as it is
                 slot = (key.account, p.quote_set, units.symbol, side)
-                command = self._requote(slot, price or 0, qty)
+                command = self.placed.requote(slot, price or 0, qty)
                 if command is not None:
                     planned.append((command, slot))
         pending = Pending(
@@ -348,32 +343,7 @@ class Dispatcher:
             return
         for command, slot in planned:
             executed = self.bus.submit(command, pending)
-            self._track_quote(slot, executed.events)  # now: the next quote.mass builds on it
-
-    def _requote(self, slot: QuoteSlot, price: int, qty: int) -> Command | None:
-        """The command that makes the slot's live quote `qty` at `price` (0: pulled)."""
-        account, _, symbol, side = slot
-        order = self.reads.orders.get(self.quotes.get(slot, 0))
-        if order is None or order.account != account:
-            if not qty:
-                return None
-            return PlaceOrder(
-                account=account,
-                symbol=symbol,
-                side=side,
-                price=price,
-                qty=qty,
-                post_only=True,
-                stp=SelfTradePrevention.EXPIRE_MAKER,
-            )
-        if not qty:
-            return CancelOrder(account=account, order_id=order.order_id)
-        if order.price == price and order.leaves_qty == qty:
-            return None  # already quoted exactly so: keep its place in the queue
-        # Quotes are sizes on display: the amended total is what traded plus the new size.
-        return AmendOrder(
-            account=account, order_id=order.order_id, price=price, qty=order.cum_qty + qty
-        )
+            self.placed.track_quote(slot, executed.events)  # now: the next quote.mass builds on it
 
     def _cancel_quote_set(
         self, session: Session, request: wire.Request, t_in: int, account: int, quote_set: str
@@ -381,7 +351,7 @@ class Dispatcher:
         p: Any = request.params
         commands = [
             CancelOrder(account=account, order_id=order_id, reason=CancelReason.MASS_CANCEL)
-            for (owner, name, symbol, side), order_id in self.quotes.items()
+            for (owner, name, symbol, side), order_id in self.placed.quotes.items()
             if owner == account
             and name == quote_set
             and order_id in self.reads.orders
@@ -629,51 +599,6 @@ class Dispatcher:
         if pending.close_after and not (pending.close_code == 4001 and session.key is not None):
             # (a logon-timeout close is dropped when the logon made it in before it)
             self.connections.close(session, pending.close_code, pending.close_reason)
-
-    def forget_closed(self, events: list[Event]) -> None:
-        """Orders that closed no longer need cancel-on-disconnect."""
-        for event in events:
-            if isinstance(event, OrderCanceled | OrderExpired | SelfTradePrevented):
-                self._forget_order(event.order_id)
-            elif isinstance(event, TradeExecuted):
-                if not event.maker_leaves_qty:
-                    self._forget_order(event.maker_order_id)
-                if not event.taker_leaves_qty:
-                    self._forget_order(event.taker_order_id)
-            elif isinstance(event, OrderAmended) and not event.leaves_qty:
-                self._forget_order(event.order_id)
-
-    def track_placed(self, pending: Pending, events: list[Event]) -> None:
-        """Orders placed on a connection are known at once to its cancel-on-disconnect."""
-        for event in events:
-            if isinstance(event, OrderAccepted):
-                pending.session.placed.add(event.order_id)
-                self.placed_on[event.order_id] = pending.session
-
-    def forget_session(self, session: Session) -> None:
-        """The session is gone: its orders have nobody left to cancel them on disconnect."""
-        for order_id in session.placed:
-            self.placed_on.pop(order_id, None)
-
-    def _track_quote(self, slot: QuoteSlot, events: list[Event]) -> None:
-        for event in events:
-            if isinstance(event, OrderAccepted):
-                self.quotes[slot] = event.order_id
-                self.quote_slots[event.order_id] = slot
-        order_id = self.quotes.get(slot)
-        if order_id is not None and order_id not in self.reads.orders:
-            self._forget_quote(order_id)  # pulled, filled or refused: no live quote
-
-    def _forget_quote(self, order_id: int) -> None:
-        slot = self.quote_slots.pop(order_id, None)
-        if slot is not None and self.quotes.get(slot) == order_id:
-            del self.quotes[slot]
-
-    def _forget_order(self, order_id: int) -> None:
-        self._forget_quote(order_id)
-        session = self.placed_on.pop(order_id, None)
-        if session is not None:
-            session.placed.discard(order_id)
 
     _handlers: dict[str, Callable[["Dispatcher", Session, wire.Request, int], None]] = {
         "session.logon": _logon,

@@ -83,8 +83,8 @@ class VenueServer:
         self.order_history = self.private_streams.order_history
         self.dead_man = self.private_streams.dead_man
         self.dead_man_deadlines = self.private_streams.dead_man_deadlines
-        self.quotes = self.dispatcher.quotes
-        self.quote_slots = self.dispatcher.quote_slots
+        self.quotes = self.dispatcher.placed.quotes
+        self.quote_slots = self.dispatcher.placed.quote_slots
         self._server: transport.Listener | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -198,7 +198,7 @@ class VenueServer:
         self.dispatcher.limiter.drop_connection(session.id)
         self.public.leave(session)
         self.private_streams.leave(session)
-        self.dispatcher.forget_session(session)
+        self.dispatcher.placed.forget_session(session)
         self.private_streams.cancel_on_disconnect(session)
 
     def _push(self, session: Session, message: dict[str, Any]) -> None:
@@ -216,11 +216,12 @@ class VenueServer:
         quote_set = pending.quote_set if isinstance(pending, Pending) else None
         self.private_streams.assign(executed, quote_set)
         if isinstance(pending, Pending):
-            self.dispatcher.track_placed(pending, executed.events)
+            self.dispatcher.placed.track_placed(pending.session, executed.events)
 
     def released(self, batch: list[Executed]) -> None:
         """Everything in `batch` is durable: answer, push privately, publish."""
         dispatcher = self.dispatcher
+        placed = dispatcher.placed
         private_streams = self.private_streams
         market_data = self.public.market_data
         for executed in batch:
@@ -235,7 +236,7 @@ class VenueServer:
                 self.connections.push_to_account(pending.account, pending.message)
             if executed.command is None:
                 continue
-            dispatcher.forget_closed(events)
+            placed.forget_closed(events)
             private_streams.publish(executed)
             market_data.on_events(events)
         self.public.flush()
