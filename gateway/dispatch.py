@@ -48,11 +48,12 @@ from gateway.auth import (
     AuthError,
     require_scope,
 )
-from gateway.market_data import Channel, Stream
 from gateway.placed_orders import PlacedOrders, QuoteSlot
-from gateway.private_streams import PrivateStreams, balance_rows, order_view
-from gateway.public_streams import PublicStreams, tier
+from gateway.private_streams import PrivateStreams
+from gateway.public_streams import PublicStreams
+from gateway.queries import Queries
 from gateway.sessions import Session, Sessions, peer
+from gateway.sessions import key_of as _key
 
 log = logging.getLogger("venue")
 E = ErrorCode
@@ -99,6 +100,20 @@ class Pending:
     quote_set: str | None = None  # a quote.mass: the set its places belong to
 
 
+def _query(
+    handler: Callable[[Queries, Session, wire.Request, int], None],
+) -> Callable[["Dispatcher", Session, wire.Request, int], None]:
+    """A handler of `Queries` in the dispatcher's table (queries are off the order path:
+    the extra call costs nothing that matters)."""
+
+    def on_dispatcher(
+        dispatcher: "Dispatcher", session: Session, request: wire.Request, t_in: int
+    ) -> None:
+        handler(dispatcher.queries, session, request, t_in)
+
+    return on_dispatcher
+
+
 class Dispatcher:
     """Requests in, commands to the bus and answers out."""
 
@@ -124,7 +139,8 @@ class Dispatcher:
         self.issued_keys = issued_keys
         self.specs: dict[str, InstrumentSpec] = {}  # by symbol, for the wire's conversions
         self.scales: dict[str, int] = {}  # by asset code
-        self.placed = PlacedOrders(self.reads)  # quotes, and who placed each open order
+        self.placed = PlacedOrders(self.reads)
+        self.queries = Queries(self)  # quotes, and who placed each open order
 
     def on_frame(self, session: Session, frame: str | bytes) -> None:
         """Answer one frame. Never raises: whatever the frame, it gets its one answer, and
@@ -457,131 +473,6 @@ class Dispatcher:
         result = {"api_key": key.key, "secret": key.secret, "account": key.account}
         self._reply(session, request, result | {"scopes": sorted(key.scopes)}, t_in)
 
-    # queries (answered behind the commands before them)
-
-    def _open_orders(self, session: Session, request: wire.Request, t_in: int) -> None:
-        symbol = request.params.symbol  # type: ignore[attr-defined]
-        orders = [
-            order_view(self.reads, o)
-            for o in self.reads.open_orders(_key(session).account)
-            if symbol is None or o.symbol == symbol
-        ]
-        self._defer(session, request, t_in, {"orders": orders})
-
-    def _order_status(self, session: Session, request: wire.Request, t_in: int) -> None:
-        """An open order, else a closed one from the account's retained history."""
-        p: Any = request.params
-        account = _key(session).account
-        history = self.private_streams.order_history
-        order = self.reads.find_order(account, p.order_id or 0, p.cl_ord_id)
-        if order is not None:
-            spec = self.reads.markets[order.symbol].spec
-            self._defer(session, request, t_in, history.open_record(order, spec))
-            return
-        record = history.find(account, p.order_id, p.cl_ord_id)
-        if record is None:
-            msg = history.unknown(account, p.order_id)
-            self._defer_error(session, request, E.UNKNOWN_ORDER, msg)
-            return
-        self._defer(session, request, t_in, record)
-
-    def _orders_history(self, session: Session, request: wire.Request, t_in: int) -> None:
-        """The account's orders, open and closed, newest first, one page at a time."""
-        p: Any = request.params
-        if p.symbol is not None and p.symbol not in self.reads.markets:
-            self._defer_error(session, request, E.UNKNOWN_SYMBOL, f"no symbol {p.symbol}")
-            return
-        account = _key(session).account
-        orders, cursor = self.private_streams.order_history.page(
-            account,
-            self.reads.open_orders(account),
-            self.specs,
-            status=p.status,
-            symbol=p.symbol,
-            since_ts=p.since_ts,
-            until_ts=p.until_ts,
-            before_order_id=p.before_order_id,
-            limit=p.limit,
-        )
-        self._defer(session, request, t_in, {"orders": orders, "next_before_order_id": cursor})
-
-    def _fills(self, session: Session, request: wire.Request, t_in: int) -> None:
-        p: Any = request.params
-        account = _key(session).account
-        fills = self.private_streams.fills(account, p.since_seq or 0, p.limit)
-        self._defer(session, request, t_in, {"fills": fills})
-
-    def _balances(self, session: Session, request: wire.Request, t_in: int) -> None:
-        account = _key(session).account
-        self._defer(session, request, t_in, {"balances": balance_rows(self.reads, account)})
-
-    def _instruments(self, session: Session, request: wire.Request, t_in: int) -> None:
-        rows = [self.public.instrument_view(symbol) for symbol in sorted(self.reads.markets)]
-        self._defer(session, request, t_in, {"instruments": rows})
-
-    def _book_snapshot(self, session: Session, request: wire.Request, t_in: int) -> None:
-        p: Any = request.params
-        stream = Stream(Channel.BOOK, p.symbol, tier(p.depth))
-        problem = self.public.market_data.problem(stream)
-        if problem is not None:
-            self._reply_error(session, request, E.UNKNOWN_SYMBOL, problem)
-            return
-        message = msgspec.json.decode(self.public.market_data.snapshot(stream, t_in).payload)
-        self._reply(session, request, message["data"] | {"seq": message["seq"]}, t_in)
-
-    # subscriptions
-
-    def _subscribe(self, session: Session, request: wire.Request, t_in: int) -> None:
-        p: Any = request.params
-        if p.ch == "account":
-            self._subscribe_account(session, request, t_in, p.since_seq)
-            return
-        symbols = p.symbols or sorted(self.reads.markets)
-        streams = [
-            Stream(Channel(p.ch), s, tier(p.depth) if p.ch == "book" else 0) for s in symbols
-        ]
-        for stream in streams:
-            problem = self.public.market_data.problem(stream)
-            if problem is not None:
-                self._reply_error(session, request, E.UNKNOWN_SYMBOL, problem)
-                return
-        if len(session.streams | set(streams)) > limits.SUBSCRIPTIONS_PER_CONNECTION_MAX:
-            self._reply_error(session, request, E.TOO_MANY_SUBSCRIPTIONS, "too many")
-            return
-        self._reply(session, request, {"subscribed": [s.name for s in streams]}, t_in)
-        self.public.follow(session, streams, t_in)
-
-    def _subscribe_account(
-        self, session: Session, request: wire.Request, t_in: int, since_seq: int | None
-    ) -> None:
-        """Replay from since_seq, or a snapshot, then live: taken now, sent when durable."""
-        if session.key is None:
-            self._reply_error(session, request, E.NOT_AUTHENTICATED, "log on first")
-            return
-        require_scope(session.key, "read")
-        account = session.key.account
-        seq, subscription = self.private_streams.subscription(session, account, since_seq)
-        self._reply(session, request, {"subscribed": ["account"], "seq": seq}, t_in)
-        self.bus.barrier(subscription)
-
-    def _unsubscribe(self, session: Session, request: wire.Request, t_in: int) -> None:
-        p: Any = request.params
-        removed = []
-        if p.ch == "account" and session.account is not None:
-            session.account_stream = False
-            self.private_streams.leave(session)
-            removed.append("account")
-        for stream in list(session.streams):
-            if stream.channel.value == p.ch and (not p.symbols or stream.symbol in p.symbols):
-                self.public.unfollow(session, stream)
-                removed.append(stream.name)
-        self._reply(session, request, {"unsubscribed": removed}, t_in)
-
-    def _subscriptions(self, session: Session, request: wire.Request, t_in: int) -> None:
-        names = sorted(s.name for s in session.streams)
-        names += ["account"] if session.account_stream else []
-        self._reply(session, request, {"subscriptions": names}, t_in)
-
     def answer(self, pending: Pending, executed: Executed) -> None:
         pending.results.append(executed)
         if len(pending.results) < pending.expected:
@@ -614,26 +505,20 @@ class Dispatcher:
         "orders.cancel_all": _trade,
         "order.batch": _batch,
         "quote.mass": _quote_mass,
-        "orders.open": _open_orders,
-        "order.status": _order_status,
-        "orders.history": _orders_history,
-        "fills": _fills,
-        "balances": _balances,
-        "instruments": _instruments,
-        "book.snapshot": _book_snapshot,
-        "subscribe": _subscribe,
-        "unsubscribe": _unsubscribe,
-        "subscriptions": _subscriptions,
+        "orders.open": _query(Queries._open_orders),
+        "order.status": _query(Queries._order_status),
+        "orders.history": _query(Queries._orders_history),
+        "fills": _query(Queries._fills),
+        "balances": _query(Queries._balances),
+        "instruments": _query(Queries._instruments),
+        "book.snapshot": _query(Queries._book_snapshot),
+        "subscribe": _query(Queries._subscribe),
+        "unsubscribe": _query(Queries._unsubscribe),
+        "subscriptions": _query(Queries._subscriptions),
     }
 
 
 # ----------------------------------------------------------------- results
-
-
-def _key(session: Session) -> ApiKey:
-    if session.key is None:
-        raise AuthError(E.NOT_AUTHENTICATED, "log on first")
-    return session.key
 
 
 def _scope_of(method: str) -> str | None:

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.venue_core import now_us
+from engine.reasons import ErrorCode
 from gateway import frames, limits, transport, wire
-from gateway.auth import ApiKey
+from gateway.auth import ApiKey, AuthError
 from gateway.market_data import Stream
 
 log = logging.getLogger("venue")
@@ -187,3 +188,9 @@ def peer(session: Session) -> str:
 def _take(outbox: deque[bytes]) -> list[bytes]:
     """Up to `WRITE_BATCH_MAX` messages from the front of an outbox."""
     return [outbox.popleft() for _ in range(min(len(outbox), WRITE_BATCH_MAX))]
+
+
+def key_of(session: Session) -> ApiKey:
+    if session.key is None:
+        raise AuthError(ErrorCode.NOT_AUTHENTICATED, "log on first")
+    return session.key
