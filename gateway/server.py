@@ -86,7 +86,6 @@ class VenueServer:
         self.quotes = self.dispatcher.placed.quotes
         self.quote_slots = self.dispatcher.placed.quote_slots
         self._server: transport.Listener | None = None
-        self._tasks: list[asyncio.Task[None]] = []
 
     # the core's state, read through it (a restore replaces the venue and the ledger)
 
