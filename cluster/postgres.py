@@ -10,6 +10,7 @@ Debian keeps the server binaries off the PATH, under /usr/lib/postgresql/<versio
 (scripts/install-postgres.sh installs them); `VENUE_PG_BIN` names another directory.
 """
 
+import contextlib
 import os
 import pwd
 import re
@@ -81,11 +82,8 @@ class PostgresServer:
         """Initialise (first time) and start the server; returns once it takes connections."""
         self._prepare_home()
         if not (self.data_dir / "PG_VERSION").exists():
-            self._run(
-                "initdb",
-                ["-D", str(self.data_dir), "-U", SERVER_USER, "--auth=trust"]
-                + ["--encoding=UTF8", "--locale=C", "--no-instructions"],
-            )
+            initdb = ["-D", str(self.data_dir), "-U", SERVER_USER, "--auth=trust"]
+            self._run("initdb", [*initdb, "--encoding=UTF8", "--locale=C", "--no-instructions"])
         for attempt in range(PORT_ATTEMPTS):
             self.port = free_port()
             try:
@@ -128,6 +126,13 @@ class PostgresServer:
             connection.execute(f"CREATE DATABASE {name}")  # name checked above: no injection
         return self.dsn(name)
 
+    def drop_database(self, name: str) -> None:
+        """Drop a database, ending the sessions still on it."""
+        if not DATABASE_NAME.fullmatch(name):
+            raise PostgresError(f"database name {name!r} is not lower-case letters, digits, _")
+        with psycopg.connect(self.dsn(), autocommit=True) as connection:
+            connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
     # ----------------------------------------------------------------- internals
 
     def _prepare_home(self) -> None:
@@ -153,11 +158,8 @@ class PostgresServer:
             f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1"
             " -c max_connections=50"
         )
-        self._run(
-            "pg_ctl",
-            ["start", "-D", str(self.data_dir), "-l", str(self.log_file), "-o", options]
-            + ["-w", "-t", str(START_TIMEOUT_S)],
-        )
+        start = ["start", "-D", str(self.data_dir), "-l", str(self.log_file), "-o", options]
+        self._run("pg_ctl", [*start, "-w", "-t", str(START_TIMEOUT_S)])
 
     def _run(self, program: str, arguments: list[str]) -> None:
         command = [str(self._bin / program), *arguments]
@@ -195,8 +197,6 @@ class PostgresServer:
             pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):  # it died on its own meanwhile
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
