@@ -31,7 +31,7 @@ from websockets.http11 import Response as HttpResponse
 from core import config as venue_config
 from core import snapshots
 from core.journal import FileJournal, JournalError
-from core.ledger_writer import LedgerWriter
+from core.ledger_writer import LedgerWriter, open_store
 from core.sequencer import Executed, Sequencer
 from core.store_thread import StoreThread
 from engine.commands import (
@@ -78,7 +78,6 @@ from gateway.market_data import Channel, MarketData, Stream
 from gateway.order_history import OrderHistory
 from gateway.reports import ExecReporter, Sequenced, anonymized
 from settlement.ledger import Ledger
-from settlement.store import SqliteLedgerStore
 
 log = logging.getLogger("venue")
 E = ErrorCode
@@ -270,7 +269,9 @@ class VenueServer:
 
     async def start(self, host: str, port: int) -> int:
         """Recover or build the venue, then listen; the port actually bound."""
-        self.store = await self._on_store(SqliteLedgerStore, self.data_dir / LEDGER_FILE)
+        self.store = await self._on_store(
+            open_store, self.data_dir / LEDGER_FILE, self.config.venue.ledger_postgres
+        )
         self.writer = await self._on_store(LedgerWriter, self.store)
         started = time.perf_counter()
         snapshots.remove_stray(self.data_dir)  # ours alone: the journal's flock is held
