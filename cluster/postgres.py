@@ -140,7 +140,13 @@ class PostgresServer:
         self.socket_dir.mkdir(exist_ok=True)
         if not self._as_server_user:
             return
-        user = pwd.getpwnam(SERVER_USER)
+        try:
+            user = pwd.getpwnam(SERVER_USER)
+        except KeyError:
+            raise PostgresError(
+                f"no {SERVER_USER} user to run the server as (PostgreSQL refuses root):"
+                " run scripts/install-postgres.sh"
+            ) from None
         for path in (self.home, self.socket_dir):
             os.chown(path, user.pw_uid, user.pw_gid)
             path.chmod(0o700)

@@ -1,6 +1,7 @@
-"""The ledger store: booked transfers made durable, the one module of settlement that does I/O.
+"""The ledger store: booked transfers made durable; with pg_store.py, settlement's only I/O.
 
-Owns the `LedgerStore` interface and `SqliteLedgerStore` (WAL, synchronous=FULL). Leaves
+Owns the `LedgerStore` interface, the pure parts every store shares (checks, rows, hashes,
+verification) and `SqliteLedgerStore` (WAL, synchronous=FULL). Leaves
 deciding what to book to the ledger; the store is derived from its events and can be rebuilt.
 Transfers arrive in batches, one transaction each, so a batch is stored whole or not at all.
 A batch's ids continue the store's last id with no gap; re-applying stored ids with the same
