@@ -74,6 +74,7 @@ from gateway.auth import (
     KeyStore,
     require_scope,
 )
+from gateway.candles import Candles
 from gateway.market_data import Channel, MarketData, Stream
 from gateway.order_history import OrderHistory
 from gateway.reports import ExecReporter, Sequenced, anonymized
@@ -255,7 +256,8 @@ class VenueServer:
             on_durable=self._durable,
             on_executed=self._executed,
         )
-        self.market_data = MarketData(self.epoch)
+        self.candles = Candles()  # kept in snapshots, rebuilt by replay: survive restarts
+        self.market_data = MarketData(self.epoch, self.candles)
         self._to_store: list[Any] = []  # at start: transfers the store may not hold yet
         # The store's SQLite connection lives on its own thread, like every write to it;
         # the journal's thread feeds it durable batches directly (`_durable`).
@@ -305,7 +307,7 @@ class VenueServer:
             await self._catch_up_store()
         else:
             await self._build_from_config()
-        self.market_data = MarketData.from_venue(self.venue, self.epoch)
+        self.market_data = MarketData.from_venue(self.venue, self.epoch, self.candles)
         self._server = await transport.serve(
             self,
             host,
@@ -342,12 +344,16 @@ class VenueServer:
             stream.seq = stream.assigned = seq
             stream.history.extend((s, anonymized(int(account), bytes(p))) for s, p in history)
         self.order_history.restore(image.gateway.get("order_history"))
+        self.candles.restore(image.gateway.get("candles"))
 
     def _replayed(self, batch: list[Executed]) -> None:
         """A command replayed from the journal: rebuild the private history it made."""
         for executed in batch:
             self._publish_private(executed)
             self._to_store.extend(executed.transfers)
+            for event in executed.events:
+                if type(event) is TradeExecuted:
+                    self.candles.add(event.symbol, event.ts_us, event.price, event.qty)
 
     async def snapshot(self) -> Path:
         """Write the state as of the last durable command, without stopping the venue."""
@@ -364,6 +370,7 @@ class VenueServer:
                     for account, stream in self.private.items()
                 },
                 "order_history": self.order_history.image(),
+                "candles": self.candles.image(),
             },
         )
         await self._store_flushed()
@@ -1098,7 +1105,8 @@ class VenueServer:
             return
         symbols = p.symbols or sorted(self.venue.markets)
         streams = [
-            Stream(Channel(p.ch), s, _tier(p.depth) if p.ch == "book" else 0) for s in symbols
+            Stream(Channel(p.ch), s, _tier(p.depth) if p.ch == "book" else 0, p.interval or "")
+            for s in symbols
         ]
         for stream in streams:
             problem = self.market_data.problem(stream)
