@@ -75,9 +75,11 @@ from gateway.auth import (
     require_scope,
 )
 from gateway.candles import Candles
+from gateway.http import Exchange
 from gateway.market_data import Channel, MarketData, Stream
 from gateway.order_history import OrderHistory
 from gateway.reports import ExecReporter, Sequenced, anonymized
+from gateway.rest import RestApi
 from settlement.ledger import Ledger
 from settlement.store import SqliteLedgerStore
 
@@ -265,6 +267,7 @@ class VenueServer:
             self._book, lambda failure: self.sequencer.on_fatal(failure)
         )
         self._server: transport.Listener | None = None
+        self.rest = RestApi(self)  # /api/v1/... and /openapi.json on the same port
         self._tasks: list[asyncio.Task[None]] = []
         self.rejects: Counter[ErrorCode] = Counter()  # since the last summary line
 
@@ -468,6 +471,13 @@ class VenueServer:
         self, connection: transport.Connection, request: HttpRequest
     ) -> HttpResponse | None:
         return None  # no HTTP resources yet: 404, "use /ws/trade or /ws/public"
+
+    def on_request(self, connection: transport.Connection, exchange: Exchange) -> bool:
+        """A plain HTTP request: the REST API's if it is under /api/ (else `on_http`)."""
+        return self.rest.serve(connection, exchange)
+
+    def on_http_closed(self, connection: transport.Connection) -> None:
+        self.rest.closed(connection)
 
     def on_open(self, connection: transport.Connection) -> None:
         self._next_session += 1
