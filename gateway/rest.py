@@ -396,7 +396,7 @@ class _Answer(msgspec.Struct, frozen=True):
     id: int | str | None
     status: int
     result: msgspec.Raw = msgspec.Raw(b"null")
-    error: msgspec.Raw | None = None
+    error: msgspec.Raw = msgspec.Raw(b"")  # empty: none
     retry_after_ms: int | None = None
 
 
@@ -449,7 +449,7 @@ class _Answers:
         if answer.id is not None and answer.id != self.request_id:
             return
         self.exchange = None
-        if answer.error is None:
+        if not len(answer.error):
             exchange.respond(answer.status, bytes(answer.result))
             return
         body = b'{"error":' + bytes(answer.error)
