@@ -138,7 +138,9 @@ class Candles:
             return Ticker(symbol, last_text, None, None, None, volume, None, None, 0)
         opened = window[0][1]
         change = last - opened
-        pct = round(change * 100 * 10**CHANGE_PCT_DECIMALS / opened) if opened else 0
+        # percent of the open at CHANGE_PCT_DECIMALS, rounded half up, in integers: exact
+        scaled = 2 * change * 100 * 10**CHANGE_PCT_DECIMALS
+        pct = (scaled + opened) // (2 * opened) if opened else 0
         return Ticker(
             symbol,
             last_text,
