@@ -164,7 +164,9 @@ class HttpConnection:
         if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
             self.h11.start_next_cycle()
             self._arm_idle_timer()
-            self._next_events()  # a pipelined request already read is served now
+            # a pipelined request already read is served on the next turn, not in this
+            # call: answers given at once must not recurse once per request
+            asyncio.get_running_loop().call_soon(self._next_events)
 
     def _fail(self, status: int, why: str) -> None:
         """A request we cannot read: answer it (if no response has begun), then close."""

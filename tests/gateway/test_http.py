@@ -207,3 +207,16 @@ def test_an_idle_keep_alive_connection_is_closed(monkeypatch: pytest.MonkeyPatch
         writer.close()
 
     run(scenario)
+
+
+def test_many_pipelined_requests_answered_at_once_do_not_recurse() -> None:
+    count = 3_000  # well past Python's recursion limit if each answer read the next inline
+
+    async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request("GET", "/echo") * count)
+        for _ in range(count):
+            assert (await read_response(reader))[0] == 200
+        writer.close()
+
+    run(scenario)
