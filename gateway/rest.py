@@ -19,13 +19,17 @@ from urllib.parse import parse_qsl
 import msgspec
 from msgspec import Meta
 
+from core.venue_core import now_us
 from engine.reasons import ErrorCode
 from engine.units import format_units
 from gateway import wire
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, AuthError, sign_request
 from gateway.candles import BARS_KEPT_MAX, CANDLES_LIMIT_DEFAULT, CandlesResult, Ticker
+from gateway.dispatch import Pending
 from gateway.http import Exchange
+from gateway.limits import QUERY_COST_MILLI
 from gateway.market_data import TRADES_RECENT_MAX, Channel, Stream
+from gateway.sessions import Session
 
 if TYPE_CHECKING:
     from gateway.server import VenueServer
@@ -249,7 +253,7 @@ class RestApi:
             return
         answers.request_id += 1
         envelope = {"id": answers.request_id, "method": route.runs_as, "params": params}
-        self.server._on_frame(session, msgspec.json.encode(envelope))
+        self.server.dispatcher.on_frame(session, msgspec.json.encode(envelope))
 
     def _check_signature(self, answers: "_Answers", exchange: Exchange) -> AuthError | None:
         headers = exchange.headers
@@ -272,9 +276,7 @@ class RestApi:
 
         server = self.server
         try:
-            key = server.auth.check(
-                api_key, ts_us, nonce, window, sig, server_now_us(), signature_with
-            )
+            key = server.auth.check(api_key, ts_us, nonce, window, sig, now_us(), signature_with)
         except AuthError as refused:
             who = {"peer": _peer(answers), "api_key": api_key, "path": exchange.path}
             log.warning("rest request refused", extra=who | {"code": refused.code.name.lower()})
@@ -285,65 +287,60 @@ class RestApi:
     # the reads served here
 
     def _local_read(self, answers: "_Answers", route: Route, params: dict[str, Any]) -> None:
+        """A read the websocket has no method for, charged and answered as its queries are."""
         server = self.server
+        send = server.connections.send
         session = answers.session
-        now = server_now_us()
+        now = now_us()
         answers.request_id += 1
-        request = wire.Request(answers.request_id, route.runs_as, wire.InstrumentsParams())
-        retry = server.limiter.charge_cost(session.id, session.account, _QUERY_COST, now)
+        request_id = answers.request_id
+        retry = server.limiter.charge_cost(session.id, session.account, QUERY_COST_MILLI, now)
         if retry:
-            body = wire.error(request.id, E.RATE_LIMITED, "slow down", retry_after_ms=retry)
-            server._send(session, body)
+            send(session, wire.error(request_id, E.RATE_LIMITED, "slow down", retry_after_ms=retry))
             return
         decoded = msgspec.convert(params, route.params)
         result = getattr(self, "_" + route.runs_as)(decoded, now)
         if isinstance(result, wire.WireError):
-            server._reply_error(session, request, result.code, result.message)
+            send(session, wire.error(request_id, result.code, result.message))
         elif route.runs_as == "reserves":  # the ledger runs ahead of the journal: wait
-            server._defer(session, request, now, msgspec.to_builtins(result))
+            pending = Pending(session, request_id, route.runs_as, now)
+            pending.answer = wire.encode(result)
+            server.bus.barrier(pending)
         else:  # market data and candles hold durable trades only
-            server._reply(session, request, msgspec.to_builtins(result), now)
+            send(session, wire.ok(request_id, result, now, now_us()))
 
     def _trades(self, p: TradesParams, now: int) -> TradesResult | wire.WireError:
         stream = Stream(Channel.TRADES, p.symbol)
-        problem = self.server.market_data.problem(stream)
+        market_data = self.server.public.market_data
+        problem = market_data.problem(stream)
         if problem is not None:
             return wire.WireError(None, E.UNKNOWN_SYMBOL, problem)
-        message = msgspec.json.decode(self.server.market_data.snapshot(stream, now).payload)
+        message = msgspec.json.decode(market_data.snapshot(stream, now).payload)
         rows = message["data"][-p.limit :]
         return TradesResult(p.symbol, msgspec.convert(rows, list[Trade]))
 
     def _ticker(self, p: TickerParams, now: int) -> TickersResult | wire.WireError:
-        specs = self.server.specs
+        specs = self.server.dispatcher.specs
         if p.symbol is not None and p.symbol not in specs:
             return wire.WireError(None, E.UNKNOWN_SYMBOL, f"unknown symbol {p.symbol!r}")
         symbols = [p.symbol] if p.symbol is not None else sorted(specs)
-        candles = self.server.candles
+        candles = self.server.public.candles
         return TickersResult([candles.ticker(specs[symbol], now) for symbol in symbols])
 
     def _candles(self, p: CandlesParams, now: int) -> CandlesResult | wire.WireError:
-        spec = self.server.specs.get(p.symbol)
+        spec = self.server.dispatcher.specs.get(p.symbol)
         if spec is None:
             return wire.WireError(None, E.UNKNOWN_SYMBOL, f"unknown symbol {p.symbol!r}")
-        return self.server.candles.result(spec, p.interval, p.limit)
+        return self.server.public.candles.result(spec, p.interval, p.limit)
 
     def _reserves(self, p: ReservesParams, now: int) -> ReservesResult:
-        ledger = self.server.ledger
+        ledger = self.server.reads.ledger
         lines = []
         for line in ledger.reserves_report():
             scale = ledger.assets[line.asset].scale
             supply, attested = format_units(line.supply, scale), format_units(line.attested, scale)
             lines.append(ReserveLine(line.asset, supply, attested, line.as_of_us, line.covered))
         return ReservesResult(lines)
-
-
-_QUERY_COST = 500  # gateway.limits.QUERY_COST_MILLI: as a websocket query costs
-
-
-def server_now_us() -> int:
-    from gateway.server import now_us
-
-    return now_us()
 
 
 # ----------------------------------------------------------------- requests into params
@@ -408,13 +405,11 @@ class _Answers:
     each answer frame into the HTTP response of the request in flight."""
 
     def __init__(self, server: "VenueServer", connection: "Connection") -> None:
-        from gateway.server import Session
-
-        server._next_session += 1
         self.connection = connection
         self.exchange: Exchange | None = None
         self.request_id = 0
-        self.session: Session = Session(server._next_session, self, trade=True)  # type: ignore[arg-type]
+        session_id = server.connections.next_id()
+        self.session = Session(session_id, self, trade=True)  # type: ignore[arg-type]
 
     # what the server's outbox writer uses of a websocket connection
     paused = False

@@ -83,7 +83,7 @@ def test_public_endpoints_answer_as_the_websocket_does(run_venue: Run) -> None:
             }
         ]
         every = (await get(public, "/api/v1/ticker")).json()["tickers"]
-        assert sorted(t["symbol"] for t in every) == sorted(venue.server.specs)
+        assert sorted(t["symbol"] for t in every) == sorted(venue.server.venue.markets)
         candles = (await get(public, "/api/v1/candles", symbol=SYMBOL, interval="1m")).json()
         assert candles["symbol"] == SYMBOL and candles["interval"] == "1m"
         [bar] = candles["candles"]
