@@ -44,7 +44,10 @@ class Handler(Protocol):
     def on_close(self, connection: "Connection") -> None: ...
 
     def on_http(self, connection: "Connection", request: Request) -> Response | None:
-        """A request for a path that is not a websocket route; None: 404."""
+        """A GET for a path that is not a websocket route; None: 404. A handler may also
+        have `on_request(connection, exchange) -> bool` (any method, with its body; answered
+        through `exchange.respond`, now or later; False hands it to `on_http`) and
+        `on_http_closed(connection)` (a plain HTTP connection is gone): `gateway.http`."""
 
 
 class Connection(asyncio.Protocol):
