@@ -10,7 +10,6 @@ that had a trade. Limits: BARS_KEPT_MAX bars per symbol and interval, oldest dro
 """
 
 from collections import deque
-from collections.abc import Iterable
 from itertools import islice
 from typing import Any
 
@@ -68,32 +67,43 @@ class Ticker(msgspec.Struct, frozen=True):
     trades: int
 
 
+class _Current:
+    """A symbol's bars that take its next trade, while it falls in the same minute: a
+    minute lies within one bar of every longer interval, so one test covers them all."""
+
+    __slots__ = ("bars", "count", "end_us", "start_us")
+
+    def __init__(self, start_us: int, bars: list[Bar], count: list[int]) -> None:
+        self.start_us = start_us
+        self.end_us = start_us + INTERVALS_US["1m"]
+        self.bars = bars  # the newest bar of each interval
+        self.count = count  # [minute, trades] of the ticker's window
+
+
 class Candles:
-    """Every symbol's bars, per interval; what changed since the last `take_changed`."""
+    """Every symbol's bars, per interval, and its trade counts per minute."""
 
     def __init__(self) -> None:
         self._series: dict[tuple[str, str], deque[Bar]] = {}
         self._trades: dict[str, deque[list[int]]] = {}  # symbol -> [minute, trades] for 24 h
         self._last: dict[str, int] = {}  # symbol -> last trade price
-        self._changed: set[tuple[str, str]] = set()
+        self._current: dict[str, _Current] = {}  # derived: rebuilt by the next trade
 
     def add(self, symbol: str, ts_us: int, price: int, qty: int) -> None:
-        """One durable trade."""
-        for interval, length_us in INTERVALS_US.items():
-            key = (symbol, interval)
-            series = self._series.get(key)
-            if series is None:
-                series = self._series[key] = deque(maxlen=BARS_KEPT_MAX)
-            open_us = ts_us - ts_us % length_us
-            if series and series[-1][0] >= open_us:  # same bar (or a clock step back: kept)
-                bar = series[-1]
-                bar[2] = max(bar[2], price)
-                bar[3] = min(bar[3], price)
+        """One durable trade (on the publishing path: the same minute takes the fast way)."""
+        current = self._current.get(symbol)
+        if current is not None and current.start_us <= ts_us < current.end_us:
+            for bar in current.bars:
+                if price > bar[2]:
+                    bar[2] = price
+                elif price < bar[3]:  # high >= low: a price is never beyond both
+                    bar[3] = price
                 bar[4] = price
                 bar[5] += qty
-            else:
-                series.append([open_us, price, price, price, price, qty])
-            self._changed.add(key)
+            current.count[1] += 1
+            self._last[symbol] = price
+            return
+        bars = [self._add_to(symbol, interval, ts_us, price, qty) for interval in INTERVALS_US]
         counts = self._trades.get(symbol)
         if counts is None:
             counts = self._trades[symbol] = deque(maxlen=TICKER_WINDOW_BARS)
@@ -103,16 +113,25 @@ class Candles:
         else:
             counts.append([minute, 1])
         self._last[symbol] = price
+        if bars[0][0] == minute * INTERVALS_US["1m"]:  # not a clock step back
+            self._current[symbol] = _Current(bars[0][0], bars, counts[-1])
 
-    def on_trades(self, trades: Iterable[tuple[str, int, int, int]]) -> None:
-        """(symbol, ts_us, price, qty) of each trade, in order (journal replay)."""
-        for symbol, ts_us, price, qty in trades:
-            self.add(symbol, ts_us, price, qty)
-
-    def take_changed(self) -> set[tuple[str, str]]:
-        """The (symbol, interval) series changed since the last call."""
-        changed, self._changed = self._changed, set()
-        return changed
+    def _add_to(self, symbol: str, interval: str, ts_us: int, price: int, qty: int) -> Bar:
+        key = (symbol, interval)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = deque(maxlen=BARS_KEPT_MAX)
+        open_us = ts_us - ts_us % INTERVALS_US[interval]
+        if series and series[-1][0] >= open_us:  # same bar (or a clock step back: kept)
+            bar = series[-1]
+            bar[2] = max(bar[2], price)
+            bar[3] = min(bar[3], price)
+            bar[4] = price
+            bar[5] += qty
+        else:
+            bar = [open_us, price, price, price, price, qty]
+            series.append(bar)
+        return bar
 
     def bars(self, symbol: str, interval: str, limit: int) -> list[Bar]:
         """The newest `limit` bars, oldest first."""
@@ -165,8 +184,7 @@ class Candles:
 
     def restore(self, image: dict[str, Any] | None) -> None:
         """Take an `image()`; None (a snapshot from before candles) starts empty."""
-        self._series, self._trades, self._last = {}, {}, {}
-        self._changed = set()
+        self._series, self._trades, self._last, self._current = {}, {}, {}, {}
         if image is None:
             return
         for symbol, interval, bars in image["series"]:

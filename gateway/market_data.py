@@ -723,15 +723,16 @@ class MarketData:
         """Every interval's bars changed (a trade is in each): the seq moves whether or not
         anyone watches; an update holds the bars from the one current at the last flush on."""
         for interval, state in market.candles.items():
-            bars = self.candles.bars(market.spec.symbol, interval, 2)
-            if not bars:
+            if state.stream not in wanted:  # the seq moves; the bars are not even looked at
+                state.advance(state.value, now_us)
                 continue
+            bars = self.candles.bars(market.spec.symbol, interval, 2)
             since_us = state.value
             state.advance(bars[-1][0], now_us)
-            if state.stream in wanted:
-                shown = [bar for bar in bars if bar[0] >= since_us] or bars[-1:]
-                data = self._candles_data(market.spec, interval, shown)
-                out.append(self._update(state, now_us, data))
+            shown = [bar for bar in bars if bar[0] >= since_us] or bars[-1:]
+            out.append(
+                self._update(state, now_us, self._candles_data(market.spec, interval, shown))
+            )
 
     def _candles_data(self, spec: InstrumentSpec, interval: str, bars: list[list[int]]) -> Any:
         result = CandlesResult(spec.symbol, interval, [candle(bar, spec) for bar in bars])

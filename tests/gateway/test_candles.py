@@ -103,3 +103,33 @@ def test_image_round_trips_through_the_snapshot_encoding() -> None:
     assert restored.ticker(spec(), now) == candles.ticker(spec(), now)
     restored.restore(None)  # a snapshot from before candles
     assert restored.bars("AAPLx-USD", "1m", 10) == []
+
+
+def test_bars_equal_a_naive_aggregation_of_random_trades() -> None:
+    """The same-minute fast path and the slow path agree with OHLCV computed from scratch."""
+    import random
+
+    rng = random.Random(14)
+    candles = Candles()
+    trades = []
+    ts = T0
+    for _ in range(3_000):
+        ts += rng.choice((0, 1, 1_000_000, 20_000_000, 7 * MINUTE, 2 * 3_600_000_000))
+        trade = (ts, rng.randint(18_000, 19_000), rng.randint(1, 10**6))
+        trades.append(trade)
+        candles.add("AAPLx-USD", *trade)
+    for interval, length in INTERVALS_US.items():
+        naive: dict[int, list[int]] = {}
+        for ts_us, price, qty in trades:
+            t = ts_us - ts_us % length
+            bar = naive.setdefault(t, [t, price, price, price, price, 0])
+            bar[2], bar[3] = max(bar[2], price), min(bar[3], price)
+            bar[4] = price
+            bar[5] += qty
+        expected = list(naive.values())[-BARS_KEPT_MAX:]
+        assert candles.bars("AAPLx-USD", interval, BARS_KEPT_MAX) == expected, interval
+    restored = Candles()
+    restored.restore(candles.image())
+    restored.add("AAPLx-USD", ts, 1, 1)  # after a restore the slow path takes it
+    candles.add("AAPLx-USD", ts, 1, 1)
+    assert restored.image() == candles.image()
