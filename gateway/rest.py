@@ -2,8 +2,8 @@
 
 Owns the routing table (`ROUTES`), the signed-request check (`X-API-Key`, `X-Timestamp`,
 `X-Nonce`, `X-Recv-Window`, `X-Signature`: the logon's rules over a payload that binds the
-HTTP method, path, query and body), the few reads the websocket has no method for (recent
-trades, ticker, candles, proof of reserves) and `/openapi.json`, generated from `ROUTES` and
+HTTP method, path, query and body), the few reads the websocket has as channels but not as
+methods (recent trades, ticker, candles) and `/openapi.json`, generated from `ROUTES` and
 the msgspec structs the code decodes and encodes with. Everything else runs as the
 websocket method of the same name through the server's own frame path (decode, rate limit,
 scope, dispatch, durability), with a per-connection session whose answers become HTTP
@@ -21,14 +21,13 @@ from msgspec import Meta
 
 from core.venue_core import now_us
 from engine.reasons import ErrorCode
-from engine.units import format_units
 from gateway import wire
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, AuthError, sign_request
 from gateway.candles import BARS_KEPT_MAX, CANDLES_LIMIT_DEFAULT, CandlesResult, Ticker
-from gateway.dispatch import Pending
 from gateway.http import Exchange
 from gateway.limits import QUERY_COST_MILLI
 from gateway.market_data import TRADES_RECENT_MAX, Channel, Stream
+from gateway.queries import ReservesResult
 from gateway.sessions import Session
 
 if TYPE_CHECKING:
@@ -64,10 +63,6 @@ class CandlesParams(wire.Params, frozen=True):
     limit: Annotated[int, Meta(ge=1, le=BARS_KEPT_MAX)] = CANDLES_LIMIT_DEFAULT
 
 
-class ReservesParams(wire.Params, frozen=True):
-    pass
-
-
 class Trade(msgspec.Struct, frozen=True):
     trade_id: int
     price: str
@@ -85,20 +80,6 @@ class TradesResult(msgspec.Struct, frozen=True):
 
 class TickersResult(msgspec.Struct, frozen=True):
     tickers: list[Ticker]
-
-
-class ReserveLine(msgspec.Struct, frozen=True):
-    """One asset: its supply against the custodian's latest attestation."""
-
-    asset: str
-    supply: str
-    attested: str
-    as_of: int  # µs of the attestation; 0: none
-    covered: bool
-
-
-class ReservesResult(msgspec.Struct, frozen=True):
-    reserves: list[ReserveLine]
 
 
 class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -142,7 +123,7 @@ ROUTES: tuple[Route, ...] = (
           "Last price and the 24 h open, high, low, volume and change"),
     Route("GET", "/api/v1/candles", False, "candles", CandlesParams, CandlesResult,
           "OHLCV bars, oldest first"),
-    Route("GET", "/api/v1/reserves", False, "reserves", ReservesParams, ReservesResult,
+    Route("GET", "/api/v1/reserves", False, "reserves", wire.ReservesParams, ReservesResult,
           "Proof of reserves: each asset's supply against its latest attestation"),
     Route("GET", "/api/v1/balances", True, "balances", wire.BalancesParams, None,
           "Balances: total, available, held (docs/protocol.md `balances`)"),
@@ -159,7 +140,7 @@ ROUTES: tuple[Route, ...] = (
     Route("PATCH", "/api/v1/orders/{order_id}", True, "order.amend", wire.AmendParams, None,
           "Amend an order: `order.amend`'s params but the order id as the body"),
 )  # fmt: skip
-LOCAL_READS = frozenset({"trades", "ticker", "candles", "reserves"})
+LOCAL_READS = frozenset({"trades", "ticker", "candles"})
 
 
 def match(method: str, path: str) -> tuple[Route | None, dict[str, int], list[str]]:
@@ -302,10 +283,6 @@ class RestApi:
         result = getattr(self, "_" + route.runs_as)(decoded, now)
         if isinstance(result, wire.WireError):
             send(session, wire.error(request_id, result.code, result.message))
-        elif route.runs_as == "reserves":  # the ledger runs ahead of the journal: wait
-            pending = Pending(session, request_id, route.runs_as, now)
-            pending.answer = wire.encode(result)
-            server.bus.barrier(pending)
         else:  # market data and candles hold durable trades only
             send(session, wire.ok(request_id, result, now, now_us()))
 
@@ -332,15 +309,6 @@ class RestApi:
         if spec is None:
             return wire.WireError(None, E.UNKNOWN_SYMBOL, f"unknown symbol {p.symbol!r}")
         return self.server.public.candles.result(spec, p.interval, p.limit)
-
-    def _reserves(self, p: ReservesParams, now: int) -> ReservesResult:
-        ledger = self.server.reads.ledger
-        lines = []
-        for line in ledger.reserves_report():
-            scale = ledger.assets[line.asset].scale
-            supply, attested = format_units(line.supply, scale), format_units(line.attested, scale)
-            lines.append(ReserveLine(line.asset, supply, attested, line.as_of_us, line.covered))
-        return ReservesResult(lines)
 
 
 # ----------------------------------------------------------------- requests into params

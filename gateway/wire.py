@@ -322,6 +322,10 @@ class InstrumentsParams(Params, frozen=True):
     pass
 
 
+class ReservesParams(Params, frozen=True):
+    pass
+
+
 class BookSnapshotParams(Params, frozen=True):
     symbol: Symbol
     depth: Annotated[int, Meta(ge=1, le=BOOK_DEPTH_MAX)]
@@ -481,6 +485,7 @@ METHODS: dict[str, type[Params]] = {
     "balances": BalancesParams,
     "instruments": InstrumentsParams,
     "book.snapshot": BookSnapshotParams,
+    "reserves": ReservesParams,
     "subscribe": SubscribeParams,
     "unsubscribe": UnsubscribeParams,
     "subscriptions": SubscriptionsParams,

@@ -54,7 +54,7 @@ def test_public_endpoints_answer_as_the_websocket_does(run_venue: Run) -> None:
     async def scenario(venue: Venue) -> None:
         await cross(venue)
         public = RestClient(base(venue))
-        ws = await venue.client()
+        ws = await venue.client(endpoint="public")
         instruments = await get(public, "/api/v1/instruments")
         assert instruments.status == 200
         assert instruments.json() == await ws.request("instruments")
@@ -95,8 +95,9 @@ def test_public_endpoints_answer_as_the_websocket_does(run_venue: Run) -> None:
             "0.500000",
         )
         assert bar["t"] % 60_000 == 0
-        reserves = (await get(public, "/api/v1/reserves")).json()["reserves"]
-        aapl = next(line for line in reserves if line["asset"] == "AAPLx")
+        reserves = (await get(public, "/api/v1/reserves")).json()
+        assert reserves == await ws.request("reserves")  # /ws/public has it too
+        aapl = next(line for line in reserves["reserves"] if line["asset"] == "AAPLx")
         assert aapl["covered"] is True and aapl["supply"] == "60000.000000"
         public.close()
 
