@@ -74,14 +74,21 @@ class RestClient:
         if (signed is None and self.api_key is not None) or signed:
             sent |= self.signature(method, path, query_text, body)
         target = path + ("?" + query_text if query_text else "")
-        connection = self._connect()
+        reused = self._connection is not None
         try:
-            connection.request(method, target, body=body or None, headers=sent)
-            response = connection.getresponse()
-            data = response.read()
+            return self._send(method, target, body, sent)
         except (ConnectionError, http.client.HTTPException):
             self.close()
-            raise
+            if not (reused and method == "GET"):
+                raise
+        # the server closed the idle keep-alive connection: a GET is safe to send again
+        return self._send(method, target, body, sent)
+
+    def _send(self, method: str, target: str, body: bytes, headers: dict[str, str]) -> RestResponse:
+        connection = self._connect()
+        connection.request(method, target, body=body or None, headers=headers)
+        response = connection.getresponse()
+        data = response.read()
         if response.will_close:
             self.close()
         return RestResponse(response.status, data, dict(response.getheaders()))

@@ -424,3 +424,22 @@ def test_candles_survive_a_restart_from_snapshot_and_journal_tail(tmp_path: Path
                 await restarted.server.stop()
 
     asyncio.run(scenario())
+
+
+def test_rate_limits_answer_429_with_retry_after(run_venue: Run) -> None:
+    from gateway.limits import RateLimiter
+
+    async def scenario(venue: Venue) -> None:
+        # 100 tokens and one a second per connection: ~200 queries (0.5 each) pass
+        venue.server.limiter = RateLimiter(connection_rate_per_s=1, connection_burst=100)
+        trader = RestClient(base(venue), *KEYS["taker"])
+        for path in ("/api/v1/balances", "/api/v1/ticker"):  # a websocket method, a read here
+            for _ in range(400):
+                limited = await get(trader, path)
+                if limited.status != 200:
+                    break
+            assert error_of(limited) == (429, "RATE_LIMITED"), path
+            assert limited.json()["retry_after_ms"] > 0
+            assert int(limited.headers["retry-after"]) >= 1
+
+    run_venue(scenario)
