@@ -12,6 +12,7 @@ closes. The websocket path never enters this module (`transport.Connection.data_
 
 import asyncio
 from collections.abc import Callable, Sequence
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -144,7 +145,9 @@ class HttpConnection:
         if self.closing or self.connection.listener.closing or self.connection.closing:
             head.append((b"connection", b"close"))
         try:
-            data = self.h11.send(h11.Response(status_code=status, headers=head))
+            data = self.h11.send(
+                h11.Response(status_code=status, headers=head, reason=_reason(status))
+            )
             if exchange.method != "HEAD":
                 data = (data or b"") + (self.h11.send(h11.Data(data=body)) or b"")
             data = (data or b"") + (self.h11.send(h11.EndOfMessage()) or b"")
@@ -180,7 +183,8 @@ class HttpConnection:
                 (b"connection", b"close"),
             ]
             try:
-                data = self.h11.send(h11.Response(status_code=status, headers=head)) or b""
+                response = h11.Response(status_code=status, headers=head, reason=_reason(status))
+                data = self.h11.send(response) or b""
                 data += self.h11.send(h11.Data(data=body)) or b""
                 data += self.h11.send(h11.EndOfMessage()) or b""
             except h11.LocalProtocolError:
@@ -229,6 +233,13 @@ class HttpConnection:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
 
 
 def websocket_request(exchange: Exchange) -> WebsocketRequest:
