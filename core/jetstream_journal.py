@@ -13,6 +13,8 @@ After a failed `sync` the object refuses everything: reopen it (the stream settl
 """
 
 import asyncio
+import itertools
+import json
 import logging
 import secrets
 import threading
@@ -24,13 +26,13 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
     DiscardPolicy,
-    PubAck,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -48,12 +50,16 @@ from core.journal import (
 STREAM_DEFAULT: Final = "VENUE_COMMANDS"
 SUBJECT_DEFAULT: Final = "venue.commands"
 CONNECT_TIMEOUT_S: Final = 5.0  # per server; loopback or a LAN answers in ms
+RECONNECT_ATTEMPTS: Final = 25
+RECONNECT_WAIT_S: Final = 0.2
 REQUEST_TIMEOUT_S: Final = 5.0  # one JetStream API call (stream info, consumer create)
 ACK_TIMEOUT_S: Final = 2.0  # no ack by then: the publish (or its ack) is lost; republish
 # A leader election after a node dies takes a few seconds; past this the stream is gone for us.
 SYNC_TIMEOUT_S: Final = 30.0
+REPUBLISH_PAUSE_S: Final = 0.25  # between attempts while the stream has no leader
 # Unacknowledged publishes in flight; one batch is ~1,000 commands, bytes are bounded apart.
 PUBLISH_PENDING_MAX: Final = 65_536
+STATUS_HEADER: Final = "Status"  # a NATS status reply, e.g. 503 "no responders"
 REPLAY_BATCH: Final = 1_000  # messages per pull-consumer fetch
 HEADER_SLACK_BYTES: Final = 256  # the two headers' bytes on top of a record's payload
 ERR_WRONG_LAST_SEQUENCE: Final = 10071  # JetStream's JSStreamWrongLastSequenceErrF
@@ -82,7 +88,21 @@ class _Pending:
 
     seq: int
     payload: bytes
-    ack: "asyncio.Future[PubAck]" = field(repr=False)
+    ack: "asyncio.Future[int]" = field(repr=False)  # the stream seq it was stored at
+
+
+class _Lost(Exception):
+    """No one answered a publish (no responders: the stream has no leader right now)."""
+
+
+class _Refused(Exception):
+    """The stream answered a publish with an error."""
+
+    def __init__(self, code: int, err_code: int, description: str) -> None:
+        super().__init__(f"{code} {err_code} {description}")
+        self.code = code
+        self.err_code = err_code
+        self.description = description
 
 
 class _LoopThread:
@@ -127,6 +147,8 @@ class JetStreamJournal:
         # Unique per object: a retry of our own publish dedupes; another writer's never does.
         self._writer_id = secrets.token_hex(8)
         self._pending: list[_Pending] = []
+        self._acks: dict[str, asyncio.Future[int]] = {}  # reply token -> its attempt's ack
+        self._attempts = itertools.count()
         self._unsynced_bytes = 0
         self._closed = False
         self._failure: BaseException | None = None
@@ -148,12 +170,12 @@ class JetStreamJournal:
                     f"the NATS server's max_payload is {nc.max_payload} bytes, below a journal"
                     f" record's {RECORD_BYTES_MAX} + headers: set max_payload: 8MB in its config"
                 )
-            js = nc.jetstream(
-                timeout=REQUEST_TIMEOUT_S,
-                # Room for a republish of all of them while the old attempts are let go.
-                publish_async_max_pending=2 * PUBLISH_PENDING_MAX,
-            )
+            js = nc.jetstream(timeout=REQUEST_TIMEOUT_S)
             last_seq = await self._ensure_stream(js, create)
+            # Acks come back on our own inbox, not nats-py's publish_async: its error path
+            # raises inside its callback (nats-py 2.16), so a refused publish never resolves.
+            self._reply_prefix = nc.new_inbox()
+            await nc.subscribe(f"{self._reply_prefix}.*", cb=self._on_ack)
         except BaseException:
             await nc.close()
             raise
@@ -165,8 +187,10 @@ class JetStreamJournal:
                 self.servers,
                 connect_timeout=CONNECT_TIMEOUT_S,
                 allow_reconnect=True,
-                max_reconnect_attempts=-1,  # the sync timeout bounds how long we wait
-                reconnect_time_wait=0.2,
+                # Per server, also at the first connect: a node killed has two others to
+                # go to at once; none answering for ~5 s is the cluster gone (or never there).
+                max_reconnect_attempts=RECONNECT_ATTEMPTS,
+                reconnect_time_wait=RECONNECT_WAIT_S,
                 error_cb=_log_error,
                 name=f"venue-journal-{self._writer_id}",
             )
@@ -248,12 +272,38 @@ class JetStreamJournal:
         for seq, payload in records:
             self._pending.append(_Pending(seq, payload, await self._publish_one(seq, payload)))
 
-    async def _publish_one(self, seq: int, payload: bytes) -> "asyncio.Future[PubAck]":
+    async def _publish_one(self, seq: int, payload: bytes) -> "asyncio.Future[int]":
         headers = {SEQ_HEADER: str(seq - 1), MSG_ID_HEADER: f"{self._writer_id}:{seq}"}
-        # No wait_stall: it costs a task per publish (35x slower); `append` bounds the count.
-        ack = await self._js.publish_async(self.subject, payload, headers=headers)
-        ack.add_done_callback(_consume_exception)  # a superseded attempt's error is no news
+        token = str(next(self._attempts))
+        ack: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._acks[token] = ack
+        await self._nc.publish(
+            self.subject, payload, reply=f"{self._reply_prefix}.{token}", headers=headers
+        )
         return ack
+
+    async def _on_ack(self, message: Msg) -> None:
+        """Resolve the attempt this reply answers: its stream seq, `_Refused` or `_Lost`."""
+        ack = self._acks.pop(message.subject.rpartition(".")[2], None)
+        if ack is None or ack.done():  # a superseded attempt: its record was published again
+            return
+        if message.headers and message.headers.get(STATUS_HEADER) == "503":
+            ack.set_exception(_Lost())
+            return
+        try:
+            reply = json.loads(message.data)
+        except ValueError:
+            ack.set_exception(_Refused(0, 0, f"a reply that is not JSON: {message.data[:80]!r}"))
+            return
+        error = reply.get("error")
+        if error is not None:
+            ack.set_exception(
+                _Refused(
+                    error.get("code", 0), error.get("err_code", 0), error.get("description", "")
+                )
+            )
+        else:
+            ack.set_result(int(reply["seq"]))
 
     def sync(self) -> None:
         self._check_usable()
@@ -274,16 +324,12 @@ class JetStreamJournal:
             pending = self._pending[0]
             try:
                 if pending.ack.done():  # the usual case once the first ack is in: no timer
-                    ack = pending.ack.result()
+                    stored_seq = pending.ack.result()
                 else:
-                    ack = await asyncio.wait_for(asyncio.shield(pending.ack), ACK_TIMEOUT_S)
-            except (
-                TimeoutError,
-                nats.errors.TimeoutError,
-                nats.errors.NoRespondersError,
-                nats.js.errors.NoStreamResponseError,
-                nats.js.errors.ServiceUnavailableError,
-            ) as lost:
+                    stored_seq = await asyncio.wait_for(asyncio.shield(pending.ack), ACK_TIMEOUT_S)
+            except (TimeoutError, _Lost, _Refused) as lost:
+                if isinstance(lost, _Refused) and lost.code != 503:  # 503: no leader yet
+                    raise self._refusal(pending.seq, lost) from None
                 if loop.time() > deadline:
                     raise JournalUnavailable(
                         f"stream {self.stream}: record {pending.seq} not acknowledged within"
@@ -292,26 +338,30 @@ class JetStreamJournal:
                 logger.warning(
                     "stream %s: republishing from seq %d (%r)", self.stream, pending.seq, lost
                 )
+                if not isinstance(lost, TimeoutError):  # refused at once: give the election time
+                    await asyncio.sleep(REPUBLISH_PAUSE_S)
                 await self._republish()
                 continue
-            except nats.js.errors.APIError as refused:
-                if refused.err_code == ERR_WRONG_LAST_SEQUENCE:
-                    raise JournalConflict(
-                        f"stream {self.stream}: seq {pending.seq} refused, another writer"
-                        f" appended ({refused.description}); this journal must not write"
-                    ) from None
-                raise JournalError(f"stream {self.stream}: {refused!r}") from None
-            if ack.seq != pending.seq:  # impossible with the expected-last-sequence header
+            if stored_seq != pending.seq:  # impossible with the expected-last-sequence header
                 raise JournalConflict(
-                    f"stream {self.stream}: record {pending.seq} stored as seq {ack.seq}"
+                    f"stream {self.stream}: record {pending.seq} stored as seq {stored_seq}"
                 )
             self._pending.pop(0)
             self._durable_seq = pending.seq
+        self._acks.clear()  # replies to superseded attempts still on their way are dropped
+
+    def _refusal(self, seq: int, refused: _Refused) -> JournalError:
+        if refused.err_code == ERR_WRONG_LAST_SEQUENCE:
+            return JournalConflict(
+                f"stream {self.stream}: seq {seq} refused, another writer appended"
+                f" ({refused.description}); this journal must not write"
+            )
+        return JournalError(f"stream {self.stream}: seq {seq} refused: {refused}")
 
     async def _republish(self) -> None:
         """Publish every unacknowledged record again, in order, with the same ids (deduped)."""
         for pending in self._pending:
-            pending.ack.cancel()  # frees its in-flight slot; an ack that was coming is deduped
+            _let_go(pending.ack)
             pending.ack = await self._publish_one(pending.seq, pending.payload)
 
     def commit(self, records: Sequence[tuple[int, bytes]]) -> None:
@@ -422,9 +472,7 @@ async def _unavailable_on_nats_error(work: Coroutine[Any, Any, None], stream: st
     """Run `work`; a connection-level nats-py error becomes `JournalUnavailable`."""
     try:
         await work
-    except (nats.errors.Error, nats.js.errors.TooManyStalledMsgsError) as error:
-        if isinstance(error, JournalError | nats.js.errors.APIError):
-            raise
+    except nats.errors.Error as error:  # the connection is closed, or its buffer is full
         raise JournalUnavailable(f"stream {stream}: {error!r}") from error
 
 
@@ -435,9 +483,13 @@ async def _unsubscribe(subscription: JetStreamContext.PullSubscription) -> None:
         logger.debug("replay consumer not removed: %r", error)
 
 
-def _consume_exception(future: "asyncio.Future[PubAck]") -> None:
-    if not future.cancelled():
-        future.exception()
+def _let_go(ack: "asyncio.Future[int]") -> None:
+    """Drop a superseded attempt: cancel it, or mark its error seen (no 'never retrieved')."""
+    if ack.done():
+        if not ack.cancelled():
+            ack.exception()
+    else:
+        ack.cancel()
 
 
 async def _log_error(error: Exception) -> None:
