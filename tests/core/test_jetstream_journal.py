@@ -4,6 +4,7 @@ node and one 3-node cluster per module, each on its own ports and in its own tem
 
 import asyncio
 import itertools
+import threading
 from collections.abc import Iterator
 
 import nats
@@ -205,3 +206,56 @@ def test_a_node_killed_and_restarted_catches_up(cluster: NatsCluster, stream: st
         assert list(reader.replay()) == records(1, 201)
     finally:
         reader.close()
+
+
+def test_two_writers_racing_on_three_nodes_never_both_append(
+    cluster: NatsCluster, stream: str
+) -> None:
+    """Two writers commit at once, round after round; the loser of each round reopens. Every
+    record either was acknowledged to exactly one writer and is in the stream as its payload."""
+    acknowledged: dict[int, bytes] = {}
+    lock = threading.Lock()
+    start = threading.Barrier(2)
+    failures: list[BaseException] = []
+
+    def writer(name: str) -> None:
+        try:
+            race(name)
+        except BaseException as failure:
+            failures.append(failure)
+            start.abort()
+
+    def race(name: str) -> None:
+        journal = open_journal(cluster, stream)
+        try:
+            for _ in range(30):
+                start.wait(timeout=30)
+                seq = journal.last_seq() + 1
+                body = b"%s wrote %d" % (name.encode(), seq)
+                try:
+                    journal.commit([(seq, body)])
+                except JournalConflict:
+                    journal.close()
+                    journal = open_journal(cluster, stream)
+                    continue
+                with lock:
+                    if seq in acknowledged:
+                        raise AssertionError(f"seq {seq} acknowledged to both writers")
+                    acknowledged[seq] = body
+        finally:
+            journal.close()
+
+    threads = [threading.Thread(target=writer, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    assert failures == []
+    reader = open_journal(cluster, stream, create=False)
+    try:
+        stored = dict(reader.replay())
+    finally:
+        reader.close()
+    assert stored == acknowledged
+    assert len(stored) == 30  # each round has one winner
