@@ -17,7 +17,7 @@ from typing import Any
 from cli import logs
 from cli.failures import CommandFailed, describe_os_error
 from core import config as venue_config
-from core.journal import JournalError
+from core.journal import Journal, JournalError
 from gateway.server import VenueServer
 
 
@@ -28,6 +28,7 @@ def run(
     data_dir: Path | None,
     log_level: str = "info",
     log_format: str = "text",
+    nats: str | None = None,
 ) -> int:
     config = venue_config.load(config_path)
     try:  # every amount and spec checked before anything is touched
@@ -46,11 +47,24 @@ def run(
         runner: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run
     else:
         runner = uvloop.run
+    journal = _open_nats_journal(nats or config.venue.nats)
     try:
-        runner(_serve(config, host, port, data_dir))
+        runner(_serve(config, host, port, data_dir, journal))
     except JournalError as refused:  # corruption before the tail, a locked journal: say where
         raise CommandFailed(f"cannot start: {refused}") from None
     return 0
+
+
+def _open_nats_journal(urls: str) -> Journal | None:
+    """The JetStream journal at `urls`, or None (the file journal) when there are none."""
+    if not urls:
+        return None
+    from core.jetstream_journal import JetStreamJournal  # nats-py only when asked for
+
+    try:
+        return JetStreamJournal(urls)
+    except JournalError as refused:  # unreachable, a stream with gaps: one line, nothing made
+        raise CommandFailed(f"cannot start: {refused}") from None
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -72,9 +86,13 @@ def check_port_free(host: str, port: int) -> None:
 
 
 async def _serve(
-    config: venue_config.VenueConfig, host: str, port: int, data_dir: Path | None
+    config: venue_config.VenueConfig,
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    journal: Journal | None = None,
 ) -> None:
-    server = VenueServer(config, data_dir or Path(config.venue.data_dir))
+    server = VenueServer(config, data_dir or Path(config.venue.data_dir), journal)
     try:
         bound = await server.start(host, port)
     except OSError as failed:  # the port taken between the check and the bind, a disk error

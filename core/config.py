@@ -31,6 +31,7 @@ class VenueSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     port: int = 8765
     data_dir: str = "data"
     reserve_staleness_hours: int = 26
+    nats: str = ""  # NATS URL(s): the journal is a JetStream stream there; "": the file
 
 
 class LimitsSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -30,7 +30,7 @@ from websockets.http11 import Response as HttpResponse
 
 from core import config as venue_config
 from core import snapshots
-from core.journal import FileJournal, JournalError
+from core.journal import FileJournal, Journal, JournalError
 from core.ledger_writer import LedgerWriter
 from core.sequencer import Executed, Sequencer
 from core.store_thread import StoreThread
@@ -209,7 +209,12 @@ QuoteSlot = tuple[int, str, str, Side]  # account, quote set, symbol, side: one 
 
 
 class VenueServer:
-    def __init__(self, config: venue_config.VenueConfig, data_dir: Path) -> None:
+    def __init__(
+        self,
+        config: venue_config.VenueConfig,
+        data_dir: Path,
+        journal: Journal | None = None,  # default: the file in data_dir; else e.g. JetStream
+    ) -> None:
         self.config = config
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -246,7 +251,8 @@ class VenueServer:
         self._dirty: list[Session] = []  # sessions with messages to write this loop turn
         self._background: set[asyncio.Task[None]] = set()  # closes, spent switches: kept till done
         self.epoch = now_us()
-        journal = FileJournal(data_dir / JOURNAL_FILE)
+        if journal is None:
+            journal = FileJournal(data_dir / JOURNAL_FILE)
         self.sequencer = Sequencer(
             self.venue,
             journal,
@@ -378,7 +384,8 @@ class VenueServer:
         return path
 
     def _journal_bytes(self) -> int:
-        return (self.data_dir / JOURNAL_FILE).stat().st_size
+        path = self.data_dir / JOURNAL_FILE
+        return path.stat().st_size if path.exists() else 0  # 0: the journal is elsewhere
 
     async def _refuse(self, why: str) -> NoReturn:
         """Give the files back (the journal's lock too) and refuse to start."""
