@@ -106,3 +106,27 @@ def test_serve_with_an_unreachable_nats_fails_in_one_line(tmp_path: Path) -> Non
     )
     failed_in_one_line(result, "cannot start", f"cannot reach NATS at nats://127.0.0.1:{port}")
     assert not (tmp_path / "data").exists()
+
+
+def test_of_two_venues_on_one_stream_the_stale_writer_stops(
+    tmp_path: Path, nats_node: NatsCluster
+) -> None:
+    """A second venue started on the stream writes on; the first one's next write is refused
+    by the stream (expected last sequence), which is fatal: it exits and acknowledges nothing."""
+    first, first_url = start(tmp_path, tmp_path / "first", "--nats", nats_node.url)
+    try:
+        asyncio.run(asyncio.wait_for(place_resting_orders(first_url, 1), 30))
+        second, second_url = start(tmp_path, tmp_path / "second", "--nats", nats_node.url)
+        try:
+            asyncio.run(asyncio.wait_for(place_resting_orders(second_url, 1), 30))
+            with pytest.raises((ConnectionError, OSError, TimeoutError)):
+                asyncio.run(asyncio.wait_for(place_resting_orders(first_url, 1), 30))
+            assert first.wait(RUN_TIMEOUT_S) == 70  # the sequencer's fatal exit
+            assert asyncio.run(asyncio.wait_for(open_order_ids(second_url), 30)) != []
+        finally:
+            stop(second, signal.SIGTERM)
+    finally:
+        if first.poll() is None:
+            stop(first, signal.SIGTERM)
+        else:
+            first.communicate(timeout=RUN_TIMEOUT_S)
