@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DSN",
         default=None,
         help="book the ledger into this PostgreSQL database (default: the config's, else SQLite)",
+        "--nats",
+        default=None,
+        metavar="URL",
+        help="journal on a JetStream stream at these NATS URLs (comma-separated), not the file",
     )
     serve.add_argument("--log-level", choices=logs.LEVELS, default="info")
     serve.add_argument(
@@ -168,6 +172,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         args.log_level,
         args.log_format,
         postgres=args.postgres,
+        nats=args.nats,
     )
 
 

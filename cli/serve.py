@@ -20,7 +20,7 @@ import psycopg
 from cli import logs
 from cli.failures import CommandFailed, describe_os_error
 from core import config as venue_config
-from core.journal import JournalError
+from core.journal import Journal, JournalError
 from gateway.server import VenueServer
 from settlement.store import LedgerStoreError
 
@@ -33,6 +33,7 @@ def run(
     log_level: str = "info",
     log_format: str = "text",
     postgres: str | None = None,
+    nats: str | None = None,
 ) -> int:
     config = venue_config.load(config_path)
     if postgres is not None:  # --postgres DSN: the ledger store there, whatever the config says
@@ -54,8 +55,9 @@ def run(
         runner: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run
     else:
         runner = uvloop.run
+    journal = _open_nats_journal(nats or config.venue.nats)
     try:
-        runner(_serve(config, host, port, data_dir))
+        runner(_serve(config, host, port, data_dir, journal))
     except JournalError as refused:  # corruption before the tail, a locked journal: say where
         raise CommandFailed(f"cannot start: {refused}") from None
     except (psycopg.Error, LedgerStoreError) as refused:  # the PostgreSQL store: down, refused
@@ -76,6 +78,16 @@ def describe_store(config: venue_config.VenueConfig) -> str:
     parts = psycopg.conninfo.conninfo_to_dict(dsn)
     where = f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
     return f"PostgreSQL {where}"
+def _open_nats_journal(urls: str) -> Journal | None:
+    """The JetStream journal at `urls`, or None (the file journal) when there are none."""
+    if not urls:
+        return None
+    from core.jetstream_journal import JetStreamJournal  # nats-py only when asked for
+
+    try:
+        return JetStreamJournal(urls)
+    except JournalError as refused:  # unreachable, a stream with gaps: one line, nothing made
+        raise CommandFailed(f"cannot start: {refused}") from None
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -97,9 +109,13 @@ def check_port_free(host: str, port: int) -> None:
 
 
 async def _serve(
-    config: venue_config.VenueConfig, host: str, port: int, data_dir: Path | None
+    config: venue_config.VenueConfig,
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    journal: Journal | None = None,
 ) -> None:
-    server = VenueServer(config, data_dir or Path(config.venue.data_dir))
+    server = VenueServer(config, data_dir or Path(config.venue.data_dir), journal)
     try:
         bound = await server.start(host, port)
     except OSError as failed:  # the port taken between the check and the bind, a disk error

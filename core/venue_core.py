@@ -25,7 +25,7 @@ import msgspec
 from core import config as venue_config
 from core import snapshots
 from core.bus import CoreListener
-from core.journal import FileJournal, JournalError
+from core.journal import FileJournal, Journal, JournalError
 from core.ledger_writer import LedgerWriter, open_store
 from core.sequencer import Executed, Sequencer
 from core.store_thread import StoreThread
@@ -60,7 +60,11 @@ class VenueCore:
     """The core's state and machinery around the pure engine, for one data dir."""
 
     def __init__(
-        self, config: venue_config.VenueConfig, data_dir: Path, listener: CoreListener
+        self,
+        config: venue_config.VenueConfig,
+        data_dir: Path,
+        listener: CoreListener,
+        journal: Journal | None = None,  # default: the file in data_dir; else e.g. JetStream
     ) -> None:
         self.config = config
         self.data_dir = data_dir
@@ -73,7 +77,8 @@ class VenueCore:
         self.epochs: list[tuple[int, int]] = _load_epochs(data_dir / EPOCHS_FILE)
         self._recovering = False
         self.epoch = now_us()
-        journal = FileJournal(data_dir / JOURNAL_FILE)
+        if journal is None:
+            journal = FileJournal(data_dir / JOURNAL_FILE)
         self.sequencer = Sequencer(
             self.venue,
             journal,
@@ -176,7 +181,8 @@ class VenueCore:
         return path
 
     def _journal_bytes(self) -> int:
-        return (self.data_dir / JOURNAL_FILE).stat().st_size
+        path = self.data_dir / JOURNAL_FILE
+        return path.stat().st_size if path.exists() else 0  # 0: the journal is elsewhere
 
     async def _refuse(self, why: str) -> NoReturn:
         """Give the files back (the journal's lock too) and refuse to start."""

@@ -22,6 +22,7 @@ from websockets.http11 import Response as HttpResponse
 
 from core import config as venue_config
 from core.bus import EmbeddedBus
+from core.journal import Journal
 from core.sequencer import Executed, Sequencer
 from core.venue_core import JOURNAL_FILE, LEDGER_FILE, RecoveryRefused, VenueCore, now_us
 from engine.commands import ListAsset, ListInstrument, SetOrderCaps
@@ -50,10 +51,15 @@ __all__ = [
 class VenueServer:
     """The one-process venue: the gateway's parts around an embedded core."""
 
-    def __init__(self, config: venue_config.VenueConfig, data_dir: Path) -> None:
+    def __init__(
+        self,
+        config: venue_config.VenueConfig,
+        data_dir: Path,
+        journal: Journal | None = None,  # default: the file in data_dir; else e.g. JetStream
+    ) -> None:
         self.config = config
         self.data_dir = data_dir
-        self.core = VenueCore(config, data_dir, self)
+        self.core = VenueCore(config, data_dir, self, journal)
         self.bus = EmbeddedBus(self.core)
         self.reads = self.bus.reads
         self.auth = Authenticator(KeyStore(config.api_keys))
