@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DSN",
         default=None,
         help="book the ledger into this PostgreSQL database (default: the config's, else SQLite)",
+    )
+    serve.add_argument(
         "--nats",
         default=None,
         metavar="URL",
