@@ -7,6 +7,11 @@ transfers are built before the clock starts; the time is the store's alone. Repo
 trades per second over the whole run, the CPU per trade (user + system, so a commit's fsync
 counts; the figure that batching moves, where trades/s also waits on the disk) and the
 per-batch commit time percentiles.
+
+`--venue-path` measures the venue's whole store path instead: real commands (the `cross`
+workload on a venue with a ledger) executed, cut into journal batches of
+`--commands-per-batch` and handed to a `StoreThread` writing through a `LedgerWriter`, paced
+at `--rate` commands/s as the journal's thread would; reports that thread's CPU per trade.
 """
 
 import argparse
@@ -15,6 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import workloads
+from core.ledger_writer import LedgerWriter
+from core.sequencer import Executed
+from core.store_thread import StoreThread
+from engine.events import TradeExecuted
+from engine.venue import Venue
+from settlement.ledger import Ledger
 from settlement.store import SqliteLedgerStore
 from settlement.transfers import FEE_INCOME, ISSUANCE, Transfer, TransferKind
 
@@ -27,6 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1_000, help="trades per transaction")
     parser.add_argument("--trades", type=int, default=200_000)
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    path = parser.add_argument_group("--venue-path: the venue's store path, paced")
+    path.add_argument("--venue-path", action="store_true", help="store thread + ledger writer")
+    path.add_argument("--commands", type=int, default=20_000, help="commands executed")
+    path.add_argument("--rate", type=int, default=4_000, help="commands/s handed to the store")
+    path.add_argument("--commands-per-batch", type=int, default=4, help="per journal batch")
 
 
 def trade_batches(trades: int, batch: int, first_id: int) -> list[list[Transfer]]:
@@ -101,9 +118,75 @@ def measure(trades: int, batch: int, directory: Path) -> dict[str, object]:
     }
 
 
+def executed_batches(commands: int, per_batch: int) -> tuple[list[Executed], list[list[Executed]]]:
+    """The setup and `commands` commands of the `cross` workload as the sequencer has them
+    once executed (events, the transfers each booked), the latter cut into journal batches."""
+    workload = workloads.build("cross", commands, seed=1)
+    ledger = Ledger()
+    venue = Venue(ledger=ledger)
+    executed: list[Executed] = []
+    for seq, command in enumerate(workloads.ledger_setup() + workload.setup + workload.commands):
+        events = venue.execute(command)
+        executed.append(Executed(seq + 1, command, events, None, transfers=ledger.drain()))
+    setup_count = len(executed) - len(workload.commands)
+    setup, timed = executed[:setup_count], executed[setup_count:]
+    return setup, [timed[start : start + per_batch] for start in range(0, len(timed), per_batch)]
+
+
+def measure_venue_path(
+    commands: int, rate: int, per_batch: int, directory: Path
+) -> dict[str, object]:
+    """Pace the batches into a store thread as the journal's thread does; its CPU per trade."""
+    setup, batches = executed_batches(commands, per_batch)
+    failures: list[BaseException] = []
+    writes: list[int] = []
+
+    def write(gathered: list[list[Executed]]) -> None:
+        writes.append(len(gathered))
+        writer.book(gathered)
+
+    thread: StoreThread[list[Executed]] = StoreThread(write, failures.append)
+    # The store's connection belongs to its thread, as in the venue.
+    store = thread.call(SqliteLedgerStore, directory / "bench-ledger.sqlite").result()
+    writer = thread.call(LedgerWriter, store).result()
+    thread.book(setup)
+    thread.call(lambda: None).result()
+    writes.clear()
+    cpu_before = thread.cpu_seconds()
+    interval_s = per_batch / rate
+    started = time.perf_counter()
+    for index, batch in enumerate(batches):
+        delay = started + index * interval_s - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        thread.book(batch)
+    thread.call(lambda: None).result()
+    seconds = time.perf_counter() - started
+    cpu_seconds = thread.cpu_seconds() - cpu_before
+    transactions = len(writes)
+    trades = sum(type(event) is TradeExecuted for b in batches for e in b for event in e.events)
+    problems = thread.call(store.verify).result()
+    thread.call(store.close).result()
+    thread.close()
+    return {
+        "venue_path": True,
+        "commands": commands,
+        "rate": rate,
+        "commands_per_batch": per_batch,
+        "trades": trades,
+        "store_writes": transactions,
+        "seconds": round(seconds, 6),
+        "store_thread_cpu_us_per_trade": round(cpu_seconds * 1e6 / max(trades, 1), 2),
+        "store_thread_cpu_share": round(cpu_seconds / seconds, 4),
+        "verified": not problems and not failures,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     if args.batch <= 0 or args.trades <= 0:
         raise SystemExit("--batch and --trades must be positive")
+    if args.venue_path:
+        return run_venue_path(args)
     with tempfile.TemporaryDirectory(prefix="venue-bench-store-") as directory:
         result = measure(args.trades, args.batch, Path(directory))
     if args.json:
@@ -114,5 +197,25 @@ def run(args: argparse.Namespace) -> int:
             f"({result['transfers']:,} transfers in {result['seconds']} s, "
             f"batch {args.batch}, commit p50 {result['batch_ms']['p50']} ms, "  # type: ignore[index]
             f"CPU {result['cpu_us_per_trade']} µs/trade)"
+        )
+    return 0 if result["verified"] else 1
+
+
+def run_venue_path(args: argparse.Namespace) -> int:
+    if min(args.commands, args.rate, args.commands_per_batch) <= 0:
+        raise SystemExit("--commands, --rate and --commands-per-batch must be positive")
+    with tempfile.TemporaryDirectory(prefix="venue-bench-store-") as directory:
+        result = measure_venue_path(
+            args.commands, args.rate, args.commands_per_batch, Path(directory)
+        )
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"store (venue path): {result['trades']:,} trades from {args.commands:,} commands"
+            f" at {args.rate:,}/s, {args.commands_per_batch} per journal batch, in"
+            f" {result['store_writes']} store writes; store thread CPU"
+            f" {result['store_thread_cpu_us_per_trade']} µs/trade"
+            f" ({result['store_thread_cpu_share']:.1%} of a core)"
         )
     return 0 if result["verified"] else 1

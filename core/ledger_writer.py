@@ -7,6 +7,7 @@ what is already stored is a no-op, so a writer can always be replayed.
 """
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from engine.events import AccountOpened, AssetListed, Event, ReservesAttested
 from settlement.ledger import Ledger
@@ -52,6 +53,12 @@ class LedgerWriter:
             self.store.record_attestation(
                 attestation.asset, attestation.amount, attestation.as_of_us
             )
+
+    def book(self, batches: Sequence[Sequence[Any]]) -> None:
+        """Book durable journal batches of executed commands (each with `events` and
+        `transfers`): the registrations they make first, then the transfers naming them."""
+        self.observe(event for batch in batches for e in batch for event in e.events)
+        self.write([t for batch in batches for e in batch for t in e.transfers])
 
     def write(self, transfers: Sequence[Transfer]) -> None:
         """Store booked transfers, in batches of `BATCH_TRANSFERS`."""

@@ -85,6 +85,12 @@ class StoreThread(Generic[Batch]):
         self._queue.put(item)  # the loop's calls are rare (start, snapshots, stop)
         return item.future
 
+    def cpu_seconds(self) -> float:
+        """CPU time this thread has used so far (for benchmarks)."""
+        ident = self._thread.ident
+        assert ident is not None, "the thread is started in __init__"
+        return time.clock_gettime(time.pthread_getcpuclockid(ident))
+
     def close(self) -> None:
         """Write what is queued, then stop the thread; calling it twice is harmless."""
         if self._thread.is_alive():

@@ -25,3 +25,14 @@ def test_batches_are_whole_trades_with_consecutive_ids() -> None:
     ids = [t.transfer_id for rows in batches for t in rows]
     assert ids == list(range(11, 11 + 28))
     assert all(t.debit_account != t.credit_account for rows in batches for t in rows)
+
+
+def test_venue_path_books_real_trades_through_the_store_thread(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["bench", "store", "--venue-path", "--commands", "200", "--rate", "100000"]
+    assert main([*argv, "--commands-per-batch", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["venue_path"] is True and result["verified"] is True
+    assert result["trades"] > 0 and result["store_writes"] >= 1
+    assert result["store_thread_cpu_us_per_trade"] > 0
