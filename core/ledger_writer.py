@@ -14,6 +14,7 @@ from settlement.ledger import Ledger
 from settlement.store import LedgerStore
 from settlement.transfers import FEE_INCOME, ISSUANCE, REDEMPTION, ROUNDING, Transfer
 
+_REGISTERING = frozenset({AssetListed, AccountOpened, ReservesAttested})  # what `observe` books
 BATCH_TRANSFERS = 4_000  # about 1,000 trades: the store's sweet spot for one transaction
 VENUE_ACCOUNT_NAMES = {
     ISSUANCE: "venue:issuance",
@@ -56,9 +57,21 @@ class LedgerWriter:
 
     def book(self, batches: Sequence[Sequence[Any]]) -> None:
         """Book durable journal batches of executed commands (each with `events` and
-        `transfers`): the registrations they make first, then the transfers naming them."""
-        self.observe(event for batch in batches for e in batch for event in e.events)
-        self.write([t for batch in batches for e in batch for t in e.transfers])
+        `transfers`): the registrations they make first, then the transfers naming them.
+
+        Few commands register anything: a command's event types are checked in one C-level
+        pass (`isdisjoint`) and only those that register are looked at event by event.
+        """
+        registering = _REGISTERING
+        transfers: list[Transfer] = []
+        extend = transfers.extend
+        for batch in batches:
+            for executed in batch:
+                if not registering.isdisjoint(map(type, executed.events)):
+                    self.observe(executed.events)
+                if executed.transfers:
+                    extend(executed.transfers)
+        self.write(transfers)
 
     def write(self, transfers: Sequence[Transfer]) -> None:
         """Store booked transfers, in batches of `BATCH_TRANSFERS`."""
