@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from bench import workloads
+from core import store_thread
 from core.ledger_writer import LedgerWriter
 from core.sequencer import Executed
 from core.store_thread import StoreThread
@@ -44,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     path.add_argument("--commands", type=int, default=20_000, help="commands executed")
     path.add_argument("--rate", type=int, default=4_000, help="commands/s handed to the store")
     path.add_argument("--commands-per-batch", type=int, default=4, help="per journal batch")
+    path.add_argument("--gather-s", type=float, default=store_thread.GATHER_S, help="per write")
 
 
 def trade_batches(trades: int, batch: int, first_id: int) -> list[list[Transfer]]:
@@ -134,7 +136,7 @@ def executed_batches(commands: int, per_batch: int) -> tuple[list[Executed], lis
 
 
 def measure_venue_path(
-    commands: int, rate: int, per_batch: int, directory: Path
+    commands: int, rate: int, per_batch: int, directory: Path, gather_s: float
 ) -> dict[str, object]:
     """Pace the batches into a store thread as the journal's thread does; its CPU per trade."""
     setup, batches = executed_batches(commands, per_batch)
@@ -145,7 +147,7 @@ def measure_venue_path(
         writes.append(len(gathered))
         writer.book(gathered)
 
-    thread: StoreThread[list[Executed]] = StoreThread(write, failures.append)
+    thread: StoreThread[list[Executed]] = StoreThread(write, failures.append, gather_s)
     # The store's connection belongs to its thread, as in the venue.
     store = thread.call(SqliteLedgerStore, directory / "bench-ledger.sqlite").result()
     writer = thread.call(LedgerWriter, store).result()
@@ -155,10 +157,13 @@ def measure_venue_path(
     cpu_before = thread.cpu_seconds()
     interval_s = per_batch / rate
     started = time.perf_counter()
+    late_ms: list[float] = []  # how late each timed wake-up ran: the GIL the store held
     for index, batch in enumerate(batches):
-        delay = started + index * interval_s - time.perf_counter()
+        due = started + index * interval_s
+        delay = due - time.perf_counter()
         if delay > 0:
             time.sleep(delay)
+            late_ms.append((time.perf_counter() - due) * 1e3)
         thread.book(batch)
     thread.call(lambda: None).result()
     seconds = time.perf_counter() - started
@@ -173,12 +178,24 @@ def measure_venue_path(
         "commands": commands,
         "rate": rate,
         "commands_per_batch": per_batch,
+        "gather_s": gather_s,
         "trades": trades,
         "store_writes": transactions,
         "seconds": round(seconds, 6),
         "store_thread_cpu_us_per_trade": round(cpu_seconds * 1e6 / max(trades, 1), 2),
         "store_thread_cpu_share": round(cpu_seconds / seconds, 4),
+        "feeder_late_ms": percentiles(late_ms),
         "verified": not problems and not failures,
+    }
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50, p99 and max of `values` (all 0 when there are none), in their unit."""
+    ordered = sorted(values) or [0.0]
+    return {
+        "p50": round(ordered[len(ordered) // 2], 3),
+        "p99": round(ordered[len(ordered) * 99 // 100], 3),
+        "max": round(ordered[-1], 3),
     }
 
 
@@ -206,16 +223,20 @@ def run_venue_path(args: argparse.Namespace) -> int:
         raise SystemExit("--commands, --rate and --commands-per-batch must be positive")
     with tempfile.TemporaryDirectory(prefix="venue-bench-store-") as directory:
         result = measure_venue_path(
-            args.commands, args.rate, args.commands_per_batch, Path(directory)
+            args.commands, args.rate, args.commands_per_batch, Path(directory), args.gather_s
         )
+    late = result["feeder_late_ms"]
+    assert isinstance(late, dict)
     if args.json:
         print(json.dumps(result))
     else:
         print(
             f"store (venue path): {result['trades']:,} trades from {args.commands:,} commands"
-            f" at {args.rate:,}/s, {args.commands_per_batch} per journal batch, in"
+            f" at {args.rate:,}/s, {args.commands_per_batch} per journal batch, gathered for"
+            f" {args.gather_s} s, in"
             f" {result['store_writes']} store writes; store thread CPU"
             f" {result['store_thread_cpu_us_per_trade']} µs/trade"
-            f" ({result['store_thread_cpu_share']:.1%} of a core)"
+            f" ({result['store_thread_cpu_share']:.1%} of a core); the feeder's timed wake-ups"
+            f" late by p99 {late['p99']} ms, max {late['max']} ms"
         )
     return 0 if result["verified"] else 1

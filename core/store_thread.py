@@ -2,8 +2,8 @@
 
 Owns the hand-off between the journal and the ledger store. The journal's thread puts each
 batch here right after its fsync (`book`), and this thread gathers what arrives over up to
-`GATHER_S` (or `GATHER_BATCHES_MAX` batches) and writes it in one go, so SQLite commits a
-few dozen times a second however small the journal's batches, and nothing travels through the
+`GATHER_S` (or `GATHER_BATCHES_MAX` batches) and writes it in one go, so SQLite commits
+about 20 times a second however small the journal's batches, and nothing travels through the
 event loop: the loop only waits here for its own calls (`call`: opening, catching up,
 flushing before a snapshot), which run in order with the bookings. The store is derived
 from the journal and caught up on every start, so trailing it by `GATHER_S` loses nothing.
@@ -23,9 +23,11 @@ log = logging.getLogger("venue.store")
 
 # Batches waiting for SQLite before the journal waits too: ~1 s of commits under load.
 QUEUE_BATCHES_MAX: Final = 1_000
-GATHER_S: Final = 0.02  # ≤ ~50 store commits/s (an fsync and ~1 ms CPU each); a longer
-# gathering builds one long write whose Python work holds the GIL and stalls the loop: at
-# 4,000 actions/s p99 ack was 34-57 ms with 0.2 s and 9-13 ms with 0.02 s, at equal CPU
+GATHER_S: Final = 0.05  # ≤ 20 store commits/s (an fsync of ~0.2 ms CPU each, measured). A
+# gathering's Python work holds the GIL in stretches (the loop waits for them), so it is kept
+# short: 0.2 s with the old per-event observe raised p99 ack at 4,000/s to 34-57 ms (9-13 ms at
+# 0.02 s). `venue bench store --venue-path --rate 2000`, store thread CPU per trade: 0.02 s
+# 19.5 µs, 0.05 s 13.2 µs, 0.1 s 11.2 µs (0.02 s before the deque and the cheaper observe: 26.5)
 GATHER_BATCHES_MAX: Final = 1_000  # a gathering's memory; the writer cuts it into transactions
 PUT_CHECK_S: Final = 0.5  # while the queue is full, how often `book` checks the thread lives
 
