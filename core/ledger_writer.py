@@ -60,7 +60,8 @@ class LedgerWriter:
         `transfers`): the registrations they make first, then the transfers naming them.
 
         Few commands register anything: a command's event types are checked in one C-level
-        pass (`isdisjoint`) and only those that register are looked at event by event.
+        pass (`isdisjoint`; events are final structs, so exact types suffice) and only those
+        that register are looked at event by event.
         """
         registering = _REGISTERING
         transfers: list[Transfer] = []
