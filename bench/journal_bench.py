@@ -1,15 +1,26 @@
 """The journal benchmark: `venue bench journal` — durable commands per second with group commit.
 
 Owns the command line around `core.journal.measure`: a fresh journal file in a temporary
-directory, records of a command's typical size, one fsync per batch.
+directory, records of a command's typical size, one fsync per batch. `--sequencer` measures
+the venue's commit path instead: a `Sequencer` on a venue with a ledger, fed the `mixed`
+workload at `--rate` commands/s from an event loop, group-committing as the server does;
+it reports the journal thread's CPU per command and per fsync, the commands each fsync
+carried, and the time from submit to release.
 """
 
 import argparse
+import asyncio
 import json
 import tempfile
+import time
 from pathlib import Path
 
-from core.journal import measure
+from bench import workloads
+from bench.store_bench import percentiles
+from core.journal import FileJournal, measure
+from core.sequencer import Executed, Sequencer
+from engine.venue import Venue
+from settlement.ledger import Ledger
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,9 +28,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1_000, help="records per fsync")
     parser.add_argument("--payload-bytes", type=int, default=100, help="about a PlaceOrder")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    path = parser.add_argument_group("--sequencer: the commit path, paced")
+    path.add_argument("--sequencer", action="store_true", help="sequencer + journal thread")
+    path.add_argument("--rate", type=int, default=4_000, help="commands/s submitted")
+    path.add_argument("--commands", type=int, default=16_000, help="commands submitted")
+
+
+class CountingJournal(FileJournal):
+    """A `FileJournal` that counts its fsyncs."""
+
+    syncs = 0
+
+    def sync(self) -> None:
+        self.syncs += 1
+        super().sync()
+
+
+async def measure_sequencer(commands: int, rate: int, path: Path) -> dict[str, object]:
+    """Submit `commands` at `rate`/s in 1 ms ticks; the journal thread's CPU and the latency."""
+    workload = workloads.build("mixed", commands, seed=1)
+    latencies_ms: list[float] = []
+
+    def release(batch: list[Executed]) -> None:
+        now = time.perf_counter()
+        latencies_ms.extend((now - e.origin) * 1e3 for e in batch if isinstance(e.origin, float))
+
+    journal = CountingJournal(path)
+    sequencer = Sequencer(Venue(ledger=Ledger()), journal, lambda: time.time_ns() // 1000, release)
+    for command in workloads.ledger_setup() + workload.setup:
+        sequencer.submit(command)
+    await sequencer.drain()
+    cpu_before, syncs_before = sequencer.journal_cpu_seconds(), journal.syncs
+    per_tick = max(1, rate // 1_000)
+    started = time.perf_counter()
+    for index in range(0, commands, per_tick):
+        delay = started + index / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        for command in workload.commands[index : index + per_tick]:
+            sequencer.submit(command, origin=time.perf_counter())
+    await sequencer.drain()
+    seconds = time.perf_counter() - started
+    cpu_seconds = sequencer.journal_cpu_seconds() - cpu_before
+    fsyncs = max(journal.syncs - syncs_before, 1)
+    sequencer.close()
+    return {
+        "sequencer": True,
+        "commands": commands,
+        "rate": rate,
+        "seconds": round(seconds, 6),
+        "fsyncs": fsyncs,
+        "commands_per_fsync": round(commands / fsyncs, 2),
+        "journal_thread_cpu_us_per_command": round(cpu_seconds * 1e6 / commands, 2),
+        "journal_thread_cpu_us_per_fsync": round(cpu_seconds * 1e6 / fsyncs, 1),
+        "release_latency_ms": percentiles(latencies_ms),
+        "verified": len(latencies_ms) == commands,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.sequencer:
+        return run_sequencer(args)
     if min(args.records, args.batch, args.payload_bytes) <= 0:
         raise SystemExit("--records, --batch and --payload-bytes must be positive")
     with tempfile.TemporaryDirectory(prefix="venue-bench-journal-") as directory:
@@ -31,5 +100,25 @@ def run(args: argparse.Namespace) -> int:
             f"journal: {result['durable_records_per_sec']:,} durable records/s "
             f"({result['records']:,} records, {result['fsyncs']} fsyncs, "
             f"batch p50 {result['batch_ms']['p50']} ms)"  # type: ignore[index]
+        )
+    return 0 if result["verified"] else 1
+
+
+def run_sequencer(args: argparse.Namespace) -> int:
+    if min(args.commands, args.rate) <= 0:
+        raise SystemExit("--commands and --rate must be positive")
+    with tempfile.TemporaryDirectory(prefix="venue-bench-journal-") as directory:
+        result = asyncio.run(measure_sequencer(args.commands, args.rate, Path(directory) / "j"))
+    latency = result["release_latency_ms"]
+    assert isinstance(latency, dict)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"journal (sequencer): {args.commands:,} commands at {args.rate:,}/s in"
+            f" {result['fsyncs']:,} fsyncs ({result['commands_per_fsync']} each); journal thread"
+            f" CPU {result['journal_thread_cpu_us_per_command']} µs/command,"
+            f" {result['journal_thread_cpu_us_per_fsync']} µs/fsync; submit to release"
+            f" p50 {latency['p50']} ms, p99 {latency['p99']} ms"
         )
     return 0 if result["verified"] else 1

@@ -10,6 +10,11 @@ per-batch commit time percentiles. `--store postgres` measures `PostgresLedgerSt
 on a throwaway PostgreSQL started in the temporary directory (cluster/postgres.py; its
 server's CPU is not in the figure, only the client's), or `--postgres DSN` on an existing
 empty database.
+
+`--venue-path` measures the venue's whole store path instead: real commands (the `cross`
+workload on a venue with a ledger) executed, cut into journal batches of
+`--commands-per-batch` and handed to a `StoreThread` writing through a `LedgerWriter`, paced
+at `--rate` commands/s as the journal's thread would; reports that thread's CPU per trade.
 """
 
 import argparse
@@ -18,7 +23,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import workloads
 from cluster.postgres import PostgresServer
+from core import store_thread
+from core.ledger_writer import LedgerWriter
+from core.sequencer import Executed
+from core.store_thread import StoreThread
+from engine.events import TradeExecuted
+from engine.venue import Venue
+from settlement.ledger import Ledger
 from settlement.store import LedgerStore, SqliteLedgerStore
 from settlement.transfers import FEE_INCOME, ISSUANCE, Transfer, TransferKind
 
@@ -33,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--postgres", metavar="DSN", help="an empty database (implies postgres)")
+    path = parser.add_argument_group("--venue-path: the venue's store path, paced")
+    path.add_argument("--venue-path", action="store_true", help="store thread + ledger writer")
+    path.add_argument("--commands", type=int, default=20_000, help="commands executed")
+    path.add_argument("--rate", type=int, default=4_000, help="commands/s handed to the store")
+    path.add_argument("--commands-per-batch", type=int, default=4, help="per journal batch")
+    path.add_argument("--gather-s", type=float, default=store_thread.GATHER_S, help="per write")
 
 
 def trade_batches(trades: int, batch: int, first_id: int) -> list[list[Transfer]]:
@@ -114,9 +133,90 @@ def measure(trades: int, batch: int, directory: Path, postgres_dsn: str = "") ->
     }
 
 
+def executed_batches(commands: int, per_batch: int) -> tuple[list[Executed], list[list[Executed]]]:
+    """The setup and `commands` commands of the `cross` workload as the sequencer has them
+    once executed (events, the transfers each booked), the latter cut into journal batches."""
+    workload = workloads.build("cross", commands, seed=1)
+    ledger = Ledger()
+    venue = Venue(ledger=ledger)
+    executed: list[Executed] = []
+    for seq, command in enumerate(workloads.ledger_setup() + workload.setup + workload.commands):
+        events = venue.execute(command)
+        executed.append(Executed(seq + 1, command, events, None, transfers=ledger.drain()))
+    setup_count = len(executed) - len(workload.commands)
+    setup, timed = executed[:setup_count], executed[setup_count:]
+    return setup, [timed[start : start + per_batch] for start in range(0, len(timed), per_batch)]
+
+
+def measure_venue_path(
+    commands: int, rate: int, per_batch: int, directory: Path, gather_s: float
+) -> dict[str, object]:
+    """Pace the batches into a store thread as the journal's thread does; its CPU per trade."""
+    setup, batches = executed_batches(commands, per_batch)
+    failures: list[BaseException] = []
+    writes: list[int] = []
+
+    def write(gathered: list[list[Executed]]) -> None:
+        writes.append(len(gathered))
+        writer.book(gathered)
+
+    thread: StoreThread[list[Executed]] = StoreThread(write, failures.append, gather_s)
+    # The store's connection belongs to its thread, as in the venue.
+    store = thread.call(SqliteLedgerStore, directory / "bench-ledger.sqlite").result()
+    writer = thread.call(LedgerWriter, store).result()
+    thread.book(setup)
+    thread.call(lambda: None).result()
+    writes.clear()
+    cpu_before = thread.cpu_seconds()
+    interval_s = per_batch / rate
+    started = time.perf_counter()
+    late_ms: list[float] = []  # how late each timed wake-up ran: the GIL the store held
+    for index, batch in enumerate(batches):
+        due = started + index * interval_s
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+            late_ms.append((time.perf_counter() - due) * 1e3)
+        thread.book(batch)
+    thread.call(lambda: None).result()
+    seconds = time.perf_counter() - started
+    cpu_seconds = thread.cpu_seconds() - cpu_before
+    transactions = len(writes)
+    trades = sum(type(event) is TradeExecuted for b in batches for e in b for event in e.events)
+    problems = thread.call(store.verify).result()
+    thread.call(store.close).result()
+    thread.close()
+    return {
+        "venue_path": True,
+        "commands": commands,
+        "rate": rate,
+        "commands_per_batch": per_batch,
+        "gather_s": gather_s,
+        "trades": trades,
+        "store_writes": transactions,
+        "seconds": round(seconds, 6),
+        "store_thread_cpu_us_per_trade": round(cpu_seconds * 1e6 / max(trades, 1), 2),
+        "store_thread_cpu_share": round(cpu_seconds / seconds, 4),
+        "feeder_late_ms": percentiles(late_ms),
+        "verified": not problems and not failures,
+    }
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50, p99 and max of `values` (all 0 when there are none), in their unit."""
+    ordered = sorted(values) or [0.0]
+    return {
+        "p50": round(ordered[len(ordered) // 2], 3),
+        "p99": round(ordered[len(ordered) * 99 // 100], 3),
+        "max": round(ordered[-1], 3),
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     if args.batch <= 0 or args.trades <= 0:
         raise SystemExit("--batch and --trades must be positive")
+    if args.venue_path:
+        return run_venue_path(args)
     with tempfile.TemporaryDirectory(prefix="venue-bench-store-") as directory:
         if args.postgres or args.store == "sqlite":
             result = measure(args.trades, args.batch, Path(directory), args.postgres or "")
@@ -133,5 +233,29 @@ def run(args: argparse.Namespace) -> int:
             f"({result['transfers']:,} transfers in {result['seconds']} s, "
             f"batch {args.batch}, commit p50 {result['batch_ms']['p50']} ms, "  # type: ignore[index]
             f"CPU {result['cpu_us_per_trade']} µs/trade)"
+        )
+    return 0 if result["verified"] else 1
+
+
+def run_venue_path(args: argparse.Namespace) -> int:
+    if min(args.commands, args.rate, args.commands_per_batch) <= 0:
+        raise SystemExit("--commands, --rate and --commands-per-batch must be positive")
+    with tempfile.TemporaryDirectory(prefix="venue-bench-store-") as directory:
+        result = measure_venue_path(
+            args.commands, args.rate, args.commands_per_batch, Path(directory), args.gather_s
+        )
+    late = result["feeder_late_ms"]
+    assert isinstance(late, dict)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"store (venue path): {result['trades']:,} trades from {args.commands:,} commands"
+            f" at {args.rate:,}/s, {args.commands_per_batch} per journal batch, gathered for"
+            f" {args.gather_s} s, in"
+            f" {result['store_writes']} store writes; store thread CPU"
+            f" {result['store_thread_cpu_us_per_trade']} µs/trade"
+            f" ({result['store_thread_cpu_share']:.1%} of a core); the feeder's timed wake-ups"
+            f" late by p99 {late['p99']} ms, max {late['max']} ms"
         )
     return 0 if result["verified"] else 1

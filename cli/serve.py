@@ -78,6 +78,8 @@ def describe_store(config: venue_config.VenueConfig) -> str:
     parts = psycopg.conninfo.conninfo_to_dict(dsn)
     where = f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
     return f"PostgreSQL {where}"
+
+
 def _open_nats_journal(urls: str) -> Journal | None:
     """The JetStream journal at `urls`, or None (the file journal) when there are none."""
     if not urls:

@@ -8,12 +8,14 @@ what is already stored is a no-op, so a writer can always be replayed.
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from engine.events import AccountOpened, AssetListed, Event, ReservesAttested
 from settlement.ledger import Ledger
 from settlement.store import LedgerStore, SqliteLedgerStore
 from settlement.transfers import FEE_INCOME, ISSUANCE, REDEMPTION, ROUNDING, Transfer
 
+_REGISTERING = frozenset({AssetListed, AccountOpened, ReservesAttested})  # what `observe` books
 BATCH_TRANSFERS = 4_000  # about 1,000 trades: the store's sweet spot for one transaction
 VENUE_ACCOUNT_NAMES = {
     ISSUANCE: "venue:issuance",
@@ -62,6 +64,25 @@ class LedgerWriter:
             self.store.record_attestation(
                 attestation.asset, attestation.amount, attestation.as_of_us
             )
+
+    def book(self, batches: Sequence[Sequence[Any]]) -> None:
+        """Book durable journal batches of executed commands (each with `events` and
+        `transfers`): the registrations they make first, then the transfers naming them.
+
+        Few commands register anything: a command's event types are checked in one C-level
+        pass (`isdisjoint`; events are final structs, so exact types suffice) and only those
+        that register are looked at event by event.
+        """
+        registering = _REGISTERING
+        transfers: list[Transfer] = []
+        extend = transfers.extend
+        for batch in batches:
+            for executed in batch:
+                if not registering.isdisjoint(map(type, executed.events)):
+                    self.observe(executed.events)
+                if executed.transfers:
+                    extend(executed.transfers)
+        self.write(transfers)
 
     def write(self, transfers: Sequence[Transfer]) -> None:
         """Store booked transfers, in batches of `BATCH_TRANSFERS`."""

@@ -19,6 +19,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -273,6 +274,13 @@ class Sequencer:
                 await waiter
             else:
                 await asyncio.sleep(0)
+
+    def journal_cpu_seconds(self) -> float:
+        """CPU time the journal's thread has used so far (for benchmarks); 0 before it starts."""
+        thread = self._journal_thread
+        if thread is None or thread.ident is None:
+            return 0.0
+        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
     def close(self) -> None:
         if self._journal_thread is not None:

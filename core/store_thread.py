@@ -2,8 +2,8 @@
 
 Owns the hand-off between the journal and the ledger store. The journal's thread puts each
 batch here right after its fsync (`book`), and this thread gathers what arrives over up to
-`GATHER_S` (or `GATHER_BATCHES_MAX` batches) and writes it in one go, so SQLite commits a
-few dozen times a second however small the journal's batches, and nothing travels through the
+`GATHER_S` (or `GATHER_BATCHES_MAX` batches) and writes it in one go, so SQLite commits
+about 20 times a second however small the journal's batches, and nothing travels through the
 event loop: the loop only waits here for its own calls (`call`: opening, catching up,
 flushing before a snapshot), which run in order with the bookings. The store is derived
 from the journal and caught up on every start, so trailing it by `GATHER_S` loses nothing.
@@ -12,9 +12,9 @@ next commit waits (backpressure, never unbounded memory). A failed write is fata
 """
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Final, Generic, TypeVar
@@ -23,9 +23,11 @@ log = logging.getLogger("venue.store")
 
 # Batches waiting for SQLite before the journal waits too: ~1 s of commits under load.
 QUEUE_BATCHES_MAX: Final = 1_000
-GATHER_S: Final = 0.02  # ≤ ~50 store commits/s (an fsync and ~1 ms CPU each); a longer
-# gathering builds one long write whose Python work holds the GIL and stalls the loop: at
-# 4,000 actions/s p99 ack was 34-57 ms with 0.2 s and 9-13 ms with 0.02 s, at equal CPU
+GATHER_S: Final = 0.05  # ≤ 20 store commits/s (an fsync of ~0.2 ms CPU each, measured). A
+# gathering's Python work holds the GIL in stretches (the loop waits for them), so it is kept
+# short: 0.2 s with the old per-event observe raised p99 ack at 4,000/s to 34-57 ms (9-13 ms at
+# 0.02 s). `venue bench store --venue-path --rate 2000`, store thread CPU per trade: 0.02 s
+# 19.5 µs, 0.05 s 13.2 µs, 0.1 s 11.2 µs (0.02 s before the deque and the cheaper observe: 26.5)
 GATHER_BATCHES_MAX: Final = 1_000  # a gathering's memory; the writer cuts it into transactions
 PUT_CHECK_S: Final = 0.5  # while the queue is full, how often `book` checks the thread lives
 
@@ -59,22 +61,37 @@ class StoreThread(Generic[Batch]):
         self.on_fatal = on_fatal  # called on this thread: it must be safe from any thread
         self.gather_s = gather_s
         self.failure: BaseException | None = None
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=QUEUE_BATCHES_MAX)
-        self._held: object | None = None  # an item that ended a gathering: next in line
+        # Batches, calls and the stop, in arrival order. A deque, not a queue.Queue: `book`
+        # runs once per journal batch and appending wakes no one while a gathering is open.
+        self._items: deque[object] = deque()
+        self._wake = threading.Event()  # something is queued: start a gathering
+        self._urgent = threading.Event()  # a call, the stop or a full gathering: end it now
+        self._taken = threading.Event()  # the thread took what was queued: room again
         self._thread = threading.Thread(target=self._run, name="ledger-store", daemon=True)
         self._thread.start()
 
     def book(self, batch: Batch) -> None:
         """Queue a durable batch for the store (from the journal's thread); blocks while
         `QUEUE_BATCHES_MAX` wait, so a store that falls behind slows the commits."""
+        if self.failure is not None:
+            raise RuntimeError("the ledger store's thread has failed") from self.failure
+        items = self._items
+        items.append(batch)
+        if not self._wake.is_set():  # set only when the thread may be idle: one wake each
+            self._wake.set()
+        if len(items) >= GATHER_BATCHES_MAX:
+            self._urgent.set()
+        if len(items) > QUEUE_BATCHES_MAX:
+            self._wait_for_room()
+
+    def _wait_for_room(self) -> None:
         while True:
+            self._taken.clear()
+            if len(self._items) <= QUEUE_BATCHES_MAX:
+                return
             if self.failure is not None:
                 raise RuntimeError("the ledger store's thread has failed") from self.failure
-            try:
-                self._queue.put(batch, timeout=PUT_CHECK_S)
-                return
-            except queue.Full:
-                continue
+            self._taken.wait(PUT_CHECK_S)
 
     def call(self, function: Callable[..., Any], *args: Any) -> "Future[Any]":
         """Run `function(*args)` on this thread after every batch booked before it."""
@@ -82,54 +99,76 @@ class StoreThread(Generic[Batch]):
         if self.failure is not None or not self._thread.is_alive():
             item.future.set_exception(RuntimeError("the ledger store's thread has stopped"))
             return item.future
-        self._queue.put(item)  # the loop's calls are rare (start, snapshots, stop)
+        self._enqueue_urgent(item)  # the loop's calls are rare (start, snapshots, stop)
         return item.future
+
+    def cpu_seconds(self) -> float:
+        """CPU time this thread has used so far (for benchmarks)."""
+        ident = self._thread.ident
+        assert ident is not None, "the thread is started in __init__"
+        return time.clock_gettime(time.pthread_getcpuclockid(ident))
 
     def close(self) -> None:
         """Write what is queued, then stop the thread; calling it twice is harmless."""
         if self._thread.is_alive():
-            self._queue.put(_STOP)
+            self._enqueue_urgent(_STOP)
             self._thread.join()
+
+    def _enqueue_urgent(self, item: object) -> None:
+        self._items.append(item)
+        self._urgent.set()
+        self._wake.set()
 
     # ----------------------------------------------------------------- the thread
 
     def _run(self) -> None:
+        """Sleep until something is queued, let a gathering build for `gather_s` (a call or
+        the stop ends it at once), then take everything queued: two wake-ups per gathering
+        however many batches it holds."""
         while True:
-            item = self._next()
-            if item is _STOP:
-                return
-            if isinstance(item, _Call):
-                self._call(item)
-                continue
-            try:
-                self.write(self._gather(item))
-            except BaseException as failure:  # the store is behind the journal: fatal
-                self.failure = failure
-                log.critical("the ledger store failed: %r", failure)
-                self.on_fatal(failure)
+            self._wake.wait()
+            if self.gather_s > 0:
+                self._urgent.wait(self.gather_s)
+            self._urgent.clear()
+            self._wake.clear()  # before taking: what is appended after it sets it again
+            taken = self._take()
+            self._taken.set()
+            if not self._handle(taken):
                 return
 
-    def _next(self, timeout: float | None = None) -> object:
-        if self._held is not None:
-            item, self._held = self._held, None
-            return item
-        return self._queue.get(timeout=timeout)
+    def _take(self) -> list[object]:
+        items = self._items
+        pop = items.popleft
+        return [pop() for _ in range(len(items))]
 
-    def _gather(self, first: Any) -> list[Batch]:
-        """`first` and the batches arriving within `gather_s` of it; a call or a stop ends
-        the gathering at once (a snapshot waits for no timer)."""
-        batches: list[Batch] = [first]
-        deadline = time.monotonic() + self.gather_s
-        while len(batches) < GATHER_BATCHES_MAX:
-            try:
-                item = self._next(max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
+    def _handle(self, taken: list[object]) -> bool:
+        """Write the batches and run the calls in `taken`, in order; False to stop."""
+        batches: list[Batch] = []
+        for item in taken:
             if item is _STOP or isinstance(item, _Call):
-                self._held = item
-                break
+                if batches and not self._write(batches):
+                    return False
+                batches = []
+                if item is _STOP:
+                    return False
+                self._call(item)  # type: ignore[arg-type]
+                continue
             batches.append(item)  # type: ignore[arg-type]
-        return batches
+            if len(batches) >= GATHER_BATCHES_MAX:
+                if not self._write(batches):
+                    return False
+                batches = []
+        return not batches or self._write(batches)
+
+    def _write(self, batches: list[Batch]) -> bool:
+        try:
+            self.write(batches)
+        except BaseException as failure:  # the store is behind the journal: fatal
+            self.failure = failure
+            log.critical("the ledger store failed: %r", failure)
+            self.on_fatal(failure)
+            return False
+        return True
 
     @staticmethod
     def _call(item: _Call) -> None:

@@ -291,8 +291,7 @@ class VenueCore:
     def _book(self, batches: list[list[Executed]]) -> None:
         """On the store's thread, batches gathered over a while: registrations (assets,
         accounts, attestations) first, then the transfers naming them."""
-        self.writer.observe(event for batch in batches for e in batch for event in e.events)
-        self.writer.write([t for batch in batches for e in batch for t in e.transfers])
+        self.writer.book(batches)
 
     async def _store_flushed(self) -> None:
         """Wait until the store holds every transfer released so far (not those released

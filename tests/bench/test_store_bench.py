@@ -33,3 +33,14 @@ def test_store_bench_runs_on_a_throwaway_postgres(capsys: pytest.CaptureFixture[
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["store"] == "postgres" and result["verified"] is True
     assert result["transfers"] == 120 * TRANSFERS_PER_TRADE
+
+
+def test_venue_path_books_real_trades_through_the_store_thread(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["bench", "store", "--venue-path", "--commands", "200", "--rate", "100000"]
+    assert main([*argv, "--commands-per-batch", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["venue_path"] is True and result["verified"] is True
+    assert result["trades"] > 0 and result["store_writes"] >= 1
+    assert result["store_thread_cpu_us_per_trade"] > 0

@@ -211,3 +211,52 @@ def test_a_batch_never_splits_the_commands_of_one_origin() -> None:
     assert _batch_end(before + grouped + after) == len(before) + len(grouped)
     assert _batch_end(before + after + grouped) == BATCH_COMMANDS_MAX  # no group at the cut
     assert _batch_end(grouped) == len(grouped)
+
+
+class GatedJournal(FileJournal):
+    """A real journal whose every fsync waits for the test to open its gate."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.syncing = threading.Semaphore(0)  # one release per fsync started
+        self.gate = threading.Semaphore(0)  # one release lets one fsync finish
+        self.synced: list[int] = []  # last seq made durable by each fsync
+
+    def sync(self) -> None:
+        self.syncing.release()
+        assert self.gate.acquire(timeout=10), "the test never opened the gate"
+        super().sync()
+        self.synced.append(self.last_seq())
+
+
+def test_a_batch_arriving_during_an_fsync_waits_for_its_own_fsync(tmp_path: Path) -> None:
+    released: list[int] = []
+    journal = GatedJournal(tmp_path / "j")
+
+    async def turns_until(condition: Any) -> None:
+        for _ in range(2_000):  # bounded: the journal thread answers in well under that
+            if condition():
+                return
+            await asyncio.sleep(0.001)
+        raise AssertionError("timed out")
+
+    async def session() -> None:
+        sequencer = Sequencer(
+            Venue(), journal, Clock(), lambda batch: released.extend(e.seq for e in batch)
+        )
+        sequencer.submit(ListInstrument(spec=make_spec()), origin="first")
+        await turns_until(lambda: journal.syncing.acquire(blocking=False))  # 1st fsync started
+        sequencer.submit(order(1, Side.SELL, 10_000), origin="second")  # arrives meanwhile
+        journal.gate.release()  # the first fsync returns: only seq 1 is durable
+        await turns_until(lambda: released == [1])
+        await turns_until(lambda: journal.syncing.acquire(blocking=False))  # 2nd fsync started
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert released == [1], "seq 2 left before its own fsync"
+        journal.gate.release()
+        await sequencer.drain()
+        assert released == [1, 2] and journal.synced == [1, 2]
+        journal.gate.release()  # the close syncs once more
+        sequencer.close()
+
+    asyncio.run(session())

@@ -111,3 +111,16 @@ def test_a_failed_call_fails_its_caller_only() -> None:
     assert thread.call(lambda: 2).result(timeout=10) == 2
     assert recorder.writes == [[7]]
     thread.close()
+
+
+def test_a_full_gathering_is_written_without_waiting_out_the_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(store_thread, "GATHER_BATCHES_MAX", 4)
+    recorder = Recorder()
+    thread: StoreThread[int] = StoreThread(recorder, [].append, gather_s=60.0)
+    for batch in range(4):
+        thread.book(batch)
+    assert recorder.entered.wait(10), "a full gathering must not wait 60 s"
+    thread.close()
+    assert recorder.writes == [[0, 1, 2, 3]]
