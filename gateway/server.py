@@ -65,7 +65,7 @@ from engine.snapshot import restore as restore_venue
 from engine.units import format_units
 from engine.venue import Venue
 from engine.venue import VenueConfig as EngineConfig
-from gateway import frames, limits, transport, wire
+from gateway import frames, limits, static, transport, wire
 from gateway.auth import (
     RECV_WINDOW_MS_DEFAULT,
     ApiKey,
@@ -460,7 +460,7 @@ class VenueServer:
     def on_http(
         self, connection: transport.Connection, request: HttpRequest
     ) -> HttpResponse | None:
-        return None  # no HTTP resources yet: 404, "use /ws/trade or /ws/public"
+        return static.respond(request)  # the web page; other paths: None, 404
 
     def on_open(self, connection: transport.Connection) -> None:
         self._next_session += 1
