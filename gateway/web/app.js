@@ -399,7 +399,9 @@ async function onLogon(event) {
 async function startSession(apiKey, key) {
   const socket = new VenueSocket("/ws/trade", {
     onPush: onAccountPush,
-    onClose: (event) => endSession(event),
+    onClose: (event) => {
+      if (state.trade === socket) endSession(event); // not a refused logon's own close
+    },
   });
   await socket.open();
   let result;

@@ -38,6 +38,7 @@ WAIT_MS = 10_000  # how long one expectation may wait for the page to show it
 SYMBOL = "AAPLx-USD"
 BILL = "TB-2027-03-04-USD"
 
+expect.set_options(timeout=WAIT_MS)
 pytestmark = pytest.mark.skipif(
     shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} missing: run `make services`"
 )
