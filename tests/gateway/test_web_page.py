@@ -271,3 +271,30 @@ def test_the_page_loads_without_console_errors_and_shows_bills_per_100_with_yiel
         await expect(bill_yield).to_have_text(re.compile(r"^\d+\.\d{3}%$"))
 
     assert run_page(tmp_path, scenario, path=f"/#{BILL}") == []
+
+
+def test_a_market_buy_of_a_bill_trades_face_value_at_a_price_per_100(tmp_path: Path) -> None:
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        seller = await venue.client("alpha")
+        await seller.place(BILL, "sell", qty="1000", price="98.700000")
+        await expect(ladder_row(page, "ask", "98.700000")).to_have_text("1000")
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+
+        await browser.place("buy", "market", qty="300")
+
+        await expect(page.locator("#order-result")).to_contain_text("filled")
+        bills = page.locator(f"#balances tr[data-asset='{BILL.removesuffix('-USD')}'] td.total")
+        await expect(bills).to_have_text("2000300")
+        cost = Decimal("98.700000") * 300 / 100  # per 100 of face
+        fee = cost / 10_000  # the demo bills' taker fee, 1 bp
+        usd = page.locator("#balances tr[data-asset=USD] td.total")
+        await expect(usd).to_have_text(f"{Decimal(5_000_000) - cost - fee:.6f}")
+        row = page.locator(f"#instruments tr[data-symbol='{BILL}']")
+        await expect(row.locator("td.last")).to_have_text("98.700000 /100")
+        info = page.locator("#instrument-info")
+        await expect(info).to_contain_text("price per 100 of face 98.700000")
+        await expect(ladder_row(page, "ask", "98.700000")).to_have_text("700")
+
+    assert run_page(tmp_path, scenario, path=f"/#{BILL}") == []
