@@ -197,19 +197,14 @@ async function getJson(path) {
 }
 
 function rowsOf(body, key) {
-  // A list, or a list under `key`, or an object keyed by symbol / asset.
-  if (Array.isArray(body)) return body;
-  if (Array.isArray(body?.[key])) return body[key];
-  if (body !== null && typeof body === "object") {
-    return Object.entries(body).map(([name, row]) => ({ name, ...row }));
-  }
-  return [];
+  // {tickers: [...]}, {reserves: [...]}: docs/rest.md
+  return Array.isArray(body?.[key]) ? body[key] : [];
 }
 
 async function pollDayStats() {
   try {
     for (const row of rowsOf(await getJson("/api/v1/ticker"), "tickers")) {
-      state.day.set(row.symbol ?? row.name, row);
+      state.day.set(row.symbol, row);
     }
     schedule("instruments");
   } catch {
@@ -232,16 +227,24 @@ async function pollReserves() {
 }
 
 function reservesTable(rows) {
+  // Per asset: supply against the latest attestation (REST `reserves`), covered or not.
   if (rows.length === 0) return note("no assets");
-  const columns = Object.keys(rows[0]).filter((k) => typeof rows[0][k] !== "object");
   const table = document.createElement("table");
   table.id = "reserves-table";
   const head = table.createTHead().insertRow();
-  for (const column of columns) head.appendChild(document.createElement("th")).textContent = column;
+  for (const title of ["asset", "supply", "attested", "as of", ""]) {
+    head.appendChild(document.createElement("th")).textContent = title;
+  }
   const body = table.createTBody();
   for (const row of rows) {
     const tr = body.insertRow();
-    for (const column of columns) cell(tr, String(row[column] ?? "—"));
+    tr.dataset.asset = row.asset;
+    cell(tr, row.asset);
+    cell(tr, row.supply, "num supply");
+    cell(tr, row.attested, "num attested");
+    cell(tr, row.as_of ? new Date(row.as_of / 1000).toISOString().slice(0, 10) : "none");
+    const covered = row.covered === true;
+    cell(tr, covered ? "covered" : "NOT covered", covered ? "covered up" : "covered down");
   }
   return table;
 }
@@ -254,13 +257,13 @@ function note(text) {
 }
 
 function dayChange(symbol) {
-  // 24 h change in percent, from the REST ticker's open and the live last price.
+  // 24 h change in percent: the REST ticker's, or from its 24 h open and a newer last price.
   const row = state.day.get(symbol);
-  if (row === undefined) return null;
-  const last = Number(state.tickers.get(symbol)?.last ?? row.last);
+  if (row === undefined || row.open == null) return null;
+  const last = state.tickers.get(symbol)?.last ?? row.last;
+  if (last === row.last && row.change_pct != null) return Number(row.change_pct);
   const open = Number(row.open);
-  if (row.open == null || !Number.isFinite(last) || !(open > 0)) return null;
-  return ((last - open) / open) * 100;
+  return open > 0 && last != null ? ((Number(last) - open) / open) * 100 : null;
 }
 
 // ------------------------------------------------------------------ market rendering

@@ -11,6 +11,7 @@ const HISTORY_BARS = 300; // five hours of 1m bars: a screenful
 
 export class CandleChart {
   constructor(container, note) {
+    this.container = container;
     this.note = note;
     this.chart = createChart(container, {
       autoSize: true,
@@ -30,6 +31,7 @@ export class CandleChart {
       priceFormat: { type: "price", precision: decimals, minMove: 10 ** -decimals },
     });
     this.series.setData([]);
+    this.counted();
     const url = `/api/v1/candles?symbol=${encodeURIComponent(instrument.symbol)}`;
     let body;
     try {
@@ -42,6 +44,7 @@ export class CandleChart {
     }
     if (this.symbol !== instrument.symbol) return; // another symbol was chosen meanwhile
     this.series.setData(body.candles.map(toBar));
+    this.counted();
     this.say(body.candles.length === 0 ? "no trades yet" : "");
   }
 
@@ -51,8 +54,23 @@ export class CandleChart {
     if (symbol !== this.symbol) return;
     const bars = Array.isArray(message.data) ? message.data : (message.data?.candles ?? []);
     if (message.type === "snapshot") this.series.setData(bars.map(toBar));
-    else for (const bar of bars) this.series.update(toBar(bar));
+    else for (const bar of bars) this.updateBar(toBar(bar));
+    this.counted();
     if (bars.length > 0) this.say("");
+  }
+
+  updateBar(bar) {
+    // The chart takes the current bar or a newer one; an older one (history fetched after
+    // the update) is already in it.
+    const shown = this.series.data();
+    if (shown.length === 0 || bar.time >= shown[shown.length - 1].time) this.series.update(bar);
+  }
+
+  counted() {
+    // How many bars the chart holds, and the last close: for people reading the DOM, and tests.
+    const bars = this.series.data();
+    this.container.dataset.bars = String(bars.length);
+    this.container.dataset.lastClose = bars.length ? String(bars[bars.length - 1].close) : "";
   }
 
   say(text) {
