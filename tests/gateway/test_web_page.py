@@ -21,7 +21,9 @@ import pytest
 from playwright.async_api import Page, async_playwright, expect
 
 from client.sdk import VenueClient
-from tests.conftest import KEYS, Venue, start_venue
+from core import config as venue_config
+from gateway.server import VenueServer
+from tests.conftest import KEYS, ROOT, Venue, start_venue
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -298,3 +300,32 @@ def test_a_market_buy_of_a_bill_trades_face_value_at_a_price_per_100(tmp_path: P
         await expect(ladder_row(page, "ask", "98.700000")).to_have_text("700")
 
     assert run_page(tmp_path, scenario, path=f"/#{BILL}") == []
+
+
+def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_path: Path) -> None:
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await resting_sell(venue, "10", "187.30")
+        await expect(ladder_row(page, "ask", "187.30")).to_have_text("10.000000")
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        for client in venue.clients:
+            await client.close()
+        venue.clients.clear()
+
+        await venue.server.stop()
+        await expect(page.locator("#market-status")).to_have_text("market data: reconnecting…")
+        await expect(page.locator("#logon-error")).to_contain_text("disconnected (1001")
+        await expect(page.locator("#place-button")).to_be_disabled()
+        config = venue_config.load(ROOT / "venue.toml")
+        venue.server = VenueServer(config, tmp_path / "data")
+        await venue.server.start("127.0.0.1", venue.port)
+
+        await expect(page.locator("#market-status")).to_have_text("market data: live")
+        await expect(ladder_row(page, "ask", "187.30")).to_have_text("10.000000")
+        await browser.log_on("taker")  # the secret is typed again: the page kept no copy
+        await expect(page.locator("#account")).to_have_text("3")
+
+    errors = run_page(tmp_path, scenario)
+    # while the venue is down, the browser may log the page's refused reconnects
+    assert [e for e in errors if "WebSocket connection to" not in e] == []
