@@ -23,6 +23,7 @@ const state = {
   day: new Map(), // symbol -> REST ticker row (24 h open, change)
   selected: null,
   book: null,
+  resyncs: 0, // book resubscriptions after a gap or checksum mismatch (shown on #ladder)
   trades: [], // newest first
   trade: null, // the logged-on /ws/trade socket
   loggingOut: false,
@@ -85,15 +86,19 @@ async function connectMarket() {
     return;
   }
   market = socket;
+  try {
+    const { instruments } = await socket.request("instruments");
+    for (const instrument of instruments) state.instruments.set(instrument.symbol, instrument);
+    schedule("instruments", "info");
+    await socket.request("subscribe", { ch: "instruments" });
+    await socket.request("subscribe", { ch: "ticker" });
+    if (state.selected !== null) await followSymbol(state.selected);
+    else if (instruments.length > 0) select(initialSymbol(instruments));
+  } catch {
+    return; // the socket closed meanwhile: its onClose reconnects
+  }
   reconnectDelay = 250;
   setStatus("live", "ok");
-  const { instruments } = await socket.request("instruments");
-  for (const instrument of instruments) state.instruments.set(instrument.symbol, instrument);
-  schedule("instruments", "info");
-  await socket.request("subscribe", { ch: "instruments" });
-  await socket.request("subscribe", { ch: "ticker" });
-  if (state.selected !== null) await followSymbol(state.selected);
-  else if (instruments.length > 0) select(initialSymbol(instruments));
 }
 
 function initialSymbol(instruments) {
@@ -141,8 +146,11 @@ function onMarketPush(message) {
 
 function onBook(message) {
   if (state.book === null || message.sym !== state.selected) return;
-  if (!state.book.apply(message)) {
-    // a gap, a restart or a checksum mismatch: start over from a fresh snapshot
+  if (!state.book.apply(message) && message.type === "update") {
+    // a gap, a restart or a checksum mismatch: start over from a fresh snapshot (a
+    // snapshot is the venue's word: resubscribing on it could only loop)
+    state.resyncs += 1;
+    $("ladder").dataset.resyncs = String(state.resyncs);
     state.book = new LocalBook(state.selected, BOOK_DEPTH);
     subscribeBook(state.selected);
   }
@@ -163,12 +171,12 @@ function subscribeBook(symbol) {
 }
 
 async function followSymbol(symbol) {
-  if (market === null) return;
+  const socket = market; // a close meanwhile fails the requests; the reconnect follows again
+  if (socket === null) return;
   await subscribeBook(symbol);
-  await market.request("subscribe", { ch: "trades", symbols: [symbol] }).catch(() => {});
-  // the candles channel (REST build): its absence leaves the chart without live bars
+  await socket.request("subscribe", { ch: "trades", symbols: [symbol] }).catch(() => {});
   const candles = { ch: "candles", symbols: [symbol], interval: INTERVAL };
-  await market.request("subscribe", candles).catch(() => {});
+  await socket.request("subscribe", candles).catch(() => {});
 }
 
 function select(symbol) {

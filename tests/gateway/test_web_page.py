@@ -152,8 +152,12 @@ def test_a_buy_that_crosses_a_resting_sell_shows_fill_balances_tape_and_ladder(
 ) -> None:
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
-        await resting_sell(venue, "10", "187.30")
+        seller = await resting_sell(venue, "10", "187.30")
+        await seller.place(SYMBOL, "sell", qty="5", price="187.40")  # levels: the checksum's |
+        await seller.place(SYMBOL, "buy", qty="2", price="187.00")
+        await seller.place(SYMBOL, "buy", qty="3", price="186.90")
         await expect(ladder_row(page, "ask", "187.30")).to_have_text("10.000000")
+        await expect(ladder_row(page, "bid", "186.90")).to_have_text("3.000000")
         await browser.log_on("taker")
         await expect(page.locator("#account")).to_have_text("3")
         usd = page.locator("#balances tr[data-asset=USD] td.total")
@@ -174,6 +178,7 @@ def test_a_buy_that_crosses_a_resting_sell_shows_fill_balances_tape_and_ladder(
         await expect(trade.locator("td.price")).to_have_text("187.30")
         await expect(trade.locator("td.qty")).to_have_text("4.000000")
         await expect(ladder_row(page, "ask", "187.30")).to_have_text("6.000000")
+        await expect(page.locator("#ladder")).to_have_attribute("data-resyncs", "0")
         await expect(page.locator("#instruments tr[data-symbol='AAPLx-USD'] td.last")).to_have_text(
             "187.30"
         )
