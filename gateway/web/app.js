@@ -358,8 +358,10 @@ function ladderSide(tbody, levels, side, most, reverse) {
   });
   if (reverse) rows.reverse(); // asks: the best one lowest, next to the spread
   const decimals = state.instruments.get(state.selected)?.qty_decimals ?? 6;
+  const mine = myPrices(side === "bid" ? "buy" : "sell");
   fillTable(tbody, rows, (row, [price, qty, cumulative]) => {
-    row.className = side;
+    row.className = mine.has(price) ? `${side} mine` : side;
+    row.title = mine.has(price) ? "your order rests here" : "";
     row.dataset.price = price;
     row.style.setProperty("--fill", `${Math.round((Number(qty) / most) * 100)}%`);
     row.onclick = () => {
@@ -369,6 +371,15 @@ function ladderSide(tbody, levels, side, most, reverse) {
     cell(row, qty, "num qty");
     cell(row, cumulative.toFixed(decimals), "num");
   });
+}
+
+function myPrices(side) {
+  // The prices at which the logged-on account rests orders on this side of the shown book.
+  const prices = new Set();
+  for (const order of state.orders.values()) {
+    if (order.symbol === state.selected && order.side === side) prices.add(order.price);
+  }
+  return prices;
 }
 
 function renderTape() {
@@ -457,7 +468,7 @@ function endSession(event) {
   $("place-button").disabled = true;
   showResult("log on to trade", "");
   if (!expected) showLogonError(`disconnected (${event.code}${reason(event)})`);
-  schedule("orders", "balances", "fills");
+  schedule("orders", "balances", "fills", "book");
 }
 
 function reason(event) {
@@ -485,7 +496,7 @@ function onAccountPush(message) {
   if (message.type === "snapshot") {
     state.orders = new Map(message.orders.map((order) => [order.order_id, order]));
     state.balances = new Map(message.balances.map((row) => [row.asset, row]));
-    schedule("orders", "balances");
+    schedule("orders", "balances", "book");
   } else if (message.type === "exec") {
     onExec(message);
   } else if (message.type === "balance") {
@@ -500,7 +511,7 @@ function onExec(message) {
   if (report.order_id === null) return; // a refused place: its error answered the request
   if (CLOSED.has(report.status)) state.orders.delete(report.order_id);
   else state.orders.set(report.order_id, report);
-  schedule("orders");
+  schedule("orders", "book");
 }
 
 function addFill(message) {

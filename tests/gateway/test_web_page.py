@@ -196,6 +196,7 @@ def test_open_orders_show_and_cancel_from_the_page(tmp_path: Path) -> None:
         await expect(row).to_have_count(1)
         await expect(row.locator("td").nth(3)).to_have_text("180.00")
         await expect(ladder_row(page, "bid", "180.00")).to_have_text("2.000000")
+        await expect(page.locator("#ladder-bids tr.mine")).to_have_attribute("data-price", "180.00")
         held = page.locator("#balances tr[data-asset=USD] td.held")
         await expect(held).not_to_have_text("0.000000")
 
