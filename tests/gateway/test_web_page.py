@@ -234,7 +234,9 @@ def test_a_rejected_order_shows_its_error(tmp_path: Path) -> None:
     assert run_page(tmp_path, scenario) == []
 
 
-def test_a_bad_secret_shows_a_clear_logon_error(tmp_path: Path) -> None:
+def test_a_bad_secret_shows_a_clear_logon_error_and_the_right_one_logs_on_and_out(
+    tmp_path: Path,
+) -> None:
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
         await browser.log_on("taker", secret="not-the-secret")
@@ -244,6 +246,15 @@ def test_a_bad_secret_shows_a_clear_logon_error(tmp_path: Path) -> None:
         )
         await expect(page.locator("#place-button")).to_be_disabled()
         await expect(page.locator("#session")).to_be_hidden()
+
+        await browser.log_on("taker")  # the right secret, then a clean logout
+        await expect(page.locator("#account")).to_have_text("3")
+        await expect(page.locator("#logon-error")).to_have_text("")
+        await page.click("#logout-button")
+        await expect(page.locator("#logon-form")).to_be_visible()
+        await expect(page.locator("#place-button")).to_be_disabled()
+        await expect(page.locator("#balances tbody tr")).to_have_count(0)
+        await expect(page.locator("#logon-error")).to_have_text("")
 
     assert run_page(tmp_path, scenario) == []
 
