@@ -4,7 +4,8 @@ Owns the two formats of `venue serve --log-format`: `text` (time, level, logger,
 then `key=value` for each structured field) and `json` (one object per line: `ts`, `level`,
 `logger`, `msg` and the structured fields). Structured fields are the `extra=` of a logging
 call; callers on busy paths check `isEnabledFor` before building them, so a disabled level
-costs one comparison. What is logged is the callers' (`gateway.server`, `core.snapshots`).
+costs one comparison. What is logged is the callers' (`gateway`, `core.venue_core`,
+`core.snapshots`).
 """
 
 import datetime

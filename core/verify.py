@@ -18,9 +18,9 @@ from core import config as venue_config
 from core import snapshots
 from core.journal import FileJournal, JournalLocked
 from core.sequencer import decode_command
+from core.venue_core import JOURNAL_FILE, LEDGER_FILE
 from engine import snapshot as venue_snapshot
 from engine.venue import Venue, VenueConfig
-from gateway.server import JOURNAL_FILE, LEDGER_FILE
 from settlement.ledger import Ledger
 from settlement.store import LedgerStoreError, SqliteLedgerStore
 

@@ -10,8 +10,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from gateway.auth import sign_logon
+from gateway.dispatch import Dispatcher
 from gateway.limits import MESSAGE_BYTES_MAX
-from gateway.server import VenueServer
 from tests.conftest import KEYS, Venue, start_venue
 
 SYMBOL = "AAPLx-USD"
@@ -366,14 +366,14 @@ def test_a_failing_handler_answers_internal_behind_what_is_owed(run_venue: Any) 
 
     async def scenario(venue: Venue) -> None:
         websocket = await logged_on(venue, "alpha")
-        original = VenueServer._handlers["time"]
-        VenueServer._handlers["time"] = broken  # fault injection: the one way to reach it
+        original = Dispatcher._handlers["time"]
+        Dispatcher._handlers["time"] = broken  # fault injection: the one way to reach it
         try:
             await websocket.send(place(1, "186.00"))
             await websocket.send(json.dumps({"id": 2, "method": "time"}))
             first, second = await answers(websocket, 2)
         finally:
-            VenueServer._handlers["time"] = original
+            Dispatcher._handlers["time"] = original
         assert (first["id"], first["status"]) == (1, 200)
         assert (second["id"], second["status"], second["error"]["name"]) == (2, 500, "INTERNAL")
         await websocket.send(json.dumps({"id": 3, "method": "time"}))

@@ -1,0 +1,118 @@
+"""The bus: the one seam between the gateway role and the core role.
+
+A gateway submits commands (each with its origin, an opaque object the outcome carries
+back), asks for barriers (an origin released behind every command submitted before it),
+and is told of each durable batch of outcomes through its `CoreListener`. It reads state
+through one `ReadSide`, never by reaching into the engine.
+
+`EmbeddedBus` is today's single process: its methods are the sequencer's own bound
+methods, so a command costs no extra call, copy or hop. A NATS JetStream bus will map so:
+`submit` publishes the encoded command to a JetStream stream, which *is* the journal
+(replicated, R=3), and keeps the origin in a local table under a gateway-unique id; the
+core consumes that stream in order and publishes each durable batch of outcomes (events,
+private pushes with their seqs) on subjects every gateway follows; a gateway's listener
+gets `released` for them and answers a request only once the core's outcome for it came
+back (so it is durable in the stream); a barrier is a no-op command through the same
+stream. The `ReadSide` then reads a replica fed by those outcomes instead of the live engine.
+"""
+
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
+
+from core.sequencer import Executed
+from engine.book import Order
+from engine.commands import Command
+from engine.market import Market
+from engine.reasons import ErrorCode
+from engine.venue import Venue
+from settlement.ledger import Ledger
+
+if TYPE_CHECKING:
+    from core.venue_core import VenueCore
+
+
+class CoreListener(Protocol):
+    """What the core tells the gateway side (in-process today; from subjects later)."""
+
+    def executed(self, executed: Executed) -> None:
+        """A command just executed (not yet durable): its pushes get their seqs now."""
+
+    def released(self, batch: list[Executed]) -> None:
+        """Every command in `batch` is durable: answer, push, publish."""
+
+    def replayed(self, batch: list[Executed]) -> None:
+        """Commands replayed from the journal at start: rebuild derived history."""
+
+    def gateway_image(self) -> dict[str, Any]:
+        """The gateway's part of a snapshot (private streams, exec ids, order history)."""
+
+    def restore_gateway(self, image: dict[str, Any]) -> None:
+        """Take the gateway's part of a snapshot back (the venue is restored already)."""
+
+
+class ReadSide:
+    """The state the gateway reads: balances, orders, instruments, books.
+
+    Today the core's live engine (read between commands on the one event loop, so always
+    consistent); in the cluster, a replica the gateway keeps from the released outcomes.
+    """
+
+    def __init__(self, core: "VenueCore") -> None:
+        self._core = core
+
+    @property
+    def venue(self) -> Venue:
+        return self._core.venue
+
+    @property
+    def ledger(self) -> Ledger:
+        return self._core.ledger
+
+    @property
+    def markets(self) -> dict[str, Market]:
+        return self._core.venue.markets
+
+    @property
+    def orders(self) -> dict[int, Order]:
+        return self._core.venue.orders
+
+    def open_orders(self, account: int) -> list[Order]:
+        return self._core.venue.open_orders(account)
+
+    def find_order(self, account: int, order_id: int, cl_ord_id: str | None) -> Order | None:
+        return self._core.venue.find_order(account, order_id, cl_ord_id)
+
+    def missing_order_reason(
+        self, account: int, order_id: int, cl_ord_id: str | None
+    ) -> tuple[ErrorCode, str]:
+        return self._core.venue.missing_order_reason(account, order_id, cl_ord_id)
+
+    def is_participant(self, account: int) -> bool:
+        return account in self._core.ledger.participants
+
+
+class EmbeddedBus:
+    """The bus inside one process: calls straight into the core's sequencer."""
+
+    submit: Callable[[Command, Any], Executed]  # (command, origin) -> its outcome
+    barrier: Callable[..., None]  # (origin, events=None): released behind every command
+    drain: Callable[[], Coroutine[Any, Any, None]]
+    epoch_of: Callable[[int], int]
+
+    def __init__(self, core: "VenueCore") -> None:
+        self.core = core
+        sequencer = core.sequencer  # never replaced: its bound methods are the bus
+        self.submit = sequencer.submit
+        self.barrier = sequencer.barrier
+        self.drain = sequencer.drain
+        self.epoch_of = core.epoch_of
+        self.reads = ReadSide(core)
+
+    @property
+    def epoch(self) -> int:
+        """This start's epoch (µs): private and public seqs start over in each."""
+        return self.core.epoch
+
+    def on_fatal(self, failure: BaseException | None) -> None:
+        """A failure the venue cannot go on after (a dead task, lost durability)."""
+        self.core.sequencer.on_fatal(failure)

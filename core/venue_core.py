@@ -1,0 +1,351 @@
+"""The core role: the sequencer, the engine with its ledger, the store, snapshots, recovery.
+
+Owns everything that would run in the core of a cluster: commands are taken in one total
+order (the sequencer), executed on the `Venue`, journaled, and released as `Executed`
+batches only once durable; the ledger writer books durable transfers on the store's
+thread; snapshots, recovery (latest snapshot + journal tail), epochs, the clock tick and
+reject counting. It knows nothing of connections: whoever sits on the other side of the
+bus (`core.bus.CoreListener`) is told of each command as it executes and of each durable
+batch, and gives its own part of a snapshot. Never two cores on one data dir: the
+journal's flock says so.
+"""
+
+import asyncio
+import bisect
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import msgspec
+
+from core import config as venue_config
+from core import snapshots
+from core.bus import CoreListener
+from core.journal import FileJournal, JournalError
+from core.ledger_writer import LedgerWriter
+from core.sequencer import Executed, Sequencer
+from core.store_thread import StoreThread
+from engine.events import CommandRejected, Event
+from engine.reasons import ErrorCode
+from engine.snapshot import capture as capture_venue
+from engine.snapshot import restore as restore_venue
+from engine.venue import Venue
+from engine.venue import VenueConfig as EngineConfig
+from settlement.ledger import Ledger
+from settlement.store import SqliteLedgerStore
+
+log = logging.getLogger("venue")
+
+JOURNAL_FILE = "journal.log"
+LEDGER_FILE = "ledger.sqlite"
+EPOCH_MAX = 2**63  # above any epoch (µs since 1970): a bisect key for "any epoch"
+EPOCHS_FILE = "epochs.json"  # [first seq, epoch] per start: replayed history keeps its epoch
+SNAPSHOT_INTERVAL_S = 60  # recovery replays at most a minute of journal after the snapshot
+CLOCK_TICK_S = 0.05  # how often the venue's clock is advanced for gtd expiries and maturity
+REJECT_SUMMARY_INTERVAL_S = 60  # one log line a minute says how many rejects, by reason
+
+
+def now_us() -> int:
+    return time.time_ns() // 1_000
+
+
+class RecoveryRefused(JournalError):
+    """The data directory's files disagree in a way replay cannot settle: never guess."""
+
+
+class VenueCore:
+    """The core's state and machinery around the pure engine, for one data dir."""
+
+    def __init__(
+        self, config: venue_config.VenueConfig, data_dir: Path, listener: CoreListener
+    ) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.listener = listener
+        data_dir.mkdir(parents=True, exist_ok=True)
+        staleness = venue_config.reserve_staleness_max_us(config)
+        self.ledger = Ledger()
+        self.venue = Venue(EngineConfig(reserve_staleness_max_us=staleness), self.ledger)
+        # (first seq, epoch) of every earlier start, from the journal's point of view
+        self.epochs: list[tuple[int, int]] = _load_epochs(data_dir / EPOCHS_FILE)
+        self._recovering = False
+        self.epoch = now_us()
+        journal = FileJournal(data_dir / JOURNAL_FILE)
+        self.sequencer = Sequencer(
+            self.venue,
+            journal,
+            now_us,
+            self._release,
+            on_durable=self._durable,
+            on_executed=self._executed,
+        )
+        self._to_store: list[Any] = []  # at start: transfers the store may not hold yet
+        # The store's SQLite connection lives on its own thread, like every write to it;
+        # the journal's thread feeds it durable batches directly (`_durable`).
+        self.store_thread: StoreThread[list[Executed]] = StoreThread(
+            self._book, lambda failure: self.sequencer.on_fatal(failure)
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self.rejects: Counter[ErrorCode] = Counter()  # since the last summary line
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Recover the venue from the latest snapshot and the journal, or build it."""
+        self.store = await self._on_store(SqliteLedgerStore, self.data_dir / LEDGER_FILE)
+        self.writer = await self._on_store(LedgerWriter, self.store)
+        started = time.perf_counter()
+        snapshots.remove_stray(self.data_dir)  # ours alone: the journal's flock is held
+        image = snapshots.latest(self.data_dir)
+        journal_seq = self.sequencer.journal.last_seq()
+        if image is not None and image.seq > journal_seq:
+            await self._refuse(
+                f"the snapshot at seq {image.seq} is ahead of the journal (last seq"
+                f" {journal_seq}) in {self.data_dir}: was the journal truncated or restored"
+                " from an older copy? `venue verify` says what to do"
+            )
+        if image is not None:
+            self._restore(image)
+        after = image.seq if image is not None else 0
+        self._to_store.extend(self.ledger.drain())  # what the image had not stored yet
+        self._recovering = True
+        try:
+            replayed = self.sequencer.recover(after, on_replayed=self._replayed)
+        finally:
+            self._recovering = False
+        self._record_epoch()
+        await self._refuse_store_ahead()
+        if image is not None or replayed:
+            elapsed_ms = round((time.perf_counter() - started) * 1e3, 1)
+            journal = {
+                "journal_seq": self.sequencer.last_seq,
+                "journal_bytes": self._journal_bytes(),
+            }
+            fields = {"snapshot_seq": after, "replayed": replayed, **journal}
+            log.info("recovered", extra=fields | {"ms": elapsed_ms})
+            await self._catch_up_store()
+        else:
+            await self._build_from_config()
+
+    def start_tasks(self) -> None:
+        """The core's timers: the clock, periodic snapshots, the reject summaries."""
+        for work in (self._clock(), self._periodic_snapshots(), self._reject_summaries()):
+            self.keep_task(asyncio.create_task(work))
+
+    def keep_task(self, task: "asyncio.Task[None]") -> None:
+        """A task that runs till stop; its failure is fatal (a dead timer would go unnoticed)."""
+        task.add_done_callback(self._check_task)
+        self._tasks.append(task)
+
+    def _restore(self, image: snapshots.Snapshot) -> None:
+        """Take the state a snapshot holds: the venue, then the gateway's part of it."""
+        self.venue = restore_venue(image.venue)
+        assert self.venue.ledger is not None, "snapshots of this server always hold a ledger"
+        self.ledger = self.venue.ledger
+        self.sequencer.venue = self.venue
+        self.listener.restore_gateway(image.gateway)
+
+    def _replayed(self, batch: list[Executed]) -> None:
+        """A command replayed from the journal: rebuild what the gateway derived from it."""
+        self.listener.replayed(batch)
+        for executed in batch:
+            self._to_store.extend(executed.transfers)
+
+    async def snapshot(self) -> Path:
+        """Write the state as of the last durable command, without stopping the venue."""
+        await self.sequencer.drain()
+        # Captured right after the drain, with no await between: every command the image
+        # includes is durable, and its transfers are in the store before the file exists.
+        image = snapshots.Snapshot(
+            self.sequencer.last_seq, capture_venue(self.venue), self.listener.gateway_image()
+        )
+        await self._store_flushed()
+        started = time.perf_counter()
+        path: Path = await self._on_io(snapshots.write, self.data_dir, image)
+        elapsed_ms = round((time.perf_counter() - started) * 1e3, 1)
+        size = path.stat().st_size
+        log.info(
+            "snapshot written",
+            extra={"seq": image.seq, "bytes": size, "ms": elapsed_ms, "path": str(path)},
+        )
+        return path
+
+    def _journal_bytes(self) -> int:
+        return (self.data_dir / JOURNAL_FILE).stat().st_size
+
+    async def _refuse(self, why: str) -> NoReturn:
+        """Give the files back (the journal's lock too) and refuse to start."""
+        await self._on_store(self.store.close)
+        self.store_thread.close()
+        self.sequencer.close()
+        raise RecoveryRefused(why)
+
+    async def _refuse_store_ahead(self) -> None:
+        """A store holding transfers the journal never booked means the journal lost
+        commands (truncated, or an older copy): writing on would book new transfers under
+        ids the store already holds, so refuse and let the operator decide."""
+        stored = await self._on_store(self.store.last_transfer_id)
+        if stored > self.ledger.last_transfer_id:
+            await self._refuse(
+                f"the ledger store holds transfers up to {stored} but the journal (last seq"
+                f" {self.sequencer.last_seq}) books only up to {self.ledger.last_transfer_id}"
+                f" in {self.data_dir}: `venue verify --data-dir {self.data_dir}` says what to do"
+            )
+
+    async def _catch_up_store(self) -> None:
+        """After a restart: book into the store every transfer it had not stored yet."""
+        stored = await self._on_store(self.store.last_transfer_id)
+        booked = [t for t in self._to_store if t.transfer_id > stored]
+        self._to_store.clear()
+        await self._on_store(self.writer.register_ledger, self.ledger)
+        await self._on_store(self.writer.write, booked)
+
+    def _check_task(self, task: "asyncio.Task[None]") -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.sequencer.on_fatal(task.exception())
+
+    async def _on_io(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run on the journal's I/O thread (snapshot files)."""
+        return await asyncio.get_running_loop().run_in_executor(self.sequencer.io, function, *args)
+
+    async def _on_store(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run on the ledger store's thread, where its SQLite connection lives, after every
+        batch booked so far."""
+        return await asyncio.wrap_future(self.store_thread.call(function, *args))
+
+    async def _build_from_config(self) -> None:
+        commands = venue_config.setup_commands(self.config, now_us())
+        for command in commands:
+            self.sequencer.submit(command, origin=None)
+        await self.sequencer.drain()
+        log.info("built from the config", extra={"commands": len(commands)})
+
+    async def stop(self) -> None:
+        """Stop the timers, write a last snapshot, close the files (the gateway has drained
+        and closed its connections first)."""
+        for task in self._tasks:
+            task.cancel()
+        self._log_rejects()
+        await self.snapshot()
+        await self._on_store(self.store.close)
+        self.store_thread.close()
+        self.sequencer.close()
+
+    # ----------------------------------------------------------------- epochs
+
+    def epoch_of(self, seq: int) -> int:
+        """The epoch a command's private events were first sent in: this start's, or while
+        recovering, that of the start which executed it (a journal written before epochs
+        were recorded falls back to this start's)."""
+        if not self._recovering:
+            return self.epoch
+        index = bisect.bisect_right(self.epochs, (seq, EPOCH_MAX)) - 1
+        return self.epochs[index][1] if index >= 0 else self.epoch
+
+    def _record_epoch(self) -> None:
+        """Durably note that commands from the next seq on are this start's epoch."""
+        first_seq = self.sequencer.last_seq + 1
+        if self.epochs and self.epochs[-1][0] == first_seq:
+            self.epochs.pop()  # the last start executed nothing: it is replaced, not kept
+        self.epochs.append((first_seq, self.epoch))
+        save_json(self.data_dir / EPOCHS_FILE, self.epochs)
+
+    # ----------------------------------------------------------------- outcomes
+
+    def _executed(self, executed: Executed) -> None:
+        """Right after a command executes: take its transfers, then tell the gateway."""
+        executed.transfers = self.ledger.drain()  # this command's alone
+        self.listener.executed(executed)
+
+    def _release(self, batch: list[Executed]) -> None:
+        """Everything in `batch` is durable: count its rejects, hand it to the gateway."""
+        for executed in batch:
+            if executed.command is not None:
+                rejected = rejection(executed.events)
+                if rejected is not None:
+                    self._count_reject(rejected)
+        self.listener.released(batch)
+
+    def _durable(self, batch: list[Executed]) -> None:
+        """On the journal's thread, right after the batch's fsync: queue it for the ledger
+        store, which books it on its own thread without a trip through the event loop.
+
+        Only durable commands reach the store (each command's transfers were taken from
+        the ledger as it executed), so the store is never ahead of the journal; it is
+        derived and idempotent, and caught up on every start. A store that falls behind
+        blocks this call, and so the next commit (`store_thread.QUEUE_BATCHES_MAX`).
+        """
+        self.store_thread.book(batch)
+
+    def _book(self, batches: list[list[Executed]]) -> None:
+        """On the store's thread, batches gathered over a while: registrations (assets,
+        accounts, attestations) first, then the transfers naming them."""
+        self.writer.observe(event for batch in batches for e in batch for event in e.events)
+        self.writer.write([t for batch in batches for e in batch for t in e.transfers])
+
+    async def _store_flushed(self) -> None:
+        """Wait until the store holds every transfer released so far (not those released
+        while waiting: under steady load the queue is never empty)."""
+        await self._on_store(lambda: None)  # runs after every batch queued before it
+
+    # ----------------------------------------------------------------- timers
+
+    async def _clock(self) -> None:
+        while True:
+            await asyncio.sleep(CLOCK_TICK_S)
+            self.sequencer.tick()
+
+    async def _periodic_snapshots(self) -> None:
+        last_seq = self.sequencer.last_seq
+        while True:
+            await asyncio.sleep(SNAPSHOT_INTERVAL_S)
+            if self.sequencer.last_seq != last_seq:
+                last_seq = self.sequencer.last_seq
+                await self.snapshot()
+
+    def _count_reject(self, rejected: CommandRejected) -> None:
+        """Counted for the summary line; one line each only at debug (checked first: cheap)."""
+        self.rejects[rejected.reason] += 1
+        if log.isEnabledFor(logging.DEBUG):
+            fields = {"account": rejected.account, "command": rejected.command}
+            reason = {"reason": rejected.reason.name.lower(), "detail": rejected.detail}
+            log.debug("rejected", extra=fields | reason | {"symbol": rejected.symbol})
+
+    def _log_rejects(self) -> None:
+        """The rejects since the last summary, by reason (nothing when there were none)."""
+        if self.rejects:
+            counts = {reason.name.lower(): n for reason, n in sorted(self.rejects.items())}
+            log.info("rejects", extra={"rejects": counts, "total": self.rejects.total()})
+            self.rejects.clear()
+
+    async def _reject_summaries(self) -> None:
+        while True:
+            await asyncio.sleep(REJECT_SUMMARY_INTERVAL_S)
+            self._log_rejects()
+
+
+def rejection(events: list[Event]) -> CommandRejected | None:
+    last = events[-1] if events else None
+    return last if isinstance(last, CommandRejected) else None
+
+
+def _load_epochs(path: Path) -> list[tuple[int, int]]:
+    if not path.exists():
+        return []
+    return msgspec.json.decode(path.read_bytes(), type=list[tuple[int, int]])
+
+
+def save_json(path: Path, value: Any) -> None:
+    """Write `value` as JSON atomically and durably, readable by the venue's user only (the
+    issued keys hold secrets)."""
+    temporary = path.with_suffix(".tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(msgspec.json.encode(value))
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)

@@ -1,0 +1,671 @@
+"""Request dispatch: the method table, and the handlers that turn requests into answers.
+
+Owns what a request means: the checks in order (envelope, rate, logon and scope, params),
+the commands it submits through the bus, the queries it answers from the read side, and
+the answer itself, decided on arrival or once its commands are durable (`Pending`). Every
+request gets exactly one answer, in request order: whatever is answered at once goes
+behind the answers still owed on the connection. `Dispatcher.dispatch` takes any
+session-like object and a `wire.Request` and answers through the connection table, so
+other front doors reuse it. Also owns the live quotes of `quote.mass` and which session
+placed each open order (for cancel-on-disconnect).
+"""
+
+import logging
+import secrets
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, cast
+
+import msgspec
+
+from core.bus import EmbeddedBus
+from core.sequencer import Executed
+from core.venue_core import now_us, rejection, save_json
+from engine.commands import CancelAll, CancelOrder, Command
+from engine.enums import CancelReason, Side
+from engine.events import (
+    CommandRejected,
+    DividendPaid,
+    OrderAccepted,
+    OrderAmended,
+    OrderCanceled,
+    OrderExpired,
+    SelfTradePrevented,
+    SharesSplit,
+    TradeExecuted,
+    WithdrawalRequested,
+)
+from engine.instrument import InstrumentSpec
+from engine.reasons import ErrorCode
+from engine.units import format_units
+from gateway import limits, wire
+from gateway.auth import (
+    RECV_WINDOW_MS_DEFAULT,
+    ApiKey,
+    Authenticator,
+    AuthError,
+    require_scope,
+)
+from gateway.placed_orders import PlacedOrders, QuoteSlot
+from gateway.private_streams import PrivateStreams
+from gateway.public_streams import PublicStreams
+from gateway.queries import Queries
+from gateway.sessions import Session, Sessions, peer
+from gateway.sessions import key_of as _key
+
+log = logging.getLogger("venue")
+E = ErrorCode
+
+ISSUED_KEYS_FILE = "api_keys.json"  # keys issued at run time (owner-only permissions)
+LOGON_ON_TRADE = "log on at /ws/trade"
+TRADING_METHODS = {"order.place", "order.cancel", "order.amend", "orders.cancel_all"}
+# the account's queries: they need the read scope
+READ_METHODS = {"orders.open", "order.status", "orders.history", "fills", "balances"}
+TRADE_SCOPE_METHODS = TRADING_METHODS | {
+    "order.batch",
+    "quote.mass",
+    "session.cod",
+    "orders.cancel_after",
+}
+PUBLIC_METHODS = {  # served before logon, and on /ws/public
+    "session.logon",
+    "ping",
+    "time",
+    "instruments",
+    "book.snapshot",
+    "subscribe",
+    "unsubscribe",
+    "subscriptions",
+}
+
+
+@dataclass(eq=False)
+class Pending:
+    """A request waiting for its command(s) to be durable."""
+
+    session: Session
+    request_id: int | str | None  # None: a frame too broken to read an id from
+    method: str
+    t_in: int
+    expected: int = 1  # commands (or barriers) still to come back
+    results: list[Executed] = field(default_factory=list)
+    answer: bytes | None = None  # a query's answer, computed when it arrived
+    reply: bytes | None = None  # a whole response decided on arrival (a refusal from state)
+    close_after: bool = False  # logout: close once the response is out
+    close_code: int = 1000
+    close_reason: str = "logged out"
+    finish: Callable[["Pending"], bytes] | None = None
+    quote_set: str | None = None  # a quote.mass: the set its places belong to
+
+
+def _query(
+    handler: Callable[[Queries, Session, wire.Request, int], None],
+) -> Callable[["Dispatcher", Session, wire.Request, int], None]:
+    """A handler of `Queries` in the dispatcher's table (queries are off the order path:
+    the extra call costs nothing that matters)."""
+
+    def on_dispatcher(
+        dispatcher: "Dispatcher", session: Session, request: wire.Request, t_in: int
+    ) -> None:
+        handler(dispatcher.queries, session, request, t_in)
+
+    return on_dispatcher
+
+
+class Dispatcher:
+    """Requests in, commands to the bus and answers out."""
+
+    def __init__(
+        self,
+        bus: EmbeddedBus,
+        connections: Sessions,
+        private_streams: PrivateStreams,
+        public: PublicStreams,
+        auth: Authenticator,
+        limiter: limits.RateLimiter,
+        data_dir: Path,
+        issued_keys: list[ApiKey],
+    ) -> None:
+        self.bus = bus
+        self.reads = bus.reads
+        self.connections = connections
+        self.private_streams = private_streams
+        self.public = public
+        self.auth = auth
+        self.limiter = limiter
+        self.data_dir = data_dir
+        self.issued_keys = issued_keys
+        self.specs: dict[str, InstrumentSpec] = {}  # by symbol, for the wire's conversions
+        self.scales: dict[str, int] = {}  # by asset code
+        self.placed = PlacedOrders(self.reads)
+        self.queries = Queries(self)  # quotes, and who placed each open order
+
+    def on_frame(self, session: Session, frame: str | bytes) -> None:
+        """Answer one frame. Never raises: whatever the frame, it gets its one answer, and
+        the answers already owed on the connection keep coming (a raise would close it)."""
+        try:
+            self._serve_frame(session, frame)
+        except AssertionError:
+            raise  # a broken invariant: crash loudly, recover by replay
+        except Exception:  # a bug outside any handler: the answer says the outcome is unknown
+            log.exception("frame failed on session %d", session.id)
+            self._send_behind(session, wire.error(None, E.INTERNAL, "internal error"))
+
+    def _serve_frame(self, session: Session, frame: str | bytes) -> None:
+        """Decode the envelope, then check logon and scope, then the params, then handle:
+        who may call a method is said before what is wrong with its params."""
+        t_in = now_us()
+        envelope, request = wire.decode(frame)
+        # Every frame is charged, malformed or not, so no flood goes unthrottled.
+        cost = _cost(request) if isinstance(request, wire.Request) else limits.cost_milli("?")
+        retry = self.limiter.charge_cost(session.id, session.account, cost, t_in)
+        if retry:
+            body = wire.error(
+                request.id, E.RATE_LIMITED, "slow down", retry_after_ms=retry, status=429
+            )
+            self.connections.send(session, body)
+            return
+        if isinstance(envelope, wire.WireError):
+            self._send_behind(session, wire.error_of(envelope))
+            return
+        refused = self._refusal(session, envelope.method)
+        if refused is not None:  # behind the answers owed, like every other error
+            self._send_behind(session, wire.error(envelope.id, refused.code, refused.message))
+            return
+        if isinstance(request, wire.WireError):
+            self._send_behind(session, wire.error_of(request))
+            return
+        self.dispatch(session, request, t_in)
+
+    def _refusal(self, session: Session, method: str) -> AuthError | None:
+        """Why this session may not call `method` at all, whatever its params."""
+        if method == "session.logon":
+            return None if session.trade else AuthError(E.PERMISSION_DENIED, LOGON_ON_TRADE)
+        if method in PUBLIC_METHODS:
+            return None
+        if session.key is None:
+            where = "log on first" if session.trade else "log on at /ws/trade for this method"
+            return AuthError(E.NOT_AUTHENTICATED, where)
+        scope = _scope_of(method)
+        try:
+            if scope is not None:
+                require_scope(session.key, scope)
+        except AuthError as refused:
+            return refused
+        return None
+
+    def dispatch(self, session: Session, request: wire.Request, t_in: int) -> None:
+        """Answer one decoded request through `session`'s connection (the one entry for every
+        front door): handler by method, anything else is an admin method."""
+        method = request.method
+        handler = self._handlers.get(method) or Dispatcher._admin
+        try:
+            handler(self, session, request, t_in)
+        except AuthError as refused:
+            self._reply_error(session, request, refused.code, refused.message)
+        except AssertionError:
+            raise  # a broken invariant: crash loudly, recover by replay
+        except Exception:  # a bug in a handler: the client learns the outcome is unknown
+            log.exception("request %r failed", request.method)
+            body = wire.error(request.id, E.INTERNAL, "internal error: query the outcome")
+            self._send_behind(session, body)
+
+    def _send_behind(self, session: Session, body: bytes) -> None:
+        """Send an answer decided now, but behind every answer the connection is owed for
+        the requests before it (they wait for durability): answers keep request order."""
+        pending = Pending(session, None, "", 0)
+        pending.reply = body
+        self.bus.barrier(pending)
+
+    def _reply_error(
+        self, session: Session, request: wire.Request, code: ErrorCode, msg: str, data: Any = None
+    ) -> None:
+        self.connections.send(session, wire.error(request.id, code, msg, data))
+
+    def _reply(self, session: Session, request: wire.Request, result: Any, t_in: int) -> None:
+        self.connections.send(session, wire.ok(request.id, result, t_in, now_us()))
+
+    def _defer_error(
+        self, session: Session, request: wire.Request, code: ErrorCode, msg: str, data: Any = None
+    ) -> None:
+        """Refuse on the state, but only once the commands that made that state are durable."""
+        pending = Pending(session, request.id, request.method, 0)
+        pending.reply = wire.error(request.id, code, msg, data)
+        self.bus.barrier(pending)
+
+    def _defer(self, session: Session, request: wire.Request, t_in: int, result: Any) -> None:
+        """Answer a query after every command before it is durable (it may show them)."""
+        pending = Pending(session, request.id, request.method, t_in)
+        pending.answer = wire.encode(result)
+        self.bus.barrier(pending)
+
+    # session methods
+
+    def _logon(self, session: Session, request: wire.Request, t_in: int) -> None:
+        if not session.trade:
+            self._reply_error(session, request, E.PERMISSION_DENIED, LOGON_ON_TRADE)
+            return
+        if session.key is not None:
+            self._reply_error(session, request, E.BAD_PARAM, "this connection is logged on")
+            return
+        p: Any = request.params
+        window = p.recv_window if p.recv_window is not None else RECV_WINDOW_MS_DEFAULT
+        try:
+            key = self.auth.logon(p.api_key, p.ts, p.nonce, window, p.sig, t_in)
+        except AuthError as refused:  # the key names who tried; the signature stays out
+            self._log_logon_refused(session, p.api_key, refused.code, refused.message)
+            raise
+        connected = sum(
+            1 for other in self.connections.sessions.values() if other.account == key.account
+        )
+        if connected >= limits.CONNECTIONS_PER_ACCOUNT_MAX:
+            msg = f"at most {limits.CONNECTIONS_PER_ACCOUNT_MAX} connections per account"
+            self._log_logon_refused(session, p.api_key, E.PERMISSION_DENIED, msg)
+            self._reply_error(session, request, E.PERMISSION_DENIED, msg)
+            return
+        session.key = key
+        logged_on = {"session": session.id, "peer": peer(session), "account": key.account}
+        log.info("logged on", extra=logged_on | {"api_key": key.key})
+        self._reply(session, request, {"account": key.account, "scopes": sorted(key.scopes)}, t_in)
+
+    def _log_logon_refused(self, session: Session, api_key: str, code: ErrorCode, why: str) -> None:
+        refused = {"session": session.id, "peer": peer(session), "api_key": api_key}
+        log.warning("logon refused", extra=refused | {"code": code.name.lower(), "reason": why})
+
+    def _logout(self, session: Session, request: wire.Request, t_in: int) -> None:
+        """Answered (and closed) behind everything still owed on this connection."""
+        pending = Pending(session, request.id, request.method, t_in, close_after=True)
+        pending.answer = wire.encode({})
+        self.bus.barrier(pending)
+
+    def _status(self, session: Session, request: wire.Request, t_in: int) -> None:
+        result = {
+            "account": session.account,
+            "scopes": sorted(session.key.scopes) if session.key else [],
+            "cod": session.cod,
+            "epoch": self.bus.epoch,
+            "subscriptions": len(session.streams) + session.account_stream,
+        }
+        self._reply(session, request, result, t_in)
+
+    def _ping(self, session: Session, request: wire.Request, t_in: int) -> None:
+        self._reply(session, request, {"pong": t_in}, t_in)
+
+    def _time(self, session: Session, request: wire.Request, t_in: int) -> None:
+        self._reply(session, request, {"time": t_in}, t_in)
+
+    def _cod(self, session: Session, request: wire.Request, t_in: int) -> None:
+        require_scope(_key(session), "trade")
+        session.cod = bool(request.params.enabled)  # type: ignore[attr-defined]
+        self._reply(session, request, {"enabled": session.cod}, t_in)
+
+    def _cancel_after(self, session: Session, request: wire.Request, t_in: int) -> None:
+        require_scope(_key(session), "trade")
+        account = _key(session).account
+        timeout_ms: int = request.params.timeout_ms  # type: ignore[attr-defined]
+        self.private_streams.cancel_after(account, t_in, timeout_ms)
+        self._reply(session, request, {"timeout_ms": timeout_ms, "armed": bool(timeout_ms)}, t_in)
+
+    def _trade(self, session: Session, request: wire.Request, t_in: int) -> None:
+        key = _key(session)
+        require_scope(key, "trade")
+        quote_set = getattr(request.params, "quote_set", None)
+        if request.method == "orders.cancel_all" and quote_set is not None:
+            self._cancel_quote_set(session, request, t_in, key.account, quote_set)
+            return
+        command = self._command(session, request, key.account)
+        if command is None:
+            return
+        pending = Pending(session, request.id, request.method, t_in, finish=_trade_result)
+        self.bus.submit(command, pending)
+
+    def _quote_mass(self, session: Session, request: wire.Request, t_in: int) -> None:
+        """Replace the quote set's bid and ask per symbol: post-only, expire_maker."""
+        key = _key(session)
+        require_scope(key, "trade")
+        if not session.cod:
+            self._reply_error(session, request, E.COD_REQUIRED, "enable session.cod first")
+            return
+        p: Any = request.params
+        planned: list[tuple[Command, QuoteSlot]] = []
+        for quote in p.quotes:
+            units = wire.quote_units(quote, self.specs)
+            if isinstance(units, wire.WireError):
+                self._reply_error(session, request, units.code, units.message)
+                return
+            for side, price, qty in (
+                (Side.BUY, units.bid_px, units.bid_qty),
+                (Side.SELL, units.ask_px, units.ask_qty),
+            ):
+                if qty is None:
+                    continue  # this side is not mentioned: left as it is
+                slot = (key.account, p.quote_set, units.symbol, side)
+                command = self.placed.requote(slot, price or 0, qty)
+                if command is not None:
+                    planned.append((command, slot))
+        pending = Pending(
+            session,
+            request.id,
+            request.method,
+            t_in,
+            len(planned),
+            finish=_batch_result,
+            quote_set=p.quote_set,
+        )
+        if not planned:
+            self.connections.send(session, _batch_result(pending))
+            return
+        for command, slot in planned:
+            executed = self.bus.submit(command, pending)
+            self.placed.track_quote(slot, executed.events)  # now: the next quote.mass builds on it
+
+    def _cancel_quote_set(
+        self, session: Session, request: wire.Request, t_in: int, account: int, quote_set: str
+    ) -> None:
+        p: Any = request.params
+        commands = [
+            CancelOrder(account=account, order_id=order_id, reason=CancelReason.MASS_CANCEL)
+            for (owner, name, symbol, side), order_id in self.placed.quotes.items()
+            if owner == account
+            and name == quote_set
+            and order_id in self.reads.orders
+            and (p.symbol is None or symbol == p.symbol)
+            and (p.side is None or side is p.side)
+            and p.tag is None  # quotes carry no tag: a tag filter matches none of them
+        ]
+        pending = Pending(
+            session, request.id, request.method, t_in, len(commands), finish=_canceled_count
+        )
+        if not commands:
+            self.connections.send(session, _canceled_count(pending))
+        for command in commands:
+            self.bus.submit(command, pending)
+
+    def _command(self, session: Session, request: wire.Request, account: int) -> Command | None:
+        symbol = None
+        if request.method == "order.amend":
+            p: Any = request.params
+            order = self.reads.find_order(account, p.order_id or 0, p.cl_ord_id)
+            symbol = order.symbol if order is not None else None
+            if order is None and (p.price is not None or p.qty is not None):
+                # no symbol to read the units at: refused here, as the engine would refuse it
+                code, msg = self.reads.missing_order_reason(account, p.order_id or 0, p.cl_ord_id)
+                data = {"order_id": p.order_id} if p.order_id else None
+                self._defer_error(session, request, code, msg, data)
+                return None
+        command = wire.to_command(request, self.specs, self.scales, account, order_symbol=symbol)
+        if isinstance(command, wire.WireError):  # may hang on state (an unknown symbol)
+            self._defer_error(session, request, command.code, command.message)
+            return None
+        return command
+
+    def _batch(self, session: Session, request: wire.Request, t_in: int) -> None:
+        """Up to 20 ops applied in order, one result each; a malformed op applies nothing."""
+        key = _key(session)
+        require_scope(key, "trade")
+        planned: list[Command | CommandRejected] = []
+        placed_here: dict[str, str] = {}  # cl_ord_id -> symbol, for amends of earlier ops
+        for index, op in enumerate(request.params.ops):  # type: ignore[attr-defined]
+            symbol = None
+            if isinstance(op, wire.AmendOp):
+                p = op.params
+                order = self.reads.find_order(key.account, p.order_id or 0, p.cl_ord_id)
+                symbol = order.symbol if order is not None else placed_here.get(p.cl_ord_id or "")
+                if symbol is None:
+                    reason = self.reads.missing_order_reason(
+                        key.account, p.order_id or 0, p.cl_ord_id
+                    )
+                    planned.append(_unknown_order(key.account, p.order_id, p.cl_ord_id, reason))
+                    continue
+            elif isinstance(op, wire.PlaceOp) and op.params.cl_ord_id is not None:
+                placed_here[op.params.cl_ord_id] = op.params.symbol
+            command = wire.params_to_command(
+                op.params, self.specs, self.scales, key.account, order_symbol=symbol
+            )
+            if isinstance(command, wire.WireError):  # malformed: nothing applied
+                msg = f"op {index}: {command.message}"
+                self._reply_error(session, request, command.code, msg, {"op": index})
+                return
+            planned.append(command)
+        pending = Pending(
+            session, request.id, request.method, t_in, len(planned), finish=_batch_result
+        )
+        for item in planned:
+            if isinstance(item, CommandRejected):
+                self.bus.barrier(pending, [item])
+            else:
+                self.bus.submit(item, pending)
+
+    def _admin(self, session: Session, request: wire.Request, t_in: int) -> None:
+        key = _key(session)
+        require_scope(key, "admin")
+        action = {"session": session.id, "account": key.account, "api_key": key.key}
+        params = msgspec.to_builtins(request.params)
+        log.info("admin request", extra=action | {"method": request.method, "params": params})
+        if request.method == "admin.issue_key":
+            self._issue_key(session, request, t_in)
+            return
+        p: Any = request.params
+        command = self._command(session, request, getattr(p, "account", key.account))
+        if command is None:
+            return
+        finish: Callable[[Pending], bytes] = _admin_result
+        if request.method in CORPORATE_METHODS:  # the answer sums the action up, in decimals
+            finish = partial(_corporate_result, self.scales)
+        pending = Pending(session, request.id, request.method, t_in, finish=finish)
+        self.bus.submit(command, pending)
+
+    def _issue_key(self, session: Session, request: wire.Request, t_in: int) -> None:
+        p: Any = request.params
+        if not self.reads.is_participant(p.account):
+            self._defer_error(session, request, E.UNKNOWN_ACCOUNT, f"no account {p.account}")
+            return
+        key = ApiKey(
+            f"key-{secrets.token_hex(8)}", secrets.token_hex(24), p.account, frozenset(p.scopes)
+        )
+        self.auth.store.add(key)
+        self.issued_keys.append(key)
+        save_json(self.data_dir / ISSUED_KEYS_FILE, self.issued_keys)  # before the answer
+        issued = {"api_key": key.key, "account": key.account, "scopes": sorted(key.scopes)}
+        log.info("api key issued", extra=issued | {"by": _key(session).account})
+        result = {"api_key": key.key, "secret": key.secret, "account": key.account}
+        self._reply(session, request, result | {"scopes": sorted(key.scopes)}, t_in)
+
+    def answer(self, pending: Pending, executed: Executed) -> None:
+        pending.results.append(executed)
+        if len(pending.results) < pending.expected:
+            return
+        session = pending.session
+        if pending.reply is not None:
+            self.connections.send(session, pending.reply)
+        elif pending.answer is not None:
+            result = msgspec.Raw(pending.answer)  # encoded when the query arrived
+            self.connections.send(
+                session, wire.ok(pending.request_id, result, pending.t_in, now_us())
+            )
+        elif pending.finish is not None:
+            self.connections.send(session, pending.finish(pending))
+        if pending.close_after and not (pending.close_code == 4001 and session.key is not None):
+            # (a logon-timeout close is dropped when the logon made it in before it)
+            self.connections.close(session, pending.close_code, pending.close_reason)
+
+    _handlers: dict[str, Callable[["Dispatcher", Session, wire.Request, int], None]] = {
+        "session.logon": _logon,
+        "session.logout": _logout,
+        "session.status": _status,
+        "ping": _ping,
+        "time": _time,
+        "session.cod": _cod,
+        "orders.cancel_after": _cancel_after,
+        "order.place": _trade,
+        "order.cancel": _trade,
+        "order.amend": _trade,
+        "orders.cancel_all": _trade,
+        "order.batch": _batch,
+        "quote.mass": _quote_mass,
+        "orders.open": _query(Queries._open_orders),
+        "order.status": _query(Queries._order_status),
+        "orders.history": _query(Queries._orders_history),
+        "fills": _query(Queries._fills),
+        "balances": _query(Queries._balances),
+        "instruments": _query(Queries._instruments),
+        "book.snapshot": _query(Queries._book_snapshot),
+        "subscribe": _query(Queries._subscribe),
+        "unsubscribe": _query(Queries._unsubscribe),
+        "subscriptions": _query(Queries._subscriptions),
+    }
+
+
+# ----------------------------------------------------------------- results
+
+
+def _scope_of(method: str) -> str | None:
+    """The scope a method needs beyond logon, if any."""
+    if method in TRADE_SCOPE_METHODS:
+        return "trade"
+    if method in READ_METHODS:
+        return "read"
+    if method.startswith("admin."):
+        return "admin"
+    return None
+
+
+def _cost(request: wire.Request) -> int:
+    """What a request costs in milli-tokens: a batch, the sum of its ops by kind."""
+    params = request.params
+    if type(params) is wire.BatchParams:
+        methods = (type(op).__struct_config__.tag for op in params.ops)  # tags are methods
+        return limits.batch_cost_milli(cast("Iterator[str]", methods))
+    if type(params) is wire.QuoteMassParams:
+        return limits.cost_milli(request.method, len(params.quotes))
+    return limits.cost_milli(request.method)
+
+
+def _unknown_order(
+    account: int, order_id: int | None, cl_ord_id: str | None, reason: tuple[ErrorCode, str]
+) -> CommandRejected:
+    """The refusal of an amend whose order neither is open nor was placed earlier in a batch."""
+    code, detail = reason
+    return CommandRejected(0, "amend_order", code, detail, account, None, order_id or 0, cl_ord_id)
+
+
+def _outcome(executed: Executed) -> dict[str, Any]:
+    """What a command did, for its response: the order's id and status after it."""
+    result: dict[str, Any] = {"seq": executed.seq}
+    order_id = 0
+    status = None
+    for event in executed.events:
+        if isinstance(event, OrderAccepted):
+            order_id, status = event.order_id, event.status
+            result["cl_ord_id"] = event.cl_ord_id
+        elif isinstance(event, TradeExecuted) and event.taker_order_id == order_id:
+            status = event.taker_status
+        elif isinstance(event, OrderCanceled | OrderExpired | SelfTradePrevented):
+            if not order_id:
+                order_id = event.order_id
+            if event.order_id == order_id:
+                status = event.status
+        elif isinstance(event, OrderAmended):
+            order_id, status = event.order_id, event.status
+        elif isinstance(event, WithdrawalRequested):
+            result["withdrawal_id"] = event.withdrawal.withdrawal_id
+    if order_id:
+        result["order_id"] = order_id
+    if status is not None:
+        result["status"] = status
+    if isinstance(executed.command, CancelAll):  # about many orders: just how many
+        canceled = sum(isinstance(e, OrderCanceled) for e in executed.events)
+        return {"seq": executed.seq, "canceled": canceled}
+    return result
+
+
+def _trade_result(pending: Pending) -> bytes:
+    executed = pending.results[0]
+    rejected = rejection(executed.events)
+    if rejected is not None:
+        data = wire.rejection_data(rejected)
+        return wire.error(pending.request_id, rejected.reason, rejected.detail, data)
+    return wire.ok(pending.request_id, _outcome(executed), pending.t_in, now_us())
+
+
+_admin_result = _trade_result
+CORPORATE_METHODS = frozenset({"admin.pay_dividend", "admin.split"})
+
+
+def _corporate_result(scales: Mapping[str, int], pending: Pending) -> bytes:
+    """A dividend's or a split's totals, as decimal strings at the assets' scales."""
+    executed = pending.results[0]
+    rejected = rejection(executed.events)
+    if rejected is not None:
+        return wire.error(pending.request_id, rejected.reason, rejected.detail)
+    summary = executed.events[-1]
+    result: dict[str, Any] = {"seq": executed.seq}
+    if isinstance(summary, DividendPaid):
+        cash = scales[summary.cash_asset]
+        result |= {
+            "symbol": summary.symbol,
+            "asset": summary.asset,
+            "cash_asset": summary.cash_asset,
+            "payer": summary.payer,
+            "amount_per_share": format_units(summary.amount, summary.amount_decimals),
+            "holders": summary.holders,
+            "shares_total": format_units(summary.shares_total, scales[summary.asset]),
+            "provided": format_units(summary.provided, cash),
+            "paid_total": format_units(summary.paid_total, cash),
+            "residual": format_units(summary.residual, cash),
+            "settlement_id": summary.settlement_id,
+        }
+    elif isinstance(summary, SharesSplit):
+        scale = scales[summary.asset]
+        result |= {
+            "symbol": summary.symbol,
+            "asset": summary.asset,
+            "ratio": f"{summary.ratio_new}:{summary.ratio_old}",
+            "holders": summary.holders,
+            "supply_before": format_units(summary.supply_before, scale),
+            "supply_after": format_units(summary.supply_after, scale),
+            "rounding_holding": format_units(summary.rounding_holding, scale),
+            "orders_amended": summary.orders_amended,
+            "orders_canceled": summary.orders_canceled,
+            "settlement_id": summary.settlement_id,
+        }
+    return wire.ok(pending.request_id, result, pending.t_in, now_us())
+
+
+def _canceled_count(pending: Pending) -> bytes:
+    canceled = sum(
+        isinstance(event, OrderCanceled)
+        for executed in pending.results
+        for event in executed.events
+    )
+    return wire.ok(pending.request_id, {"canceled": canceled}, pending.t_in, now_us())
+
+
+def _batch_result(pending: Pending) -> bytes:
+    results = []
+    failed = 0
+    for executed in pending.results:
+        rejected = rejection(executed.events)
+        if rejected is None:
+            results.append({"status": 200, "result": _outcome(executed)})
+        else:
+            failed += 1
+            error = {
+                "code": int(rejected.reason),
+                "name": rejected.reason.name,
+                "msg": rejected.detail,
+            }
+            data = wire.rejection_data(rejected)
+            if data is not None:
+                error["data"] = data
+            results.append({"status": wire.rejection_status(rejected.reason), "error": error})
+    body = {
+        "id": pending.request_id,
+        "status": 409 if failed else 200,
+        "result": {"results": results},
+        "t_in": pending.t_in,
+        "t_out": now_us(),
+    }
+    return wire.encode(body)

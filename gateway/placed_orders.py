@@ -1,0 +1,104 @@
+"""Orders placed through this gateway: the live quotes of `quote.mass`, and who placed what.
+
+Owns two small tables kept in step with the released events: each quote set's live quote
+per symbol and side (so the next `quote.mass` amends or cancels it instead of placing
+anew), and the session that placed each open order (so cancel-on-disconnect knows what to
+cancel). Both forget an order as soon as it closes; neither is in snapshots (a restart
+drops every connection, and with it every quote set's session).
+"""
+
+from core.bus import ReadSide
+from engine.commands import AmendOrder, CancelOrder, Command, PlaceOrder
+from engine.enums import SelfTradePrevention, Side
+from engine.events import (
+    Event,
+    OrderAccepted,
+    OrderAmended,
+    OrderCanceled,
+    OrderExpired,
+    SelfTradePrevented,
+    TradeExecuted,
+)
+from gateway.sessions import Session
+
+QuoteSlot = tuple[int, str, str, Side]  # account, quote set, symbol, side: one live quote
+
+
+class PlacedOrders:
+    """The live quotes and the placing session of each open order placed here."""
+
+    def __init__(self, reads: ReadSide) -> None:
+        self.reads = reads
+        self.quotes: dict[QuoteSlot, int] = {}  # each live quote's order id
+        self.quote_slots: dict[int, QuoteSlot] = {}  # and back: forgotten when it closes
+        self.placed_on: dict[int, Session] = {}  # open order id -> the session that placed it
+
+    def requote(self, slot: QuoteSlot, price: int, qty: int) -> Command | None:
+        """The command that makes the slot's live quote `qty` at `price` (0: pulled)."""
+        account, _, symbol, side = slot
+        order = self.reads.orders.get(self.quotes.get(slot, 0))
+        if order is None or order.account != account:
+            if not qty:
+                return None
+            return PlaceOrder(
+                account=account,
+                symbol=symbol,
+                side=side,
+                price=price,
+                qty=qty,
+                post_only=True,
+                stp=SelfTradePrevention.EXPIRE_MAKER,
+            )
+        if not qty:
+            return CancelOrder(account=account, order_id=order.order_id)
+        if order.price == price and order.leaves_qty == qty:
+            return None  # already quoted exactly so: keep its place in the queue
+        # Quotes are sizes on display: the amended total is what traded plus the new size.
+        return AmendOrder(
+            account=account, order_id=order.order_id, price=price, qty=order.cum_qty + qty
+        )
+
+    def forget_closed(self, events: list[Event]) -> None:
+        """Orders that closed no longer need cancel-on-disconnect."""
+        for event in events:
+            if isinstance(event, OrderCanceled | OrderExpired | SelfTradePrevented):
+                self.forget_order(event.order_id)
+            elif isinstance(event, TradeExecuted):
+                if not event.maker_leaves_qty:
+                    self.forget_order(event.maker_order_id)
+                if not event.taker_leaves_qty:
+                    self.forget_order(event.taker_order_id)
+            elif isinstance(event, OrderAmended) and not event.leaves_qty:
+                self.forget_order(event.order_id)
+
+    def track_placed(self, session: Session, events: list[Event]) -> None:
+        """Orders placed on a connection are known at once to its cancel-on-disconnect."""
+        for event in events:
+            if isinstance(event, OrderAccepted):
+                session.placed.add(event.order_id)
+                self.placed_on[event.order_id] = session
+
+    def forget_session(self, session: Session) -> None:
+        """The session is gone: its orders have nobody left to cancel them on disconnect."""
+        for order_id in session.placed:
+            self.placed_on.pop(order_id, None)
+
+    def track_quote(self, slot: QuoteSlot, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, OrderAccepted):
+                self.quotes[slot] = event.order_id
+                self.quote_slots[event.order_id] = slot
+        order_id = self.quotes.get(slot)
+        if order_id is not None and order_id not in self.reads.orders:
+            self.forget_quote(order_id)  # pulled, filled or refused: no live quote
+
+    def forget_quote(self, order_id: int) -> None:
+        slot = self.quote_slots.pop(order_id, None)
+        if slot is not None and self.quotes.get(slot) == order_id:
+            del self.quotes[slot]
+
+    def forget_order(self, order_id: int) -> None:
+        self.forget_quote(order_id)
+        session = self.placed_on.pop(order_id, None)
+        if session is not None:
+            session.placed.discard(order_id)

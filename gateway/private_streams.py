@@ -1,0 +1,288 @@
+"""Private streams: each account's sequenced pushes, `since_seq` replay, cod and dms.
+
+Owns the per-account `account` stream: exec reports get their seq as each command
+executes (so an account snapshot taken then is exact) and reach subscribers, and a bounded
+history for `since_seq` replay, once durable; account subscriptions (snapshot or replay,
+then live); the closed-order history; cancel-on-disconnect and the dead-man's switch
+(armed deadlines are kept in `DEAD_MAN_FILE`, so they survive a restart).
+"""
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from core.bus import EmbeddedBus, ReadSide
+from core.sequencer import Executed
+from core.venue_core import now_us, save_json
+from engine.commands import CancelAll, CancelOrder
+from engine.enums import CancelReason
+from engine.units import format_units
+from gateway import frames, limits, wire
+from gateway.order_history import OrderHistory
+from gateway.reports import ExecReporter, Sequenced, anonymized
+from gateway.sessions import Session, Sessions
+
+DEAD_MAN_FILE = "dead_man.json"  # armed dead-man's switches: account -> deadline (µs)
+
+
+@dataclass(eq=False)
+class PrivateStream:
+    """An account's private events: per-account seq, bounded history for since_seq replay.
+
+    Seqs are given when a command executes (`assigned`); an event joins the history and
+    reaches subscribers when its command is durable (`seq`: the last one released).
+    """
+
+    seq: int = 0
+    assigned: int = 0
+    history: deque[tuple[int, bytes]] = field(
+        default_factory=lambda: deque(maxlen=limits.PRIVATE_HISTORY_EVENTS_MAX)
+    )
+    sessions: set[Session] = field(default_factory=set)
+
+
+@dataclass(eq=False)
+class Notice:
+    """A session push about the commands submitted with it as their origin: sent once they
+    are all durable (the sequencer releases them in one batch), before their own pushes."""
+
+    account: int
+    message: dict[str, Any]
+    sent: bool = False
+
+
+@dataclass(eq=False)
+class AccountSubscription:
+    """A subscription to the private stream, waiting for what it saw to be durable."""
+
+    session: Session
+    account: int
+    since_seq: int | None
+    snapshot: bytes | None  # None: replay the history after since_seq instead
+
+
+class PrivateStreams:
+    """Every account's private stream, and the switches that cancel an account's orders."""
+
+    def __init__(self, bus: EmbeddedBus, connections: Sessions, data_dir: Path) -> None:
+        self.bus = bus
+        self.reads = bus.reads
+        self.connections = connections
+        self.data_dir = data_dir
+        self.streams: dict[int, PrivateStream] = {}
+        self.reporter = ExecReporter()
+        self.order_history = OrderHistory()  # closed orders, for order.status and orders.history
+        self.dead_man: dict[int, asyncio.TimerHandle] = {}
+        self.dead_man_deadlines = _load_deadlines(data_dir / DEAD_MAN_FILE)
+
+    # ----------------------------------------------------------------- the stream
+
+    def assign(self, executed: Executed, quote_set: str | None) -> None:
+        """Right after a command executes: its private pushes get their seqs, in execution
+        order, so an account snapshot taken now is exact."""
+        events = executed.events
+        reports = self.reporter.reports(events, command=executed.command, quote_set=quote_set)
+        self.order_history.record(reports)  # on replay too: so the history is rebuilt
+        private = self.streams
+        pushes = executed.pushes
+        epoch = self.bus.epoch_of(executed.seq) if reports else 0
+        for account, push in reports:
+            stream = private.get(account)
+            if stream is None:  # not setdefault: that would build a stream for every push
+                stream = private[account] = PrivateStream()
+            seq = stream.assigned = stream.assigned + 1
+            message = Sequenced(push.ch, seq, epoch, push.type, push.ts, push.data)
+            pushes.append((account, seq, wire.encode(message)))
+
+    def publish(self, executed: Executed) -> None:
+        """The command is durable: its private events join the history and go out."""
+        for account, seq, payload in executed.pushes:
+            stream = self.streams[account]
+            stream.seq = seq
+            stream.history.append((seq, payload))
+            if stream.sessions:
+                frame = frames.text_frame(payload)
+                for session in stream.sessions:
+                    self.connections.send_frame(session, frame)
+
+    def subscription(
+        self, session: Session, account: int, since_seq: int | None
+    ) -> tuple[int, AccountSubscription]:
+        """The stream's seq now and the subscription that joins it once that is durable:
+        a snapshot taken now, unless `since_seq` can be replayed from the history."""
+        stream = self.streams.setdefault(account, PrivateStream())
+        seq = stream.assigned  # every event up to here is in the state read below
+        oldest = stream.history[0][0] if stream.history else stream.seq + 1
+        snapshot = None
+        if since_seq is None or not oldest - 1 <= since_seq <= seq:
+            snapshot = wire.encode(
+                {
+                    "ch": "account",
+                    "type": "snapshot",
+                    "epoch": self.bus.epoch,
+                    "seq": seq,
+                    "orders": [order_view(self.reads, o) for o in self.reads.open_orders(account)],
+                    "balances": balance_rows(self.reads, account),
+                }
+            )
+        return seq, AccountSubscription(session, account, since_seq, snapshot)
+
+    def join(self, joining: AccountSubscription) -> None:
+        """Everything up to the snapshot's seq is durable now: send it (or the missed
+        events) and from here on every new private event of the account."""
+        session = joining.session
+        if session.id not in self.connections.sessions:
+            return  # gone before its subscription took effect
+        stream = self.streams[joining.account]
+        if joining.snapshot is not None:
+            self.connections.send(session, joining.snapshot)
+        else:
+            for seq, payload in stream.history:
+                if seq > (joining.since_seq or 0):
+                    self.connections.send(session, payload)
+        session.account_stream = True
+        stream.sessions.add(session)
+
+    def leave(self, session: Session) -> None:
+        """The session no longer follows its account's stream."""
+        if session.account is not None:
+            private = self.streams.get(session.account)
+            if private is not None:
+                private.sessions.discard(session)
+
+    def fills(self, account: int, since_seq: int, limit: int) -> list[Any]:
+        """The account's fills still in its history, after `since_seq`."""
+        stream = self.streams.get(account) or PrivateStream()
+        fills: list[Any] = []
+        for seq, payload in stream.history:
+            if seq > since_seq and b'"exec_type":"trade"' in payload and len(fills) < limit:
+                fills.append(msgspec.json.decode(payload))
+        return fills
+
+    # ----------------------------------------------------------------- snapshots
+
+    def image(self) -> dict[str, Any]:
+        """The private streams' part of a snapshot."""
+        return {
+            "last_exec_id": self.reporter.last_exec_id,
+            "private": {
+                str(account): (stream.seq, list(stream.history))
+                for account, stream in self.streams.items()
+            },
+            "order_history": self.order_history.image(),
+        }
+
+    def restore(self, image: dict[str, Any]) -> None:
+        """Take a snapshot's part back (the venue is restored already)."""
+        self.reporter.last_exec_id = image["last_exec_id"]
+        for order in self.reads.orders.values():  # before the journal tail trades them
+            self.reporter.adopt(order)
+        for account, (seq, history) in image["private"].items():
+            stream = self.streams.setdefault(int(account), PrivateStream())
+            stream.seq = stream.assigned = seq
+            stream.history.extend((s, anonymized(int(account), bytes(p))) for s, p in history)
+        self.order_history.restore(image.get("order_history"))
+
+    # ----------------------------------------------------------------- cod and dms
+
+    def cancel_on_disconnect(self, session: Session) -> None:
+        """A closed session with cod on: cancel the orders it placed that are still open."""
+        if session.cod and session.placed and session.account is not None:
+            account = session.account
+            notice = Notice(account, {"ch": "session", "type": "cod.triggered"})
+            for order_id in sorted(session.placed):
+                command = CancelOrder(account=account, order_id=order_id, reason=CancelReason.COD)
+                self.bus.submit(command, notice)
+
+    def cancel_after(self, account: int, t_in: int, timeout_ms: int) -> None:
+        """Arm (or with 0, disarm) the account's dead-man's switch."""
+        if timeout_ms:
+            self.dead_man_deadlines[account] = t_in + timeout_ms * 1_000
+        else:
+            self.dead_man_deadlines.pop(account, None)
+        # durable before the answer: an armed switch survives a restart (and fires late
+        # rather than never if the venue was down past its deadline)
+        save_json(self.data_dir / DEAD_MAN_FILE, self.dead_man_deadlines)
+        self.arm_dead_man(account)
+
+    def arm_dead_man(self, account: int) -> None:
+        """(Re)start the account's timer for its deadline, or stop it if it has none."""
+        timer = self.dead_man.pop(account, None)
+        if timer is not None:
+            timer.cancel()
+        deadline_us = self.dead_man_deadlines.get(account)
+        if deadline_us is not None:
+            delay_s = max(0.0, (deadline_us - now_us()) / 1_000_000)
+            self.dead_man[account] = asyncio.get_running_loop().call_later(
+                delay_s, self._dead_man_fired, account
+            )
+
+    def disarm_all(self) -> None:
+        for timer in self.dead_man.values():
+            timer.cancel()  # a stopped venue takes no more commands
+        self.dead_man.clear()
+
+    def _dead_man_fired(self, account: int) -> None:
+        self.dead_man.pop(account, None)
+        notice = Notice(account, {"ch": "session", "type": "dms.triggered"})
+        self.bus.submit(CancelAll(account=account, reason=CancelReason.DMS), notice)
+        self.dead_man_deadlines.pop(account, None)
+        # spent, but only on disk once its cancel is durable: a crash in between fires it
+        # again at the next start (canceling nothing new) rather than never
+        spent = asyncio.get_running_loop().create_task(self._save_dead_man_after_drain())
+        self.connections.keep(spent)
+
+    async def _save_dead_man_after_drain(self) -> None:
+        await self.bus.drain()
+        save_json(self.data_dir / DEAD_MAN_FILE, self.dead_man_deadlines)
+
+
+# ----------------------------------------------------------------- views
+
+
+def order_view(reads: ReadSide, order: Any) -> dict[str, Any]:
+    spec = reads.markets[order.symbol].spec
+    return {
+        "order_id": order.order_id,
+        "cl_ord_id": order.cl_ord_id,
+        "symbol": order.symbol,
+        "side": order.side,
+        "type": order.order_type,
+        "tif": order.tif,
+        "price": format_units(order.price, spec.price_decimals),
+        "qty": format_units(order.qty, spec.qty_decimals),
+        "leaves_qty": format_units(order.leaves_qty, spec.qty_decimals),
+        "cum_qty": format_units(order.cum_qty, spec.qty_decimals),
+        "status": order.status,
+        "tag": order.tag,
+    }
+
+
+def balance_rows(reads: ReadSide, account: int) -> list[dict[str, Any]]:
+    rows = []
+    ledger = reads.ledger
+    balances = ledger.balances
+    for asset in sorted(ledger.assets):  # a few dozen assets, not every balance
+        balance = balances.get((account, asset))
+        if balance is None:
+            continue
+        scale = ledger.assets[asset].scale
+        rows.append(
+            {
+                "asset": asset,
+                "total": format_units(balance.total, scale),
+                "available": format_units(balance.available, scale),
+                "held": format_units(balance.held, scale),
+            }
+        )
+    return rows
+
+
+def _load_deadlines(path: Path) -> dict[int, int]:
+    if not path.exists():
+        return {}
+    return msgspec.json.decode(path.read_bytes(), type=dict[int, int])

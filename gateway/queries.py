@@ -1,0 +1,167 @@
+"""Queries and subscriptions: the requests that read state and submit no command.
+
+Owns the handlers of `orders.open`, `order.status`, `orders.history`, `fills`,
+`balances`, `instruments`, `book.snapshot`, `subscribe`, `unsubscribe` and
+`subscriptions`. State comes from the read side and the streams; answers that may show
+state go behind the commands before them (the dispatcher's `_defer`), so no answer shows
+what is not yet durable. Called through the dispatcher's method table.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from engine.reasons import ErrorCode
+from gateway import limits, wire
+from gateway.auth import require_scope
+from gateway.market_data import Channel, Stream
+from gateway.private_streams import balance_rows, order_view
+from gateway.public_streams import tier
+from gateway.sessions import Session
+from gateway.sessions import key_of as _key
+
+if TYPE_CHECKING:
+    from gateway.dispatch import Dispatcher
+
+E = ErrorCode
+
+
+class Queries:
+    """The read requests' handlers, answering through the dispatcher."""
+
+    def __init__(self, dispatcher: "Dispatcher") -> None:
+        self.reads = dispatcher.reads
+        self.private_streams = dispatcher.private_streams
+        self.public = dispatcher.public
+        self.bus = dispatcher.bus
+        self.specs = dispatcher.specs  # by symbol, shared: learned as instruments list
+        # the dispatcher's ways to answer, in request order
+        self._reply = dispatcher._reply
+        self._reply_error = dispatcher._reply_error
+        self._defer = dispatcher._defer
+        self._defer_error = dispatcher._defer_error
+
+    # queries (answered behind the commands before them)
+
+    def _open_orders(self, session: Session, request: wire.Request, t_in: int) -> None:
+        symbol = request.params.symbol  # type: ignore[attr-defined]
+        orders = [
+            order_view(self.reads, o)
+            for o in self.reads.open_orders(_key(session).account)
+            if symbol is None or o.symbol == symbol
+        ]
+        self._defer(session, request, t_in, {"orders": orders})
+
+    def _order_status(self, session: Session, request: wire.Request, t_in: int) -> None:
+        """An open order, else a closed one from the account's retained history."""
+        p: Any = request.params
+        account = _key(session).account
+        history = self.private_streams.order_history
+        order = self.reads.find_order(account, p.order_id or 0, p.cl_ord_id)
+        if order is not None:
+            spec = self.reads.markets[order.symbol].spec
+            self._defer(session, request, t_in, history.open_record(order, spec))
+            return
+        record = history.find(account, p.order_id, p.cl_ord_id)
+        if record is None:
+            msg = history.unknown(account, p.order_id)
+            self._defer_error(session, request, E.UNKNOWN_ORDER, msg)
+            return
+        self._defer(session, request, t_in, record)
+
+    def _orders_history(self, session: Session, request: wire.Request, t_in: int) -> None:
+        """The account's orders, open and closed, newest first, one page at a time."""
+        p: Any = request.params
+        if p.symbol is not None and p.symbol not in self.reads.markets:
+            self._defer_error(session, request, E.UNKNOWN_SYMBOL, f"no symbol {p.symbol}")
+            return
+        account = _key(session).account
+        orders, cursor = self.private_streams.order_history.page(
+            account,
+            self.reads.open_orders(account),
+            self.specs,
+            status=p.status,
+            symbol=p.symbol,
+            since_ts=p.since_ts,
+            until_ts=p.until_ts,
+            before_order_id=p.before_order_id,
+            limit=p.limit,
+        )
+        self._defer(session, request, t_in, {"orders": orders, "next_before_order_id": cursor})
+
+    def _fills(self, session: Session, request: wire.Request, t_in: int) -> None:
+        p: Any = request.params
+        account = _key(session).account
+        fills = self.private_streams.fills(account, p.since_seq or 0, p.limit)
+        self._defer(session, request, t_in, {"fills": fills})
+
+    def _balances(self, session: Session, request: wire.Request, t_in: int) -> None:
+        account = _key(session).account
+        self._defer(session, request, t_in, {"balances": balance_rows(self.reads, account)})
+
+    def _instruments(self, session: Session, request: wire.Request, t_in: int) -> None:
+        rows = [self.public.instrument_view(symbol) for symbol in sorted(self.reads.markets)]
+        self._defer(session, request, t_in, {"instruments": rows})
+
+    def _book_snapshot(self, session: Session, request: wire.Request, t_in: int) -> None:
+        p: Any = request.params
+        stream = Stream(Channel.BOOK, p.symbol, tier(p.depth))
+        problem = self.public.market_data.problem(stream)
+        if problem is not None:
+            self._reply_error(session, request, E.UNKNOWN_SYMBOL, problem)
+            return
+        message = msgspec.json.decode(self.public.market_data.snapshot(stream, t_in).payload)
+        self._reply(session, request, message["data"] | {"seq": message["seq"]}, t_in)
+
+    # subscriptions
+
+    def _subscribe(self, session: Session, request: wire.Request, t_in: int) -> None:
+        p: Any = request.params
+        if p.ch == "account":
+            self._subscribe_account(session, request, t_in, p.since_seq)
+            return
+        symbols = p.symbols or sorted(self.reads.markets)
+        streams = [
+            Stream(Channel(p.ch), s, tier(p.depth) if p.ch == "book" else 0) for s in symbols
+        ]
+        for stream in streams:
+            problem = self.public.market_data.problem(stream)
+            if problem is not None:
+                self._reply_error(session, request, E.UNKNOWN_SYMBOL, problem)
+                return
+        if len(session.streams | set(streams)) > limits.SUBSCRIPTIONS_PER_CONNECTION_MAX:
+            self._reply_error(session, request, E.TOO_MANY_SUBSCRIPTIONS, "too many")
+            return
+        self._reply(session, request, {"subscribed": [s.name for s in streams]}, t_in)
+        self.public.follow(session, streams, t_in)
+
+    def _subscribe_account(
+        self, session: Session, request: wire.Request, t_in: int, since_seq: int | None
+    ) -> None:
+        """Replay from since_seq, or a snapshot, then live: taken now, sent when durable."""
+        if session.key is None:
+            self._reply_error(session, request, E.NOT_AUTHENTICATED, "log on first")
+            return
+        require_scope(session.key, "read")
+        account = session.key.account
+        seq, subscription = self.private_streams.subscription(session, account, since_seq)
+        self._reply(session, request, {"subscribed": ["account"], "seq": seq}, t_in)
+        self.bus.barrier(subscription)
+
+    def _unsubscribe(self, session: Session, request: wire.Request, t_in: int) -> None:
+        p: Any = request.params
+        removed = []
+        if p.ch == "account" and session.account is not None:
+            session.account_stream = False
+            self.private_streams.leave(session)
+            removed.append("account")
+        for stream in list(session.streams):
+            if stream.channel.value == p.ch and (not p.symbols or stream.symbol in p.symbols):
+                self.public.unfollow(session, stream)
+                removed.append(stream.name)
+        self._reply(session, request, {"unsubscribed": removed}, t_in)
+
+    def _subscriptions(self, session: Session, request: wire.Request, t_in: int) -> None:
+        names = sorted(s.name for s in session.streams)
+        names += ["account"] if session.account_stream else []
+        self._reply(session, request, {"subscriptions": names}, t_in)

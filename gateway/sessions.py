@@ -1,0 +1,196 @@
+"""Connections: each session's state, its bounded outbox of frames, writing and closing.
+
+Owns the table of open sessions and how messages reach a peer: every message is framed
+once and queued; once per loop turn every session with new messages gets them in one
+`writev`, or its writer task waits for a paused peer's buffer to drain. A full outbox
+(`limits.SEND_QUEUE_MESSAGES_MAX`) means the client stopped reading: `slow_consumer`, close
+4002. What a session asked for (logon, streams) is kept here; what it means is the
+dispatcher's and the streams' business.
+"""
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.venue_core import now_us
+from engine.reasons import ErrorCode
+from gateway import frames, limits, transport, wire
+from gateway.auth import ApiKey, AuthError
+from gateway.market_data import Stream
+
+log = logging.getLogger("venue")
+
+WRITE_BATCH_MAX = 256  # messages per write: bounds one writev and the memory it copies
+CLOSE_TIMEOUT_S = 2  # a peer that cannot take its last messages in this time is cut off
+
+
+@dataclass(eq=False)
+class Session:
+    """One websocket connection and what it has asked for."""
+
+    id: int
+    websocket: transport.Connection
+    trade: bool  # /ws/trade (else /ws/public)
+    key: ApiKey | None = None
+    cod: bool = False
+    placed: set[int] = field(default_factory=set)  # open orders placed here, for COD
+    streams: set[Stream] = field(default_factory=set)
+    account_stream: bool = False
+    outbox: deque[bytes] = field(default_factory=deque)  # websocket frames, ready to write
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # the writer task's turn
+    dirty: bool = False  # has messages the next `_flush_outboxes` writes
+    closing: bool = False
+    last_sent_us: int = 0
+    logon_timer: asyncio.TimerHandle | None = None  # /ws/trade: closes it if nobody logs on
+    writer: "asyncio.Task[None] | None" = None  # see `Sessions._write`
+
+    @property
+    def account(self) -> int | None:
+        return self.key.account if self.key else None
+
+
+class Sessions:
+    """The open sessions and their outboxes."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[int, Session] = {}
+        self._next_session = 0
+        self._dirty: list[Session] = []  # sessions with messages to write this loop turn
+        self._background: set[asyncio.Task[None]] = set()  # closes, spent switches: kept till done
+
+    def open(self, connection: transport.Connection) -> Session:
+        """A new connection's session, registered, with its writer task."""
+        self._next_session += 1
+        path = connection.path
+        session = Session(self._next_session, connection, path == "/ws/trade")
+        connection.context = session
+        self.sessions[session.id] = session
+        log.info(
+            "connection opened", extra={"session": session.id, "peer": peer(session), "path": path}
+        )
+        session.writer = asyncio.create_task(self._write(session))
+        return session
+
+    def forget(self, session: Session) -> None:
+        """The connection is closed: the session leaves the table."""
+        closed = {"session": session.id, "peer": peer(session), "account": session.account}
+        log.info("connection closed", extra=closed | {"code": session.websocket.close_code})
+        self.sessions.pop(session.id, None)
+
+    def keep(self, task: "asyncio.Task[Any]") -> None:
+        """Hold a background task until it is done (a task must be referenced)."""
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _write(self, session: Session) -> None:
+        """Write what `flush_outboxes` left because the peer was not keeping up: wait for
+        its socket buffer to drain, then write. Only this task ever waits on the socket."""
+        websocket = session.websocket
+        outbox = session.outbox
+        try:
+            while True:
+                await session.wake.wait()
+                session.wake.clear()
+                while outbox:
+                    await websocket.drain()
+                    if not websocket.send_frames(_take(outbox)):
+                        return
+        except (OSError, asyncio.CancelledError):
+            return  # the connection is gone: `on_close` cleans up the session
+
+    def flush_outboxes(self) -> None:
+        """Once per loop turn: every session with new messages gets them in one write.
+
+        A session whose transport is paused (its peer reads slower than we write) is left
+        to its writer task, which waits for the buffer to drain; both take from the front
+        of the outbox only when they write, so messages keep their order.
+        """
+        dirty, self._dirty = self._dirty, []
+        for session in dirty:
+            session.dirty = False
+            try:
+                self._flush_outbox(session)
+            except OSError:  # this peer's socket failed; its close is under way
+                session.outbox.clear()
+
+    def _flush_outbox(self, session: Session) -> None:
+        """Write the whole outbox now, or leave the rest to the writer task once paused."""
+        outbox = session.outbox
+        while outbox and not session.closing:  # a closing session's is flushed by `close`
+            if session.websocket.paused:
+                session.wake.set()
+                return
+            if not session.websocket.send_frames(_take(outbox)):
+                outbox.clear()  # the connection is closing: nobody will read them
+                return
+
+    def send(self, session: Session, message: bytes) -> None:
+        """Queue a message (encoded JSON)."""
+        self.send_frame(session, frames.text_frame(message))
+
+    def send_frame(self, session: Session, frame: bytes) -> None:
+        """Queue a websocket frame (a message sent to many is framed once); a full outbox
+        means the client stopped reading: cut it off."""
+        if session.closing:
+            return
+        if len(session.outbox) >= limits.SEND_QUEUE_MESSAGES_MAX:
+            cut = {"session": session.id, "peer": peer(session), "account": session.account}
+            log.warning("slow consumer cut off", extra=cut | {"queued": len(session.outbox)})
+            session.outbox.clear()
+            notice = wire.encode({"ch": "session", "type": "slow_consumer"})
+            session.outbox.append(frames.text_frame(notice))
+            self.close(session, 4002, "slow consumer")
+            return
+        session.outbox.append(frame)
+        session.last_sent_us = now_us()
+        if not session.dirty:
+            session.dirty = True
+            self._dirty.append(session)
+            if len(self._dirty) == 1:
+                asyncio.get_running_loop().call_soon(self.flush_outboxes)
+
+    def push(self, session: Session, message: dict[str, Any]) -> None:
+        self.send(session, wire.encode(message))
+
+    def push_to_account(self, account: int, message: dict[str, Any]) -> None:
+        """A session push to every connection logged on as `account`."""
+        for session in list(self.sessions.values()):
+            if session.account == account:
+                self.push(session, message)
+
+    def close(self, session: Session, code: int, reason: str) -> None:
+        """Flush what is queued and close; a peer that does not read within
+        `CLOSE_TIMEOUT_S` (a slow consumer) has its connection aborted instead."""
+        session.closing = True
+
+        async def close_after_flush() -> None:
+            websocket = session.websocket
+            try:
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    while session.outbox and websocket.send_frames(_take(session.outbox)):
+                        await websocket.drain()
+                    websocket.close(code, reason)
+                    await websocket.wait_closed()
+            except (TimeoutError, OSError):
+                websocket.abort()
+
+        self.keep(asyncio.get_running_loop().create_task(close_after_flush()))
+
+
+def peer(session: Session) -> str:
+    """The peer's `host:port`, for the log."""
+    address = session.websocket.peer
+    return f"{address[0]}:{address[1]}" if address else "?"
+
+
+def _take(outbox: deque[bytes]) -> list[bytes]:
+    """Up to `WRITE_BATCH_MAX` messages from the front of an outbox."""
+    return [outbox.popleft() for _ in range(min(len(outbox), WRITE_BATCH_MAX))]
+
+
+def key_of(session: Session) -> ApiKey:
+    if session.key is None:
+        raise AuthError(ErrorCode.NOT_AUTHENTICATED, "log on first")
+    return session.key
