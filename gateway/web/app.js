@@ -240,17 +240,17 @@ function reservesTable(rows) {
   const table = document.createElement("table");
   table.id = "reserves-table";
   const head = table.createTHead().insertRow();
-  for (const title of ["asset", "supply", "attested", "as of", ""]) {
+  for (const title of ["asset", "supply", "attested", ""]) {
     head.appendChild(document.createElement("th")).textContent = title;
   }
   const body = table.createTBody();
   for (const row of rows) {
     const tr = body.insertRow();
     tr.dataset.asset = row.asset;
-    cell(tr, row.asset);
+    const attested = row.as_of ? new Date(row.as_of / 1000).toISOString() : "never";
+    cell(tr, row.asset).title = `attested as of ${attested}`;
     cell(tr, row.supply, "num supply");
     cell(tr, row.attested, "num attested");
-    cell(tr, row.as_of ? new Date(row.as_of / 1000).toISOString().slice(0, 10) : "none");
     const covered = row.covered === true;
     cell(tr, covered ? "covered" : "NOT covered", covered ? "covered up" : "covered down");
   }
