@@ -6,7 +6,10 @@ batches of `--batch` trades, one transaction each, as the venue's writer does. T
 transfers are built before the clock starts; the time is the store's alone. Reports
 trades per second over the whole run, the CPU per trade (user + system, so a commit's fsync
 counts; the figure that batching moves, where trades/s also waits on the disk) and the
-per-batch commit time percentiles.
+per-batch commit time percentiles. `--store postgres` measures `PostgresLedgerStore` instead,
+on a throwaway PostgreSQL started in the temporary directory (cluster/postgres.py; its
+server's CPU is not in the figure, only the client's), or `--postgres DSN` on an existing
+empty database.
 """
 
 import argparse
@@ -15,7 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from settlement.store import SqliteLedgerStore
+from cluster.postgres import PostgresServer
+from settlement.store import LedgerStore, SqliteLedgerStore
 from settlement.transfers import FEE_INCOME, ISSUANCE, Transfer, TransferKind
 
 ACCOUNTS = 100  # participants trading with each other
@@ -27,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1_000, help="trades per transaction")
     parser.add_argument("--trades", type=int, default=200_000)
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--postgres", metavar="DSN", help="an empty database (implies postgres)")
 
 
 def trade_batches(trades: int, batch: int, first_id: int) -> list[list[Transfer]]:
@@ -63,8 +69,14 @@ def funding(accounts: int) -> list[Transfer]:
     return rows
 
 
-def measure(trades: int, batch: int, directory: Path) -> dict[str, object]:
-    store = SqliteLedgerStore(directory / "bench-ledger.sqlite")
+def measure(trades: int, batch: int, directory: Path, postgres_dsn: str = "") -> dict[str, object]:
+    store: LedgerStore
+    if postgres_dsn:
+        from settlement.pg_store import PostgresLedgerStore
+
+        store = PostgresLedgerStore(postgres_dsn)
+    else:
+        store = SqliteLedgerStore(directory / "bench-ledger.sqlite")
     for code in ("USD", "AAPLx"):
         store.register_asset(code, 6)
     for account in (ISSUANCE, FEE_INCOME, *range(1, ACCOUNTS + 1)):
@@ -96,7 +108,8 @@ def measure(trades: int, batch: int, directory: Path) -> dict[str, object]:
             "p99": round(commit_ms[len(commit_ms) * 99 // 100], 3),
             "max": round(commit_ms[-1], 3),
         },
-        "synchronous": "FULL",
+        "store": "postgres" if postgres_dsn else "sqlite",
+        "synchronous": "synchronous_commit=on" if postgres_dsn else "FULL",
         "verified": not problems,
     }
 
@@ -105,12 +118,18 @@ def run(args: argparse.Namespace) -> int:
     if args.batch <= 0 or args.trades <= 0:
         raise SystemExit("--batch and --trades must be positive")
     with tempfile.TemporaryDirectory(prefix="venue-bench-store-") as directory:
-        result = measure(args.trades, args.batch, Path(directory))
+        if args.postgres or args.store == "sqlite":
+            result = measure(args.trades, args.batch, Path(directory), args.postgres or "")
+        else:
+            Path(directory).chmod(0o711)  # the server runs as the postgres user
+            with PostgresServer(Path(directory)) as server:
+                dsn = server.create_database("bench_store")
+                result = measure(args.trades, args.batch, Path(directory), dsn)
     if args.json:
         print(json.dumps(result))
     else:
         print(
-            f"store: {result['trades_per_sec']:,} trades/s "
+            f"store ({result['store']}): {result['trades_per_sec']:,} trades/s "
             f"({result['transfers']:,} transfers in {result['seconds']} s, "
             f"batch {args.batch}, commit p50 {result['batch_ms']['p50']} ms, "  # type: ignore[index]
             f"CPU {result['cpu_us_per_trade']} µs/trade)"

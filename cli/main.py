@@ -35,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="default: the config's (127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="default: the config's (8765)")
     serve.add_argument("--data-dir", type=Path, default=None, help="default: the config's")
+    serve.add_argument(
+        "--postgres",
+        metavar="DSN",
+        default=None,
+        help="book the ledger into this PostgreSQL database (default: the config's, else SQLite)",
+    )
     serve.add_argument("--log-level", choices=logs.LEVELS, default="info")
     serve.add_argument(
         "--log-format", choices=logs.FORMATS, default="text", help="json: one per line"
@@ -155,7 +161,13 @@ def _run_serve(args: argparse.Namespace) -> int:
     from cli import serve
 
     return serve.run(
-        args.config, args.host, args.port, args.data_dir, args.log_level, args.log_format
+        args.config,
+        args.host,
+        args.port,
+        args.data_dir,
+        args.log_level,
+        args.log_format,
+        postgres=args.postgres,
     )
 
 

@@ -2,8 +2,8 @@
 
 Prints where to connect and the configured demo keys, so a newcomer can log on at once;
 logs to stderr (`cli.logs`). Refuses to start, in one line and creating nothing, on a
-port another process holds, a data directory another venue holds, or a journal or snapshot
-it cannot trust (`cli.failures.CommandFailed`).
+port another process holds, a data directory another venue holds, a journal or snapshot
+it cannot trust, or a PostgreSQL ledger store it cannot reach (`cli.failures.CommandFailed`).
 """
 
 import asyncio
@@ -14,11 +14,15 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import msgspec
+import psycopg
+
 from cli import logs
 from cli.failures import CommandFailed, describe_os_error
 from core import config as venue_config
 from core.journal import JournalError
 from gateway.server import VenueServer
+from settlement.store import LedgerStoreError
 
 
 def run(
@@ -28,8 +32,12 @@ def run(
     data_dir: Path | None,
     log_level: str = "info",
     log_format: str = "text",
+    postgres: str | None = None,
 ) -> int:
     config = venue_config.load(config_path)
+    if postgres is not None:  # --postgres DSN: the ledger store there, whatever the config says
+        venue = msgspec.structs.replace(config.venue, ledger_postgres=postgres)
+        config = msgspec.structs.replace(config, venue=venue)
     try:  # every amount and spec checked before anything is touched
         venue_config.setup_commands(config, now_us=0)
     except venue_config.ConfigError as invalid:
@@ -50,7 +58,24 @@ def run(
         runner(_serve(config, host, port, data_dir))
     except JournalError as refused:  # corruption before the tail, a locked journal: say where
         raise CommandFailed(f"cannot start: {refused}") from None
+    except (psycopg.Error, LedgerStoreError) as refused:  # the PostgreSQL store: down, refused
+        raise CommandFailed(f"cannot start: the ledger store: {one_line(refused)}") from None
     return 0
+
+
+def one_line(error: BaseException) -> str:
+    """A driver's message, often several lines (detail, hint, context), on one."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def describe_store(config: venue_config.VenueConfig) -> str:
+    """Where the ledger is booked, for the banner; a DSN's password stays out of it."""
+    dsn = config.venue.ledger_postgres
+    if not dsn:
+        return "SQLite (ledger.sqlite in the data directory)"
+    parts = psycopg.conninfo.conninfo_to_dict(dsn)
+    where = f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
+    return f"PostgreSQL {where}"
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -80,6 +105,7 @@ async def _serve(
     except OSError as failed:  # the port taken between the check and the bind, a disk error
         raise CommandFailed(f"cannot start on {host}:{port}: {describe_os_error(failed)}") from None
     print(f"tokenvenue listening: ws://{host}:{bound}/ws/trade  ws://{host}:{bound}/ws/public")
+    print(f"  ledger store: {describe_store(config)}")
     print(f"  web page: http://{host}:{bound}/  (log on there with a key and secret below)")
     if config.api_keys:
         print("  API keys from the config file (venue.toml's are published: demo only)")

@@ -31,6 +31,7 @@ class VenueSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     port: int = 8765
     data_dir: str = "data"
     reserve_staleness_hours: int = 26
+    ledger_postgres: str = ""  # a PostgreSQL DSN: the ledger store there; empty: SQLite file
 
 
 class LimitsSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

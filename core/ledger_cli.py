@@ -1,6 +1,7 @@
 """`venue ledger ...`: an operator's view of the ledger store — balances, reserves, verify.
 
-Reads the SQLite store in the data directory; changes nothing. `verify` rebuilds every
+Reads the SQLite store in the data directory, or with `--postgres DSN` the PostgreSQL one
+the venue books into (`venue serve --postgres`); changes nothing. `verify` rebuilds every
 balance from the stored transfers, checks that each asset sums to zero and that no
 participant is below zero, and walks the hash chain of batches; it exits non-zero with one
 line per problem. (Holds live with open orders in the venue's state, not in the store, so
@@ -11,9 +12,11 @@ import argparse
 import sqlite3
 from pathlib import Path
 
+import psycopg
+
 from cli.failures import CommandFailed
 from engine.units import format_units
-from settlement.store import LedgerStoreError, SqliteLedgerStore
+from settlement.store import LedgerStore, LedgerStoreError, SqliteLedgerStore
 from settlement.transfers import ISSUANCE
 
 LEDGER_FILE = "ledger.sqlite"
@@ -28,7 +31,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ):
         command = commands.add_parser(name, help=text)
         command.add_argument("--data-dir", default="data", type=Path)
+        command.add_argument(
+            "--postgres", metavar="DSN", default=None, help="the PostgreSQL store, not the SQLite"
+        )
         command.set_defaults(run=run)
+
+
+def open_store(args: argparse.Namespace) -> LedgerStore:
+    """The store these arguments name: `--postgres DSN`, else the data directory's SQLite."""
+    if args.postgres is None:
+        return _open(args.data_dir)
+    from settlement.pg_store import PostgresLedgerStore
+
+    try:
+        return PostgresLedgerStore(args.postgres)
+    except (psycopg.Error, LedgerStoreError) as unreachable:
+        why = " ".join(str(unreachable).split())
+        raise CommandFailed(f"the PostgreSQL ledger store: {why}") from None
 
 
 def _open(data_dir: Path) -> SqliteLedgerStore:
@@ -42,7 +61,7 @@ def _open(data_dir: Path) -> SqliteLedgerStore:
 
 
 def balances(args: argparse.Namespace) -> int:
-    store = _open(args.data_dir)
+    store = open_store(args)
     scales, names = store.assets(), store.accounts()
     print(f"{'account':<28} {'asset':<14} {'balance':>26}")
     for (account, asset), amount in sorted(store.balances().items()):
@@ -53,7 +72,7 @@ def balances(args: argparse.Namespace) -> int:
 
 
 def reserves(args: argparse.Namespace) -> int:
-    store = _open(args.data_dir)
+    store = open_store(args)
     scales, attested, net = store.assets(), store.attestations(), store.balances()
     print(f"{'asset':<14} {'supply':>24} {'attested':>24}  as of (µs)        covered")
     uncovered = 0
@@ -71,7 +90,7 @@ def reserves(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
-    store = _open(args.data_dir)
+    store = open_store(args)
     problems = store.verify()
     transfers = store.last_transfer_id()
     store.close()

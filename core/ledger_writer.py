@@ -7,10 +7,11 @@ what is already stored is a no-op, so a writer can always be replayed.
 """
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from engine.events import AccountOpened, AssetListed, Event, ReservesAttested
 from settlement.ledger import Ledger
-from settlement.store import LedgerStore
+from settlement.store import LedgerStore, SqliteLedgerStore
 from settlement.transfers import FEE_INCOME, ISSUANCE, REDEMPTION, ROUNDING, Transfer
 
 BATCH_TRANSFERS = 4_000  # about 1,000 trades: the store's sweet spot for one transaction
@@ -20,6 +21,15 @@ VENUE_ACCOUNT_NAMES = {
     ROUNDING: "venue:rounding",
     REDEMPTION: "venue:redemption",
 }
+
+
+def open_store(sqlite_path: Path, postgres_dsn: str = "") -> LedgerStore:
+    """The venue's ledger store: in PostgreSQL when a DSN is given, else the SQLite file."""
+    if not postgres_dsn:
+        return SqliteLedgerStore(sqlite_path)
+    from settlement.pg_store import PostgresLedgerStore  # psycopg loads only when used
+
+    return PostgresLedgerStore(postgres_dsn)
 
 
 class LedgerWriter:

@@ -26,7 +26,7 @@ from core import config as venue_config
 from core import snapshots
 from core.bus import CoreListener
 from core.journal import FileJournal, JournalError
-from core.ledger_writer import LedgerWriter
+from core.ledger_writer import LedgerWriter, open_store
 from core.sequencer import Executed, Sequencer
 from core.store_thread import StoreThread
 from engine.events import CommandRejected, Event
@@ -36,7 +36,6 @@ from engine.snapshot import restore as restore_venue
 from engine.venue import Venue
 from engine.venue import VenueConfig as EngineConfig
 from settlement.ledger import Ledger
-from settlement.store import SqliteLedgerStore
 
 log = logging.getLogger("venue")
 
@@ -96,7 +95,9 @@ class VenueCore:
 
     async def start(self) -> None:
         """Recover the venue from the latest snapshot and the journal, or build it."""
-        self.store = await self._on_store(SqliteLedgerStore, self.data_dir / LEDGER_FILE)
+        self.store = await self._on_store(
+            open_store, self.data_dir / LEDGER_FILE, self.config.venue.ledger_postgres
+        )
         self.writer = await self._on_store(LedgerWriter, self.store)
         started = time.perf_counter()
         snapshots.remove_stray(self.data_dir)  # ours alone: the journal's flock is held

@@ -4,14 +4,18 @@ Replays the command journal from the first record into a fresh venue, and checks
 the state at the newest snapshot's seq equals that snapshot, that the ledger store holds
 exactly the transfers the replay booked (same ids, same balances) and verifies on its own
 (hash chain, conservation). Needs the same `venue.toml` the server ran with (its reserve
-staleness decides deposits). Exits 1 if any check fails. Changes nothing but one thing: a
-half-written snapshot `.tmp` left by a crash is removed (and said). Refuses, creating
-nothing, a directory with no journal and one a running venue holds (its journal's flock).
+staleness decides deposits; its `ledger_postgres`, or `--postgres DSN`, names a PostgreSQL
+store to check instead of the data directory's SQLite file). Exits 1 if any check fails.
+Changes nothing but one thing: a half-written snapshot `.tmp` left by a crash is removed (and
+said). Refuses, creating nothing, a directory with no journal and one a running venue holds
+(its journal's flock).
 """
 
 import argparse
 import sqlite3
 from pathlib import Path
+
+import psycopg
 
 from cli.failures import CommandFailed
 from core import config as venue_config
@@ -22,22 +26,27 @@ from core.venue_core import JOURNAL_FILE, LEDGER_FILE
 from engine import snapshot as venue_snapshot
 from engine.venue import Venue, VenueConfig
 from settlement.ledger import Ledger
-from settlement.store import LedgerStoreError, SqliteLedgerStore
+from settlement.store import LedgerStore, LedgerStoreError, SqliteLedgerStore
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--config", type=Path, default=Path("venue.toml"))
+    parser.add_argument(
+        "--postgres", metavar="DSN", default=None, help="the PostgreSQL ledger store to check"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    lines = verify(args.data_dir, venue_config.load(args.config))
+    lines = verify(args.data_dir, venue_config.load(args.config), args.postgres)
     for line in lines:
         print(line)
     return 1 if any(line.startswith("FAIL") for line in lines) else 0
 
 
-def verify(data_dir: Path, config: venue_config.VenueConfig) -> list[str]:
+def verify(
+    data_dir: Path, config: venue_config.VenueConfig, postgres_dsn: str | None = None
+) -> list[str]:
     """One line per check, each starting "ok" or "FAIL"; `CommandFailed` if it cannot start."""
     staleness = venue_config.reserve_staleness_max_us(config)
     ledger = Ledger()
@@ -69,7 +78,8 @@ def verify(data_dir: Path, config: venue_config.VenueConfig) -> list[str]:
         lines.append(f"FAIL snapshot at seq {image.seq} is ahead of the journal ({last})")
     venue.check_invariants()
     lines.append(f"ok   replay: invariants hold, state {venue.state_hash()[:16]}")
-    lines += _store_checks(data_dir, ledger, last)
+    dsn = config.venue.ledger_postgres if postgres_dsn is None else postgres_dsn
+    lines += _store_checks(data_dir, ledger, last, dsn)
     return lines
 
 
@@ -98,14 +108,30 @@ def _snapshot_check(venue: Venue, image: snapshots.Snapshot) -> str:
     return f"FAIL snapshot at seq {image.seq} differs from the replay at that seq"
 
 
-def _store_checks(data_dir: Path, ledger: Ledger, journal_seq: int) -> list[str]:
+def _open_store(data_dir: Path, postgres_dsn: str) -> LedgerStore | str:
+    """The store to check, or the FAIL line saying why it cannot be read."""
+    if postgres_dsn:
+        from settlement.pg_store import PostgresLedgerStore
+
+        try:
+            return PostgresLedgerStore(postgres_dsn)
+        except (psycopg.Error, LedgerStoreError) as unreadable:
+            return f"FAIL store: PostgreSQL: {' '.join(str(unreadable).split())}"
     path = data_dir / LEDGER_FILE
     if not path.is_file():
-        return [f"FAIL store: no ledger store at {path}; {_rebuild(data_dir)}"]
+        return f"FAIL store: no ledger store at {path}; {_rebuild(data_dir)}"
     try:
-        store = SqliteLedgerStore(path)
+        return SqliteLedgerStore(path)
     except (sqlite3.DatabaseError, LedgerStoreError) as unreadable:
-        return [f"FAIL store: {path}: {unreadable}; {_rebuild(data_dir)}"]
+        return f"FAIL store: {path}: {unreadable}; {_rebuild(data_dir)}"
+
+
+def _store_checks(
+    data_dir: Path, ledger: Ledger, journal_seq: int, postgres_dsn: str = ""
+) -> list[str]:
+    store = _open_store(data_dir, postgres_dsn)
+    if isinstance(store, str):
+        return [store]
     try:
         problems = store.verify()
         stored_last = store.last_transfer_id()

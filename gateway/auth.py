@@ -1,4 +1,5 @@
-"""API keys and the HMAC-SHA256 logon that proves a client holds one.
+"""API keys and the HMAC-SHA256 signatures (websocket logon, REST request) that prove a client
+holds one.
 
 Owns the key store (key -> secret, account, scopes), the logon check and the memory of used
 nonces. Leaves sessions, sockets and the clock to the server: the time is always passed in
@@ -13,7 +14,7 @@ exactly while a replay of its signed message could still pass the timestamp chec
 import hashlib
 import heapq
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import msgspec
 
@@ -128,6 +129,38 @@ def sign_logon(secret: str, api_key: str, ts_us: int, nonce: str, recv_window_ms
     return hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
 
 
+def request_payload(
+    api_key: str,
+    ts_us: int,
+    nonce: str,
+    recv_window_ms: int,
+    method: str,
+    path: str,
+    query: str,
+    body: bytes,
+) -> bytes:
+    """The exact bytes a REST request signs (docs/rest.md): the logon's fields, then the HTTP
+    method, the path and the query string as sent, and the body's bytes last."""
+    head = f"rest\n{api_key}\n{ts_us}\n{nonce}\n{recv_window_ms}\n{method}\n{path}\n{query}\n"
+    return head.encode() + body
+
+
+def sign_request(
+    secret: str,
+    api_key: str,
+    ts_us: int,
+    nonce: str,
+    recv_window_ms: int,
+    method: str,
+    path: str,
+    query: str,
+    body: bytes,
+) -> str:
+    """A REST request's `X-Signature`: hex HMAC-SHA256 of its payload under the secret."""
+    payload = request_payload(api_key, ts_us, nonce, recv_window_ms, method, path, query, body)
+    return hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
+
+
 def require_scope(key: ApiKey, scope: str) -> None:
     assert scope in SCOPES, f"no such scope: {scope}"
     if scope not in key.scopes:
@@ -153,6 +186,28 @@ class Authenticator:
         now_us: int,
     ) -> ApiKey:
         """The key that signed this logon, or AuthError in `LOGON_PRECEDENCE` order."""
+        return self.check(
+            api_key,
+            ts_us,
+            nonce,
+            recv_window_ms,
+            sig,
+            now_us,
+            lambda secret: sign_logon(secret, api_key, ts_us, nonce, recv_window_ms),
+        )
+
+    def check(
+        self,
+        api_key: str,
+        ts_us: int,
+        nonce: str,
+        recv_window_ms: int,
+        sig: str,
+        now_us: int,
+        signature_with: Callable[[str], str],
+    ) -> ApiKey:
+        """The key whose secret gives `sig` (`signature_with(secret)`), or AuthError in
+        `LOGON_PRECEDENCE` order: the rules of a logon, for a logon or a signed request."""
         self._now_us = now_us = max(now_us, self._now_us)
         self._forget_expired(now_us)
         key = self.store.get(api_key)
@@ -172,7 +227,7 @@ class Authenticator:
                 f"(negative: ahead); recv_window is {recv_window_ms} ms",
             )
         secret = UNKNOWN_KEY_SECRET if key is None else key.secret
-        expected = sign_logon(secret, api_key, ts_us, nonce, recv_window_ms).encode()
+        expected = signature_with(secret).encode()
         # Compare bytes: compare_digest refuses non-ASCII str, and any sig must just fail.
         signed = hmac.compare_digest(expected, sig.lower().encode())
         if key is None or not signed:

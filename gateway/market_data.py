@@ -2,9 +2,10 @@
 
 Owns a shadow L2 book per symbol built only from the events it is fed (never from the live
 venue, which runs ahead of the journal), the `seq` of every stream, the snapshots and the
-coalesced per-turn updates of `instruments`, `book`, `trades`, `bbo` and `ticker`, and
-`LocalBook`, the client side of `book`. Sockets, subscriptions and the clock are the server's:
-it feeds `on_events`, calls `flush(now_us, wanted)` after each turn and sends each payload.
+coalesced per-turn updates of `instruments`, `book`, `trades`, `bbo`, `ticker` and `candles`
+(bars kept by `gateway.candles`), and `LocalBook`, the client side of `book`. Sockets,
+subscriptions and the clock are the server's: it feeds `on_events`, calls
+`flush(now_us, wanted)` after each turn and sends each payload.
 Invariants: a stream's `seq` grows by one per message and an update's `prev_seq` is the seq
 before it; a book snapshot is exactly the state at its seq, so equal (epoch, seq) mean equal
 books. Book checksum: zlib.crc32 of the ASCII text `ASKS;BIDS`, each side's best 10 levels,
@@ -43,6 +44,7 @@ from engine.events import (
 from engine.instrument import TBILL_PRICE_PER, InstrumentSpec, band_limits
 from engine.units import format_units
 from engine.venue import Venue
+from gateway.candles import INTERVALS_US, SNAPSHOT_BARS, Candles, CandlesResult, candle
 from gateway.decimals import strings_at
 from settlement import tbill
 
@@ -72,23 +74,29 @@ class Channel(StrEnum):
     TRADES = "trades"
     BBO = "bbo"
     TICKER = "ticker"
+    CANDLES = "candles"
 
 
 CHANNELS = frozenset(Channel)
 
 
 class Stream(NamedTuple):
-    """What one subscription follows; `depth` is one of BOOK_DEPTHS for `book`, else 0."""
+    """What one subscription follows; `depth` is one of BOOK_DEPTHS for `book`, else 0;
+    `interval` is one of `gateway.candles.INTERVALS_US` for `candles`, else ""."""
 
     channel: Channel
     symbol: str
     depth: int = 0
+    interval: str = ""
 
     @property
     def name(self) -> str:
-        """The key of this stream in a heartbeat: "book:AAPLx-USD:10", "trades:AAPLx-USD"."""
+        """The key of this stream in a heartbeat: "book:AAPLx-USD:10", "trades:AAPLx-USD",
+        "candles:AAPLx-USD:1m"."""
         if self.channel == Channel.BOOK:
             return f"book:{self.symbol}:{self.depth}"
+        if self.channel == Channel.CANDLES:
+            return f"candles:{self.symbol}:{self.interval}"
         return f"{self.channel}:{self.symbol}"
 
 
@@ -276,6 +284,7 @@ class _Market:
         "bbo",
         "bids",
         "books",
+        "candles",
         "instrument",
         "pending",
         "recent",
@@ -305,6 +314,12 @@ class _Market:
         self.recent: deque[dict[str, Any]] = deque(maxlen=TRADES_RECENT_MAX)
         self.ticker = _Ticker()
         self.ticker_state = _State(Stream(Channel.TICKER, symbol), None, ts_us)
+        # value: the open time (µs) of the newest bar sent, so an update also carries the
+        # final state of the bar that was current at the last flush
+        self.candles = {
+            interval: _State(Stream(Channel.CANDLES, symbol, 0, interval), 0, ts_us)
+            for interval in INTERVALS_US
+        }
 
     def levels(self, side: Side) -> _Levels:
         return self.bids if side is Side.BUY else self.asks
@@ -408,8 +423,9 @@ class MarketData:
     subscriber gets `snapshot(stream)` first and then the stream's later messages.
     """
 
-    def __init__(self, epoch: int) -> None:
+    def __init__(self, epoch: int, candles: Candles | None = None) -> None:
         self.epoch = epoch
+        self.candles = Candles() if candles is None else candles  # the server's: they persist
         self._markets: dict[str, _Market] = {}
         self._orders: dict[int, _Resting] = {}  # resting orders; as many as the venue holds
         self._touched: dict[str, int] = {}  # symbol -> what changed this turn (flags)
@@ -428,12 +444,13 @@ class MarketData:
         }
 
     @classmethod
-    def from_venue(cls, venue: Venue, epoch: int) -> "MarketData":
+    def from_venue(cls, venue: Venue, epoch: int, candles: Candles | None = None) -> "MarketData":
         """Start from a venue whose every command is durable (after recovery, say).
 
-        The ticker starts empty: the venue keeps no trade history.
+        The ticker starts empty: the venue keeps no trade history. `candles` (restored from
+        the snapshot and the journal) go on from where they were.
         """
-        market_data = cls(epoch)
+        market_data = cls(epoch, candles)
         for market in venue.markets.values():
             kept = market_data._list(market.spec, market.status, venue.ts_us)
             kept.reference_price = market.reference_price
@@ -487,6 +504,7 @@ class MarketData:
         self._fill(event.taker_order_id, event.taker_leaves_qty)
         market = self._market(event.symbol)
         market.pending.append(event)
+        self.candles.add(event.symbol, event.ts_us, event.price, event.qty)
         flags = _BOOK | _TRADES
         if market.reference_price != event.price:  # the engine's band follows the last trade
             market.reference_price = event.price
@@ -570,6 +588,8 @@ class MarketData:
                 self._flush_bbo(market, now_us, wanted, out)
             if flags & (_TRADES | _WINDOW):
                 self._flush_ticker(market, now_us, wanted, out)
+            if flags & _TRADES:
+                self._flush_candles(market, now_us, wanted, out)
         self._touched.clear()
         return out
 
@@ -578,6 +598,8 @@ class MarketData:
         body: dict[str, Any] = {"ch": str(stream.channel), "sym": stream.symbol}
         if stream.channel == Channel.BOOK:
             body["depth"] = stream.depth
+        elif stream.channel == Channel.CANDLES:
+            body["interval"] = stream.interval
         body["type"] = kind
         body["epoch"] = self.epoch
         if stream.channel != Channel.TICKER:
@@ -695,6 +717,27 @@ class MarketData:
             state.value = data
             out.append(Message(state.stream, 0, self._encode(state, "update", now_us, data)))
 
+    def _flush_candles(
+        self, market: _Market, now_us: int, wanted: Container[Stream], out: list[Message]
+    ) -> None:
+        """Every interval's bars changed (a trade is in each): the seq moves whether or not
+        anyone watches; an update holds the bars from the one current at the last flush on."""
+        for interval, state in market.candles.items():
+            if state.stream not in wanted:  # the seq moves; the bars are not even looked at
+                state.advance(state.value, now_us)
+                continue
+            bars = self.candles.bars(market.spec.symbol, interval, 2)
+            since_us = state.value
+            state.advance(bars[-1][0], now_us)
+            shown = [bar for bar in bars if bar[0] >= since_us] or bars[-1:]
+            out.append(
+                self._update(state, now_us, self._candles_data(market.spec, interval, shown))
+            )
+
+    def _candles_data(self, spec: InstrumentSpec, interval: str, bars: list[list[int]]) -> Any:
+        result = CandlesResult(spec.symbol, interval, [candle(bar, spec) for bar in bars])
+        return msgspec.to_builtins(result)
+
     # ----------------------------------------------------------------- queries
 
     def problem(self, stream: Stream) -> str | None:
@@ -708,6 +751,11 @@ class MarketData:
                 return f"depth must be one of {', '.join(map(str, BOOK_DEPTHS))}"
         elif stream.depth:
             return "depth applies to the book channel only"
+        if stream.channel == Channel.CANDLES:
+            if stream.interval not in INTERVALS_US:
+                return f"interval must be one of {', '.join(INTERVALS_US)}"
+        elif stream.interval:
+            return "interval applies to the candles channel only"
         return None
 
     def snapshot(self, stream: Stream, now_us: int) -> Message:
@@ -742,6 +790,9 @@ class MarketData:
                 data = list(market.recent)
             elif channel == Channel.BBO:
                 data = _bbo_data(state.value, spec)
+            elif channel == Channel.CANDLES:
+                bars = self.candles.bars(spec.symbol, stream.interval, SNAPSHOT_BARS)
+                data = self._candles_data(spec, stream.interval, bars)
             state.cache = self._encode(state, "snapshot", state.ts_us, data)
         return Message(stream, state.seq, state.cache)
 
@@ -756,6 +807,8 @@ class MarketData:
             return market.bbo
         if channel == Channel.INSTRUMENTS:
             return market.instrument
+        if channel == Channel.CANDLES:
+            return market.candles[stream.interval]
         return market.ticker_state
 
     def seq(self, stream: Stream) -> int:

@@ -1,9 +1,10 @@
 """Public streams: market-data subscriptions, their flushes and the heartbeats.
 
-Owns who follows which public stream (`book`, `trades`, `bbo`, `ticker`, `instruments`)
-and the `MarketData` that turns released events into coalesced messages, each framed
-once for all its subscribers. Flushed after every released batch and on the heartbeat
-tick (which also ages the tickers' 24 h windows). Limits: `limits.SUBSCRIPTIONS_*`.
+Owns who follows which public stream (`book`, `trades`, `bbo`, `ticker`, `instruments`,
+`candles`), the `MarketData` that turns released events into coalesced messages, each framed
+once for all its subscribers, and the candles it feeds (kept in snapshots by the server).
+Flushed after every released batch and on the heartbeat tick (which also ages the tickers'
+24 h windows). Limits: `limits.SUBSCRIPTIONS_*`.
 """
 
 import asyncio
@@ -14,6 +15,7 @@ import msgspec
 from core.bus import ReadSide
 from core.venue_core import now_us
 from gateway import frames, limits
+from gateway.candles import Candles
 from gateway.market_data import BOOK_DEPTHS, Channel, MarketData, Stream
 from gateway.sessions import Session, Sessions
 
@@ -25,11 +27,12 @@ class PublicStreams:
         self.connections = connections
         self.reads = reads
         self.subscribers: dict[Stream, set[Session]] = {}
-        self.market_data = MarketData(epoch)
+        self.candles = Candles()  # kept in snapshots, rebuilt by replay: survive restarts
+        self.market_data = MarketData(epoch, self.candles)
 
     def start(self, epoch: int) -> None:
         """The venue is recovered or built: publish from its state."""
-        self.market_data = MarketData.from_venue(self.reads.venue, epoch)
+        self.market_data = MarketData.from_venue(self.reads.venue, epoch, self.candles)
 
     def follow(self, session: Session, streams: list[Stream], t_in: int) -> None:
         """Subscribe `session` to `streams`, each starting with its snapshot."""

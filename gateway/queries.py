@@ -1,7 +1,7 @@
 """Queries and subscriptions: the requests that read state and submit no command.
 
 Owns the handlers of `orders.open`, `order.status`, `orders.history`, `fills`,
-`balances`, `instruments`, `book.snapshot`, `subscribe`, `unsubscribe` and
+`balances`, `instruments`, `book.snapshot`, `reserves`, `subscribe`, `unsubscribe` and
 `subscriptions`. State comes from the read side and the streams; answers that may show
 state go behind the commands before them (the dispatcher's `_defer`), so no answer shows
 what is not yet durable. Called through the dispatcher's method table.
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from engine.reasons import ErrorCode
+from engine.units import format_units
 from gateway import limits, wire
 from gateway.auth import require_scope
 from gateway.market_data import Channel, Stream
@@ -24,6 +25,22 @@ if TYPE_CHECKING:
     from gateway.dispatch import Dispatcher
 
 E = ErrorCode
+
+
+class ReserveLine(msgspec.Struct, frozen=True):
+    """One asset: its supply against the custodian's latest attestation."""
+
+    asset: str
+    supply: str
+    attested: str
+    as_of: int  # µs of the attestation; 0: none
+    covered: bool
+
+
+class ReservesResult(msgspec.Struct, frozen=True):
+    """The answer of `reserves` (and `GET /api/v1/reserves`)."""
+
+    reserves: list[ReserveLine]
 
 
 class Queries:
@@ -103,6 +120,16 @@ class Queries:
         rows = [self.public.instrument_view(symbol) for symbol in sorted(self.reads.markets)]
         self._defer(session, request, t_in, {"instruments": rows})
 
+    def _reserves(self, session: Session, request: wire.Request, t_in: int) -> None:
+        """Proof of reserves: each asset's supply against its latest attestation."""
+        ledger = self.reads.ledger
+        lines = []
+        for line in ledger.reserves_report():
+            scale = ledger.assets[line.asset].scale
+            supply, attested = format_units(line.supply, scale), format_units(line.attested, scale)
+            lines.append(ReserveLine(line.asset, supply, attested, line.as_of_us, line.covered))
+        self._defer(session, request, t_in, ReservesResult(lines))  # the ledger runs ahead
+
     def _book_snapshot(self, session: Session, request: wire.Request, t_in: int) -> None:
         p: Any = request.params
         stream = Stream(Channel.BOOK, p.symbol, tier(p.depth))
@@ -122,7 +149,8 @@ class Queries:
             return
         symbols = p.symbols or sorted(self.reads.markets)
         streams = [
-            Stream(Channel(p.ch), s, tier(p.depth) if p.ch == "book" else 0) for s in symbols
+            Stream(Channel(p.ch), s, tier(p.depth) if p.ch == "book" else 0, p.interval or "")
+            for s in symbols
         ]
         for stream in streams:
             problem = self.public.market_data.problem(stream)

@@ -25,12 +25,15 @@ from core.bus import EmbeddedBus
 from core.sequencer import Executed, Sequencer
 from core.venue_core import JOURNAL_FILE, LEDGER_FILE, RecoveryRefused, VenueCore, now_us
 from engine.commands import ListAsset, ListInstrument, SetOrderCaps
+from engine.events import TradeExecuted
 from engine.venue import Venue
 from gateway import limits, static, transport
 from gateway.auth import ApiKey, Authenticator, KeyStore
 from gateway.dispatch import ISSUED_KEYS_FILE, Dispatcher, Pending
+from gateway.http import Exchange
 from gateway.private_streams import AccountSubscription, Notice, PrivateStreams
 from gateway.public_streams import PublicStreams
+from gateway.rest import RestApi
 from gateway.sessions import WRITE_BATCH_MAX, Session, Sessions, peer
 from settlement.ledger import Ledger
 
@@ -86,6 +89,7 @@ class VenueServer:
         self.quotes = self.dispatcher.placed.quotes
         self.quote_slots = self.dispatcher.placed.quote_slots
         self._server: transport.Listener | None = None
+        self.rest = RestApi(self)  # /api/v1/... and /openapi.json on the same port
 
     # the core's state, read through it (a restore replaces the venue and the ledger)
 
@@ -165,6 +169,13 @@ class VenueServer:
     ) -> HttpResponse | None:
         return static.respond(request)  # the web page; other paths: None, 404
 
+    def on_request(self, connection: transport.Connection, exchange: Exchange) -> bool:
+        """A plain HTTP request: the REST API's if it is under /api/ (else `on_http`)."""
+        return self.rest.serve(connection, exchange)
+
+    def on_http_closed(self, connection: transport.Connection) -> None:
+        self.rest.closed(connection)
+
     def on_open(self, connection: transport.Connection) -> None:
         session = self.connections.open(connection)
         if session.trade:
@@ -241,15 +252,21 @@ class VenueServer:
         self.public.flush()
 
     def replayed(self, batch: list[Executed]) -> None:
-        """A command replayed from the journal: rebuild the private history it made."""
+        """A command replayed from the journal: rebuild the private history and the candles
+        it made."""
+        candles = self.public.candles
         for executed in batch:
             self.private_streams.publish(executed)
+            for event in executed.events:
+                if type(event) is TradeExecuted:
+                    candles.add(event.symbol, event.ts_us, event.price, event.qty)
 
     def gateway_image(self) -> dict[str, Any]:
-        return self.private_streams.image()
+        return self.private_streams.image() | {"candles": self.public.candles.image()}
 
     def restore_gateway(self, image: dict[str, Any]) -> None:
         self.private_streams.restore(image)
+        self.public.candles.restore(image.get("candles"))
         self._learn_reference_data()
 
 

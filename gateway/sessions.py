@@ -60,11 +60,15 @@ class Sessions:
         self._dirty: list[Session] = []  # sessions with messages to write this loop turn
         self._background: set[asyncio.Task[None]] = set()  # closes, spent switches: kept till done
 
+    def next_id(self) -> int:
+        """A session id no other session has had (REST connections take theirs here too)."""
+        self._next_session += 1
+        return self._next_session
+
     def open(self, connection: transport.Connection) -> Session:
         """A new connection's session, registered, with its writer task."""
-        self._next_session += 1
         path = connection.path
-        session = Session(self._next_session, connection, path == "/ws/trade")
+        session = Session(self.next_id(), connection, path == "/ws/trade")
         connection.context = session
         self.sessions[session.id] = session
         log.info(

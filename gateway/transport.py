@@ -1,7 +1,8 @@
 """The websocket layer: the `websockets` sans-I/O protocol driven from a plain asyncio.Protocol.
 
-Owns the venue's TCP connections: the HTTP/1.1 handshake (websocket `routes`; any other
-request goes to `Handler.on_http`, 404 by default: the seam for an HTTP API on this port),
+Owns the venue's TCP connections: the first request line says which layer reads them (a GET
+of a websocket route: the handshake; anything else: plain HTTP/1.1 in `gateway.http`, whose
+requests go to `Handler.on_request` if the handler has it, else to `on_http`, 404 by default),
 the frame rules and limits of the library (a message over `max_size` closes 1009, protocol
 errors 1002) plus UTF-8 of text messages (1007), pongs, keepalive pings (no answer within
 `ping_timeout_s`: 1011), the closing handshake, flow control (`paused`, `drain`) and the
@@ -20,6 +21,8 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
+
+from gateway import http
 
 HANDSHAKE_TIMEOUT_S = 10  # a client that has not finished its opening handshake by then is cut
 PING_INTERVAL_S = 20  # PROTOCOL (§4.2): the server pings every 20 s ...
@@ -41,7 +44,10 @@ class Handler(Protocol):
     def on_close(self, connection: "Connection") -> None: ...
 
     def on_http(self, connection: "Connection", request: Request) -> Response | None:
-        """A request for a path that is not a websocket route; None: 404."""
+        """A GET for a path that is not a websocket route; None: 404. A handler may also
+        have `on_request(connection, exchange) -> bool` (any method, with its body; answered
+        through `exchange.respond`, now or later; False hands it to `on_http`) and
+        `on_http_closed(connection)` (a plain HTTP connection is gone): `gateway.http`."""
 
 
 class Connection(asyncio.Protocol):
@@ -65,8 +71,16 @@ class Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None  # handshake, keepalive or close deadline
         self._ping_sent = False
         self._close_deadline_set = False  # armed once: a chattering peer cannot push it back
+        # Until the request line is in: a `_Sniffer`. Then None for a websocket (the hot
+        # path tests only this), or the HTTP connection.
+        self.http: http.HttpConnection | _Sniffer | None = _Sniffer(self)
 
     # ----------------------------------------------------------------- what the handler uses
+
+    @property
+    def closing(self) -> bool:
+        """Its close has begun (the listener's or the handler's)."""
+        return self._close_deadline_set
 
     @property
     def close_code(self) -> int | None:
@@ -94,7 +108,11 @@ class Connection(asyncio.Protocol):
         await asyncio.shield(self._drained)
 
     def close(self, code: int, reason: str = "") -> None:
-        """Start the closing handshake; aborted if the peer has not closed in CLOSE_TIMEOUT_S."""
+        """Start the closing handshake; aborted if the peer has not closed in CLOSE_TIMEOUT_S.
+        Plain HTTP: closed once the answer in flight is out."""
+        if self.http is not None:
+            self.http.close()
+            return
         if self.protocol.state is State.OPEN:
             self.protocol.send_close(code, reason)
             self._write_protocol()
@@ -121,10 +139,41 @@ class Connection(asyncio.Protocol):
         self._set_timer(HANDSHAKE_TIMEOUT_S, self.abort)
 
     def data_received(self, data: bytes) -> None:
-        self.protocol.receive_data(data)
-        self._events()
+        if self.http is None:  # a websocket: the hot path
+            self.protocol.receive_data(data)
+            self._events()
+        else:
+            self.http.receive(data)
+
+    def choose_layer(self, first: bytes, line_end: int) -> None:
+        """Hand the connection to the websocket layer (a GET of one of its routes) or to
+        plain HTTP (anything else), once the request line is in (`_Sniffer`)."""
+        method, _, rest = first[: max(line_end, 0)].partition(b" ")
+        target = rest.partition(b" ")[0].decode("ascii", "replace")
+        if method == b"GET" and target in self.listener.routes:
+            self.http = None
+            self.data_received(first)
+            return
+        self.http = http.HttpConnection(self, self._serve_http)
+        self.http.start()
+        self.http.receive(first)
+
+    def _serve_http(self, exchange: http.Exchange) -> None:
+        on_request = getattr(self.handler, "on_request", None)
+        if on_request is not None and on_request(self, exchange):
+            return
+        if exchange.method not in ("GET", "HEAD"):
+            exchange.respond(405, b"method not allowed\n", "text/plain", [("allow", "GET")])
+            return
+        response = self.handler.on_http(self, http.websocket_request(exchange))
+        if response is None:
+            exchange.respond(404, NOT_FOUND_TEXT.encode(), "text/plain; charset=utf-8")
+        else:
+            http.answer_with(exchange, response)
 
     def eof_received(self) -> bool | None:
+        if self.http is not None:  # HTTP: kept open for writing while an answer is owed
+            return self.http.eof()
         self.protocol.receive_eof()
         self._events()
         return None  # the transport closes itself
@@ -133,6 +182,11 @@ class Connection(asyncio.Protocol):
         self.listener.connections.discard(self)
         if self._timer is not None:
             self._timer.cancel()
+        if self.http is not None:
+            self.http.lost()
+            on_http_closed = getattr(self.handler, "on_http_closed", None)
+            if on_http_closed is not None and isinstance(self.http, http.HttpConnection):
+                on_http_closed(self)
         if self.protocol.state is not State.CLOSED:
             self.protocol.receive_eof()  # the library's close code: 1006, abnormal closure
         self.paused = False
@@ -238,6 +292,38 @@ class Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
         self._timer = asyncio.get_running_loop().call_later(delay_s, callback)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class _Sniffer:
+    """A connection's first bytes, until its request line says which layer reads it."""
+
+    in_flight = None
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.first = bytearray()
+
+    def receive(self, data: bytes) -> None:
+        first = self.first
+        first += data
+        line_end = first.find(b"\r\n")
+        if line_end >= 0 or len(first) > http.REQUEST_LINE_BYTES_MAX:
+            self.connection.choose_layer(bytes(first), line_end)
+
+    def eof(self) -> bool | None:
+        return None  # closed before a whole request line: nothing to answer
+
+    def close(self) -> None:
+        # a request arriving before the deadline is still answered: 503
+        self.connection._arm_close_deadline()
+
+    def lost(self) -> None:
+        pass
 
 
 class Listener:

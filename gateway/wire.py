@@ -94,7 +94,8 @@ Name = Annotated[str, Meta(min_length=1, max_length=NAME_LENGTH_MAX)]
 Jurisdiction = Annotated[str, Meta(pattern=r"^[A-Z]{2}\Z")]  # ISO 3166 alpha-2
 Scale = Annotated[int, Meta(ge=0, le=SCALE_MAX)]
 FeeBps = Annotated[int, Meta(ge=0, le=FEE_BPS_MAX)]
-Channel = Literal["account", "instruments", "book", "trades", "bbo", "ticker"]
+Channel = Literal["account", "instruments", "book", "trades", "bbo", "ticker", "candles"]
+Interval = Literal["1m", "5m", "1h", "1d"]  # `candles` bars: gateway.candles.INTERVALS_US
 Scope = Literal["read", "trade", "admin"]
 
 Problem = tuple[ErrorCode, str]
@@ -321,6 +322,10 @@ class InstrumentsParams(Params, frozen=True):
     pass
 
 
+class ReservesParams(Params, frozen=True):
+    pass
+
+
 class BookSnapshotParams(Params, frozen=True):
     symbol: Symbol
     depth: Annotated[int, Meta(ge=1, le=BOOK_DEPTH_MAX)]
@@ -331,6 +336,14 @@ class SubscribeParams(Params, frozen=True):
     symbols: Annotated[tuple[Symbol, ...], Meta(max_length=SYMBOLS_PER_REQUEST_MAX)] | None = None
     depth: Annotated[int, Meta(ge=1, le=BOOK_DEPTH_MAX)] | None = None
     since_seq: Int53 | None = None
+    interval: Interval | None = None  # candles only, and there required
+
+    def problem(self) -> Problem | None:
+        if self.ch == "candles" and self.interval is None:
+            return E.MISSING_PARAM, "the candles channel needs an interval: 1m, 5m, 1h or 1d"
+        if self.ch != "candles" and self.interval is not None:
+            return E.BAD_PARAM, "interval applies to the candles channel only"
+        return None
 
 
 class UnsubscribeParams(Params, frozen=True):
@@ -472,6 +485,7 @@ METHODS: dict[str, type[Params]] = {
     "balances": BalancesParams,
     "instruments": InstrumentsParams,
     "book.snapshot": BookSnapshotParams,
+    "reserves": ReservesParams,
     "subscribe": SubscribeParams,
     "unsubscribe": UnsubscribeParams,
     "subscriptions": SubscriptionsParams,

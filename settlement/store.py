@@ -1,6 +1,7 @@
-"""The ledger store: booked transfers made durable, the one module of settlement that does I/O.
+"""The ledger store: booked transfers made durable; with pg_store.py, settlement's only I/O.
 
-Owns the `LedgerStore` interface and `SqliteLedgerStore` (WAL, synchronous=FULL). Leaves
+Owns the `LedgerStore` interface, the pure parts every store shares (checks, rows, hashes,
+verification) and `SqliteLedgerStore` (WAL, synchronous=FULL). Leaves
 deciding what to book to the ledger; the store is derived from its events and can be rebuilt.
 Transfers arrive in batches, one transaction each, so a batch is stored whole or not at all.
 A batch's ids continue the store's last id with no gap; re-applying stored ids with the same
@@ -14,7 +15,7 @@ participant (positive account) below zero.
 
 import hashlib
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from os import PathLike
 from typing import Final, Protocol, TypeVar
 
@@ -25,6 +26,7 @@ from settlement.transfers import Transfer, TransferKind
 # Bounds one transaction's memory and write-lock time: 25x a 1,000-trade batch (~4,000 legs).
 BATCH_TRANSFERS_MAX: Final = 100_000
 ASSET_SCALE_MAX: Final = 18  # amounts are signed 64-bit: 10**18 units must fit below 2**63
+AMOUNT_LIMIT: Final = 2**63  # amounts are stored as signed 64-bit integers
 ASSET_CODE_CHARS_MAX: Final = 32  # longer than any ticker or T-bill code we list
 ACCOUNT_NAME_CHARS_MAX: Final = 200  # a label for people, not a document
 ITERATION_PAGE_TRANSFERS: Final = 10_000  # rows held in memory per page while iterating
@@ -130,6 +132,133 @@ def balance_problems(balances: Mapping[tuple[int, str], int]) -> list[str]:
         f"asset {asset} sums to {total}, not 0" for asset, total in totals.items() if total
     ]
     return unbalanced + negatives
+
+
+# -- what every store shares: the checks before a write, the rows, the chain's findings --------
+
+BatchRecord = tuple[int, int, int, bytes, bytes]  # batch_no, first and last id, prev hash, hash
+
+
+def batch_rows(transfers: Sequence[Transfer]) -> list[TransferRow]:
+    """A batch's rows in canonical column order, once its size, kinds and ids are checked:
+    ids consecutive and ascending, from 1 up. Refuses with a `LedgerStoreError`."""
+    count = len(transfers)
+    if not 1 <= count <= BATCH_TRANSFERS_MAX:
+        raise BatchRejectedError(f"a batch holds 1 to {BATCH_TRANSFERS_MAX} transfers, not {count}")
+    try:
+        rows: list[TransferRow] = [
+            (
+                t.transfer_id,
+                t.chain_id,
+                t.debit_account,
+                t.credit_account,
+                t.asset,
+                t.amount,
+                t.kind._value_,  # a plain str binds far faster than the enum member
+                t.ts_us,
+            )
+            for t in transfers
+        ]
+    except AttributeError as error:
+        raise BatchRejectedError(f"a transfer's kind is not a TransferKind: {error}") from None
+    first_id = rows[0][0]
+    last_id = rows[-1][0]
+    if first_id < 1:
+        raise BatchSequenceError(f"batch {first_id}..{last_id}: transfer ids start at 1")
+    if [row[0] for row in rows] != list(range(first_id, first_id + count)):
+        raise BatchSequenceError(
+            f"batch {first_id}..{last_id}: transfer ids are not consecutive and ascending"
+        )
+    return rows
+
+
+def transfer_of(row: TransferRow) -> Transfer:
+    transfer_id, chain_id, debit, credit, asset, amount, kind, ts_us = row
+    return Transfer(transfer_id, chain_id, debit, credit, asset, amount, TransferKind(kind), ts_us)
+
+
+def check_asset(code: str, scale: int) -> None:
+    if not 1 <= len(code) <= ASSET_CODE_CHARS_MAX:
+        raise RegistrationError(f"asset code {code!r} is not 1 to {ASSET_CODE_CHARS_MAX} chars")
+    if not 0 <= scale <= ASSET_SCALE_MAX:
+        raise RegistrationError(f"asset {code} scale {scale} is not 0 to {ASSET_SCALE_MAX}")
+
+
+def check_account(account_id: int, name: str) -> None:
+    if account_id == 0:
+        raise RegistrationError("account id 0 is neither a participant nor a venue account")
+    if len(name) > ACCOUNT_NAME_CHARS_MAX:
+        raise RegistrationError(
+            f"account {account_id} name is longer than {ACCOUNT_NAME_CHARS_MAX} chars"
+        )
+
+
+def check_attestation(asset: str, amount: int) -> None:
+    if not 0 <= amount < AMOUNT_LIMIT:
+        raise RegistrationError(f"{asset} reserves of {amount} are not 0 to {AMOUNT_LIMIT - 1}")
+
+
+def asset_is_new(code: str, scale: int, stored_scale: int | None) -> bool:
+    """True when the asset is not stored yet; False when stored alike; refuses a conflict."""
+    if stored_scale is not None and stored_scale != scale:
+        raise RegistrationError(
+            f"asset {code} is registered with scale {stored_scale}, not {scale}"
+        )
+    return stored_scale is None
+
+
+def account_is_new(account_id: int, name: str, stored_name: str | None) -> bool:
+    """True when the account is not stored yet; False when stored alike; refuses a conflict."""
+    if stored_name is not None and stored_name != name:
+        raise RegistrationError(
+            f"account {account_id} is registered as {stored_name!r}, not {name!r}"
+        )
+    return stored_name is None
+
+
+def attestation_is_new(asset: str, amount: int, as_of_us: int, stored: int | None) -> bool:
+    """True when this statement is not stored yet; False when stored alike; refuses a
+    conflicting amount for the same moment."""
+    if stored is not None and stored != amount:
+        raise RegistrationError(
+            f"{asset} reserves as of {as_of_us} are recorded as {stored}, not {amount}"
+        )
+    return stored is None
+
+
+def chain_problems(
+    batches: Iterable[BatchRecord],
+    rows_between: Callable[[int, int], list[TransferRow]],
+    count_from: Callable[[int], int],
+) -> list[str]:
+    """Walk the batches in order: numbering, contiguity, chaining and each batch's hash
+    against its transfers (`rows_between(first, last)`), then transfers past the last batch
+    (`count_from(first_id)`). One sentence per problem."""
+    problems: list[str] = []
+    expected_no, expected_first_id, prev_hash = 1, 1, GENESIS_HASH
+    for batch_no, first_id, last_id, stored_prev_hash, stored_hash in batches:
+        where = f"batch {batch_no} ({first_id}..{last_id})"
+        if batch_no != expected_no:
+            problems.append(f"{where} follows batch {expected_no - 1}")
+        if first_id != expected_first_id or last_id < first_id:
+            problems.append(f"{where} should start at transfer {expected_first_id}")
+        if stored_prev_hash != prev_hash:
+            problems.append(f"{where} does not chain to the previous batch's hash")
+        rows = rows_between(first_id, last_id)
+        if len(rows) != last_id - first_id + 1:
+            problems.append(f"{where} has {len(rows)} of its transfers")
+        if batch_hash(stored_prev_hash, rows) != stored_hash:
+            problems.append(f"{where} hash does not match its transfers")
+        expected_no, expected_first_id, prev_hash = batch_no + 1, last_id + 1, stored_hash
+    outside = count_from(expected_first_id)
+    if outside:
+        problems.append(f"{outside} transfers from id {expected_first_id} are in no batch")
+    return problems
+
+
+def sequence_problem(first_id: int, last_id: int, stored_last_id: int) -> BatchSequenceError:
+    """Why a batch that is not a re-send does not continue a store ending at `stored_last_id`."""
+    return BatchSequenceError(_sequence_message(first_id, last_id, stored_last_id))
 
 
 def _refuse(table: str, statement: str) -> str:
@@ -256,19 +385,12 @@ class SqliteLedgerStore:
     # -- registrations ----------------------------------------------------------------
 
     def register_asset(self, code: str, scale: int) -> bool:
-        if not 1 <= len(code) <= ASSET_CODE_CHARS_MAX:
-            raise RegistrationError(f"asset code {code!r} is not 1 to {ASSET_CODE_CHARS_MAX} chars")
-        if not 0 <= scale <= ASSET_SCALE_MAX:
-            raise RegistrationError(f"asset {code} scale {scale} is not 0 to {ASSET_SCALE_MAX}")
+        check_asset(code, scale)
         with self._write():
             row = self._connection.execute(
                 "SELECT scale FROM assets WHERE code = ?", (code,)
             ).fetchone()
-            if row is not None:
-                if row[0] != scale:
-                    raise RegistrationError(
-                        f"asset {code} is registered with scale {row[0]}, not {scale}"
-                    )
+            if not asset_is_new(code, scale, None if row is None else row[0]):
                 return False
             self._connection.execute(
                 "INSERT INTO assets (code, scale) VALUES (?, ?)", (code, scale)
@@ -276,21 +398,12 @@ class SqliteLedgerStore:
         return True
 
     def register_account(self, account_id: int, name: str) -> bool:
-        if account_id == 0:
-            raise RegistrationError("account id 0 is neither a participant nor a venue account")
-        if len(name) > ACCOUNT_NAME_CHARS_MAX:
-            raise RegistrationError(
-                f"account {account_id} name is longer than {ACCOUNT_NAME_CHARS_MAX} chars"
-            )
+        check_account(account_id, name)
         with self._write():
             row = self._connection.execute(
                 "SELECT name FROM accounts WHERE account_id = ?", (account_id,)
             ).fetchone()
-            if row is not None:
-                if row[0] != name:
-                    raise RegistrationError(
-                        f"account {account_id} is registered as {row[0]!r}, not {name!r}"
-                    )
+            if not account_is_new(account_id, name, None if row is None else row[0]):
                 return False
             self._connection.execute(
                 "INSERT INTO accounts (account_id, name) VALUES (?, ?)", (account_id, name)
@@ -307,16 +420,13 @@ class SqliteLedgerStore:
     # -- reserves -------------------------------------------------------------------------
 
     def record_attestation(self, asset: str, amount: int, as_of_us: int) -> bool:
+        check_attestation(asset, amount)
         with self._write():
             row = self._connection.execute(
                 "SELECT amount FROM attestations WHERE asset = ? AND as_of_us = ?",
                 (asset, as_of_us),
             ).fetchone()
-            if row is not None:
-                if row[0] != amount:
-                    raise RegistrationError(
-                        f"{asset} reserves as of {as_of_us} are recorded as {row[0]}, not {amount}"
-                    )
+            if not attestation_is_new(asset, amount, as_of_us, None if row is None else row[0]):
                 return False
             self._connection.execute(
                 "INSERT INTO attestations (asset, as_of_us, amount) VALUES (?, ?, ?)",
@@ -333,42 +443,16 @@ class SqliteLedgerStore:
     # -- transfers ------------------------------------------------------------------------
 
     def append_batch(self, transfers: Sequence[Transfer]) -> bool:
-        count = len(transfers)
-        if not 1 <= count <= BATCH_TRANSFERS_MAX:
-            raise BatchRejectedError(
-                f"a batch holds 1 to {BATCH_TRANSFERS_MAX} transfers, not {count}"
-            )
-        try:
-            rows: list[TransferRow] = [
-                (
-                    t.transfer_id,
-                    t.chain_id,
-                    t.debit_account,
-                    t.credit_account,
-                    t.asset,
-                    t.amount,
-                    t.kind._value_,  # a plain str binds far faster than the enum member
-                    t.ts_us,
-                )
-                for t in transfers
-            ]
-        except AttributeError as error:
-            raise BatchRejectedError(f"a transfer's kind is not a TransferKind: {error}") from None
+        rows = batch_rows(transfers)
         first_id = rows[0][0]
         last_id = rows[-1][0]
-        if first_id < 1:
-            raise BatchSequenceError(f"batch {first_id}..{last_id}: transfer ids start at 1")
-        if [row[0] for row in rows] != list(range(first_id, first_id + count)):
-            raise BatchSequenceError(
-                f"batch {first_id}..{last_id}: transfer ids are not consecutive and ascending"
-            )
         with self._write():
             head = self._connection.execute(_SELECT_HEAD).fetchone()
             batch_no, stored_last_id, prev_hash = head if head else (0, 0, GENESIS_HASH)
             if last_id <= stored_last_id:
                 return self._check_reapplied(rows, first_id, last_id)
             if first_id != stored_last_id + 1:
-                raise BatchSequenceError(_sequence_message(first_id, last_id, stored_last_id))
+                raise sequence_problem(first_id, last_id, stored_last_id)
             self._check_registered(rows)
             try:
                 digest = batch_hash(prev_hash, rows)
@@ -428,10 +512,8 @@ class SqliteLedgerStore:
             page = self._connection.execute(
                 _SELECT_PAGE, (after_id, ITERATION_PAGE_TRANSFERS)
             ).fetchall()
-            for transfer_id, chain_id, debit, credit, asset, amount, kind, ts_us in page:
-                yield Transfer(
-                    transfer_id, chain_id, debit, credit, asset, amount, TransferKind(kind), ts_us
-                )
+            for row in page:
+                yield transfer_of(row)
             if len(page) < ITERATION_PAGE_TRANSFERS:
                 return
             after_id = page[-1][0]
@@ -457,32 +539,20 @@ class SqliteLedgerStore:
         return problems
 
     def _chain_problems(self) -> list[str]:
-        problems: list[str] = []
-        expected_no, expected_first_id, prev_hash = 1, 1, GENESIS_HASH
-        batches = self._connection.execute(
+        execute = self._connection.execute
+        batches = execute(
             "SELECT batch_no, first_transfer_id, last_transfer_id, prev_hash, hash"
             " FROM batches ORDER BY batch_no"
         ).fetchall()
-        for batch_no, first_id, last_id, stored_prev_hash, stored_hash in batches:
-            where = f"batch {batch_no} ({first_id}..{last_id})"
-            if batch_no != expected_no:
-                problems.append(f"{where} follows batch {expected_no - 1}")
-            if first_id != expected_first_id or last_id < first_id:
-                problems.append(f"{where} should start at transfer {expected_first_id}")
-            if stored_prev_hash != prev_hash:
-                problems.append(f"{where} does not chain to the previous batch's hash")
-            rows = self._connection.execute(_SELECT_RANGE, (first_id, last_id)).fetchall()
-            if len(rows) != last_id - first_id + 1:
-                problems.append(f"{where} has {len(rows)} of its transfers")
-            if batch_hash(stored_prev_hash, rows) != stored_hash:
-                problems.append(f"{where} hash does not match its transfers")
-            expected_no, expected_first_id, prev_hash = batch_no + 1, last_id + 1, stored_hash
-        (outside,) = self._connection.execute(
-            "SELECT COUNT(*) FROM transfers WHERE transfer_id >= ?", (expected_first_id,)
-        ).fetchone()
-        if outside:
-            problems.append(f"{outside} transfers from id {expected_first_id} are in no batch")
-        return problems
+        return chain_problems(
+            batches,
+            lambda first_id, last_id: execute(_SELECT_RANGE, (first_id, last_id)).fetchall(),
+            lambda first_id: int(
+                execute(
+                    "SELECT COUNT(*) FROM transfers WHERE transfer_id >= ?", (first_id,)
+                ).fetchone()[0]
+            ),
+        )
 
     def close(self) -> None:
         self._connection.close()

@@ -1,13 +1,17 @@
 """A real venue server on 127.0.0.1 (an ephemeral port, a temporary data dir) for e2e tests."""
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import itertools
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from client.sdk import VenueClient
+from cluster.postgres import PostgresServer
 from core import config as venue_config
 from gateway.server import VenueServer
 
@@ -75,3 +79,31 @@ async def drain_pushes(client: VenueClient, wait_s: float = 0.3) -> list[dict[st
             pushes.append(await client.next_push(wait_s))
         except TimeoutError:
             return pushes
+
+
+_database_numbers = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL on a free loopback port, once per test module, stopped after it.
+
+    Its directory is made under /tmp, not pytest's tmp_path: the server runs as the postgres
+    user, who may not enter root's private pytest directories."""
+    directory = Path(tempfile.mkdtemp(prefix="venue-test-pg-"))
+    directory.chmod(0o711)
+    server = PostgresServer(directory)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database on the module's server, dropped after the test (so the
+    server's stop has little to checkpoint)."""
+    name = f"test_{next(_database_numbers)}"
+    yield postgres_server.create_database(name)
+    postgres_server.drop_database(name)

@@ -25,3 +25,11 @@ def test_batches_are_whole_trades_with_consecutive_ids() -> None:
     ids = [t.transfer_id for rows in batches for t in rows]
     assert ids == list(range(11, 11 + 28))
     assert all(t.debit_account != t.credit_account for rows in batches for t in rows)
+
+
+def test_store_bench_runs_on_a_throwaway_postgres(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "store", "--store", "postgres", "--batch", "50", "--trades", "120", "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["store"] == "postgres" and result["verified"] is True
+    assert result["transfers"] == 120 * TRANSFERS_PER_TRADE

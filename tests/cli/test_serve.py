@@ -1,11 +1,126 @@
-"""`venue serve` as `make run` starts it: what it prints is enough to use the web page."""
+"""`venue serve --postgres DSN`: a real server process booking its ledger into a real
+PostgreSQL, across a crash (SIGKILL) and a clean stop, then verified from the outside."""
 
+import asyncio
+import re
 import signal
 import subprocess
+import sys
+import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
+from cli.main import main
+from client.sdk import VenueClient
+from cluster.postgres import free_port
+from settlement.pg_store import PostgresLedgerStore
 from tests.cli.test_main import RUN_TIMEOUT_S, SERVE, START_LINES_MAX, _env
+from tests.conftest import KEYS, ROOT
+
+SYMBOL = "AAPLx-USD"
+START_TIMEOUT_S = 30  # a restart replays the journal and catches the store up
+STOP_TIMEOUT_S = 30
+LISTENING = re.compile(r"listening: ws://127\.0\.0\.1:(\d+)/ws/trade")
+
+
+def serve(data_dir: Path, dsn: str) -> tuple[subprocess.Popen[str], int, str]:
+    """A `venue serve` process on a free port; (process, port, its ledger store line)."""
+    command = [sys.executable, "-m", "cli.main", "serve", "--config", str(ROOT / "venue.toml")]
+    command += ["--data-dir", str(data_dir), "--port", "0", "--postgres", dsn]
+    server = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert server.stdout is not None
+    deadline = time.monotonic() + START_TIMEOUT_S
+    port = 0
+    while time.monotonic() < deadline:
+        line = server.stdout.readline()
+        if match := LISTENING.search(line):
+            port = int(match.group(1))
+        elif port and "ledger store:" in line:
+            return server, port, line.strip()
+        elif not line and server.poll() is not None:
+            break
+    server.kill()
+    raise AssertionError(f"the server did not start: {server.stdout.read()}")
+
+
+async def trade(port: int, price: str) -> None:
+    """The maker rests a sell and the taker lifts part of it: one trade, four transfers."""
+    url = f"ws://127.0.0.1:{port}/ws/trade"
+    maker, taker = await VenueClient(url).connect(), await VenueClient(url).connect()
+    try:
+        await maker.logon(*KEYS["alpha"])
+        await taker.logon(*KEYS["taker"])
+        await maker.place(SYMBOL, "sell", "0.3", price)
+        await taker.place(SYMBOL, "buy", "0.1", price, tif="ioc")
+    finally:
+        await maker.close()
+        await taker.close()
+
+
+def test_trades_are_booked_in_postgres_across_a_crash_and_verify_clean(
+    postgres_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = tmp_path / "data"
+    server, port, store_line = serve(data_dir, postgres_dsn)
+    try:
+        assert store_line.startswith("ledger store: PostgreSQL 127.0.0.1:")
+        asyncio.run(trade(port, "187.30"))
+    finally:
+        server.send_signal(signal.SIGKILL)  # a crash: the store may trail the journal
+        server.wait(STOP_TIMEOUT_S)
+
+    server, port, _ = serve(data_dir, postgres_dsn)  # catches the store up from the journal
+    try:
+        asyncio.run(trade(port, "187.31"))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(STOP_TIMEOUT_S) == 0
+
+    assert not list(data_dir.glob("ledger.sqlite*")), "booked in PostgreSQL, not SQLite"
+    store = PostgresLedgerStore(postgres_dsn)
+    try:
+        kinds = [transfer.kind.value for transfer in store.iter_transfers()]
+        assert kinds.count("delivery") == 2  # both trades, each booked once
+        taker_account = next(i for i, name in store.accounts().items() if "taker" in name)
+        assert store.balances()[(taker_account, "AAPLx")] > 0
+    finally:
+        store.close()
+    capsys.readouterr()
+    assert main(["ledger", "verify", "--postgres", postgres_dsn]) == 0
+    assert capsys.readouterr().out.startswith("ok: ")
+    config = str(ROOT / "venue.toml")
+    assert (
+        main(
+            ["verify", "--data-dir", str(data_dir), "--config", config, "--postgres", postgres_dsn]
+        )
+        == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert "ok   store: every balance equals the replayed ledger's" in lines
+
+
+def test_an_unreachable_postgres_refuses_to_start_in_one_line(tmp_path: Path) -> None:
+    nobody = f"postgresql://postgres@127.0.0.1:{free_port()}/ledger"
+    command = [sys.executable, "-m", "cli.main", "serve", "--config", str(ROOT / "venue.toml")]
+    command += ["--data-dir", str(tmp_path / "data"), "--port", "0", "--postgres", nobody]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=START_TIMEOUT_S
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("venue: cannot start: the ledger store: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ledger_commands_refuse_an_unreachable_postgres(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    nobody = f"postgresql://postgres@127.0.0.1:{free_port()}/ledger"
+    assert main(["ledger", "balances", "--postgres", nobody]) == 2
+    assert "venue: the PostgreSQL ledger store: " in capsys.readouterr().err
 
 
 def test_serve_prints_the_web_page_and_demo_keys_and_serves_the_page(tmp_path: Path) -> None:

@@ -20,8 +20,10 @@ from gateway.auth import (
     KeyStore,
     KeyStoreError,
     logon_payload,
+    request_payload,
     require_scope,
     sign_logon,
+    sign_request,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,6 +74,56 @@ def test_the_signature_is_hex_hmac_sha256_of_the_payload_under_the_secret() -> N
     expected = hmac.new(b"s3cret-trader", payload, hashlib.sha256).hexdigest()
     assert sign_logon("s3cret-trader", "k-trader", 1_700_000_000_000_000, "abc", 5_000) == expected
     assert len(expected) == 64
+
+
+def test_a_rest_request_signs_the_docs_lines_and_the_body_last() -> None:
+    """docs/rest.md's worked examples, byte for byte."""
+    body = (
+        b'{"symbol":"AAPLx-USD","side":"buy","type":"limit","tif":"gtc","price":"187.00","qty":"1"}'
+    )
+    ts = 1_767_225_600_000_000
+    assert (
+        request_payload(
+            "demo-taker", ts, "n-0002", 5_000, "GET", "/api/v1/orders", "symbol=AAPLx-USD", b""
+        )
+        == b"rest\ndemo-taker\n1767225600000000\nn-0002\n5000\nGET\n/api/v1/orders\n"
+        b"symbol=AAPLx-USD\n"
+    )
+    secret = "demo-secret-taker"
+    get = ("GET", "/api/v1/orders", "symbol=AAPLx-USD", b"")
+    assert sign_request(secret, "demo-taker", ts, "n-0002", 5_000, *get) == (
+        "403026c36cbb2d27f617fbf2327ea592e9c4bfe24105886f88c5b0f7bdbb6d48"
+    )
+    post = ("POST", "/api/v1/orders", "", body)
+    assert sign_request(secret, "demo-taker", ts, "n-0001", 5_000, *post) == (
+        "b85a863877360391814e7b9b27a69359429d545433a01bb9cd53fbe20a12f8dd"
+    )
+
+
+def test_a_signed_request_and_a_logon_share_the_rules_and_the_nonces() -> None:
+    auth = authenticator()
+    request = ("GET", "/api/v1/balances", "", b"")
+
+    def check(nonce: str, ts: int = NOW_US) -> ApiKey:
+        sig = sign_request(TRADER.secret, TRADER.key, ts, nonce, WINDOW_MS, *request)
+        return auth.check(
+            TRADER.key,
+            ts,
+            nonce,
+            WINDOW_MS,
+            sig,
+            NOW_US,
+            lambda secret: sign_request(secret, TRADER.key, ts, nonce, WINDOW_MS, *request),
+        )
+
+    assert check("r-1").account == TRADER.account
+    logon(auth, nonce="n-1")
+    with pytest.raises(AuthError) as reused:
+        check("n-1")  # the logon's nonce
+    assert reused.value.code is ErrorCode.NONCE_REUSED
+    with pytest.raises(AuthError) as stale:
+        check("r-2", ts=NOW_US - WINDOW_US - 1)
+    assert stale.value.code is ErrorCode.TIMESTAMP_OUT_OF_WINDOW
 
 
 # --------------------------------------------------------------------------- logon

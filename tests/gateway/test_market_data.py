@@ -704,8 +704,20 @@ def test_problem_names_what_cannot_be_subscribed() -> None:
         md.problem(Stream(Channel.TRADES, SYMBOL, 10)) == "depth applies to the book channel only"
     )
     assert md.problem(Stream(Channel.BBO, "NOPE")) == "unknown symbol 'NOPE'"
-    assert md.problem(Stream("candles", SYMBOL)) == "unknown channel 'candles'"  # type: ignore[arg-type]
-    assert {str(c) for c in CHANNELS} == {"instruments", "book", "trades", "bbo", "ticker"}
+    assert md.problem(Stream("klines", SYMBOL)) == "unknown channel 'klines'"  # type: ignore[arg-type]
+    assert md.problem(Stream(Channel.CANDLES, SYMBOL, 0, "1m")) is None
+    assert md.problem(Stream(Channel.CANDLES, SYMBOL)) == "interval must be one of 1m, 5m, 1h, 1d"
+    assert md.problem(Stream(Channel.TICKER, SYMBOL, 0, "1m")) == (
+        "interval applies to the candles channel only"
+    )
+    assert {str(c) for c in CHANNELS} == {
+        "instruments",
+        "book",
+        "trades",
+        "bbo",
+        "ticker",
+        "candles",
+    }
     with pytest.raises(ValueError, match="depth"):
         md.snapshot(Stream(Channel.BOOK, SYMBOL, 5), 0)
 

@@ -331,12 +331,14 @@ def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_pa
         venue.clients.clear()
 
         await venue.server.stop()
-        await expect(page.locator("#market-status")).to_have_text("market data: reconnecting…")
-        await expect(page.locator("#logon-error")).to_contain_text("disconnected (1001")
-        await expect(page.locator("#place-button")).to_be_disabled()
-        config = venue_config.load(ROOT / "venue.toml")
-        venue.server = VenueServer(config, tmp_path / "data")
-        await venue.server.start("127.0.0.1", venue.port)
+        try:
+            await expect(page.locator("#market-status")).to_have_text("market data: reconnecting…")
+            await expect(page.locator("#logon-error")).to_contain_text("disconnected (1001")
+            await expect(page.locator("#place-button")).to_be_disabled()
+        finally:  # started again whatever happened: the fixture stops a running venue
+            config = venue_config.load(ROOT / "venue.toml")
+            venue.server = VenueServer(config, tmp_path / "data")
+            await venue.server.start("127.0.0.1", venue.port)
 
         await expect(page.locator("#market-status")).to_have_text("market data: live")
         await expect(ladder_row(page, "ask", "187.30")).to_have_text("10.000000")
@@ -346,3 +348,27 @@ def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_pa
     errors = run_page(tmp_path, scenario)
     # while the venue is down, the browser may log the page's refused reconnects
     assert [e for e in errors if "WebSocket connection to" not in e] == []
+
+
+def test_the_rest_fed_parts_show_24h_change_candles_and_reserves(tmp_path: Path) -> None:
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await resting_sell(venue, "10", "187.30")
+        buyer = await venue.client("beta")
+        await buyer.place(SYMBOL, "buy", qty="1", price="187.30", tif="ioc")
+        await page.reload()  # the history and the 24 h window are read at load
+        await expect(page.locator("#candles")).to_have_attribute("data-bars", "1")
+        await expect(page.locator("#candles")).to_have_attribute("data-last-close", "187.3")
+        await expect(page.locator("#candles-note")).to_have_text("")
+        change = page.locator(f"#instruments tr[data-symbol='{SYMBOL}'] td.change")
+        await expect(change).to_have_text("+0.00%")
+        reserves = page.locator("#reserves-table tr[data-asset=USD]")
+        await expect(reserves.locator("td").last).to_have_text("covered")
+
+        await resting_sell(venue, "5", "187.40")
+        await buyer.place(SYMBOL, "buy", qty="10", price="187.40", tif="ioc")  # live, no reload
+        await expect(page.locator("#tape tbody tr")).to_have_count(3)
+        await expect(page.locator("#candles")).to_have_attribute("data-last-close", "187.4")
+        await expect(change).to_have_text("+0.05%")  # the REST 24 h open, the live last
+
+    assert run_page(tmp_path, scenario) == []

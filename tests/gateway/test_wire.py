@@ -77,6 +77,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "balances": {},
     "instruments": {},
     "book.snapshot": {"symbol": SYMBOL, "depth": 10},
+    "reserves": {},
     "subscribe": {"ch": "account"},
     "unsubscribe": {"ch": "book", "symbols": [SYMBOL]},
     "subscriptions": {},

@@ -1,0 +1,208 @@
+"""A throwaway PostgreSQL on loopback: the ledger store's database for tests and local clusters.
+
+Owns starting and stopping one server: `initdb` into a directory of its own under the one
+the caller gives, a free port on 127.0.0.1, its unix socket inside that directory, trust
+auth for the `postgres` user on loopback only. PostgreSQL refuses to run as root, so as
+root every server command runs as the `postgres` user (runuser) and the directory is
+chowned to it; as anyone else, as that user. Waiting is bounded (`pg_ctl -w -t`); a server
+that does not stop fast is killed. Databases are created on demand and named by the caller.
+Debian keeps the server binaries off the PATH, under /usr/lib/postgresql/<version>/bin
+(scripts/install-postgres.sh installs them); `VENUE_PG_BIN` names another directory.
+"""
+
+import contextlib
+import os
+import pwd
+import re
+import signal
+import socket
+import subprocess
+from pathlib import Path
+from typing import Final
+
+import psycopg
+
+SERVER_USER: Final = "postgres"  # the Debian package's user; the database superuser too
+DEBIAN_BIN_GLOB: Final = "/usr/lib/postgresql/*/bin"
+START_TIMEOUT_S: Final = 60  # initdb and a first start on a busy 2-core machine take seconds
+STOP_TIMEOUT_S: Final = 30  # a fast shutdown rolls back and checkpoints; longer is stuck
+COMMAND_TIMEOUT_S: Final = 120  # initdb writes ~40 MB and fsyncs it
+PORT_ATTEMPTS: Final = 3  # a free port can be taken between the probe and the bind
+DATABASE_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")  # no quoting needed, 63 bytes max
+
+
+class PostgresError(RuntimeError):
+    """The server could not be set up, started or reached; the message says why."""
+
+
+def server_bin_dir() -> Path:
+    """The directory holding initdb, pg_ctl and postgres: the newest Debian version's."""
+    override = os.environ.get("VENUE_PG_BIN")
+    candidates = [Path(override)] if override else _debian_bin_dirs()
+    for candidate in candidates:
+        if all((candidate / name).is_file() for name in ("initdb", "pg_ctl", "postgres")):
+            return candidate
+    raise PostgresError(
+        "PostgreSQL's server binaries (initdb, pg_ctl, postgres) are not installed:"
+        " run scripts/install-postgres.sh (Debian's postgresql package)"
+    )
+
+
+def _debian_bin_dirs() -> list[Path]:
+    found = Path("/").glob(DEBIAN_BIN_GLOB.lstrip("/"))
+    return sorted(found, key=lambda path: _version_key(path.parent.name), reverse=True)
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in name.split(".") if part.isdigit()) or (0,)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class PostgresServer:
+    """One PostgreSQL server in `directory`/postgres; `start()`, `create_database()`, `stop()`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.home = Path(directory).resolve() / "postgres"
+        self.data_dir = self.home / "data"
+        self.socket_dir = self.home / "socket"
+        self.log_file = self.home / "server.log"
+        self.port = 0
+        self._bin = server_bin_dir()
+        self._as_server_user = os.geteuid() == 0
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> "PostgresServer":
+        """Initialise (first time) and start the server; returns once it takes connections."""
+        self._prepare_home()
+        if not (self.data_dir / "PG_VERSION").exists():
+            initdb = ["-D", str(self.data_dir), "-U", SERVER_USER, "--auth=trust"]
+            self._run("initdb", [*initdb, "--encoding=UTF8", "--locale=C", "--no-instructions"])
+        for attempt in range(PORT_ATTEMPTS):
+            self.port = free_port()
+            try:
+                self._pg_ctl_start()
+                return self
+            except PostgresError:
+                self._kill()
+                if attempt == PORT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable: the last attempt raises")
+
+    def stop(self) -> None:
+        """Stop fast (roll back open transactions, checkpoint); kill when that fails."""
+        if not (self.data_dir / "postmaster.pid").exists():
+            return
+        try:
+            self._run(
+                "pg_ctl",
+                ["stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", str(STOP_TIMEOUT_S)],
+            )
+        except PostgresError:
+            self._kill()
+
+    def __enter__(self) -> "PostgresServer":
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # ----------------------------------------------------------------- databases
+
+    def dsn(self, database: str = "postgres") -> str:
+        return f"postgresql://{SERVER_USER}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        """Create an empty database; its DSN."""
+        if not DATABASE_NAME.fullmatch(name):
+            raise PostgresError(f"database name {name!r} is not lower-case letters, digits, _")
+        with psycopg.connect(self.dsn(), autocommit=True) as connection:
+            connection.execute(f"CREATE DATABASE {name}")  # name checked above: no injection
+        return self.dsn(name)
+
+    def drop_database(self, name: str) -> None:
+        """Drop a database, ending the sessions still on it."""
+        if not DATABASE_NAME.fullmatch(name):
+            raise PostgresError(f"database name {name!r} is not lower-case letters, digits, _")
+        with psycopg.connect(self.dsn(), autocommit=True) as connection:
+            connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+    # ----------------------------------------------------------------- internals
+
+    def _prepare_home(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(exist_ok=True)
+        if not self._as_server_user:
+            return
+        try:
+            user = pwd.getpwnam(SERVER_USER)
+        except KeyError:
+            raise PostgresError(
+                f"no {SERVER_USER} user to run the server as (PostgreSQL refuses root):"
+                " run scripts/install-postgres.sh"
+            ) from None
+        for path in (self.home, self.socket_dir):
+            os.chown(path, user.pw_uid, user.pw_gid)
+            path.chmod(0o700)
+        probe = subprocess.run(
+            ["runuser", "-u", SERVER_USER, "--", "test", "-w", str(self.home)], check=False
+        )
+        if probe.returncode != 0:
+            raise PostgresError(
+                f"the {SERVER_USER} user cannot reach {self.home}: give a directory whose"
+                " parents others may enter (e.g. one made under /tmp, mode 0711)"
+            )
+
+    def _pg_ctl_start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1"
+            " -c max_connections=50"
+        )
+        start = ["start", "-D", str(self.data_dir), "-l", str(self.log_file), "-o", options]
+        self._run("pg_ctl", [*start, "-w", "-t", str(START_TIMEOUT_S)])
+
+    def _run(self, program: str, arguments: list[str]) -> None:
+        command = [str(self._bin / program), *arguments]
+        if self._as_server_user:
+            command = ["runuser", "-u", SERVER_USER, "--", *command]
+        try:
+            subprocess.run(
+                command,
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=COMMAND_TIMEOUT_S,
+                cwd=self.home,  # the server user may not be allowed in the caller's directory
+                env={**os.environ, "LC_ALL": "C"},
+            )
+        except subprocess.CalledProcessError as failed:
+            raise PostgresError(f"{program} failed: {self._why(failed.stderr)}") from None
+        except subprocess.TimeoutExpired:
+            raise PostgresError(f"{program} did not finish in {COMMAND_TIMEOUT_S} s") from None
+
+    def _why(self, stderr: str) -> str:
+        lines = [line for line in stderr.strip().splitlines() if line]
+        log_tail = self._log_tail()
+        return "; ".join(lines[-3:] + log_tail) or "no message"
+
+    def _log_tail(self) -> list[str]:
+        try:
+            return self.log_file.read_text(errors="replace").strip().splitlines()[-3:]
+        except OSError:
+            return []
+
+    def _kill(self) -> None:
+        """SIGKILL the postmaster named in postmaster.pid, if any (a failed start or stop)."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        with contextlib.suppress(ProcessLookupError):  # it died on its own meanwhile
+            os.kill(pid, signal.SIGKILL)
+        (self.data_dir / "postmaster.pid").unlink(missing_ok=True)

@@ -1,0 +1,207 @@
+"""Candles: OHLCV bars at 1m, 5m, 1h and 1d built from the venue's own durable trades.
+
+Owns the bars of every symbol and interval (integers: price and quantity units, the bar's
+open time in µs), the 24 h ticker the REST API reads off the 1-minute bars, the bar shape on
+the wire (`{"t": open_ms, "o", "h", "l", "c", "v"}`, decimal strings) and the image that a
+snapshot keeps. Fed by `gateway.market_data` with each durable trade, and on restart rebuilt
+as snapshot image + journal replay (the server's `_restore` and `_replayed`), so candles
+survive restarts exactly as the trades that made them. A bar exists only for an interval
+that had a trade. Limits: BARS_KEPT_MAX bars per symbol and interval, oldest dropped.
+"""
+
+from collections import deque
+from itertools import islice
+from typing import Any
+
+import msgspec
+
+from engine.instrument import InstrumentSpec
+from engine.units import format_units
+
+INTERVALS_US = {  # the wire's names, oldest first is each series' order
+    "1m": 60_000_000,
+    "5m": 300_000_000,
+    "1h": 3_600_000_000,
+    "1d": 86_400_000_000,
+}
+BARS_KEPT_MAX = 1_440  # a day of 1m, five days of 5m, two months of 1h, four years of 1d
+CANDLES_LIMIT_DEFAULT = 500  # a chart's width in bars
+SNAPSHOT_BARS = 500  # a channel snapshot: a chart's worth, not the whole history
+TICKER_WINDOW_BARS = 1_440  # the 24 h ticker: the current minute and the 1,439 before it
+CHANGE_PCT_DECIMALS = 2
+US_PER_MS = 1_000
+
+Bar = list[int]  # [open_us, open, high, low, close, volume]: price and quantity units
+
+
+class Candle(msgspec.Struct, frozen=True):
+    """One bar on the wire: open time (ms) and OHLCV as decimal strings."""
+
+    t: int
+    o: str
+    h: str
+    l: str  # noqa: E741 - the wire's name, as every exchange spells it
+    c: str
+    v: str
+
+
+class CandlesResult(msgspec.Struct, frozen=True):
+    """`GET /api/v1/candles` and the `candles` channel's `data`: bars oldest first."""
+
+    symbol: str
+    interval: str
+    candles: list[Candle]
+
+
+class Ticker(msgspec.Struct, frozen=True):
+    """A symbol's last price and its 24 h window; None where the window had no trade."""
+
+    symbol: str
+    last: str | None
+    open: str | None
+    high: str | None
+    low: str | None
+    volume: str
+    change: str | None
+    change_pct: str | None
+    trades: int
+
+
+class _Current:
+    """A symbol's bars that take its next trade, while it falls in the same minute: a
+    minute lies within one bar of every longer interval, so one test covers them all."""
+
+    __slots__ = ("bars", "count", "end_us", "start_us")
+
+    def __init__(self, start_us: int, bars: list[Bar], count: list[int]) -> None:
+        self.start_us = start_us
+        self.end_us = start_us + INTERVALS_US["1m"]
+        self.bars = bars  # the newest bar of each interval
+        self.count = count  # [minute, trades] of the ticker's window
+
+
+class Candles:
+    """Every symbol's bars, per interval, and its trade counts per minute."""
+
+    def __init__(self) -> None:
+        self._series: dict[tuple[str, str], deque[Bar]] = {}
+        self._trades: dict[str, deque[list[int]]] = {}  # symbol -> [minute, trades] for 24 h
+        self._last: dict[str, int] = {}  # symbol -> last trade price
+        self._current: dict[str, _Current] = {}  # derived: rebuilt by the next trade
+
+    def add(self, symbol: str, ts_us: int, price: int, qty: int) -> None:
+        """One durable trade (on the publishing path: the same minute takes the fast way)."""
+        current = self._current.get(symbol)
+        if current is not None and current.start_us <= ts_us < current.end_us:
+            for bar in current.bars:
+                if price > bar[2]:
+                    bar[2] = price
+                elif price < bar[3]:  # high >= low: a price is never beyond both
+                    bar[3] = price
+                bar[4] = price
+                bar[5] += qty
+            current.count[1] += 1
+            self._last[symbol] = price
+            return
+        bars = [self._add_to(symbol, interval, ts_us, price, qty) for interval in INTERVALS_US]
+        counts = self._trades.get(symbol)
+        if counts is None:
+            counts = self._trades[symbol] = deque(maxlen=TICKER_WINDOW_BARS)
+        minute = ts_us // INTERVALS_US["1m"]
+        if counts and counts[-1][0] >= minute:
+            counts[-1][1] += 1
+        else:
+            counts.append([minute, 1])
+        self._last[symbol] = price
+        if bars[0][0] == minute * INTERVALS_US["1m"]:  # not a clock step back
+            self._current[symbol] = _Current(bars[0][0], bars, counts[-1])
+
+    def _add_to(self, symbol: str, interval: str, ts_us: int, price: int, qty: int) -> Bar:
+        key = (symbol, interval)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = deque(maxlen=BARS_KEPT_MAX)
+        open_us = ts_us - ts_us % INTERVALS_US[interval]
+        if series and series[-1][0] >= open_us:  # same bar (or a clock step back: kept)
+            bar = series[-1]
+            bar[2] = max(bar[2], price)
+            bar[3] = min(bar[3], price)
+            bar[4] = price
+            bar[5] += qty
+        else:
+            bar = [open_us, price, price, price, price, qty]
+            series.append(bar)
+        return bar
+
+    def bars(self, symbol: str, interval: str, limit: int) -> list[Bar]:
+        """The newest `limit` bars, oldest first."""
+        series = self._series.get((symbol, interval), deque())
+        return [list(bar) for bar in islice(series, max(0, len(series) - limit), None)]
+
+    def result(self, spec: InstrumentSpec, interval: str, limit: int) -> CandlesResult:
+        bars = self.bars(spec.symbol, interval, limit)
+        return CandlesResult(spec.symbol, interval, [candle(bar, spec) for bar in bars])
+
+    def ticker(self, spec: InstrumentSpec, now_us: int) -> Ticker:
+        """The last price and the 24 h window (the current minute and the 1,439 before it)."""
+        symbol = spec.symbol
+        first_minute = now_us // INTERVALS_US["1m"] - TICKER_WINDOW_BARS + 1
+        first_us = first_minute * INTERVALS_US["1m"]
+        window = [b for b in self._series.get((symbol, "1m"), ()) if b[0] >= first_us]
+        trades = sum(n for minute, n in self._trades.get(symbol, ()) if minute >= first_minute)
+        last = self._last.get(symbol)
+        pd = spec.price_decimals
+        volume = format_units(sum(b[5] for b in window), spec.qty_decimals)
+        last_text = None if last is None else format_units(last, pd)
+        if not window or last is None:
+            return Ticker(symbol, last_text, None, None, None, volume, None, None, 0)
+        opened = window[0][1]
+        change = last - opened
+        # percent of the open at CHANGE_PCT_DECIMALS, rounded half up, in integers: exact
+        scaled = 2 * change * 100 * 10**CHANGE_PCT_DECIMALS
+        pct = (scaled + opened) // (2 * opened) if opened else 0
+        return Ticker(
+            symbol,
+            last_text,
+            format_units(opened, pd),
+            format_units(max(b[2] for b in window), pd),
+            format_units(min(b[3] for b in window), pd),
+            volume,
+            format_units(change, pd),
+            format_units(pct, CHANGE_PCT_DECIMALS),
+            trades,
+        )
+
+    # ----------------------------------------------------------------- snapshots
+
+    def image(self) -> dict[str, Any]:
+        """Everything kept, as JSON-ready builtins (the snapshot's `gateway["candles"]`)."""
+        return {
+            "series": [[s, i, list(bars)] for (s, i), bars in self._series.items()],
+            "trades": [[s, list(counts)] for s, counts in self._trades.items()],
+            "last": dict(self._last),
+        }
+
+    def restore(self, image: dict[str, Any] | None) -> None:
+        """Take an `image()`; None (a snapshot from before candles) starts empty."""
+        self._series, self._trades, self._last, self._current = {}, {}, {}, {}
+        if image is None:
+            return
+        for symbol, interval, bars in image["series"]:
+            self._series[(symbol, interval)] = deque(bars, maxlen=BARS_KEPT_MAX)
+        for symbol, counts in image["trades"]:
+            self._trades[symbol] = deque(counts, maxlen=TICKER_WINDOW_BARS)
+        self._last = {symbol: int(price) for symbol, price in image["last"].items()}
+
+
+def candle(bar: Bar, spec: InstrumentSpec) -> Candle:
+    pd = spec.price_decimals
+    open_us, o, h, low, c, v = bar
+    return Candle(
+        open_us // US_PER_MS,
+        format_units(o, pd),
+        format_units(h, pd),
+        format_units(low, pd),
+        format_units(c, pd),
+        format_units(v, spec.qty_decimals),
+    )

@@ -1,0 +1,259 @@
+"""Plain HTTP/1.1 on the websocket port: `h11` (sans-I/O) driven from `gateway.transport`.
+
+Owns a connection that is not a websocket upgrade: request parsing with bodies, keep-alive
+and pipelining (one request at a time: the next is read only once the last is answered, so
+answers keep request order), the idle timeout, body and header limits, 400/413/503 answers
+of its own, and a close that waits for the answer in flight. What a request means is the
+handler's: `on_request(connection, exchange)` answers with `exchange.respond` now or later;
+a handler without it gets the websocket layer's seam, `on_http` (GET only, else 405).
+Invariant: exactly one response per request read; after a protocol error the connection
+closes. The websocket path never enters this module (`transport.Connection.data_received`).
+"""
+
+import asyncio
+from collections.abc import Callable, Sequence
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import h11
+from websockets.datastructures import Headers
+from websockets.http11 import Request as WebsocketRequest
+
+if TYPE_CHECKING:
+    from gateway.transport import Connection
+
+REQUEST_BODY_BYTES_MAX = 64 * 1024  # the largest request (a full quote.mass) is ~10 KiB
+HEADER_BYTES_MAX = 16 * 1024  # h11's default: a request line and headers of that size
+KEEPALIVE_IDLE_S = 15  # a keep-alive connection idle this long between requests is closed
+REQUEST_LINE_BYTES_MAX = 8 * 1024  # the websocket layer's limit for one line of the request
+SERVER_HEADER = (b"server", b"tokenvenue")
+
+
+class Exchange:
+    """One request and its one response."""
+
+    def __init__(self, driver: "HttpConnection", request: h11.Request, body: bytes) -> None:
+        self._driver = driver
+        self.connection = driver.connection
+        self.method = request.method.decode("ascii", "replace")
+        target = request.target.decode("ascii", "replace")
+        path, _, self.query = target.partition("?")
+        self.target = target
+        self.raw_path = path
+        self.path = unquote(path)
+        self.headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in request.headers
+        }  # names lower case (h11); a repeated header keeps its last value
+        self.body = body
+        self.answered = False
+
+    def respond(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json",
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """Send the response (once; a second call is a bug)."""
+        assert not self.answered, "one response per request"
+        self.answered = True
+        self._driver.respond(self, status, body, content_type, headers)
+
+
+class HttpConnection:
+    """The HTTP side of one TCP connection."""
+
+    def __init__(self, connection: "Connection", serve: Callable[[Exchange], None]) -> None:
+        self.connection = connection
+        self.serve = serve
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=HEADER_BYTES_MAX)
+        self.request: h11.Request | None = None
+        self.body: list[bytes] = []
+        self.body_bytes = 0
+        self.in_flight: Exchange | None = None
+        self.closing = False  # the listener is closing: close after the answer in flight
+        self.timer: asyncio.TimerHandle | None = None
+
+    # ----------------------------------------------------------------- input
+
+    def receive(self, data: bytes) -> None:
+        self.h11.receive_data(data)
+        self._next_events()
+
+    def _next_events(self) -> None:
+        while self.in_flight is None and not self._done():
+            try:
+                event = self.h11.next_event()
+            except h11.RemoteProtocolError as failure:
+                self._fail(failure.error_status_hint, str(failure))
+                return
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                return
+            if not self._on_event(event):
+                return
+
+    def _on_event(self, event: Any) -> bool:
+        """Take one event; False when reading must stop here."""
+        if isinstance(event, h11.Request):
+            self._cancel_timer()
+            self.request, self.body, self.body_bytes = event, [], 0
+        elif isinstance(event, h11.Data):
+            self.body_bytes += len(event.data)
+            if self.body_bytes > REQUEST_BODY_BYTES_MAX:
+                self._fail(413, f"a request body is limited to {REQUEST_BODY_BYTES_MAX} bytes")
+                return False
+            self.body.append(bytes(event.data))
+        elif isinstance(event, h11.EndOfMessage):
+            assert self.request is not None, "h11 gives the request before its end"
+            exchange = Exchange(self, self.request, b"".join(self.body))
+            self.request, self.body = None, []
+            self.in_flight = exchange
+            if self.closing or self.connection.listener.closing or self.connection.closing:
+                exchange.respond(503, b"the venue is stopping\n", "text/plain")
+            else:
+                self.serve(exchange)
+            return False  # `respond` reads on
+        elif isinstance(event, h11.ConnectionClosed):
+            self._close_transport()
+            return False
+        return True
+
+    def _done(self) -> bool:
+        transport = self.connection.transport
+        return transport is None or transport.is_closing()
+
+    # ----------------------------------------------------------------- output
+
+    def respond(
+        self,
+        exchange: Exchange,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: Sequence[tuple[str, str]],
+    ) -> None:
+        if exchange is not self.in_flight or self._done():
+            return  # the connection went away while the answer was being made
+        self.in_flight = None
+        head = [
+            SERVER_HEADER,
+            (b"content-type", content_type.encode("latin-1")),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        head += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+        if self.closing or self.connection.listener.closing or self.connection.closing:
+            head.append((b"connection", b"close"))
+        try:
+            data = self.h11.send(
+                h11.Response(status_code=status, headers=head, reason=_reason(status))
+            )
+            if exchange.method != "HEAD":
+                data = (data or b"") + (self.h11.send(h11.Data(data=body)) or b"")
+            data = (data or b"") + (self.h11.send(h11.EndOfMessage()) or b"")
+        except h11.LocalProtocolError:  # a response the protocol cannot take: not sent
+            self.h11.send_failed()
+            self._close_transport()
+            return
+        transport = self.connection.transport
+        assert transport is not None, "answered only on a live connection"
+        transport.write(data)
+        self._next_cycle()
+
+    def _next_cycle(self) -> None:
+        if self.h11.our_state is h11.MUST_CLOSE or self.closing:
+            self._close_transport()
+            return
+        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
+            self.h11.start_next_cycle()
+            self._arm_idle_timer()
+            # a pipelined request already read is served on the next turn, not in this
+            # call: answers given at once must not recurse once per request
+            asyncio.get_running_loop().call_soon(self._next_events)
+
+    def _fail(self, status: int, why: str) -> None:
+        """A request we cannot read: answer it (if no response has begun), then close."""
+        self.in_flight = None
+        if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            body = (why + "\n").encode()
+            head = [
+                SERVER_HEADER,
+                (b"content-type", b"text/plain"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ]
+            try:
+                response = h11.Response(status_code=status, headers=head, reason=_reason(status))
+                data = self.h11.send(response) or b""
+                data += self.h11.send(h11.Data(data=body)) or b""
+                data += self.h11.send(h11.EndOfMessage()) or b""
+            except h11.LocalProtocolError:
+                data = b""
+            if data and self.connection.transport is not None:
+                self.connection.transport.write(data)
+        self._close_transport()
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """The first bytes are ours: the handshake deadline becomes the idle deadline."""
+        self._arm_idle_timer()
+
+    def close(self) -> None:
+        """Close once the answer in flight (if any) is out; aborted if that takes too long."""
+        self.closing = True
+        if self.in_flight is None:
+            self._close_transport()
+        else:
+            self.connection._arm_close_deadline()
+
+    def eof(self) -> bool | None:
+        """The peer sent EOF: True keeps the transport open to write the answer owed."""
+        self.receive(b"")
+        return True if self.in_flight is not None else None
+
+    def lost(self) -> None:
+        self._cancel_timer()
+        self.in_flight = None
+
+    def _close_transport(self) -> None:
+        self._cancel_timer()
+        transport = self.connection.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+
+    def _arm_idle_timer(self) -> None:
+        self._cancel_timer()
+        if not self.connection.closing:  # the handshake deadline is the websocket's
+            self.connection._cancel_timer()
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(KEEPALIVE_IDLE_S, self._close_transport)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+def websocket_request(exchange: Exchange) -> WebsocketRequest:
+    """The request as the websocket layer's `on_http` seam takes it (path with query)."""
+    headers = Headers()
+    for name, value in exchange.headers.items():
+        headers[name] = value
+    return WebsocketRequest(exchange.target, headers)
+
+
+def answer_with(exchange: Exchange, response: Any) -> None:
+    """Send a `websockets.http11.Response` (from `on_http`) as this exchange's answer."""
+    framing = {"content-length", "transfer-encoding", "connection", "content-type", "server"}
+    content_type = response.headers.get("Content-Type", "text/plain; charset=utf-8")
+    extra = [(name, value) for name, value in response.headers.raw_items()]
+    extra = [(name, value) for name, value in extra if name.lower() not in framing]
+    exchange.respond(response.status_code, bytes(response.body or b""), content_type, extra)

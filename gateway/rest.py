@@ -1,0 +1,530 @@
+"""The REST API (docs/rest.md): HTTP requests turned into websocket requests, and back.
+
+Owns the routing table (`ROUTES`), the signed-request check (`X-API-Key`, `X-Timestamp`,
+`X-Nonce`, `X-Recv-Window`, `X-Signature`: the logon's rules over a payload that binds the
+HTTP method, path, query and body), the few reads the websocket has as channels but not as
+methods (recent trades, ticker, candles) and `/openapi.json`, generated from `ROUTES` and
+the msgspec structs the code decodes and encodes with. Everything else runs as the
+websocket method of the same name through the server's own frame path (decode, rate limit,
+scope, dispatch, durability), with a per-connection session whose answers become HTTP
+responses (`_Answers`): same validation, same errors, answered only once durable.
+Limits: bodies and headers in `gateway.http`; one request at a time per connection.
+"""
+
+import logging
+import math
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
+from urllib.parse import parse_qsl
+
+import msgspec
+from msgspec import Meta
+
+from core.venue_core import now_us
+from engine.reasons import ErrorCode
+from gateway import wire
+from gateway.auth import RECV_WINDOW_MS_DEFAULT, AuthError, sign_request
+from gateway.candles import BARS_KEPT_MAX, CANDLES_LIMIT_DEFAULT, CandlesResult, Ticker
+from gateway.http import Exchange
+from gateway.limits import QUERY_COST_MILLI
+from gateway.market_data import TRADES_RECENT_MAX, Channel, Stream
+from gateway.queries import ReservesResult
+from gateway.sessions import Session
+
+if TYPE_CHECKING:
+    from gateway.server import VenueServer
+    from gateway.transport import Connection
+
+log = logging.getLogger("venue")
+E = ErrorCode
+
+API_PREFIX = "/api/v1"
+OPENAPI_PATH = "/openapi.json"
+JSON = "application/json"
+BOOK_DEPTH_DEFAULT = 10  # the websocket's book.snapshot takes depth; REST defaults it
+FILLS_LIMIT_DEFAULT = 100
+SIGNED_HEADERS = ("x-api-key", "x-timestamp", "x-nonce", "x-signature")  # X-Recv-Window: 5000
+
+
+# ----------------------------------------------------------------- the reads served here
+
+
+class TradesParams(wire.Params, frozen=True):
+    symbol: wire.Symbol
+    limit: Annotated[int, Meta(ge=1, le=TRADES_RECENT_MAX)] = TRADES_RECENT_MAX
+
+
+class TickerParams(wire.Params, frozen=True):
+    symbol: wire.Symbol | None = None
+
+
+class CandlesParams(wire.Params, frozen=True):
+    symbol: wire.Symbol
+    interval: wire.Interval
+    limit: Annotated[int, Meta(ge=1, le=BARS_KEPT_MAX)] = CANDLES_LIMIT_DEFAULT
+
+
+class Trade(msgspec.Struct, frozen=True):
+    trade_id: int
+    price: str
+    qty: str
+    taker_side: Literal["buy", "sell"]
+    ts: int  # µs
+
+
+class TradesResult(msgspec.Struct, frozen=True):
+    """Recent trades of a symbol, newest last."""
+
+    symbol: str
+    trades: list[Trade]
+
+
+class TickersResult(msgspec.Struct, frozen=True):
+    tickers: list[Ticker]
+
+
+class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):
+    code: int
+    name: str
+    msg: str
+    data: Any = None
+
+
+class ErrorResponse(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Every error: the websocket protocol's code and name; `retry_after_ms` on 429."""
+
+    error: ErrorBody
+    retry_after_ms: int | None = None
+
+
+# ----------------------------------------------------------------- the routing table
+
+
+class Route(NamedTuple):
+    method: str  # HTTP
+    path: str  # "{order_id}" stands for a positive integer segment
+    private: bool  # signed; the websocket method's scope applies
+    runs_as: str  # the websocket method, or the name of a read served here
+    params: type[wire.Params]  # what the query (GET, DELETE) or the body decodes into
+    result: type[msgspec.Struct] | None  # the answer's schema; None: see `summary`
+    summary: str
+    defaults: tuple[tuple[str, Any], ...] = ()  # REST's defaults for params the method needs
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/api/v1/instruments", False, "instruments", wire.InstrumentsParams, None,
+          "Instruments: tick, step, band; T-bills with maturity and yield (docs/protocol.md "
+          "`instruments`)"),
+    Route("GET", "/api/v1/book", False, "book.snapshot", wire.BookSnapshotParams, None,
+          "Order book snapshot by depth (docs/protocol.md `book.snapshot`)",
+          (("depth", BOOK_DEPTH_DEFAULT),)),
+    Route("GET", "/api/v1/trades", False, "trades", TradesParams, TradesResult,
+          "Recent trades, newest last"),
+    Route("GET", "/api/v1/ticker", False, "ticker", TickerParams, TickersResult,
+          "Last price and the 24 h open, high, low, volume and change"),
+    Route("GET", "/api/v1/candles", False, "candles", CandlesParams, CandlesResult,
+          "OHLCV bars, oldest first"),
+    Route("GET", "/api/v1/reserves", False, "reserves", wire.ReservesParams, ReservesResult,
+          "Proof of reserves: each asset's supply against its latest attestation"),
+    Route("GET", "/api/v1/balances", True, "balances", wire.BalancesParams, None,
+          "Balances: total, available, held (docs/protocol.md `balances`)"),
+    Route("GET", "/api/v1/orders", True, "orders.open", wire.OpenOrdersParams, None,
+          "Open orders (docs/protocol.md `orders.open`)"),
+    Route("GET", "/api/v1/orders/history", True, "orders.history", wire.OrdersHistoryParams,
+          None, "Orders open and closed, newest first (docs/protocol.md `orders.history`)"),
+    Route("GET", "/api/v1/fills", True, "fills", wire.FillsParams, None,
+          "Fills (docs/protocol.md `fills`)", (("limit", FILLS_LIMIT_DEFAULT),)),
+    Route("POST", "/api/v1/orders", True, "order.place", wire.PlaceParams, None,
+          "Place an order: the params of `order.place` as the body"),
+    Route("DELETE", "/api/v1/orders/{order_id}", True, "order.cancel", wire.CancelParams, None,
+          "Cancel an order (docs/protocol.md `order.cancel`)"),
+    Route("PATCH", "/api/v1/orders/{order_id}", True, "order.amend", wire.AmendParams, None,
+          "Amend an order: `order.amend`'s params but the order id as the body"),
+)  # fmt: skip
+LOCAL_READS = frozenset({"trades", "ticker", "candles"})
+
+
+def match(method: str, path: str) -> tuple[Route | None, dict[str, int], list[str]]:
+    """The route for `method path`, the path's order id, and the methods the path allows."""
+    allowed: list[str] = []
+    parts = path.split("/")
+    for route in ROUTES:
+        pattern = route.path.split("/")
+        if len(pattern) != len(parts):
+            continue
+        found: dict[str, int] = {}
+        for want, got in zip(pattern, parts, strict=True):
+            if want == "{order_id}" and got.isascii() and got.isdigit() and int(got) > 0:
+                found["order_id"] = int(got)
+            elif want != got:
+                break
+        else:
+            if route.method == method:
+                return route, found, allowed
+            allowed.append(route.method)
+    return None, {}, allowed
+
+
+# ----------------------------------------------------------------- serving
+
+
+class RestApi:
+    """The REST side of one server: routes a request, checks its signature, answers it."""
+
+    def __init__(self, server: "VenueServer") -> None:
+        self.server = server
+        self._openapi: bytes | None = None
+
+    def serve(self, connection: "Connection", exchange: Exchange) -> bool:
+        """Answer `exchange` if it is ours (`/api/...`, `/openapi.json`); else False."""
+        path = exchange.path
+        if path == OPENAPI_PATH and exchange.method in ("GET", "HEAD"):
+            if self._openapi is None:
+                self._openapi = msgspec.json.encode(openapi())
+            exchange.respond(200, self._openapi)
+            return True
+        if not path.startswith("/api/"):
+            return False
+        answers = self._answers(connection)
+        try:
+            self._serve(answers, exchange)
+        except AssertionError:
+            raise  # a broken invariant: crash loudly, recover by replay
+        except Exception:  # a bug here: the client learns the outcome is unknown
+            log.exception("rest request %s %s failed", exchange.method, path)
+            if not exchange.answered:
+                _respond_error(exchange, E.INTERNAL, "internal error: query the outcome")
+        return True
+
+    def closed(self, connection: "Connection") -> None:
+        answers: _Answers | None = connection.context
+        if answers is not None:
+            self.server._disconnected(answers.session)
+
+    def _answers(self, connection: "Connection") -> "_Answers":
+        if connection.context is None:
+            connection.context = _Answers(self.server, connection)
+        answers: _Answers = connection.context
+        return answers
+
+    def _serve(self, answers: "_Answers", exchange: Exchange) -> None:
+        route, in_path, allowed = match(exchange.method, exchange.path)
+        if route is None:
+            if allowed:
+                msg = f"{exchange.method} is not allowed here; use {', '.join(allowed)}"
+                exchange.respond(
+                    405, _error_body(E.BAD_PARAM, msg), headers=[("allow", ", ".join(allowed))]
+                )
+                return
+            _respond_error(exchange, E.UNKNOWN_METHOD, f"no route {exchange.path}", 404)
+            return
+        params = _params(route, exchange, in_path)
+        if isinstance(params, wire.WireError):
+            _respond_error(exchange, params.code, params.message)
+            return
+        session = answers.session
+        session.key = None
+        if route.private:
+            refused = self._check_signature(answers, exchange)
+            if refused is not None:
+                _respond_error(exchange, refused.code, refused.message)
+                return
+        answers.exchange = exchange
+        if route.runs_as in LOCAL_READS:
+            self._local_read(answers, route, params)
+            return
+        answers.request_id += 1
+        envelope = {"id": answers.request_id, "method": route.runs_as, "params": params}
+        self.server.dispatcher.on_frame(session, msgspec.json.encode(envelope))
+
+    def _check_signature(self, answers: "_Answers", exchange: Exchange) -> AuthError | None:
+        headers = exchange.headers
+        missing = [name for name in SIGNED_HEADERS if not headers.get(name)]
+        if missing:
+            names = ", ".join(_header_name(name) for name in missing)
+            return AuthError(E.NOT_AUTHENTICATED, f"sign the request: missing {names}")
+        window_text = headers.get("x-recv-window", str(RECV_WINDOW_MS_DEFAULT))
+        if not (headers["x-timestamp"].isdigit() and window_text.isdigit()):
+            return AuthError(E.BAD_PARAM, "X-Timestamp (µs) and X-Recv-Window (ms) are integers")
+        api_key, nonce, sig = headers["x-api-key"], headers["x-nonce"], headers["x-signature"]
+        ts_us, window = int(headers["x-timestamp"]), int(window_text)
+        body = exchange.body
+
+        def signature_with(secret: str) -> str:
+            return sign_request(
+                secret, api_key, ts_us, nonce, window, exchange.method,
+                exchange.raw_path, exchange.query, body,
+            )  # fmt: skip
+
+        server = self.server
+        try:
+            key = server.auth.check(api_key, ts_us, nonce, window, sig, now_us(), signature_with)
+        except AuthError as refused:
+            who = {"peer": _peer(answers), "api_key": api_key, "path": exchange.path}
+            log.warning("rest request refused", extra=who | {"code": refused.code.name.lower()})
+            return refused
+        answers.session.key = key
+        return None
+
+    # the reads served here
+
+    def _local_read(self, answers: "_Answers", route: Route, params: dict[str, Any]) -> None:
+        """A read the websocket has no method for, charged and answered as its queries are."""
+        server = self.server
+        send = server.connections.send
+        session = answers.session
+        now = now_us()
+        answers.request_id += 1
+        request_id = answers.request_id
+        retry = server.limiter.charge_cost(session.id, session.account, QUERY_COST_MILLI, now)
+        if retry:
+            send(session, wire.error(request_id, E.RATE_LIMITED, "slow down", retry_after_ms=retry))
+            return
+        decoded = msgspec.convert(params, route.params)
+        result = getattr(self, "_" + route.runs_as)(decoded, now)
+        if isinstance(result, wire.WireError):
+            send(session, wire.error(request_id, result.code, result.message))
+        else:  # market data and candles hold durable trades only
+            send(session, wire.ok(request_id, result, now, now_us()))
+
+    def _trades(self, p: TradesParams, now: int) -> TradesResult | wire.WireError:
+        stream = Stream(Channel.TRADES, p.symbol)
+        market_data = self.server.public.market_data
+        problem = market_data.problem(stream)
+        if problem is not None:
+            return wire.WireError(None, E.UNKNOWN_SYMBOL, problem)
+        message = msgspec.json.decode(market_data.snapshot(stream, now).payload)
+        rows = message["data"][-p.limit :]
+        return TradesResult(p.symbol, msgspec.convert(rows, list[Trade]))
+
+    def _ticker(self, p: TickerParams, now: int) -> TickersResult | wire.WireError:
+        specs = self.server.dispatcher.specs
+        if p.symbol is not None and p.symbol not in specs:
+            return wire.WireError(None, E.UNKNOWN_SYMBOL, f"unknown symbol {p.symbol!r}")
+        symbols = [p.symbol] if p.symbol is not None else sorted(specs)
+        candles = self.server.public.candles
+        return TickersResult([candles.ticker(specs[symbol], now) for symbol in symbols])
+
+    def _candles(self, p: CandlesParams, now: int) -> CandlesResult | wire.WireError:
+        spec = self.server.dispatcher.specs.get(p.symbol)
+        if spec is None:
+            return wire.WireError(None, E.UNKNOWN_SYMBOL, f"unknown symbol {p.symbol!r}")
+        return self.server.public.candles.result(spec, p.interval, p.limit)
+
+
+# ----------------------------------------------------------------- requests into params
+
+
+def _params(
+    route: Route, exchange: Exchange, in_path: dict[str, int]
+) -> dict[str, Any] | wire.WireError:
+    """The request's params as the websocket method takes them: from the query (GET, DELETE)
+    or the JSON body (POST, PATCH), checked against the method's struct; what the struct
+    does not check (decimals, symbols, state) is the method's own business."""
+    if route.method in ("POST", "PATCH"):
+        if exchange.query:
+            return wire.WireError(
+                None, E.BAD_PARAM, "the params go in the JSON body, not the query"
+            )
+        try:
+            params = msgspec.json.decode(exchange.body or b"{}")
+        except msgspec.DecodeError as failure:
+            return wire.WireError(None, E.BAD_JSON, f"the body is not JSON: {failure}")
+        if not isinstance(params, dict):
+            return wire.WireError(None, E.BAD_JSON, "the body is one JSON object")
+    else:
+        if exchange.body:
+            return wire.WireError(None, E.BAD_PARAM, f"a {route.method} request has no body")
+        pairs = parse_qsl(exchange.query, keep_blank_values=True)
+        params = dict(pairs)
+        if len(params) != len(pairs):
+            return wire.WireError(None, E.BAD_PARAM, "a query parameter is repeated")
+        for name, value in route.defaults:
+            params.setdefault(name, str(value))
+        try:  # "10" -> 10, "true" -> True, as the struct's field types say
+            decoded = msgspec.convert(params, route.params, strict=False)
+        except msgspec.ValidationError as failure:
+            missing = str(failure).startswith("Object missing required field")
+            text = str(failure).replace("`$.", "`").replace(" - at `$`", "")
+            return wire.WireError(None, E.MISSING_PARAM if missing else E.BAD_PARAM, text)
+        params = {k: v for k, v in msgspec.to_builtins(decoded).items() if v is not None}
+    for name, value in in_path.items():
+        if name in params:
+            return wire.WireError(None, E.BAD_PARAM, f"{name} is in the path, not the params")
+        params[name] = value
+    return params
+
+
+# ----------------------------------------------------------------- answers into responses
+
+
+class _Answer(msgspec.Struct, frozen=True):
+    id: int | str | None
+    status: int
+    result: msgspec.Raw = msgspec.Raw(b"null")
+    error: msgspec.Raw = msgspec.Raw(b"")  # empty: none
+    retry_after_ms: int | None = None
+
+
+_answer_decoder = msgspec.json.Decoder(_Answer)
+
+
+class _Answers:
+    """A REST connection as the server's dispatch sees it: a session whose 'websocket' turns
+    each answer frame into the HTTP response of the request in flight."""
+
+    def __init__(self, server: "VenueServer", connection: "Connection") -> None:
+        self.connection = connection
+        self.exchange: Exchange | None = None
+        self.request_id = 0
+        session_id = server.connections.next_id()
+        self.session = Session(session_id, self, trade=True)  # type: ignore[arg-type]
+
+    # what the server's outbox writer uses of a websocket connection
+    paused = False
+    close_code = None
+
+    @property
+    def peer(self) -> Any:
+        return self.connection.peer
+
+    def send_frames(self, frames: list[bytes]) -> bool:
+        for frame in frames:
+            self._answer(_payload(frame))
+        return True
+
+    async def drain(self) -> None:
+        return None
+
+    def close(self, code: int, reason: str = "") -> None:
+        self.connection.close(code, reason)
+
+    def abort(self) -> None:
+        self.connection.abort()
+
+    async def wait_closed(self) -> None:
+        await self.connection.wait_closed()
+
+    def _answer(self, payload: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None or exchange.answered:
+            return  # not an answer to the request in flight (no other frame is sent here)
+        answer = _answer_decoder.decode(payload)
+        if answer.id is not None and answer.id != self.request_id:
+            return
+        self.exchange = None
+        if not len(answer.error):
+            exchange.respond(answer.status, bytes(answer.result))
+            return
+        body = b'{"error":' + bytes(answer.error)
+        headers: list[tuple[str, str]] = []
+        if answer.retry_after_ms is not None:
+            body += b',"retry_after_ms":' + str(answer.retry_after_ms).encode()
+            headers.append(("retry-after", str(math.ceil(answer.retry_after_ms / 1000))))
+        exchange.respond(answer.status, body + b"}", headers=headers)
+
+
+def _payload(frame: bytes) -> bytes:
+    """The payload of a server text frame built by `gateway.frames.text_frame`."""
+    length = frame[1] & 0x7F
+    if length == 126:
+        return frame[4:]
+    if length == 127:
+        return frame[10:]
+    return frame[2:]
+
+
+def _error_body(code: ErrorCode, msg: str) -> bytes:
+    return msgspec.json.encode(ErrorResponse(ErrorBody(int(code), code.name, msg)))
+
+
+def _respond_error(
+    exchange: Exchange, code: ErrorCode, msg: str, status: int | None = None
+) -> None:
+    exchange.respond(status or wire.rejection_status(code), _error_body(code, msg))
+
+
+def _header_name(name: str) -> str:
+    return "-".join(part.capitalize() if part != "api" else "API" for part in name.split("-"))
+
+
+def _peer(answers: _Answers) -> str:
+    address = answers.connection.peer
+    return f"{address[0]}:{address[1]}" if address else "?"
+
+
+# ----------------------------------------------------------------- OpenAPI
+
+
+def openapi() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of `ROUTES`, with the schemas of the structs they name."""
+    types: list[Any] = [ErrorResponse]
+    for route in ROUTES:
+        types.append(route.params)
+        if route.result is not None:
+            types.append(route.result)
+    refs, components = msgspec.json.schema_components(
+        types, ref_template="#/components/schemas/{name}"
+    )
+    schema_of = dict(zip([id(t) for t in types], refs, strict=True))
+    paths: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        operation = _operation(route, schema_of, components)
+        paths.setdefault(route.path, {})[route.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "tokenvenue REST API",
+            "version": "1",
+            "description": "docs/rest.md; errors carry docs/protocol.md's codes and names.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                name: {"type": "apiKey", "in": "header", "name": _header_name(name)}
+                for name in SIGNED_HEADERS
+            },
+        },
+    }
+
+
+def _operation(
+    route: Route, schema_of: dict[int, Any], components: dict[str, Any]
+) -> dict[str, Any]:
+    error = {"application/json": {"schema": schema_of[id(ErrorResponse)]}}
+    result: dict[str, Any] = {"type": "object"}
+    if route.result is not None:
+        result = schema_of[id(route.result)]
+    operation: dict[str, Any] = {
+        "operationId": route.runs_as.replace(".", "_") + "_" + route.method.lower(),
+        "summary": route.summary,
+        "responses": {
+            "200": {"description": "OK", "content": {JSON: {"schema": result}}},
+            "default": {"description": "an error", "content": error},
+        },
+    }
+    if route.private:
+        operation["security"] = [{name: [] for name in SIGNED_HEADERS}]
+    parameters: list[dict[str, Any]] = []
+    if "{order_id}" in route.path:
+        parameters.append(
+            {"name": "order_id", "in": "path", "required": True,
+             "schema": {"type": "integer", "minimum": 1}}
+        )  # fmt: skip
+    params_schema = components[route.params.__name__]
+    if route.method in ("POST", "PATCH"):
+        operation["requestBody"] = {
+            "required": True,
+            "content": {JSON: {"schema": schema_of[id(route.params)]}},
+        }
+    else:
+        required = set(params_schema.get("required", ())) - {name for name, _ in route.defaults}
+        for name, schema in params_schema.get("properties", {}).items():
+            if name == "order_id" and "{order_id}" in route.path:
+                continue
+            parameters.append(
+                {"name": name, "in": "query", "required": name in required, "schema": schema}
+            )
+    if parameters:
+        operation["parameters"] = parameters
+    return operation

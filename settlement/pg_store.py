@@ -1,0 +1,409 @@
+"""The ledger store on PostgreSQL: `PostgresLedgerStore(dsn)`, the cluster mode's `LedgerStore`.
+
+Behaves as `SqliteLedgerStore` does (store.py owns the contract and the shared checks, row
+encoding, hash chain and verification), so the same transfers give the same `head_hash()`
+and the same tampering the same `verify()` findings. One transaction per batch. Two writers
+cannot both append: each write takes its table's lock in EXCLUSIVE mode first (readers go
+on; writers queue, at most `BUSY_TIMEOUT_MS`), then reads the head and checks the batch's
+ids against it. Reads that need one view (`balances`, `verify`) run in one REPEATABLE READ
+transaction. Append-only: triggers refuse UPDATE, DELETE and TRUNCATE. Synchronous, one
+connection, one thread (the store runs on its own, core/store_thread.py); connection and
+server failures surface as psycopg errors, for the caller to retry, with nothing of the
+batch that met them written. Tables live in the connection's schema (normally `public`).
+"""
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Final, TypeVar
+
+import psycopg
+from psycopg import pq
+
+from settlement.store import (
+    BUSY_TIMEOUT_MS,
+    GENESIS_HASH,
+    ITERATION_PAGE_TRANSFERS,
+    BatchRejectedError,
+    BatchSequenceError,
+    LedgerStoreError,
+    TransferRow,
+    account_is_new,
+    asset_is_new,
+    attestation_is_new,
+    balance_problems,
+    batch_hash,
+    batch_rows,
+    chain_problems,
+    check_account,
+    check_asset,
+    check_attestation,
+    sequence_problem,
+    transfer_of,
+)
+from settlement.transfers import Transfer
+
+SCHEMA_VERSION: Final = 1
+CONNECT_TIMEOUT_S: Final = 10  # a server that does not answer on loopback or a LAN is down
+SCHEMA_LOCK_KEY: Final = 0x7665_6E75_6501  # advisory lock: one process creates the schema
+_Key = TypeVar("_Key", int, str)
+
+_APPEND_ONLY_TABLES: Final = ("assets", "accounts", "transfers", "batches", "attestations")
+
+
+def _refuse(table: str) -> str:
+    return (
+        f"CREATE TRIGGER {table}_refuse_update BEFORE UPDATE ON {table}"
+        " FOR EACH ROW EXECUTE FUNCTION ledger_refuse();"
+        f"CREATE TRIGGER {table}_refuse_delete BEFORE DELETE ON {table}"
+        " FOR EACH ROW EXECUTE FUNCTION ledger_refuse();"
+        f"CREATE TRIGGER {table}_refuse_truncate BEFORE TRUNCATE ON {table}"
+        " FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse();"
+    )
+
+
+_SCHEMA: Final = f"""
+CREATE TABLE assets (
+    code TEXT PRIMARY KEY CHECK (char_length(code) BETWEEN 1 AND 32),
+    scale INTEGER NOT NULL CHECK (scale BETWEEN 0 AND 18)
+);
+CREATE TABLE accounts (
+    account_id BIGINT PRIMARY KEY CHECK (account_id <> 0),
+    name TEXT NOT NULL
+);
+CREATE TABLE transfers (
+    transfer_id BIGINT PRIMARY KEY CHECK (transfer_id > 0),
+    chain_id BIGINT NOT NULL,
+    debit_account BIGINT NOT NULL,
+    credit_account BIGINT NOT NULL CHECK (credit_account <> debit_account),
+    asset TEXT NOT NULL,
+    amount BIGINT NOT NULL CHECK (amount > 0),
+    kind TEXT NOT NULL,
+    ts_us BIGINT NOT NULL
+);
+CREATE TABLE batches (
+    batch_no BIGINT PRIMARY KEY,
+    first_transfer_id BIGINT NOT NULL,
+    last_transfer_id BIGINT NOT NULL,
+    prev_hash BYTEA NOT NULL,
+    hash BYTEA NOT NULL
+);
+CREATE TABLE attestations (
+    asset TEXT NOT NULL,
+    as_of_us BIGINT NOT NULL,
+    amount BIGINT NOT NULL CHECK (amount >= 0),
+    PRIMARY KEY (asset, as_of_us)
+);
+CREATE FUNCTION ledger_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% are append-only: % refused', TG_TABLE_NAME, TG_OP;
+END $$;
+{"".join(_refuse(table) for table in _APPEND_ONLY_TABLES)}
+CREATE TABLE ledger_schema (version INTEGER NOT NULL);
+INSERT INTO ledger_schema (version) VALUES ({SCHEMA_VERSION});
+"""
+
+_TRANSFER_COLUMNS: Final = (
+    "transfer_id, chain_id, debit_account, credit_account, asset, amount, kind, ts_us"
+)
+_COPY_TRANSFERS: Final = f"COPY transfers ({_TRANSFER_COLUMNS}) FROM STDIN"
+_INSERT_BATCH: Final = (
+    "INSERT INTO batches (batch_no, first_transfer_id, last_transfer_id, prev_hash, hash)"
+    " VALUES (%s, %s, %s, %s, %s)"
+)
+_SELECT_HEAD: Final = (
+    "SELECT batch_no, last_transfer_id, hash FROM batches ORDER BY batch_no DESC LIMIT 1"
+)
+_SELECT_RANGE: Final = (
+    f"SELECT {_TRANSFER_COLUMNS} FROM transfers"
+    " WHERE transfer_id BETWEEN %s AND %s ORDER BY transfer_id"
+)
+_SELECT_PAGE: Final = (
+    f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE transfer_id > %s"
+    " ORDER BY transfer_id LIMIT %s"
+)
+_SELECT_BALANCES: Final = """
+SELECT account_id, asset, SUM(amount) FROM (
+    SELECT credit_account AS account_id, asset, amount FROM transfers
+    UNION ALL
+    SELECT debit_account, asset, -amount FROM transfers
+) AS legs GROUP BY account_id, asset HAVING SUM(amount) <> 0
+"""
+_SELECT_UNREGISTERED_ACCOUNTS: Final = """
+SELECT account_id FROM (
+    SELECT debit_account AS account_id FROM transfers
+    UNION SELECT credit_account FROM transfers
+) AS used WHERE account_id NOT IN (SELECT account_id FROM accounts) ORDER BY account_id
+"""
+_SELECT_UNREGISTERED_ASSETS: Final = (
+    "SELECT DISTINCT asset FROM transfers WHERE asset NOT IN (SELECT code FROM assets)"
+)
+
+
+class PostgresLedgerStore:
+    """A `LedgerStore` in one PostgreSQL database, reached by `dsn`."""
+
+    def __init__(self, dsn: str) -> None:
+        self._connection = psycopg.connect(
+            dsn,
+            autocommit=True,  # transactions are begun explicitly, each with its isolation
+            connect_timeout=CONNECT_TIMEOUT_S,
+            application_name="tokenvenue-ledger",
+        )
+        try:
+            self._connection.execute(f"SET lock_timeout = {BUSY_TIMEOUT_MS}")
+            self._configure()
+        except BaseException:
+            self._connection.close()
+            raise
+        # As in SqliteLedgerStore: registrations are never deleted, so ids seen stay valid.
+        self._known_accounts: set[int] = set()
+        self._known_assets: set[str] = set()
+
+    def _configure(self) -> None:
+        with self._write():
+            self._execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+            if self._one("SELECT to_regclass('ledger_schema') IS NULL")[0]:
+                self._execute(_SCHEMA)
+                return
+            (version,) = self._one("SELECT version FROM ledger_schema")
+            if version != SCHEMA_VERSION:
+                raise LedgerStoreError(
+                    f"ledger store schema version {version}; this code reads {SCHEMA_VERSION}"
+                )
+
+    # -- registrations ----------------------------------------------------------------
+
+    def register_asset(self, code: str, scale: int) -> bool:
+        check_asset(code, scale)
+        with self._write("assets"):
+            row = self._maybe_one("SELECT scale FROM assets WHERE code = %s", (code,))
+            if not asset_is_new(code, scale, None if row is None else row[0]):
+                return False
+            self._execute("INSERT INTO assets (code, scale) VALUES (%s, %s)", (code, scale))
+        return True
+
+    def register_account(self, account_id: int, name: str) -> bool:
+        check_account(account_id, name)
+        with self._write("accounts"):
+            query = "SELECT name FROM accounts WHERE account_id = %s"
+            row = self._maybe_one(query, (account_id,))
+            if not account_is_new(account_id, name, None if row is None else row[0]):
+                return False
+            self._execute(
+                "INSERT INTO accounts (account_id, name) VALUES (%s, %s)", (account_id, name)
+            )
+        return True
+
+    def assets(self) -> dict[str, int]:
+        rows = self._all('SELECT code, scale FROM assets ORDER BY code COLLATE "C"')
+        return {code: scale for code, scale in rows}
+
+    def accounts(self) -> dict[int, str]:
+        rows = self._all("SELECT account_id, name FROM accounts ORDER BY account_id")
+        return {account_id: name for account_id, name in rows}
+
+    # -- reserves -------------------------------------------------------------------------
+
+    def record_attestation(self, asset: str, amount: int, as_of_us: int) -> bool:
+        check_attestation(asset, amount)
+        with self._write("attestations"):
+            row = self._maybe_one(
+                "SELECT amount FROM attestations WHERE asset = %s AND as_of_us = %s",
+                (asset, as_of_us),
+            )
+            if not attestation_is_new(asset, amount, as_of_us, None if row is None else row[0]):
+                return False
+            self._execute(
+                "INSERT INTO attestations (asset, as_of_us, amount) VALUES (%s, %s, %s)",
+                (asset, as_of_us, amount),
+            )
+        return True
+
+    def attestations(self) -> dict[str, tuple[int, int]]:
+        rows = self._all(
+            "SELECT DISTINCT ON (asset) asset, amount, as_of_us FROM attestations"
+            " ORDER BY asset, as_of_us DESC"
+        )
+        return {asset: (amount, as_of) for asset, amount, as_of in sorted(rows)}
+
+    # -- transfers ------------------------------------------------------------------------
+
+    def append_batch(self, transfers: Sequence[Transfer]) -> bool:
+        rows = batch_rows(transfers)
+        first_id = rows[0][0]
+        last_id = rows[-1][0]
+        with self._write("batches"):  # the lock first: the head read next stays the head
+            head = self._maybe_one(_SELECT_HEAD)
+            batch_no, stored_last_id, prev_hash = head if head else (0, 0, GENESIS_HASH)
+            if last_id <= stored_last_id:
+                return self._check_reapplied(rows, first_id, last_id)
+            if first_id != stored_last_id + 1:
+                raise sequence_problem(first_id, last_id, stored_last_id)
+            self._check_registered(rows)
+            digest = batch_hash(bytes(prev_hash), rows)
+            self._copy_transfers(rows, first_id, last_id)
+            self._execute(_INSERT_BATCH, (batch_no + 1, first_id, last_id, prev_hash, digest))
+        return True
+
+    def _copy_transfers(self, rows: list[TransferRow], first_id: int, last_id: int) -> None:
+        """COPY, not INSERTs: one round trip for the whole batch; the checks still apply."""
+        try:
+            with self._connection.cursor() as cursor, cursor.copy(_COPY_TRANSFERS) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as error:
+            why = error.diag.message_primary or str(error)
+            raise BatchRejectedError(f"batch {first_id}..{last_id}: {why}") from None
+
+    def _check_reapplied(self, rows: list[TransferRow], first_id: int, last_id: int) -> bool:
+        if self._all(_SELECT_RANGE, (first_id, last_id)) != rows:
+            raise BatchSequenceError(
+                f"batch {first_id}..{last_id} is already stored with different contents"
+            )
+        return False
+
+    def _check_registered(self, rows: list[TransferRow]) -> None:
+        accounts = {row[2] for row in rows}
+        accounts.update(row[3] for row in rows)
+        assets = {row[4] for row in rows}
+        missing_accounts = accounts - self._known_accounts
+        missing_assets = assets - self._known_assets
+        if missing_accounts:
+            found_accounts = self._present("accounts", "account_id", missing_accounts)
+            self._known_accounts |= found_accounts
+            missing_accounts -= found_accounts
+        if missing_assets:
+            found_assets = self._present("assets", "code", missing_assets)
+            self._known_assets |= found_assets
+            missing_assets -= found_assets
+        if missing_accounts or missing_assets:
+            first_id, last_id = rows[0][0], rows[-1][0]
+            raise BatchRejectedError(
+                f"batch {first_id}..{last_id} names unregistered accounts"
+                f" {sorted(missing_accounts)} and assets {sorted(missing_assets)}"
+            )
+
+    def _present(self, table: str, column: str, keys: set[_Key]) -> set[_Key]:
+        query = f"SELECT {column} FROM {table} WHERE {column} = ANY(%s)"
+        return {row[0] for row in self._all(query, (sorted(keys),))}
+
+    def last_transfer_id(self) -> int:
+        head = self._maybe_one(_SELECT_HEAD)
+        return int(head[1]) if head else 0
+
+    def head_hash(self) -> bytes:
+        head = self._maybe_one(_SELECT_HEAD)
+        return bytes(head[2]) if head else GENESIS_HASH
+
+    def iter_transfers(self, after_id: int = 0) -> Iterator[Transfer]:
+        # Paged, so no statement stays open across the caller's own appends.
+        while True:
+            page = self._all(_SELECT_PAGE, (after_id, ITERATION_PAGE_TRANSFERS))
+            for row in page:
+                yield transfer_of(row)
+            if len(page) < ITERATION_PAGE_TRANSFERS:
+                return
+            after_id = page[-1][0]
+
+    def balances(self) -> dict[tuple[int, str], int]:
+        with self._snapshot():
+            return self._balances()
+
+    def _balances(self) -> dict[tuple[int, str], int]:
+        # SUM of BIGINT is NUMERIC (exact, never overflows): back to int here.
+        rows = self._all(_SELECT_BALANCES + ' ORDER BY account_id, asset COLLATE "C"')
+        return {(account_id, asset): int(amount) for account_id, asset, amount in rows}
+
+    def verify(self) -> list[str]:
+        with self._snapshot():
+            problems = self._chain_problems()
+            problems += [
+                f"transfers name an unregistered account {account_id}"
+                for (account_id,) in self._all(_SELECT_UNREGISTERED_ACCOUNTS)
+            ]
+            problems += [
+                f"transfers name an unregistered asset {asset}"
+                for asset in sorted(row[0] for row in self._all(_SELECT_UNREGISTERED_ASSETS))
+            ]
+            problems += balance_problems(self._balances())
+        return problems
+
+    def _chain_problems(self) -> list[str]:
+        batches = [
+            (batch_no, first_id, last_id, bytes(prev_hash), bytes(digest))
+            for batch_no, first_id, last_id, prev_hash, digest in self._all(
+                "SELECT batch_no, first_transfer_id, last_transfer_id, prev_hash, hash"
+                " FROM batches ORDER BY batch_no"
+            )
+        ]
+        return chain_problems(
+            batches,
+            lambda first_id, last_id: self._all(_SELECT_RANGE, (first_id, last_id)),
+            lambda first_id: int(
+                self._one("SELECT COUNT(*) FROM transfers WHERE transfer_id >= %s", (first_id,))[0]
+            ),
+        )
+
+    def close(self) -> None:
+        self._connection.close()
+
+    # -- statements and transactions --------------------------------------------------------
+
+    def _execute(self, query: str, parameters: Sequence[Any] = ()) -> None:
+        self._connection.execute(query, parameters or None)
+
+    def _all(self, query: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        return self._connection.execute(query, parameters or None).fetchall()
+
+    def _maybe_one(self, query: str, parameters: Sequence[Any] = ()) -> Any:
+        return self._connection.execute(query, parameters or None).fetchone()
+
+    def _one(self, query: str, parameters: Sequence[Any] = ()) -> Any:
+        row = self._maybe_one(query, parameters)
+        assert row is not None, f"{query!r} returned no row"
+        return row
+
+    def _write(self, table: str | None = None) -> "_Transaction":
+        """A read-committed transaction that first takes `table`'s lock in EXCLUSIVE mode:
+        writers of that table queue behind it, readers do not; every statement after the
+        lock sees what the writers before it committed."""
+        lock = f"LOCK TABLE {table} IN EXCLUSIVE MODE" if table else None
+        return _Transaction(self._connection, "BEGIN ISOLATION LEVEL READ COMMITTED", lock)
+
+    def _snapshot(self) -> "_Transaction":
+        return _Transaction(
+            self._connection, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", None
+        )
+
+
+class _Transaction:
+    """Commit on success, roll back on any exception, so a refusal leaves nothing behind."""
+
+    def __init__(self, connection: psycopg.Connection[Any], begin: str, first: str | None) -> None:
+        self._connection = connection
+        self._begin = begin
+        self._first = first
+
+    def __enter__(self) -> None:
+        self._connection.execute(self._begin)
+        first = self._first
+        if first is not None:
+            self._run(lambda: self._connection.execute(first))
+
+    def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
+        if error_type is None:
+            self._run(lambda: self._connection.execute("COMMIT"))
+        else:
+            self._roll_back()
+
+    def _run(self, statement: Callable[[], object]) -> None:
+        try:
+            statement()
+        except BaseException:
+            self._roll_back()
+            raise
+
+    def _roll_back(self) -> None:
+        # A broken connection has no transaction left to end.
+        status = self._connection.info.transaction_status
+        if status in (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR):
+            self._connection.execute("ROLLBACK")

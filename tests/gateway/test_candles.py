@@ -1,0 +1,135 @@
+"""gateway.candles: bars per interval, the 24 h ticker, the snapshot image."""
+
+import msgspec
+
+from engine.enums import InstrumentKind
+from engine.instrument import InstrumentSpec
+from gateway.candles import BARS_KEPT_MAX, INTERVALS_US, Candles
+
+MINUTE = INTERVALS_US["1m"]
+DAY = INTERVALS_US["1d"]
+T0 = 1_796_000_000 * 1_000_000 // DAY * DAY  # a UTC midnight, µs
+
+
+def spec() -> InstrumentSpec:
+    return InstrumentSpec(
+        symbol="AAPLx-USD",
+        kind=InstrumentKind.EQUITY,
+        base="AAPLx",
+        quote="USD",
+        price_decimals=2,
+        qty_decimals=6,
+        price_tick=1,
+        qty_step=1,
+        min_qty=1,
+        quote_decimals=6,
+        min_notional=1,
+        price_band_bps=1_000,
+        reference_price=18_725,
+    )
+
+
+def test_a_trade_is_in_one_bar_of_every_interval() -> None:
+    candles = Candles()
+    candles.add("AAPLx-USD", T0 + 10, 18_730, 500_000)
+    candles.add("AAPLx-USD", T0 + 20, 18_750, 250_000)
+    candles.add("AAPLx-USD", T0 + 30, 18_720, 250_000)
+    candles.add("AAPLx-USD", T0 + MINUTE + 5, 18_740, 100_000)
+    one_minute = candles.result(spec(), "1m", 10)
+    assert [msgspec.to_builtins(c) for c in one_minute.candles] == [
+        {"t": T0 // 1000, "o": "187.30", "h": "187.50", "l": "187.20", "c": "187.20",
+         "v": "1.000000"},
+        {"t": (T0 + MINUTE) // 1000, "o": "187.40", "h": "187.40", "l": "187.40", "c": "187.40",
+         "v": "0.100000"},
+    ]  # fmt: skip
+    for interval in ("5m", "1h", "1d"):
+        [bar] = candles.result(spec(), interval, 10).candles
+        assert (bar.t, bar.o, bar.h, bar.l, bar.c, bar.v) == (
+            T0 // 1000,
+            "187.30",
+            "187.50",
+            "187.20",
+            "187.40",
+            "1.100000",
+        )
+    assert len(candles.result(spec(), "1m", 1).candles) == 1  # the newest
+
+
+def test_series_are_bounded_and_keep_the_newest() -> None:
+    candles = Candles()
+    for minute in range(BARS_KEPT_MAX + 10):
+        candles.add("AAPLx-USD", T0 + minute * MINUTE, 18_700 + minute, 1)
+    bars = candles.bars("AAPLx-USD", "1m", BARS_KEPT_MAX + 10)
+    assert len(bars) == BARS_KEPT_MAX
+    assert bars[0][0] == T0 + 10 * MINUTE and bars[-1][1] == 18_700 + BARS_KEPT_MAX + 9
+
+
+def test_ticker_reads_the_24_hour_window() -> None:
+    candles = Candles()
+    candles.add("AAPLx-USD", T0, 20_000, 1_000_000)  # leaves the window below
+    candles.add("AAPLx-USD", T0 + 2 * 60 * MINUTE, 18_000, 1_000_000)
+    candles.add("AAPLx-USD", T0 + 3 * 60 * MINUTE, 19_800, 500_000)
+    ticker = candles.ticker(spec(), T0 + DAY + 90 * MINUTE)
+    assert msgspec.to_builtins(ticker) == {
+        "symbol": "AAPLx-USD",
+        "last": "198.00",
+        "open": "180.00",
+        "high": "198.00",
+        "low": "180.00",
+        "volume": "1.500000",
+        "change": "18.00",
+        "change_pct": "10.00",
+        "trades": 2,
+    }
+    quiet = candles.ticker(spec(), T0 + 3 * DAY)
+    assert (quiet.last, quiet.open, quiet.change, quiet.volume) == (
+        "198.00",
+        None,
+        None,
+        "0.000000",
+    )
+
+
+def test_image_round_trips_through_the_snapshot_encoding() -> None:
+    candles = Candles()
+    for index in range(50):
+        candles.add("AAPLx-USD", T0 + index * 7 * MINUTE, 18_700 + index, 3)
+        candles.add("MSFTx-USD", T0 + index * 61 * MINUTE, 41_000 - index, 2)
+    image = msgspec.msgpack.decode(msgspec.msgpack.encode(candles.image()))
+    restored = Candles()
+    restored.restore(image)
+    assert restored.image() == candles.image()
+    now = T0 + 60 * MINUTE
+    assert restored.ticker(spec(), now) == candles.ticker(spec(), now)
+    restored.restore(None)  # a snapshot from before candles
+    assert restored.bars("AAPLx-USD", "1m", 10) == []
+
+
+def test_bars_equal_a_naive_aggregation_of_random_trades() -> None:
+    """The same-minute fast path and the slow path agree with OHLCV computed from scratch."""
+    import random
+
+    rng = random.Random(14)
+    candles = Candles()
+    trades = []
+    ts = T0
+    for _ in range(3_000):
+        ts += rng.choice((0, 1, 1_000_000, 20_000_000, 7 * MINUTE, 2 * 3_600_000_000))
+        trade = (ts, rng.randint(18_000, 19_000), rng.randint(1, 10**6))
+        trades.append(trade)
+        candles.add("AAPLx-USD", *trade)
+    for interval, length in INTERVALS_US.items():
+        naive: dict[int, list[int]] = {}
+        for ts_us, price, qty in trades:
+            t = ts_us - ts_us % length
+            bar = naive.setdefault(t, [t, price, price, price, price, 0])
+            bar[2], bar[3] = max(bar[2], price), min(bar[3], price)
+            bar[4] = price
+            bar[5] += qty
+        expected = list(naive.values())[-BARS_KEPT_MAX:]
+        assert candles.bars("AAPLx-USD", interval, BARS_KEPT_MAX) == expected, interval
+    restored = Candles()
+    restored.restore(candles.image())
+    restored.add("AAPLx-USD", ts, 1, 1)  # after a restore the slow path takes it
+    candles.add("AAPLx-USD", ts, 1, 1)
+    assert restored.image() == candles.image()

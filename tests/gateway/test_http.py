@@ -1,0 +1,222 @@
+"""gateway.http: plain HTTP/1.1 beside the websockets on one port, over raw loopback sockets."""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.http11 import Request, Response
+
+from gateway import frames, http, transport
+
+TIMEOUT_S = 5
+
+
+class Api:
+    """Answers `/echo` with the method, path, query and body; `/later` once told to."""
+
+    def __init__(self) -> None:
+        self.waiting: list[http.Exchange] = []
+        self.closed = 0
+        self.legacy: list[str] = []
+
+    def on_open(self, connection: transport.Connection) -> None:
+        pass
+
+    def on_frame(self, connection: transport.Connection, message: str | bytes) -> None:
+        body = message.encode() if isinstance(message, str) else message
+        connection.send_frames([frames.text_frame(b"ws:" + body)])
+
+    def on_close(self, connection: transport.Connection) -> None:
+        pass
+
+    def on_http(self, connection: transport.Connection, request: Request) -> Response | None:
+        self.legacy.append(request.path)
+        return None
+
+    def on_request(self, connection: transport.Connection, exchange: http.Exchange) -> bool:
+        if exchange.path == "/later":
+            self.waiting.append(exchange)
+            return True
+        if exchange.path != "/echo":
+            return False
+        text = f"{exchange.method} {exchange.path}?{exchange.query} ".encode() + exchange.body
+        exchange.respond(200, text, "text/plain")
+        return True
+
+    def on_http_closed(self, connection: transport.Connection) -> None:
+        self.closed += 1
+
+
+class Legacy(Api):
+    on_request = None  # type: ignore[assignment]
+
+
+def run(
+    scenario: Callable[[int, Api, transport.Listener], Awaitable[Any]], handler: Api | None = None
+) -> Api:
+    api = handler or Api()
+
+    async def main() -> None:
+        listener = await transport.serve(api, "127.0.0.1", 0, routes=("/ws/trade",))
+        port = listener.sockets[0].getsockname()[1]
+        try:
+            async with asyncio.timeout(TIMEOUT_S):
+                await scenario(port, api, listener)
+        finally:
+            await listener.close()
+
+    asyncio.run(main())
+    return api
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    status = int((await reader.readline()).split()[1])
+    headers = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(headers.get("content-length", 0)))
+    return status, headers, body
+
+
+def request(method: str, target: str, body: bytes = b"", close: bool = False) -> bytes:
+    head = f"{method} {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+    if close:
+        head += "Connection: close\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+def test_keep_alive_and_pipelined_requests_are_answered_in_order() -> None:
+    async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request("POST", "/echo?a=1", b'{"x": 1}') + request("PATCH", "/echo", b"2"))
+        writer.write(request("GET", "/echo?b=2"))
+        answers = [await read_response(reader) for _ in range(3)]
+        assert [body for _, _, body in answers] == [
+            b'POST /echo?a=1 {"x": 1}',
+            b"PATCH /echo? 2",
+            b"GET /echo?b=2 ",
+        ]
+        writer.write(request("GET", "/later"))  # answered later; the next waits behind it
+        writer.write(request("GET", "/echo?after"))
+        while not api.waiting:
+            await asyncio.sleep(0.01)
+        api.waiting.pop().respond(202, b"late", "text/plain")
+        assert (await read_response(reader))[::2] == (202, b"late")
+        assert (await read_response(reader))[2] == b"GET /echo?after "
+        writer.close()
+
+    api = run(scenario)
+    assert api.legacy == []
+
+
+def test_a_websocket_and_http_share_the_port() -> None:
+    async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
+        async with connect(f"ws://127.0.0.1:{port}/ws/trade", compression=None) as client:
+            await client.send("hi")
+            assert await client.recv() == "ws:hi"
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request("GET", "/ws/trade?x=1"))  # not the route exactly: plain HTTP
+        status, _, body = await read_response(reader)
+        assert status == 404 and body == transport.NOT_FOUND_TEXT.encode()
+        writer.close()
+
+    api = run(scenario)
+    assert api.legacy == ["/ws/trade?x=1"]
+
+
+def test_a_handler_without_on_request_gets_on_http_for_get_only() -> None:
+    async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request("GET", "/page"))
+        assert (await read_response(reader))[0] == 404
+        writer.write(request("POST", "/page", b"{}"))
+        status, headers, _ = await read_response(reader)
+        assert status == 405 and headers["allow"] == "GET"
+        writer.close()
+
+    api = run(scenario, Legacy())
+    assert api.legacy == ["/page"]
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"NOT HTTP AT ALL\r\n\r\n", 400),
+        (request("POST", "/echo", b"x" * (http.REQUEST_BODY_BYTES_MAX + 1)), 413),
+        (b"GET /" + b"a" * (http.HEADER_BYTES_MAX + 10), 431),  # no end of line in sight
+    ],
+)
+def test_unreadable_requests_are_refused_and_closed(data: bytes, status: int) -> None:
+    async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(data)
+        answer, headers, _ = await read_response(reader)
+        assert answer == status and headers["connection"] == "close"
+        assert await reader.read() == b""  # closed by the server
+        writer.close()
+
+    run(scenario)
+
+
+def test_an_answer_owed_is_written_after_the_peer_half_closes() -> None:
+    async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request("GET", "/later"))
+        writer.write_eof()
+        while not api.waiting:
+            await asyncio.sleep(0.01)
+        api.waiting.pop().respond(200, b"still here", "text/plain")
+        assert (await read_response(reader))[2] == b"still here"
+        assert await reader.read() == b""
+        writer.close()
+
+    api = run(scenario)
+    assert api.closed == 1
+
+
+def test_stopping_answers_the_request_in_flight_then_closes() -> None:
+    async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request("GET", "/later"))
+        while not api.waiting:
+            await asyncio.sleep(0.01)
+        closing = asyncio.ensure_future(listener.close())
+        await asyncio.sleep(0)
+        api.waiting.pop().respond(200, b"last", "text/plain")
+        status, headers, body = await read_response(reader)
+        assert (status, body, headers["connection"]) == (200, b"last", "close")
+        await asyncio.wait_for(closing, TIMEOUT_S)
+        await asyncio.open_connection("127.0.0.1", port)
+        writer.close()
+
+    with pytest.raises(OSError):  # the listener is gone: nothing accepts the second connect
+        run(scenario)
+
+
+def test_an_idle_keep_alive_connection_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http, "KEEPALIVE_IDLE_S", 0.05)
+
+    async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request("GET", "/echo"))
+        assert (await read_response(reader))[0] == 200
+        assert await asyncio.wait_for(reader.read(), TIMEOUT_S) == b""  # closed when idle
+        writer.close()
+
+    run(scenario)
+
+
+def test_many_pipelined_requests_answered_at_once_do_not_recurse() -> None:
+    count = 3_000  # well past Python's recursion limit if each answer read the next inline
+
+    async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request("GET", "/echo") * count)
+        for _ in range(count):
+            assert (await read_response(reader))[0] == 200
+        writer.close()
+
+    run(scenario)

@@ -1,0 +1,445 @@
+"""The REST API end to end: a real server on 127.0.0.1, requests from `client.rest`
+(stdlib http.client, on a thread so the server's loop keeps running)."""
+
+import asyncio
+import json
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from client.rest import RestClient, RestResponse
+from gateway import rest
+from gateway.auth import sign_request
+from tests.conftest import KEYS, Venue, drain_pushes, start_venue
+
+SYMBOL = "AAPLx-USD"
+BILL = "TB-2027-03-04-USD"
+Run = Callable[[Callable[[Venue], Awaitable[Any]]], Any]
+
+
+def base(venue: Venue) -> str:
+    return f"http://127.0.0.1:{venue.port}"
+
+
+async def call(client: RestClient, method: str, path: str, **kwargs: Any) -> RestResponse:
+    return await asyncio.to_thread(client.request, method, path, **kwargs)
+
+
+async def get(client: RestClient, path: str, **query: Any) -> RestResponse:
+    return await asyncio.to_thread(client.get, path, **query)
+
+
+def error_of(response: RestResponse) -> tuple[int, str]:
+    error = response.json()["error"]
+    assert set(error) >= {"code", "name", "msg"}, error
+    return response.status, error["name"]
+
+
+async def cross(venue: Venue, price: str = "187.30", qty: str = "0.5") -> None:
+    """A resting sell by alpha and a buy by taker that fills it."""
+    alpha = await venue.client("alpha")
+    taker = await venue.client("taker")
+    await alpha.place(SYMBOL, "sell", qty, price)
+    await taker.place(SYMBOL, "buy", qty, price, tif="ioc")
+    await alpha.close()
+    await taker.close()
+
+
+# ----------------------------------------------------------------- public
+
+
+def test_public_endpoints_answer_as_the_websocket_does(run_venue: Run) -> None:
+    async def scenario(venue: Venue) -> None:
+        await cross(venue)
+        public = RestClient(base(venue))
+        ws = await venue.client(endpoint="public")
+        instruments = await get(public, "/api/v1/instruments")
+        assert instruments.status == 200
+        assert instruments.json() == await ws.request("instruments")
+        bill = next(i for i in instruments.json()["instruments"] if i["symbol"] == BILL)
+        assert {"tick", "step", "band_low", "band_high", "maturity", "yield"} <= set(bill)
+        book = await get(public, "/api/v1/book", symbol=SYMBOL, depth=25)
+        assert book.status == 200
+        assert book.json() == await ws.request("book.snapshot", {"symbol": SYMBOL, "depth": 25})
+        trades = (await get(public, "/api/v1/trades", symbol=SYMBOL, limit=5)).json()
+        assert trades["symbol"] == SYMBOL
+        assert [(t["price"], t["qty"], t["taker_side"]) for t in trades["trades"]] == [
+            ("187.30", "0.500000", "buy")
+        ]
+        ticker = (await get(public, "/api/v1/ticker", symbol=SYMBOL)).json()["tickers"]
+        assert ticker == [
+            {
+                "symbol": SYMBOL,
+                "last": "187.30",
+                "open": "187.30",
+                "high": "187.30",
+                "low": "187.30",
+                "volume": "0.500000",
+                "change": "0.00",
+                "change_pct": "0.00",
+                "trades": 1,
+            }
+        ]
+        every = (await get(public, "/api/v1/ticker")).json()["tickers"]
+        assert sorted(t["symbol"] for t in every) == sorted(venue.server.venue.markets)
+        candles = (await get(public, "/api/v1/candles", symbol=SYMBOL, interval="1m")).json()
+        assert candles["symbol"] == SYMBOL and candles["interval"] == "1m"
+        [bar] = candles["candles"]
+        assert (bar["o"], bar["h"], bar["l"], bar["c"], bar["v"]) == (
+            "187.30",
+            "187.30",
+            "187.30",
+            "187.30",
+            "0.500000",
+        )
+        assert bar["t"] % 60_000 == 0
+        reserves = (await get(public, "/api/v1/reserves")).json()
+        assert reserves == await ws.request("reserves")  # /ws/public has it too
+        aapl = next(line for line in reserves["reserves"] if line["asset"] == "AAPLx")
+        assert aapl["covered"] is True and aapl["supply"] == "60000.000000"
+        public.close()
+
+    run_venue(scenario)
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(run_venue: Run) -> None:
+    async def scenario(venue: Venue) -> None:
+        public = RestClient(base(venue))
+        for _ in range(5):
+            assert (await get(public, "/api/v1/ticker")).status == 200
+        connection = public._connection
+        assert connection is not None and connection.sock is not None  # never reopened
+        assert len(venue.server._server.connections) == 1  # type: ignore[union-attr]
+        public.close()
+
+    run_venue(scenario)
+
+
+def test_bad_public_requests_get_clear_errors(run_venue: Run) -> None:
+    async def scenario(venue: Venue) -> None:
+        public = RestClient(base(venue))
+        cases = [
+            ("/api/v1/book", {"symbol": "NOPE-USD"}, (400, "UNKNOWN_SYMBOL")),
+            ("/api/v1/book", {}, (400, "MISSING_PARAM")),
+            ("/api/v1/book", {"symbol": SYMBOL, "depth": "ten"}, (400, "BAD_PARAM")),
+            ("/api/v1/candles", {"symbol": SYMBOL, "interval": "2m"}, (400, "BAD_PARAM")),
+            ("/api/v1/candles", {"symbol": "NOPE-USD", "interval": "1m"}, (400, "UNKNOWN_SYMBOL")),
+            ("/api/v1/trades", {"symbol": SYMBOL, "limit": 0}, (400, "BAD_PARAM")),
+            ("/api/v1/ticker", {"symbol": SYMBOL, "x": 1}, (400, "BAD_PARAM")),
+            ("/api/v1/nowhere", {}, (404, "UNKNOWN_METHOD")),
+        ]
+        for path, query, expected in cases:
+            assert error_of(await get(public, path, **query)) == expected, (path, query)
+        refused = await call(public, "PUT", "/api/v1/instruments")
+        assert refused.status == 405 and refused.headers["allow"] == "GET"
+        public.close()
+
+    run_venue(scenario)
+
+
+def test_openapi_lists_every_route_and_is_json(run_venue: Run) -> None:
+    async def scenario(venue: Venue) -> None:
+        response = await get(RestClient(base(venue)), "/openapi.json")
+        assert response.status == 200
+        assert response.headers["content-type"] == "application/json"
+        document = json.loads(response.body)
+        assert document["openapi"].startswith("3.1")
+        for route in rest.ROUTES:
+            operation = document["paths"][route.path][route.method.lower()]
+            assert ("security" in operation) is route.private
+        schemas = document["components"]["schemas"]
+        assert {"PlaceParams", "CandlesResult", "ErrorResponse", "Ticker"} <= set(schemas)
+        candles = document["paths"]["/api/v1/candles"]["get"]["parameters"]
+        assert {p["name"]: p["required"] for p in candles} == {
+            "symbol": True,
+            "interval": True,
+            "limit": False,
+        }
+
+    run_venue(scenario)
+
+
+def test_other_paths_still_reach_on_http(run_venue: Run) -> None:
+    async def scenario(venue: Venue) -> None:
+        response = await get(RestClient(base(venue)), "/")
+        assert response.status == 404
+        assert response.body == b"use /ws/trade or /ws/public\n"
+
+    run_venue(scenario)
+
+
+# ----------------------------------------------------------------- private
+
+
+def test_private_endpoints_and_the_same_order_on_both_apis(run_venue: Run) -> None:
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        ws = await venue.client("taker")
+        await ws.subscribe_account()
+        await drain_pushes(ws)
+        body = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc"}
+        placed = await call(
+            trader,
+            "POST",
+            "/api/v1/orders",
+            body=json.dumps(body | {"price": "180.00", "qty": "2"}).encode(),
+        )
+        assert placed.status == 200, placed
+        order_id = placed.json()["order_id"]
+        assert placed.json()["status"] == "new"
+        pushes = await drain_pushes(ws)
+        assert any(p.get("data", {}).get("order_id") == order_id for p in pushes), pushes
+        seen = (await ws.open_orders())["orders"]
+        assert [o["order_id"] for o in seen] == [order_id]
+        listed = (await get(trader, "/api/v1/orders")).json()["orders"]
+        assert listed == seen
+        amended = await call(trader, "PATCH", f"/api/v1/orders/{order_id}", body=b'{"qty": "1"}')
+        assert amended.status == 200 and amended.json()["order_id"] == order_id
+        assert (await ws.open_orders())["orders"][0]["qty"] == "1.000000"
+        balances = (await get(trader, "/api/v1/balances")).json()
+        assert balances == await ws.balances()
+        await ws.cancel(order_id)  # canceled by websocket: gone in REST
+        assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
+        history = (await get(trader, "/api/v1/orders/history", status="closed")).json()
+        assert [(o["order_id"], o["status"]) for o in history["orders"]] == [(order_id, "canceled")]
+        second = await call(
+            trader,
+            "POST",
+            "/api/v1/orders",
+            body=json.dumps(body | {"price": "181.00", "qty": "1"}).encode(),
+        )
+        canceled = await call(trader, "DELETE", f"/api/v1/orders/{second.json()['order_id']}")
+        assert canceled.status == 200 and canceled.json()["status"] == "canceled"
+        again = await call(trader, "DELETE", f"/api/v1/orders/{second.json()['order_id']}")
+        assert error_of(again) == (400, "ORDER_NOT_OPEN")
+        trader.close()
+
+    run_venue(scenario)
+
+
+def test_fills_show_a_trade_placed_through_rest(run_venue: Run) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.place(SYMBOL, "sell", "0.25", "187.40")
+        trader = RestClient(base(venue), *KEYS["taker"])
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "ioc"}
+        placed = await call(
+            trader,
+            "POST",
+            "/api/v1/orders",
+            body=json.dumps(order | {"price": "187.40", "qty": "0.25"}).encode(),
+        )
+        assert placed.json()["status"] == "filled"
+        fills = (await get(trader, "/api/v1/fills")).json()["fills"]
+        assert [(f["data"]["last_px"], f["data"]["last_qty"]) for f in fills] == [
+            ("187.40", "0.250000")
+        ]
+        trader.close()
+
+    run_venue(scenario)
+
+
+def test_bad_orders_change_nothing_and_say_why(run_venue: Run) -> None:
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        before = (await get(trader, "/api/v1/balances")).json()
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc", "qty": "1"}
+        cases = [
+            (json.dumps(order | {"price": "187.001"}).encode(), (400, "BAD_PRECISION")),
+            (json.dumps(order | {"price": "1e2"}).encode(), (400, "BAD_PARAM")),
+            (json.dumps(order).encode(), (400, "MISSING_PARAM")),
+            (json.dumps(order | {"price": "187", "extra": 1}).encode(), (400, "BAD_PARAM")),
+            (b"{not json", (400, "BAD_JSON")),
+            (b"[1, 2]", (400, "BAD_JSON")),
+            (
+                json.dumps(order | {"price": "187", "symbol": "NOPE-USD"}).encode(),
+                (400, "UNKNOWN_SYMBOL"),
+            ),
+        ]
+        for body, expected in cases:
+            response = await call(trader, "POST", "/api/v1/orders", body=body)
+            assert error_of(response) == expected, (body, response)
+        amend = await call(trader, "PATCH", "/api/v1/orders/7", body=b'{"order_id": 8, "qty": "1"}')
+        assert error_of(amend) == (400, "BAD_PARAM")
+        assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
+        assert (await get(trader, "/api/v1/balances")).json() == before
+        trader.close()
+
+    run_venue(scenario)
+
+
+def test_signature_failures_each_get_their_error(run_venue: Run) -> None:
+    async def scenario(venue: Venue) -> None:
+        key, secret = KEYS["taker"]
+        trader = RestClient(base(venue), key, secret)
+        path = "/api/v1/balances"
+
+        def headers(**changes: str) -> dict[str, str]:
+            signed = trader.signature("GET", path, "", b"")
+            return signed | changes
+
+        async def refused(sent: dict[str, str]) -> tuple[int, str]:
+            return error_of(await call(trader, "GET", path, headers=sent, signed=False))
+
+        good = headers()
+        assert (await call(trader, "GET", path, headers=good, signed=False)).status == 200
+        assert await refused(good) == (401, "NONCE_REUSED")
+        assert await refused(headers(**{"X-Signature": "ab" * 32})) == (401, "BAD_SIGNATURE")
+        unknown = RestClient(base(venue), "no-such-key", secret)
+        assert error_of(await get(unknown, path)) == (401, "BAD_SIGNATURE")
+        assert (await get(unknown, path)).json() == (
+            await call(
+                trader, "GET", path, headers=headers(**{"X-Signature": "0" * 64}), signed=False
+            )
+        ).json()  # unknown key and bad signature: one answer
+        stale_ts = time.time_ns() // 1_000 - 60_000_000
+        sig = sign_request(secret, key, stale_ts, "stale-1", 5_000, "GET", path, "", b"")
+        stale = headers(**{"X-Timestamp": str(stale_ts), "X-Nonce": "stale-1", "X-Signature": sig})
+        assert await refused(stale) == (401, "TIMESTAMP_OUT_OF_WINDOW")
+        for missing in ("X-API-Key", "X-Timestamp", "X-Nonce", "X-Signature"):
+            sent = {k: v for k, v in headers().items() if k != missing}
+            response = await call(trader, "GET", path, headers=sent, signed=False)
+            assert error_of(response) == (401, "NOT_AUTHENTICATED")
+            assert missing in response.json()["error"]["msg"]
+        assert await refused(headers(**{"X-Timestamp": "soon"})) == (400, "BAD_PARAM")
+        # the signature binds the query and the body: changing either breaks it
+        signed = trader.signature("GET", "/api/v1/orders", "symbol=AAPLx-USD", b"")
+        moved = await call(
+            trader,
+            "GET",
+            "/api/v1/orders",
+            query={"symbol": "MSFTx-USD"},
+            headers=signed,
+            signed=False,
+        )
+        assert error_of(moved) == (401, "BAD_SIGNATURE")
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc", "price": "1"}
+        body = json.dumps(order | {"qty": "1"}).encode()
+        signed = trader.signature("POST", "/api/v1/orders", "", body)
+        tampered = await call(
+            trader,
+            "POST",
+            "/api/v1/orders",
+            body=body.replace(b'"1"', b'"2"'),
+            headers=signed,
+            signed=False,
+        )
+        assert error_of(tampered) == (401, "BAD_SIGNATURE")
+        assert (await ws_open_orders(venue, "taker")) == []
+
+    run_venue(scenario)
+
+
+async def ws_open_orders(venue: Venue, who: str) -> list[Any]:
+    client = await venue.client(who)
+    orders: list[Any] = (await client.open_orders())["orders"]
+    return orders
+
+
+def test_scopes_apply_as_on_the_websocket(run_venue: Run, tmp_path: Path) -> None:
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        issued = await admin.request(
+            "admin.issue_key",
+            {"account": venue.server.auth.store.get(KEYS["taker"][0]).account, "scopes": ["read"]},  # type: ignore[union-attr]
+        )
+        reader = RestClient(base(venue), issued["api_key"], issued["secret"])
+        assert (await get(reader, "/api/v1/balances")).status == 200
+        order = {
+            "symbol": SYMBOL,
+            "side": "buy",
+            "type": "limit",
+            "tif": "gtc",
+            "price": "1",
+            "qty": "1",
+        }
+        response = await call(reader, "POST", "/api/v1/orders", body=json.dumps(order).encode())
+        assert error_of(response) == (403, "PERMISSION_DENIED")
+
+    run_venue(scenario)
+
+
+# ----------------------------------------------------------------- candles
+
+
+def test_candles_channel_gives_a_snapshot_then_updates(run_venue: Run) -> None:
+    async def scenario(venue: Venue) -> None:
+        await cross(venue, "187.30", "0.5")
+        watcher = await venue.client(endpoint="public")
+        subscribed = await watcher.request(
+            "subscribe", {"ch": "candles", "symbols": [SYMBOL], "interval": "1m"}
+        )
+        assert subscribed == {"subscribed": [f"candles:{SYMBOL}:1m"]}
+        snapshot = await watcher.next_push()
+        assert (snapshot["ch"], snapshot["type"], snapshot["interval"]) == (
+            "candles",
+            "snapshot",
+            "1m",
+        )
+        [bar] = snapshot["data"]["candles"]
+        assert bar["c"] == "187.30" and bar["v"] == "0.500000"
+        await cross(venue, "187.50", "0.25")
+        update = next(p for p in await drain_pushes(watcher) if p["ch"] == "candles")
+        assert update["type"] == "update" and update["prev_seq"] == snapshot["seq"]
+        last = update["data"]["candles"][-1]
+        assert last["t"] >= bar["t"] and last["c"] == "187.50"
+        missing = await watcher.request_raw("subscribe", {"ch": "candles", "symbols": [SYMBOL]})
+        assert missing["error"]["name"] == "MISSING_PARAM"
+
+    run_venue(scenario)
+
+
+def test_candles_survive_a_restart_from_snapshot_and_journal_tail(tmp_path: Path) -> None:
+    data_dir, crashed = tmp_path / "data", tmp_path / "crashed"
+
+    async def bars(venue: Venue) -> dict[str, Any]:
+        public = RestClient(base(venue))
+        result = {
+            interval: (
+                await get(public, "/api/v1/candles", symbol=SYMBOL, interval=interval)
+            ).json()
+            for interval in ("1m", "5m", "1h", "1d")
+        }
+        result["ticker"] = (await get(public, "/api/v1/ticker", symbol=SYMBOL)).json()
+        public.close()
+        return result
+
+    async def scenario() -> None:
+        venue = await start_venue(data_dir)
+        await cross(venue, "187.30", "0.5")
+        await venue.server.snapshot()  # the first trade is in the snapshot ...
+        await cross(venue, "187.60", "0.25")  # ... the second only in the journal's tail
+        await venue.server.sequencer.drain()
+        shutil.copytree(data_dir, crashed)  # the files as a SIGKILL would leave them
+        before = await bars(venue)
+        assert before["1m"]["candles"][-1]["c"] == "187.60"
+        await venue.server.stop()
+        for directory in (crashed, data_dir):  # after a crash, and after a clean stop
+            restarted = await start_venue(directory)
+            try:
+                assert await bars(restarted) == before, directory
+            finally:
+                await restarted.server.stop()
+
+    asyncio.run(scenario())
+
+
+def test_rate_limits_answer_429_with_retry_after(run_venue: Run) -> None:
+    from gateway.limits import RateLimiter
+
+    async def scenario(venue: Venue) -> None:
+        # 100 tokens and one a second per connection: ~200 queries (0.5 each) pass
+        venue.server.limiter = RateLimiter(connection_rate_per_s=1, connection_burst=100)
+        trader = RestClient(base(venue), *KEYS["taker"])
+        for path in ("/api/v1/balances", "/api/v1/ticker"):  # a websocket method, a read here
+            for _ in range(400):
+                limited = await get(trader, path)
+                if limited.status != 200:
+                    break
+            assert error_of(limited) == (429, "RATE_LIMITED"), path
+            assert limited.json()["retry_after_ms"] > 0
+            assert int(limited.headers["retry-after"]) >= 1
+
+    run_venue(scenario)

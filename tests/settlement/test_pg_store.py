@@ -1,0 +1,136 @@
+"""What only `PostgresLedgerStore` has: its schema table, its locks, its TRUNCATE trigger.
+
+The behaviour every store shares is in the contract suite (test_store_contract.py); this
+adds what PostgreSQL brings of its own, on a real server (the `postgres_dsn` fixture).
+"""
+
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from settlement.pg_store import PostgresLedgerStore
+from settlement.store import (
+    BatchSequenceError,
+    LedgerStore,
+    LedgerStoreError,
+    SqliteLedgerStore,
+    batch_hash,
+    batch_rows,
+)
+from settlement.transfers import FEE_INCOME, ISSUANCE, Transfer, TransferKind
+
+WAIT_STEPS = 200  # x WAIT_STEP_S: how long a test waits for the other session to block
+WAIT_STEP_S = 0.05
+TS_US = 1_700_000_000_000_000
+
+
+def prepared(store: LedgerStore) -> LedgerStore:
+    store.register_asset("USD", 6)
+    for account_id, name in ((ISSUANCE, "issuance"), (FEE_INCOME, "fees"), (1, "p1"), (2, "p2")):
+        store.register_account(account_id, name)
+    return store
+
+
+def payments(first_id: int, count: int, amount: int) -> list[Transfer]:
+    kind = TransferKind.MINT
+    return [
+        Transfer(first_id + n, first_id + n, ISSUANCE, 1 + n % 2, "USD", amount, kind, TS_US)
+        for n in range(count)
+    ]
+
+
+def test_a_database_from_another_schema_version_is_refused(postgres_dsn: str) -> None:
+    PostgresLedgerStore(postgres_dsn).close()
+    with psycopg.connect(postgres_dsn, autocommit=True) as raw:
+        raw.execute("UPDATE ledger_schema SET version = 99")
+    with pytest.raises(LedgerStoreError, match="schema version 99; this code reads 1"):
+        PostgresLedgerStore(postgres_dsn)
+
+
+def test_truncate_is_refused(postgres_dsn: str) -> None:
+    store = prepared(PostgresLedgerStore(postgres_dsn))
+    store.append_batch(payments(1, 2, 5))
+    with (
+        psycopg.connect(postgres_dsn, autocommit=True) as raw,
+        pytest.raises(psycopg.errors.RaiseException, match="append-only: TRUNCATE refused"),
+    ):
+        raw.execute("TRUNCATE transfers, batches")
+    assert store.last_transfer_id() == 2
+    assert store.verify() == []
+    store.close()
+
+
+def test_the_same_batches_give_sqlite_s_head_hash_and_findings(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    stores = [
+        prepared(PostgresLedgerStore(postgres_dsn)),
+        prepared(SqliteLedgerStore(tmp_path / "ledger.sqlite")),
+    ]
+    for store in stores:
+        store.append_batch(payments(1, 3, 100))
+        store.append_batch(payments(4, 5, 2**60))  # 64-bit amounts encode alike too
+    heads = {store.head_hash() for store in stores}
+    assert len(heads) == 1
+    with psycopg.connect(postgres_dsn, autocommit=True) as raw:
+        raw.execute("DROP TRIGGER transfers_refuse_update ON transfers")
+        raw.execute("UPDATE transfers SET amount = 99 WHERE transfer_id = 2")
+    tampered = stores[1]
+    assert isinstance(tampered, SqliteLedgerStore)
+    sqlite_raw = tampered._connection  # the same tampering through SQLite's own driver
+    sqlite_raw.execute("DROP TRIGGER transfers_refuse_update")
+    sqlite_raw.execute("UPDATE transfers SET amount = 99 WHERE transfer_id = 2")
+    findings = [store.verify() for store in stores]
+    assert findings[0] == findings[1] == ["batch 1 (1..3) hash does not match its transfers"]
+    for store in stores:
+        store.close()
+
+
+def _waiting_on_batches(raw: psycopg.Connection) -> bool:
+    query = (
+        "SELECT count(*) FROM pg_locks JOIN pg_class ON pg_class.oid = pg_locks.relation"
+        " WHERE pg_class.relname = 'batches' AND NOT pg_locks.granted"
+    )
+    row = raw.execute(query).fetchone()
+    return row is not None and row[0] > 0
+
+
+def test_a_second_writer_waits_for_the_first_and_then_sees_its_batch(postgres_dsn: str) -> None:
+    store = prepared(PostgresLedgerStore(postgres_dsn))
+    store.append_batch(payments(1, 2, 5))
+    head = store.head_hash()
+    theirs, mine = payments(3, 4, 7), payments(3, 4, 8)  # the same ids, other contents
+    outcome: list[BaseException | bool] = []
+
+    def append_mine() -> None:
+        try:
+            outcome.append(store.append_batch(mine))
+        except BaseException as refused:
+            outcome.append(refused)
+
+    with psycopg.connect(postgres_dsn) as other, psycopg.connect(postgres_dsn) as watcher:
+        other.execute("LOCK TABLE batches IN EXCLUSIVE MODE")  # another writer, mid-batch
+        thread = threading.Thread(target=append_mine)
+        thread.start()
+        for _ in range(WAIT_STEPS):
+            if outcome or _waiting_on_batches(watcher):
+                break
+            time.sleep(WAIT_STEP_S)
+        assert not outcome, f"the second writer did not wait for the first: {outcome}"
+        rows = batch_rows(theirs)
+        with other.cursor() as cursor:
+            cursor.executemany("INSERT INTO transfers VALUES (%s,%s,%s,%s,%s,%s,%s,%s)", rows)
+        other.execute(
+            "INSERT INTO batches VALUES (2, 3, 6, %s, %s)", (head, batch_hash(head, rows))
+        )
+        other.commit()
+        thread.join(timeout=WAIT_STEPS * WAIT_STEP_S)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], BatchSequenceError)
+    assert "already stored with different contents" in str(outcome[0])
+    assert list(store.iter_transfers(after_id=2)) == theirs
+    assert store.verify() == []
+    store.close()
