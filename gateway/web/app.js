@@ -1,6 +1,6 @@
 // The trader's page: market data from /ws/public, the account and order entry from
-// /ws/trade after a logon signed here (the secret never leaves the page), 24 h change,
-// candles and proof of reserves from the REST API. See docs/web.md.
+// /ws/trade after a logon signed here (the secret never leaves the page), the 24 h change
+// and candle history from the REST API. See docs/web.md.
 import { drawDepth, LocalBook } from "./book.js";
 import { CandleChart, INTERVAL } from "./candles.js";
 import { importSecret, logon, VenueSocket } from "./venue.js";
@@ -196,7 +196,7 @@ function select(symbol) {
   schedule("instruments", "info", "book", "tape");
 }
 
-// ------------------------------------------------------------------ REST: 24 h, reserves
+// ------------------------------------------------------------------ 24 h change, reserves
 
 async function getJson(path) {
   const response = await fetch(path);
@@ -205,7 +205,7 @@ async function getJson(path) {
 }
 
 function rowsOf(body, key) {
-  // {tickers: [...]}, {reserves: [...]}: docs/rest.md
+  // {tickers: [...]}: docs/rest.md
   return Array.isArray(body?.[key]) ? body[key] : [];
 }
 
@@ -222,20 +222,21 @@ async function pollDayStats() {
 }
 
 async function pollReserves() {
+  // The `reserves` query (no logon) on the market-data socket, every REST_POLL_MS.
   const box = $("reserves");
-  let rows;
-  try {
-    rows = rowsOf(await getJson("/api/v1/reserves"), "reserves");
-  } catch (failed) {
-    box.replaceChildren(note(`not available (${failed.message})`));
-    return;
+  if (market !== null) {
+    try {
+      box.replaceChildren(reservesTable((await market.request("reserves")).reserves));
+    } catch (failed) {
+      box.replaceChildren(note(`not available (${failed.message})`));
+      if (failed.error !== undefined) return; // the venue refused: a build without it
+    }
   }
-  box.replaceChildren(reservesTable(rows));
-  setTimeout(pollReserves, REST_POLL_MS);
+  setTimeout(pollReserves, market === null ? 1000 : REST_POLL_MS);
 }
 
 function reservesTable(rows) {
-  // Per asset: supply against the latest attestation (REST `reserves`), covered or not.
+  // Per asset: supply against the latest attestation (the `reserves` query), covered or not.
   if (rows.length === 0) return note("no assets");
   const table = document.createElement("table");
   table.id = "reserves-table";
