@@ -126,7 +126,6 @@ def _headers(content_type: str, length: int) -> Headers:
     return Headers(
         [
             ("Date", email.utils.formatdate(usegmt=True)),
-            ("Connection", "close"),  # one request per connection: the websocket layer's rule
             ("Content-Type", content_type),
             ("Content-Length", str(length)),
             ("Cache-Control", "no-cache"),  # revalidate by ETag: a new build shows at once

@@ -7,7 +7,8 @@ import {
 } from "./vendor/lightweight-charts-5.2.1/lightweight-charts.standalone.production.mjs";
 
 export const INTERVAL = "1m";
-const HISTORY_BARS = 300; // five hours of 1m bars: a screenful
+const HISTORY_BARS = 300; // five hours of 1m bars
+const VISIBLE_BARS = 90; // an hour and a half in view: bars wide enough to read
 
 export class CandleChart {
   constructor(container, note) {
@@ -45,6 +46,7 @@ export class CandleChart {
     if (this.symbol !== instrument.symbol) return; // another symbol was chosen meanwhile
     this.series.setData(body.candles.map(toBar));
     this.counted();
+    this.frame(body.candles.length);
     this.say(body.candles.length === 0 ? "no trades yet" : "");
   }
 
@@ -53,10 +55,19 @@ export class CandleChart {
     const symbol = message.sym ?? message.symbol;
     if (symbol !== this.symbol) return;
     const bars = Array.isArray(message.data) ? message.data : (message.data?.candles ?? []);
-    if (message.type === "snapshot") this.series.setData(bars.map(toBar));
+    if (message.type === "snapshot") {
+      this.series.setData(bars.map(toBar));
+      this.frame(bars.length);
+    }
     else for (const bar of bars) this.updateBar(toBar(bar));
     this.counted();
     if (bars.length > 0) this.say("");
+  }
+
+  frame(count) {
+    // The last VISIBLE_BARS bars, readable even when there are only a few.
+    const to = Math.max(count, VISIBLE_BARS / 4);
+    this.chart.timeScale().setVisibleLogicalRange({ from: to - VISIBLE_BARS, to: to + 2 });
   }
 
   updateBar(bar) {
