@@ -410,8 +410,9 @@ async function onLogon(event) {
   showLogonError("");
   $("logon-button").disabled = true;
   try {
-    await startSession(apiKey, await importSecret(secret.value));
-    secret.value = "";
+    await startSession(apiKey, await importSecret(secret.value), () => {
+      secret.value = ""; // logged on: the page keeps only the non-extractable key
+    });
   } catch (failed) {
     showLogonError(`logon failed: ${failed.message}`);
   } finally {
@@ -419,7 +420,7 @@ async function onLogon(event) {
   }
 }
 
-async function startSession(apiKey, key) {
+async function startSession(apiKey, key, onLoggedOn) {
   const socket = new VenueSocket("/ws/trade", {
     onPush: onAccountPush,
     onClose: (event) => {
@@ -434,6 +435,7 @@ async function startSession(apiKey, key) {
     socket.close();
     throw refused;
   }
+  onLoggedOn();
   state.trade = socket;
   $("account").textContent = String(result.account);
   $("api-key-shown").textContent = apiKey;

@@ -270,7 +270,7 @@ def test_the_logon_is_signed_in_the_page_and_the_secret_never_sent(tmp_path: Pat
         signed = f"logon\n{api_key}\n{params['ts']}\n{params['nonce']}\n{params['recv_window']}"
         expected = hmac.new(secret.encode(), signed.encode(), hashlib.sha256).hexdigest()
         assert params["sig"] == expected
-        assert await browser.page.input_value("#api-secret") == ""
+        await expect(browser.page.locator("#api-secret")).to_have_value("")
 
     assert run_page(tmp_path, scenario) == []
 
