@@ -215,9 +215,9 @@ async function pollDayStats() {
       state.day.set(row.symbol, row);
     }
     schedule("instruments");
-  } catch {
-    return; // not served by this venue build: the column stays "—"
-  }
+  } catch (failed) {
+    if (failed.message === "HTTP 404") return; // a build without REST: the column stays "—"
+  } // else the venue is away for a moment (a restart): ask again later
   setTimeout(pollDayStats, REST_POLL_MS);
 }
 
