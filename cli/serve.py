@@ -124,6 +124,9 @@ async def _serve(
         raise CommandFailed(f"cannot start on {host}:{port}: {describe_os_error(failed)}") from None
     print(f"tokenvenue listening: ws://{host}:{bound}/ws/trade  ws://{host}:{bound}/ws/public")
     print(f"  ledger store: {describe_store(config)}")
+    print(f"  web page: http://{host}:{bound}/  (log on there with a key and secret below)")
+    if config.api_keys:
+        print("  API keys from the config file (venue.toml's are published: demo only)")
     for key in config.api_keys:
         print(f"  api key {key.key:<16} secret {key.secret:<24} scopes {','.join(key.scopes)}")
     print("stop with Ctrl-C (SIGINT) or SIGTERM", flush=True)

@@ -28,7 +28,7 @@ from core.venue_core import JOURNAL_FILE, LEDGER_FILE, RecoveryRefused, VenueCor
 from engine.commands import ListAsset, ListInstrument, SetOrderCaps
 from engine.events import TradeExecuted
 from engine.venue import Venue
-from gateway import limits, transport
+from gateway import limits, static, transport
 from gateway.auth import ApiKey, Authenticator, KeyStore
 from gateway.dispatch import ISSUED_KEYS_FILE, Dispatcher, Pending
 from gateway.http import Exchange
@@ -173,7 +173,7 @@ class VenueServer:
     def on_http(
         self, connection: transport.Connection, request: HttpRequest
     ) -> HttpResponse | None:
-        return None  # no HTTP resources yet: 404, "use /ws/trade or /ws/public"
+        return static.respond(request)  # the web page; other paths: None, 404
 
     def on_request(self, connection: transport.Connection, exchange: Exchange) -> bool:
         """A plain HTTP request: the REST API's if it is under /api/ (else `on_http`)."""

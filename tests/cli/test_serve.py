@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from cli.main import main
 from client.sdk import VenueClient
 from cluster.postgres import free_port
 from settlement.pg_store import PostgresLedgerStore
+from tests.cli.test_main import RUN_TIMEOUT_S, SERVE, START_LINES_MAX, _env
 from tests.conftest import KEYS, ROOT
 
 SYMBOL = "AAPLx-USD"
@@ -119,3 +121,37 @@ def test_ledger_commands_refuse_an_unreachable_postgres(
     nobody = f"postgresql://postgres@127.0.0.1:{free_port()}/ledger"
     assert main(["ledger", "balances", "--postgres", nobody]) == 2
     assert "venue: the PostgreSQL ledger store: " in capsys.readouterr().err
+
+
+def test_serve_prints_the_web_page_and_demo_keys_and_serves_the_page(tmp_path: Path) -> None:
+    server = subprocess.Popen(
+        [*SERVE, "--port", "0", "--data-dir", str(tmp_path / "data")],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=_env(),
+    )
+    try:
+        assert server.stdout is not None
+        lines = []
+        for _ in range(START_LINES_MAX):  # bounded: the lines come first or never
+            lines.append(server.stdout.readline())
+            if lines[-1].startswith("stop with"):
+                break
+        [page_line] = [line for line in lines if line.startswith("  web page: ")]
+        url = page_line.split()[2]
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/")
+        assert any("demo only" in line for line in lines)
+        assert any(
+            line.split()[:5] == ["api", "key", "demo-taker", "secret", "demo-secret-taker"]
+            for line in lines
+        )
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+            assert b"/static/app.js" in response.read()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=RUN_TIMEOUT_S)
+    assert server.returncode == 0

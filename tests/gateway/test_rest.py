@@ -163,9 +163,11 @@ def test_openapi_lists_every_route_and_is_json(run_venue: Run) -> None:
 
 def test_other_paths_still_reach_on_http(run_venue: Run) -> None:
     async def scenario(venue: Venue) -> None:
-        response = await get(RestClient(base(venue)), "/")
+        response = await get(RestClient(base(venue)), "/metrics")  # "/": the web page
         assert response.status == 404
         assert response.body == b"use /ws/trade or /ws/public\n"
+        page = await get(RestClient(base(venue)), "/")
+        assert page.status == 200 and b"/static/app.js" in page.body
 
     run_venue(scenario)
 

@@ -198,7 +198,7 @@ def test_public_endpoint_refuses_logon_and_private_requests(run_venue: Any) -> N
 
 def test_unknown_paths_get_http_404(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
-        for path in ("/ws/nope", "/", "/ws/trade/extra"):
+        for path in ("/ws/nope", "/static/nope", "/ws/trade/extra"):  # "/": the web page
             with pytest.raises(InvalidStatus) as refused:
                 async with connect(f"ws://127.0.0.1:{venue.port}{path}"):
                     pass

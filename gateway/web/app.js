@@ -1,0 +1,652 @@
+// The trader's page: market data from /ws/public, the account and order entry from
+// /ws/trade after a logon signed here (the secret never leaves the page), the 24 h change
+// and candle history from the REST API. See docs/web.md.
+import { drawDepth, LocalBook } from "./book.js";
+import { CandleChart, INTERVAL } from "./candles.js";
+import { importSecret, logon, VenueSocket } from "./venue.js";
+
+const BOOK_DEPTH = 25; // the book tier followed: the ladder shows 10, the depth chart all 25
+const LADDER_LEVELS = 10;
+const TAPE_ROWS = 50; // the trades channel's snapshot holds the last 50
+const FILL_ROWS = 100;
+const FILLS_PAGE = 1000; // the `fills` query's maximum page
+const FILLS_PAGES_MAX = 10; // the venue retains 10,000 private events per account
+const REST_POLL_MS = 30000; // 24 h change and reserves: slow-moving, polled
+const RECONNECT_MAX_MS = 5000;
+const CLOSED = new Set(["filled", "canceled", "expired", "rejected"]);
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  instruments: new Map(), // symbol -> the instruments channel's record
+  tickers: new Map(), // symbol -> the ticker channel's data
+  day: new Map(), // symbol -> REST ticker row (24 h open, change)
+  selected: null,
+  book: null,
+  resyncs: 0, // book resubscriptions after a gap or checksum mismatch (shown on #ladder)
+  trades: [], // newest first
+  trade: null, // the logged-on /ws/trade socket
+  loggingOut: false,
+  orders: new Map(), // order_id -> open order
+  balances: new Map(), // asset -> balance row
+  fills: [], // exec reports with exec_type "trade", newest first
+  fillIds: new Set(),
+};
+let market = null; // the /ws/public socket
+let chart = null;
+let reconnectDelay = 250;
+
+// ------------------------------------------------------------------ rendering, coalesced
+
+const dirty = new Set();
+const renderers = {
+  instruments: renderInstruments,
+  info: renderInfo,
+  book: renderBook,
+  tape: renderTape,
+  orders: renderOrders,
+  balances: renderBalances,
+  fills: renderFills,
+};
+
+function schedule(...parts) {
+  if (dirty.size === 0) requestAnimationFrame(flush);
+  for (const part of parts) dirty.add(part);
+}
+
+function flush() {
+  const parts = [...dirty];
+  dirty.clear();
+  for (const part of parts) renderers[part]();
+}
+
+function cell(row, text, className) {
+  const td = row.insertCell();
+  td.textContent = text ?? "—";
+  if (className) td.className = className;
+  return td;
+}
+
+function fillTable(tbody, items, build) {
+  tbody.replaceChildren();
+  for (const item of items) build(tbody.insertRow(), item);
+}
+
+// ------------------------------------------------------------------ market data
+
+async function connectMarket() {
+  const socket = new VenueSocket("/ws/public", {
+    onPush: onMarketPush,
+    onClose: () => reconnectMarket(),
+  });
+  try {
+    await socket.open();
+  } catch {
+    reconnectMarket();
+    return;
+  }
+  market = socket;
+  try {
+    const { instruments } = await socket.request("instruments");
+    for (const instrument of instruments) state.instruments.set(instrument.symbol, instrument);
+    schedule("instruments", "info");
+    await socket.request("subscribe", { ch: "instruments" });
+    await socket.request("subscribe", { ch: "ticker" });
+    if (state.selected !== null) await followSymbol(state.selected);
+    else if (instruments.length > 0) select(initialSymbol(instruments));
+  } catch {
+    return; // the socket closed meanwhile: its onClose reconnects
+  }
+  reconnectDelay = 250;
+  setStatus("live", "ok");
+}
+
+function initialSymbol(instruments) {
+  // The symbol named in the address (#SYMBOL), else the first one listed.
+  const named = decodeURIComponent(location.hash.slice(1));
+  const known = instruments.some((instrument) => instrument.symbol === named);
+  return known ? named : instruments[0].symbol;
+}
+
+function reconnectMarket() {
+  market = null;
+  setStatus("reconnecting…", "warn");
+  setTimeout(connectMarket, reconnectDelay);
+  reconnectDelay = Math.min(reconnectDelay * 2, RECONNECT_MAX_MS);
+}
+
+function setStatus(text, kind) {
+  const pill = $("market-status");
+  pill.textContent = `market data: ${text}`;
+  pill.className = `pill ${kind}`;
+}
+
+function onMarketPush(message) {
+  switch (message.ch) {
+    case "instruments":
+      state.instruments.set(message.sym, message.data);
+      schedule("instruments", "info");
+      break;
+    case "ticker":
+      state.tickers.set(message.sym, message.data);
+      schedule("instruments", "info");
+      break;
+    case "book":
+      onBook(message);
+      break;
+    case "trades":
+      onTrades(message);
+      break;
+    case "candles":
+      chart.update(message);
+      break;
+    default: // heartbeat, and channels this page does not follow
+  }
+}
+
+function onBook(message) {
+  if (state.book === null || message.sym !== state.selected) return;
+  if (!state.book.apply(message) && message.type === "update") {
+    // a gap, a restart or a checksum mismatch: start over from a fresh snapshot (a
+    // snapshot is the venue's word: resubscribing on it could only loop)
+    state.resyncs += 1;
+    $("ladder").dataset.resyncs = String(state.resyncs);
+    state.book = new LocalBook(state.selected, BOOK_DEPTH);
+    subscribeBook(state.selected);
+  }
+  schedule("book");
+}
+
+function onTrades(message) {
+  if (message.sym !== state.selected) return;
+  const newestFirst = [...message.data].reverse();
+  state.trades = message.type === "snapshot" ? newestFirst : newestFirst.concat(state.trades);
+  state.trades.length = Math.min(state.trades.length, TAPE_ROWS);
+  schedule("tape");
+}
+
+function subscribeBook(symbol) {
+  const params = { ch: "book", symbols: [symbol], depth: BOOK_DEPTH };
+  return market?.request("subscribe", params).catch(() => {});
+}
+
+async function followSymbol(symbol) {
+  const socket = market; // a close meanwhile fails the requests; the reconnect follows again
+  if (socket === null) return;
+  await subscribeBook(symbol);
+  await socket.request("subscribe", { ch: "trades", symbols: [symbol] }).catch(() => {});
+  const candles = { ch: "candles", symbols: [symbol], interval: INTERVAL };
+  await socket.request("subscribe", candles).catch(() => {});
+}
+
+function select(symbol) {
+  if (symbol === state.selected) return;
+  const previous = state.selected;
+  state.selected = symbol;
+  state.book = new LocalBook(symbol, BOOK_DEPTH);
+  state.trades = [];
+  if (market !== null && previous !== null) {
+    for (const ch of ["book", "trades", "candles"]) {
+      market.request("unsubscribe", { ch, symbols: [previous] }).catch(() => {});
+    }
+  }
+  followSymbol(symbol);
+  chart.show(state.instruments.get(symbol));
+  history.replaceState(null, "", `#${encodeURIComponent(symbol)}`);
+  schedule("instruments", "info", "book", "tape");
+}
+
+// ------------------------------------------------------------------ 24 h change, reserves
+
+async function getJson(path) {
+  const response = await fetch(path);
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  return response.json();
+}
+
+function rowsOf(body, key) {
+  // {tickers: [...]}: docs/rest.md
+  return Array.isArray(body?.[key]) ? body[key] : [];
+}
+
+async function pollDayStats() {
+  try {
+    for (const row of rowsOf(await getJson("/api/v1/ticker"), "tickers")) {
+      state.day.set(row.symbol, row);
+    }
+    schedule("instruments");
+  } catch (failed) {
+    if (failed.message === "HTTP 404") return; // a build without REST: the column stays "—"
+  } // else the venue is away for a moment (a restart): ask again later
+  setTimeout(pollDayStats, REST_POLL_MS);
+}
+
+async function pollReserves() {
+  // The `reserves` query (no logon) on the market-data socket, every REST_POLL_MS.
+  const box = $("reserves");
+  if (market !== null) {
+    try {
+      box.replaceChildren(reservesTable((await market.request("reserves")).reserves));
+    } catch (failed) {
+      box.replaceChildren(note(`not available (${failed.message})`));
+      if (failed.error !== undefined) return; // the venue refused: a build without it
+    }
+  }
+  setTimeout(pollReserves, market === null ? 1000 : REST_POLL_MS);
+}
+
+function reservesTable(rows) {
+  // Per asset: supply against the latest attestation (the `reserves` query), covered or not.
+  if (rows.length === 0) return note("no assets");
+  const table = document.createElement("table");
+  table.id = "reserves-table";
+  const head = table.createTHead().insertRow();
+  for (const title of ["asset", "supply", "attested", ""]) {
+    head.appendChild(document.createElement("th")).textContent = title;
+  }
+  const body = table.createTBody();
+  for (const row of rows) {
+    const tr = body.insertRow();
+    tr.dataset.asset = row.asset;
+    const attested = row.as_of ? new Date(row.as_of / 1000).toISOString() : "never";
+    cell(tr, row.asset).title = `attested as of ${attested}`;
+    cell(tr, row.supply, "num supply");
+    cell(tr, row.attested, "num attested");
+    const covered = row.covered === true;
+    cell(tr, covered ? "covered" : "NOT covered", covered ? "covered up" : "covered down");
+  }
+  return table;
+}
+
+function note(text) {
+  const p = document.createElement("p");
+  p.className = "muted";
+  p.textContent = text;
+  return p;
+}
+
+function dayChange(symbol) {
+  // 24 h change in percent: the REST ticker's, or from its 24 h open and a newer last price.
+  const row = state.day.get(symbol);
+  if (row === undefined || row.open == null) return null;
+  const last = state.tickers.get(symbol)?.last ?? row.last;
+  if (last === row.last && row.change_pct != null) return Number(row.change_pct);
+  const open = Number(row.open);
+  return open > 0 && last != null ? ((Number(last) - open) / open) * 100 : null;
+}
+
+// ------------------------------------------------------------------ market rendering
+
+function billYield(symbol) {
+  const live = state.tickers.get(symbol)?.yield;
+  return live ?? state.instruments.get(symbol)?.yield ?? null;
+}
+
+function renderInstruments() {
+  const tbody = $("instruments").tBodies[0];
+  const symbols = [...state.instruments.keys()].sort();
+  fillTable(tbody, symbols, (row, symbol) => {
+    const instrument = state.instruments.get(symbol);
+    const bill = instrument.kind === "tbill";
+    row.dataset.symbol = symbol;
+    row.className = symbol === state.selected ? "selected" : "";
+    row.onclick = () => select(symbol);
+    cell(row, symbol);
+    const last = state.tickers.get(symbol)?.last;
+    cell(row, last == null ? "—" : bill ? `${last} /100` : last, "num last");
+    const change = dayChange(symbol);
+    const text = change === null ? "—" : `${change >= 0 ? "+" : ""}${change.toFixed(2)}%`;
+    const direction = change === null ? "" : change >= 0 ? " up" : " down";
+    cell(row, text, `num change${direction}`);
+    const y = bill ? billYield(symbol) : null;
+    cell(row, y === null ? "" : `${y.investment_yield_pct}%`, "num yield");
+  });
+}
+
+function renderInfo() {
+  const instrument = state.instruments.get(state.selected);
+  if (instrument === undefined) return;
+  $("selected-symbol").textContent = instrument.symbol;
+  const bill = instrument.kind === "tbill";
+  const parts = [
+    bill ? "T-bill" : "tokenized equity",
+    `status ${instrument.status}`,
+    `tick ${instrument.tick}`,
+    `step ${instrument.step}`,
+    `band ${instrument.band_low} – ${instrument.band_high}`,
+    `fees maker ${instrument.maker_fee_bps} / taker ${instrument.taker_fee_bps} bp`,
+  ];
+  if (bill) {
+    const matures = new Date(instrument.maturity / 1000).toISOString().slice(0, 10);
+    parts.splice(1, 0, `matures ${matures}`);
+    const y = billYield(instrument.symbol);
+    if (y !== null) {
+      parts.push(
+        `price per 100 of face ${y.price_per_100}`,
+        `${y.days_to_maturity} days`,
+        `discount rate ${y.discount_rate_pct}%`,
+        `investment yield ${y.investment_yield_pct}%`,
+      );
+    }
+  }
+  $("instrument-info").textContent = parts.join(" · ");
+  $("price-label").textContent = bill ? "price per 100 of face" : `price (${instrument.quote})`;
+  $("qty-label").textContent = bill
+    ? `face value (${instrument.quote}, steps of ${instrument.step})`
+    : `quantity (${instrument.base})`;
+}
+
+function renderBook() {
+  const book = state.book;
+  const asks = book ? book.sortedAsks().slice(0, LADDER_LEVELS) : [];
+  const bids = book ? book.sortedBids().slice(0, LADDER_LEVELS) : [];
+  const most = Math.max(1, ...[...asks, ...bids].map(([, qty]) => Number(qty)));
+  ladderSide($("ladder-asks"), asks, "ask", most, true);
+  ladderSide($("ladder-bids"), bids, "bid", most, false);
+  const decimals = state.instruments.get(state.selected)?.price_decimals ?? 2;
+  $("spread").textContent =
+    asks.length && bids.length
+      ? `spread ${(Number(asks[0][0]) - Number(bids[0][0])).toFixed(decimals)}`
+      : "—";
+  drawDepth($("depth"), book);
+}
+
+function ladderSide(tbody, levels, side, most, reverse) {
+  let total = 0;
+  const rows = levels.map(([price, qty]) => {
+    total += Number(qty);
+    return [price, qty, total];
+  });
+  if (reverse) rows.reverse(); // asks: the best one lowest, next to the spread
+  const decimals = state.instruments.get(state.selected)?.qty_decimals ?? 6;
+  const mine = myPrices(side === "bid" ? "buy" : "sell");
+  fillTable(tbody, rows, (row, [price, qty, cumulative]) => {
+    row.className = mine.has(price) ? `${side} mine` : side;
+    row.title = mine.has(price) ? "your order rests here" : "";
+    row.dataset.price = price;
+    row.style.setProperty("--fill", `${Math.round((Number(qty) / most) * 100)}%`);
+    row.onclick = () => {
+      $("order-price").value = price;
+    };
+    cell(row, price, "num price");
+    cell(row, qty, "num qty");
+    cell(row, cumulative.toFixed(decimals), "num");
+  });
+}
+
+function myPrices(side) {
+  // The prices at which the logged-on account rests orders on this side of the shown book.
+  const prices = new Set();
+  for (const order of state.orders.values()) {
+    if (order.symbol === state.selected && order.side === side) prices.add(order.price);
+  }
+  return prices;
+}
+
+function renderTape() {
+  fillTable($("tape").tBodies[0], state.trades, (row, trade) => {
+    row.className = trade.taker_side === "buy" ? "bid" : "ask";
+    row.dataset.tradeId = trade.trade_id;
+    cell(row, clock(trade.ts));
+    cell(row, trade.price, "num price");
+    cell(row, trade.qty, "num qty");
+  });
+}
+
+function clock(tsMicros) {
+  return new Date(tsMicros / 1000).toISOString().slice(11, 19); // UTC
+}
+
+// ------------------------------------------------------------------ logon
+
+async function onLogon(event) {
+  event.preventDefault();
+  const apiKey = $("api-key").value.trim();
+  const secret = $("api-secret");
+  if (apiKey === "" || secret.value === "") {
+    showLogonError("enter an API key and its secret");
+    return;
+  }
+  showLogonError("");
+  $("logon-button").disabled = true;
+  try {
+    await startSession(apiKey, await importSecret(secret.value), () => {
+      secret.value = ""; // logged on: the page keeps only the non-extractable key
+    });
+  } catch (failed) {
+    showLogonError(`logon failed: ${failed.message}`);
+  } finally {
+    $("logon-button").disabled = false;
+  }
+}
+
+async function startSession(apiKey, key, onLoggedOn) {
+  const socket = new VenueSocket("/ws/trade", {
+    onPush: onAccountPush,
+    onClose: (event) => {
+      if (state.trade === socket) endSession(event); // not a refused logon's own close
+    },
+  });
+  await socket.open();
+  let result;
+  try {
+    result = await logon(socket, apiKey, key);
+  } catch (refused) {
+    socket.close();
+    throw refused;
+  }
+  onLoggedOn();
+  state.trade = socket;
+  $("account").textContent = String(result.account);
+  $("api-key-shown").textContent = apiKey;
+  $("logon-form").hidden = true;
+  $("session").hidden = false;
+  $("place-button").disabled = false;
+  showResult(`logged on as account ${result.account}`, "ok");
+  await socket.request("subscribe", { ch: "account" });
+  await loadFills(socket);
+}
+
+async function loadFills(socket) {
+  // `fills` pages oldest first: walk them, keep the newest FILL_ROWS.
+  let since = 0;
+  for (let page = 0; page < FILLS_PAGES_MAX; page++) {
+    const { fills } = await socket.request("fills", { limit: FILLS_PAGE, since_seq: since });
+    for (const fill of fills) addFill(fill);
+    if (fills.length < FILLS_PAGE) break;
+    since = fills[fills.length - 1].seq;
+  }
+}
+
+function endSession(event) {
+  const expected = state.loggingOut;
+  state.trade = null;
+  state.loggingOut = false;
+  state.orders.clear();
+  state.balances.clear();
+  state.fills = [];
+  state.fillIds.clear();
+  $("logon-form").hidden = false;
+  $("session").hidden = true;
+  $("place-button").disabled = true;
+  showResult("log on to trade", "");
+  if (!expected) showLogonError(`disconnected (${event.code}${reason(event)})`);
+  schedule("orders", "balances", "fills", "book");
+}
+
+function reason(event) {
+  return event.reason ? ` ${event.reason}` : "";
+}
+
+async function onLogout() {
+  if (state.trade === null) return;
+  state.loggingOut = true;
+  await state.trade.request("session.logout").catch(() => state.trade?.close());
+}
+
+function showLogonError(text) {
+  $("logon-error").textContent = text;
+}
+
+// ------------------------------------------------------------------ the account stream
+
+function onAccountPush(message) {
+  if (message.ch === "session") {
+    showResult(`venue: ${message.type}`, "warn");
+    return;
+  }
+  if (message.ch !== "account") return;
+  if (message.type === "snapshot") {
+    state.orders = new Map(message.orders.map((order) => [order.order_id, order]));
+    state.balances = new Map(message.balances.map((row) => [row.asset, row]));
+    schedule("orders", "balances", "book");
+  } else if (message.type === "exec") {
+    onExec(message);
+  } else if (message.type === "balance") {
+    state.balances.set(message.data.asset, message.data);
+    schedule("balances");
+  }
+}
+
+function onExec(message) {
+  const report = message.data;
+  if (report.exec_type === "trade") addFill(message);
+  if (report.order_id === null) return; // a refused place: its error answered the request
+  if (CLOSED.has(report.status)) state.orders.delete(report.order_id);
+  else state.orders.set(report.order_id, report);
+  schedule("orders", "book");
+}
+
+function addFill(message) {
+  if (state.fillIds.has(message.data.exec_id)) return; // pushed and also in `fills`
+  state.fillIds.add(message.data.exec_id);
+  state.fills.push(message);
+  state.fills.sort((a, b) => b.seq - a.seq);
+  state.fills.length = Math.min(state.fills.length, FILL_ROWS);
+  schedule("fills");
+}
+
+function renderOrders() {
+  const orders = [...state.orders.values()].sort((a, b) => b.order_id - a.order_id);
+  fillTable($("open-orders").tBodies[0], orders, (row, order) => {
+    row.dataset.orderId = order.order_id;
+    cell(row, String(order.order_id), "num");
+    cell(row, order.symbol);
+    cell(row, order.side, order.side === "buy" ? "bid" : "ask");
+    cell(row, order.price, "num");
+    cell(row, order.qty, "num");
+    cell(row, order.cum_qty, "num");
+    cell(row, order.status);
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = "Cancel";
+    button.className = "cancel";
+    button.onclick = () => cancel(order.order_id);
+    row.insertCell().appendChild(button);
+  });
+}
+
+function renderBalances() {
+  const rows = [...state.balances.values()].sort((a, b) => a.asset.localeCompare(b.asset));
+  fillTable($("balances").tBodies[0], rows, (row, balance) => {
+    row.dataset.asset = balance.asset;
+    cell(row, balance.asset);
+    cell(row, balance.total, "num total");
+    cell(row, balance.available, "num available");
+    cell(row, balance.held, "num held");
+  });
+}
+
+function renderFills() {
+  fillTable($("fills").tBodies[0], state.fills, (row, message) => {
+    const fill = message.data;
+    row.dataset.tradeId = fill.trade_id;
+    cell(row, clock(message.ts));
+    cell(row, fill.symbol);
+    cell(row, fill.side, fill.side === "buy" ? "bid" : "ask");
+    cell(row, fill.last_px, "num price");
+    cell(row, fill.last_qty, "num qty");
+    cell(row, `${fill.fee} ${fill.fee_asset}`, "num");
+    cell(row, fill.liquidity);
+  });
+}
+
+// ------------------------------------------------------------------ order entry
+
+async function onPlace(event) {
+  event.preventDefault();
+  if (state.trade === null || state.selected === null) return;
+  const kind = $("order-kind").value;
+  const params = {
+    symbol: state.selected,
+    side: new FormData($("order-form")).get("side"),
+    type: kind === "market" ? "market" : "limit",
+    tif: kind === "ioc" || kind === "market" ? "ioc" : "gtc",
+    qty: $("order-qty").value.trim(),
+    cl_ord_id: `web-${randomHex(8)}`,
+  };
+  if (kind !== "market") params.price = $("order-price").value.trim();
+  if (kind === "post_only") params.post_only = true;
+  if (params.qty === "" || params.price === "") {
+    showResult(params.qty === "" ? "enter a quantity" : "enter a price", "error");
+    return;
+  }
+  try {
+    const result = await state.trade.request("order.place", params);
+    showResult(`order ${result.order_id} ${result.status} (${params.cl_ord_id})`, "ok");
+  } catch (failed) {
+    showResult(`order refused: ${describe(failed)}`, "error");
+  }
+}
+
+async function cancel(orderId) {
+  if (state.trade === null) return;
+  try {
+    const result = await state.trade.request("order.cancel", { order_id: orderId });
+    showResult(`order ${result.order_id} ${result.status}`, "ok");
+  } catch (failed) {
+    showResult(`cancel refused: ${describe(failed)}`, "error");
+  }
+}
+
+function describe(failed) {
+  // The venue's error, with what it adds in `data` (the band, the cap, the live order).
+  const data = failed.error?.data;
+  if (data === undefined) return failed.message;
+  const extra = Object.entries(data).map(([name, value]) => `${name} ${value}`);
+  return `${failed.message} (${extra.join(", ")})`;
+}
+
+function showResult(text, kind) {
+  const result = $("order-result");
+  result.textContent = text;
+  result.className = kind;
+}
+
+function randomHex(bytes) {
+  return [...crypto.getRandomValues(new Uint8Array(bytes))]
+    .map((b) => b.toString(16).padStart(2, "0"))
+    .join("");
+}
+
+function syncKind() {
+  const market = $("order-kind").value === "market";
+  $("order-price").disabled = market;
+  $("order-price").placeholder = market ? "best available in the band" : "";
+}
+
+// ------------------------------------------------------------------ start
+
+function start() {
+  chart = new CandleChart($("candles"), $("candles-note"));
+  $("logon-form").addEventListener("submit", onLogon);
+  $("logout-button").addEventListener("click", onLogout);
+  $("order-form").addEventListener("submit", onPlace);
+  $("order-kind").addEventListener("change", syncKind);
+  window.addEventListener("resize", () => schedule("book"));
+  connectMarket();
+  pollDayStats();
+  pollReserves();
+}
+
+start();

@@ -1,0 +1,130 @@
+// The websocket API of docs/protocol.md as the page uses it: requests answered by id,
+// pushes (frames with `ch`) handed to a callback, and the logon signed with WebCrypto.
+
+export class VenueError extends Error {
+  // An error response: `error` is {code, name, msg, data?} exactly as the venue sent it.
+  constructor(status, error) {
+    super(`${error.name} (${error.code}): ${error.msg}`);
+    this.status = status;
+    this.error = error;
+  }
+}
+
+const REQUEST_TIMEOUT_MS = 10000; // an answer slower than this is reported, not waited for
+
+export class VenueSocket {
+  // One websocket to /ws/public or /ws/trade of the page's own origin.
+  constructor(path, { onPush = () => {}, onClose = () => {} } = {}) {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    this.url = `${scheme}//${location.host}${path}`;
+    this.onPush = onPush;
+    this.onClose = onClose;
+    this.nextId = 1;
+    this.pending = new Map(); // id -> {resolve, reject, timer}
+    this.ws = null;
+  }
+
+  open() {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(this.url);
+      this.ws = ws;
+      let opened = false;
+      ws.onopen = () => {
+        opened = true;
+        resolve(this);
+      };
+      ws.onmessage = (event) => this.receive(event.data);
+      ws.onclose = (event) => {
+        this.failPending(`connection closed (${event.code})`);
+        if (opened) this.onClose(event);
+        else reject(new Error(`cannot connect to ${this.url}`));
+      };
+    });
+  }
+
+  receive(text) {
+    let message;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      return; // the venue sends JSON only; nothing else is ours to read
+    }
+    if (message.ch !== undefined) {
+      this.onPush(message);
+      return;
+    }
+    const waiting = this.pending.get(message.id);
+    if (waiting === undefined) return;
+    this.pending.delete(message.id);
+    clearTimeout(waiting.timer);
+    if (message.status === 200 || message.status === 409) waiting.resolve(message.result);
+    else waiting.reject(new VenueError(message.status, message.error));
+  }
+
+  request(method, params = {}) {
+    if (this.ws === null || this.ws.readyState !== WebSocket.OPEN) {
+      return Promise.reject(new Error("not connected"));
+    }
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new Error(`${method}: no answer within ${REQUEST_TIMEOUT_MS / 1000} s`));
+      }, REQUEST_TIMEOUT_MS);
+      this.pending.set(id, { resolve, reject, timer });
+      this.ws.send(JSON.stringify({ id, method, params }));
+    });
+  }
+
+  failPending(why) {
+    for (const { reject, timer } of this.pending.values()) {
+      clearTimeout(timer);
+      reject(new Error(why));
+    }
+    this.pending.clear();
+  }
+
+  close() {
+    if (this.ws !== null) this.ws.close(1000);
+  }
+}
+
+// ------------------------------------------------------------------ logon (protocol §4.1)
+
+const RECV_WINDOW_MS = 5000;
+
+export async function importSecret(secret) {
+  // The secret becomes a non-extractable HMAC key: the page keeps no copy of the text.
+  if (!globalThis.crypto || !crypto.subtle) {
+    throw new Error(
+      "WebCrypto is unavailable: open the page over https, or at 127.0.0.1 / localhost",
+    );
+  }
+  const bytes = new TextEncoder().encode(secret);
+  return crypto.subtle.importKey("raw", bytes, { name: "HMAC", hash: "SHA-256" }, false, [
+    "sign",
+  ]);
+}
+
+export async function signLogon(key, apiKey, ts, nonce, recvWindow = RECV_WINDOW_MS) {
+  // sig = hex(HMAC-SHA256(secret, "logon\n{api_key}\n{ts}\n{nonce}\n{recv_window}"))
+  const payload = `logon\n${apiKey}\n${ts}\n${nonce}\n${recvWindow}`;
+  const mac = await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(payload));
+  return [...new Uint8Array(mac)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export async function logon(socket, apiKey, key) {
+  // The signed logon; ts is the venue's clock (asked first), so a skewed PC still logs on.
+  const { time } = await socket.request("time");
+  const nonce = [...crypto.getRandomValues(new Uint8Array(12))]
+    .map((b) => b.toString(16).padStart(2, "0"))
+    .join("");
+  const sig = await signLogon(key, apiKey, time, nonce);
+  return socket.request("session.logon", {
+    api_key: apiKey,
+    ts: time,
+    nonce,
+    recv_window: RECV_WINDOW_MS,
+    sig,
+  });
+}

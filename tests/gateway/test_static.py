@@ -1,0 +1,135 @@
+"""gateway/static.py: the web page's files over HTTP on the venue's port, against a real server."""
+
+import http.client
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from websockets.datastructures import Headers
+from websockets.http11 import Request
+
+from gateway.static import STATIC_PREFIX, StaticSite, _etags
+
+VENDORED = "/static/vendor/lightweight-charts-5.2.1/"
+
+
+def fetch(
+    port: int, path: str, method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request(method, path, headers=headers or {})
+        response = connection.getresponse()
+        headers = {name.lower(): value for name, value in response.getheaders()}
+        return response.status, headers, response.read()
+    finally:
+        connection.close()
+
+
+def serve(run_venue: Callable[..., Any], *requests: tuple[Any, ...]) -> list[Any]:
+    """Each (path, method?, headers?) fetched from a fresh venue, in a thread off its loop."""
+
+    async def scenario(venue: Any) -> list[Any]:
+        import asyncio
+
+        return [await asyncio.to_thread(fetch, venue.port, *request) for request in requests]
+
+    answers: list[Any] = run_venue(scenario)
+    return answers
+
+
+def test_the_page_is_served_at_the_root_with_its_headers(run_venue: Callable[..., Any]) -> None:
+    [(status, headers, body)] = serve(run_venue, ("/",))
+    assert status == 200
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert headers["cache-control"] == "no-cache"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "connect-src 'self' ws: wss:" in headers["content-security-policy"]
+    assert headers["etag"].startswith('"')
+    assert int(headers["content-length"]) == len(body)
+    assert b'<script type="module" src="/static/app.js"></script>' in body
+
+
+def test_each_file_has_its_content_type(run_venue: Callable[..., Any]) -> None:
+    answers = serve(
+        run_venue,
+        ("/static/app.js",),
+        ("/static/style.css",),
+        ("/static/favicon.svg",),
+        (VENDORED + "lightweight-charts.standalone.production.mjs",),
+        (VENDORED + "LICENSE",),
+        ("/static/index.html?v=1",),  # a query string does not change the file
+    )
+    types = [headers["content-type"] for _, headers, _ in answers]
+    assert [status for status, _, _ in answers] == [200] * 6
+    assert types == [
+        "text/javascript; charset=utf-8",
+        "text/css; charset=utf-8",
+        "image/svg+xml",
+        "text/javascript; charset=utf-8",
+        "text/plain; charset=utf-8",
+        "text/html; charset=utf-8",
+    ]
+    assert b"Apache License" in answers[4][2]
+
+
+def test_a_matching_etag_is_answered_304_and_head_has_no_body(
+    run_venue: Callable[..., Any],
+) -> None:
+    [(_, headers, body)] = serve(run_venue, ("/static/app.js",))
+    etag = headers["etag"]
+    answers = serve(
+        run_venue,
+        ("/static/app.js", "GET", {"If-None-Match": etag}),
+        ("/static/app.js", "GET", {"If-None-Match": f'"other", W/{etag}'}),
+        ("/static/app.js", "GET", {"If-None-Match": '"other"'}),
+        ("/static/app.js", "HEAD"),
+    )
+    assert [(status, len(content)) for status, _, content in answers] == [
+        (304, 0),
+        (304, 0),
+        (200, len(body)),
+        (200, 0),
+    ]
+    assert answers[0][1]["etag"] == etag
+    assert answers[3][1]["content-length"] == str(len(body))
+
+
+def test_unknown_files_and_traversal_get_404(run_venue: Callable[..., Any]) -> None:
+    answers = serve(
+        run_venue,
+        ("/static/nope.js",),
+        ("/static/../static.py",),
+        ("/static/%2e%2e/static.py",),
+        ("/static/../../pyproject.toml",),
+        ("/static/",),
+        ("/static/vendor",),
+        ("/index.html",),  # not ours: the websocket layer's 404
+    )
+    assert [status for status, _, _ in answers] == [404] * 7
+    assert answers[1][2] == b"no such file: /static/../static.py\n"
+    assert answers[6][2] == b"use /ws/trade or /ws/public\n"
+
+
+def test_methods_other_than_get_and_head_get_405(run_venue: Callable[..., Any]) -> None:
+    answers = serve(run_venue, ("/", "POST", {"Content-Length": "0"}), ("/static/app.js", "PUT"))
+    assert [status for status, _, _ in answers] == [405, 405]
+    assert "GET" in answers[0][1]["allow"]
+
+
+def test_the_site_is_built_from_its_folder_only(tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_text("<p>hi</p>")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.js").write_text("1")
+    (tmp_path / ".hidden").write_text("secret")
+    site = StaticSite(tmp_path)
+    assert sorted(site.assets) == ["/", STATIC_PREFIX + "index.html", STATIC_PREFIX + "sub/a.js"]
+    request = Request("/static/.hidden", Headers())
+    response = site.respond(request)
+    assert response is not None and response.status_code == 404
+    assert site.respond(Request("/api/v1/ticker", Headers())) is None  # another module's
+
+
+def test_if_none_match_lists_are_read_with_weak_tags() -> None:
+    assert _etags('"a", W/"b" ,"c"') == {'"a"', '"b"', '"c"'}
+    assert _etags("") == set()

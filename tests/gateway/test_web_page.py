@@ -1,0 +1,374 @@
+"""The web page in a real headless Chromium (Debian's, driven by Playwright) on a real venue.
+
+Nothing is downloaded: the browser is /usr/bin/chromium (scripts/install-chromium.sh, run by
+`make services`), started with a fresh profile in the test's temporary directory.
+"""
+
+import asyncio
+import hashlib
+import hmac
+import http.client
+import json
+import re
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Page, async_playwright, expect
+
+from client.sdk import VenueClient
+from core import config as venue_config
+from gateway.server import VenueServer
+from tests.conftest import KEYS, ROOT, Venue, start_venue
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCENARIO_TIMEOUT_S = 60  # a browser start and a page on a busy 2-core machine: well within
+WAIT_MS = 10_000  # how long one expectation may wait for the page to show it
+SYMBOL = "AAPLx-USD"
+BILL = "TB-2027-03-04-USD"
+
+expect.set_options(timeout=WAIT_MS)
+pytestmark = pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None, reason=f"{CHROMIUM} missing: run `make services`"
+)
+
+
+class Browser:
+    """One page of a fresh Chromium, and what its console said."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        self.frames_sent: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
+        page.on("websocket", self._websocket)
+
+    def _console(self, message: Any) -> None:
+        if message.type in ("error", "warning"):
+            self.errors.append(f"{message.type}: {message.text} at {message.location}")
+
+    def _websocket(self, socket: Any) -> None:
+        socket.on("framesent", lambda payload: self.frames_sent.append(str(payload)))
+
+    async def log_on(self, who: str, secret: str | None = None) -> None:
+        api_key, real_secret = KEYS[who]
+        await self.page.fill("#api-key", api_key)
+        await self.page.fill("#api-secret", real_secret if secret is None else secret)
+        await self.page.click("#logon-button")
+
+    async def place(self, side: str, kind: str, qty: str, price: str = "") -> None:
+        await self.page.check(f"input[name=side][value={side}]")
+        await self.page.select_option("#order-kind", kind)
+        if price:
+            await self.page.fill("#order-price", price)
+        await self.page.fill("#order-qty", qty)
+        await self.page.click("#place-button")
+
+
+def run_page(
+    tmp_path: Path, scenario: Callable[[Venue, Browser], Awaitable[None]], path: str = "/"
+) -> list[str]:
+    """Run `scenario` against a fresh venue and a page opened on it; the console's errors."""
+
+    async def main() -> list[str]:
+        venue = await start_venue(tmp_path / "data")
+        try:
+            async with open_page(tmp_path / "profile", venue, path) as browser:
+                await asyncio.wait_for(scenario(venue, browser), SCENARIO_TIMEOUT_S)
+                rest = await asyncio.to_thread(serves_rest, venue.port)
+                return [e for e in browser.errors if rest or not is_rest_404(e)]
+        finally:
+            for client in venue.clients:
+                await client.close()
+            await venue.server.stop()
+
+    return asyncio.run(main())
+
+
+@asynccontextmanager
+async def open_page(profile: Path, venue: Venue, path: str) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
+        )
+        try:
+            context.set_default_timeout(WAIT_MS)
+            page = context.pages[0] if context.pages else await context.new_page()
+            browser = Browser(page)
+            await page.goto(f"http://127.0.0.1:{venue.port}{path}")
+            await expect(page.locator("#market-status")).to_have_text(
+                "market data: live", timeout=WAIT_MS
+            )
+            yield browser
+        finally:
+            await context.close()
+
+
+def serves_rest(port: int) -> bool:
+    """Whether this build serves the REST API the page reads 24 h change, candles and
+    reserves from; without it the page shows "—" for them, and its 404s are expected."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/api/v1/ticker")
+        return connection.getresponse().status != 404
+    finally:
+        connection.close()
+
+
+def is_rest_404(error: str) -> bool:
+    return "status of 404" in error and "/api/v1/" in error
+
+
+def ladder_row(page: Page, side: str, price: str) -> Any:
+    return page.locator(f"#ladder-{side}s tr[data-price='{price}'] td.qty")
+
+
+async def resting_sell(venue: Venue, qty: str, price: str) -> VenueClient:
+    seller = await venue.client("alpha")
+    await seller.place(SYMBOL, "sell", qty=qty, price=price)
+    return seller
+
+
+def test_a_buy_that_crosses_a_resting_sell_shows_fill_balances_tape_and_ladder(
+    tmp_path: Path,
+) -> None:
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        seller = await resting_sell(venue, "10", "187.30")
+        await seller.place(SYMBOL, "sell", qty="5", price="187.40")  # levels: the checksum's |
+        await seller.place(SYMBOL, "buy", qty="2", price="187.00")
+        await seller.place(SYMBOL, "buy", qty="3", price="186.90")
+        await expect(ladder_row(page, "ask", "187.30")).to_have_text("10.000000")
+        await expect(ladder_row(page, "bid", "186.90")).to_have_text("3.000000")
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        usd = page.locator("#balances tr[data-asset=USD] td.total")
+        await expect(usd).to_have_text("5000000.000000")
+
+        await browser.place("buy", "limit", qty="4", price="187.30")
+
+        await expect(page.locator("#order-result")).to_contain_text("filled")
+        fill = page.locator("#fills tbody tr").first
+        await expect(fill.locator("td.price")).to_have_text("187.30")
+        await expect(fill.locator("td.qty")).to_have_text("4.000000")
+        notional = Decimal("187.30") * 4
+        fee = notional * 5 / 10_000  # the demo taker fee, 5 bp
+        await expect(usd).to_have_text(f"{Decimal(5_000_000) - notional - fee:.6f}")
+        aapl = page.locator("#balances tr[data-asset=AAPLx] td.total")
+        await expect(aapl).to_have_text("20004.000000")
+        trade = page.locator("#tape tbody tr").first
+        await expect(trade.locator("td.price")).to_have_text("187.30")
+        await expect(trade.locator("td.qty")).to_have_text("4.000000")
+        await expect(ladder_row(page, "ask", "187.30")).to_have_text("6.000000")
+        await expect(page.locator("#ladder")).to_have_attribute("data-resyncs", "0")
+        await expect(page.locator("#instruments tr[data-symbol='AAPLx-USD'] td.last")).to_have_text(
+            "187.30"
+        )
+
+    assert run_page(tmp_path, scenario) == []
+
+
+def test_open_orders_show_and_cancel_from_the_page(tmp_path: Path) -> None:
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        await browser.place("buy", "post_only", qty="2", price="180.00")
+        row = page.locator("#open-orders tbody tr")
+        await expect(row).to_have_count(1)
+        await expect(row.locator("td").nth(3)).to_have_text("180.00")
+        await expect(ladder_row(page, "bid", "180.00")).to_have_text("2.000000")
+        await expect(page.locator("#ladder-bids tr.mine")).to_have_attribute("data-price", "180.00")
+        held = page.locator("#balances tr[data-asset=USD] td.held")
+        await expect(held).not_to_have_text("0.000000")
+
+        await row.locator("button.cancel").click()
+
+        await expect(row).to_have_count(0)
+        await expect(page.locator("#order-result")).to_contain_text("canceled")
+        await expect(held).to_have_text("0.000000")
+        await expect(page.locator("#ladder-bids tr")).to_have_count(0)
+
+    assert run_page(tmp_path, scenario) == []
+
+
+def test_a_rejected_order_shows_its_error(tmp_path: Path) -> None:
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await resting_sell(venue, "1", "187.30")
+        await expect(ladder_row(page, "ask", "187.30")).to_have_text("1.000000")
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        result = page.locator("#order-result")
+
+        await browser.place("buy", "limit", qty="1", price="999.00")
+        await expect(result).to_contain_text("order refused: PRICE_BAND (4009)")
+        await expect(result).to_contain_text("band_high 205.97")
+
+        await browser.place("buy", "post_only", qty="1", price="187.30")
+        await expect(result).to_contain_text("POST_ONLY_WOULD_TAKE (4006)")
+
+        await browser.place("buy", "limit", qty="1", price="187.301")
+        await expect(result).to_contain_text("BAD_PRECISION (1004)")
+        await expect(page.locator("#open-orders tbody tr")).to_have_count(0)
+        await expect(page.locator("#fills tbody tr")).to_have_count(0)
+
+    assert run_page(tmp_path, scenario) == []
+
+
+def test_a_bad_secret_shows_a_clear_logon_error_and_the_right_one_logs_on_and_out(
+    tmp_path: Path,
+) -> None:
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await browser.log_on("taker", secret="not-the-secret")
+        await expect(page.locator("#logon-error")).to_have_text(
+            "logon failed: BAD_SIGNATURE (2001): api_key unknown or sig does not match the"
+            " logon payload"
+        )
+        await expect(page.locator("#place-button")).to_be_disabled()
+        await expect(page.locator("#session")).to_be_hidden()
+
+        await browser.log_on("taker")  # the right secret, then a clean logout
+        await expect(page.locator("#account")).to_have_text("3")
+        await expect(page.locator("#logon-error")).to_have_text("")
+        await page.click("#logout-button")
+        await expect(page.locator("#logon-form")).to_be_visible()
+        await expect(page.locator("#place-button")).to_be_disabled()
+        await expect(page.locator("#balances tbody tr")).to_have_count(0)
+        await expect(page.locator("#logon-error")).to_have_text("")
+
+    assert run_page(tmp_path, scenario) == []
+
+
+def test_the_logon_is_signed_in_the_page_and_the_secret_never_sent(tmp_path: Path) -> None:
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        await browser.log_on("beta")
+        await expect(browser.page.locator("#account")).to_have_text("2")
+        api_key, secret = KEYS["beta"]
+        assert not any(secret in frame for frame in browser.frames_sent)
+        [logon] = [json.loads(f) for f in browser.frames_sent if "session.logon" in f]
+        params = logon["params"]
+        signed = f"logon\n{api_key}\n{params['ts']}\n{params['nonce']}\n{params['recv_window']}"
+        expected = hmac.new(secret.encode(), signed.encode(), hashlib.sha256).hexdigest()
+        assert params["sig"] == expected
+        await expect(browser.page.locator("#api-secret")).to_have_value("")
+
+    assert run_page(tmp_path, scenario) == []
+
+
+def test_the_page_loads_without_console_errors_and_shows_bills_per_100_with_yield(
+    tmp_path: Path,
+) -> None:
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await expect(page.locator("#instruments tbody tr")).to_have_count(6)
+        await expect(page.locator("#selected-symbol")).to_have_text(BILL)
+        info = page.locator("#instrument-info")
+        await expect(info).to_contain_text("price per 100 of face 98.")
+        await expect(info).to_contain_text("investment yield")
+        await expect(page.locator("#price-label")).to_have_text("price per 100 of face")
+        bill_yield = page.locator(f"#instruments tr[data-symbol='{BILL}'] td.yield")
+        await expect(bill_yield).to_have_text(re.compile(r"^\d+\.\d{3}%$"))
+
+    assert run_page(tmp_path, scenario, path=f"/#{BILL}") == []
+
+
+def test_a_market_buy_of_a_bill_trades_face_value_at_a_price_per_100(tmp_path: Path) -> None:
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        seller = await venue.client("alpha")
+        await seller.place(BILL, "sell", qty="1000", price="98.700000")
+        await expect(ladder_row(page, "ask", "98.700000")).to_have_text("1000")
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+
+        await browser.place("buy", "market", qty="300")
+
+        await expect(page.locator("#order-result")).to_contain_text("filled")
+        bills = page.locator(f"#balances tr[data-asset='{BILL.removesuffix('-USD')}'] td.total")
+        await expect(bills).to_have_text("2000300")
+        cost = Decimal("98.700000") * 300 / 100  # per 100 of face
+        fee = cost / 10_000  # the demo bills' taker fee, 1 bp
+        usd = page.locator("#balances tr[data-asset=USD] td.total")
+        await expect(usd).to_have_text(f"{Decimal(5_000_000) - cost - fee:.6f}")
+        row = page.locator(f"#instruments tr[data-symbol='{BILL}']")
+        await expect(row.locator("td.last")).to_have_text("98.700000 /100")
+        info = page.locator("#instrument-info")
+        await expect(info).to_contain_text("price per 100 of face 98.700000")
+        await expect(ladder_row(page, "ask", "98.700000")).to_have_text("700")
+
+    assert run_page(tmp_path, scenario, path=f"/#{BILL}") == []
+
+
+def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_path: Path) -> None:
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await resting_sell(venue, "10", "187.30")
+        await expect(ladder_row(page, "ask", "187.30")).to_have_text("10.000000")
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        for client in venue.clients:
+            await client.close()
+        venue.clients.clear()
+
+        await venue.server.stop()
+        try:
+            await expect(page.locator("#market-status")).to_have_text("market data: reconnecting…")
+            await expect(page.locator("#logon-error")).to_contain_text("disconnected (1001")
+            await expect(page.locator("#place-button")).to_be_disabled()
+        finally:  # started again whatever happened: the fixture stops a running venue
+            config = venue_config.load(ROOT / "venue.toml")
+            venue.server = VenueServer(config, tmp_path / "data")
+            await venue.server.start("127.0.0.1", venue.port)
+
+        await expect(page.locator("#market-status")).to_have_text("market data: live")
+        await expect(ladder_row(page, "ask", "187.30")).to_have_text("10.000000")
+        await browser.log_on("taker")  # the secret is typed again: the page kept no copy
+        await expect(page.locator("#account")).to_have_text("3")
+
+    errors = run_page(tmp_path, scenario)
+    # while the venue is down, the browser may log the page's refused reconnects
+    assert [e for e in errors if "WebSocket connection to" not in e] == []
+
+
+def test_the_rest_fed_parts_show_24h_change_candles_and_reserves(tmp_path: Path) -> None:
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await resting_sell(venue, "10", "187.30")
+        buyer = await venue.client("beta")
+        await buyer.place(SYMBOL, "buy", qty="1", price="187.30", tif="ioc")
+        await page.reload()  # the history and the 24 h window are read at load
+        await expect(page.locator("#candles")).to_have_attribute("data-bars", "1")
+        await expect(page.locator("#candles")).to_have_attribute("data-last-close", "187.3")
+        await expect(page.locator("#candles-note")).to_have_text("")
+        change = page.locator(f"#instruments tr[data-symbol='{SYMBOL}'] td.change")
+        await expect(change).to_have_text("+0.00%")
+        reserves = page.locator("#reserves-table tr[data-asset=USD]")
+        await expect(reserves.locator("td").last).to_have_text("covered")
+
+        await resting_sell(venue, "5", "187.40")
+        await buyer.place(SYMBOL, "buy", qty="10", price="187.40", tif="ioc")  # live, no reload
+        await expect(page.locator("#tape tbody tr")).to_have_count(3)
+        await expect(page.locator("#candles")).to_have_attribute("data-last-close", "187.4")
+        await expect(change).to_have_text("+0.05%")  # the REST 24 h open, the live last
+
+    assert run_page(tmp_path, scenario) == []
