@@ -2,10 +2,11 @@
 
 Owns the table of open sessions and how messages reach a peer: every message is framed
 once and queued; once per loop turn every session with new messages gets them in one
-`writev`, or its writer task waits for a paused peer's buffer to drain. A full outbox
-(`limits.SEND_QUEUE_MESSAGES_MAX`) means the client stopped reading: `slow_consumer`, close
-4002. What a session asked for (logon, streams) is kept here; what it means is the
-dispatcher's and the streams' business.
+`writev`, or its writer task waits for a paused peer's buffer to drain. An outbox that
+fills up (`limits.SEND_QUEUE_MESSAGES_MAX`) is written at once if the peer's transport takes
+writes (a burst); full behind a paused transport, the client stopped reading:
+`slow_consumer`, close 4002. What a session asked for (logon, streams) is kept here; what
+it means is the dispatcher's and the streams' business.
 """
 
 import asyncio
@@ -140,7 +141,7 @@ class Sessions:
         means the client stopped reading: cut it off."""
         if session.closing:
             return
-        if len(session.outbox) >= limits.SEND_QUEUE_MESSAGES_MAX:
+        if len(session.outbox) >= limits.SEND_QUEUE_MESSAGES_MAX and not self._relieved(session):
             cut = {"session": session.id, "peer": peer(session), "account": session.account}
             log.warning("slow consumer cut off", extra=cut | {"queued": len(session.outbox)})
             session.outbox.clear()
@@ -154,6 +155,18 @@ class Sessions:
             self._dirty.append(session)
             if len(self._dirty) == 1:
                 asyncio.get_running_loop().call_soon(self.flush_outboxes)
+
+    def _relieved(self, session: Session) -> bool:
+        """A full outbox of a peer that is reading (its transport takes writes) is written
+        now, mid-turn: a burst (a big batch released at once, after a stall) is not a slow
+        consumer. True if that made room; a paused peer's outbox stays full: cut it off."""
+        if session.websocket.paused:
+            return False
+        try:
+            self._flush_outbox(session)
+        except OSError:  # this peer's socket failed; its close is under way
+            session.outbox.clear()
+        return len(session.outbox) < limits.SEND_QUEUE_MESSAGES_MAX
 
     def fan_out(self, sessions: Iterable[Session], frame: bytes) -> None:
         """Queue one frame, built once, for many sessions (a public stream's subscribers):

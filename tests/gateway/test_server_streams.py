@@ -615,6 +615,31 @@ def test_the_account_snapshot_is_the_state_at_its_seq(run_venue: Any) -> None:
     run_venue(scenario)
 
 
+def test_a_burst_past_the_queue_limit_reaches_a_reading_client(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More messages in one turn than `SEND_QUEUE_MESSAGES_MAX` for a client that reads (a
+    big batch released after a stall): written at once, not a slow consumer."""
+    monkeypatch.setattr(limits, "SEND_QUEUE_MESSAGES_MAX", 16)
+    count = 100
+
+    async def scenario(venue: Venue) -> tuple[list[int], bool]:
+        client = await venue.client(endpoint="public")
+
+        async def registered() -> bool:
+            return any(not s.trade for s in venue.server.sessions.values())
+
+        assert await eventually(registered)
+        session = next(s for s in venue.server.sessions.values() if not s.trade)
+        for number in range(count):  # all in this turn: no await between them
+            venue.server._push(session, {"ch": "test", "n": number})
+        received = [(await client.next_push(2.0))["n"] for _ in range(count)]
+        return received, session.closing
+
+    received, closing = run_venue(scenario)
+    assert received == list(range(count)) and not closing
+
+
 def test_more_messages_in_one_turn_than_one_write_takes_all_arrive_in_order(
     run_venue: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
