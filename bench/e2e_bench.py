@@ -24,9 +24,12 @@ per second, summed over subscribers. Server CPU is user + system time over the m
 window (it can pass 100%: the journal and the ledger store write in threads);
 `server_cpu_us_per_action` is that CPU per acknowledged action (CPU seconds per second of the
 window over `acked_per_sec`, in µs): the cost of an action, whatever the rate. RSS is the
-server's peak. `--profile` records where that CPU goes (`bench.profiling`). On a terminal
-each step shows a bar on stderr (server start, clients connecting, the run, the clients'
-results, the report); `--json` makes stdout one JSON line.
+server's peak. `client_cpu_percent` is each role's client processes' CPU over their window
+(% of one core, summed), and `client_process_cpu_percent_max` the busiest process's: a
+subscriber process near 100% cannot read faster, so the book rate is then the clients' limit.
+`--profile` records where that CPU goes (`bench.profiling`). On a terminal each step shows
+a bar on stderr (server start, clients connecting, the run, the clients' results, the
+report); `--json` makes stdout one JSON line.
 """
 
 import argparse
@@ -412,6 +415,10 @@ def summarise(load: Load, clients: list[Client], usage: dict[str, float | None])
         else None,
         "trade_messages_per_sec": round(sum(r["trade_messages"] for r in subscribers) / duration),
         "book_gaps": sum(r["book_gaps"] for r in subscribers),
+        "client_cpu_percent": {role: _cpu_percent(results[role]) for role in ROLES},
+        "client_process_cpu_percent_max": max(
+            (_cpu_percent([r]) for role in ROLES for r in results[role]), default=None
+        ),
         "sent": sum(r["sent"] for r in traders),
         "acked": acked,
         "rejected": sum(r["rejected"] for r in traders),
@@ -431,6 +438,13 @@ def summarise(load: Load, clients: list[Client], usage: dict[str, float | None])
             "book_messages": _sum_buckets(subscribers)[:buckets],
         },
     }
+
+
+def _cpu_percent(results: list[dict[str, Any]]) -> float:
+    """The clients' CPU over their measured window, % of one core, summed: a subscriber
+    process near 100% reads as fast as it can, and the book rate is the client's limit."""
+    share: float = sum(r["cpu_s"] / r["cpu_window_s"] for r in results if r.get("cpu_window_s"))
+    return round(100 * share, 1)
 
 
 def cpu_us_per_action(cpu_share: float | None, acked_per_sec: float) -> float | None:

@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +119,8 @@ class Tally:
     fill_us: list[int] = field(default_factory=list)
     buckets: list[int] = field(default_factory=list)  # acked actions or book messages
     last_answer_s: float = 0.0  # from the first slot to the last answer
+    cpu_s: float = 0.0  # this process's CPU time over `cpu_window_s` of its run
+    cpu_window_s: float = 0.0
 
     def count_in_bucket(self, elapsed_s: float, amount: int) -> None:
         index = int(elapsed_s / BUCKET_S) if elapsed_s > 0 else 0
@@ -149,7 +151,19 @@ class Tally:
             "fill_us": self.fill_us,
             "buckets": self.buckets,
             "last_answer_s": round(self.last_answer_s, 6),
+            "cpu_s": round(self.cpu_s, 6),
+            "cpu_window_s": round(self.cpu_window_s, 6),
         }
+
+    @contextlib.contextmanager
+    def cpu_measured(self) -> Iterator[None]:
+        """Count this process's CPU time while the block runs: does the client keep up?"""
+        cpu_before, wall_before = time.process_time(), time.perf_counter()
+        try:
+            yield
+        finally:
+            self.cpu_s += time.process_time() - cpu_before
+            self.cpu_window_s += time.perf_counter() - wall_before
 
 
 # ----------------------------------------------------------------- the timetable
@@ -490,7 +504,8 @@ async def run_trader(args: argparse.Namespace) -> Tally:
     slots = max(1, round(args.duration * args.rate))
     progress = asyncio.get_running_loop().create_task(report_progress(tally))
     try:
-        await trader.run(origin, 1 / args.rate, slots)
+        with tally.cpu_measured():
+            await trader.run(origin, 1 / args.rate, slots)
     finally:
         progress.cancel()
         trader.counting = False
@@ -522,7 +537,8 @@ async def run_subscribers(args: argparse.Namespace) -> Tally:
     for follower in followers:
         follower.origin, follower.counting = origin, True
     progress = asyncio.get_running_loop().create_task(report_progress(tally))
-    await asyncio.sleep(args.duration)
+    with tally.cpu_measured():
+        await asyncio.sleep(args.duration)
     for follower in followers:
         follower.counting = False
     progress.cancel()

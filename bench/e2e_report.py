@@ -56,6 +56,9 @@ def summary(result: dict[str, Any]) -> str:
         f"{parameters['subscribers']} subscribers ({result['book_gaps']} gaps); "
         f"server CPU {result['server_cpu_percent']}%, peak RSS {result['server_rss_mb']} MiB",
         f"server CPU per acked action: {result['server_cpu_us_per_action']} µs",
+        f"book levels per update: {result['book_levels_per_update']}; client CPU % of a core: "
+        f"{result['client_cpu_percent']} (busiest process "
+        f"{result['client_process_cpu_percent_max']}%)",
     ]
     if result["errors"]:
         lines.append(f"errors: {result['errors']}")

@@ -150,6 +150,7 @@ class VenueServer:
     async def stop(self) -> None:
         """Answer what is owed, tell sessions, stop accepting, flush, close the files."""
         await self.bus.drain()  # answers owed to connections go out before they close
+        self.public.publish_waiting()  # and the market data still waiting
         for session in list(self.sessions.values()):
             self._push(session, {"ch": "session", "type": "shutdown", "reconnect_in_ms": 1000})
         if self._server is not None:
@@ -255,7 +256,7 @@ class VenueServer:
             placed.forget_closed(events)
             private_streams.publish(executed)
             market_data.on_events(events)
-        self.public.flush()
+        self.public.publish()
 
     def replayed(self, batch: list[Executed]) -> None:
         """A command replayed from the journal: rebuild the private history and the candles

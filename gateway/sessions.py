@@ -2,16 +2,19 @@
 
 Owns the table of open sessions and how messages reach a peer: every message is framed
 once and queued; once per loop turn every session with new messages gets them in one
-`writev`, or its writer task waits for a paused peer's buffer to drain. A full outbox
-(`limits.SEND_QUEUE_MESSAGES_MAX`) means the client stopped reading: `slow_consumer`, close
-4002. What a session asked for (logon, streams) is kept here; what it means is the
-dispatcher's and the streams' business.
+`writev`, or its writer task waits for a paused peer's buffer to drain. An outbox that
+fills up (`limits.SEND_QUEUE_MESSAGES_MAX`) is written at once if the peer's transport takes
+writes (a burst); full behind a paused transport, the client stopped reading:
+`slow_consumer`, close 4002. What a session asked for (logon, streams) is kept here; what
+it means is the dispatcher's and the streams' business.
 """
 
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from core.venue_core import now_us
@@ -99,7 +102,7 @@ class Sessions:
                 session.wake.clear()
                 while outbox:
                     await websocket.drain()
-                    if not websocket.send_frames(_take(outbox)):
+                    if not _write_front(websocket, outbox):
                         return
         except (OSError, asyncio.CancelledError):
             return  # the connection is gone: `on_close` cleans up the session
@@ -112,8 +115,10 @@ class Sessions:
         of the outbox only when they write, so messages keep their order.
         """
         dirty, self._dirty = self._dirty, []
+        now = now_us()  # the heartbeat's clock: silence is counted from the last write
         for session in dirty:
             session.dirty = False
+            session.last_sent_us = now
             try:
                 self._flush_outbox(session)
             except OSError:  # this peer's socket failed; its close is under way
@@ -122,11 +127,12 @@ class Sessions:
     def _flush_outbox(self, session: Session) -> None:
         """Write the whole outbox now, or leave the rest to the writer task once paused."""
         outbox = session.outbox
+        websocket = session.websocket
         while outbox and not session.closing:  # a closing session's is flushed by `close`
-            if session.websocket.paused:
+            if websocket.paused:
                 session.wake.set()
                 return
-            if not session.websocket.send_frames(_take(outbox)):
+            if not _write_front(websocket, outbox):
                 outbox.clear()  # the connection is closing: nobody will read them
                 return
 
@@ -139,7 +145,7 @@ class Sessions:
         means the client stopped reading: cut it off."""
         if session.closing:
             return
-        if len(session.outbox) >= limits.SEND_QUEUE_MESSAGES_MAX:
+        if len(session.outbox) >= limits.SEND_QUEUE_MESSAGES_MAX and not self._relieved(session):
             cut = {"session": session.id, "peer": peer(session), "account": session.account}
             log.warning("slow consumer cut off", extra=cut | {"queued": len(session.outbox)})
             session.outbox.clear()
@@ -148,12 +154,42 @@ class Sessions:
             self.close(session, 4002, "slow consumer")
             return
         session.outbox.append(frame)
-        session.last_sent_us = now_us()
         if not session.dirty:
             session.dirty = True
             self._dirty.append(session)
             if len(self._dirty) == 1:
                 asyncio.get_running_loop().call_soon(self.flush_outboxes)
+
+    def _relieved(self, session: Session) -> bool:
+        """A full outbox of a peer that is reading (its transport takes writes) is written
+        now, mid-turn: a burst (a big batch released at once, after a stall) is not a slow
+        consumer. True if that made room; a paused peer's outbox stays full: cut it off."""
+        if session.websocket.paused:
+            return False
+        try:
+            self._flush_outbox(session)
+        except OSError:  # this peer's socket failed; its close is under way
+            session.outbox.clear()
+        return len(session.outbox) < limits.SEND_QUEUE_MESSAGES_MAX
+
+    def fan_out(self, sessions: Iterable[Session], frame: bytes) -> None:
+        """Queue one frame, built once, for many sessions (a public stream's subscribers):
+        per session a reference is appended, nothing is built. The rare cases (closing, a
+        full outbox) take `send_frame`'s path."""
+        dirty = self._dirty
+        was_clean = not dirty
+        queued_max = limits.SEND_QUEUE_MESSAGES_MAX
+        for session in sessions:
+            outbox = session.outbox
+            if session.closing or len(outbox) >= queued_max:
+                self.send_frame(session, frame)
+                continue
+            outbox.append(frame)
+            if not session.dirty:
+                session.dirty = True
+                dirty.append(session)
+        if was_clean and dirty:
+            asyncio.get_running_loop().call_soon(self.flush_outboxes)
 
     def push(self, session: Session, message: dict[str, Any]) -> None:
         self.send(session, wire.encode(message))
@@ -173,7 +209,7 @@ class Sessions:
             websocket = session.websocket
             try:
                 async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                    while session.outbox and websocket.send_frames(_take(session.outbox)):
+                    while session.outbox and _write_front(websocket, session.outbox):
                         await websocket.drain()
                     websocket.close(code, reason)
                     await websocket.wait_closed()
@@ -189,9 +225,21 @@ def peer(session: Session) -> str:
     return f"{address[0]}:{address[1]}" if address else "?"
 
 
-def _take(outbox: deque[bytes]) -> list[bytes]:
-    """Up to `WRITE_BATCH_MAX` messages from the front of an outbox."""
-    return [outbox.popleft() for _ in range(min(len(outbox), WRITE_BATCH_MAX))]
+def _write_front(websocket: transport.Connection, outbox: deque[bytes]) -> bool:
+    """Write up to `WRITE_BATCH_MAX` messages from the front of an outbox in one call and
+    take them out; False (the outbox untouched) once the connection is not open. The usual
+    outbox (a turn's few messages) is handed over whole: no list is built for it."""
+    if len(outbox) <= WRITE_BATCH_MAX:
+        if not websocket.send_frames(outbox):
+            return False
+        outbox.clear()
+        return True
+    batch = list(islice(outbox, WRITE_BATCH_MAX))
+    if not websocket.send_frames(batch):
+        return False
+    for _ in range(WRITE_BATCH_MAX):
+        outbox.popleft()
+    return True
 
 
 def key_of(session: Session) -> ApiKey:

@@ -14,7 +14,7 @@ only while open; control frames come from the protocol; frames are whole, never 
 """
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, Protocol, cast
 
 from websockets.frames import Frame, Opcode
@@ -86,7 +86,7 @@ class Connection(asyncio.Protocol):
     def close_code(self) -> int | None:
         return self.protocol.close_code
 
-    def send_frames(self, frames: Sequence[bytes]) -> bool:
+    def send_frames(self, frames: Iterable[bytes]) -> bool:
         """Write pre-built frames in one call (uvloop: one writev); the transport buffers what
         the socket does not take, and the caller watches `paused`. False, writing nothing,
         once the connection is not open: its close is under way."""

@@ -116,6 +116,18 @@ def test_the_server_cpu_per_action_is_its_cpu_over_the_acked_rate(runs: Any, nam
     assert f"server CPU per acked action: {per_action} µs" in markdown.read_text()
 
 
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_each_roles_client_cpu_is_reported(runs: Any, name: str) -> None:
+    _, result, out = runs[name]
+    shares = result["client_cpu_percent"]
+    assert shares.keys() == {"maker", "taker", "subscriber"}
+    assert all(share > 0 for share in shares.values()), "every client process ran"
+    busiest = result["client_process_cpu_percent_max"]
+    assert 0 < busiest <= max(shares.values())
+    (markdown,) = out.glob("e2e-*.md")
+    assert f"(busiest process {busiest}%)" in markdown.read_text()
+
+
 def test_the_result_files_are_written(runs: Any) -> None:
     _, result, out = runs["single"]
     (json_path,) = out.glob("e2e-*.json")

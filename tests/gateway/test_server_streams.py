@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 
 from client.sdk import VenueClient, VenueError
 from engine.units import format_units
-from gateway import limits
+from gateway import limits, public_streams
 from gateway import server as server_module
 from tests.conftest import Venue, drain_pushes
 
@@ -237,6 +237,44 @@ def test_one_missed_update_costs_one_resync(run_venue: Any) -> None:
         await assert_local_book_is_the_servers(venue, subscriber, 10)
         # The client rule: updates that come while there is no snapshot are ignored.
         assert subscriber.resyncs == 1
+
+    run_venue(scenario)
+
+
+def test_turns_during_a_publication_pause_coalesce_into_one_update(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Publications are paced (with many subscribers each costs one write apiece): what
+    changed over the turns in between goes out as one update per stream, gap-free, with
+    the checksum of the book it leads to."""
+    monkeypatch.setattr(public_streams, "PUBLISH_PAUSE_MIN_S", 3_600)  # none on its own
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        subscriber = await venue.client(endpoint="public")
+        await subscriber.subscribe_book(SYMBOL)
+        updates: list[dict[str, Any]] = []
+        deliver = subscriber._on_message
+
+        def counted(message: dict[str, Any]) -> None:
+            if message.get("ch") == "book" and message.get("type") == "update":
+                updates.append(message)
+            deliver(message)
+
+        subscriber._on_message = counted  # type: ignore[method-assign]
+        venue.server.public.flush()  # a publication now: the next waits for the pause
+        for price in ("186.00", "186.10", "186.20", "186.30"):
+            await alpha.place(SYMBOL, "buy", "1", price)  # one turn each: answered first
+        venue.server.public.publish_waiting()
+        await assert_local_book_is_the_servers(venue, subscriber, 10)
+        assert len(updates) == 1, "four turns' changes in one update"
+        assert [row[0] for row in updates[0]["data"]["bids"]] == [
+            "186.30",
+            "186.20",
+            "186.10",
+            "186.00",
+        ]
+        assert subscriber.resyncs == 0
 
     run_venue(scenario)
 
@@ -575,6 +613,31 @@ def test_the_account_snapshot_is_the_state_at_its_seq(run_venue: Any) -> None:
         assert after == list(range(snapshot["seq"] + 1, snapshot["seq"] + 1 + len(after)))
 
     run_venue(scenario)
+
+
+def test_a_burst_past_the_queue_limit_reaches_a_reading_client(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More messages in one turn than `SEND_QUEUE_MESSAGES_MAX` for a client that reads (a
+    big batch released after a stall): written at once, not a slow consumer."""
+    monkeypatch.setattr(limits, "SEND_QUEUE_MESSAGES_MAX", 16)
+    count = 100
+
+    async def scenario(venue: Venue) -> tuple[list[int], bool]:
+        client = await venue.client(endpoint="public")
+
+        async def registered() -> bool:
+            return any(not s.trade for s in venue.server.sessions.values())
+
+        assert await eventually(registered)
+        session = next(s for s in venue.server.sessions.values() if not s.trade)
+        for number in range(count):  # all in this turn: no await between them
+            venue.server._push(session, {"ch": "test", "n": number})
+        received = [(await client.next_push(2.0))["n"] for _ in range(count)]
+        return received, session.closing
+
+    received, closing = run_venue(scenario)
+    assert received == list(range(count)) and not closing
 
 
 def test_more_messages_in_one_turn_than_one_write_takes_all_arrive_in_order(
