@@ -125,6 +125,9 @@ async def _serve(
     print(f"tokenvenue listening: ws://{host}:{bound}/ws/trade  ws://{host}:{bound}/ws/public")
     print(f"  ledger store: {describe_store(config)}")
     print(f"  web page: http://{host}:{bound}/  (log on there with a key and secret below)")
+    print(
+        f"  REST API: http://{host}:{bound}/api/v1/  (OpenAPI: http://{host}:{bound}/openapi.json)"
+    )
     if config.api_keys:
         print("  API keys from the config file (venue.toml's are published: demo only)")
     for key in config.api_keys:

@@ -151,6 +151,10 @@ def test_serve_prints_the_web_page_and_demo_keys_and_serves_the_page(tmp_path: P
             assert response.status == 200
             assert response.headers["Content-Type"] == "text/html; charset=utf-8"
             assert b"/static/app.js" in response.read()
+        [rest_line] = [line for line in lines if line.startswith("  REST API: ")]
+        with urllib.request.urlopen(rest_line.split()[2] + "instruments", timeout=5) as response:
+            assert response.status == 200
+            assert b'"AAPLx-USD"' in response.read()
     finally:
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=RUN_TIMEOUT_S)
