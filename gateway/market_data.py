@@ -39,12 +39,20 @@ from engine.events import (
     OrderExpired,
     ReferencePriceSet,
     SelfTradePrevented,
+    SharesSplit,
     TradeExecuted,
 )
 from engine.instrument import TBILL_PRICE_PER, InstrumentSpec, band_limits
 from engine.units import format_units
 from engine.venue import Venue
-from gateway.candles import INTERVALS_US, SNAPSHOT_BARS, Candles, CandlesResult, candle
+from gateway.candles import (
+    INTERVALS_US,
+    SNAPSHOT_BARS,
+    Candles,
+    CandlesResult,
+    candle,
+    split_price,
+)
 from gateway.decimals import strings_at
 from settlement import tbill
 
@@ -234,6 +242,13 @@ class _Ticker:
             buckets.append([minute, price, price, qty, 1])
             self.closed = None
         self.last_price = price
+
+    def rebuild(self, buckets: list[list[int]], last_price: int) -> None:
+        """Start from the candles' 1-minute bars (`Candles.minutes`), as after a restart."""
+        self.buckets.clear()
+        self.buckets.extend(buckets)
+        self.closed = None
+        self.last_price = last_price
 
     def expire(self, now_us: int) -> bool:
         """Drop the minutes that left the window; whether any did."""
@@ -441,18 +456,23 @@ class MarketData:
             InstrumentStatusChanged: self._status_changed,
             ReferencePriceSet: self._reference_set,
             OrderCapsSet: self._caps_set,
+            SharesSplit: self._split,
         }
 
     @classmethod
     def from_venue(cls, venue: Venue, epoch: int, candles: Candles | None = None) -> "MarketData":
         """Start from a venue whose every command is durable (after recovery, say).
 
-        The ticker starts empty: the venue keeps no trade history. `candles` (restored from
-        the snapshot and the journal) go on from where they were.
+        `candles` (restored from the snapshot and the journal) go on from where they were,
+        and each ticker's 24 h window is rebuilt from them, so it agrees with REST's.
         """
         market_data = cls(epoch, candles)
         for market in venue.markets.values():
             kept = market_data._list(market.spec, market.status, venue.ts_us)
+            symbol = market.spec.symbol
+            kept.ticker.rebuild(
+                market_data.candles.minutes(symbol), market_data.candles.last(symbol)
+            )
             kept.reference_price = market.reference_price
             kept.instrument.value = _reference(kept, venue.ts_us)
             for order in market.book.iter_orders():
@@ -557,6 +577,29 @@ class MarketData:
             market.spec, max_qty=event.max_qty, max_notional=event.max_notional
         )
         self._touch(event.symbol, _REFERENCE)
+
+    def _split(self, event: SharesSplit) -> None:
+        """Past prices and volumes of every market of the asset in post-split units: the
+        candles, and the ticker's window (rescaled alike, as it may hold this turn's trades
+        not yet in it). Each candles stream's seq moves with no update: a subscriber sees
+        the gap and subscribes again for the rescaled bars (the client rule)."""
+        new, old = event.ratio_new, event.ratio_old
+        for symbol, market in self._markets.items():
+            if market.spec.base != event.asset:
+                continue
+            tick = market.spec.price_tick
+            self.candles.split(symbol, new, old, tick)
+            ticker = market.ticker
+            for bucket in ticker.buckets:
+                bucket[1] = split_price(bucket[1], new, old, tick)
+                bucket[2] = split_price(bucket[2], new, old, tick)
+                bucket[3] = bucket[3] * new // old
+            if ticker.last_price:
+                ticker.last_price = split_price(ticker.last_price, new, old, tick)
+            ticker.closed = None
+            for state in market.candles.values():
+                state.advance(state.value, event.ts_us)
+            self._touch(symbol, _WINDOW)
 
     # ----------------------------------------------------------------- output
 
