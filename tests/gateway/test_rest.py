@@ -487,7 +487,17 @@ def test_a_split_rescales_candles_live_after_a_restart_and_in_snapshots(tmp_path
         await cross(venue, "187.60", "0.25")
         await venue.server.snapshot()  # the bars in the snapshot are pre-split ...
         before = await rest_bars(venue)
+        watcher = await venue.client(endpoint="public")
+        channel = {"ch": "candles", "symbols": [SYMBOL], "interval": "1m"}
+        await watcher.request("subscribe", channel)
+        old = await watcher.next_push()
         await split(venue)  # ... the split is in the journal's tail
+        assert not [p for p in await drain_pushes(watcher) if p["ch"] == "candles"]
+        await watcher.request("unsubscribe", {"ch": "candles", "symbols": [SYMBOL]})
+        await watcher.request("subscribe", channel)  # as a subscriber does on the seq gap
+        new = await watcher.next_push()
+        assert new["seq"] == old["seq"] + 1 and new["type"] == "snapshot"
+        assert new["data"] == split_3_2(before)["1m"]
         shutil.copytree(data_dir, crashed)  # as a SIGKILL leaves them: stop() snapshots
         after = await rest_bars(venue)
         expected = split_3_2(before)
