@@ -250,6 +250,16 @@ class _Ticker:
         self.closed = None
         self.last_price = last_price
 
+    def split(self, ratio_new: int, ratio_old: int, tick: int) -> None:
+        """Rescale the window at an N:M split, by the candles' rule (`split_price`)."""
+        for bucket in self.buckets:
+            bucket[1] = split_price(bucket[1], ratio_new, ratio_old, tick)
+            bucket[2] = split_price(bucket[2], ratio_new, ratio_old, tick)
+            bucket[3] = bucket[3] * ratio_new // ratio_old
+        if self.last_price:
+            self.last_price = split_price(self.last_price, ratio_new, ratio_old, tick)
+        self.closed = None
+
     def expire(self, now_us: int) -> bool:
         """Drop the minutes that left the window; whether any did."""
         first_kept = now_us // MINUTE_US - TICKER_BUCKETS_MAX + 1
@@ -580,23 +590,16 @@ class MarketData:
 
     def _split(self, event: SharesSplit) -> None:
         """Past prices and volumes of every market of the asset in post-split units: the
-        candles, and the ticker's window (rescaled alike, as it may hold this turn's trades
-        not yet in it). Each candles stream's seq moves with no update: a subscriber sees
-        the gap and subscribes again for the rescaled bars (the client rule)."""
+        candles, and the ticker's window in place (not rebuilt from the candles, which
+        already hold this turn's trades that the flush adds to it). Each candles stream's
+        seq moves with no update: a subscriber sees the gap and subscribes again for the
+        rescaled bars (the client rule)."""
         new, old = event.ratio_new, event.ratio_old
         for symbol, market in self._markets.items():
             if market.spec.base != event.asset:
                 continue
-            tick = market.spec.price_tick
-            self.candles.split(symbol, new, old, tick)
-            ticker = market.ticker
-            for bucket in ticker.buckets:
-                bucket[1] = split_price(bucket[1], new, old, tick)
-                bucket[2] = split_price(bucket[2], new, old, tick)
-                bucket[3] = bucket[3] * new // old
-            if ticker.last_price:
-                ticker.last_price = split_price(ticker.last_price, new, old, tick)
-            ticker.closed = None
+            self.candles.split(symbol, new, old, market.spec.price_tick)
+            market.ticker.split(new, old, market.spec.price_tick)
             for state in market.candles.values():
                 state.advance(state.value, event.ts_us)
             self._touch(symbol, _WINDOW)
