@@ -6,7 +6,8 @@ the wire (`{"t": open_ms, "o", "h", "l", "c", "v"}`, decimal strings) and the im
 snapshot keeps. Fed by `gateway.market_data` with each durable trade, and on restart rebuilt
 as snapshot image + journal replay (the server's `_restore` and `_replayed`), so candles
 survive restarts exactly as the trades that made them. A bar exists only for an interval
-that had a trade. Limits: BARS_KEPT_MAX bars per symbol and interval, oldest dropped.
+that had a trade. A split rescales the symbol's bars (`split`), live, in replay alike.
+Limits: BARS_KEPT_MAX bars per symbol and interval, oldest dropped.
 """
 
 from collections import deque
@@ -172,6 +173,32 @@ class Candles:
             trades,
         )
 
+    def minutes(self, symbol: str) -> list[list[int]]:
+        """The 1-minute bars as the `ticker` channel's buckets, oldest first:
+        [minute, high, low, volume, trades] (what it rebuilds its 24 h window from)."""
+        counts = {minute: n for minute, n in self._trades.get(symbol, ())}
+        minute_us = INTERVALS_US["1m"]
+        return [
+            [bar[0] // minute_us, bar[2], bar[3], bar[5], counts.get(bar[0] // minute_us, 0)]
+            for bar in self._series.get((symbol, "1m"), ())
+        ]
+
+    def last(self, symbol: str) -> int:
+        """The last trade price, 0 before any."""
+        return self._last.get(symbol, 0)
+
+    def split(self, symbol: str, ratio_new: int, ratio_old: int, tick: int) -> None:
+        """Rescale the symbol's bars at an N:M split (`admin.split`), as the engine rescales
+        the reference price: each price x M/N down to the tick (at least one tick), so high
+        >= open, close >= low still hold; each volume x N/M rounded down, as `cum_qty`."""
+
+        for interval in INTERVALS_US:
+            for bar in self._series.get((symbol, interval), ()):
+                bar[1:5] = [split_price(units, ratio_new, ratio_old, tick) for units in bar[1:5]]
+                bar[5] = bar[5] * ratio_new // ratio_old
+        if symbol in self._last:
+            self._last[symbol] = split_price(self._last[symbol], ratio_new, ratio_old, tick)
+
     # ----------------------------------------------------------------- snapshots
 
     def image(self) -> dict[str, Any]:
@@ -192,6 +219,12 @@ class Candles:
         for symbol, counts in image["trades"]:
             self._trades[symbol] = deque(counts, maxlen=TICKER_WINDOW_BARS)
         self._last = {symbol: int(price) for symbol, price in image["last"].items()}
+
+
+def split_price(units: int, ratio_new: int, ratio_old: int, tick: int) -> int:
+    """A past trade price after an N:M split: x M/N down to the tick, at least one tick
+    (the engine's rule for the reference price, engine/corporate.py)."""
+    return max(units * ratio_old // (ratio_new * tick) * tick, tick)
 
 
 def candle(bar: Bar, spec: InstrumentSpec) -> Candle:

@@ -27,6 +27,10 @@ PRIVATE_HISTORY_EVENTS_MAX = 10_000  # covers a reconnect after a busy minute; e
 # the private history, so a closed order outlives its exec reports there; at ~600 bytes each
 # that is ~6 MB of memory (and ~3 MB of every snapshot) per account. Oldest closed go first.
 CLOSED_ORDERS_PER_ACCOUNT_MAX = 10_000
+# The same across all accounts, so many accounts cannot grow memory without bound: ~300 MB
+# (50 accounts at the per-account bound). Past it the venue's oldest closed order goes first,
+# whichever account's it was.
+CLOSED_ORDERS_TOTAL_MAX = 500_000
 CONNECTIONS_PER_ACCOUNT_MAX = 16  # a few bots and a UI; bounds the private stream's fan-out
 REQUEST_ID_LENGTH_MAX = 36  # PROTOCOL: a string id is at most 36 chars (a UUID)
 

@@ -39,12 +39,20 @@ from engine.events import (
     OrderExpired,
     ReferencePriceSet,
     SelfTradePrevented,
+    SharesSplit,
     TradeExecuted,
 )
 from engine.instrument import TBILL_PRICE_PER, InstrumentSpec, band_limits
 from engine.units import format_units
 from engine.venue import Venue
-from gateway.candles import INTERVALS_US, SNAPSHOT_BARS, Candles, CandlesResult, candle
+from gateway.candles import (
+    INTERVALS_US,
+    SNAPSHOT_BARS,
+    Candles,
+    CandlesResult,
+    candle,
+    split_price,
+)
 from gateway.decimals import strings_at
 from settlement import tbill
 
@@ -234,6 +242,23 @@ class _Ticker:
             buckets.append([minute, price, price, qty, 1])
             self.closed = None
         self.last_price = price
+
+    def rebuild(self, buckets: list[list[int]], last_price: int) -> None:
+        """Start from the candles' 1-minute bars (`Candles.minutes`), as after a restart."""
+        self.buckets.clear()
+        self.buckets.extend(buckets)
+        self.closed = None
+        self.last_price = last_price
+
+    def split(self, ratio_new: int, ratio_old: int, tick: int) -> None:
+        """Rescale the window at an N:M split, by the candles' rule (`split_price`)."""
+        for bucket in self.buckets:
+            bucket[1] = split_price(bucket[1], ratio_new, ratio_old, tick)
+            bucket[2] = split_price(bucket[2], ratio_new, ratio_old, tick)
+            bucket[3] = bucket[3] * ratio_new // ratio_old
+        if self.last_price:
+            self.last_price = split_price(self.last_price, ratio_new, ratio_old, tick)
+        self.closed = None
 
     def expire(self, now_us: int) -> bool:
         """Drop the minutes that left the window; whether any did."""
@@ -441,18 +466,23 @@ class MarketData:
             InstrumentStatusChanged: self._status_changed,
             ReferencePriceSet: self._reference_set,
             OrderCapsSet: self._caps_set,
+            SharesSplit: self._split,
         }
 
     @classmethod
     def from_venue(cls, venue: Venue, epoch: int, candles: Candles | None = None) -> "MarketData":
         """Start from a venue whose every command is durable (after recovery, say).
 
-        The ticker starts empty: the venue keeps no trade history. `candles` (restored from
-        the snapshot and the journal) go on from where they were.
+        `candles` (restored from the snapshot and the journal) go on from where they were,
+        and each ticker's 24 h window is rebuilt from them, so it agrees with REST's.
         """
         market_data = cls(epoch, candles)
         for market in venue.markets.values():
             kept = market_data._list(market.spec, market.status, venue.ts_us)
+            symbol = market.spec.symbol
+            kept.ticker.rebuild(
+                market_data.candles.minutes(symbol), market_data.candles.last(symbol)
+            )
             kept.reference_price = market.reference_price
             kept.instrument.value = _reference(kept, venue.ts_us)
             for order in market.book.iter_orders():
@@ -557,6 +587,22 @@ class MarketData:
             market.spec, max_qty=event.max_qty, max_notional=event.max_notional
         )
         self._touch(event.symbol, _REFERENCE)
+
+    def _split(self, event: SharesSplit) -> None:
+        """Past prices and volumes of every market of the asset in post-split units: the
+        candles, and the ticker's window in place (not rebuilt from the candles, which
+        already hold this turn's trades that the flush adds to it). Each candles stream's
+        seq moves with no update: a subscriber sees the gap and subscribes again for the
+        rescaled bars (the client rule)."""
+        new, old = event.ratio_new, event.ratio_old
+        for symbol, market in self._markets.items():
+            if market.spec.base != event.asset:
+                continue
+            self.candles.split(symbol, new, old, market.spec.price_tick)
+            market.ticker.split(new, old, market.spec.price_tick)
+            for state in market.candles.values():
+                state.advance(state.value, event.ts_us)
+            self._touch(symbol, _WINDOW)
 
     # ----------------------------------------------------------------- output
 

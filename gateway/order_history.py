@@ -1,14 +1,17 @@
 """Order history: each account's recently closed orders, for `order.status` and `orders.history`.
 
 Owns, per account, the last `limits.CLOSED_ORDERS_PER_ACCOUNT_MAX` closed orders (final
-status, cum/leaves qty, average price, reason, when accepted and when closed) and the
+status, cum/leaves qty, average price, reason, when accepted and when closed), at most
+`limits.CLOSED_ORDERS_TOTAL_MAX` across accounts (the venue's oldest closed first), and the
 acceptance time of every open order. It learns them from the execution reports as they are
 made (`record`, called where the server builds each command's pushes), so a venue restored
 from a snapshot image (`image`/`restore`) and the journal tail replayed after it holds the
 same history as before the restart. Open orders themselves stay the venue's: a page merges
 them in (`page`). Leaves scopes, params and envelopes to the server.
 Invariants: an order id is in at most one account's closed orders; the oldest closed is
-forgotten first; lookups never look past the asking account's own orders.
+forgotten first, per account and across them (the image keeps the closing order across
+accounts, so a restore forgets as the original would); lookups never look past the asking
+account's own orders.
 """
 
 import heapq
@@ -66,10 +69,14 @@ class _AccountHistory:
 class OrderHistory:
     """Every account's closed orders, learned from execution reports."""
 
-    def __init__(self, capacity: int | None = None) -> None:
+    def __init__(self, capacity: int | None = None, total_capacity: int | None = None) -> None:
         self.capacity = capacity or limits.CLOSED_ORDERS_PER_ACCOUNT_MAX
+        self.total_capacity = total_capacity or limits.CLOSED_ORDERS_TOTAL_MAX
         assert self.capacity > 0, "keep at least one closed order per account"
+        assert self.total_capacity > 0, "keep at least one closed order"
         self.accounts: dict[int, _AccountHistory] = {}
+        # every retained closed order id -> its account; insertion order is closing order
+        self.closing: dict[int, int] = {}
         self.accepted_ts: dict[int, int] = {}  # open order id -> when it was accepted (µs)
 
     # ----------------------------------------------------------------- learning
@@ -110,24 +117,39 @@ class OrderHistory:
             self.accepted_ts.pop(order_id, None),
             ts_us,
         )
-        self._keep(self._account(account), record)
+        self._keep(account, record)
+        self._trim_total()
 
-    def _keep(self, history: _AccountHistory, record: OrderRecord) -> None:
-        """Remember `record` as the newest closed order; forget the oldest past the bound."""
+    def _keep(self, account: int, record: OrderRecord) -> None:
+        """Remember `record` as the account's newest closed order; forget the account's
+        oldest past the per-account bound."""
+        history = self._account(account)
         order_id = record.order_id
         if history.closed.pop(order_id, None) is None:
             history.ids.add(order_id)
+        self.closing.pop(order_id, None)
+        self.closing[order_id] = account
         history.closed[order_id] = record
         if record.cl_ord_id is not None:
             history.by_cl_ord_id[record.cl_ord_id] = order_id
         if len(history.closed) > self.capacity:
-            oldest = next(iter(history.closed))
-            forgotten = history.closed.pop(oldest)
-            history.ids.remove(oldest)
-            cl_ord_id = forgotten.cl_ord_id
-            if cl_ord_id is not None and history.by_cl_ord_id.get(cl_ord_id) == oldest:
-                del history.by_cl_ord_id[cl_ord_id]
-            history.trimmed_max = max(history.trimmed_max, oldest)
+            self._forget(history, next(iter(history.closed)))
+
+    def _trim_total(self) -> None:
+        """Forget the venue's oldest closed orders past the bound across accounts (each is
+        also the oldest of its account: both orders are closing order)."""
+        while len(self.closing) > self.total_capacity:
+            oldest, account = next(iter(self.closing.items()))
+            self._forget(self.accounts[account], oldest)
+
+    def _forget(self, history: _AccountHistory, oldest: int) -> None:
+        forgotten = history.closed.pop(oldest)
+        del self.closing[oldest]
+        history.ids.remove(oldest)
+        cl_ord_id = forgotten.cl_ord_id
+        if cl_ord_id is not None and history.by_cl_ord_id.get(cl_ord_id) == oldest:
+            del history.by_cl_ord_id[cl_ord_id]
+        history.trimmed_max = max(history.trimmed_max, oldest)
 
     def _account(self, account: int) -> _AccountHistory:
         history = self.accounts.get(account)
@@ -155,7 +177,8 @@ class OrderHistory:
         if trimmed_max and (order_id is None or order_id <= trimmed_max):
             return (
                 "no such order in the retained history: it keeps each account's open orders "
-                f"and last {self.capacity:,} closed orders, and this order may be older"
+                f"and last {self.capacity:,} closed orders ({self.total_capacity:,} across"
+                " accounts), and this order may be older"
             )
         return "no such order for this account"
 
@@ -229,9 +252,11 @@ class OrderHistory:
     # ----------------------------------------------------------------- snapshots
 
     def image(self) -> dict[str, Any]:
-        """What a snapshot keeps: per account its closed orders in closing order."""
+        """What a snapshot keeps: per account its closed orders in closing order, and the
+        closing order across accounts."""
         return {
             "accepted_ts": list(self.accepted_ts.items()),
+            "closing": list(self.closing),
             "accounts": {
                 str(account): [history.trimmed_max, list(history.closed.values())]
                 for account, history in self.accounts.items()
@@ -242,14 +267,19 @@ class OrderHistory:
         """Take the state `image` holds (None: a snapshot older than this history)."""
         self.accounts.clear()
         self.accepted_ts.clear()
+        self.closing.clear()
         if image is None:
             return
         self.accepted_ts.update((order_id, ts) for order_id, ts in image["accepted_ts"])
         for account, (trimmed_max, records) in image["accounts"].items():
-            history = self._account(int(account))
             for record in msgspec.convert(records, list[OrderRecord]):
-                self._keep(history, record)
+                self._keep(int(account), record)
+            history = self._account(int(account))
             history.trimmed_max = max(history.trimmed_max, trimmed_max)
+        # An image from before the bound across accounts has no "closing": account by account.
+        order = [i for i in image.get("closing", ()) if i in self.closing]
+        self.closing = {i: self.closing[i] for i in order} | self.closing
+        self._trim_total()
 
 
 def _newest_first(record: OrderRecord) -> int:

@@ -26,7 +26,7 @@ from core.journal import Journal
 from core.sequencer import Executed, Sequencer
 from core.venue_core import JOURNAL_FILE, LEDGER_FILE, RecoveryRefused, VenueCore, now_us
 from engine.commands import ListAsset, ListInstrument, SetOrderCaps
-from engine.events import TradeExecuted
+from engine.events import SharesSplit, TradeExecuted
 from engine.venue import Venue
 from gateway import limits, static, transport
 from gateway.auth import ApiKey, Authenticator, KeyStore
@@ -267,6 +267,13 @@ class VenueServer:
             for event in executed.events:
                 if type(event) is TradeExecuted:
                     candles.add(event.symbol, event.ts_us, event.price, event.qty)
+                elif type(event) is SharesSplit:  # as MarketData._split does live
+                    for market in self.reads.markets.values():
+                        if market.spec.base == event.asset:
+                            spec = market.spec
+                            candles.split(
+                                spec.symbol, event.ratio_new, event.ratio_old, spec.price_tick
+                            )
 
     def gateway_image(self) -> dict[str, Any]:
         return self.private_streams.image() | {"candles": self.public.candles.image()}

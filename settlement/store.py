@@ -330,12 +330,18 @@ _SELECT_RANGE = (
 _SELECT_PAGE = (
     f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE transfer_id > ? ORDER BY transfer_id LIMIT ?"
 )
-_SELECT_BALANCES = """
-SELECT account_id, asset, SUM(amount) FROM (
-    SELECT credit_account AS account_id, asset, amount FROM transfers
+# SQLite's SUM is 64-bit and raises on overflow, but a balance can pass 2**63. Each amount
+# (0 < amount < 2**63) is summed as a high and a low 32-bit half, whose sums stay within 64
+# bits up to 2**32 legs per account and asset; Python joins them exactly (in _balances).
+_HALF_BITS: Final = 32
+_SELECT_BALANCES = f"""
+SELECT account_id, asset, SUM(high), SUM(low) FROM (
+    SELECT credit_account AS account_id, asset,
+        amount >> {_HALF_BITS} AS high, amount & {2**_HALF_BITS - 1} AS low FROM transfers
     UNION ALL
-    SELECT debit_account, asset, -amount FROM transfers
-) GROUP BY account_id, asset HAVING SUM(amount) <> 0
+    SELECT debit_account, asset,
+        -(amount >> {_HALF_BITS}), -(amount & {2**_HALF_BITS - 1}) FROM transfers
+) GROUP BY account_id, asset
 """
 _SELECT_UNREGISTERED = """
 SELECT 'account', account_id FROM (
@@ -523,10 +529,12 @@ class SqliteLedgerStore:
             return self._balances()
 
     def _balances(self) -> dict[tuple[int, str], int]:
-        return {
-            (account_id, asset): amount
-            for account_id, asset, amount in self._connection.execute(_SELECT_BALANCES)
-        }
+        balances = {}
+        for account_id, asset, high, low in self._connection.execute(_SELECT_BALANCES):
+            amount = (high << _HALF_BITS) + low
+            if amount:
+                balances[account_id, asset] = amount
+        return balances
 
     def verify(self) -> list[str]:
         with self._snapshot():

@@ -122,6 +122,35 @@ def test_the_bound_forgets_the_oldest_closed_first_and_says_so() -> None:
     assert history.unknown(BOB, 1) == "no such order for this account", "Bob trimmed nothing"
 
 
+def test_the_total_bound_forgets_the_venues_oldest_closed_first_across_accounts() -> None:
+    history = OrderHistory(capacity=3, total_capacity=4)
+    for order_id, account in ((1, ALICE), (2, BOB), (3, ALICE), (4, BOB), (5, BOB)):
+        open_and_close(history, account, order_id, f"c{order_id}")
+    # five closed, four kept: Alice's order 1 was the venue's oldest, though Alice has two
+    assert [history.find(ALICE, i, None) is not None for i in (1, 3)] == [False, True]
+    assert [history.find(BOB, i, None) is not None for i in (2, 4, 5)] == [True, True, True]
+    assert history.find(ALICE, None, "c1") is None
+    assert "4 across accounts" in history.unknown(ALICE, 1)
+    assert history.unknown(BOB, 1) == "no such order for this account", "Bob's own only"
+    open_and_close(history, ALICE, 6)
+    assert history.find(BOB, 2, None) is None and len(history.closing) == 4
+
+
+def test_the_image_keeps_the_closing_order_across_accounts() -> None:
+    history = OrderHistory(capacity=10, total_capacity=3)
+    for order_id, account in ((1, BOB), (2, ALICE), (3, BOB)):
+        open_and_close(history, account, order_id)
+    image = msgspec.msgpack.decode(msgspec.msgpack.encode(history.image()))
+    restored = OrderHistory(capacity=10, total_capacity=3)
+    restored.restore(image)
+    for copy in (history, restored):  # each forgets order 1 (Bob's), then order 2 (Alice's)
+        open_and_close(copy, ALICE, 4)
+        open_and_close(copy, BOB, 5)
+    for account in (ALICE, BOB):
+        assert restored.page(account, [], {}, limit=10) == history.page(account, [], {}, limit=10)
+    assert list(restored.closing) == list(history.closing) == [3, 4, 5]
+
+
 def test_a_reused_cl_ord_id_finds_the_order_that_closed_last() -> None:
     history = OrderHistory(capacity=2)
     open_and_close(history, ALICE, 1, "same")

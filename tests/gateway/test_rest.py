@@ -6,13 +6,14 @@ import json
 import shutil
 import time
 from collections.abc import Awaitable, Callable
+from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
 
 from client.rest import RestClient, RestResponse
 from gateway import rest
 from gateway.auth import sign_request
-from tests.conftest import KEYS, Venue, drain_pushes, start_venue
+from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, drain_pushes, start_venue
 
 SYMBOL = "AAPLx-USD"
 BILL = "TB-2027-03-04-USD"
@@ -422,10 +423,102 @@ def test_candles_survive_a_restart_from_snapshot_and_journal_tail(tmp_path: Path
             restarted = await start_venue(directory)
             try:
                 assert await bars(restarted) == before, directory
+                agree(await ws_ticker(restarted), before["ticker"])  # both read the candles
             finally:
                 await restarted.server.stop()
 
     asyncio.run(scenario())
+
+
+async def rest_bars(venue: Venue) -> dict[str, Any]:
+    """Every interval's candles and the REST ticker of SYMBOL."""
+    public = RestClient(base(venue))
+    result = {
+        interval: (await get(public, "/api/v1/candles", symbol=SYMBOL, interval=interval)).json()
+        for interval in ("1m", "5m", "1h", "1d")
+    }
+    result["ticker"] = (await get(public, "/api/v1/ticker", symbol=SYMBOL)).json()
+    public.close()
+    return result
+
+
+async def ws_ticker(venue: Venue) -> dict[str, Any]:
+    """The `ticker` channel's snapshot of SYMBOL."""
+    watcher = await venue.client(endpoint="public")
+    await watcher.request("subscribe", {"ch": "ticker", "symbols": [SYMBOL]})
+    snapshot = await watcher.next_push()
+    assert (snapshot["ch"], snapshot["type"]) == ("ticker", "snapshot")
+    data: dict[str, Any] = snapshot["data"]
+    return data
+
+
+def agree(ticker: dict[str, Any], rest_ticker: dict[str, Any]) -> None:
+    """The websocket ticker says what the REST ticker says, field by field."""
+    [row] = rest_ticker["tickers"]
+    assert {key: row[key] for key in ticker} == ticker
+
+
+def split_3_2(bars: dict[str, Any]) -> dict[str, Any]:
+    """`bars` as a 3:2 split leaves them: prices x 2/3 down to the 0.01 tick, volume x 1.5
+    down to the 0.000001 step."""
+    price = lambda text: str((Decimal(text) * 2 / 3).quantize(Decimal("0.01"), ROUND_FLOOR))  # noqa: E731
+    split = {}
+    for interval in ("1m", "5m", "1h", "1d"):
+        candles = [
+            {"t": bar["t"], **{key: price(bar[key]) for key in "ohlc"}}
+            | {"v": str((Decimal(bar["v"]) * 3 / 2).quantize(Decimal("0.000001"), ROUND_FLOOR))}
+            for bar in bars[interval]["candles"]
+        ]
+        split[interval] = bars[interval] | {"candles": candles}
+    return split
+
+
+def test_a_split_rescales_candles_live_after_a_restart_and_in_snapshots(tmp_path: Path) -> None:
+    data_dir, crashed = tmp_path / "data", tmp_path / "crashed"
+
+    async def split(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        await admin.request("admin.set_status", {"symbol": SYMBOL, "status": "halted"})
+        await admin.request("admin.split", {"symbol": SYMBOL, "ratio": "3:2"})
+        await admin.request("admin.set_status", {"symbol": SYMBOL, "status": "open"})
+        await venue.server.sequencer.drain()
+
+    async def scenario() -> None:
+        venue = await start_venue(data_dir)
+        await cross(venue, "187.30", "0.5")
+        await cross(venue, "187.60", "0.25")
+        await venue.server.snapshot()  # the bars in the snapshot are pre-split ...
+        before = await rest_bars(venue)
+        watcher = await venue.client(endpoint="public")
+        channel = {"ch": "candles", "symbols": [SYMBOL], "interval": "1m"}
+        await watcher.request("subscribe", channel)
+        old = await watcher.next_push()
+        await split(venue)  # ... the split is in the journal's tail
+        assert not [p for p in await drain_pushes(watcher) if p["ch"] == "candles"]
+        await watcher.request("unsubscribe", {"ch": "candles", "symbols": [SYMBOL]})
+        await watcher.request("subscribe", channel)  # as a subscriber does on the seq gap
+        new = await watcher.next_push()
+        assert new["seq"] == old["seq"] + 1 and new["type"] == "snapshot"
+        assert new["data"] == split_3_2(before)["1m"]
+        shutil.copytree(data_dir, crashed)  # as a SIGKILL leaves them: stop() snapshots
+        after = await rest_bars(venue)
+        expected = split_3_2(before)
+        assert {interval: after[interval] for interval in expected} == expected
+        [row] = after["ticker"]["tickers"]
+        assert (row["last"], row["high"], row["low"]) == ("125.06", "125.06", "124.86")
+        assert row["volume"] == "1.125000" and row["trades"] == 2
+        agree(await ws_ticker(venue), after["ticker"])
+        await venue.server.stop()
+
+        for directory in (crashed, data_dir):  # the split replayed; in the stop's snapshot
+            restarted = await start_venue(directory)
+            try:
+                assert await rest_bars(restarted) == after, directory
+                agree(await ws_ticker(restarted), after["ticker"])
+            finally:
+                await restarted.server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
 
 
 def test_rate_limits_answer_429_with_retry_after(run_venue: Run) -> None:

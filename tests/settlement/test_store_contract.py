@@ -276,6 +276,25 @@ def test_balances_are_credits_minus_debits(store: LedgerStore) -> None:
     }
 
 
+def test_balances_past_64_bits_are_exact(store: LedgerStore) -> None:
+    # Amounts fit in 64 bits but totals need not: three mints of 2**62 + 1 put the issuance
+    # account at -(3 * 2**62 + 3) and the buyer, after a transfer back, past 2**63.
+    big = 2**62 + 1
+    ids = Ids()
+    store.append_batch(
+        [ids.transfer(ISSUANCE, BUYER, "USD", big, TransferKind.MINT, n + 1) for n in range(3)]
+    )
+    store.append_batch([ids.transfer(BUYER, SELLER, "USD", 5, TransferKind.PAYMENT, 4)])
+    assert store.balances() == {
+        (ISSUANCE, "USD"): -3 * big,
+        (BUYER, "USD"): 3 * big - 5,
+        (SELLER, "USD"): 5,
+    }
+    assert store.verify() == []
+    store.append_batch([ids.transfer(SELLER, BUYER, "USD", 5, TransferKind.PAYMENT, 5)])
+    assert (SELLER, "USD") not in store.balances()  # a balance back at zero is left out
+
+
 def test_a_reopened_store_continues(harness: Harness, store: LedgerStore) -> None:
     ids = Ids()
     first = funding(ids)
