@@ -443,8 +443,14 @@ async function startSession(apiKey, key, onLoggedOn) {
   $("session").hidden = false;
   $("place-button").disabled = false;
   showResult(`logged on as account ${result.account}`, "ok");
-  await socket.request("subscribe", { ch: "account" });
-  await loadFills(socket);
+  try {
+    await socket.request("subscribe", { ch: "account" });
+    await loadFills(socket);
+  } catch (failed) {
+    // Logged on already: a close now is the session's end, which `endSession` reports
+    // ("disconnected (code)"); it must not read as a failed logon.
+    if (state.trade === socket) throw failed;
+  }
 }
 
 async function loadFills(socket) {
