@@ -224,31 +224,40 @@ class Venue:
     # ----------------------------------------------------------------- place
 
     def _place(self, cmd: PlaceOrder, events: list[Event]) -> None:
-        problem = _place_shape_problem(cmd)
-        if problem is not None:
-            return self._reject(events, cmd, "place_order", E.BAD_PARAM, problem)
-        market = self.markets.get(cmd.symbol)
-        if market is None:
-            return self._reject(events, cmd, "place_order", E.UNKNOWN_SYMBOL, cmd.symbol)
+        account = cmd.account
         side = cmd.side
         price = cmd.price
         qty = cmd.qty
-        is_limit = cmd.order_type is LIMIT
-        reason = self._place_refusal(cmd, market)
-        if reason is not None:
-            code, detail = reason
-            live = self.cl_ord_index.get((cmd.account, cmd.cl_ord_id)) if cmd.cl_ord_id else None
-            order_id = live.order_id if code is E.DUPLICATE_CL_ORD_ID and live else 0
-            facts = _refusal_facts(code, market, side, cmd.order_type, price, qty, cmd.quote_qty)
-            return self._reject(events, cmd, "place_order", code, detail, order_id, facts)
+        tif = cmd.tif
+        market = self.markets.get(cmd.symbol)
         clearing = self.clearing
+        if not _plain_limit_passes(self, cmd, market):  # take the checks one by one
+            problem = _place_shape_problem(cmd)
+            if problem is not None:
+                return self._reject(events, cmd, "place_order", E.BAD_PARAM, problem)
+            if market is None:
+                return self._reject(events, cmd, "place_order", E.UNKNOWN_SYMBOL, cmd.symbol)
+            reason = self._place_refusal(cmd, market)
+            if reason is not None:
+                code, detail = reason
+                live = self.cl_ord_index.get((account, cmd.cl_ord_id)) if cmd.cl_ord_id else None
+                order_id = live.order_id if code is E.DUPLICATE_CL_ORD_ID and live else 0
+                facts = _refusal_facts(
+                    code, market, side, cmd.order_type, price, qty, cmd.quote_qty
+                )
+                return self._reject(events, cmd, "place_order", code, detail, order_id, facts)
+        assert market is not None
+        order_type = cmd.order_type
+        is_limit = order_type is LIMIT
         hold = 0
-        if clearing is not None:
-            hold = clearing.place_hold(market, side, cmd.order_type, price, qty, cmd.quote_qty)
-            available = clearing.available(
-                cmd.account, market.spec.quote if side is BUY else market.spec.base
-            )
-            if available < hold:
+        balance = None
+        if clearing is not None:  # the order must be able to hold what it could spend
+            spec = market.spec
+            asset = spec.quote if side is BUY else spec.base
+            hold = clearing.place_hold(market, side, order_type, price, qty, cmd.quote_qty)
+            balance = clearing.balance_to_hold(account, asset, hold)
+            if balance is None:
+                available = clearing.available(account, asset)
                 return self._reject_short(events, cmd, "place_order", market, side, hold, available)
 
         book = market.book
@@ -263,7 +272,7 @@ class Venue:
             return self._reject(
                 events, cmd, "place_order", E.POST_ONLY_WOULD_TAKE, "the order would take"
             )
-        if cmd.tif is FOK and not _fillable(opposite, limit_key, qty, cmd.account, cmd.stp):
+        if tif is FOK and not _fillable(opposite, limit_key, qty, account, cmd.stp):
             return self._reject(
                 events, cmd, "place_order", E.FOK_NOT_FILLABLE, "not enough liquidity"
             )
@@ -278,72 +287,76 @@ class Venue:
 
         self.last_order_id = order_id = self.last_order_id + 1
         ts = cmd.ts_us
+        symbol = cmd.symbol
+        post_only = cmd.post_only
+        stp = cmd.stp
+        cl_ord_id = cmd.cl_ord_id
+        tag = cmd.tag
+        expire_at_us = cmd.expire_at_us
         order = Order(
             order_id,
-            cmd.account,
-            cmd.symbol,
+            account,
+            symbol,
             side,
-            cmd.order_type,
-            cmd.tif,
+            order_type,
+            tif,
             price,
             qty,
             qty,
             0,
             0,
-            cmd.post_only,
-            cmd.stp,
-            cmd.cl_ord_id,
-            cmd.tag,
-            cmd.expire_at_us,
+            post_only,
+            stp,
+            cl_ord_id,
+            tag,
+            expire_at_us,
             NEW,
         )
         events.append(
             OrderAccepted(
                 ts,
                 order_id,
-                cmd.account,
-                cmd.symbol,
+                account,
+                symbol,
                 side,
-                cmd.order_type,
-                cmd.tif,
+                order_type,
+                tif,
                 price,
                 qty,
                 cmd.quote_qty,
-                cmd.post_only,
-                cmd.stp,
-                cmd.cl_ord_id,
-                cmd.tag,
-                cmd.expire_at_us,
+                post_only,
+                stp,
+                cl_ord_id,
+                tag,
+                expire_at_us,
             )
         )
-        if clearing is not None:
-            clearing.rehold(order, market, hold, ts, events)
+        if balance is not None:
+            clearing.hold_new(order, balance, asset, hold, ts, events)  # type: ignore[union-attr]
         open_after = True
         if crosses:
             open_after = self._match(market, order, opposite, limit_key, cmd.quote_qty, events)
         if not open_after:
             self._retire(order, events)
-        elif is_limit and (cmd.tif is GTC or cmd.tif is GTD):
+        elif is_limit and (tif is GTC or tif is GTD):
             if crosses:
                 self._release_improvement(order, market, events)
             (book.bids if side is BUY else book.asks).add(order)  # `_rest` and `_index` inline
             self.orders[order_id] = order
-            by_account = self.account_orders.get(order.account)
+            by_account = self.account_orders.get(account)
             if by_account is None:
-                by_account = self.account_orders[order.account] = {}
+                by_account = self.account_orders[account] = {}
             by_account[order_id] = order
-            if order.cl_ord_id is not None:
-                self.cl_ord_index[(order.account, order.cl_ord_id)] = order
-            if order.tif is GTD:
+            if cl_ord_id is not None:
+                self.cl_ord_index[(account, cl_ord_id)] = order
+            if tif is GTD:
                 self._queue_expiry(order)
         else:
             canceled = order.leaves_qty
             order.leaves_qty = 0
             order.status = OrderStatus.CANCELED
             events.append(
-                OrderCanceled(
-                    ts, order_id, order.account, order.symbol, IOC_REST, canceled, order.cum_qty
-                )
+                OrderCanceled(ts, order_id, account, symbol, IOC_REST, canceled, order.cum_qty)
             )
             self._retire(order, events)
         return None
@@ -539,35 +552,42 @@ class Venue:
     # ----------------------------------------------------------------- cancel
 
     def _cancel(self, cmd: CancelOrder, events: list[Event]) -> None:
-        if (cmd.order_id > 0) == (cmd.cl_ord_id is not None) or cmd.order_id < 0:
+        order_id = cmd.order_id
+        account = cmd.account
+        cl_ord_id = cmd.cl_ord_id
+        if cl_ord_id is None and order_id > 0:  # `find_order` inline: the hot path
+            order = self.orders.get(order_id)
+            if order is not None and order.account != account:
+                order = None
+        elif (order_id > 0) == (cl_ord_id is not None) or order_id < 0:
             return self._reject(
                 events, cmd, "cancel_order", E.BAD_PARAM, "give exactly one of order_id, cl_ord_id"
             )
-        if cmd.cl_ord_id is None:  # `find_order` inline: the hot path of every cancel
-            order = self.orders.get(cmd.order_id)
-            if order is not None and order.account != cmd.account:
-                order = None
         else:
-            order = self.cl_ord_index.get((cmd.account, cmd.cl_ord_id))
+            order = self.cl_ord_index.get((account, cl_ord_id))
         if order is None:
             return self._reject_missing(events, cmd, "cancel_order")
-        # `_cancel_open` inline: one call less on the hot path of every cancel.
-        book = self.markets[order.symbol].book
+        # `_cancel_open` and `_retire` inline: two calls less on the hot path of every cancel.
+        order_id = order.order_id
+        market = self.markets[order.symbol]
+        book = market.book
         (book.bids if order.side is BUY else book.asks).remove(order)
         canceled = order.leaves_qty
         order.leaves_qty = 0
         order.status = CANCELED
-        self._retire(order, events)
+        ts = self.ts_us
+        if order.hold:
+            self.clearing.release(order, market, ts, events)  # type: ignore[union-attr]
+        del self.orders[order_id]
+        by_account = self.account_orders[account]
+        del by_account[order_id]
+        if not by_account:
+            del self.account_orders[account]
+        if order.cl_ord_id is not None:
+            del self.cl_ord_index[(account, order.cl_ord_id)]
+        self.closed_orders.add(order_id, account)
         events.append(
-            OrderCanceled(
-                self.ts_us,
-                order.order_id,
-                order.account,
-                order.symbol,
-                cmd.reason,
-                canceled,
-                order.cum_qty,
-            )
+            OrderCanceled(ts, order_id, account, order.symbol, cmd.reason, canceled, order.cum_qty)
         )
         return None
 
@@ -1079,6 +1099,58 @@ class Venue:
         facts = (("needed", needed, decimals), ("available", available, decimals))
         detail = f"{asset} is short"
         self._reject(events, cmd, name, E.INSUFFICIENT_BALANCE, detail, order_id, facts, asset)
+
+
+def _plain_limit_passes(venue: Venue, cmd: PlaceOrder, market: Market | None) -> bool:
+    """Whether `cmd` is a gtc or ioc limit that passes every check: the common order.
+
+    One expression instead of the checks one by one: the hot path of every order. False
+    says only "look closer": `_place_shape_problem` and `Venue._place_refusal` then find
+    the first reason in precedence order, or none (a gtd, fok, post-only or market order).
+    """
+    if market is None:
+        return False
+    tif = cmd.tif
+    price = cmd.price
+    qty = cmd.qty
+    account = cmd.account
+    side = cmd.side
+    cl_ord_id = cmd.cl_ord_id
+    tag = cmd.tag
+    notional = price * qty * market.notional_num
+    cap = market.max_notional_scaled
+    clearing = venue.clearing
+    return (
+        cmd.order_type is LIMIT
+        and (tif is GTC or tif is IOC)
+        and account > 0
+        and (
+            price <= market.band_high if side is BUY else side is SELL and price >= market.band_low
+        )
+        and 0 < price <= UNITS_MAX
+        and 0 < qty <= UNITS_MAX
+        and not cmd.quote_qty
+        and not cmd.post_only
+        and not cmd.expire_at_us
+        and cmd.stp in STP_MODES
+        and (tag is None or 0 < len(tag) <= TAG_LENGTH_MAX)
+        and (
+            cl_ord_id is None
+            or (
+                0 < len(cl_ord_id) <= CL_ORD_ID_LENGTH_MAX
+                and (account, cl_ord_id) not in venue.cl_ord_index
+            )
+        )
+        and market.status is OPEN
+        and not price % market.price_tick
+        and not qty % market.qty_step
+        and qty >= market.min_qty
+        and (not market.max_qty or qty <= market.max_qty)
+        and notional >= market.min_notional_scaled
+        and (not cap or notional <= cap)
+        and (tif is IOC or len(venue.account_orders.get(account, ())) < venue._open_orders_max)
+        and (clearing is None or clearing.eligible(account, market.spec))
+    )
 
 
 def _place_shape_problem(cmd: PlaceOrder) -> str | None:
