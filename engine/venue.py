@@ -559,12 +559,12 @@ class Venue:
             order = self.orders.get(order_id)
             if order is not None and order.account != account:
                 order = None
-        elif (order_id > 0) == (cl_ord_id is not None) or order_id < 0:
+        elif cl_ord_id is not None and order_id == 0:
+            order = self.cl_ord_index.get((account, cl_ord_id))
+        else:
             return self._reject(
                 events, cmd, "cancel_order", E.BAD_PARAM, "give exactly one of order_id, cl_ord_id"
             )
-        else:
-            order = self.cl_ord_index.get((account, cl_ord_id))
         if order is None:
             return self._reject_missing(events, cmd, "cancel_order")
         # `_cancel_open` and `_retire` inline: two calls less on the hot path of every cancel.
