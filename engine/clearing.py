@@ -113,25 +113,29 @@ class Clearing:
         terms = market.terms
         assert terms is not None
         value = order.filled_value
-        paid = terms.paid_total(value)
-        return terms.buy_hold_after(value, order.fee_exact, paid, order.fees_paid, price * leaves)
+        return terms.buy_hold_after_fills(value, order.fee_exact, order.fees_paid, price * leaves)
 
     def rehold(
         self, order: Order, market: Market, new_hold: int, ts: int, events: list[Event]
     ) -> None:
-        """Move an open order's hold to `new_hold` (affordability checked beforehand)."""
+        """Move an open order's hold to `new_hold` (affordability checked beforehand).
+
+        `Ledger.hold` and `Ledger.release` inline, one lookup: every amend of a buy.
+        """
         delta = new_hold - order.hold
         if not delta:
             return
+        account = order.account
         asset = market.spec.quote if order.side is BUY else market.spec.base
+        balance = self.ledger.balances.get((account, asset))
+        assert balance is not None, f"{order} holds from a balance that does not exist"
         if delta > 0:
-            held = self.ledger.hold(order.account, asset, delta)  # never inside an assert
-            assert held, f"{order} cannot hold more"
+            assert balance.total - balance.held >= delta, f"{order} cannot hold more"
         else:
-            self.ledger.release(order.account, asset, -delta)
+            assert -delta <= balance.held, f"release {-delta} of {balance.held} held"
+        balance.held += delta
         order.hold = new_hold
-        balance = self.ledger.balances[(order.account, asset)]  # exists: it was just held
-        events.append(BalanceChanged(ts, order.account, asset, balance.total, balance.held))
+        events.append(BalanceChanged(ts, account, asset, balance.total, balance.held))
 
     def release(self, order: Order, market: Market, ts: int, events: list[Event]) -> None:
         """Give back all an order still holds: it has closed.
@@ -196,7 +200,11 @@ class Clearing:
         quote = spec.quote
         buyer_account = buyer.account
         seller_account = seller.account
-        legs = _dvp_legs(
+        buyer.hold -= pay + buyer_fee
+        seller.hold -= qty
+        assert buyer.hold >= 0, f"{buyer} spent more than it held"
+        ledger = self.ledger
+        done = ledger.settle_dvp(
             buyer_account,
             seller_account,
             base,
@@ -206,15 +214,75 @@ class Clearing:
             receive,
             buyer_fee,
             seller_fee,
+            ts,
         )
-        buyer.hold -= pay + buyer_fee
-        seller.hold -= qty
-        assert buyer.hold >= 0, f"{buyer} spent more than it held"
-        spend = ((buyer_account, quote, pay + buyer_fee), (seller_account, base, qty))
+        if done is None or buyer_account == seller_account or base == quote:
+            return self._settle_generic(
+                done,
+                market,
+                buyer_account,
+                seller_account,
+                qty,
+                pay,
+                receive,
+                buyer_fee,
+                seller_fee,
+                trade_id,
+                ts,
+                events,
+            )
+        booked, buyer_base, buyer_cash, seller_base, seller_cash = done
+        events.append(TradeSettled(ts, market.symbol, trade_id, ledger.last_chain_id, booked))
+        # Every balance the chain touched, as it is now.
+        events.append(BalanceChanged(ts, buyer_account, base, buyer_base.total, buyer_base.held))
+        events.append(BalanceChanged(ts, buyer_account, quote, buyer_cash.total, buyer_cash.held))
+        events.append(BalanceChanged(ts, seller_account, base, seller_base.total, seller_base.held))
+        events.append(
+            BalanceChanged(ts, seller_account, quote, seller_cash.total, seller_cash.held)
+        )
+        return None
+
+    def _settle_generic(
+        self,
+        done: object,
+        market: Market,
+        buyer_account: int,
+        seller_account: int,
+        qty: int,
+        pay: int,
+        receive: int,
+        buyer_fee: int,
+        seller_fee: int,
+        trade_id: int,
+        ts: int,
+        events: list[Event],
+    ) -> None:
+        """The rare trade `settle` leaves to the generic path: a balance still to be made
+        (`done` is None: book the legs here), a self-trade or an asset traded for itself
+        (booked already: report each balance once)."""
+        spec = market.spec
+        base = spec.base
+        quote = spec.quote
         ledger = self.ledger
-        booked = ledger.settle(legs, ts, spend)
+        if done is None:
+            legs = _dvp_legs(
+                buyer_account,
+                seller_account,
+                base,
+                quote,
+                qty,
+                pay,
+                receive,
+                buyer_fee,
+                seller_fee,
+            )
+            spend = ((buyer_account, quote, pay + buyer_fee), (seller_account, base, qty))
+            booked = tuple(ledger.settle(legs, ts, spend))
+        else:
+            assert isinstance(done, tuple)
+            booked = done[0]
         chain_id = ledger.last_chain_id
-        events.append(TradeSettled(ts, market.symbol, trade_id, chain_id, tuple(booked)))
+        events.append(TradeSettled(ts, market.symbol, trade_id, chain_id, booked))
         # Every balance the chain touched, as it is now (`ledger.balance` makes a missing one).
         balances = ledger.balances
         touched: Iterable[tuple[int, str]] = (

@@ -659,7 +659,10 @@ class Venue:
         # What the amended order must hold, worked out once for the check and the rehold.
         new_hold = 0
         if self.clearing is not None and qty > order.cum_qty:
-            new_hold = self._amended_hold(order, market, price, qty)
+            if order.side is BUY:
+                new_hold = self.clearing.buy_hold_for(order, market, price, qty - order.cum_qty)
+            else:  # a sell holds what it may still deliver
+                new_hold = qty - order.cum_qty
         refusal = self._amend_refusal(cmd, order, market, price, qty, crosses, new_hold)
         if refusal is not None:
             code, detail = refusal
@@ -724,8 +727,8 @@ class Venue:
         if market.above_max_notional(price, qty):
             return E.ABOVE_MAX_NOTIONAL, "notional is above the per-order maximum"
         clearing = self.clearing
-        if clearing is not None:
-            more = new_hold - order.hold
+        more = new_hold - order.hold
+        if clearing is not None and more > 0:  # a hold that does not grow is always there
             asset = market.spec.quote if order.side is BUY else market.spec.base
             if more > clearing.available(order.account, asset):
                 return E.INSUFFICIENT_BALANCE, f"{asset} is short"
@@ -792,7 +795,7 @@ class Venue:
         if completed:
             self._retire(order, events)
             return
-        if self.clearing is not None:
+        if self.clearing is not None and new_hold != order.hold:
             self.clearing.rehold(order, market, new_hold, self.ts_us, events)
 
     def _release_improvement(self, order: Order, market: Market, events: list[Event]) -> None:
@@ -801,14 +804,6 @@ class Venue:
         if clearing is not None and order.side is BUY and order.cum_qty:
             rest = clearing.buy_hold_for(order, market, order.price, order.leaves_qty)
             clearing.rehold(order, market, rest, self.ts_us, events)
-
-    def _amended_hold(self, order: Order, market: Market, price: int, qty: int) -> int:
-        """What the order must hold once amended to `qty` in all at `price`."""
-        leaves = qty - order.cum_qty
-        if order.side is not BUY:
-            return leaves
-        assert self.clearing is not None
-        return self.clearing.buy_hold_for(order, market, price, leaves)
 
     # ----------------------------------------------------------------- time
 

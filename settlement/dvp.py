@@ -59,6 +59,15 @@ class CashTerms:
         fees = ceil_div(fee_exact + rest * self.num * self.fee_bps_max, self.fee_den) - fees_paid
         return cash + fees
 
+    def buy_hold_after_fills(self, value: int, fee_exact: int, fees_paid: int, rest: int) -> int:
+        """`buy_hold_after` with what the buyer has paid worked out from `value` (its
+        `paid_total`), all arithmetic inline: the hold of every buy that is amended."""
+        num = self.num
+        den = self.den
+        cash = -(-(value + rest) * num // den) - -(-value * num // den)
+        fees = -(-(fee_exact + rest * num * self.fee_bps_max) // self.fee_den) - fees_paid
+        return cash + fees
+
     def fee_exact(self, price: int, qty: int, fee_bps: int) -> int:
         """The exact fee of one fill, in 1/fee_den units."""
         return price * qty * self.num * fee_bps
