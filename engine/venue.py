@@ -229,9 +229,39 @@ class Venue:
         price = cmd.price
         qty = cmd.qty
         tif = cmd.tif
+        cl_ord_id = cmd.cl_ord_id
+        tag = cmd.tag
         market = self.markets.get(cmd.symbol)
         clearing = self.clearing
-        if not _plain_limit_passes(self, cmd, market):  # take the checks one by one
+        by_account = self.account_orders.get(account)
+        # The common order, a gtc or ioc limit that passes every check, passes in this one
+        # expression (the hot path of every order: the checks one by one cost twice as
+        # much). False says only "look closer": `_place_shape_problem` and `_place_refusal`
+        # then find the first reason in precedence order, or none (a gtd, fok, post-only or
+        # market order). `Market` folds the bounds: see `qty_max_plain` and the others.
+        if not (
+            market is not None
+            and cmd.order_type is LIMIT
+            and (tif is GTC or tif is IOC)
+            and account > 0
+            and (
+                0 < price <= market.buy_price_max
+                if side is BUY
+                else side is SELL and market.band_low <= price <= UNITS_MAX
+            )
+            and market.min_qty <= qty <= market.qty_max_plain
+            and not (cmd.quote_qty or cmd.post_only or cmd.expire_at_us)
+            and cmd.stp in STP_MODES
+            and market.status is OPEN
+            and (market.unit_steps or not (price % market.price_tick or qty % market.qty_step))
+            and market.min_notional_scaled
+            <= price * qty * market.notional_num
+            <= market.notional_max_plain
+            and (cl_ord_id is None or self._new_cl_ord_id(account, cl_ord_id))
+            and (tag is None or 0 < len(tag) <= TAG_LENGTH_MAX)
+            and (tif is IOC or by_account is None or len(by_account) < self._open_orders_max)
+            and (clearing is None or clearing.eligible(account, market.spec))
+        ):  # take the checks one by one
             problem = _place_shape_problem(cmd)
             if problem is not None:
                 return self._reject(events, cmd, "place_order", E.BAD_PARAM, problem)
@@ -240,7 +270,7 @@ class Venue:
             reason = self._place_refusal(cmd, market)
             if reason is not None:
                 code, detail = reason
-                live = self.cl_ord_index.get((account, cmd.cl_ord_id)) if cmd.cl_ord_id else None
+                live = self.cl_ord_index.get((account, cl_ord_id)) if cl_ord_id else None
                 order_id = live.order_id if code is E.DUPLICATE_CL_ORD_ID and live else 0
                 facts = _refusal_facts(
                     code, market, side, cmd.order_type, price, qty, cmd.quote_qty
@@ -253,8 +283,12 @@ class Venue:
         balance = None
         if clearing is not None:  # the order must be able to hold what it could spend
             spec = market.spec
-            asset = spec.quote if side is BUY else spec.base
-            hold = clearing.place_hold(market, side, order_type, price, qty, cmd.quote_qty)
+            if side is BUY:
+                asset = spec.quote
+                hold = clearing.place_hold(market, side, order_type, price, qty, cmd.quote_qty)
+            else:  # a sell holds what it may deliver
+                asset = spec.base
+                hold = qty
             balance = clearing.balance_to_hold(account, asset, hold)
             if balance is None:
                 available = clearing.available(account, asset)
@@ -290,8 +324,6 @@ class Venue:
         symbol = cmd.symbol
         post_only = cmd.post_only
         stp = cmd.stp
-        cl_ord_id = cmd.cl_ord_id
-        tag = cmd.tag
         expire_at_us = cmd.expire_at_us
         order = Order(
             order_id,
@@ -333,17 +365,15 @@ class Venue:
         )
         if balance is not None:
             clearing.hold_new(order, balance, asset, hold, ts, events)  # type: ignore[union-attr]
-        open_after = True
-        if crosses:
-            open_after = self._match(market, order, opposite, limit_key, cmd.quote_qty, events)
-        if not open_after:
+        if crosses and not self._match(market, order, opposite, limit_key, cmd.quote_qty, events):
             self._retire(order, events)
         elif is_limit and (tif is GTC or tif is GTD):
             if crosses:
                 self._release_improvement(order, market, events)
             (book.bids if side is BUY else book.asks).add(order)  # `_rest` and `_index` inline
             self.orders[order_id] = order
-            by_account = self.account_orders.get(account)
+            if crosses:  # matching may have closed the account's last order: look again
+                by_account = self.account_orders.get(account)
             if by_account is None:
                 by_account = self.account_orders[account] = {}
             by_account[order_id] = order
@@ -360,6 +390,13 @@ class Venue:
             )
             self._retire(order, events)
         return None
+
+    def _new_cl_ord_id(self, account: int, cl_ord_id: str) -> bool:
+        """Whether `cl_ord_id` is well formed and names none of the account's open orders."""
+        return (
+            0 < len(cl_ord_id) <= CL_ORD_ID_LENGTH_MAX
+            and (account, cl_ord_id) not in self.cl_ord_index
+        )
 
     def _place_refusal(self, cmd: PlaceOrder, market: Market) -> tuple[ErrorCode, str] | None:
         """The first business reason to refuse a well-formed order, in precedence order."""
@@ -1094,58 +1131,6 @@ class Venue:
         facts = (("needed", needed, decimals), ("available", available, decimals))
         detail = f"{asset} is short"
         self._reject(events, cmd, name, E.INSUFFICIENT_BALANCE, detail, order_id, facts, asset)
-
-
-def _plain_limit_passes(venue: Venue, cmd: PlaceOrder, market: Market | None) -> bool:
-    """Whether `cmd` is a gtc or ioc limit that passes every check: the common order.
-
-    One expression instead of the checks one by one: the hot path of every order. False
-    says only "look closer": `_place_shape_problem` and `Venue._place_refusal` then find
-    the first reason in precedence order, or none (a gtd, fok, post-only or market order).
-    """
-    if market is None:
-        return False
-    tif = cmd.tif
-    price = cmd.price
-    qty = cmd.qty
-    account = cmd.account
-    side = cmd.side
-    cl_ord_id = cmd.cl_ord_id
-    tag = cmd.tag
-    notional = price * qty * market.notional_num
-    cap = market.max_notional_scaled
-    clearing = venue.clearing
-    return (
-        cmd.order_type is LIMIT
-        and (tif is GTC or tif is IOC)
-        and account > 0
-        and (
-            price <= market.band_high if side is BUY else side is SELL and price >= market.band_low
-        )
-        and 0 < price <= UNITS_MAX
-        and 0 < qty <= UNITS_MAX
-        and not cmd.quote_qty
-        and not cmd.post_only
-        and not cmd.expire_at_us
-        and cmd.stp in STP_MODES
-        and (tag is None or 0 < len(tag) <= TAG_LENGTH_MAX)
-        and (
-            cl_ord_id is None
-            or (
-                0 < len(cl_ord_id) <= CL_ORD_ID_LENGTH_MAX
-                and (account, cl_ord_id) not in venue.cl_ord_index
-            )
-        )
-        and market.status is OPEN
-        and not price % market.price_tick
-        and not qty % market.qty_step
-        and qty >= market.min_qty
-        and (not market.max_qty or qty <= market.max_qty)
-        and notional >= market.min_notional_scaled
-        and (not cap or notional <= cap)
-        and (tif is IOC or len(venue.account_orders.get(account, ())) < venue._open_orders_max)
-        and (clearing is None or clearing.eligible(account, market.spec))
-    )
 
 
 def _place_shape_problem(cmd: PlaceOrder) -> str | None:

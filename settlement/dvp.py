@@ -40,7 +40,7 @@ class CashTerms:
     def buy_hold(self, price: int, qty: int) -> int:
         """Cash a fresh buy of `qty` at limit `price` must hold: cost and worst fee, rounded up."""
         exact = price * qty * self.num
-        return ceil_div(exact, self.den) + ceil_div(exact * self.fee_bps_max, self.fee_den)
+        return -(-exact // self.den) - (-exact * self.fee_bps_max // self.fee_den)  # ceils
 
     def quote_hold(self, quote_qty: int) -> int:
         """Cash a market buy by amount must hold: the amount and the worst fee on it."""
