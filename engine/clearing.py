@@ -181,18 +181,18 @@ class Clearing:
         num = terms.num
         den = terms.den
         fee_den = terms.fee_den
-        value = price * qty
+        exact = price * qty * num  # this fill's cash, in 1/den quote units
         bought = buyer.filled_value * num
-        pay = -(-bought // den) - -(-(bought - value * num) // den)
+        pay = -(-bought // den) - -(-(bought - exact) // den)
         sold = seller.filled_value * num
-        receive = sold // den - (sold - value * num) // den
-        fee_unit = value * num
-        buyer.fee_exact += fee_unit * buyer_bps
-        buyer_fee = -(-buyer.fee_exact // fee_den) - buyer.fees_paid
+        receive = sold // den - (sold - exact) // den
+        buyer.fee_exact = fee_exact = buyer.fee_exact + exact * buyer_bps
+        buyer_fee = -(-fee_exact // fee_den) - buyer.fees_paid
         buyer.fees_paid += buyer_fee
-        seller.fee_exact += fee_unit * seller_bps
-        # A seller's fee never exceeds this fill's proceeds: it holds no cash to pay from.
-        seller_fee = min(-(-seller.fee_exact // fee_den) - seller.fees_paid, receive)
+        seller.fee_exact = fee_exact = seller.fee_exact + exact * seller_bps
+        seller_fee = -(-fee_exact // fee_den) - seller.fees_paid
+        if seller_fee > receive:  # never more than this fill's proceeds: it holds no cash
+            seller_fee = receive
         seller.fees_paid += seller_fee
 
         spec = market.spec

@@ -520,13 +520,13 @@ class Venue:
                     taker.leaves_qty -= qty
                     done = not taker.leaves_qty
                 taker.status = FILLED if done else PARTIALLY_FILLED
-                market.last_trade_id += 1
+                market.last_trade_id = trade_id = market.last_trade_id + 1
                 last_price = price
                 events.append(
                     TradeExecuted(
                         ts,
                         symbol,
-                        market.last_trade_id,
+                        trade_id,
                         price,
                         qty,
                         taker_side,
@@ -543,9 +543,7 @@ class Venue:
                     )
                 )
                 if clearing is not None:
-                    clearing.settle(
-                        market, maker, taker, price, qty, market.last_trade_id, ts, events
-                    )
+                    clearing.settle(market, maker, taker, price, qty, trade_id, ts, events)
                 if done:
                     open_after = matching = False
                     break
