@@ -283,12 +283,15 @@ class Venue:
         balance = None
         if clearing is not None:  # the order must be able to hold what it could spend
             spec = market.spec
-            if side is BUY:
-                asset = spec.quote
-                hold = clearing.place_hold(market, side, order_type, price, qty, cmd.quote_qty)
-            else:  # a sell holds what it may deliver
+            if side is not BUY:  # a sell holds what it may deliver
                 asset = spec.base
                 hold = qty
+            elif order_type is LIMIT and market.terms is not None:
+                asset = spec.quote
+                hold = market.terms.buy_hold(price, qty)
+            else:
+                asset = spec.quote
+                hold = clearing.place_hold(market, side, order_type, price, qty, cmd.quote_qty)
             balance = clearing.balance_to_hold(account, asset, hold)
             if balance is None:
                 available = clearing.available(account, asset)
