@@ -72,6 +72,7 @@ from engine.units import UNITS_MAX, looks_like_milliseconds
 from settlement.ledger import Ledger
 from settlement.transfers import TransferKind
 
+DUE_NEVER_US = 2**63  # later than any time a command can carry: nothing is due
 CL_ORD_ID_LENGTH_MAX = 36  # the protocol's bound on client ids
 TAG_LENGTH_MAX = 36  # same bound for free-form tags
 
@@ -139,6 +140,7 @@ class Venue:
             AdvanceClock: self._advance_clock,
         }
         self.maturities: list[tuple[int, str]] = []  # heap of T-bill (maturity_us, symbol)
+        self._due_us = DUE_NEVER_US  # see `note_due`
         # The tokens of matured bills: derived from the markets (matured flag and base), so
         # it is neither hashed nor snapshotted; custody refuses reserves and mints of them.
         self.matured_assets: set[str] = set()
@@ -158,14 +160,32 @@ class Venue:
         assert ts >= self.ts_us, f"time went backwards: {ts} < {self.ts_us}"
         self.ts_us = ts
         events: list[Event] = []
+        if ts >= self._due_us:  # a gtd expiry or a maturity may have come
+            self._run_due(ts, events)
+        self._handlers[type(command)](command, events)
+        return events
+
+    def note_due(self, at_us: int) -> None:
+        """Something is queued to happen at `at_us` (a gtd expiry, a maturity).
+
+        `_due_us` is never later than the earliest entry of either queue, so `execute`
+        looks at the queues only once time reaches it: one comparison per command.
+        """
+        if at_us < self._due_us:
+            self._due_us = at_us
+
+    def _run_due(self, ts: int, events: list[Event]) -> None:
+        """Expire the gtd orders and mature the bills whose time has come, in that order."""
         queue = self.gtd_queue
         if queue and queue[0][0] <= ts:
             self._expire_due(ts, events)
         maturities = self.maturities
         if maturities and maturities[0][0] <= ts:
             self._mature_due(ts, events)
-        self._handlers[type(command)](command, events)
-        return events
+        queue, maturities = self.gtd_queue, self.maturities
+        self._due_us = min(
+            queue[0][0] if queue else DUE_NEVER_US, maturities[0][0] if maturities else DUE_NEVER_US
+        )
 
     # ----------------------------------------------------------------- queries
 
@@ -957,6 +977,7 @@ class Venue:
             market.terms = self.clearing.terms(spec)
         if spec.maturity_us:
             heappush(self.maturities, (spec.maturity_us, spec.symbol))
+            self.note_due(spec.maturity_us)
         events.append(InstrumentListed(cmd.ts_us, spec))
         return None
 
@@ -1065,6 +1086,7 @@ class Venue:
     def _queue_expiry(self, order: Order) -> None:
         queue = self.gtd_queue
         heappush(queue, (order.expire_at_us, order.order_id))
+        self.note_due(order.expire_at_us)
         if len(queue) > 2 * len(self.orders) + 1024:  # mostly stale entries: rebuild
             live = [(o.expire_at_us, o.order_id) for o in self.orders.values() if o.tif is GTD]
             heapify(live)
