@@ -16,7 +16,7 @@ from engine.events import BalanceChanged, Event, TradeSettled
 from engine.instrument import InstrumentSpec
 from engine.market import Market
 from settlement.dvp import CashTerms
-from settlement.ledger import Ledger, Leg
+from settlement.ledger import Balance, Ledger, Leg
 from settlement.transfers import FEE_INCOME, ROUNDING, TransferKind
 
 BUY = Side.BUY
@@ -84,6 +84,26 @@ class Clearing:
         limit = price if order_type is OrderType.LIMIT else market.band_high
         return terms.buy_hold(limit, qty)
 
+    def balance_to_hold(self, account: int, asset: str, hold: int) -> Balance | None:
+        """The balance a new order will hold `hold` from, if that much is available."""
+        balance = self.ledger.balances.get((account, asset))
+        if balance is None or balance.total - balance.held < hold:
+            return None
+        return balance
+
+    @staticmethod
+    def hold_new(
+        order: Order, balance: Balance, asset: str, hold: int, ts: int, events: list[Event]
+    ) -> None:
+        """Hold `hold` for a just-accepted order from `balance` (`balance_to_hold` said it can).
+
+        `Ledger.hold` without its lookup and check, both done a moment ago: every order.
+        """
+        if hold:
+            balance.held += hold
+            order.hold = hold
+            events.append(BalanceChanged(ts, order.account, asset, balance.total, balance.held))
+
     def available(self, account: int, asset: str) -> int:
         balance = self.ledger.balances.get((account, asset))
         return balance.total - balance.held if balance is not None else 0
@@ -93,30 +113,46 @@ class Clearing:
         terms = market.terms
         assert terms is not None
         value = order.filled_value
-        paid = terms.paid_total(value)
-        return terms.buy_hold_after(value, order.fee_exact, paid, order.fees_paid, price * leaves)
+        return terms.buy_hold_after_fills(value, order.fee_exact, order.fees_paid, price * leaves)
 
     def rehold(
         self, order: Order, market: Market, new_hold: int, ts: int, events: list[Event]
     ) -> None:
-        """Move an open order's hold to `new_hold` (affordability checked beforehand)."""
+        """Move an open order's hold to `new_hold` (affordability checked beforehand).
+
+        `Ledger.hold` and `Ledger.release` inline, one lookup: every amend of a buy.
+        """
         delta = new_hold - order.hold
         if not delta:
             return
+        account = order.account
         asset = market.spec.quote if order.side is BUY else market.spec.base
+        balance = self.ledger.balances.get((account, asset))
+        assert balance is not None, f"{order} holds from a balance that does not exist"
         if delta > 0:
-            held = self.ledger.hold(order.account, asset, delta)  # never inside an assert
-            assert held, f"{order} cannot hold more"
+            assert balance.total - balance.held >= delta, f"{order} cannot hold more"
         else:
-            self.ledger.release(order.account, asset, -delta)
+            assert -delta <= balance.held, f"release {-delta} of {balance.held} held"
+        balance.held += delta
         order.hold = new_hold
-        balance = self.ledger.balances[(order.account, asset)]  # exists: it was just held
-        events.append(BalanceChanged(ts, order.account, asset, balance.total, balance.held))
+        events.append(BalanceChanged(ts, account, asset, balance.total, balance.held))
 
     def release(self, order: Order, market: Market, ts: int, events: list[Event]) -> None:
-        """Give back all an order still holds: it has closed."""
-        if order.hold:
-            self.rehold(order, market, 0, ts, events)
+        """Give back all an order still holds: it has closed.
+
+        `rehold` to zero with `Ledger.release` inline: one lookup, on every closing order.
+        """
+        hold = order.hold
+        if not hold:
+            return
+        spec = market.spec
+        account = order.account
+        asset = spec.quote if order.side is BUY else spec.base
+        balance = self.ledger.balances[(account, asset)]
+        assert 0 < hold <= balance.held, f"release {hold} of {balance.held} held"
+        balance.held -= hold
+        order.hold = 0
+        events.append(BalanceChanged(ts, account, asset, balance.total, balance.held))
 
     # ----------------------------------------------------------------- settlement
 
@@ -145,18 +181,18 @@ class Clearing:
         num = terms.num
         den = terms.den
         fee_den = terms.fee_den
-        value = price * qty
+        exact = price * qty * num  # this fill's cash, in 1/den quote units
         bought = buyer.filled_value * num
-        pay = -(-bought // den) - -(-(bought - value * num) // den)
+        pay = -(-bought // den) - -(-(bought - exact) // den)
         sold = seller.filled_value * num
-        receive = sold // den - (sold - value * num) // den
-        fee_unit = value * num
-        buyer.fee_exact += fee_unit * buyer_bps
-        buyer_fee = -(-buyer.fee_exact // fee_den) - buyer.fees_paid
+        receive = sold // den - (sold - exact) // den
+        buyer.fee_exact = fee_exact = buyer.fee_exact + exact * buyer_bps
+        buyer_fee = -(-fee_exact // fee_den) - buyer.fees_paid
         buyer.fees_paid += buyer_fee
-        seller.fee_exact += fee_unit * seller_bps
-        # A seller's fee never exceeds this fill's proceeds: it holds no cash to pay from.
-        seller_fee = min(-(-seller.fee_exact // fee_den) - seller.fees_paid, receive)
+        seller.fee_exact = fee_exact = seller.fee_exact + exact * seller_bps
+        seller_fee = -(-fee_exact // fee_den) - seller.fees_paid
+        if seller_fee > receive:  # never more than this fill's proceeds: it holds no cash
+            seller_fee = receive
         seller.fees_paid += seller_fee
 
         spec = market.spec
@@ -164,7 +200,11 @@ class Clearing:
         quote = spec.quote
         buyer_account = buyer.account
         seller_account = seller.account
-        legs = _dvp_legs(
+        buyer.hold -= pay + buyer_fee
+        seller.hold -= qty
+        assert buyer.hold >= 0, f"{buyer} spent more than it held"
+        ledger = self.ledger
+        done = ledger.settle_dvp(
             buyer_account,
             seller_account,
             base,
@@ -174,15 +214,75 @@ class Clearing:
             receive,
             buyer_fee,
             seller_fee,
+            ts,
         )
-        buyer.hold -= pay + buyer_fee
-        seller.hold -= qty
-        assert buyer.hold >= 0, f"{buyer} spent more than it held"
-        spend = ((buyer_account, quote, pay + buyer_fee), (seller_account, base, qty))
+        if done is None or buyer_account == seller_account or base == quote:
+            return self._settle_generic(
+                done,
+                market,
+                buyer_account,
+                seller_account,
+                qty,
+                pay,
+                receive,
+                buyer_fee,
+                seller_fee,
+                trade_id,
+                ts,
+                events,
+            )
+        booked, buyer_base, buyer_cash, seller_base, seller_cash = done
+        events.append(TradeSettled(ts, market.symbol, trade_id, ledger.last_chain_id, booked))
+        # Every balance the chain touched, as it is now.
+        events.append(BalanceChanged(ts, buyer_account, base, buyer_base.total, buyer_base.held))
+        events.append(BalanceChanged(ts, buyer_account, quote, buyer_cash.total, buyer_cash.held))
+        events.append(BalanceChanged(ts, seller_account, base, seller_base.total, seller_base.held))
+        events.append(
+            BalanceChanged(ts, seller_account, quote, seller_cash.total, seller_cash.held)
+        )
+        return None
+
+    def _settle_generic(
+        self,
+        done: object,
+        market: Market,
+        buyer_account: int,
+        seller_account: int,
+        qty: int,
+        pay: int,
+        receive: int,
+        buyer_fee: int,
+        seller_fee: int,
+        trade_id: int,
+        ts: int,
+        events: list[Event],
+    ) -> None:
+        """The rare trade `settle` leaves to the generic path: a balance still to be made
+        (`done` is None: book the legs here), a self-trade or an asset traded for itself
+        (booked already: report each balance once)."""
+        spec = market.spec
+        base = spec.base
+        quote = spec.quote
         ledger = self.ledger
-        booked = ledger.settle(legs, ts, spend)
+        if done is None:
+            legs = _dvp_legs(
+                buyer_account,
+                seller_account,
+                base,
+                quote,
+                qty,
+                pay,
+                receive,
+                buyer_fee,
+                seller_fee,
+            )
+            spend = ((buyer_account, quote, pay + buyer_fee), (seller_account, base, qty))
+            booked = tuple(ledger.settle(legs, ts, spend))
+        else:
+            assert isinstance(done, tuple)
+            booked = done[0]
         chain_id = ledger.last_chain_id
-        events.append(TradeSettled(ts, market.symbol, trade_id, chain_id, tuple(booked)))
+        events.append(TradeSettled(ts, market.symbol, trade_id, chain_id, booked))
         # Every balance the chain touched, as it is now (`ledger.balance` makes a missing one).
         balances = ledger.balances
         touched: Iterable[tuple[int, str]] = (

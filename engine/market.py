@@ -10,6 +10,7 @@ from msgspec.structs import replace
 from engine.book import OrderBook
 from engine.enums import InstrumentStatus
 from engine.instrument import InstrumentSpec, band_limits
+from engine.units import UNITS_MAX
 from settlement.dvp import CashTerms
 
 
@@ -18,6 +19,7 @@ class Market:
         "band_high",
         "band_low",
         "book",
+        "buy_price_max",
         "last_trade_id",
         "matured",
         "max_notional_scaled",
@@ -26,14 +28,17 @@ class Market:
         "min_notional_scaled",
         "min_qty",
         "notional_den",
+        "notional_max_plain",
         "notional_num",
         "price_tick",
+        "qty_max_plain",
         "qty_step",
         "reference_price",
         "spec",
         "status",
         "symbol",
         "terms",
+        "unit_steps",
     )
 
     def __init__(self, spec: InstrumentSpec) -> None:
@@ -45,12 +50,18 @@ class Market:
         self.matured = False  # a T-bill past maturity: redeemed, never trading again
         self.price_tick = spec.price_tick
         self.qty_step = spec.qty_step
+        self.unit_steps = self.price_tick == 1 and self.qty_step == 1  # all on tick and step
         self.min_qty = spec.min_qty
         self.min_notional = spec.min_notional
         self.notional_num, self.notional_den = spec.notional_fraction
         self.min_notional_scaled = spec.min_notional * self.notional_den  # vs price x qty x num
         self.max_qty = spec.max_qty  # 0: no cap
         self.max_notional_scaled = spec.max_notional * self.notional_den  # 0: no cap
+        # Bounds folded for the one-expression check of a plain limit (`engine.venue`): the
+        # caps with "no cap" as the largest value a wire number can take, and the band's high
+        # no higher than that either (the band's low is at least a tick: above zero).
+        self.qty_max_plain = self.notional_max_plain = self.buy_price_max = 0
+        self._fold_caps()
         self.terms: CashTerms | None = None  # set when the venue clears through a ledger
         self.reference_price = 0
         self.band_low = self.band_high = 0
@@ -62,6 +73,7 @@ class Market:
         self.band_low, self.band_high = band_limits(
             price, self.spec.price_band_bps, self.price_tick
         )
+        self.buy_price_max = min(self.band_high, UNITS_MAX)
 
     def below_min_notional(self, price: int, qty: int) -> bool:
         """Whether price x qty is worth less than the minimum notional (exact)."""
@@ -77,6 +89,13 @@ class Market:
         self.spec = replace(self.spec, max_qty=max_qty, max_notional=max_notional)
         self.max_qty = max_qty
         self.max_notional_scaled = max_notional * self.notional_den
+        self._fold_caps()
+
+    def _fold_caps(self) -> None:
+        self.qty_max_plain = min(self.max_qty or UNITS_MAX, UNITS_MAX)
+        self.notional_max_plain = (
+            self.max_notional_scaled or UNITS_MAX * UNITS_MAX * self.notional_num
+        )
 
     def notional_units(self, price: int, qty: int) -> tuple[int, int]:
         """The exact notional of price x qty as (units, decimals), no finer than needed."""

@@ -88,6 +88,7 @@ def _restore_market(venue: Venue, image: MarketImage) -> None:
     if image.spec.maturity_us and not image.matured:
         venue.maturities.append((image.spec.maturity_us, image.spec.symbol))
         venue.maturities.sort()
+        venue.note_due(image.spec.maturity_us)
 
 
 def encode(image: VenueImage) -> bytes:

@@ -72,6 +72,7 @@ from engine.units import UNITS_MAX, looks_like_milliseconds
 from settlement.ledger import Ledger
 from settlement.transfers import TransferKind
 
+DUE_NEVER_US = 2**63  # later than any time a command can carry: nothing is due
 CL_ORD_ID_LENGTH_MAX = 36  # the protocol's bound on client ids
 TAG_LENGTH_MAX = 36  # same bound for free-form tags
 
@@ -139,6 +140,7 @@ class Venue:
             AdvanceClock: self._advance_clock,
         }
         self.maturities: list[tuple[int, str]] = []  # heap of T-bill (maturity_us, symbol)
+        self._due_us = DUE_NEVER_US  # see `note_due`
         # The tokens of matured bills: derived from the markets (matured flag and base), so
         # it is neither hashed nor snapshotted; custody refuses reserves and mints of them.
         self.matured_assets: set[str] = set()
@@ -158,14 +160,32 @@ class Venue:
         assert ts >= self.ts_us, f"time went backwards: {ts} < {self.ts_us}"
         self.ts_us = ts
         events: list[Event] = []
+        if ts >= self._due_us:  # a gtd expiry or a maturity may have come
+            self._run_due(ts, events)
+        self._handlers[type(command)](command, events)
+        return events
+
+    def note_due(self, at_us: int) -> None:
+        """Something is queued to happen at `at_us` (a gtd expiry, a maturity).
+
+        `_due_us` is never later than the earliest entry of either queue, so `execute`
+        looks at the queues only once time reaches it: one comparison per command.
+        """
+        if at_us < self._due_us:
+            self._due_us = at_us
+
+    def _run_due(self, ts: int, events: list[Event]) -> None:
+        """Expire the gtd orders and mature the bills whose time has come, in that order."""
         queue = self.gtd_queue
         if queue and queue[0][0] <= ts:
             self._expire_due(ts, events)
         maturities = self.maturities
         if maturities and maturities[0][0] <= ts:
             self._mature_due(ts, events)
-        self._handlers[type(command)](command, events)
-        return events
+        queue, maturities = self.gtd_queue, self.maturities
+        self._due_us = min(
+            queue[0][0] if queue else DUE_NEVER_US, maturities[0][0] if maturities else DUE_NEVER_US
+        )
 
     # ----------------------------------------------------------------- queries
 
@@ -224,31 +244,77 @@ class Venue:
     # ----------------------------------------------------------------- place
 
     def _place(self, cmd: PlaceOrder, events: list[Event]) -> None:
-        problem = _place_shape_problem(cmd)
-        if problem is not None:
-            return self._reject(events, cmd, "place_order", E.BAD_PARAM, problem)
-        market = self.markets.get(cmd.symbol)
-        if market is None:
-            return self._reject(events, cmd, "place_order", E.UNKNOWN_SYMBOL, cmd.symbol)
+        account = cmd.account
         side = cmd.side
         price = cmd.price
         qty = cmd.qty
-        is_limit = cmd.order_type is LIMIT
-        reason = self._place_refusal(cmd, market)
-        if reason is not None:
-            code, detail = reason
-            live = self.cl_ord_index.get((cmd.account, cmd.cl_ord_id)) if cmd.cl_ord_id else None
-            order_id = live.order_id if code is E.DUPLICATE_CL_ORD_ID and live else 0
-            facts = _refusal_facts(code, market, side, cmd.order_type, price, qty, cmd.quote_qty)
-            return self._reject(events, cmd, "place_order", code, detail, order_id, facts)
+        tif = cmd.tif
+        cl_ord_id = cmd.cl_ord_id
+        tag = cmd.tag
+        market = self.markets.get(cmd.symbol)
         clearing = self.clearing
-        hold = 0
-        if clearing is not None:
-            hold = clearing.place_hold(market, side, cmd.order_type, price, qty, cmd.quote_qty)
-            available = clearing.available(
-                cmd.account, market.spec.quote if side is BUY else market.spec.base
+        by_account = self.account_orders.get(account)
+        # The common order, a gtc or ioc limit that passes every check, passes in this one
+        # expression (the hot path of every order: the checks one by one cost twice as
+        # much). False says only "look closer": `_place_shape_problem` and `_place_refusal`
+        # then find the first reason in precedence order, or none (a gtd, fok, post-only or
+        # market order). `Market` folds the bounds: see `qty_max_plain` and the others.
+        if not (
+            market is not None
+            and cmd.order_type is LIMIT
+            and (tif is GTC or tif is IOC)
+            and account > 0
+            and (
+                0 < price <= market.buy_price_max
+                if side is BUY
+                else side is SELL and market.band_low <= price <= UNITS_MAX
             )
-            if available < hold:
+            and market.min_qty <= qty <= market.qty_max_plain
+            and not (cmd.quote_qty or cmd.post_only or cmd.expire_at_us)
+            and cmd.stp in STP_MODES
+            and market.status is OPEN
+            and (market.unit_steps or not (price % market.price_tick or qty % market.qty_step))
+            and market.min_notional_scaled
+            <= price * qty * market.notional_num
+            <= market.notional_max_plain
+            and (cl_ord_id is None or self._new_cl_ord_id(account, cl_ord_id))
+            and (tag is None or 0 < len(tag) <= TAG_LENGTH_MAX)
+            and (tif is IOC or by_account is None or len(by_account) < self._open_orders_max)
+            and (clearing is None or clearing.eligible(account, market.spec))
+        ):  # take the checks one by one
+            problem = _place_shape_problem(cmd)
+            if problem is not None:
+                return self._reject(events, cmd, "place_order", E.BAD_PARAM, problem)
+            if market is None:
+                return self._reject(events, cmd, "place_order", E.UNKNOWN_SYMBOL, cmd.symbol)
+            reason = self._place_refusal(cmd, market)
+            if reason is not None:
+                code, detail = reason
+                live = self.cl_ord_index.get((account, cl_ord_id)) if cl_ord_id else None
+                order_id = live.order_id if code is E.DUPLICATE_CL_ORD_ID and live else 0
+                facts = _refusal_facts(
+                    code, market, side, cmd.order_type, price, qty, cmd.quote_qty
+                )
+                return self._reject(events, cmd, "place_order", code, detail, order_id, facts)
+        assert market is not None
+        order_type = cmd.order_type
+        is_limit = order_type is LIMIT
+        hold = 0
+        balance = None
+        if clearing is not None:  # the order must be able to hold what it could spend
+            spec = market.spec
+            if side is not BUY:  # a sell holds what it may deliver
+                asset = spec.base
+                hold = qty
+            elif order_type is LIMIT and market.terms is not None:
+                asset = spec.quote
+                hold = market.terms.buy_hold(price, qty)
+            else:
+                asset = spec.quote
+                hold = clearing.place_hold(market, side, order_type, price, qty, cmd.quote_qty)
+            balance = clearing.balance_to_hold(account, asset, hold)
+            if balance is None:
+                available = clearing.available(account, asset)
                 return self._reject_short(events, cmd, "place_order", market, side, hold, available)
 
         book = market.book
@@ -263,7 +329,7 @@ class Venue:
             return self._reject(
                 events, cmd, "place_order", E.POST_ONLY_WOULD_TAKE, "the order would take"
             )
-        if cmd.tif is FOK and not _fillable(opposite, limit_key, qty, cmd.account, cmd.stp):
+        if tif is FOK and not _fillable(opposite, limit_key, qty, account, cmd.stp):
             return self._reject(
                 events, cmd, "place_order", E.FOK_NOT_FILLABLE, "not enough liquidity"
             )
@@ -278,75 +344,82 @@ class Venue:
 
         self.last_order_id = order_id = self.last_order_id + 1
         ts = cmd.ts_us
+        symbol = cmd.symbol
+        post_only = cmd.post_only
+        stp = cmd.stp
+        expire_at_us = cmd.expire_at_us
         order = Order(
             order_id,
-            cmd.account,
-            cmd.symbol,
+            account,
+            symbol,
             side,
-            cmd.order_type,
-            cmd.tif,
+            order_type,
+            tif,
             price,
             qty,
             qty,
             0,
             0,
-            cmd.post_only,
-            cmd.stp,
-            cmd.cl_ord_id,
-            cmd.tag,
-            cmd.expire_at_us,
+            post_only,
+            stp,
+            cl_ord_id,
+            tag,
+            expire_at_us,
             NEW,
         )
         events.append(
             OrderAccepted(
                 ts,
                 order_id,
-                cmd.account,
-                cmd.symbol,
+                account,
+                symbol,
                 side,
-                cmd.order_type,
-                cmd.tif,
+                order_type,
+                tif,
                 price,
                 qty,
                 cmd.quote_qty,
-                cmd.post_only,
-                cmd.stp,
-                cmd.cl_ord_id,
-                cmd.tag,
-                cmd.expire_at_us,
+                post_only,
+                stp,
+                cl_ord_id,
+                tag,
+                expire_at_us,
             )
         )
-        if clearing is not None:
-            clearing.rehold(order, market, hold, ts, events)
-        open_after = True
-        if crosses:
-            open_after = self._match(market, order, opposite, limit_key, cmd.quote_qty, events)
-        if not open_after:
+        if balance is not None:
+            clearing.hold_new(order, balance, asset, hold, ts, events)  # type: ignore[union-attr]
+        if crosses and not self._match(market, order, opposite, limit_key, cmd.quote_qty, events):
             self._retire(order, events)
-        elif is_limit and (cmd.tif is GTC or cmd.tif is GTD):
+        elif is_limit and (tif is GTC or tif is GTD):
             if crosses:
                 self._release_improvement(order, market, events)
             (book.bids if side is BUY else book.asks).add(order)  # `_rest` and `_index` inline
             self.orders[order_id] = order
-            by_account = self.account_orders.get(order.account)
+            if crosses:  # matching may have closed the account's last order: look again
+                by_account = self.account_orders.get(account)
             if by_account is None:
-                by_account = self.account_orders[order.account] = {}
+                by_account = self.account_orders[account] = {}
             by_account[order_id] = order
-            if order.cl_ord_id is not None:
-                self.cl_ord_index[(order.account, order.cl_ord_id)] = order
-            if order.tif is GTD:
+            if cl_ord_id is not None:
+                self.cl_ord_index[(account, cl_ord_id)] = order
+            if tif is GTD:
                 self._queue_expiry(order)
         else:
             canceled = order.leaves_qty
             order.leaves_qty = 0
             order.status = OrderStatus.CANCELED
             events.append(
-                OrderCanceled(
-                    ts, order_id, order.account, order.symbol, IOC_REST, canceled, order.cum_qty
-                )
+                OrderCanceled(ts, order_id, account, symbol, IOC_REST, canceled, order.cum_qty)
             )
             self._retire(order, events)
         return None
+
+    def _new_cl_ord_id(self, account: int, cl_ord_id: str) -> bool:
+        """Whether `cl_ord_id` is well formed and names none of the account's open orders."""
+        return (
+            0 < len(cl_ord_id) <= CL_ORD_ID_LENGTH_MAX
+            and (account, cl_ord_id) not in self.cl_ord_index
+        )
 
     def _place_refusal(self, cmd: PlaceOrder, market: Market) -> tuple[ErrorCode, str] | None:
         """The first business reason to refuse a well-formed order, in precedence order."""
@@ -470,13 +543,13 @@ class Venue:
                     taker.leaves_qty -= qty
                     done = not taker.leaves_qty
                 taker.status = FILLED if done else PARTIALLY_FILLED
-                market.last_trade_id += 1
+                market.last_trade_id = trade_id = market.last_trade_id + 1
                 last_price = price
                 events.append(
                     TradeExecuted(
                         ts,
                         symbol,
-                        market.last_trade_id,
+                        trade_id,
                         price,
                         qty,
                         taker_side,
@@ -493,9 +566,7 @@ class Venue:
                     )
                 )
                 if clearing is not None:
-                    clearing.settle(
-                        market, maker, taker, price, qty, market.last_trade_id, ts, events
-                    )
+                    clearing.settle(market, maker, taker, price, qty, trade_id, ts, events)
                 if done:
                     open_after = matching = False
                     break
@@ -539,35 +610,42 @@ class Venue:
     # ----------------------------------------------------------------- cancel
 
     def _cancel(self, cmd: CancelOrder, events: list[Event]) -> None:
-        if (cmd.order_id > 0) == (cmd.cl_ord_id is not None) or cmd.order_id < 0:
+        order_id = cmd.order_id
+        account = cmd.account
+        cl_ord_id = cmd.cl_ord_id
+        if cl_ord_id is None and order_id > 0:  # `find_order` inline: the hot path
+            order = self.orders.get(order_id)
+            if order is not None and order.account != account:
+                order = None
+        elif cl_ord_id is not None and order_id == 0:
+            order = self.cl_ord_index.get((account, cl_ord_id))
+        else:
             return self._reject(
                 events, cmd, "cancel_order", E.BAD_PARAM, "give exactly one of order_id, cl_ord_id"
             )
-        if cmd.cl_ord_id is None:  # `find_order` inline: the hot path of every cancel
-            order = self.orders.get(cmd.order_id)
-            if order is not None and order.account != cmd.account:
-                order = None
-        else:
-            order = self.cl_ord_index.get((cmd.account, cmd.cl_ord_id))
         if order is None:
             return self._reject_missing(events, cmd, "cancel_order")
-        # `_cancel_open` inline: one call less on the hot path of every cancel.
-        book = self.markets[order.symbol].book
+        # `_cancel_open` and `_retire` inline: two calls less on the hot path of every cancel.
+        order_id = order.order_id
+        market = self.markets[order.symbol]
+        book = market.book
         (book.bids if order.side is BUY else book.asks).remove(order)
         canceled = order.leaves_qty
         order.leaves_qty = 0
         order.status = CANCELED
-        self._retire(order, events)
+        ts = self.ts_us
+        if order.hold:
+            self.clearing.release(order, market, ts, events)  # type: ignore[union-attr]
+        del self.orders[order_id]
+        by_account = self.account_orders[account]
+        del by_account[order_id]
+        if not by_account:
+            del self.account_orders[account]
+        if order.cl_ord_id is not None:
+            del self.cl_ord_index[(account, order.cl_ord_id)]
+        self.closed_orders.add(order_id, account)
         events.append(
-            OrderCanceled(
-                self.ts_us,
-                order.order_id,
-                order.account,
-                order.symbol,
-                cmd.reason,
-                canceled,
-                order.cum_qty,
-            )
+            OrderCanceled(ts, order_id, account, order.symbol, cmd.reason, canceled, order.cum_qty)
         )
         return None
 
@@ -639,7 +717,10 @@ class Venue:
         # What the amended order must hold, worked out once for the check and the rehold.
         new_hold = 0
         if self.clearing is not None and qty > order.cum_qty:
-            new_hold = self._amended_hold(order, market, price, qty)
+            if order.side is BUY:
+                new_hold = self.clearing.buy_hold_for(order, market, price, qty - order.cum_qty)
+            else:  # a sell holds what it may still deliver
+                new_hold = qty - order.cum_qty
         refusal = self._amend_refusal(cmd, order, market, price, qty, crosses, new_hold)
         if refusal is not None:
             code, detail = refusal
@@ -704,8 +785,8 @@ class Venue:
         if market.above_max_notional(price, qty):
             return E.ABOVE_MAX_NOTIONAL, "notional is above the per-order maximum"
         clearing = self.clearing
-        if clearing is not None:
-            more = new_hold - order.hold
+        more = new_hold - order.hold
+        if clearing is not None and more > 0:  # a hold that does not grow is always there
             asset = market.spec.quote if order.side is BUY else market.spec.base
             if more > clearing.available(order.account, asset):
                 return E.INSUFFICIENT_BALANCE, f"{asset} is short"
@@ -772,7 +853,7 @@ class Venue:
         if completed:
             self._retire(order, events)
             return
-        if self.clearing is not None:
+        if self.clearing is not None and new_hold != order.hold:
             self.clearing.rehold(order, market, new_hold, self.ts_us, events)
 
     def _release_improvement(self, order: Order, market: Market, events: list[Event]) -> None:
@@ -781,14 +862,6 @@ class Venue:
         if clearing is not None and order.side is BUY and order.cum_qty:
             rest = clearing.buy_hold_for(order, market, order.price, order.leaves_qty)
             clearing.rehold(order, market, rest, self.ts_us, events)
-
-    def _amended_hold(self, order: Order, market: Market, price: int, qty: int) -> int:
-        """What the order must hold once amended to `qty` in all at `price`."""
-        leaves = qty - order.cum_qty
-        if order.side is not BUY:
-            return leaves
-        assert self.clearing is not None
-        return self.clearing.buy_hold_for(order, market, price, leaves)
 
     # ----------------------------------------------------------------- time
 
@@ -904,6 +977,7 @@ class Venue:
             market.terms = self.clearing.terms(spec)
         if spec.maturity_us:
             heappush(self.maturities, (spec.maturity_us, spec.symbol))
+            self.note_due(spec.maturity_us)
         events.append(InstrumentListed(cmd.ts_us, spec))
         return None
 
@@ -1012,6 +1086,7 @@ class Venue:
     def _queue_expiry(self, order: Order) -> None:
         queue = self.gtd_queue
         heappush(queue, (order.expire_at_us, order.order_id))
+        self.note_due(order.expire_at_us)
         if len(queue) > 2 * len(self.orders) + 1024:  # mostly stale entries: rebuild
             live = [(o.expire_at_us, o.order_id) for o in self.orders.values() if o.tif is GTD]
             heapify(live)

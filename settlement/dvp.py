@@ -40,7 +40,7 @@ class CashTerms:
     def buy_hold(self, price: int, qty: int) -> int:
         """Cash a fresh buy of `qty` at limit `price` must hold: cost and worst fee, rounded up."""
         exact = price * qty * self.num
-        return ceil_div(exact, self.den) + ceil_div(exact * self.fee_bps_max, self.fee_den)
+        return -(-exact // self.den) - (-exact * self.fee_bps_max // self.fee_den)  # ceils
 
     def quote_hold(self, quote_qty: int) -> int:
         """Cash a market buy by amount must hold: the amount and the worst fee on it."""
@@ -57,6 +57,15 @@ class CashTerms:
         """
         cash = ceil_div((value + rest) * self.num, self.den) - paid
         fees = ceil_div(fee_exact + rest * self.num * self.fee_bps_max, self.fee_den) - fees_paid
+        return cash + fees
+
+    def buy_hold_after_fills(self, value: int, fee_exact: int, fees_paid: int, rest: int) -> int:
+        """`buy_hold_after` with what the buyer has paid worked out from `value` (its
+        `paid_total`), all arithmetic inline: the hold of every buy that is amended."""
+        num = self.num
+        den = self.den
+        cash = -(-(value + rest) * num // den) - -(-value * num // den)
+        fees = -(-(fee_exact + rest * num * self.fee_bps_max) // self.fee_den) - fees_paid
         return cash + fees
 
     def fee_exact(self, price: int, qty: int, fee_bps: int) -> int:

@@ -13,8 +13,10 @@ from collections.abc import Container, Iterable
 import msgspec
 
 from settlement.transfers import (
+    FEE_INCOME,
     ISSUANCE,
     REDEMPTION,
+    ROUNDING,
     VENUE_ACCOUNTS,
     Transfer,
     TransferKind,
@@ -22,6 +24,10 @@ from settlement.transfers import (
 
 ASSET_CODE_LENGTH_MAX = 24  # "TB-2027-03-04" and equity tickers fit with room to spare
 ASSET_SCALE_MAX = 18  # 10**18 units per whole is finer than any asset we hold
+DELIVERY = TransferKind.DELIVERY  # a trade's legs, as module globals for `settle_dvp`
+PAYMENT = TransferKind.PAYMENT
+ROUNDED = TransferKind.ROUNDING
+FEE = TransferKind.FEE
 CHAIN_LEGS_MAX = 64  # a trade has 2-6 legs; anything longer is a bug or an abuse
 PENDING_WITHDRAWALS_MAX = 100  # per account: a custodian pays out within a day
 
@@ -335,6 +341,111 @@ class Ledger:
         self.last_transfer_id = transfer_id
         self._undrained.extend(booked)
         return booked
+
+    def settle_dvp(
+        self,
+        buyer: int,
+        seller: int,
+        base: str,
+        quote: str,
+        qty: int,
+        pay: int,
+        receive: int,
+        buyer_fee: int,
+        seller_fee: int,
+        ts_us: int,
+    ) -> tuple[tuple[Transfer, ...], Balance, Balance, Balance, Balance] | None:
+        """Book one trade's delivery-versus-payment, spending the holds it uses up.
+
+        `settle` written out for a trade's fixed legs, the hot path of every trade: each
+        balance is looked up once instead of per leg and per report. The legs, in order: the
+        security seller to buyer, the cash both agree on (min of `pay` and `receive`) buyer to
+        seller, the rounding difference, the buyer's fee, the seller's fee; a self-trade (stp
+        none) moves nothing between the account and itself. The buyer's hold spends `pay`
+        and its fee, the seller's `qty`. Returns the booked transfers and the balances
+        (buyer base, buyer quote, seller base, seller quote) as they are now; or None, with
+        nothing changed, when one of the balances does not exist yet: `settle` then books
+        the chain and makes the missing balances in the order its legs meet them.
+        """
+        balances = self.balances
+        buyer_base = balances.get((buyer, base))
+        buyer_cash = balances.get((buyer, quote))
+        seller_base = balances.get((seller, base))
+        seller_cash = balances.get((seller, quote))
+        rounding = balances.get((ROUNDING, quote))
+        fees = balances.get((FEE_INCOME, quote))
+        if (
+            buyer_base is None
+            or buyer_cash is None
+            or seller_base is None
+            or seller_cash is None
+            or (rounding is None and pay != receive)
+            or (fees is None and (buyer_fee or seller_fee))
+        ):
+            return None
+        buyer_cash.held -= pay + buyer_fee
+        assert buyer_cash.held >= 0, f"account {buyer} spent more {quote} than it held"
+        seller_base.held -= qty
+        assert seller_base.held >= 0, f"account {seller} spent more {base} than it held"
+        self.last_chain_id = chain_id = self.last_chain_id + 1
+        transfer_id = self.last_transfer_id
+        booked = []
+        if buyer != seller:
+            transfer_id += 1
+            seller_base.total -= qty
+            buyer_base.total += qty
+            booked.append(
+                Transfer(transfer_id, chain_id, seller, buyer, base, qty, DELIVERY, ts_us)
+            )
+            direct = pay if pay < receive else receive
+            if direct:
+                transfer_id += 1
+                buyer_cash.total -= direct
+                seller_cash.total += direct
+                booked.append(
+                    Transfer(transfer_id, chain_id, buyer, seller, quote, direct, PAYMENT, ts_us)
+                )
+        if pay != receive:
+            transfer_id += 1
+            assert rounding is not None
+            difference = pay - receive
+            if difference > 0:
+                buyer_cash.total -= difference
+                rounding.total += difference
+                leg = Transfer(
+                    transfer_id, chain_id, buyer, ROUNDING, quote, difference, ROUNDED, ts_us
+                )
+            else:
+                rounding.total += difference
+                seller_cash.total -= difference
+                leg = Transfer(
+                    transfer_id, chain_id, ROUNDING, seller, quote, -difference, ROUNDED, ts_us
+                )
+            booked.append(leg)
+        if fees is not None:
+            if buyer_fee:
+                transfer_id += 1
+                buyer_cash.total -= buyer_fee
+                fees.total += buyer_fee
+                booked.append(
+                    Transfer(transfer_id, chain_id, buyer, FEE_INCOME, quote, buyer_fee, FEE, ts_us)
+                )
+            if seller_fee:
+                transfer_id += 1
+                seller_cash.total -= seller_fee
+                fees.total += seller_fee
+                booked.append(
+                    Transfer(
+                        transfer_id, chain_id, seller, FEE_INCOME, quote, seller_fee, FEE, ts_us
+                    )
+                )
+        assert buyer_cash.total >= buyer_cash.held, f"account {buyer} overdrew {quote}"
+        assert seller_base.total >= seller_base.held, f"account {seller} overdrew {base}"
+        assert seller_cash.total >= seller_cash.held, f"account {seller} overdrew {quote}"
+        self.last_transfer_id = transfer_id
+        transfers = tuple(booked)
+        self._undrained.extend(transfers)
+        return transfers, buyer_base, buyer_cash, seller_base, seller_cash
 
     # ----------------------------------------------------------------- supply
 

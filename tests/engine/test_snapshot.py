@@ -46,3 +46,34 @@ def test_the_image_round_trips_through_bytes() -> None:
     assert snapshot.decode(snapshot.encode(image)) == image
     assert snapshot.restore(image).state_hash() == venue.state_hash()
     assert isinstance(image.config, VenueConfig)
+
+
+@pytest.mark.parametrize("with_gtd", [False, True], ids=["maturity", "gtd-then-maturity"])
+def test_a_restored_venue_still_matures_its_bills_and_expires_its_orders(with_gtd: bool) -> None:
+    """What is queued to happen later (a maturity, a gtd expiry) happens after a restore."""
+    from engine.commands import AdvanceClock, ListInstrument, PlaceOrder
+    from engine.enums import Side, TimeInForce
+    from engine.events import InstrumentMatured, OrderExpired
+
+    maturity_us = 1_782_777_600_000_000
+    ts = maturity_us - 10
+    venue = Venue()
+    venue.execute(ListInstrument(ts_us=ts, spec=test_differential.tbill()))
+    gtd = PlaceOrder(
+        ts_us=ts,
+        account=1,
+        symbol=test_differential.tbill().symbol,
+        side=Side.BUY,
+        tif=TimeInForce.GTD,
+        price=98_500_000,
+        qty=1_000_000,
+        expire_at_us=maturity_us - 5,
+    )
+    if with_gtd:
+        venue.execute(gtd)
+    restored = snapshot.restore(snapshot.decode(snapshot.encode(snapshot.capture(venue))))
+    for later in (maturity_us - 5, maturity_us) if with_gtd else (maturity_us,):
+        events = restored.execute(AdvanceClock(ts_us=later))
+        assert events == venue.execute(AdvanceClock(ts_us=later))
+        kind = OrderExpired if later < maturity_us else InstrumentMatured
+        assert any(isinstance(event, kind) for event in events), events

@@ -1,5 +1,9 @@
 """The Venue state machine: matching, order types, self-trade prevention, amend, time, status."""
 
+from typing import Any
+
+import pytest
+
 from engine.commands import (
     AdvanceClock,
     AmendOrder,
@@ -509,3 +513,69 @@ def test_an_expire_at_in_milliseconds_is_named_as_such() -> None:
     assert "looks like milliseconds; expire_at is in microseconds" in slip.detail
     past = rejected(harness.do(PlaceOrder(ts_us=now_us + 1, expire_at_us=now_us, **gtd)))
     assert past.detail == "expire_at is not in the future"
+
+
+# ----------------------------------------------------------------- the plain limit's one check
+
+# Caps 20 shares and 1,000.00 USD, min 10 units and 1.00 USD; the band is 90.00..110.00.
+PLAIN_SPEC = dict(min_qty=10, max_qty=20_000_000, min_notional=1_000_000, max_notional=10**9)
+# Rows: a gtc buy of 1 share at 100.00 (which passes) with one field changed, the setup it
+# needs ("" none, "rest": one resting order of account 1 with cl_ord_id "a", "halt"), the
+# spec changes, and the reason the one-expression check must leave to the checks one by one.
+PLAIN_ROWS: list[tuple[ErrorCode, str, dict[str, Any], dict[str, Any]]] = [
+    (ErrorCode.BAD_PARAM, "", {}, dict(account=0)),
+    (ErrorCode.BAD_PARAM, "", {}, dict(price=0)),
+    (ErrorCode.BAD_PARAM, "", {}, dict(qty=2**62 + 1)),
+    (ErrorCode.BAD_PARAM, "", {}, dict(quote_qty=5)),
+    (ErrorCode.BAD_PARAM, "", {}, dict(expire_at_us=5)),
+    (ErrorCode.BAD_PARAM, "", {}, dict(cl_ord_id="x" * 37)),
+    (ErrorCode.BAD_PARAM, "", {}, dict(tag="")),
+    (ErrorCode.UNKNOWN_SYMBOL, "", {}, dict(symbol="NOPE")),
+    (ErrorCode.INSTRUMENT_HALTED, "halt", {}, {}),
+    (ErrorCode.DUPLICATE_CL_ORD_ID, "rest", {}, dict(cl_ord_id="a")),
+    (ErrorCode.INVALID_PRICE_TICK, "", dict(price_tick=5), dict(price=10_001)),
+    (ErrorCode.INVALID_QTY_STEP, "", dict(qty_step=2), dict(qty=1_000_001)),
+    (ErrorCode.BELOW_MIN_QTY, "", {}, dict(qty=5)),
+    (ErrorCode.ABOVE_MAX_QTY, "", {}, dict(qty=20_000_001)),
+    (ErrorCode.PRICE_BAND, "", {}, dict(price=11_001)),
+    (ErrorCode.PRICE_BAND, "", {}, dict(side=SELL, price=8_999)),
+    (ErrorCode.BELOW_MIN_NOTIONAL, "", {}, dict(qty=9_000)),
+    (ErrorCode.ABOVE_MAX_NOTIONAL, "", {}, dict(qty=10_000_001)),
+    (ErrorCode.TOO_MANY_OPEN_ORDERS, "rest", {}, dict(price=9_999)),
+]
+
+
+@pytest.mark.parametrize(("reason", "setup", "spec", "fields"), PLAIN_ROWS)
+def test_a_plain_limit_breaking_one_rule_is_refused_for_it(
+    reason: ErrorCode, setup: str, spec: dict[str, Any], fields: dict[str, Any]
+) -> None:
+    config = VenueConfig(open_orders_per_account_max=1)
+    harness = Harness(config, **(PLAIN_SPEC | spec))
+    if setup == "rest":
+        assert kinds(harness.place(1, BUY, 9_000, 1_000_000, cl_ord_id="a")) == ["OrderAccepted"]
+    elif setup == "halt":
+        harness.do(SetInstrumentStatus(symbol=SYMBOL, status=InstrumentStatus.HALTED))
+    order = dict(account=2 if setup != "rest" else 1, symbol=SYMBOL, side=BUY) | fields
+    order = dict(price=10_000, qty=1_000_000) | order
+    before = harness.venue.last_order_id, list(harness.venue.orders)
+    assert rejection(harness.do(PlaceOrder(**order))) is reason
+    assert (harness.venue.last_order_id, list(harness.venue.orders)) == before  # none accepted
+
+
+def test_a_plain_limit_within_every_bound_rests() -> None:
+    harness = Harness(VenueConfig(open_orders_per_account_max=1), **PLAIN_SPEC)
+    assert kinds(harness.place(2, BUY, 10_000, 1_000_000, cl_ord_id="a", tag="t")) == [
+        "OrderAccepted"
+    ]
+
+
+def test_operators_move_the_bounds_a_plain_limit_is_checked_against() -> None:
+    harness = Harness(**PLAIN_SPEC)
+    harness.do(SetOrderCaps(symbol=SYMBOL, max_qty=2_000_000, max_notional=0))
+    assert rejection(harness.place(1, BUY, 10_000, 2_000_001)) is ErrorCode.ABOVE_MAX_QTY
+    harness.do(SetOrderCaps(symbol=SYMBOL, max_qty=0, max_notional=100_000_000))
+    assert rejection(harness.place(1, BUY, 10_000, 1_000_001)) is ErrorCode.ABOVE_MAX_NOTIONAL
+    assert kinds(harness.place(1, BUY, 10_000, 500_000)) == ["OrderAccepted"]
+    harness.do(SetReferencePrice(symbol=SYMBOL, price=5_000))  # band 45.00..55.00
+    assert rejection(harness.place(1, BUY, 5_501, 1_000_000)) is ErrorCode.PRICE_BAND
+    assert rejection(harness.place(1, SELL, 4_499, 1_000_000)) is ErrorCode.PRICE_BAND

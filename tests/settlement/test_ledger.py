@@ -11,7 +11,7 @@ from settlement.ledger import (
     Refused,
     Withdrawal,
 )
-from settlement.transfers import FEE_INCOME, ISSUANCE, REDEMPTION, TransferKind
+from settlement.transfers import FEE_INCOME, ISSUANCE, REDEMPTION, ROUNDING, TransferKind
 
 DAY_US = 86_400_000_000
 K = TransferKind
@@ -154,6 +154,55 @@ def test_settle_books_a_held_chain_without_rechecking(ledger: Ledger) -> None:
 def test_settle_crashes_on_an_unheld_overdraft(ledger: Ledger) -> None:
     with pytest.raises(AssertionError, match="overdrew"):
         ledger.settle([(1, 2, "USD", 500_000_001, K.PAYMENT)], 11, spend=[])
+
+
+def _traded_twin(ledger: Ledger) -> Ledger:
+    """A copy of `ledger` where both participants hold both assets, ready to trade."""
+    twin = Ledger.from_image(ledger.image())
+    assert not isinstance(twin.book([(1, 2, "USD", 1_000, K.PAYMENT)], 2), Refused)
+    assert not isinstance(twin.book([(2, 1, "AAPLx", 10, K.DELIVERY)], 2), Refused)
+    assert not isinstance(twin.book([(1, FEE_INCOME, "USD", 1, K.FEE)], 2), Refused)
+    assert not isinstance(twin.book([(1, ROUNDING, "USD", 1, K.ROUNDING)], 2), Refused)
+    return twin
+
+
+@pytest.mark.parametrize(
+    ("pay", "receive", "buyer_fee", "seller_fee"),
+    [(100, 99, 2, 1), (99, 100, 0, 1), (100, 100, 2, 0), (1, 0, 0, 0)],
+)
+def test_settle_dvp_books_what_settle_books(
+    ledger: Ledger, pay: int, receive: int, buyer_fee: int, seller_fee: int
+) -> None:
+    generic, fast = _traded_twin(ledger), _traded_twin(ledger)
+    for twin in (generic, fast):
+        assert twin.hold(1, "USD", pay + buyer_fee) and twin.hold(2, "AAPLx", 7)
+    legs = [(2, 1, "AAPLx", 7, K.DELIVERY)]
+    legs += [(1, 2, "USD", min(pay, receive), K.PAYMENT)] if min(pay, receive) else []
+    if pay != receive:
+        legs.append((1, ROUNDING, "USD", pay - receive, K.ROUNDING))
+        if receive > pay:
+            legs[-1] = (ROUNDING, 2, "USD", receive - pay, K.ROUNDING)
+    legs += [(1, FEE_INCOME, "USD", buyer_fee, K.FEE)] if buyer_fee else []
+    legs += [(2, FEE_INCOME, "USD", seller_fee, K.FEE)] if seller_fee else []
+    spend = [(1, "USD", pay + buyer_fee), (2, "AAPLx", 7)]
+    expected = generic.settle(legs, 10, spend)
+    done = fast.settle_dvp(1, 2, "AAPLx", "USD", 7, pay, receive, buyer_fee, seller_fee, 10)
+    assert done is not None
+    assert list(done[0]) == expected
+    assert [(b.total, b.held) for b in done[1:]] == [
+        (fast.balance(account, asset).total, fast.balance(account, asset).held)
+        for account, asset in ((1, "AAPLx"), (1, "USD"), (2, "AAPLx"), (2, "USD"))
+    ]
+    assert msgspec.msgpack.encode(fast.image()) == msgspec.msgpack.encode(generic.image())
+    fast.check_invariants()
+
+
+def test_settle_dvp_leaves_a_missing_balance_to_settle(ledger: Ledger) -> None:
+    """Account 2 has no USD yet: nothing is booked, so `settle` makes it in leg order."""
+    assert ledger.hold(1, "USD", 101) and ledger.hold(2, "AAPLx", 7)
+    before = msgspec.msgpack.encode(ledger.image())
+    assert ledger.settle_dvp(1, 2, "AAPLx", "USD", 7, 100, 99, 1, 0, 10) is None
+    assert msgspec.msgpack.encode(ledger.image()) == before
 
 
 def test_a_refused_hold_creates_nothing(ledger: Ledger) -> None:
