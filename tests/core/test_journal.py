@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,6 @@ from core.journal import (
     RECORD_BYTES_MAX,
     BatchTooLargeError,
     FileJournal,
-    Journal,
     JournalCorruption,
     JournalError,
     JournalLocked,
@@ -54,163 +52,6 @@ def frame_offsets(written: list[Record]) -> dict[int, int]:
         offsets[seq] = offset
         offset += HEADER_BYTES + len(body)
     return offsets
-
-
-# -- the contract, for every implementation --------------------------------------------------
-
-
-def file_journal(directory: Path) -> Journal:
-    return FileJournal(directory / "commands.journal")
-
-
-FACTORIES: list[Callable[[Path], Journal]] = [file_journal]
-Opener = Callable[[], Journal]
-
-
-@pytest.fixture(params=FACTORIES, ids=lambda factory: factory.__name__)
-def open_journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
-    """Opens (and reopens) one journal; whatever is still open is closed after the test."""
-    factory: Callable[[Path], Journal] = request.param
-    opened: list[Journal] = []
-
-    def opener() -> Journal:
-        opened.append(factory(tmp_path))
-        return opened[-1]
-
-    yield opener
-    for journal in opened:
-        journal.close()
-
-
-def reopen(open_journal: Opener, journal: Journal) -> Journal:
-    journal.close()
-    return open_journal()
-
-
-def test_a_new_journal_is_empty(open_journal: Opener) -> None:
-    journal = open_journal()
-    assert journal.last_seq() == 0
-    assert list(journal.replay()) == []
-
-
-def test_committed_batches_replay_in_order(open_journal: Opener) -> None:
-    journal = open_journal()
-    written: list[Record] = []
-    for size in (1, 5, 100, 2):
-        batch = records(len(written) + 1, size)
-        journal.commit(batch)
-        written += batch
-        assert journal.last_seq() == len(written)
-    assert list(journal.replay()) == written
-
-
-@pytest.mark.parametrize("after_seq", [0, 1, 5, 49, 107, 108, 500])
-def test_replay_after_a_seq_gives_the_records_above_it(
-    open_journal: Opener, after_seq: int
-) -> None:
-    journal = open_journal()
-    written = records(1, 108)
-    for start in range(0, 108, 10):
-        journal.commit(written[start : start + 10])
-    assert list(journal.replay(after_seq)) == written[after_seq:]
-
-
-def test_replay_after_a_seq_far_into_the_journal(open_journal: Opener) -> None:
-    """Long enough that replay starts from the middle, before and after a reopen."""
-    journal = open_journal()
-    written = records(1, 12_345)
-    for start in range(0, len(written), 1_000):
-        journal.commit(written[start : start + 1_000])
-    for _ in range(2):
-        for after_seq in (4_095, 4_096, 4_097, 8_192, 9_999, 12_344):
-            assert list(journal.replay(after_seq)) == written[after_seq:]
-        journal = reopen(open_journal, journal)
-
-
-def test_a_reopened_journal_continues(open_journal: Opener) -> None:
-    journal = open_journal()
-    journal.commit(records(1, 7))
-    journal = reopen(open_journal, journal)
-    assert journal.last_seq() == 7
-    journal.commit(records(8, 3))
-    journal = reopen(open_journal, journal)
-    assert journal.last_seq() == 10
-    assert list(journal.replay()) == records(1, 10)
-
-
-def test_only_synced_records_are_replayed(open_journal: Opener) -> None:
-    journal = open_journal()
-    journal.commit(records(1, 2))
-    journal.append(records(3, 2))
-    journal.append(records(5, 1))
-    assert journal.last_seq() == 5
-    assert list(journal.replay()) == records(1, 2)
-    journal.sync()
-    assert list(journal.replay()) == records(1, 5)
-
-
-def test_close_syncs_what_was_appended(open_journal: Opener) -> None:
-    journal = open_journal()
-    journal.append(records(1, 3))
-    journal = reopen(open_journal, journal)
-    assert list(journal.replay()) == records(1, 3)
-
-
-@pytest.mark.parametrize(
-    "seqs",
-    [[0, 1], [5], [4, 5, 7], [4, 4], [3], [4, 6, 5], [2, 3, 4]],
-    ids=["zero", "gap", "gap-inside", "repeat", "overlap", "out-of-order", "rewind"],
-)
-def test_a_batch_out_of_sequence_is_refused_whole(open_journal: Opener, seqs: list[int]) -> None:
-    journal = open_journal()
-    journal.commit(records(1, 3))
-    with pytest.raises(JournalSequenceError, match="seq"):
-        journal.commit([(seq, payload(seq)) for seq in seqs])
-    assert journal.last_seq() == 3
-    journal = reopen(open_journal, journal)
-    assert list(journal.replay()) == records(1, 3)
-    journal.commit(records(4, 2))
-    assert list(journal.replay()) == records(1, 5)
-
-
-def test_the_first_record_is_seq_one(open_journal: Opener) -> None:
-    journal = open_journal()
-    with pytest.raises(JournalSequenceError):
-        journal.commit(records(2, 1))
-    journal.commit(records(1, 1))
-
-
-def test_an_oversized_record_is_refused_with_its_batch(open_journal: Opener) -> None:
-    journal = open_journal()
-    with pytest.raises(RecordTooLargeError, match=f"record 2 is {RECORD_BYTES_MAX + 1} bytes"):
-        journal.commit([(1, b"fine"), (2, bytes(RECORD_BYTES_MAX + 1))])
-    assert journal.last_seq() == 0
-    biggest = [(1, bytes(RECORD_BYTES_MAX))]
-    journal.commit(biggest)
-    journal = reopen(open_journal, journal)
-    assert list(journal.replay()) == biggest
-
-
-def test_empty_batches_and_payloads_are_fine(open_journal: Opener) -> None:
-    journal = open_journal()
-    journal.commit([])
-    journal.commit([(1, b"")])
-    journal = reopen(open_journal, journal)
-    assert list(journal.replay()) == [(1, b"")]
-
-
-def test_a_closed_journal_refuses_and_closes_again_harmlessly(open_journal: Opener) -> None:
-    journal = open_journal()
-    journal.commit(records(1, 1))
-    journal.close()
-    journal.close()
-    with pytest.raises(JournalError, match="closed"):
-        journal.commit(records(2, 1))
-
-
-def test_replay_after_a_negative_seq_is_refused(open_journal: Opener) -> None:
-    with pytest.raises(ValueError, match="negative"):
-        open_journal().replay(-1)
 
 
 # -- the file: framing ----------------------------------------------------------------------

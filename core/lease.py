@@ -1,0 +1,235 @@
+"""The active core's lease: one key in a JetStream KV bucket, so two cores never both act.
+
+Owns `LeaseState` (pure: when a holder may act and when to renew, from the times its writes
+were sent) and `Lease` (the KV I/O, async, nats-py). Acquire = write the key when it is absent,
+expired or deleted; renew = write it again expecting the revision last written (compare-and-
+set), which fails once anyone else has written; the bucket's TTL (`max_age`) expires a key not
+renewed in time, so a standby can then take it. Release = a delete marker, so a standby need
+not wait for the TTL.
+Why it is safe: the server expires the key no sooner than TTL after it stored the last write,
+which is after the holder sent it; the holder stops acting at `sent + TTL * SAFE_FRACTION`,
+before that, so its term ends before anyone else's can start (clocks drift far less than 20%).
+"""
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
+
+BUCKET_DEFAULT: Final = "venue_lease"
+KEY_DEFAULT: Final = "core"
+TTL_DEFAULT_S: Final = 5.0  # a dead core is replaced within ~5 s; renewals every ~1.7 s
+SAFE_FRACTION: Final = 0.8  # the holder stops at 80% of the TTL: margin for drift and delays
+RENEW_FRACTION: Final = 1 / 3  # renew a third in: two more tries before the term ends
+EXPECTED_LAST_SEQUENCE: Final = "Nats-Expected-Last-Sequence"
+KV_OPERATION: Final = "KV-Operation"  # "DEL": a delete marker, as nats-py's kv.delete writes
+ERR_WRONG_LAST_SEQUENCE: Final = 10071
+
+
+class LeaseError(Exception):
+    """The bucket cannot be used for the lease (a different TTL, or not a KV bucket)."""
+
+
+@dataclass(frozen=True)
+class LeaseTerm:
+    """A held lease: the KV revision that won it and when the winning write was sent."""
+
+    revision: int
+    sent_at: float  # monotonic seconds
+    ttl_s: float
+
+    @property
+    def ends_at(self) -> float:
+        return self.sent_at + self.ttl_s * SAFE_FRACTION
+
+    @property
+    def renew_at(self) -> float:
+        return self.sent_at + self.ttl_s * RENEW_FRACTION
+
+
+class LeaseState:
+    """What one contender knows: its current term, if any. Pure: times are arguments."""
+
+    def __init__(self, ttl_s: float) -> None:
+        if ttl_s <= 0:
+            raise ValueError(f"a lease TTL of {ttl_s} s")
+        self.ttl_s = ttl_s
+        self.term: LeaseTerm | None = None
+
+    def won(self, revision: int, sent_at: float) -> None:
+        """A create or a compare-and-set sent at `sent_at` stored `revision`."""
+        if self.term is not None and revision <= self.term.revision:
+            raise AssertionError(f"revision {revision} after {self.term.revision}")
+        self.term = LeaseTerm(revision, sent_at, self.ttl_s)
+
+    def lost(self) -> None:
+        """A compare-and-set was refused: someone else wrote, or the key expired."""
+        self.term = None
+
+    def held(self, now: float) -> bool:
+        """Whether this contender may act at `now`."""
+        return self.term is not None and now < self.term.ends_at
+
+    def renew_due(self, now: float) -> bool:
+        return self.term is not None and now >= self.term.renew_at
+
+    @property
+    def revision(self) -> int | None:
+        return None if self.term is None else self.term.revision
+
+
+class Lease:
+    """One contender for the lease under `holder` (a name for logs and for who holds it).
+
+    Every write is a compare-and-set on the bucket's whole stream (`Nats-Expected-Last-
+    Sequence`), not on the key (`kv.create`/`kv.update` use `...-Last-Subject-Sequence`, which
+    a clustered nats-server before 2.9.21 does not serialize: concurrent updates with one
+    revision can all succeed, nats-server issue 4320). So a lease's bucket holds its one key
+    only: the stream's last seq is the key's revision (a key expired by the TTL leaves that seq
+    in place, so only a contender that saw the expiry can write next).
+    """
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        kv: KeyValue,
+        bucket: str,
+        holder: str,
+        *,
+        ttl_s: float = TTL_DEFAULT_S,
+        key: str = KEY_DEFAULT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.js = js
+        self.kv = kv
+        self.holder = holder
+        self.key = key
+        self.state = LeaseState(ttl_s)
+        self._clock = clock
+        self._stream = f"KV_{bucket}"  # the stream behind a KV bucket, by JetStream's naming
+        self._subject = f"$KV.{bucket}.{key}"
+
+    @classmethod
+    async def open(
+        cls,
+        js: JetStreamContext,
+        holder: str,
+        *,
+        bucket: str = BUCKET_DEFAULT,
+        ttl_s: float = TTL_DEFAULT_S,
+        replicas: int = 1,
+        key: str = KEY_DEFAULT,
+    ) -> "Lease":
+        """A contender on `bucket`, creating the bucket (TTL = `ttl_s`) when it is absent."""
+        try:
+            kv = await js.key_value(bucket)
+        except nats.js.errors.BucketNotFoundError:
+            kv = await js.create_key_value(
+                KeyValueConfig(
+                    bucket=bucket,
+                    ttl=ttl_s,
+                    history=1,
+                    replicas=replicas,
+                    storage=StorageType.FILE,
+                )
+            )
+        status = await kv.status()
+        if status.ttl is None or abs(status.ttl - ttl_s) > 1e-3:
+            raise LeaseError(
+                f"KV bucket {bucket} expires keys after {status.ttl} s, not the lease's {ttl_s} s"
+            )
+        return cls(js, kv, bucket, holder, ttl_s=ttl_s, key=key)
+
+    def held(self) -> bool:
+        return self.state.held(self._clock())
+
+    async def try_acquire(self) -> bool:
+        """Take the lease if nobody holds it; True when this contender now holds it."""
+        if self.state.term is not None:
+            return await self.renew()
+        sent_at = self._clock()
+        try:
+            last_seq = await self._free_at()
+            if last_seq is None:
+                return False  # held by someone else
+            revision = await self._write(self.holder.encode(), last_seq)
+        except _Refused:
+            return False  # someone else wrote between our read and our write
+        except _Unconfirmed:
+            return False  # if it landed, our next try is refused and the TTL frees it
+        self.state.won(revision, sent_at)
+        return True
+
+    async def renew(self) -> bool:
+        """Extend the term by compare-and-set; False when it is lost or not confirmed."""
+        revision = self.state.revision
+        if revision is None:
+            return False
+        sent_at = self._clock()
+        try:
+            new_revision = await self._write(self.holder.encode(), revision)
+        except _Refused:
+            self.state.lost()  # someone else wrote since: the term is over
+            return False
+        except _Unconfirmed:
+            return self.held()  # the old term still runs to its end
+        self.state.won(new_revision, sent_at)
+        return True
+
+    async def release(self) -> None:
+        """Give the lease up now (a clean stop), so a standby takes over without the TTL."""
+        revision = self.state.revision
+        self.state.lost()
+        if revision is None:
+            return
+        # Refused: already someone else's; unconfirmed: it expires by its TTL. Not ours now.
+        with contextlib.suppress(_Refused, _Unconfirmed):
+            await self._write(b"", revision, delete=True)
+
+    async def holder_now(self) -> str | None:
+        """Who the bucket says holds the lease (for status and tests); None when nobody."""
+        try:
+            entry = await self.kv.get(self.key)
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+            return None
+        return None if entry.value is None else entry.value.decode()
+
+    async def _free_at(self) -> int | None:
+        """The stream's last seq when the key is absent, expired or deleted; None when held."""
+        info = await self.js.stream_info(self._stream)
+        last_seq = int(info.state.last_seq)
+        if await self.holder_now() is not None:
+            return None
+        return last_seq
+
+    async def _write(self, value: bytes, expected_last_seq: int, delete: bool = False) -> int:
+        """Write the key if the stream's last seq is `expected_last_seq`; its new revision."""
+        headers = {EXPECTED_LAST_SEQUENCE: str(expected_last_seq)}
+        if delete:
+            headers[KV_OPERATION] = "DEL"
+        try:
+            ack = await self.js.publish(self._subject, value, headers=headers)
+        except nats.js.errors.APIError as refused:
+            if refused.err_code == ERR_WRONG_LAST_SEQUENCE:
+                raise _Refused from None
+            if refused.code == 503:  # no leader right now: it was not written
+                raise _Unconfirmed from None
+            raise
+        except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
+            raise _Unconfirmed from None
+        return int(ack.seq)
+
+
+class _Refused(Exception):
+    """A compare-and-set lost: the bucket's stream moved on since the seq we expected."""
+
+
+class _Unconfirmed(Exception):
+    """No answer: the write may or may not have been stored."""

@@ -1,0 +1,219 @@
+"""The active-core lease: its pure timing rules, then contenders on a real nats-server (one node
+and a 3-node cluster per module, own ports and temp dirs): one holder at a time, renew by
+compare-and-set, expiry by TTL, release, a standby taking over."""
+
+import asyncio
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
+
+import nats
+import pytest
+from nats.js import JetStreamContext
+
+from cluster.nats import NatsCluster
+from core.lease import SAFE_FRACTION, Lease, LeaseError, LeaseState
+
+T = TypeVar("T")
+TTL_S = 1.0  # short, so an expiry test waits about a second
+POLL_S = 0.1
+_buckets = itertools.count(1)
+
+# -- the pure rules ----------------------------------------------------------------------------
+
+
+def test_a_new_contender_holds_nothing() -> None:
+    state = LeaseState(10.0)
+    assert not state.held(0.0)
+    assert not state.renew_due(100.0)
+    assert state.revision is None
+
+
+def test_a_term_runs_from_when_the_write_was_sent() -> None:
+    state = LeaseState(10.0)
+    state.won(revision=1, sent_at=100.0)
+    assert state.held(100.0)
+    assert not state.renew_due(103.0)
+    assert state.renew_due(103.4)  # a third of the TTL in
+    assert state.held(100.0 + 10.0 * SAFE_FRACTION - 0.001)
+    assert not state.held(100.0 + 10.0 * SAFE_FRACTION)  # before the server can expire it
+
+
+def test_a_renewal_starts_a_new_term_and_a_refusal_ends_it() -> None:
+    state = LeaseState(10.0)
+    state.won(1, 100.0)
+    state.won(2, 105.0)
+    assert state.held(112.0)
+    assert state.revision == 2
+    state.lost()
+    assert not state.held(105.0)
+    assert state.revision is None
+
+
+def test_a_revision_never_goes_back() -> None:
+    state = LeaseState(10.0)
+    state.won(5, 0.0)
+    with pytest.raises(AssertionError, match="revision 5 after 5"):
+        state.won(5, 1.0)
+
+
+def test_a_ttl_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="TTL"):
+        LeaseState(0)
+
+
+# -- on a real server ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    with NatsCluster(tmp_path_factory.mktemp("nats1"), size=1) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    with NatsCluster(tmp_path_factory.mktemp("nats3"), size=3) as started:
+        yield started
+
+
+def with_jetstream(servers: NatsCluster, scenario: Callable[[JetStreamContext], Awaitable[T]]) -> T:
+    """Run `scenario(js)` on a fresh connection, bounded in time."""
+
+    async def main() -> T:
+        client = await nats.connect(servers.urls)
+        try:
+            return await asyncio.wait_for(scenario(client.jetstream()), 30)
+        finally:
+            await client.close()
+
+    return asyncio.run(main())
+
+
+async def contenders(
+    js: JetStreamContext, count: int, replicas: int = 1, bucket: str | None = None
+) -> list[Lease]:
+    bucket = bucket or f"lease_{next(_buckets)}"
+    return [
+        await Lease.open(js, f"core-{index}", bucket=bucket, ttl_s=TTL_S, replicas=replicas)
+        for index in range(count)
+    ]
+
+
+async def until_acquired(lease: Lease, tries: int = 50) -> int:
+    """Try every `POLL_S` until `lease` holds; how many tries it took (bounded)."""
+    for attempt in range(1, tries + 1):
+        if await lease.try_acquire():
+            return attempt
+        await asyncio.sleep(POLL_S)
+    raise AssertionError(f"{lease.holder} never acquired the lease")
+
+
+def test_one_holder_at_a_time_and_renewal_keeps_it(node: NatsCluster) -> None:
+    async def scenario(js: JetStreamContext) -> None:
+        active, standby = await contenders(js, 2)
+        assert await active.try_acquire()
+        assert not await standby.try_acquire()
+        for _ in range(4):  # renewals across two TTLs keep it; the standby keeps failing
+            await asyncio.sleep(TTL_S / 2)
+            assert await active.renew()
+            assert not await standby.try_acquire()
+        assert active.held() and not standby.held()
+        assert await standby.holder_now() == "core-0"
+
+    with_jetstream(node, scenario)
+
+
+def test_a_renewal_with_a_stale_revision_is_refused(node: NatsCluster) -> None:
+    async def scenario(js: JetStreamContext) -> None:
+        active, impostor = await contenders(js, 2)
+        assert await active.try_acquire()
+        stale = active.state.revision
+        assert await active.renew()
+        assert stale is not None
+        impostor.state.won(stale, time.monotonic())  # it claims the old revision
+        assert not await impostor.renew()
+        assert not impostor.held()
+        assert await active.renew()
+
+    with_jetstream(node, scenario)
+
+
+def test_an_unrenewed_lease_expires_and_a_standby_takes_it(node: NatsCluster) -> None:
+    async def scenario(js: JetStreamContext) -> None:
+        active, standby = await contenders(js, 2)
+        assert await active.try_acquire()
+        await until_acquired(standby)  # the active stopped renewing: the TTL frees the key
+        assert standby.held()
+        assert not active.held()  # its own clock ended its term first
+        assert not await active.renew()  # and the bucket confirms it is over
+        assert await standby.holder_now() == "core-1"
+
+    with_jetstream(node, scenario)
+
+
+def test_a_released_lease_is_taken_at_once(node: NatsCluster) -> None:
+    async def scenario(js: JetStreamContext) -> None:
+        active, standby = await contenders(js, 2)
+        assert await active.try_acquire()
+        await active.release()
+        assert not active.held()
+        assert await standby.try_acquire()  # no TTL to wait for
+        assert not await active.try_acquire()
+
+    with_jetstream(node, scenario)
+
+
+def test_a_bucket_with_another_ttl_is_refused(node: NatsCluster) -> None:
+    async def scenario(js: JetStreamContext) -> None:
+        await Lease.open(js, "a", bucket="lease_ttl", ttl_s=TTL_S)
+        with pytest.raises(LeaseError, match=r"expires keys after 1\.0 s, not the lease's 2\.0 s"):
+            await Lease.open(js, "b", bucket="lease_ttl", ttl_s=2.0)
+
+    with_jetstream(node, scenario)
+
+
+def test_on_three_nodes_racing_contenders_get_one_holder_each_round(cluster: NatsCluster) -> None:
+    """Five cores race for an R=3 lease, then again after it expires: one winner per round."""
+
+    async def scenario(js: JetStreamContext) -> list[int]:
+        leases = await contenders(js, 5, replicas=3)
+        winners = []
+        for _ in range(2):
+            won = await asyncio.gather(*(lease.try_acquire() for lease in leases))
+            assert won.count(True) == 1
+            winner = won.index(True)
+            assert [lease.held() for lease in leases].count(True) == 1
+            winners.append(winner)
+            loser = leases[(winner + 1) % 5]
+            await until_acquired(loser)  # after the TTL, as the winner does not renew
+            assert not leases[winner].held()
+            await loser.release()
+        return winners
+
+    with_jetstream(cluster, scenario)
+
+
+def test_on_three_nodes_concurrent_renewals_of_one_revision_have_one_winner(
+    cluster: NatsCluster,
+) -> None:
+    """Five contenders all claim the holder's revision and renew at once, ten rounds: one wins
+    each. (kv.update's per-key check let 3 to 5 win on nats-server 2.9.10: issue 4320.)"""
+
+    async def scenario(js: JetStreamContext) -> None:
+        leases = await contenders(js, 5, replicas=3)
+        assert await leases[0].try_acquire()
+        holder = leases[0]
+        for _ in range(10):
+            revision = holder.state.revision
+            assert revision is not None
+            for lease in leases:
+                if lease is not holder:
+                    lease.state.won(revision, time.monotonic())
+            renewed = await asyncio.gather(*(lease.renew() for lease in leases))
+            assert renewed.count(True) == 1
+            holder = leases[renewed.index(True)]
+            assert [lease.state.revision is not None for lease in leases].count(True) == 1
+
+    with_jetstream(cluster, scenario)
