@@ -41,6 +41,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="book the ledger into this PostgreSQL database (default: the config's, else SQLite)",
     )
+    serve.add_argument(
+        "--role",
+        choices=("all", "core", "gateway"),
+        default="all",
+        help="all: the one-process venue (default); core or gateway: a cluster's role",
+    )
+    serve.add_argument("--nats", metavar="URL", default=None, help="the cluster's NATS servers")
+    serve.add_argument("--name", default=None, help="this core's or gateway's name, for logs")
     serve.add_argument("--log-level", choices=logs.LEVELS, default="info")
     serve.add_argument(
         "--log-format", choices=logs.FORMATS, default="text", help="json: one per line"
@@ -168,6 +176,9 @@ def _run_serve(args: argparse.Namespace) -> int:
         args.log_level,
         args.log_format,
         postgres=args.postgres,
+        role=args.role,
+        nats_url=args.nats,
+        name=args.name,
     )
 
 

@@ -91,6 +91,32 @@ class ReadSide:
         return account in self._core.ledger.participants
 
 
+class Bus(Protocol):
+    """What the gateway's parts use of a bus: `EmbeddedBus`, or `core.nats_bus.NatsBus`."""
+
+    core: Any  # what the server starts and stops: a `VenueCore`, or a gateway's replica
+    reads: ReadSide
+
+    @property
+    def submit(self) -> Callable[[Command, Any], Executed]:
+        """(command, origin) -> its outcome (over NATS a stub: the outcome comes later)."""
+
+    @property
+    def barrier(self) -> Callable[..., None]:
+        """(origin, events=None): released behind every command submitted before it."""
+
+    @property
+    def drain(self) -> Callable[[], Coroutine[Any, Any, None]]: ...
+
+    @property
+    def epoch_of(self) -> Callable[[int], int]: ...
+
+    @property
+    def epoch(self) -> int: ...
+
+    def on_fatal(self, failure: BaseException | None) -> None: ...
+
+
 class EmbeddedBus:
     """The bus inside one process: calls straight into the core's sequencer."""
 

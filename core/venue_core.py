@@ -25,9 +25,9 @@ import msgspec
 from core import config as venue_config
 from core import snapshots
 from core.bus import CoreListener
-from core.journal import FileJournal, JournalError
+from core.journal import FileJournal, Journal, JournalError
 from core.ledger_writer import LedgerWriter, open_store
-from core.sequencer import Executed, Sequencer
+from core.sequencer import Executed, RecordCodec, Sequencer
 from core.store_thread import StoreThread
 from engine.events import CommandRejected, Event
 from engine.reasons import ErrorCode
@@ -60,8 +60,15 @@ class VenueCore:
     """The core's state and machinery around the pure engine, for one data dir."""
 
     def __init__(
-        self, config: venue_config.VenueConfig, data_dir: Path, listener: CoreListener
+        self,
+        config: venue_config.VenueConfig,
+        data_dir: Path,
+        listener: CoreListener,
+        journal: Journal | None = None,
+        codec: RecordCodec | None = None,
     ) -> None:
+        """`journal`: the data dir's `FileJournal` unless given (the cluster's core passes a
+        `JetStreamJournal`, and a `codec` whose records carry each command's origin)."""
         self.config = config
         self.data_dir = data_dir
         self.listener = listener
@@ -73,7 +80,8 @@ class VenueCore:
         self.epochs: list[tuple[int, int]] = _load_epochs(data_dir / EPOCHS_FILE)
         self._recovering = False
         self.epoch = now_us()
-        journal = FileJournal(data_dir / JOURNAL_FILE)
+        if journal is None:
+            journal = FileJournal(data_dir / JOURNAL_FILE)
         self.sequencer = Sequencer(
             self.venue,
             journal,
@@ -81,6 +89,7 @@ class VenueCore:
             self._release,
             on_durable=self._durable,
             on_executed=self._executed,
+            codec=codec,
         )
         self._to_store: list[Any] = []  # at start: transfers the store may not hold yet
         # The store's SQLite connection lives on its own thread, like every write to it;
@@ -176,7 +185,8 @@ class VenueCore:
         return path
 
     def _journal_bytes(self) -> int:
-        return (self.data_dir / JOURNAL_FILE).stat().st_size
+        path = self.data_dir / JOURNAL_FILE
+        return path.stat().st_size if path.exists() else 0  # none: the journal is a stream
 
     async def _refuse(self, why: str) -> NoReturn:
         """Give the files back (the journal's lock too) and refuse to start."""

@@ -13,15 +13,16 @@ the core's listener: it routes each executed command and each durable batch to t
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
 from core import config as venue_config
-from core.bus import EmbeddedBus
+from core.bus import Bus, EmbeddedBus
 from core.sequencer import Executed, Sequencer
 from core.venue_core import JOURNAL_FILE, LEDGER_FILE, RecoveryRefused, VenueCore, now_us
 from engine.commands import ListAsset, ListInstrument, SetOrderCaps
@@ -47,11 +48,23 @@ __all__ = [
 class VenueServer:
     """The one-process venue: the gateway's parts around an embedded core."""
 
-    def __init__(self, config: venue_config.VenueConfig, data_dir: Path) -> None:
+    def __init__(
+        self,
+        config: venue_config.VenueConfig,
+        data_dir: Path,
+        bus: Callable[["VenueServer"], Bus] | None = None,
+    ) -> None:
+        """`bus`: makes the bus to the core, given this server as the core's listener; by
+        default an embedded core on `data_dir` (a cluster's gateway passes `NatsBus`'s)."""
         self.config = config
         self.data_dir = data_dir
-        self.core = VenueCore(config, data_dir, self)
-        self.bus = EmbeddedBus(self.core)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if bus is None:
+            self.core = VenueCore(config, data_dir, self)
+            self.bus: Bus = EmbeddedBus(self.core)
+        else:
+            self.bus = bus(self)
+            self.core = cast(VenueCore, self.bus.core)  # a replica, standing where the core is
         self.reads = self.bus.reads
         self.auth = Authenticator(KeyStore(config.api_keys))
         self.issued_keys = _load_keys(data_dir / ISSUED_KEYS_FILE)  # by admin.issue_key
@@ -212,7 +225,7 @@ class VenueServer:
         pending = executed.origin
         if isinstance(executed.command, ListInstrument | ListAsset | SetOrderCaps):
             self._learn_reference_data()
-        quote_set = pending.quote_set if isinstance(pending, Pending) else None
+        quote_set = getattr(pending, "quote_set", None)  # a Pending's, or a cluster record's
         self.private_streams.assign(executed, quote_set)
         if isinstance(pending, Pending):
             self.dispatcher.placed.track_placed(pending.session, executed.events)

@@ -1,0 +1,171 @@
+"""The core role of the cluster: the active core, or a standby waiting for the lease.
+
+Owns `ClusterCore`, what `venue serve --role core --nats URL` runs. It contends for the
+lease (core/lease.py); while another core holds it, it waits as a standby. Once it holds
+the lease it runs a `VenueCore` whose journal is the JetStream stream (recovering from its
+own latest snapshot and the stream, and catching the ledger store up, PostgreSQL or SQLite),
+takes the gateways' commands from `SUBMIT_SUBJECT` (each gateway's request ids in order,
+each once), sequences and executes them and appends each batch to the stream; the gateways
+read the outcomes from the stream itself. The clock, snapshots and summaries run here only.
+A core that cannot renew its lease in time stops at once (exit 70): a standby takes over,
+and the stream's expected-last-sequence refuses any append it still had in flight.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from core import config as venue_config
+from core.jetstream_journal import JetStreamJournal
+from core.lease import Lease
+from core.nats_bus import (
+    SUBMIT_SUBJECT,
+    ClusterCodec,
+    Origin,
+    connect,
+    decode_submissions,
+    die,
+    server_list,
+)
+from core.sequencer import Executed
+from core.venue_core import VenueCore
+
+log = logging.getLogger("venue.cluster")
+
+LEASE_TTL_S: Final = 3.0  # a dead core is replaced within ~3 s (plus its recovery)
+LEASE_POLL_S: Final = 0.1  # how often the active core checks its term; a standby polls 2x this
+LEASE_REQUEST_TIMEOUT_S: Final = 1.0  # a lease write unanswered by then is unconfirmed
+
+
+class CoreGatewayPart:
+    """The core's listener: no sessions here (the gateways push from the stream); its part
+    of a snapshot is the last request id sequenced per gateway, so a command a gateway sends
+    again after a restart from that snapshot is still recognised."""
+
+    def __init__(self, codec: ClusterCodec) -> None:
+        self.codec = codec
+
+    def executed(self, executed: Executed) -> None:
+        pass
+
+    def released(self, batch: list[Executed]) -> None:
+        pass
+
+    def replayed(self, batch: list[Executed]) -> None:
+        pass
+
+    def gateway_image(self) -> dict[str, Any]:
+        return {"last_request": dict(self.codec.last_request)}
+
+    def restore_gateway(self, image: dict[str, Any]) -> None:
+        self.codec.last_request.update(image.get("last_request", {}))
+
+
+class ClusterCore:
+    """One core process: standby until it holds the lease, then the venue's sequencer."""
+
+    def __init__(
+        self,
+        config: venue_config.VenueConfig,
+        data_dir: Path,
+        servers: str | Sequence[str],
+        name: str,
+    ) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.servers = server_list(servers)
+        self.name = name
+        self.codec = ClusterCodec()
+        self.core: VenueCore | None = None
+        self.nc: Client | None = None
+        self.lease: Lease | None = None
+
+    async def wait_for_lease(self, stopping: asyncio.Event) -> bool:
+        """Contend until this core holds the lease (True) or `stopping` is set (False)."""
+        self.nc = await connect(self.servers, f"venue-core-{self.name}")
+        js = self.nc.jetstream(timeout=LEASE_REQUEST_TIMEOUT_S)
+        replicas = 3 if len(self.servers) >= 3 else 1
+        self.lease = await Lease.open(js, self.name, ttl_s=LEASE_TTL_S, replicas=replicas)
+        announced = False
+        while not stopping.is_set():
+            if await self.lease.try_acquire():
+                log.info("holding the lease: active core", extra={"core": self.name})
+                return True
+            if not announced:
+                log.info("another core holds the lease: standby", extra={"core": self.name})
+                announced = True
+            await asyncio.sleep(LEASE_POLL_S * 2)
+        return False
+
+    async def activate(self) -> VenueCore:
+        """Recover the venue from the stream and start taking the gateways' commands."""
+        assert self.nc is not None and self.lease is not None, "the lease is held first"
+        keeper = asyncio.create_task(self._keep_lease())  # renewed while recovery runs
+        loop = asyncio.get_running_loop()
+        journal = await loop.run_in_executor(None, JetStreamJournal, self.servers)
+        core = VenueCore(
+            self.config,
+            self.data_dir,
+            CoreGatewayPart(self.codec),
+            journal=journal,
+            codec=self.codec,
+        )
+        self.core = core
+        await core.start()
+        core.keep_task(keeper)
+        core.start_tasks()
+        await self.nc.subscribe(SUBMIT_SUBJECT, cb=self._on_submissions)
+        log.info("active", extra={"core": self.name, "seq": core.sequencer.last_seq})
+        return core
+
+    async def stop(self) -> None:
+        """Stop taking commands, flush, snapshot, give the lease up for a standby."""
+        if self.core is not None:
+            await self.core.stop()
+        if self.lease is not None:
+            await self.lease.release()
+        if self.nc is not None:
+            await self.nc.close()
+
+    async def _keep_lease(self) -> None:
+        lease = self.lease
+        assert lease is not None
+        while True:
+            await asyncio.sleep(LEASE_POLL_S)
+            if lease.state.renew_due(time.monotonic()):
+                await lease.renew()
+            if not lease.held():
+                die(RuntimeError(f"core {self.name} lost its lease: stopping"))
+
+    async def _on_submissions(self, message: Msg) -> None:
+        """A gateway's commands of one turn: each request id once, in order (nats-py only
+        logs what a callback raises, so a failure while executing is made fatal here)."""
+        try:
+            submissions = decode_submissions(message.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as malformed:
+            log.warning("malformed submissions dropped: %s", malformed)
+            return
+        try:
+            self._sequence(submissions.gateway, submissions.items)
+        except BaseException as failure:
+            die(failure)
+
+    def _sequence(self, gateway: str, items: list[Any]) -> None:
+        assert self.core is not None and self.lease is not None
+        if not self.lease.held():
+            die(RuntimeError(f"core {self.name}: the lease's term ended"))
+        codec = self.codec
+        submit = self.core.sequencer.submit
+        for item in items:
+            if not codec.is_next(gateway, item.request):
+                continue  # sent again (sequenced already), or after a lost one
+            origin = Origin(gateway, item.request, item.quote_set)
+            codec.seen(origin)
+            submit(item.command, origin)
