@@ -55,6 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=_run_serve)
 
+    from cluster import local
+
+    cluster = commands.add_parser(
+        "cluster", help="a whole cluster on loopback: NATS x3, PostgreSQL, cores, gateways"
+    )
+    local.add_arguments(cluster)
+    cluster.set_defaults(run=local.run)
+
     from client import bots, live_demo
 
     demo = commands.add_parser("demo", help="the venue live: a server, two makers and a taker")
