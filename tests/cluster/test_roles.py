@@ -5,20 +5,33 @@ each test uses accounts and prices of its own so they do not depend on each othe
 """
 
 import asyncio
+import contextlib
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from client.sdk import VenueClient
 from cluster.local import LocalCluster
+from core import config as venue_config
+from core.jetstream_journal import JetStreamJournal
+from core.nats_bus import Record, decode_record
+from engine.commands import PlaceOrder
+from engine.events import TradeExecuted
+from engine.venue import Venue
+from engine.venue import VenueConfig as EngineConfig
+from settlement.ledger import Ledger
+from settlement.pg_store import PostgresLedgerStore
 from tests.conftest import KEYS, ROOT, drain_pushes
 
 SYMBOL = "AAPLx-USD"
-TIMEOUT_S = 60
+TIMEOUT_S = 120
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +90,178 @@ def test_orders_through_gateway_a_fill_against_orders_rested_through_gateway_b(
                 await each.close()
 
     run(scenario())
+
+
+# ----------------------------------------------------------------- faults under load
+
+ORDERS_PER_LOOP = 40
+LOOPS = 4
+FAULT_AFTER_ACKS = 30
+
+
+@dataclass
+class Trading:
+    """What the clients saw: the taker's acknowledged orders, the maker's private pushes."""
+
+    acked: dict[str, dict[str, Any]] = field(default_factory=dict)  # cl_ord_id -> result
+    unknown: set[str] = field(default_factory=set)  # sent, connection lost before the answer
+    maker_pushes: list[dict[str, Any]] = field(default_factory=list)
+    taker_pushes: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def trade_through_fault(
+    taker_url: str, maker_url: str, tag: str, price: str, fault: Callable[[], None]
+) -> tuple[Trading, VenueClient, VenueClient]:
+    """The maker rests a sell on its gateway; the taker sends `LOOPS` x `ORDERS_PER_LOOP` ioc
+    buys against it through its own; `fault` runs (in a thread) once `FAULT_AFTER_ACKS` are in."""
+    seen = Trading()
+    maker = await client(maker_url, "beta")
+    taker = await client(taker_url, "taker")
+    await maker.subscribe_account()
+    await taker.subscribe_account()
+    seen.maker_pushes.extend(await drain_pushes(maker))
+    seen.taker_pushes.extend(await drain_pushes(taker))
+    rested = await maker.place(SYMBOL, "sell", "100", price, cl_ord_id=f"{tag}-rest")
+    assert rested["status"] == "new"
+    enough = asyncio.Event()
+
+    async def loop(index: int) -> None:
+        for number in range(ORDERS_PER_LOOP):
+            cl_ord_id = f"{tag}-{index}-{number}"
+            seen.unknown.add(cl_ord_id)
+            try:
+                result = await taker.place(
+                    SYMBOL, "buy", "0.01", price, tif="ioc", cl_ord_id=cl_ord_id
+                )
+            except (ConnectionError, ConnectionClosed):
+                return  # its gateway died: the outcome of this one is unknown
+            seen.unknown.discard(cl_ord_id)
+            seen.acked[cl_ord_id] = result
+            if len(seen.acked) >= FAULT_AFTER_ACKS:
+                enough.set()
+
+    async def pushes(who: VenueClient, into: list[dict[str, Any]]) -> None:
+        with contextlib.suppress(ConnectionClosed, TimeoutError):
+            while True:
+                into.append(await who.next_push(10.0))
+
+    readers = [
+        asyncio.create_task(pushes(maker, seen.maker_pushes)),
+        asyncio.create_task(pushes(taker, seen.taker_pushes)),
+    ]
+    loops = [asyncio.create_task(loop(index)) for index in range(LOOPS)]
+    await enough.wait()
+    await asyncio.to_thread(fault)
+    await asyncio.gather(*loops)
+    await asyncio.sleep(1.0)  # the last pushes
+    for reader in readers:
+        reader.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    return seen, maker, taker
+
+
+def account_events(pushes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [p for p in pushes if p.get("ch") == "account" and p.get("type") != "snapshot"]
+
+
+def contiguous(pushes: list[dict[str, Any]]) -> list[int]:
+    events = [p["seq"] for p in account_events(pushes)]
+    assert events == list(range(events[0], events[0] + len(events))), "a gap or a repeat"
+    return events
+
+
+def stream_records(cluster: LocalCluster) -> list[tuple[int, Record]]:
+    journal = JetStreamJournal(cluster.nats.url, create=False)
+    try:
+        return [(seq, decode_record(payload)) for seq, payload in journal.replay(0)]
+    finally:
+        journal.close()
+
+
+def check_no_loss_no_duplicate(cluster: LocalCluster, seen: Trading, tag: str) -> Ledger:
+    """Every acknowledged order is in the stream once; no command ran twice; the ledger the
+    stream rebuilds is what the store holds (verified) and what the gateways report."""
+    records = stream_records(cluster)
+    origins = [(r.origin.gateway, r.origin.request) for _, r in records if r.origin.gateway]
+    assert len(origins) == len(set(origins)), "a gateway's request sequenced twice"
+    placed = [
+        r.command.cl_ord_id
+        for _, r in records
+        if isinstance(r.command, PlaceOrder) and (r.command.cl_ord_id or "").startswith(tag)
+    ]
+    assert len(placed) == len(set(placed)), "an order placed twice"
+    assert set(seen.acked) <= set(placed), "an acknowledged order is not in the journal"
+    config = venue_config.load(ROOT / "venue.toml")
+    ledger = Ledger()
+    venue = Venue(
+        EngineConfig(reserve_staleness_max_us=venue_config.reserve_staleness_max_us(config)),
+        ledger,
+    )
+    acked_ids = {result["order_id"] for result in seen.acked.values()}
+    filled_units = 0
+    for _, record in records:
+        for event in venue.execute(record.command):
+            if isinstance(event, TradeExecuted) and event.taker_order_id in acked_ids:
+                filled_units += event.qty
+    assert {result["status"] for result in seen.acked.values()} == {"filled"}
+    acked_units = len(seen.acked) * 10_000  # 0.01 each, at the qty scale 10^6
+    assert filled_units == acked_units, "acknowledged fills differ from the journal's"
+    assert cluster.dsn is not None
+    store = PostgresLedgerStore(cluster.dsn)
+    try:
+        deadline = time.monotonic() + 30
+        while store.last_transfer_id() < ledger.last_transfer_id and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert store.last_transfer_id() == ledger.last_transfer_id
+        assert store.verify() == []
+        booked = {key: total for key, total in store.balances().items() if total}
+        rebuilt = {key: b.total for key, b in ledger.balances.items() if b.total}
+        assert booked == rebuilt
+    finally:
+        store.close()
+    return ledger
+
+
+async def resume_elsewhere(url: str, who: str, seen: list[dict[str, Any]]) -> None:
+    """Reconnect to `url` with since_seq from before the fault: the same events, same bytes."""
+    events = contiguous(seen)
+    since = events[len(events) // 2]
+    again = await client(url, who)
+    try:
+        await again.subscribe_account(since_seq=since)
+        replayed = await drain_pushes(again, 1.0)
+        expected = [p for p in account_events(seen) if p["seq"] > since]
+        assert replayed == expected, "another gateway's history differs"
+    finally:
+        await again.close()
+
+
+def test_kill_9_of_the_active_core_under_load_the_standby_takes_over(
+    cluster: LocalCluster,
+) -> None:
+    a, b = cluster.gateways
+    active = cluster.active_core()
+    assert active is not None
+    standby = next(core for core in cluster.cores if core is not active)
+
+    async def scenario() -> Trading:
+        seen, maker, taker = await trade_through_fault(
+            a.url, b.url, "corekill", "191.00", lambda: cluster.kill(active)
+        )
+        try:
+            assert seen.unknown == set(), "a request went unanswered through the takeover"
+            assert len(seen.acked) == LOOPS * ORDERS_PER_LOOP
+            contiguous(seen.maker_pushes)
+            contiguous(seen.taker_pushes)
+            await resume_elsewhere(a.url, "beta", seen.maker_pushes)
+            await resume_elsewhere(b.url, "taker", seen.taker_pushes)
+        finally:
+            await maker.close()
+            await taker.close()
+        return seen
+
+    seen = run(scenario())
+    assert "active at seq" in standby.log()
+    check_no_loss_no_duplicate(cluster, seen, "corekill")
+    cluster.start_role(active)  # back as the standby
+    cluster.wait_for(active, "waiting for the lease")
