@@ -43,6 +43,7 @@ class Role:
     log_path: Path
     port: int = 0  # a gateway's websocket port
     process: subprocess.Popen[bytes] | None = None
+    log_from: int = 0  # where this start's lines begin in the log (a restart appends)
 
     @property
     def url(self) -> str:
@@ -52,7 +53,12 @@ class Role:
         return self.process is not None and self.process.poll() is None
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """What the process wrote since it was last started."""
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as log:
+            log.seek(self.log_from)
+            return log.read().decode(errors="replace")
 
 
 class LocalCluster:
@@ -116,6 +122,7 @@ class LocalCluster:
             command += ["--host", "127.0.0.1", "--port", str(role.port)]
         if self.dsn is not None:
             command += ["--postgres", self.dsn]
+        role.log_from = role.log_path.stat().st_size if role.log_path.exists() else 0
         with role.log_path.open("ab") as log:
             role.process = subprocess.Popen(
                 command,
