@@ -47,7 +47,13 @@ def _parser() -> argparse.ArgumentParser:
         default="all",
         help="all: the one-process venue (default); core or gateway: a cluster's role",
     )
-    serve.add_argument("--nats", metavar="URL", default=None, help="the cluster's NATS servers")
+    serve.add_argument(
+        "--nats",
+        default=None,
+        metavar="URL",
+        help="NATS URLs (comma-separated): the journal is a JetStream stream there, not the"
+        " file; with --role core or gateway, the cluster's servers",
+    )
     serve.add_argument("--name", default=None, help="this core's or gateway's name, for logs")
     serve.add_argument("--log-level", choices=logs.LEVELS, default="info")
     serve.add_argument(
@@ -185,7 +191,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         args.log_format,
         postgres=args.postgres,
         role=args.role,
-        nats_url=args.nats,
+        nats=args.nats,
         name=args.name,
     )
 

@@ -20,7 +20,7 @@ import psycopg
 from cli import logs
 from cli.failures import CommandFailed, describe_os_error
 from core import config as venue_config
-from core.journal import JournalError
+from core.journal import Journal, JournalError
 from gateway.server import VenueServer
 from settlement.store import LedgerStoreError
 
@@ -34,14 +34,15 @@ def run(
     log_format: str = "text",
     postgres: str | None = None,
     role: str = "all",
-    nats_url: str | None = None,
+    nats: str | None = None,
     name: str | None = None,
 ) -> int:
     """`role` "all": the one-process venue; "core" or "gateway": that role of a cluster on
-    the NATS servers `nats_url` (see docs/cluster.md)."""
-    if role != "all" and not nats_url:
-        raise CommandFailed(f"--role {role} needs --nats URL (the cluster's NATS servers)")
+    the NATS servers `nats` (see docs/cluster.md); with role "all", `nats` makes the journal
+    a JetStream stream there."""
     config = venue_config.load(config_path)
+    if role != "all" and not (nats or config.venue.nats):
+        raise CommandFailed(f"--role {role} needs --nats URL (the cluster's NATS servers)")
     if postgres is not None:  # --postgres DSN: the ledger store there, whatever the config says
         venue = msgspec.structs.replace(config.venue, ledger_postgres=postgres)
         config = msgspec.structs.replace(config, venue=venue)
@@ -62,12 +63,13 @@ def run(
     else:
         runner = uvloop.run
     data = data_dir or Path(config.venue.data_dir)
+    nats_url = nats or config.venue.nats
     if role == "core":
-        serving = _serve_core(config, data, nats_url or "", name or "core")
+        serving = _serve_core(config, data, nats_url, name or "core")
     elif role == "gateway":
-        serving = _serve_gateway(config, host, port, data, nats_url or "", name or "gw")
+        serving = _serve_gateway(config, host, port, data, nats_url, name or "gw")
     else:
-        serving = _serve(config, host, port, data_dir)
+        serving = _serve(config, host, port, data_dir, _open_nats_journal(nats_url))
     try:
         runner(serving)
     except JournalError as refused:  # corruption before the tail, a locked journal: say where
@@ -97,6 +99,18 @@ def check_port_free_or_core(role: str, host: str, port: int) -> None:
         check_port_free(host, port)
 
 
+def _open_nats_journal(urls: str) -> Journal | None:
+    """The JetStream journal at `urls`, or None (the file journal) when there are none."""
+    if not urls:
+        return None
+    from core.jetstream_journal import JetStreamJournal  # nats-py only when asked for
+
+    try:
+        return JetStreamJournal(urls)
+    except JournalError as refused:  # unreachable, a stream with gaps: one line, nothing made
+        raise CommandFailed(f"cannot start: {refused}") from None
+
+
 def check_port_free(host: str, port: int) -> None:
     """Refuse a port another process holds, with the reason, before anything is built."""
     if port == 0:
@@ -116,9 +130,13 @@ def check_port_free(host: str, port: int) -> None:
 
 
 async def _serve(
-    config: venue_config.VenueConfig, host: str, port: int, data_dir: Path | None
+    config: venue_config.VenueConfig,
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    journal: Journal | None = None,
 ) -> None:
-    server = VenueServer(config, data_dir or Path(config.venue.data_dir))
+    server = VenueServer(config, data_dir or Path(config.venue.data_dir), journal)
     try:
         bound = await server.start(host, port)
     except OSError as failed:  # the port taken between the check and the bind, a disk error

@@ -8,11 +8,13 @@ JetStream (streams, KV buckets) to core/. Readiness is the monitoring port's `/h
 `READY_TIMEOUT_S`; a stop is SIGTERM, then SIGKILL after `STOP_TIMEOUT_S`.
 """
 
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +29,7 @@ POLL_S: Final = 0.05
 # max_payload (1 MB) is just below it, so the nodes take up to 8 MB.
 MAX_PAYLOAD_BYTES: Final = 8 << 20
 CLUSTER_NAME: Final = "venue"
+PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
 
 
 class NatsError(Exception):
@@ -117,6 +120,7 @@ class NatsNode:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a test's Ctrl-C is not the node's: stop() ends it
+                preexec_fn=_die_with_parent,
             )
 
     @property
@@ -152,6 +156,13 @@ class NatsNode:
         os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait(STOP_TIMEOUT_S)
         self.process = None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the process that started it dies (Linux), so
+    a test run killed by a timeout leaves no node behind. (Tied to the starting thread.)"""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def wait_ready(nodes: Sequence[NatsNode], timeout_s: float = READY_TIMEOUT_S) -> None:

@@ -32,6 +32,7 @@ class VenueSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     data_dir: str = "data"
     reserve_staleness_hours: int = 26
     ledger_postgres: str = ""  # a PostgreSQL DSN: the ledger store there; empty: SQLite file
+    nats: str = ""  # NATS URL(s): the journal is a JetStream stream there; "": the file
 
 
 class LimitsSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -18,7 +18,7 @@ import json
 import logging
 import secrets
 import threading
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -192,6 +192,8 @@ class JetStreamJournal:
                 max_reconnect_attempts=RECONNECT_ATTEMPTS,
                 reconnect_time_wait=RECONNECT_WAIT_S,
                 error_cb=_log_error,
+                disconnected_cb=self._log_disconnected,
+                reconnected_cb=self._log_reconnected,
                 name=f"venue-journal-{self._writer_id}",
             )
         except Exception as error:  # nats-py raises several kinds for "nobody answered"
@@ -229,6 +231,13 @@ class JetStreamJournal:
                 f" {state.first_seq} to {state.last_seq}: a journal has every seq from 1"
             )
         return int(state.last_seq)
+
+    async def _log_disconnected(self) -> None:
+        if not self._closed:  # nats-py calls this on our own close too
+            logger.warning("stream %s: disconnected from NATS; reconnecting", self.stream)
+
+    async def _log_reconnected(self) -> None:
+        logger.warning("stream %s: reconnected to NATS", self.stream)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -407,8 +416,10 @@ class JetStreamJournal:
             mem_storage=True,
             inactive_threshold=60.0,  # the server drops it if this process dies mid-replay
         )
-        return await self._js.pull_subscribe(
-            self.subject, durable=None, stream=self.stream, config=config
+        return await _retry_unavailable(  # a consumer needs the meta leader: maybe re-elected
+            lambda: self._js.pull_subscribe(
+                self.subject, durable=None, stream=self.stream, config=config
+            )
         )
 
     async def _fetch(
@@ -456,16 +467,22 @@ def _server_list(servers: str | Sequence[str]) -> list[str]:
     return urls
 
 
-async def _retry_unavailable(call: Any, attempts: int = 50) -> Any:
-    """A JetStream API call, retried while the cluster has no meta leader yet (just started)."""
-    for attempt in range(attempts):
+async def _retry_unavailable(
+    call: Callable[[], Awaitable[T]], timeout_s: float = SYNC_TIMEOUT_S
+) -> T:
+    """A JetStream API call, retried while the cluster has no (meta) leader: just started, or
+    electing one after a node died. `JournalUnavailable` after `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
         try:
             return await call()
-        except (nats.js.errors.ServiceUnavailableError, nats.errors.TimeoutError):
-            if attempt == attempts - 1:
-                raise
-            await asyncio.sleep(0.1)
-    raise AssertionError("unreachable")
+        except (nats.js.errors.ServiceUnavailableError, nats.errors.TimeoutError) as error:
+            if loop.time() > deadline:
+                raise JournalUnavailable(
+                    f"JetStream did not answer within {timeout_s}s: {error!r}"
+                ) from None
+            await asyncio.sleep(REPUBLISH_PAUSE_S)
 
 
 async def _unavailable_on_nats_error(work: Coroutine[Any, Any, None], stream: str) -> None:
@@ -493,4 +510,9 @@ def _let_go(ack: "asyncio.Future[int]") -> None:
 
 
 async def _log_error(error: Exception) -> None:
-    logger.warning("NATS: %r", error)
+    # Each failed (re)connect attempt lands here: one line per attempt is noise at INFO; the
+    # disconnect and the reconnect themselves are logged by the callbacks below.
+    level = (
+        logging.DEBUG if isinstance(error, OSError | nats.errors.UnexpectedEOF) else logging.WARNING
+    )
+    logger.log(level, "NATS: %r", error)

@@ -23,6 +23,7 @@ from websockets.http11 import Response as HttpResponse
 
 from core import config as venue_config
 from core.bus import Bus, EmbeddedBus
+from core.journal import Journal
 from core.sequencer import Executed, Sequencer
 from core.venue_core import JOURNAL_FILE, LEDGER_FILE, RecoveryRefused, VenueCore, now_us
 from engine.commands import ListAsset, ListInstrument, SetOrderCaps
@@ -52,15 +53,17 @@ class VenueServer:
         self,
         config: venue_config.VenueConfig,
         data_dir: Path,
+        journal: Journal | None = None,
         bus: Callable[["VenueServer"], Bus] | None = None,
     ) -> None:
-        """`bus`: makes the bus to the core, given this server as the core's listener; by
-        default an embedded core on `data_dir` (a cluster's gateway passes `NatsBus`'s)."""
+        """By default an embedded core on `data_dir`, its journal the file there unless
+        `journal` is given (e.g. JetStream). `bus` makes the bus to a core elsewhere, given
+        this server as the core's listener (a cluster's gateway passes `NatsBus`'s)."""
         self.config = config
         self.data_dir = data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         if bus is None:
-            self.core = VenueCore(config, data_dir, self)
+            self.core = VenueCore(config, data_dir, self, journal=journal)
             self.bus: Bus = EmbeddedBus(self.core)
         else:
             self.bus = bus(self)

@@ -189,7 +189,9 @@ def test_acknowledged_records_survive_kill_9_of_the_leader(
         reader.close()
 
 
-def test_a_node_killed_and_restarted_catches_up(cluster: NatsCluster, stream: str) -> None:
+def test_appends_go_on_while_a_follower_is_down_and_after_it_returns(
+    cluster: NatsCluster, stream: str
+) -> None:
     """A follower dies, appends go on, it restarts, appends go on: every record replays."""
     journal = open_journal(cluster, stream)
     try:

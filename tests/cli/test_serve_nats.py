@@ -1,0 +1,132 @@
+"""`venue serve --nats`: the one-machine venue with its journal on JetStream, as real processes
+(a nats-server and the venue, each on free ports and in the test's temp directory)."""
+
+import asyncio
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from client.sdk import VenueClient
+from cluster.nats import NatsCluster, free_ports
+from core.jetstream_journal import STREAM_DEFAULT, JetStreamJournal
+from tests.cli.test_main import RUN_TIMEOUT_S, SERVE, START_LINES_MAX, _env, failed_in_one_line
+from tests.conftest import KEYS
+
+SYMBOL = "AAPLx-USD"
+
+
+@pytest.fixture
+def nats_node(tmp_path: Path) -> Iterator[NatsCluster]:
+    with NatsCluster(tmp_path / "nats", size=1) as node:
+        yield node
+
+
+def start(tmp_path: Path, data_dir: Path, *flags: str) -> tuple[subprocess.Popen[str], str]:
+    """`venue serve` on a free port; the process and its trade URL once it listens."""
+    server = subprocess.Popen(
+        [*SERVE, "--port", "0", "--data-dir", str(data_dir), *flags],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=_env(),
+    )
+    assert server.stdout is not None
+    for _ in range(START_LINES_MAX):  # bounded: the line comes first or never
+        line = server.stdout.readline()
+        if line.startswith("tokenvenue listening:"):
+            return server, line.split()[2]
+    server.kill()
+    server.communicate(timeout=RUN_TIMEOUT_S)
+    raise AssertionError("the server did not start")
+
+
+def stop(server: subprocess.Popen[str], how: signal.Signals) -> None:
+    server.send_signal(how)
+    server.communicate(timeout=RUN_TIMEOUT_S)
+
+
+async def place_resting_orders(url: str, count: int) -> list[int]:
+    async with VenueClient(url) as client:
+        await client.logon(*KEYS["beta"])
+        placed = [await client.place(SYMBOL, "buy", "1", f"10{index}.00") for index in range(count)]
+        return sorted(order["order_id"] for order in placed)
+
+
+async def open_order_ids(url: str) -> list[int]:
+    async with VenueClient(url) as client:
+        await client.logon(*KEYS["beta"])
+        orders = (await client.open_orders(SYMBOL))["orders"]
+        return sorted(order["order_id"] for order in orders)
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill-9"])
+def test_orders_placed_are_recovered_from_jetstream_after_a_restart(
+    tmp_path: Path, nats_node: NatsCluster, how: signal.Signals
+) -> None:
+    data_dir = tmp_path / "data"
+    server, url = start(tmp_path, data_dir, "--nats", nats_node.url)
+    try:
+        placed = asyncio.run(asyncio.wait_for(place_resting_orders(url, 3), 30))
+    finally:
+        stop(server, how)
+    assert not (data_dir / "journal.log").exists()  # the journal is the stream, not a file
+    server, url = start(tmp_path, data_dir, "--nats", nats_node.url)
+    try:
+        assert asyncio.run(asyncio.wait_for(open_order_ids(url), 30)) == placed
+    finally:
+        stop(server, signal.SIGTERM)
+    journal = JetStreamJournal(nats_node.url, stream=STREAM_DEFAULT, create=False)
+    try:
+        assert journal.last_seq() >= len(placed)  # the setup commands and the three orders
+    finally:
+        journal.close()
+
+
+def test_serve_with_an_unreachable_nats_fails_in_one_line(tmp_path: Path) -> None:
+    (port,) = free_ports(1)
+    result = subprocess.run(
+        [
+            *SERVE,
+            "--port",
+            "0",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--nats",
+            f"nats://127.0.0.1:{port}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        env=_env(),
+    )
+    failed_in_one_line(result, "cannot start", f"cannot reach NATS at nats://127.0.0.1:{port}")
+    assert not (tmp_path / "data").exists()
+
+
+def test_of_two_venues_on_one_stream_the_stale_writer_stops(
+    tmp_path: Path, nats_node: NatsCluster
+) -> None:
+    """A second venue started on the stream writes on; the first one's next write is refused
+    by the stream (expected last sequence), which is fatal: it exits and acknowledges nothing."""
+    first, first_url = start(tmp_path, tmp_path / "first", "--nats", nats_node.url)
+    try:
+        asyncio.run(asyncio.wait_for(place_resting_orders(first_url, 1), 30))
+        second, second_url = start(tmp_path, tmp_path / "second", "--nats", nats_node.url)
+        try:
+            asyncio.run(asyncio.wait_for(place_resting_orders(second_url, 1), 30))
+            with pytest.raises((ConnectionError, OSError, TimeoutError)):
+                asyncio.run(asyncio.wait_for(place_resting_orders(first_url, 1), 30))
+            assert first.wait(RUN_TIMEOUT_S) == 70  # the sequencer's fatal exit
+            assert asyncio.run(asyncio.wait_for(open_order_ids(second_url), 30)) != []
+        finally:
+            stop(second, signal.SIGTERM)
+    finally:
+        if first.poll() is None:
+            stop(first, signal.SIGTERM)
+        else:
+            first.communicate(timeout=RUN_TIMEOUT_S)
