@@ -14,11 +14,12 @@ and the stream's expected-last-sequence refuses any append it still had in fligh
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -39,7 +40,10 @@ from core.venue_core import VenueCore
 
 log = logging.getLogger("venue.cluster")
 
-LEASE_TTL_S: Final = 3.0  # a dead core is replaced within ~3 s (plus its recovery)
+# A dead core is replaced within ~10 s (plus its recovery). Shorter terms ended during the
+# few seconds of leader election after a NATS node died (no renewal could land), so a
+# node's death took the core down with it; at 10 s the holder rides out ~4.5 s without one.
+LEASE_TTL_S: Final = 10.0
 LEASE_POLL_S: Final = 0.1  # how often the active core checks its term; a standby polls 2x this
 LEASE_REQUEST_TIMEOUT_S: Final = 1.0  # a lease write unanswered by then is unconfirmed
 
@@ -95,7 +99,7 @@ class ClusterCore:
         self.lease = await Lease.open(js, self.name, ttl_s=LEASE_TTL_S, replicas=replicas)
         announced = False
         while not stopping.is_set():
-            if await self.lease.try_acquire():
+            if await _try(self.lease.try_acquire):
                 log.info("holding the lease: active core", extra={"core": self.name})
                 return True
             if not announced:
@@ -140,7 +144,7 @@ class ClusterCore:
         while True:
             await asyncio.sleep(LEASE_POLL_S)
             if lease.state.renew_due(time.monotonic()):
-                await lease.renew()
+                await _try(lease.renew)  # not confirmed: the term runs on to its end
             if not lease.held():
                 die(RuntimeError(f"core {self.name} lost its lease: stopping"))
 
@@ -169,3 +173,13 @@ class ClusterCore:
             origin = Origin(gateway, item.request, item.quote_set)
             codec.seen(origin)
             submit(item.command, origin)
+
+
+async def _try(write: Callable[[], Awaitable[bool]]) -> bool:
+    """A lease write; False when NATS did not answer (a node died, a leader election runs):
+    the caller tries again at its next poll."""
+    try:
+        return await write()
+    except (nats.errors.Error, TimeoutError) as unanswered:
+        log.warning("lease write not answered: %r", unanswered)
+        return False

@@ -157,7 +157,7 @@ async def trade_through_fault(
         asyncio.create_task(pushes(taker, seen.taker_pushes)),
     ]
     loops = [asyncio.create_task(loop(index)) for index in range(LOOPS)]
-    await enough.wait()
+    await asyncio.wait_for(enough.wait(), ANSWER_TIMEOUT_S)  # the cluster works before the fault
     await asyncio.to_thread(fault)
     await asyncio.gather(*loops)
     await asyncio.sleep(1.0)  # the last pushes
