@@ -26,7 +26,7 @@ from core.bus import Bus, EmbeddedBus
 from core.journal import Journal
 from core.sequencer import Executed, Sequencer
 from core.venue_core import JOURNAL_FILE, LEDGER_FILE, RecoveryRefused, VenueCore, now_us
-from engine.commands import ListAsset, ListInstrument, SetOrderCaps
+from engine.commands import ListAsset, ListInstrument, PlaceOrder, SetOrderCaps
 from engine.venue import Venue
 from gateway import limits, transport
 from gateway.auth import ApiKey, Authenticator, KeyStore
@@ -68,6 +68,7 @@ class VenueServer:
         else:
             self.bus = bus(self)
             self.core = cast(VenueCore, self.bus.core)  # a replica, standing where the core is
+        self._quotes_from_outcomes = bus is not None
         self.reads = self.bus.reads
         self.auth = Authenticator(KeyStore(config.api_keys))
         self.issued_keys = _load_keys(data_dir / ISSUED_KEYS_FILE)  # by admin.issue_key
@@ -232,6 +233,15 @@ class VenueServer:
         self.private_streams.assign(executed, quote_set)
         if isinstance(pending, Pending):
             self.dispatcher.placed.track_placed(pending.session, executed.events)
+            if quote_set is not None and self._quotes_from_outcomes:
+                self._track_quote(executed.command, quote_set, executed.events)
+
+    def _track_quote(self, command: Any, quote_set: str, events: list[Any]) -> None:
+        """Over NATS a quote.mass learns its placed quote's order id only now (the outcome
+        `submit` returned was a stub); the slot is the command's."""
+        if isinstance(command, PlaceOrder):
+            slot = (command.account, quote_set, command.symbol, command.side)
+            self.dispatcher.placed.track_quote(slot, events)
 
     def released(self, batch: list[Executed]) -> None:
         """Everything in `batch` is durable: answer, push privately, publish."""

@@ -33,6 +33,7 @@ from settlement.pg_store import PostgresLedgerStore
 from tests.conftest import KEYS, ROOT, drain_pushes
 
 SYMBOL = "AAPLx-USD"
+QUOTED = "MSFTx-USD"  # quote.mass test's own book
 TIMEOUT_S = 120
 
 
@@ -91,6 +92,31 @@ def test_orders_through_gateway_a_fill_against_orders_rested_through_gateway_b(
         finally:
             for each in (maker, taker, watch_a, watch_b):
                 await each.close()
+
+    run(scenario())
+
+
+def test_quote_mass_through_a_gateway_amends_the_quote_it_placed(cluster: LocalCluster) -> None:
+    """The gateway learns a placed quote's order id when its record comes back, so the next
+    quote.mass amends that order rather than placing a second one."""
+    gateway = cluster.gateways[0]
+
+    async def scenario() -> None:
+        maker = await client(gateway.url, "alpha")
+        try:
+            await maker.request("session.cod", {"enabled": True})
+            quote = {"symbol": QUOTED, "bid_px": "400.00", "bid_qty": "1"}
+            await maker.request("quote.mass", {"quote_set": "q", "quotes": [quote]})
+            placed = (await maker.open_orders(QUOTED))["orders"]
+            assert [(o["side"], o["price"]) for o in placed] == [("buy", "400.00")]
+            moved = {"symbol": QUOTED, "bid_px": "400.50", "bid_qty": "2"}
+            await maker.request("quote.mass", {"quote_set": "q", "quotes": [moved]})
+            orders = (await maker.open_orders(QUOTED))["orders"]
+            assert [(o["order_id"], o["price"], o["leaves_qty"]) for o in orders] == [
+                (placed[0]["order_id"], "400.50", "2.000000")  # the same order, amended
+            ]
+        finally:
+            await maker.close()
 
     run(scenario())
 
