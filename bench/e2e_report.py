@@ -57,6 +57,10 @@ def summary(result: dict[str, Any]) -> str:
         f"server CPU {result['server_cpu_percent']}%, peak RSS {result['server_rss_mb']} MiB",
         f"server CPU per acked action: {result['server_cpu_us_per_action']} µs",
     ]
+    by_process = result.get("server_cpu_percent_by_process")
+    if by_process:
+        shares = ", ".join(f"{name} {share}%" for name, share in by_process.items())
+        lines.append(f"{result['shape']}; CPU by process: {shares}")
     if result["errors"]:
         lines.append(f"errors: {result['errors']}")
     if result.get("mode") == "max":
