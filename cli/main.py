@@ -61,13 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=_run_serve)
 
-    from cluster import local
+    from cli import cluster as local_cluster
 
     cluster = commands.add_parser(
         "cluster", help="a whole cluster on loopback: NATS x3, PostgreSQL, cores, gateways"
     )
-    local.add_arguments(cluster)
-    cluster.set_defaults(run=local.run)
+    local_cluster.add_arguments(cluster)
+    cluster.set_defaults(run=local_cluster.run)
 
     from client import bots, live_demo
 

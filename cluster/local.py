@@ -1,28 +1,25 @@
 """A whole cluster on loopback: NATS nodes, PostgreSQL, cores and gateways as real processes.
 
-Owns `LocalCluster`, what `venue cluster` runs and the cluster tests reuse: a NATS JetStream
-cluster (cluster/nats.py), optionally a throwaway PostgreSQL for the ledger (cluster/postgres.py),
-an active core and standby cores (`venue serve --role core`) and gateways (`venue serve --role
-gateway`), each process with its own log file and data directory under one directory, free
-ports on 127.0.0.1. Waits are bounded: a process is ready when its log says so. `kill` is
-SIGKILL (for fault tests); `stop` is SIGTERM to every process, gateways first, then cores,
-then the services.
+Owns `LocalCluster`, what `venue cluster` (cli/cluster.py) runs and the cluster tests reuse:
+a NATS JetStream cluster (cluster/nats.py), optionally a throwaway PostgreSQL for the ledger
+(cluster/postgres.py), an active core and standby cores (`venue serve --role core`) and
+gateways (`venue serve --role gateway`), each process with its own log file and data
+directory under one directory, free ports on 127.0.0.1. Waits are bounded: a process is
+ready when its log says so. `kill` is SIGKILL (for fault tests); `stop` is SIGTERM to every
+process, gateways first, then cores, then the services.
 """
 
-import argparse
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from cli.failures import CommandFailed
-from cluster.nats import NatsCluster, NatsError, free_ports
-from cluster.postgres import PostgresError, PostgresServer
+from cluster.nats import NatsCluster, free_ports
+from cluster.postgres import PostgresServer
 
 READY_TIMEOUT_S: Final = 90.0  # a core's recovery plus a gateway's catch-up on a busy machine
 STOP_TIMEOUT_S: Final = 20.0
@@ -190,57 +187,3 @@ class LocalCluster:
 
 def _tail(text: str, lines: int = 12) -> str:
     return " | ".join(text.strip().splitlines()[-lines:])
-
-
-# ----------------------------------------------------------------- `venue cluster`
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=Path("venue.toml"))
-    parser.add_argument(
-        "--dir", type=Path, default=None, help="where logs and data go (default: a new /tmp dir)"
-    )
-    parser.add_argument("--nats-nodes", type=int, choices=(1, 3), default=3)
-    parser.add_argument("--gateways", type=int, default=2)
-    parser.add_argument("--cores", type=int, default=2, help="the first active, the rest standby")
-    parser.add_argument(
-        "--sqlite", action="store_true", help="each core books into SQLite, not PostgreSQL"
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    """Bring the cluster up, say where to connect, and stop it all on Ctrl-C or SIGTERM."""
-    directory = args.dir or Path(tempfile.mkdtemp(prefix="venue-cluster-"))
-    cluster = LocalCluster(
-        directory,
-        args.config.resolve(),
-        nats_nodes=args.nats_nodes,
-        postgres=not args.sqlite,
-        cores=args.cores,
-        gateways=args.gateways,
-    )
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):  # even if started with SIGINT ignored
-        signal.signal(stop_signal, _interrupt)
-    print(f"starting a local cluster in {directory} ...", flush=True)
-    try:
-        cluster.start()
-        print("tokenvenue cluster up:")
-        for line in cluster.describe():
-            print(f"  {line}")
-        print("connect a client to either gateway; stop with Ctrl-C (SIGINT) or SIGTERM")
-        print(f"  e.g. venue bot taker --url {cluster.gateways[0].url}", flush=True)
-        while all(role.running() for role in cluster.gateways):
-            time.sleep(0.5)
-        print("a gateway stopped: stopping the cluster", flush=True)
-    except KeyboardInterrupt:
-        print("stopping the cluster ...", flush=True)
-    except (ClusterError, NatsError, PostgresError) as failed:
-        raise CommandFailed(f"the cluster did not start: {failed}") from None
-    finally:
-        cluster.stop()
-    print("tokenvenue cluster stopped", flush=True)
-    return 0
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt

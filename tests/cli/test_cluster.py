@@ -1,4 +1,4 @@
-"""`venue cluster`: the local cluster up as real processes, usable, stopped by a signal."""
+"""`venue cluster` (cli/cluster.py): the local cluster up, usable, stopped by a signal."""
 
 import asyncio
 import re
