@@ -12,6 +12,7 @@ and the stream's expected-last-sequence refuses any append it still had in fligh
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,11 +23,13 @@ import msgspec
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
 
 from core import config as venue_config
-from core.jetstream_journal import JetStreamJournal
+from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT, JetStreamJournal
 from core.lease import Lease
 from core.nats_bus import (
+    PENDING_MESSAGES_MAX,
     SUBMIT_SUBJECT,
     ClusterCodec,
     Origin,
@@ -36,7 +39,10 @@ from core.nats_bus import (
     server_list,
 )
 from core.sequencer import Executed
-from core.venue_core import VenueCore
+from core.venue_core import VenueCore, WarmStart
+from engine.venue import Venue
+from engine.venue import VenueConfig as EngineConfig
+from settlement.ledger import Ledger
 
 log = logging.getLogger("venue.cluster")
 
@@ -72,6 +78,60 @@ class CoreGatewayPart:
         self.codec.last_request.update(image.get("last_request", {}))
 
 
+class Follower:
+    """A standby's warm copy of the venue: every record of the stream executed as it comes,
+    so a takeover replays only what the follower had not seen (`WarmStart`). Its codec is
+    the core's: the last request id per gateway is known at takeover too."""
+
+    def __init__(self, config: venue_config.VenueConfig, codec: ClusterCodec) -> None:
+        staleness = venue_config.reserve_staleness_max_us(config)
+        self.ledger = Ledger()
+        self.venue = Venue(EngineConfig(reserve_staleness_max_us=staleness), self.ledger)
+        self.codec = codec
+        self.seq = 0
+        self.transfers: list[Any] = []  # for the store's catch-up, as a replay keeps them
+        self.broken = False  # a gap seen: the takeover falls back to a cold replay
+        self._subscription: Any = None
+
+    async def start(self, nc: Client) -> None:
+        js = nc.jetstream(timeout=LEASE_REQUEST_TIMEOUT_S * 5)
+        self._subscription = await js.subscribe(
+            SUBJECT_DEFAULT,
+            stream=STREAM_DEFAULT,
+            cb=self._on_message,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+            pending_msgs_limit=PENDING_MESSAGES_MAX,
+            pending_bytes_limit=-1,
+        )
+
+    async def stop(self) -> WarmStart | None:
+        """Stop following; the state so far, unless it cannot be trusted."""
+        if self._subscription is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._subscription.unsubscribe()
+        return None if self.broken else WarmStart(self.seq, self.venue, self.transfers)
+
+    async def _on_message(self, message: Msg) -> None:
+        if self.broken:
+            return
+        seq = message.metadata.sequence.stream
+        if seq <= self.seq:
+            return  # delivered again after the consumer was reset
+        if seq != self.seq + 1:
+            self.broken = True
+            log.warning("standby saw a gap: will replay", extra={"seq": seq, "at": self.seq})
+            return
+        try:
+            self.venue.execute(self.codec.decode(message.data))
+        except Exception as failure:  # the active core executed it: a bug here, not there
+            self.broken = True
+            log.error("standby could not execute seq %d: %r; will replay", seq, failure)
+            return
+        self.transfers.extend(self.ledger.drain())
+        self.seq = seq
+
+
 class ClusterCore:
     """One core process: standby until it holds the lease, then the venue's sequencer."""
 
@@ -90,6 +150,7 @@ class ClusterCore:
         self.core: VenueCore | None = None
         self.nc: Client | None = None
         self.lease: Lease | None = None
+        self.follower = Follower(config, self.codec)
 
     async def wait_for_lease(self, stopping: asyncio.Event) -> bool:
         """Contend until this core holds the lease (True) or `stopping` is set (False)."""
@@ -98,6 +159,7 @@ class ClusterCore:
         replicas = 3 if len(self.servers) >= 3 else 1
         self.lease = await Lease.open(js, self.name, ttl_s=LEASE_TTL_S, replicas=replicas)
         announced = False
+        following = False
         while not stopping.is_set():
             if await _try(self.lease.try_acquire):
                 log.info("holding the lease: active core", extra={"core": self.name})
@@ -105,6 +167,8 @@ class ClusterCore:
             if not announced:
                 log.info("another core holds the lease: standby", extra={"core": self.name})
                 announced = True
+            if not following:
+                following = await self._follow()
             await asyncio.sleep(LEASE_POLL_S * 2)
         return False
 
@@ -113,6 +177,7 @@ class ClusterCore:
         assert self.nc is not None and self.lease is not None, "the lease is held first"
         keeper = asyncio.create_task(self._keep_lease())  # renewed while recovery runs
         loop = asyncio.get_running_loop()
+        warm = await self.follower.stop()
         journal = await loop.run_in_executor(None, JetStreamJournal, self.servers)
         core = VenueCore(
             self.config,
@@ -122,12 +187,23 @@ class ClusterCore:
             codec=self.codec,
         )
         self.core = core
-        await core.start()
+        await core.start(warm)
         core.keep_task(keeper)
         core.start_tasks()
         await self.nc.subscribe(SUBMIT_SUBJECT, cb=self._on_submissions)
         log.info("active", extra={"core": self.name, "seq": core.sequencer.last_seq})
         return core
+
+    async def _follow(self) -> bool:
+        """Start the warm copy once the stream exists (the active core creates it)."""
+        assert self.nc is not None
+        try:
+            await self.follower.start(self.nc)
+        except (nats.errors.Error, TimeoutError) as not_yet:
+            log.info("no stream to follow yet: %r", not_yet)
+            return False
+        log.info("standby following the stream", extra={"core": self.name})
+        return True
 
     async def stop(self) -> None:
         """Stop taking commands, flush, snapshot, give the lease up for a standby."""

@@ -295,6 +295,7 @@ def test_kill_9_of_the_active_core_under_load_the_standby_takes_over(
 
     seen = run(scenario())
     assert "active at seq" in standby.log()
+    assert "warm=true" in standby.log(), "the standby replayed the stream instead of its copy"
     check_no_loss_no_duplicate(cluster, seen, "corekill")
     cluster.start_role(active)  # back as the standby
     cluster.wait_for(active, "waiting for the lease")
