@@ -47,7 +47,8 @@ __all__ = [
 
 
 class VenueServer:
-    """The one-process venue: the gateway's parts around an embedded core."""
+    """The one-process venue: the gateway's parts around an embedded core; or a cluster's
+    gateway, the same parts around a replica of the core fed over NATS (core.nats_bus)."""
 
     def __init__(
         self,
