@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -57,7 +58,19 @@ async def client(url: str, who: str) -> VenueClient:
 
 
 def run(scenario: Any) -> Any:
-    return asyncio.run(asyncio.wait_for(scenario, TIMEOUT_S))
+    """Run `scenario` bounded in time; on a timeout, say where every task was waiting."""
+
+    async def bounded() -> Any:
+        task = asyncio.ensure_future(scenario)
+        done, _ = await asyncio.wait({task}, timeout=TIMEOUT_S)
+        if not done:
+            for waiting in asyncio.all_tasks():
+                waiting.print_stack(file=sys.stderr)
+            task.cancel()
+            raise TimeoutError(f"the scenario took over {TIMEOUT_S} s: task stacks on stderr")
+        return task.result()
+
+    return asyncio.run(bounded())
 
 
 def test_orders_through_gateway_a_fill_against_orders_rested_through_gateway_b(
@@ -262,7 +275,7 @@ async def resume_elsewhere(url: str, who: str, seen: list[dict[str, Any]]) -> No
     again = await client(url, who)
     try:
         await again.subscribe_account(since_seq=since)
-        replayed = await drain_pushes(again, 1.0)
+        replayed = account_events(await drain_pushes(again, 1.0))  # not heartbeats
         expected = [p for p in account_events(seen) if p["seq"] > since]
         assert replayed == expected, "another gateway's history differs"
     finally:
