@@ -186,10 +186,12 @@ async def trade_through_fault(
             if len(seen.acked) >= FAULT_AFTER_ACKS:
                 enough.set()
 
+    reading = True  # not task.cancel(): Python 3.11's wait_for can swallow a cancel
+
     async def pushes(who: VenueClient, into: list[dict[str, Any]]) -> None:
-        with contextlib.suppress(ConnectionClosed, TimeoutError):
-            while True:
-                into.append(await who.next_push(10.0))
+        while reading:
+            with contextlib.suppress(TimeoutError):
+                into.append(await who.next_push(0.5))
 
     readers = [
         asyncio.create_task(pushes(maker, seen.maker_pushes)),
@@ -200,9 +202,8 @@ async def trade_through_fault(
     await asyncio.to_thread(fault)
     await asyncio.gather(*loops)
     await asyncio.sleep(1.0)  # the last pushes
-    for reader in readers:
-        reader.cancel()
-    await asyncio.gather(*readers, return_exceptions=True)
+    reading = False
+    await asyncio.gather(*readers)
     return seen, maker, taker
 
 
