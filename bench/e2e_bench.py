@@ -35,6 +35,7 @@ report); `--json` makes stdout one JSON line.
 import argparse
 import asyncio
 import dataclasses
+import itertools
 import json
 import math
 import sys
@@ -48,6 +49,7 @@ from typing import Any
 from tqdm import tqdm
 
 from bench import e2e_clients, e2e_report, environment, profiling, server_process, stats
+from bench.cluster_process import ClusterServer
 from bench.server_process import ServerProcess
 from cli import progress
 
@@ -97,6 +99,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=e2e_report.RESULTS_DIR)
     parser.add_argument(
         "--json", action="store_true", help="stdout: one JSON line only (the summary: stderr)"
+    )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="the venue as a local cluster: 1 core + 2 gateways on 3 NATS nodes (clients spread"
+        " over the gateways; server CPU summed over every process)",
     )
     parser.add_argument(
         "--profile",
@@ -229,10 +237,12 @@ class Client:
         return self.log.read_text(errors="replace")[-server_process.LOG_TAIL_CHARS :]
 
 
-def clients_for(load: Load, url: str, directory: Path) -> list[Client]:
+def clients_for(load: Load, urls: list[str], directory: Path) -> list[Client]:
+    """The client processes, spread round-robin over `urls` (a cluster's gateways)."""
     clients = []
-    common = ["--url", url, "--duration", repr(load.duration_s)]
+    spread = itertools.cycle(urls)
     for role, number, key, secret in bench_accounts(load):
+        common = ["--url", next(spread), "--duration", repr(load.duration_s)]
         index = number % 1_000
         if role == "maker":
             rate, extra = load.maker_requests_per_sec(), ["--levels", str(MAKER_LEVELS)]
@@ -243,6 +253,7 @@ def clients_for(load: Load, url: str, directory: Path) -> list[Client]:
         clients.append(Client(role, argv, directory / f"{role}-{index}.log"))
     remaining, index = load.subscribers, 0
     while remaining > 0:
+        common = ["--url", next(spread), "--duration", repr(load.duration_s)]
         connections = min(SUBSCRIBERS_PER_PROCESS, remaining)
         argv = [*common, "--connections", str(connections), "--index", str(index)]
         clients.append(Client("subscriber", argv, directory / f"subscriber-{index}.log"))
@@ -255,7 +266,7 @@ def clients_for(load: Load, url: str, directory: Path) -> list[Client]:
 
 
 async def measure(
-    load: Load, config_path: Path, show_progress: bool, profile: bool = False
+    load: Load, config_path: Path, show_progress: bool, profile: bool = False, cluster: bool = False
 ) -> dict[str, Any]:
     """Start a server and the clients, run the timetable, and summarise what they saw.
 
@@ -269,7 +280,11 @@ async def measure(
         config = server_process.unlimited_config(config_path, directory, extra)
         profile_file = directory / "server.prof"
         prefix = profiling.cprofile_command(profile_file) if method == profiling.CPROFILE else None
-        server = ServerProcess(config.resolve(), directory, prefix)
+        server: ServerProcess | ClusterServer
+        if cluster:
+            server = ClusterServer(config.resolve(), directory)
+        else:
+            server = ServerProcess(config.resolve(), directory, prefix)
         clients: list[Client] = []
         recording, found = None, None
         quiet = not show_progress
@@ -277,7 +292,8 @@ async def measure(
             with progress.bar(quiet, total=1, desc="server start", bar_format=STEP_FORMAT) as shown:
                 url = await server.start()
                 shown.update(1)
-            clients = clients_for(load, url, directory)
+            urls = server.urls if isinstance(server, ClusterServer) else [url]
+            clients = clients_for(load, urls, directory)
             with progress.bar(
                 quiet, total=len(clients), desc="clients connecting", unit="client"
             ) as shown:
@@ -286,7 +302,7 @@ async def measure(
             start_wall = time.time() + GO_DELAY_S
             for client in clients:
                 client.go(start_wall)
-            if method == profiling.PY_SPY:
+            if method == profiling.PY_SPY and isinstance(server, ServerProcess):
                 recording = profiling.PySpyRecording(server.pid, load.duration_s, directory)
             usage = await _observe(server, clients, load, start_wall, quiet, recording)
             found = await recording.finish() if recording is not None else None
@@ -297,9 +313,16 @@ async def measure(
         if method == profiling.CPROFILE and profile_file.exists():
             found = profiling.read_cprofile(profile_file, why)
     profiled = {"profile": found} if profile else {}
+    shape: dict[str, Any] = {"shape": "embedded"}
+    if isinstance(server, ClusterServer):
+        shape = {
+            "shape": "cluster: 1 core + 2 gateways, 3 NATS nodes (R=3), SQLite ledger",
+            "server_cpu_percent_by_process": server.cpu_percent_by_process(),
+        }
     return (
         summarise(load, clients, usage)
         | {"server_stopped_cleanly": clean, "server_exception": logged}
+        | shape
         | profiled
     )
 
@@ -310,7 +333,7 @@ async def _ready(client: Client, shown: "tqdm[Any]") -> None:
 
 
 async def _observe(
-    server: ServerProcess,
+    server: ServerProcess | ClusterServer,
     clients: list[Client],
     load: Load,
     start_wall: float,
@@ -492,7 +515,12 @@ def held(result: dict[str, Any], p99_bound_us: float) -> str | None:
 
 
 async def sweep(
-    load: Load, config: Path, p99_bound_us: float, show_progress: bool, profile: bool = False
+    load: Load,
+    config: Path,
+    p99_bound_us: float,
+    show_progress: bool,
+    profile: bool = False,
+    cluster: bool = False,
 ) -> dict[str, Any]:
     """Step the rate up until a bound breaks; with `profile`, every step is profiled and
     the chosen step's profile is kept."""
@@ -500,7 +528,7 @@ async def sweep(
     best: dict[str, Any] | None = None
     rate = load.rate
     for _ in range(SWEEP_STEPS_MAX):
-        step = await measure(_with_rate(load, rate), config, show_progress, profile)
+        step = await measure(_with_rate(load, rate), config, show_progress, profile, cluster)
         broke = held(step, p99_bound_us)
         steps.append(_step_line(step, broke))
         if show_progress and progress.on_terminal():
@@ -582,10 +610,13 @@ def run(args: argparse.Namespace) -> int:
     load = check_arguments(args)
     # Progress (server start, clients connecting, the run, results, report) is drawn on
     # stderr, and only when it is a terminal: cli.progress.
+    if args.cluster and args.profile:
+        raise SystemExit("--profile records one server process: not with --cluster")
     if args.max:
-        work = sweep(load, args.config, args.p99_bound_ms * 1_000, True, args.profile)
+        bound_us = args.p99_bound_ms * 1_000
+        work = sweep(load, args.config, bound_us, True, args.profile, args.cluster)
     else:
-        work = measure(load, args.config, True, args.profile)
+        work = measure(load, args.config, True, args.profile, args.cluster)
     try:
         result = {"mode": "rate"} | server_process.run_async(work)
     except ClientFailed as failed:

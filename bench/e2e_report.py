@@ -60,6 +60,10 @@ def summary(result: dict[str, Any]) -> str:
         f"{result['client_cpu_percent']} (busiest process "
         f"{result['client_process_cpu_percent_max']}%)",
     ]
+    by_process = result.get("server_cpu_percent_by_process")
+    if by_process:
+        shares = ", ".join(f"{name} {share}%" for name, share in by_process.items())
+        lines.append(f"{result['shape']}; CPU by process: {shares}")
     if result["errors"]:
         lines.append(f"errors: {result['errors']}")
     if result.get("mode") == "max":

@@ -42,16 +42,32 @@ def _parser() -> argparse.ArgumentParser:
         help="book the ledger into this PostgreSQL database (default: the config's, else SQLite)",
     )
     serve.add_argument(
+        "--role",
+        choices=("all", "core", "gateway"),
+        default="all",
+        help="all: the one-process venue (default); core or gateway: a cluster's role",
+    )
+    serve.add_argument(
         "--nats",
         default=None,
         metavar="URL",
-        help="journal on a JetStream stream at these NATS URLs (comma-separated), not the file",
+        help="NATS URLs (comma-separated): the journal is a JetStream stream there, not the"
+        " file; with --role core or gateway, the cluster's servers",
     )
+    serve.add_argument("--name", default=None, help="this core's or gateway's name, for logs")
     serve.add_argument("--log-level", choices=logs.LEVELS, default="info")
     serve.add_argument(
         "--log-format", choices=logs.FORMATS, default="text", help="json: one per line"
     )
     serve.set_defaults(run=_run_serve)
+
+    from cli import cluster as local_cluster
+
+    cluster = commands.add_parser(
+        "cluster", help="a whole cluster on loopback: NATS x3, PostgreSQL, cores, gateways"
+    )
+    local_cluster.add_arguments(cluster)
+    cluster.set_defaults(run=local_cluster.run)
 
     from client import bots, live_demo
 
@@ -174,7 +190,9 @@ def _run_serve(args: argparse.Namespace) -> int:
         args.log_level,
         args.log_format,
         postgres=args.postgres,
+        role=args.role,
         nats=args.nats,
+        name=args.name,
     )
 
 

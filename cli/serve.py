@@ -33,9 +33,16 @@ def run(
     log_level: str = "info",
     log_format: str = "text",
     postgres: str | None = None,
+    role: str = "all",
     nats: str | None = None,
+    name: str | None = None,
 ) -> int:
+    """`role` "all": the one-process venue; "core" or "gateway": that role of a cluster on
+    the NATS servers `nats` (see docs/cluster.md); with role "all", `nats` makes the journal
+    a JetStream stream there."""
     config = venue_config.load(config_path)
+    if role != "all" and not (nats or config.venue.nats):
+        raise CommandFailed(f"--role {role} needs --nats URL (the cluster's NATS servers)")
     if postgres is not None:  # --postgres DSN: the ledger store there, whatever the config says
         venue = msgspec.structs.replace(config.venue, ledger_postgres=postgres)
         config = msgspec.structs.replace(config, venue=venue)
@@ -48,16 +55,23 @@ def run(
     port = config.venue.port if port is None else port
     if not 0 <= port <= 65_535:
         raise CommandFailed(f"port {port} is not within 0..65535")
-    check_port_free(host, port)  # before the data directory is made or touched
+    check_port_free_or_core(role, host, port)  # before the data directory is made or touched
     try:
         import uvloop
     except ImportError:  # uvloop is not built for every platform: plain asyncio then
         runner: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run
     else:
         runner = uvloop.run
-    journal = _open_nats_journal(nats or config.venue.nats)
+    data = data_dir or Path(config.venue.data_dir)
+    nats_url = nats or config.venue.nats
+    if role == "core":
+        serving = _serve_core(config, data, nats_url, name or "core")
+    elif role == "gateway":
+        serving = _serve_gateway(config, host, port, data, nats_url, name or "gw")
+    else:
+        serving = _serve(config, host, port, data_dir, _open_nats_journal(nats_url))
     try:
-        runner(_serve(config, host, port, data_dir, journal))
+        runner(serving)
     except JournalError as refused:  # corruption before the tail, a locked journal: say where
         raise CommandFailed(f"cannot start: {refused}") from None
     except (psycopg.Error, LedgerStoreError) as refused:  # the PostgreSQL store: down, refused
@@ -78,6 +92,11 @@ def describe_store(config: venue_config.VenueConfig) -> str:
     parts = psycopg.conninfo.conninfo_to_dict(dsn)
     where = f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
     return f"PostgreSQL {where}"
+
+
+def check_port_free_or_core(role: str, host: str, port: int) -> None:
+    if role != "core":  # a core listens on no port
+        check_port_free(host, port)
 
 
 def _open_nats_journal(urls: str) -> Journal | None:
@@ -140,3 +159,55 @@ async def _serve(
     await stopping.wait()
     await server.stop()
     print("tokenvenue stopped cleanly", flush=True)
+
+
+def _stop_signal() -> asyncio.Event:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    return stopping
+
+
+async def _serve_core(
+    config: venue_config.VenueConfig, data_dir: Path, nats_url: str, name: str
+) -> None:
+    """A cluster's core: standby until it holds the lease, then the active sequencer."""
+    from core.cluster_core import ClusterCore
+
+    stopping = _stop_signal()
+    core = ClusterCore(config, data_dir, nats_url, name)
+    print(f"tokenvenue core {name}: NATS {nats_url}, waiting for the lease", flush=True)
+    if await core.wait_for_lease(stopping):
+        active = await core.activate()
+        print(f"tokenvenue core {name} active at seq {active.sequencer.last_seq}", flush=True)
+        print(f"  ledger store: {describe_store(config)}", flush=True)
+        await stopping.wait()
+    await core.stop()
+    print(f"tokenvenue core {name} stopped cleanly", flush=True)
+
+
+async def _serve_gateway(
+    config: venue_config.VenueConfig,
+    host: str,
+    port: int,
+    data_dir: Path,
+    nats_url: str,
+    name: str,
+) -> None:
+    """A cluster's gateway: sessions on `port`, the venue's state a replica of the stream."""
+    from core.nats_bus import NatsBus
+
+    stopping = _stop_signal()
+    server = VenueServer(
+        config, data_dir, bus=lambda listener: NatsBus(config, nats_url, listener, name)
+    )
+    try:
+        bound = await server.start(host, port)
+    except OSError as failed:
+        raise CommandFailed(f"cannot start on {host}:{port}: {describe_os_error(failed)}") from None
+    print(f"tokenvenue gateway {name}: ws://{host}:{bound}/ws/trade  ws://{host}:{bound}/ws/public")
+    print(f"  NATS {nats_url}, replica at seq {server.core.sequencer.last_seq}", flush=True)
+    await stopping.wait()
+    await server.stop()
+    print(f"tokenvenue gateway {name} stopped cleanly", flush=True)

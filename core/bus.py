@@ -6,14 +6,11 @@ and is told of each durable batch of outcomes through its `CoreListener`. It rea
 through one `ReadSide`, never by reaching into the engine.
 
 `EmbeddedBus` is today's single process: its methods are the sequencer's own bound
-methods, so a command costs no extra call, copy or hop. A NATS JetStream bus will map so:
-`submit` publishes the encoded command to a JetStream stream, which *is* the journal
-(replicated, R=3), and keeps the origin in a local table under a gateway-unique id; the
-core consumes that stream in order and publishes each durable batch of outcomes (events,
-private pushes with their seqs) on subjects every gateway follows; a gateway's listener
-gets `released` for them and answers a request only once the core's outcome for it came
-back (so it is durable in the stream); a barrier is a no-op command through the same
-stream. The `ReadSide` then reads a replica fed by those outcomes instead of the live engine.
+methods, so a command costs no extra call, copy or hop. `core.nats_bus.NatsBus` is the
+cluster's: `submit` sends the command to the active core over NATS and keeps the origin
+locally; the core appends it to the JetStream stream (the journal); a replica of the venue on
+the gateway executes every record of the stream and tells the listener as the embedded core
+does, answering a request once the record with its origin came back (docs/cluster.md).
 """
 
 from collections.abc import Callable, Coroutine
@@ -89,6 +86,32 @@ class ReadSide:
 
     def is_participant(self, account: int) -> bool:
         return account in self._core.ledger.participants
+
+
+class Bus(Protocol):
+    """What the gateway's parts use of a bus: `EmbeddedBus`, or `core.nats_bus.NatsBus`."""
+
+    core: Any  # what the server starts and stops: a `VenueCore`, or a gateway's replica
+    reads: ReadSide
+
+    @property
+    def submit(self) -> Callable[[Command, Any], Executed]:
+        """(command, origin) -> its outcome (over NATS a stub: the outcome comes later)."""
+
+    @property
+    def barrier(self) -> Callable[..., None]:
+        """(origin, events=None): released behind every command submitted before it."""
+
+    @property
+    def drain(self) -> Callable[[], Coroutine[Any, Any, None]]: ...
+
+    @property
+    def epoch_of(self) -> Callable[[int], int]: ...
+
+    @property
+    def epoch(self) -> int: ...
+
+    def on_fatal(self, failure: BaseException | None) -> None: ...
 
 
 class EmbeddedBus:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -78,6 +78,14 @@ def _batch_end(pending: list[Executed]) -> int:
     return end
 
 
+class RecordCodec(Protocol):
+    """How a journal record is made from an executed command and read back (replay)."""
+
+    def encode(self, executed: Executed) -> bytes: ...
+
+    def decode(self, payload: bytes) -> Command: ...
+
+
 def encode_command(command: Command) -> bytes:
     return _encoder.encode(command)
 
@@ -97,8 +105,12 @@ class Sequencer:
         on_durable: Release | None = None,
         on_executed: Callable[[Executed], None] | None = None,
         on_fatal: Callable[[BaseException | None], None] | None = None,
+        codec: "RecordCodec | None" = None,
     ) -> None:
         self.venue = venue
+        # None: a journal record is the stamped command alone (the embedded venue); the
+        # cluster's records carry the command's origin too (core.nats_bus).
+        self.codec = codec
         self.on_executed = on_executed  # sees each command right after it executes
         self.on_fatal = on_fatal or _die  # a broken invariant or lost durability
         self.journal = journal
@@ -128,7 +140,7 @@ class Sequencer:
         self.last_seq = after_seq
         for seq, payload in self.journal.replay(after_seq):
             assert seq == self.last_seq + 1, f"journal gap before {seq}"
-            command = decode_command(payload)
+            command = decode_command(payload) if self.codec is None else self.codec.decode(payload)
             events = self.venue.execute(command)
             self.last_seq = seq
             replayed += 1
@@ -214,11 +226,15 @@ class Sequencer:
         hand the batch back to its loop once. A failure leaves the outcome of commands
         unknown: it goes back too, to be fatal there."""
         encode = _encoder.encode
+        codec = self.codec
         while (item := self._to_journal.get()) is not None:
             batch, loop = item
             failure: BaseException | None = None
             try:
-                records = [(e.seq, encode(e.command)) for e in batch if e.command is not None]
+                if codec is None:
+                    records = [(e.seq, encode(e.command)) for e in batch if e.command is not None]
+                else:
+                    records = [(e.seq, codec.encode(e)) for e in batch if e.command is not None]
                 if records:
                     self.journal.commit(records)
                 if self.on_durable is not None:

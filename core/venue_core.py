@@ -17,6 +17,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -27,7 +28,7 @@ from core import snapshots
 from core.bus import CoreListener
 from core.journal import FileJournal, Journal, JournalError
 from core.ledger_writer import LedgerWriter, open_store
-from core.sequencer import Executed, Sequencer
+from core.sequencer import Executed, RecordCodec, Sequencer
 from core.store_thread import StoreThread
 from engine.events import CommandRejected, Event
 from engine.reasons import ErrorCode
@@ -64,8 +65,11 @@ class VenueCore:
         config: venue_config.VenueConfig,
         data_dir: Path,
         listener: CoreListener,
-        journal: Journal | None = None,  # default: the file in data_dir; else e.g. JetStream
+        journal: Journal | None = None,
+        codec: RecordCodec | None = None,
     ) -> None:
+        """`journal`: the data dir's `FileJournal` unless given (the cluster's core passes a
+        `JetStreamJournal`, and a `codec` whose records carry each command's origin)."""
         self.config = config
         self.data_dir = data_dir
         self.listener = listener
@@ -86,6 +90,7 @@ class VenueCore:
             self._release,
             on_durable=self._durable,
             on_executed=self._executed,
+            codec=codec,
         )
         self._to_store: list[Any] = []  # at start: transfers the store may not hold yet
         # The store's SQLite connection lives on its own thread, like every write to it;
@@ -98,8 +103,10 @@ class VenueCore:
 
     # ----------------------------------------------------------------- lifecycle
 
-    async def start(self) -> None:
-        """Recover the venue from the latest snapshot and the journal, or build it."""
+    async def start(self, warm: "WarmStart | None" = None) -> None:
+        """Recover the venue from the latest snapshot and the journal, or build it. A `warm`
+        state (a standby's copy, kept from the journal) stands in for the snapshot when it
+        is as new: only the journal after it is replayed."""
         self.store = await self._on_store(
             open_store, self.data_dir / LEDGER_FILE, self.config.venue.ledger_postgres
         )
@@ -114,9 +121,14 @@ class VenueCore:
                 f" {journal_seq}) in {self.data_dir}: was the journal truncated or restored"
                 " from an older copy? `venue verify` says what to do"
             )
-        if image is not None:
-            self._restore(image)
         after = image.seq if image is not None else 0
+        if warm is not None and warm.seq > 0 and warm.seq >= after:
+            self._take_warm(warm)
+            after = warm.seq
+        else:
+            warm = None  # older than the snapshot, or empty: not used
+            if image is not None:
+                self._restore(image)
         self._to_store.extend(self.ledger.drain())  # what the image had not stored yet
         self._recovering = True
         try:
@@ -125,13 +137,14 @@ class VenueCore:
             self._recovering = False
         self._record_epoch()
         await self._refuse_store_ahead()
-        if image is not None or replayed:
+        if image is not None or warm is not None or replayed:
             elapsed_ms = round((time.perf_counter() - started) * 1e3, 1)
             journal = {
                 "journal_seq": self.sequencer.last_seq,
                 "journal_bytes": self._journal_bytes(),
             }
-            fields = {"snapshot_seq": after, "replayed": replayed, **journal}
+            fields = {"snapshot_seq": after, "replayed": replayed, "warm": warm is not None}
+            fields |= journal
             log.info("recovered", extra=fields | {"ms": elapsed_ms})
             await self._catch_up_store()
         else:
@@ -154,6 +167,14 @@ class VenueCore:
         self.ledger = self.venue.ledger
         self.sequencer.venue = self.venue
         self.listener.restore_gateway(image.gateway)
+
+    def _take_warm(self, warm: "WarmStart") -> None:
+        """Take a standby's state: its venue, and the transfers it saw (for the store)."""
+        self.venue = warm.venue
+        assert self.venue.ledger is not None, "a warm venue always holds its ledger"
+        self.ledger = self.venue.ledger
+        self.sequencer.venue = self.venue
+        self._to_store.extend(warm.transfers)
 
     def _replayed(self, batch: list[Executed]) -> None:
         """A command replayed from the journal: rebuild what the gateway derived from it."""
@@ -182,7 +203,7 @@ class VenueCore:
 
     def _journal_bytes(self) -> int:
         path = self.data_dir / JOURNAL_FILE
-        return path.stat().st_size if path.exists() else 0  # 0: the journal is elsewhere
+        return path.stat().st_size if path.exists() else 0  # none: the journal is a stream
 
     async def _refuse(self, why: str) -> NoReturn:
         """Give the files back (the journal's lock too) and refuse to start."""
@@ -332,6 +353,16 @@ class VenueCore:
         while True:
             await asyncio.sleep(REJECT_SUMMARY_INTERVAL_S)
             self._log_rejects()
+
+
+@dataclass
+class WarmStart:
+    """A standby's state at takeover: the venue after record `seq`, every transfer it booked
+    (the store may lag them: the store's catch-up takes what it lacks)."""
+
+    seq: int
+    venue: Venue
+    transfers: list[Any]
 
 
 def rejection(events: list[Event]) -> CommandRejected | None:

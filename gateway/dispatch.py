@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import msgspec
 
-from core.bus import EmbeddedBus
+from core.bus import Bus
 from core.sequencer import Executed
 from core.venue_core import now_us, rejection, save_json
 from engine.commands import CancelAll, CancelOrder, Command
@@ -120,7 +120,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        bus: EmbeddedBus,
+        bus: Bus,
         connections: Sessions,
         private_streams: PrivateStreams,
         public: PublicStreams,

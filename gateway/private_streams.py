@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from core.bus import EmbeddedBus, ReadSide
+from core.bus import Bus, ReadSide
 from core.sequencer import Executed
 from core.venue_core import now_us, save_json
 from engine.commands import CancelAll, CancelOrder
@@ -68,7 +68,7 @@ class AccountSubscription:
 class PrivateStreams:
     """Every account's private stream, and the switches that cancel an account's orders."""
 
-    def __init__(self, bus: EmbeddedBus, connections: Sessions, data_dir: Path) -> None:
+    def __init__(self, bus: Bus, connections: Sessions, data_dir: Path) -> None:
         self.bus = bus
         self.reads = bus.reads
         self.connections = connections

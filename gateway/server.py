@@ -13,19 +13,20 @@ the core's listener: it routes each executed command and each durable batch to t
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
 from core import config as venue_config
-from core.bus import EmbeddedBus
+from core.bus import Bus, EmbeddedBus
 from core.journal import Journal
 from core.sequencer import Executed, Sequencer
 from core.venue_core import JOURNAL_FILE, LEDGER_FILE, RecoveryRefused, VenueCore, now_us
-from engine.commands import ListAsset, ListInstrument, SetOrderCaps
+from engine.commands import ListAsset, ListInstrument, PlaceOrder, SetOrderCaps
 from engine.events import SharesSplit, TradeExecuted
 from engine.venue import Venue
 from gateway import limits, static, transport
@@ -49,18 +50,29 @@ __all__ = [
 
 
 class VenueServer:
-    """The one-process venue: the gateway's parts around an embedded core."""
+    """The one-process venue: the gateway's parts around an embedded core; or a cluster's
+    gateway, the same parts around a replica of the core fed over NATS (core.nats_bus)."""
 
     def __init__(
         self,
         config: venue_config.VenueConfig,
         data_dir: Path,
-        journal: Journal | None = None,  # default: the file in data_dir; else e.g. JetStream
+        journal: Journal | None = None,
+        bus: Callable[["VenueServer"], Bus] | None = None,
     ) -> None:
+        """By default an embedded core on `data_dir`, its journal the file there unless
+        `journal` is given (e.g. JetStream). `bus` makes the bus to a core elsewhere, given
+        this server as the core's listener (a cluster's gateway passes `NatsBus`'s)."""
         self.config = config
         self.data_dir = data_dir
-        self.core = VenueCore(config, data_dir, self, journal)
-        self.bus = EmbeddedBus(self.core)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if bus is None:
+            self.core = VenueCore(config, data_dir, self, journal=journal)
+            self.bus: Bus = EmbeddedBus(self.core)
+        else:
+            self.bus = bus(self)
+            self.core = cast(VenueCore, self.bus.core)  # a replica, standing where the core is
+        self._quotes_from_outcomes = bus is not None
         self.reads = self.bus.reads
         self.auth = Authenticator(KeyStore(config.api_keys))
         self.issued_keys = _load_keys(data_dir / ISSUED_KEYS_FILE)  # by admin.issue_key
@@ -230,10 +242,19 @@ class VenueServer:
         pending = executed.origin
         if isinstance(executed.command, ListInstrument | ListAsset | SetOrderCaps):
             self._learn_reference_data()
-        quote_set = pending.quote_set if isinstance(pending, Pending) else None
+        quote_set = getattr(pending, "quote_set", None)  # a Pending's, or a cluster record's
         self.private_streams.assign(executed, quote_set)
         if isinstance(pending, Pending):
             self.dispatcher.placed.track_placed(pending.session, executed.events)
+            if quote_set is not None and self._quotes_from_outcomes:
+                self._track_quote(executed.command, quote_set, executed.events)
+
+    def _track_quote(self, command: Any, quote_set: str, events: list[Any]) -> None:
+        """Over NATS a quote.mass learns its placed quote's order id only now (the outcome
+        `submit` returned was a stub); the slot is the command's."""
+        if isinstance(command, PlaceOrder):
+            slot = (command.account, quote_set, command.symbol, command.side)
+            self.dispatcher.placed.track_quote(slot, events)
 
     def released(self, batch: list[Executed]) -> None:
         """Everything in `batch` is durable: answer, push privately, publish."""

@@ -1,0 +1,68 @@
+"""`venue cluster`: a whole cluster on loopback until Ctrl-C (cluster/local.py does the work).
+
+Brings up 3 NATS nodes, PostgreSQL, an active and a standby core and two gateways as
+processes, prints where to connect, and stops everything on SIGINT or SIGTERM; a cluster
+that cannot start fails in one line (`cli.failures.CommandFailed`).
+"""
+
+import argparse
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+from cli.failures import CommandFailed
+from cluster.local import ClusterError, LocalCluster
+from cluster.nats import NatsError
+from cluster.postgres import PostgresError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=Path("venue.toml"))
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="where logs and data go (default: a new /tmp dir)"
+    )
+    parser.add_argument("--nats-nodes", type=int, choices=(1, 3), default=3)
+    parser.add_argument("--gateways", type=int, default=2)
+    parser.add_argument("--cores", type=int, default=2, help="the first active, the rest standby")
+    parser.add_argument(
+        "--sqlite", action="store_true", help="each core books into SQLite, not PostgreSQL"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Bring the cluster up, say where to connect, and stop it all on Ctrl-C or SIGTERM."""
+    directory = args.dir or Path(tempfile.mkdtemp(prefix="venue-cluster-"))
+    cluster = LocalCluster(
+        directory,
+        args.config.resolve(),
+        nats_nodes=args.nats_nodes,
+        postgres=not args.sqlite,
+        cores=args.cores,
+        gateways=args.gateways,
+    )
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):  # even if started with SIGINT ignored
+        signal.signal(stop_signal, _interrupt)
+    print(f"starting a local cluster in {directory} ...", flush=True)
+    try:
+        cluster.start()
+        print("tokenvenue cluster up:")
+        for line in cluster.describe():
+            print(f"  {line}")
+        print("connect a client to either gateway; stop with Ctrl-C (SIGINT) or SIGTERM")
+        print(f"  e.g. venue bot taker --url {cluster.gateways[0].url}", flush=True)
+        while all(role.running() for role in cluster.gateways):
+            time.sleep(0.5)
+        print("a gateway stopped: stopping the cluster", flush=True)
+    except KeyboardInterrupt:
+        print("stopping the cluster ...", flush=True)
+    except (ClusterError, NatsError, PostgresError) as failed:
+        raise CommandFailed(f"the cluster did not start: {failed}") from None
+    finally:
+        cluster.stop()
+    print("tokenvenue cluster stopped", flush=True)
+    return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -1,0 +1,189 @@
+"""A whole cluster on loopback: NATS nodes, PostgreSQL, cores and gateways as real processes.
+
+Owns `LocalCluster`, what `venue cluster` (cli/cluster.py) runs and the cluster tests reuse:
+a NATS JetStream cluster (cluster/nats.py), optionally a throwaway PostgreSQL for the ledger
+(cluster/postgres.py), an active core and standby cores (`venue serve --role core`) and
+gateways (`venue serve --role gateway`), each process with its own log file and data
+directory under one directory, free ports on 127.0.0.1. Waits are bounded: a process is
+ready when its log says so. `kill` is SIGKILL (for fault tests); `stop` is SIGTERM to every
+process, gateways first, then cores, then the services.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from cluster.nats import NatsCluster, free_ports
+from cluster.postgres import PostgresServer
+
+READY_TIMEOUT_S: Final = 90.0  # a core's recovery plus a gateway's catch-up on a busy machine
+STOP_TIMEOUT_S: Final = 20.0
+POLL_S: Final = 0.05
+DATABASE: Final = "venue_ledger"
+
+
+class ClusterError(RuntimeError):
+    """A process of the cluster did not start, or stopped; the message quotes its log."""
+
+
+@dataclass(eq=False)
+class Role:
+    """One `venue serve --role ...` process."""
+
+    name: str
+    role: str  # "core" or "gateway"
+    log_path: Path
+    port: int = 0  # a gateway's websocket port
+    process: subprocess.Popen[bytes] | None = None
+    log_from: int = 0  # where this start's lines begin in the log (a restart appends)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/trade"
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log(self) -> str:
+        """What the process wrote since it was last started."""
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as log:
+            log.seek(self.log_from)
+            return log.read().decode(errors="replace")
+
+
+class LocalCluster:
+    """`nats_nodes` NATS nodes, PostgreSQL (when `postgres`), `cores` cores (the first to
+    start is active, the rest standby) and `gateways` gateways, under `directory`."""
+
+    def __init__(
+        self,
+        directory: Path,
+        config_path: Path,
+        *,
+        nats_nodes: int = 3,
+        postgres: bool = True,
+        cores: int = 2,
+        gateways: int = 2,
+        log_level: str = "info",
+    ) -> None:
+        self.directory = directory
+        self.config_path = config_path
+        self.log_level = log_level
+        self.nats = NatsCluster(directory / "nats", size=nats_nodes)
+        self.postgres = PostgresServer(directory / "postgres") if postgres else None
+        self.dsn: str | None = None
+        self.cores = [
+            Role(f"core-{chr(ord('a') + i)}", "core", directory / f"core-{i}.log")
+            for i in range(cores)
+        ]
+        ports = free_ports(gateways)
+        self.gateways = [
+            Role(f"gw-{chr(ord('a') + i)}", "gateway", directory / f"gw-{i}.log", port)
+            for i, port in enumerate(ports)
+        ]
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> "LocalCluster":
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.chmod(0o711)  # PostgreSQL runs as the postgres user inside it
+        try:
+            self.nats.start()
+            if self.postgres is not None:
+                self.postgres.start()
+                self.dsn = self.postgres.create_database(DATABASE)
+            for index, core in enumerate(self.cores):
+                self.start_role(core)
+                self.wait_for(core, "active at seq" if index == 0 else "waiting for the lease")
+            for gateway in self.gateways:
+                self.start_role(gateway)
+                self.wait_for(gateway, "tokenvenue gateway")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_role(self, role: Role) -> None:
+        """Start (or start again) one core or gateway process."""
+        command = [sys.executable, "-m", "cli.main", "serve", "--role", role.role]
+        command += ["--nats", self.nats.url, "--name", role.name, "--config", str(self.config_path)]
+        command += ["--data-dir", str(self.directory / role.name), "--log-level", self.log_level]
+        if role.role == "gateway":
+            command += ["--host", "127.0.0.1", "--port", str(role.port)]
+        if self.dsn is not None:
+            command += ["--postgres", self.dsn]
+        role.log_from = role.log_path.stat().st_size if role.log_path.exists() else 0
+        with role.log_path.open("ab") as log:
+            role.process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=Path(__file__).resolve().parents[1],
+                env=os.environ | {"PYTHONUNBUFFERED": "1"},
+            )
+
+    def wait_for(self, role: Role, text: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Until `role`'s log holds `text`; a process that exits first is an error."""
+        deadline = time.monotonic() + timeout_s
+        while text not in role.log():
+            if not role.running():
+                raise ClusterError(f"{role.name} stopped: {_tail(role.log())}")
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"{role.name}: no {text!r} within {timeout_s}s: {_tail(role.log())}"
+                )
+            time.sleep(POLL_S)
+
+    def kill(self, role: Role) -> None:
+        """SIGKILL, as a machine dying would stop it."""
+        if role.process is not None and role.process.poll() is None:
+            role.process.send_signal(signal.SIGKILL)
+            role.process.wait(STOP_TIMEOUT_S)
+
+    def stop(self) -> None:
+        for role in [*self.gateways, *self.cores]:
+            if role.running():
+                assert role.process is not None
+                role.process.terminate()
+                try:
+                    role.process.wait(STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    role.process.kill()
+                    role.process.wait(STOP_TIMEOUT_S)
+        if self.postgres is not None:
+            self.postgres.stop()
+        self.nats.stop()
+
+    def __enter__(self) -> "LocalCluster":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # ----------------------------------------------------------------- where things are
+
+    def active_core(self) -> Role | None:
+        """The core whose log says it became active last, among those running."""
+        active = [core for core in self.cores if core.running() and "active at seq" in core.log()]
+        return active[-1] if active else None
+
+    def describe(self) -> list[str]:
+        lines = [f"NATS ({len(self.nats.nodes)}-node JetStream): {self.nats.url}"]
+        if self.dsn is not None:
+            lines.append(f"ledger store (PostgreSQL): {self.dsn}")
+        for core in self.cores:
+            lines.append(f"core {core.name}: log {core.log_path}")
+        for gateway in self.gateways:
+            lines.append(f"gateway {gateway.name}: {gateway.url}  (log {gateway.log_path})")
+        return lines
+
+
+def _tail(text: str, lines: int = 12) -> str:
+    return " | ".join(text.strip().splitlines()[-lines:])

@@ -1,0 +1,261 @@
+"""The core role of the cluster: the active core, or a standby waiting for the lease.
+
+Owns `ClusterCore`, what `venue serve --role core --nats URL` runs. It contends for the
+lease (core/lease.py); while another core holds it, it waits as a standby. Once it holds
+the lease it runs a `VenueCore` whose journal is the JetStream stream (recovering from its
+own latest snapshot and the stream, and catching the ledger store up, PostgreSQL or SQLite),
+takes the gateways' commands from `SUBMIT_SUBJECT` (each gateway's request ids in order,
+each once), sequences and executes them and appends each batch to the stream; the gateways
+read the outcomes from the stream itself. The clock, snapshots and summaries run here only.
+A core that cannot renew its lease in time stops at once (exit 70): a standby takes over,
+and the stream's expected-last-sequence refuses any append it still had in flight.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+
+from core import config as venue_config
+from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT, JetStreamJournal
+from core.lease import Lease
+from core.nats_bus import (
+    PENDING_MESSAGES_MAX,
+    SUBMIT_SUBJECT,
+    ClusterCodec,
+    Origin,
+    connect,
+    decode_submissions,
+    die,
+    server_list,
+)
+from core.sequencer import Executed
+from core.venue_core import VenueCore, WarmStart
+from engine.venue import Venue
+from engine.venue import VenueConfig as EngineConfig
+from settlement.ledger import Ledger
+
+log = logging.getLogger("venue.cluster")
+
+# A dead core is replaced within ~10 s (plus its recovery). Shorter terms ended during the
+# few seconds of leader election after a NATS node died (no renewal could land), so a
+# node's death took the core down with it; at 10 s the holder rides out ~4.5 s without one.
+LEASE_TTL_S: Final = 10.0
+LEASE_POLL_S: Final = 0.1  # how often the active core checks its term; a standby polls 2x this
+LEASE_REQUEST_TIMEOUT_S: Final = 1.0  # a lease write unanswered by then is unconfirmed
+
+
+class CoreGatewayPart:
+    """The core's listener: no sessions here (the gateways push from the stream); its part
+    of a snapshot is the last request id sequenced per gateway, so a command a gateway sends
+    again after a restart from that snapshot is still recognised."""
+
+    def __init__(self, codec: ClusterCodec) -> None:
+        self.codec = codec
+
+    def executed(self, executed: Executed) -> None:
+        pass
+
+    def released(self, batch: list[Executed]) -> None:
+        pass
+
+    def replayed(self, batch: list[Executed]) -> None:
+        pass
+
+    def gateway_image(self) -> dict[str, Any]:
+        return {"last_request": dict(self.codec.last_request)}
+
+    def restore_gateway(self, image: dict[str, Any]) -> None:
+        self.codec.last_request.update(image.get("last_request", {}))
+
+
+class Follower:
+    """A standby's warm copy of the venue: every record of the stream executed as it comes,
+    so a takeover replays only what the follower had not seen (`WarmStart`). Its codec is
+    the core's: the last request id per gateway is known at takeover too."""
+
+    def __init__(self, config: venue_config.VenueConfig, codec: ClusterCodec) -> None:
+        staleness = venue_config.reserve_staleness_max_us(config)
+        self.ledger = Ledger()
+        self.venue = Venue(EngineConfig(reserve_staleness_max_us=staleness), self.ledger)
+        self.codec = codec
+        self.seq = 0
+        self.transfers: list[Any] = []  # for the store's catch-up, as a replay keeps them
+        self.broken = False  # a gap seen: the takeover falls back to a cold replay
+        self._subscription: Any = None
+
+    async def start(self, nc: Client) -> None:
+        js = nc.jetstream(timeout=LEASE_REQUEST_TIMEOUT_S * 5)
+        self._subscription = await js.subscribe(
+            SUBJECT_DEFAULT,
+            stream=STREAM_DEFAULT,
+            cb=self._on_message,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+            pending_msgs_limit=PENDING_MESSAGES_MAX,
+            pending_bytes_limit=-1,
+        )
+
+    async def stop(self) -> WarmStart | None:
+        """Stop following; the state so far, unless it cannot be trusted."""
+        if self._subscription is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await self._subscription.unsubscribe()
+        return None if self.broken else WarmStart(self.seq, self.venue, self.transfers)
+
+    async def _on_message(self, message: Msg) -> None:
+        if self.broken:
+            return
+        seq = message.metadata.sequence.stream
+        if seq <= self.seq:
+            return  # delivered again after the consumer was reset
+        if seq != self.seq + 1:
+            self.broken = True
+            log.warning("standby saw a gap: will replay", extra={"seq": seq, "at": self.seq})
+            return
+        try:
+            self.venue.execute(self.codec.decode(message.data))
+        except Exception as failure:  # the active core executed it: a bug here, not there
+            self.broken = True
+            log.error("standby could not execute seq %d: %r; will replay", seq, failure)
+            return
+        self.transfers.extend(self.ledger.drain())
+        self.seq = seq
+
+
+class ClusterCore:
+    """One core process: standby until it holds the lease, then the venue's sequencer."""
+
+    def __init__(
+        self,
+        config: venue_config.VenueConfig,
+        data_dir: Path,
+        servers: str | Sequence[str],
+        name: str,
+    ) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.servers = server_list(servers)
+        self.name = name
+        self.codec = ClusterCodec()
+        self.core: VenueCore | None = None
+        self.nc: Client | None = None
+        self.lease: Lease | None = None
+        self.follower = Follower(config, self.codec)
+
+    async def wait_for_lease(self, stopping: asyncio.Event) -> bool:
+        """Contend until this core holds the lease (True) or `stopping` is set (False)."""
+        self.nc = await connect(self.servers, f"venue-core-{self.name}")
+        js = self.nc.jetstream(timeout=LEASE_REQUEST_TIMEOUT_S)
+        replicas = 3 if len(self.servers) >= 3 else 1
+        self.lease = await Lease.open(js, self.name, ttl_s=LEASE_TTL_S, replicas=replicas)
+        announced = False
+        following = False
+        while not stopping.is_set():
+            if await _try(self.lease.try_acquire):
+                log.info("holding the lease: active core", extra={"core": self.name})
+                return True
+            if not announced:
+                log.info("another core holds the lease: standby", extra={"core": self.name})
+                announced = True
+            if not following:
+                following = await self._follow()
+            await asyncio.sleep(LEASE_POLL_S * 2)
+        return False
+
+    async def activate(self) -> VenueCore:
+        """Recover the venue from the stream and start taking the gateways' commands."""
+        assert self.nc is not None and self.lease is not None, "the lease is held first"
+        keeper = asyncio.create_task(self._keep_lease())  # renewed while recovery runs
+        loop = asyncio.get_running_loop()
+        warm = await self.follower.stop()
+        journal = await loop.run_in_executor(None, JetStreamJournal, self.servers)
+        core = VenueCore(
+            self.config,
+            self.data_dir,
+            CoreGatewayPart(self.codec),
+            journal=journal,
+            codec=self.codec,
+        )
+        self.core = core
+        await core.start(warm)
+        core.keep_task(keeper)
+        core.start_tasks()
+        await self.nc.subscribe(SUBMIT_SUBJECT, cb=self._on_submissions)
+        log.info("active", extra={"core": self.name, "seq": core.sequencer.last_seq})
+        return core
+
+    async def _follow(self) -> bool:
+        """Start the warm copy once the stream exists (the active core creates it)."""
+        assert self.nc is not None
+        try:
+            await self.follower.start(self.nc)
+        except (nats.errors.Error, TimeoutError) as not_yet:
+            log.info("no stream to follow yet: %r", not_yet)
+            return False
+        log.info("standby following the stream", extra={"core": self.name})
+        return True
+
+    async def stop(self) -> None:
+        """Stop taking commands, flush, snapshot, give the lease up for a standby."""
+        if self.core is not None:
+            await self.core.stop()
+        if self.lease is not None:
+            await self.lease.release()
+        if self.nc is not None:
+            await self.nc.close()
+
+    async def _keep_lease(self) -> None:
+        lease = self.lease
+        assert lease is not None
+        while True:
+            await asyncio.sleep(LEASE_POLL_S)
+            if lease.state.renew_due(time.monotonic()):
+                await _try(lease.renew)  # not confirmed: the term runs on to its end
+            if not lease.held():
+                die(RuntimeError(f"core {self.name} lost its lease: stopping"))
+
+    async def _on_submissions(self, message: Msg) -> None:
+        """A gateway's commands of one turn: each request id once, in order (nats-py only
+        logs what a callback raises, so a failure while executing is made fatal here)."""
+        try:
+            submissions = decode_submissions(message.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as malformed:
+            log.warning("malformed submissions dropped: %s", malformed)
+            return
+        try:
+            self._sequence(submissions.gateway, submissions.items)
+        except BaseException as failure:
+            die(failure)
+
+    def _sequence(self, gateway: str, items: list[Any]) -> None:
+        assert self.core is not None and self.lease is not None
+        if not self.lease.held():
+            die(RuntimeError(f"core {self.name}: the lease's term ended"))
+        codec = self.codec
+        submit = self.core.sequencer.submit
+        for item in items:
+            if not codec.is_next(gateway, item.request):
+                continue  # sent again (sequenced already), or after a lost one
+            origin = Origin(gateway, item.request, item.quote_set)
+            codec.seen(origin)
+            submit(item.command, origin)
+
+
+async def _try(write: Callable[[], Awaitable[bool]]) -> bool:
+    """A lease write; False when NATS did not answer (a node died, a leader election runs):
+    the caller tries again at its next poll."""
+    try:
+        return await write()
+    except (nats.errors.Error, TimeoutError) as unanswered:
+        log.warning("lease write not answered: %r", unanswered)
+        return False

@@ -1,0 +1,429 @@
+"""The bus over NATS JetStream: the gateway side of the cluster, and the records both sides share.
+
+Owns the journal record of the cluster (`ClusterCodec`: the stamped command and its origin as
+plain data, the gateway's id and its request id, so the origin finds its way back), the
+message a gateway sends the core (`Submissions`: every command of one loop turn), and
+`NatsBus`, the gateway's bus: `submit` queues a command under a request id of this gateway
+process and publishes the turn's commands as one NATS message on `SUBMIT_SUBJECT`; the core
+sequences, executes and appends them to the stream (the journal). A `Replica` follows the
+stream with an ordered consumer and runs the same engine over the same commands in the same
+order, so every gateway derives the same events, private seqs, exec ids and order history;
+a request is answered when the replica executed the record carrying its origin (the core's
+outcome, durable on a quorum). Commands that do not come back within `RESEND_AFTER_S` (a
+core died, a message was lost) are sent again; the core drops the request ids it has
+sequenced already, so none runs twice.
+"""
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final, cast
+
+import msgspec
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+
+from core import config as venue_config
+from core.bus import CoreListener, ReadSide
+from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT
+from core.sequencer import Executed
+from engine.commands import AnyCommand, Command
+from engine.events import Event
+from engine.venue import Venue
+from engine.venue import VenueConfig as EngineConfig
+from settlement.ledger import Ledger
+
+log = logging.getLogger("venue.cluster")
+
+SUBMIT_SUBJECT: Final = "venue.submit"  # gateways -> the active core (plain NATS, not stored)
+RESEND_AFTER_S: Final = 2.0  # no outcome by then: the core may have died; send again
+RESEND_CHECK_S: Final = 0.5
+START_TIMEOUT_S: Final = 60.0  # for the stream to exist and the replica to catch up
+DRAIN_TIMEOUT_S: Final = 10.0  # a stopping gateway waits this long for outcomes owed
+SUBMISSIONS_MAX: Final = 5_000  # commands per NATS message (well under max_payload)
+PENDING_MESSAGES_MAX: Final = 1_000_000  # the replica's subscription buffer, in records
+
+
+# ----------------------------------------------------------------- records
+
+
+class Origin(msgspec.Struct, frozen=True, array_like=True):
+    """Who sent a command, as plain data: a gateway process and its request id (0 and ""
+    for the core's own commands: clock ticks, the setup from the config)."""
+
+    gateway: str
+    request: int
+    quote_set: str | None = None  # a quote.mass's set: exec reports name it on every gateway
+
+
+class Record(msgspec.Struct, frozen=True, array_like=True):
+    """One journal record of the cluster: the command as executed and where it came from."""
+
+    origin: Origin
+    command: AnyCommand
+
+
+class Submission(msgspec.Struct, frozen=True, array_like=True):
+    request: int
+    quote_set: str | None
+    command: AnyCommand
+
+
+class Submissions(msgspec.Struct, frozen=True, array_like=True):
+    """A gateway's commands of one loop turn, in order: one NATS message to the core."""
+
+    gateway: str
+    items: list[Submission]
+
+
+CORE_ORIGIN: Final = Origin("", 0)
+_encoder = msgspec.msgpack.Encoder()
+_record_decoder = msgspec.msgpack.Decoder(Record)
+_submissions_decoder = msgspec.msgpack.Decoder(Submissions)
+
+
+def encode_submissions(submissions: Submissions) -> bytes:
+    return _encoder.encode(submissions)
+
+
+def decode_submissions(payload: bytes) -> Submissions:
+    return _submissions_decoder.decode(payload)
+
+
+def decode_record(payload: bytes) -> Record:
+    return _record_decoder.decode(payload)
+
+
+class ClusterCodec:
+    """The cluster's `RecordCodec`; remembers the last request id sequenced per gateway
+    (from replay and from execution), so a command sent again is recognised."""
+
+    def __init__(self) -> None:
+        self.last_request: dict[str, int] = {}
+
+    def encode(self, executed: Executed) -> bytes:
+        origin = executed.origin if isinstance(executed.origin, Origin) else CORE_ORIGIN
+        return _encoder.encode(Record(origin, cast(AnyCommand, executed.command)))
+
+    def decode(self, payload: bytes) -> Command:
+        record = _record_decoder.decode(payload)
+        self.seen(record.origin)
+        return cast(Command, record.command)
+
+    def seen(self, origin: Origin) -> None:
+        if origin.gateway:
+            self.last_request[origin.gateway] = origin.request
+
+    def is_next(self, gateway: str, request: int) -> bool:
+        """Whether `request` is the gateway's next: an earlier one is a command sent again
+        (sequenced already), a later one follows a lost message (it comes again with it)."""
+        return request == self.last_request.get(gateway, 0) + 1
+
+
+def server_list(servers: str | Sequence[str]) -> list[str]:
+    items = servers.split(",") if isinstance(servers, str) else list(servers)
+    return [item.strip() for item in items if item.strip()]
+
+
+async def connect(servers: Sequence[str], name: str) -> Client:
+    """A connection that keeps reconnecting (a node killed: the others take over)."""
+    return await nats.connect(
+        list(servers),
+        name=name,
+        connect_timeout=5.0,
+        allow_reconnect=True,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.2,
+        error_cb=_log_error,
+    )
+
+
+async def _log_error(error: Exception) -> None:
+    log.warning("nats: %r", error)
+
+
+def die(failure: BaseException | None) -> None:
+    """Crash loudly; a gateway rebuilds its replica from the stream when started again."""
+    log.critical("fatal: %r; stopping", failure)
+    logging.shutdown()
+    os._exit(70)
+
+
+# ----------------------------------------------------------------- the gateway's replica
+
+
+class Replica:
+    """The venue's state on a gateway: engine and ledger in memory, fed from the stream.
+
+    Stands where `VenueCore` stands in the one-process venue (`VenueServer.core`): started,
+    stopped, read through a `ReadSide`; it writes no journal, store or snapshot.
+    """
+
+    def __init__(
+        self, config: venue_config.VenueConfig, bus: "NatsBus", listener: CoreListener
+    ) -> None:
+        staleness = venue_config.reserve_staleness_max_us(config)
+        self.ledger = Ledger()
+        self.venue = Venue(EngineConfig(reserve_staleness_max_us=staleness), self.ledger)
+        self.bus = bus
+        self.listener = listener
+        self.last_seq = 0
+        self.epoch = 0  # the stream's first command's time: the same on every gateway
+        self.live = False  # past the records the stream held at start: answer and publish
+        self._replay_until = 0
+        self._caught_up = asyncio.Event()
+        self._released: list[Executed] = []
+        self._flush_scheduled = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def sequencer(self) -> "Replica":
+        return self  # `last_seq`, for what reads `server.sequencer.last_seq`
+
+    async def start(self) -> None:
+        """Follow the stream from its first record; return once caught up with it."""
+        bus = self.bus
+        bus.nc = await connect(bus.servers, f"venue-gateway-{bus.gateway_id}")
+        js = bus.nc.jetstream(timeout=5.0)
+        self._replay_until = await _wait_for_stream(js)
+        await js.subscribe(
+            SUBJECT_DEFAULT,
+            stream=STREAM_DEFAULT,
+            cb=self._on_message,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+            pending_msgs_limit=PENDING_MESSAGES_MAX,
+            pending_bytes_limit=-1,
+        )
+        await asyncio.wait_for(self._caught_up.wait(), START_TIMEOUT_S)
+        self.live = True
+        log.info("replica caught up", extra={"seq": self.last_seq, "gateway": bus.gateway_id})
+
+    def start_tasks(self) -> None:
+        """Timers run on the active core only; the gateway resends lost commands."""
+        self.keep_task(asyncio.create_task(self.bus.resend_lost()))
+
+    def keep_task(self, task: "asyncio.Task[None]") -> None:
+        task.add_done_callback(self._check_task)
+        self._tasks.append(task)
+
+    def _check_task(self, task: "asyncio.Task[None]") -> None:
+        if not task.cancelled() and task.exception() is not None:
+            die(task.exception())
+
+    async def snapshot(self) -> Any:
+        raise NotImplementedError("a gateway keeps no snapshots: the core does")
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self.bus.nc is not None:
+            await self.bus.nc.close()
+
+    async def _on_message(self, message: Msg) -> None:
+        """One record of the stream: execute it as the core did. nats-py only logs what a
+        callback raises, so a failure here (a broken invariant) is made fatal."""
+        try:
+            self._execute(message.metadata.sequence.stream, message.data)
+        except BaseException as failure:
+            die(failure)
+
+    def _execute(self, seq: int, payload: bytes) -> None:
+        if seq <= self.last_seq:
+            return  # delivered again after the consumer was reset
+        assert seq == self.last_seq + 1, f"stream gap before {seq} (at {self.last_seq})"
+        record = decode_record(payload)
+        command = cast(Command, record.command)
+        if seq == 1:
+            self.epoch = command.ts_us
+        events = self.venue.execute(command)
+        self.ledger.drain()  # the core books transfers; here they only must not pile up
+        self.last_seq = seq
+        origin, barriers = self.bus.outcome_of(record.origin)
+        executed = Executed(seq, command, events, origin)
+        self.listener.executed(executed)
+        if not self.live:
+            self.listener.replayed([executed])
+            if seq >= self._replay_until:
+                self._caught_up.set()
+            return
+        self._released.append(executed)
+        self._released.extend(barriers)
+        self._schedule_flush()
+
+    def release_barriers(self, barriers: list[Executed]) -> None:
+        self._released.extend(barriers)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """The turn's records are executed: answer, push and publish them in one batch."""
+        self._flush_scheduled = False
+        batch, self._released = self._released, []
+        try:
+            self.listener.released(batch)
+        except BaseException as failure:
+            die(failure)
+        self.bus.progressed()
+
+
+async def _wait_for_stream(js: Any) -> int:
+    """The stream's last seq once it holds at least one record (the core built the venue)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        try:
+            info = await js.stream_info(STREAM_DEFAULT)
+            if info.state.last_seq >= 1:
+                return int(info.state.last_seq)
+        except (nats.js.errors.NotFoundError, nats.errors.TimeoutError):
+            pass
+        except nats.js.errors.ServiceUnavailableError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no venue on stream {STREAM_DEFAULT} within {START_TIMEOUT_S}s")
+        await asyncio.sleep(0.2)
+
+
+# ----------------------------------------------------------------- the bus
+
+
+@dataclass(slots=True, eq=False)
+class _Waiting:
+    """A command sent to the core (request > 0) or a barrier behind the commands before it."""
+
+    request: int
+    origin: Any
+    events: list[Event] | None = None
+
+
+class NatsBus:
+    """The gateway's bus to a core over NATS; the `EmbeddedBus` interface."""
+
+    def __init__(
+        self,
+        config: venue_config.VenueConfig,
+        servers: str | Sequence[str],
+        listener: CoreListener,
+        gateway_id: str | None = None,
+    ) -> None:
+        # Unique per process: request ids start over at 1 in each, and the core tells
+        # a command sent again from a new one by (gateway id, request id).
+        self.gateway_id = f"{gateway_id or 'gw'}.{secrets.token_hex(4)}"
+        self.servers = server_list(servers)
+        self.nc: Client | None = None
+        self.core = Replica(config, self, listener)
+        self.reads = ReadSide(cast(Any, self.core))
+        self._request = 0
+        self._waiting: deque[_Waiting] = deque()  # in submit order
+        self._unsent: list[Submission] = []
+        self._unanswered: deque[Submission] = deque()  # sent, no outcome yet
+        self._send_scheduled = False
+        self._last_progress = time.monotonic()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def epoch(self) -> int:
+        return self.core.epoch
+
+    def epoch_of(self, seq: int) -> int:
+        return self.core.epoch  # the stream's seqs never start over
+
+    def on_fatal(self, failure: BaseException | None) -> None:
+        die(failure)
+
+    def submit(self, command: Command, origin: Any = None) -> Executed:
+        """Send `command` to the core; its outcome comes back through the replica. The
+        `Executed` returned is a placeholder: events are known only once it comes back."""
+        self._request += 1
+        if not self._unanswered and not self._unsent:
+            self._last_progress = time.monotonic()  # the resend clock starts now
+        self._waiting.append(_Waiting(self._request, origin))
+        quote_set = getattr(origin, "quote_set", None)
+        self._unsent.append(Submission(self._request, quote_set, cast(AnyCommand, command)))
+        self._idle.clear()
+        if not self._send_scheduled:
+            self._send_scheduled = True
+            asyncio.get_running_loop().call_soon(self._send)
+        return Executed(0, command, [], origin)
+
+    def barrier(self, origin: Any, events: list[Event] | None = None) -> None:
+        """Release `origin` behind every command this gateway submitted before it."""
+        if self._waiting:
+            self._waiting.append(_Waiting(0, origin, events))
+        else:
+            self.core.release_barriers([Executed(0, None, events or [], origin)])
+
+    async def drain(self) -> None:
+        """Wait (bounded) until every command submitted so far has come back."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), DRAIN_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("outcomes still owed at stop", extra={"commands": len(self._unanswered)})
+
+    def outcome_of(self, origin: Origin) -> tuple[Any, list[Executed]]:
+        """The local origin of a record (None when another gateway sent it) and the
+        barriers now due behind it."""
+        if origin.gateway != self.gateway_id:
+            return (origin if origin.quote_set is not None else None), []
+        while self._unanswered and self._unanswered[0].request <= origin.request:
+            self._unanswered.popleft()
+        self._last_progress = time.monotonic()
+        waiting = self._waiting
+        early = self._due_barriers()  # barriers before it were due already
+        assert waiting and waiting[0].request == origin.request, "outcomes out of order"
+        local = waiting.popleft().origin
+        return local, early + self._due_barriers()
+
+    def _due_barriers(self) -> list[Executed]:
+        due = []
+        while self._waiting and self._waiting[0].request == 0:
+            barrier = self._waiting.popleft()
+            due.append(Executed(0, None, barrier.events or [], barrier.origin))
+        return due
+
+    def progressed(self) -> None:
+        if not self._waiting:
+            self._idle.set()
+
+    def _send(self) -> None:
+        self._send_scheduled = False
+        items, self._unsent = self._unsent, []
+        self._unanswered.extend(items)
+        self._publish(items)
+
+    def _publish(self, items: list[Submission]) -> None:
+        assert self.nc is not None, "the bus is started before requests come"
+        for start in range(0, len(items), SUBMISSIONS_MAX):
+            chunk = items[start : start + SUBMISSIONS_MAX]
+            payload = encode_submissions(Submissions(self.gateway_id, chunk))
+            task = asyncio.ensure_future(self.nc.publish(SUBMIT_SUBJECT, payload))
+            task.add_done_callback(_log_failed_publish)
+
+    async def resend_lost(self) -> None:
+        """Send again what has not come back for a while (the core sequences each once)."""
+        while True:
+            await asyncio.sleep(RESEND_CHECK_S)
+            stalled = time.monotonic() - self._last_progress > RESEND_AFTER_S
+            if self._unanswered and stalled:
+                log.warning("sending again", extra={"commands": len(self._unanswered)})
+                self._last_progress = time.monotonic()
+                self._publish(list(self._unanswered))
+
+
+def _log_failed_publish(task: "asyncio.Future[None]") -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("publish failed (sent again later): %r", task.exception())

@@ -1,0 +1,38 @@
+"""`venue bench e2e --cluster`: the same run against a local cluster (real processes, tiny)."""
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+from bench import e2e_bench
+from cli.main import main
+from tests.conftest import ROOT
+
+
+def test_e2e_against_a_cluster_sums_cpu_over_every_process_and_accounts_every_action(
+    tmp_path: Path,
+) -> None:
+    argv = ["bench", "e2e", "--cluster", "--config", str(ROOT / "venue.toml")]
+    argv += ["--out", str(tmp_path), "--json", "--duration", "1", "--rate", "100"]
+    argv += ["--taker-share", "0.5", "--makers", "1", "--takers", "1", "--subscribers", "2"]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = main(argv)
+    (line,) = printed.getvalue().splitlines()
+    result = json.loads(line)
+    assert status == 0 and result["server_stopped_cleanly"]
+    assert result["shape"].startswith("cluster: 1 core + 2 gateways")
+    assert result["sent"] == result["acked"] + result["rejected"] + result["unanswered"]
+    assert result["acked"] > 0 and result["unanswered"] == 0
+    by_process = result["server_cpu_percent_by_process"]
+    assert set(by_process) == {"core-a", "gw-a", "gw-b", "nats-n1", "nats-n2", "nats-n3"}
+    assert abs(sum(by_process.values()) - result["server_cpu_percent"]) < 1.0  # rounding
+
+
+def test_clients_are_spread_over_the_gateways(tmp_path: Path) -> None:
+    load = e2e_bench.Load(1.0, 100, makers=2, takers=2, subscribers=2, batch=1)
+    urls = ["ws://127.0.0.1:1/ws/trade", "ws://127.0.0.1:2/ws/trade"]
+    clients = e2e_bench.clients_for(load, urls, tmp_path)
+    used = [client.argv[client.argv.index("--url") + 1] for client in clients]
+    assert used == [urls[0], urls[1], urls[0], urls[1], urls[0]]  # 2 makers, 2 takers, 1 process

@@ -1,0 +1,60 @@
+"""`venue cluster` (cli/cluster.py): the local cluster up, usable, stopped by a signal."""
+
+import asyncio
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from client.sdk import VenueClient
+from tests.conftest import KEYS, ROOT
+
+UP_TIMEOUT_S = 120
+STOP_TIMEOUT_S = 60
+
+
+def _wait_for(path: Path, text: str, process: subprocess.Popen[bytes]) -> str:
+    deadline = time.monotonic() + UP_TIMEOUT_S
+    while time.monotonic() < deadline and process.poll() is None:
+        output = path.read_text()
+        if text in output:
+            return output
+        time.sleep(0.1)
+    raise AssertionError(f"no {text!r}: {path.read_text()}")
+
+
+def test_venue_cluster_comes_up_serves_orders_and_stops_on_sigterm(tmp_path: Path) -> None:
+    output_path = tmp_path / "out.txt"
+    command = [sys.executable, "-m", "cli.main", "cluster", "--config", str(ROOT / "venue.toml")]
+    command += ["--dir", str(tmp_path / "cluster"), "--nats-nodes", "1", "--sqlite"]
+    command += ["--cores", "1", "--gateways", "1"]
+    with output_path.open("wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        text = _wait_for(output_path, "stop with Ctrl-C", process)
+        match = re.search(r"gateway gw-a: (ws://127\.0\.0\.1:(\d+)/ws/trade)", text)
+        assert match is not None, text
+        url, port = match.group(1), int(match.group(2))
+
+        async def place() -> dict[str, str]:
+            client = await VenueClient(url).connect()
+            try:
+                await client.logon(*KEYS["alpha"])
+                result: dict[str, str] = await client.place("AAPLx-USD", "sell", "1", "199.00")
+                return result
+            finally:
+                await client.close()
+
+        assert asyncio.run(asyncio.wait_for(place(), 30))["status"] == "new"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(STOP_TIMEOUT_S) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "tokenvenue cluster stopped" in output_path.read_text()
+    with socket.socket() as probe:  # the gateway is gone with the cluster
+        assert probe.connect_ex(("127.0.0.1", port)) != 0

@@ -1,0 +1,386 @@
+"""The cluster's roles as real processes: NATS JetStream, a core, a standby, two gateways.
+
+One cluster per module (cluster/local.py: 3 NATS nodes, PostgreSQL, two cores, two gateways);
+each test uses accounts and prices of its own so they do not depend on each other's orders.
+"""
+
+import asyncio
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from client.sdk import VenueClient
+from cluster.local import LocalCluster
+from core import config as venue_config
+from core.jetstream_journal import STREAM_DEFAULT, JetStreamJournal
+from core.nats_bus import Record, decode_record
+from engine.commands import PlaceOrder
+from engine.events import TradeExecuted
+from engine.venue import Venue
+from engine.venue import VenueConfig as EngineConfig
+from settlement.ledger import Ledger
+from settlement.pg_store import PostgresLedgerStore
+from tests.conftest import KEYS, ROOT, drain_pushes
+
+SYMBOL = "AAPLx-USD"
+QUOTED = "MSFTx-USD"  # quote.mass test's own book
+TIMEOUT_S = 120
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    # under /tmp, enterable by others: PostgreSQL runs as the postgres user inside it
+    directory = Path(tempfile.mkdtemp(prefix="venue-test-cluster-"))
+    directory.chmod(0o711)
+    try:
+        with LocalCluster(directory, ROOT / "venue.toml") as running:
+            yield running
+    finally:
+        if not os.environ.get("VENUE_KEEP_CLUSTER"):  # set it to read the logs after a failure
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+async def client(url: str, who: str) -> VenueClient:
+    connected = await VenueClient(url).connect()
+    await connected.logon(*KEYS[who])
+    return connected
+
+
+def run(scenario: Any) -> Any:
+    """Run `scenario` bounded in time; on a timeout, say where every task was waiting."""
+
+    async def bounded() -> Any:
+        task = asyncio.ensure_future(scenario)
+        done, _ = await asyncio.wait({task}, timeout=TIMEOUT_S)
+        if not done:
+            for waiting in asyncio.all_tasks():
+                waiting.print_stack(file=sys.stderr)
+            task.cancel()
+            raise TimeoutError(f"the scenario took over {TIMEOUT_S} s: task stacks on stderr")
+        return task.result()
+
+    return asyncio.run(bounded())
+
+
+def test_orders_through_gateway_a_fill_against_orders_rested_through_gateway_b(
+    cluster: LocalCluster,
+) -> None:
+    a, b = cluster.gateways
+
+    async def scenario() -> None:
+        maker = await client(b.url, "alpha")
+        taker = await client(a.url, "taker")
+        watch_a = await VenueClient(a.url.replace("trade", "public")).connect()
+        watch_b = await VenueClient(b.url.replace("trade", "public")).connect()
+        try:
+            await maker.subscribe_account()
+            await taker.subscribe_account()
+            await drain_pushes(maker)
+            await drain_pushes(taker)
+            rested = await maker.place(SYMBOL, "sell", "1", "190.10", cl_ord_id="rest-b")
+            assert rested["status"] == "new"
+            taken = await taker.place(SYMBOL, "buy", "0.4", "190.20", tif="ioc")
+            assert taken["status"] == "filled"
+            maker_pushes = await drain_pushes(maker, 1.0)
+            taker_pushes = await drain_pushes(taker, 1.0)
+            fills = [p for p in maker_pushes if p.get("data", {}).get("exec_type") == "trade"]
+            taken_fills = [p for p in taker_pushes if p.get("data", {}).get("exec_type") == "trade"]
+            assert [f["data"]["last_qty"] for f in fills] == ["0.400000"]
+            assert [f["data"]["last_px"] for f in taken_fills] == ["190.10"]
+            book_a = await watch_a.request("book.snapshot", {"symbol": SYMBOL, "depth": 10})
+            book_b = await watch_b.request("book.snapshot", {"symbol": SYMBOL, "depth": 10})
+            assert book_a["asks"] == book_b["asks"] and book_a["bids"] == book_b["bids"]
+            assert ["190.10", "0.600000"] in [list(level) for level in book_a["asks"]]
+        finally:
+            for each in (maker, taker, watch_a, watch_b):
+                await each.close()
+
+    run(scenario())
+
+
+def test_quote_mass_through_a_gateway_amends_the_quote_it_placed(cluster: LocalCluster) -> None:
+    """The gateway learns a placed quote's order id when its record comes back, so the next
+    quote.mass amends that order rather than placing a second one."""
+    gateway = cluster.gateways[0]
+
+    async def scenario() -> None:
+        maker = await client(gateway.url, "alpha")
+        try:
+            await maker.request("session.cod", {"enabled": True})
+            quote = {"symbol": QUOTED, "bid_px": "400.00", "bid_qty": "1"}
+            await maker.request("quote.mass", {"quote_set": "q", "quotes": [quote]})
+            placed = (await maker.open_orders(QUOTED))["orders"]
+            assert [(o["side"], o["price"]) for o in placed] == [("buy", "400.00")]
+            moved = {"symbol": QUOTED, "bid_px": "400.50", "bid_qty": "2"}
+            await maker.request("quote.mass", {"quote_set": "q", "quotes": [moved]})
+            orders = (await maker.open_orders(QUOTED))["orders"]
+            assert [(o["order_id"], o["price"], o["leaves_qty"]) for o in orders] == [
+                (placed[0]["order_id"], "400.50", "2.000000")  # the same order, amended
+            ]
+        finally:
+            await maker.close()
+
+    run(scenario())
+
+
+# ----------------------------------------------------------------- faults under load
+
+ORDERS_PER_LOOP = 40
+LOOPS = 4
+FAULT_AFTER_ACKS = 30
+ANSWER_TIMEOUT_S = 30  # a takeover answers in ~10 s on a busy machine
+
+
+@dataclass
+class Trading:
+    """What the clients saw: the taker's acknowledged orders, the maker's private pushes."""
+
+    acked: dict[str, dict[str, Any]] = field(default_factory=dict)  # cl_ord_id -> result
+    unknown: set[str] = field(default_factory=set)  # sent, connection lost before the answer
+    timed_out: set[str] = field(default_factory=set)  # no answer within ANSWER_TIMEOUT_S
+    maker_pushes: list[dict[str, Any]] = field(default_factory=list)
+    taker_pushes: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def trade_through_fault(
+    taker_url: str, maker_url: str, tag: str, price: str, fault: Callable[[], None]
+) -> tuple[Trading, VenueClient, VenueClient]:
+    """The maker rests a sell on its gateway; the taker sends `LOOPS` x `ORDERS_PER_LOOP` ioc
+    buys against it through its own; `fault` runs (in a thread) once `FAULT_AFTER_ACKS` are in."""
+    seen = Trading()
+    maker = await client(maker_url, "beta")
+    taker = await client(taker_url, "taker")
+    await maker.subscribe_account()
+    await taker.subscribe_account()
+    seen.maker_pushes.extend(await drain_pushes(maker))
+    seen.taker_pushes.extend(await drain_pushes(taker))
+    rested = await maker.place(SYMBOL, "sell", "100", price, cl_ord_id=f"{tag}-rest")
+    assert rested["status"] == "new"
+    enough = asyncio.Event()
+
+    async def loop(index: int) -> None:
+        for number in range(ORDERS_PER_LOOP):
+            cl_ord_id = f"{tag}-{index}-{number}"
+            seen.unknown.add(cl_ord_id)
+            placing = taker.place(SYMBOL, "buy", "0.01", price, tif="ioc", cl_ord_id=cl_ord_id)
+            try:
+                result = await asyncio.wait_for(placing, ANSWER_TIMEOUT_S)
+            except (ConnectionError, ConnectionClosed):
+                return  # its gateway died: the outcome of this one is unknown
+            except TimeoutError:
+                seen.timed_out.add(cl_ord_id)
+                return
+            seen.unknown.discard(cl_ord_id)
+            seen.acked[cl_ord_id] = result
+            if len(seen.acked) >= FAULT_AFTER_ACKS:
+                enough.set()
+
+    reading = True  # not task.cancel(): Python 3.11's wait_for can swallow a cancel
+
+    async def pushes(who: VenueClient, into: list[dict[str, Any]]) -> None:
+        while reading:
+            with contextlib.suppress(TimeoutError):
+                into.append(await who.next_push(0.5))
+
+    readers = [
+        asyncio.create_task(pushes(maker, seen.maker_pushes)),
+        asyncio.create_task(pushes(taker, seen.taker_pushes)),
+    ]
+    loops = [asyncio.create_task(loop(index)) for index in range(LOOPS)]
+    await asyncio.wait_for(enough.wait(), ANSWER_TIMEOUT_S)  # the cluster works before the fault
+    await asyncio.to_thread(fault)
+    await asyncio.gather(*loops)
+    await asyncio.sleep(1.0)  # the last pushes
+    reading = False
+    await asyncio.gather(*readers)
+    return seen, maker, taker
+
+
+def account_events(pushes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [p for p in pushes if p.get("ch") == "account" and p.get("type") != "snapshot"]
+
+
+def contiguous(pushes: list[dict[str, Any]]) -> list[int]:
+    events = [p["seq"] for p in account_events(pushes)]
+    assert events == list(range(events[0], events[0] + len(events))), "a gap or a repeat"
+    return events
+
+
+def stream_records(cluster: LocalCluster) -> list[tuple[int, Record]]:
+    journal = JetStreamJournal(cluster.nats.url, create=False)
+    try:
+        return [(seq, decode_record(payload)) for seq, payload in journal.replay(0)]
+    finally:
+        journal.close()
+
+
+def check_no_loss_no_duplicate(cluster: LocalCluster, seen: Trading, tag: str) -> Ledger:
+    """Every acknowledged order is in the stream once; no command ran twice; the ledger the
+    stream rebuilds is what the store holds (verified) and what the gateways report."""
+    records = stream_records(cluster)
+    origins = [(r.origin.gateway, r.origin.request) for _, r in records if r.origin.gateway]
+    assert len(origins) == len(set(origins)), "a gateway's request sequenced twice"
+    placed = [
+        r.command.cl_ord_id
+        for _, r in records
+        if isinstance(r.command, PlaceOrder) and (r.command.cl_ord_id or "").startswith(tag)
+    ]
+    assert len(placed) == len(set(placed)), "an order placed twice"
+    assert set(seen.acked) <= set(placed), "an acknowledged order is not in the journal"
+    config = venue_config.load(ROOT / "venue.toml")
+    ledger = Ledger()
+    venue = Venue(
+        EngineConfig(reserve_staleness_max_us=venue_config.reserve_staleness_max_us(config)),
+        ledger,
+    )
+    acked_ids = {result["order_id"] for result in seen.acked.values()}
+    filled_units = 0
+    for _, record in records:
+        for event in venue.execute(record.command):
+            if isinstance(event, TradeExecuted) and event.taker_order_id in acked_ids:
+                filled_units += event.qty
+    assert {result["status"] for result in seen.acked.values()} == {"filled"}
+    acked_units = len(seen.acked) * 10_000  # 0.01 each, at the qty scale 10^6
+    assert filled_units == acked_units, "acknowledged fills differ from the journal's"
+    assert cluster.dsn is not None
+    store = PostgresLedgerStore(cluster.dsn)
+    try:
+        deadline = time.monotonic() + 30
+        while store.last_transfer_id() < ledger.last_transfer_id and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert store.last_transfer_id() == ledger.last_transfer_id
+        assert store.verify() == []
+        booked = {key: total for key, total in store.balances().items() if total}
+        rebuilt = {key: b.total for key, b in ledger.balances.items() if b.total}
+        assert booked == rebuilt
+    finally:
+        store.close()
+    return ledger
+
+
+async def resume_elsewhere(url: str, who: str, seen: list[dict[str, Any]]) -> None:
+    """Reconnect to `url` with since_seq from before the fault: the same events, same bytes."""
+    events = contiguous(seen)
+    since = events[len(events) // 2]
+    again = await client(url, who)
+    try:
+        await again.subscribe_account(since_seq=since)
+        replayed = account_events(await drain_pushes(again, 1.0))  # not heartbeats
+        expected = [p for p in account_events(seen) if p["seq"] > since]
+        # what arrived after the readers stopped is replayed too: compare what both have
+        assert len(replayed) >= len(expected)
+        for mine, theirs in zip(expected, replayed, strict=False):
+            assert mine == theirs, f"another gateway's history differs: {mine} != {theirs}"
+    finally:
+        await again.close()
+
+
+def test_kill_9_of_the_active_core_under_load_the_standby_takes_over(
+    cluster: LocalCluster,
+) -> None:
+    a, b = cluster.gateways
+    active = cluster.active_core()
+    assert active is not None
+    standby = next(core for core in cluster.cores if core is not active)
+
+    async def scenario() -> Trading:
+        seen, maker, taker = await trade_through_fault(
+            a.url, b.url, "corekill", "191.00", lambda: cluster.kill(active)
+        )
+        try:
+            assert seen.unknown == set(), "a request went unanswered through the takeover"
+            assert len(seen.acked) == LOOPS * ORDERS_PER_LOOP
+            contiguous(seen.maker_pushes)
+            contiguous(seen.taker_pushes)
+            await resume_elsewhere(a.url, "beta", seen.maker_pushes)
+            await resume_elsewhere(b.url, "taker", seen.taker_pushes)
+        finally:
+            await maker.close()
+            await taker.close()
+        return seen
+
+    seen = run(scenario())
+    assert "active at seq" in standby.log()
+    assert "warm=true" in standby.log(), "the standby replayed the stream instead of its copy"
+    check_no_loss_no_duplicate(cluster, seen, "corekill")
+    cluster.start_role(active)  # back as the standby
+    cluster.wait_for(active, "waiting for the lease")
+
+
+def test_kill_9_of_a_gateway_under_load_its_clients_resume_on_the_other(
+    cluster: LocalCluster,
+) -> None:
+    a, b = cluster.gateways
+
+    async def scenario() -> Trading:
+        seen, maker, taker = await trade_through_fault(
+            a.url, b.url, "gwkill", "192.00", lambda: cluster.kill(a)
+        )
+        try:
+            assert len(seen.acked) >= FAULT_AFTER_ACKS
+            assert seen.timed_out <= seen.unknown, "a request on a live connection went unanswered"
+            assert len(seen.acked) + len(seen.unknown) <= LOOPS * ORDERS_PER_LOOP
+            before = contiguous(seen.taker_pushes)
+            again = await client(b.url, "taker")  # the taker's gateway is gone: the other one
+            try:
+                await again.subscribe_account(since_seq=before[-1])
+                missed = account_events(await drain_pushes(again, 1.0))
+            finally:
+                await again.close()
+            contiguous(seen.taker_pushes + missed)  # nothing lost, nothing twice, same seqs
+            contiguous(seen.maker_pushes)
+        finally:
+            await maker.close()
+            await taker.close()
+        return seen
+
+    seen = run(scenario())
+    check_no_loss_no_duplicate(cluster, seen, "gwkill")
+    cluster.start_role(a)
+    cluster.wait_for(a, "replica at seq", timeout_s=120)
+
+
+async def stream_leader(cluster: LocalCluster) -> str:
+    nc = await nats.connect(cluster.nats.urls)
+    try:
+        info = await nc.jetstream().stream_info(STREAM_DEFAULT)
+        assert info.cluster is not None and info.cluster.leader is not None
+        return info.cluster.leader
+    finally:
+        await nc.close()
+
+
+def test_kill_9_of_the_stream_leaders_nats_node_under_load(cluster: LocalCluster) -> None:
+    a, b = cluster.gateways
+    leader = asyncio.run(stream_leader(cluster))
+    index = next(i for i, node in enumerate(cluster.nats.nodes) if node.name == leader)
+
+    async def scenario() -> Trading:
+        seen, maker, taker = await trade_through_fault(
+            a.url, b.url, "natskill", "193.00", lambda: cluster.nats.nodes[index].kill()
+        )
+        try:
+            assert seen.unknown == set(), "a request went unanswered through the node's death"
+            assert len(seen.acked) == LOOPS * ORDERS_PER_LOOP
+            contiguous(seen.maker_pushes)
+            contiguous(seen.taker_pushes)
+            await resume_elsewhere(a.url, "beta", seen.maker_pushes)
+        finally:
+            await maker.close()
+            await taker.close()
+        return seen
+
+    seen = run(scenario())
+    check_no_loss_no_duplicate(cluster, seen, "natskill")
+    cluster.nats.restart(index)

@@ -1,0 +1,85 @@
+"""VenueCore's start from a standby's warm state (core/venue_core.py; the rest of the core is
+tested through the server in tests/gateway and through the bus in tests/core/test_bus.py)."""
+
+import asyncio
+from pathlib import Path
+
+from core import config as venue_config
+from core.journal import FileJournal
+from core.sequencer import decode_command
+from core.venue_core import JOURNAL_FILE, VenueCore, WarmStart
+from engine.commands import CancelAll
+from engine.venue import Venue
+from engine.venue import VenueConfig as EngineConfig
+from settlement.ledger import Ledger
+from tests.core.test_bus import ROOT, Recorder
+
+CONFIG = venue_config.load(ROOT / "venue.toml")
+
+
+def _core(data_dir: Path) -> VenueCore:
+    recorder = Recorder()
+    core = recorder.core = VenueCore(CONFIG, data_dir, recorder)
+    return core
+
+
+def _warm_from_journal(data_dir: Path, up_to_seq: int) -> WarmStart:
+    """What a standby following the journal would hold after record `up_to_seq`."""
+    ledger = Ledger()
+    staleness = venue_config.reserve_staleness_max_us(CONFIG)
+    venue = Venue(EngineConfig(reserve_staleness_max_us=staleness), ledger)
+    journal = FileJournal(data_dir / JOURNAL_FILE)
+    try:
+        for seq, payload in journal.replay(0):
+            if seq > up_to_seq:
+                break
+            venue.execute(decode_command(payload))
+    finally:
+        journal.close()
+    return WarmStart(up_to_seq, venue, ledger.drain())
+
+
+async def _journal_past_the_snapshot(data_dir: Path) -> tuple[int, int]:
+    """A venue built and stopped (snapshot), then three commands and a crash (no snapshot)."""
+    core = _core(data_dir)
+    await core.start()
+    await core.stop()
+    snapshot_seq = core.sequencer.last_seq
+    core = _core(data_dir)
+    await core.start()
+    for _ in range(3):
+        core.sequencer.submit(CancelAll(account=1), None)
+    await core.sequencer.drain()
+    core.store_thread.close()
+    core.sequencer.close()
+    return snapshot_seq, core.sequencer.last_seq
+
+
+def test_a_warm_state_as_new_as_the_journal_is_taken_and_nothing_replayed(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        _, last_seq = await _journal_past_the_snapshot(tmp_path)
+        warm = _warm_from_journal(tmp_path, last_seq)
+        expected = warm.venue.state_hash()
+        core = _core(tmp_path)
+        await core.start(warm)
+        assert core.venue is warm.venue and core.sequencer.last_seq == last_seq
+        assert core.venue.state_hash() == expected
+        await core.stop()
+
+    asyncio.run(main())
+
+
+def test_a_warm_state_older_than_the_snapshot_is_not_used(tmp_path: Path) -> None:
+    async def main() -> None:
+        snapshot_seq, last_seq = await _journal_past_the_snapshot(tmp_path)
+        stale = _warm_from_journal(tmp_path, snapshot_seq - 1)
+        expected = _warm_from_journal(tmp_path, last_seq).venue.state_hash()
+        core = _core(tmp_path)
+        await core.start(stale)
+        assert core.venue is not stale.venue and core.sequencer.last_seq == last_seq
+        assert core.venue.state_hash() == expected
+        await core.stop()
+
+    asyncio.run(main())
