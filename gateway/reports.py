@@ -13,7 +13,7 @@ moment it closes, so what is kept is bounded by the venue's open orders
 (`VenueConfig.open_orders_per_account_max` each).
 """
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import msgspec
 
@@ -539,18 +539,15 @@ def _settlement_of(
     events: Sequence[Event], index: int, trade: TradeExecuted
 ) -> TradeSettled | None:
     """The settlement of the trade at `index`: the clearing books it right after the match."""
-    for event in _after(events, index):
-        if isinstance(event, TradeSettled) and event.trade_id == trade.trade_id:
+    # usually the very next event: an index loop, not a generator per trade
+    for position in range(index + 1, len(events)):
+        event = events[position]
+        if type(event) is TradeSettled and event.trade_id == trade.trade_id:
             if event.symbol == trade.symbol:
                 return event
-        elif isinstance(event, TradeExecuted):
+        elif type(event) is TradeExecuted:
             return None  # a venue without a ledger: the next trade came first
     return None
-
-
-def _after(events: Sequence[Event], index: int) -> Iterable[Event]:
-    for position in range(index + 1, len(events)):
-        yield events[position]
 
 
 def _fees(
