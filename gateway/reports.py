@@ -442,27 +442,30 @@ class ExecReporter:
     ) -> list[tuple[int, Push]]:
         """The settlement to every participant of the trade, each seeing only its own legs,
         with the other participant anonymous (`null`); the venue's accounts are named."""
+        # Each leg is read and formatted once, whoever sees it: (id, kind, debit, credit,
+        # asset, amount). The kind is a StrEnum, encoded as its value: no `.value` per view.
         participants = dict.fromkeys(accounts or ())
         legs = []
         for leg in event.transfers:
-            participants.update(dict.fromkeys((leg.debit_account, leg.credit_account)))
+            debit, credit = leg.debit_account, leg.credit_account
+            participants[debit] = participants[credit] = None
             amount = format_units(leg.amount, self._scale(leg.asset))
-            legs.append((leg, amount))
+            legs.append((leg.transfer_id, leg.kind, debit, credit, leg.asset, amount))
         out = []
         for account in participants:
             if account <= 0:
                 continue
             seen = [
                 Leg(
-                    leg.transfer_id,
-                    leg.kind.value,
-                    _as_seen_by(account, leg.debit_account),
-                    _as_seen_by(account, leg.credit_account),
-                    leg.asset,
+                    transfer_id,
+                    kind,
+                    debit if debit == account or debit <= 0 else None,  # `_as_seen_by`
+                    credit if credit == account or credit <= 0 else None,
+                    asset,
                     amount,
                 )
-                for leg, amount in legs
-                if account in (leg.debit_account, leg.credit_account)
+                for transfer_id, kind, debit, credit, asset, amount in legs
+                if debit == account or credit == account
             ]
             data = SettlementReport(event.settlement_id, event.trade_id, event.symbol, seen)
             out.append((account, Push(CHANNEL, "settlement", event.ts_us, data)))
