@@ -410,7 +410,9 @@ class ExecReporter:
 
     def _balance(self, event: BalanceChanged) -> Push:
         # Running balances rarely recur: formatted, not looked up in `gateway.decimals`.
-        scale = self._scale(event.asset)
+        # The most frequent push: `_scale` inlined.
+        scale = self.asset_scales.get(event.asset)
+        assert scale is not None, f"no scale known for asset {event.asset}"
         data = BalanceReport(
             event.asset,
             format_units(event.total, scale),
