@@ -82,7 +82,7 @@ PUBLIC_METHODS = {  # served before logon, and on /ws/public
 }
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Pending:
     """A request waiting for its command(s) to be durable."""
 

@@ -100,14 +100,17 @@ class PrivateStreams:
 
     def publish(self, executed: Executed) -> None:
         """The command is durable: its private events join the history and go out."""
+        streams = self.streams
+        send_frame = self.connections.send_frame
+        text_frame = frames.text_frame
         for account, seq, payload in executed.pushes:
-            stream = self.streams[account]
+            stream = streams[account]
             stream.seq = seq
             stream.history.append((seq, payload))
             if stream.sessions:
-                frame = frames.text_frame(payload)
+                frame = text_frame(payload)
                 for session in stream.sessions:
-                    self.connections.send_frame(session, frame)
+                    send_frame(session, frame)
 
     def subscription(
         self, session: Session, account: int, since_seq: int | None

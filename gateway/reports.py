@@ -13,7 +13,7 @@ moment it closes, so what is kept is bounded by the venue's open orders
 (`VenueConfig.open_orders_per_account_max` each).
 """
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import msgspec
 
@@ -410,7 +410,9 @@ class ExecReporter:
 
     def _balance(self, event: BalanceChanged) -> Push:
         # Running balances rarely recur: formatted, not looked up in `gateway.decimals`.
-        scale = self._scale(event.asset)
+        # The most frequent push: `_scale` inlined.
+        scale = self.asset_scales.get(event.asset)
+        assert scale is not None, f"no scale known for asset {event.asset}"
         data = BalanceReport(
             event.asset,
             format_units(event.total, scale),
@@ -442,27 +444,30 @@ class ExecReporter:
     ) -> list[tuple[int, Push]]:
         """The settlement to every participant of the trade, each seeing only its own legs,
         with the other participant anonymous (`null`); the venue's accounts are named."""
+        # Each leg is read and formatted once, whoever sees it: (id, kind, debit, credit,
+        # asset, amount). The kind is a StrEnum, encoded as its value: no `.value` per view.
         participants = dict.fromkeys(accounts or ())
         legs = []
         for leg in event.transfers:
-            participants.update(dict.fromkeys((leg.debit_account, leg.credit_account)))
+            debit, credit = leg.debit_account, leg.credit_account
+            participants[debit] = participants[credit] = None
             amount = format_units(leg.amount, self._scale(leg.asset))
-            legs.append((leg, amount))
+            legs.append((leg.transfer_id, leg.kind, debit, credit, leg.asset, amount))
         out = []
         for account in participants:
             if account <= 0:
                 continue
             seen = [
                 Leg(
-                    leg.transfer_id,
-                    leg.kind.value,
-                    _as_seen_by(account, leg.debit_account),
-                    _as_seen_by(account, leg.credit_account),
-                    leg.asset,
+                    transfer_id,
+                    kind,
+                    debit if debit == account or debit <= 0 else None,  # `_as_seen_by`
+                    credit if credit == account or credit <= 0 else None,
+                    asset,
                     amount,
                 )
-                for leg, amount in legs
-                if account in (leg.debit_account, leg.credit_account)
+                for transfer_id, kind, debit, credit, asset, amount in legs
+                if debit == account or credit == account
             ]
             data = SettlementReport(event.settlement_id, event.trade_id, event.symbol, seen)
             out.append((account, Push(CHANNEL, "settlement", event.ts_us, data)))
@@ -539,18 +544,15 @@ def _settlement_of(
     events: Sequence[Event], index: int, trade: TradeExecuted
 ) -> TradeSettled | None:
     """The settlement of the trade at `index`: the clearing books it right after the match."""
-    for event in _after(events, index):
-        if isinstance(event, TradeSettled) and event.trade_id == trade.trade_id:
+    # usually the very next event: an index loop, not a generator per trade
+    for position in range(index + 1, len(events)):
+        event = events[position]
+        if type(event) is TradeSettled and event.trade_id == trade.trade_id:
             if event.symbol == trade.symbol:
                 return event
-        elif isinstance(event, TradeExecuted):
+        elif type(event) is TradeExecuted:
             return None  # a venue without a ledger: the next trade came first
     return None
-
-
-def _after(events: Sequence[Event], index: int) -> Iterable[Event]:
-    for position in range(index + 1, len(events)):
-        yield events[position]
 
 
 def _fees(

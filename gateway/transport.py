@@ -210,12 +210,20 @@ class Connection(asyncio.Protocol):
     # ----------------------------------------------------------------- events
 
     def _events(self) -> None:
-        for event in self.protocol.events_received():
+        protocol = self.protocol
+        for event in protocol.events_received():
             if type(event) is Frame:
-                self._frame(event)
+                # the usual frame, a whole text message: straight to the handler
+                if event.opcode is Opcode.TEXT and event.fin:
+                    self._message(bytes(event.data), True)
+                else:
+                    self._frame(event)
             elif isinstance(event, Request):
                 self._handshake(event)
-        self._write_protocol()
+        # A data frame leaves the protocol nothing to send while it is open (no pong, no
+        # close): `_write_protocol`'s two library calls are skipped on the hot path.
+        if protocol.writes or protocol.state is not State.OPEN:
+            self._write_protocol()
 
     def _frame(self, frame: Frame) -> None:
         opcode = frame.opcode
