@@ -119,6 +119,39 @@ def test_a_republished_batch_is_stored_once(node: NatsCluster, stream: str) -> N
         journal.close()
 
 
+def test_a_commit_across_a_short_outage_of_its_node_succeeds(
+    node: NatsCluster, stream: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The node stops for ~1 s while a commit of 8 MB is under way (more than nats-py's default
+    2 MiB reconnect buffer): the commit returns after the restart, every record stored once."""
+    journal = open_journal(node, stream)
+    big = [(seq, bytes([seq % 256]) * 100_000) for seq in range(6, 86)]
+    done = threading.Event()
+
+    def restart_after_a_second() -> None:
+        done.wait(1.0)
+        node.nodes[0].start()
+        done.wait(60.0)  # the node dies with the thread that started it (its parent-death signal)
+
+    try:
+        journal.commit(records(1, 5))
+        node.nodes[0].stop()
+        restarter = threading.Thread(target=restart_after_a_second)
+        restarter.start()
+        try:
+            journal.commit(big)
+            journal.commit(records(86, 1))
+            assert list(journal.replay()) == records(1, 5) + big + records(86, 1)
+            assert stream_state(node, stream)[:2] == (86, 86)
+        finally:
+            journal.close()
+            done.set()
+            restarter.join()
+    finally:
+        node.restart(0)
+    assert "Event loop is closed" not in caplog.text
+
+
 def test_an_unreachable_server_is_a_clear_error() -> None:
     (port,) = free_ports(1)
     with pytest.raises(JournalUnavailable, match=f"cannot reach NATS at nats://127.0.0.1:{port}"):
@@ -159,6 +192,23 @@ def stream_leader(servers: NatsCluster, stream: str) -> int:
 def test_three_nodes_make_an_r3_stream(cluster: NatsCluster, stream: str) -> None:
     open_journal(cluster, stream).close()
     assert stream_state(cluster, stream)[2] == 3
+
+
+def test_one_seed_url_of_three_nodes_makes_an_r3_stream(cluster: NatsCluster, stream: str) -> None:
+    """The cluster's size comes from the servers the connection learns of, not the URL count."""
+    journal = JetStreamJournal(cluster.urls[1], stream=stream, subject=f"j.{stream}")
+    try:
+        assert journal.replicas == 3
+    finally:
+        journal.close()
+    assert stream_state(cluster, stream)[2] == 3
+
+
+def test_a_stream_with_other_replicas_is_refused(cluster: NatsCluster, stream: str) -> None:
+    open_journal(cluster, stream, replicas=1).close()
+    with pytest.raises(JournalError, match=f"stream {stream} has 1 replicas .* expects 3"):
+        open_journal(cluster, stream)
+    open_journal(cluster, stream, replicas=1).close()  # told to expect it: opened
 
 
 def test_acknowledged_records_survive_kill_9_of_the_leader(
