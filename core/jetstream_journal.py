@@ -197,7 +197,7 @@ class JetStreamJournal:
                     f" record's {RECORD_BYTES_MAX} + headers: set max_payload: 8MB in its config"
                 )
             if self.replicas is None:
-                self.replicas = _replicas_for(nc)
+                self.replicas = cluster_replicas(nc)
             js = nc.jetstream(timeout=REQUEST_TIMEOUT_S)
             last_seq = await self._ensure_stream(js, create)
             # Acks come back on our own inbox, not nats-py's publish_async: its error path
@@ -515,7 +515,7 @@ class JetStreamJournal:
             )
 
 
-def _replicas_for(nc: Client) -> int:
+def cluster_replicas(nc: Client) -> int:
     """R for a new stream: a server in a cluster tells its client the others' URLs (gossip),
     so one seed URL of a 3-node cluster still shows three servers; a lone node shows one."""
     return CLUSTER_REPLICAS if len(nc.servers) > 1 else 1
