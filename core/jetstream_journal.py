@@ -501,7 +501,7 @@ class JetStreamJournal:
         finally:
             self._closed = True
             try:
-                self._loop.run(self._nc.close())
+                self._loop.run(_close_connection(self._nc))
             finally:
                 self._loop.stop()
 
@@ -553,6 +553,14 @@ async def _unavailable_on_nats_error(work: Coroutine[Any, Any, None], stream: st
         await work
     except nats.errors.Error as error:  # the connection is closed, or its buffer is full
         raise JournalUnavailable(f"stream {stream}: {error!r}") from error
+
+
+async def _close_connection(nc: Client) -> None:
+    """Close `nc`; a connection already lost (the server gone) has nothing left to flush."""
+    try:
+        await nc.close()
+    except (nats.errors.Error, OSError) as error:
+        logger.debug("NATS connection closed uncleanly: %r", error)
 
 
 async def _unsubscribe(subscription: JetStreamContext.PullSubscription) -> None:

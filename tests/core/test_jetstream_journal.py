@@ -3,6 +3,7 @@ republished record, errors, and a 3-node cluster losing a node. Real nats-server
 node and one 3-node cluster per module, each on its own ports and in its own temp directory."""
 
 import asyncio
+import gc
 import itertools
 import threading
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ import nats
 import pytest
 
 from cluster.nats import NatsCluster, free_ports
+from core import jetstream_journal
 from core.jetstream_journal import (
     JetStreamJournal,
     JournalConflict,
@@ -150,6 +152,30 @@ def test_a_commit_across_a_short_outage_of_its_node_succeeds(
     finally:
         node.restart(0)
     assert "Event loop is closed" not in caplog.text
+
+
+def test_a_journal_closed_after_a_failure_ends_cleanly(
+    node: NatsCluster,
+    stream: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The node gone for good: the sync fails, and closing leaves no nats-py task to die with
+    'Event loop is closed' once the private loop is gone."""
+    monkeypatch.setattr(jetstream_journal, "SYNC_TIMEOUT_S", 1.0)
+    journal = open_journal(node, stream)
+    try:
+        node.nodes[0].stop()
+        with pytest.raises(JournalUnavailable):
+            journal.commit(records(1, 3))
+        journal.close()
+        gc.collect()  # a task left pending would be reported as it is collected
+    finally:
+        node.restart(0)
+    output = caplog.text + "".join(capfd.readouterr())
+    assert "Event loop is closed" not in output
+    assert "Task was destroyed but it is pending" not in output
 
 
 def test_an_unreachable_server_is_a_clear_error() -> None:
