@@ -123,7 +123,7 @@ class VenueCore:
         )
         self.writer = await self._on_store(LedgerWriter, self.store)
         started = time.perf_counter()
-        snapshots.remove_stray(self.data_dir)  # ours alone: the journal's flock is held
+        snapshots.remove_stray(self.data_dir)  # ours alone: venue.lock is held
         image = snapshots.latest(self.data_dir)
         journal_seq = self.sequencer.journal.last_seq()
         if image is not None and image.seq > journal_seq:
@@ -203,7 +203,7 @@ class VenueCore:
         return path.stat().st_size if path.exists() else 0  # 0: the journal is elsewhere
 
     async def _refuse(self, why: str) -> NoReturn:
-        """Give the files back (the journal's lock too) and refuse to start."""
+        """Give the files back (the data directory's lock too) and refuse to start."""
         await self._on_store(self.store.close)
         self.store_thread.close()
         self.sequencer.close()
