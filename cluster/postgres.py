@@ -4,19 +4,25 @@ Owns starting and stopping one server: `initdb` into a directory of its own unde
 the caller gives, a free port on 127.0.0.1, its unix socket inside that directory, trust
 auth for the `postgres` user on loopback only. PostgreSQL refuses to run as root, so as
 root every server command runs as the `postgres` user (runuser) and the directory is
-chowned to it; as anyone else, as that user. Waiting is bounded (`pg_ctl -w -t`); a server
-that does not stop fast is killed. Databases are created on demand and named by the caller.
+chowned to it; as anyone else, as that user. The server (`postgres -D`) is a child of the
+process that starts it, not a daemon: it gets SIGINT (a fast shutdown) when its parent dies, so
+a test run killed by a timeout leaves no server behind (tied to the starting thread, as
+cluster/nats.py's nodes). Waiting is bounded; a server that does not stop fast is killed.
+Databases are created on demand and named by the caller.
 Debian keeps the server binaries off the PATH, under /usr/lib/postgresql/<version>/bin
 (scripts/install-postgres.sh installs them); `VENUE_PG_BIN` names another directory.
 """
 
 import contextlib
+import ctypes
 import os
 import pwd
 import re
 import signal
 import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Final
 
@@ -28,6 +34,8 @@ START_TIMEOUT_S: Final = 60  # initdb and a first start on a busy 2-core machine
 STOP_TIMEOUT_S: Final = 30  # a fast shutdown rolls back and checkpoints; longer is stuck
 COMMAND_TIMEOUT_S: Final = 120  # initdb writes ~40 MB and fsyncs it
 PORT_ATTEMPTS: Final = 3  # a free port can be taken between the probe and the bind
+READY_POLL_S: Final = 0.1  # between connection attempts while the server starts
+PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
 DATABASE_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")  # no quoting needed, 63 bytes max
 
 
@@ -75,6 +83,7 @@ class PostgresServer:
         self.port = 0
         self._bin = server_bin_dir()
         self._as_server_user = os.geteuid() == 0
+        self.process: subprocess.Popen[bytes] | None = None  # the postmaster, our child
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -87,7 +96,7 @@ class PostgresServer:
         for attempt in range(PORT_ATTEMPTS):
             self.port = free_port()
             try:
-                self._pg_ctl_start()
+                self._start_server()
                 return self
             except PostgresError:
                 self._kill()
@@ -106,6 +115,7 @@ class PostgresServer:
             )
         except PostgresError:
             self._kill()
+        self._reap()
 
     def __enter__(self) -> "PostgresServer":
         return self.start()
@@ -159,13 +169,51 @@ class PostgresServer:
                 " parents others may enter (e.g. one made under /tmp, mode 0711)"
             )
 
-    def _pg_ctl_start(self) -> None:
-        options = (
-            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1"
-            " -c max_connections=50"
-        )
-        start = ["start", "-D", str(self.data_dir), "-l", str(self.log_file), "-o", options]
-        self._run("pg_ctl", [*start, "-w", "-t", str(START_TIMEOUT_S)])
+    def _start_server(self) -> None:
+        """Run the postmaster as our child and wait until it takes connections."""
+        command = [str(self._bin / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
+        command += ["-k", str(self.socket_dir), "-c", "listen_addresses=127.0.0.1"]
+        command += ["-c", "max_connections=50"]
+        user = pwd.getpwnam(SERVER_USER) if self._as_server_user else None
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.home,  # the server user may not be allowed in the caller's directory
+                env={**os.environ, "LC_ALL": "C"},
+                user=user.pw_uid if user else None,
+                group=user.pw_gid if user else None,
+                extra_groups=[] if user else None,
+                start_new_session=True,  # a test's Ctrl-C is not the server's: stop() ends it
+                preexec_fn=_stop_with_parent,  # runs after the switch to the server user
+            )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        assert self.process is not None, "started just before"
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise PostgresError(f"postgres exited ({self.process.returncode}): {self._why('')}")
+            try:
+                psycopg.connect(self.dsn(), connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                time.sleep(READY_POLL_S)
+        raise PostgresError(f"postgres did not take connections in {START_TIMEOUT_S} s")
+
+    def _reap(self) -> None:
+        """Wait for our postmaster child once it is stopped (no zombie left)."""
+        if self.process is None:
+            return
+        try:
+            self.process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(STOP_TIMEOUT_S)
+        self.process = None
 
     def _run(self, program: str, arguments: list[str]) -> None:
         command = [str(self._bin / program), *arguments]
@@ -199,6 +247,9 @@ class PostgresServer:
 
     def _kill(self) -> None:
         """SIGKILL the postmaster named in postmaster.pid, if any (a failed start or stop)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+        self._reap()
         try:
             pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
         except (OSError, ValueError, IndexError):
@@ -206,3 +257,10 @@ class PostgresServer:
         with contextlib.suppress(ProcessLookupError):  # it died on its own meanwhile
             os.kill(pid, signal.SIGKILL)
         (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
+
+
+def _stop_with_parent() -> None:
+    """In the child before exec: SIGINT (fast shutdown) it when the thread that started it
+    dies (Linux). Set after the switch to the server user, which would clear it."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT)

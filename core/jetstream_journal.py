@@ -1,15 +1,18 @@
 """The command journal on a NATS JetStream stream: the cluster mode's replicated log.
 
 Owns `JetStreamJournal`, a `Journal` (core/journal.py) whose records are the messages of one
-stream (R=3 on a 3-node cluster, R=1 on one node), stream seq = venue seq. Each publish carries
+stream (R=3 on a cluster, R=1 on one node: judged from the servers the connection knows, not
+from the URLs given), stream seq = venue seq. Each publish carries
 `Nats-Expected-Last-Sequence: seq - 1` (so a second writer's append fails, never interleaves)
 and a `Nats-Msg-Id` of this writer's id and the seq (so a retried publish is deduplicated, not
 stored twice). `append` publishes without waiting; `sync` returns once the stream has
-acknowledged every appended record (stored on a quorum), republishing on a timeout or a leader
-change within `SYNC_TIMEOUT_S`. `replay` reads back through an ephemeral pull consumer, only up
-to what this object knows is acknowledged. The protocol is synchronous (the sequencer calls it
-from its journal thread), so nats-py runs on a private event loop in a thread of its own.
-After a failed `sync` the object refuses everything: reopen it (the stream settles what is there).
+acknowledged every appended record (stored on a quorum), republishing on a timeout, a leader
+change or a reconnect (nats-py buffers up to `PUBLISH_BUFFER_BYTES` meanwhile) within
+`SYNC_TIMEOUT_S`. `replay` reads back through an ephemeral pull consumer, only up to what this
+object knows is acknowledged. The protocol is synchronous (the sequencer calls it from its
+journal thread), so nats-py runs on a private event loop in a thread of its own. After a failed
+`sync` the object refuses everything: reopen it (the stream settles what is there). An existing
+stream whose replicas or duplicate window differ from this journal's is refused.
 """
 
 import asyncio
@@ -62,9 +65,15 @@ PUBLISH_PENDING_MAX: Final = 65_536
 STATUS_HEADER: Final = "Status"  # a NATS status reply, e.g. 503 "no responders"
 REPLAY_BATCH: Final = 1_000  # messages per pull-consumer fetch
 HEADER_SLACK_BYTES: Final = 256  # the two headers' bytes on top of a record's payload
+# nats-py's buffer for publishes while it reconnects (its default, 2 MiB, is less than one sync's
+# worth): everything `append` may leave unsynced, with headers, so a short outage loses no append.
+PUBLISH_BUFFER_BYTES: Final = UNSYNCED_BYTES_MAX + PUBLISH_PENDING_MAX * HEADER_SLACK_BYTES
+DUPLICATE_WINDOW_S: Final = 120.0  # how long a retried publish is recognised (deduplicated)
+CLUSTER_REPLICAS: Final = 3  # a cluster's streams survive one node lost (a quorum of 2 of 3)
 ERR_WRONG_LAST_SEQUENCE: Final = 10071  # JetStream's JSStreamWrongLastSequenceErrF
 SEQ_HEADER: Final = "Nats-Expected-Last-Sequence"
 MSG_ID_HEADER: Final = "Nats-Msg-Id"
+LOOP_STOP_TIMEOUT_S: Final = 5.0  # nats-py's cancelled tasks end at once; bounded all the same
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -118,16 +127,33 @@ class _LoopThread:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join()
-        self.loop.close()
+        """End the tasks nats-py left behind (a reconnect, a flusher, after a failure), then the
+        loop: a task that outlived it would die with 'Event loop is closed'."""
+        if self._thread.is_alive():
+            self.run(_cancel_other_tasks())
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join()
+        if not self.loop.is_closed():
+            self.loop.close()
+
+
+async def _cancel_other_tasks() -> None:
+    current = asyncio.current_task()
+    tasks = [task for task in asyncio.all_tasks() if task is not current]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=LOOP_STOP_TIMEOUT_S)
+    await asyncio.get_running_loop().shutdown_asyncgens()
 
 
 class JetStreamJournal:
     """A `Journal` on a JetStream stream, for one thread at a time (like `FileJournal`).
 
-    `servers`: NATS URLs (a list or one comma-separated string). `replicas`: the stream's
-    replica count when it is created; by default 3 when given three or more servers, else 1.
+    `servers`: NATS URLs (a list or one comma-separated string; one seed of a cluster is
+    enough). `replicas`: the stream's replica count; by default `CLUSTER_REPLICAS` when the
+    connection knows of other servers (the cluster's gossip), else 1. An existing stream with
+    other replicas is refused (`JournalError`), not silently used.
     `create=False` refuses a missing stream instead of creating it (a standby, a reader).
     """
 
@@ -143,7 +169,7 @@ class JetStreamJournal:
         self.servers = _server_list(servers)
         self.stream = stream
         self.subject = subject
-        self.replicas = replicas or (3 if len(self.servers) >= 3 else 1)
+        self.replicas = replicas  # None until opened: then what the cluster calls for
         # Unique per object: a retry of our own publish dedupes; another writer's never does.
         self._writer_id = secrets.token_hex(8)
         self._pending: list[_Pending] = []
@@ -170,6 +196,8 @@ class JetStreamJournal:
                     f"the NATS server's max_payload is {nc.max_payload} bytes, below a journal"
                     f" record's {RECORD_BYTES_MAX} + headers: set max_payload: 8MB in its config"
                 )
+            if self.replicas is None:
+                self.replicas = cluster_replicas(nc)
             js = nc.jetstream(timeout=REQUEST_TIMEOUT_S)
             last_seq = await self._ensure_stream(js, create)
             # Acks come back on our own inbox, not nats-py's publish_async: its error path
@@ -191,6 +219,7 @@ class JetStreamJournal:
                 # go to at once; none answering for ~5 s is the cluster gone (or never there).
                 max_reconnect_attempts=RECONNECT_ATTEMPTS,
                 reconnect_time_wait=RECONNECT_WAIT_S,
+                pending_size=PUBLISH_BUFFER_BYTES,
                 error_cb=_log_error,
                 disconnected_cb=self._log_disconnected,
                 reconnected_cb=self._log_reconnected,
@@ -217,12 +246,13 @@ class JetStreamJournal:
                 storage=StorageType.FILE,
                 num_replicas=self.replicas,
                 discard=DiscardPolicy.NEW,
-                duplicate_window=120.0,  # how long a retried publish is recognised
+                duplicate_window=DUPLICATE_WINDOW_S,
                 deny_delete=True,  # the journal is append-only: no message may be removed
                 deny_purge=True,
             )
             info = await _retry_unavailable(lambda: js.add_stream(config))
             logger.info("created JetStream stream %s (R=%d)", self.stream, self.replicas)
+        self._check_config(info.config)
         state = info.state
         gaps = state.messages != state.last_seq or state.first_seq not in (0, 1)
         if gaps and state.last_seq > 0:
@@ -231,6 +261,18 @@ class JetStreamJournal:
                 f" {state.first_seq} to {state.last_seq}: a journal has every seq from 1"
             )
         return int(state.last_seq)
+
+    def _check_config(self, config: StreamConfig) -> None:
+        """Refuse a stream made otherwise: fewer replicas lose acknowledged records with a
+        node, another duplicate window lets a retried publish be stored twice."""
+        replicas = config.num_replicas or 1
+        window_s = config.duplicate_window or 0.0
+        if replicas != self.replicas or abs(window_s - DUPLICATE_WINDOW_S) > 1e-3:
+            raise JournalError(
+                f"stream {self.stream} has {replicas} replicas and a {window_s:g}s duplicate"
+                f" window where this journal expects {self.replicas} and {DUPLICATE_WINDOW_S:g}s:"
+                " fix the stream (nats stream edit) or pass replicas= to match it"
+            )
 
     async def _log_disconnected(self) -> None:
         if not self._closed:  # nats-py calls this on our own close too
@@ -349,7 +391,7 @@ class JetStreamJournal:
                 )
                 if not isinstance(lost, TimeoutError):  # refused at once: give the election time
                     await asyncio.sleep(REPUBLISH_PAUSE_S)
-                await self._republish()
+                await self._republish_while_reconnecting()
                 continue
             if stored_seq != pending.seq:  # impossible with the expected-last-sequence header
                 raise JournalConflict(
@@ -368,10 +410,24 @@ class JetStreamJournal:
         return JournalError(f"stream {self.stream}: seq {seq} refused: {refused}")
 
     async def _republish(self) -> None:
-        """Publish every unacknowledged record again, in order, with the same ids (deduped)."""
+        """Publish every unacknowledged record again, in order, with the same ids (deduped).
+        A record keeps its earlier attempt until the new one is out, so a publish that raises
+        leaves every record pending with a live attempt."""
         for pending in self._pending:
+            ack = await self._publish_one(pending.seq, pending.payload)
             _let_go(pending.ack)
-            pending.ack = await self._publish_one(pending.seq, pending.payload)
+            pending.ack = ack
+
+    async def _republish_while_reconnecting(self) -> None:
+        """`_republish`, except that a connection still reconnecting (its publish buffer full)
+        is waited for: the records stay pending and the next timeout republishes them."""
+        try:
+            await self._republish()
+        except (nats.errors.OutboundBufferLimitError, nats.errors.ConnectionReconnectingError):
+            if self._nc.is_closed:  # nats-py gave up reconnecting: nothing more will arrive
+                raise
+            logger.warning("stream %s: NATS is reconnecting; waiting to republish", self.stream)
+            await asyncio.sleep(REPUBLISH_PAUSE_S)
 
     def commit(self, records: Sequence[tuple[int, bytes]]) -> None:
         self.append(records)
@@ -445,7 +501,7 @@ class JetStreamJournal:
         finally:
             self._closed = True
             try:
-                self._loop.run(self._nc.close())
+                self._loop.run(_close_connection(self._nc))
             finally:
                 self._loop.stop()
 
@@ -457,6 +513,12 @@ class JetStreamJournal:
                 f"stream {self.stream}: a failure ({self._failure!r}) left the journal's end"
                 " unknown; reopen it"
             )
+
+
+def cluster_replicas(nc: Client) -> int:
+    """R for a new stream: a server in a cluster tells its client the others' URLs (gossip),
+    so one seed URL of a 3-node cluster still shows three servers; a lone node shows one."""
+    return CLUSTER_REPLICAS if len(nc.servers) > 1 else 1
 
 
 def _server_list(servers: str | Sequence[str]) -> list[str]:
@@ -491,6 +553,14 @@ async def _unavailable_on_nats_error(work: Coroutine[Any, Any, None], stream: st
         await work
     except nats.errors.Error as error:  # the connection is closed, or its buffer is full
         raise JournalUnavailable(f"stream {stream}: {error!r}") from error
+
+
+async def _close_connection(nc: Client) -> None:
+    """Close `nc`; a connection already lost (the server gone) has nothing left to flush."""
+    try:
+        await nc.close()
+    except (nats.errors.Error, OSError) as error:
+        logger.debug("NATS connection closed uncleanly: %r", error)
 
 
 async def _unsubscribe(subscription: JetStreamContext.PullSubscription) -> None:

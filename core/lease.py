@@ -8,7 +8,12 @@ renewed in time, so a standby can then take it. Release = a delete marker, so a 
 not wait for the TTL.
 Why it is safe: the server expires the key no sooner than TTL after it stored the last write,
 which is after the holder sent it; the holder stops acting at `sent + TTL * SAFE_FRACTION`,
-before that, so its term ends before anyone else's can start (clocks drift far less than 20%).
+before that, so its term ends before anyone else's can start. Two clocks are compared: the
+server times the TTL on its wall clock, the holder its term on its monotonic clock. Assumed:
+over one TTL they advance at rates within 20% of each other (NTP slews far less), and the
+server's wall clock is not stepped forward by more than the 20% margin (1 s of a 5 s TTL)
+while a term runs; a step that large would expire the key early and let a standby act with
+the holder. The bucket has the cluster's replicas by default (3 on a cluster, 1 on one node).
 """
 
 import contextlib
@@ -22,6 +27,8 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
+
+from core.jetstream_journal import cluster_replicas
 
 BUCKET_DEFAULT: Final = "venue_lease"
 KEY_DEFAULT: Final = "core"
@@ -124,10 +131,14 @@ class Lease:
         *,
         bucket: str = BUCKET_DEFAULT,
         ttl_s: float = TTL_DEFAULT_S,
-        replicas: int = 1,
+        replicas: int | None = None,
         key: str = KEY_DEFAULT,
     ) -> "Lease":
-        """A contender on `bucket`, creating the bucket (TTL = `ttl_s`) when it is absent."""
+        """A contender on `bucket`, creating the bucket (TTL = `ttl_s`) when it is absent,
+        with `replicas` copies: by default the cluster's (`cluster_replicas`: 3 on a cluster,
+        so the lease outlives a node, as the journal's stream does; 1 on one node)."""
+        if replicas is None:
+            replicas = cluster_replicas(js._nc)  # nats-py keeps its connection there
         try:
             kv = await js.key_value(bucket)
         except nats.js.errors.BucketNotFoundError:

@@ -8,7 +8,8 @@ event loop: the loop only waits here for its own calls (`call`: opening, catchin
 flushing before a snapshot), which run in order with the bookings. The store is derived
 from the journal and caught up on every start, so trailing it by `GATHER_S` loses nothing.
 Limits: `QUEUE_BATCHES_MAX` batches wait at most; then `book` blocks, and so the journal's
-next commit waits (backpressure, never unbounded memory). A failed write is fatal.
+next commit waits (backpressure, never unbounded memory). A failed write is fatal: the thread
+stops, and every call queued or made after it fails with that failure (none waits forever).
 """
 
 import logging
@@ -61,6 +62,8 @@ class StoreThread(Generic[Batch]):
         self.on_fatal = on_fatal  # called on this thread: it must be safe from any thread
         self.gather_s = gather_s
         self.failure: BaseException | None = None
+        self._stopped = False  # the thread took its last item: what is queued now never runs
+        self._stopping = threading.Lock()  # a call is queued before the stop, or refused
         # Batches, calls and the stop, in arrival order. A deque, not a queue.Queue: `book`
         # runs once per journal batch and appending wakes no one while a gathering is open.
         self._items: deque[object] = deque()
@@ -73,8 +76,8 @@ class StoreThread(Generic[Batch]):
     def book(self, batch: Batch) -> None:
         """Queue a durable batch for the store (from the journal's thread); blocks while
         `QUEUE_BATCHES_MAX` wait, so a store that falls behind slows the commits."""
-        if self.failure is not None:
-            raise RuntimeError("the ledger store's thread has failed") from self.failure
+        if self.failure is not None or self._stopped:
+            raise self._refusal()
         items = self._items
         items.append(batch)
         if not self._wake.is_set():  # set only when the thread may be idle: one wake each
@@ -87,20 +90,29 @@ class StoreThread(Generic[Batch]):
     def _wait_for_room(self) -> None:
         while True:
             self._taken.clear()
+            # Stopped first: a stopping thread empties the queue, but never writes this batch.
+            if self.failure is not None or self._stopped or not self._thread.is_alive():
+                raise self._refusal()
             if len(self._items) <= QUEUE_BATCHES_MAX:
                 return
-            if self.failure is not None:
-                raise RuntimeError("the ledger store's thread has failed") from self.failure
             self._taken.wait(PUT_CHECK_S)
 
     def call(self, function: Callable[..., Any], *args: Any) -> "Future[Any]":
         """Run `function(*args)` on this thread after every batch booked before it."""
         item = _Call(function, args)
-        if self.failure is not None or not self._thread.is_alive():
-            item.future.set_exception(RuntimeError("the ledger store's thread has stopped"))
-            return item.future
-        self._enqueue_urgent(item)  # the loop's calls are rare (start, snapshots, stop)
+        with self._stopping:  # the loop's calls are rare (start, snapshots, stop)
+            if self._stopped:
+                item.future.set_exception(self._refusal())
+            else:
+                self._enqueue_urgent(item)
         return item.future
+
+    def _refusal(self) -> RuntimeError:
+        if self.failure is not None:
+            refusal = RuntimeError(f"the ledger store's thread has failed: {self.failure!r}")
+            refusal.__cause__ = self.failure
+            return refusal
+        return RuntimeError("the ledger store's thread has stopped")
 
     def cpu_seconds(self) -> float:
         """CPU time this thread has used so far (for benchmarks)."""
@@ -134,7 +146,21 @@ class StoreThread(Generic[Batch]):
             taken = self._take()
             self._taken.set()
             if not self._handle(taken):
+                self._stop(taken)
                 return
+
+    def _stop(self, taken: list[object]) -> None:
+        """The thread's last act: fail every call it will not run (left in its last gathering
+        after a failed write, or queued since), so no caller waits forever."""
+        with self._stopping:
+            self._stopped = True
+            left = taken + self._take()
+        for item in left:
+            if not isinstance(item, _Call) or item.future.done():
+                continue  # a batch, or a call that ran before the failure
+            if item.future.set_running_or_notify_cancel():  # False: its caller gave up
+                item.future.set_exception(self._refusal())
+        self._taken.set()  # a booker waiting for room sees the thread gone
 
     def _take(self) -> list[object]:
         items = self._items

@@ -6,12 +6,14 @@ batches only once durable; the ledger writer books durable transfers on the stor
 thread; snapshots, recovery (latest snapshot + journal tail), epochs, the clock tick and
 reject counting. It knows nothing of connections: whoever sits on the other side of the
 bus (`core.bus.CoreListener`) is told of each command as it executes and of each durable
-batch, and gives its own part of a snapshot. Never two cores on one data dir: the
-journal's flock says so.
+batch, and gives its own part of a snapshot. Never two cores on one data dir: each holds an
+exclusive flock on its `LOCK_FILE` for its life, whatever its journal (a JetStream journal
+takes no file lock of its own).
 """
 
 import asyncio
 import bisect
+import fcntl
 import logging
 import os
 import time
@@ -19,14 +21,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 import msgspec
 
 from core import config as venue_config
 from core import snapshots
 from core.bus import CoreListener
-from core.journal import FileJournal, Journal, JournalError
+from core.journal import FileJournal, Journal, JournalError, JournalLocked
 from core.ledger_writer import LedgerWriter, open_store
 from core.sequencer import Executed, RecordCodec, Sequencer
 from core.store_thread import StoreThread
@@ -44,6 +46,7 @@ JOURNAL_FILE = "journal.log"
 LEDGER_FILE = "ledger.sqlite"
 EPOCH_MAX = 2**63  # above any epoch (µs since 1970): a bisect key for "any epoch"
 EPOCHS_FILE = "epochs.json"  # [first seq, epoch] per start: replayed history keeps its epoch
+LOCK_FILE = "venue.lock"  # flocked by the core for its life: one venue per data dir
 SNAPSHOT_INTERVAL_S = 60  # recovery replays at most a minute of journal after the snapshot
 CLOCK_TICK_S = 0.05  # how often the venue's clock is advanced for gtd expiries and maturity
 REJECT_SUMMARY_INTERVAL_S = 60  # one log line a minute says how many rejects, by reason
@@ -74,6 +77,21 @@ class VenueCore:
         self.data_dir = data_dir
         self.listener = listener
         data_dir.mkdir(parents=True, exist_ok=True)
+        try:  # first: nothing in the directory is read before
+            self._lock = lock_data_dir(data_dir)
+        except JournalLocked:
+            if journal is not None:  # ours to close, as `stop` would have
+                journal.close()
+            raise
+        try:
+            self._set_up(config, data_dir, journal)
+        except BaseException:
+            self._lock.close()
+            raise
+
+    def _set_up(
+        self, config: venue_config.VenueConfig, data_dir: Path, journal: Journal | None
+    ) -> None:
         staleness = venue_config.reserve_staleness_max_us(config)
         self.ledger = Ledger()
         self.venue = Venue(EngineConfig(reserve_staleness_max_us=staleness), self.ledger)
@@ -112,7 +130,7 @@ class VenueCore:
         )
         self.writer = await self._on_store(LedgerWriter, self.store)
         started = time.perf_counter()
-        snapshots.remove_stray(self.data_dir)  # ours alone: the journal's flock is held
+        snapshots.remove_stray(self.data_dir)  # ours alone: venue.lock is held
         image = snapshots.latest(self.data_dir)
         journal_seq = self.sequencer.journal.last_seq()
         if image is not None and image.seq > journal_seq:
@@ -206,10 +224,11 @@ class VenueCore:
         return path.stat().st_size if path.exists() else 0  # none: the journal is a stream
 
     async def _refuse(self, why: str) -> NoReturn:
-        """Give the files back (the journal's lock too) and refuse to start."""
+        """Give the files back (the data directory's lock too) and refuse to start."""
         await self._on_store(self.store.close)
         self.store_thread.close()
         self.sequencer.close()
+        self._lock.close()
         raise RecoveryRefused(why)
 
     async def _refuse_store_ahead(self) -> None:
@@ -262,6 +281,7 @@ class VenueCore:
         await self._on_store(self.store.close)
         self.store_thread.close()
         self.sequencer.close()
+        self._lock.close()
 
     # ----------------------------------------------------------------- epochs
 
@@ -368,6 +388,20 @@ class WarmStart:
 def rejection(events: list[Event]) -> CommandRejected | None:
     last = events[-1] if events else None
     return last if isinstance(last, CommandRejected) else None
+
+
+def lock_data_dir(data_dir: Path, *, shared: bool = False) -> IO[bytes]:
+    """Flock `data_dir`'s `LOCK_FILE` (exclusive for a core, shared for a reader) and return
+    the open file, which holds the lock until closed; `JournalLocked` if someone else holds it.
+    A shared lock opens an existing file only (readers create nothing)."""
+    path = data_dir / LOCK_FILE
+    file = path.open("rb") if shared else path.open("ab")  # O_CLOEXEC: children do not hold it
+    try:
+        fcntl.flock(file, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        file.close()
+        raise JournalLocked(path) from None
+    return file
 
 
 def _load_epochs(path: Path) -> list[tuple[int, int]]:

@@ -8,7 +8,7 @@ staleness decides deposits; its `ledger_postgres`, or `--postgres DSN`, names a 
 store to check instead of the data directory's SQLite file). Exits 1 if any check fails.
 Changes nothing but one thing: a half-written snapshot `.tmp` left by a crash is removed (and
 said). Refuses, creating nothing, a directory with no journal and one a running venue holds
-(its journal's flock).
+(its `venue.lock` and its journal's flock).
 """
 
 import argparse
@@ -22,7 +22,7 @@ from core import config as venue_config
 from core import snapshots
 from core.journal import FileJournal, JournalLocked
 from core.sequencer import decode_command
-from core.venue_core import JOURNAL_FILE, LEDGER_FILE
+from core.venue_core import JOURNAL_FILE, LEDGER_FILE, LOCK_FILE, lock_data_dir
 from engine import snapshot as venue_snapshot
 from engine.venue import Venue, VenueConfig
 from settlement.ledger import Ledger
@@ -88,12 +88,14 @@ def _open_journal(data_dir: Path) -> FileJournal:
     path = data_dir / JOURNAL_FILE
     if not data_dir.is_dir():
         raise CommandFailed(f"{data_dir}: no such directory: nothing to verify")
-    if not path.is_file() or path.stat().st_size == 0:
-        raise CommandFailed(
-            f"{data_dir}: no journal ({JOURNAL_FILE}), nothing to verify"
-            " (give the --data-dir a venue ran with)"
-        )
     try:
+        if (data_dir / LOCK_FILE).exists():  # held by any running venue, whatever its journal
+            lock_data_dir(data_dir, shared=True).close()  # the journal's own lock covers the run
+        if not path.is_file() or path.stat().st_size == 0:
+            raise CommandFailed(
+                f"{data_dir}: no journal ({JOURNAL_FILE}), nothing to verify"
+                " (give the --data-dir a venue ran with)"
+            )
         return FileJournal(path, read_only=True)
     except JournalLocked:
         raise CommandFailed(

@@ -1,8 +1,12 @@
 #!/bin/sh
 # Installs nats-server (Debian's package) for the tests and `venue serve --nats` when missing;
-# returns at once when it is on the PATH. Idempotent; run by `make services` before the tests.
+# returns at once when it is on the PATH or in /usr/sbin (Debian's place, off a non-root PATH).
+# Idempotent; run by `make services` before the tests.
 set -eu
-if command -v nats-server >/dev/null 2>&1; then
+have_nats() {
+    command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ]
+}
+if have_nats; then
     exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -19,4 +23,4 @@ fi
 apt-get install -y -q --no-install-recommends $WAIT nats-server
 # The package may start a system-wide server on the default port; the venue's tests start their
 # own on free ports, so leave a packaged one alone but make sure the binary is there.
-command -v nats-server >/dev/null 2>&1 || { echo "install-nats.sh: nats-server not on PATH" >&2; exit 1; }
+have_nats || { echo "install-nats.sh: nats-server not found after install" >&2; exit 1; }

@@ -28,6 +28,8 @@ if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
     mkdir -p /etc/postgresql-common
     echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
 fi
-apt-get update -q
-apt-get install -y -q --no-install-recommends postgresql
+# Other installs may hold dpkg's lock (developers in parallel): wait for it rather than fail.
+WAIT="-o DPkg::Lock::Timeout=600"
+apt-get update -q $WAIT
+apt-get install -y -q --no-install-recommends $WAIT postgresql
 have_server || { echo "install-postgres: initdb still missing after install" >&2; exit 1; }

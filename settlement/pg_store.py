@@ -7,9 +7,13 @@ cannot both append: each write takes its table's lock in EXCLUSIVE mode first (r
 on; writers queue, at most `BUSY_TIMEOUT_MS`), then reads the head and checks the batch's
 ids against it. Reads that need one view (`balances`, `verify`) run in one REPEATABLE READ
 transaction. Append-only: triggers refuse UPDATE, DELETE and TRUNCATE. Synchronous, one
-connection, one thread (the store runs on its own, core/store_thread.py); connection and
-server failures surface as psycopg errors, for the caller to retry, with nothing of the
-batch that met them written. Tables live in the connection's schema (normally `public`).
+connection, one thread (the store runs on its own, core/store_thread.py). A server that stops
+answering is an error, not a block: TCP keepalives, `TCP_USER_TIMEOUT_MS` and
+`STATEMENT_TIMEOUT_MS`. Failures surface as psycopg errors (fatal to the venue, as any failed
+store write); a batch is written whole or not at all, except that a COMMIT whose reply is lost
+may have committed: retry only on a new store object, through the idempotent re-apply (the
+same batch again is accepted, other contents under its ids refused). Tables live in the
+connection's schema (normally `public`).
 """
 
 from collections.abc import Callable, Iterator, Sequence
@@ -43,6 +47,16 @@ from settlement.transfers import Transfer
 
 SCHEMA_VERSION: Final = 1
 CONNECT_TIMEOUT_S: Final = 10  # a server that does not answer on loopback or a LAN is down
+# A statement past this is stuck (a batch is ~1,000 transfers, a read one page or one SUM); a
+# lock wait ends first at BUSY_TIMEOUT_MS. Over a minute is an outage, fatal, not a wait.
+STATEMENT_TIMEOUT_MS: Final = 60_000
+# An idle connection is probed after KEEPALIVE_IDLE_S, then every KEEPALIVE_INTERVAL_S, and
+# declared dead after KEEPALIVE_COUNT probes unanswered (~25 s): a server gone silently (its
+# machine off, the network cut) becomes an error instead of an endless read.
+KEEPALIVE_IDLE_S: Final = 10
+KEEPALIVE_INTERVAL_S: Final = 5
+KEEPALIVE_COUNT: Final = 3
+TCP_USER_TIMEOUT_MS: Final = 30_000  # data sent and unacknowledged this long: the link is dead
 SCHEMA_LOCK_KEY: Final = 0x7665_6E75_6501  # advisory lock: one process creates the schema
 _Key = TypeVar("_Key", int, str)
 
@@ -147,9 +161,15 @@ class PostgresLedgerStore:
             autocommit=True,  # transactions are begun explicitly, each with its isolation
             connect_timeout=CONNECT_TIMEOUT_S,
             application_name="tokenvenue-ledger",
+            keepalives=1,
+            keepalives_idle=KEEPALIVE_IDLE_S,
+            keepalives_interval=KEEPALIVE_INTERVAL_S,
+            keepalives_count=KEEPALIVE_COUNT,
+            tcp_user_timeout=TCP_USER_TIMEOUT_MS,
         )
         try:
             self._connection.execute(f"SET lock_timeout = {BUSY_TIMEOUT_MS}")
+            self._connection.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
             self._configure()
         except BaseException:
             self._connection.close()

@@ -331,8 +331,9 @@ _SELECT_PAGE = (
     f"SELECT {_TRANSFER_COLUMNS} FROM transfers WHERE transfer_id > ? ORDER BY transfer_id LIMIT ?"
 )
 # SQLite's SUM is 64-bit and raises on overflow, but a balance can pass 2**63. Each amount
-# (0 < amount < 2**63) is summed as a high and a low 32-bit half, whose sums stay within 64
-# bits up to 2**32 legs per account and asset; Python joins them exactly (in _balances).
+# (0 < amount < 2**63) is summed as a high and a low 32-bit half, whose sums stay within
+# SQLite's signed 64 bits up to 2**31 legs per account and asset (a low half is below 2**32,
+# so 2**31 of them sum below 2**63); Python joins them exactly (in _balances).
 _HALF_BITS: Final = 32
 _SELECT_BALANCES = f"""
 SELECT account_id, asset, SUM(high), SUM(low) FROM (

@@ -117,7 +117,7 @@ def test_a_second_serve_on_one_data_dir_and_verify_while_it_runs_are_refused(
     second = venue(
         tmp_path, "serve", "--config", CONFIG, "--data-dir", str(data_dir), "--port", "0"
     )
-    failed_in_one_line(second, "cannot start", "journal.log", "another writer")
+    failed_in_one_line(second, "cannot start", "venue.lock", "another writer")
     checked = venue(tmp_path, "verify", "--config", CONFIG, "--data-dir", str(data_dir))
     failed_in_one_line(checked, "in use by a running venue", "stop it first")
     demo = venue(tmp_path, "demo", "--config", CONFIG, "--data-dir", str(data_dir), "--port", "0")

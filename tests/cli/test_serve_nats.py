@@ -12,7 +12,15 @@ import pytest
 from client.sdk import VenueClient
 from cluster.nats import NatsCluster, free_ports
 from core.jetstream_journal import STREAM_DEFAULT, JetStreamJournal
-from tests.cli.test_main import RUN_TIMEOUT_S, SERVE, START_LINES_MAX, _env, failed_in_one_line
+from tests.cli.test_main import (
+    CONFIG,
+    RUN_TIMEOUT_S,
+    SERVE,
+    START_LINES_MAX,
+    _env,
+    failed_in_one_line,
+    venue,
+)
 from tests.conftest import KEYS
 
 SYMBOL = "AAPLx-USD"
@@ -130,3 +138,29 @@ def test_of_two_venues_on_one_stream_the_stale_writer_stops(
             stop(first, signal.SIGTERM)
         else:
             first.communicate(timeout=RUN_TIMEOUT_S)
+
+
+def test_a_second_venue_on_one_data_dir_is_refused_whatever_the_journal(
+    tmp_path: Path, nats_node: NatsCluster
+) -> None:
+    """A JetStream journal takes no file lock: the data dir's venue.lock refuses the second
+    venue (and verify) before either touches the directory's files (epochs.json)."""
+    data_dir = tmp_path / "data"
+    first, first_url = start(tmp_path, data_dir, "--nats", nats_node.url)
+    try:
+        epochs = (data_dir / "epochs.json").read_bytes()
+        second = subprocess.run(
+            [*SERVE, "--port", "0", "--data-dir", str(data_dir), "--nats", nats_node.url],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+            env=_env(),
+        )
+        failed_in_one_line(second, "cannot start", "venue.lock", "another writer")
+        checked = venue(tmp_path, "verify", "--config", CONFIG, "--data-dir", str(data_dir))
+        failed_in_one_line(checked, "in use by a running venue", "stop it first")
+        assert (data_dir / "epochs.json").read_bytes() == epochs
+        asyncio.run(asyncio.wait_for(place_resting_orders(first_url, 1), 30))
+    finally:
+        stop(first, signal.SIGTERM)

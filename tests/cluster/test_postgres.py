@@ -2,7 +2,10 @@
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,3 +75,59 @@ def test_a_directory_the_server_user_cannot_enter_is_refused(tmp_path: Path) -> 
     private.mkdir(mode=0o700)
     with pytest.raises(PostgresError, match="cannot reach"):
         PostgresServer(private / "inner").start()
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped by its new parent, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+def test_the_server_is_a_child_that_dies_with_its_parent(directory: Path) -> None:
+    """A test run killed with -9 leaves no server behind (pg_ctl's daemon outlived it)."""
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from cluster.postgres import PostgresServer\n"
+        "server = PostgresServer(Path(sys.argv[1])).start()\n"
+        "print(server.process.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    runner = subprocess.Popen(
+        [sys.executable, "-c", script, str(directory)],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    try:
+        assert runner.stdout is not None
+        postmaster = int(runner.stdout.readline())
+        assert _parent_of(postmaster) == runner.pid
+    finally:
+        runner.kill()
+        runner.wait(30)
+    for _ in range(600):  # bounded: a fast shutdown of an idle server takes well under 60 s
+        if not _alive(postmaster):
+            break
+        time.sleep(0.1)
+    assert not _alive(postmaster), "the server outlived the process that started it"
+
+
+def test_a_started_server_is_our_child_and_reaped_on_stop(directory: Path) -> None:
+    server = PostgresServer(directory).start()
+    try:
+        assert server.process is not None
+        pid = server.process.pid
+        assert _parent_of(pid) == os.getpid()
+    finally:
+        server.stop()
+    assert server.process is None and not _alive(pid)

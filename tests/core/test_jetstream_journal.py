@@ -3,6 +3,7 @@ republished record, errors, and a 3-node cluster losing a node. Real nats-server
 node and one 3-node cluster per module, each on its own ports and in its own temp directory."""
 
 import asyncio
+import gc
 import itertools
 import threading
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ import nats
 import pytest
 
 from cluster.nats import NatsCluster, free_ports
+from core import jetstream_journal
 from core.jetstream_journal import (
     JetStreamJournal,
     JournalConflict,
@@ -119,6 +121,63 @@ def test_a_republished_batch_is_stored_once(node: NatsCluster, stream: str) -> N
         journal.close()
 
 
+def test_a_commit_across_a_short_outage_of_its_node_succeeds(
+    node: NatsCluster, stream: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The node stops for ~1 s while a commit of 8 MB is under way (more than nats-py's default
+    2 MiB reconnect buffer): the commit returns after the restart, every record stored once."""
+    journal = open_journal(node, stream)
+    big = [(seq, bytes([seq % 256]) * 100_000) for seq in range(6, 86)]
+    done = threading.Event()
+
+    def restart_after_a_second() -> None:
+        done.wait(1.0)
+        node.nodes[0].start()
+        done.wait(60.0)  # the node dies with the thread that started it (its parent-death signal)
+
+    try:
+        journal.commit(records(1, 5))
+        node.nodes[0].stop()
+        restarter = threading.Thread(target=restart_after_a_second)
+        restarter.start()
+        try:
+            journal.commit(big)
+            journal.commit(records(86, 1))
+            assert list(journal.replay()) == records(1, 5) + big + records(86, 1)
+            assert stream_state(node, stream)[:2] == (86, 86)
+        finally:
+            journal.close()
+            done.set()
+            restarter.join()
+    finally:
+        node.restart(0)
+    assert "Event loop is closed" not in caplog.text
+
+
+def test_a_journal_closed_after_a_failure_ends_cleanly(
+    node: NatsCluster,
+    stream: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The node gone for good: the sync fails, and closing leaves no nats-py task to die with
+    'Event loop is closed' once the private loop is gone."""
+    monkeypatch.setattr(jetstream_journal, "SYNC_TIMEOUT_S", 1.0)
+    journal = open_journal(node, stream)
+    try:
+        node.nodes[0].stop()
+        with pytest.raises(JournalUnavailable):
+            journal.commit(records(1, 3))
+        journal.close()
+        gc.collect()  # a task left pending would be reported as it is collected
+    finally:
+        node.restart(0)
+    output = caplog.text + "".join(capfd.readouterr())
+    assert "Event loop is closed" not in output
+    assert "Task was destroyed but it is pending" not in output
+
+
 def test_an_unreachable_server_is_a_clear_error() -> None:
     (port,) = free_ports(1)
     with pytest.raises(JournalUnavailable, match=f"cannot reach NATS at nats://127.0.0.1:{port}"):
@@ -159,6 +218,23 @@ def stream_leader(servers: NatsCluster, stream: str) -> int:
 def test_three_nodes_make_an_r3_stream(cluster: NatsCluster, stream: str) -> None:
     open_journal(cluster, stream).close()
     assert stream_state(cluster, stream)[2] == 3
+
+
+def test_one_seed_url_of_three_nodes_makes_an_r3_stream(cluster: NatsCluster, stream: str) -> None:
+    """The cluster's size comes from the servers the connection learns of, not the URL count."""
+    journal = JetStreamJournal(cluster.urls[1], stream=stream, subject=f"j.{stream}")
+    try:
+        assert journal.replicas == 3
+    finally:
+        journal.close()
+    assert stream_state(cluster, stream)[2] == 3
+
+
+def test_a_stream_with_other_replicas_is_refused(cluster: NatsCluster, stream: str) -> None:
+    open_journal(cluster, stream, replicas=1).close()
+    with pytest.raises(JournalError, match=f"stream {stream} has 1 replicas .* expects 3"):
+        open_journal(cluster, stream)
+    open_journal(cluster, stream, replicas=1).close()  # told to expect it: opened
 
 
 def test_acknowledged_records_survive_kill_9_of_the_leader(

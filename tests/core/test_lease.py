@@ -217,3 +217,23 @@ def test_on_three_nodes_concurrent_renewals_of_one_revision_have_one_winner(
             assert [lease.state.revision is not None for lease in leases].count(True) == 1
 
     with_jetstream(cluster, scenario)
+
+
+def bucket_replicas(js: JetStreamContext, bucket: str) -> Awaitable[int]:
+    async def read() -> int:
+        info = await js.stream_info(f"KV_{bucket}")
+        return info.config.num_replicas or 1
+
+    return read()
+
+
+def test_the_bucket_has_the_cluster_s_replicas_by_default(
+    node: NatsCluster, cluster: NatsCluster
+) -> None:
+    async def open_default(js: JetStreamContext) -> int:
+        bucket = f"lease_{next(_buckets)}"
+        await Lease.open(js, "core", bucket=bucket, ttl_s=TTL_S)
+        return await bucket_replicas(js, bucket)
+
+    assert with_jetstream(node, open_default) == 1
+    assert with_jetstream(cluster, open_default) == 3

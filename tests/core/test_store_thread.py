@@ -97,8 +97,77 @@ def test_a_failed_write_is_fatal_and_refuses_more() -> None:
     assert [str(f) for f in failures] == ["disk full"]
     with pytest.raises(RuntimeError, match="failed"):
         thread.book(2)
+    with pytest.raises(RuntimeError, match="failed: OSError\\('disk full'\\)"):
+        thread.call(lambda: None).result(timeout=10)
+    thread.close()
+
+
+def test_calls_queued_behind_a_failed_write_fail_with_it() -> None:
+    """Calls waiting in the thread's gathering or queue when a write fails are answered with
+    the failure, not left pending (an `await` on them would hang the venue's stop)."""
+    failures: list[BaseException] = []
+    go, entered = threading.Event(), threading.Event()
+
+    def broken(batches: list[int]) -> None:
+        entered.set()
+        go.wait()
+        raise OSError("disk full")
+
+    thread: StoreThread[int] = StoreThread(broken, failures.append, gather_s=0.0)
+    thread.book(1)
+    assert entered.wait(10)  # the thread is inside the write that will fail
+    thread.book(2)
+    queued = [thread.call(lambda: "never"), thread.call(lambda: "never")]
+    go.set()
+    for future in queued:
+        with pytest.raises(RuntimeError, match="failed: OSError"):
+            future.result(timeout=10)
+    later = thread.call(lambda: "never")
+    with pytest.raises(RuntimeError, match="failed: OSError"):
+        later.result(timeout=10)
+    assert len(failures) == 1
+    thread.close()
+
+
+def test_a_book_after_close_is_refused_at_once() -> None:
+    recorder = Recorder()
+    thread: StoreThread[int] = StoreThread(recorder, [].append, gather_s=0.0)
+    thread.close()
+    with pytest.raises(RuntimeError, match="stopped"):
+        thread.book(1)
     with pytest.raises(RuntimeError, match="stopped"):
         thread.call(lambda: None).result(timeout=10)
+
+
+def test_a_booker_waiting_for_room_is_refused_when_the_write_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(store_thread, "QUEUE_BATCHES_MAX", 2)
+    go, entered = threading.Event(), threading.Event()
+
+    def broken(batches: list[int]) -> None:
+        entered.set()
+        go.wait()
+        raise OSError("disk full")
+
+    thread: StoreThread[int] = StoreThread(broken, [].append, gather_s=0.0)
+    thread.book(0)
+    assert entered.wait(10)
+    thread.book(1)
+    thread.book(2)
+    refused: list[BaseException] = []
+
+    def book() -> None:
+        try:
+            thread.book(3)
+        except RuntimeError as error:
+            refused.append(error)
+
+    blocked = threading.Thread(target=book, daemon=True)
+    blocked.start()
+    go.set()
+    blocked.join(timeout=10)
+    assert not blocked.is_alive() and len(refused) == 1
     thread.close()
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from settlement import pg_store
 from settlement.pg_store import PostgresLedgerStore
 from settlement.store import (
     BatchSequenceError,
@@ -134,3 +135,33 @@ def test_a_second_writer_waits_for_the_first_and_then_sees_its_batch(postgres_ds
     assert list(store.iter_transfers(after_id=2)) == theirs
     assert store.verify() == []
     store.close()
+
+
+def test_a_statement_past_its_timeout_is_an_error_and_writes_nothing(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that holds a write up (here another session's lock, outlasting a statement
+    timeout shorter than the lock timeout) fails it instead of blocking the store forever."""
+    monkeypatch.setattr(pg_store, "STATEMENT_TIMEOUT_MS", 200)
+    store = prepared(PostgresLedgerStore(postgres_dsn))
+    store.append_batch(payments(1, 2, 5))
+    with psycopg.connect(postgres_dsn) as other:
+        other.execute("LOCK TABLE batches IN EXCLUSIVE MODE")
+        with pytest.raises(psycopg.errors.QueryCanceled, match="statement timeout"):
+            store.append_batch(payments(3, 2, 5))
+        other.rollback()
+    store.close()
+    reopened = PostgresLedgerStore(postgres_dsn)
+    assert [t.transfer_id for t in reopened.iter_transfers(after_id=0)] == [1, 2]
+    reopened.close()
+
+
+def test_the_connection_probes_a_silent_server(postgres_dsn: str) -> None:
+    """Keepalives and the TCP user timeout are set on the store's connection."""
+    store = PostgresLedgerStore(postgres_dsn)
+    info = store._connection.info.get_parameters()
+    (timeout,) = store._connection.execute("SHOW statement_timeout").fetchone() or ("",)
+    store.close()
+    assert info["keepalives"] == "1"
+    assert info["tcp_user_timeout"] == str(pg_store.TCP_USER_TIMEOUT_MS)
+    assert timeout == "1min"
