@@ -84,13 +84,17 @@ class VenueCore:
                 journal.close()
             raise
         try:
-            self._set_up(config, data_dir, journal)
+            self._set_up(config, data_dir, journal, codec)
         except BaseException:
             self._lock.close()
             raise
 
     def _set_up(
-        self, config: venue_config.VenueConfig, data_dir: Path, journal: Journal | None
+        self,
+        config: venue_config.VenueConfig,
+        data_dir: Path,
+        journal: Journal | None,
+        codec: RecordCodec | None,
     ) -> None:
         staleness = venue_config.reserve_staleness_max_us(config)
         self.ledger = Ledger()
