@@ -217,17 +217,17 @@ class RestApi:
                 return
             _respond_error(exchange, E.UNKNOWN_METHOD, f"no route {exchange.path}", 404)
             return
-        params = _params(route, exchange, in_path)
-        if isinstance(params, wire.WireError):
-            _respond_error(exchange, params.code, params.message)
-            return
         session = answers.session
         session.key = None
-        if route.private:
+        if route.private:  # who may call is said before what is wrong with the params
             refused = self._check_signature(answers, exchange)
             if refused is not None:
                 _respond_error(exchange, refused.code, refused.message)
                 return
+        params = _params(route, exchange, in_path)
+        if isinstance(params, wire.WireError):
+            _respond_error(exchange, params.code, params.message)
+            return
         answers.exchange = exchange
         if route.runs_as in LOCAL_READS:
             self._local_read(answers, route, params)
@@ -243,7 +243,9 @@ class RestApi:
             names = ", ".join(_header_name(name) for name in missing)
             return AuthError(E.NOT_AUTHENTICATED, f"sign the request: missing {names}")
         window_text = headers.get("x-recv-window", str(RECV_WINDOW_MS_DEFAULT))
-        if not (headers["x-timestamp"].isdigit() and window_text.isdigit()):
+        if not all(
+            text.isascii() and text.isdigit() for text in (headers["x-timestamp"], window_text)
+        ):
             return AuthError(E.BAD_PARAM, "X-Timestamp (µs) and X-Recv-Window (ms) are integers")
         api_key, nonce, sig = headers["x-api-key"], headers["x-nonce"], headers["x-signature"]
         ts_us, window = int(headers["x-timestamp"]), int(window_text)

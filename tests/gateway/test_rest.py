@@ -335,6 +335,36 @@ def test_signature_failures_each_get_their_error(run_venue: Run) -> None:
     run_venue(scenario)
 
 
+def test_unsigned_private_requests_are_refused_before_their_params(run_venue: Run) -> None:
+    async def scenario(venue: Venue) -> None:
+        anonymous = RestClient(base(venue))
+        asked = [
+            ("POST", "/api/v1/orders", None, b"["),  # not JSON
+            ("POST", "/api/v1/orders", {"symbol": SYMBOL}, b"{}"),  # params in the query
+            ("GET", "/api/v1/fills", {"limit": "many"}, b""),
+            ("GET", "/api/v1/balances", None, b"a body"),
+            ("PATCH", "/api/v1/orders/7", None, b'{"order_id": 8}'),
+        ]
+        for method, path, query, body in asked:
+            response = await call(anonymous, method, path, query=query, body=body, signed=False)
+            assert error_of(response) == (401, "NOT_AUTHENTICATED"), (method, path)
+
+    run_venue(scenario)
+
+
+def test_non_ascii_digits_in_the_timestamp_or_window_are_bad_params(run_venue: Run) -> None:
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        path = "/api/v1/balances"
+        for header in ("X-Timestamp", "X-Recv-Window"):
+            for digits in ("\u00b2", "1\u00b3"):  # superscripts: isdigit() but not ASCII
+                sent = trader.signature("GET", path, "", b"") | {header: digits}
+                response = await call(trader, "GET", path, headers=sent, signed=False)
+                assert error_of(response) == (400, "BAD_PARAM"), (header, digits)
+
+    run_venue(scenario)
+
+
 async def ws_open_orders(venue: Venue, who: str) -> list[Any]:
     client = await venue.client(who)
     orders: list[Any] = (await client.open_orders())["orders"]
