@@ -2,10 +2,11 @@
 
 Owns a connection that is not a websocket upgrade: request parsing with bodies, keep-alive
 and pipelining (one request at a time: the next is read only once the last is answered, so
-answers keep request order), the idle timeout, body and header limits, 400/413/503 answers
-of its own, and a close that waits for the answer in flight. What a request means is the
-handler's: `on_request(connection, exchange)` answers with `exchange.respond` now or later;
-a handler without it gets the websocket layer's seam, `on_http` (GET only, else 405).
+answers keep request order), the idle and body timeouts, body and header limits,
+400/408/413/503 answers of its own, and a close that waits for the answer in flight. What a
+request means is the handler's: `on_request(connection, exchange)` answers with
+`exchange.respond` now or later; a handler without it gets the websocket layer's seam,
+`on_http` (GET only, else 405).
 Flow control (as uvicorn's h11 protocol): reading pauses while a request is answered with
 more bytes pipelined behind it, or when more than `BUFFERED_BYTES_MAX` are unread, and resumes
 when h11 needs data; the next pipelined request waits while the transport is paused for
@@ -82,12 +83,13 @@ class HttpConnection:
         self.closing = False  # the listener is closing: close after the answer in flight
         self.timer: asyncio.TimerHandle | None = None
         self.reading = True  # the transport reads (not paused by `_pause_reading`)
+        self.ended = False  # the peer sent EOF: nothing more to read, pause or resume
 
     # ----------------------------------------------------------------- input
 
     def receive(self, data: bytes) -> None:
         self.h11.receive_data(data)
-        if self.in_flight is not None or self.buffered_bytes() > BUFFERED_BYTES_MAX:
+        if data and (self.in_flight is not None or self.buffered_bytes() > BUFFERED_BYTES_MAX):
             self._pause_reading()  # pipelined behind an answer owed: read on when it is out
         self._next_events()
 
@@ -121,13 +123,13 @@ class HttpConnection:
 
     def _pause_reading(self) -> None:
         transport = self.connection.transport
-        if self.reading and transport is not None and not transport.is_closing():
+        if self.reading and not self.ended and transport and not transport.is_closing():
             self.reading = False
             transport.pause_reading()
 
     def _resume_reading(self) -> None:
         transport = self.connection.transport
-        if not self.reading and transport is not None and not transport.is_closing():
+        if not self.reading and not self.ended and transport and not transport.is_closing():
             self.reading = True
             transport.resume_reading()
 
@@ -253,6 +255,7 @@ class HttpConnection:
 
     def eof(self) -> bool | None:
         """The peer sent EOF: True keeps the transport open to write the answer owed."""
+        self.ended = True
         self.receive(b"")
         return True if self.in_flight is not None else None
 

@@ -5,9 +5,10 @@ Owns the routing table (`ROUTES`), the signed-request check (`X-API-Key`, `X-Tim
 HTTP method, path, query and body), the few reads the websocket has as channels but not as
 methods (recent trades, ticker, candles) and `/openapi.json`, generated from `ROUTES` and
 the msgspec structs the code decodes and encodes with. Everything else runs as the
-websocket method of the same name through the server's own frame path (decode, rate limit,
-scope, dispatch, durability), with a per-connection session whose answers become HTTP
-responses (`_Answers`): same validation, same errors, answered only once durable.
+websocket method of the same name through the server's own frame path (decode, scope,
+dispatch, durability), with a per-connection session whose answers become HTTP responses
+(`_Answers`): same validation, same errors, answered only once durable. Every request is
+charged here first, refused or not (`_serve`), and not again by the dispatcher.
 Limits: bodies and headers in `gateway.http`; one request at a time per connection.
 """
 
