@@ -143,25 +143,26 @@ class Dispatcher:
         self.placed = PlacedOrders(self.reads)
         self.queries = Queries(self)  # quotes, and who placed each open order
 
-    def on_frame(self, session: Session, frame: str | bytes) -> None:
+    def on_frame(self, session: Session, frame: str | bytes, charged: bool = False) -> None:
         """Answer one frame. Never raises: whatever the frame, it gets its one answer, and
-        the answers already owed on the connection keep coming (a raise would close it)."""
+        the answers already owed on the connection keep coming (a raise would close it).
+        `charged`: the front door charged it already (REST, `gateway.rest`)."""
         try:
-            self._serve_frame(session, frame)
+            self._serve_frame(session, frame, charged)
         except AssertionError:
             raise  # a broken invariant: crash loudly, recover by replay
         except Exception:  # a bug outside any handler: the answer says the outcome is unknown
             log.exception("frame failed on session %d", session.id)
             self._send_behind(session, wire.error(None, E.INTERNAL, "internal error"))
 
-    def _serve_frame(self, session: Session, frame: str | bytes) -> None:
+    def _serve_frame(self, session: Session, frame: str | bytes, charged: bool = False) -> None:
         """Decode the envelope, then check logon and scope, then the params, then handle:
         who may call a method is said before what is wrong with its params."""
         t_in = now_us()
         envelope, request = wire.decode(frame)
         # Every frame is charged, malformed or not, so no flood goes unthrottled.
         cost = _cost(request) if isinstance(request, wire.Request) else limits.cost_milli("?")
-        retry = self.limiter.charge_cost(session.id, session.account, cost, t_in)
+        retry = 0 if charged else self.limiter.charge_cost(session.id, session.account, cost, t_in)
         if retry:
             body = wire.error(
                 request.id, E.RATE_LIMITED, "slow down", retry_after_ms=retry, status=429

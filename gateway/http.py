@@ -2,10 +2,15 @@
 
 Owns a connection that is not a websocket upgrade: request parsing with bodies, keep-alive
 and pipelining (one request at a time: the next is read only once the last is answered, so
-answers keep request order), the idle timeout, body and header limits, 400/413/503 answers
-of its own, and a close that waits for the answer in flight. What a request means is the
-handler's: `on_request(connection, exchange)` answers with `exchange.respond` now or later;
-a handler without it gets the websocket layer's seam, `on_http` (GET only, else 405).
+answers keep request order), the idle and body timeouts, body and header limits,
+400/408/413/503 answers of its own, and a close that waits for the answer in flight. What a
+request means is the handler's: `on_request(connection, exchange)` answers with
+`exchange.respond` now or later; a handler without it gets the websocket layer's seam,
+`on_http` (GET only, else 405).
+Flow control (as uvicorn's h11 protocol): reading pauses while a request is answered with
+more bytes pipelined behind it, or when more than `BUFFERED_BYTES_MAX` are unread, and resumes
+when h11 needs data; the next pipelined request waits while the transport is paused for
+writing (`Connection.paused`), so one client that never reads holds bounded memory.
 Invariant: exactly one response per request read; after a protocol error the connection
 closes. The websocket path never enters this module (`transport.Connection.data_received`).
 """
@@ -26,6 +31,9 @@ if TYPE_CHECKING:
 REQUEST_BODY_BYTES_MAX = 64 * 1024  # the largest request (a full quote.mass) is ~10 KiB
 HEADER_BYTES_MAX = 16 * 1024  # h11's default: a request line and headers of that size
 KEEPALIVE_IDLE_S = 15  # a keep-alive connection idle this long between requests is closed
+BODY_TIMEOUT_S = 15  # a request's body must end this long after its head: 408, then closed
+# unread request bytes past this pause reading: one whole request of the largest size
+BUFFERED_BYTES_MAX = HEADER_BYTES_MAX + REQUEST_BODY_BYTES_MAX
 REQUEST_LINE_BYTES_MAX = 8 * 1024  # the websocket layer's limit for one line of the request
 SERVER_HEADER = (b"server", b"tokenvenue")
 
@@ -74,29 +82,62 @@ class HttpConnection:
         self.in_flight: Exchange | None = None
         self.closing = False  # the listener is closing: close after the answer in flight
         self.timer: asyncio.TimerHandle | None = None
+        self.reading = True  # the transport reads (not paused by `_pause_reading`)
+        self.ended = False  # the peer sent EOF: nothing more to read, pause or resume
 
     # ----------------------------------------------------------------- input
 
     def receive(self, data: bytes) -> None:
         self.h11.receive_data(data)
+        if data and (self.in_flight is not None or self.buffered_bytes() > BUFFERED_BYTES_MAX):
+            self._pause_reading()  # pipelined behind an answer owed: read on when it is out
         self._next_events()
+
+    def buffered_bytes(self) -> int:
+        """Request bytes received and not yet read by h11."""
+        return len(self.h11.trailing_data[0])
 
     def _next_events(self) -> None:
         while self.in_flight is None and not self._done():
+            if self.connection.paused:  # the peer does not read: no new answer until it does
+                self._pause_reading()
+                return
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError as failure:
                 self._fail(failure.error_status_hint, str(failure))
                 return
-            if event is h11.NEED_DATA or event is h11.PAUSED:
+            if event is h11.NEED_DATA:
+                self._resume_reading()
+                return
+            if event is h11.PAUSED:
+                self._pause_reading()
                 return
             if not self._on_event(event):
                 return
+
+    def writable(self) -> None:
+        """The transport takes writes again: serve the next pipelined request, if any."""
+        if self.in_flight is None:
+            asyncio.get_running_loop().call_soon(self._next_events)
+
+    def _pause_reading(self) -> None:
+        transport = self.connection.transport
+        if self.reading and not self.ended and transport and not transport.is_closing():
+            self.reading = False
+            transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        transport = self.connection.transport
+        if not self.reading and not self.ended and transport and not transport.is_closing():
+            self.reading = True
+            transport.resume_reading()
 
     def _on_event(self, event: Any) -> bool:
         """Take one event; False when reading must stop here."""
         if isinstance(event, h11.Request):
             self._cancel_timer()
+            self.timer = asyncio.get_running_loop().call_later(BODY_TIMEOUT_S, self._body_late)
             self.request, self.body, self.body_bytes = event, [], 0
         elif isinstance(event, h11.Data):
             self.body_bytes += len(event.data)
@@ -106,6 +147,7 @@ class HttpConnection:
             self.body.append(bytes(event.data))
         elif isinstance(event, h11.EndOfMessage):
             assert self.request is not None, "h11 gives the request before its end"
+            self._cancel_timer()
             exchange = Exchange(self, self.request, b"".join(self.body))
             self.request, self.body = None, []
             self.in_flight = exchange
@@ -171,6 +213,10 @@ class HttpConnection:
             # call: answers given at once must not recurse once per request
             asyncio.get_running_loop().call_soon(self._next_events)
 
+    def _body_late(self) -> None:
+        self.timer = None
+        self._fail(408, f"a request body must arrive within {BODY_TIMEOUT_S} s of its head")
+
     def _fail(self, status: int, why: str) -> None:
         """A request we cannot read: answer it (if no response has begun), then close."""
         self.in_flight = None
@@ -209,6 +255,7 @@ class HttpConnection:
 
     def eof(self) -> bool | None:
         """The peer sent EOF: True keeps the transport open to write the answer owed."""
+        self.ended = True
         self.receive(b"")
         return True if self.in_flight is not None else None
 

@@ -220,6 +220,17 @@ class RateLimiter:
         owner.spend(owner_level - need, now_us)
         return 0
 
+    def charge_account(self, account: int, cost_milli: int, now_us: int) -> int:
+        """Charge the account's bucket alone: 0 if allowed, else the retry_after_ms. For a
+        front door that charged the connection before the request said who it was (REST)."""
+        owner = self._accounts.get(account) or self._account_bucket(account)
+        level = owner.level(now_us)
+        need = cost_milli * US_PER_S
+        if level < need:
+            return owner.retry_after_ms(cost_milli, now_us)
+        owner.spend(level - need, now_us)
+        return 0
+
     def drop_connection(self, connection_id: int) -> None:
         self._connections.pop(connection_id, None)
 

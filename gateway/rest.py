@@ -5,9 +5,10 @@ Owns the routing table (`ROUTES`), the signed-request check (`X-API-Key`, `X-Tim
 HTTP method, path, query and body), the few reads the websocket has as channels but not as
 methods (recent trades, ticker, candles) and `/openapi.json`, generated from `ROUTES` and
 the msgspec structs the code decodes and encodes with. Everything else runs as the
-websocket method of the same name through the server's own frame path (decode, rate limit,
-scope, dispatch, durability), with a per-connection session whose answers become HTTP
-responses (`_Answers`): same validation, same errors, answered only once durable.
+websocket method of the same name through the server's own frame path (decode, scope,
+dispatch, durability), with a per-connection session whose answers become HTTP responses
+(`_Answers`): same validation, same errors, answered only once durable. Every request is
+charged here first, refused or not (`_serve`), and not again by the dispatcher.
 Limits: bodies and headers in `gateway.http`; one request at a time per connection.
 """
 
@@ -25,7 +26,7 @@ from gateway import wire
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, AuthError, sign_request
 from gateway.candles import BARS_KEPT_MAX, CANDLES_LIMIT_DEFAULT, CandlesResult, Ticker
 from gateway.http import Exchange
-from gateway.limits import QUERY_COST_MILLI
+from gateway.limits import QUERY_COST_MILLI, cost_milli
 from gateway.market_data import TRADES_RECENT_MAX, Channel, Stream
 from gateway.queries import ReservesResult
 from gateway.sessions import Session
@@ -43,6 +44,8 @@ JSON = "application/json"
 BOOK_DEPTH_DEFAULT = 10  # the websocket's book.snapshot takes depth; REST defaults it
 FILLS_LIMIT_DEFAULT = 100
 SIGNED_HEADERS = ("x-api-key", "x-timestamp", "x-nonce", "x-signature")  # X-Recv-Window: 5000
+REFUSAL_LOG_INTERVAL_US = 1_000_000  # a refused signature logs at most once a second per
+# connection (the rest are counted into the next line): a flood must not flood the log
 
 
 # ----------------------------------------------------------------- the reads served here
@@ -207,7 +210,17 @@ class RestApi:
         return answers
 
     def _serve(self, answers: "_Answers", exchange: Exchange) -> None:
+        """Charge, route, check the signature, the params, then run the method. Every request
+        is charged first, refused or not, as every websocket frame is: the connection's bucket
+        here (who sent it is not proven yet), the account's once the signature is good."""
         route, in_path, allowed = match(exchange.method, exchange.path)
+        session = answers.session
+        session.key = None
+        cost = cost_milli(route.runs_as) if route is not None else QUERY_COST_MILLI
+        retry = self.server.limiter.charge_cost(session.id, None, cost, now_us())
+        if retry:
+            _respond_limited(exchange, retry)
+            return
         if route is None:
             if allowed:
                 msg = f"{exchange.method} is not allowed here; use {', '.join(allowed)}"
@@ -217,24 +230,27 @@ class RestApi:
                 return
             _respond_error(exchange, E.UNKNOWN_METHOD, f"no route {exchange.path}", 404)
             return
-        params = _params(route, exchange, in_path)
-        if isinstance(params, wire.WireError):
-            _respond_error(exchange, params.code, params.message)
-            return
-        session = answers.session
-        session.key = None
-        if route.private:
+        if route.private:  # who may call is said before what is wrong with the params
             refused = self._check_signature(answers, exchange)
             if refused is not None:
                 _respond_error(exchange, refused.code, refused.message)
                 return
+            assert session.account is not None, "a good signature names its account"
+            retry = self.server.limiter.charge_account(session.account, cost, now_us())
+            if retry:
+                _respond_limited(exchange, retry)
+                return
+        params = _params(route, exchange, in_path)
+        if isinstance(params, wire.WireError):
+            _respond_error(exchange, params.code, params.message)
+            return
         answers.exchange = exchange
         if route.runs_as in LOCAL_READS:
             self._local_read(answers, route, params)
             return
         answers.request_id += 1
         envelope = {"id": answers.request_id, "method": route.runs_as, "params": params}
-        self.server.dispatcher.on_frame(session, msgspec.json.encode(envelope))
+        self.server.dispatcher.on_frame(session, msgspec.json.encode(envelope), charged=True)
 
     def _check_signature(self, answers: "_Answers", exchange: Exchange) -> AuthError | None:
         headers = exchange.headers
@@ -243,7 +259,9 @@ class RestApi:
             names = ", ".join(_header_name(name) for name in missing)
             return AuthError(E.NOT_AUTHENTICATED, f"sign the request: missing {names}")
         window_text = headers.get("x-recv-window", str(RECV_WINDOW_MS_DEFAULT))
-        if not (headers["x-timestamp"].isdigit() and window_text.isdigit()):
+        if not all(
+            text.isascii() and text.isdigit() for text in (headers["x-timestamp"], window_text)
+        ):
             return AuthError(E.BAD_PARAM, "X-Timestamp (µs) and X-Recv-Window (ms) are integers")
         api_key, nonce, sig = headers["x-api-key"], headers["x-nonce"], headers["x-signature"]
         ts_us, window = int(headers["x-timestamp"]), int(window_text)
@@ -259,26 +277,33 @@ class RestApi:
         try:
             key = server.auth.check(api_key, ts_us, nonce, window, sig, now_us(), signature_with)
         except AuthError as refused:
-            who = {"peer": _peer(answers), "api_key": api_key, "path": exchange.path}
-            log.warning("rest request refused", extra=who | {"code": refused.code.name.lower()})
+            self._log_refusal(answers, api_key, exchange.path, refused)
             return refused
         answers.session.key = key
         return None
 
+    def _log_refusal(
+        self, answers: "_Answers", api_key: str, path: str, refused: AuthError
+    ) -> None:
+        now = now_us()
+        if now < answers.refusal_logged_us + REFUSAL_LOG_INTERVAL_US:
+            answers.refusals_unlogged += 1
+            return
+        who = {"peer": _peer(answers), "api_key": api_key, "path": path}
+        more = {"code": refused.code.name.lower(), "refusals_unlogged": answers.refusals_unlogged}
+        log.warning("rest request refused", extra=who | more)
+        answers.refusal_logged_us, answers.refusals_unlogged = now, 0
+
     # the reads served here
 
     def _local_read(self, answers: "_Answers", route: Route, params: dict[str, Any]) -> None:
-        """A read the websocket has no method for, charged and answered as its queries are."""
-        server = self.server
-        send = server.connections.send
+        """A read the websocket has no method for (charged in `_serve`), answered as its
+        queries are."""
+        send = self.server.connections.send
         session = answers.session
         now = now_us()
         answers.request_id += 1
         request_id = answers.request_id
-        retry = server.limiter.charge_cost(session.id, session.account, QUERY_COST_MILLI, now)
-        if retry:
-            send(session, wire.error(request_id, E.RATE_LIMITED, "slow down", retry_after_ms=retry))
-            return
         decoded = msgspec.convert(params, route.params)
         result = getattr(self, "_" + route.runs_as)(decoded, now)
         if isinstance(result, wire.WireError):
@@ -376,6 +401,8 @@ class _Answers:
         self.connection = connection
         self.exchange: Exchange | None = None
         self.request_id = 0
+        self.refusal_logged_us = -REFUSAL_LOG_INTERVAL_US  # the first refusal is logged
+        self.refusals_unlogged = 0
         session_id = server.connections.next_id()
         self.session = Session(session_id, self, trade=True)  # type: ignore[arg-type]
 
@@ -441,6 +468,13 @@ def _respond_error(
     exchange: Exchange, code: ErrorCode, msg: str, status: int | None = None
 ) -> None:
     exchange.respond(status or wire.rejection_status(code), _error_body(code, msg))
+
+
+def _respond_limited(exchange: Exchange, retry_after_ms: int) -> None:
+    error = ErrorBody(int(E.RATE_LIMITED), E.RATE_LIMITED.name, "slow down")
+    body = ErrorResponse(error, retry_after_ms)
+    retry_after = [("retry-after", str(math.ceil(retry_after_ms / 1000)))]
+    exchange.respond(429, msgspec.json.encode(body), headers=retry_after)
 
 
 def _header_name(name: str) -> str:

@@ -206,6 +206,8 @@ class Connection(asyncio.Protocol):
             if not self._drained.done():
                 self._drained.set_result(None)
             self._drained = None
+        if isinstance(self.http, http.HttpConnection):  # plain HTTP reads on: `gateway.http`
+            self.http.writable()
 
     # ----------------------------------------------------------------- events
 

@@ -11,6 +11,7 @@ from websockets.http11 import Request, Response
 from gateway import frames, http, transport
 
 TIMEOUT_S = 60  # a bound, not a timing check: 3,000 pipelined requests on a loaded 2-core machine
+BIG_BYTES = 256 * 1024  # `/big`: a large static file's answer
 
 
 class Api:
@@ -38,6 +39,9 @@ class Api:
     def on_request(self, connection: transport.Connection, exchange: http.Exchange) -> bool:
         if exchange.path == "/later":
             self.waiting.append(exchange)
+            return True
+        if exchange.path == "/big":
+            exchange.respond(200, b"b" * BIG_BYTES, "application/octet-stream")
             return True
         if exchange.path != "/echo":
             return False
@@ -217,6 +221,51 @@ def test_many_pipelined_requests_answered_at_once_do_not_recurse() -> None:
         writer.write(request("GET", "/echo") * count)
         for _ in range(count):
             assert (await read_response(reader))[0] == 200
+        writer.close()
+
+    run(scenario)
+
+
+def test_a_pipelining_client_that_never_reads_holds_bounded_memory() -> None:
+    count = 200  # 50 MiB of answers if the server wrote them all without waiting
+    padding = b"x" * 400  # ~90 KiB of requests: past what the unread buffer may hold
+    bound = BIG_BYTES + 80 * 1024 + 512 * 1024  # one answer, http.BUFFERED_BYTES_MAX, one read
+    pipelined = b"".join(
+        request("GET", "/big").replace(b"Host: x", b"Host: x\r\nX-Pad: " + padding)
+        for _ in range(count)
+    )
+
+    async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(pipelined)  # and nothing read until the samples are taken
+            held = 0
+            for _ in range(200):  # bounded in count; the bound must hold at every sample
+                await asyncio.sleep(0.005)
+                for connection in listener.connections:
+                    driver = connection.http
+                    if isinstance(driver, http.HttpConnection) and connection.transport:
+                        unread = len(driver.h11.trailing_data[0])  # received, not yet parsed
+                        held = max(held, unread + connection.transport.get_write_buffer_size())
+            assert 0 < held <= bound, f"{held} bytes held, bound {bound}"
+            for _ in range(count):  # every answer, in order, once read
+                status, _, body = await read_response(reader)
+                assert (status, len(body)) == (200, BIG_BYTES)
+        finally:
+            writer.close()  # a failure must not leave the server an unread 50 MiB to flush
+
+    run(scenario)
+
+
+def test_a_request_whose_body_never_comes_gets_408(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http, "BODY_TIMEOUT_S", 0.05, raising=False)
+
+    async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request("POST", "/echo", b"x" * 10)[:-5])  # 5 body bytes never sent
+        status, headers, _ = await asyncio.wait_for(read_response(reader), 10)
+        assert (status, headers["connection"]) == (408, "close")
+        assert await asyncio.wait_for(reader.read(), TIMEOUT_S) == b""
         writer.close()
 
     run(scenario)

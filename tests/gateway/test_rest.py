@@ -335,6 +335,36 @@ def test_signature_failures_each_get_their_error(run_venue: Run) -> None:
     run_venue(scenario)
 
 
+def test_unsigned_private_requests_are_refused_before_their_params(run_venue: Run) -> None:
+    async def scenario(venue: Venue) -> None:
+        anonymous = RestClient(base(venue))
+        asked = [
+            ("POST", "/api/v1/orders", None, b"["),  # not JSON
+            ("POST", "/api/v1/orders", {"symbol": SYMBOL}, b"{}"),  # params in the query
+            ("GET", "/api/v1/fills", {"limit": "many"}, b""),
+            ("GET", "/api/v1/balances", None, b"a body"),
+            ("PATCH", "/api/v1/orders/7", None, b'{"order_id": 8}'),
+        ]
+        for method, path, query, body in asked:
+            response = await call(anonymous, method, path, query=query, body=body, signed=False)
+            assert error_of(response) == (401, "NOT_AUTHENTICATED"), (method, path)
+
+    run_venue(scenario)
+
+
+def test_non_ascii_digits_in_the_timestamp_or_window_are_bad_params(run_venue: Run) -> None:
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        path = "/api/v1/balances"
+        for header in ("X-Timestamp", "X-Recv-Window"):
+            for digits in ("\u00b2", "1\u00b3"):  # superscripts: isdigit() but not ASCII
+                sent = trader.signature("GET", path, "", b"") | {header: digits}
+                response = await call(trader, "GET", path, headers=sent, signed=False)
+                assert error_of(response) == (400, "BAD_PARAM"), (header, digits)
+
+    run_venue(scenario)
+
+
 async def ws_open_orders(venue: Venue, who: str) -> list[Any]:
     client = await venue.client(who)
     orders: list[Any] = (await client.open_orders())["orders"]
@@ -538,3 +568,51 @@ def test_rate_limits_answer_429_with_retry_after(run_venue: Run) -> None:
             assert int(limited.headers["retry-after"]) >= 1
 
     run_venue(scenario)
+
+
+async def pipelined(venue: Venue, requests: list[bytes]) -> list[tuple[int, dict[str, str]]]:
+    """Send `requests` at once on one connection; each answer's status and headers, in order."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", venue.port)
+    writer.write(b"".join(requests))
+    answers = []
+    for _ in requests:
+        status = int((await reader.readline()).split()[1])
+        headers = {}
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        await reader.readexactly(int(headers["content-length"]))
+        answers.append((status, headers))
+    writer.close()
+    return answers
+
+
+def signed_get(trader: RestClient, path: str, **changes: str) -> bytes:
+    sent = trader.signature("GET", path, "", b"") | changes
+    head = "".join(f"{name}: {value}\r\n" for name, value in sent.items())
+    return f"GET {path} HTTP/1.1\r\nHost: x\r\n{head}\r\n".encode()
+
+
+def test_refused_requests_are_charged_and_good_ones_once(run_venue: Run, caplog: Any) -> None:
+    from gateway.limits import RateLimiter
+
+    async def scenario(venue: Venue) -> None:
+        # 100 tokens and one a second per connection: ~200 requests (0.5 each) pass
+        venue.server.limiter = RateLimiter(connection_rate_per_s=1, connection_burst=100)
+        trader = RestClient(base(venue), *KEYS["taker"])
+        path = "/api/v1/balances"
+        bad = [signed_get(trader, path, **{"X-Signature": "0" * 64}) for _ in range(300)]
+        answers = await pipelined(venue, bad)
+        statuses = [status for status, _ in answers]
+        assert set(statuses) == {401, 429} and statuses.index(429) >= 200
+        assert all(int(h["retry-after"]) >= 1 for s, h in answers if s == 429)
+        unknown = [b"GET /api/v1/nothing HTTP/1.1\r\nHost: x\r\n\r\n"] * 300
+        assert {status for status, _ in await pipelined(venue, unknown)} == {404, 429}
+        good = [signed_get(trader, path) for _ in range(250)]  # a new connection's bucket
+        statuses = [status for status, _ in await pipelined(venue, good)]
+        assert statuses.count(200) >= 200 and statuses[-1] == 429  # charged once, not twice
+
+    with caplog.at_level("WARNING", logger="venue"):
+        run_venue(scenario)
+    refusals = [r for r in caplog.records if r.getMessage() == "rest request refused"]
+    assert 1 <= len(refusals) < 100  # throttled: not one line per refused request
