@@ -40,6 +40,17 @@ def free_port() -> int:
         return port
 
 
+def wait_for_growth(log_path: Path, client: subprocess.Popen[bytes]) -> None:
+    """Until the client has logged something more this cycle (bounded): the load is on
+    before the random run time starts, however slowly the processes started."""
+    size = log_path.stat().st_size if log_path.exists() else 0
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline and client.poll() is None:
+        if log_path.exists() and log_path.stat().st_size > size:
+            return
+        time.sleep(0.02)
+
+
 def start_server(data_dir: Path, port: int) -> subprocess.Popen[str]:
     server = subprocess.Popen(
         [
@@ -109,6 +120,7 @@ def test_nothing_acknowledged_is_lost_across_kills(tmp_path: Path) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        wait_for_growth(log_path, client)  # a loaded machine starts the client slowly
         time.sleep(rng.uniform(*RUN_S))
         server.send_signal(signal.SIGKILL)
         server.wait(10)
