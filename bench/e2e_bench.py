@@ -251,15 +251,34 @@ def clients_for(load: Load, urls: list[str], directory: Path) -> list[Client]:
         argv = [*common, "--rate", repr(rate), "--index", str(index), *extra]
         argv += ["--key", key, "--secret", secret]
         clients.append(Client(role, argv, directory / f"{role}-{index}.log"))
-    remaining, index = load.subscribers, 0
-    while remaining > 0:
-        common = ["--url", next(spread), "--duration", repr(load.duration_s)]
-        connections = min(SUBSCRIBERS_PER_PROCESS, remaining)
-        argv = [*common, "--connections", str(connections), "--index", str(index)]
-        clients.append(Client("subscriber", argv, directory / f"subscriber-{index}.log"))
-        remaining -= connections
-        index += 1
+    index = 0
+    for url, share in zip(urls, subscriber_shares(load.subscribers, len(urls)), strict=True):
+        remaining = share
+        while remaining > 0:
+            common = ["--url", url, "--duration", repr(load.duration_s)]
+            connections = min(SUBSCRIBERS_PER_PROCESS, remaining)
+            argv = [*common, "--connections", str(connections), "--index", str(index)]
+            clients.append(Client("subscriber", argv, directory / f"subscriber-{index}.log"))
+            remaining -= connections
+            index += 1
     return clients
+
+
+def subscriber_shares(subscribers: int, gateways: int) -> list[int]:
+    """Subscriber connections per gateway, as even as they divide: each gateway's fan-out
+    costs one socket write per subscriber, so an uneven split would measure the fuller one."""
+    return [subscribers // gateways + (i < subscribers % gateways) for i in range(gateways)]
+
+
+def subscribers_by_url(clients: list[Client]) -> dict[str, int]:
+    """How many subscriber connections each URL (a cluster's gateway) got."""
+    counted: Counter[str] = Counter()
+    for client in clients:
+        if client.role == "subscriber":
+            argv = client.argv
+            url = argv[argv.index("--url") + 1]
+            counted[url] += int(argv[argv.index("--connections") + 1])
+    return dict(counted)
 
 
 # ----------------------------------------------------------------- one step
@@ -318,6 +337,10 @@ async def measure(
         shape = {
             "shape": "cluster: 1 core + 2 gateways, 3 NATS nodes (R=3), SQLite ledger",
             "server_cpu_percent_by_process": server.cpu_percent_by_process(),
+            "subscribers_by_gateway": {
+                gateway.name: subscribers_by_url(clients).get(gateway.url, 0)
+                for gateway in server.cluster.gateways
+            },
         }
     return (
         summarise(load, clients, usage)

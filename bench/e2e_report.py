@@ -64,6 +64,9 @@ def summary(result: dict[str, Any]) -> str:
     if by_process:
         shares = ", ".join(f"{name} {share}%" for name, share in by_process.items())
         lines.append(f"{result['shape']}; CPU by process: {shares}")
+    by_gateway = result.get("subscribers_by_gateway")
+    if by_gateway:
+        lines.append(f"subscribers by gateway: {by_gateway}")
     if result["errors"]:
         lines.append(f"errors: {result['errors']}")
     if result.get("mode") == "max":

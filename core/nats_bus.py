@@ -34,6 +34,7 @@ from nats.js.api import DeliverPolicy
 
 from core import config as venue_config
 from core.bus import CoreListener, ReadSide
+from core.cluster_keys import SharedKeys
 from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT
 from core.sequencer import Executed
 from engine.commands import AnyCommand, Command
@@ -193,6 +194,7 @@ class Replica:
         """Follow the stream from its first record; return once caught up with it."""
         bus = self.bus
         bus.nc = await connect(bus.servers, f"venue-gateway-{bus.gateway_id}")
+        await bus.keys.start(bus.nc)  # every issued key known before any logon
         js = bus.nc.jetstream(timeout=5.0)
         self._replay_until = await _wait_for_stream(js)
         await js.subscribe(
@@ -325,6 +327,8 @@ class NatsBus:
         self.servers = server_list(servers)
         self.nc: Client | None = None
         self.core = Replica(config, self, listener)
+        # issued API keys, cluster-wide; the gateway's dispatcher sets `on_key`
+        self.keys = SharedKeys(3 if len(self.servers) >= 3 else 1, on_key=_no_key_listener)
         self.reads = ReadSide(cast(Any, self.core))
         self._request = 0
         self._waiting: deque[_Waiting] = deque()  # in submit order
@@ -422,6 +426,10 @@ class NatsBus:
                 log.warning("sending again", extra={"commands": len(self._unanswered)})
                 self._last_progress = time.monotonic()
                 self._publish(list(self._unanswered))
+
+
+def _no_key_listener(payload: bytes) -> None:
+    log.warning("an issued key arrived before the gateway listened for keys")
 
 
 def _log_failed_publish(task: "asyncio.Future[None]") -> None:

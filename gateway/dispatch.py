@@ -10,13 +10,14 @@ other front doors reuse it. Also owns the live quotes of `quote.mass` and which 
 placed each open order (for cancel-on-disconnect).
 """
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
@@ -54,6 +55,9 @@ from gateway.public_streams import PublicStreams
 from gateway.queries import Queries
 from gateway.sessions import Session, Sessions, peer
 from gateway.sessions import key_of as _key
+
+if TYPE_CHECKING:
+    from core.cluster_keys import SharedKeys
 
 log = logging.getLogger("venue")
 E = ErrorCode
@@ -142,6 +146,11 @@ class Dispatcher:
         self.scales: dict[str, int] = {}  # by asset code
         self.placed = PlacedOrders(self.reads)
         self.queries = Queries(self)  # quotes, and who placed each open order
+        # a cluster's gateway shares issued keys through the bus (core/cluster_keys.py)
+        self.shared_keys: SharedKeys | None = getattr(bus, "keys", None)
+        if self.shared_keys is not None:
+            self.shared_keys.on_key = self._learn_key
+        self._key_tasks: set[asyncio.Task[None]] = set()
 
     def on_frame(self, session: Session, frame: str | bytes, charged: bool = False) -> None:
         """Answer one frame. Never raises: whatever the frame, it gets its one answer, and
@@ -467,13 +476,37 @@ class Dispatcher:
         key = ApiKey(
             f"key-{secrets.token_hex(8)}", secrets.token_hex(24), p.account, frozenset(p.scopes)
         )
-        self.auth.store.add(key)
-        self.issued_keys.append(key)
-        save_json(self.data_dir / ISSUED_KEYS_FILE, self.issued_keys)  # before the answer
         issued = {"api_key": key.key, "account": key.account, "scopes": sorted(key.scopes)}
         log.info("api key issued", extra=issued | {"by": _key(session).account})
         result = {"api_key": key.key, "secret": key.secret, "account": key.account}
-        self._reply(session, request, result | {"scopes": sorted(key.scopes)}, t_in)
+        answer = partial(self._reply, session, request, result | {"scopes": sorted(key.scopes)})
+        if self.shared_keys is not None:  # answered once the cluster's stream stored it
+            task = asyncio.ensure_future(self._share_key(key, partial(answer, t_in)))
+            self._key_tasks.add(task)
+            task.add_done_callback(self._key_tasks.discard)
+            return
+        self.auth.store.add(key)
+        self.issued_keys.append(key)
+        save_json(self.data_dir / ISSUED_KEYS_FILE, self.issued_keys)  # before the answer
+        answer(t_in)
+
+    async def _share_key(self, key: ApiKey, answer: Callable[[], None]) -> None:
+        assert self.shared_keys is not None, "only a cluster's gateway shares keys"
+        try:
+            await self.shared_keys.publish(key.key, msgspec.json.encode(key))
+        except BaseException as failure:  # NATS unreachable for 30 s: the gateway is dead
+            self.bus.on_fatal(failure)
+            raise
+        answer()
+
+    def _learn_key(self, payload: bytes) -> None:
+        """A key issued through any gateway of the cluster (this one's included)."""
+        key = msgspec.json.decode(payload, type=ApiKey)
+        known = self.auth.store.get(key.key)
+        if known is None:
+            self.auth.store.add(key)
+        elif known != key:  # the first one issued under a name wins, on every gateway
+            log.warning("a second key issued as %s ignored", key.key)
 
     def answer(self, pending: Pending, executed: Executed) -> None:
         pending.results.append(executed)

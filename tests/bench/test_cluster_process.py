@@ -28,6 +28,7 @@ def test_e2e_against_a_cluster_sums_cpu_over_every_process_and_accounts_every_ac
     by_process = result["server_cpu_percent_by_process"]
     assert set(by_process) == {"core-a", "gw-a", "gw-b", "nats-n1", "nats-n2", "nats-n3"}
     assert abs(sum(by_process.values()) - result["server_cpu_percent"]) < 1.0  # rounding
+    assert result["subscribers_by_gateway"] == {"gw-a": 1, "gw-b": 1}
 
 
 def test_clients_are_spread_over_the_gateways(tmp_path: Path) -> None:
@@ -35,4 +36,15 @@ def test_clients_are_spread_over_the_gateways(tmp_path: Path) -> None:
     urls = ["ws://127.0.0.1:1/ws/trade", "ws://127.0.0.1:2/ws/trade"]
     clients = e2e_bench.clients_for(load, urls, tmp_path)
     used = [client.argv[client.argv.index("--url") + 1] for client in clients]
-    assert used == [urls[0], urls[1], urls[0], urls[1], urls[0]]  # 2 makers, 2 takers, 1 process
+    assert used[:4] == [urls[0], urls[1], urls[0], urls[1]]  # 2 makers, 2 takers
+    assert e2e_bench.subscribers_by_url(clients) == {urls[0]: 1, urls[1]: 1}
+
+
+def test_5000_subscribers_are_split_evenly_over_two_gateways(tmp_path: Path) -> None:
+    """The fan-out benchmark's shape: 2,500 connections per gateway, in processes of 250."""
+    load = e2e_bench.Load(1.0, 100, makers=2, takers=2, subscribers=5_001, batch=1)
+    urls = ["ws://127.0.0.1:1/ws/trade", "ws://127.0.0.1:2/ws/trade"]
+    clients = e2e_bench.clients_for(load, urls, tmp_path)
+    assert e2e_bench.subscribers_by_url(clients) == {urls[0]: 2_501, urls[1]: 2_500}
+    subscribers = [client for client in clients if client.role == "subscriber"]
+    assert len({client.log for client in subscribers}) == len(subscribers) == 11 + 10

@@ -20,7 +20,7 @@ import nats
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from client.sdk import VenueClient
+from client.sdk import VenueClient, VenueError
 from cluster.local import LocalCluster
 from core import config as venue_config
 from core.jetstream_journal import STREAM_DEFAULT, JetStreamJournal
@@ -384,3 +384,52 @@ def test_kill_9_of_the_stream_leaders_nats_node_under_load(cluster: LocalCluster
     seen = run(scenario())
     check_no_loss_no_duplicate(cluster, seen, "natskill")
     cluster.nats.restart(index)
+
+
+async def logon_when_known(url: str, key: str, secret: str) -> VenueClient:
+    """Log on with a key issued through another gateway: that gateway answered once the key
+    was stored on the stream; this one learns it when it follows the stream (bounded)."""
+    for _ in range(50):
+        connected = await VenueClient(url).connect()
+        try:
+            await connected.logon(key, secret)
+            return connected
+        except VenueError as refused:
+            assert refused.name == "BAD_SIGNATURE", refused  # what an unknown key gets
+            await connected.close()
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"key {key} never logged on through {url}")
+
+
+def test_a_key_issued_through_gateway_a_logs_on_through_gateway_b_and_after_its_restart(
+    cluster: LocalCluster,
+) -> None:
+    a, b = cluster.gateways
+
+    async def issue_and_use() -> dict[str, Any]:
+        admin = await client(a.url, "admin")
+        try:
+            issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        finally:
+            await admin.close()
+        reader = await logon_when_known(b.url, issued["api_key"], issued["secret"])
+        try:
+            assert (await reader.request("session.status", {}))["account"] == 3
+        finally:
+            await reader.close()
+        return issued
+
+    issued = run(issue_and_use())
+    cluster.kill(b)  # a gateway started later reads every key before it serves
+    cluster.start_role(b)
+    cluster.wait_for(b, "replica at seq", timeout_s=120)
+
+    async def after_restart() -> None:
+        reader = await VenueClient(b.url).connect()
+        try:
+            await reader.logon(issued["api_key"], issued["secret"])
+            assert (await reader.request("session.status", {}))["account"] == 3
+        finally:
+            await reader.close()
+
+    run(after_restart())
