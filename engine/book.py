@@ -54,16 +54,17 @@ class Order(msgspec.Struct, gc=False, array_like=True):
     fees_paid: int = 0  # fees booked so far
 
 
-class Level:
-    """All resting orders at one price, oldest first, and their total remaining quantity."""
+class Level(msgspec.Struct, gc=False):
+    """All resting orders at one price, oldest first, and their total remaining quantity.
 
-    __slots__ = ("key", "orders", "price", "qty")
+    A msgspec struct, built in C: a new level costs no Python `__init__` frame. Nothing a
+    level holds refers back to it, so the collector need not track it (`gc=False`).
+    """
 
-    def __init__(self, price: int, key: int) -> None:
-        self.price = price
-        self.key = key
-        self.orders: dict[int, Order] = {}
-        self.qty = 0
+    price: int
+    key: int
+    orders: dict[int, Order] = msgspec.field(default_factory=dict)
+    qty: int = 0
 
 
 class BookSide:
@@ -82,13 +83,18 @@ class BookSide:
         key = order.price * self.sign
         level = self.levels.get(key)
         if level is None:
-            level = self.levels[key] = Level(order.price, key)
-            insort(self.keys, key)
-            best = self.best
-            if best is None or key < best.key:
-                self.best = level
+            level = self.new_level(order.price, key)
         level.orders[order.order_id] = order
         level.qty += order.leaves_qty
+
+    def new_level(self, price: int, key: int) -> Level:
+        """Open an empty level at `price` (its `key`), moving `best` to it if it is better."""
+        level = self.levels[key] = Level(price, key)
+        insort(self.keys, key)
+        best = self.best
+        if best is None or key < best.key:
+            self.best = level
+        return level
 
     def remove(self, order: Order) -> None:
         """Take `order` out of its level, dropping the level when it empties."""
@@ -116,11 +122,7 @@ class BookSide:
         key = price * sign
         target = levels.get(key)
         if target is None:
-            target = levels[key] = Level(price, key)
-            insort(self.keys, key)
-            best = self.best
-            if best is None or key < best.key:
-                self.best = target
+            target = self.new_level(price, key)
         target.orders[order.order_id] = order
         target.qty += leaves_qty
 

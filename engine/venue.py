@@ -393,7 +393,14 @@ class Venue:
         elif is_limit and (tif is GTC or tif is GTD):
             if crosses:
                 self._release_improvement(order, market, events)
-            (book.bids if side is BUY else book.asks).add(order)  # `_rest` and `_index` inline
+            # `_rest`, `BookSide.add` and `_index` inline: every resting order comes here.
+            own = book.bids if side is BUY else book.asks
+            key = price * own.sign
+            level = own.levels.get(key)
+            if level is None:
+                level = own.new_level(price, key)
+            level.orders[order_id] = order
+            level.qty += order.leaves_qty
             self.orders[order_id] = order
             if crosses:  # matching may have closed the account's last order: look again
                 by_account = self.account_orders.get(account)
@@ -629,8 +636,14 @@ class Venue:
         order_id = order.order_id
         market = self.markets[order.symbol]
         book = market.book
-        (book.bids if order.side is BUY else book.asks).remove(order)
+        own = book.bids if order.side is BUY else book.asks
+        level = own.levels[order.price * own.sign]  # `BookSide.remove` inline, as above
+        orders = level.orders
+        del orders[order_id]
         canceled = order.leaves_qty
+        level.qty -= canceled
+        if not orders:
+            own.drop_level(level)
         order.leaves_qty = 0
         order.status = CANCELED
         ts = self.ts_us
