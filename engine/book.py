@@ -54,17 +54,20 @@ class Order(msgspec.Struct, gc=False, array_like=True):
     fees_paid: int = 0  # fees booked so far
 
 
-class Level(msgspec.Struct, gc=False):
+class Level:
     """All resting orders at one price, oldest first, and their total remaining quantity.
 
-    A msgspec struct, built in C: a new level costs no Python `__init__` frame. Nothing a
-    level holds refers back to it, so the collector need not track it (`gc=False`).
+    A slots class, not a msgspec struct: `qty` changes on every add, fill and cancel, and
+    the interpreter specializes attribute stores on slots but not on a struct's own setattr.
     """
 
-    price: int
-    key: int
-    orders: dict[int, Order] = msgspec.field(default_factory=dict)
-    qty: int = 0
+    __slots__ = ("key", "orders", "price", "qty")
+
+    def __init__(self, price: int, key: int) -> None:
+        self.price = price
+        self.key = key
+        self.orders: dict[int, Order] = {}
+        self.qty = 0
 
 
 class BookSide:
