@@ -312,8 +312,9 @@ class Venue:
             else:
                 asset = spec.quote
                 hold = clearing.place_hold(market, side, order_type, price, qty, cmd.quote_qty)
-            balance = clearing.balance_to_hold(account, asset, hold)
-            if balance is None:
+            # `Clearing.balance_to_hold` inline: every order on the venue path comes here.
+            balance = clearing.balances.get((account, asset))
+            if balance is None or balance.total - balance.held < hold:
                 available = clearing.available(account, asset)
                 return self._reject_short(events, cmd, "place_order", market, side, hold, available)
 
