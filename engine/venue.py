@@ -312,7 +312,7 @@ class Venue:
             else:
                 asset = spec.quote
                 hold = clearing.place_hold(market, side, order_type, price, qty, cmd.quote_qty)
-            # `Clearing.balance_to_hold` inline: every order on the venue path comes here.
+            # The balance to hold from, looked up here: every order on the venue path comes here.
             balance = clearing.balances.get((account, asset))
             if balance is None or balance.total - balance.held < hold:
                 available = clearing.available(account, asset)
