@@ -124,8 +124,12 @@ class BookSide:
         order.leaves_qty = leaves_qty
         key = price * sign
         target = levels.get(key)
-        if target is None:
-            target = self.new_level(price, key)
+        if target is None:  # `new_level` inline: every price amend may come here
+            target = levels[key] = Level(price, key)
+            insort(self.keys, key)
+            best = self.best
+            if best is None or key < best.key:
+                self.best = target
         target.orders[order.order_id] = order
         target.qty += leaves_qty
 
