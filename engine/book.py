@@ -55,7 +55,11 @@ class Order(msgspec.Struct, gc=False, array_like=True):
 
 
 class Level:
-    """All resting orders at one price, oldest first, and their total remaining quantity."""
+    """All resting orders at one price, oldest first, and their total remaining quantity.
+
+    A slots class, not a msgspec struct: `qty` changes on every add, fill and cancel, and
+    the interpreter specializes attribute stores on slots but not on a struct's own setattr.
+    """
 
     __slots__ = ("key", "orders", "price", "qty")
 
@@ -82,13 +86,18 @@ class BookSide:
         key = order.price * self.sign
         level = self.levels.get(key)
         if level is None:
-            level = self.levels[key] = Level(order.price, key)
-            insort(self.keys, key)
-            best = self.best
-            if best is None or key < best.key:
-                self.best = level
+            level = self.new_level(order.price, key)
         level.orders[order.order_id] = order
         level.qty += order.leaves_qty
+
+    def new_level(self, price: int, key: int) -> Level:
+        """Open an empty level at `price` (its `key`), moving `best` to it if it is better."""
+        level = self.levels[key] = Level(price, key)
+        insort(self.keys, key)
+        best = self.best
+        if best is None or key < best.key:
+            self.best = level
+        return level
 
     def remove(self, order: Order) -> None:
         """Take `order` out of its level, dropping the level when it empties."""
@@ -115,7 +124,7 @@ class BookSide:
         order.leaves_qty = leaves_qty
         key = price * sign
         target = levels.get(key)
-        if target is None:
+        if target is None:  # `new_level` inline: every price amend may come here
             target = levels[key] = Level(price, key)
             insort(self.keys, key)
             best = self.best

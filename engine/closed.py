@@ -14,18 +14,19 @@ CHUNK = 16_384  # a rehash of this many entries costs well under a millisecond
 
 
 class ClosedOrders:
-    __slots__ = ("_chunks", "_order", "capacity")
+    __slots__ = ("_chunks", "_last", "_order", "capacity")
 
     def __init__(self, capacity: int) -> None:
         assert capacity > 0, "remember at least one closed order"
         self.capacity = capacity
-        self._chunks: deque[dict[int, int]] = deque([{}])  # order id -> account, oldest first
+        self._last: dict[int, int] = {}  # the newest chunk, the one `add` fills
+        self._chunks: deque[dict[int, int]] = deque([self._last])  # id -> account, oldest first
         self._order: deque[int] = deque()  # every remembered id, in closing order
 
     def add(self, order_id: int, account: int) -> None:
-        chunk = self._chunks[-1]
+        chunk = self._last  # never dropped: it holds the id just added
         if len(chunk) >= CHUNK:
-            chunk = {}
+            chunk = self._last = {}
             self._chunks.append(chunk)
         chunk[order_id] = account
         order = self._order

@@ -312,13 +312,19 @@ class Venue:
             else:
                 asset = spec.quote
                 hold = clearing.place_hold(market, side, order_type, price, qty, cmd.quote_qty)
-            balance = clearing.balance_to_hold(account, asset, hold)
-            if balance is None:
+            # The balance to hold from, looked up here: every order on the venue path comes here.
+            balance = clearing.balances.get((account, asset))
+            if balance is None or balance.total - balance.held < hold:
                 available = clearing.available(account, asset)
                 return self._reject_short(events, cmd, "place_order", market, side, hold, available)
 
         book = market.book
-        opposite = book.asks if side is BUY else book.bids
+        if side is BUY:  # both sides at once: the order rests on `own` if it does not fill
+            own = book.bids
+            opposite = book.asks
+        else:
+            own = book.asks
+            opposite = book.bids
         if is_limit:
             limit_key = price * opposite.sign
         else:
@@ -343,15 +349,12 @@ class Venue:
             )
 
         self.last_order_id = order_id = self.last_order_id + 1
-        ts = cmd.ts_us
-        symbol = cmd.symbol
-        post_only = cmd.post_only
-        stp = cmd.stp
-        expire_at_us = cmd.expire_at_us
+        # The command's other fields are read where used: a local read only twice costs
+        # more bytecodes than reading the field twice.
         order = Order(
             order_id,
             account,
-            symbol,
+            cmd.symbol,
             side,
             order_type,
             tif,
@@ -360,40 +363,46 @@ class Venue:
             qty,
             0,
             0,
-            post_only,
-            stp,
+            cmd.post_only,
+            cmd.stp,
             cl_ord_id,
             tag,
-            expire_at_us,
+            cmd.expire_at_us,
             NEW,
         )
         events.append(
             OrderAccepted(
-                ts,
+                cmd.ts_us,
                 order_id,
                 account,
-                symbol,
+                cmd.symbol,
                 side,
                 order_type,
                 tif,
                 price,
                 qty,
                 cmd.quote_qty,
-                post_only,
-                stp,
+                cmd.post_only,
+                cmd.stp,
                 cl_ord_id,
                 tag,
-                expire_at_us,
+                cmd.expire_at_us,
             )
         )
         if balance is not None:
-            clearing.hold_new(order, balance, asset, hold, ts, events)  # type: ignore[union-attr]
+            clearing.hold_new(order, balance, asset, hold, cmd.ts_us, events)  # type: ignore[union-attr]
         if crosses and not self._match(market, order, opposite, limit_key, cmd.quote_qty, events):
             self._retire(order, events)
         elif is_limit and (tif is GTC or tif is GTD):
             if crosses:
                 self._release_improvement(order, market, events)
-            (book.bids if side is BUY else book.asks).add(order)  # `_rest` and `_index` inline
+            # `_rest`, `BookSide.add` and `_index` inline: every resting order comes here.
+            key = -limit_key  # a limit's key on its own side: its price times own.sign
+            level = own.levels.get(key)
+            if level is None:
+                level = own.new_level(price, key)
+            level.orders[order_id] = order
+            level.qty += order.leaves_qty
             self.orders[order_id] = order
             if crosses:  # matching may have closed the account's last order: look again
                 by_account = self.account_orders.get(account)
@@ -409,7 +418,9 @@ class Venue:
             order.leaves_qty = 0
             order.status = OrderStatus.CANCELED
             events.append(
-                OrderCanceled(ts, order_id, account, symbol, IOC_REST, canceled, order.cum_qty)
+                OrderCanceled(
+                    cmd.ts_us, order_id, account, cmd.symbol, IOC_REST, canceled, order.cum_qty
+                )
             )
             self._retire(order, events)
         return None
@@ -619,6 +630,8 @@ class Venue:
                 order = None
         elif cl_ord_id is not None and order_id == 0:
             order = self.cl_ord_index.get((account, cl_ord_id))
+            if order is not None:
+                order_id = order.order_id
         else:
             return self._reject(
                 events, cmd, "cancel_order", E.BAD_PARAM, "give exactly one of order_id, cl_ord_id"
@@ -626,16 +639,20 @@ class Venue:
         if order is None:
             return self._reject_missing(events, cmd, "cancel_order")
         # `_cancel_open` and `_retire` inline: two calls less on the hot path of every cancel.
-        order_id = order.order_id
         market = self.markets[order.symbol]
         book = market.book
-        (book.bids if order.side is BUY else book.asks).remove(order)
+        own = book.bids if order.side is BUY else book.asks
+        level = own.levels[order.price * own.sign]  # `BookSide.remove` inline, as above
+        orders = level.orders
+        del orders[order_id]
         canceled = order.leaves_qty
+        level.qty -= canceled
+        if not orders:
+            own.drop_level(level)
         order.leaves_qty = 0
         order.status = CANCELED
-        ts = self.ts_us
         if order.hold:
-            self.clearing.release(order, market, ts, events)  # type: ignore[union-attr]
+            self.clearing.release(order, market, self.ts_us, events)  # type: ignore[union-attr]
         del self.orders[order_id]
         by_account = self.account_orders[account]
         del by_account[order_id]
@@ -645,7 +662,9 @@ class Venue:
             del self.cl_ord_index[(account, order.cl_ord_id)]
         self.closed_orders.add(order_id, account)
         events.append(
-            OrderCanceled(ts, order_id, account, order.symbol, cmd.reason, canceled, order.cum_qty)
+            OrderCanceled(
+                cmd.ts_us, order_id, account, order.symbol, cmd.reason, canceled, order.cum_qty
+            )
         )
         return None
 
