@@ -52,6 +52,7 @@ async def _journal_past_the_snapshot(data_dir: Path) -> tuple[int, int]:
     await core.sequencer.drain()
     core.store_thread.close()
     core.sequencer.close()
+    core._lock.close()  # as the crashed process's exit would: the data dir is free again
     return snapshot_seq, core.sequencer.last_seq
 
 
