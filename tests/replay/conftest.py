@@ -3,15 +3,17 @@
 `YoungestFirstVenue` and `AmendToBackVenue` are deliberately wrong priority rules the
 execution check must catch: the first keeps each level youngest first, the second sends an
 order amended down to the back of its level. They override only public methods
-(`BookSide.add`, `Venue.execute`), so the engine itself stays untouched.
+(`BookSide.add`, `Venue.execute`), so the engine itself stays untouched. (A placed order
+rests without `BookSide.add`: the engine inlines it on that hot path, so the youngest-first
+venue moves a placed order to the front after `execute`.)
 """
 
 from pathlib import Path
 
 from engine.book import BookSide, Order
-from engine.commands import AmendOrder, Command, ListInstrument
+from engine.commands import AmendOrder, Command, ListInstrument, PlaceOrder
 from engine.enums import Side
-from engine.events import Event
+from engine.events import Event, OrderAccepted
 from engine.venue import Venue
 from replay.lobster_replay import VENUE_CONFIG
 from replay.lobster_synthetic import row_text
@@ -28,15 +30,20 @@ MSFT_MESSAGES = DATA / f"MSFT_{STEM}_message_3.csv"
 MSFT_ORDERBOOK = DATA / f"MSFT_{STEM}_orderbook_3.csv"
 
 
+def to_the_front(side: BookSide, order: Order) -> None:
+    """Put `order` first in its level's queue."""
+    level = side.levels[order.price * side.sign]
+    if len(level.orders) > 1:
+        orders = level.orders
+        level.orders = {order.order_id: orders.pop(order.order_id), **orders}
+
+
 class YoungestFirstSide(BookSide):
     """A book side whose levels put each new order at the front of the queue."""
 
     def add(self, order: Order) -> None:
         super().add(order)
-        level = self.levels[order.price * self.sign]
-        if len(level.orders) > 1:
-            orders = level.orders
-            level.orders = {order.order_id: orders.pop(order.order_id), **orders}
+        to_the_front(self, order)
 
 
 class YoungestFirstVenue(Venue):
@@ -50,6 +57,11 @@ class YoungestFirstVenue(Venue):
         if isinstance(command, ListInstrument) and command.spec.symbol in self.markets:
             book = self.book(command.spec.symbol)
             book.bids, book.asks = YoungestFirstSide(Side.BUY), YoungestFirstSide(Side.SELL)
+        elif isinstance(command, PlaceOrder):
+            for event in events:
+                order = self.orders.get(event.order_id) if type(event) is OrderAccepted else None
+                if order is not None:  # it rests: youngest first
+                    to_the_front(self.book(order.symbol).side(order.side), order)
         return events
 
 
