@@ -8,6 +8,7 @@ it cannot trust, or a PostgreSQL ledger store it cannot reach (`cli.failures.Com
 
 import asyncio
 import errno
+import gc
 import signal
 import socket
 from collections.abc import Callable, Coroutine
@@ -79,6 +80,24 @@ def run(
     return 0
 
 
+# The collector's young generation: CPython collects it every 700 new container objects, and
+# a busy venue makes tens of thousands a second (requests, events, pushes) that nearly all die
+# young by reference counting; collecting every 20,000 leaves the same garbage collected, with
+# a fraction of the passes (profiled: ~5% of the event loop's time at 4,000 actions/s).
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def settle_heap() -> None:
+    """Once the venue is recovered and serving: its recovered state (books, ledger, history)
+    goes to the collector's permanent generation, which full collections do not walk (they
+    would, at every one, for as long as the process lives), and the young generation is
+    collected less often (`GC_YOUNG_THRESHOLD`). Cyclic garbage is still collected."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 def one_line(error: BaseException) -> str:
     """A driver's message, often several lines (detail, hint, context), on one."""
     return " ".join(str(error).split()) or type(error).__name__
@@ -141,6 +160,7 @@ async def _serve(
         bound = await server.start(host, port)
     except OSError as failed:  # the port taken between the check and the bind, a disk error
         raise CommandFailed(f"cannot start on {host}:{port}: {describe_os_error(failed)}") from None
+    settle_heap()
     print(f"tokenvenue listening: ws://{host}:{bound}/ws/trade  ws://{host}:{bound}/ws/public")
     print(f"  ledger store: {describe_store(config)}")
     print(f"  web page: http://{host}:{bound}/  (log on there with a key and secret below)")
@@ -180,6 +200,7 @@ async def _serve_core(
     print(f"tokenvenue core {name}: NATS {nats_url}, waiting for the lease", flush=True)
     if await core.wait_for_lease(stopping):
         active = await core.activate()
+        settle_heap()
         print(f"tokenvenue core {name} active at seq {active.sequencer.last_seq}", flush=True)
         print(f"  ledger store: {describe_store(config)}", flush=True)
         await stopping.wait()
@@ -206,6 +227,7 @@ async def _serve_gateway(
         bound = await server.start(host, port)
     except OSError as failed:
         raise CommandFailed(f"cannot start on {host}:{port}: {describe_os_error(failed)}") from None
+    settle_heap()
     print(f"tokenvenue gateway {name}: ws://{host}:{bound}/ws/trade  ws://{host}:{bound}/ws/public")
     print(f"  NATS {nats_url}, replica at seq {server.core.sequencer.last_seq}", flush=True)
     await stopping.wait()

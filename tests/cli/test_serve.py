@@ -159,3 +159,24 @@ def test_serve_prints_the_web_page_and_demo_keys_and_serves_the_page(tmp_path: P
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=RUN_TIMEOUT_S)
     assert server.returncode == 0
+
+
+def test_settle_heap_freezes_what_exists_and_collects_the_young_less_often() -> None:
+    """What `venue serve` does once the venue is recovered (cli.serve.settle_heap)."""
+    import gc
+
+    from cli.serve import GC_YOUNG_THRESHOLD, settle_heap
+
+    before = gc.get_threshold()
+    recovered_state = [[index] for index in range(1_000)]  # containers the collector tracks
+    try:
+        settle_heap()
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, before[1], before[2])
+        assert gc.get_freeze_count() >= len(recovered_state)
+        cycle: list[object] = []
+        cycle.append(cycle)  # made after the freeze: still collected
+        del cycle
+        assert gc.collect() >= 1
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
