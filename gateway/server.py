@@ -39,6 +39,10 @@ from gateway.rest import RestApi
 from gateway.sessions import WRITE_BATCH_MAX, Session, Sessions, peer
 from settlement.ledger import Ledger
 
+# Commands that change what the gateway knows of instruments and assets. A tuple, not
+# `A | B | C`: that builds a union object at every call (~0.2 µs, on every command).
+_REFERENCE_DATA_COMMANDS = (ListInstrument, ListAsset, SetOrderCaps)
+
 __all__ = [
     "JOURNAL_FILE",
     "LEDGER_FILE",
@@ -240,7 +244,7 @@ class VenueServer:
         order, so an account snapshot taken now is exact), and orders placed on a connection
         are known at once to its cancel-on-disconnect."""
         pending = executed.origin
-        if isinstance(executed.command, ListInstrument | ListAsset | SetOrderCaps):
+        if isinstance(executed.command, _REFERENCE_DATA_COMMANDS):
             self._learn_reference_data()
         quote_set = getattr(pending, "quote_set", None)  # a Pending's, or a cluster record's
         self.private_streams.assign(executed, quote_set)
