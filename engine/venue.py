@@ -50,6 +50,7 @@ from engine.enums import (
     TimeInForce,
 )
 from engine.events import (
+    BalanceChanged,
     CommandRejected,
     Event,
     Fact,
@@ -369,6 +370,7 @@ class Venue:
             tag,
             cmd.expire_at_us,
             NEW,
+            hold,  # zero without a ledger
         )
         events.append(
             OrderAccepted(
@@ -389,8 +391,10 @@ class Venue:
                 cmd.expire_at_us,
             )
         )
-        if balance is not None:
-            clearing.hold_new(order, balance, asset, hold, cmd.ts_us, events)  # type: ignore[union-attr]
+        if balance is not None:  # the order holds `hold` from `balance`: every order comes here
+            assert hold > 0, f"{order} holds nothing"
+            balance.held += hold
+            events.append(BalanceChanged(cmd.ts_us, account, asset, balance.total, balance.held))
         if crosses and not self._match(market, order, opposite, limit_key, cmd.quote_qty, events):
             self._retire(order, events)
         elif is_limit and (tif is GTC or tif is GTD):
@@ -737,7 +741,12 @@ class Venue:
         new_hold = 0
         if self.clearing is not None and qty > order.cum_qty:
             if order.side is BUY:
-                new_hold = self.clearing.buy_hold_for(order, market, price, qty - order.cum_qty)
+                terms = market.terms
+                assert terms is not None, "clearing a market without cash terms"
+                if order.cum_qty:
+                    new_hold = self.clearing.buy_hold_for(order, market, price, qty - order.cum_qty)
+                else:  # nothing traded yet: a fresh buy's hold, with half the arithmetic
+                    new_hold = terms.buy_hold(price, qty)
             else:  # a sell holds what it may still deliver
                 new_hold = qty - order.cum_qty
         refusal = self._amend_refusal(cmd, order, market, price, qty, crosses, new_hold)
