@@ -32,6 +32,7 @@ class Clearing:
         # The ledger's own dict (it is never replaced): one attribute load less on every
         # hold and release, and the venue's place looks a balance up in it directly.
         self.balances = ledger.balances
+        self.participants = ledger.participants  # the same for the venue's eligibility check
 
     # ----------------------------------------------------------------- listing
 

@@ -281,7 +281,14 @@ class Venue:
             and (cl_ord_id is None or self._new_cl_ord_id(account, cl_ord_id))
             and (tag is None or 0 < len(tag) <= TAG_LENGTH_MAX)
             and (tif is IOC or by_account is None or len(by_account) < self._open_orders_max)
-            and (clearing is None or clearing.eligible(account, market.spec))
+            and (
+                clearing is None  # `Clearing.eligible` inline: one call less per order
+                or (
+                    (participant := clearing.participants.get(account)) is not None
+                    and participant.kyc_approved
+                    and participant.jurisdiction not in market.spec.excluded_jurisdictions
+                )
+            )
         ):  # take the checks one by one
             problem = _place_shape_problem(cmd)
             if problem is not None:
@@ -309,7 +316,11 @@ class Venue:
                 hold = qty
             elif order_type is LIMIT and market.terms is not None:
                 asset = spec.quote
-                hold = market.terms.buy_hold(price, qty)
+                terms = market.terms
+                # `CashTerms.buy_hold` written out (cost and worst fee, each rounded up): one
+                # call less per buy.
+                exact = price * qty * terms.num
+                hold = -(-exact // terms.den) - (-exact * terms.fee_bps_max // terms.fee_den)
             else:
                 asset = spec.quote
                 hold = clearing.place_hold(market, side, order_type, price, qty, cmd.quote_qty)
@@ -655,8 +666,15 @@ class Venue:
             own.drop_level(level)
         order.leaves_qty = 0
         order.status = CANCELED
-        if order.hold:
-            self.clearing.release(order, market, self.ts_us, events)  # type: ignore[union-attr]
+        hold = order.hold
+        if hold:  # `Clearing.release` inline: one call less per cancel on the venue path
+            spec = market.spec
+            asset = spec.quote if order.side is BUY else spec.base
+            balance = self.clearing.balances[(account, asset)]  # type: ignore[union-attr]
+            assert hold <= balance.held, f"release {hold} of {balance.held} held"
+            balance.held -= hold
+            order.hold = 0
+            events.append(BalanceChanged(cmd.ts_us, account, asset, balance.total, balance.held))
         del self.orders[order_id]
         by_account = self.account_orders[account]
         del by_account[order_id]
@@ -881,8 +899,19 @@ class Venue:
         if completed:
             self._retire(order, events)
             return
-        if self.clearing is not None and new_hold != order.hold:
-            self.clearing.rehold(order, market, new_hold, self.ts_us, events)
+        clearing = self.clearing
+        if clearing is not None and new_hold != order.hold:  # `Clearing.rehold` inline
+            delta = new_hold - order.hold  # one call less per amend on the venue path
+            spec = market.spec
+            asset = spec.quote if order.side is BUY else spec.base
+            balance = clearing.balances[(order.account, asset)]
+            # `_amend_refusal` checked that a growing hold is available.
+            assert 0 <= balance.held + delta <= balance.total, f"{order} cannot hold {new_hold}"
+            balance.held += delta
+            order.hold = new_hold
+            events.append(
+                BalanceChanged(self.ts_us, order.account, asset, balance.total, balance.held)
+            )
 
     def _release_improvement(self, order: Order, market: Market, events: list[Event]) -> None:
         """A buy that traded as taker and now rests holds only the worst case of its rest."""
