@@ -666,8 +666,8 @@ class Venue:
             own.drop_level(level)
         order.leaves_qty = 0
         order.status = CANCELED
-        hold = order.hold
-        if hold:  # `Clearing.release` inline: one call less per cancel on the venue path
+        if order.hold:  # `Clearing.release` inline: one call less per cancel on the venue path
+            hold = order.hold
             spec = market.spec
             asset = spec.quote if order.side is BUY else spec.base
             balance = self.clearing.balances[(account, asset)]  # type: ignore[union-attr]
