@@ -37,6 +37,9 @@ GC_MODES = {
     "default": "collector untouched (Python defaults)",
 }
 PERCENTILES = {"p50": (50, 100), "p99": (99, 100), "p999": (999, 1000)}  # exact fractions
+# Issue 12's goal for the full venue path (holds + matching + DvP): at least this fraction
+# of plain matching's throughput on the same workload in the same run.
+VENUE_PATH_RATIO_GOAL = 0.67
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +82,7 @@ def run_all_results(args: argparse.Namespace) -> list[dict[str, Any]]:
         for name in sorted(workloads.WORKLOADS)
     ]
     print(table(results))
+    print(venue_path_ratios(results))
     report = environment.describe("engine") | {
         "parameters": {"ops": args.ops, "seed": args.seed, "gc": args.gc},
         "results": results,
@@ -180,6 +184,22 @@ def table(results: list[dict[str, Any]]) -> str:
             f"{latency['p50']:>8.3f} {latency['p99']:>8.3f} {latency['p999']:>9.3f} "
             f"{latency['max']:>9.1f} {result['rejected']:>8,}"
         )
+    return "\n".join(lines)
+
+
+def venue_path_ratios(results: list[dict[str, Any]]) -> str:
+    """One line per workload run both ways: the venue path's throughput over plain matching."""
+    plain = {r["workload"]: r["ops_per_sec"] for r in results if not r["ledger"]}
+    lines = []
+    for result in results:
+        name = result["workload"]
+        if result["ledger"] and name in plain:
+            ratio = result["ops_per_sec"] / plain[name]
+            verdict = "meets" if ratio >= VENUE_PATH_RATIO_GOAL else "below"
+            lines.append(
+                f"{name}: venue path (holds + DvP) / plain = {ratio:.3f} "
+                f"({verdict} the goal of {VENUE_PATH_RATIO_GOAL})"
+            )
     return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ from engine.events import BalanceChanged, Event, TradeSettled
 from engine.instrument import InstrumentSpec
 from engine.market import Market
 from settlement.dvp import CashTerms
-from settlement.ledger import Balance, Ledger, Leg
+from settlement.ledger import Ledger, Leg
 from settlement.transfers import FEE_INCOME, ROUNDING, TransferKind
 
 BUY = Side.BUY
@@ -32,6 +32,7 @@ class Clearing:
         # The ledger's own dict (it is never replaced): one attribute load less on every
         # hold and release, and the venue's place looks a balance up in it directly.
         self.balances = ledger.balances
+        self.participants = ledger.participants  # the same for the venue's eligibility check
 
     # ----------------------------------------------------------------- listing
 
@@ -86,20 +87,6 @@ class Clearing:
             return terms.quote_hold(quote_qty)
         limit = price if order_type is OrderType.LIMIT else market.band_high
         return terms.buy_hold(limit, qty)
-
-    @staticmethod
-    def hold_new(
-        order: Order, balance: Balance, asset: str, hold: int, ts: int, events: list[Event]
-    ) -> None:
-        """Hold `hold` for a just-accepted order from `balance` (the venue's place checked it can).
-
-        `Ledger.hold` without its lookup and check, both done a moment ago by the venue's place:
-        every order.
-        """
-        if hold:
-            balance.held += hold
-            order.hold = hold
-            events.append(BalanceChanged(ts, order.account, asset, balance.total, balance.held))
 
     def available(self, account: int, asset: str) -> int:
         balance = self.ledger.balances.get((account, asset))
@@ -179,8 +166,10 @@ class Clearing:
         den = terms.den
         fee_den = terms.fee_den
         exact = price * qty * num  # this fill's cash, in 1/den quote units
-        bought = buyer.filled_value * num
-        pay = -(-bought // den) - -(-(bought - exact) // den)
+        # ceil(bought / den) - ceil((bought - exact) / den) as floor divisions of -bought:
+        # four negations fewer, each a new (multi-digit) integer.
+        unbought = -buyer.filled_value * num
+        pay = (unbought + exact) // den - unbought // den
         sold = seller.filled_value * num
         receive = sold // den - (sold - exact) // den
         buyer.fee_exact = fee_exact = buyer.fee_exact + exact * buyer_bps
@@ -213,9 +202,8 @@ class Clearing:
             seller_fee,
             ts,
         )
-        if done is None or buyer_account == seller_account or base == quote:
+        if done is None:  # a self-trade, or a balance still to be made
             return self._settle_generic(
-                done,
                 market,
                 buyer_account,
                 seller_account,
@@ -229,19 +217,21 @@ class Clearing:
                 events,
             )
         booked, buyer_base, buyer_cash, seller_base, seller_cash = done
-        events.append(TradeSettled(ts, market.symbol, trade_id, ledger.last_chain_id, booked))
-        # Every balance the chain touched, as it is now.
-        events.append(BalanceChanged(ts, buyer_account, base, buyer_base.total, buyer_base.held))
-        events.append(BalanceChanged(ts, buyer_account, quote, buyer_cash.total, buyer_cash.held))
-        events.append(BalanceChanged(ts, seller_account, base, seller_base.total, seller_base.held))
-        events.append(
-            BalanceChanged(ts, seller_account, quote, seller_cash.total, seller_cash.held)
+        # The settlement, then every balance the chain touched as it is now: one extend
+        # instead of five appends.
+        events.extend(
+            (
+                TradeSettled(ts, market.symbol, trade_id, ledger.last_chain_id, booked),
+                BalanceChanged(ts, buyer_account, base, buyer_base.total, buyer_base.held),
+                BalanceChanged(ts, buyer_account, quote, buyer_cash.total, buyer_cash.held),
+                BalanceChanged(ts, seller_account, base, seller_base.total, seller_base.held),
+                BalanceChanged(ts, seller_account, quote, seller_cash.total, seller_cash.held),
+            )
         )
         return None
 
     def _settle_generic(
         self,
-        done: object,
         market: Market,
         buyer_account: int,
         seller_account: int,
@@ -254,30 +244,26 @@ class Clearing:
         ts: int,
         events: list[Event],
     ) -> None:
-        """The rare trade `settle` leaves to the generic path: a balance still to be made
-        (`done` is None: book the legs here), a self-trade or an asset traded for itself
-        (booked already: report each balance once)."""
+        """The rare trade `Ledger.settle_dvp` leaves to the generic path: a self-trade (stp
+        none: each balance reported once) or one with a balance still to be made (`settle`
+        makes it in leg order)."""
         spec = market.spec
         base = spec.base
         quote = spec.quote
         ledger = self.ledger
-        if done is None:
-            legs = _dvp_legs(
-                buyer_account,
-                seller_account,
-                base,
-                quote,
-                qty,
-                pay,
-                receive,
-                buyer_fee,
-                seller_fee,
-            )
-            spend = ((buyer_account, quote, pay + buyer_fee), (seller_account, base, qty))
-            booked = tuple(ledger.settle(legs, ts, spend))
-        else:
-            assert isinstance(done, tuple)
-            booked = done[0]
+        legs = _dvp_legs(
+            buyer_account,
+            seller_account,
+            base,
+            quote,
+            qty,
+            pay,
+            receive,
+            buyer_fee,
+            seller_fee,
+        )
+        spend = ((buyer_account, quote, pay + buyer_fee), (seller_account, base, qty))
+        booked = tuple(ledger.settle(legs, ts, spend))
         chain_id = ledger.last_chain_id
         events.append(TradeSettled(ts, market.symbol, trade_id, chain_id, booked))
         # Every balance the chain touched, as it is now (`ledger.balance` makes a missing one).
@@ -288,7 +274,7 @@ class Clearing:
             (seller_account, base),
             (seller_account, quote),
         )
-        if buyer_account == seller_account or base == quote:  # report each balance once
+        if buyer_account == seller_account:  # report each balance once
             touched = dict.fromkeys(touched)
         for key in touched:
             balance = balances.get(key) or ledger.balance(*key)

@@ -121,6 +121,9 @@ class Ledger:
         self.last_chain_id = 0
         self.last_withdrawal_id = 0
         self._undrained: list[Transfer] = []
+        # (rounding, fee income) balances per cash asset, for `settle_dvp`: derived from
+        # `balances`, so neither imaged nor hashed.
+        self._venue_cash: dict[str, tuple[Balance, Balance]] = {}
 
     def image(self) -> LedgerImage:
         return LedgerImage(
@@ -360,92 +363,91 @@ class Ledger:
         `settle` written out for a trade's fixed legs, the hot path of every trade: each
         balance is looked up once instead of per leg and per report. The legs, in order: the
         security seller to buyer, the cash both agree on (min of `pay` and `receive`) buyer to
-        seller, the rounding difference, the buyer's fee, the seller's fee; a self-trade (stp
-        none) moves nothing between the account and itself. The buyer's hold spends `pay`
-        and its fee, the seller's `qty`. Returns the booked transfers and the balances
-        (buyer base, buyer quote, seller base, seller quote) as they are now; or None, with
-        nothing changed, when one of the balances does not exist yet: `settle` then books
-        the chain and makes the missing balances in the order its legs meet them.
+        seller, the rounding difference, the buyer's fee, the seller's fee (`seller_fee` is
+        at most `receive`). The buyer's hold spends `pay` and its fee, the seller's `qty`.
+        Returns the booked transfers and the balances (buyer base, buyer quote, seller base,
+        seller quote) as they are now; or None, with nothing changed, for a self-trade (stp
+        none) or when a balance does not exist yet (the venue's rounding and fee balances
+        in `quote` included): `settle` then books the chain and makes the missing balances
+        in the order its legs meet them.
         """
         balances = self.balances
         buyer_base = balances.get((buyer, base))
         buyer_cash = balances.get((buyer, quote))
         seller_base = balances.get((seller, base))
         seller_cash = balances.get((seller, quote))
-        rounding = balances.get((ROUNDING, quote))
-        fees = balances.get((FEE_INCOME, quote))
+        venue = self._venue_cash.get(quote) or self._find_venue_cash(quote)
         if (
             buyer_base is None
             or buyer_cash is None
             or seller_base is None
             or seller_cash is None
-            or (rounding is None and pay != receive)
-            or (fees is None and (buyer_fee or seller_fee))
+            or venue is None
+            or buyer == seller
         ):
             return None
-        buyer_cash.held -= pay + buyer_fee
-        assert buyer_cash.held >= 0, f"account {buyer} spent more {quote} than it held"
+        # Each balance moves once by its net amount rather than once per leg: the buyer's cash
+        # pays the agreed cash, the rounding difference and its fee, which is what its hold
+        # spends; the seller's cash gets what it receives less its fee. Total and hold drop
+        # together, so what is available stays what it was and no balance can be overdrawn.
+        spent = pay + buyer_fee
+        buyer_cash.held -= spent
         seller_base.held -= qty
-        assert seller_base.held >= 0, f"account {seller} spent more {base} than it held"
+        assert buyer_cash.held >= 0 <= seller_base.held, "a trade spent more than its orders held"
+        assert 0 <= seller_fee <= receive, f"a seller's fee {seller_fee} beyond its {receive}"
+        buyer_cash.total -= spent
+        seller_base.total -= qty
+        buyer_base.total += qty
+        seller_cash.total += receive - seller_fee
+        rounding, fees = venue
         self.last_chain_id = chain_id = self.last_chain_id + 1
-        transfer_id = self.last_transfer_id
-        booked = []
-        if buyer != seller:
+        transfer_id = self.last_transfer_id + 1
+        booked = [Transfer(transfer_id, chain_id, seller, buyer, base, qty, DELIVERY, ts_us)]
+        direct = pay if pay < receive else receive
+        if direct:
             transfer_id += 1
-            seller_base.total -= qty
-            buyer_base.total += qty
             booked.append(
-                Transfer(transfer_id, chain_id, seller, buyer, base, qty, DELIVERY, ts_us)
+                Transfer(transfer_id, chain_id, buyer, seller, quote, direct, PAYMENT, ts_us)
             )
-            direct = pay if pay < receive else receive
-            if direct:
-                transfer_id += 1
-                buyer_cash.total -= direct
-                seller_cash.total += direct
-                booked.append(
-                    Transfer(transfer_id, chain_id, buyer, seller, quote, direct, PAYMENT, ts_us)
-                )
         if pay != receive:
             transfer_id += 1
-            assert rounding is not None
-            difference = pay - receive
-            if difference > 0:
-                buyer_cash.total -= difference
-                rounding.total += difference
+            rounding.total += pay - receive
+            if pay > receive:
                 leg = Transfer(
-                    transfer_id, chain_id, buyer, ROUNDING, quote, difference, ROUNDED, ts_us
+                    transfer_id, chain_id, buyer, ROUNDING, quote, pay - receive, ROUNDED, ts_us
                 )
             else:
-                rounding.total += difference
-                seller_cash.total -= difference
                 leg = Transfer(
-                    transfer_id, chain_id, ROUNDING, seller, quote, -difference, ROUNDED, ts_us
+                    transfer_id, chain_id, ROUNDING, seller, quote, receive - pay, ROUNDED, ts_us
                 )
             booked.append(leg)
-        if fees is not None:
-            if buyer_fee:
-                transfer_id += 1
-                buyer_cash.total -= buyer_fee
-                fees.total += buyer_fee
-                booked.append(
-                    Transfer(transfer_id, chain_id, buyer, FEE_INCOME, quote, buyer_fee, FEE, ts_us)
-                )
-            if seller_fee:
-                transfer_id += 1
-                seller_cash.total -= seller_fee
-                fees.total += seller_fee
-                booked.append(
-                    Transfer(
-                        transfer_id, chain_id, seller, FEE_INCOME, quote, seller_fee, FEE, ts_us
-                    )
-                )
-        assert buyer_cash.total >= buyer_cash.held, f"account {buyer} overdrew {quote}"
-        assert seller_base.total >= seller_base.held, f"account {seller} overdrew {base}"
-        assert seller_cash.total >= seller_cash.held, f"account {seller} overdrew {quote}"
+        if buyer_fee:
+            transfer_id += 1
+            booked.append(
+                Transfer(transfer_id, chain_id, buyer, FEE_INCOME, quote, buyer_fee, FEE, ts_us)
+            )
+        if seller_fee:
+            transfer_id += 1
+            booked.append(
+                Transfer(transfer_id, chain_id, seller, FEE_INCOME, quote, seller_fee, FEE, ts_us)
+            )
+        fees.total += buyer_fee + seller_fee
         self.last_transfer_id = transfer_id
         transfers = tuple(booked)
         self._undrained.extend(transfers)
         return transfers, buyer_base, buyer_cash, seller_base, seller_cash
+
+    def _find_venue_cash(self, quote: str) -> tuple[Balance, Balance] | None:
+        """The venue's rounding and fee balances in `quote`, remembered once both exist.
+
+        Balances are never removed or replaced, so the pair stays valid for good.
+        """
+        rounding = self.balances.get((ROUNDING, quote))
+        fees = self.balances.get((FEE_INCOME, quote))
+        if rounding is None or fees is None:
+            return None
+        pair = self._venue_cash[quote] = (rounding, fees)
+        return pair
 
     # ----------------------------------------------------------------- supply
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bench import workloads
+from bench import engine_bench, workloads
 from cli.main import main
 
 OPS = 2_000
@@ -103,6 +103,7 @@ def test_all_prints_a_table_and_writes_results(
     out = capsys.readouterr().out
     for name in workloads.WORKLOADS:
         assert name in out
+        assert f"{name}: venue path (holds + DvP) / plain = " in out
     files = list(tmp_path.glob("engine-*.json"))
     assert len(files) == 1
     report = json.loads(files[0].read_text())
@@ -113,3 +114,16 @@ def test_all_prints_a_table_and_writes_results(
     assert paths == sorted((w, ledger) for w in workloads.WORKLOADS for ledger in (False, True))
     for result in report["results"]:
         _check_consistent(result, result["workload"], OPS)
+
+
+def test_venue_path_ratio_is_ledger_over_plain_per_workload() -> None:
+    results = [
+        {"workload": "cross", "ledger": False, "ops_per_sec": 200},
+        {"workload": "cross", "ledger": True, "ops_per_sec": 100},
+        {"workload": "mixed", "ledger": True, "ops_per_sec": 90},
+        {"workload": "mixed", "ledger": False, "ops_per_sec": 100},
+    ]
+    assert engine_bench.venue_path_ratios(results).splitlines() == [
+        "cross: venue path (holds + DvP) / plain = 0.500 (below the goal of 0.67)",
+        "mixed: venue path (holds + DvP) / plain = 0.900 (meets the goal of 0.67)",
+    ]

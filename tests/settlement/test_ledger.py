@@ -210,3 +210,28 @@ def test_a_refused_hold_creates_nothing(ledger: Ledger) -> None:
     assert not ledger.hold(1, "AAPLx", 1)  # account 1 has no AAPLx at all
     assert reason(ledger.request_withdrawal(1, "AAPLx", 1)) == "INSUFFICIENT_BALANCE"
     assert msgspec.msgpack.encode(ledger.image()) == before
+
+
+def test_settle_dvp_leaves_a_self_trade_to_settle(ledger: Ledger) -> None:
+    """A self-trade moves nothing between the account and itself: `settle` books its legs."""
+    twin = _traded_twin(ledger)
+    assert twin.hold(1, "USD", 101) and twin.hold(1, "AAPLx", 7)
+    before = msgspec.msgpack.encode(twin.image())
+    assert twin.settle_dvp(1, 1, "AAPLx", "USD", 7, 100, 99, 1, 0, 10) is None
+    assert msgspec.msgpack.encode(twin.image()) == before
+
+
+def test_settle_dvp_waits_for_the_venues_fee_and_rounding_balances(ledger: Ledger) -> None:
+    """Until the venue holds both its rounding and its fee balance in the cash asset, a
+    trade goes to `settle`, which makes them in leg order; then `settle_dvp` takes over."""
+    twin = Ledger.from_image(ledger.image())
+    assert not isinstance(twin.book([(1, 2, "USD", 1_000, K.PAYMENT)], 2), Refused)
+    assert not isinstance(twin.book([(2, 1, "AAPLx", 10, K.DELIVERY)], 2), Refused)
+    assert twin.hold(1, "USD", 100) and twin.hold(2, "AAPLx", 14)
+    before = msgspec.msgpack.encode(twin.image())
+    assert twin.settle_dvp(1, 2, "AAPLx", "USD", 7, 50, 50, 0, 0, 10) is None
+    assert msgspec.msgpack.encode(twin.image()) == before
+    assert not isinstance(twin.book([(1, FEE_INCOME, "USD", 1, K.FEE)], 2), Refused)
+    assert not isinstance(twin.book([(1, ROUNDING, "USD", 1, K.ROUNDING)], 2), Refused)
+    assert twin.settle_dvp(1, 2, "AAPLx", "USD", 7, 50, 49, 0, 0, 10) is not None
+    twin.check_invariants()
