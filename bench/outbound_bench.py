@@ -56,7 +56,10 @@ class Replay:
         self.reporter = ExecReporter(specs={spec.symbol: spec}, asset_scales=scales)
         self.history = OrderHistory()
         self.streams: dict[int, PrivateStream] = {}
-        self.payloads: list[tuple[int, int, bytes]] = []  # the last replay's pushes
+        # the last replay's pushes (account, seq, bytes), kept only if asked (the tests): the
+        # server keeps a bounded history, not every push
+        self.keep_payloads = False
+        self.payloads: list[tuple[int, int, bytes]] = []
         if workload == "requote":
             requoter = Requoter(seed)
             venue = requoter.venue
@@ -82,16 +85,17 @@ class Replay:
         """As `PrivateStreams.assign` then `publish` (to one subscriber) do per command."""
         reporter, history, streams = self.reporter, self.history, self.streams
         text_frame = frames.text_frame
-        payloads: list[tuple[int, int, bytes]] = []
+        kept = self.payloads
         for command, events, quote_set in self.batches:
             reports = reporter.reports(events, command=command, quote_set=quote_set)
             history.record(reports)
-            start = len(payloads)
+            payloads: list[tuple[int, int, bytes]] = []
             sequence(reports, streams, EPOCH, payloads)
-            for _, _, payload in payloads[start:]:
+            for _, _, payload in payloads:
                 text_frame(payload)
             self.pushes += len(reports)
-        self.payloads = payloads
+            if self.keep_payloads:
+                kept += payloads
 
     def public(self) -> None:
         for command, events, _ in self.batches:

@@ -23,7 +23,7 @@ from engine.enums import CancelReason
 from engine.units import format_units
 from gateway import frames, limits, wire
 from gateway.order_history import OrderHistory
-from gateway.reports import ExecReporter, Push, Sequenced, anonymized
+from gateway.reports import ExecReporter, Push, anonymized
 from gateway.sessions import Session, Sessions
 
 DEAD_MAN_FILE = "dead_man.json"  # armed dead-man's switches: account -> deadline (µs)
@@ -242,15 +242,18 @@ def sequence(
     epoch: int,
     out: list[tuple[int, int, bytes]],
 ) -> None:
-    """Each push gets its account stream's next seq and is encoded: (account, seq, bytes)
-    appended to `out`, in order."""
+    """Each push gets its account stream's next seq and the epoch, and is encoded:
+    (account, seq, bytes) appended to `out`, in order."""
+    encode = wire.encode
+    append = out.append
     for account, push in reports:
         stream = streams.get(account)
         if stream is None:  # not setdefault: that would build a stream for every push
             stream = streams[account] = PrivateStream()
         seq = stream.assigned = stream.assigned + 1
-        message = Sequenced(push.ch, seq, epoch, push.type, push.ts, push.data)
-        out.append((account, seq, wire.encode(message)))
+        push.seq = seq
+        push.epoch = epoch
+        append((account, seq, encode(push)))
 
 
 # ----------------------------------------------------------------- views

@@ -10,6 +10,7 @@ from engine.commands import AmendOrder
 @pytest.mark.parametrize("workload", WORKLOADS)
 def test_a_small_replay_builds_private_and_public_messages(workload: str) -> None:
     replay = Replay(ops=200, seed=3, workload=workload)
+    replay.keep_payloads = True
     replay.private()
     replay.public()
     assert replay.pushes == len(replay.payloads) > 100
@@ -17,6 +18,7 @@ def test_a_small_replay_builds_private_and_public_messages(workload: str) -> Non
 
 def test_a_sequenced_push_encodes_in_the_documented_key_order() -> None:
     replay = Replay(ops=50, seed=3)
+    replay.keep_payloads = True
     replay.private()
     account, seq, body = replay.payloads[0]
     assert list(msgspec.json.decode(body)) == ["ch", "seq", "epoch", "type", "ts", "data"]
@@ -31,6 +33,7 @@ def test_requote_is_the_e2e_makers_amends_with_a_taker_in_ten() -> None:
     assert {
         quote_set for command, _, quote_set in replay.batches if type(command) is AmendOrder
     } == {f"bench-{maker}-{level}" for maker in (1, 2) for level in range(5)}
+    replay.keep_payloads = True
     replay.private()
     pushes = [msgspec.json.decode(body) for _, _, body in replay.payloads]
     exec_types = [p["data"]["exec_type"] for p in pushes if p["type"] == "exec"]

@@ -87,8 +87,12 @@ class Desk:
 
 
 def plain(reports: list[tuple[int, reports.Push]]) -> list[tuple[int, Push]]:
-    """The reports as plain JSON values: what a client decodes from the wire."""
-    return [(account, msgspec.to_builtins(push)) for account, push in reports]
+    """The reports as plain JSON values: what a client decodes from the wire, less the
+    `seq` and `epoch` the server sets (still 0 here)."""
+    plain = [(account, msgspec.to_builtins(push)) for account, push in reports]
+    for _, push in plain:
+        assert push.pop("seq") == push.pop("epoch") == 0
+    return plain
 
 
 def execs(pushes: list[tuple[int, Push]]) -> list[tuple[int, dict[str, Any]]]:
