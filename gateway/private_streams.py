@@ -86,7 +86,8 @@ class PrivateStreams:
         order, so an account snapshot taken now is exact."""
         events = executed.events
         reports = self.reporter.reports(events, command=executed.command, quote_set=quote_set)
-        self.order_history.record(reports)  # on replay too: so the history is rebuilt
+        # on replay too, so the history is rebuilt; only the reports that open or close orders
+        self.order_history.record(self.reporter.order_reports)
         if reports:
             sequence(reports, self.streams, self.bus.epoch_of(executed.seq), executed.pushes)
 

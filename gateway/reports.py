@@ -229,6 +229,9 @@ class ExecReporter:
         self._command: Command | None = None
         self._quote_set: str | None = None
         self._trades: dict[tuple[str, int], tuple[int, int]] = {}
+        # The exec pushes of the last `reports` call that accept or close an order: all that
+        # `OrderHistory.record` learns from, without walking the balances and settlements.
+        self.order_reports: list[tuple[int, Push]] = []
 
     def adopt(self, order: Order, quote_set: str | None = None) -> None:
         """Track an order that is already open (a venue restored from a snapshot)."""
@@ -247,6 +250,7 @@ class ExecReporter:
         tags the order these events accept (a `quote.mass` place).
         """
         out: list[tuple[int, Push]] = []
+        self.order_reports = []
         self._command = command
         self._quote_set = quote_set
         handlers = self._handlers
@@ -283,13 +287,32 @@ class ExecReporter:
 
     def _on_accepted(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
         tracked = self.orders[event.order_id] = _Tracked(event, self._quote_set)
-        out.append(self._exec(event.ts_us, tracked, "new"))
+        report = (
+            tracked.account,
+            Push(CHANNEL, 0, 0, "exec", event.ts_us, self._report(tracked, "new")),
+        )
+        out.append(report)
+        self.order_reports.append(report)
 
     def _on_closed(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
-        out.append(self._closed(event))
+        report = self._closed(event)
+        out.append(report)
+        self.order_reports.append(report)
 
     def _on_amended(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
-        out.append(self._amended(event))
+        tracked = self.orders.get(event.order_id) or self._tracked(event.order_id, "OrderAmended")
+        tracked.price = event.price
+        tracked.qty = event.qty
+        tracked.leaves_qty = event.leaves_qty
+        tracked.cum_qty = event.cum_qty
+        status = tracked.status = event.status
+        tracked.cl_ord_id = event.cl_ord_id
+        data = self._report(tracked, "amended")
+        report = tracked.account, Push(CHANNEL, 0, 0, "exec", event.ts_us, data)
+        out.append(report)
+        if status in CLOSED:
+            del self.orders[tracked.order_id]
+            self.order_reports.append(report)
 
     def _on_rejected(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
         if event.command in ORDER_COMMANDS and event.account > 0:
@@ -373,9 +396,11 @@ class ExecReporter:
                 tracked.quote_set,
                 None,
             )
-            out.append((tracked.account, Push(CHANNEL, 0, 0, "exec", trade.ts_us, data)))
+            report = tracked.account, Push(CHANNEL, 0, 0, "exec", trade.ts_us, data)
+            out.append(report)
             if status in CLOSED:
                 del orders[order_id]
+                self.order_reports.append(report)
 
     def _closed(self, event: OrderCanceled | OrderExpired | SelfTradePrevented) -> tuple[int, Push]:
         tracked = self._tracked(event.order_id, type(event).__name__)
@@ -388,21 +413,10 @@ class ExecReporter:
             account, push = tracked.account, Push(CHANNEL, 0, 0, "exec", event.ts_us, data)
         else:
             exec_type = "canceled" if isinstance(event, OrderCanceled) else "expired"
-            account, push = self._exec(event.ts_us, tracked, exec_type, event.reason.value)
+            data = self._report(tracked, exec_type, event.reason.value)
+            account, push = tracked.account, Push(CHANNEL, 0, 0, "exec", event.ts_us, data)
         del self.orders[event.order_id]
         return account, push
-
-    def _amended(self, event: OrderAmended) -> tuple[int, Push]:
-        tracked = self._tracked(event.order_id, "OrderAmended")
-        tracked.price = event.price
-        tracked.qty = event.qty
-        tracked.leaves_qty = event.leaves_qty
-        tracked.cum_qty = event.cum_qty
-        tracked.status = event.status
-        tracked.cl_ord_id = event.cl_ord_id
-        report = self._exec(event.ts_us, tracked, "amended")
-        self._forget_if_closed(tracked)
-        return report
 
     def _rejected(
         self, event: CommandRejected, command: Command | None, quote_set: str | None
@@ -412,7 +426,8 @@ class ExecReporter:
         place_refused = event.command == "place_order"
         tracked = None if place_refused else self.orders.get(event.order_id)
         if tracked is not None and tracked.account == event.account:
-            return self._exec(event.ts_us, tracked, "rejected", reason)
+            data = self._report(tracked, "rejected", reason)
+            return tracked.account, Push(CHANNEL, 0, 0, "exec", event.ts_us, data)
         place = command if place_refused and isinstance(command, PlaceOrder) else None
         spec = self.specs.get(event.symbol or "")
         data = ExecReport(
@@ -443,13 +458,6 @@ class ExecReporter:
         )
         return event.account, Push(CHANNEL, 0, 0, "exec", event.ts_us, data)
 
-    def _exec(
-        self, ts_us: int, order: _Tracked, exec_type: str, reason: str | None = None
-    ) -> tuple[int, Push]:
-        return order.account, Push(
-            CHANNEL, 0, 0, "exec", ts_us, self._report(order, exec_type, reason)
-        )
-
     def _report(self, order: _Tracked, exec_type: str, reason: str | None = None) -> ExecReport:
         """The order's report without a trade's fields (`_trade` sets those)."""
         formats = self.formats.get(order.symbol) or self._formats(order.symbol)
@@ -472,7 +480,7 @@ class ExecReporter:
             formats.quote[order.quote_qty] if order.quote_qty else None,
             qty[order.leaves_qty],
             qty[order.cum_qty],
-            formats.avg_px[_avg_px_units(order.value, order.cum_qty)],
+            formats.avg_px[_avg_px_units(order.value, order.cum_qty) if order.cum_qty else 0],
             None,  # last_px .. fee_asset: a trade's, set by `_trade`
             None,
             None,
@@ -564,10 +572,6 @@ class ExecReporter:
         tracked = self.orders.get(order_id)
         assert tracked is not None, f"{what} of order {order_id}, which was never seen open"
         return tracked
-
-    def _forget_if_closed(self, tracked: _Tracked) -> None:
-        if tracked.status in CLOSED:
-            del self.orders[tracked.order_id]
 
     def _next_exec_id(self) -> int:
         self.last_exec_id += 1
