@@ -88,7 +88,8 @@ class Replay:
         kept = self.payloads
         for command, events, quote_set in self.batches:
             reports = reporter.reports(events, command=command, quote_set=quote_set)
-            history.record(reporter.order_reports)
+            if reporter.order_reports:
+                history.record(reporter.order_reports)
             payloads: list[tuple[int, int, bytes]] = []
             sequence(reports, streams, EPOCH, payloads)
             for _, _, payload in payloads:

@@ -27,6 +27,9 @@ from gateway.reports import ExecReporter, Push, anonymized
 from gateway.sessions import Session, Sessions
 
 DEAD_MAN_FILE = "dead_man.json"  # armed dead-man's switches: account -> deadline (µs)
+# `wire.encode`'s encoder settings (msgspec's defaults), called without its wrapper: a Python
+# call saved per push (tests/gateway/test_private_wire.py pins the bytes)
+_encode = msgspec.json.Encoder().encode
 
 
 @dataclass(eq=False)
@@ -87,7 +90,8 @@ class PrivateStreams:
         events = executed.events
         reports = self.reporter.reports(events, command=executed.command, quote_set=quote_set)
         # on replay too, so the history is rebuilt; only the reports that open or close orders
-        self.order_history.record(self.reporter.order_reports)
+        if self.reporter.order_reports:  # most amends do neither: no call
+            self.order_history.record(self.reporter.order_reports)
         if reports:
             sequence(reports, self.streams, self.bus.epoch_of(executed.seq), executed.pushes)
 
@@ -245,7 +249,7 @@ def sequence(
 ) -> None:
     """Each push gets its account stream's next seq and the epoch, and is encoded:
     (account, seq, bytes) appended to `out`, in order."""
-    encode = wire.encode
+    encode = _encode
     append = out.append
     for account, push in reports:
         stream = streams.get(account)

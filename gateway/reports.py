@@ -634,7 +634,6 @@ def _fees(
     """(maker fee, taker fee) of one trade in quote units, from its settlement's fee legs."""
     if settled is None:
         return 0, 0
-    fee_legs = [leg for leg in settled.transfers if leg.kind is TransferKind.FEE]
     taker_buys = trade.taker_side is Side.BUY
     buyer, seller = (
         (trade.taker_account, trade.maker_account)
@@ -642,9 +641,17 @@ def _fees(
         else (trade.maker_account, trade.taker_account)
     )
     if buyer != seller:
-        buyer_fee = sum(leg.amount for leg in fee_legs if leg.debit_account == buyer)
-        seller_fee = sum(leg.amount for leg in fee_legs if leg.debit_account == seller)
-    elif len(fee_legs) == 2:  # a self-trade: the buyer's fee leg comes first
+        # one pass, no list or generator per trade: each fee leg is its payer's
+        buyer_fee = seller_fee = 0
+        for leg in settled.transfers:
+            if leg.kind is TransferKind.FEE:
+                if leg.debit_account == buyer:
+                    buyer_fee += leg.amount
+                elif leg.debit_account == seller:
+                    seller_fee += leg.amount
+        return (seller_fee, buyer_fee) if taker_buys else (buyer_fee, seller_fee)
+    fee_legs = [leg for leg in settled.transfers if leg.kind is TransferKind.FEE]
+    if len(fee_legs) == 2:  # a self-trade: the buyer's fee leg comes first
         buyer_fee, seller_fee = fee_legs[0].amount, fee_legs[1].amount
     else:
         # One leg of a self-trade: the buyer's unless the buyer's rate is zero. (Ambiguous
