@@ -5,9 +5,11 @@ fields (learned from `OrderAccepted`, updated by `OrderAmended`) and its running
 value for `avg_px`, plus the venue-wide `exec_id` counter. Leaves `seq` and `epoch` to the
 server. Every number is a decimal string at a fixed scale per instrument or asset, so equal
 values are equal strings (`gateway.decimals`); `avg_px` has `AVG_PX_EXTRA_DECIMALS` more
-than the price. Pushes are structs in PROTOCOL's envelope, `{"ch": "account", "type", "ts",
-"data"}` (`Push`; the server adds `seq` and `epoch`: `Sequenced`); `data.type` is the order
-type. No push names another participant's account: a settlement shows its
+than the price. Pushes are structs in PROTOCOL's envelope, `{"ch": "account", "seq",
+"epoch", "type", "ts", "data"}` (`Push`, made with `seq` and `epoch` 0: the server sets them
+as it sequences each push, `private_streams.sequence`); `data.type` is the order type. The
+exec pushes that open or close an order are also listed apart (`order_reports`, what the
+order history learns from). No push names another participant's account: a settlement shows its
 recipient only its own legs, the counterparty as `null`. Memory: an order is forgotten the
 moment it closes, so what is kept is bounded by the venue's open orders
 (`VenueConfig.open_orders_per_account_max` each).
