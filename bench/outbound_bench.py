@@ -1,12 +1,16 @@
 """The outbound benchmark: `python -m bench.outbound_bench` — private pushes and market data
 built in-process from a replay of engine events, without sockets.
 
-Owns a replay of the `cross` workload on a venue with a ledger (every other command trades:
-exec reports for both sides, balances, settlements), timed in two parts: the private stream
-(`ExecReporter.reports`, order history, the sequenced envelope encoded and framed as the
-server does) and the public one (`MarketData.on_events` and a flush per command, depth-10
-book, trades, bbo and ticker followed). Reports process CPU µs per command, the figure that
-the noisy shared machine disturbs least; `--profile` prints cProfile's top entries instead.
+Owns a replay of one workload (`--workload`) on a venue with a ledger, timed in two parts:
+the private stream (`ExecReporter.reports`, order history, each push sequenced, encoded and
+framed as the server does) and the public one (`MarketData.on_events` and a flush per
+command, depth-10 book, trades, bbo and ticker followed). Workloads: `cross` (every other
+command trades: exec reports for both sides, balances, settlements), `mixed` (82% price
+amends of random resting orders over 1,000 accounts) and `requote` (the e2e makers: two
+accounts moving a 5-level ladder of `quote.mass` quotes one tick out and back, each amend an
+`OrderAmended` and its hold's `BalanceChanged`; one command in ten a taker's ioc). Reports
+process CPU µs per command, the figure that the noisy shared machine disturbs least;
+`--profile` prints cProfile's top entries instead.
 """
 
 import argparse
@@ -17,33 +21,59 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import workloads
-from engine.commands import Command
-from engine.events import Event
-from gateway import frames, wire
+from engine.commands import AmendOrder, Command, ListInstrument, PlaceOrder
+from engine.enums import SelfTradePrevention, Side, TimeInForce
+from engine.events import CommandRejected, Event, OrderAccepted
+from engine.venue import Venue
+from gateway import frames
 from gateway.market_data import Channel, MarketData, Stream
 from gateway.order_history import OrderHistory
-from gateway.reports import ExecReporter, Sequenced
+from gateway.private_streams import PrivateStream, sequence
+from gateway.reports import ExecReporter
+from settlement.ledger import Ledger
 
 EPOCH = 1
 PROFILE_ENTRIES = 25  # enough to see where the time goes, short enough to read
+WORKLOADS = ("cross", "mixed", "requote")
+
+# `requote`: the shape of `venue bench e2e`'s makers and takers (bench.e2e_clients)
+REQUOTE_MAKERS = (1, 2)
+REQUOTE_TAKERS = (3, 4)
+REQUOTE_LEVELS = 5  # quote sets per maker, one ladder level each
+REQUOTE_QTY = 500_000  # 0.5 share at qty_decimals 6, each side of each level
+REQUOTE_TAKER_EVERY = 10  # one command in ten is a taker's ioc
+REQUOTE_TAKER_QTY = REQUOTE_QTY // 2  # a taker takes half of the best quote
+
+Batch = tuple[Command, list[Event], str | None]  # a command, its events, its quote set
 
 
 class Replay:
     """One workload's commands executed once; their events replayed through the outbound path."""
 
-    def __init__(self, ops: int, seed: int) -> None:
-        workload = workloads.build("cross", ops, seed)
-        venue = workload.fresh_venue(ledger=True)
+    def __init__(self, ops: int, seed: int, workload: str = "cross") -> None:
         spec = workloads.SPEC
-        self.market_data = MarketData.from_venue(venue, EPOCH)
         scales = {spec.quote: spec.quote_decimals, spec.base: spec.qty_decimals}
         self.reporter = ExecReporter(specs={spec.symbol: spec}, asset_scales=scales)
-        for order in venue.book(spec.symbol).iter_orders():
-            self.reporter.adopt(order)
         self.history = OrderHistory()
-        self.batches: list[tuple[Command, list[Event]]] = [
-            (command, venue.execute(command)) for command in workload.commands
-        ]
+        self.streams: dict[int, PrivateStream] = {}
+        # the last replay's pushes (account, seq, bytes), kept only if asked (the tests): the
+        # server keeps a bounded history, not every push
+        self.keep_payloads = False
+        self.payloads: list[tuple[int, int, bytes]] = []
+        if workload == "requote":
+            requoter = Requoter(seed)
+            venue = requoter.venue
+        else:
+            built = workloads.build(workload, ops, seed)
+            venue = built.fresh_venue(ledger=True)
+        self.market_data = MarketData.from_venue(venue, EPOCH)
+        for order in venue.book(spec.symbol).iter_orders():
+            quote_set = requoter.quote_sets.get(order.order_id) if workload == "requote" else None
+            self.reporter.adopt(order, quote_set)
+        if workload == "requote":
+            self.batches: list[Batch] = requoter.run(ops)
+        else:
+            self.batches = [(command, venue.execute(command), None) for command in built.commands]
         channels = (Channel.TRADES, Channel.BBO, Channel.TICKER)
         self.wanted = {Stream(Channel.BOOK, spec.symbol, 10)}
         self.wanted |= {Stream(channel, spec.symbol) for channel in channels}
@@ -52,31 +82,130 @@ class Replay:
         self.pushes = 0
 
     def private(self) -> None:
-        seqs: dict[int, int] = {}
-        for command, events in self.batches:
-            reports = self.reporter.reports(events, command=command)
-            self.history.record(reports)
-            for account, push in reports:
-                seq = seqs[account] = seqs.get(account, 0) + 1
-                message = Sequenced(push.ch, seq, EPOCH, push.type, push.ts, push.data)
-                frames.text_frame(wire.encode(message))
+        """As `PrivateStreams.assign` then `publish` (to one subscriber) do per command."""
+        reporter, history, streams = self.reporter, self.history, self.streams
+        text_frame = frames.text_frame
+        kept = self.payloads
+        for command, events, quote_set in self.batches:
+            reports = reporter.reports(events, command=command, quote_set=quote_set)
+            if reporter.order_reports:
+                history.record(reporter.order_reports)
+            payloads: list[tuple[int, int, bytes]] = []
+            sequence(reports, streams, EPOCH, payloads)
+            for _, _, payload in payloads:
+                text_frame(payload)
             self.pushes += len(reports)
+            if self.keep_payloads:
+                kept += payloads
 
     def public(self) -> None:
-        for command, events in self.batches:
+        for command, events, _ in self.batches:
             self.market_data.on_events(events)
             for message in self.market_data.flush(command.ts_us, self.wanted):
                 frames.text_frame(message.payload)
+
+
+class Requoter:
+    """Writes the `requote` workload while executing it on a venue with a ledger."""
+
+    def __init__(self, seed: int) -> None:
+        del seed  # the ladder is deterministic; the seed is taken for the common interface
+        self.venue = Venue(ledger=Ledger())
+        self.ts_us = workloads.TS_START_US
+        for command in [*workloads.ledger_setup(), ListInstrument(ts_us=self.ts_us, spec=SPEC)]:
+            self._execute(command)
+        # (maker, level, side) -> the live quote's order id; order id -> its quote set
+        self.quotes: dict[tuple[int, int, Side], int] = {}
+        self.quote_sets: dict[int, str] = {}
+        for maker in REQUOTE_MAKERS:
+            for level in range(REQUOTE_LEVELS):
+                for side in (Side.BUY, Side.SELL):
+                    self._execute(self._requote(maker, level, side, 0), (maker, level, side))
+
+    def run(self, ops: int) -> list[Batch]:
+        """`ops` timed commands and their events: makers' requotes, every tenth a taker's."""
+        batches: list[Batch] = []
+        for index in range(ops):
+            if index % REQUOTE_TAKER_EVERY == REQUOTE_TAKER_EVERY - 1:
+                command, quote_set, slot = self._take(index), None, None
+            else:
+                # quote.mass k: the bid, then the ask of maker k % 2's level k // 2 % 5
+                requote = index - index // REQUOTE_TAKER_EVERY
+                maker = REQUOTE_MAKERS[requote // 2 % len(REQUOTE_MAKERS)]
+                level = requote // (2 * len(REQUOTE_MAKERS)) % REQUOTE_LEVELS
+                turn = 1 + requote // (2 * len(REQUOTE_MAKERS) * REQUOTE_LEVELS)  # 0: the setup
+                side = Side.BUY if requote % 2 == 0 else Side.SELL
+                slot = (maker, level, side)
+                command, quote_set = self._requote(*slot, turn), _quote_set(maker, level)
+            batches.append((command, self._execute(command, slot), quote_set))
+        return batches
+
+    def _requote(self, maker: int, level: int, side: Side, turn: int) -> Command:
+        """As `gateway.placed_orders` makes it: amend the live quote, or place a new one."""
+        offset = 1 + level + turn % 2  # one tick out and back on alternate turns
+        price = CENTER - offset if side is Side.BUY else CENTER + offset
+        order = self.venue.orders.get(self.quotes.get((maker, level, side), 0))
+        if order is None:
+            return PlaceOrder(
+                ts_us=self._next_ts(),
+                account=maker,
+                symbol=SPEC.symbol,
+                side=side,
+                price=price,
+                qty=REQUOTE_QTY,
+                post_only=True,
+                stp=SelfTradePrevention.EXPIRE_MAKER,
+            )
+        qty = order.cum_qty + REQUOTE_QTY  # quotes are sizes on display
+        return AmendOrder(
+            ts_us=self._next_ts(), account=maker, order_id=order.order_id, price=price, qty=qty
+        )
+
+    def _take(self, index: int) -> Command:
+        side = Side.BUY if index // REQUOTE_TAKER_EVERY % 2 else Side.SELL
+        through = REQUOTE_LEVELS + 2  # a limit past every level: the best quote fills it
+        return PlaceOrder(
+            ts_us=self._next_ts(),
+            account=REQUOTE_TAKERS[index // REQUOTE_TAKER_EVERY % len(REQUOTE_TAKERS)],
+            symbol=SPEC.symbol,
+            side=side,
+            tif=TimeInForce.IOC,
+            price=CENTER + through if side is Side.BUY else CENTER - through,
+            qty=REQUOTE_TAKER_QTY,
+        )
+
+    def _execute(self, command: Command, slot: tuple[int, int, Side] | None = None) -> list[Event]:
+        """Execute `command`; a quote it places becomes the live one of `slot`."""
+        events = self.venue.execute(command)
+        assert not any(type(event) is CommandRejected for event in events), events
+        if slot is not None and isinstance(command, PlaceOrder):
+            order_id = next(event.order_id for event in events if type(event) is OrderAccepted)
+            self.quotes[slot] = order_id
+            self.quote_sets[order_id] = _quote_set(*slot[:2])
+        return events
+
+    def _next_ts(self) -> int:
+        self.ts_us += 1
+        return self.ts_us
+
+
+SPEC = workloads.SPEC
+CENTER = workloads.CENTER_PRICE
+
+
+def _quote_set(maker: int, level: int) -> str:
+    return f"bench-{maker}-{level}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=20_000, help="commands replayed")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--workload", choices=WORKLOADS, default="cross")
     parser.add_argument("--profile", action="store_true", help="cProfile instead of timing")
     args = parser.parse_args()
-    replay = Replay(args.ops, args.seed)
-    result: dict[str, Any] = {"commands": len(replay.batches)}
+    replay = Replay(args.ops, args.seed, args.workload)
+    result: dict[str, Any] = {"workload": args.workload, "commands": len(replay.batches)}
     for name, part in (("private", replay.private), ("public", replay.public)):
         result[f"{name}_us_per_command"] = round(_cpu_us(part, args.profile) / args.ops, 2)
     result["pushes_per_command"] = round(replay.pushes / args.ops, 2)

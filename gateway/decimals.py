@@ -20,16 +20,23 @@ class DecimalStrings(dict[int, str]):
     """units -> `format_units(units, scale)`; index it (`strings[units]`): a hit is one
     C-level dict lookup, a miss formats and remembers."""
 
-    __slots__ = ("scale",)
+    __slots__ = ("power", "scale")
 
     def __init__(self, scale: int) -> None:
         super().__init__()
         self.scale = scale
+        self.power = 10**scale
 
     def __missing__(self, units: int) -> str:
         if len(self) >= STRINGS_PER_SCALE_MAX:
             self.clear()
-        text = self[units] = format_units(units, self.scale)
+        if units >= 0 and self.scale:
+            # `format_units` inlined: misses are frequent for balances (a call saved each)
+            whole, fraction = divmod(units, self.power)
+            text = f"{whole}.{str(fraction).zfill(self.scale)}"
+        else:
+            text = format_units(units, self.scale)
+        self[units] = text
         return text
 
 

@@ -94,6 +94,8 @@ class OrderHistory:
                 self.accepted_ts[order_id] = push.ts
             elif data.status in CLOSED:
                 self._close(account, order_id, data, push.ts)
+                if len(self.closing) > self.total_capacity:  # a call saved per close
+                    self._trim_total()
 
     def _close(self, account: int, order_id: int, data: ExecReport, ts_us: int) -> None:
         assert data.symbol is not None and data.side is not None, "a report of an open order"
@@ -118,12 +120,11 @@ class OrderHistory:
             ts_us,
         )
         self._keep(account, record)
-        self._trim_total()
 
     def _keep(self, account: int, record: OrderRecord) -> None:
         """Remember `record` as the account's newest closed order; forget the account's
         oldest past the per-account bound."""
-        history = self._account(account)
+        history = self.accounts.get(account) or self._account(account)
         order_id = record.order_id
         if history.closed.pop(order_id, None) is None:
             history.ids.add(order_id)

@@ -23,10 +23,13 @@ from engine.enums import CancelReason
 from engine.units import format_units
 from gateway import frames, limits, wire
 from gateway.order_history import OrderHistory
-from gateway.reports import ExecReporter, Sequenced, anonymized
+from gateway.reports import ExecReporter, Push, anonymized
 from gateway.sessions import Session, Sessions
 
 DEAD_MAN_FILE = "dead_man.json"  # armed dead-man's switches: account -> deadline (µs)
+# `wire.encode`'s encoder settings (msgspec's defaults), called without its wrapper: a Python
+# call saved per push (tests/gateway/test_private_wire.py pins the bytes)
+_encode = msgspec.json.Encoder().encode
 
 
 @dataclass(eq=False)
@@ -86,17 +89,11 @@ class PrivateStreams:
         order, so an account snapshot taken now is exact."""
         events = executed.events
         reports = self.reporter.reports(events, command=executed.command, quote_set=quote_set)
-        self.order_history.record(reports)  # on replay too: so the history is rebuilt
-        private = self.streams
-        pushes = executed.pushes
-        epoch = self.bus.epoch_of(executed.seq) if reports else 0
-        for account, push in reports:
-            stream = private.get(account)
-            if stream is None:  # not setdefault: that would build a stream for every push
-                stream = private[account] = PrivateStream()
-            seq = stream.assigned = stream.assigned + 1
-            message = Sequenced(push.ch, seq, epoch, push.type, push.ts, push.data)
-            pushes.append((account, seq, wire.encode(message)))
+        # on replay too, so the history is rebuilt; only the reports that open or close orders
+        if self.reporter.order_reports:  # most amends do neither: no call
+            self.order_history.record(self.reporter.order_reports)
+        if reports:
+            sequence(reports, self.streams, self.bus.epoch_of(executed.seq), executed.pushes)
 
     def publish(self, executed: Executed) -> None:
         """The command is durable: its private events join the history and go out."""
@@ -242,6 +239,26 @@ class PrivateStreams:
     async def _save_dead_man_after_drain(self) -> None:
         await self.bus.drain()
         save_json(self.data_dir / DEAD_MAN_FILE, self.dead_man_deadlines)
+
+
+def sequence(
+    reports: list[tuple[int, Push]],
+    streams: dict[int, PrivateStream],
+    epoch: int,
+    out: list[tuple[int, int, bytes]],
+) -> None:
+    """Each push gets its account stream's next seq and the epoch, and is encoded:
+    (account, seq, bytes) appended to `out`, in order."""
+    encode = _encode
+    append = out.append
+    for account, push in reports:
+        stream = streams.get(account)
+        if stream is None:  # not setdefault: that would build a stream for every push
+            stream = streams[account] = PrivateStream()
+        seq = stream.assigned = stream.assigned + 1
+        push.seq = seq
+        push.epoch = epoch
+        append((account, seq, encode(push)))
 
 
 # ----------------------------------------------------------------- views

@@ -5,15 +5,18 @@ fields (learned from `OrderAccepted`, updated by `OrderAmended`) and its running
 value for `avg_px`, plus the venue-wide `exec_id` counter. Leaves `seq` and `epoch` to the
 server. Every number is a decimal string at a fixed scale per instrument or asset, so equal
 values are equal strings (`gateway.decimals`); `avg_px` has `AVG_PX_EXTRA_DECIMALS` more
-than the price. Pushes are structs in PROTOCOL's envelope, `{"ch": "account", "type", "ts",
-"data"}` (`Push`; the server adds `seq` and `epoch`: `Sequenced`); `data.type` is the order
-type. No push names another participant's account: a settlement shows its
+than the price. Pushes are structs in PROTOCOL's envelope, `{"ch": "account", "seq",
+"epoch", "type", "ts", "data"}` (`Push`, made with `seq` and `epoch` 0: the server sets them
+as it sequences each push, `private_streams.sequence`); `data.type` is the order type. The
+exec pushes that open or close an order are also listed apart (`order_reports`, what the
+order history learns from). No push names another participant's account: a settlement shows its
 recipient only its own legs, the counterparty as `null`. Memory: an order is forgotten the
 moment it closes, so what is kept is bounded by the venue's open orders
 (`VenueConfig.open_orders_per_account_max` each).
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import msgspec
 
@@ -129,16 +132,9 @@ Report = ExecReport | BalanceReport | SettlementReport | CorporateActionReport
 
 
 class Push(msgspec.Struct, gc=False):
-    """One private push as the reporter makes it; the server sequences it (`Sequenced`)."""
-
-    ch: str
-    type: str
-    ts: int
-    data: Report
-
-
-class Sequenced(msgspec.Struct, gc=False):
-    """A push on the wire: the envelope with the account stream's `seq` and `epoch`."""
+    """One private push, the envelope as it goes on the wire: the reporter makes it with
+    `seq` and `epoch` 0 and the server sets them as it sequences the push (one struct per
+    push, encoded once: a second, sequenced copy of every push cost more than its encoding)."""
 
     ch: str
     seq: int
@@ -146,6 +142,11 @@ class Sequenced(msgspec.Struct, gc=False):
     type: str
     ts: int
     data: Report
+
+
+_Out = list[tuple[int, Push]]
+# (event, its index, the command's events, the pushes so far): what every handler is given
+_Handler = Callable[[Any, int, Sequence[Event], _Out], None]
 
 
 class _Tracked:
@@ -204,10 +205,35 @@ class ExecReporter:
         # `asset_scales` directly (a venue restored from a snapshot lists nothing anew)
         self.formats: dict[str, _Formats] = {}
         self.asset_scales: dict[str, int] = dict(asset_scales or {})
+        # asset -> its balances' decimal strings (`_balance_strings`), apart from the shared
+        # tables: running balances churn a table, and holds and untouched totals recur
+        self.balance_strings: dict[str, DecimalStrings] = {}
         for spec in (specs or {}).values():
             self._learn_spec(spec)
         self.last_exec_id = last_exec_id
         self.orders: dict[int, _Tracked] = {}
+        # One bound handler per event type but `BalanceChanged` (inlined in `reports`): a dict
+        # lookup on `type(event)` instead of an isinstance chain. Events without one: no push.
+        self._handlers: dict[type, _Handler] = {
+            TradeExecuted: self._on_trade,
+            TradeSettled: self._on_settled,
+            OrderAccepted: self._on_accepted,
+            OrderCanceled: self._on_closed,
+            OrderExpired: self._on_closed,
+            SelfTradePrevented: self._on_closed,
+            OrderAmended: self._on_amended,
+            CommandRejected: self._on_rejected,
+            CorporateActionApplied: self._on_corporate_action,
+            InstrumentListed: self._on_instrument_listed,
+            AssetListed: self._on_asset_listed,
+        }
+        # the call in progress (`reports`): its command, quote set and trades' accounts
+        self._command: Command | None = None
+        self._quote_set: str | None = None
+        self._trades: dict[tuple[str, int], tuple[int, int]] = {}
+        # The exec pushes of the last `reports` call that accept or close an order: all that
+        # `OrderHistory.record` learns from, without walking the balances and settlements.
+        self.order_reports: list[tuple[int, Push]] = []
 
     def adopt(self, order: Order, quote_set: str | None = None) -> None:
         """Track an order that is already open (a venue restored from a snapshot)."""
@@ -226,35 +252,88 @@ class ExecReporter:
         tags the order these events accept (a `quote.mass` place).
         """
         out: list[tuple[int, Push]] = []
-        trades: dict[tuple[str, int], tuple[int, int]] = {}  # (symbol, trade id) -> accounts
-        for index, event in enumerate(events):
-            # Most frequent first: a marketable order's balance changes outnumber the rest.
-            if isinstance(event, BalanceChanged):
-                if event.account > 0:  # the venue's own accounts have no stream
-                    out.append((event.account, self._balance(event)))
-            elif isinstance(event, TradeExecuted):
-                trades[(event.symbol, event.trade_id)] = (event.maker_account, event.taker_account)
-                self._trade(event, _settlement_of(events, index, event), out)
-            elif isinstance(event, TradeSettled):
-                out += self._settlement(event, trades.get((event.symbol, event.trade_id)))
-            elif isinstance(event, OrderAccepted):
-                tracked = self.orders[event.order_id] = _Tracked(event, quote_set)
-                out.append(self._exec(event.ts_us, tracked, "new"))
-            elif isinstance(event, OrderCanceled | OrderExpired | SelfTradePrevented):
-                out.append(self._closed(event))
-            elif isinstance(event, OrderAmended):
-                out.append(self._amended(event))
-            elif isinstance(event, CommandRejected):
-                if event.command in ORDER_COMMANDS and event.account > 0:
-                    out.append(self._rejected(event, command, quote_set))
-            elif isinstance(event, CorporateActionApplied):
-                out.append((event.account, self._corporate_action(event)))
-            elif isinstance(event, InstrumentListed):
-                self._learn_spec(event.spec)
-            elif isinstance(event, AssetListed):
-                self.asset_scales[event.spec.code] = event.spec.scale
-                self.formats.clear()  # a fee's scale is its quote asset's
+        self.order_reports = []
+        self._command = command
+        self._quote_set = quote_set
+        handlers = self._handlers
+        balance_strings = self.balance_strings
+        typed: Sequence[Any] = events  # each handler knows its event's type: no narrowing
+        for index, event in enumerate(typed):
+            kind = type(event)
+            if kind is BalanceChanged:
+                # the most frequent push (a trade changes four balances), inlined: no call
+                account = event.account
+                if account > 0:  # the venue's own accounts have no stream
+                    asset = event.asset
+                    strings = balance_strings.get(asset) or self._balance_strings(asset)
+                    data = BalanceReport(
+                        asset, strings[event.total], strings[event.available], strings[event.held]
+                    )
+                    out.append((account, Push(CHANNEL, 0, 0, "balance", event.ts_us, data)))
+                continue
+            handler = handlers.get(kind)
+            if handler is not None:
+                handler(event, index, events, out)
+        if self._trades:
+            self._trades.clear()
         return out
+
+    # ----------------------------------------------------------------- the handlers
+
+    def _on_trade(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
+        self._trades[(event.symbol, event.trade_id)] = (event.maker_account, event.taker_account)
+        self._trade(event, _settlement_of(events, index, event), out)
+
+    def _on_settled(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
+        out += self._settlement(event, self._trades.get((event.symbol, event.trade_id)))
+
+    def _on_accepted(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
+        tracked = self.orders[event.order_id] = _Tracked(event, self._quote_set)
+        report = (
+            tracked.account,
+            Push(CHANNEL, 0, 0, "exec", event.ts_us, self._report(tracked, "new")),
+        )
+        out.append(report)
+        self.order_reports.append(report)
+
+    def _on_closed(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
+        report = self._closed(event)
+        out.append(report)
+        self.order_reports.append(report)
+
+    def _on_amended(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
+        tracked = self.orders.get(event.order_id) or self._tracked(event.order_id, "OrderAmended")
+        tracked.price = event.price
+        tracked.qty = event.qty
+        tracked.leaves_qty = event.leaves_qty
+        tracked.cum_qty = event.cum_qty
+        status = tracked.status = event.status
+        tracked.cl_ord_id = event.cl_ord_id
+        data = self._report(tracked, "amended")
+        report = tracked.account, Push(CHANNEL, 0, 0, "exec", event.ts_us, data)
+        out.append(report)
+        if status in CLOSED:
+            del self.orders[tracked.order_id]
+            self.order_reports.append(report)
+
+    def _on_rejected(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
+        if event.command in ORDER_COMMANDS and event.account > 0:
+            out.append(self._rejected(event, self._command, self._quote_set))
+
+    def _on_corporate_action(
+        self, event: Any, index: int, events: Sequence[Event], out: _Out
+    ) -> None:
+        out.append((event.account, self._corporate_action(event)))
+
+    def _on_instrument_listed(
+        self, event: Any, index: int, events: Sequence[Event], out: _Out
+    ) -> None:
+        self._learn_spec(event.spec)
+
+    def _on_asset_listed(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
+        self.asset_scales[event.spec.code] = event.spec.scale
+        self.formats.clear()  # a fee's scale is its quote asset's
+        self.balance_strings.pop(event.spec.code, None)
 
     # ----------------------------------------------------------------- order events
 
@@ -264,9 +343,9 @@ class ExecReporter:
         """One report for the maker's account, then one for the taker's."""
         spec = self.specs[trade.symbol]
         formats = self.formats.get(trade.symbol) or self._formats(trade.symbol)
-        last_px = formats.price[trade.price]
-        last_qty = formats.qty[trade.qty]
         maker_fee, taker_fee = _fees(trade, settled, spec)
+        value = trade.price * trade.qty
+        orders = self.orders
         for liquidity, order_id, leaves, cum, status, fee in (
             (
                 Liquidity.MAKER,
@@ -285,20 +364,45 @@ class ExecReporter:
                 taker_fee,
             ),
         ):
-            tracked = self._tracked(order_id, "trade")
-            tracked.value += trade.price * trade.qty
+            tracked = orders.get(order_id) or self._tracked(order_id, "trade")
+            tracked.value += value
             tracked.leaves_qty = leaves
             tracked.cum_qty = cum
             tracked.status = status
-            data = self._report(tracked, "trade")
-            data.last_px = last_px
-            data.last_qty = last_qty
-            data.liquidity = liquidity
-            data.trade_id = trade.trade_id
-            data.fee = formats.fee[fee]
-            data.fee_asset = spec.quote
-            out.append((tracked.account, Push(CHANNEL, "exec", trade.ts_us, data)))
-            self._forget_if_closed(tracked)
+            # the whole report in one constructor call: no report built and then patched
+            qty = formats.qty
+            self.last_exec_id += 1
+            data = ExecReport(
+                "trade",
+                status,
+                self.last_exec_id,
+                order_id,
+                tracked.cl_ord_id,
+                tracked.symbol,
+                tracked.side,
+                tracked.order_type,
+                tracked.tif,
+                formats.price[tracked.price] if tracked.order_type is OrderType.LIMIT else None,
+                qty[tracked.qty],
+                formats.quote[tracked.quote_qty] if tracked.quote_qty else None,
+                qty[leaves],
+                qty[cum],
+                formats.avg_px[_avg_px_units(tracked.value, cum)],
+                formats.price[trade.price],
+                qty[trade.qty],
+                liquidity,
+                trade.trade_id,
+                formats.fee[fee],
+                spec.quote,
+                tracked.tag,
+                tracked.quote_set,
+                None,
+            )
+            report = tracked.account, Push(CHANNEL, 0, 0, "exec", trade.ts_us, data)
+            out.append(report)
+            if status in CLOSED:
+                del orders[order_id]
+                self.order_reports.append(report)
 
     def _closed(self, event: OrderCanceled | OrderExpired | SelfTradePrevented) -> tuple[int, Push]:
         tracked = self._tracked(event.order_id, type(event).__name__)
@@ -308,24 +412,13 @@ class ExecReporter:
         if isinstance(event, SelfTradePrevented):
             data = self._report(tracked, "stp", CancelReason.STP.value)
             data.liquidity = event.liquidity.value
-            account, push = tracked.account, Push(CHANNEL, "exec", event.ts_us, data)
+            account, push = tracked.account, Push(CHANNEL, 0, 0, "exec", event.ts_us, data)
         else:
             exec_type = "canceled" if isinstance(event, OrderCanceled) else "expired"
-            account, push = self._exec(event.ts_us, tracked, exec_type, event.reason.value)
+            data = self._report(tracked, exec_type, event.reason.value)
+            account, push = tracked.account, Push(CHANNEL, 0, 0, "exec", event.ts_us, data)
         del self.orders[event.order_id]
         return account, push
-
-    def _amended(self, event: OrderAmended) -> tuple[int, Push]:
-        tracked = self._tracked(event.order_id, "OrderAmended")
-        tracked.price = event.price
-        tracked.qty = event.qty
-        tracked.leaves_qty = event.leaves_qty
-        tracked.cum_qty = event.cum_qty
-        tracked.status = event.status
-        tracked.cl_ord_id = event.cl_ord_id
-        report = self._exec(event.ts_us, tracked, "amended")
-        self._forget_if_closed(tracked)
-        return report
 
     def _rejected(
         self, event: CommandRejected, command: Command | None, quote_set: str | None
@@ -335,7 +428,8 @@ class ExecReporter:
         place_refused = event.command == "place_order"
         tracked = None if place_refused else self.orders.get(event.order_id)
         if tracked is not None and tracked.account == event.account:
-            return self._exec(event.ts_us, tracked, "rejected", reason)
+            data = self._report(tracked, "rejected", reason)
+            return tracked.account, Push(CHANNEL, 0, 0, "exec", event.ts_us, data)
         place = command if place_refused and isinstance(command, PlaceOrder) else None
         spec = self.specs.get(event.symbol or "")
         data = ExecReport(
@@ -364,12 +458,7 @@ class ExecReporter:
             quote_set if place else None,
             reason,
         )
-        return event.account, Push(CHANNEL, "exec", event.ts_us, data)
-
-    def _exec(
-        self, ts_us: int, order: _Tracked, exec_type: str, reason: str | None = None
-    ) -> tuple[int, Push]:
-        return order.account, Push(CHANNEL, "exec", ts_us, self._report(order, exec_type, reason))
+        return event.account, Push(CHANNEL, 0, 0, "exec", event.ts_us, data)
 
     def _report(self, order: _Tracked, exec_type: str, reason: str | None = None) -> ExecReport:
         """The order's report without a trade's fields (`_trade` sets those)."""
@@ -393,7 +482,7 @@ class ExecReporter:
             formats.quote[order.quote_qty] if order.quote_qty else None,
             qty[order.leaves_qty],
             qty[order.cum_qty],
-            formats.avg_px[_avg_px_units(order.value, order.cum_qty)],
+            formats.avg_px[_avg_px_units(order.value, order.cum_qty) if order.cum_qty else 0],
             None,  # last_px .. fee_asset: a trade's, set by `_trade`
             None,
             None,
@@ -407,19 +496,6 @@ class ExecReporter:
         return data
 
     # ----------------------------------------------------------------- ledger events
-
-    def _balance(self, event: BalanceChanged) -> Push:
-        # Running balances rarely recur: formatted, not looked up in `gateway.decimals`.
-        # The most frequent push: `_scale` inlined.
-        scale = self.asset_scales.get(event.asset)
-        assert scale is not None, f"no scale known for asset {event.asset}"
-        data = BalanceReport(
-            event.asset,
-            format_units(event.total, scale),
-            format_units(event.available, scale),
-            format_units(event.held, scale),
-        )
-        return Push(CHANNEL, "balance", event.ts_us, data)
 
     def _corporate_action(self, event: CorporateActionApplied) -> Push:
         """A holder's part in a dividend or a split (docs/corporate-actions.md)."""
@@ -437,40 +513,39 @@ class ExecReporter:
             format_units(event.cash_received, self._scale(event.cash_asset)),
             event.settlement_id,
         )
-        return Push(CHANNEL, "corporate_action", event.ts_us, data)
+        return Push(CHANNEL, 0, 0, "corporate_action", event.ts_us, data)
 
     def _settlement(
         self, event: TradeSettled, accounts: tuple[int, int] | None
     ) -> list[tuple[int, Push]]:
         """The settlement to every participant of the trade, each seeing only its own legs,
         with the other participant anonymous (`null`); the venue's accounts are named."""
-        # Each leg is read and formatted once, whoever sees it: (id, kind, debit, credit,
-        # asset, amount). The kind is a StrEnum, encoded as its value: no `.value` per view.
-        participants = dict.fromkeys(accounts or ())
-        legs = []
+        # Each leg is formatted once and viewed by its one or two participants as it is
+        # read: one `Leg` per view, none built for the venue's accounts (which get no push).
+        # The kind is a StrEnum, encoded as its value: no `.value` per view.
+        views: dict[int, list[Leg]] = {account: [] for account in accounts or ()}
+        strings_of = self.balance_strings
         for leg in event.transfers:
-            debit, credit = leg.debit_account, leg.credit_account
-            participants[debit] = participants[credit] = None
-            amount = format_units(leg.amount, self._scale(leg.asset))
-            legs.append((leg.transfer_id, leg.kind, debit, credit, leg.asset, amount))
+            debit, credit, asset = leg.debit_account, leg.credit_account, leg.asset
+            strings = strings_of.get(asset) or self._balance_strings(asset)
+            amount = strings[leg.amount]
+            if debit > 0:  # `_as_seen_by` the debit side: the credit side named if the venue's
+                seen = views.get(debit)
+                if seen is None:
+                    seen = views[debit] = []
+                to = credit if credit == debit or credit <= 0 else None
+                seen.append(Leg(leg.transfer_id, leg.kind, debit, to, asset, amount))
+            if credit > 0 and credit != debit:
+                seen = views.get(credit)
+                if seen is None:
+                    seen = views[credit] = []
+                from_ = debit if debit <= 0 else None
+                seen.append(Leg(leg.transfer_id, leg.kind, from_, credit, asset, amount))
         out = []
-        for account in participants:
-            if account <= 0:
-                continue
-            seen = [
-                Leg(
-                    transfer_id,
-                    kind,
-                    debit if debit == account or debit <= 0 else None,  # `_as_seen_by`
-                    credit if credit == account or credit <= 0 else None,
-                    asset,
-                    amount,
-                )
-                for transfer_id, kind, debit, credit, asset, amount in legs
-                if debit == account or credit == account
-            ]
-            data = SettlementReport(event.settlement_id, event.trade_id, event.symbol, seen)
-            out.append((account, Push(CHANNEL, "settlement", event.ts_us, data)))
+        for account, seen in views.items():
+            if account > 0:
+                data = SettlementReport(event.settlement_id, event.trade_id, event.symbol, seen)
+                out.append((account, Push(CHANNEL, 0, 0, "settlement", event.ts_us, data)))
         return out
 
     # ----------------------------------------------------------------- bookkeeping
@@ -486,6 +561,10 @@ class ExecReporter:
         formats = self.formats[symbol] = _Formats(spec, self._scale(spec.quote))
         return formats
 
+    def _balance_strings(self, asset: str) -> DecimalStrings:
+        strings = self.balance_strings[asset] = DecimalStrings(self._scale(asset))
+        return strings
+
     def _scale(self, asset: str) -> int:
         scale = self.asset_scales.get(asset)
         assert scale is not None, f"no scale known for asset {asset}"
@@ -495,10 +574,6 @@ class ExecReporter:
         tracked = self.orders.get(order_id)
         assert tracked is not None, f"{what} of order {order_id}, which was never seen open"
         return tracked
-
-    def _forget_if_closed(self, tracked: _Tracked) -> None:
-        if tracked.status in CLOSED:
-            del self.orders[tracked.order_id]
 
     def _next_exec_id(self) -> int:
         self.last_exec_id += 1
@@ -561,7 +636,6 @@ def _fees(
     """(maker fee, taker fee) of one trade in quote units, from its settlement's fee legs."""
     if settled is None:
         return 0, 0
-    fee_legs = [leg for leg in settled.transfers if leg.kind is TransferKind.FEE]
     taker_buys = trade.taker_side is Side.BUY
     buyer, seller = (
         (trade.taker_account, trade.maker_account)
@@ -569,9 +643,17 @@ def _fees(
         else (trade.maker_account, trade.taker_account)
     )
     if buyer != seller:
-        buyer_fee = sum(leg.amount for leg in fee_legs if leg.debit_account == buyer)
-        seller_fee = sum(leg.amount for leg in fee_legs if leg.debit_account == seller)
-    elif len(fee_legs) == 2:  # a self-trade: the buyer's fee leg comes first
+        # one pass, no list or generator per trade: each fee leg is its payer's
+        buyer_fee = seller_fee = 0
+        for leg in settled.transfers:
+            if leg.kind is TransferKind.FEE:
+                if leg.debit_account == buyer:
+                    buyer_fee += leg.amount
+                elif leg.debit_account == seller:
+                    seller_fee += leg.amount
+        return (seller_fee, buyer_fee) if taker_buys else (buyer_fee, seller_fee)
+    fee_legs = [leg for leg in settled.transfers if leg.kind is TransferKind.FEE]
+    if len(fee_legs) == 2:  # a self-trade: the buyer's fee leg comes first
         buyer_fee, seller_fee = fee_legs[0].amount, fee_legs[1].amount
     else:
         # One leg of a self-trade: the buyer's unless the buyer's rate is zero. (Ambiguous

@@ -11,9 +11,10 @@ from gateway.decimals import DecimalStrings, strings_at
 
 def test_a_remembered_string_equals_a_fresh_one() -> None:
     rng = random.Random(5)
-    for scale in (0, 2, 6, 10):
+    for scale in (0, 1, 2, 6, 10, 18):  # 18: engine.units.SCALE_MAX
         table = strings_at(scale)
-        for units in [0, 1, 9, 10, -1, -123] + [rng.randrange(10**15) for _ in range(500)]:
+        edges = [0, 1, 9, 10, -1, -123, 10**scale - 1, 10**scale, 2**62, -(2**62)]
+        for units in edges + [rng.randrange(10**15) for _ in range(500)]:
             assert table[units] == format_units(units, scale)
             assert table[units] == format_units(units, scale), "and again, from the table"
 

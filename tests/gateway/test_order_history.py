@@ -47,7 +47,7 @@ def push(
         quote_set=None,
         reason=reason,
     )
-    return Push("account", "exec", ts, data)
+    return Push("account", 0, 0, "exec", ts, data)
 
 
 def open_and_close(
@@ -90,7 +90,10 @@ def test_open_orders_rejected_places_and_other_pushes_are_not_closed_orders() ->
             (ALICE, push(1, "new", "new", 10)),
             (ALICE, push(None, "rejected", "rejected", 11, "refused")),  # a refused place
             (ALICE, push(1, "rejected", "new", 12)),  # a refused cancel of an open order
-            (ALICE, Push("account", "balance", 13, BalanceReport("USD", "1.00", "1.00", "0.00"))),
+            (
+                ALICE,
+                Push("account", 0, 0, "balance", 13, BalanceReport("USD", "1.00", "1.00", "0.00")),
+            ),
         ]
     )
     assert history.find(ALICE, 1, None) is None

@@ -87,8 +87,12 @@ class Desk:
 
 
 def plain(reports: list[tuple[int, reports.Push]]) -> list[tuple[int, Push]]:
-    """The reports as plain JSON values: what a client decodes from the wire."""
-    return [(account, msgspec.to_builtins(push)) for account, push in reports]
+    """The reports as plain JSON values: what a client decodes from the wire, less the
+    `seq` and `epoch` the server sets (still 0 here)."""
+    plain = [(account, msgspec.to_builtins(push)) for account, push in reports]
+    for _, push in plain:
+        assert push.pop("seq") == push.pop("epoch") == 0
+    return plain
 
 
 def execs(pushes: list[tuple[int, Push]]) -> list[tuple[int, dict[str, Any]]]:
@@ -566,3 +570,25 @@ def test_a_settlement_stored_before_anonymity_is_anonymized_on_restore() -> None
     assert json.loads(again) == seen, "an anonymous settlement stays as it is"
     balance = b'{"ch":"account","seq":6,"type":"balance","data":{}}'
     assert anonymized(1, balance) == balance
+
+
+def test_order_reports_are_the_execs_that_open_or_close_an_order(desk: Desk) -> None:
+    """What `OrderHistory.record` is given: no balances, settlements or open-order updates."""
+
+    def order_reports() -> list[tuple[int, str, str]]:
+        return [
+            (account, push.data.exec_type, push.data.status)  # type: ignore[union-attr]
+            for account, push in desk.reporter.order_reports
+        ]
+
+    desk.place(1, SELL, 100 * PX, 2 * SHARE)
+    assert order_reports() == [(1, "new", "new")]
+    desk.do(AmendOrder(account=1, order_id=1, price=101 * PX))
+    assert order_reports() == [], "an amend that leaves the order open"
+    desk.place(2, BUY, 101 * PX, SHARE)  # fills the taker in full, the maker in part
+    assert order_reports() == [(2, "new", "new"), (2, "trade", "filled")]
+    desk.do(AmendOrder(account=1, order_id=1, qty=SHARE))  # down to what it traded: done
+    assert order_reports() == [(1, "amended", "filled")]
+    desk.place(3, BUY, 99 * PX, SHARE)
+    desk.do(CancelOrder(account=3, order_id=3))
+    assert order_reports() == [(3, "canceled", "canceled")]
