@@ -8,8 +8,10 @@ takers send marketable IOC `order.place`, or `order.batch` of 20 of them. One fr
 `data_received`, as a client at the e2e rate arrives; the journal commits (fsync) every
 `WINDOW` requests, so answers go out as in the server. Reports per request, in µs of CPU:
 `ingress` — the loop thread's CPU in `data_received` less the engine's `Venue.execute` and
-the sequencer's `on_executed` listener (private pushes: other parts), plus `Dispatcher.answer`
-(the answer built and queued): the request path this bench is about; `process` — all of the
+the sequencer's `on_executed` listener (private pushes: other parts) and the measuring
+wrappers' own cost, plus `Dispatcher.answer` (the answer built and queued; both timed by
+`Meter`): the request path
+this bench is about; `process` — all of the
 process's CPU over the run (every thread: engine, pushes, journal), for scale. Medians of
 `--runs`; `--profile` prints cProfile's top entries of the feeding instead.
 """
@@ -20,6 +22,7 @@ import cProfile
 import os
 import pstats
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -48,6 +51,9 @@ BATCH = 20
 ACCOUNT_BASE = 9_100
 KINDS = ("quote", "place", "batch")
 PROFILE_ENTRIES = 30
+# The journal's thread takes the GIL only when the loop waits (drain), not in the middle of a
+# measured window, whose wall time would then hold its work.
+SWITCH_INTERVAL_S = 0.5
 ENCODE = msgspec.json.encode
 
 
@@ -153,13 +159,19 @@ def order_params(number: int) -> dict[str, Any]:
 
 
 class Meter:
-    """Loop-thread CPU spent inside wrapped callables (others' parts, or the answer)."""
+    """Loop-thread time spent inside wrapped callables (others' parts, or the answer).
+
+    Wall-clock (`perf_counter`, ~0.1 µs a read): a thread-CPU clock read is a system call
+    (~2.5 µs here) and would swamp what it measures. `Bench.run` scales it to CPU by the
+    window's CPU-to-wall ratio (time the machine gave to other processes spreads evenly).
+    """
 
     def __init__(self) -> None:
         self.spent_s = 0.0
+        self.calls = 0
 
     def wrap(self, function: Callable[..., Any]) -> Callable[..., Any]:
-        clock = time.thread_time
+        clock = time.perf_counter
 
         def timed(*args: Any) -> Any:
             start = clock()
@@ -167,8 +179,20 @@ class Meter:
                 return function(*args)
             finally:
                 self.spent_s += clock() - start
+                self.calls += 1
 
         return timed
+
+
+def wrapper_overhead_s(calls: int = 20_000) -> float:
+    """What a `Meter` wrapper adds around each call outside what it measures: taken off the
+    request path's figure per wrapped call."""
+    meter = Meter()
+    noop = meter.wrap(lambda: None)
+    start = time.perf_counter()
+    for _ in range(calls):
+        noop()
+    return (time.perf_counter() - start - meter.spent_s) / calls
 
 
 class Bench:
@@ -185,6 +209,7 @@ class Bench:
         self.slot = 0
         self.others = Meter()  # the engine and the executed-listener: not this path
         self.answers = Meter()  # Dispatcher.answer: this path
+        self.overhead_s = wrapper_overhead_s()
         sequencer = server.core.sequencer
         sequencer.venue.execute = self.others.wrap(sequencer.venue.execute)  # type: ignore[method-assign]
         assert sequencer.on_executed is not None
@@ -220,29 +245,28 @@ class Bench:
 
     async def run(self, kind: str, count: int, profiler: cProfile.Profile | None) -> dict[str, Any]:
         work = [list(self.requests(kind, WINDOW)) for _ in range(count // WINDOW)]
-        clock = time.thread_time
-        fed_s = 0.0
-        self.others.spent_s = self.answers.spent_s = 0.0
-        process_s = 0.0
+        ingress_s = process_s = 0.0
         for window in work:
             if kind != "quote":  # untimed: its engine work and answers are not counted
-                kept = self.others.spent_s, self.answers.spent_s
                 await self.restock()
-                self.others.spent_s, self.answers.spent_s = kept
+            self.others.spent_s = self.answers.spent_s = 0.0
+            self.others.calls = 0
             process_start = time.process_time()
-            start = clock()
+            cpu_start, wall_start = time.thread_time(), time.perf_counter()
             if profiler is not None:
                 profiler.enable()
             for connection, frame in window:
                 connection.data_received(frame)
             if profiler is not None:
                 profiler.disable()
-            fed_s += clock() - start
+            fed_cpu_s = time.thread_time() - cpu_start
+            cpu_per_wall = fed_cpu_s / (time.perf_counter() - wall_start)
             await self.server.sequencer.drain()
             await asyncio.sleep(0)  # the answers' writes
             process_s += time.process_time() - process_start
+            others_s = self.others.spent_s + self.others.calls * self.overhead_s
+            ingress_s += fed_cpu_s + (self.answers.spent_s - others_s) * cpu_per_wall
         requests = len(work) * WINDOW
-        ingress_s = fed_s - self.others.spent_s + self.answers.spent_s
         return {
             "ingress_us_per_request": ingress_s * 1e6 / requests,
             "process_us_per_request": process_s * 1e6 / requests,
@@ -252,6 +276,7 @@ class Bench:
 async def measure(
     count: int, kinds: list[str], profile: bool, config: Path = Path("venue.toml")
 ) -> dict[str, Any]:
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     with tempfile.TemporaryDirectory(prefix="venue-bench-ingress-") as name:
         directory = Path(name)
         config_path = server_process.unlimited_config(config, directory, accounts_toml())
