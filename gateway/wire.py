@@ -560,6 +560,9 @@ def _request_struct(method: str, kind: type[Params]) -> type[msgspec.Struct]:
 _request_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
     Union[tuple(_request_struct(method, kind) for method, kind in METHODS.items())]  # noqa: UP007
 )
+_METHOD_OF: dict[type, str] = {  # each request struct's method: a look-up, not its config
+    kind: kind.__struct_config__.tag for kind in _request_decoder.type.__args__
+}
 _RAW_UNUSED = msgspec.Raw(b"{}")  # the params of an envelope whose params are decoded already
 
 
@@ -617,7 +620,7 @@ def decode(
         if isinstance(envelope, WireError):
             return envelope, envelope
         return envelope, decode_params(envelope)
-    method: str = decoded.__struct_config__.tag
+    method = _METHOD_OF[type(decoded)]
     params: Params = decoded.params
     problem = params.problem()
     if problem is not None:
