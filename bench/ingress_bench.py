@@ -58,10 +58,12 @@ ENCODE = msgspec.json.encode
 
 
 class FakeTransport:
-    """What a connection writes to: kept nowhere but counted (uvloop's transport's calls)."""
+    """What a connection writes to: kept nowhere but counted (uvloop's transport's calls),
+    and the error responses among its frames (a run with any is not the e2e mix)."""
 
     def __init__(self) -> None:
         self.written = 0
+        self.errors = 0
         self.closing = False
         self.protocol: asyncio.Protocol | None = None
 
@@ -79,6 +81,7 @@ class FakeTransport:
     def writelines(self, chunks: Any) -> None:
         for chunk in chunks:
             self.written += len(chunk)
+            self.errors += b'"error":' in chunk  # a frame per chunk (`gateway.sessions`)
 
     def is_closing(self) -> bool:
         return self.closing
@@ -295,6 +298,8 @@ async def measure(
                     print(f"--- {kind}")
                     stats = pstats.Stats(profiler).sort_stats("tottime")
                     stats.print_stats(PROFILE_ENTRIES)
+            clients = bench.makers + bench.takers
+            result["errors"] = sum(client.transport.errors for client in clients)
             return result
         finally:
             await server.stop()
@@ -315,6 +320,8 @@ def main() -> None:
     samples: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
     for _ in range(args.runs):
         result = server_process.run_async(measure(args.requests, kinds, False, args.config))
+        if result["errors"]:
+            raise SystemExit(f"{result['errors']} error responses: not the e2e mix")
         for kind in kinds:
             samples[kind].append(result[kind])
     table = {}
