@@ -586,8 +586,9 @@ def _cost(request: wire.Request) -> int:
         # A decoded batch holds 1..BATCH_OPS_MAX ops, so `batch_cost_milli` comes to the sum
         # of its ops' costs: summed here by op class, without a string per op.
         return sum([_OP_COST_MILLI[type(op)] for op in params.ops])
-    if type(params) is wire.QuoteMassParams:
-        return limits.cost_milli(request.method, len(params.quotes))
+    if type(params) is wire.QuoteMassParams:  # `cost_milli`'s clamp, written out
+        quotes = min(max(len(params.quotes), 1), limits.QUOTES_PER_MASS_MAX)
+        return limits.QUOTE_COST_MILLI * quotes
     cost = _METHOD_COST_MILLI.get(request.method)  # one look-up, not `cost_milli`'s clamping
     return limits.cost_milli(request.method) if cost is None else cost
 
