@@ -8,8 +8,13 @@ divided by N: what the layer itself costs per request and answer, with no venue 
 
 Layers: `websockets` — the library's asyncio server as the venue used it (`async for` per
 connection, `transport.writelines` of a pre-built frame); `sansio` — the library's
-`ServerProtocol` driven from a plain `asyncio.Protocol` (`gateway.transport`); `picows` —
-the Cython library, if installed (`pip install picows`). All on uvloop, as the venue runs.
+`ServerProtocol` driven from a plain `asyncio.Protocol` (`gateway.transport`); `venue` — the
+venue's own server (`gateway.server.VenueServer` on venue.toml with the rate limits raised,
+a fresh data dir) answering each `ping` request through its whole request path (transport,
+`wire.decode`, rate limit, dispatch, the outbox), so the layer's share of a real request
+shows beside it; `picows` — the Cython library, if installed (`pip install picows`). All on
+uvloop, as the venue runs. The server runs this file as a script (`--serve`), so a copy of
+it measures another checkout too (run from that checkout's root).
 """
 
 import argparse
@@ -19,6 +24,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +34,7 @@ FRAMES_DEFAULT = 50_000
 WINDOW = 64  # messages in flight: enough to batch reads, like a busy taker
 REQUEST = b'{"id":1,"method":"ping","params":{}}'
 ANSWER = b'{"id":1,"result":{}}'
-LAYERS = ("websockets", "sansio", "picows")
+LAYERS = ("websockets", "sansio", "venue", "picows")
 CLOCK_TICKS_S = os.sysconf("SC_CLK_TCK")
 
 
@@ -38,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     available = [layer for layer in LAYERS if layer != "picows" or _has_picows()]
     parser.add_argument("--layers", default=",".join(available), help="comma-separated")
     parser.add_argument("--serve", choices=LAYERS, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-dir", type=Path, help=argparse.SUPPRESS)  # the venue's data
 
 
 def _has_picows() -> bool:
@@ -47,7 +54,7 @@ def _has_picows() -> bool:
 
 def run(args: argparse.Namespace) -> int:
     if args.serve:
-        server_process.run_async(_serve(args.serve))
+        server_process.run_async(_serve(args.serve, args.serve_dir))
         return 0
     layers = args.layers.split(",")
     samples: dict[str, list[float]] = {layer: [] for layer in layers}
@@ -75,9 +82,12 @@ def _cpu_s(pid: int) -> float:
 
 
 async def _measure(layer: str, frames: int) -> dict[str, Any]:
+    directory = tempfile.TemporaryDirectory(prefix="venue-bench-ws-layer-")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli.main", "bench", "ws-layer", "--serve", layer,
+        sys.executable, str(Path(__file__).resolve()), "--serve", layer,
+        "--serve-dir", directory.name,
         stdout=asyncio.subprocess.PIPE,
+        env=os.environ | {"PYTHONPATH": os.getcwd()},  # this checkout's packages
     )  # fmt: skip
     try:
         assert process.stdout is not None
@@ -93,7 +103,9 @@ async def _measure(layer: str, frames: int) -> dict[str, Any]:
             elif counts["answered"] == frames and not done.done():
                 done.set_result(None)
 
-        connection = await wsclient.connect(f"ws://127.0.0.1:{port}/ws/trade", on_message)
+        # the venue's /ws/trade closes a connection not logged on within 10 s; ping is public
+        path = "/ws/public" if layer == "venue" else "/ws/trade"
+        connection = await wsclient.connect(f"ws://127.0.0.1:{port}{path}", on_message)
         before = _cpu_s(process.pid)
         for _ in range(WINDOW):
             counts["sent"] += 1
@@ -105,6 +117,7 @@ async def _measure(layer: str, frames: int) -> dict[str, Any]:
     finally:
         process.terminate()
         await process.wait()
+        directory.cleanup()
 
 
 # ----------------------------------------------------------------- the servers
@@ -113,8 +126,12 @@ async def _measure(layer: str, frames: int) -> dict[str, Any]:
 ANSWER_FRAME = bytes((0x81, len(ANSWER))) + ANSWER
 
 
-async def _serve(layer: str) -> dict[str, Any]:
-    port = await {"websockets": _websockets, "sansio": _sansio, "picows": _picows}[layer]()
+async def _serve(layer: str, directory: Path | None) -> dict[str, Any]:
+    if layer == "venue":
+        assert directory is not None, "the venue needs a data dir"
+        port = await _venue(directory)
+    else:
+        port = await {"websockets": _websockets, "sansio": _sansio, "picows": _picows}[layer]()
     print(port, flush=True)
     await asyncio.Event().wait()  # until the client terminates us
     return {}
@@ -151,6 +168,15 @@ async def _sansio() -> int:
     return int(next(iter(server.sockets)).getsockname()[1])
 
 
+async def _venue(directory: Path) -> int:
+    from core import config as venue_config
+    from gateway.server import VenueServer
+
+    config = server_process.unlimited_config(Path("venue.toml"), directory)
+    server = VenueServer(venue_config.load(config), directory / "data")
+    return await server.start("127.0.0.1", 0)
+
+
 async def _picows() -> int:
     import picows
 
@@ -162,3 +188,9 @@ async def _picows() -> int:
 
     server = await picows.ws_create_server(lambda _request: Listener(), "127.0.0.1", 0)
     return int(next(iter(server.sockets)).getsockname()[1])
+
+
+if __name__ == "__main__":  # the server side, started by `_measure`
+    _parser = argparse.ArgumentParser()
+    add_arguments(_parser)
+    sys.exit(run(_parser.parse_args()))

@@ -169,7 +169,8 @@ class Sequencer:
             raise
         self.last_seq = executed.seq
         self._pending.append(executed)
-        self._schedule()
+        if not self._flush_scheduled:  # once a turn: the call is skipped for the rest
+            self._schedule()
         return executed
 
     def _schedule(self) -> None:

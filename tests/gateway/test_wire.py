@@ -335,6 +335,12 @@ def test_oversize_frames_are_message_too_big() -> None:
     )
 
 
+QUOTE = {"symbol": SYMBOL, "bid_px": "99.5", "bid_qty": "2", "ask_px": "100.5", "ask_qty": "0"}
+PLACE_OP = {"method": "order.place", "params": place()}
+CANCEL_OP = {"method": "order.cancel", "params": {"order_id": 7}}
+AMEND_OP = {"method": "order.amend", "params": {"cl_ord_id": "c1", "price": "101.25"}}
+
+
 def two_step(raw: bytes | str) -> Request | WireError:
     """The decode every frame took before the one-decode path: the reference it must match."""
     envelope = wire.decode_envelope(raw)
@@ -361,7 +367,44 @@ EVERY_KIND_OF_FRAME = [
     b'{"id": 6, "method": "order.cancel", "params": {"cl_ord_id": "\xff"}}',
     b'{"id": 7, "method": "order.cancel", "params": {"cl_ord_id": "' + bytes([0xFF]) + b'"}}',
     b'{"id": 8, "method": "order.batch", "params": {"ops": ' + b"[" * 2_000 + b"]" * 2_000 + b"}}",
+    # the order-entry methods decode through twins with plain decimal strings (`wire._twin`)
+    frame("order.place", place(price="1e5")),
+    frame("order.place", place(price="1" * 49)),  # over DECIMAL_LENGTH_MAX
+    frame("order.place", place(price="-1", side="up")),  # two faults: the first one is said
+    frame("order.place", place(qty="0.5", quote_qty=None)),
+    frame("quote.mass", {"quote_set": "q", "quotes": [QUOTE]}),
+    frame("quote.mass", {"quote_set": "q", "quotes": [QUOTE | {"ask_qty": " 1"}]}),
+    frame("quote.mass", {"quote_set": "q", "quotes": [QUOTE | {"bid_px": "1,5"}]}),
+    frame("order.batch", {"ops": [PLACE_OP, CANCEL_OP, AMEND_OP]}),
+    frame("order.batch", {"ops": [PLACE_OP, AMEND_OP | {"params": {"order_id": 1, "qty": "+1"}}]}),
+    frame("order.batch", {"ops": [PLACE_OP | {"params": place(price="١٢")}, CANCEL_OP]}),
 ]
+
+
+def test_the_order_entry_twins_become_the_real_params() -> None:
+    """The twins never leave `wire.decode`: what it returns is the methods' own structs."""
+    for raw in (
+        frame("order.place", place()),
+        frame("quote.mass", {"quote_set": "q", "quotes": [QUOTE]}),
+        frame("order.batch", {"ops": [PLACE_OP, CANCEL_OP, AMEND_OP]}),
+    ):
+        request = wire.decode(raw)[1]
+        assert isinstance(request, Request)
+        assert type(request.params) is wire.METHODS[request.method]
+        for inner in getattr(request.params, "ops", ()):
+            assert type(inner) in (wire.PlaceOp, wire.CancelOp, wire.AmendOp)
+            assert type(inner.params) in (wire.PlaceParams, wire.CancelParams, wire.AmendParams)
+        for quote in getattr(request.params, "quotes", ()):
+            assert type(quote) is wire.Quote
+
+
+def test_the_decimal_texts_seen_valid_are_bounded() -> None:
+    wire._decimals_seen.clear()
+    for number in range(wire.DECIMALS_SEEN_MAX + 10):
+        assert wire._plain_decimals(f"{number}.5")
+    assert len(wire._decimals_seen) <= wire.DECIMALS_SEEN_MAX
+    assert not wire._plain_decimals("1.5", "1.")  # one bad text refuses them all
+    assert not wire._plain_decimals("1\n")  # `\Z`, not `$`: no newline at the end
 
 
 @pytest.mark.parametrize("raw", EVERY_KIND_OF_FRAME)

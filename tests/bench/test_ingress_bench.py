@@ -1,0 +1,23 @@
+"""`python -m bench.ingress_bench` at a few requests: every kind is answered without an error
+and measured (never timed)."""
+
+from bench import ingress_bench, server_process
+from tests.conftest import ROOT
+
+
+def test_every_kind_is_answered_and_measured() -> None:
+    count = 2 * ingress_bench.WINDOW
+    kinds = list(ingress_bench.KINDS)
+    result = server_process.run_async(
+        ingress_bench.measure(count, kinds, False, ROOT / "venue.toml")
+    )
+    assert result["errors"] == 0, "a refusal would measure another path than the e2e mix"
+    for kind in kinds:
+        figures = result[kind]
+        assert figures["process_us_per_request"] > 0
+        assert figures["ingress_us_per_request"] > 0
+
+
+def test_the_frames_are_masked_client_frames() -> None:
+    frame = ingress_bench.masked(b'{"id":1}')
+    assert frame[0] == 0x81 and frame[1] == 0x80 | 8  # FIN text, masked, 8 bytes
