@@ -53,7 +53,7 @@ from gateway.candles import (
     candle,
     split_price,
 )
-from gateway.decimals import strings_at
+from gateway.decimals import DecimalStrings, strings_at
 from settlement import tbill
 
 # The tiers a book subscriber picks from: few, so each is diffed once per turn for everyone;
@@ -144,14 +144,24 @@ def levels_checksum(bids: Sequence[Level], asks: Sequence[Level], spec: Instrume
 
 
 class _Levels:
-    """One side of the shadow book: total quantity per price, prices kept best first."""
+    """One side of the shadow book: total quantity per price, prices kept best first.
 
-    __slots__ = ("keys", "qty", "sign")
+    The best levels are remembered between flushes (`depth`) and dropped only when a change
+    lands within them: a turn that touched one side, or only deeper levels, reuses the
+    other's list and checksum text instead of walking the sorted keys and formatting again.
+    A remembered list is replaced, never changed in place, so a tier may keep it as its state.
+    """
+
+    __slots__ = ("_text", "_text_of", "_top", "_top_max", "keys", "qty", "sign")
 
     def __init__(self, side: Side) -> None:
         self.sign = -1 if side is Side.BUY else 1  # smallest key is the best, as in engine.book
         self.qty: dict[int, int] = {}
         self.keys = SortedList()
+        self._top: list[Level] | None = None  # the best `_top_max` levels, or None: stale
+        self._top_max = 0
+        self._text = ""  # the checksum text of `_text_of`'s best CHECKSUM_LEVELS levels
+        self._text_of: list[Level] | None = None
 
     def add(self, price: int, qty: int) -> None:
         total = self.qty.get(price)
@@ -160,6 +170,7 @@ class _Levels:
             self.keys.add(price * self.sign)
         else:
             self.qty[price] = total + qty
+        self._moved(price)
 
     def take(self, price: int, qty: int) -> None:
         total = self.qty[price] - qty
@@ -169,18 +180,39 @@ class _Levels:
         else:
             del self.qty[price]
             self.keys.remove(price * self.sign)
+        self._moved(price)
+
+    def _moved(self, price: int) -> None:
+        """The level at `price` changed: the remembered best levels are stale if it is among
+        them (or they were the whole side, which a new level may join anywhere)."""
+        top = self._top
+        if top is not None and (len(top) < self._top_max or price * self.sign <= top[-1][0] * self.sign):
+            self._top = None
 
     def depth(self, levels_max: int) -> list[Level]:
-        """The best `levels_max` levels as (price, total quantity), best first."""
-        sign = self.sign
-        qty = self.qty
-        return [(key * sign, qty[key * sign]) for key in self.keys.islice(0, levels_max)]
+        """The best `levels_max` levels as (price, total quantity), best first (shared: do
+        not change it)."""
+        top = self._top
+        if top is None or levels_max > self._top_max:
+            sign = self.sign
+            qty = self.qty
+            top = [(key * sign, qty[key * sign]) for key in islice(self.keys, levels_max)]
+            self._top = top
+            self._top_max = levels_max
+        return top if len(top) <= levels_max else top[:levels_max]
 
     def best(self) -> Level | None:
-        if not self.keys:
-            return None
-        price: int = self.keys[0] * self.sign
-        return price, self.qty[price]
+        top = self.depth(1)
+        return top[0] if top else None
+
+    def checksum_text(self, prices: DecimalStrings, sizes: DecimalStrings) -> str:
+        """This side's part of the book checksum (`levels_checksum`), formatted again only
+        when its best levels changed."""
+        head = self.depth(CHECKSUM_LEVELS)
+        if self._top is not self._text_of:
+            self._text_of = self._top
+            self._text = "|".join([f"{prices[price]}:{sizes[qty]}" for price, qty in head])
+        return self._text
 
 
 class _Resting:
@@ -197,7 +229,7 @@ class _Resting:
 class _State:
     """A stream's sequence, the time and value of its state at that seq, and its snapshot."""
 
-    __slots__ = ("cache", "seq", "stream", "ts_us", "value")
+    __slots__ = ("cache", "head", "seq", "stream", "ts_us", "value")
 
     def __init__(self, stream: Stream, value: Any, ts_us: int) -> None:
         self.stream = stream
@@ -205,6 +237,7 @@ class _State:
         self.ts_us = ts_us
         self.value = value  # book: (bids, asks) or None while no one follows the stream
         self.cache: bytes | None = None  # the encoded snapshot at `seq`
+        self.head = b""  # an update's encoded keys before its seq: the same in every one
 
     def advance(self, value: Any, ts_us: int) -> None:
         self.seq += 1
@@ -312,8 +345,10 @@ class _Market:
         "candles",
         "instrument",
         "pending",
+        "prices",
         "recent",
         "reference_price",
+        "sizes",
         "spec",
         "status",
         "ticker",
@@ -325,6 +360,9 @@ class _Market:
         symbol = spec.symbol
         self.spec = spec
         self.status = status
+        # the decimal strings of its prices and quantities (a spec's decimals never change)
+        self.prices = strings_at(spec.price_decimals)
+        self.sizes = strings_at(spec.qty_decimals)
         self.reference_price = spec.reference_price  # as the engine moves it: trades, operators
         self.bids = _Levels(Side.BUY)
         self.asks = _Levels(Side.SELL)
@@ -418,16 +456,27 @@ def _utc_date(ts_us: int) -> datetime.date:
     return datetime.datetime.fromtimestamp(ts_us // 1_000_000, datetime.UTC).date()
 
 
-def _rows(levels: Iterable[Level], spec: InstrumentSpec) -> list[list[str]]:
+_UPDATE = b'%b,"seq":%d,"prev_seq":%d,"ts":%d,"data":%b}'  # head, seq, seq - 1, ts, data
+_TICKER_UPDATE = b'%b,"ts":%d,"data":%b}'  # ticker has no seq: its head runs to "ts"
+
+
+def _checksum(market: "_Market") -> int:
+    """`levels_checksum` of the market's book, from each side's remembered text."""
+    prices, sizes = market.prices, market.sizes
+    text = f"{market.asks.checksum_text(prices, sizes)};{market.bids.checksum_text(prices, sizes)}"
+    return zlib.crc32(text.encode("ascii"))
+
+
+def _rows(levels: Iterable[Level], market: "_Market") -> list[list[str]]:
     # Prices near the touch and common level sizes recur every turn: remembered strings.
-    prices = strings_at(spec.price_decimals)
-    sizes = strings_at(spec.qty_decimals)
+    prices = market.prices
+    sizes = market.sizes
     return [[prices[p], sizes[q] if q else "0"] for p, q in levels]
 
 
 def _diff(before: list[Level], after: list[Level], sign: int) -> list[Level]:
     """The levels to send so that `before` becomes `after`: new totals, and 0 for the gone."""
-    if before == after:
+    if before is after or before == after:  # the same list: the side's top was not touched
         return []
     old = dict(before)
     changes = [(p, q) for p, q in after if old.pop(p, None) != q]
@@ -657,7 +706,21 @@ class MarketData:
         return orjson.dumps(body)
 
     def _update(self, state: _State, now_us: int, data: Any) -> Message:
-        return Message(state.stream, state.seq, self._encode(state, "update", now_us, data))
+        """An update, its keys as `_encode`'s (orjson writes no spaces): the fixed ones are
+        encoded once per stream, which saves a dict of eight keys and their encoding."""
+        head = state.head or self._head(state)
+        if state.stream.channel == Channel.TICKER:
+            return Message(state.stream, 0, _TICKER_UPDATE % (head, now_us, orjson.dumps(data)))
+        seq = state.seq
+        payload = _UPDATE % (head, seq, seq - 1, now_us, orjson.dumps(data))
+        return Message(state.stream, seq, payload)
+
+    def _head(self, state: _State) -> bytes:
+        """`{"ch":..,"sym":..,[depth|interval],"type":"update","epoch":E` (no closing brace);
+        a JSON string holds no unescaped quote, so the first `,"seq":` is the key's."""
+        follows = b',"ts":' if state.stream.channel == Channel.TICKER else b',"seq":'
+        state.head = self._encode(state, "update", 0, None).partition(follows)[0]
+        return state.head
 
     def _flush_instrument(
         self, market: _Market, now_us: int, wanted: Container[Stream], out: list[Message]
@@ -719,8 +782,8 @@ class MarketData:
         checksum: int | None = None
         for state in live:
             depth = state.stream.depth
-            now_bids = bids[:depth]
-            now_asks = asks[:depth]
+            now_bids = bids if len(bids) <= depth else bids[:depth]
+            now_asks = asks if len(asks) <= depth else asks[:depth]
             if state.value is None:
                 # Wanted but never snapshotted: no subscriber can hold its state, so it
                 # starts silently; its first subscriber's snapshot shows it.
@@ -732,11 +795,11 @@ class MarketData:
             if not bid_changes and not ask_changes:
                 continue  # the change was deeper than this tier
             if checksum is None:
-                checksum = levels_checksum(bids, asks, market.spec)
+                checksum = _checksum(market)
             state.advance((now_bids, now_asks), now_us)
             data = {
-                "bids": _rows(bid_changes, market.spec),
-                "asks": _rows(ask_changes, market.spec),
+                "bids": _rows(bid_changes, market),
+                "asks": _rows(ask_changes, market),
                 "checksum": checksum,
             }
             out.append(self._update(state, now_us, data))
@@ -749,7 +812,7 @@ class MarketData:
         if value != state.value:
             state.advance(value, now_us)
             if state.stream in wanted:
-                out.append(self._update(state, now_us, _bbo_data(value, market.spec)))
+                out.append(self._update(state, now_us, _bbo_data(value, market)))
 
     def _flush_ticker(
         self, market: _Market, now_us: int, wanted: Container[Stream], out: list[Message]
@@ -761,7 +824,7 @@ class MarketData:
         data = market.ticker.data(market.spec, now_us)
         if data != state.value:
             state.value = data
-            out.append(Message(state.stream, 0, self._encode(state, "update", now_us, data)))
+            out.append(self._update(state, now_us, data))
 
     def _flush_candles(
         self, market: _Market, now_us: int, wanted: Container[Stream], out: list[Message]
@@ -828,14 +891,14 @@ class MarketData:
         if state.cache is None:
             data: Any = state.value
             if channel == Channel.BOOK:
-                bid_rows = _rows(state.value[0], spec)
-                ask_rows = _rows(state.value[1], spec)
+                bid_rows = _rows(state.value[0], market)
+                ask_rows = _rows(state.value[1], market)
                 checksum = book_checksum(bid_rows, ask_rows)
                 data = {"bids": bid_rows, "asks": ask_rows, "checksum": checksum}
             elif channel == Channel.TRADES:
                 data = list(market.recent)
             elif channel == Channel.BBO:
-                data = _bbo_data(state.value, spec)
+                data = _bbo_data(state.value, market)
             elif channel == Channel.CANDLES:
                 bars = self.candles.bars(spec.symbol, stream.interval, SNAPSHOT_BARS)
                 data = self._candles_data(spec, stream.interval, bars)
@@ -893,11 +956,12 @@ class MarketData:
                     assert state.value == current, f"{symbol}: tier {depth} is stale"
 
 
-def _bbo_data(value: tuple[Level | None, Level | None], spec: InstrumentSpec) -> dict[str, Any]:
+def _bbo_data(value: tuple[Level | None, Level | None], market: "_Market") -> dict[str, Any]:
     bid, ask = value
+    prices, sizes = market.prices, market.sizes
     return {
-        "bid": None if bid is None else _rows((bid,), spec)[0],
-        "ask": None if ask is None else _rows((ask,), spec)[0],
+        "bid": None if bid is None else [prices[bid[0]], sizes[bid[1]]],
+        "ask": None if ask is None else [prices[ask[0]], sizes[ask[1]]],
     }
 
 
