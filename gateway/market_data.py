@@ -63,7 +63,9 @@ CHECKSUM_LEVELS = 10  # per side: where traders look; cheap to format in every m
 TRADES_RECENT_MAX = 50  # a trades snapshot draws a tape; history is a query, not a feed
 TRADES_PER_MESSAGE_MAX = 1_000  # ~100 KB: a huge turn's sweep is split, never one giant frame
 MINUTE_US = 60_000_000
+DAY_US = 86_400_000_000
 TICKER_BUCKETS_MAX = 1_440  # one bucket per minute of the 24 h window: fixed memory per symbol
+LEVEL_TEXTS_MAX = 10_000  # per symbol, ~150 bytes each: the levels near the touch, for hours
 
 assert min(BOOK_DEPTHS) >= CHECKSUM_LEVELS, "every tier must hold the checksummed levels"
 assert list(BOOK_DEPTHS) == sorted(BOOK_DEPTHS), "tiers ascend: the deepest is computed once"
@@ -202,17 +204,38 @@ class _Levels:
         return top if len(top) <= levels_max else top[:levels_max]
 
     def best(self) -> Level | None:
-        top = self.depth(1)
+        top = self._top  # when remembered, any length holds the best
+        if top is None:
+            top = self.depth(1)
         return top[0] if top else None
 
-    def checksum_text(self, prices: DecimalStrings, sizes: DecimalStrings) -> str:
-        """This side's part of the book checksum (`levels_checksum`), formatted again only
+    def checksum_text(self, texts: "_LevelTexts") -> str:
+        """This side's part of the book checksum (`levels_checksum`), joined again only
         when its best levels changed."""
         head = self.depth(CHECKSUM_LEVELS)
         if self._top is not self._text_of:
             self._text_of = self._top
-            self._text = "|".join([f"{prices[price]}:{sizes[qty]}" for price, qty in head])
+            self._text = "|".join([texts[level] for level in head])
         return self._text
+
+
+class _LevelTexts(dict[Level, str]):
+    """(price, qty) -> "price:qty" in the decimal strings sent, a level's part of the book
+    checksum text: a level near the touch keeps its size for many turns, and a dict hit
+    costs a fraction of formatting it. Emptied when full (`LEVEL_TEXTS_MAX`)."""
+
+    __slots__ = ("prices", "sizes")
+
+    def __init__(self, prices: DecimalStrings, sizes: DecimalStrings) -> None:
+        super().__init__()
+        self.prices = prices
+        self.sizes = sizes
+
+    def __missing__(self, level: Level) -> str:
+        if len(self) >= LEVEL_TEXTS_MAX:
+            self.clear()
+        text = self[level] = f"{self.prices[level[0]]}:{self.sizes[level[1]]}"
+        return text
 
 
 class _Resting:
@@ -321,11 +344,11 @@ class _Ticker:
             low = min(low, newest[2]) if low else newest[2]
             volume += newest[3]
             trades += newest[4]
-        pd = spec.price_decimals
+        prices = strings_at(spec.price_decimals)  # prices recur; the volume rarely does
         data: dict[str, Any] = {
-            "last": format_units(self.last_price, pd) if self.last_price else None,
-            "high": format_units(high, pd) if trades else None,
-            "low": format_units(low, pd) if trades else None,
+            "last": prices[self.last_price] if self.last_price else None,
+            "high": prices[high] if trades else None,
+            "low": prices[low] if trades else None,
             "volume": format_units(volume, spec.qty_decimals),
             "trades": trades,
         }
@@ -344,6 +367,8 @@ class _Market:
         "books",
         "candles",
         "instrument",
+        "instrument_inputs",
+        "level_texts",
         "pending",
         "prices",
         "recent",
@@ -363,6 +388,7 @@ class _Market:
         # the decimal strings of its prices and quantities (a spec's decimals never change)
         self.prices = strings_at(spec.price_decimals)
         self.sizes = strings_at(spec.qty_decimals)
+        self.level_texts = _LevelTexts(self.prices, self.sizes)
         self.reference_price = spec.reference_price  # as the engine moves it: trades, operators
         self.bids = _Levels(Side.BUY)
         self.asks = _Levels(Side.SELL)
@@ -371,7 +397,8 @@ class _Market:
         }
         self.bbo = _State(Stream(Channel.BBO, symbol), (None, None), ts_us)
         self.instrument = _State(Stream(Channel.INSTRUMENTS, symbol), None, ts_us)
-        self.instrument.value = _reference(self, ts_us)
+        self.instrument_inputs: tuple[Any, ...] = ()
+        self.start_instrument(ts_us)
         self.trades = _State(Stream(Channel.TRADES, symbol), None, ts_us)
         self.pending: list[TradeExecuted] = []  # this turn's trades, published at flush
         self.recent: deque[dict[str, Any]] = deque(maxlen=TRADES_RECENT_MAX)
@@ -390,11 +417,26 @@ class _Market:
     def bbo_value(self) -> tuple[Level | None, Level | None]:
         return self.bids.best(), self.asks.best()
 
+    def start_instrument(self, ts_us: int) -> None:
+        """The instruments stream's value, as of now, with no update."""
+        self.instrument_inputs = _reference_inputs(self, ts_us)
+        self.instrument.value = _reference(*self.instrument_inputs[:3], ts_us)
 
-def _reference(market: "_Market", now_us: int) -> dict[str, Any]:
-    # Rebuilt at every flush whose trades moved the reference price, to see whether the
-    # stream changed: its decimals are remembered strings (the spec's own never change).
-    spec, status, reference_price = market.spec, market.status, market.reference_price
+
+def _reference_inputs(market: "_Market", now_us: int) -> tuple[Any, ...]:
+    """What the instruments stream's value is made of: equal inputs make equal values (its
+    numbers are these, formatted; a bill's yield moves with the UTC date), so comparing them
+    tells whether the stream changed without building the value nobody may read."""
+    spec = market.spec
+    day = now_us // DAY_US if spec.kind is InstrumentKind.TBILL else 0
+    return (spec, market.status, market.reference_price, day)
+
+
+def _reference(
+    spec: InstrumentSpec, status: InstrumentStatus, reference_price: int, now_us: int
+) -> dict[str, Any]:
+    # Built when the stream moved and someone follows it, or for a snapshot: its decimals
+    # are remembered strings (the spec's own never change).
     prices = strings_at(spec.price_decimals)
     sizes = strings_at(spec.qty_decimals)
     amounts = strings_at(spec.quote_decimals)
@@ -462,8 +504,8 @@ _TICKER_UPDATE = b'%b,"ts":%d,"data":%b}'  # ticker has no seq: its head runs to
 
 def _checksum(market: "_Market") -> int:
     """`levels_checksum` of the market's book, from each side's remembered text."""
-    prices, sizes = market.prices, market.sizes
-    text = f"{market.asks.checksum_text(prices, sizes)};{market.bids.checksum_text(prices, sizes)}"
+    texts = market.level_texts
+    text = f"{market.asks.checksum_text(texts)};{market.bids.checksum_text(texts)}"
     return zlib.crc32(text.encode("ascii"))
 
 
@@ -482,7 +524,7 @@ def _diff(before: list[Level], after: list[Level], sign: int) -> list[Level]:
     changes = [(p, q) for p, q in after if old.pop(p, None) != q]
     if old:  # levels that left the top: deleted or pushed below the depth
         changes.extend((p, 0) for p in old)
-        changes.sort(key=lambda level: level[0] * sign)
+        changes.sort(reverse=sign < 0)  # prices are distinct: the quantities never decide
     return changes
 
 
@@ -533,7 +575,7 @@ class MarketData:
                 market_data.candles.minutes(symbol), market_data.candles.last(symbol)
             )
             kept.reference_price = market.reference_price
-            kept.instrument.value = _reference(kept, venue.ts_us)
+            kept.start_instrument(venue.ts_us)
             for order in market.book.iter_orders():
                 market_data._rest(kept, order.order_id, order.side, order.price, order.leaves_qty)
             kept.bbo.value = kept.bbo_value()
@@ -725,12 +767,17 @@ class MarketData:
     def _flush_instrument(
         self, market: _Market, now_us: int, wanted: Container[Stream], out: list[Message]
     ) -> None:
+        inputs = _reference_inputs(market, now_us)
+        if inputs == market.instrument_inputs:
+            return
+        market.instrument_inputs = inputs
         state = market.instrument
-        value = _reference(market, now_us)
-        if value != state.value:
+        if state.stream in wanted:
+            value = _reference(*inputs[:3], now_us)
             state.advance(value, now_us)
-            if state.stream in wanted:
-                out.append(self._update(state, now_us, value))
+            out.append(self._update(state, now_us, value))
+        else:  # the seq moves; the value is built if a snapshot asks for it
+            state.advance(None, now_us)
 
     def _flush_trades(
         self, market: _Market, now_us: int, wanted: Container[Stream], out: list[Message]
@@ -741,9 +788,8 @@ class MarketData:
             market.ticker.add(trade.ts_us, trade.price, trade.qty)
         state = market.trades
         shown = state.stream in wanted
-        spec = market.spec
-        prices = strings_at(spec.price_decimals)
-        sizes = strings_at(spec.qty_decimals)
+        prices = market.prices
+        sizes = market.sizes
         # Unwatched, only the tail that the next snapshot shows is formatted.
         rows = [
             {
@@ -756,6 +802,12 @@ class MarketData:
             for t in (trades if shown else trades[-TRADES_RECENT_MAX:])
         ]
         # The seq moves whether or not anyone watches, so a seq names one tape.
+        if 0 < len(trades) <= TRADES_PER_MESSAGE_MAX:  # the usual turn: one message, no slice
+            state.advance(None, now_us)
+            if shown:
+                out.append(self._update(state, now_us, rows))
+            market.recent.extend(rows)
+            return
         for start in range(0, len(trades), TRADES_PER_MESSAGE_MAX):
             state.advance(None, now_us)
             if shown:
@@ -888,6 +940,8 @@ class MarketData:
         if channel == Channel.BOOK and state.value is None:
             depth = stream.depth  # no one followed it: start from the shadow book now
             state.advance((market.bids.depth(depth), market.asks.depth(depth)), now_us)
+        elif channel == Channel.INSTRUMENTS and state.value is None:  # moved unfollowed
+            state.value = _reference(*market.instrument_inputs[:3], state.ts_us)
         if state.cache is None:
             data: Any = state.value
             if channel == Channel.BOOK:
