@@ -152,32 +152,45 @@ class _Levels:
     lands within them: a turn that touched one side, or only deeper levels, reuses the
     other's list and checksum text instead of walking the sorted keys and formatting again.
     A remembered list is replaced, never changed in place, so a tier may keep it as its state.
+    Changes are summed per price (`add`, `take`) and applied by `settle` once the events of
+    a command are in: an order that arrives and trades away in one command (a marketable
+    limit order) then never enters the sorted keys, nor makes the best levels stale.
     """
 
-    __slots__ = ("_text", "_text_of", "_top", "_top_max", "keys", "qty", "sign")
+    __slots__ = ("_text", "_text_of", "_top", "_top_max", "delta", "keys", "qty", "sign")
 
     def __init__(self, side: Side) -> None:
         self.sign = -1 if side is Side.BUY else 1  # smallest key is the best, as in engine.book
         self.qty: dict[int, int] = {}
         self.keys = SortedList()
+        self.delta: dict[int, int] = {}  # price -> change not yet applied
         self._top: list[Level] | None = None  # the best `_top_max` levels, or None: stale
         self._top_max = 0
         self._text = ""  # the checksum text of `_text_of`'s best CHECKSUM_LEVELS levels
         self._text_of: list[Level] | None = None
 
     def add(self, price: int, qty: int) -> None:
-        total = self.qty.get(price)
-        if total is None:
-            self.qty[price] = qty
-            self.keys.add(price * self.sign)
-        else:
-            self.qty[price] = total + qty
-        self._moved(price)
+        delta = self.delta
+        delta[price] = delta.get(price, 0) + qty
 
     def take(self, price: int, qty: int) -> None:
-        total = self.qty[price] - qty
+        delta = self.delta
+        delta[price] = delta.get(price, 0) - qty
+
+    def settle(self) -> None:
+        """Apply the changes summed since the last settle (those that cancel out: none)."""
+        for price, change in self.delta.items():
+            if change:
+                self._apply(price, change)
+        self.delta.clear()
+
+    def _apply(self, price: int, change: int) -> None:
+        total = self.qty.get(price, 0) + change
         assert total >= 0, f"level {price} would go negative"
-        if total:
+        if total == change:
+            self.qty[price] = total
+            self.keys.add(price * self.sign)
+        elif total:
             self.qty[price] = total
         else:
             del self.qty[price]
@@ -578,6 +591,8 @@ class MarketData:
             kept.start_instrument(venue.ts_us)
             for order in market.book.iter_orders():
                 market_data._rest(kept, order.order_id, order.side, order.price, order.leaves_qty)
+            kept.bids.settle()
+            kept.asks.settle()
             kept.bbo.value = kept.bbo_value()
         market_data._touched.clear()
         return market_data
@@ -591,6 +606,17 @@ class MarketData:
             handler = handlers.get(type(event))
             if handler is not None:
                 handler(event)
+        self._settle()
+
+    def _settle(self) -> None:
+        """The touched books take their summed changes (see `_Levels`)."""
+        markets = self._markets
+        for symbol in self._touched:
+            market = markets[symbol]
+            if market.bids.delta:
+                market.bids.settle()
+            if market.asks.delta:
+                market.asks.settle()
 
     def _market(self, symbol: str) -> _Market:
         market = self._markets.get(symbol)
