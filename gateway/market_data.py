@@ -228,7 +228,7 @@ class _Levels:
         head = self.depth(CHECKSUM_LEVELS)
         if self._top is not self._text_of:
             self._text_of = self._top
-            self._text = "|".join([texts[level] for level in head])
+            self._text = "|".join(map(texts.__getitem__, head))
         return self._text
 
 
@@ -265,7 +265,7 @@ class _Resting:
 class _State:
     """A stream's sequence, the time and value of its state at that seq, and its snapshot."""
 
-    __slots__ = ("cache", "head", "seq", "stream", "ts_us", "value")
+    __slots__ = ("cache", "head", "seq", "sequenced", "stream", "ts_us", "value")
 
     def __init__(self, stream: Stream, value: Any, ts_us: int) -> None:
         self.stream = stream
@@ -273,7 +273,8 @@ class _State:
         self.ts_us = ts_us
         self.value = value  # book: (bids, asks) or None while no one follows the stream
         self.cache: bytes | None = None  # the encoded snapshot at `seq`
-        self.head = b""  # an update's encoded keys before its seq: the same in every one
+        self.head = ""  # an update's JSON keys before its seq (or ts): the same in every one
+        self.sequenced = stream.channel != Channel.TICKER  # ticker messages carry no seq
 
     def advance(self, value: Any, ts_us: int) -> None:
         self.seq += 1
@@ -777,17 +778,18 @@ class MarketData:
         """An update, its keys as `_encode`'s (orjson writes no spaces): the fixed ones are
         encoded once per stream, which saves a dict of eight keys and their encoding."""
         head = state.head or self._head(state)
-        if state.stream.channel == Channel.TICKER:
-            return Message(state.stream, 0, _TICKER_UPDATE % (head, now_us, orjson.dumps(data)))
         seq = state.seq
-        payload = _UPDATE % (head, seq, seq - 1, now_us, orjson.dumps(data))
-        return Message(state.stream, seq, payload)
+        if state.sequenced:
+            text = f'{head},"seq":{seq},"prev_seq":{seq - 1},"ts":{now_us},"data":'
+        else:
+            text = f'{head},"ts":{now_us},"data":'
+        return Message(state.stream, seq, text.encode() + orjson.dumps(data) + b"}")
 
-    def _head(self, state: _State) -> bytes:
+    def _head(self, state: _State) -> str:
         """`{"ch":..,"sym":..,[depth|interval],"type":"update","epoch":E` (no closing brace);
         a JSON string holds no unescaped quote, so the first `,"seq":` is the key's."""
-        follows = b',"ts":' if state.stream.channel == Channel.TICKER else b',"seq":'
-        state.head = self._encode(state, "update", 0, None).partition(follows)[0]
+        follows = ',"seq":' if state.sequenced else ',"ts":'
+        state.head = self._encode(state, "update", 0, None).decode().partition(follows)[0]
         return state.head
 
     def _flush_instrument(
@@ -868,8 +870,9 @@ class MarketData:
                 state.advance((now_bids, now_asks), now_us)
                 continue
             before_bids, before_asks = state.value
-            bid_changes = _diff(before_bids, now_bids, -1)
-            ask_changes = _diff(before_asks, now_asks, 1)
+            # a side whose best levels were not touched is the very list the tier holds
+            bid_changes = [] if before_bids is now_bids else _diff(before_bids, now_bids, -1)
+            ask_changes = [] if before_asks is now_asks else _diff(before_asks, now_asks, 1)
             if not bid_changes and not ask_changes:
                 continue  # the change was deeper than this tier
             if checksum is None:
