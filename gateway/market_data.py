@@ -21,6 +21,7 @@ from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
 from itertools import islice
+from operator import neg
 from typing import Any, NamedTuple
 
 import msgspec
@@ -209,9 +210,9 @@ class _Levels:
         not change it)."""
         top = self._top
         if top is None or levels_max > self._top_max:
-            sign = self.sign
-            qty = self.qty
-            top = [(key * sign, qty[key * sign]) for key in islice(self.keys, levels_max)]
+            keys = islice(self.keys, levels_max)  # C iterators throughout: no Python frame
+            prices = list(keys) if self.sign > 0 else list(map(neg, keys))
+            top = list(zip(prices, map(self.qty.__getitem__, prices)))
             self._top = top
             self._top_max = levels_max
         return top if len(top) <= levels_max else top[:levels_max]
@@ -650,14 +651,16 @@ class MarketData:
     def _traded(self, event: TradeExecuted) -> None:
         self._fill(event.maker_order_id, event.maker_leaves_qty)
         self._fill(event.taker_order_id, event.taker_leaves_qty)
-        market = self._market(event.symbol)
+        symbol = event.symbol
+        market = self._market(symbol)
         market.pending.append(event)
-        self.candles.add(event.symbol, event.ts_us, event.price, event.qty)
+        self.candles.add(symbol, event.ts_us, event.price, event.qty)
         flags = _BOOK | _TRADES
         if market.reference_price != event.price:  # the engine's band follows the last trade
             market.reference_price = event.price
             flags |= _REFERENCE
-        self._touch(event.symbol, flags)
+        touched = self._touched  # `_touch`, inlined: once per trade
+        touched[symbol] = touched.get(symbol, 0) | flags
 
     def _fill(self, order_id: int, leaves_qty: int) -> None:
         resting = self._orders.get(order_id)
