@@ -202,7 +202,10 @@ class _Levels:
         """The level at `price` changed: the remembered best levels are stale if it is among
         them (or they were the whole side, which a new level may join anywhere)."""
         top = self._top
-        if top is not None and (len(top) < self._top_max or price * self.sign <= top[-1][0] * self.sign):
+        if top is None:
+            return
+        sign = self.sign
+        if len(top) < self._top_max or price * sign <= top[-1][0] * sign:
             self._top = None
 
     def depth(self, levels_max: int) -> list[Level]:
@@ -212,7 +215,7 @@ class _Levels:
         if top is None or levels_max > self._top_max:
             keys = islice(self.keys, levels_max)  # C iterators throughout: no Python frame
             prices = list(keys) if self.sign > 0 else list(map(neg, keys))
-            top = list(zip(prices, map(self.qty.__getitem__, prices)))
+            top = list(zip(prices, map(self.qty.__getitem__, prices), strict=True))
             self._top = top
             self._top_max = levels_max
         return top if len(top) <= levels_max else top[:levels_max]
@@ -412,7 +415,7 @@ class _Market:
         }
         self.bbo = _State(Stream(Channel.BBO, symbol), (None, None), ts_us)
         self.instrument = _State(Stream(Channel.INSTRUMENTS, symbol), None, ts_us)
-        self.instrument_inputs: tuple[Any, ...] = ()
+        self.instrument_inputs = _ReferenceInputs(spec, status, self.reference_price, 0)
         self.start_instrument(ts_us)
         self.trades = _State(Stream(Channel.TRADES, symbol), None, ts_us)
         self.pending: list[TradeExecuted] = []  # this turn's trades, published at flush
@@ -435,23 +438,29 @@ class _Market:
     def start_instrument(self, ts_us: int) -> None:
         """The instruments stream's value, as of now, with no update."""
         self.instrument_inputs = _reference_inputs(self, ts_us)
-        self.instrument.value = _reference(*self.instrument_inputs[:3], ts_us)
+        self.instrument.value = _reference(self.instrument_inputs, ts_us)
 
 
-def _reference_inputs(market: "_Market", now_us: int) -> tuple[Any, ...]:
+class _ReferenceInputs(NamedTuple):
+    spec: InstrumentSpec
+    status: InstrumentStatus
+    reference_price: int
+    day: int  # UTC days since the epoch for a bill (its yield moves with it), else 0
+
+
+def _reference_inputs(market: "_Market", now_us: int) -> _ReferenceInputs:
     """What the instruments stream's value is made of: equal inputs make equal values (its
     numbers are these, formatted; a bill's yield moves with the UTC date), so comparing them
     tells whether the stream changed without building the value nobody may read."""
     spec = market.spec
     day = now_us // DAY_US if spec.kind is InstrumentKind.TBILL else 0
-    return (spec, market.status, market.reference_price, day)
+    return _ReferenceInputs(spec, market.status, market.reference_price, day)
 
 
-def _reference(
-    spec: InstrumentSpec, status: InstrumentStatus, reference_price: int, now_us: int
-) -> dict[str, Any]:
+def _reference(inputs: _ReferenceInputs, now_us: int) -> dict[str, Any]:
     # Built when the stream moved and someone follows it, or for a snapshot: its decimals
     # are remembered strings (the spec's own never change).
+    spec, status, reference_price = inputs.spec, inputs.status, inputs.reference_price
     prices = strings_at(spec.price_decimals)
     sizes = strings_at(spec.qty_decimals)
     amounts = strings_at(spec.quote_decimals)
@@ -804,7 +813,7 @@ class MarketData:
         market.instrument_inputs = inputs
         state = market.instrument
         if state.stream in wanted:
-            value = _reference(*inputs[:3], now_us)
+            value = _reference(inputs, now_us)
             state.advance(value, now_us)
             out.append(self._update(state, now_us, value))
         else:  # the seq moves; the value is built if a snapshot asks for it
@@ -973,7 +982,7 @@ class MarketData:
             depth = stream.depth  # no one followed it: start from the shadow book now
             state.advance((market.bids.depth(depth), market.asks.depth(depth)), now_us)
         elif channel == Channel.INSTRUMENTS and state.value is None:  # moved unfollowed
-            state.value = _reference(*market.instrument_inputs[:3], state.ts_us)
+            state.value = _reference(market.instrument_inputs, state.ts_us)
         if state.cache is None:
             data: Any = state.value
             if channel == Channel.BOOK:
