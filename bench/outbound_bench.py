@@ -100,7 +100,7 @@ async def _fan_out(subscribers: int, publications: int) -> dict[str, Any]:
     from gateway.server import VenueServer  # the server only for this part
 
     with tempfile.TemporaryDirectory() as data_dir:
-        config = venue_config.load(Path("venue.toml"))
+        config = venue_config.load(Path(__file__).resolve().parents[1] / "venue.toml")
         server = VenueServer(config, Path(data_dir))
         port = await server.start("127.0.0.1", 0)
         try:

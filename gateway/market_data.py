@@ -120,6 +120,8 @@ class Message(NamedTuple):
 
 
 Level = tuple[int, int]  # (price units, quantity units)
+# `Message(...)` runs the named tuple's Python `__new__`; tuple's own is C: a frame saved
+_new_message = tuple.__new__
 
 
 def book_checksum(bids: Sequence[Sequence[str]], asks: Sequence[Sequence[str]]) -> int:
@@ -795,7 +797,8 @@ class MarketData:
             text = f'{head},"seq":{seq},"prev_seq":{seq - 1},"ts":{now_us},"data":'
         else:
             text = f'{head},"ts":{now_us},"data":'
-        return Message(state.stream, seq, text.encode() + orjson.dumps(data) + b"}")
+        payload = text.encode() + orjson.dumps(data) + b"}"
+        return _new_message(Message, (state.stream, seq, payload))
 
     def _head(self, state: _State) -> str:
         """`{"ch":..,"sym":..,[depth|interval],"type":"update","epoch":E` (no closing brace);
@@ -891,8 +894,8 @@ class MarketData:
                 checksum = _checksum(market)
             state.advance((now_bids, now_asks), now_us)
             data = {
-                "bids": _rows(bid_changes, market),
-                "asks": _rows(ask_changes, market),
+                "bids": _rows(bid_changes, market) if bid_changes else bid_changes,
+                "asks": _rows(ask_changes, market) if ask_changes else ask_changes,
                 "checksum": checksum,
             }
             out.append(self._update(state, now_us, data))
