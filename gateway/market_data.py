@@ -160,7 +160,17 @@ class _Levels:
     limit order) then never enters the sorted keys, nor makes the best levels stale.
     """
 
-    __slots__ = ("_text", "_text_of", "_top", "_top_max", "delta", "keys", "qty", "sign")
+    __slots__ = (
+        "_places",
+        "_text",
+        "_text_of",
+        "_top",
+        "_top_max",
+        "delta",
+        "keys",
+        "qty",
+        "sign",
+    )
 
     def __init__(self, side: Side) -> None:
         self.sign = -1 if side is Side.BUY else 1  # smallest key is the best, as in engine.book
@@ -169,6 +179,7 @@ class _Levels:
         self.delta: dict[int, int] = {}  # price -> change not yet applied
         self._top: list[Level] | None = None  # the best `_top_max` levels, or None: stale
         self._top_max = 0
+        self._places: dict[int, int] | None = None  # price -> index in `_top`, made on use
         self._text = ""  # the checksum text of `_text_of`'s best CHECKSUM_LEVELS levels
         self._text_of: list[Level] | None = None
 
@@ -195,6 +206,8 @@ class _Levels:
             self.keys.add(price * self.sign)
         elif total:
             self.qty[price] = total
+            self._resized(price, total)
+            return
         else:
             del self.qty[price]
             self.keys.remove(price * self.sign)
@@ -210,6 +223,21 @@ class _Levels:
         if len(top) < self._top_max or price * sign <= top[-1][0] * sign:
             self._top = None
 
+    def _resized(self, price: int, total: int) -> None:
+        """A level kept its place with a new quantity (the usual fill or added order): the
+        remembered list, if it holds the level, is copied with that one entry replaced
+        instead of being built again from the sorted keys."""
+        top = self._top
+        if top is None:
+            return
+        places = self._places
+        if places is None:
+            places = self._places = {level[0]: index for index, level in enumerate(top)}
+        index = places.get(price)
+        if index is not None:  # else it lies below them all (a short list holds every level)
+            top = self._top = top.copy()  # replaced, never changed: tiers may hold the old
+            top[index] = (price, total)
+
     def depth(self, levels_max: int) -> list[Level]:
         """The best `levels_max` levels as (price, total quantity), best first (shared: do
         not change it)."""
@@ -219,6 +247,7 @@ class _Levels:
             prices = list(keys) if self.sign > 0 else list(map(neg, keys))
             top = list(zip(prices, map(self.qty.__getitem__, prices), strict=True))
             self._top = top
+            self._places = None
             self._top_max = levels_max
         return top if len(top) <= levels_max else top[:levels_max]
 
