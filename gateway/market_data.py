@@ -162,8 +162,10 @@ class _Levels:
 
     __slots__ = (
         "_places",
+        "_segments",
         "_text",
         "_text_of",
+        "_texts",
         "_top",
         "_top_max",
         "delta",
@@ -172,8 +174,9 @@ class _Levels:
         "sign",
     )
 
-    def __init__(self, side: Side) -> None:
+    def __init__(self, side: Side, texts: "_LevelTexts") -> None:
         self.sign = -1 if side is Side.BUY else 1  # smallest key is the best, as in engine.book
+        self._texts = texts  # the market's, shared by both sides
         self.qty: dict[int, int] = {}
         self.keys = SortedList()
         self.delta: dict[int, int] = {}  # price -> change not yet applied
@@ -182,6 +185,7 @@ class _Levels:
         self._places: dict[int, int] | None = None  # price -> index in `_top`, made on use
         self._text = ""  # the checksum text of `_text_of`'s best CHECKSUM_LEVELS levels
         self._text_of: list[Level] | None = None
+        self._segments: list[str] = []  # its "price:qty" parts ("" to join them again)
 
     def add(self, price: int, qty: int) -> None:
         delta = self.delta
@@ -234,9 +238,16 @@ class _Levels:
         if places is None:
             places = self._places = {level[0]: index for index, level in enumerate(top)}
         index = places.get(price)
-        if index is not None:  # else it lies below them all (a short list holds every level)
-            top = self._top = top.copy()  # replaced, never changed: tiers may hold the old
-            top[index] = (price, total)
+        if index is None:  # it lies below them all (a short list holds every level)
+            return
+        new_top = self._top = top.copy()  # replaced, never changed: tiers may hold the old
+        new_top[index] = (price, total)
+        if self._text_of is top:  # the checksum text: one part formatted, not ten looked up
+            self._text_of = new_top
+            if index < CHECKSUM_LEVELS:
+                segments = self._segments = self._segments.copy()
+                segments[index] = self._texts[(price, total)]
+                self._text = ""
 
     def depth(self, levels_max: int) -> list[Level]:
         """The best `levels_max` levels as (price, total quantity), best first (shared: do
@@ -257,13 +268,21 @@ class _Levels:
             top = self.depth(1)
         return top[0] if top else None
 
-    def checksum_text(self, texts: "_LevelTexts") -> str:
+    def checksum_text(self) -> str:
         """This side's part of the book checksum (`levels_checksum`), joined again only
         when its best levels changed."""
-        head = self.depth(CHECKSUM_LEVELS)
-        if self._top is not self._text_of:
-            self._text_of = self._top
-            self._text = "|".join(map(texts.__getitem__, head))
+        top = self._top  # a tier's flush made it (every tier holds the checksummed levels)
+        if top is None or self._top_max < CHECKSUM_LEVELS:
+            self.depth(CHECKSUM_LEVELS)
+            top = self._top
+            assert top is not None
+        if top is not self._text_of:
+            self._text_of = top
+            head = top if len(top) <= CHECKSUM_LEVELS else top[:CHECKSUM_LEVELS]
+            self._segments = list(map(self._texts.__getitem__, head))
+            self._text = ""
+        if not self._text:
+            self._text = "|".join(self._segments)
         return self._text
 
 
@@ -439,8 +458,8 @@ class _Market:
         self.sizes = strings_at(spec.qty_decimals)
         self.level_texts = _LevelTexts(self.prices, self.sizes)
         self.reference_price = spec.reference_price  # as the engine moves it: trades, operators
-        self.bids = _Levels(Side.BUY)
-        self.asks = _Levels(Side.SELL)
+        self.bids = _Levels(Side.BUY, self.level_texts)
+        self.asks = _Levels(Side.SELL, self.level_texts)
         self.books = {
             depth: _State(Stream(Channel.BOOK, symbol, depth), None, ts_us) for depth in BOOK_DEPTHS
         }
@@ -559,8 +578,7 @@ _TICKER_UPDATE = b'%b,"ts":%d,"data":%b}'  # ticker has no seq: its head runs to
 
 def _checksum(market: "_Market") -> int:
     """`levels_checksum` of the market's book, from each side's remembered text."""
-    texts = market.level_texts
-    text = f"{market.asks.checksum_text(texts)};{market.bids.checksum_text(texts)}"
+    text = f"{market.asks.checksum_text()};{market.bids.checksum_text()}"
     return zlib.crc32(text.encode("ascii"))
 
 
