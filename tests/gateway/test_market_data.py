@@ -920,3 +920,29 @@ def test_updates_are_compact_json_with_the_documented_keys_in_order() -> None:
         Channel.TICKER: ["ch", "sym", "type", "epoch", "ts", "data"],
         Channel.CANDLES: ["ch", "sym", "interval", *sequenced],
     }
+
+
+def test_a_bills_instruments_stream_moves_with_the_utc_date_followed_or_not() -> None:
+    bill = make_spec(
+        symbol="TB-91-USD",
+        kind=InstrumentKind.TBILL,
+        base="TB-91",
+        price_decimals=6,
+        qty_decimals=0,
+        reference_price=98_676_708,
+        maturity_us=T0 + 91 * DAY_US + DAY_US // 2,
+    )
+    session = Session(bill)
+    instrument = Stream(Channel.INSTRUMENTS, bill.symbol)
+    subscriber = Subscriber(session, [instrument])
+    assert subscriber.last[instrument]["yield"]["days_to_maturity"] == 91
+    session.now += DAY_US
+    subscriber.receive(session.turn([]))
+    assert subscriber.last[instrument]["yield"]["days_to_maturity"] == 90
+    session.wanted.clear()  # nobody follows it: the seq still moves with the date
+    seq = session.md.seq(instrument)
+    session.now += DAY_US
+    session.turn([])
+    assert session.md.seq(instrument) == seq + 1
+    body = orjson.loads(session.md.snapshot(instrument, session.now).payload)
+    assert (body["seq"], body["data"]["yield"]["days_to_maturity"]) == (seq + 1, 89)
