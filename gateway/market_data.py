@@ -1100,6 +1100,7 @@ class MarketData:
             totals[key] = totals.get(key, 0) + resting.leaves
         for symbol, market in self._markets.items():
             for levels in (market.bids, market.asks):
+                assert not levels.delta, f"{symbol}: changes left unsettled"
                 assert len(levels.keys) == len(levels.qty), f"{symbol}: keys and levels differ"
                 for price, qty in levels.qty.items():
                     assert qty > 0, f"{symbol}: empty level {price}"
