@@ -262,6 +262,19 @@ class _Levels:
             self._top_max = levels_max
         return top if len(top) <= levels_max else top[:levels_max]
 
+    def check_remembered(self) -> None:
+        """Assert the remembered best levels and checksum parts are what they stand for."""
+        top = self._top
+        if top is None:
+            return
+        keys = list(islice(self.keys, self._top_max))
+        assert top == [(key * self.sign, self.qty[key * self.sign]) for key in keys], "stale"
+        if self._text_of is top:
+            head = top[:CHECKSUM_LEVELS]
+            assert self._segments == [self._texts[level] for level in head], "stale text"
+        if self._places is not None:
+            assert self._places == {level[0]: i for i, level in enumerate(top)}, "stale places"
+
     def best(self) -> Level | None:
         top = self._top  # when remembered, any length holds the best
         if top is None:
@@ -1101,6 +1114,7 @@ class MarketData:
         for symbol, market in self._markets.items():
             for levels in (market.bids, market.asks):
                 assert not levels.delta, f"{symbol}: changes left unsettled"
+                levels.check_remembered()
                 assert len(levels.keys) == len(levels.qty), f"{symbol}: keys and levels differ"
                 for price, qty in levels.qty.items():
                     assert qty > 0, f"{symbol}: empty level {price}"
