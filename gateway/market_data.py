@@ -716,8 +716,16 @@ class MarketData:
             return  # never rests; its trades are seen from the makers' side
         # It rests at once with its whole quantity; the trades, cancels and expiries that
         # follow in the same command take out what does not stay, before any flush.
-        self._rest(self._market(event.symbol), event.order_id, event.side, event.price, event.qty)
-        self._touch(event.symbol, _BOOK)
+        # (`_rest`, `_Levels.add` and `_touch` inlined: the commonest event, three calls less)
+        symbol = event.symbol
+        market = self._markets[symbol]
+        levels = market.bids if event.side is Side.BUY else market.asks
+        price = event.price
+        self._orders[event.order_id] = _Resting(levels, price, event.qty)
+        delta = levels.delta
+        delta[price] = delta.get(price, 0) + event.qty
+        touched = self._touched
+        touched[symbol] = touched.get(symbol, 0) | _BOOK
 
     def _traded(self, event: TradeExecuted) -> None:
         self._fill(event.maker_order_id, event.maker_leaves_qty)
@@ -737,7 +745,9 @@ class MarketData:
         resting = self._orders.get(order_id)
         if resting is None:
             return
-        resting.levels.take(resting.price, resting.leaves - leaves_qty)
+        delta = resting.levels.delta  # `_Levels.take`, inlined: twice a trade
+        price = resting.price
+        delta[price] = delta.get(price, 0) - (resting.leaves - leaves_qty)
         if leaves_qty:
             resting.leaves = leaves_qty
         else:
