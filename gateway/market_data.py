@@ -365,6 +365,24 @@ class _Ticker:
         self.closed: tuple[int, int, int, int] | None = None  # all buckets but the newest
         self.last_price = 0
 
+    def add_trades(self, trades: list[TradeExecuted]) -> None:
+        """A turn's trades, in one call: those in the current minute's bucket (nearly all)
+        update it here, the others take `add`'s way."""
+        buckets = self.buckets
+        for trade in trades:
+            bucket = buckets[-1] if buckets else None
+            price = trade.price
+            if bucket is not None and bucket[0] == trade.ts_us // MINUTE_US:
+                if price > bucket[1]:
+                    bucket[1] = price
+                elif price < bucket[2]:  # high >= low: a price is never beyond both
+                    bucket[2] = price
+                bucket[3] += trade.qty
+                bucket[4] += 1
+            else:
+                self.add(trade.ts_us, price, trade.qty)
+        self.last_price = trades[-1].price
+
     def add(self, ts_us: int, price: int, qty: int) -> None:
         minute = ts_us // MINUTE_US
         buckets = self.buckets
@@ -904,8 +922,8 @@ class MarketData:
     ) -> None:
         trades = market.pending
         market.pending = []
-        for trade in trades:
-            market.ticker.add(trade.ts_us, trade.price, trade.qty)
+        if trades:
+            market.ticker.add_trades(trades)
         state = market.trades
         shown = state.stream in wanted
         prices = market.prices
