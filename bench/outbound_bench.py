@@ -11,21 +11,34 @@ accounts moving a 5-level ladder of `quote.mass` quotes one tick out and back, e
 `OrderAmended` and its hold's `BalanceChanged`; one command in ten a taker's ioc). Reports
 process CPU µs per command, the figure that the noisy shared machine disturbs least;
 `--profile` prints cProfile's top entries instead.
+
+`--fan-out N` measures the other half of the public side instead: a real server on
+127.0.0.1 with N `/ws/public` subscribers (the e2e benchmark's, reading in this process),
+and `--publications` publications of one book update each, fed straight to its market data.
+It reports the event loop's CPU time (user and system, `getrusage` of the thread) spent
+inside `PublicStreams.flush` per subscriber, and the book messages a second that cost
+allows when publishing may take `PUBLISH_SHARE_MAX` of the loop, to set against the issue's
+500,000; every subscriber must receive every update, without a gap.
 """
 
 import argparse
+import asyncio
 import cProfile
 import pstats
+import resource
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from bench import workloads
+from bench import e2e_clients, workloads
+from core import config as venue_config
 from engine.commands import AmendOrder, Command, ListInstrument, PlaceOrder
-from engine.enums import SelfTradePrevention, Side, TimeInForce
-from engine.events import CommandRejected, Event, OrderAccepted
+from engine.enums import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
+from engine.events import CommandRejected, Event, OrderAccepted, OrderCanceled
 from engine.venue import Venue
-from gateway import frames
+from gateway import frames, public_streams
 from gateway.market_data import Channel, MarketData, Stream
 from gateway.order_history import OrderHistory
 from gateway.private_streams import PrivateStream, sequence
@@ -34,6 +47,10 @@ from settlement.ledger import Ledger
 
 EPOCH = 1
 PROFILE_ENTRIES = 25  # enough to see where the time goes, short enough to read
+FAN_OUT_SYMBOL = e2e_clients.SYMBOL  # the one the e2e subscribers follow
+FAN_OUT_READ_TIMEOUT_S = 30.0  # every subscriber reads a publication well within this
+FAN_OUT_ORDER_BASE = 1 << 40  # the fed orders' ids, clear of the venue's own
+FAN_OUT_LEVELS = 5  # the fed orders cycle over these bid levels: every one a top change
 WORKLOADS = ("cross", "mixed", "requote")
 
 # `requote`: the shape of `venue bench e2e`'s makers and takers (bench.e2e_clients)
@@ -197,13 +214,108 @@ def _quote_set(maker: int, level: int) -> str:
     return f"bench-{maker}-{level}"
 
 
+def fan_out(subscribers: int, publications: int) -> dict[str, Any]:
+    """`--fan-out`: the loop's CPU per subscriber of a publication, real sockets."""
+    try:
+        import uvloop
+    except ImportError:  # not built for every platform: plain asyncio then
+        return asyncio.run(_fan_out(subscribers, publications))
+    return uvloop.run(_fan_out(subscribers, publications))
+
+
+async def _fan_out(subscribers: int, publications: int) -> dict[str, Any]:
+    from gateway.server import VenueServer  # the server only for this part
+
+    with tempfile.TemporaryDirectory() as data_dir:
+        config = venue_config.load(Path(__file__).resolve().parents[1] / "venue.toml")
+        server = VenueServer(config, Path(data_dir))
+        port = await server.start("127.0.0.1", 0)
+        try:
+            return await _publish_to(
+                server, f"ws://127.0.0.1:{port}/ws/public", subscribers, publications
+            )
+        finally:
+            await server.stop()
+
+
+async def _publish_to(server: Any, url: str, subscribers: int, publications: int) -> dict[str, Any]:
+    tally = e2e_clients.Tally()
+    followers = [e2e_clients.Subscriber(url, tally, sampled=False) for _ in range(subscribers)]
+    await asyncio.gather(*(follower.open() for follower in followers))
+    await asyncio.gather(*(follower.snapshot.wait() for follower in followers))
+    for follower in followers:
+        follower.counting = True
+    public = server.public
+    spec = server.reads.venue.markets[FAN_OUT_SYMBOL].spec
+    user_s = system_s = 0.0
+    for index in range(publications):
+        public.market_data.on_events(_book_change(spec, index))
+        before = resource.getrusage(resource.RUSAGE_THREAD)
+        public.flush()
+        after = resource.getrusage(resource.RUSAGE_THREAD)
+        user_s += after.ru_utime - before.ru_utime
+        system_s += after.ru_stime - before.ru_stime
+        async with asyncio.timeout(FAN_OUT_READ_TIMEOUT_S):
+            while tally.book_messages < (index + 1) * subscribers:
+                await asyncio.sleep(0)
+    for follower in followers:
+        if follower.connection is not None:
+            follower.connection.abort()
+    per_publication_s = (user_s + system_s) / publications
+    share = public_streams.PUBLISH_SHARE_MAX
+    return {
+        "subscribers": subscribers,
+        "publications": publications,
+        "book_messages": tally.book_messages,
+        "book_gaps": tally.book_gaps,
+        "errors": dict(tally.errors),
+        "loop_cpu_ms_per_publication": round(per_publication_s * 1e3, 3),
+        "user_us_per_subscriber": round(user_s / publications / subscribers * 1e6, 2),
+        "system_us_per_subscriber": round(system_s / publications / subscribers * 1e6, 2),
+        "book_messages_per_sec_max": round(share * subscribers / per_publication_s),
+    }
+
+
+def _book_change(spec: Any, index: int) -> list[Event]:
+    """One bid joins a level near the touch and the one fed before it leaves: each
+    publication carries one book update (two level changes) to every subscriber."""
+    price = spec.reference_price - spec.price_tick * (1 + index % FAN_OUT_LEVELS)
+    order_id = FAN_OUT_ORDER_BASE + index
+    accepted = OrderAccepted(
+        0,
+        order_id,
+        0,
+        spec.symbol,
+        Side.BUY,
+        OrderType.LIMIT,
+        TimeInForce.GTC,
+        price,
+        spec.min_qty * (1 + index % 3),
+        0,
+        False,
+        SelfTradePrevention.EXPIRE_TAKER,
+        None,
+        None,
+        0,
+    )
+    if not index:
+        return [accepted]
+    canceled = OrderCanceled(0, order_id - 1, 0, spec.symbol, CancelReason.USER, 0, 0)
+    return [accepted, canceled]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", type=int, default=20_000, help="commands replayed")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workload", choices=WORKLOADS, default="cross")
     parser.add_argument("--profile", action="store_true", help="cProfile instead of timing")
+    parser.add_argument("--fan-out", type=int, default=0, metavar="N", help="subscribers")
+    parser.add_argument("--publications", type=int, default=200, help="with --fan-out")
     args = parser.parse_args()
+    if args.fan_out:
+        print(fan_out(args.fan_out, args.publications))
+        return
     replay = Replay(args.ops, args.seed, args.workload)
     result: dict[str, Any] = {"workload": args.workload, "commands": len(replay.batches)}
     for name, part in (("private", replay.private), ("public", replay.public)):

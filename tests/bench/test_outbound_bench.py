@@ -3,7 +3,7 @@
 import msgspec
 import pytest
 
-from bench.outbound_bench import WORKLOADS, Replay
+from bench.outbound_bench import WORKLOADS, Replay, fan_out
 from engine.commands import AmendOrder
 
 
@@ -39,3 +39,10 @@ def test_requote_is_the_e2e_makers_amends_with_a_taker_in_ten() -> None:
     exec_types = [p["data"]["exec_type"] for p in pushes if p["type"] == "exec"]
     assert exec_types.count("amended") > 60 and "trade" in exec_types
     assert any(p["type"] == "balance" for p in pushes)  # a moved bid holds more or less cash
+
+
+def test_fan_out_reaches_every_subscriber_without_a_gap() -> None:
+    result = fan_out(subscribers=3, publications=4)
+    assert result["book_messages"] == 3 * 4, "every publication's update to every subscriber"
+    assert (result["book_gaps"], result["errors"]) == (0, {})
+    assert result["loop_cpu_ms_per_publication"] >= 0

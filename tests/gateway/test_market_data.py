@@ -833,3 +833,116 @@ def test_instruments_follow_the_reference_price_band_and_caps() -> None:
     seeded = MarketData.from_venue(session.venue, EPOCH)
     again = orjson.loads(seeded.snapshot(stream, session.now).payload)["data"]
     assert again == data
+
+
+def test_a_change_below_the_remembered_levels_reaches_a_deeper_tier() -> None:
+    """Each side remembers its best levels between flushes and forgets them only when a
+    change lands among them: a change further down must still reach a deeper tier."""
+    session = Session(make_spec())
+    resting_ladder(session, 15)
+    top10 = Stream(Channel.BOOK, SYMBOL, 10)
+    subscriber = Subscriber(session, [top10])
+    ref = session.venue.markets[SYMBOL].reference_price
+    deep = [session.place(2, BUY, ref - 12, 1_000_000), session.place(2, SELL, ref + 13, 500)]
+    assert session.turn(deep) == [], "below depth 10: nothing for its subscribers"
+    top25 = Stream(Channel.BOOK, SYMBOL, 25)
+    subscriber.streams.add(top25)
+    session.wanted.add(top25)
+    subscriber.subscribe(session, top25)
+    messages = session.turn([session.place(3, BUY, ref - 14, 500_000)])
+    assert [m.stream for m in messages] == [top25]
+    subscriber.receive(messages)
+    assert set(subscriber.results) == {BookSync.APPLIED}
+    assert_books_match(session, subscriber)
+
+
+def test_an_order_that_trades_on_arrival_rests_only_its_remainder() -> None:
+    session = Session(make_spec())
+    resting_ladder(session, 3)
+    stream = Stream(Channel.BOOK, SYMBOL, 10)
+    subscriber = Subscriber(session, [stream])
+    spec = session.venue.markets[SYMBOL].spec
+    ref = spec.reference_price
+
+    def price(units: int) -> str:
+        return format_units(units, spec.price_decimals)
+
+    unit = 10**spec.qty_decimals
+    messages = session.turn([session.place(2, BUY, ref + 2, 3 * unit)])  # takes 2 asks
+    subscriber.receive(messages)
+    data = orjson.loads(messages[0].payload)["data"]
+    assert data["bids"] == [[price(ref + 2), format_units(unit, spec.qty_decimals)]]
+    assert data["asks"] == [[price(ref + 1), "0"], [price(ref + 2), "0"]]
+    messages = session.turn([session.place(3, SELL, ref - 5, unit)])  # trades away at once
+    subscriber.receive(messages)
+    data = orjson.loads(messages[0].payload)["data"]
+    assert (data["bids"], data["asks"]) == ([[price(ref + 2), "0"]], []), "never rested"
+    assert set(subscriber.results) == {BookSync.APPLIED}
+    assert_books_match(session, subscriber)
+
+
+def test_an_unfollowed_instruments_stream_moves_on_and_snapshots_its_own_state() -> None:
+    session = Session(make_spec())
+    stream = Stream(Channel.INSTRUMENTS, SYMBOL)
+    seq = session.md.seq(stream)
+    session.turn([session.place(1, SELL, 10_500, 5), session.place(2, BUY, 10_500, 5)])
+    assert session.md.seq(stream) == seq + 1, "the reference price moved: a new state"
+    session.turn([session.place(1, BUY, 9_000, 5)])
+    assert session.md.seq(stream) == seq + 1, "nothing of it moved"
+    session.execute(session.place(1, SELL, 10_400, 5))  # fed, not yet flushed
+    session.execute(session.place(2, BUY, 10_400, 5))
+    body = orjson.loads(session.md.snapshot(stream, session.now).payload)
+    assert (body["seq"], body["data"]["reference_price"]) == (seq + 1, "105.00")
+    subscriber = Subscriber(session, [stream])
+    subscriber.receive(session.md.flush(session.now, session.wanted))
+    assert subscriber.last[stream]["reference_price"] == "104.00"
+    assert session.md.seq(stream) == seq + 2
+
+
+def test_updates_are_compact_json_with_the_documented_keys_in_order() -> None:
+    session = Session(make_spec())
+    resting_ladder(session, 2)
+    streams = [*all_streams(SYMBOL), Stream(Channel.CANDLES, SYMBOL, 0, "1m")]
+    Subscriber(session, streams)
+    ref = session.venue.markets[SYMBOL].reference_price
+    messages = session.turn([session.place(2, BUY, ref + 1, 2_000_000)])
+    keys = {}
+    for message in messages:
+        body = orjson.loads(message.payload)
+        assert orjson.dumps(body) == message.payload
+        keys[message.stream.channel] = list(body)
+    sequenced = ["type", "epoch", "seq", "prev_seq", "ts", "data"]
+    assert keys == {
+        Channel.INSTRUMENTS: ["ch", "sym", *sequenced],
+        Channel.TRADES: ["ch", "sym", *sequenced],
+        Channel.BOOK: ["ch", "sym", "depth", *sequenced],
+        Channel.BBO: ["ch", "sym", *sequenced],
+        Channel.TICKER: ["ch", "sym", "type", "epoch", "ts", "data"],
+        Channel.CANDLES: ["ch", "sym", "interval", *sequenced],
+    }
+
+
+def test_a_bills_instruments_stream_moves_with_the_utc_date_followed_or_not() -> None:
+    bill = make_spec(
+        symbol="TB-91-USD",
+        kind=InstrumentKind.TBILL,
+        base="TB-91",
+        price_decimals=6,
+        qty_decimals=0,
+        reference_price=98_676_708,
+        maturity_us=T0 + 91 * DAY_US + DAY_US // 2,
+    )
+    session = Session(bill)
+    instrument = Stream(Channel.INSTRUMENTS, bill.symbol)
+    subscriber = Subscriber(session, [instrument])
+    assert subscriber.last[instrument]["yield"]["days_to_maturity"] == 91
+    session.now += DAY_US
+    subscriber.receive(session.turn([]))
+    assert subscriber.last[instrument]["yield"]["days_to_maturity"] == 90
+    session.wanted.clear()  # nobody follows it: the seq still moves with the date
+    seq = session.md.seq(instrument)
+    session.now += DAY_US
+    session.turn([])
+    assert session.md.seq(instrument) == seq + 1
+    body = orjson.loads(session.md.snapshot(instrument, session.now).payload)
+    assert (body["seq"], body["data"]["yield"]["days_to_maturity"]) == (seq + 1, 89)
