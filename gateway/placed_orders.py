@@ -21,6 +21,9 @@ from engine.events import (
 )
 from gateway.sessions import Session
 
+# Events that close their order. A tuple, not `A | B | C`: that builds a union object at
+# every check (~0.2 µs), and this runs on every event of every released command.
+_CLOSING = (OrderCanceled, OrderExpired, SelfTradePrevented)
 QuoteSlot = tuple[int, str, str, Side]  # account, quote set, symbol, side: one live quote
 
 
@@ -61,7 +64,7 @@ class PlacedOrders:
     def forget_closed(self, events: list[Event]) -> None:
         """Orders that closed no longer need cancel-on-disconnect."""
         for event in events:
-            if isinstance(event, OrderCanceled | OrderExpired | SelfTradePrevented):
+            if isinstance(event, _CLOSING):
                 self.forget_order(event.order_id)
             elif isinstance(event, TradeExecuted):
                 if not event.maker_leaves_qty:
