@@ -88,7 +88,8 @@ class Connection(asyncio.Protocol):
         self._close_deadline_set = False  # armed once: a chattering peer cannot push it back
         # `_fast_frames` reads the frames: open, and the library between frames (`_idle`).
         self._fast = False
-        self._partial = b""  # the fast path's incomplete last frame, until the rest arrives
+        self._partial = bytearray()  # the fast path's incomplete last frame, until the rest
+        self._partial_need = 0  # arrives: its whole length, once its header is in (else 0)
         # Until the request line is in: a `_Sniffer`. Then None for a websocket (the hot
         # path tests only this), or the HTTP connection.
         self.http: http.HttpConnection | _Sniffer | None = _Sniffer(self)
@@ -162,6 +163,8 @@ class Connection(asyncio.Protocol):
                 data = self._fast_frames(data)
                 if not data:
                     return
+            elif self._partial:  # a close began between reads: the library reads on from
+                data = self._take_partial() + data  # the start of the frame the fast path held
             self.protocol.receive_data(data)
             self._events()
             self._fast = self._idle()
@@ -181,11 +184,15 @@ class Connection(asyncio.Protocol):
         incomplete end of a fast frame waits in `_partial` (at most `max_size` + 14 bytes).
         """
         if self._partial:
-            data, self._partial = self._partial + data, b""
+            self._partial += data  # appended, not copied whole per read: a frame sent in
+            if len(self._partial) < self._partial_need:  # many small segments stays linear
+                return b""
+            data = self._take_partial()
         size = len(data)
         position = 0
         size_max = self.listener.max_size
         handler = self.handler
+        need = 0  # the incomplete frame's whole length, once its header is in
         while size - position >= 2:
             head2 = data[position + 1]
             if data[position] != _TEXT_WHOLE or not head2 & _MASKED:
@@ -206,6 +213,7 @@ class Connection(asyncio.Protocol):
                 return data[position:]  # the library closes it: 1009
             end = start + length
             if end > size:
+                need = end - position
                 break
             try:
                 text = apply_mask(data[start:end], data[start - 4 : start]).decode()
@@ -217,8 +225,15 @@ class Connection(asyncio.Protocol):
                 self._fast = False  # is the library's, which discards it
                 return data[position:]
         if position < size:
-            self._partial = data[position:]
+            self._partial[:] = data[position:]
+            self._partial_need = need
         return b""
+
+    def _take_partial(self) -> bytes:
+        data = bytes(self._partial)
+        self._partial.clear()
+        self._partial_need = 0
+        return data
 
     def _idle(self) -> bool:
         """The library is between frames of an open connection with no fragmented message
@@ -265,8 +280,7 @@ class Connection(asyncio.Protocol):
             return self.http.eof()
         self._fast = False
         if self._partial:  # the library sees the incomplete frame, as it would have
-            data, self._partial = self._partial, b""
-            self.protocol.receive_data(data)
+            self.protocol.receive_data(self._take_partial())
         self.protocol.receive_eof()
         self._events()
         return None  # the transport closes itself

@@ -262,3 +262,59 @@ def test_a_loopback_server_reads_a_stream_in_two_writes_as_one() -> None:
     recorder = asyncio.run(main())
     assert recorder.messages == ["a", "b", "fragmented", b"\x00\x01", "c" * 200, "close me"]
     assert recorder.closed == [4002]
+
+
+def _after_handshake(kind: type[transport.Connection], script: Any) -> dict[str, Any]:
+    """Run `script(connection, socket)` on an open connection; what it saw."""
+
+    async def main() -> dict[str, Any]:
+        recorder = Recorder()
+        connection = kind(transport.Listener(recorder, ("/ws/trade",), MAX_SIZE))
+        socket = Socket()
+        connection.connection_made(socket)  # type: ignore[arg-type]
+        connection.data_received(handshake())
+        socket.written.clear()
+        script(connection, socket)
+        seen = {"close_rcvd": connection.protocol.close_rcvd, "partial": len(connection._partial)}
+        connection.connection_lost(None)
+        return seen | {"close_code": connection.close_code, "messages": recorder.messages}
+
+    return asyncio.run(main())
+
+
+def test_a_close_begun_between_the_reads_of_a_frame_reads_on_from_its_start() -> None:
+    """The server closes (the venue stops, a logon timeout) while the fast path holds the
+    start of a frame: the library then reads the frame from its start, so the peer's close
+    reply that follows is understood (1001 received, not a garbled frame: 1006)."""
+    frame = text("hello world, a text frame")
+    reply = masked(Opcode.CLOSE, Close(1001, "").serialize())
+
+    def script(connection: transport.Connection, socket: Socket) -> None:
+        connection.data_received(frame[:10])
+        connection.close(1001)
+        connection.data_received(frame[10:] + reply)
+
+    fast = _after_handshake(transport.Connection, script)
+    library = _after_handshake(LibraryOnly, script)
+    assert fast == library
+    assert fast["close_rcvd"] == Close(1001, "") and fast["partial"] == 0
+
+
+def test_a_frame_in_many_small_reads_is_buffered_not_reparsed_per_read() -> None:
+    """The incomplete frame grows in place; it is parsed again only once it is whole."""
+    frame = text("x" * (MAX_SIZE - 10))
+    parsed: list[int] = []
+
+    class Counting(transport.Connection):
+        def _take_partial(self) -> bytes:
+            parsed.append(len(self._partial))
+            return super()._take_partial()
+
+    def script(connection: transport.Connection, socket: Socket) -> None:
+        for start in range(0, len(frame), 7):
+            connection.data_received(frame[start : start + 7])
+
+    seen = _after_handshake(Counting, script)
+    assert seen["messages"] == ["x" * (MAX_SIZE - 10)]
+    # parsed again once its header was in (the second read), then only when whole
+    assert parsed == [14, len(frame)]
