@@ -496,7 +496,7 @@ class _Market:
         }
         self.bbo = _State(Stream(Channel.BBO, symbol), (None, None), ts_us)
         self.instrument = _State(Stream(Channel.INSTRUMENTS, symbol), None, ts_us)
-        self.instrument_inputs = _ReferenceInputs(spec, status, self.reference_price, 0)
+        self.instrument_inputs = _ReferenceInputs(spec, status, self.reference_price, 0, None)
         self.start_instrument(ts_us)
         self.trades = _State(Stream(Channel.TRADES, symbol), None, ts_us)
         self.pending: list[TradeExecuted] = []  # this turn's trades, published at flush
@@ -527,6 +527,12 @@ class _ReferenceInputs(NamedTuple):
     status: InstrumentStatus
     reference_price: int
     day: int  # UTC days since the epoch for a bill (its yield moves with it), else 0
+    bill_yield: Any  # a bill's yield that day (`bill_yield`), else None
+
+    def same_value(self, other: "_ReferenceInputs") -> bool:
+        """The stream's value is the same: equal inputs, the day aside (what a new day
+        changes is the yield, compared itself: a bill without one sends nothing new)."""
+        return self[:3] == other[:3] and self.bill_yield == other.bill_yield
 
 
 def _reference_inputs(market: "_Market", now_us: int) -> _ReferenceInputs:
@@ -534,8 +540,12 @@ def _reference_inputs(market: "_Market", now_us: int) -> _ReferenceInputs:
     numbers are these, formatted; a bill's yield moves with the UTC date), so comparing them
     tells whether the stream changed without building the value nobody may read."""
     spec = market.spec
-    day = now_us // DAY_US if spec.kind is InstrumentKind.TBILL else 0
-    return _ReferenceInputs(spec, market.status, market.reference_price, day)
+    if spec.kind is not InstrumentKind.TBILL:
+        return _ReferenceInputs(spec, market.status, market.reference_price, 0, None)
+    reference_price = market.reference_price
+    day = now_us // DAY_US
+    priced = bill_yield(spec, reference_price, now_us)
+    return _ReferenceInputs(spec, market.status, reference_price, day, priced)
 
 
 def _reference(inputs: _ReferenceInputs, now_us: int) -> dict[str, Any]:
@@ -907,7 +917,7 @@ class MarketData:
         ):
             return  # the usual way out: no tuple built to compare
         inputs = market.instrument_inputs = _reference_inputs(market, now_us)
-        if inputs == kept:
+        if inputs.same_value(kept):
             return
         state = market.instrument
         if state.stream in wanted:

@@ -946,3 +946,26 @@ def test_a_bills_instruments_stream_moves_with_the_utc_date_followed_or_not() ->
     assert session.md.seq(instrument) == seq + 1
     body = orjson.loads(session.md.snapshot(instrument, session.now).payload)
     assert (body["seq"], body["data"]["yield"]["days_to_maturity"]) == (seq + 1, 89)
+
+
+def test_a_bill_without_a_yield_sends_nothing_new_when_the_date_moves() -> None:
+    """More than 366 days left (or matured, or above par): the yield is null every day, so a
+    new UTC date changes nothing in the instruments stream (no update, no seq)."""
+    bill = make_spec(
+        symbol="TB-400-USD",
+        kind=InstrumentKind.TBILL,
+        base="TB-400",
+        price_decimals=6,
+        qty_decimals=0,
+        reference_price=98_676_708,
+        maturity_us=T0 + 400 * DAY_US,
+    )
+    session = Session(bill)
+    instrument = Stream(Channel.INSTRUMENTS, bill.symbol)
+    subscriber = Subscriber(session, [instrument])
+    assert subscriber.last[instrument]["yield"] is None
+    seq = session.md.seq(instrument)
+    for _ in range(3):
+        session.now += DAY_US
+        assert [m for m in session.turn([]) if m.stream == instrument] == []
+    assert session.md.seq(instrument) == seq
