@@ -52,7 +52,8 @@ def test_single_round_trips_are_acknowledged(outcome: tuple[int, dict[str, Any],
     single = result["single"]
     assert single["acked"] > 0 and single["unanswered"] == 0 and single["error"] is None
     assert single["acked"] % 2 == 0  # each place acknowledged was canceled, acknowledged
-    assert result["round_trips_per_sec"] == round(single["acked"] / single["seconds"])
+    # the rate is of the unrounded seconds, the report's are rounded to the µs: ±1
+    assert abs(result["round_trips_per_sec"] - single["acked"] / single["seconds"]) <= 1
     latency = result["round_trip_us"]
     assert 0 < latency["p50"] <= latency["p99"] <= latency["max"]
 
@@ -63,7 +64,7 @@ def test_batches_are_acknowledged(outcome: tuple[int, dict[str, Any], str]) -> N
     assert result["errors"] == [] and result["server_exception"] is None
     assert batched["unanswered"] == 0
     assert batched["acked"] > 0 and batched["acked"] % 2 == 0
-    assert result["batched_actions_per_sec"] == round(batched["acked"] / batched["seconds"])
+    assert abs(result["batched_actions_per_sec"] - batched["acked"] / batched["seconds"]) <= 1
     latency = result["batch_round_trip_us"]
     assert 0 < latency["p50"] <= latency["p99"] <= latency["max"]
     assert status == 0
