@@ -519,7 +519,7 @@ class _Market:
     def start_instrument(self, ts_us: int) -> None:
         """The instruments stream's value, as of now, with no update."""
         self.instrument_inputs = _reference_inputs(self, ts_us)
-        self.instrument.value = _reference(self.instrument_inputs, ts_us)
+        self.instrument.value = _reference(self.instrument_inputs)
 
 
 class _ReferenceInputs(NamedTuple):
@@ -548,7 +548,7 @@ def _reference_inputs(market: "_Market", now_us: int) -> _ReferenceInputs:
     return _ReferenceInputs(spec, market.status, reference_price, day, priced)
 
 
-def _reference(inputs: _ReferenceInputs, now_us: int) -> dict[str, Any]:
+def _reference(inputs: _ReferenceInputs) -> dict[str, Any]:
     # Built when the stream moved and someone follows it, or for a snapshot: its decimals
     # are remembered strings (the spec's own never change).
     spec, status, reference_price = inputs.spec, inputs.status, inputs.reference_price
@@ -579,7 +579,7 @@ def _reference(inputs: _ReferenceInputs, now_us: int) -> dict[str, Any]:
     if spec.kind is InstrumentKind.TBILL:
         data["maturity"] = spec.maturity_us  # µs; it pays par then
         data["face"] = str(TBILL_PRICE_PER)  # prices are per this much face; qty is face value
-        data["yield"] = bill_yield(spec, reference_price, now_us)  # at the reference price
+        data["yield"] = inputs.bill_yield  # at the reference price, on the inputs' date
     return data
 
 
@@ -921,7 +921,7 @@ class MarketData:
             return
         state = market.instrument
         if state.stream in wanted:
-            value = _reference(inputs, now_us)
+            value = _reference(inputs)
             state.advance(value, now_us)
             out.append(self._update(state, now_us, value))
         else:  # the seq moves; the value is built if a snapshot asks for it
@@ -1096,7 +1096,7 @@ class MarketData:
             depth = stream.depth  # no one followed it: start from the shadow book now
             state.advance((market.bids.depth(depth), market.asks.depth(depth)), now_us)
         elif channel == Channel.INSTRUMENTS and state.value is None:  # moved unfollowed
-            state.value = _reference(market.instrument_inputs, state.ts_us)
+            state.value = _reference(market.instrument_inputs)
         if state.cache is None:
             data: Any = state.value
             if channel == Channel.BOOK:
