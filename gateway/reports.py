@@ -9,8 +9,10 @@ than the price. Pushes are structs in PROTOCOL's envelope, `{"ch": "account", "s
 "epoch", "type", "ts", "data"}` (`Push`, made with `seq` and `epoch` 0: the server sets them
 as it sequences each push, `private_streams.sequence`); `data.type` is the order type. The
 exec pushes that open or close an order are also listed apart (`order_reports`, what the
-order history learns from). No push names another participant's account: a settlement shows its
-recipient only its own legs, the counterparty as `null`. Memory: an order is forgotten the
+order history learns from). A command sends one `balance` per account and asset it changed,
+the final state, in the place of its last change (docs/protocol.md §8.3). No push names another
+participant's account: a settlement shows its recipient only its own legs, the counterparty as
+`null`. Memory: an order is forgotten the
 moment it closes, so what is kept is bounded by the venue's open orders
 (`VenueConfig.open_orders_per_account_max` each).
 """
@@ -251,32 +253,47 @@ class ExecReporter:
         `command`, when given, fills the order fields of a rejected `PlaceOrder`; `quote_set`
         tags the order these events accept (a `quote.mass` place).
         """
-        out: list[tuple[int, Push]] = []
+        # `None` holds the place of a balance push until the command's last change of that
+        # balance is known (docs/protocol.md §8.3): `balances` maps (account, asset) to its
+        # last change and that change's place, and only those become pushes.
+        out: list[Any] = []
         self.order_reports = []
         self._command = command
         self._quote_set = quote_set
         handlers = self._handlers
-        balance_strings = self.balance_strings
+        balances: dict[tuple[int, str], tuple[int, Any]] = {}
+        changes = 0
         typed: Sequence[Any] = events  # each handler knows its event's type: no narrowing
         for index, event in enumerate(typed):
             kind = type(event)
             if kind is BalanceChanged:
-                # the most frequent push (a trade changes four balances), inlined: no call
-                account = event.account
-                if account > 0:  # the venue's own accounts have no stream
-                    asset = event.asset
-                    strings = balance_strings.get(asset) or self._balance_strings(asset)
-                    data = BalanceReport(
-                        asset, strings[event.total], strings[event.available], strings[event.held]
-                    )
-                    out.append((account, Push(CHANNEL, 0, 0, "balance", event.ts_us, data)))
+                # the most frequent event (a trade changes four balances), inlined: no call
+                if event.account > 0:  # the venue's own accounts have no stream
+                    balances[(event.account, event.asset)] = (len(out), event)
+                    out.append(None)
+                    changes += 1
                 continue
             handler = handlers.get(kind)
             if handler is not None:
                 handler(event, index, events, out)
         if self._trades:
             self._trades.clear()
+        if balances:
+            self._balances(balances, out)
+            if changes > len(balances):  # some balance changed twice: drop its earlier places
+                return [report for report in out if report is not None]
         return out
+
+    def _balances(self, balances: dict[tuple[int, str], tuple[int, Any]], out: list[Any]) -> None:
+        """Each balance's push, its final state in the place of its last change."""
+        strings_of = self.balance_strings
+        for place, event in balances.values():
+            asset = event.asset
+            strings = strings_of.get(asset) or self._balance_strings(asset)
+            data = BalanceReport(
+                asset, strings[event.total], strings[event.available], strings[event.held]
+            )
+            out[place] = (event.account, Push(CHANNEL, 0, 0, "balance", event.ts_us, data))
 
     # ----------------------------------------------------------------- the handlers
 
