@@ -24,7 +24,7 @@ import msgspec
 
 from engine.book import Order
 from engine.commands import Command, PlaceOrder
-from engine.enums import CancelReason, Liquidity, OrderStatus, OrderType, Side
+from engine.enums import CancelReason, Liquidity, OrderStatus, OrderType, Side, TimeInForce
 from engine.events import (
     AssetListed,
     BalanceChanged,
@@ -151,46 +151,50 @@ _Out = list[tuple[int, Push]]
 _Handler = Callable[[Any, int, Sequence[Event], _Out], None]
 
 
-class _Tracked:
-    """What an execution report needs to know of an open order that its events do not say."""
+class _Tracked(msgspec.Struct, gc=False):
+    """What an execution report needs to know of an open order that its events do not say.
 
-    __slots__ = (
-        "account",
-        "cl_ord_id",
-        "cum_qty",
-        "leaves_qty",
-        "order_id",
-        "order_type",
-        "price",
-        "qty",
-        "quote_qty",
-        "quote_set",
-        "side",
-        "status",
-        "symbol",
-        "tag",
-        "tif",
-        "value",
+    A struct built positionally (`_on_accepted`, `_adopted`): one C call per accepted order
+    instead of an `__init__` frame with sixteen stores and three property calls."""
+
+    order_id: int
+    account: int
+    symbol: str
+    side: Side
+    order_type: OrderType
+    tif: TimeInForce
+    price: int
+    qty: int
+    quote_qty: int
+    cl_ord_id: str | None
+    tag: str | None
+    quote_set: str | None
+    status: OrderStatus
+    leaves_qty: int
+    cum_qty: int
+    value: int  # the sum of price x qty over fills: avg_px = value / cum_qty
+
+
+def _adopted(order: Order, quote_set: str | None) -> _Tracked:
+    """An order already open (a venue restored from a snapshot), as it stands."""
+    return _Tracked(
+        order.order_id,
+        order.account,
+        order.symbol,
+        order.side,
+        order.order_type,
+        order.tif,
+        order.price,
+        order.qty,
+        0,  # only a market buy has a quote budget, and market orders never rest
+        order.cl_ord_id,
+        order.tag,
+        quote_set,
+        order.status,
+        order.leaves_qty,
+        order.cum_qty,
+        order.filled_value,
     )
-
-    def __init__(self, source: OrderAccepted | Order, quote_set: str | None) -> None:
-        self.order_id = source.order_id
-        self.account = source.account
-        self.symbol = source.symbol
-        self.side = source.side
-        self.order_type = source.order_type
-        self.tif = source.tif
-        self.price = source.price
-        self.qty = source.qty
-        self.quote_qty = source.quote_qty if isinstance(source, OrderAccepted) else 0
-        self.cl_ord_id = source.cl_ord_id
-        self.tag = source.tag
-        self.quote_set = quote_set
-        self.status = source.status
-        self.leaves_qty = source.leaves_qty
-        self.cum_qty = source.cum_qty
-        # The sum of price x qty over fills: avg_px = value / cum_qty.
-        self.value = source.filled_value if isinstance(source, Order) else 0
 
 
 class ExecReporter:
@@ -239,7 +243,7 @@ class ExecReporter:
 
     def adopt(self, order: Order, quote_set: str | None = None) -> None:
         """Track an order that is already open (a venue restored from a snapshot)."""
-        self.orders[order.order_id] = _Tracked(order, quote_set)
+        self.orders[order.order_id] = _adopted(order, quote_set)
 
     def reports(
         self,
@@ -253,15 +257,15 @@ class ExecReporter:
         `command`, when given, fills the order fields of a rejected `PlaceOrder`; `quote_set`
         tags the order these events accept (a `quote.mass` place).
         """
-        # `None` holds the place of a balance push until the command's last change of that
-        # balance is known (docs/protocol.md §8.3): `balances` maps (account, asset) to its
-        # last change and that change's place, and only those become pushes.
+        # A balance's event holds its place in `out` until the command's last change of that
+        # balance is known (docs/protocol.md §8.3): `balances` maps (account, asset) to the
+        # place of its last change, and only those become pushes, built once each.
         out: list[Any] = []
         self.order_reports = []
         self._command = command
         self._quote_set = quote_set
         handlers = self._handlers
-        balances: dict[tuple[int, str], tuple[int, Any]] = {}
+        balances: dict[tuple[int, str], int] = {}
         changes = 0
         typed: Sequence[Any] = events  # each handler knows its event's type: no narrowing
         for index, event in enumerate(typed):
@@ -269,8 +273,8 @@ class ExecReporter:
             if kind is BalanceChanged:
                 # the most frequent event (a trade changes four balances), inlined: no call
                 if event.account > 0:  # the venue's own accounts have no stream
-                    balances[(event.account, event.asset)] = (len(out), event)
-                    out.append(None)
+                    balances[(event.account, event.asset)] = len(out)
+                    out.append(event)
                     changes += 1
                 continue
             handler = handlers.get(kind)
@@ -278,22 +282,18 @@ class ExecReporter:
                 handler(event, index, events, out)
         if self._trades:
             self._trades.clear()
-        if balances:
-            self._balances(balances, out)
-            if changes > len(balances):  # some balance changed twice: drop its earlier places
-                return [report for report in out if report is not None]
+        if balances:  # inlined, not a method: most commands change one balance
+            strings_of = self.balance_strings
+            for place in balances.values():
+                event = out[place]
+                asset = event.asset
+                strings = strings_of.get(asset) or self._balance_strings(asset)
+                total, held = event.total, event.held  # not `.available`: a property's call
+                data = BalanceReport(asset, strings[total], strings[total - held], strings[held])
+                out[place] = (event.account, Push(CHANNEL, 0, 0, "balance", event.ts_us, data))
+            if changes > len(balances):  # a balance changed twice: drop its earlier places
+                return [report for report in out if type(report) is tuple]
         return out
-
-    def _balances(self, balances: dict[tuple[int, str], tuple[int, Any]], out: list[Any]) -> None:
-        """Each balance's push, its final state in the place of its last change."""
-        strings_of = self.balance_strings
-        for place, event in balances.values():
-            asset = event.asset
-            strings = strings_of.get(asset) or self._balance_strings(asset)
-            data = BalanceReport(
-                asset, strings[event.total], strings[event.available], strings[event.held]
-            )
-            out[place] = (event.account, Push(CHANNEL, 0, 0, "balance", event.ts_us, data))
 
     # ----------------------------------------------------------------- the handlers
 
@@ -305,7 +305,25 @@ class ExecReporter:
         out += self._settlement(event, self._trades.get((event.symbol, event.trade_id)))
 
     def _on_accepted(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
-        tracked = self.orders[event.order_id] = _Tracked(event, self._quote_set)
+        # built here, positionally: nothing filled yet (no frame of a helper per order)
+        tracked = self.orders[event.order_id] = _Tracked(
+            event.order_id,
+            event.account,
+            event.symbol,
+            event.side,
+            event.order_type,
+            event.tif,
+            event.price,
+            event.qty,
+            event.quote_qty,
+            event.cl_ord_id,
+            event.tag,
+            self._quote_set,
+            OrderStatus.NEW,
+            event.qty,
+            0,
+            0,
+        )
         report = (
             tracked.account,
             Push(CHANNEL, 0, 0, "exec", event.ts_us, self._report(tracked, "new")),
