@@ -42,7 +42,7 @@ from engine.events import (
 )
 from engine.instrument import InstrumentSpec
 from engine.units import format_units
-from gateway.decimals import DecimalStrings, strings_at
+from gateway.decimals import Filler, plain_strings, plain_strings_at
 from settlement.transfers import TransferKind
 
 AVG_PX_EXTRA_DECIMALS = 4  # an average of fills is rarely on the tick; 4 more keep it honest
@@ -252,7 +252,7 @@ class ExecReporter:
         self.asset_scales: dict[str, int] = dict(asset_scales or {})
         # asset -> its balances' decimal strings (`_balance_strings`), apart from the shared
         # tables: running balances churn a table, and holds and untouched totals recur
-        self.balance_strings: dict[str, DecimalStrings] = {}
+        self.balance_strings: dict[str, tuple[dict[int, str], Filler]] = {}
         for spec in (specs or {}).values():
             self._learn_spec(spec)
         self.last_exec_id = last_exec_id
@@ -329,9 +329,15 @@ class ExecReporter:
             for place in balances.values():
                 event = out[place]
                 asset = event.asset
-                strings = strings_of.get(asset) or self._balance_strings(asset)
+                strings, fill = strings_of.get(asset) or self._balance_strings(asset)
                 total, held = event.total, event.held  # not `.available`: a property's call
-                data = BalanceReport(asset, strings[total], strings[total - held], strings[held])
+                available = total - held
+                data = BalanceReport(
+                    asset,
+                    strings.get(total) or fill(total),
+                    strings.get(available) or fill(available),
+                    strings.get(held) or fill(held),
+                )
                 out[place] = (event.account, Push(CHANNEL, 0, 0, "balance", event.ts_us, data))
             if changes > len(balances):  # a balance changed twice: drop its earlier places
                 return [report for report in out if type(report) is tuple]
@@ -375,7 +381,7 @@ class ExecReporter:
         # `_report` inlined for a new order (nothing filled: leaves = qty, avg_px 0): a call
         # frame and a dozen attribute reads fewer on every accepted order
         formats = self.formats.get(event.symbol) or self._formats(event.symbol)
-        qty = formats.qty[event.qty]
+        qty = formats.qty.get(event.qty) or formats.qty_fill(event.qty)
         self.last_exec_id += 1
         data = ExecReport(
             "new",
@@ -387,12 +393,16 @@ class ExecReporter:
             event.side,
             event.order_type,
             event.tif,
-            formats.price[event.price] if event.order_type is OrderType.LIMIT else None,
+            (formats.price.get(event.price) or formats.price_fill(event.price))
+            if event.order_type is OrderType.LIMIT
+            else None,
             qty,
-            formats.quote[event.quote_qty] if event.quote_qty else None,
+            (formats.quote.get(event.quote_qty) or formats.quote_fill(event.quote_qty))
+            if event.quote_qty
+            else None,
             qty,
-            formats.qty[0],
-            formats.avg_px[0],
+            formats.qty_zero,
+            formats.avg_px_zero,
             None,
             None,
             None,
@@ -423,7 +433,8 @@ class ExecReporter:
         # `_report` inlined, from the event's own values: the requote's report (most of the
         # e2e mix), one call frame and a dozen attribute reads fewer
         formats = self.formats.get(tracked.symbol) or self._formats(tracked.symbol)
-        qty = formats.qty
+        qty, qty_fill = formats.qty, formats.qty_fill
+        avg_px = _avg_px_units(tracked.value, cum) if cum else 0
         self.last_exec_id += 1
         data = ExecReport(
             "amended",
@@ -435,12 +446,16 @@ class ExecReporter:
             tracked.side,
             tracked.order_type,
             tracked.tif,
-            formats.price[price] if tracked.order_type is OrderType.LIMIT else None,
-            qty[qty_units],
-            formats.quote[tracked.quote_qty] if tracked.quote_qty else None,
-            qty[leaves],
-            qty[cum],
-            formats.avg_px[_avg_px_units(tracked.value, cum) if cum else 0],
+            (formats.price.get(price) or formats.price_fill(price))
+            if tracked.order_type is OrderType.LIMIT
+            else None,
+            qty.get(qty_units) or qty_fill(qty_units),
+            (formats.quote.get(tracked.quote_qty) or formats.quote_fill(tracked.quote_qty))
+            if tracked.quote_qty
+            else None,
+            qty.get(leaves) or qty_fill(leaves),
+            qty.get(cum) or qty_fill(cum),
+            formats.avg_px.get(avg_px) or formats.avg_px_fill(avg_px),
             None,
             None,
             None,
@@ -510,7 +525,8 @@ class ExecReporter:
             tracked.cum_qty = cum
             tracked.status = status
             # the whole report in one constructor call: no report built and then patched
-            qty = formats.qty
+            qty, qty_fill = formats.qty, formats.qty_fill
+            avg_px = _avg_px_units(tracked.value, cum)
             self.last_exec_id += 1
             data = ExecReport(
                 "trade",
@@ -522,17 +538,21 @@ class ExecReporter:
                 tracked.side,
                 tracked.order_type,
                 tracked.tif,
-                formats.price[tracked.price] if tracked.order_type is OrderType.LIMIT else None,
-                qty[tracked.qty],
-                formats.quote[tracked.quote_qty] if tracked.quote_qty else None,
-                qty[leaves],
-                qty[cum],
-                formats.avg_px[_avg_px_units(tracked.value, cum)],
-                formats.price[trade.price],
-                qty[trade.qty],
+                (formats.price.get(tracked.price) or formats.price_fill(tracked.price))
+                if tracked.order_type is OrderType.LIMIT
+                else None,
+                qty.get(tracked.qty) or qty_fill(tracked.qty),
+                (formats.quote.get(tracked.quote_qty) or formats.quote_fill(tracked.quote_qty))
+                if tracked.quote_qty
+                else None,
+                qty.get(leaves) or qty_fill(leaves),
+                qty.get(cum) or qty_fill(cum),
+                formats.avg_px.get(avg_px) or formats.avg_px_fill(avg_px),
+                formats.price.get(trade.price) or formats.price_fill(trade.price),
+                qty.get(trade.qty) or qty_fill(trade.qty),
                 liquidity,
                 trade.trade_id,
-                formats.fee[fee],
+                formats.fee.get(fee) or formats.fee_fill(fee),
                 spec.quote,
                 tracked.tag,
                 tracked.quote_set,
@@ -603,7 +623,8 @@ class ExecReporter:
     def _report(self, order: _Tracked, exec_type: str, reason: str | None = None) -> ExecReport:
         """The order's report without a trade's fields (`_trade` sets those)."""
         formats = self.formats.get(order.symbol) or self._formats(order.symbol)
-        qty = formats.qty
+        qty, qty_fill = formats.qty, formats.qty_fill
+        avg_px = _avg_px_units(order.value, order.cum_qty) if order.cum_qty else 0
         self.last_exec_id += 1
         data = ExecReport(
             exec_type,
@@ -617,12 +638,16 @@ class ExecReporter:
             order.side,
             order.order_type,
             order.tif,
-            formats.price[order.price] if order.order_type is OrderType.LIMIT else None,
-            qty[order.qty],
-            formats.quote[order.quote_qty] if order.quote_qty else None,
-            qty[order.leaves_qty],
-            qty[order.cum_qty],
-            formats.avg_px[_avg_px_units(order.value, order.cum_qty) if order.cum_qty else 0],
+            (formats.price.get(order.price) or formats.price_fill(order.price))
+            if order.order_type is OrderType.LIMIT
+            else None,
+            qty.get(order.qty) or qty_fill(order.qty),
+            (formats.quote.get(order.quote_qty) or formats.quote_fill(order.quote_qty))
+            if order.quote_qty
+            else None,
+            qty.get(order.leaves_qty) or qty_fill(order.leaves_qty),
+            qty.get(order.cum_qty) or qty_fill(order.cum_qty),
+            formats.avg_px.get(avg_px) or formats.avg_px_fill(avg_px),
             None,  # last_px .. fee_asset: a trade's, set by `_trade`
             None,
             None,
@@ -673,8 +698,8 @@ class ExecReporter:
         strings_of = self.balance_strings
         for leg in event.transfers:
             debit, credit, asset = leg.debit_account, leg.credit_account, leg.asset
-            strings = strings_of.get(asset) or self._balance_strings(asset)
-            amount = strings[leg.amount]
+            strings, fill = strings_of.get(asset) or self._balance_strings(asset)
+            amount = strings.get(leg.amount) or fill(leg.amount)
             if debit > 0:  # `_as_seen_by` the debit side: the credit side named if the venue's
                 if leg.kind is fee:  # each fee leg is its payer's (`_fees` for a self-trade)
                     if debit == maker:
@@ -714,8 +739,8 @@ class ExecReporter:
         formats = self.formats[symbol] = _Formats(spec, self._scale(spec.quote))
         return formats
 
-    def _balance_strings(self, asset: str) -> DecimalStrings:
-        strings = self.balance_strings[asset] = DecimalStrings(self._scale(asset))
+    def _balance_strings(self, asset: str) -> tuple[dict[int, str], Filler]:
+        strings = self.balance_strings[asset] = plain_strings(self._scale(asset))
         return strings
 
     def _scale(self, asset: str) -> int:
@@ -756,16 +781,33 @@ def _as_seen_by(viewer: int, account: int) -> int | None:
 
 
 class _Formats:
-    """One instrument's decimal strings (`gateway.decimals`), looked up by the reports."""
+    """One instrument's decimal strings (`gateway.decimals`), looked up by the reports: per
+    field a plain table, read `table.get(units) or fill(units)`, and its filler."""
 
-    __slots__ = ("avg_px", "fee", "price", "qty", "quote")
+    __slots__ = (
+        "avg_px",
+        "avg_px_fill",
+        "avg_px_zero",
+        "fee",
+        "fee_fill",
+        "price",
+        "price_fill",
+        "qty",
+        "qty_fill",
+        "qty_zero",
+        "quote",
+        "quote_fill",
+    )
 
     def __init__(self, spec: InstrumentSpec, fee_scale: int) -> None:
-        self.price = strings_at(spec.price_decimals)
-        self.qty = strings_at(spec.qty_decimals)
-        self.quote = strings_at(spec.quote_decimals)
-        self.avg_px: DecimalStrings = strings_at(spec.price_decimals + AVG_PX_EXTRA_DECIMALS)
-        self.fee = strings_at(fee_scale)  # the quote asset's own scale
+        self.price, self.price_fill = plain_strings_at(spec.price_decimals)
+        self.qty, self.qty_fill = plain_strings_at(spec.qty_decimals)
+        self.quote, self.quote_fill = plain_strings_at(spec.quote_decimals)
+        avg_px_scale = spec.price_decimals + AVG_PX_EXTRA_DECIMALS
+        self.avg_px, self.avg_px_fill = plain_strings_at(avg_px_scale)
+        self.fee, self.fee_fill = plain_strings_at(fee_scale)  # the quote asset's own scale
+        self.qty_zero = format_units(0, spec.qty_decimals)  # every new order's cum_qty
+        self.avg_px_zero = format_units(0, avg_px_scale)  # and its avg_px
 
 
 def _settlement_of(
