@@ -2,19 +2,18 @@
 
 Owns what an execution report needs beyond the event itself: per open order its static
 fields (learned from `OrderAccepted`, updated by `OrderAmended`) and its running traded
-value for `avg_px`, plus the venue-wide `exec_id` counter. Leaves `seq` and `epoch` to the
-server. Every number is a decimal string at a fixed scale per instrument or asset, so equal
-values are equal strings (`gateway.decimals`); `avg_px` has `AVG_PX_EXTRA_DECIMALS` more
-than the price. Pushes are structs in PROTOCOL's envelope, `{"ch": "account", "seq",
-"epoch", "type", "ts", "data"}` (`Push`, made with `seq` and `epoch` 0: the server sets them
-as it sequences each push, `private_streams.sequence`); `data.type` is the order type. The
-exec pushes that open or close an order are also listed apart (`order_reports`, what the
-order history learns from). A command sends one `balance` per account and asset it changed,
-the final state, in the place of its last change (docs/protocol.md §8.3). No push names another
-participant's account: a settlement shows its recipient only its own legs, the counterparty as
-`null`. Memory: an order is forgotten the
-moment it closes, so what is kept is bounded by the venue's open orders
-(`VenueConfig.open_orders_per_account_max` each).
+value for `avg_px`, plus the venue-wide `exec_id` counter. Leaves `seq` to the server. Every
+number is a decimal string at a fixed scale per instrument or asset, so equal values are
+equal strings (`gateway.decimals`); `avg_px` has `AVG_PX_EXTRA_DECIMALS` more than the price.
+Pushes are structs in PROTOCOL's envelope, `{"ch": "account", "seq", "epoch", "type", "ts",
+"data"}` (`Push`, made with the epoch it is given and `seq` 0: the server sets that as it
+sequences each push, `private_streams.sequence`); `data.type` is the order type. The exec
+pushes that open or close an order are also listed apart (`order_reports`, what the order
+history learns from). A command sends one `balance` per account and asset it changed, the
+final state, in the place of its last change (docs/protocol.md §8.3). No push names another
+participant's account: a settlement shows its recipient only its own legs, the counterparty
+as `null`. Memory: an order is forgotten the moment it closes, so what is kept is bounded by
+the venue's open orders (`VenueConfig.open_orders_per_account_max` each).
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -134,8 +133,8 @@ Report = ExecReport | BalanceReport | SettlementReport | CorporateActionReport
 
 
 class Push(msgspec.Struct, gc=False):
-    """One private push, the envelope as it goes on the wire: the reporter makes it with
-    `seq` and `epoch` 0 and the server sets them as it sequences the push (one struct per
+    """One private push, the envelope as it goes on the wire: the reporter makes it with its
+    epoch and `seq` 0, and the server sets `seq` as it sequences the push (one struct per
     push, encoded once: a second, sequenced copy of every push cost more than its encoding)."""
 
     ch: str
@@ -272,9 +271,10 @@ class ExecReporter:
             InstrumentListed: self._on_instrument_listed,
             AssetListed: self._on_asset_listed,
         }
-        # the call in progress (`reports`): its command, quote set and trades' accounts
+        # the call in progress (`reports`): its command, quote set and epoch
         self._command: Command | None = None
         self._quote_set: str | None = None
+        self._epoch = 0
         # (symbol, trade id) -> its settlement's pushes, built with the trade's reports (the
         # same pass over the legs finds the fees) and sent when the settlement comes
         self._settlements: dict[tuple[str, int], list[tuple[int, Push]]] = {}
@@ -292,11 +292,13 @@ class ExecReporter:
         *,
         command: Command | None = None,
         quote_set: str | None = None,
+        epoch: int = 0,
     ) -> list[tuple[int, Push]]:
         """The pushes of one command's events, in order, each with the account it is for.
 
         `command`, when given, fills the order fields of a rejected `PlaceOrder`; `quote_set`
-        tags the order these events accept (a `quote.mass` place).
+        tags the order these events accept (a `quote.mass` place); `epoch` is the pushes'
+        (set as each is built: a struct's attribute store per push saved in `sequence`).
         """
         # A balance's event holds its place in `out` until the command's last change of that
         # balance is known (docs/protocol.md §8.3): `balances` maps (account, asset) to the
@@ -306,6 +308,7 @@ class ExecReporter:
             self.order_reports = []
         self._command = command
         self._quote_set = quote_set
+        self._epoch = epoch
         handlers = self._handlers
         balances: dict[tuple[int, str], int] = {}
         changes = 0
@@ -338,7 +341,10 @@ class ExecReporter:
                     strings.get(available) or fill(available),
                     strings.get(held) or fill(held),
                 )
-                out[place] = (event.account, Push(CHANNEL, 0, 0, "balance", event.ts_us, data))
+                out[place] = (
+                    event.account,
+                    Push(CHANNEL, 0, self._epoch, "balance", event.ts_us, data),
+                )
             if changes > len(balances):  # a balance changed twice: drop its earlier places
                 return [report for report in out if type(report) is tuple]
         return out
@@ -413,7 +419,7 @@ class ExecReporter:
             tracked.quote_set,
             None,
         )
-        report = tracked.account, Push(CHANNEL, 0, 0, "exec", event.ts_us, data)
+        report = tracked.account, Push(CHANNEL, 0, self._epoch, "exec", event.ts_us, data)
         out.append(report)
         self.order_reports.append(report)
 
@@ -466,7 +472,7 @@ class ExecReporter:
             tracked.quote_set,
             None,
         )
-        report = tracked.account, Push(CHANNEL, 0, 0, "exec", event.ts_us, data)
+        report = tracked.account, Push(CHANNEL, 0, self._epoch, "exec", event.ts_us, data)
         out.append(report)
         if status in CLOSED:
             del self.orders[tracked.order_id]
@@ -558,7 +564,7 @@ class ExecReporter:
                 tracked.quote_set,
                 None,
             )
-            report = tracked.account, Push(CHANNEL, 0, 0, "exec", trade.ts_us, data)
+            report = tracked.account, Push(CHANNEL, 0, self._epoch, "exec", trade.ts_us, data)
             out.append(report)
             if status in CLOSED:
                 del orders[order_id]
@@ -572,11 +578,17 @@ class ExecReporter:
         if isinstance(event, SelfTradePrevented):
             data = self._report(tracked, "stp", CancelReason.STP.value)
             data.liquidity = event.liquidity.value
-            account, push = tracked.account, Push(CHANNEL, 0, 0, "exec", event.ts_us, data)
+            account, push = (
+                tracked.account,
+                Push(CHANNEL, 0, self._epoch, "exec", event.ts_us, data),
+            )
         else:
             exec_type = "canceled" if isinstance(event, OrderCanceled) else "expired"
             data = self._report(tracked, exec_type, event.reason.value)
-            account, push = tracked.account, Push(CHANNEL, 0, 0, "exec", event.ts_us, data)
+            account, push = (
+                tracked.account,
+                Push(CHANNEL, 0, self._epoch, "exec", event.ts_us, data),
+            )
         del self.orders[event.order_id]
         return account, push
 
@@ -589,7 +601,7 @@ class ExecReporter:
         tracked = None if place_refused else self.orders.get(event.order_id)
         if tracked is not None and tracked.account == event.account:
             data = self._report(tracked, "rejected", reason)
-            return tracked.account, Push(CHANNEL, 0, 0, "exec", event.ts_us, data)
+            return tracked.account, Push(CHANNEL, 0, self._epoch, "exec", event.ts_us, data)
         place = command if place_refused and isinstance(command, PlaceOrder) else None
         spec = self.specs.get(event.symbol or "")
         data = ExecReport(
@@ -618,7 +630,7 @@ class ExecReporter:
             quote_set if place else None,
             reason,
         )
-        return event.account, Push(CHANNEL, 0, 0, "exec", event.ts_us, data)
+        return event.account, Push(CHANNEL, 0, self._epoch, "exec", event.ts_us, data)
 
     def _report(self, order: _Tracked, exec_type: str, reason: str | None = None) -> ExecReport:
         """The order's report without a trade's fields (`_trade` sets those)."""
@@ -678,7 +690,7 @@ class ExecReporter:
             format_units(event.cash_received, self._scale(event.cash_asset)),
             event.settlement_id,
         )
-        return Push(CHANNEL, 0, 0, "corporate_action", event.ts_us, data)
+        return Push(CHANNEL, 0, self._epoch, "corporate_action", event.ts_us, data)
 
     def _settlement(
         self, event: TradeSettled, trade: TradeExecuted | None
@@ -721,7 +733,9 @@ class ExecReporter:
         for account, seen in views.items():
             if account > 0:
                 data = SettlementReport(event.settlement_id, event.trade_id, event.symbol, seen)
-                out.append((account, Push(CHANNEL, 0, 0, "settlement", event.ts_us, data)))
+                out.append(
+                    (account, Push(CHANNEL, 0, self._epoch, "settlement", event.ts_us, data))
+                )
         if trade is not None and maker == taker:  # a self-trade: whose fee leg is whose
             maker_fee, taker_fee = _fees(trade, event, self.specs[trade.symbol])
         return out, maker_fee, taker_fee
