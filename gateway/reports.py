@@ -23,7 +23,7 @@ import msgspec
 
 from engine.book import Order
 from engine.commands import Command, PlaceOrder
-from engine.enums import CancelReason, Liquidity, OrderStatus, OrderType, Side, TimeInForce
+from engine.enums import CancelReason, Liquidity, OrderStatus, OrderType, Side
 from engine.events import (
     AssetListed,
     BalanceChanged,
@@ -49,6 +49,13 @@ _AVG_PX_FACTOR: int = 10**AVG_PX_EXTRA_DECIMALS
 ORDER_COMMANDS = frozenset({"place_order", "cancel_order", "amend_order"})
 CLOSED = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED})
 CHANNEL = "account"
+# Enum fields go into the reports as their plain `str` values (a StrEnum's `_value_`, an
+# instance attribute): msgspec encodes a str directly but an enum member through a lookup of
+# its `value` property, a Python-level getattr per field of every push.
+_NEW = OrderStatus.NEW._value_
+_LIMIT = OrderType.LIMIT._value_
+_MAKER = Liquidity.MAKER._value_
+_TAKER = Liquidity.TAKER._value_
 
 
 # The pushes are typed structs, built positionally and encoded once by the server: a dict of
@@ -180,21 +187,22 @@ class _Tracked:
         order_id: int,
         account: int,
         symbol: str,
-        side: Side,
-        order_type: OrderType,
-        tif: TimeInForce,
+        side: str,
+        order_type: str,
+        tif: str,
         price: int,
         qty: int,
         quote_qty: int,
         cl_ord_id: str | None,
         tag: str | None,
         quote_set: str | None,
-        status: OrderStatus,
+        status: str,
         leaves_qty: int,
         cum_qty: int,
         value: int,
     ) -> None:
-        # positional values, not the event: no isinstance and no property calls per order
+        # positional values, not the event: no isinstance and no property calls per order;
+        # side, order type, tif and status as plain strings (see `_NEW`)
         self.order_id = order_id
         self.account = account
         self.symbol = symbol
@@ -219,16 +227,16 @@ def _adopted(order: Order, quote_set: str | None) -> _Tracked:
         order.order_id,
         order.account,
         order.symbol,
-        order.side,
-        order.order_type,
-        order.tif,
+        order.side._value_,
+        order.order_type._value_,
+        order.tif._value_,
         order.price,
         order.qty,
         0,  # only a market buy has a quote budget, and market orders never rest
         order.cl_ord_id,
         order.tag,
         quote_set,
-        order.status,
+        order.status._value_,
         order.leaves_qty,
         order.cum_qty,
         order.filled_value,
@@ -370,16 +378,16 @@ class ExecReporter:
             event.order_id,
             event.account,
             event.symbol,
-            event.side,
-            event.order_type,
-            event.tif,
+            event.side._value_,
+            event.order_type._value_,
+            event.tif._value_,
             event.price,
             event.qty,
             event.quote_qty,
             event.cl_ord_id,
             event.tag,
             self._quote_set,
-            OrderStatus.NEW,
+            _NEW,
             event.qty,
             0,
             0,
@@ -391,14 +399,14 @@ class ExecReporter:
         self.last_exec_id += 1
         data = ExecReport(
             "new",
-            OrderStatus.NEW,
+            _NEW,
             self.last_exec_id,
             event.order_id,
             event.cl_ord_id,
             event.symbol,
-            event.side,
-            event.order_type,
-            event.tif,
+            tracked.side,
+            tracked.order_type,
+            tracked.tif,
             (formats.price.get(event.price) or formats.price_fill(event.price))
             if event.order_type is OrderType.LIMIT
             else None,
@@ -434,7 +442,7 @@ class ExecReporter:
         tracked.qty = qty_units = event.qty
         tracked.leaves_qty = leaves = event.leaves_qty
         tracked.cum_qty = cum = event.cum_qty
-        tracked.status = status = event.status
+        tracked.status = status = event.status._value_
         tracked.cl_ord_id = cl_ord_id = event.cl_ord_id
         # `_report` inlined, from the event's own values: the requote's report (most of the
         # e2e mix), one call frame and a dozen attribute reads fewer
@@ -453,7 +461,7 @@ class ExecReporter:
             tracked.order_type,
             tracked.tif,
             (formats.price.get(price) or formats.price_fill(price))
-            if tracked.order_type is OrderType.LIMIT
+            if tracked.order_type == _LIMIT
             else None,
             qty.get(qty_units) or qty_fill(qty_units),
             (formats.quote.get(tracked.quote_qty) or formats.quote_fill(tracked.quote_qty))
@@ -509,19 +517,19 @@ class ExecReporter:
         orders = self.orders
         for liquidity, order_id, leaves, cum, status, fee in (
             (
-                Liquidity.MAKER,
+                _MAKER,
                 trade.maker_order_id,
                 trade.maker_leaves_qty,
                 trade.maker_cum_qty,
-                trade.maker_status,
+                trade.maker_status._value_,
                 maker_fee,
             ),
             (
-                Liquidity.TAKER,
+                _TAKER,
                 trade.taker_order_id,
                 trade.taker_leaves_qty,
                 trade.taker_cum_qty,
-                trade.taker_status,
+                trade.taker_status._value_,
                 taker_fee,
             ),
         ):
@@ -545,7 +553,7 @@ class ExecReporter:
                 tracked.order_type,
                 tracked.tif,
                 (formats.price.get(tracked.price) or formats.price_fill(tracked.price))
-                if tracked.order_type is OrderType.LIMIT
+                if tracked.order_type == _LIMIT
                 else None,
                 qty.get(tracked.qty) or qty_fill(tracked.qty),
                 (formats.quote.get(tracked.quote_qty) or formats.quote_fill(tracked.quote_qty))
@@ -574,7 +582,7 @@ class ExecReporter:
         tracked = self._tracked(event.order_id, type(event).__name__)
         tracked.leaves_qty = 0
         tracked.cum_qty = event.cum_qty
-        tracked.status = event.status
+        tracked.status = event.status._value_
         if isinstance(event, SelfTradePrevented):
             data = self._report(tracked, "stp", CancelReason.STP.value)
             data.liquidity = event.liquidity.value
@@ -640,9 +648,7 @@ class ExecReporter:
         self.last_exec_id += 1
         data = ExecReport(
             exec_type,
-            # StrEnum members are str and msgspec encodes them as their values: no `.value`
-            # (an enum property lookup) on the hottest report
-            order.status,
+            order.status,  # a plain str (see `_NEW`)
             self.last_exec_id,
             order.order_id,
             order.cl_ord_id,
@@ -651,7 +657,7 @@ class ExecReporter:
             order.order_type,
             order.tif,
             (formats.price.get(order.price) or formats.price_fill(order.price))
-            if order.order_type is OrderType.LIMIT
+            if order.order_type == _LIMIT
             else None,
             qty.get(order.qty) or qty_fill(order.qty),
             (formats.quote.get(order.quote_qty) or formats.quote_fill(order.quote_qty))
@@ -700,7 +706,7 @@ class ExecReporter:
         its trade: also (maker fee, taker fee) in quote units, found in the same pass."""
         # Each leg is formatted once and viewed by its one or two participants as it is
         # read: one `Leg` per view, none built for the venue's accounts (which get no push).
-        # The kind is a StrEnum, encoded as its value: no `.value` per view.
+        # The kind is taken as its plain value once per leg (see `_NEW`).
         maker = taker = 0  # 0: no participant (a settlement without its trade)
         if trade is not None:
             maker, taker = trade.maker_account, trade.taker_account
@@ -710,6 +716,7 @@ class ExecReporter:
         strings_of = self.balance_strings
         for leg in event.transfers:
             debit, credit, asset = leg.debit_account, leg.credit_account, leg.asset
+            kind = leg.kind._value_  # plain, see `_NEW`
             strings, fill = strings_of.get(asset) or self._balance_strings(asset)
             amount = strings.get(leg.amount) or fill(leg.amount)
             if debit > 0:  # `_as_seen_by` the debit side: the credit side named if the venue's
@@ -722,13 +729,13 @@ class ExecReporter:
                 if seen is None:
                     seen = views[debit] = []
                 to = credit if credit == debit or credit <= 0 else None
-                seen.append(Leg(leg.transfer_id, leg.kind, debit, to, asset, amount))
+                seen.append(Leg(leg.transfer_id, kind, debit, to, asset, amount))
             if credit > 0 and credit != debit:
                 seen = views.get(credit)
                 if seen is None:
                     seen = views[credit] = []
                 from_ = debit if debit <= 0 else None
-                seen.append(Leg(leg.transfer_id, leg.kind, from_, credit, asset, amount))
+                seen.append(Leg(leg.transfer_id, kind, from_, credit, asset, amount))
         out = []
         for account, seen in views.items():
             if account > 0:
