@@ -244,7 +244,11 @@ def _adopted(order: Order, quote_set: str | None) -> _Tracked:
 
 
 class ExecReporter:
-    """Turns the events of each executed command into private pushes, per account."""
+    """Turns the events of each executed command into private pushes, per account.
+
+    Past 400 lines for a measured reason: the hot reports (`new`, `amended`, `trade`) each
+    build their 24-field `ExecReport` inline, one positional call, rather than through one
+    shared helper (a frame and a dozen attribute reads per report, callgrind)."""
 
     def __init__(
         self,
