@@ -104,11 +104,11 @@ class Replay:
         text_frame = frames.text_frame
         kept = self.payloads
         for command, events, quote_set in self.batches:
-            reports = reporter.reports(events, command=command, quote_set=quote_set)
+            reports = reporter.reports(events, command=command, quote_set=quote_set, epoch=EPOCH)
             if reporter.order_reports:
                 history.record(reporter.order_reports)
             payloads: list[tuple[int, int, bytes]] = []
-            sequence(reports, streams, EPOCH, payloads)
+            sequence(reports, streams, payloads)
             for _, _, payload in payloads:
                 text_frame(payload)
             self.pushes += len(reports)

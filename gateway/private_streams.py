@@ -88,12 +88,15 @@ class PrivateStreams:
         """Right after a command executes: its private pushes get their seqs, in execution
         order, so an account snapshot taken now is exact."""
         events = executed.events
-        reports = self.reporter.reports(events, command=executed.command, quote_set=quote_set)
+        epoch = self.bus.epoch_of(executed.seq)
+        reports = self.reporter.reports(
+            events, command=executed.command, quote_set=quote_set, epoch=epoch
+        )
         # on replay too, so the history is rebuilt; only the reports that open or close orders
         if self.reporter.order_reports:  # most amends do neither: no call
             self.order_history.record(self.reporter.order_reports)
         if reports:
-            sequence(reports, self.streams, self.bus.epoch_of(executed.seq), executed.pushes)
+            sequence(reports, self.streams, executed.pushes)
 
     def publish(self, executed: Executed) -> None:
         """The command is durable: its private events join the history and go out."""
@@ -244,10 +247,9 @@ class PrivateStreams:
 def sequence(
     reports: list[tuple[int, Push]],
     streams: dict[int, PrivateStream],
-    epoch: int,
     out: list[tuple[int, int, bytes]],
 ) -> None:
-    """Each push gets its account stream's next seq and the epoch, and is encoded:
+    """Each push (made with its epoch) gets its account stream's next seq and is encoded:
     (account, seq, bytes) appended to `out`, in order."""
     encode = _encode
     append = out.append
@@ -256,8 +258,7 @@ def sequence(
         if stream is None:  # not setdefault: that would build a stream for every push
             stream = streams[account] = PrivateStream()
         seq = stream.assigned = stream.assigned + 1
-        push.seq = seq
-        push.epoch = epoch
+        push.seq = seq  # a struct's store costs about twice a slot's: the epoch came built in
         append((account, seq, encode(push)))
 
 

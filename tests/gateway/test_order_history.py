@@ -202,3 +202,22 @@ def test_the_image_restores_the_same_history() -> None:
     for copy in (history, restored):
         open_and_close(copy, ALICE, 6)
     assert restored.page(ALICE, [], {}, limit=10) == history.page(ALICE, [], {}, limit=10)
+
+
+def test_pages_stay_newest_first_as_orders_close_between_them_and_are_forgotten() -> None:
+    """Ids closed since the last page are sorted in only when a page asks: pages between
+    closes, and the bound forgetting ids both sorted in and not yet, still list exactly the
+    retained closed orders, highest id first."""
+    history = OrderHistory(capacity=5)
+    order_ids = [7, 3, 9, 1, 12, 4, 8, 2, 11, 6, 10, 5]  # closing order, not id order
+    for count, order_id in enumerate(order_ids, start=1):
+        open_and_close(history, ALICE, order_id)
+        if count % 3 == 0:
+            rows, _ = history.page(ALICE, [], {}, limit=10)
+            retained = order_ids[max(0, count - 5) : count]
+            assert ids(rows) == sorted(retained, reverse=True)
+    rows, _ = history.page(ALICE, [], {}, limit=10)
+    assert ids(rows) == sorted(order_ids[-5:], reverse=True)
+    first, cursor = history.page(ALICE, [], {}, limit=2)
+    rest, _ = history.page(ALICE, [], {}, before_order_id=cursor, limit=10)
+    assert ids(first + rest) == ids(rows)

@@ -1,28 +1,36 @@
 """The private pushes' bytes, pinned: the cross, mixed and requote workloads replayed through
 `ExecReporter`, `OrderHistory.record` and `private_streams.sequence` (what
-`PrivateStreams.assign` runs) give exactly the bytes the code before issue 12's rebuild gave.
+`PrivateStreams.assign` runs) give exactly the bytes the code before issue 12's rebuild gave,
+but for one deliberate change: one balance push per account per asset per command.
 
-The digests were made once with that code (main at 40f98ae, /work/wt/base): the same
-`bench.outbound_bench.Replay` batches (engine and `bench.workloads` are base's: the same
-events), base's gateway modules doing the reports and the history, each push encoded as its
-`assign` did (`wire.encode(Sequenced(ch, seq, epoch, type, ts, data))`), through `digest`
-below: 30,946 pushes for cross, 5,905 for mixed, 6,546 for requote. A change of one byte in
-any push, seq, the order history or the exec id counter fails this test.
+The digests were made in two steps. The code before the rebuild (main at 40f98ae) gave the
+first pinned pushes: the same `bench.outbound_bench.Replay` batches, its gateway modules
+doing the reports and the history (30,946 pushes for cross, 5,905 for mixed, 6,546 for
+requote). Main at 5fe23d4 (/work/wt/base) still gave exactly those; from its pushes, command
+by command, every `balance` push followed by another of the same account and asset in the
+same command was dropped (5,497 for cross, 256 for mixed, 457 for requote), the rest
+renumbered per account and re-encoded (decoding and encoding gives base's bytes back
+unchanged, checked), and hashed through `digest` below (docs/protocol.md §8.3). The
+reporter's own output matched that derivation for all three workloads, so nothing but the
+dropped balance pushes and the seqs after them moved. A change of one byte
+in any push, seq, the order history or the exec id counter fails this test.
 """
 
 import hashlib
+from typing import Any
 
 import msgspec
 import pytest
 
 from bench.outbound_bench import Replay
+from tests.conftest import Venue, drain_pushes
 
 OPS = 3_000
 SEED = 7
 BASE_DIGESTS = {
-    "cross": "fd8b985525c2716bd7bf76047fe25ff9cc108160ac1949463c93b25621a3a109",
-    "mixed": "f4005c304e43989d784d23cd8b8e754775fdbe61a20dac91e166855f18cbc63d",
-    "requote": "0e8a10d26f6a2bd73401a8ff06d37a4dcb7845bae2a403d41fc6ea12be458233",
+    "cross": "0080e3d84b14709910dd09a78d15dcf687194dc61b7db3f11805c927507fbac8",
+    "mixed": "d47036b572b8133f3c4160579ab73ae81e22f8ffde91dbdc56e892ed9f13b903",
+    "requote": "c6870268bdda39d77f4da50a15cb94a9cd791c8bc9016b71de990c336ff049b5",
 }
 
 
@@ -44,3 +52,43 @@ def test_every_private_push_is_byte_for_byte_as_before(workload: str) -> None:
     replay.private()
     assert replay.pushes == len(replay.payloads) > OPS // 2
     assert digest(replay) == BASE_DIGESTS[workload]
+
+
+# ----------------------------------------------------------------- one balance per command
+
+
+SYMBOL = "AAPLx-USD"
+
+
+def test_a_multi_fill_command_sends_each_balance_once_in_its_final_state(run_venue: Any) -> None:
+    """An IOC buy sweeping three of a maker's asks (three fills, then its rest canceled):
+    each account gets one balance push per asset it changed, carrying the state the
+    `balances` query gives after the command, in the place of that balance's last change."""
+
+    async def scenario(venue: Venue) -> None:
+        maker = await venue.client("alpha")
+        taker = await venue.client("taker")
+        for client in (maker, taker):
+            await client.subscribe_account()
+        for price in ("187.30", "187.35", "187.40"):
+            await maker.place(SYMBOL, "sell", "0.5", price)
+        await drain_pushes(maker)
+        await drain_pushes(taker)
+        await taker.place(SYMBOL, "buy", "2", "187.50", tif="ioc")  # 1.5 fills, 0.5 canceled
+        for client, expected in (
+            (maker, ["trade", "settlement"] * 3 + ["balance"] * 2),
+            (taker, ["new"] + ["trade", "settlement"] * 3 + ["balance", "canceled", "balance"]),
+        ):
+            pushes = [p for p in await drain_pushes(client) if p.get("ch") == "account"]
+            kinds = [p["data"]["exec_type"] if p["type"] == "exec" else p["type"] for p in pushes]
+            assert kinds == expected
+            seqs = [p["seq"] for p in pushes]
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+            pushed = [p["data"] for p in pushes if p["type"] == "balance"]
+            assert sorted(row["asset"] for row in pushed) == ["AAPLx", "USD"]  # once each
+            now = {row["asset"]: row for row in (await client.balances())["balances"]}
+            assert pushed == [now[row["asset"]] for row in pushed]
+        # the taker's cash: its last change is the release of the canceled rest's hold
+        assert pushes[-1]["data"]["asset"] == "USD" and pushes[-1]["data"]["held"] == "0.000000"
+
+    run_venue(scenario)
