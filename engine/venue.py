@@ -325,7 +325,13 @@ class Venue:
                 asset = spec.quote
                 hold = clearing.place_hold(market, side, order_type, price, qty, cmd.quote_qty)
             # The balance to hold from, looked up here: every order on the venue path comes here.
-            balance = clearing.balances.get((account, asset))
+            # It is in the account's remembered position (index 1 the quote, 0 the base): a
+            # lookup by account id instead of by (account, asset).
+            position = market.positions.get(account) or clearing.position(market, account)
+            if position is not None:
+                balance = position[side is BUY]
+            else:  # the account lacks the other asset
+                balance = clearing.balances.get((account, asset))
             if balance is None or balance.total - balance.held < hold:
                 available = clearing.available(account, asset)
                 return self._reject_short(events, cmd, "place_order", market, side, hold, available)
@@ -670,7 +676,11 @@ class Venue:
             hold = order.hold
             spec = market.spec
             asset = spec.quote if order.side is BUY else spec.base
-            balance = self.clearing.balances[(account, asset)]  # type: ignore[union-attr]
+            position = market.positions.get(account)  # remembered when the order was placed
+            if position is not None:
+                balance = position[order.side is BUY]
+            else:
+                balance = self.clearing.balances[(account, asset)]  # type: ignore[union-attr]
             assert hold <= balance.held, f"release {hold} of {balance.held} held"
             balance.held -= hold
             order.hold = 0
