@@ -5,7 +5,8 @@ holds while open (a buy: its worst-case cost and fee in the quote asset; a sell:
 quantity of the base asset), the delivery-versus-payment chain of each trade (security
 seller to buyer, cash buyer to seller, fees to the venue, rounding to the rounding
 account, all legs booked together), and the release of whatever an order still holds when
-it closes. The arithmetic is `settlement.dvp`'s; the balances are `settlement.ledger`'s.
+it closes. The arithmetic is `settlement.dvp`'s; the balances are `settlement.ledger`'s,
+and each market remembers its traders' (base, quote) pairs of them (`Market.positions`).
 """
 
 from collections.abc import Iterable
@@ -133,10 +134,10 @@ class Clearing:
         account = order.account
         asset = spec.quote if order.side is BUY else spec.base
         position = market.positions.get(account)  # remembered when the order was placed
-        if position is not None:
-            balance = position[order.side is BUY]
-        else:
+        if position is None:
             balance = self.balances[(account, asset)]
+        else:
+            balance = position[1] if order.side is BUY else position[0]
         assert 0 < hold <= balance.held, f"release {hold} of {balance.held} held"
         balance.held -= hold
         order.hold = 0
