@@ -4,9 +4,11 @@ Builds the workload once (`bench.workloads.build`); each available adapter in
 `bench.adapters` then prepares it untimed and runs it once with a clock read around every
 command, under the `--gc` policy of `bench.engine_bench`. Prints one table (ops/s,
 p50/p99/max latency, traded quantity, whether it equals ours, throughput relative to ours
-with the book only) and whether every adapter traded the same total quantity: they must,
-since they run the same commands, so a difference is a bug in one of them and the command
-exits 1. An adapter that cannot run a workload faithfully is listed as skipped, with why.
+with the book only, then process CPU ns per command and ours ÷ its, the figures a shared
+machine swings far less than the wall clock) and whether every adapter traded the same
+total quantity: they must, since they run the same commands, so a difference is a bug in
+one of them and the command exits 1. An adapter that cannot run a workload faithfully is
+listed as skipped, with why.
 """
 
 import argparse
@@ -88,6 +90,12 @@ def compare(
             round(row["ops_per_sec"] / base["ops_per_sec"], 3) if base is not None else None
         )
     for row in results:
+        row["cpu_ratio_to_ours"] = (
+            round(base["cpu_ns_per_op"] / row["cpu_ns_per_op"], 3)
+            if base is not None and base["cpu_ns_per_op"] and row["cpu_ns_per_op"]
+            else None
+        )
+    for row in results:
         row["traded_qty_equal"] = base is not None and row["traded_qty"] == base["traded_qty"]
     totals = {row["traded_qty"] for row in results}
     return {
@@ -114,6 +122,7 @@ def _row(name: str, result: AdapterResult) -> dict[str, Any]:
             "max": latencies[-1] / 1000,
         },
         "traded_qty": result.traded_qty,
+        "cpu_ns_per_op": round(result.cpu_seconds * 1e9 / len(latencies)),
     }
 
 
@@ -121,7 +130,8 @@ def table(report: dict[str, Any]) -> str:
     """The report as a fixed-width table, then the skipped engines and the quantity check."""
     header = (
         f"{'engine':<14} {'ops/s':>11} {'p50 µs':>8} {'p99 µs':>8} {'max µs':>9} "
-        f"{'traded qty':>16} {'qty equal':>9} {'vs ours':>8}"
+        f"{'traded qty':>16} {'qty equal':>9} {'vs ours':>8} {'cpu ns/op':>10} "
+        f"{'cpu vs ours':>11}"
     )
     lines = [
         f"{report['workload']}: {report['ops']:,} ops, seed {report['seed']}, gc {report['gc']}",
@@ -131,10 +141,13 @@ def table(report: dict[str, Any]) -> str:
     for row in report["results"]:
         latency = row["latency_us"]
         ratio = "-" if row["ratio_to_ours"] is None else f"{row['ratio_to_ours']:.3f}x"
+        cpu = row["cpu_ratio_to_ours"]
+        cpu_ratio = "-" if cpu is None else f"{cpu:.3f}x"
         lines.append(
             f"{row['engine']:<14} {row['ops_per_sec']:>11,} {latency['p50']:>8.3f} "
             f"{latency['p99']:>8.3f} {latency['max']:>9.1f} {row['traded_qty']:>16,} "
-            f"{'yes' if row['traded_qty_equal'] else 'no':>9} {ratio:>8}"
+            f"{'yes' if row['traded_qty_equal'] else 'no':>9} {ratio:>8} "
+            f"{row['cpu_ns_per_op']:>10,} {cpu_ratio:>11}"
         )
     lines += [f"skipped {s['engine']}: {s['reason']}" for s in report["skipped"]]
     if report["traded_qty_equal"]:

@@ -5,7 +5,8 @@ holds while open (a buy: its worst-case cost and fee in the quote asset; a sell:
 quantity of the base asset), the delivery-versus-payment chain of each trade (security
 seller to buyer, cash buyer to seller, fees to the venue, rounding to the rounding
 account, all legs booked together), and the release of whatever an order still holds when
-it closes. The arithmetic is `settlement.dvp`'s; the balances are `settlement.ledger`'s.
+it closes. The arithmetic is `settlement.dvp`'s; the balances are `settlement.ledger`'s,
+and each market remembers its traders' (base, quote) pairs of them (`Market.positions`).
 """
 
 from collections.abc import Iterable
@@ -16,7 +17,7 @@ from engine.events import BalanceChanged, Event, TradeSettled
 from engine.instrument import InstrumentSpec
 from engine.market import Market
 from settlement.dvp import CashTerms
-from settlement.ledger import Ledger, Leg
+from settlement.ledger import Balance, Ledger, Leg
 from settlement.transfers import FEE_INCOME, ROUNDING, TransferKind
 
 BUY = Side.BUY
@@ -132,7 +133,11 @@ class Clearing:
         spec = market.spec
         account = order.account
         asset = spec.quote if order.side is BUY else spec.base
-        balance = self.balances[(account, asset)]
+        position = market.positions.get(account)  # remembered when the order was placed
+        if position is None:
+            balance = self.balances[(account, asset)]
+        else:
+            balance = position[1] if order.side is BUY else position[0]
         assert 0 < hold <= balance.held, f"release {hold} of {balance.held} held"
         balance.held -= hold
         order.hold = 0
@@ -189,20 +194,31 @@ class Clearing:
         buyer.hold -= pay + buyer_fee
         seller.hold -= qty
         assert buyer.hold >= 0, f"{buyer} spent more than it held"
+        positions = market.positions
+        bought = positions.get(buyer_account) or self.position(market, buyer_account)
+        sold_out = positions.get(seller_account) or self.position(market, seller_account)
         ledger = self.ledger
-        done = ledger.settle_dvp(
-            buyer_account,
-            seller_account,
-            base,
-            quote,
-            qty,
-            pay,
-            receive,
-            buyer_fee,
-            seller_fee,
-            ts,
-        )
-        if done is None:  # a self-trade, or a balance still to be made
+        if (
+            bought is None
+            or sold_out is None
+            or (
+                booked := ledger.settle_dvp(
+                    buyer_account,
+                    seller_account,
+                    base,
+                    quote,
+                    bought,
+                    sold_out,
+                    qty,
+                    pay,
+                    receive,
+                    buyer_fee,
+                    seller_fee,
+                    ts,
+                )
+            )
+            is None
+        ):  # a self-trade, or a balance still to be made
             return self._settle_generic(
                 market,
                 buyer_account,
@@ -216,7 +232,8 @@ class Clearing:
                 ts,
                 events,
             )
-        booked, buyer_base, buyer_cash, seller_base, seller_cash = done
+        buyer_base, buyer_cash = bought
+        seller_base, seller_cash = sold_out
         # The settlement, then every balance the chain touched as it is now: one extend
         # instead of five appends.
         events.extend(
@@ -229,6 +246,14 @@ class Clearing:
             )
         )
         return None
+
+    def position(self, market: Market, account: int) -> tuple[Balance, Balance] | None:
+        """The account's (base, quote) balances in `market`, remembered once both exist."""
+        spec = market.spec
+        position = self.ledger.position(account, spec.base, spec.quote)
+        if position is not None:
+            market.positions[account] = position
+        return position
 
     def _settle_generic(
         self,

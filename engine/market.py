@@ -12,6 +12,7 @@ from engine.enums import InstrumentStatus
 from engine.instrument import InstrumentSpec, band_limits
 from engine.units import UNITS_MAX
 from settlement.dvp import CashTerms
+from settlement.ledger import Balance
 
 
 class Market:
@@ -30,6 +31,7 @@ class Market:
         "notional_den",
         "notional_max_plain",
         "notional_num",
+        "positions",
         "price_tick",
         "qty_max_plain",
         "qty_step",
@@ -63,6 +65,11 @@ class Market:
         self.qty_max_plain = self.notional_max_plain = self.buy_price_max = 0
         self._fold_caps()
         self.terms: CashTerms | None = None  # set when the venue clears through a ledger
+        # Each account's (base, quote) balances, remembered by `Clearing.position` once both
+        # exist (the ledger never removes or replaces a balance): one lookup by account id per
+        # party of a trade or a new order instead of one tuple-keyed lookup per balance.
+        # Derived from the ledger, so neither hashed nor snapshotted.
+        self.positions: dict[int, tuple[Balance, Balance]] = {}
         self.reference_price = 0
         self.band_low = self.band_high = 0
         self.set_reference_price(spec.reference_price)

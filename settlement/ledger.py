@@ -345,47 +345,51 @@ class Ledger:
         self._undrained.extend(booked)
         return booked
 
+    def position(self, account: int, base: str, quote: str) -> tuple[Balance, Balance] | None:
+        """The account's (base, quote) balances if both exist, else None (nothing is made).
+
+        What `settle_dvp` books a trade party's legs against; callers may remember it, as
+        balances are never removed or replaced.
+        """
+        balances = self.balances
+        base_balance = balances.get((account, base))
+        quote_balance = balances.get((account, quote))
+        if base_balance is None or quote_balance is None:
+            return None
+        return base_balance, quote_balance
+
     def settle_dvp(
         self,
         buyer: int,
         seller: int,
         base: str,
         quote: str,
+        buyer_position: tuple[Balance, Balance],
+        seller_position: tuple[Balance, Balance],
         qty: int,
         pay: int,
         receive: int,
         buyer_fee: int,
         seller_fee: int,
         ts_us: int,
-    ) -> tuple[tuple[Transfer, ...], Balance, Balance, Balance, Balance] | None:
+    ) -> tuple[Transfer, ...] | None:
         """Book one trade's delivery-versus-payment, spending the holds it uses up.
 
-        `settle` written out for a trade's fixed legs, the hot path of every trade: each
-        balance is looked up once instead of per leg and per report. The legs, in order: the
-        security seller to buyer, the cash both agree on (min of `pay` and `receive`) buyer to
-        seller, the rounding difference, the buyer's fee, the seller's fee (`seller_fee` is
-        at most `receive`). The buyer's hold spends `pay` and its fee, the seller's `qty`.
-        Returns the booked transfers and the balances (buyer base, buyer quote, seller base,
-        seller quote) as they are now; or None, with nothing changed, for a self-trade (stp
-        none) or when a balance does not exist yet (the venue's rounding and fee balances
-        in `quote` included): `settle` then books the chain and makes the missing balances
-        in the order its legs meet them.
+        `settle` written out for a trade's fixed legs, the hot path of every trade: the
+        parties' balances come in as their `position`s (base, quote), each moved once. The
+        legs, in order: the security seller to buyer, the cash both agree on (min of `pay`
+        and `receive`) buyer to seller, the rounding difference, the buyer's fee, the
+        seller's fee (`seller_fee` is at most `receive`). The buyer's hold spends `pay` and
+        its fee, the seller's `qty`. Returns the booked transfers; or None, with nothing
+        changed, for a self-trade (stp none) or while the venue's rounding or fee balance in
+        `quote` does not exist yet: `settle` then books the chain and makes the missing
+        balances in the order its legs meet them.
         """
-        balances = self.balances
-        buyer_base = balances.get((buyer, base))
-        buyer_cash = balances.get((buyer, quote))
-        seller_base = balances.get((seller, base))
-        seller_cash = balances.get((seller, quote))
         venue = self._venue_cash.get(quote) or self._find_venue_cash(quote)
-        if (
-            buyer_base is None
-            or buyer_cash is None
-            or seller_base is None
-            or seller_cash is None
-            or venue is None
-            or buyer == seller
-        ):
+        if venue is None or buyer == seller:
             return None
+        buyer_base, buyer_cash = buyer_position
+        seller_base, seller_cash = seller_position
         # Each balance moves once by its net amount rather than once per leg: the buyer's cash
         # pays the agreed cash, the rounding difference and its fee, which is what its hold
         # spends; the seller's cash gets what it receives less its fee. Total and hold drop
@@ -435,7 +439,7 @@ class Ledger:
         self.last_transfer_id = transfer_id
         transfers = tuple(booked)
         self._undrained.extend(transfers)
-        return transfers, buyer_base, buyer_cash, seller_base, seller_cash
+        return transfers
 
     def _find_venue_cash(self, quote: str) -> tuple[Balance, Balance] | None:
         """The venue's rounding and fee balances in `quote`, remembered once both exist.

@@ -2,8 +2,9 @@
 
 An adapter prepares a workload untimed (fresh state, setup replayed, commands converted to
 its own form) and then runs the converted commands with a clock read around each one. It
-reports the loop's wall time, every command's latency and the total traded quantity, which
-it adds up after the clock stops so that counting never costs timed work.
+reports the loop's wall time and process CPU time (which other work on a shared machine
+inflates far less), every command's latency and the total traded quantity, which it adds
+up after the clock stops so that counting never costs timed work.
 """
 
 import time
@@ -21,6 +22,7 @@ class AdapterResult:
     seconds: float  # wall time of the whole loop, clock reads included
     latencies_ns: list[int]  # one per command, in command order
     traded_qty: int  # sum of the quantity of every trade, in qty units
+    cpu_seconds: float = 0.0  # process CPU time of the same loop; 0: the engine cannot say
 
 
 class EngineAdapter(Protocol):
@@ -43,20 +45,23 @@ class EngineAdapter(Protocol):
 
 def time_each(
     step: Callable[[Any], object], commands: Sequence[object]
-) -> tuple[float, list[int], list[object]]:
+) -> tuple[float, list[int], list[object], float]:
     """Call `step(command)` for each command with a clock read around it.
 
-    Returns the loop's seconds, the latencies and what each call returned (kept, not
-    inspected, so that the caller counts trades after the clock stops).
+    Returns the loop's seconds, the latencies, what each call returned (kept, not
+    inspected, so that the caller counts trades after the clock stops) and the loop's
+    process CPU seconds.
     """
     clock = time.perf_counter_ns
     count = len(commands)
     latencies = [0] * count
     outputs: list[object] = [None] * count
+    cpu_started = time.process_time()
     started = clock()
     for i, command in enumerate(commands):
         before = clock()
         outputs[i] = step(command)
         latencies[i] = clock() - before
     seconds = (clock() - started) / 1e9
-    return seconds, latencies, outputs
+    cpu_seconds = time.process_time() - cpu_started
+    return seconds, latencies, outputs, cpu_seconds

@@ -129,4 +129,6 @@ class MatchingEngineAdapter:
             sys.stderr.write(done.stderr)
             raise RuntimeError(f"the {PACKAGE} driver failed (exit {done.returncode})")
         result = json.loads(done.stdout)
-        return AdapterResult(result["seconds"], result["latencies_ns"], result["traded_qty"])
+        return AdapterResult(
+            result["seconds"], result["latencies_ns"], result["traded_qty"], result["cpu_seconds"]
+        )

@@ -5,8 +5,9 @@ package is installed; imports only the standard library and `matching_engine`, n
 project. Reads one JSON object on stdin (the parent's collector policy, "setup" and
 "commands" in the plain forms of `bench.adapters.thirdparty`), applies the setup untimed,
 times each command as `bench.adapters.base.time_each` does and prints one JSON object
-{"seconds", "latencies_ns", "traded_qty"}. Every command is a prebuilt `SequencedCommand`
-except a price move: cancel, then a new order (a fresh id) of the qty the cancel reports.
+{"seconds", "cpu_seconds", "latencies_ns", "traded_qty"}. Every command is a prebuilt
+`SequencedCommand` except a price move: cancel, then a new order (a fresh id) of the qty
+the cancel reports.
 """
 
 import gc
@@ -86,15 +87,18 @@ def main() -> None:
     clock = time.perf_counter_ns
     latencies = [0] * len(commands)
     outputs: list[list[Any]] = [[] for _ in commands]
+    cpu_started = time.process_time()
     started = clock()
     for i, command in enumerate(commands):
         before = clock()
         outputs[i] = step(command)
         latencies[i] = clock() - before
     seconds = (clock() - started) / 1e9
+    cpu_seconds = time.process_time() - cpu_started
     gc.enable()
     traded = sum(e.qty for events in outputs for e in events if type(e) is Trade)
-    json.dump({"seconds": seconds, "latencies_ns": latencies, "traded_qty": traded}, sys.stdout)
+    result = {"seconds": seconds, "cpu_seconds": cpu_seconds, "latencies_ns": latencies}
+    json.dump(result | {"traded_qty": traded}, sys.stdout)
 
 
 if __name__ == "__main__":

@@ -166,10 +166,10 @@ class NaiveAdapter:
 
     def run(self, commands: Sequence[object]) -> AdapterResult:
         assert self.book is not None, "prepare() first"
-        seconds, latencies, outputs = time_each(self.book.apply, commands)
+        seconds, latencies, outputs, cpu_seconds = time_each(self.book.apply, commands)
         self.book = None
         traded = 0
         for qty in outputs:
             assert isinstance(qty, int), qty
             traded += qty
-        return AdapterResult(seconds, latencies, traded)
+        return AdapterResult(seconds, latencies, traded, cpu_seconds)

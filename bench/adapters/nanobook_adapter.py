@@ -74,10 +74,10 @@ class NanobookAdapter:
 
     def run(self, commands: Sequence[object]) -> AdapterResult:
         assert self.exchange is not None, "prepare() first"
-        seconds, latencies, outputs = time_each(self.apply, commands)
+        seconds, latencies, outputs, cpu_seconds = time_each(self.apply, commands)
         self.exchange = None
         traded = sum(getattr(result, "filled_quantity", 0) for result in outputs)
-        return AdapterResult(seconds, latencies, traded)
+        return AdapterResult(seconds, latencies, traded, cpu_seconds)
 
 
 def _convert(plain: tuple[int, ...], sides: dict[int, str]) -> tuple[Any, ...]:

@@ -31,7 +31,7 @@ class VenueAdapter:
 
     def run(self, commands: Sequence[object]) -> AdapterResult:
         assert self.venue is not None, "prepare() first"
-        seconds, latencies, outputs = time_each(self.venue.execute, commands)
+        seconds, latencies, outputs, cpu_seconds = time_each(self.venue.execute, commands)
         traded = 0
         for events in outputs:
             assert isinstance(events, list), events
@@ -39,4 +39,4 @@ class VenueAdapter:
                 if type(event) is TradeExecuted:
                     traded += event.qty
         self.venue = None
-        return AdapterResult(seconds, latencies, traded)
+        return AdapterResult(seconds, latencies, traded, cpu_seconds)

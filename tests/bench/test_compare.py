@@ -41,6 +41,7 @@ def _check_row(row: dict[str, Any]) -> None:
     latency = row["latency_us"]
     assert 0 < latency["p50"] <= latency["p99"] <= latency["max"]
     assert row["ratio_to_ours"] > 0
+    assert row["cpu_ns_per_op"] > 0 and row["cpu_ratio_to_ours"] > 0  # process CPU time too
 
 
 @pytest.mark.parametrize("workload", sorted(workloads.WORKLOADS))

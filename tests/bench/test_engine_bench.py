@@ -29,6 +29,7 @@ def _check_consistent(result: dict[str, Any], workload: str, ops: int) -> None:
     assert result["ops"] == ops
     assert result["seconds"] > 0
     assert result["ops_per_sec"] == pytest.approx(ops / result["seconds"], rel=RATE_TOLERANCE)
+    assert result["cpu_ns_per_op"] > 0  # the throughput pass in process CPU time too
     latency = result["latency_us"]
     assert set(latency) >= {"p50", "p99", "p999", "max"}
     assert 0 < latency["p50"] <= latency["p99"] <= latency["p999"] <= latency["max"]
@@ -114,6 +115,17 @@ def test_all_prints_a_table_and_writes_results(
     assert paths == sorted((w, ledger) for w in workloads.WORKLOADS for ledger in (False, True))
     for result in report["results"]:
         _check_consistent(result, result["workload"], OPS)
+
+
+def test_the_venue_path_ratio_in_cpu_time_is_plain_cpu_over_ledger_cpu() -> None:
+    results = [
+        {"workload": "cross", "ledger": False, "ops_per_sec": 200, "cpu_ns_per_op": 4_000},
+        {"workload": "cross", "ledger": True, "ops_per_sec": 80, "cpu_ns_per_op": 5_000},
+    ]
+    assert engine_bench.venue_path_ratios(results) == (
+        "cross: venue path (holds + DvP) / plain = 0.400 (below the goal of 0.67); "
+        "in process CPU time 0.800"
+    )
 
 
 def test_venue_path_ratio_is_ledger_over_plain_per_workload() -> None:

@@ -29,6 +29,7 @@ def test_trades_what_the_naive_book_trades(name: str) -> None:
     expected = naive.run(naive.prepare(workload)).traded_qty
     assert result.traded_qty == expected
     assert len(result.latencies_ns) == OPS and result.seconds > 0
+    assert result.cpu_seconds > 0  # the driver's process CPU time of the same loop
     assert (expected > 0) == (name != "addcancel")
 
 

@@ -196,3 +196,25 @@ def test_the_state_hash_covers_balances(cleared: Cleared) -> None:
     cleared.do(Deposit(account=1, asset="USD", amount=1))
     other.do(Deposit(account=2, asset="USD", amount=1))  # same clock, another balance
     assert other.venue.state_hash() != cleared.venue.state_hash()
+
+
+def test_a_trade_remembers_each_partys_balances_and_new_orders_hold_from_them(
+    cleared: Cleared,
+) -> None:
+    """`Market.positions`: the ledger's own (base, quote) balances of each party of a trade;
+    a later order holds from the right one of them (a buy cash, a sell the security)."""
+    cleared.place(2, SELL, 10_000, 1 * SHARE)
+    cleared.place(1, BUY, 10_000, 1 * SHARE)
+    ledger = cleared.venue.ledger
+    assert ledger is not None
+    positions = cleared.venue.markets[SYMBOL].positions
+    for account in (1, 2):
+        base, quote = positions[account]
+        assert base is ledger.balances[(account, "AAPLx")]
+        assert quote is ledger.balances[(account, "USD")]
+    sell = cleared.place(1, SELL, 10_100, 2 * SHARE)
+    buy = cleared.place(1, BUY, 9_000, 1 * SHARE)
+    held = [(e.asset, e.held) for e in sell + buy if isinstance(e, BalanceChanged)]
+    assert held == [("AAPLx", 2 * SHARE), ("USD", 90 * USD + 45_000)]  # + 5 bps worst fee
+    assert cleared.balance(1, "AAPLx")[1] == 2 * SHARE
+    assert cleared.balance(1, "USD")[1] == 90 * USD + 45_000

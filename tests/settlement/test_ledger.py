@@ -6,6 +6,7 @@ import pytest
 from settlement.ledger import (
     AssetSpec,
     Attestation,
+    Balance,
     Ledger,
     Participant,
     Refused,
@@ -156,6 +157,17 @@ def test_settle_crashes_on_an_unheld_overdraft(ledger: Ledger) -> None:
         ledger.settle([(1, 2, "USD", 500_000_001, K.PAYMENT)], 11, spend=[])
 
 
+Position = tuple[Balance, Balance]
+
+
+def _positions(ledger: Ledger, buyer: int, seller: int) -> tuple[Position, Position]:
+    """The buyer's and the seller's (base, quote) positions in AAPLx/USD."""
+    bought = ledger.position(buyer, "AAPLx", "USD")
+    sold = ledger.position(seller, "AAPLx", "USD")
+    assert bought is not None and sold is not None, "both parties hold both assets"
+    return bought, sold
+
+
 def _traded_twin(ledger: Ledger) -> Ledger:
     """A copy of `ledger` where both participants hold both assets, ready to trade."""
     twin = Ledger.from_image(ledger.image())
@@ -186,23 +198,23 @@ def test_settle_dvp_books_what_settle_books(
     legs += [(2, FEE_INCOME, "USD", seller_fee, K.FEE)] if seller_fee else []
     spend = [(1, "USD", pay + buyer_fee), (2, "AAPLx", 7)]
     expected = generic.settle(legs, 10, spend)
-    done = fast.settle_dvp(1, 2, "AAPLx", "USD", 7, pay, receive, buyer_fee, seller_fee, 10)
+    done = fast.settle_dvp(
+        1, 2, "AAPLx", "USD", *_positions(fast, 1, 2), 7, pay, receive, buyer_fee, seller_fee, 10
+    )
     assert done is not None
-    assert list(done[0]) == expected
-    assert [(b.total, b.held) for b in done[1:]] == [
-        (fast.balance(account, asset).total, fast.balance(account, asset).held)
-        for account, asset in ((1, "AAPLx"), (1, "USD"), (2, "AAPLx"), (2, "USD"))
-    ]
+    assert list(done) == expected
     assert msgspec.msgpack.encode(fast.image()) == msgspec.msgpack.encode(generic.image())
     fast.check_invariants()
 
 
-def test_settle_dvp_leaves_a_missing_balance_to_settle(ledger: Ledger) -> None:
-    """Account 2 has no USD yet: nothing is booked, so `settle` makes it in leg order."""
-    assert ledger.hold(1, "USD", 101) and ledger.hold(2, "AAPLx", 7)
+def test_a_position_needs_both_balances_and_makes_neither(ledger: Ledger) -> None:
+    """Account 2 has no USD yet: no position (`settle` makes the balance in leg order)."""
     before = msgspec.msgpack.encode(ledger.image())
-    assert ledger.settle_dvp(1, 2, "AAPLx", "USD", 7, 100, 99, 1, 0, 10) is None
+    assert ledger.position(2, "AAPLx", "USD") is None
     assert msgspec.msgpack.encode(ledger.image()) == before
+    twin = _traded_twin(ledger)
+    position = twin.position(2, "AAPLx", "USD")
+    assert position == (twin.balance(2, "AAPLx"), twin.balance(2, "USD"))
 
 
 def test_a_refused_hold_creates_nothing(ledger: Ledger) -> None:
@@ -217,7 +229,8 @@ def test_settle_dvp_leaves_a_self_trade_to_settle(ledger: Ledger) -> None:
     twin = _traded_twin(ledger)
     assert twin.hold(1, "USD", 101) and twin.hold(1, "AAPLx", 7)
     before = msgspec.msgpack.encode(twin.image())
-    assert twin.settle_dvp(1, 1, "AAPLx", "USD", 7, 100, 99, 1, 0, 10) is None
+    done = twin.settle_dvp(1, 1, "AAPLx", "USD", *_positions(twin, 1, 1), 7, 100, 99, 1, 0, 10)
+    assert done is None
     assert msgspec.msgpack.encode(twin.image()) == before
 
 
@@ -229,9 +242,10 @@ def test_settle_dvp_waits_for_the_venues_fee_and_rounding_balances(ledger: Ledge
     assert not isinstance(twin.book([(2, 1, "AAPLx", 10, K.DELIVERY)], 2), Refused)
     assert twin.hold(1, "USD", 100) and twin.hold(2, "AAPLx", 14)
     before = msgspec.msgpack.encode(twin.image())
-    assert twin.settle_dvp(1, 2, "AAPLx", "USD", 7, 50, 50, 0, 0, 10) is None
+    positions = _positions(twin, 1, 2)
+    assert twin.settle_dvp(1, 2, "AAPLx", "USD", *positions, 7, 50, 50, 0, 0, 10) is None
     assert msgspec.msgpack.encode(twin.image()) == before
     assert not isinstance(twin.book([(1, FEE_INCOME, "USD", 1, K.FEE)], 2), Refused)
     assert not isinstance(twin.book([(1, ROUNDING, "USD", 1, K.ROUNDING)], 2), Refused)
-    assert twin.settle_dvp(1, 2, "AAPLx", "USD", 7, 50, 49, 0, 0, 10) is not None
+    assert twin.settle_dvp(1, 2, "AAPLx", "USD", *positions, 7, 50, 49, 0, 0, 10) is not None
     twin.check_invariants()
