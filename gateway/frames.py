@@ -8,7 +8,8 @@ frame is a two-to-ten byte header and the payload: the server frames each messag
 (`text_frame`; a public message once for all its subscribers), and
 `gateway.transport.Connection.send_frames` hands a session's queued frames to the socket at
 once (uvloop writes them with one writev). Control frames (ping, pong, close) stay with the
-protocol; frames are whole, so the two never interleave inside one.
+protocol; frames are whole, so the two never interleave inside one. A packed session's
+messages of a write go out as one frame holding a JSON array of them (`array_frame`).
 """
 
 import struct
@@ -17,6 +18,31 @@ OPCODE_TEXT_FIN = 0x81  # FIN bit + opcode 1 (text): one unfragmented text messa
 LENGTH_7_MAX = 125
 LENGTH_16_MAX = 0xFFFF
 LENGTH_16, LENGTH_64 = 126, 127  # the 7-bit length values announcing a longer length field
+
+
+def _header(size: int) -> bytes:
+    """The header of an unmasked, unfragmented text frame of `size` payload bytes."""
+    if size <= LENGTH_7_MAX:
+        return bytes((OPCODE_TEXT_FIN, size))
+    if size <= LENGTH_16_MAX:
+        return struct.pack("!BBH", OPCODE_TEXT_FIN, LENGTH_16, size)
+    return struct.pack("!BBQ", OPCODE_TEXT_FIN, LENGTH_64, size)
+
+
+def array_frame(body: bytes) -> list[bytes]:
+    """One text frame carrying the JSON array `[` + `body` + `]` (`body`: messages joined
+    by commas), as pieces for one writev: the body is not copied again to frame it."""
+    return [_header(len(body) + 2) + b"[", body, b"]"]
+
+
+def payload_of(frame: bytes) -> bytes:
+    """The payload of a frame built by `text_frame`."""
+    length = frame[1]
+    if length == LENGTH_16:
+        return frame[4:]
+    if length == LENGTH_64:
+        return frame[10:]
+    return frame[2:]
 
 
 def text_frame(payload: bytes) -> bytes:
