@@ -90,7 +90,10 @@ class BookData(msgspec.Struct):
     asks: list[Any]
 
 
-DECODE = msgspec.json.Decoder(Frame).decode
+# The clients open packed connections (docs/protocol.md §2.2): a frame is a JSON array of
+# the messages of a server loop turn, decoded in one call, not one frame and call per message
+PACK_QUERY = "?pack=1"
+DECODE_PACKED = msgspec.json.Decoder(list[Frame]).decode
 DECODE_MULTI = msgspec.json.Decoder(MultiResult).decode
 DECODE_EXEC = msgspec.json.Decoder(ExecData).decode
 DECODE_BOOK = msgspec.json.Decoder(BookData).decode
@@ -234,7 +237,7 @@ class Trader:
         self.wake = asyncio.Event()
 
     async def open(self, key: str, secret: str, cod: bool) -> None:
-        self.connection = await wsclient.connect(self.url, self.on_message)
+        self.connection = await wsclient.connect(self.url + PACK_QUERY, self.on_message)
         self.connection.closed.add_done_callback(self.on_closed)
         ts = time.time_ns() // 1_000
         nonce = f"bench-{ts}"
@@ -304,7 +307,8 @@ class Trader:
                 return  # what is still pending counts as unanswered
 
     def on_message(self, payload: bytes) -> None:
-        self.on_frame(DECODE(payload))
+        for frame in DECODE_PACKED(payload):
+            self.on_frame(frame)
 
     def on_closed(self, _: object) -> None:
         if self.counting:
@@ -412,7 +416,7 @@ class Subscriber:
         self.connection: wsclient.LeanConnection | None = None
 
     async def open(self) -> None:
-        self.connection = await wsclient.connect(self.url, self.on_message)
+        self.connection = await wsclient.connect(self.url + PACK_QUERY, self.on_message)
         self.connection.closed.add_done_callback(self.on_closed)
         for request_id, channel in ((1, "book"), (2, "trades")):
             params = {"ch": channel, "symbols": [SYMBOL], "depth": 10}
@@ -421,13 +425,13 @@ class Subscriber:
             )
 
     def on_message(self, payload: bytes) -> None:
-        frame = DECODE(payload)
-        if frame.ch == "book":
-            self.on_book(frame)
-        elif frame.ch == "trades" and self.counting:
-            self.tally.trade_messages += 1
-        elif frame.ch == "session" and frame.type == "slow_consumer":
-            self.tally.errors["SLOW_CONSUMER"] += 1
+        for frame in DECODE_PACKED(payload):
+            if frame.ch == "book":
+                self.on_book(frame)
+            elif frame.ch == "trades" and self.counting:
+                self.tally.trade_messages += 1
+            elif frame.ch == "session" and frame.type == "slow_consumer":
+                self.tally.errors["SLOW_CONSUMER"] += 1
 
     def on_closed(self, _: object) -> None:
         if self.counting:
