@@ -18,21 +18,20 @@ OPCODE_TEXT_FIN = 0x81  # FIN bit + opcode 1 (text): one unfragmented text messa
 LENGTH_7_MAX = 125
 LENGTH_16_MAX = 0xFFFF
 LENGTH_16, LENGTH_64 = 126, 127  # the 7-bit length values announcing a longer length field
+OPEN_BRACKET = ord("[")
 
 
-def _header(size: int) -> bytes:
-    """The header of an unmasked, unfragmented text frame of `size` payload bytes."""
-    if size <= LENGTH_7_MAX:
-        return bytes((OPCODE_TEXT_FIN, size))
-    if size <= LENGTH_16_MAX:
-        return struct.pack("!BBH", OPCODE_TEXT_FIN, LENGTH_16, size)
-    return struct.pack("!BBQ", OPCODE_TEXT_FIN, LENGTH_64, size)
-
-
-def array_frame(body: bytes) -> list[bytes]:
+def array_frame(body: bytes) -> bytes:
     """One text frame carrying the JSON array `[` + `body` + `]` (`body`: messages joined
-    by commas), as pieces for one writev: the body is not copied again to frame it."""
-    return [_header(len(body) + 2) + b"[", body, b"]"]
+    by commas), built with one copy of the body."""
+    size = len(body) + 2
+    if size <= LENGTH_7_MAX:
+        head = bytes((OPCODE_TEXT_FIN, size, OPEN_BRACKET))
+    elif size <= LENGTH_16_MAX:
+        head = struct.pack("!BBHB", OPCODE_TEXT_FIN, LENGTH_16, size, OPEN_BRACKET)
+    else:
+        head = struct.pack("!BBQB", OPCODE_TEXT_FIN, LENGTH_64, size, OPEN_BRACKET)
+    return b"".join((head, body, b"]"))
 
 
 def payload_of(frame: bytes) -> bytes:

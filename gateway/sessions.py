@@ -273,7 +273,9 @@ def _write_packed(websocket: transport.Connection, outbox: deque[bytes]) -> bool
     outbox untouched) once the connection is not open. Saves the client a frame (and a
     JSON parse) per message, and the server a frame header and an iovec per message."""
     count = len(outbox)
-    if count <= WRITE_BATCH_MAX:
+    if count == 1:
+        body = outbox[0]  # a turn of one message (a fan-out's usual): nothing to join
+    elif count <= WRITE_BATCH_MAX:
         body = b",".join(outbox)  # the usual outbox: joined whole, no count taken
     else:
         count = WRITE_BATCH_MAX
@@ -281,7 +283,7 @@ def _write_packed(websocket: transport.Connection, outbox: deque[bytes]) -> bool
     if len(body) > PACK_BYTES_MAX and count > 1:
         count = _count_within(outbox, count)
         body = b",".join(islice(outbox, count))
-    if not websocket.send_frames(frames.array_frame(body)):
+    if not websocket.send_frames((frames.array_frame(body),)):
         return False
     if count == len(outbox):
         outbox.clear()

@@ -85,7 +85,7 @@ def test_array_frames_of_every_length_encoding_arrive_as_one_json_array() -> Non
 
     def opened(connection: transport.Connection) -> None:
         for body in bodies:
-            connection.send_frames(frames.array_frame(body))
+            connection.send_frames([frames.array_frame(body)])
 
     async def read(client: Any) -> list[str]:
         return [str(await client.recv()) for _ in bodies]
