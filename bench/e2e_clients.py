@@ -115,6 +115,8 @@ class Tally:
     book_messages_sampled: int = 0
     book_gaps: int = 0
     trade_messages: int = 0
+    frames: int = 0  # frames read while counting (packed: each an array of messages) ...
+    messages: int = 0  # ... and the messages in them
     errors: Counter[str] = field(default_factory=Counter)
     ack_us: list[int] = field(default_factory=list)  # per request, from its slot
     service_us: list[int] = field(default_factory=list)  # per request, from its write
@@ -147,6 +149,8 @@ class Tally:
             "book_messages_sampled": self.book_messages_sampled,
             "book_gaps": self.book_gaps,
             "trade_messages": self.trade_messages,
+            "frames": self.frames,
+            "messages": self.messages,
             "errors": dict(self.errors),
             "ack_us": self.ack_us,
             "service_us": self.service_us,
@@ -307,7 +311,11 @@ class Trader:
                 return  # what is still pending counts as unanswered
 
     def on_message(self, payload: bytes) -> None:
-        for frame in DECODE_PACKED(payload):
+        frames = DECODE_PACKED(payload)
+        if self.counting:
+            self.tally.frames += 1
+            self.tally.messages += len(frames)
+        for frame in frames:
             self.on_frame(frame)
 
     def on_closed(self, _: object) -> None:
@@ -425,7 +433,11 @@ class Subscriber:
             )
 
     def on_message(self, payload: bytes) -> None:
-        for frame in DECODE_PACKED(payload):
+        frames = DECODE_PACKED(payload)
+        if self.counting:
+            self.tally.frames += 1
+            self.tally.messages += len(frames)
+        for frame in frames:
             if frame.ch == "book":
                 self.on_book(frame)
             elif frame.ch == "trades" and self.counting:
