@@ -273,9 +273,12 @@ def _write_packed(websocket: transport.Connection, outbox: deque[bytes]) -> bool
     outbox untouched) once the connection is not open. Saves the client a frame (and a
     JSON parse) per message, and the server a frame header and an iovec per message."""
     count = len(outbox)
-    if count == 1:
-        body = outbox[0]  # a turn of one message (a fan-out's usual): nothing to join
-    elif count <= WRITE_BATCH_MAX:
+    if count == 1:  # a turn of one message (a fan-out's usual): nothing to join
+        if not websocket.send_frames((_array_of_one(outbox[0]),)):
+            return False
+        outbox.clear()
+        return True
+    if count <= WRITE_BATCH_MAX:
         body = b",".join(outbox)  # the usual outbox: joined whole, no count taken
     else:
         count = WRITE_BATCH_MAX
@@ -291,6 +294,20 @@ def _write_packed(websocket: transport.Connection, outbox: deque[bytes]) -> bool
         for _ in range(count):
             outbox.popleft()
     return True
+
+
+_one_payload = b""  # the last message framed alone by `_array_of_one`, and its frame
+_one_frame = frames.array_frame(b"")
+
+
+def _array_of_one(payload: bytes) -> bytes:
+    """The packed frame of one message, kept for the next session sent the same `bytes`: a
+    public message fanned out to packed subscribers is framed once for all of them, not once
+    per subscriber (the message is held until another replaces it)."""
+    global _one_payload, _one_frame
+    if payload is not _one_payload:
+        _one_payload, _one_frame = payload, frames.array_frame(payload)
+    return _one_frame
 
 
 def _count_within(outbox: deque[bytes], count: int) -> int:
