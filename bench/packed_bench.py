@@ -6,10 +6,13 @@ the server's own `gateway.sessions.Sessions`, one unpacked and one packed connec
 e2e load generators' lean client (`bench.wsclient`), and real private pushes (replayed by
 `bench.outbound_bench.Replay`, `--workload`). Each turn queues `--messages` pushes for a
 session (`Sessions.send`) and writes them (`flush_outboxes`); the client decodes each
-message as the e2e clients do (msgspec, `bench.e2e_clients.Frame`). It reports the event
-loop thread's CPU (`time.thread_time`: user and system) per turn on each side, server (queue,
-frame, write) and client (read, parse, decode), with the two kinds of session interleaved
-turn by turn so the shared machine's noise falls on both alike.
+message as the e2e clients do (`--client lean`: msgspec into `bench.e2e_clients.Frame`) or
+as the SDK does (`--client sdk`: the websockets library's client, `msgspec.json.decode`).
+Server and client share one event loop thread; it reports that thread's CPU
+(`time.thread_time`: user and system) per turn on each side: the server's (queue, frame,
+write) and then the client's (the loop's polling, the read, the parse, the decode, up to the
+turn's last message), with the two kinds of session interleaved turn by turn so the shared
+machine's noise falls on both alike.
 """
 
 import argparse
@@ -19,6 +22,7 @@ import time
 from typing import Any
 
 import msgspec
+from websockets.asyncio.client import ClientConnection, connect
 
 from bench import e2e_clients, wsclient
 from bench.outbound_bench import Replay
@@ -52,39 +56,48 @@ class Opened:
 
 
 class Reader:
-    """A client that counts and decodes what it reads, and the CPU that took."""
+    """A client that decodes what it reads, as the e2e clients do (`lean`: `bench.wsclient`)
+    or as the SDK does (`sdk`: the websockets library's asyncio client and a reader task),
+    and says when a turn's messages are all in."""
 
     def __init__(self, packed: bool) -> None:
         self.packed = packed
         self.messages = 0
-        self.cpu_s = 0.0
-        self.connection: wsclient.LeanConnection | None = None
+        self.wanted = 0
+        self.arrived = asyncio.Event()
+        self.lean: wsclient.LeanConnection | None = None
+        self.library: ClientConnection | None = None
+        self.task: asyncio.Task[None] | None = None
 
-    async def open(self, port: int, path: str) -> None:
-        reader = self
+    async def open(self, url: str, kind: str) -> None:
+        if kind == "lean":
+            self.lean = await wsclient.connect(url, self.on_message)
+            return
+        self.library = await connect(url, max_size=None, compression=None)
+        self.task = asyncio.get_running_loop().create_task(self.read())
 
-        class Timed(wsclient.LeanConnection):
-            def data_received(self, data: bytes) -> None:  # a read: frames parsed, decoded
-                started = time.thread_time()
-                super().data_received(data)
-                reader.cpu_s += time.thread_time() - started
-
-        loop = asyncio.get_running_loop()
-        host = f"127.0.0.1:{port}"
-        _, self.connection = await loop.create_connection(
-            lambda: Timed(host, path, self.on_message), "127.0.0.1", port
-        )
-        await self.connection.opened
+    async def read(self) -> None:
+        assert self.library is not None
+        async for frame in self.library:
+            decoded = msgspec.json.decode(frame)  # the SDK's decode, then one dict per message
+            self.count(len(decoded) if type(decoded) is list else 1)
 
     def on_message(self, payload: bytes) -> None:
-        if self.packed:
-            self.messages += len(DECODE_PACKED(payload))
-        else:
-            DECODE_ONE(payload)
-            self.messages += 1
+        self.count(len(DECODE_PACKED(payload)) if self.packed else bool(DECODE_ONE(payload)))
+
+    def count(self, messages: int) -> None:
+        self.messages += messages
+        if self.messages >= self.wanted:
+            self.arrived.set()
+
+    def close(self) -> None:
+        if self.lean is not None:
+            self.lean.abort()
+        if self.task is not None:
+            self.task.cancel()
 
 
-async def run(messages: int, turns: int, workload: str) -> dict[str, Any]:
+async def run(messages: int, turns: int, workload: str, kind: str = "lean") -> dict[str, Any]:
     replay = Replay(2_000, 7, workload)
     replay.keep_payloads = True
     replay.private()
@@ -95,7 +108,7 @@ async def run(messages: int, turns: int, workload: str) -> dict[str, Any]:
     readers = {packed: Reader(packed) for packed in (False, True)}
     try:
         for packed, reader in readers.items():
-            await reader.open(port, f"/ws/trade?pack={int(packed)}")
+            await reader.open(f"ws://127.0.0.1:{port}/ws/trade?pack={int(packed)}", kind)
         while len(handler.by_route) < 2:
             await asyncio.sleep(0.01)
         server_s: dict[bool, list[float]] = {False: [], True: []}
@@ -105,26 +118,29 @@ async def run(messages: int, turns: int, workload: str) -> dict[str, Any]:
             for packed in (turn % 2 == 0, turn % 2 == 1):  # who goes first alternates
                 reader = readers[packed]
                 session = handler.by_route[packed]
-                wanted = reader.messages + messages
-                before_client = reader.cpu_s
+                reader.wanted = reader.messages + messages
+                reader.arrived.clear()
                 started = time.thread_time()
                 for payload in batch:
                     handler.sessions.send(session, payload)
                 handler.sessions.flush_outboxes()
-                server_s[packed].append(time.thread_time() - started)
+                written = time.thread_time()
                 async with asyncio.timeout(READ_TIMEOUT_S):
-                    while reader.messages < wanted:
-                        await asyncio.sleep(0)
-                client_s[packed].append(reader.cpu_s - before_client)
-        result: dict[str, Any] = {"workload": workload, "messages_per_turn": messages}
+                    await reader.arrived.wait()
+                server_s[packed].append(written - started)
+                client_s[packed].append(time.thread_time() - written)
+        result: dict[str, Any] = {
+            "workload": workload,
+            "client": kind,
+            "messages_per_turn": messages,
+        }
         for packed, name in ((False, "frames"), (True, "packed")):
             result[f"server_us_per_turn_{name}"] = _median_us(server_s[packed])
             result[f"client_us_per_turn_{name}"] = _median_us(client_s[packed])
         return result
     finally:
         for reader in readers.values():
-            if reader.connection is not None:
-                reader.connection.abort()
+            reader.close()
         await listener.close()
 
 
@@ -137,13 +153,14 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10, help="messages per turn")
     parser.add_argument("--turns", type=int, default=2_000)
     parser.add_argument("--workload", choices=("cross", "requote"), default="cross")
+    parser.add_argument("--client", choices=("lean", "sdk"), default="lean")
     args = parser.parse_args()
     try:
         import uvloop
     except ImportError:  # not built for every platform: plain asyncio then
-        print(asyncio.run(run(args.messages, args.turns, args.workload)))
+        print(asyncio.run(run(args.messages, args.turns, args.workload, args.client)))
         return
-    print(uvloop.run(run(args.messages, args.turns, args.workload)))
+    print(uvloop.run(run(args.messages, args.turns, args.workload, args.client)))
 
 
 if __name__ == "__main__":

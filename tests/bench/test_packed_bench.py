@@ -2,11 +2,14 @@
 
 import asyncio
 
+import pytest
+
 from bench.packed_bench import run
 
 
-def test_both_kinds_of_session_are_measured_on_real_sockets() -> None:
-    result = asyncio.run(run(messages=5, turns=20, workload="requote"))
+@pytest.mark.parametrize("client", ["lean", "sdk"])
+def test_both_kinds_of_session_are_measured_on_real_sockets(client: str) -> None:
+    result = asyncio.run(run(messages=5, turns=20, workload="requote", kind=client))
     assert result["messages_per_turn"] == 5
     for side in ("server", "client"):
         for kind in ("frames", "packed"):
