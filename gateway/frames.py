@@ -19,6 +19,11 @@ LENGTH_7_MAX = 125
 LENGTH_16_MAX = 0xFFFF
 LENGTH_16, LENGTH_64 = 126, 127  # the 7-bit length values announcing a longer length field
 OPEN_BRACKET = ord("[")
+# an array frame's header and its "[": looked up or packed by a pre-built Struct, not built
+# from a tuple or a format string per frame (about a third of `array_frame`'s time)
+_ARRAY_HEADS_7 = [bytes((OPCODE_TEXT_FIN, size, OPEN_BRACKET)) for size in range(LENGTH_7_MAX + 1)]
+_pack_array_head_16 = struct.Struct("!BBHB").pack
+_pack_array_head_64 = struct.Struct("!BBQB").pack
 
 
 def array_frame(body: bytes) -> bytes:
@@ -26,11 +31,11 @@ def array_frame(body: bytes) -> bytes:
     by commas), built with one copy of the body."""
     size = len(body) + 2
     if size <= LENGTH_7_MAX:
-        head = bytes((OPCODE_TEXT_FIN, size, OPEN_BRACKET))
+        head = _ARRAY_HEADS_7[size]
     elif size <= LENGTH_16_MAX:
-        head = struct.pack("!BBHB", OPCODE_TEXT_FIN, LENGTH_16, size, OPEN_BRACKET)
+        head = _pack_array_head_16(OPCODE_TEXT_FIN, LENGTH_16, size, OPEN_BRACKET)
     else:
-        head = struct.pack("!BBQB", OPCODE_TEXT_FIN, LENGTH_64, size, OPEN_BRACKET)
+        head = _pack_array_head_64(OPCODE_TEXT_FIN, LENGTH_64, size, OPEN_BRACKET)
     return b"".join((head, body, b"]"))
 
 
