@@ -27,6 +27,8 @@ window over `acked_per_sec`, in µs): the cost of an action, whatever the rate. 
 server's peak. `client_cpu_percent` is each role's client processes' CPU over their window
 (% of one core, summed), and `client_process_cpu_percent_max` the busiest process's: a
 subscriber process near 100% cannot read faster, so the book rate is then the clients' limit.
+The clients open packed connections (`?pack=1`); `client_messages_per_frame` is how many
+messages each role's frames held on average.
 `--profile` records where that CPU goes (`bench.profiling`). On a terminal each step shows
 a bar on stderr (server start, clients connecting, the run, the clients' results, the
 report); `--json` makes stdout one JSON line.
@@ -414,6 +416,12 @@ def _show_run(shown: "tqdm[Any]", elapsed: float, clients: list[Client]) -> None
 # ----------------------------------------------------------------- the summary
 
 
+def _per_frame(results: list[dict[str, Any]]) -> float | None:
+    """Messages per frame a role's clients read (packed frames: above 1)."""
+    frames = sum(r.get("frames", 0) for r in results)
+    return round(sum(r.get("messages", 0) for r in results) / frames, 2) if frames else None
+
+
 def summarise(load: Load, clients: list[Client], usage: dict[str, float | None]) -> dict[str, Any]:
     results = {role: [c.result for c in clients if c.role == role and c.result] for role in ROLES}
     traders = results["maker"] + results["taker"]
@@ -462,6 +470,7 @@ def summarise(load: Load, clients: list[Client], usage: dict[str, float | None])
         "trade_messages_per_sec": round(sum(r["trade_messages"] for r in subscribers) / duration),
         "book_gaps": sum(r["book_gaps"] for r in subscribers),
         "client_cpu_percent": {role: _cpu_percent(results[role]) for role in ROLES},
+        "client_messages_per_frame": {role: _per_frame(results[role]) for role in ROLES},
         "client_process_cpu_percent_max": max(
             (_cpu_percent([r]) for role in ROLES for r in results[role]), default=None
         ),

@@ -90,7 +90,10 @@ class BookData(msgspec.Struct):
     asks: list[Any]
 
 
-DECODE = msgspec.json.Decoder(Frame).decode
+# The clients open packed connections (docs/protocol.md §2.2): a frame is a JSON array of
+# the messages of a server loop turn, decoded in one call, not one frame and call per message
+PACK_QUERY = "?pack=1"
+DECODE_PACKED = msgspec.json.Decoder(list[Frame]).decode
 DECODE_MULTI = msgspec.json.Decoder(MultiResult).decode
 DECODE_EXEC = msgspec.json.Decoder(ExecData).decode
 DECODE_BOOK = msgspec.json.Decoder(BookData).decode
@@ -112,6 +115,8 @@ class Tally:
     book_messages_sampled: int = 0
     book_gaps: int = 0
     trade_messages: int = 0
+    frames: int = 0  # frames read while counting (packed: each an array of messages) ...
+    messages: int = 0  # ... and the messages in them
     errors: Counter[str] = field(default_factory=Counter)
     ack_us: list[int] = field(default_factory=list)  # per request, from its slot
     service_us: list[int] = field(default_factory=list)  # per request, from its write
@@ -144,6 +149,8 @@ class Tally:
             "book_messages_sampled": self.book_messages_sampled,
             "book_gaps": self.book_gaps,
             "trade_messages": self.trade_messages,
+            "frames": self.frames,
+            "messages": self.messages,
             "errors": dict(self.errors),
             "ack_us": self.ack_us,
             "service_us": self.service_us,
@@ -234,7 +241,7 @@ class Trader:
         self.wake = asyncio.Event()
 
     async def open(self, key: str, secret: str, cod: bool) -> None:
-        self.connection = await wsclient.connect(self.url, self.on_message)
+        self.connection = await wsclient.connect(self.url + PACK_QUERY, self.on_message)
         self.connection.closed.add_done_callback(self.on_closed)
         ts = time.time_ns() // 1_000
         nonce = f"bench-{ts}"
@@ -304,7 +311,12 @@ class Trader:
                 return  # what is still pending counts as unanswered
 
     def on_message(self, payload: bytes) -> None:
-        self.on_frame(DECODE(payload))
+        frames = DECODE_PACKED(payload)
+        if self.counting:
+            self.tally.frames += 1
+            self.tally.messages += len(frames)
+        for frame in frames:
+            self.on_frame(frame)
 
     def on_closed(self, _: object) -> None:
         if self.counting:
@@ -412,7 +424,7 @@ class Subscriber:
         self.connection: wsclient.LeanConnection | None = None
 
     async def open(self) -> None:
-        self.connection = await wsclient.connect(self.url, self.on_message)
+        self.connection = await wsclient.connect(self.url + PACK_QUERY, self.on_message)
         self.connection.closed.add_done_callback(self.on_closed)
         for request_id, channel in ((1, "book"), (2, "trades")):
             params = {"ch": channel, "symbols": [SYMBOL], "depth": 10}
@@ -421,13 +433,17 @@ class Subscriber:
             )
 
     def on_message(self, payload: bytes) -> None:
-        frame = DECODE(payload)
-        if frame.ch == "book":
-            self.on_book(frame)
-        elif frame.ch == "trades" and self.counting:
-            self.tally.trade_messages += 1
-        elif frame.ch == "session" and frame.type == "slow_consumer":
-            self.tally.errors["SLOW_CONSUMER"] += 1
+        frames = DECODE_PACKED(payload)
+        if self.counting:
+            self.tally.frames += 1
+            self.tally.messages += len(frames)
+        for frame in frames:
+            if frame.ch == "book":
+                self.on_book(frame)
+            elif frame.ch == "trades" and self.counting:
+                self.tally.trade_messages += 1
+            elif frame.ch == "session" and frame.type == "slow_consumer":
+                self.tally.errors["SLOW_CONSUMER"] += 1
 
     def on_closed(self, _: object) -> None:
         if self.counting:

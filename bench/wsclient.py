@@ -196,8 +196,9 @@ async def connect(url: str, on_message: Callable[[bytes], None]) -> LeanConnecti
     port = parts.port or 80
     loop = asyncio.get_running_loop()
     host = f"{parts.hostname}:{port}"
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")  # `?pack=1`
     _, connection = await loop.create_connection(
-        lambda: LeanConnection(host, parts.path or "/", on_message), parts.hostname, port
+        lambda: LeanConnection(host, target, on_message), parts.hostname, port
     )
     await connection.opened
     return connection

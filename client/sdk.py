@@ -7,7 +7,8 @@ and checksum mismatches trigger a fresh snapshot). Every push is queued for the 
 (`next_push`), book messages too once applied. A quick start that runs as written is in
 docs/protocol.md §1 (a test runs it). On reconnect, `resume()` logs on again and
 resubscribes the private stream with `since_seq`, so no private event is missed while the
-server still retains it.
+server still retains it. It opens packed connections (`?pack=1`, docs/protocol.md §2.2):
+each frame is a JSON array of messages, handed to the caller one by one, in order.
 """
 
 import asyncio
@@ -103,6 +104,14 @@ _PAYLOADS: dict[str, type[msgspec.Struct]] = {
 }
 
 
+def packed_url(url: str) -> str:
+    """`url` asking for packed frames (`pack=1`), unless its query already says."""
+    query = url.partition("?")[2]
+    if any(option.startswith("pack=") for option in query.split("&")):
+        return url
+    return f"{url}&pack=1" if query else f"{url}?pack=1"
+
+
 def account_event(push: dict[str, Any]) -> AccountEvent | None:
     """The typed form of a private-stream push (None for snapshots and other channels).
 
@@ -128,10 +137,12 @@ class VenueError(Exception):
 
 class VenueClient:
     """One connection. With `auto_resume`, a connection that drops is reopened (bounded
-    retries with backoff), logged on again and resubscribed with since_seq."""
+    retries with backoff), logged on again and resubscribed with since_seq. `packed`
+    (the default) asks for packed frames: fewer frames to read, the same messages."""
 
-    def __init__(self, url: str, auto_resume: bool = False) -> None:
+    def __init__(self, url: str, auto_resume: bool = False, packed: bool = True) -> None:
         self.url = url
+        self.packed = packed
         self.auto_resume = auto_resume
         self.resumed = 0  # how many times the connection was reopened
         self._closing = False
@@ -148,7 +159,8 @@ class VenueClient:
 
     async def connect(self) -> "VenueClient":
         self._closing = False
-        self.websocket = await connect(self.url, max_size=None, compression=None)
+        url = packed_url(self.url) if self.packed else self.url
+        self.websocket = await connect(url, max_size=None, compression=None)
         self._reader = asyncio.create_task(self._read())
         return self
 
@@ -336,9 +348,16 @@ class VenueClient:
         try:
             async for frame in self.websocket:
                 try:
-                    self._on_message(msgspec.json.decode(frame))
-                except (ValueError, KeyError, TypeError) as failure:  # one bad message only
+                    decoded = msgspec.json.decode(frame)
+                except ValueError as failure:  # one bad frame only
                     self._queue({"ch": "client", "type": "error", "error": repr(failure)})
+                    continue
+                # a packed frame is an array of messages, in the order they were sent
+                for message in decoded if type(decoded) is list else (decoded,):
+                    try:
+                        self._on_message(message)
+                    except (ValueError, KeyError, TypeError, AttributeError) as failure:
+                        self._queue({"ch": "client", "type": "error", "error": repr(failure)})
         except Exception:  # the connection ended; waiting requests learn it below
             pass
         finally:

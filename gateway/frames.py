@@ -8,7 +8,8 @@ frame is a two-to-ten byte header and the payload: the server frames each messag
 (`text_frame`; a public message once for all its subscribers), and
 `gateway.transport.Connection.send_frames` hands a session's queued frames to the socket at
 once (uvloop writes them with one writev). Control frames (ping, pong, close) stay with the
-protocol; frames are whole, so the two never interleave inside one.
+protocol; frames are whole, so the two never interleave inside one. A packed session's
+messages of a write go out as one frame holding a JSON array of them (`array_frame`).
 """
 
 import struct
@@ -17,6 +18,35 @@ OPCODE_TEXT_FIN = 0x81  # FIN bit + opcode 1 (text): one unfragmented text messa
 LENGTH_7_MAX = 125
 LENGTH_16_MAX = 0xFFFF
 LENGTH_16, LENGTH_64 = 126, 127  # the 7-bit length values announcing a longer length field
+OPEN_BRACKET = ord("[")
+# an array frame's header and its "[": looked up or packed by a pre-built Struct, not built
+# from a tuple or a format string per frame (about a third of `array_frame`'s time)
+_ARRAY_HEADS_7 = [bytes((OPCODE_TEXT_FIN, size, OPEN_BRACKET)) for size in range(LENGTH_7_MAX + 1)]
+_pack_array_head_16 = struct.Struct("!BBHB").pack
+_pack_array_head_64 = struct.Struct("!BBQB").pack
+
+
+def array_frame(body: bytes) -> bytes:
+    """One text frame carrying the JSON array `[` + `body` + `]` (`body`: messages joined
+    by commas), built with one copy of the body."""
+    size = len(body) + 2
+    if size <= LENGTH_7_MAX:
+        head = _ARRAY_HEADS_7[size]
+    elif size <= LENGTH_16_MAX:
+        head = _pack_array_head_16(OPCODE_TEXT_FIN, LENGTH_16, size, OPEN_BRACKET)
+    else:
+        head = _pack_array_head_64(OPCODE_TEXT_FIN, LENGTH_64, size, OPEN_BRACKET)
+    return b"".join((head, body, b"]"))
+
+
+def payload_of(frame: bytes) -> bytes:
+    """The payload of a frame built by `text_frame`."""
+    length = frame[1]
+    if length == LENGTH_16:
+        return frame[4:]
+    if length == LENGTH_64:
+        return frame[10:]
+    return frame[2:]
 
 
 def text_frame(payload: bytes) -> bytes:

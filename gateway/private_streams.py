@@ -21,7 +21,7 @@ from core.venue_core import now_us, save_json
 from engine.commands import CancelAll, CancelOrder
 from engine.enums import CancelReason
 from engine.units import format_units
-from gateway import frames, limits, wire
+from gateway import limits, wire
 from gateway.order_history import OrderHistory
 from gateway.reports import ExecReporter, Push, anonymized
 from gateway.sessions import Session, Sessions
@@ -101,16 +101,13 @@ class PrivateStreams:
     def publish(self, executed: Executed) -> None:
         """The command is durable: its private events join the history and go out."""
         streams = self.streams
-        send_frame = self.connections.send_frame
-        text_frame = frames.text_frame
+        fan_out = self.connections.fan_out  # framed once, only for sessions not packed
         for account, seq, payload in executed.pushes:
             stream = streams[account]
             stream.seq = seq
             stream.history.append((seq, payload))
             if stream.sessions:
-                frame = text_frame(payload)
-                for session in stream.sessions:
-                    send_frame(session, frame)
+                fan_out(stream.sessions, payload)
 
     def subscription(
         self, session: Session, account: int, since_seq: int | None

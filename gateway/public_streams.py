@@ -2,7 +2,8 @@
 
 Owns who follows which public stream (`book`, `trades`, `bbo`, `ticker`, `instruments`,
 `candles`), the `MarketData` that turns released events into coalesced messages, each framed
-once for all its subscribers, and the candles it feeds (kept in snapshots by the server).
+once for all its subscribers (a packed one's array takes it as it is), and the candles it
+feeds (kept in snapshots by the server).
 Published after every released batch and on the heartbeat tick (which also ages the tickers'
 24 h windows), paced: a publication's writes (one per subscriber) may take at most
 `PUBLISH_SHARE_MAX` of the event loop's time, so with many subscribers the turns between two
@@ -17,7 +18,7 @@ import msgspec
 
 from core.bus import ReadSide
 from core.venue_core import now_us
-from gateway import frames, limits
+from gateway import limits
 from gateway.candles import Candles
 from gateway.market_data import BOOK_DEPTHS, Channel, MarketData, Stream
 from gateway.sessions import Session, Sessions
@@ -89,10 +90,9 @@ class PublicStreams:
         wanted = {stream for stream, sessions in self.subscribers.items() if sessions}
         messages = self.market_data.flush(now_us(), wanted)
         for message in messages:
-            frame = frames.text_frame(message.payload)  # once for all its subscribers
             subscribers = self.subscribers.get(message.stream)
-            if subscribers:
-                self.connections.fan_out(subscribers, frame)
+            if subscribers:  # framed once for all its subscribers (packed ones: not at all)
+                self.connections.fan_out(subscribers, message.payload)
         if messages:
             self.connections.flush_outboxes()
         cost_s = time.thread_time() - started_s

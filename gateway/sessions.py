@@ -5,8 +5,10 @@ once and queued; once per loop turn every session with new messages gets them in
 `writev`, or its writer task waits for a paused peer's buffer to drain. An outbox that
 fills up (`limits.SEND_QUEUE_MESSAGES_MAX`) is written at once if the peer's transport takes
 writes (a burst); full behind a paused transport, the client stopped reading:
-`slow_consumer`, close 4002. What a session asked for (logon, streams) is kept here; what
-it means is the dispatcher's and the streams' business.
+`slow_consumer`, close 4002. A packed session (`?pack=1`) queues payloads, not frames, and
+each write sends them as one frame holding a JSON array (`_write_packed`); the outbox counts
+messages either way. What a session asked for (logon, streams) is kept here; what it means
+is the dispatcher's and the streams' business.
 """
 
 import asyncio
@@ -26,6 +28,9 @@ from gateway.market_data import Stream
 log = logging.getLogger("venue")
 
 WRITE_BATCH_MAX = 256  # messages per write: bounds one writev and the memory it copies
+# A packed frame's messages, in bytes: bounds the array a client must parse at once and the
+# join that builds it (a single larger message still goes, alone in its array)
+PACK_BYTES_MAX = 2**20
 CLOSE_TIMEOUT_S = 2  # a peer that cannot take its last messages in this time is cut off
 
 
@@ -36,12 +41,13 @@ class Session:
     id: int
     websocket: transport.Connection
     trade: bool  # /ws/trade (else /ws/public)
+    packed: bool = False  # `?pack=1`: the outbox holds payloads, written as JSON arrays
     key: ApiKey | None = None
     cod: bool = False
     placed: set[int] = field(default_factory=set)  # open orders placed here, for COD
     streams: set[Stream] = field(default_factory=set)
     account_stream: bool = False
-    outbox: deque[bytes] = field(default_factory=deque)  # websocket frames, ready to write
+    outbox: deque[bytes] = field(default_factory=deque)  # frames (packed: payloads) to write
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # the writer task's turn
     dirty: bool = False  # has messages the next `_flush_outboxes` writes
     closing: bool = False
@@ -71,7 +77,9 @@ class Sessions:
     def open(self, connection: transport.Connection) -> Session:
         """A new connection's session, registered, with its writer task."""
         path = connection.path
-        session = Session(self.next_id(), connection, path == "/ws/trade")
+        session = Session(
+            self.next_id(), connection, connection.route == "/ws/trade", connection.packed
+        )
         connection.context = session
         self.sessions[session.id] = session
         log.info(
@@ -96,13 +104,14 @@ class Sessions:
         its socket buffer to drain, then write. Only this task ever waits on the socket."""
         websocket = session.websocket
         outbox = session.outbox
+        packed = session.packed
         try:
             while True:
                 await session.wake.wait()
                 session.wake.clear()
                 while outbox:
                     await websocket.drain()
-                    if not _write_front(websocket, outbox):
+                    if not _write_front(websocket, outbox, packed):
                         return
         except (OSError, asyncio.CancelledError):
             return  # the connection is gone: `on_close` cleans up the session
@@ -128,21 +137,27 @@ class Sessions:
         """Write the whole outbox now, or leave the rest to the writer task once paused."""
         outbox = session.outbox
         websocket = session.websocket
+        packed = session.packed
         while outbox and not session.closing:  # a closing session's is flushed by `close`
             if websocket.paused:
                 session.wake.set()
                 return
-            if not _write_front(websocket, outbox):
+            if not _write_front(websocket, outbox, packed):
                 outbox.clear()  # the connection is closing: nobody will read them
                 return
 
     def send(self, session: Session, message: bytes) -> None:
-        """Queue a message (encoded JSON)."""
-        self.send_frame(session, frames.text_frame(message))
+        """Queue a message (encoded JSON): framed, or as it is for a packed session."""
+        self._queue(session, message if session.packed else frames.text_frame(message))
 
     def send_frame(self, session: Session, frame: bytes) -> None:
-        """Queue a websocket frame (a message sent to many is framed once); a full outbox
-        means the client stopped reading: cut it off."""
+        """Queue a message as a websocket frame (one sent to many is framed once); a packed
+        session takes the frame's payload."""
+        self._queue(session, frames.payload_of(frame) if session.packed else frame)
+
+    def _queue(self, session: Session, item: bytes) -> None:
+        """Queue a frame (packed: a payload); a full outbox means the client stopped
+        reading: cut it off."""
         if session.closing:
             return
         if len(session.outbox) >= limits.SEND_QUEUE_MESSAGES_MAX and not self._relieved(session):
@@ -150,10 +165,10 @@ class Sessions:
             log.warning("slow consumer cut off", extra=cut | {"queued": len(session.outbox)})
             session.outbox.clear()
             notice = wire.encode({"ch": "session", "type": "slow_consumer"})
-            session.outbox.append(frames.text_frame(notice))
+            session.outbox.append(notice if session.packed else frames.text_frame(notice))
             self.close(session, 4002, "slow consumer")
             return
-        session.outbox.append(frame)
+        session.outbox.append(item)
         if not session.dirty:
             session.dirty = True
             self._dirty.append(session)
@@ -172,19 +187,25 @@ class Sessions:
             session.outbox.clear()
         return len(session.outbox) < limits.SEND_QUEUE_MESSAGES_MAX
 
-    def fan_out(self, sessions: Iterable[Session], frame: bytes) -> None:
-        """Queue one frame, built once, for many sessions (a public stream's subscribers):
-        per session a reference is appended, nothing is built. The rare cases (closing, a
-        full outbox) take `send_frame`'s path."""
+    def fan_out(self, sessions: Iterable[Session], payload: bytes) -> None:
+        """Queue one message for many sessions (a public stream's subscribers), framed at
+        most once: per session a reference to the frame (packed: to the payload) is
+        appended, nothing is built. The rare cases (closing, a full outbox) take `_queue`'s
+        path."""
         dirty = self._dirty
         was_clean = not dirty
         queued_max = limits.SEND_QUEUE_MESSAGES_MAX
+        frame = b""  # built for the first session that is not packed
         for session in sessions:
             outbox = session.outbox
+            if session.packed:
+                item = payload
+            else:
+                item = frame = frame or frames.text_frame(payload)
             if session.closing or len(outbox) >= queued_max:
-                self.send_frame(session, frame)
+                self._queue(session, item)
                 continue
-            outbox.append(frame)
+            outbox.append(item)
             if not session.dirty:
                 session.dirty = True
                 dirty.append(session)
@@ -209,7 +230,9 @@ class Sessions:
             websocket = session.websocket
             try:
                 async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                    while session.outbox and _write_front(websocket, session.outbox):
+                    while session.outbox and _write_front(
+                        websocket, session.outbox, session.packed
+                    ):
                         await websocket.drain()
                     websocket.close(code, reason)
                     await websocket.wait_closed()
@@ -225,10 +248,12 @@ def peer(session: Session) -> str:
     return f"{address[0]}:{address[1]}" if address else "?"
 
 
-def _write_front(websocket: transport.Connection, outbox: deque[bytes]) -> bool:
+def _write_front(websocket: transport.Connection, outbox: deque[bytes], packed: bool) -> bool:
     """Write up to `WRITE_BATCH_MAX` messages from the front of an outbox in one call and
     take them out; False (the outbox untouched) once the connection is not open. The usual
     outbox (a turn's few messages) is handed over whole: no list is built for it."""
+    if packed:
+        return _write_packed(websocket, outbox)
     if len(outbox) <= WRITE_BATCH_MAX:
         if not websocket.send_frames(outbox):
             return False
@@ -240,6 +265,60 @@ def _write_front(websocket: transport.Connection, outbox: deque[bytes]) -> bool:
     for _ in range(WRITE_BATCH_MAX):
         outbox.popleft()
     return True
+
+
+def _write_packed(websocket: transport.Connection, outbox: deque[bytes]) -> bool:
+    """Write the front of a packed session's outbox as one frame, a JSON array of up to
+    `WRITE_BATCH_MAX` messages and `PACK_BYTES_MAX` bytes, and take them out; False (the
+    outbox untouched) once the connection is not open. Saves the client a frame (and a
+    JSON parse) per message, and the server a frame header and an iovec per message."""
+    count = len(outbox)
+    if count == 1:  # a turn of one message (a fan-out's usual): nothing to join
+        if not websocket.send_frames((_array_of_one(outbox[0]),)):
+            return False
+        outbox.clear()
+        return True
+    if count <= WRITE_BATCH_MAX:
+        body = b",".join(outbox)  # the usual outbox: joined whole, no count taken
+    else:
+        count = WRITE_BATCH_MAX
+        body = b",".join(islice(outbox, count))
+    if len(body) > PACK_BYTES_MAX and count > 1:
+        count = _count_within(outbox, count)
+        body = b",".join(islice(outbox, count))
+    if not websocket.send_frames((frames.array_frame(body),)):
+        return False
+    if count == len(outbox):
+        outbox.clear()
+    else:
+        for _ in range(count):
+            outbox.popleft()
+    return True
+
+
+_one_payload = b""  # the last message framed alone by `_array_of_one`, and its frame
+_one_frame = frames.array_frame(b"")
+
+
+def _array_of_one(payload: bytes) -> bytes:
+    """The packed frame of one message, kept for the next session sent the same `bytes`: a
+    public message fanned out to packed subscribers is framed once for all of them, not once
+    per subscriber (the message is held until another replaces it)."""
+    global _one_payload, _one_frame
+    if payload is not _one_payload:
+        _one_payload, _one_frame = payload, frames.array_frame(payload)
+    return _one_frame
+
+
+def _count_within(outbox: deque[bytes], count: int) -> int:
+    """How many of the first `count` messages fit one packed frame's `PACK_BYTES_MAX` (at
+    least one: a message over the cap goes alone)."""
+    size = -1  # n messages take n - 1 commas
+    for taken, message in enumerate(islice(outbox, count)):
+        size += len(message) + 1
+        if size > PACK_BYTES_MAX:
+            return max(taken, 1)
+    return count
 
 
 def key_of(session: Session) -> ApiKey:

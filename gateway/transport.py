@@ -13,6 +13,8 @@ per-frame time (`venue bench ws-layer`); the usual frame (whole, masked text) is
 What messages mean is the handler's.
 Data frames are pre-built by the caller (`gateway.frames`) and written by `send_frames`
 only while open; control frames come from the protocol; frames are whole, never interleaved.
+A route's query may hold the connection's options (`?pack=1`: `packed`); anything else in it
+is refused at the handshake with 400 (`handshake_options`).
 """
 
 import asyncio
@@ -40,6 +42,8 @@ CLOSE_TIMEOUT_S = 2  # a peer that does not finish the closing handshake by then
 GOING_AWAY = 1001  # the server is stopping
 INTERNAL_ERROR = 1011
 NOT_FOUND_TEXT = "use /ws/trade or /ws/public\n"
+PACK_OPTION = "pack"  # `?pack=1`: the session's messages of a loop turn in one frame (packed)
+PACK_VALUES = {"0": False, "1": True}
 # The fast path's frame: FIN set, no RSV bits (no extension is negotiated), opcode TEXT.
 _TEXT_WHOLE = 0x81
 _MASKED = 0x80
@@ -74,7 +78,9 @@ class Connection(asyncio.Protocol):
         self.protocol = ServerProtocol(max_size=listener.max_size)
         self.transport: asyncio.Transport | None = None
         self.request: Request | None = None
-        self.path = ""
+        self.path = ""  # the request's target, query included
+        self.route = ""  # its path: the websocket route
+        self.packed = False  # `?pack=1`: a loop turn's messages go out as one JSON array
         self.peer: Any = None  # (host, port) as the socket says
         self.context: Any = None  # the handler's own state for this connection
         self.paused = False
@@ -254,7 +260,7 @@ class Connection(asyncio.Protocol):
         plain HTTP (anything else), once the request line is in (`_Sniffer`)."""
         method, _, rest = first[: max(line_end, 0)].partition(b" ")
         target = rest.partition(b" ")[0].decode("ascii", "replace")
-        if method == b"GET" and target in self.listener.routes:
+        if method == b"GET" and target.partition("?")[0] in self.listener.routes:
             self.http = None
             self.data_received(first)
             return
@@ -366,10 +372,16 @@ class Connection(asyncio.Protocol):
     def _handshake(self, request: Request) -> None:
         self.request = request
         self.path = request.path
+        self.route, _, query = request.path.partition("?")
         if self.listener.closing or self._close_deadline_set:  # stopping: no new sessions
             response = self.protocol.reject(503, "the venue is stopping\n")
-        elif request.path in self.listener.routes:
-            response = self.protocol.accept(request)
+        elif self.route in self.listener.routes:
+            try:
+                self.packed = handshake_options(query)
+            except ValueError as bad:
+                response = self.protocol.reject(400, f"{bad}\n")
+            else:
+                response = self.protocol.accept(request)
         else:
             response = self.handler.on_http(self, request) or self.protocol.reject(
                 404, NOT_FOUND_TEXT
@@ -414,6 +426,22 @@ class Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def handshake_options(query: str) -> bool:
+    """The options of a websocket route's query: whether the session is packed. ValueError,
+    saying what is wrong, for an unknown option, a repeated one or a value other than 0/1."""
+    packed: bool | None = None
+    for option in query.split("&") if query else ():
+        name, equals, value = option.partition("=")
+        if name != PACK_OPTION or not equals:
+            raise ValueError(f"unknown query option {option[:40]!r}: the only one is pack=0|1")
+        if packed is not None:
+            raise ValueError("pack is given twice")
+        if value not in PACK_VALUES:
+            raise ValueError(f"pack must be 0 or 1, not {value[:40]!r}")
+        packed = PACK_VALUES[value]
+    return bool(packed)
 
 
 class _Sniffer:

@@ -128,6 +128,15 @@ def test_each_roles_client_cpu_is_reported(runs: Any, name: str) -> None:
     assert f"(busiest process {busiest}%)" in markdown.read_text()
 
 
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_the_clients_read_packed_frames(runs: Any, name: str) -> None:
+    _, result, _ = runs[name]
+    per_frame = result["client_messages_per_frame"]
+    assert per_frame.keys() == {"maker", "taker", "subscriber"}
+    assert all(count >= 1 for count in per_frame.values()), per_frame
+    assert per_frame["maker"] > 1, "a maker's answer and its pushes share a frame"
+
+
 def test_the_result_files_are_written(runs: Any) -> None:
     _, result, out = runs["single"]
     (json_path,) = out.glob("e2e-*.json")

@@ -3,7 +3,7 @@
 import asyncio
 from typing import Any
 
-from client.sdk import BalanceUpdate, ExecReport, OrderResult, VenueClient
+from client.sdk import BalanceUpdate, ExecReport, OrderResult, VenueClient, packed_url
 from tests.conftest import KEYS, Venue
 
 SYMBOL = "AAPLx-USD"
@@ -57,3 +57,28 @@ def test_a_dropped_connection_resumes_with_since_seq(run_venue: Any) -> None:
         assert max(seqs) > seen_before, "the fill made while it was away arrives"
 
     run_venue(scenario)
+
+
+def test_the_sdk_opens_packed_connections_and_reads_them_as_before(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        packed = await venue.client("alpha")  # the default
+        plain = VenueClient(venue.url(), packed=False)
+        venue.clients.append(await plain.connect())
+        await plain.logon(*KEYS["alpha"])
+        assert sorted(s.packed for s in venue.server.sessions.values()) == [False, True]
+        for client in (packed, plain):
+            await client.subscribe_account()
+        assert (await packed.next_push())["type"] == (await plain.next_push())["type"]
+        await packed.place_order(SYMBOL, "sell", "0.5", "187.30", cl_ord_id="p1")
+        events = {}
+        for name, client in (("packed", packed), ("plain", plain)):
+            events[name] = [await client.next_account_event() for _ in range(2)]
+        assert events["packed"] == events["plain"], "the same events, in the same order"
+
+    run_venue(scenario)
+
+
+def test_packed_url_asks_for_packing_unless_the_query_says() -> None:
+    assert packed_url("ws://h:1/ws/trade") == "ws://h:1/ws/trade?pack=1"
+    assert packed_url("ws://h:1/ws/trade?x=1") == "ws://h:1/ws/trade?x=1&pack=1"
+    assert packed_url("ws://h:1/ws/trade?pack=0") == "ws://h:1/ws/trade?pack=0"

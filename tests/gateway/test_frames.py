@@ -78,3 +78,23 @@ def test_a_text_frame_header_carries_the_length_in_the_shortest_form() -> None:
     assert frames.text_frame(b"hi") == b"\x81\x02hi"
     assert frames.text_frame(b"x" * 126)[:4] == b"\x81\x7e\x00\x7e"
     assert frames.text_frame(b"x" * 65_536)[:10] == b"\x81\x7f" + (65_536).to_bytes(8, "big")
+
+
+def test_array_frames_of_every_length_encoding_arrive_as_one_json_array() -> None:
+    bodies = [b'"' + b"x" * (size - 2) + b'"' if size >= 2 else b"1" for size in SIZES]
+
+    def opened(connection: transport.Connection) -> None:
+        for body in bodies:
+            connection.send_frames([frames.array_frame(body)])
+
+    async def read(client: Any) -> list[str]:
+        return [str(await client.recv()) for _ in bodies]
+
+    received = asyncio.run(serve_and_connect(OnOpen(opened), read))
+    assert received == [f"[{body.decode()}]" for body in bodies]
+
+
+def test_a_frames_payload_is_what_it_was_built_from() -> None:
+    for size in SIZES:
+        payload = b"y" * size
+        assert frames.payload_of(frames.text_frame(payload)) == payload

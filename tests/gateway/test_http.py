@@ -122,13 +122,18 @@ def test_a_websocket_and_http_share_the_port() -> None:
             await client.send("hi")
             assert await client.recv() == "ws:hi"
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(request("GET", "/ws/trade?x=1"))  # not the route exactly: plain HTTP
+        writer.write(request("GET", "/ws/trades?x=1"))  # not a route: plain HTTP
         status, _, body = await read_response(reader)
         assert status == 404 and body == transport.NOT_FOUND_TEXT.encode()
         writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request("GET", "/ws/trade?x=1"))  # a route's query: the handshake's
+        status, _, body = await read_response(reader)
+        assert status == 400 and b"unknown query option 'x=1'" in body
+        writer.close()
 
     api = run(scenario)
-    assert api.legacy == ["/ws/trade?x=1"]
+    assert api.legacy == ["/ws/trades?x=1"]
 
 
 def test_a_handler_without_on_request_gets_on_http_for_get_only() -> None:
