@@ -54,6 +54,9 @@ PROFILE_ENTRIES = 30
 # The journal's thread takes the GIL only when the loop waits (drain), not in the middle of a
 # measured window, whose wall time would then hold its work.
 SWITCH_INTERVAL_S = 0.5
+# The fake clients never answer the server's keepalive pings (20 s, then 20 s for the pong): a
+# run longer than that on a busy machine had its connections closed 1011 mid-run (EOFError).
+KEEPALIVE_OFF_S = 24 * 3600.0
 ENCODE = msgspec.json.encode
 
 
@@ -203,6 +206,9 @@ class Bench:
 
     def __init__(self, server: VenueServer) -> None:
         self.server = server
+        listener = server._server
+        assert listener is not None, "start the server first"
+        listener.ping_interval_s = listener.ping_timeout_s = KEEPALIVE_OFF_S  # before connecting
         self.makers = [Client(server), Client(server)]
         self.takers = [Client(server), Client(server)]
         for index, client in enumerate(self.makers + self.takers):
