@@ -6,7 +6,10 @@ protocol objects (`gateway.transport.Connection`) over a fake transport that onl
 what is written: makers requote two levels with `quote.mass` (each requote amends both sides),
 takers send marketable IOC `order.place`, or `order.batch` of 20 of them. One frame per
 `data_received`, as a client at the e2e rate arrives; the journal commits (fsync) every
-`WINDOW` requests, so answers go out as in the server. Reports per request, in µs of CPU:
+`WINDOW` requests, so answers go out as in the server; the collector is set as `venue serve`
+sets it (`settle_heap`), and `gc_per_1000` counts its collections per 1,000 requests fed and
+answered (cyclic garbage or container churn on the path shows there). Reports per request,
+in µs of CPU:
 `ingress` — the loop thread's CPU in `data_received` less the engine's `Venue.execute` and
 the sequencer's `on_executed` listener (private pushes: other parts) and the measuring
 wrappers' own cost, plus `Dispatcher.answer` (the answer built and queued; both timed by
@@ -19,6 +22,7 @@ process's CPU over the run (every thread: engine, pushes, journal), for scale. M
 import argparse
 import asyncio
 import cProfile
+import gc
 import os
 import pstats
 import statistics
@@ -35,6 +39,7 @@ from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
 from bench import server_process
+from cli.serve import settle_heap
 from core import config as venue_config
 from gateway import transport
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
@@ -216,6 +221,7 @@ class Bench:
         for maker in self.makers:
             maker.connection.data_received(maker.frame("session.cod", {"enabled": True}))
         self.slot = 0
+        self.collections = 0  # by the collector, while a window is fed and answered
         self.others = Meter()  # the engine and the executed-listener: not this path
         self.answers = Meter()  # Dispatcher.answer: this path
         self.overhead_s = wrapper_overhead_s()
@@ -255,11 +261,13 @@ class Bench:
     async def run(self, kind: str, count: int, profiler: cProfile.Profile | None) -> dict[str, Any]:
         work = [list(self.requests(kind, WINDOW)) for _ in range(count // WINDOW)]
         ingress_s = process_s = 0.0
+        collections = 0
         for window in work:
             if kind != "quote":  # untimed: its engine work and answers are not counted
                 await self.restock()
             self.others.spent_s = self.answers.spent_s = 0.0
             self.others.calls = 0
+            collected_before = _collections()
             process_start = time.process_time()
             cpu_start, wall_start = time.thread_time(), time.perf_counter()
             if profiler is not None:
@@ -273,13 +281,20 @@ class Bench:
             await self.server.sequencer.drain()
             await asyncio.sleep(0)  # the answers' writes
             process_s += time.process_time() - process_start
+            collections += _collections() - collected_before
             others_s = self.others.spent_s + self.others.calls * self.overhead_s
             ingress_s += fed_cpu_s + (self.answers.spent_s - others_s) * cpu_per_wall
         requests = len(work) * WINDOW
         return {
             "ingress_us_per_request": ingress_s * 1e6 / requests,
             "process_us_per_request": process_s * 1e6 / requests,
+            "gc_per_1000": collections * 1_000 / requests,
         }
+
+
+def _collections() -> int:
+    """Collections of any generation so far (each begins with the young one)."""
+    return sum(generation["collections"] for generation in gc.get_stats())
 
 
 async def measure(
@@ -291,6 +306,7 @@ async def measure(
         config_path = server_process.unlimited_config(config, directory, accounts_toml())
         server = VenueServer(venue_config.load(config_path), directory / "data")
         await server.start("127.0.0.1", 0)
+        settle_heap()  # as `venue serve` does once serving
         try:
             bench = Bench(server)
             await server.sequencer.drain()
@@ -334,7 +350,7 @@ def main() -> None:
     for kind, runs in samples.items():
         table[kind] = {
             figure: round(statistics.median(run[figure] for run in runs), 2)
-            for figure in ("ingress_us_per_request", "process_us_per_request")
+            for figure in ("ingress_us_per_request", "process_us_per_request", "gc_per_1000")
         } | {"ingress_runs": [round(run["ingress_us_per_request"], 2) for run in runs]}
     print(ENCODE({"pid": os.getpid(), **table}).decode())
 
