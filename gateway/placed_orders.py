@@ -7,6 +7,8 @@ cancel). Both forget an order as soon as it closes; neither is in snapshots (a r
 drops every connection, and with it every quote set's session).
 """
 
+from typing import Any
+
 from core.bus import ReadSide
 from engine.commands import AmendOrder, CancelOrder, Command, PlaceOrder
 from engine.enums import SelfTradePrevention, Side
@@ -73,7 +75,8 @@ class PlacedOrders:
         if not self.placed_on and not self.quote_slots:
             return  # nothing placed here is open: nothing to forget
         forget_order = self.forget_order
-        for event in events:
+        checked: list[Any] = events  # by exact type below, which mypy does not narrow on
+        for event in checked:
             kind = type(event)
             if kind is TradeExecuted:
                 if not event.maker_leaves_qty:
