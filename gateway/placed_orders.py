@@ -27,6 +27,7 @@ from gateway.sessions import Session
 # released command, most of which (settlements, balances) close nothing, and one set look-up
 # answers for them where a chain of isinstance calls made four. Event classes are final.
 _CLOSING = frozenset({OrderCanceled, OrderExpired, SelfTradePrevented})
+_CLOSING_OR_CHANGING = _CLOSING | {TradeExecuted, OrderAmended}  # one look-up for the others
 QuoteSlot = tuple[int, str, str, Side]  # account, quote set, symbol, side: one live quote
 
 
@@ -78,6 +79,8 @@ class PlacedOrders:
         checked: list[Any] = events  # by exact type below, which mypy does not narrow on
         for event in checked:
             kind = type(event)
+            if kind not in _CLOSING_OR_CHANGING:
+                continue  # a balance or a settlement: most events of a fill
             if kind is TradeExecuted:
                 if not event.maker_leaves_qty:
                     forget_order(event.maker_order_id)

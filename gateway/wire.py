@@ -250,6 +250,9 @@ class Quote(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ask_qty: DecimalText | None = None
 
     def problem(self) -> Problem | None:
+        bid = self.bid_px is not None and self.bid_qty is not None
+        if bid and self.ask_px is not None and self.ask_qty is not None:
+            return None  # both sides given whole, the usual requote: no loop
         for side, px, qty in (
             ("bid", self.bid_px, self.bid_qty),
             ("ask", self.ask_px, self.ask_qty),
