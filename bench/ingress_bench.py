@@ -8,8 +8,8 @@ takers send marketable IOC `order.place`, or `order.batch` of 20 of them. One fr
 `data_received`, as a client at the e2e rate arrives; the journal commits (fsync) every
 `WINDOW` requests, so answers go out as in the server; the collector is set as `venue serve`
 sets it (`settle_heap`), and `gc_per_1000` counts its collections per 1,000 requests fed and
-answered (cyclic garbage or container churn on the path shows there). Reports per request,
-in µs of CPU:
+answered, `gc_us_per_request` the wall time they took (cyclic garbage or container churn on
+the path shows there). Reports per request, in µs of CPU:
 `ingress` — the loop thread's CPU in `data_received` less the engine's `Venue.execute` and
 the sequencer's `on_executed` listener (private pushes: other parts) and the measuring
 wrappers' own cost, plus `Dispatcher.answer` (the answer built and queued; both timed by
@@ -262,6 +262,7 @@ class Bench:
         work = [list(self.requests(kind, WINDOW)) for _ in range(count // WINDOW)]
         ingress_s = process_s = 0.0
         collections = 0
+        GC_PAUSES.spent_s = 0.0
         for window in work:
             if kind != "quote":  # untimed: its engine work and answers are not counted
                 await self.restock()
@@ -289,7 +290,25 @@ class Bench:
             "ingress_us_per_request": ingress_s * 1e6 / requests,
             "process_us_per_request": process_s * 1e6 / requests,
             "gc_per_1000": collections * 1_000 / requests,
+            "gc_us_per_request": GC_PAUSES.spent_s * 1e6 / requests,
         }
+
+
+class GcPauses:
+    """Wall time inside the collector (a `gc.callbacks` entry): it stops the whole loop."""
+
+    def __init__(self) -> None:
+        self.spent_s = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.spent_s += time.perf_counter() - self._started
+
+
+GC_PAUSES = GcPauses()
 
 
 def _collections() -> int:
@@ -307,6 +326,7 @@ async def measure(
         server = VenueServer(venue_config.load(config_path), directory / "data")
         await server.start("127.0.0.1", 0)
         settle_heap()  # as `venue serve` does once serving
+        gc.callbacks.append(GC_PAUSES)
         try:
             bench = Bench(server)
             await server.sequencer.drain()
@@ -324,6 +344,7 @@ async def measure(
             result["errors"] = sum(client.transport.errors for client in clients)
             return result
         finally:
+            gc.callbacks.remove(GC_PAUSES)
             await server.stop()
 
 
@@ -350,7 +371,12 @@ def main() -> None:
     for kind, runs in samples.items():
         table[kind] = {
             figure: round(statistics.median(run[figure] for run in runs), 2)
-            for figure in ("ingress_us_per_request", "process_us_per_request", "gc_per_1000")
+            for figure in (
+                "ingress_us_per_request",
+                "process_us_per_request",
+                "gc_per_1000",
+                "gc_us_per_request",
+            )
         } | {"ingress_runs": [round(run["ingress_us_per_request"], 2) for run in runs]}
     print(ENCODE({"pid": os.getpid(), **table}).decode())
 
