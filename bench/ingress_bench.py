@@ -16,11 +16,14 @@ wrappers' own cost, plus `Dispatcher.answer` (the answer built and queued; both 
 `Meter`): the request path
 this bench is about; `process` — all of the
 process's CPU over the run (every thread: engine, pushes, journal), for scale. Medians of
-`--runs`; `--profile` prints cProfile's top entries of the feeding instead.
+`--runs`; `--profile` prints cProfile's top entries of the feeding instead; `--bytecodes`
+counts the Python bytecodes of the feeding and the release per request, by function (a figure
+the machine's load does not move, unlike CPU time; ~50 times slower: use a few hundred).
 """
 
 import argparse
 import asyncio
+import collections
 import cProfile
 import gc
 import os
@@ -206,6 +209,62 @@ def wrapper_overhead_s(calls: int = 20_000) -> float:
     return (time.perf_counter() - start - meter.spent_s) / calls
 
 
+class BytecodeCount:
+    """Python bytecodes executed, by function (`sys.settrace` with opcode events), while
+    enabled: in the feeding, and in the release of what was fed (`traced`) while `active`."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.active = False
+
+    def _trace(self, frame: Any, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        code = frame.f_code
+        key = "/".join(code.co_filename.split("/")[-2:]) + ":" + code.co_name
+        counts = self.counts
+
+        def opcodes(frame: Any, event: str, arg: Any) -> Any:
+            if event == "opcode":
+                counts[key] += 1
+            return opcodes
+
+        return opcodes
+
+    def enable(self) -> None:
+        sys.settrace(self._trace)
+
+    def disable(self) -> None:
+        sys.settrace(None)
+
+    def traced(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            if not self.active:
+                return function(*args)
+            self.enable()
+            try:
+                return function(*args)
+            finally:
+                self.disable()
+
+        return call
+
+    def summary(self, requests: int) -> dict[str, Any]:
+        """Per request: all bytecodes, those outside the engine and the ledger (the pure
+        parts: other benches' business) and this bench's own wrappers, and the top functions
+        of those."""
+        outside = {k: v for k, v in self.counts.items() if not k.startswith(NOT_THIS_PATH)}
+        top = sorted(outside.items(), key=lambda item: -item[1])[:BYTECODE_ENTRIES]
+        return {
+            "bytecodes_per_request": round(sum(self.counts.values()) / requests, 1),
+            "outside_engine_per_request": round(sum(outside.values()) / requests, 1),
+            "top": {name: round(count / requests, 1) for name, count in top},
+        }
+
+
+NOT_THIS_PATH = ("engine/", "settlement/", "sortedcontainers/", "bench/")
+BYTECODE_ENTRIES = 25
+
+
 class Bench:
     """A started server with two maker and two taker connections."""
 
@@ -258,7 +317,9 @@ class Bench:
             connection.data_received(frame)
         await self.server.sequencer.drain()
 
-    async def run(self, kind: str, count: int, profiler: cProfile.Profile | None) -> dict[str, Any]:
+    async def run(
+        self, kind: str, count: int, profiler: cProfile.Profile | BytecodeCount | None
+    ) -> dict[str, Any]:
         work = [list(self.requests(kind, WINDOW)) for _ in range(count // WINDOW)]
         ingress_s = process_s = 0.0
         collections = 0
@@ -271,6 +332,8 @@ class Bench:
             collected_before = _collections()
             process_start = time.process_time()
             cpu_start, wall_start = time.thread_time(), time.perf_counter()
+            if isinstance(profiler, BytecodeCount):
+                profiler.active = True  # the release of this window's requests, too
             if profiler is not None:
                 profiler.enable()
             for connection, frame in window:
@@ -281,6 +344,8 @@ class Bench:
             cpu_per_wall = fed_cpu_s / (time.perf_counter() - wall_start)
             await self.server.sequencer.drain()
             await asyncio.sleep(0)  # the answers' writes
+            if isinstance(profiler, BytecodeCount):
+                profiler.active = False
             process_s += time.process_time() - process_start
             collections += _collections() - collected_before
             others_s = self.others.spent_s + self.others.calls * self.overhead_s
@@ -318,7 +383,11 @@ def _collections() -> int:
 
 
 async def measure(
-    count: int, kinds: list[str], profile: bool, config: Path = Path("venue.toml")
+    count: int,
+    kinds: list[str],
+    profile: bool,
+    config: Path = Path("venue.toml"),
+    bytecodes: bool = False,
 ) -> dict[str, Any]:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     with tempfile.TemporaryDirectory(prefix="venue-bench-ingress-") as name:
@@ -334,10 +403,21 @@ async def measure(
             for _ in range(LEVELS):
                 await bench.restock()
             result: dict[str, Any] = {}
+            counter = BytecodeCount() if bytecodes else None
+            if counter is not None:  # the release runs in this loop callback
+                sequencer = server.sequencer
+                sequencer._committed = counter.traced(sequencer._committed)  # type: ignore[method-assign]
             for kind in kinds:
-                profiler = cProfile.Profile() if profile else None
+                profiler: cProfile.Profile | BytecodeCount | None = (
+                    cProfile.Profile() if profile else None
+                )
+                if counter is not None:
+                    counter.counts.clear()
+                    profiler = counter
                 result[kind] = await bench.run(kind, count, profiler)
-                if profiler is not None:
+                if counter is not None:
+                    result[kind] |= counter.summary(count // WINDOW * WINDOW)
+                if isinstance(profiler, cProfile.Profile):
                     print(f"--- {kind}")
                     stats = pstats.Stats(profiler).sort_stats("tottime")
                     stats.print_stats(PROFILE_ENTRIES)
@@ -356,10 +436,22 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated")
     parser.add_argument("--config", type=Path, default=Path("venue.toml"))
     parser.add_argument("--profile", action="store_true", help="cProfile the feeding, once")
+    parser.add_argument(
+        "--bytecodes", action="store_true", help="count bytecodes per request, once (slow)"
+    )
     args = parser.parse_args()
     kinds = args.kinds.split(",")
     if args.profile:
         server_process.run_async(measure(args.requests, kinds, True, args.config))
+        return
+    if args.bytecodes:
+        result = server_process.run_async(
+            measure(args.requests, kinds, False, args.config, bytecodes=True)
+        )
+        for kind in kinds:
+            figures = result[kind]
+            keep = ("bytecodes_per_request", "outside_engine_per_request", "top")
+            print(ENCODE({"kind": kind} | {name: figures[name] for name in keep}).decode())
         return
     samples: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
     for _ in range(args.runs):
