@@ -6,19 +6,26 @@ protocol objects (`gateway.transport.Connection`) over a fake transport that onl
 what is written: makers requote two levels with `quote.mass` (each requote amends both sides),
 takers send marketable IOC `order.place`, or `order.batch` of 20 of them. One frame per
 `data_received`, as a client at the e2e rate arrives; the journal commits (fsync) every
-`WINDOW` requests, so answers go out as in the server. Reports per request, in µs of CPU:
+`WINDOW` requests, so answers go out as in the server; the collector is set as `venue serve`
+sets it (`settle_heap`), and `gc_per_1000` counts its collections per 1,000 requests fed and
+answered, `gc_us_per_request` the CPU time they took (cyclic garbage or container churn on
+the path shows there). Reports per request, in µs of CPU:
 `ingress` — the loop thread's CPU in `data_received` less the engine's `Venue.execute` and
 the sequencer's `on_executed` listener (private pushes: other parts) and the measuring
 wrappers' own cost, plus `Dispatcher.answer` (the answer built and queued; both timed by
 `Meter`): the request path
 this bench is about; `process` — all of the
 process's CPU over the run (every thread: engine, pushes, journal), for scale. Medians of
-`--runs`; `--profile` prints cProfile's top entries of the feeding instead.
+`--runs`; `--profile` prints cProfile's top entries of the feeding instead; `--bytecodes`
+counts the Python bytecodes of the feeding and the release per request, by function (a figure
+the machine's load does not move, unlike CPU time; ~50 times slower: use a few hundred).
 """
 
 import argparse
 import asyncio
+import collections
 import cProfile
+import gc
 import os
 import pstats
 import statistics
@@ -35,6 +42,7 @@ from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
 from bench import server_process
+from cli.serve import settle_heap
 from core import config as venue_config
 from gateway import transport
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
@@ -54,6 +62,9 @@ PROFILE_ENTRIES = 30
 # The journal's thread takes the GIL only when the loop waits (drain), not in the middle of a
 # measured window, whose wall time would then hold its work.
 SWITCH_INTERVAL_S = 0.5
+# The fake clients never answer the server's keepalive pings (20 s, then 20 s for the pong): a
+# run longer than that on a busy machine had its connections closed 1011 mid-run (EOFError).
+KEEPALIVE_OFF_S = 24 * 3600.0
 ENCODE = msgspec.json.encode
 
 
@@ -198,11 +209,70 @@ def wrapper_overhead_s(calls: int = 20_000) -> float:
     return (time.perf_counter() - start - meter.spent_s) / calls
 
 
+class BytecodeCount:
+    """Python bytecodes executed, by function (`sys.settrace` with opcode events), while
+    enabled: in the feeding, and in the release of what was fed (`traced`) while `active`."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.active = False
+
+    def _trace(self, frame: Any, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        code = frame.f_code
+        key = "/".join(code.co_filename.split("/")[-2:]) + ":" + code.co_name
+        counts = self.counts
+
+        def opcodes(frame: Any, event: str, arg: Any) -> Any:
+            if event == "opcode":
+                counts[key] += 1
+            return opcodes
+
+        return opcodes
+
+    def enable(self) -> None:
+        sys.settrace(self._trace)
+
+    def disable(self) -> None:
+        sys.settrace(None)
+
+    def traced(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            if not self.active:
+                return function(*args)
+            self.enable()
+            try:
+                return function(*args)
+            finally:
+                self.disable()
+
+        return call
+
+    def summary(self, requests: int) -> dict[str, Any]:
+        """Per request: all bytecodes, those outside the engine and the ledger (the pure
+        parts: other benches' business) and this bench's own wrappers, and the top functions
+        of those."""
+        outside = {k: v for k, v in self.counts.items() if not k.startswith(NOT_THIS_PATH)}
+        top = sorted(outside.items(), key=lambda item: -item[1])[:BYTECODE_ENTRIES]
+        return {
+            "bytecodes_per_request": round(sum(self.counts.values()) / requests, 1),
+            "outside_engine_per_request": round(sum(outside.values()) / requests, 1),
+            "top": {name: round(count / requests, 1) for name, count in top},
+        }
+
+
+NOT_THIS_PATH = ("engine/", "settlement/", "sortedcontainers/", "bench/")
+BYTECODE_ENTRIES = 25
+
+
 class Bench:
     """A started server with two maker and two taker connections."""
 
     def __init__(self, server: VenueServer) -> None:
         self.server = server
+        listener = server._server
+        assert listener is not None, "start the server first"
+        listener.ping_interval_s = listener.ping_timeout_s = KEEPALIVE_OFF_S  # before connecting
         self.makers = [Client(server), Client(server)]
         self.takers = [Client(server), Client(server)]
         for index, client in enumerate(self.makers + self.takers):
@@ -210,6 +280,7 @@ class Bench:
         for maker in self.makers:
             maker.connection.data_received(maker.frame("session.cod", {"enabled": True}))
         self.slot = 0
+        self.collections = 0  # by the collector, while a window is fed and answered
         self.others = Meter()  # the engine and the executed-listener: not this path
         self.answers = Meter()  # Dispatcher.answer: this path
         self.overhead_s = wrapper_overhead_s()
@@ -246,16 +317,23 @@ class Bench:
             connection.data_received(frame)
         await self.server.sequencer.drain()
 
-    async def run(self, kind: str, count: int, profiler: cProfile.Profile | None) -> dict[str, Any]:
+    async def run(
+        self, kind: str, count: int, profiler: cProfile.Profile | BytecodeCount | None
+    ) -> dict[str, Any]:
         work = [list(self.requests(kind, WINDOW)) for _ in range(count // WINDOW)]
         ingress_s = process_s = 0.0
+        collections = 0
+        GC_PAUSES.spent_s = 0.0
         for window in work:
             if kind != "quote":  # untimed: its engine work and answers are not counted
                 await self.restock()
             self.others.spent_s = self.answers.spent_s = 0.0
             self.others.calls = 0
+            collected_before = _collections()
             process_start = time.process_time()
             cpu_start, wall_start = time.thread_time(), time.perf_counter()
+            if isinstance(profiler, BytecodeCount):
+                profiler.active = True  # the release of this window's requests, too
             if profiler is not None:
                 profiler.enable()
             for connection, frame in window:
@@ -266,18 +344,50 @@ class Bench:
             cpu_per_wall = fed_cpu_s / (time.perf_counter() - wall_start)
             await self.server.sequencer.drain()
             await asyncio.sleep(0)  # the answers' writes
+            if isinstance(profiler, BytecodeCount):
+                profiler.active = False
             process_s += time.process_time() - process_start
+            collections += _collections() - collected_before
             others_s = self.others.spent_s + self.others.calls * self.overhead_s
             ingress_s += fed_cpu_s + (self.answers.spent_s - others_s) * cpu_per_wall
         requests = len(work) * WINDOW
         return {
             "ingress_us_per_request": ingress_s * 1e6 / requests,
             "process_us_per_request": process_s * 1e6 / requests,
+            "gc_per_1000": collections * 1_000 / requests,
+            "gc_us_per_request": GC_PAUSES.spent_s * 1e6 / requests,
         }
 
 
+class GcPauses:
+    """CPU time inside the collector (a `gc.callbacks` entry; the thread's CPU clock, as the
+    wall clock counts the time the machine gave to others): it stops the whole loop."""
+
+    def __init__(self) -> None:
+        self.spent_s = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.thread_time()
+        else:
+            self.spent_s += time.thread_time() - self._started
+
+
+GC_PAUSES = GcPauses()
+
+
+def _collections() -> int:
+    """Collections of any generation so far (each begins with the young one)."""
+    return sum(generation["collections"] for generation in gc.get_stats())
+
+
 async def measure(
-    count: int, kinds: list[str], profile: bool, config: Path = Path("venue.toml")
+    count: int,
+    kinds: list[str],
+    profile: bool,
+    config: Path = Path("venue.toml"),
+    bytecodes: bool = False,
 ) -> dict[str, Any]:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     with tempfile.TemporaryDirectory(prefix="venue-bench-ingress-") as name:
@@ -285,16 +395,29 @@ async def measure(
         config_path = server_process.unlimited_config(config, directory, accounts_toml())
         server = VenueServer(venue_config.load(config_path), directory / "data")
         await server.start("127.0.0.1", 0)
+        settle_heap()  # as `venue serve` does once serving
+        gc.callbacks.append(GC_PAUSES)
         try:
             bench = Bench(server)
             await server.sequencer.drain()
             for _ in range(LEVELS):
                 await bench.restock()
             result: dict[str, Any] = {}
+            counter = BytecodeCount() if bytecodes else None
+            if counter is not None:  # the release runs in this loop callback
+                sequencer = server.sequencer
+                sequencer._committed = counter.traced(sequencer._committed)  # type: ignore[method-assign]
             for kind in kinds:
-                profiler = cProfile.Profile() if profile else None
+                profiler: cProfile.Profile | BytecodeCount | None = (
+                    cProfile.Profile() if profile else None
+                )
+                if counter is not None:
+                    counter.counts.clear()
+                    profiler = counter
                 result[kind] = await bench.run(kind, count, profiler)
-                if profiler is not None:
+                if counter is not None:
+                    result[kind] |= counter.summary(count // WINDOW * WINDOW)
+                if isinstance(profiler, cProfile.Profile):
                     print(f"--- {kind}")
                     stats = pstats.Stats(profiler).sort_stats("tottime")
                     stats.print_stats(PROFILE_ENTRIES)
@@ -302,6 +425,7 @@ async def measure(
             result["errors"] = sum(client.transport.errors for client in clients)
             return result
         finally:
+            gc.callbacks.remove(GC_PAUSES)
             await server.stop()
 
 
@@ -312,10 +436,22 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated")
     parser.add_argument("--config", type=Path, default=Path("venue.toml"))
     parser.add_argument("--profile", action="store_true", help="cProfile the feeding, once")
+    parser.add_argument(
+        "--bytecodes", action="store_true", help="count bytecodes per request, once (slow)"
+    )
     args = parser.parse_args()
     kinds = args.kinds.split(",")
     if args.profile:
         server_process.run_async(measure(args.requests, kinds, True, args.config))
+        return
+    if args.bytecodes:
+        result = server_process.run_async(
+            measure(args.requests, kinds, False, args.config, bytecodes=True)
+        )
+        for kind in kinds:
+            figures = result[kind]
+            keep = ("bytecodes_per_request", "outside_engine_per_request", "top")
+            print(ENCODE({"kind": kind} | {name: figures[name] for name in keep}).decode())
         return
     samples: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
     for _ in range(args.runs):
@@ -328,7 +464,12 @@ def main() -> None:
     for kind, runs in samples.items():
         table[kind] = {
             figure: round(statistics.median(run[figure] for run in runs), 2)
-            for figure in ("ingress_us_per_request", "process_us_per_request")
+            for figure in (
+                "ingress_us_per_request",
+                "process_us_per_request",
+                "gc_per_1000",
+                "gc_us_per_request",
+            )
         } | {"ingress_runs": [round(run["ingress_us_per_request"], 2) for run in runs]}
     print(ENCODE({"pid": os.getpid(), **table}).decode())
 

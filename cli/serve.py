@@ -83,7 +83,9 @@ def run(
 # The collector's young generation: CPython collects it every 700 new container objects, and
 # a busy venue makes tens of thousands a second (requests, events, pushes) that nearly all die
 # young by reference counting; collecting every 20,000 leaves the same garbage collected, with
-# a fraction of the passes (profiled: ~5% of the event loop's time at 4,000 actions/s).
+# a fraction of the passes (profiled: ~5% of the event loop's time at 4,000 actions/s). The
+# request path makes no cyclic garbage (tests/gateway/test_server.py), so what triggers the
+# passes now is long-lived state growing, and they find next to nothing.
 GC_YOUNG_THRESHOLD = 20_000
 
 

@@ -20,9 +20,8 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
@@ -37,20 +36,23 @@ log = logging.getLogger("venue.sequencer")
 BATCH_COMMANDS_MAX = 10_000  # one fsync covers at most this many; the rest wait a turn
 
 
-@dataclass(slots=True)
-class Executed:
+class Executed(msgspec.Struct):
     """A command as executed: its sequence number, stamped form, events and who sent it.
 
     A barrier (`command` None, no sequence number) carries no command: it is released with
-    the batch it joined, after every command submitted before it.
+    the batch it joined, after every command submitted before it. A struct, not a dataclass:
+    one is made per command and per barrier, and its `__init__` in C costs ~0.2 µs against
+    the dataclass's ~0.6 (Python code with two list factories).
     """
 
     seq: int
     command: Command | None
     events: list[Event]
     origin: Any  # whatever the submitter needs to route the outcome (a request, a timer)
-    pushes: list[Any] = field(default_factory=list)  # outputs prepared at execution, sent later
-    transfers: list[Any] = field(default_factory=list)  # ledger transfers it booked
+    pushes: list[Any] = msgspec.field(default_factory=list)  # outputs made at execution
+    # ledger transfers it booked: set by the core as it executes (an empty tuple until then,
+    # shared, rather than a list per command that is replaced at once)
+    transfers: Sequence[Any] = ()
 
 
 Release = Callable[[list[Executed]], None]
@@ -152,14 +154,26 @@ class Sequencer:
         assert self.last_seq == self.journal.last_seq(), "the snapshot is newer than the journal"
         return replayed
 
+    def stamp_us(self) -> int:
+        """The time a command built now executes at: the clock's, never earlier than the
+        venue's. A command built with it for `submit` is not copied to be stamped."""
+        clock = self.clock_us()
+        venue_us = self.venue.ts_us
+        return clock if clock > venue_us else venue_us
+
     def submit(self, command: Command, origin: Any = None) -> Executed:
         """Stamp and execute `command` now; its outcome is released once it is durable.
+
+        A command built with `stamp_us()` (in this process, since no later command ran)
+        keeps its `ts_us`: it saves a copy of the command (~0.25 µs). Any other, `ts_us` 0
+        or older than the venue's time, is stamped by a copy, as the journal must hold it.
 
         A failure while executing is a broken invariant: the venue's state may be half
         changed, so it is fatal (`on_fatal`), never answered and carried on from.
         """
-        ts = max(self.clock_us(), self.venue.ts_us)
-        stamped = msgspec.structs.replace(command, ts_us=ts)
+        stamped = command
+        if not command.ts_us or command.ts_us < self.venue.ts_us:
+            stamped = msgspec.structs.replace(command, ts_us=self.stamp_us())
         try:
             executed = Executed(self.last_seq + 1, stamped, self.venue.execute(stamped), origin)
             if self.on_executed is not None:
@@ -195,7 +209,7 @@ class Sequencer:
             venue.maturities and venue.maturities[0][0] <= now
         )
         if due:
-            self.submit(AdvanceClock(), origin=None)
+            self.submit(AdvanceClock(ts_us=max(now, venue.ts_us)), origin=None)
 
     def _start_commit(self) -> None:
         """Send the next batch to the journal's thread, unless one is there already (then

@@ -316,10 +316,9 @@ class VenueCore:
     def _release(self, batch: list[Executed]) -> None:
         """Everything in `batch` is durable: count its rejects, hand it to the gateway."""
         for executed in batch:
-            if executed.command is not None:
-                rejected = rejection(executed.events)
-                if rejected is not None:
-                    self._count_reject(rejected)
+            events = executed.events  # `rejection`, inline: this runs for every command
+            if events and type(events[-1]) is CommandRejected and executed.command is not None:
+                self._count_reject(events[-1])
         self.listener.released(batch)
 
     def _durable(self, batch: list[Executed]) -> None:

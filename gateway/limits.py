@@ -201,8 +201,8 @@ class RateLimiter:
         connection = self._connections.get(connection_id)
         if connection is None:
             connection = self._connection_bucket(connection_id)
-        connection_level = connection.level(now_us)
         if account is None:
+            connection_level = connection.level(now_us)
             if connection_level < need:
                 return connection.retry_after_ms(cost_milli, now_us)
             connection.spend(connection_level - need, now_us)
@@ -210,14 +210,29 @@ class RateLimiter:
         owner = self._accounts.get(account)
         if owner is None:
             owner = self._account_bucket(account)
-        owner_level = owner.level(now_us)
+        # A logged-on request, every order's: `level` and `spend` of both buckets written out
+        # (the same arithmetic; four method calls were ~170 bytecodes of every request).
+        connection_level, connection_updated_us = connection._level, connection._updated_us
+        if connection_updated_us is not None and now_us > connection_updated_us:
+            connection_level += (now_us - connection_updated_us) * connection.refill_per_us
+            if connection_level > connection.capacity:
+                connection_level = connection.capacity
+        owner_level, owner_updated_us = owner._level, owner._updated_us
+        if owner_updated_us is not None and now_us > owner_updated_us:
+            owner_level += (now_us - owner_updated_us) * owner.refill_per_us
+            if owner_level > owner.capacity:
+                owner_level = owner.capacity
         if connection_level < need or owner_level < need:
             return max(
                 connection.retry_after_ms(cost_milli, now_us),
                 owner.retry_after_ms(cost_milli, now_us),
             )
-        connection.spend(connection_level - need, now_us)
-        owner.spend(owner_level - need, now_us)
+        connection._level = connection_level - need
+        if connection_updated_us is None or now_us > connection_updated_us:
+            connection._updated_us = now_us
+        owner._level = owner_level - need
+        if owner_updated_us is None or now_us > owner_updated_us:
+            owner._updated_us = now_us
         return 0
 
     def charge_account(self, account: int, cost_milli: int, now_us: int) -> int:

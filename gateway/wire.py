@@ -250,6 +250,9 @@ class Quote(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ask_qty: DecimalText | None = None
 
     def problem(self) -> Problem | None:
+        bid = self.bid_px is not None and self.bid_qty is not None
+        if bid and self.ask_px is not None and self.ask_qty is not None:
+            return None  # both sides given whole, the usual requote: no loop
         for side, px, qty in (
             ("bid", self.bid_px, self.bid_qty),
             ("ask", self.ask_px, self.ask_qty),
@@ -954,15 +957,17 @@ def to_command(
     account: int,
     *,
     order_symbol: str | None = None,
+    ts_us: int = 0,
 ) -> Command | WireError:
-    """The engine command of a `COMMAND_METHODS` request, in integer units; `ts_us` unset.
+    """The engine command of a `COMMAND_METHODS` request, in integer units, at `ts_us` (0:
+    for the sequencer to stamp).
 
     `account` is the session's; admin requests name theirs. An `order.amend` that changes
     price or qty needs `order_symbol`, the symbol of the open order it names (the server
     finds it with `Venue.find_order`); without one it is `UNKNOWN_ORDER`.
     """
     command = params_to_command(
-        request.params, specs, asset_scales, account, order_symbol=order_symbol
+        request.params, specs, asset_scales, account, order_symbol=order_symbol, ts_us=ts_us
     )
     if isinstance(command, WireError):
         return WireError(request.id, command.code, command.message)
@@ -976,13 +981,14 @@ def params_to_command(
     account: int,
     *,
     order_symbol: str | None = None,
+    ts_us: int = 0,
 ) -> Command | WireError:
     """`to_command` for bare params (one op of a batch); errors carry no id."""
     convert = _CONVERTERS.get(type(params))
     if convert is None:
         raise ValueError(f"{type(params).__name__} has no engine command")
     try:
-        return convert(params, specs, asset_scales, account, order_symbol)
+        return convert(params, specs, asset_scales, account, order_symbol, ts_us)
     except _Refusal as refusal:
         return WireError(None, refusal.code, refusal.message)
 
@@ -991,10 +997,13 @@ Specs = Mapping[str, InstrumentSpec]
 Scales = Mapping[str, int]
 
 
-def _place(p: Any, specs: Specs, scales: Scales, account: int, _: str | None) -> Command:
+def _place(
+    p: Any, specs: Specs, scales: Scales, account: int, _: str | None, ts_us: int
+) -> Command:
     assert isinstance(p, PlaceParams)
     spec = _spec(specs, p.symbol)
     return PlaceOrder(
+        ts_us=ts_us,
         account=account,
         symbol=p.symbol,
         side=p.side,
@@ -1013,12 +1022,18 @@ def _place(p: Any, specs: Specs, scales: Scales, account: int, _: str | None) ->
     )
 
 
-def _cancel(p: Any, specs: Specs, scales: Scales, account: int, _: str | None) -> Command:
+def _cancel(
+    p: Any, specs: Specs, scales: Scales, account: int, _: str | None, ts_us: int
+) -> Command:
     assert isinstance(p, CancelParams)
-    return CancelOrder(account=account, order_id=p.order_id or 0, cl_ord_id=p.cl_ord_id)
+    return CancelOrder(
+        ts_us=ts_us, account=account, order_id=p.order_id or 0, cl_ord_id=p.cl_ord_id
+    )
 
 
-def _amend(p: Any, specs: Specs, scales: Scales, account: int, symbol: str | None) -> Command:
+def _amend(
+    p: Any, specs: Specs, scales: Scales, account: int, symbol: str | None, ts_us: int
+) -> Command:
     assert isinstance(p, AmendParams)
     price = qty = 0
     if p.price is not None or p.qty is not None:
@@ -1028,6 +1043,7 @@ def _amend(p: Any, specs: Specs, scales: Scales, account: int, symbol: str | Non
         price = 0 if p.price is None else _positive(p.price, spec.price_decimals, "price")
         qty = 0 if p.qty is None else _positive(p.qty, spec.qty_decimals, "qty")
     return AmendOrder(
+        ts_us=ts_us,
         account=account,
         order_id=p.order_id or 0,
         cl_ord_id=p.cl_ord_id,
@@ -1037,12 +1053,16 @@ def _amend(p: Any, specs: Specs, scales: Scales, account: int, symbol: str | Non
     )
 
 
-def _cancel_all(p: Any, specs: Specs, scales: Scales, account: int, _: str | None) -> Command:
+def _cancel_all(
+    p: Any, specs: Specs, scales: Scales, account: int, _: str | None, ts_us: int
+) -> Command:
     assert isinstance(p, CancelAllParams)  # quote_set is the server's filter, not the engine's
-    return CancelAll(account=account, symbol=p.symbol, side=p.side, tag=p.tag)
+    return CancelAll(ts_us=ts_us, account=account, symbol=p.symbol, side=p.side, tag=p.tag)
 
 
-def _list_instrument(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+def _list_instrument(
+    p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int
+) -> Command:
     assert isinstance(p, ListInstrumentParams)
     qty_decimals = _scale(scales, p.base)
     quote_decimals = _scale(scales, p.quote)
@@ -1074,7 +1094,7 @@ def _list_instrument(p: Any, specs: Specs, scales: Scales, account: int, _: Any)
         max_qty=_cap(p.max_qty, qty_decimals, "max_qty"),
         max_notional=_cap(p.max_notional, quote_decimals, "max_notional"),
     )
-    return ListInstrument(spec=spec)
+    return ListInstrument(ts_us=ts_us, spec=spec)
 
 
 def _cap(text: str | None, decimals: int, name: str) -> int:
@@ -1082,75 +1102,88 @@ def _cap(text: str | None, decimals: int, name: str) -> int:
     return 0 if text is None else _units(text, decimals, name)
 
 
-def _set_order_caps(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+def _set_order_caps(
+    p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int
+) -> Command:
     assert isinstance(p, SetOrderCapsParams)
     spec = _spec(specs, p.symbol)
     return SetOrderCaps(
+        ts_us=ts_us,
         symbol=p.symbol,
         max_qty=_cap(p.max_qty, spec.qty_decimals, "max_qty"),
         max_notional=_cap(p.max_notional, spec.quote_decimals, "max_notional"),
     )
 
 
-def _mature(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+def _mature(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
     assert isinstance(p, MatureParams)
-    return MatureInstrument(symbol=p.symbol)
+    return MatureInstrument(ts_us=ts_us, symbol=p.symbol)
 
 
-def _set_status(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+def _set_status(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
     assert isinstance(p, SetStatusParams)
-    return SetInstrumentStatus(symbol=p.symbol, status=p.status)
+    return SetInstrumentStatus(ts_us=ts_us, symbol=p.symbol, status=p.status)
 
 
-def _set_reference(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+def _set_reference(
+    p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int
+) -> Command:
     assert isinstance(p, SetReferencePriceParams)
     spec = _spec(specs, p.symbol)
     return SetReferencePrice(
-        symbol=p.symbol, price=_positive(p.price, spec.price_decimals, "price")
+        ts_us=ts_us, symbol=p.symbol, price=_positive(p.price, spec.price_decimals, "price")
     )
 
 
-def _list_asset(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+def _list_asset(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
     assert isinstance(p, ListAssetParams)
-    return ListAsset(code=p.code, scale=p.scale)
+    return ListAsset(ts_us=ts_us, code=p.code, scale=p.scale)
 
 
-def _attest(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+def _attest(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
     assert isinstance(p, AttestReservesParams)
     amount = _units(p.amount, _scale(scales, p.asset), "amount")
-    return AttestReserves(asset=p.asset, amount=amount, as_of_us=p.as_of)
+    return AttestReserves(ts_us=ts_us, asset=p.asset, amount=amount, as_of_us=p.as_of)
 
 
-def _deposit(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+def _deposit(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
     assert isinstance(p, DepositParams)
     amount = _units(p.amount, _scale(scales, p.asset), "amount")
-    return Deposit(account=p.account, asset=p.asset, amount=amount)
+    return Deposit(ts_us=ts_us, account=p.account, asset=p.asset, amount=amount)
 
 
-def _withdraw(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+def _withdraw(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
     assert isinstance(p, WithdrawParams)
     amount = _units(p.amount, _scale(scales, p.asset), "amount")
-    return RequestWithdrawal(account=p.account, asset=p.asset, amount=amount)
+    return RequestWithdrawal(ts_us=ts_us, account=p.account, asset=p.asset, amount=amount)
 
 
-def _confirm(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+def _confirm(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
     assert isinstance(p, ConfirmWithdrawalParams)
-    return ConfirmWithdrawal(withdrawal_id=p.withdrawal_id)
+    return ConfirmWithdrawal(ts_us=ts_us, withdrawal_id=p.withdrawal_id)
 
 
-def _void(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+def _void(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
     assert isinstance(p, VoidWithdrawalParams)
-    return VoidWithdrawal(withdrawal_id=p.withdrawal_id)
+    return VoidWithdrawal(ts_us=ts_us, withdrawal_id=p.withdrawal_id)
 
 
-def _open_account(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+def _open_account(
+    p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int
+) -> Command:
     assert isinstance(p, OpenAccountParams)
     return OpenAccount(
-        account=p.account, name=p.name, kyc_approved=p.kyc_approved, jurisdiction=p.jurisdiction
+        ts_us=ts_us,
+        account=p.account,
+        name=p.name,
+        kyc_approved=p.kyc_approved,
+        jurisdiction=p.jurisdiction,
     )
 
 
-def _pay_dividend(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+def _pay_dividend(
+    p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int
+) -> Command:
     assert isinstance(p, PayDividendParams)
     _spec(specs, p.symbol)
     fraction = p.amount_per_share.partition(".")[2]
@@ -1158,17 +1191,19 @@ def _pay_dividend(p: Any, specs: Specs, scales: Scales, account: int, _: Any) ->
     if len(fraction) > SCALE_MAX:
         raise _Refusal(E.BAD_PRECISION, f"amount_per_share has more than {SCALE_MAX} decimals")
     amount = _positive(p.amount_per_share, len(fraction), "amount_per_share")
-    return PayDividend(symbol=p.symbol, payer=p.payer, amount=amount, amount_decimals=len(fraction))
+    return PayDividend(
+        ts_us=ts_us, symbol=p.symbol, payer=p.payer, amount=amount, amount_decimals=len(fraction)
+    )
 
 
-def _split(p: Any, specs: Specs, scales: Scales, account: int, _: Any) -> Command:
+def _split(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
     assert isinstance(p, SplitParams)
     _spec(specs, p.symbol)
     new, _colon, old = p.ratio.partition(":")
-    return SplitShares(symbol=p.symbol, ratio_new=int(new), ratio_old=int(old))
+    return SplitShares(ts_us=ts_us, symbol=p.symbol, ratio_new=int(new), ratio_old=int(old))
 
 
-_Converter = Callable[[Any, Specs, Scales, int, str | None], Command]
+_Converter = Callable[[Any, Specs, Scales, int, str | None, int], Command]
 _CONVERTERS: dict[type[Params], _Converter] = {
     PlaceParams: _place,
     CancelParams: _cancel,

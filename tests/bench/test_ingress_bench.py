@@ -21,3 +21,15 @@ def test_every_kind_is_answered_and_measured() -> None:
 def test_the_frames_are_masked_client_frames() -> None:
     frame = ingress_bench.masked(b'{"id":1}')
     assert frame[0] == 0x81 and frame[1] == 0x80 | 8  # FIN text, masked, 8 bytes
+
+
+def test_bytecodes_are_counted_per_request_in_the_feeding_and_the_release() -> None:
+    result = server_process.run_async(
+        ingress_bench.measure(ingress_bench.WINDOW, ["quote"], False, ROOT / "venue.toml", True)
+    )
+    figures = result["quote"]
+    assert figures["bytecodes_per_request"] > figures["outside_engine_per_request"] > 0
+    top = figures["top"]
+    assert "gateway/dispatch.py:_quote_mass" in top, "the feeding"
+    assert "gateway/server.py:released" in top, "the release of what was fed"
+    assert not any(name.startswith(("engine/", "bench/")) for name in top)

@@ -5,6 +5,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from core.journal import FileJournal
@@ -260,3 +261,25 @@ def test_a_batch_arriving_during_an_fsync_waits_for_its_own_fsync(tmp_path: Path
         sequencer.close()
 
     asyncio.run(session())
+
+
+def test_a_command_built_at_stamp_us_runs_as_it_is_and_any_other_is_stamped(
+    tmp_path: Path,
+) -> None:
+    async def session() -> list[tuple[PlaceOrder, Executed]]:
+        sequencer = Sequencer(Venue(), FileJournal(tmp_path / "journal"), Clock(), lambda b: None)
+        sequencer.submit(ListInstrument(spec=make_spec()))
+        built = msgspec.structs.replace(order(1, Side.SELL, 10_000), ts_us=sequencer.stamp_us())
+        unstamped = order(1, Side.SELL, 10_001)
+        stale = msgspec.structs.replace(order(1, Side.SELL, 10_002), ts_us=1)
+        outcomes = [(command, sequencer.submit(command)) for command in (built, unstamped, stale)]
+        await sequencer.drain()
+        sequencer.close()
+        return outcomes
+
+    (built, kept), (unstamped, stamped), (stale, restamped) = asyncio.run(session())
+    assert kept.command is built, "built at the sequencer's time: executed without a copy"
+    assert stamped.command is not unstamped and stamped.command.ts_us >= built.ts_us
+    assert restamped.command is not stale, "older than the venue's time: stamped anew"
+    assert restamped.command.ts_us >= stamped.command.ts_us
+    assert msgspec.structs.replace(restamped.command, ts_us=1) == stale

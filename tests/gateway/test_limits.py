@@ -258,3 +258,36 @@ def test_drop_connection_forgets_its_bucket_but_not_the_accounts() -> None:
     # The same id starts afresh; the account still remembers what was spent.
     assert fit(limiter, "order.place", connection_id=1) == 200
     assert fit(limiter, "order.place", connection_id=1, account=None) == 200
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    requests=st.lists(
+        st.tuples(
+            st.integers(0, 1),  # which connection
+            st.integers(-300_000, 2_000_000),  # the clock's step (it may go back)
+            st.integers(1, limits.REQUEST_COST_MILLI_MAX),
+        ),
+        min_size=1,
+        max_size=80,
+    )
+)
+def test_charging_an_account_equals_taking_from_both_buckets_by_their_methods(
+    requests: list[tuple[int, int, int]],
+) -> None:
+    """`charge_cost` writes the buckets' `level` and `spend` out for speed: it must do what
+    checking both with `retry_after_ms` and taking from both with `take` does."""
+    limiter = RateLimiter(200, 400, 300, 500)
+    connections = [TokenBucket(200, 400), TokenBucket(200, 400)]
+    account = TokenBucket(300, 500)
+    now = T0
+    for connection, step_us, cost in requests:
+        now += step_us
+        bucket = connections[connection]
+        retry = max(bucket.retry_after_ms(cost, now), account.retry_after_ms(cost, now))
+        if retry == 0:
+            assert bucket.take(cost, now) == 0 and account.take(cost, now) == 0
+        assert limiter.charge_cost(connection, 7, cost, now) == retry
+        ours = limiter._connections[connection]
+        assert ours.level(now) == bucket.level(now)
+        assert limiter._accounts[7].level(now) == account.level(now)

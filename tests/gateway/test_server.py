@@ -1,6 +1,7 @@
 """The websocket server end to end: real server on 127.0.0.1, real clients, real files."""
 
 import asyncio
+import gc
 import json
 import time
 from typing import Any
@@ -333,3 +334,37 @@ def test_pipelined_quote_mass_builds_on_the_previous_one(run_venue: Any) -> None
         assert venue.server.quotes == {} and venue.server.quote_slots == {}
 
     run_venue(scenario)
+
+
+def test_answered_requests_leave_no_reference_cycle_for_the_collector(run_venue: Any) -> None:
+    """A request's `Pending` and the `Executed` outcomes of its commands point at each other
+    until it is answered; after, they are freed by reference counting, so the hot path makes
+    no cyclic garbage (the collector's young passes would carry it on to older ones)."""
+
+    async def scenario(venue: Venue) -> list[str]:
+        alpha = await venue.client("alpha")
+        taker = await venue.client("taker")
+        await alpha.request("session.cod", {"enabled": True})
+        quote = {"symbol": SYMBOL, "bid_px": "187.20", "bid_qty": "1"}
+        gc.collect()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for round_ in range(20):
+                quote |= {"ask_px": f"187.{30 + round_ % 2}", "ask_qty": "1"}
+                await alpha.request("quote.mass", {"quote_set": "q", "quotes": [quote]})
+                await taker.place(SYMBOL, "buy", "0.01", "187.40", tif="ioc")
+                op = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "ioc"}
+                op |= {"price": "187.40", "qty": "0.01"}
+                await taker.batch([{"method": "order.place", "params": op}] * 2)
+                await taker.open_orders()
+            await venue.server.core._store_flushed()  # the store thread lets go of them
+            gc.collect()
+            return sorted({type(item).__name__ for item in gc.garbage})
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+
+    garbage = run_venue(scenario)
+    assert "Pending" not in garbage and "Executed" not in garbage, garbage
