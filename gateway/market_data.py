@@ -21,7 +21,7 @@ from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
 from itertools import compress, islice
-from operator import ne, neg
+from operator import itemgetter, ne, neg
 from typing import Any, NamedTuple
 
 import msgspec
@@ -122,6 +122,7 @@ class Message(NamedTuple):
 Level = tuple[int, int]  # (price units, quantity units)
 # `Message(...)` runs the named tuple's Python `__new__`; tuple's own is C: a frame saved
 _new_message = tuple.__new__
+_first = itemgetter(0)
 
 
 def book_checksum(bids: Sequence[Sequence[str]], asks: Sequence[Sequence[str]]) -> int:
@@ -718,13 +719,13 @@ class MarketData:
 
     # ----------------------------------------------------------------- input
 
-    def on_events(self, events: Iterable[Event]) -> None:
+    def on_events(self, events: Sequence[Event]) -> None:
         """Apply durable engine events; what they change goes out at the next `flush`."""
-        handlers = self._handlers
-        for event in events:
-            handler = handlers.get(type(event))
-            if handler is not None:
-                handler(event)
+        # The events nobody here reads (balances, settlements: most of a trade's) are passed
+        # over by C iterators, without a Python step each.
+        handled = zip(map(self._handlers.get, map(type, events)), events, strict=True)
+        for handler, event in filter(_first, handled):
+            handler(event)
 
     def _settle(self) -> None:
         """The touched books take their summed changes (see `_Levels`): at the flush, so the
@@ -881,19 +882,18 @@ class MarketData:
                 if market.spec.kind is InstrumentKind.TBILL:  # days to maturity tick down
                     self._touch(symbol, _REFERENCE | _WINDOW)
         out: list[Message] = []
+        markets = self._markets
         for symbol, flags in self._touched.items():
-            market = self._markets[symbol]
+            market = markets[symbol]
+            if flags == _BOOK:  # the usual turn: orders came, went or moved; none traded
+                self._flush_book(market, now_us, wanted, out)
+                continue
             if flags & _REFERENCE:
                 self._flush_instrument(market, now_us, wanted, out)
             if flags & _TRADES:
                 self._flush_trades(market, now_us, wanted, out)
             if flags & _BOOK:
-                if market.bids.delta:  # the turn's summed changes (see `_Levels`)
-                    market.bids.settle()
-                if market.asks.delta:
-                    market.asks.settle()
                 self._flush_book(market, now_us, wanted, out)
-                self._flush_bbo(market, now_us, wanted, out)
             if flags & (_TRADES | _WINDOW):
                 self._flush_ticker(market, now_us, wanted, out)
             if flags & _TRADES:
@@ -1003,6 +1003,13 @@ class MarketData:
     def _flush_book(
         self, market: _Market, now_us: int, wanted: Container[Stream], out: list[Message]
     ) -> None:
+        """The book's summed changes settle (see `_Levels`), then the tiers' updates go out
+        (ascending) and bbo's, which reads the best levels the tiers took."""
+        bid_levels, ask_levels = market.bids, market.asks
+        if bid_levels.delta:
+            bid_levels.settle()
+        if ask_levels.delta:
+            ask_levels.settle()
         live: list[_State] = []
         for state in market.books.values():
             if state.stream in wanted:
@@ -1010,8 +1017,21 @@ class MarketData:
             elif state.value is not None:  # no one follows it: stop keeping its levels
                 state.value = None
                 state.cache = None
-        if not live:
-            return
+        if live:
+            bids, asks = self._flush_tiers(market, live, now_us, out)
+            bbo = (bids[0] if bids else None, asks[0] if asks else None)
+        else:
+            bbo = market.bbo_value()
+        state = market.bbo
+        if bbo != state.value:
+            state.advance(bbo, now_us)
+            if state.stream in wanted:
+                out.append(self._update(state, now_us, _bbo_data(bbo, market)))
+
+    def _flush_tiers(
+        self, market: _Market, live: list[_State], now_us: int, out: list[Message]
+    ) -> tuple[list[Level], list[Level]]:
+        """An update per followed tier that changed; the deepest tier's levels, returned."""
         deepest = live[-1].stream.depth
         bids = market.bids.depth(deepest)
         asks = market.asks.depth(deepest)
@@ -1043,20 +1063,7 @@ class MarketData:
                 "checksum": checksum,
             }
             out.append(self._update(state, now_us, data))
-
-    def _flush_bbo(
-        self, market: _Market, now_us: int, wanted: Container[Stream], out: list[Message]
-    ) -> None:
-        state = market.bbo
-        bids, asks = market.bids._top, market.asks._top  # remembered after a book flush
-        if bids is None or asks is None:
-            value = market.bbo_value()
-        else:
-            value = (bids[0] if bids else None, asks[0] if asks else None)
-        if value != state.value:
-            state.advance(value, now_us)
-            if state.stream in wanted:
-                out.append(self._update(state, now_us, _bbo_data(value, market)))
+        return bids, asks
 
     def _flush_ticker(
         self, market: _Market, now_us: int, wanted: Container[Stream], out: list[Message]
@@ -1209,11 +1216,8 @@ class MarketData:
 
 def _bbo_data(value: tuple[Level | None, Level | None], market: "_Market") -> dict[str, Any]:
     bid, ask = value
-    prices, sizes = market.prices, market.sizes
-    return {
-        "bid": None if bid is None else [prices[bid[0]], sizes[bid[1]]],
-        "ask": None if ask is None else [prices[ask[0]], sizes[ask[1]]],
-    }
+    rows = market.level_rows  # a best level is never empty: its row is [price, qty]
+    return {"bid": None if bid is None else rows[bid], "ask": None if ask is None else rows[ask]}
 
 
 # ----------------------------------------------------------------- the client side
