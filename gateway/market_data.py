@@ -16,13 +16,13 @@ best first, as `price:qty` joined by `|`, in the decimal strings sent; for examp
 import datetime
 import zlib
 from collections import deque
-from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
 from itertools import compress, islice
 from operator import itemgetter, ne, neg
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import msgspec
 import orjson
@@ -723,8 +723,9 @@ class MarketData:
         """Apply durable engine events; what they change goes out at the next `flush`."""
         # The events nobody here reads (balances, settlements: most of a trade's) are passed
         # over by C iterators, without a Python step each.
-        handled = zip(map(self._handlers.get, map(type, events)), events, strict=True)
-        for handler, event in filter(_first, handled):
+        paired = zip(map(self._handlers.get, map(type, events)), events, strict=True)
+        handled = cast("Iterator[tuple[Callable[[Any], None], Event]]", filter(_first, paired))
+        for handler, event in handled:
             handler(event)
 
     def _settle(self) -> None:
