@@ -5,7 +5,8 @@ venue, which runs ahead of the journal), the `seq` of every stream, the snapshot
 coalesced per-turn updates of `instruments`, `book`, `trades`, `bbo`, `ticker` and `candles`
 (bars kept by `gateway.candles`), and `LocalBook`, the client side of `book`. Sockets,
 subscriptions and the clock are the server's: it feeds `on_events`, calls
-`flush(now_us, wanted)` after each turn and sends each payload.
+`flush(now_us, wanted)` after each turn and sends each payload. Per event only the shadow
+book's summed changes are noted; the flush applies them and builds each message once.
 Invariants: a stream's `seq` grows by one per message and an update's `prev_seq` is the seq
 before it; a book snapshot is exactly the state at its seq, so equal (epoch, seq) mean equal
 books. Book checksum: zlib.crc32 of the ASCII text `ASKS;BIDS`, each side's best 10 levels,
@@ -66,7 +67,8 @@ TRADES_PER_MESSAGE_MAX = 1_000  # ~100 KB: a huge turn's sweep is split, never o
 MINUTE_US = 60_000_000
 DAY_US = 86_400_000_000
 TICKER_BUCKETS_MAX = 1_440  # one bucket per minute of the 24 h window: fixed memory per symbol
-LEVEL_TEXTS_MAX = 10_000  # per symbol, ~150 bytes each: the levels near the touch, for hours
+# per symbol and table (checksum texts, rows), ~150-250 bytes each: the levels near the touch
+LEVEL_TEXTS_MAX = 10_000
 
 assert min(BOOK_DEPTHS) >= CHECKSUM_LEVELS, "every tier must hold the checksummed levels"
 assert list(BOOK_DEPTHS) == sorted(BOOK_DEPTHS), "tiers ascend: the deepest is computed once"
