@@ -17,13 +17,13 @@ best first, as `price:qty` joined by `|`, in the decimal strings sent; for examp
 import datetime
 import zlib
 from collections import deque
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
-from itertools import compress, islice
-from operator import itemgetter, ne, neg
-from typing import Any, NamedTuple, cast
+from itertools import islice
+from operator import neg
+from typing import Any, NamedTuple
 
 import msgspec
 import orjson
@@ -124,7 +124,6 @@ class Message(NamedTuple):
 Level = tuple[int, int]  # (price units, quantity units)
 # `Message(...)` runs the named tuple's Python `__new__`; tuple's own is C: a frame saved
 _new_message = tuple.__new__
-_first = itemgetter(0)
 
 
 def book_checksum(bids: Sequence[Sequence[str]], asks: Sequence[Sequence[str]]) -> int:
@@ -292,9 +291,8 @@ class _LevelTexts(dict[Level, str]):
 
 class _LevelRows(dict[Level, list[str]]):
     """(price, qty) -> [price, qty], a level's row in a book message (qty 0: "0", a level
-    gone), shared by every message that sends it (never changed): `map` over a dict's
-    `__getitem__` makes a message's rows with no Python step per level. Emptied when full
-    (`LEVEL_TEXTS_MAX`)."""
+    gone), shared by every message that sends it (never changed): one dict hit a level
+    instead of two and a list built. Emptied when full (`LEVEL_TEXTS_MAX`)."""
 
     __slots__ = ("prices", "sizes")
 
@@ -624,37 +622,30 @@ _TICKER_UPDATE = b',"ts":%d,"data":%b}'  # ticker has no seq: its head runs to "
 def _checksum(market: "_Market", bids: list[Level], asks: list[Level]) -> int:
     """`levels_checksum` of the market's book, whose best levels (at least CHECKSUM_LEVELS
     of them, or the whole side) are `bids` and `asks`: a side's text is joined again only
-    when its list is another, from the remembered "price:qty" parts by C iterators."""
+    when its list is another, from the remembered "price:qty" parts."""
     if asks is not market.ask_text_of:
         market.ask_text_of = asks
         head = asks if len(asks) <= CHECKSUM_LEVELS else asks[:CHECKSUM_LEVELS]
-        market.ask_text = "|".join(map(market.level_texts.__getitem__, head))
+        texts = market.level_texts
+        market.ask_text = "|".join([texts[level] for level in head])
     if bids is not market.bid_text_of:
         market.bid_text_of = bids
         head = bids if len(bids) <= CHECKSUM_LEVELS else bids[:CHECKSUM_LEVELS]
-        market.bid_text = "|".join(map(market.level_texts.__getitem__, head))
+        texts = market.level_texts
+        market.bid_text = "|".join([texts[level] for level in head])
     return zlib.crc32(f"{market.ask_text};{market.bid_text}".encode("ascii"))
 
 
 def _rows(levels: Iterable[Level], market: "_Market") -> list[list[str]]:
     # Levels near the touch recur every turn: their rows are remembered (`_LevelRows`).
-    return list(map(market.level_rows.__getitem__, levels))
+    rows = market.level_rows
+    return [rows[level] for level in levels]
 
 
 def _diff(before: list[Level], after: list[Level], sign: int) -> list[Level]:
-    """The levels to send so that `before` becomes `after`: new totals, and 0 for the gone,
-    best first."""
-    if before is after:  # the same list: the side's top was not touched
+    """The levels to send so that `before` becomes `after`: new totals, and 0 for the gone."""
+    if before is after or before == after:  # the same list: the side's top was not touched
         return []
-    if len(before) == len(after):
-        # The usual turn only resized levels: the pairs that differ, found by C iterators
-        # (no Python step per level, which a 1,000-level tier feels), all keep their price.
-        changed = list(compress(zip(after, before, strict=True), map(ne, after, before)))
-        for level, was in changed:
-            if level[0] != was[0]:
-                break  # a level came in or left, shifting the rest: the general way
-        else:
-            return [level for level, _ in changed]
     old = dict(before)
     changes = [(p, q) for p, q in after if old.pop(p, None) != q]
     if old:  # levels that left the top: deleted or pushed below the depth
@@ -721,14 +712,13 @@ class MarketData:
 
     # ----------------------------------------------------------------- input
 
-    def on_events(self, events: Sequence[Event]) -> None:
+    def on_events(self, events: Iterable[Event]) -> None:
         """Apply durable engine events; what they change goes out at the next `flush`."""
-        # The events nobody here reads (balances, settlements: most of a trade's) are passed
-        # over by C iterators, without a Python step each.
-        paired = zip(map(self._handlers.get, map(type, events)), events, strict=True)
-        handled = cast("Iterator[tuple[Callable[[Any], None], Event]]", filter(_first, paired))
-        for handler, event in handled:
-            handler(event)
+        handlers = self._handlers
+        for event in events:
+            handler = handlers.get(type(event))
+            if handler is not None:
+                handler(event)
 
     def _settle(self) -> None:
         """The touched books take their summed changes (see `_Levels`): at the flush, so the
