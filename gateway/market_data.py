@@ -155,7 +155,7 @@ class _Levels:
 
     The best levels are remembered between flushes (`depth`) and dropped only when a change
     lands within them: a turn that touched one side, or only deeper levels, reuses the
-    other's list (and the market its checksum text) instead of walking the sorted keys.
+    other's list and checksum text instead of walking the sorted keys and formatting again.
     A remembered list is replaced, never changed in place, so a tier may keep it as its state.
     Changes are summed per price (`add`, `take`) and applied by `settle` at the flush, once
     the events of the turn are in: an order that arrives and trades away within the turn (a
@@ -163,16 +163,32 @@ class _Levels:
     keys, nor makes the best levels stale.
     """
 
-    __slots__ = ("_places", "_top", "_top_max", "delta", "keys", "qty", "sign")
+    __slots__ = (
+        "_places",
+        "_segments",
+        "_text",
+        "_text_of",
+        "_texts",
+        "_top",
+        "_top_max",
+        "delta",
+        "keys",
+        "qty",
+        "sign",
+    )
 
-    def __init__(self, side: Side) -> None:
+    def __init__(self, side: Side, texts: "_LevelTexts") -> None:
         self.sign = -1 if side is Side.BUY else 1  # smallest key is the best, as in engine.book
+        self._texts = texts  # the market's, shared by both sides
         self.qty: dict[int, int] = {}
         self.keys = SortedList()
         self.delta: dict[int, int] = {}  # price -> change not yet applied
         self._top: list[Level] | None = None  # the best `_top_max` levels, or None: stale
         self._top_max = 0
         self._places: dict[int, int] | None = None  # price -> index in `_top`, made on use
+        self._text = ""  # the checksum text of `_text_of`'s best CHECKSUM_LEVELS levels
+        self._text_of: list[Level] | None = None
+        self._segments: list[str] = []  # its "price:qty" parts ("" to join them again)
 
     def add(self, price: int, qty: int) -> None:
         delta = self.delta
@@ -230,6 +246,8 @@ class _Levels:
         if places is None:
             places = self._places = {level[0]: index for index, level in enumerate(top)}
         new_top: list[Level] | None = None
+        segments: list[str] | None = None  # the checksum text's parts, if one is replaced
+        text_kept = self._text_of is top
         for level in resized:
             index = places.get(level[0])
             if index is None:  # it lies below them all (a short list holds every level)
@@ -237,8 +255,18 @@ class _Levels:
             if new_top is None:  # replaced, never changed: tiers may hold the old
                 new_top = top.copy()
             new_top[index] = level
-        if new_top is not None:
-            self._top = new_top
+            if text_kept and index < CHECKSUM_LEVELS:  # one part looked up, not ten
+                if segments is None:
+                    segments = self._segments.copy()
+                segments[index] = self._texts[level]
+        if new_top is None:
+            return
+        self._top = new_top
+        if text_kept:
+            self._text_of = new_top
+            if segments is not None:
+                self._segments = segments
+                self._text = ""
 
     def depth(self, levels_max: int) -> list[Level]:
         """The best `levels_max` levels as (price, total quantity), best first (shared: do
@@ -254,12 +282,15 @@ class _Levels:
         return top if len(top) <= levels_max else top[:levels_max]
 
     def check_remembered(self) -> None:
-        """Assert the remembered best levels are what they stand for."""
+        """Assert the remembered best levels and checksum parts are what they stand for."""
         top = self._top
         if top is None:
             return
         keys = list(islice(self.keys, self._top_max))
         assert top == [(key * self.sign, self.qty[key * self.sign]) for key in keys], "stale"
+        if self._text_of is top:
+            head = top[:CHECKSUM_LEVELS]
+            assert self._segments == [self._texts[level] for level in head], "stale text"
         if self._places is not None:
             assert self._places == {level[0]: i for i, level in enumerate(top)}, "stale places"
 
@@ -268,6 +299,23 @@ class _Levels:
         if top is None:
             top = self.depth(1)
         return top[0] if top else None
+
+    def checksum_text(self) -> str:
+        """This side's part of the book checksum (`levels_checksum`), joined again only
+        when its best levels changed."""
+        top = self._top  # a tier's flush made it (every tier holds the checksummed levels)
+        if top is None or self._top_max < CHECKSUM_LEVELS:
+            self.depth(CHECKSUM_LEVELS)
+            top = self._top
+            assert top is not None
+        if top is not self._text_of:
+            self._text_of = top
+            head = top if len(top) <= CHECKSUM_LEVELS else top[:CHECKSUM_LEVELS]
+            self._segments = list(map(self._texts.__getitem__, head))
+            self._text = ""
+        if not self._text:
+            self._text = "|".join(self._segments)
+        return self._text
 
 
 class _LevelTexts(dict[Level, str]):
@@ -451,12 +499,8 @@ class _Market:
     """Everything market data keeps about one symbol."""
 
     __slots__ = (
-        "ask_text",
-        "ask_text_of",
         "asks",
         "bbo",
-        "bid_text",
-        "bid_text_of",
         "bids",
         "books",
         "candles",
@@ -485,14 +529,9 @@ class _Market:
         self.sizes = strings_at(spec.qty_decimals)
         self.level_texts = _LevelTexts(self.prices, self.sizes)
         self.level_rows = _LevelRows(self.prices, self.sizes)
-        # each side's part of the book checksum text and the best levels it was made of: a
-        # turn that moved one side joins that side's text only (see `_checksum`)
-        self.ask_text = self.bid_text = ""
-        self.ask_text_of: list[Level] | None = None
-        self.bid_text_of: list[Level] | None = None
         self.reference_price = spec.reference_price  # as the engine moves it: trades, operators
-        self.bids = _Levels(Side.BUY)
-        self.asks = _Levels(Side.SELL)
+        self.bids = _Levels(Side.BUY, self.level_texts)
+        self.asks = _Levels(Side.SELL, self.level_texts)
         self.books = {
             depth: _State(Stream(Channel.BOOK, symbol, depth), None, ts_us) for depth in BOOK_DEPTHS
         }
@@ -619,21 +658,10 @@ _UPDATE = b',"seq":%d,"prev_seq":%d,"ts":%d,"data":%b}'  # after the head: seq, 
 _TICKER_UPDATE = b',"ts":%d,"data":%b}'  # ticker has no seq: its head runs to "ts"
 
 
-def _checksum(market: "_Market", bids: list[Level], asks: list[Level]) -> int:
-    """`levels_checksum` of the market's book, whose best levels (at least CHECKSUM_LEVELS
-    of them, or the whole side) are `bids` and `asks`: a side's text is joined again only
-    when its list is another, from the remembered "price:qty" parts."""
-    if asks is not market.ask_text_of:
-        market.ask_text_of = asks
-        head = asks if len(asks) <= CHECKSUM_LEVELS else asks[:CHECKSUM_LEVELS]
-        texts = market.level_texts
-        market.ask_text = "|".join([texts[level] for level in head])
-    if bids is not market.bid_text_of:
-        market.bid_text_of = bids
-        head = bids if len(bids) <= CHECKSUM_LEVELS else bids[:CHECKSUM_LEVELS]
-        texts = market.level_texts
-        market.bid_text = "|".join([texts[level] for level in head])
-    return zlib.crc32(f"{market.ask_text};{market.bid_text}".encode("ascii"))
+def _checksum(market: "_Market") -> int:
+    """`levels_checksum` of the market's book, from each side's remembered text."""
+    text = f"{market.asks.checksum_text()};{market.bids.checksum_text()}"
+    return zlib.crc32(text.encode("ascii"))
 
 
 def _rows(levels: Iterable[Level], market: "_Market") -> list[list[str]]:
@@ -1045,7 +1073,7 @@ class MarketData:
             if not bid_changes and not ask_changes:
                 continue  # the change was deeper than this tier
             if checksum is None:
-                checksum = _checksum(market, bids, asks)
+                checksum = _checksum(market)
             state.seq += 1  # `advance`, inlined: a call saved per message
             state.value = (now_bids, now_asks)
             state.ts_us = now_us
