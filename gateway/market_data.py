@@ -5,7 +5,8 @@ venue, which runs ahead of the journal), the `seq` of every stream, the snapshot
 coalesced per-turn updates of `instruments`, `book`, `trades`, `bbo`, `ticker` and `candles`
 (bars kept by `gateway.candles`), and `LocalBook`, the client side of `book`. Sockets,
 subscriptions and the clock are the server's: it feeds `on_events`, calls
-`flush(now_us, wanted)` after each turn and sends each payload.
+`flush(now_us, wanted)` after each turn and sends each payload. Per event only the shadow
+book's summed changes are noted; the flush applies them and builds each message once.
 Invariants: a stream's `seq` grows by one per message and an update's `prev_seq` is the seq
 before it; a book snapshot is exactly the state at its seq, so equal (epoch, seq) mean equal
 books. Book checksum: zlib.crc32 of the ASCII text `ASKS;BIDS`, each side's best 10 levels,
@@ -66,7 +67,8 @@ TRADES_PER_MESSAGE_MAX = 1_000  # ~100 KB: a huge turn's sweep is split, never o
 MINUTE_US = 60_000_000
 DAY_US = 86_400_000_000
 TICKER_BUCKETS_MAX = 1_440  # one bucket per minute of the 24 h window: fixed memory per symbol
-LEVEL_TEXTS_MAX = 10_000  # per symbol, ~150 bytes each: the levels near the touch, for hours
+# per symbol and table (checksum texts, rows), ~150-250 bytes each: the levels near the touch
+LEVEL_TEXTS_MAX = 10_000
 
 assert min(BOOK_DEPTHS) >= CHECKSUM_LEVELS, "every tier must hold the checksummed levels"
 assert list(BOOK_DEPTHS) == sorted(BOOK_DEPTHS), "tiers ascend: the deepest is computed once"
@@ -155,9 +157,10 @@ class _Levels:
     lands within them: a turn that touched one side, or only deeper levels, reuses the
     other's list and checksum text instead of walking the sorted keys and formatting again.
     A remembered list is replaced, never changed in place, so a tier may keep it as its state.
-    Changes are summed per price (`add`, `take`) and applied by `settle` once the events of
-    a command are in: an order that arrives and trades away in one command (a marketable
-    limit order) then never enters the sorted keys, nor makes the best levels stale.
+    Changes are summed per price (`add`, `take`) and applied by `settle` at the flush, once
+    the events of the turn are in: an order that arrives and trades away within the turn (a
+    marketable limit order), or a quote moved out and back, then never enters the sorted
+    keys, nor makes the best levels stale.
     """
 
     __slots__ = (
@@ -196,26 +199,31 @@ class _Levels:
         delta[price] = delta.get(price, 0) - qty
 
     def settle(self) -> None:
-        """Apply the changes summed since the last settle (those that cancel out: none)."""
-        for price, change in self.delta.items():
-            if change:
-                self._apply(price, change)
-        self.delta.clear()
+        """Apply the changes summed since the last settle (those that cancel out: none).
 
-    def _apply(self, price: int, change: int) -> None:
-        total = self.qty.get(price, 0) + change
-        assert total >= 0, f"level {price} would go negative"
-        if total == change:
-            self.qty[price] = total
-            self.keys.add(price * self.sign)
-        elif total:
-            self.qty[price] = total
-            self._resized(price, total)
-            return
-        else:
-            del self.qty[price]
-            self.keys.remove(price * self.sign)
-        self._moved(price)
+        One loop for all of them (no call per price), and the levels that only changed size
+        are patched into one copy of the remembered list (`_resize`) rather than one each."""
+        qty = self.qty
+        resized: list[Level] = []
+        for price, change in self.delta.items():
+            if not change:
+                continue
+            total = qty.get(price, 0) + change
+            assert total >= 0, f"level {price} would go negative"
+            if total == change:  # a new level
+                qty[price] = total
+                self.keys.add(price * self.sign)
+            elif total:  # the usual fill or added order: the level keeps its place
+                qty[price] = total
+                resized.append((price, total))
+                continue
+            else:
+                del qty[price]
+                self.keys.remove(price * self.sign)
+            self._moved(price)
+        self.delta.clear()
+        if resized and self._top is not None:
+            self._resize(resized)
 
     def _moved(self, price: int) -> None:
         """The level at `price` changed: the remembered best levels are stale if it is among
@@ -227,26 +235,37 @@ class _Levels:
         if len(top) < self._top_max or price * sign <= top[-1][0] * sign:
             self._top = None
 
-    def _resized(self, price: int, total: int) -> None:
-        """A level kept its place with a new quantity (the usual fill or added order): the
-        remembered list, if it holds the level, is copied with that one entry replaced
-        instead of being built again from the sorted keys."""
+    def _resize(self, resized: list[Level]) -> None:
+        """Levels kept their places with new quantities: the remembered list, where it holds
+        them, is copied once with those entries replaced instead of being built again from
+        the sorted keys (a level's place is the same before and after a move elsewhere:
+        `_moved` dropped the list if a move could shift it)."""
         top = self._top
-        if top is None:
-            return
+        assert top is not None
         places = self._places
         if places is None:
             places = self._places = {level[0]: index for index, level in enumerate(top)}
-        index = places.get(price)
-        if index is None:  # it lies below them all (a short list holds every level)
+        new_top: list[Level] | None = None
+        segments: list[str] | None = None  # the checksum text's parts, if one is replaced
+        text_kept = self._text_of is top
+        for level in resized:
+            index = places.get(level[0])
+            if index is None:  # it lies below them all (a short list holds every level)
+                continue
+            if new_top is None:  # replaced, never changed: tiers may hold the old
+                new_top = top.copy()
+            new_top[index] = level
+            if text_kept and index < CHECKSUM_LEVELS:  # one part looked up, not ten
+                if segments is None:
+                    segments = self._segments.copy()
+                segments[index] = self._texts[level]
+        if new_top is None:
             return
-        new_top = self._top = top.copy()  # replaced, never changed: tiers may hold the old
-        new_top[index] = (price, total)
-        if self._text_of is top:  # the checksum text: one part formatted, not ten looked up
+        self._top = new_top
+        if text_kept:
             self._text_of = new_top
-            if index < CHECKSUM_LEVELS:
-                segments = self._segments = self._segments.copy()
-                segments[index] = self._texts[(price, total)]
+            if segments is not None:
+                self._segments = segments
                 self._text = ""
 
     def depth(self, levels_max: int) -> list[Level]:
@@ -318,6 +337,26 @@ class _LevelTexts(dict[Level, str]):
         return text
 
 
+class _LevelRows(dict[Level, list[str]]):
+    """(price, qty) -> [price, qty], a level's row in a book message (qty 0: "0", a level
+    gone), shared by every message that sends it (never changed): one dict hit a level
+    instead of two and a list built. Emptied when full (`LEVEL_TEXTS_MAX`)."""
+
+    __slots__ = ("prices", "sizes")
+
+    def __init__(self, prices: DecimalStrings, sizes: DecimalStrings) -> None:
+        super().__init__()
+        self.prices = prices
+        self.sizes = sizes
+
+    def __missing__(self, level: Level) -> list[str]:
+        if len(self) >= LEVEL_TEXTS_MAX:
+            self.clear()
+        price, qty = level
+        row = self[level] = [self.prices[price], self.sizes[qty] if qty else "0"]
+        return row
+
+
 class _Resting:
     """An order in the shadow book: enough to take its quantity out again."""
 
@@ -332,7 +371,7 @@ class _Resting:
 class _State:
     """A stream's sequence, the time and value of its state at that seq, and its snapshot."""
 
-    __slots__ = ("cache", "head", "seq", "sequenced", "stream", "ts_us", "value")
+    __slots__ = ("cache", "seq", "sequenced", "stream", "template", "ts_us", "value")
 
     def __init__(self, stream: Stream, value: Any, ts_us: int) -> None:
         self.stream = stream
@@ -340,7 +379,7 @@ class _State:
         self.ts_us = ts_us
         self.value = value  # book: (bids, asks) or None while no one follows the stream
         self.cache: bytes | None = None  # the encoded snapshot at `seq`
-        self.head = ""  # an update's JSON keys before its seq (or ts): the same in every one
+        self.template = b""  # an update's bytes with its seq, ts and data left to fill in
         self.sequenced = stream.channel != Channel.TICKER  # ticker messages carry no seq
 
     def advance(self, value: Any, ts_us: int) -> None:
@@ -467,6 +506,7 @@ class _Market:
         "candles",
         "instrument",
         "instrument_inputs",
+        "level_rows",
         "level_texts",
         "pending",
         "prices",
@@ -488,6 +528,7 @@ class _Market:
         self.prices = strings_at(spec.price_decimals)
         self.sizes = strings_at(spec.qty_decimals)
         self.level_texts = _LevelTexts(self.prices, self.sizes)
+        self.level_rows = _LevelRows(self.prices, self.sizes)
         self.reference_price = spec.reference_price  # as the engine moves it: trades, operators
         self.bids = _Levels(Side.BUY, self.level_texts)
         self.asks = _Levels(Side.SELL, self.level_texts)
@@ -613,8 +654,8 @@ def _utc_date(ts_us: int) -> datetime.date:
     return datetime.datetime.fromtimestamp(ts_us // 1_000_000, datetime.UTC).date()
 
 
-_UPDATE = b'%b,"seq":%d,"prev_seq":%d,"ts":%d,"data":%b}'  # head, seq, seq - 1, ts, data
-_TICKER_UPDATE = b'%b,"ts":%d,"data":%b}'  # ticker has no seq: its head runs to "ts"
+_UPDATE = b',"seq":%d,"prev_seq":%d,"ts":%d,"data":%b}'  # after the head: seq, seq - 1, ts, data
+_TICKER_UPDATE = b',"ts":%d,"data":%b}'  # ticker has no seq: its head runs to "ts"
 
 
 def _checksum(market: "_Market") -> int:
@@ -624,10 +665,9 @@ def _checksum(market: "_Market") -> int:
 
 
 def _rows(levels: Iterable[Level], market: "_Market") -> list[list[str]]:
-    # Prices near the touch and common level sizes recur every turn: remembered strings.
-    prices = market.prices
-    sizes = market.sizes
-    return [[prices[p], sizes[q] if q else "0"] for p, q in levels]
+    # Levels near the touch recur every turn: their rows are remembered (`_LevelRows`).
+    rows = market.level_rows
+    return [rows[level] for level in levels]
 
 
 def _diff(before: list[Level], after: list[Level], sign: int) -> list[Level]:
@@ -707,10 +747,10 @@ class MarketData:
             handler = handlers.get(type(event))
             if handler is not None:
                 handler(event)
-        self._settle()
 
     def _settle(self) -> None:
-        """The touched books take their summed changes (see `_Levels`)."""
+        """The touched books take their summed changes (see `_Levels`): at the flush, so the
+        changes of every command of a turn are applied together."""
         markets = self._markets
         for symbol in self._touched:
             market = markets[symbol]
@@ -784,20 +824,30 @@ class MarketData:
     def _removed(self, event: OrderCanceled | OrderExpired | SelfTradePrevented) -> None:
         resting = self._orders.pop(event.order_id, None)
         if resting is not None:
-            resting.levels.take(resting.price, resting.leaves)
-            self._touch(event.symbol, _BOOK)
+            delta = resting.levels.delta  # `_Levels.take` and `_touch` inlined: two calls less
+            price = resting.price
+            delta[price] = delta.get(price, 0) - resting.leaves
+            touched = self._touched
+            touched[event.symbol] = touched.get(event.symbol, 0) | _BOOK
 
     def _amended(self, event: OrderAmended) -> None:
-        resting = self._orders.get(event.order_id)
-        assert resting is not None, f"amended order {event.order_id} is not in the book"
-        resting.levels.take(resting.price, resting.leaves)
-        if event.leaves_qty:
-            resting.price = event.price
-            resting.leaves = event.leaves_qty
-            resting.levels.add(event.price, event.leaves_qty)
+        """(`_Levels.take`, `add` and `_touch` inlined: a requoting maker's every command,
+        three calls less)"""
+        order_id = event.order_id
+        resting = self._orders.get(order_id)
+        assert resting is not None, f"amended order {order_id} is not in the book"
+        delta = resting.levels.delta
+        price = resting.price
+        delta[price] = delta.get(price, 0) - resting.leaves
+        leaves = event.leaves_qty
+        if leaves:
+            price = resting.price = event.price
+            resting.leaves = leaves
+            delta[price] = delta.get(price, 0) + leaves
         else:
-            del self._orders[event.order_id]
-        self._touch(event.symbol, _BOOK)
+            del self._orders[order_id]
+        touched = self._touched
+        touched[event.symbol] = touched.get(event.symbol, 0) | _BOOK
 
     def _listed(self, event: InstrumentListed) -> None:
         self._list(event.spec, InstrumentStatus.OPEN, event.ts_us)
@@ -853,15 +903,18 @@ class MarketData:
                 if market.spec.kind is InstrumentKind.TBILL:  # days to maturity tick down
                     self._touch(symbol, _REFERENCE | _WINDOW)
         out: list[Message] = []
+        markets = self._markets
         for symbol, flags in self._touched.items():
-            market = self._markets[symbol]
+            market = markets[symbol]
+            if flags == _BOOK:  # the usual turn: orders came, went or moved; none traded
+                self._flush_book(market, now_us, wanted, out)
+                continue
             if flags & _REFERENCE:
                 self._flush_instrument(market, now_us, wanted, out)
             if flags & _TRADES:
                 self._flush_trades(market, now_us, wanted, out)
             if flags & _BOOK:
                 self._flush_book(market, now_us, wanted, out)
-                self._flush_bbo(market, now_us, wanted, out)
             if flags & (_TRADES | _WINDOW):
                 self._flush_ticker(market, now_us, wanted, out)
             if flags & _TRADES:
@@ -888,22 +941,26 @@ class MarketData:
 
     def _update(self, state: _State, now_us: int, data: Any) -> Message:
         """An update, its keys as `_encode`'s (orjson writes no spaces): the fixed ones are
-        encoded once per stream, which saves a dict of eight keys and their encoding."""
-        head = state.head or self._head(state)
+        encoded once per stream, which saves a dict of eight keys and their encoding, and
+        the rest filled in by one bytes `%` (half the cost of an f-string encoded and two
+        concatenations)."""
+        template = state.template or self._template(state)
         seq = state.seq
         if state.sequenced:
-            text = f'{head},"seq":{seq},"prev_seq":{seq - 1},"ts":{now_us},"data":'
+            payload = template % (seq, seq - 1, now_us, orjson.dumps(data))
         else:
-            text = f'{head},"ts":{now_us},"data":'
-        payload = text.encode() + orjson.dumps(data) + b"}"
+            payload = template % (now_us, orjson.dumps(data))
         return _new_message(Message, (state.stream, seq, payload))
 
-    def _head(self, state: _State) -> str:
-        """`{"ch":..,"sym":..,[depth|interval],"type":"update","epoch":E` (no closing brace);
-        a JSON string holds no unescaped quote, so the first `,"seq":` is the key's."""
-        follows = ',"seq":' if state.sequenced else ',"ts":'
-        state.head = self._encode(state, "update", 0, None).decode().partition(follows)[0]
-        return state.head
+    def _template(self, state: _State) -> bytes:
+        """`{"ch":..,"sym":..,[depth|interval],"type":"update","epoch":E` then `_UPDATE` (or
+        `_TICKER_UPDATE`); a JSON string holds no unescaped quote, so the first `,"seq":` is
+        the key's, and a `%` in the head is doubled so that it stays itself."""
+        follows = b',"seq":' if state.sequenced else b',"ts":'
+        head = self._encode(state, "update", 0, None).partition(follows)[0]
+        rest = _UPDATE if state.sequenced else _TICKER_UPDATE
+        state.template = head.replace(b"%", b"%%") + rest
+        return state.template
 
     def _flush_instrument(
         self, market: _Market, now_us: int, wanted: Container[Stream], out: list[Message]
@@ -967,6 +1024,13 @@ class MarketData:
     def _flush_book(
         self, market: _Market, now_us: int, wanted: Container[Stream], out: list[Message]
     ) -> None:
+        """The book's summed changes settle (see `_Levels`), then the tiers' updates go out
+        (ascending) and bbo's, which reads the best levels the tiers took."""
+        bid_levels, ask_levels = market.bids, market.asks
+        if bid_levels.delta:
+            bid_levels.settle()
+        if ask_levels.delta:
+            ask_levels.settle()
         live: list[_State] = []
         for state in market.books.values():
             if state.stream in wanted:
@@ -974,8 +1038,21 @@ class MarketData:
             elif state.value is not None:  # no one follows it: stop keeping its levels
                 state.value = None
                 state.cache = None
-        if not live:
-            return
+        if live:
+            bids, asks = self._flush_tiers(market, live, now_us, out)
+            bbo = (bids[0] if bids else None, asks[0] if asks else None)
+        else:
+            bbo = market.bbo_value()
+        state = market.bbo
+        if bbo != state.value:
+            state.advance(bbo, now_us)
+            if state.stream in wanted:
+                out.append(self._update(state, now_us, _bbo_data(bbo, market)))
+
+    def _flush_tiers(
+        self, market: _Market, live: list[_State], now_us: int, out: list[Message]
+    ) -> tuple[list[Level], list[Level]]:
+        """An update per followed tier that changed; the deepest tier's levels, returned."""
         deepest = live[-1].stream.depth
         bids = market.bids.depth(deepest)
         asks = market.asks.depth(deepest)
@@ -997,27 +1074,17 @@ class MarketData:
                 continue  # the change was deeper than this tier
             if checksum is None:
                 checksum = _checksum(market)
-            state.advance((now_bids, now_asks), now_us)
+            state.seq += 1  # `advance`, inlined: a call saved per message
+            state.value = (now_bids, now_asks)
+            state.ts_us = now_us
+            state.cache = None
             data = {
                 "bids": _rows(bid_changes, market) if bid_changes else bid_changes,
                 "asks": _rows(ask_changes, market) if ask_changes else ask_changes,
                 "checksum": checksum,
             }
             out.append(self._update(state, now_us, data))
-
-    def _flush_bbo(
-        self, market: _Market, now_us: int, wanted: Container[Stream], out: list[Message]
-    ) -> None:
-        state = market.bbo
-        bids, asks = market.bids._top, market.asks._top  # remembered after a book flush
-        if bids is None or asks is None:
-            value = market.bbo_value()
-        else:
-            value = (bids[0] if bids else None, asks[0] if asks else None)
-        if value != state.value:
-            state.advance(value, now_us)
-            if state.stream in wanted:
-                out.append(self._update(state, now_us, _bbo_data(value, market)))
+        return bids, asks
 
     def _flush_ticker(
         self, market: _Market, now_us: int, wanted: Container[Stream], out: list[Message]
@@ -1094,6 +1161,7 @@ class MarketData:
         state = self._state(stream)
         if channel == Channel.BOOK and state.value is None:
             depth = stream.depth  # no one followed it: start from the shadow book now
+            self._settle()  # with the changes fed since the last flush
             state.advance((market.bids.depth(depth), market.asks.depth(depth)), now_us)
         elif channel == Channel.INSTRUMENTS and state.value is None:  # moved unfollowed
             state.value = _reference(market.instrument_inputs)
@@ -1151,7 +1219,7 @@ class MarketData:
             totals[key] = totals.get(key, 0) + resting.leaves
         for symbol, market in self._markets.items():
             for levels in (market.bids, market.asks):
-                assert not levels.delta, f"{symbol}: changes left unsettled"
+                assert not levels.delta, f"{symbol}: changes left unsettled after a flush"
                 levels.check_remembered()
                 assert len(levels.keys) == len(levels.qty), f"{symbol}: keys and levels differ"
                 for price, qty in levels.qty.items():
@@ -1169,11 +1237,8 @@ class MarketData:
 
 def _bbo_data(value: tuple[Level | None, Level | None], market: "_Market") -> dict[str, Any]:
     bid, ask = value
-    prices, sizes = market.prices, market.sizes
-    return {
-        "bid": None if bid is None else [prices[bid[0]], sizes[bid[1]]],
-        "ask": None if ask is None else [prices[ask[0]], sizes[ask[1]]],
-    }
+    rows = market.level_rows  # a best level is never empty: its row is [price, qty]
+    return {"bid": None if bid is None else rows[bid], "ask": None if ask is None else rows[ask]}
 
 
 # ----------------------------------------------------------------- the client side

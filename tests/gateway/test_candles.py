@@ -133,3 +133,42 @@ def test_bars_equal_a_naive_aggregation_of_random_trades() -> None:
     restored.add("AAPLx-USD", ts, 1, 1)  # after a restore the slow path takes it
     candles.add("AAPLx-USD", ts, 1, 1)
     assert restored.image() == candles.image()
+
+
+def test_every_bar_is_current_when_read_between_trades_of_one_minute() -> None:
+    """A trade updates the minute's bar and the longer bars follow when read (`_Current`):
+    each read, image and split in the middle of a minute sees every trade so far."""
+    import random
+
+    from gateway.candles import split_price
+
+    rng = random.Random(15)
+    candles = Candles()
+    naive: dict[str, dict[int, list[int]]] = {interval: {} for interval in INTERVALS_US}
+    ts = T0
+    for index in range(2_000):
+        ts += rng.choice((0, 1, 1_000_000, 1_000_000, 20_000_000, 7 * MINUTE))
+        price, qty = rng.randint(18_000, 19_000), rng.randint(1, 10**6)
+        candles.add("AAPLx-USD", ts, price, qty)
+        for interval, length in INTERVALS_US.items():
+            t = ts - ts % length
+            bar = naive[interval].setdefault(t, [t, price, price, price, price, 0])
+            bar[2], bar[3] = max(bar[2], price), min(bar[3], price)
+            bar[4] = price
+            bar[5] += qty
+        if index % 97 == 0:  # an image mid-minute holds every bar as it is now
+            series = {(s, i): bars for s, i, bars in candles.image()["series"]}
+            for interval, bars in naive.items():
+                assert series[("AAPLx-USD", interval)][-1] == list(bars.values())[-1]
+        if index % 331 == 0:  # a 2:1 split mid-minute rescales what the trades so far made
+            candles.split("AAPLx-USD", 2, 1, 1)
+            for bars in naive.values():
+                for bar in bars.values():
+                    bar[1:5] = [split_price(units, 2, 1, 1) for units in bar[1:5]]
+                    bar[5] = bar[5] * 2 // 1
+        interval = rng.choice(list(INTERVALS_US))
+        newest = list(naive[interval].values())[-1]
+        assert candles.bars("AAPLx-USD", interval, 1) == [newest], (index, interval)
+    for interval, bars in naive.items():
+        expected = list(bars.values())[-BARS_KEPT_MAX:]
+        assert candles.bars("AAPLx-USD", interval, BARS_KEPT_MAX) == expected, interval
