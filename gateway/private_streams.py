@@ -8,6 +8,7 @@ then live); the closed-order history; cancel-on-disconnect and the dead-man's sw
 """
 
 import asyncio
+import bisect
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,14 @@ from gateway.reports import ExecReporter, Push, anonymized
 from gateway.sessions import Session, Sessions
 
 DEAD_MAN_FILE = "dead_man.json"  # armed dead-man's switches: account -> deadline (µs)
+# [first seq, push format] per start: which `PUSH_FORMAT` first sent each command's pushes
+PUSH_FORMATS_FILE = "push_formats.json"
+# The pushes a command makes, in number and order (the account seqs depend on them). 1: every
+# balance change pushed; 2: one balance push per account and asset per command. Bump it with
+# any change of either, so a recovery knows which rebuilt seqs differ from those first sent.
+PUSH_FORMAT = 2
+PUSH_FORMAT_BEFORE_RECORDS = 1  # the format of every command before the file existed
+PUSH_FORMAT_MAX = 2**31  # above any format: a bisect key for "any format"
 # `wire.encode`'s encoder settings (msgspec's defaults), called without its wrapper: a Python
 # call saved per push (tests/gateway/test_private_wire.py pins the bytes)
 _encode = msgspec.json.Encoder().encode
@@ -46,6 +55,9 @@ class PrivateStream:
         default_factory=lambda: deque(maxlen=limits.PRIVATE_HISTORY_EVENTS_MAX)
     )
     sessions: set[Session] = field(default_factory=set)
+    # A `since_seq` at or below it gets a snapshot: a recovery rebuilt the events up to it
+    # under another push format, so their seqs differ from those a client saw first.
+    resume_floor: int = 0
 
 
 @dataclass(eq=False)
@@ -81,6 +93,7 @@ class PrivateStreams:
         self.order_history = OrderHistory()  # closed orders, for order.status and orders.history
         self.dead_man: dict[int, asyncio.TimerHandle] = {}
         self.dead_man_deadlines = _load_deadlines(data_dir / DEAD_MAN_FILE)
+        self.push_formats = _load_push_formats(data_dir / PUSH_FORMATS_FILE)
 
     # ----------------------------------------------------------------- the stream
 
@@ -109,6 +122,31 @@ class PrivateStreams:
             if stream.sessions:
                 fan_out(stream.sessions, payload)
 
+    def replayed(self, executed: Executed) -> None:
+        """A command replayed from the journal: its pushes join the history as `publish`
+        does. Pushes first sent under another push format were numbered otherwise then: a
+        client's `since_seq` up to them can only be answered with a snapshot."""
+        self.publish(executed)
+        if executed.pushes and self.format_of(executed.seq) != PUSH_FORMAT:
+            streams = self.streams
+            for account, seq, _ in executed.pushes:
+                streams[account].resume_floor = seq
+
+    def format_of(self, seq: int) -> int:
+        """The push format of the start that first executed command `seq`."""
+        index = bisect.bisect_right(self.push_formats, (seq, PUSH_FORMAT_MAX)) - 1
+        return self.push_formats[index][1] if index >= 0 else PUSH_FORMAT_BEFORE_RECORDS
+
+    def record_push_format(self, first_seq: int) -> None:
+        """Durably note that commands from `first_seq` on are pushed in this `PUSH_FORMAT`
+        (after recovery, before any command of this start)."""
+        formats = self.push_formats
+        if formats and formats[-1][0] == first_seq:
+            formats.pop()  # the last start executed nothing: it is replaced, not kept
+        if not formats or formats[-1][1] != PUSH_FORMAT:
+            formats.append((first_seq, PUSH_FORMAT))
+            save_json(self.data_dir / PUSH_FORMATS_FILE, formats)
+
     def subscription(
         self, session: Session, account: int, since_seq: int | None
     ) -> tuple[int, AccountSubscription]:
@@ -118,7 +156,7 @@ class PrivateStreams:
         seq = stream.assigned  # every event up to here is in the state read below
         oldest = stream.history[0][0] if stream.history else stream.seq + 1
         snapshot = None
-        if since_seq is None or not oldest - 1 <= since_seq <= seq:
+        if since_seq is None or not max(oldest - 1, stream.resume_floor + 1) <= since_seq <= seq:
             snapshot = wire.encode(
                 {
                     "ch": "account",
@@ -174,6 +212,11 @@ class PrivateStreams:
                 for account, stream in self.streams.items()
             },
             "order_history": self.order_history.image(),
+            "resume_floors": {
+                str(account): stream.resume_floor
+                for account, stream in self.streams.items()
+                if stream.resume_floor
+            },
         }
 
     def restore(self, image: dict[str, Any]) -> None:
@@ -186,6 +229,8 @@ class PrivateStreams:
             stream.seq = stream.assigned = seq
             stream.history.extend((s, anonymized(int(account), bytes(p))) for s, p in history)
         self.order_history.restore(image.get("order_history"))
+        for account, floor in image.get("resume_floors", {}).items():
+            self.streams.setdefault(int(account), PrivateStream()).resume_floor = floor
 
     # ----------------------------------------------------------------- cod and dms
 
@@ -298,6 +343,12 @@ def balance_rows(reads: ReadSide, account: int) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _load_push_formats(path: Path) -> list[tuple[int, int]]:
+    if not path.exists():
+        return []
+    return msgspec.json.decode(path.read_bytes(), type=list[tuple[int, int]])
 
 
 def _load_deadlines(path: Path) -> dict[int, int]:

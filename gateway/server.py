@@ -145,7 +145,9 @@ class VenueServer:
 
     async def start(self, host: str, port: int) -> int:
         """Recover or build the venue, then listen; the port actually bound."""
+        first_seq = self._first_seq_of_start()
         await self.core.start()
+        self.private_streams.record_push_format(first_seq)
         self.public.start(self.bus.epoch)
         self._server = await transport.serve(
             self,
@@ -160,6 +162,13 @@ class VenueServer:
         self.core.keep_task(asyncio.create_task(self.public.heartbeats()))
         bound: int = next(iter(self._server.sockets)).getsockname()[1]
         return bound
+
+    def _first_seq_of_start(self) -> int:
+        """The seq of this start's first command: after the journal's last (a cluster's
+        gateway rebuilds its whole private history from the stream at each start: 1)."""
+        if isinstance(self.core, VenueCore):
+            return self.core.sequencer.journal.last_seq() + 1
+        return 1
 
     async def snapshot(self) -> Path:
         """Write the state as of the last durable command, without stopping the venue."""
@@ -292,7 +301,7 @@ class VenueServer:
         it made."""
         candles = self.public.candles
         for executed in batch:
-            self.private_streams.publish(executed)
+            self.private_streams.replayed(executed)
             for event in executed.events:
                 if type(event) is TradeExecuted:
                     candles.add(event.symbol, event.ts_us, event.price, event.qty)

@@ -283,7 +283,7 @@ def _write_packed(websocket: transport.Connection, outbox: deque[bytes]) -> bool
     else:
         count = WRITE_BATCH_MAX
         body = b",".join(islice(outbox, count))
-    if len(body) > PACK_BYTES_MAX and count > 1:
+    if len(body) + 2 > PACK_BYTES_MAX and count > 1:  # + the array's brackets
         count = _count_within(outbox, count)
         body = b",".join(islice(outbox, count))
     if not websocket.send_frames((frames.array_frame(body),)):
@@ -313,7 +313,7 @@ def _array_of_one(payload: bytes) -> bytes:
 def _count_within(outbox: deque[bytes], count: int) -> int:
     """How many of the first `count` messages fit one packed frame's `PACK_BYTES_MAX` (at
     least one: a message over the cap goes alone)."""
-    size = -1  # n messages take n - 1 commas
+    size = 1  # the array's two brackets, and n messages take n - 1 commas
     for taken, message in enumerate(islice(outbox, count)):
         size += len(message) + 1
         if size > PACK_BYTES_MAX:

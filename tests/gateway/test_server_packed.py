@@ -258,3 +258,18 @@ def test_pack_0_is_the_unpacked_wire(run_venue: Any) -> None:
             assert not any(s.packed for s in venue.server.sessions.values())
 
     run_venue(scenario)
+
+
+def test_a_packed_frame_with_its_brackets_stays_within_the_byte_cap() -> None:
+    """The cap is on the whole array, brackets and commas included: messages whose joined
+    body is one byte under the cap no longer fit together (the frame would be 1 over)."""
+    from collections import deque
+
+    cap = sessions.PACK_BYTES_MAX
+    half = (cap - 1) // 2  # two of them joined by a comma: cap - 1 or cap bytes
+    messages = deque([b"x" * half, b"y" * (cap - 2 - half)])
+    assert len(b",".join(messages)) == cap - 1
+    assert sessions._count_within(messages, 2) == 1
+    fitting = deque([b"x" * half, b"y" * (cap - 3 - half)])
+    assert len(b",".join(fitting)) + 2 == cap
+    assert sessions._count_within(fitting, 2) == 2
