@@ -122,6 +122,7 @@ class Sequencer:
         # block (a derived store's backpressure), which holds back the next commit.
         self.on_durable = on_durable
         self.last_seq = journal.last_seq()
+        self._stamped_us = -1  # the last time `stamp_us` gave (-1: none; 0 is "unstamped")
         self._pending: list[Executed] = []
         self._flush_scheduled = False
         self._in_flight: list[Executed] | None = None  # the batch on the journal's thread
@@ -159,21 +160,28 @@ class Sequencer:
         venue's. A command built with it for `submit` is not copied to be stamped."""
         clock = self.clock_us()
         venue_us = self.venue.ts_us
-        return clock if clock > venue_us else venue_us
+        self._stamped_us = stamp = clock if clock > venue_us else venue_us
+        return stamp
 
     def submit(self, command: Command, origin: Any = None) -> Executed:
         """Stamp and execute `command` now; its outcome is released once it is durable.
 
-        A command built with `stamp_us()` (in this process, since no later command ran)
-        keeps its `ts_us`: it saves a copy of the command (~0.25 µs). Any other, `ts_us` 0
-        or older than the venue's time, is stamped by a copy, as the journal must hold it.
+        A command built with the last `stamp_us()` (in this process) keeps its `ts_us`,
+        unless a later command ran before it: it saves a copy of the command (~0.25 µs).
+        Any other is stamped by a copy, as the journal must hold it: a time from elsewhere (a
+        cluster's gateway, another process) is never trusted, so it cannot move the venue's
+        clock ahead.
 
         A failure while executing is a broken invariant: the venue's state may be half
         changed, so it is fatal (`on_fatal`), never answered and carried on from.
         """
         stamped = command
-        if not command.ts_us or command.ts_us < self.venue.ts_us:
-            stamped = msgspec.structs.replace(command, ts_us=self.stamp_us())
+        ts_us = command.ts_us
+        if ts_us != self._stamped_us or ts_us < self.venue.ts_us:
+            clock, venue_us = self.clock_us(), self.venue.ts_us
+            stamped = msgspec.structs.replace(
+                command, ts_us=clock if clock > venue_us else venue_us
+            )
         try:
             executed = Executed(self.last_seq + 1, stamped, self.venue.execute(stamped), origin)
             if self.on_executed is not None:

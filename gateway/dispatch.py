@@ -649,7 +649,7 @@ def _outcome(executed: Executed) -> dict[str, Any]:
             if event.taker_order_id == order_id:
                 status = event.taker_status
         elif kind in _CLOSED_EVENTS:
-            if not order_id:
+            if not order_id and _closes_own(executed.command, event):
                 order_id = event.order_id
             if event.order_id == order_id:
                 status = event.status
@@ -665,6 +665,20 @@ def _outcome(executed: Executed) -> dict[str, Any]:
         canceled = sum(type(e) is OrderCanceled for e in executed.events)
         return {"seq": executed.seq, "canceled": canceled}
     return result
+
+
+def _closes_own(command: Any, event: Any) -> bool:
+    """Whether a closing event is the command's own, not a gtd expiry or a maturity that
+    came due before it (another account's order, or another order of the same account)."""
+    if event.account != getattr(command, "account", None):
+        return False
+    if type(command) is CancelOrder:
+        return (
+            type(event) is OrderCanceled
+            and event.reason is command.reason
+            and (not command.order_id or event.order_id == command.order_id)
+        )
+    return True
 
 
 def _trade_result(pending: Pending) -> bytes:

@@ -283,3 +283,25 @@ def test_a_command_built_at_stamp_us_runs_as_it_is_and_any_other_is_stamped(
     assert restamped.command is not stale, "older than the venue's time: stamped anew"
     assert restamped.command.ts_us >= stamped.command.ts_us
     assert msgspec.structs.replace(restamped.command, ts_us=1) == stale
+
+
+def test_a_time_not_given_by_stamp_us_is_never_trusted_even_ahead_of_the_clock(
+    tmp_path: Path,
+) -> None:
+    """A command stamped elsewhere (a cluster's gateway, a bad publisher) with a future time
+    would move the venue's clock ahead (expiring every gtd order, maturing bills early): the
+    sequencer stamps it with its own clock."""
+
+    async def session() -> tuple[int, Executed]:
+        clock = Clock()
+        sequencer = Sequencer(Venue(), FileJournal(tmp_path / "journal"), clock, lambda b: None)
+        sequencer.submit(ListInstrument(spec=make_spec()))
+        now = sequencer.stamp_us()
+        future = msgspec.structs.replace(order(1, Side.SELL, 10_000), ts_us=now + 86_400_000_000)
+        executed = sequencer.submit(future)
+        await sequencer.drain()
+        sequencer.close()
+        return now, executed
+
+    now, executed = asyncio.run(session())
+    assert now <= executed.command.ts_us < now + 60_000_000, "its own clock's time, not a day on"
