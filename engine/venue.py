@@ -740,6 +740,58 @@ class Venue:
     # ----------------------------------------------------------------- amend
 
     def _amend(self, cmd: AmendOrder, events: list[Event]) -> None:
+        price = cmd.price
+        # The common amend, a new price for a resting order by id that leaves it passive,
+        # passes every check in this one expression and moves the order at once (the hot
+        # path of a requoting maker: ~40% fewer bytecodes than the checks one by one and
+        # two calls less). Without a ledger only: with one, a buy's hold moves with its
+        # price. False says only "look closer": the checks below find the reason, if any.
+        if (
+            cmd.cl_ord_id is None
+            and not cmd.qty
+            and cmd.new_cl_ord_id is None
+            and (order := self.orders.get(cmd.order_id)) is not None
+            and order.account == cmd.account
+            and price != order.price
+            and self.clearing is None
+            and (market := self.markets[order.symbol]).status is OPEN
+            and (
+                0 < price <= market.buy_price_max
+                if order.side is BUY
+                else market.band_low <= price <= UNITS_MAX
+            )
+            and market.min_qty <= (qty := order.qty) <= market.qty_max_plain
+            and (market.unit_steps or not (price % market.price_tick or qty % market.qty_step))
+            and market.min_notional_scaled
+            <= price * qty * market.notional_num
+            <= market.notional_max_plain
+        ):
+            book = market.book
+            if order.side is BUY:
+                own = book.bids
+                opposite = book.asks
+            else:
+                own = book.asks
+                opposite = book.bids
+            best = opposite.best
+            if best is None or best.key > price * opposite.sign:  # stays passive
+                own.move(order, price, order.leaves_qty)
+                events.append(
+                    OrderAmended(
+                        cmd.ts_us,
+                        order.order_id,
+                        order.account,
+                        order.symbol,
+                        price,
+                        qty,
+                        order.leaves_qty,
+                        order.cum_qty,
+                        order.status,
+                        False,  # a new price loses priority
+                        order.cl_ord_id,
+                    )
+                )
+                return None
         if (cmd.order_id > 0) == (cmd.cl_ord_id is not None) or not (
             cmd.order_id >= 0 and 0 <= cmd.price <= UNITS_MAX and 0 <= cmd.qty <= UNITS_MAX
         ):
