@@ -740,6 +740,83 @@ class Venue:
     # ----------------------------------------------------------------- amend
 
     def _amend(self, cmd: AmendOrder, events: list[Event]) -> None:
+        price = cmd.price
+        # The common amend, a new price (same qty) for a resting order by id that stays passive,
+        # passes every check in this one expression and moves the order at once (the hot
+        # path of a requoting maker: ~40% fewer bytecodes than the checks one by one and
+        # two calls less). With a ledger, a buy that has traded is left to them (its hold
+        # depends on its fills). False says only "look closer": the checks below find the
+        # reason, if any.
+        if (
+            cmd.cl_ord_id is None
+            and cmd.new_cl_ord_id is None
+            and (order := self.orders.get(cmd.order_id)) is not None
+            and order.account == cmd.account
+            and price != order.price
+            and (not cmd.qty or cmd.qty == order.qty)  # a quote's amend repeats the qty
+            and (self.clearing is None or order.side is not BUY or not order.cum_qty)
+            and (market := self.markets[order.symbol]).status is OPEN
+            and (
+                0 < price <= market.buy_price_max
+                if order.side is BUY
+                else market.band_low <= price <= UNITS_MAX
+            )
+            and market.min_qty <= (qty := order.qty) <= market.qty_max_plain
+            and (market.unit_steps or not (price % market.price_tick or qty % market.qty_step))
+            and market.min_notional_scaled
+            <= price * qty * market.notional_num
+            <= market.notional_max_plain
+        ):
+            book = market.book
+            if order.side is BUY:
+                own = book.bids
+                opposite = book.asks
+            else:
+                own = book.asks
+                opposite = book.bids
+            best = opposite.best
+            clearing = self.clearing
+            balance = None
+            delta = new_hold = 0
+            if clearing is not None:  # what it must hold at the new price: `rehold` inline
+                spec = market.spec
+                if order.side is BUY:  # it has not traded: a fresh buy's hold
+                    terms = market.terms
+                    assert terms is not None, "clearing a market without cash terms"
+                    new_hold = terms.buy_hold(price, qty)
+                    asset = spec.quote
+                else:  # a sell holds what it may still deliver
+                    new_hold = qty - order.cum_qty
+                    asset = spec.base
+                balance = clearing.balances[(order.account, asset)]
+                delta = new_hold - order.hold
+            if (best is None or best.key > price * opposite.sign) and (  # stays passive
+                balance is None or delta <= balance.total - balance.held  # the hold fits
+            ):
+                own.move(order, price, order.leaves_qty)
+                events.append(
+                    OrderAmended(
+                        cmd.ts_us,
+                        order.order_id,
+                        order.account,
+                        order.symbol,
+                        price,
+                        qty,
+                        order.leaves_qty,
+                        order.cum_qty,
+                        order.status,
+                        False,  # a new price loses priority
+                        order.cl_ord_id,
+                    )
+                )
+                if delta:
+                    assert balance is not None and balance.held + delta >= 0, f"{order} rehold"
+                    balance.held += delta
+                    order.hold = new_hold
+                    events.append(
+                        BalanceChanged(cmd.ts_us, order.account, asset, balance.total, balance.held)
+                    )
+                return None
         if (cmd.order_id > 0) == (cmd.cl_ord_id is not None) or not (
             cmd.order_id >= 0 and 0 <= cmd.price <= UNITS_MAX and 0 <= cmd.qty <= UNITS_MAX
         ):

@@ -22,7 +22,7 @@ from engine.reasons import ErrorCode
 from engine.venue import Venue
 from settlement.ledger import Ledger
 from settlement.transfers import FEE_INCOME, ROUNDING, TransferKind
-from tests.engine.conftest import SYMBOL, make_spec
+from tests.engine.conftest import SYMBOL, kinds, make_spec
 
 BUY, SELL = Side.BUY, Side.SELL
 USD = 1_000_000  # one dollar in units
@@ -218,3 +218,19 @@ def test_a_trade_remembers_each_partys_balances_and_new_orders_hold_from_them(
     assert held == [("AAPLx", 2 * SHARE), ("USD", 90 * USD + 45_000)]  # + 5 bps worst fee
     assert cleared.balance(1, "AAPLx")[1] == 2 * SHARE
     assert cleared.balance(1, "USD")[1] == 90 * USD + 45_000
+
+
+def test_a_price_amend_moves_the_hold_or_is_refused_when_it_cannot_grow(cleared: Cleared) -> None:
+    cleared.place(3, BUY, 10_000, 99 * SHARE)  # 9,900 USD + fee held of 10,000
+    cleared.place(3, SELL, 10_900, 10 * SHARE)
+    before = cleared.balance(3, "USD")
+    events = cleared.do(AmendOrder(account=3, order_id=1, price=10_100, qty=99 * SHARE))
+    refused = events[0]
+    assert isinstance(refused, CommandRejected) and refused.reason is ErrorCode.INSUFFICIENT_BALANCE
+    assert dict((name, units) for name, units, _ in refused.facts)["needed"] == 99 * USD + 49_500
+    assert cleared.balance(3, "USD") == before and cleared.venue.orders[1].price == 10_000
+    events = cleared.do(AmendOrder(account=3, order_id=1, price=9_000))  # the hold shrinks
+    assert kinds(events) == ["OrderAmended", "BalanceChanged"]
+    assert cleared.balance(3, "USD")[1] == cleared.venue.orders[1].hold == 8_910 * USD + 4_455_000
+    events = cleared.do(AmendOrder(account=3, order_id=2, price=10_800))  # a sell keeps its hold
+    assert kinds(events) == ["OrderAmended"] and cleared.balance(3, "AAPLx")[1] == 10 * SHARE

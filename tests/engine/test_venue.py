@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import msgspec
 import pytest
 
 from engine.commands import (
@@ -579,3 +580,52 @@ def test_operators_move_the_bounds_a_plain_limit_is_checked_against() -> None:
     harness.do(SetReferencePrice(symbol=SYMBOL, price=5_000))  # band 45.00..55.00
     assert rejection(harness.place(1, BUY, 5_501, 1_000_000)) is ErrorCode.PRICE_BAND
     assert rejection(harness.place(1, SELL, 4_499, 1_000_000)) is ErrorCode.PRICE_BAND
+
+
+# Rows: an amend of account 1's resting buy of 1 share at 100.00 (order 1; a sell of
+# account 2 rests at 105.00), the spec changes and setup it needs, and the reason the
+# one-expression check of a price amend must leave to the checks one by one.
+PRICE_AMEND_ROWS: list[tuple[ErrorCode, str, dict[str, Any], dict[str, Any]]] = [
+    (ErrorCode.BAD_PARAM, "", {}, dict(price=0)),
+    (ErrorCode.BAD_PARAM, "", {}, dict(price=-1)),
+    (ErrorCode.UNKNOWN_ORDER, "", {}, dict(account=2, price=9_990)),
+    (ErrorCode.AMEND_REJECTED, "", {}, dict(price=10_000)),
+    (ErrorCode.INSTRUMENT_HALTED, "halt", {}, dict(price=9_990)),
+    (ErrorCode.INVALID_PRICE_TICK, "", dict(price_tick=10), dict(price=9_995)),
+    (ErrorCode.PRICE_BAND, "", {}, dict(price=11_001)),
+    (ErrorCode.BELOW_MIN_NOTIONAL, "", dict(min_notional=99_000_000), dict(price=9_000)),
+    (ErrorCode.ABOVE_MAX_NOTIONAL, "", dict(max_notional=100_500_000), dict(price=10_100)),
+    (ErrorCode.POST_ONLY_WOULD_TAKE, "post_only", {}, dict(price=10_500)),
+]
+
+
+@pytest.mark.parametrize(("reason", "setup", "spec", "fields"), PRICE_AMEND_ROWS)
+def test_a_price_amend_breaking_one_rule_is_refused_for_it(
+    reason: ErrorCode, setup: str, spec: dict[str, Any], fields: dict[str, Any]
+) -> None:
+    harness = Harness(**(PLAIN_SPEC | spec))
+    harness.place(1, BUY, 10_000, 1_000_000, post_only=setup == "post_only")
+    harness.place(2, SELL, 10_500, 1_000_000)
+    if setup == "halt":
+        harness.do(SetInstrumentStatus(symbol=SYMBOL, status=InstrumentStatus.HALTED))
+    venue = harness.venue
+    before = venue.book(SYMBOL).depth(5), msgspec.structs.asdict(venue.orders[1])
+    amend = dict(account=1, order_id=1) | fields
+    assert rejection(harness.do(AmendOrder(**amend))) is reason
+    assert (venue.book(SYMBOL).depth(5), msgspec.structs.asdict(venue.orders[1])) == before
+
+
+def test_a_price_amend_repeating_the_qty_moves_as_one_without_it() -> None:
+    amended = []
+    for qty in (0, 1_000_000):
+        harness = Harness(**PLAIN_SPEC)
+        harness.place(1, BUY, 10_000, 1_000_000)
+        harness.place(2, BUY, 9_990, 1_000_000)
+        events = harness.do(AmendOrder(account=1, order_id=1, price=9_990, qty=qty))
+        assert harness.venue.book(SYMBOL).depth(2)[0] == [(9_990, 2_000_000)]
+        assert list(harness.venue.book(SYMBOL).bids.best.orders) == [2, 1]  # type: ignore[union-attr]
+        amended.append(events)
+    assert amended[0] == amended[1]
+    (event,) = amended[0]
+    assert isinstance(event, OrderAmended) and not event.priority_kept
+    assert (event.price, event.qty, event.leaves_qty) == (9_990, 1_000_000, 1_000_000)
