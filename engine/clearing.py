@@ -133,7 +133,7 @@ class Clearing:
         spec = market.spec
         account = order.account
         asset = spec.quote if order.side is BUY else spec.base
-        position = market.positions.get(account)  # remembered when the order was placed
+        position = market.positions.get(account)  # remembered once the account traded here
         if position is None:
             balance = self.balances[(account, asset)]
         else:

@@ -325,11 +325,11 @@ class Venue:
                 asset = spec.quote
                 hold = clearing.place_hold(market, side, order_type, price, qty, cmd.quote_qty)
             # The balance to hold from, looked up here: every order on the venue path comes here.
-            # It is in the account's remembered position (base, quote): a lookup by account id
-            # instead of by (account, asset). Constant indexes: a subscript by `side is BUY`
-            # would take the interpreter's generic path.
-            position = market.positions.get(account) or clearing.position(market, account)
-            if position is None:  # the account lacks the other asset
+            # It is in the account's remembered position (base, quote), once it traded here: a
+            # lookup by account id instead of by (account, asset). Constant indexes: a subscript
+            # by `side is BUY` would take the interpreter's generic path.
+            position = market.positions.get(account)
+            if position is None:  # no trade here yet (perhaps lacking the other asset): by key
                 balance = clearing.balances.get((account, asset))
             elif side is BUY:
                 balance = position[1]
@@ -679,7 +679,7 @@ class Venue:
             hold = order.hold
             spec = market.spec
             asset = spec.quote if order.side is BUY else spec.base
-            position = market.positions.get(account)  # remembered when the order was placed
+            position = market.positions.get(account)  # remembered once the account traded here
             if position is None:
                 balance = self.clearing.balances[(account, asset)]  # type: ignore[union-attr]
             else:
