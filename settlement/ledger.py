@@ -376,7 +376,10 @@ class Ledger:
         """Book one trade's delivery-versus-payment, spending the holds it uses up.
 
         `settle` written out for a trade's fixed legs, the hot path of every trade: the
-        parties' balances come in as their `position`s (base, quote), each moved once. The
+        parties' balances come in as their `position`s (base, quote), each moved once. They
+        must be `position(buyer, base, quote)` and `position(seller, base, quote)`: they are
+        trusted, not looked up again (the transfers would name one account and move
+        another's balances). The
         legs, in order: the security seller to buyer, the cash both agree on (min of `pay`
         and `receive`) buyer to seller, the rounding difference, the buyer's fee, the
         seller's fee (`seller_fee` is at most `receive`). The buyer's hold spends `pay` and
