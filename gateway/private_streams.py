@@ -156,7 +156,10 @@ class PrivateStreams:
         seq = stream.assigned  # every event up to here is in the state read below
         oldest = stream.history[0][0] if stream.history else stream.seq + 1
         snapshot = None
-        if since_seq is None or not max(oldest - 1, stream.resume_floor + 1) <= since_seq <= seq:
+        lowest = oldest - 1  # the lowest since_seq the history can answer with a replay
+        if stream.resume_floor:  # rebuilt under another push format up to it: not those
+            lowest = max(lowest, stream.resume_floor + 1)
+        if since_seq is None or not lowest <= since_seq <= seq:
             snapshot = wire.encode(
                 {
                     "ch": "account",

@@ -596,6 +596,7 @@ PRICE_AMEND_ROWS: list[tuple[ErrorCode, str, dict[str, Any], dict[str, Any]]] = 
     (ErrorCode.BELOW_MIN_NOTIONAL, "", dict(min_notional=99_000_000), dict(price=9_000)),
     (ErrorCode.ABOVE_MAX_NOTIONAL, "", dict(max_notional=100_500_000), dict(price=10_100)),
     (ErrorCode.POST_ONLY_WOULD_TAKE, "post_only", {}, dict(price=10_500)),
+    (ErrorCode.ABOVE_MAX_QTY, "caps", {}, dict(price=9_990)),  # a cap lowered after it rested
 ]
 
 
@@ -608,6 +609,8 @@ def test_a_price_amend_breaking_one_rule_is_refused_for_it(
     harness.place(2, SELL, 10_500, 1_000_000)
     if setup == "halt":
         harness.do(SetInstrumentStatus(symbol=SYMBOL, status=InstrumentStatus.HALTED))
+    if setup == "caps":
+        harness.do(SetOrderCaps(symbol=SYMBOL, max_qty=999_999))
     venue = harness.venue
     before = venue.book(SYMBOL).depth(5), msgspec.structs.asdict(venue.orders[1])
     amend = dict(account=1, order_id=1) | fields
