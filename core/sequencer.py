@@ -158,10 +158,13 @@ class Sequencer:
     def stamp_us(self) -> int:
         """The time a command built now executes at: the clock's, never earlier than the
         venue's. A command built with it for `submit` is not copied to be stamped."""
+        self._stamped_us = stamp = self._now_us()
+        return stamp
+
+    def _now_us(self) -> int:
         clock = self.clock_us()
         venue_us = self.venue.ts_us
-        self._stamped_us = stamp = clock if clock > venue_us else venue_us
-        return stamp
+        return clock if clock > venue_us else venue_us
 
     def submit(self, command: Command, origin: Any = None) -> Executed:
         """Stamp and execute `command` now; its outcome is released once it is durable.
@@ -178,10 +181,7 @@ class Sequencer:
         stamped = command
         ts_us = command.ts_us
         if ts_us != self._stamped_us or ts_us < self.venue.ts_us:
-            clock, venue_us = self.clock_us(), self.venue.ts_us
-            stamped = msgspec.structs.replace(
-                command, ts_us=clock if clock > venue_us else venue_us
-            )
+            stamped = msgspec.structs.replace(command, ts_us=self._now_us())
         try:
             executed = Executed(self.last_seq + 1, stamped, self.venue.execute(stamped), origin)
             if self.on_executed is not None:
@@ -217,7 +217,7 @@ class Sequencer:
             venue.maturities and venue.maturities[0][0] <= now
         )
         if due:
-            self.submit(AdvanceClock(ts_us=max(now, venue.ts_us)), origin=None)
+            self.submit(AdvanceClock(), origin=None)
 
     def _start_commit(self) -> None:
         """Send the next batch to the journal's thread, unless one is there already (then

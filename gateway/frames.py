@@ -39,16 +39,6 @@ def array_frame(body: bytes) -> bytes:
     return b"".join((head, body, b"]"))
 
 
-def payload_of(frame: bytes) -> bytes:
-    """The payload of a frame built by `text_frame`."""
-    length = frame[1]
-    if length == LENGTH_16:
-        return frame[4:]
-    if length == LENGTH_64:
-        return frame[10:]
-    return frame[2:]
-
-
 def text_frame(payload: bytes) -> bytes:
     """One unmasked, unfragmented text frame carrying `payload` (UTF-8 JSON)."""
     size = len(payload)

@@ -590,19 +590,11 @@ class ExecReporter:
         if isinstance(event, SelfTradePrevented):
             data = self._report(tracked, "stp", CancelReason.STP.value)
             data.liquidity = event.liquidity.value
-            account, push = (
-                tracked.account,
-                Push(CHANNEL, 0, self._epoch, "exec", event.ts_us, data),
-            )
         else:
             exec_type = "canceled" if isinstance(event, OrderCanceled) else "expired"
             data = self._report(tracked, exec_type, event.reason.value)
-            account, push = (
-                tracked.account,
-                Push(CHANNEL, 0, self._epoch, "exec", event.ts_us, data),
-            )
         del self.orders[event.order_id]
-        return account, push
+        return tracked.account, Push(CHANNEL, 0, self._epoch, "exec", event.ts_us, data)
 
     def _rejected(
         self, event: CommandRejected, command: Command | None, quote_set: str | None

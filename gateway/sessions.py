@@ -150,11 +150,6 @@ class Sessions:
         """Queue a message (encoded JSON): framed, or as it is for a packed session."""
         self._queue(session, message if session.packed else frames.text_frame(message))
 
-    def send_frame(self, session: Session, frame: bytes) -> None:
-        """Queue a message as a websocket frame (one sent to many is framed once); a packed
-        session takes the frame's payload."""
-        self._queue(session, frames.payload_of(frame) if session.packed else frame)
-
     def _queue(self, session: Session, item: bytes) -> None:
         """Queue a frame (packed: a payload); a full outbox means the client stopped
         reading: cut it off."""

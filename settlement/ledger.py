@@ -379,13 +379,12 @@ class Ledger:
         parties' balances come in as their `position`s (base, quote), each moved once. They
         must be `position(buyer, base, quote)` and `position(seller, base, quote)`: they are
         trusted, not looked up again (the transfers would name one account and move
-        another's balances). The
-        legs, in order: the security seller to buyer, the cash both agree on (min of `pay`
-        and `receive`) buyer to seller, the rounding difference, the buyer's fee, the
-        seller's fee (`seller_fee` is at most `receive`). The buyer's hold spends `pay` and
-        its fee, the seller's `qty`. Returns the booked transfers; or None, with nothing
-        changed, for a self-trade (stp none) or while the venue's rounding or fee balance in
-        `quote` does not exist yet: `settle` then books the chain and makes the missing
+        another's balances). The legs, in order: the security seller to buyer, the cash both
+        agree on (min of `pay` and `receive`) buyer to seller, the rounding difference, the
+        buyer's fee, the seller's fee (`seller_fee` is at most `receive`). The buyer's hold
+        spends `pay` and its fee, the seller's `qty`. Returns the booked transfers; or None,
+        with nothing changed, for a self-trade (stp none) or while the venue's rounding or fee
+        balance in `quote` does not exist yet: `settle` then books the chain and makes the missing
         balances in the order its legs meet them.
         """
         venue = self._venue_cash.get(quote) or self._find_venue_cash(quote)
