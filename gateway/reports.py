@@ -16,7 +16,7 @@ as `null`. Memory: an order is forgotten the moment it closes, so what is kept i
 the venue's open orders (`VenueConfig.open_orders_per_account_max` each).
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -312,54 +312,73 @@ class ExecReporter:
         tags the order these events accept (a `quote.mass` place); `epoch` is the pushes'
         (set as each is built: a struct's attribute store per push saved in `sequence`).
         """
+        if self.order_reports:  # a new list only when the last one was used
+            self.order_reports = []
+        count = len(events)
+        if count and type(events[0]) is OrderAmended:  # most commands: a maker's requote
+            if count == 1:
+                return [self._amended(events[0], epoch)]
+            change = events[1]
+            if count == 2 and type(change) is BalanceChanged:  # the hold of a buy moved
+                if change.account > 0:
+                    amend: list[Any] = [self._amended(events[0], epoch), change]
+                    self._balances(amend, (1,), epoch)
+                    return amend
+                return [self._amended(events[0], epoch)]
         # A balance's event holds its place in `out` until the command's last change of that
         # balance is known (docs/protocol.md §8.3): `balances` maps (account, asset) to the
         # place of its last change, and only those become pushes, built once each.
         out: list[Any] = []
-        if self.order_reports:  # a new list only when the last one was used
-            self.order_reports = []
         self._command = command
         self._quote_set = quote_set
         self._epoch = epoch
         handlers = self._handlers
         balances: dict[tuple[int, str], int] = {}
-        changes = 0
+        superseded: list[int] = []  # the places of balance changes changed again later
         typed: Sequence[Any] = events  # each handler knows its event's type: no narrowing
         for index, event in enumerate(typed):
             kind = type(event)
             if kind is BalanceChanged:
                 # the most frequent event (a trade changes four balances), inlined: no call
                 if event.account > 0:  # the venue's own accounts have no stream
-                    balances[(event.account, event.asset)] = len(out)
+                    key = (event.account, event.asset)
+                    if key in balances:
+                        superseded.append(balances[key])
+                    balances[key] = len(out)
                     out.append(event)
-                    changes += 1
                 continue
             handler = handlers.get(kind)
             if handler is not None:
                 handler(event, index, events, out)
         if self._settlements:
             self._settlements.clear()
-        if balances:  # inlined, not a method: most commands change one balance
-            strings_of = self.balance_strings
-            for place in balances.values():
-                event = out[place]
-                asset = event.asset
-                strings, fill = strings_of.get(asset) or self._balance_strings(asset)
-                total, held = event.total, event.held  # not `.available`: a property's call
-                available = total - held
-                data = BalanceReport(
-                    asset,
-                    strings.get(total) or fill(total),
-                    strings.get(available) or fill(available),
-                    strings.get(held) or fill(held),
-                )
-                out[place] = (
-                    event.account,
-                    Push(CHANNEL, 0, self._epoch, "balance", event.ts_us, data),
-                )
-            if changes > len(balances):  # a balance changed twice: drop its earlier places
-                return [report for report in out if type(report) is tuple]
+        if balances:
+            self._balances(out, balances.values(), epoch)
+            if superseded:  # a balance changed twice: its earlier places go, last first
+                # (deleted in place: a filtered copy of `out` cost a comprehension per fill)
+                superseded.sort()
+                for place in reversed(superseded):
+                    del out[place]
         return out
+
+    def _balances(self, out: list[Any], places: Iterable[int], epoch: int) -> None:
+        """The balance changes at `places` in `out` become their pushes, each the state
+        after the command's last change of that balance (one call per command, not per
+        balance: a trade changes four)."""
+        strings_of = self.balance_strings
+        for place in places:
+            event = out[place]
+            asset = event.asset
+            strings, fill = strings_of.get(asset) or self._balance_strings(asset)
+            total, held = event.total, event.held  # not `.available`: a property's call
+            available = total - held
+            data = BalanceReport(
+                asset,
+                strings.get(total) or fill(total),
+                strings.get(available) or fill(available),
+                strings.get(held) or fill(held),
+            )
+            out[place] = event.account, Push(CHANNEL, 0, epoch, "balance", event.ts_us, data)
 
     # ----------------------------------------------------------------- the handlers
 
@@ -441,36 +460,37 @@ class ExecReporter:
         self.order_reports.append(report)
 
     def _on_amended(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
+        out.append(self._amended(event, self._epoch))
+
+    def _amended(self, event: OrderAmended, epoch: int) -> tuple[int, Push]:
+        """The report of an amend: the most frequent push (a maker's requote), so built from
+        the event's own values in one call, without `_report`'s frame. An amended order
+        rests, so it is a limit order without a quote budget (market orders never rest);
+        an amend fills nothing, so its cum_qty and avg_px are the order's as they were."""
         tracked = self.orders.get(event.order_id) or self._tracked(event.order_id, "OrderAmended")
         tracked.price = price = event.price
         tracked.qty = qty_units = event.qty
         tracked.leaves_qty = leaves = event.leaves_qty
-        tracked.cum_qty = cum = event.cum_qty
         tracked.status = status = event.status._value_
         tracked.cl_ord_id = cl_ord_id = event.cl_ord_id
-        # `_report` inlined, from the event's own values: the requote's report (most of the
-        # e2e mix), one call frame and a dozen attribute reads fewer
         formats = self.formats.get(tracked.symbol) or self._formats(tracked.symbol)
         qty, qty_fill = formats.qty, formats.qty_fill
+        cum = tracked.cum_qty
         avg_px = _avg_px_units(tracked.value, cum) if cum else 0
-        self.last_exec_id += 1
+        exec_id = self.last_exec_id = self.last_exec_id + 1
         data = ExecReport(
             "amended",
             status,
-            self.last_exec_id,
+            exec_id,
             tracked.order_id,
             cl_ord_id,
             tracked.symbol,
             tracked.side,
             tracked.order_type,
             tracked.tif,
-            (formats.price.get(price) or formats.price_fill(price))
-            if tracked.order_type == _LIMIT
-            else None,
+            formats.price.get(price) or formats.price_fill(price),
             qty.get(qty_units) or qty_fill(qty_units),
-            (formats.quote.get(tracked.quote_qty) or formats.quote_fill(tracked.quote_qty))
-            if tracked.quote_qty
-            else None,
+            None,  # quote_qty: a market buy's only
             qty.get(leaves) or qty_fill(leaves),
             qty.get(cum) or qty_fill(cum),
             formats.avg_px.get(avg_px) or formats.avg_px_fill(avg_px),
@@ -484,11 +504,11 @@ class ExecReporter:
             tracked.quote_set,
             None,
         )
-        report = tracked.account, Push(CHANNEL, 0, self._epoch, "exec", event.ts_us, data)
-        out.append(report)
+        report = tracked.account, Push("account", 0, epoch, "exec", event.ts_us, data)
         if status in CLOSED:
-            del self.orders[tracked.order_id]
+            del self.orders[event.order_id]
             self.order_reports.append(report)
+        return report
 
     def _on_rejected(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
         if event.command in ORDER_COMMANDS and event.account > 0:
