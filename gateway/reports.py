@@ -290,6 +290,7 @@ class ExecReporter:
         # (symbol, trade id) -> its settlement's pushes, built with the trade's reports (the
         # same pass over the legs finds the fees) and sent when the settlement comes
         self._settlements: dict[tuple[str, int], list[tuple[int, Push]]] = {}
+        self._next_settled: Event | None = None  # a settlement sent with its trade already
         # The exec pushes of the last `reports` call that accept or close an order: all that
         # `OrderHistory.record` learns from, without walking the balances and settlements.
         self.order_reports: list[tuple[int, Push]] = []
@@ -383,6 +384,21 @@ class ExecReporter:
     # ----------------------------------------------------------------- the handlers
 
     def _on_trade(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
+        # The clearing books a trade's settlement right after it: when it is the very next
+        # event, its pushes follow the trade's at once (their place either way) and that
+        # event is passed over (`_next_settled`): no search, no table of pending pushes.
+        following = index + 1
+        settled = events[following] if following < len(events) else None
+        if (
+            type(settled) is TradeSettled
+            and settled.trade_id == event.trade_id
+            and settled.symbol == event.symbol
+        ):
+            pushes, maker_fee, taker_fee = self._settlement(settled, event)
+            self._trade(event, maker_fee, taker_fee, out)
+            out += pushes
+            self._next_settled = settled
+            return
         settled = _settlement_of(events, index, event)
         if settled is None:  # a venue without a ledger: no fees
             self._trade(event, 0, 0, out)
@@ -392,6 +408,8 @@ class ExecReporter:
         self._trade(event, maker_fee, taker_fee, out)
 
     def _on_settled(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
+        if event is self._next_settled:  # sent with its trade
+            return
         pushes = self._settlements.pop((event.symbol, event.trade_id), None)
         out += self._settlement(event, None)[0] if pushes is None else pushes
 
@@ -476,7 +494,12 @@ class ExecReporter:
         formats = self.formats.get(tracked.symbol) or self._formats(tracked.symbol)
         qty, qty_fill = formats.qty, formats.qty_fill
         cum = tracked.cum_qty
-        avg_px = _avg_px_units(tracked.value, cum) if cum else 0
+        if cum:
+            avg_px = _avg_px_units(tracked.value, cum)
+            cum_text = qty.get(cum) or qty_fill(cum)
+            avg_px_text = formats.avg_px.get(avg_px) or formats.avg_px_fill(avg_px)
+        else:  # a quote not yet filled, the usual one: both strings made once per instrument
+            cum_text, avg_px_text = formats.qty_zero, formats.avg_px_zero
         exec_id = self.last_exec_id = self.last_exec_id + 1
         data = ExecReport(
             "amended",
@@ -492,8 +515,8 @@ class ExecReporter:
             qty.get(qty_units) or qty_fill(qty_units),
             None,  # quote_qty: a market buy's only
             qty.get(leaves) or qty_fill(leaves),
-            qty.get(cum) or qty_fill(cum),
-            formats.avg_px.get(avg_px) or formats.avg_px_fill(avg_px),
+            cum_text,
+            avg_px_text,
             None,
             None,
             None,
