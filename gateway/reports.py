@@ -757,13 +757,27 @@ class ExecReporter:
             debit, credit, asset = leg.debit_account, leg.credit_account, leg.asset
             kind = leg.kind._value_  # plain, see `_NEW`
             strings, fill = strings_of.get(asset) or self._balance_strings(asset)
-            amount = strings.get(leg.amount) or fill(leg.amount)
+            units = leg.amount
+            amount = strings.get(units) or fill(units)
+            if debit > 0 and credit > 0 and credit != debit:
+                # between two participants (a trade's delivery and payment): each sees the
+                # other as null; written out, as half of a trade's legs are these
+                transfer_id = leg.transfer_id
+                seen = views.get(debit)
+                if seen is None:
+                    seen = views[debit] = []
+                seen.append(Leg(transfer_id, kind, debit, None, asset, amount))
+                seen = views.get(credit)
+                if seen is None:
+                    seen = views[credit] = []
+                seen.append(Leg(transfer_id, kind, None, credit, asset, amount))
+                continue
             if debit > 0:  # `_as_seen_by` the debit side: the credit side named if the venue's
                 if leg.kind is fee:  # each fee leg is its payer's (`_fees` for a self-trade)
                     if debit == maker:
-                        maker_fee += leg.amount
+                        maker_fee += units
                     elif debit == taker:
-                        taker_fee += leg.amount
+                        taker_fee += units
                 seen = views.get(debit)
                 if seen is None:
                     seen = views[debit] = []
