@@ -108,12 +108,9 @@ class PrivateStreams:
         """Right after a command executes: its private pushes get their seqs, in execution
         order, so an account snapshot taken now is exact."""
         reporter = self.reporter
-        reports = reporter.reports(
-            executed.events,
-            command=executed.command,
-            quote_set=quote_set,
-            epoch=self.bus.epoch_of(executed.seq),
-        )
+        # positional: a keyword call matches its names per call
+        epoch = self.bus.epoch_of(executed.seq)
+        reports = reporter.reports(executed.events, executed.command, quote_set, epoch)
         # on replay too, so the history is rebuilt; only the reports that open or close orders
         if reporter.order_reports:  # most amends do neither: no call
             self.order_history.record(reporter.order_reports)
@@ -306,8 +303,9 @@ def sequence(
     encode = _encode
     append = out.append
     for account, push in reports:
-        stream = streams.get(account)
-        if stream is None:  # not setdefault: that would build a stream for every push
+        try:  # costs nothing unless raised: a subscript, not `get` and a test, per push
+            stream = streams[account]
+        except KeyError:  # the account's first push (not setdefault: a stream per push)
             stream = streams[account] = PrivateStream()
         seq = stream.assigned = stream.assigned + 1
         push.seq = seq  # a struct's store costs about twice a slot's: the epoch came built in

@@ -302,7 +302,6 @@ class ExecReporter:
     def reports(
         self,
         events: Sequence[Event],
-        *,
         command: Command | None = None,
         quote_set: str | None = None,
         epoch: int = 0,
@@ -370,7 +369,10 @@ class ExecReporter:
         for place in places:
             event = out[place]
             asset = event.asset
-            strings, fill = strings_of.get(asset) or self._balance_strings(asset)
+            try:  # a subscript, not `get` and a test: a try costs nothing unless raised
+                strings, fill = strings_of[asset]
+            except KeyError:  # the asset's first balance
+                strings, fill = self._balance_strings(asset)
             total, held = event.total, event.held  # not `.available`: a property's call
             available = total - held
             data = BalanceReport(
@@ -485,13 +487,19 @@ class ExecReporter:
         the event's own values in one call, without `_report`'s frame. An amended order
         rests, so it is a limit order without a quote budget (market orders never rest);
         an amend fills nothing, so its cum_qty and avg_px are the order's as they were."""
-        tracked = self.orders.get(event.order_id) or self._tracked(event.order_id, "OrderAmended")
+        try:  # subscripts, not `get` and a test (see `_balances`)
+            tracked = self.orders[event.order_id]
+        except KeyError:
+            tracked = self._tracked(event.order_id, "OrderAmended")  # fails: never seen open
         tracked.price = price = event.price
         tracked.qty = qty_units = event.qty
         tracked.leaves_qty = leaves = event.leaves_qty
         tracked.status = status = event.status._value_
         tracked.cl_ord_id = cl_ord_id = event.cl_ord_id
-        formats = self.formats.get(tracked.symbol) or self._formats(tracked.symbol)
+        try:
+            formats = self.formats[tracked.symbol]
+        except KeyError:
+            formats = self._formats(tracked.symbol)
         qty, qty_fill = formats.qty, formats.qty_fill
         cum = tracked.cum_qty
         if cum:
@@ -559,7 +567,10 @@ class ExecReporter:
     ) -> None:
         """One report for the maker's account, then one for the taker's."""
         spec = self.specs[trade.symbol]
-        formats = self.formats.get(trade.symbol) or self._formats(trade.symbol)
+        try:  # subscripts, not `get` and a test (see `_balances`)
+            formats = self.formats[trade.symbol]
+        except KeyError:
+            formats = self._formats(trade.symbol)
         value = trade.price * trade.qty
         orders = self.orders
         for liquidity, order_id, leaves, cum, status, fee in (
@@ -580,7 +591,10 @@ class ExecReporter:
                 taker_fee,
             ),
         ):
-            tracked = orders.get(order_id) or self._tracked(order_id, "trade")
+            try:
+                tracked = orders[order_id]
+            except KeyError:
+                tracked = self._tracked(order_id, "trade")  # fails: never seen open
             tracked.value += value
             tracked.leaves_qty = leaves
             tracked.cum_qty = cum
@@ -756,7 +770,10 @@ class ExecReporter:
         for leg in event.transfers:
             debit, credit, asset = leg.debit_account, leg.credit_account, leg.asset
             kind = leg.kind._value_  # plain, see `_NEW`
-            strings, fill = strings_of.get(asset) or self._balance_strings(asset)
+            try:  # a subscript (see `_balances`)
+                strings, fill = strings_of[asset]
+            except KeyError:
+                strings, fill = self._balance_strings(asset)
             units = leg.amount
             amount = strings.get(units) or fill(units)
             if debit > 0 and credit > 0 and credit != debit:
