@@ -103,17 +103,22 @@ class Replay:
         reporter, history, streams = self.reporter, self.history, self.streams
         text_frame = frames.text_frame
         kept = self.payloads
+        accounts: dict[int, int] = {}  # id of a stream -> its account, for `payloads`
         for command, events, quote_set in self.batches:
             reports = reporter.reports(events, command=command, quote_set=quote_set, epoch=EPOCH)
             if reporter.order_reports:
                 history.record(reporter.order_reports)
-            payloads: list[tuple[int, int, bytes]] = []
+            payloads: list[tuple[PrivateStream, tuple[int, bytes]]] = []
             sequence(reports, streams, payloads)
-            for _, _, payload in payloads:
-                text_frame(payload)
+            for _, entry in payloads:
+                text_frame(entry[1])
             self.pushes += len(reports)
             if self.keep_payloads:
-                kept += payloads
+                if len(accounts) < len(streams):
+                    accounts = {id(stream): account for account, stream in streams.items()}
+                kept += [
+                    (accounts[id(stream)], seq, payload) for stream, (seq, payload) in payloads
+                ]
 
     def public(self) -> None:
         for command, events, _ in self.batches:

@@ -93,7 +93,8 @@ class OrderHistory:
     # ----------------------------------------------------------------- learning
 
     def record(self, reports: Iterable[tuple[int, Push]]) -> None:
-        """Learn from one command's pushes (as `ExecReporter.reports` made them)."""
+        """Learn from one command's pushes (as `ExecReporter.reports` made them; the server
+        passes only `ExecReporter.order_reports`, those that open or close an order)."""
         for account, push in reports:
             data = push.data
             if not isinstance(data, ExecReport):
@@ -103,49 +104,49 @@ class OrderHistory:
                 continue
             if data.exec_type == "new":
                 self.accepted_ts[order_id] = push.ts
-            elif data.status in CLOSED:
-                self._close(account, order_id, data, push.ts)
+            elif data.status in CLOSED:  # its record built here: no frame of a helper per close
+                assert data.symbol is not None and data.side is not None, "an order's report"
+                assert data.type is not None and data.tif is not None, "an order's report"
+                record = OrderRecord(
+                    order_id,
+                    data.cl_ord_id,
+                    data.symbol,
+                    data.side,
+                    data.type,
+                    data.tif,
+                    data.price,
+                    data.qty,
+                    data.quote_qty,
+                    data.leaves_qty,
+                    data.cum_qty,
+                    data.avg_px,
+                    data.status,
+                    data.reason,
+                    data.tag,
+                    self.accepted_ts.pop(order_id, None),
+                    push.ts,
+                )
+                self._keep(account, record)
                 if len(self.closing) > self.total_capacity:  # a call saved per close
                     self._trim_total()
-
-    def _close(self, account: int, order_id: int, data: ExecReport, ts_us: int) -> None:
-        assert data.symbol is not None and data.side is not None, "a report of an open order"
-        assert data.type is not None and data.tif is not None, "a report of an open order"
-        record = OrderRecord(
-            order_id,
-            data.cl_ord_id,
-            data.symbol,
-            data.side,
-            data.type,
-            data.tif,
-            data.price,
-            data.qty,
-            data.quote_qty,
-            data.leaves_qty,
-            data.cum_qty,
-            data.avg_px,
-            data.status,
-            data.reason,
-            data.tag,
-            self.accepted_ts.pop(order_id, None),
-            ts_us,
-        )
-        self._keep(account, record)
 
     def _keep(self, account: int, record: OrderRecord) -> None:
         """Remember `record` as the account's newest closed order; forget the account's
         oldest past the per-account bound."""
         history = self.accounts.get(account) or self._account(account)
         order_id = record.order_id
-        if history.closed.pop(order_id, None) is None:
+        closed = history.closed
+        if order_id in closed:  # kept again (a restore): it moves to the newest place
+            del closed[order_id]
+            self.closing.pop(order_id, None)
+        else:  # a live close: an order closes once, so it is new here (no pops to try)
             history.unsorted.add(order_id)
-        self.closing.pop(order_id, None)
         self.closing[order_id] = account
-        history.closed[order_id] = record
+        closed[order_id] = record
         if record.cl_ord_id is not None:
             history.by_cl_ord_id[record.cl_ord_id] = order_id
-        if len(history.closed) > self.capacity:
-            self._forget(history, next(iter(history.closed)))
+        if len(closed) > self.capacity:
+            self._forget(history, next(iter(closed)))
 
     def _trim_total(self) -> None:
         """Forget the venue's oldest closed orders past the bound across accounts (each is

@@ -49,7 +49,6 @@ class PrivateStream:
     reaches subscribers when its command is durable (`seq`: the last one released).
     """
 
-    seq: int = 0
     assigned: int = 0
     history: deque[tuple[int, bytes]] = field(
         default_factory=lambda: deque(maxlen=limits.PRIVATE_HISTORY_EVENTS_MAX)
@@ -58,6 +57,14 @@ class PrivateStream:
     # A `since_seq` at or below it gets a snapshot: a recovery rebuilt the events up to it
     # under another push format, so their seqs differ from those a client saw first.
     resume_floor: int = 0
+    restored_seq: int = 0  # the released seq a snapshot gave, while nothing followed it
+
+    @property
+    def seq(self) -> int:
+        """The last seq released: the history's newest (derived, not stored per push: a
+        bounded deque only drops its oldest, so it is empty only before any push)."""
+        history = self.history
+        return history[-1][0] if history else self.restored_seq
 
 
 @dataclass(eq=False)
@@ -100,27 +107,24 @@ class PrivateStreams:
     def assign(self, executed: Executed, quote_set: str | None) -> None:
         """Right after a command executes: its private pushes get their seqs, in execution
         order, so an account snapshot taken now is exact."""
-        events = executed.events
+        reporter = self.reporter
+        # positional: a keyword call matches its names per call
         epoch = self.bus.epoch_of(executed.seq)
-        reports = self.reporter.reports(
-            events, command=executed.command, quote_set=quote_set, epoch=epoch
-        )
+        reports = reporter.reports(executed.events, executed.command, quote_set, epoch)
         # on replay too, so the history is rebuilt; only the reports that open or close orders
-        if self.reporter.order_reports:  # most amends do neither: no call
-            self.order_history.record(self.reporter.order_reports)
+        if reporter.order_reports:  # most amends do neither: no call
+            self.order_history.record(reporter.order_reports)
         if reports:
             sequence(reports, self.streams, executed.pushes)
 
     def publish(self, executed: Executed) -> None:
         """The command is durable: its private events join the history and go out."""
-        streams = self.streams
         fan_out = self.connections.fan_out  # framed once, only for sessions not packed
-        for account, seq, payload in executed.pushes:
-            stream = streams[account]
-            stream.seq = seq
-            stream.history.append((seq, payload))
+        # each push as `sequence` left it: its stream and its history entry, (seq, bytes)
+        for stream, entry in executed.pushes:
+            stream.history.append(entry)
             if stream.sessions:
-                fan_out(stream.sessions, payload)
+                fan_out(stream.sessions, entry[1])
 
     def replayed(self, executed: Executed) -> None:
         """A command replayed from the journal: its pushes join the history as `publish`
@@ -128,9 +132,8 @@ class PrivateStreams:
         client's `since_seq` up to them can only be answered with a snapshot."""
         self.publish(executed)
         if executed.pushes and self.format_of(executed.seq) != PUSH_FORMAT:
-            streams = self.streams
-            for account, seq, _ in executed.pushes:
-                streams[account].resume_floor = seq
+            for stream, (seq, _) in executed.pushes:
+                stream.resume_floor = seq
 
     def format_of(self, seq: int) -> int:
         """The push format of the start that first executed command `seq`."""
@@ -229,7 +232,7 @@ class PrivateStreams:
             self.reporter.adopt(order)
         for account, (seq, history) in image["private"].items():
             stream = self.streams.setdefault(int(account), PrivateStream())
-            stream.seq = stream.assigned = seq
+            stream.restored_seq = stream.assigned = seq
             stream.history.extend((s, anonymized(int(account), bytes(p))) for s, p in history)
         self.order_history.restore(image.get("order_history"))
         for account, floor in image.get("resume_floors", {}).items():
@@ -292,19 +295,21 @@ class PrivateStreams:
 def sequence(
     reports: list[tuple[int, Push]],
     streams: dict[int, PrivateStream],
-    out: list[tuple[int, int, bytes]],
+    out: list[tuple[PrivateStream, tuple[int, bytes]]],
 ) -> None:
     """Each push (made with its epoch) gets its account stream's next seq and is encoded:
-    (account, seq, bytes) appended to `out`, in order."""
+    (its stream, (seq, bytes)) appended to `out`, in order. The stream and the history's
+    entry made here, once: `publish` then only appends the entry (no lookup, no tuple)."""
     encode = _encode
     append = out.append
     for account, push in reports:
-        stream = streams.get(account)
-        if stream is None:  # not setdefault: that would build a stream for every push
+        try:  # costs nothing unless raised: a subscript, not `get` and a test, per push
+            stream = streams[account]
+        except KeyError:  # the account's first push (not setdefault: a stream per push)
             stream = streams[account] = PrivateStream()
         seq = stream.assigned = stream.assigned + 1
         push.seq = seq  # a struct's store costs about twice a slot's: the epoch came built in
-        append((account, seq, encode(push)))
+        append((stream, (seq, encode(push))))
 
 
 # ----------------------------------------------------------------- views

@@ -16,7 +16,7 @@ as `null`. Memory: an order is forgotten the moment it closes, so what is kept i
 the venue's open orders (`VenueConfig.open_orders_per_account_max` each).
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -290,6 +290,7 @@ class ExecReporter:
         # (symbol, trade id) -> its settlement's pushes, built with the trade's reports (the
         # same pass over the legs finds the fees) and sent when the settlement comes
         self._settlements: dict[tuple[str, int], list[tuple[int, Push]]] = {}
+        self._next_settled: Event | None = None  # a settlement sent with its trade already
         # The exec pushes of the last `reports` call that accept or close an order: all that
         # `OrderHistory.record` learns from, without walking the balances and settlements.
         self.order_reports: list[tuple[int, Push]] = []
@@ -301,7 +302,6 @@ class ExecReporter:
     def reports(
         self,
         events: Sequence[Event],
-        *,
         command: Command | None = None,
         quote_set: str | None = None,
         epoch: int = 0,
@@ -312,58 +312,95 @@ class ExecReporter:
         tags the order these events accept (a `quote.mass` place); `epoch` is the pushes'
         (set as each is built: a struct's attribute store per push saved in `sequence`).
         """
+        if self.order_reports:  # a new list only when the last one was used
+            self.order_reports = []
+        count = len(events)
+        if count and type(events[0]) is OrderAmended:  # most commands: a maker's requote
+            if count == 1:
+                return [self._amended(events[0], epoch)]
+            change = events[1]
+            if count == 2 and type(change) is BalanceChanged:  # the hold of a buy moved
+                if change.account > 0:
+                    amend: list[Any] = [self._amended(events[0], epoch), change]
+                    self._balances(amend, (1,), epoch)
+                    return amend
+                return [self._amended(events[0], epoch)]
         # A balance's event holds its place in `out` until the command's last change of that
         # balance is known (docs/protocol.md §8.3): `balances` maps (account, asset) to the
         # place of its last change, and only those become pushes, built once each.
         out: list[Any] = []
-        if self.order_reports:  # a new list only when the last one was used
-            self.order_reports = []
         self._command = command
         self._quote_set = quote_set
         self._epoch = epoch
         handlers = self._handlers
         balances: dict[tuple[int, str], int] = {}
-        changes = 0
+        superseded: list[int] = []  # the places of balance changes changed again later
         typed: Sequence[Any] = events  # each handler knows its event's type: no narrowing
         for index, event in enumerate(typed):
             kind = type(event)
             if kind is BalanceChanged:
                 # the most frequent event (a trade changes four balances), inlined: no call
                 if event.account > 0:  # the venue's own accounts have no stream
-                    balances[(event.account, event.asset)] = len(out)
+                    key = (event.account, event.asset)
+                    if key in balances:
+                        superseded.append(balances[key])
+                    balances[key] = len(out)
                     out.append(event)
-                    changes += 1
                 continue
             handler = handlers.get(kind)
             if handler is not None:
                 handler(event, index, events, out)
         if self._settlements:
             self._settlements.clear()
-        if balances:  # inlined, not a method: most commands change one balance
-            strings_of = self.balance_strings
-            for place in balances.values():
-                event = out[place]
-                asset = event.asset
-                strings, fill = strings_of.get(asset) or self._balance_strings(asset)
-                total, held = event.total, event.held  # not `.available`: a property's call
-                available = total - held
-                data = BalanceReport(
-                    asset,
-                    strings.get(total) or fill(total),
-                    strings.get(available) or fill(available),
-                    strings.get(held) or fill(held),
-                )
-                out[place] = (
-                    event.account,
-                    Push(CHANNEL, 0, self._epoch, "balance", event.ts_us, data),
-                )
-            if changes > len(balances):  # a balance changed twice: drop its earlier places
-                return [report for report in out if type(report) is tuple]
+        if balances:
+            self._balances(out, balances.values(), epoch)
+            if superseded:  # a balance changed twice: its earlier places go, last first
+                # (deleted in place: a filtered copy of `out` cost a comprehension per fill)
+                superseded.sort()
+                for place in reversed(superseded):
+                    del out[place]
         return out
+
+    def _balances(self, out: list[Any], places: Iterable[int], epoch: int) -> None:
+        """The balance changes at `places` in `out` become their pushes, each the state
+        after the command's last change of that balance (one call per command, not per
+        balance: a trade changes four)."""
+        strings_of = self.balance_strings
+        for place in places:
+            event = out[place]
+            asset = event.asset
+            try:  # a subscript, not `get` and a test: a try costs nothing unless raised
+                strings, fill = strings_of[asset]
+            except KeyError:  # the asset's first balance
+                strings, fill = self._balance_strings(asset)
+            total, held = event.total, event.held  # not `.available`: a property's call
+            available = total - held
+            data = BalanceReport(
+                asset,
+                strings.get(total) or fill(total),
+                strings.get(available) or fill(available),
+                strings.get(held) or fill(held),
+            )
+            out[place] = event.account, Push(CHANNEL, 0, epoch, "balance", event.ts_us, data)
 
     # ----------------------------------------------------------------- the handlers
 
     def _on_trade(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
+        # The clearing books a trade's settlement right after it: when it is the very next
+        # event, its pushes follow the trade's at once (their place either way) and that
+        # event is passed over (`_next_settled`): no search, no table of pending pushes.
+        following = index + 1
+        settled = events[following] if following < len(events) else None
+        if (
+            type(settled) is TradeSettled
+            and settled.trade_id == event.trade_id
+            and settled.symbol == event.symbol
+        ):
+            pushes, maker_fee, taker_fee = self._settlement(settled, event)
+            self._trade(event, maker_fee, taker_fee, out)
+            out += pushes
+            self._next_settled = settled
+            return
         settled = _settlement_of(events, index, event)
         if settled is None:  # a venue without a ledger: no fees
             self._trade(event, 0, 0, out)
@@ -373,6 +410,8 @@ class ExecReporter:
         self._trade(event, maker_fee, taker_fee, out)
 
     def _on_settled(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
+        if event is self._next_settled:  # sent with its trade
+            return
         pushes = self._settlements.pop((event.symbol, event.trade_id), None)
         out += self._settlement(event, None)[0] if pushes is None else pushes
 
@@ -441,39 +480,51 @@ class ExecReporter:
         self.order_reports.append(report)
 
     def _on_amended(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
-        tracked = self.orders.get(event.order_id) or self._tracked(event.order_id, "OrderAmended")
+        out.append(self._amended(event, self._epoch))
+
+    def _amended(self, event: OrderAmended, epoch: int) -> tuple[int, Push]:
+        """The report of an amend: the most frequent push (a maker's requote), so built from
+        the event's own values in one call, without `_report`'s frame. An amended order
+        rests, so it is a limit order without a quote budget (market orders never rest);
+        an amend fills nothing, so its cum_qty and avg_px are the order's as they were."""
+        try:  # subscripts, not `get` and a test (see `_balances`)
+            tracked = self.orders[event.order_id]
+        except KeyError:
+            tracked = self._tracked(event.order_id, "OrderAmended")  # fails: never seen open
         tracked.price = price = event.price
         tracked.qty = qty_units = event.qty
         tracked.leaves_qty = leaves = event.leaves_qty
-        tracked.cum_qty = cum = event.cum_qty
         tracked.status = status = event.status._value_
         tracked.cl_ord_id = cl_ord_id = event.cl_ord_id
-        # `_report` inlined, from the event's own values: the requote's report (most of the
-        # e2e mix), one call frame and a dozen attribute reads fewer
-        formats = self.formats.get(tracked.symbol) or self._formats(tracked.symbol)
+        try:
+            formats = self.formats[tracked.symbol]
+        except KeyError:
+            formats = self._formats(tracked.symbol)
         qty, qty_fill = formats.qty, formats.qty_fill
-        avg_px = _avg_px_units(tracked.value, cum) if cum else 0
-        self.last_exec_id += 1
+        cum = tracked.cum_qty
+        if cum:
+            avg_px = _avg_px_units(tracked.value, cum)
+            cum_text = qty.get(cum) or qty_fill(cum)
+            avg_px_text = formats.avg_px.get(avg_px) or formats.avg_px_fill(avg_px)
+        else:  # a quote not yet filled, the usual one: both strings made once per instrument
+            cum_text, avg_px_text = formats.qty_zero, formats.avg_px_zero
+        exec_id = self.last_exec_id = self.last_exec_id + 1
         data = ExecReport(
             "amended",
             status,
-            self.last_exec_id,
+            exec_id,
             tracked.order_id,
             cl_ord_id,
             tracked.symbol,
             tracked.side,
             tracked.order_type,
             tracked.tif,
-            (formats.price.get(price) or formats.price_fill(price))
-            if tracked.order_type == _LIMIT
-            else None,
+            formats.price.get(price) or formats.price_fill(price),
             qty.get(qty_units) or qty_fill(qty_units),
-            (formats.quote.get(tracked.quote_qty) or formats.quote_fill(tracked.quote_qty))
-            if tracked.quote_qty
-            else None,
+            None,  # quote_qty: a market buy's only
             qty.get(leaves) or qty_fill(leaves),
-            qty.get(cum) or qty_fill(cum),
-            formats.avg_px.get(avg_px) or formats.avg_px_fill(avg_px),
+            cum_text,
+            avg_px_text,
             None,
             None,
             None,
@@ -484,11 +535,11 @@ class ExecReporter:
             tracked.quote_set,
             None,
         )
-        report = tracked.account, Push(CHANNEL, 0, self._epoch, "exec", event.ts_us, data)
-        out.append(report)
+        report = tracked.account, Push("account", 0, epoch, "exec", event.ts_us, data)
         if status in CLOSED:
-            del self.orders[tracked.order_id]
+            del self.orders[event.order_id]
             self.order_reports.append(report)
+        return report
 
     def _on_rejected(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
         if event.command in ORDER_COMMANDS and event.account > 0:
@@ -516,7 +567,10 @@ class ExecReporter:
     ) -> None:
         """One report for the maker's account, then one for the taker's."""
         spec = self.specs[trade.symbol]
-        formats = self.formats.get(trade.symbol) or self._formats(trade.symbol)
+        try:  # subscripts, not `get` and a test (see `_balances`)
+            formats = self.formats[trade.symbol]
+        except KeyError:
+            formats = self._formats(trade.symbol)
         value = trade.price * trade.qty
         orders = self.orders
         for liquidity, order_id, leaves, cum, status, fee in (
@@ -537,7 +591,10 @@ class ExecReporter:
                 taker_fee,
             ),
         ):
-            tracked = orders.get(order_id) or self._tracked(order_id, "trade")
+            try:
+                tracked = orders[order_id]
+            except KeyError:
+                tracked = self._tracked(order_id, "trade")  # fails: never seen open
             tracked.value += value
             tracked.leaves_qty = leaves
             tracked.cum_qty = cum
@@ -713,14 +770,31 @@ class ExecReporter:
         for leg in event.transfers:
             debit, credit, asset = leg.debit_account, leg.credit_account, leg.asset
             kind = leg.kind._value_  # plain, see `_NEW`
-            strings, fill = strings_of.get(asset) or self._balance_strings(asset)
-            amount = strings.get(leg.amount) or fill(leg.amount)
+            try:  # a subscript (see `_balances`)
+                strings, fill = strings_of[asset]
+            except KeyError:
+                strings, fill = self._balance_strings(asset)
+            units = leg.amount
+            amount = strings.get(units) or fill(units)
+            if debit > 0 and credit > 0 and credit != debit:
+                # between two participants (a trade's delivery and payment): each sees the
+                # other as null; written out, as half of a trade's legs are these
+                transfer_id = leg.transfer_id
+                seen = views.get(debit)
+                if seen is None:
+                    seen = views[debit] = []
+                seen.append(Leg(transfer_id, kind, debit, None, asset, amount))
+                seen = views.get(credit)
+                if seen is None:
+                    seen = views[credit] = []
+                seen.append(Leg(transfer_id, kind, None, credit, asset, amount))
+                continue
             if debit > 0:  # `_as_seen_by` the debit side: the credit side named if the venue's
                 if leg.kind is fee:  # each fee leg is its payer's (`_fees` for a self-trade)
                     if debit == maker:
-                        maker_fee += leg.amount
+                        maker_fee += units
                     elif debit == taker:
-                        taker_fee += leg.amount
+                        taker_fee += units
                 seen = views.get(debit)
                 if seen is None:
                     seen = views[debit] = []

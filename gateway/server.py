@@ -256,11 +256,16 @@ class VenueServer:
         are known at once to its cancel-on-disconnect."""
         pending = executed.origin
         command = executed.command
-        if type(command) in _REFERENCE_DATA_COMMANDS:
+        kind = type(command)
+        if kind in _REFERENCE_DATA_COMMANDS:
             self._learn_reference_data()
-        quote_set = getattr(pending, "quote_set", None)  # a Pending's, or a cluster record's
+        if type(pending) is not Pending:  # a timer's, a notice's, or a cluster record's
+            self.private_streams.assign(executed, getattr(pending, "quote_set", None))
+            return
+        quote_set = pending.quote_set
         self.private_streams.assign(executed, quote_set)
-        if type(pending) is Pending:
+        # only a place accepts an order: no call for the rest (most commands are amends)
+        if kind is PlaceOrder:
             self.dispatcher.placed.track_placed(pending.session, command, executed.events)
             if quote_set is not None and self._quotes_from_outcomes:
                 self._track_quote(command, quote_set, executed.events)

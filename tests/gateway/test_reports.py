@@ -1,5 +1,6 @@
 """Private pushes from a real venue with a ledger: exec reports, balances and settlements."""
 
+import copy
 import json
 from typing import Any
 
@@ -20,7 +21,8 @@ from engine.commands import (
     PlaceOrder,
 )
 from engine.enums import OrderType, SelfTradePrevention, Side, TimeInForce
-from engine.events import CommandRejected, Event
+from engine.events import CommandRejected, Event, ReferencePriceSet, TradeSettled
+from engine.units import format_units
 from engine.venue import Venue
 from gateway import reports
 from gateway.reports import ExecReporter, anonymized
@@ -592,3 +594,76 @@ def test_order_reports_are_the_execs_that_open_or_close_an_order(desk: Desk) -> 
     desk.place(3, BUY, 99 * PX, SHARE)
     desk.do(CancelOrder(account=3, order_id=3))
     assert order_reports() == [(3, "canceled", "canceled")]
+
+
+# ----------------------------------------------------------------- the specialised paths
+
+
+def test_an_amend_pushes_its_report_then_the_hold_it_moved_as_the_general_path_does(
+    desk: Desk,
+) -> None:
+    """An amend's events take their own path in `reports` (the most frequent command); an
+    unrelated event appended sends the same events through the general loop instead: both
+    give the same pushes, a buy's with its cash balance after the report, a sell's alone."""
+    desk.place(1, BUY, 99 * PX, 2 * SHARE)
+    desk.place(2, SELL, 101 * PX, 2 * SHARE)
+    for account, order_id, price in ((1, 1, 98 * PX), (2, 2, 102 * PX)):
+        events = desk.events(AmendOrder(account=account, order_id=order_id, price=price))
+        twin = copy.deepcopy(desk.reporter)
+        general = twin.reports([*events, ReferencePriceSet(ts_us=1, symbol=SYMBOL, price=PX)])
+        special = desk.reporter.reports(events)
+        assert plain(special) == plain(general)
+        assert desk.reporter.last_exec_id == twin.last_exec_id
+        kinds = [(to, push["type"]) for to, push in plain(special)]
+        if account == 1:  # the buy's hold moved with its price
+            assert kinds == [(1, "exec"), (1, "balance")]
+            cash = desk.venue.ledger.balance(1, "USD")  # type: ignore[union-attr]
+            pushed = plain(special)[1][1]["data"]
+            assert (pushed["total"], pushed["held"]) == (
+                format_units(cash.total, 6),
+                format_units(cash.held, 6),
+            )
+        else:  # a sell holds the security, whose quantity did not change
+            assert kinds == [(2, "exec")]
+
+
+def test_a_settlement_apart_from_its_trade_goes_out_in_its_own_place(desk: Desk) -> None:
+    """The clearing books a settlement right after its trade, and its pushes follow the
+    trade's at once; one that came later (events in another order) still goes out where its
+    event is, with the trade's fees found in it all the same."""
+    desk.place(2, SELL, 100 * PX, 3 * SHARE)
+    events = desk.events(PlaceOrder(account=1, symbol=SYMBOL, side=BUY, price=100 * PX, qty=SHARE))
+    twin = copy.deepcopy(desk.reporter)
+    at_once = plain(desk.reporter.reports(events))
+    settled = next(event for event in events if type(event) is TradeSettled)
+    later = plain(twin.reports([event for event in events if event is not settled] + [settled]))
+    settlements = [push for push in at_once if push[1]["type"] == "settlement"]
+    assert len(settlements) == 2
+    assert later == [push for push in at_once if push[1]["type"] != "settlement"] + settlements
+
+
+def test_a_sweep_pushes_each_balance_once_in_its_final_state(desk: Desk) -> None:
+    """Three fills against two makers change the taker's and the makers' balances several
+    times each, in interleaved order: each (account, asset) gets one push, the last state,
+    and every other push stays in its order."""
+    desk.place(2, SELL, 100 * PX, SHARE)
+    desk.place(3, SELL, 100 * PX + 1, SHARE)
+    desk.place(2, SELL, 100 * PX + 2, SHARE)
+    pushes = desk.place(1, BUY, 100 * PX + 2, 3 * SHARE)
+    balances = [(to, push["data"]) for to, push in pushes if push["type"] == "balance"]
+    keys = [(to, data["asset"]) for to, data in balances]
+    assert len(keys) == len(set(keys)) == 6  # three accounts, two assets each
+    ledger = desk.venue.ledger
+    assert ledger is not None
+    for to, data in balances:
+        now = ledger.balance(to, data["asset"])
+        assert (data["total"], data["held"]) == (
+            format_units(now.total, 6),
+            format_units(now.held, 6),
+        )
+    others = [(to, push["type"]) for to, push in pushes if push["type"] != "balance"]
+    fills = [
+        [(maker, "exec"), (1, "exec"), (maker, "settlement"), (1, "settlement")]
+        for maker in (2, 3, 2)
+    ]
+    assert others == [(1, "exec"), *fills[0], *fills[1], *fills[2]]
