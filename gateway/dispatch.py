@@ -24,8 +24,9 @@ from core.bus import Bus
 from core.sequencer import Executed
 from core.venue_core import now_us, rejection, save_json
 from engine.commands import CancelAll, CancelOrder, Command
-from engine.enums import CancelReason, Side
+from engine.enums import CancelReason, OrderStatus, Side
 from engine.events import (
+    BalanceChanged,
     CommandRejected,
     DividendPaid,
     OrderAccepted,
@@ -351,9 +352,11 @@ class Dispatcher:
             self._reply_error(session, request, E.COD_REQUIRED, "enable session.cod first")
             return
         p: Any = request.params
+        ts_us = self.stamp_us()  # one time for all its commands: none can run in between
+        if len(p.quotes) == 1 and self._requote_plain(session, request, t_in, key.account, ts_us):
+            return
         account, quote_set, requote = key.account, p.quote_set, self.placed.requote
         planned: list[tuple[Command, QuoteSlot]] = []
-        ts_us = self.stamp_us()  # one time for all its commands: none can run in between
         for quote in p.quotes:
             units = wire.quote_units(quote, self.specs)
             if isinstance(units, wire.WireError):
@@ -385,6 +388,40 @@ class Dispatcher:
         for command, slot in planned:
             executed = submit(command, pending)
             track_quote(slot, executed.events)  # now: the next quote.mass builds on it
+
+    def _requote_plain(
+        self, session: Session, request: wire.Request, t_in: int, account: int, ts_us: int
+    ) -> bool:
+        """The usual `quote.mass`, one quote whose bid and ask both move, served as two amends
+        without the general loop's planning (per side: a slot, a `requote`, a tuple; and the
+        quote's `QuoteUnits`): about half the bytecodes of the request's handling. False,
+        having done nothing, for anything else (the general code decides, and words any
+        error)."""
+        p: Any = request.params
+        quote = p.quotes[0]
+        units = wire.plain_quote_units(quote, self.specs)
+        if units is None:
+            return False
+        placed = self.placed
+        amends = placed.amends(account, p.quote_set, quote.symbol, units, ts_us)
+        if amends is None:
+            return False
+        bid, ask = amends
+        pending = Pending(
+            session,
+            request.id,
+            request.method,
+            t_in,
+            2,
+            finish=_requote_result,
+            quote_set=p.quote_set,
+        )
+        submit = self.bus.submit
+        submit(bid, pending)
+        placed.track_amend(bid.order_id)  # now: the next quote.mass builds on it
+        submit(ask, pending)
+        placed.track_amend(ask.order_id)
+        return True
 
     def _cancel_quote_set(
         self, session: Session, request: wire.Request, t_in: int, account: int, quote_set: str
@@ -630,6 +667,42 @@ _CLOSED_EVENTS = frozenset({OrderCanceled, OrderExpired, SelfTradePrevented})
 _OUTCOME_EVENTS = _CLOSED_EVENTS | {OrderAccepted, TradeExecuted, OrderAmended, WithdrawalRequested}
 
 
+# After an order's acceptance (a place) or amendment (an amend), events that `_plain_outcome`
+# does not read: any of them sends the command to `_outcome`'s loop.
+_UNPLAIN_EVENTS = _OUTCOME_EVENTS - {TradeExecuted}
+
+
+def _plain_outcome(executed: Executed) -> dict[str, Any]:
+    """`_outcome` of the usual place or amend, read without a loop over its events: the first
+    event accepts or amends the order, none after it is a second order event, a close or a
+    withdrawal, and the last trade (if any) is the order's own as taker. Saves the loop's
+    ~8 bytecodes per event (a marketable place has 8 or more: settlement and balances)."""
+    events: list[Any] = executed.events
+    if events:
+        first = events[0]
+        kind = type(first)
+        if kind is OrderAccepted or kind is OrderAmended:
+            kinds = [*map(type, events)]
+            if _UNPLAIN_EVENTS.isdisjoint(kinds[1:]) and type(executed.command) is not CancelAll:
+                order_id = first.order_id
+                status = first.status
+                if TradeExecuted in kinds:  # the last one says the order's status
+                    trade = events[len(kinds) - 1 - kinds[::-1].index(TradeExecuted)]
+                    if trade.taker_order_id != order_id:
+                        return _outcome(executed)
+                    status = trade.taker_status
+                if order_id:
+                    if kind is OrderAccepted:
+                        return {
+                            "seq": executed.seq,
+                            "cl_ord_id": first.cl_ord_id,
+                            "order_id": order_id,
+                            "status": status,
+                        }
+                    return {"seq": executed.seq, "order_id": order_id, "status": status}
+    return _outcome(executed)
+
+
 def _outcome(executed: Executed) -> dict[str, Any]:
     """What a command did, for its response: the order's id and status after it."""
     result: dict[str, Any] = {"seq": executed.seq}
@@ -687,7 +760,7 @@ def _trade_result(pending: Pending) -> bytes:
     if rejected is not None:
         data = wire.rejection_data(rejected)
         return wire.error(pending.request_id, rejected.reason, rejected.detail, data)
-    return wire.ok(pending.request_id, _outcome(executed), pending.t_in, now_us())
+    return wire.ok(pending.request_id, _plain_outcome(executed), pending.t_in, now_us())
 
 
 _admin_result = _trade_result
@@ -743,6 +816,50 @@ def _canceled_count(pending: Pending) -> bytes:
     return wire.ok(pending.request_id, {"canceled": canceled}, pending.t_in, now_us())
 
 
+# The answer of a plain requote whose two amends both went through (`_requote_result`): the
+# bytes `_batch_result` encodes for it, with the id (JSON), the seqs, order ids and statuses,
+# and the times filled in.
+_REQUOTE_ANSWER = (
+    b'{"id":%b,"status":200,"result":{"results":['
+    b'{"status":200,"result":{"seq":%d,"order_id":%d,"status":"%b"}},'
+    b'{"status":200,"result":{"seq":%d,"order_id":%d,"status":"%b"}}]},"t_in":%d,"t_out":%d}'
+)
+_STATUS_BYTES = {status: status.encode() for status in OrderStatus}
+assert all(wire.encode(status) == b'"%b"' % text for status, text in _STATUS_BYTES.items())
+
+
+def _plain_amend(executed: Executed) -> Any:
+    """The `OrderAmended` of an amend that did only that (and moved a hold), else None."""
+    events: list[Any] = executed.events
+    amended = events[0] if events else None
+    if type(amended) is not OrderAmended or not amended.order_id:
+        return None
+    if len(events) == 1 or (len(events) == 2 and type(events[1]) is BalanceChanged):
+        return amended
+    return None
+
+
+def _requote_result(pending: Pending) -> bytes:
+    """`_batch_result` of a plain requote (`Dispatcher._requote_plain`): when both amends
+    only amended, the answer is filled into `_REQUOTE_ANSWER` (saves two outcome dicts,
+    two result dicts and the loop: ~200 bytecodes); anything else, `_batch_result`."""
+    bid, ask = pending.results
+    bid_amended, ask_amended = _plain_amend(bid), _plain_amend(ask)
+    if bid_amended is None or ask_amended is None:
+        return _batch_result(pending)
+    return _REQUOTE_ANSWER % (
+        wire.encode(pending.request_id),
+        bid.seq,
+        bid_amended.order_id,
+        _STATUS_BYTES[bid_amended.status],
+        ask.seq,
+        ask_amended.order_id,
+        _STATUS_BYTES[ask_amended.status],
+        pending.t_in,
+        now_us(),
+    )
+
+
 def _batch_result(pending: Pending) -> bytes:
     results = []
     failed = 0
@@ -750,7 +867,7 @@ def _batch_result(pending: Pending) -> bytes:
         events = executed.events  # `rejection`, inline: this runs for every op of a batch
         rejected = events[-1] if events and type(events[-1]) is CommandRejected else None
         if rejected is None:
-            results.append({"status": 200, "result": _outcome(executed)})
+            results.append({"status": 200, "result": _plain_outcome(executed)})
         else:
             failed += 1
             error = {

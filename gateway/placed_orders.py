@@ -71,6 +71,53 @@ class PlacedOrders:
             qty=order.cum_qty + qty,
         )
 
+    def amends(
+        self,
+        account: int,
+        quote_set: str,
+        symbol: str,
+        units: tuple[int, int, int, int],
+        ts_us: int,
+    ) -> tuple[AmendOrder, AmendOrder] | None:
+        """`requote` of both sides of the usual requote (`units`: bid price and size, ask
+        price and size), when both live quotes move: the bid's amend and the ask's, as
+        `requote` makes them, without a slot tuple and a call per side. None for anything
+        else (a side to place, pull or leave as it is): `requote` it side by side."""
+        bid_px, bid_qty, ask_px, ask_qty = units
+        if not bid_qty or not ask_qty:
+            return None
+        orders, quotes = self.reads.orders, self.quotes
+        bid = orders.get(quotes.get((account, quote_set, symbol, Side.BUY), 0))
+        ask = orders.get(quotes.get((account, quote_set, symbol, Side.SELL), 0))
+        if bid is None or ask is None or bid.account != account or ask.account != account:
+            return None
+        if (bid.price == bid_px and bid.leaves_qty == bid_qty) or (
+            ask.price == ask_px and ask.leaves_qty == ask_qty
+        ):
+            return None  # a side quoted exactly so already keeps its place: no amend for it
+        return (
+            AmendOrder(
+                ts_us=ts_us,
+                account=account,
+                order_id=bid.order_id,
+                price=bid_px,
+                qty=bid.cum_qty + bid_qty,
+            ),
+            AmendOrder(
+                ts_us=ts_us,
+                account=account,
+                order_id=ask.order_id,
+                price=ask_px,
+                qty=ask.cum_qty + ask_qty,
+            ),
+        )
+
+    def track_amend(self, order_id: int) -> None:
+        """`track_quote` after a quote's amend (which accepts no order): the quote is
+        forgotten if the amend closed it (filled, or refused and pulled)."""
+        if order_id not in self.reads.orders:
+            self.forget_quote(order_id)
+
     def forget_closed(self, events: list[Event]) -> None:
         """Orders that closed no longer need cancel-on-disconnect."""
         if not self.placed_on and not self.quote_slots:

@@ -1253,6 +1253,29 @@ def quote_units(quote: Quote, specs: Mapping[str, InstrumentSpec]) -> QuoteUnits
         return WireError(None, refusal.code, refusal.message)
 
 
+def plain_quote_units(
+    quote: Quote, specs: Mapping[str, InstrumentSpec]
+) -> tuple[int, int, int, int] | None:
+    """The usual quote's bid price and size and ask price and size in units, both sides
+    given: `quote_units` without its struct, try block and call per field. None for any
+    other quote (an unknown symbol, a side left out, a text that does not convert), which
+    `quote_units` converts or words the error of."""
+    spec = specs.get(quote.symbol)
+    bid_px, bid_qty, ask_px, ask_qty = quote.bid_px, quote.bid_qty, quote.ask_px, quote.ask_qty
+    if spec is None or bid_px is None or bid_qty is None or ask_px is None or ask_qty is None:
+        return None
+    price_decimals, qty_decimals = spec.price_decimals, spec.qty_decimals
+    try:
+        return (
+            _parse_units(bid_px, price_decimals),
+            _parse_units(bid_qty, qty_decimals),
+            _parse_units(ask_px, price_decimals),
+            _parse_units(ask_qty, qty_decimals),
+        )
+    except ValueError:  # PrecisionError too: `quote_units` says which field
+        return None
+
+
 # ----------------------------------------------------------------- responses
 
 
