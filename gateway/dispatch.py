@@ -13,6 +13,7 @@ placed each open order (for cancel-on-disconnect).
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     from core.cluster_keys import SharedKeys
 
 log = logging.getLogger("venue")
+_time_ns = time.time_ns
 E = ErrorCode
 
 ISSUED_KEYS_FILE = "api_keys.json"  # keys issued at run time (owner-only permissions)
@@ -173,7 +175,7 @@ class Dispatcher:
     def _serve_frame(self, session: Session, frame: str | bytes, charged: bool = False) -> None:
         """Decode the envelope, then check logon and scope, then the params, then handle:
         who may call a method is said before what is wrong with its params."""
-        t_in = now_us()
+        t_in = _time_ns() // 1_000  # `now_us`, inline: a call less per frame
         envelope, request = wire.decode(frame)
         # Every frame is charged, malformed or not, so no flood goes unthrottled.
         cost = _cost(request) if type(request) is wire.Request else limits.cost_milli("?")
@@ -187,10 +189,14 @@ class Dispatcher:
         if isinstance(envelope, wire.WireError):
             self._send_behind(session, wire.error_of(envelope))
             return
-        refused = self._refusal(session, envelope.method)
-        if refused is not None:  # behind the answers owed, like every other error
-            self._send_behind(session, wire.error(envelope.id, refused.code, refused.message))
-            return
+        key = session.key
+        # The usual request, a method its key's scopes allow, is let through here (as
+        # `_refusal` would: it refuses none of them); anything else is `_refusal`'s.
+        if key is None or _SCOPE_OF.get(envelope.method) not in key.scopes:
+            refused = self._refusal(session, envelope.method)
+            if refused is not None:  # behind the answers owed, like every other error
+                self._send_behind(session, wire.error(envelope.id, refused.code, refused.message))
+                return
         if isinstance(request, wire.WireError):
             self._send_behind(session, wire.error_of(request))
             return
@@ -337,9 +343,14 @@ class Dispatcher:
             if quote_set is not None:
                 self._cancel_quote_set(session, request, t_in, key.account, quote_set)
                 return
-        command = self._command(session, request, key.account)
+        params = request.params
+        command: Command | None = None
+        if type(params) is wire.PlaceParams:  # the usual order, converted in one call
+            command = wire.plain_place(params, self.specs, key.account, self.stamp_us())
         if command is None:
-            return
+            command = self._command(session, request, key.account)
+            if command is None:
+                return
         pending = Pending(session, request.id, request.method, t_in, finish=_trade_result)
         self.bus.submit(command, pending)
 
@@ -639,8 +650,20 @@ _OP_COST_MILLI: dict[type, int] = {
 }
 
 
+# The cost of each method that costs the same whatever its params hold (not a batch or a
+# quote.mass, which scale with their size): one look-up for the usual request.
+_FIXED_COST_MILLI = {
+    method: cost
+    for method, cost in _METHOD_COST_MILLI.items()
+    if wire.METHODS[method] not in (wire.BatchParams, wire.QuoteMassParams)
+}
+
+
 def _cost(request: wire.Request) -> int:
     """What a request costs in milli-tokens: a batch, the sum of its ops by kind."""
+    cost = _FIXED_COST_MILLI.get(request.method)
+    if cost is not None:  # a place: its method's cost
+        return cost
     params = request.params
     if type(params) is wire.BatchParams:
         # A decoded batch holds 1..BATCH_OPS_MAX ops, so `batch_cost_milli` comes to the sum
