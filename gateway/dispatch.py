@@ -105,7 +105,7 @@ class Pending(msgspec.Struct, eq=False):
     close_after: bool = False  # logout: close once the response is out
     close_code: int = 1000
     close_reason: str = "logged out"
-    finish: Callable[["Pending"], bytes] | None = None
+    finish: Callable[["Pending"], bytes] | None = None  # never with `answer` or `reply`
     quote_set: str | None = None  # a quote.mass: the set its places belong to
 
 
@@ -177,19 +177,20 @@ class Dispatcher:
         who may call a method is said before what is wrong with its params."""
         t_in = _time_ns() // 1_000  # `now_us`, inline: a call less per frame
         envelope, request = wire.decode(frame)
-        # Every frame is charged, malformed or not, so no flood goes unthrottled.
-        cost = _cost(request) if type(request) is wire.Request else limits.cost_milli("?")
-        retry = 0 if charged else self.limiter.charge_cost(session.id, session.account, cost, t_in)
-        if retry:
-            body = wire.error(
-                request.id, E.RATE_LIMITED, "slow down", retry_after_ms=retry, status=429
-            )
-            self.connections.send(session, body)
-            return
+        key = session.key
+        if not charged:  # every frame is charged, malformed or not: no flood goes unthrottled
+            cost = _cost(request) if type(request) is wire.Request else limits.cost_milli("?")
+            account = None if key is None else key.account  # `session.account`, inline
+            retry = self.limiter.charge_cost(session.id, account, cost, t_in)
+            if retry:
+                body = wire.error(
+                    request.id, E.RATE_LIMITED, "slow down", retry_after_ms=retry, status=429
+                )
+                self.connections.send(session, body)
+                return
         if isinstance(envelope, wire.WireError):
             self._send_behind(session, wire.error_of(envelope))
             return
-        key = session.key
         # The usual request, a method its key's scopes allow, is let through here (as
         # `_refusal` would: it refuses none of them); anything else is `_refusal`'s.
         if key is None or _SCOPE_OF.get(envelope.method) not in key.scopes:
@@ -486,9 +487,18 @@ class Dispatcher:
         planned: list[Command | CommandRejected] = []
         placed_here: dict[str, str] = {}  # cl_ord_id -> symbol, for amends of earlier ops
         ts_us = self.stamp_us()  # one time for all its commands: none can run in between
+        account, specs, plain_place = key.account, self.specs, wire.plain_place
         for index, op in enumerate(request.params.ops):  # type: ignore[attr-defined]
             symbol = None
-            if isinstance(op, wire.AmendOp):
+            if type(op) is wire.PlaceOp:  # the usual op: converted in one call, or as any op
+                params = op.params
+                if params.cl_ord_id is not None:
+                    placed_here[params.cl_ord_id] = params.symbol
+                place = plain_place(params, specs, account, ts_us)
+                if place is not None:
+                    planned.append(place)
+                    continue
+            elif isinstance(op, wire.AmendOp):
                 p = op.params
                 order = self.reads.find_order(key.account, p.order_id or 0, p.cl_ord_id)
                 symbol = order.symbol if order is not None else placed_here.get(p.cl_ord_id or "")
@@ -498,8 +508,6 @@ class Dispatcher:
                     )
                     planned.append(_unknown_order(key.account, p.order_id, p.cl_ord_id, reason))
                     continue
-            elif isinstance(op, wire.PlaceOp) and op.params.cl_ord_id is not None:
-                placed_here[op.params.cl_ord_id] = op.params.symbol
             command = wire.params_to_command(
                 op.params, self.specs, self.scales, key.account, order_symbol=symbol, ts_us=ts_us
             )
@@ -582,15 +590,16 @@ class Dispatcher:
         if len(results) < pending.expected:
             return
         session = pending.session
-        if pending.reply is not None:
+        finish = pending.finish  # first: every order's; a pending has at most one of the three
+        if finish is not None:
+            self.connections.send(session, finish(pending))
+        elif pending.reply is not None:
             self.connections.send(session, pending.reply)
         elif pending.answer is not None:
             result = msgspec.Raw(pending.answer)  # encoded when the query arrived
             self.connections.send(
                 session, wire.ok(pending.request_id, result, pending.t_in, now_us())
             )
-        elif pending.finish is not None:
-            self.connections.send(session, pending.finish(pending))
         results.clear()  # the cycle through each result's origin, broken (see `Pending`)
         if pending.close_after and not (pending.close_code == 4001 and session.key is not None):
             # (a logon-timeout close is dropped when the logon made it in before it)
@@ -658,6 +667,11 @@ _FIXED_COST_MILLI = {
     if wire.METHODS[method] not in (wire.BatchParams, wire.QuoteMassParams)
 }
 
+# A quote.mass's cost by its number of quotes, as many as a decoded one may hold.
+_QUOTE_MASS_COST_MILLI = tuple(
+    limits.cost_milli("quote.mass", quotes) for quotes in range(wire.QUOTES_MAX + 1)
+)
+
 
 def _cost(request: wire.Request) -> int:
     """What a request costs in milli-tokens: a batch, the sum of its ops by kind."""
@@ -665,13 +679,15 @@ def _cost(request: wire.Request) -> int:
     if cost is not None:  # a place: its method's cost
         return cost
     params = request.params
+    if type(params) is wire.QuoteMassParams:  # `cost_milli`'s clamp, looked up
+        quotes = len(params.quotes)
+        if quotes < len(_QUOTE_MASS_COST_MILLI):
+            return _QUOTE_MASS_COST_MILLI[quotes]
+        return limits.cost_milli(request.method, quotes)
     if type(params) is wire.BatchParams:
         # A decoded batch holds 1..BATCH_OPS_MAX ops, so `batch_cost_milli` comes to the sum
         # of its ops' costs: summed here by op class, without a string per op.
         return sum([_OP_COST_MILLI[type(op)] for op in params.ops])
-    if type(params) is wire.QuoteMassParams:  # `cost_milli`'s clamp, written out
-        quotes = min(max(len(params.quotes), 1), limits.QUOTES_PER_MASS_MAX)
-        return limits.QUOTE_COST_MILLI * quotes
     cost = _METHOD_COST_MILLI.get(request.method)  # one look-up, not `cost_milli`'s clamping
     return limits.cost_milli(request.method) if cost is None else cost
 
@@ -708,12 +724,13 @@ def _plain_outcome(executed: Executed) -> dict[str, Any]:
             kinds = [*map(type, events)]
             if _UNPLAIN_EVENTS.isdisjoint(kinds[1:]) and type(executed.command) is not CancelAll:
                 order_id = first.order_id
-                status = first.status
                 if TradeExecuted in kinds:  # the last one says the order's status
                     trade = events[len(kinds) - 1 - kinds[::-1].index(TradeExecuted)]
                     if trade.taker_order_id != order_id:
                         return _outcome(executed)
                     status = trade.taker_status
+                else:  # (an `OrderAccepted`'s is a property: read only when it is the answer)
+                    status = first.status
                 if order_id:
                     if kind is OrderAccepted:
                         return {

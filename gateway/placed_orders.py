@@ -129,12 +129,14 @@ class PlacedOrders:
         forget_order = self.forget_order
         # Only the events that may close an order, picked in C (`compress`): the balances and
         # settlements, most events of a fill, are never looked at here (~8 bytecodes each).
-        # An amend's one or two events are read as they are: the picking would cost more.
+        # An amend's one or two events are read in the loop: the picking would cost more.
         checked: Iterable[Any] = events
         if len(events) > 2:
             checked = compress(events, map(_IS_CLOSING_OR_CHANGING, map(type, events)))
         for event in checked:
             kind = type(event)
+            if kind not in _CLOSING_OR_CHANGING:
+                continue  # a balance (the only kind `compress` leaves in)
             if kind is TradeExecuted:
                 # an order placed elsewhere (an IOC taker, another gateway's) is not looked up
                 order_id = event.maker_order_id
