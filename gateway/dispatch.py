@@ -871,11 +871,11 @@ assert all(wire.encode(status) == b'"%b"' % text for status, text in _STATUS_BYT
 def _plain_amend(executed: Executed) -> Any:
     """The `OrderAmended` of an amend that did only that (and moved a hold), else None."""
     events: list[Any] = executed.events
-    amended = events[0] if events else None
-    if type(amended) is not OrderAmended or not amended.order_id:
-        return None
-    if len(events) == 1 or (len(events) == 2 and type(events[1]) is BalanceChanged):
-        return amended
+    count = len(events)
+    if count == 1 or (count == 2 and type(events[1]) is BalanceChanged):
+        amended = events[0]
+        if type(amended) is OrderAmended and amended.order_id:
+            return amended
     return None
 
 

@@ -126,31 +126,28 @@ class PlacedOrders:
         placed_on, quote_slots = self.placed_on, self.quote_slots
         if not placed_on and not quote_slots:
             return  # nothing placed here is open: nothing to forget
-        forget_order = self.forget_order
         # Only the events that may close an order, picked in C (`compress`): the balances and
         # settlements, most events of a fill, are never looked at here (~8 bytecodes each).
-        # An amend's one or two events are read in the loop: the picking would cost more.
-        checked: Iterable[Any] = events
-        if len(events) > 2:
-            checked = compress(events, map(_IS_CLOSING_OR_CHANGING, map(type, events)))
+        checked: Iterable[Any] = compress(events, map(_IS_CLOSING_OR_CHANGING, map(type, events)))
         for event in checked:
             kind = type(event)
-            if kind not in _CLOSING_OR_CHANGING:
-                continue  # a balance (the only kind `compress` leaves in)
             if kind is TradeExecuted:
                 # an order placed elsewhere (an IOC taker, another gateway's) is not looked up
                 order_id = event.maker_order_id
                 if not event.maker_leaves_qty and (
                     order_id in placed_on or order_id in quote_slots
                 ):
-                    forget_order(order_id)
+                    self.forget_order(order_id)
                 order_id = event.taker_order_id
                 if not event.taker_leaves_qty and (
                     order_id in placed_on or order_id in quote_slots
                 ):
-                    forget_order(order_id)
-            elif kind in _CLOSING or (kind is OrderAmended and not event.leaves_qty):
-                forget_order(event.order_id)
+                    self.forget_order(order_id)
+            elif kind is OrderAmended:
+                if not event.leaves_qty:
+                    self.forget_order(event.order_id)
+            else:  # a close (`compress` let nothing else through)
+                self.forget_order(event.order_id)
 
     def track_placed(self, session: Session, command: Command | None, events: list[Event]) -> None:
         """Orders placed on a connection are known at once to its cancel-on-disconnect: the
