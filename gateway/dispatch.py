@@ -13,6 +13,7 @@ placed each open order (for cancel-on-disconnect).
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -24,8 +25,9 @@ from core.bus import Bus
 from core.sequencer import Executed
 from core.venue_core import now_us, rejection, save_json
 from engine.commands import CancelAll, CancelOrder, Command
-from engine.enums import CancelReason, Side
+from engine.enums import CancelReason, OrderStatus, Side
 from engine.events import (
+    BalanceChanged,
     CommandRejected,
     DividendPaid,
     OrderAccepted,
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
     from core.cluster_keys import SharedKeys
 
 log = logging.getLogger("venue")
+_time_ns = time.time_ns
 E = ErrorCode
 
 ISSUED_KEYS_FILE = "api_keys.json"  # keys issued at run time (owner-only permissions)
@@ -102,7 +105,7 @@ class Pending(msgspec.Struct, eq=False):
     close_after: bool = False  # logout: close once the response is out
     close_code: int = 1000
     close_reason: str = "logged out"
-    finish: Callable[["Pending"], bytes] | None = None
+    finish: Callable[["Pending"], bytes] | None = None  # never with `answer` or `reply`
     quote_set: str | None = None  # a quote.mass: the set its places belong to
 
 
@@ -172,24 +175,29 @@ class Dispatcher:
     def _serve_frame(self, session: Session, frame: str | bytes, charged: bool = False) -> None:
         """Decode the envelope, then check logon and scope, then the params, then handle:
         who may call a method is said before what is wrong with its params."""
-        t_in = now_us()
+        t_in = _time_ns() // 1_000  # `now_us`, inline: a call less per frame
         envelope, request = wire.decode(frame)
-        # Every frame is charged, malformed or not, so no flood goes unthrottled.
-        cost = _cost(request) if type(request) is wire.Request else limits.cost_milli("?")
-        retry = 0 if charged else self.limiter.charge_cost(session.id, session.account, cost, t_in)
-        if retry:
-            body = wire.error(
-                request.id, E.RATE_LIMITED, "slow down", retry_after_ms=retry, status=429
-            )
-            self.connections.send(session, body)
-            return
+        key = session.key
+        if not charged:  # every frame is charged, malformed or not: no flood goes unthrottled
+            cost = _cost(request) if type(request) is wire.Request else limits.cost_milli("?")
+            account = None if key is None else key.account  # `session.account`, inline
+            retry = self.limiter.charge_cost(session.id, account, cost, t_in)
+            if retry:
+                body = wire.error(
+                    request.id, E.RATE_LIMITED, "slow down", retry_after_ms=retry, status=429
+                )
+                self.connections.send(session, body)
+                return
         if isinstance(envelope, wire.WireError):
             self._send_behind(session, wire.error_of(envelope))
             return
-        refused = self._refusal(session, envelope.method)
-        if refused is not None:  # behind the answers owed, like every other error
-            self._send_behind(session, wire.error(envelope.id, refused.code, refused.message))
-            return
+        # The usual request, a method its key's scopes allow, is let through here (as
+        # `_refusal` would: it refuses none of them); anything else is `_refusal`'s.
+        if key is None or _SCOPE_OF.get(envelope.method) not in key.scopes:
+            refused = self._refusal(session, envelope.method)
+            if refused is not None:  # behind the answers owed, like every other error
+                self._send_behind(session, wire.error(envelope.id, refused.code, refused.message))
+                return
         if isinstance(request, wire.WireError):
             self._send_behind(session, wire.error_of(request))
             return
@@ -336,9 +344,14 @@ class Dispatcher:
             if quote_set is not None:
                 self._cancel_quote_set(session, request, t_in, key.account, quote_set)
                 return
-        command = self._command(session, request, key.account)
+        params = request.params
+        command: Command | None = None
+        if type(params) is wire.PlaceParams:  # the usual order, converted in one call
+            command = wire.plain_place(params, self.specs, key.account, self.stamp_us())
         if command is None:
-            return
+            command = self._command(session, request, key.account)
+            if command is None:
+                return
         pending = Pending(session, request.id, request.method, t_in, finish=_trade_result)
         self.bus.submit(command, pending)
 
@@ -351,9 +364,11 @@ class Dispatcher:
             self._reply_error(session, request, E.COD_REQUIRED, "enable session.cod first")
             return
         p: Any = request.params
+        ts_us = self.stamp_us()  # one time for all its commands: none can run in between
+        if len(p.quotes) == 1 and self._requote_plain(session, request, t_in, key.account, ts_us):
+            return
         account, quote_set, requote = key.account, p.quote_set, self.placed.requote
         planned: list[tuple[Command, QuoteSlot]] = []
-        ts_us = self.stamp_us()  # one time for all its commands: none can run in between
         for quote in p.quotes:
             units = wire.quote_units(quote, self.specs)
             if isinstance(units, wire.WireError):
@@ -385,6 +400,40 @@ class Dispatcher:
         for command, slot in planned:
             executed = submit(command, pending)
             track_quote(slot, executed.events)  # now: the next quote.mass builds on it
+
+    def _requote_plain(
+        self, session: Session, request: wire.Request, t_in: int, account: int, ts_us: int
+    ) -> bool:
+        """The usual `quote.mass`, one quote whose bid and ask both move, served as two amends
+        without the general loop's planning (per side: a slot, a `requote`, a tuple; and the
+        quote's `QuoteUnits`): about half the bytecodes of the request's handling. False,
+        having done nothing, for anything else (the general code decides, and words any
+        error)."""
+        p: Any = request.params
+        quote = p.quotes[0]
+        units = wire.plain_quote_units(quote, self.specs)
+        if units is None:
+            return False
+        placed = self.placed
+        amends = placed.amends(account, p.quote_set, quote.symbol, units, ts_us)
+        if amends is None:
+            return False
+        bid, ask = amends
+        pending = Pending(
+            session,
+            request.id,
+            request.method,
+            t_in,
+            2,
+            finish=_requote_result,
+            quote_set=p.quote_set,
+        )
+        submit = self.bus.submit
+        submit(bid, pending)
+        placed.track_amend(bid.order_id)  # now: the next quote.mass builds on it
+        submit(ask, pending)
+        placed.track_amend(ask.order_id)
+        return True
 
     def _cancel_quote_set(
         self, session: Session, request: wire.Request, t_in: int, account: int, quote_set: str
@@ -438,9 +487,18 @@ class Dispatcher:
         planned: list[Command | CommandRejected] = []
         placed_here: dict[str, str] = {}  # cl_ord_id -> symbol, for amends of earlier ops
         ts_us = self.stamp_us()  # one time for all its commands: none can run in between
+        account, specs, plain_place = key.account, self.specs, wire.plain_place
         for index, op in enumerate(request.params.ops):  # type: ignore[attr-defined]
             symbol = None
-            if isinstance(op, wire.AmendOp):
+            if type(op) is wire.PlaceOp:  # the usual op: converted in one call, or as any op
+                params = op.params
+                if params.cl_ord_id is not None:
+                    placed_here[params.cl_ord_id] = params.symbol
+                place = plain_place(params, specs, account, ts_us)
+                if place is not None:
+                    planned.append(place)
+                    continue
+            elif isinstance(op, wire.AmendOp):
                 p = op.params
                 order = self.reads.find_order(key.account, p.order_id or 0, p.cl_ord_id)
                 symbol = order.symbol if order is not None else placed_here.get(p.cl_ord_id or "")
@@ -450,8 +508,6 @@ class Dispatcher:
                     )
                     planned.append(_unknown_order(key.account, p.order_id, p.cl_ord_id, reason))
                     continue
-            elif isinstance(op, wire.PlaceOp) and op.params.cl_ord_id is not None:
-                placed_here[op.params.cl_ord_id] = op.params.symbol
             command = wire.params_to_command(
                 op.params, self.specs, self.scales, key.account, order_symbol=symbol, ts_us=ts_us
             )
@@ -534,15 +590,16 @@ class Dispatcher:
         if len(results) < pending.expected:
             return
         session = pending.session
-        if pending.reply is not None:
+        finish = pending.finish  # first: every order's; a pending has at most one of the three
+        if finish is not None:
+            self.connections.send(session, finish(pending))
+        elif pending.reply is not None:
             self.connections.send(session, pending.reply)
         elif pending.answer is not None:
             result = msgspec.Raw(pending.answer)  # encoded when the query arrived
             self.connections.send(
                 session, wire.ok(pending.request_id, result, pending.t_in, now_us())
             )
-        elif pending.finish is not None:
-            self.connections.send(session, pending.finish(pending))
         results.clear()  # the cycle through each result's origin, broken (see `Pending`)
         if pending.close_after and not (pending.close_code == 4001 and session.key is not None):
             # (a logon-timeout close is dropped when the logon made it in before it)
@@ -602,16 +659,35 @@ _OP_COST_MILLI: dict[type, int] = {
 }
 
 
+# The cost of each method that costs the same whatever its params hold (not a batch or a
+# quote.mass, which scale with their size): one look-up for the usual request.
+_FIXED_COST_MILLI = {
+    method: cost
+    for method, cost in _METHOD_COST_MILLI.items()
+    if wire.METHODS[method] not in (wire.BatchParams, wire.QuoteMassParams)
+}
+
+# A quote.mass's cost by its number of quotes, as many as a decoded one may hold.
+_QUOTE_MASS_COST_MILLI = tuple(
+    limits.cost_milli("quote.mass", quotes) for quotes in range(wire.QUOTES_MAX + 1)
+)
+
+
 def _cost(request: wire.Request) -> int:
     """What a request costs in milli-tokens: a batch, the sum of its ops by kind."""
+    cost = _FIXED_COST_MILLI.get(request.method)
+    if cost is not None:  # a place: its method's cost
+        return cost
     params = request.params
+    if type(params) is wire.QuoteMassParams:  # `cost_milli`'s clamp, looked up
+        quotes = len(params.quotes)
+        if quotes < len(_QUOTE_MASS_COST_MILLI):
+            return _QUOTE_MASS_COST_MILLI[quotes]
+        return limits.cost_milli(request.method, quotes)
     if type(params) is wire.BatchParams:
         # A decoded batch holds 1..BATCH_OPS_MAX ops, so `batch_cost_milli` comes to the sum
         # of its ops' costs: summed here by op class, without a string per op.
         return sum([_OP_COST_MILLI[type(op)] for op in params.ops])
-    if type(params) is wire.QuoteMassParams:  # `cost_milli`'s clamp, written out
-        quotes = min(max(len(params.quotes), 1), limits.QUOTES_PER_MASS_MAX)
-        return limits.QUOTE_COST_MILLI * quotes
     cost = _METHOD_COST_MILLI.get(request.method)  # one look-up, not `cost_milli`'s clamping
     return limits.cost_milli(request.method) if cost is None else cost
 
@@ -628,6 +704,43 @@ _CLOSED_EVENTS = frozenset({OrderCanceled, OrderExpired, SelfTradePrevented})
 # The events `_outcome` reads; the rest (balances, settlements: most of a fill's) are passed
 # over with one set look-up instead of five failed comparisons each.
 _OUTCOME_EVENTS = _CLOSED_EVENTS | {OrderAccepted, TradeExecuted, OrderAmended, WithdrawalRequested}
+
+
+# After an order's acceptance (a place) or amendment (an amend), events that `_plain_outcome`
+# does not read: any of them sends the command to `_outcome`'s loop.
+_UNPLAIN_EVENTS = _OUTCOME_EVENTS - {TradeExecuted}
+
+
+def _plain_outcome(executed: Executed) -> dict[str, Any]:
+    """`_outcome` of the usual place or amend, read without a loop over its events: the first
+    event accepts or amends the order, none after it is a second order event, a close or a
+    withdrawal, and the last trade (if any) is the order's own as taker. Saves the loop's
+    ~8 bytecodes per event (a marketable place has 8 or more: settlement and balances)."""
+    events: list[Any] = executed.events
+    if events:
+        first = events[0]
+        kind = type(first)
+        if kind is OrderAccepted or kind is OrderAmended:
+            kinds = [*map(type, events)]
+            if _UNPLAIN_EVENTS.isdisjoint(kinds[1:]) and type(executed.command) is not CancelAll:
+                order_id = first.order_id
+                if TradeExecuted in kinds:  # the last one says the order's status
+                    trade = events[len(kinds) - 1 - kinds[::-1].index(TradeExecuted)]
+                    if trade.taker_order_id != order_id:
+                        return _outcome(executed)
+                    status = trade.taker_status
+                else:  # (an `OrderAccepted`'s is a property: read only when it is the answer)
+                    status = first.status
+                if order_id:
+                    if kind is OrderAccepted:
+                        return {
+                            "seq": executed.seq,
+                            "cl_ord_id": first.cl_ord_id,
+                            "order_id": order_id,
+                            "status": status,
+                        }
+                    return {"seq": executed.seq, "order_id": order_id, "status": status}
+    return _outcome(executed)
 
 
 def _outcome(executed: Executed) -> dict[str, Any]:
@@ -687,7 +800,7 @@ def _trade_result(pending: Pending) -> bytes:
     if rejected is not None:
         data = wire.rejection_data(rejected)
         return wire.error(pending.request_id, rejected.reason, rejected.detail, data)
-    return wire.ok(pending.request_id, _outcome(executed), pending.t_in, now_us())
+    return wire.ok(pending.request_id, _plain_outcome(executed), pending.t_in, now_us())
 
 
 _admin_result = _trade_result
@@ -743,6 +856,50 @@ def _canceled_count(pending: Pending) -> bytes:
     return wire.ok(pending.request_id, {"canceled": canceled}, pending.t_in, now_us())
 
 
+# The answer of a plain requote whose two amends both went through (`_requote_result`): the
+# bytes `_batch_result` encodes for it, with the id (JSON), the seqs, order ids and statuses,
+# and the times filled in.
+_REQUOTE_ANSWER = (
+    b'{"id":%b,"status":200,"result":{"results":['
+    b'{"status":200,"result":{"seq":%d,"order_id":%d,"status":"%b"}},'
+    b'{"status":200,"result":{"seq":%d,"order_id":%d,"status":"%b"}}]},"t_in":%d,"t_out":%d}'
+)
+_STATUS_BYTES = {status: status.encode() for status in OrderStatus}
+assert all(wire.encode(status) == b'"%b"' % text for status, text in _STATUS_BYTES.items())
+
+
+def _plain_amend(executed: Executed) -> Any:
+    """The `OrderAmended` of an amend that did only that (and moved a hold), else None."""
+    events: list[Any] = executed.events
+    count = len(events)
+    if count == 1 or (count == 2 and type(events[1]) is BalanceChanged):
+        amended = events[0]
+        if type(amended) is OrderAmended and amended.order_id:
+            return amended
+    return None
+
+
+def _requote_result(pending: Pending) -> bytes:
+    """`_batch_result` of a plain requote (`Dispatcher._requote_plain`): when both amends
+    only amended, the answer is filled into `_REQUOTE_ANSWER` (saves two outcome dicts,
+    two result dicts and the loop: ~200 bytecodes); anything else, `_batch_result`."""
+    bid, ask = pending.results
+    bid_amended, ask_amended = _plain_amend(bid), _plain_amend(ask)
+    if bid_amended is None or ask_amended is None:
+        return _batch_result(pending)
+    return _REQUOTE_ANSWER % (
+        wire.encode(pending.request_id),
+        bid.seq,
+        bid_amended.order_id,
+        _STATUS_BYTES[bid_amended.status],
+        ask.seq,
+        ask_amended.order_id,
+        _STATUS_BYTES[ask_amended.status],
+        pending.t_in,
+        now_us(),
+    )
+
+
 def _batch_result(pending: Pending) -> bytes:
     results = []
     failed = 0
@@ -750,7 +907,7 @@ def _batch_result(pending: Pending) -> bytes:
         events = executed.events  # `rejection`, inline: this runs for every op of a batch
         rejected = events[-1] if events and type(events[-1]) is CommandRejected else None
         if rejected is None:
-            results.append({"status": 200, "result": _outcome(executed)})
+            results.append({"status": 200, "result": _plain_outcome(executed)})
         else:
             failed += 1
             error = {

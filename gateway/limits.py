@@ -114,7 +114,9 @@ class TokenBucket:
         self.capacity = burst * MILLI * US_PER_S
         self.refill_per_us = rate_per_s * MILLI  # scaled units added per µs
         self._level = self.capacity
-        self._updated_us: int | None = None  # None: full, whatever the time
+        # When `_level` was last set. 0 at the start, when the bucket is full whatever the
+        # time (a refill is capped at `capacity`): no None to test for on every charge.
+        self._updated_us = 0
 
     def retry_after_ms(self, cost_milli: int, now_us: int) -> int:
         """0 if `cost_milli` could be taken now, else the ms until it could. Takes nothing."""
@@ -137,7 +139,7 @@ class TokenBucket:
     def level(self, now_us: int) -> int:
         """The scaled level at `now_us`, refilled: what `spend` takes from."""
         updated_us = self._updated_us
-        if updated_us is None or now_us <= updated_us:  # the clock may step back: no refill
+        if now_us <= updated_us:  # the clock may step back: no refill
             return self._level
         level = self._level + (now_us - updated_us) * self.refill_per_us
         return level if level < self.capacity else self.capacity
@@ -147,7 +149,7 @@ class TokenBucket:
         assert level >= 0, f"a bucket cannot go below empty ({level})"
         self._level = level
         updated_us = self._updated_us
-        self._updated_us = now_us if updated_us is None or now_us > updated_us else updated_us
+        self._updated_us = now_us if now_us > updated_us else updated_us
 
     def available_milli(self, now_us: int) -> int:
         """Whole milli-tokens available at `now_us`."""
@@ -213,12 +215,12 @@ class RateLimiter:
         # A logged-on request, every order's: `level` and `spend` of both buckets written out
         # (the same arithmetic; four method calls were ~170 bytecodes of every request).
         connection_level, connection_updated_us = connection._level, connection._updated_us
-        if connection_updated_us is not None and now_us > connection_updated_us:
+        if now_us > connection_updated_us:
             connection_level += (now_us - connection_updated_us) * connection.refill_per_us
             if connection_level > connection.capacity:
                 connection_level = connection.capacity
         owner_level, owner_updated_us = owner._level, owner._updated_us
-        if owner_updated_us is not None and now_us > owner_updated_us:
+        if now_us > owner_updated_us:
             owner_level += (now_us - owner_updated_us) * owner.refill_per_us
             if owner_level > owner.capacity:
                 owner_level = owner.capacity
@@ -228,10 +230,10 @@ class RateLimiter:
                 owner.retry_after_ms(cost_milli, now_us),
             )
         connection._level = connection_level - need
-        if connection_updated_us is None or now_us > connection_updated_us:
+        if now_us > connection_updated_us:
             connection._updated_us = now_us
         owner._level = owner_level - need
-        if owner_updated_us is None or now_us > owner_updated_us:
+        if now_us > owner_updated_us:
             owner._updated_us = now_us
         return 0
 

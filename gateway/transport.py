@@ -47,6 +47,7 @@ PACK_VALUES = {"0": False, "1": True}
 # The fast path's frame: FIN set, no RSV bits (no extension is negotiated), opcode TEXT.
 _TEXT_WHOLE = 0x81
 _MASKED = 0x80
+_MASKED_LENGTH_16 = _MASKED | 126  # a masked frame's second byte when a 16-bit length follows
 _UNPACK_16 = struct.Struct("!H").unpack_from
 _UNPACK_64 = struct.Struct("!Q").unpack_from
 _AT_EOF = StreamReader.at_eof.__code__  # where the library's parser waits between frames
@@ -194,6 +195,8 @@ class Connection(asyncio.Protocol):
             if len(self._partial) < self._partial_need:  # many small segments stays linear
                 return b""
             data = self._take_partial()
+        elif len(data) >= 6 and data[0] == _TEXT_WHOLE and self._one_frame(data):
+            return b""  # the usual read: one whole frame, served without the loop below
         size = len(data)
         position = 0
         size_max = self.listener.max_size
@@ -234,6 +237,31 @@ class Connection(asyncio.Protocol):
             self._partial[:] = data[position:]
             self._partial_need = need
         return b""
+
+    def _one_frame(self, data: bytes) -> bool:
+        """Serve `data` (6 bytes or more, the first a whole text frame's) if it is exactly one
+        fast frame (masked, within `max_size`, valid UTF-8: as the loop of `_fast_frames`
+        reads it) with a 7- or 16-bit length; False, having read nothing, for anything else
+        (the loop decides). Saves the loop's bookkeeping for the usual read."""
+        head2 = data[1]
+        if head2 == _MASKED_LENGTH_16:
+            (length,) = _UNPACK_16(data, 2)
+            start = 8
+        elif _MASKED <= head2 < _MASKED_LENGTH_16:
+            length = head2 & 0x7F
+            start = 6
+        else:
+            return False
+        if start + length != len(data) or length > self.listener.max_size:
+            return False
+        try:
+            text = apply_mask(data[start:], data[start - 4 : start]).decode()
+        except UnicodeDecodeError:
+            return False  # the loop hands it to the library: 1007
+        self.handler.on_frame(self, text)
+        if self.protocol.state is not State.OPEN:  # closed by the handler: nothing follows
+            self._fast = False
+        return True
 
     def _take_partial(self) -> bytes:
         data = bytes(self._partial)

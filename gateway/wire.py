@@ -269,6 +269,8 @@ class QuoteMassParams(Params, frozen=True):
     quotes: Annotated[tuple[Quote, ...], Meta(max_length=QUOTES_MAX)]
 
     def problem(self) -> Problem | None:
+        if len(self.quotes) == 1:  # the usual requote: no symbol quoted twice, no set
+            return self.quotes[0].problem()
         seen: set[str] = set()
         for quote in self.quotes:
             if quote.symbol in seen:
@@ -572,12 +574,16 @@ def _request_struct(method: str, kind: type[Params]) -> type[msgspec.Struct]:
 _PlainDecimal = Annotated[str, Meta(max_length=DECIMAL_LENGTH_MAX)]
 _DECIMAL = re.compile(DECIMAL_PATTERN)
 DECIMALS_SEEN_MAX = 4_096  # texts known valid: a book's prices and sizes, x10 (as the units cache)
-_decimals_seen: set[str] = set()
+# None (an absent field) is kept among them, so that one `issuperset` in C answers for a
+# request whose texts were all seen: the loop below runs only for a text not seen yet.
+_decimals_seen: set[str | None] = {None}
 
 
 def _plain_decimals(*texts: str | None) -> bool:
     """Each text is absent or a plain decimal, as `DECIMAL_PATTERN` says (msgspec `search`es
     it; anchored, that is a `match`)."""
+    if _decimals_seen.issuperset(texts):
+        return True
     for text in texts:
         if text is None or text in _decimals_seen:
             continue
@@ -585,6 +591,7 @@ def _plain_decimals(*texts: str | None) -> bool:
             return False
         if len(_decimals_seen) >= DECIMALS_SEEN_MAX:
             _decimals_seen.clear()
+            _decimals_seen.add(None)
         _decimals_seen.add(text)
     return True
 
@@ -677,6 +684,9 @@ def _real_batch(params: Any) -> BatchParams | None:
 
 
 def _real_quote_mass(params: Any) -> QuoteMassParams | None:
+    if len(params.quotes) == 1:  # the usual requote: no list and loop for one quote
+        quote = _real_quote(params.quotes[0])
+        return None if quote is None else QuoteMassParams(params.quote_set, (quote,))
     quotes = []
     for plain in params.quotes:
         quote = _real_quote(plain)
@@ -752,9 +762,10 @@ def decode(
     (or what is wrong with its params): the server checks who may call the method between
     the two. A well-formed frame takes one decode of a tagged union (`_request_decoder`);
     any other is decoded again in two steps, which say exactly what is wrong."""
-    too_big = oversize(frame, size_max)
-    if too_big is not None:
-        return too_big, too_big
+    if 4 * len(frame) > size_max:  # a shorter frame fits, even at 4 UTF-8 bytes a character
+        too_big = oversize(frame, size_max)
+        if too_big is not None:
+            return too_big, too_big
     if isinstance(frame, bytes) and not _is_utf8(frame):  # a binary frame: text's rule holds
         invalid = WireError(None, E.BAD_JSON, NOT_UTF8)
         return invalid, invalid
@@ -1022,6 +1033,39 @@ def _place(
     )
 
 
+def plain_place(p: PlaceParams, specs: Specs, account: int, ts_us: int) -> PlaceOrder | None:
+    """`_place` of the usual order, a limit order with price and qty (whose texts convert,
+    to a positive number each) on a known symbol, without `to_command`'s three calls, its
+    try block and a call per field; None for any other, which `to_command` converts or
+    words the error of."""
+    spec = specs.get(p.symbol)
+    price, qty = p.price, p.qty
+    if spec is None or price is None or qty is None or p.quote_qty is not None:
+        return None
+    try:
+        price_units = _parse_units(price, spec.price_decimals)
+        qty_units = _parse_units(qty, spec.qty_decimals)
+    except ValueError:  # PrecisionError too: `_place` says which field
+        return None
+    if not price_units or not qty_units:
+        return None  # `_positive`'s refusal
+    return PlaceOrder(
+        ts_us=ts_us,
+        account=account,
+        symbol=p.symbol,
+        side=p.side,
+        order_type=p.type,
+        tif=p.tif,
+        price=price_units,
+        qty=qty_units,
+        post_only=p.post_only,
+        stp=p.stp,
+        cl_ord_id=p.cl_ord_id,
+        tag=p.tag,
+        expire_at_us=p.expire_at or 0,
+    )
+
+
 def _cancel(
     p: Any, specs: Specs, scales: Scales, account: int, _: str | None, ts_us: int
 ) -> Command:
@@ -1251,6 +1295,29 @@ def quote_units(quote: Quote, specs: Mapping[str, InstrumentSpec]) -> QuoteUnits
         )
     except _Refusal as refusal:
         return WireError(None, refusal.code, refusal.message)
+
+
+def plain_quote_units(
+    quote: Quote, specs: Mapping[str, InstrumentSpec]
+) -> tuple[int, int, int, int] | None:
+    """The usual quote's bid price and size and ask price and size in units, both sides
+    given: `quote_units` without its struct, try block and call per field. None for any
+    other quote (an unknown symbol, a side left out, a text that does not convert), which
+    `quote_units` converts or words the error of."""
+    spec = specs.get(quote.symbol)
+    bid_px, bid_qty, ask_px, ask_qty = quote.bid_px, quote.bid_qty, quote.ask_px, quote.ask_qty
+    if spec is None or bid_px is None or bid_qty is None or ask_px is None or ask_qty is None:
+        return None
+    price_decimals, qty_decimals = spec.price_decimals, spec.qty_decimals
+    try:
+        return (
+            _parse_units(bid_px, price_decimals),
+            _parse_units(bid_qty, qty_decimals),
+            _parse_units(ask_px, price_decimals),
+            _parse_units(ask_qty, qty_decimals),
+        )
+    except ValueError:  # PrecisionError too: `quote_units` says which field
+        return None
 
 
 # ----------------------------------------------------------------- responses

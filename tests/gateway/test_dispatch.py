@@ -1,9 +1,22 @@
 """`gateway.dispatch`'s tables: a request's rate-limit cost and scope, looked up per request,
-are what `gateway.limits` and `_scope_of` say (the server's behaviour is in test_server*)."""
+are what `gateway.limits` and `_scope_of` say (the server's behaviour is in test_server*);
+and its fast paths decide as the general code does, on a real server."""
 
+import collections
+import re
+import tempfile
+from pathlib import Path
 from typing import Any
 
+import msgspec
+import pytest
+
+from bench import ingress_bench, server_process
+from core import config as venue_config
+from engine.enums import Side
 from gateway import dispatch, limits, wire
+from gateway.server import VenueServer
+from tests.gateway import test_answer_digest
 
 PLACE = wire.PlaceParams("S", wire.Side.BUY, wire.OrderType.LIMIT, wire.TimeInForce.IOC, "1", "1")
 OPS: dict[str, Any] = {
@@ -33,3 +46,145 @@ def test_every_method_costs_and_needs_what_limits_and_scope_of_say() -> None:
         request = wire.Request(1, method, wire.PingParams())
         assert dispatch._cost(request) == limits.cost_milli(method), method
         assert dispatch._SCOPE_OF[method] == dispatch._scope_of(method), method
+
+
+# ----------------------------------------------------------------- the fast paths
+
+
+class FastPaths:
+    """Wrappers that check each fast path of the request path against the general code it
+    stands for, on the live state, and count how often each was taken. A difference is kept
+    in `differences`, not raised: raised in the release of a batch, it would be fatal."""
+
+    def __init__(self, server: VenueServer, differences: list[Any]) -> None:
+        self.taken: collections.Counter[str] = collections.Counter()
+        self.differences = differences
+        dispatcher = server.dispatcher
+        self.specs, self.scales = dispatcher.specs, dispatcher.scales
+        self.placed = dispatcher.placed
+        self._amends = self.placed.amends
+        self.placed.amends = self.amends  # type: ignore[method-assign]
+        self._answer = dispatcher.answer
+        dispatcher.answer = self.answer  # type: ignore[method-assign]
+
+    def amends(self, account: int, quote_set: str, symbol: str, units: Any, ts_us: int) -> Any:
+        both = self._amends(account, quote_set, symbol, units, ts_us)
+        if both is not None:
+            bid_px, bid_qty, ask_px, ask_qty = units
+            requote = self.placed.requote
+            bid = requote((account, quote_set, symbol, Side.BUY), bid_px, bid_qty, ts_us)
+            ask = requote((account, quote_set, symbol, Side.SELL), ask_px, ask_qty, ts_us)
+            if both != (bid, ask):
+                self.differences.append(("amends", both, (bid, ask)))
+            self.taken["amends"] += 1
+        return both
+
+    def answer(self, pending: dispatch.Pending, executed: Any) -> None:
+        if len(pending.results) + 1 == pending.expected:  # its last: the answer goes now
+            for each in [*pending.results, executed]:
+                if each.command is not None:
+                    plain, general = dispatch._plain_outcome(each), dispatch._outcome(each)
+                    if plain != general:
+                        self.differences.append(("outcome", plain, general))
+                    self.taken["outcome"] += 1
+            if pending.finish is dispatch._requote_result:
+                self.check_requote(pending, executed)
+        self._answer(pending, executed)
+
+    def check_requote(self, pending: dispatch.Pending, executed: Any) -> None:
+        """The template's answer is `_batch_result`'s, whatever the id (a string's JSON)."""
+        for request_id in (pending.request_id, 'a "quoted\\" é id', "0", 2**53 - 1):
+            results = [*pending.results, executed]
+            both = msgspec.structs.replace(pending, request_id=request_id, results=results)
+            plain = _T_OUT.sub(b"", dispatch._requote_result(both))
+            general = _T_OUT.sub(b"", dispatch._batch_result(both))
+            if plain != general:
+                self.differences.append(("requote", plain, general))
+            self.taken["requote template"] += plain.startswith(b'{"id":') and all(
+                dispatch._plain_amend(each) is not None for each in results
+            )
+
+
+_T_OUT = re.compile(rb'"t_out":\d+')
+
+
+def check_place(original: Any, taken: collections.Counter[str], differences: list[Any]) -> Any:
+    def plain_place(params: Any, specs: Any, account: int, ts_us: int) -> Any:
+        place = original(params, specs, account, ts_us)
+        if place is not None:  # what `to_command` makes of the same params
+            general = wire.params_to_command(params, specs, {}, account, ts_us=ts_us)
+            if place != general:
+                differences.append(("place", place, general))
+            taken["place"] += 1
+        return place
+
+    return plain_place
+
+
+def check_quote_units(
+    original: Any, taken: collections.Counter[str], differences: list[Any]
+) -> Any:
+    def plain_quote_units(quote: Any, specs: Any) -> Any:
+        units = original(quote, specs)
+        if units is not None:
+            general: Any = wire.quote_units(quote, specs)
+            if units != (general.bid_px, general.bid_qty, general.ask_px, general.ask_qty):
+                differences.append(("quote units", units, general))
+            taken["quote units"] += 1
+        return units
+
+    return plain_quote_units
+
+
+async def fast_path_run(
+    taken: collections.Counter[str], differences: list[Any], requests: int
+) -> None:
+    """The e2e mix of the ingress bench, then the answer digest's scenario (every
+    order-entry kind, refusals among them), through a real server whose fast paths are
+    checked."""
+    with tempfile.TemporaryDirectory(prefix="venue-fast-paths-") as name:
+        directory = Path(name)
+        config = Path(__file__).resolve().parents[2] / "venue.toml"
+        path = server_process.unlimited_config(config, directory, ingress_bench.accounts_toml())
+        server = VenueServer(venue_config.load(path), directory / "data")
+        await server.start("127.0.0.1", 0)
+        try:
+            bench = ingress_bench.Bench(server)
+            checks = FastPaths(server, differences)
+            clients = bench.makers + bench.takers
+            await server.sequencer.drain()
+            for kind in ("quote", "place", "batch"):  # on an empty book, as the bench runs
+                for _ in range(3):
+                    await bench.restock()
+                    for connection, frame in bench.requests(kind, 16):
+                        connection.data_received(frame)
+                    await server.sequencer.drain()
+            scenario = test_answer_digest.Scenario(11)
+            for number in range(requests):
+                index = scenario.rng.randrange(len(clients))
+                method, params = scenario.request(index < 2, index)
+                client = clients[index]
+                client.connection.data_received(client.frame(method, params))
+                if number % 5 == 4:
+                    await server.sequencer.drain()
+            await server.sequencer.drain()
+            taken.update(checks.taken)
+        finally:
+            await server.stop()
+
+
+def test_the_fast_paths_decide_as_the_general_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each fast path of the request path (a place converted in one call, a one-quote
+    requote's units and amends, an outcome read without the loop, a requote's answer from a
+    template) gives what the general code gives for the same request on the same state; and
+    each is taken, so the comparisons were made."""
+    taken: collections.Counter[str] = collections.Counter()
+    differences: list[Any] = []
+    place = check_place(wire.plain_place, taken, differences)
+    monkeypatch.setattr(wire, "plain_place", place)
+    units = check_quote_units(wire.plain_quote_units, taken, differences)
+    monkeypatch.setattr(wire, "plain_quote_units", units)
+    server_process.run_async(fast_path_run(taken, differences, 600))
+    assert differences == []
+    for path in ("amends", "outcome", "requote template", "place", "quote units"):
+        assert taken[path] > 20, (path, taken)

@@ -143,6 +143,35 @@ CASES = {
 }
 
 
+# Streams read one frame a read, as a client at the e2e rate sends them: each read is one
+# whole frame, which `Connection._one_frame` serves without the fast path's loop.
+FRAME_PER_READ = {
+    "lengths at the 7- and 16-bit bounds": [
+        text(""),
+        text("x" * 125),
+        text("y" * 126),
+        text("é" * 300),
+        text("z" * MAX_SIZE),
+        long_header(b"short", 16),
+        long_header(b"x", 64),
+        text("last"),
+    ],
+    "oversize alone": [text("a"), text("b" * (MAX_SIZE + 1)), text("ignored")],
+    "bad UTF-8 alone": [text("a"), masked(Opcode.TEXT, b"ok \xff\xfe"), text("ignored")],
+    "unmasked alone": [text("a"), unmasked(b"plain"), text("ignored")],
+    "reserved bits alone": [text("a"), bytes((0xC1,)) + text("x")[1:], text("ignored")],
+    "the handler closes": [text("close me"), text("ignored")],
+    "control frames between": [
+        text("a"),
+        masked(Opcode.PING, b"hi"),
+        text("b"),
+        masked(Opcode.TEXT, b"frag", fin=False),
+        masked(Opcode.CONT, b"ment"),
+        text("c"),
+    ],
+}
+
+
 def handshake() -> bytes:
     client = ClientProtocol(parse_uri("ws://127.0.0.1/ws/trade"))
     client.send_request(client.connect())
@@ -201,6 +230,26 @@ def test_every_split_of_every_case_gives_the_library_s_outcome() -> None:
             fast = outcome(transport.Connection, pieces)
             del fast["fast"]
             assert fast == library, (name, [len(piece) for piece in pieces])
+
+
+def test_a_frame_a_read_gives_the_library_s_outcome() -> None:
+    served: list[bool] = []
+
+    class Counting(transport.Connection):
+        def _one_frame(self, data: bytes) -> bool:
+            served.append(super()._one_frame(data))
+            return served[-1]
+
+    for name, stream in FRAME_PER_READ.items():
+        library = outcome(LibraryOnly, stream)
+        fast = outcome(Counting, stream)
+        del library["fast"], fast["fast"]
+        assert fast == library, name
+        if name.endswith("alone"):
+            assert "ignored" not in fast["messages"] and sent_close(fast) is not None, name
+    # the usual reads were served as one frame; a 64-bit length, an oversize frame or bad
+    # UTF-8 was left to the loop (and from there to the library)
+    assert served.count(True) >= 10 and served.count(False) >= 3
 
 
 def sent_close(result: dict[str, Any]) -> int | None:

@@ -539,6 +539,57 @@ def test_conversion_refusals(params: dict[str, Any], code: ErrorCode, message: s
     assert wire.to_command(request, SPECS, SCALES, 7) == WireError(1, code, message)
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        place(),
+        place(side="sell", tif="ioc", price="187.2500", qty="0.000125", post_only=True),
+        place(tif="gtd", expire_at=5, stp="none", cl_ord_id="c-9", tag="t"),
+    ],
+)
+def test_a_plain_place_converts_as_to_command(params: dict[str, Any]) -> None:
+    """`plain_place`, the usual order's one-call conversion, makes `to_command`'s command."""
+    params_struct: Any = decoded("order.place", params).params
+    plain = wire.plain_place(params_struct, SPECS, 7, 42)
+    assert plain is not None and plain == convert("order.place", params, ts_us=42)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        place(price="187.255"),
+        place(qty="0.0000001"),
+        place(price="0"),
+        place(qty="0.000"),
+        place(qty="9" * 20),
+        place(symbol="NOPE-USD"),
+        place(type="market", tif="ioc", price=None, qty="2"),
+    ],
+)
+def test_a_place_that_is_not_plain_is_left_to_to_command(params: dict[str, Any]) -> None:
+    """Each refusal of `to_command` (and a market order) is not `plain_place`'s to make: it
+    returns None, and the general conversion words the error."""
+    params = {name: value for name, value in params.items() if value is not None}
+    params_struct: Any = decoded("order.place", params).params
+    assert wire.plain_place(params_struct, SPECS, 7, 0) is None
+
+
+def test_a_plain_quote_converts_as_quote_units() -> None:
+    quote = wire.Quote(SYMBOL, bid_px="99.5", bid_qty="2", ask_px="100.50", ask_qty="0.5")
+    units = wire.quote_units(quote, SPECS)
+    assert isinstance(units, wire.QuoteUnits)
+    plain = (units.bid_px, units.bid_qty, units.ask_px, units.ask_qty)
+    assert wire.plain_quote_units(quote, SPECS) == plain == (9_950, 2_000_000, 10_050, 500_000)
+    for other in (
+        wire.Quote(SYMBOL, bid_px="99.5", bid_qty="2", ask_qty="0"),  # a side left out
+        wire.Quote(SYMBOL, bid_px="99.555", bid_qty="1", ask_px="100", ask_qty="1"),
+        wire.Quote(SYMBOL, bid_px="99", bid_qty="1", ask_px="100", ask_qty="9" * 20),
+        wire.Quote("X", bid_px="99", bid_qty="1", ask_px="100", ask_qty="1"),
+    ):
+        assert wire.plain_quote_units(other, SPECS) is None, other
+        assert isinstance(wire.quote_units(other, SPECS), wire.QuoteUnits | WireError)
+
+
 def test_cancel_and_cancel_all_convert_without_scales() -> None:
     assert convert("order.cancel", {"order_id": 12}) == CancelOrder(account=7, order_id=12)
     assert convert("order.cancel", {"cl_ord_id": "x"}) == CancelOrder(account=7, cl_ord_id="x")
