@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     path.add_argument("--sequencer", action="store_true", help="sequencer + journal thread")
     path.add_argument("--rate", type=int, default=4_000, help="commands/s submitted")
     path.add_argument("--commands", type=int, default=16_000, help="commands submitted")
+    path.add_argument(
+        "--commit-interval-ms", type=float, default=0.0, help="the sequencer's, as configured"
+    )
 
 
 class CountingJournal(FileJournal):
@@ -44,7 +47,9 @@ class CountingJournal(FileJournal):
         super().sync()
 
 
-async def measure_sequencer(commands: int, rate: int, path: Path) -> dict[str, object]:
+async def measure_sequencer(
+    commands: int, rate: int, path: Path, commit_interval_ms: float = 0.0
+) -> dict[str, object]:
     """Submit `commands` at `rate`/s in 1 ms ticks; the journal thread's CPU and the latency."""
     workload = workloads.build("mixed", commands, seed=1)
     latencies_ms: list[float] = []
@@ -54,11 +59,18 @@ async def measure_sequencer(commands: int, rate: int, path: Path) -> dict[str, o
         latencies_ms.extend((now - e.origin) * 1e3 for e in batch if isinstance(e.origin, float))
 
     journal = CountingJournal(path)
-    sequencer = Sequencer(Venue(ledger=Ledger()), journal, lambda: time.time_ns() // 1000, release)
+    sequencer = Sequencer(
+        Venue(ledger=Ledger()),
+        journal,
+        lambda: time.time_ns() // 1000,
+        release,
+        commit_interval_s=commit_interval_ms / 1_000,
+    )
     for command in workloads.ledger_setup() + workload.setup:
         sequencer.submit(command)
     await sequencer.drain()
     cpu_before, syncs_before = sequencer.journal_cpu_seconds(), journal.syncs
+    process_cpu_before = time.process_time()
     per_tick = max(1, rate // 1_000)
     started = time.perf_counter()
     for index in range(0, commands, per_tick):
@@ -70,6 +82,7 @@ async def measure_sequencer(commands: int, rate: int, path: Path) -> dict[str, o
     await sequencer.drain()
     seconds = time.perf_counter() - started
     cpu_seconds = sequencer.journal_cpu_seconds() - cpu_before
+    process_cpu_seconds = time.process_time() - process_cpu_before
     fsyncs = max(journal.syncs - syncs_before, 1)
     sequencer.close()
     return {
@@ -81,6 +94,9 @@ async def measure_sequencer(commands: int, rate: int, path: Path) -> dict[str, o
         "commands_per_fsync": round(commands / fsyncs, 2),
         "journal_thread_cpu_us_per_command": round(cpu_seconds * 1e6 / commands, 2),
         "journal_thread_cpu_us_per_fsync": round(cpu_seconds * 1e6 / fsyncs, 1),
+        "commit_interval_ms": commit_interval_ms,
+        # the feeding loop's pacing included: compare runs of one rate only
+        "process_cpu_us_per_command": round(process_cpu_seconds * 1e6 / commands, 2),
         "release_latency_ms": percentiles(latencies_ms),
         "verified": len(latencies_ms) == commands,
     }
@@ -108,7 +124,11 @@ def run_sequencer(args: argparse.Namespace) -> int:
     if min(args.commands, args.rate) <= 0:
         raise SystemExit("--commands and --rate must be positive")
     with tempfile.TemporaryDirectory(prefix="venue-bench-journal-") as directory:
-        result = asyncio.run(measure_sequencer(args.commands, args.rate, Path(directory) / "j"))
+        result = asyncio.run(
+            measure_sequencer(
+                args.commands, args.rate, Path(directory) / "j", args.commit_interval_ms
+            )
+        )
     latency = result["release_latency_ms"]
     assert isinstance(latency, dict)
     if args.json:
@@ -118,7 +138,8 @@ def run_sequencer(args: argparse.Namespace) -> int:
             f"journal (sequencer): {args.commands:,} commands at {args.rate:,}/s in"
             f" {result['fsyncs']:,} fsyncs ({result['commands_per_fsync']} each); journal thread"
             f" CPU {result['journal_thread_cpu_us_per_command']} µs/command,"
-            f" {result['journal_thread_cpu_us_per_fsync']} µs/fsync; submit to release"
+            f" {result['journal_thread_cpu_us_per_fsync']} µs/fsync, process CPU"
+            f" {result['process_cpu_us_per_command']} µs/command; submit to release"
             f" p50 {latency['p50']} ms, p99 {latency['p99']} ms"
         )
     return 0 if result["verified"] else 1

@@ -8,6 +8,7 @@ are handed to the gateway's authentication, never to the engine.
 
 import datetime
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
@@ -33,6 +34,9 @@ class VenueSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     reserve_staleness_hours: int = 26
     ledger_postgres: str = ""  # a PostgreSQL DSN: the ledger store there; empty: SQLite file
     nats: str = ""  # NATS URL(s): the journal is a JetStream stream there; "": the file
+    # a journal commit starts no sooner than this after the previous one started (0: off);
+    # at most core.sequencer.COMMIT_INTERVAL_S_MAX
+    commit_interval_ms: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
 
 
 class LimitsSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

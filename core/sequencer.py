@@ -11,7 +11,9 @@ at the end of the turn after it comes back. When a batch is durable the thread g
 go to `release` in order; commands submitted one after another with the same origin are
 never split between batches, so their outcomes are released together. So nothing leaves
 the process before its command is on disk, and the journal holds exactly what was
-executed: replaying it rebuilds the same state.
+executed: replaying it rebuilds the same state. `commit_interval_s` (0: off) holds a
+commit back until that long after the previous one started: fewer, larger batches for
+CPU, paid in latency (docs/configuration.md, `commit_interval_ms`).
 """
 
 import asyncio
@@ -34,6 +36,7 @@ from engine.venue import Venue
 log = logging.getLogger("venue.sequencer")
 
 BATCH_COMMANDS_MAX = 10_000  # one fsync covers at most this many; the rest wait a turn
+COMMIT_INTERVAL_S_MAX = 0.1  # a commit held back longer would be felt as an outage, not a lag
 
 
 class Executed(msgspec.Struct):
@@ -108,7 +111,12 @@ class Sequencer:
         on_executed: Callable[[Executed], None] | None = None,
         on_fatal: Callable[[BaseException | None], None] | None = None,
         codec: "RecordCodec | None" = None,
+        commit_interval_s: float = 0.0,
     ) -> None:
+        if not 0 <= commit_interval_s <= COMMIT_INTERVAL_S_MAX:
+            raise ValueError(
+                f"commit_interval_s {commit_interval_s} is not within 0 to {COMMIT_INTERVAL_S_MAX}"
+            )
         self.venue = venue
         # None: a journal record is the stamped command alone (the embedded venue); the
         # cluster's records carry the command's origin too (core.nats_bus).
@@ -125,6 +133,8 @@ class Sequencer:
         self._stamped_us = -1  # the last time `stamp_us` gave (-1: none; 0 is "unstamped")
         self._pending: list[Executed] = []
         self._flush_scheduled = False
+        self.commit_interval_s = commit_interval_s
+        self._commit_started_s = float("-inf")  # the loop's time the last commit started
         self._in_flight: list[Executed] | None = None  # the batch on the journal's thread
         self._drained: list[asyncio.Future[None]] = []  # `drain` callers, woken when idle
         # The journal's thread takes (batch, loop) and gives the batch back on that loop;
@@ -198,7 +208,13 @@ class Sequencer:
     def _schedule(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._start_commit)
+            loop = asyncio.get_running_loop()
+            if self.commit_interval_s:
+                wait_s = self._commit_started_s + self.commit_interval_s - loop.time()
+                if wait_s > 0:
+                    loop.call_later(wait_s, self._start_commit)
+                    return
+            loop.call_soon(self._start_commit)
 
     def barrier(self, origin: Any, events: list[Event] | None = None) -> None:
         """Release `origin` once everything submitted so far is durable (for queries).
@@ -237,6 +253,8 @@ class Sequencer:
 
     def _send_to_journal(self, batch: list[Executed]) -> None:
         self._in_flight = batch
+        if self.commit_interval_s:
+            self._commit_started_s = asyncio.get_running_loop().time()
         if self._journal_thread is None:
             self._journal_thread = threading.Thread(
                 target=self._journal_work, name="journal", daemon=True

@@ -113,6 +113,7 @@ class VenueCore:
             on_durable=self._durable,
             on_executed=self._executed,
             codec=codec,
+            commit_interval_s=config.venue.commit_interval_ms / 1_000,
         )
         self._to_store: list[Any] = []  # at start: transfers the store may not hold yet
         # The store's SQLite connection lives on its own thread, like every write to it;

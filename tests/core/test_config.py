@@ -42,6 +42,27 @@ def test_unknown_keys_are_errors(tmp_path: Path) -> None:
         config.load(write(tmp_path, '[venue]\nport = 1\ncolour = "blue"\n'))
 
 
+@pytest.mark.parametrize("interval_ms", [-1, 101])
+def test_a_commit_interval_out_of_bounds_is_an_error(tmp_path: Path, interval_ms: int) -> None:
+    with pytest.raises(config.ConfigError, match="commit_interval_ms"):
+        config.load(write(tmp_path, f"[venue]\ncommit_interval_ms = {interval_ms}\n"))
+
+
+def test_the_commit_interval_reaches_the_sequencer(tmp_path: Path) -> None:
+    from core.venue_core import VenueCore
+    from tests.core.test_bus import Recorder
+
+    loaded = config.load(ROOT / "venue.toml")
+    venue_section = msgspec.structs.replace(loaded.venue, commit_interval_ms=4)
+    core = VenueCore(msgspec.structs.replace(loaded, venue=venue_section), tmp_path, Recorder())
+    try:
+        assert core.sequencer.commit_interval_s == 0.004
+    finally:
+        core.sequencer.close()
+        core.store_thread.close()
+        core._lock.close()
+
+
 def test_amounts_are_exact(tmp_path: Path) -> None:
     text = '[[assets]]\ncode = "USD"\nscale = 2\n[[reserves]]\nasset = "USD"\namount = "1.005"\n'
     loaded = config.load(write(tmp_path, text))

@@ -2,6 +2,7 @@
 
 import asyncio
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -215,7 +216,8 @@ def test_a_batch_never_splits_the_commands_of_one_origin() -> None:
 
 
 class GatedJournal(FileJournal):
-    """A real journal whose every fsync waits for the test to open its gate."""
+    """A real journal whose every commit (one write and flush) waits for the test to open
+    its gate."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
@@ -223,10 +225,10 @@ class GatedJournal(FileJournal):
         self.gate = threading.Semaphore(0)  # one release lets one fsync finish
         self.synced: list[int] = []  # last seq made durable by each fsync
 
-    def sync(self) -> None:
+    def commit(self, records: Sequence[tuple[int, bytes]]) -> None:
         self.syncing.release()
         assert self.gate.acquire(timeout=10), "the test never opened the gate"
-        super().sync()
+        super().commit(records)
         self.synced.append(self.last_seq())
 
 
@@ -257,7 +259,6 @@ def test_a_batch_arriving_during_an_fsync_waits_for_its_own_fsync(tmp_path: Path
         journal.gate.release()
         await sequencer.drain()
         assert released == [1, 2] and journal.synced == [1, 2]
-        journal.gate.release()  # the close syncs once more
         sequencer.close()
 
     asyncio.run(session())
@@ -305,3 +306,45 @@ def test_a_time_not_given_by_stamp_us_is_never_trusted_even_ahead_of_the_clock(
 
     now, executed = asyncio.run(session())
     assert now <= executed.command.ts_us < now + 60_000_000, "its own clock's time, not a day on"
+
+
+def test_a_commit_interval_holds_the_next_commit_back_and_gathers_a_batch(
+    tmp_path: Path,
+) -> None:
+    """With `commit_interval_s`, a commit starts no sooner than that after the previous one
+    started: what is submitted meanwhile waits and leaves as one batch. The loop's clock is
+    driven by hand, so nothing here depends on how fast the machine is."""
+    released: list[list[Executed]] = []
+
+    async def session() -> list[int]:
+        loop = asyncio.get_running_loop()
+        now = [100.0]
+        loop.time = lambda: now[0]  # type: ignore[method-assign]
+        journal = FileJournal(tmp_path / "j")
+        sequencer = Sequencer(Venue(), journal, Clock(), released.append, commit_interval_s=0.004)
+        sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
+        await sequencer.drain()  # the first commit starts at once (none before it)
+        sequencer.submit(order(1, Side.SELL, 10_000), origin="a")
+        for _ in range(5):
+            await asyncio.sleep(0)  # turns pass, the clock does not: the commit waits
+        sequencer.submit(order(1, Side.SELL, 10_001), origin="b")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        held = [journal.last_seq(), len(released)]
+        now[0] += 0.004  # the interval has passed: the held-back commit goes
+        await sequencer.drain()
+        sequencer.close()
+        return held
+
+    assert asyncio.run(session()) == [1, 1]
+    assert [[e.origin for e in batch] for batch in released] == [["list"], ["a", "b"]]
+
+
+@pytest.mark.parametrize("interval_s", [-0.001, 0.2])
+def test_a_commit_interval_out_of_bounds_is_refused(tmp_path: Path, interval_s: float) -> None:
+    journal = FileJournal(tmp_path / "j")
+    try:
+        with pytest.raises(ValueError, match="commit_interval_s"):
+            Sequencer(Venue(), journal, Clock(), lambda b: None, commit_interval_s=interval_s)
+    finally:
+        journal.close()
