@@ -14,11 +14,17 @@ from engine.units import UNITS_MAX
 from settlement.dvp import CashTerms
 from settlement.ledger import Balance
 
+# Bands remembered per market (`Market.set_reference_price`): the reference moves to every
+# trade's last price, and a book trades over a few hundred distinct prices at a time. A full
+# memo is dropped whole: at a few dozen bytes an entry, this bounds it to a few hundred KB.
+BANDS_MEMO_MAX = 4_096
+
 
 class Market:
     __slots__ = (
         "band_high",
         "band_low",
+        "bands",
         "book",
         "buy_price_max",
         "last_trade_id",
@@ -72,15 +78,23 @@ class Market:
         self.positions: dict[int, tuple[Balance, Balance]] = {}
         self.reference_price = 0
         self.band_low = self.band_high = 0
+        # (band_low, band_high, buy_price_max) by reference price: a function of the price
+        # alone (band width and tick never change after listing), so neither hashed nor
+        # snapshotted. A hit saves `band_limits` and `min`, three calls on every crossing order.
+        self.bands: dict[int, tuple[int, int, int]] = {}
         self.set_reference_price(spec.reference_price)
 
     def set_reference_price(self, price: int) -> None:
         """Move the reference price and the band around it."""
         self.reference_price = price
-        self.band_low, self.band_high = band_limits(
-            price, self.spec.price_band_bps, self.price_tick
-        )
-        self.buy_price_max = min(self.band_high, UNITS_MAX)
+        band = self.bands.get(price)
+        if band is None:
+            low, high = band_limits(price, self.spec.price_band_bps, self.price_tick)
+            band = (low, high, min(high, UNITS_MAX))
+            if len(self.bands) >= BANDS_MEMO_MAX:
+                self.bands.clear()
+            self.bands[price] = band
+        self.band_low, self.band_high, self.buy_price_max = band
 
     def below_min_notional(self, price: int, qty: int) -> bool:
         """Whether price x qty is worth less than the minimum notional (exact)."""
