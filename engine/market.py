@@ -10,7 +10,7 @@ from msgspec.structs import replace
 from engine.book import OrderBook
 from engine.enums import InstrumentStatus
 from engine.instrument import InstrumentSpec, band_limits
-from engine.units import UNITS_MAX
+from engine.units import SMALL_INT_MAX, UNITS_MAX
 from settlement.dvp import CashTerms
 from settlement.ledger import Balance
 
@@ -67,7 +67,9 @@ class Market:
         self.max_notional_scaled = spec.max_notional * self.notional_den  # 0: no cap
         # Bounds folded for the one-expression check of a plain limit (`engine.venue`): the
         # caps with "no cap" as the largest value a wire number can take, and the band's high
-        # no higher than that either (the band's low is at least a tick: above zero).
+        # no higher than that either (the band's low is at least a tick: above zero). The
+        # price and qty bounds are also at most `SMALL_INT_MAX`, so that their compares stay
+        # fast; a price or qty past it is still valid and only takes the checks one by one.
         self.qty_max_plain = self.notional_max_plain = self.buy_price_max = 0
         self._fold_caps()
         self.terms: CashTerms | None = None  # set when the venue clears through a ledger
@@ -90,7 +92,7 @@ class Market:
         band = self.bands.get(price)
         if band is None:
             low, high = band_limits(price, self.spec.price_band_bps, self.price_tick)
-            band = (low, high, min(high, UNITS_MAX))
+            band = (low, high, min(high, SMALL_INT_MAX))
             if len(self.bands) >= BANDS_MEMO_MAX:
                 self.bands.clear()
             self.bands[price] = band
@@ -113,7 +115,7 @@ class Market:
         self._fold_caps()
 
     def _fold_caps(self) -> None:
-        self.qty_max_plain = min(self.max_qty or UNITS_MAX, UNITS_MAX)
+        self.qty_max_plain = min(self.max_qty or UNITS_MAX, SMALL_INT_MAX)
         self.notional_max_plain = (
             self.max_notional_scaled or UNITS_MAX * UNITS_MAX * self.notional_num
         )
