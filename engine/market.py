@@ -10,15 +10,21 @@ from msgspec.structs import replace
 from engine.book import OrderBook
 from engine.enums import InstrumentStatus
 from engine.instrument import InstrumentSpec, band_limits
-from engine.units import UNITS_MAX
+from engine.units import SMALL_INT_MAX, UNITS_MAX
 from settlement.dvp import CashTerms
 from settlement.ledger import Balance
+
+# Bands remembered per market (`Market.set_reference_price`): the reference moves to every
+# trade's last price, and a book trades over a few hundred distinct prices at a time. A full
+# memo is dropped whole: at ~170 bytes an entry (measured), at most ~350 KB per market.
+BANDS_MEMO_MAX = 2_048
 
 
 class Market:
     __slots__ = (
         "band_high",
         "band_low",
+        "bands",
         "book",
         "buy_price_max",
         "last_trade_id",
@@ -61,7 +67,9 @@ class Market:
         self.max_notional_scaled = spec.max_notional * self.notional_den  # 0: no cap
         # Bounds folded for the one-expression check of a plain limit (`engine.venue`): the
         # caps with "no cap" as the largest value a wire number can take, and the band's high
-        # no higher than that either (the band's low is at least a tick: above zero).
+        # no higher than that either (the band's low is at least a tick: above zero). The
+        # price and qty bounds are also at most `SMALL_INT_MAX`, so that their compares stay
+        # fast; a price or qty past it is still valid and only takes the checks one by one.
         self.qty_max_plain = self.notional_max_plain = self.buy_price_max = 0
         self._fold_caps()
         self.terms: CashTerms | None = None  # set when the venue clears through a ledger
@@ -72,15 +80,23 @@ class Market:
         self.positions: dict[int, tuple[Balance, Balance]] = {}
         self.reference_price = 0
         self.band_low = self.band_high = 0
+        # (band_low, band_high, buy_price_max) by reference price: a function of the price
+        # alone (band width and tick never change after listing), so neither hashed nor
+        # snapshotted. A hit saves `band_limits` and `min`, three calls on every crossing order.
+        self.bands: dict[int, tuple[int, int, int]] = {}
         self.set_reference_price(spec.reference_price)
 
     def set_reference_price(self, price: int) -> None:
         """Move the reference price and the band around it."""
         self.reference_price = price
-        self.band_low, self.band_high = band_limits(
-            price, self.spec.price_band_bps, self.price_tick
-        )
-        self.buy_price_max = min(self.band_high, UNITS_MAX)
+        band = self.bands.get(price)
+        if band is None:
+            low, high = band_limits(price, self.spec.price_band_bps, self.price_tick)
+            band = (low, high, min(high, SMALL_INT_MAX))
+            if len(self.bands) >= BANDS_MEMO_MAX:
+                self.bands.clear()
+            self.bands[price] = band
+        self.band_low, self.band_high, self.buy_price_max = band
 
     def below_min_notional(self, price: int, qty: int) -> bool:
         """Whether price x qty is worth less than the minimum notional (exact)."""
@@ -99,7 +115,7 @@ class Market:
         self._fold_caps()
 
     def _fold_caps(self) -> None:
-        self.qty_max_plain = min(self.max_qty or UNITS_MAX, UNITS_MAX)
+        self.qty_max_plain = min(self.max_qty or UNITS_MAX, SMALL_INT_MAX)
         self.notional_max_plain = (
             self.max_notional_scaled or UNITS_MAX * UNITS_MAX * self.notional_num
         )

@@ -1,0 +1,59 @@
+"""The run-time market: its band follows the reference price through a bounded memo, and
+the bounds it folds for the venue's fast checks stay small ints."""
+
+from collections.abc import Callable
+
+from engine import market as market_module
+from engine.commands import AmendOrder
+from engine.enums import Side, TimeInForce
+from engine.events import TradeExecuted
+from engine.instrument import band_limits
+from engine.market import Market
+from engine.units import SMALL_INT_MAX
+from tests.engine.conftest import Harness, kinds, make_spec
+
+
+def test_band_follows_every_reference_price_memo_hit_or_miss() -> None:
+    spec = make_spec(price_tick=5, reference_price=10_000, price_band_bps=1_000)
+    market = Market(spec)
+    for price in [10_000, 10_005, 9_995, 10_005, 10_000, 12_345 * 5]:  # misses, then hits
+        market.set_reference_price(price)
+        low, high = band_limits(price, spec.price_band_bps, spec.price_tick)
+        assert (market.reference_price, market.band_low, market.band_high) == (price, low, high)
+        assert market.buy_price_max == min(high, SMALL_INT_MAX)
+
+
+def test_band_memo_is_bounded() -> None:
+    market = Market(make_spec(price_tick=1, reference_price=10_000))
+    bound = market_module.BANDS_MEMO_MAX
+    for price in range(10_000, 10_000 + 2 * bound + 1):
+        market.set_reference_price(price)
+        assert len(market.bands) <= bound
+    price = 10_000 + 2 * bound
+    assert market.bands[price] == (market.band_low, market.band_high, market.buy_price_max)
+
+
+def test_fast_path_bounds_stay_small_ints() -> None:
+    market = Market(make_spec(reference_price=SMALL_INT_MAX, price_band_bps=5_000))
+    assert market.band_high > SMALL_INT_MAX and market.buy_price_max == SMALL_INT_MAX
+    assert market.qty_max_plain == SMALL_INT_MAX  # no cap: the rest take the checks one by one
+    market.set_caps(max_qty=1_000, max_notional=0)
+    assert market.qty_max_plain == 1_000
+
+
+def test_prices_and_qtys_past_the_fast_bounds_trade_as_before(
+    make_harness: Callable[..., Harness],
+) -> None:
+    """Above `SMALL_INT_MAX` the one-expression checks of place and amend say "look closer";
+    the checks one by one accept the order, the amend and the trade all the same."""
+    price = SMALL_INT_MAX + 1
+    harness = make_harness(reference_price=price, price_band_bps=5_000)
+    big = SMALL_INT_MAX + 7
+    assert kinds(harness.place(1, Side.SELL, price + 5, big)) == ["OrderAccepted"]
+    assert kinds(harness.place(2, Side.BUY, price - 5, big)) == ["OrderAccepted"]
+    amended = harness.do(AmendOrder(account=1, order_id=1, price=price + 1))
+    assert kinds(amended) == ["OrderAmended"]
+    taken = harness.place(3, Side.BUY, price + 1, big, tif=TimeInForce.IOC)
+    assert kinds(taken) == ["OrderAccepted", "TradeExecuted"]
+    trade = taken[-1]
+    assert isinstance(trade, TradeExecuted) and (trade.price, trade.qty) == (price + 1, big)
