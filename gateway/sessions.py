@@ -121,17 +121,31 @@ class Sessions:
 
         A session whose transport is paused (its peer reads slower than we write) is left
         to its writer task, which waits for the buffer to drain; both take from the front
-        of the outbox only when they write, so messages keep their order.
+        of the outbox only when they write, so messages keep their order. The usual session
+        (open, taking writes, a turn's few frames) is written here inline: two calls less
+        per session (`_flush_outbox`, `_write_front`), which a fan-out to 1,000 subscribers
+        pays 1,000 times a publication.
         """
         dirty, self._dirty = self._dirty, []
         now = now_us()  # the heartbeat's clock: silence is counted from the last write
         for session in dirty:
             session.dirty = False
             session.last_sent_us = now
+            outbox = session.outbox
+            websocket = session.websocket
             try:
-                self._flush_outbox(session)
+                if (
+                    session.packed
+                    or session.closing
+                    or websocket.paused
+                    or not 0 < len(outbox) <= WRITE_BATCH_MAX  # 0: written mid-turn
+                ):
+                    self._flush_outbox(session)
+                    continue
+                websocket.send_frames(outbox)  # False: closing, nobody will read them
             except OSError:  # this peer's socket failed; its close is under way
-                session.outbox.clear()
+                pass
+            outbox.clear()
 
     def _flush_outbox(self, session: Session) -> None:
         """Write the whole outbox now, or leave the rest to the writer task once paused."""
@@ -147,8 +161,20 @@ class Sessions:
                 return
 
     def send(self, session: Session, message: bytes) -> None:
-        """Queue a message (encoded JSON): framed, or as it is for a packed session."""
-        self._queue(session, message if session.packed else frames.text_frame(message))
+        """Queue a message (encoded JSON): framed, or as it is for a packed session.
+        (`_queue`'s usual way inlined: a call less per answer and push.)"""
+        item = message if session.packed else frames.text_frame(message)
+        outbox = session.outbox
+        if session.closing or len(outbox) >= limits.SEND_QUEUE_MESSAGES_MAX:
+            self._queue(session, item)  # the rare ways: closing, or full
+            return
+        outbox.append(item)
+        if not session.dirty:
+            session.dirty = True
+            dirty = self._dirty
+            dirty.append(session)
+            if len(dirty) == 1:
+                asyncio.get_running_loop().call_soon(self.flush_outboxes)
 
     def _queue(self, session: Session, item: bytes) -> None:
         """Queue a frame (packed: a payload); a full outbox means the client stopped
@@ -183,20 +209,17 @@ class Sessions:
         return len(session.outbox) < limits.SEND_QUEUE_MESSAGES_MAX
 
     def fan_out(self, sessions: Iterable[Session], payload: bytes) -> None:
-        """Queue one message for many sessions (a public stream's subscribers), framed at
-        most once: per session a reference to the frame (packed: to the payload) is
-        appended, nothing is built. The rare cases (closing, a full outbox) take `_queue`'s
+        """Queue one message for many sessions (a public stream's subscribers), framed
+        once: per session a reference to the frame (packed: to the payload) is appended,
+        nothing is built. The rare cases (closing, a full outbox) take `_queue`'s
         path."""
         dirty = self._dirty
         was_clean = not dirty
         queued_max = limits.SEND_QUEUE_MESSAGES_MAX
-        frame = b""  # built for the first session that is not packed
+        frame = frames.text_frame(payload)  # once, up front: no test per session for it
         for session in sessions:
             outbox = session.outbox
-            if session.packed:
-                item = payload
-            else:
-                item = frame = frame or frames.text_frame(payload)
+            item = payload if session.packed else frame
             if session.closing or len(outbox) >= queued_max:
                 self._queue(session, item)
                 continue
