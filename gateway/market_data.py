@@ -21,8 +21,8 @@ from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
-from itertools import islice
-from operator import neg
+from itertools import compress, filterfalse, islice, repeat
+from operator import itemgetter, neg
 from typing import Any, NamedTuple
 
 import msgspec
@@ -31,7 +31,6 @@ from sortedcontainers import SortedDict, SortedList
 
 from engine.enums import InstrumentKind, InstrumentStatus, OrderType, Side, TimeInForce
 from engine.events import (
-    BalanceChanged,
     Event,
     InstrumentListed,
     InstrumentStatusChanged,
@@ -44,7 +43,6 @@ from engine.events import (
     SelfTradePrevented,
     SharesSplit,
     TradeExecuted,
-    TradeSettled,
 )
 from engine.instrument import TBILL_PRICE_PER, InstrumentSpec, band_limits
 from engine.units import format_units
@@ -75,6 +73,22 @@ LEVEL_TEXTS_MAX = 10_000
 assert min(BOOK_DEPTHS) >= CHECKSUM_LEVELS, "every tier must hold the checksummed levels"
 assert list(BOOK_DEPTHS) == sorted(BOOK_DEPTHS), "tiers ascend: the deepest is computed once"
 
+# The events market data reads (`MarketData.on_events`); the others are the ledger's.
+_PUBLIC_EVENTS = frozenset(
+    {
+        OrderAccepted,
+        OrderAmended,
+        OrderCanceled,
+        OrderExpired,
+        SelfTradePrevented,
+        TradeExecuted,
+        InstrumentListed,
+        InstrumentStatusChanged,
+        ReferencePriceSet,
+        OrderCapsSet,
+        SharesSplit,
+    }
+)
 _BOOK = 1  # what changed in a symbol during the turn, as bit flags
 _TRADES = 2
 _REFERENCE = 4
@@ -668,18 +682,24 @@ def _checksum(market: "_Market") -> int:
 
 def _rows(levels: Iterable[Level], market: "_Market") -> list[list[str]]:
     # Levels near the touch recur every turn: their rows are remembered (`_LevelRows`).
-    rows = market.level_rows
-    return [rows[level] for level in levels]
+    return list(map(market.level_rows.__getitem__, levels))  # in C: no bytecode a level
+
+
+_price_of = itemgetter(0)
 
 
 def _diff(before: list[Level], after: list[Level], sign: int) -> list[Level]:
-    """The levels to send so that `before` becomes `after`: new totals, and 0 for the gone."""
+    """The levels to send so that `before` becomes `after`: new totals, and 0 for the gone.
+
+    All in C, no bytecode a level (a Python loop over the tier's levels cost ~10 each): the
+    levels of `after` not in `before` (new, or a new size: prices are distinct on a side),
+    in `after`'s order, then the prices that left, as 0, everything sorted best first."""
     if before is after or before == after:  # the same list: the side's top was not touched
         return []
-    old = dict(before)
-    changes = [(p, q) for p, q in after if old.pop(p, None) != q]
-    if old:  # levels that left the top: deleted or pushed below the depth
-        changes.extend((p, 0) for p in old)
+    changes = list(filterfalse(set(before).__contains__, after))
+    gone = dict(before).keys() - map(_price_of, after)
+    if gone:  # levels that left the top: deleted or pushed below the depth
+        changes.extend(zip(gone, repeat(0)))
         changes.sort(reverse=sign < 0)  # prices are distinct: the quantities never decide
     return changes
 
@@ -704,13 +724,15 @@ class MarketData:
         self._touched: defaultdict[str, int] = defaultdict(int)
         self._minute = -1  # of the last flush: the ticker windows move once a minute
         # the rare events' (the trading path's are `on_events`' own)
-        self._handlers: dict[type[Event], Callable[[Any], None]] = {
+        self._handlers: dict[type[Event], Callable[[Any], None]] = {  # rare: not inlined
             InstrumentListed: self._listed,
             InstrumentStatusChanged: self._status_changed,
             ReferencePriceSet: self._reference_set,
             OrderCapsSet: self._caps_set,
             SharesSplit: self._split,
         }
+        inline = {OrderAccepted, OrderAmended, OrderCanceled, OrderExpired, SelfTradePrevented}
+        assert inline | {TradeExecuted} | set(self._handlers) == _PUBLIC_EVENTS, "drifted"
 
     @classmethod
     def from_venue(cls, venue: Venue, epoch: int, candles: Candles | None = None) -> "MarketData":
@@ -738,21 +760,21 @@ class MarketData:
 
     # ----------------------------------------------------------------- input
 
-    def on_events(self, events: Iterable[Event]) -> None:
+    def on_events(self, events: Sequence[Event]) -> None:
         """Apply durable engine events; what they change goes out at the next `flush`.
 
         The four events of the trading path (amends, accepts, trades, cancels) are handled
         here, inline, rather than by a method each: per event that saves a handler looked up
         in a dict and a call (~25 bytecodes of the ~75 a requote's amend cost), and the maps
         are loaded once per command; the ledger's events, as many again (most of a trade's),
-        are passed over at the first test. The rarer ones go to their methods in `_handlers`."""
+        are filtered out before the loop. The rarer ones go to their methods in `_handlers`."""
         orders = self._orders
         touched = self._touched
         event: Any  # its class is tested by `is` on a local, which mypy does not narrow
-        for event in events:
+        # Only the events market data reads, picked in C: the ledger's (a trade's
+        # settlement and balances, an amend's hold) cost no bytecode at all.
+        for event in compress(events, map(_PUBLIC_EVENTS.__contains__, map(type, events))):
             kind = event.__class__  # an attribute: two bytecodes and no call less than type()
-            if kind is BalanceChanged or kind is TradeSettled:
-                continue  # the ledger's, most of a trade's events: nothing public
             if kind is OrderAmended:  # a requoting maker's every command
                 resting = orders.get(event.order_id)
                 assert resting is not None, f"amended order {event.order_id} is not in the book"
@@ -789,9 +811,7 @@ class MarketData:
                     resting.levels.delta[resting.price] -= resting.leaves
                     touched[event.symbol] |= _BOOK
             else:
-                handler = self._handlers.get(kind)
-                if handler is not None:
-                    handler(event)
+                self._handlers[kind](event)
 
     def _settle(self) -> None:
         """The touched books take their summed changes (see `_Levels`): at the flush, so the
