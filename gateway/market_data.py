@@ -16,13 +16,13 @@ best first, as `price:qty` joined by `|`, in the decimal strings sent; for examp
 
 import datetime
 import zlib
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
-from itertools import compress, filterfalse, islice, repeat
-from operator import itemgetter, neg
+from itertools import islice
+from operator import neg
 from typing import Any, NamedTuple
 
 import msgspec
@@ -31,6 +31,7 @@ from sortedcontainers import SortedDict, SortedList
 
 from engine.enums import InstrumentKind, InstrumentStatus, OrderType, Side, TimeInForce
 from engine.events import (
+    BalanceChanged,
     Event,
     InstrumentListed,
     InstrumentStatusChanged,
@@ -43,6 +44,7 @@ from engine.events import (
     SelfTradePrevented,
     SharesSplit,
     TradeExecuted,
+    TradeSettled,
 )
 from engine.instrument import TBILL_PRICE_PER, InstrumentSpec, band_limits
 from engine.units import format_units
@@ -73,22 +75,6 @@ LEVEL_TEXTS_MAX = 10_000
 assert min(BOOK_DEPTHS) >= CHECKSUM_LEVELS, "every tier must hold the checksummed levels"
 assert list(BOOK_DEPTHS) == sorted(BOOK_DEPTHS), "tiers ascend: the deepest is computed once"
 
-# The events market data reads (`MarketData.on_events`); the others are the ledger's.
-_PUBLIC_EVENTS = frozenset(
-    {
-        OrderAccepted,
-        OrderAmended,
-        OrderCanceled,
-        OrderExpired,
-        SelfTradePrevented,
-        TradeExecuted,
-        InstrumentListed,
-        InstrumentStatusChanged,
-        ReferencePriceSet,
-        OrderCapsSet,
-        SharesSplit,
-    }
-)
 _BOOK = 1  # what changed in a symbol during the turn, as bit flags
 _TRADES = 2
 _REFERENCE = 4
@@ -198,9 +184,7 @@ class _Levels:
         self._texts = texts  # the market's, shared by both sides
         self.qty: dict[int, int] = {}
         self.keys = SortedList()
-        # price -> change not yet applied; a defaultdict: `delta[price] += qty` saves the
-        # `get` call per event that a plain dict needs
-        self.delta: defaultdict[int, int] = defaultdict(int)
+        self.delta: dict[int, int] = {}  # price -> change not yet applied
         self._top: list[Level] | None = None  # the best `_top_max` levels, or None: stale
         self._top_max = 0
         self._places: dict[int, int] | None = None  # price -> index in `_top`, made on use
@@ -209,10 +193,12 @@ class _Levels:
         self._segments: list[str] = []  # its "price:qty" parts ("" to join them again)
 
     def add(self, price: int, qty: int) -> None:
-        self.delta[price] += qty
+        delta = self.delta
+        delta[price] = delta.get(price, 0) + qty
 
     def take(self, price: int, qty: int) -> None:
-        self.delta[price] -= qty
+        delta = self.delta
+        delta[price] = delta.get(price, 0) - qty
 
     def settle(self) -> None:
         """Apply the changes summed since the last settle (those that cancel out: none).
@@ -685,21 +671,14 @@ def _rows(levels: Iterable[Level], market: "_Market") -> list[list[str]]:
     return list(map(market.level_rows.__getitem__, levels))  # in C: no bytecode a level
 
 
-_price_of = itemgetter(0)
-
-
 def _diff(before: list[Level], after: list[Level], sign: int) -> list[Level]:
-    """The levels to send so that `before` becomes `after`: new totals, and 0 for the gone.
-
-    All in C, no bytecode a level (a Python loop over the tier's levels cost ~10 each): the
-    levels of `after` not in `before` (new, or a new size: prices are distinct on a side),
-    in `after`'s order, then the prices that left, as 0, everything sorted best first."""
+    """The levels to send so that `before` becomes `after`: new totals, and 0 for the gone."""
     if before is after or before == after:  # the same list: the side's top was not touched
         return []
-    changes = list(filterfalse(set(before).__contains__, after))
-    gone = dict(before).keys() - map(_price_of, after)
-    if gone:  # levels that left the top: deleted or pushed below the depth
-        changes.extend(zip(gone, repeat(0)))
+    old = dict(before)
+    changes = [(p, q) for p, q in after if old.pop(p, None) != q]
+    if old:  # levels that left the top: deleted or pushed below the depth
+        changes.extend((p, 0) for p in old)
         changes.sort(reverse=sign < 0)  # prices are distinct: the quantities never decide
     return changes
 
@@ -720,19 +699,16 @@ class MarketData:
         self.candles = Candles() if candles is None else candles  # the server's: they persist
         self._markets: dict[str, _Market] = {}
         self._orders: dict[int, _Resting] = {}  # resting orders; as many as the venue holds
-        # symbol -> what changed this turn (flags); a defaultdict: `|=` with no `get` call
-        self._touched: defaultdict[str, int] = defaultdict(int)
+        self._touched: dict[str, int] = {}  # symbol -> what changed this turn (flags)
         self._minute = -1  # of the last flush: the ticker windows move once a minute
         # the rare events' (the trading path's are `on_events`' own)
-        self._handlers: dict[type[Event], Callable[[Any], None]] = {  # rare: not inlined
+        self._handlers: dict[type[Event], Callable[[Any], None]] = {
             InstrumentListed: self._listed,
             InstrumentStatusChanged: self._status_changed,
             ReferencePriceSet: self._reference_set,
             OrderCapsSet: self._caps_set,
             SharesSplit: self._split,
         }
-        inline = {OrderAccepted, OrderAmended, OrderCanceled, OrderExpired, SelfTradePrevented}
-        assert inline | {TradeExecuted} | set(self._handlers) == _PUBLIC_EVENTS, "drifted"
 
     @classmethod
     def from_venue(cls, venue: Venue, epoch: int, candles: Candles | None = None) -> "MarketData":
@@ -760,34 +736,38 @@ class MarketData:
 
     # ----------------------------------------------------------------- input
 
-    def on_events(self, events: Sequence[Event]) -> None:
+    def on_events(self, events: Iterable[Event]) -> None:
         """Apply durable engine events; what they change goes out at the next `flush`.
 
         The four events of the trading path (amends, accepts, trades, cancels) are handled
         here, inline, rather than by a method each: per event that saves a handler looked up
         in a dict and a call (~25 bytecodes of the ~75 a requote's amend cost), and the maps
         are loaded once per command; the ledger's events, as many again (most of a trade's),
-        are filtered out before the loop. The rarer ones go to their methods in `_handlers`."""
+        are passed over at the first test. The rarer ones go to their methods in `_handlers`.
+        (Bytecodes are not instructions: `type(event)` is a specialised call, cheaper than
+        `event.__class__`; filtering the ledger's events out with `compress` and `map`, a
+        defaultdict's `+=` and a diff by set differences each cut bytecodes and cost more
+        instructions, callgrind.)"""
         orders = self._orders
         touched = self._touched
         event: Any  # its class is tested by `is` on a local, which mypy does not narrow
-        # Only the events market data reads, picked in C: the ledger's (a trade's
-        # settlement and balances, an amend's hold) cost no bytecode at all.
-        for event in compress(events, map(_PUBLIC_EVENTS.__contains__, map(type, events))):
-            kind = event.__class__  # an attribute: two bytecodes and no call less than type()
+        for event in events:
+            kind = type(event)
+            if kind is BalanceChanged or kind is TradeSettled:
+                continue  # the ledger's, most of a trade's events: nothing public
             if kind is OrderAmended:  # a requoting maker's every command
                 resting = orders.get(event.order_id)
                 assert resting is not None, f"amended order {event.order_id} is not in the book"
                 delta = resting.levels.delta
-                delta[resting.price] -= resting.leaves
+                delta[resting.price] = delta.get(resting.price, 0) - resting.leaves
                 leaves = event.leaves_qty
                 if leaves:
                     price = resting.price = event.price
                     resting.leaves = leaves
-                    delta[price] += leaves
+                    delta[price] = delta.get(price, 0) + leaves
                 else:
                     del orders[event.order_id]
-                touched[event.symbol] |= _BOOK
+                touched[event.symbol] = touched.get(event.symbol, 0) | _BOOK
             elif kind is TradeExecuted:
                 self._traded(event, orders)
             elif kind is OrderAccepted:
@@ -803,15 +783,19 @@ class MarketData:
                 levels = market.bids if event.side is Side.BUY else market.asks
                 price = event.price
                 orders[event.order_id] = _Resting(levels, price, event.qty)
-                levels.delta[price] += event.qty
-                touched[symbol] |= _BOOK
+                delta = levels.delta
+                delta[price] = delta.get(price, 0) + event.qty
+                touched[symbol] = touched.get(symbol, 0) | _BOOK
             elif kind is OrderCanceled or kind is OrderExpired or kind is SelfTradePrevented:
                 resting = orders.pop(event.order_id, None)
                 if resting is not None:
-                    resting.levels.delta[resting.price] -= resting.leaves
-                    touched[event.symbol] |= _BOOK
+                    delta = resting.levels.delta
+                    delta[resting.price] = delta.get(resting.price, 0) - resting.leaves
+                    touched[event.symbol] = touched.get(event.symbol, 0) | _BOOK
             else:
-                self._handlers[kind](event)
+                handler = self._handlers.get(kind)
+                if handler is not None:
+                    handler(event)
 
     def _settle(self) -> None:
         """The touched books take their summed changes (see `_Levels`): at the flush, so the
@@ -830,7 +814,7 @@ class MarketData:
         return market
 
     def _touch(self, symbol: str, flags: int) -> None:
-        self._touched[symbol] |= flags
+        self._touched[symbol] = self._touched.get(symbol, 0) | flags
 
     def _list(self, spec: InstrumentSpec, status: InstrumentStatus, ts_us: int) -> _Market:
         assert spec.symbol not in self._markets, f"{spec.symbol} listed twice"
@@ -847,16 +831,20 @@ class MarketData:
         candles and the reference price. (The fills inlined: two calls a trade less.)"""
         maker = orders.get(event.maker_order_id)  # `_Levels.take`, inlined per side
         if maker is not None:
+            delta = maker.levels.delta
+            price = maker.price
             leaves_qty = event.maker_leaves_qty
-            maker.levels.delta[maker.price] -= maker.leaves - leaves_qty
+            delta[price] = delta.get(price, 0) - (maker.leaves - leaves_qty)
             if leaves_qty:
                 maker.leaves = leaves_qty
             else:
                 del orders[event.maker_order_id]
         taker = orders.get(event.taker_order_id)  # a gtc or gtd limit order rests at accept
         if taker is not None:
+            delta = taker.levels.delta
+            price = taker.price
             leaves_qty = event.taker_leaves_qty
-            taker.levels.delta[taker.price] -= taker.leaves - leaves_qty
+            delta[price] = delta.get(price, 0) - (taker.leaves - leaves_qty)
             if leaves_qty:
                 taker.leaves = leaves_qty
             else:
@@ -869,7 +857,7 @@ class MarketData:
         if market.reference_price != event.price:  # the engine's band follows the last trade
             market.reference_price = event.price
             flags |= _REFERENCE
-        self._touched[symbol] |= flags  # `_touch`, inlined: once per trade
+        self._touched[symbol] = self._touched.get(symbol, 0) | flags
 
     def _listed(self, event: InstrumentListed) -> None:
         self._list(event.spec, InstrumentStatus.OPEN, event.ts_us)

@@ -7,8 +7,10 @@ fills up (`limits.SEND_QUEUE_MESSAGES_MAX`) is written at once if the peer's tra
 writes (a burst); full behind a paused transport, the client stopped reading:
 `slow_consumer`, close 4002. A packed session (`?pack=1`) queues payloads, not frames, and
 each write sends them as one frame holding a JSON array (`_write_packed`); the outbox counts
-messages either way. What a session asked for (logon, streams) is kept here; what it means
-is the dispatcher's and the streams' business.
+messages either way. A fan-out or a flush of `MANY_SESSIONS` or more (a publication's
+subscribers) does its per-session work in C when every session is in the usual state.
+What a session asked for (logon, streams) is kept here; what it means is the dispatcher's
+and the streams' business.
 """
 
 import asyncio
