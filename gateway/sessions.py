@@ -7,19 +7,16 @@ fills up (`limits.SEND_QUEUE_MESSAGES_MAX`) is written at once if the peer's tra
 writes (a burst); full behind a paused transport, the client stopped reading:
 `slow_consumer`, close 4002. A packed session (`?pack=1`) queues payloads, not frames, and
 each write sends them as one frame holding a JSON array (`_write_packed`); the outbox counts
-messages either way. A fan-out or a flush of `MANY_SESSIONS` or more (a publication's
-subscribers) does its per-session work in C when every session is in the usual state.
-What a session asked for (logon, streams) is kept here; what it means is the dispatcher's
-and the streams' business.
+messages either way. What a session asked for (logon, streams) is kept here; what it means
+is the dispatcher's and the streams' business.
 """
 
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import compress, islice, repeat
-from operator import attrgetter, itemgetter, not_
+from itertools import islice
 from typing import Any
 
 from core.venue_core import now_us
@@ -124,15 +121,15 @@ class Sessions:
 
         A session whose transport is paused (its peer reads slower than we write) is left
         to its writer task, which waits for the buffer to drain; both take from the front
-        of the outbox only when they write, so messages keep their order. Many sessions in
-        the usual state (a publication's subscribers) are written in C (`_write_all`); else
-        the usual session (open, taking writes, a turn's few frames, or a packed one's one
-        message) is written inline here, two or three calls less than `_flush_outbox`.
+        of the outbox only when they write, so messages keep their order. The usual session
+        (open, taking writes, a turn's few frames, or a packed one's one message) is written
+        inline here: two to four calls less than `_flush_outbox` per session, which a
+        publication to 1,000 subscribers pays 1,000 times. (Not in C: `attrgetter` and
+        `setattr` over the sessions cost more instructions than the specialised attribute
+        bytecodes of this loop, callgrind.)
         """
         dirty, self._dirty = self._dirty, []
         now = now_us()  # the heartbeat's clock: silence is counted from the last write
-        if len(dirty) >= MANY_SESSIONS and _write_all(dirty, now):
-            return
         last_payload = b""  # a packed session's one message, framed once for the next too
         last_frames: tuple[bytes, ...] = ()
         for session in dirty:
@@ -221,29 +218,28 @@ class Sessions:
             session.outbox.clear()
         return len(session.outbox) < limits.SEND_QUEUE_MESSAGES_MAX
 
-    def fan_out(self, sessions: Collection[Session], payload: bytes) -> None:
+    def fan_out(self, sessions: Iterable[Session], payload: bytes) -> None:
         """Queue one message for many sessions (a public stream's subscribers), framed at
         most once: per session a reference to the frame (packed: to the payload) is
-        appended, nothing is built. Many sessions in the usual state are queued in C
-        (`_fan_out_all`); the rare cases (closing, a full outbox) take `_queue`'s path."""
+        appended, nothing is built. The rare cases (closing, a full outbox) take `_queue`'s
+        path."""
         dirty = self._dirty
         was_clean = not dirty
-        if len(sessions) < MANY_SESSIONS or not _fan_out_all(dirty, sessions, payload):
-            queued_max = limits.SEND_QUEUE_MESSAGES_MAX
-            frame = b""  # built for the first session that is not packed
-            for session in sessions:
-                outbox = session.outbox
-                if session.packed:
-                    item = payload
-                else:
-                    item = frame = frame or frames.text_frame(payload)
-                if session.closing or len(outbox) >= queued_max:
-                    self._queue(session, item)
-                    continue
-                outbox.append(item)
-                if not session.dirty:
-                    session.dirty = True
-                    dirty.append(session)
+        queued_max = limits.SEND_QUEUE_MESSAGES_MAX
+        frame = b""  # built for the first session that is not packed
+        for session in sessions:
+            outbox = session.outbox
+            if session.packed:
+                item = payload
+            else:
+                item = frame = frame or frames.text_frame(payload)
+            if session.closing or len(outbox) >= queued_max:
+                self._queue(session, item)
+                continue
+            outbox.append(item)
+            if not session.dirty:
+                session.dirty = True
+                dirty.append(session)
         if was_clean and dirty:
             asyncio.get_running_loop().call_soon(self.flush_outboxes)
 
@@ -281,73 +277,6 @@ def peer(session: Session) -> str:
     """The peer's `host:port`, for the log."""
     address = session.websocket.peer
     return f"{address[0]}:{address[1]}" if address else "?"
-
-
-# From this many sessions on, a fan-out and a flush do their per-session work in C, with
-# no bytecode per session (~20 and ~40 each otherwise); below it the passes' fixed cost
-# (~10 bytecodes each) is more than the Python loop's
-MANY_SESSIONS = 8
-_outbox_of = attrgetter("outbox")
-_websocket_of = attrgetter("websocket")
-_closing_of = attrgetter("closing")
-_packed_of = attrgetter("packed")
-_dirty_of = attrgetter("dirty")
-_paused_of = attrgetter("paused")
-_first = itemgetter(0)
-_consume: Callable[[Iterable[Any]], None] = deque(maxlen=0).extend  # runs an iterator out, in C
-_send_frames = transport.Connection.send_frames
-
-
-def _fan_out_all(dirty: list[Session], sessions: Collection[Session], payload: bytes) -> bool:
-    """`Sessions.fan_out` in C for sessions none of which is closing or has a full outbox;
-    False, nothing queued, if one is (the caller's loop then takes each by `_queue`)."""
-    outboxes = list(map(_outbox_of, sessions))
-    queued_max = limits.SEND_QUEUE_MESSAGES_MAX
-    if any(map(_closing_of, sessions)) or max(map(len, outboxes)) >= queued_max:
-        return False
-    packed = list(map(_packed_of, sessions))
-    if all(packed):
-        _consume(map(deque.append, outboxes, repeat(payload)))
-    else:  # (frame, payload)[packed]: each session's item chosen in C
-        choices = (frames.text_frame(payload), payload)
-        _consume(map(deque.append, outboxes, map(choices.__getitem__, packed)))
-    fresh = list(compress(sessions, map(not_, map(_dirty_of, sessions))))
-    _consume(map(setattr, fresh, repeat("dirty"), repeat(True)))
-    dirty += fresh
-    return True
-
-
-def _write_all(dirty: list[Session], now: int) -> bool:
-    """`Sessions.flush_outboxes` in C for sessions all open to writes (not closing, not
-    paused) with 1 to `WRITE_BATCH_MAX` frames each, or all packed with one message each:
-    one `send_frames` per session; False, nothing written, if they are not."""
-    outboxes = list(map(_outbox_of, dirty))
-    websockets = list(map(_websocket_of, dirty))
-    if (
-        any(map(_closing_of, dirty))
-        or any(map(_paused_of, websockets))
-        or not min(map(len, outboxes))  # 0: written mid-turn
-        or max(map(len, outboxes)) > WRITE_BATCH_MAX
-    ):
-        return False
-    packed = list(map(_packed_of, dirty))
-    written: Iterable[Iterable[bytes]] = outboxes
-    if any(packed):
-        if not all(packed) or max(map(len, outboxes)) > 1:
-            return False
-        # a message's array frame, in a tuple of one: framed once for all who get it
-        written = zip(map(_array_of_one, map(_first, outboxes)))
-    _consume(map(setattr, dirty, repeat("dirty"), repeat(False)))
-    _consume(map(setattr, dirty, repeat("last_sent_us"), repeat(now)))
-    writes = map(_send_frames, websockets, written)  # False: closing, nobody will read them
-    while True:
-        try:
-            _consume(writes)
-            break
-        except OSError:  # this peer's socket failed (its close is under way): the next
-            continue
-    _consume(map(deque.clear, outboxes))
-    return True
 
 
 def _write_front(websocket: transport.Connection, outbox: deque[bytes], packed: bool) -> bool:

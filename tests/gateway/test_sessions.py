@@ -1,5 +1,6 @@
-"""gateway.sessions: a fan-out to many sessions and their flush, done in C (`_fan_out_all`,
-`_write_all`) from `MANY_SESSIONS` on, against real subscribers of a real server.
+"""gateway.sessions: a fan-out to many sessions and their flush (`Sessions.flush_outboxes`
+writes the usual session inline, a packed one's one message framed once for all), against
+real subscribers of a real server.
 
 Each subscriber must get every public message, the same bytes, packed or not; a slow
 consumer among many is still cut off (4002) while the others get everything.
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from gateway import limits, sessions
+from gateway import limits
 from tests.conftest import Venue
 from tests.gateway.test_server_packed import (
     SYMBOL,
@@ -24,7 +25,7 @@ from tests.gateway.test_server_packed import (
 )
 from tests.gateway.test_server_streams import busy_trading, open_slow_consumer
 
-FOLLOWERS = sessions.MANY_SESSIONS + 2  # enough for the C paths, whatever else is connected
+FOLLOWERS = 10  # packed, unpacked or both in one publication's flush
 ORDERS = 20
 
 
