@@ -72,25 +72,27 @@ class _Current:
     """A symbol's bars that take its next trade, while it falls in the same minute: a
     minute lies within one bar of every longer interval, so one test covers them all.
 
-    A trade updates the minute's bar only; the longer bars are brought up to it (`sync`)
-    before anything reads them: the minute lies within each, so its high, low and close are
-    theirs too, and its volume adds to what each held before the minute. That saves three
-    bars' updates a trade (most of `add`'s work on the publishing path).
+    A trade updates the minute's bar and a trade count only; the longer bars, the count of
+    the ticker's window and the last price are brought up to it (`Candles._sync`) before
+    anything reads them: the minute lies within each longer bar, so its high, low and close
+    are theirs too, and its volume adds to what each held before the minute. That saves
+    three bars' updates a trade (most of `add`'s work on the publishing path).
     """
 
-    __slots__ = ("bars", "before", "count", "end_us", "stale", "start_us")
+    __slots__ = ("bars", "before", "count", "end_us", "stale", "start_us", "trades")
 
     def __init__(self, start_us: int, bars: list[Bar], count: list[int]) -> None:
         self.start_us = start_us
         self.end_us = start_us + INTERVALS_US["1m"]
         self.bars = bars  # the newest bar of each interval, the minute's first
         self.count = count  # [minute, trades] of the ticker's window
+        self.trades = 0  # the minute's trades not yet in `count`
         minute = bars[0]
         self.before = [bar[5] - minute[5] for bar in bars[1:]]  # their volume before it
-        self.stale = False  # the longer bars lag the minute's
+        self.stale = False  # the longer bars, `count` and the last price lag the minute's
 
     def sync(self) -> None:
-        """Bring the longer bars up to the minute's."""
+        """Bring the longer bars and the trade count up to the minute's."""
         minute = self.bars[0]
         high, low, close, volume = minute[2], minute[3], minute[4], minute[5]
         for bar, before in zip(self.bars[1:], self.before, strict=True):
@@ -100,6 +102,8 @@ class _Current:
                 bar[3] = low
             bar[4] = close
             bar[5] = before + volume
+        self.count[1] += self.trades
+        self.trades = 0
         self.stale = False
 
 
@@ -121,11 +125,10 @@ class Candles:
                 bar[2] = price
             elif price < bar[3]:  # high >= low: a price is never beyond both
                 bar[3] = price
-            bar[4] = price
+            bar[4] = price  # also the last price, which `_sync` copies (a dict store saved)
             bar[5] += qty
-            current.count[1] += 1
+            current.trades += 1
             current.stale = True
-            self._last[symbol] = price
             return
         self._sync(symbol)
         bars = [self._add_to(symbol, interval, ts_us, price, qty) for interval in INTERVALS_US]
@@ -159,10 +162,12 @@ class Candles:
         return bar
 
     def _sync(self, symbol: str) -> None:
-        """The symbol's longer bars brought up to its current minute (see `_Current`)."""
+        """The symbol's longer bars, trade count and last price brought up to its current
+        minute (see `_Current`)."""
         current = self._current.get(symbol)
         if current is not None and current.stale:
             current.sync()
+            self._last[symbol] = current.bars[0][4]
 
     def bars(self, symbol: str, interval: str, limit: int) -> list[Bar]:
         """The newest `limit` bars, oldest first."""
@@ -177,6 +182,7 @@ class Candles:
     def ticker(self, spec: InstrumentSpec, now_us: int) -> Ticker:
         """The last price and the 24 h window (the current minute and the 1,439 before it)."""
         symbol = spec.symbol
+        self._sync(symbol)
         first_minute = now_us // INTERVALS_US["1m"] - TICKER_WINDOW_BARS + 1
         first_us = first_minute * INTERVALS_US["1m"]
         window = [b for b in self._series.get((symbol, "1m"), ()) if b[0] >= first_us]
@@ -207,6 +213,7 @@ class Candles:
     def minutes(self, symbol: str) -> list[list[int]]:
         """The 1-minute bars as the `ticker` channel's buckets, oldest first:
         [minute, high, low, volume, trades] (what it rebuilds its 24 h window from)."""
+        self._sync(symbol)
         counts = {minute: n for minute, n in self._trades.get(symbol, ())}
         minute_us = INTERVALS_US["1m"]
         return [
@@ -216,6 +223,7 @@ class Candles:
 
     def last(self, symbol: str) -> int:
         """The last trade price, 0 before any."""
+        self._sync(symbol)
         return self._last.get(symbol, 0)
 
     def split(self, symbol: str, ratio_new: int, ratio_old: int, tick: int) -> None:

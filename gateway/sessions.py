@@ -121,17 +121,41 @@ class Sessions:
 
         A session whose transport is paused (its peer reads slower than we write) is left
         to its writer task, which waits for the buffer to drain; both take from the front
-        of the outbox only when they write, so messages keep their order.
+        of the outbox only when they write, so messages keep their order. The usual session
+        (open, taking writes, a turn's few frames, or a packed one's one message) is written
+        inline here: two to four calls less than `_flush_outbox` per session, which a
+        publication to 1,000 subscribers pays 1,000 times. (Not in C: `attrgetter` and
+        `setattr` over the sessions cost more instructions than the specialised attribute
+        bytecodes of this loop, callgrind.)
         """
         dirty, self._dirty = self._dirty, []
         now = now_us()  # the heartbeat's clock: silence is counted from the last write
+        last_payload = b""  # a packed session's one message, framed once for the next too
+        last_frames: tuple[bytes, ...] = ()
         for session in dirty:
             session.dirty = False
             session.last_sent_us = now
+            outbox = session.outbox
+            websocket = session.websocket
             try:
-                self._flush_outbox(session)
+                if (
+                    session.closing
+                    or websocket.paused
+                    or not 0 < len(outbox) <= WRITE_BATCH_MAX  # 0: written mid-turn
+                    or (session.packed and len(outbox) > 1)
+                ):
+                    self._flush_outbox(session)
+                    continue
+                if session.packed:  # `_write_packed`'s one message
+                    if outbox[0] is not last_payload:
+                        last_payload = outbox[0]
+                        last_frames = (_array_of_one(last_payload),)
+                    websocket.send_frames(last_frames)
+                else:
+                    websocket.send_frames(outbox)  # False: closing, nobody will read them
             except OSError:  # this peer's socket failed; its close is under way
-                session.outbox.clear()
+                pass
+            outbox.clear()
 
     def _flush_outbox(self, session: Session) -> None:
         """Write the whole outbox now, or leave the rest to the writer task once paused."""
@@ -147,8 +171,20 @@ class Sessions:
                 return
 
     def send(self, session: Session, message: bytes) -> None:
-        """Queue a message (encoded JSON): framed, or as it is for a packed session."""
-        self._queue(session, message if session.packed else frames.text_frame(message))
+        """Queue a message (encoded JSON): framed, or as it is for a packed session.
+        (`_queue`'s usual way inlined: a call less per answer and push.)"""
+        item = message if session.packed else frames.text_frame(message)
+        outbox = session.outbox
+        if session.closing or len(outbox) >= limits.SEND_QUEUE_MESSAGES_MAX:
+            self._queue(session, item)  # the rare ways: closing, or full
+            return
+        outbox.append(item)
+        if not session.dirty:
+            session.dirty = True
+            dirty = self._dirty
+            dirty.append(session)
+            if len(dirty) == 1:
+                asyncio.get_running_loop().call_soon(self.flush_outboxes)
 
     def _queue(self, session: Session, item: bytes) -> None:
         """Queue a frame (packed: a payload); a full outbox means the client stopped

@@ -172,3 +172,17 @@ def test_every_bar_is_current_when_read_between_trades_of_one_minute() -> None:
     for interval, bars in naive.items():
         expected = list(bars.values())[-BARS_KEPT_MAX:]
         assert candles.bars("AAPLx-USD", interval, BARS_KEPT_MAX) == expected, interval
+
+
+def test_the_last_price_and_trade_counts_are_current_when_read_mid_minute() -> None:
+    """A same-minute trade leaves the last price and the window's trade count to be brought
+    up when read (`_Current`): `last`, `ticker`, `minutes` and `image` each see every trade."""
+    candles = Candles()
+    for count, price in enumerate((18_730, 18_750, 18_720, 18_740), start=1):
+        candles.add("AAPLx-USD", T0 + count, price, 100)
+        assert candles.last("AAPLx-USD") == price
+        assert candles.ticker(spec(), T0 + MINUTE // 2).trades == count
+        assert candles.minutes("AAPLx-USD")[0][3:] == [100 * count, count]
+        image = candles.image()
+        assert image["last"] == {"AAPLx-USD": price}
+        assert image["trades"] == [["AAPLx-USD", [[T0 // MINUTE, count]]]]
