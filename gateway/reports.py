@@ -485,8 +485,9 @@ class ExecReporter:
     def _amended(self, event: OrderAmended, epoch: int) -> tuple[int, Push]:
         """The report of an amend: the most frequent push (a maker's requote), so built from
         the event's own values in one call, without `_report`'s frame. An amended order
-        rests, so it is a limit order without a quote budget (market orders never rest);
-        an amend fills nothing, so its cum_qty and avg_px are the order's as they were."""
+        rests, so it is a limit order without a quote budget (market orders never rest).
+        Its cum_qty is the event's: an amend fills nothing, but a split's amend rescales the
+        filled quantity into new shares (and so the average price)."""
         try:  # subscripts, not `get` and a test (see `_balances`)
             tracked = self.orders[event.order_id]
         except KeyError:
@@ -501,7 +502,7 @@ class ExecReporter:
         except KeyError:
             formats = self._formats(tracked.symbol)
         qty, qty_fill = formats.qty, formats.qty_fill
-        cum = tracked.cum_qty
+        tracked.cum_qty = cum = event.cum_qty
         if cum:
             avg_px = _avg_px_units(tracked.value, cum)
             cum_text = qty.get(cum) or qty_fill(cum)

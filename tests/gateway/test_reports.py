@@ -19,8 +19,10 @@ from engine.commands import (
     ListInstrument,
     OpenAccount,
     PlaceOrder,
+    SetInstrumentStatus,
+    SplitShares,
 )
-from engine.enums import OrderType, SelfTradePrevention, Side, TimeInForce
+from engine.enums import InstrumentStatus, OrderType, SelfTradePrevention, Side, TimeInForce
 from engine.events import CommandRejected, Event, ReferencePriceSet, TradeSettled
 from engine.units import format_units
 from engine.venue import Venue
@@ -667,3 +669,19 @@ def test_a_sweep_pushes_each_balance_once_in_its_final_state(desk: Desk) -> None
         for maker in (2, 3, 2)
     ]
     assert others == [(1, "exec"), *fills[0], *fills[1], *fills[2]]
+
+
+def test_a_split_rescales_a_partly_filled_orders_cum_qty_in_its_amend_reports(desk: Desk) -> None:
+    """A split's amend carries the filled quantity in new shares: the report's cum_qty is the
+    event's (2 shares filled at 100 are 4 at 50 after a 2:1 split), in the split's own report
+    and in the later amend's (the amend path must not keep the pre-split figure)."""
+    desk.place(2, SELL, 100 * PX, 4 * SHARE)
+    desk.place(1, BUY, 100 * PX, 2 * SHARE, tif=TimeInForce.IOC)
+    desk.do(SetInstrumentStatus(symbol=SYMBOL, status=InstrumentStatus.HALTED))
+    split = [r for a, r in execs(desk.do(SplitShares(symbol=SYMBOL, ratio_new=2, ratio_old=1)))]
+    desk.do(SetInstrumentStatus(symbol=SYMBOL, status=InstrumentStatus.OPEN))
+    [(_, requote)] = execs(desk.do(AmendOrder(account=2, order_id=1, price=51 * PX)))
+    for report in [*split, requote]:
+        assert report["exec_type"] == "amended"
+        assert (report["qty"], report["leaves_qty"]) == ("8.000000", "4.000000")
+        assert (report["cum_qty"], report["avg_px"]) == ("4.000000", "50.000000")
