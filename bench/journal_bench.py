@@ -18,7 +18,7 @@ from pathlib import Path
 from bench import workloads
 from bench.store_bench import percentiles
 from core.journal import FileJournal, measure
-from core.sequencer import Executed, Sequencer
+from core.sequencer import COMMIT_INTERVAL_S_MAX, Executed, Sequencer
 from engine.venue import Venue
 from settlement.ledger import Ledger
 
@@ -105,6 +105,8 @@ async def measure_sequencer(
 def run(args: argparse.Namespace) -> int:
     if args.sequencer:
         return run_sequencer(args)
+    if args.commit_interval_ms:
+        raise SystemExit("--commit-interval-ms is the sequencer's: use it with --sequencer")
     if min(args.records, args.batch, args.payload_bytes) <= 0:
         raise SystemExit("--records, --batch and --payload-bytes must be positive")
     with tempfile.TemporaryDirectory(prefix="venue-bench-journal-") as directory:
@@ -123,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
 def run_sequencer(args: argparse.Namespace) -> int:
     if min(args.commands, args.rate) <= 0:
         raise SystemExit("--commands and --rate must be positive")
+    if not 0 <= args.commit_interval_ms <= COMMIT_INTERVAL_S_MAX * 1_000:
+        raise SystemExit(f"--commit-interval-ms must be 0 to {COMMIT_INTERVAL_S_MAX * 1_000:g}")
     with tempfile.TemporaryDirectory(prefix="venue-bench-journal-") as directory:
         result = asyncio.run(
             measure_sequencer(

@@ -135,6 +135,7 @@ class Sequencer:
         self._flush_scheduled = False
         self.commit_interval_s = commit_interval_s
         self._commit_started_s = float("-inf")  # the loop's time the last commit started
+        self._held = False  # pending commands wait for the commit interval (a timer is set)
         self._in_flight: list[Executed] | None = None  # the batch on the journal's thread
         self._drained: list[asyncio.Future[None]] = []  # `drain` callers, woken when idle
         # The journal's thread takes (batch, loop) and gives the batch back on that loop;
@@ -208,13 +209,20 @@ class Sequencer:
     def _schedule(self) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            loop = asyncio.get_running_loop()
-            if self.commit_interval_s:
-                wait_s = self._commit_started_s + self.commit_interval_s - loop.time()
-                if wait_s > 0:
-                    loop.call_later(wait_s, self._start_commit)
-                    return
-            loop.call_soon(self._start_commit)
+            asyncio.get_running_loop().call_soon(self._start_commit)
+
+    def _held_back(self) -> bool:
+        """Hold the pending commands until the commit interval is over (`commit_interval_s`).
+
+        Decided at the end of the turn, when the batch is known: with no command pending
+        (queries' barriers only, everything before them durable) nothing is held."""
+        loop = asyncio.get_running_loop()
+        wait_s = self._commit_started_s + self.commit_interval_s - loop.time()
+        if wait_s <= 0 or all(executed.command is None for executed in self._pending):
+            return False
+        self._flush_scheduled = self._held = True
+        loop.call_later(wait_s, self._start_commit)
+        return True
 
     def barrier(self, origin: Any, events: list[Event] | None = None) -> None:
         """Release `origin` once everything submitted so far is durable (for queries).
@@ -238,7 +246,9 @@ class Sequencer:
     def _start_commit(self) -> None:
         """Send the next batch to the journal's thread, unless one is there already (then
         it goes when that one comes back: meanwhile the pending commands grow a batch)."""
-        self._flush_scheduled = False
+        self._flush_scheduled = self._held = False
+        if self.commit_interval_s and self._in_flight is None and self._held_back():
+            return
         while self._in_flight is None and self._pending:
             end = _batch_end(self._pending)
             batch = self._pending[:end]
@@ -325,7 +335,7 @@ class Sequencer:
     async def drain(self) -> None:
         """Wait until everything submitted so far is durable and released."""
         while self._pending or self._flush_scheduled or self._in_flight is not None:
-            if self._in_flight is not None:
+            if self._in_flight is not None or self._held:  # woken when all is released
                 waiter = asyncio.get_running_loop().create_future()
                 self._drained.append(waiter)
                 await waiter

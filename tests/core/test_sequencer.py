@@ -340,6 +340,40 @@ def test_a_commit_interval_holds_the_next_commit_back_and_gathers_a_batch(
     assert [[e.origin for e in batch] for batch in released] == [["list"], ["a", "b"]]
 
 
+def test_a_commit_interval_holds_no_query_when_nothing_is_to_commit(tmp_path: Path) -> None:
+    """A query's barrier with no command pending (all before it durable) is answered at once,
+    not at the end of the interval; a `drain` while a commit is held waits on a future (it
+    does not spin the loop through the interval)."""
+    released: list[list[Executed]] = []
+
+    async def session() -> tuple[bool, int]:
+        loop = asyncio.get_running_loop()
+        now = [100.0]
+        loop.time = lambda: now[0]  # type: ignore[method-assign]
+        sequencer = Sequencer(
+            Venue(), FileJournal(tmp_path / "j"), Clock(), released.append, commit_interval_s=0.1
+        )
+        sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
+        await sequencer.drain()  # the commit started at 100.0: the interval runs to 100.1
+        now[0] += 0.001
+        sequencer.barrier("query")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        answered = any(e.origin == "query" for batch in released for e in batch)
+        sequencer.submit(order(1, Side.SELL, 10_000), origin="a")
+        draining = asyncio.ensure_future(sequencer.drain())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        waiting = len(sequencer._drained)  # the drain's future, not a loop of sleep(0)
+        now[0] += 0.1
+        await draining
+        sequencer.close()
+        return answered, waiting
+
+    assert asyncio.run(session()) == (True, 1)
+    assert [[e.origin for e in batch] for batch in released] == [["list"], ["query"], ["a"]]
+
+
 @pytest.mark.parametrize("interval_s", [-0.001, 0.2])
 def test_a_commit_interval_out_of_bounds_is_refused(tmp_path: Path, interval_s: float) -> None:
     journal = FileJournal(tmp_path / "j")
