@@ -242,12 +242,20 @@ class Candles:
     # ----------------------------------------------------------------- snapshots
 
     def image(self) -> dict[str, Any]:
-        """Everything kept, as JSON-ready builtins (the snapshot's `gateway["candles"]`)."""
+        """Everything kept, as JSON-ready builtins (the snapshot's `gateway["candles"]`).
+
+        A copy down to each bar: the snapshot is encoded later, on another thread, while
+        trades go on changing the current bars in place (a shared bar would carry a trade
+        the snapshot's seq does not include, and replay would count it twice)."""
         for symbol in self._current:
             self._sync(symbol)
         return {
-            "series": [[s, i, list(bars)] for (s, i), bars in self._series.items()],
-            "trades": [[s, list(counts)] for s, counts in self._trades.items()],
+            "series": [
+                [s, i, [list(bar) for bar in bars]] for (s, i), bars in self._series.items()
+            ],
+            "trades": [
+                [s, [list(count) for count in counts]] for s, counts in self._trades.items()
+            ],
             "last": dict(self._last),
         }
 

@@ -105,6 +105,18 @@ def test_image_round_trips_through_the_snapshot_encoding() -> None:
     assert restored.bars("AAPLx-USD", "1m", 10) == []
 
 
+def test_an_image_is_not_changed_by_later_trades_of_the_same_minute() -> None:
+    """The snapshot encodes the image after an await: a trade meanwhile must not reach it."""
+    candles = Candles()
+    candles.add("AAPLx-USD", T0, 18_700, 3)
+    candles.add("AAPLx-USD", T0 + 1, 18_710, 2)
+    image = candles.image()
+    frozen = msgspec.msgpack.encode(image)
+    candles.add("AAPLx-USD", T0 + 2, 18_900, 5)  # same minute: changes the bars in place
+    candles.bars("AAPLx-USD", "1h", 10)  # a read brings the longer bars up to it
+    assert msgspec.msgpack.encode(image) == frozen
+
+
 def test_bars_equal_a_naive_aggregation_of_random_trades() -> None:
     """The same-minute fast path and the slow path agree with OHLCV computed from scratch."""
     import random
