@@ -261,6 +261,27 @@ def test_cancel_on_disconnect_cancels_only_that_connections_open_orders(run_venu
     run_venue(scenario)
 
 
+def test_an_order_amended_into_a_full_fill_as_taker_is_forgotten_for_cod(run_venue: Any) -> None:
+    """Cancel-on-disconnect keeps only open orders: one placed here that an amend makes cross
+    and fill whole (as the trade's taker) is forgotten at release, like a filled maker."""
+
+    async def scenario(venue: Venue) -> None:
+        seller = await venue.client("beta")
+        leaving = await venue.client("alpha")
+        await leaving.request("session.cod", {"enabled": True})
+        bought = (await leaving.place(SYMBOL, "buy", "1", "186.00"))["order_id"]
+        kept = (await leaving.place(SYMBOL, "buy", "1", "185.00"))["order_id"]
+        await seller.place(SYMBOL, "sell", "1", "187.50")
+        placed = venue.server.dispatcher.placed
+        assert {bought, kept} <= set(placed.placed_on)
+        amended = await leaving.request("order.amend", {"order_id": bought, "price": "187.50"})
+        assert amended["status"] == "filled"
+        assert bought not in placed.placed_on and kept in placed.placed_on
+        assert bought not in placed.placed_on[kept].placed
+
+    run_venue(scenario)
+
+
 def test_without_cod_a_disconnect_cancels_nothing(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         never = await venue.client("alpha")
