@@ -12,8 +12,8 @@ go to `release` in order; commands submitted one after another with the same ori
 never split between batches, so their outcomes are released together. So nothing leaves
 the process before its command is on disk, and the journal holds exactly what was
 executed: replaying it rebuilds the same state. `commit_interval_s` (0: off) holds a
-commit back until that long after the previous one started: fewer, larger batches for
-CPU, paid in latency (docs/configuration.md, `commit_interval_ms`).
+busy venue's next commit back until that long after the previous one started: fewer,
+larger batches for CPU, paid in latency (docs/configuration.md, `commit_interval_ms`).
 """
 
 import asyncio
@@ -136,6 +136,7 @@ class Sequencer:
         self.commit_interval_s = commit_interval_s
         self._commit_started_s = float("-inf")  # the loop's time the last commit started
         self._held = False  # pending commands wait for the commit interval (a timer is set)
+        self._busy = False  # commands queued up behind the last commit: the venue is busy
         self._in_flight: list[Executed] | None = None  # the batch on the journal's thread
         self._drained: list[asyncio.Future[None]] = []  # `drain` callers, woken when idle
         # The journal's thread takes (batch, loop) and gives the batch back on that loop;
@@ -214,8 +215,10 @@ class Sequencer:
     def _held_back(self) -> bool:
         """Hold the pending commands until the commit interval is over (`commit_interval_s`).
 
-        Decided at the end of the turn, when the batch is known: with no command pending
-        (queries' barriers only, everything before them durable) nothing is held."""
+        Asked only when commands queued up behind the last commit (a busy venue: an idle
+        one's command commits at once, so a quiet venue's acks wait for nothing), at the end
+        of the turn, when the batch is known: with no command pending (queries' barriers
+        only, everything before them durable) nothing is held."""
         loop = asyncio.get_running_loop()
         wait_s = self._commit_started_s + self.commit_interval_s - loop.time()
         if wait_s <= 0 or all(executed.command is None for executed in self._pending):
@@ -247,7 +250,8 @@ class Sequencer:
         """Send the next batch to the journal's thread, unless one is there already (then
         it goes when that one comes back: meanwhile the pending commands grow a batch)."""
         self._flush_scheduled = self._held = False
-        if self.commit_interval_s and self._in_flight is None and self._held_back():
+        busy, self._busy = self._busy, False
+        if busy and self.commit_interval_s and self._in_flight is None and self._held_back():
             return
         while self._in_flight is None and self._pending:
             end = _batch_end(self._pending)
@@ -307,6 +311,7 @@ class Sequencer:
         if self._pending:
             # The next batch goes at the end of the next turn, not now: the requests read
             # in that turn join it, so a busy venue fsyncs fewer, larger batches.
+            self._busy = True  # (and with an interval, waits for it: `_held_back`)
             self._schedule()
         elif self._drained:
             self._wake_drains(None)  # nothing in flight, nothing pending: drained

@@ -1,6 +1,7 @@
 """The sequencer: stamps, executes, group-commits, releases only durable outcomes, replays."""
 
 import asyncio
+import time
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -308,12 +309,24 @@ def test_a_time_not_given_by_stamp_us_is_never_trusted_even_ahead_of_the_clock(
     assert now <= executed.command.ts_us < now + 60_000_000, "its own clock's time, not a day on"
 
 
-def test_a_commit_interval_holds_the_next_commit_back_and_gathers_a_batch(
+async def _until_released(released: list[list[Executed]], batches: int) -> None:
+    """Turn the loop until the journal's thread has handed back `batches` batches (the loop's
+    clock is frozen by the tests below, so no timer can do it; bounded: 2 s)."""
+    for _ in range(2_000):
+        if len(released) >= batches:
+            return
+        time.sleep(0.001)  # the journal's thread commits meanwhile
+        await asyncio.sleep(0)
+    raise AssertionError(f"{len(released)} of {batches} batches released")
+
+
+def test_a_commit_interval_holds_a_busy_venues_next_commit_and_gathers_a_batch(
     tmp_path: Path,
 ) -> None:
-    """With `commit_interval_s`, a commit starts no sooner than that after the previous one
-    started: what is submitted meanwhile waits and leaves as one batch. The loop's clock is
-    driven by hand, so nothing here depends on how fast the machine is."""
+    """With `commit_interval_s`, when commands queued up behind a commit (a busy venue), the
+    next commit starts no sooner than that after the previous one started: what comes
+    meanwhile joins it. An idle venue's command commits at once. The loop's clock is driven
+    by hand, so nothing here depends on how fast the machine is."""
     released: list[list[Executed]] = []
 
     async def session() -> list[int]:
@@ -323,21 +336,23 @@ def test_a_commit_interval_holds_the_next_commit_back_and_gathers_a_batch(
         journal = FileJournal(tmp_path / "j")
         sequencer = Sequencer(Venue(), journal, Clock(), released.append, commit_interval_s=0.004)
         sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
-        await sequencer.drain()  # the first commit starts at once (none before it)
-        sequencer.submit(order(1, Side.SELL, 10_000), origin="a")
-        for _ in range(5):
-            await asyncio.sleep(0)  # turns pass, the clock does not: the commit waits
+        await asyncio.sleep(0)  # the first commit leaves at once (none before it)
+        sequencer.submit(order(1, Side.SELL, 10_000), origin="a")  # behind it: busy
+        await _until_released(released, 1)
         sequencer.submit(order(1, Side.SELL, 10_001), origin="b")
         for _ in range(5):
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # turns pass, the clock does not: the commit waits
         held = [journal.last_seq(), len(released)]
         now[0] += 0.004  # the interval has passed: the held-back commit goes
         await sequencer.drain()
+        now[0] += 0.001  # idle now, and within the interval of the last commit: no wait
+        sequencer.submit(order(1, Side.SELL, 10_002), origin="c")
+        await _until_released(released, 3)
         sequencer.close()
         return held
 
     assert asyncio.run(session()) == [1, 1]
-    assert [[e.origin for e in batch] for batch in released] == [["list"], ["a", "b"]]
+    assert [[e.origin for e in batch] for batch in released] == [["list"], ["a", "b"], ["c"]]
 
 
 def test_a_commit_interval_holds_no_query_when_nothing_is_to_commit(tmp_path: Path) -> None:
@@ -354,13 +369,14 @@ def test_a_commit_interval_holds_no_query_when_nothing_is_to_commit(tmp_path: Pa
             Venue(), FileJournal(tmp_path / "j"), Clock(), released.append, commit_interval_s=0.1
         )
         sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
-        await sequencer.drain()  # the commit started at 100.0: the interval runs to 100.1
-        now[0] += 0.001
-        sequencer.barrier("query")
-        for _ in range(5):
-            await asyncio.sleep(0)
-        answered = any(e.origin == "query" for batch in released for e in batch)
+        await asyncio.sleep(0)  # the commit started at 100.0: the interval runs to 100.1
+        sequencer.barrier("query")  # behind the commit: busy, but nothing to commit
+        await _until_released(released, 2)
+        answered = [e.origin for batch in released for e in batch] == ["list", "query"]
         sequencer.submit(order(1, Side.SELL, 10_000), origin="a")
+        await asyncio.sleep(0)  # "a" commits at once (idle), "b" queues behind it (busy)
+        sequencer.submit(order(1, Side.SELL, 10_001), origin="b")
+        await _until_released(released, 3)
         draining = asyncio.ensure_future(sequencer.drain())
         for _ in range(5):
             await asyncio.sleep(0)
@@ -371,7 +387,8 @@ def test_a_commit_interval_holds_no_query_when_nothing_is_to_commit(tmp_path: Pa
         return answered, waiting
 
     assert asyncio.run(session()) == (True, 1)
-    assert [[e.origin for e in batch] for batch in released] == [["list"], ["query"], ["a"]]
+    origins = [[e.origin for e in batch] for batch in released]
+    assert origins == [["list"], ["query"], ["a"], ["b"]]
 
 
 @pytest.mark.parametrize("interval_s", [-0.001, 0.2])
