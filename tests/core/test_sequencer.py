@@ -1,8 +1,8 @@
 """The sequencer: stamps, executes, group-commits, releases only durable outcomes, replays."""
 
 import asyncio
-import time
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
