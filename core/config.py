@@ -34,8 +34,9 @@ class VenueSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     reserve_staleness_hours: int = 26
     ledger_postgres: str = ""  # a PostgreSQL DSN: the ledger store there; empty: SQLite file
     nats: str = ""  # NATS URL(s): the journal is a JetStream stream there; "": the file
-    # a journal commit starts no sooner than this after the previous one started (0: off);
-    # at most core.sequencer.COMMIT_INTERVAL_S_MAX
+    # when commands queued up behind the last journal commit (a busy venue), the next starts
+    # no sooner than this after the previous one started (0: off); at most
+    # core.sequencer.COMMIT_INTERVAL_S_MAX
     commit_interval_ms: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
 
 

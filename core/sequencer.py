@@ -137,6 +137,7 @@ class Sequencer:
         self._commit_started_s = float("-inf")  # the loop's time the last commit started
         self._held = False  # pending commands wait for the commit interval (a timer is set)
         self._busy = False  # commands queued up behind the last commit: the venue is busy
+        self._hold: asyncio.TimerHandle | None = None  # the held commit's timer
         self._in_flight: list[Executed] | None = None  # the batch on the journal's thread
         self._drained: list[asyncio.Future[None]] = []  # `drain` callers, woken when idle
         # The journal's thread takes (batch, loop) and gives the batch back on that loop;
@@ -218,13 +219,23 @@ class Sequencer:
         Asked only when commands queued up behind the last commit (a busy venue: an idle
         one's command commits at once, so a quiet venue's acks wait for nothing), at the end
         of the turn, when the batch is known: with no command pending (queries' barriers
-        only, everything before them durable) nothing is held."""
+        only, everything before them durable) nothing is held, and queries' barriers ahead
+        of the first command go at once (unless they are that command's own request's)."""
         loop = asyncio.get_running_loop()
         wait_s = self._commit_started_s + self.commit_interval_s - loop.time()
-        if wait_s <= 0 or all(executed.command is None for executed in self._pending):
+        pending = self._pending
+        first = next((i for i, e in enumerate(pending) if e.command is not None), None)
+        if wait_s <= 0 or first is None:
             return False
+        end, origin = first, pending[first].origin  # a request's outcomes stay together
+        while end and origin is not None and pending[end - 1].origin is origin:
+            end -= 1
+        if end:  # nothing in flight: everything before these barriers is durable
+            barriers = pending[:end]
+            del pending[:end]
+            self._release(barriers)
         self._flush_scheduled = self._held = True
-        loop.call_later(wait_s, self._start_commit)
+        self._hold = loop.call_later(wait_s, self._start_commit)
         return True
 
     def barrier(self, origin: Any, events: list[Event] | None = None) -> None:
@@ -355,6 +366,8 @@ class Sequencer:
         return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
     def close(self) -> None:
+        if self._hold is not None:  # a held commit must not start on a closed journal
+            self._hold.cancel()
         if self._journal_thread is not None:
             self._to_journal.put(None)
             self._journal_thread.join()

@@ -391,6 +391,46 @@ def test_a_commit_interval_holds_no_query_when_nothing_is_to_commit(tmp_path: Pa
     assert origins == [["list"], ["query"], ["a"], ["b"]]
 
 
+def test_a_held_commit_lets_the_queries_ahead_of_it_go_and_close_cancels_it(
+    tmp_path: Path,
+) -> None:
+    """A busy venue's held commit holds its commands only: a query submitted before them
+    (everything before it durable) is answered at once. Closed meanwhile, the held commit
+    never starts on the closed journal (nothing of it was acknowledged)."""
+    released: list[list[Executed]] = []
+    fatal: list[BaseException | None] = []
+
+    async def session() -> list[list[Any]]:
+        loop = asyncio.get_running_loop()
+        now = [100.0]
+        loop.time = lambda: now[0]  # type: ignore[method-assign]
+        sequencer = Sequencer(
+            Venue(),
+            FileJournal(tmp_path / "j"),
+            Clock(),
+            released.append,
+            on_fatal=fatal.append,
+            commit_interval_s=0.05,
+        )
+        sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
+        await asyncio.sleep(0)  # in flight
+        sequencer.barrier("query")  # behind it, then a command: busy
+        sequencer.submit(order(1, Side.SELL, 10_000), origin="a")
+        await _until_released(released, 2)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        seen = [[e.origin for e in batch] for batch in released]
+        sequencer.close()  # "a" is held: its timer goes with the journal
+        now[0] += 0.05
+        for _ in range(50):  # time for a wrongly started commit to fail and say so
+            time.sleep(0.002)
+            await asyncio.sleep(0)
+        return seen
+
+    assert asyncio.run(session()) == [["list"], ["query"]]
+    assert len(released) == 2 and fatal == []
+
+
 @pytest.mark.parametrize("interval_s", [-0.001, 0.2])
 def test_a_commit_interval_out_of_bounds_is_refused(tmp_path: Path, interval_s: float) -> None:
     journal = FileJournal(tmp_path / "j")
