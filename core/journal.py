@@ -133,6 +133,10 @@ class FileJournal:
             self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         else:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # `commit` writes through a second descriptor opened O_DSYNC: the write returns
+        # once the data (and the size that finds it) is on disk, as write + fdatasync would,
+        # in one system call and one release of the GIL instead of two.
+        self._dsync_fd = -1
         try:
             try:
                 fcntl.flock(
@@ -153,13 +157,18 @@ class FileJournal:
             raise
         self._end = self._durable_end = end
         self._last_seq = self._durable_seq = last_seq
+        if not read_only:
+            self._dsync_fd = os.open(self.path, os.O_WRONLY | os.O_DSYNC | os.O_CLOEXEC)
 
     # -- writing ------------------------------------------------------------------------
 
     def append(self, records: Sequence[tuple[int, bytes]]) -> None:
         self._check_usable()
-        if not records:
-            return
+        if records:
+            self._write(records, self._fd)
+
+    def _write(self, records: Sequence[tuple[int, bytes]], fd: int) -> None:
+        """Frame `records` and write them at the end through `fd`."""
         crc32, pack_header, pack_seq = zlib.crc32, _HEADER.pack, _SEQ.pack
         expected = self._last_seq + 1
         parts: list[bytes] = []
@@ -185,9 +194,9 @@ class FileJournal:
             )
         data = b"".join(parts)
         try:
-            written = os.pwrite(self._fd, data, self._end)
+            written = os.pwrite(fd, data, self._end)
             while written < size:  # only on a disk error or a signal: finish or fail loudly
-                written += os.pwrite(self._fd, data[written:], self._end + written)
+                written += os.pwrite(fd, data[written:], self._end + written)
         except BaseException as error:
             self._failure = error
             raise
@@ -214,8 +223,14 @@ class FileJournal:
         self._durable_seq = self._last_seq
 
     def commit(self, records: Sequence[tuple[int, bytes]]) -> None:
-        self.append(records)
-        self.sync()
+        if not records or self._durable_end != self._end or self._directory_unsynced:
+            self.append(records)  # unsynced appends first, or a new file's name: sync all
+            self.sync()
+            return
+        self._check_usable()
+        self._write(records, self._dsync_fd)  # durable on return (O_DSYNC)
+        self._durable_end = self._end
+        self._durable_seq = self._last_seq
 
     # -- reading ------------------------------------------------------------------------
 
@@ -265,6 +280,8 @@ class FileJournal:
         finally:
             self._closed = True
             os.close(self._fd)
+            if self._dsync_fd >= 0:
+                os.close(self._dsync_fd)
 
     # -- opening ------------------------------------------------------------------------
 

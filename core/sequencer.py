@@ -288,7 +288,7 @@ class Sequencer:
         self._to_journal.put((batch, asyncio.get_running_loop()))
 
     def _journal_work(self) -> None:
-        """The journal's thread: encode, write and fsync each batch, feed `on_durable`, and
+        """The journal's thread: encode each batch and write it durably, feed `on_durable`, and
         hand the batch back to its loop once. A failure leaves the outcome of commands
         unknown: it goes back too, to be fatal there."""
         encode = _encoder.encode

@@ -150,6 +150,34 @@ def reopened(path: Path) -> tuple[int, list[Record], int]:
         journal.close()
 
 
+def test_a_commit_is_one_synchronous_write_unless_appends_wait(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit with nothing unsynced before it writes through the O_DSYNC descriptor (no
+    fsync); one after plain appends, or the first on a new file (whose name must be made
+    durable too), appends and fsyncs; the file holds the same frames either way."""
+    fsyncs: list[int] = []
+    real_fsync = journal_module.os.fsync
+    monkeypatch.setattr(journal_module.os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd)))
+    journal = FileJournal(path)
+    try:
+        journal.commit(records(1, 2))  # a new file: its directory entry is synced too
+        assert len(fsyncs) == 2
+        fsyncs.clear()
+        journal.commit(records(3, 3))
+        assert fsyncs == []
+        journal.append(records(6, 1))
+        journal.commit(records(7, 2))  # record 6 waits unsynced: append and fsync all
+        assert len(fsyncs) == 1
+        fsyncs.clear()
+        journal.commit(records(9, 1))
+        assert fsyncs == []
+    finally:
+        journal.close()
+    assert path.read_bytes() == b"".join(frame(seq, body) for seq, body in records(1, 9))
+    assert reopened(path) == (0, records(1, 9), 9)
+
+
 @pytest.mark.parametrize(
     ("seq", "into_frame"),
     [(6, 1), (6, 8), (6, 15), (6, HEADER_BYTES), (6, HEADER_BYTES + 5), (6, -1), (5, 3), (4, 20)],
