@@ -321,8 +321,8 @@ class Venue:
                 terms = market.terms
                 # `CashTerms.buy_hold` written out (cost and worst fee, each rounded up): one
                 # call less per buy.
-                exact = price * qty * terms.num
-                hold = -(-exact // terms.den) - (-exact * terms.fee_bps_max // terms.fee_den)
+                unpaid = -price * terms.num * qty  # qty last: see `CashTerms.buy_hold`
+                hold = -(unpaid // terms.den) - (unpaid * terms.fee_bps_max // terms.fee_den)
             else:
                 asset = spec.quote
                 hold = clearing.place_hold(market, side, order_type, price, qty, cmd.quote_qty)
