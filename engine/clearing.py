@@ -170,7 +170,10 @@ class Clearing:
         num = terms.num
         den = terms.den
         fee_den = terms.fee_den
-        exact = price * qty * num  # this fill's cash, in 1/den quote units
+        # This fill's cash, in 1/den quote units. Price times num first: on the usual
+        # instrument both products then take CPython's one-digit fast path (price x qty is
+        # already two digits, and two digits times num is a general product).
+        exact = price * num * qty
         # ceil(bought / den) - ceil((bought - exact) / den) as floor divisions of -bought:
         # four negations fewer, each a new (multi-digit) integer.
         unbought = -buyer.filled_value * num

@@ -321,8 +321,8 @@ class Venue:
                 terms = market.terms
                 # `CashTerms.buy_hold` written out (cost and worst fee, each rounded up): one
                 # call less per buy.
-                exact = price * qty * terms.num
-                hold = -(-exact // terms.den) - (-exact * terms.fee_bps_max // terms.fee_den)
+                unpaid = -price * terms.num * qty  # qty last: see `CashTerms.buy_hold`
+                hold = -(unpaid // terms.den) - (unpaid * terms.fee_bps_max // terms.fee_den)
             else:
                 asset = spec.quote
                 hold = clearing.place_hold(market, side, order_type, price, qty, cmd.quote_qty)
@@ -800,7 +800,9 @@ class Venue:
             if order.side is BUY:  # it has not traded: a fresh buy's hold
                 terms = market.terms
                 assert terms is not None, "clearing a market without cash terms"
-                new_hold = terms.buy_hold(price, qty)
+                # `CashTerms.buy_hold` written out, as in `_place`: one call less per amend.
+                unpaid = -price * terms.num * qty
+                new_hold = -(unpaid // terms.den) - (unpaid * terms.fee_bps_max // terms.fee_den)
                 asset = spec.quote
             else:  # a sell holds what it may still deliver
                 new_hold = qty - order.cum_qty

@@ -39,8 +39,11 @@ class CashTerms:
 
     def buy_hold(self, price: int, qty: int) -> int:
         """Cash a fresh buy of `qty` at limit `price` must hold: cost and worst fee, rounded up."""
-        exact = price * qty * self.num
-        return -(-exact // self.den) - (-exact * self.fee_bps_max // self.fee_den)  # ceils
+        # Minus the exact cost, so both ceils are floor divisions. qty last: price x num
+        # and then x qty stay in CPython's one-digit fast path on the usual instrument, where
+        # price x qty is two digits and two digits x num a general product.
+        unpaid = -price * self.num * qty
+        return -(unpaid // self.den) - (unpaid * self.fee_bps_max // self.fee_den)
 
     def quote_hold(self, quote_qty: int) -> int:
         """Cash a market buy by amount must hold: the amount and the worst fee on it."""

@@ -415,16 +415,17 @@ class Ledger:
             booked.append(
                 Transfer(transfer_id, chain_id, buyer, seller, quote, direct, PAYMENT, ts_us)
             )
-        if pay != receive:
+        residual = pay - receive  # what the buyer pays beyond what the seller receives
+        if residual:
             transfer_id += 1
-            rounding.total += pay - receive
-            if pay > receive:
+            rounding.total += residual
+            if residual > 0:
                 leg = Transfer(
-                    transfer_id, chain_id, buyer, ROUNDING, quote, pay - receive, ROUNDED, ts_us
+                    transfer_id, chain_id, buyer, ROUNDING, quote, residual, ROUNDED, ts_us
                 )
             else:
                 leg = Transfer(
-                    transfer_id, chain_id, ROUNDING, seller, quote, receive - pay, ROUNDED, ts_us
+                    transfer_id, chain_id, ROUNDING, seller, quote, -residual, ROUNDED, ts_us
                 )
             booked.append(leg)
         if buyer_fee:

@@ -1,5 +1,6 @@
 """Hold and DvP arithmetic: rounding on running totals, and holds that always cover a fill."""
 
+import math
 from fractions import Fraction
 
 from hypothesis import given
@@ -14,6 +15,23 @@ TERMS = CashTerms(num=1, den=100, maker_fee_bps=1, taker_fee_bps=5)
 def test_buy_hold_is_cost_plus_worst_fee_rounded_up() -> None:
     # 187.25 x 0.333333 share = 62.41660425 USD; 5 bps of it = 0.031208302...
     assert TERMS.buy_hold(18_725, 333_333) == 62_416_605 + 31_209
+
+
+@given(
+    price=st.integers(1, 2**40),
+    qty=st.integers(1, 2**40),
+    num=st.integers(1, 10**6),
+    den=st.integers(1, 10**12),
+    fee_bps=st.integers(0, BPS),
+)
+def test_buy_hold_is_exact_for_any_size(
+    price: int, qty: int, num: int, den: int, fee_bps: int
+) -> None:
+    """Cost and worst fee, each rounded up, whatever the order in which it multiplies (one
+    digit or many: prices and fractions far beyond the usual instrument's)."""
+    terms = CashTerms(num, den, maker_fee_bps=0, taker_fee_bps=fee_bps)
+    cost = Fraction(price * qty * num, den)
+    assert terms.buy_hold(price, qty) == math.ceil(cost) + math.ceil(cost * fee_bps / BPS)
 
 
 def test_quote_hold() -> None:
