@@ -130,6 +130,8 @@ class Sessions:
         `setattr` over the sessions cost more instructions than the specialised attribute
         bytecodes of this loop, callgrind.)
         """
+        if not self._dirty:  # the turn's call after a publication already wrote everything
+            return
         dirty, self._dirty = self._dirty, []
         now = now_us()  # the heartbeat's clock: silence is counted from the last write
         last_payload = b""  # a packed session's one message, framed once for the next too
