@@ -122,15 +122,20 @@ class Sessions:
         A session whose transport is paused (its peer reads slower than we write) is left
         to its writer task, which waits for the buffer to drain; both take from the front
         of the outbox only when they write, so messages keep their order. The usual session
-        (open, taking writes, a turn's few frames, or a packed one's one message) is written
+        (open, taking writes, a turn's few frames, or a packed one's messages) is written
         inline here: two to four calls less than `_flush_outbox` per session, which a
-        publication to 1,000 subscribers pays 1,000 times. (Not in C: `attrgetter` and
+        publication to 1,000 subscribers pays 1,000 times. A packed outbox equal to the one
+        before it (a publication's subscribers are dirty in a row) reuses its array frame:
+        no join, no frame per subscriber. (Not in C: `attrgetter` and
         `setattr` over the sessions cost more instructions than the specialised attribute
         bytecodes of this loop, callgrind.)
         """
+        if not self._dirty:  # the turn's call after a publication already wrote everything
+            return
         dirty, self._dirty = self._dirty, []
         now = now_us()  # the heartbeat's clock: silence is counted from the last write
         last_payload = b""  # a packed session's one message, framed once for the next too
+        last_payloads: tuple[bytes, ...] = ()  # or its several, likewise
         last_frames: tuple[bytes, ...] = ()
         for session in dirty:
             session.dirty = False
@@ -142,14 +147,25 @@ class Sessions:
                     session.closing
                     or websocket.paused
                     or not 0 < len(outbox) <= WRITE_BATCH_MAX  # 0: written mid-turn
-                    or (session.packed and len(outbox) > 1)
                 ):
                     self._flush_outbox(session)
                     continue
-                if session.packed:  # `_write_packed`'s one message
-                    if outbox[0] is not last_payload:
-                        last_payload = outbox[0]
-                        last_frames = (_array_of_one(last_payload),)
+                if session.packed:  # `_write_packed`'s usual outbox
+                    if len(outbox) == 1:
+                        if outbox[0] is not last_payload:
+                            last_payload = outbox[0]
+                            last_payloads = ()
+                            last_frames = (_array_of_one(last_payload),)
+                    else:  # a publication's several messages: the same for every subscriber
+                        payloads = tuple(outbox)
+                        if payloads != last_payloads:
+                            body = b",".join(payloads)
+                            if len(body) + 2 > PACK_BYTES_MAX:  # + the array's brackets
+                                self._flush_outbox(session)
+                                continue
+                            last_payload = b""
+                            last_payloads = payloads
+                            last_frames = (frames.array_frame(body),)
                     websocket.send_frames(last_frames)
                 else:
                     websocket.send_frames(outbox)  # False: closing, nobody will read them

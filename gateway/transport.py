@@ -86,6 +86,10 @@ class Connection(asyncio.Protocol):
         self.context: Any = None  # the handler's own state for this connection
         self.paused = False
         self.opened = False  # upgraded: the handler saw `on_open`
+        # The protocol's state is OPEN, kept by `_write_protocol` (every library call that can
+        # change the state is followed by it) and `connection_lost`: `send_frames` reads this
+        # plain attribute, not the library's `state` property (a Python call per write).
+        self.is_open = False
         self._fragments: list[bytes] = []
         self._fragment_is_text = False
         self._drained: asyncio.Future[None] | None = None
@@ -116,7 +120,7 @@ class Connection(asyncio.Protocol):
         """Write pre-built frames in one call (uvloop: one writev); the transport buffers what
         the socket does not take, and the caller watches `paused`. False, writing nothing,
         once the connection is not open: its close is under way."""
-        if self.protocol.state is not State.OPEN or self.transport is None:
+        if not self.is_open or self.transport is None:
             return False
         if self.transport.is_closing():
             return False
@@ -330,6 +334,7 @@ class Connection(asyncio.Protocol):
                 on_http_closed(self)
         if self.protocol.state is not State.CLOSED:
             self.protocol.receive_eof()  # the library's close code: 1006, abnormal closure
+        self.is_open = False
         self.paused = False
         if self._drained is not None and not self._drained.done():
             self._drained.set_exception(ConnectionError("the connection is closed"))
@@ -425,6 +430,7 @@ class Connection(asyncio.Protocol):
         """Write what the protocol has to send; its empty chunk means: close TCP."""
         transport = self.transport
         assert transport is not None, "written only after connection_made"
+        self.is_open = self.protocol.state is State.OPEN
         for data in self.protocol.data_to_send():
             if data:
                 transport.write(data)

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from gateway import limits
+from gateway import frames, limits, transport
+from gateway.sessions import Session, Sessions
 from tests.conftest import Venue
 from tests.gateway.test_server_packed import (
     SYMBOL,
@@ -85,3 +86,58 @@ def test_a_slow_consumer_among_many_is_cut_off_and_the_others_get_everything(
         assert all(updates == seen[0] for updates in seen), "the same messages to all"
 
     run_venue(scenario)
+
+
+class _Recorder:
+    """A transport that keeps each write's frames (as handed over) and never closes."""
+
+    def __init__(self) -> None:
+        self.writes: list[list[bytes]] = []
+
+    def writelines(self, data: Any) -> None:
+        self.writes.append(list(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def _packed_session(sessions: Sessions) -> tuple[Session, _Recorder]:
+    listener = transport.Listener(None, ("/ws/public",), 2**20)  # type: ignore[arg-type]
+    connection = transport.Connection(listener)
+    recorder = _Recorder()
+    connection.transport = recorder  # type: ignore[assignment]
+    connection.is_open = True
+    connection.packed = True
+    return sessions.open(connection), recorder
+
+
+def test_packed_outboxes_of_several_messages_are_framed_once_for_equal_ones() -> None:
+    """A publication of several messages reaches each packed subscriber as one array frame,
+    built once for a run of subscribers queued the same messages (they are dirty in a row: a
+    publication's fan-out); a session queued others in between (a trader's answers and
+    pushes) gets its own, and so does one of a single message after them."""
+
+    async def main() -> None:
+        sessions = Sessions()
+        book, trades = b'{"ch":"book"}', b'{"ch":"trades"}'
+        answer, push = b'{"id":1}', b'{"ch":"account"}'
+        first, trader, second, third, single = (_packed_session(sessions) for _ in range(5))
+        sessions.fan_out([first[0]], book)
+        sessions.fan_out([first[0]], trades)
+        sessions.send(trader[0], answer)
+        sessions.send(trader[0], push)
+        for session in (second[0], third[0]):
+            sessions.fan_out([session], book)
+            sessions.fan_out([session], trades)
+        sessions.send(single[0], book)  # dirty after `third`: made so in this order
+        sessions.flush_outboxes()
+        both = frames.array_frame(book + b"," + trades)
+        assert first[1].writes == [[both]] and second[1].writes == [[both]]
+        assert trader[1].writes == [[frames.array_frame(answer + b"," + push)]]
+        assert single[1].writes == [[frames.array_frame(book)]]
+        assert third[1].writes == [[both]]
+        assert third[1].writes[0][0] is second[1].writes[0][0], "framed once for both"
+        for session, _ in (first, trader, second, single, third):
+            assert not session.outbox
+
+    asyncio.run(main())

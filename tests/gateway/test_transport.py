@@ -9,6 +9,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from gateway import frames, transport
 
@@ -266,3 +267,65 @@ def test_a_handshake_that_arrives_while_stopping_opens_no_session() -> None:
         writer.close()
 
     run(scenario)
+
+
+class _Wire:
+    """A transport that records writes and never reports closing by itself: only the
+    connection's own open flag can stop `send_frames`."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def writelines(self, data: Any) -> None:
+        self.written.extend(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str) -> Any:
+        return ("127.0.0.1", 1)
+
+
+HANDSHAKE = (
+    b"GET /ws/trade HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        Frame(Opcode.CLOSE, b"\x03\xe8"),  # the peer closes (1000)
+        Frame(Opcode.TEXT, b"\xff\xfe"),  # invalid UTF-8: the library fails it, 1007
+        Frame(Opcode.TEXT, b"close me"),  # the handler closes, 4002
+    ],
+    ids=["peer-close", "invalid-utf8", "handler-close"],
+)
+def test_send_frames_stops_when_the_protocol_leaves_open(frame: Frame) -> None:
+    """`send_frames` reads a plain flag, not the library's state: every way out of OPEN
+    (a frame the library reads, `close`) must clear it, even before the transport closes."""
+
+    async def main() -> None:
+        listener = transport.Listener(Echo(), ("/ws/trade",), MAX_SIZE)
+        connection = transport.Connection(listener)
+        wire = _Wire()
+        connection.connection_made(wire)  # type: ignore[arg-type]
+        assert not connection.is_open and not connection.send_frames([b"early"])
+        connection.data_received(HANDSHAKE)
+        assert connection.is_open and connection.send_frames([b"open"])
+        connection.data_received(frame.serialize(mask=True, extensions=[]))
+        assert connection.protocol.state is not State.OPEN
+        assert not connection.is_open
+        assert not connection.send_frames([b"after"])
+        assert b"after" not in wire.written and b"open" in wire.written
+        connection.connection_lost(None)
+        assert not connection.is_open
+
+    asyncio.run(main())
