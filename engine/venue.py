@@ -288,9 +288,12 @@ class Venue:
             )
             and market.min_qty <= qty <= market.qty_max_plain
             and (market.unit_steps or not (price % market.price_tick or qty % market.qty_step))
-            and market.min_notional_scaled
-            <= price * qty * market.notional_num
-            <= market.notional_max_plain
+            and (
+                market.notional_free
+                or market.min_notional_scaled
+                <= price * qty * market.notional_num
+                <= market.notional_max_plain
+            )
         ):  # take the checks one by one
             problem = _place_shape_problem(cmd)
             if problem is not None:
