@@ -118,8 +118,6 @@ class BookSide:
         orders = level.orders
         del orders[order.order_id]
         level.qty -= order.leaves_qty
-        if not orders:
-            self.drop_level(level)
         order.price = price
         # A price amend keeps the quantity: skip the store then (a store on a msgspec struct
         # is never specialised, ~280 instructions; the compare is specialised, a dozen).
@@ -127,14 +125,36 @@ class BookSide:
             order.leaves_qty = leaves_qty
         key = price * sign
         target = levels.get(key)
-        if target is None:  # `new_level` inline: every price amend may come here
-            target = levels[key] = Level(price, key)
-            insort(self.keys, key)
-            best = self.best
-            if best is None or key < best.key:
-                self.best = target
+        if target is None:
+            if orders:  # `new_level` inline: every price amend may come here
+                target = levels[key] = Level(price, key)
+                insort(self.keys, key)
+                best = self.best
+                if best is None or key < best.key:
+                    self.best = target
+            else:  # the order leaves its level empty for a new one: one level, not two
+                target = self.rekey_level(level, price, key)
+        elif not orders and target is not level:
+            self.drop_level(level)
         target.orders[order.order_id] = order
         target.qty += leaves_qty
+
+    def rekey_level(self, level: Level, price: int, key: int) -> Level:
+        """Move an empty level to a `price` (its `key`) no level holds, and `best` with it.
+
+        What `drop_level` then `new_level` do, without freeing one level and building
+        another (~2,000 instructions: a Python `__init__`, a dict, two deallocations).
+        """
+        levels = self.levels
+        keys = self.keys
+        del levels[level.key]
+        del keys[bisect_left(keys, level.key)]
+        level.price = price
+        level.key = key
+        levels[key] = level
+        insort(keys, key)
+        self.best = levels[keys[0]]
+        return level
 
     def drop_level(self, level: Level) -> None:
         """Forget an empty level and move `best` on if it was the best."""
