@@ -108,3 +108,21 @@ def test_moving_an_order_within_or_between_kept_levels() -> None:
     book.asks.add(only)
     book.asks.move(only, 105, 1)  # the only order of its level, back to the same price
     assert book.asks.keys == [100, 105] and book.depth(5)[1] == [(100, 10), (105, 1)]
+
+
+def test_a_new_level_reuses_the_last_dropped_one_at_its_own_price() -> None:
+    book = OrderBook("X")
+    first, second = order(1, Side.SELL, 101, 2), order(2, Side.SELL, 103, 3)
+    book.asks.add(first)
+    book.asks.add(second)
+    dropped = book.asks.best
+    book.asks.remove(first)  # the best level empties: 103 is best now
+    assert book.asks.spare is dropped and book.best_ask() == (103, 3)
+    third = order(3, Side.SELL, 102, 4)
+    book.asks.add(third)  # a new best level, built from the spare
+    level = book.asks.best
+    assert level is dropped and book.asks.spare is None
+    assert (level.price, level.key, level.qty, list(level.orders)) == (102, 102, 4, [3])
+    assert book.asks.keys == [102, 103] and book.depth(5)[1] == [(102, 4), (103, 3)]
+    book.asks.add(order(4, Side.SELL, 104, 1))  # no spare: a fresh level
+    assert book.asks.levels[104] is not dropped and book.asks.keys == [102, 103, 104]
