@@ -73,13 +73,16 @@ class Level:
 class BookSide:
     """One side of a book. `best` is cached so the matcher reads it without a search."""
 
-    __slots__ = ("best", "keys", "levels", "sign")
+    __slots__ = ("best", "keys", "levels", "sign", "spare")
 
     def __init__(self, side: Side) -> None:
         self.sign = -1 if side is Side.BUY else 1
         self.levels: dict[int, Level] = {}
         self.keys: list[int] = []  # sorted ascending: best first
         self.best: Level | None = None
+        # The last level dropped, empty, for the next new level: reusing it saves ~2,000
+        # instructions (a Python `__init__`, a dict, a deallocation of each). Not state.
+        self.spare: Level | None = None
 
     def add(self, order: Order) -> None:
         """Append `order` at the back of its price level, creating the level if needed."""
@@ -92,7 +95,14 @@ class BookSide:
 
     def new_level(self, price: int, key: int) -> Level:
         """Open an empty level at `price` (its `key`), moving `best` to it if it is better."""
-        level = self.levels[key] = Level(price, key)
+        level = self.spare
+        if level is None:
+            level = Level(price, key)
+        else:
+            self.spare = None
+            level.price = price
+            level.key = key
+        self.levels[key] = level
         insort(self.keys, key)
         best = self.best
         if best is None or key < best.key:
@@ -118,20 +128,36 @@ class BookSide:
         orders = level.orders
         del orders[order.order_id]
         level.qty -= order.leaves_qty
-        if not orders:
-            self.drop_level(level)
         order.price = price
-        order.leaves_qty = leaves_qty
+        # A price amend keeps the quantity: skip the store then (a store on a msgspec struct
+        # is never specialised, ~280 instructions; the compare is specialised, a dozen).
+        if leaves_qty != order.leaves_qty:
+            order.leaves_qty = leaves_qty
         key = price * sign
         target = levels.get(key)
-        if target is None:  # `new_level` inline: every price amend may come here
-            target = levels[key] = Level(price, key)
-            insort(self.keys, key)
-            best = self.best
-            if best is None or key < best.key:
-                self.best = target
+        if target is None:  # a level the order leaves empty moves to the new price itself
+            target = self.new_level(price, key) if orders else self.rekey_level(level, price, key)
+        elif not orders and target is not level:
+            self.drop_level(level)
         target.orders[order.order_id] = order
         target.qty += leaves_qty
+
+    def rekey_level(self, level: Level, price: int, key: int) -> Level:
+        """Move an empty level to a `price` (its `key`) no level holds, and `best` with it.
+
+        What `drop_level` then `new_level` do, without freeing one level and building
+        another (~2,000 instructions: a Python `__init__`, a dict, two deallocations).
+        """
+        levels = self.levels
+        keys = self.keys
+        del levels[level.key]
+        del keys[bisect_left(keys, level.key)]
+        level.price = price
+        level.key = key
+        levels[key] = level
+        insort(keys, key)
+        self.best = levels[keys[0]]
+        return level
 
     def drop_level(self, level: Level) -> None:
         """Forget an empty level and move `best` on if it was the best."""
@@ -143,6 +169,7 @@ class BookSide:
             self.best = self.levels[keys[0]] if keys else None
         else:
             del keys[bisect_left(keys, key)]
+        self.spare = level
 
     def depth(self, levels_max: int) -> list[tuple[int, int]]:
         """The best `levels_max` levels as (price, total quantity), best first."""

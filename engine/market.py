@@ -35,6 +35,7 @@ class Market:
         "min_notional_scaled",
         "min_qty",
         "notional_den",
+        "notional_free",
         "notional_max_plain",
         "notional_num",
         "positions",
@@ -71,6 +72,7 @@ class Market:
         # price and qty bounds are also at most `SMALL_INT_MAX`, so that their compares stay
         # fast; a price or qty past it is still valid and only takes the checks one by one.
         self.qty_max_plain = self.notional_max_plain = self.buy_price_max = 0
+        self.notional_free = False
         self._fold_caps()
         self.terms: CashTerms | None = None  # set when the venue clears through a ledger
         # Each account's (base, quote) balances, remembered by `Clearing.position` at its first
@@ -118,6 +120,13 @@ class Market:
         self.qty_max_plain = min(self.max_qty or UNITS_MAX, SMALL_INT_MAX)
         self.notional_max_plain = (
             self.max_notional_scaled or UNITS_MAX * UNITS_MAX * self.notional_num
+        )
+        # No order within the other bounds of the plain check can break a notional limit:
+        # no cap, and the least such order (a tick times min_qty) worth the minimum. The
+        # check then skips two multiplications and two compares of numbers too large for the
+        # interpreter's fast int compare.
+        self.notional_free = not self.max_notional_scaled and not self.below_min_notional(
+            self.price_tick, self.min_qty
         )
 
     def notional_units(self, price: int, qty: int) -> tuple[int, int]:

@@ -288,9 +288,12 @@ class Venue:
             )
             and market.min_qty <= qty <= market.qty_max_plain
             and (market.unit_steps or not (price % market.price_tick or qty % market.qty_step))
-            and market.min_notional_scaled
-            <= price * qty * market.notional_num
-            <= market.notional_max_plain
+            and (
+                market.notional_free
+                or market.min_notional_scaled
+                <= price * qty * market.notional_num
+                <= market.notional_max_plain
+            )
         ):  # take the checks one by one
             problem = _place_shape_problem(cmd)
             if problem is not None:
@@ -676,6 +679,9 @@ class Venue:
             )
         if order is None:
             return self._reject_missing(events, cmd, "cancel_order")
+        # The order's own id object is the key of every index that holds it: a dict finds a
+        # key by identity before it compares values (three int compares less per cancel).
+        order_id = order.order_id
         # `_cancel_open` and `_retire` inline: two calls less on the hot path of every cancel.
         market = self.markets[order.symbol]
         book = market.book
@@ -687,10 +693,11 @@ class Venue:
         level.qty -= canceled
         if not orders:
             own.drop_level(level)
-        order.leaves_qty = 0
-        order.status = CANCELED
-        if order.hold:  # `Clearing.release` inline: one call less per cancel on the venue path
-            hold = order.hold
+        # The order leaves every index here and nothing reads it again, so its leaves_qty,
+        # status and hold are left as they were: a store on a msgspec struct is never
+        # specialised (~280 instructions each; the event says what the order became).
+        hold = order.hold
+        if hold:  # `Clearing.release` inline: one call less per cancel on the venue path
             spec = market.spec
             asset = spec.quote if order.side is BUY else spec.base
             position = market.positions.get(account)  # remembered once the account traded here
@@ -700,7 +707,6 @@ class Venue:
                 balance = position[1] if order.side is BUY else position[0]
             assert hold <= balance.held, f"release {hold} of {balance.held} held"
             balance.held -= hold
-            order.hold = 0
             events.append(BalanceChanged(cmd.ts_us, account, asset, balance.total, balance.held))
         del self.orders[order_id]
         by_account = self.account_orders[account]

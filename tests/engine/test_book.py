@@ -77,3 +77,52 @@ def test_depth_is_bounded() -> None:
         book.asks.add(order(i + 1, Side.SELL, 100 + i, 1))
     bids, asks = book.depth(3)
     assert bids == [] and asks == [(100, 1), (101, 1), (102, 1)]
+
+
+def test_moving_a_levels_last_order_to_a_new_price_rekeys_that_level() -> None:
+    """The emptied level itself moves to the new price; sorted keys and best follow it."""
+    book = OrderBook("X")
+    a, b, c = order(1, Side.BUY, 100, 1), order(2, Side.BUY, 98, 2), order(3, Side.BUY, 96, 3)
+    for o in (a, b, c):
+        book.bids.add(o)
+    best = book.bids.best
+    book.bids.move(a, 97, 4)  # the best level's only order: best moves on to 98
+    assert book.bids.levels[-97] is best and best.price == 97 and best.key == -97
+    assert book.bids.keys == [-98, -97, -96] and book.best_bid() == (98, 2)
+    assert book.depth(5)[0] == [(98, 2), (97, 4), (96, 3)]
+    book.bids.move(c, 99, 3)  # a worse level's only order becomes the best
+    assert book.best_bid() == (99, 3) and book.bids.keys == [-99, -98, -97]
+    assert (a.price, a.leaves_qty, c.price) == (97, 4, 99)
+
+
+def test_moving_an_order_within_or_between_kept_levels() -> None:
+    book = OrderBook("X")
+    a, b, c = order(1, Side.SELL, 100, 1), order(2, Side.SELL, 100, 2), order(3, Side.SELL, 102, 3)
+    for o in (a, b, c):
+        book.asks.add(o)
+    book.asks.move(a, 100, 5)  # same price: to the back of its own level
+    assert [o.order_id for o in book.iter_orders()] == [2, 1, 3] and book.best_ask() == (100, 7)
+    book.asks.move(c, 100, 3)  # its level empties into one that exists: dropped
+    assert book.asks.keys == [100] and book.best_ask() == (100, 10) and len(book.asks) == 1
+    only = order(4, Side.SELL, 105, 1)
+    book.asks.add(only)
+    book.asks.move(only, 105, 1)  # the only order of its level, back to the same price
+    assert book.asks.keys == [100, 105] and book.depth(5)[1] == [(100, 10), (105, 1)]
+
+
+def test_a_new_level_reuses_the_last_dropped_one_at_its_own_price() -> None:
+    book = OrderBook("X")
+    first, second = order(1, Side.SELL, 101, 2), order(2, Side.SELL, 103, 3)
+    book.asks.add(first)
+    book.asks.add(second)
+    dropped = book.asks.best
+    book.asks.remove(first)  # the best level empties: 103 is best now
+    assert book.asks.spare is dropped and book.best_ask() == (103, 3)
+    third = order(3, Side.SELL, 102, 4)
+    book.asks.add(third)  # a new best level, built from the spare
+    level = book.asks.best
+    assert level is dropped and book.asks.spare is None
+    assert (level.price, level.key, level.qty, list(level.orders)) == (102, 102, 4, [3])
+    assert book.asks.keys == [102, 103] and book.depth(5)[1] == [(102, 4), (103, 3)]
+    book.asks.add(order(4, Side.SELL, 104, 1))  # no spare: a fresh level
+    assert book.asks.levels[104] is not dropped and book.asks.keys == [102, 103, 104]

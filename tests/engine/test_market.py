@@ -4,13 +4,14 @@ the bounds it folds for the venue's fast checks stay small ints."""
 from collections.abc import Callable
 
 from engine import market as market_module
-from engine.commands import AmendOrder
+from engine.commands import AmendOrder, SetOrderCaps
 from engine.enums import Side, TimeInForce
-from engine.events import TradeExecuted
+from engine.events import CommandRejected, TradeExecuted
 from engine.instrument import band_limits
 from engine.market import Market
+from engine.reasons import ErrorCode
 from engine.units import SMALL_INT_MAX
-from tests.engine.conftest import Harness, kinds, make_spec
+from tests.engine.conftest import SYMBOL, Harness, kinds, make_spec
 
 
 def test_band_follows_every_reference_price_memo_hit_or_miss() -> None:
@@ -57,3 +58,42 @@ def test_prices_and_qtys_past_the_fast_bounds_trade_as_before(
     assert kinds(taken) == ["OrderAccepted", "TradeExecuted"]
     trade = taken[-1]
     assert isinstance(trade, TradeExecuted) and (trade.price, trade.qty) == (price + 1, big)
+
+
+def test_notional_free_only_when_no_order_can_break_a_notional_limit() -> None:
+    """Notional units are price x qty / 100 here: the least order (a tick of 1 x min_qty
+    of 100) is worth 1 unit, so a minimum of 1 can never refuse it and one of 2 can."""
+    assert Market(make_spec(min_qty=100, min_notional=0)).notional_free
+    assert Market(make_spec(min_qty=100, min_notional=1)).notional_free
+    assert not Market(make_spec(min_qty=100, min_notional=2)).notional_free
+    assert not Market(make_spec(price_tick=5, min_qty=100, min_notional=6)).notional_free
+    assert Market(make_spec(price_tick=5, min_qty=100, min_notional=5)).notional_free
+    market = Market(make_spec(min_qty=100, min_notional=1))
+    market.set_caps(max_qty=0, max_notional=1_000)
+    assert not market.notional_free  # a cap can refuse
+    market.set_caps(max_qty=0, max_notional=0)
+    assert market.notional_free
+
+
+def test_a_cap_set_on_a_notional_free_market_refuses_above_it(
+    make_harness: Callable[..., Harness],
+) -> None:
+    harness = make_harness(min_qty=100, min_notional=0)
+    assert kinds(harness.place(1, Side.BUY, 10_000, 20_000)) == ["OrderAccepted"]  # 2,000,000
+    harness.do(SetOrderCaps(symbol=SYMBOL, max_notional=1_500_000))
+    refused = harness.place(1, Side.BUY, 10_000, 20_000)
+    assert isinstance(refused[0], CommandRejected)
+    assert refused[0].reason is ErrorCode.ABOVE_MAX_NOTIONAL
+    assert kinds(harness.place(1, Side.BUY, 10_000, 10_000)) == ["OrderAccepted"]  # 1,000,000
+
+
+def test_a_minimum_a_least_order_falls_short_of_still_refuses(
+    make_harness: Callable[..., Harness],
+) -> None:
+    harness = make_harness(min_qty=100, min_notional=2)
+    accepted = harness.place(1, Side.BUY, 9_500, 100)  # 9_500 x 100 / 100 = 9,500: enough
+    assert kinds(accepted) == ["OrderAccepted"]
+    harness = make_harness(min_qty=100, min_notional=9_501)
+    refused = harness.place(1, Side.BUY, 9_500, 100)
+    assert isinstance(refused[0], CommandRejected)
+    assert refused[0].reason is ErrorCode.BELOW_MIN_NOTIONAL
