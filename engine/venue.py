@@ -355,21 +355,21 @@ class Venue:
         best = opposite.best
         # A conditional, not the bool itself: a compare followed by a jump specialises.
         crosses = True if best is not None and best.key <= limit_key else False  # noqa: SIM210
-        if crosses and cmd.post_only:
-            return self._reject(
-                events, cmd, "place_order", E.POST_ONLY_WOULD_TAKE, "the order would take"
-            )
-        if (  # a sell may trade at bids above its price: what could it trade there?
-            crosses
-            and side is not BUY
-            and best is not None
-            and (qty > SMALL_INT_MAX or best.price > market.sell_take_price_plain)
-            and market.above_value_max(best.price, qty)
-        ):
-            facts = _value_facts(market, best.price, qty, 0)
-            detail = "notional at the best bid is past what the venue can account"
-            code = E.NOTIONAL_OUT_OF_RANGE
-            return self._reject(events, cmd, "place_order", code, detail, 0, facts)
+        if crosses:
+            if cmd.post_only:
+                return self._reject(
+                    events, cmd, "place_order", E.POST_ONLY_WOULD_TAKE, "the order would take"
+                )
+            # A sell may trade at bids above its price: what could it trade there? Small-int
+            # compares first, `crosses` says `best` is a level (no None test: 4 bytecodes).
+            if (
+                side is not BUY
+                and (
+                    qty > SMALL_INT_MAX or best.price > market.sell_take_price_plain  # type: ignore[union-attr]
+                )
+                and self._refused_sell_value(cmd, market, events)
+            ):
+                return None
         if tif is FOK and not _fillable(opposite, limit_key, qty, account, cmd.stp):
             return self._reject(
                 events, cmd, "place_order", E.FOK_NOT_FILLABLE, "not enough liquidity"
@@ -462,6 +462,19 @@ class Venue:
             )
             self._retire(order, events)
         return None
+
+    def _refused_sell_value(self, cmd: PlaceOrder, market: Market, events: list[Event]) -> bool:
+        """Whether a crossing sell is refused (NOTIONAL_OUT_OF_RANGE, reported) because at
+        the best bid it could trade past `order_value_max`."""
+        best = market.book.bids.best
+        assert best is not None, "a crossing sell with no bid"
+        if not market.above_value_max(best.price, cmd.qty):
+            return False
+        facts = _value_facts(market, best.price, cmd.qty, 0)
+        detail = "notional at the best bid is past what the venue can account"
+        code = E.NOTIONAL_OUT_OF_RANGE
+        self._reject(events, cmd, "place_order", code, detail, 0, facts)
+        return True
 
     def _new_cl_ord_id(self, account: int, cl_ord_id: str) -> bool:
         """Whether `cl_ord_id` is well formed and names none of the account's open orders."""
