@@ -228,3 +228,29 @@ def test_an_amend_past_the_bound_comes_before_insufficient_balance(rich: Cleared
     amend = AmendOrder(account=3, order_id=order_id, qty=qty)
     refused_unchanged(rich, amend, E.NOTIONAL_OUT_OF_RANGE)
     refused_unchanged(rich, msgspec.structs.replace(amend, qty=qty - 1), E.INSUFFICIENT_BALANCE)
+
+
+# ----------------------------------------------------------------- found, not fixed here
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine/custody.py (outside this change) mints a bill's tokens with no bound on "
+    "the par cash its maturity pays: face x 10**(quote - qty decimals) must stay in int64",
+)
+def test_a_bill_supply_whose_par_passes_64_bits_is_refused_before_maturity() -> None:
+    """Today: 4e13 face of a bill in dollars, paid in micro-dollars at maturity, is 4e19
+    units of cash; the maturity books it, and then state_hash and the snapshot raise."""
+    from engine.commands import AdvanceClock
+    from tests.engine.test_custody import MATURITY_US, Custodied, list_bill
+
+    custodied = Custodied()
+    list_bill(custodied)  # TB-X: face in whole dollars, paid in USD at 6 decimals
+    custodied.ok(AttestReserves(asset="TB-X", amount=4 * 10**13, as_of_us=custodied.venue.ts_us))
+    refusals = [
+        rejection(custodied.do(Deposit(account=account, asset="TB-X", amount=2 * 10**13)))
+        for account in (1, 2)
+    ]
+    custodied.do(AdvanceClock(), ts=MATURITY_US)
+    still_whole(custodied.venue)
+    assert refusals[1] is not None
