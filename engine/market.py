@@ -2,7 +2,8 @@
 
 Copies the few spec fields the matcher reads on every order onto itself, so the hot path
 pays one attribute lookup for each, and keeps the band in step with the reference price.
-The per-order caps are the only spec fields that change after listing (`set_caps`).
+The per-order caps are the only spec fields that change after listing (`set_caps`). Under
+any cap, `order_value_max` bounds what one order may trade, so its totals fit 64 bits.
 """
 
 from msgspec.structs import replace
@@ -69,8 +70,8 @@ class Market:
         self.max_notional_scaled = spec.max_notional * self.notional_den  # 0: no cap
         # The most price x qty an order may trade in all, cap or no cap: its running sum
         # (`Order.filled_value`) and its exact fees (that x num x fee bps) are snapshotted and
-        # hashed, so they must fit int64. Half of that, because a passive amend is checked on
-        # price x qty alone (`Venue._amend`): fills before it add at most as much again.
+        # hashed, so they must fit int64. Half of that: a passive amend (`Venue._amend`) checks
+        # price x qty alone, not what the order traded, so its fills add at most one bound more.
         fee_bps_max = max(spec.maker_fee_bps, spec.taker_fee_bps, 1)
         self.order_value_max = INT64_MAX // (2 * self.notional_num * fee_bps_max)
         # The highest bid a sell of at most `SMALL_INT_MAX` may take without an exact check
