@@ -64,5 +64,12 @@ def test_an_order_past_the_venue_bound_is_refused_and_the_venue_restarts(
             assert restarted.server.venue.state_hash() == state
         finally:
             await restarted.server.stop()
+        for path in data_dir.glob("snapshot-*.bin"):
+            path.unlink()  # the whole journal, the refused order too, replays alike
+        replayed = await start_venue(data_dir)
+        try:
+            assert replayed.server.venue.state_hash() == state
+        finally:
+            await replayed.server.stop()
 
     asyncio.run(scenario())
