@@ -2,7 +2,8 @@
 
 Copies the few spec fields the matcher reads on every order onto itself, so the hot path
 pays one attribute lookup for each, and keeps the band in step with the reference price.
-The per-order caps are the only spec fields that change after listing (`set_caps`).
+The per-order caps are the only spec fields that change after listing (`set_caps`). Under
+any cap, `order_value_max` bounds what one order may trade, so its totals fit 64 bits.
 """
 
 from msgspec.structs import replace
@@ -10,7 +11,7 @@ from msgspec.structs import replace
 from engine.book import OrderBook
 from engine.enums import InstrumentStatus
 from engine.instrument import InstrumentSpec, band_limits
-from engine.units import SMALL_INT_MAX, UNITS_MAX
+from engine.units import INT64_MAX, SMALL_INT_MAX, UNITS_MAX
 from settlement.dvp import CashTerms
 from settlement.ledger import Balance
 
@@ -38,11 +39,13 @@ class Market:
         "notional_free",
         "notional_max_plain",
         "notional_num",
+        "order_value_max",
         "positions",
         "price_tick",
         "qty_max_plain",
         "qty_step",
         "reference_price",
+        "sell_take_price_plain",
         "spec",
         "status",
         "symbol",
@@ -66,8 +69,17 @@ class Market:
         self.min_notional_scaled = spec.min_notional * self.notional_den  # vs price x qty x num
         self.max_qty = spec.max_qty  # 0: no cap
         self.max_notional_scaled = spec.max_notional * self.notional_den  # 0: no cap
+        # The most price x qty an order may trade in all, cap or no cap: its running sum
+        # (`Order.filled_value`) and its exact fees (that x num x fee bps) are snapshotted and
+        # hashed, so they must fit int64. Half of that: a passive amend (`Venue._amend`) checks
+        # price x qty alone, not what the order traded, so its fills add at most one bound more.
+        fee_bps_max = max(spec.maker_fee_bps, spec.taker_fee_bps, 1)
+        self.order_value_max = INT64_MAX // (2 * self.notional_num * fee_bps_max)
+        # The highest bid a sell of at most `SMALL_INT_MAX` may take without an exact check
+        # of what it would trade there (`Venue._place`): a small-int compare per crossing sell.
+        self.sell_take_price_plain = min(self.order_value_max // SMALL_INT_MAX, SMALL_INT_MAX)
         # Bounds folded for the one-expression check of a plain limit (`engine.venue`): the
-        # caps with "no cap" as the largest value a wire number can take, and the band's high
+        # caps with "no cap" as `order_value_max` (and no cap above it), and the band's high
         # no higher than that either (the band's low is at least a tick: above zero). The
         # price and qty bounds are also at most `SMALL_INT_MAX`, so that their compares stay
         # fast; a price or qty past it is still valid and only takes the checks one by one.
@@ -118,8 +130,9 @@ class Market:
 
     def _fold_caps(self) -> None:
         self.qty_max_plain = min(self.max_qty or UNITS_MAX, SMALL_INT_MAX)
-        self.notional_max_plain = (
-            self.max_notional_scaled or UNITS_MAX * UNITS_MAX * self.notional_num
+        value_max_scaled = self.order_value_max * self.notional_num
+        self.notional_max_plain = min(
+            self.max_notional_scaled or value_max_scaled, value_max_scaled
         )
         # No order within the other bounds of the plain check can break a notional limit:
         # no cap, and the least such order (a tick times min_qty) worth the minimum. The
@@ -128,6 +141,11 @@ class Market:
         self.notional_free = not self.max_notional_scaled and not self.below_min_notional(
             self.price_tick, self.min_qty
         )
+
+    def above_value_max(self, price: int, qty: int, filled_value: int = 0) -> bool:
+        """Whether an order that has traded `filled_value` and may trade `qty` more at up to
+        `price` could pass `order_value_max` (what the venue can account for one order)."""
+        return filled_value + price * qty > self.order_value_max
 
     def notional_units(self, price: int, qty: int) -> tuple[int, int]:
         """The exact notional of price x qty as (units, decimals), no finer than needed."""

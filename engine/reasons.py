@@ -45,6 +45,8 @@ class ErrorCode(IntEnum):
     INVALID_EXPIRE_AT = 4012  # appended: a gtd order whose expire_at is not in the future
     ABOVE_MAX_QTY = 4013  # appended: qty above the instrument's per-order cap
     ABOVE_MAX_NOTIONAL = 4014  # appended: notional above the instrument's per-order cap
+    # appended: what the order could trade in all passes what the venue accounts in 64 bits
+    NOTIONAL_OUT_OF_RANGE = 4015
     # 5xxx order state
     UNKNOWN_ORDER = 5000
     ORDER_NOT_OPEN = 5001
@@ -91,9 +93,11 @@ PLACE_PRECEDENCE: tuple[ErrorCode, ...] = (
     E.PRICE_BAND,
     E.BELOW_MIN_NOTIONAL,
     E.ABOVE_MAX_NOTIONAL,
+    E.NOTIONAL_OUT_OF_RANGE,  # at its own price (a market order: the band's high, quote_qty)
     E.TOO_MANY_OPEN_ORDERS,
     E.INSUFFICIENT_BALANCE,
     E.POST_ONLY_WOULD_TAKE,
+    E.NOTIONAL_OUT_OF_RANGE,  # a sell, at the bids it would take
     E.FOK_NOT_FILLABLE,
     E.MARKET_NO_LIQUIDITY,
 )
@@ -135,6 +139,7 @@ AMEND_PRECEDENCE: tuple[ErrorCode, ...] = (
     E.PRICE_BAND,
     E.BELOW_MIN_NOTIONAL,
     E.ABOVE_MAX_NOTIONAL,
+    E.NOTIONAL_OUT_OF_RANGE,  # what it traded, plus the rest at its price (or the bids it takes)
     E.INSUFFICIENT_BALANCE,
     E.POST_ONLY_MODE,
     E.POST_ONLY_WOULD_TAKE,

@@ -8,6 +8,9 @@ bounded by `UNITS_MAX` so that every amount fits a signed 64-bit SQLite INTEGER.
 """
 
 UNITS_MAX = 2**62  # headroom under int64: sums of a few amounts still fit SQLite INTEGER
+# The largest integer every codec and store of the venue takes: msgpack (journal, snapshots,
+# the state hash) and SQLite INTEGER / PostgreSQL BIGINT are signed 64-bit at most.
+INT64_MAX = 2**63 - 1
 # The largest int CPython 3.11 compares on its fast path (one 30-bit digit): against a
 # larger bound every compare takes the slow path (~130 instructions more).
 SMALL_INT_MAX = 2**30 - 1

@@ -358,10 +358,21 @@ class Venue:
         best = opposite.best
         # A conditional, not the bool itself: a compare followed by a jump specialises.
         crosses = True if best is not None and best.key <= limit_key else False  # noqa: SIM210
-        if crosses and cmd.post_only:
-            return self._reject(
-                events, cmd, "place_order", E.POST_ONLY_WOULD_TAKE, "the order would take"
-            )
+        if crosses:
+            if cmd.post_only:
+                return self._reject(
+                    events, cmd, "place_order", E.POST_ONLY_WOULD_TAKE, "the order would take"
+                )
+            # A sell may trade at bids above its price: what could it trade there? Small-int
+            # compares first, `crosses` says `best` is a level (no None test: 4 bytecodes).
+            if (
+                side is not BUY
+                and (
+                    qty > SMALL_INT_MAX or best.price > market.sell_take_price_plain  # type: ignore[union-attr]
+                )
+                and self._refused_sell_value(cmd, market, events)
+            ):
+                return None
         if tif is FOK and not _fillable(opposite, limit_key, qty, account, cmd.stp):
             return self._reject(
                 events, cmd, "place_order", E.FOK_NOT_FILLABLE, "not enough liquidity"
@@ -455,6 +466,19 @@ class Venue:
             self._retire(order, events)
         return None
 
+    def _refused_sell_value(self, cmd: PlaceOrder, market: Market, events: list[Event]) -> bool:
+        """Whether a crossing sell is refused (NOTIONAL_OUT_OF_RANGE, reported) because at
+        the best bid it could trade past `order_value_max`."""
+        best = market.book.bids.best
+        assert best is not None, "a crossing sell with no bid"
+        if not market.above_value_max(best.price, cmd.qty):
+            return False
+        facts = _value_facts(market, best.price, cmd.qty, 0)
+        detail = "notional at the best bid is past what the venue can account"
+        code = E.NOTIONAL_OUT_OF_RANGE
+        self._reject(events, cmd, "place_order", code, detail, 0, facts)
+        return True
+
     def _new_cl_ord_id(self, account: int, cl_ord_id: str) -> bool:
         """Whether `cl_ord_id` is well formed and names none of the account's open orders."""
         return (
@@ -493,6 +517,8 @@ class Venue:
             cap = market.max_notional_scaled  # inline: a method call costs on every order
             if cap and price * qty * market.notional_num > cap:
                 return E.ABOVE_MAX_NOTIONAL, "notional is above the per-order maximum"
+            if market.above_value_max(price, qty):
+                return E.NOTIONAL_OUT_OF_RANGE, "notional is past what the venue can account"
             if (tif is GTC or tif is GTD) and len(
                 self.account_orders.get(cmd.account, ())
             ) >= self._open_orders_max:
@@ -502,11 +528,18 @@ class Venue:
                 return E.BELOW_MIN_NOTIONAL, "quote_qty is below the minimum notional"
             if market.max_notional_scaled and cmd.quote_qty > market.spec.max_notional:
                 return E.ABOVE_MAX_NOTIONAL, "quote_qty is above the per-order maximum notional"
+            if market.above_value_max(_quote_value(market, cmd.quote_qty), 1):
+                return E.NOTIONAL_OUT_OF_RANGE, "quote_qty is past what the venue can account"
         elif market.below_min_notional(market.reference_price, qty):
             return E.BELOW_MIN_NOTIONAL, "notional at the reference price is below the minimum"
         elif market.above_max_notional(market.band_high, qty):
             # A market order may trade up to the band's high: the most it could be worth.
             return E.ABOVE_MAX_NOTIONAL, "notional at the band's high is above the maximum"
+        elif market.above_value_max(market.band_high, qty):
+            return (
+                E.NOTIONAL_OUT_OF_RANGE,
+                "notional at the band's high is past what the venue can account",
+            )
         return None
 
     # ----------------------------------------------------------------- matching
@@ -898,7 +931,11 @@ class Venue:
                 return self._reject_short(
                     events, cmd, "amend_order", market, order.side, more, available, order.order_id
                 )
-            facts = _refusal_facts(code, market, order.side, LIMIT, price, qty, 0)
+            if code is E.NOTIONAL_OUT_OF_RANGE:
+                worst = _worst_price(market, order.side, price)
+                facts = _value_facts(market, worst, qty - order.cum_qty, order.filled_value)
+            else:
+                facts = _refusal_facts(code, market, order.side, LIMIT, price, qty, 0)
             return self._reject(events, cmd, "amend_order", code, detail, order.order_id, facts)
         self._apply_amend(
             cmd.new_cl_ord_id, order, market, own, price, qty, crosses, new_hold, events
@@ -950,6 +987,12 @@ class Venue:
             return E.BELOW_MIN_NOTIONAL, "notional is below the minimum"
         if market.above_max_notional(price, qty):
             return E.ABOVE_MAX_NOTIONAL, "notional is above the per-order maximum"
+        worst = _worst_price(market, order.side, price)
+        if market.above_value_max(worst, qty - order.cum_qty, order.filled_value):
+            return (
+                E.NOTIONAL_OUT_OF_RANGE,
+                "what it traded and may trade is past what the venue can account",
+            )
         clearing = self.clearing
         more = new_hold - order.hold
         if clearing is not None and more > 0:  # a hold that does not grow is always there
@@ -1396,6 +1439,11 @@ def _refusal_facts(
         return (("min_qty", spec.min_qty, qd), ("qty", qty, qd))
     if code is E.ABOVE_MAX_QTY:
         return (("max_qty", spec.max_qty, qd), ("qty", qty, qd))
+    if code is E.NOTIONAL_OUT_OF_RANGE:
+        if quote_qty:
+            return (_value_facts(market, 0, 0, 0)[0], ("notional", quote_qty, cd))
+        valued_at = price if order_type is LIMIT else market.band_high
+        return _value_facts(market, valued_at, qty, 0)
     if code is not E.BELOW_MIN_NOTIONAL and code is not E.ABOVE_MAX_NOTIONAL:
         return ()
     below = code is E.BELOW_MIN_NOTIONAL
@@ -1410,6 +1458,25 @@ def _refusal_facts(
         price = market.reference_price if below else market.band_high
     units, decimals = market.notional_units(price, qty)
     return (bound, ("notional", units, decimals), ("valued_at", price, pd))
+
+
+def _worst_price(market: Market, side: Side, price: int) -> int:
+    """The highest price an order at `price` may trade at: its own, or a sell's best bid."""
+    best = market.book.bids.best if side is not BUY else None
+    return best.price if best is not None and best.price > price else price
+
+
+def _quote_value(market: Market, quote_qty: int) -> int:
+    """The most price x qty a market buy with budget `quote_qty` can trade (in all)."""
+    return quote_qty * market.notional_den // market.notional_num
+
+
+def _value_facts(market: Market, valued_at: int, qty: int, filled_value: int) -> tuple[Fact, ...]:
+    """The numbers behind NOTIONAL_OUT_OF_RANGE: the venue's bound, what the order traded
+    plus `qty` more at `valued_at` (both exact notionals), and that price."""
+    bound = ("max_notional", *market.notional_units(market.order_value_max, 1))
+    notional = ("notional", *market.notional_units(filled_value + valued_at * qty, 1))
+    return (bound, notional, ("valued_at", valued_at, market.spec.price_decimals))
 
 
 def _status_refusal(market: Market) -> tuple[ErrorCode, str]:

@@ -55,6 +55,8 @@ PLACE_ROWS: list[tuple[ErrorCode, InstrumentStatus, dict[str, Any]]] = [
     ),
 ]
 SETTLEMENT_REASONS = {E.NOT_ELIGIBLE, E.INSUFFICIENT_BALANCE}  # rows come with the ledger
+# Its rows need numbers near 2**62 (the venue's bound): tests/engine/test_venue_bounds.py
+BOUND_REASONS = {E.NOTIONAL_OUT_OF_RANGE}
 
 
 def _harness(status: InstrumentStatus, open_orders_max: int) -> Harness:
@@ -76,7 +78,9 @@ def _harness(status: InstrumentStatus, open_orders_max: int) -> Harness:
 
 def test_every_engine_place_reason_has_a_row() -> None:
     covered = [row[0] for row in PLACE_ROWS]
-    assert covered == [r for r in PLACE_PRECEDENCE if r not in SETTLEMENT_REASONS]
+    assert covered == [
+        r for r in PLACE_PRECEDENCE if r not in SETTLEMENT_REASONS and r not in BOUND_REASONS
+    ]
 
 
 @pytest.mark.parametrize(("reason", "status", "fields"), PLACE_ROWS, ids=lambda v: str(v))
@@ -136,7 +140,9 @@ AMEND_ROWS: list[tuple[ErrorCode, InstrumentStatus, dict[str, Any]]] = [
 
 def test_every_engine_amend_reason_has_a_row() -> None:
     covered = [row[0] for row in AMEND_ROWS]
-    assert covered == [r for r in AMEND_PRECEDENCE if r not in SETTLEMENT_REASONS]
+    assert covered == [
+        r for r in AMEND_PRECEDENCE if r not in SETTLEMENT_REASONS and r not in BOUND_REASONS
+    ]
 
 
 @pytest.mark.parametrize(("reason", "status", "fields"), AMEND_ROWS, ids=lambda v: str(v))

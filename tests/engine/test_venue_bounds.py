@@ -1,0 +1,256 @@
+"""Hostile numbers in the venue: nothing an order may trade can leave what the codecs take.
+
+An order's running totals (`filled_value`, and with a ledger its exact fees) are hashed and
+snapshotted as msgpack integers (64 bits at most). Orders, amends and market orders whose
+worst case could pass `Market.order_value_max` are refused with NOTIONAL_OUT_OF_RANGE and
+change nothing; those at the bound trade, and the venue still hashes, snapshots and restores.
+"""
+
+from typing import Any
+
+import msgspec
+import pytest
+
+from engine import snapshot
+from engine.commands import AmendOrder, AttestReserves, Deposit, PlaceOrder
+from engine.enums import OrderType, Side, TimeInForce
+from engine.events import CommandRejected, Event, TradeExecuted
+from engine.reasons import AMEND_PRECEDENCE, PLACE_PRECEDENCE, ErrorCode
+from engine.units import INT64_MAX
+from engine.venue import Venue, VenueConfig
+from tests.engine.conftest import SYMBOL, Harness
+from tests.engine.test_clearing import Cleared
+
+BUY, SELL = Side.BUY, Side.SELL
+E = ErrorCode
+HIGH = 2**40  # a reference price far above SMALL_INT_MAX: every order takes the checks one by one
+
+
+def rejection(events: list[Event]) -> ErrorCode | None:
+    rejected = [e for e in events if isinstance(e, CommandRejected)]
+    return rejected[0].reason if rejected else None
+
+
+def still_whole(venue: Venue) -> str:
+    """The venue hashes, snapshots and restores to the same hash; returns the hash."""
+    state = venue.state_hash()
+    restored = snapshot.restore(snapshot.decode(snapshot.encode(snapshot.capture(venue))))
+    assert restored.state_hash() == state
+    return state
+
+
+def refused_unchanged(harness: Harness | Cleared, command: Any, reason: ErrorCode) -> None:
+    """`command` is refused for `reason` and changes nothing but the clock."""
+    before = still_whole(harness.venue)
+    events = harness.do(command)
+    assert len(events) == 1 and rejection(events) is reason, events
+    harness.venue.ts_us -= 1
+    assert still_whole(harness.venue) == before
+
+
+def value_max(harness: Harness | Cleared) -> int:
+    return harness.venue.markets[SYMBOL].order_value_max
+
+
+def test_the_bound_fits_the_fees_of_a_whole_order_twice_over() -> None:
+    harness = Harness(maker_fee_bps=7, taker_fee_bps=30)
+    market = harness.venue.markets[SYMBOL]
+    assert 2 * market.order_value_max * market.notional_num * 30 <= INT64_MAX
+    assert Harness().venue.markets[SYMBOL].order_value_max == INT64_MAX // 2  # no fee, num 1
+
+
+def test_a_limit_past_the_bound_is_refused_and_one_at_it_trades_whole() -> None:
+    """The finding: price x qty past 64 bits with no notional cap crashed the hash."""
+    harness = Harness(reference_price=HIGH, price_band_bps=1_000)
+    qty = value_max(harness) // HIGH
+    place = PlaceOrder(account=1, symbol=SYMBOL, side=BUY, price=HIGH, qty=qty + 1)
+    refused_unchanged(harness, place, E.NOTIONAL_OUT_OF_RANGE)
+    refused_unchanged(harness, msgspec.structs.replace(place, side=SELL), E.NOTIONAL_OUT_OF_RANGE)
+    assert rejection(harness.place(1, SELL, HIGH, qty)) is None
+    events = harness.place(2, BUY, HIGH, qty - 1)
+    assert [e.qty for e in events if isinstance(e, TradeExecuted)] == [qty - 1]
+    assert harness.venue.orders[1].filled_value == HIGH * (qty - 1)  # rests, hashed
+    still_whole(harness.venue)
+
+
+def test_the_refusal_says_the_bound_the_notional_and_the_price() -> None:
+    harness = Harness(reference_price=HIGH, price_band_bps=1_000)
+    qty = value_max(harness) // HIGH + 1
+    refused = harness.place(1, BUY, HIGH, qty)[0]
+    assert isinstance(refused, CommandRejected)
+    decimals = 8  # price 2 + qty 6
+    assert refused.facts == (
+        ("max_notional", value_max(harness), decimals),
+        ("notional", HIGH * qty, decimals),
+        ("valued_at", HIGH, 2),
+    )
+
+
+def test_a_sell_that_would_take_bids_past_the_bound_is_refused() -> None:
+    """Each bid is within the bound, and so is the sell at its own price; the sum of what
+    it would take at the bids' prices is not. Before the fix the sweep crashed the hash."""
+    harness = Harness(reference_price=HIGH, price_band_bps=10_000)  # band low: one tick
+    qty = value_max(harness) // HIGH
+    for account in (2, 3, 4):
+        assert rejection(harness.place(account, BUY, HIGH, qty)) is None
+    sweep = PlaceOrder(account=1, symbol=SYMBOL, side=SELL, price=1, qty=3 * qty)
+    refused_unchanged(harness, sweep, E.NOTIONAL_OUT_OF_RANGE)
+    market = msgspec.structs.replace(sweep, order_type=OrderType.MARKET, price=0)
+    refused_unchanged(
+        harness, msgspec.structs.replace(market, tif=TimeInForce.IOC), E.NOTIONAL_OUT_OF_RANGE
+    )
+    # what the bids can take in all at their price is fine, and trades
+    assert rejection(harness.place(1, SELL, 1, qty)) is None
+    still_whole(harness.venue)
+
+
+def test_market_orders_are_valued_at_the_band_high_or_their_budget() -> None:
+    harness = Harness(reference_price=HIGH, price_band_bps=1_000)
+    band_high = harness.venue.markets[SYMBOL].band_high
+    harness.place(2, SELL, HIGH, 10)  # liquidity, so only the bound can refuse
+    by_qty = PlaceOrder(
+        account=1,
+        symbol=SYMBOL,
+        side=BUY,
+        order_type=OrderType.MARKET,
+        tif=TimeInForce.IOC,
+        price=0,
+        qty=value_max(harness) // band_high + 1,
+    )
+    refused_unchanged(harness, by_qty, E.NOTIONAL_OUT_OF_RANGE)
+    # quote units are 1/100 of price x qty units here: a budget of 2**62 buys 2**62 x 100
+    by_quote = msgspec.structs.replace(by_qty, qty=0, quote_qty=2**62)
+    refused_unchanged(harness, by_quote, E.NOTIONAL_OUT_OF_RANGE)
+
+
+def test_amends_count_what_the_order_traded() -> None:
+    harness = Harness(reference_price=HIGH, price_band_bps=1_000)
+    qty = value_max(harness) // HIGH
+    harness.place(1, BUY, HIGH, qty)  # order 1
+    harness.place(2, SELL, HIGH, qty // 2)  # fills half of it
+    order = harness.venue.orders[1]
+    assert order.filled_value == HIGH * (qty // 2)
+    # a new qty still within the bound at its price alone, but not with what it traded
+    lower = HIGH // 2
+    amend = AmendOrder(account=1, order_id=1, price=lower, qty=qty * 19 // 10)
+    assert lower * (qty * 19 // 10) <= value_max(harness)
+    refused_unchanged(harness, amend, E.NOTIONAL_OUT_OF_RANGE)
+    assert rejection(harness.do(AmendOrder(account=1, order_id=1, price=lower))) is None
+    still_whole(harness.venue)
+
+
+def test_a_sell_amended_into_high_bids_is_valued_at_them() -> None:
+    harness = Harness(reference_price=HIGH, price_band_bps=10_000)
+    qty = value_max(harness) // HIGH
+    for account in (2, 3):
+        harness.place(account, BUY, HIGH // 2, qty)
+    harness.place(1, SELL, HIGH, qty // 2)  # order 3 rests above the bids
+    # within the bound at its new price, not at the bids it would take
+    amend = AmendOrder(account=1, order_id=3, price=HIGH // 4, qty=3 * qty)
+    refused_unchanged(harness, amend, E.NOTIONAL_OUT_OF_RANGE)
+    assert rejection(harness.do(AmendOrder(account=1, order_id=3, price=HIGH // 4))) is None
+    still_whole(harness.venue)
+
+
+def test_the_new_reason_is_in_both_precedence_lists() -> None:
+    assert PLACE_PRECEDENCE.count(E.NOTIONAL_OUT_OF_RANGE) == 2  # own price; bids it takes
+    assert AMEND_PRECEDENCE.count(E.NOTIONAL_OUT_OF_RANGE) == 1
+    assert E.NOTIONAL_OUT_OF_RANGE == 4015
+
+
+# ----------------------------------------------------------------- with a ledger and fees
+
+
+@pytest.fixture
+def rich() -> Cleared:
+    """Fees 1 and 5 bps; accounts 1 and 2 hold 2**61 USD units and 2**61 share units."""
+    cleared = Cleared()
+    for asset in ("USD", "AAPLx"):
+        cleared.do(AttestReserves(asset=asset, amount=2**63 - 1, as_of_us=cleared.venue.ts_us + 1))
+        for account in (1, 2):
+            assert (
+                rejection(cleared.do(Deposit(account=account, asset=asset, amount=2**61))) is None
+            )
+    return cleared
+
+
+def test_with_a_ledger_an_order_at_the_bound_pays_its_fees_and_the_venue_snapshots(
+    rich: Cleared,
+) -> None:
+    """Exact fees are the order's value x num x bps: past 64 bits long before the value
+    itself. An order at the bound takes all but one unit (at the taker's 5 bps) and rests
+    with every total still fitting: a bound without the fee rate fails here."""
+    price = 10_000
+    qty = value_max(rich) // price
+    past = PlaceOrder(account=1, symbol=SYMBOL, side=BUY, price=price, qty=qty + 1)
+    refused_unchanged(rich, past, E.NOTIONAL_OUT_OF_RANGE)
+    assert rejection(rich.place(2, SELL, price, qty - 1)) is None
+    events = rich.place(1, BUY, price, qty)
+    assert [e.qty for e in events if isinstance(e, TradeExecuted)] == [qty - 1]
+    resting = rich.venue.orders[max(rich.venue.orders)]
+    assert resting.fee_exact == price * (qty - 1) * 5 > 2**61
+    still_whole(rich.venue)
+
+
+# ----------------------------------------------------------------- precedence
+
+
+def test_place_at_its_own_price_comes_before_too_many_open_orders() -> None:
+    harness = Harness(VenueConfig(open_orders_per_account_max=1), reference_price=HIGH)
+    harness.place(1, BUY, HIGH // 2, 1)  # the account's one open order
+    qty = value_max(harness) // HIGH + 1
+    place = PlaceOrder(account=1, symbol=SYMBOL, side=BUY, price=HIGH, qty=qty)
+    refused_unchanged(harness, place, E.NOTIONAL_OUT_OF_RANGE)
+    place = msgspec.structs.replace(place, qty=qty - 1)  # within the bound: the next reason
+    refused_unchanged(harness, place, E.TOO_MANY_OPEN_ORDERS)
+
+
+def test_a_sell_at_the_bids_comes_after_insufficient_balance_and_post_only(rich: Cleared) -> None:
+    price = 10_000
+    qty = value_max(rich) // price
+    assert rejection(rich.place(2, BUY, price, qty)) is None
+    # within the bound at its own price, not at the bid it would take
+    sweep = PlaceOrder(account=1, symbol=SYMBOL, side=SELL, price=9_000, qty=qty + 1)
+    assert 9_000 * (qty + 1) <= value_max(rich) < price * (qty + 1)
+    refused_unchanged(rich, sweep, E.NOTIONAL_OUT_OF_RANGE)
+    short = msgspec.structs.replace(sweep, account=3)  # holds 100 shares
+    refused_unchanged(rich, short, E.INSUFFICIENT_BALANCE)
+    post_only = msgspec.structs.replace(sweep, post_only=True)
+    refused_unchanged(rich, post_only, E.POST_ONLY_WOULD_TAKE)
+    fok = msgspec.structs.replace(sweep, tif=TimeInForce.FOK)  # could not fill whole either
+    refused_unchanged(rich, fok, E.NOTIONAL_OUT_OF_RANGE)
+
+
+def test_an_amend_past_the_bound_comes_before_insufficient_balance(rich: Cleared) -> None:
+    assert rejection(rich.place(3, BUY, 10_000, 1)) is None  # account 3 holds 10,000 USD
+    order_id = max(rich.venue.orders)
+    qty = value_max(rich) // 10_000 + 1  # past the bound, and far past its cash
+    amend = AmendOrder(account=3, order_id=order_id, qty=qty)
+    refused_unchanged(rich, amend, E.NOTIONAL_OUT_OF_RANGE)
+    refused_unchanged(rich, msgspec.structs.replace(amend, qty=qty - 1), E.INSUFFICIENT_BALANCE)
+
+
+# ----------------------------------------------------------------- found, not fixed here
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine/custody.py (outside this change) mints a bill's tokens with no bound on "
+    "the par cash its maturity pays: face x 10**(quote - qty decimals) must stay in int64",
+)
+def test_a_bill_supply_whose_par_passes_64_bits_is_refused_before_maturity() -> None:
+    """Today: 4e13 face of a bill in dollars, paid in micro-dollars at maturity, is 4e19
+    units of cash; the maturity books it, and then state_hash and the snapshot raise."""
+    from engine.commands import AdvanceClock
+    from tests.engine.test_custody import MATURITY_US, Custodied, list_bill
+
+    custodied = Custodied()
+    list_bill(custodied)  # TB-X: face in whole dollars, paid in USD at 6 decimals
+    custodied.ok(AttestReserves(asset="TB-X", amount=4 * 10**13, as_of_us=custodied.venue.ts_us))
+    refusals = [
+        rejection(custodied.do(Deposit(account=account, asset="TB-X", amount=2 * 10**13)))
+        for account in (1, 2)
+    ]
+    custodied.do(AdvanceClock(), ts=MATURITY_US)
+    still_whole(custodied.venue)
+    assert refusals[1] is not None
