@@ -135,11 +135,14 @@ class Market:
             self.max_notional_scaled or value_max_scaled, value_max_scaled
         )
         # No order within the other bounds of the plain check can break a notional limit:
-        # no cap, and the least such order (a tick times min_qty) worth the minimum. The
+        # no cap, the least such order (a tick times min_qty) worth the minimum, and the
+        # largest (prices and quantities up to SMALL_INT_MAX) within `order_value_max`. The
         # check then skips two multiplications and two compares of numbers too large for the
         # interpreter's fast int compare.
-        self.notional_free = not self.max_notional_scaled and not self.below_min_notional(
-            self.price_tick, self.min_qty
+        self.notional_free = (
+            not self.max_notional_scaled
+            and not self.below_min_notional(self.price_tick, self.min_qty)
+            and SMALL_INT_MAX * self.qty_max_plain <= self.order_value_max
         )
 
     def above_value_max(self, price: int, qty: int, filled_value: int = 0) -> bool:

@@ -254,3 +254,18 @@ def test_a_bill_supply_whose_par_passes_64_bits_is_refused_before_maturity() -> 
     custodied.do(AdvanceClock(), ts=MATURITY_US)
     still_whole(custodied.venue)
     assert refusals[1] is not None
+
+
+def test_the_bound_holds_where_the_notional_check_is_skipped() -> None:
+    """With fees, the bound is below what the plain check's price and qty limits allow
+    (2^30 each); a market with no cap and no minimum (`notional_free`) must still refuse an
+    order past it rather than skip the notional check."""
+    harness = Harness(maker_fee_bps=7, taker_fee_bps=30, reference_price=2**29)
+    market = harness.venue.markets[SYMBOL]
+    price = 2**29
+    qty = market.order_value_max // price + 1
+    assert qty < 2**30 and not market.max_notional_scaled  # within the plain check's limits
+    place = PlaceOrder(account=1, symbol=SYMBOL, side=SELL, price=price, qty=qty)
+    refused_unchanged(harness, place, E.NOTIONAL_OUT_OF_RANGE)
+    assert rejection(harness.place(1, SELL, price, qty - 1)) is None
+    still_whole(harness.venue)
