@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from engine.instrument import InstrumentSpec
-from engine.units import format_units
+from engine.units import INT64_MAX, format_units
 
 INTERVALS_US = {  # the wire's names, oldest first is each series' order
     "1m": 60_000_000,
@@ -251,7 +251,7 @@ class Candles:
             self._sync(symbol)
         return {
             "series": [
-                [s, i, [list(bar) for bar in bars]] for (s, i), bars in self._series.items()
+                [s, i, [_bar_image(bar) for bar in bars]] for (s, i), bars in self._series.items()
             ],
             "trades": [
                 [s, [list(count) for count in counts]] for s, counts in self._trades.items()
@@ -265,10 +265,22 @@ class Candles:
         if image is None:
             return
         for symbol, interval, bars in image["series"]:
+            for bar in bars:
+                if type(bar[5]) is str:  # a volume past 64 bits (`_bar_image`)
+                    bar[5] = int(bar[5])
             self._series[(symbol, interval)] = deque(bars, maxlen=BARS_KEPT_MAX)
         for symbol, counts in image["trades"]:
             self._trades[symbol] = deque(counts, maxlen=TICKER_WINDOW_BARS)
         self._last = {symbol: int(price) for symbol, price in image["last"].items()}
+
+
+def _bar_image(bar: Bar) -> list[int | str]:
+    """A copy of `bar` for a snapshot. Its volume is a sum of trades of up to `UNITS_MAX`
+    each, so it can pass what msgpack's integers hold: such a volume goes as a decimal string
+    (`restore` turns it back)."""
+    if bar[5] <= INT64_MAX:
+        return list(bar)
+    return [*bar[:5], str(bar[5])]
 
 
 def split_price(units: int, ratio_new: int, ratio_old: int, tick: int) -> int:

@@ -105,6 +105,26 @@ def test_image_round_trips_through_the_snapshot_encoding() -> None:
     assert restored.bars("AAPLx-USD", "1m", 10) == []
 
 
+def test_a_volume_past_64_bits_survives_the_snapshot_encoding() -> None:
+    """Trades of up to 2^62 units each add up past what msgpack's integers hold within
+    one bar (two accounts trading a large supply back and forth): the image carries such a
+    volume as a decimal string, and restoring it gives back the exact number."""
+    candles = Candles()
+    big = 2**62
+    for index in range(6):
+        candles.add("AAPLx-USD", T0 + index, 18_700, big)
+    candles.add("MSFTx-USD", T0, 41_000, 2)
+    image = msgspec.msgpack.decode(msgspec.msgpack.encode(candles.image()))
+    restored = Candles()
+    restored.restore(image)
+    assert restored.bars("AAPLx-USD", "1m", 10) == candles.bars("AAPLx-USD", "1m", 10)
+    assert candles.bars("AAPLx-USD", "1m", 1)[0][5] == 6 * big
+    restored.add("AAPLx-USD", T0 + 7, 18_700, 1)  # and it keeps counting exactly
+    candles.add("AAPLx-USD", T0 + 7, 18_700, 1)
+    assert restored.bars("AAPLx-USD", "1h", 1) == candles.bars("AAPLx-USD", "1h", 1)
+    assert restored.ticker(spec(), T0 + MINUTE) == candles.ticker(spec(), T0 + MINUTE)
+
+
 def test_an_image_is_not_changed_by_later_trades_of_the_same_minute() -> None:
     """The snapshot encodes the image after an await: a trade meanwhile must not reach it."""
     candles = Candles()
