@@ -137,6 +137,7 @@ class Sessions:
         last_payload = b""  # a packed session's one message, framed once for the next too
         last_payloads: tuple[bytes, ...] = ()  # or its several, likewise
         last_frames: tuple[bytes, ...] = ()
+        oversized: tuple[bytes, ...] = ()  # several too large for one frame: split, not reused
         for session in dirty:
             session.dirty = False
             session.last_sent_us = now
@@ -159,8 +160,12 @@ class Sessions:
                     else:  # a publication's several messages: the same for every subscriber
                         payloads = tuple(outbox)
                         if payloads != last_payloads:
+                            if payloads == oversized:  # joined once already: too large
+                                self._flush_outbox(session)
+                                continue
                             body = b",".join(payloads)
                             if len(body) + 2 > PACK_BYTES_MAX:  # + the array's brackets
+                                oversized = payloads
                                 self._flush_outbox(session)
                                 continue
                             last_payload = b""
