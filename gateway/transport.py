@@ -87,8 +87,9 @@ class Connection(asyncio.Protocol):
         self.paused = False
         self.opened = False  # upgraded: the handler saw `on_open`
         # The protocol's state is OPEN, kept by `_write_protocol` (every library call that can
-        # change the state is followed by it) and `connection_lost`: `send_frames` reads this
-        # plain attribute, not the library's `state` property (a Python call per write).
+        # change the state is followed by it) and `connection_lost`: `send_frames` and the
+        # read path's fast frames read this plain attribute, not the library's `state`
+        # property (a Python call per write and per request).
         self.is_open = False
         self._fragments: list[bytes] = []
         self._fragment_is_text = False
@@ -170,7 +171,7 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.http is None:  # a websocket: the hot path
-            if self._fast and self.protocol.state is State.OPEN:  # a close may have begun
+            if self._fast and self.is_open:  # a close may have begun
                 data = self._fast_frames(data)
                 if not data:
                     return
@@ -234,7 +235,7 @@ class Connection(asyncio.Protocol):
                 return data[position:]  # the library's frame, `_message`'s 1007
             position = end
             handler.on_frame(self, text)
-            if self.protocol.state is not State.OPEN:  # closed by the handler: what follows
+            if not self.is_open:  # closed by the handler: what follows
                 self._fast = False  # is the library's, which discards it
                 return data[position:]
         if position < size:
@@ -263,7 +264,7 @@ class Connection(asyncio.Protocol):
         except UnicodeDecodeError:
             return False  # the loop hands it to the library: 1007
         self.handler.on_frame(self, text)
-        if self.protocol.state is not State.OPEN:  # closed by the handler: nothing follows
+        if not self.is_open:  # closed by the handler: nothing follows
             self._fast = False
         return True
 
