@@ -228,8 +228,9 @@ class PrivateStreams:
     def restore(self, image: dict[str, Any]) -> None:
         """Take a snapshot's part back (the venue is restored already)."""
         self.reporter.last_exec_id = image["last_exec_id"]
+        markets = self.reads.markets  # the reporter learns the specs after this
         for order in self.reads.orders.values():  # before the journal tail trades them
-            self.reporter.adopt(order)
+            self.reporter.adopt(order, None, markets[order.symbol].spec)
         for account, (seq, history) in image["private"].items():
             stream = self.streams.setdefault(int(account), PrivateStream())
             stream.restored_seq = stream.assigned = seq

@@ -160,87 +160,33 @@ _Handler = Callable[[Any, int, Sequence[Event], _Out], None]
 class _Tracked:
     """What an execution report needs to know of an open order that its events do not say.
 
-    A slots class, not a struct: its fields are set at every fill and amend, and a slot's
-    store is about half the cost of a `msgspec.Struct`'s (measured: callgrind, requote)."""
+    `report` is the order's last report without a trade's fields (its `new` or `amended`):
+    every later report takes the order's fixed fields and decimal strings (price, qty,
+    quote_qty) from it, so no fill formats or looks up what the order said. A slots class,
+    not a struct: its fields are set at every fill and amend, and a slot's store is about
+    half the cost of a `msgspec.Struct`'s (measured: callgrind, requote)."""
 
-    __slots__ = (
-        "account",
-        "cl_ord_id",
-        "cum_qty",
-        "leaves_qty",
-        "order_id",
-        "order_type",
-        "price",
-        "qty",
-        "quote_qty",
-        "quote_set",
-        "side",
-        "status",
-        "symbol",
-        "tag",
-        "tif",
-        "value",
-    )
+    __slots__ = ("account", "cum_qty", "leaves_qty", "report", "status", "symbol", "value")
 
     def __init__(
         self,
-        order_id: int,
         account: int,
         symbol: str,
-        side: str,
-        order_type: str,
-        tif: str,
-        price: int,
-        qty: int,
-        quote_qty: int,
-        cl_ord_id: str | None,
-        tag: str | None,
-        quote_set: str | None,
+        report: "ExecReport",
         status: str,
         leaves_qty: int,
         cum_qty: int,
         value: int,
     ) -> None:
         # positional values, not the event: no isinstance and no property calls per order;
-        # side, order type, tif and status as plain strings (see `_NEW`)
-        self.order_id = order_id
+        # the status as a plain string (see `_NEW`)
         self.account = account
-        self.symbol = symbol
-        self.side = side
-        self.order_type = order_type
-        self.tif = tif
-        self.price = price
-        self.qty = qty
-        self.quote_qty = quote_qty
-        self.cl_ord_id = cl_ord_id
-        self.tag = tag
-        self.quote_set = quote_set
+        self.symbol = symbol  # the report's, typed as an order's: never None
+        self.report = report
         self.status = status
         self.leaves_qty = leaves_qty
         self.cum_qty = cum_qty
         self.value = value  # the sum of price x qty over fills: avg_px = value / cum_qty
-
-
-def _adopted(order: Order, quote_set: str | None) -> _Tracked:
-    """An order already open (a venue restored from a snapshot), as it stands."""
-    return _Tracked(
-        order.order_id,
-        order.account,
-        order.symbol,
-        order.side._value_,
-        order.order_type._value_,
-        order.tif._value_,
-        order.price,
-        order.qty,
-        0,  # only a market buy has a quote budget, and market orders never rest
-        order.cl_ord_id,
-        order.tag,
-        quote_set,
-        order.status._value_,
-        order.leaves_qty,
-        order.cum_qty,
-        order.filled_value,
-    )
 
 
 class ExecReporter:
@@ -295,9 +241,50 @@ class ExecReporter:
         # `OrderHistory.record` learns from, without walking the balances and settlements.
         self.order_reports: list[tuple[int, Push]] = []
 
-    def adopt(self, order: Order, quote_set: str | None = None) -> None:
-        """Track an order that is already open (a venue restored from a snapshot)."""
-        self.orders[order.order_id] = _adopted(order, quote_set)
+    def adopt(
+        self, order: Order, quote_set: str | None = None, spec: InstrumentSpec | None = None
+    ) -> None:
+        """Track an order that is already open (a venue restored from a snapshot). `spec`:
+        its instrument's, if the reporter has not learned it yet (a restore adopts first)."""
+        spec = spec or self.specs[order.symbol]
+        # the fields its later reports take from it (see `_Tracked`); the rest is theirs
+        report = ExecReport(
+            "new",
+            order.status._value_,
+            0,
+            order.order_id,
+            order.cl_ord_id,
+            order.symbol,
+            order.side._value_,
+            order.order_type._value_,
+            order.tif._value_,
+            format_units(order.price, spec.price_decimals)
+            if order.order_type is OrderType.LIMIT
+            else None,
+            format_units(order.qty, spec.qty_decimals),
+            None,  # only a market buy has a quote budget, and market orders never rest
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            order.tag,
+            quote_set,
+            None,
+        )
+        self.orders[order.order_id] = _Tracked(
+            order.account,
+            order.symbol,
+            report,
+            order.status._value_,
+            order.leaves_qty,
+            order.cum_qty,
+            order.filled_value,
+        )
 
     def reports(
         self,
@@ -416,40 +403,21 @@ class ExecReporter:
         out += self._settlement(event, None)[0] if pushes is None else pushes
 
     def _on_accepted(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
-        # built here, positionally: nothing filled yet (no frame of a helper per order)
-        tracked = self.orders[event.order_id] = _Tracked(
-            event.order_id,
-            event.account,
-            event.symbol,
-            event.side._value_,
-            event.order_type._value_,
-            event.tif._value_,
-            event.price,
-            event.qty,
-            event.quote_qty,
-            event.cl_ord_id,
-            event.tag,
-            self._quote_set,
-            _NEW,
-            event.qty,
-            0,
-            0,
-        )
         # `_report` inlined for a new order (nothing filled: leaves = qty, avg_px 0): a call
         # frame and a dozen attribute reads fewer on every accepted order
         formats = self.formats.get(event.symbol) or self._formats(event.symbol)
         qty = formats.qty.get(event.qty) or formats.qty_fill(event.qty)
-        self.last_exec_id += 1
+        self.last_exec_id = exec_id = self.last_exec_id + 1
         data = ExecReport(
             "new",
             _NEW,
-            self.last_exec_id,
+            exec_id,
             event.order_id,
             event.cl_ord_id,
             event.symbol,
-            tracked.side,
-            tracked.order_type,
-            tracked.tif,
+            event.side._value_,
+            event.order_type._value_,
+            event.tif._value_,
             (formats.price.get(event.price) or formats.price_fill(event.price))
             if event.order_type is OrderType.LIMIT
             else None,
@@ -467,10 +435,14 @@ class ExecReporter:
             None,
             None,
             event.tag,
-            tracked.quote_set,
+            self._quote_set,
             None,
         )
-        report = tracked.account, Push(CHANNEL, 0, self._epoch, "exec", event.ts_us, data)
+        # the new report is the template of the order's later ones (see `_Tracked`)
+        self.orders[event.order_id] = _Tracked(
+            event.account, event.symbol, data, _NEW, event.qty, 0, 0
+        )
+        report = event.account, Push(CHANNEL, 0, self._epoch, "exec", event.ts_us, data)
         out.append(report)
         self.order_reports.append(report)
 
@@ -487,43 +459,43 @@ class ExecReporter:
         the event's own values in one call, without `_report`'s frame. An amended order
         rests, so it is a limit order without a quote budget (market orders never rest).
         Its cum_qty is the event's: an amend fills nothing, but a split's amend rescales the
-        filled quantity into new shares (and so the average price)."""
+        filled quantity into new shares (and so the average price). The report is the
+        order's new template (`_Tracked.report`): its new price, qty and cl_ord_id."""
         try:  # subscripts, not `get` and a test (see `_balances`)
             tracked = self.orders[event.order_id]
         except KeyError:
             tracked = self._tracked(event.order_id, "OrderAmended")  # fails: never seen open
-        tracked.price = price = event.price
-        tracked.qty = qty_units = event.qty
         tracked.leaves_qty = leaves = event.leaves_qty
         tracked.status = status = event.status._value_
-        tracked.cl_ord_id = cl_ord_id = event.cl_ord_id
+        tracked.cum_qty = cum = event.cum_qty
+        template = tracked.report
         try:
             formats = self.formats[tracked.symbol]
         except KeyError:
             formats = self._formats(tracked.symbol)
-        qty, qty_fill = formats.qty, formats.qty_fill
-        tracked.cum_qty = cum = event.cum_qty
+        qty = formats.qty
         if cum:
             avg_px = _avg_px_units(tracked.value, cum)
-            cum_text = qty.get(cum) or qty_fill(cum)
+            cum_text = qty.get(cum) or formats.qty_fill(cum)
             avg_px_text = formats.avg_px.get(avg_px) or formats.avg_px_fill(avg_px)
         else:  # a quote not yet filled, the usual one: both strings made once per instrument
             cum_text, avg_px_text = formats.qty_zero, formats.avg_px_zero
-        exec_id = self.last_exec_id = self.last_exec_id + 1
-        data = ExecReport(
+        price, qty_units = event.price, event.qty
+        self.last_exec_id = exec_id = self.last_exec_id + 1
+        tracked.report = data = ExecReport(
             "amended",
             status,
             exec_id,
-            tracked.order_id,
-            cl_ord_id,
-            tracked.symbol,
-            tracked.side,
-            tracked.order_type,
-            tracked.tif,
+            template.order_id,
+            event.cl_ord_id,
+            template.symbol,
+            template.side,
+            template.type,
+            template.tif,
             formats.price.get(price) or formats.price_fill(price),
-            qty.get(qty_units) or qty_fill(qty_units),
+            qty.get(qty_units) or formats.qty_fill(qty_units),
             None,  # quote_qty: a market buy's only
-            qty.get(leaves) or qty_fill(leaves),
+            qty.get(leaves) or formats.qty_fill(leaves),
             cum_text,
             avg_px_text,
             None,
@@ -532,8 +504,8 @@ class ExecReporter:
             None,
             None,
             None,
-            tracked.tag,
-            tracked.quote_set,
+            template.tag,
+            template.quote_set,
             None,
         )
         report = tracked.account, Push("account", 0, epoch, "exec", event.ts_us, data)
@@ -567,12 +539,21 @@ class ExecReporter:
         self, trade: TradeExecuted, maker_fee: int, taker_fee: int, out: list[tuple[int, Push]]
     ) -> None:
         """One report for the maker's account, then one for the taker's."""
-        spec = self.specs[trade.symbol]
         try:  # subscripts, not `get` and a test (see `_balances`)
             formats = self.formats[trade.symbol]
         except KeyError:
             formats = self._formats(trade.symbol)
-        value = trade.price * trade.qty
+        # what both reports say alike, formatted once per trade
+        price, qty_units, trade_id = trade.price, trade.qty, trade.trade_id
+        qty, qty_fill = formats.qty, formats.qty_fill
+        last_px = formats.price.get(price) or formats.price_fill(price)
+        last_qty = qty.get(qty_units) or qty_fill(qty_units)
+        # the avg_px of an order filled only at this price (a maker's always is, but for an
+        # amend to another price between fills; a taker's first fill): no division
+        at_price = price * _AVG_PX_FACTOR
+        avg_px_at_price = formats.avg_px.get(at_price) or formats.avg_px_fill(at_price)
+        value = price * qty_units
+        exec_id = self.last_exec_id
         orders = self.orders
         for liquidity, order_id, leaves, cum, status, fee in (
             (
@@ -596,42 +577,43 @@ class ExecReporter:
                 tracked = orders[order_id]
             except KeyError:
                 tracked = self._tracked(order_id, "trade")  # fails: never seen open
-            tracked.value += value
+            tracked.value = order_value = tracked.value + value
             tracked.leaves_qty = leaves
             tracked.cum_qty = cum
             tracked.status = status
-            # the whole report in one constructor call: no report built and then patched
-            qty, qty_fill = formats.qty, formats.qty_fill
-            avg_px = _avg_px_units(tracked.value, cum)
-            self.last_exec_id += 1
+            if order_value == price * cum:
+                avg_px_text = avg_px_at_price
+            else:
+                avg_px = _avg_px_units(order_value, cum)
+                avg_px_text = formats.avg_px.get(avg_px) or formats.avg_px_fill(avg_px)
+            self.last_exec_id = exec_id = exec_id + 1
+            # the whole report in one constructor call, the order's own fields as its last
+            # report without a trade's gave them (`_Tracked.report`): no formatting
+            template = tracked.report
             data = ExecReport(
                 "trade",
                 status,
-                self.last_exec_id,
+                exec_id,
                 order_id,
-                tracked.cl_ord_id,
-                tracked.symbol,
-                tracked.side,
-                tracked.order_type,
-                tracked.tif,
-                (formats.price.get(tracked.price) or formats.price_fill(tracked.price))
-                if tracked.order_type == _LIMIT
-                else None,
-                qty.get(tracked.qty) or qty_fill(tracked.qty),
-                (formats.quote.get(tracked.quote_qty) or formats.quote_fill(tracked.quote_qty))
-                if tracked.quote_qty
-                else None,
+                template.cl_ord_id,
+                template.symbol,
+                template.side,
+                template.type,
+                template.tif,
+                template.price,
+                template.qty,
+                template.quote_qty,
                 qty.get(leaves) or qty_fill(leaves),
                 qty.get(cum) or qty_fill(cum),
-                formats.avg_px.get(avg_px) or formats.avg_px_fill(avg_px),
-                formats.price.get(trade.price) or formats.price_fill(trade.price),
-                qty.get(trade.qty) or qty_fill(trade.qty),
+                avg_px_text,
+                last_px,
+                last_qty,
                 liquidity,
-                trade.trade_id,
+                trade_id,
                 formats.fee.get(fee) or formats.fee_fill(fee),
-                spec.quote,
-                tracked.tag,
-                tracked.quote_set,
+                formats.fee_asset,
+                template.tag,
+                template.quote_set,
                 None,
             )
             report = tracked.account, Push(CHANNEL, 0, self._epoch, "exec", trade.ts_us, data)
@@ -700,23 +682,20 @@ class ExecReporter:
         qty, qty_fill = formats.qty, formats.qty_fill
         avg_px = _avg_px_units(order.value, order.cum_qty) if order.cum_qty else 0
         self.last_exec_id += 1
+        template = order.report  # the order's own fields (see `_Tracked`)
         data = ExecReport(
             exec_type,
             order.status,  # a plain str (see `_NEW`)
             self.last_exec_id,
-            order.order_id,
-            order.cl_ord_id,
-            order.symbol,
-            order.side,
-            order.order_type,
-            order.tif,
-            (formats.price.get(order.price) or formats.price_fill(order.price))
-            if order.order_type == _LIMIT
-            else None,
-            qty.get(order.qty) or qty_fill(order.qty),
-            (formats.quote.get(order.quote_qty) or formats.quote_fill(order.quote_qty))
-            if order.quote_qty
-            else None,
+            template.order_id,
+            template.cl_ord_id,
+            template.symbol,
+            template.side,
+            template.type,
+            template.tif,
+            template.price,
+            template.qty,
+            template.quote_qty,
             qty.get(order.leaves_qty) or qty_fill(order.leaves_qty),
             qty.get(order.cum_qty) or qty_fill(order.cum_qty),
             formats.avg_px.get(avg_px) or formats.avg_px_fill(avg_px),
@@ -726,8 +705,8 @@ class ExecReporter:
             None,
             None,
             None,
-            order.tag,
-            order.quote_set,
+            template.tag,
+            template.quote_set,
             reason,
         )
         return data
@@ -881,6 +860,7 @@ class _Formats:
         "avg_px_fill",
         "avg_px_zero",
         "fee",
+        "fee_asset",
         "fee_fill",
         "price",
         "price_fill",
@@ -898,6 +878,7 @@ class _Formats:
         avg_px_scale = spec.price_decimals + AVG_PX_EXTRA_DECIMALS
         self.avg_px, self.avg_px_fill = plain_strings_at(avg_px_scale)
         self.fee, self.fee_fill = plain_strings_at(fee_scale)  # the quote asset's own scale
+        self.fee_asset = spec.quote
         self.qty_zero = format_units(0, spec.qty_decimals)  # every new order's cum_qty
         self.avg_px_zero = format_units(0, avg_px_scale)  # and its avg_px
 

@@ -514,6 +514,37 @@ def test_adopted_orders_report_like_seen_ones(desk: Desk) -> None:
     assert (report["quote_set"], report["cl_ord_id"]) == ("q", "m")
 
 
+def test_orders_adopted_before_the_specs_are_learned_report_like_seen_ones(desk: Desk) -> None:
+    """A restore adopts the open orders before the server teaches the reporter the specs
+    (`PrivateStreams.restore`, then `VenueServer._learn_reference_data`): given the spec, an
+    adopted order's later reports (fills at two prices, an amend, a cancel) equal those of
+    the reporter that saw it open."""
+    desk.place(2, SELL, 100 * PX, 3 * SHARE, cl_ord_id="m")
+    desk.place(3, BUY, 100 * PX, SHARE)
+    spec = desk.venue.markets[SYMBOL].spec
+    fresh = ExecReporter(last_exec_id=desk.reporter.last_exec_id)
+    for order in desk.venue.open_orders(2):
+        fresh.adopt(order, None, spec)
+    fresh.specs[SYMBOL] = spec
+    fresh.asset_scales.update({"USD": 6, "AAPLx": 6})
+    commands: list[Command] = [
+        AmendOrder(account=2, cl_ord_id="m", price=101 * PX, new_cl_ord_id="n"),
+        PlaceOrder(account=1, symbol=SYMBOL, side=BUY, price=101 * PX, qty=SHARE),
+        CancelOrder(account=2, cl_ord_id="n"),
+    ]
+    for command in commands:
+        events = desk.events(command)
+        seen = [push for push in plain(desk.reporter.reports(events)) if push[0] == 2]
+        assert [push for push in plain(fresh.reports(events)) if push[0] == 2] == seen
+        assert any(push["type"] == "exec" for _, push in seen)
+    [(_, canceled)] = execs(seen)
+    assert (canceled["exec_type"], canceled["avg_px"], canceled["cum_qty"]) == (
+        "canceled",
+        "100.500000",  # one share at 100, one at 101
+        "2.000000",
+    )
+
+
 def test_corporate_actions_reach_each_holder_once_with_its_own_numbers(desk: Desk) -> None:
     from engine.commands import PayDividend, SetInstrumentStatus, SplitShares
     from engine.enums import InstrumentStatus
