@@ -45,21 +45,28 @@ Filler = Callable[[int], str]
 def plain_strings(scale: int) -> tuple[dict[int, str], Filler]:
     """A new plain table of `scale` and its filler (bounded like a `DecimalStrings`)."""
     table: dict[int, str] = {}
+    point = -scale  # where the point goes, counted from the end of the digits
 
     def fill(units: int) -> str:
         if len(table) >= STRINGS_PER_SCALE_MAX:
             table.clear()
-        if units >= 0 and scale:  # `_text`'s common case inlined: a call saved per miss
+        if units >= 0:  # `_text`'s common case inlined: a call saved per miss
             digits = str(units)  # (running balances miss several times a trade)
             if len(digits) > scale:
-                text = table[units] = digits[:-scale] + "." + digits[-scale:]
+                text = table[units] = digits[:point] + "." + digits[point:]
                 return text
             text = table[units] = "0." + digits.zfill(scale)
             return text
         text = table[units] = format_units(units, scale)
         return text
 
-    return table, fill
+    def fill_whole(units: int) -> str:  # scale 0: no point
+        if len(table) >= STRINGS_PER_SCALE_MAX:
+            table.clear()
+        text = table[units] = format_units(units, 0)
+        return text
+
+    return table, (fill if scale else fill_whole)
 
 
 _PLAIN: dict[int, tuple[dict[int, str], Filler]] = {}

@@ -405,7 +405,10 @@ class ExecReporter:
     def _on_accepted(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
         # `_report` inlined for a new order (nothing filled: leaves = qty, avg_px 0): a call
         # frame and a dozen attribute reads fewer on every accepted order
-        formats = self.formats.get(event.symbol) or self._formats(event.symbol)
+        try:  # a subscript (see `_balances`)
+            formats = self.formats[event.symbol]
+        except KeyError:
+            formats = self._formats(event.symbol)
         qty = formats.qty.get(event.qty) or formats.qty_fill(event.qty)
         self.last_exec_id = exec_id = self.last_exec_id + 1
         data = ExecReport(
@@ -555,6 +558,7 @@ class ExecReporter:
         value = price * qty_units
         exec_id = self.last_exec_id
         orders = self.orders
+        epoch, ts_us = self._epoch, trade.ts_us
         for liquidity, order_id, leaves, cum, status, fee in (
             (
                 _MAKER,
@@ -586,7 +590,7 @@ class ExecReporter:
             else:
                 avg_px = _avg_px_units(order_value, cum)
                 avg_px_text = formats.avg_px.get(avg_px) or formats.avg_px_fill(avg_px)
-            self.last_exec_id = exec_id = exec_id + 1
+            exec_id += 1
             # the whole report in one constructor call, the order's own fields as its last
             # report without a trade's gave them (`_Tracked.report`): no formatting
             template = tracked.report
@@ -616,11 +620,12 @@ class ExecReporter:
                 template.quote_set,
                 None,
             )
-            report = tracked.account, Push(CHANNEL, 0, self._epoch, "exec", trade.ts_us, data)
+            report = tracked.account, Push(CHANNEL, 0, epoch, "exec", ts_us, data)
             out.append(report)
             if status in CLOSED:
                 del orders[order_id]
                 self.order_reports.append(report)
+        self.last_exec_id = exec_id
 
     def _closed(self, event: OrderCanceled | OrderExpired | SelfTradePrevented) -> tuple[int, Push]:
         tracked = self._tracked(event.order_id, type(event).__name__)
@@ -745,7 +750,7 @@ class ExecReporter:
             maker, taker = trade.maker_account, trade.taker_account
         views: dict[int, list[Leg]] = {maker: [], taker: []} if trade is not None else {}
         maker_fee = taker_fee = 0
-        fee = TransferKind.FEE
+        fee = TransferKind.FEE._value_
         strings_of = self.balance_strings
         for leg in event.transfers:
             debit, credit, asset = leg.debit_account, leg.credit_account, leg.asset
@@ -760,29 +765,33 @@ class ExecReporter:
                 # between two participants (a trade's delivery and payment): each sees the
                 # other as null; written out, as half of a trade's legs are these
                 transfer_id = leg.transfer_id
-                seen = views.get(debit)
-                if seen is None:
+                try:  # subscripts (see `_balances`): a trade's participants have their views
+                    seen = views[debit]
+                except KeyError:
                     seen = views[debit] = []
                 seen.append(Leg(transfer_id, kind, debit, None, asset, amount))
-                seen = views.get(credit)
-                if seen is None:
+                try:
+                    seen = views[credit]
+                except KeyError:
                     seen = views[credit] = []
                 seen.append(Leg(transfer_id, kind, None, credit, asset, amount))
                 continue
             if debit > 0:  # `_as_seen_by` the debit side: the credit side named if the venue's
-                if leg.kind is fee:  # each fee leg is its payer's (`_fees` for a self-trade)
+                if kind == fee:  # each fee leg is its payer's (`_fees` for a self-trade)
                     if debit == maker:
                         maker_fee += units
                     elif debit == taker:
                         taker_fee += units
-                seen = views.get(debit)
-                if seen is None:
+                try:
+                    seen = views[debit]
+                except KeyError:
                     seen = views[debit] = []
                 to = credit if credit == debit or credit <= 0 else None
                 seen.append(Leg(leg.transfer_id, kind, debit, to, asset, amount))
             if credit > 0 and credit != debit:
-                seen = views.get(credit)
-                if seen is None:
+                try:
+                    seen = views[credit]
+                except KeyError:
                     seen = views[credit] = []
                 from_ = debit if debit <= 0 else None
                 seen.append(Leg(leg.transfer_id, kind, from_, credit, asset, amount))
