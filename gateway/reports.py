@@ -307,21 +307,20 @@ class ExecReporter:
                 return [self._amended(events[0], epoch)]
             change = events[1]
             if count == 2 and type(change) is BalanceChanged:  # the hold of a buy moved
+                amend = [self._amended(events[0], epoch)]
                 if change.account > 0:
-                    amend: list[Any] = [self._amended(events[0], epoch), change]
-                    self._balances(amend, (1,), epoch)
-                    return amend
-                return [self._amended(events[0], epoch)]
-        # A balance's event holds its place in `out` until the command's last change of that
-        # balance is known (docs/protocol.md §8.3): `balances` maps (account, asset) to the
-        # place of its last change, and only those become pushes, built once each.
+                    self._balances(amend, ((1, change),), epoch)
+                return amend
+        # A balance is pushed once, in the place of the command's last change of it
+        # (docs/protocol.md §8.3): `balances` maps (account, asset) to that change, with the
+        # length of `out` when it came (its place), moved to the end at each change: so its
+        # order is that of the last changes, and the places never decrease along it.
         out: list[Any] = []
         self._command = command
         self._quote_set = quote_set
         self._epoch = epoch
         handlers = self._handlers
-        balances: dict[tuple[int, str], int] = {}
-        superseded: list[int] = []  # the places of balance changes changed again later
+        balances: dict[tuple[int, str], tuple[int, Any]] = {}
         typed: Sequence[Any] = events  # each handler knows its event's type: no narrowing
         for index, event in enumerate(typed):
             kind = type(event)
@@ -329,10 +328,10 @@ class ExecReporter:
                 # the most frequent event (a trade changes four balances), inlined: no call
                 if event.account > 0:  # the venue's own accounts have no stream
                     key = (event.account, event.asset)
+                    # changed again: its push moves to this change (`in`, not a `pop` call)
                     if key in balances:
-                        superseded.append(balances[key])
-                    balances[key] = len(out)
-                    out.append(event)
+                        del balances[key]  # noqa: RUF051
+                    balances[key] = len(out), event
                 continue
             handler = handlers.get(kind)
             if handler is not None:
@@ -340,21 +339,16 @@ class ExecReporter:
         if self._settlements:
             self._settlements.clear()
         if balances:
-            self._balances(out, balances.values(), epoch)
-            if superseded:  # a balance changed twice: its earlier places go, last first
-                # (deleted in place: a filtered copy of `out` cost a comprehension per fill)
-                superseded.sort()
-                for place in reversed(superseded):
-                    del out[place]
+            self._balances(out, reversed(balances.values()), epoch)
         return out
 
-    def _balances(self, out: list[Any], places: Iterable[int], epoch: int) -> None:
-        """The balance changes at `places` in `out` become their pushes, each the state
-        after the command's last change of that balance (one call per command, not per
-        balance: a trade changes four)."""
+    def _balances(self, out: list[Any], changes: Iterable[tuple[int, Any]], epoch: int) -> None:
+        """Each balance's last change in the command, (its place in `out`, its event), becomes
+        its push, inserted at that place. One call per command, not per balance (a trade
+        changes four). `changes` come last first (places never increase along them, equal
+        places in reverse order), so every place is still that of `out` as it was."""
         strings_of = self.balance_strings
-        for place in places:
-            event = out[place]
+        for place, event in changes:
             asset = event.asset
             try:  # a subscript, not `get` and a test: a try costs nothing unless raised
                 strings, fill = strings_of[asset]
@@ -368,7 +362,9 @@ class ExecReporter:
                 strings.get(available) or fill(available),
                 strings.get(held) or fill(held),
             )
-            out[place] = event.account, Push(CHANNEL, 0, epoch, "balance", event.ts_us, data)
+            out.insert(
+                place, (event.account, Push(CHANNEL, 0, epoch, "balance", event.ts_us, data))
+            )
 
     # ----------------------------------------------------------------- the handlers
 
