@@ -154,7 +154,8 @@ class Push(msgspec.Struct, gc=False):
 
 _Out = list[tuple[int, Push]]
 # (event, its index, the command's events, the pushes so far): what every handler is given
-_Handler = Callable[[Any, int, Sequence[Event], _Out], None]
+# True from a handler: it took the next event too (a trade, its settlement right after it)
+_Handler = Callable[[Any, int, Sequence[Event], _Out], bool | None]
 
 
 class _Tracked:
@@ -236,7 +237,6 @@ class ExecReporter:
         # (symbol, trade id) -> its settlement's pushes, built with the trade's reports (the
         # same pass over the legs finds the fees) and sent when the settlement comes
         self._settlements: dict[tuple[str, int], list[tuple[int, Push]]] = {}
-        self._next_settled: Event | None = None  # a settlement sent with its trade already
         # The exec pushes of the last `reports` call that accept or close an order: all that
         # `OrderHistory.record` learns from, without walking the balances and settlements.
         self.order_reports: list[tuple[int, Push]] = []
@@ -322,7 +322,8 @@ class ExecReporter:
         handlers = self._handlers
         balances: dict[tuple[int, str], tuple[int, Any]] = {}
         typed: Sequence[Any] = events  # each handler knows its event's type: no narrowing
-        for index, event in enumerate(typed):
+        steps = enumerate(typed)
+        for index, event in steps:
             kind = type(event)
             if kind is BalanceChanged:
                 # the most frequent event (a trade changes four balances), inlined: no call
@@ -334,8 +335,8 @@ class ExecReporter:
                     balances[key] = len(out), event
                 continue
             handler = handlers.get(kind)
-            if handler is not None:
-                handler(event, index, events, out)
+            if handler is not None and handler(event, index, events, out):
+                next(steps)  # taken with this one: no dispatch, no call for it
         if self._settlements:
             self._settlements.clear()
         if balances:
@@ -368,10 +369,10 @@ class ExecReporter:
 
     # ----------------------------------------------------------------- the handlers
 
-    def _on_trade(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
+    def _on_trade(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> bool:
         # The clearing books a trade's settlement right after it: when it is the very next
         # event, its pushes follow the trade's at once (their place either way) and that
-        # event is passed over (`_next_settled`): no search, no table of pending pushes.
+        # event is taken with the trade (True): no search, no table of pending pushes.
         following = index + 1
         settled = events[following] if following < len(events) else None
         if (
@@ -382,19 +383,18 @@ class ExecReporter:
             pushes, maker_fee, taker_fee = self._settlement(settled, event)
             self._trade(event, maker_fee, taker_fee, out)
             out += pushes
-            self._next_settled = settled
-            return
+            return True
         settled = _settlement_of(events, index, event)
         if settled is None:  # a venue without a ledger: no fees
             self._trade(event, 0, 0, out)
-            return
+            return False
         pushes, maker_fee, taker_fee = self._settlement(settled, event)
         self._settlements[(event.symbol, event.trade_id)] = pushes
         self._trade(event, maker_fee, taker_fee, out)
+        return False
 
     def _on_settled(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
-        if event is self._next_settled:  # sent with its trade
-            return
+        # a settlement apart from its trade (one right after it is taken by `_on_trade`)
         pushes = self._settlements.pop((event.symbol, event.trade_id), None)
         out += self._settlement(event, None)[0] if pushes is None else pushes
 
