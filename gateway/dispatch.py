@@ -4,9 +4,9 @@ Owns what a request means: the checks in order (envelope, rate, logon and scope,
 the commands it submits through the bus, the queries it answers from the read side, and
 the answer itself, decided on arrival or once its commands are durable (`Pending`). Every
 request gets exactly one answer, in request order: whatever is answered at once goes
-behind the answers still owed on the connection. `Dispatcher.dispatch` takes any
-session-like object and a `wire.Request` and answers through the connection table, so
-other front doors reuse it. Also owns the live quotes of `quote.mass` and which session
+behind the answers still owed on the connection. `Dispatcher.on_frame` takes any
+session-like object and a frame and answers through the connection table, so other front
+doors reuse it. Also owns the live quotes of `quote.mass` and which session
 placed each open order (for cancel-on-disconnect).
 """
 
@@ -161,47 +161,59 @@ class Dispatcher:
         self.stamp_us: Callable[[], int] = _unstamped
 
     def on_frame(self, session: Session, frame: str | bytes, charged: bool = False) -> None:
-        """Answer one frame. Never raises: whatever the frame, it gets its one answer, and
-        the answers already owed on the connection keep coming (a raise would close it).
-        `charged`: the front door charged it already (REST, `gateway.rest`)."""
+        """Answer one frame through `session`'s connection (the one entry for every front
+        door). Never raises: whatever the frame, it gets its one answer, and the answers
+        already owed on the connection keep coming (a raise would close it). `charged`: the
+        front door charged it already (REST, `gateway.rest`).
+
+        Decode the envelope, then check logon and scope, then the params, then handle (by
+        method; anything else is an admin method): who may call a method is said before what
+        is wrong with its params. One function for all of it: a frame is two Python calls
+        from its handler, not four."""
         try:
-            self._serve_frame(session, frame, charged)
+            t_in = _time_ns() // 1_000  # `now_us`, inline: a call less per frame
+            envelope, request = wire.decode(frame)
+            key = session.key
+            if not charged:  # every frame is charged, malformed or not: no flood unthrottled
+                cost = _cost(request) if type(request) is wire.Request else _MALFORMED_COST_MILLI
+                account = None if key is None else key.account  # `session.account`, inline
+                retry = self.limiter.charge_cost(session.id, account, cost, t_in)
+                if retry:
+                    body = wire.error(
+                        request.id, E.RATE_LIMITED, "slow down", retry_after_ms=retry, status=429
+                    )
+                    self.connections.send(session, body)
+                    return
+            if isinstance(envelope, wire.WireError):
+                self._send_behind(session, wire.error_of(envelope))
+                return
+            # The usual request, a method its key's scopes allow, is let through here (as
+            # `_refusal` would: it refuses none of them); anything else is `_refusal`'s.
+            if key is None or _SCOPE_OF.get(envelope.method) not in key.scopes:
+                refused = self._refusal(session, envelope.method)
+                if refused is not None:  # behind the answers owed, like every other error
+                    body = wire.error(envelope.id, refused.code, refused.message)
+                    self._send_behind(session, body)
+                    return
+            if isinstance(request, wire.WireError):
+                self._send_behind(session, wire.error_of(request))
+                return
+            handler = self._handlers.get(request.method) or Dispatcher._admin
+            try:
+                handler(self, session, request, t_in)
+            except AuthError as denied:
+                self._reply_error(session, request, denied.code, denied.message)
+            except AssertionError:
+                raise  # a broken invariant: crash loudly, recover by replay
+            except Exception:  # a bug in a handler: the client learns the outcome is unknown
+                log.exception("request %r failed", request.method)
+                body = wire.error(request.id, E.INTERNAL, "internal error: query the outcome")
+                self._send_behind(session, body)
         except AssertionError:
             raise  # a broken invariant: crash loudly, recover by replay
         except Exception:  # a bug outside any handler: the answer says the outcome is unknown
             log.exception("frame failed on session %d", session.id)
             self._send_behind(session, wire.error(None, E.INTERNAL, "internal error"))
-
-    def _serve_frame(self, session: Session, frame: str | bytes, charged: bool = False) -> None:
-        """Decode the envelope, then check logon and scope, then the params, then handle:
-        who may call a method is said before what is wrong with its params."""
-        t_in = _time_ns() // 1_000  # `now_us`, inline: a call less per frame
-        envelope, request = wire.decode(frame)
-        key = session.key
-        if not charged:  # every frame is charged, malformed or not: no flood goes unthrottled
-            cost = _cost(request) if type(request) is wire.Request else limits.cost_milli("?")
-            account = None if key is None else key.account  # `session.account`, inline
-            retry = self.limiter.charge_cost(session.id, account, cost, t_in)
-            if retry:
-                body = wire.error(
-                    request.id, E.RATE_LIMITED, "slow down", retry_after_ms=retry, status=429
-                )
-                self.connections.send(session, body)
-                return
-        if isinstance(envelope, wire.WireError):
-            self._send_behind(session, wire.error_of(envelope))
-            return
-        # The usual request, a method its key's scopes allow, is let through here (as
-        # `_refusal` would: it refuses none of them); anything else is `_refusal`'s.
-        if key is None or _SCOPE_OF.get(envelope.method) not in key.scopes:
-            refused = self._refusal(session, envelope.method)
-            if refused is not None:  # behind the answers owed, like every other error
-                self._send_behind(session, wire.error(envelope.id, refused.code, refused.message))
-                return
-        if isinstance(request, wire.WireError):
-            self._send_behind(session, wire.error_of(request))
-            return
-        self.dispatch(session, request, t_in)
 
     def _refusal(self, session: Session, method: str) -> AuthError | None:
         """Why this session may not call `method` at all, whatever its params."""
@@ -222,22 +234,6 @@ class Dispatcher:
         except AuthError as refused:
             return refused
         return None
-
-    def dispatch(self, session: Session, request: wire.Request, t_in: int) -> None:
-        """Answer one decoded request through `session`'s connection (the one entry for every
-        front door): handler by method, anything else is an admin method."""
-        method = request.method
-        handler = self._handlers.get(method) or Dispatcher._admin
-        try:
-            handler(self, session, request, t_in)
-        except AuthError as refused:
-            self._reply_error(session, request, refused.code, refused.message)
-        except AssertionError:
-            raise  # a broken invariant: crash loudly, recover by replay
-        except Exception:  # a bug in a handler: the client learns the outcome is unknown
-            log.exception("request %r failed", request.method)
-            body = wire.error(request.id, E.INTERNAL, "internal error: query the outcome")
-            self._send_behind(session, body)
 
     def _send_behind(self, session: Session, body: bytes) -> None:
         """Send an answer decided now, but behind every answer the connection is owed for
@@ -652,6 +648,7 @@ def _scope_of(method: str) -> str | None:
 
 
 _METHOD_COST_MILLI = {method: limits.cost_milli(method) for method in wire.METHODS}
+_MALFORMED_COST_MILLI = limits.cost_milli("?")  # a frame that is no request: as a query
 _SCOPE_OF = {method: _scope_of(method) for method in wire.METHODS}  # looked up per request
 _OP_COST_MILLI: dict[type, int] = {
     op: limits.BATCH_OP_COST_MILLI[op.__struct_config__.tag]  # type: ignore[index]
@@ -680,10 +677,10 @@ def _cost(request: wire.Request) -> int:
         return cost
     params = request.params
     if type(params) is wire.QuoteMassParams:  # `cost_milli`'s clamp, looked up
-        quotes = len(params.quotes)
-        if quotes < len(_QUOTE_MASS_COST_MILLI):
-            return _QUOTE_MASS_COST_MILLI[quotes]
-        return limits.cost_milli(request.method, quotes)
+        try:  # a decoded one holds at most QUOTES_MAX quotes: always in the table
+            return _QUOTE_MASS_COST_MILLI[len(params.quotes)]
+        except IndexError:
+            return limits.cost_milli(request.method, len(params.quotes))
     if type(params) is wire.BatchParams:
         # A decoded batch holds 1..BATCH_OPS_MAX ops, so `batch_cost_milli` comes to the sum
         # of its ops' costs: summed here by op class, without a string per op.
@@ -868,36 +865,37 @@ _STATUS_BYTES = {status: status.encode() for status in OrderStatus}
 assert all(wire.encode(status) == b'"%b"' % text for status, text in _STATUS_BYTES.items())
 
 
-def _plain_amend(executed: Executed) -> Any:
-    """The `OrderAmended` of an amend that did only that (and moved a hold), else None."""
-    events: list[Any] = executed.events
-    count = len(events)
-    if count == 1 or (count == 2 and type(events[1]) is BalanceChanged):
-        amended = events[0]
-        if type(amended) is OrderAmended and amended.order_id:
-            return amended
-    return None
+# The event kinds of an amend that did only that (and moved a hold): what a requote's amend
+# does, and all that `_requote_result`'s template can say.
+_AMENDED_ONLY = frozenset({(OrderAmended,), (OrderAmended, BalanceChanged)})
 
 
 def _requote_result(pending: Pending) -> bytes:
     """`_batch_result` of a plain requote (`Dispatcher._requote_plain`): when both amends
     only amended, the answer is filled into `_REQUOTE_ANSWER` (saves two outcome dicts,
-    two result dicts and the loop: ~200 bytecodes); anything else, `_batch_result`."""
+    two result dicts and the loop: ~200 bytecodes); anything else, `_batch_result`. Each
+    amend's event kinds are told by one tuple made in C and one set look-up."""
     bid, ask = pending.results
-    bid_amended, ask_amended = _plain_amend(bid), _plain_amend(ask)
-    if bid_amended is None or ask_amended is None:
-        return _batch_result(pending)
-    return _REQUOTE_ANSWER % (
-        wire.encode(pending.request_id),
-        bid.seq,
-        bid_amended.order_id,
-        _STATUS_BYTES[bid_amended.status],
-        ask.seq,
-        ask_amended.order_id,
-        _STATUS_BYTES[ask_amended.status],
-        pending.t_in,
-        now_us(),
-    )
+    bid_events: list[Any] = bid.events
+    ask_events: list[Any] = ask.events
+    if (
+        tuple(map(type, bid_events)) in _AMENDED_ONLY
+        and tuple(map(type, ask_events)) in _AMENDED_ONLY
+    ):
+        bid_amended, ask_amended = bid_events[0], ask_events[0]
+        if bid_amended.order_id and ask_amended.order_id:
+            return _REQUOTE_ANSWER % (
+                wire.encode(pending.request_id),
+                bid.seq,
+                bid_amended.order_id,
+                _STATUS_BYTES[bid_amended.status],
+                ask.seq,
+                ask_amended.order_id,
+                _STATUS_BYTES[ask_amended.status],
+                pending.t_in,
+                now_us(),
+            )
+    return _batch_result(pending)
 
 
 def _batch_result(pending: Pending) -> bytes:

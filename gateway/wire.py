@@ -707,16 +707,18 @@ _REAL_OF: dict[Any, Callable[[Any], Params | None]] = {
     _PlainQuoteMassParams: _real_quote_mass,
 }
 
+_REQUEST_STRUCTS = {
+    method: _request_struct(method, _PLAIN_OF.get(kind, kind)) for method, kind in METHODS.items()
+}
 # One decode for a whole well-formed request: envelope and params at once, no Raw copy.
 _request_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
-    Union[  # noqa: UP007
-        tuple(
-            _request_struct(method, _PLAIN_OF.get(kind, kind)) for method, kind in METHODS.items()
-        )
-    ]
+    Union[tuple(_REQUEST_STRUCTS.values())]  # noqa: UP007
 )
-_METHOD_OF: dict[type, str] = {  # each request struct's method: a look-up, not its config
-    kind: kind.__struct_config__.tag for kind in _request_decoder.type.__args__
+# Each request struct's method (a look-up, not its config), and for a twin's the function
+# that makes its real params (else None): one look-up per request for both.
+_DECODED_AS: dict[type, tuple[str, Callable[[Any], Params | None] | None]] = {
+    struct: (method, _REAL_OF.get(_PLAIN_OF.get(METHODS[method])))
+    for method, struct in _REQUEST_STRUCTS.items()
 }
 _RAW_UNUSED = msgspec.Raw(b"{}")  # the params of an envelope whose params are decoded already
 
@@ -773,9 +775,8 @@ def decode(
         decoded = _request_decoder.decode(frame)
     except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
         return _decode_slowly(frame, size_max)
-    method = _METHOD_OF[type(decoded)]
+    method, real = _DECODED_AS[type(decoded)]
     params: Params = decoded.params
-    real = _REAL_OF.get(type(params))
     if real is not None:  # a twin: its decimal texts checked, the real params made
         checked = real(params)
         if checked is None:  # a decimal text that is not plain: the slow way says where
