@@ -335,15 +335,13 @@ class Dispatcher:
         key = _key(session)
         if "trade" not in key.scopes:  # `require_scope`, inline: this runs for every order
             require_scope(key, "trade")
-        if request.method == "orders.cancel_all":
-            quote_set = request.params.quote_set  # type: ignore[attr-defined]
-            if quote_set is not None:
-                self._cancel_quote_set(session, request, t_in, key.account, quote_set)
-                return
         params = request.params
         command: Command | None = None
         if type(params) is wire.PlaceParams:  # the usual order, converted in one call
             command = wire.plain_place(params, self.specs, key.account, self.stamp_us())
+        elif type(params) is wire.CancelAllParams and params.quote_set is not None:
+            self._cancel_quote_set(session, request, t_in, key.account, params.quote_set)
+            return
         if command is None:
             command = self._command(session, request, key.account)
             if command is None:
@@ -426,9 +424,8 @@ class Dispatcher:
         )
         submit = self.bus.submit
         submit(bid, pending)
-        placed.track_amend(bid.order_id)  # now: the next quote.mass builds on it
         submit(ask, pending)
-        placed.track_amend(ask.order_id)
+        placed.track_amends(bid.order_id, ask.order_id)  # now: the next quote.mass builds on it
         return True
 
     def _cancel_quote_set(
@@ -717,12 +714,17 @@ def _plain_outcome(executed: Executed) -> dict[str, Any]:
     if events:
         first = events[0]
         kind = type(first)
-        if kind is OrderAccepted or kind is OrderAmended:
+        # Only a place accepts an order (a cancel-all's answer is a count: it is told apart
+        # from an amend alone, not at every place)
+        if kind is OrderAccepted or (
+            kind is OrderAmended and type(executed.command) is not CancelAll
+        ):
             kinds = [*map(type, events)]
-            if _UNPLAIN_EVENTS.isdisjoint(kinds[1:]) and type(executed.command) is not CancelAll:
+            if _UNPLAIN_EVENTS.isdisjoint(kinds[1:]):
                 order_id = first.order_id
                 if TradeExecuted in kinds:  # the last one says the order's status
-                    trade = events[len(kinds) - 1 - kinds[::-1].index(TradeExecuted)]
+                    kinds.reverse()  # in place: `index` finds the last one, without a copy
+                    trade = events[~kinds.index(TradeExecuted)]
                     if trade.taker_order_id != order_id:
                         return _outcome(executed)
                     status = trade.taker_status
@@ -793,8 +795,9 @@ def _closes_own(command: Any, event: Any) -> bool:
 
 def _trade_result(pending: Pending) -> bytes:
     executed = pending.results[0]
-    rejected = rejection(executed.events)
-    if rejected is not None:
+    events = executed.events  # `rejection`, inline: this runs for every order
+    if events and type(events[-1]) is CommandRejected:
+        rejected: CommandRejected = events[-1]
         data = wire.rejection_data(rejected)
         return wire.error(pending.request_id, rejected.reason, rejected.detail, data)
     return wire.ok(pending.request_id, _plain_outcome(executed), pending.t_in, now_us())

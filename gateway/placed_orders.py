@@ -115,11 +115,16 @@ class PlacedOrders:
             ),
         )
 
-    def track_amend(self, order_id: int) -> None:
-        """`track_quote` after a quote's amend (which accepts no order): the quote is
-        forgotten if the amend closed it (filled, or refused and pulled)."""
-        if order_id not in self.reads.orders:
-            self.forget_quote(order_id)
+    def track_amends(self, bid_order_id: int, ask_order_id: int) -> None:
+        """`track_quote` after the two amends of the usual requote (`amends`), once both ran
+        (an amend accepts no order; a post-only quote's amend never trades, so neither
+        closes the other side): each quote is forgotten if its amend closed it (filled, or
+        refused and pulled). One call and one look-up of the open orders for the two."""
+        orders = self.reads.orders
+        if bid_order_id not in orders:
+            self.forget_quote(bid_order_id)
+        if ask_order_id not in orders:
+            self.forget_quote(ask_order_id)
 
     def forget_closed(self, events: list[Event]) -> None:
         """Orders that closed no longer need cancel-on-disconnect."""
@@ -149,12 +154,11 @@ class PlacedOrders:
             else:  # a close (`compress` let nothing else through)
                 self.forget_order(event.order_id)
 
-    def track_placed(self, session: Session, command: Command | None, events: list[Event]) -> None:
+    def track_placed(self, session: Session, events: list[Event]) -> None:
         """Orders placed on a connection are known at once to its cancel-on-disconnect: the
-        one a `PlaceOrder` accepted, unless it is closed already (an IOC filled or expired
-        at once has nothing to cancel, and would be tracked only to be forgotten at release)."""
-        if type(command) is not PlaceOrder:
-            return  # only a place accepts an order
+        one a `PlaceOrder` accepted (`events` are a place's: only a place accepts an order),
+        unless it is closed already (an IOC filled or expired at once has nothing to cancel,
+        and would be tracked only to be forgotten at release)."""
         for event in events:
             if type(event) is OrderAccepted:
                 order_id = event.order_id

@@ -266,7 +266,7 @@ class VenueServer:
         self.private_streams.assign(executed, quote_set)
         # only a place accepts an order: no call for the rest (most commands are amends)
         if kind is PlaceOrder:
-            self.dispatcher.placed.track_placed(pending.session, command, executed.events)
+            self.dispatcher.placed.track_placed(pending.session, executed.events)
             if quote_set is not None and self._quotes_from_outcomes:
                 self._track_quote(command, quote_set, executed.events)
 
