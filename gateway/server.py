@@ -280,12 +280,13 @@ class VenueServer:
     def released(self, batch: list[Executed]) -> None:
         """Everything in `batch` is durable: answer, push privately, publish."""
         dispatcher = self.dispatcher
-        placed = dispatcher.placed
+        # For the whole batch at once: nothing below reads what was placed here (a closed
+        # connection's cancel-on-disconnect runs in a later callback, `on_close`).
+        dispatcher.placed.forget_closed(batch)
         private_streams = self.private_streams
         market_data = self.public.market_data
         for executed in batch:
             pending = executed.origin
-            events = executed.events
             kind = type(pending)  # the origins' classes are final: an `is` each, no isinstance
             if kind is Pending:
                 dispatcher.answer(pending, executed)
@@ -296,9 +297,8 @@ class VenueServer:
                 self.connections.push_to_account(pending.account, pending.message)
             if executed.command is None:
                 continue
-            placed.forget_closed(events)
             private_streams.publish(executed)
-            market_data.on_events(events)
+            market_data.on_events(executed.events)
         self.public.publish()
 
     def replayed(self, batch: list[Executed]) -> None:
