@@ -183,9 +183,10 @@ class PlaceParams(Params, frozen=True):
                 return E.MISSING_PARAM, "a market order needs qty or quote_qty"
             if self.qty is not None and self.quote_qty is not None:
                 return E.BAD_PARAM, "give only one of qty and quote_qty"
-        if self.tif is TimeInForce.GTD and self.expire_at is None:
-            return E.MISSING_PARAM, "a gtd order needs expire_at"
-        if self.tif is not TimeInForce.GTD and self.expire_at is not None:
+        if self.expire_at is None:  # the usual order: one test of its tif
+            if self.tif is TimeInForce.GTD:
+                return E.MISSING_PARAM, "a gtd order needs expire_at"
+        elif self.tif is not TimeInForce.GTD:
             return E.BAD_PARAM, "expire_at is for gtd orders only"
         return None
 
@@ -620,7 +621,10 @@ def _twin(kind: type[msgspec.Struct]) -> tuple[Any, Callable[[Any], Any]]:
     astuple = msgspec.structs.astuple
 
     def real(params: Any) -> Any:
-        return kind(*astuple(params)) if _plain_decimals(*texts(params)) else None
+        decimals = texts(params)  # all seen before, the usual: one `issuperset` in C, no call
+        if _decimals_seen.issuperset(decimals) or _plain_decimals(*decimals):
+            return kind(*astuple(params))
+        return None
 
     return plain, real
 
@@ -668,13 +672,13 @@ def _real_batch(params: Any) -> BatchParams | None:
     ops: list[PlaceOp | CancelOp | AmendOp] = []
     for op in params.ops:
         kind = type(op)
-        if kind is CancelOp:
-            ops.append(op)
-        elif kind is _PlainPlaceOp:
+        if kind is _PlainPlaceOp:  # the usual op first
             place = _real_place(op.params)
             if place is None:
                 return None
             ops.append(PlaceOp(place))
+        elif kind is CancelOp:
+            ops.append(op)
         else:
             amend = _real_amend(op.params)
             if amend is None:
