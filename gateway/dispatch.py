@@ -332,8 +332,9 @@ class Dispatcher:
         self._reply(session, request, {"timeout_ms": timeout_ms, "armed": bool(timeout_ms)}, t_in)
 
     def _trade(self, session: Session, request: wire.Request, t_in: int) -> None:
-        key = _key(session)
-        if "trade" not in key.scopes:  # `require_scope`, inline: this runs for every order
+        key = session.key
+        if key is None or "trade" not in key.scopes:  # `_key`, `require_scope`: every order's
+            key = _key(session)  # they word the refusal
             require_scope(key, "trade")
         params = request.params
         command: Command | None = None
@@ -351,8 +352,9 @@ class Dispatcher:
 
     def _quote_mass(self, session: Session, request: wire.Request, t_in: int) -> None:
         """Replace the quote set's bid and ask per symbol: post-only, expire_maker."""
-        key = _key(session)
-        if "trade" not in key.scopes:  # `require_scope`, inline: this runs for every requote
+        key = session.key
+        if key is None or "trade" not in key.scopes:  # `_key`, `require_scope`: every requote's
+            key = _key(session)  # they word the refusal
             require_scope(key, "trade")
         if not session.cod:
             self._reply_error(session, request, E.COD_REQUIRED, "enable session.cod first")
@@ -475,8 +477,10 @@ class Dispatcher:
 
     def _batch(self, session: Session, request: wire.Request, t_in: int) -> None:
         """Up to 20 ops applied in order, one result each; a malformed op applies nothing."""
-        key = _key(session)
-        require_scope(key, "trade")
+        key = session.key
+        if key is None or "trade" not in key.scopes:  # `_key`, `require_scope`: every batch's
+            key = _key(session)  # they word the refusal
+            require_scope(key, "trade")
         planned: list[Command | CommandRejected] = []
         placed_here: dict[str, str] = {}  # cl_ord_id -> symbol, for amends of earlier ops
         ts_us = self.stamp_us()  # one time for all its commands: none can run in between

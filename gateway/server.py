@@ -255,8 +255,7 @@ class VenueServer:
         order, so an account snapshot taken now is exact), and orders placed on a connection
         are known at once to its cancel-on-disconnect."""
         pending = executed.origin
-        command = executed.command
-        kind = type(command)
+        kind = type(executed.command)
         if kind in _REFERENCE_DATA_COMMANDS:
             self._learn_reference_data()
         if type(pending) is not Pending:  # a timer's, a notice's, or a cluster record's
@@ -268,7 +267,7 @@ class VenueServer:
         if kind is PlaceOrder:
             self.dispatcher.placed.track_placed(pending.session, executed.events)
             if quote_set is not None and self._quotes_from_outcomes:
-                self._track_quote(command, quote_set, executed.events)
+                self._track_quote(executed.command, quote_set, executed.events)
 
     def _track_quote(self, command: Any, quote_set: str, events: list[Any]) -> None:
         """Over NATS a quote.mass learns its placed quote's order id only now (the outcome
