@@ -811,7 +811,8 @@ def _trade_result(pending: Pending) -> bytes:
         rejected: CommandRejected = events[-1]
         data = wire.rejection_data(rejected)
         return wire.error(pending.request_id, rejected.reason, rejected.detail, data)
-    return wire.ok(pending.request_id, _plain_outcome(executed), pending.t_in, now_us())
+    t_out = _time_ns() // 1_000  # `now_us`, inline: a call less per answer
+    return wire.ok(pending.request_id, _plain_outcome(executed), pending.t_in, t_out)
 
 
 _admin_result = _trade_result
@@ -907,7 +908,7 @@ def _requote_result(pending: Pending) -> bytes:
                 ask_amended.order_id,
                 _STATUS_BYTES[ask_amended.status],
                 pending.t_in,
-                now_us(),
+                _time_ns() // 1_000,  # `now_us`, inline
             )
     return _batch_result(pending)
 
@@ -936,6 +937,6 @@ def _batch_result(pending: Pending) -> bytes:
         "status": 409 if failed else 200,
         "result": {"results": results},
         "t_in": pending.t_in,
-        "t_out": now_us(),
+        "t_out": _time_ns() // 1_000,  # `now_us`, inline
     }
     return wire.encode(body)
