@@ -351,7 +351,12 @@ class Dispatcher:
         self.bus.submit(command, pending)
 
     def _quote_mass(self, session: Session, request: wire.Request, t_in: int) -> None:
-        """Replace the quote set's bid and ask per symbol: post-only, expire_maker."""
+        """Replace the quote set's bid and ask per symbol: post-only, expire_maker.
+
+        The usual one, one quote whose bid and ask both move, is served here as two amends
+        (`wire.plain_quote_units`, `PlacedOrders.amends`): about half the bytecodes of the
+        general planning, `_requote_each`, which serves anything else (and words any
+        error) with nothing done here."""
         key = session.key
         if key is None or "trade" not in key.scopes:  # `_key`, `require_scope`: every requote's
             key = _key(session)  # they word the refusal
@@ -361,9 +366,40 @@ class Dispatcher:
             return
         p: Any = request.params
         ts_us = self.stamp_us()  # one time for all its commands: none can run in between
-        if len(p.quotes) == 1 and self._requote_plain(session, request, t_in, key.account, ts_us):
-            return
-        account, quote_set, requote = key.account, p.quote_set, self.placed.requote
+        if len(p.quotes) == 1:
+            quote = p.quotes[0]
+            units = wire.plain_quote_units(quote, self.specs)
+            placed = self.placed
+            amends = (
+                None
+                if units is None
+                else placed.amends(key.account, p.quote_set, quote.symbol, units, ts_us)
+            )
+            if amends is not None:
+                bid, ask = amends
+                pending = Pending(
+                    session,
+                    request.id,
+                    request.method,
+                    t_in,
+                    2,
+                    finish=_requote_result,
+                    quote_set=p.quote_set,
+                )
+                submit = self.bus.submit
+                submit(bid, pending)
+                submit(ask, pending)
+                placed.track_amends(bid.order_id, ask.order_id)  # the next quote.mass's base
+                return
+        self._requote_each(session, request, t_in, key.account, ts_us)
+
+    def _requote_each(
+        self, session: Session, request: wire.Request, t_in: int, account: int, ts_us: int
+    ) -> None:
+        """`quote.mass` side by side: per quote its `QuoteUnits`, per side a `requote` (a
+        place, an amend, a cancel or nothing); nothing is submitted if any quote is wrong."""
+        p: Any = request.params
+        quote_set, requote = p.quote_set, self.placed.requote
         planned: list[tuple[Command, QuoteSlot]] = []
         for quote in p.quotes:
             units = wire.quote_units(quote, self.specs)
@@ -396,39 +432,6 @@ class Dispatcher:
         for command, slot in planned:
             executed = submit(command, pending)
             track_quote(slot, executed.events)  # now: the next quote.mass builds on it
-
-    def _requote_plain(
-        self, session: Session, request: wire.Request, t_in: int, account: int, ts_us: int
-    ) -> bool:
-        """The usual `quote.mass`, one quote whose bid and ask both move, served as two amends
-        without the general loop's planning (per side: a slot, a `requote`, a tuple; and the
-        quote's `QuoteUnits`): about half the bytecodes of the request's handling. False,
-        having done nothing, for anything else (the general code decides, and words any
-        error)."""
-        p: Any = request.params
-        quote = p.quotes[0]
-        units = wire.plain_quote_units(quote, self.specs)
-        if units is None:
-            return False
-        placed = self.placed
-        amends = placed.amends(account, p.quote_set, quote.symbol, units, ts_us)
-        if amends is None:
-            return False
-        bid, ask = amends
-        pending = Pending(
-            session,
-            request.id,
-            request.method,
-            t_in,
-            2,
-            finish=_requote_result,
-            quote_set=p.quote_set,
-        )
-        submit = self.bus.submit
-        submit(bid, pending)
-        submit(ask, pending)
-        placed.track_amends(bid.order_id, ask.order_id)  # now: the next quote.mass builds on it
-        return True
 
     def _cancel_quote_set(
         self, session: Session, request: wire.Request, t_in: int, account: int, quote_set: str
@@ -886,7 +889,7 @@ _AMENDED_ONLY = frozenset({(OrderAmended,), (OrderAmended, BalanceChanged)})
 
 
 def _requote_result(pending: Pending) -> bytes:
-    """`_batch_result` of a plain requote (`Dispatcher._requote_plain`): when both amends
+    """`_batch_result` of a plain requote (`Dispatcher._quote_mass`): when both amends
     only amended, the answer is filled into `_REQUOTE_ANSWER` (saves two outcome dicts,
     two result dicts and the loop: ~200 bytecodes); anything else, `_batch_result`. Each
     amend's event kinds are told by one tuple made in C and one set look-up."""
