@@ -214,14 +214,18 @@ class RateLimiter:
             owner = self._account_bucket(account)
         # A logged-on request, every order's: `level` and `spend` of both buckets written out
         # (the same arithmetic; four method calls were ~170 bytecodes of every request).
+        # Each bucket's time moves on only with the clock (a step back refills nothing): the
+        # time to write back is decided with the refill, and written without a test.
         connection_level, connection_updated_us = connection._level, connection._updated_us
         if now_us > connection_updated_us:
             connection_level += (now_us - connection_updated_us) * connection.refill_per_us
+            connection_updated_us = now_us
             if connection_level > connection.capacity:
                 connection_level = connection.capacity
         owner_level, owner_updated_us = owner._level, owner._updated_us
         if now_us > owner_updated_us:
             owner_level += (now_us - owner_updated_us) * owner.refill_per_us
+            owner_updated_us = now_us
             if owner_level > owner.capacity:
                 owner_level = owner.capacity
         if connection_level < need or owner_level < need:
@@ -230,11 +234,9 @@ class RateLimiter:
                 owner.retry_after_ms(cost_milli, now_us),
             )
         connection._level = connection_level - need
-        if now_us > connection_updated_us:
-            connection._updated_us = now_us
+        connection._updated_us = connection_updated_us
         owner._level = owner_level - need
-        if now_us > owner_updated_us:
-            owner._updated_us = now_us
+        owner._updated_us = owner_updated_us
         return 0
 
     def charge_account(self, account: int, cost_milli: int, now_us: int) -> int:

@@ -8,10 +8,12 @@ drops every connection, and with it every quote set's session).
 """
 
 from collections.abc import Iterable
-from itertools import compress
+from itertools import chain, compress
+from operator import attrgetter
 from typing import Any
 
 from core.bus import ReadSide
+from core.sequencer import Executed
 from engine.commands import AmendOrder, CancelOrder, Command, PlaceOrder
 from engine.enums import SelfTradePrevention, Side
 from engine.events import (
@@ -31,6 +33,7 @@ from gateway.sessions import Session
 _CLOSING = frozenset({OrderCanceled, OrderExpired, SelfTradePrevented})
 _CLOSING_OR_CHANGING = _CLOSING | {TradeExecuted, OrderAmended}  # one look-up for the others
 _IS_CLOSING_OR_CHANGING = _CLOSING_OR_CHANGING.__contains__
+_EVENTS_OF = attrgetter("events")  # an executed command's (a barrier's: none or a refusal)
 QuoteSlot = tuple[int, str, str, Side]  # account, quote set, symbol, side: one live quote
 
 
@@ -115,17 +118,27 @@ class PlacedOrders:
             ),
         )
 
-    def track_amend(self, order_id: int) -> None:
-        """`track_quote` after a quote's amend (which accepts no order): the quote is
-        forgotten if the amend closed it (filled, or refused and pulled)."""
-        if order_id not in self.reads.orders:
-            self.forget_quote(order_id)
+    def track_amends(self, bid_order_id: int, ask_order_id: int) -> None:
+        """`track_quote` after the two amends of the usual requote (`amends`), once both ran
+        (an amend accepts no order; a post-only quote's amend never trades, so neither
+        closes the other side): each quote is forgotten if its amend closed it (filled, or
+        refused and pulled). One call and one look-up of the open orders for the two."""
+        orders = self.reads.orders
+        if bid_order_id not in orders:
+            self.forget_quote(bid_order_id)
+        if ask_order_id not in orders:
+            self.forget_quote(ask_order_id)
 
-    def forget_closed(self, events: list[Event]) -> None:
-        """Orders that closed no longer need cancel-on-disconnect."""
+    def forget_closed(self, batch: list[Executed]) -> None:
+        """Orders that closed in a released batch no longer need cancel-on-disconnect.
+
+        Once per batch, not per command: the events of all its commands are gathered in C,
+        so a command that closes nothing here (a requote's amend, most of them) costs no
+        call and no look at its events in Python."""
         placed_on, quote_slots = self.placed_on, self.quote_slots
         if not placed_on and not quote_slots:
             return  # nothing placed here is open: nothing to forget
+        events = [*chain.from_iterable(map(_EVENTS_OF, batch))]
         # Only the events that may close an order, picked in C (`compress`): the balances and
         # settlements, most events of a fill, are never looked at here (~8 bytecodes each).
         checked: Iterable[Any] = compress(events, map(_IS_CLOSING_OR_CHANGING, map(type, events)))
@@ -149,12 +162,11 @@ class PlacedOrders:
             else:  # a close (`compress` let nothing else through)
                 self.forget_order(event.order_id)
 
-    def track_placed(self, session: Session, command: Command | None, events: list[Event]) -> None:
+    def track_placed(self, session: Session, events: list[Event]) -> None:
         """Orders placed on a connection are known at once to its cancel-on-disconnect: the
-        one a `PlaceOrder` accepted, unless it is closed already (an IOC filled or expired
-        at once has nothing to cancel, and would be tracked only to be forgotten at release)."""
-        if type(command) is not PlaceOrder:
-            return  # only a place accepts an order
+        one a `PlaceOrder` accepted (`events` are a place's: only a place accepts an order),
+        unless it is closed already (an IOC filled or expired at once has nothing to cancel,
+        and would be tracked only to be forgotten at release)."""
         for event in events:
             if type(event) is OrderAccepted:
                 order_id = event.order_id

@@ -255,8 +255,7 @@ class VenueServer:
         order, so an account snapshot taken now is exact), and orders placed on a connection
         are known at once to its cancel-on-disconnect."""
         pending = executed.origin
-        command = executed.command
-        kind = type(command)
+        kind = type(executed.command)
         if kind in _REFERENCE_DATA_COMMANDS:
             self._learn_reference_data()
         if type(pending) is not Pending:  # a timer's, a notice's, or a cluster record's
@@ -266,9 +265,9 @@ class VenueServer:
         self.private_streams.assign(executed, quote_set)
         # only a place accepts an order: no call for the rest (most commands are amends)
         if kind is PlaceOrder:
-            self.dispatcher.placed.track_placed(pending.session, command, executed.events)
+            self.dispatcher.placed.track_placed(pending.session, executed.events)
             if quote_set is not None and self._quotes_from_outcomes:
-                self._track_quote(command, quote_set, executed.events)
+                self._track_quote(executed.command, quote_set, executed.events)
 
     def _track_quote(self, command: Any, quote_set: str, events: list[Any]) -> None:
         """Over NATS a quote.mass learns its placed quote's order id only now (the outcome
@@ -280,12 +279,13 @@ class VenueServer:
     def released(self, batch: list[Executed]) -> None:
         """Everything in `batch` is durable: answer, push privately, publish."""
         dispatcher = self.dispatcher
-        placed = dispatcher.placed
+        # For the whole batch at once: nothing below reads what was placed here (a closed
+        # connection's cancel-on-disconnect runs in a later callback, `on_close`).
+        dispatcher.placed.forget_closed(batch)
         private_streams = self.private_streams
         market_data = self.public.market_data
         for executed in batch:
             pending = executed.origin
-            events = executed.events
             kind = type(pending)  # the origins' classes are final: an `is` each, no isinstance
             if kind is Pending:
                 dispatcher.answer(pending, executed)
@@ -296,9 +296,8 @@ class VenueServer:
                 self.connections.push_to_account(pending.account, pending.message)
             if executed.command is None:
                 continue
-            placed.forget_closed(events)
             private_streams.publish(executed)
-            market_data.on_events(events)
+            market_data.on_events(executed.events)
         self.public.publish()
 
     def replayed(self, batch: list[Executed]) -> None:

@@ -183,9 +183,10 @@ class PlaceParams(Params, frozen=True):
                 return E.MISSING_PARAM, "a market order needs qty or quote_qty"
             if self.qty is not None and self.quote_qty is not None:
                 return E.BAD_PARAM, "give only one of qty and quote_qty"
-        if self.tif is TimeInForce.GTD and self.expire_at is None:
-            return E.MISSING_PARAM, "a gtd order needs expire_at"
-        if self.tif is not TimeInForce.GTD and self.expire_at is not None:
+        if self.expire_at is None:  # the usual order: one test of its tif
+            if self.tif is TimeInForce.GTD:
+                return E.MISSING_PARAM, "a gtd order needs expire_at"
+        elif self.tif is not TimeInForce.GTD:
             return E.BAD_PARAM, "expire_at is for gtd orders only"
         return None
 
@@ -620,7 +621,10 @@ def _twin(kind: type[msgspec.Struct]) -> tuple[Any, Callable[[Any], Any]]:
     astuple = msgspec.structs.astuple
 
     def real(params: Any) -> Any:
-        return kind(*astuple(params)) if _plain_decimals(*texts(params)) else None
+        decimals = texts(params)  # all seen before, the usual: one `issuperset` in C, no call
+        if _decimals_seen.issuperset(decimals) or _plain_decimals(*decimals):
+            return kind(*astuple(params))
+        return None
 
     return plain, real
 
@@ -668,13 +672,13 @@ def _real_batch(params: Any) -> BatchParams | None:
     ops: list[PlaceOp | CancelOp | AmendOp] = []
     for op in params.ops:
         kind = type(op)
-        if kind is CancelOp:
-            ops.append(op)
-        elif kind is _PlainPlaceOp:
+        if kind is _PlainPlaceOp:  # the usual op first
             place = _real_place(op.params)
             if place is None:
                 return None
             ops.append(PlaceOp(place))
+        elif kind is CancelOp:
+            ops.append(op)
         else:
             amend = _real_amend(op.params)
             if amend is None:
@@ -707,16 +711,18 @@ _REAL_OF: dict[Any, Callable[[Any], Params | None]] = {
     _PlainQuoteMassParams: _real_quote_mass,
 }
 
+_REQUEST_STRUCTS = {
+    method: _request_struct(method, _PLAIN_OF.get(kind, kind)) for method, kind in METHODS.items()
+}
 # One decode for a whole well-formed request: envelope and params at once, no Raw copy.
 _request_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
-    Union[  # noqa: UP007
-        tuple(
-            _request_struct(method, _PLAIN_OF.get(kind, kind)) for method, kind in METHODS.items()
-        )
-    ]
+    Union[tuple(_REQUEST_STRUCTS.values())]  # noqa: UP007
 )
-_METHOD_OF: dict[type, str] = {  # each request struct's method: a look-up, not its config
-    kind: kind.__struct_config__.tag for kind in _request_decoder.type.__args__
+# Each request struct's method (a look-up, not its config), and for a twin's the function
+# that makes its real params (else None): one look-up per request for both.
+_DECODED_AS: dict[type, tuple[str, Callable[[Any], Params | None] | None]] = {
+    struct: (method, _REAL_OF.get(_PLAIN_OF.get(METHODS[method])))
+    for method, struct in _REQUEST_STRUCTS.items()
 }
 _RAW_UNUSED = msgspec.Raw(b"{}")  # the params of an envelope whose params are decoded already
 
@@ -773,9 +779,8 @@ def decode(
         decoded = _request_decoder.decode(frame)
     except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
         return _decode_slowly(frame, size_max)
-    method = _METHOD_OF[type(decoded)]
+    method, real = _DECODED_AS[type(decoded)]
     params: Params = decoded.params
-    real = _REAL_OF.get(type(params))
     if real is not None:  # a twin: its decimal texts checked, the real params made
         checked = real(params)
         if checked is None:  # a decimal text that is not plain: the slow way says where

@@ -101,8 +101,14 @@ class FastPaths:
             if plain != general:
                 self.differences.append(("requote", plain, general))
             self.taken["requote template"] += plain.startswith(b'{"id":') and all(
-                dispatch._plain_amend(each) is not None for each in results
+                _amended_only(each) for each in results
             )
+
+
+def _amended_only(executed: Any) -> bool:
+    """The amend only amended (and moved a hold): its answer comes from the template."""
+    kinds = tuple(type(event) for event in executed.events)
+    return kinds in dispatch._AMENDED_ONLY and bool(executed.events[0].order_id)
 
 
 _T_OUT = re.compile(rb'"t_out":\d+')

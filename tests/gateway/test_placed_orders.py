@@ -1,0 +1,66 @@
+"""`gateway.placed_orders`: what a released batch makes it forget (the server's use of it, on
+a real venue, is in test_server and test_server_sessions)."""
+
+from typing import Any, cast
+
+from core.bus import ReadSide
+from core.sequencer import Executed
+from engine.commands import AmendOrder, CancelOrder, PlaceOrder
+from engine.enums import CancelReason, OrderStatus, Side
+from engine.events import (
+    BalanceChanged,
+    CommandRejected,
+    OrderAmended,
+    OrderCanceled,
+    TradeExecuted,
+)
+from engine.reasons import ErrorCode
+from gateway.placed_orders import PlacedOrders
+from gateway.sessions import Session
+
+ACCOUNT, TAKER = 7, 8
+SYMBOL = "AAPLx-USD"
+
+
+def amended(order_id: int, leaves_qty: int) -> OrderAmended:
+    status = OrderStatus.NEW if leaves_qty else OrderStatus.FILLED
+    return OrderAmended(1, order_id, ACCOUNT, SYMBOL, 100, 10, leaves_qty, 10 - leaves_qty,
+                        status, False, None)  # fmt: skip
+
+
+def trade(maker_order_id: int, maker_leaves_qty: int) -> TradeExecuted:
+    maker_status = OrderStatus.PARTIALLY_FILLED if maker_leaves_qty else OrderStatus.FILLED
+    return TradeExecuted(1, SYMBOL, 1, 100, 5, Side.BUY, maker_order_id, ACCOUNT,
+                         maker_leaves_qty, 5, maker_status, 99, TAKER, 0, 5,
+                         OrderStatus.FILLED)  # fmt: skip
+
+
+def test_a_released_batch_forgets_every_order_its_commands_closed_and_only_those() -> None:
+    """Across the batch's commands (a barrier's refusal among them): a quote amended down to
+    what it traded, a placed order filled as maker and one canceled are forgotten; a quote
+    amended with size left and an order filled only in part are kept."""
+    placed = PlacedOrders(cast(ReadSide, None))  # the read side is not read to forget
+    session = Session(1, cast(Any, None), True)
+    for order_id in (11, 12, 13):
+        session.placed.add(order_id)
+        placed.placed_on[order_id] = session
+    for order_id, side in ((21, Side.BUY), (22, Side.SELL)):
+        slot = (ACCOUNT, "q", SYMBOL, side)
+        placed.quotes[slot] = order_id
+        placed.quote_slots[order_id] = slot
+    refusal = CommandRejected(1, "amend_order", ErrorCode.UNKNOWN_ORDER, "no order 5", ACCOUNT)
+    batch = [
+        Executed(1, AmendOrder(ts_us=1, account=ACCOUNT, order_id=21, price=100, qty=10),
+                 [amended(21, 5), BalanceChanged(1, ACCOUNT, "USD", 10, 5)], None),
+        Executed(0, None, [refusal], None),  # a batch op refused before it was a command
+        Executed(2, PlaceOrder(ts_us=1, account=TAKER, symbol=SYMBOL, side=Side.BUY),
+                 [trade(11, 0), trade(12, 3)], None),
+        Executed(3, AmendOrder(ts_us=1, account=ACCOUNT, order_id=22, qty=10),
+                 [amended(22, 0)], None),
+        Executed(4, CancelOrder(ts_us=1, account=ACCOUNT, order_id=13),
+                 [OrderCanceled(1, 13, ACCOUNT, SYMBOL, CancelReason.USER, 5, 0)], None),
+    ]  # fmt: skip
+    placed.forget_closed(batch)
+    assert set(placed.placed_on) == {12} and session.placed == {12}
+    assert placed.quote_slots == {21: (ACCOUNT, "q", SYMBOL, Side.BUY)}
+    assert placed.quotes == {(ACCOUNT, "q", SYMBOL, Side.BUY): 21}
