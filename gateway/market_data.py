@@ -163,9 +163,13 @@ class _Levels:
     the events of the turn are in: an order that arrives and trades away within the turn (a
     marketable limit order), or a quote moved out and back, then never enters the sorted
     keys, nor makes the best levels stale.
+    A flush whose changes only resized levels among the remembered ones keeps which places it
+    patched (`_patch`), so a tier that held the list before gets its update from them
+    (`changes`) instead of comparing every level it holds.
     """
 
     __slots__ = (
+        "_patch",
         "_places",
         "_segments",
         "_text",
@@ -188,6 +192,8 @@ class _Levels:
         self._top: list[Level] | None = None  # the best `_top_max` levels, or None: stale
         self._top_max = 0
         self._places: dict[int, int] | None = None  # price -> index in `_top`, made on use
+        # the last `_resize`: the list it copied, its copy and the places it replaced there
+        self._patch: tuple[list[Level], list[Level], list[int]] | None = None
         self._text = ""  # the checksum text of `_text_of`'s best CHECKSUM_LEVELS levels
         self._text_of: list[Level] | None = None
         self._segments: list[str] = []  # its "price:qty" parts ("" to join them again)
@@ -248,6 +254,7 @@ class _Levels:
         if places is None:
             places = self._places = {level[0]: index for index, level in enumerate(top)}
         new_top: list[Level] | None = None
+        patched: list[int] = []  # the places replaced in `new_top`
         segments: list[str] | None = None  # the checksum text's parts, if one is replaced
         text_kept = self._text_of is top
         for level in resized:
@@ -257,6 +264,7 @@ class _Levels:
             if new_top is None:  # replaced, never changed: tiers may hold the old
                 new_top = top.copy()
             new_top[index] = level
+            patched.append(index)
             if text_kept and index < CHECKSUM_LEVELS:  # one part looked up, not ten
                 if segments is None:
                     segments = self._segments.copy()
@@ -264,6 +272,7 @@ class _Levels:
         if new_top is None:
             return
         self._top = new_top
+        self._patch = (top, new_top, patched)
         if text_kept:
             self._text_of = new_top
             if segments is not None:
@@ -283,6 +292,18 @@ class _Levels:
             self._top_max = levels_max
         return top if len(top) <= levels_max else top[:levels_max]
 
+    def changes(self, before: list[Level], after: list[Level]) -> list[Level]:
+        """What a tier sends to go from `before` to `after` (both lists this side gave it):
+        `_diff`'s result, taken from the last `_resize` when that made `after` out of
+        `before` (only the levels it replaced differ, each in a new size)."""
+        patch = self._patch
+        if patch is not None and patch[0] is before and patch[1] is after:
+            places = patch[2]
+            if len(places) > 1:
+                places.sort()  # best first, as `_diff` lists them
+            return list(map(after.__getitem__, places))
+        return _diff(before, after, self.sign)
+
     def check_remembered(self) -> None:
         """Assert the remembered best levels and checksum parts are what they stand for."""
         top = self._top
@@ -295,6 +316,10 @@ class _Levels:
             assert self._segments == [self._texts[level] for level in head], "stale text"
         if self._places is not None:
             assert self._places == {level[0]: i for i, level in enumerate(top)}, "stale places"
+        if self._patch is not None:  # what `changes` takes for a tier's update
+            before, after, places = self._patch
+            pairs = enumerate(zip(before, after, strict=True))
+            assert sorted(places) == [i for i, (old, new) in pairs if old != new], "bad patch"
 
     def best(self) -> Level | None:
         top = self._top  # when remembered, any length holds the best
@@ -1064,8 +1089,9 @@ class MarketData:
     ) -> tuple[list[Level], list[Level]]:
         """An update per followed tier that changed; the deepest tier's levels, returned."""
         deepest = live[-1].stream.depth
-        bids = market.bids.depth(deepest)
-        asks = market.asks.depth(deepest)
+        bid_levels, ask_levels = market.bids, market.asks
+        bids = bid_levels.depth(deepest)
+        asks = ask_levels.depth(deepest)
         checksum: int | None = None
         for state in live:
             depth = state.stream.depth
@@ -1078,8 +1104,12 @@ class MarketData:
                 continue
             before_bids, before_asks = state.value
             # a side whose best levels were not touched is the very list the tier holds
-            bid_changes = [] if before_bids is now_bids else _diff(before_bids, now_bids, -1)
-            ask_changes = [] if before_asks is now_asks else _diff(before_asks, now_asks, 1)
+            bid_changes = (
+                [] if before_bids is now_bids else bid_levels.changes(before_bids, now_bids)
+            )
+            ask_changes = (
+                [] if before_asks is now_asks else ask_levels.changes(before_asks, now_asks)
+            )
             if not bid_changes and not ask_changes:
                 continue  # the change was deeper than this tier
             if checksum is None:
