@@ -75,10 +75,14 @@ LEVEL_TEXTS_MAX = 10_000
 assert min(BOOK_DEPTHS) >= CHECKSUM_LEVELS, "every tier must hold the checksummed levels"
 assert list(BOOK_DEPTHS) == sorted(BOOK_DEPTHS), "tiers ascend: the deepest is computed once"
 
-_BOOK = 1  # what changed in a symbol during the turn, as bit flags
+# What changed in a symbol during the turn, as bit flags. A book change sets `_BOOK` only on
+# a symbol not yet touched (a membership test, not a lookup and a store per event); on one
+# touched before, the flush finds it by the summed changes it left (`_Levels.delta`).
+_BOOK = 1
 _TRADES = 2
 _REFERENCE = 4
 _WINDOW = 8  # the ticker's 24 h window dropped a minute
+_BOOK_TRADES = _BOOK | _TRADES  # a trade's
 
 
 class Channel(StrEnum):
@@ -435,10 +439,15 @@ class _Ticker:
         """A turn's trades, in one call: those in the current minute's bucket (nearly all)
         update it here, the others take `add`'s way."""
         buckets = self.buckets
+        bucket: list[int] = []
+        start_us = end_us = 0  # the newest bucket's minute; none yet: each trade takes `add`'s
+        if buckets:
+            bucket = buckets[-1]
+            start_us = bucket[0] * MINUTE_US
+            end_us = start_us + MINUTE_US
         for trade in trades:
-            bucket = buckets[-1] if buckets else None
             price = trade.price
-            if bucket is not None and bucket[0] == trade.ts_us // MINUTE_US:
+            if start_us <= trade.ts_us < end_us:
                 if price > bucket[1]:
                     bucket[1] = price
                 elif price < bucket[2]:  # high >= low: a price is never beyond both
@@ -447,6 +456,9 @@ class _Ticker:
                 bucket[4] += 1
             else:
                 self.add(trade.ts_us, price, trade.qty)
+                bucket = buckets[-1]
+                start_us = bucket[0] * MINUTE_US
+                end_us = start_us + MINUTE_US
         self.last_price = trades[-1].price
 
     def add(self, ts_us: int, price: int, qty: int) -> None:
@@ -766,15 +778,17 @@ class MarketData:
 
         The four events of the trading path (amends, accepts, trades, cancels) are handled
         here, inline, rather than by a method each: per event that saves a handler looked up
-        in a dict and a call (~25 bytecodes of the ~75 a requote's amend cost), and the maps
-        are loaded once per command; the ledger's events, as many again (most of a trade's),
-        are passed over at the first test. The rarer ones go to their methods in `_handlers`.
+        in a dict and a call (~25 bytecodes of the ~75 a requote's amend cost; a trade's
+        too), and the maps are loaded once per command; the ledger's events, as many again
+        (most of a trade's), are passed over at the first test. The rarer ones go to their
+        methods in `_handlers`.
         (Bytecodes are not instructions: `type(event)` is a specialised call, cheaper than
         `event.__class__`; filtering the ledger's events out with `compress` and `map`, a
         defaultdict's `+=` and a diff by set differences each cut bytecodes and cost more
         instructions, callgrind.)"""
         orders = self._orders
         touched = self._touched
+        markets = self._markets
         event: Any  # its class is tested by `is` on a local, which mypy does not narrow
         for event in events:
             kind = type(event)
@@ -792,9 +806,39 @@ class MarketData:
                     delta[price] = delta.get(price, 0) + leaves
                 else:
                     del orders[event.order_id]
-                touched[event.symbol] = touched.get(event.symbol, 0) | _BOOK
-            elif kind is TradeExecuted:
-                self._traded(event, orders)
+                if event.symbol not in touched:  # see `_BOOK`: no flag added to a touched one
+                    touched[event.symbol] = _BOOK
+            elif kind is TradeExecuted:  # both sides' fills, the tape, candles, reference
+                maker = orders.get(event.maker_order_id)
+                if maker is not None:
+                    delta = maker.levels.delta
+                    price = maker.price
+                    leaves = event.maker_leaves_qty
+                    delta[price] = delta.get(price, 0) - (maker.leaves - leaves)
+                    if leaves:
+                        maker.leaves = leaves
+                    else:
+                        del orders[event.maker_order_id]
+                taker = orders.get(event.taker_order_id)  # a gtc or gtd limit order rests
+                if taker is not None:
+                    delta = taker.levels.delta
+                    price = taker.price
+                    leaves = event.taker_leaves_qty
+                    delta[price] = delta.get(price, 0) - (taker.leaves - leaves)
+                    if leaves:
+                        taker.leaves = leaves
+                    else:
+                        del orders[event.taker_order_id]
+                symbol = event.symbol
+                market = markets[symbol]
+                market.pending.append(event)
+                price = event.price
+                self.candles.add(symbol, event.ts_us, price, event.qty)
+                if market.reference_price == price:
+                    touched[symbol] = touched.get(symbol, 0) | _BOOK_TRADES
+                else:  # the engine's band follows the last trade
+                    market.reference_price = price
+                    touched[symbol] = touched.get(symbol, 0) | _BOOK_TRADES | _REFERENCE
             elif kind is OrderAccepted:
                 if event.order_type is not OrderType.LIMIT or (
                     event.tif is not TimeInForce.GTC and event.tif is not TimeInForce.GTD
@@ -804,19 +848,21 @@ class MarketData:
                 # that follow in the same command take out what does not stay, before any
                 # flush.
                 symbol = event.symbol
-                market = self._markets[symbol]
+                market = markets[symbol]
                 levels = market.bids if event.side is Side.BUY else market.asks
                 price = event.price
                 orders[event.order_id] = _Resting(levels, price, event.qty)
                 delta = levels.delta
                 delta[price] = delta.get(price, 0) + event.qty
-                touched[symbol] = touched.get(symbol, 0) | _BOOK
+                if symbol not in touched:
+                    touched[symbol] = _BOOK
             elif kind is OrderCanceled or kind is OrderExpired or kind is SelfTradePrevented:
                 resting = orders.pop(event.order_id, None)
                 if resting is not None:
                     delta = resting.levels.delta
                     delta[resting.price] = delta.get(resting.price, 0) - resting.leaves
-                    touched[event.symbol] = touched.get(event.symbol, 0) | _BOOK
+                    if event.symbol not in touched:
+                        touched[event.symbol] = _BOOK
             else:
                 handler = self._handlers.get(kind)
                 if handler is not None:
@@ -826,8 +872,11 @@ class MarketData:
         """The touched books take their summed changes (see `_Levels`): at the flush, so the
         changes of every command of a turn are applied together."""
         markets = self._markets
-        for symbol in self._touched:
+        touched = self._touched
+        for symbol, flags in touched.items():
             market = markets[symbol]
+            if market.bids.delta or market.asks.delta:
+                touched[symbol] = flags | _BOOK  # settled here, still sent at the flush
             if market.bids.delta:
                 market.bids.settle()
             if market.asks.delta:
@@ -850,39 +899,6 @@ class MarketData:
         levels = market.levels(side)
         self._orders[order_id] = _Resting(levels, price, qty)
         levels.add(price, qty)
-
-    def _traded(self, event: TradeExecuted, orders: dict[int, "_Resting"]) -> None:
-        """A trade: both sides' fills (the taker's if it rests), the tape, the
-        candles and the reference price. (The fills inlined: two calls a trade less.)"""
-        maker = orders.get(event.maker_order_id)  # `_Levels.take`, inlined per side
-        if maker is not None:
-            delta = maker.levels.delta
-            price = maker.price
-            leaves_qty = event.maker_leaves_qty
-            delta[price] = delta.get(price, 0) - (maker.leaves - leaves_qty)
-            if leaves_qty:
-                maker.leaves = leaves_qty
-            else:
-                del orders[event.maker_order_id]
-        taker = orders.get(event.taker_order_id)  # a gtc or gtd limit order rests at accept
-        if taker is not None:
-            delta = taker.levels.delta
-            price = taker.price
-            leaves_qty = event.taker_leaves_qty
-            delta[price] = delta.get(price, 0) - (taker.leaves - leaves_qty)
-            if leaves_qty:
-                taker.leaves = leaves_qty
-            else:
-                del orders[event.taker_order_id]
-        symbol = event.symbol
-        market = self._markets[symbol]
-        market.pending.append(event)
-        self.candles.add(symbol, event.ts_us, event.price, event.qty)
-        flags = _BOOK | _TRADES
-        if market.reference_price != event.price:  # the engine's band follows the last trade
-            market.reference_price = event.price
-            flags |= _REFERENCE
-        self._touched[symbol] = self._touched.get(symbol, 0) | flags
 
     def _listed(self, event: InstrumentListed) -> None:
         self._list(event.spec, InstrumentStatus.OPEN, event.ts_us)
@@ -944,6 +960,8 @@ class MarketData:
             if flags == _BOOK:  # the usual turn: orders came, went or moved; none traded
                 self._flush_book(market, now_us, wanted, out)
                 continue
+            if not flags & _BOOK and (market.bids.delta or market.asks.delta):
+                flags |= _BOOK  # a book change after the turn's first event, of another kind
             if flags & _REFERENCE:
                 self._flush_instrument(market, now_us, wanted, out)
             if flags & _TRADES:

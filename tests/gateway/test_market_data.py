@@ -477,6 +477,28 @@ def test_a_snapshot_taken_mid_turn_is_the_state_at_its_seq() -> None:
         assert_books_match(session, subscriber)
 
 
+def test_a_book_change_after_another_kind_of_change_in_the_turn_is_sent() -> None:
+    """The turn's first change of the symbol is its reference price, the book's comes after
+    it: the book's update still goes out, whether its changes wait for the flush or a
+    snapshot of a tier nobody followed settled them mid-turn."""
+    session = Session(make_spec())
+    resting_ladder(session, 3)
+    followed = Stream(Channel.BOOK, SYMBOL, 10)
+    subscriber = Subscriber(session, [followed])
+    for snapshot_mid_turn in (False, True):
+        ref = session.venue.markets[SYMBOL].reference_price
+        session.execute(SetReferencePrice(symbol=SYMBOL, price=ref + 1))
+        session.execute(session.place(2, BUY, 9_999, 1_000_000))
+        if snapshot_mid_turn:
+            Subscriber(session, [Stream(Channel.BOOK, SYMBOL, 25)])
+        messages = session.md.flush(session.now, session.wanted)
+        session.md.check_invariants()
+        assert [m.stream for m in messages if m.stream.channel == Channel.BOOK] == [followed]
+        subscriber.receive(messages)
+        assert set(subscriber.results) == {BookSync.APPLIED}
+        assert_books_match(session, subscriber)
+
+
 def test_the_book_shows_only_what_it_was_fed() -> None:
     """The venue runs ahead of the journal; the public book must wait for durable events."""
     session = Session(make_spec())
