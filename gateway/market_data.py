@@ -128,6 +128,7 @@ class Message(NamedTuple):
 
 
 Level = tuple[int, int]  # (price units, quantity units)
+_NONE_PATCHED: list[int] = []  # `_Levels._resize`'s until it replaces a place (never changed)
 # `Message(...)` runs the named tuple's Python `__new__`; tuple's own is C: a frame saved
 _new_message = tuple.__new__
 
@@ -258,7 +259,7 @@ class _Levels:
         if places is None:
             places = self._places = {level[0]: index for index, level in enumerate(top)}
         new_top: list[Level] | None = None
-        patched: list[int] = []  # the places replaced in `new_top`
+        patched: list[int] = _NONE_PATCHED  # the places replaced in `new_top`
         segments: list[str] | None = None  # the checksum text's parts, if one is replaced
         text_kept = self._text_of is top
         for level in resized:
@@ -267,6 +268,7 @@ class _Levels:
                 continue
             if new_top is None:  # replaced, never changed: tiers may hold the old
                 new_top = top.copy()
+                patched = []
             new_top[index] = level
             patched.append(index)
             if text_kept and index < CHECKSUM_LEVELS:  # one part looked up, not ten
@@ -297,16 +299,23 @@ class _Levels:
         return top if len(top) <= levels_max else top[:levels_max]
 
     def changes(self, before: list[Level], after: list[Level]) -> list[Level]:
-        """What a tier sends to go from `before` to `after` (both lists this side gave it):
-        `_diff`'s result, taken from the last `_resize` when that made `after` out of
-        `before` (only the levels it replaced differ, each in a new size)."""
+        """The levels a tier sends so that `before` becomes `after` (both lists this side
+        gave it), best first: new totals, and 0 for the gone. When the last `_resize` made
+        `after` out of `before`, only the places it replaced differ, each in a new size."""
         patch = self._patch
         if patch is not None and patch[0] is before and patch[1] is after:
             places = patch[2]
             if len(places) > 1:
-                places.sort()  # best first, as `_diff` lists them
+                places.sort()
             return list(map(after.__getitem__, places))
-        return _diff(before, after, self.sign)
+        if before == after:
+            return []
+        old = dict(before)
+        changes = [(p, q) for p, q in after if old.pop(p, None) != q]
+        if old:  # levels that left the top: deleted or pushed below the depth
+            changes.extend((p, 0) for p in old)
+            changes.sort(reverse=self.sign < 0)  # prices are distinct: quantities never decide
+        return changes
 
     def check_remembered(self) -> None:
         """Assert the remembered best levels and checksum parts are what they stand for."""
@@ -706,18 +715,6 @@ def _checksum(market: "_Market") -> int:
 def _rows(levels: Iterable[Level], market: "_Market") -> list[list[str]]:
     # Levels near the touch recur every turn: their rows are remembered (`_LevelRows`).
     return list(map(market.level_rows.__getitem__, levels))  # in C: no bytecode a level
-
-
-def _diff(before: list[Level], after: list[Level], sign: int) -> list[Level]:
-    """The levels to send so that `before` becomes `after`: new totals, and 0 for the gone."""
-    if before is after or before == after:  # the same list: the side's top was not touched
-        return []
-    old = dict(before)
-    changes = [(p, q) for p, q in after if old.pop(p, None) != q]
-    if old:  # levels that left the top: deleted or pushed below the depth
-        changes.extend((p, 0) for p in old)
-        changes.sort(reverse=sign < 0)  # prices are distinct: the quantities never decide
-    return changes
 
 
 # ----------------------------------------------------------------- the publisher
