@@ -79,17 +79,18 @@ class _Current:
     three bars' updates a trade (most of `add`'s work on the publishing path).
     """
 
-    __slots__ = ("bars", "before", "count", "end_us", "stale", "start_us", "trades")
+    __slots__ = ("bars", "before", "count", "end_us", "start_us", "trades")
 
     def __init__(self, start_us: int, bars: list[Bar], count: list[int]) -> None:
         self.start_us = start_us
         self.end_us = start_us + INTERVALS_US["1m"]
         self.bars = bars  # the newest bar of each interval, the minute's first
         self.count = count  # [minute, trades] of the ticker's window
-        self.trades = 0  # the minute's trades not yet in `count`
+        # the minute's trades not yet in `count`: while any, the longer bars, `count` and
+        # the last price lag the minute's
+        self.trades = 0
         minute = bars[0]
         self.before = [bar[5] - minute[5] for bar in bars[1:]]  # their volume before it
-        self.stale = False  # the longer bars, `count` and the last price lag the minute's
 
     def sync(self) -> None:
         """Bring the longer bars and the trade count up to the minute's."""
@@ -104,7 +105,6 @@ class _Current:
             bar[5] = before + volume
         self.count[1] += self.trades
         self.trades = 0
-        self.stale = False
 
 
 class Candles:
@@ -127,8 +127,7 @@ class Candles:
                 bar[3] = price
             bar[4] = price  # also the last price, which `_sync` copies (a dict store saved)
             bar[5] += qty
-            current.trades += 1
-            current.stale = True
+            current.trades += 1  # also marks the longer bars stale (`_sync`)
             return
         self._sync(symbol)
         bars = [self._add_to(symbol, interval, ts_us, price, qty) for interval in INTERVALS_US]
@@ -165,7 +164,7 @@ class Candles:
         """The symbol's longer bars, trade count and last price brought up to its current
         minute (see `_Current`)."""
         current = self._current.get(symbol)
-        if current is not None and current.stale:
+        if current is not None and current.trades:
             current.sync()
             self._last[symbol] = current.bars[0][4]
 

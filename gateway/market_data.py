@@ -75,10 +75,14 @@ LEVEL_TEXTS_MAX = 10_000
 assert min(BOOK_DEPTHS) >= CHECKSUM_LEVELS, "every tier must hold the checksummed levels"
 assert list(BOOK_DEPTHS) == sorted(BOOK_DEPTHS), "tiers ascend: the deepest is computed once"
 
-_BOOK = 1  # what changed in a symbol during the turn, as bit flags
+# What changed in a symbol during the turn, as bit flags. A book change sets `_BOOK` only on
+# a symbol not yet touched (a membership test, not a lookup and a store per event); on one
+# touched before, the flush finds it by the summed changes it left (`_Levels.delta`).
+_BOOK = 1
 _TRADES = 2
 _REFERENCE = 4
 _WINDOW = 8  # the ticker's 24 h window dropped a minute
+_BOOK_TRADES = _BOOK | _TRADES  # a trade's
 
 
 class Channel(StrEnum):
@@ -124,6 +128,7 @@ class Message(NamedTuple):
 
 
 Level = tuple[int, int]  # (price units, quantity units)
+_NONE_PATCHED: list[int] = []  # `_Levels._resize`'s until it replaces a place (never changed)
 # `Message(...)` runs the named tuple's Python `__new__`; tuple's own is C: a frame saved
 _new_message = tuple.__new__
 
@@ -163,9 +168,13 @@ class _Levels:
     the events of the turn are in: an order that arrives and trades away within the turn (a
     marketable limit order), or a quote moved out and back, then never enters the sorted
     keys, nor makes the best levels stale.
+    A flush whose changes only resized levels among the remembered ones keeps which places it
+    patched (`_patch`), so a tier that held the list before gets its update from them
+    (`changes`) instead of comparing every level it holds.
     """
 
     __slots__ = (
+        "_patch",
         "_places",
         "_segments",
         "_text",
@@ -188,6 +197,8 @@ class _Levels:
         self._top: list[Level] | None = None  # the best `_top_max` levels, or None: stale
         self._top_max = 0
         self._places: dict[int, int] | None = None  # price -> index in `_top`, made on use
+        # the last `_resize`: the list it copied, its copy and the places it replaced there
+        self._patch: tuple[list[Level], list[Level], list[int]] | None = None
         self._text = ""  # the checksum text of `_text_of`'s best CHECKSUM_LEVELS levels
         self._text_of: list[Level] | None = None
         self._segments: list[str] = []  # its "price:qty" parts ("" to join them again)
@@ -248,6 +259,7 @@ class _Levels:
         if places is None:
             places = self._places = {level[0]: index for index, level in enumerate(top)}
         new_top: list[Level] | None = None
+        patched: list[int] = _NONE_PATCHED  # the places replaced in `new_top`
         segments: list[str] | None = None  # the checksum text's parts, if one is replaced
         text_kept = self._text_of is top
         for level in resized:
@@ -256,7 +268,9 @@ class _Levels:
                 continue
             if new_top is None:  # replaced, never changed: tiers may hold the old
                 new_top = top.copy()
+                patched = []
             new_top[index] = level
+            patched.append(index)
             if text_kept and index < CHECKSUM_LEVELS:  # one part looked up, not ten
                 if segments is None:
                     segments = self._segments.copy()
@@ -264,6 +278,7 @@ class _Levels:
         if new_top is None:
             return
         self._top = new_top
+        self._patch = (top, new_top, patched)
         if text_kept:
             self._text_of = new_top
             if segments is not None:
@@ -283,6 +298,25 @@ class _Levels:
             self._top_max = levels_max
         return top if len(top) <= levels_max else top[:levels_max]
 
+    def changes(self, before: list[Level], after: list[Level]) -> list[Level]:
+        """The levels a tier sends so that `before` becomes `after` (both lists this side
+        gave it), best first: new totals, and 0 for the gone. When the last `_resize` made
+        `after` out of `before`, only the places it replaced differ, each in a new size."""
+        patch = self._patch
+        if patch is not None and patch[0] is before and patch[1] is after:
+            places = patch[2]
+            if len(places) > 1:
+                places.sort()
+            return list(map(after.__getitem__, places))
+        if before == after:
+            return []
+        old = dict(before)
+        changes = [(p, q) for p, q in after if old.pop(p, None) != q]
+        if old:  # levels that left the top: deleted or pushed below the depth
+            changes.extend((p, 0) for p in old)
+            changes.sort(reverse=self.sign < 0)  # prices are distinct: quantities never decide
+        return changes
+
     def check_remembered(self) -> None:
         """Assert the remembered best levels and checksum parts are what they stand for."""
         top = self._top
@@ -295,6 +329,10 @@ class _Levels:
             assert self._segments == [self._texts[level] for level in head], "stale text"
         if self._places is not None:
             assert self._places == {level[0]: i for i, level in enumerate(top)}, "stale places"
+        if self._patch is not None:  # what `changes` takes for a tier's update
+            before, after, places = self._patch
+            pairs = enumerate(zip(before, after, strict=True))
+            assert sorted(places) == [i for i, (old, new) in pairs if old != new], "bad patch"
 
     def best(self) -> Level | None:
         top = self._top  # when remembered, any length holds the best
@@ -410,10 +448,15 @@ class _Ticker:
         """A turn's trades, in one call: those in the current minute's bucket (nearly all)
         update it here, the others take `add`'s way."""
         buckets = self.buckets
+        bucket: list[int] = []
+        start_us = end_us = 0  # the newest bucket's minute; none yet: each trade takes `add`'s
+        if buckets:
+            bucket = buckets[-1]
+            start_us = bucket[0] * MINUTE_US
+            end_us = start_us + MINUTE_US
         for trade in trades:
-            bucket = buckets[-1] if buckets else None
             price = trade.price
-            if bucket is not None and bucket[0] == trade.ts_us // MINUTE_US:
+            if start_us <= trade.ts_us < end_us:
                 if price > bucket[1]:
                     bucket[1] = price
                 elif price < bucket[2]:  # high >= low: a price is never beyond both
@@ -422,6 +465,9 @@ class _Ticker:
                 bucket[4] += 1
             else:
                 self.add(trade.ts_us, price, trade.qty)
+                bucket = buckets[-1]
+                start_us = bucket[0] * MINUTE_US
+                end_us = start_us + MINUTE_US
         self.last_price = trades[-1].price
 
     def add(self, ts_us: int, price: int, qty: int) -> None:
@@ -671,18 +717,6 @@ def _rows(levels: Iterable[Level], market: "_Market") -> list[list[str]]:
     return list(map(market.level_rows.__getitem__, levels))  # in C: no bytecode a level
 
 
-def _diff(before: list[Level], after: list[Level], sign: int) -> list[Level]:
-    """The levels to send so that `before` becomes `after`: new totals, and 0 for the gone."""
-    if before is after or before == after:  # the same list: the side's top was not touched
-        return []
-    old = dict(before)
-    changes = [(p, q) for p, q in after if old.pop(p, None) != q]
-    if old:  # levels that left the top: deleted or pushed below the depth
-        changes.extend((p, 0) for p in old)
-        changes.sort(reverse=sign < 0)  # prices are distinct: the quantities never decide
-    return changes
-
-
 # ----------------------------------------------------------------- the publisher
 
 
@@ -741,15 +775,17 @@ class MarketData:
 
         The four events of the trading path (amends, accepts, trades, cancels) are handled
         here, inline, rather than by a method each: per event that saves a handler looked up
-        in a dict and a call (~25 bytecodes of the ~75 a requote's amend cost), and the maps
-        are loaded once per command; the ledger's events, as many again (most of a trade's),
-        are passed over at the first test. The rarer ones go to their methods in `_handlers`.
+        in a dict and a call (~25 bytecodes of the ~75 a requote's amend cost; a trade's
+        too), and the maps are loaded once per command; the ledger's events, as many again
+        (most of a trade's), are passed over at the first test. The rarer ones go to their
+        methods in `_handlers`.
         (Bytecodes are not instructions: `type(event)` is a specialised call, cheaper than
         `event.__class__`; filtering the ledger's events out with `compress` and `map`, a
         defaultdict's `+=` and a diff by set differences each cut bytecodes and cost more
         instructions, callgrind.)"""
         orders = self._orders
         touched = self._touched
+        markets = self._markets
         event: Any  # its class is tested by `is` on a local, which mypy does not narrow
         for event in events:
             kind = type(event)
@@ -767,9 +803,39 @@ class MarketData:
                     delta[price] = delta.get(price, 0) + leaves
                 else:
                     del orders[event.order_id]
-                touched[event.symbol] = touched.get(event.symbol, 0) | _BOOK
-            elif kind is TradeExecuted:
-                self._traded(event, orders)
+                if event.symbol not in touched:  # see `_BOOK`: no flag added to a touched one
+                    touched[event.symbol] = _BOOK
+            elif kind is TradeExecuted:  # both sides' fills, the tape, candles, reference
+                maker = orders.get(event.maker_order_id)
+                if maker is not None:
+                    delta = maker.levels.delta
+                    price = maker.price
+                    leaves = event.maker_leaves_qty
+                    delta[price] = delta.get(price, 0) - (maker.leaves - leaves)
+                    if leaves:
+                        maker.leaves = leaves
+                    else:
+                        del orders[event.maker_order_id]
+                taker = orders.get(event.taker_order_id)  # a gtc or gtd limit order rests
+                if taker is not None:
+                    delta = taker.levels.delta
+                    price = taker.price
+                    leaves = event.taker_leaves_qty
+                    delta[price] = delta.get(price, 0) - (taker.leaves - leaves)
+                    if leaves:
+                        taker.leaves = leaves
+                    else:
+                        del orders[event.taker_order_id]
+                symbol = event.symbol
+                market = markets[symbol]
+                market.pending.append(event)
+                price = event.price
+                self.candles.add(symbol, event.ts_us, price, event.qty)
+                if market.reference_price == price:
+                    touched[symbol] = touched.get(symbol, 0) | _BOOK_TRADES
+                else:  # the engine's band follows the last trade
+                    market.reference_price = price
+                    touched[symbol] = touched.get(symbol, 0) | _BOOK_TRADES | _REFERENCE
             elif kind is OrderAccepted:
                 if event.order_type is not OrderType.LIMIT or (
                     event.tif is not TimeInForce.GTC and event.tif is not TimeInForce.GTD
@@ -779,19 +845,21 @@ class MarketData:
                 # that follow in the same command take out what does not stay, before any
                 # flush.
                 symbol = event.symbol
-                market = self._markets[symbol]
+                market = markets[symbol]
                 levels = market.bids if event.side is Side.BUY else market.asks
                 price = event.price
                 orders[event.order_id] = _Resting(levels, price, event.qty)
                 delta = levels.delta
                 delta[price] = delta.get(price, 0) + event.qty
-                touched[symbol] = touched.get(symbol, 0) | _BOOK
+                if symbol not in touched:
+                    touched[symbol] = _BOOK
             elif kind is OrderCanceled or kind is OrderExpired or kind is SelfTradePrevented:
                 resting = orders.pop(event.order_id, None)
                 if resting is not None:
                     delta = resting.levels.delta
                     delta[resting.price] = delta.get(resting.price, 0) - resting.leaves
-                    touched[event.symbol] = touched.get(event.symbol, 0) | _BOOK
+                    if event.symbol not in touched:
+                        touched[event.symbol] = _BOOK
             else:
                 handler = self._handlers.get(kind)
                 if handler is not None:
@@ -801,8 +869,11 @@ class MarketData:
         """The touched books take their summed changes (see `_Levels`): at the flush, so the
         changes of every command of a turn are applied together."""
         markets = self._markets
-        for symbol in self._touched:
+        touched = self._touched
+        for symbol, flags in touched.items():
             market = markets[symbol]
+            if market.bids.delta or market.asks.delta:
+                touched[symbol] = flags | _BOOK  # settled here, still sent at the flush
             if market.bids.delta:
                 market.bids.settle()
             if market.asks.delta:
@@ -825,39 +896,6 @@ class MarketData:
         levels = market.levels(side)
         self._orders[order_id] = _Resting(levels, price, qty)
         levels.add(price, qty)
-
-    def _traded(self, event: TradeExecuted, orders: dict[int, "_Resting"]) -> None:
-        """A trade: both sides' fills (the taker's if it rests), the tape, the
-        candles and the reference price. (The fills inlined: two calls a trade less.)"""
-        maker = orders.get(event.maker_order_id)  # `_Levels.take`, inlined per side
-        if maker is not None:
-            delta = maker.levels.delta
-            price = maker.price
-            leaves_qty = event.maker_leaves_qty
-            delta[price] = delta.get(price, 0) - (maker.leaves - leaves_qty)
-            if leaves_qty:
-                maker.leaves = leaves_qty
-            else:
-                del orders[event.maker_order_id]
-        taker = orders.get(event.taker_order_id)  # a gtc or gtd limit order rests at accept
-        if taker is not None:
-            delta = taker.levels.delta
-            price = taker.price
-            leaves_qty = event.taker_leaves_qty
-            delta[price] = delta.get(price, 0) - (taker.leaves - leaves_qty)
-            if leaves_qty:
-                taker.leaves = leaves_qty
-            else:
-                del orders[event.taker_order_id]
-        symbol = event.symbol
-        market = self._markets[symbol]
-        market.pending.append(event)
-        self.candles.add(symbol, event.ts_us, event.price, event.qty)
-        flags = _BOOK | _TRADES
-        if market.reference_price != event.price:  # the engine's band follows the last trade
-            market.reference_price = event.price
-            flags |= _REFERENCE
-        self._touched[symbol] = self._touched.get(symbol, 0) | flags
 
     def _listed(self, event: InstrumentListed) -> None:
         self._list(event.spec, InstrumentStatus.OPEN, event.ts_us)
@@ -919,6 +957,8 @@ class MarketData:
             if flags == _BOOK:  # the usual turn: orders came, went or moved; none traded
                 self._flush_book(market, now_us, wanted, out)
                 continue
+            if not flags & _BOOK and (market.bids.delta or market.asks.delta):
+                flags |= _BOOK  # a book change after the turn's first event, of another kind
             if flags & _REFERENCE:
                 self._flush_instrument(market, now_us, wanted, out)
             if flags & _TRADES:
@@ -1064,8 +1104,9 @@ class MarketData:
     ) -> tuple[list[Level], list[Level]]:
         """An update per followed tier that changed; the deepest tier's levels, returned."""
         deepest = live[-1].stream.depth
-        bids = market.bids.depth(deepest)
-        asks = market.asks.depth(deepest)
+        bid_levels, ask_levels = market.bids, market.asks
+        bids = bid_levels.depth(deepest)
+        asks = ask_levels.depth(deepest)
         checksum: int | None = None
         for state in live:
             depth = state.stream.depth
@@ -1078,8 +1119,12 @@ class MarketData:
                 continue
             before_bids, before_asks = state.value
             # a side whose best levels were not touched is the very list the tier holds
-            bid_changes = [] if before_bids is now_bids else _diff(before_bids, now_bids, -1)
-            ask_changes = [] if before_asks is now_asks else _diff(before_asks, now_asks, 1)
+            bid_changes = (
+                [] if before_bids is now_bids else bid_levels.changes(before_bids, now_bids)
+            )
+            ask_changes = (
+                [] if before_asks is now_asks else ask_levels.changes(before_asks, now_asks)
+            )
             if not bid_changes and not ask_changes:
                 continue  # the change was deeper than this tier
             if checksum is None:

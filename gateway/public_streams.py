@@ -37,6 +37,8 @@ class PublicStreams:
     def __init__(self, connections: Sessions, reads: ReadSide, epoch: int) -> None:
         self.connections = connections
         self.reads = reads
+        # the streams someone follows (a stream's last subscriber gone, it is dropped): also
+        # the streams `MarketData.flush` is told are wanted, not gathered at each publication
         self.subscribers: dict[Stream, set[Session]] = {}
         self.candles = Candles()  # kept in snapshots, rebuilt by replay: survive restarts
         self.market_data = MarketData(epoch, self.candles)
@@ -56,12 +58,19 @@ class PublicStreams:
 
     def unfollow(self, session: Session, stream: Stream) -> None:
         session.streams.discard(stream)
-        self.subscribers.get(stream, set()).discard(session)
+        self._drop(session, stream)
 
     def leave(self, session: Session) -> None:
         """The session is gone: it follows nothing any more."""
         for public in session.streams:
-            self.subscribers.get(public, set()).discard(session)
+            self._drop(session, public)
+
+    def _drop(self, session: Session, stream: Stream) -> None:
+        subscribers = self.subscribers.get(stream)
+        if subscribers is not None:
+            subscribers.discard(session)
+            if not subscribers:
+                del self.subscribers[stream]
 
     def publish(self) -> None:
         """What changed goes out now, or when the last publication's pause is over."""
@@ -87,12 +96,12 @@ class PublicStreams:
         """Publish what changed since the last flush (coalesced per stream) and write it
         now, so that its cost, which sets the pause before the next, includes the writes."""
         started_s = time.thread_time()  # CPU time: the loop's, not another process's
-        wanted = {stream for stream, sessions in self.subscribers.items() if sessions}
-        messages = self.market_data.flush(now_us(), wanted)
+        subscribers = self.subscribers  # its keys are the streams wanted
+        messages = self.market_data.flush(now_us(), subscribers)
         for message in messages:
-            subscribers = self.subscribers.get(message.stream)
-            if subscribers:  # framed once for all its subscribers (packed ones: not at all)
-                self.connections.fan_out(subscribers, message.payload)
+            followers = subscribers.get(message.stream)
+            if followers:  # framed once for all its subscribers (packed ones: not at all)
+                self.connections.fan_out(followers, message.payload)
         if messages:
             self.connections.flush_outboxes()
         cost_s = time.thread_time() - started_s

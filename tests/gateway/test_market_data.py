@@ -355,6 +355,32 @@ def test_levels_entering_and_leaving_the_top_are_sent() -> None:
     assert [m.stream.channel for m in messages] == [], "nothing changed in any wanted tier"
 
 
+def test_levels_resized_within_the_top_are_sent_best_first() -> None:
+    """A turn that only changes the sizes of levels a tier holds: its update lists those
+    levels best first, however the turn's orders came (`_Levels.changes`' patched places)."""
+    session = Session(make_spec())
+    resting_ladder(session, 5)
+    ten = Stream(Channel.BOOK, SYMBOL, 10)
+    subscriber = Subscriber(session, [ten])
+    ref = session.venue.markets[SYMBOL].reference_price
+    unit = 1_000_000
+    worse_first: list[Command] = [
+        session.place(2, BUY, ref - 4, unit),
+        session.place(2, SELL, ref + 5, unit),
+        session.place(2, BUY, ref - 1, unit),
+        session.place(2, SELL, ref + 2, unit),
+        session.place(2, BUY, ref - 2, unit),
+    ]
+    messages = session.turn(worse_first)
+    (message,) = messages
+    data = orjson.loads(message.payload)["data"]
+    assert data["bids"] == [["99.99", "2.000000"], ["99.98", "2.000000"], ["99.96", "2.000000"]]
+    assert data["asks"] == [["100.02", "2.000000"], ["100.05", "2.000000"]]
+    subscriber.receive(messages)
+    assert set(subscriber.results) == {BookSync.APPLIED}
+    assert_books_match(session, subscriber)
+
+
 def test_a_subscriber_that_misses_an_update_resyncs_from_a_new_snapshot() -> None:
     rng = random.Random(11)
     session = Session(make_spec())
@@ -446,6 +472,28 @@ def test_a_snapshot_taken_mid_turn_is_the_state_at_its_seq() -> None:
     messages = session.md.flush(session.now, session.wanted)
     assert [m.stream for m in messages if m.stream.channel == Channel.BOOK] == [followed]
     for subscriber in (early, late, newcomer):
+        subscriber.receive(messages)
+        assert set(subscriber.results) == {BookSync.APPLIED}
+        assert_books_match(session, subscriber)
+
+
+def test_a_book_change_after_another_kind_of_change_in_the_turn_is_sent() -> None:
+    """The turn's first change of the symbol is its reference price, the book's comes after
+    it: the book's update still goes out, whether its changes wait for the flush or a
+    snapshot of a tier nobody followed settled them mid-turn."""
+    session = Session(make_spec())
+    resting_ladder(session, 3)
+    followed = Stream(Channel.BOOK, SYMBOL, 10)
+    subscriber = Subscriber(session, [followed])
+    for snapshot_mid_turn in (False, True):
+        ref = session.venue.markets[SYMBOL].reference_price
+        session.execute(SetReferencePrice(symbol=SYMBOL, price=ref + 1))
+        session.execute(session.place(2, BUY, 9_999, 1_000_000))
+        if snapshot_mid_turn:
+            Subscriber(session, [Stream(Channel.BOOK, SYMBOL, 25)])
+        messages = session.md.flush(session.now, session.wanted)
+        session.md.check_invariants()
+        assert [m.stream for m in messages if m.stream.channel == Channel.BOOK] == [followed]
         subscriber.receive(messages)
         assert set(subscriber.results) == {BookSync.APPLIED}
         assert_books_match(session, subscriber)
