@@ -181,7 +181,9 @@ class Corporate:
     ) -> list[Plan]:
         """The market's resting orders that survive the split, with their new price and
         leaves, in priority order; the others are canceled. Sells give up their holds (the
-        split books on an asset nothing holds); buys move theirs to the new worst case."""
+        split books on an asset nothing holds); buys move theirs to the new worst case.
+        A sell's price rounds up, to one tick at least, so a split can multiply what it may
+        trade: like an amend, an order whose worst case passes `order_value_max` goes."""
         kept: list[Plan] = []
         spec = market.spec
         for order in list(market.book.iter_orders()):
@@ -189,6 +191,7 @@ class Corporate:
             if (
                 leaves < market.min_qty
                 or not 0 < price <= UNITS_MAX
+                or market.above_value_max(price, leaves, order.filled_value)
                 or not self._rehold(order, market, price, leaves)
             ):
                 self.venue._cancel_open(order, CORPORATE, events)

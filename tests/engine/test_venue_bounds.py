@@ -12,9 +12,16 @@ import msgspec
 import pytest
 
 from engine import snapshot
-from engine.commands import AmendOrder, AttestReserves, Deposit, PlaceOrder
-from engine.enums import OrderType, Side, TimeInForce
-from engine.events import CommandRejected, Event, TradeExecuted
+from engine.commands import (
+    AmendOrder,
+    AttestReserves,
+    Deposit,
+    PlaceOrder,
+    SetInstrumentStatus,
+    SplitShares,
+)
+from engine.enums import CancelReason, InstrumentStatus, OrderType, Side, TimeInForce
+from engine.events import CommandRejected, Event, OrderCanceled, TradeExecuted
 from engine.reasons import AMEND_PRECEDENCE, PLACE_PRECEDENCE, ErrorCode
 from engine.units import INT64_MAX
 from engine.venue import Venue, VenueConfig
@@ -269,3 +276,40 @@ def test_the_bound_holds_where_the_notional_check_is_skipped() -> None:
     refused_unchanged(harness, place, E.NOTIONAL_OUT_OF_RANGE)
     assert rejection(harness.place(1, SELL, price, qty - 1)) is None
     still_whole(harness.venue)
+
+
+# ----------------------------------------------------------------- corporate actions
+
+
+def within_the_bound(venue: Venue) -> None:
+    """Every resting order's worst case (what it traded plus the rest at its price) is
+    within its market's `order_value_max`."""
+    for market in venue.markets.values():
+        for order in market.book.iter_orders():
+            assert not market.above_value_max(order.price, order.leaves_qty, order.filled_value)
+
+
+def test_a_split_cancels_a_sell_it_would_take_past_the_bound() -> None:
+    """The finding: a 1000:1 split keeps a sell at one tick (its price rounds up to it) with
+    1000 times the quantity. 10 million shares at 1.00 rested within the bound; after the
+    split, 10 billion at 1.00 are worth 1e18 price x qty units, and buyers taking them
+    pushed the order's totals past 64 bits (state_hash raised OverflowError)."""
+    cleared = Cleared(price_tick=100, price_band_bps=10_000)  # band low: one tick (1.00)
+    venue = cleared.venue
+    big = 10**13  # 10 million shares
+    assert (
+        rejection(cleared.do(AttestReserves(asset="AAPLx", amount=2 * big, as_of_us=100))) is None
+    )
+    assert rejection(cleared.do(Deposit(account=1, asset="AAPLx", amount=big))) is None
+    assert rejection(cleared.place(1, SELL, 100, big)) is None  # 1e15: within the bound
+    assert rejection(cleared.place(2, SELL, 100, 10**8)) is None  # 100 shares
+    held, small = sorted(venue.orders)
+    cleared.do(SetInstrumentStatus(symbol=SYMBOL, status=InstrumentStatus.HALTED))
+    events = cleared.do(SplitShares(symbol=SYMBOL, ratio_new=1_000, ratio_old=1))
+    assert rejection(events) is None
+    canceled = [e for e in events if isinstance(e, OrderCanceled)]
+    assert [(e.order_id, e.reason) for e in canceled] == [(held, CancelReason.CORPORATE_ACTION)]
+    assert venue.orders[small].leaves_qty == 10**11 and venue.orders[small].price == 100
+    assert cleared.balance(1, "AAPLx") == ((big + 10**8) * 1_000, 0)  # all free again
+    within_the_bound(venue)
+    still_whole(venue)
