@@ -16,6 +16,7 @@ from engine.commands import (
     AmendOrder,
     AttestReserves,
     Deposit,
+    ListInstrument,
     PlaceOrder,
     SetInstrumentStatus,
     SplitShares,
@@ -23,9 +24,9 @@ from engine.commands import (
 from engine.enums import CancelReason, InstrumentStatus, OrderType, Side, TimeInForce
 from engine.events import CommandRejected, Event, OrderCanceled, TradeExecuted
 from engine.reasons import AMEND_PRECEDENCE, PLACE_PRECEDENCE, ErrorCode
-from engine.units import INT64_MAX
+from engine.units import INT64_MAX, UNITS_MAX
 from engine.venue import Venue, VenueConfig
-from tests.engine.conftest import SYMBOL, Harness
+from tests.engine.conftest import SYMBOL, Harness, make_spec
 from tests.engine.test_clearing import Cleared
 
 BUY, SELL = Side.BUY, Side.SELL
@@ -313,3 +314,24 @@ def test_a_split_cancels_a_sell_it_would_take_past_the_bound() -> None:
     assert cleared.balance(1, "AAPLx") == ((big + 10**8) * 1_000, 0)  # all free again
     within_the_bound(venue)
     still_whole(venue)
+
+
+# ----------------------------------------------------------------- listing
+
+
+@pytest.mark.parametrize(
+    "field", ["reference_price", "min_qty", "min_notional", "max_qty", "max_notional"]
+)
+def test_a_listing_with_a_number_past_units_max_is_refused(field: str) -> None:
+    """Only the wire bounded these: a listing by another path (config, admin, a corporate
+    action) with reference_price 2**64 was listed, and then state_hash raised. The tick and
+    the step are bounded with them: the reference price and min_qty are their multiples."""
+    harness = Harness()
+    other = "B-USD"
+    spec = make_spec(symbol=other, **{field: UNITS_MAX + 1})
+    assert spec.problem() is not None
+    refused_unchanged(harness, ListInstrument(spec=spec), E.BAD_PARAM)
+    assert other not in harness.venue.markets
+    at_most = make_spec(symbol=other, **{field: UNITS_MAX})
+    assert rejection(harness.do(ListInstrument(spec=at_most))) is None
+    still_whole(harness.venue)
