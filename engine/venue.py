@@ -147,7 +147,7 @@ class Venue:
         self.matured_assets: set[str] = set()
         if ledger is not None:
             self.custody = Custody(
-                ledger, self.config.reserve_staleness_max_us, self.matured_assets
+                ledger, self.config.reserve_staleness_max_us, self.matured_assets, self.markets
             )
             self._handlers.update(self.custody.handlers())
             self.corporate = Corporate(self, ledger)  # dividends and splits
@@ -1181,8 +1181,10 @@ class Venue:
             return self._reject(events, cmd, "list_instrument", E.INSTRUMENT_EXISTS, spec.symbol)
         if self.clearing is not None:
             listed = (market.spec for market in self.markets.values())
-            problem = self.clearing.listing_problem(spec) or self.clearing.shares_a_bill(
-                spec, listed
+            problem = (
+                self.clearing.listing_problem(spec)
+                or self.clearing.shares_a_bill(spec, listed)
+                or self.custody.listing_problem(spec)  # the par its tokens out would pay
             )
             if problem is not None:
                 return self._reject(events, cmd, "list_instrument", E.BAD_PARAM, problem)

@@ -13,21 +13,34 @@ import pytest
 
 from engine import snapshot
 from engine.commands import (
+    AdvanceClock,
     AmendOrder,
     AttestReserves,
+    ConfirmWithdrawal,
     Deposit,
+    ListAsset,
     ListInstrument,
     PlaceOrder,
+    RequestWithdrawal,
     SetInstrumentStatus,
     SplitShares,
 )
-from engine.enums import CancelReason, InstrumentStatus, OrderType, Side, TimeInForce
+from engine.enums import (
+    CancelReason,
+    InstrumentKind,
+    InstrumentStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+)
 from engine.events import CommandRejected, Event, OrderCanceled, TradeExecuted
-from engine.reasons import AMEND_PRECEDENCE, PLACE_PRECEDENCE, ErrorCode
+from engine.reasons import AMEND_PRECEDENCE, DEPOSIT_PRECEDENCE, PLACE_PRECEDENCE, ErrorCode
 from engine.units import INT64_MAX, UNITS_MAX
 from engine.venue import Venue, VenueConfig
+from settlement.ledger import SUPPLY_MAX
 from tests.engine.conftest import SYMBOL, Harness, make_spec
 from tests.engine.test_clearing import Cleared
+from tests.engine.test_custody import MATURITY_US, USD, Custodied, list_bill
 
 BUY, SELL = Side.BUY, Side.SELL
 E = ErrorCode
@@ -47,7 +60,9 @@ def still_whole(venue: Venue) -> str:
     return state
 
 
-def refused_unchanged(harness: Harness | Cleared, command: Any, reason: ErrorCode) -> None:
+def refused_unchanged(
+    harness: Harness | Cleared | Custodied, command: Any, reason: ErrorCode
+) -> None:
     """`command` is refused for `reason` and changes nothing but the clock."""
     before = still_whole(harness.venue)
     events = harness.do(command)
@@ -171,13 +186,13 @@ def test_the_new_reason_is_in_both_precedence_lists() -> None:
 
 @pytest.fixture
 def rich() -> Cleared:
-    """Fees 1 and 5 bps; accounts 1 and 2 hold 2**61 USD units and 2**61 share units."""
+    """Fees 1 and 5 bps; accounts 1 and 2 hold 2**60 USD units and 2**60 share units."""
     cleared = Cleared()
     for asset in ("USD", "AAPLx"):
-        cleared.do(AttestReserves(asset=asset, amount=2**63 - 1, as_of_us=cleared.venue.ts_us + 1))
+        cleared.do(AttestReserves(asset=asset, amount=SUPPLY_MAX, as_of_us=cleared.venue.ts_us + 1))
         for account in (1, 2):
             assert (
-                rejection(cleared.do(Deposit(account=account, asset=asset, amount=2**61))) is None
+                rejection(cleared.do(Deposit(account=account, asset=asset, amount=2**60))) is None
             )
     return cleared
 
@@ -238,30 +253,85 @@ def test_an_amend_past_the_bound_comes_before_insufficient_balance(rich: Cleared
     refused_unchanged(rich, msgspec.structs.replace(amend, qty=qty - 1), E.INSUFFICIENT_BALANCE)
 
 
-# ----------------------------------------------------------------- found, not fixed here
+# ----------------------------------------------------------------- supply
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/custody.py (outside this change) mints a bill's tokens with no bound on "
-    "the par cash its maturity pays: face x 10**(quote - qty decimals) must stay in int64",
-)
+def usd_supply(custodied: Custodied) -> int:
+    return custodied.venue.ledger.supply("USD")  # type: ignore[union-attr]
+
+
 def test_a_bill_supply_whose_par_passes_64_bits_is_refused_before_maturity() -> None:
-    """Today: 4e13 face of a bill in dollars, paid in micro-dollars at maturity, is 4e19
-    units of cash; the maturity books it, and then state_hash and the snapshot raise."""
-    from engine.commands import AdvanceClock
-    from tests.engine.test_custody import MATURITY_US, Custodied, list_bill
-
+    """The finding: 4e13 face of a bill in dollars, paid in micro-dollars at maturity, is 4e19
+    units of cash; the maturity booked it, and then state_hash and the snapshot raised. Now
+    the deposit that would let the par pass SUPPLY_MAX is refused, and one up to it matures
+    into exactly SUPPLY_MAX units of cash."""
     custodied = Custodied()
     list_bill(custodied)  # TB-X: face in whole dollars, paid in USD at 6 decimals
     custodied.ok(AttestReserves(asset="TB-X", amount=4 * 10**13, as_of_us=custodied.venue.ts_us))
-    refusals = [
-        rejection(custodied.do(Deposit(account=account, asset="TB-X", amount=2 * 10**13)))
-        for account in (1, 2)
-    ]
+    too_much = Deposit(account=1, asset="TB-X", amount=2 * 10**13)
+    refused_unchanged(custodied, too_much, E.SUPPLY_OUT_OF_RANGE)
+    face = SUPPLY_MAX // USD  # par per face unit: 10**6 USD units
+    custodied.ok(Deposit(account=1, asset="TB-X", amount=face))
+    refused_unchanged(custodied, Deposit(account=2, asset="TB-X", amount=1), E.SUPPLY_OUT_OF_RANGE)
+    room = SUPPLY_MAX - face * USD  # what the par leaves of the cash's room
+    refused_unchanged(
+        custodied, Deposit(account=2, asset="USD", amount=room + 1), E.SUPPLY_OUT_OF_RANGE
+    )
+    custodied.ok(Deposit(account=2, asset="USD", amount=room))
     custodied.do(AdvanceClock(), ts=MATURITY_US)
+    assert usd_supply(custodied) == SUPPLY_MAX
+    assert custodied.total(1, "USD") == face * USD
     still_whole(custodied.venue)
-    assert refusals[1] is not None
+
+
+def test_a_matured_bill_no_longer_counts_its_par() -> None:
+    custodied = Custodied()
+    list_bill(custodied)
+    custodied.ok(AttestReserves(asset="TB-X", amount=10**6, as_of_us=custodied.venue.ts_us))
+    custodied.ok(Deposit(account=1, asset="TB-X", amount=10**6))
+    custodied.do(AdvanceClock(), ts=MATURITY_US)  # pays 10**12 USD units: now USD's own
+    custodied.ok(AttestReserves(asset="USD", amount=SUPPLY_MAX, as_of_us=MATURITY_US))
+    custodied.ok(Deposit(account=2, asset="USD", amount=SUPPLY_MAX - 10**12))
+    assert usd_supply(custodied) == SUPPLY_MAX
+    still_whole(custodied.venue)
+
+
+def test_a_bill_listed_on_a_token_whose_par_would_pass_the_bound_is_refused() -> None:
+    """Minted before its bill was listed, a token pays nothing yet; listing the bill would
+    make its par due at maturity."""
+    custodied = Custodied()
+    custodied.ok(ListAsset(code="TB-Y", scale=0))
+    custodied.ok(AttestReserves(asset="TB-Y", amount=SUPPLY_MAX, as_of_us=custodied.venue.ts_us))
+    face = SUPPLY_MAX // USD + 1
+    custodied.ok(Deposit(account=1, asset="TB-Y", amount=face))
+    bill = make_spec(
+        symbol="TB-Y-USD",
+        kind=InstrumentKind.TBILL,
+        base="TB-Y",
+        price_decimals=6,
+        qty_decimals=0,
+        reference_price=98_000_000,
+        maturity_us=MATURITY_US,
+    )
+    refused_unchanged(custodied, ListInstrument(spec=bill), E.BAD_PARAM)
+    custodied.ok(RequestWithdrawal(account=1, asset="TB-Y", amount=1))
+    custodied.ok(ConfirmWithdrawal(withdrawal_id=1))  # now its par fits exactly
+    custodied.ok(ListInstrument(spec=bill))
+    custodied.do(AdvanceClock(), ts=MATURITY_US)
+    assert usd_supply(custodied) == (face - 1) * USD <= SUPPLY_MAX
+    still_whole(custodied.venue)
+
+
+def test_reserves_past_the_supply_bound_are_refused() -> None:
+    custodied = Custodied()
+    past = AttestReserves(asset="USD", amount=SUPPLY_MAX + 1, as_of_us=custodied.venue.ts_us)
+    refused_unchanged(custodied, past, E.BAD_PARAM)
+    custodied.ok(msgspec.structs.replace(past, amount=SUPPLY_MAX))
+
+
+def test_the_supply_reason_comes_last_for_a_deposit() -> None:
+    assert DEPOSIT_PRECEDENCE[-2:] == (E.RESERVES_EXCEEDED, E.SUPPLY_OUT_OF_RANGE)
+    assert E.SUPPLY_OUT_OF_RANGE == 7008
 
 
 def test_the_bound_holds_where_the_notional_check_is_skipped() -> None:
