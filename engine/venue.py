@@ -987,8 +987,14 @@ class Venue:
             return E.BELOW_MIN_NOTIONAL, "notional is below the minimum"
         if market.above_max_notional(price, qty):
             return E.ABOVE_MAX_NOTIONAL, "notional is above the per-order maximum"
+        # What it traded plus the rest at the worst price it may trade at; not for an amend
+        # that lowers the rest's worth (a requote may have let what it traded pass the bound:
+        # see `Market.order_value_max`), as taking less can never overflow.
         worst = _worst_price(market, order.side, price)
-        if market.above_value_max(worst, qty - order.cum_qty, order.filled_value):
+        rest = qty - order.cum_qty
+        if worst * rest > order.price * order.leaves_qty and market.above_value_max(
+            worst, rest, order.filled_value
+        ):
             return (
                 E.NOTIONAL_OUT_OF_RANGE,
                 "what it traded and may trade is past what the venue can account",

@@ -405,3 +405,31 @@ def test_a_listing_with_a_number_past_units_max_is_refused(field: str) -> None:
     at_most = make_spec(symbol=other, **{field: UNITS_MAX})
     assert rejection(harness.do(ListInstrument(spec=at_most))) is None
     still_whole(harness.venue)
+
+
+def test_an_amend_that_lowers_what_the_order_may_trade_is_never_refused_for_the_bound() -> None:
+    """The finding: an order may have traded up to twice the bound (a requote checks price x
+    qty alone), and then even an amend down of its qty at the same price was refused
+    NOTIONAL_OUT_OF_RANGE, while a new price was accepted."""
+    harness = Harness(
+        maker_fee_bps=7, taker_fee_bps=30, reference_price=2**36, price_band_bps=10_000
+    )
+    market = harness.venue.markets[SYMBOL]
+    bound = market.order_value_max
+    high = market.band_high
+    assert rejection(harness.place(1, BUY, high, bound // high)) is None
+    order = harness.venue.orders[max(harness.venue.orders)]
+    harness.place(2, SELL, high, order.qty - 1)  # nearly all of the bound traded
+    qty = 2**30 - 1  # a checked amend: what it traded plus qty at 1 is within the bound
+    checked = AmendOrder(account=1, order_id=order.order_id, price=1, qty=qty)
+    assert rejection(harness.do(checked)) is None
+    requote = AmendOrder(account=1, order_id=order.order_id, price=bound // qty)
+    assert rejection(harness.do(requote)) is None  # price x qty within the bound
+    harness.place(3, SELL, bound // qty, qty - order.cum_qty - 10, tif=TimeInForce.IOC)
+    assert order.filled_value > bound and order.leaves_qty == 10
+    down = AmendOrder(account=1, order_id=order.order_id, qty=qty - 5)
+    assert rejection(harness.do(down)) is None
+    assert order.leaves_qty == 5
+    up = AmendOrder(account=1, order_id=order.order_id, qty=qty)  # raises it again: refused
+    refused_unchanged(harness, up, E.NOTIONAL_OUT_OF_RANGE)
+    still_whole(harness.venue)
