@@ -183,7 +183,8 @@ class Corporate:
         leaves, in priority order; the others are canceled. Sells give up their holds (the
         split books on an asset nothing holds); buys move theirs to the new worst case.
         A sell's price rounds up, to one tick at least, so a split can multiply what it may
-        trade: like an amend, an order whose worst case passes `order_value_max` goes."""
+        trade: an order whose worst case then passes `order_value_max` goes. It is checked
+        whole, even if its worth did not grow, since its units are counted anew."""
         kept: list[Plan] = []
         spec = market.spec
         for order in list(market.book.iter_orders()):

@@ -10,12 +10,15 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine import snapshot
 from engine.commands import (
     AdvanceClock,
     AmendOrder,
     AttestReserves,
+    Command,
     ConfirmWithdrawal,
     Deposit,
     ListAsset,
@@ -432,4 +435,66 @@ def test_an_amend_that_lowers_what_the_order_may_trade_is_never_refused_for_the_
     assert order.leaves_qty == 5
     up = AmendOrder(account=1, order_id=order.order_id, qty=qty)  # raises it again: refused
     refused_unchanged(harness, up, E.NOTIONAL_OUT_OF_RANGE)
+    still_whole(harness.venue)
+
+
+# ----------------------------------------------------------------- property
+
+
+def hostile_commands() -> st.SearchStrategy[list[Command]]:
+    """Orders and amends sized at and around the bound of a fee-paying market whose prices
+    reach past SMALL_INT_MAX (reference 2**36, band 100%): each path, fast or checked."""
+    bound = INT64_MAX // (2 * 30)  # fees 7 and 30 bps, num 1
+    prices = st.sampled_from([1, 2**20, 2**27, 2**30 - 1, 2**30, 2**36, 2**37 - 1])
+    sizes = st.sampled_from([1, 2**20, 2**30 - 1, 2**30, 2**40])
+
+    @st.composite
+    def command(draw: Any) -> Command:
+        price, side = draw(prices), draw(st.sampled_from([BUY, SELL]))
+        qty = max(bound // price + draw(st.integers(-1, 1)), 1) if draw(st.booleans()) else 0
+        qty = qty or draw(sizes)
+        kind = draw(st.integers(0, 9))
+        if kind < 5:
+            tif = draw(st.sampled_from([TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK]))
+            return PlaceOrder(
+                account=draw(st.integers(1, 3)),
+                symbol=SYMBOL,
+                side=side,
+                price=price,
+                qty=qty,
+                tif=tif,
+            )
+        if kind < 6:
+            return PlaceOrder(
+                account=1,
+                symbol=SYMBOL,
+                side=side,
+                order_type=OrderType.MARKET,
+                tif=TimeInForce.IOC,
+                qty=qty,
+            )
+        order_id = draw(st.integers(1, 12))
+        new_price, new_qty = draw(st.sampled_from([(price, 0), (0, qty), (price, qty)]))
+        return AmendOrder(
+            account=draw(st.integers(1, 3)), order_id=order_id, price=new_price, qty=new_qty
+        )
+
+    return st.lists(command(), min_size=1, max_size=30)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile_commands())
+def test_whatever_is_accepted_the_venue_can_account(commands: list[Command]) -> None:
+    """After any stream, the state hashes, and every open order's worst case (what it traded
+    plus the rest at its price) stays within twice the bound, as `order_value_max` plans."""
+    harness = Harness(
+        maker_fee_bps=7, taker_fee_bps=30, reference_price=2**36, price_band_bps=10_000
+    )
+    market = harness.venue.markets[SYMBOL]
+    for command in commands:
+        harness.do(command)
+        harness.venue.state_hash()
+        for order in market.book.iter_orders():
+            worst = order.filled_value + order.price * order.leaves_qty
+            assert worst <= 2 * market.order_value_max, order
     still_whole(harness.venue)
