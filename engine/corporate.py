@@ -225,18 +225,20 @@ class Corporate:
     ) -> None:
         """Put the surviving orders back at their new prices, in their old priority order,
         each sell holding its new quantity; report each as amended. What an order has filled
-        is counted in new shares too (floor(cum x N / M)), so its later fills add up in one
-        unit; the value traded is unchanged (price x qty is the same before and after), so
-        the average price reads in post-split prices and settlement arithmetic, which works
-        on that value, is untouched."""
+        is counted in new shares too (cum x N / M, down to the step like the rest, so that
+        its qty stays on the step and an amend of it leaves the rest on it), so its later
+        fills add up in one unit; the value traded is unchanged (price x qty is the same
+        before and after), so the average price reads in post-split prices and settlement
+        arithmetic, which works on that value, is untouched."""
         book = market.book
         book.bids = BookSide(Side.BUY)
         book.asks = BookSide(Side.SELL)
         ts = self.venue.ts_us
+        step = market.qty_step
         for order, price, leaves in kept:
             order.price = price
             order.leaves_qty = leaves
-            order.cum_qty = order.cum_qty * ratio_new // ratio_old
+            order.cum_qty = order.cum_qty * ratio_new // (ratio_old * step) * step
             order.qty = order.cum_qty + leaves
             book.side(order.side).add(order)
             if order.side is Side.SELL:
