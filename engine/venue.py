@@ -988,13 +988,14 @@ class Venue:
         if market.above_max_notional(price, qty):
             return E.ABOVE_MAX_NOTIONAL, "notional is above the per-order maximum"
         # What it traded plus the rest at the worst price it may trade at; not for an amend
-        # that lowers the rest's worth (a requote may have let what it traded pass the bound:
-        # see `Market.order_value_max`), as taking less can never overflow.
+        # that takes no more qty and lowers the rest's worth (requotes may have let what it
+        # traded pass the bound: see `Market.order_value_max`), as such an amend leaves less
+        # to trade, at prices that later requotes (price x qty) bound no higher than before.
         worst = _worst_price(market, order.side, price)
         rest = qty - order.cum_qty
-        if worst * rest > order.price * order.leaves_qty and market.above_value_max(
-            worst, rest, order.filled_value
-        ):
+        if (
+            qty > order.qty or worst * rest > order.price * order.leaves_qty
+        ) and market.above_value_max(worst, rest, order.filled_value):
             return (
                 E.NOTIONAL_OUT_OF_RANGE,
                 "what it traded and may trade is past what the venue can account",

@@ -435,6 +435,10 @@ def test_an_amend_that_lowers_what_the_order_may_trade_is_never_refused_for_the_
     assert order.leaves_qty == 5
     up = AmendOrder(account=1, order_id=order.order_id, qty=qty)  # raises it again: refused
     refused_unchanged(harness, up, E.NOTIONAL_OUT_OF_RANGE)
+    # more qty at a price that keeps the rest's worth: a later requote (price x qty within
+    # the bound) could then give all of that qty a price worth the bound again
+    wider = msgspec.structs.replace(up, price=order.price // 2)
+    refused_unchanged(harness, wider, E.NOTIONAL_OUT_OF_RANGE)
     still_whole(harness.venue)
 
 
@@ -485,16 +489,19 @@ def hostile_commands() -> st.SearchStrategy[list[Command]]:
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hostile_commands())
 def test_whatever_is_accepted_the_venue_can_account(commands: list[Command]) -> None:
-    """After any stream, the state hashes, and every open order's worst case (what it traded
-    plus the rest at its price) stays within twice the bound, as `order_value_max` plans."""
+    """After any stream, the state hashes, and every open order's worst case stays within
+    twice the bound, as `order_value_max` plans: what it traded plus the rest at its price,
+    and plus the rest at the highest price a requote (price x qty alone) may give it."""
     harness = Harness(
         maker_fee_bps=7, taker_fee_bps=30, reference_price=2**36, price_band_bps=10_000
     )
     market = harness.venue.markets[SYMBOL]
+    twice = 2 * market.order_value_max
     for command in commands:
         harness.do(command)
         harness.venue.state_hash()
         for order in market.book.iter_orders():
-            worst = order.filled_value + order.price * order.leaves_qty
-            assert worst <= 2 * market.order_value_max, order
+            assert order.filled_value + order.price * order.leaves_qty <= twice, order
+            requoted = market.order_value_max * order.leaves_qty  # over order.qty
+            assert order.filled_value * order.qty + requoted <= twice * order.qty, order
     still_whole(harness.venue)
