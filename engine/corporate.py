@@ -181,7 +181,10 @@ class Corporate:
     ) -> list[Plan]:
         """The market's resting orders that survive the split, with their new price and
         leaves, in priority order; the others are canceled. Sells give up their holds (the
-        split books on an asset nothing holds); buys move theirs to the new worst case."""
+        split books on an asset nothing holds); buys move theirs to the new worst case.
+        A sell's price rounds up, to one tick at least, so a split can multiply what it may
+        trade: an order whose worst case then passes `order_value_max` goes. It is checked
+        whole, even if its worth did not grow, since its units are counted anew."""
         kept: list[Plan] = []
         spec = market.spec
         for order in list(market.book.iter_orders()):
@@ -189,6 +192,7 @@ class Corporate:
             if (
                 leaves < market.min_qty
                 or not 0 < price <= UNITS_MAX
+                or market.above_value_max(price, leaves, order.filled_value)
                 or not self._rehold(order, market, price, leaves)
             ):
                 self.venue._cancel_open(order, CORPORATE, events)
@@ -221,18 +225,20 @@ class Corporate:
     ) -> None:
         """Put the surviving orders back at their new prices, in their old priority order,
         each sell holding its new quantity; report each as amended. What an order has filled
-        is counted in new shares too (floor(cum x N / M)), so its later fills add up in one
-        unit; the value traded is unchanged (price x qty is the same before and after), so
-        the average price reads in post-split prices and settlement arithmetic, which works
-        on that value, is untouched."""
+        is counted in new shares too (cum x N / M, down to the step like the rest, so that
+        its qty stays on the step and an amend of it leaves the rest on it), so its later
+        fills add up in one unit; the value traded is unchanged (price x qty is the same
+        before and after), so the average price reads in post-split prices and settlement
+        arithmetic, which works on that value, is untouched."""
         book = market.book
         book.bids = BookSide(Side.BUY)
         book.asks = BookSide(Side.SELL)
         ts = self.venue.ts_us
+        step = market.qty_step
         for order, price, leaves in kept:
             order.price = price
             order.leaves_qty = leaves
-            order.cum_qty = order.cum_qty * ratio_new // ratio_old
+            order.cum_qty = order.cum_qty * ratio_new // (ratio_old * step) * step
             order.qty = order.cum_qty + leaves
             book.side(order.side).add(order)
             if order.side is Side.SELL:

@@ -4,11 +4,14 @@ Owns the translation of the ledger's operator commands into `settlement.ledger` 
 their events, with the ledger's refusals reported as `CommandRejected` under the stable
 error codes. Deposits mint only against a fresh attestation (`reserve_staleness_max_us`);
 withdrawals hold first and burn on confirmation. A matured T-bill's token takes no more
-attestations or mints: it has been redeemed, and new tokens would be stranded. Balances
-changed here are reported with `BalanceChanged` like those changed by trades.
+attestations or mints: it has been redeemed, and new tokens would be stranded. No supply may
+pass `SUPPLY_MAX`, counting the par every unmatured bill will mint in its cash at maturity:
+a deposit that would let one pass is refused (SUPPLY_OUT_OF_RANGE), and so is a bill listed
+on a token already out in such numbers. Balances changed here are reported with
+`BalanceChanged` like those changed by trades.
 """
 
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Mapping
 from typing import Any
 
 from engine.clearing import balance_changed
@@ -22,6 +25,7 @@ from engine.commands import (
     RequestWithdrawal,
     VoidWithdrawal,
 )
+from engine.enums import InstrumentKind
 from engine.events import (
     AccountOpened,
     AssetListed,
@@ -34,27 +38,37 @@ from engine.events import (
     WithdrawalRequested,
     WithdrawalVoided,
 )
+from engine.instrument import InstrumentSpec
+from engine.market import Market
 from engine.reasons import ErrorCode
 from engine.units import looks_like_milliseconds
 from settlement.ledger import (
+    SUPPLY_MAX,
     AssetSpec,
     Attestation,
     Ledger,
     Participant,
+    Redemptions,
     Refused,
     Withdrawal,
 )
+from settlement.tbill import par_proceeds_units
 
 Handler = Callable[[Any, list[Event]], None]
 
 
 class Custody:
     def __init__(
-        self, ledger: Ledger, reserve_staleness_max_us: int, matured_assets: Container[str] = ()
+        self,
+        ledger: Ledger,
+        reserve_staleness_max_us: int,
+        matured_assets: Container[str] = (),
+        markets: Mapping[str, Market] | None = None,
     ) -> None:
         self.ledger = ledger
         self.reserve_staleness_max_us = reserve_staleness_max_us
         self.matured_assets = matured_assets  # the venue's, kept up to date by it
+        self.markets = markets if markets is not None else {}  # the venue's, likewise
 
     def handlers(self) -> dict[type[Command], Handler]:
         return {
@@ -98,6 +112,7 @@ class Custody:
             cmd.ts_us,
             self.reserve_staleness_max_us,
             self.matured_assets,
+            self.redemptions(),
         )
         if _refused(booked, cmd, "deposit", events):
             return
@@ -106,6 +121,27 @@ class Custody:
             Deposited(cmd.ts_us, cmd.account, cmd.asset, cmd.amount, booked[0].transfer_id)
         )
         self._balance_changed(cmd.account, cmd.asset, cmd.ts_us, events)
+
+    def redemptions(self) -> Redemptions:
+        """What the token of each listed bill not yet matured pays at maturity."""
+        return {
+            market.spec.base: _par_terms(market.spec)
+            for market in self.markets.values()
+            if market.spec.kind is InstrumentKind.TBILL and not market.matured
+        }
+
+    def listing_problem(self, spec: InstrumentSpec) -> str | None:
+        """Why listing this bill would let the par its tokens already out pay at maturity
+        take the supply of its cash past `SUPPLY_MAX`, or None."""
+        if spec.kind is not InstrumentKind.TBILL:
+            return None
+        redemptions = {**self.redemptions(), spec.base: _par_terms(spec)}
+        if self.ledger.supply_at_maturity(spec.quote, redemptions) > SUPPLY_MAX:
+            return (
+                f"the par {spec.base} pays at maturity would take the supply of {spec.quote}"
+                f" past {SUPPLY_MAX} units"
+            )
+        return None
 
     def _request_withdrawal(self, cmd: RequestWithdrawal, events: list[Event]) -> None:
         result = self.ledger.request_withdrawal(cmd.account, cmd.asset, cmd.amount)
@@ -146,6 +182,11 @@ class Custody:
 
     def _balance_changed(self, account: int, asset: str, ts: int, events: list[Event]) -> None:
         events.append(balance_changed(self.ledger, account, asset, ts))
+
+
+def _par_terms(spec: InstrumentSpec) -> tuple[str, int]:
+    """A bill's cash asset and the cash units one unit of its face pays at maturity."""
+    return spec.quote, par_proceeds_units(1, spec.qty_decimals, spec.quote_decimals)
 
 
 def _refused(

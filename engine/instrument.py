@@ -6,6 +6,7 @@ Prices are integer units at `price_decimals` (T-bills: price per 100
 face), quantities integer units at `qty_decimals` (T-bills: face value), notionals integer
 units of the quote asset at `quote_decimals`. Notional = price x qty x `notional_num` /
 `notional_den`, an exact fraction; the engine compares with it, settlement rounds it once.
+Every amount of a sound spec is at most `UNITS_MAX`, whatever path lists it (as on the wire).
 """
 
 from math import gcd
@@ -13,7 +14,7 @@ from math import gcd
 import msgspec
 
 from engine.enums import InstrumentKind
-from engine.units import SCALE_MAX
+from engine.units import SCALE_MAX, UNITS_MAX
 
 SYMBOL_LENGTH_MAX = 32  # long enough for "AAPLx-USD" or "TB-2027-03-04-USD", short for logs
 FEE_BPS_MAX = 1_000  # 10%: anything above is a configuration mistake
@@ -66,6 +67,12 @@ class InstrumentSpec(msgspec.Struct, frozen=True, gc=False):
             return "min_qty must be a positive multiple of qty_step"
         if self.min_notional < 0:
             return "min_notional must not be negative"
+        # The wire's bound on every amount, here too for listings by any other path (config,
+        # admin): the spec is snapshotted and hashed. It bounds the tick and the step with
+        # them, as the reference price and min_qty are their multiples.
+        for name in ("reference_price", "min_qty", "min_notional"):
+            if getattr(self, name) > UNITS_MAX:
+                return f"{name} must be at most {UNITS_MAX} units"
         if not 0 < self.price_band_bps <= BAND_BPS_MAX:
             return f"price_band_bps must be within 1..{BAND_BPS_MAX}"
         if self.reference_price <= 0 or self.reference_price % self.price_tick:
@@ -80,6 +87,8 @@ class InstrumentSpec(msgspec.Struct, frozen=True, gc=False):
         """Why the per-order caps are unsound (a cap below its minimum), or None."""
         if self.max_qty < 0 or self.max_notional < 0:
             return "max_qty and max_notional must not be negative (0: no cap)"
+        if self.max_qty > UNITS_MAX or self.max_notional > UNITS_MAX:
+            return f"max_qty and max_notional must be at most {UNITS_MAX} units"
         if self.max_qty and self.max_qty < self.min_qty:
             return "max_qty must be at least min_qty"
         if self.max_notional and self.max_notional < self.min_notional:

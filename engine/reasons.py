@@ -69,6 +69,8 @@ class ErrorCode(IntEnum):
     ACCOUNT_EXISTS = 7005
     ASSET_EXISTS = 7006
     ASSET_MATURED = 7007  # appended: the asset is a matured T-bill's token: no reserves, no mint
+    # appended: the mint would let a supply pass what the venue accounts (bills' par counted)
+    SUPPLY_OUT_OF_RANGE = 7008
     # 9xxx server
     INTERNAL = 9000
     SHUTTING_DOWN = 9001
@@ -115,6 +117,7 @@ DEPOSIT_PRECEDENCE: tuple[ErrorCode, ...] = (
     E.ASSET_MATURED,
     E.RESERVES_STALE,
     E.RESERVES_EXCEEDED,
+    E.SUPPLY_OUT_OF_RANGE,  # the asset's, or its cash's once its bills pay par
 )
 
 WITHDRAWAL_PRECEDENCE: tuple[ErrorCode, ...] = (

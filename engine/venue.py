@@ -147,7 +147,7 @@ class Venue:
         self.matured_assets: set[str] = set()
         if ledger is not None:
             self.custody = Custody(
-                ledger, self.config.reserve_staleness_max_us, self.matured_assets
+                ledger, self.config.reserve_staleness_max_us, self.matured_assets, self.markets
             )
             self._handlers.update(self.custody.handlers())
             self.corporate = Corporate(self, ledger)  # dividends and splits
@@ -987,8 +987,15 @@ class Venue:
             return E.BELOW_MIN_NOTIONAL, "notional is below the minimum"
         if market.above_max_notional(price, qty):
             return E.ABOVE_MAX_NOTIONAL, "notional is above the per-order maximum"
+        # What it traded plus the rest at the worst price it may trade at; not for an amend
+        # that takes no more qty and lowers the rest's worth (requotes may have let what it
+        # traded pass the bound: see `Market.order_value_max`), as such an amend leaves less
+        # to trade, at prices that later requotes (price x qty) bound no higher than before.
         worst = _worst_price(market, order.side, price)
-        if market.above_value_max(worst, qty - order.cum_qty, order.filled_value):
+        rest = qty - order.cum_qty
+        if (
+            qty > order.qty or worst * rest > order.price * order.leaves_qty
+        ) and market.above_value_max(worst, rest, order.filled_value):
             return (
                 E.NOTIONAL_OUT_OF_RANGE,
                 "what it traded and may trade is past what the venue can account",
@@ -1181,8 +1188,10 @@ class Venue:
             return self._reject(events, cmd, "list_instrument", E.INSTRUMENT_EXISTS, spec.symbol)
         if self.clearing is not None:
             listed = (market.spec for market in self.markets.values())
-            problem = self.clearing.listing_problem(spec) or self.clearing.shares_a_bill(
-                spec, listed
+            problem = (
+                self.clearing.listing_problem(spec)
+                or self.clearing.shares_a_bill(spec, listed)
+                or self.custody.listing_problem(spec)  # the par its tokens out would pay
             )
             if problem is not None:
                 return self._reject(events, cmd, "list_instrument", E.BAD_PARAM, problem)

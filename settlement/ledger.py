@@ -5,10 +5,11 @@ held of it, pending withdrawals, the reserve attestations that bound supply, and
 sequence of booked transfers. A chain of transfers is checked whole and then applied whole;
 a refusal is returned as a `Refused` (a stable reason name and a message), never raised, and
 changes nothing. Each asset sums to zero over all accounts at every moment (minting debits
-the issuance account). Pure: the store persists what `drain()` hands it.
+the issuance account), and no mint lets a supply pass `SUPPLY_MAX`, counting the cash the
+caller's T-bills will mint at maturity. Pure: the store persists what `drain()` hands it.
 """
 
-from collections.abc import Container, Iterable
+from collections.abc import Container, Iterable, Mapping
 
 import msgspec
 
@@ -30,6 +31,10 @@ ROUNDED = TransferKind.ROUNDING
 FEE = TransferKind.FEE
 CHAIN_LEGS_MAX = 64  # a trade has 2-6 legs; anything longer is a bug or an abuse
 PENDING_WITHDRAWALS_MAX = 100  # per account: a custodian pays out within a day
+# The most of an asset there may ever be, counting the cash its T-bills will pay at maturity:
+# the engine's UNITS_MAX. Every balance is at most that plus a little rounding, and each is
+# snapshotted, hashed and stored as a signed 64-bit integer.
+SUPPLY_MAX = 2**62
 
 
 class AssetSpec(msgspec.Struct, frozen=True, gc=False):
@@ -105,6 +110,9 @@ class Balance:
 
 
 Leg = tuple[int, int, str, int, TransferKind]  # debit account, credit account, asset, amount, kind
+# What the tokens of each unmatured T-bill pay at maturity: bill asset -> (cash asset, cash
+# units per unit of face). The engine's markets say it (`Custody.redemptions`).
+Redemptions = Mapping[str, tuple[str, int]]
 Spend = tuple[int, str, int]  # account, asset, amount of a hold a chain uses up
 
 
@@ -183,6 +191,8 @@ class Ledger:
             return Refused("UNKNOWN_ASSET", f"unknown asset {attestation.asset}")
         if attestation.amount < 0:
             return Refused("BAD_PARAM", "reserves cannot be negative")
+        if attestation.amount > SUPPLY_MAX:  # more than could ever be minted against them
+            return Refused("BAD_PARAM", f"reserves are at most {SUPPLY_MAX} units")
         previous = self.attestations.get(attestation.asset)
         if previous is not None and attestation.as_of_us < previous.as_of_us:
             return Refused("BAD_PARAM", "an attestation older than the latest one")
@@ -466,8 +476,11 @@ class Ledger:
         ts_us: int,
         staleness_max_us: int,
         matured: Container[str] = (),
+        redemptions: Redemptions | None = None,
     ) -> list[Transfer] | Refused:
-        """Issue tokens to a participant against fresh reserves (never a matured bill's)."""
+        """Issue tokens to a participant against fresh reserves (never a matured bill's), as
+        long as neither the asset nor the cash its bills pay at maturity can pass `SUPPLY_MAX`.
+        """
         if account not in self.participants:
             return Refused("UNKNOWN_ACCOUNT", f"unknown account {account}")
         if asset not in self.assets:
@@ -479,7 +492,34 @@ class Ledger:
             return Refused("RESERVES_STALE", f"no fresh reserve attestation for {asset}")
         if self.supply(asset) + amount > attestation.amount:
             return Refused("RESERVES_EXCEEDED", f"supply of {asset} would exceed its reserves")
+        past = self.supply_past_max(asset, amount, redemptions or {})
+        if past is not None:
+            return Refused("SUPPLY_OUT_OF_RANGE", past)
         return self.book([(ISSUANCE, account, asset, amount, TransferKind.MINT)], ts_us)
+
+    def supply_at_maturity(self, asset: str, redemptions: Redemptions) -> int:
+        """The supply of `asset` once every unmatured bill paying in it has paid par."""
+        par = sum(
+            self.supply(bill) * per_unit
+            for bill, (cash, per_unit) in redemptions.items()
+            if cash == asset
+        )
+        return self.supply(asset) + par
+
+    def supply_past_max(self, asset: str, amount: int, redemptions: Redemptions) -> str | None:
+        """Why `amount` more of `asset` would let a supply pass `SUPPLY_MAX` (its own, or at
+        maturity, its own as cash or that of the cash it pays as a bill), or None."""
+        if self.supply_at_maturity(asset, redemptions) + amount > SUPPLY_MAX:
+            return f"the supply of {asset} would pass {SUPPLY_MAX} units"
+        terms = redemptions.get(asset)
+        if terms is not None:
+            cash, per_unit = terms
+            if self.supply_at_maturity(cash, redemptions) + amount * per_unit > SUPPLY_MAX:
+                return (
+                    f"{amount} {asset} would pay {amount * per_unit} {cash} units at maturity:"
+                    f" the supply of {cash} would pass {SUPPLY_MAX} units"
+                )
+        return None
 
     def request_withdrawal(self, account: int, asset: str, amount: int) -> Withdrawal | Refused:
         """Phase one of a burn: hold the tokens until the custodian pays out."""

@@ -10,16 +10,40 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine import snapshot
-from engine.commands import AmendOrder, AttestReserves, Deposit, PlaceOrder
-from engine.enums import OrderType, Side, TimeInForce
-from engine.events import CommandRejected, Event, TradeExecuted
-from engine.reasons import AMEND_PRECEDENCE, PLACE_PRECEDENCE, ErrorCode
-from engine.units import INT64_MAX
+from engine.commands import (
+    AdvanceClock,
+    AmendOrder,
+    AttestReserves,
+    Command,
+    ConfirmWithdrawal,
+    Deposit,
+    ListAsset,
+    ListInstrument,
+    PlaceOrder,
+    RequestWithdrawal,
+    SetInstrumentStatus,
+    SplitShares,
+)
+from engine.enums import (
+    CancelReason,
+    InstrumentKind,
+    InstrumentStatus,
+    OrderType,
+    Side,
+    TimeInForce,
+)
+from engine.events import CommandRejected, Event, OrderCanceled, TradeExecuted
+from engine.reasons import AMEND_PRECEDENCE, DEPOSIT_PRECEDENCE, PLACE_PRECEDENCE, ErrorCode
+from engine.units import INT64_MAX, UNITS_MAX
 from engine.venue import Venue, VenueConfig
-from tests.engine.conftest import SYMBOL, Harness
+from settlement.ledger import SUPPLY_MAX
+from tests.engine.conftest import SYMBOL, Harness, make_spec
 from tests.engine.test_clearing import Cleared
+from tests.engine.test_custody import MATURITY_US, USD, Custodied, list_bill
 
 BUY, SELL = Side.BUY, Side.SELL
 E = ErrorCode
@@ -39,7 +63,9 @@ def still_whole(venue: Venue) -> str:
     return state
 
 
-def refused_unchanged(harness: Harness | Cleared, command: Any, reason: ErrorCode) -> None:
+def refused_unchanged(
+    harness: Harness | Cleared | Custodied, command: Any, reason: ErrorCode
+) -> None:
     """`command` is refused for `reason` and changes nothing but the clock."""
     before = still_whole(harness.venue)
     events = harness.do(command)
@@ -163,13 +189,13 @@ def test_the_new_reason_is_in_both_precedence_lists() -> None:
 
 @pytest.fixture
 def rich() -> Cleared:
-    """Fees 1 and 5 bps; accounts 1 and 2 hold 2**61 USD units and 2**61 share units."""
+    """Fees 1 and 5 bps; accounts 1 and 2 hold 2**60 USD units and 2**60 share units."""
     cleared = Cleared()
     for asset in ("USD", "AAPLx"):
-        cleared.do(AttestReserves(asset=asset, amount=2**63 - 1, as_of_us=cleared.venue.ts_us + 1))
+        cleared.do(AttestReserves(asset=asset, amount=SUPPLY_MAX, as_of_us=cleared.venue.ts_us + 1))
         for account in (1, 2):
             assert (
-                rejection(cleared.do(Deposit(account=account, asset=asset, amount=2**61))) is None
+                rejection(cleared.do(Deposit(account=account, asset=asset, amount=2**60))) is None
             )
     return cleared
 
@@ -230,30 +256,85 @@ def test_an_amend_past_the_bound_comes_before_insufficient_balance(rich: Cleared
     refused_unchanged(rich, msgspec.structs.replace(amend, qty=qty - 1), E.INSUFFICIENT_BALANCE)
 
 
-# ----------------------------------------------------------------- found, not fixed here
+# ----------------------------------------------------------------- supply
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/custody.py (outside this change) mints a bill's tokens with no bound on "
-    "the par cash its maturity pays: face x 10**(quote - qty decimals) must stay in int64",
-)
+def usd_supply(custodied: Custodied) -> int:
+    return custodied.venue.ledger.supply("USD")  # type: ignore[union-attr]
+
+
 def test_a_bill_supply_whose_par_passes_64_bits_is_refused_before_maturity() -> None:
-    """Today: 4e13 face of a bill in dollars, paid in micro-dollars at maturity, is 4e19
-    units of cash; the maturity books it, and then state_hash and the snapshot raise."""
-    from engine.commands import AdvanceClock
-    from tests.engine.test_custody import MATURITY_US, Custodied, list_bill
-
+    """The finding: 4e13 face of a bill in dollars, paid in micro-dollars at maturity, is 4e19
+    units of cash; the maturity booked it, and then state_hash and the snapshot raised. Now
+    the deposit that would let the par pass SUPPLY_MAX is refused, and one up to it matures
+    into exactly SUPPLY_MAX units of cash."""
     custodied = Custodied()
     list_bill(custodied)  # TB-X: face in whole dollars, paid in USD at 6 decimals
     custodied.ok(AttestReserves(asset="TB-X", amount=4 * 10**13, as_of_us=custodied.venue.ts_us))
-    refusals = [
-        rejection(custodied.do(Deposit(account=account, asset="TB-X", amount=2 * 10**13)))
-        for account in (1, 2)
-    ]
+    too_much = Deposit(account=1, asset="TB-X", amount=2 * 10**13)
+    refused_unchanged(custodied, too_much, E.SUPPLY_OUT_OF_RANGE)
+    face = SUPPLY_MAX // USD  # par per face unit: 10**6 USD units
+    custodied.ok(Deposit(account=1, asset="TB-X", amount=face))
+    refused_unchanged(custodied, Deposit(account=2, asset="TB-X", amount=1), E.SUPPLY_OUT_OF_RANGE)
+    room = SUPPLY_MAX - face * USD  # what the par leaves of the cash's room
+    refused_unchanged(
+        custodied, Deposit(account=2, asset="USD", amount=room + 1), E.SUPPLY_OUT_OF_RANGE
+    )
+    custodied.ok(Deposit(account=2, asset="USD", amount=room))
     custodied.do(AdvanceClock(), ts=MATURITY_US)
+    assert usd_supply(custodied) == SUPPLY_MAX
+    assert custodied.total(1, "USD") == face * USD
     still_whole(custodied.venue)
-    assert refusals[1] is not None
+
+
+def test_a_matured_bill_no_longer_counts_its_par() -> None:
+    custodied = Custodied()
+    list_bill(custodied)
+    custodied.ok(AttestReserves(asset="TB-X", amount=10**6, as_of_us=custodied.venue.ts_us))
+    custodied.ok(Deposit(account=1, asset="TB-X", amount=10**6))
+    custodied.do(AdvanceClock(), ts=MATURITY_US)  # pays 10**12 USD units: now USD's own
+    custodied.ok(AttestReserves(asset="USD", amount=SUPPLY_MAX, as_of_us=MATURITY_US))
+    custodied.ok(Deposit(account=2, asset="USD", amount=SUPPLY_MAX - 10**12))
+    assert usd_supply(custodied) == SUPPLY_MAX
+    still_whole(custodied.venue)
+
+
+def test_a_bill_listed_on_a_token_whose_par_would_pass_the_bound_is_refused() -> None:
+    """Minted before its bill was listed, a token pays nothing yet; listing the bill would
+    make its par due at maturity."""
+    custodied = Custodied()
+    custodied.ok(ListAsset(code="TB-Y", scale=0))
+    custodied.ok(AttestReserves(asset="TB-Y", amount=SUPPLY_MAX, as_of_us=custodied.venue.ts_us))
+    face = SUPPLY_MAX // USD + 1
+    custodied.ok(Deposit(account=1, asset="TB-Y", amount=face))
+    bill = make_spec(
+        symbol="TB-Y-USD",
+        kind=InstrumentKind.TBILL,
+        base="TB-Y",
+        price_decimals=6,
+        qty_decimals=0,
+        reference_price=98_000_000,
+        maturity_us=MATURITY_US,
+    )
+    refused_unchanged(custodied, ListInstrument(spec=bill), E.BAD_PARAM)
+    custodied.ok(RequestWithdrawal(account=1, asset="TB-Y", amount=1))
+    custodied.ok(ConfirmWithdrawal(withdrawal_id=1))  # now its par fits exactly
+    custodied.ok(ListInstrument(spec=bill))
+    custodied.do(AdvanceClock(), ts=MATURITY_US)
+    assert usd_supply(custodied) == (face - 1) * USD <= SUPPLY_MAX
+    still_whole(custodied.venue)
+
+
+def test_reserves_past_the_supply_bound_are_refused() -> None:
+    custodied = Custodied()
+    past = AttestReserves(asset="USD", amount=SUPPLY_MAX + 1, as_of_us=custodied.venue.ts_us)
+    refused_unchanged(custodied, past, E.BAD_PARAM)
+    custodied.ok(msgspec.structs.replace(past, amount=SUPPLY_MAX))
+
+
+def test_the_supply_reason_comes_last_for_a_deposit() -> None:
+    assert DEPOSIT_PRECEDENCE[-2:] == (E.RESERVES_EXCEEDED, E.SUPPLY_OUT_OF_RANGE)
+    assert E.SUPPLY_OUT_OF_RANGE == 7008
 
 
 def test_the_bound_holds_where_the_notional_check_is_skipped() -> None:
@@ -268,4 +349,159 @@ def test_the_bound_holds_where_the_notional_check_is_skipped() -> None:
     place = PlaceOrder(account=1, symbol=SYMBOL, side=SELL, price=price, qty=qty)
     refused_unchanged(harness, place, E.NOTIONAL_OUT_OF_RANGE)
     assert rejection(harness.place(1, SELL, price, qty - 1)) is None
+    still_whole(harness.venue)
+
+
+# ----------------------------------------------------------------- corporate actions
+
+
+def within_the_bound(venue: Venue) -> None:
+    """Every resting order's worst case (what it traded plus the rest at its price) is
+    within its market's `order_value_max`."""
+    for market in venue.markets.values():
+        for order in market.book.iter_orders():
+            assert not market.above_value_max(order.price, order.leaves_qty, order.filled_value)
+
+
+def test_a_split_cancels_a_sell_it_would_take_past_the_bound() -> None:
+    """The finding: a 1000:1 split keeps a sell at one tick (its price rounds up to it) with
+    1000 times the quantity. 10 million shares at 1.00 rested within the bound; after the
+    split, 10 billion at 1.00 are worth 1e18 price x qty units, and buyers taking them
+    pushed the order's totals past 64 bits (state_hash raised OverflowError)."""
+    cleared = Cleared(price_tick=100, price_band_bps=10_000)  # band low: one tick (1.00)
+    venue = cleared.venue
+    big = 10**13  # 10 million shares
+    assert (
+        rejection(cleared.do(AttestReserves(asset="AAPLx", amount=2 * big, as_of_us=100))) is None
+    )
+    assert rejection(cleared.do(Deposit(account=1, asset="AAPLx", amount=big))) is None
+    assert rejection(cleared.place(1, SELL, 100, big)) is None  # 1e15: within the bound
+    assert rejection(cleared.place(2, SELL, 100, 10**8)) is None  # 100 shares
+    held, small = sorted(venue.orders)
+    cleared.do(SetInstrumentStatus(symbol=SYMBOL, status=InstrumentStatus.HALTED))
+    events = cleared.do(SplitShares(symbol=SYMBOL, ratio_new=1_000, ratio_old=1))
+    assert rejection(events) is None
+    canceled = [e for e in events if isinstance(e, OrderCanceled)]
+    assert [(e.order_id, e.reason) for e in canceled] == [(held, CancelReason.CORPORATE_ACTION)]
+    assert venue.orders[small].leaves_qty == 10**11 and venue.orders[small].price == 100
+    assert cleared.balance(1, "AAPLx") == ((big + 10**8) * 1_000, 0)  # all free again
+    within_the_bound(venue)
+    still_whole(venue)
+
+
+# ----------------------------------------------------------------- listing
+
+
+@pytest.mark.parametrize(
+    "field", ["reference_price", "min_qty", "min_notional", "max_qty", "max_notional"]
+)
+def test_a_listing_with_a_number_past_units_max_is_refused(field: str) -> None:
+    """Only the wire bounded these: a listing by another path (config, admin, a corporate
+    action) with reference_price 2**64 was listed, and then state_hash raised. The tick and
+    the step are bounded with them: the reference price and min_qty are their multiples."""
+    harness = Harness()
+    other = "B-USD"
+    spec = make_spec(symbol=other, **{field: UNITS_MAX + 1})
+    assert spec.problem() is not None
+    refused_unchanged(harness, ListInstrument(spec=spec), E.BAD_PARAM)
+    assert other not in harness.venue.markets
+    at_most = make_spec(symbol=other, **{field: UNITS_MAX})
+    assert rejection(harness.do(ListInstrument(spec=at_most))) is None
+    still_whole(harness.venue)
+
+
+def test_an_amend_that_lowers_what_the_order_may_trade_is_never_refused_for_the_bound() -> None:
+    """The finding: an order may have traded up to twice the bound (a requote checks price x
+    qty alone), and then even an amend down of its qty at the same price was refused
+    NOTIONAL_OUT_OF_RANGE, while a new price was accepted."""
+    harness = Harness(
+        maker_fee_bps=7, taker_fee_bps=30, reference_price=2**36, price_band_bps=10_000
+    )
+    market = harness.venue.markets[SYMBOL]
+    bound = market.order_value_max
+    high = market.band_high
+    assert rejection(harness.place(1, BUY, high, bound // high)) is None
+    order = harness.venue.orders[max(harness.venue.orders)]
+    harness.place(2, SELL, high, order.qty - 1)  # nearly all of the bound traded
+    qty = 2**30 - 1  # a checked amend: what it traded plus qty at 1 is within the bound
+    checked = AmendOrder(account=1, order_id=order.order_id, price=1, qty=qty)
+    assert rejection(harness.do(checked)) is None
+    requote = AmendOrder(account=1, order_id=order.order_id, price=bound // qty)
+    assert rejection(harness.do(requote)) is None  # price x qty within the bound
+    harness.place(3, SELL, bound // qty, qty - order.cum_qty - 10, tif=TimeInForce.IOC)
+    assert order.filled_value > bound and order.leaves_qty == 10
+    down = AmendOrder(account=1, order_id=order.order_id, qty=qty - 5)
+    assert rejection(harness.do(down)) is None
+    assert order.leaves_qty == 5
+    up = AmendOrder(account=1, order_id=order.order_id, qty=qty)  # raises it again: refused
+    refused_unchanged(harness, up, E.NOTIONAL_OUT_OF_RANGE)
+    # more qty at a price that keeps the rest's worth: a later requote (price x qty within
+    # the bound) could then give all of that qty a price worth the bound again
+    wider = msgspec.structs.replace(up, price=order.price // 2)
+    refused_unchanged(harness, wider, E.NOTIONAL_OUT_OF_RANGE)
+    still_whole(harness.venue)
+
+
+# ----------------------------------------------------------------- property
+
+
+def hostile_commands() -> st.SearchStrategy[list[Command]]:
+    """Orders and amends sized at and around the bound of a fee-paying market whose prices
+    reach past SMALL_INT_MAX (reference 2**36, band 100%): each path, fast or checked."""
+    bound = INT64_MAX // (2 * 30)  # fees 7 and 30 bps, num 1
+    prices = st.sampled_from([1, 2**20, 2**27, 2**30 - 1, 2**30, 2**36, 2**37 - 1])
+    sizes = st.sampled_from([1, 2**20, 2**30 - 1, 2**30, 2**40])
+
+    @st.composite
+    def command(draw: Any) -> Command:
+        price, side = draw(prices), draw(st.sampled_from([BUY, SELL]))
+        qty = max(bound // price + draw(st.integers(-1, 1)), 1) if draw(st.booleans()) else 0
+        qty = qty or draw(sizes)
+        kind = draw(st.integers(0, 9))
+        if kind < 5:
+            tif = draw(st.sampled_from([TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK]))
+            return PlaceOrder(
+                account=draw(st.integers(1, 3)),
+                symbol=SYMBOL,
+                side=side,
+                price=price,
+                qty=qty,
+                tif=tif,
+            )
+        if kind < 6:
+            return PlaceOrder(
+                account=1,
+                symbol=SYMBOL,
+                side=side,
+                order_type=OrderType.MARKET,
+                tif=TimeInForce.IOC,
+                qty=qty,
+            )
+        order_id = draw(st.integers(1, 12))
+        new_price, new_qty = draw(st.sampled_from([(price, 0), (0, qty), (price, qty)]))
+        return AmendOrder(
+            account=draw(st.integers(1, 3)), order_id=order_id, price=new_price, qty=new_qty
+        )
+
+    return st.lists(command(), min_size=1, max_size=30)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile_commands())
+def test_whatever_is_accepted_the_venue_can_account(commands: list[Command]) -> None:
+    """After any stream, the state hashes, and every open order's worst case stays within
+    twice the bound, as `order_value_max` plans: what it traded plus the rest at its price,
+    and plus the rest at the highest price a requote (price x qty alone) may give it."""
+    harness = Harness(
+        maker_fee_bps=7, taker_fee_bps=30, reference_price=2**36, price_band_bps=10_000
+    )
+    market = harness.venue.markets[SYMBOL]
+    twice = 2 * market.order_value_max
+    for command in commands:
+        harness.do(command)
+        harness.venue.state_hash()
+        for order in market.book.iter_orders():
+            assert order.filled_value + order.price * order.leaves_qty <= twice, order
+            requoted = market.order_value_max * order.leaves_qty  # over order.qty
+            assert order.filled_value * order.qty + requoted <= twice * order.qty, order
     still_whole(harness.venue)

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from core import snapshots
+from settlement.ledger import SUPPLY_MAX
 from tests.conftest import start_venue
 
 SYMBOL = "AAPLx-USD"  # tick 0.01, step 0.000001, fees 1 and 5 bps, no notional cap
@@ -71,5 +72,52 @@ def test_an_order_past_the_venue_bound_is_refused_and_the_venue_restarts(
             assert replayed.server.venue.state_hash() == state
         finally:
             await replayed.server.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_bill_deposit_whose_par_would_pass_the_supply_bound_is_refused(tmp_path: Path) -> None:
+    """The finding: face in whole dollars is paid in micro-dollars, so 1e13 of a bill
+    (within every wire bound) paid 1e19 USD units at maturity, past 2**63: then the snapshot
+    and the state hash failed. A deposit past the bound is refused, one up to it goes
+    through, and the venue snapshots and restarts as it was."""
+    data_dir = tmp_path / "data"
+    bill = "TB-2027-03-04"  # scale 0, paid in USD at scale 6
+
+    async def scenario() -> None:
+        venue = await start_venue(data_dir)
+        admin = await venue.client("admin")
+        engine = venue.server.venue
+        ledger = engine.ledger
+        assert ledger is not None
+        at_maturity = ledger.supply_at_maturity("USD", engine.custody.redemptions())
+        face = (SUPPLY_MAX - at_maturity) // 10**6  # what the USD's room pays par for
+        amount = str(ledger.supply(bill) + face + 1)
+        await admin.request(
+            "admin.attest_reserves", {"asset": bill, "amount": amount, "as_of": now_us()}
+        )
+        balances = sorted((key, b.total, b.held) for key, b in ledger.balances.items())
+
+        deposit = {"account": 1, "asset": bill, "amount": str(face + 1)}
+        response = await admin.request_raw("admin.deposit", deposit)
+        assert response["status"] == 400
+        assert (response["error"]["name"], response["error"]["code"]) == (
+            "SUPPLY_OUT_OF_RANGE",
+            7008,
+        )
+        assert sorted((key, b.total, b.held) for key, b in ledger.balances.items()) == balances
+        await admin.request("admin.deposit", deposit | {"amount": str(face)})
+        assert ledger.supply_at_maturity("USD", engine.custody.redemptions()) <= SUPPLY_MAX
+
+        await venue.server.sequencer.drain()
+        state = engine.state_hash()
+        assert await venue.server.snapshot() is not None
+        await admin.close()
+        await venue.server.stop()
+        restarted = await start_venue(data_dir)
+        try:
+            assert restarted.server.venue.state_hash() == state
+        finally:
+            await restarted.server.stop()
 
     asyncio.run(scenario())
