@@ -25,7 +25,15 @@ def ceil_div(numerator: int, denominator: int) -> int:
 class CashTerms:
     """The cash side of one instrument: its notional fraction and fee rates."""
 
-    __slots__ = ("den", "fee_bps_max", "fee_den", "maker_fee_bps", "num", "taker_fee_bps")
+    __slots__ = (
+        "den",
+        "fee_bps_max",
+        "fee_den",
+        "fee_up",
+        "maker_fee_bps",
+        "num",
+        "taker_fee_bps",
+    )
 
     def __init__(self, num: int, den: int, maker_fee_bps: int, taker_fee_bps: int) -> None:
         assert num > 0 and den > 0, "notional fraction must be positive"
@@ -36,6 +44,7 @@ class CashTerms:
         self.taker_fee_bps = taker_fee_bps
         self.fee_bps_max = max(maker_fee_bps, taker_fee_bps)
         self.fee_den = den * BPS  # fees are kept exact in units of 1 / (den x BPS)
+        self.fee_up = self.fee_den - 1  # (fee + fee_up) // fee_den rounds a fee up
 
     def buy_hold(self, price: int, qty: int) -> int:
         """Cash a fresh buy of `qty` at limit `price` must hold: cost and worst fee, rounded up."""
