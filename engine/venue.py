@@ -70,6 +70,7 @@ from engine.instrument import InstrumentSpec
 from engine.market import Market
 from engine.reasons import ErrorCode
 from engine.units import SMALL_INT_MAX, UNITS_MAX, looks_like_milliseconds
+from settlement.dvp import BPS
 from settlement.ledger import Ledger
 from settlement.transfers import TransferKind
 
@@ -324,8 +325,10 @@ class Venue:
                 terms = market.terms
                 # `CashTerms.buy_hold` written out (cost and worst fee, each rounded up): one
                 # call less per buy.
-                unpaid = -price * terms.num * qty  # qty last: see `CashTerms.buy_hold`
-                hold = -(unpaid // terms.den) - (unpaid * terms.fee_bps_max // terms.fee_den)
+                cost = price * terms.num * qty  # qty last: see `CashTerms.buy_hold`
+                hold = (cost + terms.den_up) // terms.den + (
+                    cost * terms.fee_bps_max + terms.fee_up
+                ) // terms.den // BPS
             else:
                 asset = spec.quote
                 hold = clearing.place_hold(market, side, order_type, price, qty, cmd.quote_qty)
@@ -840,8 +843,10 @@ class Venue:
                 terms = market.terms
                 assert terms is not None, "clearing a market without cash terms"
                 # `CashTerms.buy_hold` written out, as in `_place`: one call less per amend.
-                unpaid = -price * terms.num * qty
-                new_hold = -(unpaid // terms.den) - (unpaid * terms.fee_bps_max // terms.fee_den)
+                cost = price * terms.num * qty
+                new_hold = (cost + terms.den_up) // terms.den + (
+                    cost * terms.fee_bps_max + terms.fee_up
+                ) // terms.den // BPS
                 asset = spec.quote
             else:  # a sell holds what it may still deliver
                 new_hold = qty - order.cum_qty

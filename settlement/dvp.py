@@ -27,6 +27,7 @@ class CashTerms:
 
     __slots__ = (
         "den",
+        "den_up",
         "fee_bps_max",
         "fee_den",
         "fee_up",
@@ -40,6 +41,7 @@ class CashTerms:
         assert 0 <= maker_fee_bps <= BPS and 0 <= taker_fee_bps <= BPS, "fee rates in bps"
         self.num = num
         self.den = den
+        self.den_up = den - 1  # (cash + den_up) // den rounds cash up
         self.maker_fee_bps = maker_fee_bps
         self.taker_fee_bps = taker_fee_bps
         self.fee_bps_max = max(maker_fee_bps, taker_fee_bps)
@@ -48,11 +50,15 @@ class CashTerms:
 
     def buy_hold(self, price: int, qty: int) -> int:
         """Cash a fresh buy of `qty` at limit `price` must hold: cost and worst fee, rounded up."""
-        # Minus the exact cost, so both ceils are floor divisions. qty last: price x num
-        # and then x qty stay in CPython's one-digit fast path on the usual instrument, where
-        # price x qty is two digits and two digits x num a general product.
-        unpaid = -price * self.num * qty
-        return -(unpaid // self.den) - (unpaid * self.fee_bps_max // self.fee_den)
+        # Each ceil a floor division of what is rounded plus den - 1, the fee's as two floor
+        # divisions by one-digit divisors (one by den x BPS takes CPython's slow long path).
+        # qty last: price x num and then x qty stay in CPython's one-digit fast path on the
+        # usual instrument, where price x qty is two digits and two digits x num a general
+        # product.
+        cost = price * self.num * qty
+        return (cost + self.den_up) // self.den + (
+            cost * self.fee_bps_max + self.fee_up
+        ) // self.den // BPS
 
     def quote_hold(self, quote_qty: int) -> int:
         """Cash a market buy by amount must hold: the amount and the worst fee on it."""
