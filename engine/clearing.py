@@ -185,19 +185,24 @@ class Clearing:
         else:
             bought_part = buyer.filled_value * num % den
             sold_part = seller.filled_value * num % den
-        pay = whole + 1 if 0 < bought_part <= part else whole
+        pay = whole + 1 if bought_part and bought_part <= part else whole
         receive = whole + 1 if sold_part < part else whole
         # Fees so far rounded up, ceil(fee_exact / (den x BPS)), as two floor divisions by
-        # one-digit divisors (a division by den x BPS = 10^10 takes CPython's slow long path).
+        # one-digit divisors (a division by den x BPS = 10^10 takes CPython's slow long path);
+        # this fill's fee is what that total adds to the fees paid, which become the total.
         fee_up = terms.fee_up
         buyer.fee_exact = fee_exact = buyer.fee_exact + exact * buyer_bps
-        buyer_fee = (fee_exact + fee_up) // den // BPS - buyer.fees_paid
-        buyer.fees_paid += buyer_fee
+        fees_total = (fee_exact + fee_up) // den // BPS
+        buyer_fee = fees_total - buyer.fees_paid
+        buyer.fees_paid = fees_total
         seller.fee_exact = fee_exact = seller.fee_exact + exact * seller_bps
-        seller_fee = (fee_exact + fee_up) // den // BPS - seller.fees_paid
+        fees_total = (fee_exact + fee_up) // den // BPS
+        seller_fee = fees_total - seller.fees_paid
         if seller_fee > receive:  # never more than this fill's proceeds: it holds no cash
             seller_fee = receive
-        seller.fees_paid += seller_fee
+            seller.fees_paid += receive
+        else:
+            seller.fees_paid = fees_total
 
         spec = market.spec
         base = spec.base
