@@ -256,6 +256,7 @@ class Venue:
         market = self.markets.get(cmd.symbol)
         clearing = self.clearing
         by_account = self.account_orders.get(account)
+        position = None  # with a ledger: the account's (base, quote) here, once it traded here
         # The common order, a gtc or ioc limit that passes every check, passes in this one
         # expression (the hot path of every order: the checks one by one cost twice as
         # much). False says only "look closer": `_place_shape_problem` and `_place_refusal`
@@ -274,6 +275,9 @@ class Venue:
             and (tag is None or 0 < len(tag) <= TAG_LENGTH_MAX)
             and (
                 clearing is None  # `Clearing.eligible` inline: one call less per order
+                # An account that traded here was eligible then and stays so (participants
+                # and specs never change): its remembered position, needed below, says so.
+                or (position := market.positions.get(account)) is not None
                 or (
                     (participant := clearing.participants.get(account)) is not None
                     and participant.kyc_approved
@@ -333,10 +337,10 @@ class Venue:
                 asset = spec.quote
                 hold = clearing.place_hold(market, side, order_type, price, qty, cmd.quote_qty)
             # The balance to hold from, looked up here: every order on the venue path comes here.
-            # It is in the account's remembered position (base, quote), once it traded here: a
-            # lookup by account id instead of by (account, asset). Constant indexes: a subscript
-            # by `side is BUY` would take the interpreter's generic path.
-            position = market.positions.get(account)
+            # It is in the account's remembered position (base, quote), once it traded here,
+            # looked up by the eligibility check above (None where that check was not reached:
+            # then by key, as for an account that has not traded here). Constant indexes: a
+            # subscript by `side is BUY` would take the interpreter's generic path.
             if position is None:  # no trade here yet (perhaps lacking the other asset): by key
                 balance = clearing.balances.get((account, asset))
             elif side is BUY:
