@@ -169,22 +169,23 @@ class Clearing:
         # fees_total): eight method calls per trade are a third of this function's cost.
         num = terms.num
         den = terms.den
-        # This fill's cash, in 1/den quote units. Price times num first: on the usual
-        # instrument both products then take CPython's one-digit fast path (price x qty is
-        # already two digits, and two digits times num is a general product).
-        exact = price * num * qty
         # pay = ceil(bought / den) - ceil((bought - exact) / den) and receive = floor(sold /
-        # den) - floor((sold - exact) / den), where bought and sold are the parties' cash so
-        # far in 1/den units, this fill included: the fill's whole units, plus one where its
-        # fraction `part` carries a party's running total over a whole unit. That is one
-        # divmod and a remainder per party, where the floors were four two-digit divisions.
-        whole, part = divmod(exact, den)
-        if num == 1:  # the usual instrument: no two-digit total times one
+        # den) - floor((sold - exact) / den), where `exact` is this fill's cash and bought and
+        # sold are the parties' cash so far, this fill included, all in 1/den quote units: the
+        # fill's whole units, plus one where its fraction `part` carries a party's running
+        # total over a whole unit. That is one divmod and a remainder per party, where the
+        # floors were four two-digit divisions.
+        if num == 1:  # the usual instrument: nothing times one (a two-digit total, at that)
+            exact = price * qty
             bought_part = buyer.filled_value % den
             sold_part = seller.filled_value % den
         else:
+            # Price times num first: both products then stay in CPython's one-digit fast path
+            # as long as they can (two digits times num is a general product).
+            exact = price * num * qty
             bought_part = buyer.filled_value * num % den
             sold_part = seller.filled_value * num % den
+        whole, part = divmod(exact, den)
         pay = whole + 1 if bought_part and bought_part <= part else whole
         receive = whole + 1 if sold_part < part else whole
         # Fees so far rounded up, ceil(fee_exact / (den x BPS)), as two floor divisions by
