@@ -256,7 +256,6 @@ class Venue:
         market = self.markets.get(cmd.symbol)
         clearing = self.clearing
         by_account = self.account_orders.get(account)
-        position = None  # with a ledger: the account's (base, quote) here, once it traded here
         # The common order, a gtc or ioc limit that passes every check, passes in this one
         # expression (the hot path of every order: the checks one by one cost twice as
         # much). False says only "look closer": `_place_shape_problem` and `_place_refusal`
@@ -300,6 +299,7 @@ class Venue:
                 <= market.notional_max_plain
             )
         ):  # take the checks one by one
+            position = None  # perhaps not looked up (see the hold below)
             problem = _place_shape_problem(cmd)
             if problem is not None:
                 return self._reject(events, cmd, "place_order", E.BAD_PARAM, problem)
@@ -338,9 +338,10 @@ class Venue:
                 hold = clearing.place_hold(market, side, order_type, price, qty, cmd.quote_qty)
             # The balance to hold from, looked up here: every order on the venue path comes here.
             # It is in the account's remembered position (base, quote), once it traded here,
-            # looked up by the eligibility check above (None where that check was not reached:
-            # then by key, as for an account that has not traded here). Constant indexes: a
-            # subscript by `side is BUY` would take the interpreter's generic path.
+            # looked up by the eligibility check of the one expression above (an order taking
+            # the checks one by one has None: then by key, as for an account that has not
+            # traded here). Constant indexes: a subscript by `side is BUY` would take the
+            # interpreter's generic path.
             if position is None:  # no trade here yet (perhaps lacking the other asset): by key
                 balance = clearing.balances.get((account, asset))
             elif side is BUY:

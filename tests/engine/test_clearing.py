@@ -279,3 +279,19 @@ def test_cash_finer_than_price_times_qty_pays_whole_units_and_fees_on_running_to
             (TransferKind.FEE, 2, FEE_INCOME, 400),  # 700.07 so far, up: 701 less 301 paid
         ],
     ]
+
+
+def test_an_order_taking_the_checks_one_by_one_holds_from_the_traders_balance(
+    cleared: Cleared,
+) -> None:
+    """A post-only or gtd order skips the one-expression checks that look the remembered
+    position up; it still holds from the account's balance after a trade."""
+    cleared.place(2, SELL, 10_000, 1 * SHARE)
+    cleared.place(1, BUY, 10_000, 1 * SHARE)  # account 1 has traded: a remembered position
+    assert 1 in cleared.venue.markets[SYMBOL].positions
+    events = cleared.place(1, BUY, 9_000, 1 * SHARE, post_only=True)
+    held = [(e.asset, e.held) for e in events if isinstance(e, BalanceChanged)]
+    assert held == [("USD", 90 * USD + 45_000)]  # + 5 bps worst fee
+    events = cleared.place(1, SELL, 10_500, 1 * SHARE, tif=TimeInForce.GTD, expire_at_us=10**9)
+    held = [(e.asset, e.held) for e in events if isinstance(e, BalanceChanged)]
+    assert held == [("AAPLx", 1 * SHARE)]
