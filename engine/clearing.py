@@ -16,7 +16,7 @@ from engine.enums import InstrumentKind, OrderType, Side
 from engine.events import BalanceChanged, Event, TradeSettled
 from engine.instrument import InstrumentSpec
 from engine.market import Market
-from settlement.dvp import CashTerms
+from settlement.dvp import BPS, CashTerms
 from settlement.ledger import Balance, Ledger, Leg
 from settlement.transfers import FEE_INCOME, ROUNDING, TransferKind
 
@@ -169,25 +169,41 @@ class Clearing:
         # fees_total): eight method calls per trade are a third of this function's cost.
         num = terms.num
         den = terms.den
-        fee_den = terms.fee_den
-        # This fill's cash, in 1/den quote units. Price times num first: on the usual
-        # instrument both products then take CPython's one-digit fast path (price x qty is
-        # already two digits, and two digits times num is a general product).
-        exact = price * num * qty
-        # ceil(bought / den) - ceil((bought - exact) / den) as floor divisions of -bought:
-        # four negations fewer, each a new (multi-digit) integer.
-        unbought = -buyer.filled_value * num
-        pay = (unbought + exact) // den - unbought // den
-        sold = seller.filled_value * num
-        receive = sold // den - (sold - exact) // den
+        # pay = ceil(bought / den) - ceil((bought - exact) / den) and receive = floor(sold /
+        # den) - floor((sold - exact) / den), where `exact` is this fill's cash and bought and
+        # sold are the parties' cash so far, this fill included, all in 1/den quote units: the
+        # fill's whole units, plus one where its fraction `part` carries a party's running
+        # total over a whole unit. That is one divmod and a remainder per party, where the
+        # floors were four two-digit divisions.
+        if num == 1:  # the usual instrument: nothing times one (a two-digit total, at that)
+            exact = price * qty
+            bought_part = buyer.filled_value % den
+            sold_part = seller.filled_value % den
+        else:
+            # Price times num first: both products then stay in CPython's one-digit fast path
+            # as long as they can (two digits times num is a general product).
+            exact = price * num * qty
+            bought_part = buyer.filled_value * num % den
+            sold_part = seller.filled_value * num % den
+        whole, part = divmod(exact, den)
+        pay = whole + 1 if bought_part and bought_part <= part else whole
+        receive = whole + 1 if sold_part < part else whole
+        # Fees so far rounded up, ceil(fee_exact / (den x BPS)), as two floor divisions by
+        # one-digit divisors (a division by den x BPS = 10^10 takes CPython's slow long path);
+        # this fill's fee is what that total adds to the fees paid, which become the total.
+        fee_up = terms.fee_up
         buyer.fee_exact = fee_exact = buyer.fee_exact + exact * buyer_bps
-        buyer_fee = -(-fee_exact // fee_den) - buyer.fees_paid
-        buyer.fees_paid += buyer_fee
+        fees_total = (fee_exact + fee_up) // den // BPS
+        buyer_fee = fees_total - buyer.fees_paid
+        buyer.fees_paid = fees_total
         seller.fee_exact = fee_exact = seller.fee_exact + exact * seller_bps
-        seller_fee = -(-fee_exact // fee_den) - seller.fees_paid
+        fees_total = (fee_exact + fee_up) // den // BPS
+        seller_fee = fees_total - seller.fees_paid
         if seller_fee > receive:  # never more than this fill's proceeds: it holds no cash
             seller_fee = receive
-        seller.fees_paid += seller_fee
+            seller.fees_paid += receive
+        else:
+            seller.fees_paid = fees_total
 
         spec = market.spec
         base = spec.base

@@ -70,6 +70,7 @@ from engine.instrument import InstrumentSpec
 from engine.market import Market
 from engine.reasons import ErrorCode
 from engine.units import SMALL_INT_MAX, UNITS_MAX, looks_like_milliseconds
+from settlement.dvp import BPS
 from settlement.ledger import Ledger
 from settlement.transfers import TransferKind
 
@@ -273,6 +274,9 @@ class Venue:
             and (tag is None or 0 < len(tag) <= TAG_LENGTH_MAX)
             and (
                 clearing is None  # `Clearing.eligible` inline: one call less per order
+                # An account that traded here was eligible then and stays so (participants
+                # and specs never change): its remembered position, needed below, says so.
+                or (position := market.positions.get(account)) is not None
                 or (
                     (participant := clearing.participants.get(account)) is not None
                     and participant.kyc_approved
@@ -295,6 +299,7 @@ class Venue:
                 <= market.notional_max_plain
             )
         ):  # take the checks one by one
+            position = None  # perhaps not looked up (see the hold below)
             problem = _place_shape_problem(cmd)
             if problem is not None:
                 return self._reject(events, cmd, "place_order", E.BAD_PARAM, problem)
@@ -324,16 +329,19 @@ class Venue:
                 terms = market.terms
                 # `CashTerms.buy_hold` written out (cost and worst fee, each rounded up): one
                 # call less per buy.
-                unpaid = -price * terms.num * qty  # qty last: see `CashTerms.buy_hold`
-                hold = -(unpaid // terms.den) - (unpaid * terms.fee_bps_max // terms.fee_den)
+                cost = price * terms.num * qty  # qty last: see `CashTerms.buy_hold`
+                hold = (cost + terms.den_up) // terms.den + (
+                    cost * terms.fee_bps_max + terms.fee_up
+                ) // terms.den // BPS
             else:
                 asset = spec.quote
                 hold = clearing.place_hold(market, side, order_type, price, qty, cmd.quote_qty)
             # The balance to hold from, looked up here: every order on the venue path comes here.
-            # It is in the account's remembered position (base, quote), once it traded here: a
-            # lookup by account id instead of by (account, asset). Constant indexes: a subscript
-            # by `side is BUY` would take the interpreter's generic path.
-            position = market.positions.get(account)
+            # It is in the account's remembered position (base, quote), once it traded here,
+            # looked up by the eligibility check of the one expression above (an order taking
+            # the checks one by one has None: then by key, as for an account that has not
+            # traded here). Constant indexes: a subscript by `side is BUY` would take the
+            # interpreter's generic path.
             if position is None:  # no trade here yet (perhaps lacking the other asset): by key
                 balance = clearing.balances.get((account, asset))
             elif side is BUY:
@@ -840,8 +848,10 @@ class Venue:
                 terms = market.terms
                 assert terms is not None, "clearing a market without cash terms"
                 # `CashTerms.buy_hold` written out, as in `_place`: one call less per amend.
-                unpaid = -price * terms.num * qty
-                new_hold = -(unpaid // terms.den) - (unpaid * terms.fee_bps_max // terms.fee_den)
+                cost = price * terms.num * qty
+                new_hold = (cost + terms.den_up) // terms.den + (
+                    cost * terms.fee_bps_max + terms.fee_up
+                ) // terms.den // BPS
                 asset = spec.quote
             else:  # a sell holds what it may still deliver
                 new_hold = qty - order.cum_qty

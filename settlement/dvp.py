@@ -25,25 +25,40 @@ def ceil_div(numerator: int, denominator: int) -> int:
 class CashTerms:
     """The cash side of one instrument: its notional fraction and fee rates."""
 
-    __slots__ = ("den", "fee_bps_max", "fee_den", "maker_fee_bps", "num", "taker_fee_bps")
+    __slots__ = (
+        "den",
+        "den_up",
+        "fee_bps_max",
+        "fee_den",
+        "fee_up",
+        "maker_fee_bps",
+        "num",
+        "taker_fee_bps",
+    )
 
     def __init__(self, num: int, den: int, maker_fee_bps: int, taker_fee_bps: int) -> None:
         assert num > 0 and den > 0, "notional fraction must be positive"
         assert 0 <= maker_fee_bps <= BPS and 0 <= taker_fee_bps <= BPS, "fee rates in bps"
         self.num = num
         self.den = den
+        self.den_up = den - 1  # (cash + den_up) // den rounds cash up
         self.maker_fee_bps = maker_fee_bps
         self.taker_fee_bps = taker_fee_bps
         self.fee_bps_max = max(maker_fee_bps, taker_fee_bps)
         self.fee_den = den * BPS  # fees are kept exact in units of 1 / (den x BPS)
+        self.fee_up = self.fee_den - 1  # (fee + fee_up) // fee_den rounds a fee up
 
     def buy_hold(self, price: int, qty: int) -> int:
         """Cash a fresh buy of `qty` at limit `price` must hold: cost and worst fee, rounded up."""
-        # Minus the exact cost, so both ceils are floor divisions. qty last: price x num
-        # and then x qty stay in CPython's one-digit fast path on the usual instrument, where
-        # price x qty is two digits and two digits x num a general product.
-        unpaid = -price * self.num * qty
-        return -(unpaid // self.den) - (unpaid * self.fee_bps_max // self.fee_den)
+        # Each ceil a floor division of what is rounded plus den - 1, the fee's as two floor
+        # divisions by one-digit divisors (one by den x BPS takes CPython's slow long path).
+        # qty last: price x num and then x qty stay in CPython's one-digit fast path on the
+        # usual instrument, where price x qty is two digits and two digits x num a general
+        # product.
+        cost = price * self.num * qty
+        return (cost + self.den_up) // self.den + (
+            cost * self.fee_bps_max + self.fee_up
+        ) // self.den // BPS
 
     def quote_hold(self, quote_qty: int) -> int:
         """Cash a market buy by amount must hold: the amount and the worst fee on it."""

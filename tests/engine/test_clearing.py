@@ -234,3 +234,64 @@ def test_a_price_amend_moves_the_hold_or_is_refused_when_it_cannot_grow(cleared:
     assert cleared.balance(3, "USD")[1] == cleared.venue.orders[1].hold == 8_910 * USD + 4_455_000
     events = cleared.do(AmendOrder(account=3, order_id=2, price=10_800))  # a sell keeps its hold
     assert kinds(events) == ["OrderAmended"] and cleared.balance(3, "AAPLx")[1] == 10 * SHARE
+
+
+def test_cash_finer_than_price_times_qty_pays_whole_units_and_fees_on_running_totals() -> None:
+    """Cash at 6 decimals for prices at 2 and quantities at 2: a notional fraction of 100 / 1
+    (every other test's is 1 / den), so a fill's cash is whole and nothing is rounded, and
+    fees are still rounded up once per order, on its running total."""
+    venue = Venue(ledger=Ledger())
+    setup: list[Command] = [
+        ListAsset(code="USD", scale=6),
+        ListAsset(code="AAPLx", scale=2),
+        ListInstrument(spec=make_spec(qty_decimals=2, maker_fee_bps=1, taker_fee_bps=5)),
+        AttestReserves(asset="USD", amount=10**6 * USD, as_of_us=1),
+        AttestReserves(asset="AAPLx", amount=10**6, as_of_us=1),
+    ]
+    for account in (1, 2, 3):
+        setup += [
+            OpenAccount(account=account, name=f"a{account}", kyc_approved=True, jurisdiction="DE"),
+            Deposit(account=account, asset="USD", amount=1_000 * USD),
+            Deposit(account=account, asset="AAPLx", amount=1_000),
+        ]
+    for command in setup:
+        assert not any(isinstance(e, CommandRejected) for e in venue.execute(command))
+    venue.execute(PlaceOrder(account=2, symbol=SYMBOL, side=SELL, price=10_001, qty=10))
+    legs = []
+    for account, qty in ((1, 3), (3, 4)):  # two takers, of 0.03 and 0.04 shares at 100.01
+        buy = PlaceOrder(account=account, symbol=SYMBOL, side=BUY, price=10_001, qty=qty)
+        settled = [e for e in venue.execute(buy) if isinstance(e, TradeSettled)]
+        venue.check_invariants()
+        legs += [
+            [(t.kind, t.debit_account, t.credit_account, t.amount) for t in settled[0].transfers]
+        ]
+    assert legs == [
+        [
+            (TransferKind.DELIVERY, 2, 1, 3),
+            (TransferKind.PAYMENT, 1, 2, 3_000_300),  # 3.0003 USD exactly
+            (TransferKind.FEE, 1, FEE_INCOME, 1_501),  # 5 bps of it, 1,500.15, up
+            (TransferKind.FEE, 2, FEE_INCOME, 301),  # 1 bp, 300.03, up
+        ],
+        [
+            (TransferKind.DELIVERY, 2, 3, 4),
+            (TransferKind.PAYMENT, 3, 2, 4_000_400),
+            (TransferKind.FEE, 3, FEE_INCOME, 2_001),  # 2,000.2 up
+            (TransferKind.FEE, 2, FEE_INCOME, 400),  # 700.07 so far, up: 701 less 301 paid
+        ],
+    ]
+
+
+def test_an_order_taking_the_checks_one_by_one_holds_from_the_traders_balance(
+    cleared: Cleared,
+) -> None:
+    """A post-only or gtd order skips the one-expression checks that look the remembered
+    position up; it still holds from the account's balance after a trade."""
+    cleared.place(2, SELL, 10_000, 1 * SHARE)
+    cleared.place(1, BUY, 10_000, 1 * SHARE)  # account 1 has traded: a remembered position
+    assert 1 in cleared.venue.markets[SYMBOL].positions
+    events = cleared.place(1, BUY, 9_000, 1 * SHARE, post_only=True)
+    held = [(e.asset, e.held) for e in events if isinstance(e, BalanceChanged)]
+    assert held == [("USD", 90 * USD + 45_000)]  # + 5 bps worst fee
+    events = cleared.place(1, SELL, 10_500, 1 * SHARE, tif=TimeInForce.GTD, expire_at_us=10**9)
+    held = [(e.asset, e.held) for e in events if isinstance(e, BalanceChanged)]
+    assert held == [("AAPLx", 1 * SHARE)]
