@@ -818,9 +818,12 @@ class Venue:
             )
             and market.min_qty <= (qty := order.qty) <= market.qty_max_plain
             and (market.unit_steps or not (price % market.price_tick or qty % market.qty_step))
-            and market.min_notional_scaled
-            <= price * qty * market.notional_num
-            <= market.notional_max_plain
+            and (
+                market.notional_free  # as in `_place`: the bounds above keep it in range
+                or market.min_notional_scaled
+                <= price * qty * market.notional_num
+                <= market.notional_max_plain
+            )
         ):
             return self._amend_checked(cmd, events)
         book = market.book
