@@ -598,17 +598,25 @@ class Venue:
                     qty = taker.leaves_qty
                     if qty > maker.leaves_qty:
                         qty = maker.leaves_qty
-                maker.leaves_qty -= qty
-                maker.cum_qty += qty
-                maker.filled_value += price * qty
+                maker_leaves = maker.leaves_qty - qty
+                maker_cum = maker.cum_qty + qty
                 level.qty -= qty
                 taker.cum_qty += qty
                 taker.filled_value += price * qty
-                if maker.leaves_qty:
-                    maker.status = PARTIALLY_FILLED
+                if maker_leaves:
+                    maker_status = PARTIALLY_FILLED
                 else:
-                    maker.status = FILLED
+                    maker_status = FILLED
                     gone.append(maker)
+                # A maker filled in full leaves the book below and nothing reads it again:
+                # without a ledger (whose settlement and release read its totals) its fields
+                # are left as they were, as a cancel leaves them (a store on a msgspec struct
+                # is never specialised, ~280 instructions each; the event says what it became).
+                if maker_leaves or clearing is not None:
+                    maker.leaves_qty = maker_leaves
+                    maker.cum_qty = maker_cum
+                    maker.filled_value += price * qty
+                    maker.status = maker_status
                 if quote_qty:
                     # Later levels only cost more, so a budget short of one step here is spent.
                     quote_left -= price * qty * num
@@ -629,9 +637,9 @@ class Venue:
                         taker_side,
                         maker.order_id,
                         maker.account,
-                        maker.leaves_qty,
-                        maker.cum_qty,
-                        maker.status,
+                        maker_leaves,
+                        maker_cum,
+                        maker_status,
                         taker_id,
                         taker_account,
                         taker.leaves_qty,
