@@ -3,55 +3,90 @@
 Remembers exactly the last `capacity` closed orders, forgetting the oldest first. The ids
 live in chunks of at most `CHUNK` entries rather than one big dict, because a dict that
 grows rehashes everything it holds at once: at a million entries that stalls one command
-for tens of milliseconds. Chunks grow small and are dropped whole once emptied. Lookups
-(only on the rejection path) try each chunk, newest first.
+for tens of milliseconds. A full chunk never changes again; it is dropped whole once every
+entry in it is forgotten. Until then its forgotten entries (the oldest ones) stay in it and
+are told apart by their position, so that `add`, on the hot path of every closing order,
+only stores the id. Lookups (only on the rejection path) try each chunk, newest first.
 """
 
 from collections import deque
 from collections.abc import Iterator
+from itertools import islice
 
 CHUNK = 16_384  # a rehash of this many entries costs well under a millisecond
 
 
 class ClosedOrders:
-    __slots__ = ("_chunks", "_last", "_order", "capacity")
+    __slots__ = ("_chunk_size", "_chunks", "_last", "_positions", "capacity")
 
     def __init__(self, capacity: int) -> None:
         assert capacity > 0, "remember at least one closed order"
         self.capacity = capacity
+        # No larger than the capacity, so that the newest chunk is never partly forgotten.
+        self._chunk_size = min(CHUNK, capacity)
         self._last: dict[int, int] = {}  # the newest chunk, the one `add` fills
         self._chunks: deque[dict[int, int]] = deque([self._last])  # id -> account, oldest first
-        self._order: deque[int] = deque()  # every remembered id, in closing order
+        # Where each id sits in the one chunk that may be partly forgotten, built when a
+        # lookup first needs it: (that chunk, id -> position).
+        self._positions: tuple[dict[int, int], dict[int, int]] | None = None
 
     def add(self, order_id: int, account: int) -> None:
-        chunk = self._last  # never dropped: it holds the id just added
-        if len(chunk) >= CHUNK:
-            chunk = self._last = {}
-            self._chunks.append(chunk)
+        chunk = self._last
         chunk[order_id] = account
-        order = self._order
-        order.append(order_id)
-        if len(order) > self.capacity:
-            oldest = self._chunks[0]
-            del oldest[order.popleft()]
-            if not oldest:
-                self._chunks.popleft()
+        if len(chunk) >= self._chunk_size:
+            self._seal()
+
+    def _seal(self) -> None:
+        """Start a new chunk after a full one; drop the oldest chunks once wholly forgotten."""
+        self._last = {}
+        chunks = self._chunks
+        chunks.append(self._last)
+        while self._forgotten() >= self._chunk_size:
+            dropped = chunks.popleft()
+            if self._positions is not None and self._positions[0] is dropped:
+                self._positions = None
+
+    def _forgotten(self) -> int:
+        """How many of the oldest stored entries are past the capacity."""
+        stored = (len(self._chunks) - 1) * self._chunk_size + len(self._last)
+        return max(0, stored - self.capacity)
 
     def owner(self, order_id: int) -> int | None:
         """The account whose order this was, if it is remembered."""
-        for chunk in reversed(self._chunks):
+        forgotten = self._forgotten()
+        size = self._chunk_size
+        for index in range(len(self._chunks) - 1, -1, -1):
+            chunk = self._chunks[index]
             account = chunk.get(order_id)
-            if account is not None:
+            if account is None:
+                continue
+            start = index * size  # the position of the chunk's first entry
+            if start >= forgotten:
                 return account
+            if start + size <= forgotten:
+                return None
+            return account if start + self._position(chunk, order_id) >= forgotten else None
         return None
+
+    def _position(self, chunk: dict[int, int], order_id: int) -> int:
+        """Where `order_id` sits in `chunk`, a full chunk (so the positions never change)."""
+        if self._positions is None or self._positions[0] is not chunk:
+            self._positions = (chunk, {key: at for at, key in enumerate(chunk)})
+        return self._positions[1][order_id]
 
     def __contains__(self, order_id: int) -> bool:
         return self.owner(order_id) is not None
 
     def __len__(self) -> int:
-        return len(self._order)
+        stored = (len(self._chunks) - 1) * self._chunk_size + len(self._last)
+        return min(stored, self.capacity)
 
     def items(self) -> Iterator[tuple[int, int]]:
         """(order id, account), oldest first."""
+        skip = self._forgotten()
         for chunk in self._chunks:
-            yield from chunk.items()
+            if skip >= len(chunk):
+                skip -= len(chunk)
+                continue
+            yield from islice(chunk.items(), skip, None)
+            skip = 0

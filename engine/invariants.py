@@ -64,7 +64,11 @@ def _check_market(market: Market) -> list[Order]:
 
 def _check_side(market: Market, side: BookSide) -> list[Order]:
     symbol = market.symbol
-    assert sorted(side.levels) == list(side.keys), f"{symbol}: level keys out of step"
+    assert sorted([*side.levels, *side.dormant]) == side.keys, f"{symbol}: level keys out of step"
+    assert not side.levels.keys() & side.dormant.keys(), f"{symbol}: a level live and dormant"
+    for key, level in side.dormant.items():
+        assert level.key == key and not level.orders and not level.qty, f"{symbol}: {key} dormant"
+    assert not side.keys or side.keys[0] in side.levels, f"{symbol}: the first key is dormant"
     expected_best = side.levels[side.keys[0]] if side.keys else None
     assert side.best is expected_best, f"{symbol}: cached best level is stale"
     orders: list[Order] = []

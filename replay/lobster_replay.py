@@ -640,9 +640,8 @@ def _fills_named(executions: list[Message]) -> list[tuple[int, int]]:
 def _depth(side: BookSide, levels: int) -> list[tuple[int, int]]:
     """`BookSide.depth`, read through the key list's own iterator: it runs on every row."""
     by_key = side.levels
-    return [
-        (level.price, level.qty) for level in map(by_key.__getitem__, islice(side.keys, levels))
-    ]
+    live = filter(by_key.__contains__, side.keys)  # a dormant level's key has no level
+    return [(level.price, level.qty) for level in map(by_key.__getitem__, islice(live, levels))]
 
 
 def _padded_depth(side: BookSide, levels: int, empty: tuple[int, int]) -> list[tuple[int, int]]:

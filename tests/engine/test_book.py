@@ -1,6 +1,8 @@
 """The order book: FIFO levels, sorted prices, the cached best, L2 depth and L3 order."""
 
-from engine.book import Order, OrderBook
+import sys
+
+from engine.book import DORMANT_LEVELS_MAX, Order, OrderBook
 from engine.enums import OrderStatus, OrderType, SelfTradePrevention, Side, TimeInForce
 
 
@@ -102,12 +104,13 @@ def test_moving_an_order_within_or_between_kept_levels() -> None:
         book.asks.add(o)
     book.asks.move(a, 100, 5)  # same price: to the back of its own level
     assert [o.order_id for o in book.iter_orders()] == [2, 1, 3] and book.best_ask() == (100, 7)
-    book.asks.move(c, 100, 3)  # its level empties into one that exists: dropped
-    assert book.asks.keys == [100] and book.best_ask() == (100, 10) and len(book.asks) == 1
+    book.asks.move(c, 100, 3)  # its level empties into one that exists: dropped (dormant)
+    assert book.asks.keys == [100, 102] and list(book.asks.dormant) == [102]
+    assert book.best_ask() == (100, 10) and len(book.asks) == 1
     only = order(4, Side.SELL, 105, 1)
     book.asks.add(only)
     book.asks.move(only, 105, 1)  # the only order of its level, back to the same price
-    assert book.asks.keys == [100, 105] and book.depth(5)[1] == [(100, 10), (105, 1)]
+    assert book.asks.keys == [100, 102, 105] and book.depth(5)[1] == [(100, 10), (105, 1)]
 
 
 def test_a_new_level_reuses_the_last_dropped_one_at_its_own_price() -> None:
@@ -126,3 +129,58 @@ def test_a_new_level_reuses_the_last_dropped_one_at_its_own_price() -> None:
     assert book.asks.keys == [102, 103] and book.depth(5)[1] == [(102, 4), (103, 3)]
     book.asks.add(order(4, Side.SELL, 104, 1))  # no spare: a fresh level
     assert book.asks.levels[104] is not dropped and book.asks.keys == [102, 103, 104]
+
+
+def test_a_level_emptied_behind_the_best_stays_dormant_until_its_price_comes_back() -> None:
+    book = OrderBook("X")
+    orders = [order(i, Side.BUY, price, 1) for i, price in enumerate((100, 98, 97, 95), 1)]
+    for o in orders:
+        book.bids.add(o)
+    behind = book.bids.levels[-98]
+    book.bids.remove(orders[1])  # 98 empties behind the best: its key stays, dormant
+    assert book.bids.keys == [-100, -98, -97, -95] and book.bids.dormant == {-98: behind}
+    assert len(book.bids) == 3 and book.depth(5)[0] == [(100, 1), (97, 1), (95, 1)]
+    assert [level.price for level in book.bids.iter_levels()] == [100, 97, 95]
+    assert [level.price for level in book.bids.levels_within(-96)] == [100, 97]
+    assert book.bids.keys_between(-101, -96) == [-100, -97]
+    book.bids.add(order(5, Side.BUY, 98, 4))  # reopened in place: the same level, no bisect
+    assert book.bids.levels[-98] is behind and not book.bids.dormant
+    assert book.depth(5)[0] == [(100, 1), (98, 4), (97, 1), (95, 1)]
+
+
+def test_the_best_emptying_forgets_the_dormant_keys_before_the_next_live_one() -> None:
+    book = OrderBook("X")
+    orders = [order(i, Side.SELL, price, 1) for i, price in enumerate((100, 101, 102, 103), 1)]
+    for o in orders:
+        book.asks.add(o)
+    book.asks.remove(orders[1])
+    book.asks.remove(orders[2])
+    assert book.asks.keys == [100, 101, 102, 103] and set(book.asks.dormant) == {101, 102}
+    book.asks.remove(orders[0])  # best moves on to 103, past the two dormant keys
+    assert book.asks.keys == [103] and not book.asks.dormant and book.best_ask() == (103, 1)
+    book.asks.remove(orders[3])
+    assert book.asks.keys == [] and book.best_ask() is None
+
+
+def test_dormant_levels_are_bounded() -> None:
+    book = OrderBook("X")
+    book.asks.add(order(1, Side.SELL, 1, 1))  # the best, kept throughout
+    for i in range(DORMANT_LEVELS_MAX + 1):
+        behind = order(i + 2, Side.SELL, i + 2, 1)
+        book.asks.add(behind)
+        book.asks.remove(behind)
+        assert len(book.asks.dormant) == (i + 1 if i < DORMANT_LEVELS_MAX else 0)
+    assert book.asks.keys == [1] and book.depth(5)[1] == [(1, 1)]
+
+
+def test_a_dormant_level_frees_the_table_of_the_orders_it_held() -> None:
+    book = OrderBook("X")
+    book.asks.add(order(1, Side.SELL, 100, 1))
+    many = [order(i, Side.SELL, 101, 1) for i in range(2, 1_002)]
+    for o in many:
+        book.asks.add(o)
+    level = book.asks.levels[101]
+    held = sys.getsizeof(level.orders)
+    for o in many:
+        book.asks.remove(o)
+    assert book.asks.dormant == {101: level} and sys.getsizeof(level.orders) < held // 10

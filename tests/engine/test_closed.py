@@ -23,3 +23,38 @@ def test_across_chunks() -> None:
     assert closed.owner(first_kept - 1) is None and first_kept - 1 not in closed
     assert closed.owner(first_kept) == 7 and closed.owner(total) == 7
     assert [order_id for order_id, _ in closed.items()] == list(range(first_kept, total + 1))
+
+
+def test_matches_a_plain_list_of_the_last_capacity_orders() -> None:
+    # Chunks of `capacity` entries when it is below CHUNK: the forgotten entries of a full
+    # chunk are told apart by position, before and after the chunk is dropped whole.
+    for capacity in (1, 2, 3, 5):
+        closed = ClosedOrders(capacity)
+        added: list[tuple[int, int]] = []
+        for order_id in range(1, 8 * capacity + 3):
+            closed.add(order_id, account=order_id % 4 + 1)
+            added.append((order_id, order_id % 4 + 1))
+            kept = added[-capacity:]
+            assert list(closed.items()) == kept
+            assert len(closed) == len(kept)
+            owners = dict(kept)
+            assert [closed.owner(i) for i in range(order_id + 2)] == [
+                owners.get(i) for i in range(order_id + 2)
+            ]
+
+
+def test_forgets_by_position_inside_a_full_chunk() -> None:
+    capacity = CHUNK + 7
+    closed = ClosedOrders(capacity)
+    total = 3 * CHUNK + 11
+    for order_id in range(1, total + 1):
+        closed.add(order_id, account=order_id % 9)
+        if order_id in (capacity, capacity + 1, 2 * CHUNK, 2 * CHUNK + 1, total):
+            first_kept = max(1, order_id - capacity + 1)
+            for probe in (first_kept - 2, first_kept - 1, first_kept, first_kept + 1, order_id):
+                expected = probe % 9 if first_kept <= probe <= order_id else None
+                assert closed.owner(probe) == expected, (order_id, probe)
+            assert len(closed) == order_id - first_kept + 1
+    assert [order_id for order_id, _ in closed.items()] == list(
+        range(total - capacity + 1, total + 1)
+    )
