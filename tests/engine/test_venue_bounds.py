@@ -26,6 +26,7 @@ from engine.commands import (
     PlaceOrder,
     RequestWithdrawal,
     SetInstrumentStatus,
+    SetReferencePrice,
     SplitShares,
 )
 from engine.enums import (
@@ -385,6 +386,57 @@ def test_a_split_cancels_a_sell_it_would_take_past_the_bound() -> None:
     assert [(e.order_id, e.reason) for e in canceled] == [(held, CancelReason.CORPORATE_ACTION)]
     assert venue.orders[small].leaves_qty == 10**11 and venue.orders[small].price == 100
     assert cleared.balance(1, "AAPLx") == ((big + 10**8) * 1_000, 0)  # all free again
+    within_the_bound(venue)
+    still_whole(venue)
+
+
+def test_a_split_cancels_an_order_whose_fills_it_would_take_past_units_max() -> None:
+    """The finding: a split multiplies cum_qty (every fill of the order's life, which can
+    pass the supply) and so qty by N / M with no bound. A buy that bought 2e16 units over
+    round trips, with a small rest within `order_value_max`, came out of a 1000:1 split
+    with cum_qty 2e19, and state_hash and snapshots raised OverflowError."""
+    cleared = Cleared(price_band_bps=10_000)  # band low: one tick (0.01)
+    venue = cleared.venue
+
+    def ok(command: Command) -> None:
+        assert rejection(cleared.do(command)) is None
+
+    shares = 4 * 10**15  # 1000 x shares is within SUPPLY_MAX: the split itself is allowed
+    ok(AttestReserves(asset="AAPLx", amount=shares + 4 * 10**8, as_of_us=venue.ts_us + 1))
+    ok(AttestReserves(asset="USD", amount=2**62, as_of_us=venue.ts_us + 1))
+    ok(Deposit(account=2, asset="AAPLx", amount=shares - 10**8))  # 2 now holds `shares`
+    for account in (1, 2):
+        ok(Deposit(account=account, asset="USD", amount=2**60))
+    ok(PlaceOrder(account=1, symbol=SYMBOL, side=BUY, price=1, qty=3 * 10**16))
+    buy = max(venue.orders)
+    for _ in range(5):  # 2 sells into 1's bid at 1; 1 sells them back into 2's bid at 2
+        ok(
+            PlaceOrder(
+                account=2, symbol=SYMBOL, side=SELL, price=1, qty=shares, tif=TimeInForce.IOC
+            )
+        )
+        ok(PlaceOrder(account=2, symbol=SYMBOL, side=BUY, price=2, qty=shares))
+        ok(
+            PlaceOrder(
+                account=1, symbol=SYMBOL, side=SELL, price=2, qty=shares, tif=TimeInForce.IOC
+            )
+        )
+    order = venue.orders[buy]
+    assert order.cum_qty == 5 * shares
+    ok(SetReferencePrice(symbol=SYMBOL, price=10_000))
+    ok(AmendOrder(account=1, order_id=buy, price=1_000, qty=order.cum_qty + 1_000))
+    assert order.cum_qty * 1_000 > UNITS_MAX  # a rest of 1000 at 10.00: within the bound
+    market = venue.markets[SYMBOL]
+    assert not market.above_value_max(order.price, order.leaves_qty, order.filled_value)
+    ok(SetInstrumentStatus(symbol=SYMBOL, status=InstrumentStatus.HALTED))
+    events = cleared.do(SplitShares(symbol=SYMBOL, ratio_new=1_000, ratio_old=1))
+    assert rejection(events) is None
+    canceled = [e for e in events if isinstance(e, OrderCanceled)]
+    assert [(e.order_id, e.reason) for e in canceled] == [(buy, CancelReason.CORPORATE_ACTION)]
+    assert buy not in venue.orders
+    for market in venue.markets.values():
+        for resting in market.book.iter_orders():
+            assert resting.cum_qty <= resting.qty <= UNITS_MAX
     within_the_bound(venue)
     still_whole(venue)
 
