@@ -462,6 +462,33 @@ def test_a_listing_with_a_number_past_units_max_is_refused(field: str) -> None:
     still_whole(harness.venue)
 
 
+@pytest.mark.parametrize("maturity_us", [INT64_MAX + 1, 2**64, -1])
+def test_a_listing_with_a_maturity_past_int64_is_refused(maturity_us: int) -> None:
+    """The finding: maturity_us was unbounded, so a bill listed with maturity_us 2**64 by a
+    direct engine command (the wire and config parse a date) made state_hash raise. It is a
+    time: a positive int64 for a bill, 0 for the others."""
+    harness = Harness()
+    bill = "TB-Z-USD"
+
+    def spec(maturity: int, kind: InstrumentKind = InstrumentKind.TBILL) -> Any:
+        return make_spec(
+            symbol=bill,
+            kind=kind,
+            base="TB-Z",
+            price_decimals=6,
+            qty_decimals=0,
+            reference_price=98_000_000,
+            maturity_us=maturity,
+        )
+
+    for bad in (spec(maturity_us), spec(maturity_us, InstrumentKind.EQUITY)):
+        assert bad.problem() is not None
+        refused_unchanged(harness, ListInstrument(spec=bad), E.BAD_PARAM)
+    assert bill not in harness.venue.markets
+    assert rejection(harness.do(ListInstrument(spec=spec(INT64_MAX)))) is None
+    still_whole(harness.venue)
+
+
 def test_an_amend_that_lowers_what_the_order_may_trade_is_never_refused_for_the_bound() -> None:
     """The finding: an order may have traded up to twice the bound (a requote checks price x
     qty alone), and then even an amend down of its qty at the same price was refused
