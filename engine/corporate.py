@@ -184,7 +184,10 @@ class Corporate:
         split books on an asset nothing holds); buys move theirs to the new worst case.
         A sell's price rounds up, to one tick at least, so a split can multiply what it may
         trade: an order whose worst case then passes `order_value_max` goes. It is checked
-        whole, even if its worth did not grow, since its units are counted anew."""
+        whole, even if its worth did not grow, since its units are counted anew. What it has
+        filled grows by N / M too, and counts every fill of its life (it can pass the
+        supply): an order whose new qty (cum + leaves) would pass `UNITS_MAX` goes, so its
+        totals stay within 64 bits. Its filled value does not change."""
         kept: list[Plan] = []
         spec = market.spec
         for order in list(market.book.iter_orders()):
@@ -193,6 +196,7 @@ class Corporate:
                 leaves < market.min_qty
                 or not 0 < price <= UNITS_MAX
                 or market.above_value_max(price, leaves, order.filled_value)
+                or _rescaled_cum(order, market, cmd.ratio_new, cmd.ratio_old) + leaves > UNITS_MAX
                 or not self._rehold(order, market, price, leaves)
             ):
                 self.venue._cancel_open(order, CORPORATE, events)
@@ -234,11 +238,10 @@ class Corporate:
         book.bids = BookSide(Side.BUY)
         book.asks = BookSide(Side.SELL)
         ts = self.venue.ts_us
-        step = market.qty_step
         for order, price, leaves in kept:
             order.price = price
             order.leaves_qty = leaves
-            order.cum_qty = order.cum_qty * ratio_new // (ratio_old * step) * step
+            order.cum_qty = _rescaled_cum(order, market, ratio_new, ratio_old)
             order.qty = order.cum_qty + leaves
             book.side(order.side).add(order)
             if order.side is Side.SELL:
@@ -318,6 +321,12 @@ def _rescaled(order: Order, market: Market, ratio_new: int, ratio_old: int) -> t
         scaled // (ratio_new * tick) if order.side is Side.BUY else -(-scaled // (ratio_new * tick))
     )
     return ticks * tick, leaves
+
+
+def _rescaled_cum(order: Order, market: Market, ratio_new: int, ratio_old: int) -> int:
+    """The order's cum_qty after an N:M split: cum x N / M, down to the step."""
+    step = market.qty_step
+    return order.cum_qty * ratio_new // (ratio_old * step) * step
 
 
 def _reference(market: Market, ratio_new: int, ratio_old: int) -> int:

@@ -147,7 +147,9 @@ class Custody:
         result = self.ledger.request_withdrawal(cmd.account, cmd.asset, cmd.amount)
         if isinstance(result, Refused) and result.reason == "INSUFFICIENT_BALANCE":
             scale = self.ledger.assets[cmd.asset].scale
-            available = self.ledger.balance(cmd.account, cmd.asset).available
+            # a get, not `ledger.balance`: a refusal must not create an empty balance row
+            balance = self.ledger.balances.get((cmd.account, cmd.asset))
+            available = balance.available if balance is not None else 0
             facts = (("needed", cmd.amount, scale), ("available", available, scale))
             _refused(result, cmd, "request_withdrawal", events, facts, cmd.asset)
             return

@@ -6,7 +6,8 @@ Prices are integer units at `price_decimals` (T-bills: price per 100
 face), quantities integer units at `qty_decimals` (T-bills: face value), notionals integer
 units of the quote asset at `quote_decimals`. Notional = price x qty x `notional_num` /
 `notional_den`, an exact fraction; the engine compares with it, settlement rounds it once.
-Every amount of a sound spec is at most `UNITS_MAX`, whatever path lists it (as on the wire).
+Every amount of a sound spec is at most `UNITS_MAX`, whatever path lists it (as on the wire),
+and its maturity a positive int64 (T-bills) or 0.
 """
 
 from math import gcd
@@ -14,7 +15,7 @@ from math import gcd
 import msgspec
 
 from engine.enums import InstrumentKind
-from engine.units import SCALE_MAX, UNITS_MAX
+from engine.units import INT64_MAX, SCALE_MAX, UNITS_MAX
 
 SYMBOL_LENGTH_MAX = 32  # long enough for "AAPLx-USD" or "TB-2027-03-04-USD", short for logs
 FEE_BPS_MAX = 1_000  # 10%: anything above is a configuration mistake
@@ -79,6 +80,10 @@ class InstrumentSpec(msgspec.Struct, frozen=True, gc=False):
             return "reference_price must be a positive multiple of price_tick"
         if not (0 <= self.maker_fee_bps <= FEE_BPS_MAX and 0 <= self.taker_fee_bps <= FEE_BPS_MAX):
             return f"fees must be within 0..{FEE_BPS_MAX} bps"
+        # a time, hashed and snapshotted like one: a signed 64-bit integer (the venue's times
+        # all fit one; its "never due" is 2^63)
+        if not 0 <= self.maturity_us <= INT64_MAX:
+            return f"maturity_us must be within 0..{INT64_MAX}"
         if (self.kind is InstrumentKind.TBILL) != (self.maturity_us > 0):
             return "a T-bill needs a maturity and only a T-bill has one"
         return self.caps_problem()

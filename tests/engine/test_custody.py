@@ -291,6 +291,23 @@ def test_a_short_balance_is_refused_with_what_is_needed_and_available(
     assert events[0].facts == (("needed", 101 * USD, 6), ("available", 100 * USD, 6))
 
 
+def test_a_withdrawal_refused_where_there_is_no_balance_changes_nothing(
+    custodied: Custodied,
+) -> None:
+    """The finding: reading what is available for the refusal's facts created an empty
+    balance row for an account that had never held the asset, so a refusal changed the
+    ledger image and the state hash."""
+    venue = custodied.venue
+    assert venue.ledger is not None
+    rows, state = dict(venue.ledger.balances), venue.state_hash()
+    events = custodied.do(RequestWithdrawal(account=1, asset="USD", amount=1), ts=venue.ts_us)
+    assert isinstance(events[0], CommandRejected)
+    assert events[0].reason is ErrorCode.INSUFFICIENT_BALANCE
+    assert events[0].facts == (("needed", 1, 6), ("available", 0, 6))
+    assert dict(venue.ledger.balances) == rows and (1, "USD") not in rows
+    assert venue.state_hash() == state
+
+
 def test_an_attestation_as_of_milliseconds_is_named_as_such(custodied: Custodied) -> None:
     now_us = 1_764_000_000_000_000
     attest = AttestReserves(asset="USD", amount=USD, as_of_us=now_us // 1_000)

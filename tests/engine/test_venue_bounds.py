@@ -26,6 +26,7 @@ from engine.commands import (
     PlaceOrder,
     RequestWithdrawal,
     SetInstrumentStatus,
+    SetReferencePrice,
     SplitShares,
 )
 from engine.enums import (
@@ -389,6 +390,57 @@ def test_a_split_cancels_a_sell_it_would_take_past_the_bound() -> None:
     still_whole(venue)
 
 
+def test_a_split_cancels_an_order_whose_fills_it_would_take_past_units_max() -> None:
+    """The finding: a split multiplies cum_qty (every fill of the order's life, which can
+    pass the supply) and so qty by N / M with no bound. A buy that bought 2e16 units over
+    round trips, with a small rest within `order_value_max`, came out of a 1000:1 split
+    with cum_qty 2e19, and state_hash and snapshots raised OverflowError."""
+    cleared = Cleared(price_band_bps=10_000)  # band low: one tick (0.01)
+    venue = cleared.venue
+
+    def ok(command: Command) -> None:
+        assert rejection(cleared.do(command)) is None
+
+    shares = 4 * 10**15  # 1000 x shares is within SUPPLY_MAX: the split itself is allowed
+    ok(AttestReserves(asset="AAPLx", amount=shares + 4 * 10**8, as_of_us=venue.ts_us + 1))
+    ok(AttestReserves(asset="USD", amount=2**62, as_of_us=venue.ts_us + 1))
+    ok(Deposit(account=2, asset="AAPLx", amount=shares - 10**8))  # 2 now holds `shares`
+    for account in (1, 2):
+        ok(Deposit(account=account, asset="USD", amount=2**60))
+    ok(PlaceOrder(account=1, symbol=SYMBOL, side=BUY, price=1, qty=3 * 10**16))
+    buy = max(venue.orders)
+    for _ in range(5):  # 2 sells into 1's bid at 1; 1 sells them back into 2's bid at 2
+        ok(
+            PlaceOrder(
+                account=2, symbol=SYMBOL, side=SELL, price=1, qty=shares, tif=TimeInForce.IOC
+            )
+        )
+        ok(PlaceOrder(account=2, symbol=SYMBOL, side=BUY, price=2, qty=shares))
+        ok(
+            PlaceOrder(
+                account=1, symbol=SYMBOL, side=SELL, price=2, qty=shares, tif=TimeInForce.IOC
+            )
+        )
+    order = venue.orders[buy]
+    assert order.cum_qty == 5 * shares
+    ok(SetReferencePrice(symbol=SYMBOL, price=10_000))
+    ok(AmendOrder(account=1, order_id=buy, price=1_000, qty=order.cum_qty + 1_000))
+    assert order.cum_qty * 1_000 > UNITS_MAX  # a rest of 1000 at 10.00: within the bound
+    market = venue.markets[SYMBOL]
+    assert not market.above_value_max(order.price, order.leaves_qty, order.filled_value)
+    ok(SetInstrumentStatus(symbol=SYMBOL, status=InstrumentStatus.HALTED))
+    events = cleared.do(SplitShares(symbol=SYMBOL, ratio_new=1_000, ratio_old=1))
+    assert rejection(events) is None
+    canceled = [e for e in events if isinstance(e, OrderCanceled)]
+    assert [(e.order_id, e.reason) for e in canceled] == [(buy, CancelReason.CORPORATE_ACTION)]
+    assert buy not in venue.orders
+    for market in venue.markets.values():
+        for resting in market.book.iter_orders():
+            assert resting.cum_qty <= resting.qty <= UNITS_MAX
+    within_the_bound(venue)
+    still_whole(venue)
+
+
 # ----------------------------------------------------------------- listing
 
 
@@ -407,6 +459,33 @@ def test_a_listing_with_a_number_past_units_max_is_refused(field: str) -> None:
     assert other not in harness.venue.markets
     at_most = make_spec(symbol=other, **{field: UNITS_MAX})
     assert rejection(harness.do(ListInstrument(spec=at_most))) is None
+    still_whole(harness.venue)
+
+
+@pytest.mark.parametrize("maturity_us", [INT64_MAX + 1, 2**64, -1])
+def test_a_listing_with_a_maturity_past_int64_is_refused(maturity_us: int) -> None:
+    """The finding: maturity_us was unbounded, so a bill listed with maturity_us 2**64 by a
+    direct engine command (the wire and config parse a date) made state_hash raise. It is a
+    time: a positive int64 for a bill, 0 for the others."""
+    harness = Harness()
+    bill = "TB-Z-USD"
+
+    def spec(maturity: int, kind: InstrumentKind = InstrumentKind.TBILL) -> Any:
+        return make_spec(
+            symbol=bill,
+            kind=kind,
+            base="TB-Z",
+            price_decimals=6,
+            qty_decimals=0,
+            reference_price=98_000_000,
+            maturity_us=maturity,
+        )
+
+    for bad in (spec(maturity_us), spec(maturity_us, InstrumentKind.EQUITY)):
+        assert bad.problem() is not None
+        refused_unchanged(harness, ListInstrument(spec=bad), E.BAD_PARAM)
+    assert bill not in harness.venue.markets
+    assert rejection(harness.do(ListInstrument(spec=spec(INT64_MAX)))) is None
     still_whole(harness.venue)
 
 
