@@ -228,7 +228,8 @@ class Candles:
     def split(self, symbol: str, ratio_new: int, ratio_old: int, tick: int) -> None:
         """Rescale the symbol's bars at an N:M split (`admin.split`), as the engine rescales
         the reference price: each price x M/N down to the tick (at least one tick), so high
-        >= open, close >= low still hold; each volume x N/M rounded down, as `cum_qty`."""
+        >= open, close >= low still hold; each volume x N/M rounded down to a unit (an
+        order's `cum_qty` is rounded down to the qty step instead: a bar sums many trades)."""
         self._sync(symbol)
         self._current.pop(symbol, None)  # its volumes before the minute are rescaled too
         for interval in INTERVALS_US:
