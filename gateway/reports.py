@@ -772,7 +772,9 @@ class ExecReporter:
                     seen = views[credit] = []
                 seen.append(Leg(transfer_id, kind, None, credit, asset, amount))
                 continue
-            if debit > 0:  # `_as_seen_by` the debit side: the credit side named if the venue's
+            # Past the test above, one side at most is a participant and the other is the
+            # venue's (<= 0) or the same account: `_as_seen_by` names both, no test per leg.
+            if debit > 0:  # the debit side's, to the venue (a fee, a rounding) or itself
                 if kind == fee:  # each fee leg is its payer's (`_fees` for a self-trade)
                     if debit == maker:
                         maker_fee += units
@@ -782,15 +784,13 @@ class ExecReporter:
                     seen = views[debit]
                 except KeyError:
                     seen = views[debit] = []
-                to = credit if credit == debit or credit <= 0 else None
-                seen.append(Leg(leg.transfer_id, kind, debit, to, asset, amount))
-            if credit > 0 and credit != debit:
+                seen.append(Leg(leg.transfer_id, kind, debit, credit, asset, amount))
+            elif credit > 0:  # the credit side's, from the venue (a rebate)
                 try:
                     seen = views[credit]
                 except KeyError:
                     seen = views[credit] = []
-                from_ = debit if debit <= 0 else None
-                seen.append(Leg(leg.transfer_id, kind, from_, credit, asset, amount))
+                seen.append(Leg(leg.transfer_id, kind, debit, credit, asset, amount))
         out = []
         for account, seen in views.items():
             if account > 0:
