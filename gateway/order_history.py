@@ -59,7 +59,10 @@ class _AccountHistory:
 
     def __init__(self) -> None:
         self.closed: dict[int, OrderRecord] = {}  # insertion order is closing order
-        self.ids = SortedList()  # the same ids, ascending: pages walk them newest first
+        # The same ids, ascending: pages walk them newest first. Made by the account's first
+        # page (`sorted_ids`): most accounts never ask for one, and a sorted list is a few
+        # hundred bytes and dozens of bytecodes at each account's first close.
+        self.ids: SortedList | None = None
         # Ids closed since the last page, not yet in `ids`: a set add per close instead of a
         # sorted insert (most of `record`'s cost); a page sorts them in (`sorted_ids`).
         # A subset of `closed`, so bounded by it.
@@ -71,10 +74,13 @@ class _AccountHistory:
 
     def sorted_ids(self) -> SortedList:
         """Every closed order's id, ascending (the ids closed since the last call sorted in)."""
+        ids = self.ids
+        if ids is None:
+            ids = self.ids = SortedList()
         if self.unsorted:
-            self.ids.update(self.unsorted)
+            ids.update(self.unsorted)
             self.unsorted.clear()
-        return self.ids
+        return ids
 
 
 class OrderHistory:
@@ -160,7 +166,8 @@ class OrderHistory:
         del self.closing[oldest]
         if oldest in history.unsorted:
             history.unsorted.discard(oldest)
-        else:
+        else:  # sorted in by a page, so the page made `ids`
+            assert history.ids is not None, f"closed order {oldest} neither sorted nor unsorted"
             history.ids.remove(oldest)
         cl_ord_id = forgotten.cl_ord_id
         if cl_ord_id is not None and history.by_cl_ord_id.get(cl_ord_id) == oldest:
