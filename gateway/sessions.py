@@ -14,7 +14,7 @@ is the dispatcher's and the streams' business.
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -264,6 +264,26 @@ class Sessions:
         if was_clean and dirty:
             asyncio.get_running_loop().call_soon(self.flush_outboxes)
 
+    def publish(self, sessions: Iterable[Session], items: Sequence[bytes], packed: bool) -> None:
+        """Send the same messages to many sessions alike packed (a public publication's
+        audience): `items` are their frames (packed: their payloads). The write is built
+        once; a session with nothing queued whose peer takes writes (the usual subscriber)
+        is written at once, which spares it the outbox and the flush; any other queues them
+        behind what it holds, as `fan_out` does."""
+        write = _write_of(items, packed)
+        now = now_us()  # the heartbeat's clock: silence is counted from the last write
+        for session in sessions:
+            websocket = session.websocket
+            if session.outbox or session.closing or websocket.paused or write is None:
+                for item in items:
+                    self._queue(session, item)
+                continue
+            session.last_sent_us = now
+            try:
+                websocket.send_frames(write)  # False: closing, nobody would read them
+            except OSError:  # this peer's socket failed; its close is under way
+                continue
+
     def push(self, session: Session, message: dict[str, Any]) -> None:
         self.send(session, wire.encode(message))
 
@@ -298,6 +318,21 @@ def peer(session: Session) -> str:
     """The peer's `host:port`, for the log."""
     address = session.websocket.peer
     return f"{address[0]}:{address[1]}" if address else "?"
+
+
+def _write_of(items: Sequence[bytes], packed: bool) -> Sequence[bytes] | None:
+    """The frames one write sends for `items` (frames, or a packed session's payloads) as
+    `_write_front` would send them; None if that takes more than one write."""
+    if len(items) > WRITE_BATCH_MAX:
+        return None
+    if not packed:
+        return items
+    if len(items) == 1:  # alone in its array, whatever its size
+        return (frames.array_frame(items[0]),)
+    body = b",".join(items)
+    if len(body) + 2 > PACK_BYTES_MAX:  # + the array's brackets
+        return None
+    return (frames.array_frame(body),)
 
 
 def _write_front(websocket: transport.Connection, outbox: deque[bytes], packed: bool) -> bool:
