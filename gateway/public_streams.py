@@ -3,7 +3,8 @@
 Owns who follows which public stream (`book`, `trades`, `bbo`, `ticker`, `instruments`,
 `candles`), the `MarketData` that turns released events into coalesced messages, each framed
 once for all its subscribers (a packed one's array takes it as it is), and the candles it
-feeds (kept in snapshots by the server).
+feeds (kept in snapshots by the server). Subscribers that follow the same streams, packed
+alike, are one audience: a publication's write is built once for each audience.
 Published after every released batch and on the heartbeat tick (which also ages the tickers'
 24 h windows), paced: a publication's writes (one per subscriber) may take at most
 `PUBLISH_SHARE_MAX` of the event loop's time, so with many subscribers the turns between two
