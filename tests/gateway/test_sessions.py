@@ -200,8 +200,9 @@ def test_a_publication_is_written_at_once_to_idle_followers_and_queued_behind_th
             public.follow(session, [book, trades], 0)
         public.follow(plain[0], [book], 0)
         sessions.flush_outboxes()  # the snapshots
-        for _, recorder in [*idle, busy, paused, plain]:
+        for session, recorder in [*idle, busy, paused, plain]:
             recorder.writes.clear()
+            session.last_sent_us = 0  # the heartbeat counts silence from the last write
         answer = b'{"id":7}'
         sessions.send(busy[0], answer)
         paused[0].websocket.paused = True
@@ -221,6 +222,7 @@ def test_a_publication_is_written_at_once_to_idle_followers_and_queued_behind_th
         assert plain[1].writes == [[frames.text_frame(book_update)]]
         for session, _ in [*idle, busy, plain]:
             assert not session.outbox and not session.dirty
+            assert session.last_sent_us, "written now: no heartbeat due"
 
     asyncio.run(main())
 
