@@ -24,6 +24,10 @@ OPEN_BRACKET = ord("[")
 _ARRAY_HEADS_7 = [bytes((OPCODE_TEXT_FIN, size, OPEN_BRACKET)) for size in range(LENGTH_7_MAX + 1)]
 _pack_array_head_16 = struct.Struct("!BBHB").pack
 _pack_array_head_64 = struct.Struct("!BBQB").pack
+# a text frame's header, likewise: every push and answer is framed
+_TEXT_HEADS_7 = [bytes((OPCODE_TEXT_FIN, size)) for size in range(LENGTH_7_MAX + 1)]
+_pack_text_head_16 = struct.Struct("!BBH").pack
+_pack_text_head_64 = struct.Struct("!BBQ").pack
 
 
 def array_frame(body: bytes) -> bytes:
@@ -43,7 +47,7 @@ def text_frame(payload: bytes) -> bytes:
     """One unmasked, unfragmented text frame carrying `payload` (UTF-8 JSON)."""
     size = len(payload)
     if size <= LENGTH_7_MAX:
-        return bytes((OPCODE_TEXT_FIN, size)) + payload
+        return _TEXT_HEADS_7[size] + payload
     if size <= LENGTH_16_MAX:
-        return struct.pack("!BBH", OPCODE_TEXT_FIN, LENGTH_16, size) + payload
-    return struct.pack("!BBQ", OPCODE_TEXT_FIN, LENGTH_64, size) + payload
+        return _pack_text_head_16(OPCODE_TEXT_FIN, LENGTH_16, size) + payload
+    return _pack_text_head_64(OPCODE_TEXT_FIN, LENGTH_64, size) + payload

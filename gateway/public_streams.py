@@ -3,7 +3,8 @@
 Owns who follows which public stream (`book`, `trades`, `bbo`, `ticker`, `instruments`,
 `candles`), the `MarketData` that turns released events into coalesced messages, each framed
 once for all its subscribers (a packed one's array takes it as it is), and the candles it
-feeds (kept in snapshots by the server).
+feeds (kept in snapshots by the server). Subscribers that follow the same streams, packed
+alike, are one audience: a publication's write is built once for each audience.
 Published after every released batch and on the heartbeat tick (which also ages the tickers'
 24 h windows), paced: a publication's writes (one per subscriber) may take at most
 `PUBLISH_SHARE_MAX` of the event loop's time, so with many subscribers the turns between two
@@ -12,6 +13,7 @@ publications are coalesced into one update per stream. Limits: `limits.SUBSCRIPT
 
 import asyncio
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -20,7 +22,8 @@ from core.bus import ReadSide
 from core.venue_core import now_us
 from gateway import limits
 from gateway.candles import Candles
-from gateway.market_data import BOOK_DEPTHS, Channel, MarketData, Stream
+from gateway.frames import text_frame
+from gateway.market_data import BOOK_DEPTHS, Channel, MarketData, Message, Stream
 from gateway.sessions import Session, Sessions
 
 # Fanning a turn's market data out costs one socket write per subscriber (~10-20 µs of
@@ -37,9 +40,11 @@ class PublicStreams:
     def __init__(self, connections: Sessions, reads: ReadSide, epoch: int) -> None:
         self.connections = connections
         self.reads = reads
-        # the streams someone follows (a stream's last subscriber gone, it is dropped): also
-        # the streams `MarketData.flush` is told are wanted, not gathered at each publication
-        self.subscribers: dict[Stream, set[Session]] = {}
+        # the audiences that hear each stream someone follows (its last subscriber gone, it is
+        # dropped): also the streams `MarketData.flush` is told are wanted
+        self.audiences: dict[Stream, list[_Audience]] = {}
+        self._audience_of: dict[Session, _Audience] = {}  # a following session's audience
+        self._audience_by_kind: dict[tuple[frozenset[Stream], bool], _Audience] = {}
         self.candles = Candles()  # kept in snapshots, rebuilt by replay: survive restarts
         self.market_data = MarketData(epoch, self.candles)
         self._next_at = 0.0  # time.monotonic() from which the next publication may start
@@ -53,24 +58,43 @@ class PublicStreams:
         """Subscribe `session` to `streams`, each starting with its snapshot."""
         for stream in streams:
             session.streams.add(stream)
-            self.subscribers.setdefault(stream, set()).add(session)
             self.connections.send(session, self.market_data.snapshot(stream, t_in).payload)
+        self._regroup(session, session.streams)
 
     def unfollow(self, session: Session, stream: Stream) -> None:
         session.streams.discard(stream)
-        self._drop(session, stream)
+        self._regroup(session, session.streams)
 
     def leave(self, session: Session) -> None:
         """The session is gone: it follows nothing any more."""
-        for public in session.streams:
-            self._drop(session, public)
+        self._regroup(session, ())
 
-    def _drop(self, session: Session, stream: Stream) -> None:
-        subscribers = self.subscribers.get(stream)
-        if subscribers is not None:
-            subscribers.discard(session)
-            if not subscribers:
-                del self.subscribers[stream]
+    def _regroup(self, session: Session, streams: Iterable[Stream]) -> None:
+        """`session` now follows `streams`: it leaves its audience for the one of those."""
+        before = self._audience_of.pop(session, None)
+        if before is not None:
+            before.sessions.discard(session)
+            if not before.sessions:
+                self._retire(before)
+        kind = (frozenset(streams), session.packed)
+        if not kind[0]:
+            return
+        audience = self._audience_by_kind.get(kind)
+        if audience is None:
+            audience = self._audience_by_kind[kind] = _Audience(*kind)
+            for stream in audience.streams:
+                self.audiences.setdefault(stream, []).append(audience)
+        audience.sessions.add(session)
+        self._audience_of[session] = audience
+
+    def _retire(self, audience: "_Audience") -> None:
+        """An audience's last session is gone: no stream is heard by it any more."""
+        del self._audience_by_kind[audience.streams, audience.packed]
+        for stream in audience.streams:
+            hearing = self.audiences[stream]
+            hearing.remove(audience)
+            if not hearing:
+                del self.audiences[stream]
 
     def publish(self) -> None:
         """What changed goes out now, or when the last publication's pause is over."""
@@ -96,17 +120,33 @@ class PublicStreams:
         """Publish what changed since the last flush (coalesced per stream) and write it
         now, so that its cost, which sets the pause before the next, includes the writes."""
         started_s = time.thread_time()  # CPU time: the loop's, not another process's
-        subscribers = self.subscribers  # its keys are the streams wanted
-        messages = self.market_data.flush(now_us(), subscribers)
-        for message in messages:
-            followers = subscribers.get(message.stream)
-            if followers:  # framed once for all its subscribers (packed ones: not at all)
-                self.connections.fan_out(followers, message.payload)
+        messages = self.market_data.flush(now_us(), self.audiences)  # keys: the streams wanted
         if messages:
-            self.connections.flush_outboxes()
+            self._send(messages)
+            self.connections.flush_outboxes()  # those that queued them
         cost_s = time.thread_time() - started_s
         pause_s = cost_s * (1 - PUBLISH_SHARE_MAX) / PUBLISH_SHARE_MAX
         self._next_at = time.monotonic() + max(PUBLISH_PAUSE_MIN_S, pause_s)
+
+    def _send(self, messages: list[Message]) -> None:
+        """Each audience gets the messages of the streams it follows, in their order, each
+        message framed once for all (a packed audience's array once for its sessions)."""
+        audiences = self.audiences
+        heard: list[_Audience] = []  # the audiences with messages, in the order first heard
+        for message in messages:
+            for audience in audiences.get(message.stream, ()):
+                if not audience.payloads:
+                    heard.append(audience)
+                audience.payloads.append(message.payload)
+        text_frames: dict[bytes, bytes] = {}  # payload -> its frame, for the unpacked
+        for audience in heard:
+            payloads, audience.payloads = audience.payloads, []
+            if not audience.packed:
+                payloads = [
+                    text_frames.get(payload) or text_frames.setdefault(payload, text_frame(payload))
+                    for payload in payloads
+                ]
+            self.connections.publish(audience.sessions, payloads, audience.packed)
 
     async def heartbeats(self) -> None:
         interval_us = limits.HEARTBEAT_INTERVAL_S * 1_000_000
@@ -122,6 +162,19 @@ class PublicStreams:
         message = self.market_data.snapshot(Stream(Channel.INSTRUMENTS, symbol), now_us())
         data: dict[str, Any] = msgspec.json.decode(message.payload)["data"]
         return data
+
+
+class _Audience:
+    """The sessions that follow the very same streams, packed alike: a publication's
+    messages for them are gathered, and their write built, once for all of them."""
+
+    __slots__ = ("packed", "payloads", "sessions", "streams")
+
+    def __init__(self, streams: frozenset[Stream], packed: bool) -> None:
+        self.streams = streams
+        self.packed = packed
+        self.sessions: set[Session] = set()
+        self.payloads: list[bytes] = []  # a publication's, while it is being sent
 
 
 def tier(depth: int | None) -> int:

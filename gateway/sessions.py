@@ -2,7 +2,8 @@
 
 Owns the table of open sessions and how messages reach a peer: every message is framed
 once and queued; once per loop turn every session with new messages gets them in one
-`writev`, or its writer task waits for a paused peer's buffer to drain. An outbox that
+`writev`, or its writer task waits for a paused peer's buffer to drain. A public
+publication (`publish`) skips the queue of a session with nothing queued. An outbox that
 fills up (`limits.SEND_QUEUE_MESSAGES_MAX`) is written at once if the peer's transport takes
 writes (a burst); full behind a paused transport, the client stopped reading:
 `slow_consumer`, close 4002. A packed session (`?pack=1`) queues payloads, not frames, and
@@ -14,7 +15,7 @@ is the dispatcher's and the streams' business.
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -123,9 +124,9 @@ class Sessions:
         to its writer task, which waits for the buffer to drain; both take from the front
         of the outbox only when they write, so messages keep their order. The usual session
         (open, taking writes, a turn's few frames, or a packed one's messages) is written
-        inline here: two to four calls less than `_flush_outbox` per session, which a
-        publication to 1,000 subscribers pays 1,000 times. A packed outbox equal to the one
-        before it (a publication's subscribers are dirty in a row) reuses its array frame:
+        inline here: two to four calls less than `_flush_outbox` per session, which every
+        answer and push pays. A packed outbox equal to the one before it (a fan-out's
+        sessions are dirty in a row) reuses its array frame:
         no join, no frame per subscriber. (Not in C: `attrgetter` and
         `setattr` over the sessions cost more instructions than the specialised attribute
         bytecodes of this loop, callgrind.)
@@ -240,10 +241,9 @@ class Sessions:
         return len(session.outbox) < limits.SEND_QUEUE_MESSAGES_MAX
 
     def fan_out(self, sessions: Iterable[Session], payload: bytes) -> None:
-        """Queue one message for many sessions (a public stream's subscribers), framed at
-        most once: per session a reference to the frame (packed: to the payload) is
-        appended, nothing is built. The rare cases (closing, a full outbox) take `_queue`'s
-        path."""
+        """Queue one message for many sessions (an account's), framed at most once: per
+        session a reference to the frame (packed: to the payload) is appended, nothing is
+        built. The rare cases (closing, a full outbox) take `_queue`'s path."""
         dirty = self._dirty
         was_clean = not dirty
         queued_max = limits.SEND_QUEUE_MESSAGES_MAX
@@ -263,6 +263,33 @@ class Sessions:
                 dirty.append(session)
         if was_clean and dirty:
             asyncio.get_running_loop().call_soon(self.flush_outboxes)
+
+    def publish(self, sessions: Iterable[Session], items: Sequence[bytes], packed: bool) -> None:
+        """Send the same messages to many sessions alike packed (a public publication's
+        audience): `items` are their frames (packed: their payloads). The write is built
+        once; a session with nothing queued whose peer takes writes (the usual subscriber)
+        is written at once, which spares it the outbox and the flush; any other queues them
+        behind what it holds, as `fan_out` does."""
+        write = _write_of(items, packed)
+        if write is None:  # the outbox's path splits it
+            for session in sessions:
+                self._queue_all(session, items)
+            return
+        now = now_us()  # the heartbeat's clock: silence is counted from the last write
+        for session in sessions:
+            websocket = session.websocket
+            if session.outbox or session.closing or websocket.paused:
+                self._queue_all(session, items)
+                continue
+            session.last_sent_us = now
+            try:
+                websocket.send_frames(write)  # False: closing, nobody would read them
+            except OSError:  # this peer's socket failed; its close is under way
+                continue
+
+    def _queue_all(self, session: Session, items: Sequence[bytes]) -> None:
+        for item in items:
+            self._queue(session, item)
 
     def push(self, session: Session, message: dict[str, Any]) -> None:
         self.send(session, wire.encode(message))
@@ -298,6 +325,21 @@ def peer(session: Session) -> str:
     """The peer's `host:port`, for the log."""
     address = session.websocket.peer
     return f"{address[0]}:{address[1]}" if address else "?"
+
+
+def _write_of(items: Sequence[bytes], packed: bool) -> Sequence[bytes] | None:
+    """The frames one write sends for `items` (frames, or a packed session's payloads) as
+    `_write_front` would send them; None if that takes more than one write."""
+    if len(items) > WRITE_BATCH_MAX:
+        return None
+    if not packed:
+        return items
+    if len(items) == 1:  # alone in its array, whatever its size
+        return (frames.array_frame(items[0]),)
+    body = b",".join(items)
+    if len(body) + 2 > PACK_BYTES_MAX:  # + the array's brackets
+        return None
+    return (frames.array_frame(body),)
 
 
 def _write_front(websocket: transport.Connection, outbox: deque[bytes], packed: bool) -> bool:

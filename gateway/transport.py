@@ -121,11 +121,10 @@ class Connection(asyncio.Protocol):
         """Write pre-built frames in one call (uvloop: one writev); the transport buffers what
         the socket does not take, and the caller watches `paused`. False, writing nothing,
         once the connection is not open: its close is under way."""
-        if not self.is_open or self.transport is None:
+        transport = self.transport
+        if not self.is_open or transport is None or transport.is_closing():
             return False
-        if self.transport.is_closing():
-            return False
-        self.transport.writelines(frames)
+        transport.writelines(frames)
         return True
 
     async def drain(self) -> None:

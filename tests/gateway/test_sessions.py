@@ -13,9 +13,15 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from engine.enums import OrderStatus, OrderType, SelfTradePrevention, Side, TimeInForce
+from engine.events import InstrumentListed, OrderAccepted, TradeExecuted
 from gateway import frames, limits, transport
+from gateway import sessions as sessions_module
+from gateway.market_data import Channel, MarketData, Stream
+from gateway.public_streams import PublicStreams
 from gateway.sessions import Session, Sessions
 from tests.conftest import Venue
+from tests.engine.conftest import make_spec
 from tests.gateway.test_server_packed import (
     SYMBOL,
     WAIT_S,
@@ -139,5 +145,136 @@ def test_packed_outboxes_of_several_messages_are_framed_once_for_equal_ones() ->
         assert third[1].writes[0][0] is second[1].writes[0][0], "framed once for both"
         for session, _ in (first, trader, second, single, third):
             assert not session.outbox
+
+    asyncio.run(main())
+
+
+def _public_streams(sessions: Sessions) -> tuple[PublicStreams, Any]:
+    """Public streams over one listed instrument, its market data fed by hand."""
+    spec = make_spec()
+    public = PublicStreams(sessions, None, 1)  # type: ignore[arg-type]
+    public.market_data = MarketData(1, public.candles)
+    public.market_data.on_events([InstrumentListed(0, spec)])
+    public.market_data.flush(0, {})
+    return public, spec
+
+
+def _a_bid_and_a_trade(spec: Any, order_id: int) -> list[Any]:
+    """A bid that rests and a trade between orders the book never held: book and trades."""
+    price, qty = spec.reference_price - spec.price_tick, spec.min_qty
+    bid = OrderAccepted(
+        1, order_id, 1, spec.symbol, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, price, qty,
+        0, False, SelfTradePrevention.EXPIRE_TAKER, None, None, 0,
+    )  # fmt: skip
+    trade = TradeExecuted(
+        1, spec.symbol, order_id, spec.reference_price, qty, Side.BUY, 0, 2, 0, qty,
+        OrderStatus.FILLED, 0, 3, 0, qty, OrderStatus.FILLED,
+    )  # fmt: skip
+    return [bid, trade]
+
+
+def _session(sessions: Sessions, packed: bool) -> tuple[Session, _Recorder]:
+    session, recorder = _packed_session(sessions)
+    session.packed = session.websocket.packed = packed
+    return session, recorder
+
+
+def _payload(frame: bytes) -> bytes:
+    """A server frame's payload: past its 2-byte header, or 4 with a 16-bit length."""
+    return frame[4:] if frame[1] == frames.LENGTH_16 else frame[2:]
+
+
+def test_a_publication_is_written_at_once_to_idle_followers_and_queued_behind_the_rest() -> None:
+    """Followers of the same streams, packed alike, get one write built once for all; one
+    with a message queued this turn gets the publication after it, in the same write; one
+    whose peer is not reading keeps it queued for its writer; an unpacked one gets the
+    frames of only the streams it follows, in the publication's order."""
+
+    async def main() -> None:
+        sessions = Sessions()
+        public, spec = _public_streams(sessions)
+        book, trades = Stream(Channel.BOOK, spec.symbol, 10), Stream(Channel.TRADES, spec.symbol)
+        idle = [_session(sessions, packed=True) for _ in range(3)]
+        busy, paused, plain = (_session(sessions, packed) for packed in (True, True, False))
+        for session, _ in [*idle, busy, paused]:
+            public.follow(session, [book, trades], 0)
+        public.follow(plain[0], [book], 0)
+        sessions.flush_outboxes()  # the snapshots
+        for session, recorder in [*idle, busy, paused, plain]:
+            recorder.writes.clear()
+            session.last_sent_us = 0  # the heartbeat counts silence from the last write
+        answer = b'{"id":7}'
+        sessions.send(busy[0], answer)
+        paused[0].websocket.paused = True
+        public.market_data.on_events(_a_bid_and_a_trade(spec, 1))
+        public.flush()
+        published = public.market_data.seq(book), public.market_data.seq(trades)
+        assert published == (2, 1), "one update of each stream"
+        trade_update, book_update = paused[0].outbox  # the order of the publication
+        assert json.loads(book_update)["ch"] == "book"
+        both = frames.array_frame(trade_update + b"," + book_update)
+        assert all(recorder.writes == [[both]] for _, recorder in idle)
+        assert len({id(recorder.writes[0][0]) for _, recorder in idle}) == 1, "built once"
+        assert busy[1].writes == [
+            [frames.array_frame(b",".join((answer, trade_update, book_update)))]
+        ]
+        assert not paused[1].writes and paused[0].wake.is_set(), "left to its writer task"
+        assert plain[1].writes == [[frames.text_frame(book_update)]]
+        for session, _ in [*idle, busy, plain]:
+            assert not session.outbox and not session.dirty
+            assert session.last_sent_us, "written now: no heartbeat due"
+
+    asyncio.run(main())
+
+
+def test_a_packed_publication_over_one_frame_is_split_as_the_outbox_path_splits_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Messages that would make a packed frame over `PACK_BYTES_MAX` go as the outbox writes
+    them: several frames, none over the cap (a single larger message alone in its own)."""
+    monkeypatch.setattr(sessions_module, "PACK_BYTES_MAX", 64)
+
+    async def main() -> None:
+        sessions = Sessions()
+        public, spec = _public_streams(sessions)
+        book, trades = Stream(Channel.BOOK, spec.symbol, 10), Stream(Channel.TRADES, spec.symbol)
+        session, recorder = _session(sessions, packed=True)
+        public.follow(session, [book, trades], 0)
+        sessions.flush_outboxes()
+        recorder.writes.clear()
+        public.market_data.on_events(_a_bid_and_a_trade(spec, 1))
+        public.flush()
+        sent = [json.loads(_payload(frame)) for write in recorder.writes for frame in write]
+        assert [[message["ch"] for message in array] for array in sent] == [["trades"], ["book"]]
+        assert not session.outbox
+
+    asyncio.run(main())
+
+
+def test_the_audiences_are_the_followers_grouped_by_what_they_follow() -> None:
+    """Each following session is in one audience, with those that follow the very same
+    streams and are packed alike; a stream is wanted while someone follows it."""
+
+    async def main() -> None:
+        sessions = Sessions()
+        public, spec = _public_streams(sessions)
+        book, trades = Stream(Channel.BOOK, spec.symbol, 10), Stream(Channel.TRADES, spec.symbol)
+        first, second, plain = (_session(sessions, packed)[0] for packed in (True, True, False))
+        for session in (first, second, plain):
+            public.follow(session, [book], 0)
+        public.follow(first, [trades], 0)
+        groups = {(audience.streams, audience.packed, frozenset(audience.sessions))
+                  for hearing in public.audiences.values() for audience in hearing}  # fmt: skip
+        assert groups == {
+            (frozenset({book, trades}), True, frozenset({first})),
+            (frozenset({book}), True, frozenset({second})),
+            (frozenset({book}), False, frozenset({plain})),
+        }
+        public.unfollow(first, trades)
+        assert set(public.audiences) == {book}, "trades: no one follows it"
+        assert len(public.audiences[book]) == 2, "first joined second's audience"
+        for session in (first, second, plain):
+            public.leave(session)
+        assert not public.audiences
 
     asyncio.run(main())
