@@ -175,7 +175,12 @@ class Dispatcher:
             envelope, request = wire.decode(frame)
             key = session.key
             if not charged:  # every frame is charged, malformed or not: no flood unthrottled
-                cost = _cost(request) if type(request) is wire.Request else _MALFORMED_COST_MILLI
+                # (a method of fixed cost, the usual, looked up here: `_cost` is a call more)
+                cost = (
+                    _FIXED_COST_MILLI.get(request.method) or _sized_cost(request)
+                    if type(request) is wire.Request
+                    else _MALFORMED_COST_MILLI
+                )
                 account = None if key is None else key.account  # `session.account`, inline
                 retry = self.limiter.charge_cost(session.id, account, cost, t_in)
                 if retry:
@@ -591,11 +596,10 @@ class Dispatcher:
         elif known != key:  # the first one issued under a name wins, on every gateway
             log.warning("a second key issued as %s ignored", key.key)
 
-    def answer(self, pending: Pending, executed: Executed) -> None:
+    def answer(self, pending: Pending) -> None:
+        """Answer a request whose `results` are all in (the release appends each as it comes
+        back, and calls this for the last: no call per command of a batch)."""
         results = pending.results
-        results.append(executed)
-        if len(results) < pending.expected:
-            return
         session = pending.session
         finish = pending.finish  # first: every order's; a pending has at most one of the three
         if finish is not None:
@@ -683,9 +687,11 @@ _QUOTE_MASS_COST_MILLI = tuple(
 
 def _cost(request: wire.Request) -> int:
     """What a request costs in milli-tokens: a batch, the sum of its ops by kind."""
-    cost = _FIXED_COST_MILLI.get(request.method)
-    if cost is not None:  # a place: its method's cost
-        return cost
+    return _FIXED_COST_MILLI.get(request.method) or _sized_cost(request)
+
+
+def _sized_cost(request: wire.Request) -> int:
+    """`_cost` of a request whose method is not of a fixed cost (`_FIXED_COST_MILLI`)."""
     params = request.params
     if type(params) is wire.QuoteMassParams:  # `cost_milli`'s clamp, looked up
         try:  # a decoded one holds at most QUOTES_MAX quotes: always in the table
@@ -880,6 +886,7 @@ _REQUOTE_ANSWER = (
     b'{"status":200,"result":{"seq":%d,"order_id":%d,"status":"%b"}}]},"t_in":%d,"t_out":%d}'
 )
 _STATUS_BYTES = {status: status.encode() for status in OrderStatus}
+_encode_json = msgspec.json.Encoder().encode  # `wire.encode` without its call: an id's JSON
 assert all(wire.encode(status) == b'"%b"' % text for status, text in _STATUS_BYTES.items())
 
 
@@ -903,7 +910,7 @@ def _requote_result(pending: Pending) -> bytes:
         bid_amended, ask_amended = bid_events[0], ask_events[0]
         if bid_amended.order_id and ask_amended.order_id:
             return _REQUOTE_ANSWER % (
-                wire.encode(pending.request_id),
+                _encode_json(pending.request_id),
                 bid.seq,
                 bid_amended.order_id,
                 _STATUS_BYTES[bid_amended.status],
