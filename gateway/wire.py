@@ -270,8 +270,17 @@ class QuoteMassParams(Params, frozen=True):
     quotes: Annotated[tuple[Quote, ...], Meta(max_length=QUOTES_MAX)]
 
     def problem(self) -> Problem | None:
-        if len(self.quotes) == 1:  # the usual requote: no symbol quoted twice, no set
-            return self.quotes[0].problem()
+        quotes = self.quotes
+        if len(quotes) == 1:  # the usual requote: no symbol quoted twice, no set
+            quote = quotes[0]
+            if (
+                quote.bid_px is not None
+                and quote.bid_qty is not None
+                and quote.ask_px is not None
+                and quote.ask_qty is not None
+            ):
+                return None  # both sides given whole (`Quote.problem`'s first test): no call
+            return quote.problem()
         seen: set[str] = set()
         for quote in self.quotes:
             if quote.symbol in seen:
