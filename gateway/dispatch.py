@@ -16,6 +16,8 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
+from itertools import repeat
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -175,7 +177,12 @@ class Dispatcher:
             envelope, request = wire.decode(frame)
             key = session.key
             if not charged:  # every frame is charged, malformed or not: no flood unthrottled
-                cost = _cost(request) if type(request) is wire.Request else _MALFORMED_COST_MILLI
+                # (a method of fixed cost, the usual, looked up here: `_cost` is a call more)
+                cost = (
+                    _FIXED_COST_MILLI.get(request.method) or _sized_cost(request)
+                    if type(request) is wire.Request
+                    else _MALFORMED_COST_MILLI
+                )
                 account = None if key is None else key.account  # `session.account`, inline
                 retry = self.limiter.charge_cost(session.id, account, cost, t_in)
                 if retry:
@@ -484,12 +491,24 @@ class Dispatcher:
         if key is None or "trade" not in key.scopes:  # `_key`, `require_scope`: every batch's
             key = _key(session)  # they word the refusal
             require_scope(key, "trade")
-        planned: list[Command | CommandRejected] = []
-        placed_here: dict[str, str] = {}  # cl_ord_id -> symbol, for amends of earlier ops
         ts_us = self.stamp_us()  # one time for all its commands: none can run in between
         account, specs, plain_place = key.account, self.specs, wire.plain_place
+        ops = request.params.ops  # type: ignore[attr-defined]
+        if _ONLY_PLACES.issuperset(map(type, ops)):  # the usual batch: converted in C
+            args = map(_PARAMS, ops), repeat(specs), repeat(account), repeat(ts_us)
+            places: list[Any] = [*map(plain_place, *args)]  # a PlaceOrder, or None
+            if None not in places:  # (else as any batch, which says what is wrong)
+                pending = Pending(
+                    session, request.id, request.method, t_in, len(places), finish=_batch_result
+                )
+                submit = self.bus.submit
+                for place in places:
+                    submit(place, pending)
+                return
+        planned: list[Command | CommandRejected] = []
+        placed_here: dict[str, str] = {}  # cl_ord_id -> symbol, for amends of earlier ops
         refused = False  # an op refused before it could become a command (`_unknown_order`)
-        for index, op in enumerate(request.params.ops):  # type: ignore[attr-defined]
+        for index, op in enumerate(ops):
             if type(op) is wire.PlaceOp:  # the usual op: converted in one call, or as any op
                 params = op.params
                 if params.cl_ord_id is not None:
@@ -591,11 +610,10 @@ class Dispatcher:
         elif known != key:  # the first one issued under a name wins, on every gateway
             log.warning("a second key issued as %s ignored", key.key)
 
-    def answer(self, pending: Pending, executed: Executed) -> None:
+    def answer(self, pending: Pending) -> None:
+        """Answer a request whose `results` are all in (the release appends each as it comes
+        back, and calls this for the last: no call per command of a batch)."""
         results = pending.results
-        results.append(executed)
-        if len(results) < pending.expected:
-            return
         session = pending.session
         finish = pending.finish  # first: every order's; a pending has at most one of the three
         if finish is not None:
@@ -643,6 +661,10 @@ class Dispatcher:
 # ----------------------------------------------------------------- results
 
 
+_ONLY_PLACES = frozenset({wire.PlaceOp})  # a batch of places alone: `Dispatcher._batch`
+_PARAMS = attrgetter("params")  # a batch op's
+
+
 def _unstamped() -> int:
     return 0  # the time of commands the core stamps itself
 
@@ -683,9 +705,11 @@ _QUOTE_MASS_COST_MILLI = tuple(
 
 def _cost(request: wire.Request) -> int:
     """What a request costs in milli-tokens: a batch, the sum of its ops by kind."""
-    cost = _FIXED_COST_MILLI.get(request.method)
-    if cost is not None:  # a place: its method's cost
-        return cost
+    return _FIXED_COST_MILLI.get(request.method) or _sized_cost(request)
+
+
+def _sized_cost(request: wire.Request) -> int:
+    """`_cost` of a request whose method is not of a fixed cost (`_FIXED_COST_MILLI`)."""
     params = request.params
     if type(params) is wire.QuoteMassParams:  # `cost_milli`'s clamp, looked up
         try:  # a decoded one holds at most QUOTES_MAX quotes: always in the table
@@ -880,6 +904,7 @@ _REQUOTE_ANSWER = (
     b'{"status":200,"result":{"seq":%d,"order_id":%d,"status":"%b"}}]},"t_in":%d,"t_out":%d}'
 )
 _STATUS_BYTES = {status: status.encode() for status in OrderStatus}
+_encode_json = msgspec.json.Encoder().encode  # `wire.encode` without its call: an id's JSON
 assert all(wire.encode(status) == b'"%b"' % text for status, text in _STATUS_BYTES.items())
 
 
@@ -903,7 +928,7 @@ def _requote_result(pending: Pending) -> bytes:
         bid_amended, ask_amended = bid_events[0], ask_events[0]
         if bid_amended.order_id and ask_amended.order_id:
             return _REQUOTE_ANSWER % (
-                wire.encode(pending.request_id),
+                _encode_json(pending.request_id),
                 bid.seq,
                 bid_amended.order_id,
                 _STATUS_BYTES[bid_amended.status],

@@ -14,6 +14,7 @@ the core's listener: it routes each executed command and each durable batch to t
 import asyncio
 import logging
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -212,6 +213,8 @@ class VenueServer:
 
     def on_open(self, connection: transport.Connection) -> None:
         session = self.connections.open(connection)
+        # Its messages go straight to the dispatcher (`on_frame`, without the call through it)
+        connection.deliver = partial(self.dispatcher.on_frame, session)  # type: ignore[method-assign]
         if session.trade:
             session.logon_timer = asyncio.get_running_loop().call_later(
                 limits.LOGON_TIMEOUT_S, self._logon_timeout, session
@@ -288,7 +291,10 @@ class VenueServer:
             pending = executed.origin
             kind = type(pending)  # the origins' classes are final: an `is` each, no isinstance
             if kind is Pending:
-                dispatcher.answer(pending, executed)
+                results = pending.results
+                results.append(executed)
+                if len(results) >= pending.expected:  # its last: the request is answered
+                    dispatcher.answer(pending)
             elif kind is AccountSubscription:
                 private_streams.join(pending)
             elif kind is Notice and not pending.sent:  # before the cancels' pushes

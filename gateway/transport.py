@@ -56,7 +56,9 @@ _AT_EOF = StreamReader.at_eof.__code__  # where the library's parser waits betwe
 class Handler(Protocol):
     """What the layer calls; every callback runs on the event loop and must not block."""
 
-    def on_open(self, connection: "Connection") -> None: ...
+    def on_open(self, connection: "Connection") -> None:
+        """The websocket is open. The handler may set `connection.deliver` here: what each
+        message goes to from then on (`on_frame` until it does)."""
 
     def on_frame(self, connection: "Connection", message: str | bytes) -> None:
         """One whole message: `str` from a text frame (valid UTF-8), `bytes` from binary."""
@@ -107,6 +109,12 @@ class Connection(asyncio.Protocol):
         self.http: http.HttpConnection | _Sniffer | None = _Sniffer(self)
 
     # ----------------------------------------------------------------- what the handler uses
+
+    def deliver(self, message: str | bytes) -> None:
+        """Where each whole message goes: `handler.on_frame` with this connection, unless the
+        handler's `on_open` sets the connection's own `deliver` (say a `partial` of what its
+        `on_frame` would call: a Python call less per request)."""
+        self.handler.on_frame(self, message)
 
     @property
     def closing(self) -> bool:
@@ -211,7 +219,7 @@ class Connection(asyncio.Protocol):
         size = len(data)
         position = 0
         size_max = self.listener.max_size
-        handler = self.handler
+        deliver = self.deliver
         need = 0  # the incomplete frame's whole length, once its header is in
         while size - position >= 2:
             head2 = data[position + 1]
@@ -240,7 +248,7 @@ class Connection(asyncio.Protocol):
             except UnicodeDecodeError:
                 return data[position:]  # the library's frame, `_message`'s 1007
             position = end
-            handler.on_frame(self, text)
+            deliver(text)
             if not self.is_open:  # closed by the handler: what follows
                 self._fast = False  # is the library's, which discards it
                 return data[position:]
@@ -269,7 +277,7 @@ class Connection(asyncio.Protocol):
             text = apply_mask(data[start:], data[start - 4 : start]).decode()
         except UnicodeDecodeError:
             return False  # the loop hands it to the library: 1007
-        self.handler.on_frame(self, text)
+        self.deliver(text)
         if not self.is_open:  # closed by the handler: nothing follows
             self._fast = False
         return True
@@ -405,9 +413,9 @@ class Connection(asyncio.Protocol):
             except UnicodeDecodeError as invalid:
                 self.protocol.fail(1007, f"{invalid.reason} at position {invalid.start}")
                 return
-            self.handler.on_frame(self, text)
+            self.deliver(text)
         else:
-            self.handler.on_frame(self, data)
+            self.deliver(data)
 
     def _handshake(self, request: Request) -> None:
         self.request = request

@@ -212,6 +212,10 @@ class AmendParams(Params, frozen=True):
         return _one_order_id(self.order_id, self.cl_ord_id)
 
 
+_PARAMS = operator.attrgetter("params")  # a batch op's
+_PROBLEM = operator.methodcaller("problem")
+
+
 class BatchOp(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="method"):
     """One op of `order.batch`: `{"method": ..., "params": {...}}`, tagged by its method."""
 
@@ -234,11 +238,15 @@ class BatchParams(Params, frozen=True):
     ]
 
     def problem(self) -> Problem | None:
-        for index, op in enumerate(self.ops):
-            problem = op.params.problem()
+        # Every op's, asked in C (`problem` is pure): the usual batch has none, and is told
+        # so by one count instead of a Python loop over its ops.
+        problems = [*map(_PROBLEM, map(_PARAMS, self.ops))]
+        if problems.count(None) == len(problems):
+            return None
+        for index, problem in enumerate(problems):
             if problem is not None:
                 return problem[0], f"ops[{index}]: {problem[1]}"
-        return None
+        return None  # (not reached: a problem was counted)
 
 
 class Quote(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -270,8 +278,17 @@ class QuoteMassParams(Params, frozen=True):
     quotes: Annotated[tuple[Quote, ...], Meta(max_length=QUOTES_MAX)]
 
     def problem(self) -> Problem | None:
-        if len(self.quotes) == 1:  # the usual requote: no symbol quoted twice, no set
-            return self.quotes[0].problem()
+        quotes = self.quotes
+        if len(quotes) == 1:  # the usual requote: no symbol quoted twice, no set
+            quote = quotes[0]
+            if (
+                quote.bid_px is not None
+                and quote.bid_qty is not None
+                and quote.ask_px is not None
+                and quote.ask_qty is not None
+            ):
+                return None  # both sides given whole (`Quote.problem`'s first test): no call
+            return quote.problem()
         seen: set[str] = set()
         for quote in self.quotes:
             if quote.symbol in seen:
@@ -669,6 +686,12 @@ assert [f.name for f in msgspec.structs.fields(BatchParams)] == ["ops"]
 
 
 def _real_batch(params: Any) -> BatchParams | None:
+    plain_ops = params.ops
+    if _ONLY_PLACES.issuperset(map(type, plain_ops)):  # the usual batch: all made in C
+        places = [*map(_real_place, map(_PARAMS, plain_ops))]
+        if None in places:
+            return None
+        return BatchParams(tuple(map(PlaceOp, places)))
     ops: list[PlaceOp | CancelOp | AmendOp] = []
     for op in params.ops:
         kind = type(op)
@@ -698,6 +721,9 @@ def _real_quote_mass(params: Any) -> QuoteMassParams | None:
             return None
         quotes.append(quote)
     return QuoteMassParams(params.quote_set, tuple(quotes))
+
+
+_ONLY_PLACES = frozenset({_PlainPlaceOp})  # a batch of places alone: `_real_batch`
 
 
 _PLAIN_OF: dict[type[Params], Any] = {

@@ -79,22 +79,21 @@ class FastPaths:
             self.taken["amends"] += 1
         return both
 
-    def answer(self, pending: dispatch.Pending, executed: Any) -> None:
-        if len(pending.results) + 1 == pending.expected:  # its last: the answer goes now
-            for each in [*pending.results, executed]:
-                if each.command is not None:
-                    plain, general = dispatch._plain_outcome(each), dispatch._outcome(each)
-                    if plain != general:
-                        self.differences.append(("outcome", plain, general))
-                    self.taken["outcome"] += 1
-            if pending.finish is dispatch._requote_result:
-                self.check_requote(pending, executed)
-        self._answer(pending, executed)
+    def answer(self, pending: dispatch.Pending) -> None:
+        for each in pending.results:  # all in: the answer goes now
+            if each.command is not None:
+                plain, general = dispatch._plain_outcome(each), dispatch._outcome(each)
+                if plain != general:
+                    self.differences.append(("outcome", plain, general))
+                self.taken["outcome"] += 1
+        if pending.finish is dispatch._requote_result:
+            self.check_requote(pending)
+        self._answer(pending)
 
-    def check_requote(self, pending: dispatch.Pending, executed: Any) -> None:
+    def check_requote(self, pending: dispatch.Pending) -> None:
         """The template's answer is `_batch_result`'s, whatever the id (a string's JSON)."""
         for request_id in (pending.request_id, 'a "quoted\\" é id', "0", 2**53 - 1):
-            results = [*pending.results, executed]
+            results = [*pending.results]
             both = msgspec.structs.replace(pending, request_id=request_id, results=results)
             plain = _T_OUT.sub(b"", dispatch._requote_result(both))
             general = _T_OUT.sub(b"", dispatch._batch_result(both))
