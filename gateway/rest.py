@@ -354,6 +354,8 @@ def _params(
             params = msgspec.json.decode(exchange.body or b"{}")
         except msgspec.DecodeError as failure:
             return wire.WireError(None, E.BAD_JSON, f"the body is not JSON: {failure}")
+        except RecursionError:  # msgspec's guard against nesting that would exhaust the stack
+            return wire.WireError(None, E.BAD_JSON, wire.TOO_DEEP)
         if not isinstance(params, dict):
             return wire.WireError(None, E.BAD_JSON, "the body is one JSON object")
     else:

@@ -256,6 +256,7 @@ def test_bad_orders_change_nothing_and_say_why(run_venue: Run) -> None:
             (json.dumps(order | {"price": "187", "extra": 1}).encode(), (400, "BAD_PARAM")),
             (b"{not json", (400, "BAD_JSON")),
             (b"[1, 2]", (400, "BAD_JSON")),
+            (b'{"tag": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", (400, "BAD_JSON")),  # was a 500
             (
                 json.dumps(order | {"price": "187", "symbol": "NOPE-USD"}).encode(),
                 (400, "UNKNOWN_SYMBOL"),
