@@ -56,6 +56,10 @@ from settlement.tbill import par_proceeds_units
 
 Handler = Callable[[Any, list[Event]], None]
 
+# How far an attestation's as_of may lead the command's time: the operator's clock stamps it
+# (`venue admin attest-reserves`), and a minute is the skew a logon's recv_window allows.
+AS_OF_AHEAD_MAX_US = 60_000_000
+
 
 class Custody:
     def __init__(
@@ -94,6 +98,10 @@ class Custody:
     def _attest(self, cmd: AttestReserves, events: list[Event]) -> None:
         if looks_like_milliseconds(cmd.as_of_us, cmd.ts_us):
             detail = f"as_of {cmd.as_of_us} looks like milliseconds; as_of is in microseconds"
+            _refused(Refused("BAD_PARAM", detail), cmd, "attest_reserves", events)
+            return
+        if cmd.as_of_us > cmd.ts_us + AS_OF_AHEAD_MAX_US:  # it would stay fresh, block the next
+            detail = f"as_of {cmd.as_of_us} is in the future (now {cmd.ts_us} µs)"
             _refused(Refused("BAD_PARAM", detail), cmd, "attest_reserves", events)
             return
         attestation = Attestation(cmd.asset, cmd.amount, cmd.as_of_us)
