@@ -38,7 +38,7 @@ from engine.events import (
     WithdrawalRequested,
     WithdrawalVoided,
 )
-from engine.instrument import InstrumentSpec
+from engine.instrument import InstrumentSpec, is_name
 from engine.market import Market
 from engine.reasons import ErrorCode
 from engine.units import looks_like_milliseconds
@@ -86,6 +86,10 @@ class Custody:
         }
 
     def _list_asset(self, cmd: ListAsset, events: list[Event]) -> None:
+        if not is_name(cmd.code):
+            detail = "asset codes are printable ASCII characters, no spaces"
+            _refused(Refused("BAD_PARAM", detail), cmd, "list_asset", events)
+            return
         spec = AssetSpec(cmd.code, cmd.scale)
         if not _refused(self.ledger.add_asset(spec), cmd, "list_asset", events):
             events.append(AssetListed(cmd.ts_us, spec))

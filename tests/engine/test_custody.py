@@ -334,3 +334,9 @@ def test_an_attestation_as_of_the_future_is_refused_and_changes_nothing(
     assert custodied.venue.ledger.attestations == attestations
     skewed = AttestReserves(asset="USD", amount=USD, as_of_us=now_us + AS_OF_AHEAD_MAX_US)
     custodied.ok(skewed, ts=now_us + 1)
+
+
+@pytest.mark.parametrize("code", ["USD ", "line\nbreak", "ÄÖ", "a b"])
+def test_an_asset_code_is_printable_ascii_without_spaces(custodied: Custodied, code: str) -> None:
+    assert custodied.refused(ListAsset(code=code, scale=0)) is ErrorCode.BAD_PARAM
+    assert custodied.venue.ledger is not None and code not in custodied.venue.ledger.assets
