@@ -95,6 +95,10 @@ class Custody:
             events.append(AssetListed(cmd.ts_us, spec))
 
     def _open_account(self, cmd: OpenAccount, events: list[Event]) -> None:
+        if not cmd.name.isprintable():  # a newline in it would forge a row of a report
+            detail = "account names are printable characters (no line breaks or tabs)"
+            _refused(Refused("BAD_PARAM", detail), cmd, "open_account", events)
+            return
         participant = Participant(cmd.account, cmd.name, cmd.kyc_approved, cmd.jurisdiction)
         if not _refused(self.ledger.add_participant(participant), cmd, "open_account", events):
             events.append(AccountOpened(cmd.ts_us, participant))

@@ -340,3 +340,15 @@ def test_an_attestation_as_of_the_future_is_refused_and_changes_nothing(
 def test_an_asset_code_is_printable_ascii_without_spaces(custodied: Custodied, code: str) -> None:
     assert custodied.refused(ListAsset(code=code, scale=0)) is ErrorCode.BAD_PARAM
     assert custodied.venue.ledger is not None and code not in custodied.venue.ledger.assets
+
+
+def test_an_account_name_is_printable(custodied: Custodied) -> None:
+    """`venue ledger balances` prints one row per balance with the account's name: a name
+    holding a line break forged rows of that report."""
+    forged = "x\n2 b                        USD             1000000.000000"
+    assert (
+        custodied.refused(OpenAccount(account=3, name=forged, kyc_approved=True, jurisdiction="DE"))
+        is ErrorCode.BAD_PARAM
+    )
+    assert custodied.venue.ledger is not None and 3 not in custodied.venue.ledger.participants
+    custodied.ok(OpenAccount(account=3, name="Zoë Fund", kyc_approved=True, jurisdiction="DE"))
