@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any, NoReturn, TypeVar
 
 import msgspec
 
@@ -41,6 +41,7 @@ from engine.venue import VenueConfig as EngineConfig
 from settlement.ledger import Ledger
 
 log = logging.getLogger("venue")
+T = TypeVar("T")
 
 JOURNAL_FILE = "journal.log"
 LEDGER_FILE = "ledger.sqlite"
@@ -409,9 +410,18 @@ def lock_data_dir(data_dir: Path, *, shared: bool = False) -> IO[bytes]:
 
 
 def _load_epochs(path: Path) -> list[tuple[int, int]]:
+    return load_json(path, list[tuple[int, int]], [])
+
+
+def load_json(path: Path, kind: type[T], empty: T) -> T:
+    """What `save_json` wrote to `path` as a `kind`, or `empty` when there is no file; a file
+    that does not decode (edited by hand, a damaged disk) refuses the start in one line."""
     if not path.exists():
-        return []
-    return msgspec.json.decode(path.read_bytes(), type=list[tuple[int, int]])
+        return empty
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=kind)
+    except msgspec.DecodeError as failure:
+        raise RecoveryRefused(f"{path} is damaged ({failure}): restore it from a backup") from None
 
 
 def save_json(path: Path, value: Any) -> None:

@@ -38,7 +38,7 @@ from engine.events import (
     WithdrawalRequested,
     WithdrawalVoided,
 )
-from engine.instrument import InstrumentSpec
+from engine.instrument import InstrumentSpec, is_name
 from engine.market import Market
 from engine.reasons import ErrorCode
 from engine.units import looks_like_milliseconds
@@ -55,6 +55,10 @@ from settlement.ledger import (
 from settlement.tbill import par_proceeds_units
 
 Handler = Callable[[Any, list[Event]], None]
+
+# How far an attestation's as_of may lead the command's time: the operator's clock stamps it
+# (`venue admin attest-reserves`), and a minute is the skew a logon's recv_window allows.
+AS_OF_AHEAD_MAX_US = 60_000_000
 
 
 class Custody:
@@ -82,11 +86,19 @@ class Custody:
         }
 
     def _list_asset(self, cmd: ListAsset, events: list[Event]) -> None:
+        if not is_name(cmd.code):
+            detail = "asset codes are printable ASCII characters, no spaces"
+            _refused(Refused("BAD_PARAM", detail), cmd, "list_asset", events)
+            return
         spec = AssetSpec(cmd.code, cmd.scale)
         if not _refused(self.ledger.add_asset(spec), cmd, "list_asset", events):
             events.append(AssetListed(cmd.ts_us, spec))
 
     def _open_account(self, cmd: OpenAccount, events: list[Event]) -> None:
+        if not cmd.name.isprintable():  # a newline in it would forge a row of a report
+            detail = "account names are printable characters (no line breaks or tabs)"
+            _refused(Refused("BAD_PARAM", detail), cmd, "open_account", events)
+            return
         participant = Participant(cmd.account, cmd.name, cmd.kyc_approved, cmd.jurisdiction)
         if not _refused(self.ledger.add_participant(participant), cmd, "open_account", events):
             events.append(AccountOpened(cmd.ts_us, participant))
@@ -94,6 +106,10 @@ class Custody:
     def _attest(self, cmd: AttestReserves, events: list[Event]) -> None:
         if looks_like_milliseconds(cmd.as_of_us, cmd.ts_us):
             detail = f"as_of {cmd.as_of_us} looks like milliseconds; as_of is in microseconds"
+            _refused(Refused("BAD_PARAM", detail), cmd, "attest_reserves", events)
+            return
+        if cmd.as_of_us > cmd.ts_us + AS_OF_AHEAD_MAX_US:  # it would stay fresh, block the next
+            detail = f"as_of {cmd.as_of_us} is in the future (now {cmd.ts_us} µs)"
             _refused(Refused("BAD_PARAM", detail), cmd, "attest_reserves", events)
             return
         attestation = Attestation(cmd.asset, cmd.amount, cmd.as_of_us)

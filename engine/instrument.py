@@ -23,6 +23,13 @@ BAND_BPS_MAX = 10_000  # 100%: a band wider than that bounds nothing
 TBILL_PRICE_PER = 100  # T-bills are quoted per 100 of face value
 
 
+def is_name(text: str) -> bool:
+    """Printable ASCII without spaces, as a symbol or asset code must be: a name then reads
+    the same in every error, log line and terminal, and "AAPLx-USD " or one with a newline
+    cannot list a market that looks like another."""
+    return text.isascii() and text.isprintable() and " " not in text
+
+
 class InstrumentSpec(msgspec.Struct, frozen=True, gc=False):
     symbol: str
     kind: InstrumentKind
@@ -55,8 +62,8 @@ class InstrumentSpec(msgspec.Struct, frozen=True, gc=False):
 
     def problem(self) -> str | None:
         """Why this spec cannot be listed, or None when it is sound."""
-        if not self.symbol or len(self.symbol) > SYMBOL_LENGTH_MAX:
-            return f"symbol must have 1..{SYMBOL_LENGTH_MAX} characters"
+        if not self.symbol or len(self.symbol) > SYMBOL_LENGTH_MAX or not is_name(self.symbol):
+            return f"symbol must have 1..{SYMBOL_LENGTH_MAX} printable ASCII characters, no spaces"
         if not self.base or not self.quote or self.base == self.quote:
             return "base and quote must be two different assets"
         for name in ("price_decimals", "qty_decimals", "quote_decimals"):

@@ -186,7 +186,7 @@ SPLIT_SHARES_PRECEDENCE: tuple[ErrorCode, ...] = (
     E.BAD_PARAM,  # the supply or a reference price would pass the maximum
 )
 
-# BAD_PARAM first for an as_of sent in milliseconds, then as the ledger checks.
+# BAD_PARAM first for an as_of sent in milliseconds or in the future, then as the ledger checks.
 ATTEST_PRECEDENCE: tuple[ErrorCode, ...] = (
     E.BAD_PARAM,
     E.UNKNOWN_ASSET,

@@ -18,7 +18,7 @@ import msgspec
 
 from core.bus import Bus, ReadSide
 from core.sequencer import Executed
-from core.venue_core import now_us, save_json
+from core.venue_core import load_json, now_us, save_json
 from engine.commands import CancelAll, CancelOrder
 from engine.enums import CancelReason
 from engine.units import format_units
@@ -355,12 +355,8 @@ def balance_rows(reads: ReadSide, account: int) -> list[dict[str, Any]]:
 
 
 def _load_push_formats(path: Path) -> list[tuple[int, int]]:
-    if not path.exists():
-        return []
-    return msgspec.json.decode(path.read_bytes(), type=list[tuple[int, int]])
+    return load_json(path, list[tuple[int, int]], [])
 
 
 def _load_deadlines(path: Path) -> dict[int, int]:
-    if not path.exists():
-        return {}
-    return msgspec.json.decode(path.read_bytes(), type=dict[int, int])
+    return load_json(path, dict[int, int], {})

@@ -12,12 +12,15 @@ charged here first, refused or not (`_serve`), and not again by the dispatcher.
 Limits: bodies and headers in `gateway.http`; one request at a time per connection.
 """
 
+import functools
 import logging
 import math
+import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
 from urllib.parse import parse_qsl
 
 import msgspec
+import msgspec.inspect
 from msgspec import Meta
 
 from core.venue_core import now_us
@@ -338,6 +341,22 @@ class RestApi:
 
 # ----------------------------------------------------------------- requests into params
 
+_INTEGER_TEXT = re.compile(r"-?[0-9]+\Z")  # an integer in a query: digits, as JSON has them
+
+
+@functools.cache
+def _integer_fields(params: type[wire.Params]) -> frozenset[str]:
+    """The fields of a params struct that hold an integer (or nothing)."""
+    info = msgspec.inspect.type_info(params)
+    assert isinstance(info, msgspec.inspect.StructType), f"{params} is a struct"
+    return frozenset(field.name for field in info.fields if _is_integer(field.type))
+
+
+def _is_integer(kind: msgspec.inspect.Type) -> bool:
+    if isinstance(kind, msgspec.inspect.UnionType):
+        return any(isinstance(member, msgspec.inspect.IntType) for member in kind.types)
+    return isinstance(kind, msgspec.inspect.IntType)
+
 
 def _params(
     route: Route, exchange: Exchange, in_path: dict[str, int]
@@ -354,6 +373,8 @@ def _params(
             params = msgspec.json.decode(exchange.body or b"{}")
         except msgspec.DecodeError as failure:
             return wire.WireError(None, E.BAD_JSON, f"the body is not JSON: {failure}")
+        except RecursionError:  # msgspec's guard against nesting that would exhaust the stack
+            return wire.WireError(None, E.BAD_JSON, wire.TOO_DEEP)
         if not isinstance(params, dict):
             return wire.WireError(None, E.BAD_JSON, "the body is one JSON object")
     else:
@@ -365,6 +386,9 @@ def _params(
             return wire.WireError(None, E.BAD_PARAM, "a query parameter is repeated")
         for name, value in route.defaults:
             params.setdefault(name, str(value))
+        for name in _integer_fields(route.params).intersection(params):
+            if not _INTEGER_TEXT.match(params[name]):  # `convert` reads "1e3" and "2.99..." too
+                return wire.WireError(None, E.BAD_PARAM, f"Expected `int`, got `str` - at `{name}`")
         try:  # "10" -> 10, "true" -> True, as the struct's field types say
             decoded = msgspec.convert(params, route.params, strict=False)
         except msgspec.ValidationError as failure:

@@ -18,7 +18,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
-import msgspec
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
@@ -26,7 +25,14 @@ from core import config as venue_config
 from core.bus import Bus, EmbeddedBus
 from core.journal import Journal
 from core.sequencer import Executed, Sequencer
-from core.venue_core import JOURNAL_FILE, LEDGER_FILE, RecoveryRefused, VenueCore, now_us
+from core.venue_core import (
+    JOURNAL_FILE,
+    LEDGER_FILE,
+    RecoveryRefused,
+    VenueCore,
+    load_json,
+    now_us,
+)
 from engine.commands import ListAsset, ListInstrument, PlaceOrder, SetOrderCaps
 from engine.events import SharesSplit, TradeExecuted
 from engine.venue import Venue
@@ -336,6 +342,4 @@ _log = logging.getLogger("venue")
 
 
 def _load_keys(path: Path) -> list[ApiKey]:
-    if not path.exists():
-        return []
-    return msgspec.json.decode(path.read_bytes(), type=list[ApiKey])
+    return load_json(path, list[ApiKey], [])

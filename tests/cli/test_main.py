@@ -204,3 +204,18 @@ def test_an_unreadable_ledger_store_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "data" / "ledger.sqlite").write_bytes(b"not a database " * 100)
     result = venue(tmp_path, "ledger", "balances", "--data-dir", "data")
     failed_in_one_line(result, "data/ledger.sqlite", "not a database")
+
+
+@pytest.mark.parametrize(
+    "name", ["api_keys.json", "epochs.json", "push_formats.json", "dead_man.json"]
+)
+def test_serve_on_a_damaged_state_file_names_it_in_one_line(tmp_path: Path, name: str) -> None:
+    """A file the venue keeps beside its journal, edited by hand or damaged: one line naming
+    it, not a traceback (each was a msgspec error from deep in the start)."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / name).write_bytes(b'{"not": "what the venue wrote"')
+    result = venue(
+        tmp_path, "serve", "--config", CONFIG, "--data-dir", str(data_dir), "--port", "0"
+    )
+    failed_in_one_line(result, "cannot start", str(data_dir / name), "damaged")

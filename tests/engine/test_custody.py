@@ -18,6 +18,7 @@ from engine.commands import (
     SetInstrumentStatus,
     VoidWithdrawal,
 )
+from engine.custody import AS_OF_AHEAD_MAX_US
 from engine.enums import CancelReason, InstrumentKind, InstrumentStatus, Side
 from engine.events import (
     CommandRejected,
@@ -315,3 +316,39 @@ def test_an_attestation_as_of_milliseconds_is_named_as_such(custodied: Custodied
     assert isinstance(events[0], CommandRejected) and events[0].reason is ErrorCode.BAD_PARAM
     assert "looks like milliseconds; as_of is in microseconds" in events[0].detail
     custodied.ok(AttestReserves(asset="USD", amount=USD, as_of_us=now_us))
+
+
+def test_an_attestation_as_of_the_future_is_refused_and_changes_nothing(
+    custodied: Custodied,
+) -> None:
+    """An as_of ahead of the command's time would keep the reserves fresh past the staleness
+    bound and refuse every true attestation after it (an older as_of): refused, unless it is
+    no more ahead than a clock's skew."""
+    now_us = 1_764_000_000_000_000
+    assert custodied.venue.ledger is not None
+    attestations = dict(custodied.venue.ledger.attestations)
+    ahead = AttestReserves(asset="USD", amount=USD, as_of_us=now_us + AS_OF_AHEAD_MAX_US + 1)
+    events = custodied.do(ahead, ts=now_us)
+    assert isinstance(events[0], CommandRejected) and events[0].reason is ErrorCode.BAD_PARAM
+    assert "is in the future" in events[0].detail
+    assert custodied.venue.ledger.attestations == attestations
+    skewed = AttestReserves(asset="USD", amount=USD, as_of_us=now_us + AS_OF_AHEAD_MAX_US)
+    custodied.ok(skewed, ts=now_us + 1)
+
+
+@pytest.mark.parametrize("code", ["USD ", "line\nbreak", "ÄÖ", "a b"])
+def test_an_asset_code_is_printable_ascii_without_spaces(custodied: Custodied, code: str) -> None:
+    assert custodied.refused(ListAsset(code=code, scale=0)) is ErrorCode.BAD_PARAM
+    assert custodied.venue.ledger is not None and code not in custodied.venue.ledger.assets
+
+
+def test_an_account_name_is_printable(custodied: Custodied) -> None:
+    """`venue ledger balances` prints one row per balance with the account's name: a name
+    holding a line break forged rows of that report."""
+    forged = "x\n2 b                        USD             1000000.000000"
+    assert (
+        custodied.refused(OpenAccount(account=3, name=forged, kyc_approved=True, jurisdiction="DE"))
+        is ErrorCode.BAD_PARAM
+    )
+    assert custodied.venue.ledger is not None and 3 not in custodied.venue.ledger.participants
+    custodied.ok(OpenAccount(account=3, name="Zoë Fund", kyc_approved=True, jurisdiction="DE"))

@@ -33,6 +33,9 @@ def test_tbill_notional_is_per_hundred_face() -> None:
     ("overrides", "complaint"),
     [
         ({"symbol": ""}, "symbol"),
+        ({"symbol": "AAPLx-USD "}, "no spaces"),  # listed a twin of AAPLx-USD
+        ({"symbol": "bad\nname"}, "printable ASCII"),  # broke one-line errors and logs
+        ({"symbol": "ÄÖ-USD"}, "printable ASCII"),
         ({"quote": "AAPLx"}, "different assets"),
         ({"price_tick": 0}, "positive"),
         ({"min_qty": 3, "qty_step": 2}, "multiple of qty_step"),

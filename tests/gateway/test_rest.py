@@ -128,6 +128,10 @@ def test_bad_public_requests_get_clear_errors(run_venue: Run) -> None:
             ("/api/v1/candles", {"symbol": SYMBOL, "interval": "2m"}, (400, "BAD_PARAM")),
             ("/api/v1/candles", {"symbol": "NOPE-USD", "interval": "1m"}, (400, "UNKNOWN_SYMBOL")),
             ("/api/v1/trades", {"symbol": SYMBOL, "limit": 0}, (400, "BAD_PARAM")),
+            # an integer in float notation is refused, as on the websocket (was rounded)
+            ("/api/v1/book", {"symbol": SYMBOL, "depth": "1e3"}, (400, "BAD_PARAM")),
+            ("/api/v1/book", {"symbol": SYMBOL, "depth": "2.9999999999999999"}, (400, "BAD_PARAM")),
+            ("/api/v1/trades", {"symbol": SYMBOL, "limit": "5.0"}, (400, "BAD_PARAM")),
             ("/api/v1/ticker", {"symbol": SYMBOL, "x": 1}, (400, "BAD_PARAM")),
             ("/api/v1/nowhere", {}, (404, "UNKNOWN_METHOD")),
         ]
@@ -256,6 +260,7 @@ def test_bad_orders_change_nothing_and_say_why(run_venue: Run) -> None:
             (json.dumps(order | {"price": "187", "extra": 1}).encode(), (400, "BAD_PARAM")),
             (b"{not json", (400, "BAD_JSON")),
             (b"[1, 2]", (400, "BAD_JSON")),
+            (b'{"tag": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", (400, "BAD_JSON")),  # was a 500
             (
                 json.dumps(order | {"price": "187", "symbol": "NOPE-USD"}).encode(),
                 (400, "UNKNOWN_SYMBOL"),

@@ -213,6 +213,8 @@ def test_reserve_attestations_gate_deposits(run_venue: Any) -> None:
         assert await refusal(admin, "admin.deposit", deposit) == "RESERVES_EXCEEDED"
         older = {"asset": NEW_ASSET, "amount": "100", "as_of": as_of - 1}
         assert await refusal(admin, "admin.attest_reserves", older) == "BAD_PARAM"
+        a_day_ahead = older | {"as_of": as_of + 86_400_000_000}  # would block `as_of + 1` below
+        assert await refusal(admin, "admin.attest_reserves", a_day_ahead) == "BAD_PARAM"
         await admin.request(
             "admin.attest_reserves", {"asset": NEW_ASSET, "amount": "100", "as_of": as_of + 1}
         )
