@@ -625,15 +625,17 @@ class Venue:
                 else:
                     maker_status = FILLED
                     gone.append(maker)
-                # A maker filled in full leaves the book below and nothing reads it again:
-                # without a ledger (whose settlement and release read its totals) its fields
+                # A maker filled in full leaves the book below and nothing reads it again but
+                # a ledger's settlement (its value) and release (its hold): its other fields
                 # are left as they were, as a cancel leaves them (a store on a msgspec struct
                 # is never specialised, ~280 instructions each; the event says what it became).
-                if maker_leaves or clearing is not None:
+                if maker_leaves:
                     maker.leaves_qty = maker_leaves
                     maker.cum_qty = maker_cum
                     maker.filled_value += price * qty
                     maker.status = maker_status
+                elif clearing is not None:
+                    maker.filled_value += price * qty
                 if quote_qty:
                     # Later levels only cost more, so a budget short of one step here is spent.
                     quote_left -= price * qty * num
@@ -664,9 +666,10 @@ class Venue:
                         taker_status,
                     )
                 )
-                if clearing is not None:  # the settlement reads what the taker has traded
-                    taker.filled_value = taker_value
-                    clearing.settle(market, maker, taker, price, qty, trade_id, ts, events)
+                if clearing is not None:  # given the taker's value: it is stored after matching
+                    clearing.settle(
+                        market, maker, taker, taker_value, price, qty, trade_id, ts, events
+                    )
                 if done:
                     open_after = matching = False
                     break
