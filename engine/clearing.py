@@ -150,20 +150,25 @@ class Clearing:
         market: Market,
         maker: Order,
         taker: Order,
+        taker_value: int,
         price: int,
         qty: int,
         trade_id: int,
         ts: int,
         events: list[Event],
     ) -> None:
-        """Book the DvP chain of one trade (orders' fills already counted) and report it."""
+        """Book the DvP chain of one trade and report it. The maker's fill is already counted
+        in its `filled_value`; the taker's in `taker_value` (matching stores it once, after
+        the last fill: a store on a msgspec struct is never specialised)."""
         terms = market.terms
         assert terms is not None, "settling a market without cash terms"
         if taker.side is BUY:
             buyer, seller = taker, maker
+            bought_value, sold_value = taker_value, maker.filled_value
             buyer_bps, seller_bps = terms.taker_fee_bps, terms.maker_fee_bps
         else:
             buyer, seller = maker, taker
+            bought_value, sold_value = maker.filled_value, taker_value
             buyer_bps, seller_bps = terms.maker_fee_bps, terms.taker_fee_bps
         # `CashTerms` arithmetic written out (paid_total, received_total, fee_exact,
         # fees_total): eight method calls per trade are a third of this function's cost.
@@ -177,14 +182,14 @@ class Clearing:
         # floors were four two-digit divisions.
         if num == 1:  # the usual instrument: nothing times one (a two-digit total, at that)
             exact = price * qty
-            bought_part = buyer.filled_value % den
-            sold_part = seller.filled_value % den
+            bought_part = bought_value % den
+            sold_part = sold_value % den
         else:
             # Price times num first: both products then stay in CPython's one-digit fast path
             # as long as they can (two digits times num is a general product).
             exact = price * num * qty
-            bought_part = buyer.filled_value * num % den
-            sold_part = seller.filled_value * num % den
+            bought_part = bought_value * num % den
+            sold_part = sold_value * num % den
         whole, part = divmod(exact, den)
         pay = whole + 1 if bought_part and bought_part <= part else whole
         receive = whole + 1 if sold_part < part else whole

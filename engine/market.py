@@ -88,8 +88,9 @@ class Market:
         self._fold_caps()
         self.terms: CashTerms | None = None  # set when the venue clears through a ledger
         # Each account's (base, quote) balances, remembered by `Clearing.position` at its first
-        # trade here (the ledger never removes or replaces a balance): one lookup by account id
-        # per party of a trade or a new order instead of one tuple-keyed lookup per balance.
+        # order or trade here (the ledger never removes or replaces a balance): one lookup by
+        # account id per party of a trade or an order instead of one tuple-keyed lookup per
+        # balance.
         # Derived from the ledger, so neither hashed nor snapshotted.
         self.positions: dict[int, tuple[Balance, Balance]] = {}
         self.reference_price = 0

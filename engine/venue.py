@@ -274,8 +274,9 @@ class Venue:
             and (tag is None or 0 < len(tag) <= TAG_LENGTH_MAX)
             and (
                 clearing is None  # `Clearing.eligible` inline: one call less per order
-                # An account that traded here was eligible then and stays so (participants
-                # and specs never change): its remembered position, needed below, says so.
+                # An account that placed an order here was eligible then and stays so
+                # (participants and specs never change): its remembered position, needed
+                # below, says so.
                 or (position := market.positions.get(account)) is not None
                 or (
                     (participant := clearing.participants.get(account)) is not None
@@ -337,12 +338,14 @@ class Venue:
                 asset = spec.quote
                 hold = clearing.place_hold(market, side, order_type, price, qty, cmd.quote_qty)
             # The balance to hold from, looked up here: every order on the venue path comes here.
-            # It is in the account's remembered position (base, quote), once it traded here,
-            # looked up by the eligibility check of the one expression above (an order taking
-            # the checks one by one has None: then by key, as for an account that has not
-            # traded here). Constant indexes: a subscript by `side is BUY` would take the
-            # interpreter's generic path.
-            if position is None:  # no trade here yet (perhaps lacking the other asset): by key
+            # It is in the account's remembered position (base, quote), looked up by the
+            # eligibility check of the one expression above; remembered here at the account's
+            # first order (an order taking the checks one by one has None and looks again),
+            # by key while the account lacks one of the assets. Constant indexes: a subscript
+            # by `side is BUY` would take the interpreter's generic path.
+            if position is None:  # the account is eligible: it passed the checks
+                position = clearing.position(market, account)
+            if position is None:  # it lacks the other asset: by key
                 balance = clearing.balances.get((account, asset))
             elif side is BUY:
                 balance = position[1]
@@ -625,15 +628,17 @@ class Venue:
                 else:
                     maker_status = FILLED
                     gone.append(maker)
-                # A maker filled in full leaves the book below and nothing reads it again:
-                # without a ledger (whose settlement and release read its totals) its fields
+                # A maker filled in full leaves the book below and nothing reads it again but
+                # a ledger's settlement (its value) and release (its hold): its other fields
                 # are left as they were, as a cancel leaves them (a store on a msgspec struct
                 # is never specialised, ~280 instructions each; the event says what it became).
-                if maker_leaves or clearing is not None:
+                if maker_leaves:
                     maker.leaves_qty = maker_leaves
                     maker.cum_qty = maker_cum
                     maker.filled_value += price * qty
                     maker.status = maker_status
+                elif clearing is not None:
+                    maker.filled_value += price * qty
                 if quote_qty:
                     # Later levels only cost more, so a budget short of one step here is spent.
                     quote_left -= price * qty * num
@@ -664,9 +669,10 @@ class Venue:
                         taker_status,
                     )
                 )
-                if clearing is not None:  # the settlement reads what the taker has traded
-                    taker.filled_value = taker_value
-                    clearing.settle(market, maker, taker, price, qty, trade_id, ts, events)
+                if clearing is not None:  # given the taker's value: it is stored after matching
+                    clearing.settle(
+                        market, maker, taker, taker_value, price, qty, trade_id, ts, events
+                    )
                 if done:
                     open_after = matching = False
                     break
@@ -873,6 +879,8 @@ class Venue:
         delta = new_hold = 0
         if clearing is not None:  # what it must hold at the new price: `rehold` inline
             spec = market.spec
+            # The account's remembered position when it has one (see `_place`), else by key.
+            position = market.positions.get(order.account)
             if order.side is BUY:  # it has not traded: a fresh buy's hold
                 terms = market.terms
                 assert terms is not None, "clearing a market without cash terms"
@@ -882,10 +890,15 @@ class Venue:
                     cost * terms.fee_bps_max + terms.fee_up
                 ) // terms.den // BPS
                 asset = spec.quote
+                if position is not None:
+                    balance = position[1]
             else:  # a sell holds what it may still deliver
                 new_hold = qty - order.cum_qty
                 asset = spec.base
-            balance = clearing.balances[(order.account, asset)]
+                if position is not None:
+                    balance = position[0]
+            if position is None:
+                balance = clearing.balances[(order.account, asset)]
             delta = new_hold - order.hold
         if (best is None or best.key > price * opposite.sign) and (  # stays passive
             balance is None or delta <= balance.total - balance.held  # the hold fits

@@ -220,6 +220,25 @@ def test_a_trade_remembers_each_partys_balances_and_new_orders_hold_from_them(
     assert cleared.balance(1, "USD")[1] == 90 * USD + 45_000
 
 
+def test_a_first_order_remembers_the_position_an_ineligible_one_does_not(
+    cleared: Cleared,
+) -> None:
+    """An account's position is remembered at its first accepted order, so that later orders,
+    amends and cancels find their balance by account id; a remembered position also stands for
+    eligibility, so an account refused as not eligible is never remembered."""
+    positions = cleared.venue.markets[SYMBOL].positions
+    cleared.place(4, BUY, 9_000, 1 * SHARE)  # a US account: NOT_ELIGIBLE
+    cleared.place(4, BUY, 9_000, 1 * SHARE)
+    assert 4 not in positions
+    cleared.place(1, BUY, 9_000, 1 * SHARE)
+    ledger = cleared.venue.ledger
+    assert ledger is not None
+    assert positions[1] == (ledger.balances[(1, "AAPLx")], ledger.balances[(1, "USD")])
+    events = cleared.do(AmendOrder(account=1, order_id=1, price=9_100))
+    held = [(e.asset, e.held) for e in events if isinstance(e, BalanceChanged)]
+    assert held == [("USD", 91 * USD + 45_500)] == [("USD", cleared.balance(1, "USD")[1])]
+
+
 def test_a_price_amend_moves_the_hold_or_is_refused_when_it_cannot_grow(cleared: Cleared) -> None:
     cleared.place(3, BUY, 10_000, 99 * SHARE)  # 9,900 USD + fee held of 10,000
     cleared.place(3, SELL, 10_900, 10 * SHARE)
