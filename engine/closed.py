@@ -6,7 +6,8 @@ grows rehashes everything it holds at once: at a million entries that stalls one
 for tens of milliseconds. A full chunk never changes again; it is dropped whole once every
 entry in it is forgotten. Until then its forgotten entries (the oldest ones) stay in it and
 are told apart by their position, so that `add`, on the hot path of every closing order,
-only stores the id. Lookups (only on the rejection path) try each chunk, newest first.
+only stores the id (the venue's hottest paths write it out: store into `filling`, `seal` when
+full). Lookups (only on the rejection path) try each chunk, newest first.
 """
 
 from collections import deque
@@ -17,44 +18,45 @@ CHUNK = 16_384  # a rehash of this many entries costs well under a millisecond
 
 
 class ClosedOrders:
-    __slots__ = ("_chunk_size", "_chunks", "_last", "_positions", "capacity")
+    __slots__ = ("_chunks", "_positions", "capacity", "chunk_size", "filling")
 
     def __init__(self, capacity: int) -> None:
         assert capacity > 0, "remember at least one closed order"
         self.capacity = capacity
         # No larger than the capacity, so that the newest chunk is never partly forgotten.
-        self._chunk_size = min(CHUNK, capacity)
-        self._last: dict[int, int] = {}  # the newest chunk, the one `add` fills
-        self._chunks: deque[dict[int, int]] = deque([self._last])  # id -> account, oldest first
+        self.chunk_size = min(CHUNK, capacity)
+        # The newest chunk, the one `add` fills; `seal` it once it holds `chunk_size` ids.
+        self.filling: dict[int, int] = {}
+        self._chunks: deque[dict[int, int]] = deque([self.filling])  # id -> account, oldest first
         # Where each id sits in the one chunk that may be partly forgotten, built when a
         # lookup first needs it: (that chunk, id -> position).
         self._positions: tuple[dict[int, int], dict[int, int]] | None = None
 
     def add(self, order_id: int, account: int) -> None:
-        chunk = self._last
+        chunk = self.filling
         chunk[order_id] = account
-        if len(chunk) >= self._chunk_size:
-            self._seal()
+        if len(chunk) >= self.chunk_size:
+            self.seal()
 
-    def _seal(self) -> None:
+    def seal(self) -> None:
         """Start a new chunk after a full one; drop the oldest chunks once wholly forgotten."""
-        self._last = {}
+        self.filling = {}
         chunks = self._chunks
-        chunks.append(self._last)
-        while self._forgotten() >= self._chunk_size:
+        chunks.append(self.filling)
+        while self._forgotten() >= self.chunk_size:
             dropped = chunks.popleft()
             if self._positions is not None and self._positions[0] is dropped:
                 self._positions = None
 
     def _forgotten(self) -> int:
         """How many of the oldest stored entries are past the capacity."""
-        stored = (len(self._chunks) - 1) * self._chunk_size + len(self._last)
+        stored = (len(self._chunks) - 1) * self.chunk_size + len(self.filling)
         return max(0, stored - self.capacity)
 
     def owner(self, order_id: int) -> int | None:
         """The account whose order this was, if it is remembered."""
         forgotten = self._forgotten()
-        size = self._chunk_size
+        size = self.chunk_size
         for index in range(len(self._chunks) - 1, -1, -1):
             chunk = self._chunks[index]
             account = chunk.get(order_id)
@@ -78,7 +80,7 @@ class ClosedOrders:
         return self.owner(order_id) is not None
 
     def __len__(self) -> int:
-        stored = (len(self._chunks) - 1) * self._chunk_size + len(self._last)
+        stored = (len(self._chunks) - 1) * self.chunk_size + len(self.filling)
         return min(stored, self.capacity)
 
     def items(self) -> Iterator[tuple[int, int]]:

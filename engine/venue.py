@@ -677,6 +677,7 @@ class Venue:
                     open_after = matching = False
                     break
             orders = level.orders
+            closed = self.closed_orders
             for maker in gone:  # `_retire` inline: a call less per maker filled or expired
                 maker_id = maker.order_id
                 maker_account = maker.account
@@ -690,7 +691,10 @@ class Venue:
                     del self.account_orders[maker_account]
                 if maker.cl_ord_id is not None:
                     del self.cl_ord_index[(maker_account, maker.cl_ord_id)]
-                self.closed_orders.add(maker_id, maker_account)
+                closing = closed.filling  # `ClosedOrders.add` inline, as in `_cancel`
+                closing[maker_id] = maker_account
+                if len(closing) >= closed.chunk_size:
+                    closed.seal()
             if not orders:
                 opposite.drop_level(level)
         # The taker's totals, if it traded and they are read again: it rests or is canceled
@@ -788,7 +792,12 @@ class Venue:
             del self.account_orders[account]
         if order.cl_ord_id is not None:
             del self.cl_ord_index[(account, order.cl_ord_id)]
-        self.closed_orders.add(order_id, account)
+        # `ClosedOrders.add` inline: a Python call costs ~450 instructions, the body ~100.
+        closed = self.closed_orders
+        closing = closed.filling
+        closing[order_id] = account
+        if len(closing) >= closed.chunk_size:
+            closed.seal()
         events.append(
             OrderCanceled(
                 cmd.ts_us, order_id, account, order.symbol, cmd.reason, canceled, order.cum_qty

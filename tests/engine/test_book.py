@@ -184,3 +184,23 @@ def test_a_dormant_level_frees_the_table_of_the_orders_it_held() -> None:
     for o in many:
         book.asks.remove(o)
     assert book.asks.dormant == {101: level} and sys.getsizeof(level.orders) < held // 10
+
+
+def test_moving_to_a_dormant_price_reopens_that_level() -> None:
+    book = OrderBook("X")
+    orders = [order(i, Side.SELL, price, 1) for i, price in enumerate((100, 101, 102, 103), 1)]
+    for o in orders:
+        book.asks.add(o)
+    dormant = book.asks.levels[102]
+    book.asks.remove(orders[2])  # 102 empties behind the best: dormant
+    book.asks.move(orders[1], 102, 1)  # 101 empties too, into the dormant 102
+    assert book.asks.levels[102] is dormant and list(dormant.orders) == [2]
+    assert book.asks.keys == [100, 101, 102, 103] and set(book.asks.dormant) == {101}
+    assert book.asks.dormant[101].qty == 0 and not book.asks.dormant[101].orders
+    book.asks.add(order(5, Side.SELL, 100, 2))
+    book.asks.move(orders[3], 101, 1)  # 103 keeps no order: the dormant 101 reopens
+    assert book.asks.keys == [100, 101, 102, 103] and set(book.asks.dormant) == {103}
+    book.asks.remove(book.asks.levels[100].orders[5])
+    book.asks.move(orders[0], 103, 1)  # the best empties into the dormant 103: best moves on
+    assert book.asks.keys == [101, 102, 103] and not book.asks.dormant
+    assert book.depth(5)[1] == [(101, 1), (102, 1), (103, 1)] and book.best_ask() == (101, 1)
