@@ -7,6 +7,8 @@ what is already stored is a no-op, so a writer can always be replayed.
 """
 
 from collections.abc import Iterable, Sequence
+from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ from settlement.store import LedgerStore, SqliteLedgerStore
 from settlement.transfers import FEE_INCOME, ISSUANCE, REDEMPTION, ROUNDING, Transfer
 
 _REGISTERING = frozenset({AssetListed, AccountOpened, ReservesAttested})  # what `observe` books
+_events_of = attrgetter("events")  # of an executed command
+_transfers_of = attrgetter("transfers")
 BATCH_TRANSFERS = 4_000  # about 1,000 trades: the store's sweet spot for one transaction
 VENUE_ACCOUNT_NAMES = {
     ISSUANCE: "venue:issuance",
@@ -69,20 +73,18 @@ class LedgerWriter:
         """Book durable journal batches of executed commands (each with `events` and
         `transfers`): the registrations they make first, then the transfers naming them.
 
-        Few commands register anything: a command's event types are checked in one C-level
-        pass (`isdisjoint`; events are final structs, so exact types suffice) and only those
-        that register are looked at event by event.
+        Few commands register anything, and most gatherings none: their events' types are
+        checked in one C-level pass (`isdisjoint`; events are final structs, so exact types
+        suffice), and only a gathering that registers is looked at command by command. The
+        transfers are gathered in C too (`chain`): this thread holds the GIL the loop waits for.
         """
+        executed = list(chain.from_iterable(batches))
         registering = _REGISTERING
-        transfers: list[Transfer] = []
-        extend = transfers.extend
-        for batch in batches:
-            for executed in batch:
-                if not registering.isdisjoint(map(type, executed.events)):
-                    self.observe(executed.events)
-                if executed.transfers:
-                    extend(executed.transfers)
-        self.write(transfers)
+        if not registering.isdisjoint(map(type, chain.from_iterable(map(_events_of, executed)))):
+            for command in executed:
+                if not registering.isdisjoint(map(type, command.events)):
+                    self.observe(command.events)
+        self.write(list(chain.from_iterable(map(_transfers_of, executed))))
 
     def write(self, transfers: Sequence[Transfer]) -> None:
         """Store booked transfers, in batches of `BATCH_TRANSFERS`."""
