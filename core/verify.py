@@ -7,8 +7,10 @@ exactly the transfers the replay booked (same ids, same balances) and verifies o
 staleness decides deposits; its `ledger_postgres`, or `--postgres DSN`, names a PostgreSQL
 store to check instead of the data directory's SQLite file). Exits 1 if any check fails.
 Changes nothing but one thing: a half-written snapshot `.tmp` left by a crash is removed (and
-said). Refuses, creating nothing, a directory with no journal and one a running venue holds
-(its `venue.lock` and its journal's flock).
+said). A damaged snapshot (recovery skips it) is a FAIL line naming it. Refuses, creating
+nothing, a directory with no journal and one a running venue holds (its `venue.lock` and its
+journal's flock). On a terminal the replay draws a progress bar on stderr (a long journal
+takes minutes); stdout is only the checks.
 """
 
 import argparse
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import psycopg
 
+from cli import progress
 from cli.failures import CommandFailed
 from core import config as venue_config
 from core import snapshots
@@ -27,6 +30,8 @@ from engine import snapshot as venue_snapshot
 from engine.venue import Venue, VenueConfig
 from settlement.ledger import Ledger
 from settlement.store import LedgerStore, LedgerStoreError, SqliteLedgerStore
+
+PROGRESS_EVERY = 4_096  # records between two moves of the bar: cheap beside the replay
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,14 +63,23 @@ def verify(
             f"ok   removed {path.name}, left by a crash"
             for path in snapshots.remove_stray(data_dir)
         ]
-        image = snapshots.latest(data_dir)
+        image, damaged = _snapshots(data_dir)
+        lines += [
+            f"FAIL snapshot {name} is damaged: recovery skips it (it starts from the newest"
+            f" good snapshot, or replays the whole journal); move it out of {data_dir}"
+            for name in damaged
+        ]
         records = 0
-        for seq, payload in journal.replay():
-            venue.execute(decode_command(payload))
-            records += 1
-            if image is not None and seq == image.seq:
-                lines.append(_snapshot_check(venue, image))
         last = journal.last_seq()
+        with progress.bar(total=last, unit=" records", desc="verify: replaying the journal") as bar:
+            for seq, payload in journal.replay():
+                venue.execute(decode_command(payload))
+                records += 1
+                if image is not None and seq == image.seq:
+                    lines.append(_snapshot_check(venue, image))
+                if not records % PROGRESS_EVERY:
+                    bar.update(PROGRESS_EVERY)
+            bar.update(records % PROGRESS_EVERY)
         torn = journal.recovered_tail_bytes
     finally:
         journal.close()
@@ -73,7 +87,8 @@ def verify(
     if torn:
         lines.insert(1, f"ok   journal: a torn tail of {torn} bytes (the server cuts it at start)")
     if image is None:
-        lines.append("ok   snapshot: none yet (recovery replays the whole journal)")
+        if not damaged:
+            lines.append("ok   snapshot: none yet (recovery replays the whole journal)")
     elif image.seq > last:
         lines.append(f"FAIL snapshot at seq {image.seq} is ahead of the journal ({last})")
     venue.check_invariants()
@@ -101,6 +116,20 @@ def _open_journal(data_dir: Path) -> FileJournal:
         raise CommandFailed(
             f"{data_dir} is in use by a running venue: stop it first, or verify a copy"
         ) from None
+
+
+def _snapshots(data_dir: Path) -> tuple[snapshots.Snapshot | None, list[str]]:
+    """The newest snapshot that passes every check (the one recovery starts from), and the
+    names of the damaged ones, newest first."""
+    newest: snapshots.Snapshot | None = None
+    damaged = []
+    for path in sorted(data_dir.glob("snapshot-*.bin"), reverse=True):
+        snapshot = snapshots.read(path)
+        if snapshot is None:
+            damaged.append(path.name)
+        elif newest is None:
+            newest = snapshot
+    return newest, damaged
 
 
 def _snapshot_check(venue: Venue, image: snapshots.Snapshot) -> str:

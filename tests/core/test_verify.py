@@ -2,6 +2,7 @@
 
 import asyncio
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from core import config as venue_config
 from core.verify import verify
 from gateway.server import JOURNAL_FILE, LEDGER_FILE, RecoveryRefused
 from tests.conftest import ROOT, start_venue
+from tests.terminal import run_on_terminal
 
 SYMBOL = "AAPLx-USD"
 
@@ -116,3 +118,37 @@ def test_a_snapshot_ahead_of_the_journal_fails_verify_and_refuses_the_server(
     with pytest.raises(RecoveryRefused, match=r"snapshot at seq \d+ is ahead of the journal"):
         asyncio.run(start_venue(data_dir))
     assert (data_dir / JOURNAL_FILE).read_bytes() == older, "the refusal changed nothing"
+
+
+def test_a_damaged_snapshot_is_a_fail_line_naming_it(tmp_path: Path) -> None:
+    """Recovery skips a damaged snapshot; verify says which one, and still checks the
+    newest good one (or, with none left, says so rather than "none yet")."""
+    data_dir = tmp_path / "data"
+    run_session(data_dir)
+    run_session(data_dir)  # two stops: two snapshots
+    newest, *older = sorted(data_dir.glob("snapshot-*.bin"), reverse=True)
+    assert older, "each stop writes a snapshot"
+    config = venue_config.load(ROOT / "venue.toml")
+    body = bytearray(newest.read_bytes())
+    body[-1] ^= 0xFF
+    newest.write_bytes(bytes(body))
+    lines = verify(data_dir, config)
+    failed = [line for line in lines if line.startswith("FAIL")]
+    assert len(failed) == 1 and newest.name in failed[0] and "damaged" in failed[0], lines
+    assert any(line.startswith("ok   snapshot at seq") for line in lines), lines
+    for path in older:
+        path.write_bytes(b"not a snapshot")
+    lines = verify(data_dir, config)
+    failed = [line for line in lines if line.startswith("FAIL")]
+    assert len(failed) == 1 + len(older), lines
+    assert not any("none yet" in line for line in lines), lines
+
+
+def test_on_a_terminal_verify_draws_its_replay_on_stderr(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    run_session(data_dir)
+    argv = [sys.executable, "-m", "cli.main", "verify", "--config", str(ROOT / "venue.toml")]
+    status, drawn = run_on_terminal([*argv, "--data-dir", str(data_dir)], ROOT, timeout_s=60)
+    assert status == 0, drawn
+    assert "verify: replaying the journal: 100%" in drawn, drawn
+    assert "ok   replay: invariants hold" in drawn
