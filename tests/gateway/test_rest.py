@@ -211,6 +211,9 @@ def test_private_endpoints_and_the_same_order_on_both_apis(run_venue: Run) -> No
         assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
         history = (await get(trader, "/api/v1/orders/history", status="closed")).json()
         assert [(o["order_id"], o["status"]) for o in history["orders"]] == [(order_id, "canceled")]
+        # an optional integer is left out for none: "null" is not an integer (digits only)
+        nulled = await get(trader, "/api/v1/orders/history", since_ts="null")
+        assert error_of(nulled) == (400, "BAD_PARAM")
         second = await call(
             trader,
             "POST",
