@@ -96,7 +96,10 @@ class Custody:
 
     def _open_account(self, cmd: OpenAccount, events: list[Event]) -> None:
         if not cmd.name.isprintable():  # a newline in it would forge a row of a report
-            detail = "account names are printable characters (no line breaks or tabs)"
+            detail = (
+                "account names are printable characters: no line breaks, tabs or other"
+                " control, format or invisible characters (such as a no-break space)"
+            )
             _refused(Refused("BAD_PARAM", detail), cmd, "open_account", events)
             return
         participant = Participant(cmd.account, cmd.name, cmd.kyc_approved, cmd.jurisdiction)

@@ -351,4 +351,7 @@ def test_an_account_name_is_printable(custodied: Custodied) -> None:
         is ErrorCode.BAD_PARAM
     )
     assert custodied.venue.ledger is not None and 3 not in custodied.venue.ledger.participants
+    for invisible in ("Zoë\u00a0Fund", "Zoë\u200bFund", "Zoë\tFund"):  # look like "Zoë Fund"
+        opening = OpenAccount(account=3, name=invisible, kyc_approved=True, jurisdiction="DE")
+        assert custodied.refused(opening) is ErrorCode.BAD_PARAM
     custodied.ok(OpenAccount(account=3, name="Zoë Fund", kyc_approved=True, jurisdiction="DE"))
