@@ -372,7 +372,8 @@ def _params(
         try:
             params = msgspec.json.decode(exchange.body or b"{}")
         except msgspec.DecodeError as failure:
-            return wire.WireError(None, E.BAD_JSON, f"the body is not JSON: {failure}")
+            problem = wire.json_problem(failure, exchange.body or b"")
+            return wire.WireError(None, E.BAD_JSON, f"the body is not JSON: {problem}")
         except RecursionError:  # msgspec's guard against nesting that would exhaust the stack
             return wire.WireError(None, E.BAD_JSON, wire.TOO_DEEP)
         if not isinstance(params, dict):

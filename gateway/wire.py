@@ -761,6 +761,12 @@ _id_only_decoder = msgspec.json.Decoder(_IdOnly)
 # `{"id": <integer or short string>` at the very start of a frame
 _LEADING_ID = re.compile(rb'\s*\{\s*"id"\s*:\s*([0-9]{1,16}|"[^"\\]{1,%d}")\s*[,}]' % ID_LENGTH_MAX)
 TOO_DEEP = "the frame nests arrays or objects too deeply to read"
+LONE_SURROGATE = (
+    "JSON is malformed: a \\uD800-\\uDBFF escape must be followed by a \\uDC00-\\uDFFF"
+    " escape (a surrogate pair)"
+)
+# A high surrogate escape without its low half: msgspec calls such a frame truncated.
+_LONE_HIGH_SURROGATE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])")
 NOT_UTF8 = "a frame holds UTF-8 JSON; this one is not UTF-8"
 
 
@@ -845,12 +851,23 @@ def decode_envelope(frame: bytes | str, size_max: int = MESSAGE_BYTES_MAX) -> En
             return WireError(None, E.BAD_JSON, f"a request is one JSON object: {failure}")
         return WireError(_salvage_id(frame), _code_of(failure), _readable(str(failure)))
     except msgspec.DecodeError as failure:
-        return WireError(None, E.BAD_JSON, str(failure))
+        return WireError(None, E.BAD_JSON, json_problem(failure, frame))
     except RecursionError:  # msgspec's guard against nesting that would exhaust the stack
         return WireError(_salvage_id(frame), E.BAD_JSON, TOO_DEEP)
     if envelope.method not in _params_decoders:
         return WireError(envelope.id, E.UNKNOWN_METHOD, f"unknown method {envelope.method!r}")
     return Envelope(envelope.id, envelope.method, envelope.params)
+
+
+def json_problem(failure: msgspec.DecodeError, text: str | bytes) -> str:
+    """What is wrong with JSON msgspec could not read: its own words, except where they
+    mislead (a lone high surrogate escape in a whole frame reads as "truncated")."""
+    words = str(failure)
+    if words == "Input data was truncated":
+        raw = text.decode(errors="replace") if isinstance(text, bytes) else text
+        if _LONE_HIGH_SURROGATE.search(raw):
+            return LONE_SURROGATE
+    return words
 
 
 def decode_params(envelope: Envelope) -> Request | WireError:

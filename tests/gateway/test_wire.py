@@ -844,3 +844,16 @@ def test_rejection_status(code: ErrorCode, status: int) -> None:
 
 def test_pushes_encode_as_json() -> None:
     assert wire.encode({"ch": "account", "seq": 1}) == b'{"ch":"account","seq":1}'
+
+
+@pytest.mark.parametrize("escape", ["\\ud800", "\\uDBFF", "\\ud83dx"])
+def test_a_lone_high_surrogate_is_named_not_called_truncated(escape: str) -> None:
+    """msgspec reads a high surrogate escape without its low half as "Input data was
+    truncated", which misleads a client whose frame is whole."""
+    raw = '{"id": 1, "method": "ping", "params": {"x": "' + escape + '"}}'
+    for data in (raw, raw.encode()):
+        failure = wire.decode_envelope(data)
+        assert isinstance(failure, wire.WireError) and failure.code is E.BAD_JSON
+        assert failure.message == wire.LONE_SURROGATE
+    cut = wire.decode_envelope(b'{"id": 1, "method": "pi')
+    assert isinstance(cut, wire.WireError) and cut.message == "Input data was truncated"
