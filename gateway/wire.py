@@ -765,8 +765,11 @@ LONE_SURROGATE = (
     "JSON is malformed: a \\uD800-\\uDBFF escape must be followed by a \\uDC00-\\uDFFF"
     " escape (a surrogate pair)"
 )
-# A high surrogate escape without its low half: msgspec calls such a frame truncated.
-_LONE_HIGH_SURROGATE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])")
+# A high surrogate escape without its low half: msgspec calls such a frame truncated. (An
+# escape is a backslash after an even run of them: `\\ud800` is a backslash and text.)
+_LONE_HIGH_SURROGATE = re.compile(
+    r"(?<!\\)(?:\\\\)*\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
+)
 NOT_UTF8 = "a frame holds UTF-8 JSON; this one is not UTF-8"
 
 
