@@ -855,6 +855,6 @@ def test_a_lone_high_surrogate_is_named_not_called_truncated(escape: str) -> Non
         failure = wire.decode_envelope(data)
         assert isinstance(failure, wire.WireError) and failure.code is E.BAD_JSON
         assert failure.message == wire.LONE_SURROGATE
-    for cut_short in (b'{"id": 1, "method": "pi', b'{"id": 1, "x": "\\\\ud800'):  # a backslash
+    for cut_short in (b'{"id": 1, "method": "pi', b'{"id": 1, "method": "\\\\ud800'):  # a backslash
         cut = wire.decode_envelope(cut_short)
         assert isinstance(cut, wire.WireError) and cut.message == "Input data was truncated"
