@@ -14,6 +14,7 @@ import logging
 import os
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,11 +75,14 @@ def remove_stray(directory: Path) -> list[Path]:
 
 def latest(directory: Path) -> Snapshot | None:
     """The newest snapshot that passes every check, or None."""
+    return next((snapshot for _, snapshot in survey(directory) if snapshot is not None), None)
+
+
+def survey(directory: Path) -> Iterator[tuple[Path, Snapshot | None]]:
+    """Each snapshot file, newest first, with what it holds (None: damaged or half-written,
+    logged); read one by one, so a caller that stops early reads no more."""
     for path in sorted(directory.glob("snapshot-*.bin"), reverse=True):
-        snapshot = read(path)
-        if snapshot is not None:
-            return snapshot
-    return None
+        yield path, read(path)
 
 
 def read(path: Path) -> Snapshot | None:

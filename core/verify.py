@@ -121,15 +121,9 @@ def _open_journal(data_dir: Path) -> FileJournal:
 def _snapshots(data_dir: Path) -> tuple[snapshots.Snapshot | None, list[str]]:
     """The newest snapshot that passes every check (the one recovery starts from), and the
     names of the damaged ones, newest first."""
-    newest: snapshots.Snapshot | None = None
-    damaged = []
-    for path in sorted(data_dir.glob("snapshot-*.bin"), reverse=True):
-        snapshot = snapshots.read(path)
-        if snapshot is None:
-            damaged.append(path.name)
-        elif newest is None:
-            newest = snapshot
-    return newest, damaged
+    surveyed = list(snapshots.survey(data_dir))
+    newest = next((snapshot for _, snapshot in surveyed if snapshot is not None), None)
+    return newest, [path.name for path, snapshot in surveyed if snapshot is None]
 
 
 def _snapshot_check(venue: Venue, image: snapshots.Snapshot) -> str:
