@@ -271,9 +271,15 @@ class VenueCore:
         return await asyncio.wrap_future(self.store_thread.call(function, *args))
 
     async def _build_from_config(self) -> None:
+        """A fresh venue: the config's setup, each command as the venue answers it. A refused
+        one (an account in no assigned jurisdiction, a bill already matured...) is left out,
+        and said in a warning: it would otherwise only be counted in the rejects line."""
         commands = venue_config.setup_commands(self.config, now_us())
         for command in commands:
-            self.sequencer.submit(command, origin=None)
+            executed = self.sequencer.submit(command, origin=None)
+            for refused in executed.events:
+                if isinstance(refused, CommandRejected):
+                    log.warning("config entry refused", extra=_refusal_fields(refused))
         await self.sequencer.drain()
         log.info("built from the config", extra={"commands": len(commands)})
 
@@ -388,6 +394,16 @@ class WarmStart:
     seq: int
     venue: Venue
     transfers: list[Any]
+
+
+def _refusal_fields(refused: CommandRejected) -> dict[str, Any]:
+    """What an operator needs to find the refused entry: the command, whose, and why."""
+    fields: dict[str, Any] = {"command": refused.command, "reason": refused.reason.name}
+    if refused.account:
+        fields["account"] = refused.account
+    if refused.symbol is not None:
+        fields["symbol"] = refused.symbol
+    return fields | {"detail": refused.detail}
 
 
 def rejection(events: list[Event]) -> CommandRejected | None:

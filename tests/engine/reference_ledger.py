@@ -63,6 +63,7 @@ from engine.events import (
 from engine.instrument import InstrumentSpec
 from engine.reasons import ErrorCode
 from engine.units import UNITS_MAX
+from settlement import jurisdictions
 from settlement.ledger import AssetSpec, Attestation, Participant, Withdrawal
 from settlement.transfers import Transfer, TransferKind
 from tests.engine.reference import TEXT_MAX, Market, Order, ReferenceVenue
@@ -804,8 +805,8 @@ class ReferenceClearedVenue(ReferenceVenue):
         if cmd.account <= 0:
             detail = "participant account ids are positive"
             return self._custody_reject(cmd, name, E.BAD_PARAM, detail)
-        if len(cmd.jurisdiction) != 2:
-            detail = "jurisdiction is a two-letter country code"
+        if cmd.jurisdiction not in jurisdictions.ASSIGNED:  # the reference data, shared
+            detail = jurisdictions.PROBLEM
             return self._custody_reject(cmd, name, E.BAD_PARAM, detail)
         if cmd.account in self.participants:
             detail = f"account {cmd.account} exists"

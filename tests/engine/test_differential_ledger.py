@@ -601,7 +601,9 @@ class Stream:
                     jurisdiction="US",
                 )
             if roll < 0.7:
-                account, jurisdiction = rng.choice(((0, "US"), (-5, "US"), (6, "USA"), (6, "U")))
+                account, jurisdiction = rng.choice(
+                    ((0, "US"), (-5, "US"), (6, "USA"), (6, "U"), (6, "UK"), (6, "ZZ"))
+                )
                 return OpenAccount(
                     ts_us=ts,
                     account=account,

@@ -1,0 +1,41 @@
+"""A fresh venue built from its config: an entry the venue refuses is left out and said in a
+warning that names it, not only counted."""
+
+import asyncio
+import logging
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from core import config as venue_config
+from core.venue_core import VenueCore
+from tests.core.test_bus import ROOT, Recorder
+
+
+def test_a_refused_config_entry_is_a_warning_naming_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = venue_config.load(ROOT / "venue.toml")
+    first, *others = config.accounts
+    astray = msgspec.structs.replace(first, jurisdiction="UK")  # the United Kingdom is GB
+    config = msgspec.structs.replace(config, accounts=(astray, *others))
+
+    async def main() -> VenueCore:
+        recorder = Recorder()
+        core = recorder.core = VenueCore(config, tmp_path, recorder)
+        await core.start()
+        await core.stop()
+        return core
+
+    with caplog.at_level(logging.WARNING, logger="venue"):
+        core = asyncio.run(main())
+    refusals = [r for r in caplog.records if r.getMessage() == "config entry refused"]
+    opened = [r for r in refusals if getattr(r, "command", None) == "open_account"]
+    assert len(opened) == 1
+    assert opened[0].account == first.id and opened[0].reason == "BAD_PARAM"  # type: ignore[attr-defined]
+    assert "ISO 3166-1" in opened[0].detail  # type: ignore[attr-defined]
+    deposits = [r for r in refusals if getattr(r, "command", None) == "deposit"]
+    assert len(deposits) == len(first.deposits)  # its deposits have no account to go to
+    participants = core.ledger.participants
+    assert first.id not in participants and all(a.id in participants for a in others)
