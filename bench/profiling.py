@@ -9,7 +9,7 @@ loop thread's samples come from the GIL recording (else its queued wake-ups land
 Runner.run), the others' from the runnable one, and each thread's samples are weighed to
 the CPU it used (/proc): thread totals are exact. It cannot name C functions (they count to
 the innermost Python one), nor see the loop's C work outside the GIL (uvloop's epoll and
-socket reads, ~9% of the loop under perf), which is spread over its Python rows. Without
+socket reads, ~8% of the loop under perf), which is spread over its Python rows. Without
 py-spy the server runs under cProfile instead: main thread, whole life, no flame graph.
 """
 
@@ -242,21 +242,16 @@ def _thread_id(stack: str) -> int | None:
 def choose_samples(runnable: Counter[str], gil: Counter[str], loop_thread_id: int) -> Counter[str]:
     """The loop thread's samples from the GIL recording, the other threads' from the
     runnable one. Runnable (state R) also means queued for a core: after each wake-up from
-    epoll the loop is sampled in Runner.run until it runs, which on a busy machine was most
-    of its samples; it needs the GIL before any Python, so its GIL samples are its work. The
+    epoll the loop is sampled in Runner.run until it runs (on a busy machine, up to most of
+    its samples); it takes the GIL to run Python, so its GIL samples are that work. The
     journal's and the store's threads work mostly without the GIL (the O_DSYNC write,
     SQLite), so only their runnable samples see it. If the GIL recording missed the loop,
     its runnable samples stand in."""
-    loop_in_gil = Counter(
-        {stack: n for stack, n in gil.items() if _thread_id(stack) == loop_thread_id}
-    )
-    chosen = Counter(
-        {stack: n for stack, n in runnable.items() if _thread_id(stack) != loop_thread_id}
-    )
-    loop = loop_in_gil or Counter(
-        {stack: n for stack, n in runnable.items() if _thread_id(stack) == loop_thread_id}
-    )
-    return chosen + loop
+
+    def of_loop(samples: Counter[str]) -> Counter[str]:
+        return Counter({s: n for s, n in samples.items() if _thread_id(s) == loop_thread_id})
+
+    return (runnable - of_loop(runnable)) + (of_loop(gil) or of_loop(runnable))
 
 
 def _samples_by_thread(samples: Counter[str]) -> Counter[int]:

@@ -194,7 +194,7 @@ def name_os_threads() -> None:
     """From now on, each thread started with `threading` takes its Python name ("journal",
     "ledger-store") in the OS too, so /proc tells the threads' CPU apart. Python before
     3.14 leaves every thread named after the executable. Costs one call per thread start."""
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    prctl = ctypes.CDLL(None).prctl  # libc; a failure leaves the old name, nothing worse
 
     def name_this_thread(frame: FrameType, event: str, arg: object) -> None:
         sys.setprofile(None)  # once, at the thread's first call: no cost after that
