@@ -9,7 +9,7 @@ loop thread's samples come from the GIL recording (else its queued wake-ups land
 Runner.run), the others' from the runnable one, and each thread's samples are weighed to
 the CPU it used (/proc): thread totals are exact. It cannot name C functions (they count to
 the innermost Python one), nor see the loop's C work outside the GIL (uvloop's epoll and
-socket reads, ~8% of the loop under perf), which is spread over its Python rows. Without
+socket reads: 2-7% of the server under perf), which is spread over its Python rows. Without
 py-spy the server runs under cProfile instead: main thread, whole life, no flame graph.
 """
 
