@@ -165,6 +165,28 @@ class PySpyRecording:
         """The profile: each thread's samples weighed by the CPU it used (`threads`, over
         the measured window; `weigh`), the loop's from the GIL recording (`choose_samples`);
         without a CPU reading, the runnable samples as they are."""
+        await self._stopped()
+        if not self.raw[RUNNABLE].exists():
+            why = self.log.read_text(errors="replace")[-500:]
+            raise RuntimeError(f"py-spy wrote no profile: {why}")
+        runnable = parse_collapsed(self.raw[RUNNABLE].read_text())
+        rate = f"py-spy, {SAMPLE_RATE_PER_S} samples/s over the measured window, all threads"
+        if threads is None:
+            note = f"{rate}: runnable threads' samples (running or queued for a core), as taken"
+            return Profile(PY_SPY, note, runnable, aggregate(runnable))
+        gil = self.raw[GIL]  # without it, the loop's runnable samples stand in
+        held = parse_collapsed(gil.read_text()) if gil.exists() else Counter[str]()
+        samples = choose_samples(runnable, held, self.pid)
+        stacks = weigh(samples, threads)
+        note = (
+            f"{rate}; each thread's samples weighed to the CPU it used (/proc), the loop's "
+            "taken while it held the GIL, the other threads' while runnable"
+        )
+        by_thread = thread_rows(samples, threads)
+        return Profile(PY_SPY, note, stacks, aggregate(stacks), CPU_UNIT, by_thread)
+
+    async def _stopped(self) -> None:
+        """Both py-spys have written their files and exited (or been killed, if late)."""
         assert self.processes, "start it first"
         for process in self.processes:
             try:
@@ -173,22 +195,6 @@ class PySpyRecording:
             except TimeoutError:
                 process.kill()
                 await process.wait()
-        if not all(path.exists() for path in self.raw.values()):
-            why = self.log.read_text(errors="replace")[-500:]
-            raise RuntimeError(f"py-spy wrote no profile: {why}")
-        runnable = parse_collapsed(self.raw[RUNNABLE].read_text())
-        rate = f"py-spy, {SAMPLE_RATE_PER_S} samples/s over the measured window, all threads"
-        if threads is None:
-            note = f"{rate}: runnable threads' samples (running or queued for a core), as taken"
-            return Profile(PY_SPY, note, runnable, aggregate(runnable))
-        samples = choose_samples(runnable, parse_collapsed(self.raw[GIL].read_text()), self.pid)
-        stacks = weigh(samples, threads)
-        note = (
-            f"{rate}; each thread's samples weighed to the CPU it used (/proc), the loop's "
-            "taken while it held the GIL, the other threads' while runnable"
-        )
-        by_thread = thread_rows(samples, threads)
-        return Profile(PY_SPY, note, stacks, aggregate(stacks), CPU_UNIT, by_thread)
 
 
 def cprofile_command(output: Path) -> list[str]:
