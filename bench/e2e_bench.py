@@ -23,7 +23,10 @@ drained after it. `book_updates_per_sec` = book messages (snapshots and updates)
 per second, summed over subscribers. Server CPU is user + system time over the measured
 window (it can pass 100%: the journal and the ledger store write in threads);
 `server_cpu_us_per_action` is that CPU per acknowledged action (CPU seconds per second of the
-window over `acked_per_sec`, in µs): the cost of an action, whatever the rate. RSS is the
+window over `acked_per_sec`, in µs): the cost of an action, whatever the rate;
+`server_cpu_by_thread` splits it by thread (the loop, the journal, the ledger store...), user
+and system, from /proc/PID/task (Linux; a thread that ended in the window is in the
+process's figure only, and each thread's clock ticks round on their own). RSS is the
 server's peak. `client_cpu_percent` is each role's client processes' CPU over their window
 (% of one core, summed), and `client_process_cpu_percent_max` the busiest process's: a
 subscriber process near 100% cannot read faster, so the book rate is then the clients' limit.
@@ -52,7 +55,7 @@ from tqdm import tqdm
 
 from bench import e2e_clients, e2e_report, environment, profiling, server_process, stats
 from bench.cluster_process import ClusterServer
-from bench.server_process import ServerProcess
+from bench.server_process import ServerProcess, ThreadCpu
 from cli import progress
 
 DEFAULT_DURATION_S = 10.0
@@ -326,7 +329,8 @@ async def measure(
             if method == profiling.PY_SPY and isinstance(server, ServerProcess):
                 recording = profiling.PySpyRecording(server.pid, load.duration_s, directory)
             usage = await _observe(server, clients, load, start_wall, quiet, recording)
-            found = await recording.finish() if recording is not None else None
+            if recording is not None:
+                found = await recording.finish(usage["server_threads"])
         finally:
             await asyncio.gather(*(client.kill() for client in clients))
             clean = await server.stop()
@@ -364,15 +368,20 @@ async def _observe(
     start_wall: float,
     quiet: bool,
     recording: profiling.PySpyRecording | None = None,
-) -> dict[str, float | None]:
-    """Sample the server's CPU over the measured window (and profile it, with `recording`);
-    show progress; await the results."""
+) -> dict[str, Any]:
+    """Sample the server's CPU, in all and by thread, over the measured window (and profile
+    it, with `recording`); show progress; await the results."""
+    pid = server.pid if isinstance(server, ServerProcess) else None  # a cluster: by process
+
+    def threads() -> list[ThreadCpu] | None:
+        return server_process.read_thread_cpu(pid) if pid is not None else None
+
     reported: list[Client] = []
     following = asyncio.gather(*(_follow(client, reported) for client in clients))
     try:
         async with asyncio.timeout(GO_DELAY_S + load.duration_s + CLIENT_GRACE_S):
             await asyncio.sleep(max(0.0, start_wall - time.time()))
-            cpu_before = server.cpu_seconds()
+            cpu_before, threads_before = server.cpu_seconds(), threads()
             if recording is not None:
                 await recording.start()
             with progress.bar(
@@ -381,7 +390,7 @@ async def _observe(
                 while (elapsed := time.time() - start_wall) < load.duration_s:
                     _show_run(shown, elapsed, clients)
                     await asyncio.sleep(min(PROGRESS_INTERVAL_S, load.duration_s - elapsed))
-                cpu_after = server.cpu_seconds()
+                cpu_after, threads_after = server.cpu_seconds(), threads()
                 window_s = time.time() - start_wall
                 rss = server.peak_rss_mb()
                 _show_run(shown, load.duration_s, clients)
@@ -398,7 +407,15 @@ async def _observe(
     cpu_share = None  # CPU seconds per second of the window
     if cpu_before is not None and cpu_after is not None:
         cpu_share = (cpu_after - cpu_before) / window_s
-    return {"server_cpu_share": cpu_share, "server_rss_mb": rss}
+    used = None
+    if threads_before is not None and threads_after is not None:
+        used = server_process.thread_cpu_used(threads_before, threads_after)
+    return {
+        "server_cpu_share": cpu_share,
+        "server_threads": used,
+        "window_s": window_s,
+        "server_rss_mb": rss,
+    }
 
 
 async def _follow(client: Client, reported: list[Client]) -> None:
@@ -422,7 +439,7 @@ def _per_frame(results: list[dict[str, Any]]) -> float | None:
     return round(sum(r.get("messages", 0) for r in results) / frames, 2) if frames else None
 
 
-def summarise(load: Load, clients: list[Client], usage: dict[str, float | None]) -> dict[str, Any]:
+def summarise(load: Load, clients: list[Client], usage: dict[str, Any]) -> dict[str, Any]:
     results = {role: [c.result for c in clients if c.role == role and c.result] for role in ROLES}
     traders = results["maker"] + results["taker"]
     total = Counter[str]()
@@ -440,6 +457,7 @@ def summarise(load: Load, clients: list[Client], usage: dict[str, float | None])
     buckets = math.ceil(duration / e2e_clients.BUCKET_S)
     usage = dict(usage)
     cpu_share = usage.pop("server_cpu_share", None)
+    threads, window_s = usage.pop("server_threads", None), usage.pop("window_s", None)
     acked_per_sec = acked / answering_s
     return {
         "parameters": {
@@ -483,6 +501,7 @@ def summarise(load: Load, clients: list[Client], usage: dict[str, float | None])
         "errors": dict(total),
         "server_cpu_percent": None if cpu_share is None else round(100 * cpu_share, 1),
         "server_cpu_us_per_action": cpu_us_per_action(cpu_share, acked_per_sec),
+        "server_cpu_by_thread": cpu_by_thread(threads, window_s, acked_per_sec),
         **usage,
         "by_role": {role: _role_summary(results[role], duration) for role in ("maker", "taker")},
         "latency_curve_us": stats.curve(ack_us),
@@ -509,6 +528,28 @@ def cpu_us_per_action(cpu_share: float | None, acked_per_sec: float) -> float | 
     if cpu_share is None or not acked_per_sec:
         return None
     return round(cpu_share * 1e6 / acked_per_sec, 1)
+
+
+def cpu_by_thread(
+    threads: list[ThreadCpu] | None, window_s: float | None, acked_per_sec: float
+) -> dict[str, dict[str, float | None]] | None:
+    """The server's CPU per acknowledged action by thread name (threads of one name summed),
+    user and system, µs, busiest first; None without a reading."""
+    if threads is None or not window_s:
+        return None
+    by_name: dict[str, tuple[float, float]] = {}
+    for thread in threads:
+        user_s, system_s = by_name.get(thread.name, (0.0, 0.0))
+        by_name[thread.name] = (user_s + thread.user_s, system_s + thread.system_s)
+    ordered = sorted(by_name.items(), key=lambda item: (-sum(item[1]), item[0]))
+    return {
+        name: {
+            "us_per_action": cpu_us_per_action((user_s + system_s) / window_s, acked_per_sec),
+            "user_us_per_action": cpu_us_per_action(user_s / window_s, acked_per_sec),
+            "system_us_per_action": cpu_us_per_action(system_s / window_s, acked_per_sec),
+        }
+        for name, (user_s, system_s) in ordered
+    }
 
 
 def _role_summary(results: list[dict[str, Any]], duration: float) -> dict[str, Any]:

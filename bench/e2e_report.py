@@ -55,7 +55,8 @@ def summary(result: dict[str, Any]) -> str:
         f"book: {result['book_updates_per_sec']:,} messages/s to "
         f"{parameters['subscribers']} subscribers ({result['book_gaps']} gaps); "
         f"server CPU {result['server_cpu_percent']}%, peak RSS {result['server_rss_mb']} MiB",
-        f"server CPU per acked action: {result['server_cpu_us_per_action']} µs",
+        f"server CPU per acked action: {result['server_cpu_us_per_action']} µs"
+        + _by_thread(result.get("server_cpu_by_thread")),
         f"book levels per update: {result['book_levels_per_update']}; client CPU % of a core: "
         f"{result['client_cpu_percent']} (busiest process "
         f"{result['client_process_cpu_percent_max']}%)",
@@ -72,6 +73,20 @@ def summary(result: dict[str, Any]) -> str:
     if result.get("mode") == "max":
         lines.append(f"max sustained rate: {result['max_sustained_rate']} (p99 bound, no errors)")
     return "\n".join(lines)
+
+
+def _by_thread(threads: dict[str, dict[str, float]] | None) -> str:
+    """`; by thread (user + system): loop 150.1 (130.0 + 20.1), journal ...`, the threads
+    that used CPU; nothing without a reading (a cluster, or off Linux)."""
+    busy = {name: cpu for name, cpu in (threads or {}).items() if cpu["us_per_action"]}
+    if not busy:
+        return ""
+    parts = (
+        f"{name} {cpu['us_per_action']} ({cpu['user_us_per_action']} + "
+        f"{cpu['system_us_per_action']})"
+        for name, cpu in busy.items()
+    )
+    return "; by thread (user + system): " + ", ".join(parts)
 
 
 def markdown_report(

@@ -2,17 +2,24 @@
 
 Owns what the websocket benchmarks share: a config with the rate limits raised out of the
 way (so the numbers are the gateway's, not the limiter's), the server on 127.0.0.1 with an
-ephemeral port and a fresh data dir, its CPU time and peak memory from /proc, a clean
-SIGTERM stop, and the last traceback of its log when something went wrong.
+ephemeral port and a fresh data dir, its CPU time (in all and by thread) and peak memory
+from /proc, a clean SIGTERM stop, and the last traceback of its log when something went
+wrong. Run as `python -m bench.server_process serve ...` it is the server's launcher: it
+gives each thread its Python name in the OS, then runs `cli.main` unchanged.
 """
 
 import asyncio
+import ctypes
 import os
 import re
+import runpy
 import signal
 import sys
+import threading
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 SERVER_START_TIMEOUT_S = 30.0  # a fresh venue builds from venue.toml in well under a second
@@ -21,6 +28,9 @@ LOG_TAIL_CHARS = 4_000  # the end of the server's log: a traceback or two
 LISTENING = re.compile(r"(ws://\S+/ws/trade)")
 EXCEPTION_LINE = re.compile(r"^[\w.]*(?:Error|Exception)\b.*$", re.MULTILINE)
 LIMITS_TABLE = re.compile(r"(?m)^\[limits\][^\[]*")
+LOOP_THREAD = "loop"  # the main thread's name in the results: it runs the event loop
+PR_SET_NAME = 15  # prctl(2) option: name the calling thread
+OS_THREAD_NAME_MAX = 15  # bytes of a thread's name the kernel keeps (comm)
 
 UNLIMITED = """
 [limits]  # added by the benchmark: measure the gateway, not the rate limiter
@@ -48,6 +58,52 @@ def unlimited_config(config_path: Path, directory: Path, extra: str = "") -> Pat
     return path
 
 
+@dataclass(frozen=True)
+class ThreadCpu:
+    """One thread's CPU time, user and system, in seconds (so far, or over a window)."""
+
+    thread_id: int
+    name: str
+    user_s: float
+    system_s: float
+
+
+def thread_cpu_used(before: list[ThreadCpu], after: list[ThreadCpu]) -> list[ThreadCpu]:
+    """Each thread's CPU between two readings; a thread born in between counts from zero,
+    one gone by the second reading is left out (the process's figure still holds it)."""
+    earlier = {thread.thread_id: thread for thread in before}
+    used = []
+    for thread in after:
+        start = earlier.get(thread.thread_id, ThreadCpu(thread.thread_id, thread.name, 0, 0))
+        user_s, system_s = thread.user_s - start.user_s, thread.system_s - start.system_s
+        used.append(ThreadCpu(thread.thread_id, thread.name, user_s, system_s))
+    return used
+
+
+def read_thread_cpu(pid: int) -> list[ThreadCpu] | None:
+    """Each live thread of process `pid`: its user and system CPU time so far, from /proc;
+    None off Linux or once the process is gone. The main thread is `LOOP_THREAD`; the
+    others carry their names in the OS (the launcher gives them their Python names)."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return None
+    ticks_per_s = os.sysconf("SC_CLK_TCK")
+    threads = []
+    for task in tasks:
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended after the listing
+            continue
+        thread_id = int(task.name)
+        name = LOOP_THREAD if thread_id == pid else name
+        # after the command name, as for the process: utime and stime are fields 14 and 15
+        user_s, system_s = int(fields[11]) / ticks_per_s, int(fields[12]) / ticks_per_s
+        threads.append(ThreadCpu(thread_id, name, user_s, system_s))
+    return threads
+
+
 class ServerProcess:
     """`venue serve` on 127.0.0.1, an ephemeral port and a fresh data dir."""
 
@@ -64,7 +120,7 @@ class ServerProcess:
         return self.process.pid
 
     async def start(self) -> str:
-        command = [*(self.prefix or [sys.executable]), "-m", "cli.main", "serve"]
+        command = [*(self.prefix or [sys.executable]), "-m", "bench.server_process", "serve"]
         command += ["--config", str(self.config)]
         command += ["--host", "127.0.0.1", "--port", "0"]
         command += ["--data-dir", str(self.directory / "data")]
@@ -129,3 +185,26 @@ class ServerProcess:
 
     def log(self) -> str:
         return (self.directory / "serve.log").read_text(errors="replace")[-LOG_TAIL_CHARS:]
+
+
+# ----------------------------------------------------------------- the launcher
+
+
+def name_os_threads() -> None:
+    """From now on, each thread started with `threading` takes its Python name ("journal",
+    "ledger-store") in the OS too, so /proc tells the threads' CPU apart. Python before
+    3.14 leaves every thread named after the executable. Costs one call per thread start."""
+    prctl = ctypes.CDLL(None).prctl  # libc; a failure leaves the old name, nothing worse
+
+    def name_this_thread(frame: FrameType, event: str, arg: object) -> None:
+        sys.setprofile(None)  # once, at the thread's first call: no cost after that
+        name = threading.current_thread().name.encode()[:OS_THREAD_NAME_MAX]
+        prctl(PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0)
+
+    threading.setprofile(name_this_thread)
+
+
+if __name__ == "__main__":
+    if sys.platform == "linux":
+        name_os_threads()
+    runpy.run_module("cli.main", run_name="__main__", alter_sys=True)

@@ -7,6 +7,7 @@ timetable sent exactly what it should, and that the result files are complete.
 import contextlib
 import io
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ HEADLINE_KEYS = {
     "errors",
     "server_cpu_percent",
     "server_cpu_us_per_action",
+    "server_cpu_by_thread",
     "server_rss_mb",
 }
 PERCENTILE_KEYS = {"p50", "p99", "p999", "max"}
@@ -114,6 +116,31 @@ def test_the_server_cpu_per_action_is_its_cpu_over_the_acked_rate(runs: Any, nam
     _, _, out = runs[name]
     (markdown,) = out.glob("e2e-*.md")
     assert f"server CPU per acked action: {per_action} µs" in markdown.read_text()
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_the_server_cpu_splits_by_named_thread_into_the_process_figure(
+    runs: Any, name: str
+) -> None:
+    _, result, out = runs[name]
+    threads = result["server_cpu_by_thread"]
+    assert {"loop", "journal", "ledger-store"} <= threads.keys()  # the launcher named them
+    assert threads["loop"]["us_per_action"] > 0
+    for cpu in threads.values():
+        assert cpu["user_us_per_action"] >= 0 and cpu["system_us_per_action"] >= 0
+        parts = cpu["user_us_per_action"] + cpu["system_us_per_action"]
+        assert cpu["us_per_action"] == pytest.approx(parts, abs=0.11)  # each rounded to 0.1
+    # Each thread's CPU is whole clock ticks, rounded on its own (and read just after the
+    # process's): the sum may miss the process's figure by a tick per thread, in µs/action.
+    tick_us = 1e6 / os.sysconf("SC_CLK_TCK") / (DURATION_S * result["acked_per_sec"])
+    total = sum(cpu["us_per_action"] for cpu in threads.values())
+    slack = (len(threads) + 1) * tick_us + 0.05 * (len(threads) + 1)
+    assert abs(total - result["server_cpu_us_per_action"]) <= slack
+    (markdown,) = out.glob("e2e-*.md")
+    loop = threads["loop"]
+    shown = f"by thread (user + system): loop {loop['us_per_action']} "
+    shown += f"({loop['user_us_per_action']} + {loop['system_us_per_action']})"
+    assert shown in markdown.read_text()
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))
@@ -222,7 +249,9 @@ def test_on_a_terminal_every_step_shows_a_bar(tmp_path: Path) -> None:
     assert json.loads(drawn.strip().splitlines()[-1])["acked"] > 0
 
 
-PROFILE_ARGV = ["--duration", "1", "--rate", "300", "--makers", "1", "--takers", "1"]
+PROFILE_DURATION_S = 1
+PROFILE_ARGV = ["--duration", str(PROFILE_DURATION_S), "--rate", "300", "--makers", "1"]
+PROFILE_ARGV += ["--takers", "1"]
 PROFILE_ARGV += ["--subscribers", "1", "--profile"]
 
 
@@ -238,8 +267,16 @@ def test_profile_writes_a_flame_graph_and_the_top_functions(tmp_path: Path) -> N
     assert drawn.startswith("<svg") and "<rect" in drawn and "gateway/server.py" in drawn
     (table,) = tmp_path.glob("e2e-*-profile.md")
     assert "py-spy" in table.read_text() and "(gateway/" in table.read_text()
+    assert "| loop |" in table.read_text()  # the threads' samples and CPU
     (report,) = (p for p in tmp_path.glob("e2e-*.md") if not p.name.endswith("-profile.md"))
     assert f"({table.name})" in report.read_text() and f"({svg.name})" in report.read_text()
+    # the table weighs the threads' samples to their CPU over the window: it adds up to the
+    # server's CPU (cpu% of a core over 1 s = 10 ms a percent), but for a clock tick a thread
+    profile = result["profile"]
+    assert profile["unit"] == profiling.CPU_UNIT
+    server_ms = result["server_cpu_percent"] * 10 * PROFILE_DURATION_S
+    ticks_ms = 1_000 / os.sysconf("SC_CLK_TCK") * (len(result["server_cpu_by_thread"]) + 1)
+    assert profile["total"] == pytest.approx(server_ms, rel=0.05, abs=ticks_ms)
 
 
 def test_without_py_spy_the_server_runs_under_cprofile(
