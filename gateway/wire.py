@@ -249,6 +249,10 @@ class BatchParams(Params, frozen=True):
         return None  # (not reached: a problem was counted)
 
 
+# A quote's four decimal texts, in `QuoteUnits`'s order: read in one call in C.
+_QUOTE_TEXTS = operator.attrgetter("bid_px", "bid_qty", "ask_px", "ask_qty")
+
+
 class Quote(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One symbol of a quote set; a side with qty "0" is pulled."""
 
@@ -279,16 +283,8 @@ class QuoteMassParams(Params, frozen=True):
 
     def problem(self) -> Problem | None:
         quotes = self.quotes
-        if len(quotes) == 1:  # the usual requote: no symbol quoted twice, no set
-            quote = quotes[0]
-            if (
-                quote.bid_px is not None
-                and quote.bid_qty is not None
-                and quote.ask_px is not None
-                and quote.ask_qty is not None
-            ):
-                return None  # both sides given whole (`Quote.problem`'s first test): no call
-            return quote.problem()
+        if len(quotes) == 1 and None not in _QUOTE_TEXTS(quotes[0]):
+            return None  # the usual requote: both sides given whole, no symbol twice
         seen: set[str] = set()
         for quote in self.quotes:
             if quote.symbol in seen:
@@ -646,6 +642,7 @@ def _twin(kind: type[msgspec.Struct]) -> tuple[Any, Callable[[Any], Any]]:
     return plain, real
 
 
+_astuple = msgspec.structs.astuple
 _PlainPlaceParams: Any
 _PlainAmendParams: Any
 _PlainQuote: Any
@@ -711,9 +708,11 @@ def _real_batch(params: Any) -> BatchParams | None:
 
 
 def _real_quote_mass(params: Any) -> QuoteMassParams | None:
-    if len(params.quotes) == 1:  # the usual requote: no list and loop for one quote
-        quote = _real_quote(params.quotes[0])
-        return None if quote is None else QuoteMassParams(params.quote_set, (quote,))
+    plain_quotes = params.quotes
+    if len(plain_quotes) == 1:  # the usual requote: `_real_quote` of it, without the call
+        plain = plain_quotes[0]
+        if _decimals_seen.issuperset(_QUOTE_TEXTS(plain)):
+            return QuoteMassParams(params.quote_set, (Quote(*_astuple(plain)),))
     quotes = []
     for plain in params.quotes:
         quote = _real_quote(plain)
@@ -1348,25 +1347,19 @@ def quote_units(quote: Quote, specs: Mapping[str, InstrumentSpec]) -> QuoteUnits
         return WireError(None, refusal.code, refusal.message)
 
 
-def plain_quote_units(
-    quote: Quote, specs: Mapping[str, InstrumentSpec]
-) -> tuple[int, int, int, int] | None:
+def plain_quote_units(quote: Quote, specs: Mapping[str, InstrumentSpec]) -> tuple[int, ...] | None:
     """The usual quote's bid price and size and ask price and size in units, both sides
-    given: `quote_units` without its struct, try block and call per field. None for any
-    other quote (an unknown symbol, a side left out, a text that does not convert), which
-    `quote_units` converts or words the error of."""
+    given: `quote_units` without its struct, try block and call per field (the four texts
+    read and converted in C). None for any other quote (an unknown symbol, a side left out,
+    a text that does not convert), which `quote_units` converts or words the error of."""
     spec = specs.get(quote.symbol)
-    bid_px, bid_qty, ask_px, ask_qty = quote.bid_px, quote.bid_qty, quote.ask_px, quote.ask_qty
-    if spec is None or bid_px is None or bid_qty is None or ask_px is None or ask_qty is None:
+    texts = _QUOTE_TEXTS(quote)
+    if spec is None or None in texts:
         return None
     price_decimals, qty_decimals = spec.price_decimals, spec.qty_decimals
+    scales = (price_decimals, qty_decimals, price_decimals, qty_decimals)
     try:
-        return (
-            _parse_units(bid_px, price_decimals),
-            _parse_units(bid_qty, qty_decimals),
-            _parse_units(ask_px, price_decimals),
-            _parse_units(ask_qty, qty_decimals),
-        )
+        return (*map(_parse_units, texts, scales),)
     except ValueError:  # PrecisionError too: `quote_units` says which field
         return None
 
