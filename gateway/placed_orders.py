@@ -82,7 +82,7 @@ class PlacedOrders:
         account: int,
         quote_set: str,
         symbol: str,
-        units: tuple[int, ...],
+        units: tuple[int, int, int, int],
         ts_us: int,
     ) -> tuple[AmendOrder, AmendOrder] | None:
         """`requote` of both sides of the usual requote (`units`: bid price and size, ask

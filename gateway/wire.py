@@ -156,15 +156,6 @@ class CancelAfterParams(Params, frozen=True):
 # ----------------------------------------------------------------- trading
 
 
-# The usual order, which `PlaceParams.problem` passes at once: a limit order with no
-# quote_qty and no expire_at, of any tif but gtd (which needs expire_at), price and qty given.
-_PLAIN_LIMIT_KIND = operator.attrgetter("type", "tif", "quote_qty", "expire_at")
-_PLAIN_LIMIT_KINDS = frozenset(
-    (OrderType.LIMIT, tif, None, None) for tif in TimeInForce if tif is not TimeInForce.GTD
-)
-_PRICE_QTY = operator.attrgetter("price", "qty")
-
-
 class PlaceParams(Params, frozen=True):
     symbol: Symbol
     side: Side
@@ -180,8 +171,6 @@ class PlaceParams(Params, frozen=True):
     tag: Tag | None = None
 
     def problem(self) -> Problem | None:
-        if _PLAIN_LIMIT_KIND(self) in _PLAIN_LIMIT_KINDS and None not in _PRICE_QTY(self):
-            return None  # the usual order (the tests below pass it): two look-ups in C
         if self.type is OrderType.LIMIT:
             if self.price is None or self.qty is None:
                 return E.MISSING_PARAM, "a limit order needs price and qty"
@@ -260,7 +249,7 @@ class BatchParams(Params, frozen=True):
         return None  # (not reached: a problem was counted)
 
 
-# A quote's four decimal texts, in `QuoteUnits`'s order: read in one call in C.
+# A quote's four decimal texts (`_real_quote_mass`), as `_twin`'s `real` reads them.
 _QUOTE_TEXTS = operator.attrgetter("bid_px", "bid_qty", "ask_px", "ask_qty")
 
 
@@ -294,8 +283,16 @@ class QuoteMassParams(Params, frozen=True):
 
     def problem(self) -> Problem | None:
         quotes = self.quotes
-        if len(quotes) == 1 and None not in _QUOTE_TEXTS(quotes[0]):
-            return None  # the usual requote: both sides given whole, no symbol twice
+        if len(quotes) == 1:  # the usual requote: no symbol quoted twice, no set
+            quote = quotes[0]
+            if (
+                quote.bid_px is not None
+                and quote.bid_qty is not None
+                and quote.ask_px is not None
+                and quote.ask_qty is not None
+            ):
+                return None  # both sides given whole (`Quote.problem`'s first test): no call
+            return quote.problem()
         seen: set[str] = set()
         for quote in self.quotes:
             if quote.symbol in seen:
@@ -1358,19 +1355,25 @@ def quote_units(quote: Quote, specs: Mapping[str, InstrumentSpec]) -> QuoteUnits
         return WireError(None, refusal.code, refusal.message)
 
 
-def plain_quote_units(quote: Quote, specs: Mapping[str, InstrumentSpec]) -> tuple[int, ...] | None:
+def plain_quote_units(
+    quote: Quote, specs: Mapping[str, InstrumentSpec]
+) -> tuple[int, int, int, int] | None:
     """The usual quote's bid price and size and ask price and size in units, both sides
-    given: `quote_units` without its struct, try block and call per field (the four texts
-    read and converted in C). None for any other quote (an unknown symbol, a side left out,
-    a text that does not convert), which `quote_units` converts or words the error of."""
+    given: `quote_units` without its struct, try block and call per field. None for any
+    other quote (an unknown symbol, a side left out, a text that does not convert), which
+    `quote_units` converts or words the error of."""
     spec = specs.get(quote.symbol)
-    texts = _QUOTE_TEXTS(quote)
-    if spec is None or None in texts:
+    bid_px, bid_qty, ask_px, ask_qty = quote.bid_px, quote.bid_qty, quote.ask_px, quote.ask_qty
+    if spec is None or bid_px is None or bid_qty is None or ask_px is None or ask_qty is None:
         return None
     price_decimals, qty_decimals = spec.price_decimals, spec.qty_decimals
-    scales = (price_decimals, qty_decimals, price_decimals, qty_decimals)
     try:
-        return (*map(_parse_units, texts, scales),)
+        return (
+            _parse_units(bid_px, price_decimals),
+            _parse_units(bid_qty, qty_decimals),
+            _parse_units(ask_px, price_decimals),
+            _parse_units(ask_qty, qty_decimals),
+        )
     except ValueError:  # PrecisionError too: `quote_units` says which field
         return None
 

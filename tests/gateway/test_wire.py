@@ -1,6 +1,5 @@
 """The wire: strict decoding of every method, error codes, exact conversion, envelopes."""
 
-import itertools
 import json
 from typing import Any
 
@@ -289,41 +288,6 @@ def test_messages_say_where_and_what() -> None:
 def test_a_place_must_hang_together(params: dict[str, Any], code: ErrorCode) -> None:
     params = {key: value for key, value in params.items() if value is not None}
     assert refused(frame("order.place", params)).code is code
-
-
-def test_the_usual_orders_first_test_agrees_with_every_check(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """`PlaceParams.problem` passes the usual order by one look-up before its checks: over
-    every combination of the fields they read, it answers as the checks alone do."""
-    combinations = itertools.product(
-        OrderType, TimeInForce, (None, "1"), (None, "2"), (None, "3"), (None, 5)
-    )
-    params = [
-        wire.PlaceParams("S", Side.BUY, kind, tif, price, qty, quote_qty, expire_at)
-        for kind, tif, price, qty, quote_qty, expire_at in combinations
-    ]
-    with_first_test = [place.problem() for place in params]
-    # each tif (gtd with expire_at) of a limit order, a market one by qty, by quote_qty
-    assert with_first_test.count(None) == len(TimeInForce) * 3
-    monkeypatch.setattr(wire, "_PLAIN_LIMIT_KINDS", frozenset())
-    assert [place.problem() for place in params] == with_first_test
-
-
-def test_the_usual_requotes_first_test_agrees_with_every_check(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """`QuoteMassParams.problem` passes one quote with both sides whole at once: for one
-    quote with any sides given, it answers as the checks of every quote do."""
-    texts = (None, "0", "1")
-    quotes = [
-        wire.QuoteMassParams("q", (wire.Quote("S", *sides),))
-        for sides in itertools.product(texts, repeat=4)
-    ]
-    with_first_test = [quote_mass.problem() for quote_mass in quotes]
-    monkeypatch.setattr(wire, "_QUOTE_TEXTS", lambda quote: (None,))  # never whole
-    assert [quote_mass.problem() for quote_mass in quotes] == with_first_test
-    assert with_first_test.count(None) > 16  # both whole (16), and sides left or pulled
 
 
 @pytest.mark.parametrize("method", ["order.cancel", "order.status"])
