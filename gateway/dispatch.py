@@ -170,41 +170,32 @@ class Dispatcher:
 
         Decode the envelope, then check logon and scope, then the params, then handle (by
         method; anything else is an admin method): who may call a method is said before what
-        is wrong with its params. One function for all of it: a frame is two Python calls
-        from its handler, not four."""
+        is wrong with its params. One function for all of a well-formed request's: a frame is
+        two Python calls from its handler, not four; any other frame is `_on_malformed`'s, in
+        the same order (one type test tells them apart)."""
         try:
             t_in = _time_ns() // 1_000  # `now_us`, inline: a call less per frame
             envelope, request = wire.decode(frame)
+            if type(request) is not wire.Request:  # one test: the usual frame passes it
+                self._on_malformed(session, envelope, request, charged, t_in)
+                return
             key = session.key
             if not charged:  # every frame is charged, malformed or not: no flood unthrottled
                 # (a method of fixed cost, the usual, looked up here: `_cost` is a call more)
-                cost = (
-                    _FIXED_COST_MILLI.get(request.method) or _sized_cost(request)
-                    if type(request) is wire.Request
-                    else _MALFORMED_COST_MILLI
-                )
+                cost = _FIXED_COST_MILLI.get(request.method) or _sized_cost(request)
                 account = None if key is None else key.account  # `session.account`, inline
                 retry = self.limiter.charge_cost(session.id, account, cost, t_in)
                 if retry:
-                    body = wire.error(
-                        request.id, E.RATE_LIMITED, "slow down", retry_after_ms=retry, status=429
-                    )
-                    self.connections.send(session, body)
+                    self._rate_limited(session, request.id, retry)
                     return
-            if isinstance(envelope, wire.WireError):
-                self._send_behind(session, wire.error_of(envelope))
-                return
             # The usual request, a method its key's scopes allow, is let through here (as
             # `_refusal` would: it refuses none of them); anything else is `_refusal`'s.
-            if key is None or _SCOPE_OF.get(envelope.method) not in key.scopes:
-                refused = self._refusal(session, envelope.method)
+            if key is None or _SCOPE_OF.get(request.method) not in key.scopes:
+                refused = self._refusal(session, request.method)
                 if refused is not None:  # behind the answers owed, like every other error
-                    body = wire.error(envelope.id, refused.code, refused.message)
+                    body = wire.error(request.id, refused.code, refused.message)
                     self._send_behind(session, body)
                     return
-            if isinstance(request, wire.WireError):
-                self._send_behind(session, wire.error_of(request))
-                return
             handler = self._handlers.get(request.method) or Dispatcher._admin
             try:
                 handler(self, session, request, t_in)
@@ -221,6 +212,38 @@ class Dispatcher:
         except Exception:  # a bug outside any handler: the answer says the outcome is unknown
             log.exception("frame failed on session %d", session.id)
             self._send_behind(session, wire.error(None, E.INTERNAL, "internal error"))
+
+    def _on_malformed(
+        self,
+        session: Session,
+        envelope: wire.Envelope | wire.Request | wire.WireError,
+        request: wire.Request | wire.WireError,
+        charged: bool,
+        t_in: int,
+    ) -> None:
+        """`on_frame` of a frame that is no well-formed request, in the same order: charged
+        (as a query), then its envelope's error, or else a refusal of its method, or else
+        its params' error (`wire.decode` pairs a good envelope with that error)."""
+        if not charged:
+            key = session.key
+            account = None if key is None else key.account
+            retry = self.limiter.charge_cost(session.id, account, _MALFORMED_COST_MILLI, t_in)
+            if retry:
+                self._rate_limited(session, request.id, retry)
+                return
+        if isinstance(envelope, wire.WireError):
+            self._send_behind(session, wire.error_of(envelope))
+            return
+        refused = self._refusal(session, envelope.method)
+        if refused is not None:  # behind the answers owed, like every other error
+            self._send_behind(session, wire.error(envelope.id, refused.code, refused.message))
+            return
+        self._send_behind(session, wire.error_of(cast(wire.WireError, request)))
+
+    def _rate_limited(self, session: Session, request_id: int | str | None, retry: int) -> None:
+        """Refuse a frame over its rate, at once (not behind the answers owed)."""
+        body = wire.error(request_id, E.RATE_LIMITED, "slow down", retry_after_ms=retry, status=429)
+        self.connections.send(session, body)
 
     def _refusal(self, session: Session, method: str) -> AuthError | None:
         """Why this session may not call `method` at all, whatever its params."""

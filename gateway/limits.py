@@ -102,9 +102,19 @@ class TokenBucket:
 
     The level is kept in milli-tokens * µs-per-second, so a refill of `elapsed_us` adds
     exactly `elapsed_us * rate_per_s * MILLI / US_PER_S` milli-tokens with no rounding.
+    `full_at_us` is the first µs at which the bucket is full again: a request at or after it
+    finds the bucket full without the refill's arithmetic (`RateLimiter.charge_cost`).
     """
 
-    __slots__ = ("_level", "_updated_us", "burst", "capacity", "rate_per_s", "refill_per_us")
+    __slots__ = (
+        "_level",
+        "_updated_us",
+        "burst",
+        "capacity",
+        "full_at_us",
+        "rate_per_s",
+        "refill_per_us",
+    )
 
     def __init__(self, rate_per_s: int, burst: int) -> None:
         assert rate_per_s > 0, f"rate must be positive, got {rate_per_s}"
@@ -117,6 +127,7 @@ class TokenBucket:
         # When `_level` was last set. 0 at the start, when the bucket is full whatever the
         # time (a refill is capped at `capacity`): no None to test for on every charge.
         self._updated_us = 0
+        self.full_at_us = 0  # full from the start
 
     def retry_after_ms(self, cost_milli: int, now_us: int) -> int:
         """0 if `cost_milli` could be taken now, else the ms until it could. Takes nothing."""
@@ -149,7 +160,9 @@ class TokenBucket:
         assert level >= 0, f"a bucket cannot go below empty ({level})"
         self._level = level
         updated_us = self._updated_us
-        self._updated_us = now_us if now_us > updated_us else updated_us
+        self._updated_us = updated_us = now_us if now_us > updated_us else updated_us
+        # ceiling: the first µs whose refill makes up the deficit
+        self.full_at_us = updated_us - (level - self.capacity) // self.refill_per_us
 
     def available_milli(self, now_us: int) -> int:
         """Whole milli-tokens available at `now_us`."""
@@ -194,11 +207,9 @@ class RateLimiter:
         self, connection_id: int, account: int | None, cost_milli: int, now_us: int
     ) -> int:
         """`charge` with the cost given, e.g. `batch_cost_milli` of a decoded batch."""
-        assert 0 < cost_milli <= REQUEST_COST_MILLI_MAX, (
+        assert cost_milli in _VALID_COSTS_MILLI, (
             f"a cost of {cost_milli} milli-tokens is outside any valid request"
         )
-        # Runs for every frame: each bucket's refill is computed once, and only a refusal
-        # computes its retry_after_ms.
         need = cost_milli * US_PER_S
         connection = self._connections.get(connection_id)
         if connection is None:
@@ -212,32 +223,18 @@ class RateLimiter:
         owner = self._accounts.get(account)
         if owner is None:
             owner = self._account_bucket(account)
-        # A logged-on request, every order's: `level` and `spend` of both buckets written out
-        # (the same arithmetic; four method calls were ~170 bytecodes of every request).
-        # Each bucket's time moves on only with the clock (a step back refills nothing): the
-        # time to write back is decided with the refill, and written without a test.
-        connection_level, connection_updated_us = connection._level, connection._updated_us
-        if now_us > connection_updated_us:
-            connection_level += (now_us - connection_updated_us) * connection.refill_per_us
-            connection_updated_us = now_us
-            if connection_level > connection.capacity:
-                connection_level = connection.capacity
-        owner_level, owner_updated_us = owner._level, owner._updated_us
-        if now_us > owner_updated_us:
-            owner_level += (now_us - owner_updated_us) * owner.refill_per_us
-            owner_updated_us = now_us
-            if owner_level > owner.capacity:
-                owner_level = owner.capacity
-        if connection_level < need or owner_level < need:
-            return max(
-                connection.retry_after_ms(cost_milli, now_us),
-                owner.retry_after_ms(cost_milli, now_us),
-            )
-        connection._level = connection_level - need
-        connection._updated_us = connection_updated_us
-        owner._level = owner_level - need
-        owner._updated_us = owner_updated_us
-        return 0
+        if now_us >= connection.full_at_us and now_us >= owner.full_at_us:
+            # Both full, the usual (a client within its rates is refilled between its
+            # requests): each is left at its capacity less the cost, as of now, and full
+            # again once the cost is refilled. `spend` written out, without the refill.
+            connection._level = connection.capacity - need
+            connection._updated_us = now_us
+            connection.full_at_us = now_us - (-need // connection.refill_per_us)
+            owner._level = owner.capacity - need
+            owner._updated_us = now_us
+            owner.full_at_us = now_us - (-need // owner.refill_per_us)
+            return 0
+        return _charge_refilled(connection, owner, need, now_us)
 
     def charge_account(self, account: int, cost_milli: int, now_us: int) -> int:
         """Charge the account's bucket alone: 0 if allowed, else the retry_after_ms. For a
@@ -269,3 +266,23 @@ class RateLimiter:
             bucket = TokenBucket(self.account_rate_per_s, self.account_burst)
             self._accounts[account] = bucket
         return bucket
+
+
+# Every cost a valid request may have: one look-up in C asserts it (`charge_cost`).
+_VALID_COSTS_MILLI = range(1, REQUEST_COST_MILLI_MAX + 1)
+
+
+def _charge_refilled(connection: TokenBucket, owner: TokenBucket, need: int, now_us: int) -> int:
+    """`RateLimiter.charge_cost` of a logged-on request when a bucket is not full (a client
+    near its rate): each bucket refilled once, and only a refusal computes its wait."""
+    connection_level = connection.level(now_us)
+    owner_level = owner.level(now_us)
+    if connection_level < need or owner_level < need:
+        cost_milli = need // US_PER_S
+        return max(
+            connection.retry_after_ms(cost_milli, now_us),
+            owner.retry_after_ms(cost_milli, now_us),
+        )
+    connection.spend(connection_level - need, now_us)
+    owner.spend(owner_level - need, now_us)
+    return 0

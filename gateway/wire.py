@@ -249,6 +249,10 @@ class BatchParams(Params, frozen=True):
         return None  # (not reached: a problem was counted)
 
 
+# A quote's four decimal texts (`_real_quote_mass`), as `_twin`'s `real` reads them.
+_QUOTE_TEXTS = operator.attrgetter("bid_px", "bid_qty", "ask_px", "ask_qty")
+
+
 class Quote(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One symbol of a quote set; a side with qty "0" is pulled."""
 
@@ -646,6 +650,7 @@ def _twin(kind: type[msgspec.Struct]) -> tuple[Any, Callable[[Any], Any]]:
     return plain, real
 
 
+_astuple = msgspec.structs.astuple
 _PlainPlaceParams: Any
 _PlainAmendParams: Any
 _PlainQuote: Any
@@ -711,9 +716,11 @@ def _real_batch(params: Any) -> BatchParams | None:
 
 
 def _real_quote_mass(params: Any) -> QuoteMassParams | None:
-    if len(params.quotes) == 1:  # the usual requote: no list and loop for one quote
-        quote = _real_quote(params.quotes[0])
-        return None if quote is None else QuoteMassParams(params.quote_set, (quote,))
+    plain_quotes = params.quotes
+    if len(plain_quotes) == 1:  # the usual requote: `_real_quote` of it, without the call
+        plain = plain_quotes[0]
+        if _decimals_seen.issuperset(_QUOTE_TEXTS(plain)):
+            return QuoteMassParams(params.quote_set, (Quote(*_astuple(plain)),))
     quotes = []
     for plain in params.quotes:
         quote = _real_quote(plain)

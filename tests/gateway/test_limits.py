@@ -91,6 +91,30 @@ def test_partial_refills_accumulate_exactly() -> None:
     assert bucket.available_milli(T0 + 1_000 * MS + 334) == 1
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    rate=st.integers(1, 1_000),
+    burst=st.integers(1, 100),
+    requests=st.lists(
+        st.tuples(st.integers(-300_000, 2_000_000), st.integers(1, 1_000)), min_size=1, max_size=40
+    ),
+)
+def test_full_at_us_is_the_first_us_a_bucket_is_full_again(
+    rate: int, burst: int, requests: list[tuple[int, int]]
+) -> None:
+    """`charge_cost` trusts `full_at_us` to skip the refill: the bucket is full from it on,
+    and not a µs before it (unless that is before its last change: no refill then)."""
+    bucket = TokenBucket(rate, burst)
+    now = T0
+    for step_us, per_mille_of_burst in requests:
+        now += step_us  # the clock may step back
+        bucket.take(max(1, per_mille_of_burst * burst), now)
+        full_at_us = bucket.full_at_us
+        assert bucket.level(full_at_us) == bucket.capacity
+        if full_at_us - 1 > bucket._updated_us:
+            assert bucket.level(full_at_us - 1) < bucket.capacity
+
+
 def test_retry_after_ms_is_exact() -> None:
     bucket = TokenBucket(rate_per_s=3, burst=1)
     assert bucket.take(TOKEN, T0) == 0
@@ -289,5 +313,7 @@ def test_charging_an_account_equals_taking_from_both_buckets_by_their_methods(
             assert bucket.take(cost, now) == 0 and account.take(cost, now) == 0
         assert limiter.charge_cost(connection, 7, cost, now) == retry
         ours = limiter._connections[connection]
-        assert ours.level(now) == bucket.level(now)
-        assert limiter._accounts[7].level(now) == account.level(now)
+        for charged, taken in ((ours, bucket), (limiter._accounts[7], account)):
+            assert charged.level(now) == taken.level(now)
+            state = (charged._level, charged._updated_us, charged.full_at_us)
+            assert state == (taken._level, taken._updated_us, taken.full_at_us)

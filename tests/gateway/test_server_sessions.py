@@ -582,6 +582,31 @@ def test_rate_limited_requests_get_429_with_retry_after_and_change_nothing(
     run_venue(scenario)
 
 
+def test_malformed_frames_are_charged_and_refused_at_once_over_the_rate(run_venue: Any) -> None:
+    """Every frame is charged, a malformed one as a query: a flood of them runs the
+    connection's budget dry, and each over it is 429 with the id its envelope gave."""
+
+    async def scenario(venue: Venue) -> None:
+        venue.server.limiter = limits.RateLimiter(connection_rate_per_s=1, connection_burst=100)
+        alpha = await venue.client("alpha")  # the logon cost half a token
+        raw = alpha.websocket
+        assert raw is not None
+        alpha._waiting.clear()  # raw frames: their answers arrive as unclaimed messages
+        frames = 260  # half a token each: 199 fit, and all would need ~30 s of refill
+        no_qty = json.dumps({"id": 7, "method": "order.place", "params": {"symbol": SYMBOL}})
+        for _ in range(frames):
+            await raw.send(no_qty)
+        errors = []
+        while len(errors) < frames:
+            message = await alpha.next_push(2)
+            if "error" in message:  # heartbeats may come in between
+                errors.append((message["id"], message["status"], message["error"]["name"]))
+        assert set(errors) == {(7, 400, "MISSING_PARAM"), (7, 429, "RATE_LIMITED")}
+        assert errors.count((7, 400, "MISSING_PARAM")) >= 199
+
+    run_venue(scenario)
+
+
 def test_an_accounts_budget_is_shared_by_its_connections(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         venue.server.limiter = limits.RateLimiter(account_rate_per_s=1, account_burst=100)
