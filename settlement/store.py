@@ -328,10 +328,11 @@ _TRANSFER_COLUMNS = (
 # Rows per INSERT statement: a statement is one sqlite3_step however many rows it holds, and
 # each step lets go of the GIL (with `executemany`, once per transfer: the event loop takes the
 # GIL and gives it back each time, futex calls and context switches per row). 8 variables a
-# row: 2,048 a statement, within SQLite's default limit of 32,766 (checked at opening).
+# row: 2,048 a statement, within SQLite's default limit of 32,766 (an older SQLite's 999
+# makes it 64: `_rows_per_insert`).
 INSERT_ROWS_MAX: Final = 256
 _ROW_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?)"
-_INSERT_VARIABLES_MAX: Final = 8 * INSERT_ROWS_MAX
+_ROW_VARIABLES: Final = 8
 # One statement per power of two up to `INSERT_ROWS_MAX`: any batch is inserted by at most
 # ~log2 statements plus one per full chunk, and the connection's statement cache keeps all nine.
 _INSERT_TRANSFERS = {
@@ -401,12 +402,9 @@ class SqliteLedgerStore:
             raise LedgerStoreError(f"the ledger store needs WAL but the file is in {mode} mode")
         execute("PRAGMA synchronous = FULL")
         execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        variables = self._connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        if variables < _INSERT_VARIABLES_MAX:
-            raise LedgerStoreError(
-                f"this SQLite binds {variables} variables a statement, under the"
-                f" {_INSERT_VARIABLES_MAX} an insert of {INSERT_ROWS_MAX} transfers needs"
-            )
+        self._rows_per_insert = _rows_per_insert(
+            self._connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        )
         version = execute("PRAGMA user_version").fetchone()[0]
         if version == 0:
             self._connection.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
@@ -499,11 +497,11 @@ class SqliteLedgerStore:
 
     def _insert(self, rows: list[TransferRow]) -> None:
         """Insert the rows in few statements: the largest power of two of them that is left,
-        at most `INSERT_ROWS_MAX`, at a time (`_INSERT_TRANSFERS`)."""
+        at most `_rows_per_insert`, at a time (`_INSERT_TRANSFERS`)."""
         execute = self._connection.execute
-        start, count = 0, len(rows)
+        start, count, most = 0, len(rows), self._rows_per_insert
         while start < count:
-            size = min(INSERT_ROWS_MAX, 1 << ((count - start).bit_length() - 1))
+            size = min(most, 1 << ((count - start).bit_length() - 1))
             execute(_INSERT_TRANSFERS[size], list(chain.from_iterable(rows[start : start + size])))
             start += size
 
@@ -635,6 +633,11 @@ class _Transaction:
         # Some errors (a full disk, an interrupt) have already rolled SQLite back.
         if self._connection.in_transaction:
             self._connection.execute("ROLLBACK")
+
+
+def _rows_per_insert(variables_max: int) -> int:
+    """The most rows an insert binds with this SQLite: a power of two, `INSERT_ROWS_MAX` at most."""
+    return min(INSERT_ROWS_MAX, 1 << ((variables_max // _ROW_VARIABLES).bit_length() - 1))
 
 
 def _sequence_message(first_id: int, last_id: int, stored_last_id: int) -> str:

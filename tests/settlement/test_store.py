@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from settlement.store import INSERT_ROWS_MAX, LedgerStoreError, SqliteLedgerStore
+from settlement.store import (
+    INSERT_ROWS_MAX,
+    LedgerStoreError,
+    SqliteLedgerStore,
+    _rows_per_insert,
+)
 from settlement.transfers import ISSUANCE, Transfer, TransferKind
 
 
@@ -59,3 +64,13 @@ def test_a_batch_is_inserted_by_few_statements_and_reads_back_whole(tmp_path: Pa
     assert list(store.iter_transfers()) == written
     assert store.verify() == []
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("variables_max", "rows"), [(250_000, INSERT_ROWS_MAX), (32_766, 256), (999, 64), (8, 1)]
+)
+def test_an_insert_binds_no_more_variables_than_sqlite_allows(
+    variables_max: int, rows: int
+) -> None:
+    """SQLite before 3.32 binds at most 999 variables a statement: 8 a row, 64 rows then."""
+    assert _rows_per_insert(variables_max) == rows
