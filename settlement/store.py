@@ -17,6 +17,7 @@ import hashlib
 import operator
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import chain
 from os import PathLike
 from typing import Final, Protocol, TypeVar
 
@@ -324,7 +325,20 @@ PRAGMA user_version = {SCHEMA_VERSION};
 _TRANSFER_COLUMNS = (
     "transfer_id, chain_id, debit_account, credit_account, asset, amount, kind, ts_us"
 )
-_INSERT_TRANSFER = f"INSERT INTO transfers ({_TRANSFER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+# Rows per INSERT statement: a statement is one sqlite3_step however many rows it holds, and
+# each step lets go of the GIL (with `executemany`, once per transfer: the event loop takes the
+# GIL and gives it back each time, futex calls and context switches per row). 8 variables a
+# row: 2,048 a statement, within SQLite's default limit of 32,766 (an older SQLite's 999
+# makes it 64: `_rows_per_insert`).
+INSERT_ROWS_MAX: Final = 256
+_ROW_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?)"
+_ROW_VARIABLES: Final = 8
+# One statement per power of two up to `INSERT_ROWS_MAX`: any batch is inserted by at most
+# ~log2 statements plus one per full chunk, and the connection's statement cache keeps all nine.
+_INSERT_TRANSFERS = {
+    rows: f"INSERT INTO transfers ({_TRANSFER_COLUMNS}) VALUES " + ", ".join([_ROW_VALUES] * rows)
+    for rows in (1 << power for power in range(INSERT_ROWS_MAX.bit_length()))
+}
 _INSERT_BATCH = (
     "INSERT INTO batches (batch_no, first_transfer_id, last_transfer_id, prev_hash, hash)"
     " VALUES (?, ?, ?, ?, ?)"
@@ -388,6 +402,9 @@ class SqliteLedgerStore:
             raise LedgerStoreError(f"the ledger store needs WAL but the file is in {mode} mode")
         execute("PRAGMA synchronous = FULL")
         execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._rows_per_insert = _rows_per_insert(
+            self._connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        )
         version = execute("PRAGMA user_version").fetchone()[0]
         if version == 0:
             self._connection.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
@@ -470,13 +487,23 @@ class SqliteLedgerStore:
             self._check_registered(rows)
             try:
                 digest = batch_hash(prev_hash, rows)
-                self._connection.executemany(_INSERT_TRANSFER, rows)
+                self._insert(rows)
             except (sqlite3.IntegrityError, OverflowError) as error:
                 raise BatchRejectedError(f"batch {first_id}..{last_id}: {error}") from None
             self._connection.execute(
                 _INSERT_BATCH, (batch_no + 1, first_id, last_id, prev_hash, digest)
             )
         return True
+
+    def _insert(self, rows: list[TransferRow]) -> None:
+        """Insert the rows in few statements: the largest power of two of them that is left,
+        at most `_rows_per_insert`, at a time (`_INSERT_TRANSFERS`)."""
+        execute = self._connection.execute
+        start, count, most = 0, len(rows), self._rows_per_insert
+        while start < count:
+            size = min(most, 1 << ((count - start).bit_length() - 1))
+            execute(_INSERT_TRANSFERS[size], list(chain.from_iterable(rows[start : start + size])))
+            start += size
 
     def _check_reapplied(self, rows: list[TransferRow], first_id: int, last_id: int) -> bool:
         stored = self._connection.execute(_SELECT_RANGE, (first_id, last_id)).fetchall()
@@ -606,6 +633,11 @@ class _Transaction:
         # Some errors (a full disk, an interrupt) have already rolled SQLite back.
         if self._connection.in_transaction:
             self._connection.execute("ROLLBACK")
+
+
+def _rows_per_insert(variables_max: int) -> int:
+    """The most rows an insert binds with this SQLite: a power of two, `INSERT_ROWS_MAX` at most."""
+    return min(INSERT_ROWS_MAX, 1 << ((variables_max // _ROW_VARIABLES).bit_length() - 1))
 
 
 def _sequence_message(first_id: int, last_id: int, stored_last_id: int) -> str:

@@ -123,6 +123,38 @@ def test_each_batch_is_fed_on_the_journal_thread_then_comes_back_to_the_loop_onc
             assert ("durable", entry[1], "journal") in seen[:index]
 
 
+def test_the_running_loop_is_asked_of_asyncio_once_per_loop_not_per_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`asyncio.get_running_loop()` makes a getpid system call: the sequencer keeps the loop
+    while it runs, and asks again on the next loop (a restart in the same process)."""
+    asked: list[asyncio.AbstractEventLoop] = []
+    original = asyncio.get_running_loop
+
+    def counted() -> asyncio.AbstractEventLoop:
+        asked.append(original())
+        return asked[-1]
+
+    released: list[list[Executed]] = []
+    sequencer = Sequencer(Venue(), FileJournal(tmp_path / "j"), Clock(), released.append)
+
+    async def busy(first_price: int) -> None:
+        if sequencer.last_seq == 0:
+            sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
+        for turn in range(6):
+            for index in range(3):
+                sequencer.submit(order(1, Side.SELL, first_price + index), origin=(turn, index))
+            await asyncio.sleep(0.001)  # the next turn: a batch in flight, more pending
+        await sequencer.drain()
+
+    monkeypatch.setattr(asyncio, "get_running_loop", counted)
+    asyncio.run(busy(10_000))
+    asyncio.run(busy(10_100))
+    sequencer.close()
+    assert len(released) >= 4, "batches on each loop"
+    assert len(asked) == 2 and asked[0] is not asked[1], "once per loop"
+
+
 def test_a_barrier_with_nothing_in_flight_is_released_without_the_journal(
     tmp_path: Path,
 ) -> None:

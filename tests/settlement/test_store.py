@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from settlement.store import LedgerStoreError, SqliteLedgerStore
+from settlement.store import (
+    INSERT_ROWS_MAX,
+    LedgerStoreError,
+    SqliteLedgerStore,
+    _rows_per_insert,
+)
+from settlement.transfers import ISSUANCE, Transfer, TransferKind
 
 
 def test_sqlite_file_is_in_wal_mode(tmp_path: Path) -> None:
@@ -26,3 +32,45 @@ def test_sqlite_refuses_a_file_from_another_schema_version(tmp_path: Path) -> No
     connection.close()
     with pytest.raises(LedgerStoreError, match="schema version 99"):
         SqliteLedgerStore(path)
+
+
+def _mints(first_id: int, count: int) -> list[Transfer]:
+    return [
+        Transfer(id_, id_, ISSUANCE, 1, "USD", id_, TransferKind.MINT, 1_700_000_000_000_000)
+        for id_ in range(first_id, first_id + count)
+    ]
+
+
+def test_a_batch_is_inserted_by_few_statements_and_reads_back_whole(tmp_path: Path) -> None:
+    """Each INSERT is one sqlite3_step, which lets go of the GIL: a batch is inserted a power
+    of two of rows at a time (at most `INSERT_ROWS_MAX`), never a statement per transfer.
+    Sizes around the chunks' edges read back exactly, in a sound chain."""
+    store = SqliteLedgerStore(tmp_path / "ledger.sqlite")
+    store.register_asset("USD", 6)
+    store.register_account(ISSUANCE, "venue:issuance")
+    store.register_account(1, "participant 1")
+    inserts: list[str] = []
+    store._connection.set_trace_callback(
+        lambda sql: inserts.append(sql) if sql.startswith("INSERT INTO transfers") else None
+    )
+    written: list[Transfer] = []
+    for count in (1, 3, INSERT_ROWS_MAX - 1, INSERT_ROWS_MAX, INSERT_ROWS_MAX + 1, 700):
+        inserts.clear()
+        batch = _mints(len(written) + 1, count)
+        assert store.append_batch(batch) is True
+        written += batch
+        full, rest = divmod(count, INSERT_ROWS_MAX)
+        assert len(inserts) == full + rest.bit_count(), count
+    assert list(store.iter_transfers()) == written
+    assert store.verify() == []
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("variables_max", "rows"), [(250_000, INSERT_ROWS_MAX), (32_766, 256), (999, 64), (8, 1)]
+)
+def test_an_insert_binds_no_more_variables_than_sqlite_allows(
+    variables_max: int, rows: int
+) -> None:
+    """SQLite before 3.32 binds at most 999 variables a statement: 8 a row, 64 rows then."""
+    assert _rows_per_insert(variables_max) == rows
