@@ -68,6 +68,9 @@ class Sessions:
         self.sessions: dict[int, Session] = {}
         self._next_session = 0
         self._dirty: list[Session] = []  # sessions with messages to write this loop turn
+        # The running loop, looked up once (`_flush_soon`): in C `asyncio.get_running_loop`
+        # checks the process id, a `getpid` system call per call (glibc does not cache it).
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Task[None]] = set()  # closes, spent switches: kept till done
 
     def next_id(self) -> int:
@@ -206,7 +209,7 @@ class Sessions:
             dirty = self._dirty
             dirty.append(session)
             if len(dirty) == 1:
-                asyncio.get_running_loop().call_soon(self.flush_outboxes)
+                self._flush_soon()
 
     def _queue(self, session: Session, item: bytes) -> None:
         """Queue a frame (packed: a payload); a full outbox means the client stopped
@@ -226,7 +229,15 @@ class Sessions:
             session.dirty = True
             self._dirty.append(session)
             if len(self._dirty) == 1:
-                asyncio.get_running_loop().call_soon(self.flush_outboxes)
+                self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        """`flush_outboxes` in the loop's next turn: the first session with messages to write
+        this turn asks for it."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        loop.call_soon(self.flush_outboxes)
 
     def _relieved(self, session: Session) -> bool:
         """A full outbox of a peer that is reading (its transport takes writes) is written
@@ -243,10 +254,9 @@ class Sessions:
     def fan_out(self, sessions: Iterable[Session], payload: bytes) -> None:
         """Queue one message for many sessions (an account's), framed at most once: per
         session a reference to the frame (packed: to the payload) is appended, nothing is
-        built. The rare cases (closing, a full outbox) take `_queue`'s path."""
-        dirty = self._dirty
-        was_clean = not dirty
-        queued_max = limits.SEND_QUEUE_MESSAGES_MAX
+        built. The rare cases (closing, a full outbox) take `_queue`'s path. Written for the
+        usual audience, one session already dirty (a command's pushes come several to one
+        account): no set-up or check beyond the loop (as `send`: a third fewer bytecodes)."""
         frame = b""  # built for the first session that is not packed
         for session in sessions:
             outbox = session.outbox
@@ -254,15 +264,16 @@ class Sessions:
                 item = payload
             else:
                 item = frame = frame or frames.text_frame(payload)
-            if session.closing or len(outbox) >= queued_max:
+            if session.closing or len(outbox) >= limits.SEND_QUEUE_MESSAGES_MAX:
                 self._queue(session, item)
                 continue
             outbox.append(item)
             if not session.dirty:
                 session.dirty = True
+                dirty = self._dirty
                 dirty.append(session)
-        if was_clean and dirty:
-            asyncio.get_running_loop().call_soon(self.flush_outboxes)
+                if len(dirty) == 1:
+                    self._flush_soon()
 
     def publish(self, sessions: Iterable[Session], items: Sequence[bytes], packed: bool) -> None:
         """Send the same messages to many sessions alike packed (a public publication's
