@@ -32,6 +32,10 @@ WRITE_BATCH_MAX = 256  # messages per write: bounds one writev and the memory it
 # A packed frame's messages, in bytes: bounds the array a client must parse at once and the
 # join that builds it (a single larger message still goes, alone in its array)
 PACK_BYTES_MAX = 2**20
+# A burst's packed frames handed to the transport in one call, in bytes (the call ends with
+# the frame that reaches it): one system call for a stalled turn's frames, not one per frame;
+# bounds what a peer's transport holds past its high-water mark to this and one frame
+WRITE_BYTES_MAX = 2**20
 CLOSE_TIMEOUT_S = 2  # a peer that cannot take its last messages in this time is cut off
 
 
@@ -373,7 +377,7 @@ def _write_front(websocket: transport.Connection, outbox: deque[bytes], packed: 
 
 
 def _write_packed(websocket: transport.Connection, outbox: deque[bytes]) -> bool:
-    """Write the front of a packed session's outbox as one frame, a JSON array of up to
+    """Write the front of a packed session's outbox as JSON-array frames, each of up to
     `WRITE_BATCH_MAX` messages and `PACK_BYTES_MAX` bytes, and take them out; False (the
     outbox untouched) once the connection is not open. Saves the client a frame (and a
     JSON parse) per message, and the server a frame header and an iovec per message."""
@@ -384,19 +388,38 @@ def _write_packed(websocket: transport.Connection, outbox: deque[bytes]) -> bool
         outbox.clear()
         return True
     if count <= WRITE_BATCH_MAX:
-        body = b",".join(outbox)  # the usual outbox: joined whole, no count taken
-    else:
-        count = WRITE_BATCH_MAX
-        body = b",".join(islice(outbox, count))
-    if len(body) + 2 > PACK_BYTES_MAX and count > 1:  # + the array's brackets
-        count = _count_within(outbox, count)
-        body = b",".join(islice(outbox, count))
-    if not websocket.send_frames((frames.array_frame(body),)):
+        body = b",".join(outbox)  # the usual outbox: joined whole, one frame
+        if len(body) + 2 <= PACK_BYTES_MAX:  # + the array's brackets
+            if not websocket.send_frames((frames.array_frame(body),)):
+                return False
+            outbox.clear()
+            return True
+    return _write_packed_burst(websocket, outbox)
+
+
+def _write_packed_burst(websocket: transport.Connection, outbox: deque[bytes]) -> bool:
+    """More than one frame's worth (a burst: a stalled turn's thousands of pushes): the
+    front's frames, split as one at a time would be, handed over in one call until it holds
+    `WRITE_BYTES_MAX` bytes, so the peer's socket gets one system call, not one per frame."""
+    batch: list[bytes] = []
+    size = taken = 0
+    queued = len(outbox)
+    while taken < queued and size < WRITE_BYTES_MAX:
+        payloads = list(islice(outbox, taken, taken + WRITE_BATCH_MAX))
+        count = len(payloads)
+        body = b",".join(payloads)
+        if len(body) + 2 > PACK_BYTES_MAX and count > 1:  # + the array's brackets
+            count = _count_within(payloads, count)
+            body = b",".join(payloads[:count])
+        batch.append(frames.array_frame(body))
+        size += len(batch[-1])
+        taken += count
+    if not websocket.send_frames(batch):
         return False
-    if count == len(outbox):
+    if taken == queued:
         outbox.clear()
     else:
-        for _ in range(count):
+        for _ in range(taken):
             outbox.popleft()
     return True
 
@@ -415,7 +438,7 @@ def _array_of_one(payload: bytes) -> bytes:
     return _one_frame
 
 
-def _count_within(outbox: deque[bytes], count: int) -> int:
+def _count_within(outbox: Iterable[bytes], count: int) -> int:
     """How many of the first `count` messages fit one packed frame's `PACK_BYTES_MAX` (at
     least one: a message over the cap goes alone)."""
     size = 1  # the array's two brackets, and n messages take n - 1 commas
