@@ -297,10 +297,14 @@ class Sessions:
                 self._queue_all(session, items)
                 continue
             session.last_sent_us = now
-            try:
-                websocket.send_frames(write)  # False: closing, nobody would read them
-            except OSError:  # this peer's socket failed; its close is under way
-                continue
+            # `websocket.send_frames(write)` inlined: its call was 40% of a subscriber's cost
+            # (callgrind). Written only while open (closing: nobody would read it).
+            transport: asyncio.Transport = websocket.transport  # type: ignore[assignment]
+            if websocket.is_open and not transport.is_closing():  # open: it has a transport
+                try:
+                    transport.writelines(write)
+                except OSError:  # this peer's socket failed; its close is under way
+                    continue
 
     def _queue_all(self, session: Session, items: Sequence[bytes]) -> None:
         for item in items:
