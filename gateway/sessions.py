@@ -179,14 +179,9 @@ class Sessions:
                             last_payload = b""
                             last_payloads = payloads
                             last_frames = (frames.array_frame(body),)
-                    written: Iterable[bytes] = last_frames
+                    websocket.send_frames(last_frames)
                 else:
-                    written = outbox
-                # `websocket.send_frames` inlined, as in `publish`: only while open (closing:
-                # nobody will read them)
-                transport: asyncio.Transport = websocket.transport  # type: ignore[assignment]
-                if websocket.is_open and not transport.is_closing():  # open: it has a transport
-                    transport.writelines(written)
+                    websocket.send_frames(outbox)  # False: closing, nobody will read them
             except OSError:  # this peer's socket failed; its close is under way
                 pass
             outbox.clear()
