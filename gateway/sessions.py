@@ -298,7 +298,9 @@ class Sessions:
                 continue
             session.last_sent_us = now
             # `websocket.send_frames(write)` inlined: its call was 40% of a subscriber's cost
-            # (callgrind). Written only while open (closing: nobody would read it).
+            # (callgrind). Written only while open (closing: nobody would read it). Only here:
+            # an audience holds websocket connections (`subscribe` is a websocket method),
+            # while an outbox may be REST's stand-in (`rest._Answers`), which has no transport.
             transport: asyncio.Transport = websocket.transport  # type: ignore[assignment]
             if websocket.is_open and not transport.is_closing():  # open: it has a transport
                 try:
