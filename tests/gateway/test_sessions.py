@@ -306,3 +306,27 @@ def test_a_packed_burst_goes_in_frames_split_as_before_handed_over_in_one_call(
         assert not session.outbox
 
     asyncio.run(main())
+
+
+def test_a_publication_skips_a_connection_whose_close_has_begun() -> None:
+    """`publish` writes an idle follower at once only while its connection is open and its
+    transport is not closing (as `Connection.send_frames` would): the others get nothing and
+    keep nothing queued; nobody will read them."""
+
+    class _Closing(_Recorder):
+        def is_closing(self) -> bool:
+            return True
+
+    async def main() -> None:
+        sessions = Sessions()
+        open_one, closed_one, closing_one = (_session(sessions, packed=True) for _ in range(3))
+        closed_one[0].websocket.is_open = False  # the closing handshake has begun
+        closing = _Closing()
+        closing_one[0].websocket.transport = closing  # type: ignore[assignment]
+        audience = [open_one[0], closed_one[0], closing_one[0]]
+        sessions.publish(audience, [b'{"ch":"book"}'], packed=True)
+        assert open_one[1].writes == [[frames.array_frame(b'{"ch":"book"}')]]
+        assert not closed_one[1].writes and not closing.writes
+        assert not any(session.outbox for session in audience)
+
+    asyncio.run(main())
