@@ -260,7 +260,7 @@ class Sessions:
         session a reference to the frame (packed: to the payload) is appended, nothing is
         built. The rare cases (closing, a full outbox) take `_queue`'s path. Written for the
         usual audience, one session already dirty (a command's pushes come several to one
-        account): no set-up or check beyond the loop (as `send`: a third fewer bytecodes)."""
+        account): no set-up or check beyond the loop, as in `send` (49 -> 39 bytecodes a push)."""
         frame = b""  # built for the first session that is not packed
         for session in sessions:
             outbox = session.outbox
