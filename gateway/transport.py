@@ -12,7 +12,8 @@ per-frame time (`venue bench ws-layer`); the usual frame (whole, masked text) is
 `_fast_frames` without the library's parser, every other one by the library as before.
 What messages mean is the handler's.
 Data frames are pre-built by the caller (`gateway.frames`) and written by `send_frames`
-only while open; control frames come from the protocol; frames are whole, never interleaved.
+(or `Sessions.publish`, which inlines it per subscriber) only while open; control frames
+come from the protocol; frames are whole, never interleaved.
 A route's query may hold the connection's options (`?pack=1`: `packed`); anything else in it
 is refused at the handshake with 400 (`handshake_options`).
 """

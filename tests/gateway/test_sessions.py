@@ -278,3 +278,55 @@ def test_the_audiences_are_the_followers_grouped_by_what_they_follow() -> None:
         assert not public.audiences
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("bytes_max, calls", [(2**20, 1), (1, 3)], ids=["one-call", "per-frame"])
+def test_a_packed_burst_goes_in_frames_split_as_before_handed_over_in_one_call(
+    monkeypatch: pytest.MonkeyPatch, bytes_max: int, calls: int
+) -> None:
+    """An outbox over one frame's worth (a stalled turn's pushes) leaves in frames of up to
+    `WRITE_BATCH_MAX` messages, in order, all in one call to the transport (one system call)
+    until the call holds `WRITE_BYTES_MAX` bytes."""
+    monkeypatch.setattr(sessions_module, "WRITE_BYTES_MAX", bytes_max)
+
+    async def main() -> None:
+        sessions = Sessions()
+        session, recorder = _packed_session(sessions)
+        batch_max = sessions_module.WRITE_BATCH_MAX
+        messages = [b'{"n":%d}' % index for index in range(batch_max * 2 + 7)]
+        for message in messages:
+            sessions.send(session, message)
+        sessions.flush_outboxes()
+        assert len(recorder.writes) == calls
+        sent = [frame for write in recorder.writes for frame in write]
+        assert sent == [
+            frames.array_frame(b",".join(messages[start : start + batch_max]))
+            for start in range(0, len(messages), batch_max)
+        ]
+        assert not session.outbox
+
+    asyncio.run(main())
+
+
+def test_a_publication_skips_a_connection_whose_close_has_begun() -> None:
+    """`publish` writes an idle follower at once only while its connection is open and its
+    transport is not closing (as `Connection.send_frames` would): the others get nothing and
+    keep nothing queued; nobody will read them."""
+
+    class _Closing(_Recorder):
+        def is_closing(self) -> bool:
+            return True
+
+    async def main() -> None:
+        sessions = Sessions()
+        open_one, closed_one, closing_one = (_session(sessions, packed=True) for _ in range(3))
+        closed_one[0].websocket.is_open = False  # the closing handshake has begun
+        closing = _Closing()
+        closing_one[0].websocket.transport = closing  # type: ignore[assignment]
+        audience = [open_one[0], closed_one[0], closing_one[0]]
+        sessions.publish(audience, [b'{"ch":"book"}'], packed=True)
+        assert open_one[1].writes == [[frames.array_frame(b'{"ch":"book"}')]]
+        assert not closed_one[1].writes and not closing.writes
+        assert not any(session.outbox for session in audience)
+
+    asyncio.run(main())
