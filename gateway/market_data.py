@@ -550,12 +550,15 @@ class _Market:
         "asks",
         "bbo",
         "bids",
+        "book_streams",
         "books",
         "candles",
+        "followed_tiers",
         "instrument",
         "instrument_inputs",
         "level_rows",
         "level_texts",
+        "live_tiers",
         "pending",
         "prices",
         "recent",
@@ -583,13 +586,18 @@ class _Market:
         self.books = {
             depth: _State(Stream(Channel.BOOK, symbol, depth), None, ts_us) for depth in BOOK_DEPTHS
         }
+        self.book_streams = tuple(state.stream for state in self.books.values())
+        # which tiers the last book flush found followed (None: look again, a snapshot started
+        # one) and their states: while the same are followed, the others hold no levels
+        self.followed_tiers: tuple[bool, ...] | None = None
+        self.live_tiers: list[_State] = []
         self.bbo = _State(Stream(Channel.BBO, symbol), (None, None), ts_us)
         self.instrument = _State(Stream(Channel.INSTRUMENTS, symbol), None, ts_us)
         self.instrument_inputs = _ReferenceInputs(spec, status, self.reference_price, 0, None)
         self.start_instrument(ts_us)
         self.trades = _State(Stream(Channel.TRADES, symbol), None, ts_us)
         self.pending: list[TradeExecuted] = []  # this turn's trades, published at flush
-        self.recent: deque[dict[str, Any]] = deque(maxlen=TRADES_RECENT_MAX)
+        self.recent: deque[TradeExecuted] = deque(maxlen=TRADES_RECENT_MAX)
         self.ticker = _Ticker()
         self.ticker_state = _State(Stream(Channel.TICKER, symbol), None, ts_us)
         # value: the open time (µs) of the newest bar sent, so an update also carries the
@@ -710,6 +718,21 @@ def _checksum(market: "_Market") -> int:
     """`levels_checksum` of the market's book, from each side's remembered text."""
     text = f"{market.asks.checksum_text()};{market.bids.checksum_text()}"
     return zlib.crc32(text.encode("ascii"))
+
+
+def _trade_rows(trades: Iterable[TradeExecuted], market: "_Market") -> list[dict[str, Any]]:
+    prices = market.prices
+    sizes = market.sizes
+    return [
+        {
+            "trade_id": t.trade_id,
+            "price": prices[t.price],
+            "qty": sizes[t.qty],
+            "taker_side": str(t.taker_side),
+            "ts": t.ts_us,
+        }
+        for t in trades
+    ]
 
 
 def _rows(levels: Iterable[Level], market: "_Market") -> list[list[str]]:
@@ -1041,35 +1064,21 @@ class MarketData:
         market.pending = []
         if trades:
             market.ticker.add_trades(trades)
+        market.recent.extend(trades)  # formatted only if a snapshot shows them
         state = market.trades
-        shown = state.stream in wanted
-        prices = market.prices
-        sizes = market.sizes
-        # Unwatched, only the tail that the next snapshot shows is formatted.
-        rows = [
-            {
-                "trade_id": t.trade_id,
-                "price": prices[t.price],
-                "qty": sizes[t.qty],
-                "taker_side": str(t.taker_side),
-                "ts": t.ts_us,
-            }
-            for t in (trades if shown else trades[-TRADES_RECENT_MAX:])
-        ]
         # The seq moves whether or not anyone watches, so a seq names one tape.
+        if state.stream not in wanted:  # nothing is formatted
+            for _ in range(0, len(trades), TRADES_PER_MESSAGE_MAX):
+                state.advance(None, now_us)
+            return
+        rows = _trade_rows(trades, market)
         if 0 < len(trades) <= TRADES_PER_MESSAGE_MAX:  # the usual turn: one message, no slice
             state.advance(None, now_us)
-            if shown:
-                out.append(self._update(state, now_us, rows))
-            market.recent.extend(rows)
+            out.append(self._update(state, now_us, rows))
             return
         for start in range(0, len(trades), TRADES_PER_MESSAGE_MAX):
             state.advance(None, now_us)
-            if shown:
-                out.append(
-                    self._update(state, now_us, rows[start : start + TRADES_PER_MESSAGE_MAX])
-                )
-        market.recent.extend(rows)
+            out.append(self._update(state, now_us, rows[start : start + TRADES_PER_MESSAGE_MAX]))
 
     def _flush_book(
         self, market: _Market, now_us: int, wanted: Container[Stream], out: list[Message]
@@ -1081,13 +1090,10 @@ class MarketData:
             bid_levels.settle()
         if ask_levels.delta:
             ask_levels.settle()
-        live: list[_State] = []
-        for state in market.books.values():
-            if state.stream in wanted:
-                live.append(state)
-            elif state.value is not None:  # no one follows it: stop keeping its levels
-                state.value = None
-                state.cache = None
+        followed = tuple(map(wanted.__contains__, market.book_streams))  # in C: no step a tier
+        if followed != market.followed_tiers:
+            _follow_tiers(market, followed)
+        live = market.live_tiers
         if live:
             bids, asks = self._flush_tiers(market, live, now_us, out)
             bbo = (bids[0] if bids else None, asks[0] if asks else None)
@@ -1218,6 +1224,7 @@ class MarketData:
             depth = stream.depth  # no one followed it: start from the shadow book now
             self._settle()  # with the changes fed since the last flush
             state.advance((market.bids.depth(depth), market.asks.depth(depth)), now_us)
+            market.followed_tiers = None  # kept now: the next book flush looks at it again
         elif channel == Channel.INSTRUMENTS and state.value is None:  # moved unfollowed
             state.value = _reference(market.instrument_inputs)
         if state.cache is None:
@@ -1228,7 +1235,7 @@ class MarketData:
                 checksum = book_checksum(bid_rows, ask_rows)
                 data = {"bids": bid_rows, "asks": ask_rows, "checksum": checksum}
             elif channel == Channel.TRADES:
-                data = list(market.recent)
+                data = _trade_rows(market.recent, market)
             elif channel == Channel.BBO:
                 data = _bbo_data(state.value, market)
             elif channel == Channel.CANDLES:
@@ -1288,6 +1295,20 @@ class MarketData:
                 if state.value is not None:
                     current = (market.bids.depth(depth), market.asks.depth(depth))
                     assert state.value == current, f"{symbol}: tier {depth} is stale"
+
+
+def _follow_tiers(market: "_Market", followed: tuple[bool, ...]) -> None:
+    """The book tiers `followed` flags are the ones kept from now on; the others, no one
+    following them, stop keeping their levels (a snapshot starts one again)."""
+    live: list[_State] = []
+    for state, is_followed in zip(market.books.values(), followed, strict=True):
+        if is_followed:
+            live.append(state)
+        elif state.value is not None:
+            state.value = None
+            state.cache = None
+    market.live_tiers = live
+    market.followed_tiers = followed
 
 
 def _bbo_data(value: tuple[Level | None, Level | None], market: "_Market") -> dict[str, Any]:
