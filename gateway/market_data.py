@@ -21,8 +21,8 @@ from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
-from itertools import islice
-from operator import neg
+from itertools import count, islice
+from operator import itemgetter, neg
 from typing import Any, NamedTuple
 
 import msgspec
@@ -129,6 +129,7 @@ class Message(NamedTuple):
 
 Level = tuple[int, int]  # (price units, quantity units)
 _NONE_PATCHED: list[int] = []  # `_Levels._resize`'s until it replaces a place (never changed)
+_price_of = itemgetter(0)  # of a Level
 # `Message(...)` runs the named tuple's Python `__new__`; tuple's own is C: a frame saved
 _new_message = tuple.__new__
 
@@ -256,8 +257,8 @@ class _Levels:
         top = self._top
         assert top is not None
         places = self._places
-        if places is None:
-            places = self._places = {level[0]: index for index, level in enumerate(top)}
+        if places is None:  # made in C: no Python step a level
+            places = self._places = dict(zip(map(_price_of, top), count()))
         new_top: list[Level] | None = None
         patched: list[int] = _NONE_PATCHED  # the places replaced in `new_top`
         segments: list[str] | None = None  # the checksum text's parts, if one is replaced
@@ -343,6 +344,9 @@ class _Levels:
     def checksum_text(self) -> str:
         """This side's part of the book checksum (`levels_checksum`), joined again only
         when its best levels changed."""
+        text = self._text  # joined from `_segments`, the parts of `_text_of`'s levels
+        if text and self._text_of is self._top:  # the usual untouched side: nothing to look at
+            return text
         top = self._top  # a tier's flush made it (every tier holds the checksummed levels)
         if top is None or self._top_max < CHECKSUM_LEVELS:
             self.depth(CHECKSUM_LEVELS)
@@ -1101,7 +1105,10 @@ class MarketData:
             bbo = market.bbo_value()
         state = market.bbo
         if bbo != state.value:
-            state.advance(bbo, now_us)
+            state.seq += 1  # `advance`, inlined: a call saved per move of the best levels
+            state.value = bbo
+            state.ts_us = now_us
+            state.cache = None
             if state.stream in wanted:
                 out.append(self._update(state, now_us, _bbo_data(bbo, market)))
 
@@ -1116,8 +1123,11 @@ class MarketData:
         checksum: int | None = None
         for state in live:
             depth = state.stream.depth
-            now_bids = bids if len(bids) <= depth else bids[:depth]
-            now_asks = asks if len(asks) <= depth else asks[:depth]
+            if depth == deepest:  # the usual single tier: `depth` cut the lists to it
+                now_bids, now_asks = bids, asks
+            else:
+                now_bids = bids if len(bids) <= depth else bids[:depth]
+                now_asks = asks if len(asks) <= depth else asks[:depth]
             if state.value is None:
                 # Wanted but never snapshotted: no subscriber can hold its state, so it
                 # starts silently; its first subscriber's snapshot shows it.
