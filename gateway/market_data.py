@@ -16,6 +16,7 @@ best first, as `price:qty` joined by `|`, in the decimal strings sent; for examp
 
 import datetime
 import zlib
+from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -27,7 +28,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 import orjson
-from sortedcontainers import SortedDict, SortedList
+from sortedcontainers import SortedDict
 
 from engine.enums import InstrumentKind, InstrumentStatus, OrderType, Side, TimeInForce
 from engine.events import (
@@ -172,6 +173,9 @@ class _Levels:
     A flush whose changes only resized levels among the remembered ones keeps which places it
     patched (`_patch`), so a tier that held the list before gets its update from them
     (`changes`) instead of comparing every level it holds.
+    The keys are a plain list kept sorted by `bisect`, as `engine.book`'s are (and no longer
+    than the engine's): a level that comes or goes costs a C bisect and memmove, not the
+    dozen Python calls of a `SortedList`.
     """
 
     __slots__ = (
@@ -193,7 +197,7 @@ class _Levels:
         self.sign = -1 if side is Side.BUY else 1  # smallest key is the best, as in engine.book
         self._texts = texts  # the market's, shared by both sides
         self.qty: dict[int, int] = {}
-        self.keys = SortedList()
+        self.keys: list[int] = []  # price * sign of every level, ascending: the best first
         self.delta: dict[int, int] = {}  # price -> change not yet applied
         self._top: list[Level] | None = None  # the best `_top_max` levels, or None: stale
         self._top_max = 0
@@ -226,14 +230,15 @@ class _Levels:
             assert total >= 0, f"level {price} would go negative"
             if total == change:  # a new level
                 qty[price] = total
-                self.keys.add(price * self.sign)
+                insort(self.keys, price * self.sign)
             elif total:  # the usual fill or added order: the level keeps its place
                 qty[price] = total
                 resized.append((price, total))
                 continue
             else:
                 del qty[price]
-                self.keys.remove(price * self.sign)
+                keys = self.keys
+                del keys[bisect_left(keys, price * self.sign)]
             self._moved(price)
         self.delta.clear()
         if resized and self._top is not None:
@@ -291,8 +296,8 @@ class _Levels:
         not change it)."""
         top = self._top
         if top is None or levels_max > self._top_max:
-            keys = islice(self.keys, levels_max)  # C iterators throughout: no Python frame
-            prices = list(keys) if self.sign > 0 else list(map(neg, keys))
+            keys = self.keys[:levels_max]  # C throughout: no Python frame
+            prices = keys if self.sign > 0 else list(map(neg, keys))
             top = list(zip(prices, map(self.qty.__getitem__, prices), strict=True))
             self._top = top
             self._places = None
@@ -323,7 +328,7 @@ class _Levels:
         top = self._top
         if top is None:
             return
-        keys = list(islice(self.keys, self._top_max))
+        keys = self.keys[: self._top_max]
         assert top == [(key * self.sign, self.qty[key * self.sign]) for key in keys], "stale"
         if self._text_of is top:
             head = top[:CHECKSUM_LEVELS]
@@ -1293,7 +1298,8 @@ class MarketData:
             for levels in (market.bids, market.asks):
                 assert not levels.delta, f"{symbol}: changes left unsettled after a flush"
                 levels.check_remembered()
-                assert len(levels.keys) == len(levels.qty), f"{symbol}: keys and levels differ"
+                keys = sorted(price * levels.sign for price in levels.qty)
+                assert levels.keys == keys, f"{symbol}: keys and levels differ"
                 for price, qty in levels.qty.items():
                     assert qty > 0, f"{symbol}: empty level {price}"
                     assert totals.get((id(levels), price)) == qty, f"{symbol}: level {price}"
