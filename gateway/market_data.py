@@ -22,8 +22,8 @@ from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
-from itertools import count, islice
-from operator import itemgetter, neg
+from itertools import islice
+from operator import neg
 from typing import Any, NamedTuple
 
 import msgspec
@@ -130,7 +130,6 @@ class Message(NamedTuple):
 
 Level = tuple[int, int]  # (price units, quantity units)
 _NONE_PATCHED: list[int] = []  # `_Levels._resize`'s until it replaces a place (never changed)
-_price_of = itemgetter(0)  # of a Level
 # `Message(...)` runs the named tuple's Python `__new__`; tuple's own is C: a frame saved
 _new_message = tuple.__new__
 
@@ -262,8 +261,8 @@ class _Levels:
         top = self._top
         assert top is not None
         places = self._places
-        if places is None:  # made in C: no Python step a level
-            places = self._places = dict(zip(map(_price_of, top), count()))
+        if places is None:  # (`dict(zip(map(...), count()))`: more instructions, callgrind)
+            places = self._places = {level[0]: index for index, level in enumerate(top)}
         new_top: list[Level] | None = None
         patched: list[int] = _NONE_PATCHED  # the places replaced in `new_top`
         segments: list[str] | None = None  # the checksum text's parts, if one is replaced
@@ -559,15 +558,12 @@ class _Market:
         "asks",
         "bbo",
         "bids",
-        "book_streams",
         "books",
         "candles",
-        "followed_tiers",
         "instrument",
         "instrument_inputs",
         "level_rows",
         "level_texts",
-        "live_tiers",
         "pending",
         "prices",
         "recent",
@@ -595,11 +591,6 @@ class _Market:
         self.books = {
             depth: _State(Stream(Channel.BOOK, symbol, depth), None, ts_us) for depth in BOOK_DEPTHS
         }
-        self.book_streams = tuple(state.stream for state in self.books.values())
-        # which tiers the last book flush found followed (None: look again, a snapshot started
-        # one) and their states: while the same are followed, the others hold no levels
-        self.followed_tiers: tuple[bool, ...] | None = None
-        self.live_tiers: list[_State] = []
         self.bbo = _State(Stream(Channel.BBO, symbol), (None, None), ts_us)
         self.instrument = _State(Stream(Channel.INSTRUMENTS, symbol), None, ts_us)
         self.instrument_inputs = _ReferenceInputs(spec, status, self.reference_price, 0, None)
@@ -1099,10 +1090,13 @@ class MarketData:
             bid_levels.settle()
         if ask_levels.delta:
             ask_levels.settle()
-        followed = tuple(map(wanted.__contains__, market.book_streams))  # in C: no step a tier
-        if followed != market.followed_tiers:
-            _follow_tiers(market, followed)
-        live = market.live_tiers
+        live: list[_State] = []
+        for state in market.books.values():  # (`map(wanted.__contains__, ...)`: more instr.)
+            if state.stream in wanted:
+                live.append(state)
+            elif state.value is not None:  # no one follows it: stop keeping its levels
+                state.value = None
+                state.cache = None
         if live:
             bids, asks = self._flush_tiers(market, live, now_us, out)
             bbo = (bids[0] if bids else None, asks[0] if asks else None)
@@ -1239,7 +1233,6 @@ class MarketData:
             depth = stream.depth  # no one followed it: start from the shadow book now
             self._settle()  # with the changes fed since the last flush
             state.advance((market.bids.depth(depth), market.asks.depth(depth)), now_us)
-            market.followed_tiers = None  # kept now: the next book flush looks at it again
         elif channel == Channel.INSTRUMENTS and state.value is None:  # moved unfollowed
             state.value = _reference(market.instrument_inputs)
         if state.cache is None:
@@ -1311,20 +1304,6 @@ class MarketData:
                 if state.value is not None:
                     current = (market.bids.depth(depth), market.asks.depth(depth))
                     assert state.value == current, f"{symbol}: tier {depth} is stale"
-
-
-def _follow_tiers(market: "_Market", followed: tuple[bool, ...]) -> None:
-    """The book tiers `followed` flags are the ones kept from now on; the others, no one
-    following them, stop keeping their levels (a snapshot starts one again)."""
-    live: list[_State] = []
-    for state, is_followed in zip(market.books.values(), followed, strict=True):
-        if is_followed:
-            live.append(state)
-        elif state.value is not None:
-            state.value = None
-            state.cache = None
-    market.live_tiers = live
-    market.followed_tiers = followed
 
 
 def _bbo_data(value: tuple[Level | None, Level | None], market: "_Market") -> dict[str, Any]:
