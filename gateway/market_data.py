@@ -16,6 +16,7 @@ best first, as `price:qty` joined by `|`, in the decimal strings sent; for examp
 
 import datetime
 import zlib
+from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -27,7 +28,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 import orjson
-from sortedcontainers import SortedDict, SortedList
+from sortedcontainers import SortedDict
 
 from engine.enums import InstrumentKind, InstrumentStatus, OrderType, Side, TimeInForce
 from engine.events import (
@@ -171,6 +172,9 @@ class _Levels:
     A flush whose changes only resized levels among the remembered ones keeps which places it
     patched (`_patch`), so a tier that held the list before gets its update from them
     (`changes`) instead of comparing every level it holds.
+    The keys are a plain list kept sorted by `bisect`, as `engine.book`'s are (and no longer
+    than the engine's): a level that comes or goes costs a C bisect and memmove, not the
+    dozen Python calls of a `SortedList`.
     """
 
     __slots__ = (
@@ -192,7 +196,7 @@ class _Levels:
         self.sign = -1 if side is Side.BUY else 1  # smallest key is the best, as in engine.book
         self._texts = texts  # the market's, shared by both sides
         self.qty: dict[int, int] = {}
-        self.keys = SortedList()
+        self.keys: list[int] = []  # price * sign of every level, ascending: the best first
         self.delta: dict[int, int] = {}  # price -> change not yet applied
         self._top: list[Level] | None = None  # the best `_top_max` levels, or None: stale
         self._top_max = 0
@@ -225,14 +229,15 @@ class _Levels:
             assert total >= 0, f"level {price} would go negative"
             if total == change:  # a new level
                 qty[price] = total
-                self.keys.add(price * self.sign)
+                insort(self.keys, price * self.sign)
             elif total:  # the usual fill or added order: the level keeps its place
                 qty[price] = total
                 resized.append((price, total))
                 continue
             else:
                 del qty[price]
-                self.keys.remove(price * self.sign)
+                keys = self.keys
+                del keys[bisect_left(keys, price * self.sign)]
             self._moved(price)
         self.delta.clear()
         if resized and self._top is not None:
@@ -256,7 +261,7 @@ class _Levels:
         top = self._top
         assert top is not None
         places = self._places
-        if places is None:
+        if places is None:  # (`dict(zip(map(...), count()))`: more instructions, callgrind)
             places = self._places = {level[0]: index for index, level in enumerate(top)}
         new_top: list[Level] | None = None
         patched: list[int] = _NONE_PATCHED  # the places replaced in `new_top`
@@ -290,8 +295,8 @@ class _Levels:
         not change it)."""
         top = self._top
         if top is None or levels_max > self._top_max:
-            keys = islice(self.keys, levels_max)  # C iterators throughout: no Python frame
-            prices = list(keys) if self.sign > 0 else list(map(neg, keys))
+            keys = self.keys[:levels_max]  # C throughout: no Python frame
+            prices = keys if self.sign > 0 else list(map(neg, keys))
             top = list(zip(prices, map(self.qty.__getitem__, prices), strict=True))
             self._top = top
             self._places = None
@@ -322,7 +327,7 @@ class _Levels:
         top = self._top
         if top is None:
             return
-        keys = list(islice(self.keys, self._top_max))
+        keys = self.keys[: self._top_max]
         assert top == [(key * self.sign, self.qty[key * self.sign]) for key in keys], "stale"
         if self._text_of is top:
             head = top[:CHECKSUM_LEVELS]
@@ -343,6 +348,9 @@ class _Levels:
     def checksum_text(self) -> str:
         """This side's part of the book checksum (`levels_checksum`), joined again only
         when its best levels changed."""
+        text = self._text  # joined from `_segments`, the parts of `_text_of`'s levels
+        if text and self._text_of is self._top:  # the usual untouched side: nothing to look at
+            return text
         top = self._top  # a tier's flush made it (every tier holds the checksummed levels)
         if top is None or self._top_max < CHECKSUM_LEVELS:
             self.depth(CHECKSUM_LEVELS)
@@ -589,7 +597,7 @@ class _Market:
         self.start_instrument(ts_us)
         self.trades = _State(Stream(Channel.TRADES, symbol), None, ts_us)
         self.pending: list[TradeExecuted] = []  # this turn's trades, published at flush
-        self.recent: deque[dict[str, Any]] = deque(maxlen=TRADES_RECENT_MAX)
+        self.recent: deque[TradeExecuted] = deque(maxlen=TRADES_RECENT_MAX)
         self.ticker = _Ticker()
         self.ticker_state = _State(Stream(Channel.TICKER, symbol), None, ts_us)
         # value: the open time (µs) of the newest bar sent, so an update also carries the
@@ -710,6 +718,21 @@ def _checksum(market: "_Market") -> int:
     """`levels_checksum` of the market's book, from each side's remembered text."""
     text = f"{market.asks.checksum_text()};{market.bids.checksum_text()}"
     return zlib.crc32(text.encode("ascii"))
+
+
+def _trade_rows(trades: Iterable[TradeExecuted], market: "_Market") -> list[dict[str, Any]]:
+    prices = market.prices
+    sizes = market.sizes
+    return [
+        {
+            "trade_id": t.trade_id,
+            "price": prices[t.price],
+            "qty": sizes[t.qty],
+            "taker_side": str(t.taker_side),
+            "ts": t.ts_us,
+        }
+        for t in trades
+    ]
 
 
 def _rows(levels: Iterable[Level], market: "_Market") -> list[list[str]]:
@@ -1041,35 +1064,21 @@ class MarketData:
         market.pending = []
         if trades:
             market.ticker.add_trades(trades)
+        market.recent.extend(trades)  # formatted only if a snapshot shows them
         state = market.trades
-        shown = state.stream in wanted
-        prices = market.prices
-        sizes = market.sizes
-        # Unwatched, only the tail that the next snapshot shows is formatted.
-        rows = [
-            {
-                "trade_id": t.trade_id,
-                "price": prices[t.price],
-                "qty": sizes[t.qty],
-                "taker_side": str(t.taker_side),
-                "ts": t.ts_us,
-            }
-            for t in (trades if shown else trades[-TRADES_RECENT_MAX:])
-        ]
         # The seq moves whether or not anyone watches, so a seq names one tape.
+        if state.stream not in wanted:  # nothing is formatted
+            for _ in range(0, len(trades), TRADES_PER_MESSAGE_MAX):
+                state.advance(None, now_us)
+            return
+        rows = _trade_rows(trades, market)
         if 0 < len(trades) <= TRADES_PER_MESSAGE_MAX:  # the usual turn: one message, no slice
             state.advance(None, now_us)
-            if shown:
-                out.append(self._update(state, now_us, rows))
-            market.recent.extend(rows)
+            out.append(self._update(state, now_us, rows))
             return
         for start in range(0, len(trades), TRADES_PER_MESSAGE_MAX):
             state.advance(None, now_us)
-            if shown:
-                out.append(
-                    self._update(state, now_us, rows[start : start + TRADES_PER_MESSAGE_MAX])
-                )
-        market.recent.extend(rows)
+            out.append(self._update(state, now_us, rows[start : start + TRADES_PER_MESSAGE_MAX]))
 
     def _flush_book(
         self, market: _Market, now_us: int, wanted: Container[Stream], out: list[Message]
@@ -1082,7 +1091,7 @@ class MarketData:
         if ask_levels.delta:
             ask_levels.settle()
         live: list[_State] = []
-        for state in market.books.values():
+        for state in market.books.values():  # (`map(wanted.__contains__, ...)`: more instr.)
             if state.stream in wanted:
                 live.append(state)
             elif state.value is not None:  # no one follows it: stop keeping its levels
@@ -1095,7 +1104,10 @@ class MarketData:
             bbo = market.bbo_value()
         state = market.bbo
         if bbo != state.value:
-            state.advance(bbo, now_us)
+            state.seq += 1  # `advance`, inlined: a call saved per move of the best levels
+            state.value = bbo
+            state.ts_us = now_us
+            state.cache = None
             if state.stream in wanted:
                 out.append(self._update(state, now_us, _bbo_data(bbo, market)))
 
@@ -1110,8 +1122,11 @@ class MarketData:
         checksum: int | None = None
         for state in live:
             depth = state.stream.depth
-            now_bids = bids if len(bids) <= depth else bids[:depth]
-            now_asks = asks if len(asks) <= depth else asks[:depth]
+            if depth == deepest:  # the usual single tier: `depth` cut the lists to it
+                now_bids, now_asks = bids, asks
+            else:
+                now_bids = bids if len(bids) <= depth else bids[:depth]
+                now_asks = asks if len(asks) <= depth else asks[:depth]
             if state.value is None:
                 # Wanted but never snapshotted: no subscriber can hold its state, so it
                 # starts silently; its first subscriber's snapshot shows it.
@@ -1228,7 +1243,7 @@ class MarketData:
                 checksum = book_checksum(bid_rows, ask_rows)
                 data = {"bids": bid_rows, "asks": ask_rows, "checksum": checksum}
             elif channel == Channel.TRADES:
-                data = list(market.recent)
+                data = _trade_rows(market.recent, market)
             elif channel == Channel.BBO:
                 data = _bbo_data(state.value, market)
             elif channel == Channel.CANDLES:
@@ -1276,7 +1291,8 @@ class MarketData:
             for levels in (market.bids, market.asks):
                 assert not levels.delta, f"{symbol}: changes left unsettled after a flush"
                 levels.check_remembered()
-                assert len(levels.keys) == len(levels.qty), f"{symbol}: keys and levels differ"
+                keys = sorted(price * levels.sign for price in levels.qty)
+                assert levels.keys == keys, f"{symbol}: keys and levels differ"
                 for price, qty in levels.qty.items():
                     assert qty > 0, f"{symbol}: empty level {price}"
                     assert totals.get((id(levels), price)) == qty, f"{symbol}: level {price}"
