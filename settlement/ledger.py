@@ -468,9 +468,9 @@ class Ledger:
         """The venue's rounding and fee balances in `quote` (None: not made yet), remembered
         once both exist.
 
-        Balances are never removed or replaced, so the pair stays valid for good. An
-        instrument whose trades never round (a notional always in whole cash units) never
-        makes the rounding balance: its trades book here without it.
+        Balances are never removed or replaced, so the pair stays valid for good. Trades
+        whose fills are all worth whole cash units never make the rounding balance: they
+        book in `settle_dvp` without it.
         """
         rounding = self.balances.get((ROUNDING, quote))
         fees = self.balances.get((FEE_INCOME, quote))
