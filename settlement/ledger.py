@@ -395,13 +395,22 @@ class Ledger:
         agree on (min of `pay` and `receive`) buyer to seller, the rounding difference, the
         buyer's fee, the seller's fee (`seller_fee` is at most `receive`). The buyer's hold
         spends `pay` and its fee, the seller's `qty`. Returns the booked transfers; or None,
-        with nothing changed, for a self-trade (stp none) or while the venue's rounding or fee
-        balance in `quote` does not exist yet: `settle` then books the chain and makes the missing
-        balances in the order its legs meet them.
+        with nothing changed, for a self-trade (stp none) or while a venue balance in `quote`
+        that this trade's legs credit or debit (rounding, fee income) does not exist yet:
+        `settle` then books the chain and makes the missing balances in the order its legs
+        meet them.
         """
-        venue = self._venue_cash.get(quote) or self._find_venue_cash(quote)
-        if venue is None or buyer == seller:
+        if buyer == seller:
             return None
+        venue = self._venue_cash.get(quote)
+        if venue is None:  # not both made yet: those this trade's legs touch must be
+            rounding, fees = self._find_venue_cash(quote)
+            if (rounding is None and pay != receive) or (
+                fees is None and (buyer_fee or seller_fee)
+            ):
+                return None
+        else:
+            rounding, fees = venue
         buyer_base, buyer_cash = buyer_position
         seller_base, seller_cash = seller_position
         # Each balance moves once by its net amount rather than once per leg: the buyer's cash
@@ -417,7 +426,6 @@ class Ledger:
         seller_base.total -= qty
         buyer_base.total += qty
         seller_cash.total += receive - seller_fee
-        rounding, fees = venue
         self.last_chain_id = chain_id = self.last_chain_id + 1
         transfer_id = self.last_transfer_id + 1
         booked = [Transfer(transfer_id, chain_id, seller, buyer, base, qty, DELIVERY, ts_us)]
@@ -429,6 +437,7 @@ class Ledger:
             )
         residual = pay - receive  # what the buyer pays beyond what the seller receives
         if residual:
+            assert rounding is not None, "a rounding leg without the venue's rounding balance"
             transfer_id += 1
             rounding.total += residual
             if residual > 0:
@@ -450,23 +459,26 @@ class Ledger:
             booked.append(
                 Transfer(transfer_id, chain_id, seller, FEE_INCOME, quote, seller_fee, FEE, ts_us)
             )
-        fees.total += buyer_fee + seller_fee
+        if fees is not None:  # else there is no fee to book
+            fees.total += buyer_fee + seller_fee
         self.last_transfer_id = transfer_id
         transfers = tuple(booked)
         self._undrained.extend(transfers)
         return transfers
 
-    def _find_venue_cash(self, quote: str) -> tuple[Balance, Balance] | None:
-        """The venue's rounding and fee balances in `quote`, remembered once both exist.
+    def _find_venue_cash(self, quote: str) -> tuple[Balance | None, Balance | None]:
+        """The venue's rounding and fee balances in `quote` (None: not made yet), remembered
+        once both exist.
 
-        Balances are never removed or replaced, so the pair stays valid for good.
+        Balances are never removed or replaced, so the pair stays valid for good. Trades
+        whose fills are all worth whole cash units never make the rounding balance: they
+        book in `settle_dvp` without it.
         """
         rounding = self.balances.get((ROUNDING, quote))
         fees = self.balances.get((FEE_INCOME, quote))
-        if rounding is None or fees is None:
-            return None
-        pair = self._venue_cash[quote] = (rounding, fees)
-        return pair
+        if rounding is not None and fees is not None:
+            self._venue_cash[quote] = (rounding, fees)
+        return rounding, fees
 
     # ----------------------------------------------------------------- supply
 

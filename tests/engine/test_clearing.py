@@ -255,6 +255,36 @@ def test_a_price_amend_moves_the_hold_or_is_refused_when_it_cannot_grow(cleared:
     assert kinds(events) == ["OrderAmended"] and cleared.balance(3, "AAPLx")[1] == 10 * SHARE
 
 
+@pytest.mark.parametrize("side", [BUY, SELL])
+@pytest.mark.parametrize(("ticks", "size"), [(-1, 5), (1, 5), (1, 7), (-2, 3), (0, 6), (1, 120)])
+def test_a_requote_of_a_traded_order_moves_as_the_checks_one_by_one_would(
+    side: Side, ticks: int, size: int
+) -> None:
+    """A quote's amend of an order that has traded asks for what traded plus the new size
+    at a new price: `_amend` moves it at once (a buy's hold: the worst case of the rest on
+    top of what it paid). Its events and the state after are those of `_amend_checked`,
+    also where the price stays or the hold does not fit (120 shares: more than account 1
+    has of either asset)."""
+    outcomes = []
+    for amend in ("_amend", "_amend_checked"):
+        cleared = Cleared()
+        venue = cleared.venue
+        cleared.place(2, SELL, 10_100, 10 * SHARE)
+        cleared.place(2, BUY, 9_900, 10 * SHARE)
+        price = 9_950 if side is BUY else 10_050
+        cleared.place(1, side, price, 5 * SHARE)
+        order = venue.orders[3]
+        cleared.place(3, SELL if side is BUY else BUY, price, SHARE // 4, tif=TimeInForce.IOC)
+        assert order.cum_qty == SHARE // 4
+        venue._handlers[AmendOrder] = getattr(venue, amend)
+        qty = order.cum_qty + size * SHARE
+        events = cleared.do(AmendOrder(account=1, order_id=3, price=price + ticks, qty=qty))
+        outcomes.append((events, venue.state_hash()))
+    assert outcomes[0] == outcomes[1]
+    refused = [e for e in outcomes[0][0] if isinstance(e, CommandRejected)]
+    assert [e.reason for e in refused] == ([ErrorCode.INSUFFICIENT_BALANCE] if size > 100 else [])
+
+
 def test_cash_finer_than_price_times_qty_pays_whole_units_and_fees_on_running_totals() -> None:
     """Cash at 6 decimals for prices at 2 and quantities at 2: a notional fraction of 100 / 1
     (every other test's is 1 / den), so a fill's cash is whole and nothing is rounded, and

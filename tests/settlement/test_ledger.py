@@ -235,17 +235,48 @@ def test_settle_dvp_leaves_a_self_trade_to_settle(ledger: Ledger) -> None:
 
 
 def test_settle_dvp_waits_for_the_venues_fee_and_rounding_balances(ledger: Ledger) -> None:
-    """Until the venue holds both its rounding and its fee balance in the cash asset, a
-    trade goes to `settle`, which makes them in leg order; then `settle_dvp` takes over."""
+    """Until the venue holds the rounding or the fee balance in the cash asset, a trade
+    that books to it goes to `settle`, which makes it in leg order; then `settle_dvp` takes
+    over."""
     twin = Ledger.from_image(ledger.image())
     assert not isinstance(twin.book([(1, 2, "USD", 1_000, K.PAYMENT)], 2), Refused)
     assert not isinstance(twin.book([(2, 1, "AAPLx", 10, K.DELIVERY)], 2), Refused)
     assert twin.hold(1, "USD", 100) and twin.hold(2, "AAPLx", 14)
     before = msgspec.msgpack.encode(twin.image())
     positions = _positions(twin, 1, 2)
-    assert twin.settle_dvp(1, 2, "AAPLx", "USD", *positions, 7, 50, 50, 0, 0, 10) is None
+    assert twin.settle_dvp(1, 2, "AAPLx", "USD", *positions, 7, 50, 49, 0, 0, 10) is None
+    assert twin.settle_dvp(1, 2, "AAPLx", "USD", *positions, 7, 50, 50, 1, 0, 10) is None
+    assert twin.settle_dvp(1, 2, "AAPLx", "USD", *positions, 7, 50, 50, 0, 1, 10) is None
     assert msgspec.msgpack.encode(twin.image()) == before
     assert not isinstance(twin.book([(1, FEE_INCOME, "USD", 1, K.FEE)], 2), Refused)
     assert not isinstance(twin.book([(1, ROUNDING, "USD", 1, K.ROUNDING)], 2), Refused)
     assert twin.settle_dvp(1, 2, "AAPLx", "USD", *positions, 7, 50, 49, 0, 0, 10) is not None
     twin.check_invariants()
+
+
+@pytest.mark.parametrize(("buyer_fee", "seller_fee"), [(0, 0), (2, 1)])
+def test_settle_dvp_books_a_trade_that_rounds_nothing_without_a_rounding_balance(
+    ledger: Ledger, buyer_fee: int, seller_fee: int
+) -> None:
+    """A trade whose cash is whole units (pay = receive) has no rounding leg: it books here
+    with the venue's rounding balance never made, as `settle` would book it, and makes no
+    balance (an instrument whose trades never round never gets one)."""
+    generic = Ledger.from_image(ledger.image())
+    assert not isinstance(generic.book([(1, 2, "USD", 1_000, K.PAYMENT)], 2), Refused)
+    assert not isinstance(generic.book([(2, 1, "AAPLx", 10, K.DELIVERY)], 2), Refused)
+    if buyer_fee:  # the fee balance exists once a fee was booked
+        assert not isinstance(generic.book([(1, FEE_INCOME, "USD", 1, K.FEE)], 2), Refused)
+    fast = Ledger.from_image(generic.image())
+    for twin in (generic, fast):
+        assert twin.hold(1, "USD", 50 + buyer_fee) and twin.hold(2, "AAPLx", 7)
+    legs = [(2, 1, "AAPLx", 7, K.DELIVERY), (1, 2, "USD", 50, K.PAYMENT)]
+    legs += [(1, FEE_INCOME, "USD", buyer_fee, K.FEE)] if buyer_fee else []
+    legs += [(2, FEE_INCOME, "USD", seller_fee, K.FEE)] if seller_fee else []
+    expected = generic.settle(legs, 10, [(1, "USD", 50 + buyer_fee), (2, "AAPLx", 7)])
+    done = fast.settle_dvp(
+        1, 2, "AAPLx", "USD", *_positions(fast, 1, 2), 7, 50, 50, buyer_fee, seller_fee, 10
+    )
+    assert done is not None and list(done) == expected
+    assert (ROUNDING, "USD") not in fast.balances
+    assert msgspec.msgpack.encode(fast.image()) == msgspec.msgpack.encode(generic.image())
+    fast.check_invariants()
