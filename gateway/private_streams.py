@@ -118,13 +118,24 @@ class PrivateStreams:
             sequence(reports, self.streams, executed.pushes)
 
     def publish(self, executed: Executed) -> None:
-        """The command is durable: its private events join the history and go out."""
-        fan_out = self.connections.fan_out  # framed once, only for sessions not packed
-        # each push as `sequence` left it: its stream and its history entry, (seq, bytes)
-        for stream, entry in executed.pushes:
+        """The command is durable: its private events join the history and go out, each
+        account's in one hand-off to its sessions (`fan_out_all`), the accounts in the order
+        of their first pushes (so the sessions are queued, and written, as before)."""
+        pushes = executed.pushes  # each as `sequence` left it: its stream, its (seq, bytes)
+        if len(pushes) == 1:  # most amends: nothing to gather
+            stream, entry = pushes[0]
             stream.history.append(entry)
             if stream.sessions:
-                fan_out(stream.sessions, entry[1])
+                self.connections.fan_out(stream.sessions, entry[1])
+            return
+        audiences: dict[PrivateStream, list[bytes]] = {}  # a followed stream: its payloads
+        for stream, entry in pushes:
+            stream.history.append(entry)
+            if stream.sessions:
+                audiences.setdefault(stream, []).append(entry[1])
+        fan_out_all = self.connections.fan_out_all
+        for stream, payloads in audiences.items():
+            fan_out_all(stream.sessions, payloads)
 
     def replayed(self, executed: Executed) -> None:
         """A command replayed from the journal: its pushes join the history as `publish`

@@ -1,9 +1,16 @@
 """The private streams' own bookkeeping: seqs given per account as pushes are sequenced,
-and the last released seq derived from the history (the server tests cover the rest)."""
+the last released seq derived from the history, and a durable command's pushes handed to
+each account's sessions (the server tests cover the rest)."""
 
-from gateway import limits
-from gateway.private_streams import PrivateStream, sequence
+import asyncio
+import types
+from pathlib import Path
+
+from core.sequencer import Executed
+from gateway import frames, limits, transport
+from gateway.private_streams import PrivateStream, PrivateStreams, sequence
 from gateway.reports import BalanceReport, Push
+from gateway.sessions import Session, Sessions
 
 
 def balance_push(total: str) -> Push:
@@ -40,3 +47,73 @@ def test_the_released_seq_is_the_historys_newest_or_the_restored_one() -> None:
         stream.history.append((seq, b"{}"))
     assert stream.seq == 41 + limits.PRIVATE_HISTORY_EVENTS_MAX + 5  # past the bound too
     assert len(stream.history) == limits.PRIVATE_HISTORY_EVENTS_MAX
+
+
+class _Recorder:
+    """A transport that keeps each write's frames and never closes."""
+
+    def __init__(self) -> None:
+        self.writes: list[list[bytes]] = []
+
+    def writelines(self, data: list[bytes]) -> None:
+        self.writes.append(list(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def _follower(sessions: Sessions, stream: PrivateStream, packed: bool) -> tuple[Session, _Recorder]:
+    listener = transport.Listener(None, ("/ws/trade",), 2**20)  # type: ignore[arg-type]
+    connection = transport.Connection(listener)
+    recorder = _Recorder()
+    connection.transport = recorder  # type: ignore[assignment]
+    connection.is_open, connection.packed = True, packed
+    session = sessions.open(connection)
+    stream.sessions.add(session)
+    return session, recorder
+
+
+def test_a_durable_commands_pushes_reach_each_accounts_sessions_in_order(tmp_path: Path) -> None:
+    """A trade's pushes come interleaved across accounts: each account's sessions get theirs
+    in seq order (a packed one in one array frame, a plain one a frame each), queued in the
+    order of the accounts' first pushes; every push joins its history, followed or not."""
+
+    async def main() -> None:
+        sessions = Sessions()
+        bus = types.SimpleNamespace(reads=None)
+        private = PrivateStreams(bus, sessions, tmp_path)  # type: ignore[arg-type]
+        taker, maker, unfollowed = (
+            private.streams.setdefault(a, PrivateStream()) for a in (1, 2, 3)
+        )
+        taker_packed, taker_plain = (_follower(sessions, taker, packed) for packed in (True, False))
+        maker_packed = _follower(sessions, maker, packed=True)
+        pushes = [
+            (1, b'{"t":1}'),
+            (2, b'{"m":1}'),
+            (1, b'{"t":2}'),
+            (3, b'{"u":1}'),
+            (2, b'{"m":2}'),
+        ]
+        executed = Executed(1, None, [], None)
+        for account, payload in pushes:  # as `sequence` leaves them
+            stream = private.streams[account]
+            stream.assigned += 1
+            executed.pushes.append((stream, (stream.assigned, payload)))
+        private.publish(executed)
+        assert list(taker.history) == [(1, b'{"t":1}'), (2, b'{"t":2}')]
+        assert list(maker.history) == [(1, b'{"m":1}'), (2, b'{"m":2}')]
+        assert list(unfollowed.history) == [(1, b'{"u":1}')]
+        assert sessions._dirty[-1] is maker_packed[0], "the taker's first push came first"
+        sessions.flush_outboxes()
+        assert taker_packed[1].writes == [[frames.array_frame(b'{"t":1},{"t":2}')]]
+        assert taker_plain[1].writes == [
+            [frames.text_frame(b'{"t":1}'), frames.text_frame(b'{"t":2}')]
+        ]
+        assert maker_packed[1].writes == [[frames.array_frame(b'{"m":1},{"m":2}')]]
+        single = Executed(2, None, [], None, [(maker, (3, b'{"m":3}'))])  # one push: its own way
+        private.publish(single)
+        sessions.flush_outboxes()
+        assert maker_packed[1].writes[-1] == [frames.array_frame(b'{"m":3}')]
+        assert maker.seq == 3
+
+    asyncio.run(main())

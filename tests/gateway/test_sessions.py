@@ -330,3 +330,62 @@ def test_a_publication_skips_a_connection_whose_close_has_begun() -> None:
         assert not any(session.outbox for session in audience)
 
     asyncio.run(main())
+
+
+def _outcome(sessions: Sessions, recorders: list[_Recorder]) -> list[Any]:
+    """What each session's peer got and what it still holds, once the turn is flushed."""
+    sessions.flush_outboxes()
+    return [
+        (recorder.writes, list(session.outbox), session.closing)
+        for session, recorder in zip(sessions.sessions.values(), recorders, strict=True)
+    ]
+
+
+@pytest.mark.parametrize("queued", [0, 5, 8], ids=["usual", "filled-by-them", "full"])
+@pytest.mark.parametrize("paused", [False, True], ids=["reading", "paused"])
+@pytest.mark.parametrize("closing", [False, True], ids=["open", "closing"])
+def test_a_commands_pushes_handed_over_at_once_leave_as_one_fan_out_each_would_send_them(
+    monkeypatch: pytest.MonkeyPatch, queued: int, paused: bool, closing: bool
+) -> None:
+    """`fan_out_all` (a command's pushes to an account's sessions, one call) queues, writes,
+    cuts off and closes exactly as one `fan_out` per push: the same frames to each peer (a
+    packed one's in one array), the same left queued, the same slow consumers (an outbox
+    the pushes would fill: written at once if its peer reads, cut off if paused)."""
+    monkeypatch.setattr(limits, "SEND_QUEUE_MESSAGES_MAX", 8)
+    pushes = [b'{"ch":"account","seq":%d}' % seq for seq in range(1, 5)]
+
+    async def deliver(at_once: bool) -> list[Any]:
+        sessions = Sessions()
+        opened = [_session(sessions, packed) for packed in (True, False, True, False)]
+        for session, _ in opened:
+            for index in range(queued):
+                sessions.send(session, b'{"id":%d}' % index)  # this turn's answers, queued
+            session.websocket.paused = paused
+            session.closing = closing
+        audience = [session for session, _ in opened]
+        if at_once:
+            sessions.fan_out_all(audience, pushes)
+        else:
+            for push in pushes:
+                sessions.fan_out(audience, push)
+        return _outcome(sessions, [recorder for _, recorder in opened])
+
+    async def main() -> None:
+        assert await deliver(at_once=True) == await deliver(at_once=False)
+
+    asyncio.run(main())
+
+
+def test_a_commands_pushes_are_framed_once_for_all_the_sessions_not_packed() -> None:
+    async def main() -> None:
+        sessions = Sessions()
+        pushes = [b'{"seq":1}', b'{"seq":2}']
+        plain = [_session(sessions, packed=False)[0] for _ in range(2)]
+        packed = _session(sessions, packed=True)[0]
+        sessions.fan_out_all([*plain, packed], pushes)
+        assert list(plain[0].outbox) == [frames.text_frame(push) for push in pushes]
+        assert all(a is b for a, b in zip(plain[0].outbox, plain[1].outbox, strict=True))
+        assert list(packed.outbox) == pushes
+        assert sessions._dirty == [*plain, packed], "each queued for this turn's write once"
+
+    asyncio.run(main())
