@@ -23,6 +23,8 @@ from engine.commands import (
 from engine.enums import InstrumentKind
 from engine.instrument import InstrumentSpec
 from engine.units import parse_units
+from settlement import jurisdictions
+from settlement.jurisdictions import is_jurisdiction
 
 HOUR_US = 3_600_000_000
 
@@ -160,11 +162,16 @@ def setup_commands(config: VenueConfig, now_us: int) -> list[Command]:
     commands: list[Command] = [
         ListAsset(code=asset.code, scale=asset.scale) for asset in config.assets
     ]
+    for entry in config.instruments:
+        if not all(map(is_jurisdiction, entry.excluded_jurisdictions)):
+            raise ConfigError(f"{entry.symbol}: excluded_jurisdictions: {jurisdictions.PROBLEM}")
     commands += [ListInstrument(spec=instrument_spec(i, scales)) for i in config.instruments]
     for reserve in config.reserves:
         amount = _amount(reserve.amount, reserve.asset, scales)
         commands.append(AttestReserves(asset=reserve.asset, amount=amount, as_of_us=now_us))
     for account in config.accounts:
+        if not is_jurisdiction(account.jurisdiction):
+            raise ConfigError(f"account {account.id}: {jurisdictions.PROBLEM}")
         commands.append(
             OpenAccount(
                 account=account.id,

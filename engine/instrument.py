@@ -16,8 +16,6 @@ import msgspec
 
 from engine.enums import InstrumentKind
 from engine.units import INT64_MAX, SCALE_MAX, UNITS_MAX
-from settlement import jurisdictions
-from settlement.jurisdictions import is_jurisdiction
 
 SYMBOL_LENGTH_MAX = 32  # long enough for "AAPLx-USD" or "TB-2027-03-04-USD", short for logs
 FEE_BPS_MAX = 1_000  # 10%: anything above is a configuration mistake
@@ -95,8 +93,6 @@ class InstrumentSpec(msgspec.Struct, frozen=True, gc=False):
             return f"maturity_us must be within 0..{INT64_MAX}"
         if (self.kind is InstrumentKind.TBILL) != (self.maturity_us > 0):
             return "a T-bill needs a maturity and only a T-bill has one"
-        if not all(map(is_jurisdiction, self.excluded_jurisdictions)):
-            return f"excluded_jurisdictions: {jurisdictions.PROBLEM}"
         return self.caps_problem()
 
     def caps_problem(self) -> str | None:

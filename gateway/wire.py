@@ -56,6 +56,8 @@ from engine.reasons import ErrorCode
 from engine.units import SCALE_MAX, PrecisionError, format_units, parse_units
 from engine.venue import CL_ORD_ID_LENGTH_MAX, TAG_LENGTH_MAX
 from gateway.auth import KEY_LENGTH_MAX, NONCE_LENGTH_MAX
+from settlement import jurisdictions
+from settlement.jurisdictions import is_jurisdiction
 from settlement.ledger import ASSET_CODE_LENGTH_MAX
 
 E = ErrorCode
@@ -409,6 +411,11 @@ class ListInstrumentParams(Params, frozen=True):
     max_qty: DecimalText | None = None  # per-order cap, base asset's scale; absent or 0: none
     max_notional: DecimalText | None = None  # per-order cap, quote asset's scale; same
 
+    def problem(self) -> Problem | None:
+        if not all(map(is_jurisdiction, self.excluded_jurisdictions)):
+            return E.BAD_PARAM, f"excluded_jurisdictions: {jurisdictions.PROBLEM}"
+        return None
+
 
 class SetOrderCapsParams(Params, frozen=True):
     """Both caps at once: an absent (or "0") cap is removed."""
@@ -468,6 +475,11 @@ class OpenAccountParams(Params, frozen=True):
     name: Name
     jurisdiction: Jurisdiction
     kyc_approved: bool
+
+    def problem(self) -> Problem | None:
+        if not is_jurisdiction(self.jurisdiction):
+            return E.BAD_PARAM, jurisdictions.PROBLEM
+        return None
 
 
 class PayDividendParams(Params, frozen=True):

@@ -2,7 +2,10 @@
 
 Eligibility compares codes as text, so a code that names no country would pass every
 exclusion ("UK" for the United Kingdom, whose code is GB, would trade where GB is excluded).
-Only the officially assigned codes are accepted (the 249 of ISO 3166-1 as of 2026).
+Only the officially assigned codes are accepted (the 249 of ISO 3166-1 as of 2026), where
+input enters: a request's params (`gateway.wire`) and the config (`core.config`). The engine
+itself takes any two letters, as it always has: a journal written before this check replays
+the same (an account opened in "UK" then is still there).
 """
 
 _CODES = """

@@ -13,8 +13,6 @@ from collections.abc import Container, Iterable, Mapping
 
 import msgspec
 
-from settlement import jurisdictions
-from settlement.jurisdictions import is_jurisdiction
 from settlement.transfers import (
     FEE_INCOME,
     ISSUANCE,
@@ -180,8 +178,8 @@ class Ledger:
     def add_participant(self, participant: Participant) -> Refused | None:
         if participant.account_id <= 0:
             return Refused("BAD_PARAM", "participant account ids are positive")
-        if not is_jurisdiction(participant.jurisdiction):
-            return Refused("BAD_PARAM", jurisdictions.PROBLEM)
+        if len(participant.jurisdiction) != 2:
+            return Refused("BAD_PARAM", "jurisdiction is a two-letter country code")
         if participant.account_id in self.participants:
             return Refused("ACCOUNT_EXISTS", f"account {participant.account_id} exists")
         self.participants[participant.account_id] = participant

@@ -18,8 +18,8 @@ def test_a_refused_config_entry_is_a_warning_naming_it(
 ) -> None:
     config = venue_config.load(ROOT / "venue.toml")
     first, *others = config.accounts
-    astray = msgspec.structs.replace(first, jurisdiction="UK")  # the United Kingdom is GB
-    config = msgspec.structs.replace(config, accounts=(astray, *others))
+    again = msgspec.structs.replace(first, name="again", deposits={})  # the same account id
+    config = msgspec.structs.replace(config, accounts=(first, again, *others))
 
     async def main() -> VenueCore:
         recorder = Recorder()
@@ -33,9 +33,8 @@ def test_a_refused_config_entry_is_a_warning_naming_it(
     refusals = [r for r in caplog.records if r.getMessage() == "config entry refused"]
     opened = [r for r in refusals if getattr(r, "command", None) == "open_account"]
     assert len(opened) == 1
-    assert opened[0].account == first.id and opened[0].reason == "BAD_PARAM"  # type: ignore[attr-defined]
-    assert "ISO 3166-1" in opened[0].detail  # type: ignore[attr-defined]
-    deposits = [r for r in refusals if getattr(r, "command", None) == "deposit"]
-    assert len(deposits) == len(first.deposits)  # its deposits have no account to go to
+    assert opened[0].account == first.id and opened[0].reason == "ACCOUNT_EXISTS"  # type: ignore[attr-defined]
+    assert opened[0].detail == f"account {first.id} exists"  # type: ignore[attr-defined]
+    assert len(refusals) == 1
     participants = core.ledger.participants
-    assert first.id not in participants and all(a.id in participants for a in others)
+    assert participants[first.id].name == first.name and all(a.id in participants for a in others)

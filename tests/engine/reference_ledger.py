@@ -63,7 +63,6 @@ from engine.events import (
 from engine.instrument import InstrumentSpec
 from engine.reasons import ErrorCode
 from engine.units import UNITS_MAX
-from settlement import jurisdictions
 from settlement.ledger import AssetSpec, Attestation, Participant, Withdrawal
 from settlement.transfers import Transfer, TransferKind
 from tests.engine.reference import TEXT_MAX, Market, Order, ReferenceVenue
@@ -805,8 +804,8 @@ class ReferenceClearedVenue(ReferenceVenue):
         if cmd.account <= 0:
             detail = "participant account ids are positive"
             return self._custody_reject(cmd, name, E.BAD_PARAM, detail)
-        if cmd.jurisdiction not in jurisdictions.ASSIGNED:  # the reference data, shared
-            detail = jurisdictions.PROBLEM
+        if len(cmd.jurisdiction) != 2:
+            detail = "jurisdiction is a two-letter country code"
             return self._custody_reject(cmd, name, E.BAD_PARAM, detail)
         if cmd.account in self.participants:
             detail = f"account {cmd.account} exists"

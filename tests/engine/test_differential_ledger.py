@@ -601,9 +601,7 @@ class Stream:
                     jurisdiction="US",
                 )
             if roll < 0.7:
-                account, jurisdiction = rng.choice(
-                    ((0, "US"), (-5, "US"), (6, "USA"), (6, "U"), (6, "UK"), (6, "ZZ"))
-                )
+                account, jurisdiction = rng.choice(((0, "US"), (-5, "US"), (6, "USA"), (6, "U")))
                 return OpenAccount(
                     ts_us=ts,
                     account=account,
