@@ -502,7 +502,16 @@ class SqliteLedgerStore:
         start, count, most = 0, len(rows), self._rows_per_insert
         while start < count:
             size = min(most, 1 << ((count - start).bit_length() - 1))
-            execute(_INSERT_TRANSFERS[size], list(chain.from_iterable(rows[start : start + size])))
+            chunk = rows[start : start + size]
+            try:
+                execute(_INSERT_TRANSFERS[size], list(chain.from_iterable(chunk)))
+            except (sqlite3.IntegrityError, OverflowError):
+                # The statement inserted nothing, but it binds every value before the first
+                # row runs: an integer out of range in a later row would be reported before
+                # an earlier row's constraint. Row by row, the first bad row's own error is
+                # raised, as one statement per row always did (the caller rolls back).
+                self._connection.executemany(_INSERT_TRANSFERS[1], chunk)
+                raise
             start += size
 
     def _check_reapplied(self, rows: list[TransferRow], first_id: int, last_id: int) -> bool:

@@ -8,6 +8,7 @@ import pytest
 
 from settlement.store import (
     INSERT_ROWS_MAX,
+    BatchRejectedError,
     LedgerStoreError,
     SqliteLedgerStore,
     _rows_per_insert,
@@ -74,3 +75,25 @@ def test_an_insert_binds_no_more_variables_than_sqlite_allows(
 ) -> None:
     """SQLite before 3.32 binds at most 999 variables a statement: 8 a row, 64 rows then."""
     assert _rows_per_insert(variables_max) == rows
+
+
+@pytest.mark.parametrize(
+    ("amounts", "error"),
+    [((0, 2**63), "CHECK constraint failed"), ((2**63, 0), "too large")],
+)
+def test_a_bad_batch_reports_its_first_bad_rows_error_and_stores_nothing(
+    tmp_path: Path, amounts: tuple[int, int], error: str
+) -> None:
+    """One multi-row INSERT binds every value before its first row runs, so an integer out of
+    range in a later row would be reported before an earlier row's constraint: the error is
+    the first bad row's, as with one statement per row (the reviewer's find)."""
+    store = SqliteLedgerStore(tmp_path / "ledger.sqlite")
+    store.register_asset("USD", 6)
+    store.register_account(ISSUANCE, "venue:issuance")
+    store.register_account(1, "participant 1")
+    mint = TransferKind.MINT
+    batch = [Transfer(i, 1, ISSUANCE, 1, "USD", a, mint, 1) for i, a in enumerate(amounts, 1)]
+    with pytest.raises(BatchRejectedError, match=error):
+        store.append_batch(batch)
+    assert list(store.iter_transfers()) == [] and store.verify() == []
+    store.close()
