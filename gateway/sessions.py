@@ -72,7 +72,7 @@ class Sessions:
         self.sessions: dict[int, Session] = {}
         self._next_session = 0
         self._dirty: list[Session] = []  # sessions with messages to write this loop turn
-        # The running loop, looked up once (`_flush_soon`): in C `asyncio.get_running_loop`
+        # The running loop, looked up once (`_dirtied`): in C `asyncio.get_running_loop`
         # checks the process id, a `getpid` system call per call (glibc does not cache it).
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Task[None]] = set()  # closes, spent switches: kept till done
@@ -209,11 +209,7 @@ class Sessions:
             return
         outbox.append(item)
         if not session.dirty:
-            session.dirty = True
-            dirty = self._dirty
-            dirty.append(session)
-            if len(dirty) == 1:
-                self._flush_soon()
+            self._dirtied(session)
 
     def _queue(self, session: Session, item: bytes) -> None:
         """Queue a frame (packed: a payload); a full outbox means the client stopped
@@ -230,18 +226,20 @@ class Sessions:
             return
         session.outbox.append(item)
         if not session.dirty:
-            session.dirty = True
-            self._dirty.append(session)
-            if len(self._dirty) == 1:
-                self._flush_soon()
+            self._dirtied(session)
 
-    def _flush_soon(self) -> None:
-        """`flush_outboxes` in the loop's next turn: the first session with messages to write
-        this turn asks for it."""
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        loop.call_soon(self.flush_outboxes)
+    def _dirtied(self, session: Session) -> None:
+        """A session's first message of this loop turn: it joins the turn's sessions to write,
+        and the first of them asks for `flush_outboxes` in the loop's next turn (the callers
+        test `session.dirty` first: a call only once per session and turn)."""
+        session.dirty = True
+        dirty = self._dirty
+        dirty.append(session)
+        if len(dirty) == 1:
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            loop.call_soon(self.flush_outboxes)
 
     def _relieved(self, session: Session) -> bool:
         """A full outbox of a peer that is reading (its transport takes writes) is written
@@ -260,8 +258,7 @@ class Sessions:
         session a reference to the frame (packed: to the payload) is appended, nothing is
         built. The rare cases (closing, a full outbox) take `_queue`'s path. Written for the
         usual audience, an account's session or two for a command's one push (several go
-        in one `fan_out_all`): no set-up or check beyond the loop, as in `send` (49 -> 39
-        bytecodes a push)."""
+        in one `fan_out_all`): no set-up or check beyond the loop, as in `send`."""
         frame = b""  # built for the first session that is not packed
         for session in sessions:
             outbox = session.outbox
@@ -274,11 +271,7 @@ class Sessions:
                 continue
             outbox.append(item)
             if not session.dirty:
-                session.dirty = True
-                dirty = self._dirty
-                dirty.append(session)
-                if len(dirty) == 1:
-                    self._flush_soon()
+                self._dirtied(session)
 
     def fan_out_all(self, sessions: Iterable[Session], payloads: Sequence[bytes]) -> None:
         """Queue several messages, in order, for many sessions (a command's pushes to one
@@ -300,11 +293,7 @@ class Sessions:
                 continue
             outbox.extend(items)
             if not session.dirty:
-                session.dirty = True
-                dirty = self._dirty
-                dirty.append(session)
-                if len(dirty) == 1:
-                    self._flush_soon()
+                self._dirtied(session)
 
     def publish(self, sessions: Iterable[Session], items: Sequence[bytes], packed: bool) -> None:
         """Send the same messages to many sessions alike packed (a public publication's
