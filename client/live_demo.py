@@ -2,16 +2,18 @@
 
 Starts the server in-process on 127.0.0.1 (a fresh journal and ledger store in the data
 directory each run), two market makers quoting a ladder (mm-alpha on AAPLx-USD, mm-beta on
-the 13-week T-bill), a taker crossing their spreads, and a public subscriber whose local
-books and trades feed one status line a second. After `--seconds` (or Ctrl-C) it stops the
-bots (they pull their quotes), then the server, and prints the trades, the volume, the demo
-accounts' balances and the verdict of the ledger store's own verification. Other clients
-can connect to the printed URL while it runs. Owns nothing the server or bots do not.
+the config's T-bill that matures next: a matured one is not listed), a taker crossing their
+spreads, and a public subscriber whose local books and trades feed one status line a
+second. After `--seconds` (or Ctrl-C) it stops the bots (they pull their quotes), then the
+server, and prints the trades, the volume, the demo accounts' balances and the verdict of
+the ledger store's own verification. Other clients can connect to the printed URL while it
+runs. Owns nothing the server or bots do not.
 """
 
 import argparse
 import asyncio
 import contextlib
+import datetime
 import signal
 from collections.abc import Iterator
 from decimal import Decimal
@@ -30,10 +32,10 @@ from settlement.store import SqliteLedgerStore
 
 HOST = "127.0.0.1"
 # key, symbol, spread bps, size, levels: two makers, each with a ladder on its own symbol
-MAKERS = (
-    ("demo-mm-alpha", "AAPLx-USD", Decimal(20), Decimal(5), 3),
-    ("demo-mm-beta", "TB-2027-03-04-USD", Decimal(4), Decimal(50_000), 3),
-)
+Maker = tuple[str, str, Decimal, Decimal, int]
+EQUITY_MAKER: Maker = ("demo-mm-alpha", "AAPLx-USD", Decimal(20), Decimal(5), 3)
+BILL_MAKER_KEY = "demo-mm-beta"  # quotes the T-bill that matures next, as below
+BILL_MAKER_QUOTE = (Decimal(4), Decimal(50_000), 3)
 TAKER_KEY = "demo-taker"
 TAKER_RATE_PER_S = 10.0  # enough trades a second to watch, few enough to read
 MAKER_INTERVAL_S = 0.2
@@ -90,7 +92,8 @@ async def _demo(config_path: Path, port: int, data_dir: Path, seconds: float) ->
     secrets = {key.key: key.secret for key in config.api_keys}
     references = config_references(config_path)
     kinds = {entry.symbol: entry for entry in config.instruments}
-    symbols = [symbol for _, symbol, *_ in MAKERS]
+    demo_makers = makers_for(config, datetime.datetime.now(datetime.UTC).date())
+    symbols = [symbol for _, symbol, *_ in demo_makers]
     per_price = {s: TBILL_PRICE_PER if kinds[s].kind == "tbill" else 1 for s in symbols}
     check_port_free(HOST, port)  # before the last run's files go
     _refuse_if_in_use(data_dir)
@@ -116,7 +119,7 @@ async def _demo(config_path: Path, port: int, data_dir: Path, seconds: float) ->
             reference=references[symbol][0],
             band_bps=references[symbol][1],
         )
-        for key, symbol, spread, size, levels in MAKERS
+        for key, symbol, spread, size, levels in demo_makers
     ]
     taker = Taker(
         f"{url}/trade",
@@ -148,7 +151,7 @@ async def _demo(config_path: Path, port: int, data_dir: Path, seconds: float) ->
     await public.close()
     server.venue.check_invariants()
     open_orders = len(server.venue.orders)
-    balances = _balances(server, config)
+    balances = _balances(server, config, demo_makers)
     await server.stop()
     problems = _verify(data_dir)
     _summary(tape, makers, taker, balances, books_left, open_orders, problems, data_dir)
@@ -191,12 +194,31 @@ async def _finish(tasks: list[asyncio.Task[None]]) -> None:
             print(f"a bot failed: {task.exception()!r}")
 
 
-def _balances(server: VenueServer, config: venue_config.VenueConfig) -> list[str]:
+def makers_for(config: venue_config.VenueConfig, today: datetime.date) -> list[Maker]:
+    """mm-alpha on AAPLx-USD, and mm-beta on the config's T-bill that matures next after `today`.
+
+    The sample config's bills carry real dates; once both have matured the venue lists none
+    (it refuses a bill whose maturity has passed) and the demo runs the equity maker alone.
+    """
+    bills = sorted(
+        (entry.maturity, entry.symbol)
+        for entry in config.instruments
+        if entry.kind == "tbill" and entry.maturity is not None and entry.maturity > today
+    )
+    if not bills:
+        return [EQUITY_MAKER]
+    return [EQUITY_MAKER, (BILL_MAKER_KEY, bills[0][1], *BILL_MAKER_QUOTE)]
+
+
+def _balances(
+    server: VenueServer, config: venue_config.VenueConfig, makers: list[Maker]
+) -> list[str]:
     """One line per demo account: its total and its change since the deposits, per asset."""
     ledger = server.ledger
-    names = {key for key, *_ in MAKERS} | {TAKER_KEY}
+    names = {key for key, *_ in makers} | {TAKER_KEY}
     keyed = {key.account for key in config.api_keys if key.key in names}
-    assets = ["USD", *(kind.base for kind in config.instruments if _demo_symbol(kind.symbol))]
+    symbols = {symbol for _, symbol, *_ in makers}
+    assets = ["USD", *(kind.base for kind in config.instruments if kind.symbol in symbols)]
     lines = []
     for account in config.accounts:
         if account.id not in keyed:
@@ -210,10 +232,6 @@ def _balances(server: VenueServer, config: venue_config.VenueConfig) -> list[str
             cells.append(f"{asset} {format_units(total, scale)} ({change:+f})")
         lines.append(f"  {account.name:<10} " + "  ".join(cells))
     return lines
-
-
-def _demo_symbol(symbol: str) -> bool:
-    return any(symbol == demo_symbol for _, demo_symbol, *_ in MAKERS)
 
 
 def _verify(data_dir: Path) -> list[str]:

@@ -14,6 +14,7 @@ from client.sdk import VenueClient
 from cluster.postgres import PostgresServer
 from core import config as venue_config
 from gateway.server import VenueServer
+from tests.sample_config import SAMPLE_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {
@@ -46,7 +47,7 @@ class Venue:
 
 
 async def start_venue(data_dir: Path) -> Venue:
-    config = venue_config.load(ROOT / "venue.toml")
+    config = venue_config.load(SAMPLE_CONFIG)
     server = VenueServer(config, data_dir)
     port = await server.start("127.0.0.1", 0)
     return Venue(server, port)

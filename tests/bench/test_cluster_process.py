@@ -7,13 +7,13 @@ from pathlib import Path
 
 from bench import e2e_bench
 from cli.main import main
-from tests.conftest import ROOT
+from tests.sample_config import SAMPLE_CONFIG
 
 
 def test_e2e_against_a_cluster_sums_cpu_over_every_process_and_accounts_every_action(
     tmp_path: Path,
 ) -> None:
-    argv = ["bench", "e2e", "--cluster", "--config", str(ROOT / "venue.toml")]
+    argv = ["bench", "e2e", "--cluster", "--config", str(SAMPLE_CONFIG)]
     argv += ["--out", str(tmp_path), "--json", "--duration", "1", "--rate", "100"]
     argv += ["--taker-share", "0.5", "--makers", "1", "--takers", "1", "--subscribers", "2"]
     printed = io.StringIO()

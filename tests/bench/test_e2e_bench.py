@@ -17,6 +17,7 @@ import pytest
 from bench import e2e_bench, profiling
 from cli.main import main
 from tests.conftest import ROOT
+from tests.sample_config import SAMPLE_CONFIG
 from tests.terminal import run_on_terminal
 
 HEADLINE_KEYS = {
@@ -59,7 +60,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, dict[
 
 def _run(out: Path, argv: list[str]) -> tuple[int, dict[str, Any]]:
     printed = io.StringIO()
-    config = str(ROOT / "venue.toml")
+    config = str(SAMPLE_CONFIG)
     with contextlib.redirect_stdout(printed):
         status = main(["bench", "e2e", "--config", config, "--out", str(out), "--json", *argv])
     (line,) = printed.getvalue().splitlines()  # --json: stdout is exactly one JSON line
@@ -238,7 +239,7 @@ def test_bad_arguments_are_refused_before_anything_starts(
 
 def test_on_a_terminal_every_step_shows_a_bar(tmp_path: Path) -> None:
     venue = str(Path(sys.executable).with_name("venue"))
-    argv = [venue, "bench", "e2e", "--config", str(ROOT / "venue.toml"), "--out", str(tmp_path)]
+    argv = [venue, "bench", "e2e", "--config", str(SAMPLE_CONFIG), "--out", str(tmp_path)]
     argv += ["--duration", "0.5", "--rate", "200", "--makers", "1", "--takers", "1"]
     argv += ["--subscribers", "1", "--json"]
     status, drawn = run_on_terminal(argv, ROOT, timeout_s=120)

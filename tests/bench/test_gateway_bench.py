@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bench import gateway_bench
-from tests.conftest import ROOT
+from tests.sample_config import SAMPLE_CONFIG
 
 DURATION_S = 0.3  # per phase: enough for a few hundred actions; the run takes ~2 s
 PHASE_KEYS = {"sent", "acked", "rejected", "rate_limited", "unanswered", "backoff_s", "seconds"}
@@ -23,7 +23,7 @@ def outcome() -> tuple[int, dict[str, Any], str]:
     parser = argparse.ArgumentParser()
     gateway_bench.add_arguments(parser)
     argv = ["--duration", str(DURATION_S), "--pipeline", "3", "--json"]
-    args = parser.parse_args([*argv, "--config", str(ROOT / "venue.toml")])
+    args = parser.parse_args([*argv, "--config", str(SAMPLE_CONFIG)])
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         status = gateway_bench.run(args)

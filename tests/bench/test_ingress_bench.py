@@ -2,15 +2,13 @@
 and measured (never timed)."""
 
 from bench import ingress_bench, server_process
-from tests.conftest import ROOT
+from tests.sample_config import SAMPLE_CONFIG
 
 
 def test_every_kind_is_answered_and_measured() -> None:
     count = 2 * ingress_bench.WINDOW
     kinds = list(ingress_bench.KINDS)
-    result = server_process.run_async(
-        ingress_bench.measure(count, kinds, False, ROOT / "venue.toml")
-    )
+    result = server_process.run_async(ingress_bench.measure(count, kinds, False, SAMPLE_CONFIG))
     assert result["errors"] == 0, "a refusal would measure another path than the e2e mix"
     for kind in kinds:
         figures = result[kind]
@@ -25,7 +23,7 @@ def test_the_frames_are_masked_client_frames() -> None:
 
 def test_bytecodes_are_counted_per_request_in_the_feeding_and_the_release() -> None:
     result = server_process.run_async(
-        ingress_bench.measure(ingress_bench.WINDOW, ["quote"], False, ROOT / "venue.toml", True)
+        ingress_bench.measure(ingress_bench.WINDOW, ["quote"], False, SAMPLE_CONFIG, True)
     )
     figures = result["quote"]
     assert figures["bytecodes_per_request"] > figures["outside_engine_per_request"] > 0

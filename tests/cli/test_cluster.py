@@ -11,6 +11,7 @@ from pathlib import Path
 
 from client.sdk import VenueClient
 from tests.conftest import KEYS, ROOT
+from tests.sample_config import SAMPLE_CONFIG
 
 UP_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 60
@@ -28,7 +29,7 @@ def _wait_for(path: Path, text: str, process: subprocess.Popen[bytes]) -> str:
 
 def test_venue_cluster_comes_up_serves_orders_and_stops_on_sigterm(tmp_path: Path) -> None:
     output_path = tmp_path / "out.txt"
-    command = [sys.executable, "-m", "cli.main", "cluster", "--config", str(ROOT / "venue.toml")]
+    command = [sys.executable, "-m", "cli.main", "cluster", "--config", str(SAMPLE_CONFIG)]
     command += ["--dir", str(tmp_path / "cluster"), "--nats-nodes", "1", "--sqlite"]
     command += ["--cores", "1", "--gateways", "1"]
     with output_path.open("wb") as output:

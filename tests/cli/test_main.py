@@ -14,8 +14,9 @@ import pytest
 from core.journal import FileJournal
 from gateway.server import JOURNAL_FILE
 from tests.conftest import ROOT
+from tests.sample_config import SAMPLE_CONFIG
 
-CONFIG = str(ROOT / "venue.toml")
+CONFIG = str(SAMPLE_CONFIG)
 RUN_TIMEOUT_S = 60  # one CLI process, start to exit, on a busy 2-core machine
 SERVE = [sys.executable, "-m", "cli.main", "serve", "--config", CONFIG]
 START_LINES_MAX = 20  # `venue serve` prints its URL within its first few lines
@@ -92,7 +93,7 @@ def test_serve_with_a_malformed_config_says_where(tmp_path: Path) -> None:
 
 
 def test_serve_with_an_amount_finer_than_its_asset_creates_nothing(tmp_path: Path) -> None:
-    text = (ROOT / "venue.toml").read_text().replace('"25000000"', '"25000000.1234567"')
+    text = SAMPLE_CONFIG.read_text().replace('"25000000"', '"25000000.1234567"')
     (tmp_path / "fine.toml").write_text(text)
     result = venue(tmp_path, "serve", "--config", "fine.toml", "--port", "0", "--data-dir", "d")
     failed_in_one_line(result, "fine.toml", "USD amount", "more than 6 decimals")

@@ -18,6 +18,7 @@ from cluster.postgres import free_port
 from settlement.pg_store import PostgresLedgerStore
 from tests.cli.test_main import RUN_TIMEOUT_S, SERVE, START_LINES_MAX, _env
 from tests.conftest import KEYS, ROOT
+from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
 START_TIMEOUT_S = 30  # a restart replays the journal and catches the store up
@@ -27,7 +28,7 @@ LISTENING = re.compile(r"listening: ws://127\.0\.0\.1:(\d+)/ws/trade")
 
 def serve(data_dir: Path, dsn: str) -> tuple[subprocess.Popen[str], int, str]:
     """A `venue serve` process on a free port; (process, port, its ledger store line)."""
-    command = [sys.executable, "-m", "cli.main", "serve", "--config", str(ROOT / "venue.toml")]
+    command = [sys.executable, "-m", "cli.main", "serve", "--config", str(SAMPLE_CONFIG)]
     command += ["--data-dir", str(data_dir), "--port", "0", "--postgres", dsn]
     server = subprocess.Popen(
         command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -92,7 +93,7 @@ def test_trades_are_booked_in_postgres_across_a_crash_and_verify_clean(
     capsys.readouterr()
     assert main(["ledger", "verify", "--postgres", postgres_dsn]) == 0
     assert capsys.readouterr().out.startswith("ok: ")
-    config = str(ROOT / "venue.toml")
+    config = str(SAMPLE_CONFIG)
     assert (
         main(
             ["verify", "--data-dir", str(data_dir), "--config", config, "--postgres", postgres_dsn]
@@ -105,7 +106,7 @@ def test_trades_are_booked_in_postgres_across_a_crash_and_verify_clean(
 
 def test_an_unreachable_postgres_refuses_to_start_in_one_line(tmp_path: Path) -> None:
     nobody = f"postgresql://postgres@127.0.0.1:{free_port()}/ledger"
-    command = [sys.executable, "-m", "cli.main", "serve", "--config", str(ROOT / "venue.toml")]
+    command = [sys.executable, "-m", "cli.main", "serve", "--config", str(SAMPLE_CONFIG)]
     command += ["--data-dir", str(tmp_path / "data"), "--port", "0", "--postgres", nobody]
     result = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=START_TIMEOUT_S

@@ -25,6 +25,7 @@ import pytest
 from client import admin_cli
 from client.sdk import VenueClient, VenueError
 from tests.conftest import KEYS, ROOT, TEST_TIMEOUT_S, start_venue
+from tests.sample_config import SAMPLE_CONFIG, sample_bill
 
 
 class BackgroundVenue:
@@ -90,7 +91,7 @@ def admin(port: int, *argv: str) -> int:
     parser = argparse.ArgumentParser(prog="venue admin")
     admin_cli.add_arguments(parser)
     url = f"ws://127.0.0.1:{port}/ws/trade"
-    args = parser.parse_args([*argv, "--url", url, "--config", str(ROOT / "venue.toml")])
+    args = parser.parse_args([*argv, "--url", url, "--config", str(SAMPLE_CONFIG)])
     return admin_cli.run(args)
 
 
@@ -259,12 +260,12 @@ def venue_process(port: int, *argv: str) -> subprocess.CompletedProcess[str]:
     """`venue admin ...` as an operator runs it: its own process."""
     url = f"ws://127.0.0.1:{port}/ws/trade"
     command = [sys.executable, "-m", "cli.main", "admin", *argv]
-    command += ["--url", url, "--config", str(ROOT / "venue.toml")]
+    command += ["--url", url, "--config", str(SAMPLE_CONFIG)]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=TEST_TIMEOUT_S)
 
 
 def test_venue_admin_mature_redeems_the_demo_bill_at_par(venue: BackgroundVenue) -> None:
-    bill, face = "TB-2027-03-04-USD", "TB-2027-03-04"
+    bill, face = sample_bill("TB-2027-03-04-USD"), sample_bill("TB-2027-03-04")
 
     def totals(who: str) -> dict[str, Decimal]:
         rows = venue.query(who, "balances", {})["balances"]

@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import datetime
 import socket
 import subprocess
 import sys
@@ -38,6 +39,7 @@ from engine.venue import VenueConfig
 from settlement.ledger import Ledger
 from tests.client.test_admin_cli import BackgroundVenue
 from tests.conftest import KEYS, ROOT, Venue
+from tests.sample_config import SAMPLE_CONFIG, sample_bill
 from tests.terminal import run_on_terminal
 
 SYMBOL = "AAPLx-USD"
@@ -50,9 +52,9 @@ LEVELS = 2
 ALPHA = 1  # venue.toml's account of demo-mm-alpha
 TAKER = 3  # venue.toml's account of demo-taker
 READY_TIMEOUT_S = 5.0
-BILL = "TB-2027-03-04-USD"
-BILLS = (BILL, "TB-2027-08-26-USD")
-LISTED = config_references(ROOT / "venue.toml")
+BILL = sample_bill("TB-2027-03-04-USD")
+BILLS = (BILL, sample_bill("TB-2027-08-26-USD"))
+LISTED = config_references(SAMPLE_CONFIG)
 NOW_US = 1_796_000_000_000_000  # 2026-11-30: the demo bills are live, the reserves fresh
 
 
@@ -214,9 +216,7 @@ def test_a_dead_maker_connection_is_pulled_by_cancel_on_disconnect(run_venue: An
 def test_the_live_demo_trades_and_verifies_its_ledger(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = argparse.Namespace(
-        port=0, data_dir=tmp_path / "demo", seconds=2.0, config=ROOT / "venue.toml"
-    )
+    args = argparse.Namespace(port=0, data_dir=tmp_path / "demo", seconds=2.0, config=SAMPLE_CONFIG)
     assert live_demo.run(args) == 0
     out = capsys.readouterr().out
     status_lines = [line for line in out.splitlines() if line.startswith("[")]
@@ -225,6 +225,18 @@ def test_the_live_demo_trades_and_verifies_its_ledger(
     assert int(total.split()[0]) > 0
     assert "left on the book: 0 levels, 0 open orders" in out
     assert "verified" in out
+
+
+def test_the_demo_quotes_the_bill_that_matures_next_and_none_once_all_have() -> None:
+    loaded = venue_config.load(ROOT / "venue.toml")  # the real file, dates as written
+    bills = sorted((e.maturity, e.symbol) for e in loaded.instruments if e.kind == "tbill")
+    assert len(bills) == 2 and all(maturity is not None for maturity, _ in bills)
+    first, second = (maturity for maturity, _ in bills)
+    assert first is not None and second is not None
+    day = datetime.timedelta(days=1)
+    assert [s for _, s, *_ in live_demo.makers_for(loaded, first - day)] == [SYMBOL, bills[0][1]]
+    assert [s for _, s, *_ in live_demo.makers_for(loaded, first)] == [SYMBOL, bills[1][1]]
+    assert [s for _, s, *_ in live_demo.makers_for(loaded, second)] == [SYMBOL]
 
 
 # ----------------------------------------------------------------- the bots' checks: the engine's
@@ -267,7 +279,7 @@ def published() -> dict[str, dict[str, Any]]:
 
 
 def _engine() -> EngineVenue:
-    loaded = venue_config.load(ROOT / "venue.toml")
+    loaded = venue_config.load(SAMPLE_CONFIG)
     staleness = venue_config.reserve_staleness_max_us(loaded)
     venue = EngineVenue(VenueConfig(reserve_staleness_max_us=staleness), Ledger())
     for index, command in enumerate(venue_config.setup_commands(loaded, NOW_US)):
@@ -535,7 +547,7 @@ def test_the_cli_bot_exits_non_zero_and_says_why_when_all_is_refused(
     status = _cli(
         "bot", "taker", "--url", url, "--key", "demo-us", "--secret", "demo-secret-us",
         "--symbol", SYMBOL, "--rate", "50", "--size", "1", "--seconds", "10",
-        "--config", str(ROOT / "venue.toml"),
+        "--config", str(SAMPLE_CONFIG),
     )  # fmt: skip
     err = capsys.readouterr().err
     assert status == 1
@@ -548,7 +560,7 @@ def test_a_bot_that_cannot_reach_the_venue_says_so_in_one_line_on_stderr() -> No
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "cli.main", "bot", "taker", "--symbol", SYMBOL]
-    command += ["--rate", "1", "--seconds", "2", "--config", str(ROOT / "venue.toml")]
+    command += ["--rate", "1", "--seconds", "2", "--config", str(SAMPLE_CONFIG)]
     command += ["--url", f"ws://127.0.0.1:{port}/ws/trade"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
@@ -564,7 +576,7 @@ def test_off_a_terminal_the_bot_prints_a_status_line_every_interval(
     url = f"ws://127.0.0.1:{background.port}/ws/trade"
     status = _cli(
         "bot", "market-maker", "--url", url, "--symbol", f"{SYMBOL},{BILL}", "--spread", "10",
-        "--size", "100", "--seconds", "1.5", "--config", str(ROOT / "venue.toml"),
+        "--size", "100", "--seconds", "1.5", "--config", str(SAMPLE_CONFIG),
     )  # fmt: skip
     lines = capsys.readouterr().out.splitlines()
     assert status == 0
@@ -579,7 +591,7 @@ def test_on_a_terminal_the_bot_keeps_one_live_status_line(background: Background
     url = f"ws://127.0.0.1:{background.port}/ws/trade"
     venue = str(Path(sys.executable).with_name("venue"))
     argv = [venue, "bot", "market-maker", "--url", url, "--symbol", BILL, "--spread", "4"]
-    argv += ["--size", "100", "--seconds", "2", "--config", str(ROOT / "venue.toml")]
+    argv += ["--size", "100", "--seconds", "2", "--config", str(SAMPLE_CONFIG)]
     status, drawn = run_on_terminal(argv, ROOT, timeout_s=30)
     assert status == 0, drawn
     redraws = [part for part in drawn.split("\r") if "requotes" in part and "PnL" in part]

@@ -31,7 +31,8 @@ from engine.venue import Venue
 from engine.venue import VenueConfig as EngineConfig
 from settlement.ledger import Ledger
 from settlement.pg_store import PostgresLedgerStore
-from tests.conftest import KEYS, ROOT, drain_pushes
+from tests.conftest import KEYS, drain_pushes
+from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
 QUOTED = "MSFTx-USD"  # quote.mass test's own book
@@ -44,7 +45,7 @@ def cluster() -> Iterator[LocalCluster]:
     directory = Path(tempfile.mkdtemp(prefix="venue-test-cluster-"))
     directory.chmod(0o711)
     try:
-        with LocalCluster(directory, ROOT / "venue.toml") as running:
+        with LocalCluster(directory, SAMPLE_CONFIG) as running:
             yield running
     finally:
         if not os.environ.get("VENUE_KEEP_CLUSTER"):  # set it to read the logs after a failure
@@ -238,7 +239,7 @@ def check_no_loss_no_duplicate(cluster: LocalCluster, seen: Trading, tag: str) -
     ]
     assert len(placed) == len(set(placed)), "an order placed twice"
     assert set(seen.acked) <= set(placed), "an acknowledged order is not in the journal"
-    config = venue_config.load(ROOT / "venue.toml")
+    config = venue_config.load(SAMPLE_CONFIG)
     ledger = Ledger()
     venue = Venue(
         EngineConfig(reserve_staleness_max_us=venue_config.reserve_staleness_max_us(config)),

@@ -10,13 +10,14 @@ import pytest
 
 from core import config as venue_config
 from core.venue_core import VenueCore
-from tests.core.test_bus import ROOT, Recorder
+from tests.core.test_bus import Recorder
+from tests.sample_config import SAMPLE_CONFIG
 
 
 def test_a_refused_config_entry_is_a_warning_naming_it(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config = venue_config.load(ROOT / "venue.toml")
+    config = venue_config.load(SAMPLE_CONFIG)
     first, *others = config.accounts
     again = msgspec.structs.replace(first, name="again", deposits={})  # the same account id
     config = msgspec.structs.replace(config, accounts=(first, again, *others))

@@ -12,6 +12,7 @@ from core.bus import CoreListener, EmbeddedBus
 from core.sequencer import Executed, Sequencer
 from core.venue_core import VenueCore
 from engine.commands import CancelAll
+from tests.sample_config import SAMPLE_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,7 +59,7 @@ def test_the_core_never_imports_the_gateway() -> None:
 
 
 def test_the_embedded_bus_is_the_sequencers_own_methods(tmp_path: Path) -> None:
-    config = venue_config.load(ROOT / "venue.toml")
+    config = venue_config.load(SAMPLE_CONFIG)
     core = VenueCore(config, tmp_path, Recorder())
     try:
         bus = EmbeddedBus(core)
@@ -75,7 +76,7 @@ def test_a_core_tells_its_listener_as_commands_execute_and_once_durable(
     tmp_path: Path,
 ) -> None:
     async def main() -> None:
-        config = venue_config.load(ROOT / "venue.toml")
+        config = venue_config.load(SAMPLE_CONFIG)
         recorder = Recorder()
         listener: CoreListener = recorder
         core = VenueCore(config, tmp_path, listener)

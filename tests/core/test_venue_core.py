@@ -12,9 +12,10 @@ from engine.commands import CancelAll
 from engine.venue import Venue
 from engine.venue import VenueConfig as EngineConfig
 from settlement.ledger import Ledger
-from tests.core.test_bus import ROOT, Recorder
+from tests.core.test_bus import Recorder
+from tests.sample_config import SAMPLE_CONFIG
 
-CONFIG = venue_config.load(ROOT / "venue.toml")
+CONFIG = venue_config.load(SAMPLE_CONFIG)
 
 
 def _core(data_dir: Path) -> VenueCore:

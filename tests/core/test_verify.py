@@ -11,6 +11,7 @@ from core import config as venue_config
 from core.verify import verify
 from gateway.server import JOURNAL_FILE, LEDGER_FILE, RecoveryRefused
 from tests.conftest import ROOT, start_venue
+from tests.sample_config import SAMPLE_CONFIG
 from tests.terminal import run_on_terminal
 
 SYMBOL = "AAPLx-USD"
@@ -33,7 +34,7 @@ def run_session(data_dir: Path) -> None:
 def test_a_sound_data_dir_passes_and_a_tampered_store_fails(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     run_session(data_dir)
-    config = venue_config.load(ROOT / "venue.toml")
+    config = venue_config.load(SAMPLE_CONFIG)
     lines = verify(data_dir, config)
     assert all(line.startswith("ok") for line in lines), lines
     assert any("snapshot at seq" in line for line in lines)
@@ -56,7 +57,7 @@ def test_a_store_ahead_of_the_journal_is_named_and_the_fix_it_gives_works(tmp_pa
     (data_dir / JOURNAL_FILE).write_bytes(older)
     for snapshot in data_dir.glob("snapshot-*.bin"):
         snapshot.unlink()  # (a snapshot ahead of the journal is a check of its own)
-    config = venue_config.load(ROOT / "venue.toml")
+    config = venue_config.load(SAMPLE_CONFIG)
     failed = [line for line in verify(data_dir, config) if line.startswith("FAIL")]
     assert len(failed) == 1, failed
     assert "store is ahead of the journal" in failed[0]
@@ -85,7 +86,7 @@ def test_a_stray_snapshot_tmp_is_removed_by_verify_and_said(tmp_path: Path) -> N
     run_session(data_dir)
     stray = data_dir / "snapshot-00000000000000000099.tmp"
     stray.write_bytes(b"half a snapshot")
-    lines = verify(data_dir, venue_config.load(ROOT / "venue.toml"))
+    lines = verify(data_dir, venue_config.load(SAMPLE_CONFIG))
     assert f"ok   removed {stray.name}, left by a crash" in lines
     assert all(line.startswith("ok") for line in lines), lines
     assert not stray.exists()
@@ -99,7 +100,7 @@ def test_an_unreadable_store_is_a_fail_line_with_the_way_out(tmp_path: Path) -> 
     (data_dir / LEDGER_FILE).write_bytes(b"not a database " * 100)
     failed = [
         line
-        for line in verify(data_dir, venue_config.load(ROOT / "venue.toml"))
+        for line in verify(data_dir, venue_config.load(SAMPLE_CONFIG))
         if line.startswith("FAIL")
     ]
     assert len(failed) == 1 and "not a database" in failed[0] and "rebuild it" in failed[0]
@@ -113,7 +114,7 @@ def test_a_snapshot_ahead_of_the_journal_fails_verify_and_refuses_the_server(
     older = (data_dir / JOURNAL_FILE).read_bytes()
     run_session(data_dir)  # its stop writes a snapshot past the older journal's end
     (data_dir / JOURNAL_FILE).write_bytes(older)
-    lines = verify(data_dir, venue_config.load(ROOT / "venue.toml"))
+    lines = verify(data_dir, venue_config.load(SAMPLE_CONFIG))
     assert any(line.startswith("FAIL snapshot at seq") and "ahead" in line for line in lines)
     with pytest.raises(RecoveryRefused, match=r"snapshot at seq \d+ is ahead of the journal"):
         asyncio.run(start_venue(data_dir))
@@ -128,7 +129,7 @@ def test_a_damaged_snapshot_is_a_fail_line_naming_it(tmp_path: Path) -> None:
     run_session(data_dir)  # two stops: two snapshots
     newest, *older = sorted(data_dir.glob("snapshot-*.bin"), reverse=True)
     assert older, "each stop writes a snapshot"
-    config = venue_config.load(ROOT / "venue.toml")
+    config = venue_config.load(SAMPLE_CONFIG)
     body = bytearray(newest.read_bytes())
     body[-1] ^= 0xFF
     newest.write_bytes(bytes(body))
@@ -147,7 +148,7 @@ def test_a_damaged_snapshot_is_a_fail_line_naming_it(tmp_path: Path) -> None:
 def test_on_a_terminal_verify_draws_its_replay_on_stderr(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     run_session(data_dir)
-    argv = [sys.executable, "-m", "cli.main", "verify", "--config", str(ROOT / "venue.toml")]
+    argv = [sys.executable, "-m", "cli.main", "verify", "--config", str(SAMPLE_CONFIG)]
     status, drawn = run_on_terminal([*argv, "--data-dir", str(data_dir)], ROOT, timeout_s=60)
     assert status == 0, drawn
     assert "verify: replaying the journal: 100%" in drawn, drawn

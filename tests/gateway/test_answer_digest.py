@@ -23,6 +23,7 @@ import msgspec
 from bench import ingress_bench, server_process
 from core import config as venue_config
 from gateway.server import VenueServer
+from tests.sample_config import SAMPLE_CONFIG
 
 PINNED = ("aafc80af0ac50491b3e1e4d12db779a36cf054282e6face0f8d503a1fd7784c1", 1506)  # main 5fe23d4
 REQUESTS = 1_500
@@ -186,7 +187,7 @@ async def answers(seed: int = 7, requests: int = REQUESTS) -> list[bytes]:
     """Every answer the four connections were written, in order per connection, masked."""
     with tempfile.TemporaryDirectory(prefix="venue-answer-digest-") as name:
         directory = Path(name)
-        config = Path(__file__).resolve().parents[2] / "venue.toml"
+        config = SAMPLE_CONFIG
         path = server_process.unlimited_config(config, directory, ingress_bench.accounts_toml())
         server = VenueServer(venue_config.load(path), directory / "data")
         await server.start("127.0.0.1", 0)

@@ -2,7 +2,6 @@
 
 import hashlib
 import hmac
-from pathlib import Path
 
 import pytest
 
@@ -25,8 +24,8 @@ from gateway.auth import (
     sign_logon,
     sign_request,
 )
+from tests.sample_config import SAMPLE_CONFIG
 
-ROOT = Path(__file__).resolve().parents[2]
 NOW_US = 1_798_761_600_000_000  # 2027-01-01
 WINDOW_MS = RECV_WINDOW_MS_DEFAULT
 WINDOW_US = WINDOW_MS * 1_000
@@ -337,7 +336,7 @@ def test_the_secret_never_shows_in_a_keys_repr() -> None:
 
 
 def test_the_sample_configs_keys_build_a_store() -> None:
-    loaded = config.load(ROOT / "venue.toml")
+    loaded = config.load(SAMPLE_CONFIG)
     store = KeyStore(loaded.api_keys)
     assert len(store) == len(loaded.api_keys)
     admin = store.get("demo-admin")

@@ -11,6 +11,7 @@ import pytest
 
 from client.sdk import VenueClient, VenueError
 from tests.conftest import ROOT, TEST_TIMEOUT_S, Venue, drain_pushes
+from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
 RunVenue = Callable[[Callable[[Venue], Awaitable[Any]]], Any]
@@ -115,6 +116,6 @@ def test_a_dividend_and_a_split_reach_holders_and_the_ledger_store(
     assert reserves.returncode == 0, reserves.stdout + reserves.stderr
     aapl = next(line for line in reserves.stdout.splitlines() if line.startswith("AAPLx"))
     assert aapl.split()[1:3] == ["90000.000000", "150000.000000"]  # supply and reserves x 1.5
-    replayed = venue_cli("verify", "--data-dir", data_dir, "--config", str(ROOT / "venue.toml"))
+    replayed = venue_cli("verify", "--data-dir", data_dir, "--config", str(SAMPLE_CONFIG))
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert "every balance equals the replayed ledger's" in replayed.stdout

@@ -27,6 +27,7 @@ from engine.venue import Venue, VenueConfig
 from gateway.server import JOURNAL_FILE
 from settlement.ledger import Ledger
 from tests.conftest import ROOT, start_venue
+from tests.sample_config import SAMPLE_CONFIG
 
 CYCLES = int(os.environ.get("VENUE_CRASH_CYCLES", "10"))
 START_TIMEOUT_S = 20  # a restart replays the journal: seconds at most at this size
@@ -59,7 +60,7 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen[str]:
             "cli.main",
             "serve",
             "--config",
-            str(ROOT / "venue.toml"),
+            str(SAMPLE_CONFIG),
             "--data-dir",
             str(data_dir),
             "--port",
@@ -83,7 +84,7 @@ def start_server(data_dir: Path, port: int) -> subprocess.Popen[str]:
 
 
 def replay(data_dir: Path) -> tuple[set[int], set[tuple[str, int]], Venue]:
-    config = venue_config.load(ROOT / "venue.toml")
+    config = venue_config.load(SAMPLE_CONFIG)
     staleness = venue_config.reserve_staleness_max_us(config)
     venue = Venue(VenueConfig(reserve_staleness_max_us=staleness), Ledger())
     accepted: set[int] = set()
@@ -140,7 +141,7 @@ def test_nothing_acknowledged_is_lost_across_kills(tmp_path: Path) -> None:
     lost = [f for f in fills if (SYMBOL_OF, f["trade_id"]) not in trades]
     assert not lost, f"fills received but not in the journal: {lost[:5]}"
     venue.check_invariants()  # every asset sums to zero, holds equal reservations
-    report = verify(data_dir, venue_config.load(ROOT / "venue.toml"))
+    report = verify(data_dir, venue_config.load(SAMPLE_CONFIG))
     failed = [line for line in report if line.startswith("FAIL")]
     assert not failed or all("catches up" in line for line in failed), report
 
@@ -161,7 +162,7 @@ def test_nothing_acknowledged_is_lost_across_kills(tmp_path: Path) -> None:
             await venue.server.stop()
 
     asyncio.run(resume())
-    after_catch_up = verify(data_dir, venue_config.load(ROOT / "venue.toml"))
+    after_catch_up = verify(data_dir, venue_config.load(SAMPLE_CONFIG))
     assert all(line.startswith("ok") for line in after_catch_up), after_catch_up
 
 

@@ -17,6 +17,7 @@ from engine.enums import Side
 from gateway import dispatch, limits, wire
 from gateway.server import VenueServer
 from tests.gateway import test_answer_digest
+from tests.sample_config import SAMPLE_CONFIG
 
 PLACE = wire.PlaceParams("S", wire.Side.BUY, wire.OrderType.LIMIT, wire.TimeInForce.IOC, "1", "1")
 OPS: dict[str, Any] = {
@@ -149,7 +150,7 @@ async def fast_path_run(
     checked."""
     with tempfile.TemporaryDirectory(prefix="venue-fast-paths-") as name:
         directory = Path(name)
-        config = Path(__file__).resolve().parents[2] / "venue.toml"
+        config = SAMPLE_CONFIG
         path = server_process.unlimited_config(config, directory, ingress_bench.accounts_toml())
         server = VenueServer(venue_config.load(path), directory / "data")
         await server.start("127.0.0.1", 0)

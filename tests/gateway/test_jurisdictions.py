@@ -17,8 +17,8 @@ from gateway.wire import Request
 from settlement import jurisdictions
 from settlement.ledger import Ledger
 from tests.gateway.test_wire import MINIMAL, frame, refused
+from tests.sample_config import SAMPLE_CONFIG
 
-ROOT = Path(__file__).resolve().parents[2]
 UNASSIGNED = ["UK", "ZZ", "XX", "EU", "AN"]  # AN: the Netherlands Antilles, withdrawn
 
 
@@ -52,8 +52,8 @@ def test_an_instrument_excluding_no_assigned_jurisdiction_is_refused() -> None:
 def test_a_config_with_an_unassigned_jurisdiction_is_refused_naming_the_entry(
     tmp_path: Path,
 ) -> None:
-    text = (ROOT / "venue.toml").read_text()
-    account = config.load(ROOT / "venue.toml").accounts[0]
+    text = SAMPLE_CONFIG.read_text()
+    account = config.loadSAMPLE_CONFIG.accounts[0]
     astray = tmp_path / "venue.toml"
     astray.write_text(
         text.replace(f'jurisdiction = "{account.jurisdiction}"', 'jurisdiction = "UK"', 1)

@@ -14,9 +14,10 @@ from client.rest import RestClient, RestResponse
 from gateway import rest
 from gateway.auth import sign_request
 from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, drain_pushes, start_venue
+from tests.sample_config import sample_bill
 
 SYMBOL = "AAPLx-USD"
-BILL = "TB-2027-03-04-USD"
+BILL = sample_bill("TB-2027-03-04-USD")
 Run = Callable[[Callable[[Venue], Awaitable[Any]]], Any]
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from core import snapshots
 from tests.conftest import KEYS, start_venue
+from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
 
@@ -90,7 +91,7 @@ def test_a_corrupt_journal_refuses_to_start_and_says_where(tmp_path: Path) -> No
             "cli.main",
             "serve",
             "--config",
-            str(ROOT / "venue.toml"),
+            str(SAMPLE_CONFIG),
             "--data-dir",
             str(data_dir),
             "--port",

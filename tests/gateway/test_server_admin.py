@@ -21,6 +21,7 @@ from client.sdk import VenueClient, VenueError
 from engine.units import format_units
 from settlement import tbill
 from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, drain_pushes, start_venue
+from tests.sample_config import sample_bill
 
 SYMBOL = "AAPLx-USD"
 NEW_ASSET = "TSLAx"
@@ -302,7 +303,7 @@ ADMIN_REQUESTS: list[tuple[str, dict[str, Any]]] = [
     ("admin.set_reference_price", {"symbol": SYMBOL, "price": "1.00"}),
     ("admin.issue_key", {"account": 1, "scopes": ["read", "trade", "admin"]}),
     ("admin.set_order_caps", {"symbol": SYMBOL, "max_qty": "1"}),
-    ("admin.mature", {"symbol": "TB-2027-03-04-USD"}),
+    ("admin.mature", {"symbol": sample_bill("TB-2027-03-04-USD")}),
 ]
 
 
@@ -403,8 +404,8 @@ def test_the_scopes_of_an_issued_key_are_what_it_may_do(run_venue: Any) -> None:
 
 # ----------------------------------------------------------------- T-bill lifecycle
 
-BILL = "TB-2027-03-04-USD"
-BILL_ASSET = "TB-2027-03-04"
+BILL = sample_bill("TB-2027-03-04-USD")
+BILL_ASSET = sample_bill("TB-2027-03-04")
 
 
 async def totals(client: VenueClient) -> dict[str, Decimal]:

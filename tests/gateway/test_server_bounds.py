@@ -8,6 +8,7 @@ from pathlib import Path
 from core import snapshots
 from settlement.ledger import SUPPLY_MAX
 from tests.conftest import start_venue
+from tests.sample_config import sample_bill
 
 SYMBOL = "AAPLx-USD"  # tick 0.01, step 0.000001, fees 1 and 5 bps, no notional cap
 
@@ -82,7 +83,7 @@ def test_a_bill_deposit_whose_par_would_pass_the_supply_bound_is_refused(tmp_pat
     and the state hash failed. A deposit past the bound is refused, one up to it goes
     through, and the venue snapshots and restarts as it was."""
     data_dir = tmp_path / "data"
-    bill = "TB-2027-03-04"  # scale 0, paid in USD at scale 6
+    bill = sample_bill("TB-2027-03-04")  # scale 0, paid in USD at scale 6
 
     async def scenario() -> None:
         venue = await start_venue(data_dir)

@@ -17,11 +17,12 @@ from client.sdk import VenueClient, VenueError
 from gateway import limits
 from tests.conftest import KEYS, ROOT, Venue, start_venue
 from tests.gateway.test_server_streams import busy_trading, open_slow_consumer
+from tests.sample_config import SAMPLE_CONFIG
 
 RUN_TIMEOUT_S = 60
 START_LINES_MAX = 20
 SYMBOL = "AAPLx-USD"
-SERVE = [sys.executable, "-m", "cli.main", "serve", "--config", str(ROOT / "venue.toml")]
+SERVE = [sys.executable, "-m", "cli.main", "serve", "--config", str(SAMPLE_CONFIG)]
 SERVE += ["--port", "0"]
 
 

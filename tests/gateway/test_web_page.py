@@ -23,7 +23,8 @@ from playwright.async_api import Page, async_playwright, expect
 from client.sdk import VenueClient
 from core import config as venue_config
 from gateway.server import VenueServer
-from tests.conftest import KEYS, ROOT, Venue, start_venue
+from tests.conftest import KEYS, Venue, start_venue
+from tests.sample_config import SAMPLE_CONFIG, sample_bill
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -38,7 +39,7 @@ CHROMIUM_ARGS = [
 SCENARIO_TIMEOUT_S = 60  # a browser start and a page on a busy 2-core machine: well within
 WAIT_MS = 10_000  # how long one expectation may wait for the page to show it
 SYMBOL = "AAPLx-USD"
-BILL = "TB-2027-03-04-USD"
+BILL = sample_bill("TB-2027-03-04-USD")
 
 expect.set_options(timeout=WAIT_MS)
 pytestmark = pytest.mark.skipif(
@@ -336,7 +337,7 @@ def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_pa
             await expect(page.locator("#logon-error")).to_contain_text("disconnected (1001")
             await expect(page.locator("#place-button")).to_be_disabled()
         finally:  # started again whatever happened: the fixture stops a running venue
-            config = venue_config.load(ROOT / "venue.toml")
+            config = venue_config.load(SAMPLE_CONFIG)
             venue.server = VenueServer(config, tmp_path / "data")
             await venue.server.start("127.0.0.1", venue.port)
 
