@@ -53,7 +53,7 @@ def test_a_config_with_an_unassigned_jurisdiction_is_refused_naming_the_entry(
     tmp_path: Path,
 ) -> None:
     text = SAMPLE_CONFIG.read_text()
-    account = config.loadSAMPLE_CONFIG.accounts[0]
+    account = config.load(SAMPLE_CONFIG).accounts[0]
     astray = tmp_path / "venue.toml"
     astray.write_text(
         text.replace(f'jurisdiction = "{account.jurisdiction}"', 'jurisdiction = "UK"', 1)
