@@ -13,6 +13,7 @@ from websockets.exceptions import ConnectionClosed
 from client.sdk import VenueError
 from gateway.auth import sign_logon
 from tests.conftest import KEYS, Venue, drain_pushes
+from tests.gateway.test_server_sessions import eventually
 
 SYMBOL = "AAPLx-USD"
 
@@ -69,13 +70,16 @@ def test_response_comes_before_fills_on_the_placing_connection(run_venue: Any) -
         original = taker._on_message
         taker._on_message = frames.append  # type: ignore[method-assign]
         await raw.send(json.dumps(request))
-        await asyncio.sleep(0.5)
+
+        def is_fill(frame: dict[str, Any]) -> bool:
+            return frame.get("type") == "exec" and frame["data"]["exec_type"] == "trade"
+
+        async def answered_and_filled() -> bool:  # both wait for the disk: no fixed time
+            return any(f.get("id") == 77 for f in frames) and any(map(is_fill, frames))
+
+        assert await eventually(answered_and_filled), "the answer or the fill never came"
         taker._on_message = original  # type: ignore[method-assign]
-        first_fill = next(
-            i
-            for i, f in enumerate(frames)
-            if f.get("type") == "exec" and f["data"]["exec_type"] == "trade"
-        )
+        first_fill = next(i for i, f in enumerate(frames) if is_fill(f))
         response = next(i for i, f in enumerate(frames) if f.get("id") == 77)
         assert response < first_fill
 

@@ -16,7 +16,7 @@ from gateway import limits, sessions
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
 from tests.conftest import KEYS, Venue
 from tests.gateway.test_server_sessions import eventually, now_us
-from tests.gateway.test_server_streams import busy_trading
+from tests.gateway.test_server_streams import busy_trading, wait_for_the_slow_consumer
 
 SYMBOL = "AAPLx-USD"
 WAIT_S = 3.0  # the most any single expected event may take on a busy 2-core machine
@@ -204,6 +204,7 @@ def test_a_packed_slow_consumer_is_still_told_and_closed_4002(
     run_venue: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(limits, "SEND_QUEUE_MESSAGES_MAX", 16)
+    wait_for_the_slow_consumer(monkeypatch)
 
     async def scenario(venue: Venue) -> None:
         slow, session = await open_packed_slow_consumer(venue)

@@ -20,9 +20,9 @@ from websockets.exceptions import ConnectionClosed
 
 from client.sdk import VenueClient, VenueError
 from engine.units import format_units
-from gateway import limits, public_streams
+from gateway import limits, public_streams, sessions, transport
 from gateway import server as server_module
-from tests.conftest import Venue, drain_pushes
+from tests.conftest import TEST_TIMEOUT_S, Venue, drain_pushes
 
 SYMBOL = "AAPLx-USD"
 WAIT_S = 3.0  # the most any single expected event may take on a busy 2-core machine
@@ -443,6 +443,20 @@ async def open_slow_consumer(venue: Venue) -> Any:
     return websocket, session
 
 
+def wait_for_the_slow_consumer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server waits for a slow consumer's close as long as the test may run.
+
+    It gives a consumer it cut off `CLOSE_TIMEOUT_S` (2 s), counted from the cut-off, to take
+    its last messages and the close frame, then aborts the connection: the client sees 1006,
+    not 4002. The tests that check what such a client is told keep it from reading until the
+    trading that cut it off is over, and on a loaded machine the orders after the cut-off
+    took longer than that. What the client is told is checked there; that the server gives
+    up on a client that never reads again is `test_a_consumer_that_never_reads_again_...`.
+    """
+    monkeypatch.setattr(sessions, "CLOSE_TIMEOUT_S", TEST_TIMEOUT_S)  # the flush, then the close
+    monkeypatch.setattr(transport, "CLOSE_TIMEOUT_S", TEST_TIMEOUT_S)  # the closing handshake
+
+
 async def busy_trading(venue: Venue, orders: int) -> int:
     """Asks stepping down one tick at a time: each one changes the book and the bbo."""
     alpha = await venue.client("alpha")
@@ -457,6 +471,7 @@ def test_a_slow_consumer_is_told_and_closed_4002_while_others_trade(
     run_venue: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(limits, "SEND_QUEUE_MESSAGES_MAX", 16)
+    wait_for_the_slow_consumer(monkeypatch)
 
     async def scenario(venue: Venue) -> None:
         slow, session = await open_slow_consumer(venue)
@@ -483,6 +498,10 @@ def test_a_consumer_that_never_reads_again_is_disconnected(
     run_venue: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(limits, "SEND_QUEUE_MESSAGES_MAX", 16)
+    # The server gives up on it 0.2 s after the cut-off, far inside the wait below. At the
+    # real 2 s, against a wait of 2 s begun after the trading, the abort came only the last
+    # orders' time (50-250 ms) before the wait ended: a longer stall of the loop failed it.
+    monkeypatch.setattr(sessions, "CLOSE_TIMEOUT_S", 0.2)
 
     async def scenario(venue: Venue) -> None:
         slow, session = await open_slow_consumer(venue)
@@ -492,7 +511,7 @@ def test_a_consumer_that_never_reads_again_is_disconnected(
         async def gone() -> bool:
             return session.id not in venue.server.sessions
 
-        disconnected = await eventually(gone, timeout_s=2.0)
+        disconnected = await eventually(gone)
         slow.transport.resume_reading()  # read it all now, so the fixture can shut down
         with pytest.raises(ConnectionClosed):
             async with asyncio.timeout(WAIT_S):

@@ -30,7 +30,11 @@ from tests.gateway.test_server_packed import (
     public_updates,
     raw_client,
 )
-from tests.gateway.test_server_streams import busy_trading, open_slow_consumer
+from tests.gateway.test_server_streams import (
+    busy_trading,
+    open_slow_consumer,
+    wait_for_the_slow_consumer,
+)
 
 FOLLOWERS = 10  # packed, unpacked or both in one publication's flush
 ORDERS = 20
@@ -67,6 +71,7 @@ def test_a_slow_consumer_among_many_is_cut_off_and_the_others_get_everything(
     run_venue: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(limits, "SEND_QUEUE_MESSAGES_MAX", 16)
+    wait_for_the_slow_consumer(monkeypatch)
 
     async def scenario(venue: Venue) -> None:
         slow, session = await open_slow_consumer(venue)
@@ -76,7 +81,7 @@ def test_a_slow_consumer_among_many_is_cut_off_and_the_others_get_everything(
             await frames_until_quiet(websocket, packed=True)
         assert await busy_trading(venue, 300) == 300
         assert session.closing, "the server gave up on the slow consumer"
-        slow.transport.resume_reading()  # at once: a close not read in 2 s is an abort
+        slow.transport.resume_reading()
         with pytest.raises(ConnectionClosed):
             async with asyncio.timeout(WAIT_S):
                 while True:
