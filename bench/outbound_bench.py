@@ -103,21 +103,21 @@ class Replay:
         reporter, history, streams = self.reporter, self.history, self.streams
         text_frame = frames.text_frame
         kept = self.payloads
-        accounts: dict[int, int] = {}  # id of a stream -> its account, for `payloads`
         for command, events, quote_set in self.batches:
             reports = reporter.reports(events, command=command, quote_set=quote_set, epoch=EPOCH)
             if reporter.order_reports:
                 history.record(reporter.order_reports)
-            payloads: list[tuple[PrivateStream, tuple[int, bytes]]] = []
-            sequence(reports, streams, payloads)
-            for _, entry in payloads:
-                text_frame(entry[1])
+            gathered: list[tuple[PrivateStream, list[bytes]]] = []
+            sequence(reports, streams, gathered)
+            for _, payloads in gathered:
+                for payload in payloads:
+                    text_frame(payload)
             self.pushes += len(reports)
-            if self.keep_payloads:
-                if len(accounts) < len(streams):
-                    accounts = {id(stream): account for account, stream in streams.items()}
+            if self.keep_payloads:  # in the order the reports came (`sequence` gathers them)
+                taken = {id(stream): iter(payloads) for stream, payloads in gathered}
                 kept += [
-                    (accounts[id(stream)], seq, payload) for stream, (seq, payload) in payloads
+                    (account, push.seq, next(taken[id(streams[account])]))
+                    for account, push in reports
                 ]
 
     def public(self) -> None:

@@ -10,7 +10,9 @@ then live); the closed-order history; cancel-on-disconnect and the dead-man's sw
 import asyncio
 import bisect
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -46,25 +48,34 @@ class PrivateStream:
     """An account's private events: per-account seq, bounded history for since_seq replay.
 
     Seqs are given when a command executes (`assigned`); an event joins the history and
-    reaches subscribers when its command is durable (`seq`: the last one released).
+    reaches subscribers when its command is durable (`seq`: the last one released). The
+    history holds the pushes' bytes alone: their seqs run without a gap up to `seq` (each push
+    takes its stream's next seq, and they are released in that order), so each push's seq is
+    its place counted back from `seq`, not a tuple kept per push.
     """
 
     assigned: int = 0
-    history: deque[tuple[int, bytes]] = field(
+    seq: int = 0  # the last seq released: the history's newest (or a snapshot's)
+    history: deque[bytes] = field(
         default_factory=lambda: deque(maxlen=limits.PRIVATE_HISTORY_EVENTS_MAX)
     )
     sessions: set[Session] = field(default_factory=set)
     # A `since_seq` at or below it gets a snapshot: a recovery rebuilt the events up to it
     # under another push format, so their seqs differ from those a client saw first.
     resume_floor: int = 0
-    restored_seq: int = 0  # the released seq a snapshot gave, while nothing followed it
 
     @property
-    def seq(self) -> int:
-        """The last seq released: the history's newest (derived, not stored per push: a
-        bounded deque only drops its oldest, so it is empty only before any push)."""
-        history = self.history
-        return history[-1][0] if history else self.restored_seq
+    def oldest_seq(self) -> int:
+        """The seq of the history's oldest push (`seq` + 1 while the history is empty)."""
+        return self.seq - len(self.history) + 1
+
+    def entries(self) -> Iterator[tuple[int, bytes]]:
+        """The history as (seq, bytes), oldest first."""
+        return enumerate(self.history, self.oldest_seq)
+
+    def after(self, seq: int) -> Iterator[bytes]:
+        """The history's pushes with a seq above `seq`, oldest first."""
+        return islice(self.history, max(0, seq - self.oldest_seq + 1), None)
 
 
 @dataclass(eq=False)
@@ -118,24 +129,14 @@ class PrivateStreams:
             sequence(reports, self.streams, executed.pushes)
 
     def publish(self, executed: Executed) -> None:
-        """The command is durable: its private events join the history and go out, each
-        account's in one hand-off to its sessions (`fan_out_all`), the accounts in the order
-        of their first pushes (so the sessions are queued, and written, as before)."""
-        pushes = executed.pushes  # each as `sequence` left it: its stream, its (seq, bytes)
-        if len(pushes) == 1:  # most amends: nothing to gather
-            stream, entry = pushes[0]
-            stream.history.append(entry)
+        """The command is durable: each account's pushes join its history and go to its
+        sessions in one hand-off (`fan_out_all`), the accounts in the order of their first
+        pushes (so the sessions are queued, and written, as before)."""
+        for stream, payloads in executed.pushes:  # as `sequence` gathered them, per account
+            stream.history.extend(payloads)
+            stream.seq += len(payloads)
             if stream.sessions:
-                self.connections.fan_out(stream.sessions, entry[1])
-            return
-        audiences: dict[PrivateStream, list[bytes]] = {}  # a followed stream: its payloads
-        for stream, entry in pushes:
-            stream.history.append(entry)
-            if stream.sessions:
-                audiences.setdefault(stream, []).append(entry[1])
-        fan_out_all = self.connections.fan_out_all
-        for stream, payloads in audiences.items():
-            fan_out_all(stream.sessions, payloads)
+                self.connections.fan_out_all(stream.sessions, payloads)
 
     def replayed(self, executed: Executed) -> None:
         """A command replayed from the journal: its pushes join the history as `publish`
@@ -143,8 +144,8 @@ class PrivateStreams:
         client's `since_seq` up to them can only be answered with a snapshot."""
         self.publish(executed)
         if executed.pushes and self.format_of(executed.seq) != PUSH_FORMAT:
-            for stream, (seq, _) in executed.pushes:
-                stream.resume_floor = seq
+            for stream, _ in executed.pushes:
+                stream.resume_floor = stream.seq  # its last push's, just released
 
     def format_of(self, seq: int) -> int:
         """The push format of the start that first executed command `seq`."""
@@ -168,9 +169,8 @@ class PrivateStreams:
         a snapshot taken now, unless `since_seq` can be replayed from the history."""
         stream = self.streams.setdefault(account, PrivateStream())
         seq = stream.assigned  # every event up to here is in the state read below
-        oldest = stream.history[0][0] if stream.history else stream.seq + 1
         snapshot = None
-        lowest = oldest - 1  # the lowest since_seq the history can answer with a replay
+        lowest = stream.oldest_seq - 1  # the lowest since_seq the history can answer with a replay
         if stream.resume_floor:  # rebuilt under another push format up to it: not those
             lowest = max(lowest, stream.resume_floor + 1)
         if since_seq is None or not lowest <= since_seq <= seq:
@@ -196,9 +196,8 @@ class PrivateStreams:
         if joining.snapshot is not None:
             self.connections.send(session, joining.snapshot)
         else:
-            for seq, payload in stream.history:
-                if seq > (joining.since_seq or 0):
-                    self.connections.send(session, payload)
+            for payload in stream.after(joining.since_seq or 0):
+                self.connections.send(session, payload)
         session.account_stream = True
         stream.sessions.add(session)
 
@@ -213,7 +212,7 @@ class PrivateStreams:
         """The account's fills still in its history, after `since_seq`."""
         stream = self.streams.get(account) or PrivateStream()
         fills: list[Any] = []
-        for seq, payload in stream.history:
+        for seq, payload in stream.entries():
             if seq > since_seq and b'"exec_type":"trade"' in payload and len(fills) < limit:
                 fills.append(msgspec.json.decode(payload))
         return fills
@@ -225,7 +224,7 @@ class PrivateStreams:
         return {
             "last_exec_id": self.reporter.last_exec_id,
             "private": {
-                str(account): (stream.seq, list(stream.history))
+                str(account): (stream.seq, list(stream.entries()))
                 for account, stream in self.streams.items()
             },
             "order_history": self.order_history.image(),
@@ -244,8 +243,10 @@ class PrivateStreams:
             self.reporter.adopt(order, None, markets[order.symbol].spec)
         for account, (seq, history) in image["private"].items():
             stream = self.streams.setdefault(int(account), PrivateStream())
-            stream.restored_seq = stream.assigned = seq
-            stream.history.extend((s, anonymized(int(account), bytes(p))) for s, p in history)
+            seqs = [s for s, _ in history]
+            assert seqs == list(range(seq - len(history) + 1, seq + 1)), f"{account}: {seqs}"
+            stream.seq = stream.assigned = seq
+            stream.history.extend(anonymized(int(account), bytes(p)) for _, p in history)
         self.order_history.restore(image.get("order_history"))
         for account, floor in image.get("resume_floors", {}).items():
             self.streams.setdefault(int(account), PrivateStream()).resume_floor = floor
@@ -307,13 +308,14 @@ class PrivateStreams:
 def sequence(
     reports: list[tuple[int, Push]],
     streams: dict[int, PrivateStream],
-    out: list[tuple[PrivateStream, tuple[int, bytes]]],
+    out: list[tuple[PrivateStream, list[bytes]]],
 ) -> None:
-    """Each push (made with its epoch) gets its account stream's next seq and is encoded:
-    (its stream, (seq, bytes)) appended to `out`, in order. The stream and the history's
-    entry made here, once: `publish` then only appends the entry (no lookup, no tuple)."""
+    """Each push (made with its epoch) gets its account stream's next seq and is encoded,
+    gathered per account: (its stream, its pushes' bytes in seq order) appended to `out` in
+    the order of the accounts' first pushes. So `publish` takes each account's pushes in
+    one step (its history, its sessions), however the command interleaves the accounts."""
     encode = _encode
-    append = out.append
+    gathered: dict[int, list[bytes]] = {}  # account -> its list in `out`
     for account, push in reports:
         try:  # costs nothing unless raised: a subscript, not `get` and a test, per push
             stream = streams[account]
@@ -321,7 +323,11 @@ def sequence(
             stream = streams[account] = PrivateStream()
         seq = stream.assigned = stream.assigned + 1
         push.seq = seq  # a struct's store costs about twice a slot's: the epoch came built in
-        append((stream, (seq, encode(push))))
+        payloads = gathered.get(account)
+        if payloads is None:  # the command's first push to the account
+            payloads = gathered[account] = []
+            out.append((stream, payloads))
+        payloads.append(encode(push))
 
 
 # ----------------------------------------------------------------- views

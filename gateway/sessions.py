@@ -254,32 +254,16 @@ class Sessions:
         return len(session.outbox) < limits.SEND_QUEUE_MESSAGES_MAX
 
     def fan_out(self, sessions: Iterable[Session], payload: bytes) -> None:
-        """Queue one message for many sessions (an account's), framed at most once: per
-        session a reference to the frame (packed: to the payload) is appended, nothing is
-        built. The rare cases (closing, a full outbox) take `_queue`'s path. Written for the
-        usual audience, an account's session or two for a command's one push (several go
-        in one `fan_out_all`): no set-up or check beyond the loop, as in `send`."""
-        frame = b""  # built for the first session that is not packed
-        for session in sessions:
-            outbox = session.outbox
-            if session.packed:
-                item = payload
-            else:
-                item = frame = frame or frames.text_frame(payload)
-            if session.closing or len(outbox) >= limits.SEND_QUEUE_MESSAGES_MAX:
-                self._queue(session, item)
-                continue
-            outbox.append(item)
-            if not session.dirty:
-                self._dirtied(session)
+        """Queue one message for many sessions: `fan_out_all` of that one message."""
+        self.fan_out_all(sessions, (payload,))
 
     def fan_out_all(self, sessions: Iterable[Session], payloads: Sequence[bytes]) -> None:
         """Queue several messages, in order, for many sessions (a command's pushes to one
-        account): one call, not `fan_out`'s one per message, and the same outboxes. Each
-        message is framed at most once; per session they are appended together (a packed
-        session's outbox is still written as one array frame by `flush_outboxes`). The rare
-        cases (closing, an outbox these messages would fill) take `_queue`'s path, message by
-        message, exactly as one `fan_out` per message would."""
+        account): each message framed at most once (packed: not at all), per session a
+        reference to each appended, together (a packed session's outbox is still written as
+        one array frame by `flush_outboxes`), nothing else built. The rare cases (closing, an
+        outbox these messages would fill) take `_queue`'s path, message by message, exactly as
+        queuing them one at a time would."""
         framed: Sequence[bytes] = ()  # built for the first session that is not packed
         room = limits.SEND_QUEUE_MESSAGES_MAX - len(payloads)  # an outbox above it: too full
         for session in sessions:

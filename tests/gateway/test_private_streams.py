@@ -1,10 +1,12 @@
 """The private streams' own bookkeeping: seqs given per account as pushes are sequenced,
-the last released seq derived from the history, and a durable command's pushes handed to
-each account's sessions (the server tests cover the rest)."""
+the history's seqs counted back from the last released one, and a durable command's pushes
+handed to each account's sessions (the server tests cover the rest)."""
 
 import asyncio
 import types
 from pathlib import Path
+
+import msgspec
 
 from core.sequencer import Executed
 from gateway import frames, limits, transport
@@ -17,36 +19,39 @@ def balance_push(total: str) -> Push:
     return Push("account", 0, 7, "balance", 1, BalanceReport("USD", total, total, "0.00"))
 
 
-def test_sequence_numbers_each_accounts_pushes_and_leaves_publish_its_history_entries() -> None:
+def test_sequence_numbers_each_accounts_pushes_and_gathers_them_per_account() -> None:
     streams: dict[int, PrivateStream] = {}
-    out: list[tuple[PrivateStream, tuple[int, bytes]]] = []
+    out: list[tuple[PrivateStream, list[bytes]]] = []
     sequence(
         [(1, balance_push("1.00")), (2, balance_push("2.00")), (1, balance_push("3.00"))],
         streams,
         out,
     )
-    assert [
-        (stream is streams[account], entry[0])
-        for (stream, entry), account in zip(out, (1, 2, 1), strict=True)
-    ] == [
-        (True, 1),
-        (True, 1),
-        (True, 2),
-    ]
-    assert out[2][1][1] == (
+    assert [(stream, len(payloads)) for stream, payloads in out] == [
+        (streams[1], 2),
+        (streams[2], 1),
+    ], "per account, in the order of the accounts' first pushes"
+    assert out[0][1][1] == (
         b'{"ch":"account","seq":2,"epoch":7,"type":"balance","ts":1,'
         b'"data":{"asset":"USD","total":"3.00","available":"3.00","held":"0.00"}}'
     )
+    assert b'"seq":1,' in out[0][1][0] and b'"seq":1,' in out[1][1][0]
     assert streams[1].assigned == 2 and streams[1].seq == 0, "assigned, not yet released"
 
 
-def test_the_released_seq_is_the_historys_newest_or_the_restored_one() -> None:
-    stream = PrivateStream(restored_seq=41)
-    assert stream.seq == 41  # a snapshot's stream before anything followed it
-    for seq in range(42, 42 + limits.PRIVATE_HISTORY_EVENTS_MAX + 5):
-        stream.history.append((seq, b"{}"))
-    assert stream.seq == 41 + limits.PRIVATE_HISTORY_EVENTS_MAX + 5  # past the bound too
-    assert len(stream.history) == limits.PRIVATE_HISTORY_EVENTS_MAX
+def test_the_historys_seqs_are_counted_back_from_the_released_one() -> None:
+    stream = PrivateStream(seq=41)  # a snapshot's stream before anything followed it
+    assert stream.oldest_seq == 42 and list(stream.entries()) == []
+    pushed = limits.PRIVATE_HISTORY_EVENTS_MAX + 5
+    for seq in range(42, 42 + pushed):
+        stream.history.append(b"%d" % seq)
+    stream.seq += pushed
+    assert len(stream.history) == limits.PRIVATE_HISTORY_EVENTS_MAX, "bounded"
+    assert stream.oldest_seq == 47
+    assert all(payload == b"%d" % seq for seq, payload in stream.entries())
+    assert list(stream.after(stream.seq - 2)) == [b"%d" % (stream.seq - 1), b"%d" % stream.seq]
+    assert list(stream.after(0)) == list(stream.history), "below the oldest: all there is"
+    assert list(stream.after(stream.seq)) == []
 
 
 class _Recorder:
@@ -95,14 +100,16 @@ def test_a_durable_commands_pushes_reach_each_accounts_sessions_in_order(tmp_pat
             (2, b'{"m":2}'),
         ]
         executed = Executed(1, None, [], None)
-        for account, payload in pushes:  # as `sequence` leaves them
-            stream = private.streams[account]
-            stream.assigned += 1
-            executed.pushes.append((stream, (stream.assigned, payload)))
+        gathered: dict[int, list[bytes]] = {}
+        for account, payload in pushes:  # as `sequence` leaves them: gathered per account
+            if account not in gathered:
+                gathered[account] = []
+                executed.pushes.append((private.streams[account], gathered[account]))
+            gathered[account].append(payload)
         private.publish(executed)
-        assert list(taker.history) == [(1, b'{"t":1}'), (2, b'{"t":2}')]
-        assert list(maker.history) == [(1, b'{"m":1}'), (2, b'{"m":2}')]
-        assert list(unfollowed.history) == [(1, b'{"u":1}')]
+        assert list(taker.entries()) == [(1, b'{"t":1}'), (2, b'{"t":2}')]
+        assert list(maker.entries()) == [(1, b'{"m":1}'), (2, b'{"m":2}')]
+        assert list(unfollowed.entries()) == [(1, b'{"u":1}')]
         assert sessions._dirty[-1] is maker_packed[0], "the taker's first push came first"
         sessions.flush_outboxes()
         assert taker_packed[1].writes == [[frames.array_frame(b'{"t":1},{"t":2}')]]
@@ -110,10 +117,27 @@ def test_a_durable_commands_pushes_reach_each_accounts_sessions_in_order(tmp_pat
             [frames.text_frame(b'{"t":1}'), frames.text_frame(b'{"t":2}')]
         ]
         assert maker_packed[1].writes == [[frames.array_frame(b'{"m":1},{"m":2}')]]
-        single = Executed(2, None, [], None, [(maker, (3, b'{"m":3}'))])  # one push: its own way
+        single = Executed(2, None, [], None, [(maker, [b'{"m":3}'])])
         private.publish(single)
         sessions.flush_outboxes()
         assert maker_packed[1].writes[-1] == [frames.array_frame(b'{"m":3}')]
         assert maker.seq == 3
 
     asyncio.run(main())
+
+
+def test_a_snapshot_holds_each_history_as_seq_and_bytes_and_restores_it(tmp_path: Path) -> None:
+    """The snapshot's format is as before the history kept bytes alone: (seq, [(seq, bytes)])
+    per account; a restored stream counts its seqs from there."""
+    bus = types.SimpleNamespace(reads=types.SimpleNamespace(orders={}, markets={}))
+    private = PrivateStreams(bus, Sessions(), tmp_path)  # type: ignore[arg-type]
+    stream = private.streams.setdefault(3, PrivateStream())
+    stream.assigned = 2
+    private.publish(Executed(1, None, [], None, [(stream, [b'{"a":1}', b'{"a":2}'])]))
+    image = private.image()
+    assert image["private"] == {"3": (2, [(1, b'{"a":1}'), (2, b'{"a":2}')])}
+    restored = PrivateStreams(bus, Sessions(), tmp_path)  # type: ignore[arg-type]
+    restored.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(image)))
+    again = restored.streams[3]
+    assert (again.seq, again.assigned, list(again.entries())) == (2, 2, list(stream.entries()))
+    assert restored.image()["private"] == image["private"]
