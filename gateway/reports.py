@@ -592,10 +592,7 @@ class ExecReporter:
                 tracked = orders[order_id]
             except KeyError:
                 tracked = self._tracked(order_id, "trade")  # fails: never seen open
-            tracked.value = order_value = tracked.value + value
-            tracked.leaves_qty = leaves
-            tracked.cum_qty = cum
-            tracked.status = status
+            order_value = tracked.value + value
             if order_value == price * cum:
                 avg_px_text = avg_px_at_price
             else:
@@ -631,12 +628,15 @@ class ExecReporter:
                 template.quote_set,
                 None,
             )
-            tracked.report = data  # its quantities as they now stand (see `_Tracked`)
             report = tracked.account, Push(CHANNEL, 0, epoch, "exec", ts_us, data)
             out.append(report)
-            if status in CLOSED:
+            if status in CLOSED:  # forgotten: nothing of it is kept (the usual IOC taker)
                 del orders[order_id]
                 self.order_reports.append(report)
+            else:  # what its later reports need (see `_Tracked`)
+                tracked.value, tracked.leaves_qty, tracked.cum_qty = order_value, leaves, cum
+                tracked.status = status
+                tracked.report = data
         self.last_exec_id = exec_id
 
     def _closed(self, event: OrderCanceled | OrderExpired | SelfTradePrevented) -> tuple[int, Push]:
