@@ -161,13 +161,15 @@ _Handler = Callable[[Any, int, Sequence[Event], _Out], bool | None]
 class _Tracked:
     """What an execution report needs to know of an open order that its events do not say.
 
-    `report` is the order's last report without a trade's fields (its `new` or `amended`):
-    every later report takes the order's fixed fields and decimal strings (price, qty,
-    quote_qty) from it, so no fill formats or looks up what the order said. A slots class,
-    not a struct: its fields are set at every fill and amend, and a slot's store is about
-    half the cost of a `msgspec.Struct`'s (measured: callgrind, requote)."""
+    `report` is the order's last report (`new`, `amended` or a fill's): every later report
+    takes the order's fixed fields and decimal strings (price, qty, quote_qty) from it, so
+    no fill formats or looks up what the order said; and an amend that leaves the order's
+    quantities as they are (the usual requote moves only the price) takes their strings,
+    `avg_px` too, from it. A slots class, not a struct: its fields are set at every fill and
+    amend, and a slot's store is about half the cost of a `msgspec.Struct`'s (measured:
+    callgrind, requote)."""
 
-    __slots__ = ("account", "cum_qty", "leaves_qty", "report", "status", "symbol", "value")
+    __slots__ = ("account", "cum_qty", "leaves_qty", "qty", "report", "status", "symbol", "value")
 
     def __init__(
         self,
@@ -175,6 +177,7 @@ class _Tracked:
         symbol: str,
         report: "ExecReport",
         status: str,
+        qty: int,
         leaves_qty: int,
         cum_qty: int,
         value: int,
@@ -185,6 +188,8 @@ class _Tracked:
         self.symbol = symbol  # the report's, typed as an order's: never None
         self.report = report
         self.status = status
+        # the quantities `report` states (`qty` the order's, which only an amend changes)
+        self.qty = qty
         self.leaves_qty = leaves_qty
         self.cum_qty = cum_qty
         self.value = value  # the sum of price x qty over fills: avg_px = value / cum_qty
@@ -247,7 +252,8 @@ class ExecReporter:
         """Track an order that is already open (a venue restored from a snapshot). `spec`:
         its instrument's, if the reporter has not learned it yet (a restore adopts first)."""
         spec = spec or self.specs[order.symbol]
-        # the fields its later reports take from it (see `_Tracked`); the rest is theirs
+        # the fields its later reports take from it (see `_Tracked`), its quantities as they
+        # stand; the rest is theirs
         report = ExecReport(
             "new",
             order.status._value_,
@@ -263,9 +269,9 @@ class ExecReporter:
             else None,
             format_units(order.qty, spec.qty_decimals),
             None,  # only a market buy has a quote budget, and market orders never rest
-            None,
-            None,
-            None,
+            format_units(order.leaves_qty, spec.qty_decimals),
+            format_units(order.cum_qty, spec.qty_decimals),
+            _avg_px(order.filled_value, order.cum_qty, spec),
             None,
             None,
             None,
@@ -281,6 +287,7 @@ class ExecReporter:
             order.symbol,
             report,
             order.status._value_,
+            order.qty,
             order.leaves_qty,
             order.cum_qty,
             order.filled_value,
@@ -439,7 +446,7 @@ class ExecReporter:
         )
         # the new report is the template of the order's later ones (see `_Tracked`)
         self.orders[event.order_id] = _Tracked(
-            event.account, event.symbol, data, _NEW, event.qty, 0, 0
+            event.account, event.symbol, data, _NEW, event.qty, event.qty, 0, 0
         )
         report = event.account, Push(CHANNEL, 0, self._epoch, "exec", event.ts_us, data)
         out.append(report)
@@ -464,22 +471,30 @@ class ExecReporter:
             tracked = self.orders[event.order_id]
         except KeyError:
             tracked = self._tracked(event.order_id, "OrderAmended")  # fails: never seen open
-        tracked.leaves_qty = leaves = event.leaves_qty
         tracked.status = status = event.status._value_
-        tracked.cum_qty = cum = event.cum_qty
         template = tracked.report
         try:
             formats = self.formats[tracked.symbol]
         except KeyError:
             formats = self._formats(tracked.symbol)
-        qty = formats.qty
-        if cum:
-            avg_px = _avg_px_units(tracked.value, cum)
-            cum_text = qty.get(cum) or formats.qty_fill(cum)
-            avg_px_text = formats.avg_px.get(avg_px) or formats.avg_px_fill(avg_px)
-        else:  # a quote not yet filled, the usual one: both strings made once per instrument
-            cum_text, avg_px_text = formats.qty_zero, formats.avg_px_zero
-        price, qty_units = event.price, event.qty
+        qty_units, leaves, cum = event.qty, event.leaves_qty, event.cum_qty
+        if qty_units == tracked.qty and leaves == tracked.leaves_qty and cum == tracked.cum_qty:
+            # the usual requote moves only the price: the quantities' strings, and the
+            # average price of a partly filled quote, are those of the order's last report
+            qty_text, leaves_text = template.qty, template.leaves_qty
+            cum_text, avg_px_text = template.cum_qty, template.avg_px
+        else:
+            tracked.qty, tracked.leaves_qty, tracked.cum_qty = qty_units, leaves, cum
+            qty = formats.qty
+            qty_text = qty.get(qty_units) or formats.qty_fill(qty_units)
+            leaves_text = qty.get(leaves) or formats.qty_fill(leaves)
+            if cum:
+                avg_px = _avg_px_units(tracked.value, cum)
+                cum_text = qty.get(cum) or formats.qty_fill(cum)
+                avg_px_text = formats.avg_px.get(avg_px) or formats.avg_px_fill(avg_px)
+            else:  # a quote not yet filled: both strings made once per instrument
+                cum_text, avg_px_text = formats.qty_zero, formats.avg_px_zero
+        price = event.price
         self.last_exec_id = exec_id = self.last_exec_id + 1
         tracked.report = data = ExecReport(
             "amended",
@@ -492,9 +507,9 @@ class ExecReporter:
             template.type,
             template.tif,
             formats.price.get(price) or formats.price_fill(price),
-            qty.get(qty_units) or formats.qty_fill(qty_units),
+            qty_text,
             None,  # quote_qty: a market buy's only
-            qty.get(leaves) or formats.qty_fill(leaves),
+            leaves_text,
             cum_text,
             avg_px_text,
             None,
@@ -577,10 +592,7 @@ class ExecReporter:
                 tracked = orders[order_id]
             except KeyError:
                 tracked = self._tracked(order_id, "trade")  # fails: never seen open
-            tracked.value = order_value = tracked.value + value
-            tracked.leaves_qty = leaves
-            tracked.cum_qty = cum
-            tracked.status = status
+            order_value = tracked.value + value
             if order_value == price * cum:
                 avg_px_text = avg_px_at_price
             else:
@@ -588,7 +600,7 @@ class ExecReporter:
                 avg_px_text = formats.avg_px.get(avg_px) or formats.avg_px_fill(avg_px)
             exec_id += 1
             # the whole report in one constructor call, the order's own fields as its last
-            # report without a trade's gave them (`_Tracked.report`): no formatting
+            # report gave them (`_Tracked.report`): no formatting
             template = tracked.report
             data = ExecReport(
                 "trade",
@@ -618,9 +630,13 @@ class ExecReporter:
             )
             report = tracked.account, Push(CHANNEL, 0, epoch, "exec", ts_us, data)
             out.append(report)
-            if status in CLOSED:
+            if status in CLOSED:  # forgotten: nothing of it is kept (the usual IOC taker)
                 del orders[order_id]
                 self.order_reports.append(report)
+            else:  # what its later reports need (see `_Tracked`)
+                tracked.value, tracked.leaves_qty, tracked.cum_qty = order_value, leaves, cum
+                tracked.status = status
+                tracked.report = data
         self.last_exec_id = exec_id
 
     def _closed(self, event: OrderCanceled | OrderExpired | SelfTradePrevented) -> tuple[int, Push]:

@@ -316,6 +316,35 @@ def test_amend_reports_the_new_terms(desk: Desk) -> None:
     assert desk.reporter.orders == {}
 
 
+def test_a_partly_filled_quote_moved_in_price_reports_its_fills_so_far(desk: Desk) -> None:
+    """A requote that moves only the price takes the quantities' strings from the order's
+    last report: that must be its last fill's, not its last amend's."""
+    desk.place(2, SELL, 100 * PX, 3 * SHARE)
+    seen = []
+    for command in (
+        PlaceOrder(account=1, symbol=SYMBOL, side=BUY, price=100 * PX, qty=SHARE),
+        AmendOrder(account=2, order_id=1, price=101 * PX),
+        PlaceOrder(account=1, symbol=SYMBOL, side=BUY, price=101 * PX, qty=SHARE),
+        AmendOrder(account=2, order_id=1, price=102 * PX),
+        AmendOrder(account=2, order_id=1, price=103 * PX, qty=4 * SHARE),
+    ):
+        [(_, report)] = [(a, r) for a, r in execs(desk.do(command)) if a == 2]
+        seen.append((report["exec_type"], report["price"], report["qty"], report["leaves_qty"]))
+        seen.append((report["cum_qty"], report["avg_px"]))
+    assert seen == [
+        ("trade", "100.00", "3.000000", "2.000000"),
+        ("1.000000", "100.000000"),
+        ("amended", "101.00", "3.000000", "2.000000"),
+        ("1.000000", "100.000000"),
+        ("trade", "101.00", "3.000000", "1.000000"),
+        ("2.000000", "100.500000"),
+        ("amended", "102.00", "3.000000", "1.000000"),
+        ("2.000000", "100.500000"),
+        ("amended", "103.00", "4.000000", "2.000000"),
+        ("2.000000", "100.500000"),
+    ]
+
+
 def test_an_amend_that_crosses_trades_as_taker(desk: Desk) -> None:
     desk.place(2, SELL, 101 * PX, SHARE)
     desk.place(1, BUY, 99 * PX, SHARE)
