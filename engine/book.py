@@ -152,28 +152,30 @@ class BookSide:
             order.leaves_qty = leaves_qty
         key = price * sign
         target = levels.get(key)
-        dormant = self.dormant
         # The dormant cases (most moves of a churning book: half reopen a dormant level, half
         # leave one behind the best) are `new_level` and `drop_level` written out: a Python
         # call costs ~450 instructions, more than either body.
-        if target is None and (target := dormant.pop(key, None)) is not None:
-            levels[key] = target  # reopened: its key is in place, behind the best
-        elif target is None:
-            if orders or level is self.best:
-                if not orders:  # the best goes to `spare`
-                    self.drop_level(level)
-                target = self.new_level(price, key)
-            else:  # an emptied level behind the best moves to a price no level holds
-                target = self.rekey_level(level, price, key)
-            target.orders[order.order_id] = order
-            target.qty += leaves_qty
-            return
+        if target is None:
+            target = self.dormant.pop(key, None)
+            if target is not None:
+                levels[key] = target  # reopened: its key is in place, behind the best
+            else:
+                if orders or level is self.best:
+                    if not orders:  # the best goes to `spare`
+                        self.drop_level(level)
+                    target = self.new_level(price, key)
+                else:  # an emptied level behind the best moves to a price no level holds
+                    target = self.rekey_level(level, price, key)
+                target.orders[order.order_id] = order
+                target.qty += leaves_qty
+                return
         if not orders and target is not level:
             if level is self.best:
                 self.drop_level(level)
             else:  # behind the best: dormant, as `drop_level` leaves it
                 old_key = level.key
                 del levels[old_key]
+                dormant = self.dormant
                 dormant[old_key] = level
                 orders.clear()  # free the table of the most orders it held
                 if len(dormant) > DORMANT_LEVELS_MAX:

@@ -845,25 +845,31 @@ class Venue:
         price = cmd.price
         # The common amend, a requote: a new price, and the same qty or a new one that leaves
         # some to trade (a quote's amend asks for what traded plus the new size), for a
-        # resting order by id that stays passive. It passes every check in this one
-        # expression (and, if it has traded, the two below) and moves the order at once
-        # (~40% fewer bytecodes than the checks one by one and two calls less). False says
-        # only "look closer": `_amend_checked` finds the reason, if any. The numeric compares
-        # come last and the fallback right after the expression: CPython 3.11 specialises a
-        # compare (~130 instructions less) only when a short jump follows it.
+        # resting order by id that stays passive. It passes every check in the two
+        # expressions below (the order, then its bounds; if it has traded, the two after
+        # them) and moves the order at once (~40% fewer bytecodes than the checks one by one
+        # and two calls less); a size cut at its price goes to `_amend_keeping_priority`.
+        # False says only "look closer": `_amend_checked` finds the reason, if any. The
+        # fallback comes right after each expression: CPython 3.11 specialises a compare
+        # (~130 instructions less) only when a short jump follows it.
         if not (
             cmd.cl_ord_id is None
             and cmd.new_cl_ord_id is None
             and (order := self.orders.get(cmd.order_id)) is not None
             and (market := self.markets[order.symbol]).status is OPEN
             and order.account == cmd.account
-            and price != order.price
-            and (
+        ):
+            return self._amend_checked(cmd, events)
+        if price == order.price or not price:  # no new price: a size cut, perhaps
+            return self._amend_keeping_priority(cmd, order, market, events)
+        if not (
+            (
                 0 < price <= market.buy_price_max
-                if order.side is BUY
+                if (buys := order.side is BUY)  # tested once: a local is read in 2 bytecodes
                 else market.band_low <= price <= SMALL_INT_MAX
             )
-            and market.min_qty <= (qty := cmd.qty or order.qty) <= market.qty_max_plain
+            and (qty := cmd.qty or order.qty) >= market.min_qty
+            and qty <= market.qty_max_plain
             and (market.unit_steps or not (price % market.price_tick or qty % market.qty_step))
             and (
                 market.notional_free  # as in `_place`: the bounds above keep it in range
@@ -881,7 +887,7 @@ class Venue:
                     # What this path has always let through: a traded order that keeps its
                     # qty, bounded by price x qty alone (see `Market.order_value_max`), but
                     # for a buy with a ledger. First: the exact bound's numbers are large.
-                    (qty == order.qty and (order.side is not BUY or self.clearing is None))
+                    (qty == order.qty and (not buys or self.clearing is None))
                     or order.filled_value + price * (qty - cum_qty) <= market.order_value_max
                 )
             ):
@@ -889,22 +895,23 @@ class Venue:
             leaves_qty = qty - cum_qty
         else:  # price x qty, bounded above, is all it may trade
             leaves_qty = qty
+        # It stays passive: its new price does not reach the opposite best (a level's key is
+        # its price times its side's sign, so the prices compare without a multiplication).
         book = market.book
-        if order.side is BUY:
+        if buys:
             own = book.bids
-            opposite = book.asks
+            best = book.asks.best
+            if best is not None and best.price <= price:
+                return self._amend_checked(cmd, events)
         else:
             own = book.asks
-            opposite = book.bids
-        best = opposite.best
+            best = book.bids.best
+            if best is not None and best.price >= price:
+                return self._amend_checked(cmd, events)
         clearing = self.clearing
-        balance = None
-        delta = new_hold = 0
+        delta = 0
         if clearing is not None:  # what it must hold at the new price: `rehold` inline
-            spec = market.spec
-            # The account's remembered position when it has one (see `_place`), else by key.
-            position = market.positions.get(order.account)
-            if order.side is BUY:
+            if buys:
                 terms = market.terms
                 assert terms is not None, "clearing a market without cash terms"
                 if cum_qty:  # the worst case of the rest, on top of what it paid
@@ -916,47 +923,136 @@ class Venue:
                     new_hold = (cost + terms.den_up) // terms.den + (
                         cost * terms.fee_bps_max + terms.fee_up
                     ) // terms.den // BPS
-                asset = spec.quote
-                if position is not None:
-                    balance = position[1]
             else:  # a sell holds what it may still deliver
                 new_hold = leaves_qty
-                asset = spec.base
-                if position is not None:
-                    balance = position[0]
-            if position is None:
-                balance = clearing.balances[(order.account, asset)]
             delta = new_hold - order.hold
-        if (best is None or best.key > price * opposite.sign) and (  # stays passive
-            balance is None or delta <= balance.total - balance.held  # the hold fits
-        ):
-            if qty != order.qty:  # a store on a msgspec struct is never specialised: skip it
-                order.qty = qty
-            own.move(order, price, leaves_qty)
-            events.append(
-                OrderAmended(
-                    cmd.ts_us,
-                    order.order_id,
-                    order.account,
-                    order.symbol,
-                    price,
-                    qty,
-                    leaves_qty,
-                    cum_qty,
-                    order.status,
-                    False,  # a new price loses priority
-                    order.cl_ord_id,
-                )
-            )
+            # The balance only for a hold that changes (a sell's price move keeps its hold): a
+            # hold that does not change always fits.
             if delta:
-                assert balance is not None and balance.held + delta >= 0, f"{order} rehold"
-                balance.held += delta
-                order.hold = new_hold
-                events.append(
-                    BalanceChanged(cmd.ts_us, order.account, asset, balance.total, balance.held)
-                )
-            return None
-        return self._amend_checked(cmd, events)
+                # The account's remembered position when it has one (see `_place`), else by key.
+                position = market.positions.get(order.account)
+                asset = market.spec.quote if buys else market.spec.base
+                if position is None:
+                    balance = clearing.balances[(order.account, asset)]
+                elif buys:
+                    balance = position[1]
+                else:
+                    balance = position[0]
+                if delta > balance.total - balance.held:  # the hold does not fit
+                    return self._amend_checked(cmd, events)
+        if qty != order.qty:  # a store on a msgspec struct is never specialised: skip it
+            order.qty = qty
+        own.move(order, price, leaves_qty)
+        events.append(
+            OrderAmended(
+                cmd.ts_us,
+                order.order_id,
+                order.account,
+                order.symbol,
+                price,
+                qty,
+                leaves_qty,
+                cum_qty,
+                order.status,
+                False,  # a new price loses priority
+                order.cl_ord_id,
+            )
+        )
+        if delta:
+            assert balance.held + delta >= 0, f"{order} rehold"
+            balance.held += delta
+            order.hold = new_hold
+            events.append(
+                BalanceChanged(cmd.ts_us, order.account, asset, balance.total, balance.held)
+            )
+        return None
+
+    def _amend_keeping_priority(
+        self, cmd: AmendOrder, order: Order, market: Market, events: list[Event]
+    ) -> None:
+        """The other common amend, a quote's size cut: a smaller qty that leaves some to
+        trade, at the same price (or none given), of `order`, found by id, of this account,
+        in an open `market`. It keeps its place, passing every check in one expression as
+        `_amend`'s move does (~570 bytecodes and six calls one by one); False sends it to
+        `_amend_checked`, like any other amend. It cannot cross, and what it may still trade
+        only shrinks: no value bound to check."""
+        qty = cmd.qty
+        price = order.price
+        if not (
+            (
+                0 < price <= market.buy_price_max
+                if (buys := order.side is BUY)
+                else market.band_low <= price <= SMALL_INT_MAX
+            )
+            and (cum_qty := order.cum_qty) < qty < order.qty  # 0 < qty: a qty is given
+            and qty >= market.min_qty
+            and qty <= market.qty_max_plain
+            and (market.unit_steps or not (price % market.price_tick or qty % market.qty_step))
+            and (
+                market.notional_free
+                or market.min_notional_scaled
+                <= price * qty * market.notional_num
+                <= market.notional_max_plain
+            )
+        ):
+            return self._amend_checked(cmd, events)
+        leaves_qty = qty - cum_qty
+        clearing = self.clearing
+        delta = 0
+        if clearing is not None:  # what it must hold for less: as in `_amend`
+            if buys:
+                terms = market.terms
+                assert terms is not None, "clearing a market without cash terms"
+                if cum_qty:
+                    new_hold = terms.buy_hold_after_fills(
+                        order.filled_value, order.fee_exact, order.fees_paid, price * leaves_qty
+                    )
+                else:
+                    cost = price * terms.num * qty
+                    new_hold = (cost + terms.den_up) // terms.den + (
+                        cost * terms.fee_bps_max + terms.fee_up
+                    ) // terms.den // BPS
+            else:
+                new_hold = leaves_qty
+            delta = new_hold - order.hold
+            if delta:
+                position = market.positions.get(order.account)
+                asset = market.spec.quote if buys else market.spec.base
+                if position is None:
+                    balance = clearing.balances[(order.account, asset)]
+                elif buys:
+                    balance = position[1]
+                else:
+                    balance = position[0]
+                if delta > balance.total - balance.held:  # a hold that grows must fit
+                    return self._amend_checked(cmd, events)
+        own = market.book.bids if buys else market.book.asks
+        own.levels[price * own.sign].qty -= order.leaves_qty - leaves_qty
+        order.leaves_qty = leaves_qty
+        order.qty = qty
+        events.append(
+            OrderAmended(
+                cmd.ts_us,
+                order.order_id,
+                order.account,
+                order.symbol,
+                price,
+                qty,
+                leaves_qty,
+                cum_qty,
+                order.status,
+                True,  # the same price and less qty keep priority
+                order.cl_ord_id,
+            )
+        )
+        if delta:
+            assert 0 <= balance.held + delta <= balance.total, f"{order} cannot hold {new_hold}"
+            balance.held += delta
+            order.hold = new_hold
+            events.append(
+                BalanceChanged(cmd.ts_us, order.account, asset, balance.total, balance.held)
+            )
+        return None
 
     def _amend_checked(self, cmd: AmendOrder, events: list[Event]) -> None:
         """Every amend `_amend` does not move at once: the checks one by one, in precedence

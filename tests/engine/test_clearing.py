@@ -17,7 +17,7 @@ from engine.commands import (
     PlaceOrder,
 )
 from engine.enums import OrderType, Side, TimeInForce
-from engine.events import BalanceChanged, CommandRejected, Event, TradeSettled
+from engine.events import BalanceChanged, CommandRejected, Event, OrderAmended, TradeSettled
 from engine.reasons import ErrorCode
 from engine.venue import Venue
 from settlement.ledger import Ledger
@@ -283,6 +283,43 @@ def test_a_requote_of_a_traded_order_moves_as_the_checks_one_by_one_would(
     assert outcomes[0] == outcomes[1]
     refused = [e for e in outcomes[0][0] if isinstance(e, CommandRejected)]
     assert [e.reason for e in refused] == ([ErrorCode.INSUFFICIENT_BALANCE] if size > 100 else [])
+
+
+@pytest.mark.parametrize("side", [BUY, SELL])
+@pytest.mark.parametrize("price", [0, 1])  # none given, or the order's own
+# Shares left to trade, after a fill or none: 0 completes the traded order, 6 grows it.
+@pytest.mark.parametrize(
+    ("traded", "size"), [(False, 3), (False, 1), (False, 6), (True, 3), (True, 1), (True, 0)]
+)
+def test_a_size_cut_keeps_its_place_as_the_checks_one_by_one_would(
+    side: Side, traded: bool, price: int, size: int
+) -> None:
+    """A quote's size cut asks, at its price or none, for what traded plus a smaller size:
+    `_amend` keeps its place at once (a buy's hold: the worst case of the rest, on top of
+    what it paid if it traded). Its events and the state after are those of
+    `_amend_checked`, also where the amend completes the order or grows it."""
+    outcomes = []
+    for amend in ("_amend_checked", "_amend"):  # the shortcut's venue last, looked at below
+        cleared = Cleared()
+        venue = cleared.venue
+        resting = 9_950 if side is BUY else 10_050
+        cleared.place(1, side, resting, 5 * SHARE)
+        cleared.place(2, side, resting, 5 * SHARE)
+        order = venue.orders[1]
+        if traded:
+            cleared.place(3, SELL if side is BUY else BUY, resting, SHARE // 4, tif=TimeInForce.IOC)
+            assert order.cum_qty == SHARE // 4
+        venue._handlers[AmendOrder] = getattr(venue, amend)
+        qty = order.cum_qty + size * SHARE
+        events = cleared.do(AmendOrder(account=1, order_id=1, price=price * resting, qty=qty))
+        outcomes.append((events, venue.state_hash()))
+    assert outcomes[0] == outcomes[1]
+    amended = outcomes[1][0][0]
+    assert isinstance(amended, OrderAmended) and amended.priority_kept is (size < 5)
+    if 0 < size < 5:
+        assert list(venue.book(SYMBOL).side(side).best.orders) == [1, 2]  # type: ignore[union-attr]
+        held = cleared.balance(1, "USD" if side is BUY else "AAPLx")[1]
+        assert held == venue.orders[1].hold < (5 * SHARE if side is SELL else 5 * 100 * USD)
 
 
 def test_cash_finer_than_price_times_qty_pays_whole_units_and_fees_on_running_totals() -> None:

@@ -618,6 +618,57 @@ def test_a_price_amend_breaking_one_rule_is_refused_for_it(
     assert (venue.book(SYMBOL).depth(5), msgspec.structs.asdict(venue.orders[1])) == before
 
 
+# Rows: a size cut of account 1's resting buy of 1 share at 100.00 (order 1) to 0.6 share
+# at the same price (or none given), the setup it needs, the spec changes, and the reason
+# the one-expression check of a size cut (`Venue._amend_keeping_priority`) must leave to
+# the checks one by one.
+SIZE_CUT_ROWS: list[tuple[ErrorCode, str, dict[str, Any], dict[str, Any]]] = [
+    (ErrorCode.UNKNOWN_ORDER, "", {}, dict(account=2, qty=600_000)),
+    (ErrorCode.INSTRUMENT_HALTED, "halt", {}, dict(qty=600_000)),
+    (ErrorCode.CANCEL_ONLY, "cancel_only", {}, dict(price=10_000, qty=600_000)),
+    (ErrorCode.AMEND_REJECTED, "", {}, dict(price=10_000, qty=1_000_000)),
+    (ErrorCode.INVALID_QTY_STEP, "", dict(qty_step=100_000, min_qty=100_000), dict(qty=650_000)),
+    (ErrorCode.BELOW_MIN_QTY, "", dict(min_qty=700_000), dict(qty=600_000)),
+    (ErrorCode.ABOVE_MAX_QTY, "caps", {}, dict(qty=600_000)),  # a cap lowered after it rested
+    (ErrorCode.PRICE_BAND, "band", {}, dict(qty=600_000)),  # the band moved away from it
+    (ErrorCode.BELOW_MIN_NOTIONAL, "", dict(min_notional=61_000_000), dict(qty=600_000)),
+]
+
+
+@pytest.mark.parametrize(("reason", "setup", "spec", "fields"), SIZE_CUT_ROWS)
+def test_a_size_cut_breaking_one_rule_is_refused_for_it(
+    reason: ErrorCode, setup: str, spec: dict[str, Any], fields: dict[str, Any]
+) -> None:
+    harness = Harness(**(PLAIN_SPEC | spec))
+    harness.place(1, BUY, 10_000, 1_000_000)
+    status = {"halt": InstrumentStatus.HALTED, "cancel_only": InstrumentStatus.CANCEL_ONLY}
+    if setup in status:
+        harness.do(SetInstrumentStatus(symbol=SYMBOL, status=status[setup]))
+    if setup == "caps":
+        harness.do(SetOrderCaps(symbol=SYMBOL, max_qty=500_000))
+    if setup == "band":
+        harness.do(SetReferencePrice(symbol=SYMBOL, price=8_000))  # band 72.00..88.00
+    venue = harness.venue
+    before = venue.book(SYMBOL).depth(5), msgspec.structs.asdict(venue.orders[1])
+    amend = dict(account=1, order_id=1) | fields
+    assert rejection(harness.do(AmendOrder(**amend))) is reason
+    assert (venue.book(SYMBOL).depth(5), msgspec.structs.asdict(venue.orders[1])) == before
+
+
+@pytest.mark.parametrize("side", [BUY, SELL])
+@pytest.mark.parametrize("price", [0, 10_000])
+def test_a_size_cut_keeps_its_place_with_or_without_the_price(side: Side, price: int) -> None:
+    harness = Harness(**PLAIN_SPEC)
+    harness.place(1, side, 10_000, 1_000_000)
+    harness.place(2, side, 10_000, 1_000_000)
+    (event,) = harness.do(AmendOrder(account=1, order_id=1, price=price, qty=600_000))
+    assert isinstance(event, OrderAmended) and event.priority_kept
+    assert (event.price, event.qty, event.leaves_qty) == (10_000, 600_000, 600_000)
+    book = harness.venue.book(SYMBOL)
+    level = (book.bids if side is BUY else book.asks).best
+    assert level is not None and list(level.orders) == [1, 2] and level.qty == 1_600_000
+
+
 def test_a_price_amend_repeating_the_qty_moves_as_one_without_it() -> None:
     amended = []
     for qty in (0, 1_000_000):
