@@ -251,10 +251,6 @@ class BatchParams(Params, frozen=True):
         return None  # (not reached: a problem was counted)
 
 
-# A quote's four decimal texts, in this order (`_real_quote_mass`, `plain_quote_units`).
-_QUOTE_TEXTS = operator.attrgetter("bid_px", "bid_qty", "ask_px", "ask_qty")
-
-
 class Quote(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One symbol of a quote set; a side with qty "0" is pulled."""
 
@@ -630,10 +626,9 @@ def _plain_decimals(*texts: str | None) -> bool:
     return True
 
 
-def _twin(kind: type[msgspec.Struct]) -> tuple[Any, Callable[[Any], Any], Callable[[Any], Any]]:
-    """`kind` with plain strings for its decimal fields, the function that turns one of it
-    into a `kind` (None: a decimal text is not plain), and the same for a request's params,
-    which also asks the `kind`'s `problem()` (a pair: `decode` asks nothing more)."""
+def _twin(kind: type[msgspec.Struct]) -> tuple[Any, Callable[[Any], Any]]:
+    """`kind` with plain strings for its decimal fields, and the function that turns one of
+    it into a `kind` (None: a decimal text is not plain)."""
     hints = typing.get_type_hints(kind, include_extras=True)
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
     decimals = []
@@ -660,23 +655,16 @@ def _twin(kind: type[msgspec.Struct]) -> tuple[Any, Callable[[Any], Any], Callab
             return kind(*astuple(params))
         return None
 
-    def real_asked(params: Any) -> Any:
-        decimals = texts(params)  # `real`, written out: no call more per request
-        if _decimals_seen.issuperset(decimals) or _plain_decimals(*decimals):
-            made: Any = kind(*astuple(params))
-            return made, made.problem()
-        return None
-
-    return plain, real, real_asked
+    return plain, real
 
 
 _astuple = msgspec.structs.astuple
 _PlainPlaceParams: Any
 _PlainAmendParams: Any
 _PlainQuote: Any
-_PlainPlaceParams, _real_place, _asked_place = _twin(PlaceParams)
-_PlainAmendParams, _real_amend, _ = _twin(AmendParams)
-_PlainQuote, _real_quote, _ = _twin(Quote)
+_PlainPlaceParams, _real_place = _twin(PlaceParams)
+_PlainAmendParams, _real_amend = _twin(AmendParams)
+_PlainQuote, _real_quote = _twin(Quote)
 _PlainPlaceOp: Any = msgspec.defstruct(
     "_PlainPlaceOp", [("params", _PlainPlaceParams)], bases=(BatchOp,), tag="order.place"
 )
@@ -708,21 +696,16 @@ _PlainQuoteMassParams: Any = msgspec.defstruct(
 )
 assert [f.name for f in msgspec.structs.fields(QuoteMassParams)] == ["quote_set", "quotes"]
 assert [f.name for f in msgspec.structs.fields(BatchParams)] == ["ops"]
+assert msgspec.structs.fields(Quote)[0].name == "symbol"  # `_real_quote_mass` reads on it
 
 
-# A request's params made real from a twin, with what is wrong with them (`problem()`), or
-# None: a decimal text is not plain (`decode` goes the slow way, which says where).
-_Asked = tuple[Params, Problem | None] | None
-
-
-def _real_batch(params: Any) -> _Asked:
+def _real_batch(params: Any) -> BatchParams | None:
     plain_ops = params.ops
     if _ONLY_PLACES.issuperset(map(type, plain_ops)):  # the usual batch: all made in C
         places = [*map(_real_place, map(_PARAMS, plain_ops))]
         if None in places:
             return None
-        batch = BatchParams(tuple(map(PlaceOp, places)))
-        return batch, batch.problem()
+        return BatchParams(tuple(map(PlaceOp, places)))
     ops: list[PlaceOp | CancelOp | AmendOp] = []
     for op in params.ops:
         kind = type(op)
@@ -738,27 +721,25 @@ def _real_batch(params: Any) -> _Asked:
             if amend is None:
                 return None
             ops.append(AmendOp(amend))
-    batch = BatchParams(tuple(ops))
-    return batch, batch.problem()
+    return BatchParams(tuple(ops))
 
 
-def _real_quote_mass(params: Any) -> _Asked:
+def _real_quote_mass(params: Any) -> QuoteMassParams | None:
     plain_quotes = params.quotes
     if len(plain_quotes) == 1:  # the usual requote: `_real_quote` of it, without the call
         plain = plain_quotes[0]
-        texts = _QUOTE_TEXTS(plain)
-        if None not in texts and _decimals_seen.issuperset(texts):
-            # One quote, both sides given whole: `QuoteMassParams.problem` finds nothing
-            requote = QuoteMassParams(params.quote_set, (Quote(*_astuple(plain)),))
-            return requote, None
+        # Its symbol and four decimal texts, in one tuple made in C that `Quote` is made
+        # from too (an `attrgetter` of the texts cost ~500 instructions more a request).
+        fields = _astuple(plain)
+        if _decimals_seen.issuperset(fields[1:]):
+            return QuoteMassParams(params.quote_set, (Quote(*fields),))
     quotes = []
     for plain in params.quotes:
         quote = _real_quote(plain)
         if quote is None:
             return None
         quotes.append(quote)
-    quote_mass = QuoteMassParams(params.quote_set, tuple(quotes))
-    return quote_mass, quote_mass.problem()
+    return QuoteMassParams(params.quote_set, tuple(quotes))
 
 
 _ONLY_PLACES = frozenset({_PlainPlaceOp})  # a batch of places alone: `_real_batch`
@@ -769,8 +750,8 @@ _PLAIN_OF: dict[type[Params], Any] = {
     BatchParams: _PlainBatchParams,
     QuoteMassParams: _PlainQuoteMassParams,
 }
-_REAL_OF: dict[Any, Callable[[Any], _Asked]] = {
-    _PlainPlaceParams: _asked_place,
+_REAL_OF: dict[Any, Callable[[Any], Params | None]] = {
+    _PlainPlaceParams: _real_place,
     _PlainBatchParams: _real_batch,
     _PlainQuoteMassParams: _real_quote_mass,
 }
@@ -783,8 +764,8 @@ _request_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
     Union[tuple(_REQUEST_STRUCTS.values())]  # noqa: UP007
 )
 # Each request struct's method (a look-up, not its config), and for a twin's the function
-# that makes its real params and asks their problem (else None): one look-up for both.
-_DECODED_AS: dict[type, tuple[str, Callable[[Any], _Asked] | None]] = {
+# that makes its real params (else None): one look-up per request for both.
+_DECODED_AS: dict[type, tuple[str, Callable[[Any], Params | None] | None]] = {
     struct: (method, _REAL_OF.get(_PLAIN_OF.get(METHODS[method])))
     for method, struct in _REQUEST_STRUCTS.items()
 }
@@ -854,13 +835,12 @@ def decode(
         return _decode_slowly(frame, size_max)
     method, real = _DECODED_AS[type(decoded)]
     params: Params = decoded.params
-    if real is None:
-        problem = params.problem()
-    else:  # a twin: its decimal texts checked, the real params made and their problem asked
+    if real is not None:  # a twin: its decimal texts checked, the real params made
         checked = real(params)
         if checked is None:  # a decimal text that is not plain: the slow way says where
             return _decode_slowly(frame, size_max)
-        params, problem = checked
+        params = checked
+    problem = params.problem()
     if problem is not None:
         return Envelope(decoded.id, method, _RAW_UNUSED), WireError(decoded.id, *problem)
     request = Request(decoded.id, method, params)
@@ -1395,13 +1375,17 @@ def plain_quote_units(
     other quote (an unknown symbol, a side left out, a text that does not convert), which
     `quote_units` converts or words the error of."""
     spec = specs.get(quote.symbol)
-    texts = _QUOTE_TEXTS(quote)  # bid price and size, ask price and size: read in C
-    if spec is None or None in texts:
+    bid_px, bid_qty, ask_px, ask_qty = quote.bid_px, quote.bid_qty, quote.ask_px, quote.ask_qty
+    if spec is None or bid_px is None or bid_qty is None or ask_px is None or ask_qty is None:
         return None
     price_decimals, qty_decimals = spec.price_decimals, spec.qty_decimals
-    scales = (price_decimals, qty_decimals, price_decimals, qty_decimals)
-    try:  # the four parsed (each remembered) in C
-        return tuple(map(_parse_units, texts, scales))  # type: ignore[return-value]
+    try:
+        return (
+            _parse_units(bid_px, price_decimals),
+            _parse_units(bid_qty, qty_decimals),
+            _parse_units(ask_px, price_decimals),
+            _parse_units(ask_qty, qty_decimals),
+        )
     except ValueError:  # PrecisionError too: `quote_units` says which field
         return None
 
