@@ -16,8 +16,8 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
-from itertools import chain, repeat
-from operator import attrgetter, itemgetter
+from itertools import repeat
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -964,34 +964,8 @@ def _requote_result(pending: Pending) -> bytes:
     return _batch_result(pending)
 
 
-class _OpDone(msgspec.Struct, frozen=True, gc=False):
-    """A batch op's result when it went through: encodes as `{"status":200,"result":...}`,
-    the dict it stands for, but is made in C (`map`) for every op of the usual batch."""
-
-    status: int
-    result: dict[str, Any]
-
-
-_EVENTS = attrgetter("events")  # an executed command's
-_LAST_ONE = itemgetter(slice(-1, None))  # a list's last item, as a list (none if empty)
-
-
 def _batch_result(pending: Pending) -> bytes:
-    """The answer of a batch or a quote.mass: a result per command, in order; 409 if any
-    was refused. The usual one, none refused (told by one pass over the last events, in
-    C), has its results made in C too: only `_plain_outcome` runs in Python, per op."""
-    done: list[Executed] = pending.results
-    lasts = map(_LAST_ONE, map(_EVENTS, done))
-    if CommandRejected in map(type, chain.from_iterable(lasts)):
-        return _batch_result_each(pending)
-    all_done = [*map(_OpDone, repeat(200), map(_plain_outcome, done))]
-    t_out = _time_ns() // 1_000  # `now_us`, inline
-    return wire.ok(pending.request_id, {"results": all_done}, pending.t_in, t_out)
-
-
-def _batch_result_each(pending: Pending) -> bytes:
-    """`_batch_result` of any batch, op by op: the refusals' errors among the results."""
-    results: list[dict[str, Any]] = []
+    results = []
     failed = 0
     for executed in pending.results:
         events = executed.events  # `rejection`, inline: this runs for every op of a batch

@@ -88,8 +88,6 @@ class FastPaths:
                 self.taken["outcome"] += 1
         if pending.finish is dispatch._requote_result:
             self.check_requote(pending)
-        if pending.finish is dispatch._batch_result:
-            self.check_batch(pending)
         self._answer(pending)
 
     def check_requote(self, pending: dispatch.Pending) -> None:
@@ -104,18 +102,6 @@ class FastPaths:
             self.taken["requote template"] += plain.startswith(b'{"id":') and all(
                 _amended_only(each) for each in results
             )
-
-    def check_batch(self, pending: dispatch.Pending) -> None:
-        """A batch's (or a quote.mass's) answer is the one made op by op, every op through
-        or not."""
-        results = [*pending.results]
-        copy = msgspec.structs.replace(pending, results=results)
-        answer = _T_OUT.sub(b"", dispatch._batch_result(copy))
-        each = _T_OUT.sub(b"", dispatch._batch_result_each(copy))
-        if answer != each:
-            self.differences.append(("batch", answer, each))
-        self.taken["batch answer"] += b'"status":200,' in answer[:40]
-        self.taken["batch answer refused"] += b'"status":409,' in answer[:40]
 
 
 def _amended_only(executed: Any) -> bool:
@@ -195,8 +181,8 @@ async def fast_path_run(
 def test_the_fast_paths_decide_as_the_general_code(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each fast path of the request path (a place converted in one call, a one-quote
     requote's units and amends, an outcome read without the loop, a requote's answer from a
-    template, a batch's answer made in C) gives what the general code gives for the same
-    request on the same state; and each is taken, so the comparisons were made."""
+    template) gives what the general code gives for the same request on the same state; and
+    each is taken, so the comparisons were made."""
     taken: collections.Counter[str] = collections.Counter()
     differences: list[Any] = []
     place = check_place(wire.plain_place, taken, differences)
@@ -205,6 +191,5 @@ def test_the_fast_paths_decide_as_the_general_code(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(wire, "plain_quote_units", units)
     server_process.run_async(fast_path_run(taken, differences, 600))
     assert differences == []
-    paths = ("amends", "outcome", "requote template", "place", "quote units", "batch answer")
-    for path in (*paths, "batch answer refused"):
+    for path in ("amends", "outcome", "requote template", "place", "quote units"):
         assert taken[path] > 20, (path, taken)
