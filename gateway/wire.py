@@ -251,10 +251,6 @@ class BatchParams(Params, frozen=True):
         return None  # (not reached: a problem was counted)
 
 
-# A quote's four decimal texts (`_real_quote_mass`), as `_twin`'s `real` reads them.
-_QUOTE_TEXTS = operator.attrgetter("bid_px", "bid_qty", "ask_px", "ask_qty")
-
-
 class Quote(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One symbol of a quote set; a side with qty "0" is pulled."""
 
@@ -700,6 +696,7 @@ _PlainQuoteMassParams: Any = msgspec.defstruct(
 )
 assert [f.name for f in msgspec.structs.fields(QuoteMassParams)] == ["quote_set", "quotes"]
 assert [f.name for f in msgspec.structs.fields(BatchParams)] == ["ops"]
+assert msgspec.structs.fields(Quote)[0].name == "symbol"  # `_real_quote_mass` reads on it
 
 
 def _real_batch(params: Any) -> BatchParams | None:
@@ -731,8 +728,11 @@ def _real_quote_mass(params: Any) -> QuoteMassParams | None:
     plain_quotes = params.quotes
     if len(plain_quotes) == 1:  # the usual requote: `_real_quote` of it, without the call
         plain = plain_quotes[0]
-        if _decimals_seen.issuperset(_QUOTE_TEXTS(plain)):
-            return QuoteMassParams(params.quote_set, (Quote(*_astuple(plain)),))
+        # Its symbol and four decimal texts, in one tuple made in C that `Quote` is made
+        # from too (an `attrgetter` of the texts cost ~500 instructions more a request).
+        fields = _astuple(plain)
+        if _decimals_seen.issuperset(fields[1:]):
+            return QuoteMassParams(params.quote_set, (Quote(*fields),))
     quotes = []
     for plain in params.quotes:
         quote = _real_quote(plain)

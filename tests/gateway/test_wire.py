@@ -373,6 +373,12 @@ EVERY_KIND_OF_FRAME = [
     frame("order.place", place(price="-1", side="up")),  # two faults: the first one is said
     frame("order.place", place(qty="0.5", quote_qty=None)),
     frame("quote.mass", {"quote_set": "q", "quotes": [QUOTE]}),
+    # one quote whose texts are all plain: a side left out or half given is still its problem
+    frame("quote.mass", {"quote_set": "q", "quotes": [{"symbol": SYMBOL, "bid_px": "99.5"}]}),
+    frame("quote.mass", {"quote_set": "q", "quotes": [{"symbol": SYMBOL, "ask_qty": "1"}]}),
+    frame("quote.mass", {"quote_set": "q", "quotes": [{"symbol": SYMBOL, "ask_qty": "0"}]}),
+    frame("quote.mass", {"quote_set": "q", "quotes": [QUOTE, QUOTE]}),  # a symbol twice
+    frame("quote.mass", {"quote_set": "q", "quotes": []}),
     frame("quote.mass", {"quote_set": "q", "quotes": [QUOTE | {"ask_qty": " 1"}]}),
     frame("quote.mass", {"quote_set": "q", "quotes": [QUOTE | {"bid_px": "1,5"}]}),
     frame("order.batch", {"ops": [PLACE_OP, CANCEL_OP, AMEND_OP]}),
