@@ -11,6 +11,7 @@ maps a symbol or asset written in venue.toml to its name in `SAMPLE_CONFIG`.
 
 import atexit
 import datetime
+import re
 import shutil
 import tempfile
 import tomllib
@@ -43,9 +44,15 @@ def rolled(text: str, today: datetime.date) -> tuple[str, dict[str, str]]:
         date.isoformat(): (date + datetime.timedelta(weeks=weeks)).isoformat()
         for date in bill_dates(text)
     }
-    for old, new in moves.items():
-        text = text.replace(old, new)
-    return text, moves
+    return _renamed(text, moves), moves
+
+
+def _renamed(text: str, moves: dict[str, str]) -> str:
+    """Every old date replaced in one pass: a bill moved onto another's old date stays apart."""
+    if not moves:
+        return text
+    pattern = re.compile("|".join(map(re.escape, moves)))
+    return pattern.sub(lambda match: moves[match.group()], text)
 
 
 def _write_sample() -> tuple[Path, dict[str, str]]:
@@ -65,6 +72,4 @@ SAMPLE_CONFIG, _MOVES = _write_sample()
 
 def sample_bill(name: str) -> str:
     """A bill's symbol or asset code as venue.toml writes it, renamed as in `SAMPLE_CONFIG`."""
-    for old, new in _MOVES.items():
-        name = name.replace(old, new)
-    return name
+    return _renamed(name, _MOVES)

@@ -53,3 +53,15 @@ def test_bills_close_to_maturity_move_forward_by_whole_weeks(tmp_path: Path) -> 
     original = tmp_path / "original.toml"
     original.write_text(TEXT)
     assert len(refusals(original, midnight_us(today))) >= 2  # the bills, matured, are refused
+
+
+def test_a_bill_rolled_onto_the_other_bills_date_keeps_its_own_name(tmp_path: Path) -> None:
+    first, second = bill_dates(TEXT)
+    gap_weeks = (second - first).days // 7  # the roll that moves the first onto the second
+    today = first + datetime.timedelta(weeks=gap_weeks) - datetime.timedelta(days=RUNWAY_DAYS)
+    text, moves = rolled(TEXT, today)
+    assert moves[first.isoformat()] == second.isoformat()
+    assert bill_dates(text) == [second, second + (second - first)]
+    path = tmp_path / "venue.toml"
+    path.write_text(text)
+    assert refusals(path, midnight_us(today)) == []
