@@ -998,33 +998,19 @@ class Venue:
             return self._amend_checked(cmd, events)
         leaves_qty = qty - cum_qty
         clearing = self.clearing
-        delta = 0
-        if clearing is not None:  # what it must hold for less: as in `_amend`
-            if buys:
+        if clearing is not None:  # what it must hold for less, by `Clearing`'s own rules
+            if not buys:
+                new_hold = leaves_qty
+            elif cum_qty:
+                new_hold = clearing.buy_hold_for(order, market, price, leaves_qty)
+            else:
                 terms = market.terms
                 assert terms is not None, "clearing a market without cash terms"
-                if cum_qty:
-                    new_hold = terms.buy_hold_after_fills(
-                        order.filled_value, order.fee_exact, order.fees_paid, price * leaves_qty
-                    )
-                else:
-                    cost = price * terms.num * qty
-                    new_hold = (cost + terms.den_up) // terms.den + (
-                        cost * terms.fee_bps_max + terms.fee_up
-                    ) // terms.den // BPS
-            else:
-                new_hold = leaves_qty
-            delta = new_hold - order.hold
-            if delta:
-                position = market.positions.get(order.account)
+                new_hold = terms.buy_hold(price, qty)
+            grows = new_hold - order.hold  # less to trade holds less, unless the fees changed
+            if grows > 0:
                 asset = market.spec.quote if buys else market.spec.base
-                if position is None:
-                    balance = clearing.balances[(order.account, asset)]
-                elif buys:
-                    balance = position[1]
-                else:
-                    balance = position[0]
-                if delta > balance.total - balance.held:  # a hold that grows must fit
+                if grows > clearing.available(order.account, asset):
                     return self._amend_checked(cmd, events)
         own = market.book.bids if buys else market.book.asks
         own.levels[price * own.sign].qty -= order.leaves_qty - leaves_qty
@@ -1045,13 +1031,8 @@ class Venue:
                 order.cl_ord_id,
             )
         )
-        if delta:
-            assert 0 <= balance.held + delta <= balance.total, f"{order} cannot hold {new_hold}"
-            balance.held += delta
-            order.hold = new_hold
-            events.append(
-                BalanceChanged(cmd.ts_us, order.account, asset, balance.total, balance.held)
-            )
+        if clearing is not None:
+            clearing.rehold(order, market, new_hold, cmd.ts_us, events)
         return None
 
     def _amend_checked(self, cmd: AmendOrder, events: list[Event]) -> None:
