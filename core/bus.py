@@ -13,7 +13,7 @@ the gateway executes every record of the stream and tells the listener as the em
 does, answering a request once the record with its origin came back (docs/cluster.md).
 """
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from core.sequencer import Executed
@@ -118,6 +118,7 @@ class EmbeddedBus:
     """The bus inside one process: calls straight into the core's sequencer."""
 
     submit: Callable[[Command, Any], Executed]  # (command, origin) -> its outcome
+    submit_all: Callable[[Iterable[Command], Any], None]  # (commands, origin): one call
     barrier: Callable[..., None]  # (origin, events=None): released behind every command
     drain: Callable[[], Coroutine[Any, Any, None]]
     epoch_of: Callable[[int], int]
@@ -126,6 +127,7 @@ class EmbeddedBus:
         self.core = core
         sequencer = core.sequencer  # never replaced: its bound methods are the bus
         self.submit = sequencer.submit
+        self.submit_all = sequencer.submit_all
         self.barrier = sequencer.barrier
         self.drain = sequencer.drain
         self.epoch_of = core.epoch_of

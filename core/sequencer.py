@@ -22,7 +22,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -209,6 +209,27 @@ class Sequencer:
         if not self._flush_scheduled:  # once a turn: the call is skipped for the rest
             self._schedule()
         return executed
+
+    def submit_all(self, commands: Iterable[Command], origin: Any) -> None:
+        """`submit` of each command in turn, all with one origin (a batch's ops, a requote's
+        two amends): one call for them all, each still its own seq, journal record and
+        outcome (~20 bytecodes less a command than a call of `submit` each)."""
+        venue, on_executed, pending = self.venue, self.on_executed, self._pending
+        try:
+            for command in commands:
+                ts_us = command.ts_us
+                if ts_us != self._stamped_us or ts_us < venue.ts_us:  # as `submit` stamps
+                    command = msgspec.structs.replace(command, ts_us=self._now_us())
+                executed = Executed(self.last_seq + 1, command, venue.execute(command), origin)
+                if on_executed is not None:
+                    on_executed(executed)
+                self.last_seq = executed.seq
+                pending.append(executed)
+        except BaseException as failure:
+            self.on_fatal(failure)
+            raise
+        if not self._flush_scheduled:
+            self._schedule()
 
     def _schedule(self) -> None:
         if not self._flush_scheduled:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from itertools import repeat
 from operator import attrgetter
@@ -161,6 +161,11 @@ class Dispatcher:
         # core's `Sequencer.stamp_us` (set by the server), so `submit` need not copy each to
         # stamp it; 0 elsewhere (a cluster's core stamps what it is sent).
         self.stamp_us: Callable[[], int] = _unstamped
+        # A request's commands with one origin, in one call where the bus has one (the
+        # embedded core's `Sequencer.submit_all`); elsewhere a `submit` each.
+        self.submit_all: Callable[[Iterable[Command], Pending], None] = getattr(
+            bus, "submit_all", None
+        ) or partial(_submit_each, bus)
 
     def on_frame(self, session: Session, frame: str | bytes, charged: bool = False) -> None:
         """Answer one frame through `session`'s connection (the one entry for every front
@@ -416,9 +421,7 @@ class Dispatcher:
                     finish=_requote_result,
                     quote_set=p.quote_set,
                 )
-                submit = self.bus.submit
-                submit(bid, pending)
-                submit(ask, pending)
+                self.submit_all(amends, pending)
                 placed.track_amends(bid.order_id, ask.order_id)  # the next quote.mass's base
                 return
         self._requote_each(session, request, t_in, key.account, ts_us)
@@ -524,9 +527,7 @@ class Dispatcher:
                 pending = Pending(
                     session, request.id, request.method, t_in, len(places), finish=_batch_result
                 )
-                submit = self.bus.submit
-                for place in places:
-                    submit(place, pending)
+                self.submit_all(places, pending)
                 return
         planned: list[Command | CommandRejected] = []
         placed_here: dict[str, str] = {}  # cl_ord_id -> symbol, for amends of earlier ops
@@ -563,16 +564,14 @@ class Dispatcher:
         pending = Pending(
             session, request.id, request.method, t_in, len(planned), finish=_batch_result
         )
-        submit = self.bus.submit
         if not refused:  # the usual batch: every op a command
-            for command in cast(list[Command], planned):
-                submit(command, pending)
+            self.submit_all(cast(list[Command], planned), pending)
             return
         for item in planned:
             if isinstance(item, CommandRejected):
                 self.bus.barrier(pending, [item])
             else:
-                submit(item, pending)
+                self.bus.submit(item, pending)
 
     def _admin(self, session: Session, request: wire.Request, t_in: int) -> None:
         key = _key(session)
@@ -690,6 +689,13 @@ _PARAMS = attrgetter("params")  # a batch op's
 
 def _unstamped() -> int:
     return 0  # the time of commands the core stamps itself
+
+
+def _submit_each(bus: Bus, commands: Iterable[Command], origin: Pending) -> None:
+    """`Sequencer.submit_all` on a bus without it: a `submit` each, in order."""
+    submit = bus.submit
+    for command in commands:
+        submit(command, origin)
 
 
 def _scope_of(method: str) -> str | None:

@@ -319,6 +319,43 @@ def test_a_command_built_at_stamp_us_runs_as_it_is_and_any_other_is_stamped(
     assert msgspec.structs.replace(restamped.command, ts_us=1) == stale
 
 
+def test_submit_all_is_a_submit_of_each_command_in_turn(tmp_path: Path) -> None:
+    """One call for a request's commands (a batch's ops): each keeps its own seq, stamp,
+    events and journal record, exactly as submitted one by one, and they are released
+    together with their origin."""
+
+    async def session(name: str, together: bool) -> tuple[list[Executed], list[Any], str]:
+        released: list[Executed] = []
+        journal = FileJournal(tmp_path / name)
+        venue = Venue()
+        sequencer = Sequencer(venue, journal, Clock(), released.extend)
+        sequencer.submit(ListInstrument(spec=make_spec()))
+        stamp = sequencer.stamp_us()
+        commands = [
+            msgspec.structs.replace(order(1, Side.SELL, 10_000), ts_us=stamp),  # kept
+            order(2, Side.BUY, 10_000, qty=4),  # unstamped: stamped by the sequencer
+            msgspec.structs.replace(order(2, Side.BUY, 10_000, qty=3), ts_us=1),  # stale
+        ]
+        if together:
+            sequencer.submit_all(commands, "request")
+        else:
+            for command in commands:
+                sequencer.submit(command, "request")
+        await sequencer.drain()
+        sequencer.close()
+        records = list(FileJournal(tmp_path / name).replay())
+        return released, records, venue.state_hash()
+
+    one_by_one, one_by_one_records, one_by_one_hash = asyncio.run(session("each", False))
+    together, records, state_hash = asyncio.run(session("all", True))
+    assert [(e.seq, e.command, e.events, e.origin) for e in together] == [
+        (e.seq, e.command, e.events, e.origin) for e in one_by_one
+    ]
+    assert [e.seq for e in together] == [1, 2, 3, 4] and together[-1].origin == "request"
+    assert records == one_by_one_records and len(records) == 4
+    assert state_hash == one_by_one_hash
+
+
 def test_a_time_not_given_by_stamp_us_is_never_trusted_even_ahead_of_the_clock(
     tmp_path: Path,
 ) -> None:
