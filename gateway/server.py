@@ -34,6 +34,7 @@ from core.venue_core import (
     now_us,
 )
 from engine.commands import ListAsset, ListInstrument, PlaceOrder, SetOrderCaps
+from engine.enums import TimeInForce
 from engine.events import SharesSplit, TradeExecuted
 from engine.venue import Venue
 from gateway import limits, static, transport
@@ -49,6 +50,7 @@ from settlement.ledger import Ledger
 # Commands that change what the gateway knows of instruments and assets, looked up by exact
 # type (command classes are final): one set look-up per command, not three isinstance calls.
 _REFERENCE_DATA_COMMANDS = frozenset({ListInstrument, ListAsset, SetOrderCaps})
+_NEVER_RESTING = frozenset({TimeInForce.IOC, TimeInForce.FOK})  # what is left is canceled
 
 __all__ = [
     "JOURNAL_FILE",
@@ -274,7 +276,10 @@ class VenueServer:
         self.private_streams.assign(executed, quote_set)
         # only a place accepts an order: no call for the rest (most commands are amends)
         if kind is PlaceOrder:
-            self.dispatcher.placed.track_placed(pending.session, executed.events)
+            # An IOC or FOK never rests (`Venue._place`): none is open once it has run, so
+            # cancel-on-disconnect has nothing to track (a taker's orders: no call for them).
+            if executed.command.tif not in _NEVER_RESTING:  # type: ignore[union-attr]
+                self.dispatcher.placed.track_placed(pending.session, executed.events)
             if quote_set is not None and self._quotes_from_outcomes:
                 self._track_quote(executed.command, quote_set, executed.events)
 
