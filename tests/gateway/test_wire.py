@@ -384,6 +384,11 @@ EVERY_KIND_OF_FRAME = [
     frame("order.batch", {"ops": [PLACE_OP, CANCEL_OP, AMEND_OP]}),
     frame("order.batch", {"ops": [PLACE_OP, AMEND_OP | {"params": {"order_id": 1, "qty": "+1"}}]}),
     frame("order.batch", {"ops": [PLACE_OP | {"params": place(price="١٢")}, CANCEL_OP]}),
+    # places alone: their texts all seen, one not seen yet, one not plain, one problem
+    frame("order.batch", {"ops": [PLACE_OP, PLACE_OP]}),
+    frame("order.batch", {"ops": [PLACE_OP, PLACE_OP | {"params": place(qty="7.125")}]}),
+    frame("order.batch", {"ops": [PLACE_OP, PLACE_OP | {"params": place(price="1e3")}]}),
+    frame("order.batch", {"ops": [PLACE_OP, PLACE_OP | {"params": place(quote_qty="5")}]}),
 ]
 
 
@@ -393,6 +398,7 @@ def test_the_order_entry_twins_become_the_real_params() -> None:
         frame("order.place", place()),
         frame("quote.mass", {"quote_set": "q", "quotes": [QUOTE]}),
         frame("order.batch", {"ops": [PLACE_OP, CANCEL_OP, AMEND_OP]}),
+        frame("order.batch", {"ops": [PLACE_OP, PLACE_OP]}),
     ):
         request = wire.decode(raw)[1]
         assert isinstance(request, Request)
