@@ -213,7 +213,7 @@ class Sequencer:
     def submit_all(self, commands: Iterable[Command], origin: Any) -> None:
         """`submit` of each command in turn, all with one origin (a batch's ops, a requote's
         two amends): one call for them all, each still its own seq, journal record and
-        outcome (~20 bytecodes less a command than a call of `submit` each)."""
+        outcome (~17 bytecodes less a command than a call of `submit` each)."""
         venue, on_executed, pending = self.venue, self.on_executed, self._pending
         try:
             for command in commands:
