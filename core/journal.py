@@ -208,7 +208,8 @@ class FileJournal:
     ) -> tuple[bytearray, int]:
         """The frames of `batch`'s commands and the seq of the last. Each payload is encoded
         into one buffer, used again for the next, and copied onto the frames: a bytes object
-        made, shrunk and freed per command cost ~15% of a record's CPU (callgrind)."""
+        made, shrunk and freed per command (and a tuple to carry it) cost ~1,000 of a
+        record's ~9,600 instructions in the journal's thread (callgrind, taker commands)."""
         crc32, pack_header, pack_seq = zlib.crc32, _HEADER.pack, _SEQ.pack
         expected = self._last_seq + 1
         data = bytearray()
@@ -285,6 +286,7 @@ class FileJournal:
         self._commit_frames(*self._frame_commands(batch, encode_into))
 
     def _commit_frames(self, data: bytes | bytearray, last_seq: int) -> None:
+        """Write the frames `data` durably: one O_DSYNC write, or append and fsync all."""
         if not data or self._durable_end != self._end or self._directory_unsynced:
             if data:  # unsynced appends first, or a new file's name: sync all
                 self._write(data, last_seq, self._fd)
