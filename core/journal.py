@@ -185,7 +185,8 @@ class FileJournal:
     def append(self, records: Sequence[tuple[int, bytes]]) -> None:
         self._check_usable()
         if records:
-            self._write(*self._frame(records), self._fd)
+            data, last_seq = self._frame(records)
+            self._write(data, last_seq, self._fd)
 
     def _frame(self, records: Sequence[tuple[int, bytes]]) -> tuple[bytes, int]:
         """The frames of `records` and the seq of the last."""
@@ -279,11 +280,13 @@ class FileJournal:
 
     def commit(self, records: Sequence[tuple[int, bytes]]) -> None:
         self._check_usable()
-        self._commit_frames(*self._frame(records))
+        data, last_seq = self._frame(records)
+        self._commit_frames(data, last_seq)
 
     def commit_commands(self, batch: Sequence[Sequenced], encode_into: EncodeInto) -> None:
         self._check_usable()
-        self._commit_frames(*self._frame_commands(batch, encode_into))
+        data, last_seq = self._frame_commands(batch, encode_into)
+        self._commit_frames(data, last_seq)
 
     def _commit_frames(self, data: bytes | bytearray, last_seq: int) -> None:
         """Write the frames `data` durably: one O_DSYNC write, or append and fsync all."""
