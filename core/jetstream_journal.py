@@ -45,9 +45,12 @@ from core.journal import (
     RECORD_BYTES_MAX,
     UNSYNCED_BYTES_MAX,
     BatchTooLargeError,
+    EncodeInto,
     JournalError,
     JournalSequenceError,
     RecordTooLargeError,
+    Sequenced,
+    encoded_records,
 )
 
 STREAM_DEFAULT: Final = "VENUE_COMMANDS"
@@ -432,6 +435,9 @@ class JetStreamJournal:
     def commit(self, records: Sequence[tuple[int, bytes]]) -> None:
         self.append(records)
         self.sync()
+
+    def commit_commands(self, batch: Sequence[Sequenced], encode_into: EncodeInto) -> None:
+        self.commit(encoded_records(batch, encode_into))
 
     # -- reading --------------------------------------------------------------------------
 

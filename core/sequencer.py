@@ -325,18 +325,18 @@ class Sequencer:
         """The journal's thread: encode each batch and write it durably, feed `on_durable`, and
         hand the batch back to its loop once. A failure leaves the outcome of commands
         unknown: it goes back too, to be fatal there."""
-        encode = _encoder.encode
+        encode_into = _encoder.encode_into
         codec = self.codec
         while (item := self._to_journal.get()) is not None:
             batch, loop = item
             failure: BaseException | None = None
             try:
-                if codec is None:
-                    records = [(e.seq, encode(e.command)) for e in batch if e.command is not None]
+                if codec is None:  # the journal encodes each command into its batch's buffer
+                    self.journal.commit_commands(batch, encode_into)
                 else:
                     records = [(e.seq, codec.encode(e)) for e in batch if e.command is not None]
-                if records:
-                    self.journal.commit(records)
+                    if records:
+                        self.journal.commit(records)
                 if self.on_durable is not None:
                     self.on_durable(batch)
             except BaseException as error:

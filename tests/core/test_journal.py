@@ -10,6 +10,7 @@ import sys
 import time
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -90,6 +91,39 @@ def test_a_refused_batch_leaves_the_file_as_it_was(path: Path) -> None:
     finally:
         journal.close()
     assert path.read_bytes() == before
+
+
+class Sequenced(NamedTuple):
+    seq: int
+    command: bytes | None  # None: a barrier, no record
+
+
+def test_committed_commands_are_framed_like_records(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`commit_commands` writes the bytes `commit` writes for the same records, by either
+    path: after plain appends (append and fsync) or alone (one O_DSYNC write)."""
+    fsyncs: list[int] = []
+    real_fsync = journal_module.os.fsync
+    monkeypatch.setattr(journal_module.os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd)))
+
+    def copy_into(command: bytes, buffer: bytearray) -> None:  # an encoder of bytes as they are
+        buffer[:] = command
+
+    journal = FileJournal(path)
+    try:
+        journal.commit_commands([Sequenced(1, payload(1))], copy_into)  # a new file: fsync
+        fsyncs.clear()
+        batch = [Sequenced(seq, body) for seq, body in records(2, 5)]
+        journal.commit_commands([Sequenced(0, None), *batch, Sequenced(0, None)], copy_into)
+        assert fsyncs == []
+        journal.append(records(7, 1))
+        journal.commit_commands([Sequenced(8, b""), Sequenced(9, payload(9))], copy_into)
+        assert len(fsyncs) == 1
+    finally:
+        journal.close()
+    expected = [(seq, b"" if seq == 8 else body) for seq, body in records(1, 9)]
+    assert path.read_bytes() == b"".join(frame(seq, body) for seq, body in expected)
 
 
 def test_a_missing_file_is_a_new_journal(path: Path) -> None:

@@ -6,7 +6,9 @@ tests/core/test_journal.py (torn tails, flock), tests/core/test_jetstream_journa
 import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
+import msgspec
 import pytest
 
 from cluster.nats import NatsCluster
@@ -181,6 +183,67 @@ def test_a_closed_journal_refuses_and_closes_again_harmlessly(open_journal: Open
     journal.close()
     with pytest.raises(JournalError, match="closed"):
         journal.commit(records(2, 1))
+
+
+class Entry(NamedTuple):
+    """A sequenced command as the sequencer gives it (`Executed`); None: a barrier."""
+
+    seq: int
+    command: Any
+
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+def entries(first: int, count: int) -> list[Entry]:
+    return [
+        Entry(seq, {"command": seq, "body": payload(seq)}) for seq in range(first, first + count)
+    ]
+
+
+def encoded(batch: list[Entry]) -> list[Record]:
+    return [(e.seq, _encoder.encode(e.command)) for e in batch if e.command is not None]
+
+
+def test_committed_commands_are_the_records_of_their_encoding(open_journal: Opener) -> None:
+    """Barriers (no command) make no record; each command's record is what the encoder makes
+    of it, as `commit` of those records would have written."""
+    journal = open_journal()
+    first, second = entries(1, 3), entries(4, 40)
+    barrier = Entry(0, None)
+    journal.commit_commands([barrier, *first, barrier], _encoder.encode_into)
+    journal.commit_commands([barrier], _encoder.encode_into)
+    journal.commit_commands([second[0], barrier, *second[1:]], _encoder.encode_into)
+    assert journal.last_seq() == 43
+    journal = reopen(open_journal, journal)
+    assert list(journal.replay()) == encoded(first + second)
+    journal.commit(records(44, 1))  # records and commands go on one after the other
+    journal.commit_commands(entries(45, 2), _encoder.encode_into)
+    assert list(journal.replay(42)) == encoded(second[-1:]) + records(44, 1) + encoded(
+        entries(45, 2)
+    )
+
+
+@pytest.mark.parametrize("seqs", [[0, 1], [5], [4, 5, 7], [4, 4], [3]])
+def test_commands_out_of_sequence_are_refused_whole(open_journal: Opener, seqs: list[int]) -> None:
+    journal = open_journal()
+    journal.commit_commands(entries(1, 3), _encoder.encode_into)
+    batch = [Entry(seq, f"command {seq}") for seq in seqs]
+    with pytest.raises(JournalSequenceError, match="seq"):
+        journal.commit_commands(batch, _encoder.encode_into)
+    assert journal.last_seq() == 3
+    journal = reopen(open_journal, journal)
+    assert list(journal.replay()) == encoded(entries(1, 3))
+
+
+def test_an_oversized_command_is_refused_with_its_batch(open_journal: Opener) -> None:
+    journal = open_journal()
+    batch = [Entry(1, "fine"), Entry(2, bytes(RECORD_BYTES_MAX))]  # over by its msgpack header
+    with pytest.raises(RecordTooLargeError, match=f"record 2 is {RECORD_BYTES_MAX + 5} bytes"):
+        journal.commit_commands(batch, _encoder.encode_into)
+    assert journal.last_seq() == 0
+    journal.commit_commands(batch[:1], _encoder.encode_into)
+    assert list(journal.replay()) == encoded(batch[:1])
 
 
 def test_replay_after_a_negative_seq_is_refused(open_journal: Opener) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from core.journal import FileJournal
+from core.journal import EncodeInto, FileJournal, Sequenced
 from core.sequencer import BATCH_COMMANDS_MAX, Executed, Sequencer, _batch_end
 from engine.commands import ListInstrument, PlaceOrder
 from engine.enums import Side
@@ -258,10 +258,10 @@ class GatedJournal(FileJournal):
         self.gate = threading.Semaphore(0)  # one release lets one fsync finish
         self.synced: list[int] = []  # last seq made durable by each fsync
 
-    def commit(self, records: Sequence[tuple[int, bytes]]) -> None:
+    def commit_commands(self, batch: Sequence[Sequenced], encode_into: EncodeInto) -> None:
         self.syncing.release()
         assert self.gate.acquire(timeout=10), "the test never opened the gate"
-        super().commit(records)
+        super().commit_commands(batch, encode_into)
         self.synced.append(self.last_seq())
 
 

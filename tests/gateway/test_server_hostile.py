@@ -386,13 +386,13 @@ def test_a_failing_handler_answers_internal_behind_what_is_owed(run_venue: Any) 
 def test_a_logon_that_beats_its_timeout_close_keeps_the_connection(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         journal = venue.server.sequencer.journal
-        commit = journal.commit
+        commit = journal.commit_commands
 
-        def slow_commit(records: Any) -> None:
+        def slow_commit(batch: Any, encode_into: Any) -> None:
             time.sleep(0.3)  # on the journal's thread: a command stays in flight a while
-            commit(records)
+            commit(batch, encode_into)
 
-        journal.commit = slow_commit  # type: ignore[method-assign]
+        journal.commit_commands = slow_commit  # type: ignore[method-assign]
         trader = await logged_on(venue, "beta")
         late = await logged_on(venue, "nobody")
         await trader.send(place(1, "186.00"))  # in flight while the timeout fires

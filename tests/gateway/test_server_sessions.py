@@ -302,13 +302,13 @@ def test_without_cod_a_disconnect_cancels_nothing(run_venue: Any) -> None:
 def slow_durability(venue: Venue, delay_s: float = 0.3) -> None:
     """Make every journal commit take `delay_s` longer, as on a busy disk."""
     journal = venue.server.sequencer.journal
-    commit = journal.commit
+    commit = journal.commit_commands
 
-    def slow_commit(records: Any) -> None:
+    def slow_commit(batch: Any, encode_into: Any) -> None:
         time.sleep(delay_s)  # in the journal's I/O thread: the event loop runs on
-        commit(records)
+        commit(batch, encode_into)
 
-    journal.commit = slow_commit  # type: ignore[method-assign]
+    journal.commit_commands = slow_commit  # type: ignore[method-assign]
 
 
 def test_cod_cancels_an_order_still_on_its_way_to_disk_at_disconnect(run_venue: Any) -> None:

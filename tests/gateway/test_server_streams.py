@@ -105,13 +105,13 @@ def place_params(side: str, qty: str, price: str) -> dict[str, Any]:
 def slow_durability(venue: Venue, delay_s: float = 0.3) -> None:
     """Make every journal commit take `delay_s` longer, as on a busy disk."""
     journal = venue.server.sequencer.journal
-    commit = journal.commit
+    commit = journal.commit_commands
 
-    def slow_commit(records: Any) -> None:
+    def slow_commit(batch: Any, encode_into: Any) -> None:
         time.sleep(delay_s)  # in the journal's I/O thread: the event loop runs on
-        commit(records)
+        commit(batch, encode_into)
 
-    journal.commit = slow_commit  # type: ignore[method-assign]
+    journal.commit_commands = slow_commit  # type: ignore[method-assign]
 
 
 async def random_session(venue: Venue, seed: int, operations: int) -> int:
