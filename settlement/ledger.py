@@ -129,9 +129,10 @@ class Ledger:
         self.last_chain_id = 0
         self.last_withdrawal_id = 0
         self._undrained: list[Transfer] = []
-        # (rounding, fee income) balances per cash asset, for `settle_dvp`: derived from
-        # `balances`, so neither imaged nor hashed.
-        self._venue_cash: dict[str, tuple[Balance, Balance]] = {}
+        # (rounding, fee income) balances per cash asset, for `settle_dvp`, None for one not
+        # made yet: derived from `balances` (`balance` forgets an asset's pair when it makes one
+        # of them), so neither imaged nor hashed.
+        self._venue_cash: dict[str, tuple[Balance | None, Balance | None]] = {}
 
     def image(self) -> LedgerImage:
         return LedgerImage(
@@ -209,6 +210,8 @@ class Ledger:
         balance = self.balances.get(key)
         if balance is None:
             balance = self.balances[key] = Balance()
+            if account in (ROUNDING, FEE_INCOME):  # `settle_dvp` must look again
+                self._venue_cash.pop(asset, None)
         return balance
 
     def supply(self, asset: str) -> int:
@@ -400,15 +403,12 @@ class Ledger:
         """
         if buyer == seller:
             return None
-        venue = self._venue_cash.get(quote)
-        if venue is None:  # not both made yet: those this trade's legs touch must be
-            rounding, fees = self._find_venue_cash(quote)
-            if (rounding is None and pay != receive) or (
-                fees is None and (buyer_fee or seller_fee)
-            ):
-                return None
-        else:
-            rounding, fees = venue
+        # Those of the venue's balances this trade's legs touch must be made (rounding, fee
+        # income): a quote asset's fills may all be worth whole cash units, and then its
+        # rounding balance is never made.
+        rounding, fees = self._venue_cash.get(quote) or self._find_venue_cash(quote)
+        if (rounding is None and pay != receive) or (fees is None and (buyer_fee or seller_fee)):
+            return None
         buyer_base, buyer_cash = buyer_position
         seller_base, seller_cash = seller_position
         # Each balance moves once by its net amount rather than once per leg: the buyer's cash
@@ -465,18 +465,18 @@ class Ledger:
         return transfers
 
     def _find_venue_cash(self, quote: str) -> tuple[Balance | None, Balance | None]:
-        """The venue's rounding and fee balances in `quote` (None: not made yet), remembered
-        once both exist.
+        """The venue's rounding and fee balances in `quote` (None: not made yet), remembered.
 
-        Balances are never removed or replaced, so the pair stays valid for good. Trades
+        Balances are never removed or replaced, so a balance found stays valid for good; one
+        not made yet is looked up again once `balance` makes it (it forgets the pair). Trades
         whose fills are all worth whole cash units never make the rounding balance: they
-        book in `settle_dvp` without it.
+        book in `settle_dvp` without it, and without looking for it on every trade.
         """
-        rounding = self.balances.get((ROUNDING, quote))
-        fees = self.balances.get((FEE_INCOME, quote))
-        if rounding is not None and fees is not None:
-            self._venue_cash[quote] = (rounding, fees)
-        return rounding, fees
+        venue = self._venue_cash[quote] = (
+            self.balances.get((ROUNDING, quote)),
+            self.balances.get((FEE_INCOME, quote)),
+        )
+        return venue
 
     # ----------------------------------------------------------------- supply
 

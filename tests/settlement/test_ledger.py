@@ -280,3 +280,26 @@ def test_settle_dvp_books_a_trade_that_rounds_nothing_without_a_rounding_balance
     assert (ROUNDING, "USD") not in fast.balances
     assert msgspec.msgpack.encode(fast.image()) == msgspec.msgpack.encode(generic.image())
     fast.check_invariants()
+
+
+def test_settle_dvp_takes_a_rounding_leg_once_the_rounding_balance_is_made(
+    ledger: Ledger,
+) -> None:
+    """`settle_dvp` remembers that the venue's rounding balance is not made yet (trades of
+    whole cash units book without it), and books a rounding leg itself once `settle` made it."""
+    twin = Ledger.from_image(ledger.image())
+    assert not isinstance(twin.book([(1, 2, "USD", 1_000, K.PAYMENT)], 2), Refused)
+    assert not isinstance(twin.book([(2, 1, "AAPLx", 10, K.DELIVERY)], 2), Refused)
+    assert not isinstance(twin.book([(1, FEE_INCOME, "USD", 1, K.FEE)], 2), Refused)
+    assert twin.hold(1, "USD", 200) and twin.hold(2, "AAPLx", 9)
+    positions = _positions(twin, 1, 2)
+    assert twin.settle_dvp(1, 2, "AAPLx", "USD", *positions, 3, 50, 50, 1, 0, 10) is not None
+    assert twin.settle_dvp(1, 2, "AAPLx", "USD", *positions, 3, 50, 49, 0, 0, 10) is None
+    rounded = [(2, 1, "AAPLx", 3, K.DELIVERY), (1, 2, "USD", 49, K.PAYMENT)]
+    rounded.append((1, ROUNDING, "USD", 1, K.ROUNDING))
+    twin.settle(rounded, 10, [(1, "USD", 50), (2, "AAPLx", 3)])
+    assert twin.balance(ROUNDING, "USD").total == 1
+    done = twin.settle_dvp(1, 2, "AAPLx", "USD", *positions, 3, 50, 49, 0, 0, 10)
+    assert done is not None and done[-1].kind is K.ROUNDING
+    assert twin.balance(ROUNDING, "USD").total == 2
+    twin.check_invariants()
