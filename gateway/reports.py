@@ -201,9 +201,9 @@ class _Tracked:
 class ExecReporter:
     """Turns the events of each executed command into private pushes, per account.
 
-    Past 400 lines for a measured reason: the hot reports (`new`, `amended`, `trade`) each
-    build their 24-field `ExecReport` inline, one positional call, rather than through one
-    shared helper (a frame and a dozen attribute reads per report, callgrind)."""
+    Past 400 lines for a measured reason: the hot reports (`new`, `amended`, `trade` and the
+    closing ones) each build their 24-field `ExecReport` inline, one positional call, rather
+    than through one shared helper (a frame and a dozen attribute reads per report, callgrind)."""
 
     def __init__(
         self,
@@ -752,7 +752,8 @@ class ExecReporter:
         return event.account, Push(CHANNEL, 0, self._epoch, "exec", event.ts_us, data)
 
     def _report(self, order: _Tracked, exec_type: str, reason: str | None = None) -> ExecReport:
-        """The order's report without a trade's fields (`_trade` sets those)."""
+        """An open order's report as it stands, without a trade's fields (a refused cancel or
+        amend's: the hot reports build theirs inline)."""
         formats = self.formats.get(order.symbol) or self._formats(order.symbol)
         qty, qty_fill = formats.qty, formats.qty_fill
         avg_px = _avg_px_units(order.value, order.cum_qty) if order.cum_qty else 0
