@@ -23,7 +23,13 @@ from engine.commands import (
     SplitShares,
 )
 from engine.enums import InstrumentStatus, OrderType, SelfTradePrevention, Side, TimeInForce
-from engine.events import CommandRejected, Event, ReferencePriceSet, TradeSettled
+from engine.events import (
+    CommandRejected,
+    Event,
+    OrderCanceled,
+    ReferencePriceSet,
+    TradeSettled,
+)
 from engine.units import format_units
 from engine.venue import Venue
 from gateway import reports
@@ -282,6 +288,29 @@ def test_cancel_reports_the_reason_and_forgets_the_order(desk: Desk) -> None:
     assert desk.reporter.orders == {}
     released = [push["data"] for _, push in of_type(pushes, "balance")]
     assert released[-1]["held"] == "0.000000"
+
+
+def test_a_close_reports_its_events_cum_qty_even_where_the_last_report_said_less(
+    desk: Desk,
+) -> None:
+    """A closing report takes the filled quantity and its average price from the order's last
+    report while the event agrees with it (every close the engine makes); one that says more
+    (events out of the engine's order) is reported as the event says, averaged over what the
+    order traded, not with the last report's strings."""
+    desk.place(1, BUY, 99 * PX, 3 * SHARE, cl_ord_id="c")
+    desk.place(2, SELL, 99 * PX, 1 * SHARE)  # fills a third: 1 share at 99
+    [canceled] = [
+        event
+        for event in desk.events(CancelOrder(account=1, cl_ord_id="c"))
+        if type(event) is OrderCanceled
+    ]
+    later = msgspec.structs.replace(canceled, cum_qty=2 * SHARE)  # as if a fill went unseen
+    [(_, report)] = execs(plain(desk.reporter.reports([later])))
+    assert (report["leaves_qty"], report["cum_qty"], report["avg_px"]) == (
+        "0.000000",
+        "2.000000",
+        "49.500000",  # the 99.00 traded, over 2 shares
+    )
 
 
 def test_mass_cancel_reports_each_order(desk: Desk) -> None:
