@@ -3,11 +3,13 @@
 Owns the bars of every symbol and interval (integers: price and quantity units, the bar's
 open time in µs), the 24 h ticker the REST API reads off the 1-minute bars, the bar shape on
 the wire (`{"t": open_ms, "o", "h", "l", "c", "v"}`, decimal strings) and the image that a
-snapshot keeps. Fed by `gateway.market_data` with each durable trade, and on restart rebuilt
+snapshot keeps. Fed by `gateway.market_data` with the durable trades (appended to a list per
+symbol, `waiting`, and added in one pass when read or when many wait), and on restart rebuilt
 as snapshot image + journal replay (the server's `_restore` and `_replayed`), so candles
 survive restarts exactly as the trades that made them. A bar exists only for an interval
 that had a trade. A split rescales the symbol's bars (`split`), live, in replay alike.
-Limits: BARS_KEPT_MAX bars per symbol and interval, oldest dropped.
+Limits: BARS_KEPT_MAX bars per symbol and interval, oldest dropped; TRADES_WAITING_MAX trades
+waiting per symbol.
 """
 
 from collections import deque
@@ -16,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from engine.events import TradeExecuted
 from engine.instrument import InstrumentSpec
 from engine.units import INT64_MAX, format_units
 
@@ -28,6 +31,9 @@ INTERVALS_US = {  # the wire's names, oldest first is each series' order
 BARS_KEPT_MAX = 1_440  # a day of 1m, five days of 5m, two months of 1h, four years of 1d
 CANDLES_LIMIT_DEFAULT = 500  # a chart's width in bars
 SNAPSHOT_BARS = 500  # a channel snapshot: a chart's worth, not the whole history
+# a symbol's trades that may wait to join its bars (`Candles.waiting`): many per pass, little
+# memory (the trades themselves are the events the publisher keeps anyway for a turn)
+TRADES_WAITING_MAX = 1_000
 TICKER_WINDOW_BARS = 1_440  # the 24 h ticker: the current minute and the 1,439 before it
 CHANGE_PCT_DECIMALS = 2
 US_PER_MS = 1_000
@@ -115,9 +121,63 @@ class Candles:
         self._trades: dict[str, deque[list[int]]] = {}  # symbol -> [minute, trades] for 24 h
         self._last: dict[str, int] = {}  # symbol -> last trade price
         self._current: dict[str, _Current] = {}  # derived: rebuilt by the next trade
+        # symbol -> the publisher's durable trades not yet in the bars (`waiting`); each list
+        # is kept for good (the publisher holds it) and emptied in place
+        self._waiting: dict[str, list[TradeExecuted]] = {}
+
+    def waiting(self, symbol: str) -> list[TradeExecuted]:
+        """Where the publisher appends `symbol`'s durable trades, oldest first, instead of
+        calling `add` for each: they join the bars in one pass (`catch_up`), before anything
+        reads the bars or the image, or when TRADES_WAITING_MAX wait (the publisher's)."""
+        waiting = self._waiting.get(symbol)
+        if waiting is None:
+            waiting = self._waiting[symbol] = []
+        return waiting
+
+    def catch_up(self, symbol: str) -> None:
+        """The trades waiting for `symbol` join its bars, as one `add` each would: a trade
+        in the current minute (nearly all) updates its bar inline, the trade count once."""
+        waiting = self._waiting.get(symbol)
+        if not waiting:
+            return
+        current = self._current.get(symbol)
+        bar: Bar = []
+        start_us = end_us = price = 0  # no current minute: the next trade takes `_add`'s way
+        if current is not None:
+            bar, start_us, end_us = current.bars[0], current.start_us, current.end_us
+        counted = 0  # trades in `bar` not yet in `current.trades`
+        for trade in waiting:
+            if start_us <= trade.ts_us < end_us:
+                price = trade.price
+                if price > bar[2]:
+                    bar[2] = price
+                elif price < bar[3]:  # high >= low: a price is never beyond both
+                    bar[3] = price
+                bar[5] += trade.qty
+                counted += 1
+                continue
+            if counted:  # a new minute (or a clock step back): the last one's close first
+                assert current is not None
+                bar[4] = price
+                current.trades += counted
+                counted = 0
+            self._add(symbol, trade.ts_us, trade.price, trade.qty)
+            current = self._current.get(symbol)
+            if current is not None:
+                bar, start_us, end_us = current.bars[0], current.start_us, current.end_us
+        if counted:
+            assert current is not None
+            bar[4] = price  # also the last price, which `_sync_longer` copies
+            current.trades += counted  # also marks the longer bars stale
+        waiting.clear()
 
     def add(self, symbol: str, ts_us: int, price: int, qty: int) -> None:
-        """One durable trade (on the publishing path: the same minute takes the fast way)."""
+        """One durable trade (replay's way; the publisher's are `waiting`)."""
+        self.catch_up(symbol)
+        self._add(symbol, ts_us, price, qty)
+
+    def _add(self, symbol: str, ts_us: int, price: int, qty: int) -> None:
+        """One trade, after those waiting: the same minute takes the fast way."""
         current = self._current.get(symbol)
         if current is not None and current.start_us <= ts_us < current.end_us:
             bar = current.bars[0]  # the minute's; the longer ones follow at `sync`
@@ -129,7 +189,7 @@ class Candles:
             bar[5] += qty
             current.trades += 1  # also marks the longer bars stale (`_sync`)
             return
-        self._sync(symbol)
+        self._sync_longer(symbol)
         bars = [self._add_to(symbol, interval, ts_us, price, qty) for interval in INTERVALS_US]
         counts = self._trades.get(symbol)
         if counts is None:
@@ -161,6 +221,12 @@ class Candles:
         return bar
 
     def _sync(self, symbol: str) -> None:
+        """The symbol's bars, trade count and last price brought up to its every durable
+        trade: what waits is added, then `_sync_longer`."""
+        self.catch_up(symbol)
+        self._sync_longer(symbol)
+
+    def _sync_longer(self, symbol: str) -> None:
         """The symbol's longer bars, trade count and last price brought up to its current
         minute (see `_Current`)."""
         current = self._current.get(symbol)
@@ -247,8 +313,10 @@ class Candles:
         A copy down to each bar: the snapshot is encoded later, on another thread, while
         trades go on changing the current bars in place (a shared bar would carry a trade
         the snapshot's seq does not include, and replay would count it twice)."""
+        for symbol in self._waiting:
+            self.catch_up(symbol)
         for symbol in self._current:
-            self._sync(symbol)
+            self._sync_longer(symbol)
         return {
             "series": [
                 [s, i, [_bar_image(bar) for bar in bars]] for (s, i), bars in self._series.items()
@@ -262,6 +330,8 @@ class Candles:
     def restore(self, image: dict[str, Any] | None) -> None:
         """Take an `image()`; None (a snapshot from before candles) starts empty."""
         self._series, self._trades, self._last, self._current = {}, {}, {}, {}
+        for waiting in self._waiting.values():  # replaced too; the lists are the publisher's
+            waiting.clear()
         if image is None:
             return
         for symbol, interval, bars in image["series"]:

@@ -53,6 +53,7 @@ from engine.venue import Venue
 from gateway.candles import (
     INTERVALS_US,
     SNAPSHOT_BARS,
+    TRADES_WAITING_MAX,
     Candles,
     CandlesResult,
     candle,
@@ -574,9 +575,16 @@ class _Market:
         "ticker",
         "ticker_state",
         "trades",
+        "waiting",
     )
 
-    def __init__(self, spec: InstrumentSpec, status: InstrumentStatus, ts_us: int) -> None:
+    def __init__(
+        self,
+        spec: InstrumentSpec,
+        status: InstrumentStatus,
+        ts_us: int,
+        waiting: list[TradeExecuted],
+    ) -> None:
         symbol = spec.symbol
         self.spec = spec
         self.status = status
@@ -597,6 +605,7 @@ class _Market:
         self.start_instrument(ts_us)
         self.trades = _State(Stream(Channel.TRADES, symbol), None, ts_us)
         self.pending: list[TradeExecuted] = []  # this turn's trades, published at flush
+        self.waiting = waiting  # the trades the candles have yet to add (`Candles.waiting`)
         self.recent: deque[TradeExecuted] = deque(maxlen=TRADES_RECENT_MAX)
         self.ticker = _Ticker()
         self.ticker_state = _State(Stream(Channel.TICKER, symbol), None, ts_us)
@@ -721,6 +730,7 @@ def _checksum(market: "_Market") -> int:
 
 
 def _trade_rows(trades: Iterable[TradeExecuted], market: "_Market") -> list[dict[str, Any]]:
+    # `taker_side` as it is: a `Side` is a str, which orjson writes as its value ("buy")
     prices = market.prices
     sizes = market.sizes
     return [
@@ -728,7 +738,7 @@ def _trade_rows(trades: Iterable[TradeExecuted], market: "_Market") -> list[dict
             "trade_id": t.trade_id,
             "price": prices[t.price],
             "qty": sizes[t.qty],
-            "taker_side": str(t.taker_side),
+            "taker_side": t.taker_side,
             "ts": t.ts_us,
         }
         for t in trades
@@ -852,8 +862,8 @@ class MarketData:
                 symbol = event.symbol
                 market = markets[symbol]
                 market.pending.append(event)
+                market.waiting.append(event)  # the candles' (see `Candles.waiting`)
                 price = event.price
-                self.candles.add(symbol, event.ts_us, price, event.qty)
                 if market.reference_price == price:
                     touched[symbol] = touched.get(symbol, 0) | _BOOK_TRADES
                 else:  # the engine's band follows the last trade
@@ -912,7 +922,8 @@ class MarketData:
 
     def _list(self, spec: InstrumentSpec, status: InstrumentStatus, ts_us: int) -> _Market:
         assert spec.symbol not in self._markets, f"{spec.symbol} listed twice"
-        market = self._markets[spec.symbol] = _Market(spec, status, ts_us)
+        waiting = self.candles.waiting(spec.symbol)
+        market = self._markets[spec.symbol] = _Market(spec, status, ts_us, waiting)
         return market
 
     def _rest(self, market: _Market, order_id: int, side: Side, price: int, qty: int) -> None:
@@ -1172,7 +1183,10 @@ class MarketData:
         self, market: _Market, now_us: int, wanted: Container[Stream], out: list[Message]
     ) -> None:
         """Every interval's bars changed (a trade is in each): the seq moves whether or not
-        anyone watches; an update holds the bars from the one current at the last flush on."""
+        anyone watches; an update holds the bars from the one current at the last flush on.
+        The trades wait to join the bars until one is read or many wait (`Candles.waiting`)."""
+        if len(market.waiting) >= TRADES_WAITING_MAX:
+            self.candles.catch_up(market.spec.symbol)
         for interval, state in market.candles.items():
             if state.stream not in wanted:  # the seq moves; the bars are not even looked at
                 state.seq += 1  # `advance` with the same value, inlined: 4 calls a trade turn

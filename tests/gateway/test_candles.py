@@ -2,7 +2,8 @@
 
 import msgspec
 
-from engine.enums import InstrumentKind
+from engine.enums import InstrumentKind, OrderStatus, Side
+from engine.events import TradeExecuted
 from engine.instrument import InstrumentSpec
 from gateway.candles import BARS_KEPT_MAX, INTERVALS_US, Candles
 
@@ -218,3 +219,97 @@ def test_the_last_price_and_trade_counts_are_current_when_read_mid_minute() -> N
         image = candles.image()
         assert image["last"] == {"AAPLx-USD": price}
         assert image["trades"] == [["AAPLx-USD", [[T0 // MINUTE, count]]]]
+
+
+def _trade(ts_us: int, price: int, qty: int) -> TradeExecuted:
+    return TradeExecuted(
+        ts_us=ts_us,
+        symbol="AAPLx-USD",
+        trade_id=1,
+        price=price,
+        qty=qty,
+        taker_side=Side.BUY,
+        maker_order_id=1,
+        maker_account=1,
+        maker_leaves_qty=0,
+        maker_cum_qty=qty,
+        maker_status=OrderStatus.FILLED,
+        taker_order_id=2,
+        taker_account=2,
+        taker_leaves_qty=0,
+        taker_cum_qty=qty,
+        taker_status=OrderStatus.FILLED,
+    )
+
+
+def test_waiting_trades_make_the_bars_of_one_add_each_whenever_read() -> None:
+    """The publisher's trades wait in a list and join the bars in one pass per turn
+    (`catch_up`), across minutes and clock steps back; any read or image before that sees
+    them: the same bars, ticker and image as an `add` per trade."""
+    import random
+
+    rng = random.Random(16)
+    batched, one_by_one = Candles(), Candles()
+    waiting = batched.waiting("AAPLx-USD")
+    ts = T0
+    for index in range(3_000):
+        step = rng.choice((0, 1, 1_000_000, 1_000_000, 20_000_000, 7 * MINUTE, -5 * MINUTE))
+        ts = max(T0, ts + step)
+        price, qty = rng.randint(18_000, 19_000), rng.randint(1, 10**6)
+        waiting.append(_trade(ts, price, qty))
+        one_by_one.add("AAPLx-USD", ts, price, qty)
+        read = rng.randrange(12)
+        if read == 0:
+            batched.catch_up("AAPLx-USD")  # the publisher's flush
+            assert not waiting
+        elif read == 1:
+            assert batched.image() == one_by_one.image()
+        elif read == 2:
+            assert batched.ticker(spec(), ts) == one_by_one.ticker(spec(), ts)
+        elif read == 3:
+            assert batched.last("AAPLx-USD") == one_by_one.last("AAPLx-USD")
+        elif read == 4 and index % 7 == 0:  # a split after trades still waiting rescales them
+            batched.split("AAPLx-USD", 2, 1, 1)
+            one_by_one.split("AAPLx-USD", 2, 1, 1)
+        for interval in INTERVALS_US:
+            if rng.randrange(50) == 0:
+                assert batched.bars("AAPLx-USD", interval, 5) == one_by_one.bars(
+                    "AAPLx-USD", interval, 5
+                )
+    assert batched.image() == one_by_one.image()
+
+
+def test_a_restore_drops_the_trades_waiting() -> None:
+    """A restore replaces everything kept: a trade waiting from before is not added on top
+    of the image (the publisher's list stays the one it holds)."""
+    source = Candles()
+    source.add("AAPLx-USD", T0, 18_700, 3)
+    candles = Candles()
+    waiting = candles.waiting("AAPLx-USD")
+    waiting.append(_trade(T0 + 1, 18_800, 5))
+    candles.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(source.image())))
+    assert candles.image() == source.image()
+    assert candles.waiting("AAPLx-USD") is waiting
+
+
+def test_the_publisher_adds_the_waiting_trades_when_many_wait() -> None:
+    """Nobody reads the candles: at a flush with TRADES_WAITING_MAX trades waiting they join
+    the bars, so the list stays bounded, and the bars are those of an `add` per trade."""
+    from engine.events import InstrumentListed
+    from gateway.candles import TRADES_WAITING_MAX
+    from gateway.market_data import MarketData
+
+    market_data = MarketData(epoch=1)
+    market_data.on_events([InstrumentListed(T0, spec())])
+    one_by_one = Candles()
+    waiting = market_data.candles.waiting("AAPLx-USD")
+    longest = 0
+    for index in range(3 * TRADES_WAITING_MAX):
+        ts = T0 + index * 1_000_000
+        market_data.on_events([_trade(ts, 18_700 + index % 50, 10)])
+        one_by_one.add("AAPLx-USD", ts, 18_700 + index % 50, 10)
+        longest = max(longest, len(waiting))
+        market_data.flush(ts, set())
+        assert len(waiting) < TRADES_WAITING_MAX
+    assert longest == TRADES_WAITING_MAX  # they did wait, until that many
+    assert market_data.candles.image() == one_by_one.image()
