@@ -661,8 +661,8 @@ class ExecReporter:
         reason: str,
         out: _Out,
     ) -> ExecReport:
-        """The report of an order that left the book (a taker's ioc rest, a cancel), built
-        inline like the other hot reports; the order is forgotten."""
+        """The report of an order that left the book (a taker's ioc rest, a cancel), made from
+        its last report in one call (`_from_template`); the order is forgotten."""
         try:  # a pop, not `_tracked` and a `del` (see `_balances`)
             tracked = self.orders.pop(event.order_id)
         except KeyError:
@@ -680,31 +680,9 @@ class ExecReporter:
             cum_text = formats.qty.get(cum) or formats.qty_fill(cum)
             avg_px_text = formats.avg_px.get(avg_px) or formats.avg_px_fill(avg_px)
         self.last_exec_id = exec_id = self.last_exec_id + 1
-        data = ExecReport(
-            exec_type,
-            status,
-            exec_id,
-            template.order_id,
-            template.cl_ord_id,
-            template.symbol,
-            template.side,
-            template.type,
-            template.tif,
-            template.price,
-            template.qty,
-            template.quote_qty,
-            formats.qty_zero,  # leaves_qty: nothing is left open
-            cum_text,
-            avg_px_text,
-            None,  # last_px .. fee_asset: a trade's
-            None,
-            None,
-            None,
-            None,
-            None,
-            template.tag,
-            template.quote_set,
-            reason,
+        # leaves_qty: nothing is left open
+        data = _from_template(
+            template, exec_type, status, exec_id, formats.qty_zero, cum_text, avg_px_text, reason
         )
         report = tracked.account, Push(CHANNEL, 0, self._epoch, "exec", event.ts_us, data)
         out.append(report)
@@ -753,39 +731,21 @@ class ExecReporter:
 
     def _report(self, order: _Tracked, exec_type: str, reason: str | None = None) -> ExecReport:
         """An open order's report as it stands, without a trade's fields (a refused cancel or
-        amend's: the hot reports build theirs inline)."""
+        amend's)."""
         formats = self.formats.get(order.symbol) or self._formats(order.symbol)
         qty, qty_fill = formats.qty, formats.qty_fill
         avg_px = _avg_px_units(order.value, order.cum_qty) if order.cum_qty else 0
         self.last_exec_id += 1
-        template = order.report  # the order's own fields (see `_Tracked`)
-        data = ExecReport(
+        return _from_template(
+            order.report,  # the order's own fields (see `_Tracked`)
             exec_type,
             order.status,  # a plain str (see `_NEW`)
             self.last_exec_id,
-            template.order_id,
-            template.cl_ord_id,
-            template.symbol,
-            template.side,
-            template.type,
-            template.tif,
-            template.price,
-            template.qty,
-            template.quote_qty,
             qty.get(order.leaves_qty) or qty_fill(order.leaves_qty),
             qty.get(order.cum_qty) or qty_fill(order.cum_qty),
             formats.avg_px.get(avg_px) or formats.avg_px_fill(avg_px),
-            None,  # last_px .. fee_asset: a trade's, set by `_trade`
-            None,
-            None,
-            None,
-            None,
-            None,
-            template.tag,
-            template.quote_set,
             reason,
         )
-        return data
 
     # ----------------------------------------------------------------- ledger events
 
@@ -1030,6 +990,46 @@ def _avg_px(value: int, cum_qty: int, spec: InstrumentSpec | None) -> str | None
     if spec is None:
         return None
     return format_units(_avg_px_units(value, cum_qty), spec.price_decimals + AVG_PX_EXTRA_DECIMALS)
+
+
+def _from_template(
+    template: ExecReport,
+    exec_type: str,
+    status: str,
+    exec_id: int,
+    leaves_qty: str | None,
+    cum_qty: str | None,
+    avg_px: str | None,
+    reason: str | None,
+) -> ExecReport:
+    """A report without a trade's fields (a close, a refused cancel or amend): the order's own
+    fields as its last report (`template`) gave them, the rest as given."""
+    return ExecReport(
+        exec_type,
+        status,
+        exec_id,
+        template.order_id,
+        template.cl_ord_id,
+        template.symbol,
+        template.side,
+        template.type,
+        template.tif,
+        template.price,
+        template.qty,
+        template.quote_qty,
+        leaves_qty,
+        cum_qty,
+        avg_px,
+        None,  # last_px .. fee_asset: a trade's
+        None,
+        None,
+        None,
+        None,
+        None,
+        template.tag,
+        template.quote_set,
+        reason,
+    )
 
 
 def _avg_px_units(value: int, cum_qty: int) -> int:
