@@ -1,10 +1,18 @@
 """`venue bench journal` at a tiny size: the JSON is complete and consistent (never timed)."""
 
+import asyncio
 import json
+import time
+from pathlib import Path
 
 import pytest
 
+from bench import workloads
+from bench.journal_bench import CountingJournal
 from cli.main import main
+from core.sequencer import Sequencer
+from engine.venue import Venue
+from settlement.ledger import Ledger
 
 
 def test_journal_bench_reports_consistent_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -29,3 +37,27 @@ def test_sequencer_mode_commits_every_command_and_counts_fsyncs(
     assert result["journal_thread_cpu_us_per_command"] > 0
     latency = result["release_latency_ms"]
     assert 0 < latency["p50"] <= latency["p99"] <= latency["max"]
+
+
+def test_the_counting_journal_counts_each_durable_batch_of_the_sequencer_once(
+    tmp_path: Path,
+) -> None:
+    """The sequencer commits through `commit_commands`: each batch made durable is one count
+    (the `--sequencer` mode's fsyncs), not zero."""
+    commands = workloads.ledger_setup()
+
+    async def three_batches() -> int:
+        journal = CountingJournal(tmp_path / "j")
+        sequencer = Sequencer(
+            Venue(ledger=Ledger()), journal, lambda: time.time_ns() // 1000, lambda b: None
+        )
+        try:
+            for command in commands[:3]:  # each waits to be durable: a batch of its own
+                sequencer.submit(command)
+                await sequencer.drain()
+            return journal.syncs
+        finally:
+            sequencer.close()
+
+    assert len(commands) >= 3
+    assert asyncio.run(three_batches()) == 3
