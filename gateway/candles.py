@@ -317,13 +317,12 @@ class Candles:
             self.catch_up(symbol)
         for symbol in self._current:
             self._sync_longer(symbol)
+        # in key order: the bars' own order follows which symbol was read first (`catch_up`),
+        # and the same trades must give the same image however they were read
+        series, trades = self._series, self._trades
         return {
-            "series": [
-                [s, i, [_bar_image(bar) for bar in bars]] for (s, i), bars in self._series.items()
-            ],
-            "trades": [
-                [s, [list(count) for count in counts]] for s, counts in self._trades.items()
-            ],
+            "series": [[*key, [_bar_image(bar) for bar in series[key]]] for key in sorted(series)],
+            "trades": [[s, [list(count) for count in trades[s]]] for s in sorted(trades)],
             "last": dict(self._last),
         }
 

@@ -313,3 +313,15 @@ def test_the_publisher_adds_the_waiting_trades_when_many_wait() -> None:
         assert len(waiting) < TRADES_WAITING_MAX
     assert longest == TRADES_WAITING_MAX  # they did wait, until that many
     assert market_data.candles.image() == one_by_one.image()
+
+
+def test_the_image_is_the_same_whichever_symbol_was_read_first() -> None:
+    """Trades of two symbols, the second read first (its waiting trades join its bars before
+    the first's): the image equals that of one `add` per trade in trading order."""
+    added, waited = Candles(), Candles()
+    for symbol in ("MSFTx-USD", "AAPLx-USD"):
+        added.add(symbol, T0, 18_700, 3)
+        waited.waiting(symbol).append(_trade(T0, 18_700, 3))
+    waited.bars("AAPLx-USD", "1m", 5)
+    assert waited.image() == added.image()
+    assert [series[0] for series in added.image()["series"]][0] == "AAPLx-USD"
