@@ -324,4 +324,4 @@ def test_the_image_is_the_same_whichever_symbol_was_read_first() -> None:
         waited.waiting(symbol).append(_trade(T0, 18_700, 3))
     waited.bars("AAPLx-USD", "1m", 5)
     assert waited.image() == added.image()
-    assert [series[0] for series in added.image()["series"]][0] == "AAPLx-USD"
+    assert added.image()["series"][0][0] == "AAPLx-USD"
