@@ -270,6 +270,25 @@ def check_no_loss_no_duplicate(cluster: LocalCluster, seen: Trading, tag: str) -
     return ledger
 
 
+REPLAY_WAIT_S = 20.0  # a replay may wait behind the stream's failover, past a quiet second
+
+
+async def account_events_until(client: VenueClient, count: int) -> list[dict[str, Any]]:
+    """The account events (not heartbeats, not the snapshot) that arrive until `count` have
+    come or `REPLAY_WAIT_S` has passed: the caller's comparison decides whether they are all
+    there and the same."""
+    events: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + REPLAY_WAIT_S
+    while len(events) < count and (left := deadline - loop.time()) > 0:
+        try:
+            push = await client.next_push(left)
+        except TimeoutError:
+            break
+        events += account_events([push])
+    return events
+
+
 async def resume_elsewhere(url: str, who: str, seen: list[dict[str, Any]]) -> None:
     """Reconnect to `url` with since_seq from before the fault: the same events, same bytes."""
     events = contiguous(seen)
@@ -277,8 +296,8 @@ async def resume_elsewhere(url: str, who: str, seen: list[dict[str, Any]]) -> No
     again = await client(url, who)
     try:
         await again.subscribe_account(since_seq=since)
-        replayed = account_events(await drain_pushes(again, 1.0))  # not heartbeats
         expected = [p for p in account_events(seen) if p["seq"] > since]
+        replayed = await account_events_until(again, len(expected))
         # what arrived after the readers stopped is replayed too: compare what both have
         assert len(replayed) >= len(expected)
         for mine, theirs in zip(expected, replayed, strict=False):
