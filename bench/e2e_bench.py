@@ -26,7 +26,9 @@ window (it can pass 100%: the journal and the ledger store write in threads);
 window over `acked_per_sec`, in µs): the cost of an action, whatever the rate;
 `server_cpu_by_thread` splits it by thread (the loop, the journal, the ledger store...), user
 and system, from /proc/PID/task (Linux; a thread that ended in the window is in the
-process's figure only, and each thread's clock ticks round on their own). RSS is the
+process's figure only, and each thread's clock ticks round on their own), with each thread's
+read and write system calls and context switches per action (counts: they survive noise
+that moves times). RSS is the
 server's peak. `client_cpu_percent` is each role's client processes' CPU over their window
 (% of one core, summed), and `client_process_cpu_percent_max` the busiest process's: a
 subscriber process near 100% cannot read faster, so the book rate is then the clients' limit.
@@ -534,22 +536,40 @@ def cpu_by_thread(
     threads: list[ThreadCpu] | None, window_s: float | None, acked_per_sec: float
 ) -> dict[str, dict[str, float | None]] | None:
     """The server's CPU per acknowledged action by thread name (threads of one name summed),
-    user and system, µs, busiest first; None without a reading."""
+    user and system, µs, busiest first, with its read and write system calls and context
+    switches per acknowledged action (None where /proc gives no count); None without a
+    reading."""
     if threads is None or not window_s:
         return None
-    by_name: dict[str, tuple[float, float]] = {}
+    by_name: dict[str, list[ThreadCpu]] = {}
     for thread in threads:
-        user_s, system_s = by_name.get(thread.name, (0.0, 0.0))
-        by_name[thread.name] = (user_s + thread.user_s, system_s + thread.system_s)
-    ordered = sorted(by_name.items(), key=lambda item: (-sum(item[1]), item[0]))
+        by_name.setdefault(thread.name, []).append(thread)
+    cpu = {name: _cpu_of(named) for name, named in by_name.items()}
+    ordered = sorted(by_name, key=lambda name: (-sum(cpu[name]), name))
+    actions = acked_per_sec * window_s
     return {
         name: {
-            "us_per_action": cpu_us_per_action((user_s + system_s) / window_s, acked_per_sec),
-            "user_us_per_action": cpu_us_per_action(user_s / window_s, acked_per_sec),
-            "system_us_per_action": cpu_us_per_action(system_s / window_s, acked_per_sec),
+            "us_per_action": cpu_us_per_action(sum(cpu[name]) / window_s, acked_per_sec),
+            "user_us_per_action": cpu_us_per_action(cpu[name][0] / window_s, acked_per_sec),
+            "system_us_per_action": cpu_us_per_action(cpu[name][1] / window_s, acked_per_sec),
+            "reads_per_action": _count_per_action([t.reads for t in by_name[name]], actions),
+            "writes_per_action": _count_per_action([t.writes for t in by_name[name]], actions),
+            "switches_per_action": _count_per_action([t.switches for t in by_name[name]], actions),
         }
-        for name, (user_s, system_s) in ordered
+        for name in ordered
     }
+
+
+def _cpu_of(threads: list[ThreadCpu]) -> tuple[float, float]:
+    """User and system seconds of threads of one name, summed."""
+    return sum(t.user_s for t in threads), sum(t.system_s for t in threads)
+
+
+def _count_per_action(counts: list[int | None], actions: float) -> float | None:
+    """A count of threads of one name, summed, per acknowledged action (2 decimals)."""
+    if not actions or any(count is None for count in counts):
+        return None
+    return round(sum(count for count in counts if count is not None) / actions, 2)
 
 
 def _role_summary(results: list[dict[str, Any]], duration: float) -> dict[str, Any]:

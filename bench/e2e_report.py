@@ -57,6 +57,7 @@ def summary(result: dict[str, Any]) -> str:
         f"server CPU {result['server_cpu_percent']}%, peak RSS {result['server_rss_mb']} MiB",
         f"server CPU per acked action: {result['server_cpu_us_per_action']} µs"
         + _by_thread(result.get("server_cpu_by_thread")),
+        *_calls_by_thread(result.get("server_cpu_by_thread")),
         f"book levels per update: {result['book_levels_per_update']}; client CPU % of a core: "
         f"{result['client_cpu_percent']} (busiest process "
         f"{result['client_process_cpu_percent_max']}%)",
@@ -87,6 +88,29 @@ def _by_thread(threads: dict[str, dict[str, float]] | None) -> str:
         for name, cpu in busy.items()
     )
     return "; by thread (user + system): " + ", ".join(parts)
+
+
+def _calls_by_thread(threads: dict[str, dict[str, float | None]] | None) -> list[str]:
+    """`system calls per acked action (reads + writes; context switches): loop 0.61 + 1.35;
+    2.02, ...` for the threads that made any; no line without counts."""
+    counted = {
+        name: thread
+        for name, thread in (threads or {}).items()
+        if thread.get("reads_per_action") is not None
+        and (
+            thread["reads_per_action"]
+            or thread["writes_per_action"]
+            or thread["switches_per_action"]
+        )
+    }
+    if not counted:
+        return []
+    parts = (
+        f"{name} {thread['reads_per_action']} + {thread['writes_per_action']}; "
+        f"{thread['switches_per_action']}"
+        for name, thread in counted.items()
+    )
+    return ["system calls per acked action (reads + writes; context switches): " + ", ".join(parts)]
 
 
 def markdown_report(

@@ -60,12 +60,18 @@ def unlimited_config(config_path: Path, directory: Path, extra: str = "") -> Pat
 
 @dataclass(frozen=True)
 class ThreadCpu:
-    """One thread's CPU time, user and system, in seconds (so far, or over a window)."""
+    """One thread's CPU time, user and system, in seconds, and its counts of system calls
+    that read and write (files, sockets, event fds: /proc's `syscr`, `syscw`) and of context
+    switches (voluntary and not), so far or over a window. Counts are None where /proc does
+    not give them. Unlike times, counts barely move with a busy machine's noise."""
 
     thread_id: int
     name: str
     user_s: float
     system_s: float
+    reads: int | None = None
+    writes: int | None = None
+    switches: int | None = None
 
 
 def thread_cpu_used(before: list[ThreadCpu], after: list[ThreadCpu]) -> list[ThreadCpu]:
@@ -74,10 +80,25 @@ def thread_cpu_used(before: list[ThreadCpu], after: list[ThreadCpu]) -> list[Thr
     earlier = {thread.thread_id: thread for thread in before}
     used = []
     for thread in after:
-        start = earlier.get(thread.thread_id, ThreadCpu(thread.thread_id, thread.name, 0, 0))
-        user_s, system_s = thread.user_s - start.user_s, thread.system_s - start.system_s
-        used.append(ThreadCpu(thread.thread_id, thread.name, user_s, system_s))
+        start = earlier.get(
+            thread.thread_id, ThreadCpu(thread.thread_id, thread.name, 0, 0, 0, 0, 0)
+        )
+        used.append(
+            ThreadCpu(
+                thread.thread_id,
+                thread.name,
+                thread.user_s - start.user_s,
+                thread.system_s - start.system_s,
+                _difference(thread.reads, start.reads),
+                _difference(thread.writes, start.writes),
+                _difference(thread.switches, start.switches),
+            )
+        )
     return used
+
+
+def _difference(after: int | None, before: int | None) -> int | None:
+    return None if after is None or before is None else after - before
 
 
 def read_thread_cpu(pid: int) -> list[ThreadCpu] | None:
@@ -100,8 +121,31 @@ def read_thread_cpu(pid: int) -> list[ThreadCpu] | None:
         name = LOOP_THREAD if thread_id == pid else name
         # after the command name, as for the process: utime and stime are fields 14 and 15
         user_s, system_s = int(fields[11]) / ticks_per_s, int(fields[12]) / ticks_per_s
-        threads.append(ThreadCpu(thread_id, name, user_s, system_s))
+        reads, writes, switches = _thread_counts(task)
+        threads.append(ThreadCpu(thread_id, name, user_s, system_s, reads, writes, switches))
     return threads
+
+
+def _thread_counts(task: Path) -> tuple[int | None, int | None, int | None]:
+    """A thread's read and write system calls and its context switches so far, from
+    /proc/PID/task/TID/io and status; None for what cannot be read (another user's process,
+    a kernel without task I/O accounting, a thread that ended)."""
+    reads: int | None
+    writes: int | None
+    switches: int | None
+    try:
+        io = dict(line.split(": ") for line in (task / "io").read_text().splitlines())
+        reads, writes = int(io["syscr"]), int(io["syscw"])
+    except (OSError, KeyError, ValueError):
+        reads = writes = None
+    try:
+        status = dict(line.split(":\t", 1) for line in (task / "status").read_text().splitlines())
+        switches = int(status["voluntary_ctxt_switches"]) + int(
+            status["nonvoluntary_ctxt_switches"]
+        )
+    except (OSError, KeyError, ValueError):
+        switches = None
+    return reads, writes, switches
 
 
 class ServerProcess:

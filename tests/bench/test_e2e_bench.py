@@ -145,6 +145,23 @@ def test_the_server_cpu_splits_by_named_thread_into_the_process_figure(
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))
+def test_the_server_threads_system_calls_are_counted_per_action(runs: Any, name: str) -> None:
+    """The loop reads every request and writes every answer, the journal's thread writes
+    every batch (and wakes the loop): their system calls and context switches, per action."""
+    _, result, out = runs[name]
+    threads = result["server_cpu_by_thread"]
+    loop, journal = threads["loop"], threads["journal"]
+    assert loop["reads_per_action"] > 0 and loop["writes_per_action"] > 0
+    assert loop["switches_per_action"] > 0
+    assert journal["writes_per_action"] > 0 and journal["switches_per_action"] > 0
+    assert journal["reads_per_action"] is not None
+    (markdown,) = out.glob("e2e-*.md")
+    shown = f"(reads + writes; context switches): loop {loop['reads_per_action']} + "
+    shown += f"{loop['writes_per_action']}; {loop['switches_per_action']}"
+    assert shown in markdown.read_text()
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
 def test_each_roles_client_cpu_is_reported(runs: Any, name: str) -> None:
     _, result, out = runs[name]
     shares = result["client_cpu_percent"]
