@@ -1,5 +1,6 @@
 """The command journal: the contract every journal keeps, then the file's framing and recovery."""
 
+import errno
 import logging
 import random
 import select
@@ -219,20 +220,26 @@ def test_a_commit_is_one_synchronous_write_unless_appends_wait(
 def test_a_torn_tail_is_cut_and_appending_continues(
     path: Path, seq: int, into_frame: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The file ends `into_frame` bytes into record `seq` (negative: that far before its end)."""
+    """The file ends `into_frame` bytes into record `seq` (negative: that far before its end).
+    The tear is counted up to its last non-zero byte: zeros at the end of the file are what
+    the journal sets aside for writes (a tear of zeros alone is cut without a word)."""
     written = write_journal(path, TORN_BATCHES)
     offsets = frame_offsets(written)
     frame_bytes = HEADER_BYTES + len(payload(seq))
     kept = into_frame % frame_bytes
     cut = offsets[seq] + kept
     with path.open("r+b") as file:
+        torn = len(file.read()[offsets[seq] : cut].rstrip(b"\0"))
         file.truncate(cut)
     with caplog.at_level(logging.WARNING, logger="core.journal"):
         recovered, replayed, last_seq = reopened(path)
-    assert recovered == kept
+    assert recovered == torn
     assert replayed == written[: seq - 1]
     assert last_seq == seq - 1
-    assert f"torn tail of {kept} bytes at byte {offsets[seq]}" in caplog.text
+    if torn:
+        assert f"torn tail of {torn} bytes at byte {offsets[seq]}" in caplog.text
+    else:
+        assert "torn" not in caplog.text
     assert path.stat().st_size == offsets[seq]
     more = records(seq, 4)
     write_journal(path, [more])
@@ -322,12 +329,14 @@ def test_a_bad_frame_far_from_the_end_is_corruption(
 
 @pytest.mark.parametrize("filler", [b"\x00", b"\xff", b"\x00\x00\x00\x07garbage"])
 def test_a_tail_of_junk_after_the_last_record_is_cut(path: Path, filler: bytes) -> None:
-    """A crash can leave a longer file than was written: zeros, or old disk contents."""
+    """A crash can leave a longer file than was written: zeros (the space the journal sets
+    aside, not counted as torn), or old disk contents."""
     written = write_journal(path, TORN_BATCHES)
     size = path.stat().st_size
+    junk = (filler * 5_000)[:5_000]
     with path.open("ab") as file:
-        file.write((filler * 5_000)[:5_000])
-    assert reopened(path) == (5_000, written, 6)
+        file.write(junk)
+    assert reopened(path) == (len(junk.rstrip(b"\0")), written, 6)
     assert path.stat().st_size == size
 
 
@@ -363,6 +372,111 @@ def test_measure_commits_and_verifies(path: Path) -> None:
     assert path.stat().st_size == 2_500 * (HEADER_BYTES + 100)
     with pytest.raises(FileExistsError):
         measure(records=1, batch=1, payload_bytes=1, path=path)
+
+
+# -- preallocation: the file grows ahead of its records ---------------------------------------
+
+STEP_BYTES = 5_000  # PREALLOCATE_BYTES in these tests: a growth every ~7 commits of ~700 bytes
+
+
+def frames_of(written: list[Record]) -> bytes:
+    return b"".join(frame(seq, body) for seq, body in written)
+
+
+def test_the_file_grows_ahead_of_its_records_and_closes_to_them(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal_module, "PREALLOCATE_BYTES", STEP_BYTES)
+    journal = FileJournal(path)
+    written: list[Record] = []
+    sizes = set()
+    try:
+        for first in range(1, 211, 7):
+            journal.commit(records(first, 7))
+            written += records(first, 7)
+            end = len(frames_of(written))
+            contents = path.read_bytes()
+            assert end <= len(contents) <= end + STEP_BYTES  # one step at most past the writes
+            assert contents == frames_of(written) + bytes(len(contents) - end)
+            sizes.add(len(contents))
+    finally:
+        journal.close()
+    assert len(sizes) <= 30 // 5, "the file grows in steps, not with every write"
+    assert path.read_bytes() == frames_of(written)
+    assert reopened(path) == (0, written, 210)
+
+
+def crashed_copy(path: Path, tmp_path: Path, written: list[Record]) -> Path:
+    """The file as a crash of its writer leaves it (the records, then the zeros set aside),
+    copied while the writer still holds it."""
+    journal = FileJournal(path)
+    try:
+        journal.commit(written)
+        copy = tmp_path / "crashed.journal"
+        copy.write_bytes(path.read_bytes())
+    finally:
+        journal.close()
+    assert len(copy.read_bytes()) > len(frames_of(written)), "zeros were set aside"
+    return copy
+
+
+def test_the_zeros_a_crash_leaves_are_no_torn_tail(
+    path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    written = records(1, 40)
+    copy = crashed_copy(path, tmp_path, written)
+    size = copy.stat().st_size
+    with caplog.at_level(logging.INFO, logger="core.journal"):
+        reader = FileJournal(copy, read_only=True)
+        try:
+            assert (reader.recovered_tail_bytes, list(reader.replay())) == (0, written)
+        finally:
+            reader.close()
+        assert copy.stat().st_size == size, "reading changed nothing"
+        assert reopened(copy) == (0, written, 40)
+    assert caplog.text == "", "zeros set aside are not worth a word"
+    assert copy.read_bytes() == frames_of(written), "the writer gave the space back"
+    more = records(41, 3)
+    write_journal(copy, [more])
+    assert reopened(copy) == (0, written + more, 43)
+
+
+def test_a_write_torn_into_the_space_set_aside_is_cut(
+    path: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    written = records(1, 40)
+    copy = crashed_copy(path, tmp_path, written)
+    end = len(frames_of(written))
+    torn = frame(41, payload(41))[:30]  # a frame cut short, zeros after it
+    with copy.open("r+b") as file:
+        file.seek(end)
+        file.write(torn)
+    torn_bytes = len(torn.rstrip(b"\0"))
+    with caplog.at_level(logging.WARNING, logger="core.journal"):
+        assert reopened(copy) == (torn_bytes, written, 40)
+    assert f"cut a torn tail of {torn_bytes} bytes at byte {end}" in caplog.text
+    assert copy.read_bytes() == frames_of(written)
+
+
+def test_without_fallocate_each_write_grows_the_file(
+    path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(journal_module.os, "posix_fallocate", refuse)
+    journal = FileJournal(path)
+    written: list[Record] = []
+    try:
+        with caplog.at_level(logging.INFO, logger="core.journal"):
+            for first in range(1, 30, 3):
+                journal.commit(records(first, 3))
+                written += records(first, 3)
+                assert path.read_bytes() == frames_of(written)
+    finally:
+        journal.close()
+    assert caplog.text.count("not preallocated") == 1
+    assert reopened(path) == (0, written, 30)
 
 
 # -- a real crash ---------------------------------------------------------------------------
