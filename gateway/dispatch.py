@@ -126,7 +126,12 @@ def _query(
 
 
 class Dispatcher:
-    """Requests in, commands to the bus and answers out."""
+    """Requests in, commands to the bus and answers out.
+
+    Past 400 lines for a reason: every request method of the trade connection is routed,
+    limited and answered here, the trading ones on the hot path with their answers built
+    inline; what stands alone has its module (decoding `wire`, limits, queries, order
+    history, placed orders)."""
 
     def __init__(
         self,

@@ -756,6 +756,11 @@ def _rows(levels: Iterable[Level], market: "_Market") -> list[list[str]]:
 class MarketData:
     """Public channels of the venue, fed by its durable events, flushed once per turn.
 
+    Past 400 lines for a reason: the channels share one pass over each command's events (the
+    hot loop of the public side), the per-symbol state it updates, and the coalescing and
+    snapshot rules that must agree with it; the pieces that stand alone are their own
+    classes (`_Levels` per book side, `_Ticker`, `_Market`, `Candles`).
+
     The server calls `on_events` with each released command's events, then `flush` with the
     streams that have subscribers, and sends each returned payload to all of them; a new
     subscriber gets `snapshot(stream)` first and then the stream's later messages.

@@ -74,7 +74,11 @@ class Handler(Protocol):
 
 
 class Connection(asyncio.Protocol):
-    """One TCP connection: first an HTTP request, then (if upgraded) a websocket."""
+    """One TCP connection: first an HTTP request, then (if upgraded) a websocket.
+
+    Just past 400 lines: the protocol callbacks, the fast frame reader, the closing handshake
+    and its timers all work on the one connection's state (the module docstring says why
+    the websocket library's protocol is driven from here)."""
 
     def __init__(self, listener: "Listener") -> None:
         self.listener = listener

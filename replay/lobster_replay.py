@@ -145,7 +145,13 @@ class ReplayCounts:
 
 
 class LobsterReplay:
-    """Feed it every message with the row after it, in order; then `finish()`."""
+    """Feed it every message with the row after it, in order; then `finish()`.
+
+    Past 400 lines for a reason: each LOBSTER message type (submission, partial cancel,
+    deletion, execution, hidden execution, halt) becomes venue commands, and the book is
+    checked against the exchange's row by row; the orders the file does not show (seeded at
+    the start, revealed, hidden, synthetic) must be kept in step with both, so all of it
+    works on one replay's state (its order map, queues and counts)."""
 
     def __init__(self, symbol: str, levels: int, venue: Venue | None = None) -> None:
         assert levels > 0, "a file has at least one level"

@@ -117,7 +117,11 @@ Spend = tuple[int, str, int]  # account, asset, amount of a hold a chain uses up
 
 
 class Ledger:
-    """Balances changed only by booked chains of transfers, holds and releases."""
+    """Balances changed only by booked chains of transfers, holds and releases.
+
+    Just past 400 lines: every way a balance changes (holds, releases, DvP, mint, burn,
+    withdrawals, redemptions, corporate actions) goes through this one owner of the balances,
+    so that each keeps the same invariants (docs/settlement.md)."""
 
     def __init__(self) -> None:
         self.assets: dict[str, AssetSpec] = {}
