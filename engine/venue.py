@@ -269,7 +269,7 @@ class Venue:
             and cmd.order_type is LIMIT
             and (tif is GTC or tif is IOC)
             and not (cmd.quote_qty or cmd.post_only or cmd.expire_at_us)
-            and cmd.quote_set is None  # a quote's (post-only anyway) is checked one by one
+            and cmd.quote_set is None  # a quote is post-only: checked one by one anyway
             and cmd.stp in STP_MODES
             and market.status is OPEN
             and (cl_ord_id is None or self._new_cl_ord_id(account, cl_ord_id))
