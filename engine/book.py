@@ -58,6 +58,8 @@ class Order(msgspec.Struct, gc=False, array_like=True):
     hold: int = 0  # what the order holds in the ledger: cash for a buy, base for a sell
     fee_exact: int = 0  # exact fees so far, in 1/(den x 10,000) quote units
     fees_paid: int = 0  # fees booked so far
+    # Last, with a default: images written before it existed still load (see engine.snapshot).
+    quote_set: str | None = None  # the `quote.mass` set it quotes for, if any
 
 
 class Level:

@@ -39,6 +39,9 @@ class PlaceOrder(Command, frozen=True, gc=False, kw_only=True):
     cl_ord_id: str | None = None
     tag: str | None = None
     expire_at_us: int = 0  # gtd only
+    # The `quote.mass` quote set the order is a quote of: opaque to matching, kept on the
+    # order (journaled, in snapshots) so that the gateway finds its quotes after a restart.
+    quote_set: str | None = None
 
 
 class CancelOrder(Command, frozen=True, gc=False, kw_only=True):

@@ -3,8 +3,10 @@
 Owns two small tables kept in step with the released events: each quote set's live quote
 per symbol and side (so the next `quote.mass` amends or cancels it instead of placing
 anew), and the session that placed each open order (so cancel-on-disconnect knows what to
-cancel). Both forget an order as soon as it closes; neither is in snapshots (a restart
-drops every connection, and with it every quote set's session).
+cancel). Both forget an order as soon as it closes; neither is in snapshots. A quote's set
+travels with its order (`PlaceOrder.quote_set`, journaled), so after a restart the quotes
+are found again among the recovered open orders (`adopt_quotes`); the sessions are not (a
+restart drops every connection).
 """
 
 from collections.abc import Iterable
@@ -49,7 +51,7 @@ class PlacedOrders:
     def requote(self, slot: QuoteSlot, price: int, qty: int, ts_us: int = 0) -> Command | None:
         """The command that makes the slot's live quote `qty` at `price` (0: pulled), at
         `ts_us` (0: for the sequencer to stamp)."""
-        account, _, symbol, side = slot
+        account, quote_set, symbol, side = slot
         order = self.reads.orders.get(self.quotes.get(slot, 0))
         if order is None or order.account != account:
             if not qty:
@@ -63,6 +65,7 @@ class PlacedOrders:
                 qty=qty,
                 post_only=True,
                 stp=SelfTradePrevention.EXPIRE_MAKER,
+                quote_set=quote_set,  # on the order: found again after a restart
             )
         if not qty:
             return CancelOrder(ts_us=ts_us, account=account, order_id=order.order_id)
@@ -76,6 +79,18 @@ class PlacedOrders:
             price=price,
             qty=order.cum_qty + qty,
         )
+
+    def adopt_quotes(self) -> None:
+        """After a recovery: the live quotes are the open orders that carry a quote set. In
+        order id order, so that if a slot holds two (pipelined over a cluster's bus), the
+        later one is its live quote, as `track_quote` made it before the restart."""
+        orders = self.reads.orders
+        for order_id in sorted(orders):
+            order = orders[order_id]
+            if order.quote_set is not None:
+                slot = (order.account, order.quote_set, order.symbol, order.side)
+                self.quotes[slot] = order_id
+                self.quote_slots[order_id] = slot
 
     def amends(
         self,

@@ -240,7 +240,7 @@ class PrivateStreams:
         self.reporter.last_exec_id = image["last_exec_id"]
         markets = self.reads.markets  # the reporter learns the specs after this
         for order in self.reads.orders.values():  # before the journal tail trades them
-            self.reporter.adopt(order, None, markets[order.symbol].spec)
+            self.reporter.adopt(order, order.quote_set, markets[order.symbol].spec)
         for account, (seq, history) in image["private"].items():
             stream = self.streams.setdefault(int(account), PrivateStream())
             seqs = [s for s, _ in history]

@@ -156,6 +156,7 @@ class VenueServer:
         """Recover or build the venue, then listen; the port actually bound."""
         first_seq = self._first_seq_of_start()
         await self.core.start()
+        self.dispatcher.placed.adopt_quotes()  # the quote sets' live quotes, as recovered
         self.private_streams.record_push_format(first_seq)
         self.public.start(self.bus.epoch)
         self._server = await transport.serve(
@@ -269,8 +270,12 @@ class VenueServer:
         kind = type(executed.command)
         if kind in _REFERENCE_DATA_COMMANDS:
             self._learn_reference_data()
-        if type(pending) is not Pending:  # a timer's, a notice's, or a cluster record's
-            self.private_streams.assign(executed, getattr(pending, "quote_set", None))
+        if type(pending) is not Pending:  # a timer's, a notice's, a cluster record's, a replay's
+            quote_set = getattr(pending, "quote_set", None)
+            command = executed.command
+            if quote_set is None and type(command) is PlaceOrder:  # replayed: it names its set
+                quote_set = command.quote_set
+            self.private_streams.assign(executed, quote_set)
             return
         quote_set = pending.quote_set
         self.private_streams.assign(executed, quote_set)

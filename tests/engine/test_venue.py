@@ -683,3 +683,36 @@ def test_a_price_amend_repeating_the_qty_moves_as_one_without_it() -> None:
     (event,) = amended[0]
     assert isinstance(event, OrderAmended) and not event.priority_kept
     assert (event.price, event.qty, event.leaves_qty) == (9_990, 1_000_000, 1_000_000)
+
+
+def quoted_venue(quote_set: str) -> Harness:
+    """A bid quoted for `quote_set` and then amended, beside a plain ask."""
+    harness = Harness(**PLAIN_SPEC)
+    harness.place(1, BUY, 10_000, 1_000_000, post_only=True, quote_set=quote_set)
+    harness.place(1, SELL, 10_010, 1_000_000)
+    harness.do(AmendOrder(account=1, order_id=1, price=9_990, qty=500_000))
+    return harness
+
+
+def test_an_order_keeps_its_quote_set_through_amends_and_images() -> None:
+    from engine import snapshot
+
+    venue = quoted_venue("mm1").venue
+    assert [o.quote_set for o in venue.open_orders(1)] == ["mm1", None]
+    restored = snapshot.restore(snapshot.decode(snapshot.encode(snapshot.capture(venue))))
+    assert [o.quote_set for o in restored.open_orders(1)] == ["mm1", None]
+    assert restored.state_hash() == venue.state_hash()
+    assert quoted_venue("mm2").venue.state_hash() != venue.state_hash(), "the set is state"
+
+
+@pytest.mark.parametrize("quote_set", ["", "q" * 65])
+@pytest.mark.parametrize("post_only", [False, True])
+def test_a_quote_set_name_out_of_bounds_is_refused(quote_set: str, post_only: bool) -> None:
+    harness = Harness(**PLAIN_SPEC)
+    refused = rejected(
+        harness.place(1, BUY, 10_000, 1_000_000, post_only=post_only, quote_set=quote_set)
+    )
+    assert refused.reason is ErrorCode.BAD_PARAM and "quote_set" in refused.detail
+    assert harness.venue.open_orders(1) == []
+    accepted = harness.place(1, BUY, 10_000, 1_000_000, post_only=post_only, quote_set="q" * 64)
+    assert kinds(accepted)[0] == "OrderAccepted"

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from client.sdk import VenueClient
 from core import config as venue_config
 from core.journal import FileJournal
 from core.sequencer import decode_command
@@ -26,7 +27,8 @@ from engine.events import OrderAccepted, TradeExecuted
 from engine.venue import Venue, VenueConfig
 from gateway.server import JOURNAL_FILE
 from settlement.ledger import Ledger
-from tests.conftest import ROOT, start_venue
+from tests.conftest import KEYS, ROOT, start_venue
+from tests.gateway.test_restart import QUOTE, requote_and_pull
 from tests.sample_config import SAMPLE_CONFIG
 
 CYCLES = int(os.environ.get("VENUE_CRASH_CYCLES", "10"))
@@ -164,6 +166,33 @@ def test_nothing_acknowledged_is_lost_across_kills(tmp_path: Path) -> None:
     asyncio.run(resume())
     after_catch_up = verify(data_dir, venue_config.load(SAMPLE_CONFIG))
     assert all(line.startswith("ok") for line in after_catch_up), after_catch_up
+
+
+def test_a_quote_set_is_requoted_after_a_kill(tmp_path: Path) -> None:
+    """SIGKILL while the maker is connected with cod on: no cancel-on-disconnect ran, so its
+    quotes are open after the restart, and its next quote.mass of the set amends them (no
+    second set of quotes beside them); cancel_all by quote set pulls them."""
+    data_dir = tmp_path / "data"
+    port = free_port()
+    server = start_server(data_dir, port)
+
+    async def scenario() -> None:
+        maker = await VenueClient(f"ws://127.0.0.1:{port}/ws/trade").connect()
+        try:
+            await maker.logon(*KEYS["alpha"])
+            await maker.request("session.cod", {"enabled": True})
+            placed = await maker.request("quote.mass", {"quote_set": "mm1", "quotes": [QUOTE]})
+        finally:
+            server.send_signal(signal.SIGKILL)  # acknowledged: the quotes are in the journal
+            server.wait(10)
+        await maker.close()
+        venue = await start_venue(data_dir)
+        try:
+            await requote_and_pull(venue, [r["result"]["order_id"] for r in placed["results"]])
+        finally:
+            await venue.server.stop()
+
+    asyncio.run(scenario())
 
 
 SYMBOL_OF = "AAPLx-USD"

@@ -64,3 +64,35 @@ def test_a_released_batch_forgets_every_order_its_commands_closed_and_only_those
     assert set(placed.placed_on) == {12} and session.placed == {12}
     assert placed.quote_slots == {21: (ACCOUNT, "q", SYMBOL, Side.BUY)}
     assert placed.quotes == {(ACCOUNT, "q", SYMBOL, Side.BUY): 21}
+
+
+def test_after_a_recovery_the_live_quotes_are_the_open_orders_of_each_set() -> None:
+    """Each slot's live quote is its open order; of two (pipelined over a cluster's bus, the
+    later tracked last), the later; orders of no set are no quotes. The next requote of a
+    slot amends its quote."""
+    from types import SimpleNamespace
+
+    from tests.engine.conftest import SYMBOL as LISTED
+    from tests.engine.conftest import Harness
+
+    harness = Harness()
+    for side, price, quote_set in (
+        (Side.BUY, 9_990, "q"),  # 1: the slot's earlier quote
+        (Side.SELL, 10_010, "q"),  # 2
+        (Side.BUY, 9_980, "q"),  # 3: the same slot's later one
+        (Side.BUY, 9_970, "r"),  # 4: another set
+        (Side.BUY, 9_960, None),  # 5: no set
+    ):
+        harness.place(ACCOUNT, side, price, 1_000, post_only=True, quote_set=quote_set)
+    placed = PlacedOrders(cast(ReadSide, SimpleNamespace(orders=harness.venue.orders)))
+    placed.adopt_quotes()
+    assert placed.quotes == {
+        (ACCOUNT, "q", LISTED, Side.BUY): 3,
+        (ACCOUNT, "q", LISTED, Side.SELL): 2,
+        (ACCOUNT, "r", LISTED, Side.BUY): 4,
+    }
+    assert sorted(placed.quote_slots) == [1, 2, 3, 4]
+    requote = placed.requote((ACCOUNT, "q", LISTED, Side.BUY), 9_980, 500)
+    assert requote == AmendOrder(account=ACCOUNT, order_id=3, price=9_980, qty=500)
+    new_quote = placed.requote((ACCOUNT, "s", LISTED, Side.SELL), 10_020, 500)
+    assert isinstance(new_quote, PlaceOrder) and new_quote.quote_set == "s"  # kept with it

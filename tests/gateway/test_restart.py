@@ -2,9 +2,10 @@
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from core import snapshots
-from tests.conftest import KEYS, start_venue
+from tests.conftest import KEYS, Venue, drain_pushes, start_venue
 from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
@@ -191,5 +192,90 @@ def test_a_recovery_under_another_push_format_answers_old_seqs_with_a_snapshot(
         (older / PUSH_FORMATS_FILE).write_text(json.dumps([[1, PUSH_FORMAT - 1]]))
         assert await resumed(same, head - 2) == [("balance", head - 1), ("balance", 1)]
         assert await resumed(older, head - 2) == [("snapshot", head), ("balance", 1)]
+
+    asyncio.run(scenario())
+
+
+QUOTE = {"symbol": SYMBOL, "bid_px": "187.00", "bid_qty": "1", "ask_px": "187.50", "ask_qty": "1"}
+REQUOTE = QUOTE | {"bid_qty": "2", "ask_px": "187.60"}  # the bid grows, the ask moves
+
+
+async def quote_and_leave(data_dir: Path) -> tuple[list[int], int, list[dict[str, Any]]]:
+    """A maker quotes set mm1 and leaves them quoted (cod off again: the quotes outlive the
+    connection, as a crash leaves them); the server stops. Its quotes' ids (bid, ask), the
+    account seq before them and the pushes they made."""
+    venue = await start_venue(data_dir)
+    maker = await venue.client("alpha")
+    await maker.subscribe_account()
+    before = (await maker.next_push())["seq"]
+    await maker.request("session.cod", {"enabled": True})
+    placed = await maker.request("quote.mass", {"quote_set": "mm1", "quotes": [QUOTE]})
+    pushes = await drain_pushes(maker)
+    await maker.request("session.cod", {"enabled": False})
+    await maker.close()
+    await venue.server.stop()
+    return [r["result"]["order_id"] for r in placed["results"]], before, pushes
+
+
+async def requote_and_pull(venue: Venue, quotes: list[int]) -> None:
+    """After the restart the maker's next quote.mass amends the same two orders (no second
+    set of quotes), and cancel_all by quote set pulls them."""
+    maker = await venue.client("alpha")
+    await maker.request("session.cod", {"enabled": True})
+    requoted = await maker.request("quote.mass", {"quote_set": "mm1", "quotes": [REQUOTE]})
+    assert [r["result"]["order_id"] for r in requoted["results"]] == quotes
+    orders = (await maker.open_orders())["orders"]
+    assert [(o["order_id"], o["price"], o["leaves_qty"]) for o in orders] == [
+        (quotes[0], "187.00", "2.000000"),
+        (quotes[1], "187.60", "1.000000"),
+    ]
+    assert await maker.request("orders.cancel_all", {"quote_set": "mm1"}) == {"canceled": 2}
+    assert (await maker.open_orders())["orders"] == []
+    await maker.close()
+
+
+def test_a_quote_set_is_requoted_after_a_clean_restart(tmp_path: Path) -> None:
+    """From the snapshot the stop wrote: the quotes are the set's, and their fills say so."""
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        quotes, _, _ = await quote_and_leave(data_dir)
+        venue = await start_venue(data_dir)
+        try:
+            maker = await venue.client("alpha")
+            await maker.subscribe_account()
+            await maker.next_push()  # the snapshot
+            taker = await venue.client("taker")
+            await taker.place(SYMBOL, "sell", "0.4", "187.00", tif="ioc")
+            fill = next(p for p in await drain_pushes(maker) if p["type"] == "exec")
+            assert (fill["data"]["exec_type"], fill["data"]["quote_set"]) == ("trade", "mm1")
+            await taker.close()
+            await maker.close()
+            await requote_and_pull(venue, quotes)
+        finally:
+            await venue.server.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_quote_set_is_requoted_after_a_replay_of_the_journal(tmp_path: Path) -> None:
+    """No snapshot (as after a crash before the first): the journal alone gives the quotes
+    back, and the pushes rebuilt from it are those first sent, their quote set included."""
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        quotes, before, pushes = await quote_and_leave(data_dir)
+        assert [p["data"]["quote_set"] for p in pushes if p["type"] == "exec"] == ["mm1"] * 2
+        for path in data_dir.glob("snapshot-*.bin"):
+            path.unlink()
+        venue = await start_venue(data_dir)
+        try:
+            maker = await venue.client("alpha")
+            await maker.subscribe_account(since_seq=before)
+            assert await drain_pushes(maker) == pushes
+            await maker.close()
+            await requote_and_pull(venue, quotes)
+        finally:
+            await venue.server.stop()
 
     asyncio.run(scenario())
