@@ -1001,16 +1001,16 @@ def test_a_bills_instruments_stream_moves_with_the_utc_date_followed_or_not() ->
 
 
 def test_a_bill_without_a_yield_sends_nothing_new_when_the_date_moves() -> None:
-    """More than 366 days left (or matured, or above par): the yield is null every day, so a
-    new UTC date changes nothing in the instruments stream (no update, no seq)."""
+    """Above par (or matured): the yield is null every day, so a new UTC date changes
+    nothing in the instruments stream (no update, no seq)."""
     bill = make_spec(
-        symbol="TB-400-USD",
+        symbol="TB-PAR-USD",
         kind=InstrumentKind.TBILL,
-        base="TB-400",
+        base="TB-PAR",
         price_decimals=6,
         qty_decimals=0,
-        reference_price=98_676_708,
-        maturity_us=T0 + 400 * DAY_US,
+        reference_price=100_500_000,  # 100.5 per 100 face: the rates would be negative
+        maturity_us=T0 + 91 * DAY_US,
     )
     session = Session(bill)
     instrument = Stream(Channel.INSTRUMENTS, bill.symbol)
