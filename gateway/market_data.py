@@ -1326,6 +1326,7 @@ class MarketData:
             assert bid is None or ask is None or bid[0] < ask[0], f"{symbol}: book crossed"
             if self._touched:
                 continue
+            assert not market.pending and not market.ticked, f"{symbol}: trades left unflushed"
             for depth, state in market.books.items():
                 if state.value is not None:
                     current = (market.bids.depth(depth), market.asks.depth(depth))
