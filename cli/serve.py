@@ -22,6 +22,7 @@ from cli import logs
 from cli.failures import CommandFailed, describe_os_error
 from core import config as venue_config
 from core.journal import Journal, JournalError
+from core.venue_core import now_us
 from gateway.server import VenueServer
 from settlement.store import LedgerStoreError
 
@@ -48,7 +49,7 @@ def run(
         venue = msgspec.structs.replace(config.venue, ledger_postgres=postgres)
         config = msgspec.structs.replace(config, venue=venue)
     try:  # every amount and spec checked before anything is touched
-        venue_config.setup_commands(config, now_us=0)
+        venue_config.setup_commands(config, now_us=now_us())  # a bill's term counts from now
     except venue_config.ConfigError as invalid:
         raise CommandFailed(f"{config_path}: {invalid}") from None
     logs.configure(log_level, log_format)

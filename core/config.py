@@ -23,7 +23,7 @@ from engine.commands import (
 from engine.enums import InstrumentKind
 from engine.instrument import InstrumentSpec
 from engine.units import parse_units
-from settlement import jurisdictions
+from settlement import jurisdictions, tbill
 from settlement.jurisdictions import is_jurisdiction
 
 HOUR_US = 3_600_000_000
@@ -157,7 +157,8 @@ def instrument_spec(entry: InstrumentEntry, scales: dict[str, int]) -> Instrumen
 
 
 def setup_commands(config: VenueConfig, now_us: int) -> list[Command]:
-    """The commands that build the configured venue from nothing, in order."""
+    """The commands that build the configured venue from nothing at `now_us`, in order;
+    ConfigError for what no venue could take (an unknown asset, a bill a year out...)."""
     scales = {asset.code: asset.scale for asset in config.assets}
     commands: list[Command] = [
         ListAsset(code=asset.code, scale=asset.scale) for asset in config.assets
@@ -165,7 +166,10 @@ def setup_commands(config: VenueConfig, now_us: int) -> list[Command]:
     for entry in config.instruments:
         if not all(map(is_jurisdiction, entry.excluded_jurisdictions)):
             raise ConfigError(f"{entry.symbol}: excluded_jurisdictions: {jurisdictions.PROBLEM}")
-    commands += [ListInstrument(spec=instrument_spec(i, scales)) for i in config.instruments]
+    specs = [instrument_spec(entry, scales) for entry in config.instruments]
+    for spec in specs:
+        _check_bill_term(spec, now_us)
+    commands += [ListInstrument(spec=spec) for spec in specs]
     for reserve in config.reserves:
         amount = _amount(reserve.amount, reserve.asset, scales)
         commands.append(AttestReserves(asset=reserve.asset, amount=amount, as_of_us=now_us))
@@ -184,6 +188,17 @@ def setup_commands(config: VenueConfig, now_us: int) -> list[Command]:
             amount = _amount(text, asset, scales)
             commands.append(Deposit(account=account.id, asset=asset, amount=amount))
     return commands
+
+
+def _check_bill_term(spec: InstrumentSpec, now_us: int) -> None:
+    """A bill maturing further out than any T-bill runs is a mistyped date: the venue does not
+    start on it (the engine would refuse the listing, `tbill.listing_term_problem`). A bill
+    that has matured since the config was written is left out at the build instead, with a
+    warning (`VenueCore._build_from_config`): the config was right, and has aged."""
+    if spec.maturity_us:
+        problem = tbill.listing_term_problem(now_us, spec.maturity_us)
+        if problem is not None:
+            raise ConfigError(f"{spec.symbol}: {problem}")
 
 
 def reserve_staleness_max_us(config: VenueConfig) -> int:

@@ -572,6 +572,7 @@ class _Market:
         "sizes",
         "spec",
         "status",
+        "ticked",
         "ticker",
         "ticker_state",
         "trades",
@@ -605,6 +606,8 @@ class _Market:
         self.start_instrument(ts_us)
         self.trades = _State(Stream(Channel.TRADES, symbol), None, ts_us)
         self.pending: list[TradeExecuted] = []  # this turn's trades, published at flush
+        # how many of `pending` the ticker holds already: those before a split (`_split`)
+        self.ticked = 0
         self.waiting = waiting  # the trades the candles have yet to add (`Candles.waiting`)
         self.recent: deque[TradeExecuted] = deque(maxlen=TRADES_RECENT_MAX)
         self.ticker = _Ticker()
@@ -957,15 +960,19 @@ class MarketData:
 
     def _split(self, event: SharesSplit) -> None:
         """Past prices and volumes of every market of the asset in post-split units: the
-        candles, and the ticker's window in place (not rebuilt from the candles, which
-        already hold this turn's trades that the flush adds to it). Each candles stream's
+        candles, and the ticker's window in place, each with this turn's trades before the
+        split (in pre-split units, as if they had been flushed in a turn of their own; the
+        tape still publishes them at the flush, at their prices). Each candles stream's
         seq moves with no update: a subscriber sees the gap and subscribes again for the
         rescaled bars (the client rule)."""
         new, old = event.ratio_new, event.ratio_old
         for symbol, market in self._markets.items():
             if market.spec.base != event.asset:
                 continue
-            self.candles.split(symbol, new, old, market.spec.price_tick)
+            self.candles.split(symbol, new, old, market.spec.price_tick)  # its `waiting` too
+            if len(market.pending) > market.ticked:
+                market.ticker.add_trades(market.pending[market.ticked :])
+                market.ticked = len(market.pending)
             market.ticker.split(new, old, market.spec.price_tick)
             for state in market.candles.values():
                 state.advance(state.value, event.ts_us)
@@ -1078,7 +1085,12 @@ class MarketData:
     ) -> None:
         trades = market.pending
         market.pending = []
-        if trades:
+        if market.ticked:  # a split of this turn put the trades before it in the ticker
+            trades_after = trades[market.ticked :]
+            market.ticked = 0
+            if trades_after:
+                market.ticker.add_trades(trades_after)
+        elif trades:
             market.ticker.add_trades(trades)
         market.recent.extend(trades)  # formatted only if a snapshot shows them
         state = market.trades
@@ -1319,6 +1331,7 @@ class MarketData:
             assert bid is None or ask is None or bid[0] < ask[0], f"{symbol}: book crossed"
             if self._touched:
                 continue
+            assert not market.pending and not market.ticked, f"{symbol}: trades left unflushed"
             for depth, state in market.books.items():
                 if state.value is not None:
                     current = (market.bids.depth(depth), market.asks.depth(depth))

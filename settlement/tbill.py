@@ -1,6 +1,7 @@
 """Exact T-bill arithmetic: price, bank discount rate, investment rate, days and par proceeds.
 
-Owns Treasury's formulas for bills quoted per 100 of face value; the ledger books the cash.
+Owns Treasury's formulas for bills quoted per 100 of face value and the longest term a bill
+is listed with (`listing_term_problem`: the engine's and the config's); the ledger books the cash.
 Prices are exact `Fraction`s per 100 face, or engine units at 6 decimals (98.676708 ->
 98_676_708). Rates are exact `Fraction`s (0.05235) or integer percent units at `decimals`
 (default 3: 5.235% -> 5_235). Every rounding is half up (toward +infinity) to the stated
@@ -163,6 +164,25 @@ def days_to_maturity_from_us(settlement_us: int, maturity_us: int) -> int:
     Equals `days_to_maturity` of the UTC dates when both instants share a time of day.
     """
     return (maturity_us - settlement_us) // MICROSECONDS_PER_DAY
+
+
+def calendar_days_from_us(from_us: int, to_us: int) -> int:
+    """Calendar days from the UTC date of `from_us` to that of `to_us`: `days_to_maturity` of
+    the two dates, whatever their times of day (Unix time counts every UTC day as 86,400 s)."""
+    return to_us // MICROSECONDS_PER_DAY - from_us // MICROSECONDS_PER_DAY
+
+
+def listing_term_problem(listed_us: int, maturity_us: int) -> str | None:
+    """Why a bill listed at `listed_us` cannot mature at `maturity_us`: more than
+    DAYS_TO_MATURITY_MAX calendar days away, no bill Treasury issues (its yield could not
+    even be quoted). None when it can; a maturity not after the listing is the caller's."""
+    days = calendar_days_from_us(listed_us, maturity_us)
+    if days <= DAYS_TO_MATURITY_MAX:
+        return None
+    return (
+        f"matures {days} days after today (UTC), more than the {DAYS_TO_MATURITY_MAX} a T-bill"
+        " may run (52-week bills run 364 days)"
+    )
 
 
 def year_days_after_issue(issue_date: date) -> int:

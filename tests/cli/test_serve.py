@@ -2,6 +2,7 @@
 PostgreSQL, across a crash (SIGKILL) and a clean stop, then verified from the outside."""
 
 import asyncio
+import datetime
 import re
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from cluster.postgres import free_port
 from settlement.pg_store import PostgresLedgerStore
 from tests.cli.test_main import RUN_TIMEOUT_S, SERVE, START_LINES_MAX, _env
 from tests.conftest import KEYS, ROOT
-from tests.sample_config import SAMPLE_CONFIG
+from tests.sample_config import SAMPLE_CONFIG, bill_dates, sample_bill
 
 SYMBOL = "AAPLx-USD"
 START_TIMEOUT_S = 30  # a restart replays the journal and catches the store up
@@ -114,6 +115,32 @@ def test_an_unreachable_postgres_refuses_to_start_in_one_line(tmp_path: Path) ->
     assert result.returncode == 2
     assert result.stderr.startswith("venue: cannot start: the ledger store: ")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_bill_maturing_more_than_366_days_out_refuses_to_start_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """The finding: a config bill a year and more out was listed (its yield null); refused by
+    the engine, the venue would start without it and say so only in a warning. It is a
+    mistyped date: the venue does not start, and creates nothing."""
+    text = SAMPLE_CONFIG.read_text()
+    last = bill_dates(text)[-1]
+    far = datetime.datetime.now(datetime.UTC).date() + datetime.timedelta(days=400)
+    config = tmp_path / "venue.toml"
+    config.write_text(text.replace(f"maturity = {last.isoformat()}", f"maturity = {far}", 1))
+    data_dir = tmp_path / "data"
+    command = [sys.executable, "-m", "cli.main", "serve", "--config", str(config)]
+    command += ["--data-dir", str(data_dir), "--port", "0"]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=START_TIMEOUT_S
+    )
+    assert result.returncode == 2
+    bill = sample_bill("TB-2027-08-26-USD")
+    assert result.stderr == (
+        f"venue: {config}: {bill}: matures 400 days after today (UTC), more than the 366 a"
+        " T-bill may run (52-week bills run 364 days)\n"
+    )
+    assert not data_dir.exists()
 
 
 def test_ledger_commands_refuse_an_unreachable_postgres(

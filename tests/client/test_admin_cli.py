@@ -130,11 +130,14 @@ def test_list_asset_and_instrument_then_move_its_band_and_halt_it(
 def test_tbill_listing_takes_a_maturity(
     venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert admin(venue.port, "list-asset", "TB-2028-01-06", "0") == 0
-    listing = ["list-instrument", "--symbol", "TB-2028-01-06-USD", "--kind", "tbill"]
-    listing += ["--base", "TB-2028-01-06", "--quote", "USD", "--tick", "0.000001"]
+    # 26 weeks from today: a fixed date is more than 366 days out (no bill runs so long) or past
+    maturity = datetime.datetime.now(datetime.UTC).date() + datetime.timedelta(weeks=26)
+    bill = f"TB-{maturity.isoformat()}"
+    assert admin(venue.port, "list-asset", bill, "0") == 0
+    listing = ["list-instrument", "--symbol", f"{bill}-USD", "--kind", "tbill"]
+    listing += ["--base", bill, "--quote", "USD", "--tick", "0.000001"]
     listing += ["--step", "1", "--min-qty", "100", "--min-notional", "100", "--band-pct", "1"]
-    listing += ["--reference-price", "96.000000", "--maturity", "2028-01-06"]
+    listing += ["--reference-price", "96.000000", "--maturity", maturity.isoformat()]
     assert admin(venue.port, *listing) == 0
     capsys.readouterr()
 

@@ -39,7 +39,8 @@ from engine.venue import VenueConfig
 from settlement.ledger import Ledger
 from tests.client.test_admin_cli import BackgroundVenue
 from tests.conftest import KEYS, ROOT, Venue
-from tests.sample_config import SAMPLE_CONFIG, sample_bill
+from tests.core.test_sample_config import midnight_us
+from tests.sample_config import RUNWAY_DAYS, SAMPLE_CONFIG, bill_dates, sample_bill
 from tests.terminal import run_on_terminal
 
 SYMBOL = "AAPLx-USD"
@@ -55,7 +56,9 @@ READY_TIMEOUT_S = 5.0
 BILL = sample_bill("TB-2027-03-04-USD")
 BILLS = (BILL, sample_bill("TB-2027-08-26-USD"))
 LISTED = config_references(SAMPLE_CONFIG)
-NOW_US = 1_796_000_000_000_000  # 2026-11-30: the demo bills are live, the reserves fresh
+# RUNWAY_DAYS before the sample's first bill matures: its bills are live and listable (none
+# more than 366 days out, however the sample rolls them), the reserves fresh
+NOW_US = midnight_us(bill_dates(SAMPLE_CONFIG.read_text())[0] - datetime.timedelta(RUNWAY_DAYS))
 
 
 def _maker(venue: Venue) -> MarketMaker:

@@ -78,3 +78,27 @@ def test_an_instrument_needs_its_assets(tmp_path: Path) -> None:
     )
     with pytest.raises(config.ConfigError, match="list the assets"):
         config.setup_commands(config.load(write(tmp_path, text)), NOW_US)
+
+
+def bill_config(maturity: str) -> str:
+    return (
+        '[[assets]]\ncode = "USD"\nscale = 2\n[[assets]]\ncode = "TB-X"\nscale = 0\n'
+        '[[instruments]]\nsymbol = "TB-X-USD"\nkind = "tbill"\nbase = "TB-X"\nquote = "USD"\n'
+        'tick = "0.000001"\nstep = "100"\nmin_qty = "100"\nmin_notional = "50"\n'
+        f'band_pct = "1"\nreference_price = "96.000000"\nmaturity = {maturity}\n'
+    )
+
+
+def test_a_bill_maturing_more_than_366_days_out_is_an_error(tmp_path: Path) -> None:
+    """The finding: such a bill was listed from the config, its yield null (or, once the
+    engine refused it, the venue started without it, saying so in one warning). A date a
+    year out is a mistyped one: the venue does not start on it."""
+    longest = config.load(write(tmp_path, bill_config("2028-01-02")))  # 366 days from NOW_US
+    assert len(config.setup_commands(longest, NOW_US)) == 3
+    too_far = config.load(write(tmp_path, bill_config("2028-01-03")))
+    with pytest.raises(config.ConfigError) as raised:
+        config.setup_commands(too_far, NOW_US)
+    assert str(raised.value) == (
+        "TB-X-USD: matures 367 days after today (UTC), more than the 366 a T-bill may run"
+        " (52-week bills run 364 days)"
+    )

@@ -214,6 +214,41 @@ def test_a_bill_whose_maturity_has_come_cannot_be_listed(custodied: Custodied) -
     assert custodied.venue.state_hash() == before  # nothing but the clock moved
 
 
+def test_a_bill_maturing_more_than_366_days_out_cannot_be_listed(custodied: Custodied) -> None:
+    """The finding: a bill maturing 400 days out was listed, and its yield was null: no US
+    T-bill runs longer than 52 weeks. Days are calendar days from the listing's UTC date,
+    as the yield counts them: at noon, midnight 367 days on is 366 whole days away, yet a
+    367th date."""
+    day_us = 24 * HOUR_US
+    custodied.ok(AdvanceClock(), ts=day_us // 2)  # noon of the first day
+    before = custodied.venue.state_hash()
+
+    def bill(maturity_us: int) -> ListInstrument:
+        spec = make_spec(
+            symbol=BILL,
+            kind=InstrumentKind.TBILL,
+            base="TB-X",
+            price_decimals=6,
+            qty_decimals=0,
+            reference_price=98_676_708,
+            maturity_us=maturity_us,
+        )
+        return ListInstrument(spec=spec)
+
+    events = custodied.do(bill(367 * day_us), ts=day_us // 2)
+    assert len(events) == 1 and isinstance(events[0], CommandRejected)
+    assert events[0].reason is ErrorCode.BAD_PARAM
+    assert events[0].detail == (
+        "TB-X-USD matures 367 days after today (UTC), more than the 366 a T-bill may run"
+        " (52-week bills run 364 days)"
+    )
+    assert BILL not in custodied.venue.markets
+    assert custodied.venue.state_hash() == before  # nothing changed, the clock neither
+    assert custodied.refused(bill(368 * day_us - 1)) is ErrorCode.BAD_PARAM  # its last µs
+    custodied.ok(bill(367 * day_us - 1))  # the 366th date's last µs: the longest a bill runs
+    assert BILL in custodied.venue.markets
+
+
 def test_a_matured_bill_takes_no_more_reserves_or_mints(custodied: Custodied) -> None:
     list_bill(custodied)
     custodied.ok(Deposit(account=1, asset="TB-X", amount=1_000))

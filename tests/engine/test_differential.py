@@ -89,7 +89,12 @@ def equity(symbol: str = "AAPLx-USD", **more: Any) -> InstrumentSpec:
     return InstrumentSpec(**fields)
 
 
-def tbill(symbol: str = "TB-2026-06-30-USD", **more: Any) -> InstrumentSpec:
+# 52 weeks after the epoch, where the streams' clock starts (at 1 s, and runs minutes): the
+# bill never matures mid-stream, and is listable (a bill matures at most 366 days out)
+BILL_MATURITY_US = 364 * 86_400_000_000  # 1970-12-31
+
+
+def tbill(symbol: str = "TB-1970-12-31-USD", **more: Any) -> InstrumentSpec:
     """Priced per 100 face to 6 decimals (tick 0.005), face in 1,000s, 1% band around 98.5."""
     fields: dict[str, Any] = dict(
         symbol=symbol,
@@ -105,7 +110,7 @@ def tbill(symbol: str = "TB-2026-06-30-USD", **more: Any) -> InstrumentSpec:
         min_notional=2_000_000_000,  # 2,000 USD: 1,000 or 2,000 face at ~98.5 is below it
         price_band_bps=100,
         reference_price=98_500_000,
-        maturity_us=1_782_777_600_000_000,
+        maturity_us=BILL_MATURITY_US,
     )
     fields.update(more)
     return InstrumentSpec(**fields)

@@ -56,7 +56,7 @@ def test_a_restored_venue_still_matures_its_bills_and_expires_its_orders(with_gt
     from engine.enums import Side, TimeInForce
     from engine.events import InstrumentMatured, OrderExpired
 
-    maturity_us = 1_782_777_600_000_000
+    maturity_us = test_differential.BILL_MATURITY_US
     ts = maturity_us - 10
     venue = Venue()
     venue.execute(ListInstrument(ts_us=ts, spec=test_differential.tbill()))

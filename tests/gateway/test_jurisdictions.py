@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from core import config
+from core.venue_core import now_us
 from engine.commands import OpenAccount
 from engine.events import AccountOpened
 from engine.reasons import ErrorCode
@@ -59,13 +60,13 @@ def test_a_config_with_an_unassigned_jurisdiction_is_refused_naming_the_entry(
         text.replace(f'jurisdiction = "{account.jurisdiction}"', 'jurisdiction = "UK"', 1)
     )
     with pytest.raises(config.ConfigError, match=f"account {account.id}: .*ISO 3166-1"):
-        config.setup_commands(config.load(astray), 0)
+        config.setup_commands(config.load(astray), now_us())
     excluding = tmp_path / "excluding.toml"
     excluding.write_text(
         text.replace('excluded_jurisdictions = ["US", "CN"]', 'excluded_jurisdictions = ["UK"]', 1)
     )
     with pytest.raises(config.ConfigError, match=r"excluded_jurisdictions: .*ISO 3166-1"):
-        config.setup_commands(config.load(excluding), 0)
+        config.setup_commands(config.load(excluding), now_us())
 
 
 def test_the_engine_still_opens_any_two_letters_so_old_journals_replay_the_same() -> None:

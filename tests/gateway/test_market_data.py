@@ -28,6 +28,7 @@ from engine.commands import (
     SetInstrumentStatus,
     SetOrderCaps,
     SetReferencePrice,
+    SplitShares,
 )
 from engine.enums import (
     InstrumentKind,
@@ -37,10 +38,10 @@ from engine.enums import (
     Side,
     TimeInForce,
 )
-from engine.events import Event, TradeExecuted
+from engine.events import CommandRejected, Event, TradeExecuted
 from engine.instrument import InstrumentSpec
 from engine.units import format_units
-from engine.venue import Venue
+from engine.venue import Venue, VenueConfig
 from gateway import market_data as market_data_module
 from gateway.market_data import (
     BOOK_DEPTHS,
@@ -56,7 +57,10 @@ from gateway.market_data import (
     book_checksum,
     levels_checksum,
 )
+from settlement.ledger import Ledger
 from tests.engine.conftest import SYMBOL, make_spec
+from tests.engine.test_corporate import SHARE
+from tests.engine.test_corporate import setup_commands as corporate_setup
 
 BUY, SELL = Side.BUY, Side.SELL
 EPOCH = 7
@@ -997,16 +1001,16 @@ def test_a_bills_instruments_stream_moves_with_the_utc_date_followed_or_not() ->
 
 
 def test_a_bill_without_a_yield_sends_nothing_new_when_the_date_moves() -> None:
-    """More than 366 days left (or matured, or above par): the yield is null every day, so a
-    new UTC date changes nothing in the instruments stream (no update, no seq)."""
+    """Above par (or matured): the yield is null every day, so a new UTC date changes
+    nothing in the instruments stream (no update, no seq)."""
     bill = make_spec(
-        symbol="TB-400-USD",
+        symbol="TB-PAR-USD",
         kind=InstrumentKind.TBILL,
-        base="TB-400",
+        base="TB-PAR",
         price_decimals=6,
         qty_decimals=0,
-        reference_price=98_676_708,
-        maturity_us=T0 + 400 * DAY_US,
+        reference_price=100_500_000,  # 100.5 per 100 face: the rates would be negative
+        maturity_us=T0 + 91 * DAY_US,
     )
     session = Session(bill)
     instrument = Stream(Channel.INSTRUMENTS, bill.symbol)
@@ -1017,3 +1021,66 @@ def test_a_bill_without_a_yield_sends_nothing_new_when_the_date_moves() -> None:
         session.now += DAY_US
         assert [m for m in session.turn([]) if m.stream == instrument] == []
     assert session.md.seq(instrument) == seq
+
+
+def split_session(turns: list[list[Command]]) -> dict[str, Any]:
+    """A venue with a ledger (`test_corporate`'s holders) whose commands run in `turns`, and
+    what its market data then shows of AAPLx: the ticker channel's last update, its snapshot,
+    the REST ticker (off the candles), every interval's bars and the tape."""
+    venue = Venue(VenueConfig(reserve_staleness_max_us=HOUR_US), Ledger())
+    for command in corporate_setup():
+        venue.execute(msgspec.structs.replace(command, ts_us=venue.ts_us + 1))
+    md = MarketData.from_venue(venue, EPOCH)
+    ticker, trades = Stream(Channel.TICKER, SYMBOL), Stream(Channel.TRADES, SYMBOL)
+    shown: dict[str, Any] = {"tape": []}
+    for commands in turns:
+        for command in commands:
+            events = venue.execute(msgspec.structs.replace(command, ts_us=venue.ts_us + 1))
+            assert not [e for e in events if isinstance(e, CommandRejected)], events
+            md.on_events(events)
+        for message in md.flush(venue.ts_us, {ticker, trades}):
+            body = orjson.loads(message.payload)
+            if message.stream == ticker:
+                shown["ticker"] = body["data"]
+            else:
+                shown["tape"] += [(t["price"], t["qty"]) for t in body["data"]]
+        md.check_invariants()
+    spec = venue.markets[SYMBOL].spec
+    shown["ticker snapshot"] = orjson.loads(md.snapshot(ticker, venue.ts_us).payload)["data"]
+    shown["rest ticker"] = msgspec.to_builtins(md.candles.ticker(spec, venue.ts_us))
+    shown["candles"] = {i: md.candles.bars(SYMBOL, i, 10) for i in ("1m", "5m", "1h", "1d")}
+    return shown
+
+
+def test_trades_in_a_splits_turn_reach_the_ticker_rescaled_as_in_separate_turns() -> None:
+    """The finding: a trade released in the same turn as a split of its market (the trade,
+    the halt and the split in one batch) joined the candles before they were rescaled, but
+    the ticker channel only at the flush, after its window was rescaled: it showed the
+    trade's old price and volume (100.01, 1.0) where the candles and the REST ticker showed
+    66.67 and 1.5. However the commands fall into turns, everything reads the same."""
+    trade = PlaceOrder(account=4, symbol=SYMBOL, side=BUY, price=10_001, qty=SHARE)
+    halt = SetInstrumentStatus(symbol=SYMBOL, status=InstrumentStatus.HALTED)
+    split = SplitShares(symbol=SYMBOL, ratio_new=3, ratio_old=2)
+    reopen = SetInstrumentStatus(symbol=SYMBOL, status=InstrumentStatus.OPEN)
+    after = PlaceOrder(account=4, symbol=SYMBOL, side=BUY, price=6_668, qty=SHARE // 2)
+    rest = PlaceOrder(account=3, symbol=SYMBOL, side=SELL, price=10_001, qty=3 * SHARE)
+    commands = [trade, halt, split, reopen, after]
+    one_by_one = split_session([[rest], *([command] for command in commands)])
+    assert one_by_one["ticker"] == {
+        "last": "66.68",  # the sell rests at 100.01 x 2/3 rounded up; the trade before: down
+        "high": "66.68",
+        "low": "66.67",
+        "volume": "2.000000",  # 1 share, 1.5 after the split, and 0.5 after it
+        "trades": 2,
+    }
+    assert one_by_one["tape"] == [("100.01", "1.000000"), ("66.68", "0.500000")]
+    for turns in (
+        [[rest, *commands]],
+        [[rest], [trade, halt, split], [reopen, after]],
+        [[rest], [trade, halt], [split, reopen, after]],
+        [[rest], [trade], [halt, split, reopen, after]],
+    ):
+        assert split_session(turns) == one_by_one, turns
+    ticker, rest_ticker = one_by_one["ticker"], one_by_one["rest ticker"]
+    assert one_by_one["ticker snapshot"] == ticker
+    assert {key: rest_ticker[key] for key in ticker} == ticker

@@ -465,6 +465,34 @@ def test_a_bill_maturing_today_cannot_be_listed(run_venue: Any) -> None:
     run_venue(scenario)
 
 
+def test_a_bill_maturing_more_than_366_days_out_cannot_be_listed(run_venue: Any) -> None:
+    """The finding: a bill maturing 400 days out was listed and published a null yield. US
+    T-bills run 52 weeks at most; 366 calendar days is the bound the yield counts to."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        await admin.request("admin.list_asset", {"code": "TB-FAR", "scale": 0})
+        today = datetime.datetime.now(datetime.UTC).date()
+        bill = listing("TB-FAR-USD", "TB-FAR") | {"kind": "tbill", "tick": "0.000001"}
+        bill |= {"step": "1", "min_qty": "100", "reference_price": "96.000000"}
+        bill |= {"excluded_jurisdictions": []}
+        far = (today + datetime.timedelta(days=367)).isoformat()
+        response = await admin.request_raw("admin.list_instrument", bill | {"maturity": far})
+        assert response["error"]["name"] == "BAD_PARAM", response
+        assert response["error"]["msg"] == (
+            "TB-FAR-USD matures 367 days after today (UTC), more than the 366 a T-bill may run"
+            " (52-week bills run 364 days)"
+        )
+        assert "TB-FAR-USD" not in venue.server.venue.markets
+        longest = (today + datetime.timedelta(days=366)).isoformat()
+        await admin.request("admin.list_instrument", bill | {"maturity": longest})
+        rows = (await admin.request("instruments", {}))["instruments"]
+        row = next(r for r in rows if r["symbol"] == "TB-FAR-USD")
+        assert row["yield"]["days_to_maturity"] == 366  # quoted, as every listable bill is
+
+    run_venue(scenario)
+
+
 def test_bills_publish_their_yields_with_the_instrument(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         alpha = await venue.client("alpha")

@@ -13,12 +13,14 @@ from settlement.tbill import (
     MICROSECONDS_PER_DAY,
     PAR_PRICE_UNITS,
     RATE_DECIMALS_MAX,
+    calendar_days_from_us,
     days_to_maturity,
     days_to_maturity_from_us,
     discount_rate_from_price,
     discount_rate_units_from_price_units,
     investment_rate_units_from_price,
     investment_rate_units_from_price_units,
+    listing_term_problem,
     par_proceeds_units,
     price_from_discount_rate,
     price_from_units,
@@ -156,6 +158,28 @@ def test_days_to_maturity_from_timestamps_counts_whole_days() -> None:
     assert days_to_maturity_from_us(settlement_us + 1, settlement_us + 91 * day) == 90
     assert days_to_maturity_from_us(settlement_us, settlement_us) == 0
     assert days_to_maturity_from_us(settlement_us + day, settlement_us) == -1  # matured
+
+
+def test_calendar_days_from_timestamps_count_utc_dates() -> None:
+    """As `days_to_maturity` of the two UTC dates, whatever the times of day."""
+    day = MICROSECONDS_PER_DAY
+    settlement_us = 1_704_326_400_000_000  # 2024-01-04T00:00:00Z
+    assert calendar_days_from_us(settlement_us, settlement_us + 91 * day) == 91
+    assert calendar_days_from_us(settlement_us + day - 1, settlement_us + 91 * day) == 91
+    assert calendar_days_from_us(settlement_us, settlement_us + 92 * day - 1) == 91
+    assert calendar_days_from_us(settlement_us, settlement_us + day - 1) == 0  # today
+
+
+def test_a_bill_may_be_listed_at_most_366_calendar_days_out() -> None:
+    day = MICROSECONDS_PER_DAY
+    listed_us = 1_704_326_400_000_000 + day // 2  # 2024-01-04, noon
+    maturity_us = 1_704_326_400_000_000 + 366 * day  # 2025-01-04: 366 days, a leap year's
+    assert listing_term_problem(listed_us, maturity_us) is None
+    assert listing_term_problem(listed_us, maturity_us + day - 1) is None
+    assert listing_term_problem(listed_us, maturity_us + day) == (
+        "matures 367 days after today (UTC), more than the 366 a T-bill may run"
+        " (52-week bills run 364 days)"
+    )
 
 
 @pytest.mark.parametrize(
