@@ -192,7 +192,7 @@ def setup_commands(config: VenueConfig, now_us: int) -> list[Command]:
 
 def _check_bill_term(spec: InstrumentSpec, now_us: int) -> None:
     """A bill maturing further out than any T-bill runs is a mistyped date: the venue does not
-    start on it (the engine would refuse the listing, `tbill.listing_term_problem`). A bill
+    start on it (`admin.list_instrument` refuses it too, `tbill.listing_term_problem`). A bill
     that has matured since the config was written is left out at the build instead, with a
     warning (`VenueCore._build_from_config`): the config was right, and has aged."""
     if spec.maturity_us:

@@ -70,7 +70,6 @@ from engine.instrument import InstrumentSpec
 from engine.market import Market
 from engine.reasons import ErrorCode
 from engine.units import SMALL_INT_MAX, UNITS_MAX, looks_like_milliseconds
-from settlement import tbill
 from settlement.dvp import BPS
 from settlement.ledger import Ledger
 from settlement.transfers import TransferKind
@@ -1390,11 +1389,6 @@ class Venue:
                 " it would never trade"
             )
             return self._reject(events, cmd, "list_instrument", E.MATURITY_PASSED, detail)
-        if spec.maturity_us:
-            problem = tbill.listing_term_problem(cmd.ts_us, spec.maturity_us)
-            if problem is not None:
-                detail = f"{spec.symbol} {problem}"
-                return self._reject(events, cmd, "list_instrument", E.BAD_PARAM, detail)
         market = self.markets[spec.symbol] = Market(spec)
         if self.clearing is not None:
             market.terms = self.clearing.terms(spec)

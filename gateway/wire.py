@@ -14,6 +14,7 @@ import datetime
 import functools
 import operator
 import re
+import time
 import typing
 from collections.abc import Callable, Mapping
 from itertools import chain, starmap
@@ -57,7 +58,7 @@ from engine.reasons import ErrorCode
 from engine.units import SCALE_MAX, PrecisionError, format_units, parse_units
 from engine.venue import CL_ORD_ID_LENGTH_MAX, TAG_LENGTH_MAX
 from gateway.auth import KEY_LENGTH_MAX, NONCE_LENGTH_MAX
-from settlement import jurisdictions
+from settlement import jurisdictions, tbill
 from settlement.jurisdictions import is_jurisdiction
 from settlement.ledger import ASSET_CODE_LENGTH_MAX
 
@@ -1203,6 +1204,11 @@ def _list_instrument(
     if p.maturity is not None:
         midnight = datetime.datetime.combine(p.maturity, datetime.time(), datetime.UTC)
         maturity_us = int(midnight.timestamp()) * 1_000_000
+        # Checked here, at the edge, as the config checks it, not in the engine: a journal
+        # that listed such a bill before the check existed must replay as it was accepted.
+        problem = tbill.listing_term_problem(ts_us or time.time_ns() // 1_000, maturity_us)
+        if problem is not None:
+            raise _Refusal(E.BAD_PARAM, f"{p.symbol} {problem}")
     spec = InstrumentSpec(
         symbol=p.symbol,
         kind=p.kind,

@@ -1,7 +1,8 @@
 """Exact T-bill arithmetic: price, bank discount rate, investment rate, days and par proceeds.
 
 Owns Treasury's formulas for bills quoted per 100 of face value and the longest term a bill
-is listed with (`listing_term_problem`: the engine's and the config's); the ledger books the cash.
+is listed with (`listing_term_problem`: checked by the config and `admin.list_instrument`); the
+ledger books the cash.
 Prices are exact `Fraction`s per 100 face, or engine units at 6 decimals (98.676708 ->
 98_676_708). Rates are exact `Fraction`s (0.05235) or integer percent units at `decimals`
 (default 3: 5.235% -> 5_235). Every rounding is half up (toward +infinity) to the stated
