@@ -246,7 +246,11 @@ def clients_for(load: Load, urls: list[str], directory: Path) -> list[Client]:
     """The client processes, spread round-robin over `urls` (a cluster's gateways)."""
     clients = []
     spread = itertools.cycle(urls)
-    for role, number, key, secret in bench_accounts(load):
+    accounts = bench_accounts(load)
+    fastest = [load.maker_requests_per_sec()] if load.makers else []
+    fastest += [load.taker_requests_per_sec()] if load.takers else []
+    shortest_interval_s = 1 / max(fastest, default=1.0)
+    for position, (role, number, key, secret) in enumerate(accounts):
         common = ["--url", next(spread), "--duration", repr(load.duration_s)]
         index = number % 1_000
         if role == "maker":
@@ -254,6 +258,8 @@ def clients_for(load: Load, urls: list[str], directory: Path) -> list[Client]:
         else:
             rate, extra = load.taker_requests_per_sec(), ["--batch", str(load.batch)]
         argv = [*common, "--rate", repr(rate), "--index", str(index), *extra]
+        # staggered over the shortest interval: the clients' requests interleave (e2e_clients)
+        argv += ["--offset", repr(shortest_interval_s * position / len(accounts))]
         argv += ["--key", key, "--secret", secret]
         clients.append(Client(role, argv, directory / f"{role}-{index}.log"))
     index = 0
