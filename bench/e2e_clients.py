@@ -13,8 +13,11 @@ shortest interval: with one common start every client's request of a slot arrive
 others', each waiting behind those read before it and all the clients waking at once on two
 cores (at 500/s, from a client's write to the server's read p50 ~350 → ~120 µs, from its slot
 to its write ~400 → ~200 µs; 2026-12-05): that was the benchmark's own latency, not the
-venue's, at a rate evenly offered. A metronome thread sleeps to each slot and wakes the event loop
-(asyncio's own timers are only as fine as a millisecond); a request's acknowledgement
+venue's, at a rate evenly offered (`venue bench e2e --aligned` still runs it that way: it
+also gives the server free group commits, so less CPU per action at low rates).
+
+A metronome thread sleeps to each slot and wakes the event loop (asyncio's own timers are
+only as fine as a millisecond); a request's acknowledgement
 latency is measured from its slot, so a stall anywhere (server, network or this process)
 shows in the numbers instead of quietly delaying the sends after it. `service_us` is the
 latency from the moment the request was actually written.

@@ -207,6 +207,11 @@ def test_the_trading_clients_timetables_interleave(tmp_path: Path) -> None:
     shortest_interval_s = 1 / load.maker_requests_per_sec()  # makers requote most often here
     gaps = [later - earlier for earlier, later in itertools.pairwise(slots)]
     assert min(gaps) >= shortest_interval_s / 4 - 1e-9, "no two clients send at once"
+    aligned = e2e_bench.Load(1.0, 1_000, 2, 2, 1, 1, aligned=True)
+    for client in e2e_bench.clients_for(aligned, ["ws://127.0.0.1:1/ws/trade"], tmp_path):
+        assert (
+            client.role == "subscriber" or client.argv[client.argv.index("--offset") + 1] == "0.0"
+        )
 
 
 def test_a_sweep_stops_at_the_first_step_that_breaks_a_bound(tmp_path: Path) -> None:
