@@ -102,6 +102,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--taker-share", type=float, default=DEFAULT_TAKER_SHARE, help="of the actions, 0..1"
     )
     parser.add_argument("--p99-bound-ms", type=float, default=DEFAULT_P99_BOUND_MS)
+    parser.add_argument(
+        "--aligned",
+        action="store_true",
+        help="start every trading client's timetable at once (as before 2026-12-05): their"
+        " requests arrive together, fewer commits, more latency",
+    )
     parser.add_argument("--config", type=Path, default=Path("venue.toml"))
     parser.add_argument("--out", type=Path, default=e2e_report.RESULTS_DIR)
     parser.add_argument(
@@ -131,6 +137,7 @@ class Load:
     subscribers: int
     batch: int
     taker_share: float = DEFAULT_TAKER_SHARE
+    aligned: bool = False  # every trading client's timetable from T: their requests coincide
 
     def taker_requests_per_sec(self) -> float:
         """Each taker's messages per second (`batch` orders each)."""
@@ -248,7 +255,11 @@ def clients_for(load: Load, urls: list[str], directory: Path) -> list[Client]:
     """The client processes, spread round-robin over `urls` (a cluster's gateways)."""
     clients = []
     spread = itertools.cycle(urls)
-    for role, number, key, secret in bench_accounts(load):
+    accounts = bench_accounts(load)
+    fastest = [load.maker_requests_per_sec()] if load.makers else []
+    fastest += [load.taker_requests_per_sec()] if load.takers else []
+    shortest_interval_s = 0.0 if load.aligned else 1 / max(fastest, default=1.0)
+    for position, (role, number, key, secret) in enumerate(accounts):
         common = ["--url", next(spread), "--duration", repr(load.duration_s)]
         index = number % 1_000
         if role == "maker":
@@ -256,6 +267,8 @@ def clients_for(load: Load, urls: list[str], directory: Path) -> list[Client]:
         else:
             rate, extra = load.taker_requests_per_sec(), ["--batch", str(load.batch)]
         argv = [*common, "--rate", repr(rate), "--index", str(index), *extra]
+        # staggered over the shortest interval: the clients' requests interleave (e2e_clients)
+        argv += ["--offset", repr(shortest_interval_s * position / len(accounts))]
         argv += ["--key", key, "--secret", secret]
         clients.append(Client(role, argv, directory / f"{role}-{index}.log"))
     index = 0
@@ -471,6 +484,7 @@ def summarise(load: Load, clients: list[Client], usage: dict[str, Any]) -> dict[
             "subscribers": load.subscribers,
             "batch": load.batch,
             "taker_share": load.taker_share,
+            "aligned": load.aligned,
             "taker_requests_per_sec": load.taker_requests_per_sec(),
             "maker_requests_per_sec": load.maker_requests_per_sec(),
             "maker_levels": MAKER_LEVELS,
@@ -696,6 +710,7 @@ def check_arguments(args: argparse.Namespace) -> Load:
         args.subscribers,
         args.batch,
         args.taker_share,
+        args.aligned,
     )
 
 

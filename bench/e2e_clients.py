@@ -7,9 +7,17 @@ the wall-clock time at which every client starts its timetable); prints `{"progr
 every `PROGRESS_S` (order actions acknowledged, or book messages received, so far); and
 ends with `{"result": {...}}`.
 
-Open loop: makers and takers send on a fixed timetable, request k at T + k * interval,
-whatever the answers so far. A metronome thread sleeps to each slot and wakes the event loop
-(asyncio's own timers are only as fine as a millisecond); a request's acknowledgement
+Open loop: makers and takers send on a fixed timetable, request k at T + offset + k *
+interval, whatever the answers so far. The parent staggers the clients' offsets over the
+shortest interval: with one common start every client's request of a slot arrived with the
+others', each waiting behind those read before it and all the clients waking at once on two
+cores (at 500/s, from a client's write to the server's read p50 ~350 → ~120 µs, from its slot
+to its write ~400 → ~200 µs; 2026-12-05): that was the benchmark's own latency, not the
+venue's, at a rate evenly offered (`venue bench e2e --aligned` still runs it that way: it
+also gives the server free group commits, so less CPU per action at low rates).
+
+A metronome thread sleeps to each slot and wakes the event loop (asyncio's own timers are
+only as fine as a millisecond); a request's acknowledgement
 latency is measured from its slot, so a stall anywhere (server, network or this process)
 shows in the numbers instead of quietly delaying the sends after it. `service_us` is the
 latency from the moment the request was actually written.
@@ -235,7 +243,8 @@ class Trader:
         self.ids = itertools.count(1)
         self.pending: dict[int, tuple[float, float, Request]] = {}
         self.setup: dict[int, asyncio.Future[Frame]] = {}
-        self.origin = 0.0  # perf_counter of slot 0
+        self.origin = 0.0  # perf_counter of the common start (throughput is counted from it)
+        self.first_slot = 0.0  # perf_counter of slot 0: the start and this client's offset
         self.counting = False
         self.due = 0
         self.wake = asyncio.Event()
@@ -265,11 +274,15 @@ class Trader:
             raise SystemExit(f"{method} refused: {frame.status} {name}")
         return frame
 
-    async def run(self, origin: float, interval_s: float, slots: int) -> None:
-        """Send every slot, then wait (bounded) for the answers still out."""
+    async def run(self, origin: float, interval_s: float, slots: int, offset_s: float) -> None:
+        """Send every slot, the first `offset_s` after `origin`, then wait (bounded) for the
+        answers still out."""
         self.origin = origin
+        self.first_slot = origin + offset_s
         self.counting = True
-        metronome = Metronome(asyncio.get_running_loop(), origin, interval_s, slots, self.on_due)
+        metronome = Metronome(
+            asyncio.get_running_loop(), self.first_slot, interval_s, slots, self.on_due
+        )
         metronome.start()
         try:
             await self.send_slots(slots, interval_s)
@@ -301,7 +314,7 @@ class Trader:
                 request = self.compose(sent)
                 request_id = next(self.ids)
                 frame = {"id": request_id, "method": request.method, "params": request.params}
-                slot = self.origin + sent * interval_s
+                slot = self.first_slot + sent * interval_s
                 self.pending[request_id] = (slot, time.perf_counter(), request)
                 self.tally.sent += request.actions
                 self.tally.requests += 1
@@ -479,6 +492,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--levels", type=int, default=3)
     parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--offset", type=float, default=0.0, help="s from T to the first slot")
     parser.add_argument("--key", default="")
     parser.add_argument("--secret", default="")
     parser.add_argument("--connections", type=int, default=1)
@@ -521,7 +535,7 @@ async def run_trader(args: argparse.Namespace) -> Tally:
     progress = asyncio.get_running_loop().create_task(report_progress(tally))
     try:
         with tally.cpu_measured():
-            await trader.run(origin, 1 / args.rate, slots)
+            await trader.run(origin, 1 / args.rate, slots, args.offset)
     finally:
         progress.cancel()
         trader.counting = False

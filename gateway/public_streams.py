@@ -48,7 +48,8 @@ class PublicStreams:
         self.candles = Candles()  # kept in snapshots, rebuilt by replay: survive restarts
         self.market_data = MarketData(epoch, self.candles)
         self._next_at = 0.0  # time.monotonic() from which the next publication may start
-        self._timer: asyncio.TimerHandle | None = None  # a publication waiting for its turn
+        self._timer: asyncio.Handle | None = None  # a publication waiting for its turn
+        self._loop: asyncio.AbstractEventLoop | None = None  # (`get_running_loop`: a getpid)
 
     def start(self, epoch: int) -> None:
         """The venue is recovered or built: publish from its state."""
@@ -105,6 +106,21 @@ class PublicStreams:
             self.flush()
         else:
             self._timer = asyncio.get_running_loop().call_later(delay_s, self._publish_due)
+
+    def publish_next_turn(self) -> None:
+        """`publish` from the loop's next turn: what the caller wrote in this one (a released
+        batch's answers and pushes) is not held back by the publication, which writes every
+        subscriber before it returns."""
+        if self._timer is not None:
+            return  # one is due: it will carry these changes too
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        self._timer = loop.call_soon(self._publish_when_due)
+
+    def _publish_when_due(self) -> None:
+        self._timer = None
+        self.publish()
 
     def _publish_due(self) -> None:
         self._timer = None

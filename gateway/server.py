@@ -320,7 +320,12 @@ class VenueServer:
                 continue
             private_streams.publish(executed)
             market_data.on_events(executed.events)
-        self.public.publish()
+        # The answers and pushes are written now, the market data in the next turn: a
+        # publication writes each subscriber before the outboxes are flushed, and the answers
+        # waited for it (~0.6 ms at 500 actions/s with 10 subscribers, docs/gateway.md). A
+        # packed session that also follows public streams gets the two in two frames then.
+        self.connections.flush_outboxes()
+        self.public.publish_next_turn()
 
     def replayed(self, batch: list[Executed]) -> None:
         """A command replayed from the journal: rebuild the private history and the candles

@@ -6,6 +6,7 @@ timetable sent exactly what it should, and that the result files are complete.
 
 import contextlib
 import io
+import itertools
 import json
 import os
 import sys
@@ -204,6 +205,30 @@ def test_the_result_files_are_written(runs: Any) -> None:
     assert "## Results" in text and f"{result['acked']:,} of {result['sent']:,} sent" in text
     for plot in plots:
         assert f"({plot.name})" in text
+
+
+def test_the_trading_clients_timetables_interleave(tmp_path: Path) -> None:
+    """Each trading client starts its timetable a share of the shortest interval after the one
+    before it: with one common start every client's request of a slot arrived at once."""
+    load = e2e_bench.Load(1.0, 1_000, makers=2, takers=2, subscribers=1, batch=1)
+    clients = e2e_bench.clients_for(load, ["ws://127.0.0.1:1/ws/trade"], tmp_path)
+    slots = []
+    for client in clients:
+        if client.role == "subscriber":
+            continue
+        argv = client.argv
+        rate = float(argv[argv.index("--rate") + 1])
+        offset_s = float(argv[argv.index("--offset") + 1])
+        slots += [offset_s + k / rate for k in range(round(rate))]
+    slots.sort()
+    shortest_interval_s = 1 / load.maker_requests_per_sec()  # makers requote most often here
+    gaps = [later - earlier for earlier, later in itertools.pairwise(slots)]
+    assert min(gaps) >= shortest_interval_s / 4 - 1e-9, "no two clients send at once"
+    aligned = e2e_bench.Load(1.0, 1_000, 2, 2, 1, 1, aligned=True)
+    for client in e2e_bench.clients_for(aligned, ["ws://127.0.0.1:1/ws/trade"], tmp_path):
+        assert (
+            client.role == "subscriber" or client.argv[client.argv.index("--offset") + 1] == "0.0"
+        )
 
 
 def test_a_sweep_stops_at_the_first_step_that_breaks_a_bound(tmp_path: Path) -> None:

@@ -113,6 +113,32 @@ def test_a_commands_answer_and_pushes_come_in_one_frame_as_an_unpacked_session_g
     run_venue(scenario)
 
 
+def test_a_commands_answer_leaves_before_the_market_data_it_made(run_venue: Any) -> None:
+    """A released batch's answers and pushes are written at once and its publication follows
+    in the next turn, so they never wait for every subscriber's write: a packed session that
+    also follows the book gets its answer in one frame and the book update in a later one."""
+
+    async def scenario(venue: Venue) -> None:
+        packed = await raw_client(venue, "trade", packed=True)
+        await logon(packed, "alpha", packed=True)
+        await call(packed, 3, "subscribe", ch="book", symbols=[SYMBOL], depth=10)
+        await frames_until_quiet(packed, packed=True)  # its answer and the snapshot
+        order = {"symbol": SYMBOL, "side": "sell", "type": "limit", "tif": "gtc"}
+        await call(packed, 4, "order.place", qty="0.5", price="187.40", **order)
+
+        frames = [
+            [json.loads(m) for m in frame] for frame in await frames_until_quiet(packed, True)
+        ]
+        assert frames[0][0]["id"] == 4 and frames[0][0]["status"] == 200, frames[0][0]
+        assert [m for m in frames[0] if m.get("ch") == "account"], "the pushes come with it"
+        assert not [m for m in frames[0] if m.get("ch") == "book"], "not the market data"
+        book = [m for frame in frames[1:] for m in frame if m.get("ch") == "book"]
+        assert [m["type"] for m in book] == ["update"], frames
+        await packed.close()
+
+    run_venue(scenario)
+
+
 def test_packed_and_unpacked_subscribers_get_the_same_public_messages(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         followers = {packed: await raw_client(venue, "public", packed) for packed in (True, False)}
