@@ -7,6 +7,7 @@ then the top of every book and the participants' balances. It shows the venue wo
 one command until the websocket server takes over `make run`.
 """
 
+import datetime
 import random
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from engine.events import CommandRejected, Event, TradeExecuted
 from engine.instrument import InstrumentSpec
 from engine.units import format_units
 from engine.venue import Venue, VenueConfig
+from settlement import tbill
 from settlement.ledger import Ledger
 from settlement.store import SqliteLedgerStore
 
@@ -29,6 +31,18 @@ TAKER = 3
 TRADES_SHOWN_MAX = 12  # enough to see the flow without flooding the terminal
 START_US = 1_798_761_600_000_000  # 2027-01-01 00:00 UTC; the demo's own clock
 TICK_US = 10  # the demo clock's step per command
+
+
+def demo_start_us(config: venue_config.VenueConfig) -> int:
+    """The demo clock's start: `START_US`, or the first midnight from which the config's
+    furthest bill is no more than a bill's longest term away (`tbill.DAYS_TO_MATURITY_MAX`),
+    so that a config whose bills were rolled forward still lists them all."""
+    maturities = [entry.maturity for entry in config.instruments if entry.maturity is not None]
+    if not maturities:
+        return START_US
+    first_day = max(maturities) - datetime.timedelta(days=tbill.DAYS_TO_MATURITY_MAX)
+    midnight = datetime.datetime.combine(first_day, datetime.time(), datetime.UTC)
+    return max(START_US, int(midnight.timestamp()) * 1_000_000)
 
 
 def run(seed: int, orders: int, data_dir: Path, config_path: Path) -> int:
@@ -43,14 +57,15 @@ def run(seed: int, orders: int, data_dir: Path, config_path: Path) -> int:
         stale.unlink(missing_ok=True)  # the demo's session starts from nothing each time
     store = SqliteLedgerStore(path)
     writer = LedgerWriter(store)
-    clock = iter(range(START_US, START_US + TICK_US * (orders * 3 + 1_000), TICK_US))
 
     def execute(command: Command) -> list[Event]:
         events = venue.execute(msgspec.structs.replace(command, ts_us=next(clock)))
         writer.observe(events)
         return events
 
-    for command in venue_config.setup_commands(config, now_us=START_US):
+    start_us = demo_start_us(config)
+    clock = iter(range(start_us, start_us + TICK_US * (orders * 3 + 1_000), TICK_US))
+    for command in venue_config.setup_commands(config, now_us=start_us):
         rejected = [e for e in execute(command) if isinstance(e, CommandRejected)]
         if rejected:
             raise SystemExit(f"{config_path}: {rejected[0].detail}")

@@ -56,3 +56,18 @@ def test_a_missing_store_is_a_clear_error(
     assert main(["ledger", "verify", "--data-dir", str(tmp_path)]) == 2
     assert "venue: no ledger store" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing created
+
+
+def test_the_demo_lists_bills_rolled_past_a_year_from_its_clock(tmp_path: Path) -> None:
+    """The demo's clock starts on 2027-01-01; a config whose bills were rolled forward (as
+    venue.toml asks once they come due) may hold one maturing more than 366 days after that,
+    which the config check refuses: the clock then starts late enough to list them all."""
+    text = Path("venue.toml").read_text()
+    rolled = text.replace("2027-03-04", "2027-09-02").replace("2027-08-26", "2028-03-02")
+    assert rolled != text, "the sample's bills are where this test expects them"
+    config = tmp_path / "venue.toml"
+    config.write_text(rolled)
+    directory = tmp_path / "data"
+    argv = ["demo-engine", "--orders", "50", "--data-dir", str(directory), "--config", str(config)]
+    assert main(argv) == 0
+    assert main(["ledger", "verify", "--data-dir", str(directory)]) == 0
