@@ -66,6 +66,7 @@ class PlacedOrders:
                 post_only=True,
                 stp=SelfTradePrevention.EXPIRE_MAKER,
                 quote_set=quote_set,  # on the order: found again after a restart
+                cod=True,  # quote.mass requires cod: canceled at a start after a crash
             )
         if not qty:
             return CancelOrder(ts_us=ts_us, account=account, order_id=order.order_id)
