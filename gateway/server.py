@@ -158,10 +158,10 @@ class VenueServer:
         first_seq = self._first_seq_of_start()
         await self.core.start()
         self.dispatcher.placed.adopt_quotes()  # the quote sets' live quotes, as recovered
-        if self._embedded:
-            await self._cancel_on_disconnect_after_a_crash(first_seq)
         self.private_streams.record_push_format(first_seq)
         self.public.start(self.bus.epoch)
+        if self._embedded:  # the first commands of this start, if any
+            await self._cancel_on_disconnect_after_a_crash(first_seq)
         self._server = await transport.serve(
             self,
             host,
