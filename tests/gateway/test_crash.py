@@ -192,13 +192,16 @@ def test_a_kill_cancels_at_the_restart_the_orders_placed_with_cod_on(
             before = (await maker.next_push())["seq"]
             await maker.request("session.cod", {"enabled": True})
             marked = [(await maker.place(SYMBOL_OF, "buy", "1", "186.00"))["order_id"]]
-            ops = [
+            places = [
                 {"method": "order.place", "params": _plain_place("buy", price)}
                 for price in ("185.50", "185.60")
             ]
-            batch = await maker.request("order.batch", {"ops": ops})
+            amend = {"method": "order.amend", "params": {"order_id": marked[0], "qty": "2"}}
+            for ops in (places, [*places, amend]):  # places alone; any batch (amend, cancel)
+                batch = await maker.request("order.batch", {"ops": ops})
+                marked += [r["result"]["order_id"] for r in batch["results"][:2]]
             quotes = await maker.request("quote.mass", {"quote_set": "mm1", "quotes": [QUOTE]})
-            marked += [r["result"]["order_id"] for r in batch["results"] + quotes["results"]]
+            marked += [r["result"]["order_id"] for r in quotes["results"]]
             kept = (await plain.place(SYMBOL_OF, "sell", "1", "188.00"))["order_id"]
         finally:
             server.send_signal(signal.SIGKILL)  # acknowledged: the orders are in the journal
