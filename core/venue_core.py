@@ -48,6 +48,10 @@ LEDGER_FILE = "ledger.sqlite"
 EPOCH_MAX = 2**63  # above any epoch (µs since 1970): a bisect key for "any epoch"
 EPOCHS_FILE = "epochs.json"  # [first seq, epoch] per start: replayed history keeps its epoch
 LOCK_FILE = "venue.lock"  # flocked by the core for its life: one venue per data dir
+# Written (durably) as the last thing a clean stop of the one-process venue does, and removed
+# (durably) at its next start before anything is accepted: a start that finds none follows
+# a crash, after which the orders placed with cancel-on-disconnect on are canceled.
+CLEAN_STOP_FILE = "clean-stop"
 SNAPSHOT_INTERVAL_S = 60  # recovery replays at most a minute of journal after the snapshot
 CLOCK_TICK_S = 0.05  # how often the venue's clock is advanced for gtd expiries and maturity
 REJECT_SUMMARY_INTERVAL_S = 60  # one log line a minute says how many rejects, by reason
@@ -283,9 +287,10 @@ class VenueCore:
         await self.sequencer.drain()
         log.info("built from the config", extra={"commands": len(commands)})
 
-    async def stop(self) -> None:
+    async def stop(self, *, mark_clean: bool = False) -> None:
         """Stop the timers, write a last snapshot, close the files (the gateway has drained
-        and closed its connections first)."""
+        and closed its connections first); with `mark_clean`, then say that this stop was
+        clean (`CLEAN_STOP_FILE`), while the data directory is still ours."""
         for task in self._tasks:
             task.cancel()
         self._log_rejects()
@@ -293,7 +298,19 @@ class VenueCore:
         await self._on_store(self.store.close)
         self.store_thread.close()
         self.sequencer.close()
+        if mark_clean:
+            write_durably(self.data_dir / CLEAN_STOP_FILE, b"")
         self._lock.close()
+
+    def take_clean_stop_mark(self) -> bool:
+        """Whether the last run stopped cleanly (`stop(mark_clean=True)`); the mark is removed
+        durably, so that a crash of this run is not taken for a clean stop."""
+        path = self.data_dir / CLEAN_STOP_FILE
+        if not path.exists():
+            return False
+        path.unlink()
+        _sync_directory(self.data_dir)
+        return True
 
     # ----------------------------------------------------------------- epochs
 
@@ -438,6 +455,24 @@ def load_json(path: Path, kind: type[T], empty: T) -> T:
         return msgspec.json.decode(path.read_bytes(), type=kind)
     except msgspec.DecodeError as failure:
         raise RecoveryRefused(f"{path} is damaged ({failure}): restore it from a backup") from None
+
+
+def write_durably(path: Path, content: bytes) -> None:
+    """Create `path` with `content`, both on disk (the file and its directory entry)."""
+    with path.open("wb") as file:
+        file.write(content)
+        file.flush()
+        os.fsync(file.fileno())
+    _sync_directory(path.parent)
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make the entries created or removed in `directory` durable."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def save_json(path: Path, value: Any) -> None:

@@ -60,6 +60,7 @@ class Order(msgspec.Struct, gc=False, array_like=True):
     fees_paid: int = 0  # fees booked so far
     # Last, with a default: images written before it existed still load (see engine.snapshot).
     quote_set: str | None = None  # the `quote.mass` set it quotes for, if any
+    cod: bool = False  # placed with cancel-on-disconnect on: canceled at a start after a crash
 
 
 class Level:

@@ -46,6 +46,9 @@ class PlaceOrder(Command, frozen=True, gc=False, kw_only=True, omit_defaults=Tru
     # The `quote.mass` quote set the order is a quote of: opaque to matching, kept on the
     # order (journaled, in snapshots) so that the gateway finds its quotes after a restart.
     quote_set: str | None = None
+    # Placed on a connection with cancel-on-disconnect on: opaque to matching, kept on the
+    # order so that a start after a crash (no COD ran) cancels it (docs/protocol.md §4.3).
+    cod: bool = False
 
 
 class CancelOrder(Command, frozen=True, gc=False, kw_only=True):

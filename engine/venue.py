@@ -430,6 +430,7 @@ class Venue:
             0,  # fee_exact
             0,  # fees_paid
             cmd.quote_set,  # positional like the rest: a keyword costs a name match per order
+            cmd.cod,
         )
         events.append(
             OrderAccepted(
@@ -1717,6 +1718,8 @@ def _levels_within(side: BookSide, limit_key: int) -> Iterator[Level]:
 
 def _order_state(order: Order) -> tuple[object, ...]:
     state = msgspec.structs.astuple(order)
-    # The quote set is state (a replay must restore it), but an order outside any set hashes
-    # as it did before the field existed: the state hashes of such venues stay comparable.
-    return state if order.quote_set is not None else state[:-1]
+    # The quote set and the cod mark are state (a replay must restore them), but an order
+    # with neither hashes as it did before they existed: such venues' hashes stay comparable.
+    if order.cod:
+        return state
+    return state[:-1] if order.quote_set is not None else state[:-2]

@@ -26,7 +26,7 @@ import msgspec
 from core.bus import Bus
 from core.sequencer import Executed
 from core.venue_core import now_us, rejection, save_json
-from engine.commands import CancelAll, CancelOrder, Command
+from engine.commands import CancelAll, CancelOrder, Command, PlaceOrder
 from engine.enums import CancelReason, OrderStatus, Side
 from engine.events import (
     BalanceChanged,
@@ -387,6 +387,8 @@ class Dispatcher:
             command = self._command(session, request, key.account)
             if command is None:
                 return
+        if session.cod:
+            command = _with_cod_mark(command)
         pending = Pending(session, request.id, request.method, t_in, finish=_trade_result)
         self.bus.submit(command, pending)
 
@@ -529,6 +531,8 @@ class Dispatcher:
             args = map(_PARAMS, ops), repeat(specs), repeat(account), repeat(ts_us)
             places: list[Any] = [*map(plain_place, *args)]  # a PlaceOrder, or None
             if None not in places:  # (else as any batch, which says what is wrong)
+                if session.cod:
+                    places = [*map(_with_cod_mark, places)]
                 pending = Pending(
                     session, request.id, request.method, t_in, len(places), finish=_batch_result
                 )
@@ -566,6 +570,8 @@ class Dispatcher:
                 self._reply_error(session, request, command.code, msg, {"op": index})
                 return
             planned.append(command)
+        if session.cod:
+            planned = [*map(_with_cod_mark, planned)]
         pending = Pending(
             session, request.id, request.method, t_in, len(planned), finish=_batch_result
         )
@@ -686,6 +692,14 @@ class Dispatcher:
 
 
 # ----------------------------------------------------------------- results
+
+
+def _with_cod_mark(command: Any) -> Any:
+    """A place on a connection with cancel-on-disconnect on says so on its order (`cod`): a
+    start after a crash, when no connection's cod ran, cancels it. Anything else as it is."""
+    if type(command) is PlaceOrder:
+        return msgspec.structs.replace(command, cod=True)
+    return command
 
 
 _ONLY_PLACES = frozenset({wire.PlaceOp})  # a batch of places alone: `Dispatcher._batch`

@@ -6,7 +6,8 @@ anew), and the session that placed each open order (so cancel-on-disconnect know
 cancel). Both forget an order as soon as it closes; neither is in snapshots. A quote's set
 travels with its order (`PlaceOrder.quote_set`, journaled), so after a restart the quotes
 are found again among the recovered open orders (`adopt_quotes`); the sessions are not (a
-restart drops every connection).
+restart drops every connection): a place made with cod on carries a mark instead
+(`PlaceOrder.cod`), by which a start after a crash cancels it (`gateway.server`).
 """
 
 from collections.abc import Iterable
@@ -66,6 +67,7 @@ class PlacedOrders:
                 post_only=True,
                 stp=SelfTradePrevention.EXPIRE_MAKER,
                 quote_set=quote_set,  # on the order: found again after a restart
+                cod=True,  # quote.mass requires cod: canceled at a start after a crash
             )
         if not qty:
             return CancelOrder(ts_us=ts_us, account=account, order_id=order.order_id)

@@ -33,9 +33,9 @@ from core.venue_core import (
     load_json,
     now_us,
 )
-from engine.commands import ListAsset, ListInstrument, PlaceOrder, SetOrderCaps
-from engine.enums import TimeInForce
-from engine.events import SharesSplit, TradeExecuted
+from engine.commands import CancelOrder, ListAsset, ListInstrument, PlaceOrder, SetOrderCaps
+from engine.enums import CancelReason, TimeInForce
+from engine.events import OrderCanceled, SharesSplit, TradeExecuted
 from engine.venue import Venue
 from gateway import limits, static, transport
 from gateway.auth import ApiKey, Authenticator, KeyStore
@@ -86,6 +86,7 @@ class VenueServer:
             self.bus = bus(self)
             self.core = cast(VenueCore, self.bus.core)  # a replica, standing where the core is
         self._quotes_from_outcomes = bus is not None
+        self._embedded = bus is None  # the one-process venue: its own core and data directory
         self.reads = self.bus.reads
         self.auth = Authenticator(KeyStore(config.api_keys))
         self.issued_keys = _load_keys(data_dir / ISSUED_KEYS_FILE)  # by admin.issue_key
@@ -159,6 +160,8 @@ class VenueServer:
         self.dispatcher.placed.adopt_quotes()  # the quote sets' live quotes, as recovered
         self.private_streams.record_push_format(first_seq)
         self.public.start(self.bus.epoch)
+        if self._embedded:  # the first commands of this start, if any
+            await self._cancel_on_disconnect_after_a_crash(first_seq)
         self._server = await transport.serve(
             self,
             host,
@@ -172,6 +175,23 @@ class VenueServer:
         self.core.keep_task(asyncio.create_task(self.public.heartbeats()))
         bound: int = next(iter(self._server.sockets)).getsockname()[1]
         return bound
+
+    async def _cancel_on_disconnect_after_a_crash(self, first_seq: int) -> None:
+        """If the last run did not stop cleanly, its connections closed without their
+        cancel-on-disconnect: cancel (reason cod) every open order placed with cod on, as
+        their connections' close would have. Before listening: nothing else is accepted
+        first. (A clean stop closed every connection, and so ran cod on each.)"""
+        if self.core.take_clean_stop_mark() or first_seq == 1:
+            return  # a clean stop, or a venue that has run nothing yet: no order is open
+        orders = self.reads.orders
+        canceled = 0
+        for order_id in sorted(order_id for order_id, order in orders.items() if order.cod):
+            account = orders[order_id].account
+            command = CancelOrder(account=account, order_id=order_id, reason=CancelReason.COD)
+            executed = self.bus.submit(command, None)
+            canceled += any(type(event) is OrderCanceled for event in executed.events)
+        await self.bus.drain()
+        _log.info("cancel-on-disconnect after an unclean stop", extra={"canceled": canceled})
 
     def _first_seq_of_start(self) -> int:
         """The seq of this start's first command: after the journal's last (a cluster's
@@ -194,7 +214,10 @@ class VenueServer:
             self.connections.flush_outboxes()  # the shutdown pushes go out before the closes
             await self._server.close()  # every connection closed with 1001
         self.private_streams.disarm_all()
-        await self.core.stop()
+        if self._embedded:  # the last thing it does: this stop was clean, cod ran
+            await self.core.stop(mark_clean=True)
+        else:
+            await self.core.stop()
 
     def _learn_reference_data(self) -> None:
         """The specs and scales the wire converts with, as the venue has them now."""

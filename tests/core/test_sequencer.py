@@ -521,3 +521,12 @@ def test_a_place_journaled_before_quote_sets_existed_replays_without_one() -> No
     del record["quote_set"]  # as the journal of an earlier build holds it
     old = decode_command(msgspec.msgpack.encode(record))
     assert old == msgspec.structs.replace(quote, quote_set=None)
+
+
+def test_a_place_journals_its_cod_mark_only_when_it_has_one() -> None:
+    from core.sequencer import decode_command, encode_command
+
+    place = PlaceOrder(ts_us=1, account=1, symbol=SYMBOL, side=Side.BUY, price=1, qty=1)
+    assert "cod" not in msgspec.msgpack.decode(encode_command(place)), "no byte for it"
+    marked = msgspec.structs.replace(place, cod=True)
+    assert decode_command(encode_command(marked)) == marked

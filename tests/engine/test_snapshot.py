@@ -80,7 +80,7 @@ def test_a_restored_venue_still_matures_its_bills_and_expires_its_orders(with_gt
         assert any(isinstance(event, kind) for event in events), events
 
 
-def test_an_image_written_before_quote_sets_existed_loads_and_hashes_alike() -> None:
+def test_an_image_written_before_quote_sets_and_cod_marks_loads_and_hashes_alike() -> None:
     case = test_differential_ledger.CASES[1]
     venue = Venue(case.config(), Ledger())
     for command in test_differential_ledger.commands(case, 1_000):
@@ -89,7 +89,9 @@ def test_an_image_written_before_quote_sets_existed_loads_and_hashes_alike() -> 
     image = msgspec.msgpack.decode(snapshot.encode(snapshot.capture(venue)))
     for market in image["markets"]:
         for order in market["orders"]:
-            assert order.pop() is None  # as an earlier build wrote it: no quote set last
+            assert order.pop() is False  # as an earlier build wrote it: no cod mark last,
+            assert order.pop() is None  # and before it, no quote set
     restored = snapshot.restore(snapshot.decode(msgspec.msgpack.encode(image)))
     assert restored.state_hash() == venue.state_hash()
     assert all(order.quote_set is None for order in restored.orders.values())
+    assert not any(order.cod for order in restored.orders.values())

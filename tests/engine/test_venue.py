@@ -716,3 +716,25 @@ def test_a_quote_set_name_out_of_bounds_is_refused(quote_set: str, post_only: bo
     assert harness.venue.open_orders(1) == []
     accepted = harness.place(1, BUY, 10_000, 1_000_000, post_only=post_only, quote_set="q" * 64)
     assert kinds(accepted)[0] == "OrderAccepted"
+
+
+def marked_venue(cod: bool) -> Harness:
+    """A bid placed the fast way and a post-only ask the checked way, both with `cod`, the
+    bid then amended, beside a plain ask."""
+    harness = Harness(**PLAIN_SPEC)
+    harness.place(1, BUY, 10_000, 1_000_000, cod=cod)
+    harness.place(1, SELL, 10_010, 1_000_000, post_only=True, cod=cod)
+    harness.place(1, SELL, 10_020, 1_000_000)
+    harness.do(AmendOrder(account=1, order_id=1, price=9_990, qty=500_000))
+    return harness
+
+
+def test_an_order_keeps_its_cod_mark_through_amends_and_images() -> None:
+    from engine import snapshot
+
+    venue = marked_venue(cod=True).venue
+    assert [o.cod for o in venue.open_orders(1)] == [True, True, False]
+    restored = snapshot.restore(snapshot.decode(snapshot.encode(snapshot.capture(venue))))
+    assert [o.cod for o in restored.open_orders(1)] == [True, True, False]
+    assert restored.state_hash() == venue.state_hash()
+    assert marked_venue(cod=False).venue.state_hash() != venue.state_hash(), "the mark is state"

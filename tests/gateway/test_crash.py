@@ -9,6 +9,7 @@ ledger store matches), and a client resuming with `since_seq` gets exactly what 
 
 import asyncio
 import json
+import logging
 import os
 import random
 import signal
@@ -17,6 +18,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from client.sdk import VenueClient
 from core import config as venue_config
@@ -27,8 +30,9 @@ from engine.events import OrderAccepted, TradeExecuted
 from engine.venue import Venue, VenueConfig
 from gateway.server import JOURNAL_FILE
 from settlement.ledger import Ledger
-from tests.conftest import KEYS, ROOT, start_venue
-from tests.gateway.test_restart import QUOTE, requote_and_pull
+from tests.conftest import KEYS, ROOT, drain_pushes, start_venue
+from tests.conftest import Venue as RunningVenue
+from tests.gateway.test_restart import QUOTE
 from tests.sample_config import SAMPLE_CONFIG
 
 CYCLES = int(os.environ.get("VENUE_CRASH_CYCLES", "10"))
@@ -168,27 +172,122 @@ def test_nothing_acknowledged_is_lost_across_kills(tmp_path: Path) -> None:
     assert all(line.startswith("ok") for line in after_catch_up), after_catch_up
 
 
-def test_a_quote_set_is_requoted_after_a_kill(tmp_path: Path) -> None:
-    """SIGKILL while the maker is connected with cod on: no cancel-on-disconnect ran, so its
-    quotes are open after the restart, and its next quote.mass of the set amends them (no
-    second set of quotes beside them); cancel_all by quote set pulls them."""
+def test_a_kill_cancels_at_the_restart_the_orders_placed_with_cod_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGKILL: no connection's cancel-on-disconnect ran. The restart cancels, before anyone
+    can trade, every open order placed with cod on (an order's, a batch's, a quote.mass's),
+    reason cod, reported on the account stream; those placed with cod off stay open."""
     data_dir = tmp_path / "data"
     port = free_port()
     server = start_server(data_dir, port)
 
     async def scenario() -> None:
-        maker = await VenueClient(f"ws://127.0.0.1:{port}/ws/trade").connect()
+        url = f"ws://127.0.0.1:{port}/ws/trade"
+        maker, plain = await VenueClient(url).connect(), await VenueClient(url).connect()
         try:
             await maker.logon(*KEYS["alpha"])
+            await plain.logon(*KEYS["beta"])
+            await maker.subscribe_account()
+            before = (await maker.next_push())["seq"]
             await maker.request("session.cod", {"enabled": True})
-            placed = await maker.request("quote.mass", {"quote_set": "mm1", "quotes": [QUOTE]})
+            marked = [(await maker.place(SYMBOL_OF, "buy", "1", "186.00"))["order_id"]]
+            places = [
+                {"method": "order.place", "params": _plain_place("buy", price)}
+                for price in ("185.50", "185.60")
+            ]
+            amend = {"method": "order.amend", "params": {"order_id": marked[0], "qty": "2"}}
+            for ops in (places, [*places, amend]):  # places alone; any batch (amend, cancel)
+                batch = await maker.request("order.batch", {"ops": ops})
+                marked += [r["result"]["order_id"] for r in batch["results"][:2]]
+            quotes = await maker.request("quote.mass", {"quote_set": "mm1", "quotes": [QUOTE]})
+            marked += [r["result"]["order_id"] for r in quotes["results"]]
+            kept = (await plain.place(SYMBOL_OF, "sell", "1", "188.00"))["order_id"]
         finally:
-            server.send_signal(signal.SIGKILL)  # acknowledged: the quotes are in the journal
+            server.send_signal(signal.SIGKILL)  # acknowledged: the orders are in the journal
             server.wait(10)
         await maker.close()
+        await plain.close()
+        with caplog.at_level(logging.INFO, logger="venue"):
+            venue = await start_venue(data_dir)
+        try:
+            alpha, beta = await venue.client("alpha"), await venue.client("beta")
+            assert (await alpha.open_orders())["orders"] == []
+            for order_id in marked:
+                status = await alpha.order_status(order_id)
+                assert (status["status"], status["reason"]) == ("canceled", "cod")
+            await alpha.subscribe_account(since_seq=before)
+            canceled = [
+                p["data"]
+                for p in await drain_pushes(alpha)
+                if p["type"] == "exec" and p["data"]["exec_type"] == "canceled"
+            ]
+            assert [(c["order_id"], c["reason"]) for c in canceled] == [
+                (order_id, "cod") for order_id in sorted(marked)
+            ]
+            assert [o["order_id"] for o in (await beta.open_orders())["orders"]] == [kept]
+            (line,) = [r for r in caplog.records if "after an unclean stop" in r.getMessage()]
+            assert line.levelno == logging.INFO and line.__dict__["canceled"] == len(marked)
+            await requote_after_the_kill(venue, marked[-2:])
+        finally:
+            await venue.server.stop()
+
+    asyncio.run(scenario())
+
+
+def _plain_place(side: str, price: str) -> dict[str, str]:
+    limit = {"type": "limit", "tif": "gtc"}
+    return limit | {"symbol": SYMBOL_OF, "side": side, "qty": "1", "price": price}
+
+
+async def requote_after_the_kill(venue: RunningVenue, canceled_quotes: list[int]) -> None:
+    """The set's quotes were canceled: its next quote.mass places new ones."""
+    maker = await venue.client("alpha")
+    await maker.request("session.cod", {"enabled": True})
+    placed = await maker.request("quote.mass", {"quote_set": "mm1", "quotes": [QUOTE]})
+    new = [r["result"]["order_id"] for r in placed["results"]]
+    assert len(new) == 2 and not set(new) & set(canceled_quotes)
+    assert {o["order_id"] for o in (await maker.open_orders())["orders"]} == set(new)
+    await maker.close()
+
+
+def test_a_clean_stop_keeps_what_cod_left_open_and_a_kill_after_it_does_not(
+    tmp_path: Path,
+) -> None:
+    """An order placed with cod on by a connection that then turned cod off outlives the
+    connection and a clean stop, as ever. The start after that clean stop takes its mark
+    away: a kill of that run is an unclean stop, and the next start cancels the order
+    (conservative: a crash loses which connections still had cod on at the end)."""
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        first = await start_venue(data_dir)
+        alpha = await first.client("alpha")
+        await alpha.request("session.cod", {"enabled": True})
+        marked = (await alpha.place(SYMBOL_OF, "buy", "1", "186.00"))["order_id"]
+        await alpha.request("session.cod", {"enabled": False})
+        plain = (await alpha.place(SYMBOL_OF, "buy", "1", "185.00"))["order_id"]
+        await alpha.close()
+        await first.server.stop()  # clean
+
+        port = free_port()
+        server = start_server(data_dir, port)
+        try:
+            alpha = await VenueClient(f"ws://127.0.0.1:{port}/ws/trade").connect()
+            await alpha.logon(*KEYS["alpha"])
+            orders = (await alpha.open_orders())["orders"]
+            assert [o["order_id"] for o in orders] == [marked, plain], "the clean stop kept both"
+        finally:
+            server.send_signal(signal.SIGKILL)
+            server.wait(10)
+        await alpha.close()
+
         venue = await start_venue(data_dir)
         try:
-            await requote_and_pull(venue, [r["result"]["order_id"] for r in placed["results"]])
+            alpha = await venue.client("alpha")
+            assert [o["order_id"] for o in (await alpha.open_orders())["orders"]] == [plain]
+            status = await alpha.order_status(marked)
+            assert (status["status"], status["reason"]) == ("canceled", "cod")
         finally:
             await venue.server.stop()
 
