@@ -22,7 +22,7 @@ from cli import logs
 from cli.failures import CommandFailed, describe_os_error
 from core import config as venue_config
 from core.journal import Journal, JournalError
-from core.venue_core import now_us
+from core.venue_core import JOURNAL_FILE, now_us
 from gateway.server import VenueServer
 from settlement.store import LedgerStoreError
 
@@ -48,8 +48,12 @@ def run(
     if postgres is not None:  # --postgres DSN: the ledger store there, whatever the config says
         venue = msgspec.structs.replace(config.venue, ledger_postgres=postgres)
         config = msgspec.structs.replace(config, venue=venue)
+    data = data_dir or Path(config.venue.data_dir)
+    # A bill's term counts from now, and only for a venue about to be built from the config:
+    # a venue that exists recovers from its own files, whatever the config lists now.
+    building = role == "all" and not (nats or config.venue.nats) and _no_journal_yet(data)
     try:  # every amount and spec checked before anything is touched
-        venue_config.setup_commands(config, now_us=now_us())  # a bill's term counts from now
+        venue_config.setup_commands(config, now_us=now_us(), check_bill_terms=building)
     except venue_config.ConfigError as invalid:
         raise CommandFailed(f"{config_path}: {invalid}") from None
     logs.configure(log_level, log_format)
@@ -64,7 +68,6 @@ def run(
         runner: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run
     else:
         runner = uvloop.run
-    data = data_dir or Path(config.venue.data_dir)
     nats_url = nats or config.venue.nats
     if role == "core":
         serving = _serve_core(config, data, nats_url, name or "core")
@@ -76,6 +79,8 @@ def run(
         runner(serving)
     except JournalError as refused:  # corruption before the tail, a locked journal: say where
         raise CommandFailed(f"cannot start: {refused}") from None
+    except venue_config.ConfigError as invalid:  # a venue built from it (the cluster's core)
+        raise CommandFailed(f"{config_path}: {invalid}") from None
     except (psycopg.Error, LedgerStoreError) as refused:  # the PostgreSQL store: down, refused
         raise CommandFailed(f"cannot start: the ledger store: {one_line(refused)}") from None
     return 0
@@ -114,6 +119,12 @@ def describe_store(config: venue_config.VenueConfig) -> str:
     parts = psycopg.conninfo.conninfo_to_dict(dsn)
     where = f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
     return f"PostgreSQL {where}"
+
+
+def _no_journal_yet(data: Path) -> bool:
+    """The one-process venue's data directory holds no journal record yet: it will be built."""
+    journal = data / JOURNAL_FILE
+    return not journal.exists() or journal.stat().st_size == 0
 
 
 def check_port_free_or_core(role: str, host: str, port: int) -> None:

@@ -393,20 +393,19 @@ class FileJournal:
                 return size, expected - 1
             except _BadFrame as bad:
                 offset, reason = bad.offset, bad.reason
-            file.seek(offset)
             # What a crash can leave past the last good frame: a torn batch, then zeros set
-            # aside for later writes (read whole: the zeros are not part of the tear).
-            region = file.read(min(size - offset, UNSYNCED_BYTES_MAX + PREALLOCATE_BYTES + 1))
-        tail = len(region.rstrip(b"\0")) + (size - offset - len(region))
+            # aside for later writes (read whole, and searched whole: the zeros are not part
+            # of the tear, and a valid record after them would make all of it corruption).
+            rest = size - offset
+            if rest > UNSYNCED_BYTES_MAX + PREALLOCATE_BYTES:
+                raise self._too_far_to_be_torn(offset, reason, rest)
+            file.seek(offset)
+            region = file.read(rest)
+        tail = len(region.rstrip(b"\0"))
         if not tail:  # zeros only: space set aside and never written, no record lost
             return self._cut_unused(offset, expected - 1)
         if tail > UNSYNCED_BYTES_MAX:
-            raise JournalCorruption(
-                self.path,
-                offset,
-                f"{reason}, with {tail} bytes from there to the end: more than one crash"
-                f" can tear ({UNSYNCED_BYTES_MAX})",
-            )
+            raise self._too_far_to_be_torn(offset, reason, tail)
         found = _find_frame(region, expected)
         if found is not None:
             raise JournalCorruption(
@@ -435,6 +434,14 @@ class FileJournal:
             expected - 1,
         )
         return offset, expected - 1
+
+    def _too_far_to_be_torn(self, offset: int, reason: str, tail: int) -> JournalCorruption:
+        return JournalCorruption(
+            self.path,
+            offset,
+            f"{reason}, with {tail} bytes from there to the end: more than one crash can tear"
+            f" ({UNSYNCED_BYTES_MAX}, and {PREALLOCATE_BYTES} set aside after it)",
+        )
 
     def _cut_unused(self, end: int, last_seq: int) -> tuple[int, int]:
         """The file ends in zeros set aside for writes that never came (a crash, or a writer

@@ -299,8 +299,12 @@ class VenueCore:
         self.store_thread.close()
         self.sequencer.close()
         if mark_clean:
-            write_durably(self.data_dir / CLEAN_STOP_FILE, b"")
+            self.mark_clean_stop()
         self._lock.close()
+
+    def mark_clean_stop(self) -> None:
+        """Say, durably, that the venue stops cleanly (read by `take_clean_stop_mark`)."""
+        write_durably(self.data_dir / CLEAN_STOP_FILE, b"")
 
     def take_clean_stop_mark(self) -> bool:
         """Whether the last run stopped cleanly (`stop(mark_clean=True)`); the mark is removed

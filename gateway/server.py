@@ -160,15 +160,21 @@ class VenueServer:
         self.dispatcher.placed.adopt_quotes()  # the quote sets' live quotes, as recovered
         self.private_streams.record_push_format(first_seq)
         self.public.start(self.bus.epoch)
+        clean = False  # the last run stopped cleanly (its mark, taken away now)
         if self._embedded:  # the first commands of this start, if any
-            await self._cancel_on_disconnect_after_a_crash(first_seq)
-        self._server = await transport.serve(
-            self,
-            host,
-            port,
-            routes=("/ws/trade", "/ws/public"),
-            max_size=limits.FRAME_BYTES_HARD_MAX,  # up to it, an oversize frame is answered
-        )
+            clean = await self._cancel_on_disconnect_after_a_crash(first_seq)
+        try:
+            self._server = await transport.serve(
+                self,
+                host,
+                port,
+                routes=("/ws/trade", "/ws/public"),
+                max_size=limits.FRAME_BYTES_HARD_MAX,  # up to it, an oversize frame is answered
+            )
+        except BaseException:
+            if clean:  # nothing was accepted since that clean stop: it holds for the next start
+                self.core.mark_clean_stop()
+            raise
         for account in self.dead_man_deadlines:  # armed before a restart: armed again
             self.private_streams.arm_dead_man(account)
         self.core.start_tasks()
@@ -176,13 +182,16 @@ class VenueServer:
         bound: int = next(iter(self._server.sockets)).getsockname()[1]
         return bound
 
-    async def _cancel_on_disconnect_after_a_crash(self, first_seq: int) -> None:
+    async def _cancel_on_disconnect_after_a_crash(self, first_seq: int) -> bool:
         """If the last run did not stop cleanly, its connections closed without their
         cancel-on-disconnect: cancel (reason cod) every open order placed with cod on, as
         their connections' close would have. Before listening: nothing else is accepted
-        first. (A clean stop closed every connection, and so ran cod on each.)"""
-        if self.core.take_clean_stop_mark() or first_seq == 1:
-            return  # a clean stop, or a venue that has run nothing yet: no order is open
+        first. (A clean stop closed every connection, and so ran cod on each.) Whether the
+        last run stopped cleanly."""
+        if self.core.take_clean_stop_mark():
+            return True
+        if first_seq == 1:
+            return False  # a venue that has run nothing yet: no order is open
         orders = self.reads.orders
         canceled = 0
         for order_id in sorted(order_id for order_id, order in orders.items() if order.cod):
@@ -192,6 +201,7 @@ class VenueServer:
             canceled += any(type(event) is OrderCanceled for event in executed.events)
         await self.bus.drain()
         _log.info("cancel-on-disconnect after an unclean stop", extra={"canceled": canceled})
+        return False
 
     def _first_seq_of_start(self) -> int:
         """The seq of this start's first command: after the journal's last (a cluster's

@@ -122,7 +122,8 @@ def test_a_bill_maturing_more_than_366_days_out_refuses_to_start_in_one_line(
 ) -> None:
     """The finding: a config bill a year and more out was listed (its yield null); refused by
     the engine, the venue would start without it and say so only in a warning. It is a
-    mistyped date: the venue does not start, and creates nothing."""
+    mistyped date: the venue does not start, and creates nothing. A venue that exists starts
+    on the same config: it recovers from its files and lists no config bill again."""
     text = SAMPLE_CONFIG.read_text()
     last = bill_dates(text)[-1]
     far = datetime.datetime.now(datetime.UTC).date() + datetime.timedelta(days=400)
@@ -141,6 +142,33 @@ def test_a_bill_maturing_more_than_366_days_out_refuses_to_start_in_one_line(
         " T-bill may run (52-week bills run 364 days)\n"
     )
     assert not data_dir.exists()
+
+    # A venue that exists recovers from its own files: the config's bills are not listed again,
+    # so the same config does not keep it from starting (the review's finding).
+    for config_path in (SAMPLE_CONFIG, config):  # built on the sample, restarted on the bill
+        argv = [sys.executable, "-m", "cli.main", "serve", "--config", str(config_path)]
+        argv += ["--data-dir", str(data_dir), "--port", "0"]
+        server = subprocess.Popen(
+            argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        try:
+            assert _listening(server), f"{config_path}: the venue did not start"
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(STOP_TIMEOUT_S)
+
+
+def _listening(server: subprocess.Popen[str]) -> bool:
+    """Whether `server` says it listens within the start timeout."""
+    assert server.stdout is not None
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        line = server.stdout.readline()
+        if LISTENING.search(line):
+            return True
+        if not line and server.poll() is not None:
+            return False
+    return False
 
 
 def test_ledger_commands_refuse_an_unreachable_postgres(

@@ -458,6 +458,20 @@ def test_a_write_torn_into_the_space_set_aside_is_cut(
     assert copy.read_bytes() == frames_of(written)
 
 
+@pytest.mark.parametrize("zeros", [500, 1_500, 2_500])
+def test_a_valid_record_after_zeros_is_corruption_however_far(
+    path: Path, monkeypatch: pytest.MonkeyPatch, zeros: int
+) -> None:
+    """The review's finding: past the tear window and the space set aside, a valid record
+    after a run of zeros was never searched for, and cut with the zeros as a torn tail."""
+    monkeypatch.setattr(journal_module, "UNSYNCED_BYTES_MAX", 1_000)
+    monkeypatch.setattr(journal_module, "PREALLOCATE_BYTES", 1_000)
+    written = records(1, 3)
+    path.write_bytes(frames_of(written) + bytes(zeros) + frame(4, payload(4)))
+    with pytest.raises(JournalCorruption):
+        FileJournal(path)
+
+
 def test_without_fallocate_each_write_grows_the_file(
     path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

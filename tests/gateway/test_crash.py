@@ -28,7 +28,7 @@ from core.sequencer import decode_command
 from core.verify import verify
 from engine.events import OrderAccepted, TradeExecuted
 from engine.venue import Venue, VenueConfig
-from gateway.server import JOURNAL_FILE
+from gateway.server import JOURNAL_FILE, VenueServer
 from settlement.ledger import Ledger
 from tests.conftest import KEYS, ROOT, drain_pushes, start_venue
 from tests.conftest import Venue as RunningVenue
@@ -295,3 +295,36 @@ def test_a_clean_stop_keeps_what_cod_left_open_and_a_kill_after_it_does_not(
 
 
 SYMBOL_OF = "AAPLx-USD"
+
+
+def test_a_start_that_cannot_listen_leaves_the_last_clean_stop_standing(tmp_path: Path) -> None:
+    """A start after a clean stop takes the stop's mark away before it listens; when it then
+    cannot listen (the port taken), it accepted nothing, so it puts the mark back: the next
+    start must not take that clean stop for a crash and cancel what cod had left open."""
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        first = await start_venue(data_dir)
+        alpha = await first.client("alpha")
+        await alpha.request("session.cod", {"enabled": True})
+        kept = (await alpha.place(SYMBOL_OF, "buy", "1", "186.00"))["order_id"]
+        await alpha.request("session.cod", {"enabled": False})  # kept open by the clean stop
+        await alpha.close()
+        await first.server.stop()  # clean
+
+        server = VenueServer(venue_config.load(SAMPLE_CONFIG), data_dir)
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            with pytest.raises(OSError):
+                await server.start("127.0.0.1", taken.getsockname()[1])
+        await server.core.stop()  # what the failed process's exit would release
+
+        venue = await start_venue(data_dir)
+        try:
+            alpha = await venue.client("alpha")
+            assert [o["order_id"] for o in (await alpha.open_orders())["orders"]] == [kept]
+        finally:
+            await venue.server.stop()
+
+    asyncio.run(scenario())
