@@ -53,7 +53,7 @@ def write(directory: Path, snapshot: Snapshot) -> Path:
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, final)
-    _fsync_directory(directory)
+    fsync_directory(directory)
     for old in sorted(directory.glob("snapshot-*.bin"))[:-SNAPSHOTS_KEPT]:
         old.unlink(missing_ok=True)
     return final
@@ -103,7 +103,8 @@ def read(path: Path) -> Snapshot | None:
     return snapshot
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make the entries created or removed in `directory` durable."""
     descriptor = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(descriptor)

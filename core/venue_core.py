@@ -313,7 +313,7 @@ class VenueCore:
         if not path.exists():
             return False
         path.unlink()
-        _sync_directory(self.data_dir)
+        snapshots.fsync_directory(self.data_dir)
         return True
 
     # ----------------------------------------------------------------- epochs
@@ -467,16 +467,7 @@ def write_durably(path: Path, content: bytes) -> None:
         file.write(content)
         file.flush()
         os.fsync(file.fileno())
-    _sync_directory(path.parent)
-
-
-def _sync_directory(directory: Path) -> None:
-    """Make the entries created or removed in `directory` durable."""
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    snapshots.fsync_directory(path.parent)
 
 
 def save_json(path: Path, value: Any) -> None:

@@ -30,6 +30,7 @@ from engine.events import (
     WithdrawalRequested,
     WithdrawalVoided,
 )
+from engine.instrument import InstrumentSpec
 from engine.reasons import ErrorCode
 from engine.venue import Venue, VenueConfig
 from settlement.ledger import Ledger
@@ -116,17 +117,20 @@ def test_withdrawals_hold_then_burn_or_release(custodied: Custodied) -> None:
     assert isinstance(events[0], WithdrawalVoided) and custodied.total(1, "USD") == 40 * USD
 
 
-def list_bill(custodied: Custodied) -> None:
-    bill = make_spec(
+def bill_spec(maturity_us: int = MATURITY_US) -> InstrumentSpec:
+    return make_spec(
         symbol=BILL,
         kind=InstrumentKind.TBILL,
         base="TB-X",
         price_decimals=6,
         qty_decimals=0,
         reference_price=98_676_708,
-        maturity_us=MATURITY_US,
+        maturity_us=maturity_us,
     )
-    custodied.ok(ListInstrument(spec=bill))
+
+
+def list_bill(custodied: Custodied) -> None:
+    custodied.ok(ListInstrument(spec=bill_spec()))
 
 
 def test_a_tbill_matures_into_par_for_every_holder_once(custodied: Custodied) -> None:
@@ -219,16 +223,7 @@ def test_the_engine_replays_a_bill_listed_more_than_366_days_out(custodied: Cust
     and `admin.list_instrument`: tests/gateway/test_server_admin.py). The engine does not: a
     journal written before that check existed must replay as it was accepted."""
     day_us = 24 * HOUR_US
-    spec = make_spec(
-        symbol=BILL,
-        kind=InstrumentKind.TBILL,
-        base="TB-X",
-        price_decimals=6,
-        qty_decimals=0,
-        reference_price=98_676_708,
-        maturity_us=400 * day_us,
-    )
-    custodied.ok(ListInstrument(spec=spec), ts=day_us // 2)
+    custodied.ok(ListInstrument(spec=bill_spec(400 * day_us)), ts=day_us // 2)
     assert BILL in custodied.venue.markets
 
 
