@@ -110,7 +110,17 @@ class MatureInstrument(Command, frozen=True, gc=False, kw_only=True):
 
 
 class AdvanceClock(Command, frozen=True, gc=False, kw_only=True):
-    """Let time pass: expires every gtd order whose expire_at has come."""
+    """Let time pass: expires every gtd order whose expire_at has come, matures the bills
+    whose maturity has, and fires every dead-man's switch whose deadline has passed."""
+
+
+class ArmDeadMan(Command, frozen=True, gc=False, kw_only=True):
+    """Arm the account's dead-man's switch `timeout_ms` after the command's time, replacing
+    the one armed before; 0 disarms it. Relative, not a deadline: the deadline comes from
+    the sequencer's stamp (`ts_us`), so no other clock (a cluster's gateway's) decides it."""
+
+    account: int
+    timeout_ms: int
 
 
 class ListAsset(Command, frozen=True, gc=False, kw_only=True):
@@ -192,6 +202,7 @@ AnyCommand = (
     | SetOrderCaps
     | MatureInstrument
     | AdvanceClock
+    | ArmDeadMan
     | ListAsset
     | OpenAccount
     | AttestReserves

@@ -118,6 +118,19 @@ class OrderCanceled(Event, frozen=True, gc=False):
         return 0
 
 
+class DeadManArmed(Event, frozen=True, gc=False):
+    """The account's dead-man's switch now fires at `deadline_us` (0: it is disarmed)."""
+
+    account: int
+    deadline_us: int
+
+
+class DeadManTriggered(Event, frozen=True, gc=False):
+    """The account's dead-man's switch fired: its open orders' cancels (reason dms) follow."""
+
+    account: int
+
+
 class OrderExpired(Event, frozen=True, gc=False):
     """A gtd order reached its expire_at time."""
 
@@ -321,6 +334,8 @@ AnyEvent = (
     | TradeExecuted
     | OrderCanceled
     | OrderExpired
+    | DeadManArmed
+    | DeadManTriggered
     | SelfTradePrevented
     | OrderAmended
     | InstrumentListed

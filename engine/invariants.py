@@ -2,7 +2,8 @@
 
 Each check is an `assert` whose message says what broke; a failure is a bug, never an input
 error. Covers: books never crossed; level keys, totals and the cached best agree with the
-orders; every open order is in exactly one level and in every index; gtd orders are queued.
+orders; every open order is in exactly one level and in every index; gtd orders are queued;
+every armed dead-man's switch is queued, and the queue's head is one.
 """
 
 from __future__ import annotations
@@ -27,9 +28,19 @@ def check_venue(venue: Venue) -> None:
             assert order.order_id not in resting, f"order {order.order_id} rests twice"
             resting[order.order_id] = order
     _check_indexes(venue, resting)
+    _check_dead_men(venue)
     if venue.ledger is not None:
         _check_holds(venue, resting)
         venue.ledger.check_invariants()
+
+
+def _check_dead_men(venue: Venue) -> None:
+    queue, armed = venue.dead_man_queue, venue.dead_men
+    queued = set(queue)
+    for account, deadline_us in armed.items():
+        assert account > 0 and deadline_us > 0, f"switch of {account} at {deadline_us}"
+        assert (deadline_us, account) in queued, f"the switch of {account} is not queued"
+    assert not queue or armed.get(queue[0][1]) == queue[0][0], "the queue's head is disarmed"
 
 
 def _check_holds(venue: Venue, resting: dict[int, Order]) -> None:

@@ -150,6 +150,8 @@ AMEND_PRECEDENCE: tuple[ErrorCode, ...] = (
 
 CANCEL_ALL_PRECEDENCE: tuple[ErrorCode, ...] = (E.BAD_PARAM, E.UNKNOWN_SYMBOL)
 
+ARM_DEAD_MAN_PRECEDENCE: tuple[ErrorCode, ...] = (E.BAD_PARAM,)  # the account or the timeout
+
 # BAD_PARAM: the spec's own checks; with a ledger, its refusals (assets, a shared bill, the
 # par of tokens out) come after INSTRUMENT_EXISTS, still BAD_PARAM (docs/engine.md).
 LIST_INSTRUMENT_PRECEDENCE: tuple[ErrorCode, ...] = (

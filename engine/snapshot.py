@@ -2,7 +2,8 @@
 
 Owns the shape of a venue image: every market (spec, status, reference price, trade ids,
 maturity) with its resting orders in priority order, the closed-order memory, the id
-counters and the clock, and the ledger's image when the venue clears. A restored venue has
+counters and the clock, the armed dead-man's switches, and the ledger's image when the
+venue clears. A restored venue has
 the same `state_hash()` and, given the same commands, produces the same events. Pure: the
 bytes are the gateway's to write.
 """
@@ -28,7 +29,9 @@ class MarketImage(msgspec.Struct, frozen=True, gc=False):
     orders: list[Order]  # bids then asks, each in priority order
 
 
-class VenueImage(msgspec.Struct, frozen=True, gc=False):
+# `omit_defaults`: an image without an armed switch is written as before it had them, and
+# an image written before reads as one without.
+class VenueImage(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     version: int
     config: VenueConfig
     ts_us: int
@@ -36,6 +39,7 @@ class VenueImage(msgspec.Struct, frozen=True, gc=False):
     markets: list[MarketImage]
     closed_orders: list[tuple[int, int]]  # (order id, account), oldest first
     ledger: LedgerImage | None
+    dead_men: list[tuple[int, int]] = []  # armed dead-man's switches: (account, deadline_us)
 
 
 def capture(venue: Venue) -> VenueImage:
@@ -54,7 +58,14 @@ def capture(venue: Venue) -> VenueImage:
     ledger = venue.ledger.image() if venue.ledger is not None else None
     closed = list(venue.closed_orders.items())
     return VenueImage(
-        IMAGE_VERSION, venue.config, venue.ts_us, venue.last_order_id, markets, closed, ledger
+        IMAGE_VERSION,
+        venue.config,
+        venue.ts_us,
+        venue.last_order_id,
+        markets,
+        closed,
+        ledger,
+        sorted(venue.dead_men.items()),
     )
 
 
@@ -71,6 +82,7 @@ def restore(image: VenueImage) -> Venue:
     venue.adopt_resting(orders)
     for order_id, account in image.closed_orders:
         venue.closed_orders.add(order_id, account)
+    venue.adopt_dead_men(image.dead_men)
     venue.check_invariants()
     return venue
 

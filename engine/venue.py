@@ -2,7 +2,8 @@
 
 Owns every market (book, status, band, per-order caps, T-bill maturity, scheduled or run
 early by an operator), every open order and the indexes over them (by id, by account, by
-client order id), the gtd expiry queue and the id counters. Matching is
+client order id), the gtd expiry queue, each account's dead-man's switch (its deadline,
+fired by the clock's `AdvanceClock`) and the id counters. Matching is
 price-time priority at the maker's price; self-trade prevention follows the taker's mode.
 Each command is checked in the order its `*_PRECEDENCE` tuple in `engine.reasons` lists,
 and a refused command changes nothing. Before any command runs, gtd orders whose expiry
@@ -26,6 +27,7 @@ from engine.closed import ClosedOrders
 from engine.commands import (
     AdvanceClock,
     AmendOrder,
+    ArmDeadMan,
     CancelAll,
     CancelOrder,
     Command,
@@ -52,6 +54,8 @@ from engine.enums import (
 from engine.events import (
     BalanceChanged,
     CommandRejected,
+    DeadManArmed,
+    DeadManTriggered,
     Event,
     Fact,
     InstrumentListed,
@@ -78,6 +82,9 @@ DUE_NEVER_US = 2**63  # later than any time a command can carry: nothing is due
 CL_ORD_ID_LENGTH_MAX = 36  # the protocol's bound on client ids
 TAG_LENGTH_MAX = 36  # same bound for free-form tags
 QUOTE_SET_LENGTH_MAX = 64  # the protocol's bound on quote set names
+# The protocol's bound on `orders.cancel_after` (a switch longer than 10 minutes protects
+# nothing); the engine keeps it too, so that no command can arm one for longer.
+DEAD_MAN_TIMEOUT_MS_MAX = 600_000
 
 # Hot-path aliases: a module global is one dict lookup, an enum member two.
 BUY = Side.BUY
@@ -147,9 +154,15 @@ class Venue:
             SetOrderCaps: self._set_order_caps,
             MatureInstrument: self._mature_instrument,
             AdvanceClock: self._advance_clock,
+            ArmDeadMan: self._arm_dead_man,
         }
         self.maturities: list[tuple[int, str]] = []  # heap of T-bill (maturity_us, symbol)
         self._due_us = DUE_NEVER_US  # see `note_due`
+        # Armed dead-man's switches, account -> deadline (at most one per account), and a
+        # heap of (deadline, account) whose head is always an armed switch: the clock's tick
+        # reads it (`Sequencer.tick`). Re-arming leaves the old entry behind (`_drop_stale`).
+        self.dead_men: dict[int, int] = {}
+        self.dead_man_queue: list[tuple[int, int]] = []
         # The tokens of matured bills: derived from the markets (matured flag and base), so
         # it is neither hashed nor snapshotted; custody refuses reserves and mints of them.
         self.matured_assets: set[str] = set()
@@ -248,7 +261,10 @@ class Venue:
         ledger = None
         if self.ledger is not None:  # balances decide future events too
             ledger = msgspec.structs.replace(self.ledger.image(), undrained=[])
-        return [self.ts_us, self.last_order_id, markets, closed, ledger]
+        state: list[object] = [self.ts_us, self.last_order_id, markets, closed, ledger]
+        if self.dead_men:  # only then: a venue without an armed switch hashes as it always did
+            state.append(sorted(self.dead_men.items()))
+        return state
 
     # ----------------------------------------------------------------- place
 
@@ -870,6 +886,12 @@ class Venue:
                 self._cancel_open(order, cmd.reason, events)
         return None
 
+    def _cancel_account(self, account: int, reason: CancelReason, events: list[Event]) -> None:
+        """Cancel every open order of the account, in the order they were accepted (as a
+        `CancelAll` without filters does)."""
+        for order in list(self.account_orders.get(account, {}).values()):
+            self._cancel_open(order, reason, events)
+
     # ----------------------------------------------------------------- amend
 
     def _amend(self, cmd: AmendOrder, events: list[Event]) -> None:
@@ -1282,7 +1304,51 @@ class Venue:
     # ----------------------------------------------------------------- time
 
     def _advance_clock(self, cmd: AdvanceClock, events: list[Event]) -> None:
-        """Nothing more to do: `execute` has already expired what was due."""
+        """Fire the dead-man's switches whose deadline passed, earliest first (`execute` has
+        already expired and matured what was due). Here, not in `execute`: a switch is
+        looked at only when the clock ticks, never per order command."""
+        queue, armed = self.dead_man_queue, self.dead_men
+        while queue and queue[0][0] <= cmd.ts_us:
+            deadline_us, account = heappop(queue)
+            if armed.get(account) != deadline_us:
+                continue  # re-armed or disarmed since: its entry outlived it
+            del armed[account]
+            events.append(DeadManTriggered(cmd.ts_us, account))
+            self._cancel_account(account, CancelReason.DMS, events)
+        self._drop_stale_dead_men()
+
+    def _arm_dead_man(self, cmd: ArmDeadMan, events: list[Event]) -> None:
+        """Arm (or with a timeout of 0, disarm) the account's one dead-man's switch."""
+        account, timeout_ms = cmd.account, cmd.timeout_ms
+        if account <= 0 or not 0 <= timeout_ms <= DEAD_MAN_TIMEOUT_MS_MAX:
+            detail = f"bad account or timeout_ms (0 to {DEAD_MAN_TIMEOUT_MS_MAX})"
+            return self._reject(events, cmd, "arm_dead_man", E.BAD_PARAM, detail)
+        deadline_us = cmd.ts_us + timeout_ms * 1_000 if timeout_ms else 0
+        if deadline_us:
+            self.dead_men[account] = deadline_us
+            queue = self.dead_man_queue
+            heappush(queue, (deadline_us, account))
+            if len(queue) > 2 * len(self.dead_men) + 1024:  # mostly stale entries: rebuild
+                self.dead_man_queue = queue = [(d, a) for a, d in self.dead_men.items()]
+                heapify(queue)
+        else:
+            self.dead_men.pop(account, None)
+        self._drop_stale_dead_men()
+        events.append(DeadManArmed(cmd.ts_us, account, deadline_us))
+        return None
+
+    def _drop_stale_dead_men(self) -> None:
+        """Pop the queue's head while it is no armed switch: so a tick finds a switch due
+        only when one is (an `AdvanceClock` journaled for nothing, otherwise)."""
+        queue, armed = self.dead_man_queue, self.dead_men
+        while queue and armed.get(queue[0][1]) != queue[0][0]:
+            heappop(queue)
+
+    def adopt_dead_men(self, deadlines: list[tuple[int, int]]) -> None:
+        """Put armed switches back, (account, deadline_us), as restored from a snapshot."""
+        self.dead_men = dict(deadlines)
+        self.dead_man_queue = [(deadline_us, account) for account, deadline_us in deadlines]
+        heapify(self.dead_man_queue)
 
     def _expire_due(self, ts: int, events: list[Event]) -> None:
         queue = self.gtd_queue
