@@ -26,7 +26,7 @@ import msgspec
 from core.bus import Bus
 from core.sequencer import Executed
 from core.venue_core import now_us, rejection, save_json
-from engine.commands import CancelAll, CancelOrder, Command, PlaceOrder
+from engine.commands import ArmDeadMan, CancelAll, CancelOrder, Command, PlaceOrder
 from engine.enums import CancelReason, OrderStatus, Side
 from engine.events import (
     BalanceChanged,
@@ -365,11 +365,14 @@ class Dispatcher:
         self._reply(session, request, {"enabled": session.cod}, t_in)
 
     def _cancel_after(self, session: Session, request: wire.Request, t_in: int) -> None:
+        """Arm (or with 0, disarm) the account's dead-man's switch: a command, so the one
+        switch of the account is the venue's, whichever connection or gateway armed it."""
         require_scope(_key(session), "trade")
         account = _key(session).account
         timeout_ms: int = request.params.timeout_ms  # type: ignore[attr-defined]
-        self.private_streams.cancel_after(account, t_in, timeout_ms)
-        self._reply(session, request, {"timeout_ms": timeout_ms, "armed": bool(timeout_ms)}, t_in)
+        command = ArmDeadMan(ts_us=self.stamp_us(), account=account, timeout_ms=timeout_ms)
+        pending = Pending(session, request.id, request.method, t_in, finish=_cancel_after_result)
+        self.bus.submit(command, pending)
 
     def _trade(self, session: Session, request: wire.Request, t_in: int) -> None:
         key = session.key
@@ -931,6 +934,17 @@ def _corporate_result(scales: Mapping[str, int], pending: Pending) -> bytes:
             "orders_canceled": summary.orders_canceled,
             "settlement_id": summary.settlement_id,
         }
+    return wire.ok(pending.request_id, result, pending.t_in, now_us())
+
+
+def _cancel_after_result(pending: Pending) -> bytes:
+    """`{timeout_ms, armed}`, as the switch now stands (the wire checked the timeout)."""
+    executed = pending.results[0]
+    rejected = rejection(executed.events)
+    if rejected is not None:
+        return wire.error(pending.request_id, rejected.reason, rejected.detail)
+    timeout_ms = cast(ArmDeadMan, executed.command).timeout_ms
+    result = {"timeout_ms": timeout_ms, "armed": bool(timeout_ms)}
     return wire.ok(pending.request_id, result, pending.t_in, now_us())
 
 

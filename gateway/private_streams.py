@@ -3,11 +3,11 @@
 Owns the per-account `account` stream: exec reports get their seq as each command
 executes (so an account snapshot taken then is exact) and reach subscribers, and a bounded
 history for `since_seq` replay, once durable; account subscriptions (snapshot or replay,
-then live); the closed-order history; cancel-on-disconnect and the dead-man's switch
-(armed deadlines are kept in `DEAD_MAN_FILE`, so they survive a restart).
+then live); the closed-order history; cancel-on-disconnect; the `dms.triggered` notice of a
+dead-man's switch that fired (the switches are the venue's state: `ArmDeadMan`), and the
+switches an older venue left in `DEAD_MAN_FILE`, armed through the venue at start.
 """
 
-import asyncio
 import bisect
 from collections import deque
 from collections.abc import Iterator
@@ -20,16 +20,22 @@ import msgspec
 
 from core.bus import Bus, ReadSide
 from core.sequencer import Executed
+from core.snapshots import fsync_directory
 from core.venue_core import load_json, now_us, save_json
-from engine.commands import CancelAll, CancelOrder
+from engine.commands import ArmDeadMan, CancelOrder
 from engine.enums import CancelReason
+from engine.events import DeadManTriggered
 from engine.units import format_units
+from engine.venue import DEAD_MAN_TIMEOUT_MS_MAX
 from gateway import limits, wire
 from gateway.order_history import OrderHistory
 from gateway.reports import ExecReporter, Push, anonymized
 from gateway.sessions import Session, Sessions
 
-DEAD_MAN_FILE = "dead_man.json"  # armed dead-man's switches: account -> deadline (µs)
+# Where a venue before the switch was venue state (session 15) kept the armed ones, account
+# -> deadline (µs): read once at start (`arm_dead_men_from_file`), then removed, never written.
+DEAD_MAN_FILE = "dead_man.json"
+DMS_TRIGGERED = {"ch": "session", "type": "dms.triggered"}
 # [first seq, push format] per start: which `PUSH_FORMAT` first sent each command's pushes
 PUSH_FORMATS_FILE = "push_formats.json"
 # The pushes a command makes, in number and order (the account seqs depend on them). 1: every
@@ -80,10 +86,11 @@ class PrivateStream:
 
 @dataclass(eq=False)
 class Notice:
-    """A session push about the commands submitted with it as their origin: sent once they
-    are all durable (the sequencer releases them in one batch), before their own pushes."""
+    """A session push to the accounts' connections about the commands that carry it as their
+    origin: sent once they are all durable (the sequencer releases them in one batch), before
+    their own pushes."""
 
-    account: int
+    accounts: tuple[int, ...]
     message: dict[str, Any]
     sent: bool = False
 
@@ -109,8 +116,8 @@ class PrivateStreams:
         self.streams: dict[int, PrivateStream] = {}
         self.reporter = ExecReporter()
         self.order_history = OrderHistory()  # closed orders, for order.status and orders.history
-        self.dead_man: dict[int, asyncio.TimerHandle] = {}
-        self.dead_man_deadlines = _load_deadlines(data_dir / DEAD_MAN_FILE)
+        # read now: a damaged file refuses the start before anything runs
+        self.dead_man_file_deadlines = _load_deadlines(data_dir / DEAD_MAN_FILE)
         self.push_formats = _load_push_formats(data_dir / PUSH_FORMATS_FILE)
 
     # ----------------------------------------------------------------- the stream
@@ -257,52 +264,41 @@ class PrivateStreams:
         """A closed session with cod on: cancel the orders it placed that are still open."""
         if session.cod and session.placed and session.account is not None:
             account = session.account
-            notice = Notice(account, {"ch": "session", "type": "cod.triggered"})
+            notice = Notice((account,), {"ch": "session", "type": "cod.triggered"})
             for order_id in sorted(session.placed):
                 command = CancelOrder(account=account, order_id=order_id, reason=CancelReason.COD)
                 self.bus.submit(command, notice)
 
-    def cancel_after(self, account: int, t_in: int, timeout_ms: int) -> None:
-        """Arm (or with 0, disarm) the account's dead-man's switch."""
-        if timeout_ms:
-            self.dead_man_deadlines[account] = t_in + timeout_ms * 1_000
-        else:
-            self.dead_man_deadlines.pop(account, None)
-        # durable before the answer: an armed switch survives a restart (and fires late
-        # rather than never if the venue was down past its deadline)
-        save_json(self.data_dir / DEAD_MAN_FILE, self.dead_man_deadlines)
-        self.arm_dead_man(account)
+    def dead_man_notice(self, executed: Executed) -> None:
+        """A clock tick that fired dead-man's switches: its origin (a timer's, None) becomes
+        their `dms.triggered` notice, so that it reaches the accounts' connections on this
+        gateway when the tick is durable, before its cancels' pushes. Every gateway executes
+        the tick, so every gateway tells its own connections."""
+        triggered = tuple(e.account for e in executed.events if type(e) is DeadManTriggered)
+        if triggered and executed.origin is None:
+            executed.origin = Notice(triggered, DMS_TRIGGERED)
 
-    def arm_dead_man(self, account: int) -> None:
-        """(Re)start the account's timer for its deadline, or stop it if it has none."""
-        timer = self.dead_man.pop(account, None)
-        if timer is not None:
-            timer.cancel()
-        deadline_us = self.dead_man_deadlines.get(account)
-        if deadline_us is not None:
-            delay_s = max(0.0, (deadline_us - now_us()) / 1_000_000)
-            self.dead_man[account] = asyncio.get_running_loop().call_later(
-                delay_s, self._dead_man_fired, account
-            )
-
-    def disarm_all(self) -> None:
-        for timer in self.dead_man.values():
-            timer.cancel()  # a stopped venue takes no more commands
-        self.dead_man.clear()
-
-    def _dead_man_fired(self, account: int) -> None:
-        self.dead_man.pop(account, None)
-        notice = Notice(account, {"ch": "session", "type": "dms.triggered"})
-        self.bus.submit(CancelAll(account=account, reason=CancelReason.DMS), notice)
-        self.dead_man_deadlines.pop(account, None)
-        # spent, but only on disk once its cancel is durable: a crash in between fires it
-        # again at the next start (canceling nothing new) rather than never
-        spent = asyncio.get_running_loop().create_task(self._save_dead_man_after_drain())
-        self.connections.keep(spent)
-
-    async def _save_dead_man_after_drain(self) -> None:
-        await self.bus.drain()
-        save_json(self.data_dir / DEAD_MAN_FILE, self.dead_man_deadlines)
+    async def arm_dead_men_from_file(self) -> None:
+        """Arm, through the venue, the switches an older venue kept in `DEAD_MAN_FILE` that
+        the venue has not armed (a start that died after arming them, before removing the
+        file, armed them already); then remove the file. At start: before listening and
+        before the clock ticks. A deadline that passed while the venue was down fires at the
+        first tick, as it did at a start before."""
+        path = self.data_dir / DEAD_MAN_FILE
+        if not path.exists():
+            return
+        armed = self.reads.venue.dead_men
+        now = now_us()
+        for account, deadline_us in sorted(self.dead_man_file_deadlines.items()):
+            if account in armed:
+                continue
+            left_ms = -(-(deadline_us - now) // 1_000)  # rounded up: never before its deadline
+            timeout_ms = min(max(left_ms, 1), DEAD_MAN_TIMEOUT_MS_MAX)  # 0 would disarm
+            self.bus.submit(ArmDeadMan(account=account, timeout_ms=timeout_ms), None)
+        await self.bus.drain()  # durable before the file goes
+        path.unlink()
+        fsync_directory(self.data_dir)
+        self.dead_man_file_deadlines = {}
 
 
 def sequence(

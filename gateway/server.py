@@ -33,7 +33,14 @@ from core.venue_core import (
     load_json,
     now_us,
 )
-from engine.commands import CancelOrder, ListAsset, ListInstrument, PlaceOrder, SetOrderCaps
+from engine.commands import (
+    AdvanceClock,
+    CancelOrder,
+    ListAsset,
+    ListInstrument,
+    PlaceOrder,
+    SetOrderCaps,
+)
 from engine.enums import CancelReason, TimeInForce
 from engine.events import OrderCanceled, SharesSplit, TradeExecuted
 from engine.venue import Venue
@@ -118,8 +125,6 @@ class VenueServer:
         self.sessions = self.connections.sessions
         self.private = self.private_streams.streams
         self.order_history = self.private_streams.order_history
-        self.dead_man = self.private_streams.dead_man
-        self.dead_man_deadlines = self.private_streams.dead_man_deadlines
         self.quotes = self.dispatcher.placed.quotes
         self.quote_slots = self.dispatcher.placed.quote_slots
         self._server: transport.Listener | None = None
@@ -163,6 +168,7 @@ class VenueServer:
         clean = False  # the last run stopped cleanly (its mark, taken away now)
         if self._embedded:  # the first commands of this start, if any
             clean = await self._cancel_on_disconnect_after_a_crash(first_seq)
+        await self.private_streams.arm_dead_men_from_file()  # an older venue's, if any
         try:
             self._server = await transport.serve(
                 self,
@@ -175,8 +181,6 @@ class VenueServer:
             if clean:  # nothing was accepted since that clean stop: it holds for the next start
                 self.core.mark_clean_stop()
             raise
-        for account in self.dead_man_deadlines:  # armed before a restart: armed again
-            self.private_streams.arm_dead_man(account)
         self.core.start_tasks()
         self.core.keep_task(asyncio.create_task(self.public.heartbeats()))
         bound: int = next(iter(self._server.sockets)).getsockname()[1]
@@ -223,7 +227,6 @@ class VenueServer:
         if self._server is not None:
             self.connections.flush_outboxes()  # the shutdown pushes go out before the closes
             await self._server.close()  # every connection closed with 1001
-        self.private_streams.disarm_all()
         if self._embedded:  # the last thing it does: this stop was clean, cod ran
             await self.core.stop(mark_clean=True)
         else:
@@ -308,6 +311,8 @@ class VenueServer:
             command = executed.command
             if quote_set is None and type(command) is PlaceOrder:  # replayed: it names its set
                 quote_set = command.quote_set
+            if kind is AdvanceClock:  # it may have fired dead-man's switches
+                self.private_streams.dead_man_notice(executed)
             self.private_streams.assign(executed, quote_set)
             return
         quote_set = pending.quote_set
@@ -348,7 +353,8 @@ class VenueServer:
                 private_streams.join(pending)
             elif kind is Notice and not pending.sent:  # before the cancels' pushes
                 pending.sent = True
-                self.connections.push_to_account(pending.account, pending.message)
+                for account in pending.accounts:
+                    self.connections.push_to_account(account, pending.message)
             if executed.command is None:
                 continue
             private_streams.publish(executed)
