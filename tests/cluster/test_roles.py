@@ -32,7 +32,7 @@ from engine.venue import VenueConfig as EngineConfig
 from settlement.ledger import Ledger
 from settlement.pg_store import PostgresLedgerStore
 from tests.conftest import KEYS, drain_pushes
-from tests.sample_config import SAMPLE_CONFIG
+from tests.sample_config import SAMPLE_CONFIG, sample_bill
 
 SYMBOL = "AAPLx-USD"
 QUOTED = "MSFTx-USD"  # quote.mass test's own book
@@ -458,3 +458,76 @@ def test_a_key_issued_through_gateway_a_logs_on_through_gateway_b_and_after_its_
             await reader.close()
 
     run(after_restart())
+
+
+# ----------------------------------------------------------------- the dead-man's switch
+
+DMS_BILL = sample_bill("TB-2027-03-04-USD")  # account 4, a US person, trades the bills only
+DMS_SWITCH_MS = 1_500
+DMS_WAIT_S = 15.0  # past a switch's deadline, for its cancels to show on a busy 2-core box
+
+
+async def dms_pushes(client: VenueClient, timeout_s: float) -> list[dict[str, Any]]:
+    """Pushes until a `dms.triggered` one, that one included (bounded)."""
+    pushes: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    while not pushes or pushes[-1].get("type") != "dms.triggered":
+        left = deadline - time.monotonic()
+        assert left > 0, f"no dms.triggered within {timeout_s} s: {pushes}"
+        pushes.append(await client.next_push(left))
+    return pushes
+
+
+def test_a_switch_armed_through_gateway_a_and_disarmed_through_b_does_not_fire(
+    cluster: LocalCluster,
+) -> None:
+    """One switch per account, the venue's: disarmed through B, A has none left to fire."""
+    a, b = cluster.gateways
+
+    async def scenario() -> None:
+        on_a, on_b = await client(a.url, "us"), await client(b.url, "us")
+        try:
+            placed = (await on_a.place(DMS_BILL, "buy", "100", "98.000000"))["order_id"]
+            await on_a.request("orders.cancel_after", {"timeout_ms": DMS_SWITCH_MS})
+            disarmed = await on_b.request("orders.cancel_after", {"timeout_ms": 0})
+            assert disarmed == {"timeout_ms": 0, "armed": False}
+            await asyncio.sleep(DMS_SWITCH_MS / 1_000 + 1.0)  # past the disarmed deadline
+            for each in (on_a, on_b):
+                orders = (await each.open_orders(DMS_BILL))["orders"]
+                assert placed in [o["order_id"] for o in orders]
+                pushes = await drain_pushes(each, 0.05)
+                assert [p for p in pushes if p.get("type") == "dms.triggered"] == []
+        finally:
+            await on_a.close()
+            await on_b.close()
+
+    run(scenario())
+
+
+def test_a_switch_armed_through_gateway_a_fires_after_a_is_killed(cluster: LocalCluster) -> None:
+    """The switch is the venue's: with A dead (and not started again) the active core's
+    clock fires it, and B, which executes that tick too, tells its connections."""
+    a, b = cluster.gateways
+
+    async def scenario() -> None:
+        on_a, on_b = await client(a.url, "us"), await client(b.url, "us")
+        try:
+            placed = (await on_a.place(DMS_BILL, "buy", "100", "98.100000"))["order_id"]
+            armed = await on_a.request("orders.cancel_after", {"timeout_ms": DMS_SWITCH_MS})
+            assert armed == {"timeout_ms": DMS_SWITCH_MS, "armed": True}
+            cluster.kill(a)
+            await dms_pushes(on_b, DMS_SWITCH_MS / 1_000 + DMS_WAIT_S)
+            gave_up = time.monotonic() + DMS_WAIT_S
+            while (await on_b.open_orders(DMS_BILL))["orders"]:
+                assert time.monotonic() < gave_up, "the account's orders outlived the switch"
+                await asyncio.sleep(0.05)
+            status = await on_b.order_status(placed)
+            assert (status["status"], status["reason"]) == ("canceled", "dms")
+        finally:
+            await on_b.close()
+            with contextlib.suppress(ConnectionClosed, OSError):
+                await on_a.close()
+
+    run(scenario())
+    cluster.start_role(a)
+    cluster.wait_for(a, "replica at seq", timeout_s=120)

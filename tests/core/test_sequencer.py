@@ -12,9 +12,9 @@ import pytest
 
 from core.journal import EncodeInto, FileJournal, Sequenced
 from core.sequencer import BATCH_COMMANDS_MAX, Executed, Sequencer, _batch_end
-from engine.commands import ListInstrument, PlaceOrder
+from engine.commands import ArmDeadMan, ListInstrument, PlaceOrder
 from engine.enums import Side
-from engine.events import OrderAccepted, TradeExecuted
+from engine.events import DeadManTriggered, OrderAccepted, TradeExecuted
 from engine.venue import Venue
 from tests.engine.conftest import SYMBOL, make_spec
 
@@ -530,3 +530,38 @@ def test_a_place_journals_its_cod_mark_only_when_it_has_one() -> None:
     assert "cod" not in msgspec.msgpack.decode(encode_command(place)), "no byte for it"
     marked = msgspec.structs.replace(place, cod=True)
     assert decode_command(encode_command(marked)) == marked
+
+
+def test_a_tick_advances_the_clock_once_a_dead_mans_deadline_has_passed(tmp_path: Path) -> None:
+    """Only then: a re-armed switch's old deadline, or a disarmed one's, journals nothing."""
+    clock = Clock()
+
+    async def session() -> list[Executed]:
+        venue = Venue()
+        executed: list[Executed] = []
+        sequencer = Sequencer(
+            venue,
+            FileJournal(tmp_path / "journal"),
+            clock,
+            lambda b: None,
+            on_executed=executed.append,
+        )
+        sequencer.submit(ArmDeadMan(account=1, timeout_ms=1))  # deadline: its time + 1 ms
+        sequencer.submit(ArmDeadMan(account=2, timeout_ms=1))
+        sequencer.submit(ArmDeadMan(account=2, timeout_ms=0))
+        sequencer.tick()  # 5 µs later: not due
+        clock.now += 1_000
+        sequencer.tick()  # due: account 1's switch fires
+        sequencer.tick()  # nothing more is due
+        await sequencer.drain()
+        sequencer.close()
+        return executed
+
+    executed = asyncio.run(session())
+    assert [type(e.command).__name__ for e in executed] == [
+        "ArmDeadMan",
+        "ArmDeadMan",
+        "ArmDeadMan",
+        "AdvanceClock",
+    ]
+    assert executed[-1].events == [DeadManTriggered(executed[-1].command.ts_us, 1)]  # type: ignore[union-attr]

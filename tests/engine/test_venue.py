@@ -8,6 +8,7 @@ import pytest
 from engine.commands import (
     AdvanceClock,
     AmendOrder,
+    ArmDeadMan,
     CancelAll,
     CancelOrder,
     ListInstrument,
@@ -28,6 +29,8 @@ from engine.enums import (
 )
 from engine.events import (
     CommandRejected,
+    DeadManArmed,
+    DeadManTriggered,
     OrderAccepted,
     OrderAmended,
     OrderCanceled,
@@ -36,8 +39,8 @@ from engine.events import (
     SelfTradePrevented,
     TradeExecuted,
 )
-from engine.reasons import ErrorCode
-from engine.venue import VenueConfig
+from engine.reasons import ARM_DEAD_MAN_PRECEDENCE, ErrorCode
+from engine.venue import DEAD_MAN_TIMEOUT_MS_MAX, VenueConfig
 from tests.engine.conftest import SYMBOL, Harness, kinds, make_spec
 
 BUY, SELL = Side.BUY, Side.SELL
@@ -738,3 +741,98 @@ def test_an_order_keeps_its_cod_mark_through_amends_and_images() -> None:
     assert [o.cod for o in restored.open_orders(1)] == [True, True, False]
     assert restored.state_hash() == venue.state_hash()
     assert marked_venue(cod=False).venue.state_hash() != venue.state_hash(), "the mark is state"
+
+
+# ----------------------------------------------------------------- dead-man's switch
+
+
+def armed_venue(timeout_ms: int) -> Harness:
+    """Account 1 with two open orders and its switch armed for `timeout_ms`; account 2's
+    order beside them, its switch never armed."""
+    harness = Harness()
+    harness.place(1, BUY, 9_900, 100)
+    harness.place(2, BUY, 9_950, 100)
+    harness.place(1, SELL, 10_100, 100)
+    harness.do(ArmDeadMan(account=1, timeout_ms=timeout_ms))
+    return harness
+
+
+def test_a_switch_fires_at_the_first_clock_tick_past_its_deadline() -> None:
+    harness = armed_venue(timeout_ms=5)
+    deadline = harness.venue.dead_men[1]
+    assert deadline == harness.venue.ts_us + 5_000
+    assert harness.do(AdvanceClock(ts_us=deadline - 1)) == []
+    # an order command past the deadline does not fire it: only the clock's tick looks
+    assert kinds(harness.place(2, SELL, 10_200, 100)) == ["OrderAccepted"]
+    events = harness.do(AdvanceClock())
+    assert kinds(events) == ["DeadManTriggered", "OrderCanceled", "OrderCanceled"]
+    assert events[0] == DeadManTriggered(harness.venue.ts_us, 1)
+    assert [(e.order_id, e.reason) for e in events[1:]] == [
+        (1, CancelReason.DMS),
+        (3, CancelReason.DMS),
+    ]
+    assert harness.venue.dead_men == {} and harness.venue.dead_man_queue == []
+    assert sorted(harness.venue.orders) == [2, 4], "another account's orders stay"
+    assert harness.do(AdvanceClock(ts_us=deadline + 10_000_000)) == [], "spent: fires once"
+
+
+def test_rearming_replaces_the_deadline_and_zero_disarms() -> None:
+    harness = armed_venue(timeout_ms=5)
+    first = harness.venue.dead_men[1]
+    events = harness.do(ArmDeadMan(account=1, timeout_ms=10))
+    assert events == [DeadManArmed(harness.venue.ts_us, 1, harness.venue.ts_us + 10_000)]
+    assert harness.do(AdvanceClock(ts_us=first + 1)) == [], "the old deadline is gone"
+    assert harness.venue.dead_man_queue == [(harness.venue.dead_men[1], 1)]
+    assert harness.do(ArmDeadMan(account=1, timeout_ms=0)) == [
+        DeadManArmed(harness.venue.ts_us, 1, 0)
+    ]
+    assert harness.venue.dead_men == {} and harness.venue.dead_man_queue == []
+    assert harness.do(AdvanceClock(ts_us=first + 1_000_000)) == []
+    assert len(harness.venue.orders) == 3
+
+
+def test_switches_due_together_fire_in_deadline_order() -> None:
+    harness = armed_venue(timeout_ms=20)
+    harness.do(ArmDeadMan(account=2, timeout_ms=10))
+    events = harness.do(AdvanceClock(ts_us=harness.venue.ts_us + 30_000))
+    fired = [e.account for e in events if isinstance(e, DeadManTriggered)]
+    assert fired == [2, 1]
+    assert [e.order_id for e in events if isinstance(e, OrderCanceled)] == [2, 1, 3]
+
+
+@pytest.mark.parametrize(
+    ("account", "timeout_ms"), [(0, 1_000), (1, -1), (1, DEAD_MAN_TIMEOUT_MS_MAX + 1)]
+)
+def test_a_bad_switch_is_refused_and_changes_nothing(account: int, timeout_ms: int) -> None:
+    harness = armed_venue(timeout_ms=5)
+    armed = dict(harness.venue.dead_men)
+    refused = rejected(harness.do(ArmDeadMan(account=account, timeout_ms=timeout_ms)))
+    assert (refused.reason, refused.command) == (ErrorCode.BAD_PARAM, "arm_dead_man")
+    assert harness.venue.dead_men == armed
+    assert ARM_DEAD_MAN_PRECEDENCE == (ErrorCode.BAD_PARAM,)
+
+
+def test_a_switch_is_state_in_the_hash_and_in_images() -> None:
+    from engine import snapshot
+
+    venue = armed_venue(timeout_ms=5).venue
+    restored = snapshot.restore(snapshot.decode(snapshot.encode(snapshot.capture(venue))))
+    assert restored.dead_men == venue.dead_men
+    assert restored.state_hash() == venue.state_hash()
+    assert armed_venue(timeout_ms=6).venue.state_hash() != venue.state_hash(), "the deadline"
+    # the restored switch fires as the original does
+    tick = AdvanceClock(ts_us=venue.ts_us + 5_000)
+    assert restored.execute(tick) == venue.execute(tick)
+
+
+def test_a_venue_without_an_armed_switch_hashes_and_images_as_before() -> None:
+    """Old journals and snapshots: no switch, no trace of one (a disarmed one leaves none)."""
+    from engine import snapshot
+
+    disarmed, never = armed_venue(timeout_ms=0).venue, armed_venue(timeout_ms=0).venue
+    disarmed.execute(ArmDeadMan(ts_us=disarmed.ts_us, account=1, timeout_ms=5))
+    disarmed.execute(ArmDeadMan(ts_us=disarmed.ts_us, account=1, timeout_ms=0))
+    assert disarmed.state_hash() == never.state_hash()
+    state = never._state()
+    assert len(state) == 5, "the state hashed as before the switches"
+    assert b"dead_men" not in snapshot.encode(snapshot.capture(never))

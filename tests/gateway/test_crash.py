@@ -328,3 +328,49 @@ def test_a_start_that_cannot_listen_leaves_the_last_clean_stop_standing(tmp_path
             await venue.server.stop()
 
     asyncio.run(scenario())
+
+
+DMS_TIMEOUT_MS = 3_000  # the switch of the kill test: armed well past the kill
+
+
+def test_a_dead_mans_switch_survives_a_kill_in_the_journal_and_fires_at_its_deadline(
+    tmp_path: Path,
+) -> None:
+    """Armed and acknowledged, then SIGKILL: the switch is in the journal (no file of the
+    gateway's holds it), and the restarted venue fires it at its deadline by its clock
+    alone: the account's orders canceled with reason dms, nobody asking."""
+    data_dir = tmp_path / "data"
+    port = free_port()
+    server = start_server(data_dir, port)
+
+    async def scenario() -> None:
+        alpha = await VenueClient(f"ws://127.0.0.1:{port}/ws/trade").connect()
+        try:
+            await alpha.logon(*KEYS["alpha"])
+            placed = (await alpha.place(SYMBOL_OF, "buy", "1", "186.00"))["order_id"]
+            armed = await alpha.request("orders.cancel_after", {"timeout_ms": DMS_TIMEOUT_MS})
+            assert armed == {"timeout_ms": DMS_TIMEOUT_MS, "armed": True}
+        finally:
+            server.send_signal(signal.SIGKILL)  # acknowledged: the switch is in the journal
+            server.wait(10)
+        await alpha.close()
+        assert not (data_dir / "dead_man.json").exists()
+        *_, replayed = replay(data_dir)
+        (deadline_us,) = replayed.dead_men.values()
+        assert list(replayed.dead_men) == [1] and replayed.orders[placed].account == 1
+
+        venue = await start_venue(data_dir)
+        try:
+            watcher = await venue.client("alpha")
+            gave_up = time.monotonic() + DMS_TIMEOUT_MS / 1_000 + 5
+            while (await watcher.open_orders())["orders"]:
+                assert time.monotonic() < gave_up, "the order outlived the switch"
+                await asyncio.sleep(0.05)
+            status = await watcher.order_status(placed)
+            assert (status["status"], status["reason"]) == ("canceled", "dms")
+            assert venue.server.venue.dead_men == {}, "spent"
+            assert venue.server.venue.ts_us >= deadline_us
+        finally:
+            await venue.server.stop()
+
+    asyncio.run(scenario())

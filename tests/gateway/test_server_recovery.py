@@ -9,6 +9,7 @@ Each test drives real servers on 127.0.0.1 with real clients and real files in t
 
 import asyncio
 import gc
+import json
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -360,6 +361,53 @@ def test_a_disarmed_switch_stays_disarmed_after_a_restart(tmp_path: Path) -> Non
             await asyncio.sleep(0.6)  # past the deadline it no longer has
             watcher = await second.client("alpha")
             assert len((await watcher.open_orders())["orders"]) == 1
+        finally:
+            await stop(second)
+
+    run(scenario)
+
+
+def test_switches_an_older_venue_kept_in_dead_man_json_are_armed_in_the_venue(
+    tmp_path: Path,
+) -> None:
+    """A data directory from before the switch was venue state: at start, each switch in
+    `dead_man.json` the venue has not armed is armed through it (a deadline that passed
+    while down fires at once, as it did), then the file is gone; one the venue armed since
+    (a start that died before removing the file) keeps the venue's deadline."""
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        first = await start_venue(data_dir)
+        alpha, beta = await first.client("alpha"), await first.client("beta")
+        taker = await first.client("taker")
+        alphas = (await alpha.place(SYMBOL, "buy", "1", "186.00"))["order_id"]
+        betas = (await beta.place(SYMBOL, "buy", "1", "186.10"))["order_id"]
+        takers = (await taker.place(SYMBOL, "buy", "1", "186.20"))["order_id"]
+        await taker.request("orders.cancel_after", {"timeout_ms": 600_000})
+        (taker_deadline,) = first.server.venue.dead_men.values()
+        await stop(first)
+        now = time.time_ns() // 1_000
+        older = {1: now - 1_000_000, 2: now + 400_000, 3: now + 1_000}  # alpha's passed
+        (data_dir / "dead_man.json").write_bytes(json.dumps(older).encode())
+
+        second = await start_venue(data_dir)
+        try:
+            assert not (data_dir / "dead_man.json").exists()
+            armed = second.server.venue.dead_men
+            assert armed.get(2, 0) >= older[2] and armed[3] == taker_deadline
+            watcher = await second.client("alpha")
+            gave_up = time.monotonic() + WAIT_S
+            while alphas in {o["order_id"] for o in (await watcher.open_orders())["orders"]}:
+                assert time.monotonic() < gave_up, "a deadline passed while down must fire"
+                await asyncio.sleep(0.05)
+            assert (await watcher.order_status(alphas))["reason"] == "dms"
+            beta = await second.client("beta")
+            while (await beta.open_orders())["orders"]:
+                assert time.monotonic() < gave_up + 0.4, "beta's switch must fire"
+                await asyncio.sleep(0.05)
+            assert (await beta.order_status(betas))["reason"] == "dms"
+            taker = await second.client("taker")
+            assert [o["order_id"] for o in (await taker.open_orders())["orders"]] == [takers]
         finally:
             await stop(second)
 

@@ -378,6 +378,27 @@ def test_rearming_postpones_the_switch_and_zero_disarms_it(run_venue: Any) -> No
     run_venue(scenario)
 
 
+def test_a_switch_armed_on_one_connection_is_disarmed_on_another(run_venue: Any) -> None:
+    """One switch per account, the venue's: any connection of the account replaces it, and
+    each answer comes once the venue holds what it says."""
+
+    async def scenario(venue: Venue) -> None:
+        arming, disarming = await venue.client("alpha"), await venue.client("alpha")
+        placed = {(await arming.place(SYMBOL, "buy", "1", "186.00"))["order_id"]}
+        await arming.request("orders.cancel_after", {"timeout_ms": 300})
+        assert list(venue.server.venue.dead_men) == [1]
+        await arming.close()
+        disarmed = await disarming.request("orders.cancel_after", {"timeout_ms": 0})
+        assert disarmed == {"timeout_ms": 0, "armed": False}
+        assert venue.server.venue.dead_men == {}
+        await asyncio.sleep(0.6)  # past the deadline it no longer has
+        assert await open_ids(disarming) == placed
+        pushes = await drain_pushes(disarming, 0.05)
+        assert [p for p in pushes if p.get("type") == "dms.triggered"] == []
+
+    run_venue(scenario)
+
+
 # ----------------------------------------------------------------- order.batch
 
 
