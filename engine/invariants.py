@@ -28,14 +28,14 @@ def check_venue(venue: Venue) -> None:
             assert order.order_id not in resting, f"order {order.order_id} rests twice"
             resting[order.order_id] = order
     _check_indexes(venue, resting)
-    _check_dead_men(venue)
+    _check_dead_man_switches(venue)
     if venue.ledger is not None:
         _check_holds(venue, resting)
         venue.ledger.check_invariants()
 
 
-def _check_dead_men(venue: Venue) -> None:
-    queue, armed = venue.dead_man_queue, venue.dead_men
+def _check_dead_man_switches(venue: Venue) -> None:
+    queue, armed = venue.dead_man_queue, venue.dead_man_deadlines
     queued = set(queue)
     for account, deadline_us in armed.items():
         assert account > 0 and deadline_us > 0, f"switch of {account} at {deadline_us}"

@@ -3,9 +3,8 @@
 Owns the shape of a venue image: every market (spec, status, reference price, trade ids,
 maturity) with its resting orders in priority order, the closed-order memory, the id
 counters and the clock, the armed dead-man's switches, and the ledger's image when the
-venue clears. A restored venue has
-the same `state_hash()` and, given the same commands, produces the same events. Pure: the
-bytes are the gateway's to write.
+venue clears. A restored venue has the same `state_hash()` and, given the same commands,
+produces the same events. Pure: the bytes are the gateway's to write.
 """
 
 import msgspec
@@ -39,7 +38,9 @@ class VenueImage(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     markets: list[MarketImage]
     closed_orders: list[tuple[int, int]]  # (order id, account), oldest first
     ledger: LedgerImage | None
-    dead_men: list[tuple[int, int]] = []  # armed dead-man's switches: (account, deadline_us)
+    dead_man_deadlines: list[
+        tuple[int, int]
+    ] = []  # armed dead-man's switches: (account, deadline_us)
 
 
 def capture(venue: Venue) -> VenueImage:
@@ -65,7 +66,7 @@ def capture(venue: Venue) -> VenueImage:
         markets,
         closed,
         ledger,
-        sorted(venue.dead_men.items()),
+        sorted(venue.dead_man_deadlines.items()),
     )
 
 
@@ -82,7 +83,7 @@ def restore(image: VenueImage) -> Venue:
     venue.adopt_resting(orders)
     for order_id, account in image.closed_orders:
         venue.closed_orders.add(order_id, account)
-    venue.adopt_dead_men(image.dead_men)
+    venue.adopt_dead_man_deadlines(image.dead_man_deadlines)
     venue.check_invariants()
     return venue
 

@@ -158,10 +158,11 @@ class Venue:
         }
         self.maturities: list[tuple[int, str]] = []  # heap of T-bill (maturity_us, symbol)
         self._due_us = DUE_NEVER_US  # see `note_due`
-        # Armed dead-man's switches, account -> deadline (at most one per account), and a
-        # heap of (deadline, account) whose head is always an armed switch: the clock's tick
-        # reads it (`Sequencer.tick`). Re-arming leaves the old entry behind (`_drop_stale`).
-        self.dead_men: dict[int, int] = {}
+        # Armed dead-man's switches, account -> deadline (one per account, so bounded by the
+        # accounts), and a heap of (deadline, account) whose head is always an armed switch,
+        # for the clock's tick (`Sequencer.tick`). A re-armed or disarmed switch leaves its
+        # entry behind, dropped once it is the head (`_drop_disarmed_heads`).
+        self.dead_man_deadlines: dict[int, int] = {}
         self.dead_man_queue: list[tuple[int, int]] = []
         # The tokens of matured bills: derived from the markets (matured flag and base), so
         # it is neither hashed nor snapshotted; custody refuses reserves and mints of them.
@@ -262,8 +263,8 @@ class Venue:
         if self.ledger is not None:  # balances decide future events too
             ledger = msgspec.structs.replace(self.ledger.image(), undrained=[])
         state: list[object] = [self.ts_us, self.last_order_id, markets, closed, ledger]
-        if self.dead_men:  # only then: a venue without an armed switch hashes as it always did
-            state.append(sorted(self.dead_men.items()))
+        if self.dead_man_deadlines:  # only then: a venue without one hashes as it always did
+            state.append(sorted(self.dead_man_deadlines.items()))
         return state
 
     # ----------------------------------------------------------------- place
@@ -1307,7 +1308,7 @@ class Venue:
         """Fire the dead-man's switches whose deadline passed, earliest first (`execute` has
         already expired and matured what was due). Here, not in `execute`: a switch is
         looked at only when the clock ticks, never per order command."""
-        queue, armed = self.dead_man_queue, self.dead_men
+        queue, armed = self.dead_man_queue, self.dead_man_deadlines
         while queue and queue[0][0] <= cmd.ts_us:
             deadline_us, account = heappop(queue)
             if armed.get(account) != deadline_us:
@@ -1315,7 +1316,7 @@ class Venue:
             del armed[account]
             events.append(DeadManTriggered(cmd.ts_us, account))
             self._cancel_account(account, CancelReason.DMS, events)
-        self._drop_stale_dead_men()
+        self._drop_disarmed_heads()
 
     def _arm_dead_man(self, cmd: ArmDeadMan, events: list[Event]) -> None:
         """Arm (or with a timeout of 0, disarm) the account's one dead-man's switch."""
@@ -1323,30 +1324,31 @@ class Venue:
         if account <= 0 or not 0 <= timeout_ms <= DEAD_MAN_TIMEOUT_MS_MAX:
             detail = f"bad account or timeout_ms (0 to {DEAD_MAN_TIMEOUT_MS_MAX})"
             return self._reject(events, cmd, "arm_dead_man", E.BAD_PARAM, detail)
+        armed = self.dead_man_deadlines
         deadline_us = cmd.ts_us + timeout_ms * 1_000 if timeout_ms else 0
         if deadline_us:
-            self.dead_men[account] = deadline_us
+            armed[account] = deadline_us
             queue = self.dead_man_queue
             heappush(queue, (deadline_us, account))
-            if len(queue) > 2 * len(self.dead_men) + 1024:  # mostly stale entries: rebuild
-                self.dead_man_queue = queue = [(d, a) for a, d in self.dead_men.items()]
+            if len(queue) > 2 * len(armed) + 1024:  # mostly entries of re-armed ones: rebuild
+                self.dead_man_queue = queue = [(d, a) for a, d in armed.items()]
                 heapify(queue)
         else:
-            self.dead_men.pop(account, None)
-        self._drop_stale_dead_men()
+            armed.pop(account, None)
+        self._drop_disarmed_heads()
         events.append(DeadManArmed(cmd.ts_us, account, deadline_us))
         return None
 
-    def _drop_stale_dead_men(self) -> None:
+    def _drop_disarmed_heads(self) -> None:
         """Pop the queue's head while it is no armed switch: so a tick finds a switch due
         only when one is (an `AdvanceClock` journaled for nothing, otherwise)."""
-        queue, armed = self.dead_man_queue, self.dead_men
+        queue, armed = self.dead_man_queue, self.dead_man_deadlines
         while queue and armed.get(queue[0][1]) != queue[0][0]:
             heappop(queue)
 
-    def adopt_dead_men(self, deadlines: list[tuple[int, int]]) -> None:
+    def adopt_dead_man_deadlines(self, deadlines: list[tuple[int, int]]) -> None:
         """Put armed switches back, (account, deadline_us), as restored from a snapshot."""
-        self.dead_men = dict(deadlines)
+        self.dead_man_deadlines = dict(deadlines)
         self.dead_man_queue = [(deadline_us, account) for account, deadline_us in deadlines]
         heapify(self.dead_man_queue)
 

@@ -33,7 +33,7 @@ from gateway.reports import ExecReporter, Push, anonymized
 from gateway.sessions import Session, Sessions
 
 # Where a venue before the switch was venue state (session 15) kept the armed ones, account
-# -> deadline (µs): read once at start (`arm_dead_men_from_file`), then removed, never written.
+# -> deadline (µs): read at start (`arm_switches_of_dead_man_file`), then removed; never written.
 DEAD_MAN_FILE = "dead_man.json"
 DMS_TRIGGERED = {"ch": "session", "type": "dms.triggered"}
 # [first seq, push format] per start: which `PUSH_FORMAT` first sent each command's pushes
@@ -278,7 +278,7 @@ class PrivateStreams:
         if triggered and executed.origin is None:
             executed.origin = Notice(triggered, DMS_TRIGGERED)
 
-    async def arm_dead_men_from_file(self) -> None:
+    async def arm_switches_of_dead_man_file(self) -> None:
         """Arm, through the venue, the switches an older venue kept in `DEAD_MAN_FILE` that
         the venue has not armed (a start that died after arming them, before removing the
         file, armed them already); then remove the file. At start: before listening and
@@ -287,7 +287,7 @@ class PrivateStreams:
         path = self.data_dir / DEAD_MAN_FILE
         if not path.exists():
             return
-        armed = self.reads.venue.dead_men
+        armed = self.reads.venue.dead_man_deadlines
         now = now_us()
         for account, deadline_us in sorted(self.dead_man_file_deadlines.items()):
             if account in armed:

@@ -168,7 +168,7 @@ class VenueServer:
         clean = False  # the last run stopped cleanly (its mark, taken away now)
         if self._embedded:  # the first commands of this start, if any
             clean = await self._cancel_on_disconnect_after_a_crash(first_seq)
-        await self.private_streams.arm_dead_men_from_file()  # an older venue's, if any
+        await self.private_streams.arm_switches_of_dead_man_file()  # an older venue's, if any
         try:
             self._server = await transport.serve(
                 self,

@@ -759,7 +759,7 @@ def armed_venue(timeout_ms: int) -> Harness:
 
 def test_a_switch_fires_at_the_first_clock_tick_past_its_deadline() -> None:
     harness = armed_venue(timeout_ms=5)
-    deadline = harness.venue.dead_men[1]
+    deadline = harness.venue.dead_man_deadlines[1]
     assert deadline == harness.venue.ts_us + 5_000
     assert harness.do(AdvanceClock(ts_us=deadline - 1)) == []
     # an order command past the deadline does not fire it: only the clock's tick looks
@@ -771,22 +771,22 @@ def test_a_switch_fires_at_the_first_clock_tick_past_its_deadline() -> None:
         (1, CancelReason.DMS),
         (3, CancelReason.DMS),
     ]
-    assert harness.venue.dead_men == {} and harness.venue.dead_man_queue == []
+    assert harness.venue.dead_man_deadlines == {} and harness.venue.dead_man_queue == []
     assert sorted(harness.venue.orders) == [2, 4], "another account's orders stay"
     assert harness.do(AdvanceClock(ts_us=deadline + 10_000_000)) == [], "spent: fires once"
 
 
 def test_rearming_replaces_the_deadline_and_zero_disarms() -> None:
     harness = armed_venue(timeout_ms=5)
-    first = harness.venue.dead_men[1]
+    first = harness.venue.dead_man_deadlines[1]
     events = harness.do(ArmDeadMan(account=1, timeout_ms=10))
     assert events == [DeadManArmed(harness.venue.ts_us, 1, harness.venue.ts_us + 10_000)]
     assert harness.do(AdvanceClock(ts_us=first + 1)) == [], "the old deadline is gone"
-    assert harness.venue.dead_man_queue == [(harness.venue.dead_men[1], 1)]
+    assert harness.venue.dead_man_queue == [(harness.venue.dead_man_deadlines[1], 1)]
     assert harness.do(ArmDeadMan(account=1, timeout_ms=0)) == [
         DeadManArmed(harness.venue.ts_us, 1, 0)
     ]
-    assert harness.venue.dead_men == {} and harness.venue.dead_man_queue == []
+    assert harness.venue.dead_man_deadlines == {} and harness.venue.dead_man_queue == []
     assert harness.do(AdvanceClock(ts_us=first + 1_000_000)) == []
     assert len(harness.venue.orders) == 3
 
@@ -805,10 +805,10 @@ def test_switches_due_together_fire_in_deadline_order() -> None:
 )
 def test_a_bad_switch_is_refused_and_changes_nothing(account: int, timeout_ms: int) -> None:
     harness = armed_venue(timeout_ms=5)
-    armed = dict(harness.venue.dead_men)
+    armed = dict(harness.venue.dead_man_deadlines)
     refused = rejected(harness.do(ArmDeadMan(account=account, timeout_ms=timeout_ms)))
     assert (refused.reason, refused.command) == (ErrorCode.BAD_PARAM, "arm_dead_man")
-    assert harness.venue.dead_men == armed
+    assert harness.venue.dead_man_deadlines == armed
     assert ARM_DEAD_MAN_PRECEDENCE == (ErrorCode.BAD_PARAM,)
 
 
@@ -817,7 +817,7 @@ def test_a_switch_is_state_in_the_hash_and_in_images() -> None:
 
     venue = armed_venue(timeout_ms=5).venue
     restored = snapshot.restore(snapshot.decode(snapshot.encode(snapshot.capture(venue))))
-    assert restored.dead_men == venue.dead_men
+    assert restored.dead_man_deadlines == venue.dead_man_deadlines
     assert restored.state_hash() == venue.state_hash()
     assert armed_venue(timeout_ms=6).venue.state_hash() != venue.state_hash(), "the deadline"
     # the restored switch fires as the original does
@@ -835,4 +835,4 @@ def test_a_venue_without_an_armed_switch_hashes_and_images_as_before() -> None:
     assert disarmed.state_hash() == never.state_hash()
     state = never._state()
     assert len(state) == 5, "the state hashed as before the switches"
-    assert b"dead_men" not in snapshot.encode(snapshot.capture(never))
+    assert b"dead_man_deadlines" not in snapshot.encode(snapshot.capture(never))

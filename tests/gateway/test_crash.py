@@ -356,8 +356,8 @@ def test_a_dead_mans_switch_survives_a_kill_in_the_journal_and_fires_at_its_dead
         await alpha.close()
         assert not (data_dir / "dead_man.json").exists()
         *_, replayed = replay(data_dir)
-        (deadline_us,) = replayed.dead_men.values()
-        assert list(replayed.dead_men) == [1] and replayed.orders[placed].account == 1
+        (deadline_us,) = replayed.dead_man_deadlines.values()
+        assert list(replayed.dead_man_deadlines) == [1] and replayed.orders[placed].account == 1
 
         venue = await start_venue(data_dir)
         try:
@@ -368,7 +368,7 @@ def test_a_dead_mans_switch_survives_a_kill_in_the_journal_and_fires_at_its_dead
                 await asyncio.sleep(0.05)
             status = await watcher.order_status(placed)
             assert (status["status"], status["reason"]) == ("canceled", "dms")
-            assert venue.server.venue.dead_men == {}, "spent"
+            assert venue.server.venue.dead_man_deadlines == {}, "spent"
             assert venue.server.venue.ts_us >= deadline_us
         finally:
             await venue.server.stop()

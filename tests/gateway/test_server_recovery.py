@@ -339,7 +339,7 @@ def test_a_switch_whose_deadline_passed_while_down_fires_at_start(tmp_path: Path
             await stop(second)
         third = await start_venue(data_dir)  # and, spent, it fires no more
         try:
-            assert third.server.venue.dead_men == {}
+            assert third.server.venue.dead_man_deadlines == {}
         finally:
             await stop(third)
 
@@ -384,7 +384,7 @@ def test_switches_an_older_venue_kept_in_dead_man_json_are_armed_in_the_venue(
         betas = (await beta.place(SYMBOL, "buy", "1", "186.10"))["order_id"]
         takers = (await taker.place(SYMBOL, "buy", "1", "186.20"))["order_id"]
         await taker.request("orders.cancel_after", {"timeout_ms": 600_000})
-        (taker_deadline,) = first.server.venue.dead_men.values()
+        (taker_deadline,) = first.server.venue.dead_man_deadlines.values()
         await stop(first)
         now = time.time_ns() // 1_000
         older = {1: now - 1_000_000, 2: now + 400_000, 3: now + 1_000}  # alpha's passed
@@ -393,7 +393,7 @@ def test_switches_an_older_venue_kept_in_dead_man_json_are_armed_in_the_venue(
         second = await start_venue(data_dir)
         try:
             assert not (data_dir / "dead_man.json").exists()
-            armed = second.server.venue.dead_men
+            armed = second.server.venue.dead_man_deadlines
             assert armed.get(2, 0) >= older[2] and armed[3] == taker_deadline
             watcher = await second.client("alpha")
             gave_up = time.monotonic() + WAIT_S

@@ -386,11 +386,11 @@ def test_a_switch_armed_on_one_connection_is_disarmed_on_another(run_venue: Any)
         arming, disarming = await venue.client("alpha"), await venue.client("alpha")
         placed = {(await arming.place(SYMBOL, "buy", "1", "186.00"))["order_id"]}
         await arming.request("orders.cancel_after", {"timeout_ms": 300})
-        assert list(venue.server.venue.dead_men) == [1]
+        assert list(venue.server.venue.dead_man_deadlines) == [1]
         await arming.close()
         disarmed = await disarming.request("orders.cancel_after", {"timeout_ms": 0})
         assert disarmed == {"timeout_ms": 0, "armed": False}
-        assert venue.server.venue.dead_men == {}
+        assert venue.server.venue.dead_man_deadlines == {}
         await asyncio.sleep(0.6)  # past the deadline it no longer has
         assert await open_ids(disarming) == placed
         pushes = await drain_pushes(disarming, 0.05)
