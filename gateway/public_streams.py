@@ -6,9 +6,11 @@ once for all its subscribers (a packed one's array takes it as it is), and the c
 feeds (kept in snapshots by the server). Subscribers that follow the same streams, packed
 alike, are one audience: a publication's write is built once for each audience.
 Published after every released batch and on the heartbeat tick (which also ages the tickers'
-24 h windows), paced: a publication's writes (one per subscriber) may take at most
-`PUBLISH_SHARE_MAX` of the event loop's time, so with many subscribers the turns between two
-publications are coalesced into one update per stream. Limits: `limits.SUBSCRIPTIONS_*`.
+24 h windows), paced: two publications are at least `market_data_interval_ms` apart (the
+venue's config, default 5 ms), and a publication's writes (one per subscriber) may take at
+most `PUBLISH_SHARE_MAX` of the event loop's time, so under load the turns between two
+publications are coalesced into one update per stream; a change after a quiet spell goes out
+at once. Limits: `limits.SUBSCRIPTIONS_*`.
 """
 
 import asyncio
@@ -31,14 +33,18 @@ from gateway.sessions import Session, Sessions
 # every batch, that left the trading too little of the loop; paced, a publication costing
 # c waits c * (1 - share) / share before the next, and what changed meanwhile is coalesced.
 PUBLISH_SHARE_MAX = 0.5
-PUBLISH_PAUSE_MIN_S = 0.0  # a floor for the pause (tests raise it to see turns coalesce)
 
 
 class PublicStreams:
     """The public streams' subscribers and the market data they are sent."""
 
-    def __init__(self, connections: Sessions, reads: ReadSide, epoch: int) -> None:
+    def __init__(
+        self, connections: Sessions, reads: ReadSide, epoch: int, pause_min_s: float = 0.0
+    ) -> None:
         self.connections = connections
+        # the least time between two publications (`market_data_interval_ms`): the changes
+        # of the turns in between are coalesced, whatever the fan-out costs
+        self.pause_min_s = pause_min_s
         self.reads = reads
         # the audiences that hear each stream someone follows (its last subscriber gone, it is
         # dropped): also the streams `MarketData.flush` is told are wanted
@@ -126,8 +132,14 @@ class PublicStreams:
         self._timer = None
         self.flush()
 
+    def current(self) -> MarketData:
+        """The market data, once a publication left waiting has gone out: what a query
+        reads, so a client whose order was acknowledged finds it in `book.snapshot`."""
+        self.publish_waiting()
+        return self.market_data
+
     def publish_waiting(self) -> None:
-        """A publication left waiting goes out now (the venue stops)."""
+        """A publication left waiting goes out now (the venue stops; a query reads)."""
         if self._timer is not None:
             self._timer.cancel()
             self._publish_due()
@@ -137,12 +149,13 @@ class PublicStreams:
         now, so that its cost, which sets the pause before the next, includes the writes."""
         started_s = time.thread_time()  # CPU time: the loop's, not another process's
         messages = self.market_data.flush(now_us(), self.audiences)  # keys: the streams wanted
-        if messages:
-            self._send(messages)
-            self.connections.flush_outboxes()  # those that queued them
+        if not messages:
+            return  # nothing went out: the next change need not wait (a heartbeat's tick)
+        self._send(messages)
+        self.connections.flush_outboxes()  # those that queued them
         cost_s = time.thread_time() - started_s
         pause_s = cost_s * (1 - PUBLISH_SHARE_MAX) / PUBLISH_SHARE_MAX
-        self._next_at = time.monotonic() + max(PUBLISH_PAUSE_MIN_S, pause_s)
+        self._next_at = time.monotonic() + max(self.pause_min_s, pause_s)
 
     def _send(self, messages: list[Message]) -> None:
         """Each audience gets the messages of the streams it follows, in their order, each
@@ -175,7 +188,7 @@ class PublicStreams:
                     self.connections.send(session, self.market_data.heartbeat(now, session.streams))
 
     def instrument_view(self, symbol: str) -> dict[str, Any]:
-        message = self.market_data.snapshot(Stream(Channel.INSTRUMENTS, symbol), now_us())
+        message = self.current().snapshot(Stream(Channel.INSTRUMENTS, symbol), now_us())
         data: dict[str, Any] = msgspec.json.decode(message.payload)["data"]
         return data
 

@@ -133,11 +133,12 @@ class Queries:
     def _book_snapshot(self, session: Session, request: wire.Request, t_in: int) -> None:
         p: Any = request.params
         stream = Stream(Channel.BOOK, p.symbol, tier(p.depth))
-        problem = self.public.market_data.problem(stream)
+        market_data = self.public.current()
+        problem = market_data.problem(stream)
         if problem is not None:
             self._reply_error(session, request, E.UNKNOWN_SYMBOL, problem)
             return
-        message = msgspec.json.decode(self.public.market_data.snapshot(stream, t_in).payload)
+        message = msgspec.json.decode(market_data.snapshot(stream, t_in).payload)
         self._reply(session, request, message["data"] | {"seq": message["seq"]}, t_in)
 
     # subscriptions

@@ -316,7 +316,7 @@ class RestApi:
 
     def _trades(self, p: TradesParams, now: int) -> TradesResult | wire.WireError:
         stream = Stream(Channel.TRADES, p.symbol)
-        market_data = self.server.public.market_data
+        market_data = self.server.public.current()
         problem = market_data.problem(stream)
         if problem is not None:
             return wire.WireError(None, E.UNKNOWN_SYMBOL, problem)

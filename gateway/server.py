@@ -108,7 +108,12 @@ class VenueServer:
         )
         self.connections = Sessions()
         self.private_streams = PrivateStreams(self.bus, self.connections, data_dir)
-        self.public = PublicStreams(self.connections, self.reads, self.bus.epoch)
+        self.public = PublicStreams(
+            self.connections,
+            self.reads,
+            self.bus.epoch,
+            pause_min_s=config.venue.market_data_interval_ms / 1_000,
+        )
         self.dispatcher = Dispatcher(
             self.bus,
             self.connections,

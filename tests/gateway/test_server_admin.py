@@ -237,6 +237,7 @@ def test_halting_an_instrument_refuses_orders_until_it_reopens(run_venue: Any) -
         admin = await venue.client("admin")
         alpha = await venue.client("alpha")
         watcher = await venue.client(endpoint="public")
+        venue.server.public.pause_min_s = 0.0  # each change its own update, however close
         await watcher.request("subscribe", {"ch": "instruments", "symbols": [SYMBOL]})
         assert (await watcher.next_push())["data"]["status"] == "open"
         resting = (await alpha.place(SYMBOL, "buy", "1", "186.00"))["order_id"]

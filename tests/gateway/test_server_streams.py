@@ -12,17 +12,22 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from client.sdk import VenueClient, VenueError
+from core import config as venue_config
 from engine.units import format_units
-from gateway import limits, public_streams, sessions, transport
+from gateway import limits, sessions, transport
 from gateway import server as server_module
+from gateway.server import VenueServer
 from tests.conftest import TEST_TIMEOUT_S, Venue, drain_pushes
+from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
 WAIT_S = 3.0  # the most any single expected event may take on a busy 2-core machine
@@ -227,6 +232,7 @@ def test_one_missed_update_costs_one_resync(run_venue: Any) -> None:
                     deliver(held)
 
         subscriber._on_message = lose_one_then_burst  # type: ignore[method-assign]
+        venue.server.public.pause_min_s = 0.0  # an update per place
         for price in ("186.00", "186.10", "186.20", "186.30"):
             await alpha.place(SYMBOL, "buy", "1", price)
 
@@ -241,13 +247,10 @@ def test_one_missed_update_costs_one_resync(run_venue: Any) -> None:
     run_venue(scenario)
 
 
-def test_turns_during_a_publication_pause_coalesce_into_one_update(
-    run_venue: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_turns_during_a_publication_pause_coalesce_into_one_update(run_venue: Any) -> None:
     """Publications are paced (with many subscribers each costs one write apiece): what
     changed over the turns in between goes out as one update per stream, gap-free, with
     the checksum of the book it leads to."""
-    monkeypatch.setattr(public_streams, "PUBLISH_PAUSE_MIN_S", 3_600)  # none on its own
 
     async def scenario(venue: Venue) -> None:
         alpha = await venue.client("alpha")
@@ -262,13 +265,15 @@ def test_turns_during_a_publication_pause_coalesce_into_one_update(
             deliver(message)
 
         subscriber._on_message = counted  # type: ignore[method-assign]
-        venue.server.public.flush()  # a publication now: the next waits for the pause
+        venue.server.public.pause_min_s = 3_600  # after a publication, none on its own
+        await alpha.place(SYMBOL, "buy", "1", "185.90")  # the first change: out at once
+        assert await eventually(lambda: _true(len(updates) == 1))
         for price in ("186.00", "186.10", "186.20", "186.30"):
             await alpha.place(SYMBOL, "buy", "1", price)  # one turn each: answered first
         venue.server.public.publish_waiting()
         await assert_local_book_is_the_servers(venue, subscriber, 10)
-        assert len(updates) == 1, "four turns' changes in one update"
-        assert [row[0] for row in updates[0]["data"]["bids"]] == [
+        assert len(updates) == 2, "four turns' changes in one update"
+        assert [row[0] for row in updates[1]["data"]["bids"]] == [
             "186.30",
             "186.20",
             "186.10",
@@ -277,6 +282,52 @@ def test_turns_during_a_publication_pause_coalesce_into_one_update(
         assert subscriber.resyncs == 0
 
     run_venue(scenario)
+
+
+def test_market_data_goes_out_at_once_then_at_most_once_per_interval(run_venue: Any) -> None:
+    """`market_data_interval_ms`: a quiet venue's change is published at once; what changes
+    within the interval after a publication goes out together when it is over, not before."""
+    interval_s = 3.0
+
+    async def scenario(venue: Venue) -> None:
+        venue.server.public.pause_min_s = interval_s  # as the config sets it (test below)
+        alpha = await venue.client("alpha")
+        subscriber = await venue.client(endpoint="public")
+        await subscriber.subscribe_book(SYMBOL)
+        updates: list[tuple[float, dict[str, Any]]] = []
+        deliver = subscriber._on_message
+
+        def timed(message: dict[str, Any]) -> None:
+            if message.get("ch") == "book" and message.get("type") == "update":
+                updates.append((time.monotonic(), message))
+            deliver(message)
+
+        subscriber._on_message = timed  # type: ignore[method-assign]
+        await alpha.place(SYMBOL, "buy", "1", "186.00")
+        first = await eventually(lambda: _true(len(updates) == 1), timeout_s=interval_s / 2)
+        assert first, "the first change at once"
+        await alpha.place(SYMBOL, "buy", "1", "186.10")
+        await alpha.place(SYMBOL, "buy", "1", "186.20")
+        assert await eventually(lambda: _true(len(updates) >= 2), timeout_s=interval_s * 10)
+        await asyncio.sleep(0.2)  # anything else that came with it
+        (first_at, _), (second_at, second) = updates
+        assert [row[0] for row in second["data"]["bids"]] == ["186.20", "186.10"]
+        assert second_at - first_at >= interval_s * 0.9, "held for the interval"
+        await assert_local_book_is_the_servers(venue, subscriber, 10)
+
+    run_venue(scenario)
+
+
+def test_the_market_data_interval_comes_from_the_config(tmp_path: Path) -> None:
+    config = venue_config.load(SAMPLE_CONFIG)
+    venue_section = msgspec.structs.replace(config.venue, market_data_interval_ms=250)
+    server = VenueServer(msgspec.structs.replace(config, venue=venue_section), tmp_path / "d")
+    assert server.public.pause_min_s == 0.25
+    assert VenueServer(config, tmp_path / "e").public.pause_min_s == 0.005  # the default
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 def test_the_sdk_follows_a_book_depth_between_tiers(run_venue: Any) -> None:
@@ -458,7 +509,9 @@ def wait_for_the_slow_consumer(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def busy_trading(venue: Venue, orders: int) -> int:
-    """Asks stepping down one tick at a time: each one changes the book and the bbo."""
+    """Asks stepping down one tick at a time: each one changes the book and the bbo, and
+    each change is published on its own (no `market_data_interval_ms`)."""
+    venue.server.public.pause_min_s = 0.0
     alpha = await venue.client("alpha")
     answered = 0
     for i in range(orders):
