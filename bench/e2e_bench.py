@@ -470,6 +470,7 @@ def summarise(load: Load, clients: list[Client], usage: dict[str, Any]) -> dict[
     # answers that came after the window (a backlog draining) stretch the time they took
     answering_s = max([duration, *(r["last_answer_s"] for r in traders)])
     buckets = math.ceil(duration / e2e_clients.BUCKET_S)
+    acked_buckets = _sum_buckets(traders)
     usage = dict(usage)
     cpu_share = usage.pop("server_cpu_share", None)
     threads, window_s = usage.pop("server_threads", None), usage.pop("window_s", None)
@@ -524,7 +525,9 @@ def summarise(load: Load, clients: list[Client], usage: dict[str, Any]) -> dict[
         "fill_curve_us": stats.curve(fill_us),
         "timeline": {  # the measured window only
             "bucket_s": e2e_clients.BUCKET_S,
-            "acked": _sum_buckets(traders)[:buckets],
+            "acked": acked_buckets[:buckets],
+            # answers that came after the window (a backlog, a stall): in `acked`, not above
+            "acked_after_window": sum(acked_buckets[buckets:]),
             "book_messages": _sum_buckets(subscribers)[:buckets],
         },
     }
