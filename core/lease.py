@@ -19,8 +19,9 @@ by its own holder only); `key_held` tells anyone else whether such a key is held
 """
 
 import contextlib
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -31,6 +32,8 @@ from nats.js.api import KeyValueConfig, RawStreamMsg, StorageType
 from nats.js.kv import KeyValue
 
 from core.jetstream_journal import cluster_replicas
+
+log = logging.getLogger("venue.cluster")
 
 BUCKET_DEFAULT: Final = "venue_lease"
 KEY_DEFAULT: Final = "core"
@@ -272,6 +275,16 @@ async def key_held(js: JetStreamContext, bucket: str, key: str) -> bool:
     it may answer); a NATS error (no answer, no leader) is raised: unknown is not unheld."""
     last = await _last_write(js, f"KV_{bucket}", f"$KV.{bucket}.{key}")
     return last is not None and not _removed(last)
+
+
+async def attempt(write: Callable[[], Awaitable[bool]]) -> bool:
+    """A lease write; False when NATS did not answer (a node died, a leader election runs):
+    the caller tries again at its next poll."""
+    try:
+        return await write()
+    except (nats.errors.Error, TimeoutError) as unanswered:
+        log.warning("lease write not answered: %r", unanswered)
+        return False
 
 
 async def _last_write(js: JetStreamContext, stream: str, subject: str) -> RawStreamMsg | None:

@@ -51,6 +51,10 @@ from settlement.ledger import Ledger
 # type (command classes are final): one set look-up per command, not three isinstance calls.
 _REFERENCE_DATA_COMMANDS = frozenset({ListInstrument, ListAsset, SetOrderCaps})
 _NEVER_RESTING = frozenset({TimeInForce.IOC, TimeInForce.FOK})  # what is left is canceled
+# A cluster gateway whose lease lapsed closes its sessions with 1012 (service restart): the
+# client reconnects, here once the lease is held again or to another gateway (protocol §11.2).
+LEASE_LOST_CLOSE_CODE = 1012
+LEASE_LOST_REASON = "gateway lost its lease"
 
 __all__ = [
     "JOURNAL_FILE",
@@ -123,6 +127,9 @@ class VenueServer:
         self.quotes = self.dispatcher.placed.quotes
         self.quote_slots = self.dispatcher.placed.quote_slots
         self._server: transport.Listener | None = None
+        # False while a cluster gateway holds no lease: its sessions are closed, and new ones
+        # too as they open (the core may be canceling their cod orders meanwhile)
+        self.serving = True
         self.rest = RestApi(self)  # /api/v1/... and /openapi.json on the same port
 
     # the core's state, read through it (a restore replaces the venue and the ledger)
@@ -257,7 +264,9 @@ class VenueServer:
         session = self.connections.open(connection)
         # Its messages go straight to the dispatcher (`on_frame`, without the call through it)
         connection.deliver = partial(self.dispatcher.on_frame, session)  # type: ignore[method-assign]
-        if session.trade:
+        if not self.serving:
+            self.connections.close(session, LEASE_LOST_CLOSE_CODE, LEASE_LOST_REASON)
+        elif session.trade:
             session.logon_timer = asyncio.get_running_loop().call_later(
                 limits.LOGON_TIMEOUT_S, self._logon_timeout, session
             )
@@ -289,6 +298,18 @@ class VenueServer:
         self.private_streams.leave(session)
         self.dispatcher.placed.forget_session(session)
         self.private_streams.cancel_on_disconnect(session)
+
+    def lease_lost(self) -> None:
+        """A cluster gateway's lease lapsed (core.nats_bus): close every session, each
+        running its cancel-on-disconnect as any close does, and take none until `lease_held`."""
+        self.serving = False
+        _log.warning("lease lost: closing sessions", extra={"sessions": len(self.sessions)})
+        for session in list(self.sessions.values()):
+            if not session.closing:
+                self.connections.close(session, LEASE_LOST_CLOSE_CODE, LEASE_LOST_REASON)
+
+    def lease_held(self) -> None:
+        self.serving = True
 
     def _push(self, session: Session, message: dict[str, Any]) -> None:
         self.connections.push(session, message)
