@@ -95,8 +95,10 @@ class CodOrders:
     def prune(self, orders: dict[int, Order]) -> None:
         """Forget the orders no longer open (and gateways left with none)."""
         for gateway, order_ids in list(self.by_gateway.items()):
-            order_ids.intersection_update(orders)
-            if not order_ids:
+            still_open = {order_id for order_id in order_ids if order_id in orders}
+            if still_open:  # (not `intersection_update(orders)`: it walks every open order)
+                self.by_gateway[gateway] = still_open
+            else:
                 del self.by_gateway[gateway]
         self.size = sum(len(order_ids) for order_ids in self.by_gateway.values())
         self._prune_at = max(PRUNE_MIN, 2 * self.size)

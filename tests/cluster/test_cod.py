@@ -20,9 +20,10 @@ from websockets.exceptions import ConnectionClosed
 
 from client.sdk import VenueClient
 from cluster.local import LocalCluster, Role
-from core.cluster_core import PRUNE_MIN, CodOrders
+from core.cluster_core import GATEWAY_SCAN_S, PRUNE_MIN, CodOrders, CoreGatewayPart
 from core.lease import key_held
-from core.nats_bus import GATEWAY_LEASE_BUCKET, GATEWAY_LEASE_TTL_S, Origin
+from core.nats_bus import GATEWAY_LEASE_BUCKET, GATEWAY_LEASE_TTL_S, ClusterCodec, Origin
+from core.sequencer import Executed
 from engine.book import Order
 from engine.commands import CancelOrder, PlaceOrder
 from engine.enums import OrderStatus, OrderType, SelfTradePrevention, Side, TimeInForce
@@ -139,6 +140,25 @@ def test_the_image_restores_the_same_map() -> None:
     ]
 
 
+def test_every_core_derives_the_map_alike_live_and_from_a_replay() -> None:
+    """The active core notes a place with its live origin; a replay (no origin on the
+    outcome) with the origin of the record just decoded."""
+    command = place(True)
+    live_codec = ClusterCodec()
+    live = CoreGatewayPart(live_codec, CodOrders())
+    live.executed(Executed(1, command, accepted(5), Origin("gw-a.1", 1)))
+    payload = live_codec.encode(Executed(1, command, [], Origin("gw-a.1", 1)))
+    replay_codec = ClusterCodec()
+    replaying = CoreGatewayPart(replay_codec, CodOrders())
+    decoded = replay_codec.decode(payload)
+    replaying.executed(Executed(1, decoded, accepted(5), None))  # as `Sequencer.recover` calls
+    replaying.replayed([Executed(1, decoded, accepted(5), None)])
+    assert live.cod_orders.by_gateway == replaying.cod_orders.by_gateway == {"gw-a.1": {5}}
+    restored = CoreGatewayPart(ClusterCodec(), CodOrders())
+    restored.restore_gateway(live.gateway_image())
+    assert restored.cod_orders.by_gateway == {"gw-a.1": {5}}
+
+
 # -- real processes ------------------------------------------------------------------------------
 
 
@@ -189,6 +209,18 @@ async def cod_cancels(watcher: VenueClient, count: int, within_s: float) -> list
         if data.get("exec_type") == "canceled" and data.get("reason") == "cod":
             canceled.append(data)
     return canceled
+
+
+async def pushes_for(watcher: VenueClient, seconds: float) -> list[dict[str, Any]]:
+    pushes: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (left := deadline - loop.time()) > 0:
+        try:
+            pushes.append(await watcher.next_push(left))
+        except TimeoutError:
+            break
+    return pushes
 
 
 async def place_both_kinds(url: str, price: str) -> tuple[VenueClient, VenueClient, list[int]]:
@@ -265,6 +297,39 @@ def test_a_core_taking_over_cancels_the_cod_orders_of_a_gateway_that_died_meanwh
     assert "active at seq" in standby.log() and "its cod orders canceled" in standby.log()
     cluster.start_role(active)  # back as the standby
     cluster.wait_for(active, "waiting for the lease")
+    restart(cluster, a)
+
+
+def test_a_clean_stop_of_a_gateway_releases_its_lease_and_cancels_its_cod_orders_once(
+    cluster: LocalCluster,
+) -> None:
+    """SIGTERM: the sessions' close cancels their cod orders (as in one process), durably,
+    then the lease is released at once (not left to expire); nothing is canceled twice."""
+    a, b = cluster.gateways
+
+    async def scenario() -> None:
+        key = await gateway_key(cluster, a)
+        watcher = await watch(b.url, "alpha")
+        alpha, beta, ids = await place_both_kinds(a.url, "153.00")
+        beta_open = await open_ids(beta)
+        nc = await nats.connect(cluster.nats.url)
+        try:
+            assert await key_held(nc.jetstream(), GATEWAY_LEASE_BUCKET, key)
+            assert await asyncio.to_thread(cluster.terminate, a) == 0
+            assert not await key_held(nc.jetstream(), GATEWAY_LEASE_BUCKET, key)  # no TTL wait
+        finally:
+            await nc.close()
+        canceled = await cod_cancels(watcher, len(ids), CANCELED_WITHIN_S)
+        assert sorted(report["order_id"] for report in canceled) == ids
+        later = await pushes_for(watcher, 3 * GATEWAY_SCAN_S)  # the core's scans, after
+        assert [p for p in later if p.get("data", {}).get("exec_type") == "rejected"] == []
+        beta_on_b = await client(b.url, "beta")
+        assert await open_ids(beta_on_b) == beta_open
+        for each in (watcher, beta_on_b, alpha, beta):
+            await each.close()
+
+    run(scenario())
+    assert "stopped cleanly" in a.log()
     restart(cluster, a)
 
 
