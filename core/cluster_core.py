@@ -126,9 +126,9 @@ class CoreGatewayPart:
     sequenced per gateway, so a command a gateway sends again after a restart from that
     snapshot is still recognised, and those cod orders."""
 
-    def __init__(self, codec: ClusterCodec, cod_orders: CodOrders) -> None:
+    def __init__(self, codec: ClusterCodec, cod_orders: CodOrders | None = None) -> None:
         self.codec = codec
-        self.cod_orders = cod_orders
+        self.cod_orders = CodOrders() if cod_orders is None else cod_orders
 
     def executed(self, executed: Executed) -> None:
         # Only a place with cod on is noted: one type test for the other commands. A replayed

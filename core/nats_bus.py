@@ -277,7 +277,7 @@ class Replica:
                 continue
             if serving:
                 serving = False
-                log.warning("gateway lease lost: closing sessions", extra={"gateway": lease.key})
+                log.warning("gateway lease lost: its term ended", extra={"gateway": lease.key})
                 self.listener.lease_lost()
             await attempt(lease.try_acquire)
 
