@@ -9,6 +9,7 @@ gateway whose lease is taken from it. Each test uses prices of its own.
 import asyncio
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -339,45 +340,49 @@ async def gateway_key(cluster: LocalCluster, gateway: Role) -> str:
     return line.rsplit("gateway=", 1)[1].split()[0]
 
 
-def test_a_gateway_that_loses_its_lease_closes_its_sessions_with_1012_then_serves_again(
+def test_a_gateway_frozen_past_its_lease_closes_its_sessions_with_1012_then_serves_again(
     cluster: LocalCluster,
 ) -> None:
-    """The lease is taken from the gateway (its key deleted, as if it had expired): it closes
-    its sessions (1012), the cod orders end canceled, and it serves again once it holds a
-    new term."""
-    b = cluster.gateways[1]
+    """SIGSTOP past the TTL (a frozen machine, a long pause: cut off): the core cancels the
+    gateway's cod orders meanwhile; woken, the gateway finds its term over, closes its
+    sessions (1012) and serves again once it holds its lease again."""
+    a, b = cluster.gateways
 
     async def scenario() -> None:
-        key = await gateway_key(cluster, b)
-        alpha, beta, ids = await place_both_kinds(b.url, "152.00")
+        key = await gateway_key(cluster, a)
+        watcher = await watch(b.url, "alpha")
+        alpha, beta, ids = await place_both_kinds(a.url, "154.00")
+        beta_open = await open_ids(beta)
+        assert a.process is not None
+        a.process.send_signal(signal.SIGSTOP)
+        try:
+            canceled = await cod_cancels(watcher, len(ids), CANCELED_WITHIN_S)
+        finally:
+            a.process.send_signal(signal.SIGCONT)
+        assert sorted(report["order_id"] for report in canceled) == ids
+        for session in (alpha, beta):
+            assert session.websocket is not None
+            await asyncio.wait_for(session.websocket.wait_closed(), CANCELED_WITHIN_S)
+            assert session.websocket.close_code == 1012
+            assert session.websocket.close_reason == "gateway lost its lease"
+        beta_again = None
+        for _ in range(100):  # closed at once (1012) until it holds its lease again
+            try:
+                beta_again = await client(a.url, "beta")
+                break
+            except (ConnectionError, ConnectionClosed):
+                await asyncio.sleep(0.1)
+        assert beta_again is not None, "the gateway never served again"
+        assert await open_ids(beta_again) == beta_open  # cod off: it stays open
         nc = await nats.connect(cluster.nats.url)
         try:
-            kv = await nc.jetstream().key_value(GATEWAY_LEASE_BUCKET)
             assert await key_held(nc.jetstream(), GATEWAY_LEASE_BUCKET, key)
-            await kv.delete(key)
-            assert alpha.websocket is not None
-            await asyncio.wait_for(alpha.websocket.wait_closed(), CANCELED_WITHIN_S)
-            assert alpha.websocket.close_code == 1012
-            assert alpha.websocket.close_reason == "gateway lost its lease"
-            watcher = None
-            for _ in range(100):  # refused (closed at once) until the lease is held again
-                try:
-                    watcher = await watch(b.url, "alpha")
-                    break
-                except (ConnectionError, ConnectionClosed):
-                    await asyncio.sleep(0.2)
-            assert watcher is not None, "the gateway never served again"
-            assert await key_held(nc.jetstream(), GATEWAY_LEASE_BUCKET, key)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + CANCELED_WITHIN_S
-            while set(ids) & set(await open_ids(watcher)) and loop.time() < deadline:
-                await asyncio.sleep(0.2)
-            assert not set(ids) & set(await open_ids(watcher)), "a cod order stayed open"
-            await watcher.close()
         finally:
             await nc.close()
-            await beta.close()
+        for each in (watcher, alpha, beta, beta_again):
+            await each.close()
 
     run(scenario())
+    assert "gateway lease lost" in a.log()
     for role in [*cluster.gateways, *cluster.cores]:
         assert "Traceback" not in role.log(), role.name
