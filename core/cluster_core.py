@@ -208,8 +208,9 @@ class Follower:
             self.broken = True
             log.error("standby could not execute seq %d: %r; will replay", seq, failure)
             return
-        self.cod_orders.note(self.codec.decoded_origin, command, events)
-        self.cod_orders.prune_when_grown(self.venue.orders)
+        if type(command) is PlaceOrder and command.cod:  # the rest: no call
+            self.cod_orders.note(self.codec.decoded_origin, command, events)
+            self.cod_orders.prune_when_grown(self.venue.orders)
         self.transfers.extend(self.ledger.drain())
         self.seq = seq
 
