@@ -43,7 +43,7 @@ from core.cluster_keys import SharedKeys
 from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT
 from core.lease import Lease, attempt
 from core.sequencer import Executed
-from engine.commands import AnyCommand, Command
+from engine.commands import AnyCommand, Command, PlaceOrder
 from engine.events import Event
 from engine.venue import Venue
 from engine.venue import VenueConfig as EngineConfig
@@ -186,6 +186,10 @@ class GatewayListener(CoreListener, Protocol):
 
     def lease_held(self) -> None:
         """The gateway holds its lease again: it may serve sessions."""
+
+    def placed_with_cod(self, executed: Executed) -> None:
+        """A place with cod on came back (after `executed`): its outcome arrives a hop after
+        it was sent, so the session that sent it may have closed meanwhile."""
 
 
 class Replica:
@@ -330,6 +334,8 @@ class Replica:
         origin, barriers = self.bus.outcome_of(record.origin)
         executed = Executed(seq, command, events, origin)
         self.listener.executed(executed)
+        if origin is not None and type(command) is PlaceOrder and command.cod:
+            self.listener.placed_with_cod(executed)  # its session may have closed meanwhile
         if not self.live:
             self.listener.replayed([executed])
             if seq >= self._replay_until:

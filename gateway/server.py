@@ -35,7 +35,7 @@ from core.venue_core import (
 )
 from engine.commands import CancelOrder, ListAsset, ListInstrument, PlaceOrder, SetOrderCaps
 from engine.enums import CancelReason, TimeInForce
-from engine.events import OrderCanceled, SharesSplit, TradeExecuted
+from engine.events import OrderAccepted, OrderCanceled, SharesSplit, TradeExecuted
 from engine.venue import Venue
 from gateway import limits, static, transport
 from gateway.auth import ApiKey, Authenticator, KeyStore
@@ -310,6 +310,22 @@ class VenueServer:
 
     def lease_held(self) -> None:
         self.serving = True
+
+    def placed_with_cod(self, executed: Executed) -> None:
+        """A cluster gateway's place with cod on came back from the core: if its session
+        closed meanwhile (say on a lost lease, with the place in flight), that close's cod
+        cancels left it out, so it is canceled now, as the close would have done."""
+        pending = executed.origin
+        if type(pending) is not Pending or pending.session.id in self.sessions:
+            return  # another gateway's, or its session is open: its close will cancel it
+        if not pending.session.cod:
+            return  # turned off before the close: the close canceled nothing
+        for event in executed.events:
+            if type(event) is OrderAccepted and event.order_id in self.reads.orders:
+                cancel = CancelOrder(
+                    account=event.account, order_id=event.order_id, reason=CancelReason.COD
+                )
+                self.bus.submit(cancel, None)
 
     def _push(self, session: Session, message: dict[str, Any]) -> None:
         self.connections.push(session, message)

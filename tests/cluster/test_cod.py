@@ -7,6 +7,7 @@ gateway whose lease is taken from it. Each test uses prices of its own.
 """
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -386,3 +387,32 @@ def test_a_gateway_frozen_past_its_lease_closes_its_sessions_with_1012_then_serv
     assert "gateway lease lost" in a.log()
     for role in [*cluster.gateways, *cluster.cores]:
         assert "Traceback" not in role.log(), role.name
+
+
+def test_a_cod_place_whose_session_closed_before_its_outcome_came_back_is_canceled(
+    cluster: LocalCluster,
+) -> None:
+    """Over NATS a place's outcome comes back a hop later: a session that closes meanwhile
+    (the core paused here; a lost lease, a client gone) has its order canceled when it does."""
+    a, b = cluster.gateways
+    active = cluster.active_core()
+    assert active is not None and active.process is not None
+
+    async def scenario() -> None:
+        watcher = await watch(b.url, "alpha")
+        alpha = await client(a.url, "alpha")
+        await alpha.request("session.cod", {"enabled": True})
+        active.process.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+        try:
+            placing = asyncio.ensure_future(alpha.place(SYMBOL, "buy", "1", "155.00"))
+            await asyncio.sleep(0.5)  # sent to the core, which sequences nothing now
+            await alpha.close()  # its cod cancels: nothing placed yet
+            with contextlib.suppress(ConnectionError):
+                await placing
+        finally:
+            active.process.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+        canceled = await cod_cancels(watcher, 1, CANCELED_WITHIN_S)
+        assert [report["price"] for report in canceled] == ["155.00"]
+        await watcher.close()
+
+    run(scenario())
