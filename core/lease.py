@@ -45,6 +45,7 @@ EXPECTED_LAST_SUBJECT_SEQUENCE: Final = "Nats-Expected-Last-Subject-Sequence"
 KV_OPERATION: Final = "KV-Operation"  # "DEL": a delete marker, as nats-py's kv.delete writes
 KV_REMOVED: Final = frozenset({"DEL", "PURGE"})  # the operations that leave a key unheld
 ERR_WRONG_LAST_SEQUENCE: Final = 10071
+ERR_NO_MESSAGE: Final = 10037  # a key with no message: never written, or expired (not: no bucket)
 
 
 class LeaseError(Exception):
@@ -290,7 +291,9 @@ async def attempt(write: Callable[[], Awaitable[bool]]) -> bool:
 async def _last_write(js: JetStreamContext, stream: str, subject: str) -> RawStreamMsg | None:
     try:
         return await js.get_last_msg(stream, subject)
-    except nats.js.errors.NotFoundError:
+    except nats.js.errors.NotFoundError as missing:
+        if missing.err_code != ERR_NO_MESSAGE:
+            raise  # the bucket itself is missing: nothing can be said of the key
         return None
 
 
