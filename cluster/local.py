@@ -5,8 +5,8 @@ a NATS JetStream cluster (cluster/nats.py), optionally a throwaway PostgreSQL fo
 (cluster/postgres.py), an active core and standby cores (`venue serve --role core`) and
 gateways (`venue serve --role gateway`), each process with its own log file and data
 directory under one directory, free ports on 127.0.0.1. Waits are bounded: a process is
-ready when its log says so. `kill` is SIGKILL (for fault tests); `stop` is SIGTERM to every
-process, gateways first, then cores, then the services.
+ready when its log says so. `kill` is SIGKILL (for fault tests), `terminate` SIGTERM to one
+process; `stop` is SIGTERM to every process, gateways first, then cores, then the services.
 """
 
 import os
@@ -146,6 +146,13 @@ class LocalCluster:
         if role.process is not None and role.process.poll() is None:
             role.process.send_signal(signal.SIGKILL)
             role.process.wait(STOP_TIMEOUT_S)
+
+    def terminate(self, role: Role) -> int | None:
+        """SIGTERM, as an operator stops it cleanly; its exit status."""
+        if role.process is None or role.process.poll() is not None:
+            return None if role.process is None else role.process.returncode
+        role.process.terminate()
+        return role.process.wait(STOP_TIMEOUT_S)
 
     def stop(self) -> None:
         for role in [*self.gateways, *self.cores]:

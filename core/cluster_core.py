@@ -9,13 +9,16 @@ each once), sequences and executes them and appends each batch to the stream; th
 read the outcomes from the stream itself. The clock, snapshots and summaries run here only.
 A core that cannot renew its lease in time stops at once (exit 70): a standby takes over,
 and the stream's expected-last-sequence refuses any append it still had in flight.
+Cancel-on-disconnect of a gateway that died: every core derives from the stream which gateway
+placed each order with cod on (`CodOrders`); the active core cancels (reason cod) the open ones
+of a gateway whose lease (core/nats_bus.py) is gone, as commands through the stream.
 """
 
 import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -27,8 +30,10 @@ from nats.js.api import DeliverPolicy
 
 from core import config as venue_config
 from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT, JetStreamJournal
-from core.lease import Lease
+from core.lease import Lease, attempt, key_held, open_bucket
 from core.nats_bus import (
+    GATEWAY_LEASE_BUCKET,
+    GATEWAY_LEASE_TTL_S,
     PENDING_MESSAGES_MAX,
     SUBMIT_SUBJECT,
     ClusterCodec,
@@ -40,6 +45,10 @@ from core.nats_bus import (
 )
 from core.sequencer import Executed
 from core.venue_core import VenueCore, WarmStart
+from engine.book import Order
+from engine.commands import CancelOrder, Command, PlaceOrder
+from engine.enums import CancelReason
+from engine.events import Event, OrderAccepted
 from engine.venue import Venue
 from engine.venue import VenueConfig as EngineConfig
 from settlement.ledger import Ledger
@@ -52,30 +61,97 @@ log = logging.getLogger("venue.cluster")
 LEASE_TTL_S: Final = 10.0
 LEASE_POLL_S: Final = 0.1  # how often the active core checks its term; a standby polls 2x this
 LEASE_REQUEST_TIMEOUT_S: Final = 1.0  # a lease write unanswered by then is unconfirmed
+# How often the active core reads the leases of the gateways with cod orders open: a dead
+# gateway's orders are canceled within its lease's TTL plus this. A periodic read, not a KV
+# watch: the server expires a key by its TTL silently (nats-server 2.9 sends watchers no
+# marker), and a core taking over must find the gateways that died before it was active.
+GATEWAY_SCAN_S: Final = 1.0
+PRUNE_MIN: Final = 1_024  # `CodOrders` drops closed orders once it holds twice its open ones
+
+
+class CodOrders:
+    """Which gateway placed each order that was placed with cod on, derived from the stream
+    (the record's `Origin` and the order id its `OrderAccepted` gave), so every core, a
+    standby's copy included, knows it alike. Orders close without being removed here: a
+    reader filters by the venue's open orders, and `prune` drops the closed ones (bound: at
+    most twice the open cod orders, or `PRUNE_MIN`, between prunes)."""
+
+    def __init__(self) -> None:
+        self.by_gateway: dict[str, set[int]] = {}
+        self.size = 0
+        self._prune_at = PRUNE_MIN
+
+    def note(self, origin: Origin | None, command: Command, events: list[Event]) -> None:
+        """A record executed: remember the order it placed, if placed with cod on."""
+        if type(command) is not PlaceOrder or not command.cod or origin is None:
+            return
+        if not origin.gateway:
+            return  # the core's own commands: no gateway's sessions
+        for event in events:
+            if type(event) is OrderAccepted:
+                self.by_gateway.setdefault(origin.gateway, set()).add(event.order_id)
+                self.size += 1
+
+    def prune(self, orders: dict[int, Order]) -> None:
+        """Forget the orders no longer open (and gateways left with none)."""
+        for gateway, order_ids in list(self.by_gateway.items()):
+            still_open = {order_id for order_id in order_ids if order_id in orders}
+            if still_open:  # (not `intersection_update(orders)`: it walks every open order)
+                self.by_gateway[gateway] = still_open
+            else:
+                del self.by_gateway[gateway]
+        self.size = sum(len(order_ids) for order_ids in self.by_gateway.values())
+        self._prune_at = max(PRUNE_MIN, 2 * self.size)
+
+    def prune_when_grown(self, orders: dict[int, Order]) -> None:
+        if self.size >= self._prune_at:
+            self.prune(orders)
+
+    def open_orders_of(self, gateway: str, orders: dict[int, Order]) -> list[Order]:
+        """The gateway's cod orders still open, by order id."""
+        placed = self.by_gateway.get(gateway, ())
+        return [orders[order_id] for order_id in sorted(placed) if order_id in orders]
+
+    def image(self) -> list[tuple[str, list[int]]]:
+        return [(gateway, sorted(ids)) for gateway, ids in sorted(self.by_gateway.items())]
+
+    def restore(self, image: list[tuple[str, list[int]]]) -> None:
+        self.by_gateway = {gateway: set(order_ids) for gateway, order_ids in image}
+        self.size = sum(len(order_ids) for order_ids in self.by_gateway.values())
 
 
 class CoreGatewayPart:
-    """The core's listener: no sessions here (the gateways push from the stream); its part
-    of a snapshot is the last request id sequenced per gateway, so a command a gateway sends
-    again after a restart from that snapshot is still recognised."""
+    """The core's listener: no sessions here (the gateways push from the stream); it keeps
+    the cod orders per gateway (`CodOrders`). Its part of a snapshot is the last request id
+    sequenced per gateway, so a command a gateway sends again after a restart from that
+    snapshot is still recognised, and those cod orders."""
 
-    def __init__(self, codec: ClusterCodec) -> None:
+    def __init__(self, codec: ClusterCodec, cod_orders: CodOrders | None = None) -> None:
         self.codec = codec
+        self.cod_orders = CodOrders() if cod_orders is None else cod_orders
 
     def executed(self, executed: Executed) -> None:
-        pass
+        # Only a place with cod on is noted: one type test for the other commands. A replayed
+        # command comes with no origin (its record's is noted in `replayed`).
+        command = executed.command
+        if type(command) is PlaceOrder and command.cod and type(executed.origin) is Origin:
+            self.cod_orders.note(executed.origin, command, executed.events)
 
     def released(self, batch: list[Executed]) -> None:
         pass
 
     def replayed(self, batch: list[Executed]) -> None:
-        pass
+        for executed in batch:  # one at a time, right after its record was decoded
+            if executed.command is not None:
+                self.cod_orders.note(self.codec.decoded_origin, executed.command, executed.events)
 
     def gateway_image(self) -> dict[str, Any]:
-        return {"last_request": dict(self.codec.last_request)}
+        image = {"last_request": dict(self.codec.last_request)}
+        return image | {"cod_orders": self.cod_orders.image()}
 
     def restore_gateway(self, image: dict[str, Any]) -> None:
         self.codec.last_request.update(image.get("last_request", {}))
+        self.cod_orders.restore(image.get("cod_orders", []))
 
 
 class Follower:
@@ -83,11 +159,14 @@ class Follower:
     so a takeover replays only what the follower had not seen (`WarmStart`). Its codec is
     the core's: the last request id per gateway is known at takeover too."""
 
-    def __init__(self, config: venue_config.VenueConfig, codec: ClusterCodec) -> None:
+    def __init__(
+        self, config: venue_config.VenueConfig, codec: ClusterCodec, cod_orders: CodOrders
+    ) -> None:
         staleness = venue_config.reserve_staleness_max_us(config)
         self.ledger = Ledger()
         self.venue = Venue(EngineConfig(reserve_staleness_max_us=staleness), self.ledger)
         self.codec = codec
+        self.cod_orders = cod_orders
         self.seq = 0
         self.transfers: list[Any] = []  # for the store's catch-up, as a replay keeps them
         self.broken = False  # a gap seen: the takeover falls back to a cold replay
@@ -123,11 +202,15 @@ class Follower:
             log.warning("standby saw a gap: will replay", extra={"seq": seq, "at": self.seq})
             return
         try:
-            self.venue.execute(self.codec.decode(message.data))
+            command = self.codec.decode(message.data)
+            events = self.venue.execute(command)
         except Exception as failure:  # the active core executed it: a bug here, not there
             self.broken = True
             log.error("standby could not execute seq %d: %r; will replay", seq, failure)
             return
+        if type(command) is PlaceOrder and command.cod:  # the rest: no call
+            self.cod_orders.note(self.codec.decoded_origin, command, events)
+            self.cod_orders.prune_when_grown(self.venue.orders)
         self.transfers.extend(self.ledger.drain())
         self.seq = seq
 
@@ -147,10 +230,11 @@ class ClusterCore:
         self.servers = server_list(servers)
         self.name = name
         self.codec = ClusterCodec()
+        self.cod_orders = CodOrders()
         self.core: VenueCore | None = None
         self.nc: Client | None = None
         self.lease: Lease | None = None
-        self.follower = Follower(config, self.codec)
+        self.follower = Follower(config, self.codec, self.cod_orders)
 
     async def wait_for_lease(self, stopping: asyncio.Event) -> bool:
         """Contend until this core holds the lease (True) or `stopping` is set (False)."""
@@ -158,10 +242,11 @@ class ClusterCore:
         js = self.nc.jetstream(timeout=LEASE_REQUEST_TIMEOUT_S)
         replicas = 3 if len(self.servers) >= 3 else 1
         self.lease = await Lease.open(js, self.name, ttl_s=LEASE_TTL_S, replicas=replicas)
+        await open_bucket(js, GATEWAY_LEASE_BUCKET, GATEWAY_LEASE_TTL_S, replicas)  # read later
         announced = False
         following = False
         while not stopping.is_set():
-            if await _try(self.lease.try_acquire):
+            if await attempt(self.lease.try_acquire):
                 log.info("holding the lease: active core", extra={"core": self.name})
                 return True
             if not announced:
@@ -178,11 +263,13 @@ class ClusterCore:
         keeper = asyncio.create_task(self._keep_lease())  # renewed while recovery runs
         loop = asyncio.get_running_loop()
         warm = await self.follower.stop()
+        if warm is None:
+            self.cod_orders.restore([])  # rebuilt by the cold recovery (snapshot, replay)
         journal = await loop.run_in_executor(None, JetStreamJournal, self.servers)
         core = VenueCore(
             self.config,
             self.data_dir,
-            CoreGatewayPart(self.codec),
+            CoreGatewayPart(self.codec, self.cod_orders),
             journal=journal,
             codec=self.codec,
         )
@@ -191,6 +278,7 @@ class ClusterCore:
         core.keep_task(keeper)
         core.start_tasks()
         await self.nc.subscribe(SUBMIT_SUBJECT, cb=self._on_submissions)
+        core.keep_task(asyncio.create_task(self._watch_gateways()))
         log.info("active", extra={"core": self.name, "seq": core.sequencer.last_seq})
         return core
 
@@ -220,9 +308,44 @@ class ClusterCore:
         while True:
             await asyncio.sleep(LEASE_POLL_S)
             if lease.state.renew_due(time.monotonic()):
-                await _try(lease.renew)  # not confirmed: the term runs on to its end
+                await attempt(lease.renew)  # not confirmed: the term runs on to its end
             if not lease.held():
                 die(RuntimeError(f"core {self.name} lost its lease: stopping"))
+
+    async def _watch_gateways(self) -> None:
+        """Every `GATEWAY_SCAN_S`: cancel the open cod orders of each gateway whose lease is
+        gone (expired: it died or was cut off; deleted: it stopped). Its key once gone stays
+        gone (a late renewal is refused), unless the gateway takes it again, which it does
+        only after its term ended and it closed its sessions."""
+        assert self.nc is not None and self.core is not None
+        js = self.nc.jetstream(timeout=LEASE_REQUEST_TIMEOUT_S)
+        while True:
+            await asyncio.sleep(GATEWAY_SCAN_S)
+            self.cod_orders.prune(self.core.venue.orders)
+            for gateway in list(self.cod_orders.by_gateway):
+                try:
+                    held = await key_held(js, GATEWAY_LEASE_BUCKET, gateway)
+                except (nats.errors.Error, TimeoutError) as unanswered:
+                    log.warning("gateway lease not read: %r", unanswered)
+                    break  # NATS is busy (an election): the next scan reads again
+                if not held:
+                    self._cancel_on_disconnect(gateway)
+
+    def _cancel_on_disconnect(self, gateway: str) -> None:
+        """Cancel (reason cod) every open order placed with cod on through `gateway`: in one
+        loop turn after reading the venue, so each is open when its cancel executes."""
+        assert self.core is not None and self.lease is not None
+        if not self.lease.held():
+            die(RuntimeError(f"core {self.name}: the lease's term ended"))
+        submit = self.core.sequencer.submit
+        orders = self.cod_orders.open_orders_of(gateway, self.core.venue.orders)
+        for order in orders:
+            order_id = order.order_id
+            submit(CancelOrder(account=order.account, order_id=order_id, reason=CancelReason.COD))
+        log.info(
+            "a gateway's lease is gone: its cod orders canceled",
+            extra={"gateway": gateway, "canceled": len(orders)},
+        )
 
     async def _on_submissions(self, message: Msg) -> None:
         """A gateway's commands of one turn: each request id once, in order (nats-py only
@@ -249,13 +372,3 @@ class ClusterCore:
             origin = Origin(gateway, item.request, item.quote_set)
             codec.seen(origin)
             submit(item.command, origin)
-
-
-async def _try(write: Callable[[], Awaitable[bool]]) -> bool:
-    """A lease write; False when NATS did not answer (a node died, a leader election runs):
-    the caller tries again at its next poll."""
-    try:
-        return await write()
-    except (nats.errors.Error, TimeoutError) as unanswered:
-        log.warning("lease write not answered: %r", unanswered)
-        return False

@@ -14,21 +14,26 @@ over one TTL they advance at rates within 20% of each other (NTP slews far less)
 server's wall clock is not stepped forward by more than the 20% margin (1 s of a 5 s TTL)
 while a term runs; a step that large would expire the key early and let a standby act with
 the holder. The bucket has the cluster's replicas by default (3 on a cluster, 1 on one node).
+A bucket may instead hold one key per holder (`shared`: the gateways' leases, each key written
+by its own holder only); `key_held` tells anyone else whether such a key is held now.
 """
 
 import contextlib
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
+from nats.js.api import KeyValueConfig, RawStreamMsg, StorageType
 from nats.js.kv import KeyValue
 
 from core.jetstream_journal import cluster_replicas
+
+log = logging.getLogger("venue.cluster")
 
 BUCKET_DEFAULT: Final = "venue_lease"
 KEY_DEFAULT: Final = "core"
@@ -36,8 +41,11 @@ TTL_DEFAULT_S: Final = 5.0  # a dead core is replaced within ~5 s; renewals ever
 SAFE_FRACTION: Final = 0.8  # the holder stops at 80% of the TTL: margin for drift and delays
 RENEW_FRACTION: Final = 1 / 3  # renew a third in: two more tries before the term ends
 EXPECTED_LAST_SEQUENCE: Final = "Nats-Expected-Last-Sequence"
+EXPECTED_LAST_SUBJECT_SEQUENCE: Final = "Nats-Expected-Last-Subject-Sequence"
 KV_OPERATION: Final = "KV-Operation"  # "DEL": a delete marker, as nats-py's kv.delete writes
+KV_REMOVED: Final = frozenset({"DEL", "PURGE"})  # the operations that leave a key unheld
 ERR_WRONG_LAST_SEQUENCE: Final = 10071
+ERR_NO_MESSAGE: Final = 10037  # a key with no message: never written, or expired (not: no bucket)
 
 
 class LeaseError(Exception):
@@ -101,6 +109,11 @@ class Lease:
     revision can all succeed, nats-server issue 4320). So a lease's bucket holds its one key
     only: the stream's last seq is the key's revision (a key expired by the TTL leaves that seq
     in place, so only a contender that saw the expiry can write next).
+
+    `shared`: the bucket holds one key per holder, each written by that holder alone (a
+    gateway's lease under its unique id), so the compare-and-set is on the key's own last seq
+    (`...-Last-Subject-Sequence`): with one writer per key, the unserialized check of issue
+    4320 has no concurrent write to let through, and the other keys' writes do not refuse it.
     """
 
     def __init__(
@@ -113,15 +126,18 @@ class Lease:
         ttl_s: float = TTL_DEFAULT_S,
         key: str = KEY_DEFAULT,
         clock: Callable[[], float] = time.monotonic,
+        shared: bool = False,
     ) -> None:
         self.js = js
         self.kv = kv
         self.holder = holder
         self.key = key
         self.state = LeaseState(ttl_s)
+        self.shared = shared
         self._clock = clock
         self._stream = f"KV_{bucket}"  # the stream behind a KV bucket, by JetStream's naming
         self._subject = f"$KV.{bucket}.{key}"
+        self._expected = EXPECTED_LAST_SUBJECT_SEQUENCE if shared else EXPECTED_LAST_SEQUENCE
 
     @classmethod
     async def open(
@@ -133,30 +149,13 @@ class Lease:
         ttl_s: float = TTL_DEFAULT_S,
         replicas: int | None = None,
         key: str = KEY_DEFAULT,
+        shared: bool = False,
     ) -> "Lease":
         """A contender on `bucket`, creating the bucket (TTL = `ttl_s`) when it is absent,
         with `replicas` copies: by default the cluster's (`cluster_replicas`: 3 on a cluster,
         so the lease outlives a node, as the journal's stream does; 1 on one node)."""
-        if replicas is None:
-            replicas = cluster_replicas(js._nc)  # nats-py keeps its connection there
-        try:
-            kv = await js.key_value(bucket)
-        except nats.js.errors.BucketNotFoundError:
-            kv = await js.create_key_value(
-                KeyValueConfig(
-                    bucket=bucket,
-                    ttl=ttl_s,
-                    history=1,
-                    replicas=replicas,
-                    storage=StorageType.FILE,
-                )
-            )
-        status = await kv.status()
-        if status.ttl is None or abs(status.ttl - ttl_s) > 1e-3:
-            raise LeaseError(
-                f"KV bucket {bucket} expires keys after {status.ttl} s, not the lease's {ttl_s} s"
-            )
-        return cls(js, kv, bucket, holder, ttl_s=ttl_s, key=key)
+        kv = await open_bucket(js, bucket, ttl_s, replicas)
+        return cls(js, kv, bucket, holder, ttl_s=ttl_s, key=key, shared=shared)
 
     def held(self) -> bool:
         return self.state.held(self._clock())
@@ -213,7 +212,13 @@ class Lease:
         return None if entry.value is None else entry.value.decode()
 
     async def _free_at(self) -> int | None:
-        """The stream's last seq when the key is absent, expired or deleted; None when held."""
+        """The seq to expect when the key is absent, expired or deleted (the stream's last, or
+        in a shared bucket the key's own); None when held."""
+        if self.shared:
+            last = await _last_write(self.js, self._stream, self._subject)
+            if last is None:
+                return 0  # never written, or expired: no message left on the key
+            return last.seq if _removed(last) else None
         info = await self.js.stream_info(self._stream)
         last_seq = int(info.state.last_seq)
         if await self.holder_now() is not None:
@@ -222,7 +227,7 @@ class Lease:
 
     async def _write(self, value: bytes, expected_last_seq: int, delete: bool = False) -> int:
         """Write the key if the stream's last seq is `expected_last_seq`; its new revision."""
-        headers = {EXPECTED_LAST_SEQUENCE: str(expected_last_seq)}
+        headers = {self._expected: str(expected_last_seq)}
         if delete:
             headers[KV_OPERATION] = "DEL"
         try:
@@ -236,6 +241,65 @@ class Lease:
         except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError):
             raise _Unconfirmed from None
         return int(ack.seq)
+
+
+async def open_bucket(
+    js: JetStreamContext, bucket: str, ttl_s: float, replicas: int | None = None
+) -> KeyValue:
+    """The lease bucket `bucket`, created when absent (TTL `ttl_s`, history 1, `replicas`
+    copies: by default the cluster's); one with another TTL is refused (`LeaseError`)."""
+    if replicas is None:
+        replicas = cluster_replicas(js._nc)  # nats-py keeps its connection there
+    try:
+        kv = await js.key_value(bucket)
+    except nats.js.errors.BucketNotFoundError:
+        kv = await js.create_key_value(
+            KeyValueConfig(
+                bucket=bucket,
+                ttl=ttl_s,
+                history=1,
+                replicas=replicas,
+                storage=StorageType.FILE,
+            )
+        )
+    status = await kv.status()
+    if status.ttl is None or abs(status.ttl - ttl_s) > 1e-3:
+        raise LeaseError(
+            f"KV bucket {bucket} expires keys after {status.ttl} s, not the lease's {ttl_s} s"
+        )
+    return kv
+
+
+async def key_held(js: JetStreamContext, bucket: str, key: str) -> bool:
+    """Whether `key` of lease bucket `bucket` is held now: written, and not deleted, purged
+    or expired since. Read from the stream's leader (not a direct get, which a replica behind
+    it may answer); a NATS error (no answer, no leader) is raised: unknown is not unheld."""
+    last = await _last_write(js, f"KV_{bucket}", f"$KV.{bucket}.{key}")
+    return last is not None and not _removed(last)
+
+
+async def attempt(write: Callable[[], Awaitable[bool]]) -> bool:
+    """A lease write; False when NATS did not answer (a node died, a leader election runs):
+    the caller tries again at its next poll."""
+    try:
+        return await write()
+    except (nats.errors.Error, TimeoutError) as unanswered:
+        log.warning("lease write not answered: %r", unanswered)
+        return False
+
+
+async def _last_write(js: JetStreamContext, stream: str, subject: str) -> RawStreamMsg | None:
+    try:
+        return await js.get_last_msg(stream, subject)
+    except nats.js.errors.NotFoundError as missing:
+        if missing.err_code != ERR_NO_MESSAGE:
+            raise  # the bucket itself is missing: nothing can be said of the key
+        return None
+
+
+def _removed(message: RawStreamMsg) -> bool:
+    """A delete or purge marker, not a holder's write."""
+    return (message.headers or {}).get(KV_OPERATION) in KV_REMOVED
 
 
 class _Refused(Exception):

@@ -11,18 +11,23 @@ order, so every gateway derives the same events, private seqs, exec ids and orde
 a request is answered when the replica executed the record carrying its origin (the core's
 outcome, durable on a quorum). Commands that do not come back within `RESEND_AFTER_S` (a
 core died, a message was lost) are sent again; the core drops the request ids it has
-sequenced already, so none runs twice.
+sequenced already, so none runs twice. Each gateway holds a lease of its own while it serves
+(key = its id in `GATEWAY_LEASE_BUCKET`): the active core cancels the cod orders of a gateway
+whose lease is gone (core/cluster_core.py), and a gateway that cannot renew it in time closes
+its sessions and takes none until it holds it again.
 """
 
 import asyncio
+import contextlib
 import logging
 import os
+import re
 import secrets
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final, Protocol, cast
 
 import msgspec
 import nats
@@ -36,8 +41,9 @@ from core import config as venue_config
 from core.bus import CoreListener, ReadSide
 from core.cluster_keys import SharedKeys
 from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT
+from core.lease import Lease, attempt
 from core.sequencer import Executed
-from engine.commands import AnyCommand, Command
+from engine.commands import AnyCommand, Command, PlaceOrder
 from engine.events import Event
 from engine.venue import Venue
 from engine.venue import VenueConfig as EngineConfig
@@ -52,6 +58,14 @@ START_TIMEOUT_S: Final = 60.0  # for the stream to exist and the replica to catc
 DRAIN_TIMEOUT_S: Final = 10.0  # a stopping gateway waits this long for outcomes owed
 SUBMISSIONS_MAX: Final = 5_000  # commands per NATS message (well under max_payload)
 PENDING_MESSAGES_MAX: Final = 1_000_000  # the replica's subscription buffer, in records
+GATEWAY_LEASE_BUCKET: Final = "venue_gateways"  # one key per gateway process: its id
+# A gateway whose lease is gone has its cod orders canceled by the core within about this
+# (plus the core's scan). Not shorter, for the reason the core's is 10 s: a renewal cannot
+# land during the few seconds of a NATS leader election, and a lapsed lease closes every
+# session of the gateway; at 10 s it rides out ~4.5 s without one.
+GATEWAY_LEASE_TTL_S: Final = 10.0
+GATEWAY_LEASE_POLL_S: Final = 0.1  # how often a gateway checks its term
+GATEWAY_ID_PATTERN: Final = re.compile(r"[-_=a-zA-Z0-9.]+")  # a KV key's characters
 
 
 # ----------------------------------------------------------------- records
@@ -110,6 +124,7 @@ class ClusterCodec:
 
     def __init__(self) -> None:
         self.last_request: dict[str, int] = {}
+        self.decoded_origin: Origin | None = None  # the last record's (cod orders read it)
 
     def encode(self, executed: Executed) -> bytes:
         origin = executed.origin if isinstance(executed.origin, Origin) else CORE_ORIGIN
@@ -118,6 +133,7 @@ class ClusterCodec:
     def decode(self, payload: bytes) -> Command:
         record = _record_decoder.decode(payload)
         self.seen(record.origin)
+        self.decoded_origin = record.origin
         return cast(Command, record.command)
 
     def seen(self, origin: Origin) -> None:
@@ -162,6 +178,20 @@ def die(failure: BaseException | None) -> None:
 # ----------------------------------------------------------------- the gateway's replica
 
 
+class GatewayListener(CoreListener, Protocol):
+    """A cluster gateway's listener (`VenueServer`): the core's, and its lease's turns."""
+
+    def lease_lost(self) -> None:
+        """The gateway's lease lapsed: the core may be canceling its sessions' cod orders."""
+
+    def lease_held(self) -> None:
+        """The gateway holds its lease again: it may serve sessions."""
+
+    def placed_with_cod(self, executed: Executed) -> None:
+        """A place with cod on came back (after `executed`): its outcome arrives a hop after
+        it was sent, so the session that sent it may have closed meanwhile."""
+
+
 class Replica:
     """The venue's state on a gateway: engine and ledger in memory, fed from the stream.
 
@@ -170,7 +200,7 @@ class Replica:
     """
 
     def __init__(
-        self, config: venue_config.VenueConfig, bus: "NatsBus", listener: CoreListener
+        self, config: venue_config.VenueConfig, bus: "NatsBus", listener: GatewayListener
     ) -> None:
         staleness = venue_config.reserve_staleness_max_us(config)
         self.ledger = Ledger()
@@ -209,6 +239,51 @@ class Replica:
         await asyncio.wait_for(self._caught_up.wait(), START_TIMEOUT_S)
         self.live = True
         log.info("replica caught up", extra={"seq": self.last_seq, "gateway": bus.gateway_id})
+        await self._hold_lease(bus.nc)  # before it serves: every order it places is covered
+        self.keep_task(asyncio.create_task(self._keep_lease()))
+
+    async def _hold_lease(self, nc: Client) -> None:
+        """Take this gateway's lease (its key is new: at once), bounded."""
+        bus = self.bus
+        js = nc.jetstream(timeout=1.0)
+        replicas = 3 if len(bus.servers) >= 3 else 1
+        bus.lease = lease = await Lease.open(
+            js,
+            bus.gateway_id,
+            bucket=GATEWAY_LEASE_BUCKET,
+            ttl_s=GATEWAY_LEASE_TTL_S,
+            replicas=replicas,
+            key=bus.gateway_id,
+            shared=True,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not await attempt(lease.try_acquire):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no lease for gateway {bus.gateway_id} in {START_TIMEOUT_S}s")
+            await asyncio.sleep(GATEWAY_LEASE_POLL_S)
+        log.info("holding the gateway lease", extra={"gateway": bus.gateway_id})
+
+    async def _keep_lease(self) -> None:
+        """Renew the lease; when its term ends unrenewed, stop serving until it is held again
+        (the core may already be canceling the sessions' cod orders)."""
+        lease = self.bus.lease
+        assert lease is not None
+        serving = True
+        while True:
+            await asyncio.sleep(GATEWAY_LEASE_POLL_S)
+            if lease.state.renew_due(time.monotonic()):
+                await attempt(lease.renew)  # not confirmed: the term runs on to its end
+            if lease.held():
+                if not serving:
+                    serving = True
+                    log.info("gateway lease held again: serving", extra={"gateway": lease.key})
+                    self.listener.lease_held()
+                continue
+            if serving:
+                serving = False
+                log.warning("gateway lease lost: its term ended", extra={"gateway": lease.key})
+                self.listener.lease_lost()
+            await attempt(lease.try_acquire)
 
     def start_tasks(self) -> None:
         """Timers run on the active core only; the gateway resends lost commands."""
@@ -226,8 +301,14 @@ class Replica:
         raise NotImplementedError("a gateway keeps no snapshots: the core does")
 
     async def stop(self) -> None:
+        """After the sessions closed: their cod cancels are durable (bounded wait), then the
+        lease is released, so the core cancels what is left at once rather than after the TTL."""
+        await self.bus.drain()
         for task in self._tasks:
             task.cancel()
+        if self.bus.lease is not None:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await self.bus.lease.release()  # unanswered: it expires by its TTL
         if self.bus.nc is not None:
             await self.bus.nc.close()
 
@@ -253,6 +334,8 @@ class Replica:
         origin, barriers = self.bus.outcome_of(record.origin)
         executed = Executed(seq, command, events, origin)
         self.listener.executed(executed)
+        if origin is not None and type(command) is PlaceOrder and command.cod:
+            self.listener.placed_with_cod(executed)  # its session may have closed meanwhile
         if not self.live:
             self.listener.replayed([executed])
             if seq >= self._replay_until:
@@ -318,14 +401,18 @@ class NatsBus:
         self,
         config: venue_config.VenueConfig,
         servers: str | Sequence[str],
-        listener: CoreListener,
+        listener: GatewayListener,
         gateway_id: str | None = None,
     ) -> None:
         # Unique per process: request ids start over at 1 in each, and the core tells
-        # a command sent again from a new one by (gateway id, request id).
+        # a command sent again from a new one by (gateway id, request id). It is the key of
+        # the gateway's lease too: a restarted gateway is a new one.
         self.gateway_id = f"{gateway_id or 'gw'}.{secrets.token_hex(4)}"
+        if not GATEWAY_ID_PATTERN.fullmatch(self.gateway_id):
+            raise ValueError(f"a gateway name of letters, digits, '-', '_', '=', '.': {gateway_id}")
         self.servers = server_list(servers)
         self.nc: Client | None = None
+        self.lease: Lease | None = None  # held while it serves (`Replica.start`)
         self.core = Replica(config, self, listener)
         # issued API keys, cluster-wide; the gateway's dispatcher sets `on_key`
         self.keys = SharedKeys(3 if len(self.servers) >= 3 else 1, on_key=_no_key_listener)

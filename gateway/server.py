@@ -42,7 +42,7 @@ from engine.commands import (
     SetOrderCaps,
 )
 from engine.enums import CancelReason, TimeInForce
-from engine.events import OrderCanceled, SharesSplit, TradeExecuted
+from engine.events import OrderAccepted, OrderCanceled, SharesSplit, TradeExecuted
 from engine.venue import Venue
 from gateway import limits, static, transport
 from gateway.auth import ApiKey, Authenticator, KeyStore
@@ -58,6 +58,10 @@ from settlement.ledger import Ledger
 # type (command classes are final): one set look-up per command, not three isinstance calls.
 _REFERENCE_DATA_COMMANDS = frozenset({ListInstrument, ListAsset, SetOrderCaps})
 _NEVER_RESTING = frozenset({TimeInForce.IOC, TimeInForce.FOK})  # what is left is canceled
+# A cluster gateway whose lease lapsed closes its sessions with 1012 (service restart): the
+# client reconnects, here once the lease is held again or to another gateway (protocol §11.2).
+LEASE_LOST_CLOSE_CODE = 1012
+LEASE_LOST_REASON = "gateway lost its lease"
 
 __all__ = [
     "JOURNAL_FILE",
@@ -133,6 +137,9 @@ class VenueServer:
         self.quotes = self.dispatcher.placed.quotes
         self.quote_slots = self.dispatcher.placed.quote_slots
         self._server: transport.Listener | None = None
+        # False while a cluster gateway holds no lease: its sessions are closed, and new ones
+        # too as they open (the core may be canceling their cod orders meanwhile)
+        self.serving = True
         self.rest = RestApi(self)  # /api/v1/... and /openapi.json on the same port
 
     # the core's state, read through it (a restore replaces the venue and the ledger)
@@ -265,7 +272,9 @@ class VenueServer:
         session = self.connections.open(connection)
         # Its messages go straight to the dispatcher (`on_frame`, without the call through it)
         connection.deliver = partial(self.dispatcher.on_frame, session)  # type: ignore[method-assign]
-        if session.trade:
+        if not self.serving:
+            self.connections.close(session, LEASE_LOST_CLOSE_CODE, LEASE_LOST_REASON)
+        elif session.trade:
             session.logon_timer = asyncio.get_running_loop().call_later(
                 limits.LOGON_TIMEOUT_S, self._logon_timeout, session
             )
@@ -297,6 +306,34 @@ class VenueServer:
         self.private_streams.leave(session)
         self.dispatcher.placed.forget_session(session)
         self.private_streams.cancel_on_disconnect(session)
+
+    def lease_lost(self) -> None:
+        """A cluster gateway's lease lapsed (core.nats_bus): close every session, each
+        running its cancel-on-disconnect as any close does, and take none until `lease_held`."""
+        self.serving = False
+        _log.warning("lease lost: closing sessions", extra={"sessions": len(self.sessions)})
+        for session in list(self.sessions.values()):
+            if not session.closing:
+                self.connections.close(session, LEASE_LOST_CLOSE_CODE, LEASE_LOST_REASON)
+
+    def lease_held(self) -> None:
+        self.serving = True
+
+    def placed_with_cod(self, executed: Executed) -> None:
+        """A cluster gateway's place with cod on came back from the core: if its session
+        closed meanwhile (say on a lost lease, with the place in flight), that close's cod
+        cancels left it out, so it is canceled now, as the close would have done."""
+        pending = executed.origin
+        if type(pending) is not Pending or pending.session.id in self.sessions:
+            return  # another gateway's, or its session is open: its close will cancel it
+        if not pending.session.cod:
+            return  # turned off before the close: the close canceled nothing
+        for event in executed.events:
+            if type(event) is OrderAccepted and event.order_id in self.reads.orders:
+                cancel = CancelOrder(
+                    account=event.account, order_id=event.order_id, reason=CancelReason.COD
+                )
+                self.bus.submit(cancel, None)
 
     def _push(self, session: Session, message: dict[str, Any]) -> None:
         self.connections.push(session, message)

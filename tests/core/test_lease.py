@@ -1,6 +1,7 @@
 """The active-core lease: its pure timing rules, then contenders on a real nats-server (one node
 and a 3-node cluster per module, own ports and temp dirs): one holder at a time, renew by
-compare-and-set, expiry by TTL, release, a standby taking over."""
+compare-and-set, expiry by TTL, release, a standby taking over; and a shared bucket of one key
+per holder (the gateways' leases), read by others with `key_held`."""
 
 import asyncio
 import itertools
@@ -13,7 +14,7 @@ import pytest
 from nats.js import JetStreamContext
 
 from cluster.nats import NatsCluster
-from core.lease import SAFE_FRACTION, Lease, LeaseError, LeaseState
+from core.lease import SAFE_FRACTION, Lease, LeaseError, LeaseState, key_held
 
 T = TypeVar("T")
 TTL_S = 1.0  # short, so an expiry test waits about a second
@@ -237,3 +238,71 @@ def test_the_bucket_has_the_cluster_s_replicas_by_default(
 
     assert with_jetstream(node, open_default) == 1
     assert with_jetstream(cluster, open_default) == 3
+
+
+# -- a shared bucket: one key per holder (the gateways') --------------------------------------
+
+
+async def holders(js: JetStreamContext, names: list[str]) -> tuple[str, list[Lease]]:
+    bucket = f"gateways_{next(_buckets)}"
+    return bucket, [
+        await Lease.open(js, name, bucket=bucket, ttl_s=TTL_S, key=name, shared=True)
+        for name in names
+    ]
+
+
+def test_in_a_shared_bucket_each_holder_holds_and_renews_its_own_key(node: NatsCluster) -> None:
+    """With the whole-stream check, a renewal would be refused once another key was written."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        bucket, (a, b) = await holders(js, ["gw-a.1", "gw-b.2"])
+        assert not await key_held(js, bucket, "gw-a.1")  # never written
+        assert await a.try_acquire()
+        assert await b.try_acquire()
+        for _ in range(4):
+            await asyncio.sleep(TTL_S / 4)
+            assert await a.renew()
+            assert await b.renew()
+        assert a.held() and b.held()
+        assert await key_held(js, bucket, "gw-a.1") and await key_held(js, bucket, "gw-b.2")
+
+    with_jetstream(node, scenario)
+
+
+def test_in_a_shared_bucket_an_unrenewed_key_expires_while_the_others_live(
+    node: NatsCluster,
+) -> None:
+    async def scenario(js: JetStreamContext) -> None:
+        bucket, (dead, alive) = await holders(js, ["gw-a.1", "gw-b.2"])
+        assert await dead.try_acquire()
+        assert await alive.try_acquire()
+        for _ in range(50):  # the dead one stops renewing: the TTL removes its key
+            await asyncio.sleep(POLL_S)
+            if alive.state.renew_due(time.monotonic()):
+                assert await alive.renew()
+            if not await key_held(js, bucket, "gw-a.1"):
+                break
+        else:
+            raise AssertionError("the unrenewed key never expired")
+        assert await key_held(js, bucket, "gw-b.2")
+        assert not await dead.renew()  # the bucket confirms its term is over
+        assert await until_acquired(dead) >= 1  # and it can hold it again (key absent)
+        assert await key_held(js, bucket, "gw-a.1")
+
+    with_jetstream(node, scenario)
+
+
+def test_in_a_shared_bucket_a_released_key_is_unheld_at_once_and_can_be_held_again(
+    node: NatsCluster,
+) -> None:
+    async def scenario(js: JetStreamContext) -> None:
+        bucket, (a, b) = await holders(js, ["gw-a.1", "gw-b.2"])
+        assert await a.try_acquire()
+        assert await b.try_acquire()
+        await a.release()
+        assert not await key_held(js, bucket, "gw-a.1")  # a delete marker, not a holder
+        assert await key_held(js, bucket, "gw-b.2")
+        assert await a.try_acquire()  # over its own delete marker
+        assert await key_held(js, bucket, "gw-a.1")
+
+    with_jetstream(node, scenario)
