@@ -103,7 +103,9 @@ class Bus(Protocol):
         """(origin, events=None): released behind every command submitted before it."""
 
     @property
-    def drain(self) -> Callable[[], Coroutine[Any, Any, None]]: ...
+    def drain(self) -> Callable[[], Coroutine[Any, Any, bool]]:
+        """() -> True once every command submitted so far has come back durable (over NATS
+        bounded: False when some had not)."""
 
     @property
     def epoch_of(self) -> Callable[[int], int]: ...
@@ -120,7 +122,7 @@ class EmbeddedBus:
     submit: Callable[[Command, Any], Executed]  # (command, origin) -> its outcome
     submit_all: Callable[[Iterable[Command], Any], None]  # (commands, origin): one call
     barrier: Callable[..., None]  # (origin, events=None): released behind every command
-    drain: Callable[[], Coroutine[Any, Any, None]]
+    drain: Callable[[], Coroutine[Any, Any, bool]]
     epoch_of: Callable[[int], int]
 
     def __init__(self, core: "VenueCore") -> None:

@@ -458,12 +458,15 @@ class NatsBus:
         else:
             self.core.release_barriers([Executed(0, None, events or [], origin)])
 
-    async def drain(self) -> None:
-        """Wait (bounded) until every command submitted so far has come back."""
+    async def drain(self) -> bool:
+        """Wait (bounded) until every command submitted so far has come back: False when
+        some had not after `DRAIN_TIMEOUT_S` (no core active, NATS unreachable)."""
         try:
             await asyncio.wait_for(self._idle.wait(), DRAIN_TIMEOUT_S)
         except TimeoutError:
-            log.warning("outcomes still owed at stop", extra={"commands": len(self._unanswered)})
+            log.warning("outcomes still owed", extra={"commands": len(self._unanswered)})
+            return False
+        return True
 
     def outcome_of(self, origin: Origin) -> tuple[Any, list[Executed]]:
         """The local origin of a record (None when another gateway sent it) and the

@@ -385,8 +385,9 @@ class Sequencer:
             else:
                 future.set_exception(failure)
 
-    async def drain(self) -> None:
-        """Wait until everything submitted so far is durable and released."""
+    async def drain(self) -> bool:
+        """Wait until everything submitted so far is durable and released (then True: the
+        bus's `drain`, which over NATS may give up)."""
         while self._pending or self._flush_scheduled or self._in_flight is not None:
             if self._in_flight is not None or self._held:  # woken when all is released
                 waiter = self._running_loop().create_future()
@@ -394,6 +395,7 @@ class Sequencer:
                 await waiter
             else:
                 await asyncio.sleep(0)
+        return True
 
     def journal_cpu_seconds(self) -> float:
         """CPU time the journal's thread has used so far (for benchmarks); 0 before it starts."""

@@ -1306,24 +1306,32 @@ class Venue:
 
     def _advance_clock(self, cmd: AdvanceClock, events: list[Event]) -> None:
         """Fire the dead-man's switches whose deadline passed, earliest first (`execute` has
-        already expired and matured what was due). Here, not in `execute`: a switch is
-        looked at only when the clock ticks, never per order command."""
+        already expired and matured what was due). Here and in `_arm_dead_man`, not in
+        `execute`: a switch is looked at only when the clock ticks or a switch is armed, never
+        per order command."""
+        self._fire_due_switches(cmd.ts_us, events)
+
+    def _fire_due_switches(self, ts: int, events: list[Event]) -> None:
+        """Fire every armed switch whose deadline is at or before `ts`, earliest first."""
         queue, armed = self.dead_man_queue, self.dead_man_deadlines
-        while queue and queue[0][0] <= cmd.ts_us:
+        while queue and queue[0][0] <= ts:
             deadline_us, account = heappop(queue)
             if armed.get(account) != deadline_us:
                 continue  # re-armed or disarmed since: its entry outlived it
             del armed[account]
-            events.append(DeadManTriggered(cmd.ts_us, account))
+            events.append(DeadManTriggered(ts, account))
             self._cancel_account(account, CancelReason.DMS, events)
         self._drop_disarmed_heads()
 
     def _arm_dead_man(self, cmd: ArmDeadMan, events: list[Event]) -> None:
-        """Arm (or with a timeout of 0, disarm) the account's one dead-man's switch."""
+        """Arm (or with a timeout of 0, disarm) the account's one dead-man's switch. The
+        switches already due fire first: a re-arm that comes after a deadline but before
+        the clock's tick (a restart, a core taking over, the tick's interval) is too late."""
         account, timeout_ms = cmd.account, cmd.timeout_ms
         if account <= 0 or not 0 <= timeout_ms <= DEAD_MAN_TIMEOUT_MS_MAX:
             detail = f"bad account or timeout_ms (0 to {DEAD_MAN_TIMEOUT_MS_MAX})"
             return self._reject(events, cmd, "arm_dead_man", E.BAD_PARAM, detail)
+        self._fire_due_switches(cmd.ts_us, events)
         armed = self.dead_man_deadlines
         deadline_us = cmd.ts_us + timeout_ms * 1_000 if timeout_ms else 0
         if deadline_us:

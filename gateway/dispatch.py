@@ -31,6 +31,7 @@ from engine.enums import CancelReason, OrderStatus, Side
 from engine.events import (
     BalanceChanged,
     CommandRejected,
+    DeadManTriggered,
     DividendPaid,
     OrderAccepted,
     OrderAmended,
@@ -53,7 +54,7 @@ from gateway.auth import (
     require_scope,
 )
 from gateway.placed_orders import PlacedOrders, QuoteSlot
-from gateway.private_streams import PrivateStreams
+from gateway.private_streams import DMS_TRIGGERED, PrivateStreams
 from gateway.public_streams import PublicStreams
 from gateway.queries import Queries
 from gateway.sessions import Session, Sessions, peer
@@ -371,8 +372,24 @@ class Dispatcher:
         account = _key(session).account
         timeout_ms: int = request.params.timeout_ms  # type: ignore[attr-defined]
         command = ArmDeadMan(ts_us=self.stamp_us(), account=account, timeout_ms=timeout_ms)
-        pending = Pending(session, request.id, request.method, t_in, finish=_cancel_after_result)
+        finish = self._cancel_after_result
+        pending = Pending(session, request.id, request.method, t_in, finish=finish)
         self.bus.submit(command, pending)
+
+    def _cancel_after_result(self, pending: Pending) -> bytes:
+        """`{timeout_ms, armed}`, as the switch now stands (the wire checked the timeout).
+        Switches that were already due fired first (`Venue._arm_dead_man`): their accounts'
+        connections hear `dms.triggered` now, before the cancels' pushes."""
+        executed = pending.results[0]
+        rejected = rejection(executed.events)
+        if rejected is not None:
+            return wire.error(pending.request_id, rejected.reason, rejected.detail)
+        for event in executed.events:
+            if type(event) is DeadManTriggered:
+                self.connections.push_to_account(event.account, DMS_TRIGGERED)
+        timeout_ms = cast(ArmDeadMan, executed.command).timeout_ms
+        result = {"timeout_ms": timeout_ms, "armed": bool(timeout_ms)}
+        return wire.ok(pending.request_id, result, pending.t_in, now_us())
 
     def _trade(self, session: Session, request: wire.Request, t_in: int) -> None:
         key = session.key
@@ -934,17 +951,6 @@ def _corporate_result(scales: Mapping[str, int], pending: Pending) -> bytes:
             "orders_canceled": summary.orders_canceled,
             "settlement_id": summary.settlement_id,
         }
-    return wire.ok(pending.request_id, result, pending.t_in, now_us())
-
-
-def _cancel_after_result(pending: Pending) -> bytes:
-    """`{timeout_ms, armed}`, as the switch now stands (the wire checked the timeout)."""
-    executed = pending.results[0]
-    rejected = rejection(executed.events)
-    if rejected is not None:
-        return wire.error(pending.request_id, rejected.reason, rejected.detail)
-    timeout_ms = cast(ArmDeadMan, executed.command).timeout_ms
-    result = {"timeout_ms": timeout_ms, "armed": bool(timeout_ms)}
     return wire.ok(pending.request_id, result, pending.t_in, now_us())
 
 

@@ -9,6 +9,7 @@ switches an older venue left in `DEAD_MAN_FILE`, armed through the venue at star
 """
 
 import bisect
+import logging
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from gateway.sessions import Session, Sessions
 # Where a venue before the switch was venue state (session 15) kept the armed ones, account
 # -> deadline (µs): read at start (`arm_switches_of_dead_man_file`), then removed; never written.
 DEAD_MAN_FILE = "dead_man.json"
+log = logging.getLogger("venue")
 DMS_TRIGGERED = {"ch": "session", "type": "dms.triggered"}
 # [first seq, push format] per start: which `PUSH_FORMAT` first sent each command's pushes
 PUSH_FORMATS_FILE = "push_formats.json"
@@ -270,10 +272,11 @@ class PrivateStreams:
                 self.bus.submit(command, notice)
 
     def dead_man_notice(self, executed: Executed) -> None:
-        """A clock tick that fired dead-man's switches: its origin (a timer's, None) becomes
-        their `dms.triggered` notice, so that it reaches the accounts' connections on this
-        gateway when the tick is durable, before its cancels' pushes. Every gateway executes
-        the tick, so every gateway tells its own connections."""
+        """A command that fired dead-man's switches (the clock's tick, or an `ArmDeadMan`
+        that is not this gateway's request: `Dispatcher._cancel_after_result` tells those):
+        its origin (None) becomes their `dms.triggered` notice, so that it reaches the
+        accounts' connections on this gateway when the command is durable, before its
+        cancels' pushes. Every gateway executes it, so every gateway tells its own."""
         triggered = tuple(e.account for e in executed.events if type(e) is DeadManTriggered)
         if triggered and executed.origin is None:
             executed.origin = Notice(triggered, DMS_TRIGGERED)
@@ -281,9 +284,11 @@ class PrivateStreams:
     async def arm_switches_of_dead_man_file(self) -> None:
         """Arm, through the venue, the switches an older venue kept in `DEAD_MAN_FILE` that
         the venue has not armed (a start that died after arming them, before removing the
-        file, armed them already); then remove the file. At start: before listening and
-        before the clock ticks. A deadline that passed while the venue was down fires at the
-        first tick, as it did at a start before."""
+        file, armed them already); then remove the file once they came back (over NATS the
+        drain is bounded: when it gives up the file stays, with a warning, and the next start
+        arms what is still missing). At start: before listening and before the clock ticks.
+        A deadline that passed while the venue was down fires at the first tick (or before
+        any later `ArmDeadMan`), as it did at a start before."""
         path = self.data_dir / DEAD_MAN_FILE
         if not path.exists():
             return
@@ -295,7 +300,9 @@ class PrivateStreams:
             left_ms = -(-(deadline_us - now) // 1_000)  # rounded up: never before its deadline
             timeout_ms = min(max(left_ms, 1), DEAD_MAN_TIMEOUT_MS_MAX)  # 0 would disarm
             self.bus.submit(ArmDeadMan(account=account, timeout_ms=timeout_ms), None)
-        await self.bus.drain()  # durable before the file goes
+        if not await self.bus.drain():  # durable before the file goes, or it stays
+            log.warning("dead_man.json kept: its switches are not all armed yet (next start)")
+            return
         path.unlink()
         fsync_directory(self.data_dir)
         self.dead_man_file_deadlines = {}

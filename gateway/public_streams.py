@@ -54,6 +54,7 @@ class PublicStreams:
         self.candles = Candles()  # kept in snapshots, rebuilt by replay: survive restarts
         self.market_data = MarketData(epoch, self.candles)
         self._next_at = 0.0  # time.monotonic() from which the next publication may start
+        self._paced_at = 0.0  # the same, by the fan-out's cost alone (what a query may force)
         self._timer: asyncio.Handle | None = None  # a publication waiting for its turn
         self._loop: asyncio.AbstractEventLoop | None = None  # (`get_running_loop`: a getpid)
 
@@ -133,9 +134,13 @@ class PublicStreams:
         self.flush()
 
     def current(self) -> MarketData:
-        """The market data, once a publication left waiting has gone out: what a query
-        reads, so a client whose order was acknowledged finds it in `book.snapshot`."""
-        self.publish_waiting()
+        """The market data a query reads: a publication left waiting goes out first (a
+        client whose order was acknowledged finds it in `book.snapshot`), before the
+        interval is over but not before the fan-out's own pause: queries cannot make the
+        publications take more of the loop than `PUBLISH_SHARE_MAX`. Within that pause the
+        query reads the last publication, as every subscriber does."""
+        if self._timer is not None and time.monotonic() >= self._paced_at:
+            self.publish_waiting()
         return self.market_data
 
     def publish_waiting(self) -> None:
@@ -155,7 +160,9 @@ class PublicStreams:
         self.connections.flush_outboxes()  # those that queued them
         cost_s = time.thread_time() - started_s
         pause_s = cost_s * (1 - PUBLISH_SHARE_MAX) / PUBLISH_SHARE_MAX
-        self._next_at = time.monotonic() + max(self.pause_min_s, pause_s)
+        now_s = time.monotonic()
+        self._paced_at = now_s + pause_s
+        self._next_at = now_s + max(self.pause_min_s, pause_s)
 
     def _send(self, messages: list[Message]) -> None:
         """Each audience gets the messages of the streams it follows, in their order, each

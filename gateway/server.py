@@ -35,6 +35,7 @@ from core.venue_core import (
 )
 from engine.commands import (
     AdvanceClock,
+    ArmDeadMan,
     CancelOrder,
     ListAsset,
     ListInstrument,
@@ -353,7 +354,7 @@ class VenueServer:
             command = executed.command
             if quote_set is None and type(command) is PlaceOrder:  # replayed: it names its set
                 quote_set = command.quote_set
-            if kind is AdvanceClock:  # it may have fired dead-man's switches
+            if kind is AdvanceClock or kind is ArmDeadMan:  # may have fired dead-man's switches
                 self.private_streams.dead_man_notice(executed)
             self.private_streams.assign(executed, quote_set)
             return

@@ -791,6 +791,24 @@ def test_rearming_replaces_the_deadline_and_zero_disarms() -> None:
     assert len(harness.venue.orders) == 3
 
 
+def test_a_rearm_after_the_deadline_comes_too_late_the_switch_fires_first() -> None:
+    """A re-arm that reaches the venue after the deadline, before the clock's tick (a
+    restart, a core taking over), does not save the orders: the due switch fires first."""
+    harness = armed_venue(timeout_ms=5)
+    deadline = harness.venue.dead_man_deadlines[1]
+    events = harness.do(ArmDeadMan(ts_us=deadline + 1, account=1, timeout_ms=600_000))
+    assert kinds(events) == ["DeadManTriggered", "OrderCanceled", "OrderCanceled", "DeadManArmed"]
+    assert {e.reason for e in events if isinstance(e, OrderCanceled)} == {CancelReason.DMS}
+    assert harness.venue.dead_man_deadlines == {1: deadline + 1 + 600_000_000}, "armed anew"
+    assert sorted(harness.venue.orders) == [2]
+    # another account's arming fires it too: whatever comes first after the deadline
+    other = armed_venue(timeout_ms=5)
+    late = other.venue.dead_man_deadlines[1] + 1
+    events = other.do(ArmDeadMan(ts_us=late, account=2, timeout_ms=1_000))
+    assert kinds(events)[0] == "DeadManTriggered" and kinds(events)[-1] == "DeadManArmed"
+    assert 1 not in other.venue.dead_man_deadlines
+
+
 def test_switches_due_together_fire_in_deadline_order() -> None:
     harness = armed_venue(timeout_ms=20)
     harness.do(ArmDeadMan(account=2, timeout_ms=10))

@@ -5,6 +5,7 @@ handed to each account's sessions (the server tests cover the rest)."""
 import asyncio
 import types
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -141,3 +142,28 @@ def test_a_snapshot_holds_each_history_as_seq_and_bytes_and_restores_it(tmp_path
     again = restored.streams[3]
     assert (again.seq, again.assigned, list(again.entries())) == (2, 2, list(stream.entries()))
     assert restored.image()["private"] == image["private"]
+
+
+def test_dead_man_json_stays_while_its_switches_have_not_come_back(tmp_path: Path) -> None:
+    """Over NATS the bus's drain gives up after a bound (no core active): the file of an
+    older venue's switches then stays, so that the next start arms what is still missing;
+    once the commands came back it is removed."""
+    (tmp_path / "dead_man.json").write_text('{"4": 123}')
+    submitted: list[Any] = []
+    came_back = [False]
+
+    async def drain() -> bool:
+        return came_back[0]
+
+    bus = types.SimpleNamespace(
+        reads=types.SimpleNamespace(venue=types.SimpleNamespace(dead_man_deadlines={})),
+        submit=lambda command, origin: submitted.append(command),
+        drain=drain,
+    )
+    private = PrivateStreams(bus, Sessions(), tmp_path)  # type: ignore[arg-type]
+    asyncio.run(private.arm_switches_of_dead_man_file())
+    assert [(c.account, c.timeout_ms) for c in submitted] == [(4, 1)], "passed: fires at once"
+    assert (tmp_path / "dead_man.json").exists(), "not armed durably: kept"
+    came_back[0] = True
+    asyncio.run(private.arm_switches_of_dead_man_file())
+    assert not (tmp_path / "dead_man.json").exists()

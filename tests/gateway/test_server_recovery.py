@@ -19,6 +19,7 @@ import pytest
 
 from cli.main import main as venue_cli
 from client.sdk import VenueClient, VenueError
+from core import venue_core
 from settlement.store import SqliteLedgerStore
 from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, drain_pushes, start_venue
 
@@ -342,6 +343,36 @@ def test_a_switch_whose_deadline_passed_while_down_fires_at_start(tmp_path: Path
             assert third.server.venue.dead_man_deadlines == {}
         finally:
             await stop(third)
+
+    run(scenario)
+
+
+def test_a_rearm_at_once_after_a_restart_past_the_deadline_does_not_save_the_orders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The switch's deadline passed while the venue was down; a client re-arms the moment
+    it is back, before the clock's first tick: the switch fires first (its orders canceled,
+    reason dms, and `dms.triggered` on the re-arming connection), then the new one holds."""
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        first = await start_venue(data_dir)
+        alpha = await first.client("alpha")
+        placed = (await alpha.place(SYMBOL, "buy", "1", "186.00"))["order_id"]
+        await alpha.request("orders.cancel_after", {"timeout_ms": 200})
+        await stop(first)
+        await asyncio.sleep(0.4)  # the venue is down when the deadline passes
+        monkeypatch.setattr(venue_core, "CLOCK_TICK_S", 3_600)  # the re-arm comes first
+        second = await start_venue(data_dir)
+        try:
+            alpha = await second.client("alpha")
+            await alpha.request("orders.cancel_after", {"timeout_ms": 600_000})
+            assert (await alpha.order_status(placed))["reason"] == "dms"
+            pushes = await drain_pushes(alpha)
+            assert {"ch": "session", "type": "dms.triggered"} in pushes
+            assert list(second.server.venue.dead_man_deadlines) == [1], "armed anew"
+        finally:
+            await stop(second)
 
     run(scenario)
 

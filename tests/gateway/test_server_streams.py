@@ -318,6 +318,35 @@ def test_market_data_goes_out_at_once_then_at_most_once_per_interval(run_venue: 
     run_venue(scenario)
 
 
+def test_a_query_publishes_what_waits_but_not_within_the_fan_outs_pause(run_venue: Any) -> None:
+    """`book.snapshot` shows an acknowledged order before the interval is over (the query
+    publishes what waits), but it cannot make publications cost the loop more than the
+    fan-out's pacing allows: within that pause it reads the last publication."""
+
+    async def scenario(venue: Venue) -> None:
+        public = venue.server.public
+        public.pause_min_s = 3_600  # no publication after the first but a query's
+        alpha = await venue.client("alpha")
+        subscriber = await venue.client(endpoint="public")
+        await subscriber.subscribe_book(SYMBOL)
+        local = subscriber.books[SYMBOL]
+        await alpha.place(SYMBOL, "buy", "1", "186.00")  # after a quiet spell: out at once
+        assert await eventually(lambda: _true([row[0] for row in local.bids()] == ["186.00"]))
+        await alpha.place(SYMBOL, "buy", "1", "186.10")  # waits for the interval
+
+        async def best_bid() -> str:
+            snapshot = await alpha.request("book.snapshot", {"symbol": SYMBOL, "depth": 10})
+            return str(snapshot["bids"][0][0])
+
+        public._paced_at = time.monotonic() + 3_600  # as if the last fan-out took that long
+        assert await best_bid() == "186.00", "the last publication's book"
+        public._paced_at = 0.0  # the fan-out's pause is over
+        assert await best_bid() == "186.10", "the query published what waited"
+        assert await eventually(lambda: _true(local.bids()[0][0] == "186.10")), "and sent it"
+
+    run_venue(scenario)
+
+
 def test_the_market_data_interval_comes_from_the_config(tmp_path: Path) -> None:
     config = venue_config.load(SAMPLE_CONFIG)
     venue_section = msgspec.structs.replace(config.venue, market_data_interval_ms=250)
