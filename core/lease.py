@@ -186,11 +186,27 @@ class Lease:
         try:
             new_revision = await self._write(self.holder.encode(), revision)
         except _Refused:
+            if self.shared and await self._adopt_own_write(revision):
+                return await self.renew()  # from the revision our unconfirmed write stored
             self.state.lost()  # someone else wrote since: the term is over
             return False
         except _Unconfirmed:
             return self.held()  # the old term still runs to its end
         self.state.won(new_revision, sent_at)
+        return True
+
+    async def _adopt_own_write(self, revision: int) -> bool:
+        """In a shared bucket only this holder writes its key: a renewal refused because the
+        key moved on past `revision` met our own earlier renewal, one stored whose answer
+        never came. Its revision becomes the term's (the term still counted from the earlier
+        write that won it: never later than the server's TTL counts); True if so."""
+        last = await _last_write(self.js, self._stream, self._subject)
+        term = self.state.term
+        if last is None or _removed(last) or term is None or last.seq is None:
+            return False  # expired or deleted: the term is over
+        if last.seq <= revision or last.data != self.holder.encode():
+            return False
+        self.state.won(last.seq, term.sent_at)
         return True
 
     async def release(self) -> None:

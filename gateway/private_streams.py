@@ -33,10 +33,11 @@ from gateway.order_history import OrderHistory
 from gateway.reports import ExecReporter, Push, anonymized
 from gateway.sessions import Session, Sessions
 
+log = logging.getLogger("venue")
+
 # Where a venue before the switch was venue state (session 15) kept the armed ones, account
 # -> deadline (µs): read at start (`arm_switches_of_dead_man_file`), then removed; never written.
 DEAD_MAN_FILE = "dead_man.json"
-log = logging.getLogger("venue")
 DMS_TRIGGERED = {"ch": "session", "type": "dms.triggered"}
 # [first seq, push format] per start: which `PUSH_FORMAT` first sent each command's pushes
 PUSH_FORMATS_FILE = "push_formats.json"
@@ -284,9 +285,9 @@ class PrivateStreams:
     async def arm_switches_of_dead_man_file(self) -> None:
         """Arm, through the venue, the switches an older venue kept in `DEAD_MAN_FILE` that
         the venue has not armed (a start that died after arming them, before removing the
-        file, armed them already); then remove the file once they came back (over NATS the
-        drain is bounded: when it gives up the file stays, with a warning, and the next start
-        arms what is still missing). At start: before listening and before the clock ticks.
+        file, armed them already); then remove the file once they came back (over NATS: once
+        a core is active to sequence them). At start: before listening and before the clock
+        ticks.
         A deadline that passed while the venue was down fires at the first tick (or before
         any later `ArmDeadMan`), as it did at a start before."""
         path = self.data_dir / DEAD_MAN_FILE
@@ -300,9 +301,12 @@ class PrivateStreams:
             left_ms = -(-(deadline_us - now) // 1_000)  # rounded up: never before its deadline
             timeout_ms = min(max(left_ms, 1), DEAD_MAN_TIMEOUT_MS_MAX)  # 0 would disarm
             self.bus.submit(ArmDeadMan(account=account, timeout_ms=timeout_ms), None)
-        if not await self.bus.drain():  # durable before the file goes, or it stays
-            log.warning("dead_man.json kept: its switches are not all armed yet (next start)")
-            return
+        # Durable before the file goes, however long that takes (over NATS the drain gives up
+        # after a bound while no core is active; the bus sends the commands again). Neither
+        # half-way state would be safe: a file removed loses its switches, one kept for the
+        # next start would arm again a switch that fired or was disarmed since.
+        while not await self.bus.drain():
+            log.warning("waiting for a core to arm the switches of dead_man.json")
         path.unlink()
         fsync_directory(self.data_dir)
         self.dead_man_file_deadlines = {}

@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import nats
 import pytest
@@ -304,5 +304,36 @@ def test_in_a_shared_bucket_a_released_key_is_unheld_at_once_and_can_be_held_aga
         assert await key_held(js, bucket, "gw-b.2")
         assert await a.try_acquire()  # over its own delete marker
         assert await key_held(js, bucket, "gw-a.1")
+
+    with_jetstream(node, scenario)
+
+
+def test_in_a_shared_bucket_a_renewal_stored_but_unanswered_does_not_end_the_term(
+    node: NatsCluster,
+) -> None:
+    """The renewal lands but its answer never comes: the next one, refused because the key
+    moved on (by our own write: nobody else writes it), takes that write's revision and
+    renews, so a live gateway does not drop its sessions over one late answer."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        _, (a, b) = await holders(js, ["gw-a.1", "gw-b.2"])
+        assert await a.try_acquire() and await b.try_acquire()
+        stored = a.js.publish
+
+        async def stored_unanswered(*args: Any, **kwargs: Any) -> Any:
+            await stored(*args, **kwargs)
+            raise nats.errors.TimeoutError
+
+        a.js.publish = stored_unanswered  # type: ignore[method-assign]
+        first = a.state.revision
+        assert await a.renew(), "unconfirmed: the old term still runs"
+        assert a.state.revision == first
+        a.js.publish = stored  # type: ignore[method-assign]
+        assert await a.renew(), "refused by our own stored write: adopted, then renewed"
+        assert a.held() and a.state.revision is not None and a.state.revision > first
+        assert await b.renew(), "the other holder's key is untouched"
+        # a key someone else's write moved on (here: deleted) still ends the term
+        await b.kv.delete("gw-a.1")
+        assert not await a.renew() and not a.held()
 
     with_jetstream(node, scenario)

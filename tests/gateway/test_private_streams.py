@@ -144,16 +144,19 @@ def test_a_snapshot_holds_each_history_as_seq_and_bytes_and_restores_it(tmp_path
     assert restored.image()["private"] == image["private"]
 
 
-def test_dead_man_json_stays_while_its_switches_have_not_come_back(tmp_path: Path) -> None:
-    """Over NATS the bus's drain gives up after a bound (no core active): the file of an
-    older venue's switches then stays, so that the next start arms what is still missing;
-    once the commands came back it is removed."""
+def test_dead_man_json_goes_only_once_its_switches_came_back(tmp_path: Path) -> None:
+    """Over NATS the bus's drain gives up after a bound (no core active): the start waits on
+    until the commands came back, then removes the file; they are submitted once."""
     (tmp_path / "dead_man.json").write_text('{"4": 123}')
     submitted: list[Any] = []
-    came_back = [False]
+    drains: list[bool] = []
 
     async def drain() -> bool:
-        return came_back[0]
+        came_back = len(drains) >= 2  # two bounded waits give up first
+        drains.append(came_back)
+        if not came_back:
+            assert (tmp_path / "dead_man.json").exists(), "removed before they came back"
+        return came_back
 
     bus = types.SimpleNamespace(
         reads=types.SimpleNamespace(venue=types.SimpleNamespace(dead_man_deadlines={})),
@@ -163,7 +166,5 @@ def test_dead_man_json_stays_while_its_switches_have_not_come_back(tmp_path: Pat
     private = PrivateStreams(bus, Sessions(), tmp_path)  # type: ignore[arg-type]
     asyncio.run(private.arm_switches_of_dead_man_file())
     assert [(c.account, c.timeout_ms) for c in submitted] == [(4, 1)], "passed: fires at once"
-    assert (tmp_path / "dead_man.json").exists(), "not armed durably: kept"
-    came_back[0] = True
-    asyncio.run(private.arm_switches_of_dead_man_file())
+    assert drains == [False, False, True]
     assert not (tmp_path / "dead_man.json").exists()
