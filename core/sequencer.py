@@ -283,14 +283,7 @@ class Sequencer:
     def tick(self) -> None:
         """Let time pass in the venue when something (a gtd expiry, a maturity, a dead-man's
         switch's deadline) is due."""
-        now = self.clock_us()
-        venue = self.venue
-        due = (
-            (venue.gtd_queue and venue.gtd_queue[0][0] <= now)
-            or (venue.maturities and venue.maturities[0][0] <= now)
-            or (venue.dead_man_queue and venue.dead_man_queue[0][0] <= now)
-        )
-        if due:
+        if self.venue.next_due_us() <= self.clock_us():
             self.submit(AdvanceClock(), origin=None)
 
     def _start_commit(self) -> None:

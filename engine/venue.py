@@ -197,6 +197,15 @@ class Venue:
         if at_us < self._due_us:
             self._due_us = at_us
 
+    def next_due_us(self) -> int:
+        """When the earliest gtd expiry, maturity or dead-man's switch is due (`DUE_NEVER_US`
+        if none): the time an `AdvanceClock` has work from (`Sequencer.tick`)."""
+        return min(
+            self.gtd_queue[0][0] if self.gtd_queue else DUE_NEVER_US,
+            self.maturities[0][0] if self.maturities else DUE_NEVER_US,
+            self.dead_man_queue[0][0] if self.dead_man_queue else DUE_NEVER_US,
+        )
+
     def _run_due(self, ts: int, events: list[Event]) -> None:
         """Expire the gtd orders and mature the bills whose time has come, in that order."""
         queue = self.gtd_queue

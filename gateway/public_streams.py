@@ -39,7 +39,7 @@ class PublicStreams:
     """The public streams' subscribers and the market data they are sent."""
 
     def __init__(
-        self, connections: Sessions, reads: ReadSide, epoch: int, pause_min_s: float = 0.0
+        self, connections: Sessions, reads: ReadSide, epoch: int, pause_min_s: float
     ) -> None:
         self.connections = connections
         # the least time between two publications (`market_data_interval_ms`): the changes

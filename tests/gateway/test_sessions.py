@@ -157,7 +157,7 @@ def test_packed_outboxes_of_several_messages_are_framed_once_for_equal_ones() ->
 def _public_streams(sessions: Sessions) -> tuple[PublicStreams, Any]:
     """Public streams over one listed instrument, its market data fed by hand."""
     spec = make_spec()
-    public = PublicStreams(sessions, None, 1)  # type: ignore[arg-type]
+    public = PublicStreams(sessions, None, 1, 0.0)  # type: ignore[arg-type]
     public.market_data = MarketData(1, public.candles)
     public.market_data.on_events([InstrumentListed(0, spec)])
     public.market_data.flush(0, {})
