@@ -54,6 +54,10 @@ LOCK_FILE = "venue.lock"  # flocked by the core for its life: one venue per data
 CLEAN_STOP_FILE = "clean-stop"
 SNAPSHOT_INTERVAL_S = 60  # recovery replays at most a minute of journal after the snapshot
 CLOCK_TICK_S = 0.05  # how often the venue's clock is advanced for gtd expiries and maturity
+# The clock also wakes when something is due sooner than its next tick (a dead-man's switch,
+# most of all: its deadline is what a market maker counts on), but never sooner than this
+# after its last wake: the event loop's timers are whole milliseconds anyway.
+CLOCK_WAKE_MIN_S = 0.001
 REJECT_SUMMARY_INTERVAL_S = 60  # one log line a minute says how many rejects, by reason
 
 
@@ -375,8 +379,15 @@ class VenueCore:
 
     async def _clock(self) -> None:
         while True:
-            await asyncio.sleep(CLOCK_TICK_S)
+            await asyncio.sleep(self._next_tick_s())
             self.sequencer.tick()
+
+    def _next_tick_s(self) -> float:
+        """Seconds until the clock's next tick: `CLOCK_TICK_S`, or less when something is due
+        before that, so a switch fires within about a millisecond of its deadline (one armed
+        less than a tick before it: at the tick). Read once per wake, not per command."""
+        due_in_us = self.sequencer.venue.next_due_us() - self.sequencer.clock_us()
+        return min(CLOCK_TICK_S, max(due_in_us / 1e6, CLOCK_WAKE_MIN_S))
 
     async def _periodic_snapshots(self) -> None:
         last_seq = self.sequencer.last_seq

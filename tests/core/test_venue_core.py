@@ -1,14 +1,23 @@
-"""VenueCore's start from a standby's warm state (core/venue_core.py; the rest of the core is
-tested through the server in tests/gateway and through the bus in tests/core/test_bus.py)."""
+"""VenueCore's start from a standby's warm state and its clock (core/venue_core.py; the rest of
+the core is tested through the server in tests/gateway and through the bus in
+tests/core/test_bus.py)."""
 
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from core import config as venue_config
 from core.journal import FileJournal
 from core.sequencer import decode_command
-from core.venue_core import JOURNAL_FILE, VenueCore, WarmStart
-from engine.commands import CancelAll
+from core.venue_core import (
+    CLOCK_TICK_S,
+    CLOCK_WAKE_MIN_S,
+    JOURNAL_FILE,
+    VenueCore,
+    WarmStart,
+)
+from engine.commands import ArmDeadMan, CancelAll
 from engine.venue import Venue
 from engine.venue import VenueConfig as EngineConfig
 from settlement.ledger import Ledger
@@ -83,5 +92,35 @@ def test_a_warm_state_older_than_the_snapshot_is_not_used(tmp_path: Path) -> Non
         assert core.venue is not stale.venue and core.sequencer.last_seq == last_seq
         assert core.venue.state_hash() == expected
         await core.stop()
+
+    asyncio.run(main())
+
+
+def test_the_clock_wakes_at_a_switchs_deadline_when_it_comes_before_the_next_tick(
+    tmp_path: Path,
+) -> None:
+    """A switch fires within about a millisecond of its deadline, not at the next tick."""
+
+    async def main() -> None:
+        core = _core(tmp_path)
+        await core.start()
+        now = [core.sequencer.clock_us()]
+        core.sequencer.clock_us = lambda: now[0]
+        try:
+            assert core._next_tick_s() == CLOCK_TICK_S, "nothing due: the usual tick"
+            core.sequencer.submit(ArmDeadMan(account=1, timeout_ms=30), None)
+            assert core._next_tick_s() == pytest.approx(0.030)
+            now[0] += 29_800  # 0.2 ms before the deadline: no sooner than the floor
+            assert core._next_tick_s() == CLOCK_WAKE_MIN_S
+            now[0] += 1_000  # past it: the next wake fires it
+            assert core._next_tick_s() == CLOCK_WAKE_MIN_S
+            core.sequencer.tick()
+            assert core.venue.dead_man_deadlines == {}, "the tick fired the switch"
+            assert core._next_tick_s() == CLOCK_TICK_S, "nothing due any more"
+            core.sequencer.submit(ArmDeadMan(account=1, timeout_ms=60_000), None)
+            assert core._next_tick_s() == CLOCK_TICK_S, "due long after the next tick"
+            await core.sequencer.drain()
+        finally:
+            await core.stop()
 
     asyncio.run(main())

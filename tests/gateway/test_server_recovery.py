@@ -362,7 +362,8 @@ def test_a_rearm_at_once_after_a_restart_past_the_deadline_does_not_save_the_ord
         await alpha.request("orders.cancel_after", {"timeout_ms": 200})
         await stop(first)
         await asyncio.sleep(0.4)  # the venue is down when the deadline passes
-        monkeypatch.setattr(venue_core, "CLOCK_TICK_S", 3_600)  # the re-arm comes first
+        # the re-arm comes first: the clock neither ticks nor wakes for the passed deadline
+        monkeypatch.setattr(venue_core.VenueCore, "_next_tick_s", lambda core: 3_600)
         second = await start_venue(data_dir)
         try:
             alpha = await second.client("alpha")
