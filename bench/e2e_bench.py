@@ -21,15 +21,14 @@ Counts: `sent` = order actions sent (a batch's ops, a quote's sides); each is `a
 time. `acked_per_sec` divides by the window, or by the time to the last answer if a backlog
 drained after it. `book_updates_per_sec` = book messages (snapshots and updates) delivered
 per second, summed over subscribers. Server CPU is user + system time over the measured
-window (it can pass 100%: the journal and the ledger store write in threads);
+window (it can pass 100%: the ledger store writes in a thread, and over NATS the journal);
 `server_cpu_us_per_action` is that CPU per acknowledged action (CPU seconds per second of the
 window over `acked_per_sec`, in µs): the cost of an action, whatever the rate;
-`server_cpu_by_thread` splits it by thread (the loop, the journal, the ledger store...), user
-and system, from /proc/PID/task (Linux; a thread that ended in the window is in the
-process's figure only, and each thread's clock ticks round on their own), with each thread's
-read and write system calls and context switches per action (counts: they survive noise
-that moves times). RSS is the
-server's peak. `client_cpu_percent` is each role's client processes' CPU over their window
+`server_cpu_by_thread` splits it by thread (the loop, which commits the file journal, the
+ledger store...), user and system, from /proc/PID/task (Linux; a thread that ended in the
+window is in the process's figure only, and each thread's clock ticks round on their own),
+with each thread's read and write system calls and context switches per action (counts:
+they survive noise that moves times). RSS is the server's peak. `client_cpu_percent` is each role's client processes' CPU over their window
 (% of one core, summed), and `client_process_cpu_percent_max` the busiest process's: a
 subscriber process near 100% cannot read faster, so the book rate is then the clients' limit.
 The clients open packed connections (`?pack=1`); `client_messages_per_frame` is how many

@@ -123,6 +123,9 @@ class VenueCore:
             on_executed=self._executed,
             codec=codec,
             commit_interval_s=config.venue.commit_interval_ms / 1_000,
+            # The file's commit is one local write: cheaper waited for on the loop than handed
+            # to a thread and back. JetStream's waits on the network: on its thread.
+            commit_on_loop=isinstance(journal, FileJournal),
         )
         self._to_store: list[Any] = []  # at start: transfers the store may not hold yet
         # The store's SQLite connection lives on its own thread, like every write to it;

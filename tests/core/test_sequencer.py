@@ -10,13 +10,30 @@ from typing import Any
 import msgspec
 import pytest
 
+from core import sequencer as sequencer_module
 from core.journal import EncodeInto, FileJournal, Sequenced
-from core.sequencer import BATCH_COMMANDS_MAX, Executed, Sequencer, _batch_end
+from core.sequencer import BATCH_COMMANDS_MAX, Executed, _batch_end
 from engine.commands import ArmDeadMan, ListInstrument, PlaceOrder
 from engine.enums import Side
 from engine.events import DeadManTriggered, OrderAccepted, TradeExecuted
 from engine.venue import Venue
 from tests.engine.conftest import SYMBOL, make_spec
+
+Sequencer = sequencer_module.Sequencer  # every test runs with either commit (`commit_mode`)
+
+
+@pytest.fixture(autouse=True, params=["on the journal's thread", "on the loop"])
+def commit_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Each test twice: the journal's commit on its own thread, and on the loop."""
+    on_loop = request.param == "on the loop"
+
+    class InMode(sequencer_module.Sequencer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("commit_on_loop", on_loop)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setitem(globals(), "Sequencer", InMode)
+    return on_loop
 
 
 class Clock:
@@ -76,9 +93,11 @@ def test_outcomes_are_released_after_commit_in_order(tmp_path: Path) -> None:
     recovered.close()
 
 
-def test_each_batch_is_fed_on_the_journal_thread_then_comes_back_to_the_loop_once(
-    tmp_path: Path,
+def test_each_batch_is_fed_where_it_is_committed_then_released_on_the_loop_once(
+    tmp_path: Path, commit_mode: bool
 ) -> None:
+    """On the journal's thread: fed there, handed back to the loop once. On the loop: fed and
+    released there, with no hand-off at all."""
     seen: list[tuple[str, int, str]] = []  # (where, first seq, thread)
 
     def fed(batch: list[Executed]) -> None:
@@ -114,13 +133,15 @@ def test_each_batch_is_fed_on_the_journal_thread_then_comes_back_to_the_loop_onc
     handed_back = asyncio.run(session())
     released = [entry for entry in seen if entry[0] == "released"]
     durable = [entry for entry in seen if entry[0] == "durable"]
-    assert len(released) >= 2 and len(handed_back) == len(released), "one hand-off a batch"
+    hand_offs = 0 if commit_mode else len(released)
+    assert len(released) >= 2 and len(handed_back) == hand_offs, "one hand-off a batch, or none"
     assert [seq for _, seq, _ in durable] == [seq for _, seq, _ in released]
-    assert {name for _, _, name in durable} == {"journal"}
+    committer = "MainThread" if commit_mode else "journal"
+    assert {name for _, _, name in durable} == {committer}
     assert {name for _, _, name in released} == {"MainThread"}
     for index, entry in enumerate(seen):  # each batch is fed to the store before release
         if entry[0] == "released":
-            assert ("durable", entry[1], "journal") in seen[:index]
+            assert ("durable", entry[1], committer) in seen[:index]
 
 
 def test_the_running_loop_is_asked_of_asyncio_once_per_loop_not_per_batch(
@@ -265,6 +286,8 @@ class GatedJournal(FileJournal):
         self.synced.append(self.last_seq())
 
 
+# On the loop nothing arrives during a commit: the loop waits for it.
+@pytest.mark.parametrize("commit_mode", ["on the journal's thread"], indirect=True)
 def test_a_batch_arriving_during_an_fsync_waits_for_its_own_fsync(tmp_path: Path) -> None:
     released: list[int] = []
     journal = GatedJournal(tmp_path / "j")
@@ -390,12 +413,13 @@ async def _until_released(released: list[list[Executed]], batches: int) -> None:
 
 
 def test_a_commit_interval_holds_a_busy_venues_next_commit_and_gathers_a_batch(
-    tmp_path: Path,
+    tmp_path: Path, commit_mode: bool
 ) -> None:
-    """With `commit_interval_s`, when commands queued up behind a commit (a busy venue), the
-    next commit starts no sooner than that after the previous one started: what comes
-    meanwhile joins it. An idle venue's command commits at once. The loop's clock is driven
-    by hand, so nothing here depends on how fast the machine is."""
+    """With `commit_interval_s`, when commands queued up behind a commit (a busy venue; on
+    the loop, when a commit started less than that ago), the next commit starts no sooner
+    than that after the previous one started: what comes meanwhile joins it. An idle venue's
+    command commits at once. The loop's clock is driven by hand, so nothing here depends on
+    how fast the machine is."""
     released: list[list[Executed]] = []
 
     async def session() -> list[int]:
@@ -416,6 +440,11 @@ def test_a_commit_interval_holds_a_busy_venues_next_commit_and_gathers_a_batch(
         await sequencer.drain()
         now[0] += 0.001  # idle now, and within the interval of the last commit: no wait
         sequencer.submit(order(1, Side.SELL, 10_002), origin="c")
+        if commit_mode:  # on the loop the commits stay the interval apart: "c" waits for it
+            for _ in range(5):
+                await asyncio.sleep(0)
+            assert len(released) == 2 and journal.last_seq() == 3
+            now[0] += 0.003
         await _until_released(released, 3)
         sequencer.close()
         return held
@@ -424,7 +453,9 @@ def test_a_commit_interval_holds_a_busy_venues_next_commit_and_gathers_a_batch(
     assert [[e.origin for e in batch] for batch in released] == [["list"], ["a", "b"], ["c"]]
 
 
-def test_a_commit_interval_holds_no_query_when_nothing_is_to_commit(tmp_path: Path) -> None:
+def test_a_commit_interval_holds_no_query_when_nothing_is_to_commit(
+    tmp_path: Path, commit_mode: bool
+) -> None:
     """A query's barrier with no command pending (all before it durable) is answered at once,
     not at the end of the interval; a `drain` while a commit is held waits on a future (it
     does not spin the loop through the interval)."""
@@ -443,9 +474,12 @@ def test_a_commit_interval_holds_no_query_when_nothing_is_to_commit(tmp_path: Pa
         await _until_released(released, 2)
         answered = [e.origin for batch in released for e in batch] == ["list", "query"]
         sequencer.submit(order(1, Side.SELL, 10_000), origin="a")
-        await asyncio.sleep(0)  # "a" commits at once (idle), "b" queues behind it (busy)
+        # On the thread "a" commits at once (idle) and "b" queues behind it (busy); on the
+        # loop the last commit started less than the interval ago: "a" waits, "b" joins it.
+        await asyncio.sleep(0)
         sequencer.submit(order(1, Side.SELL, 10_001), origin="b")
-        await _until_released(released, 3)
+        if not commit_mode:
+            await _until_released(released, 3)
         draining = asyncio.ensure_future(sequencer.drain())
         for _ in range(5):
             await asyncio.sleep(0)
@@ -457,7 +491,8 @@ def test_a_commit_interval_holds_no_query_when_nothing_is_to_commit(tmp_path: Pa
 
     assert asyncio.run(session()) == (True, 1)
     origins = [[e.origin for e in batch] for batch in released]
-    assert origins == [["list"], ["query"], ["a"], ["b"]]
+    held = [["a", "b"]] if commit_mode else [["a"], ["b"]]
+    assert origins == [["list"], ["query"], *held]
 
 
 def test_a_held_commit_lets_the_queries_ahead_of_it_go_and_close_cancels_it(
