@@ -28,9 +28,10 @@ window over `acked_per_sec`, in µs): the cost of an action, whatever the rate;
 ledger store...), user and system, from /proc/PID/task (Linux; a thread that ended in the
 window is in the process's figure only, and each thread's clock ticks round on their own),
 with each thread's read and write system calls and context switches per action (counts:
-they survive noise that moves times). RSS is the server's peak. `client_cpu_percent` is each role's client processes' CPU over their window
-(% of one core, summed), and `client_process_cpu_percent_max` the busiest process's: a
-subscriber process near 100% cannot read faster, so the book rate is then the clients' limit.
+they survive noise that moves times). RSS is the server's peak. `client_cpu_percent` is each
+role's client processes' CPU over their window (% of one core, summed), and
+`client_process_cpu_percent_max` the busiest process's: a subscriber process near 100%
+cannot read faster, so the book rate is then the clients' limit.
 The clients open packed connections (`?pack=1`); `client_messages_per_frame` is how many
 messages each role's frames held on average.
 `--profile` records where that CPU goes (`bench.profiling`). On a terminal each step shows
