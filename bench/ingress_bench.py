@@ -59,8 +59,8 @@ BATCH = 20
 ACCOUNT_BASE = 9_100
 KINDS = ("quote", "place", "batch")
 PROFILE_ENTRIES = 30
-# The journal's thread takes the GIL only when the loop waits (drain), not in the middle of a
-# measured window, whose wall time would then hold its work.
+# Another thread (the store's) takes the GIL only when the loop waits (drain), not in the
+# middle of a measured window, whose wall time would then hold its work.
 SWITCH_INTERVAL_S = 0.5
 # The fake clients never answer the server's keepalive pings (20 s, then 20 s for the pong): a
 # run longer than that on a busy machine had its connections closed 1011 mid-run (EOFError).

@@ -249,10 +249,11 @@ def choose_samples(runnable: Counter[str], gil: Counter[str], loop_thread_id: in
     """The loop thread's samples from the GIL recording, the other threads' from the
     runnable one. Runnable (state R) also means queued for a core: after each wake-up from
     epoll the loop is sampled in Runner.run until it runs (on a busy machine, up to most of
-    its samples); it takes the GIL to run Python, so its GIL samples are that work. The
-    journal's and the store's threads work mostly without the GIL (the O_DSYNC write,
-    SQLite), so only their runnable samples see it. If the GIL recording missed the loop,
-    its runnable samples stand in."""
+    its samples); it takes the GIL to run Python, so its GIL samples are that work (not the
+    file journal's O_DSYNC write, which it makes without the GIL: that time is spread over
+    its other samples). The journal's thread (over NATS) and the store's work mostly
+    without the GIL (SQLite), so only their runnable samples see it. If the GIL recording
+    missed the loop, its runnable samples stand in."""
 
     def of_loop(samples: Counter[str]) -> Counter[str]:
         return Counter({s: n for s, n in samples.items() if _thread_id(s) == loop_thread_id})

@@ -1,14 +1,16 @@
 """The ledger store's own thread: durable batches in, few large SQLite transactions out.
 
-Owns the hand-off between the journal and the ledger store. The journal's thread puts each
-batch here right after its fsync (`book`), and this thread gathers what arrives over up to
+Owns the hand-off between the journal and the ledger store. The sequencer puts each batch
+here right after its commit (`book`: on the event loop for the file journal, on the
+journal's thread over NATS), and this thread gathers what arrives over up to
 `GATHER_S` (or `GATHER_BATCHES_MAX` batches) and writes it in one go, so SQLite commits
-about 20 times a second however small the journal's batches, and nothing travels through the
-event loop: the loop only waits here for its own calls (`call`: opening, catching up,
+about 20 times a second however small the journal's batches, and nothing comes back
+through the event loop: the loop only waits here for its own calls (`call`: opening, catching up,
 flushing before a snapshot), which run in order with the bookings. The store is derived
 from the journal and caught up on every start, so trailing it by `GATHER_S` loses nothing.
 Limits: `QUEUE_BATCHES_MAX` batches wait at most; then `book` blocks, and so the journal's
-next commit waits (backpressure, never unbounded memory). A failed write is fatal: the thread
+next commit waits (with the file journal, the event loop: backpressure, never unbounded
+memory). A failed write is fatal: the thread
 stops, and every call queued or made after it fails with that failure (none waits forever).
 """
 
@@ -74,7 +76,7 @@ class StoreThread(Generic[Batch]):
         self._thread.start()
 
     def book(self, batch: Batch) -> None:
-        """Queue a durable batch for the store (from the journal's thread); blocks while
+        """Queue a durable batch for the store (from where it was committed); blocks while
         `QUEUE_BATCHES_MAX` wait, so a store that falls behind slows the commits."""
         if self.failure is not None or self._stopped:
             raise self._refusal()

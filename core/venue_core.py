@@ -54,9 +54,10 @@ LOCK_FILE = "venue.lock"  # flocked by the core for its life: one venue per data
 CLEAN_STOP_FILE = "clean-stop"
 SNAPSHOT_INTERVAL_S = 60  # recovery replays at most a minute of journal after the snapshot
 CLOCK_TICK_S = 0.05  # how often the venue's clock is advanced for gtd expiries and maturity
-# The clock also wakes when something is due sooner than its next tick (a dead-man's switch,
-# most of all: its deadline is what a market maker counts on), but never sooner than this
-# after its last wake: the event loop's timers are whole milliseconds anyway.
+# The clock also wakes when a dead-man's switch is due sooner than its next tick (its deadline
+# is what a market maker counts on; gtd expiries and maturities keep the tick: a canceled gtd
+# order's expiry stays queued, and waking for each would journal an `AdvanceClock` that does
+# nothing), but never sooner than this after its last wake: uvloop's timers are whole ms.
 CLOCK_WAKE_MIN_S = 0.001
 REJECT_SUMMARY_INTERVAL_S = 60  # one log line a minute says how many rejects, by reason
 
@@ -129,7 +130,8 @@ class VenueCore:
         )
         self._to_store: list[Any] = []  # at start: transfers the store may not hold yet
         # The store's SQLite connection lives on its own thread, like every write to it;
-        # the journal's thread feeds it durable batches directly (`_durable`).
+        # the journal's commit feeds it durable batches directly (`_durable`: on the loop for
+        # the file journal, on the journal's thread over NATS).
         self.store_thread: StoreThread[list[Executed]] = StoreThread(
             self._book, lambda failure: self.sequencer.on_fatal(failure)
         )
@@ -358,13 +360,15 @@ class VenueCore:
         self.listener.released(batch)
 
     def _durable(self, batch: list[Executed]) -> None:
-        """On the journal's thread, right after the batch's fsync: queue it for the ledger
-        store, which books it on its own thread without a trip through the event loop.
+        """Where the batch was committed (the loop, for the file journal; the journal's
+        thread over NATS), right after it became durable: queue it for the ledger store,
+        which books it on its own thread.
 
         Only durable commands reach the store (each command's transfers were taken from
         the ledger as it executed), so the store is never ahead of the journal; it is
         derived and idempotent, and caught up on every start. A store that falls behind
-        blocks this call, and so the next commit (`store_thread.QUEUE_BATCHES_MAX`).
+        blocks this call, and so the next commit (`store_thread.QUEUE_BATCHES_MAX`): with the
+        file journal, the loop.
         """
         self.store_thread.book(batch)
 
@@ -386,10 +390,11 @@ class VenueCore:
             self.sequencer.tick()
 
     def _next_tick_s(self) -> float:
-        """Seconds until the clock's next tick: `CLOCK_TICK_S`, or less when something is due
-        before that, so a switch fires within about a millisecond of its deadline (one armed
-        less than a tick before it: at the tick). Read once per wake, not per command."""
-        due_in_us = self.sequencer.venue.next_due_us() - self.sequencer.clock_us()
+        """Seconds until the clock's next tick: `CLOCK_TICK_S`, or less when a dead-man's
+        switch is due before that, so it fires within about a millisecond of its deadline.
+        Read once per wake, not per command: a switch armed during a sleep, due before that
+        sleep ends (a `timeout_ms` under the tick's 50), fires at the wake."""
+        due_in_us = self.sequencer.venue.next_switch_due_us() - self.sequencer.clock_us()
         return min(CLOCK_TICK_S, max(due_in_us / 1e6, CLOCK_WAKE_MIN_S))
 
     async def _periodic_snapshots(self) -> None:

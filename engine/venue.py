@@ -206,6 +206,12 @@ class Venue:
             self.dead_man_queue[0][0] if self.dead_man_queue else DUE_NEVER_US,
         )
 
+    def next_switch_due_us(self) -> int:
+        """When the earliest armed dead-man's switch is due (`DUE_NEVER_US` if none): the
+        head of `dead_man_queue` is always an armed one."""
+        queue = self.dead_man_queue
+        return queue[0][0] if queue else DUE_NEVER_US
+
     def _run_due(self, ts: int, events: list[Event]) -> None:
         """Expire the gtd orders and mature the bills whose time has come, in that order."""
         queue = self.gtd_queue

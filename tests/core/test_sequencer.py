@@ -201,6 +201,8 @@ def test_a_barrier_with_nothing_in_flight_is_released_without_the_journal(
     assert [[e.origin for e in batch] for batch in released] == [["query"]]
 
 
+# On the loop no batch is in flight across turns: the barrier would go out alone.
+@pytest.mark.parametrize("commit_mode", ["on the journal's thread"], indirect=True)
 def test_drain_ends_when_a_barrier_behind_a_batch_in_flight_is_released(tmp_path: Path) -> None:
     released: list[Any] = []
 
@@ -532,6 +534,81 @@ def test_a_held_commit_lets_the_queries_ahead_of_it_go_and_close_cancels_it(
         return seen
 
     assert asyncio.run(session()) == [["list"], ["query"]]
+    assert len(released) == 2 and fatal == []
+
+
+def test_a_held_commit_goes_when_its_timer_fires_a_hair_short_of_the_interval(
+    tmp_path: Path,
+) -> None:
+    """uvloop's timers and clock are whole milliseconds: the hold's timer may fire while the
+    loop's time is a hair short of the interval's end. The commit goes then; asked again
+    whether to wait, it would be held again for nothing, turn after turn."""
+    released: list[list[Executed]] = []
+
+    async def session() -> None:
+        loop = asyncio.get_running_loop()
+        now = [100.0]
+        loop.time = lambda: now[0]  # type: ignore[method-assign]
+        sequencer = Sequencer(
+            Venue(), FileJournal(tmp_path / "j"), Clock(), released.append, commit_interval_s=0.004
+        )
+        sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
+        await asyncio.sleep(0)  # the first commit leaves at once, at 100.0
+        sequencer.submit(order(1, Side.SELL, 10_000), origin="a")  # held until 100.004
+        await _until_released(released, 1)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert len(released) == 1
+        now[0] = 100.004 - 5e-10  # the timer is due within the clock's resolution (1 ns)
+        await _until_released(released, 2)
+        sequencer.close()
+
+    asyncio.run(session())
+    assert [[e.origin for e in batch] for batch in released] == [["list"], ["a"]]
+
+
+def test_what_a_released_barrier_submits_joins_the_held_commit(tmp_path: Path) -> None:
+    """A query released ahead of a held commit may submit (its answer's follow-up): that
+    joins the held commit, under the one timer `close` cancels, and nothing commits after
+    the close."""
+    released: list[list[Any]] = []
+    fatal: list[BaseException | None] = []
+    box: list[Any] = []
+
+    def release(batch: list[Executed]) -> None:
+        released.append([e.origin for e in batch])
+        if any(e.origin == "q" for e in batch):
+            box[0].submit(order(1, Side.SELL, 10_001), origin="r")
+
+    async def session() -> list[list[Any]]:
+        loop = asyncio.get_running_loop()
+        now = [100.0]
+        loop.time = lambda: now[0]  # type: ignore[method-assign]
+        sequencer = Sequencer(
+            Venue(),
+            FileJournal(tmp_path / "j"),
+            Clock(),
+            release,
+            on_fatal=fatal.append,
+            commit_interval_s=0.05,
+        )
+        box.append(sequencer)
+        sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
+        await asyncio.sleep(0)
+        sequencer.barrier("q")  # released at once; "a" (and "r") held
+        sequencer.submit(order(1, Side.SELL, 10_000), origin="a")
+        await _until_released(released, 2)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        seen = list(released)
+        sequencer.close()
+        now[0] += 1.0
+        for _ in range(50):  # time for a timer left behind to commit and fail
+            time.sleep(0.002)
+            await asyncio.sleep(0)
+        return seen
+
+    assert asyncio.run(session()) == [["list"], ["q"]]
     assert len(released) == 2 and fatal == []
 
 
