@@ -403,6 +403,13 @@ def test_a_time_not_given_by_stamp_us_is_never_trusted_even_ahead_of_the_clock(
     assert now <= executed.command.ts_us < now + 60_000_000, "its own clock's time, not a day on"
 
 
+def _frozen_loop_clock() -> list[float]:
+    """The running loop's clock stopped at 100.0 s; the test moves it by hand (`now[0]`)."""
+    now = [100.0]
+    asyncio.get_running_loop().time = lambda: now[0]  # type: ignore[method-assign]
+    return now
+
+
 async def _until_released(released: list[list[Executed]], batches: int) -> None:
     """Turn the loop until the journal's thread has handed back `batches` batches (the loop's
     clock is frozen by the tests below, so no timer can do it; bounded: 2 s)."""
@@ -425,9 +432,7 @@ def test_a_commit_interval_holds_a_busy_venues_next_commit_and_gathers_a_batch(
     released: list[list[Executed]] = []
 
     async def session() -> list[int]:
-        loop = asyncio.get_running_loop()
-        now = [100.0]
-        loop.time = lambda: now[0]  # type: ignore[method-assign]
+        now = _frozen_loop_clock()
         journal = FileJournal(tmp_path / "j")
         sequencer = Sequencer(Venue(), journal, Clock(), released.append, commit_interval_s=0.004)
         sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
@@ -464,9 +469,7 @@ def test_a_commit_interval_holds_no_query_when_nothing_is_to_commit(
     released: list[list[Executed]] = []
 
     async def session() -> tuple[bool, int]:
-        loop = asyncio.get_running_loop()
-        now = [100.0]
-        loop.time = lambda: now[0]  # type: ignore[method-assign]
+        now = _frozen_loop_clock()
         sequencer = Sequencer(
             Venue(), FileJournal(tmp_path / "j"), Clock(), released.append, commit_interval_s=0.1
         )
@@ -514,9 +517,7 @@ def test_a_held_commit_lets_the_queries_ahead_of_it_go_and_close_cancels_it(
             box[0].submit(order(1, Side.SELL, 10_001), origin="r")
 
     async def session() -> list[list[Any]]:
-        loop = asyncio.get_running_loop()
-        now = [100.0]
-        loop.time = lambda: now[0]  # type: ignore[method-assign]
+        now = _frozen_loop_clock()
         sequencer = Sequencer(
             Venue(),
             FileJournal(tmp_path / "j"),
@@ -554,9 +555,7 @@ def test_a_held_commit_goes_when_its_timer_fires_a_hair_short_of_the_interval(
     released: list[list[Executed]] = []
 
     async def session() -> None:
-        loop = asyncio.get_running_loop()
-        now = [100.0]
-        loop.time = lambda: now[0]  # type: ignore[method-assign]
+        now = _frozen_loop_clock()
         sequencer = Sequencer(
             Venue(), FileJournal(tmp_path / "j"), Clock(), released.append, commit_interval_s=0.004
         )
