@@ -40,6 +40,10 @@ class VenueSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # no sooner than this after the previous one started (0: off); at most
     # core.sequencer.COMMIT_INTERVAL_S_MAX
     commit_interval_ms: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
+    # the file journal's commit runs on the event loop, which waits for the write (cheaper
+    # than a thread's hand-off on a disk that writes in ~0.1 ms); false: on a thread of its
+    # own, for a disk so slow that the loop should not wait for it. Over NATS: a thread.
+    commit_on_loop: bool = True
     # public market data goes out at most once per this interval: what changes within it is
     # coalesced into one update per stream (0: after every released batch, as far as the
     # fan-out's own pacing allows). A quiet venue's change still goes out at once.

@@ -11,10 +11,9 @@ is the caller's choice (`commit_on_loop`):
   write, ~0.1 ms here): the loop waits for it, then releases the batch at once. The commands
   that arrive meanwhile are read in the next turn, together, and make the next batch. No
   thread hand-off: at 4,000-5,000 actions/s it costs 12-13% less server CPU per action than
-  the thread, and the ack latency is lower too (docs/gateway.md). Commits that average
-  over `LOOP_COMMIT_SLOW_S` (a slow disk, the store's backpressure) go to the journal's
-  thread until they average under `LOOP_COMMIT_FAST_S`: they would stall the loop;
-- on the journal's thread, for a journal whose commit waits on the network (JetStream):
+  the thread, and the ack latency is lower too (docs/gateway.md);
+- on the journal's thread, for a journal whose commit waits on the network (JetStream), or
+  a file on a disk too slow for the loop to wait (`[venue] commit_on_loop = false`):
   later commands go on executing into the next batch meanwhile, and the thread hands the
   batch back to the loop once (`call_soon_threadsafe`: no executor futures, no task).
 
@@ -50,12 +49,6 @@ log = logging.getLogger("venue.sequencer")
 
 BATCH_COMMANDS_MAX = 10_000  # one fsync covers at most this many; the rest wait a turn
 COMMIT_INTERVAL_S_MAX = 0.1  # a commit held back longer would be felt as an outage, not a lag
-# With `commit_on_loop`: commits (with the store's hand-off) that take longer than this on
-# average go to the journal's thread, where a slow disk (or the store's backpressure) holds
-# the commits back but not the loop; they come back once they average less than the second.
-LOOP_COMMIT_SLOW_S = 0.001
-LOOP_COMMIT_FAST_S = 0.0005
-COMMIT_AVERAGE_WEIGHT = 0.1  # each commit's weight in that moving average
 
 
 class Executed(msgspec.Struct):
@@ -151,8 +144,6 @@ class Sequencer:
         # holds back the next commit (and with `commit_on_loop`, the loop).
         self.on_durable = on_durable
         self.commit_on_loop = commit_on_loop
-        self.commits_on_loop = commit_on_loop  # now: unless they came out slow on average
-        self.commit_s_average = 0.0  # a moving average of the commits' wall time
         self.last_seq = journal.last_seq()
         self._stamped_us = -1  # the last time `stamp_us` gave (-1: none; 0 is "unstamped")
         self._pending: list[Executed] = []
@@ -323,7 +314,7 @@ class Sequencer:
         flight on the thread (then it goes when that one comes back: meanwhile the pending
         commands grow a batch). `held_over`: the commit interval's timer, which waited."""
         self._flush_scheduled = self._held = False
-        busy, self._busy = self._busy or self.commits_on_loop, False
+        busy, self._busy = self._busy or self.commit_on_loop, False
         if (
             busy
             and self.commit_interval_s
@@ -349,8 +340,8 @@ class Sequencer:
         loop = self._running_loop()
         if self.commit_interval_s:
             self._commit_started_s = loop.time()
-        if self.commits_on_loop:  # the loop waits for the write: released as it returns
-            self._committed(batch, self._timed_commit(batch))
+        if self.commit_on_loop:  # the loop waits for the write: released as it returns
+            self._committed(batch, self._commit(batch))
             return
         if self._journal_thread is None:
             self._journal_thread = threading.Thread(
@@ -364,30 +355,10 @@ class Sequencer:
         failure leaves the outcome of commands unknown: it goes back too, to be fatal there."""
         while (item := self._to_journal.get()) is not None:
             batch, loop = item
-            failure = self._timed_commit(batch)
+            failure = self._commit(batch)
             loop.call_soon_threadsafe(self._committed, batch, failure)
             if failure is not None:
                 return
-
-    def _timed_commit(self, batch: list[Executed]) -> BaseException | None:
-        """`_commit`, its wall time taken into `commit_s_average`; with `commit_on_loop`,
-        that average decides where the next commits run (`LOOP_COMMIT_SLOW_S`)."""
-        started = time.perf_counter()
-        failure = self._commit(batch)
-        average = self.commit_s_average
-        average += COMMIT_AVERAGE_WEIGHT * (time.perf_counter() - started - average)
-        self.commit_s_average = average
-        if self.commit_on_loop:
-            if self.commits_on_loop and average > LOOP_COMMIT_SLOW_S:
-                self.commits_on_loop = False
-                log.warning(
-                    "journal commits average %.1f ms: committing on the journal's thread",
-                    average * 1e3,
-                )
-            elif not self.commits_on_loop and average < LOOP_COMMIT_FAST_S:
-                self.commits_on_loop = True
-                log.info("journal commits average %.2f ms: back on the loop", average * 1e3)
-        return failure
 
     def _commit(self, batch: list[Executed]) -> BaseException | None:
         """Encode `batch` and write it durably, then feed `on_durable`: the failure, if any."""
@@ -401,9 +372,7 @@ class Sequencer:
                     self.journal.commit(records)
             if self.on_durable is not None:
                 self.on_durable(batch)
-        except (KeyboardInterrupt, SystemExit):  # on the loop: the process stops, not fails
-            raise
-        except BaseException as error:
+        except BaseException as error:  # a Ctrl-C on the loop too: the outcome is unknown
             return error
         return None
 
@@ -433,6 +402,8 @@ class Sequencer:
             self.release(batch)
         except BaseException as failure:
             self._failure = failure
+            if self._hold is not None:  # a held commit must not start after a fatal failure
+                self._hold.cancel()
             self._wake_drains(failure)
             self.on_fatal(failure)
             raise

@@ -125,13 +125,13 @@ class VenueCore:
             codec=codec,
             commit_interval_s=config.venue.commit_interval_ms / 1_000,
             # The file's commit is one local write: cheaper waited for on the loop than handed
-            # to a thread and back. JetStream's waits on the network: on its thread.
-            commit_on_loop=isinstance(journal, FileJournal),
+            # to a thread and back (unless configured off). JetStream's waits on the network.
+            commit_on_loop=isinstance(journal, FileJournal) and config.venue.commit_on_loop,
         )
         self._to_store: list[Any] = []  # at start: transfers the store may not hold yet
         # The store's SQLite connection lives on its own thread, like every write to it;
         # the journal's commit feeds it durable batches directly (`_durable`: on the loop for
-        # the file journal, on the journal's thread over NATS).
+        # the file journal, unless `commit_on_loop` is off; else on the journal's thread).
         self.store_thread: StoreThread[list[Executed]] = StoreThread(
             self._book, lambda failure: self.sequencer.on_fatal(failure)
         )
@@ -360,8 +360,8 @@ class VenueCore:
         self.listener.released(batch)
 
     def _durable(self, batch: list[Executed]) -> None:
-        """Where the batch was committed (the loop, for the file journal; the journal's
-        thread over NATS), right after it became durable: queue it for the ledger store,
+        """Where the batch was committed (the loop, for the file journal by default; else the
+        journal's thread), right after it became durable: queue it for the ledger store,
         which books it on its own thread.
 
         Only durable commands reach the store (each command's transfers were taken from

@@ -63,6 +63,30 @@ def test_the_commit_interval_reaches_the_sequencer(tmp_path: Path) -> None:
         core._lock.close()
 
 
+@pytest.mark.parametrize("on_loop", [True, False])
+def test_where_the_file_journal_commits_reaches_the_sequencer(
+    tmp_path: Path, on_loop: bool
+) -> None:
+    from core.venue_core import VenueCore
+    from tests.core.test_bus import Recorder
+
+    loaded = config.load(ROOT / "venue.toml")
+    assert loaded.venue.commit_on_loop, "on the loop unless configured off"
+    venue_section = msgspec.structs.replace(loaded.venue, commit_on_loop=on_loop)
+    core = VenueCore(msgspec.structs.replace(loaded, venue=venue_section), tmp_path, Recorder())
+    try:
+        assert core.sequencer.commit_on_loop is on_loop
+    finally:
+        core.sequencer.close()
+        core.store_thread.close()
+        core._lock.close()
+
+
+def test_a_commit_on_loop_that_is_not_a_boolean_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(config.ConfigError, match="commit_on_loop"):
+        config.load(write(tmp_path, '[venue]\ncommit_on_loop = "yes"\n'))
+
+
 def test_amounts_are_exact(tmp_path: Path) -> None:
     text = '[[assets]]\ncode = "USD"\nscale = 2\n[[reserves]]\nasset = "USD"\namount = "1.005"\n'
     loaded = config.load(write(tmp_path, text))

@@ -574,55 +574,6 @@ def test_a_held_commit_goes_when_its_timer_fires_a_hair_short_of_the_interval(
     assert [[e.origin for e in batch] for batch in released] == [["list"], ["a"]]
 
 
-class SlowJournal(FileJournal):
-    """A real journal whose commits take `delay_s` longer (a slow disk)."""
-
-    delay_s = 0.0
-
-    def commit_commands(self, batch: Sequence[Sequenced], encode_into: EncodeInto) -> None:
-        time.sleep(self.delay_s)
-        super().commit_commands(batch, encode_into)
-
-
-@pytest.mark.parametrize("commit_mode", ["on the loop"], indirect=True)
-def test_slow_commits_move_off_the_loop_and_come_back_when_fast(tmp_path: Path) -> None:
-    """Commits averaging over `LOOP_COMMIT_SLOW_S` go to the journal's thread (a slow disk
-    holds back the commits there, not the loop), and back once they average under
-    `LOOP_COMMIT_FAST_S`; every outcome is released in order, on the loop, either way."""
-    journal = SlowJournal(tmp_path / "j")
-    committed_on: list[str] = []
-    released: list[int] = []
-
-    def fed(batch: list[Executed]) -> None:
-        committed_on.append(threading.current_thread().name)
-
-    def release(batch: list[Executed]) -> None:
-        assert threading.current_thread().name == "MainThread"
-        released.extend(e.seq for e in batch)
-
-    async def commits(sequencer: Any, count: int, first_price: int) -> None:
-        for index in range(count):
-            sequencer.submit(order(1, Side.SELL, first_price + index), origin=index)
-            await sequencer.drain()
-
-    async def session() -> None:
-        sequencer = Sequencer(Venue(), journal, Clock(), release, fed)
-        sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
-        await sequencer.drain()
-        journal.delay_s = 0.004
-        await commits(sequencer, 10, 10_000)
-        assert not sequencer.commits_on_loop
-        journal.delay_s = 0.0
-        await commits(sequencer, 40, 10_100)
-        assert sequencer.commits_on_loop
-        sequencer.close()
-
-    asyncio.run(session())
-    assert committed_on[0] == "MainThread" and "journal" in committed_on
-    assert committed_on[-1] == "MainThread"
-    assert released == list(range(1, 52))
-
-
 @pytest.mark.parametrize("interval_s", [-0.001, 0.2])
 def test_a_commit_interval_out_of_bounds_is_refused(tmp_path: Path, interval_s: float) -> None:
     journal = FileJournal(tmp_path / "j")
