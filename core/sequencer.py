@@ -267,8 +267,8 @@ class Sequencer:
 
         Asked only when commands queued up behind the last commit (a busy venue: an idle
         one's command commits at once, so a quiet venue's acks wait for nothing; on the loop,
-        always: the wait is then what is left of the interval, none after a quiet spell), at the end
-        of the turn, when the batch is known: with no command pending (queries' barriers
+        always: the wait is then what is left of the interval, none after a quiet spell), at
+        the end of the turn, when the batch is known: with no command pending (queries' barriers
         only, everything before them durable) nothing is held, and queries' barriers ahead
         of the first command go at once (unless they are that command's own request's)."""
         loop = self._running_loop()

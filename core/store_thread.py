@@ -2,16 +2,16 @@
 
 Owns the hand-off between the journal and the ledger store. The sequencer puts each batch
 here right after its commit (`book`: on the event loop for the file journal by default,
-else on the journal's thread), and this thread gathers what arrives over up to
-`GATHER_S` (or `GATHER_BATCHES_MAX` batches) and writes it in one go, so SQLite commits
-about 20 times a second however small the journal's batches, and nothing comes back
-through the event loop: the loop only waits here for its own calls (`call`: opening, catching up,
-flushing before a snapshot), which run in order with the bookings. The store is derived
-from the journal and caught up on every start, so trailing it by `GATHER_S` loses nothing.
+else on the journal's thread), and this thread gathers what arrives over up to `GATHER_S`
+(or `GATHER_BATCHES_MAX` batches) and writes it in one go, so SQLite commits about 20 times
+a second however small the journal's batches, and nothing comes back through the event
+loop: the loop only waits here for its own calls (`call`: opening, catching up, flushing
+before a snapshot), which run in order with the bookings. The store is derived from the
+journal and caught up on every start, so trailing it by `GATHER_S` loses nothing.
 Limits: `QUEUE_BATCHES_MAX` batches wait at most; then `book` blocks, and so the journal's
 next commit waits (with the file journal on the loop, the event loop: backpressure, never
-unbounded memory). A failed write is fatal: the thread
-stops, and every call queued or made after it fails with that failure (none waits forever).
+unbounded memory). A failed write is fatal: the thread stops, and every call queued or made
+after it fails with that failure (none waits forever).
 """
 
 import logging
