@@ -312,7 +312,9 @@ def test_profile_writes_a_flame_graph_and_the_top_functions(tmp_path: Path) -> N
     assert result["profile"]["method"] == "py-spy" and result["profile"]["top"]
     (svg,) = tmp_path.glob("e2e-*-profile.svg")
     drawn = svg.read_text()
-    assert drawn.startswith("<svg") and "<rect" in drawn and "gateway/server.py" in drawn
+    # The gateway's frames, whichever module the few samples of a 1 s run landed in (the
+    # loop is sampled while it holds the GIL; its journal writes release it).
+    assert drawn.startswith("<svg") and "<rect" in drawn and "(gateway/" in drawn
     (table,) = tmp_path.glob("e2e-*-profile.md")
     assert "py-spy" in table.read_text() and "(gateway/" in table.read_text()
     assert "| loop |" in table.read_text()  # the threads' samples and CPU
