@@ -203,7 +203,7 @@ class Venue:
         return min(
             self.gtd_queue[0][0] if self.gtd_queue else DUE_NEVER_US,
             self.maturities[0][0] if self.maturities else DUE_NEVER_US,
-            self.dead_man_queue[0][0] if self.dead_man_queue else DUE_NEVER_US,
+            self.next_switch_due_us(),
         )
 
     def next_switch_due_us(self) -> int:
