@@ -13,7 +13,9 @@ is the caller's choice (`commit_on_loop`):
   thread hand-off: at 4,000-5,000 actions/s it costs 12-13% less server CPU per action than
   the thread, and the ack latency is lower too (docs/gateway.md);
 - on the journal's thread, for a journal whose commit waits on the network (JetStream), or
-  a file on a disk too slow for the loop to wait (`[venue] commit_on_loop = false`):
+  a file on a disk too slow for the loop to wait (`[venue] commit_on_loop = false`, or
+  found out at run time: most of a window of commits held the loop too long,
+  `_count_loop_commit`):
   later commands go on executing into the next batch meanwhile, and the thread hands the
   batch back to the loop once (`call_soon_threadsafe`: no executor futures, no task).
 
@@ -49,6 +51,15 @@ log = logging.getLogger("venue.sequencer")
 
 BATCH_COMMANDS_MAX = 10_000  # one fsync covers at most this many; the rest wait a turn
 COMMIT_INTERVAL_S_MAX = 0.1  # a commit held back longer would be felt as an outage, not a lag
+# A commit on the loop that holds it longer than this is slow (~0.1 ms is usual for the file
+# journal here: a disk that takes milliseconds per O_DSYNC write, or a store whose
+# backpressure blocks, would stall every read, answer and ping behind it) ...
+SLOW_COMMIT_S = 0.002
+# ... and when more than half of a window's commits on the loop were slow, the journal's
+# thread takes the commits over for the rest of the run (never back: measured on the thread,
+# a commit's time includes its waits for the GIL, so it could not tell a fast disk again).
+SLOW_COMMITS_WINDOW = 64
+LONG_COMMIT_S = 1.0  # a commit this long is logged, wherever it runs: the venue stood still
 
 
 class Executed(msgspec.Struct):
@@ -125,6 +136,7 @@ class Sequencer:
         codec: "RecordCodec | None" = None,
         commit_interval_s: float = 0.0,
         commit_on_loop: bool = False,
+        slow_commit_s: float = SLOW_COMMIT_S,
     ) -> None:
         if not 0 <= commit_interval_s <= COMMIT_INTERVAL_S_MAX:
             raise ValueError(
@@ -144,6 +156,10 @@ class Sequencer:
         # holds back the next commit (and with `commit_on_loop`, the loop).
         self.on_durable = on_durable
         self.commit_on_loop = commit_on_loop
+        self.slow_commit_s = slow_commit_s  # on the loop: `_count_loop_commit`
+        self._loop_commits = 0  # commits on the loop in the current window ...
+        self._slow_loop_commits = 0  # ... and how many of them were slow
+        self._commit_took_s = 0.0  # the last commit's time (its write and `on_durable`)
         self.last_seq = journal.last_seq()
         self._stamped_us = -1  # the last time `stamp_us` gave (-1: none; 0 is "unstamped")
         self._pending: list[Executed] = []
@@ -341,7 +357,9 @@ class Sequencer:
         if self.commit_interval_s:
             self._commit_started_s = loop.time()
         if self.commit_on_loop:  # the loop waits for the write: released as it returns
-            self._committed(batch, self._commit(batch))
+            failure = self._commit(batch)
+            self._count_loop_commit()
+            self._committed(batch, failure)
             return
         if self._journal_thread is None:
             self._journal_thread = threading.Thread(
@@ -360,8 +378,31 @@ class Sequencer:
             if failure is not None:
                 return
 
+    def _count_loop_commit(self) -> None:
+        """Count the commit the loop just made: when most commits of a window held it longer
+        than `slow_commit_s` (a slow disk, a store pushing back), the journal's thread takes
+        the next ones, and the operator is told why."""
+        self._loop_commits += 1
+        if self._commit_took_s > self.slow_commit_s:
+            self._slow_loop_commits += 1
+        if self._loop_commits < SLOW_COMMITS_WINDOW:
+            return
+        if self._slow_loop_commits * 2 > SLOW_COMMITS_WINDOW:
+            self.commit_on_loop = False  # the next batch goes to the thread (started then)
+            log.warning(
+                "%d of the last %d journal commits held the event loop longer than %.1f ms:"
+                " committing on the journal's thread from now on (to start that way, set"
+                " [venue] commit_on_loop = false)",
+                self._slow_loop_commits,
+                SLOW_COMMITS_WINDOW,
+                self.slow_commit_s * 1_000,
+            )
+        self._loop_commits = self._slow_loop_commits = 0
+
     def _commit(self, batch: list[Executed]) -> BaseException | None:
-        """Encode `batch` and write it durably, then feed `on_durable`: the failure, if any."""
+        """Encode `batch` and write it durably, then feed `on_durable`: the failure, if any.
+        One that takes `LONG_COMMIT_S` or more is logged: the venue stood still meanwhile."""
+        started_s = time.perf_counter()
         try:
             codec = self.codec
             if codec is None:  # the journal encodes each command into its batch's buffer
@@ -374,6 +415,14 @@ class Sequencer:
                 self.on_durable(batch)
         except BaseException as error:  # a Ctrl-C on the loop too: the outcome is unknown
             return error
+        self._commit_took_s = took_s = time.perf_counter() - started_s
+        if took_s >= LONG_COMMIT_S:
+            log.warning(
+                "a journal commit of %d commands took %.3f s (the write and the ledger store's"
+                " backpressure): no command was answered meanwhile",
+                sum(executed.command is not None for executed in batch),
+                took_s,
+            )
         return None
 
     def _committed(self, batch: list[Executed], failure: BaseException | None) -> None:

@@ -220,6 +220,98 @@ def test_drain_ends_when_a_barrier_behind_a_batch_in_flight_is_released(tmp_path
     assert [[e.origin for e in batch] for batch in released] == [["list"], ["query"]]
 
 
+class SlowDisk(FileJournal):
+    """A file journal whose commits take `slow_s` longer while `slow` is set: a slow disk."""
+
+    def __init__(self, path: Path, slow_s: float) -> None:
+        super().__init__(path)
+        self.slow_s = slow_s
+        self.slow = False
+
+    def commit_commands(self, batch: Sequence[Sequenced], encode_into: EncodeInto) -> None:
+        super().commit_commands(batch, encode_into)
+        if self.slow:
+            time.sleep(self.slow_s)
+
+
+@pytest.mark.parametrize("commit_mode", ["on the loop"], indirect=True)
+def test_commits_that_hold_the_loop_too_long_move_to_the_journals_thread(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A window of commits with a quarter of them slow stays on the loop; one with more than
+    half slow moves the next commits to the journal's thread, for good, and says so."""
+    window = sequencer_module.SLOW_COMMITS_WINDOW
+    journal = SlowDisk(tmp_path / "journal", slow_s=0.008)
+    fed_on: list[str] = []  # the thread each batch was committed and fed on
+    released: list[int] = []
+
+    def fed(batch: list[Executed]) -> None:
+        fed_on.append(threading.current_thread().name)
+
+    async def session() -> tuple[Venue, list[bool]]:
+        venue = Venue()
+        sequencer = Sequencer(
+            venue,
+            journal,
+            Clock(),
+            lambda batch: released.extend(e.seq for e in batch),
+            on_durable=fed,
+            slow_commit_s=0.004,
+        )
+        sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
+        await sequencer.drain()
+        on_loop = []
+        for i in range(3 * window - 1):  # a commit each: the first window's 63, two more
+            # the first window: every fourth slow (16 of 64); then all of them
+            journal.slow = i >= window - 1 or i % 4 == 0
+            sequencer.submit(order(1, Side.SELL, 10_000 + i, qty=1), origin=i)
+            await sequencer.drain()
+            on_loop.append(sequencer.commit_on_loop)
+        sequencer.close()
+        return venue, on_loop
+
+    with caplog.at_level("WARNING", logger="venue.sequencer"):
+        venue, on_loop = asyncio.run(session())
+    switched_at = on_loop.index(False)  # after the command that made the second window full
+    assert switched_at == 2 * window - 2 and not any(on_loop[switched_at:])
+    assert all(on_loop[:switched_at]), "the first window's 16 slow commits of 64 kept it there"
+    assert fed_on[: switched_at + 2] == ["MainThread"] * (switched_at + 2)
+    assert set(fed_on[switched_at + 2 :]) == {"journal"}, "then on the thread, never back"
+    assert released == list(range(1, 3 * window + 1)), "every command, durable, in order"
+    warnings = [r.getMessage() for r in caplog.records if "journal's thread" in r.getMessage()]
+    assert warnings == [
+        f"{window} of the last {window} journal commits held the event loop longer than 4.0 ms:"
+        " committing on the journal's thread from now on (to start that way, set [venue]"
+        " commit_on_loop = false)"
+    ]
+    replayed = Venue()
+    recovered = Sequencer(replayed, FileJournal(tmp_path / "journal"), Clock(), lambda b: None)
+    assert recovered.recover() == 3 * window
+    assert replayed.state_hash() == venue.state_hash()
+    recovered.close()
+
+
+def test_a_commit_that_takes_a_second_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sequencer_module, "LONG_COMMIT_S", 0.005)  # a second, scaled down
+    journal = SlowDisk(tmp_path / "journal", slow_s=0.01)
+
+    async def session() -> None:
+        sequencer = Sequencer(Venue(), journal, Clock(), lambda batch: None)
+        sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
+        await sequencer.drain()  # quick: not logged
+        journal.slow = True
+        sequencer.submit_all([order(1, Side.SELL, 10_000), order(1, Side.SELL, 10_001)], "two")
+        await sequencer.drain()
+        sequencer.close()
+
+    with caplog.at_level("WARNING", logger="venue.sequencer"):
+        asyncio.run(session())
+    logged = [r.getMessage() for r in caplog.records if "took" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].startswith("a journal commit of 2 commands took 0.0")
+
+
 def test_a_failed_commit_is_fatal_and_releases_nothing(tmp_path: Path) -> None:
     released: list[list[Executed]] = []
     fatal: list[BaseException | None] = []
