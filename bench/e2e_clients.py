@@ -16,8 +16,9 @@ to its write ~400 → ~200 µs; 2026-12-05): that was the benchmark's own latenc
 venue's, at a rate evenly offered (`venue bench e2e --aligned` still runs it that way: it
 also gives the server free group commits, so less CPU per action at low rates).
 
-A metronome thread sleeps to each slot and wakes the event loop (asyncio's own timers are
-only as fine as a millisecond); a request's acknowledgement
+A timerfd read by the event loop wakes it at each slot (`bench.slot_clock`; asyncio's own
+timers are only as fine as a millisecond), and the slots due are sent right in that wake-up;
+a request's acknowledgement
 latency is measured from its slot, so a stall anywhere (server, network or this process)
 shows in the numbers instead of quietly delaying the sends after it. `service_us` is the
 latency from the moment the request was actually written.
@@ -32,7 +33,6 @@ import contextlib
 import itertools
 import json
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -42,6 +42,7 @@ from typing import Any
 import msgspec
 
 from bench import wsclient
+from bench.slot_clock import SlotClock
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
 
 PROGRESS_S = 0.25  # how often a client tells the parent how far it is
@@ -49,7 +50,6 @@ BUCKET_S = 0.1  # throughput over time is counted in buckets this long
 SETUP_TIMEOUT_S = 30.0  # connect, log on, subscribe: a second when all is well
 CLOSE_S = 2.0
 DRAIN_S = 10.0  # after the last slot: how long to wait for the last acknowledgements
-SWITCH_INTERVAL_S = 0.0002  # the metronome thread gets the GIL within this of its slot
 SYMBOL = "AAPLx-USD"
 TICK = 0.01
 BEST_BID, BEST_ASK = 187.24, 187.26  # the makers' ladders start here, around 187.25
@@ -184,41 +184,6 @@ class Tally:
 # ----------------------------------------------------------------- the timetable
 
 
-class Metronome(threading.Thread):
-    """Wakes the event loop as the slots of a timetable come due: `on_due(n)` says that
-    slots 0..n-1 are due. It sleeps in the OS (finer than the loop's timers) and reports
-    every slot whose time has come, so a late wake-up sends the missed slots at once."""
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        start: float,
-        interval_s: float,
-        slots: int,
-        on_due: Callable[[int], None],
-    ) -> None:
-        super().__init__(daemon=True, name="metronome")
-        self.loop = loop
-        self.start_at = start
-        self.interval_s = interval_s
-        self.slots = slots
-        self.on_due = on_due
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        due = 0
-        while due < self.slots and not self.stopped.is_set():
-            delay = self.start_at + due * self.interval_s - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            elapsed = time.perf_counter() - self.start_at
-            due = min(self.slots, int(elapsed / self.interval_s) + 1)
-            try:
-                self.loop.call_soon_threadsafe(self.on_due, due)
-            except RuntimeError:  # the loop has closed: the client is ending
-                return
-
-
 @dataclass
 class Request:
     """One scheduled request: what it carries and what the answer counts for."""
@@ -244,10 +209,10 @@ class Trader:
         self.pending: dict[int, tuple[float, float, Request]] = {}
         self.setup: dict[int, asyncio.Future[Frame]] = {}
         self.origin = 0.0  # perf_counter of the common start (throughput is counted from it)
-        self.first_slot = 0.0  # perf_counter of slot 0: the start and this client's offset
+        self.clock: SlotClock | None = None  # the timetable's, while it runs
+        self.sent = 0  # slots sent so far
+        self.all_sent: asyncio.Future[None] | None = None
         self.counting = False
-        self.due = 0
-        self.wake = asyncio.Event()
 
     async def open(self, key: str, secret: str, cod: bool) -> None:
         self.connection = await wsclient.connect(self.url + PACK_QUERY, self.on_message)
@@ -278,19 +243,18 @@ class Trader:
         """Send every slot, the first `offset_s` after `origin`, then wait (bounded) for the
         answers still out."""
         self.origin = origin
-        self.first_slot = origin + offset_s
         self.counting = True
-        metronome = Metronome(
-            asyncio.get_running_loop(), self.first_slot, interval_s, slots, self.on_due
-        )
-        metronome.start()
+        loop = asyncio.get_running_loop()
+        self.all_sent = loop.create_future()
+        self.clock = SlotClock(loop, origin + offset_s, interval_s, slots, self.on_due)
+        self.clock.start()
         try:
-            await self.send_slots(slots, interval_s)
+            await self.all_sent
             deadline = time.perf_counter() + DRAIN_S
             while self.pending and time.perf_counter() < deadline:
                 await asyncio.sleep(0.005)
         finally:
-            metronome.stopped.set()
+            self.clock.stop()
         gave_up = time.perf_counter()
         for slot, written, request in self.pending.values():
             self.tally.unanswered += request.actions
@@ -301,27 +265,24 @@ class Trader:
         self.pending.clear()
 
     def on_due(self, due: int) -> None:
-        self.due = due
-        self.wake.set()
-
-    async def send_slots(self, slots: int, interval_s: float) -> None:
-        assert self.connection is not None
-        sent = 0
-        while sent < slots:
-            await self.wake.wait()
-            self.wake.clear()
-            while sent < self.due:
-                request = self.compose(sent)
-                request_id = next(self.ids)
-                frame = {"id": request_id, "method": request.method, "params": request.params}
-                slot = self.first_slot + sent * interval_s
-                self.pending[request_id] = (slot, time.perf_counter(), request)
-                self.tally.sent += request.actions
-                self.tally.requests += 1
-                sent += 1
-                self.connection.send(ENCODE(frame))
-            if self.connection.closed.done():
-                return  # what is still pending counts as unanswered
+        """Slots up to `due` are due (the clock's wake-up): send them now, in this callback."""
+        connection, clock, all_sent = self.connection, self.clock, self.all_sent
+        assert connection is not None and clock is not None and all_sent is not None
+        if connection.closed.done():  # what is still pending counts as unanswered
+            if not all_sent.done():
+                all_sent.set_result(None)
+            return
+        while self.sent < due:
+            request = self.compose(self.sent)
+            request_id = next(self.ids)
+            frame = {"id": request_id, "method": request.method, "params": request.params}
+            self.pending[request_id] = (clock.slot_s(self.sent), time.perf_counter(), request)
+            self.tally.sent += request.actions
+            self.tally.requests += 1
+            self.sent += 1
+            connection.send(ENCODE(frame))
+        if self.sent == clock.slots and not all_sent.done():
+            all_sent.set_result(None)
 
     def on_message(self, payload: bytes) -> None:
         frames = DECODE_PACKED(payload)
@@ -577,7 +538,6 @@ async def run_subscribers(args: argparse.Namespace) -> Tally:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     runner = run_subscribers if args.role == "subscriber" else run_trader
     tally = await runner(args)
     say({"result": tally.report()})

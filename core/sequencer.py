@@ -160,6 +160,9 @@ class Sequencer:
         self._loop_commits = 0  # commits on the loop in the current window ...
         self._slow_loop_commits = 0  # ... and how many of them were slow
         self._commit_took_s = 0.0  # the last commit's time (its write and `on_durable`)
+        self._window_commits_s = 0.0  # the window's commits' time, all told
+        self._window_run_delay_s = 0.0  # `_run_delay_s` as the window began
+        self._schedstat_fd: int | None = None  # `_run_delay_s`'s file (-1: there is none)
         self.last_seq = journal.last_seq()
         self._stamped_us = -1  # the last time `stamp_us` gave (-1: none; 0 is "unstamped")
         self._pending: list[Executed] = []
@@ -381,23 +384,52 @@ class Sequencer:
     def _count_loop_commit(self) -> None:
         """Count the commit the loop just made: when most commits of a window held it longer
         than `slow_commit_s` (a slow disk, a store pushing back), the journal's thread takes
-        the next ones, and the operator is told why."""
+        the next ones, and the operator is told why. Not when a busy machine is why: the time
+        the loop's thread waited for a core over the window (`_run_delay_s`) is taken off the
+        commits' time first, and what is left must still be that of half the window's commits
+        being slow (an overloaded venue's commits wait for a core as everything else does;
+        the thread would not help them, and it costs CPU)."""
+        if self._loop_commits == 0:
+            self._window_run_delay_s = self._run_delay_s()
+            self._window_commits_s = 0.0
         self._loop_commits += 1
-        if self._commit_took_s > self.slow_commit_s:
+        took_s = self._commit_took_s
+        self._window_commits_s += took_s
+        if took_s > self.slow_commit_s:
             self._slow_loop_commits += 1
         if self._loop_commits < SLOW_COMMITS_WINDOW:
             return
-        if self._slow_loop_commits * 2 > SLOW_COMMITS_WINDOW:
-            self.commit_on_loop = False  # the next batch goes to the thread (started then)
-            log.warning(
-                "%d of the last %d journal commits held the event loop longer than %.1f ms:"
-                " committing on the journal's thread from now on (to start that way, set"
-                " [venue] commit_on_loop = false)",
-                self._slow_loop_commits,
-                SLOW_COMMITS_WINDOW,
-                self.slow_commit_s * 1_000,
-            )
-        self._loop_commits = self._slow_loop_commits = 0
+        slow, self._loop_commits, self._slow_loop_commits = self._slow_loop_commits, 0, 0
+        if slow * 2 <= SLOW_COMMITS_WINDOW:
+            return
+        waited_s = self._run_delay_s() - self._window_run_delay_s
+        if self._window_commits_s - waited_s <= SLOW_COMMITS_WINDOW / 2 * self.slow_commit_s:
+            return
+        self.commit_on_loop = False  # the next batch goes to the thread (started then)
+        log.warning(
+            "%d of the last %d journal commits held the event loop longer than %.1f ms:"
+            " committing on the journal's thread from now on (to start that way, set"
+            " [venue] commit_on_loop = false)",
+            slow,
+            SLOW_COMMITS_WINDOW,
+            self.slow_commit_s * 1_000,
+        )
+
+    def _run_delay_s(self) -> float:
+        """How long the calling thread (the loop's) has waited for a core, runnable, since it
+        started: Linux's /proc/thread-self/schedstat (its second field, in ns), read twice a
+        window; 0 where there is none."""
+        fd = self._schedstat_fd
+        if fd is None:
+            try:  # opened by the loop's thread: `thread-self` is the thread that opens it
+                fd = self._schedstat_fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+            except OSError:
+                self._schedstat_fd = -1
+                return 0.0
+        if fd < 0:
+            return 0.0
+        fields = os.pread(fd, 128, 0).split()
+        return int(fields[1]) / 1e9 if len(fields) > 1 else 0.0
 
     def _commit(self, batch: list[Executed]) -> BaseException | None:
         """Encode `batch` and write it durably, then feed `on_durable`: the failure, if any.
@@ -498,3 +530,6 @@ class Sequencer:
             self._journal_thread = None
         self.io.shutdown(wait=True)
         self.journal.close()
+        if self._schedstat_fd is not None and self._schedstat_fd >= 0:
+            os.close(self._schedstat_fd)
+            self._schedstat_fd = None

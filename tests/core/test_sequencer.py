@@ -291,6 +291,32 @@ def test_commits_that_hold_the_loop_too_long_move_to_the_journals_thread(
     recovered.close()
 
 
+@pytest.mark.parametrize("commit_mode", ["on the loop"], indirect=True)
+def test_commits_slow_for_want_of_a_core_stay_on_the_loop(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An overloaded machine, not the disk: the loop's thread waited for a core (its run
+    delay) for all the time the commits took, so they stay on the loop, unannounced."""
+    window = sequencer_module.SLOW_COMMITS_WINDOW
+    # every moment of the run spent waiting for a core: the run delay grows with the clock
+    monkeypatch.setattr(sequencer_module.Sequencer, "_run_delay_s", lambda self: time.monotonic())
+    journal = SlowDisk(tmp_path / "journal", slow_s=0.008)
+    journal.slow = True
+
+    async def session() -> bool:
+        sequencer = Sequencer(Venue(), journal, Clock(), lambda batch: None, slow_commit_s=0.004)
+        sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
+        for i in range(2 * window):
+            sequencer.submit(order(1, Side.SELL, 10_000 + i, qty=1), origin=i)
+            await sequencer.drain()
+        sequencer.close()
+        return sequencer.commit_on_loop
+
+    with caplog.at_level("WARNING", logger="venue.sequencer"):
+        assert asyncio.run(session()), "every commit was slow, but for the CPU: on the loop"
+    assert not [r for r in caplog.records if "journal's thread" in r.getMessage()]
+
+
 def test_a_commit_that_takes_a_second_is_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
