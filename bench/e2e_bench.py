@@ -73,6 +73,9 @@ MAKER_REQUESTS_MIN_PER_S = 20.0  # each maker requotes at least this often: liqu
 MAKER_LEVELS = 3
 SWEEP_FACTOR = 1.5
 SWEEP_STEPS_MAX = 12
+# After the first step that breaks, the gap to the last that held is halved this often: the
+# rate reported is then within 1.5^(1/4) ≈ 6% of where the bound breaks, not 50%.
+SWEEP_REFINE_STEPS = 2
 SUSTAIN_FRACTION = 0.9
 DEFAULT_P99_BOUND_MS = 50.0
 GO_DELAY_S = 0.5  # between "go" and the first slot: every client has read it by then
@@ -632,21 +635,38 @@ async def sweep(
     profile: bool = False,
     cluster: bool = False,
 ) -> dict[str, Any]:
-    """Step the rate up until a bound breaks; with `profile`, every step is profiled and
-    the chosen step's profile is kept."""
+    """Step the rate up until a bound breaks, then halve the gap between the last rate that
+    held and the first that broke `SWEEP_REFINE_STEPS` times; the highest step that held is
+    the result. With `profile`, every step is profiled and the chosen step's profile is kept."""
     steps: list[dict[str, Any]] = []
-    best: dict[str, Any] | None = None
-    rate = load.rate
-    for _ in range(SWEEP_STEPS_MAX):
+
+    async def step_at(rate: float) -> tuple[dict[str, Any], bool]:
         step = await measure(_with_rate(load, rate), config, show_progress, profile, cluster)
         broke = held(step, p99_bound_us)
         steps.append(_step_line(step, broke))
         if show_progress and progress.on_terminal():
             print(f"sweep: {_describe_step(steps[-1])}", file=sys.stderr)
-        if broke is not None:
+        return step, broke is None
+
+    best: dict[str, Any] | None = None
+    rate = load.rate
+    for _ in range(SWEEP_STEPS_MAX):
+        step, holds = await step_at(rate)
+        if not holds:
             break
         best = step
         rate = min(RATE_MAX, rate * SWEEP_FACTOR)
+    else:
+        rate = 0.0  # every step held: nothing to refine
+    if best is not None and rate:
+        low, high = best["parameters"]["rate"], rate
+        for _ in range(SWEEP_REFINE_STEPS):
+            middle = (low + high) / 2
+            found, holds = await step_at(middle)
+            if holds:
+                best, low = found, middle
+            else:
+                high = middle
     chosen = best if best is not None else step
     return chosen | {
         "mode": "max",

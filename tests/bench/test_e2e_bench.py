@@ -4,6 +4,7 @@ The runs are never timed; they check that every action is accounted for, that th
 timetable sent exactly what it should, and that the result files are complete.
 """
 
+import asyncio
 import contextlib
 import io
 import itertools
@@ -247,6 +248,33 @@ def test_a_sweep_stops_at_the_first_step_that_breaks_a_bound(tmp_path: Path) -> 
     assert step["rate"] == 200 and step["broke"].startswith("p99")
     assert step["server_cpu_us_per_action"] > 0
     assert result["acked"] + result["rejected"] + result["unanswered"] == result["sent"]
+
+
+def test_a_sweep_halves_the_gap_after_the_first_break_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep's steps, on a stand-in for the measurement whose p99 in µs is its rate (the
+    real measurement is the test above): up by half to the first break, then two halvings."""
+
+    async def measured(load: e2e_bench.Load, *args: Any) -> dict[str, Any]:
+        return {
+            "ack_latency_us": {"p99": load.rate},
+            "rejected": 0,
+            "unanswered": 0,
+            "acked_per_sec": round(load.rate),
+            "parameters": {"rate": load.rate, "offered_per_sec": load.rate},
+            "server_cpu_percent": 50.0,
+            "server_cpu_us_per_action": 100.0,
+        }
+
+    monkeypatch.setattr(e2e_bench, "measure", measured)
+    load = e2e_bench.Load(1.0, 2_000, 1, 1, 0, 1)
+    result = asyncio.run(e2e_bench.sweep(load, tmp_path, 5_300, show_progress=False))
+    rates = [step["rate"] for step in result["sweep"]]
+    assert rates == [2_000, 3_000, 4_500, 6_750, 5_625, 5_062.5]
+    assert [step["broke"] is None for step in result["sweep"]] == [1, 1, 1, 0, 0, 1]
+    assert result["max_sustained_rate"] == 5_062.5
+    assert result["parameters"]["rate"] == 5_062.5, "the chosen step is the highest that held"
 
 
 def test_held_names_the_bound_a_step_broke() -> None:
