@@ -145,6 +145,11 @@ def _parser() -> argparse.ArgumentParser:
     ws_layer = bench_commands.add_parser("ws-layer", help="server CPU per frame: websocket layers")
     ws_layer_bench.add_arguments(ws_layer)
     ws_layer.set_defaults(run=ws_layer_bench.run)
+    from bench import syscall_floor
+
+    floor = bench_commands.add_parser("floor", help="the kernel's CPU per send and journal write")
+    syscall_floor.add_arguments(floor)
+    floor.set_defaults(run=syscall_floor.run)
     from bench import e2e_bench
 
     e2e = bench_commands.add_parser("e2e", help="the whole venue: makers, takers, subscribers")

@@ -1,0 +1,38 @@
+"""`venue bench floor`: the kernel's own cost per send and per durable journal write."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import syscall_floor
+from cli.main import main
+
+
+def test_a_send_is_read_whole_by_the_other_process_and_costs_cpu() -> None:
+    # the reader process exits non-zero unless every byte arrived: measure raises then
+    assert syscall_floor.send_cpu_us(200, gap_us=0) > 0
+
+
+def test_a_dsync_write_is_on_disk_and_its_costs_are_reported(tmp_path: Path) -> None:
+    cost = syscall_floor.dsync_cost(50, tmp_path)
+    assert cost["cpu_us"] > 0 and cost["wall_us"] > 0
+    assert not list(tmp_path.iterdir()), "its file is removed"
+
+
+def test_the_command_prints_both_floors_and_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", "floor", "--sends", "100", "--writes", "20", "--dir", str(tmp_path), "--json"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert set(result["send_cpu_us"]) == {str(gap) for gap in syscall_floor.GAPS_US}
+    assert all(value > 0 for value in result["send_cpu_us"].values())
+    assert result["dsync"]["cpu_us"] > 0
+    assert sum("loopback reader" in line for line in lines) == len(syscall_floor.GAPS_US)
+
+
+def test_a_count_of_zero_is_refused() -> None:
+    with pytest.raises(SystemExit, match="above zero"):
+        main(["bench", "floor", "--sends", "0"])
