@@ -14,7 +14,9 @@ Makers requote at least `MAKER_REQUESTS_MIN_PER_S` times a second each, so the t
 find liquidity (with `--taker-share 1` that floor is added to the rate). `--max` sweeps: from
 `--start-rate`, each step `SWEEP_FACTOR` times the last, until a step breaks a bound (p99 above
 `--p99-bound-ms`, any action rejected or unanswered, or less than `SUSTAIN_FRACTION` of the
-offered rate acknowledged); the result is the last step that held, with every step listed.
+offered rate acknowledged), then `SWEEP_REFINE_STEPS` halvings of the gap between the last
+step that held and the one that broke; the result is the highest step that held, with every
+step listed.
 
 Counts: `sent` = order actions sent (a batch's ops, a quote's sides); each is `acked` or
 `rejected` (by error name in `errors`), or `unanswered` if no answer came within the drain
@@ -74,7 +76,8 @@ MAKER_LEVELS = 3
 SWEEP_FACTOR = 1.5
 SWEEP_STEPS_MAX = 12
 # After the first step that breaks, the gap to the last that held is halved this often: the
-# rate reported is then within 1.5^(1/4) ≈ 6% of where the bound breaks, not 50%.
+# rate reported is then at most an eighth of that rate (12.5%) below where the bound broke,
+# not half of it (50%).
 SWEEP_REFINE_STEPS = 2
 SUSTAIN_FRACTION = 0.9
 DEFAULT_P99_BOUND_MS = 50.0
@@ -655,10 +658,12 @@ async def sweep(
         if not holds:
             break
         best = step
+        if rate >= RATE_MAX:
+            break  # the highest rate held: no higher to try
         rate = min(RATE_MAX, rate * SWEEP_FACTOR)
     else:
         rate = 0.0  # every step held: nothing to refine
-    if best is not None and rate:
+    if best is not None and rate > best["parameters"]["rate"]:  # a break above a hold
         low, high = best["parameters"]["rate"], rate
         for _ in range(SWEEP_REFINE_STEPS):
             middle = (low + high) / 2

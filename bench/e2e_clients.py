@@ -265,9 +265,20 @@ class Trader:
         self.pending.clear()
 
     def on_due(self, due: int) -> None:
-        """Slots up to `due` are due (the clock's wake-up): send them now, in this callback."""
-        connection, clock, all_sent = self.connection, self.clock, self.all_sent
-        assert connection is not None and clock is not None and all_sent is not None
+        """Slots up to `due` are due (the clock's wake-up): send them now, in this callback.
+        A failure here ends `run` with it (a loop callback's error would only be logged, and
+        `run` would wait for the slots forever)."""
+        all_sent = self.all_sent
+        assert all_sent is not None
+        try:
+            self._send_due(due, all_sent)
+        except Exception as failure:
+            if not all_sent.done():
+                all_sent.set_exception(failure)
+
+    def _send_due(self, due: int, all_sent: asyncio.Future[None]) -> None:
+        connection, clock = self.connection, self.clock
+        assert connection is not None and clock is not None
         if connection.closed.done():  # what is still pending counts as unanswered
             if not all_sent.done():
                 all_sent.set_result(None)

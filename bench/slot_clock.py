@@ -7,7 +7,8 @@ Owns when slot k is (`slot_s(k)`: the start plus k intervals, in whole nanosecon
 
 On Linux the wake-ups come from a timerfd on `CLOCK_MONOTONIC` (perf_counter's own clock
 there), armed at the first slot and every interval after it and read by the event loop's own
-poll: the loop wakes at the slot to the microsecond, with no thread. That replaced a
+poll: the loop wakes at the slot (its wake-up latency aside: tens of microseconds on an idle
+core), with no thread. That replaced a
 metronome thread that slept to each slot and woke the loop (`call_soon_threadsafe`): two
 wakes, a self-pipe and the GIL passed between threads for every request, which cost the
 clients CPU on the cores they share with the server, and ~400 µs from slot to write
@@ -76,7 +77,7 @@ class SlotClock:
 
     @property
     def precise(self) -> bool:
-        """Woken by a timerfd (to the microsecond), not the loop's timers (a millisecond)."""
+        """Woken by a timerfd at each slot, not by the loop's timers (to the millisecond)."""
         return self._fd is not None
 
     def start(self) -> None:

@@ -14,8 +14,8 @@ is the caller's choice (`commit_on_loop`):
   the thread, and the ack latency is lower too (docs/gateway.md);
 - on the journal's thread, for a journal whose commit waits on the network (JetStream), or
   a file on a disk too slow for the loop to wait (`[venue] commit_on_loop = false`, or
-  found out at run time: most of a window of commits held the loop too long,
-  `_count_loop_commit`):
+  found out at run time: most of a window of commits held the loop too long for the disk's
+  sake, `core.commit_watch`):
   later commands go on executing into the next batch meanwhile, and the thread hands the
   batch back to the loop once (`call_soon_threadsafe`: no executor futures, no task).
 
@@ -42,6 +42,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from core.commit_watch import SLOW_COMMIT_S, SlowCommitWatch
 from core.journal import Journal
 from engine.commands import AdvanceClock, AnyCommand, Command
 from engine.events import Event
@@ -51,14 +52,6 @@ log = logging.getLogger("venue.sequencer")
 
 BATCH_COMMANDS_MAX = 10_000  # one fsync covers at most this many; the rest wait a turn
 COMMIT_INTERVAL_S_MAX = 0.1  # a commit held back longer would be felt as an outage, not a lag
-# A commit on the loop that holds it longer than this is slow (~0.1 ms is usual for the file
-# journal here: a disk that takes milliseconds per O_DSYNC write, or a store whose
-# backpressure blocks, would stall every read, answer and ping behind it) ...
-SLOW_COMMIT_S = 0.002
-# ... and when more than half of a window's commits on the loop were slow, the journal's
-# thread takes the commits over for the rest of the run (never back: measured on the thread,
-# a commit's time includes its waits for the GIL, so it could not tell a fast disk again).
-SLOW_COMMITS_WINDOW = 64
 LONG_COMMIT_S = 1.0  # a commit this long is logged, wherever it runs: the venue stood still
 
 
@@ -156,13 +149,7 @@ class Sequencer:
         # holds back the next commit (and with `commit_on_loop`, the loop).
         self.on_durable = on_durable
         self.commit_on_loop = commit_on_loop
-        self.slow_commit_s = slow_commit_s  # on the loop: `_count_loop_commit`
-        self._loop_commits = 0  # commits on the loop in the current window ...
-        self._slow_loop_commits = 0  # ... and how many of them were slow
-        self._commit_took_s = 0.0  # the last commit's time (its write and `on_durable`)
-        self._window_commits_s = 0.0  # the window's commits' time, all told
-        self._window_run_delay_s = 0.0  # `_run_delay_s` as the window began
-        self._schedstat_fd: int | None = None  # `_run_delay_s`'s file (-1: there is none)
+        self.slow_commits = SlowCommitWatch(slow_commit_s)  # on the loop: too slow for it?
         self.last_seq = journal.last_seq()
         self._stamped_us = -1  # the last time `stamp_us` gave (-1: none; 0 is "unstamped")
         self._pending: list[Executed] = []
@@ -360,9 +347,13 @@ class Sequencer:
         if self.commit_interval_s:
             self._commit_started_s = loop.time()
         if self.commit_on_loop:  # the loop waits for the write: released as it returns
+            sampled = self.slow_commits.starting()
             failure = self._commit(batch)
-            self._count_loop_commit()
+            # measured as the commit ends (`finished` cannot raise), acted on once released
+            move_off = sampled and failure is None and self.slow_commits.finished()
             self._committed(batch, failure)
+            if move_off:
+                self._move_commits_off_loop()
             return
         if self._journal_thread is None:
             self._journal_thread = threading.Thread(
@@ -381,55 +372,19 @@ class Sequencer:
             if failure is not None:
                 return
 
-    def _count_loop_commit(self) -> None:
-        """Count the commit the loop just made: when most commits of a window held it longer
-        than `slow_commit_s` (a slow disk, a store pushing back), the journal's thread takes
-        the next ones, and the operator is told why. Not when a busy machine is why: the time
-        the loop's thread waited for a core over the window (`_run_delay_s`) is taken off the
-        commits' time first, and what is left must still be that of half the window's commits
-        being slow (an overloaded venue's commits wait for a core as everything else does;
-        the thread would not help them, and it costs CPU)."""
-        if self._loop_commits == 0:
-            self._window_run_delay_s = self._run_delay_s()
-            self._window_commits_s = 0.0
-        self._loop_commits += 1
-        took_s = self._commit_took_s
-        self._window_commits_s += took_s
-        if took_s > self.slow_commit_s:
-            self._slow_loop_commits += 1
-        if self._loop_commits < SLOW_COMMITS_WINDOW:
-            return
-        slow, self._loop_commits, self._slow_loop_commits = self._slow_loop_commits, 0, 0
-        if slow * 2 <= SLOW_COMMITS_WINDOW:
-            return
-        waited_s = self._run_delay_s() - self._window_run_delay_s
-        if self._window_commits_s - waited_s <= SLOW_COMMITS_WINDOW / 2 * self.slow_commit_s:
-            return
-        self.commit_on_loop = False  # the next batch goes to the thread (started then)
+    def _move_commits_off_loop(self) -> None:
+        """The next batches commit on the journal's thread (started with the first), for the
+        rest of the run: measured on the thread, a commit's time includes its waits for the
+        GIL, so it could not tell a fast disk again."""
+        self.commit_on_loop = False
+        window = self.slow_commits.window_commits
         log.warning(
-            "%d of the last %d journal commits held the event loop longer than %.1f ms:"
-            " committing on the journal's thread from now on (to start that way, set"
-            " [venue] commit_on_loop = false)",
-            slow,
-            SLOW_COMMITS_WINDOW,
-            self.slow_commit_s * 1_000,
+            "most of the last %d journal commits held the event loop longer than %.1f ms,"
+            " waiting for the disk (or the ledger store): committing on the journal's thread"
+            " from now on (to start that way, set [venue] commit_on_loop = false)",
+            window,
+            self.slow_commits.slow_s * 1_000,
         )
-
-    def _run_delay_s(self) -> float:
-        """How long the calling thread (the loop's) has waited for a core, runnable, since it
-        started: Linux's /proc/thread-self/schedstat (its second field, in ns), read twice a
-        window; 0 where there is none."""
-        fd = self._schedstat_fd
-        if fd is None:
-            try:  # opened by the loop's thread: `thread-self` is the thread that opens it
-                fd = self._schedstat_fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
-            except OSError:
-                self._schedstat_fd = -1
-                return 0.0
-        if fd < 0:
-            return 0.0
-        fields = os.pread(fd, 128, 0).split()
-        return int(fields[1]) / 1e9 if len(fields) > 1 else 0.0
 
     def _commit(self, batch: list[Executed]) -> BaseException | None:
         """Encode `batch` and write it durably, then feed `on_durable`: the failure, if any.
@@ -447,7 +402,7 @@ class Sequencer:
                 self.on_durable(batch)
         except BaseException as error:  # a Ctrl-C on the loop too: the outcome is unknown
             return error
-        self._commit_took_s = took_s = time.perf_counter() - started_s
+        took_s = time.perf_counter() - started_s
         if took_s >= LONG_COMMIT_S:
             log.warning(
                 "a journal commit of %d commands took %.3f s (the write and the ledger store's"
@@ -530,6 +485,4 @@ class Sequencer:
             self._journal_thread = None
         self.io.shutdown(wait=True)
         self.journal.close()
-        if self._schedstat_fd is not None and self._schedstat_fd >= 0:
-            os.close(self._schedstat_fd)
-            self._schedstat_fd = None
+        self.slow_commits.close()

@@ -276,6 +276,14 @@ def test_a_sweep_halves_the_gap_after_the_first_break_twice(
     assert result["max_sustained_rate"] == 5_062.5
     assert result["parameters"]["rate"] == 5_062.5, "the chosen step is the highest that held"
 
+    # every step holds: no break, nothing to refine; the top rate holds: nothing higher
+    result = asyncio.run(e2e_bench.sweep(load, tmp_path, 1e12, show_progress=False))
+    assert len(result["sweep"]) == e2e_bench.SWEEP_STEPS_MAX
+    monkeypatch.setattr(e2e_bench, "RATE_MAX", 4_000)
+    result = asyncio.run(e2e_bench.sweep(load, tmp_path, 1e12, show_progress=False))
+    assert [step["rate"] for step in result["sweep"]] == [2_000, 3_000, 4_000]
+    assert result["max_sustained_rate"] == 4_000
+
 
 def test_held_names_the_bound_a_step_broke() -> None:
     step = {

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from core import commit_watch
 from core import sequencer as sequencer_module
 from core.journal import EncodeInto, FileJournal, Sequenced
 from core.sequencer import BATCH_COMMANDS_MAX, Executed, _batch_end
@@ -234,14 +235,22 @@ class SlowDisk(FileJournal):
             time.sleep(self.slow_s)
 
 
+@pytest.fixture
+def small_windows(monkeypatch: pytest.MonkeyPatch) -> int:
+    """The slow-commit watch samples every second commit, 8 samples a window: 16 commits."""
+    monkeypatch.setattr(commit_watch, "SAMPLE_EVERY", 2)
+    monkeypatch.setattr(commit_watch, "WINDOW_SAMPLES", 8)
+    return 16
+
+
 @pytest.mark.parametrize("commit_mode", ["on the loop"], indirect=True)
 def test_commits_that_hold_the_loop_too_long_move_to_the_journals_thread(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, small_windows: int
 ) -> None:
-    """A window of commits with a quarter of them slow stays on the loop; one with more than
-    half slow moves the next commits to the journal's thread, for good, and says so."""
-    window = sequencer_module.SLOW_COMMITS_WINDOW
-    journal = SlowDisk(tmp_path / "journal", slow_s=0.008)
+    """A window with a quarter of its samples slow stays on the loop; one with more than half
+    slow moves the next commits to the journal's thread, for good, and says so."""
+    window = small_windows
+    journal = SlowDisk(tmp_path / "journal", slow_s=0.04)
     fed_on: list[str] = []  # the thread each batch was committed and fed on
     released: list[int] = []
 
@@ -256,15 +265,15 @@ def test_commits_that_hold_the_loop_too_long_move_to_the_journals_thread(
             Clock(),
             lambda batch: released.extend(e.seq for e in batch),
             on_durable=fed,
-            slow_commit_s=0.004,
+            slow_commit_s=0.02,
         )
-        sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
+        sequencer.submit(ListInstrument(spec=make_spec()), origin="list")  # commit 1
         await sequencer.drain()
         on_loop = []
-        for i in range(3 * window - 1):  # a commit each: the first window's 63, two more
-            # the first window: every fourth slow (16 of 64); then all of them
-            journal.slow = i >= window - 1 or i % 4 == 0
-            sequencer.submit(order(1, Side.SELL, 10_000 + i, qty=1), origin=i)
+        for commit in range(2, 2 * window + 9):  # a commit each: two windows, then 8 more
+            # the first window: commits 8 and 16 slow (2 of its 8 samples); then every one
+            journal.slow = commit > window or commit % 8 == 0
+            sequencer.submit(order(1, Side.SELL, 10_000 + commit, qty=1), origin=commit)
             await sequencer.drain()
             on_loop.append(sequencer.commit_on_loop)
         sequencer.close()
@@ -272,41 +281,44 @@ def test_commits_that_hold_the_loop_too_long_move_to_the_journals_thread(
 
     with caplog.at_level("WARNING", logger="venue.sequencer"):
         venue, on_loop = asyncio.run(session())
-    switched_at = on_loop.index(False)  # after the command that made the second window full
-    assert switched_at == 2 * window - 2 and not any(on_loop[switched_at:])
-    assert all(on_loop[:switched_at]), "the first window's 16 slow commits of 64 kept it there"
-    assert fed_on[: switched_at + 2] == ["MainThread"] * (switched_at + 2)
-    assert set(fed_on[switched_at + 2 :]) == {"journal"}, "then on the thread, never back"
-    assert released == list(range(1, 3 * window + 1)), "every command, durable, in order"
+    moved_after = on_loop.index(False) + 2  # the commit that ended the second window
+    assert moved_after == 2 * window and not any(on_loop[moved_after - 2 :])
+    assert fed_on[:moved_after] == ["MainThread"] * moved_after, "2 slow samples of 8 stay"
+    assert fed_on[moved_after:] == ["journal"] * 8, "then on the thread, never back"
+    assert released == list(range(1, 2 * window + 9)), "every command, durable, in order"
     warnings = [r.getMessage() for r in caplog.records if "journal's thread" in r.getMessage()]
     assert warnings == [
-        f"{window} of the last {window} journal commits held the event loop longer than 4.0 ms:"
-        " committing on the journal's thread from now on (to start that way, set [venue]"
-        " commit_on_loop = false)"
+        f"most of the last {window} journal commits held the event loop longer than 20.0 ms,"
+        " waiting for the disk (or the ledger store): committing on the journal's thread"
+        " from now on (to start that way, set [venue] commit_on_loop = false)"
     ]
     replayed = Venue()
     recovered = Sequencer(replayed, FileJournal(tmp_path / "journal"), Clock(), lambda b: None)
-    assert recovered.recover() == 3 * window
+    assert recovered.recover() == 2 * window + 8
     assert replayed.state_hash() == venue.state_hash()
     recovered.close()
 
 
 @pytest.mark.parametrize("commit_mode", ["on the loop"], indirect=True)
 def test_commits_slow_for_want_of_a_core_stay_on_the_loop(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    small_windows: int,
 ) -> None:
     """An overloaded machine, not the disk: the loop's thread waited for a core (its run
     delay) for all the time the commits took, so they stay on the loop, unannounced."""
-    window = sequencer_module.SLOW_COMMITS_WINDOW
-    # every moment of the run spent waiting for a core: the run delay grows with the clock
-    monkeypatch.setattr(sequencer_module.Sequencer, "_run_delay_s", lambda self: time.monotonic())
-    journal = SlowDisk(tmp_path / "journal", slow_s=0.008)
+    # every moment spent waiting for a core: the run delay grows with the clock
+    monkeypatch.setattr(
+        commit_watch.SlowCommitWatch, "run_delay_s", lambda self: time.perf_counter()
+    )
+    journal = SlowDisk(tmp_path / "journal", slow_s=0.04)
     journal.slow = True
 
     async def session() -> bool:
-        sequencer = Sequencer(Venue(), journal, Clock(), lambda batch: None, slow_commit_s=0.004)
+        sequencer = Sequencer(Venue(), journal, Clock(), lambda batch: None, slow_commit_s=0.02)
         sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
-        for i in range(2 * window):
+        for i in range(2 * small_windows):
             sequencer.submit(order(1, Side.SELL, 10_000 + i, qty=1), origin=i)
             await sequencer.drain()
         sequencer.close()
@@ -317,11 +329,40 @@ def test_commits_slow_for_want_of_a_core_stay_on_the_loop(
     assert not [r for r in caplog.records if "journal's thread" in r.getMessage()]
 
 
+def test_the_run_delay_is_the_second_field_of_the_threads_schedstat_in_seconds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stat = tmp_path / "schedstat"
+    stat.write_text("123000000 4500000000 7\n")  # cpu ns, run delay ns, timeslices
+    monkeypatch.setattr(commit_watch, "SCHEDSTAT", str(stat))
+    watch = commit_watch.SlowCommitWatch()
+    assert watch.run_delay_s() == 4.5
+    watch.close()
+
+
+def test_the_run_delay_is_read_for_the_reading_thread_even_after_its_opener_ended() -> None:
+    """`/proc/thread-self` names the thread that opened it: a read from another thread, or
+    after that thread has ended, opens it again rather than failing (or reading another's)."""
+    watch = commit_watch.SlowCommitWatch()
+    in_thread: list[float] = []
+    opener = threading.Thread(target=lambda: in_thread.append(watch.run_delay_s()))
+    opener.start()
+    opener.join()
+    first = watch.run_delay_s()  # its opener is gone
+    busy_until = time.perf_counter() + 0.02
+    while time.perf_counter() < busy_until:
+        pass
+    second = watch.run_delay_s()
+    assert in_thread[0] >= 0 and 0 <= first <= second
+    assert not watch._no_schedstat, "read here, not given up"
+    watch.close()
+
+
 def test_a_commit_that_takes_a_second_is_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sequencer_module, "LONG_COMMIT_S", 0.005)  # a second, scaled down
-    journal = SlowDisk(tmp_path / "journal", slow_s=0.01)
+    monkeypatch.setattr(sequencer_module, "LONG_COMMIT_S", 0.2)  # a second, scaled down
+    journal = SlowDisk(tmp_path / "journal", slow_s=0.3)
 
     async def session() -> None:
         sequencer = Sequencer(Venue(), journal, Clock(), lambda batch: None)
@@ -335,7 +376,7 @@ def test_a_commit_that_takes_a_second_is_logged(
     with caplog.at_level("WARNING", logger="venue.sequencer"):
         asyncio.run(session())
     logged = [r.getMessage() for r in caplog.records if "took" in r.getMessage()]
-    assert len(logged) == 1 and logged[0].startswith("a journal commit of 2 commands took 0.0")
+    assert len(logged) == 1 and logged[0].startswith("a journal commit of 2 commands took 0.")
 
 
 def test_a_failed_commit_is_fatal_and_releases_nothing(tmp_path: Path) -> None:
