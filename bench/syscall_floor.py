@@ -49,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.sends <= 0 or args.writes <= 0:
         raise SystemExit("--sends and --writes must be above zero")
+    if args.dir is not None and not args.dir.is_dir():
+        raise SystemExit(f"--dir {args.dir}: not a directory")
     result = measure(args.sends, args.writes, args.dir)
     for gap_us, cpu_us in result["send_cpu_us"].items():
         print(

@@ -47,6 +47,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--serve-dir", type=Path, help=argparse.SUPPRESS)  # the venue's data
 
 
+def _checked(args: argparse.Namespace) -> list[str]:
+    """The layers to measure; a count below one or a layer not here is refused."""
+    if args.frames < 1 or args.runs < 1:
+        raise SystemExit("--frames and --runs must be at least 1")
+    layers = [layer.strip() for layer in args.layers.split(",") if layer.strip()]
+    for layer in layers:
+        if layer not in LAYERS:
+            raise SystemExit(f"--layers: no layer {layer!r} (choose from {', '.join(LAYERS)})")
+        if layer == "picows" and not _has_picows():
+            raise SystemExit("--layers: picows is not installed here (pip install picows)")
+    if not layers:
+        raise SystemExit("--layers: name at least one layer")
+    return layers
+
+
 def _has_picows() -> bool:
     """picows is not a dependency of the venue: measured only where it is installed."""
     return importlib.util.find_spec("picows") is not None
@@ -56,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if args.serve:
         server_process.run_async(_serve(args.serve, args.serve_dir))
         return 0
-    layers = args.layers.split(",")
+    layers = _checked(args)
     samples: dict[str, list[float]] = {layer: [] for layer in layers}
     for _ in range(args.runs):  # interleaved: drift in the machine's load hits every layer
         for layer in layers:

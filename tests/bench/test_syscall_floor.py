@@ -36,3 +36,8 @@ def test_the_command_prints_both_floors_and_json(
 def test_a_count_of_zero_is_refused() -> None:
     with pytest.raises(SystemExit, match="above zero"):
         main(["bench", "floor", "--sends", "0"])
+
+
+def test_a_dir_that_is_not_there_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="not a directory"):
+        main(["bench", "floor", "--dir", str(tmp_path / "missing")])

@@ -21,3 +21,21 @@ def test_each_layer_answers_every_frame_and_reports_its_cpu(
     assert set(table) == {"websockets", "sansio", "venue"}
     for row in table.values():
         assert row["server_cpu_us_per_frame"] >= 0 and len(row["runs"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--frames", "0"], "--frames and --runs must be at least 1"),
+        (["--runs", "0"], "--frames and --runs must be at least 1"),
+        (["--layers", "sansio,foo"], "--layers: no layer 'foo'"),
+        (["--layers", ","], "--layers: name at least one layer"),
+    ],
+)
+def test_a_count_below_one_or_an_unknown_layer_is_refused_before_any_server_starts(
+    argv: list[str], says: str
+) -> None:
+    parser = argparse.ArgumentParser()
+    ws_layer_bench.add_arguments(parser)
+    with pytest.raises(SystemExit, match=says):
+        ws_layer_bench.run(parser.parse_args(argv))
