@@ -719,7 +719,7 @@ def check_arguments(args: argparse.Namespace) -> Load:
     rate = args.start_rate if args.max else (args.rate if args.rate is not None else DEFAULT_RATE)
     if not 0 < args.duration <= DURATION_S_MAX:
         raise SystemExit(f"--duration must be in (0, {DURATION_S_MAX:g}] seconds")
-    bounded("rate", rate, 1, RATE_MAX)
+    bounded("start-rate" if args.max else "rate", rate, 1, RATE_MAX)
     bounded("batch", args.batch, 1, BATCH_MAX)
     bounded("makers", args.makers, 1, MAKERS_MAX)
     bounded("takers", args.takers, 1, TAKERS_MAX)

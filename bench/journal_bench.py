@@ -24,6 +24,8 @@ from core.sequencer import COMMIT_INTERVAL_S_MAX, Executed, Sequencer
 from engine.venue import Venue
 from settlement.ledger import Ledger
 
+SEQUENCER_OPTIONS = {"rate": 4_000, "commands": 16_000, "commit_interval_ms": 0.0}  # defaults
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--records", type=int, default=200_000)
@@ -32,10 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     path = parser.add_argument_group("--sequencer: the commit path, paced")
     path.add_argument("--sequencer", action="store_true", help="sequencer + journal thread")
-    path.add_argument("--rate", type=int, default=4_000, help="commands/s submitted")
-    path.add_argument("--commands", type=int, default=16_000, help="commands submitted")
+    path.add_argument("--rate", type=int, help="commands/s submitted (default 4,000)")
+    path.add_argument("--commands", type=int, help="commands submitted (default 16,000)")
     path.add_argument(
-        "--commit-interval-ms", type=float, default=0.0, help="the sequencer's, as configured"
+        "--commit-interval-ms", type=float, help="the sequencer's, as configured (default 0)"
     )
 
 
@@ -132,8 +134,10 @@ async def measure_sequencer(
 def run(args: argparse.Namespace) -> int:
     if args.sequencer:
         return run_sequencer(args)
-    if args.commit_interval_ms:
-        raise SystemExit("--commit-interval-ms is the sequencer's: use it with --sequencer")
+    given = [name for name in SEQUENCER_OPTIONS if getattr(args, name) is not None]
+    if given:  # not silently ignored
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise SystemExit(f"{options}: only with --sequencer (they pace its commit path)")
     if min(args.records, args.batch, args.payload_bytes) <= 0:
         raise SystemExit("--records, --batch and --payload-bytes must be positive")
     with tempfile.TemporaryDirectory(prefix="venue-bench-journal-") as directory:
@@ -150,6 +154,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_sequencer(args: argparse.Namespace) -> int:
+    for name, default in SEQUENCER_OPTIONS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     if min(args.commands, args.rate) <= 0:
         raise SystemExit("--commands and --rate must be positive")
     if not 0 <= args.commit_interval_ms <= COMMIT_INTERVAL_S_MAX * 1_000:

@@ -40,6 +40,11 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(parts) - set(PARTS))
     if unknown or not parts:
         raise SystemExit(f"--parts: unknown {', '.join(unknown) or 'nothing'}; of {PARTS}")
+    if "e2e" in parts:  # checked before the other parts run, not after
+        if not 0 < args.e2e_duration <= e2e_bench.DURATION_S_MAX:
+            raise SystemExit(f"--e2e-duration must be in (0, {e2e_bench.DURATION_S_MAX:g}] seconds")
+        if not args.config.is_file():
+            raise SystemExit(f"--config {args.config}: no such file (the e2e part's venue)")
     steps: dict[str, Callable[[argparse.Namespace], Any]] = {
         "engine": _engine,
         "store": _store,

@@ -139,3 +139,19 @@ def test_venue_path_ratio_is_ledger_over_plain_per_workload() -> None:
         "cross: venue path (holds + DvP) / plain = 0.500 (below the goal of 0.67)",
         "mixed: venue path (holds + DvP) / plain = 0.900 (meets the goal of 0.67)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--e2e-duration", "0"], "--e2e-duration must be in"),
+        (["--config", "missing.toml"], "--config missing.toml: no such file"),
+    ],
+)
+def test_bench_all_refuses_a_bad_e2e_part_before_running_the_others(
+    tmp_path: Path, extra: list[str], says: str
+) -> None:
+    argv = ["bench", "all", "--out", str(tmp_path), "--parts", "engine,e2e", *extra]
+    with pytest.raises(SystemExit, match=says):
+        main(argv)
+    assert not list(tmp_path.iterdir()), "the engine part did not run first"

@@ -61,3 +61,10 @@ def test_the_counting_journal_counts_each_durable_batch_of_the_sequencer_once(
 
     assert len(commands) >= 3
     assert asyncio.run(three_batches()) == 3
+
+
+def test_the_sequencers_options_without_sequencer_are_refused_not_ignored() -> None:
+    with pytest.raises(SystemExit, match="--commands: only with --sequencer"):
+        main(["bench", "journal", "--commands", "0"])
+    with pytest.raises(SystemExit, match="--rate, --commit-interval-ms: only with --sequencer"):
+        main(["bench", "journal", "--rate", "5", "--commit-interval-ms", "2"])
