@@ -13,6 +13,7 @@ listed as skipped, with why.
 
 import argparse
 import json
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
@@ -26,6 +27,7 @@ from bench.engine_bench import (
     _collector,
     _positive,
 )
+from cli import progress
 
 BASELINE = "ours"  # the adapter every ratio is relative to
 DEFAULT_GC = "disable"
@@ -55,7 +57,18 @@ def run(args: argparse.Namespace) -> int:
         from bench import engine_bench
 
         return engine_bench.run(args)
-    report = compare(args.workload, args.ops, args.seed, getattr(args, "gc", DEFAULT_GC))
+    engines = all_adapters()
+    with progress.bar(
+        args.json, total=len(engines) + 1, desc=f"{args.workload}: workload", unit="engine"
+    ) as shown:
+
+        def ran(engine: str) -> None:  # the workload built, or an engine done (or skipped)
+            shown.set_description(f"{args.workload}: {engine} done", refresh=False)
+            shown.update(1)
+
+        report = compare(
+            args.workload, args.ops, args.seed, getattr(args, "gc", DEFAULT_GC), engines, ran
+        )
     print(json.dumps(report) if args.json else table(report))
     return 0 if report["traded_qty_equal"] else 1
 
@@ -66,24 +79,20 @@ def compare(
     seed: int,
     gc_mode: str = DEFAULT_GC,
     adapters: list[EngineAdapter] | None = None,
+    ran: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run workload `name` through every available adapter; the report as a dict."""
+    """Run workload `name` through every available adapter; the report as a dict. `ran` is
+    told as the workload is built and as each engine is done or skipped (progress)."""
+    told = ran or (lambda engine: None)
     workload = workloads.build(name, ops, seed)
+    told("the workload")
     results: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     for adapter in all_adapters() if adapters is None else adapters:
-        ok, reason = adapter.available()
-        if not ok:
-            skipped.append({"engine": adapter.name, "reason": reason})
-            continue
-        try:
-            commands = adapter.prepare(workload)
-        except Unsupported as reason:  # this engine cannot run this workload faithfully
-            skipped.append({"engine": adapter.name, "reason": f"{name}: {reason}"})
-            continue
-        with _collector(gc_mode):
-            result = adapter.run(commands)
-        results.append(_row(adapter.name, result))
+        result = _run_adapter(adapter, workload, name, gc_mode, skipped)
+        if result is not None:
+            results.append(_row(adapter.name, result))
+        told(adapter.name)
     base = next((r for r in results if r["engine"] == BASELINE), None)
     for row in results:
         row["ratio_to_ours"] = (
@@ -107,6 +116,27 @@ def compare(
         "skipped": skipped,
         "traded_qty_equal": len(totals) == 1,
     }
+
+
+def _run_adapter(
+    adapter: EngineAdapter,
+    workload: workloads.Workload,
+    name: str,
+    gc_mode: str,
+    skipped: list[dict[str, str]],
+) -> AdapterResult | None:
+    """One engine's run of the workload; None, with the reason in `skipped`, if it cannot."""
+    ok, reason = adapter.available()
+    if not ok:
+        skipped.append({"engine": adapter.name, "reason": reason})
+        return None
+    try:
+        commands = adapter.prepare(workload)
+    except Unsupported as unsupported:  # this engine cannot run this workload faithfully
+        skipped.append({"engine": adapter.name, "reason": f"{name}: {unsupported}"})
+        return None
+    with _collector(gc_mode):
+        return adapter.run(commands)
 
 
 def _row(name: str, result: AdapterResult) -> dict[str, Any]:

@@ -16,12 +16,13 @@ import gc
 import json
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bench import environment, stats, workloads
+from cli import progress
 from engine.events import CommandRejected
 from engine.venue import Venue
 
@@ -62,8 +63,22 @@ def add_all_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
 
 
+# A measurement's steps, each drawn as it ends on a terminal: the workload built, the timed
+# pass, the latency pass. Between passes only: the bar never runs inside a timed loop.
+MEASURE_STEPS = 3
+STEP_FORMAT = "{desc}: {n_fmt}/{total_fmt} steps [{elapsed}]"
+
+
 def run(args: argparse.Namespace) -> int:
-    result = measure(args.workload, args.ops, args.seed, args.gc, args.ledger)
+    with progress.bar(
+        args.json,
+        total=MEASURE_STEPS,
+        desc=label_of(args.workload, args.ledger),
+        bar_format=STEP_FORMAT,
+    ) as shown:
+        result = measure(
+            args.workload, args.ops, args.seed, args.gc, args.ledger, lambda: shown.update(1)
+        )
     if args.json:
         print(json.dumps(result))
     else:
@@ -78,11 +93,17 @@ def run_all(args: argparse.Namespace) -> int:
 
 def run_all_results(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every workload with and without the ledger: print a table, write the JSON, return them."""
-    results = [
-        measure(name, args.ops, args.seed, args.gc, ledger)
-        for ledger in (False, True)
-        for name in sorted(workloads.WORKLOADS)
-    ]
+    runs = [(name, ledger) for ledger in (False, True) for name in sorted(workloads.WORKLOADS)]
+    with progress.bar(
+        getattr(args, "json", False),
+        total=MEASURE_STEPS * len(runs),
+        desc="engine",
+        bar_format=STEP_FORMAT,
+    ) as shown:
+        results = [
+            measure(name, args.ops, args.seed, args.gc, ledger, lambda: shown.update(1))
+            for name, ledger in runs
+        ]
     print(table(results))
     print(venue_path_ratios(results))
     report = environment.describe("engine") | {
@@ -97,14 +118,22 @@ def run_all_results(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def measure(
-    name: str, ops: int, seed: int, gc_mode: str = "disable", ledger: bool = False
+    name: str,
+    ops: int,
+    seed: int,
+    gc_mode: str = "disable",
+    ledger: bool = False,
+    on_step: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
     """Generate the workload, then time it twice on fresh venues; the result as a dict.
 
     With `ledger`, the venue runs the full path: holds, matching and DvP settlement.
+    `on_step` is called as each of the `MEASURE_STEPS` ends (a progress bar's).
     """
+    step = on_step or (lambda: None)
     workload = workloads.build(name, ops, seed)
     commands = workload.commands
+    step()
 
     venue = workload.fresh_venue(ledger)
     execute = venue.execute
@@ -117,6 +146,7 @@ def measure(
         cpu_ns = time.process_time_ns() - cpu_started
     throughput_end = _fingerprint(venue)
     del venue, execute  # free the first book before the second pass builds its own
+    step()
 
     venue = workload.fresh_venue(ledger)
     execute = venue.execute
@@ -132,6 +162,7 @@ def measure(
                 rejected += 1
     if _fingerprint(venue) != throughput_end:
         raise RuntimeError("the two passes ended in different states: not deterministic")
+    step()
 
     latencies.sort()
     market = venue.markets[workloads.SYMBOL]
@@ -216,7 +247,11 @@ def venue_path_ratios(results: list[dict[str, Any]]) -> str:
 
 def label(result: dict[str, Any]) -> str:
     """The workload's name, marked when it ran the full venue path."""
-    return f"{result['workload']}+ledger" if result["ledger"] else result["workload"]
+    return label_of(result["workload"], result["ledger"])
+
+
+def label_of(workload: str, ledger: bool) -> str:
+    return f"{workload}+ledger" if ledger else workload
 
 
 @contextmanager

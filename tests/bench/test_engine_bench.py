@@ -4,6 +4,8 @@ Never asserts on speed: only that what is reported is there and adds up.
 """
 
 import json
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 
 from bench import engine_bench, workloads
 from cli.main import main
+from tests.terminal import run_on_terminal
 
 OPS = 2_000
 SEED = 3
@@ -155,3 +158,20 @@ def test_bench_all_refuses_a_bad_e2e_part_before_running_the_others(
     with pytest.raises(SystemExit, match=says):
         main(argv)
     assert not list(tmp_path.iterdir()), "the engine part did not run first"
+
+
+def test_on_a_terminal_the_engine_benchmarks_draw_their_steps_and_json_stays_clean() -> None:
+    """Silent for seconds to a minute before: now a bar of steps (built, timed pass, latency
+    pass) and, with --compare, one per engine; never with --json."""
+    repo = Path(__file__).resolve().parents[2]
+    engine = [sys.executable, "-m", "cli.main", "bench", "engine", "--ops", "3000"]
+    status, drawn = run_on_terminal(engine, repo, timeout_s=120)
+    assert status == 0, drawn
+    assert "mixed: 3/3 steps" in drawn and "ops/s" in drawn
+    status, drawn = run_on_terminal([*engine, "--json"], repo, timeout_s=120)
+    assert status == 0 and "steps" not in drawn
+    assert json.loads(drawn.strip().splitlines()[-1])["ops"] == 3000
+    compared = [*engine, "--compare", "--workload", "addcancel"]
+    status, drawn = run_on_terminal(compared, repo, timeout_s=120)
+    assert status == 0, drawn
+    assert re.search(r"addcancel: [\w+-]+ done: 100%", drawn), drawn  # the last engine's
