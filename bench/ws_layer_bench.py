@@ -19,6 +19,7 @@ it measures another checkout too (run from that checkout's root).
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -36,6 +37,7 @@ REQUEST = b'{"id":1,"method":"ping","params":{}}'
 ANSWER = b'{"id":1,"result":{}}'
 LAYERS = ("websockets", "sansio", "venue", "picows")
 CLOCK_TICKS_S = os.sysconf("SC_CLK_TCK")
+VENUE_CONFIG = Path("venue.toml")  # the venue layer's, relative to the working directory
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +61,11 @@ def _checked(args: argparse.Namespace) -> list[str]:
             raise SystemExit("--layers: picows is not installed here (pip install picows)")
     if not layers:
         raise SystemExit("--layers: name at least one layer")
+    if "venue" in layers and not VENUE_CONFIG.is_file():
+        raise SystemExit(
+            f"the venue layer runs {VENUE_CONFIG} of the working directory, and there is none:"
+            " run from the repository's root, or leave it out (--layers websockets,sansio)"
+        )
     return layers
 
 
@@ -106,7 +113,10 @@ async def _measure(layer: str, frames: int) -> dict[str, Any]:
     )  # fmt: skip
     try:
         assert process.stdout is not None
-        port = int(await process.stdout.readline())
+        line = await process.stdout.readline()
+        if not line.strip():  # it ended before listening (its error is on stderr above)
+            raise SystemExit(f"ws-layer: the {layer} server did not start")
+        port = int(line)
         done = asyncio.get_running_loop().create_future()
         counts = {"sent": 0, "answered": 0}
 
@@ -130,7 +140,9 @@ async def _measure(layer: str, frames: int) -> dict[str, Any]:
         connection.close()
         return {"server_cpu_us_per_frame": spent * 1e6 / frames}
     finally:
-        process.terminate()
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):  # it may end as we stop it
+                process.terminate()
         await process.wait()
         directory.cleanup()
 
@@ -187,7 +199,7 @@ async def _venue(directory: Path) -> int:
     from core import config as venue_config
     from gateway.server import VenueServer
 
-    config = server_process.unlimited_config(Path("venue.toml"), directory)
+    config = server_process.unlimited_config(VENUE_CONFIG, directory)
     server = VenueServer(venue_config.load(config), directory / "data")
     return await server.start("127.0.0.1", 0)
 

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +40,15 @@ def test_a_count_below_one_or_an_unknown_layer_is_refused_before_any_server_star
     ws_layer_bench.add_arguments(parser)
     with pytest.raises(SystemExit, match=says):
         ws_layer_bench.run(parser.parse_args(argv))
+
+
+def test_the_venue_layer_without_its_config_is_refused_up_front(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from outside the repository, its server died unseen and the client failed with a
+    ProcessLookupError: now the missing venue.toml is named before anything starts."""
+    monkeypatch.setattr(ws_layer_bench, "VENUE_CONFIG", tmp_path / "venue.toml")
+    parser = argparse.ArgumentParser()
+    ws_layer_bench.add_arguments(parser)
+    with pytest.raises(SystemExit, match=r"the venue layer runs \S*venue\.toml"):
+        ws_layer_bench.run(parser.parse_args(["--layers", "sansio,venue"]))
