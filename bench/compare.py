@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     ) as shown:
 
         def ran(engine: str) -> None:  # the workload built, or an engine done (or skipped)
-            shown.set_description(f"{args.workload}: {engine} done", refresh=False)
+            shown.set_description_str(f"{args.workload}: {engine} done", refresh=False)
             shown.update(1)
 
         report = compare(

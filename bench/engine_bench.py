@@ -66,7 +66,6 @@ def add_all_arguments(parser: argparse.ArgumentParser) -> None:
 # A measurement's steps, each drawn as it ends on a terminal: the workload built, the timed
 # pass, the latency pass. Between passes only: the bar never runs inside a timed loop.
 MEASURE_STEPS = 3
-STEP_FORMAT = "{desc}: {n_fmt}/{total_fmt} steps [{elapsed}]"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         args.json,
         total=MEASURE_STEPS,
         desc=label_of(args.workload, args.ledger),
-        bar_format=STEP_FORMAT,
+        bar_format=progress.STEPS_FORMAT,
     ) as shown:
         result = measure(
             args.workload, args.ops, args.seed, args.gc, args.ledger, lambda: shown.update(1)
@@ -98,7 +97,7 @@ def run_all_results(args: argparse.Namespace) -> list[dict[str, Any]]:
         getattr(args, "json", False),
         total=MEASURE_STEPS * len(runs),
         desc="engine",
-        bar_format=STEP_FORMAT,
+        bar_format=progress.STEPS_FORMAT,
     ) as shown:
         results = [
             measure(name, args.ops, args.seed, args.gc, ledger, lambda: shown.update(1))

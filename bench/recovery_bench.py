@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from bench import workloads
+from cli import progress
 from core import snapshots
 from core.journal import FileJournal
 from core.sequencer import decode_command, encode_command
@@ -109,11 +110,19 @@ def measure_snapshot(orders: int, seed: int, directory: Path) -> dict[str, objec
 def run(args: argparse.Namespace) -> int:
     if min(args.commands, args.orders) <= 0:
         raise SystemExit("--commands and --orders must be positive")
-    with tempfile.TemporaryDirectory(prefix="venue-bench-recovery-") as directory:
+    with (
+        tempfile.TemporaryDirectory(prefix="venue-bench-recovery-") as directory,
+        progress.bar(
+            args.json, total=2, desc="recovery: replay", bar_format=progress.STEPS_FORMAT
+        ) as shown,
+    ):
         result = measure_replay(args.commands, args.seed, Path(directory))
+        shown.set_description_str("recovery: snapshot", refresh=False)
+        shown.update(1)
         snapshot_dir = Path(directory) / "snapshots"
         snapshot_dir.mkdir()
         result |= measure_snapshot(args.orders, args.seed, snapshot_dir)
+        shown.update(1)
     if args.json:
         print(json.dumps(result))
     else:

@@ -28,8 +28,11 @@ import socket
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from cli import progress
 
 SEND_BYTES = 120  # an order's acknowledgement, about
 RECORD_BYTES = 300  # a batch of one or two commands in the journal, about
@@ -51,7 +54,11 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("--sends and --writes must be above zero")
     if args.dir is not None and not args.dir.is_dir():
         raise SystemExit(f"--dir {args.dir}: not a directory")
-    result = measure(args.sends, args.writes, args.dir)
+    steps = len(GAPS_US) + 1
+    with progress.bar(
+        args.json, total=steps, desc="floor", bar_format=progress.STEPS_FORMAT
+    ) as shown:
+        result = measure(args.sends, args.writes, args.dir, lambda: shown.update(1))
     for gap_us, cpu_us in result["send_cpu_us"].items():
         print(
             f"send of {SEND_BYTES} B to a sleeping loopback reader, {gap_us} µs apart: "
@@ -67,12 +74,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def measure(sends: int, writes: int, directory: Path | None) -> dict[str, Any]:
-    return {
-        "send_bytes": SEND_BYTES,
-        "send_cpu_us": {str(gap): send_cpu_us(sends, gap) for gap in GAPS_US},
-        "dsync": dsync_cost(writes, directory),
-    }
+def measure(
+    sends: int, writes: int, directory: Path | None, step: Callable[[], object] = lambda: None
+) -> dict[str, Any]:
+    """Both floors; `step` is called as each gap's sends and the writes are done."""
+    send_cpu = {}
+    for gap in GAPS_US:
+        send_cpu[str(gap)] = send_cpu_us(sends, gap)
+        step()
+    dsync = dsync_cost(writes, directory)
+    step()
+    return {"send_bytes": SEND_BYTES, "send_cpu_us": send_cpu, "dsync": dsync}
 
 
 def send_cpu_us(count: int, gap_us: int) -> float:

@@ -16,6 +16,7 @@ T = TypeVar("T")
 # A terminal that reports no size (a bare pty, `script`) still gets a bar of this size;
 # tqdm would take the size 0 x 0 at its word and draw nothing.
 COLUMNS_FALLBACK, ROWS_FALLBACK = 100, 24
+STEPS_FORMAT = "{desc}: {n_fmt}/{total_fmt} steps [{elapsed}]"  # a few long steps, no rate
 
 
 def on_terminal(quiet: bool = False) -> bool:

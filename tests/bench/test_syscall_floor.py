@@ -1,12 +1,14 @@
 """`venue bench floor`: the kernel's own cost per send and per durable journal write."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 from bench import syscall_floor
 from cli.main import main
+from tests.terminal import run_on_terminal
 
 
 def test_a_send_is_read_whole_by_the_other_process_and_costs_cpu() -> None:
@@ -41,3 +43,11 @@ def test_a_count_of_zero_is_refused() -> None:
 def test_a_dir_that_is_not_there_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="not a directory"):
         main(["bench", "floor", "--dir", str(tmp_path / "missing")])
+
+
+def test_on_a_terminal_its_steps_are_drawn(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    argv = [sys.executable, "-m", "cli.main", "bench", "floor", "--sends", "100", "--writes", "10"]
+    status, drawn = run_on_terminal([*argv, "--dir", str(tmp_path)], repo, timeout_s=60)
+    assert status == 0, drawn
+    assert f"floor: {len(syscall_floor.GAPS_US) + 1}/4 steps" in drawn and "O_DSYNC" in drawn
