@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
-from core.bus import Bus
+from core.bus import Bus, EmbeddedBus
 from core.sequencer import Executed
 from core.venue_core import now_us, rejection, save_json
 from engine.commands import ArmDeadMan, CancelAll, CancelOrder, Command, PlaceOrder
@@ -156,7 +156,9 @@ class Dispatcher:
         self.issued_keys = issued_keys
         self.specs: dict[str, InstrumentSpec] = {}  # by symbol, for the wire's conversions
         self.scales: dict[str, int] = {}  # by asset code
-        self.placed = PlacedOrders(self.reads)
+        # embedded, a submitted command has run when `submit` returns; over a cluster's bus
+        # its outcome comes back a hop later (`PlacedOrders.in_flight`)
+        self.placed = PlacedOrders(self.reads, replica_lags=not isinstance(bus, EmbeddedBus))
         self.queries = Queries(self)  # quotes, and who placed each open order
         # a cluster's gateway shares issued keys through the bus (core/cluster_keys.py)
         self.shared_keys: SharedKeys | None = getattr(bus, "keys", None)
@@ -449,6 +451,7 @@ class Dispatcher:
                     quote_set=p.quote_set,
                 )
                 self.submit_all(amends, pending)
+                placed.sent_amends(amends)  # over a cluster's bus: the next one's base
                 placed.track_amends(bid.order_id, ask.order_id)  # the next quote.mass's base
                 return
         self._requote_each(session, request, t_in, key.account, ts_us)
@@ -492,6 +495,7 @@ class Dispatcher:
         for command, slot in planned:
             executed = submit(command, pending)
             track_quote(slot, executed.events)  # now: the next quote.mass builds on it
+        self.placed.sent_amends(command for command, _ in planned)
 
     def _cancel_quote_set(
         self, session: Session, request: wire.Request, t_in: int, account: int, quote_set: str

@@ -43,11 +43,20 @@ QuoteSlot = tuple[int, str, str, Side]  # account, quote set, symbol, side: one 
 class PlacedOrders:
     """The live quotes and the placing session of each open order placed here."""
 
-    def __init__(self, reads: ReadSide) -> None:
+    def __init__(self, reads: ReadSide, replica_lags: bool = False) -> None:
         self.reads = reads
         self.quotes: dict[QuoteSlot, int] = {}  # each live quote's order id
         self.quote_slots: dict[int, QuoteSlot] = {}  # and back: forgotten when it closes
         self.placed_on: dict[int, Session] = {}  # open order id -> the session that placed it
+        # Over a cluster's bus the replica (`reads`) learns of the amends sent from here a hop
+        # later, and a market maker requotes without waiting: each quote's last amend sent is
+        # what the next requote builds on until its outcome comes back (`sent_amends`,
+        # `_outcomes_back`). Decided on the replica, a requote back to the price the replica
+        # still shows was skipped as "quoted so already", and one to the price already sent
+        # was refused at the core as changing nothing (`AMEND_REJECTED`). Embedded, every
+        # command has run when `submit` returns: nothing is ever in flight.
+        self.replica_lags = replica_lags
+        self.in_flight: dict[int, AmendOrder] = {}  # order id -> its last amend sent
 
     def requote(self, slot: QuoteSlot, price: int, qty: int, ts_us: int = 0) -> Command | None:
         """The command that makes the slot's live quote `qty` at `price` (0: pulled), at
@@ -71,7 +80,11 @@ class PlacedOrders:
             )
         if not qty:
             return CancelOrder(ts_us=ts_us, account=account, order_id=order.order_id)
-        if order.price == price and order.leaves_qty == qty:
+        sent = self.in_flight.get(order.order_id) if self.in_flight else None
+        if sent is not None:  # where the core will have it, not yet the replica
+            if sent.price == price and sent.qty - order.cum_qty == qty:
+                return None
+        elif order.price == price and order.leaves_qty == qty:
             return None  # already quoted exactly so: keep its place in the queue
         # Quotes are sizes on display: the amended total is what traded plus the new size.
         return AmendOrder(
@@ -114,6 +127,8 @@ class PlacedOrders:
         ask = orders.get(quotes.get((account, quote_set, symbol, Side.SELL), 0))
         if bid is None or ask is None or bid.account != account or ask.account != account:
             return None
+        if self.in_flight and (bid.order_id in self.in_flight or ask.order_id in self.in_flight):
+            return None  # decided on what was sent from here: `requote`, side by side
         if (bid.price == bid_px and bid.leaves_qty == bid_qty) or (
             ask.price == ask_px and ask.leaves_qty == ask_qty
         ):
@@ -135,6 +150,27 @@ class PlacedOrders:
             ),
         )
 
+    def sent_amends(self, commands: Iterable[Command]) -> None:
+        """Commands were submitted: over a cluster's bus, each amend is its order's last sent
+        until its outcome comes back (`_outcomes_back`); embedded, nothing to remember."""
+        if self.replica_lags:
+            for command in commands:
+                if type(command) is AmendOrder:
+                    self.in_flight[command.order_id] = command
+
+    def _outcomes_back(self, batch: list[Executed]) -> None:
+        """A released batch holds these amends' outcomes: the replica now shows what they did
+        (amended, or refused and left as it was), so it is what the next requote builds on.
+        Matched by price and size (the core stamps its own time): an amend sent again with
+        the same ones is as good as back."""
+        in_flight = self.in_flight
+        for executed in batch:
+            command = executed.command
+            if type(command) is AmendOrder:
+                sent = in_flight.get(command.order_id)
+                if sent is not None and sent.price == command.price and sent.qty == command.qty:
+                    del in_flight[command.order_id]
+
     def track_amends(self, bid_order_id: int, ask_order_id: int) -> None:
         """`track_quote` after the two amends of the usual requote (`amends`), once both ran
         (an amend accepts no order; a post-only quote's amend never trades, so neither
@@ -152,6 +188,8 @@ class PlacedOrders:
         Once per batch, not per command: the events of all its commands are gathered in C,
         so a command that closes nothing here (a requote's amend, most of them) costs no
         call and no look at its events in Python."""
+        if self.in_flight:  # over a cluster's bus, amends sent from here whose outcome is due
+            self._outcomes_back(batch)
         placed_on, quote_slots = self.placed_on, self.quote_slots
         if not placed_on and not quote_slots:
             return  # nothing placed here is open: nothing to forget
@@ -207,6 +245,8 @@ class PlacedOrders:
             self.forget_quote(order_id)  # pulled, filled or refused: no live quote
 
     def forget_quote(self, order_id: int) -> None:
+        if self.in_flight:
+            self.in_flight.pop(order_id, None)  # closed: no outcome of it is owed any more
         slot = self.quote_slots.pop(order_id, None)
         if slot is not None and self.quotes.get(slot) == order_id:
             del self.quotes[slot]

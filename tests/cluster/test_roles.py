@@ -135,6 +135,44 @@ def test_quote_mass_through_a_gateway_amends_the_quote_it_placed(cluster: LocalC
     run(scenario())
 
 
+def test_pipelined_quote_mass_requests_through_a_gateway_end_where_the_last_one_said(
+    cluster: LocalCluster,
+) -> None:
+    """A market maker requotes without waiting for the answers. The gateway's replica learns
+    of its own amends a hop later, so each requote is decided on what was sent from here:
+    none is refused as changing nothing (`AMEND_REJECTED`), none is skipped as quoted so
+    already, and the quote ends where the last request put it."""
+    gateway = cluster.gateways[0]
+
+    def quote(bid_px: str) -> dict[str, Any]:
+        sides = {"bid_px": bid_px, "bid_qty": "1", "ask_px": "420.00", "ask_qty": "1"}
+        return {"quote_set": "pipelined", "quotes": [{"symbol": QUOTED, **sides}]}
+
+    async def scenario() -> None:
+        maker = await client(gateway.url, "alpha")
+        try:
+            await maker.request("session.cod", {"enabled": True})
+            await maker.request("quote.mass", quote("399.00"))  # placed, known here once back
+            await asyncio.sleep(0.5)  # its record has come back to the gateway's replica
+            moves = ("399.50", "399.00", "399.50", "399.00", "399.50", "399.00")
+            answers = await asyncio.gather(
+                *(maker.request_raw("quote.mass", quote(bid)) for bid in moves)
+            )
+            for answer in answers:
+                assert answer["status"] == 200, answer
+                assert all(op["status"] == 200 for op in answer["result"]["results"]), answer
+            orders = (await maker.open_orders(QUOTED))["orders"]
+            mine = sorted((o["side"], o["price"]) for o in orders if o["price"] in PIPELINED)
+            assert mine == [("buy", "399.00"), ("sell", "420.00")], orders
+        finally:
+            await maker.close()
+
+    run(scenario())
+
+
+PIPELINED = {"399.00", "399.50", "420.00"}  # the prices of the pipelined test's quotes
+
+
 # ----------------------------------------------------------------- faults under load
 
 ORDERS_PER_LOOP = 40

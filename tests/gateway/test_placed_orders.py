@@ -96,3 +96,38 @@ def test_after_a_recovery_the_live_quotes_are_the_open_orders_of_each_set() -> N
     assert requote == AmendOrder(account=ACCOUNT, order_id=3, price=9_980, qty=500)
     new_quote = placed.requote((ACCOUNT, "s", LISTED, Side.SELL), 10_020, 500)
     assert isinstance(new_quote, PlaceOrder) and new_quote.quote_set == "s"  # kept with it
+
+
+def test_over_a_lagging_replica_a_requote_builds_on_the_amend_in_flight_until_it_is_back() -> None:
+    """A cluster gateway's replica shows a quote at 9,990 while the amend to 9,980 sent from
+    here is on its way: a requote back to 9,990 is an amend (not "quoted so already"), one to
+    9,980 is nothing (not an amend the core would refuse as changing nothing), and the usual
+    two-sided path steps aside. Once the amend's outcome is released, the replica is the base
+    again; an embedded venue's never has anything in flight."""
+    from types import SimpleNamespace
+
+    from tests.engine.conftest import SYMBOL as LISTED
+    from tests.engine.conftest import Harness
+
+    harness = Harness()
+    harness.place(ACCOUNT, Side.BUY, 9_990, 1_000, post_only=True, quote_set="q")  # order 1
+    harness.place(ACCOUNT, Side.SELL, 10_010, 1_000, post_only=True, quote_set="q")  # order 2
+    reads = cast(ReadSide, SimpleNamespace(orders=harness.venue.orders))
+    placed = PlacedOrders(reads, replica_lags=True)
+    placed.adopt_quotes()
+    bid = (ACCOUNT, "q", LISTED, Side.BUY)
+    sent = AmendOrder(ts_us=5, account=ACCOUNT, order_id=1, price=9_980, qty=1_000)
+    placed.sent_amends([sent, CancelOrder(ts_us=5, account=ACCOUNT, order_id=9)])
+    assert placed.in_flight == {1: sent}, "amends only"
+    back = placed.requote(bid, 9_990, 1_000)
+    assert back == AmendOrder(account=ACCOUNT, order_id=1, price=9_990, qty=1_000)
+    assert placed.requote(bid, 9_980, 1_000) is None, "where the amend in flight puts it"
+    assert placed.amends(ACCOUNT, "q", LISTED, (9_980, 1_000, 10_020, 1_000), 6) is None
+    restamped = AmendOrder(ts_us=7, account=ACCOUNT, order_id=1, price=9_980, qty=1_000)
+    placed.forget_closed([Executed(3, restamped, [amended(1, 1_000)], None)])  # back, stamped
+    assert placed.in_flight == {}
+    assert placed.requote(bid, 9_990, 1_000) is None, "the replica's own (not amended here)"
+
+    embedded = PlacedOrders(reads)
+    embedded.sent_amends([sent])
+    assert embedded.in_flight == {}
