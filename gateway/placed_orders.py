@@ -10,6 +10,7 @@ restart drops every connection): a place made with cod on carries a mark instead
 (`PlaceOrder.cod`), by which a start after a crash cancels it (`gateway.server`).
 """
 
+from collections import deque
 from collections.abc import Iterable
 from itertools import chain, compress
 from operator import attrgetter
@@ -56,7 +57,8 @@ class PlacedOrders:
         # was refused at the core as changing nothing (`AMEND_REJECTED`). Embedded, every
         # command has run when `submit` returns: nothing is ever in flight.
         self.replica_lags = replica_lags
-        self.in_flight: dict[int, AmendOrder] = {}  # order id -> its last amend sent
+        # order id -> its last amend sent, and the origins of those sent whose outcome is owed
+        self.in_flight: dict[int, tuple[AmendOrder, deque[Any]]] = {}
 
     def requote(self, slot: QuoteSlot, price: int, qty: int, ts_us: int = 0) -> Command | None:
         """The command that makes the slot's live quote `qty` at `price` (0: pulled), at
@@ -80,8 +82,9 @@ class PlacedOrders:
             )
         if not qty:
             return CancelOrder(ts_us=ts_us, account=account, order_id=order.order_id)
-        sent = self.in_flight.get(order.order_id) if self.in_flight else None
-        if sent is not None:  # where the core will have it, not yet the replica
+        owed = self.in_flight.get(order.order_id) if self.in_flight else None
+        if owed is not None:  # where the core will have it, not yet the replica
+            sent = owed[0]
             if sent.price == price and sent.qty - order.cum_qty == qty:
                 return None
         elif order.price == price and order.leaves_qty == qty:
@@ -150,26 +153,33 @@ class PlacedOrders:
             ),
         )
 
-    def sent_amends(self, commands: Iterable[Command]) -> None:
-        """Commands were submitted: over a cluster's bus, each amend is its order's last sent
-        until its outcome comes back (`_outcomes_back`); embedded, nothing to remember."""
+    def sent_amends(self, commands: Iterable[Command], origin: Any) -> None:
+        """Commands were submitted for `origin` (the request): over a cluster's bus, each
+        amend is its order's last sent, and its outcome is owed, until it comes back
+        (`_outcomes_back`); embedded, nothing to remember."""
         if self.replica_lags:
+            in_flight = self.in_flight
             for command in commands:
                 if type(command) is AmendOrder:
-                    self.in_flight[command.order_id] = command
+                    owed = in_flight.get(command.order_id)
+                    origins = owed[1] if owed is not None else deque()
+                    origins.append(origin)
+                    in_flight[command.order_id] = (command, origins)
 
     def _outcomes_back(self, batch: list[Executed]) -> None:
-        """A released batch holds these amends' outcomes: the replica now shows what they did
-        (amended, or refused and left as it was), so it is what the next requote builds on.
-        Matched by price and size (the core stamps its own time): an amend sent again with
-        the same ones is as good as back."""
+        """A released batch holds outcomes of amends sent from here (told by their origin,
+        the request's: another gateway's amends, or an amend sent here some other way, are
+        not counted). Once every amend sent for an order is back, the replica shows what
+        they did (amended, or refused and left as it was): the next requote builds on it."""
         in_flight = self.in_flight
         for executed in batch:
             command = executed.command
             if type(command) is AmendOrder:
-                sent = in_flight.get(command.order_id)
-                if sent is not None and sent.price == command.price and sent.qty == command.qty:
-                    del in_flight[command.order_id]
+                owed = in_flight.get(command.order_id)
+                if owed is not None and executed.origin in owed[1]:
+                    owed[1].remove(executed.origin)
+                    if not owed[1]:
+                        del in_flight[command.order_id]
 
     def track_amends(self, bid_order_id: int, ask_order_id: int) -> None:
         """`track_quote` after the two amends of the usual requote (`amends`), once both ran

@@ -3,6 +3,8 @@ a real venue, is in test_server and test_server_sessions)."""
 
 from typing import Any, cast
 
+import msgspec
+
 from core.bus import ReadSide
 from core.sequencer import Executed
 from engine.commands import AmendOrder, CancelOrder, PlaceOrder
@@ -98,12 +100,15 @@ def test_after_a_recovery_the_live_quotes_are_the_open_orders_of_each_set() -> N
     assert isinstance(new_quote, PlaceOrder) and new_quote.quote_set == "s"  # kept with it
 
 
-def test_over_a_lagging_replica_a_requote_builds_on_the_amend_in_flight_until_it_is_back() -> None:
-    """A cluster gateway's replica shows a quote at 9,990 while the amend to 9,980 sent from
-    here is on its way: a requote back to 9,990 is an amend (not "quoted so already"), one to
-    9,980 is nothing (not an amend the core would refuse as changing nothing), and the usual
-    two-sided path steps aside. Once the amend's outcome is released, the replica is the base
-    again; an embedded venue's never has anything in flight."""
+def test_over_a_lagging_replica_a_requote_builds_on_the_amends_in_flight_until_all_are_back() -> (
+    None
+):
+    """A cluster gateway's replica shows a quote at 9,990 while amends sent from here are on
+    their way (to 9,980, then back to 9,990, then to 9,980 again): each requote is decided on
+    the last one sent, and the usual two-sided path steps aside, until every one of them is
+    back, told by its request (an outcome of another origin counts for nothing, and the
+    first one back, though it matches the last sent, leaves two owed). Then the replica is
+    the base again. An embedded venue's never has anything in flight."""
     from types import SimpleNamespace
 
     from tests.engine.conftest import SYMBOL as LISTED
@@ -116,18 +121,28 @@ def test_over_a_lagging_replica_a_requote_builds_on_the_amend_in_flight_until_it
     placed = PlacedOrders(reads, replica_lags=True)
     placed.adopt_quotes()
     bid = (ACCOUNT, "q", LISTED, Side.BUY)
-    sent = AmendOrder(ts_us=5, account=ACCOUNT, order_id=1, price=9_980, qty=1_000)
-    placed.sent_amends([sent, CancelOrder(ts_us=5, account=ACCOUNT, order_id=9)])
-    assert placed.in_flight == {1: sent}, "amends only"
+    requests = [object(), object(), object()]
+    sent = [
+        AmendOrder(ts_us=5, account=ACCOUNT, order_id=1, price=price, qty=1_000)
+        for price in (9_980, 9_990, 9_980)
+    ]
+    for amend, request in zip(sent, requests, strict=True):
+        placed.sent_amends([amend, CancelOrder(ts_us=5, account=ACCOUNT, order_id=9)], request)
+    assert list(placed.in_flight) == [1], "amends only"
     back = placed.requote(bid, 9_990, 1_000)
     assert back == AmendOrder(account=ACCOUNT, order_id=1, price=9_990, qty=1_000)
-    assert placed.requote(bid, 9_980, 1_000) is None, "where the amend in flight puts it"
+    assert placed.requote(bid, 9_980, 1_000) is None, "where the last amend sent puts it"
     assert placed.amends(ACCOUNT, "q", LISTED, (9_980, 1_000, 10_020, 1_000), 6) is None
-    restamped = AmendOrder(ts_us=7, account=ACCOUNT, order_id=1, price=9_980, qty=1_000)
-    placed.forget_closed([Executed(3, restamped, [amended(1, 1_000)], None)])  # back, stamped
+
+    def outcome(amend: AmendOrder, origin: object) -> Executed:  # stamped anew by the core
+        return Executed(3, msgspec.structs.replace(amend, ts_us=7), [amended(1, 1_000)], origin)
+
+    placed.forget_closed([outcome(sent[0], requests[0]), outcome(sent[1], object())])
+    assert placed.requote(bid, 9_980, 1_000) is None, "two owed: still the last one sent"
+    placed.forget_closed([outcome(sent[1], requests[1]), outcome(sent[2], requests[2])])
     assert placed.in_flight == {}
     assert placed.requote(bid, 9_990, 1_000) is None, "the replica's own (not amended here)"
 
     embedded = PlacedOrders(reads)
-    embedded.sent_amends([sent])
+    embedded.sent_amends(sent, requests[0])
     assert embedded.in_flight == {}
