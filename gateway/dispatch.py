@@ -451,7 +451,8 @@ class Dispatcher:
                     quote_set=p.quote_set,
                 )
                 self.submit_all(amends, pending)
-                placed.sent_amends(amends, pending)  # over a cluster's bus: the next one's base
+                if placed.replica_lags:  # over a cluster's bus: the next one's base
+                    placed.sent_amends(amends, pending)
                 placed.track_amends(bid.order_id, ask.order_id)  # the next quote.mass's base
                 return
         self._requote_each(session, request, t_in, key.account, ts_us)
@@ -495,7 +496,8 @@ class Dispatcher:
         for command, slot in planned:
             executed = submit(command, pending)
             track_quote(slot, executed.events)  # now: the next quote.mass builds on it
-        self.placed.sent_amends((command for command, _ in planned), pending)
+        if self.placed.replica_lags:  # over a cluster's bus: the next one's base
+            self.placed.sent_amends((command for command, _ in planned), pending)
 
     def _cancel_quote_set(
         self, session: Session, request: wire.Request, t_in: int, account: int, quote_set: str

@@ -21,6 +21,7 @@ from core.sequencer import Executed
 from engine.commands import AmendOrder, CancelOrder, Command, PlaceOrder
 from engine.enums import SelfTradePrevention, Side
 from engine.events import (
+    CommandRejected,
     Event,
     OrderAccepted,
     OrderAmended,
@@ -57,8 +58,9 @@ class PlacedOrders:
         # was refused at the core as changing nothing (`AMEND_REJECTED`). Embedded, every
         # command has run when `submit` returns: nothing is ever in flight.
         self.replica_lags = replica_lags
-        # order id -> its last amend sent, and the origins of those sent whose outcome is owed
-        self.in_flight: dict[int, tuple[AmendOrder, deque[Any]]] = {}
+        # order id -> [its last amend sent (None once one of those owed was refused: where
+        # the core has it is unknown until all are back), the origins whose outcome is owed]
+        self.in_flight: dict[int, list[Any]] = {}
 
     def requote(self, slot: QuoteSlot, price: int, qty: int, ts_us: int = 0) -> Command | None:
         """The command that makes the slot's live quote `qty` at `price` (0: pulled), at
@@ -85,8 +87,8 @@ class PlacedOrders:
         owed = self.in_flight.get(order.order_id) if self.in_flight else None
         if owed is not None:  # where the core will have it, not yet the replica
             sent = owed[0]
-            if sent.price == price and sent.qty - order.cum_qty == qty:
-                return None
+            if sent is not None and sent.price == price and sent.qty - order.cum_qty == qty:
+                return None  # (unknown, after a refusal: amended, never skipped unsaid)
         elif order.price == price and order.leaves_qty == qty:
             return None  # already quoted exactly so: keep its place in the queue
         # Quotes are sizes on display: the amended total is what traded plus the new size.
@@ -162,15 +164,19 @@ class PlacedOrders:
             for command in commands:
                 if type(command) is AmendOrder:
                     owed = in_flight.get(command.order_id)
-                    origins = owed[1] if owed is not None else deque()
-                    origins.append(origin)
-                    in_flight[command.order_id] = (command, origins)
+                    if owed is None:
+                        in_flight[command.order_id] = [command, deque((origin,))]
+                    else:
+                        owed[0] = command
+                        owed[1].append(origin)
 
     def _outcomes_back(self, batch: list[Executed]) -> None:
         """A released batch holds outcomes of amends sent from here (told by their origin,
         the request's: another gateway's amends, or an amend sent here some other way, are
         not counted). Once every amend sent for an order is back, the replica shows what
-        they did (amended, or refused and left as it was): the next requote builds on it."""
+        they did (amended, or refused and left as it was): the next requote builds on it.
+        One refused meanwhile leaves the core's price unknown until then: the next requotes
+        amend rather than trust the last amend sent (a refusal is answered; a skip is not)."""
         in_flight = self.in_flight
         for executed in batch:
             command = executed.command
@@ -180,6 +186,8 @@ class PlacedOrders:
                     owed[1].remove(executed.origin)
                     if not owed[1]:
                         del in_flight[command.order_id]
+                    elif any(type(event) is CommandRejected for event in executed.events):
+                        owed[0] = None
 
     def track_amends(self, bid_order_id: int, ask_order_id: int) -> None:
         """`track_quote` after the two amends of the usual requote (`amends`), once both ran

@@ -144,16 +144,16 @@ def test_pipelined_quote_mass_requests_through_a_gateway_end_where_the_last_one_
     already, and the quote ends where the last request put it."""
     gateway = cluster.gateways[0]
 
-    def quote(bid_px: str) -> dict[str, Any]:
-        sides = {"bid_px": bid_px, "bid_qty": "1", "ask_px": "420.00", "ask_qty": "1"}
+    def quote(bid_px: str) -> dict[str, Any]:  # both sides move: the usual requote's path
+        ask_px = "420.50" if bid_px == "399.50" else "420.00"
+        sides = {"bid_px": bid_px, "bid_qty": "1", "ask_px": ask_px, "ask_qty": "1"}
         return {"quote_set": "pipelined", "quotes": [{"symbol": QUOTED, **sides}]}
 
     async def scenario() -> None:
         maker = await client(gateway.url, "alpha")
         try:
             await maker.request("session.cod", {"enabled": True})
-            await maker.request("quote.mass", quote("399.00"))  # placed, known here once back
-            await asyncio.sleep(0.5)  # its record has come back to the gateway's replica
+            await maker.request("quote.mass", quote("399.00"))  # answered once known here
             moves = ("399.50", "399.00", "399.50", "399.00", "399.50", "399.00")
             answers = await asyncio.gather(
                 *(maker.request_raw("quote.mass", quote(bid)) for bid in moves)
@@ -170,7 +170,7 @@ def test_pipelined_quote_mass_requests_through_a_gateway_end_where_the_last_one_
     run(scenario())
 
 
-PIPELINED = {"399.00", "399.50", "420.00"}  # the prices of the pipelined test's quotes
+PIPELINED = {"399.00", "399.50", "420.00", "420.50"}  # the pipelined test's quotes' prices
 
 
 # ----------------------------------------------------------------- faults under load

@@ -146,3 +146,36 @@ def test_over_a_lagging_replica_a_requote_builds_on_the_amends_in_flight_until_a
     embedded = PlacedOrders(reads)
     embedded.sent_amends(sent, requests[0])
     assert embedded.in_flight == {}
+
+
+def test_over_a_lagging_replica_fills_count_and_a_refusal_or_a_close_ends_the_trust() -> None:
+    """The size sent was what had traded plus the display: a fill the replica learns of
+    meanwhile shows in the next requote's comparison. An owed amend refused at the core
+    leaves its price unknown: the next requote amends, not skips. A quote that closes owes
+    nothing any more."""
+    from types import SimpleNamespace
+
+    from tests.engine.conftest import SYMBOL as LISTED
+    from tests.engine.conftest import Harness
+
+    harness = Harness()
+    harness.place(ACCOUNT, Side.BUY, 9_990, 1_000, post_only=True, quote_set="q")  # order 1
+    reads = cast(ReadSide, SimpleNamespace(orders=harness.venue.orders))
+    placed = PlacedOrders(reads, replica_lags=True)
+    placed.adopt_quotes()
+    bid = (ACCOUNT, "q", LISTED, Side.BUY)
+    first, second = object(), object()
+    sent = AmendOrder(ts_us=5, account=ACCOUNT, order_id=1, price=9_990, qty=1_200)
+    placed.sent_amends([sent], first)
+    placed.sent_amends([sent], second)
+    harness.place(TAKER, Side.SELL, 9_990, 200)  # the replica learns of a fill of 200
+    assert harness.venue.orders[1].cum_qty == 200
+    assert placed.requote(bid, 9_990, 1_000) is None, "1,200 sent less 200 traded: 1,000 shown"
+    assert placed.requote(bid, 9_990, 1_200) == AmendOrder(
+        account=ACCOUNT, order_id=1, price=9_990, qty=1_400
+    )
+    refusal = CommandRejected(1, "amend_order", ErrorCode.AMEND_REJECTED, "nothing", ACCOUNT)
+    placed.forget_closed([Executed(3, sent, [refusal], first)])
+    assert placed.requote(bid, 9_990, 1_000) is not None, "unknown now: amended, not skipped"
+    placed.forget_quote(1)
+    assert placed.in_flight == {}, "closed: nothing owed"
