@@ -97,7 +97,6 @@ class VenueServer:
         else:
             self.bus = bus(self)
             self.core = cast(VenueCore, self.bus.core)  # a replica, standing where the core is
-        self._quotes_from_outcomes = bus is not None
         self._embedded = bus is None  # the one-process venue: its own core and data directory
         self.reads = self.bus.reads
         self.auth = Authenticator(KeyStore(config.api_keys))
@@ -131,6 +130,8 @@ class VenueServer:
         )
         if bus is None:  # commands are built at the time the core will stamp them with
             self.dispatcher.stamp_us = self.core.sequencer.stamp_us
+        # over a cluster's bus outcomes come back a hop later: a placed quote's order id too
+        self._quotes_from_outcomes = self.dispatcher.placed.replica_lags
         # the parts' tables, under the names the tests and tools know (never reassigned)
         self.sessions = self.connections.sessions
         self.private = self.private_streams.streams
