@@ -414,13 +414,16 @@ class Dispatcher:
         pending = Pending(session, request.id, request.method, t_in, finish=_trade_result)
         self.bus.submit(command, pending)
 
-    def _quote_mass(self, session: Session, request: wire.Request, t_in: int) -> None:
+    def _quote_mass(
+        self, session: Session, request: wire.Request, t_in: int, in_turn: bool = False
+    ) -> None:
         """Replace the quote set's bid and ask per symbol: post-only, expire_maker.
 
         The usual one, one quote whose bid and ask both move, is served here as two amends
         (`wire.plain_quote_units`, `PlacedOrders.amends`): about half the bytecodes of the
         general planning, `_requote_each`, which serves anything else (and words any
-        error) with nothing done here."""
+        error) with nothing done here. Over a cluster's bus, one that touches a quote whose
+        place is in flight waits for it (`PlacedOrders.wait_turn`); `in_turn`: its turn."""
         key = session.key
         if key is None or "trade" not in key.scopes:  # `_key`, `require_scope`: every requote's
             key = _key(session)  # they word the refusal
@@ -429,11 +432,16 @@ class Dispatcher:
             self._reply_error(session, request, E.COD_REQUIRED, "enable session.cod first")
             return
         p: Any = request.params
+        placed = self.placed
+        if (placed.placing or placed.waiting) and not in_turn:  # over a cluster's bus only
+            symbols = {quote.symbol for quote in p.quotes}
+            go = partial(self._quote_mass, session, request, t_in, True)
+            if placed.wait_turn(key.account, p.quote_set, symbols, self._while_open(session, go)):
+                return
         ts_us = self.stamp_us()  # one time for all its commands: none can run in between
         if len(p.quotes) == 1:
             quote = p.quotes[0]
             units = wire.plain_quote_units(quote, self.specs)
-            placed = self.placed
             amends = (
                 None
                 if units is None
@@ -452,7 +460,7 @@ class Dispatcher:
                 )
                 self.submit_all(amends, pending)
                 if placed.replica_lags:  # over a cluster's bus: the next one's base
-                    placed.sent_amends(amends, pending)
+                    placed.sent(amends, pending)
                 placed.track_amends(bid.order_id, ask.order_id)  # the next quote.mass's base
                 return
         self._requote_each(session, request, t_in, key.account, ts_us)
@@ -497,12 +505,34 @@ class Dispatcher:
             executed = submit(command, pending)
             track_quote(slot, executed.events)  # now: the next quote.mass builds on it
         if self.placed.replica_lags:  # over a cluster's bus: the next one's base
-            self.placed.sent_amends((command for command, _ in planned), pending)
+            self.placed.sent((command for command, _ in planned), pending)
+
+    def _while_open(self, session: Session, serve: Callable[[], None]) -> Callable[[], None]:
+        """`serve` for a request that waits its turn (`PlacedOrders.wait_turn`): it is not
+        served if its connection closed meanwhile (nobody to answer; cod canceled its quotes)."""
+
+        def in_turn() -> None:
+            if self.connections.sessions.get(session.id) is session:
+                serve()
+
+        return in_turn
 
     def _cancel_quote_set(
-        self, session: Session, request: wire.Request, t_in: int, account: int, quote_set: str
+        self,
+        session: Session,
+        request: wire.Request,
+        t_in: int,
+        account: int,
+        quote_set: str,
+        in_turn: bool = False,
     ) -> None:
         p: Any = request.params
+        placed = self.placed
+        if (placed.placing or placed.waiting) and not in_turn:  # over a cluster's bus only
+            symbols = None if p.symbol is None else (p.symbol,)
+            go = partial(self._cancel_quote_set, session, request, t_in, account, quote_set, True)
+            if placed.wait_turn(account, quote_set, symbols, self._while_open(session, go)):
+                return
         ts_us = self.stamp_us()
         commands = [
             CancelOrder(
@@ -512,6 +542,7 @@ class Dispatcher:
             if owner == account
             and name == quote_set
             and order_id in self.reads.orders
+            and not placed.canceling(order_id)  # (over a cluster's bus) pulled already
             and (p.symbol is None or symbol == p.symbol)
             and (p.side is None or side is p.side)
             and p.tag is None  # quotes carry no tag: a tag filter matches none of them
@@ -523,6 +554,7 @@ class Dispatcher:
             self.connections.send(session, _canceled_count(pending))
         for command in commands:
             self.bus.submit(command, pending)
+        placed.sent(commands, pending)  # over a cluster's bus: pulled, as requotes see them
 
     def _command(self, session: Session, request: wire.Request, account: int) -> Command | None:
         symbol = None

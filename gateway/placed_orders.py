@@ -11,7 +11,7 @@ restart drops every connection): a place made with cod on carries a mark instead
 """
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from itertools import chain, compress
 from operator import attrgetter
 from typing import Any
@@ -40,6 +40,8 @@ _CLOSING_OR_CHANGING = _CLOSING | {TradeExecuted, OrderAmended}  # one look-up f
 _IS_CLOSING_OR_CHANGING = _CLOSING_OR_CHANGING.__contains__
 _EVENTS_OF = attrgetter("events")  # an executed command's (a barrier's: none or a refusal)
 QuoteSlot = tuple[int, str, str, Side]  # account, quote set, symbol, side: one live quote
+QuoteSetKey = tuple[int, str]  # account, quote set: whose requests wait in one line
+_OWED_KINDS = frozenset({AmendOrder, CancelOrder})  # commands of a live quote sent from here
 
 
 class PlacedOrders:
@@ -52,21 +54,35 @@ class PlacedOrders:
         self.placed_on: dict[int, Session] = {}  # open order id -> the session that placed it
         # Over a cluster's bus the replica (`reads`) learns of the amends sent from here a hop
         # later, and a market maker requotes without waiting: each quote's last amend sent is
-        # what the next requote builds on until its outcome comes back (`sent_amends`,
+        # what the next requote builds on until its outcome comes back (`sent`,
         # `_outcomes_back`). Decided on the replica, a requote back to the price the replica
         # still shows was skipped as "quoted so already", and one to the price already sent
         # was refused at the core as changing nothing (`AMEND_REJECTED`). Embedded, every
         # command has run when `submit` returns: nothing is ever in flight.
         self.replica_lags = replica_lags
-        # order id -> [its last amend sent (None once one of those owed was refused: where
-        # the core has it is unknown until all are back), the origins whose outcome is owed]
+        # order id -> [its last amend or cancel sent (None once an amend owed was refused:
+        # where the core has it is unknown until all are back), the origins whose outcome
+        # is owed]. A quote whose cancel is owed is gone as far as requotes are concerned.
         self.in_flight: dict[int, list[Any]] = {}
+        # Over a cluster's bus, the slots whose place is in flight: its order id is known only
+        # once it is back, so a requote of the slot can neither amend it nor place a second
+        # quote beside it (which would stay on the book). Such requests wait in line per quote
+        # set (`wait_turn`), and go in order once the places they touch are back
+        # (`place_back`, `take_turns`).
+        self.placing: set[QuoteSlot] = set()
+        self.waiting: dict[QuoteSetKey, deque[tuple[Collection[str] | None, Callable[[], None]]]]
+        self.waiting = {}
 
     def requote(self, slot: QuoteSlot, price: int, qty: int, ts_us: int = 0) -> Command | None:
         """The command that makes the slot's live quote `qty` at `price` (0: pulled), at
         `ts_us` (0: for the sequencer to stamp)."""
         account, quote_set, symbol, side = slot
         order = self.reads.orders.get(self.quotes.get(slot, 0))
+        owed = None
+        if order is not None and self.in_flight:
+            owed = self.in_flight.get(order.order_id)
+            if owed is not None and type(owed[0]) is CancelOrder:
+                order = None  # pulled, its cancel owed: the core has it no more, or soon not
         if order is None or order.account != account:
             if not qty:
                 return None
@@ -84,7 +100,6 @@ class PlacedOrders:
             )
         if not qty:
             return CancelOrder(ts_us=ts_us, account=account, order_id=order.order_id)
-        owed = self.in_flight.get(order.order_id) if self.in_flight else None
         if owed is not None:  # where the core will have it, not yet the replica
             sent = owed[0]
             if sent is not None and sent.price == price and sent.qty - order.cum_qty == qty:
@@ -155,20 +170,73 @@ class PlacedOrders:
             ),
         )
 
-    def sent_amends(self, commands: Iterable[Command], origin: Any) -> None:
+    def sent(self, commands: Iterable[Command], origin: Any) -> None:
         """Commands were submitted for `origin` (the request): over a cluster's bus, each
-        amend is its order's last sent, and its outcome is owed, until it comes back
-        (`_outcomes_back`); embedded, nothing to remember."""
-        if self.replica_lags:
-            in_flight = self.in_flight
-            for command in commands:
-                if type(command) is AmendOrder:
-                    owed = in_flight.get(command.order_id)
-                    if owed is None:
-                        in_flight[command.order_id] = [command, deque((origin,))]
-                    else:
-                        owed[0] = command
-                        owed[1].append(origin)
+        amend or cancel is its order's last sent, and its outcome is owed, until it comes
+        back (`_outcomes_back`); a quote's place holds its slot until it is back
+        (`place_back`). Embedded, nothing to remember."""
+        if not self.replica_lags:
+            return
+        in_flight = self.in_flight
+        command: Any
+        for command in commands:
+            kind = type(command)
+            if kind is AmendOrder or kind is CancelOrder:
+                owed = in_flight.get(command.order_id)
+                if owed is None:
+                    in_flight[command.order_id] = [command, deque((origin,))]
+                    continue
+                if type(owed[0]) is not CancelOrder:  # a cancel sent is final
+                    owed[0] = command
+                owed[1].append(origin)
+            elif kind is PlaceOrder and command.quote_set is not None:
+                self.placing.add((command.account, command.quote_set, command.symbol, command.side))
+
+    def wait_turn(
+        self, account: int, quote_set: str, symbols: Collection[str] | None, go: Callable[[], None]
+    ) -> bool:
+        """Over a cluster's bus: whether a request on the quote set's `symbols` (None: all of
+        them) must wait, for a place in flight on one of its slots or behind an earlier
+        request that waits; if so `go` is queued, to be called in its turn (`take_turns`)."""
+        key = (account, quote_set)
+        line = self.waiting.get(key)
+        if line is None:
+            if not self._blocked(key, symbols):
+                return False
+            line = self.waiting[key] = deque()
+        line.append((symbols, go))
+        return True
+
+    def place_back(self, slot: QuoteSlot) -> QuoteSetKey | None:
+        """The outcome of the place in flight on `slot` is in the replica: the slot is free.
+        The quote set whose requests wait in line, if any (`take_turns` them)."""
+        self.placing.discard(slot)
+        key = (slot[0], slot[1])
+        return key if key in self.waiting else None
+
+    def take_turns(self, key: QuoteSetKey) -> None:
+        """Let the quote set's waiting requests go, in the order they came, until one
+        touches a slot whose place is in flight (one of them may have placed it)."""
+        line = self.waiting.get(key)
+        while line:
+            symbols, go = line[0]
+            if self._blocked(key, symbols):
+                return
+            line.popleft()
+            go()
+        self.waiting.pop(key, None)
+
+    def _blocked(self, key: QuoteSetKey, symbols: Collection[str] | None) -> bool:
+        account, quote_set = key
+        return any(
+            slot[0] == account and slot[1] == quote_set and (symbols is None or slot[2] in symbols)
+            for slot in self.placing
+        )
+
+    def canceling(self, order_id: int) -> bool:
+        """Whether a cancel of the order was sent from here and is not back yet."""
+        owed = self.in_flight.get(order_id) if self.in_flight else None
+        return owed is not None and type(owed[0]) is CancelOrder
 
     def _outcomes_back(self, batch: list[Executed]) -> None:
         """A released batch holds outcomes of amends sent from here (told by their origin,
@@ -179,14 +247,16 @@ class PlacedOrders:
         amend rather than trust the last amend sent (a refusal is answered; a skip is not)."""
         in_flight = self.in_flight
         for executed in batch:
-            command = executed.command
-            if type(command) is AmendOrder:
+            command: Any = executed.command
+            if type(command) in _OWED_KINDS:
                 owed = in_flight.get(command.order_id)
                 if owed is not None and executed.origin in owed[1]:
                     owed[1].remove(executed.origin)
                     if not owed[1]:
                         del in_flight[command.order_id]
-                    elif any(type(event) is CommandRejected for event in executed.events):
+                    elif type(owed[0]) is not CancelOrder and any(
+                        type(event) is CommandRejected for event in executed.events
+                    ):
                         owed[0] = None
 
     def track_amends(self, bid_order_id: int, ask_order_id: int) -> None:

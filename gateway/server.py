@@ -372,10 +372,15 @@ class VenueServer:
 
     def _track_quote(self, command: Any, quote_set: str, events: list[Any]) -> None:
         """Over NATS a quote.mass learns its placed quote's order id only now (the outcome
-        `submit` returned was a stub); the slot is the command's."""
+        `submit` returned was a stub); the slot is the command's. Requests that waited for
+        it go in their turn, once this callback is over (they submit commands)."""
         if isinstance(command, PlaceOrder):
             slot = (command.account, quote_set, command.symbol, command.side)
-            self.dispatcher.placed.track_quote(slot, events)
+            placed = self.dispatcher.placed
+            placed.track_quote(slot, events)
+            waiting = placed.place_back(slot)
+            if waiting is not None:
+                asyncio.get_running_loop().call_soon(placed.take_turns, waiting)
 
     def released(self, batch: list[Executed]) -> None:
         """Everything in `batch` is durable: answer, push privately, publish."""

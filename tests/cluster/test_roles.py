@@ -173,6 +173,101 @@ def test_pipelined_quote_mass_requests_through_a_gateway_end_where_the_last_one_
 PIPELINED = {"399.00", "399.50", "420.00", "420.50"}  # the pipelined test's quotes' prices
 
 
+def _two_sided(quote_set: str, bid_px: str, ask_px: str, qty: str = "1") -> dict[str, Any]:
+    sides = {"bid_px": bid_px, "bid_qty": qty, "ask_px": ask_px, "ask_qty": qty}
+    return {"quote_set": quote_set, "quotes": [{"symbol": QUOTED, **sides}]}
+
+
+async def _quotes_at(maker: VenueClient, prices: set[str]) -> list[tuple[str, str, str]]:
+    orders = (await maker.open_orders(QUOTED))["orders"]
+    return sorted((o["side"], o["price"], o["leaves_qty"]) for o in orders if o["price"] in prices)
+
+
+def _all_done(answers: list[dict[str, Any]]) -> None:
+    for answer in answers:
+        assert answer["status"] == 200, answer
+        assert all(op["status"] == 200 for op in answer["result"]["results"]), answer
+
+
+def test_quote_mass_pipelined_onto_an_empty_slot_places_one_quote(cluster: LocalCluster) -> None:
+    """Requotes sent before the first quote's place is back: the gateway cannot amend an
+    order whose id it does not know yet, and a second place would leave the first on the
+    book beside it. Each waits for the place in flight, then amends it: one quote per side,
+    where the last request put it."""
+    gateway = cluster.gateways[0]
+    prices = {"398.00", "398.50", "421.00", "421.50"}
+
+    async def scenario() -> None:
+        maker = await client(gateway.url, "alpha")
+        try:
+            await maker.request("session.cod", {"enabled": True})
+            moves = [("398.00", "421.50"), ("398.50", "421.00"), ("398.00", "421.50")]
+            answers = await asyncio.gather(
+                *(maker.request_raw("quote.mass", _two_sided("fresh", *m)) for m in moves)
+            )
+            _all_done(answers)
+            assert await _quotes_at(maker, prices) == [
+                ("buy", "398.00", "1.000000"),
+                ("sell", "421.50", "1.000000"),
+            ]
+        finally:
+            await maker.close()
+
+    run(scenario())
+
+
+def test_quote_mass_pull_and_requote_pipelined_places_anew(cluster: LocalCluster) -> None:
+    """A pull (size 0) and a requote sent without waiting between them: the requote is a new
+    quote, not an amend of the order whose cancel is in flight (which the core refuses)."""
+    gateway = cluster.gateways[0]
+    prices = {"397.00", "397.50", "422.00", "422.50"}
+
+    async def scenario() -> None:
+        maker = await client(gateway.url, "alpha")
+        try:
+            await maker.request("session.cod", {"enabled": True})
+            await maker.request("quote.mass", _two_sided("pulled", "397.00", "422.50"))
+            answers = await asyncio.gather(
+                maker.request_raw("quote.mass", _two_sided("pulled", "397.00", "422.50", "0")),
+                maker.request_raw("quote.mass", _two_sided("pulled", "397.50", "422.00")),
+            )
+            _all_done(answers)
+            assert await _quotes_at(maker, prices) == [
+                ("buy", "397.50", "1.000000"),
+                ("sell", "422.00", "1.000000"),
+            ]
+        finally:
+            await maker.close()
+
+    run(scenario())
+
+
+def test_a_quote_sets_cancel_all_pipelined_behind_its_first_quote_cancels_it(
+    cluster: LocalCluster,
+) -> None:
+    """`orders.cancel_all` of a quote set sent right behind the set's first `quote.mass`:
+    the cancel waits for the place in flight, so the quote it would not have known of yet
+    is canceled too, not left on the book."""
+    gateway = cluster.gateways[0]
+    prices = {"396.00", "423.00"}
+
+    async def scenario() -> None:
+        maker = await client(gateway.url, "alpha")
+        try:
+            await maker.request("session.cod", {"enabled": True})
+            quoted, canceled = await asyncio.gather(
+                maker.request_raw("quote.mass", _two_sided("swept", "396.00", "423.00")),
+                maker.request_raw("orders.cancel_all", {"quote_set": "swept"}),
+            )
+            _all_done([quoted])
+            assert canceled["status"] == 200 and canceled["result"] == {"canceled": 2}, canceled
+            assert await _quotes_at(maker, prices) == []
+        finally:
+            await maker.close()
+
+    run(scenario())
+
+
 # ----------------------------------------------------------------- faults under load
 
 ORDERS_PER_LOOP = 40

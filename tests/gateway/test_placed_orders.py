@@ -126,9 +126,10 @@ def test_over_a_lagging_replica_a_requote_builds_on_the_amends_in_flight_until_a
         AmendOrder(ts_us=5, account=ACCOUNT, order_id=1, price=price, qty=1_000)
         for price in (9_980, 9_990, 9_980)
     ]
+    taker = PlaceOrder(ts_us=5, account=ACCOUNT, symbol=LISTED, side=Side.SELL, qty=1)
     for amend, request in zip(sent, requests, strict=True):
-        placed.sent_amends([amend, CancelOrder(ts_us=5, account=ACCOUNT, order_id=9)], request)
-    assert list(placed.in_flight) == [1], "amends only"
+        placed.sent([amend, taker], request)
+    assert list(placed.in_flight) == [1] and not placed.placing, "no place of a quote"
     back = placed.requote(bid, 9_990, 1_000)
     assert back == AmendOrder(account=ACCOUNT, order_id=1, price=9_990, qty=1_000)
     assert placed.requote(bid, 9_980, 1_000) is None, "where the last amend sent puts it"
@@ -144,7 +145,7 @@ def test_over_a_lagging_replica_a_requote_builds_on_the_amends_in_flight_until_a
     assert placed.requote(bid, 9_990, 1_000) is None, "the replica's own (not amended here)"
 
     embedded = PlacedOrders(reads)
-    embedded.sent_amends(sent, requests[0])
+    embedded.sent(sent, requests[0])
     assert embedded.in_flight == {}
 
 
@@ -166,8 +167,8 @@ def test_over_a_lagging_replica_fills_count_and_a_refusal_or_a_close_ends_the_tr
     bid = (ACCOUNT, "q", LISTED, Side.BUY)
     first, second = object(), object()
     sent = AmendOrder(ts_us=5, account=ACCOUNT, order_id=1, price=9_990, qty=1_200)
-    placed.sent_amends([sent], first)
-    placed.sent_amends([sent], second)
+    placed.sent([sent], first)
+    placed.sent([sent], second)
     harness.place(TAKER, Side.SELL, 9_990, 200)  # the replica learns of a fill of 200
     assert harness.venue.orders[1].cum_qty == 200
     assert placed.requote(bid, 9_990, 1_000) is None, "1,200 sent less 200 traded: 1,000 shown"
@@ -179,3 +180,77 @@ def test_over_a_lagging_replica_fills_count_and_a_refusal_or_a_close_ends_the_tr
     assert placed.requote(bid, 9_990, 1_000) is not None, "unknown now: amended, not skipped"
     placed.forget_quote(1)
     assert placed.in_flight == {}, "closed: nothing owed"
+
+
+def test_over_a_lagging_replica_a_quote_whose_cancel_is_owed_is_requoted_by_a_place() -> None:
+    """A pull (its cancel sent, not back) then a requote, pipelined: the replica still shows
+    the quote, but the core will not have it, so the requote places a new one rather than
+    amend a canceled order (refused). A pull again has nothing to do; an earlier amend
+    refused meanwhile does not bring the canceled quote back; a mass cancel skips it."""
+    from types import SimpleNamespace
+
+    from tests.engine.conftest import SYMBOL as LISTED
+    from tests.engine.conftest import Harness
+
+    harness = Harness()
+    harness.place(ACCOUNT, Side.BUY, 9_990, 1_000, post_only=True, quote_set="q")  # order 1
+    reads = cast(ReadSide, SimpleNamespace(orders=harness.venue.orders))
+    placed = PlacedOrders(reads, replica_lags=True)
+    placed.adopt_quotes()
+    bid = (ACCOUNT, "q", LISTED, Side.BUY)
+    earlier, pull = object(), object()
+    amend = AmendOrder(ts_us=5, account=ACCOUNT, order_id=1, price=9_980, qty=1_000)
+    placed.sent([amend], earlier)
+    placed.sent([CancelOrder(ts_us=5, account=ACCOUNT, order_id=1)], pull)
+    assert placed.canceling(1) and not placed.canceling(2)
+    again = placed.requote(bid, 9_980, 1_000)
+    assert isinstance(again, PlaceOrder) and (again.price, again.qty) == (9_980, 1_000)
+    assert again.quote_set == "q" and again.post_only
+    assert placed.requote(bid, 9_980, 0) is None, "pulled already"
+    refusal = CommandRejected(1, "amend_order", ErrorCode.AMEND_REJECTED, "nothing", ACCOUNT)
+    placed.forget_closed([Executed(3, amend, [refusal], earlier)])
+    assert placed.canceling(1), "the cancel sent is final"
+    assert isinstance(placed.requote(bid, 9_970, 1_000), PlaceOrder)
+
+
+def test_over_a_lagging_replica_requests_wait_in_line_for_a_place_in_flight() -> None:
+    """A quote set's requests that touch a slot whose place is in flight wait for it, and so
+    does every later one of that set (their order is kept); another set, or an embedded
+    venue, never waits. Once the place is back they go in order, until one touches a slot a
+    request before it has just placed again."""
+    placed = PlacedOrders(cast(ReadSide, None), replica_lags=True)
+    slot = (ACCOUNT, "q", SYMBOL, Side.BUY)
+    place = PlaceOrder(ts_us=5, account=ACCOUNT, symbol=SYMBOL, side=Side.BUY, quote_set="q")
+    placed.sent([place], object())
+    assert placed.placing == {slot}
+    served: list[str] = []
+
+    def serve(name: str, places: bool = False) -> Any:
+        def go() -> None:
+            served.append(name)
+            if places:
+                placed.sent([place], object())
+
+        return go
+
+    assert placed.wait_turn(ACCOUNT, "q", {SYMBOL}, serve("first", places=True))
+    assert placed.wait_turn(ACCOUNT, "q", {"MSFTx-USD"}, serve("second")), "behind the first"
+    assert placed.wait_turn(ACCOUNT, "q", None, serve("third")), "the whole set"
+    assert not placed.wait_turn(ACCOUNT, "other", {SYMBOL}, serve("elsewhere"))
+    assert not placed.wait_turn(TAKER, "q", {SYMBOL}, serve("another account"))
+    placed.take_turns((ACCOUNT, "q"))
+    assert served == [], "the place is not back"
+    assert placed.place_back((ACCOUNT, "q", "MSFTx-USD", Side.BUY)) == (ACCOUNT, "q")
+    assert placed.placing == {slot}
+    assert placed.place_back(slot) == (ACCOUNT, "q")
+    placed.take_turns((ACCOUNT, "q"))
+    assert served == ["first", "second"], "the first placed again: the third waits for it"
+    placed.place_back(slot)
+    placed.take_turns((ACCOUNT, "q"))
+    assert served == ["first", "second", "third"]
+    assert placed.waiting == {} and placed.placing == set()
+    assert placed.place_back(slot) is None, "nobody waits"
+
+    embedded = PlacedOrders(cast(ReadSide, None))
+    embedded.sent([place], object())
+    assert embedded.placing == set()
