@@ -436,7 +436,9 @@ class Dispatcher:
         if (placed.placing or placed.waiting) and not in_turn:  # over a cluster's bus only
             symbols = {quote.symbol for quote in p.quotes}
             go = partial(self._quote_mass, session, request, t_in, True)
-            if placed.wait_turn(key.account, p.quote_set, symbols, self._while_open(session, go)):
+            if placed.wait_turn(
+                key.account, p.quote_set, symbols, self._while_open(session, request, go)
+            ):
                 return
         ts_us = self.stamp_us()  # one time for all its commands: none can run in between
         if len(p.quotes) == 1:
@@ -507,13 +509,26 @@ class Dispatcher:
         if self.placed.replica_lags:  # over a cluster's bus: the next one's base
             self.placed.sent((command for command, _ in planned), pending)
 
-    def _while_open(self, session: Session, serve: Callable[[], None]) -> Callable[[], None]:
+    def _while_open(
+        self, session: Session, request: wire.Request, serve: Callable[[], None]
+    ) -> Callable[[], None]:
         """`serve` for a request that waits its turn (`PlacedOrders.wait_turn`): it is not
-        served if its connection closed meanwhile (nobody to answer; cod canceled its quotes)."""
+        served if its connection closed meanwhile (nobody to answer; cod canceled its quotes).
+        Its failures are answered as `on_frame` answers a handler's: the line goes on."""
 
         def in_turn() -> None:
-            if self.connections.sessions.get(session.id) is session:
+            if self.connections.sessions.get(session.id) is not session:
+                return
+            try:
                 serve()
+            except AuthError as denied:  # its key revoked while it waited
+                self._reply_error(session, request, denied.code, denied.message)
+            except AssertionError:
+                raise  # a broken invariant: crash loudly, recover by replay
+            except Exception:
+                log.exception("request %r failed", request.method)
+                body = wire.error(request.id, E.INTERNAL, "internal error: query the outcome")
+                self._send_behind(session, body)
 
         return in_turn
 
@@ -531,7 +546,9 @@ class Dispatcher:
         if (placed.placing or placed.waiting) and not in_turn:  # over a cluster's bus only
             symbols = None if p.symbol is None else (p.symbol,)
             go = partial(self._cancel_quote_set, session, request, t_in, account, quote_set, True)
-            if placed.wait_turn(account, quote_set, symbols, self._while_open(session, go)):
+            if placed.wait_turn(
+                account, quote_set, symbols, self._while_open(session, request, go)
+            ):
                 return
         ts_us = self.stamp_us()
         commands = [
