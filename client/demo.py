@@ -13,6 +13,7 @@ from pathlib import Path
 
 import msgspec
 
+from client import demo_data
 from core import config as venue_config
 from core.ledger_cli import LEDGER_FILE
 from core.ledger_writer import LedgerWriter
@@ -51,10 +52,9 @@ def run(seed: int, orders: int, data_dir: Path, config_path: Path) -> int:
     ledger = Ledger()
     staleness = venue_config.reserve_staleness_max_us(config)
     venue = Venue(VenueConfig(reserve_staleness_max_us=staleness), ledger)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # the demo's session starts from nothing each time, in a directory no venue uses
+    demo_data.claim(data_dir, clear=(f"{LEDGER_FILE}*",))
     path = data_dir / LEDGER_FILE
-    for stale in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        stale.unlink(missing_ok=True)  # the demo's session starts from nothing each time
     store = SqliteLedgerStore(path)
     writer = LedgerWriter(store)
 

@@ -21,13 +21,13 @@ from pathlib import Path
 
 from cli.failures import CommandFailed
 from cli.serve import check_port_free
+from client import demo_data
 from client.bots import MarketMaker, Taker, config_references
 from client.sdk import VenueClient
 from core import config as venue_config
-from core.journal import FileJournal, JournalError, JournalLocked
 from engine.instrument import TBILL_PRICE_PER
 from engine.units import format_units
-from gateway.server import JOURNAL_FILE, LEDGER_FILE, VenueServer
+from gateway.server import LEDGER_FILE, VenueServer
 from settlement.store import SqliteLedgerStore
 
 HOST = "127.0.0.1"
@@ -42,9 +42,6 @@ MAKER_INTERVAL_S = 0.2
 SECONDS_MAX = 3_600  # a demo, not a deployment: `venue serve` runs for longer
 BOT_STOP_TIMEOUT_S = 5.0  # bots pull their quotes within this; past it they are cancelled
 STATUS_INTERVAL_S = 1.0
-# What the server keeps in its data directory: the journal, the ledger store (with SQLite's
-# -wal and -shm) and state snapshots (core.snapshots: snapshot-<seq>.bin, and .tmp).
-VENUE_FILES = (JOURNAL_FILE, f"{LEDGER_FILE}*", "snapshot-*")
 TAKER_SEED = 7  # the taker's choices repeat run to run (the timing does not)
 
 
@@ -96,8 +93,7 @@ async def _demo(config_path: Path, port: int, data_dir: Path, seconds: float) ->
     symbols = [symbol for _, symbol, *_ in demo_makers]
     per_price = {s: TBILL_PRICE_PER if kinds[s].kind == "tbill" else 1 for s in symbols}
     check_port_free(HOST, port)  # before the last run's files go
-    _refuse_if_in_use(data_dir)
-    _fresh(data_dir)
+    demo_data.claim(data_dir)  # the previous run's journal, snapshots and store go
     server = VenueServer(config, data_dir)
     try:
         port = await server.start(HOST, port)
@@ -272,28 +268,6 @@ def _summary(
         print(line)
     verdict = "verified" if not problems else "; ".join(problems)
     print(f"ledger store {data_dir / LEDGER_FILE}: {verdict}")
-
-
-def _refuse_if_in_use(data_dir: Path) -> None:
-    """A venue running on `data_dir` keeps its files: the demo must not delete them."""
-    journal = data_dir / JOURNAL_FILE
-    if not journal.is_file():
-        return
-    try:
-        FileJournal(journal, read_only=True).close()
-    except JournalLocked:
-        msg = f"{data_dir} is in use by a running venue: give another --data-dir"
-        raise CommandFailed(msg) from None
-    except JournalError:
-        pass  # damaged: nobody holds it, and the demo starts afresh anyway
-
-
-def _fresh(data_dir: Path) -> None:
-    """Remove the previous run's journal, snapshots and ledger store (and nothing else)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    for pattern in VENUE_FILES:
-        for path in data_dir.glob(pattern):
-            path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -14,7 +14,8 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Mapping
 from functools import partial
 from itertools import repeat
 from operator import attrgetter
@@ -159,6 +160,8 @@ class Dispatcher:
         # embedded, a submitted command has run when `submit` returns; over a cluster's bus
         # its outcome comes back a hop later (`PlacedOrders.in_flight`)
         self.placed = PlacedOrders(self.reads, replica_lags=not isinstance(bus, EmbeddedBus))
+        # over a cluster's bus, the connections whose requests wait for a place (`hold`)
+        self.held: dict[Session, tuple[wire.Request, Any, Callable[[], None]]] = {}
         self.queries = Queries(self)  # quotes, and who placed each open order
         # a cluster's gateway shares issued keys through the bus (core/cluster_keys.py)
         self.shared_keys: SharedKeys | None = getattr(bus, "keys", None)
@@ -186,6 +189,9 @@ class Dispatcher:
         is wrong with its params. One function for all of a well-formed request's: a frame is
         two Python calls from its handler, not four; any other frame is `_on_malformed`'s, in
         the same order (one type test tells them apart)."""
+        if session.held is not None:  # over a cluster's bus: a request before it waits
+            self._hold_frame(session, frame, charged)
+            return
         try:
             t_in = _time_ns() // 1_000  # `now_us`, inline: a call less per frame
             envelope, request = wire.decode(frame)
@@ -433,12 +439,13 @@ class Dispatcher:
             return
         p: Any = request.params
         placed = self.placed
-        if (placed.placing or placed.waiting) and not in_turn:  # over a cluster's bus only
+        if placed.placing and not in_turn:  # over a cluster's bus, places in flight
             symbols = {quote.symbol for quote in p.quotes}
-            go = partial(self._quote_mass, session, request, t_in, True)
-            if placed.wait_turn(
-                key.account, p.quote_set, symbols, self._while_open(session, request, go)
-            ):
+            if placed.blocked(key.account, p.quote_set, symbols):
+                scope = (key.account, p.quote_set, symbols)
+                self.hold(
+                    session, request, scope, partial(self._quote_mass, session, request, t_in, True)
+                )
                 return
         ts_us = self.stamp_us()  # one time for all its commands: none can run in between
         if len(p.quotes) == 1:
@@ -499,8 +506,8 @@ class Dispatcher:
             finish=_batch_result,
             quote_set=p.quote_set,
         )
-        if not planned:
-            self.connections.send(session, _batch_result(pending))
+        if not planned:  # nothing to change: answered behind those owed, in request order
+            self._send_behind(session, _batch_result(pending))
             return
         submit, track_quote = self.bus.submit, self.placed.track_quote
         for command, slot in planned:
@@ -509,28 +516,73 @@ class Dispatcher:
         if self.placed.replica_lags:  # over a cluster's bus: the next one's base
             self.placed.sent((command for command, _ in planned), pending)
 
-    def _while_open(
+    def hold(
+        self,
+        session: Session,
+        request: wire.Request,
+        scope: tuple[int, str, Collection[str] | None],
+        serve: Callable[[], None],
+    ) -> None:
+        """Over a cluster's bus: `request` touches a quote whose place is in flight (`scope`:
+        account, quote set, symbols or None for all), so it can neither amend that quote
+        (its order id is not known yet) nor place a second. It waits for the place, and
+        every later frame of its connection waits behind it (`_hold_frame`), so the
+        connection's requests are still handled, and answered, in the order they came.
+        `resume_held` serves it once the place is back."""
+        self.held[session] = (request, scope, serve)
+        session.held = deque()
+
+    def _hold_frame(self, session: Session, frame: str | bytes, charged: bool) -> None:
+        held = session.held
+        assert held is not None
+        if len(held) >= limits.HELD_FRAMES_MAX:  # pipelined far past a wait: a flood
+            self.held.pop(session, None)
+            session.held = None
+            self.connections.close(session, 1008, "too many requests behind a waiting quote")
+            return
+        held.append(partial(self.on_frame, session, frame, charged))
+
+    def resume_held(self) -> None:
+        """Serve the requests that waited for places now back (called once the released
+        batch that brought them back is answered, so their answers come after), then the
+        frames that came after each, in order, until one has to wait again. A connection
+        that closed or is closing meanwhile is dropped: nobody would read the answers, and
+        its cancel-on-disconnect pulls what it placed."""
+        for session, (request, scope, serve) in list(self.held.items()):
+            if session.closing or self.connections.sessions.get(session.id) is not session:
+                del self.held[session]
+                session.held = None
+                continue
+            if self.placed.blocked(*scope):
+                continue
+            del self.held[session]
+            later, session.held = session.held, None
+            self._serve_held(session, request, serve)
+            while later:
+                if session.held is not None:  # one of them waits again: the rest behind it
+                    session.held.extend(later)
+                    break
+                later.popleft()()
+
+    def _serve_held(
         self, session: Session, request: wire.Request, serve: Callable[[], None]
-    ) -> Callable[[], None]:
-        """`serve` for a request that waits its turn (`PlacedOrders.wait_turn`): it is not
-        served if its connection closed meanwhile (nobody to answer; cod canceled its quotes).
-        Its failures are answered as `on_frame` answers a handler's: the line goes on."""
+    ) -> None:
+        """`serve` a request that waited, answering its failures as `on_frame` does."""
+        try:
+            serve()
+        except AuthError as denied:  # its key revoked while it waited
+            self._reply_error(session, request, denied.code, denied.message)
+        except AssertionError:
+            raise  # a broken invariant: crash loudly, recover by replay
+        except Exception:
+            log.exception("request %r failed", request.method)
+            body = wire.error(request.id, E.INTERNAL, "internal error: query the outcome")
+            self._send_behind(session, body)
 
-        def in_turn() -> None:
-            if self.connections.sessions.get(session.id) is not session:
-                return
-            try:
-                serve()
-            except AuthError as denied:  # its key revoked while it waited
-                self._reply_error(session, request, denied.code, denied.message)
-            except AssertionError:
-                raise  # a broken invariant: crash loudly, recover by replay
-            except Exception:
-                log.exception("request %r failed", request.method)
-                body = wire.error(request.id, E.INTERNAL, "internal error: query the outcome")
-                self._send_behind(session, body)
-
-        return in_turn
+    def forget_held(self, session: Session) -> None:
+        """The connection closed: what it held is never served."""
+        self.held.pop(session, None)
+        session.held = None
 
     def _cancel_quote_set(
         self,
@@ -543,12 +595,13 @@ class Dispatcher:
     ) -> None:
         p: Any = request.params
         placed = self.placed
-        if (placed.placing or placed.waiting) and not in_turn:  # over a cluster's bus only
+        if placed.placing and not in_turn:  # over a cluster's bus, places in flight
             symbols = None if p.symbol is None else (p.symbol,)
-            go = partial(self._cancel_quote_set, session, request, t_in, account, quote_set, True)
-            if placed.wait_turn(
-                account, quote_set, symbols, self._while_open(session, request, go)
-            ):
+            if placed.blocked(account, quote_set, symbols):
+                go = partial(
+                    self._cancel_quote_set, session, request, t_in, account, quote_set, True
+                )
+                self.hold(session, request, (account, quote_set, symbols), go)
                 return
         ts_us = self.stamp_us()
         commands = [
@@ -567,8 +620,8 @@ class Dispatcher:
         pending = Pending(
             session, request.id, request.method, t_in, len(commands), finish=_canceled_count
         )
-        if not commands:
-            self.connections.send(session, _canceled_count(pending))
+        if not commands:  # behind the answers owed, in request order
+            self._send_behind(session, _canceled_count(pending))
         for command in commands:
             self.bus.submit(command, pending)
         placed.sent(commands, pending)  # over a cluster's bus: pulled, as requotes see them

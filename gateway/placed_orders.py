@@ -11,7 +11,7 @@ restart drops every connection): a place made with cod on carries a mark instead
 """
 
 from collections import deque
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 from itertools import chain, compress
 from operator import attrgetter
 from typing import Any
@@ -40,7 +40,6 @@ _CLOSING_OR_CHANGING = _CLOSING | {TradeExecuted, OrderAmended}  # one look-up f
 _IS_CLOSING_OR_CHANGING = _CLOSING_OR_CHANGING.__contains__
 _EVENTS_OF = attrgetter("events")  # an executed command's (a barrier's: none or a refusal)
 QuoteSlot = tuple[int, str, str, Side]  # account, quote set, symbol, side: one live quote
-QuoteSetKey = tuple[int, str]  # account, quote set: whose requests wait in one line
 _OWED_KINDS = frozenset({AmendOrder, CancelOrder})  # commands of a live quote sent from here
 
 
@@ -66,12 +65,9 @@ class PlacedOrders:
         self.in_flight: dict[int, list[Any]] = {}
         # Over a cluster's bus, the slots whose place is in flight: its order id is known only
         # once it is back, so a requote of the slot can neither amend it nor place a second
-        # quote beside it (which would stay on the book). Such requests wait in line per quote
-        # set (`wait_turn`), and go in order once the places they touch are back
-        # (`place_back`, `take_turns`).
+        # quote beside it (which would stay on the book). Such a request waits for it
+        # (`blocked`; the dispatcher holds its connection's requests meanwhile).
         self.placing: set[QuoteSlot] = set()
-        self.waiting: dict[QuoteSetKey, deque[tuple[Collection[str] | None, Callable[[], None]]]]
-        self.waiting = {}
 
     def requote(self, slot: QuoteSlot, price: int, qty: int, ts_us: int = 0) -> Command | None:
         """The command that makes the slot's live quote `qty` at `price` (0: pulled), at
@@ -192,42 +188,12 @@ class PlacedOrders:
             elif kind is PlaceOrder and command.quote_set is not None:
                 self.placing.add((command.account, command.quote_set, command.symbol, command.side))
 
-    def wait_turn(
-        self, account: int, quote_set: str, symbols: Collection[str] | None, go: Callable[[], None]
-    ) -> bool:
-        """Over a cluster's bus: whether a request on the quote set's `symbols` (None: all of
-        them) must wait, for a place in flight on one of its slots or behind an earlier
-        request that waits; if so `go` is queued, to be called in its turn (`take_turns`)."""
-        key = (account, quote_set)
-        line = self.waiting.get(key)
-        if line is None:
-            if not self._blocked(key, symbols):
-                return False
-            line = self.waiting[key] = deque()
-        line.append((symbols, go))
-        return True
-
-    def place_back(self, slot: QuoteSlot) -> QuoteSetKey | None:
-        """The outcome of the place in flight on `slot` is in the replica: the slot is free.
-        The quote set whose requests wait in line, if any (`take_turns` them)."""
+    def place_back(self, slot: QuoteSlot) -> None:
+        """The outcome of the place in flight on `slot` is in the replica: the slot is free."""
         self.placing.discard(slot)
-        key = (slot[0], slot[1])
-        return key if key in self.waiting else None
 
-    def take_turns(self, key: QuoteSetKey) -> None:
-        """Let the quote set's waiting requests go, in the order they came, until one
-        touches a slot whose place is in flight (one of them may have placed it)."""
-        line = self.waiting.get(key)
-        while line:
-            symbols, go = line[0]
-            if self._blocked(key, symbols):
-                return
-            line.popleft()
-            go()
-        self.waiting.pop(key, None)
-
-    def _blocked(self, key: QuoteSetKey, symbols: Collection[str] | None) -> bool:
-        account, quote_set = key
+    def blocked(self, account: int, quote_set: str, symbols: Collection[str] | None) -> bool:
+        """Whether a place is in flight on a slot of the quote set's `symbols` (None: any)."""
         return any(
             slot[0] == account and slot[1] == quote_set and (symbols is None or slot[2] in symbols)
             for slot in self.placing

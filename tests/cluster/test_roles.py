@@ -268,6 +268,93 @@ def test_a_quote_sets_cancel_all_pipelined_behind_its_first_quote_cancels_it(
     run(scenario())
 
 
+def _answer_order(connected: VenueClient) -> list[int]:
+    """The ids of the answers `connected` receives from now on, in the order they arrive."""
+    seen: list[int] = []
+    on_message = connected._on_message
+
+    def recording(message: dict[str, Any]) -> None:
+        if "id" in message and "status" in message:
+            seen.append(message["id"])
+        on_message(message)
+
+    connected._on_message = recording  # type: ignore[method-assign]
+    return seen
+
+
+def test_requests_pipelined_behind_a_waiting_quote_mass_keep_their_order(
+    cluster: LocalCluster,
+) -> None:
+    """While a requote waits for its quote's place, the connection's later requests wait
+    behind it: each is decided after it and answered after it. A no-op requote, a malformed
+    request and an account-wide cancel-all (the kill switch) sent behind: the answers come in
+    request order, and the cancel-all, the last request, leaves nothing on the book."""
+    gateway = cluster.gateways[0]
+    prices = {"395.00", "395.50", "424.00"}
+
+    async def scenario() -> None:
+        maker = await client(gateway.url, "beta")
+        try:
+            await maker.request("session.cod", {"enabled": True})
+            seen = _answer_order(maker)
+            bid = {"symbol": QUOTED, "bid_px": "395.00", "bid_qty": "1"}
+            moved = _two_sided("killed", "395.50", "424.00")
+            answers = await asyncio.gather(
+                maker.request_raw("quote.mass", {"quote_set": "killed", "quotes": [bid]}),
+                maker.request_raw("quote.mass", moved),  # waits for the bid's place
+                maker.request_raw("quote.mass", moved),  # changes nothing
+                maker.request_raw("orders.open", {"bogus": 1}),
+                maker.request_raw("orders.cancel_all", {"symbol": QUOTED}),
+            )
+            assert [a["status"] for a in answers] == [200, 200, 200, 400, 200], answers
+            assert answers[2]["result"]["results"] == [], "nothing to change"
+            assert answers[4]["result"]["canceled"] == 2, answers[4]
+            assert seen == sorted(seen), "answered in request order"
+            assert await _quotes_at(maker, prices) == []
+        finally:
+            await maker.close()
+
+    run(scenario())
+
+
+def test_session_requests_behind_a_waiting_quote_mass_apply_after_it(
+    cluster: LocalCluster,
+) -> None:
+    """`session.cod` off and `session.logout` sent right behind a requote that waits for its
+    quote's place: the requote is decided with cod still on (not refused `COD_REQUIRED`),
+    and answered before the logout closes the connection."""
+    gateway = cluster.gateways[0]
+    prices = {"394.00", "394.50", "425.00"}
+
+    async def scenario() -> None:
+        maker = await client(gateway.url, "beta")
+        seen = _answer_order(maker)
+        await maker.request("session.cod", {"enabled": True})
+        bid = {"symbol": QUOTED, "bid_px": "394.00", "bid_qty": "1"}
+        answers = await asyncio.gather(
+            maker.request_raw("quote.mass", {"quote_set": "left", "quotes": [bid]}),
+            maker.request_raw("quote.mass", _two_sided("left", "394.50", "425.00")),
+            maker.request_raw("session.cod", {"enabled": False}),
+            maker.request_raw("session.logout", {}),
+        )
+        assert [a["status"] for a in answers] == [200, 200, 200, 200], answers
+        placed, requoted, _, logout = (answer["id"] for answer in answers)
+        # (`session.cod` is answered as it is handled, not behind the commands owed)
+        assert [i for i in seen if i != answers[2]["id"]][-3:] == [placed, requoted, logout]
+        await maker.close()
+        after = await client(gateway.url, "beta")
+        try:  # cod was off at the close: the quotes stay, one per side, where the last put them
+            assert await _quotes_at(after, prices) == [
+                ("buy", "394.50", "1.000000"),
+                ("sell", "425.00", "1.000000"),
+            ]
+            await after.request("orders.cancel_all", {"symbol": QUOTED})
+        finally:
+            await after.close()
+
+    run(scenario())
+
+
 # ----------------------------------------------------------------- faults under load
 
 ORDERS_PER_LOOP = 40

@@ -6,7 +6,7 @@ feeds it: places, cancels, amends, batches with good and bad ops, `quote.mass` r
 pulls, cancel-alls of quote sets, malformed and refused requests and queries, all on four
 accounts. Every answer (a frame with a top-level `id`) written back is hashed in order, with
 only the clock's values masked. The pinned digest was made by running this module as a script
-in a checkout of main 5fe23d4 (`PYTHONPATH=<checkout> python tests/gateway/test_answer_digest.py`):
+in a checkout of main (`PYTHONPATH=<checkout> python tests/gateway/test_answer_digest.py`):
 a change on the request path that alters any answer's bytes, their order or their seqs fails
 here.
 """
@@ -25,7 +25,11 @@ from core import config as venue_config
 from gateway.server import VenueServer
 from tests.sample_config import SAMPLE_CONFIG
 
-PINNED = ("aafc80af0ac50491b3e1e4d12db779a36cf054282e6face0f8d503a1fd7784c1", 1506)  # main 5fe23d4
+# Re-pinned in session 18: a `quote.mass` or cancel-all of a quote set that finds nothing to
+# do is answered behind the answers owed (it came ahead of them). The same 1,506 answers, byte
+# for byte; 15 positions differ, each a `{"canceled":0}` now after the earlier request's answer
+# (was main 5fe23d4's "aafc80af0ac50491b3e1e4d12db779a36cf054282e6face0f8d503a1fd7784c1").
+PINNED = ("933363e373a295d039cc8653de76e412743963e5c9550a848f263d8b39140838", 1506)
 REQUESTS = 1_500
 DRAIN_EVERY = 7  # requests fed per loop turn before the journal commits: odd, so batches mix
 SYMBOLS = ("AAPLx-USD", "MSFTx-USD")

@@ -213,43 +213,24 @@ def test_over_a_lagging_replica_a_quote_whose_cancel_is_owed_is_requoted_by_a_pl
     assert isinstance(placed.requote(bid, 9_970, 1_000), PlaceOrder)
 
 
-def test_over_a_lagging_replica_requests_wait_in_line_for_a_place_in_flight() -> None:
-    """A quote set's requests that touch a slot whose place is in flight wait for it, and so
-    does every later one of that set (their order is kept); another set, or an embedded
-    venue, never waits. Once the place is back they go in order, until one touches a slot a
-    request before it has just placed again."""
+def test_over_a_lagging_replica_a_quotes_place_in_flight_blocks_its_slot_until_back() -> None:
+    """A quote's place sent from here marks its slot until its outcome is back: a request of
+    that quote set on that symbol (or on the whole set) is blocked; another symbol, set or
+    account is not. An embedded venue marks nothing."""
     placed = PlacedOrders(cast(ReadSide, None), replica_lags=True)
     slot = (ACCOUNT, "q", SYMBOL, Side.BUY)
     place = PlaceOrder(ts_us=5, account=ACCOUNT, symbol=SYMBOL, side=Side.BUY, quote_set="q")
-    placed.sent([place], object())
-    assert placed.placing == {slot}
-    served: list[str] = []
-
-    def serve(name: str, places: bool = False) -> Any:
-        def go() -> None:
-            served.append(name)
-            if places:
-                placed.sent([place], object())
-
-        return go
-
-    assert placed.wait_turn(ACCOUNT, "q", {SYMBOL}, serve("first", places=True))
-    assert placed.wait_turn(ACCOUNT, "q", {"MSFTx-USD"}, serve("second")), "behind the first"
-    assert placed.wait_turn(ACCOUNT, "q", None, serve("third")), "the whole set"
-    assert not placed.wait_turn(ACCOUNT, "other", {SYMBOL}, serve("elsewhere"))
-    assert not placed.wait_turn(TAKER, "q", {SYMBOL}, serve("another account"))
-    placed.take_turns((ACCOUNT, "q"))
-    assert served == [], "the place is not back"
-    assert placed.place_back((ACCOUNT, "q", "MSFTx-USD", Side.BUY)) == (ACCOUNT, "q")
-    assert placed.placing == {slot}
-    assert placed.place_back(slot) == (ACCOUNT, "q")
-    placed.take_turns((ACCOUNT, "q"))
-    assert served == ["first", "second"], "the first placed again: the third waits for it"
+    taker = PlaceOrder(ts_us=5, account=ACCOUNT, symbol=SYMBOL, side=Side.BUY)
+    placed.sent([place, taker], object())
+    assert placed.placing == {slot}, "a quote's place, not a plain order's"
+    assert placed.blocked(ACCOUNT, "q", {SYMBOL}) and placed.blocked(ACCOUNT, "q", None)
+    assert not placed.blocked(ACCOUNT, "q", {"MSFTx-USD"})
+    assert not placed.blocked(ACCOUNT, "other", {SYMBOL})
+    assert not placed.blocked(TAKER, "q", {SYMBOL})
+    placed.place_back((ACCOUNT, "q", SYMBOL, Side.SELL))
+    assert placed.blocked(ACCOUNT, "q", {SYMBOL}), "the other side's slot"
     placed.place_back(slot)
-    placed.take_turns((ACCOUNT, "q"))
-    assert served == ["first", "second", "third"]
-    assert placed.waiting == {} and placed.placing == set()
-    assert placed.place_back(slot) is None, "nobody waits"
+    assert placed.placing == set() and not placed.blocked(ACCOUNT, "q", None)
 
     embedded = PlacedOrders(cast(ReadSide, None))
     embedded.sent([place], object())

@@ -1,0 +1,55 @@
+"""The demos' data directories: what a demo may delete there, and what it must not.
+
+Both demos (`venue demo`, `venue demo-engine`) start afresh each run, deleting what the
+previous run left. Owns the rule that keeps that from deleting a venue's data: a demo
+clears a directory only if nothing holds it (a running venue or demo locks its journal)
+and only if what is there was left by a demo (`MARKER`, written when a demo claims a
+directory). A venue's own data directory, running or stopped, is refused with a message.
+"""
+
+from pathlib import Path
+
+from cli.failures import CommandFailed
+from core.journal import FileJournal, JournalError, JournalLocked
+from gateway.server import JOURNAL_FILE, LEDGER_FILE
+
+# What a venue keeps in its data directory: the journal, the ledger store (with SQLite's
+# -wal and -shm) and state snapshots (core.snapshots: snapshot-<seq>.bin, and .tmp).
+VENUE_FILES = (JOURNAL_FILE, f"{LEDGER_FILE}*", "snapshot-*")
+MARKER = "demo-data"  # written by a demo into the directory it claims
+MARKER_TEXT = "This directory holds a venue demo's data: each demo run deletes and rewrites it.\n"
+
+
+def claim(data_dir: Path, clear: tuple[str, ...] = VENUE_FILES) -> None:
+    """Make `data_dir` the demo's: refuse it if in use or if it holds a venue's data that no
+    demo left there; else delete the files matching `clear` and mark it as a demo's."""
+    _refuse_if_in_use(data_dir)
+    marked = (data_dir / MARKER).is_file()
+    if not marked:
+        found = sorted(path.name for pattern in VENUE_FILES for path in data_dir.glob(pattern))
+        if found:
+            raise CommandFailed(
+                f"{data_dir} holds a venue's data ({', '.join(found[:3])}), not a demo's: the "
+                "demo deletes what it finds there, so give another --data-dir (or delete the "
+                "directory yourself if it is an old demo's)"
+            )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for pattern in clear:
+        for path in data_dir.glob(pattern):
+            path.unlink(missing_ok=True)
+    if not marked:
+        (data_dir / MARKER).write_text(MARKER_TEXT)
+
+
+def _refuse_if_in_use(data_dir: Path) -> None:
+    """A venue (or demo) running on `data_dir` keeps its files: a demo must not delete them."""
+    journal = data_dir / JOURNAL_FILE
+    if not journal.is_file():
+        return
+    try:
+        FileJournal(journal, read_only=True).close()
+    except JournalLocked:
+        msg = f"{data_dir} is in use by a running venue: give another --data-dir"
+        raise CommandFailed(msg) from None
+    except JournalError:
+        pass  # damaged: nobody holds it; whether it may go is the marker's to say
