@@ -376,6 +376,34 @@ def test_non_ascii_digits_in_the_timestamp_or_window_are_bad_params(run_venue: R
     run_venue(scenario)
 
 
+def test_integers_of_thousands_of_digits_are_out_of_range_not_a_500(
+    run_venue: Run, caplog: Any
+) -> None:
+    huge = "9" * 5_000  # past Python's 4,300-digit limit for int(str): was a 500 and a traceback
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        for digits in ("9" * 17, huge):  # a long id is refused as one just past 2^53 is
+            canceled = await call(trader, "DELETE", f"/api/v1/orders/{digits}")
+            assert error_of(canceled) == (400, "BAD_PARAM"), canceled
+            assert "9007199254740991" in canceled.json()["error"]["msg"]
+            assert (await call(trader, "GET", f"/api/v1/orders/{digits}")).status == 405
+        path = "/api/v1/balances"
+        for header, why in (("X-Timestamp", "ts must be"), ("X-Recv-Window", "recv_window must")):
+            sent = trader.signature("GET", path, "", b"") | {header: huge}
+            response = await call(trader, "GET", path, headers=sent, signed=False)
+            assert error_of(response) == (400, "BAD_PARAM"), (header, response)
+            assert why in response.json()["error"]["msg"]
+        zeros = trader.signature("GET", path, "", b"")
+        zeros["X-Recv-Window"] = "0" * 5_000 + "5000"  # leading zeros change no value
+        response = await call(trader, "GET", path, headers=zeros, signed=False)
+        assert response.status == 200, response
+
+    with caplog.at_level("ERROR", logger="venue"):
+        run_venue(scenario)
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
+
+
 async def ws_open_orders(venue: Venue, who: str) -> list[Any]:
     client = await venue.client(who)
     orders: list[Any] = (await client.open_orders())["orders"]
