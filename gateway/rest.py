@@ -305,7 +305,11 @@ class RestApi:
         if now < answers.refusal_logged_us + REFUSAL_LOG_INTERVAL_US:
             answers.refusals_unlogged += 1
             return
-        who = {"peer": _peer(answers), "api_key": api_key, "path": path}
+        who = {
+            "peer": _peer(answers),
+            "api_key": wire.shortened(api_key),
+            "path": wire.shortened(path),
+        }
         more = {"code": refused.code.name.lower(), "refusals_unlogged": answers.refusals_unlogged}
         log.warning("rest request refused", extra=who | more)
         answers.refusal_logged_us, answers.refusals_unlogged = now, 0
@@ -499,7 +503,8 @@ def _payload(frame: bytes) -> bytes:
 
 
 def _error_body(code: ErrorCode, msg: str) -> bytes:
-    return msgspec.json.encode(ErrorResponse(ErrorBody(int(code), code.name, msg)))
+    """As `wire.error` words it: the message quotes only the start of a long path or name."""
+    return msgspec.json.encode(ErrorResponse(ErrorBody(int(code), code.name, wire.shortened(msg))))
 
 
 def _respond_error(

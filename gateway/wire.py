@@ -80,6 +80,7 @@ ORDERS_HISTORY_LIMIT_MAX = 1_000  # one page of orders.history; page on with bef
 BOOK_DEPTH_MAX = 1_000  # levels per side in one snapshot; deeper books are not a quote
 CANCEL_AFTER_MS_MAX = 600_000  # a dead-man's switch longer than 10 minutes protects nothing
 JURISDICTIONS_MAX = 250  # ISO 3166 has 249 alpha-2 codes
+ERROR_TEXT_CHARS_MAX = 200  # an error quoting client input quotes this much: enough to see it
 
 DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?\Z"  # plain notation: no sign, exponent or spaces
 
@@ -1476,9 +1477,15 @@ def error(
     retry_after_ms: int | None = None,
 ) -> bytes:
     """An error response; `status` defaults to `rejection_status(code)` (409 for partial)."""
-    body = _ErrorBody(int(code), code.name, msg, data)
+    body = _ErrorBody(int(code), code.name, shortened(msg), data)
     status = rejection_status(code) if status is None else status
     return _encoder.encode(_Error(request_id, status, body, retry_after_ms))
+
+
+def shortened(text: str, chars_max: int = ERROR_TEXT_CHARS_MAX) -> str:
+    """`text` cut to `chars_max` characters ("..." marks the cut): an error that quotes client
+    input (a field name, a method, a path) quotes only the start of it."""
+    return text if len(text) <= chars_max else text[: chars_max - 3] + "..."
 
 
 def rejection_data(rejected: CommandRejected) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from client.rest import RestClient, RestResponse
-from gateway import rest
+from gateway import rest, wire
 from gateway.auth import sign_request
 from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, drain_pushes, start_venue
 from tests.sample_config import sample_bill
@@ -140,6 +140,22 @@ def test_bad_public_requests_get_clear_errors(run_venue: Run) -> None:
             assert error_of(await get(public, path, **query)) == expected, (path, query)
         refused = await call(public, "PUT", "/api/v1/instruments")
         assert refused.status == 405 and refused.headers["allow"] == "GET"
+        public.close()
+
+    run_venue(scenario)
+
+
+def test_errors_quote_only_the_start_of_long_input(run_venue: Run) -> None:
+    async def scenario(venue: Venue) -> None:
+        public = RestClient(base(venue))
+        long = "x" * 12_000  # within the head's limit, far past what an error should quote
+        for path, query, expected in (
+            (f"/api/v1/{long}", {}, (404, "UNKNOWN_METHOD")),
+            ("/api/v1/instruments", {long: "1"}, (400, "BAD_PARAM")),
+        ):
+            response = await get(public, path, **query)
+            assert error_of(response) == expected
+            assert len(response.json()["error"]["msg"]) <= wire.ERROR_TEXT_CHARS_MAX
         public.close()
 
     run_venue(scenario)

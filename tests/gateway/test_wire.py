@@ -272,6 +272,20 @@ def test_messages_say_where_and_what() -> None:
     )
 
 
+def test_an_error_quotes_only_the_start_of_long_input() -> None:
+    long = "k" * 3_000  # a frame may hold 64 KiB of it; the answer says what is wrong, briefly
+    for raw in (
+        frame("order.cancel", {"order_id": 1, long: 1}),
+        frame(long, {}),
+        frame("subscribe", {"ch": long}),
+    ):
+        error = refused(raw)
+        answer = msgspec.json.decode(wire.error(error.id, error.code, error.message))
+        message = answer["error"]["msg"]
+        assert len(message) == wire.ERROR_TEXT_CHARS_MAX and message.endswith("kkk..."), message
+    assert wire.shortened("short") == "short"
+
+
 @pytest.mark.parametrize(
     ("params", "code"),
     [
