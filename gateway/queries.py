@@ -148,7 +148,7 @@ class Queries:
         if p.ch == "account":
             self._subscribe_account(session, request, t_in, p.since_seq)
             return
-        symbols = p.symbols or sorted(self.reads.markets)
+        symbols = sorted(self.reads.markets) if p.symbols is None else p.symbols
         streams = [
             Stream(Channel(p.ch), s, tier(p.depth) if p.ch == "book" else 0, p.interval or "")
             for s in symbols
@@ -185,7 +185,7 @@ class Queries:
             self.private_streams.leave(session)
             removed.append("account")
         for stream in list(session.streams):
-            if stream.channel.value == p.ch and (not p.symbols or stream.symbol in p.symbols):
+            if stream.channel.value == p.ch and (p.symbols is None or stream.symbol in p.symbols):
                 self.public.unfollow(session, stream)
                 removed.append(stream.name)
         self._reply(session, request, {"unsubscribed": removed}, t_in)

@@ -101,6 +101,8 @@ Name = Annotated[str, Meta(min_length=1, max_length=NAME_LENGTH_MAX)]
 Jurisdiction = Annotated[str, Meta(pattern=r"^[A-Z]{2}\Z")]  # ISO 3166 alpha-2
 Scale = Annotated[int, Meta(ge=0, le=SCALE_MAX)]
 FeeBps = Annotated[int, Meta(ge=0, le=FEE_BPS_MAX)]
+# a list of symbols names at least one: "all" is said by leaving the list out, never by []
+Symbols = Annotated[tuple[Symbol, ...], Meta(min_length=1, max_length=SYMBOLS_PER_REQUEST_MAX)]
 Channel = Literal["account", "instruments", "book", "trades", "bbo", "ticker", "candles"]
 Interval = Literal["1m", "5m", "1h", "1d"]  # `candles` bars: gateway.candles.INTERVALS_US
 Scope = Literal["read", "trade", "admin"]
@@ -363,7 +365,7 @@ class BookSnapshotParams(Params, frozen=True):
 
 class SubscribeParams(Params, frozen=True):
     ch: Channel
-    symbols: Annotated[tuple[Symbol, ...], Meta(max_length=SYMBOLS_PER_REQUEST_MAX)] | None = None
+    symbols: Symbols | None = None  # None: every symbol listed now
     depth: Annotated[int, Meta(ge=1, le=BOOK_DEPTH_MAX)] | None = None
     since_seq: Int53 | None = None
     interval: Interval | None = None  # candles only, and there required
@@ -378,7 +380,7 @@ class SubscribeParams(Params, frozen=True):
 
 class UnsubscribeParams(Params, frozen=True):
     ch: Channel
-    symbols: Annotated[tuple[Symbol, ...], Meta(max_length=SYMBOLS_PER_REQUEST_MAX)] | None = None
+    symbols: Symbols | None = None  # None: every stream of the channel
 
 
 class SubscriptionsParams(Params, frozen=True):
