@@ -62,6 +62,9 @@ class Queries:
 
     def _open_orders(self, session: Session, request: wire.Request, t_in: int) -> None:
         symbol = request.params.symbol  # type: ignore[attr-defined]
+        if symbol is not None and symbol not in self.reads.markets:  # as `orders.history`
+            self._defer_error(session, request, E.UNKNOWN_SYMBOL, f"no symbol {symbol}")
+            return
         orders = [
             order_view(self.reads, o)
             for o in self.reads.open_orders(_key(session).account)

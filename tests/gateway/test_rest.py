@@ -294,6 +294,8 @@ def test_bad_orders_change_nothing_and_say_why(run_venue: Run) -> None:
         amend = await call(trader, "PATCH", "/api/v1/orders/7", body=b'{"order_id": 8, "qty": "1"}')
         assert error_of(amend) == (400, "BAD_PARAM")
         assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
+        mistyped = await get(trader, "/api/v1/orders", symbol="NOPE-USD")  # was {"orders": []}
+        assert error_of(mistyped) == (400, "UNKNOWN_SYMBOL")
         assert (await get(trader, "/api/v1/balances")).json() == before
         trader.close()
 
