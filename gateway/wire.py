@@ -1377,15 +1377,17 @@ class QuoteUnits(msgspec.Struct, frozen=True):
 
 
 def quote_units(quote: Quote, specs: Mapping[str, InstrumentSpec]) -> QuoteUnits | WireError:
-    """A `quote.mass` quote in integer units at its instrument's scales."""
+    """A `quote.mass` quote in integer units at its instrument's scales. A price of zero is
+    malformed (PROTOCOL §2.3), also beside a qty "0" that pulls the side; a qty of zero is
+    the pull."""
     try:
         spec = _spec(specs, quote.symbol)
         pd, qd = spec.price_decimals, spec.qty_decimals
         return QuoteUnits(
             symbol=quote.symbol,
-            bid_px=None if quote.bid_px is None else _units(quote.bid_px, pd, "bid_px"),
+            bid_px=None if quote.bid_px is None else _positive(quote.bid_px, pd, "bid_px"),
             bid_qty=None if quote.bid_qty is None else _units(quote.bid_qty, qd, "bid_qty"),
-            ask_px=None if quote.ask_px is None else _units(quote.ask_px, pd, "ask_px"),
+            ask_px=None if quote.ask_px is None else _positive(quote.ask_px, pd, "ask_px"),
             ask_qty=None if quote.ask_qty is None else _units(quote.ask_qty, qd, "ask_qty"),
         )
     except _Refusal as refusal:
@@ -1397,18 +1399,22 @@ def plain_quote_units(
 ) -> tuple[int, int, int, int] | None:
     """The usual quote's bid price and size and ask price and size in units, both sides
     given: `quote_units` without its struct, try block and call per field. None for any
-    other quote (an unknown symbol, a side left out, a text that does not convert), which
-    `quote_units` converts or words the error of."""
+    other quote (an unknown symbol, a side left out, a text that does not convert, a zero
+    price), which `quote_units` converts or words the error of."""
     spec = specs.get(quote.symbol)
     bid_px, bid_qty, ask_px, ask_qty = quote.bid_px, quote.bid_qty, quote.ask_px, quote.ask_qty
     if spec is None or bid_px is None or bid_qty is None or ask_px is None or ask_qty is None:
         return None
     price_decimals, qty_decimals = spec.price_decimals, spec.qty_decimals
     try:
+        bid_price = _parse_units(bid_px, price_decimals)
+        ask_price = _parse_units(ask_px, price_decimals)
+        if not bid_price or not ask_price:
+            return None  # a zero price is malformed: `quote_units` says so
         return (
-            _parse_units(bid_px, price_decimals),
+            bid_price,
             _parse_units(bid_qty, qty_decimals),
-            _parse_units(ask_px, price_decimals),
+            ask_price,
             _parse_units(ask_qty, qty_decimals),
         )
     except ValueError:  # PrecisionError too: `quote_units` says which field

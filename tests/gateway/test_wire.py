@@ -611,9 +611,30 @@ def test_a_plain_quote_converts_as_quote_units() -> None:
         wire.Quote(SYMBOL, bid_px="99.555", bid_qty="1", ask_px="100", ask_qty="1"),
         wire.Quote(SYMBOL, bid_px="99", bid_qty="1", ask_px="100", ask_qty="9" * 20),
         wire.Quote("X", bid_px="99", bid_qty="1", ask_px="100", ask_qty="1"),
+        wire.Quote(SYMBOL, bid_px="0", bid_qty="1", ask_px="100", ask_qty="1"),
+        wire.Quote(SYMBOL, bid_px="99", bid_qty="1", ask_px="0.00", ask_qty="1"),
     ):
         assert wire.plain_quote_units(other, SPECS) is None, other
         assert isinstance(wire.quote_units(other, SPECS), wire.QuoteUnits | WireError)
+
+
+@pytest.mark.parametrize(
+    "quote",
+    [
+        wire.Quote(SYMBOL, bid_px="0", bid_qty="1"),  # was a per-op refusal by the engine
+        wire.Quote(SYMBOL, bid_px="99", bid_qty="1", ask_px="0.00", ask_qty="1"),
+        wire.Quote(SYMBOL, ask_px="0", ask_qty="0"),  # a pull needs no px; a px is a price
+    ],
+)
+def test_a_quote_at_a_zero_price_is_malformed(quote: wire.Quote) -> None:
+    refusal = wire.quote_units(quote, SPECS)
+    assert isinstance(refusal, WireError) and refusal.code is E.BAD_PARAM, refusal
+    assert refusal.message.endswith("_px must be positive"), refusal.message
+
+
+def test_a_zero_qty_still_pulls_a_side() -> None:
+    pulled = wire.quote_units(wire.Quote(SYMBOL, bid_px="99", bid_qty="0", ask_qty="0"), SPECS)
+    assert pulled == wire.QuoteUnits(SYMBOL, 9_900, 0, None, 0)
 
 
 def test_cancel_and_cancel_all_convert_without_scales() -> None:
