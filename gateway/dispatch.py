@@ -594,6 +594,10 @@ class Dispatcher:
         in_turn: bool = False,
     ) -> None:
         p: Any = request.params
+        # refused in the words of the engine's cancel_all (not "0 canceled": a typo shows)
+        if p.symbol is not None and p.symbol not in self.reads.markets:
+            self._defer_error(session, request, E.UNKNOWN_SYMBOL, p.symbol)
+            return
         placed = self.placed
         if placed.placing and not in_turn:  # over a cluster's bus, places in flight
             symbols = None if p.symbol is None else (p.symbol,)

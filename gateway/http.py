@@ -3,7 +3,7 @@
 Owns a connection that is not a websocket upgrade: request parsing with bodies, keep-alive
 and pipelining (one request at a time: the next is read only once the last is answered, so
 answers keep request order), the idle and body timeouts, body and header limits,
-400/408/413/503 answers of its own, and a close that waits for the answer in flight. What a
+400/408/413/431/503 answers of its own, and a close that waits for the answer in flight. What a
 request means is the handler's: `on_request(connection, exchange)` answers with
 `exchange.respond` now or later; a handler without it gets the websocket layer's seam,
 `on_http` (GET only, else 405).
@@ -16,6 +16,7 @@ closes. The websocket path never enters this module (`transport.Connection.data_
 """
 
 import asyncio
+import re
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,8 @@ from urllib.parse import unquote
 import h11
 from websockets.datastructures import Headers
 from websockets.http11 import Request as WebsocketRequest
+
+from gateway.wire import shortened
 
 if TYPE_CHECKING:
     from gateway.transport import Connection
@@ -35,6 +38,9 @@ BODY_TIMEOUT_S = 15  # a request's body must end this long after its head: 408, 
 # unread request bytes past this pause reading: one whole request of the largest size
 BUFFERED_BYTES_MAX = HEADER_BYTES_MAX + REQUEST_BODY_BYTES_MAX
 REQUEST_LINE_BYTES_MAX = 8 * 1024  # the websocket layer's limit for one line of the request
+HEAD_TOO_LARGE = f"the request line and headers are limited to {HEADER_BYTES_MAX} bytes"
+BODY_TOO_LARGE = f"a request body is limited to {REQUEST_BODY_BYTES_MAX} bytes"
+_HEAD_END = re.compile(rb"\n\r?\n")  # the blank line after the headers, as h11 finds it
 SERVER_HEADER = (b"server", b"tokenvenue")
 
 
@@ -102,6 +108,9 @@ class HttpConnection:
             if self.connection.paused:  # the peer does not read: no new answer until it does
                 self._pause_reading()
                 return
+            if self._head_too_large():
+                self._fail(431, HEAD_TOO_LARGE)
+                return
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError as failure:
@@ -115,6 +124,17 @@ class HttpConnection:
                 return
             if not self._on_event(event):
                 return
+
+    def _head_too_large(self) -> bool:
+        """The next request's head, unread, is past `HEADER_BYTES_MAX`. h11's own limit
+        (`max_incomplete_event_size`) counts only a head still incomplete: one that arrives
+        whole in one read would pass it, however large."""
+        if self.h11.their_state is not h11.IDLE:
+            return False  # a body, or the answer owed: no head is next
+        unread = self.h11.trailing_data[0]
+        if len(unread) <= HEADER_BYTES_MAX:
+            return False
+        return _HEAD_END.search(unread, 0, HEADER_BYTES_MAX) is None
 
     def writable(self) -> None:
         """The transport takes writes again: serve the next pipelined request, if any."""
@@ -136,13 +156,16 @@ class HttpConnection:
     def _on_event(self, event: Any) -> bool:
         """Take one event; False when reading must stop here."""
         if isinstance(event, h11.Request):
+            if _declared_length(event) > REQUEST_BODY_BYTES_MAX:  # refused before it is sent
+                self._fail(413, BODY_TOO_LARGE)
+                return False
             self._cancel_timer()
             self.timer = asyncio.get_running_loop().call_later(BODY_TIMEOUT_S, self._body_late)
             self.request, self.body, self.body_bytes = event, [], 0
         elif isinstance(event, h11.Data):
             self.body_bytes += len(event.data)
             if self.body_bytes > REQUEST_BODY_BYTES_MAX:
-                self._fail(413, f"a request body is limited to {REQUEST_BODY_BYTES_MAX} bytes")
+                self._fail(413, BODY_TOO_LARGE)
                 return False
             self.body.append(bytes(event.data))
         elif isinstance(event, h11.EndOfMessage):
@@ -221,7 +244,7 @@ class HttpConnection:
         """A request we cannot read: answer it (if no response has begun), then close."""
         self.in_flight = None
         if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            body = (why + "\n").encode()
+            body = (shortened(why) + "\n").encode()  # h11's words may quote the request
             head = [
                 SERVER_HEADER,
                 (b"content-type", b"text/plain"),
@@ -280,6 +303,17 @@ class HttpConnection:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+
+
+def _declared_length(request: h11.Request) -> int:
+    """The request's Content-Length, 0 if none (h11 has checked it is digits, one value)."""
+    for name, value in request.headers:
+        if name == b"content-length":
+            digits = value.lstrip(b"0")  # more digits than the limit has: past it, unconverted
+            if len(digits) > len(str(REQUEST_BODY_BYTES_MAX)):
+                return REQUEST_BODY_BYTES_MAX + 1
+            return int(digits or b"0")
+    return 0
 
 
 def _reason(status: int) -> bytes:

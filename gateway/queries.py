@@ -62,6 +62,9 @@ class Queries:
 
     def _open_orders(self, session: Session, request: wire.Request, t_in: int) -> None:
         symbol = request.params.symbol  # type: ignore[attr-defined]
+        if symbol is not None and symbol not in self.reads.markets:  # as `orders.history`
+            self._defer_error(session, request, E.UNKNOWN_SYMBOL, f"no symbol {symbol}")
+            return
         orders = [
             order_view(self.reads, o)
             for o in self.reads.open_orders(_key(session).account)
@@ -148,7 +151,7 @@ class Queries:
         if p.ch == "account":
             self._subscribe_account(session, request, t_in, p.since_seq)
             return
-        symbols = p.symbols or sorted(self.reads.markets)
+        symbols = sorted(self.reads.markets) if p.symbols is None else p.symbols
         streams = [
             Stream(Channel(p.ch), s, tier(p.depth) if p.ch == "book" else 0, p.interval or "")
             for s in symbols
@@ -185,7 +188,7 @@ class Queries:
             self.private_streams.leave(session)
             removed.append("account")
         for stream in list(session.streams):
-            if stream.channel.value == p.ch and (not p.symbols or stream.symbol in p.symbols):
+            if stream.channel.value == p.ch and (p.symbols is None or stream.symbol in p.symbols):
                 self.public.unfollow(session, stream)
                 removed.append(stream.name)
         self._reply(session, request, {"unsubscribed": removed}, t_in)

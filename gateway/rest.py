@@ -159,8 +159,9 @@ def match(method: str, path: str) -> tuple[Route | None, dict[str, int], list[st
             continue
         found: dict[str, int] = {}
         for want, got in zip(pattern, parts, strict=True):
-            if want == "{order_id}" and got.isascii() and got.isdigit() and int(got) > 0:
-                found["order_id"] = int(got)
+            order_id = _integer(got) if want == "{order_id}" else None
+            if order_id:  # a positive integer; one past 2^53 is refused as its params are
+                found["order_id"] = order_id
             elif want != got:
                 break
         else:
@@ -168,6 +169,20 @@ def match(method: str, path: str) -> tuple[Route | None, dict[str, int], list[st
                 return route, found, allowed
             allowed.append(route.method)
     return None, {}, allowed
+
+
+INTEGER_DIGITS_MAX = len(str(wire.INT_MAX))  # 16: a longer integer is past every limit
+
+
+def _integer(text: str) -> int | None:
+    """`text` as an integer if it is ASCII digits only, else None. One longer than
+    `INTEGER_DIGITS_MAX` digits (leading zeros aside) comes back as 2^53, past every range it
+    is then checked against, so it is refused as any out-of-range value is; converting it
+    would be wasted work, and over 4,300 digits Python refuses (a 500 it would be)."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    digits = text.lstrip("0")
+    return int(digits or "0") if len(digits) <= INTEGER_DIGITS_MAX else wire.INT_MAX + 1
 
 
 # ----------------------------------------------------------------- serving
@@ -261,13 +276,11 @@ class RestApi:
         if missing:
             names = ", ".join(_header_name(name) for name in missing)
             return AuthError(E.NOT_AUTHENTICATED, f"sign the request: missing {names}")
-        window_text = headers.get("x-recv-window", str(RECV_WINDOW_MS_DEFAULT))
-        if not all(
-            text.isascii() and text.isdigit() for text in (headers["x-timestamp"], window_text)
-        ):
+        ts_us = _integer(headers["x-timestamp"])
+        window = _integer(headers.get("x-recv-window", str(RECV_WINDOW_MS_DEFAULT)))
+        if ts_us is None or window is None:
             return AuthError(E.BAD_PARAM, "X-Timestamp (µs) and X-Recv-Window (ms) are integers")
         api_key, nonce, sig = headers["x-api-key"], headers["x-nonce"], headers["x-signature"]
-        ts_us, window = int(headers["x-timestamp"]), int(window_text)
         body = exchange.body
 
         def signature_with(secret: str) -> str:
@@ -292,7 +305,11 @@ class RestApi:
         if now < answers.refusal_logged_us + REFUSAL_LOG_INTERVAL_US:
             answers.refusals_unlogged += 1
             return
-        who = {"peer": _peer(answers), "api_key": api_key, "path": path}
+        who = {
+            "peer": _peer(answers),
+            "api_key": wire.shortened(api_key),
+            "path": wire.shortened(path),
+        }
         more = {"code": refused.code.name.lower(), "refusals_unlogged": answers.refusals_unlogged}
         log.warning("rest request refused", extra=who | more)
         answers.refusal_logged_us, answers.refusals_unlogged = now, 0
@@ -486,7 +503,8 @@ def _payload(frame: bytes) -> bytes:
 
 
 def _error_body(code: ErrorCode, msg: str) -> bytes:
-    return msgspec.json.encode(ErrorResponse(ErrorBody(int(code), code.name, msg)))
+    """As `wire.error` words it: the message quotes only the start of a long path or name."""
+    return msgspec.json.encode(ErrorResponse(ErrorBody(int(code), code.name, wire.shortened(msg))))
 
 
 def _respond_error(

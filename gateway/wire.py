@@ -80,6 +80,7 @@ ORDERS_HISTORY_LIMIT_MAX = 1_000  # one page of orders.history; page on with bef
 BOOK_DEPTH_MAX = 1_000  # levels per side in one snapshot; deeper books are not a quote
 CANCEL_AFTER_MS_MAX = 600_000  # a dead-man's switch longer than 10 minutes protects nothing
 JURISDICTIONS_MAX = 250  # ISO 3166 has 249 alpha-2 codes
+ERROR_TEXT_CHARS_MAX = 200  # an error quoting client input quotes this much: enough to see it
 
 DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?\Z"  # plain notation: no sign, exponent or spaces
 
@@ -100,6 +101,8 @@ Name = Annotated[str, Meta(min_length=1, max_length=NAME_LENGTH_MAX)]
 Jurisdiction = Annotated[str, Meta(pattern=r"^[A-Z]{2}\Z")]  # ISO 3166 alpha-2
 Scale = Annotated[int, Meta(ge=0, le=SCALE_MAX)]
 FeeBps = Annotated[int, Meta(ge=0, le=FEE_BPS_MAX)]
+# a list of symbols names at least one: "all" is said by leaving the list out, never by []
+Symbols = Annotated[tuple[Symbol, ...], Meta(min_length=1, max_length=SYMBOLS_PER_REQUEST_MAX)]
 Channel = Literal["account", "instruments", "book", "trades", "bbo", "ticker", "candles"]
 Interval = Literal["1m", "5m", "1h", "1d"]  # `candles` bars: gateway.candles.INTERVALS_US
 Scope = Literal["read", "trade", "admin"]
@@ -362,7 +365,7 @@ class BookSnapshotParams(Params, frozen=True):
 
 class SubscribeParams(Params, frozen=True):
     ch: Channel
-    symbols: Annotated[tuple[Symbol, ...], Meta(max_length=SYMBOLS_PER_REQUEST_MAX)] | None = None
+    symbols: Symbols | None = None  # None: every symbol listed now
     depth: Annotated[int, Meta(ge=1, le=BOOK_DEPTH_MAX)] | None = None
     since_seq: Int53 | None = None
     interval: Interval | None = None  # candles only, and there required
@@ -377,7 +380,7 @@ class SubscribeParams(Params, frozen=True):
 
 class UnsubscribeParams(Params, frozen=True):
     ch: Channel
-    symbols: Annotated[tuple[Symbol, ...], Meta(max_length=SYMBOLS_PER_REQUEST_MAX)] | None = None
+    symbols: Symbols | None = None  # None: every stream of the channel
 
 
 class SubscriptionsParams(Params, frozen=True):
@@ -1374,15 +1377,17 @@ class QuoteUnits(msgspec.Struct, frozen=True):
 
 
 def quote_units(quote: Quote, specs: Mapping[str, InstrumentSpec]) -> QuoteUnits | WireError:
-    """A `quote.mass` quote in integer units at its instrument's scales."""
+    """A `quote.mass` quote in integer units at its instrument's scales. A price of zero is
+    malformed (PROTOCOL §2.3), also beside a qty "0" that pulls the side; a qty of zero is
+    the pull."""
     try:
         spec = _spec(specs, quote.symbol)
         pd, qd = spec.price_decimals, spec.qty_decimals
         return QuoteUnits(
             symbol=quote.symbol,
-            bid_px=None if quote.bid_px is None else _units(quote.bid_px, pd, "bid_px"),
+            bid_px=None if quote.bid_px is None else _positive(quote.bid_px, pd, "bid_px"),
             bid_qty=None if quote.bid_qty is None else _units(quote.bid_qty, qd, "bid_qty"),
-            ask_px=None if quote.ask_px is None else _units(quote.ask_px, pd, "ask_px"),
+            ask_px=None if quote.ask_px is None else _positive(quote.ask_px, pd, "ask_px"),
             ask_qty=None if quote.ask_qty is None else _units(quote.ask_qty, qd, "ask_qty"),
         )
     except _Refusal as refusal:
@@ -1394,18 +1399,22 @@ def plain_quote_units(
 ) -> tuple[int, int, int, int] | None:
     """The usual quote's bid price and size and ask price and size in units, both sides
     given: `quote_units` without its struct, try block and call per field. None for any
-    other quote (an unknown symbol, a side left out, a text that does not convert), which
-    `quote_units` converts or words the error of."""
+    other quote (an unknown symbol, a side left out, a text that does not convert, a zero
+    price), which `quote_units` converts or words the error of."""
     spec = specs.get(quote.symbol)
     bid_px, bid_qty, ask_px, ask_qty = quote.bid_px, quote.bid_qty, quote.ask_px, quote.ask_qty
     if spec is None or bid_px is None or bid_qty is None or ask_px is None or ask_qty is None:
         return None
     price_decimals, qty_decimals = spec.price_decimals, spec.qty_decimals
     try:
+        bid_price = _parse_units(bid_px, price_decimals)
+        ask_price = _parse_units(ask_px, price_decimals)
+        if not bid_price or not ask_price:
+            return None  # a zero price is malformed: `quote_units` says so
         return (
-            _parse_units(bid_px, price_decimals),
+            bid_price,
             _parse_units(bid_qty, qty_decimals),
-            _parse_units(ask_px, price_decimals),
+            ask_price,
             _parse_units(ask_qty, qty_decimals),
         )
     except ValueError:  # PrecisionError too: `quote_units` says which field
@@ -1476,9 +1485,15 @@ def error(
     retry_after_ms: int | None = None,
 ) -> bytes:
     """An error response; `status` defaults to `rejection_status(code)` (409 for partial)."""
-    body = _ErrorBody(int(code), code.name, msg, data)
+    body = _ErrorBody(int(code), code.name, shortened(msg), data)
     status = rejection_status(code) if status is None else status
     return _encoder.encode(_Error(request_id, status, body, retry_after_ms))
+
+
+def shortened(text: str, chars_max: int = ERROR_TEXT_CHARS_MAX) -> str:
+    """`text` cut to `chars_max` characters ("..." marks the cut): an error that quotes client
+    input (a field name, a method, a path) quotes only the start of it."""
+    return text if len(text) <= chars_max else text[: chars_max - 3] + "..."
 
 
 def rejection_data(rejected: CommandRejected) -> dict[str, Any] | None:

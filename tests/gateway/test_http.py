@@ -8,7 +8,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.http11 import Request, Response
 
-from gateway import frames, http, transport
+from gateway import frames, http, transport, wire
 
 TIMEOUT_S = 60  # a bound, not a timing check: 3,000 pipelined requests on a loaded 2-core machine
 BIG_BYTES = 256 * 1024  # `/big`: a large static file's answer
@@ -156,15 +156,43 @@ def test_a_handler_without_on_request_gets_on_http_for_get_only() -> None:
         (b"NOT HTTP AT ALL\r\n\r\n", 400),
         (request("POST", "/echo", b"x" * (http.REQUEST_BODY_BYTES_MAX + 1)), 413),
         (b"GET /" + b"a" * (http.HEADER_BYTES_MAX + 10), 431),  # no end of line in sight
+        # a whole head past the limit in one write: h11's limit counts incomplete heads only
+        (b"GET /echo?" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 431),  # was 400
+        (b"GET /echo HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 5_000 + b"\r\n", 431),  # was 200
+        (b"G\x01T /" + b"a" * 10_000 + b" HTTP/1.1\r\n\r\n", 400),  # h11's words quote it
+        # a body declared past the limit is refused at once, not awaited (was 408 after 15 s)
+        (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", 413),
+        (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0" + b"9" * 19 + b"\r\n\r\n", 413),
     ],
 )
 def test_unreadable_requests_are_refused_and_closed(data: bytes, status: int) -> None:
     async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(data)
-        answer, headers, _ = await read_response(reader)
+        answer, headers, body = await asyncio.wait_for(read_response(reader), 5)
         assert answer == status and headers["connection"] == "close"
+        assert len(body) <= wire.ERROR_TEXT_CHARS_MAX + 1, body  # a prefix of the input at most
         assert await reader.read() == b""  # closed by the server
+        writer.close()
+
+    run(scenario)
+
+
+def test_a_head_of_exactly_the_limit_is_served_and_one_byte_more_is_431() -> None:
+    def head_of(size: int) -> bytes:
+        """A GET of /echo whose head is `size` bytes, padded by one header."""
+        bare = request("GET", "/echo").replace(b"Host: x", b"Host: x\r\nX-Pad: ")
+        head = bare.replace(b"X-Pad: ", b"X-Pad: " + b"p" * (size - len(bare)))
+        assert len(head) == size
+        return head
+
+    async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(head_of(http.HEADER_BYTES_MAX) + head_of(http.HEADER_BYTES_MAX + 1))
+        assert (await read_response(reader))[0] == 200
+        status, headers, body = await read_response(reader)
+        assert (status, headers["connection"]) == (431, "close")
+        assert body.decode() == http.HEAD_TOO_LARGE + "\n"
         writer.close()
 
     run(scenario)

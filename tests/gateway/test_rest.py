@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from client.rest import RestClient, RestResponse
-from gateway import rest
+from gateway import rest, wire
 from gateway.auth import sign_request
 from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, drain_pushes, start_venue
 from tests.sample_config import sample_bill
@@ -140,6 +140,22 @@ def test_bad_public_requests_get_clear_errors(run_venue: Run) -> None:
             assert error_of(await get(public, path, **query)) == expected, (path, query)
         refused = await call(public, "PUT", "/api/v1/instruments")
         assert refused.status == 405 and refused.headers["allow"] == "GET"
+        public.close()
+
+    run_venue(scenario)
+
+
+def test_errors_quote_only_the_start_of_long_input(run_venue: Run) -> None:
+    async def scenario(venue: Venue) -> None:
+        public = RestClient(base(venue))
+        long = "x" * 12_000  # within the head's limit, far past what an error should quote
+        for path, query, expected in (
+            (f"/api/v1/{long}", {}, (404, "UNKNOWN_METHOD")),
+            ("/api/v1/instruments", {long: "1"}, (400, "BAD_PARAM")),
+        ):
+            response = await get(public, path, **query)
+            assert error_of(response) == expected
+            assert len(response.json()["error"]["msg"]) <= wire.ERROR_TEXT_CHARS_MAX
         public.close()
 
     run_venue(scenario)
@@ -278,6 +294,8 @@ def test_bad_orders_change_nothing_and_say_why(run_venue: Run) -> None:
         amend = await call(trader, "PATCH", "/api/v1/orders/7", body=b'{"order_id": 8, "qty": "1"}')
         assert error_of(amend) == (400, "BAD_PARAM")
         assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
+        mistyped = await get(trader, "/api/v1/orders", symbol="NOPE-USD")  # was {"orders": []}
+        assert error_of(mistyped) == (400, "UNKNOWN_SYMBOL")
         assert (await get(trader, "/api/v1/balances")).json() == before
         trader.close()
 
@@ -374,6 +392,34 @@ def test_non_ascii_digits_in_the_timestamp_or_window_are_bad_params(run_venue: R
                 assert error_of(response) == (400, "BAD_PARAM"), (header, digits)
 
     run_venue(scenario)
+
+
+def test_integers_of_thousands_of_digits_are_out_of_range_not_a_500(
+    run_venue: Run, caplog: Any
+) -> None:
+    huge = "9" * 5_000  # past Python's 4,300-digit limit for int(str): was a 500 and a traceback
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        for digits in ("9" * 17, huge):  # a long id is refused as one just past 2^53 is
+            canceled = await call(trader, "DELETE", f"/api/v1/orders/{digits}")
+            assert error_of(canceled) == (400, "BAD_PARAM"), canceled
+            assert "9007199254740991" in canceled.json()["error"]["msg"]
+            assert (await call(trader, "GET", f"/api/v1/orders/{digits}")).status == 405
+        path = "/api/v1/balances"
+        for header, why in (("X-Timestamp", "ts must be"), ("X-Recv-Window", "recv_window must")):
+            sent = trader.signature("GET", path, "", b"") | {header: huge}
+            response = await call(trader, "GET", path, headers=sent, signed=False)
+            assert error_of(response) == (400, "BAD_PARAM"), (header, response)
+            assert why in response.json()["error"]["msg"]
+        zeros = trader.signature("GET", path, "", b"")
+        zeros["X-Recv-Window"] = "0" * 5_000 + "5000"  # leading zeros change no value
+        response = await call(trader, "GET", path, headers=zeros, signed=False)
+        assert response.status == 200, response
+
+    with caplog.at_level("ERROR", logger="venue"):
+        run_venue(scenario)
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
 
 
 async def ws_open_orders(venue: Venue, who: str) -> list[Any]:

@@ -266,6 +266,62 @@ def test_quote_mass_replaces_quotes_and_needs_cod(run_venue: Any) -> None:
     run_venue(scenario)
 
 
+def test_an_unknown_symbol_is_refused_not_an_empty_answer(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        maker = await venue.client("alpha")
+        await maker.request("session.cod", {"enabled": True})
+        quote = {"symbol": SYMBOL, "bid_px": "187.00", "bid_qty": "1"}
+        await maker.request("quote.mass", {"quote_set": "q", "quotes": [quote]})
+        for method, params in (  # each worded as before it: orders.history, cancel_all
+            ("orders.history", {"symbol": "NOPE"}),
+            ("orders.open", {"symbol": "NOPE"}),  # was {"orders": []}
+            ("orders.cancel_all", {"symbol": "NOPE"}),
+            ("orders.cancel_all", {"quote_set": "q", "symbol": "NOPE"}),  # was {"canceled": 0}
+        ):
+            answer = await maker.request_raw(method, params)
+            assert answer["status"] == 400, (method, params, answer)
+            assert answer["error"]["name"] == "UNKNOWN_SYMBOL", (method, params, answer)
+            assert "NOPE" in answer["error"]["msg"]
+        assert len((await maker.open_orders())["orders"]) == 1  # nothing canceled
+        assert await maker.request("orders.cancel_all", {"quote_set": "q", "symbol": SYMBOL}) == {
+            "canceled": 1
+        }
+
+    run_venue(scenario)
+
+
+def test_a_quote_at_a_zero_price_refuses_the_whole_quote_mass(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        maker = await venue.client("alpha")
+        await maker.request("session.cod", {"enabled": True})
+        both = {
+            "symbol": SYMBOL,
+            "bid_px": "187.00",
+            "bid_qty": "1",
+            "ask_px": "187.50",
+            "ask_qty": "1",
+        }
+        await maker.request("quote.mass", {"quote_set": "q", "quotes": [both]})
+        before = (await maker.open_orders())["orders"]
+        nvda = {"symbol": "NVDAx-USD", "bid_px": "120.00", "bid_qty": "1"}
+        for quotes in (
+            [{"symbol": "NVDAx-USD", "bid_px": "0", "bid_qty": "1"}],  # was 409, a per-op error
+            [both | {"bid_px": "0.00"}],  # the usual requote of two live quotes: its fast path
+            [nvda, both | {"ask_px": "0", "ask_qty": "0"}],  # one bad quote: none is placed
+        ):
+            answer = await maker.request_raw("quote.mass", {"quote_set": "q", "quotes": quotes})
+            assert answer["status"] == 400, (quotes, answer)
+            assert answer["error"]["name"] == "BAD_PARAM", (quotes, answer)
+            assert "_px must be positive" in answer["error"]["msg"]
+        assert (await maker.open_orders())["orders"] == before  # nothing done
+        pull = both | {"bid_qty": "0", "ask_qty": "0"}  # a qty "0" still pulls
+        pulled = await maker.request("quote.mass", {"quote_set": "q", "quotes": [pull]})
+        assert [result["status"] for result in pulled["results"]] == [200, 200]
+        assert (await maker.open_orders())["orders"] == []
+
+    run_venue(scenario)
+
+
 def test_order_batch_applies_ops_in_order(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         alpha = await venue.client("alpha")

@@ -398,6 +398,12 @@ def test_subscriptions_are_all_or_nothing_and_unsubscribe_stops_a_stream(
             await watcher.request("subscribe", {"ch": "instruments"})  # 6 more streams
         assert too_many.value.name == "TOO_MANY_SUBSCRIPTIONS"
         assert (await watcher.request("subscriptions"))["subscriptions"] == names
+        for method in ("subscribe", "unsubscribe"):  # [] is no symbol, not every one (was)
+            with pytest.raises(VenueError) as empty:
+                await watcher.request(method, {"ch": "trades", "symbols": []})
+            assert (empty.value.status, empty.value.name) == (400, "BAD_PARAM"), method
+            assert "length >= 1" in str(empty.value) and "params.symbols" in str(empty.value)
+        assert (await watcher.request("subscriptions"))["subscriptions"] == names
 
         gone = await watcher.request("unsubscribe", {"ch": "trades", "symbols": [SYMBOL]})
         assert gone["unsubscribed"] == [f"trades:{SYMBOL}"]

@@ -272,6 +272,20 @@ def test_messages_say_where_and_what() -> None:
     )
 
 
+def test_an_error_quotes_only_the_start_of_long_input() -> None:
+    long = "k" * 3_000  # a frame may hold 64 KiB of it; the answer says what is wrong, briefly
+    for raw in (
+        frame("order.cancel", {"order_id": 1, long: 1}),
+        frame(long, {}),
+        frame("subscribe", {"ch": long}),
+    ):
+        error = refused(raw)
+        answer = msgspec.json.decode(wire.error(error.id, error.code, error.message))
+        message = answer["error"]["msg"]
+        assert len(message) == wire.ERROR_TEXT_CHARS_MAX and message.endswith("kkk..."), message
+    assert wire.shortened("short") == "short"
+
+
 @pytest.mark.parametrize(
     ("params", "code"),
     [
@@ -597,9 +611,30 @@ def test_a_plain_quote_converts_as_quote_units() -> None:
         wire.Quote(SYMBOL, bid_px="99.555", bid_qty="1", ask_px="100", ask_qty="1"),
         wire.Quote(SYMBOL, bid_px="99", bid_qty="1", ask_px="100", ask_qty="9" * 20),
         wire.Quote("X", bid_px="99", bid_qty="1", ask_px="100", ask_qty="1"),
+        wire.Quote(SYMBOL, bid_px="0", bid_qty="1", ask_px="100", ask_qty="1"),
+        wire.Quote(SYMBOL, bid_px="99", bid_qty="1", ask_px="0.00", ask_qty="1"),
     ):
         assert wire.plain_quote_units(other, SPECS) is None, other
         assert isinstance(wire.quote_units(other, SPECS), wire.QuoteUnits | WireError)
+
+
+@pytest.mark.parametrize(
+    "quote",
+    [
+        wire.Quote(SYMBOL, bid_px="0", bid_qty="1"),  # was a per-op refusal by the engine
+        wire.Quote(SYMBOL, bid_px="99", bid_qty="1", ask_px="0.00", ask_qty="1"),
+        wire.Quote(SYMBOL, ask_px="0", ask_qty="0"),  # a pull needs no px; a px is a price
+    ],
+)
+def test_a_quote_at_a_zero_price_is_malformed(quote: wire.Quote) -> None:
+    refusal = wire.quote_units(quote, SPECS)
+    assert isinstance(refusal, WireError) and refusal.code is E.BAD_PARAM, refusal
+    assert refusal.message.endswith("_px must be positive"), refusal.message
+
+
+def test_a_zero_qty_still_pulls_a_side() -> None:
+    pulled = wire.quote_units(wire.Quote(SYMBOL, bid_px="99", bid_qty="0", ask_qty="0"), SPECS)
+    assert pulled == wire.QuoteUnits(SYMBOL, 9_900, 0, None, 0)
 
 
 def test_cancel_and_cancel_all_convert_without_scales() -> None:
