@@ -123,7 +123,31 @@ def test_a_second_serve_on_one_data_dir_and_verify_while_it_runs_are_refused(
     failed_in_one_line(checked, "in use by a running venue", "stop it first")
     demo = venue(tmp_path, "demo", "--config", CONFIG, "--data-dir", str(data_dir), "--port", "0")
     failed_in_one_line(demo, "in use by a running venue", "another --data-dir")
-    assert listing(data_dir) == before, "the demo deleted none of the running venue's files"
+    engine_demo = venue(
+        tmp_path, "demo-engine", "--config", CONFIG, "--orders", "5", "--data-dir", str(data_dir)
+    )
+    failed_in_one_line(engine_demo, "in use by a running venue", "another --data-dir")
+    assert listing(data_dir) == before, "the demos deleted none of the running venue's files"
+
+
+def test_the_demos_refuse_a_stopped_venues_data_dir_and_reuse_their_own(tmp_path: Path) -> None:
+    """A demo deletes what the last run left: never a venue's journal or ledger store, even
+    with the venue stopped; a directory a demo made is its to clear, run after run."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    journal = FileJournal(data_dir / JOURNAL_FILE)
+    journal.commit([(1, b"x" * 10)])
+    journal.close()
+    (data_dir / "ledger.sqlite").write_bytes(b"the venue's own")
+    before = listing(data_dir)
+    for demo in (["demo", "--port", "0"], ["demo-engine", "--orders", "5"]):
+        refused = venue(tmp_path, *demo, "--config", CONFIG, "--data-dir", "data")
+        failed_in_one_line(refused, "data", "holds a venue's data", "another --data-dir")
+    assert listing(data_dir) == before
+    for _ in range(2):
+        ran = venue(tmp_path, "demo-engine", "--config", CONFIG, "--orders", "5", "--data-dir", "d")
+        assert ran.returncode == 0, ran.stderr
+    assert "demo-data" in listing(tmp_path / "d") and "ledger.sqlite" in listing(tmp_path / "d")
 
 
 @pytest.mark.parametrize("command", ["taker", "market-maker"])
