@@ -165,7 +165,11 @@ class VenueCore:
         else:
             warm = None  # older than the snapshot, or empty: not used
             if image is not None:
-                self._restore(image)
+                venue = restore_venue(image.venue)
+                if await self._store_behind(venue, image.seq):
+                    image, after = None, 0  # the journal from its start, as a rebuild would
+                else:
+                    self._restore(image, venue)
         self._to_store.extend(self.ledger.drain())  # what the image had not stored yet
         self._recovering = True
         try:
@@ -197,9 +201,9 @@ class VenueCore:
         task.add_done_callback(self._check_task)
         self._tasks.append(task)
 
-    def _restore(self, image: snapshots.Snapshot) -> None:
-        """Take the state a snapshot holds: the venue, then the gateway's part of it."""
-        self.venue = restore_venue(image.venue)
+    def _restore(self, image: snapshots.Snapshot, venue: Venue) -> None:
+        """Take the state a snapshot holds: its `venue`, then the gateway's part of it."""
+        self.venue = venue
         assert self.venue.ledger is not None, "snapshots of this server always hold a ledger"
         self.ledger = self.venue.ledger
         self.sequencer.venue = self.venue
@@ -249,6 +253,23 @@ class VenueCore:
         self.sequencer.close()
         self._lock.close()
         raise RecoveryRefused(why)
+
+    async def _store_behind(self, venue: Venue, snapshot_seq: int) -> bool:
+        """Whether the ledger store lacks transfers that the snapshot's `venue` booked and
+        handed to it before the snapshot (a store restored from an older copy): recovering
+        from the snapshot could not book them, and the store's next batch would leave a gap.
+        Recovery then replays the journal from its start instead, as a rebuild would."""
+        assert venue.ledger is not None, "snapshots of this server always hold a ledger"
+        stored = await self._on_store(self.store.last_transfer_id)
+        first = venue.ledger.first_undrained_id()
+        if stored + 1 >= first:
+            return False
+        log.warning(
+            "the ledger store is behind the snapshot: recovering from the journal's start",
+            extra={"store_last_transfer": stored, "snapshot_seq": snapshot_seq,
+                   "missing_transfers": f"{stored + 1}..{first - 1}"},
+        )  # fmt: skip
+        return True
 
     async def _refuse_store_ahead(self) -> None:
         """A store holding transfers the journal never booked means the journal lost

@@ -177,7 +177,9 @@ def _store_checks(
     elif stored_last != ledger.last_transfer_id:
         lines.append(
             f"FAIL store holds transfers up to {stored_last}, the replay booked up to "
-            f"{ledger.last_transfer_id} (the server catches up when it next starts)"
+            f"{ledger.last_transfer_id} (the server catches up when it next starts: from"
+            " the journal after the newest snapshot, or from the journal's start if the"
+            " store lacks transfers booked before that snapshot)"
         )
     elif stored_balances != booked:
         lines.append("FAIL store balances differ from the replayed ledger")

@@ -247,6 +247,13 @@ class Ledger:
         booked, self._undrained = self._undrained, []
         return booked
 
+    def first_undrained_id(self) -> int:
+        """The id of the first transfer booked since the last drain (the next one's if none):
+        a store that holds less than the ids before it cannot be caught up from here."""
+        if self._undrained:
+            return self._undrained[0].transfer_id
+        return self.last_transfer_id + 1
+
     # ----------------------------------------------------------------- holds
 
     def hold(self, account: int, asset: str, amount: int) -> bool:

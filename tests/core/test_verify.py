@@ -81,6 +81,31 @@ def test_a_store_ahead_of_the_journal_is_named_and_the_fix_it_gives_works(tmp_pa
     assert all(line.startswith("ok") for line in lines), lines
 
 
+def test_a_store_restored_from_before_the_snapshot_is_caught_up_from_the_journals_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The ledger store put back from an older copy, behind the newest snapshot: the
+    transfers between the two are not in what a recovery from the snapshot replays. The
+    server recovers from the journal's start instead (as a rebuild would), says so, books
+    them, and trades on; verify passes after. (It used to start, then stop at its first
+    trade on the store's gap, and refuse every start after.)"""
+    data_dir = tmp_path / "data"
+    run_session(data_dir)
+    older = {path.name: path.read_bytes() for path in data_dir.glob(f"{LEDGER_FILE}*")}
+    run_session(data_dir)  # more trades, and a newer snapshot, than the copy holds
+    for path in data_dir.glob(f"{LEDGER_FILE}*"):
+        path.unlink()
+    for name, content in older.items():
+        (data_dir / name).write_bytes(content)
+    config = venue_config.load(SAMPLE_CONFIG)
+    failed = [line for line in verify(data_dir, config) if line.startswith("FAIL")]
+    assert len(failed) == 1 and "catches up when it next starts" in failed[0], failed
+    run_session(data_dir)  # starts, trades, stops: the gap would have stopped it here
+    assert "the ledger store is behind the snapshot" in caplog.text
+    lines = verify(data_dir, config)
+    assert all(line.startswith("ok") for line in lines), lines
+
+
 def test_a_stray_snapshot_tmp_is_removed_by_verify_and_said(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     run_session(data_dir)
