@@ -61,6 +61,7 @@ from bench import e2e_clients, e2e_report, environment, profiling, server_proces
 from bench.cluster_process import ClusterServer
 from bench.server_process import ServerProcess, ThreadCpu
 from cli import progress
+from cli.failures import CommandFailed
 
 DEFAULT_DURATION_S = 10.0
 DEFAULT_RATE = 2_000
@@ -714,22 +715,22 @@ def _describe_step(line: dict[str, Any]) -> str:
 def check_arguments(args: argparse.Namespace) -> Load:
     def bounded(name: str, value: float, low: float, high: float) -> None:
         if not low <= value <= high:
-            raise SystemExit(f"--{name} must be in [{low:g}, {high:g}], not {value:g}")
+            raise CommandFailed(f"--{name} must be in [{low:g}, {high:g}], not {value:g}")
 
     rate = args.start_rate if args.max else (args.rate if args.rate is not None else DEFAULT_RATE)
     if not 0 < args.duration <= DURATION_S_MAX:
-        raise SystemExit(f"--duration must be in (0, {DURATION_S_MAX:g}] seconds")
+        raise CommandFailed(f"--duration must be in (0, {DURATION_S_MAX:g}] seconds")
     bounded("start-rate" if args.max else "rate", rate, 1, RATE_MAX)
     bounded("batch", args.batch, 1, BATCH_MAX)
     bounded("makers", args.makers, 1, MAKERS_MAX)
     bounded("takers", args.takers, 1, TAKERS_MAX)
     bounded("subscribers", args.subscribers, 0, SUBSCRIBERS_MAX)
     if not 0 < args.taker_share <= 1:
-        raise SystemExit(f"--taker-share must be in (0, 1], not {args.taker_share:g}")
-    if args.p99_bound_ms <= 0:
-        raise SystemExit("--p99-bound-ms must be positive")
+        raise CommandFailed(f"--taker-share must be in (0, 1], not {args.taker_share:g}")
+    if not 0 < args.p99_bound_ms < math.inf:  # nan fails this too
+        raise CommandFailed(f"--p99-bound-ms must be a positive number, not {args.p99_bound_ms}")
     if not args.config.is_file():
-        raise SystemExit(f"--config {args.config}: no such file")
+        raise CommandFailed(f"--config {args.config}: no such file")
     return Load(
         args.duration,
         rate,
@@ -747,7 +748,7 @@ def run(args: argparse.Namespace) -> int:
     # Progress (server start, clients connecting, the run, results, report) is drawn on
     # stderr, and only when it is a terminal: cli.progress.
     if args.cluster and args.profile:
-        raise SystemExit("--profile records one server process: not with --cluster")
+        raise CommandFailed("--profile records one server process: not with --cluster")
     if args.max:
         bound_us = args.p99_bound_ms * 1_000
         work = sweep(load, args.config, bound_us, True, args.profile, args.cluster)

@@ -27,6 +27,7 @@ from typing import Any
 
 from bench import server_process, stats
 from bench.server_process import ServerProcess
+from cli.failures import CommandFailed
 from client.sdk import VenueClient
 from core import config as venue_config
 from gateway import limits
@@ -310,16 +311,16 @@ def demo_keys(config_path: Path) -> list[tuple[str, str]]:
             None,
         )
         if key is None:
-            raise SystemExit(f"{config_path}: no trading key for the demo account {name}")
+            raise CommandFailed(f"{config_path}: no trading key for the demo account {name}")
         keys.append((key.key, key.secret))
     return keys
 
 
 def run(args: argparse.Namespace) -> int:
     if not 0 < args.duration <= DURATION_S_MAX:
-        raise SystemExit(f"--duration must be in (0, {DURATION_S_MAX:g}] seconds")
+        raise CommandFailed(f"--duration must be in (0, {DURATION_S_MAX:g}] seconds")
     if not 1 <= args.pipeline <= PIPELINE_MAX:
-        raise SystemExit(f"--pipeline must be in 1..{PIPELINE_MAX}")
+        raise CommandFailed(f"--pipeline must be in 1..{PIPELINE_MAX}")
     work = measure(args.config, args.duration, args.pipeline, args.keep_limits)
     result = server_process.run_async(work)
     if args.json:

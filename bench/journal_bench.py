@@ -19,6 +19,7 @@ from pathlib import Path
 
 from bench import workloads
 from bench.store_bench import percentiles
+from cli.failures import CommandFailed
 from core.journal import EncodeInto, FileJournal, Sequenced, measure
 from core.sequencer import COMMIT_INTERVAL_S_MAX, Executed, Sequencer
 from engine.venue import Venue
@@ -137,9 +138,9 @@ def run(args: argparse.Namespace) -> int:
     given = [name for name in SEQUENCER_OPTIONS if getattr(args, name) is not None]
     if given:  # not silently ignored
         options = ", ".join("--" + name.replace("_", "-") for name in given)
-        raise SystemExit(f"{options}: only with --sequencer (they pace its commit path)")
+        raise CommandFailed(f"{options}: only with --sequencer (they pace its commit path)")
     if min(args.records, args.batch, args.payload_bytes) <= 0:
-        raise SystemExit("--records, --batch and --payload-bytes must be positive")
+        raise CommandFailed("--records, --batch and --payload-bytes must be positive")
     with tempfile.TemporaryDirectory(prefix="venue-bench-journal-") as directory:
         result = measure(args.records, args.batch, args.payload_bytes, Path(directory) / "j")
     if args.json:
@@ -158,9 +159,9 @@ def run_sequencer(args: argparse.Namespace) -> int:
         if getattr(args, name) is None:
             setattr(args, name, default)
     if min(args.commands, args.rate) <= 0:
-        raise SystemExit("--commands and --rate must be positive")
+        raise CommandFailed("--commands and --rate must be positive")
     if not 0 <= args.commit_interval_ms <= COMMIT_INTERVAL_S_MAX * 1_000:
-        raise SystemExit(f"--commit-interval-ms must be 0 to {COMMIT_INTERVAL_S_MAX * 1_000:g}")
+        raise CommandFailed(f"--commit-interval-ms must be 0 to {COMMIT_INTERVAL_S_MAX * 1_000:g}")
     with tempfile.TemporaryDirectory(prefix="venue-bench-journal-") as directory:
         result = asyncio.run(
             measure_sequencer(

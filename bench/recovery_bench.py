@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench import workloads
 from cli import progress
+from cli.failures import CommandFailed
 from core import snapshots
 from core.journal import FileJournal
 from core.sequencer import decode_command, encode_command
@@ -109,7 +110,7 @@ def measure_snapshot(orders: int, seed: int, directory: Path) -> dict[str, objec
 
 def run(args: argparse.Namespace) -> int:
     if min(args.commands, args.orders) <= 0:
-        raise SystemExit("--commands and --orders must be positive")
+        raise CommandFailed("--commands and --orders must be positive")
     with (
         tempfile.TemporaryDirectory(prefix="venue-bench-recovery-") as directory,
         progress.bar(

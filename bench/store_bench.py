@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 
 from bench import workloads
+from cli.arguments import float_within
+from cli.failures import CommandFailed
 from cluster.postgres import PostgresServer
 from core import store_thread
 from core.ledger_writer import LedgerWriter
@@ -37,6 +39,7 @@ from settlement.transfers import FEE_INCOME, ISSUANCE, Transfer, TransferKind
 
 ACCOUNTS = 100  # participants trading with each other
 TRANSFERS_PER_TRADE = 4
+GATHER_S_MAX = 1.0  # the venue gathers for 0.05 s; past a second it measures the wait alone
 K = TransferKind
 
 
@@ -51,7 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     path.add_argument("--commands", type=int, default=20_000, help="commands executed")
     path.add_argument("--rate", type=int, default=4_000, help="commands/s handed to the store")
     path.add_argument("--commands-per-batch", type=int, default=4, help="per journal batch")
-    path.add_argument("--gather-s", type=float, default=store_thread.GATHER_S, help="per write")
+    path.add_argument(
+        "--gather-s",
+        type=float_within(0, GATHER_S_MAX),
+        default=store_thread.GATHER_S,
+        help=f"per write, 0 to {GATHER_S_MAX:g}",
+    )
 
 
 def trade_batches(trades: int, batch: int, first_id: int) -> list[list[Transfer]]:
@@ -214,7 +222,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> int:
     if args.batch <= 0 or args.trades <= 0:
-        raise SystemExit("--batch and --trades must be positive")
+        raise CommandFailed("--batch and --trades must be positive")
     if args.venue_path:
         return run_venue_path(args)
     with tempfile.TemporaryDirectory(prefix="venue-bench-store-") as directory:
@@ -239,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_venue_path(args: argparse.Namespace) -> int:
     if min(args.commands, args.rate, args.commands_per_batch) <= 0:
-        raise SystemExit("--commands, --rate and --commands-per-batch must be positive")
+        raise CommandFailed("--commands, --rate and --commands-per-batch must be positive")
     with tempfile.TemporaryDirectory(prefix="venue-bench-store-") as directory:
         result = measure_venue_path(
             args.commands, args.rate, args.commands_per_batch, Path(directory), args.gather_s

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import e2e_bench, e2e_report, engine_bench, environment, server_process, store_bench
+from cli.failures import CommandFailed
 from core import journal
 
 PARTS = ("engine", "store", "journal", "e2e")
@@ -39,12 +40,14 @@ def run(args: argparse.Namespace) -> int:
     parts = [part.strip() for part in args.parts.split(",") if part.strip()]
     unknown = sorted(set(parts) - set(PARTS))
     if unknown or not parts:
-        raise SystemExit(f"--parts: unknown {', '.join(unknown) or 'nothing'}; of {PARTS}")
+        raise CommandFailed(f"--parts: unknown {', '.join(unknown) or 'nothing'}; of {PARTS}")
     if "e2e" in parts:  # checked before the other parts run, not after
         if not 0 < args.e2e_duration <= e2e_bench.DURATION_S_MAX:
-            raise SystemExit(f"--e2e-duration must be in (0, {e2e_bench.DURATION_S_MAX:g}] seconds")
+            raise CommandFailed(
+                f"--e2e-duration must be in (0, {e2e_bench.DURATION_S_MAX:g}] seconds"
+            )
         if not args.config.is_file():
-            raise SystemExit(f"--config {args.config}: no such file (the e2e part's venue)")
+            raise CommandFailed(f"--config {args.config}: no such file (the e2e part's venue)")
     steps: dict[str, Callable[[argparse.Namespace], Any]] = {
         "engine": _engine,
         "store": _store,

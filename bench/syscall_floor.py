@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cli import progress
+from cli.failures import CommandFailed
 
 SEND_BYTES = 120  # an order's acknowledgement, about
 RECORD_BYTES = 300  # a batch of one or two commands in the journal, about
@@ -51,9 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.sends <= 0 or args.writes <= 0:
-        raise SystemExit("--sends and --writes must be above zero")
+        raise CommandFailed("--sends and --writes must be above zero")
     if args.dir is not None and not args.dir.is_dir():
-        raise SystemExit(f"--dir {args.dir}: not a directory")
+        raise CommandFailed(f"--dir {args.dir}: not a directory")
     steps = len(GAPS_US) + 1
     with progress.bar(
         args.json, total=steps, desc="floor", bar_format=progress.STEPS_FORMAT

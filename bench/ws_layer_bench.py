@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import server_process, wsclient
+from cli.failures import CommandFailed, OneLineParser, run_main
 
 FRAMES_DEFAULT = 50_000
 WINDOW = 64  # messages in flight: enough to batch reads, like a busy taker
@@ -52,17 +53,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _checked(args: argparse.Namespace) -> list[str]:
     """The layers to measure; a count below one or a layer not here is refused."""
     if args.frames < 1 or args.runs < 1:
-        raise SystemExit("--frames and --runs must be at least 1")
+        raise CommandFailed("--frames and --runs must be at least 1")
     layers = [layer.strip() for layer in args.layers.split(",") if layer.strip()]
     for layer in layers:
         if layer not in LAYERS:
-            raise SystemExit(f"--layers: no layer {layer!r} (choose from {', '.join(LAYERS)})")
+            raise CommandFailed(f"--layers: no layer {layer!r} (choose from {', '.join(LAYERS)})")
         if layer == "picows" and not _has_picows():
-            raise SystemExit("--layers: picows is not installed here (pip install picows)")
+            raise CommandFailed("--layers: picows is not installed here (pip install picows)")
     if not layers:
-        raise SystemExit("--layers: name at least one layer")
+        raise CommandFailed("--layers: name at least one layer")
     if "venue" in layers and not VENUE_CONFIG.is_file():
-        raise SystemExit(
+        raise CommandFailed(
             f"the venue layer runs {VENUE_CONFIG} of the working directory, and there is none:"
             " run from the repository's root, or leave it out (--layers websockets,sansio)"
         )
@@ -217,7 +218,8 @@ async def _picows() -> int:
     return int(next(iter(server.sockets)).getsockname()[1])
 
 
-if __name__ == "__main__":  # the server side, started by `_measure`
-    _parser = argparse.ArgumentParser()
+if __name__ == "__main__":  # the server side, started by `_measure`; or the bench, by hand
+    _parser = OneLineParser()
     add_arguments(_parser)
-    sys.exit(run(_parser.parse_args()))
+    _args = _parser.parse_args()
+    sys.exit(run_main(_parser.prog, lambda: run(_args)))

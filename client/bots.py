@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import signal
 import sys
@@ -31,6 +32,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from websockets.exceptions import ConnectionClosed
 
 from cli import progress
+from cli.arguments import decimal_within, float_within, int_within
+from cli.failures import CommandFailed
 from client.sdk import VenueClient, VenueError
 from core import config as venue_config
 from engine.enums import InstrumentKind
@@ -48,6 +51,7 @@ STATUS_INTERVAL_S = 5.0  # off a terminal: a status line this often, readable in
 LIVE_REFRESH_S = 0.5  # on a terminal: the one status line is rewritten this often
 LEVELS_MAX = 10  # one quote set per level; a deeper ladder is a real strategy's business
 INTERVAL_S_MIN = 0.1  # 10 levels x 10 requotes/s = 100 quotes/s: half a connection's rate
+SPREAD_BPS_MAX = 10_000  # 100%: level 1's bid at half the centre; wider quotes nothing
 TAKER_RATE_PER_S_MAX = 100  # half a connection's 200 requests/s, leaving room to pull
 SKEW_SPREAD_PER_LOT = Decimal("0.25")  # one quote size of inventory leans a quarter spread
 SKEW_SPREADS_MAX = Decimal(1)  # however big the position, lean at most one spread
@@ -362,10 +366,12 @@ class MarketMaker:
             raise ValueError(f"a market maker quotes at most {SYMBOLS_MAX} symbols")
         if not 1 <= levels <= LEVELS_MAX:
             raise ValueError(f"levels must be within 1..{LEVELS_MAX}, got {levels}")
-        if interval_s < INTERVAL_S_MIN:
+        if not INTERVAL_S_MIN <= interval_s < math.inf:  # nan fails every comparison
             raise ValueError(f"the interval must be at least {INTERVAL_S_MIN} s")
-        if spread_bps <= 0 or size <= 0:
-            raise ValueError("the spread and the size must be positive")
+        if not _above_zero(spread_bps) or not _above_zero(size):
+            raise ValueError("the spread and the size must be finite and positive")
+        if position_max is not None and not _above_zero(position_max):
+            raise ValueError(f"the position limit must be finite and positive, not {position_max}")
         if position_max is not None and position_max < size:
             raise ValueError(f"the position limit {position_max} is below one size {size}")
         self.url = url
@@ -627,6 +633,8 @@ class Taker:
     ) -> None:
         if not 0 < rate_per_s <= TAKER_RATE_PER_S_MAX:
             raise ValueError(f"the rate must be within (0, {TAKER_RATE_PER_S_MAX}] per second")
+        if size is not None and not _above_zero(size):
+            raise ValueError(f"the size must be finite and positive, not {size}")
         if not symbols:
             raise ValueError("the taker needs at least one symbol")
         self.url = url
@@ -888,6 +896,11 @@ def _side(side: str, price: Decimal | None, size: str, instrument: Instrument) -
     return {f"{side}_px": instrument.price_text(price), f"{side}_qty": size}
 
 
+def _above_zero(value: Decimal) -> bool:
+    """Finite and positive; checked in that order, as a nan Decimal raises when compared."""
+    return value.is_finite() and value > 0
+
+
 def _within(price: Decimal, low: Decimal, high: Decimal | None) -> Decimal | None:
     return price if low <= price and (high is None or price <= high) else None
 
@@ -902,22 +915,37 @@ def _ceil(value: Decimal, unit: Decimal) -> Decimal:
 
 # ----------------------------------------------------------------- command line
 
+# Sizes, positions and prices: a finite decimal above zero, refused at parsing otherwise.
+_ABOVE_ZERO = decimal_within(Decimal(0), above_low=True)
+
 
 def add_market_maker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--symbol", action="append", required=True, help="repeat, or a comma list, for more"
     )
-    parser.add_argument("--spread", type=Decimal, required=True, help="level 1's width, bps")
-    parser.add_argument("--size", type=Decimal, required=True, help="per quote, base units")
-    parser.add_argument("--levels", type=int, default=1, help=f"1..{LEVELS_MAX}")
-    parser.add_argument("--interval", type=float, default=0.2, help="seconds between requotes")
+    parser.add_argument(
+        "--spread",
+        type=decimal_within(Decimal(0), Decimal(SPREAD_BPS_MAX), above_low=True),
+        required=True,
+        help=f"level 1's width, bps (at most {SPREAD_BPS_MAX})",
+    )
+    parser.add_argument("--size", type=_ABOVE_ZERO, required=True, help="per quote, base units")
+    parser.add_argument(
+        "--levels", type=int_within(1, LEVELS_MAX), default=1, help=f"1..{LEVELS_MAX}"
+    )
+    parser.add_argument(
+        "--interval",
+        type=float_within(INTERVAL_S_MIN),
+        default=0.2,
+        help=f"seconds between requotes (at least {INTERVAL_S_MIN})",
+    )
     parser.add_argument(
         "--max-position",
-        type=Decimal,
+        type=_ABOVE_ZERO,
         help=f"per symbol, base units (default {POSITION_LOTS_DEFAULT} sizes): past it the "
         "side that would grow the position stops quoting",
     )
-    parser.add_argument("--reference", type=Decimal, help="default: the config's listed price")
+    parser.add_argument("--reference", type=_ABOVE_ZERO, help="default: the config's listed price")
     parser.add_argument("--config", type=Path, default=Path("venue.toml"))
     _add_connection_arguments(parser, "demo-mm-alpha", "demo-secret-mm-alpha")
 
@@ -927,8 +955,7 @@ def run_market_maker(args: argparse.Namespace) -> int:
     listed: dict[str, Listed] = dict(config_references(args.config))
     if args.reference is not None:
         if len(symbols) > 1:
-            _stopped("--reference applies to one symbol; the config lists the rest")
-            return 2
+            raise CommandFailed("--reference applies to one symbol; the config lists the rest")
         band = listed.get(symbols[0], (None, None))[1]
         listed[symbols[0]] = (args.reference, band)
     try:
@@ -944,9 +971,8 @@ def run_market_maker(args: argparse.Namespace) -> int:
             position_max=args.max_position,
             listed=listed,
         )
-    except ValueError as bad:
-        _stopped(bad)
-        return 2
+    except ValueError as bad:  # bad flags together (symbols, limit below size): nothing ran
+        raise CommandFailed(str(bad)) from None
     status = _run_bot(bot.run, args.seconds, bot.status_text)
     if not bot.requotes:
         return status
@@ -966,8 +992,13 @@ def add_taker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--symbol", action="append", required=True, help="repeat, or a comma list, for more"
     )
-    parser.add_argument("--rate", type=float, required=True, help="orders per second")
-    parser.add_argument("--size", type=Decimal, help="default: a random share of the touch")
+    parser.add_argument(
+        "--rate",
+        type=float_within(0, TAKER_RATE_PER_S_MAX, above_low=True),
+        required=True,
+        help=f"orders per second, at most {TAKER_RATE_PER_S_MAX}",
+    )
+    parser.add_argument("--size", type=_ABOVE_ZERO, help="default: a random share of the touch")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--config", type=Path, default=Path("venue.toml"))
     _add_connection_arguments(parser, "demo-taker", "demo-secret-taker")
@@ -986,9 +1017,8 @@ def run_taker(args: argparse.Namespace) -> int:
             args.seed,
             listed=listed,
         )
-    except ValueError as bad:
-        _stopped(bad)
-        return 2
+    except ValueError as bad:  # bad flags together (symbols, limit below size): nothing ran
+        raise CommandFailed(str(bad)) from None
     status = _run_bot(bot.run, args.seconds, bot.status_text)
     if not bot.orders:
         return status
@@ -1015,7 +1045,7 @@ def _add_connection_arguments(parser: argparse.ArgumentParser, key: str, secret:
     parser.add_argument("--url", default=URL_DEFAULT)
     parser.add_argument("--key", default=key)
     parser.add_argument("--secret", default=secret)
-    parser.add_argument("--seconds", type=float, default=0.0, help="0: until Ctrl-C")
+    parser.add_argument("--seconds", type=float_within(0), default=0.0, help="0: until Ctrl-C")
 
 
 def _run_bot(run: Any, seconds: float, status_text: Callable[[], str]) -> int:

@@ -41,7 +41,7 @@ from engine.events import (
 from engine.instrument import InstrumentSpec, is_name
 from engine.market import Market
 from engine.reasons import ErrorCode
-from engine.units import looks_like_milliseconds
+from engine.units import format_units, looks_like_milliseconds
 from settlement.ledger import (
     SUPPLY_MAX,
     AssetSpec,
@@ -170,7 +170,13 @@ class Custody:
             balance = self.ledger.balances.get((cmd.account, cmd.asset))
             available = balance.available if balance is not None else 0
             facts = (("needed", cmd.amount, scale), ("available", available, scale))
-            _refused(result, cmd, "request_withdrawal", events, facts, cmd.asset)
+            # The ledger counts in integer units; the wire and its reader count in decimals.
+            detail = (
+                f"account {cmd.account} has {format_units(available, scale)} {cmd.asset}"
+                f" available, {format_units(cmd.amount, scale)} asked"
+            )
+            said = Refused(result.reason, detail)
+            _refused(said, cmd, "request_withdrawal", events, facts, cmd.asset)
             return
         if _refused(result, cmd, "request_withdrawal", events):
             return

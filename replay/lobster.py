@@ -3,7 +3,8 @@
 Owns the command line and the I/O around `replay.lobster_replay`: reading the two files
 (`replay.lobster_format`), timing the replay, and the report as text or as one JSON object
 with at least rows, rows_matched, revealed, executions_checked, executions_matched and
-ops_per_sec. Bad input ends in one line on stderr naming the file and line, exit status 2.
+ops_per_sec. Bad input ends in one line on stderr naming the file and line (`venue: ...`;
+run as a module, `python -m replay.lobster: ...`), exit status 2.
 On a terminal a progress bar of the messages replayed is drawn on stderr; stdout carries
 only the report. Also runs as `python -m replay.lobster`.
 """
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cli import progress
+from cli.failures import CommandFailed, OneLineParser, run_main
 from engine.venue import Venue
 from replay.lobster_format import LEVELS_MAX, LobsterFormatError, LobsterReader
 from replay.lobster_replay import LobsterReplay, ReplayCounts
@@ -41,9 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         report = replay_files(args.messages, args.orderbook, args.levels, show_progress=True)
-    except LobsterFormatError as error:
-        print(f"replay lobster: {error}", file=sys.stderr)
-        return 2
+    except LobsterFormatError as error:  # names the file and line: the operator's to fix
+        raise CommandFailed(str(error)) from None
     print(json.dumps(report) if args.json else summary(report))
     return 0
 
@@ -160,9 +161,10 @@ def summary(report: dict[str, object]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m replay.lobster", description=__doc__)
+    parser = OneLineParser(prog="python -m replay.lobster", description=__doc__)
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    return run_main(parser.prog, lambda: run(args))
 
 
 def _percent(part: int, whole: int) -> float | None:

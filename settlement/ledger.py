@@ -556,7 +556,12 @@ class Ledger:
         if pending >= PENDING_WITHDRAWALS_MAX:
             return Refused("BAD_PARAM", f"at most {PENDING_WITHDRAWALS_MAX} pending withdrawals")
         if not self.hold(account, asset, amount):
-            return Refused("INSUFFICIENT_BALANCE", f"account {account} lacks {amount} {asset}")
+            balance = self.balances.get((account, asset))  # a get: a refusal creates no row
+            available = balance.available if balance is not None else 0
+            return Refused(
+                "INSUFFICIENT_BALANCE",
+                f"account {account} has {available} {asset} units available, {amount} asked",
+            )
         self.last_withdrawal_id += 1
         withdrawal = Withdrawal(self.last_withdrawal_id, account, asset, amount)
         self.withdrawals[withdrawal.withdrawal_id] = withdrawal

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from bench import gateway_bench
+from cli.failures import CommandFailed
+from cli.main import main
 from tests.sample_config import SAMPLE_CONFIG
 
 DURATION_S = 0.3  # per phase: enough for a few hundred actions; the run takes ~2 s
@@ -73,7 +75,14 @@ def test_batches_are_acknowledged(outcome: tuple[int, dict[str, Any], str]) -> N
 def test_bad_arguments_are_refused() -> None:
     parser = argparse.ArgumentParser()
     gateway_bench.add_arguments(parser)
-    with pytest.raises(SystemExit, match="--duration"):
+    with pytest.raises(CommandFailed, match="--duration"):
         gateway_bench.run(parser.parse_args(["--duration", "0"]))
-    with pytest.raises(SystemExit, match="--pipeline"):
+    with pytest.raises(CommandFailed, match="--pipeline"):
         gateway_bench.run(parser.parse_args(["--pipeline", "0"]))
+
+
+def test_bad_arguments_are_the_venue_line_and_status_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["bench", "gateway", "--duration", "nan"]) == 2
+    assert capsys.readouterr().err.startswith("venue: --duration must be in (0, ")

@@ -63,8 +63,27 @@ def test_the_counting_journal_counts_each_durable_batch_of_the_sequencer_once(
     assert asyncio.run(three_batches()) == 3
 
 
-def test_the_sequencers_options_without_sequencer_are_refused_not_ignored() -> None:
-    with pytest.raises(SystemExit, match="--commands: only with --sequencer"):
-        main(["bench", "journal", "--commands", "0"])
-    with pytest.raises(SystemExit, match="--rate, --commit-interval-ms: only with --sequencer"):
-        main(["bench", "journal", "--rate", "5", "--commit-interval-ms", "2"])
+def test_the_sequencers_options_without_sequencer_are_refused_not_ignored(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["bench", "journal", "--commands", "0"]) == 2
+    assert capsys.readouterr().err.startswith("venue: --commands: only with --sequencer")
+    assert main(["bench", "journal", "--rate", "5", "--commit-interval-ms", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("venue: --rate, --commit-interval-ms: only with --sequencer")
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--records", "0"], "--records, --batch and --payload-bytes must be positive"),
+        (["--sequencer", "--rate", "0"], "--commands and --rate must be positive"),
+        (["--sequencer", "--commit-interval-ms", "nan"], "--commit-interval-ms must be 0 to"),
+    ],
+)
+def test_a_bad_count_is_the_venue_line_and_status_2(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench", "journal", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"venue: {says}") and err.count("\n") == 1

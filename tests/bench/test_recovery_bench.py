@@ -16,3 +16,11 @@ def test_recovery_bench_reports_consistent_json(capsys: pytest.CaptureFixture[st
     assert result["replay_commands_per_sec"] == pytest.approx(rate, rel=0.05)
     assert result["snapshot_orders"] == 3000 and result["snapshot_bytes"] > 3000 * 20
     assert result["snapshot_write_seconds"] >= 0 and result["snapshot_load_seconds"] >= 0
+
+
+def test_a_count_of_zero_is_the_venue_line_and_status_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """It was the bare message with status 1, not the CLI's `venue: ...`, status 2."""
+    assert main(["bench", "recovery", "--commands", "0"]) == 2
+    assert capsys.readouterr().err == "venue: --commands and --orders must be positive\n"

@@ -44,3 +44,32 @@ def test_venue_path_books_real_trades_through_the_store_thread(
     assert result["venue_path"] is True and result["verified"] is True
     assert result["trades"] > 0 and result["store_writes"] >= 1
     assert result["store_thread_cpu_us_per_trade"] > 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--batch", "0"], "venue: --batch and --trades must be positive"),
+        (["--venue-path", "--rate", "0"], "venue: --commands, --rate and --commands-per-batch"),
+    ],
+)
+def test_a_bad_count_is_the_venue_line_and_status_2(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was the bare message with status 1, not the CLI's `venue: ...`, status 2."""
+    assert main(["bench", "store", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(says) and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("gather_s", ["-1", "nan", "2"])
+def test_a_gather_that_is_no_duration_is_refused_before_any_work(
+    gather_s: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--gather-s -1` was accepted ("gathered for -1.0 s"): now refused at parsing."""
+    with pytest.raises(SystemExit) as exited:
+        main(["bench", "store", "--venue-path", "--commands", "10", "--gather-s", gather_s])
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert f"argument --gather-s: must be within [0, 1.0], not {gather_s}" in captured.err
+    assert captured.out == ""

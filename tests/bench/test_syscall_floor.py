@@ -35,14 +35,18 @@ def test_the_command_prints_both_floors_and_json(
     assert sum("loopback reader" in line for line in lines) == len(syscall_floor.GAPS_US)
 
 
-def test_a_count_of_zero_is_refused() -> None:
-    with pytest.raises(SystemExit, match="above zero"):
-        main(["bench", "floor", "--sends", "0"])
+def test_a_count_of_zero_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI's one line and status 2 (it was the bare message and status 1)."""
+    assert main(["bench", "floor", "--sends", "0"]) == 2
+    assert capsys.readouterr().err == "venue: --sends and --writes must be above zero\n"
 
 
-def test_a_dir_that_is_not_there_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="not a directory"):
-        main(["bench", "floor", "--dir", str(tmp_path / "missing")])
+def test_a_dir_that_is_not_there_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing"
+    assert main(["bench", "floor", "--dir", str(missing)]) == 2
+    assert capsys.readouterr().err == f"venue: --dir {missing}: not a directory\n"
 
 
 def test_on_a_terminal_its_steps_are_drawn(tmp_path: Path) -> None:

@@ -2,11 +2,17 @@
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from bench import ws_layer_bench
+from cli.failures import CommandFailed
+from cli.main import main
+from tests.conftest import ROOT
 
 
 def test_each_layer_answers_every_frame_and_reports_its_cpu(
@@ -38,7 +44,7 @@ def test_a_count_below_one_or_an_unknown_layer_is_refused_before_any_server_star
 ) -> None:
     parser = argparse.ArgumentParser()
     ws_layer_bench.add_arguments(parser)
-    with pytest.raises(SystemExit, match=says):
+    with pytest.raises(CommandFailed, match=says):
         ws_layer_bench.run(parser.parse_args(argv))
 
 
@@ -50,5 +56,19 @@ def test_the_venue_layer_without_its_config_is_refused_up_front(
     monkeypatch.setattr(ws_layer_bench, "VENUE_CONFIG", tmp_path / "venue.toml")
     parser = argparse.ArgumentParser()
     ws_layer_bench.add_arguments(parser)
-    with pytest.raises(SystemExit, match=r"the venue layer runs \S*venue\.toml"):
+    with pytest.raises(CommandFailed, match=r"the venue layer runs \S*venue\.toml"):
         ws_layer_bench.run(parser.parse_args(["--layers", "sansio,venue"]))
+
+
+def test_a_refusal_is_one_line_from_the_cli_and_from_the_script(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`venue: ...`, status 2 (was the bare message, status 1); the script the server side
+    runs says the same under its own name, with no traceback."""
+    assert main(["bench", "ws-layer", "--frames", "0"]) == 2
+    assert capsys.readouterr().err == "venue: --frames and --runs must be at least 1\n"
+    script = [sys.executable, str(ROOT / "bench" / "ws_layer_bench.py"), "--frames", "0"]
+    env = os.environ | {"PYTHONPATH": str(ROOT)}  # as `_measure` starts it
+    done = subprocess.run(script, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == "ws_layer_bench.py: --frames and --runs must be at least 1\n"

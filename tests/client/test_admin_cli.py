@@ -163,6 +163,18 @@ def test_deposit_withdraw_confirm_and_void(
     assert "refused" in capsys.readouterr().err
 
 
+def test_a_withdrawal_past_the_balance_says_both_amounts_in_decimals(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It printed `account 1 lacks 99999999000000 USD`: micro-units, and the amount asked."""
+    assert admin(venue.port, "withdraw", "1", "USD", "99999999") == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    said = "INSUFFICIENT_BALANCE (4005): account 1 has 5000000.000000 USD available, "
+    assert said + "99999999.000000 asked" in captured.err
+    assert "99999999000000" not in captured.err
+
+
 def test_attest_reserves_now_and_as_of(
     venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -572,6 +572,91 @@ def test_a_bot_that_cannot_reach_the_venue_says_so_in_one_line_on_stderr() -> No
     assert "bot stopped" not in done.stdout
 
 
+def _unreachable_url() -> str:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        return f"ws://127.0.0.1:{probe.getsockname()[1]}/ws/trade"
+
+
+MAKER_FLAGS = ["--spread", "10", "--size", "100"]
+TAKER_FLAGS = ["--rate", "1"]
+
+
+@pytest.mark.parametrize(
+    ("command", "flag", "value"),
+    [
+        ("market-maker", "--size", "nan"),  # was decimal.InvalidOperation, a traceback
+        ("market-maker", "--size", "abc"),  # likewise, from argparse's type call
+        ("market-maker", "--spread", "nan"),
+        ("market-maker", "--spread", "inf"),  # was InvalidOperation inside quote_ladder
+        ("market-maker", "--spread", "0"),
+        ("market-maker", "--max-position", "nan"),
+        ("market-maker", "--max-position", "-1"),
+        ("market-maker", "--reference", "-5"),  # was ignored silently
+        ("market-maker", "--levels", "11"),
+        ("market-maker", "--interval", "nan"),  # was accepted
+        ("market-maker", "--interval", "inf"),
+        ("market-maker", "--seconds", "-1"),  # these three ran until killed
+        ("market-maker", "--seconds", "nan"),
+        ("market-maker", "--seconds", "inf"),
+        ("taker", "--seconds", "-1"),
+        ("taker", "--seconds", "nan"),
+        ("taker", "--rate", "nan"),
+        ("taker", "--rate", "0"),
+        ("taker", "--size", "nan"),
+        ("taker", "--size", "-1"),
+    ],
+)
+def test_a_meaningless_number_is_refused_at_parsing_naming_its_flag(
+    command: str, flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused before connecting: the URL leads nowhere, so a bot that got as far as
+    connecting would stop with status 1 instead (or crash, or run on)."""
+    required = MAKER_FLAGS if command == "market-maker" else TAKER_FLAGS
+    argv = ["bot", command, "--url", _unreachable_url(), "--symbol", SYMBOL, *required]
+    with pytest.raises(SystemExit) as exited:
+        _cli(*argv, "--config", str(SAMPLE_CONFIG), flag, value)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"venue bot {command}: argument {flag}: ")
+    assert value in err and err.count("\n") == 1
+
+
+def test_flags_that_clash_are_refused_in_the_venue_line_before_connecting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A limit below one size was `bot stopped: ...`; like every other refusal of the
+    command line it is now `venue: ...`, exit 2."""
+    argv = ["bot", "market-maker", "--url", _unreachable_url(), "--symbol", SYMBOL]
+    status = _cli(*argv, *MAKER_FLAGS, "--max-position", "5", "--config", str(SAMPLE_CONFIG))
+    assert status == 2
+    assert capsys.readouterr().err == "venue: the position limit 5 is below one size 100\n"
+
+
+@pytest.mark.parametrize(
+    ("spread", "size", "position_max", "interval_s"),
+    [
+        (Decimal("nan"), SIZE, None, 0.1),
+        (SPREAD_BPS, Decimal("nan"), None, 0.1),
+        (SPREAD_BPS, Decimal("inf"), None, 0.1),
+        (SPREAD_BPS, SIZE, Decimal("nan"), 0.1),
+        (SPREAD_BPS, SIZE, None, float("nan")),
+        (SPREAD_BPS, SIZE, None, float("inf")),
+    ],
+)
+def test_the_maker_refuses_a_non_finite_setting_with_a_value_error(
+    spread: Decimal, size: Decimal, position_max: Decimal | None, interval_s: float
+) -> None:
+    """Called as a library, not through the CLI: a ValueError, not decimal.InvalidOperation."""
+    url = _unreachable_url()
+    with pytest.raises(ValueError, match=r"finite|at least"):
+        MarketMaker(
+            url, "k", "s", SYMBOL, spread, size, interval_s=interval_s, position_max=position_max
+        )
+    with pytest.raises(ValueError, match="finite"):
+        Taker(url, "k", "s", [SYMBOL], 1.0, Decimal("nan"))
+
+
 def test_off_a_terminal_the_bot_prints_a_status_line_every_interval(
     background: BackgroundVenue, capsys: pytest.CaptureFixture[str], monkeypatch: Any
 ) -> None:

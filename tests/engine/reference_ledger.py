@@ -16,6 +16,7 @@ self-trade, the wording of details, limits of the ledger), the engine's choice i
 marked "engine's choice".
 """
 
+from decimal import Decimal
 from fractions import Fraction
 from math import ceil, floor
 from typing import Any
@@ -872,8 +873,13 @@ class ReferenceClearedVenue(ReferenceVenue):
         ):
             detail = f"at most {PENDING_WITHDRAWALS_MAX} pending withdrawals"
             return self._custody_reject(cmd, name, E.BAD_PARAM, detail)
-        if self.available(cmd.account, cmd.asset) < cmd.amount:
-            detail = f"account {cmd.account} lacks {cmd.amount} {cmd.asset}"
+        available = self.available(cmd.account, cmd.asset)
+        if available < cmd.amount:
+            scale = self.assets[cmd.asset]
+            detail = (
+                f"account {cmd.account} has {_decimal(available, scale)} {cmd.asset} available,"
+                f" {_decimal(cmd.amount, scale)} asked"
+            )
             return self._custody_reject(cmd, name, E.INSUFFICIENT_BALANCE, detail)
         self._balance(cmd.account, cmd.asset)[1] += cmd.amount
         self.last_withdrawal_id += 1
@@ -908,6 +914,11 @@ class ReferenceClearedVenue(ReferenceVenue):
         self._balance(withdrawal.account, withdrawal.asset)[1] -= withdrawal.amount
         self.events.append(WithdrawalVoided(self.ts, withdrawal))
         self._report(withdrawal.account, withdrawal.asset)
+
+
+def _decimal(units: int, scale: int) -> str:
+    """`units` at `scale` as the wire writes it ("5000000.000000"), not via engine.units."""
+    return f"{Decimal(units).scaleb(-scale):f}"
 
 
 def _matured(asset: str) -> str:

@@ -305,6 +305,18 @@ def test_a_short_balance_is_refused_with_what_is_needed_and_available(
     assert events[0].facts == (("needed", 101 * USD, 6), ("available", 100 * USD, 6))
 
 
+def test_a_short_withdrawal_says_what_is_available_and_asked_in_decimals(
+    custodied: Custodied,
+) -> None:
+    """The message was the ledger's `account 1 lacks 101000000 USD`: integer units, and the
+    amount asked rather than what is missing. Its facts are unchanged (wire compatible)."""
+    custodied.ok(Deposit(account=1, asset="USD", amount=100 * USD))
+    events = custodied.do(RequestWithdrawal(account=1, asset="USD", amount=101 * USD))
+    assert isinstance(events[0], CommandRejected)
+    assert events[0].detail == "account 1 has 100.000000 USD available, 101.000000 asked"
+    assert events[0].facts == (("needed", 101 * USD, 6), ("available", 100 * USD, 6))
+
+
 def test_a_withdrawal_refused_where_there_is_no_balance_changes_nothing(
     custodied: Custodied,
 ) -> None:

@@ -1,6 +1,5 @@
 """`venue replay lobster`: the report as JSON and text, and clean failures on bad input."""
 
-import argparse
 import json
 import subprocess
 import sys
@@ -8,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import main
 from replay import lobster
 from replay.lobster_replay import ReplayCounts
 from tests.replay.conftest import MSFT_MESSAGES, MSFT_ORDERBOOK, TEST_MESSAGES, TEST_ORDERBOOK
@@ -18,9 +18,7 @@ REQUIRED = {"rows", "rows_matched", "revealed", "executions_checked", "execution
 
 
 def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    lobster.add_arguments(parser)
-    return lobster.run(parser.parse_args(argv))
+    return lobster.main(argv)
 
 
 def files(messages: Path, orderbook: Path) -> list[str]:
@@ -91,8 +89,20 @@ def test_bad_input_exits_2_with_one_line_and_no_traceback(
     assert run(argv) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.startswith("replay lobster: ") and error in captured.err
+    assert captured.err.startswith("python -m replay.lobster: ") and error in captured.err
     assert captured.err.count("\n") == 1
+
+
+def test_through_the_venue_command_bad_input_is_the_venue_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`venue: ...` like every other venue command (it was `replay lobster: ...`)."""
+    bad = tmp_path / "m.csv"
+    bad.write_text("34200.1,9,1,1,1,1\n")
+    assert main(["replay", "lobster", *files(bad, MSFT_ORDERBOOK)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"venue: {bad}:1: unknown message type 9\n"
 
 
 @pytest.mark.parametrize("levels", ["0", "1001", "two"])
@@ -139,7 +149,7 @@ def test_runs_as_a_module(tmp_path: Path) -> None:
         check=False,
     )
     assert failed.returncode == 2
-    assert failed.stderr == f"replay lobster: {bad}:1: unknown message type 9\n"
+    assert failed.stderr == f"python -m replay.lobster: {bad}:1: unknown message type 9\n"
 
 
 def test_off_a_terminal_json_is_one_line_and_nothing_else(tmp_path: Path) -> None:

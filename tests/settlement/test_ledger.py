@@ -102,6 +102,13 @@ def test_withdrawal_is_two_phase(ledger: Ledger) -> None:
     ledger.check_invariants()
 
 
+def test_a_short_withdrawal_says_what_is_available_and_what_was_asked(ledger: Ledger) -> None:
+    """It said `lacks 10000001`: the amount asked, worded as if it were the shortfall."""
+    refused = ledger.request_withdrawal(2, "AAPLx", 10_000_001)
+    assert isinstance(refused, Refused) and refused.reason == "INSUFFICIENT_BALANCE"
+    assert refused.detail == "account 2 has 10000000 AAPLx units available, 10000001 asked"
+
+
 def test_redeem_at_par_pays_each_holder_once(ledger: Ledger) -> None:
     ledger.add_asset(AssetSpec("TB1", 0))
     ledger.attest(Attestation("TB1", 10_000, 0))

@@ -1,0 +1,80 @@
+"""Argparse types for numeric flags: a value out of its flag's range is refused while the
+flags are parsed, before anything connects or starts, in argparse's one line naming the flag.
+
+`float()` and `Decimal()` both take 'nan' and 'inf', and a plain `type=float` lets them
+through: every comparison with nan is false (so `seconds > 0` never stops a run) and a
+Decimal nan raises `InvalidOperation` at its first comparison. Each type here takes only
+finite numbers within its bounds.
+"""
+
+import argparse
+import math
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+
+
+def float_within(
+    low: float, high: float = math.inf, *, above_low: bool = False
+) -> Callable[[str], float]:
+    """A finite float from `low` (excluded with `above_low`) to `high`, both included."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        _check(text, value, low, high, above_low, finite=math.isfinite(value))
+        return value
+
+    return parse
+
+
+def decimal_within(
+    low: Decimal, high: Decimal | None = None, *, above_low: bool = False
+) -> Callable[[str], Decimal]:
+    """A finite decimal from `low` (excluded with `above_low`) to `high` (None: no bound)."""
+
+    def parse(text: str) -> Decimal:
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        bound = math.inf if high is None else high
+        _check(text, value, low, bound, above_low, finite=value.is_finite())
+        return value
+
+    return parse
+
+
+def int_within(low: int, high: int) -> Callable[[str], int]:
+    """A whole number from `low` to `high`, both included."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        _check(text, value, low, high, above_low=False, finite=True)
+        return value
+
+    return parse
+
+
+def _check(
+    text: str,
+    value: float | Decimal,
+    low: float | Decimal,
+    high: float | Decimal,
+    above_low: bool,
+    finite: bool,
+) -> None:
+    """Refuse a value that is not finite or lies outside its bounds, saying which they are."""
+    inside = finite and (value > low if above_low else value >= low) and value <= high
+    if not inside:
+        raise argparse.ArgumentTypeError(f"must be {_bounds(low, high, above_low)}, not {text}")
+
+
+def _bounds(low: float | Decimal, high: float | Decimal, above_low: bool) -> str:
+    if high == math.inf:
+        return f"above {low}" if above_low else f"at least {low}"
+    return f"within {'(' if above_low else '['}{low}, {high}]"
