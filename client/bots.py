@@ -51,7 +51,6 @@ STATUS_INTERVAL_S = 5.0  # off a terminal: a status line this often, readable in
 LIVE_REFRESH_S = 0.5  # on a terminal: the one status line is rewritten this often
 LEVELS_MAX = 10  # one quote set per level; a deeper ladder is a real strategy's business
 INTERVAL_S_MIN = 0.1  # 10 levels x 10 requotes/s = 100 quotes/s: half a connection's rate
-SPREAD_BPS_MAX = 10_000  # 100%: level 1's bid at half the centre; wider quotes nothing
 TAKER_RATE_PER_S_MAX = 100  # half a connection's 200 requests/s, leaving room to pull
 SKEW_SPREAD_PER_LOT = Decimal("0.25")  # one quote size of inventory leans a quarter spread
 SKEW_SPREADS_MAX = Decimal(1)  # however big the position, lean at most one spread
@@ -925,9 +924,10 @@ def add_market_maker_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--spread",
-        type=decimal_within(Decimal(0), Decimal(SPREAD_BPS_MAX), above_low=True),
+        # no upper bound: a level whose bid would be at or below zero quotes only its ask
+        type=decimal_within(Decimal(0), above_low=True),
         required=True,
-        help=f"level 1's width, bps (at most {SPREAD_BPS_MAX})",
+        help="level 1's width, bps",
     )
     parser.add_argument("--size", type=_ABOVE_ZERO, required=True, help="per quote, base units")
     parser.add_argument(

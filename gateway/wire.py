@@ -80,7 +80,7 @@ ORDERS_HISTORY_LIMIT_MAX = 1_000  # one page of orders.history; page on with bef
 BOOK_DEPTH_MAX = 1_000  # levels per side in one snapshot; deeper books are not a quote
 CANCEL_AFTER_MS_MAX = 600_000  # a dead-man's switch longer than 10 minutes protects nothing
 JURISDICTIONS_MAX = 250  # ISO 3166 has 249 alpha-2 codes
-ERROR_TEXT_CHARS_MAX = 200  # an error quoting client input quotes this much: enough to see it
+ERROR_TEXT_CHARS_MAX = 1_000  # an error quoting client input quotes this much: enough to see it
 
 DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?\Z"  # plain notation: no sign, exponent or spaces
 
@@ -1377,21 +1377,31 @@ class QuoteUnits(msgspec.Struct, frozen=True):
 
 
 def quote_units(quote: Quote, specs: Mapping[str, InstrumentSpec]) -> QuoteUnits | WireError:
-    """A `quote.mass` quote in integer units at its instrument's scales. A price of zero is
-    malformed (PROTOCOL §2.3), also beside a qty "0" that pulls the side; a qty of zero is
-    the pull."""
+    """A `quote.mass` quote in integer units at its instrument's scales. A qty of zero is
+    the pull, whatever price comes beside it ("0" too: a pull must never fail on it); a
+    price of zero beside a size to quote is malformed (PROTOCOL §2.3)."""
     try:
         spec = _spec(specs, quote.symbol)
         pd, qd = spec.price_decimals, spec.qty_decimals
+        bid_qty = None if quote.bid_qty is None else _units(quote.bid_qty, qd, "bid_qty")
+        ask_qty = None if quote.ask_qty is None else _units(quote.ask_qty, qd, "ask_qty")
         return QuoteUnits(
             symbol=quote.symbol,
-            bid_px=None if quote.bid_px is None else _positive(quote.bid_px, pd, "bid_px"),
-            bid_qty=None if quote.bid_qty is None else _units(quote.bid_qty, qd, "bid_qty"),
-            ask_px=None if quote.ask_px is None else _positive(quote.ask_px, pd, "ask_px"),
-            ask_qty=None if quote.ask_qty is None else _units(quote.ask_qty, qd, "ask_qty"),
+            bid_px=_quote_price(quote.bid_px, bid_qty, pd, "bid_px"),
+            bid_qty=bid_qty,
+            ask_px=_quote_price(quote.ask_px, ask_qty, pd, "ask_px"),
+            ask_qty=ask_qty,
         )
     except _Refusal as refusal:
         return WireError(None, refusal.code, refusal.message)
+
+
+def _quote_price(text: str | None, qty: int | None, decimals: int, field: str) -> int | None:
+    if text is None:
+        return None
+    if qty:  # a size to quote: at a positive price
+        return _positive(text, decimals, field)
+    return _units(text, decimals, field)  # a pull: its price is checked, not used
 
 
 def plain_quote_units(

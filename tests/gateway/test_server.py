@@ -307,14 +307,14 @@ def test_a_quote_at_a_zero_price_refuses_the_whole_quote_mass(run_venue: Any) ->
         for quotes in (
             [{"symbol": "NVDAx-USD", "bid_px": "0", "bid_qty": "1"}],  # was 409, a per-op error
             [both | {"bid_px": "0.00"}],  # the usual requote of two live quotes: its fast path
-            [nvda, both | {"ask_px": "0", "ask_qty": "0"}],  # one bad quote: none is placed
+            [nvda, both | {"ask_px": "0"}],  # one bad quote: none is placed
         ):
             answer = await maker.request_raw("quote.mass", {"quote_set": "q", "quotes": quotes})
             assert answer["status"] == 400, (quotes, answer)
             assert answer["error"]["name"] == "BAD_PARAM", (quotes, answer)
             assert "_px must be positive" in answer["error"]["msg"]
         assert (await maker.open_orders())["orders"] == before  # nothing done
-        pull = both | {"bid_qty": "0", "ask_qty": "0"}  # a qty "0" still pulls
+        pull = both | {"bid_px": "0", "bid_qty": "0", "ask_qty": "0"}  # a qty "0" pulls, px "0" too
         pulled = await maker.request("quote.mass", {"quote_set": "q", "quotes": [pull]})
         assert [result["status"] for result in pulled["results"]] == [200, 200]
         assert (await maker.open_orders())["orders"] == []

@@ -623,7 +623,7 @@ def test_a_plain_quote_converts_as_quote_units() -> None:
     [
         wire.Quote(SYMBOL, bid_px="0", bid_qty="1"),  # was a per-op refusal by the engine
         wire.Quote(SYMBOL, bid_px="99", bid_qty="1", ask_px="0.00", ask_qty="1"),
-        wire.Quote(SYMBOL, ask_px="0", ask_qty="0"),  # a pull needs no px; a px is a price
+        wire.Quote(SYMBOL, bid_px="0", bid_qty="0", ask_px="0", ask_qty="2"),
     ],
 )
 def test_a_quote_at_a_zero_price_is_malformed(quote: wire.Quote) -> None:
@@ -632,9 +632,14 @@ def test_a_quote_at_a_zero_price_is_malformed(quote: wire.Quote) -> None:
     assert refusal.message.endswith("_px must be positive"), refusal.message
 
 
-def test_a_zero_qty_still_pulls_a_side() -> None:
+def test_a_zero_qty_still_pulls_a_side_whatever_its_price() -> None:
+    """A pull never fails on the price beside it ("0" too); the price's decimals still count."""
     pulled = wire.quote_units(wire.Quote(SYMBOL, bid_px="99", bid_qty="0", ask_qty="0"), SPECS)
     assert pulled == wire.QuoteUnits(SYMBOL, 9_900, 0, None, 0)
+    zeros = wire.Quote(SYMBOL, bid_px="0", bid_qty="0", ask_px="0.00", ask_qty="0")
+    assert wire.quote_units(zeros, SPECS) == wire.QuoteUnits(SYMBOL, 0, 0, 0, 0)
+    over = wire.quote_units(wire.Quote(SYMBOL, bid_px="0.001", bid_qty="0"), SPECS)
+    assert isinstance(over, WireError) and over.code is E.BAD_PRECISION, over
 
 
 def test_cancel_and_cancel_all_convert_without_scales() -> None:
