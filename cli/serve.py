@@ -20,6 +20,7 @@ import psycopg
 
 from cli import logs
 from cli.failures import CommandFailed, describe_os_error
+from client import demo_data
 from core import config as venue_config
 from core.journal import Journal, JournalError
 from core.venue_core import JOURNAL_FILE, now_us
@@ -169,11 +170,13 @@ async def _serve(
     data_dir: Path | None,
     journal: Journal | None = None,
 ) -> None:
-    server = VenueServer(config, data_dir or Path(config.venue.data_dir), journal)
+    data = data_dir or Path(config.venue.data_dir)
+    server = VenueServer(config, data, journal)
     try:
         bound = await server.start(host, port)
     except OSError as failed:  # the port taken between the check and the bind, a disk error
         raise CommandFailed(f"cannot start on {host}:{port}: {describe_os_error(failed)}") from None
+    demo_data.disown(data)  # a demo's directory served on: its data is a venue's now
     settle_heap()
     print(f"tokenvenue listening: ws://{host}:{bound}/ws/trade  ws://{host}:{bound}/ws/public")
     print(f"  ledger store: {describe_store(config)}")
@@ -214,6 +217,7 @@ async def _serve_core(
     print(f"tokenvenue core {name}: NATS {nats_url}, waiting for the lease", flush=True)
     if await core.wait_for_lease(stopping):
         active = await core.activate()
+        demo_data.disown(data_dir)
         settle_heap()
         print(f"tokenvenue core {name} active at seq {active.sequencer.last_seq}", flush=True)
         print(f"  ledger store: {describe_store(config)}", flush=True)

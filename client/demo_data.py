@@ -11,16 +11,19 @@ from pathlib import Path
 
 from cli.failures import CommandFailed
 from core.journal import FileJournal, JournalError, JournalLocked
+from core.venue_core import EPOCHS_FILE, LOCK_FILE, lock_data_dir
 from gateway.server import JOURNAL_FILE, LEDGER_FILE
 
 # What a venue keeps in its data directory: the journal, the ledger store (with SQLite's
-# -wal and -shm) and state snapshots (core.snapshots: snapshot-<seq>.bin, and .tmp).
+# -wal and -shm) and state snapshots (core.snapshots: snapshot-<seq>.bin, and .tmp)
 VENUE_FILES = (JOURNAL_FILE, f"{LEDGER_FILE}*", "snapshot-*")
+# and what a demo clears of it: with the epochs of the starts, which name seqs of the journal
+DEMO_CLEARS = (*VENUE_FILES, EPOCHS_FILE)
 MARKER = "demo-data"  # written by a demo into the directory it claims
 MARKER_TEXT = "This directory holds a venue demo's data: each demo run deletes and rewrites it.\n"
 
 
-def claim(data_dir: Path, clear: tuple[str, ...] = VENUE_FILES) -> None:
+def claim(data_dir: Path, clear: tuple[str, ...] = DEMO_CLEARS) -> None:
     """Make `data_dir` the demo's: refuse it if in use or if it holds a venue's data that no
     demo left there; else delete the files matching `clear` and mark it as a demo's."""
     _refuse_if_in_use(data_dir)
@@ -41,13 +44,21 @@ def claim(data_dir: Path, clear: tuple[str, ...] = VENUE_FILES) -> None:
         (data_dir / MARKER).write_text(MARKER_TEXT)
 
 
+def disown(data_dir: Path) -> None:
+    """A venue is served from `data_dir` (`venue serve`): what it writes there is no demo's
+    to delete, whoever made the directory."""
+    (data_dir / MARKER).unlink(missing_ok=True)
+
+
 def _refuse_if_in_use(data_dir: Path) -> None:
-    """A venue (or demo) running on `data_dir` keeps its files: a demo must not delete them."""
+    """A venue (or demo) running on `data_dir` keeps its files: a demo must not delete them.
+    Every running core holds `venue.lock` (a cluster's core has no journal file here)."""
     journal = data_dir / JOURNAL_FILE
-    if not journal.is_file():
-        return
     try:
-        FileJournal(journal, read_only=True).close()
+        if (data_dir / LOCK_FILE).exists():
+            lock_data_dir(data_dir, shared=True).close()
+        if journal.is_file():
+            FileJournal(journal, read_only=True).close()
     except JournalLocked:
         msg = f"{data_dir} is in use by a running venue: give another --data-dir"
         raise CommandFailed(msg) from None

@@ -531,16 +531,26 @@ class Dispatcher:
         `resume_held` serves it once the place is back."""
         self.held[session] = (request, scope, serve)
         session.held = deque()
+        session.held_bytes = 0
 
     def _hold_frame(self, session: Session, frame: str | bytes, charged: bool) -> None:
         held = session.held
         assert held is not None
-        if len(held) >= limits.HELD_FRAMES_MAX:  # pipelined far past a wait: a flood
-            self.held.pop(session, None)
-            session.held = None
-            self.connections.close(session, 1008, "too many requests behind a waiting quote")
+        if session.closing:  # what it held is dropped: nothing after it may run either
             return
         held.append(partial(self.on_frame, session, frame, charged))
+        session.held_bytes += len(frame)
+        if len(held) > limits.HELD_FRAMES_MAX or session.held_bytes > limits.HELD_BYTES_MAX:
+            self._abandon(session)  # pipelined far past a wait: a flood, held in memory
+            self.connections.close(session, 1008, "too many requests behind a waiting quote")
+
+    def _abandon(self, session: Session) -> None:
+        """Drop what `session` holds, for good: it is closing, and none of its later frames
+        may run ahead of the dropped ones (`session.held` stays set: `_hold_frame` drops
+        them as they come, till the close)."""
+        self.held.pop(session, None)
+        if session.held is not None:
+            session.held.clear()
 
     def resume_held(self) -> None:
         """Serve the requests that waited for places now back (called once the released
@@ -550,8 +560,7 @@ class Dispatcher:
         its cancel-on-disconnect pulls what it placed."""
         for session, (request, scope, serve) in list(self.held.items()):
             if session.closing or self.connections.sessions.get(session.id) is not session:
-                del self.held[session]
-                session.held = None
+                self._abandon(session)
                 continue
             if self.placed.blocked(*scope):
                 continue

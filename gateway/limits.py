@@ -22,8 +22,9 @@ SUBSCRIPTIONS_PER_CONNECTION_MAX = 256  # every channel of ~50 symbols; bounds f
 SEND_QUEUE_MESSAGES_MAX = 4_096  # seconds of a busy feed; a client further behind is gone
 # Frames a connection may send while one of its requests waits for a quote's place in flight
 # (a cluster's gateway, `Dispatcher.hold`: about one round trip to the core, longer through a
-# failover); more and it is closed, 1008: its frames are held in memory meanwhile
+# failover), and their bytes; more and it is closed, 1008: they are held in memory meanwhile
 HELD_FRAMES_MAX = 1_024
+HELD_BYTES_MAX = 4 * 1024 * 1024  # 16 connections of an account: 64 MiB at most
 LOGON_TIMEOUT_S = 10  # PROTOCOL: a trade connection not logged on within 10 s is closed
 HEARTBEAT_INTERVAL_S = 1  # PROTOCOL: a heartbeat after 1 s of silence
 PRIVATE_HISTORY_EVENTS_MAX = 10_000  # covers a reconnect after a busy minute; else snapshot

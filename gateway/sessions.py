@@ -59,6 +59,7 @@ class Session:
     # Over a cluster's bus, while a request of this connection waits for a place in flight
     # (`Dispatcher.hold`): the frames that came after it, to be handled in order after it
     held: deque[Callable[[], None]] | None = None
+    held_bytes: int = 0  # the frames' sizes in `held`
     last_sent_us: int = 0
     logon_timer: asyncio.TimerHandle | None = None  # /ws/trade: closes it if nobody logs on
     writer: "asyncio.Task[None] | None" = None  # see `Sessions._write`

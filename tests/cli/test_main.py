@@ -1,6 +1,7 @@
 """`venue ...` as a real process: every bad input fails in one line on stderr, exit status 2,
 no traceback, and creates nothing where nothing should be."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from client import demo_data
 from core.journal import FileJournal
+from core.venue_core import lock_data_dir
 from gateway.server import JOURNAL_FILE
 from tests.conftest import ROOT
 from tests.sample_config import SAMPLE_CONFIG
@@ -56,6 +59,14 @@ def listing(directory: Path) -> list[str]:
 def running_venue(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """`venue serve` in its own process on a free port: its data dir and its trade URL."""
     data_dir = tmp_path / "running"
+    with served(tmp_path, data_dir) as url:
+        yield data_dir, url
+
+
+@contextlib.contextmanager
+def served(tmp_path: Path, data_dir: Path) -> Iterator[str]:
+    """`venue serve` on `data_dir` in its own process, on a free port, till the block ends:
+    its trade URL."""
     server = subprocess.Popen(
         [*SERVE, "--port", "0", "--data-dir", str(data_dir)],
         cwd=tmp_path,
@@ -73,7 +84,7 @@ def running_venue(tmp_path: Path) -> Iterator[tuple[Path, str]]:
                 url = line.split()[2]
                 break
         assert url.endswith("/ws/trade"), "the server did not start"
-        yield data_dir, url
+        yield url
     finally:
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=RUN_TIMEOUT_S)
@@ -148,6 +159,21 @@ def test_the_demos_refuse_a_stopped_venues_data_dir_and_reuse_their_own(tmp_path
         ran = venue(tmp_path, "demo-engine", "--config", CONFIG, "--orders", "5", "--data-dir", "d")
         assert ran.returncode == 0, ran.stderr
     assert "demo-data" in listing(tmp_path / "d") and "ledger.sqlite" in listing(tmp_path / "d")
+
+    held = lock_data_dir(tmp_path / "d")  # a core runs there (a cluster's has no journal file)
+    try:
+        busy = venue(tmp_path, "demo", "--config", CONFIG, "--port", "0", "--data-dir", "d")
+        failed_in_one_line(busy, "in use by a running venue")
+        assert "ledger.sqlite" in listing(tmp_path / "d"), "nothing deleted under it"
+    finally:
+        held.close()
+    fresh = tmp_path / "e"  # a directory a demo claimed, then a venue served on
+    fresh.mkdir()
+    (fresh / demo_data.MARKER).write_text(demo_data.MARKER_TEXT)
+    with served(tmp_path, fresh):
+        pass  # its data is the venue's from then on
+    after = venue(tmp_path, "demo-engine", "--config", CONFIG, "--orders", "5", "--data-dir", "e")
+    failed_in_one_line(after, "holds a venue's data")
 
 
 @pytest.mark.parametrize("command", ["taker", "market-maker"])

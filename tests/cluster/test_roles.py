@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import nats
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from bench.ingress_bench import masked
 from client.sdk import VenueClient, VenueError
 from cluster.local import LocalCluster
 from core import config as venue_config
@@ -29,6 +31,7 @@ from engine.commands import PlaceOrder
 from engine.events import TradeExecuted
 from engine.venue import Venue
 from engine.venue import VenueConfig as EngineConfig
+from gateway import limits
 from settlement.ledger import Ledger
 from settlement.pg_store import PostgresLedgerStore
 from tests.conftest import KEYS, drain_pushes
@@ -353,6 +356,57 @@ def test_session_requests_behind_a_waiting_quote_mass_apply_after_it(
             await after.close()
 
     run(scenario())
+
+
+def test_a_flood_behind_a_waiting_quote_mass_closes_1008_and_nothing_after_it_runs(
+    cluster: LocalCluster,
+) -> None:
+    """More than `HELD_FRAMES_MAX` frames sent behind a requote that waits for its quote's
+    place: the connection is closed with 1008, and what it held is dropped, together with
+    every frame after it (a cancel-all in the held part, then a cod-off and a place after
+    the flood: none of them runs, so cod, still on, pulls the quote at the close)."""
+    gateway = cluster.gateways[0]
+    prices = {"301.00", "301.50", "450.00", "300.11"}
+
+    async def scenario() -> None:
+        maker = await client(gateway.url, "alpha")
+        await maker.request("session.cod", {"enabled": True})
+        frames = []
+
+        def frame(method: str, params: dict[str, Any]) -> bytes:
+            body = {"id": 1_000 + len(frames), "method": method, "params": params}
+            return masked(msgspec.json.encode(body))
+
+        bid = {"symbol": QUOTED, "bid_px": "301.00", "bid_qty": "1"}
+        frames.append(frame("quote.mass", {"quote_set": "flood", "quotes": [bid]}))
+        frames.append(frame("quote.mass", _two_sided("flood", "301.50", "450.00")))  # waits
+        frames.append(frame("orders.cancel_all", {}))
+        frames += [frame("ping", {}) for _ in range(limits.HELD_FRAMES_MAX + 1)]
+        frames.append(frame("session.cod", {"enabled": False}))
+        place = {"symbol": QUOTED, "side": "buy", "type": "limit", "tif": "gtc", "qty": "1"}
+        frames.append(frame("order.place", place | {"price": "300.11"}))
+        websocket = maker.websocket
+        assert websocket is not None
+        websocket.transport.write(b"".join(frames))  # one write: all of it arrives at once
+        await asyncio.wait_for(websocket.wait_closed(), ANSWER_TIMEOUT_S)
+        assert websocket.close_code == 1008, websocket.close_code
+        await maker.close()
+        after = await client(gateway.url, "alpha")
+        try:  # the close's cod cancels run when the server sees the close: maybe after this
+            left = await _quotes_at(after, prices)
+            for _ in range(COD_POLLS):
+                if not left:
+                    break
+                await asyncio.sleep(COD_POLL_S)
+                left = await _quotes_at(after, prices)
+            assert left == []
+        finally:
+            await after.close()
+
+    run(scenario())
+
+
+COD_POLLS, COD_POLL_S = 40, 0.25  # a close's cod cancels, seen from another connection
 
 
 # ----------------------------------------------------------------- faults under load
