@@ -77,8 +77,8 @@ def pay_dividend(
     if available < provided:
         return Refused(
             "INSUFFICIENT_BALANCE",
-            f"payer {payer} has {available} {cash_asset} units available, "
-            f"the dividend needs {provided}",
+            f"payer {payer} has {_decimal(available, cash_scale)} {cash_asset} available,"
+            f" the dividend needs {_decimal(provided, cash_scale)}",
         )
     legs: list[Leg] = [(payer, e.account, cash_asset, e.cash, DIVIDEND) for e in entitlements]
     legs = [leg for leg in legs if leg[3]]
@@ -145,3 +145,11 @@ def _book(ledger: Ledger, legs: list[Leg], ts_us: int) -> list[Transfer]:
     booked = ledger.book(legs, ts_us, legs_max=len(legs))
     assert not isinstance(booked, Refused), f"a corporate action failed to book: {booked}"
     return booked
+
+
+def _decimal(units: int, scale: int) -> str:
+    """Whole units of an asset at `scale` as its decimal text (an operator reads these)."""
+    if not scale:
+        return str(units)
+    whole, fraction = divmod(units, 10**scale)
+    return f"{whole}.{fraction:0{scale}d}"

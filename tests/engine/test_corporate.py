@@ -156,7 +156,7 @@ def test_dividend_refusals_change_nothing(corp: Corp) -> None:
     assert corp.refused(dividend(payer=77)).reason is ErrorCode.UNKNOWN_ACCOUNT
     short = corp.refused(dividend(amount=100, decimals=0))  # 100 USD a share: 1,456.79 USD
     assert short.reason is ErrorCode.INSUFFICIENT_BALANCE
-    assert "145679" in short.detail and str(PAYER) in short.detail
+    assert "needs 1456.79" in short.detail and str(PAYER) in short.detail
 
 
 def test_a_dividend_payer_pays_from_available_cash_only(corp: Corp) -> None:

@@ -30,6 +30,14 @@ def ledger_with(holdings: list[int], cash: int, attested_extra: int = 0) -> Ledg
     return ledger
 
 
+def test_a_dividend_the_payer_cannot_fund_says_both_amounts_in_decimals() -> None:
+    """An operator reads the refusal: the cash in decimals (USD at 2 here), not in units."""
+    ledger = ledger_with([1_000_000, 3_000_000], 150)  # 4 shares, 1.50 USD
+    refused = pay_dividend(ledger, "EQ", "USD", PAYER, 5, 1, ts_us=5)  # 0.5 a share: 2.00
+    assert isinstance(refused, Refused) and refused.reason == "INSUFFICIENT_BALANCE"
+    assert refused.detail == "payer 99 has 1.50 USD available, the dividend needs 2.00"
+
+
 def test_a_dividend_books_one_chain_with_the_residual_to_rounding() -> None:
     ledger = ledger_with([1_234_567, 3_333_333, 10_000_000], 100_000)
     booked = pay_dividend(ledger, "EQ", "USD", PAYER, 2_475, 4, ts_us=5)
