@@ -373,3 +373,37 @@ def test_the_rest_fed_parts_show_24h_change_candles_and_reserves(tmp_path: Path)
         await expect(change).to_have_text("+0.05%")  # the REST 24 h open, the live last
 
     assert run_page(tmp_path, scenario) == []
+
+
+def test_a_live_split_resubscribes_the_candles_and_keeps_the_24h_change_in_new_units(
+    tmp_path: Path,
+) -> None:
+    # A split moves the candles stream's seq with no message (protocol §9.8): the page sees
+    # the gap at the next heartbeat, subscribes again and shows the rescaled bars; the 24 h
+    # change is asked of REST again, in the new units (not 135.00 -> 67.50, -50%).
+    symbol = "NVDAx-USD"
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        seller = await venue.client("alpha")
+        await seller.place(symbol, "sell", qty="1", price="135.00")
+        buyer = await venue.client("beta")
+        await buyer.place(symbol, "buy", qty="1", price="135.00", tif="ioc")
+        await page.reload()  # the history and the 24 h window are read at load
+        candles = page.locator("#candles")
+        await expect(candles).to_have_attribute("data-last-close", "135")
+        row = page.locator(f"#instruments tr[data-symbol='{symbol}']")
+        await expect(row.locator("td.change")).to_have_text("+0.00%")
+        admin = await venue.client("admin")
+
+        await admin.request("admin.set_status", {"symbol": symbol, "status": "halted"})
+        await admin.request("admin.split", {"symbol": symbol, "ratio": "2:1"})
+        await admin.request("admin.set_status", {"symbol": symbol, "status": "open"})
+
+        await expect(row.locator("td.last")).to_have_text("67.50")
+        await expect(candles).to_have_attribute("data-last-close", "67.5")
+        await expect(candles).to_have_attribute("data-bars", "1")
+        await expect(candles).to_have_attribute("data-resyncs", "1")
+        await expect(row.locator("td.change")).to_have_text("+0.00%")
+
+    assert run_page(tmp_path, scenario, path="/#NVDAx-USD") == []
