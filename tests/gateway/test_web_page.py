@@ -407,3 +407,20 @@ def test_a_live_split_resubscribes_the_candles_and_keeps_the_24h_change_in_new_u
         await expect(row.locator("td.change")).to_have_text("+0.00%")
 
     assert run_page(tmp_path, scenario, path="/#NVDAx-USD") == []
+
+
+def test_a_logon_frame_over_64_kib_shows_the_venues_error_at_once(tmp_path: Path) -> None:
+    # The venue answers a frame over 65,536 bytes with MESSAGE_TOO_BIG and `id` null: the
+    # page takes it as the answer to that frame's request, not waiting 10 s for a 4001 close.
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await page.fill("#api-key", "k" * 70_000)
+        await page.fill("#api-secret", "any-secret")
+        await page.click("#logon-button")
+        await expect(page.locator("#logon-error")).to_contain_text(
+            "logon failed: MESSAGE_TOO_BIG (1005)", timeout=4_000
+        )
+        await expect(page.locator("#place-button")).to_be_disabled()
+        await expect(page.locator("#session")).to_be_hidden()
+
+    assert run_page(tmp_path, scenario) == []
