@@ -552,6 +552,15 @@ async function startSession(apiKey, key, onLoggedOn) {
   let result;
   try {
     result = await logon(socket, apiKey, key);
+    // The page shows the account (balances, open orders, fills): a key without the `read`
+    // scope could place orders it would never show, so it is refused here, before the page
+    // reads as logged on (docs/web.md).
+    if (!(result.scopes ?? []).includes("read")) {
+      throw new Error(
+        "this API key lacks the read scope, which the page needs to show the account; " +
+          "use a key with read and trade",
+      );
+    }
   } catch (refused) {
     socket.close();
     throw refused;
@@ -562,15 +571,25 @@ async function startSession(apiKey, key, onLoggedOn) {
   $("api-key-shown").textContent = apiKey;
   $("logon-form").hidden = true;
   $("session").hidden = false;
-  $("place-button").disabled = false;
-  showResult(`logged on as account ${result.account}`, "ok");
+  const trades = result.scopes.includes("trade");
+  $("place-button").disabled = !trades;
+  showResult(
+    trades
+      ? `logged on as account ${result.account}`
+      : `logged on as account ${result.account}: read only (this key lacks the trade scope)`,
+    trades ? "ok" : "warn",
+  );
   try {
     await socket.request("subscribe", { ch: "account" });
     await loadFills(socket);
   } catch (failed) {
-    // Logged on already: a close now is the session's end, which `endSession` reports
-    // ("disconnected (code)"); it must not read as a failed logon.
-    if (state.trade === socket) throw failed;
+    // A close now is the session's end, which `endSession` reports ("disconnected
+    // (code)"). Any other failure leaves no half session: the page logs off and says why.
+    if (state.trade !== socket) return;
+    state.trade = null;
+    socket.close();
+    clearSession();
+    throw failed;
   }
 }
 
@@ -588,6 +607,13 @@ async function loadFills(socket) {
 function endSession(event) {
   const expected = state.loggingOut;
   state.trade = null;
+  clearSession();
+  // a logout clears whatever the form said before; any other close says why
+  showLogonError(expected ? "" : `disconnected (${event.code}${reason(event)})`);
+}
+
+function clearSession() {
+  // Back to the logon form, with nothing of the account left on the page.
   state.loggingOut = false;
   state.orders.clear();
   state.balances.clear();
@@ -597,7 +623,6 @@ function endSession(event) {
   $("session").hidden = true;
   $("place-button").disabled = true;
   showResult("log on to trade", "");
-  if (!expected) showLogonError(`disconnected (${event.code}${reason(event)})`);
   schedule("orders", "balances", "fills", "book");
 }
 

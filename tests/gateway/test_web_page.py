@@ -424,3 +424,39 @@ def test_a_logon_frame_over_64_kib_shows_the_venues_error_at_once(tmp_path: Path
         await expect(page.locator("#session")).to_be_hidden()
 
     assert run_page(tmp_path, scenario) == []
+
+
+def test_a_key_without_read_is_refused_and_a_read_only_key_cannot_place(tmp_path: Path) -> None:
+    # The page shows the account, so a trade-only key is refused with a clear message and
+    # nothing of a session (not half logged on); a read-only key logs on with order entry
+    # disabled; Log out leaves no error behind.
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        admin = await venue.client("admin")
+        trade_only = await admin.request("admin.issue_key", {"account": 3, "scopes": ["trade"]})
+        read_only = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        error = page.locator("#logon-error")
+
+        for key in (trade_only, read_only):
+            await page.fill("#api-key", key["api_key"])
+            await page.fill("#api-secret", key["secret"])
+            await page.click("#logon-button")
+            if key is trade_only:
+                await expect(error).to_have_text(
+                    "logon failed: this API key lacks the read scope, which the page needs to"
+                    " show the account; use a key with read and trade"
+                )
+                await expect(page.locator("#session")).to_be_hidden()
+                await expect(page.locator("#logon-form")).to_be_visible()
+                await expect(page.locator("#place-button")).to_be_disabled()
+
+        await expect(page.locator("#account")).to_have_text("3")
+        await expect(error).to_have_text("")
+        await expect(page.locator("#place-button")).to_be_disabled()
+        await expect(page.locator("#order-result")).to_contain_text("read only")
+        await expect(page.locator("#balances tr[data-asset=USD]")).to_have_count(1)
+        await page.click("#logout-button")
+        await expect(page.locator("#logon-form")).to_be_visible()
+        await expect(error).to_have_text("")
+
+    assert run_page(tmp_path, scenario) == []
