@@ -35,6 +35,7 @@ from engine.events import (
     BalanceChanged,
     Event,
     InstrumentListed,
+    InstrumentMatured,
     InstrumentStatusChanged,
     OrderAccepted,
     OrderAmended,
@@ -522,7 +523,7 @@ class _Ticker:
         self.closed = None
         return True
 
-    def data(self, spec: InstrumentSpec, now_us: int) -> dict[str, Any]:
+    def data(self, spec: InstrumentSpec, now_us: int, matured: bool = False) -> dict[str, Any]:
         high, low, volume, trades = 0, 0, 0, 0
         if self.buckets:
             if self.closed is None:  # recomputed at most once per bucket added or dropped
@@ -548,7 +549,7 @@ class _Ticker:
             "trades": trades,
         }
         if spec.kind is InstrumentKind.TBILL:
-            data["yield"] = bill_yield(spec, self.last_price, now_us)  # at the last price
+            data["yield"] = bill_yield(spec, self.last_price, now_us, matured)  # the last price
         return data
 
 
@@ -565,6 +566,7 @@ class _Market:
         "instrument_inputs",
         "level_rows",
         "level_texts",
+        "matured",
         "pending",
         "prices",
         "recent",
@@ -589,6 +591,7 @@ class _Market:
         symbol = spec.symbol
         self.spec = spec
         self.status = status
+        self.matured = False  # a T-bill matured (at its date or early, `admin.mature`)
         # the decimal strings of its prices and quantities (a spec's decimals never change)
         self.prices = strings_at(spec.price_decimals)
         self.sizes = strings_at(spec.qty_decimals)
@@ -653,7 +656,7 @@ def _reference_inputs(market: "_Market", now_us: int) -> _ReferenceInputs:
         return _ReferenceInputs(spec, market.status, market.reference_price, 0, None)
     reference_price = market.reference_price
     day = now_us // DAY_US
-    priced = bill_yield(spec, reference_price, now_us)
+    priced = bill_yield(spec, reference_price, now_us, market.matured)
     return _ReferenceInputs(spec, market.status, reference_price, day, priced)
 
 
@@ -692,16 +695,21 @@ def _reference(inputs: _ReferenceInputs) -> dict[str, Any]:
     return data
 
 
-def bill_yield(spec: InstrumentSpec, price: int, now_us: int) -> dict[str, Any] | None:
+def bill_yield(
+    spec: InstrumentSpec, price: int, now_us: int, matured: bool = False
+) -> dict[str, Any] | None:
     """How bill traders read a price: per 100 face, bank discount rate and investment yield.
 
     Rates are percent with Treasury's 3 decimals, rounded half up (`settlement.tbill`). Days
     are calendar days from today's UTC date (trades settle at once) to the maturity date, as
     Treasury counts them; the investment yield's year has 366 days when
     the year after today's UTC date holds a Feb 29 (the quote's date stands in for the issue
-    date). None when there is no price, the bill matures today or has matured (or has more
-    than 366 days left), or the price is above par (the rates would be negative).
+    date). None when there is no price, the bill matures today or has matured (at its date,
+    or early: `matured`, as `admin.mature` leaves it whatever the date says), or has more
+    than 366 days left, or the price is above par (the rates would be negative).
     """
+    if matured:
+        return None
     today = _utc_date(now_us)
     days = tbill.days_to_maturity(today, _utc_date(spec.maturity_us))
     per_100 = Fraction(price, 10**spec.price_decimals)
@@ -783,6 +791,7 @@ class MarketData:
             ReferencePriceSet: self._reference_set,
             OrderCapsSet: self._caps_set,
             SharesSplit: self._split,
+            InstrumentMatured: self._matured,
         }
 
     @classmethod
@@ -800,6 +809,7 @@ class MarketData:
                 market_data.candles.minutes(symbol), market_data.candles.last(symbol)
             )
             kept.reference_price = market.reference_price
+            kept.matured = market.matured
             kept.start_instrument(venue.ts_us)
             for order in market.book.iter_orders():
                 market_data._rest(kept, order.order_id, order.side, order.price, order.leaves_qty)
@@ -946,6 +956,12 @@ class MarketData:
     def _status_changed(self, event: InstrumentStatusChanged) -> None:
         self._market(event.symbol).status = event.status
         self._touch(event.symbol, _REFERENCE)
+
+    def _matured(self, event: InstrumentMatured) -> None:
+        """A bill redeemed at par (at its maturity or early): no yield from now on, on the
+        instruments stream nor the ticker, whatever days its date still counts."""
+        self._market(event.symbol).matured = True
+        self._touch(event.symbol, _REFERENCE | _WINDOW)
 
     def _reference_set(self, event: ReferencePriceSet) -> None:
         self._market(event.symbol).reference_price = event.price
@@ -1191,7 +1207,7 @@ class MarketData:
         if state.stream not in wanted:
             state.value = None
             return
-        data = market.ticker.data(market.spec, now_us)
+        data = market.ticker.data(market.spec, now_us, market.matured)
         if data != state.value:
             state.value = data
             out.append(self._update(state, now_us, data))
@@ -1257,7 +1273,7 @@ class MarketData:
         if channel == Channel.TICKER:
             if market.ticker.expire(now_us):
                 self._touch(stream.symbol, _WINDOW)  # the other subscribers hear of it too
-            ticker = market.ticker.data(spec, now_us)
+            ticker = market.ticker.data(spec, now_us, market.matured)
             return Message(stream, 0, self._encode(market.ticker_state, "snapshot", now_us, ticker))
         state = self._state(stream)
         if channel == Channel.BOOK and state.value is None:

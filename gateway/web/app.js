@@ -12,6 +12,7 @@ const FILL_ROWS = 100;
 const FILLS_PAGE = 1000; // the `fills` query's maximum page
 const FILLS_PAGES_MAX = 10; // the venue retains 10,000 private events per account
 const REST_POLL_MS = 30000; // 24 h change and reserves: slow-moving, polled
+const TRADING = new Set(["open", "post_only"]); // the statuses under which a price can move
 const RECONNECT_MAX_MS = 5000;
 const CLOSED = new Set(["filled", "canceled", "expired", "rejected"]);
 
@@ -24,6 +25,9 @@ const state = {
   selected: null,
   book: null,
   resyncs: 0, // book resubscriptions after a gap or checksum mismatch (shown on #ladder)
+  candleResyncs: 0, // candles resubscriptions after a gap, a split's say (shown on #candles)
+  instrumentSeqs: new Map(), // symbol -> {epoch, seq} of its `instruments` stream
+  tape: { epoch: null, seq: null }, // the `trades` stream's position; seq null: awaiting one
   trades: [], // newest first
   trade: null, // the logged-on /ws/trade socket
   loggingOut: false,
@@ -86,6 +90,7 @@ async function connectMarket() {
     return;
   }
   market = socket;
+  state.instrumentSeqs.clear(); // a new connection: every stream starts from its snapshot
   try {
     const { instruments } = await socket.request("instruments");
     for (const instrument of instruments) state.instruments.set(instrument.symbol, instrument);
@@ -124,12 +129,10 @@ function setStatus(text, kind) {
 function onMarketPush(message) {
   switch (message.ch) {
     case "instruments":
-      state.instruments.set(message.sym, message.data);
-      schedule("instruments", "info");
+      onInstrument(message);
       break;
     case "ticker":
-      state.tickers.set(message.sym, message.data);
-      schedule("instruments", "info");
+      onTicker(message);
       break;
     case "book":
       onBook(message);
@@ -138,9 +141,68 @@ function onMarketPush(message) {
       onTrades(message);
       break;
     case "candles":
-      chart.update(message);
+      if (!chart.update(message)) resyncCandles();
       break;
-    default: // heartbeat, and channels this page does not follow
+    case "heartbeat":
+      onHeartbeat(message);
+      break;
+    default: // channels this page does not follow
+  }
+}
+
+function onInstrument(message) {
+  // Each update is the whole record, so a missed one costs nothing but its seq: the newest
+  // record wins, and the heartbeat's check (`onHeartbeat`) resubscribes for the seq.
+  const known = state.instrumentSeqs.get(message.sym);
+  if (message.type === "update" && known?.epoch === message.epoch && message.seq <= known.seq) {
+    return; // already applied
+  }
+  state.instrumentSeqs.set(message.sym, { epoch: message.epoch, seq: message.seq });
+  const before = state.instruments.get(message.sym);
+  state.instruments.set(message.sym, message.data);
+  if (before !== undefined && before.status !== message.data.status) refreshDayStats();
+  schedule("instruments", "info");
+}
+
+function onTicker(message) {
+  // A last price that moves while its market cannot trade was rescaled (a split): the REST
+  // 24 h open is in the old units until asked again.
+  const before = state.tickers.get(message.sym);
+  state.tickers.set(message.sym, message.data);
+  const status = state.instruments.get(message.sym)?.status;
+  const moved = before !== undefined && before.last !== message.data.last;
+  if (moved && status !== undefined && !TRADING.has(status)) refreshDayStats();
+  schedule("instruments", "info");
+}
+
+function onHeartbeat(message) {
+  // Protocol §9.7: each followed stream's last seq. One that differs from ours means a
+  // message was missed (or, for `candles`, a split moved it with none): subscribe again.
+  const seqs = message.seqs ?? {};
+  const epoch = message.epoch;
+  const symbol = state.selected;
+  if (symbol !== null) {
+    const book = seqs[`book:${symbol}:${BOOK_DEPTH}`];
+    const local = state.book;
+    if (book !== undefined && local?.seq != null && (local.epoch !== epoch || local.seq !== book)) {
+      resyncBook();
+    }
+    const trades = seqs[`trades:${symbol}`];
+    const tape = state.tape;
+    if (trades !== undefined && tape.seq !== null && (tape.epoch !== epoch || tape.seq !== trades)) {
+      resyncTrades();
+    }
+    const candles = seqs[`candles:${symbol}:${INTERVAL}`];
+    if (candles !== undefined && !chart.inStep(epoch, candles)) resyncCandles();
+  }
+  for (const [name, seq] of Object.entries(seqs)) {
+    if (!name.startsWith("instruments:")) continue;
+    const known = state.instrumentSeqs.get(name.slice("instruments:".length));
+    if (known !== undefined && (known.epoch !== epoch || known.seq !== seq)) {
+      state.instrumentSeqs.clear(); // one resubscription brings every symbol's snapshot
+      market?.request("subscribe", { ch: "instruments" }).catch(() => {});
+      break;
+    }
   }
 }
 
@@ -149,20 +211,52 @@ function onBook(message) {
   if (!state.book.apply(message) && message.type === "update") {
     // a gap, a restart or a checksum mismatch: start over from a fresh snapshot (a
     // snapshot is the venue's word: resubscribing on it could only loop)
-    state.resyncs += 1;
-    $("ladder").dataset.resyncs = String(state.resyncs);
-    state.book = new LocalBook(state.selected, BOOK_DEPTH);
-    subscribeBook(state.selected);
+    resyncBook();
   }
   schedule("book");
 }
 
+function resyncBook() {
+  state.resyncs += 1;
+  $("ladder").dataset.resyncs = String(state.resyncs);
+  state.book = new LocalBook(state.selected, BOOK_DEPTH);
+  subscribeBook(state.selected);
+}
+
 function onTrades(message) {
   if (message.sym !== state.selected) return;
+  const tape = state.tape;
+  if (message.type === "snapshot") {
+    tape.epoch = message.epoch;
+    tape.seq = message.seq;
+  } else {
+    if (tape.seq === null || message.seq <= tape.seq) return; // awaiting a snapshot, or seen
+    if (message.epoch !== tape.epoch || message.prev_seq !== tape.seq) {
+      resyncTrades(); // a missed message: the snapshot that answers holds the last 50
+      return;
+    }
+    tape.seq = message.seq;
+  }
   const newestFirst = [...message.data].reverse();
   state.trades = message.type === "snapshot" ? newestFirst : newestFirst.concat(state.trades);
   state.trades.length = Math.min(state.trades.length, TAPE_ROWS);
   schedule("tape");
+}
+
+function resyncTrades() {
+  state.tape = { epoch: null, seq: null };
+  market?.request("subscribe", { ch: "trades", symbols: [state.selected] }).catch(() => {});
+}
+
+function resyncCandles() {
+  // The chart's stream skipped a seq: a split rescaled the bars (or a message was missed).
+  // A new snapshot brings them in the new units; the 24 h open is asked again too.
+  state.candleResyncs += 1;
+  $("candles").dataset.resyncs = String(state.candleResyncs);
+  chart.resync();
+  const params = { ch: "candles", symbols: [state.selected], interval: INTERVAL };
+  market?.request("subscribe", params).catch(() => {});
+  refreshDayStats();
 }
 
 function subscribeBook(symbol) {
@@ -185,6 +279,7 @@ function select(symbol) {
   state.selected = symbol;
   state.book = new LocalBook(symbol, BOOK_DEPTH);
   state.trades = [];
+  state.tape = { epoch: null, seq: null };
   if (market !== null && previous !== null) {
     for (const ch of ["book", "trades", "candles"]) {
       market.request("unsubscribe", { ch, symbols: [previous] }).catch(() => {});
@@ -209,16 +304,42 @@ function rowsOf(body, key) {
   return Array.isArray(body?.[key]) ? body[key] : [];
 }
 
+let dayStats = null; // the REST ticker request under way, if any
+let dayStatsAgain = false; // asked for again meanwhile
+let dayStatsGone = false; // a build without REST (404): never asked again
+
+async function fetchDayStats() {
+  // One request at a time; one asked for meanwhile runs after it (it may see a newer state).
+  if (dayStats !== null) {
+    dayStatsAgain = true;
+    return dayStats;
+  }
+  dayStats = (async () => {
+    try {
+      for (const row of rowsOf(await getJson("/api/v1/ticker"), "tickers")) {
+        state.day.set(row.symbol, row);
+      }
+      schedule("instruments");
+    } catch (failed) {
+      if (failed.message === "HTTP 404") dayStatsGone = true; // the column stays "—"
+    } // else the venue is away for a moment (a restart): asked again later
+  })();
+  await dayStats;
+  dayStats = null;
+  if (dayStatsAgain && !dayStatsGone) {
+    dayStatsAgain = false;
+    await fetchDayStats();
+  }
+}
+
+function refreshDayStats() {
+  // Out of turn: a split, or a status change, makes the polled 24 h open stale at once.
+  if (!dayStatsGone) fetchDayStats();
+}
+
 async function pollDayStats() {
-  try {
-    for (const row of rowsOf(await getJson("/api/v1/ticker"), "tickers")) {
-      state.day.set(row.symbol, row);
-    }
-    schedule("instruments");
-  } catch (failed) {
-    if (failed.message === "HTTP 404") return; // a build without REST: the column stays "—"
-  } // else the venue is away for a moment (a restart): ask again later
-  setTimeout(pollDayStats, REST_POLL_MS);
+  await fetchDayStats();
+  if (!dayStatsGone) setTimeout(pollDayStats, REST_POLL_MS);
 }
 
 async function pollReserves() {
@@ -431,6 +552,15 @@ async function startSession(apiKey, key, onLoggedOn) {
   let result;
   try {
     result = await logon(socket, apiKey, key);
+    // The page shows the account (balances, open orders, fills): a key without the `read`
+    // scope could place orders it would never show, so it is refused here, before the page
+    // reads as logged on (docs/web.md).
+    if (!(result.scopes ?? []).includes("read")) {
+      throw new Error(
+        "this API key lacks the read scope, which the page needs to show the account; " +
+          "use a key with read and trade",
+      );
+    }
   } catch (refused) {
     socket.close();
     throw refused;
@@ -441,15 +571,25 @@ async function startSession(apiKey, key, onLoggedOn) {
   $("api-key-shown").textContent = apiKey;
   $("logon-form").hidden = true;
   $("session").hidden = false;
-  $("place-button").disabled = false;
-  showResult(`logged on as account ${result.account}`, "ok");
+  const trades = result.scopes.includes("trade");
+  $("place-button").disabled = !trades;
+  showResult(
+    trades
+      ? `logged on as account ${result.account}`
+      : `logged on as account ${result.account}: read only (this key lacks the trade scope)`,
+    trades ? "ok" : "warn",
+  );
   try {
     await socket.request("subscribe", { ch: "account" });
     await loadFills(socket);
   } catch (failed) {
-    // Logged on already: a close now is the session's end, which `endSession` reports
-    // ("disconnected (code)"); it must not read as a failed logon.
-    if (state.trade === socket) throw failed;
+    // A close now is the session's end, which `endSession` reports ("disconnected
+    // (code)"). Any other failure leaves no half session: the page logs off and says why.
+    if (state.trade !== socket) return;
+    state.trade = null;
+    socket.close();
+    clearSession();
+    throw failed;
   }
 }
 
@@ -467,6 +607,13 @@ async function loadFills(socket) {
 function endSession(event) {
   const expected = state.loggingOut;
   state.trade = null;
+  clearSession();
+  // a logout clears whatever the form said before; any other close says why
+  showLogonError(expected ? "" : `disconnected (${event.code}${reason(event)})`);
+}
+
+function clearSession() {
+  // Back to the logon form, with nothing of the account left on the page.
   state.loggingOut = false;
   state.orders.clear();
   state.balances.clear();
@@ -476,7 +623,6 @@ function endSession(event) {
   $("session").hidden = true;
   $("place-button").disabled = true;
   showResult("log on to trade", "");
-  if (!expected) showLogonError(`disconnected (${event.code}${reason(event)})`);
   schedule("orders", "balances", "fills", "book");
 }
 

@@ -22,11 +22,16 @@ export class CandleChart {
     });
     this.series = this.chart.addSeries(CandlestickSeries, {});
     this.symbol = null;
+    // The `candles` stream's position (protocol §9.1): null until its snapshot, and again
+    // while a resubscription is under way (updates wait for the new snapshot meanwhile).
+    this.epoch = null;
+    this.seq = null;
   }
 
   async show(instrument) {
     // A new symbol: its price format, then its history from REST.
     this.symbol = instrument.symbol;
+    this.resync();
     const decimals = instrument.price_decimals;
     this.series.applyOptions({
       priceFormat: { type: "price", precision: decimals, minMove: 10 ** -decimals },
@@ -51,17 +56,41 @@ export class CandleChart {
   }
 
   update(message) {
-    // A `candles` channel message: a snapshot or updated bars of the shown symbol.
+    // A `candles` channel message: a snapshot or updated bars of the shown symbol. False
+    // when a message was missed (a gap in `seq`, a new `epoch`): the caller subscribes again
+    // and the snapshot that answers starts over (a split moves the seq with no message, and
+    // that snapshot holds the rescaled bars: protocol §9.8).
     const symbol = message.sym ?? message.symbol;
-    if (symbol !== this.symbol) return;
+    if (symbol !== this.symbol) return true;
     const bars = Array.isArray(message.data) ? message.data : (message.data?.candles ?? []);
     if (message.type === "snapshot") {
+      this.epoch = message.epoch;
+      this.seq = message.seq;
       this.series.setData(bars.map(toBar));
       this.frame(bars.length);
+    } else {
+      if (this.seq === null) return true; // awaiting a snapshot: ignore
+      if (message.epoch !== this.epoch) return false; // the venue restarted
+      if (message.seq <= this.seq) return true; // already applied
+      if (message.prev_seq !== this.seq) return false; // a message was missed
+      this.seq = message.seq;
+      for (const bar of bars) this.updateBar(toBar(bar));
     }
-    else for (const bar of bars) this.updateBar(toBar(bar));
     this.counted();
     if (bars.length > 0) this.say("");
+    return true;
+  }
+
+  inStep(epoch, seq) {
+    // Whether a heartbeat's last seq of this stream (protocol §9.7) is the one shown: while
+    // awaiting a snapshot there is nothing to compare.
+    return this.seq === null || (epoch === this.epoch && seq === this.seq);
+  }
+
+  resync() {
+    // A resubscription is under way: updates wait for its snapshot.
+    this.epoch = null;
+    this.seq = null;
   }
 
   frame(count) {

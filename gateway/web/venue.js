@@ -11,6 +11,7 @@ export class VenueError extends Error {
 }
 
 const REQUEST_TIMEOUT_MS = 10000; // an answer slower than this is reported, not waited for
+const FRAME_BYTES_MAX = 65536; // a bigger frame is answered MESSAGE_TOO_BIG with id null
 
 export class VenueSocket {
   // One websocket to /ws/public or /ws/trade of the page's own origin.
@@ -53,12 +54,25 @@ export class VenueSocket {
       this.onPush(message);
       return;
     }
-    const waiting = this.pending.get(message.id);
+    const id = message.id === null ? this.unnamed() : message.id;
+    const waiting = this.pending.get(id);
     if (waiting === undefined) return;
-    this.pending.delete(message.id);
+    this.pending.delete(id);
     clearTimeout(waiting.timer);
     if (message.status === 200 || message.status === 409) waiting.resolve(message.result);
     else waiting.reject(new VenueError(message.status, message.error));
+  }
+
+  unnamed() {
+    // An error with `id` null answers a frame the venue could not read as a request: one
+    // over FRAME_BYTES_MAX (MESSAGE_TOO_BIG, protocol §2.2). It is the oldest pending request
+    // sent that big, else the oldest pending one.
+    let oldest;
+    for (const [id, { big }] of this.pending) {
+      if (big) return id;
+      oldest ??= id;
+    }
+    return oldest;
   }
 
   request(method, params = {}) {
@@ -71,8 +85,13 @@ export class VenueSocket {
         this.pending.delete(id);
         reject(new Error(`${method}: no answer within ${REQUEST_TIMEOUT_MS / 1000} s`));
       }, REQUEST_TIMEOUT_MS);
-      this.pending.set(id, { resolve, reject, timer });
-      this.ws.send(JSON.stringify({ id, method, params }));
+      const frame = JSON.stringify({ id, method, params });
+      // UTF-8 takes at most 3 bytes per UTF-16 unit: only a long frame is measured
+      const big =
+        frame.length * 3 > FRAME_BYTES_MAX &&
+        new TextEncoder().encode(frame).length > FRAME_BYTES_MAX;
+      this.pending.set(id, { resolve, reject, timer, big });
+      this.ws.send(frame);
     });
   }
 

@@ -24,6 +24,7 @@ from engine.commands import (
     CancelOrder,
     Command,
     ListInstrument,
+    MatureInstrument,
     PlaceOrder,
     SetInstrumentStatus,
     SetOrderCaps,
@@ -851,6 +852,45 @@ def test_bills_publish_price_per_100_discount_rate_and_investment_yield() -> Non
     body = orjson.loads(session.md.snapshot(ticker, session.now).payload)
     assert body["data"]["last"] == "98.676708" and body["data"]["yield"] == expected
     assert "yield" not in subscriber.last.get(Stream(Channel.TICKER, SYMBOL), {})
+
+
+def test_a_bill_matured_early_publishes_no_yield() -> None:
+    # `admin.mature` before the maturity date: the bill is redeemed and cancel_only, and
+    # its date still counts 91 days, but a matured bill has no yield (instruments, ticker,
+    # and a market data seeded from the venue after a restart alike).
+    bill = make_spec(
+        symbol="TB-91-USD",
+        kind=InstrumentKind.TBILL,
+        base="TB-91",
+        price_decimals=6,
+        qty_decimals=0,
+        reference_price=98_676_708,
+        maturity_us=T0 + 91 * DAY_US + DAY_US // 2,
+    )
+    session = Session(bill)
+    instrument = Stream(Channel.INSTRUMENTS, bill.symbol)
+    ticker = Stream(Channel.TICKER, bill.symbol)
+    subscriber = Subscriber(session, [instrument, ticker])
+    subscriber.receive(
+        session.turn(
+            [
+                session.place(1, Side.SELL, 98_676_708, 10, symbol=bill.symbol),
+                session.place(2, Side.BUY, 98_676_708, 10, symbol=bill.symbol),
+            ]
+        )
+    )
+    assert subscriber.last[instrument]["yield"]["days_to_maturity"] == 91
+    assert subscriber.last[ticker]["yield"]["days_to_maturity"] == 91
+    subscriber.receive(session.turn([MatureInstrument(symbol=bill.symbol)]))
+    assert session.venue.markets[bill.symbol].matured
+    assert subscriber.last[instrument]["status"] == "cancel_only"
+    assert subscriber.last[instrument]["yield"] is None
+    assert subscriber.last[ticker]["yield"] is None
+    assert subscriber.last[ticker]["last"] == "98.676708"  # the last trade stays
+    for md in (session.md, MarketData.from_venue(session.venue, EPOCH)):
+        for stream in (instrument, ticker):
+            body = orjson.loads(md.snapshot(stream, session.now).payload)
+            assert body["data"]["yield"] is None, stream.name
 
 
 def test_instruments_follow_the_reference_price_band_and_caps() -> None:

@@ -373,3 +373,90 @@ def test_the_rest_fed_parts_show_24h_change_candles_and_reserves(tmp_path: Path)
         await expect(change).to_have_text("+0.05%")  # the REST 24 h open, the live last
 
     assert run_page(tmp_path, scenario) == []
+
+
+def test_a_live_split_resubscribes_the_candles_and_keeps_the_24h_change_in_new_units(
+    tmp_path: Path,
+) -> None:
+    # A split moves the candles stream's seq with no message (protocol §9.8): the page sees
+    # the gap at the next heartbeat, subscribes again and shows the rescaled bars; the 24 h
+    # change is asked of REST again, in the new units (not 135.00 -> 67.50, -50%).
+    symbol = "NVDAx-USD"
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        seller = await venue.client("alpha")
+        await seller.place(symbol, "sell", qty="1", price="135.00")
+        buyer = await venue.client("beta")
+        await buyer.place(symbol, "buy", qty="1", price="135.00", tif="ioc")
+        await page.reload()  # the history and the 24 h window are read at load
+        candles = page.locator("#candles")
+        await expect(candles).to_have_attribute("data-last-close", "135")
+        row = page.locator(f"#instruments tr[data-symbol='{symbol}']")
+        await expect(row.locator("td.change")).to_have_text("+0.00%")
+        admin = await venue.client("admin")
+
+        await admin.request("admin.set_status", {"symbol": symbol, "status": "halted"})
+        await admin.request("admin.split", {"symbol": symbol, "ratio": "2:1"})
+        await admin.request("admin.set_status", {"symbol": symbol, "status": "open"})
+
+        await expect(row.locator("td.last")).to_have_text("67.50")
+        await expect(candles).to_have_attribute("data-last-close", "67.5")
+        await expect(candles).to_have_attribute("data-bars", "1")
+        await expect(candles).to_have_attribute("data-resyncs", "1")
+        await expect(row.locator("td.change")).to_have_text("+0.00%")
+
+    assert run_page(tmp_path, scenario, path="/#NVDAx-USD") == []
+
+
+def test_a_logon_frame_over_64_kib_shows_the_venues_error_at_once(tmp_path: Path) -> None:
+    # The venue answers a frame over 65,536 bytes with MESSAGE_TOO_BIG and `id` null: the
+    # page takes it as the answer to that frame's request, not waiting 10 s for a 4001 close.
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await page.fill("#api-key", "k" * 70_000)
+        await page.fill("#api-secret", "any-secret")
+        await page.click("#logon-button")
+        await expect(page.locator("#logon-error")).to_contain_text(
+            "logon failed: MESSAGE_TOO_BIG (1005)", timeout=4_000
+        )
+        await expect(page.locator("#place-button")).to_be_disabled()
+        await expect(page.locator("#session")).to_be_hidden()
+
+    assert run_page(tmp_path, scenario) == []
+
+
+def test_a_key_without_read_is_refused_and_a_read_only_key_cannot_place(tmp_path: Path) -> None:
+    # The page shows the account, so a trade-only key is refused with a clear message and
+    # nothing of a session (not half logged on); a read-only key logs on with order entry
+    # disabled; Log out leaves no error behind.
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        admin = await venue.client("admin")
+        trade_only = await admin.request("admin.issue_key", {"account": 3, "scopes": ["trade"]})
+        read_only = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        error = page.locator("#logon-error")
+
+        for key in (trade_only, read_only):
+            await page.fill("#api-key", key["api_key"])
+            await page.fill("#api-secret", key["secret"])
+            await page.click("#logon-button")
+            if key is trade_only:
+                await expect(error).to_have_text(
+                    "logon failed: this API key lacks the read scope, which the page needs to"
+                    " show the account; use a key with read and trade"
+                )
+                await expect(page.locator("#session")).to_be_hidden()
+                await expect(page.locator("#logon-form")).to_be_visible()
+                await expect(page.locator("#place-button")).to_be_disabled()
+
+        await expect(page.locator("#account")).to_have_text("3")
+        await expect(error).to_have_text("")
+        await expect(page.locator("#place-button")).to_be_disabled()
+        await expect(page.locator("#order-result")).to_contain_text("read only")
+        await expect(page.locator("#balances tr[data-asset=USD]")).to_have_count(1)
+        await page.click("#logout-button")
+        await expect(page.locator("#logon-form")).to_be_visible()
+        await expect(error).to_have_text("")
+
+    assert run_page(tmp_path, scenario) == []
