@@ -202,8 +202,15 @@ class VenueClient:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         frame = msgspec.json.encode({"id": request_id, "method": method, "params": params or {}})
-        await self.websocket.send(frame, text=True)
-        return await future
+        try:
+            await self.websocket.send(frame, text=True)
+            return await future
+        finally:  # answered, failed or given up on: nothing is left waiting for it
+            self._waiting.pop(request_id, None)
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()  # retrieved: no "Future exception was never retrieved"
 
     async def logon(self, api_key: str, secret: str) -> Any:
         self._credentials = (api_key, secret)

@@ -1,7 +1,11 @@
 """The client SDK: typed results and events, and automatic resumption after a dropped link."""
 
 import asyncio
+import gc
 from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed
 
 from client.sdk import BalanceUpdate, ExecReport, OrderResult, VenueClient, packed_url
 from tests.conftest import KEYS, Venue
@@ -82,3 +86,32 @@ def test_packed_url_asks_for_packing_unless_the_query_says() -> None:
     assert packed_url("ws://h:1/ws/trade") == "ws://h:1/ws/trade?pack=1"
     assert packed_url("ws://h:1/ws/trade?x=1") == "ws://h:1/ws/trade?x=1&pack=1"
     assert packed_url("ws://h:1/ws/trade?pack=0") == "ws://h:1/ws/trade?pack=0"
+
+
+async def dropped(venue: Venue, client: VenueClient, account: int = 1) -> None:
+    """The server cuts `client`'s link (account `account`'s session); wait until it knows."""
+    session = next(s for s in venue.server.sessions.values() if s.account == account)
+    session.websocket.transport.abort()
+    assert client.websocket is not None
+    await asyncio.wait_for(client.websocket.wait_closed(), 5)
+
+
+def test_a_request_that_cannot_be_sent_leaves_no_future_behind(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        unretrieved: list[str] = []
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _, context: unretrieved.append(context["message"]))
+        alpha = await venue.client("alpha")
+        await dropped(venue, alpha)
+        with pytest.raises((ConnectionError, ConnectionClosed)):
+            await alpha.balances()
+        assert alpha._waiting == {}, "the failed request's future was removed"
+        await alpha.resume()  # a new connection, whose end fails whatever still waits
+        assert "USD" in str(await alpha.balances())
+        await alpha.close()
+        gc.collect()
+        await asyncio.sleep(0)
+        loop.set_exception_handler(None)
+        assert unretrieved == []
+
+    run_venue(scenario)
