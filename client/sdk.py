@@ -14,7 +14,7 @@ each frame is a JSON array of messages, handed to the caller one by one, in orde
 import asyncio
 import itertools
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
@@ -136,15 +136,25 @@ class VenueError(Exception):
 
 
 class VenueClient:
-    """One connection. With `auto_resume`, a connection that drops is reopened (bounded
-    retries with backoff), logged on again and resubscribed with since_seq. `packed`
-    (the default) asks for packed frames: fewer frames to read, the same messages."""
+    """One connection. With `auto_resume`, a connection that drops is reopened (one try
+    after each of `reconnect_delays_s`, then a `gave_up` notice), logged on again and
+    resubscribed with since_seq. `packed` (the default) asks for packed frames: fewer
+    frames to read, the same messages."""
 
-    def __init__(self, url: str, auto_resume: bool = False, packed: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        auto_resume: bool = False,
+        packed: bool = True,
+        *,
+        reconnect_delays_s: Iterable[float] = RECONNECT_DELAYS_S,
+    ) -> None:
         self.url = url
         self.packed = packed
         self.auto_resume = auto_resume
+        self.reconnect_delays_s = tuple(reconnect_delays_s)
         self.resumed = 0  # how many times the connection was reopened
+        self.gave_up = False  # auto_resume tried every delay and failed; connect() clears it
         self._closing = False
         self.websocket: ClientConnection | None = None
         self.pushes: asyncio.Queue[dict[str, Any]] = asyncio.Queue(PUSH_QUEUE_MAX)
@@ -155,17 +165,24 @@ class VenueClient:
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._credentials: tuple[str, str] | None = None
+        self._account_followed = False  # subscribed to the private stream (resume() again)
         self._book_depths: dict[str, int] = {}
+        self._resuming: asyncio.Task[None] | None = None
 
     async def connect(self) -> "VenueClient":
         self._closing = False
         url = packed_url(self.url) if self.packed else self.url
         self.websocket = await connect(url, max_size=None, compression=None)
+        self.gave_up = False
         self._reader = asyncio.create_task(self._read())
         return self
 
     async def close(self) -> None:
         self._closing = True
+        resuming = self._resuming
+        if resuming is not None and resuming is not asyncio.current_task():
+            resuming.cancel()  # closed by the caller: no reconnect behind their back
+            await asyncio.gather(resuming, return_exceptions=True)
         if self.websocket is not None:
             await self.websocket.close()
         if self._reader is not None:
@@ -182,6 +199,9 @@ class VenueClient:
     async def request(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         """Send one request and return its result, or raise `VenueError`."""
         response = await self.request_raw(method, params)
+        account = method in ("subscribe", "unsubscribe") and (params or {}).get("ch") == "account"
+        if account and response["status"] == 200:  # resume() follows it again only if followed
+            self._account_followed = method == "subscribe"
         if response["status"] != 200:
             error = response.get("error", {})
             raise VenueError(
@@ -227,7 +247,8 @@ class VenueClient:
         return await self.request("session.logon", params)
 
     async def resume(self) -> None:
-        """Reconnect, log on again, and replay missed private events with since_seq."""
+        """Reconnect, log on again (if `logon` was called), resubscribe the private stream
+        with since_seq (if it was followed: missed events are replayed) and the books."""
         auto_resume, self.auto_resume = self.auto_resume, False  # not while we close it
         try:
             await self.close()
@@ -236,7 +257,8 @@ class VenueClient:
         await self.connect()
         if self._credentials is not None:
             await self.logon(*self._credentials)
-            await self.subscribe_account(since_seq=self.account_seq)
+            if self._account_followed:
+                await self.subscribe_account(since_seq=self.account_seq)
         for symbol, depth in self._book_depths.items():
             await self.subscribe_book(symbol, depth)
 
@@ -373,18 +395,21 @@ class VenueClient:
                     future.set_exception(ConnectionError("the connection closed"))
             self._waiting.clear()
             if self.auto_resume and not self._closing:
-                asyncio.get_running_loop().create_task(self._resume_with_backoff())
+                self._resuming = asyncio.get_running_loop().create_task(self._resume_with_backoff())
 
     async def _resume_with_backoff(self) -> None:
-        for delay in RECONNECT_DELAYS_S:
+        failure: Exception | None = None
+        for delay in self.reconnect_delays_s:
             await asyncio.sleep(delay)
             try:
                 await self.resume()
-            except (OSError, ConnectionError, VenueError):
+            except Exception as error:  # refused, 503 while the venue stops, logon, ...
+                failure = error
                 continue
             self.resumed += 1
             return
-        self._queue({"ch": "client", "type": "gave_up", "url": self.url})
+        self.gave_up = True
+        self._queue({"ch": "client", "type": "gave_up", "url": self.url, "error": repr(failure)})
 
     def _on_message(self, message: dict[str, Any]) -> None:
         if "id" in message and "status" in message:

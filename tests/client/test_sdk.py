@@ -8,7 +8,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from client.sdk import BalanceUpdate, ExecReport, OrderResult, VenueClient, packed_url
-from tests.conftest import KEYS, Venue
+from tests.conftest import KEYS, Venue, drain_pushes
 
 SYMBOL = "AAPLx-USD"
 
@@ -113,5 +113,53 @@ def test_a_request_that_cannot_be_sent_leaves_no_future_behind(run_venue: Any) -
         await asyncio.sleep(0)
         loop.set_exception_handler(None)
         assert unretrieved == []
+
+    run_venue(scenario)
+
+
+def test_resuming_retries_a_503_until_it_gives_up_and_says_so(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,) * 3)
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        assert venue.server._server is not None
+        venue.server._server.closing = True  # as while the venue stops: handshakes get 503
+        await dropped(venue, alpha)
+        notice = await alpha.next_push(5)
+        assert (notice["ch"], notice["type"]) == ("client", "gave_up")
+        assert "503" in notice["error"], notice
+        assert alpha.gave_up and alpha.resumed == 0
+
+    run_venue(scenario)
+
+
+def test_resume_follows_the_private_stream_only_if_the_caller_did(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.place(SYMBOL, "sell", "1", "187.30")  # events it never asked for
+        await alpha.resume()
+        assert await drain_pushes(alpha) == [], "no private stream after a resume"
+        await alpha.subscribe_account()
+        assert (await alpha.next_push())["type"] == "snapshot"
+        await alpha.request("unsubscribe", {"ch": "account"})
+        await alpha.resume()
+        assert await drain_pushes(alpha) == [], "unsubscribed: not followed again"
+        await alpha.subscribe_account()
+        await alpha.resume()
+        assert any(push.get("ch") == "account" for push in await drain_pushes(alpha))
+
+    run_venue(scenario)
+
+
+def test_close_stops_a_pending_resume(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.1,))
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        await dropped(venue, alpha)
+        await alpha.close()
+        await asyncio.sleep(1)  # well past the delay
+        assert alpha.resumed == 0
+        assert not any(s.account == 1 for s in venue.server.sessions.values())
 
     run_venue(scenario)
