@@ -6,9 +6,11 @@ in step with the public `book` channel (`gateway.market_data.LocalBook`: gaps, n
 and checksum mismatches trigger a fresh snapshot). Every push is queued for the caller
 (`next_push`), book messages too once applied. A quick start that runs as written is in
 docs/protocol.md §1 (a test runs it). On reconnect, `resume()` logs on again and
-resubscribes the private stream with `since_seq`, so no private event is missed while the
-server still retains it. It opens packed connections (`?pack=1`, docs/protocol.md §2.2):
-each frame is a JSON array of messages, handed to the caller one by one, in order.
+resubscribes the private stream (if followed) with `since_seq`, so no private event is
+missed while the server still retains it. A request on a closed or closing connection
+raises `ConnectionLost` (a `ConnectionError`). It opens packed connections (`?pack=1`,
+docs/protocol.md §2.2): each frame is a JSON array of messages, handed to the caller one
+by one, in order.
 """
 
 import asyncio
@@ -19,12 +21,38 @@ from typing import Any
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
 from gateway.market_data import BOOK_DEPTHS, LocalBook
 
 PUSH_QUEUE_MAX = 100_000  # pushes waiting for the caller before the oldest are dropped
 RECONNECT_DELAYS_S = (0.1, 0.3, 1.0, 2.0, 5.0)  # then it gives up and says so in a push
+# requests that change no order, fund or setting: one whose answer never came is asked again
+# safely; for any other the outcome is unknown (`outcome_unknown` on the errors below)
+QUERY_METHODS = frozenset(
+    {
+        "ping",
+        "time",
+        "instruments",
+        "book.snapshot",
+        "reserves",
+        "balances",
+        "orders.open",
+        "order.status",
+        "orders.history",
+        "fills",
+        "subscribe",
+        "unsubscribe",
+        "subscriptions",
+        "session.logon",
+        "session.status",
+    }
+)
+UNKNOWN_OUTCOME = (
+    "its outcome is unknown (the venue may have carried it out): check with order_status or"
+    " open_orders before sending it again"
+)
 
 
 class OrderResult(msgspec.Struct, frozen=True):
@@ -135,6 +163,19 @@ class VenueError(Exception):
         self.data = data
 
 
+class ConnectionLost(ConnectionError):
+    """A request met a closed connection (`sent` False: it never left, nothing happened) or
+    its connection closed before the answer (`sent` True: for a request not in
+    QUERY_METHODS, `outcome_unknown`). The message says which, and whether auto_resume is
+    reopening the connection or gave up."""
+
+    def __init__(self, message: str, method: str, sent: bool) -> None:
+        super().__init__(message)
+        self.method = method
+        self.sent = sent
+        self.outcome_unknown = sent and method not in QUERY_METHODS
+
+
 class VenueClient:
     """One connection. With `auto_resume`, a connection that drops is reopened (one try
     after each of `reconnect_delays_s`, then a `gave_up` notice), logged on again and
@@ -216,21 +257,42 @@ class VenueClient:
     async def request_raw(
         self, method: str, params: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
-        """Send one request and return the whole response envelope, whatever its status."""
+        """Send one request and return the whole response envelope, whatever its status.
+
+        Raises `ConnectionLost` (a `ConnectionError`) when the connection is closed or
+        closes before the answer."""
         assert self.websocket is not None, "connect first"
         request_id = next(self._ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         frame = msgspec.json.encode({"id": request_id, "method": method, "params": params or {}})
         try:
-            await self.websocket.send(frame, text=True)
-            return await future
+            try:
+                await self.websocket.send(frame, text=True)
+            except ConnectionClosed as closed:
+                message = f"{method} not sent: {self._link_state(closed)}"
+                raise ConnectionLost(message, method, sent=False) from closed
+            try:
+                return await future
+            except ConnectionLost as lost:
+                message = f"the connection to {self.url} closed before the answer to {method}"
+                if method not in QUERY_METHODS:
+                    message += f": {UNKNOWN_OUTCOME}"
+                raise ConnectionLost(message, method, sent=True) from lost
         finally:  # answered, failed or given up on: nothing is left waiting for it
             self._waiting.pop(request_id, None)
             if not future.done():
                 future.cancel()
             elif not future.cancelled():
                 future.exception()  # retrieved: no "Future exception was never retrieved"
+
+    def _link_state(self, closed: ConnectionClosed) -> str:
+        state = f"the connection to {self.url} is closed ({closed})"
+        if self.gave_up:
+            return f"{state} and auto_resume gave up reopening it; call resume() to try again"
+        if self._resuming is not None and not self._resuming.done():
+            return f"{state}; auto_resume is reopening it"
+        return f"{state}; resume() reopens it"
 
     async def logon(self, api_key: str, secret: str) -> Any:
         self._credentials = (api_key, secret)
@@ -392,7 +454,7 @@ class VenueClient:
         finally:
             for future in self._waiting.values():
                 if not future.done():
-                    future.set_exception(ConnectionError("the connection closed"))
+                    future.set_exception(ConnectionLost("the connection closed", "", sent=True))
             self._waiting.clear()
             if self.auto_resume and not self._closing:
                 self._resuming = asyncio.get_running_loop().create_task(self._resume_with_backoff())

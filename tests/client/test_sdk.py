@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from client.sdk import BalanceUpdate, ExecReport, OrderResult, VenueClient, packed_url
+from client.sdk import (
+    BalanceUpdate,
+    ConnectionLost,
+    ExecReport,
+    OrderResult,
+    VenueClient,
+    packed_url,
+)
 from tests.conftest import KEYS, Venue, drain_pushes
 
 SYMBOL = "AAPLx-USD"
@@ -161,5 +168,56 @@ def test_close_stops_a_pending_resume(run_venue: Any) -> None:
         await asyncio.sleep(1)  # well past the delay
         assert alpha.resumed == 0
         assert not any(s.account == 1 for s in venue.server.sessions.values())
+
+    run_venue(scenario)
+
+
+def test_a_request_on_a_closed_connection_raises_connection_lost(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        session = next(s for s in venue.server.sessions.values() if s.account == 1)
+        session.websocket.close(1001, "going away")  # as when the venue stops
+        assert alpha.websocket is not None
+        await asyncio.wait_for(alpha.websocket.wait_closed(), 5)
+        with pytest.raises(ConnectionLost) as lost:
+            await alpha.place(SYMBOL, "sell", "1", "187.30")
+        assert isinstance(lost.value, ConnectionError)
+        assert not isinstance(lost.value, ConnectionClosed), "not the websockets library's"
+        assert (lost.value.sent, lost.value.outcome_unknown) == (False, False)
+        assert "order.place not sent" in str(lost.value) and "1001" in str(lost.value)
+        assert "resume() reopens it" in str(lost.value)
+
+    run_venue(scenario)
+
+
+def test_a_request_after_the_client_gave_up_says_so(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        assert venue.server._server is not None
+        venue.server._server.closing = True
+        await dropped(venue, alpha)
+        assert (await alpha.next_push(5))["type"] == "gave_up"
+        with pytest.raises(ConnectionLost, match="gave up reopening it"):
+            await alpha.balances()
+
+    run_venue(scenario)
+
+
+def test_a_connection_lost_before_the_answer_says_the_outcome_is_unknown(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        session = next(s for s in venue.server.sessions.values() if s.account == 1)
+        session.websocket.transport.pause_reading()  # the venue never reads it
+        placing = asyncio.create_task(alpha.place(SYMBOL, "sell", "1", "187.30"))
+        while not alpha._waiting:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # sent
+        session.websocket.transport.abort()
+        with pytest.raises(ConnectionLost, match="outcome is unknown") as lost:
+            await placing
+        assert (lost.value.sent, lost.value.outcome_unknown) == (True, True)
+        assert alpha._waiting == {}
 
     run_venue(scenario)
