@@ -27,6 +27,7 @@ from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
 from gateway.market_data import BOOK_DEPTHS, LocalBook
 
 PUSH_QUEUE_MAX = 100_000  # pushes waiting for the caller before the oldest are dropped
+REQUEST_TIMEOUT_S = 30.0  # a request unanswered by then raises RequestTimeout
 RECONNECT_DELAYS_S = (0.1, 0.3, 1.0, 2.0, 5.0)  # then it gives up and says so in a push
 # requests that change no order, fund or setting: one whose answer never came is asked again
 # safely; for any other the outcome is unknown (`outcome_unknown` on the errors below)
@@ -176,11 +177,28 @@ class ConnectionLost(ConnectionError):
         self.outcome_unknown = sent and method not in QUERY_METHODS
 
 
+class RequestTimeout(TimeoutError):
+    """No answer to a request within its timeout. It may have reached the venue: for a
+    request not in QUERY_METHODS `outcome_unknown` is True and the message says so. A late
+    answer, if one comes, is queued as a push (`next_push`)."""
+
+    def __init__(self, method: str, request_id: int, timeout_s: float) -> None:
+        message = f"no answer to {method} (id {request_id}) within {timeout_s:g} s"
+        self.outcome_unknown = method not in QUERY_METHODS
+        if self.outcome_unknown:
+            message += f": {UNKNOWN_OUTCOME}"
+        super().__init__(message)
+        self.method = method
+        self.request_id = request_id
+        self.timeout_s = timeout_s
+
+
 class VenueClient:
     """One connection. With `auto_resume`, a connection that drops is reopened (one try
     after each of `reconnect_delays_s`, then a `gave_up` notice), logged on again and
     resubscribed with since_seq. `packed` (the default) asks for packed frames: fewer
-    frames to read, the same messages."""
+    frames to read, the same messages. A request unanswered within `request_timeout_s`
+    (None: no limit) raises `RequestTimeout`; `request(..., timeout_s=)` overrides it."""
 
     def __init__(
         self,
@@ -189,8 +207,10 @@ class VenueClient:
         packed: bool = True,
         *,
         reconnect_delays_s: Iterable[float] = RECONNECT_DELAYS_S,
+        request_timeout_s: float | None = REQUEST_TIMEOUT_S,
     ) -> None:
         self.url = url
+        self.request_timeout_s = request_timeout_s
         self.packed = packed
         self.auto_resume = auto_resume
         self.reconnect_delays_s = tuple(reconnect_delays_s)
@@ -237,9 +257,15 @@ class VenueClient:
 
     # ----------------------------------------------------------------- requests
 
-    async def request(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
-        """Send one request and return its result, or raise `VenueError`."""
-        response = await self.request_raw(method, params)
+    async def request(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        timeout_s: float | None = None,
+    ) -> Any:
+        """Send one request and return its result, or raise `VenueError` (and see
+        `request_raw`)."""
+        response = await self.request_raw(method, params, timeout_s)
         account = method in ("subscribe", "unsubscribe") and (params or {}).get("ch") == "account"
         if account and response["status"] == 200:  # resume() follows it again only if followed
             self._account_followed = method == "subscribe"
@@ -255,14 +281,33 @@ class VenueClient:
         return response.get("result")
 
     async def request_raw(
-        self, method: str, params: Mapping[str, Any] | None = None
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        timeout_s: float | None = None,
     ) -> dict[str, Any]:
         """Send one request and return the whole response envelope, whatever its status.
 
         Raises `ConnectionLost` (a `ConnectionError`) when the connection is closed or
-        closes before the answer."""
+        closes before the answer, and `RequestTimeout` (a `TimeoutError`) when no answer
+        comes within `timeout_s` (None: the client's `request_timeout_s`)."""
         assert self.websocket is not None, "connect first"
+        if timeout_s is None:
+            timeout_s = self.request_timeout_s
         request_id = next(self._ids)
+        deadline = asyncio.timeout(timeout_s)
+        try:
+            async with deadline:  # the send too: it waits while the venue reads nothing
+                return await self._request(request_id, method, params)
+        except TimeoutError:
+            if timeout_s is None or not deadline.expired():
+                raise
+            raise RequestTimeout(method, request_id, timeout_s) from None
+
+    async def _request(
+        self, request_id: int, method: str, params: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        assert self.websocket is not None, "connect first"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         frame = msgspec.json.encode({"id": request_id, "method": method, "params": params or {}})

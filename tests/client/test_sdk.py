@@ -2,6 +2,7 @@
 
 import asyncio
 import gc
+import time
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from client.sdk import (
     ConnectionLost,
     ExecReport,
     OrderResult,
+    RequestTimeout,
     VenueClient,
     packed_url,
 )
@@ -219,5 +221,33 @@ def test_a_connection_lost_before_the_answer_says_the_outcome_is_unknown(run_ven
             await placing
         assert (lost.value.sent, lost.value.outcome_unknown) == (True, True)
         assert alpha._waiting == {}
+
+    run_venue(scenario)
+
+
+def test_an_unanswered_request_times_out_saying_its_outcome_is_unknown(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), request_timeout_s=0.5)
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        session = next(s for s in venue.server.sessions.values() if s.account == 1)
+        session.websocket.transport.pause_reading()  # a venue that answers nothing
+        started = time.monotonic()
+        with pytest.raises(RequestTimeout) as placing:
+            await alpha.place(SYMBOL, "sell", "1", "187.30", cl_ord_id="late")
+        assert time.monotonic() - started < 5
+        assert isinstance(placing.value, TimeoutError) and placing.value.outcome_unknown
+        assert "no answer to order.place" in str(placing.value)
+        assert "outcome is unknown" in str(placing.value)
+        with pytest.raises(RequestTimeout) as asking:  # overridden per call
+            await alpha.request("balances", timeout_s=0.2)
+        assert not asking.value.outcome_unknown and "unknown" not in str(asking.value)
+        assert asking.value.timeout_s == 0.2
+        assert alpha._waiting == {}, "the futures of both were removed"
+
+        session.websocket.transport.resume_reading()  # it answers at last
+        late = await alpha.next_push()  # nobody waits for it now: a push
+        assert late["result"]["cl_ord_id"] == "late"
+        assert "USD" in str(await alpha.balances()), "the connection still serves"
 
     run_venue(scenario)
