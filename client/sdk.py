@@ -6,25 +6,54 @@ in step with the public `book` channel (`gateway.market_data.LocalBook`: gaps, n
 and checksum mismatches trigger a fresh snapshot). Every push is queued for the caller
 (`next_push`), book messages too once applied. A quick start that runs as written is in
 docs/protocol.md §1 (a test runs it). On reconnect, `resume()` logs on again and
-resubscribes the private stream with `since_seq`, so no private event is missed while the
-server still retains it. It opens packed connections (`?pack=1`, docs/protocol.md §2.2):
-each frame is a JSON array of messages, handed to the caller one by one, in order.
+resubscribes the private stream (if followed) with `since_seq`, so no private event is
+missed while the server still retains it. A request on a closed or closing connection
+raises `ConnectionLost` (a `ConnectionError`). It opens packed connections (`?pack=1`,
+docs/protocol.md §2.2): each frame is a JSON array of messages, handed to the caller one
+by one, in order.
 """
 
 import asyncio
 import itertools
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
 from gateway.market_data import BOOK_DEPTHS, LocalBook
 
 PUSH_QUEUE_MAX = 100_000  # pushes waiting for the caller before the oldest are dropped
+REQUEST_TIMEOUT_S = 30.0  # a request unanswered by then raises RequestTimeout
 RECONNECT_DELAYS_S = (0.1, 0.3, 1.0, 2.0, 5.0)  # then it gives up and says so in a push
+# requests that change no order, fund or setting: one whose answer never came is asked again
+# safely; for any other the outcome is unknown (`outcome_unknown` on the errors below)
+QUERY_METHODS = frozenset(
+    {
+        "ping",
+        "time",
+        "instruments",
+        "book.snapshot",
+        "reserves",
+        "balances",
+        "orders.open",
+        "order.status",
+        "orders.history",
+        "fills",
+        "subscribe",
+        "unsubscribe",
+        "subscriptions",
+        "session.logon",
+        "session.status",
+    }
+)
+UNKNOWN_OUTCOME = (
+    "its outcome is unknown (the venue may have carried it out): check with order_status or"
+    " open_orders before sending it again"
+)
 
 
 class OrderResult(msgspec.Struct, frozen=True):
@@ -135,16 +164,58 @@ class VenueError(Exception):
         self.data = data
 
 
-class VenueClient:
-    """One connection. With `auto_resume`, a connection that drops is reopened (bounded
-    retries with backoff), logged on again and resubscribed with since_seq. `packed`
-    (the default) asks for packed frames: fewer frames to read, the same messages."""
+class ConnectionLost(ConnectionError):
+    """A request met a closed connection (`sent` False: it never left, nothing happened) or
+    its connection closed before the answer (`sent` True: for a request not in
+    QUERY_METHODS, `outcome_unknown`). The message says which, and whether auto_resume is
+    reopening the connection or gave up."""
 
-    def __init__(self, url: str, auto_resume: bool = False, packed: bool = True) -> None:
+    def __init__(self, message: str, method: str, sent: bool) -> None:
+        super().__init__(message)
+        self.method = method
+        self.sent = sent
+        self.outcome_unknown = sent and method not in QUERY_METHODS
+
+
+class RequestTimeout(TimeoutError):
+    """No answer to a request within its timeout. It may have reached the venue: for a
+    request not in QUERY_METHODS `outcome_unknown` is True and the message says so. A late
+    answer, if one comes, is queued as a push (`next_push`)."""
+
+    def __init__(self, method: str, request_id: int, timeout_s: float) -> None:
+        message = f"no answer to {method} (id {request_id}) within {timeout_s:g} s"
+        self.outcome_unknown = method not in QUERY_METHODS
+        if self.outcome_unknown:
+            message += f": {UNKNOWN_OUTCOME}"
+        super().__init__(message)
+        self.method = method
+        self.request_id = request_id
+        self.timeout_s = timeout_s
+
+
+class VenueClient:
+    """One connection. With `auto_resume`, a connection that drops is reopened (one try
+    after each of `reconnect_delays_s`, then a `gave_up` notice), logged on again and
+    resubscribed with since_seq. `packed` (the default) asks for packed frames: fewer
+    frames to read, the same messages. A request unanswered within `request_timeout_s`
+    (None: no limit) raises `RequestTimeout`; `request(..., timeout_s=)` overrides it."""
+
+    def __init__(
+        self,
+        url: str,
+        auto_resume: bool = False,
+        packed: bool = True,
+        *,
+        reconnect_delays_s: Iterable[float] = RECONNECT_DELAYS_S,
+        request_timeout_s: float | None = REQUEST_TIMEOUT_S,
+    ) -> None:
         self.url = url
+        self.request_timeout_s = request_timeout_s
         self.packed = packed
         self.auto_resume = auto_resume
+        self.reconnect_delays_s = tuple(reconnect_delays_s)
         self.resumed = 0  # how many times the connection was reopened
+        self.gave_up = False  # auto_resume tried every delay and failed; connect() clears it
         self._closing = False
         self.websocket: ClientConnection | None = None
         self.pushes: asyncio.Queue[dict[str, Any]] = asyncio.Queue(PUSH_QUEUE_MAX)
@@ -155,17 +226,24 @@ class VenueClient:
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._credentials: tuple[str, str] | None = None
+        self._account_followed = False  # subscribed to the private stream (resume() again)
         self._book_depths: dict[str, int] = {}
+        self._resuming: asyncio.Task[None] | None = None
 
     async def connect(self) -> "VenueClient":
         self._closing = False
         url = packed_url(self.url) if self.packed else self.url
         self.websocket = await connect(url, max_size=None, compression=None)
+        self.gave_up = False
         self._reader = asyncio.create_task(self._read())
         return self
 
     async def close(self) -> None:
         self._closing = True
+        resuming = self._resuming
+        if resuming is not None and resuming is not asyncio.current_task():
+            resuming.cancel()  # closed by the caller: no reconnect behind their back
+            await asyncio.gather(resuming, return_exceptions=True)
         if self.websocket is not None:
             await self.websocket.close()
         if self._reader is not None:
@@ -179,9 +257,18 @@ class VenueClient:
 
     # ----------------------------------------------------------------- requests
 
-    async def request(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
-        """Send one request and return its result, or raise `VenueError`."""
-        response = await self.request_raw(method, params)
+    async def request(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        timeout_s: float | None = None,
+    ) -> Any:
+        """Send one request and return its result, or raise `VenueError` (and see
+        `request_raw`)."""
+        response = await self.request_raw(method, params, timeout_s)
+        account = method in ("subscribe", "unsubscribe") and (params or {}).get("ch") == "account"
+        if account and response["status"] == 200:  # resume() follows it again only if followed
+            self._account_followed = method == "subscribe"
         if response["status"] != 200:
             error = response.get("error", {})
             raise VenueError(
@@ -194,16 +281,63 @@ class VenueClient:
         return response.get("result")
 
     async def request_raw(
-        self, method: str, params: Mapping[str, Any] | None = None
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        timeout_s: float | None = None,
     ) -> dict[str, Any]:
-        """Send one request and return the whole response envelope, whatever its status."""
+        """Send one request and return the whole response envelope, whatever its status.
+
+        Raises `ConnectionLost` (a `ConnectionError`) when the connection is closed or
+        closes before the answer, and `RequestTimeout` (a `TimeoutError`) when no answer
+        comes within `timeout_s` (None: the client's `request_timeout_s`)."""
         assert self.websocket is not None, "connect first"
+        if timeout_s is None:
+            timeout_s = self.request_timeout_s
         request_id = next(self._ids)
+        deadline = asyncio.timeout(timeout_s)
+        try:
+            async with deadline:  # the send too: it waits while the venue reads nothing
+                return await self._request(request_id, method, params)
+        except TimeoutError:
+            if timeout_s is None or not deadline.expired():
+                raise
+            raise RequestTimeout(method, request_id, timeout_s) from None
+
+    async def _request(
+        self, request_id: int, method: str, params: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        assert self.websocket is not None, "connect first"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         frame = msgspec.json.encode({"id": request_id, "method": method, "params": params or {}})
-        await self.websocket.send(frame, text=True)
-        return await future
+        try:
+            try:
+                await self.websocket.send(frame, text=True)
+            except ConnectionClosed as closed:
+                message = f"{method} not sent: {self._link_state(closed)}"
+                raise ConnectionLost(message, method, sent=False) from closed
+            try:
+                return await future
+            except ConnectionLost as lost:
+                message = f"the connection to {self.url} closed before the answer to {method}"
+                if method not in QUERY_METHODS:
+                    message += f": {UNKNOWN_OUTCOME}"
+                raise ConnectionLost(message, method, sent=True) from lost
+        finally:  # answered, failed or given up on: nothing is left waiting for it
+            self._waiting.pop(request_id, None)
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()  # retrieved: no "Future exception was never retrieved"
+
+    def _link_state(self, closed: ConnectionClosed) -> str:
+        state = f"the connection to {self.url} is closed ({closed})"
+        if self.gave_up:
+            return f"{state} and auto_resume gave up reopening it; call resume() to try again"
+        if self._resuming is not None and not self._resuming.done():
+            return f"{state}; auto_resume is reopening it"
+        return f"{state}; resume() reopens it"
 
     async def logon(self, api_key: str, secret: str) -> Any:
         self._credentials = (api_key, secret)
@@ -220,7 +354,8 @@ class VenueClient:
         return await self.request("session.logon", params)
 
     async def resume(self) -> None:
-        """Reconnect, log on again, and replay missed private events with since_seq."""
+        """Reconnect, log on again (if `logon` was called), resubscribe the private stream
+        with since_seq (if it was followed: missed events are replayed) and the books."""
         auto_resume, self.auto_resume = self.auto_resume, False  # not while we close it
         try:
             await self.close()
@@ -229,7 +364,8 @@ class VenueClient:
         await self.connect()
         if self._credentials is not None:
             await self.logon(*self._credentials)
-            await self.subscribe_account(since_seq=self.account_seq)
+            if self._account_followed:
+                await self.subscribe_account(since_seq=self.account_seq)
         for symbol, depth in self._book_depths.items():
             await self.subscribe_book(symbol, depth)
 
@@ -363,21 +499,24 @@ class VenueClient:
         finally:
             for future in self._waiting.values():
                 if not future.done():
-                    future.set_exception(ConnectionError("the connection closed"))
+                    future.set_exception(ConnectionLost("the connection closed", "", sent=True))
             self._waiting.clear()
             if self.auto_resume and not self._closing:
-                asyncio.get_running_loop().create_task(self._resume_with_backoff())
+                self._resuming = asyncio.get_running_loop().create_task(self._resume_with_backoff())
 
     async def _resume_with_backoff(self) -> None:
-        for delay in RECONNECT_DELAYS_S:
+        failure: Exception | None = None
+        for delay in self.reconnect_delays_s:
             await asyncio.sleep(delay)
             try:
                 await self.resume()
-            except (OSError, ConnectionError, VenueError):
+            except Exception as error:  # refused, 503 while the venue stops, logon, ...
+                failure = error
                 continue
             self.resumed += 1
             return
-        self._queue({"ch": "client", "type": "gave_up", "url": self.url})
+        self.gave_up = True
+        self._queue({"ch": "client", "type": "gave_up", "url": self.url, "error": repr(failure)})
 
     def _on_message(self, message: dict[str, Any]) -> None:
         if "id" in message and "status" in message:

@@ -1,10 +1,23 @@
 """The client SDK: typed results and events, and automatic resumption after a dropped link."""
 
 import asyncio
+import gc
+import time
 from typing import Any
 
-from client.sdk import BalanceUpdate, ExecReport, OrderResult, VenueClient, packed_url
-from tests.conftest import KEYS, Venue
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from client.sdk import (
+    BalanceUpdate,
+    ConnectionLost,
+    ExecReport,
+    OrderResult,
+    RequestTimeout,
+    VenueClient,
+    packed_url,
+)
+from tests.conftest import KEYS, Venue, drain_pushes
 
 SYMBOL = "AAPLx-USD"
 
@@ -82,3 +95,159 @@ def test_packed_url_asks_for_packing_unless_the_query_says() -> None:
     assert packed_url("ws://h:1/ws/trade") == "ws://h:1/ws/trade?pack=1"
     assert packed_url("ws://h:1/ws/trade?x=1") == "ws://h:1/ws/trade?x=1&pack=1"
     assert packed_url("ws://h:1/ws/trade?pack=0") == "ws://h:1/ws/trade?pack=0"
+
+
+async def dropped(venue: Venue, client: VenueClient, account: int = 1) -> None:
+    """The server cuts `client`'s link (account `account`'s session); wait until it knows."""
+    session = next(s for s in venue.server.sessions.values() if s.account == account)
+    session.websocket.transport.abort()
+    assert client.websocket is not None
+    await asyncio.wait_for(client.websocket.wait_closed(), 5)
+
+
+def test_a_request_that_cannot_be_sent_leaves_no_future_behind(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        unretrieved: list[str] = []
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _, context: unretrieved.append(context["message"]))
+        alpha = await venue.client("alpha")
+        await dropped(venue, alpha)
+        with pytest.raises((ConnectionError, ConnectionClosed)):
+            await alpha.balances()
+        assert alpha._waiting == {}, "the failed request's future was removed"
+        await alpha.resume()  # a new connection, whose end fails whatever still waits
+        assert "USD" in str(await alpha.balances())
+        await alpha.close()
+        gc.collect()
+        await asyncio.sleep(0)
+        loop.set_exception_handler(None)
+        assert unretrieved == []
+
+    run_venue(scenario)
+
+
+def test_resuming_retries_a_503_until_it_gives_up_and_says_so(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,) * 3)
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        assert venue.server._server is not None
+        venue.server._server.closing = True  # as while the venue stops: handshakes get 503
+        await dropped(venue, alpha)
+        notice = await alpha.next_push(5)
+        assert (notice["ch"], notice["type"]) == ("client", "gave_up")
+        assert "503" in notice["error"], notice
+        assert alpha.gave_up and alpha.resumed == 0
+
+    run_venue(scenario)
+
+
+def test_resume_follows_the_private_stream_only_if_the_caller_did(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.place(SYMBOL, "sell", "1", "187.30")  # events it never asked for
+        await alpha.resume()
+        assert await drain_pushes(alpha) == [], "no private stream after a resume"
+        await alpha.subscribe_account()
+        assert (await alpha.next_push())["type"] == "snapshot"
+        await alpha.request("unsubscribe", {"ch": "account"})
+        await alpha.resume()
+        assert await drain_pushes(alpha) == [], "unsubscribed: not followed again"
+        await alpha.subscribe_account()
+        await alpha.resume()
+        assert any(push.get("ch") == "account" for push in await drain_pushes(alpha))
+
+    run_venue(scenario)
+
+
+def test_close_stops_a_pending_resume(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.1,))
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        await dropped(venue, alpha)
+        await alpha.close()
+        await asyncio.sleep(1)  # well past the delay
+        assert alpha.resumed == 0
+        assert not any(s.account == 1 for s in venue.server.sessions.values())
+
+    run_venue(scenario)
+
+
+def test_a_request_on_a_closed_connection_raises_connection_lost(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        session = next(s for s in venue.server.sessions.values() if s.account == 1)
+        session.websocket.close(1001, "going away")  # as when the venue stops
+        assert alpha.websocket is not None
+        await asyncio.wait_for(alpha.websocket.wait_closed(), 5)
+        with pytest.raises(ConnectionLost) as lost:
+            await alpha.place(SYMBOL, "sell", "1", "187.30")
+        assert isinstance(lost.value, ConnectionError)
+        assert not isinstance(lost.value, ConnectionClosed), "not the websockets library's"
+        assert (lost.value.sent, lost.value.outcome_unknown) == (False, False)
+        assert "order.place not sent" in str(lost.value) and "1001" in str(lost.value)
+        assert "resume() reopens it" in str(lost.value)
+
+    run_venue(scenario)
+
+
+def test_a_request_after_the_client_gave_up_says_so(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        assert venue.server._server is not None
+        venue.server._server.closing = True
+        await dropped(venue, alpha)
+        assert (await alpha.next_push(5))["type"] == "gave_up"
+        with pytest.raises(ConnectionLost, match="gave up reopening it"):
+            await alpha.balances()
+
+    run_venue(scenario)
+
+
+def test_a_connection_lost_before_the_answer_says_the_outcome_is_unknown(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        session = next(s for s in venue.server.sessions.values() if s.account == 1)
+        session.websocket.transport.pause_reading()  # the venue never reads it
+        placing = asyncio.create_task(alpha.place(SYMBOL, "sell", "1", "187.30"))
+        while not alpha._waiting:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # sent
+        session.websocket.transport.abort()
+        with pytest.raises(ConnectionLost, match="outcome is unknown") as lost:
+            await placing
+        assert (lost.value.sent, lost.value.outcome_unknown) == (True, True)
+        assert alpha._waiting == {}
+
+    run_venue(scenario)
+
+
+def test_an_unanswered_request_times_out_saying_its_outcome_is_unknown(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), request_timeout_s=0.5)
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        session = next(s for s in venue.server.sessions.values() if s.account == 1)
+        session.websocket.transport.pause_reading()  # a venue that answers nothing
+        started = time.monotonic()
+        with pytest.raises(RequestTimeout) as placing:
+            await alpha.place(SYMBOL, "sell", "1", "187.30", cl_ord_id="late")
+        assert time.monotonic() - started < 5
+        assert isinstance(placing.value, TimeoutError) and placing.value.outcome_unknown
+        assert "no answer to order.place" in str(placing.value)
+        assert "outcome is unknown" in str(placing.value)
+        with pytest.raises(RequestTimeout) as asking:  # overridden per call
+            await alpha.request("balances", timeout_s=0.2)
+        assert not asking.value.outcome_unknown and "unknown" not in str(asking.value)
+        assert asking.value.timeout_s == 0.2
+        assert alpha._waiting == {}, "the futures of both were removed"
+
+        session.websocket.transport.resume_reading()  # it answers at last
+        late = await alpha.next_push()  # nobody waits for it now: a push
+        assert late["result"]["cl_ord_id"] == "late"
+        assert "USD" in str(await alpha.balances()), "the connection still serves"
+
+    run_venue(scenario)
