@@ -50,13 +50,18 @@ class VenueSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     market_data_interval_ms: Annotated[int, msgspec.Meta(ge=0, le=1_000)] = 5
 
 
+# A rate or burst of 0 or less would let no request through (a bucket that never refills
+# or holds nothing): refused at load, not by every connection's first frame.
+PositiveLimit = Annotated[int, msgspec.Meta(ge=1)]
+
+
 class LimitsSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Request rates, in requests per second (a place costs 1, a cancel 0.25)."""
 
-    connection_rate_per_s: int = 200
-    connection_burst: int = 400
-    account_rate_per_s: int = 500
-    account_burst: int = 1_000
+    connection_rate_per_s: PositiveLimit = 200
+    connection_burst: PositiveLimit = 400
+    account_rate_per_s: PositiveLimit = 500
+    account_burst: PositiveLimit = 1_000
 
 
 class AssetEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -126,3 +126,13 @@ def test_a_bill_maturing_more_than_366_days_out_is_an_error(tmp_path: Path) -> N
         "TB-X-USD: matures 367 days after today (UTC), more than the 366 a T-bill may run"
         " (52-week bills run 364 days)"
     )
+
+
+@pytest.mark.parametrize(
+    "key", ["connection_rate_per_s", "connection_burst", "account_rate_per_s", "account_burst"]
+)
+@pytest.mark.parametrize("value", [0, -1])
+def test_a_limit_below_one_is_an_error(tmp_path: Path, key: str, value: int) -> None:
+    # it used to start, and every connection died on its first frame (an assertion)
+    with pytest.raises(config.ConfigError, match=f"limits.{key}"):
+        config.load(write(tmp_path, f"[limits]\n{key} = {value}\n"))
