@@ -12,6 +12,7 @@ import argparse
 import errno
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit
 
@@ -62,6 +63,13 @@ def describe_os_error(error: OSError) -> str:
     if error.filename is not None:
         return f"{error.filename}: {reason}"
     return reason
+
+
+def check_data_dir(path: Path) -> None:
+    """Refuse a data directory that exists as something else (a file): `mkdir` would say
+    only "File exists", which reads as if the directory were the problem's answer."""
+    if path.exists() and not path.is_dir():
+        raise CommandFailed(f"{path}: not a directory (give a directory for --data-dir)")
 
 
 def _fail(prog: str, message: str) -> int:

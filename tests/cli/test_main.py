@@ -111,6 +111,15 @@ def test_serve_with_an_amount_finer_than_its_asset_creates_nothing(tmp_path: Pat
     assert listing(tmp_path) == ["fine.toml"]
 
 
+def test_serve_and_demo_on_a_file_as_data_dir_say_it_is_not_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_text("not a directory")
+    serve = venue(tmp_path, "serve", "--config", CONFIG, "--port", "0", "--data-dir", "plain")
+    failed_in_one_line(serve, "venue: plain: not a directory")
+    demo = venue(tmp_path, "demo", "--config", CONFIG, "--port", "0", "--data-dir", "plain")
+    failed_in_one_line(demo, "venue: plain: not a directory")
+    assert (tmp_path / "plain").read_text() == "not a directory"
+
+
 def test_serve_on_a_busy_port_creates_nothing(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
