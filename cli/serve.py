@@ -55,7 +55,7 @@ def run(
     # a venue that exists recovers from its own files, whatever the config lists now.
     building = role == "all" and not (nats or config.venue.nats) and _no_journal_yet(data)
     try:  # every amount and spec checked before anything is touched
-        venue_config.setup_commands(config, now_us=now_us(), check_bill_terms=building)
+        venue_config.setup_commands(config, now_us=now_us(), building=building)
     except venue_config.ConfigError as invalid:
         raise CommandFailed(f"{config_path}: {invalid}") from None
     logs.configure(log_level, log_format)
