@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from core.config import ConfigError
 from core.journal import JournalError
+from gateway.auth import KeyStoreError
 
 EXIT_FAILED = 2  # bad input or surroundings: the same status argparse uses for bad flags
 EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports it (128 + SIGINT)
@@ -30,7 +31,13 @@ class CommandFailed(Exception):
 
 
 # Errors whose message already says what is wrong, in the operator's terms.
-EXPLAINED: tuple[type[BaseException], ...] = (CommandFailed, ConfigError, JournalError)
+# A `KeyStoreError` at start: a key both in venue.toml and in the data dir's api_keys.json.
+EXPLAINED: tuple[type[BaseException], ...] = (
+    CommandFailed,
+    ConfigError,
+    JournalError,
+    KeyStoreError,
+)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -2,6 +2,7 @@
 no traceback, and creates nothing where nothing should be."""
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -142,6 +143,18 @@ def test_serve_with_a_duplicate_or_unknown_scoped_key_creates_nothing(tmp_path: 
     scope = venue(tmp_path, "serve", "--config", "scope.toml", "--port", "0", "--data-dir", "d")
     failed_in_one_line(scope, "venue: scope.toml", "'trades'")
     assert listing(tmp_path) == ["dup.toml", "scope.toml"]
+
+
+def test_serve_with_an_issued_key_also_in_the_config_creates_nothing(tmp_path: Path) -> None:
+    """A key in the data dir's api_keys.json that venue.toml also lists: it used to end in a
+    traceback (exit 1), leaving an empty journal behind."""
+    data_dir = tmp_path / "d"
+    data_dir.mkdir()
+    issued = [{"key": "demo-mm-alpha", "secret": "s", "account": 1, "scopes": ["read"]}]
+    (data_dir / "api_keys.json").write_text(json.dumps(issued))
+    result = venue(tmp_path, "serve", "--config", CONFIG, "--port", "0", "--data-dir", "d")
+    failed_in_one_line(result, "api_keys.json", "'demo-mm-alpha'", "duplicate key")
+    assert listing(data_dir) == ["api_keys.json"]
 
 
 def test_serve_on_a_busy_port_creates_nothing(tmp_path: Path) -> None:
