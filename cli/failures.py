@@ -12,11 +12,13 @@ import argparse
 import errno
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit
 
 from core.config import ConfigError
 from core.journal import JournalError
+from gateway.auth import KeyStoreError
 
 EXIT_FAILED = 2  # bad input or surroundings: the same status argparse uses for bad flags
 EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports it (128 + SIGINT)
@@ -29,7 +31,13 @@ class CommandFailed(Exception):
 
 
 # Errors whose message already says what is wrong, in the operator's terms.
-EXPLAINED: tuple[type[BaseException], ...] = (CommandFailed, ConfigError, JournalError)
+# A `KeyStoreError` at start: a key both in venue.toml and in the data dir's api_keys.json.
+EXPLAINED: tuple[type[BaseException], ...] = (
+    CommandFailed,
+    ConfigError,
+    JournalError,
+    KeyStoreError,
+)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -62,6 +70,13 @@ def describe_os_error(error: OSError) -> str:
     if error.filename is not None:
         return f"{error.filename}: {reason}"
     return reason
+
+
+def check_data_dir(path: Path) -> None:
+    """Refuse a data directory that exists as something else (a file): `mkdir` would say
+    only "File exists", which reads as if the directory were the problem's answer."""
+    if path.exists() and not path.is_dir():
+        raise CommandFailed(f"{path}: not a directory (give a directory for --data-dir)")
 
 
 def _fail(prog: str, message: str) -> int:

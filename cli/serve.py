@@ -19,7 +19,7 @@ import msgspec
 import psycopg
 
 from cli import logs
-from cli.failures import CommandFailed, describe_os_error
+from cli.failures import CommandFailed, check_data_dir, describe_os_error
 from client import demo_data
 from core import config as venue_config
 from core.journal import Journal, JournalError
@@ -50,11 +50,12 @@ def run(
         venue = msgspec.structs.replace(config.venue, ledger_postgres=postgres)
         config = msgspec.structs.replace(config, venue=venue)
     data = data_dir or Path(config.venue.data_dir)
+    check_data_dir(data)
     # A bill's term counts from now, and only for a venue about to be built from the config:
     # a venue that exists recovers from its own files, whatever the config lists now.
     building = role == "all" and not (nats or config.venue.nats) and _no_journal_yet(data)
     try:  # every amount and spec checked before anything is touched
-        venue_config.setup_commands(config, now_us=now_us(), check_bill_terms=building)
+        venue_config.setup_commands(config, now_us=now_us(), building=building)
     except venue_config.ConfigError as invalid:
         raise CommandFailed(f"{config_path}: {invalid}") from None
     logs.configure(log_level, log_format)

@@ -9,7 +9,7 @@ directory). A venue's own data directory, running or stopped, is refused with a 
 
 from pathlib import Path
 
-from cli.failures import CommandFailed
+from cli.failures import CommandFailed, check_data_dir
 from core.journal import FileJournal, JournalError, JournalLocked
 from core.venue_core import EPOCHS_FILE, LOCK_FILE, lock_data_dir
 from gateway.server import JOURNAL_FILE, LEDGER_FILE
@@ -26,6 +26,7 @@ MARKER_TEXT = "This directory holds a venue demo's data: each demo run deletes a
 def claim(data_dir: Path, clear: tuple[str, ...] = DEMO_CLEARS) -> None:
     """Make `data_dir` the demo's: refuse it if in use or if it holds a venue's data that no
     demo left there; else delete the files matching `clear` and mark it as a demo's."""
+    check_data_dir(data_dir)
     _refuse_if_in_use(data_dir)
     marked = (data_dir / MARKER).is_file()
     if not marked:

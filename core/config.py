@@ -7,8 +7,9 @@ are handed to the gateway's authentication, never to the engine.
 """
 
 import datetime
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -21,12 +22,19 @@ from engine.commands import (
     OpenAccount,
 )
 from engine.enums import InstrumentKind
-from engine.instrument import InstrumentSpec
+from engine.events import CommandRejected
+from engine.instrument import BAND_BPS_MAX, FEE_BPS_MAX, InstrumentSpec, is_name
+from engine.reasons import ErrorCode
 from engine.units import parse_units
+from engine.venue import Venue
+from engine.venue import VenueConfig as EngineConfig
 from settlement import jurisdictions, tbill
 from settlement.jurisdictions import is_jurisdiction
+from settlement.ledger import Ledger
 
 HOUR_US = 3_600_000_000
+# What an API key may be allowed (`gateway.auth` checks each request against them).
+SCOPES = frozenset({"read", "trade", "admin"})
 
 
 class VenueSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -50,13 +58,18 @@ class VenueSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     market_data_interval_ms: Annotated[int, msgspec.Meta(ge=0, le=1_000)] = 5
 
 
+# A rate or burst of 0 or less would let no request through (a bucket that never refills
+# or holds nothing): refused at load, not by every connection's first frame.
+PositiveLimit = Annotated[int, msgspec.Meta(ge=1)]
+
+
 class LimitsSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Request rates, in requests per second (a place costs 1, a cancel 0.25)."""
 
-    connection_rate_per_s: int = 200
-    connection_burst: int = 400
-    account_rate_per_s: int = 500
-    account_burst: int = 1_000
+    connection_rate_per_s: PositiveLimit = 200
+    connection_burst: PositiveLimit = 400
+    account_rate_per_s: PositiveLimit = 500
+    account_burst: PositiveLimit = 1_000
 
 
 class AssetEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -118,12 +131,104 @@ class ConfigError(ValueError):
 
 
 def load(path: Path) -> VenueConfig:
+    """The config at `path`, decoded and checked (`problem`): ConfigError naming the file."""
     try:
-        return msgspec.toml.decode(path.read_bytes(), type=VenueConfig)
+        config = msgspec.toml.decode(path.read_bytes(), type=VenueConfig)
     except OSError as error:
         raise ConfigError(f"{path}: {error.strerror or error}") from None
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
         raise ConfigError(f"{path}: {error}") from None
+    found = problem(config)
+    if found is not None:
+        raise ConfigError(f"{path}: {found}")
+    return config
+
+
+def problem(config: VenueConfig) -> str | None:
+    """The first mistake a venue built from `config` would otherwise take as something else
+    (a second account 1 funding the first, a key of no account, a cap of "0" read as none),
+    naming the table entry and its key; None for a sound config. What depends on the day
+    (a bill's term) is `setup_commands`'s to check."""
+    return (
+        _duplicate("assets", "code", [asset.code for asset in config.assets])
+        or _duplicate("instruments", "symbol", [entry.symbol for entry in config.instruments])
+        or _duplicate("reserves", "asset", [reserve.asset for reserve in config.reserves])
+        or _duplicate("accounts", "id", [account.id for account in config.accounts])
+        or _duplicate("api_keys", "key", [entry.key for entry in config.api_keys])
+        or _first(map(_asset_problem, config.assets))
+        or _first(_instrument_problem(entry, config) for entry in config.instruments)
+        or _first(map(_account_problem, config.accounts))
+        or _first(_api_key_problem(entry, config) for entry in config.api_keys)
+    )
+
+
+def _first(problems: Iterable[str | None]) -> str | None:
+    return next((found for found in problems if found is not None), None)
+
+
+def _duplicate(table: str, key: str, values: list[Any]) -> str | None:
+    """Two entries of one table with the same `key`: the venue would take only the first
+    (or, for reserves, the last), and what the second configures would go elsewhere."""
+    seen = set()
+    for value in values:
+        if value in seen:
+            return f"[[{table}]] {key} {value!r} is given twice: each {key} once"
+        seen.add(value)
+    return None
+
+
+def _asset_problem(asset: AssetEntry) -> str | None:
+    if not asset.code or not is_name(asset.code):
+        return f"[[assets]] code {asset.code!r}: printable ASCII characters, no spaces"
+    return None
+
+
+def _instrument_problem(entry: InstrumentEntry, config: VenueConfig) -> str | None:
+    """What the engine would refuse this listing for, said in the config's own keys."""
+    where = f"[[instruments]] {entry.symbol!r}"
+    for key in ("max_qty", "max_notional"):
+        if getattr(entry, key) is not None and _is_zero(getattr(entry, key)):
+            # the engine's 0 means "no cap": written out, "0" would silently cap nothing
+            return f'{where}: {key} "0": a cap is positive; leave {key} out for none'
+    if entry.base == entry.quote:
+        return f"{where}: base and quote are both {entry.base}: two different assets"
+    if not (0 <= entry.maker_fee_bps <= FEE_BPS_MAX and 0 <= entry.taker_fee_bps <= FEE_BPS_MAX):
+        return f"{where}: maker_fee_bps and taker_fee_bps must be within 0..{FEE_BPS_MAX}"
+    if (entry.kind is InstrumentKind.TBILL) != (entry.maturity is not None):
+        return f"{where}: maturity: a T-bill needs one, and only a T-bill has one"
+    try:
+        spec = instrument_spec(entry, {asset.code: asset.scale for asset in config.assets})
+    except ConfigError as error:
+        return f"{where}: {str(error).removeprefix(f'{entry.symbol}: ')}"
+    if not 0 < spec.price_band_bps <= BAND_BPS_MAX:
+        return f'{where}: band_pct "{entry.band_pct}" must be above 0 and at most 100'
+    found = spec.problem()
+    return None if found is None else f"{where}: {found}"
+
+
+def _account_problem(account: AccountEntry) -> str | None:
+    where = f"[[accounts]] id {account.id}"
+    if account.id <= 0:
+        return f"{where}: account ids are above 0 (the venue's own are negative)"
+    if not account.name.isprintable():  # a line break in it would forge a report's row
+        return f"{where}: name {account.name!r}: printable characters only"
+    return None
+
+
+def _api_key_problem(entry: ApiKeyEntry, config: VenueConfig) -> str | None:
+    where = f"[[api_keys]] key {entry.key!r}"
+    unknown = sorted(set(entry.scopes) - SCOPES)
+    if unknown or not entry.scopes:
+        return f"{where}: scopes {list(entry.scopes)}: give some of {sorted(SCOPES)}"
+    if entry.account not in {account.id for account in config.accounts}:
+        # a key of no account logs on and is refused everything; one for an account opened
+        # later (`venue admin open-account`) is issued with `venue admin issue-key`
+        return f"{where}: account {entry.account} is not one of [[accounts]]"
+    return None
+
+
+def _is_zero(text: str) -> bool:
+    return text.strip("0.") == "" and text != ""
 
 
 def decimals_of(text: str) -> int:
@@ -164,13 +269,45 @@ def instrument_spec(entry: InstrumentEntry, scales: dict[str, int]) -> Instrumen
         raise ConfigError(f"{entry.symbol}: {error}") from None
 
 
-def setup_commands(
-    config: VenueConfig, now_us: int, *, check_bill_terms: bool = True
-) -> list[Command]:
+def setup_commands(config: VenueConfig, now_us: int, *, building: bool = True) -> list[Command]:
     """The commands that build the configured venue from nothing at `now_us`, in order;
-    ConfigError for what no venue could take (an unknown asset, a bill more than a year out
-    from `now_us`: checked only with `check_bill_terms`, as a venue that already exists
-    does not list the config's bills again)."""
+    ConfigError for what no venue could take (an unknown asset, an amount finer than its
+    asset). With `building` (a venue about to be built from them; a venue that exists does
+    not list the config's entries again), also a bill more than a year out from `now_us`, and
+    any command a venue built from nothing would refuse (`rehearse`)."""
+    commands = _setup_commands(config, now_us, check_bill_terms=building)
+    if building:
+        rehearse(config, commands, now_us)
+    return commands
+
+
+# The one refusal of a setup command a fresh venue takes, with a warning: a bill that has
+# matured since the config was written (the config was right, and has aged). Every other
+# refusal is a mistake in the config, and the venue does not start on it.
+TOLERATED_REFUSALS = frozenset({ErrorCode.MATURITY_PASSED})
+
+
+def rehearse(config: VenueConfig, commands: list[Command], now_us: int) -> None:
+    """Run `commands` on a venue in memory: ConfigError naming the first refused one (a
+    deposit beyond its asset's reserves, say) unless its refusal is `TOLERATED_REFUSALS`.
+    Done before the real build, so that a refused config leaves no journal behind."""
+    staleness = reserve_staleness_max_us(config)
+    venue = Venue(EngineConfig(reserve_staleness_max_us=staleness), Ledger())
+    for command in commands:
+        events = venue.execute(msgspec.structs.replace(command, ts_us=now_us))
+        refused = next((e for e in events if isinstance(e, CommandRejected)), None)
+        if refused is not None and refused.reason not in TOLERATED_REFUSALS:
+            raise ConfigError(refusal_text(refused))
+
+
+def refusal_text(refused: CommandRejected) -> str:
+    """A refused setup command in one line: what, whose, why."""
+    whose = f" account {refused.account}" if refused.account else ""
+    whose += f" {refused.symbol}" if refused.symbol is not None else ""
+    return f"{refused.command}{whose} refused ({refused.reason.name}): {refused.detail}"
+
+
+def _setup_commands(config: VenueConfig, now_us: int, *, check_bill_terms: bool) -> list[Command]:
     scales = {asset.code: asset.scale for asset in config.assets}
     commands: list[Command] = [
         ListAsset(code=asset.code, scale=asset.scale) for asset in config.assets

@@ -18,10 +18,9 @@ from collections.abc import Callable, Iterable
 
 import msgspec
 
-from core.config import ApiKeyEntry
+from core.config import SCOPES, ApiKeyEntry
 from engine.reasons import ErrorCode
 
-SCOPES = frozenset({"read", "trade", "admin"})
 KEY_LENGTH_MAX = 64  # room for any generated key; bounds what one store entry costs
 NONCE_LENGTH_MAX = 64  # a UUID or a 256-bit hex string fits; longer is padding, not entropy
 RECV_WINDOW_MS_DEFAULT = 5_000  # PROTOCOL's `recv_window?`: clock skew plus one round trip

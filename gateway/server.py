@@ -46,7 +46,7 @@ from engine.enums import CancelReason, TimeInForce
 from engine.events import OrderAccepted, OrderCanceled, SharesSplit, TradeExecuted
 from engine.venue import Venue
 from gateway import limits, static, transport
-from gateway.auth import ApiKey, Authenticator, KeyStore
+from gateway.auth import ApiKey, Authenticator, KeyStore, KeyStoreError
 from gateway.dispatch import ISSUED_KEYS_FILE, Dispatcher, Pending
 from gateway.http import Exchange
 from gateway.private_streams import AccountSubscription, Notice, PrivateStreams
@@ -90,6 +90,11 @@ class VenueServer:
         this server as the core's listener (a cluster's gateway passes `NatsBus`'s)."""
         self.config = config
         self.data_dir = data_dir
+        # The keys first: one both in the config and in the issued keys' file refuses the
+        # start (KeyStoreError) before the data directory or its journal is made.
+        self.auth = Authenticator(KeyStore(config.api_keys))
+        self.issued_keys = _load_keys(data_dir / ISSUED_KEYS_FILE)  # by admin.issue_key
+        _add_issued_keys(self.auth.store, self.issued_keys, data_dir / ISSUED_KEYS_FILE)
         data_dir.mkdir(parents=True, exist_ok=True)
         if bus is None:
             self.core = VenueCore(config, data_dir, self, journal=journal)
@@ -99,10 +104,6 @@ class VenueServer:
             self.core = cast(VenueCore, self.bus.core)  # a replica, standing where the core is
         self._embedded = bus is None  # the one-process venue: its own core and data directory
         self.reads = self.bus.reads
-        self.auth = Authenticator(KeyStore(config.api_keys))
-        self.issued_keys = _load_keys(data_dir / ISSUED_KEYS_FILE)  # by admin.issue_key
-        for key in self.issued_keys:
-            self.auth.store.add(key)
         rates = config.limits
         limiter = limits.RateLimiter(
             rates.connection_rate_per_s,
@@ -446,3 +447,15 @@ _log = logging.getLogger("venue")
 
 def _load_keys(path: Path) -> list[ApiKey]:
     return load_json(path, list[ApiKey], [])
+
+
+def _add_issued_keys(store: KeyStore, issued: list[ApiKey], path: Path) -> None:
+    """Add the keys issued at run time; a clash says which file holds the second one."""
+    for key in issued:
+        try:
+            store.add(key)
+        except KeyStoreError as clash:
+            raise KeyStoreError(
+                f"{path}: {clash} (in the config's [[api_keys]] too, or twice in this file:"
+                " remove one)"
+            ) from None

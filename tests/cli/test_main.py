@@ -2,6 +2,7 @@
 no traceback, and creates nothing where nothing should be."""
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -109,6 +110,51 @@ def test_serve_with_an_amount_finer_than_its_asset_creates_nothing(tmp_path: Pat
     result = venue(tmp_path, "serve", "--config", "fine.toml", "--port", "0", "--data-dir", "d")
     failed_in_one_line(result, "fine.toml", "USD amount", "more than 6 decimals")
     assert listing(tmp_path) == ["fine.toml"]
+
+
+def test_serve_and_demo_on_a_file_as_data_dir_say_it_is_not_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_text("not a directory")
+    serve = venue(tmp_path, "serve", "--config", CONFIG, "--port", "0", "--data-dir", "plain")
+    failed_in_one_line(serve, "venue: plain: not a directory")
+    demo = venue(tmp_path, "demo", "--config", CONFIG, "--port", "0", "--data-dir", "plain")
+    failed_in_one_line(demo, "venue: plain: not a directory")
+    assert (tmp_path / "plain").read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("command", ["serve", "verify", "demo"])
+def test_a_duplicate_account_id_is_refused_in_one_line_creating_nothing(
+    tmp_path: Path, command: str
+) -> None:
+    # it used to start with a warning, mm-beta's deposits credited to mm-alpha
+    text = SAMPLE_CONFIG.read_text().replace('id = 2\nname = "mm-beta"', 'id = 1\nname = "mm-beta"')
+    (tmp_path / "dup.toml").write_text(text)
+    port = [] if command == "verify" else ["--port", "0"]
+    result = venue(tmp_path, command, "--config", "dup.toml", *port, "--data-dir", "d")
+    failed_in_one_line(result, "venue: dup.toml", "[[accounts]] id 1", "twice")
+    assert listing(tmp_path) == ["dup.toml"]
+
+
+def test_serve_with_a_duplicate_or_unknown_scoped_key_creates_nothing(tmp_path: Path) -> None:
+    text = SAMPLE_CONFIG.read_text()
+    (tmp_path / "dup.toml").write_text(text.replace('"demo-mm-beta"', '"demo-mm-alpha"', 1))
+    (tmp_path / "scope.toml").write_text(text.replace('["read", "trade"]', '["read", "trades"]'))
+    duplicate = venue(tmp_path, "serve", "--config", "dup.toml", "--port", "0", "--data-dir", "d")
+    failed_in_one_line(duplicate, "venue: dup.toml", "key 'demo-mm-alpha'", "twice")
+    scope = venue(tmp_path, "serve", "--config", "scope.toml", "--port", "0", "--data-dir", "d")
+    failed_in_one_line(scope, "venue: scope.toml", "'trades'")
+    assert listing(tmp_path) == ["dup.toml", "scope.toml"]
+
+
+def test_serve_with_an_issued_key_also_in_the_config_creates_nothing(tmp_path: Path) -> None:
+    """A key in the data dir's api_keys.json that venue.toml also lists: it used to end in a
+    traceback (exit 1), leaving an empty journal behind."""
+    data_dir = tmp_path / "d"
+    data_dir.mkdir()
+    issued = [{"key": "demo-mm-alpha", "secret": "s", "account": 1, "scopes": ["read"]}]
+    (data_dir / "api_keys.json").write_text(json.dumps(issued))
+    result = venue(tmp_path, "serve", "--config", CONFIG, "--port", "0", "--data-dir", "d")
+    failed_in_one_line(result, "api_keys.json", "'demo-mm-alpha'", "duplicate key")
+    assert listing(data_dir) == ["api_keys.json"]
 
 
 def test_serve_on_a_busy_port_creates_nothing(tmp_path: Path) -> None:

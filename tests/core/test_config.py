@@ -126,3 +126,72 @@ def test_a_bill_maturing_more_than_366_days_out_is_an_error(tmp_path: Path) -> N
         "TB-X-USD: matures 367 days after today (UTC), more than the 366 a T-bill may run"
         " (52-week bills run 364 days)"
     )
+
+
+@pytest.mark.parametrize(
+    "key", ["connection_rate_per_s", "connection_burst", "account_rate_per_s", "account_burst"]
+)
+@pytest.mark.parametrize("value", [0, -1])
+def test_a_limit_below_one_is_an_error(tmp_path: Path, key: str, value: int) -> None:
+    # it used to start, and every connection died on its first frame (an assertion)
+    with pytest.raises(config.ConfigError, match=f"limits.{key}"):
+        config.load(write(tmp_path, f"[limits]\n{key} = {value}\n"))
+
+
+SAMPLE_TEXT = (ROOT / "venue.toml").read_text()
+MM_BETA_ID = 'name = "mm-beta"'
+APPLE = 'symbol = "AAPLx-USD"'
+BILL_MATURITY = "maturity = 2027-03-04\n"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "words"),
+    [
+        ("id = 2\n" + MM_BETA_ID, "id = 1\n" + MM_BETA_ID, ["[[accounts]] id 1", "twice"]),
+        ('symbol = "MSFTx-USD"', APPLE, ["[[instruments]] symbol 'AAPLx-USD'", "twice"]),
+        ('code = "MSFTx"', 'code = "AAPLx"', ["[[assets]] code 'AAPLx'", "twice"]),
+        (
+            '[[reserves]]\nasset = "AAPLx"',
+            '[[reserves]]\nasset = "USD"\namount = "1"\n\n[[reserves]]\nasset = "AAPLx"',
+            ["[[reserves]] asset 'USD'", "twice"],
+        ),
+        ('band_pct = "10"', 'band_pct = "0"', ["'AAPLx-USD'", 'band_pct "0"']),
+        ('band_pct = "10"', 'band_pct = "200"', ["'AAPLx-USD'", 'band_pct "200"']),
+        (BILL_MATURITY, "", ["'TB-2027-03-04-USD'", "maturity"]),
+        ("taker_fee_bps = 5", f"taker_fee_bps = 5\n{BILL_MATURITY}", ["'AAPLx-USD'", "maturity"]),
+        ("taker_fee_bps = 5", "taker_fee_bps = -5", ["'AAPLx-USD'", "taker_fee_bps"]),
+        ('base = "AAPLx"', 'base = "USD"', ["'AAPLx-USD'", "base and quote are both USD"]),
+        (APPLE, 'symbol = "AAPLx USD"', ["'AAPLx USD'", "no spaces"]),
+        ("taker_fee_bps = 5", 'taker_fee_bps = 5\nmax_qty = "0"', ["'AAPLx-USD'", 'max_qty "0"']),
+        ("maker_fee_bps = 1", 'maker_fee_bps = 1\nmax_notional = "0.00"', ['max_notional "0']),
+        ("account = 2", "account = 77", ["key 'demo-mm-beta'", "account 77", "[[accounts]]"]),
+        ('key = "demo-mm-beta"', 'key = "demo-mm-alpha"', ["key 'demo-mm-alpha'", "twice"]),
+        (
+            'scopes = ["read", "trade"]',
+            'scopes = ["read", "trades"]',
+            ["'demo-mm-alpha'", "trades"],
+        ),
+        ('scopes = ["read", "trade"]', "scopes = []", ["'demo-mm-alpha'", "scopes []"]),
+        ('name = "mm-alpha"', 'name = "mm\\nalpha"', ["[[accounts]] id 1", "printable"]),
+        ("id = 100", "id = 0", ["[[accounts]] id 0", "above 0"]),
+    ],
+)
+def test_a_config_mistake_is_an_error_at_load_naming_the_entry(
+    tmp_path: Path, old: str, new: str, words: list[str]
+) -> None:
+    """Each of these used to build a venue unlike the file (the second account 1 funded the
+    first; "0" capped nothing; a key of no account), with at most a warning."""
+    assert old in SAMPLE_TEXT
+    path = write(tmp_path, SAMPLE_TEXT.replace(old, new, 1))
+    with pytest.raises(config.ConfigError) as raised:
+        config.load(path)
+    for word in [str(path), *words]:
+        assert word in str(raised.value)
+
+
+def test_deposits_beyond_the_reserves_are_an_error_before_the_build(tmp_path: Path) -> None:
+    text = SAMPLE_TEXT.replace('deposits = { USD = "5000000"', 'deposits = { USD = "50000000"', 1)
+    loaded = config.load(write(tmp_path, text))
+    with pytest.raises(config.ConfigError, match=r"deposit account 1 .*RESERVES_EXCEEDED"):
+        config.setup_commands(loaded, NOW_US)
+    config.setup_commands(loaded, NOW_US, building=False)  # a venue that exists: not rebuilt
