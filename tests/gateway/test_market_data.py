@@ -818,11 +818,9 @@ def test_bill_days_are_calendar_days_to_the_maturity_date() -> None:
     assert on_the_day is None
 
 
-def test_bills_publish_price_per_100_discount_rate_and_investment_yield() -> None:
-    # 91 days to maturity at 98.676708 per 100 (hand computed, Treasury's formulas):
-    # discount (100 - 98.676708) / 100 x 360 / 91 = 5.23499...% -> 5.235
-    # investment (100 - 98.676708) / 98.676708 x 365 / 91 = 5.37889...% -> 5.379
-    bill = make_spec(
+def _bill_91_days() -> Any:
+    """A bill 91 days from maturity at 98.676708 per 100 (the yields' hand-computed case)."""
+    return make_spec(
         symbol="TB-91-USD",
         kind=InstrumentKind.TBILL,
         base="TB-91",
@@ -831,6 +829,13 @@ def test_bills_publish_price_per_100_discount_rate_and_investment_yield() -> Non
         reference_price=98_676_708,
         maturity_us=T0 + 91 * DAY_US + DAY_US // 2,
     )
+
+
+def test_bills_publish_price_per_100_discount_rate_and_investment_yield() -> None:
+    # 91 days to maturity at 98.676708 per 100 (hand computed, Treasury's formulas):
+    # discount (100 - 98.676708) / 100 x 360 / 91 = 5.23499...% -> 5.235
+    # investment (100 - 98.676708) / 98.676708 x 365 / 91 = 5.37889...% -> 5.379
+    bill = _bill_91_days()
     session = Session(bill)
     instrument = Stream(Channel.INSTRUMENTS, bill.symbol)
     ticker = Stream(Channel.TICKER, bill.symbol)
@@ -858,15 +863,7 @@ def test_a_bill_matured_early_publishes_no_yield() -> None:
     # `admin.mature` before the maturity date: the bill is redeemed and cancel_only, and
     # its date still counts 91 days, but a matured bill has no yield (instruments, ticker,
     # and a market data seeded from the venue after a restart alike).
-    bill = make_spec(
-        symbol="TB-91-USD",
-        kind=InstrumentKind.TBILL,
-        base="TB-91",
-        price_decimals=6,
-        qty_decimals=0,
-        reference_price=98_676_708,
-        maturity_us=T0 + 91 * DAY_US + DAY_US // 2,
-    )
+    bill = _bill_91_days()
     session = Session(bill)
     instrument = Stream(Channel.INSTRUMENTS, bill.symbol)
     ticker = Stream(Channel.TICKER, bill.symbol)
@@ -1015,15 +1012,7 @@ def test_updates_are_compact_json_with_the_documented_keys_in_order() -> None:
 
 
 def test_a_bills_instruments_stream_moves_with_the_utc_date_followed_or_not() -> None:
-    bill = make_spec(
-        symbol="TB-91-USD",
-        kind=InstrumentKind.TBILL,
-        base="TB-91",
-        price_decimals=6,
-        qty_decimals=0,
-        reference_price=98_676_708,
-        maturity_us=T0 + 91 * DAY_US + DAY_US // 2,
-    )
+    bill = _bill_91_days()
     session = Session(bill)
     instrument = Stream(Channel.INSTRUMENTS, bill.symbol)
     subscriber = Subscriber(session, [instrument])
