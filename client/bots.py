@@ -34,7 +34,7 @@ from websockets.exceptions import ConnectionClosed
 from cli import progress
 from cli.arguments import decimal_within, float_within, int_within
 from cli.failures import CommandFailed
-from client.sdk import VenueClient, VenueError
+from client.sdk import RequestTimeout, VenueClient, VenueError
 from core import config as venue_config
 from engine.enums import InstrumentKind
 from engine.instrument import BAND_BPS_MAX, InstrumentSpec
@@ -63,8 +63,9 @@ REFUSALS_LOGGED_MAX = 50  # per bot: enough to diagnose a problem, never a flood
 QUOTE_SET_PREFIX = "mm-L"  # quote sets mm-L1..mm-LN: one bid and one ask per symbol each
 BPS = Decimal(10_000)
 URL_DEFAULT = "ws://127.0.0.1:8765/ws/trade"
-# How a lost connection shows: a request that was waiting, or one sent after the end.
-CONNECTION_LOST = (ConnectionError, ConnectionClosed)
+# How a lost connection shows: a request that was waiting, or one sent after the end; or a
+# venue that answers nothing for `request_timeout_s` (the bot ends as if it had gone)
+CONNECTION_LOST = (ConnectionError, ConnectionClosed, RequestTimeout)
 CLOSED_STATUSES = frozenset({"filled", "canceled", "expired", "rejected"})
 
 QuoteLevel = tuple[Decimal | None, Decimal | None]  # a level's bid and ask; None: pulled

@@ -48,7 +48,7 @@ def demo_start_us(config: venue_config.VenueConfig) -> int:
 
 def run(seed: int, orders: int, data_dir: Path, config_path: Path) -> int:
     rng = random.Random(seed)
-    config = venue_config.load(config_path)
+    config = venue_config.load_to_build(config_path)  # the demo builds a venue
     ledger = Ledger()
     staleness = venue_config.reserve_staleness_max_us(config)
     venue = Venue(VenueConfig(reserve_staleness_max_us=staleness), ledger)

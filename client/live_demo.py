@@ -85,7 +85,7 @@ class Tape:
 
 
 async def _demo(config_path: Path, port: int, data_dir: Path, seconds: float) -> int:
-    config = venue_config.load(config_path)
+    config = venue_config.load_to_build(config_path)  # the demo builds a venue
     secrets = {key.key: key.secret for key in config.api_keys}
     references = config_references(config_path)
     kinds = {entry.symbol: entry for entry in config.instruments}

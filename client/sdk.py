@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
 from gateway.market_data import BOOK_DEPTHS, LocalBook
@@ -312,9 +313,18 @@ class VenueClient:
         self._waiting[request_id] = future
         frame = msgspec.json.encode({"id": request_id, "method": method, "params": params or {}})
         try:
+            was_open = self.websocket.state is State.OPEN
             try:
                 await self.websocket.send(frame, text=True)
             except ConnectionClosed as closed:
+                if was_open and method not in QUERY_METHODS:
+                    # closed while sending (its drain): the frame may have left, so a retry
+                    # could do it twice
+                    message = (
+                        f"the connection to {self.url} closed while {method} was being sent:"
+                        f" {UNKNOWN_OUTCOME}"
+                    )
+                    raise ConnectionLost(message, method, sent=True) from closed
                 message = f"{method} not sent: {self._link_state(closed)}"
                 raise ConnectionLost(message, method, sent=False) from closed
             try:

@@ -144,21 +144,40 @@ def load(path: Path) -> VenueConfig:
     return config
 
 
+def load_to_build(path: Path) -> VenueConfig:
+    """`load`, for a venue about to be built from the file (a demo's): its build tables are
+    checked too (`build_problem`), ConfigError naming the file."""
+    config = load(path)
+    found = build_problem(config)
+    if found is not None:
+        raise ConfigError(f"{path}: {found}")
+    return config
+
+
 def problem(config: VenueConfig) -> str | None:
+    """The first mistake in what every start reads (`[[api_keys]]`: a key given twice, an
+    unknown scope), naming the entry; None for a sound config. The tables a venue is built
+    from are checked only when one is (`build_problem`): a venue that exists ignores them."""
+    return _duplicate("api_keys", "key", [entry.key for entry in config.api_keys]) or _first(
+        map(_scopes_problem, config.api_keys)
+    )
+
+
+def build_problem(config: VenueConfig) -> str | None:
     """The first mistake a venue built from `config` would otherwise take as something else
     (a second account 1 funding the first, a key of no account, a cap of "0" read as none),
     naming the table entry and its key; None for a sound config. What depends on the day
     (a bill's term) is `setup_commands`'s to check."""
+    accounts = {account.id for account in config.accounts}
     return (
         _duplicate("assets", "code", [asset.code for asset in config.assets])
         or _duplicate("instruments", "symbol", [entry.symbol for entry in config.instruments])
         or _duplicate("reserves", "asset", [reserve.asset for reserve in config.reserves])
         or _duplicate("accounts", "id", [account.id for account in config.accounts])
-        or _duplicate("api_keys", "key", [entry.key for entry in config.api_keys])
         or _first(map(_asset_problem, config.assets))
         or _first(_instrument_problem(entry, config) for entry in config.instruments)
         or _first(map(_account_problem, config.accounts))
-        or _first(_api_key_problem(entry, config) for entry in config.api_keys)
+        or _first(_key_account_problem(entry, accounts) for entry in config.api_keys)
     )
 
 
@@ -215,15 +234,23 @@ def _account_problem(account: AccountEntry) -> str | None:
     return None
 
 
-def _api_key_problem(entry: ApiKeyEntry, config: VenueConfig) -> str | None:
-    where = f"[[api_keys]] key {entry.key!r}"
+def _scopes_problem(entry: ApiKeyEntry) -> str | None:
     unknown = sorted(set(entry.scopes) - SCOPES)
     if unknown or not entry.scopes:
+        where = f"[[api_keys]] key {entry.key!r}"
         return f"{where}: scopes {list(entry.scopes)}: give some of {sorted(SCOPES)}"
-    if entry.account not in {account.id for account in config.accounts}:
-        # a key of no account logs on and is refused everything; one for an account opened
-        # later (`venue admin open-account`) is issued with `venue admin issue-key`
-        return f"{where}: account {entry.account} is not one of [[accounts]]"
+    return None
+
+
+def _key_account_problem(entry: ApiKeyEntry, accounts: set[int]) -> str | None:
+    """A fresh venue's key of no configured account would log on and be refused everything.
+    (A venue that exists may have opened the account since, with `venue admin open-account`:
+    not checked then.)"""
+    if entry.account not in accounts:
+        return (
+            f"[[api_keys]] key {entry.key!r}: account {entry.account} is not one of [[accounts]]"
+            " (for an account opened later, `venue admin issue-key` issues its key)"
+        )
     return None
 
 
@@ -275,6 +302,10 @@ def setup_commands(config: VenueConfig, now_us: int, *, building: bool = True) -
     asset). With `building` (a venue about to be built from them; a venue that exists does
     not list the config's entries again), also a bill more than a year out from `now_us`, and
     any command a venue built from nothing would refuse (`rehearse`)."""
+    if building:
+        found = build_problem(config)
+        if found is not None:
+            raise ConfigError(found)
     commands = _setup_commands(config, now_us, check_bill_terms=building)
     if building:
         rehearse(config, commands, now_us)

@@ -310,7 +310,10 @@ class VenueCore:
         stops the start with ConfigError before anything is journaled. Only a bill that has
         matured since the config was written is left out (`TOLERATED_REFUSALS`), and said in
         a warning: it would otherwise only be counted in the rejects line."""
-        commands = venue_config.setup_commands(self.config, now_us())
+        try:
+            commands = venue_config.setup_commands(self.config, now_us())
+        except venue_config.ConfigError as invalid:  # the files are ours: give them back
+            await self._refuse(f"config: {invalid}")
         for command in commands:
             executed = self.sequencer.submit(command, origin=None)
             for refused in executed.events:

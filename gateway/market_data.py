@@ -1083,6 +1083,7 @@ class MarketData:
             and market.status is kept.status
             and market.spec == kept.spec
             and (market.spec.kind is not InstrumentKind.TBILL or kept.day == now_us // DAY_US)
+            and not (market.matured and kept.bill_yield is not None)  # (matured: no yield)
         ):
             return  # the usual way out: no tuple built to compare
         inputs = market.instrument_inputs = _reference_inputs(market, now_us)

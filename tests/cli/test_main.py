@@ -65,11 +65,11 @@ def running_venue(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 
 
 @contextlib.contextmanager
-def served(tmp_path: Path, data_dir: Path) -> Iterator[str]:
+def served(tmp_path: Path, data_dir: Path, config: str = CONFIG) -> Iterator[str]:
     """`venue serve` on `data_dir` in its own process, on a free port, till the block ends:
     its trade URL."""
     server = subprocess.Popen(
-        [*SERVE, "--port", "0", "--data-dir", str(data_dir)],
+        [*SERVE[:-1], config, "--port", "0", "--data-dir", str(data_dir)],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -121,17 +121,31 @@ def test_serve_and_demo_on_a_file_as_data_dir_say_it_is_not_a_directory(tmp_path
     assert (tmp_path / "plain").read_text() == "not a directory"
 
 
-@pytest.mark.parametrize("command", ["serve", "verify", "demo"])
+@pytest.mark.parametrize("command", ["serve", "demo", "demo-engine"])
 def test_a_duplicate_account_id_is_refused_in_one_line_creating_nothing(
     tmp_path: Path, command: str
 ) -> None:
     # it used to start with a warning, mm-beta's deposits credited to mm-alpha
     text = SAMPLE_CONFIG.read_text().replace('id = 2\nname = "mm-beta"', 'id = 1\nname = "mm-beta"')
     (tmp_path / "dup.toml").write_text(text)
-    port = [] if command == "verify" else ["--port", "0"]
+    port = [] if command == "demo-engine" else ["--port", "0"]
     result = venue(tmp_path, command, "--config", "dup.toml", *port, "--data-dir", "d")
     failed_in_one_line(result, "venue: dup.toml", "[[accounts]] id 1", "twice")
     assert listing(tmp_path) == ["dup.toml"]
+
+
+def test_a_venue_that_exists_starts_on_a_key_for_an_account_opened_later(tmp_path: Path) -> None:
+    """The build tables are read once, when the venue is built: a key added afterwards for
+    an account the venue opened since (`venue admin open-account`) does not stop a restart,
+    where a fresh build from that file is refused (its key would belong to no account)."""
+    later = '[[api_keys]]\nkey = "later-7"\nsecret = "s7"\naccount = 7\nscopes = ["read"]\n'
+    (tmp_path / "later.toml").write_text(SAMPLE_CONFIG.read_text() + "\n" + later)
+    fresh = venue(tmp_path, "serve", "--config", "later.toml", "--port", "0", "--data-dir", "new")
+    failed_in_one_line(fresh, "venue: later.toml", "account 7 is not one of [[accounts]]")
+    with served(tmp_path, tmp_path / "d"):
+        pass  # built from the file as it was
+    with served(tmp_path, tmp_path / "d", str(tmp_path / "later.toml")) as url:
+        assert url.endswith("/ws/trade")  # restarted on the file with the key added
 
 
 def test_serve_with_a_duplicate_or_unknown_scoped_key_creates_nothing(tmp_path: Path) -> None:

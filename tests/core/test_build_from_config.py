@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from core import config as venue_config
-from core.venue_core import JOURNAL_FILE, VenueCore
+from core.venue_core import JOURNAL_FILE, RecoveryRefused, VenueCore
 from tests.core.test_bus import Recorder
 from tests.sample_config import SAMPLE_CONFIG
 
@@ -33,7 +33,8 @@ def test_a_refused_config_entry_stops_the_start_and_journals_nothing(tmp_path: P
     first, *others = config.accounts
     again = msgspec.structs.replace(first, name="again", deposits={})  # the same account id
     config = msgspec.structs.replace(config, accounts=(first, again, *others))
-    with pytest.raises(venue_config.ConfigError, match=f"open_account account {first.id}"):
+    # refused with the data directory given back (its lock and store closed)
+    with pytest.raises(RecoveryRefused, match=rf"config: \[\[accounts\]\] id {first.id} "):
         start_and_stop(config, tmp_path)
     journal = tmp_path / JOURNAL_FILE
     assert not journal.exists() or journal.stat().st_size == 0

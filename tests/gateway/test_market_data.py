@@ -890,6 +890,21 @@ def test_a_bill_matured_early_publishes_no_yield() -> None:
             assert body["data"]["yield"] is None, stream.name
 
 
+def test_a_delisted_bill_matured_early_publishes_no_yield_either() -> None:
+    # a delisted bill's maturing changes no status: the yield alone tells the update apart
+    bill = _bill_91_days()
+    session = Session(bill)
+    instrument = Stream(Channel.INSTRUMENTS, bill.symbol)
+    subscriber = Subscriber(session, [instrument])
+    delist = SetInstrumentStatus(symbol=bill.symbol, status=InstrumentStatus.DELISTED)
+    subscriber.receive(session.turn([delist]))
+    assert subscriber.last[instrument]["yield"]["days_to_maturity"] == 91
+    subscriber.receive(session.turn([MatureInstrument(symbol=bill.symbol)]))
+    assert subscriber.last[instrument]["yield"] is None
+    body = orjson.loads(session.md.snapshot(instrument, session.now).payload)
+    assert body["data"]["yield"] is None
+
+
 def test_instruments_follow_the_reference_price_band_and_caps() -> None:
     session = Session(make_spec())
     stream = Stream(Channel.INSTRUMENTS, SYMBOL)
