@@ -527,8 +527,8 @@ class Dispatcher:
         account, quote set, symbols or None for all), so it can neither amend that quote
         (its order id is not known yet) nor place a second. It waits for the place, and
         every later frame of its connection waits behind it (`_hold_frame`), so the
-        connection's requests are still handled, and answered, in the order they came.
-        `resume_held` serves it once the place is back."""
+        connection's requests are still handled in the order they came, none decided on
+        what a later one did. `resume_held` serves it once the place is back."""
         self.held[session] = (request, scope, serve)
         session.held = deque()
         session.held_bytes = 0
