@@ -149,11 +149,9 @@ def test_over_a_lagging_replica_a_requote_builds_on_the_amends_in_flight_until_a
     assert embedded.in_flight == {}
 
 
-def test_over_a_lagging_replica_fills_count_and_a_refusal_or_a_close_ends_the_trust() -> None:
-    """The size sent was what had traded plus the display: a fill the replica learns of
-    meanwhile shows in the next requote's comparison. An owed amend refused at the core
-    leaves its price unknown: the next requote amends, not skips. A quote that closes owes
-    nothing any more."""
+def _a_quoted_bid_over_a_lagging_replica() -> tuple[Any, PlacedOrders, Any]:
+    """A venue whose one quote (order 1) is a bid at 9,990 for 1,000, its `PlacedOrders` as
+    a cluster's gateway keeps it, and the bid's slot."""
     from types import SimpleNamespace
 
     from tests.engine.conftest import SYMBOL as LISTED
@@ -164,7 +162,15 @@ def test_over_a_lagging_replica_fills_count_and_a_refusal_or_a_close_ends_the_tr
     reads = cast(ReadSide, SimpleNamespace(orders=harness.venue.orders))
     placed = PlacedOrders(reads, replica_lags=True)
     placed.adopt_quotes()
-    bid = (ACCOUNT, "q", LISTED, Side.BUY)
+    return harness, placed, (ACCOUNT, "q", LISTED, Side.BUY)
+
+
+def test_over_a_lagging_replica_fills_count_and_a_refusal_or_a_close_ends_the_trust() -> None:
+    """The size sent was what had traded plus the display: a fill the replica learns of
+    meanwhile shows in the next requote's comparison. An owed amend refused at the core
+    leaves its price unknown: the next requote amends, not skips. A quote that closes owes
+    nothing any more."""
+    harness, placed, bid = _a_quoted_bid_over_a_lagging_replica()
     first, second = object(), object()
     sent = AmendOrder(ts_us=5, account=ACCOUNT, order_id=1, price=9_990, qty=1_200)
     placed.sent([sent], first)
@@ -187,17 +193,7 @@ def test_over_a_lagging_replica_a_quote_whose_cancel_is_owed_is_requoted_by_a_pl
     the quote, but the core will not have it, so the requote places a new one rather than
     amend a canceled order (refused). A pull again has nothing to do; an earlier amend
     refused meanwhile does not bring the canceled quote back; a mass cancel skips it."""
-    from types import SimpleNamespace
-
-    from tests.engine.conftest import SYMBOL as LISTED
-    from tests.engine.conftest import Harness
-
-    harness = Harness()
-    harness.place(ACCOUNT, Side.BUY, 9_990, 1_000, post_only=True, quote_set="q")  # order 1
-    reads = cast(ReadSide, SimpleNamespace(orders=harness.venue.orders))
-    placed = PlacedOrders(reads, replica_lags=True)
-    placed.adopt_quotes()
-    bid = (ACCOUNT, "q", LISTED, Side.BUY)
+    _, placed, bid = _a_quoted_bid_over_a_lagging_replica()
     earlier, pull = object(), object()
     amend = AmendOrder(ts_us=5, account=ACCOUNT, order_id=1, price=9_980, qty=1_000)
     placed.sent([amend], earlier)
