@@ -307,7 +307,8 @@ class VenueCore:
     async def _build_from_config(self) -> None:
         """A fresh venue: the config's setup, each command as the venue answers it. The
         setup is rehearsed first (`setup_commands`): a config the venue would refuse any of
-        stops the start with ConfigError before anything is journaled. Only a bill that has
+        stops the start (`RecoveryRefused`, the files given back) before anything is
+        journaled. Only a bill that has
         matured since the config was written is left out (`TOLERATED_REFUSALS`), and said in
         a warning: it would otherwise only be counted in the rejects line."""
         try:
