@@ -17,6 +17,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -230,6 +231,7 @@ class VenueClient:
         self._account_followed = False  # subscribed to the private stream (resume() again)
         self._book_depths: dict[str, int] = {}
         self._resuming: asyncio.Task[None] | None = None
+        self._resyncing: set[asyncio.Task[Any]] = set()  # books subscribed again after a gap
 
     async def connect(self) -> "VenueClient":
         self._closing = False
@@ -481,7 +483,8 @@ class VenueClient:
         That is every push: the private stream (`ch: "account"`: the snapshot, then `exec`,
         `balance`, `settlement`, ...), each public channel followed (book messages too, once
         applied to `books`), `session` pushes, a response whose request nobody awaits, and
-        the client's own notices `{"ch": "client", "type": "error" | "gave_up", ...}`.
+        the client's own notices `{"ch": "client", "type": "error" | "gave_up" |
+        "book_resync_failed", ...}`.
         Raises `TimeoutError` when nothing arrives within `timeout_s`. At most
         `PUSH_QUEUE_MAX` wait; past that the oldest are dropped.
         """
@@ -541,13 +544,29 @@ class VenueClient:
             sync = self.books[message["sym"]].apply(message)
             if sync.resync:
                 self.resyncs += 1
-                symbol = message["sym"]
-                asyncio.get_running_loop().create_task(
-                    self.subscribe_book(symbol, self._book_depths[symbol])
-                )
+                self._resync_book(message["sym"])
         if channel == "account" and "seq" in message:
             self.account_seq = max(self.account_seq, message["seq"])
         self._queue(message)
+
+    def _resync_book(self, symbol: str) -> None:
+        """Subscribe the book again after a gap, in the background; if that fails (the
+        connection closed meanwhile, a timeout), a client notice says so, `book_resync_failed`
+        (a resume subscribes the books again)."""
+        task = asyncio.get_running_loop().create_task(
+            self.subscribe_book(symbol, self._book_depths[symbol])
+        )
+        self._resyncing.add(task)
+        task.add_done_callback(partial(self._resynced, symbol))
+
+    def _resynced(self, symbol: str, task: "asyncio.Task[Any]") -> None:
+        self._resyncing.discard(task)
+        if task.cancelled():
+            return
+        failure = task.exception()  # retrieved: never "Task exception was never retrieved"
+        if failure is not None:
+            notice = {"type": "book_resync_failed", "sym": symbol, "error": repr(failure)}
+            self._queue({"ch": "client", **notice})
 
     def _queue(self, message: dict[str, Any]) -> None:
         if self.pushes.full():

@@ -192,6 +192,49 @@ def test_a_request_on_a_closed_connection_raises_connection_lost(run_venue: Any)
     run_venue(scenario)
 
 
+def test_a_book_resync_that_fails_is_a_client_notice(run_venue: Any) -> None:
+    """A gap in a book's stream subscribes it again in the background; when that cannot be
+    sent (the connection closed meanwhile), a client notice says so (it used to end in an
+    unretrieved task exception, printed at exit)."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.subscribe_book(SYMBOL)
+        book = alpha.books[SYMBOL]
+        for _ in range(50):  # bounded: the snapshot comes right after the answer
+            if book.synced:
+                break
+            await asyncio.sleep(0.01)
+        assert book.synced
+        session = next(s for s in venue.server.sessions.values() if s.account == 1)
+        session.websocket.close(1001, "going away")
+        assert alpha.websocket is not None
+        await asyncio.wait_for(alpha.websocket.wait_closed(), 5)
+        gap = {
+            "ch": "book",
+            "sym": SYMBOL,
+            "depth": book.depth,
+            "type": "update",
+            "epoch": book.epoch,
+            "seq": book.seq + 2,
+            "prev_seq": book.seq + 1,  # one update missed
+            "data": {"bids": [], "asks": [], "checksum": 0},
+        }
+        alpha._on_message(gap)
+        assert alpha.resyncs == 1
+        notices = []
+        for _ in range(20):  # bounded: the resubscribe fails at once on a closed connection
+            message = await alpha.next_push(timeout_s=1.0)
+            if message.get("ch") == "client":
+                notices.append(message)
+                break
+        assert notices and notices[0]["type"] == "book_resync_failed", notices
+        assert notices[0]["sym"] == SYMBOL and "ConnectionLost" in notices[0]["error"]
+        assert not alpha._resyncing
+
+    run_venue(scenario)
+
+
 def test_a_request_after_the_client_gave_up_says_so(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         alpha = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
