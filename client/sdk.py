@@ -173,10 +173,12 @@ class ConnectionLost(ConnectionError):
     reopening the connection or gave up."""
 
     def __init__(self, message: str, method: str, sent: bool) -> None:
+        self.outcome_unknown = sent and method not in QUERY_METHODS
+        if self.outcome_unknown:
+            message += f": {UNKNOWN_OUTCOME}"
         super().__init__(message)
         self.method = method
         self.sent = sent
-        self.outcome_unknown = sent and method not in QUERY_METHODS
 
 
 class RequestTimeout(TimeoutError):
@@ -319,13 +321,8 @@ class VenueClient:
             try:
                 await self.websocket.send(frame, text=True)
             except ConnectionClosed as closed:
-                if was_open and method not in QUERY_METHODS:
-                    # closed while sending (its drain): the frame may have left, so a retry
-                    # could do it twice
-                    message = (
-                        f"the connection to {self.url} closed while {method} was being sent:"
-                        f" {UNKNOWN_OUTCOME}"
-                    )
+                if was_open:  # closed while sending (its drain): the frame may have left
+                    message = f"the connection to {self.url} closed while {method} was being sent"
                     raise ConnectionLost(message, method, sent=True) from closed
                 message = f"{method} not sent: {self._link_state(closed)}"
                 raise ConnectionLost(message, method, sent=False) from closed
@@ -333,8 +330,6 @@ class VenueClient:
                 return await future
             except ConnectionLost as lost:
                 message = f"the connection to {self.url} closed before the answer to {method}"
-                if method not in QUERY_METHODS:
-                    message += f": {UNKNOWN_OUTCOME}"
                 raise ConnectionLost(message, method, sent=True) from lost
         finally:  # answered, failed or given up on: nothing is left waiting for it
             self._waiting.pop(request_id, None)
@@ -512,7 +507,8 @@ class VenueClient:
         finally:
             for future in self._waiting.values():
                 if not future.done():
-                    future.set_exception(ConnectionLost("the connection closed", "", sent=True))
+                    # a signal to `_request`, which words it for its request
+                    future.set_exception(ConnectionLost("the connection closed", "", sent=False))
             self._waiting.clear()
             if self.auto_resume and not self._closing:
                 self._resuming = asyncio.get_running_loop().create_task(self._resume_with_backoff())

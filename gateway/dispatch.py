@@ -218,14 +218,10 @@ class Dispatcher:
             handler = self._handlers.get(request.method) or Dispatcher._admin
             try:
                 handler(self, session, request, t_in)
-            except AuthError as denied:
-                self._reply_error(session, request, denied.code, denied.message)
             except AssertionError:
                 raise  # a broken invariant: crash loudly, recover by replay
-            except Exception:  # a bug in a handler: the client learns the outcome is unknown
-                log.exception("request %r failed", request.method)
-                body = wire.error(request.id, E.INTERNAL, "internal error: query the outcome")
-                self._send_behind(session, body)
+            except Exception as failure:
+                self._handler_failed(session, request, failure)
         except AssertionError:
             raise  # a broken invariant: crash loudly, recover by replay
         except Exception:  # a bug outside any handler: the answer says the outcome is unknown
@@ -429,7 +425,7 @@ class Dispatcher:
         (`wire.plain_quote_units`, `PlacedOrders.amends`): about half the bytecodes of the
         general planning, `_requote_each`, which serves anything else (and words any
         error) with nothing done here. Over a cluster's bus, one that touches a quote whose
-        place is in flight waits for it (`PlacedOrders.wait_turn`); `in_turn`: its turn."""
+        place is in flight waits for it (`hold`); `in_turn`: served after waiting."""
         key = session.key
         if key is None or "trade" not in key.scopes:  # `_key`, `require_scope`: every requote's
             key = _key(session)  # they word the refusal
@@ -579,14 +575,20 @@ class Dispatcher:
         """`serve` a request that waited, answering its failures as `on_frame` does."""
         try:
             serve()
-        except AuthError as denied:  # its key revoked while it waited
-            self._reply_error(session, request, denied.code, denied.message)
         except AssertionError:
             raise  # a broken invariant: crash loudly, recover by replay
-        except Exception:
-            log.exception("request %r failed", request.method)
-            body = wire.error(request.id, E.INTERNAL, "internal error: query the outcome")
-            self._send_behind(session, body)
+        except Exception as failure:  # (an AuthError: its key revoked while it waited)
+            self._handler_failed(session, request, failure)
+
+    def _handler_failed(self, session: Session, request: wire.Request, failure: Exception) -> None:
+        """A handler raised (called in its `except`): a refusal is answered as such; anything
+        else is a bug, logged, and the client learns the outcome is unknown."""
+        if isinstance(failure, AuthError):
+            self._reply_error(session, request, failure.code, failure.message)
+            return
+        log.exception("request %r failed", request.method)
+        body = wire.error(request.id, E.INTERNAL, "internal error: query the outcome")
+        self._send_behind(session, body)
 
     def forget_held(self, session: Session) -> None:
         """The connection closed: what it held is never served."""

@@ -177,7 +177,7 @@ class PlacedOrders:
         command: Any
         for command in commands:
             kind = type(command)
-            if kind is AmendOrder or kind is CancelOrder:
+            if kind in _OWED_KINDS:
                 owed = in_flight.get(command.order_id)
                 if owed is None:
                     in_flight[command.order_id] = [command, deque((origin,))]
