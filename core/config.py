@@ -23,7 +23,7 @@ from engine.commands import (
 )
 from engine.enums import InstrumentKind
 from engine.events import CommandRejected
-from engine.instrument import BAND_BPS_MAX, FEE_BPS_MAX, InstrumentSpec, is_name
+from engine.instrument import BAND_BPS_MAX, FEE_BPS_MAX, InstrumentSpec, case_twin, is_name
 from engine.reasons import ErrorCode
 from engine.units import parse_units
 from engine.venue import Venue
@@ -171,6 +171,7 @@ def build_problem(config: VenueConfig) -> str | None:
     accounts = {account.id for account in config.accounts}
     return (
         _duplicate("assets", "code", [asset.code for asset in config.assets])
+        or _case_twins([asset.code for asset in config.assets])
         or _duplicate("instruments", "symbol", [entry.symbol for entry in config.instruments])
         or _duplicate("reserves", "asset", [reserve.asset for reserve in config.reserves])
         or _duplicate("accounts", "id", [account.id for account in config.accounts])
@@ -193,6 +194,19 @@ def _duplicate(table: str, key: str, values: list[Any]) -> str | None:
         if value in seen:
             return f"[[{table}]] {key} {value!r} is given twice: each {key} once"
         seen.add(value)
+    return None
+
+
+def _case_twins(codes: list[str]) -> str | None:
+    """Two asset codes that differ only by case ("USD", "usd"): two assets that users could
+    not tell apart (`admin.list_asset` refuses the second too)."""
+    for index, code in enumerate(codes):
+        twin = case_twin(code, codes[:index])
+        if twin is not None:
+            return (
+                f"[[assets]] code {code!r} differs from {twin!r} only by case: two assets users"
+                " could not tell apart; give each asset a code of its own"
+            )
     return None
 
 

@@ -10,6 +10,7 @@ Every amount of a sound spec is at most `UNITS_MAX`, whatever path lists it (as 
 and its maturity a positive int64 (T-bills) or 0.
 """
 
+from collections.abc import Iterable
 from math import gcd
 
 import msgspec
@@ -28,6 +29,14 @@ def is_name(text: str) -> bool:
     the same in every error, log line and terminal, and "AAPLx-USD " or one with a newline
     cannot list a market that looks like another."""
     return text.isascii() and text.isprintable() and " " not in text
+
+
+def case_twin(name: str, names: Iterable[str]) -> str | None:
+    """The one of `names` that differs from `name` only by case ("USD" for "usd"), or None:
+    two such assets read alike to a user ("100 usd"), so a new one is refused where it
+    enters (the config, `admin.list_asset`). `name` itself is not its own twin."""
+    folded = name.casefold()
+    return next((other for other in names if other != name and other.casefold() == folded), None)
 
 
 class InstrumentSpec(msgspec.Struct, frozen=True, gc=False):

@@ -53,7 +53,7 @@ from engine.enums import (
     TimeInForce,
 )
 from engine.events import CommandRejected
-from engine.instrument import FEE_BPS_MAX, SYMBOL_LENGTH_MAX, InstrumentSpec
+from engine.instrument import FEE_BPS_MAX, SYMBOL_LENGTH_MAX, InstrumentSpec, case_twin
 from engine.reasons import ErrorCode
 from engine.units import SCALE_MAX, PrecisionError, format_units, parse_units
 from engine.venue import CL_ORD_ID_LENGTH_MAX, TAG_LENGTH_MAX
@@ -1276,6 +1276,15 @@ def _set_reference(
 
 def _list_asset(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
     assert isinstance(p, ListAssetParams)
+    # Checked here, as the config checks it, not in the engine: a journal that listed such a
+    # pair before the check existed must replay as it was accepted.
+    twin = case_twin(p.code, scales)
+    if twin is not None:
+        raise _Refusal(
+            E.ASSET_EXISTS,
+            f"asset {twin} exists: {p.code} differs from it only by case, and users could not"
+            " tell the two apart",
+        )
     return ListAsset(ts_us=ts_us, code=p.code, scale=p.scale)
 
 

@@ -151,6 +151,11 @@ BILL_MATURITY = "maturity = 2027-03-04\n"
         ('symbol = "MSFTx-USD"', APPLE, ["[[instruments]] symbol 'AAPLx-USD'", "twice"]),
         ('code = "MSFTx"', 'code = "AAPLx"', ["[[assets]] code 'AAPLx'", "twice"]),
         (
+            'code = "MSFTx"',
+            'code = "MSFTx"\nscale = 6\n\n[[assets]]\ncode = "usd"',
+            ["[[assets]] code 'usd'", "'USD'", "only by case"],
+        ),
+        (
             '[[reserves]]\nasset = "AAPLx"',
             '[[reserves]]\nasset = "USD"\namount = "1"\n\n[[reserves]]\nasset = "AAPLx"',
             ["[[reserves]] asset 'USD'", "twice"],

@@ -743,6 +743,24 @@ def test_admin_amounts_need_known_assets_and_their_precision() -> None:
     assert nowhere.code is E.UNKNOWN_SYMBOL
 
 
+def test_an_asset_code_differing_from_a_listed_one_only_by_case_is_refused() -> None:
+    """The finding: `venue admin list-asset usd` listed a second asset beside USD, one that
+    users could not tell apart from it. Refused where the code enters (the engine still
+    takes it: a journal written before the check replays the same)."""
+    for code, twin in (("usd", "USD"), ("aaplX", "AAPLx"), ("tb-2027-03-04", "TB-2027-03-04")):
+        refusal = convert("admin.list_asset", {"code": code, "scale": 6})
+        assert isinstance(refusal, WireError), code
+        assert refusal.code is E.ASSET_EXISTS
+        assert refusal.message == (
+            f"asset {twin} exists: {code} differs from it only by case, and users could not"
+            " tell the two apart"
+        )
+    # the very code listed again is the engine's ASSET_EXISTS, as before
+    assert convert("admin.list_asset", {"code": "USD", "scale": 6}) == ListAsset(
+        code="USD", scale=6
+    )
+
+
 def test_list_instrument_matches_the_config_loader() -> None:
     params = {
         "symbol": "TB-2027-03-04-USD",
