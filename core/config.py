@@ -23,7 +23,14 @@ from engine.commands import (
 )
 from engine.enums import InstrumentKind
 from engine.events import CommandRejected
-from engine.instrument import BAND_BPS_MAX, FEE_BPS_MAX, InstrumentSpec, case_twin, is_name
+from engine.instrument import (
+    BAND_BPS_MAX,
+    FEE_BPS_MAX,
+    InstrumentSpec,
+    bill_price_problem,
+    case_twin,
+    is_name,
+)
 from engine.reasons import ErrorCode
 from engine.units import parse_units
 from engine.venue import Venue
@@ -235,8 +242,8 @@ def _instrument_problem(entry: InstrumentEntry, config: VenueConfig) -> str | No
         return f"{where}: {str(error).removeprefix(f'{entry.symbol}: ')}"
     if not 0 < spec.price_band_bps <= BAND_BPS_MAX:
         return f'{where}: band_pct "{entry.band_pct}" must be above 0 and at most 100'
-    found = spec.problem()
-    return None if found is None else f"{where}: {found}"
+    found = spec.problem() or bill_price_problem(spec, spec.reference_price)
+    return None if found is None else f"{where}: {found.removeprefix(f'{entry.symbol} ')}"
 
 
 def _account_problem(account: AccountEntry) -> str | None:

@@ -104,13 +104,36 @@ def test_an_instrument_needs_its_assets(tmp_path: Path) -> None:
         config.setup_commands(config.load(write(tmp_path, text)), NOW_US)
 
 
-def bill_config(maturity: str) -> str:
+def bill_config(maturity: str, price: str = "96.000000") -> str:
     return (
         '[[assets]]\ncode = "USD"\nscale = 2\n[[assets]]\ncode = "TB-X"\nscale = 0\n'
         '[[instruments]]\nsymbol = "TB-X-USD"\nkind = "tbill"\nbase = "TB-X"\nquote = "USD"\n'
         'tick = "0.000001"\nstep = "100"\nmin_qty = "100"\nmin_notional = "50"\n'
-        f'band_pct = "1"\nreference_price = "96.000000"\nmaturity = {maturity}\n'
+        f'band_pct = "1"\nreference_price = "{price}"\nmaturity = {maturity}\n'
     )
+
+
+@pytest.mark.parametrize(
+    ("price", "words"),
+    [
+        ("100.000001", "above par (100.000000 per 100 of face)"),
+        ("250", "above par"),
+        ("49.999999", "below 50.000000 per 100 of face"),
+        ("9.867671", "below 50.000000"),
+    ],
+)
+def test_a_bill_price_that_cannot_be_right_is_an_error(
+    tmp_path: Path, price: str, words: str
+) -> None:
+    """The finding: a bill listed at 250 per 100 of face (or 9.867671, a slipped point)
+    started. The venue does not start on it, naming the entry."""
+    path = write(tmp_path, bill_config("2027-03-04", price))
+    with pytest.raises(config.ConfigError) as raised:
+        config.load_to_build(path)
+    assert "[[instruments]] 'TB-X-USD': reference_price" in str(raised.value)
+    assert words in str(raised.value)
+    for fine in ("100", "50", "99.5"):
+        config.load_to_build(write(tmp_path, bill_config("2027-03-04", fine)))
 
 
 def test_a_bill_maturing_more_than_366_days_out_is_an_error(tmp_path: Path) -> None:
