@@ -180,6 +180,12 @@ def test_a_matured_bill_cannot_trade_again(custodied: Custodied) -> None:
     custodied.ok(AdvanceClock(), ts=MATURITY_US)
     reopen = SetInstrumentStatus(symbol=BILL, status=InstrumentStatus.OPEN)
     assert custodied.refused(reopen) is ErrorCode.INSTRUMENT_MATURED
+    refusal = custodied.do(reopen)[0]
+    assert isinstance(refusal, CommandRejected)
+    assert refusal.detail == (
+        f"{BILL} has matured (its holders were paid par) and never trades again: its status"
+        " may be halted, cancel_only or delisted, not open"
+    )
     custodied.ok(SetInstrumentStatus(symbol=BILL, status=InstrumentStatus.DELISTED))
 
 
