@@ -43,8 +43,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         title="admin commands", dest="admin_command", metavar="COMMAND", required=True
     )
 
-    def command(name: str, method: str, build: Build, text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, parents=[common], help=text, description=text)
+    def command(
+        name: str, method: str, build: Build, text: str, description: str | None = None
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            parents=[common],
+            help=text,
+            description=description or text,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         sub.set_defaults(admin_method=method, admin_params=build)
         return sub
 
@@ -76,18 +84,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     mature.add_argument("symbol")
 
-    status = command("set-status", "admin.set_status", _set_status, "open, halt or delist")
+    status = command(
+        "set-status",
+        "admin.set_status",
+        _set_status,
+        "set a market's trading status: open, halted, cancel_only, post_only or delisted",
+        _SET_STATUS_TEXT,
+    )
     status.add_argument("symbol")
-    status.add_argument("status", choices=[s.value for s in InstrumentStatus])
+    statuses = [s.value for s in InstrumentStatus]
+    status.add_argument("status", choices=statuses, metavar="STATUS", help="one of those above")
 
     reference = command(
         "set-reference-price", "admin.set_reference_price", _reference, "move the price band"
     )
     reference.add_argument("symbol")
-    reference.add_argument("price")
+    reference.add_argument(
+        "price", help="the band's new centre; a T-bill's per 100 of face, 50-100"
+    )
 
     asset = command("list-asset", "admin.list_asset", _asset, "list an asset")
-    asset.add_argument("code")
+    asset.add_argument(
+        "code", help="e.g. GOOGx; not one that differs from a listed code only by case"
+    )
     asset.add_argument("scale", type=int, help="decimals of its smallest unit")
 
     attest = command("attest-reserves", "admin.attest_reserves", _attest, "record reserves")
@@ -193,6 +212,22 @@ def _why(error: BaseException) -> str:
         return f"no response within {REQUEST_TIMEOUT_S:g} s"
     return str(error) or type(error).__name__
 
+
+# What each status allows, as the engine applies it (docs/protocol.md §9.2), and what the
+# refusals of a change mean (§10).
+_SET_STATUS_TEXT = """\
+set a market's trading status (STATUS):
+
+  open         orders, amends and cancels
+  halted       no new orders or amends (INSTRUMENT_HALTED); cancels
+               allowed, resting orders stay: a pause
+  cancel_only  only cancels (CANCEL_ONLY)
+  post_only    only post-only orders, and amends may not cross (POST_ONLY_MODE)
+  delisted     final: every open order is canceled; no status can be set again
+
+A refusal exits 1 and changes nothing: UNKNOWN_SYMBOL (not listed),
+INSTRUMENT_DELISTED (delisted before, which is final), INSTRUMENT_MATURED (a
+matured T-bill never trades again: only halted, cancel_only or delisted)."""
 
 # ----------------------------------------------------------------- params of each command
 

@@ -23,7 +23,14 @@ from engine.commands import (
 )
 from engine.enums import InstrumentKind
 from engine.events import CommandRejected
-from engine.instrument import BAND_BPS_MAX, FEE_BPS_MAX, InstrumentSpec, is_name
+from engine.instrument import (
+    BAND_BPS_MAX,
+    FEE_BPS_MAX,
+    InstrumentSpec,
+    bill_price_problem,
+    case_twin,
+    is_name,
+)
 from engine.reasons import ErrorCode
 from engine.units import parse_units
 from engine.venue import Venue
@@ -171,6 +178,7 @@ def build_problem(config: VenueConfig) -> str | None:
     accounts = {account.id for account in config.accounts}
     return (
         _duplicate("assets", "code", [asset.code for asset in config.assets])
+        or _case_twins([asset.code for asset in config.assets])
         or _duplicate("instruments", "symbol", [entry.symbol for entry in config.instruments])
         or _duplicate("reserves", "asset", [reserve.asset for reserve in config.reserves])
         or _duplicate("accounts", "id", [account.id for account in config.accounts])
@@ -193,6 +201,19 @@ def _duplicate(table: str, key: str, values: list[Any]) -> str | None:
         if value in seen:
             return f"[[{table}]] {key} {value!r} is given twice: each {key} once"
         seen.add(value)
+    return None
+
+
+def _case_twins(codes: list[str]) -> str | None:
+    """Two asset codes that differ only by case ("USD", "usd"): two assets that users could
+    not tell apart (`admin.list_asset` refuses the second too)."""
+    for index, code in enumerate(codes):
+        twin = case_twin(code, codes[:index])
+        if twin is not None:
+            return (
+                f"[[assets]] code {code!r} differs from {twin!r} only by case: two assets users"
+                " could not tell apart; give each asset a code of its own"
+            )
     return None
 
 
@@ -221,8 +242,8 @@ def _instrument_problem(entry: InstrumentEntry, config: VenueConfig) -> str | No
         return f"{where}: {str(error).removeprefix(f'{entry.symbol}: ')}"
     if not 0 < spec.price_band_bps <= BAND_BPS_MAX:
         return f'{where}: band_pct "{entry.band_pct}" must be above 0 and at most 100'
-    found = spec.problem()
-    return None if found is None else f"{where}: {found}"
+    found = spec.problem() or bill_price_problem(spec, spec.reference_price)
+    return None if found is None else f"{where}: {found.removeprefix(f'{entry.symbol} ')}"
 
 
 def _account_problem(account: AccountEntry) -> str | None:
@@ -301,20 +322,106 @@ def setup_commands(config: VenueConfig, now_us: int, *, building: bool = True) -
     ConfigError for what no venue could take (an unknown asset, an amount finer than its
     asset). With `building` (a venue about to be built from them; a venue that exists does
     not list the config's entries again), also a bill more than a year out from `now_us`, and
-    any command a venue built from nothing would refuse (`rehearse`)."""
+    any command a venue built from nothing would refuse (`rehearse`); and the bills matured by
+    `now_us` are left out, with what goes with them (`matured_bills`)."""
     if building:
         found = build_problem(config)
         if found is not None:
             raise ConfigError(found)
     commands = _setup_commands(config, now_us, check_bill_terms=building)
     if building:
+        commands = _without(commands, matured_bills(config, now_us))
         rehearse(config, commands, now_us)
     return commands
 
 
-# The one refusal of a setup command a fresh venue takes, with a warning: a bill that has
-# matured since the config was written (the config was right, and has aged). Every other
-# refusal is a mistake in the config, and the venue does not start on it.
+class LeftOut(msgspec.Struct, frozen=True):
+    """A T-bill of the config that matured before the build, left out of it, and what goes
+    with it: its token, unless an instrument built names it (`kept_by`), with the token's
+    reserves and the deposits of it."""
+
+    symbol: str
+    maturity: datetime.date
+    asset: str  # its token
+    reserves: bool  # the token's [[reserves]] entry is left out with it
+    deposit_accounts: tuple[int, ...]  # the accounts whose deposits of the token are left out
+    kept_by: str | None = None  # an instrument built that names the token: it stays
+
+    def detail(self) -> str:
+        """The warning's words: what matured, and what the venue starts without."""
+        said = (
+            f"{self.symbol} matured on {self.maturity.isoformat()} (00:00 UTC), before this"
+            " build: it would never trade."
+        )
+        if self.kept_by is not None:
+            return (
+                f"{said} Left out alone: its asset {self.asset} stays, as {self.kept_by} names it"
+            )
+        with_it = [f"its asset {self.asset}"]
+        if self.reserves:
+            with_it.append("that asset's [[reserves]]")
+        if self.deposit_accounts:
+            plural = "s" if len(self.deposit_accounts) > 1 else ""
+            accounts = ", ".join(map(str, self.deposit_accounts))
+            with_it.append(f"its deposits to account{plural} {accounts}")
+        *first, last = with_it
+        return f"{said} Left out with it: {', '.join(first) + ' and ' if first else ''}{last}"
+
+
+def matured_bills(config: VenueConfig, now_us: int) -> list[LeftOut]:
+    """The config's T-bills that have matured by `now_us`, which a build leaves out (the
+    engine would refuse their listing, MATURITY_PASSED: the config was right, and has aged),
+    each with what goes with it, so that the venue starts like the file without the bill: a
+    bill's token would otherwise be listed, attested and minted with no market to trade it
+    and no maturity to redeem it. The token stays when another instrument names it."""
+    matured = [
+        entry
+        for entry in config.instruments
+        if entry.maturity is not None and _maturity_us(entry.maturity) <= now_us
+    ]
+    gone = {entry.symbol for entry in matured}
+    left_out = []
+    for bill in matured:
+        assert bill.maturity is not None
+        kept_by = next(
+            (
+                entry.symbol
+                for entry in config.instruments
+                if entry.symbol not in gone and bill.base in (entry.base, entry.quote)
+            ),
+            None,
+        )
+        if kept_by is not None:
+            left_out.append(LeftOut(bill.symbol, bill.maturity, bill.base, False, (), kept_by))
+            continue
+        reserves = any(reserve.asset == bill.base for reserve in config.reserves)
+        accounts = tuple(a.id for a in config.accounts if bill.base in a.deposits)
+        left_out.append(LeftOut(bill.symbol, bill.maturity, bill.base, reserves, accounts))
+    return left_out
+
+
+def _without(commands: list[Command], left_out: list[LeftOut]) -> list[Command]:
+    """`commands` without those of the bills left out and of the assets that go with them.
+    (Every entry was converted first: a mistake in a left-out one still stops the start.)"""
+    symbols = {left.symbol for left in left_out}
+    assets = {left.asset for left in left_out if left.kept_by is None}
+
+    def kept(command: Command) -> bool:
+        if isinstance(command, ListInstrument):
+            return command.spec.symbol not in symbols
+        if isinstance(command, ListAsset):
+            return command.code not in assets
+        if isinstance(command, AttestReserves | Deposit):
+            return command.asset not in assets
+        return True
+
+    return [command for command in commands if kept(command)]
+
+
+# The one refusal of a setup command a fresh venue takes, with a warning: a bill that matured
+# between `setup_commands` (which leaves out every bill matured by then, `matured_bills`) and
+# its listing's execution a moment later, at midnight UTC. Every other refusal is a mistake in
+# the config, and the venue does not start on it.
 TOLERATED_REFUSALS = frozenset({ErrorCode.MATURITY_PASSED})
 
 

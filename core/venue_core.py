@@ -308,13 +308,19 @@ class VenueCore:
         """A fresh venue: the config's setup, each command as the venue answers it. The
         setup is rehearsed first (`setup_commands`): a config the venue would refuse any of
         stops the start (`RecoveryRefused`, the files given back) before anything is
-        journaled. Only a bill that has
-        matured since the config was written is left out (`TOLERATED_REFUSALS`), and said in
-        a warning: it would otherwise only be counted in the rejects line."""
+        journaled. Only a bill that has matured since the config was written is left out,
+        with its token, the token's reserves and deposits unless another instrument names
+        the token (`matured_bills`), and said in a warning for each bill; one maturing
+        between then and its listing is refused (`TOLERATED_REFUSALS`) and said likewise."""
+        now = now_us()
         try:
-            commands = venue_config.setup_commands(self.config, now_us())
+            commands = venue_config.setup_commands(self.config, now)
         except venue_config.ConfigError as invalid:  # the files are ours: give them back
             await self._refuse(f"config: {invalid}")
+        for left in venue_config.matured_bills(self.config, now):
+            fields = {"command": "list_instrument", "reason": ErrorCode.MATURITY_PASSED.name}
+            fields |= {"symbol": left.symbol, "detail": left.detail()}
+            log.warning("config entry refused", extra=fields)
         for command in commands:
             executed = self.sequencer.submit(command, origin=None)
             for refused in executed.events:

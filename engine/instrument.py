@@ -10,12 +10,14 @@ Every amount of a sound spec is at most `UNITS_MAX`, whatever path lists it (as 
 and its maturity a positive int64 (T-bills) or 0.
 """
 
+from collections.abc import Iterable
 from math import gcd
 
 import msgspec
 
 from engine.enums import InstrumentKind
-from engine.units import INT64_MAX, SCALE_MAX, UNITS_MAX
+from engine.units import INT64_MAX, SCALE_MAX, UNITS_MAX, format_units
+from settlement import tbill
 
 SYMBOL_LENGTH_MAX = 32  # long enough for "AAPLx-USD" or "TB-2027-03-04-USD", short for logs
 FEE_BPS_MAX = 1_000  # 10%: anything above is a configuration mistake
@@ -28,6 +30,14 @@ def is_name(text: str) -> bool:
     the same in every error, log line and terminal, and "AAPLx-USD " or one with a newline
     cannot list a market that looks like another."""
     return text.isascii() and text.isprintable() and " " not in text
+
+
+def case_twin(name: str, names: Iterable[str]) -> str | None:
+    """The one of `names` that differs from `name` only by case ("USD" for "usd"), or None:
+    two such assets read alike to a user ("100 usd"), so a new one is refused where it
+    enters (the config, `admin.list_asset`). `name` itself is not its own twin."""
+    folded = name.casefold()
+    return next((other for other in names if other != name and other.casefold() == folded), None)
 
 
 class InstrumentSpec(msgspec.Struct, frozen=True, gc=False):
@@ -112,6 +122,33 @@ class InstrumentSpec(msgspec.Struct, frozen=True, gc=False):
         """The decimals at which price units x qty units is the exact notional."""
         per_decimals = 2 if self.kind is InstrumentKind.TBILL else 0  # per 100 face
         return self.price_decimals + self.qty_decimals + per_decimals
+
+
+def bill_price_problem(spec: InstrumentSpec, price: int) -> str | None:
+    """Why `price` (units at the spec's price decimals, per 100 face) cannot be this T-bill's
+    reference price, or None (always for an equity): above par, where a bill sold at a
+    discount and paid par at maturity would have negative rates, or below
+    `tbill.PRICE_MIN`, a mistyped price. Checked where a price enters (the config,
+    `admin.list_instrument`, `admin.set_reference_price`), not in the engine: a journal
+    that set such a price before the check existed must replay as it was accepted."""
+    if spec.kind is not InstrumentKind.TBILL:
+        return None
+    low, high = tbill.price_range_units(spec.price_decimals)
+    decimals = spec.price_decimals
+    said = f"{spec.symbol} reference_price {format_units(price, decimals)}"
+    if price > high:
+        return (
+            f"{said} is above par ({format_units(high, decimals)} per 100 of face): a T-bill"
+            " is sold at a discount and pays par at maturity; above par its rates would be"
+            " negative"
+        )
+    if price < low:
+        return (
+            f"{said} is below {format_units(low, decimals)} per 100 of face, where a bill would"
+            " yield over 80% a year however long it runs: a mistyped price (a misplaced"
+            " decimal point?)"
+        )
+    return None
 
 
 def band_limits(reference_price: int, band_bps: int, tick: int) -> tuple[int, int]:

@@ -60,6 +60,9 @@ class ErrorCode(IntEnum):
     INSTRUMENT_NOT_HALTED = 6005  # appended: a split needs its markets halted or cancel-only
     MATURITY_PASSED = 6006  # appended: listing a T-bill whose maturity is not in the future
     INSTRUMENT_MATURED = 6007  # appended: the T-bill has matured (redeemed, never trading again)
+    # appended: a T-bill's reference price above par or below `tbill.PRICE_MIN` per 100 face;
+    # refused where the price enters (the config, admin.*), never by the engine
+    BILL_PRICE_OUT_OF_RANGE = 6008
     # 7xxx ledger (appended: the protocol's own list has no ledger range yet)
     UNKNOWN_ASSET = 7000
     UNKNOWN_ACCOUNT = 7001
@@ -167,6 +170,8 @@ SET_STATUS_PRECEDENCE: tuple[ErrorCode, ...] = (
     E.INSTRUMENT_MATURED,
 )
 
+# On the wire, BILL_PRICE_OUT_OF_RANGE comes between UNKNOWN_SYMBOL and INSTRUMENT_DELISTED:
+# checked as the price enters (`engine.instrument.bill_price_problem`), not here.
 SET_REFERENCE_PRICE_PRECEDENCE: tuple[ErrorCode, ...] = (
     E.BAD_PARAM,
     E.UNKNOWN_SYMBOL,

@@ -1492,12 +1492,16 @@ class Venue:
 
     def _set_status(self, cmd: SetInstrumentStatus, events: list[Event]) -> None:
         if not isinstance(cmd.status, InstrumentStatus):
-            return self._reject(events, cmd, "set_instrument_status", E.BAD_PARAM, "bad status")
+            detail = f"status {cmd.status!r} is not one of {', '.join(InstrumentStatus)}"
+            return self._reject(events, cmd, "set_instrument_status", E.BAD_PARAM, detail)
         market = self._operable_market(cmd, "set_instrument_status", events)
         if market is None:
             return None
         if market.matured and cmd.status in TRADING_STATUSES:
-            detail = f"{market.symbol} has matured"
+            detail = (
+                f"{market.symbol} has matured (its holders were paid par) and never trades"
+                f" again: its status may be halted, cancel_only or delisted, not {cmd.status}"
+            )
             return self._reject(events, cmd, "set_instrument_status", E.INSTRUMENT_MATURED, detail)
         market.status = cmd.status
         events.append(InstrumentStatusChanged(cmd.ts_us, market.symbol, cmd.status))
@@ -1548,9 +1552,10 @@ class Venue:
         """The listed, not delisted market the operator command names, or a rejection."""
         market = self.markets.get(cmd.symbol)
         if market is None:
-            self._reject(events, cmd, name, E.UNKNOWN_SYMBOL, cmd.symbol)
+            self._reject(events, cmd, name, E.UNKNOWN_SYMBOL, f"{cmd.symbol} is not listed")
         elif market.status is InstrumentStatus.DELISTED:
-            self._reject(events, cmd, name, E.INSTRUMENT_DELISTED, cmd.symbol)
+            detail = f"{cmd.symbol} is delisted, which is final: nothing about it changes any more"
+            self._reject(events, cmd, name, E.INSTRUMENT_DELISTED, detail)
             market = None
         return market
 

@@ -657,7 +657,7 @@ class Dispatcher:
             request, self.specs, self.scales, account, order_symbol=symbol, ts_us=self.stamp_us()
         )
         if isinstance(command, wire.WireError):  # may hang on state (an unknown symbol)
-            self._defer_error(session, request, command.code, command.message)
+            self._defer_error(session, request, command.code, command.message, command.data)
             return None
         return command
 

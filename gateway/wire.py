@@ -53,7 +53,13 @@ from engine.enums import (
     TimeInForce,
 )
 from engine.events import CommandRejected
-from engine.instrument import FEE_BPS_MAX, SYMBOL_LENGTH_MAX, InstrumentSpec
+from engine.instrument import (
+    FEE_BPS_MAX,
+    SYMBOL_LENGTH_MAX,
+    InstrumentSpec,
+    bill_price_problem,
+    case_twin,
+)
 from engine.reasons import ErrorCode
 from engine.units import SCALE_MAX, PrecisionError, format_units, parse_units
 from engine.venue import CL_ORD_ID_LENGTH_MAX, TAG_LENGTH_MAX
@@ -562,11 +568,13 @@ class Request(msgspec.Struct, frozen=True):
 
 
 class WireError(msgspec.Struct, frozen=True):
-    """Why a request cannot be served: the error response's id (None if unknown), code, msg."""
+    """Why a request cannot be served: the error response's id (None if unknown), code, msg,
+    and for a refusal on the numbers (a bill's price out of range) the error's `data`."""
 
     id: int | str | None
     code: ErrorCode
     message: str
+    data: Any = None
 
 
 class _Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -999,10 +1007,11 @@ COMMAND_METHODS = frozenset(
 
 
 class _Refusal(Exception):
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, data: Any = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.data = data  # the numbers that explain it, as a business error's `data`
 
 
 def units(text: str, scale: int, field: str) -> int | WireError:
@@ -1071,7 +1080,7 @@ def to_command(
         request.params, specs, asset_scales, account, order_symbol=order_symbol, ts_us=ts_us
     )
     if isinstance(command, WireError):
-        return WireError(request.id, command.code, command.message)
+        return WireError(request.id, command.code, command.message, command.data)
     return command
 
 
@@ -1091,7 +1100,7 @@ def params_to_command(
     try:
         return convert(params, specs, asset_scales, account, order_symbol, ts_us)
     except _Refusal as refusal:
-        return WireError(None, refusal.code, refusal.message)
+        return WireError(None, refusal.code, refusal.message, refusal.data)
 
 
 Specs = Mapping[str, InstrumentSpec]
@@ -1233,6 +1242,8 @@ def _list_instrument(
         max_qty=_cap(p.max_qty, qty_decimals, "max_qty"),
         max_notional=_cap(p.max_notional, quote_decimals, "max_notional"),
     )
+    if spec.problem() is None:  # an unsound spec: the engine's BAD_PARAM says what is wrong
+        _check_bill_price(spec, spec.reference_price)
     return ListInstrument(ts_us=ts_us, spec=spec)
 
 
@@ -1269,13 +1280,38 @@ def _set_reference(
 ) -> Command:
     assert isinstance(p, SetReferencePriceParams)
     spec = _spec(specs, p.symbol)
-    return SetReferencePrice(
-        ts_us=ts_us, symbol=p.symbol, price=_positive(p.price, spec.price_decimals, "price")
-    )
+    price = _positive(p.price, spec.price_decimals, "price")
+    _check_bill_price(spec, price)
+    return SetReferencePrice(ts_us=ts_us, symbol=p.symbol, price=price)
+
+
+def _check_bill_price(spec: InstrumentSpec, price: int) -> None:
+    """A T-bill's reference price must be a bill's price (`bill_price_problem`): checked
+    here, as the config checks it, not in the engine (a journal that set such a price before
+    the check existed must replay as it was accepted)."""
+    problem = bill_price_problem(spec, price)
+    if problem is not None:
+        low, high = tbill.price_range_units(spec.price_decimals)
+        decimals = spec.price_decimals
+        data = {
+            "reference_price": format_units(price, decimals),
+            "min_price": format_units(low, decimals),
+            "max_price": format_units(high, decimals),
+        }
+        raise _Refusal(E.BILL_PRICE_OUT_OF_RANGE, problem, data)
 
 
 def _list_asset(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
     assert isinstance(p, ListAssetParams)
+    # Checked here, as the config checks it, not in the engine: a journal that listed such a
+    # pair before the check existed must replay as it was accepted.
+    twin = case_twin(p.code, scales)
+    if twin is not None:
+        raise _Refusal(
+            E.ASSET_EXISTS,
+            f"asset {twin} exists: {p.code} differs from it only by case, and users could not"
+            " tell the two apart",
+        )
     return ListAsset(ts_us=ts_us, code=p.code, scale=p.scale)
 
 
@@ -1526,4 +1562,4 @@ def rejection_data(rejected: CommandRejected) -> dict[str, Any] | None:
 
 def error_of(wire_error: WireError) -> bytes:
     """The error response for a request that failed decoding or conversion."""
-    return error(wire_error.id, wire_error.code, wire_error.message)
+    return error(wire_error.id, wire_error.code, wire_error.message, wire_error.data)

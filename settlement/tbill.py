@@ -1,8 +1,8 @@
 """Exact T-bill arithmetic: price, bank discount rate, investment rate, days and par proceeds.
 
-Owns Treasury's formulas for bills quoted per 100 of face value and the longest term a bill
-is listed with (`listing_term_problem`: checked by the config and `admin.list_instrument`); the
-ledger books the cash.
+Owns Treasury's formulas for bills quoted per 100 of face value, the longest term a bill
+is listed with (`listing_term_problem`: checked by the config and `admin.list_instrument`) and
+the range of a sane reference price (`price_range_units`); the ledger books the cash.
 Prices are exact `Fraction`s per 100 face, or engine units at 6 decimals (98.676708 ->
 98_676_708). Rates are exact `Fraction`s (0.05235) or integer percent units at `decimals`
 (default 3: 5.235% -> 5_235). Every rounding is half up (toward +infinity) to the stated
@@ -21,6 +21,10 @@ PAR_PRICE = 100  # Treasury quotes bills per 100 of face value
 PRICE_DECIMALS = 6  # Treasury publishes bill prices to 6 decimals per 100 face
 PRICE_UNITS_PER_WHOLE = 10**PRICE_DECIMALS
 PAR_PRICE_UNITS = PAR_PRICE * PRICE_UNITS_PER_WHOLE  # 100.000000 -> 100_000_000
+# The lowest price per 100 face a bill's reference price may have: there even a 52-week bill
+# would yield over 80% a year (a discount rate near 50%); Treasury's bill rates have never
+# passed 17%. Below it is a mistyped price (9.867671 for 98.67671), not a bill's.
+PRICE_MIN = 50
 RATE_DECIMALS = 3  # Treasury announces bill rates in percent to 3 decimals (5.235%)
 RATE_DECIMALS_MAX = 12  # far finer than any quote; keeps the long-form square root small
 DISCOUNT_YEAR_DAYS = 360  # the bank discount rate counts a 360-day year
@@ -184,6 +188,14 @@ def listing_term_problem(listed_us: int, maturity_us: int) -> str | None:
         f"matures {days} days after today (UTC), more than the {DAYS_TO_MATURITY_MAX} a T-bill"
         " may run (52-week bills run 364 days)"
     )
+
+
+def price_range_units(price_decimals: int) -> tuple[int, int]:
+    """The lowest and highest price a bill's reference price may have (`PRICE_MIN`, par), in
+    units at `price_decimals` per 100 face: checked by the config, `admin.list_instrument`
+    and `admin.set_reference_price` (`engine.instrument.bill_price_problem`)."""
+    unit: int = 10**price_decimals
+    return PRICE_MIN * unit, PAR_PRICE * unit
 
 
 def year_days_after_issue(issue_date: date) -> int:

@@ -205,6 +205,29 @@ def test_open_account_issue_key_and_log_on_with_it(
     assert asyncio.run(asyncio.wait_for(log_on(), TEST_TIMEOUT_S))["account"] == 200
 
 
+def test_set_status_help_names_every_status_and_what_it_allows() -> None:
+    """The finding: `venue admin set-status` was "open, halt or delist", with halted,
+    cancel_only and post_only unexplained and nothing said of delisting being final."""
+    parser = argparse.ArgumentParser(prog="venue admin")
+    admin_cli.add_arguments(parser)
+    overview = parser.format_help()
+    assert "open, halt or delist" not in overview
+    assert "open, halted, cancel_only, post_only or delisted" in " ".join(overview.split())
+    subcommands = next(
+        action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+    )
+    text = subcommands.choices["set-status"].format_help()
+    for line in (
+        "open         orders, amends and cancels",
+        "halted       no new orders or amends (INSTRUMENT_HALTED); cancels",
+        "cancel_only  only cancels (CANCEL_ONLY)",
+        "post_only    only post-only orders, and amends may not cross (POST_ONLY_MODE)",
+        "delisted     final: every open order is canceled; no status can be set again",
+    ):
+        assert line in text, text
+    assert "A refusal exits 1 and changes nothing" in " ".join(text.split())
+
+
 def test_an_error_response_exits_1(
     venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -54,7 +54,14 @@ def test_a_bill_matured_since_the_config_was_written_is_left_out_with_a_warning(
     refusals = [r for r in caplog.records if r.getMessage() == "config entry refused"]
     assert len(refusals) == 1
     assert refusals[0].reason == "MATURITY_PASSED"  # type: ignore[attr-defined]
-    assert bill.symbol in refusals[0].detail  # type: ignore[attr-defined]
+    detail = refusals[0].detail  # type: ignore[attr-defined]
+    assert bill.symbol in detail
     assert bill.symbol not in core.venue.markets
     assert all(e.symbol in core.venue.markets for e in instruments if e is not matured)
     assert {a.id for a in config.accounts} <= set(core.ledger.participants)
+    # The finding: its token was listed, attested and minted all the same (no market, no
+    # maturity to redeem it). It goes with the bill, and the warning says so.
+    assert f"its asset {bill.base}, that asset's [[reserves]] and its deposits to" in detail
+    assert bill.base not in core.ledger.assets
+    assert bill.base not in core.ledger.attestations
+    assert all(asset != bill.base for _, asset in core.ledger.balances)

@@ -12,6 +12,7 @@ from settlement.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW_US = 1_798_761_600_000_000  # 2027-01-01
+HOUR_US = 3_600_000_000
 
 
 def test_the_sample_config_builds_a_venue_without_refusals() -> None:
@@ -104,13 +105,36 @@ def test_an_instrument_needs_its_assets(tmp_path: Path) -> None:
         config.setup_commands(config.load(write(tmp_path, text)), NOW_US)
 
 
-def bill_config(maturity: str) -> str:
+def bill_config(maturity: str, price: str = "96.000000") -> str:
     return (
         '[[assets]]\ncode = "USD"\nscale = 2\n[[assets]]\ncode = "TB-X"\nscale = 0\n'
         '[[instruments]]\nsymbol = "TB-X-USD"\nkind = "tbill"\nbase = "TB-X"\nquote = "USD"\n'
         'tick = "0.000001"\nstep = "100"\nmin_qty = "100"\nmin_notional = "50"\n'
-        f'band_pct = "1"\nreference_price = "96.000000"\nmaturity = {maturity}\n'
+        f'band_pct = "1"\nreference_price = "{price}"\nmaturity = {maturity}\n'
     )
+
+
+@pytest.mark.parametrize(
+    ("price", "words"),
+    [
+        ("100.000001", "above par (100.000000 per 100 of face)"),
+        ("250", "above par"),
+        ("49.999999", "below 50.000000 per 100 of face"),
+        ("9.867671", "below 50.000000"),
+    ],
+)
+def test_a_bill_price_that_cannot_be_right_is_an_error(
+    tmp_path: Path, price: str, words: str
+) -> None:
+    """The finding: a bill listed at 250 per 100 of face (or 9.867671, a slipped point)
+    started. The venue does not start on it, naming the entry."""
+    path = write(tmp_path, bill_config("2027-03-04", price))
+    with pytest.raises(config.ConfigError) as raised:
+        config.load_to_build(path)
+    assert "[[instruments]] 'TB-X-USD': reference_price" in str(raised.value)
+    assert words in str(raised.value)
+    for fine in ("100", "50", "99.5"):
+        config.load_to_build(write(tmp_path, bill_config("2027-03-04", fine)))
 
 
 def test_a_bill_maturing_more_than_366_days_out_is_an_error(tmp_path: Path) -> None:
@@ -150,6 +174,11 @@ BILL_MATURITY = "maturity = 2027-03-04\n"
         ("id = 2\n" + MM_BETA_ID, "id = 1\n" + MM_BETA_ID, ["[[accounts]] id 1", "twice"]),
         ('symbol = "MSFTx-USD"', APPLE, ["[[instruments]] symbol 'AAPLx-USD'", "twice"]),
         ('code = "MSFTx"', 'code = "AAPLx"', ["[[assets]] code 'AAPLx'", "twice"]),
+        (
+            'code = "MSFTx"',
+            'code = "MSFTx"\nscale = 6\n\n[[assets]]\ncode = "usd"',
+            ["[[assets]] code 'usd'", "'USD'", "only by case"],
+        ),
         (
             '[[reserves]]\nasset = "AAPLx"',
             '[[reserves]]\nasset = "USD"\namount = "1"\n\n[[reserves]]\nasset = "AAPLx"',
@@ -204,3 +233,61 @@ def test_deposits_beyond_the_reserves_are_an_error_before_the_build(tmp_path: Pa
     with pytest.raises(config.ConfigError, match=r"deposit account 1 .*RESERVES_EXCEEDED"):
         config.setup_commands(loaded, NOW_US)
     config.setup_commands(loaded, NOW_US, building=False)  # a venue that exists: not rebuilt
+
+
+def test_a_matured_bill_is_left_out_with_its_asset_reserves_and_deposits() -> None:
+    """The finding: a bill matured since the config was written was left out of the build
+    (its listing refused, MATURITY_PASSED), but its token was still listed, attested and
+    minted to the accounts: tokens of no market, that no maturity would ever redeem. The
+    venue now starts like the file without that bill: its token goes with it."""
+    loaded = config.load(ROOT / "venue.toml")
+    bill = next(e for e in loaded.instruments if e.symbol == "TB-2027-03-04-USD")
+    after = 1_804_118_400_000_000  # 2027-03-04 00:00 UTC: matured
+    left = config.matured_bills(loaded, after)
+    assert left == [
+        config.LeftOut(
+            symbol=bill.symbol,
+            maturity=bill.maturity,
+            asset=bill.base,
+            reserves=True,
+            deposit_accounts=(1, 2, 3, 4),
+        )
+    ]
+    assert left[0].detail() == (
+        "TB-2027-03-04-USD matured on 2027-03-04 (00:00 UTC), before this build: it would"
+        " never trade. Left out with it: its asset TB-2027-03-04, that asset's [[reserves]]"
+        " and its deposits to accounts 1, 2, 3, 4"
+    )
+    commands = config.setup_commands(loaded, after)
+    named = {getattr(c, "asset", None) or getattr(c, "code", None) for c in commands}
+    assert bill.base not in named
+    assert bill.symbol not in {c.spec.symbol for c in commands if hasattr(c, "spec")}
+    everything = config.setup_commands(loaded, NOW_US)
+    assert len(everything) - len(commands) == 1 + 1 + 1 + 4  # listing, asset, reserves, deposits
+    venue = Venue(VenueConfig(reserve_staleness_max_us=HOUR_US), Ledger())
+    for command in commands:
+        events = venue.execute(msgspec.structs.replace(command, ts_us=after))
+        assert not any(isinstance(e, CommandRejected) for e in events), (command, events)
+    assert venue.ledger is not None and bill.base not in venue.ledger.assets
+    assert "TB-2027-08-26-USD" in venue.markets  # the other bill has not matured
+    assert config.matured_bills(loaded, after - 1) == []
+
+
+def test_a_matured_bill_leaves_its_asset_when_another_instrument_names_it(
+    tmp_path: Path,
+) -> None:
+    text = bill_config("2027-03-04") + (
+        '[[assets]]\ncode = "X"\nscale = 2\n'
+        '[[instruments]]\nsymbol = "X-TB"\nkind = "equity"\nbase = "X"\nquote = "TB-X"\n'
+        'tick = "1"\nstep = "1"\nmin_qty = "1"\nmin_notional = "1"\nband_pct = "5"\n'
+        'reference_price = "10"\n'
+        '[[reserves]]\nasset = "TB-X"\namount = "1000"\n'
+    )
+    loaded = config.load(write(tmp_path, text))
+    after = 1_804_118_400_000_000
+    (left,) = config.matured_bills(loaded, after)
+    assert (left.kept_by, left.reserves, left.deposit_accounts) == ("X-TB", False, ())
+    assert left.detail().endswith("Left out alone: its asset TB-X stays, as X-TB names it")
+    commands = config.setup_commands(loaded, after)
+    assert [c.code for c in commands if hasattr(c, "code")] == ["USD", "TB-X", "X"]
+    assert [c.spec.symbol for c in commands if hasattr(c, "spec")] == ["X-TB"]

@@ -687,17 +687,19 @@ class ReferenceVenue:
     def _operable(self, cmd: Any, name: str) -> Market | None:
         market = self.markets.get(cmd.symbol)
         if market is None:
-            self._reject(cmd, name, E.UNKNOWN_SYMBOL, cmd.symbol)
+            self._reject(cmd, name, E.UNKNOWN_SYMBOL, f"{cmd.symbol} is not listed")
             return None
         if market["status"] == InstrumentStatus.DELISTED:
-            self._reject(cmd, name, E.INSTRUMENT_DELISTED, cmd.symbol)
+            detail = f"{cmd.symbol} is delisted, which is final: nothing about it changes any more"
+            self._reject(cmd, name, E.INSTRUMENT_DELISTED, detail)
             return None
         return market
 
     def _set_status(self, cmd: SetInstrumentStatus) -> None:
         name = "set_instrument_status"
         if cmd.status not in list(InstrumentStatus):
-            return self._reject(cmd, name, E.BAD_PARAM, "bad status")
+            detail = f"status {cmd.status!r} is not one of {', '.join(InstrumentStatus)}"
+            return self._reject(cmd, name, E.BAD_PARAM, detail)
         market = self._operable(cmd, name)
         if market is None:
             return None

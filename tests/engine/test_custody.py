@@ -16,6 +16,7 @@ from engine.commands import (
     PlaceOrder,
     RequestWithdrawal,
     SetInstrumentStatus,
+    SetReferencePrice,
     VoidWithdrawal,
 )
 from engine.custody import AS_OF_AHEAD_MAX_US
@@ -179,6 +180,12 @@ def test_a_matured_bill_cannot_trade_again(custodied: Custodied) -> None:
     custodied.ok(AdvanceClock(), ts=MATURITY_US)
     reopen = SetInstrumentStatus(symbol=BILL, status=InstrumentStatus.OPEN)
     assert custodied.refused(reopen) is ErrorCode.INSTRUMENT_MATURED
+    refusal = custodied.do(reopen)[0]
+    assert isinstance(refusal, CommandRejected)
+    assert refusal.detail == (
+        f"{BILL} has matured (its holders were paid par) and never trades again: its status"
+        " may be halted, cancel_only or delisted, not open"
+    )
     custodied.ok(SetInstrumentStatus(symbol=BILL, status=InstrumentStatus.DELISTED))
 
 
@@ -225,6 +232,16 @@ def test_the_engine_replays_a_bill_listed_more_than_366_days_out(custodied: Cust
     day_us = 24 * HOUR_US
     custodied.ok(ListInstrument(spec=bill_spec(400 * day_us)), ts=day_us // 2)
     assert BILL in custodied.venue.markets
+
+
+def test_the_engine_replays_a_bill_reference_price_above_par(custodied: Custodied) -> None:
+    """The edges refuse a bill's reference price above par or below 50 per 100 of face
+    (BILL_PRICE_OUT_OF_RANGE: tests/gateway/test_wire.py, tests/core/test_config.py). The
+    engine does not: a journal that set one before that check existed must replay as it was
+    accepted."""
+    list_bill(custodied)
+    custodied.ok(SetReferencePrice(symbol=BILL, price=100_500_000))
+    assert custodied.venue.markets[BILL].reference_price == 100_500_000
 
 
 def test_a_matured_bill_takes_no_more_reserves_or_mints(custodied: Custodied) -> None:

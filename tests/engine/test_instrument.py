@@ -5,7 +5,7 @@ from fractions import Fraction
 import pytest
 
 from engine.enums import InstrumentKind
-from engine.instrument import band_limits
+from engine.instrument import band_limits, case_twin
 from tests.engine.conftest import make_spec
 
 
@@ -61,3 +61,10 @@ def test_band_limits_round_inward_onto_ticks() -> None:
     # 10% of 10,003 is 1,000.3: high floors to 11,003 -> 11,000 on a 5-tick; low ceils.
     assert band_limits(10_003, 1_000, 5) == (9_005, 11_000)
     assert band_limits(100, 10_000, 1) == (1, 200)  # never below one tick
+
+
+def test_a_case_twin_differs_only_by_case() -> None:
+    assert case_twin("usd", ["AAPLx", "USD"]) == "USD"
+    assert case_twin("AAPLX", ["AAPLx"]) == "AAPLx"
+    assert case_twin("USD", ["USD"]) is None  # the very code is not its own twin
+    assert case_twin("USDC", ["USD"]) is None

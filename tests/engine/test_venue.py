@@ -353,6 +353,30 @@ def test_statuses(harness: Harness) -> None:
     assert rejection(events) is ErrorCode.INSTRUMENT_DELISTED
 
 
+def test_a_refused_status_change_says_why_in_words(harness: Harness) -> None:
+    """The finding: a refused `admin.set_status` said only the symbol ("NOPE-USD"), or "bad
+    status": the operator could not tell a typo from a delisted market."""
+
+    def said(symbol: str, status: object) -> tuple[ErrorCode, str]:
+        events = harness.do(SetInstrumentStatus(symbol=symbol, status=status))  # type: ignore[arg-type]
+        assert len(events) == 1 and isinstance(events[0], CommandRejected), events
+        return events[0].reason, events[0].detail
+
+    assert said(SYMBOL, "closed") == (
+        ErrorCode.BAD_PARAM,
+        "status 'closed' is not one of open, halted, cancel_only, post_only, delisted",
+    )
+    assert said("NOPE-USD", InstrumentStatus.HALTED) == (
+        ErrorCode.UNKNOWN_SYMBOL,
+        "NOPE-USD is not listed",
+    )
+    harness.do(SetInstrumentStatus(symbol=SYMBOL, status=InstrumentStatus.DELISTED))
+    assert said(SYMBOL, InstrumentStatus.OPEN) == (
+        ErrorCode.INSTRUMENT_DELISTED,
+        f"{SYMBOL} is delisted, which is final: nothing about it changes any more",
+    )
+
+
 def test_reference_price_follows_trades_and_operators(harness: Harness) -> None:
     harness.place(1, SELL, 10_500, 100)
     harness.place(2, BUY, 10_500, 100)

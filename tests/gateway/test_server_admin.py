@@ -288,6 +288,34 @@ def test_a_new_reference_price_moves_the_price_band(run_venue: Any) -> None:
     run_venue(scenario)
 
 
+def test_an_asset_case_twin_and_an_absurd_bill_price_are_refused_changing_nothing(
+    run_venue: Any,
+) -> None:
+    """Two of a tester's findings, as an operator meets them: `list-asset usd` beside USD,
+    and a bill's reference price of 101 (above par) or 9.867671 (a slipped point)."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        before = ledger_view(venue)
+        twin = await admin.request_raw("admin.list_asset", {"code": "usd", "scale": 6})
+        assert twin["error"]["name"] == "ASSET_EXISTS"
+        assert twin["error"]["msg"].startswith("asset USD exists: usd differs from it only by")
+        bill = sample_bill("TB-2027-03-04-USD")
+        reference = venue.server.reads.markets[bill].reference_price
+        for price, words in (("101", "above par"), ("9.867671", "below 50.000000")):
+            params = {"symbol": bill, "price": price}
+            response = await admin.request_raw("admin.set_reference_price", params)
+            assert response["error"]["name"] == "BILL_PRICE_OUT_OF_RANGE", response
+            assert words in response["error"]["msg"]
+            assert response["error"]["data"]["max_price"] == "100.000000"
+        assert venue.server.reads.markets[bill].reference_price == reference
+        assert ledger_view(venue) == before
+        params = {"symbol": bill, "price": "99.5"}
+        assert "seq" in await admin.request("admin.set_reference_price", params)
+
+    run_venue(scenario)
+
+
 # ----------------------------------------------------------------- keys and scopes
 
 

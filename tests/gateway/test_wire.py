@@ -37,6 +37,7 @@ from engine.enums import (
 )
 from engine.events import CommandRejected, OrderAccepted
 from engine.reasons import ErrorCode
+from engine.units import format_units, parse_units
 from engine.venue import Venue
 from gateway import wire
 from gateway.wire import Request, WireError
@@ -46,6 +47,15 @@ from tests.engine.conftest import SYMBOL, make_spec
 E = ErrorCode
 SPECS = {SYMBOL: make_spec()}  # prices at 2 decimals, quantities and cash at 6
 SCALES = {"USD": 6, "AAPLx": 6, "TB-2027-03-04": 0}
+BILL_SPEC = make_spec(
+    symbol="TB-2027-03-04-USD",
+    kind=InstrumentKind.TBILL,
+    base="TB-2027-03-04",
+    price_decimals=6,
+    qty_decimals=0,
+    reference_price=98_676_708,
+    maturity_us=1_804_118_400_000_000,
+)
 SIG = "ab" * 32
 
 # One valid request per method: the smallest params it accepts.
@@ -743,6 +753,24 @@ def test_admin_amounts_need_known_assets_and_their_precision() -> None:
     assert nowhere.code is E.UNKNOWN_SYMBOL
 
 
+def test_an_asset_code_differing_from_a_listed_one_only_by_case_is_refused() -> None:
+    """The finding: `venue admin list-asset usd` listed a second asset beside USD, one that
+    users could not tell apart from it. Refused where the code enters (the engine still
+    takes it: a journal written before the check replays the same)."""
+    for code, twin in (("usd", "USD"), ("aaplX", "AAPLx"), ("tb-2027-03-04", "TB-2027-03-04")):
+        refusal = convert("admin.list_asset", {"code": code, "scale": 6})
+        assert isinstance(refusal, WireError), code
+        assert refusal.code is E.ASSET_EXISTS
+        assert refusal.message == (
+            f"asset {twin} exists: {code} differs from it only by case, and users could not"
+            " tell the two apart"
+        )
+    # the very code listed again is the engine's ASSET_EXISTS, as before
+    assert convert("admin.list_asset", {"code": "USD", "scale": 6}) == ListAsset(
+        code="USD", scale=6
+    )
+
+
 def test_list_instrument_matches_the_config_loader() -> None:
     params = {
         "symbol": "TB-2027-03-04-USD",
@@ -776,6 +804,68 @@ def test_list_instrument_matches_the_config_loader() -> None:
         E.BAD_PRECISION
     )
     assert convert("admin.list_instrument", params | {"base": "TB-X"}).code is E.UNKNOWN_ASSET
+
+
+BILL_LISTING = {
+    "symbol": "TB-2027-03-04-USD",
+    "kind": "tbill",
+    "base": "TB-2027-03-04",
+    "quote": "USD",
+    "tick": "0.000001",
+    "step": "1",
+    "min_qty": "100",
+    "min_notional": "100",
+    "band_pct": "1",
+    "reference_price": "98.676708",
+    "maturity": "2027-03-04",
+}
+
+
+@pytest.mark.parametrize(
+    ("price", "words"),
+    [
+        ("100.000001", "above par (100.000000 per 100 of face)"),
+        ("150", "above par"),
+        ("49.999999", "below 50.000000 per 100 of face"),
+        ("9.867671", "below 50.000000"),  # 98.67671 with the point slipped
+        ("0.000001", "below 50.000000"),
+    ],
+)
+def test_a_bill_price_that_cannot_be_right_is_refused_with_its_range(
+    price: str, words: str
+) -> None:
+    """The finding: a T-bill's reference price (per 100 of face) of 150, or of 0.000001,
+    was taken by `admin.set_reference_price` and `admin.list_instrument`. A bill pays par
+    at maturity: above par its rates are negative; below 50 it would yield more than 80% a
+    year. Refused where the price enters, with the range in `data`."""
+    data = {"reference_price": price, "min_price": "50.000000", "max_price": "100.000000"}
+    specs = {BILL_SPEC.symbol: BILL_SPEC}
+    request = decoded("admin.set_reference_price", {"symbol": BILL_SPEC.symbol, "price": price})
+    moved = wire.to_command(request, specs, SCALES, 0)
+    listed = convert("admin.list_instrument", BILL_LISTING | {"reference_price": price})
+    for refusal in (moved, listed):
+        assert isinstance(refusal, WireError), refusal
+        assert refusal.code is E.BILL_PRICE_OUT_OF_RANGE
+        assert words in refusal.message and BILL_SPEC.symbol in refusal.message
+        data["reference_price"] = format_units(parse_units(price, 6), 6)
+        assert refusal.data == data
+        assert json.loads(wire.error_of(refusal))["error"]["data"] == data
+
+
+def test_bill_prices_from_50_to_par_and_any_equity_price_are_taken() -> None:
+    specs = {BILL_SPEC.symbol: BILL_SPEC} | SPECS
+    for price, units in (("100", 100_000_000), ("50", 50_000_000), ("96.5", 96_500_000)):
+        params = {"symbol": BILL_SPEC.symbol, "price": price}
+        request = decoded("admin.set_reference_price", params)
+        assert wire.to_command(request, specs, SCALES, 0) == SetReferencePrice(
+            symbol=BILL_SPEC.symbol, price=units
+        )
+        listed = convert("admin.list_instrument", BILL_LISTING | {"reference_price": price})
+        assert isinstance(listed, ListInstrument) and listed.spec.reference_price == units
+    request = decoded("admin.set_reference_price", {"symbol": SYMBOL, "price": "5000"})
+    assert wire.to_command(request, specs, SCALES, 0) == SetReferencePrice(
+        symbol=SYMBOL, price=500_000
+    )
 
 
 def test_methods_without_a_command_are_a_programming_error() -> None:
