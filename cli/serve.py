@@ -2,8 +2,9 @@
 
 Prints where to connect and the configured demo keys, so a newcomer can log on at once;
 logs to stderr (`cli.logs`). Refuses to start, in one line and creating nothing, on a
-port another process holds, a data directory another venue holds, a journal or snapshot
-it cannot trust, or a PostgreSQL ledger store it cannot reach (`cli.failures.CommandFailed`).
+port another process holds, a data directory another venue holds, a JetStream stream whose
+lease another venue or a cluster's core holds (`--nats`), a journal or snapshot it cannot
+trust, or a PostgreSQL ledger store it cannot reach (`cli.failures.CommandFailed`).
 """
 
 import asyncio
