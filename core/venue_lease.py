@@ -34,7 +34,7 @@ from core.jetstream_journal import (
     server_list,
 )
 from core.journal import JournalError
-from core.lease import Lease, attempt
+from core.lease import Lease, LeaseError, attempt
 from core.nats_bus import die
 
 log = logging.getLogger("venue.cluster")
@@ -117,6 +117,8 @@ class VenueLease:
         except (nats.errors.Error, TimeoutError) as unanswered:
             where = ",".join(self.servers)
             raise JournalUnavailable(f"NATS at {where}: no lease bucket: {unanswered!r}") from None
+        except LeaseError as unusable:  # another TTL: made by something else than a venue
+            raise JournalError(f"NATS at {','.join(self.servers)}: {unusable}") from None
         wait_s = self.ttl_s * OWN_KEY_WAIT_FACTOR
         deadline = time.monotonic() + wait_s
         waiting = False

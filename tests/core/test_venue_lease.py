@@ -13,6 +13,7 @@ import nats
 import pytest
 
 from cluster.nats import NatsCluster
+from core.journal import JournalError
 from core.lease import BUCKET_DEFAULT, KEY_DEFAULT, Lease
 from core.venue_lease import OWN_KEY_WAIT_FACTOR, LeaseHeld, VenueLease, holder_name
 
@@ -110,3 +111,17 @@ def test_a_venue_whose_renewal_is_refused_is_told_to_stop(node: NatsCluster) -> 
 
     run(scenario())
     assert [str(failure) for failure in losses.failures] == ["venue a lost its lease: stopping"]
+
+
+def test_a_lease_bucket_with_another_ttl_is_refused_in_one_line(node: NatsCluster) -> None:
+    async def scenario() -> None:
+        client = await nats.connect(node.url)
+        await Lease.open(client.jetstream(), "someone", ttl_s=TTL_S * 2)
+        await client.close()
+        lease = VenueLease(node.url, "venue a", ttl_s=TTL_S, on_lost=Losses())
+        with pytest.raises(
+            JournalError, match=r"expires keys after 4\.0 s, not the lease's 2\.0 s"
+        ):
+            await lease.take()
+
+    run(scenario())
