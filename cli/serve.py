@@ -2,8 +2,9 @@
 
 Prints where to connect and the configured demo keys, so a newcomer can log on at once;
 logs to stderr (`cli.logs`). Refuses to start, in one line and creating nothing, on a
-port another process holds, a data directory another venue holds, a journal or snapshot
-it cannot trust, or a PostgreSQL ledger store it cannot reach (`cli.failures.CommandFailed`).
+port another process holds, a data directory another venue holds, a JetStream stream whose
+lease another venue or a cluster's core holds (`--nats`), a journal or snapshot it cannot
+trust, or a PostgreSQL ledger store it cannot reach (`cli.failures.CommandFailed`).
 """
 
 import asyncio
@@ -13,7 +14,7 @@ import signal
 import socket
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import psycopg
@@ -23,9 +24,12 @@ from cli.failures import CommandFailed, check_data_dir, describe_os_error
 from client import demo_data
 from core import config as venue_config
 from core.journal import Journal, JournalError
-from core.venue_core import JOURNAL_FILE, now_us
+from core.venue_core import JOURNAL_FILE, check_data_dir_free, now_us
 from gateway.server import VenueServer
 from settlement.store import LedgerStoreError
+
+if TYPE_CHECKING:
+    from core.venue_lease import VenueLease
 
 
 def run(
@@ -76,7 +80,7 @@ def run(
     elif role == "gateway":
         serving = _serve_gateway(config, host, port, data, nats_url, name or "gw")
     else:
-        serving = _serve(config, host, port, data_dir, _open_nats_journal(nats_url))
+        serving = _serve(config, host, port, data_dir, nats_url)
     try:
         runner(serving)
     except JournalError as refused:  # corruption before the tail, a locked journal: say where
@@ -134,16 +138,24 @@ def check_port_free_or_core(role: str, host: str, port: int) -> None:
         check_port_free(host, port)
 
 
-def _open_nats_journal(urls: str) -> Journal | None:
-    """The JetStream journal at `urls`, or None (the file journal) when there are none."""
-    if not urls:
-        return None
+async def _on_stream(urls: str, data: Path) -> tuple["VenueLease", Journal]:
+    """The lease, then the JetStream journal at `urls` (opened once the lease is held, so it
+    reads the stream's end with nobody else writing). Refused, in one line and creating
+    nothing: a data directory another venue holds (checked first, as without `--nats`),
+    NATS unreachable, the lease held by another venue or a cluster's core, a stream with
+    gaps."""
     from core.jetstream_journal import JetStreamJournal  # nats-py only when asked for
+    from core.venue_lease import VenueLease, holder_name
 
+    check_data_dir_free(data)
+    lease = VenueLease(urls, holder_name(data))
+    await lease.take()
     try:
-        return JetStreamJournal(urls)
-    except JournalError as refused:  # unreachable, a stream with gaps: one line, nothing made
-        raise CommandFailed(f"cannot start: {refused}") from None
+        journal = await asyncio.get_running_loop().run_in_executor(None, JetStreamJournal, urls)
+    except BaseException:
+        await lease.release()
+        raise
+    return lease, journal
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -169,14 +181,22 @@ async def _serve(
     host: str,
     port: int,
     data_dir: Path | None,
-    journal: Journal | None = None,
+    nats_url: str = "",
 ) -> None:
+    """The one-process venue; with `nats_url`, its journal the stream there, under the lease
+    (released at a clean stop, or when the start fails)."""
     data = data_dir or Path(config.venue.data_dir)
-    server = VenueServer(config, data, journal)
+    lease, journal = await _on_stream(nats_url, data) if nats_url else (None, None)
     try:
+        server = VenueServer(config, data, journal)
         bound = await server.start(host, port)
-    except OSError as failed:  # the port taken between the check and the bind, a disk error
-        raise CommandFailed(f"cannot start on {host}:{port}: {describe_os_error(failed)}") from None
+    except BaseException as failed:
+        if lease is not None:  # a start that failed: the next need not wait for the TTL
+            await lease.release()
+        if isinstance(failed, OSError):  # the port taken since the check, a disk error
+            where = f"{host}:{port}: {describe_os_error(failed)}"
+            raise CommandFailed(f"cannot start on {where}") from None
+        raise
     demo_data.disown(data)  # a demo's directory served on: its data is a venue's now
     settle_heap()
     print(f"tokenvenue listening: ws://{host}:{bound}/ws/trade  ws://{host}:{bound}/ws/public")
@@ -196,6 +216,8 @@ async def _serve(
         loop.add_signal_handler(sig, stopping.set)
     await stopping.wait()
     await server.stop()
+    if lease is not None:  # after the last write: the next venue takes it at once
+        await lease.release()
     print("tokenvenue stopped cleanly", flush=True)
 
 

@@ -249,9 +249,14 @@ class ClusterCore:
             if await attempt(self.lease.try_acquire):
                 log.info("holding the lease: active core", extra={"core": self.name})
                 return True
-            if not announced:
-                log.info("another core holds the lease: standby", extra={"core": self.name})
-                announced = True
+            if not announced:  # the holder: a core, or a one-process venue (`serve --nats`)
+                with contextlib.suppress(nats.errors.Error, TimeoutError):
+                    holder = await self.lease.holder_now()
+                    log.info(
+                        "another core holds the lease: standby",
+                        extra={"core": self.name, "holder": holder},
+                    )
+                    announced = True
             if not following:
                 following = await self._follow()
             await asyncio.sleep(LEASE_POLL_S * 2)

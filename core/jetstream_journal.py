@@ -117,7 +117,7 @@ class _Refused(Exception):
         self.description = description
 
 
-class _LoopThread:
+class LoopThread:
     """A private asyncio loop in a daemon thread, for calling nats-py from synchronous code."""
 
     def __init__(self, name: str) -> None:
@@ -169,7 +169,7 @@ class JetStreamJournal:
         replicas: int | None = None,
         create: bool = True,
     ) -> None:
-        self.servers = _server_list(servers)
+        self.servers = server_list(servers)
         self.stream = stream
         self.subject = subject
         self.replicas = replicas  # None until opened: then what the cluster calls for
@@ -181,7 +181,7 @@ class JetStreamJournal:
         self._unsynced_bytes = 0
         self._closed = False
         self._failure: BaseException | None = None
-        self._loop = _LoopThread(f"journal-nats-{stream}")
+        self._loop = LoopThread(f"journal-nats-{stream}")
         try:
             self._nc, self._js, last_seq = self._loop.run(self._open(create))
         except BaseException:
@@ -213,25 +213,13 @@ class JetStreamJournal:
         return nc, js, last_seq
 
     async def _connect(self) -> Client:
-        try:
-            return await nats.connect(
-                self.servers,
-                connect_timeout=CONNECT_TIMEOUT_S,
-                allow_reconnect=True,
-                # Per server, also at the first connect: a node killed has two others to
-                # go to at once; none answering for ~5 s is the cluster gone (or never there).
-                max_reconnect_attempts=RECONNECT_ATTEMPTS,
-                reconnect_time_wait=RECONNECT_WAIT_S,
-                pending_size=PUBLISH_BUFFER_BYTES,
-                error_cb=_log_error,
-                disconnected_cb=self._log_disconnected,
-                reconnected_cb=self._log_reconnected,
-                name=f"venue-journal-{self._writer_id}",
-            )
-        except Exception as error:  # nats-py raises several kinds for "nobody answered"
-            raise JournalUnavailable(
-                f"cannot reach NATS at {','.join(self.servers)}: {error!r}"
-            ) from error
+        return await connect(
+            self.servers,
+            f"venue-journal-{self._writer_id}",
+            pending_size=PUBLISH_BUFFER_BYTES,
+            disconnected_cb=self._log_disconnected,
+            reconnected_cb=self._log_reconnected,
+        )
 
     async def _ensure_stream(self, js: JetStreamContext, create: bool) -> int:
         """The stream's last seq, creating it when allowed; refuses one with gaps."""
@@ -507,7 +495,7 @@ class JetStreamJournal:
         finally:
             self._closed = True
             try:
-                self._loop.run(_close_connection(self._nc))
+                self._loop.run(close_connection(self._nc))
             finally:
                 self._loop.stop()
 
@@ -521,13 +509,33 @@ class JetStreamJournal:
             )
 
 
+async def connect(servers: list[str], name: str, **options: Any) -> Client:
+    """A connection to `servers` that tries `RECONNECT_ATTEMPTS` times per server, 0.2 s
+    apart, at the first connect too (a node killed has two others to go to at once; none
+    answering for ~5 s is the cluster gone, or never there: `JournalUnavailable`), and as
+    often at each later reconnect. `options` go to nats-py (buffer size, callbacks)."""
+    try:
+        return await nats.connect(
+            servers,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            allow_reconnect=True,
+            max_reconnect_attempts=RECONNECT_ATTEMPTS,
+            reconnect_time_wait=RECONNECT_WAIT_S,
+            error_cb=_log_error,
+            name=name,
+            **options,
+        )
+    except Exception as error:  # nats-py raises several kinds for "nobody answered"
+        raise JournalUnavailable(f"cannot reach NATS at {','.join(servers)}: {error!r}") from error
+
+
 def cluster_replicas(nc: Client) -> int:
     """R for a new stream: a server in a cluster tells its client the others' URLs (gossip),
     so one seed URL of a 3-node cluster still shows three servers; a lone node shows one."""
     return CLUSTER_REPLICAS if len(nc.servers) > 1 else 1
 
 
-def _server_list(servers: str | Sequence[str]) -> list[str]:
+def server_list(servers: str | Sequence[str]) -> list[str]:
     listed = servers.split(",") if isinstance(servers, str) else list(servers)
     urls = [url.strip() for url in listed if url.strip()]
     if not urls:
@@ -561,7 +569,7 @@ async def _unavailable_on_nats_error(work: Coroutine[Any, Any, None], stream: st
         raise JournalUnavailable(f"stream {stream}: {error!r}") from error
 
 
-async def _close_connection(nc: Client) -> None:
+async def close_connection(nc: Client) -> None:
     """Close `nc`; a connection already lost (the server gone) has nothing left to flush."""
     try:
         await nc.close()

@@ -503,6 +503,14 @@ def lock_data_dir(data_dir: Path, *, shared: bool = False) -> IO[bytes]:
     return file
 
 
+def check_data_dir_free(data_dir: Path) -> None:
+    """`JournalLocked` if another process holds `data_dir` (`lock_data_dir`), as `VenueCore`
+    would say: for a start with work to do before it takes the lock (a lease), so that a
+    second venue on the directory gets this answer first. Creates nothing."""
+    if (data_dir / LOCK_FILE).exists():
+        lock_data_dir(data_dir).close()
+
+
 def _load_epochs(path: Path) -> list[tuple[int, int]]:
     return load_json(path, list[tuple[int, int]], [])
 

@@ -3,9 +3,11 @@
 
 import asyncio
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -24,6 +26,7 @@ from tests.cli.test_main import (
 from tests.conftest import KEYS
 
 SYMBOL = "AAPLx-USD"
+CORE_LINES_MAX = 40  # a core says it is active or standby within its first few lines
 
 
 @pytest.fixture
@@ -52,6 +55,41 @@ def start(tmp_path: Path, data_dir: Path, *flags: str) -> tuple[subprocess.Popen
     raise AssertionError("the server did not start")
 
 
+def serve_refused(tmp_path: Path, data_dir: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """`venue serve` expected to fail at start: its exit and output."""
+    return subprocess.run(
+        [*SERVE, "--port", "0", "--data-dir", str(data_dir), *flags],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        env=_env(),
+    )
+
+
+def start_core(tmp_path: Path, name: str, nats_url: str) -> subprocess.Popen[str]:
+    """A cluster's core on the stream (`venue serve --role core`), its output piped."""
+    flags = ["--role", "core", "--name", name, "--data-dir", str(tmp_path / name)]
+    return subprocess.Popen(
+        [*SERVE, *flags, "--nats", nats_url],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+
+
+def expect_line(stream: IO[str] | None, text: str) -> str:
+    """The first line of `stream` holding `text`, within `CORE_LINES_MAX` lines."""
+    assert stream is not None
+    for _ in range(CORE_LINES_MAX):
+        line = stream.readline()
+        if text in line:
+            return line
+    raise AssertionError(f"no line with {text!r}")
+
+
 def stop(server: subprocess.Popen[str], how: signal.Signals) -> None:
     server.send_signal(how)
     server.communicate(timeout=RUN_TIMEOUT_S)
@@ -75,6 +113,8 @@ async def open_order_ids(url: str) -> list[int]:
 def test_orders_placed_are_recovered_from_jetstream_after_a_restart(
     tmp_path: Path, nats_node: NatsCluster, how: signal.Signals
 ) -> None:
+    """After kill -9 the restart (the same data directory, so the lease's same holder name)
+    waits for its dead run's lease to expire (~10 s); after SIGTERM it was released."""
     data_dir = tmp_path / "data"
     server, url = start(tmp_path, data_dir, "--nats", nats_node.url)
     try:
@@ -116,23 +156,57 @@ def test_serve_with_an_unreachable_nats_fails_in_one_line(tmp_path: Path) -> Non
     assert not (tmp_path / "data").exists()
 
 
-def test_of_two_venues_on_one_stream_the_stale_writer_stops(
+def test_a_second_venue_on_one_stream_is_refused_naming_the_holder(
     tmp_path: Path, nats_node: NatsCluster
 ) -> None:
-    """A second venue started on the stream writes on; the first one's next write is refused
-    by the stream (expected last sequence), which is fatal: it exits and acknowledges nothing."""
+    """Another data directory, the same stream: the lease refuses it before it makes its
+    directory; the first goes on serving."""
+    first_dir = tmp_path / "first"
+    first, first_url = start(tmp_path, first_dir, "--nats", nats_node.url)
+    try:
+        second = serve_refused(tmp_path, tmp_path / "second", "--nats", nats_node.url)
+        holder = f"is held by venue serve on {socket.gethostname()} (data dir {first_dir})"
+        failed_in_one_line(second, "cannot start: the lease of stream VENUE_COMMANDS", holder)
+        assert not (tmp_path / "second").exists()
+        assert asyncio.run(asyncio.wait_for(place_resting_orders(first_url, 1), 30)) != []
+    finally:
+        stop(first, signal.SIGTERM)
+
+
+def test_after_a_clean_stop_a_venue_on_another_data_dir_takes_the_stream_at_once(
+    tmp_path: Path, nats_node: NatsCluster
+) -> None:
+    """The clean stop released the lease: held, it would refuse this venue at once (it is
+    not the holder's data directory), so starting is proof that it did not wait for a TTL."""
+    first, first_url = start(tmp_path, tmp_path / "first", "--nats", nats_node.url)
+    try:
+        placed = asyncio.run(asyncio.wait_for(place_resting_orders(first_url, 2), 30))
+    finally:
+        stop(first, signal.SIGTERM)
+    second, second_url = start(tmp_path, tmp_path / "second", "--nats", nats_node.url)
+    try:  # a new data directory: the whole stream replayed
+        assert asyncio.run(asyncio.wait_for(open_order_ids(second_url), 30)) == placed
+    finally:
+        stop(second, signal.SIGTERM)
+
+
+def test_a_writer_that_bypasses_the_lease_makes_the_venues_next_write_fatal(
+    tmp_path: Path, nats_node: NatsCluster
+) -> None:
+    """The second guard: a record appended behind the venue's back (no lease taken) makes the
+    venue's next append fail the stream's expected last sequence (`JournalConflict`), which
+    is fatal: it exits and acknowledges nothing."""
     first, first_url = start(tmp_path, tmp_path / "first", "--nats", nats_node.url)
     try:
         asyncio.run(asyncio.wait_for(place_resting_orders(first_url, 1), 30))
-        second, second_url = start(tmp_path, tmp_path / "second", "--nats", nats_node.url)
+        rogue = JetStreamJournal(nats_node.url, stream=STREAM_DEFAULT, create=False)
         try:
-            asyncio.run(asyncio.wait_for(place_resting_orders(second_url, 1), 30))
-            with pytest.raises((ConnectionError, OSError, TimeoutError)):
-                asyncio.run(asyncio.wait_for(place_resting_orders(first_url, 1), 30))
-            assert first.wait(RUN_TIMEOUT_S) == 70  # the sequencer's fatal exit
-            assert asyncio.run(asyncio.wait_for(open_order_ids(second_url), 30)) != []
+            rogue.commit([(rogue.last_seq() + 1, b"a record behind the venue's back")])
         finally:
-            stop(second, signal.SIGTERM)
+            rogue.close()
+        with pytest.raises((ConnectionError, OSError, TimeoutError)):
+            asyncio.run(asyncio.wait_for(place_resting_orders(first_url, 1), 30))
+        assert first.wait(RUN_TIMEOUT_S) == 70  # the sequencer's fatal exit
     finally:
         if first.poll() is None:
             stop(first, signal.SIGTERM)
@@ -140,23 +214,48 @@ def test_of_two_venues_on_one_stream_the_stale_writer_stops(
             first.communicate(timeout=RUN_TIMEOUT_S)
 
 
+def test_a_cluster_core_holding_the_lease_refuses_a_venue_on_its_stream(
+    tmp_path: Path, nats_node: NatsCluster
+) -> None:
+    core = start_core(tmp_path, "core-a", nats_node.url)
+    try:
+        assert expect_line(core.stdout, "tokenvenue core core-a active at seq")
+        refused = serve_refused(tmp_path, tmp_path / "venue", "--nats", nats_node.url)
+        failed_in_one_line(refused, "cannot start", "is held by core-a: another venue")
+    finally:
+        stop(core, signal.SIGTERM)
+
+
+def test_a_cluster_core_started_beside_a_venue_on_its_stream_waits_as_a_standby(
+    tmp_path: Path, nats_node: NatsCluster
+) -> None:
+    """The core takes the venue for another core: it waits, never acting on the stream."""
+    venue_dir = tmp_path / "venue"
+    server, url = start(tmp_path, venue_dir, "--nats", nats_node.url)
+    try:
+        core = start_core(tmp_path, "core-a", nats_node.url)
+        try:
+            standby = expect_line(core.stderr, "another core holds the lease: standby")
+            assert f"(data dir {venue_dir})" in standby, standby
+            assert asyncio.run(asyncio.wait_for(place_resting_orders(url, 1), 30)) != []
+        finally:
+            stop(core, signal.SIGTERM)
+        assert core.returncode == 0
+    finally:
+        stop(server, signal.SIGTERM)
+
+
 def test_a_second_venue_on_one_data_dir_is_refused_whatever_the_journal(
     tmp_path: Path, nats_node: NatsCluster
 ) -> None:
     """A JetStream journal takes no file lock: the data dir's venue.lock refuses the second
-    venue (and verify) before either touches the directory's files (epochs.json)."""
+    venue (and verify) before either touches the directory's files (epochs.json), and before
+    the lease (which would name the first)."""
     data_dir = tmp_path / "data"
     first, first_url = start(tmp_path, data_dir, "--nats", nats_node.url)
     try:
         epochs = (data_dir / "epochs.json").read_bytes()
-        second = subprocess.run(
-            [*SERVE, "--port", "0", "--data-dir", str(data_dir), "--nats", nats_node.url],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT_S,
-            env=_env(),
-        )
+        second = serve_refused(tmp_path, data_dir, "--nats", nats_node.url)
         failed_in_one_line(second, "cannot start", "venue.lock", "another writer")
         checked = venue(tmp_path, "verify", "--config", CONFIG, "--data-dir", str(data_dir))
         failed_in_one_line(checked, "in use by a running venue", "stop it first")
