@@ -192,6 +192,8 @@ class Dispatcher:
         if session.held is not None:  # over a cluster's bus: a request before it waits
             self._hold_frame(session, frame, charged)
             return
+        if session.logged_out:  # nothing sent behind a logout runs, nor is answered
+            return
         try:
             t_in = _time_ns() // 1_000  # `now_us`, inline: a call less per frame
             envelope, request = wire.decode(frame)
@@ -343,7 +345,10 @@ class Dispatcher:
         log.warning("logon refused", extra=refused | {"code": code.name.lower(), "reason": why})
 
     def _logout(self, session: Session, request: wire.Request, t_in: int) -> None:
-        """Answered (and closed) behind everything still owed on this connection."""
+        """Answered (and closed) behind everything still owed on this connection; the
+        frames sent after it are not handled (`on_frame`): no answer of theirs would reach
+        the client, and none may change what the close does (its cancel-on-disconnect)."""
+        session.logged_out = True
         pending = Pending(session, request.id, request.method, t_in, close_after=True)
         pending.answer = wire.encode({})
         self.bus.barrier(pending)

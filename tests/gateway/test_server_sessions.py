@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from client.sdk import VenueClient, VenueError
 from gateway import limits
+from gateway.auth import sign_logon
 from tests.conftest import KEYS, Venue, drain_pushes
 from tests.sample_config import sample_bill
 
@@ -168,6 +169,46 @@ def test_session_status_ping_time_and_logout(run_venue: Any) -> None:
         assert client.websocket.close_code == 1000
         with pytest.raises((ConnectionError, ConnectionClosed)):
             await client.request("ping")
+
+    run_venue(scenario)
+
+
+def test_frames_sent_after_a_logout_are_not_handled(run_venue: Any) -> None:
+    """A logout closes the connection once what is owed before it is answered: frames
+    pipelined behind it change nothing (they would get no answer), so neither an order nor
+    `session.cod` off slips in after it, and its cancel-on-disconnect runs as it was."""
+
+    async def scenario(venue: Venue) -> None:
+        key, secret = KEYS["alpha"]
+        ts = now_us()
+        sig = sign_logon(secret, key, ts, f"n-{ts}", 5_000)
+        logon = {"api_key": key, "ts": ts, "nonce": f"n-{ts}", "recv_window": 5_000, "sig": sig}
+        frames = [
+            {"id": 0, "method": "session.logon", "params": logon},
+            {"id": 1, "method": "session.cod", "params": {"enabled": True}},
+            {"id": 2, **place_op("buy", "1", "186.00", cl_ord_id="before")},
+            {"id": 3, "method": "session.logout"},
+            {"id": 4, **place_op("buy", "1", "186.01", cl_ord_id="after")},
+            {"id": 5, "method": "session.cod", "params": {"enabled": False}},
+        ]
+        answered = []
+        async with connect(venue.url("trade")) as leaving:
+            for frame in frames:
+                await leaving.send(json.dumps(frame))
+            try:
+                async with asyncio.timeout(WAIT_S):
+                    async for text in leaving:
+                        if "status" in (message := json.loads(text)):
+                            answered.append(message["id"])
+            except ConnectionClosed:
+                pass
+            assert leaving.close_code == 1000
+        assert answered == [0, 1, 2, 3]
+        watcher = await venue.client("alpha")
+        assert await open_ids(watcher) == set(), "cod off after the logout was applied"
+        with pytest.raises(VenueError) as unknown:
+            await watcher.order_status(cl_ord_id="after")
+        assert unknown.value.name == "UNKNOWN_ORDER", "a place after the logout was carried out"
 
     run_venue(scenario)
 
