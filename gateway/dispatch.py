@@ -192,6 +192,8 @@ class Dispatcher:
         if session.held is not None:  # over a cluster's bus: a request before it waits
             self._hold_frame(session, frame, charged)
             return
+        if session.logged_out:  # nothing sent behind a logout runs, nor is answered
+            return
         try:
             t_in = _time_ns() // 1_000  # `now_us`, inline: a call less per frame
             envelope, request = wire.decode(frame)
@@ -343,7 +345,10 @@ class Dispatcher:
         log.warning("logon refused", extra=refused | {"code": code.name.lower(), "reason": why})
 
     def _logout(self, session: Session, request: wire.Request, t_in: int) -> None:
-        """Answered (and closed) behind everything still owed on this connection."""
+        """Answered (and closed) behind everything still owed on this connection; the
+        frames sent after it are not handled (`on_frame`): no answer of theirs would reach
+        the client, and none may change what the close does (its cancel-on-disconnect)."""
+        session.logged_out = True
         pending = Pending(session, request.id, request.method, t_in, close_after=True)
         pending.answer = wire.encode({})
         self.bus.barrier(pending)
@@ -682,22 +687,22 @@ class Dispatcher:
                 self.submit_all(places, pending)
                 return
         planned: list[Command | CommandRejected] = []
-        placed_here: dict[str, str] = {}  # cl_ord_id -> symbol, for amends of earlier ops
+        names = _BatchNames(self.reads, account)  # what each cl_ord_id names as the ops run
         refused = False  # an op refused before it could become a command (`_unknown_order`)
         for index, op in enumerate(ops):
             if type(op) is wire.PlaceOp:  # the usual op: converted in one call, or as any op
                 params = op.params
-                if params.cl_ord_id is not None:
-                    placed_here[params.cl_ord_id] = params.symbol
+                names.placed(params.cl_ord_id, params.symbol)
                 place = plain_place(params, specs, account, ts_us)
                 if place is not None:
                     planned.append(place)
                     continue
             symbol = None
-            if isinstance(op, wire.AmendOp):
+            if isinstance(op, wire.CancelOp):
+                names.closed(op.params.order_id, op.params.cl_ord_id)
+            elif isinstance(op, wire.AmendOp):
                 p = op.params
-                order = self.reads.find_order(key.account, p.order_id or 0, p.cl_ord_id)
-                symbol = order.symbol if order is not None else placed_here.get(p.cl_ord_id or "")
+                symbol = names.amended(p.order_id, p.cl_ord_id, p.new_cl_ord_id)
                 if symbol is None:
                     reason = self.reads.missing_order_reason(
                         key.account, p.order_id or 0, p.cl_ord_id
@@ -835,6 +840,63 @@ class Dispatcher:
 
 
 # ----------------------------------------------------------------- results
+
+
+class _BatchNames:
+    """Which open order each `cl_ord_id` names as a batch's ops run, for its amends.
+
+    An amend carries its price and qty in the units of its order's instrument, so the
+    gateway reads them at that order's symbol. A cl_ord_id names only an open order, and an
+    earlier op of the batch may move it: a cancel frees it, a place takes it again (perhaps
+    on another instrument), an amend's `new_cl_ord_id` renames an order. The ops are all
+    converted before the first runs, so what each cl_ord_id names is followed here through
+    the ops, over the state before the batch (`reads`), as each op would change it if
+    accepted (a place or rename onto a cl_ord_id in use is refused: it changes nothing)."""
+
+    def __init__(self, reads: Any, account: int) -> None:
+        self.reads, self.account = reads, account
+        self.moved: dict[str, str | None] = {}  # cl_ord_id -> symbol it names now, or none
+
+    def symbol_of(self, cl_ord_id: str) -> str | None:
+        if cl_ord_id in self.moved:
+            return self.moved[cl_ord_id]
+        order = self.reads.find_order(self.account, 0, cl_ord_id)
+        return None if order is None else order.symbol
+
+    def _target(self, order_id: int | None, cl_ord_id: str | None) -> tuple[str | None, str | None]:
+        """The cl_ord_id and symbol of the order an op names (None: none known)."""
+        if cl_ord_id is not None:
+            return cl_ord_id, self.symbol_of(cl_ord_id)
+        order = self.reads.find_order(self.account, order_id or 0, None)
+        if order is None:
+            return None, None
+        name = order.cl_ord_id  # an order id keeps its instrument; its cl_ord_id may go
+        return (None if name in self.moved else name), order.symbol
+
+    def placed(self, cl_ord_id: str | None, symbol: str) -> None:
+        if cl_ord_id is not None and self.symbol_of(cl_ord_id) is None:
+            self.moved[cl_ord_id] = symbol
+
+    def closed(self, order_id: int | None, cl_ord_id: str | None) -> None:
+        name, _ = self._target(order_id, cl_ord_id)
+        if name is not None:
+            self.moved[name] = None
+
+    def amended(
+        self, order_id: int | None, cl_ord_id: str | None, new_cl_ord_id: str | None
+    ) -> str | None:
+        """The symbol of the amend's order (None: no open order), which it may rename."""
+        name, symbol = self._target(order_id, cl_ord_id)
+        if symbol is None and name is not None:  # closed by an earlier op: the engine says so
+            order = self.reads.find_order(self.account, 0, name)
+            return None if order is None else order.symbol
+        renames = new_cl_ord_id is not None and new_cl_ord_id != name
+        # a new_cl_ord_id in use is DUPLICATE_CL_ORD_ID: no rename
+        if symbol is not None and renames and self.symbol_of(new_cl_ord_id or "") is None:
+            self.moved[new_cl_ord_id or ""] = symbol
+            if name is not None:
+                self.moved[name] = None
+        return symbol
 
 
 def _with_cod_mark(command: Any) -> Any:

@@ -56,6 +56,7 @@ class Session:
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # the writer task's turn
     dirty: bool = False  # has messages the next `_flush_outboxes` writes
     closing: bool = False
+    logged_out: bool = False  # `session.logout` came: later frames are not handled
     # Over a cluster's bus, while a request of this connection waits for a place in flight
     # (`Dispatcher.hold`): the frames that came after it, to be handled in order after it
     held: deque[Callable[[], None]] | None = None

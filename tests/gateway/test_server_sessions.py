@@ -18,9 +18,12 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from client.sdk import VenueClient, VenueError
 from gateway import limits
+from gateway.auth import sign_logon
 from tests.conftest import KEYS, Venue, drain_pushes
+from tests.sample_config import sample_bill
 
 SYMBOL = "AAPLx-USD"
+BILL = sample_bill("TB-2027-08-26-USD")
 OTHER = "MSFTx-USD"
 WAIT_S = 3.0  # the most any single expected event may take on a busy 2-core machine
 
@@ -166,6 +169,46 @@ def test_session_status_ping_time_and_logout(run_venue: Any) -> None:
         assert client.websocket.close_code == 1000
         with pytest.raises((ConnectionError, ConnectionClosed)):
             await client.request("ping")
+
+    run_venue(scenario)
+
+
+def test_frames_sent_after_a_logout_are_not_handled(run_venue: Any) -> None:
+    """A logout closes the connection once what is owed before it is answered: frames
+    pipelined behind it change nothing (they would get no answer), so neither an order nor
+    `session.cod` off slips in after it, and its cancel-on-disconnect runs as it was."""
+
+    async def scenario(venue: Venue) -> None:
+        key, secret = KEYS["alpha"]
+        ts = now_us()
+        sig = sign_logon(secret, key, ts, f"n-{ts}", 5_000)
+        logon = {"api_key": key, "ts": ts, "nonce": f"n-{ts}", "recv_window": 5_000, "sig": sig}
+        frames = [
+            {"id": 0, "method": "session.logon", "params": logon},
+            {"id": 1, "method": "session.cod", "params": {"enabled": True}},
+            {"id": 2, **place_op("buy", "1", "186.00", cl_ord_id="before")},
+            {"id": 3, "method": "session.logout"},
+            {"id": 4, **place_op("buy", "1", "186.01", cl_ord_id="after")},
+            {"id": 5, "method": "session.cod", "params": {"enabled": False}},
+        ]
+        answered = []
+        async with connect(venue.url("trade")) as leaving:
+            for frame in frames:
+                await leaving.send(json.dumps(frame))
+            try:
+                async with asyncio.timeout(WAIT_S):
+                    async for text in leaving:
+                        if "status" in (message := json.loads(text)):
+                            answered.append(message["id"])
+            except ConnectionClosed:
+                pass
+            assert leaving.close_code == 1000
+        assert answered == [0, 1, 2, 3]
+        watcher = await venue.client("alpha")
+        assert await open_ids(watcher) == set(), "cod off after the logout was applied"
+        with pytest.raises(VenueError) as unknown:
+            await watcher.order_status(cl_ord_id="after")
+        assert unknown.value.name == "UNKNOWN_ORDER", "a place after the logout was carried out"
 
     run_venue(scenario)
 
@@ -500,6 +543,44 @@ def test_a_batch_amend_may_name_an_order_placed_earlier_in_it(run_venue: Any) ->
         assert placed["result"]["order_id"] == amended["result"]["order_id"]
         (order,) = (await alpha.open_orders())["orders"]
         assert (order["cl_ord_id"], order["price"]) == ("fresh", "186.05")
+
+    run_venue(scenario)
+
+
+def test_a_batch_amend_reads_its_units_at_the_symbol_its_cl_ord_id_names_by_then(
+    run_venue: Any,
+) -> None:
+    """A cl_ord_id that an earlier op of the batch moves to another instrument (cancel, then
+    place it again there) names the new order when the amend runs: its price and qty are
+    that instrument's, not the scales of the order the id named before the batch."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.place(BILL, "sell", "100", "97.000000", cl_ord_id="moved")
+        response = await alpha.batch(
+            [
+                {"method": "order.cancel", "params": {"cl_ord_id": "moved"}},
+                place_op("sell", "1", "200.00", cl_ord_id="moved"),
+                {"method": "order.amend", "params": {"cl_ord_id": "moved", "qty": "3"}},
+            ]
+        )
+        assert response["status"] == 200, response
+        (order,) = (await alpha.open_orders())["orders"]
+        assert (order["symbol"], order["qty"]) == (SYMBOL, "3.000000")  # not 0.000003
+        await alpha.cancel_all()
+
+        await alpha.place(SYMBOL, "buy", "1", "186.00", cl_ord_id="back")
+        response = await alpha.batch(
+            [
+                {"method": "order.amend", "params": {"cl_ord_id": "back", "new_cl_ord_id": "b2"}},
+                place_op("buy", "100", "96.000000", symbol=BILL, cl_ord_id="back"),
+                {"method": "order.amend", "params": {"cl_ord_id": "back", "price": "96.000001"}},
+                {"method": "order.amend", "params": {"cl_ord_id": "b2", "price": "186.01"}},
+            ]
+        )
+        assert response["status"] == 200, response  # not BAD_PRECISION at AAPLx's 2 decimals
+        prices = {o["cl_ord_id"]: o["price"] for o in (await alpha.open_orders())["orders"]}
+        assert prices == {"back": "96.000001", "b2": "186.01"}
 
     run_venue(scenario)
 
