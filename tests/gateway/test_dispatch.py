@@ -1,6 +1,8 @@
 """`gateway.dispatch`'s tables: a request's rate-limit cost and scope, looked up per request,
 are what `gateway.limits` and `_scope_of` say (the server's behaviour is in test_server*);
-and its fast paths decide as the general code does, on a real server."""
+its fast paths decide as the general code does, on a real server; and requests held behind a
+waiting requote are served in order once its place is back (a stop refusing them:
+test_server_recovery)."""
 
 import asyncio
 import collections
