@@ -310,11 +310,13 @@ class HttpConnection:
 def _unread(connection: h11.Connection) -> bytes | bytearray:
     """The bytes h11 has received and not parsed yet, read in place. Its public
     `trailing_data` copies them on each call: checked at every read, that made a head
-    trickled byte by byte cost quadratic work. h11 0.14 to 0.16 keep them in a bytearray,
-    `_receive_buffer._data` (tests/gateway/test_http.py fails if that changes); any other
-    h11 gets the copy, correct but slower."""
-    data = getattr(getattr(connection, "_receive_buffer", None), "_data", None)
-    if type(data) is bytearray:
+    trickled byte by byte cost quadratic work. h11 (0.16 here) keeps exactly them in a
+    bytearray, `_receive_buffer._data`; should that change (no such bytearray, or one longer
+    than the buffer says it holds), this takes the copy, correct but slower, and
+    tests/gateway/test_http.py fails to say so."""
+    buffer = getattr(connection, "_receive_buffer", None)
+    data = getattr(buffer, "_data", None)
+    if type(data) is bytearray and buffer is not None and len(data) == len(buffer):
         return data
     return connection.trailing_data[0]
 
