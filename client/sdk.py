@@ -15,6 +15,7 @@ by one, in order.
 
 import asyncio
 import itertools
+import math
 import time
 from collections.abc import Iterable, Mapping
 from functools import partial
@@ -30,6 +31,9 @@ from gateway.market_data import BOOK_DEPTHS, LocalBook
 
 PUSH_QUEUE_MAX = 100_000  # pushes waiting for the caller before the oldest are dropped
 REQUEST_TIMEOUT_S = 30.0  # a request unanswered by then raises RequestTimeout
+# as a request's `timeout_s` or the client's `request_timeout_s`: wait for the answer however
+# long it takes (a long admin command, a query that waits by design)
+NO_TIMEOUT = math.inf
 RECONNECT_DELAYS_S = (0.1, 0.3, 1.0, 2.0, 5.0)  # then it gives up and says so in a push
 # requests that change no order, fund or setting: one whose answer never came is asked again
 # safely; for any other the outcome is unknown (`outcome_unknown` on the errors below)
@@ -202,7 +206,9 @@ class VenueClient:
     after each of `reconnect_delays_s`, then a `gave_up` notice), logged on again and
     resubscribed with since_seq. `packed` (the default) asks for packed frames: fewer
     frames to read, the same messages. A request unanswered within `request_timeout_s`
-    (None: no limit) raises `RequestTimeout`; `request(..., timeout_s=)` overrides it."""
+    raises `RequestTimeout`; `request(..., timeout_s=)` overrides it for one call. NO_TIMEOUT
+    (math.inf) waits without a limit, for one call or, as `request_timeout_s`, for all (None
+    there means the same); a timeout of 0 or less is a ValueError."""
 
     def __init__(
         self,
@@ -214,6 +220,8 @@ class VenueClient:
         request_timeout_s: float | None = REQUEST_TIMEOUT_S,
     ) -> None:
         self.url = url
+        if request_timeout_s is not None:
+            _check_timeout("request_timeout_s", request_timeout_s)
         self.request_timeout_s = request_timeout_s
         self.packed = packed
         self.auto_resume = auto_resume
@@ -295,19 +303,24 @@ class VenueClient:
 
         Raises `ConnectionLost` (a `ConnectionError`) when the connection is closed or
         closes before the answer, and `RequestTimeout` (a `TimeoutError`) when no answer
-        comes within `timeout_s` (None: the client's `request_timeout_s`)."""
+        comes within `timeout_s` (None: the client's `request_timeout_s`; NO_TIMEOUT: wait
+        however long it takes). A `timeout_s` of 0 or less is a ValueError, raised before
+        anything is sent."""
         assert self.websocket is not None, "connect first"
         if timeout_s is None:
             timeout_s = self.request_timeout_s
+        else:
+            _check_timeout("timeout_s", timeout_s)
+        limit_s = None if timeout_s is None or timeout_s == NO_TIMEOUT else timeout_s
         request_id = next(self._ids)
-        deadline = asyncio.timeout(timeout_s)
+        deadline = asyncio.timeout(limit_s)
         try:
             async with deadline:  # the send too: it waits while the venue reads nothing
                 return await self._request(request_id, method, params)
         except TimeoutError:
-            if timeout_s is None or not deadline.expired():
+            if limit_s is None or not deadline.expired():
                 raise
-            raise RequestTimeout(method, request_id, timeout_s) from None
+            raise RequestTimeout(method, request_id, limit_s) from None
 
     async def _request(
         self, request_id: int, method: str, params: Mapping[str, Any] | None
@@ -568,6 +581,16 @@ class VenueClient:
         if self.pushes.full():
             self.pushes.get_nowait()  # the caller is not reading pushes: keep the newest
         self.pushes.put_nowait(message)
+
+
+def _check_timeout(name: str, timeout_s: float) -> None:
+    """A timeout must be above 0: 0 would give up before the answer could come, yet perhaps
+    after the request left (its outcome unknown). NaN is refused too."""
+    if not timeout_s > 0:
+        raise ValueError(
+            f"{name} must be above 0, not {timeout_s!r}: NO_TIMEOUT (math.inf) waits without a"
+            " limit"
+        )
 
 
 def _ids_of(order_id: int | None, cl_ord_id: str | None) -> dict[str, Any]:

@@ -70,6 +70,8 @@ E = ErrorCode
 
 ISSUED_KEYS_FILE = "api_keys.json"  # keys issued at run time (owner-only permissions)
 LOGON_ON_TRADE = "log on at /ws/trade"
+# what a request still held at a stop is answered (`refuse_held`)
+NOT_EXECUTED_AT_STOP = "not executed: the venue is stopping; send it again after reconnecting"
 TRADING_METHODS = {"order.place", "order.cancel", "order.amend", "orders.cancel_all"}
 # the account's queries: they need the read scope
 READ_METHODS = {"orders.open", "order.status", "orders.history", "fills", "balances"}
@@ -539,7 +541,7 @@ class Dispatcher:
         assert held is not None
         if session.closing:  # what it held is dropped: nothing after it may run either
             return
-        held.append(partial(self.on_frame, session, frame, charged))
+        held.append((frame, charged))
         session.held_bytes += len(frame)
         if len(held) > limits.HELD_FRAMES_MAX or session.held_bytes > limits.HELD_BYTES_MAX:
             self._abandon(session)  # pipelined far past a wait: a flood, held in memory
@@ -572,7 +574,26 @@ class Dispatcher:
                 if session.held is not None:  # one of them waits again: the rest behind it
                     session.held.extend(later)
                     break
-                later.popleft()()
+                frame, charged = later.popleft()
+                self.on_frame(session, frame, charged)
+
+    def refuse_held(self) -> None:
+        """The venue is stopping and its connections close next (`VenueServer.stop`, once
+        its drain is over): each request still waiting for a place (one that did not come
+        back in the drain) and every frame held behind it is answered 503 `SHUTTING_DOWN`,
+        in request order: none of them ran, and the trader learns so instead of an unknown
+        outcome. At once, not behind the answers owed: the place they waited for may go
+        unanswered at the close. Nothing after them runs (`_abandon`)."""
+        send = self.connections.send
+        for session, (request, _, _) in list(self.held.items()):
+            later = list(session.held or ())
+            self._abandon(session)
+            if session.closing:
+                continue  # nobody reads its answers
+            send(session, wire.error(request.id, E.SHUTTING_DOWN, NOT_EXECUTED_AT_STOP))
+            for frame, _ in later:  # (an unreadable frame's id is null, as ever)
+                request_id = wire.decode_envelope(frame).id
+                send(session, wire.error(request_id, E.SHUTTING_DOWN, NOT_EXECUTED_AT_STOP))
 
     def _serve_held(
         self, session: Session, request: wire.Request, serve: Callable[[], None]

@@ -101,7 +101,7 @@ class HttpConnection:
 
     def buffered_bytes(self) -> int:
         """Request bytes received and not yet read by h11."""
-        return len(self.h11.trailing_data[0])
+        return len(_unread(self.h11))
 
     def _next_events(self) -> None:
         while self.in_flight is None and not self._done():
@@ -128,10 +128,12 @@ class HttpConnection:
     def _head_too_large(self) -> bool:
         """The next request's head, unread, is past `HEADER_BYTES_MAX`. h11's own limit
         (`max_incomplete_event_size`) counts only a head still incomplete: one that arrives
-        whole in one read would pass it, however large."""
+        whole in one read would pass it, however large. O(1) while the unread bytes are
+        within the limit (a head trickled byte by byte costs nothing more per byte); past
+        it, the search stops at the head's end, and that head is parsed or refused next."""
         if self.h11.their_state is not h11.IDLE:
             return False  # a body, or the answer owed: no head is next
-        unread = self.h11.trailing_data[0]
+        unread = _unread(self.h11)
         if len(unread) <= HEADER_BYTES_MAX:
             return False
         return _HEAD_END.search(unread, 0, HEADER_BYTES_MAX) is None
@@ -303,6 +305,20 @@ class HttpConnection:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+
+
+def _unread(connection: h11.Connection) -> bytes | bytearray:
+    """The bytes h11 has received and not parsed yet, read in place. Its public
+    `trailing_data` copies them on each call: checked at every read, that made a head
+    trickled byte by byte cost quadratic work. h11 (0.16 here) keeps exactly them in a
+    bytearray, `_receive_buffer._data`; should that change (no such bytearray, or one longer
+    than the buffer says it holds), this takes the copy, correct but slower, and
+    tests/gateway/test_http.py fails to say so."""
+    buffer = getattr(connection, "_receive_buffer", None)
+    data = getattr(buffer, "_data", None)
+    if type(data) is bytearray and buffer is not None and len(data) == len(buffer):
+        return data
+    return connection.trailing_data[0]
 
 
 def _declared_length(request: h11.Request) -> int:

@@ -237,6 +237,8 @@ class VenueServer:
         """Answer what is owed, tell sessions, stop accepting, flush, close the files."""
         await self.bus.drain()  # answers owed to connections go out before they close
         self.public.publish_waiting()  # and the market data still waiting
+        # a cluster's gateway: requests still waiting for a place are refused, not executed
+        self.dispatcher.refuse_held()
         for session in list(self.sessions.values()):
             self._push(session, {"ch": "session", "type": "shutdown", "reconnect_in_ms": 1000})
         if self._server is not None:

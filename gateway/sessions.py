@@ -15,7 +15,7 @@ is the dispatcher's and the streams' business.
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -58,8 +58,9 @@ class Session:
     closing: bool = False
     logged_out: bool = False  # `session.logout` came: later frames are not handled
     # Over a cluster's bus, while a request of this connection waits for a place in flight
-    # (`Dispatcher.hold`): the frames that came after it, to be handled in order after it
-    held: deque[Callable[[], None]] | None = None
+    # (`Dispatcher.hold`): the frames that came after it, to be handled in order after it,
+    # each with whether its front door charged it already
+    held: deque[tuple[str | bytes, bool]] | None = None
     held_bytes: int = 0  # the frames' sizes in `held`
     last_sent_us: int = 0
     logon_timer: asyncio.TimerHandle | None = None  # /ws/trade: closes it if nobody logs on

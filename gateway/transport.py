@@ -510,7 +510,9 @@ class _Sniffer:
     def receive(self, data: bytes) -> None:
         first = self.first
         first += data
-        line_end = first.find(b"\r\n")
+        # searched from the new bytes on (and the one before: a CR it ended with), so a
+        # request line trickled byte by byte is searched once, not once per byte
+        line_end = first.find(b"\r\n", max(0, len(first) - len(data) - 1))
         if line_end >= 0 or len(first) > http.REQUEST_LINE_BYTES_MAX:
             self.connection.choose_layer(bytes(first), line_end)
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import gc
+import math
 import time
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from client.sdk import (
+    NO_TIMEOUT,
     BalanceUpdate,
     ConnectionLost,
     ExecReport,
@@ -292,5 +294,53 @@ def test_an_unanswered_request_times_out_saying_its_outcome_is_unknown(run_venue
         late = await alpha.next_push()  # nobody waits for it now: a push
         assert late["result"]["cl_ord_id"] == "late"
         assert "USD" in str(await alpha.balances()), "the connection still serves"
+
+    run_venue(scenario)
+
+
+def test_no_timeout_waits_past_the_default_for_one_call_or_for_the_whole_client(
+    run_venue: Any,
+) -> None:
+    """NO_TIMEOUT waits however long the answer takes: per call on a client whose default is
+    short, and as the client's `request_timeout_s`. A request sent after them with the short
+    default times out first, so by then either would have timed out too had it a limit."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), request_timeout_s=0.2)
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        patient = VenueClient(venue.url(), request_timeout_s=NO_TIMEOUT)
+        venue.clients.append(await patient.connect())
+        await patient.logon(*KEYS["beta"])
+        sessions = [s for s in venue.server.sessions.values() if s.key is not None]
+        assert len(sessions) == 2
+        for session in sessions:
+            session.websocket.transport.pause_reading()  # a venue slow to answer
+        waiting = asyncio.create_task(alpha.request("balances", timeout_s=NO_TIMEOUT))
+        waiting_too = asyncio.create_task(patient.balances())
+        await asyncio.sleep(0)  # both are sent before the next one starts its clock
+        with pytest.raises(RequestTimeout):
+            await alpha.balances()  # the client's default, 0.2 s
+        assert not waiting.done() and not waiting_too.done()
+        for session in sessions:
+            session.websocket.transport.resume_reading()  # it answers at last
+        assert "USD" in str(await waiting) and "USD" in str(await waiting_too)
+
+    run_venue(scenario)
+
+
+def test_a_timeout_of_zero_or_less_is_refused_before_anything_is_sent(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        for wrong in (0, -1.0, math.nan):
+            with pytest.raises(ValueError, match="NO_TIMEOUT"):
+                VenueClient(venue.url(), request_timeout_s=wrong)
+        alpha = await venue.client("alpha")
+        place = {"symbol": SYMBOL, "side": "sell", "type": "limit", "qty": "1", "price": "187.30"}
+        for wrong in (0, -1.0, math.nan):  # (0 would have given up after sending, at once)
+            with pytest.raises(ValueError, match="timeout_s must be above 0"):
+                await alpha.request("order.place", place | {"tif": "gtc"}, timeout_s=wrong)
+        assert alpha._waiting == {}
+        await alpha.request("ping")  # answered after anything sent before it
+        assert alpha.pushes.empty(), "none of them was sent: no late answer came"
 
     run_venue(scenario)

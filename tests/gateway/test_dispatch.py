@@ -1,7 +1,10 @@
 """`gateway.dispatch`'s tables: a request's rate-limit cost and scope, looked up per request,
 are what `gateway.limits` and `_scope_of` say (the server's behaviour is in test_server*);
-and its fast paths decide as the general code does, on a real server."""
+its fast paths decide as the general code does, on a real server; and requests held behind a
+waiting requote are served in order once its place is back (a stop refusing them:
+test_server_recovery)."""
 
+import asyncio
 import collections
 import re
 import tempfile
@@ -194,3 +197,49 @@ def test_the_fast_paths_decide_as_the_general_code(monkeypatch: pytest.MonkeyPat
     assert differences == []
     for path in ("amends", "outcome", "requote template", "place", "quote units"):
         assert taken[path] > 20, (path, taken)
+
+
+# ----------------------------------------------------------------- held requests
+
+
+def test_frames_held_behind_a_waiting_requote_are_served_in_order_once_its_place_is_back(
+    run_venue: Any,
+) -> None:
+    """Over a cluster's bus a requote that touches a quote whose place is in flight waits
+    for it, with every later frame of its connection (`Dispatcher.hold`). Here a slot marked
+    as placing stands for the place in flight: once it is back, the next released batch (a
+    command of another connection) serves the requote, then the frames held behind it, in
+    request order (`resume_held`): the open orders listed last show both before it."""
+
+    async def scenario(venue: Any) -> None:
+        server = venue.server
+        maker = await venue.client("alpha")
+        await maker.request("session.cod", {"enabled": True})
+        session = next(s for s in server.sessions.values() if s.account == 1)
+        slot = (1, "resumed", "AAPLx-USD", Side.BUY)
+        server.dispatcher.placed.placing.add(slot)
+        bid = {"symbol": "AAPLx-USD", "bid_px": "186.00", "bid_qty": "1"}
+        place = {"symbol": "AAPLx-USD", "side": "sell", "type": "limit", "tif": "gtc"}
+        answering = asyncio.gather(
+            maker.request_raw("quote.mass", {"quote_set": "resumed", "quotes": [bid]}),
+            maker.request_raw("order.place", place | {"qty": "1", "price": "187.30"}),
+            maker.request_raw("orders.open", {}),
+        )
+        for _ in range(300):  # bounded: up to 3 s for the three frames to arrive
+            if session.held is not None and len(session.held) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert session.held is not None and len(session.held) == 2, "held behind the requote"
+        server.dispatcher.placed.place_back(slot)
+        other = await venue.client("beta")
+        await other.place("AAPLx-USD", "buy", "1", "100.00")  # a released batch
+        requoted, placed, listed = await asyncio.wait_for(answering, 5)
+        assert [a["status"] for a in (requoted, placed, listed)] == [200, 200, 200]
+        assert session.held is None and server.dispatcher.held == {}
+        orders = listed["result"]["orders"]  # decided after both before it
+        assert {o["order_id"] for o in orders} == {
+            requoted["result"]["results"][0]["result"]["order_id"],
+            placed["result"]["order_id"],
+        }
+
+    run_venue(scenario)

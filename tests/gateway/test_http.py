@@ -1,9 +1,11 @@
 """gateway.http: plain HTTP/1.1 beside the websockets on one port, over raw loopback sockets."""
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import h11
 import pytest
 from websockets.asyncio.client import connect
 from websockets.http11 import Request, Response
@@ -196,6 +198,40 @@ def test_a_head_of_exactly_the_limit_is_served_and_one_byte_more_is_431() -> Non
         writer.close()
 
     run(scenario)
+
+
+def test_a_head_trickled_byte_by_byte_past_the_limit_is_431_and_never_copied(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A head sent one byte per write (no Nagle): 431 once it passes the limit, as when it
+    comes whole. The check reads h11's buffer in place: its `trailing_data`, a copy of
+    everything unread, is never taken (it was at every read: quadratic in the head's size)."""
+    copies = []
+    trailing_data = h11.Connection.trailing_data
+
+    def copied(connection: h11.Connection) -> tuple[bytes, bool]:
+        data = trailing_data.fget(connection)  # type: ignore[attr-defined]
+        copies.append(len(data[0]))
+        return data  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(h11.Connection, "trailing_data", property(copied))
+    head = b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Pad: "
+    head += b"p" * (http.HEADER_BYTES_MAX + 1 - len(head))  # one byte past, no end in sight
+
+    async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for index in range(len(head)):
+            writer.write(head[index : index + 1])
+            await asyncio.sleep(0)  # the server reads it, most often alone
+        status, headers, body = await read_response(reader)
+        assert (status, headers["connection"]) == (431, "close")
+        assert body.decode() == http.HEAD_TOO_LARGE + "\n"
+        assert await reader.read() == b""  # closed by the server
+        writer.close()
+
+    run(scenario)
+    assert copies == [], f"{len(copies)} copies of the unread bytes, {sum(copies)} bytes"
 
 
 def test_an_answer_owed_is_written_after_the_peer_half_closes() -> None:

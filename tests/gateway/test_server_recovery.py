@@ -20,6 +20,7 @@ import pytest
 from cli.main import main as venue_cli
 from client.sdk import VenueClient, VenueError
 from core import venue_core
+from engine.enums import Side
 from settlement.store import SqliteLedgerStore
 from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, drain_pushes, start_venue
 
@@ -242,6 +243,59 @@ def test_a_stop_tells_clients_and_closes_them_1001(tmp_path: Path) -> None:
             await client.close()
         with pytest.raises(OSError):  # nothing listens any more
             await VenueClient(venue.url()).connect()
+
+    run(scenario)
+
+
+def test_requests_held_at_a_stop_are_answered_not_executed_before_the_close(
+    tmp_path: Path,
+) -> None:
+    """A cluster's gateway holds a requote whose quote's place is in flight, and every frame
+    of its connection behind it (`Dispatcher.hold`). Here a slot marked as placing stands
+    for a place whose outcome the stop's drain does not get (the core unreachable): at the
+    stop the requote and the two requests behind it are each answered 503 `SHUTTING_DOWN`
+    (before: nothing, the close came first), in request order, before the `shutdown` push
+    and the 1001 close; none of them ran."""
+
+    async def scenario() -> None:
+        venue = await start_venue(tmp_path / "data")
+        server = venue.server
+        maker = await venue.client("alpha")
+        await maker.request("session.cod", {"enabled": True})
+        session = next(s for s in server.sessions.values() if s.account == 1)
+        server.dispatcher.placed.placing.add((1, "held", SYMBOL, Side.BUY))  # never back
+        seen: list[Any] = []  # what the client read, in order: answers' ids, pushes' types
+        on_message = maker._on_message
+
+        def recording(message: dict[str, Any]) -> None:
+            seen.append(message.get("id", message.get("type")))
+            on_message(message)
+
+        maker._on_message = recording  # type: ignore[method-assign]
+        bid = {"symbol": SYMBOL, "bid_px": "186.00", "bid_qty": "1"}
+        place = {"symbol": SYMBOL, "side": "sell", "type": "limit", "tif": "gtc"}
+        sending = [
+            maker.request_raw("quote.mass", {"quote_set": "held", "quotes": [bid]}),  # waits
+            maker.request_raw("order.place", place | {"qty": "1", "price": "187.30"}),
+            maker.request_raw("balances"),
+        ]
+        answering = asyncio.gather(*sending)
+        for _ in range(300):  # bounded: up to 3 s for the three frames to arrive
+            if session.held is not None and len(session.held) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert session.held is not None and len(session.held) == 2, "held behind the requote"
+        await server.stop()
+        answers = await asyncio.wait_for(answering, WAIT_S)
+        assert [(a["status"], a["error"]["name"]) for a in answers] == [(503, "SHUTTING_DOWN")] * 3
+        assert all("not executed" in a["error"]["msg"] for a in answers), answers
+        ids = [answer["id"] for answer in answers]
+        assert seen[-4:] == [*ids, "shutdown"], seen  # in request order, then the push
+        assert maker.websocket is not None
+        await asyncio.wait_for(maker.websocket.wait_closed(), WAIT_S)
+        assert maker.websocket.close_code == 1001
+        await maker.close()
+        assert not [o for o in server.reads.orders.values() if o.account == 1], "none ran"
 
     run(scenario)
 
