@@ -178,8 +178,9 @@ def build_problem(config: VenueConfig) -> str | None:
     accounts = {account.id for account in config.accounts}
     return (
         _duplicate("assets", "code", [asset.code for asset in config.assets])
-        or _case_twins([asset.code for asset in config.assets])
+        or _case_twins("assets", "code", [asset.code for asset in config.assets])
         or _duplicate("instruments", "symbol", [entry.symbol for entry in config.instruments])
+        or _case_twins("instruments", "symbol", [entry.symbol for entry in config.instruments])
         or _duplicate("reserves", "asset", [reserve.asset for reserve in config.reserves])
         or _duplicate("accounts", "id", [account.id for account in config.accounts])
         or _first(map(_asset_problem, config.assets))
@@ -204,15 +205,16 @@ def _duplicate(table: str, key: str, values: list[Any]) -> str | None:
     return None
 
 
-def _case_twins(codes: list[str]) -> str | None:
-    """Two asset codes that differ only by case ("USD", "usd"): two assets that users could
-    not tell apart (`admin.list_asset` refuses the second too)."""
-    for index, code in enumerate(codes):
-        twin = case_twin(code, codes[:index])
+def _case_twins(table: str, key: str, names: list[str]) -> str | None:
+    """Two asset codes or symbols that differ only by case ("USD", "usd"): two assets or
+    instruments that users could not tell apart (`admin.list_asset` and
+    `admin.list_instrument` refuse the second too)."""
+    for index, name in enumerate(names):
+        twin = case_twin(name, names[:index])
         if twin is not None:
             return (
-                f"[[assets]] code {code!r} differs from {twin!r} only by case: two assets users"
-                " could not tell apart; give each asset a code of its own"
+                f"[[{table}]] {key} {name!r} differs from {twin!r} only by case: two {table}"
+                f" users could not tell apart; give each its own {key}"
             )
     return None
 

@@ -34,8 +34,9 @@ def is_name(text: str) -> bool:
 
 def case_twin(name: str, names: Iterable[str]) -> str | None:
     """The one of `names` that differs from `name` only by case ("USD" for "usd"), or None:
-    two such assets read alike to a user ("100 usd"), so a new one is refused where it
-    enters (the config, `admin.list_asset`). `name` itself is not its own twin."""
+    two such assets (or instruments) read alike to a user ("100 usd"), so a new one is
+    refused where it enters (the config, `admin.list_asset`, `admin.list_instrument`).
+    `name` itself is not its own twin."""
     folded = name.casefold()
     return next((other for other in names if other != name and other.casefold() == folded), None)
 

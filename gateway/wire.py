@@ -1207,6 +1207,15 @@ def _list_instrument(
     p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int
 ) -> Command:
     assert isinstance(p, ListInstrumentParams)
+    # Checked here, as `_list_asset` checks a code: not in the engine, so that a journal that
+    # listed such a pair before the check existed replays as it was accepted.
+    twin = case_twin(p.symbol, specs)
+    if twin is not None:
+        raise _Refusal(
+            E.INSTRUMENT_EXISTS,
+            f"instrument {twin} is listed: {p.symbol} differs from it only by case, and users"
+            " could not tell the two apart",
+        )
     qty_decimals = _scale(scales, p.base)
     quote_decimals = _scale(scales, p.quote)
     price_decimals = len(p.tick.partition(".")[2])

@@ -180,6 +180,11 @@ BILL_MATURITY = "maturity = 2027-03-04\n"
             ["[[assets]] code 'usd'", "'USD'", "only by case"],
         ),
         (
+            'symbol = "MSFTx-USD"',
+            'symbol = "aaplx-usd"',
+            ["[[instruments]] symbol 'aaplx-usd'", "'AAPLx-USD'", "only by case"],
+        ),
+        (
             '[[reserves]]\nasset = "AAPLx"',
             '[[reserves]]\nasset = "USD"\namount = "1"\n\n[[reserves]]\nasset = "AAPLx"',
             ["[[reserves]] asset 'USD'", "twice"],

@@ -771,6 +771,21 @@ def test_an_asset_code_differing_from_a_listed_one_only_by_case_is_refused() -> 
     )
 
 
+def test_a_symbol_differing_from_a_listed_one_only_by_case_is_refused() -> None:
+    """As an asset code's case twin: `aaplx-usd` beside `AAPLx-USD` would list a second
+    market that users could not tell from the first. Refused where the symbol enters."""
+    listing = BILL_LISTING | {"symbol": SYMBOL.lower()}
+    refusal = convert("admin.list_instrument", listing)
+    assert isinstance(refusal, WireError)
+    assert refusal.code is E.INSTRUMENT_EXISTS
+    assert refusal.message == (
+        f"instrument {SYMBOL} is listed: {SYMBOL.lower()} differs from it only by case, and"
+        " users could not tell the two apart"
+    )
+    # a symbol of its own is converted (the very symbol again is the engine's refusal)
+    assert isinstance(convert("admin.list_instrument", BILL_LISTING), ListInstrument)
+
+
 def test_list_instrument_matches_the_config_loader() -> None:
     params = {
         "symbol": "TB-2027-03-04-USD",
