@@ -215,9 +215,11 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     await stopping.wait()
-    await server.stop()
-    if lease is not None:  # after the last write: the next venue takes it at once
-        await lease.release()
+    try:
+        await server.stop()
+    finally:
+        if lease is not None:  # after the last write: the next venue takes it at once
+            await lease.release()
     print("tokenvenue stopped cleanly", flush=True)
 
 

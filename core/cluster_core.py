@@ -253,7 +253,7 @@ class ClusterCore:
                 with contextlib.suppress(nats.errors.Error, TimeoutError):
                     holder = await self.lease.holder_now()
                     log.info(
-                        "another core holds the lease: standby",
+                        "the lease is held: standby",
                         extra={"core": self.name, "holder": holder},
                     )
                     announced = True

@@ -69,6 +69,10 @@ class AmendOrder(Command, frozen=True, gc=False, kw_only=True):
     price: int = 0
     qty: int = 0
     new_cl_ord_id: str | None = None
+    # The instrument whose units `price` and `qty` are in, as the gateway read them: an amend
+    # of an order on another instrument is refused (the gateway reads a batch's or a lagging
+    # replica's orders ahead of the engine). None: not checked (the journals before it).
+    symbol: str | None = None
 
 
 class CancelAll(Command, frozen=True, gc=False, kw_only=True):

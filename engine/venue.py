@@ -927,6 +927,7 @@ class Venue:
             and (order := self.orders.get(cmd.order_id)) is not None
             and (market := self.markets[order.symbol]).status is OPEN
             and order.account == cmd.account
+            and (cmd.symbol is None or cmd.symbol == order.symbol)
         ):
             return self._amend_checked(cmd, events)
         if price == order.price or not price:  # no new price: a size cut, perhaps
@@ -1127,6 +1128,13 @@ class Venue:
             order = self.cl_ord_index.get((cmd.account, cmd.cl_ord_id))
         if order is None:
             return self._reject_missing(events, cmd, "amend_order")
+        if cmd.symbol is not None and cmd.symbol != order.symbol:
+            detail = (
+                f"the order is on {order.symbol}, not {cmd.symbol}, whose decimals the price"
+                " and qty were read at (an earlier request moved its cl_ord_id): nothing"
+                " changed; send it again"
+            )
+            return self._reject(events, cmd, "amend_order", E.BAD_PARAM, detail, order.order_id)
         market = self.markets[order.symbol]
         book = market.book
         own, opposite = (book.bids, book.asks) if order.side is BUY else (book.asks, book.bids)

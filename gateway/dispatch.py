@@ -581,7 +581,8 @@ class Dispatcher:
         """The venue is stopping and its connections close next (`VenueServer.stop`, once
         its drain is over): each request still waiting for a place (one that did not come
         back in the drain) and every frame held behind it is answered 503 `SHUTTING_DOWN`,
-        in request order: none of them ran, and the trader learns so instead of an unknown
+        in request order (up to a held `session.logout`: frames after one are never
+        answered): none of them ran, and the trader learns so instead of an unknown
         outcome. At once, not behind the answers owed: the place they waited for may go
         unanswered at the close. Nothing after them runs (`_abandon`)."""
         send = self.connections.send
@@ -592,8 +593,10 @@ class Dispatcher:
                 continue  # nobody reads its answers
             send(session, wire.error(request.id, E.SHUTTING_DOWN, NOT_EXECUTED_AT_STOP))
             for frame, _ in later:  # (an unreadable frame's id is null, as ever)
-                request_id = wire.decode_envelope(frame).id
-                send(session, wire.error(request_id, E.SHUTTING_DOWN, NOT_EXECUTED_AT_STOP))
+                envelope = wire.decode_envelope(frame)
+                send(session, wire.error(envelope.id, E.SHUTTING_DOWN, NOT_EXECUTED_AT_STOP))
+                if getattr(envelope, "method", None) == "session.logout":
+                    break  # what a client sends after its logout is never answered
 
     def _serve_held(
         self, session: Session, request: wire.Request, serve: Callable[[], None]
@@ -708,22 +711,31 @@ class Dispatcher:
                 self.submit_all(places, pending)
                 return
         planned: list[Command | CommandRejected] = []
-        names = _BatchNames(self.reads, account)  # what each cl_ord_id names as the ops run
+        # The instrument each cl_ord_id was last given by an op of this batch (a place, or an
+        # amend's new_cl_ord_id): an amend's price and qty are read at it, else at the order
+        # the name gives now. A guess, as the ops have not run: an op refused when it runs
+        # leaves the name where it was, and the engine then refuses the amend read at the
+        # wrong instrument (`AmendOrder.symbol`) rather than apply it in those units.
+        named: dict[str, str] = {}
         refused = False  # an op refused before it could become a command (`_unknown_order`)
         for index, op in enumerate(ops):
             if type(op) is wire.PlaceOp:  # the usual op: converted in one call, or as any op
                 params = op.params
-                names.placed(params.cl_ord_id, params.symbol)
+                if params.cl_ord_id is not None:
+                    named[params.cl_ord_id] = params.symbol
                 place = plain_place(params, specs, account, ts_us)
                 if place is not None:
                     planned.append(place)
                     continue
             symbol = None
-            if isinstance(op, wire.CancelOp):
-                names.closed(op.params.order_id, op.params.cl_ord_id)
-            elif isinstance(op, wire.AmendOp):
+            if isinstance(op, wire.AmendOp):
                 p = op.params
-                symbol = names.amended(p.order_id, p.cl_ord_id, p.new_cl_ord_id)
+                symbol = named.get(p.cl_ord_id) if p.cl_ord_id is not None else None
+                if symbol is None:
+                    order = self.reads.find_order(key.account, p.order_id or 0, p.cl_ord_id)
+                    symbol = None if order is None else order.symbol
+                if symbol is not None and p.new_cl_ord_id is not None:
+                    named[p.new_cl_ord_id] = symbol
                 if symbol is None:
                     reason = self.reads.missing_order_reason(
                         key.account, p.order_id or 0, p.cl_ord_id
@@ -861,63 +873,6 @@ class Dispatcher:
 
 
 # ----------------------------------------------------------------- results
-
-
-class _BatchNames:
-    """Which open order each `cl_ord_id` names as a batch's ops run, for its amends.
-
-    An amend carries its price and qty in the units of its order's instrument, so the
-    gateway reads them at that order's symbol. A cl_ord_id names only an open order, and an
-    earlier op of the batch may move it: a cancel frees it, a place takes it again (perhaps
-    on another instrument), an amend's `new_cl_ord_id` renames an order. The ops are all
-    converted before the first runs, so what each cl_ord_id names is followed here through
-    the ops, over the state before the batch (`reads`), as each op would change it if
-    accepted (a place or rename onto a cl_ord_id in use is refused: it changes nothing)."""
-
-    def __init__(self, reads: Any, account: int) -> None:
-        self.reads, self.account = reads, account
-        self.moved: dict[str, str | None] = {}  # cl_ord_id -> symbol it names now, or none
-
-    def symbol_of(self, cl_ord_id: str) -> str | None:
-        if cl_ord_id in self.moved:
-            return self.moved[cl_ord_id]
-        order = self.reads.find_order(self.account, 0, cl_ord_id)
-        return None if order is None else order.symbol
-
-    def _target(self, order_id: int | None, cl_ord_id: str | None) -> tuple[str | None, str | None]:
-        """The cl_ord_id and symbol of the order an op names (None: none known)."""
-        if cl_ord_id is not None:
-            return cl_ord_id, self.symbol_of(cl_ord_id)
-        order = self.reads.find_order(self.account, order_id or 0, None)
-        if order is None:
-            return None, None
-        name = order.cl_ord_id  # an order id keeps its instrument; its cl_ord_id may go
-        return (None if name in self.moved else name), order.symbol
-
-    def placed(self, cl_ord_id: str | None, symbol: str) -> None:
-        if cl_ord_id is not None and self.symbol_of(cl_ord_id) is None:
-            self.moved[cl_ord_id] = symbol
-
-    def closed(self, order_id: int | None, cl_ord_id: str | None) -> None:
-        name, _ = self._target(order_id, cl_ord_id)
-        if name is not None:
-            self.moved[name] = None
-
-    def amended(
-        self, order_id: int | None, cl_ord_id: str | None, new_cl_ord_id: str | None
-    ) -> str | None:
-        """The symbol of the amend's order (None: no open order), which it may rename."""
-        name, symbol = self._target(order_id, cl_ord_id)
-        if symbol is None and name is not None:  # closed by an earlier op: the engine says so
-            order = self.reads.find_order(self.account, 0, name)
-            return None if order is None else order.symbol
-        renames = new_cl_ord_id is not None and new_cl_ord_id != name
-        # a new_cl_ord_id in use is DUPLICATE_CL_ORD_ID: no rename
-        if symbol is not None and renames and self.symbol_of(new_cl_ord_id or "") is None:
-            self.moved[new_cl_ord_id or ""] = symbol
-            if name is not None:
-                self.moved[name] = None
-        return symbol
 
 
 def _with_cod_mark(command: Any) -> Any:

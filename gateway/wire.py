@@ -1179,12 +1179,14 @@ def _amend(
 ) -> Command:
     assert isinstance(p, AmendParams)
     price = qty = 0
+    units_of = None  # the instrument the units were read at: the engine checks the order's
     if p.price is not None or p.qty is not None:
         if symbol is None:
             raise _Refusal(E.UNKNOWN_ORDER, "the account has no such open order")
         spec = _spec(specs, symbol)
         price = 0 if p.price is None else _positive(p.price, spec.price_decimals, "price")
         qty = 0 if p.qty is None else _positive(p.qty, spec.qty_decimals, "qty")
+        units_of = symbol
     return AmendOrder(
         ts_us=ts_us,
         account=account,
@@ -1193,6 +1195,7 @@ def _amend(
         price=price,
         qty=qty,
         new_cl_ord_id=p.new_cl_ord_id,
+        symbol=units_of,
     )
 
 

@@ -235,7 +235,7 @@ def test_a_cluster_core_started_beside_a_venue_on_its_stream_waits_as_a_standby(
     try:
         core = start_core(tmp_path, "core-a", nats_node.url)
         try:
-            standby = expect_line(core.stderr, "another core holds the lease: standby")
+            standby = expect_line(core.stderr, "the lease is held: standby")
             assert f"(data dir {venue_dir})" in standby, standby
             assert asyncio.run(asyncio.wait_for(place_resting_orders(url, 1), 30)) != []
         finally:

@@ -295,6 +295,25 @@ def test_amend_refusals(harness: Harness) -> None:
     assert harness.venue.find_order(1, 0, "a") is None
 
 
+def test_an_amend_read_at_another_instruments_units_is_refused(harness: Harness) -> None:
+    """`AmendOrder.symbol` names the instrument the gateway read the price and qty at: an
+    order on another one is not amended in those units (a batch's guess, a lagging replica).
+    None (journals before it) is not checked; the order's own symbol amends as before."""
+    harness.place(1, BUY, 9_900, 100, cl_ord_id="x")
+    for by_id in (True, False):  # the fast path, and the checks one by one
+        target: dict[str, Any] = {"order_id": 1} if by_id else {"cl_ord_id": "x"}
+        events = harness.do(AmendOrder(account=1, qty=300, symbol="TB-X-USD", **target))
+        (refused,) = events
+        assert isinstance(refused, CommandRejected) and refused.reason is ErrorCode.BAD_PARAM
+        assert refused.detail.startswith(f"the order is on {SYMBOL}, not TB-X-USD, whose")
+        order = harness.venue.orders[1]
+        assert refused.order_id == 1 and (order.price, order.qty, order.hold) == (9_900, 100, 0)
+    amended = harness.do(AmendOrder(account=1, order_id=1, price=9_950, symbol=SYMBOL))[0]
+    assert isinstance(amended, OrderAmended) and amended.price == 9_950
+    amended = harness.do(AmendOrder(account=1, cl_ord_id="x", qty=120))[0]
+    assert isinstance(amended, OrderAmended) and amended.qty == 120
+
+
 def test_gtd_orders_expire_before_the_next_command(harness: Harness) -> None:
     now = harness.now()
     harness.place(1, SELL, 10_000, 100, tif=TimeInForce.GTD, expire_at_us=now + 10)

@@ -300,6 +300,43 @@ def test_requests_held_at_a_stop_are_answered_not_executed_before_the_close(
     run(scenario)
 
 
+def test_a_held_logout_is_the_last_request_answered_at_a_stop(tmp_path: Path) -> None:
+    """Frames sent after a logout are never answered (protocol §4.2): held behind a
+    waiting requote at a stop, the requote and the logout are answered 503 `SHUTTING_DOWN`,
+    the place sent after the logout is not (its caller sees the connection close), and
+    nothing ran."""
+
+    async def scenario() -> None:
+        venue = await start_venue(tmp_path / "data")
+        server = venue.server
+        maker = await venue.client("alpha")
+        await maker.request("session.cod", {"enabled": True})
+        session = next(s for s in server.sessions.values() if s.account == 1)
+        server.dispatcher.placed.placing.add((1, "held", SYMBOL, Side.BUY))  # never back
+        bid = {"symbol": SYMBOL, "bid_px": "186.00", "bid_qty": "1"}
+        place = {"symbol": SYMBOL, "side": "sell", "type": "limit", "tif": "gtc"}
+        sending = [
+            maker.request_raw("quote.mass", {"quote_set": "held", "quotes": [bid]}),  # waits
+            maker.request_raw("session.logout"),
+            maker.request_raw("order.place", place | {"qty": "1", "price": "187.30"}),
+        ]
+        answering = asyncio.gather(*sending, return_exceptions=True)
+        for _ in range(300):  # bounded: up to 3 s for the three frames to arrive
+            if session.held is not None and len(session.held) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert session.held is not None and len(session.held) == 2, "held behind the requote"
+        await server.stop()
+        requote, logout, after = await asyncio.wait_for(answering, WAIT_S)
+        for answer in (requote, logout):
+            assert (answer["status"], answer["error"]["name"]) == (503, "SHUTTING_DOWN"), answer
+        assert isinstance(after, Exception), after  # no answer: the close came instead
+        await maker.close()
+        assert not [o for o in server.reads.orders.values() if o.account == 1], "none ran"
+
+    run(scenario)
+
+
 def test_cod_orders_are_canceled_by_a_stop_and_stay_canceled(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
 

@@ -585,6 +585,46 @@ def test_a_batch_amend_reads_its_units_at_the_symbol_its_cl_ord_id_names_by_then
     run_venue(scenario)
 
 
+def test_a_batch_amend_whose_name_an_earlier_op_fails_to_move_is_refused_not_misread(
+    run_venue: Any,
+) -> None:
+    """The names are read before the ops run. A place on the bill that the engine refuses
+    (its cl_ord_id is in use) leaves the name on the AAPLx order: the amend read at the
+    bill's decimals is refused, not applied at AAPLx's (qty "3" was 0.000003 shares). A
+    place that runs but does not rest (an ioc) gives way to the next place of the name."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.place(SYMBOL, "buy", "1", "186.00", cl_ord_id="x")
+        response = await alpha.batch(
+            [
+                place_op("buy", "100", "96.000000", symbol=BILL, cl_ord_id="x"),
+                {"method": "order.amend", "params": {"cl_ord_id": "x", "qty": "3"}},
+            ]
+        )
+        assert response["status"] == 409, response
+        duplicate, amend = response["result"]["results"]
+        assert duplicate["error"]["name"] == "DUPLICATE_CL_ORD_ID"
+        assert amend["error"]["name"] == "BAD_PARAM"
+        assert amend["error"]["msg"].startswith(f"the order is on {SYMBOL}, not {BILL}")
+        (order,) = (await alpha.open_orders())["orders"]
+        assert (order["symbol"], order["qty"]) == (SYMBOL, "1.000000")  # nothing changed
+        await alpha.cancel_all()
+
+        response = await alpha.batch(
+            [
+                place_op("buy", "100", "96.000000", symbol=BILL, cl_ord_id="y", tif="ioc"),
+                place_op("buy", "1", "186.00", cl_ord_id="y"),
+                {"method": "order.amend", "params": {"cl_ord_id": "y", "qty": "3"}},
+            ]
+        )
+        assert response["status"] == 200, response
+        (order,) = (await alpha.open_orders())["orders"]
+        assert (order["symbol"], order["qty"]) == (SYMBOL, "3.000000")
+
+    run_venue(scenario)
+
+
 def test_batch_amend_of_an_unknown_order_is_one_failed_op(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         alpha = await venue.client("alpha")

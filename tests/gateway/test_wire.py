@@ -477,7 +477,7 @@ def test_a_batch_decodes_its_ops_into_their_params() -> None:
     assert commands[1] == CancelOrder(account=7, cl_ord_id="a")
     assert commands[2] == WireError(None, E.UNKNOWN_ORDER, "the account has no such open order")
     amend = wire.params_to_command(params.ops[2].params, SPECS, SCALES, 7, order_symbol=SYMBOL)
-    assert amend == AmendOrder(account=7, order_id=4, price=200)
+    assert amend == AmendOrder(account=7, order_id=4, price=200, symbol=SYMBOL)
 
 
 def test_batch_limits() -> None:
@@ -665,8 +665,8 @@ def test_an_amend_converts_at_its_orders_scales() -> None:
     params = {"order_id": 3, "price": "99.5", "qty": "1.5", "new_cl_ord_id": "n"}
     command = convert("order.amend", params, order_symbol=SYMBOL)
     assert command == AmendOrder(
-        account=7, order_id=3, price=9_950, qty=1_500_000, new_cl_ord_id="n"
-    )
+        account=7, order_id=3, price=9_950, qty=1_500_000, new_cl_ord_id="n", symbol=SYMBOL
+    )  # the engine refuses it if the order is on another instrument by then
     renamed = convert("order.amend", {"cl_ord_id": "a", "new_cl_ord_id": "b"})
     assert renamed == AmendOrder(account=7, cl_ord_id="a", new_cl_ord_id="b")
     assert convert("order.amend", {"order_id": 3, "qty": "0"}, order_symbol=SYMBOL).code is (
