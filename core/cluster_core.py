@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -215,6 +215,18 @@ class Follower:
         self.seq = seq
 
 
+async def keep_lease(lease: Lease, lost: Callable[[], None]) -> None:
+    """Renew `lease` a third of its TTL in while it is held; once a term ends unrenewed, call
+    `lost` and return: its holder must stop acting (the core's, `serve --nats`'s)."""
+    while True:
+        await asyncio.sleep(LEASE_POLL_S)
+        if lease.state.renew_due(time.monotonic()):
+            await attempt(lease.renew)  # not confirmed: the term runs on to its end
+        if not lease.held():
+            lost()
+            return
+
+
 class ClusterCore:
     """One core process: standby until it holds the lease, then the venue's sequencer."""
 
@@ -308,14 +320,9 @@ class ClusterCore:
             await self.nc.close()
 
     async def _keep_lease(self) -> None:
-        lease = self.lease
-        assert lease is not None
-        while True:
-            await asyncio.sleep(LEASE_POLL_S)
-            if lease.state.renew_due(time.monotonic()):
-                await attempt(lease.renew)  # not confirmed: the term runs on to its end
-            if not lease.held():
-                die(RuntimeError(f"core {self.name} lost its lease: stopping"))
+        assert self.lease is not None
+        lost = RuntimeError(f"core {self.name} lost its lease: stopping")
+        await keep_lease(self.lease, lambda: die(lost))
 
     async def _watch_gateways(self) -> None:
         """Every `GATEWAY_SCAN_S`: cancel the open cod orders of each gateway whose lease is

@@ -24,7 +24,7 @@ from typing import Any, Final, TypeVar
 import nats.errors
 from nats.aio.client import Client
 
-from core.cluster_core import LEASE_POLL_S, LEASE_REQUEST_TIMEOUT_S, LEASE_TTL_S
+from core.cluster_core import LEASE_POLL_S, LEASE_REQUEST_TIMEOUT_S, LEASE_TTL_S, keep_lease
 from core.jetstream_journal import (
     STREAM_DEFAULT,
     JournalUnavailable,
@@ -154,15 +154,9 @@ class VenueLease:
 
     async def _keep(self) -> None:
         """Renew a third of the TTL in; at the end of a term not renewed, stop."""
-        lease = self._lease
-        assert lease is not None
-        while True:
-            await asyncio.sleep(LEASE_POLL_S)
-            if lease.state.renew_due(time.monotonic()):
-                await attempt(lease.renew)  # not confirmed: the term runs on to its end
-            if not lease.held():
-                self._on_lost(RuntimeError(f"{self.holder} lost its lease: stopping"))
-                return
+        assert self._lease is not None
+        lost = RuntimeError(f"{self.holder} lost its lease: stopping")
+        await keep_lease(self._lease, lambda: self._on_lost(lost))
 
     def _keeper_ended(self, task: "asyncio.Task[None]") -> None:
         if not task.cancelled() and task.exception() is not None:
