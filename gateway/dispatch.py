@@ -194,7 +194,10 @@ class Dispatcher:
         if session.held is not None:  # over a cluster's bus: a request before it waits
             self._hold_frame(session, frame, charged)
             return
-        if session.logged_out:  # nothing sent behind a logout runs, nor is answered
+        # Nothing sent behind a logout runs, nor anything read once the venue has decided to
+        # close the connection (a slow consumer's 4002, a stop, a lost lease): its answer
+        # could not be sent, and a `session.cod` off would slip in before the close.
+        if session.logged_out or session.closing:
             return
         try:
             t_in = _time_ns() // 1_000  # `now_us`, inline: a call less per frame

@@ -213,6 +213,43 @@ def test_frames_sent_after_a_logout_are_not_handled(run_venue: Any) -> None:
     run_venue(scenario)
 
 
+def test_frames_read_once_the_venue_closes_a_connection_are_not_handled(
+    run_venue: Any,
+) -> None:
+    """Once the venue has decided to close a connection (here as a slow consumer's cut-off
+    does, `Session.closing`, before its close reaches the peer), frames still read from it
+    change nothing: they could get no answer, and a cod off would keep the orders its
+    cancel-on-disconnect is about to cancel."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.request("session.cod", {"enabled": True})
+        await alpha.place(SYMBOL, "buy", "1", "186.00", cl_ord_id="before")
+        session = next(s for s in venue.server.sessions.values() if s.account == 1)
+        session.closing = True  # decided; the close itself follows
+        assert alpha.websocket is not None
+        for frame in (
+            {"id": 90, **place_op("buy", "1", "186.01", cl_ord_id="after")},
+            {"id": 91, "method": "session.cod", "params": {"enabled": False}},
+        ):
+            await alpha.websocket.send(json.dumps(frame))
+        watcher = await venue.client("alpha")
+        for _ in range(100):  # bounded: up to 1 s for the two frames to be read
+            await asyncio.sleep(0.01)
+        assert (await watcher.order_status(cl_ord_id="before"))["status"] == "new"
+        with pytest.raises(VenueError) as unknown:
+            await watcher.order_status(cl_ord_id="after")
+        assert unknown.value.name == "UNKNOWN_ORDER", "a place read after the decision ran"
+        venue.server.connections.close(session, 4002, "slow consumer")
+        for _ in range(300):  # bounded: up to 3 s for its cancel-on-disconnect
+            if not await open_ids(watcher):
+                break
+            await asyncio.sleep(0.01)
+        assert await open_ids(watcher) == set(), "cod off read after the decision was applied"
+
+    run_venue(scenario)
+
+
 def test_public_endpoint_refuses_logon_and_private_requests(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         public = await venue.client(endpoint="public")
