@@ -197,7 +197,7 @@ class Dispatcher:
         # Nothing sent behind a logout runs, nor anything read once the venue has decided to
         # close the connection (a slow consumer's 4002, a stop, a lost lease): its answer
         # could not be sent, and a `session.cod` off would slip in before the close.
-        if session.logged_out or session.closing:
+        if session.deaf:
             return
         try:
             t_in = _time_ns() // 1_000  # `now_us`, inline: a call less per frame
@@ -351,9 +351,9 @@ class Dispatcher:
 
     def _logout(self, session: Session, request: wire.Request, t_in: int) -> None:
         """Answered (and closed) behind everything still owed on this connection; the
-        frames sent after it are not handled (`on_frame`): no answer of theirs would reach
-        the client, and none may change what the close does (its cancel-on-disconnect)."""
-        session.logged_out = True
+        frames sent after it are not handled (`Session.deaf`): no answer of theirs would
+        reach the client, and none may change what the close does (its cancel-on-disconnect)."""
+        session.deaf = True
         pending = Pending(session, request.id, request.method, t_in, close_after=True)
         pending.answer = wire.encode({})
         self.bus.barrier(pending)

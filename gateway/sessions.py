@@ -56,7 +56,9 @@ class Session:
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # the writer task's turn
     dirty: bool = False  # has messages the next `_flush_outboxes` writes
     closing: bool = False
-    logged_out: bool = False  # `session.logout` came: later frames are not handled
+    # Frames read from now on are not handled nor answered: a `session.logout` came, or the
+    # venue decided to close the connection (`Sessions.close`)
+    deaf: bool = False
     # Over a cluster's bus, while a request of this connection waits for a place in flight
     # (`Dispatcher.hold`): the frames that came after it, to be handled in order after it,
     # each with whether its front door charged it already
@@ -331,6 +333,7 @@ class Sessions:
         """Flush what is queued and close; a peer that does not read within
         `CLOSE_TIMEOUT_S` (a slow consumer) has its connection aborted instead."""
         session.closing = True
+        session.deaf = True
 
         async def close_after_flush() -> None:
             websocket = session.websocket

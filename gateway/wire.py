@@ -16,7 +16,7 @@ import operator
 import re
 import time
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from itertools import chain, starmap
 from typing import Annotated, Any, Literal, Union
 
@@ -1210,15 +1210,7 @@ def _list_instrument(
     p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int
 ) -> Command:
     assert isinstance(p, ListInstrumentParams)
-    # Checked here, as `_list_asset` checks a code: not in the engine, so that a journal that
-    # listed such a pair before the check existed replays as it was accepted.
-    twin = case_twin(p.symbol, specs)
-    if twin is not None:
-        raise _Refusal(
-            E.INSTRUMENT_EXISTS,
-            f"instrument {twin} is listed: {p.symbol} differs from it only by case, and users"
-            " could not tell the two apart",
-        )
+    _refuse_case_twin(p.symbol, specs, E.INSTRUMENT_EXISTS, "instrument {} is listed")
     qty_decimals = _scale(scales, p.base)
     quote_decimals = _scale(scales, p.quote)
     price_decimals = len(p.tick.partition(".")[2])
@@ -1315,16 +1307,22 @@ def _check_bill_price(spec: InstrumentSpec, price: int) -> None:
 
 def _list_asset(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
     assert isinstance(p, ListAssetParams)
-    # Checked here, as the config checks it, not in the engine: a journal that listed such a
-    # pair before the check existed must replay as it was accepted.
-    twin = case_twin(p.code, scales)
+    _refuse_case_twin(p.code, scales, E.ASSET_EXISTS, "asset {} exists")
+    return ListAsset(ts_us=ts_us, code=p.code, scale=p.scale)
+
+
+def _refuse_case_twin(name: str, listed: Iterable[str], code: ErrorCode, said: str) -> None:
+    """Refuse `name` beside a listed name that differs from it only by case (`case_twin`):
+    users could not tell the two apart. `said` words the listed one ("asset {} exists").
+    Checked here, as the config checks it, not in the engine: a journal that listed such a
+    pair before the check existed must replay as it was accepted."""
+    twin = case_twin(name, listed)
     if twin is not None:
         raise _Refusal(
-            E.ASSET_EXISTS,
-            f"asset {twin} exists: {p.code} differs from it only by case, and users could not"
+            code,
+            f"{said.format(twin)}: {name} differs from it only by case, and users could not"
             " tell the two apart",
         )
-    return ListAsset(ts_us=ts_us, code=p.code, scale=p.scale)
 
 
 def _attest(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:

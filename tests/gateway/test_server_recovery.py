@@ -247,6 +247,31 @@ def test_a_stop_tells_clients_and_closes_them_1001(tmp_path: Path) -> None:
     run(scenario)
 
 
+HELD_PLACE = {"symbol": SYMBOL, "side": "sell", "type": "limit", "tif": "gtc", "qty": "1"}
+
+
+async def _requote_held(
+    server: Any, maker: Any, *behind: tuple[str, dict[str, Any] | None]
+) -> "asyncio.Future[list[Any]]":
+    """Send a requote that waits for a place marked in flight (one that never comes back,
+    as when the core is unreachable) and `behind` it the requests given (method, params),
+    which the connection holds; their answers (or failures), once all are held."""
+    session = next(s for s in server.sessions.values() if s.account == 1)
+    server.dispatcher.placed.placing.add((1, "held", SYMBOL, Side.BUY))  # never back
+    bid = {"symbol": SYMBOL, "bid_px": "186.00", "bid_qty": "1"}
+    sending = [
+        maker.request_raw("quote.mass", {"quote_set": "held", "quotes": [bid]}),  # waits
+        *(maker.request_raw(method, params) for method, params in behind),
+    ]
+    answering = asyncio.gather(*sending, return_exceptions=True)
+    for _ in range(300):  # bounded: up to 3 s for the frames to arrive
+        if session.held is not None and len(session.held) == len(behind):
+            break
+        await asyncio.sleep(0.01)
+    assert session.held is not None and len(session.held) == len(behind), "held behind it"
+    return answering
+
+
 def test_requests_held_at_a_stop_are_answered_not_executed_before_the_close(
     tmp_path: Path,
 ) -> None:
@@ -262,8 +287,6 @@ def test_requests_held_at_a_stop_are_answered_not_executed_before_the_close(
         server = venue.server
         maker = await venue.client("alpha")
         await maker.request("session.cod", {"enabled": True})
-        session = next(s for s in server.sessions.values() if s.account == 1)
-        server.dispatcher.placed.placing.add((1, "held", SYMBOL, Side.BUY))  # never back
         seen: list[Any] = []  # what the client read, in order: answers' ids, pushes' types
         on_message = maker._on_message
 
@@ -272,19 +295,9 @@ def test_requests_held_at_a_stop_are_answered_not_executed_before_the_close(
             on_message(message)
 
         maker._on_message = recording  # type: ignore[method-assign]
-        bid = {"symbol": SYMBOL, "bid_px": "186.00", "bid_qty": "1"}
-        place = {"symbol": SYMBOL, "side": "sell", "type": "limit", "tif": "gtc"}
-        sending = [
-            maker.request_raw("quote.mass", {"quote_set": "held", "quotes": [bid]}),  # waits
-            maker.request_raw("order.place", place | {"qty": "1", "price": "187.30"}),
-            maker.request_raw("balances"),
-        ]
-        answering = asyncio.gather(*sending)
-        for _ in range(300):  # bounded: up to 3 s for the three frames to arrive
-            if session.held is not None and len(session.held) == 2:
-                break
-            await asyncio.sleep(0.01)
-        assert session.held is not None and len(session.held) == 2, "held behind the requote"
+        answering = await _requote_held(
+            server, maker, ("order.place", HELD_PLACE | {"price": "187.30"}), ("balances", None)
+        )
         await server.stop()
         answers = await asyncio.wait_for(answering, WAIT_S)
         assert [(a["status"], a["error"]["name"]) for a in answers] == [(503, "SHUTTING_DOWN")] * 3
@@ -311,21 +324,12 @@ def test_a_held_logout_is_the_last_request_answered_at_a_stop(tmp_path: Path) ->
         server = venue.server
         maker = await venue.client("alpha")
         await maker.request("session.cod", {"enabled": True})
-        session = next(s for s in server.sessions.values() if s.account == 1)
-        server.dispatcher.placed.placing.add((1, "held", SYMBOL, Side.BUY))  # never back
-        bid = {"symbol": SYMBOL, "bid_px": "186.00", "bid_qty": "1"}
-        place = {"symbol": SYMBOL, "side": "sell", "type": "limit", "tif": "gtc"}
-        sending = [
-            maker.request_raw("quote.mass", {"quote_set": "held", "quotes": [bid]}),  # waits
-            maker.request_raw("session.logout"),
-            maker.request_raw("order.place", place | {"qty": "1", "price": "187.30"}),
-        ]
-        answering = asyncio.gather(*sending, return_exceptions=True)
-        for _ in range(300):  # bounded: up to 3 s for the three frames to arrive
-            if session.held is not None and len(session.held) == 2:
-                break
-            await asyncio.sleep(0.01)
-        assert session.held is not None and len(session.held) == 2, "held behind the requote"
+        answering = await _requote_held(
+            server,
+            maker,
+            ("session.logout", None),
+            ("order.place", HELD_PLACE | {"price": "187.30"}),
+        )
         await server.stop()
         requote, logout, after = await asyncio.wait_for(answering, WAIT_S)
         for answer in (requote, logout):

@@ -217,7 +217,7 @@ def test_frames_read_once_the_venue_closes_a_connection_are_not_handled(
     run_venue: Any,
 ) -> None:
     """Once the venue has decided to close a connection (here as a slow consumer's cut-off
-    does, `Session.closing`, before its close reaches the peer), frames still read from it
+    does, `Session.deaf`, before its close reaches the peer), frames still read from it
     change nothing: they could get no answer, and a cod off would keep the orders its
     cancel-on-disconnect is about to cancel."""
 
@@ -226,7 +226,7 @@ def test_frames_read_once_the_venue_closes_a_connection_are_not_handled(
         await alpha.request("session.cod", {"enabled": True})
         await alpha.place(SYMBOL, "buy", "1", "186.00", cl_ord_id="before")
         session = next(s for s in venue.server.sessions.values() if s.account == 1)
-        session.closing = True  # decided; the close itself follows
+        session.closing = session.deaf = True  # decided (as `Sessions.close`); the close follows
         assert alpha.websocket is not None
         for frame in (
             {"id": 90, **place_op("buy", "1", "186.01", cl_ord_id="after")},

@@ -771,6 +771,21 @@ def test_an_asset_code_differing_from_a_listed_one_only_by_case_is_refused() -> 
     )
 
 
+BILL_LISTING = {
+    "symbol": "TB-2027-03-04-USD",
+    "kind": "tbill",
+    "base": "TB-2027-03-04",
+    "quote": "USD",
+    "tick": "0.000001",
+    "step": "1",
+    "min_qty": "100",
+    "min_notional": "100",
+    "band_pct": "1",
+    "reference_price": "98.676708",
+    "maturity": "2027-03-04",
+}
+
+
 def test_a_symbol_differing_from_a_listed_one_only_by_case_is_refused() -> None:
     """As an asset code's case twin: `aaplx-usd` beside `AAPLx-USD` would list a second
     market that users could not tell from the first. Refused where the symbol enters."""
@@ -787,20 +802,10 @@ def test_a_symbol_differing_from_a_listed_one_only_by_case_is_refused() -> None:
 
 
 def test_list_instrument_matches_the_config_loader() -> None:
-    params = {
-        "symbol": "TB-2027-03-04-USD",
-        "kind": "tbill",
-        "base": "TB-2027-03-04",
-        "quote": "USD",
-        "tick": "0.000001",
-        "step": "1",
-        "min_qty": "100",
-        "min_notional": "100",
+    params = BILL_LISTING | {
         "band_pct": "2.5",
-        "reference_price": "98.676708",
         "maker_fee_bps": 1,
         "taker_fee_bps": 2,
-        "maturity": "2027-03-04",
         "excluded_jurisdictions": ["US"],
         "max_qty": "5000000",
         "max_notional": "4900000.5",
@@ -819,21 +824,6 @@ def test_list_instrument_matches_the_config_loader() -> None:
         E.BAD_PRECISION
     )
     assert convert("admin.list_instrument", params | {"base": "TB-X"}).code is E.UNKNOWN_ASSET
-
-
-BILL_LISTING = {
-    "symbol": "TB-2027-03-04-USD",
-    "kind": "tbill",
-    "base": "TB-2027-03-04",
-    "quote": "USD",
-    "tick": "0.000001",
-    "step": "1",
-    "min_qty": "100",
-    "min_notional": "100",
-    "band_pct": "1",
-    "reference_price": "98.676708",
-    "maturity": "2027-03-04",
-}
 
 
 @pytest.mark.parametrize(
