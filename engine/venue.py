@@ -301,7 +301,9 @@ class Venue:
         # then find the first reason in precedence order, or none (a gtd, fok, post-only or
         # market order). `Market` folds the bounds: see `qty_max_plain` and the others.
         # The numeric compares come last (see `_amend`): a compare specialises only when a
-        # short jump follows it, and the body is far from the start of this expression.
+        # short jump follows it, and the body is far from the start of this expression. They
+        # are not chained: `a <= b <= c` costs a SWAP, a COPY and a jump more than
+        # `a <= b and b <= c`. The open-order cap is tested before the tif: most orders rest.
         if not (
             market is not None
             and cmd.order_type is LIMIT
@@ -324,14 +326,15 @@ class Venue:
                     and participant.jurisdiction not in market.spec.excluded_jurisdictions
                 )
             )
-            and (tif is IOC or by_account is None or len(by_account) < self._open_orders_max)
+            and (by_account is None or len(by_account) < self._open_orders_max or tif is IOC)
             and account > 0
             and (
-                0 < price <= market.buy_price_max
+                price > 0 and price <= market.buy_price_max
                 if side is BUY
-                else side is SELL and market.band_low <= price <= SMALL_INT_MAX
+                else side is SELL and market.band_low <= price and price <= SMALL_INT_MAX
             )
-            and market.min_qty <= qty <= market.qty_max_plain
+            and market.min_qty <= qty
+            and qty <= market.qty_max_plain
             and (market.unit_steps or not (price % market.price_tick or qty % market.qty_step))
             and (
                 market.notional_free
@@ -396,15 +399,18 @@ class Venue:
                 return self._reject_short(events, cmd, "place_order", market, side, hold, available)
 
         book = market.book
-        if side is BUY:  # both sides at once: the order rests on `own` if it does not fill
+        # Both sides at once: the order rests on `own` if it does not fill. A limit reaches the
+        # key of its price on `opposite`, set here with the side: the price on the asks, minus
+        # it on the bids (no multiplication by `opposite.sign`: 3 bytecodes and an int less).
+        if side is BUY:
             own = book.bids
             opposite = book.asks
+            limit_key = price
         else:
             own = book.asks
             opposite = book.bids
-        if is_limit:
-            limit_key = price * opposite.sign
-        else:
+            limit_key = -price
+        if not is_limit:  # a market order reaches the band
             limit_key = (market.band_high if side is BUY else market.band_low) * opposite.sign
         best = opposite.best
         # A conditional, not the bool itself: a compare followed by a jump specialises.
@@ -488,9 +494,12 @@ class Venue:
             balance.held += hold
             events.append(BalanceChanged(cmd.ts_us, account, asset, balance.total, balance.held))
         if not crosses or self._match(market, order, opposite, limit_key, cmd.quote_qty, events):
-            if is_limit and (tif is GTC or tif is GTD):  # it rests
+            # It rests: a limit (a market order is ioc or fok, see `_place_shape_problem`).
+            if tif is GTC or tif is GTD:
                 if crosses:
                     self._release_improvement(order, market, events)
+                    # Matching may have closed the account's last order: look again.
+                    by_account = self.account_orders.get(account)
                 # `_rest`, `BookSide.add` and `_index` inline: every resting order comes here.
                 key = -limit_key  # a limit's key on its own side: its price times own.sign
                 level = own.levels.get(key)
@@ -499,8 +508,6 @@ class Venue:
                 level.orders[order_id] = order
                 level.qty += order.leaves_qty
                 self.orders[order_id] = order
-                if crosses:  # matching may have closed the account's last order: look again
-                    by_account = self.account_orders.get(account)
                 if by_account is None:
                     by_account = self.account_orders[account] = {}
                 by_account[order_id] = order
@@ -805,14 +812,17 @@ class Venue:
         order_id = cmd.order_id
         account = cmd.account
         cl_ord_id = cmd.cl_ord_id
-        if cl_ord_id is None and order_id > 0:  # `find_order` inline: the hot path
-            order = self.orders.get(order_id)
-            if order is not None and order.account != account:
-                order = None
+        # `find_order` inline, through the account's own index: it holds no other account's
+        # order (no test of the owner), and `pop` finds the order and takes it out of that
+        # index in one lookup (a get here and a del below cost ~250 instructions more).
+        by_account = self.account_orders.get(account)
+        if cl_ord_id is None and order_id > 0:
+            order = by_account.pop(order_id, None) if by_account is not None else None
         elif cl_ord_id is not None and order_id == 0:
             order = self.cl_ord_index.get((account, cl_ord_id))
             if order is not None:
-                order_id = order.order_id
+                assert by_account is not None, f"open order {order.order_id} in no account's index"
+                del by_account[order.order_id]
         else:
             return self._reject(
                 events, cmd, "cancel_order", E.BAD_PARAM, "give exactly one of order_id, cl_ord_id"
@@ -849,9 +859,7 @@ class Venue:
             balance.held -= hold
             events.append(BalanceChanged(cmd.ts_us, account, asset, balance.total, balance.held))
         del self.orders[order_id]
-        by_account = self.account_orders[account]
-        del by_account[order_id]
-        if not by_account:
+        if not by_account:  # it held the account's last open order
             del self.account_orders[account]
         if order.cl_ord_id is not None:
             del self.cl_ord_index[(account, order.cl_ord_id)]
