@@ -43,7 +43,7 @@ from typing import Any, Protocol
 import msgspec
 
 from core.commit_watch import SLOW_COMMIT_S, SlowCommitWatch
-from core.journal import Journal
+from core.journal import Journal, JournalError
 from engine.commands import AdvanceClock, AnyCommand, Command
 from engine.events import Event
 from engine.venue import Venue
@@ -116,6 +116,27 @@ def decode_command(payload: bytes) -> Command:
     return command
 
 
+class UnreadableRecord(JournalError):
+    """A journal record that does not decode as this venue's kind of record: written by the
+    other kind (a `venue serve --nats` stream taken over by a cluster's core, or the
+    reverse), or by a newer version. Replay stops there with nothing of it executed."""
+
+    def __init__(self, seq: int, cluster: bool, failure: Exception) -> None:
+        reader, other = (
+            ("a cluster's", "`venue serve --nats`")
+            if cluster
+            else (
+                "a one-process venue's",
+                "a cluster's core",
+            )
+        )
+        super().__init__(
+            f"journal record {seq} is not {reader} record ({failure}): it was written by"
+            f" {other} or by a newer version of the venue; a cluster and `venue serve --nats`"
+            " each need a NATS (stream) of their own"
+        )
+
+
 class Sequencer:
     def __init__(
         self,
@@ -179,7 +200,12 @@ class Sequencer:
         self.last_seq = after_seq
         for seq, payload in self.journal.replay(after_seq):
             assert seq == self.last_seq + 1, f"journal gap before {seq}"
-            command = decode_command(payload) if self.codec is None else self.codec.decode(payload)
+            try:
+                command = (
+                    decode_command(payload) if self.codec is None else self.codec.decode(payload)
+                )
+            except msgspec.DecodeError as failure:  # a ValidationError too
+                raise UnreadableRecord(seq, self.codec is not None, failure) from None
             events = self.venue.execute(command)
             self.last_seq = seq
             replayed += 1

@@ -263,3 +263,21 @@ def test_a_second_venue_on_one_data_dir_is_refused_whatever_the_journal(
         asyncio.run(asyncio.wait_for(place_resting_orders(first_url, 1), 30))
     finally:
         stop(first, signal.SIGTERM)
+
+
+def test_a_cluster_core_taking_over_a_venues_stream_stops_in_one_line(
+    tmp_path: Path, nats_node: NatsCluster
+) -> None:
+    """The venue's records are not a cluster's: the core that takes the lease once the venue
+    stopped cleanly names the record it cannot read and exits 2, not with a traceback."""
+    server, url = start(tmp_path, tmp_path / "venue", "--nats", nats_node.url)
+    try:
+        assert asyncio.run(asyncio.wait_for(place_resting_orders(url, 1), 30)) != []
+    finally:
+        stop(server, signal.SIGTERM)
+    core = start_core(tmp_path, "core-a", nats_node.url)
+    _, errors = core.communicate(timeout=RUN_TIMEOUT_S)
+    assert core.returncode == 2, errors
+    assert "Traceback" not in errors, errors
+    assert "journal record 1 is not a cluster's record" in errors, errors
+    assert "written by `venue serve --nats`" in errors, errors

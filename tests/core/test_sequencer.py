@@ -798,3 +798,38 @@ def test_a_tick_advances_the_clock_once_a_dead_mans_deadline_has_passed(tmp_path
         "AdvanceClock",
     ]
     assert executed[-1].events == [DeadManTriggered(executed[-1].command.ts_us, 1)]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("written_by_cluster", [False, True])
+def test_a_record_of_the_other_venue_kind_refuses_the_replay_in_one_line(
+    tmp_path: Path, written_by_cluster: bool
+) -> None:
+    """A one-process venue's journal read by a cluster's core (or the reverse: they may share
+    a NATS stream one after the other) is refused as a `JournalError` naming the record,
+    not a decoder's traceback, and nothing of it is executed."""
+    from core.journal import JournalError
+    from core.nats_bus import ClusterCodec
+    from core.sequencer import UnreadableRecord
+
+    path = tmp_path / "journal"
+    writer_codec = ClusterCodec() if written_by_cluster else None
+
+    async def write() -> None:
+        sequencer = Sequencer(
+            Venue(), FileJournal(path), Clock(), lambda b: None, codec=writer_codec
+        )
+        sequencer.submit(ListInstrument(spec=make_spec()), origin=None)
+        await sequencer.drain()
+        sequencer.close()
+
+    asyncio.run(write())
+    reader_codec = None if written_by_cluster else ClusterCodec()
+    venue = Venue()
+    reader = Sequencer(venue, FileJournal(path), Clock(), lambda b: None, codec=reader_codec)
+    with pytest.raises(UnreadableRecord) as refused:
+        reader.recover()
+    reader.close()
+    assert isinstance(refused.value, JournalError)
+    message = str(refused.value)
+    assert "record 1" in message and "venue serve --nats" in message, message
+    assert not venue.markets and reader.last_seq == 0
