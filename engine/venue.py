@@ -23,7 +23,7 @@ import msgspec
 from engine import invariants
 from engine.book import BookSide, Level, Order, OrderBook
 from engine.clearing import Clearing, balance_changed
-from engine.closed import ClosedOrders
+from engine.closed import SEAL_EVERY_US, ClosedOrders
 from engine.commands import (
     AdvanceClock,
     AmendOrder,
@@ -157,7 +157,7 @@ class Venue:
             ArmDeadMan: self._arm_dead_man,
         }
         self.maturities: list[tuple[int, str]] = []  # heap of T-bill (maturity_us, symbol)
-        self._due_us = DUE_NEVER_US  # see `note_due`
+        self._due_us = 0  # see `note_due`; the first command sets it
         # Armed dead-man's switches, account -> deadline (one per account, so bounded by the
         # accounts), and a heap of (deadline, account) whose head is always an armed switch,
         # for the clock's tick (`Sequencer.tick`). A re-armed or disarmed switch leaves its
@@ -191,8 +191,9 @@ class Venue:
     def note_due(self, at_us: int) -> None:
         """Something is queued to happen at `at_us` (a gtd expiry, a maturity).
 
-        `_due_us` is never later than the earliest entry of either queue, so `execute`
-        looks at the queues only once time reaches it: one comparison per command.
+        `_due_us` is never later than the earliest entry of either queue nor than the next
+        seal of the closed-order memory, so `execute` looks at them only once time reaches
+        it: one comparison per command.
         """
         if at_us < self._due_us:
             self._due_us = at_us
@@ -213,16 +214,20 @@ class Venue:
         return queue[0][0] if queue else DUE_NEVER_US
 
     def _run_due(self, ts: int, events: list[Event]) -> None:
-        """Expire the gtd orders and mature the bills whose time has come, in that order."""
+        """Expire the gtd orders and mature the bills whose time has come, in that order; seal
+        the closed-order memory's chunk if it is full (see `engine.closed`)."""
         queue = self.gtd_queue
         if queue and queue[0][0] <= ts:
             self._expire_due(ts, events)
         maturities = self.maturities
         if maturities and maturities[0][0] <= ts:
             self._mature_due(ts, events)
+        self.closed_orders.seal_if_full()
         queue, maturities = self.gtd_queue, self.maturities
         self._due_us = min(
-            queue[0][0] if queue else DUE_NEVER_US, maturities[0][0] if maturities else DUE_NEVER_US
+            queue[0][0] if queue else DUE_NEVER_US,
+            maturities[0][0] if maturities else DUE_NEVER_US,
+            ts + SEAL_EVERY_US,
         )
 
     # ----------------------------------------------------------------- queries
@@ -540,11 +545,7 @@ class Venue:
             assert hold <= balance.held, f"release {hold} of {balance.held} held"
             balance.held -= hold
             events.append(BalanceChanged(cmd.ts_us, account, asset, balance.total, balance.held))
-        closed = self.closed_orders  # `ClosedOrders.add` inline, as in `_cancel`
-        closing = closed.filling
-        closing[order_id] = account
-        if len(closing) >= closed.chunk_size:
-            closed.seal()
+        self.closed_orders.filling[order_id] = account  # as in `_cancel`
         return None
 
     def _refused_sell_value(self, cmd: PlaceOrder, market: Market, events: list[Event]) -> bool:
@@ -761,7 +762,9 @@ class Venue:
                     del self.account_orders[maker_account]
                 if maker.cl_ord_id is not None:
                     del self.cl_ord_index[(maker_account, maker.cl_ord_id)]
-                closing = closed.filling  # `ClosedOrders.add` inline, as in `_cancel`
+                # `ClosedOrders.add` inline; unlike `_cancel`, it tests the size at each
+                # close: one sweep may close any number of makers.
+                closing = closed.filling
                 closing[maker_id] = maker_account
                 if len(closing) >= closed.chunk_size:
                     closed.seal()
@@ -863,12 +866,9 @@ class Venue:
             del self.account_orders[account]
         if order.cl_ord_id is not None:
             del self.cl_ord_index[(account, order.cl_ord_id)]
-        # `ClosedOrders.add` inline: a Python call costs ~450 instructions, the body ~100.
-        closed = self.closed_orders
-        closing = closed.filling
-        closing[order_id] = account
-        if len(closing) >= closed.chunk_size:
-            closed.seal()
+        # `ClosedOrders.add` inline (a Python call costs ~450 instructions), its size test
+        # left to the clock (`_run_due`): one close at most per command here.
+        self.closed_orders.filling[order_id] = account
         events.append(
             OrderCanceled(
                 cmd.ts_us, order_id, account, order.symbol, cmd.reason, canceled, order.cum_qty

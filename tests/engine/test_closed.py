@@ -58,3 +58,28 @@ def test_forgets_by_position_inside_a_full_chunk() -> None:
     assert [order_id for order_id, _ in closed.items()] == list(
         range(total - capacity + 1, total + 1)
     )
+
+
+def test_ids_stored_directly_and_sealed_late_are_forgotten_exactly() -> None:
+    # The venue's hottest paths store into `filling` and leave the seal to its clock
+    # (`seal_if_full`): a chunk then holds more than `chunk_size` ids, the filling one may be
+    # partly forgotten, and the memory still matches a plain list of the last `capacity`.
+    for capacity in (1, 2, 3, 5):
+        closed = ClosedOrders(capacity)
+        added: list[tuple[int, int]] = []
+        for order_id in range(1, 12 * capacity + 3):
+            account = order_id % 4 + 1
+            if order_id % 3:
+                closed.filling[order_id] = account
+            else:
+                closed.add(order_id, account)
+            if order_id % 7 == 0:  # the clock comes round
+                closed.seal_if_full()
+            added.append((order_id, account))
+            kept = added[-capacity:]
+            assert list(closed.items()) == kept
+            assert len(closed) == len(kept)
+            owners = dict(kept)
+            assert [closed.owner(i) for i in range(order_id + 2)] == [
+                owners.get(i) for i in range(order_id + 2)
+            ]

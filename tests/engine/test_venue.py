@@ -5,6 +5,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from engine.closed import SEAL_EVERY_US
 from engine.commands import (
     AdvanceClock,
     AmendOrder,
@@ -226,6 +227,19 @@ def test_closed_order_memory_is_bounded() -> None:
     assert len(harness.venue.closed_orders) <= 10
     assert rejection(harness.do(CancelOrder(account=1, order_id=1))) is ErrorCode.UNKNOWN_ORDER
     assert rejection(harness.do(CancelOrder(account=1, order_id=25))) is ErrorCode.ORDER_NOT_OPEN
+
+
+def test_the_clock_seals_what_cancels_stored_in_the_closed_order_memory() -> None:
+    harness = Harness(VenueConfig(closed_orders_retained_max=10))
+    for _ in range(25):
+        harness.place(1, BUY, 9_900, 1)
+        harness.do(CancelOrder(account=1, order_id=harness.venue.last_order_id))
+    closed = harness.venue.closed_orders
+    assert len(closed.filling) == 25  # a cancel stores its id; the clock seals
+    later = harness.now() + SEAL_EVERY_US
+    harness.do(CancelOrder(ts_us=later, account=1, order_id=25))  # not open: refused
+    assert not closed.filling and len(closed) == 10
+    assert [closed.owner(order_id) for order_id in (15, 16, 25)] == [None, 1, 1]
 
 
 def test_duplicate_cl_ord_id_names_the_live_order(harness: Harness) -> None:
