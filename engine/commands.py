@@ -87,6 +87,11 @@ class CancelAll(Command, frozen=True, gc=False, kw_only=True):
 
 class ListInstrument(Command, frozen=True, gc=False, kw_only=True):
     spec: InstrumentSpec
+    # Refuse a symbol that differs from a listed one only by case (INSTRUMENT_EXISTS), here
+    # where listings are serialized (two gateways' checks of their replicas could both pass).
+    # Set where a listing enters; absent (False) from records written before the check,
+    # which must replay as they were accepted.
+    unique_by_case: bool = False
 
 
 class SetInstrumentStatus(Command, frozen=True, gc=False, kw_only=True):
@@ -132,6 +137,7 @@ class ListAsset(Command, frozen=True, gc=False, kw_only=True):
 
     code: str
     scale: int
+    unique_by_case: bool = False  # refuse a case twin (ASSET_EXISTS): as `ListInstrument`'s
 
 
 class OpenAccount(Command, frozen=True, gc=False, kw_only=True):

@@ -38,7 +38,7 @@ from engine.events import (
     WithdrawalRequested,
     WithdrawalVoided,
 )
-from engine.instrument import InstrumentSpec, is_name
+from engine.instrument import InstrumentSpec, case_twin_refusal, is_name
 from engine.market import Market
 from engine.reasons import ErrorCode
 from engine.units import format_units, looks_like_milliseconds
@@ -90,6 +90,11 @@ class Custody:
             detail = "asset codes are printable ASCII characters, no spaces"
             _refused(Refused("BAD_PARAM", detail), cmd, "list_asset", events)
             return
+        if cmd.unique_by_case:  # see `ListInstrument.unique_by_case`
+            twin = case_twin_refusal(cmd.code, self.ledger.assets, "asset {} exists")
+            if twin is not None:
+                _refused(Refused("ASSET_EXISTS", twin), cmd, "list_asset", events)
+                return
         spec = AssetSpec(cmd.code, cmd.scale)
         if not _refused(self.ledger.add_asset(spec), cmd, "list_asset", events):
             events.append(AssetListed(cmd.ts_us, spec))

@@ -41,6 +41,18 @@ def case_twin(name: str, names: Iterable[str]) -> str | None:
     return next((other for other in names if other != name and other.casefold() == folded), None)
 
 
+def case_twin_refusal(name: str, names: Iterable[str], said: str) -> str | None:
+    """Why `name` is refused beside its case twin among `names` (`case_twin`), or None.
+    `said` words the listed one ("asset {} exists")."""
+    twin = case_twin(name, names)
+    if twin is None:
+        return None
+    return (
+        f"{said.format(twin)}: {name} differs from it only by case, and users could not tell"
+        " the two apart"
+    )
+
+
 class InstrumentSpec(msgspec.Struct, frozen=True, gc=False):
     symbol: str
     kind: InstrumentKind

@@ -70,7 +70,7 @@ from engine.events import (
     SelfTradePrevented,
     TradeExecuted,
 )
-from engine.instrument import InstrumentSpec
+from engine.instrument import InstrumentSpec, case_twin_refusal
 from engine.market import Market
 from engine.reasons import ErrorCode
 from engine.units import SMALL_INT_MAX, UNITS_MAX, looks_like_milliseconds
@@ -1482,6 +1482,10 @@ class Venue:
             return self._reject(events, cmd, "list_instrument", E.BAD_PARAM, problem)
         if spec.symbol in self.markets:
             return self._reject(events, cmd, "list_instrument", E.INSTRUMENT_EXISTS, spec.symbol)
+        if cmd.unique_by_case and (
+            twin := case_twin_refusal(spec.symbol, self.markets, "instrument {} is listed")
+        ):
+            return self._reject(events, cmd, "list_instrument", E.INSTRUMENT_EXISTS, twin)
         if self.clearing is not None:
             listed = (market.spec for market in self.markets.values())
             problem = (

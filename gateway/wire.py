@@ -58,7 +58,7 @@ from engine.instrument import (
     SYMBOL_LENGTH_MAX,
     InstrumentSpec,
     bill_price_problem,
-    case_twin,
+    case_twin_refusal,
 )
 from engine.reasons import ErrorCode
 from engine.units import SCALE_MAX, PrecisionError, format_units, parse_units
@@ -1248,7 +1248,7 @@ def _list_instrument(
     )
     if spec.problem() is None:  # an unsound spec: the engine's BAD_PARAM says what is wrong
         _check_bill_price(spec, spec.reference_price)
-    return ListInstrument(ts_us=ts_us, spec=spec)
+    return ListInstrument(ts_us=ts_us, spec=spec, unique_by_case=True)
 
 
 def _cap(text: str | None, decimals: int, name: str) -> int:
@@ -1308,21 +1308,18 @@ def _check_bill_price(spec: InstrumentSpec, price: int) -> None:
 def _list_asset(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
     assert isinstance(p, ListAssetParams)
     _refuse_case_twin(p.code, scales, E.ASSET_EXISTS, "asset {} exists")
-    return ListAsset(ts_us=ts_us, code=p.code, scale=p.scale)
+    return ListAsset(ts_us=ts_us, code=p.code, scale=p.scale, unique_by_case=True)
 
 
 def _refuse_case_twin(name: str, listed: Iterable[str], code: ErrorCode, said: str) -> None:
     """Refuse `name` beside a listed name that differs from it only by case (`case_twin`):
     users could not tell the two apart. `said` words the listed one ("asset {} exists").
-    Checked here, as the config checks it, not in the engine: a journal that listed such a
-    pair before the check existed must replay as it was accepted."""
-    twin = case_twin(name, listed)
-    if twin is not None:
-        raise _Refusal(
-            code,
-            f"{said.format(twin)}: {name} differs from it only by case, and users could not"
-            " tell the two apart",
-        )
+    Checked here at once, against this process's copy; the command asks the engine to check
+    again where listings are serialized (`unique_by_case`: a cluster's gateways each read
+    their own replica, so two case twins listed at once could both pass here)."""
+    detail = case_twin_refusal(name, listed, said)
+    if detail is not None:
+        raise _Refusal(code, detail)
 
 
 def _attest(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:

@@ -805,3 +805,29 @@ def test_a_switch_armed_through_gateway_a_fires_after_a_is_killed(cluster: Local
     run(scenario())
     cluster.start_role(a)
     cluster.wait_for(a, "replica at seq", timeout_s=120)
+
+
+def test_case_twin_assets_listed_at_once_through_a_gateway_list_one(
+    cluster: LocalCluster,
+) -> None:
+    """Each gateway checks a listing against its own replica, which learns of a listing only
+    once the core's record comes back: two case twins sent back to back both passed that
+    check, and both were listed. The engine checks again where listings are serialized."""
+    gateway = cluster.gateways[0]
+
+    async def scenario() -> list[dict[str, Any]]:
+        admin = await client(gateway.url, "admin")
+        try:
+            return await asyncio.gather(
+                *(
+                    admin.request_raw("admin.list_asset", {"code": code, "scale": 2})
+                    for code in ("Twin", "TWIN")
+                )
+            )
+        finally:
+            await admin.close()
+
+    listed, twin = run(scenario())
+    assert listed["status"] == 200, listed
+    assert twin["status"] == 400 and twin["error"]["name"] == "ASSET_EXISTS", twin
+    assert "differs from it only by case" in twin["error"]["msg"], twin

@@ -397,3 +397,27 @@ def test_an_account_name_is_printable(custodied: Custodied) -> None:
         opening = OpenAccount(account=3, name=invisible, kyc_approved=True, jurisdiction="DE")
         assert custodied.refused(opening) is ErrorCode.BAD_PARAM
     custodied.ok(OpenAccount(account=3, name="Zoë Fund", kyc_approved=True, jurisdiction="DE"))
+
+
+def test_a_case_twin_asset_is_refused_when_the_listing_asks_and_replays_when_it_did_not() -> None:
+    """Two gateways of a cluster each check a listing against their own replica, so two case
+    twins listed at once could both pass there: the engine checks again where listings are
+    serialized when the command asks (`unique_by_case`, set by the wire). A journal written
+    before the check (the field absent, False) replays as it was accepted."""
+    custodied = Custodied()
+    events = custodied.do(ListAsset(code="usd", scale=6, unique_by_case=True))
+    assert len(events) == 1 and isinstance(events[0], CommandRejected), events
+    assert events[0].reason is ErrorCode.ASSET_EXISTS
+    assert events[0].detail == (
+        "asset USD exists: usd differs from it only by case, and users could not tell the two apart"
+    )
+    ledger = custodied.venue.ledger
+    assert ledger is not None and "usd" not in ledger.assets
+    custodied.ok(ListAsset(code="EUR", scale=2, unique_by_case=True))  # a code of its own
+    old = msgspec.msgpack.decode(
+        msgspec.msgpack.encode({"type": "ListAsset", "ts_us": 0, "code": "usd", "scale": 6}),
+        type=ListAsset,
+    )
+    assert not old.unique_by_case
+    custodied.ok(old)
+    assert "usd" in ledger.assets

@@ -911,3 +911,17 @@ def test_a_venue_without_an_armed_switch_hashes_and_images_as_before() -> None:
     state = never._state()
     assert len(state) == 5, "the state hashed as before the switches"
     assert b"dead_man_deadlines" not in snapshot.encode(snapshot.capture(never))
+
+
+def test_a_case_twin_symbol_is_refused_when_the_listing_asks(harness: Harness) -> None:
+    """As an asset's case twin (tests/engine/test_custody.py): refused where listings are
+    serialized when the command asks; an older record without the field lists it."""
+    twin = make_spec(symbol=SYMBOL.lower())
+    events = harness.do(ListInstrument(spec=twin, unique_by_case=True))
+    assert rejection(events) is ErrorCode.INSTRUMENT_EXISTS
+    assert isinstance(events[0], CommandRejected) and events[0].detail == (
+        f"instrument {SYMBOL} is listed: {SYMBOL.lower()} differs from it only by case, and"
+        " users could not tell the two apart"
+    )
+    assert twin.symbol not in harness.venue.markets
+    assert kinds(harness.do(ListInstrument(spec=twin))) == ["InstrumentListed"]

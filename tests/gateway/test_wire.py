@@ -700,7 +700,7 @@ def test_admin_requests_convert_to_their_commands() -> None:
         SetReferencePrice(symbol=SYMBOL, price=10_150)
     )
     assert convert("admin.list_asset", MINIMAL["admin.list_asset"]) == ListAsset(
-        code="MSFTx", scale=6
+        code="MSFTx", scale=6, unique_by_case=True
     )
     assert convert("admin.attest_reserves", MINIMAL["admin.attest_reserves"]) == AttestReserves(
         asset="USD", amount=10**12, as_of_us=5
@@ -767,7 +767,7 @@ def test_an_asset_code_differing_from_a_listed_one_only_by_case_is_refused() -> 
         )
     # the very code listed again is the engine's ASSET_EXISTS, as before
     assert convert("admin.list_asset", {"code": "USD", "scale": 6}) == ListAsset(
-        code="USD", scale=6
+        code="USD", scale=6, unique_by_case=True
     )
 
 
@@ -797,8 +797,10 @@ def test_a_symbol_differing_from_a_listed_one_only_by_case_is_refused() -> None:
         f"instrument {SYMBOL} is listed: {SYMBOL.lower()} differs from it only by case, and"
         " users could not tell the two apart"
     )
-    # a symbol of its own is converted (the very symbol again is the engine's refusal)
-    assert isinstance(convert("admin.list_instrument", BILL_LISTING), ListInstrument)
+    # a symbol of its own is converted (the very symbol again is the engine's refusal), and
+    # the engine checks its case again where listings are serialized
+    listed = convert("admin.list_instrument", BILL_LISTING)
+    assert isinstance(listed, ListInstrument) and listed.unique_by_case
 
 
 def test_list_instrument_matches_the_config_loader() -> None:
