@@ -10,7 +10,7 @@ read the outcomes from the stream itself. The clock, snapshots and summaries run
 A core that cannot renew its lease in time stops at once (exit 70): a standby takes over,
 and the stream's expected-last-sequence refuses any append it still had in flight.
 Cancel-on-disconnect of a gateway that died: every core derives from the stream which gateway
-placed each order with cod on (`CodOrders`); the active core cancels (reason cod) the open ones
+placed each order marked cod (`CodOrders`); the active core cancels (reason cod) the open ones
 of a gateway whose lease (core/nats_bus.py) is gone, as commands through the stream.
 """
 
@@ -46,9 +46,9 @@ from core.nats_bus import (
 from core.sequencer import Executed
 from core.venue_core import VenueCore, WarmStart
 from engine.book import Order
-from engine.commands import CancelOrder, Command, PlaceOrder
+from engine.commands import CancelOrder, Command, PlaceOrder, SetCancelOnDisconnect
 from engine.enums import CancelReason
-from engine.events import Event, OrderAccepted
+from engine.events import CancelOnDisconnectSet, Event, OrderAccepted
 from engine.venue import Venue
 from engine.venue import VenueConfig as EngineConfig
 from settlement.ledger import Ledger
@@ -69,12 +69,21 @@ GATEWAY_SCAN_S: Final = 1.0
 PRUNE_MIN: Final = 1_024  # `CodOrders` drops closed orders once it holds twice its open ones
 
 
+def notes_cod(command: Command | None) -> bool:
+    """Whether `CodOrders.note` can learn anything from a record of `command`: a place with
+    cod on, or a re-mark (the cores test each record before a call)."""
+    if type(command) is PlaceOrder:
+        return command.cod
+    return type(command) is SetCancelOnDisconnect
+
+
 class CodOrders:
-    """Which gateway placed each order that was placed with cod on, derived from the stream
-    (the record's `Origin` and the order id its `OrderAccepted` gave), so every core, a
-    standby's copy included, knows it alike. Orders close without being removed here: a
-    reader filters by the venue's open orders, and `prune` drops the closed ones (bound: at
-    most twice the open cod orders, or `PRUNE_MIN`, between prunes)."""
+    """Which gateway placed each open order marked cod (placed with cod on, or marked since
+    by `SetCancelOnDisconnect`, and not unmarked since), derived from the stream (the
+    record's `Origin` and the order ids its events name), so every core, a standby's copy
+    included, knows it alike. Orders close without being removed here: a reader filters by
+    the venue's open orders, and `prune` drops the closed ones (bound: at most twice the
+    open cod orders, or `PRUNE_MIN`, between prunes)."""
 
     def __init__(self) -> None:
         self.by_gateway: dict[str, set[int]] = {}
@@ -82,8 +91,10 @@ class CodOrders:
         self._prune_at = PRUNE_MIN
 
     def note(self, origin: Origin | None, command: Command, events: list[Event]) -> None:
-        """A record executed: remember the order it placed, if placed with cod on."""
-        if type(command) is not PlaceOrder or not command.cod or origin is None:
+        """A record executed: remember the order it placed, if placed with cod on; or the
+        orders it marked or unmarked (a connection of that gateway turned cod on or off: the
+        orders are the ones it placed, so through that gateway)."""
+        if not notes_cod(command) or origin is None:
             return
         if not origin.gateway:
             return  # the core's own commands: no gateway's sessions
@@ -91,6 +102,12 @@ class CodOrders:
             if type(event) is OrderAccepted:
                 self.by_gateway.setdefault(origin.gateway, set()).add(event.order_id)
                 self.size += 1
+            elif type(event) is CancelOnDisconnectSet:
+                if event.cod:
+                    self.by_gateway.setdefault(origin.gateway, set()).update(event.order_ids)
+                    self.size += len(event.order_ids)
+                else:  # (`size` shrinks at the next prune)
+                    self.by_gateway.get(origin.gateway, set()).difference_update(event.order_ids)
 
     def prune(self, orders: dict[int, Order]) -> None:
         """Forget the orders no longer open (and gateways left with none)."""
@@ -131,10 +148,12 @@ class CoreGatewayPart:
         self.cod_orders = CodOrders() if cod_orders is None else cod_orders
 
     def executed(self, executed: Executed) -> None:
-        # Only a place with cod on is noted: one type test for the other commands. A replayed
-        # command comes with no origin (its record's is noted in `replayed`).
+        # Only a place with cod on or a re-mark is noted: two type tests for the others. A
+        # replayed command comes with no origin (its record's is noted in `replayed`).
         command = executed.command
-        if type(command) is PlaceOrder and command.cod and type(executed.origin) is Origin:
+        if (
+            (type(command) is PlaceOrder and command.cod) or type(command) is SetCancelOnDisconnect
+        ) and type(executed.origin) is Origin:
             self.cod_orders.note(executed.origin, command, executed.events)
 
     def released(self, batch: list[Executed]) -> None:
@@ -208,7 +227,8 @@ class Follower:
             self.broken = True
             log.error("standby could not execute seq %d: %r; will replay", seq, failure)
             return
-        if type(command) is PlaceOrder and command.cod:  # the rest: no call
+        # the rest: no call (`notes_cod`, inline)
+        if (type(command) is PlaceOrder and command.cod) or type(command) is SetCancelOnDisconnect:
             self.cod_orders.note(self.codec.decoded_origin, command, events)
             self.cod_orders.prune_when_grown(self.venue.orders)
         self.transfers.extend(self.ledger.drain())

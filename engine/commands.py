@@ -132,6 +132,20 @@ class ArmDeadMan(Command, frozen=True, gc=False, kw_only=True):
     timeout_ms: int
 
 
+class SetCancelOnDisconnect(Command, frozen=True, gc=False, kw_only=True):
+    """Mark (`cod` true) or unmark the account's open orders `order_ids` as canceled by a
+    start after a crash: a connection turned cancel-on-disconnect on or off, and these are
+    the open orders placed on it (docs/protocol.md §4.3), so that the state a replay rebuilds
+    cancels what that connection's close would. Ids in ascending order, each once; an id
+    that is no open order of the account (closed since the gateway listed it) is passed
+    over. At most `VenueConfig.open_orders_per_account_max` ids, an account's open orders
+    (20,000 by default: at most ~180 KB journaled, under the journal's 1 MiB a record)."""
+
+    account: int
+    cod: bool
+    order_ids: tuple[int, ...] = ()
+
+
 class ListAsset(Command, frozen=True, gc=False, kw_only=True):
     """Register an asset the ledger can hold (a cash token, an equity token, a T-bill)."""
 
@@ -222,4 +236,5 @@ AnyCommand = (
     | VoidWithdrawal
     | PayDividend
     | SplitShares
+    | SetCancelOnDisconnect  # appended: the journal's earlier commands decode as before
 )

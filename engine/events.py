@@ -131,6 +131,16 @@ class DeadManTriggered(Event, frozen=True, gc=False):
     account: int
 
 
+class CancelOnDisconnectSet(Event, frozen=True, gc=False):
+    """These open orders of the account are now marked `cod` (or no longer are): a start
+    after a crash cancels the marked ones. The ids the command named that were open, in its
+    order; the others had closed."""
+
+    account: int
+    cod: bool
+    order_ids: tuple[int, ...]
+
+
 class OrderExpired(Event, frozen=True, gc=False):
     """A gtd order reached its expire_at time."""
 
@@ -355,4 +365,5 @@ AnyEvent = (
     | CorporateActionApplied
     | DividendPaid
     | SharesSplit
+    | CancelOnDisconnectSet
 )

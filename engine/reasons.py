@@ -155,6 +155,9 @@ CANCEL_ALL_PRECEDENCE: tuple[ErrorCode, ...] = (E.BAD_PARAM, E.UNKNOWN_SYMBOL)
 
 ARM_DEAD_MAN_PRECEDENCE: tuple[ErrorCode, ...] = (E.BAD_PARAM,)  # the account or the timeout
 
+# The account, or the ids: more than an account's open orders, or not ascending each once.
+SET_CANCEL_ON_DISCONNECT_PRECEDENCE: tuple[ErrorCode, ...] = (E.BAD_PARAM,)
+
 # BAD_PARAM: the spec's own checks; with a ledger, its refusals (assets, a shared bill, the
 # par of tokens out) come after INSTRUMENT_EXISTS, still BAD_PARAM (docs/engine.md).
 LIST_INSTRUMENT_PRECEDENCE: tuple[ErrorCode, ...] = (

@@ -2,12 +2,13 @@
 
 Owns every market (book, status, band, per-order caps, T-bill maturity, scheduled or run
 early by an operator), every open order and the indexes over them (by id, by account, by
-client order id), the gtd expiry queue, each account's dead-man's switch (its deadline,
-fired by the clock's `AdvanceClock`) and the id counters. Matching is
-price-time priority at the maker's price; self-trade prevention follows the taker's mode.
-Each command is checked in the order its `*_PRECEDENCE` tuple in `engine.reasons` lists,
-and a refused command changes nothing. Before any command runs, gtd orders whose expiry
-has come are expired, so no order trades after its expire_at.
+client order id) with their cancel-on-disconnect marks (`SetCancelOnDisconnect`), the gtd
+expiry queue, each account's dead-man's switch (its deadline, fired by the clock's
+`AdvanceClock`) and the id counters. Matching is price-time priority at the maker's
+price; self-trade prevention follows the taker's mode. Each command is checked in the
+order its `*_PRECEDENCE` tuple in `engine.reasons` lists, and a refused command changes
+nothing. Before any command runs, gtd orders whose expiry has come are expired, so no
+order trades after its expire_at.
 
 The same commands always give the same events and the same `state_hash()`: time and ids
 arrive in commands or come from counters, and every iteration is in insertion order.
@@ -16,6 +17,7 @@ arrive in commands or come from counters, and every iteration is in insertion or
 import hashlib
 from collections.abc import Callable, Iterator
 from heapq import heapify, heappop, heappush
+from itertools import pairwise
 from typing import Any
 
 import msgspec
@@ -34,6 +36,7 @@ from engine.commands import (
     ListInstrument,
     MatureInstrument,
     PlaceOrder,
+    SetCancelOnDisconnect,
     SetInstrumentStatus,
     SetOrderCaps,
     SetReferencePrice,
@@ -53,6 +56,7 @@ from engine.enums import (
 )
 from engine.events import (
     BalanceChanged,
+    CancelOnDisconnectSet,
     CommandRejected,
     DeadManArmed,
     DeadManTriggered,
@@ -155,6 +159,7 @@ class Venue:
             MatureInstrument: self._mature_instrument,
             AdvanceClock: self._advance_clock,
             ArmDeadMan: self._arm_dead_man,
+            SetCancelOnDisconnect: self._set_cancel_on_disconnect,
         }
         self.maturities: list[tuple[int, str]] = []  # heap of T-bill (maturity_us, symbol)
         self._due_us = 0  # see `note_due`; the first command sets it
@@ -244,6 +249,11 @@ class Venue:
             return self.cl_ord_index.get((account, cl_ord_id))
         order = self.orders.get(order_id)
         return order if order is not None and order.account == account else None
+
+    def cod_order_ids(self) -> list[int]:
+        """The open orders marked `cod`, by id: what a start after a crash cancels (reason
+        cod), as the close of the connections they were placed on would have."""
+        return sorted(order_id for order_id, order in self.orders.items() if order.cod)
 
     def adopt_resting(self, orders: list[Order]) -> None:
         """Put resting orders back, as restored from a snapshot.
@@ -1390,6 +1400,28 @@ class Venue:
         self.dead_man_deadlines = dict(deadlines)
         self.dead_man_queue = [(deadline_us, account) for account, deadline_us in deadlines]
         heapify(self.dead_man_queue)
+
+    # ----------------------------------------------------------------- cancel-on-disconnect
+
+    def _set_cancel_on_disconnect(self, cmd: SetCancelOnDisconnect, events: list[Event]) -> None:
+        """Mark or unmark the account's listed open orders (`Order.cod`): matching never
+        reads the mark; a start after a crash cancels the marked ones (`cod_order_ids`)."""
+        account, order_ids = cmd.account, cmd.order_ids
+        if account <= 0 or len(order_ids) > self._open_orders_max:
+            detail = f"bad account or more than {self._open_orders_max} order ids"
+            return self._reject(events, cmd, "set_cancel_on_disconnect", E.BAD_PARAM, detail)
+        if any(later <= earlier for earlier, later in pairwise(order_ids)):
+            detail = "order ids must be ascending, each once"
+            return self._reject(events, cmd, "set_cancel_on_disconnect", E.BAD_PARAM, detail)
+        own = self.account_orders.get(account, {})
+        marked = []
+        for order_id in order_ids:
+            order = own.get(order_id)
+            if order is not None:  # else closed since it was listed: nothing to mark
+                order.cod = cmd.cod
+                marked.append(order_id)
+        events.append(CancelOnDisconnectSet(cmd.ts_us, account, cmd.cod, tuple(marked)))
+        return None
 
     def _expire_due(self, ts: int, events: list[Event]) -> None:
         queue = self.gtd_queue

@@ -27,7 +27,14 @@ import msgspec
 from core.bus import Bus, EmbeddedBus
 from core.sequencer import Executed
 from core.venue_core import now_us, rejection, save_json
-from engine.commands import ArmDeadMan, CancelAll, CancelOrder, Command, PlaceOrder
+from engine.commands import (
+    ArmDeadMan,
+    CancelAll,
+    CancelOrder,
+    Command,
+    PlaceOrder,
+    SetCancelOnDisconnect,
+)
 from engine.enums import CancelReason, OrderStatus, Side
 from engine.events import (
     BalanceChanged,
@@ -375,9 +382,26 @@ class Dispatcher:
         self._reply(session, request, {"time": t_in}, t_in)
 
     def _cod(self, session: Session, request: wire.Request, t_in: int) -> None:
-        require_scope(_key(session), "trade")
-        session.cod = bool(request.params.enabled)  # type: ignore[attr-defined]
-        self._reply(session, request, {"enabled": session.cod}, t_in)
+        """Turn the connection's cancel-on-disconnect on or off: the places sent from now on
+        carry it (`_with_cod_mark`), and the open orders placed here before take it as their
+        mark (`SetCancelOnDisconnect`, journaled; answered once durable), so that a start
+        after a crash cancels what this connection's close would. Nothing to mark: answered
+        at once. (Over a cluster's bus a place still on its way is marked when it comes
+        back: `VenueServer._place_back`.)"""
+        key = _key(session)
+        require_scope(key, "trade")
+        enabled = bool(request.params.enabled)  # type: ignore[attr-defined]
+        changed, session.cod = enabled != session.cod, enabled
+        orders = self.reads.orders
+        placed = [order_id for order_id in session.placed if order_id in orders] if changed else []
+        if not placed:
+            self._reply(session, request, {"enabled": enabled}, t_in)
+            return
+        command = SetCancelOnDisconnect(
+            ts_us=self.stamp_us(), account=key.account, cod=enabled, order_ids=tuple(sorted(placed))
+        )
+        pending = Pending(session, request.id, request.method, t_in, finish=_cod_result)
+        self.bus.submit(command, pending)
 
     def _cancel_after(self, session: Session, request: wire.Request, t_in: int) -> None:
         """Arm (or with 0, disarm) the account's dead-man's switch: a command, so the one
@@ -876,6 +900,16 @@ class Dispatcher:
 
 
 # ----------------------------------------------------------------- results
+
+
+def _cod_result(pending: Pending) -> bytes:
+    """`{enabled}` once the open orders' new marks are durable."""
+    executed = pending.results[0]
+    rejected = rejection(executed.events)
+    if rejected is not None:  # (a bug: the ids are the connection's open orders, ascending)
+        return wire.error(pending.request_id, rejected.reason, rejected.detail)
+    enabled = cast(SetCancelOnDisconnect, executed.command).cod
+    return wire.ok(pending.request_id, {"enabled": enabled}, pending.t_in, now_us())
 
 
 def _with_cod_mark(command: Any) -> Any:

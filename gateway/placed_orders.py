@@ -6,8 +6,9 @@ anew), and the session that placed each open order (so cancel-on-disconnect know
 cancel). Both forget an order as soon as it closes; neither is in snapshots. A quote's set
 travels with its order (`PlaceOrder.quote_set`, journaled), so after a restart the quotes
 are found again among the recovered open orders (`adopt_quotes`); the sessions are not (a
-restart drops every connection): a place made with cod on carries a mark instead
-(`PlaceOrder.cod`), by which a start after a crash cancels it (`gateway.server`).
+restart drops every connection): the orders carry a mark instead (`PlaceOrder.cod`, and
+`SetCancelOnDisconnect` when a connection turns cod on or off), by which a start after a
+crash cancels them (`gateway.server`).
 """
 
 from collections import deque

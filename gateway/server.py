@@ -37,9 +37,11 @@ from engine.commands import (
     AdvanceClock,
     ArmDeadMan,
     CancelOrder,
+    Command,
     ListAsset,
     ListInstrument,
     PlaceOrder,
+    SetCancelOnDisconnect,
     SetOrderCaps,
 )
 from engine.enums import CancelReason, TimeInForce
@@ -203,17 +205,18 @@ class VenueServer:
 
     async def _cancel_on_disconnect_after_a_crash(self, first_seq: int) -> bool:
         """If the last run did not stop cleanly, its connections closed without their
-        cancel-on-disconnect: cancel (reason cod) every open order placed with cod on, as
-        their connections' close would have. Before listening: nothing else is accepted
-        first. (A clean stop closed every connection, and so ran cod on each.) Whether the
-        last run stopped cleanly."""
+        cancel-on-disconnect: cancel (reason cod) every open order marked cod (placed on a
+        connection with cod on, or marked when it turned cod on, and not unmarked since:
+        `SetCancelOnDisconnect`), as their connections' close would have. Before listening:
+        nothing else is accepted first. (A clean stop closed every connection, and so ran
+        cod on each.) Whether the last run stopped cleanly."""
         if self.core.take_clean_stop_mark():
             return True
         if first_seq == 1:
             return False  # a venue that has run nothing yet: no order is open
         orders = self.reads.orders
         canceled = 0
-        for order_id in sorted(order_id for order_id, order in orders.items() if order.cod):
+        for order_id in self.reads.venue.cod_order_ids():
             account = orders[order_id].account
             command = CancelOrder(account=account, order_id=order_id, reason=CancelReason.COD)
             executed = self.bus.submit(command, None)
@@ -371,17 +374,42 @@ class VenueServer:
             # cancel-on-disconnect has nothing to track (a taker's orders: no call for them).
             if executed.command.tif not in _NEVER_RESTING:  # type: ignore[union-attr]
                 self.dispatcher.placed.track_placed(pending.session, executed.events)
-            if quote_set is not None and self._quotes_from_outcomes:
-                self._track_quote(executed.command, quote_set, executed.events)
+            if self._quotes_from_outcomes:  # over a cluster's bus: back a hop after it was sent
+                self._place_back(cast(PlaceOrder, executed.command), pending, executed.events)
 
-    def _track_quote(self, command: Any, quote_set: str, events: list[Any]) -> None:
-        """Over NATS a quote.mass learns its placed quote's order id only now (the outcome
-        `submit` returned was a stub); the slot is the command's."""
-        if isinstance(command, PlaceOrder):
+    def _place_back(self, command: PlaceOrder, pending: Pending, events: list[Any]) -> None:
+        """Over NATS a place's outcome comes back a hop after it was sent (the outcome
+        `submit` returned was a stub): a quote.mass learns its placed quote's order id only
+        now, and an order placed before its connection turned cod on or off (its session's
+        `SetCancelOnDisconnect` could not list it) takes the setting now (`_remark`)."""
+        quote_set = pending.quote_set
+        if quote_set is not None:
             slot = (command.account, quote_set, command.symbol, command.side)
             placed = self.dispatcher.placed
             placed.track_quote(slot, events)
             placed.place_back(slot)  # requests held for it go once this batch is answered
+        if command.cod != pending.session.cod:
+            self._remark(pending.session, events)
+
+    def _remark(self, session: Session, events: list[Any]) -> None:
+        """The order a place accepted was marked as its connection's cod setting was when it
+        was sent, and the setting changed since: it takes the setting now, as the
+        connection's re-mark would have given it, so that the gateway's death cancels what
+        its close would. If the connection has closed meanwhile with cod on, its close left
+        the order out: it is canceled now, as `placed_with_cod` does for a marked one."""
+        for event in events:
+            if type(event) is OrderAccepted and event.order_id in self.reads.orders:
+                account, order_id = event.account, event.order_id
+                command: Command
+                if session.cod and session.id not in self.sessions:
+                    reason = CancelReason.COD
+                    command = CancelOrder(account=account, order_id=order_id, reason=reason)
+                else:
+                    command = SetCancelOnDisconnect(
+                        account=account, cod=session.cod, order_ids=(order_id,)
+                    )
+                self.bus.submit(command, None)
+                return
 
     def released(self, batch: list[Executed]) -> None:
         """Everything in `batch` is durable: answer, push privately, publish."""

@@ -27,9 +27,9 @@ from core.lease import key_held
 from core.nats_bus import GATEWAY_LEASE_BUCKET, GATEWAY_LEASE_TTL_S, ClusterCodec, Origin
 from core.sequencer import Executed
 from engine.book import Order
-from engine.commands import CancelOrder, PlaceOrder
+from engine.commands import CancelOrder, PlaceOrder, SetCancelOnDisconnect
 from engine.enums import OrderStatus, OrderType, SelfTradePrevention, Side, TimeInForce
-from engine.events import Event, OrderAccepted
+from engine.events import CancelOnDisconnectSet, Event, OrderAccepted
 from tests.conftest import KEYS, drain_pushes
 from tests.sample_config import SAMPLE_CONFIG
 
@@ -111,6 +111,31 @@ def test_cod_orders_are_noted_per_gateway_only_when_placed_with_cod_on() -> None
     assert cod.open_orders_of("gw-c.3", orders) == []
 
 
+def remark(cod: bool, *order_ids: int) -> tuple[SetCancelOnDisconnect, list[Event]]:
+    """A connection of account 1 turned cod on or off: the command, and its event naming
+    the orders that were open."""
+    command = SetCancelOnDisconnect(account=1, cod=cod, order_ids=order_ids)
+    return command, [CancelOnDisconnectSet(0, 1, cod, order_ids)]
+
+
+def test_a_remark_adds_or_takes_away_the_gateways_cod_orders() -> None:
+    """A session that turns cod on marks the open orders it placed (through its gateway), one
+    that turns it off unmarks them: the gateway's death cancels what its closes would."""
+    cod = CodOrders()
+    cod.note(Origin("gw-a.1", 1), place(False), accepted(10))  # cod off: not noted
+    cod.note(Origin("gw-a.1", 2), place(True), accepted(11))
+    cod.note(Origin("gw-b.2", 1), place(True), accepted(12))
+    cod.note(Origin("gw-a.1", 3), *remark(True, 10))  # turned on: 10 is canceled too
+    cod.note(Origin("gw-a.1", 4), *remark(False, 11))  # turned off: 11 is kept
+    cod.note(Origin("gw-b.2", 2), *remark(False, 13))  # no order of its own noted: nothing
+    cod.note(Origin("", 0), *remark(True, 14))  # the core's own: no gateway
+    orders = open_orders(10, 11, 12, 13, 14)
+    assert [order.order_id for order in cod.open_orders_of("gw-a.1", orders)] == [10]
+    assert [order.order_id for order in cod.open_orders_of("gw-b.2", orders)] == [12]
+    cod.prune(orders)
+    assert cod.by_gateway == {"gw-a.1": {10}, "gw-b.2": {12}} and cod.size == 2
+
+
 def test_closed_orders_are_not_returned_and_pruning_forgets_them() -> None:
     cod = CodOrders()
     for order_id in range(1, 4):
@@ -159,6 +184,17 @@ def test_every_core_derives_the_map_alike_live_and_from_a_replay() -> None:
     restored = CoreGatewayPart(ClusterCodec(), CodOrders())
     restored.restore_gateway(live.gateway_image())
     assert restored.cod_orders.by_gateway == {"gw-a.1": {5}}
+    # a re-mark, live and replayed, and its image
+    unmark, unmarked = remark(False, 5)
+    mark, marked = remark(True, 6)
+    for seq, (command, events) in enumerate(((unmark, unmarked), (mark, marked)), start=2):
+        live.executed(Executed(seq, command, events, Origin("gw-a.1", seq)))
+        payload = live_codec.encode(Executed(seq, command, [], Origin("gw-a.1", seq)))
+        decoded = replay_codec.decode(payload)
+        replaying.replayed([Executed(seq, decoded, events, None)])
+    assert live.cod_orders.by_gateway == replaying.cod_orders.by_gateway == {"gw-a.1": {6}}
+    restored.restore_gateway(live.gateway_image())
+    assert restored.cod_orders.by_gateway == {"gw-a.1": {6}}
 
 
 # -- real processes ------------------------------------------------------------------------------
@@ -273,6 +309,56 @@ def test_kill_9_of_a_gateway_cancels_its_cod_sessions_orders_and_no_others(
     run(scenario())
     active = cluster.active_core()
     assert active is not None and "its cod orders canceled" in active.log()
+    restart(cluster, a)
+
+
+def test_kill_9_of_a_gateway_cancels_what_the_closes_would_once_sessions_turned_cod_on_or_off(
+    cluster: LocalCluster,
+) -> None:
+    """The marks follow `session.cod` through the stream (`SetCancelOnDisconnect`), so the
+    core cancels, at the gateway's death, what the sessions' closes would have: an order
+    placed with cod off by a session that turned it on since (and one whose place was still
+    on its way to the core when it did: marked when it came back), not one placed with cod
+    on by a session that turned it off since."""
+    a, b = cluster.gateways
+    active = cluster.active_core()
+    assert active is not None and active.process is not None
+
+    async def scenario() -> None:
+        watcher = await watch(b.url, "alpha")
+        on_later = await client(a.url, "alpha")
+        off_later = await client(a.url, "alpha")
+        in_flight = await client(a.url, "alpha")
+        marked = [(await on_later.place(SYMBOL, "buy", "1", "156.00"))["order_id"]]
+        assert await on_later.request("session.cod", {"enabled": True}) == {"enabled": True}
+        await off_later.request("session.cod", {"enabled": True})
+        kept = (await off_later.place(SYMBOL, "buy", "1", "156.10"))["order_id"]
+        assert await off_later.request("session.cod", {"enabled": False}) == {"enabled": False}
+        active.process.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+        try:
+            placing = asyncio.ensure_future(in_flight.place(SYMBOL, "buy", "1", "156.20"))
+            await asyncio.sleep(0.5)  # sent to the core, which sequences nothing now
+            turning_on = asyncio.ensure_future(
+                in_flight.request("session.cod", {"enabled": True})  # nothing back to mark yet
+            )
+            await asyncio.sleep(0.2)
+        finally:
+            active.process.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+        marked.append((await placing)["order_id"])
+        assert await turning_on == {"enabled": True}
+        await in_flight.open_orders(SYMBOL)  # behind its re-mark, sent as the place came back
+        await asyncio.to_thread(cluster.kill, a)
+        canceled = await cod_cancels(watcher, len(marked), CANCELED_WITHIN_S)
+        assert sorted(report["order_id"] for report in canceled) == marked
+        later = await pushes_for(watcher, 3 * GATEWAY_SCAN_S)  # the core's scans, after
+        assert [p for p in later if p.get("data", {}).get("exec_type") == "canceled"] == []
+        still_open = await open_ids(watcher)
+        assert kept in still_open and not set(marked) & set(still_open)
+        await watcher.request("order.cancel", {"order_id": kept})
+        for each in (watcher, on_later, off_later, in_flight):
+            await each.close()
+
+    run(scenario())
     restart(cluster, a)
 
 

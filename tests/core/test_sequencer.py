@@ -14,8 +14,8 @@ from core import commit_watch
 from core import sequencer as sequencer_module
 from core.journal import EncodeInto, FileJournal, Sequenced
 from core.sequencer import BATCH_COMMANDS_MAX, Executed, _batch_end
-from engine.commands import ArmDeadMan, ListInstrument, PlaceOrder
-from engine.enums import Side
+from engine.commands import ArmDeadMan, CancelOrder, ListInstrument, PlaceOrder
+from engine.enums import CancelReason, Side
 from engine.events import DeadManTriggered, OrderAccepted, TradeExecuted
 from engine.venue import Venue
 from tests.engine.conftest import SYMBOL, make_spec
@@ -763,6 +763,27 @@ def test_a_place_journals_its_cod_mark_only_when_it_has_one() -> None:
     assert "cod" not in msgspec.msgpack.decode(encode_command(place)), "no byte for it"
     marked = msgspec.structs.replace(place, cod=True)
     assert decode_command(encode_command(marked)) == marked
+
+
+def test_a_cod_remark_is_journaled_and_the_earlier_records_keep_their_bytes() -> None:
+    """`SetCancelOnDisconnect` is appended to the journal's commands: it round-trips, and a
+    place and a cancel encode to the bytes earlier builds wrote (so their journals replay)."""
+    from core.sequencer import decode_command, encode_command
+    from engine.commands import SetCancelOnDisconnect
+
+    remark = SetCancelOnDisconnect(ts_us=3, account=1, cod=True, order_ids=(1, 2))
+    assert decode_command(encode_command(remark)) == remark
+    place = PlaceOrder(ts_us=1, account=1, symbol=SYMBOL, side=Side.BUY, price=1, qty=1, cod=True)
+    cancel = CancelOrder(ts_us=2, account=1, order_id=7, reason=CancelReason.COD)
+    written_before = {  # by the build before the command existed
+        place: "de0008a474797065aa506c6163654f72646572a574735f757301a76163636f756e7401a673796d"
+        "626f6ca94141504c782d555344a473696465a3627579a5707269636501a371747901a3636f64c3",
+        cancel: "86a474797065ab43616e63656c4f72646572a574735f757302a76163636f756e7401a86f72646572"
+        "5f696407a9636c5f6f72645f6964c0a6726561736f6ea3636f64",
+    }
+    for command, hex_bytes in written_before.items():
+        assert encode_command(command).hex() == hex_bytes
+        assert decode_command(bytes.fromhex(hex_bytes)) == command
 
 
 def test_a_tick_advances_the_clock_once_a_dead_mans_deadline_has_passed(tmp_path: Path) -> None:

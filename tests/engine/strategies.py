@@ -14,6 +14,7 @@ from engine.commands import (
     Deposit,
     PlaceOrder,
     RequestWithdrawal,
+    SetCancelOnDisconnect,
     SetInstrumentStatus,
     SetReferencePrice,
     VoidWithdrawal,
@@ -39,6 +40,7 @@ def place_orders(draw: Any) -> PlaceOrder:
         stp=draw(st.sampled_from(list(SelfTradePrevention))),
         cl_ord_id=draw(cl_ids),
         tag=draw(st.none() | st.just("t")),
+        cod=draw(st.booleans()),
     )
     if market:
         by_quote = fields["side"] is Side.BUY and draw(st.booleans())
@@ -67,6 +69,13 @@ def commands() -> st.SearchStrategy[Command]:
         st.builds(SetReferencePrice, symbol=st.just(SYMBOL), price=prices),
         st.builds(AdvanceClock),
         st.builds(CancelAll, account=accounts, side=st.none() | st.sampled_from(list(Side))),
+        st.builds(  # ascending ids, as the gateway sends them, or any (mostly refused)
+            SetCancelOnDisconnect,
+            account=accounts,
+            cod=st.booleans(),
+            order_ids=st.lists(order_ids, max_size=4).map(tuple)
+            | st.lists(order_ids, unique=True, max_size=6).map(sorted).map(tuple),
+        ),
     )
     amends = st.builds(
         AmendOrder,

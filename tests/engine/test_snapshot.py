@@ -95,3 +95,19 @@ def test_an_image_written_before_quote_sets_and_cod_marks_loads_and_hashes_alike
     assert restored.state_hash() == venue.state_hash()
     assert all(order.quote_set is None for order in restored.orders.values())
     assert not any(order.cod for order in restored.orders.values())
+
+
+def test_the_cod_marks_a_remark_set_are_in_the_image() -> None:
+    """A mark is state: a venue restored after `SetCancelOnDisconnect` marked and unmarked
+    orders cancels the same ones at a start after a crash, and goes on alike."""
+    from engine.commands import SetCancelOnDisconnect
+    from tests.engine.test_venue import cod_journal, replayed
+
+    venue = replayed(cod_journal())
+    restored = snapshot.restore(snapshot.decode(snapshot.encode(snapshot.capture(venue))))
+    assert restored.cod_order_ids() == venue.cod_order_ids() == [1, 3]
+    assert restored.state_hash() == venue.state_hash()
+    remark = SetCancelOnDisconnect(ts_us=7, account=1, cod=True, order_ids=(1, 2))
+    assert restored.execute(remark) == venue.execute(remark)
+    assert restored.cod_order_ids() == venue.cod_order_ids() == [1, 2, 3]
+    assert restored.state_hash() == venue.state_hash()

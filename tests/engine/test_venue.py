@@ -14,6 +14,7 @@ from engine.commands import (
     CancelOrder,
     ListInstrument,
     PlaceOrder,
+    SetCancelOnDisconnect,
     SetInstrumentStatus,
     SetOrderCaps,
     SetReferencePrice,
@@ -29,6 +30,7 @@ from engine.enums import (
     TimeInForce,
 )
 from engine.events import (
+    CancelOnDisconnectSet,
     CommandRejected,
     DeadManArmed,
     DeadManTriggered,
@@ -40,8 +42,12 @@ from engine.events import (
     SelfTradePrevented,
     TradeExecuted,
 )
-from engine.reasons import ARM_DEAD_MAN_PRECEDENCE, ErrorCode
-from engine.venue import DEAD_MAN_TIMEOUT_MS_MAX, VenueConfig
+from engine.reasons import (
+    ARM_DEAD_MAN_PRECEDENCE,
+    SET_CANCEL_ON_DISCONNECT_PRECEDENCE,
+    ErrorCode,
+)
+from engine.venue import DEAD_MAN_TIMEOUT_MS_MAX, Venue, VenueConfig
 from tests.engine.conftest import SYMBOL, Harness, kinds, make_spec
 
 BUY, SELL = Side.BUY, Side.SELL
@@ -925,3 +931,99 @@ def test_a_case_twin_symbol_is_refused_when_the_listing_asks(harness: Harness) -
     )
     assert twin.symbol not in harness.venue.markets
     assert kinds(harness.do(ListInstrument(spec=twin))) == ["InstrumentListed"]
+
+
+# ----------------------------------------------------------------- cancel-on-disconnect marks
+
+
+def cod_journal() -> list[Any]:
+    """Account 1 places order 1 with cod off and order 2 with cod on; account 2 places
+    order 3 with cod on. Then account 1's connection turns cod on (1 marked) and another of
+    its connections turns it off (2 unmarked); stamped, as the journal holds them."""
+    return [
+        ListInstrument(ts_us=1, spec=make_spec()),
+        PlaceOrder(ts_us=2, account=1, symbol=SYMBOL, side=BUY, price=9_900, qty=100),
+        PlaceOrder(ts_us=3, account=1, symbol=SYMBOL, side=BUY, price=9_901, qty=100, cod=True),
+        PlaceOrder(ts_us=4, account=2, symbol=SYMBOL, side=SELL, price=10_100, qty=100, cod=True),
+        SetCancelOnDisconnect(ts_us=5, account=1, cod=True, order_ids=(1,)),
+        SetCancelOnDisconnect(ts_us=6, account=1, cod=False, order_ids=(2,)),
+    ]
+
+
+def replayed(commands: list[Any]) -> Venue:
+    venue = Venue()
+    for command in commands:
+        venue.execute(command)
+        venue.check_invariants()
+    return venue
+
+
+def test_a_remark_changes_which_orders_a_start_after_a_crash_cancels() -> None:
+    """What a replayed state marks is what a start after a crash cancels: an order placed
+    with cod off and marked since is canceled, one placed with cod on and unmarked since is
+    not, as the close of their connections would have done."""
+    journal = cod_journal()
+    assert replayed(journal[:4]).cod_order_ids() == [2, 3], "as placed"
+    venue = replayed(journal)
+    assert venue.cod_order_ids() == [1, 3]
+    assert [venue.orders[order_id].cod for order_id in (1, 2, 3)] == [True, False, True]
+    # and through the journal's bytes, as a restart replays it
+    from engine.commands import AnyCommand
+
+    journal_bytes = msgspec.msgpack.encode(journal)
+    decoded = msgspec.msgpack.decode(journal_bytes, type=list[AnyCommand])  # type: ignore[valid-type]
+    assert decoded == journal
+    assert replayed(decoded).state_hash() == venue.state_hash()
+
+
+def test_a_remark_says_which_orders_it_marked_and_passes_over_the_others(
+    harness: Harness,
+) -> None:
+    harness.place(1, BUY, 9_900, 100)  # 1
+    harness.place(2, BUY, 9_950, 100, cod=True)  # 2: another account's
+    harness.place(1, SELL, 10_100, 100)  # 3
+    harness.place(2, BUY, 10_100, 100)  # 4: fills 3, which closes
+    events = harness.do(SetCancelOnDisconnect(account=1, cod=True, order_ids=(1, 2, 3, 99)))
+    assert events == [CancelOnDisconnectSet(harness.venue.ts_us, 1, True, (1,))]
+    assert harness.venue.cod_order_ids() == [1, 2], "2 was marked when placed, and stays"
+    events = harness.do(SetCancelOnDisconnect(account=2, cod=False, order_ids=(2,)))
+    assert events == [CancelOnDisconnectSet(harness.venue.ts_us, 2, False, (2,))]
+    assert harness.venue.cod_order_ids() == [1]
+    nothing_open = harness.do(SetCancelOnDisconnect(account=3, cod=True, order_ids=(1,)))
+    assert nothing_open == [CancelOnDisconnectSet(harness.venue.ts_us, 3, True, ())]
+    assert harness.venue.cod_order_ids() == [1]
+
+
+@pytest.mark.parametrize(
+    ("account", "order_ids"),
+    [(0, (1,)), (1, (2, 1)), (1, (1, 1)), (1, (1, 2, 3))],
+    ids=["account", "descending", "twice", "past-the-open-orders-bound"],
+)
+def test_a_bad_remark_is_refused_and_changes_nothing(
+    account: int, order_ids: tuple[int, ...]
+) -> None:
+    harness = Harness(VenueConfig(open_orders_per_account_max=2))
+    harness.place(1, BUY, 9_900, 100)
+    harness.place(1, BUY, 9_901, 100)
+    before, clock_before = harness.venue.state_hash(), harness.venue.ts_us
+    command = SetCancelOnDisconnect(account=account, cod=True, order_ids=order_ids)
+    refused = rejected(harness.do(command))
+    assert (refused.reason, refused.command) == (ErrorCode.BAD_PARAM, "set_cancel_on_disconnect")
+    harness.venue.ts_us = clock_before  # the clock is state too: only it moved
+    assert harness.venue.state_hash() == before and harness.venue.cod_order_ids() == []
+    assert SET_CANCEL_ON_DISCONNECT_PRECEDENCE == (ErrorCode.BAD_PARAM,)
+
+
+def test_a_remarked_order_is_the_order_placed_so() -> None:
+    """Marked since or marked when placed, the state is one: the same hash, and an order
+    unmarked hashes as one never marked (as before the mark existed)."""
+    for cod in (True, False):
+        placed_so, remarked = Venue(), Venue()
+        for venue, placed_cod in ((placed_so, cod), (remarked, not cod)):
+            venue.execute(ListInstrument(ts_us=1, spec=make_spec()))
+            place = PlaceOrder(ts_us=2, account=1, symbol=SYMBOL, side=BUY, price=9_900, qty=1)
+            venue.execute(msgspec.structs.replace(place, cod=placed_cod))
+            venue.execute(SetCancelOnDisconnect(ts_us=3, account=1, cod=cod, order_ids=()))
+        remarked.execute(SetCancelOnDisconnect(ts_us=3, account=1, cod=cod, order_ids=(1,)))
+        assert remarked.orders[1] == placed_so.orders[1]
+        assert remarked.state_hash() == placed_so.state_hash()

@@ -26,7 +26,10 @@ from core import config as venue_config
 from core.journal import FileJournal
 from core.sequencer import decode_command
 from core.verify import verify
+from engine.commands import PlaceOrder
+from engine.enums import Side
 from engine.events import OrderAccepted, TradeExecuted
+from engine.units import parse_units
 from engine.venue import Venue, VenueConfig
 from gateway.server import JOURNAL_FILE, VenueServer
 from settlement.ledger import Ledger
@@ -251,20 +254,67 @@ async def requote_after_the_kill(venue: RunningVenue, canceled_quotes: list[int]
     await maker.close()
 
 
-def test_a_clean_stop_keeps_what_cod_left_open_and_a_kill_after_it_does_not(
+def test_a_kill_cancels_what_a_clean_close_cancels_once_cod_is_turned_on_after_the_place(
+    tmp_path: Path,
+) -> None:
+    """An order placed with cod off, still open when its connection turns cod on, is
+    canceled by that connection's clean close; a kill -9 closes no connection, and the
+    restart cancels it all the same (`SetCancelOnDisconnect` marked it, journaled), reason
+    cod, on the account stream. An order placed on another connection with cod off stays."""
+    data_dir = tmp_path / "data"
+    port = free_port()
+    server = start_server(data_dir, port)
+
+    async def scenario() -> None:
+        url = f"ws://127.0.0.1:{port}/ws/trade"
+        alpha, other = await VenueClient(url).connect(), await VenueClient(url).connect()
+        try:
+            await alpha.logon(*KEYS["alpha"])
+            await other.logon(*KEYS["alpha"])
+            await alpha.subscribe_account()
+            before = (await alpha.next_push())["seq"]
+            placed = (await alpha.place(SYMBOL_OF, "buy", "1", "186.00"))["order_id"]
+            assert await alpha.request("session.cod", {"enabled": True}) == {"enabled": True}
+            kept = (await other.place(SYMBOL_OF, "buy", "1", "185.00"))["order_id"]
+        finally:
+            server.send_signal(signal.SIGKILL)  # acknowledged: in the journal, and cod on too
+            server.wait(10)
+        await alpha.close()
+        await other.close()
+
+        venue = await start_venue(data_dir)
+        try:
+            watcher = await venue.client("alpha")
+            assert [o["order_id"] for o in (await watcher.open_orders())["orders"]] == [kept]
+            status = await watcher.order_status(placed)
+            assert (status["status"], status["reason"]) == ("canceled", "cod")
+            await watcher.subscribe_account(since_seq=before)
+            canceled = [
+                (p["data"]["order_id"], p["data"]["reason"])
+                for p in await drain_pushes(watcher)
+                if p["type"] == "exec" and p["data"]["exec_type"] == "canceled"
+            ]
+            assert canceled == [(placed, "cod")]
+        finally:
+            await venue.server.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_clean_stop_and_a_kill_after_it_keep_what_cod_turned_off_left_open(
     tmp_path: Path,
 ) -> None:
     """An order placed with cod on by a connection that then turned cod off outlives the
-    connection and a clean stop, as ever. The start after that clean stop takes its mark
-    away: a kill of that run is an unclean stop, and the next start cancels the order
-    (conservative: a crash loses which connections still had cod on at the end)."""
+    connection and a clean stop, as ever; turning cod off took its mark away
+    (`SetCancelOnDisconnect`), so a kill of the next run (an unclean stop) keeps it open
+    too: the crash path and the clean path agree."""
     data_dir = tmp_path / "data"
 
     async def scenario() -> None:
         first = await start_venue(data_dir)
         alpha = await first.client("alpha")
         await alpha.request("session.cod", {"enabled": True})
-        marked = (await alpha.place(SYMBOL_OF, "buy", "1", "186.00"))["order_id"]
+        unmarked = (await alpha.place(SYMBOL_OF, "buy", "1", "186.00"))["order_id"]
         await alpha.request("session.cod", {"enabled": False})
         plain = (await alpha.place(SYMBOL_OF, "buy", "1", "185.00"))["order_id"]
         await alpha.close()
@@ -276,7 +326,7 @@ def test_a_clean_stop_keeps_what_cod_left_open_and_a_kill_after_it_does_not(
             alpha = await VenueClient(f"ws://127.0.0.1:{port}/ws/trade").connect()
             await alpha.logon(*KEYS["alpha"])
             orders = (await alpha.open_orders())["orders"]
-            assert [o["order_id"] for o in orders] == [marked, plain], "the clean stop kept both"
+            assert [o["order_id"] for o in orders] == [unmarked, plain], "the clean stop kept both"
         finally:
             server.send_signal(signal.SIGKILL)
             server.wait(10)
@@ -285,13 +335,30 @@ def test_a_clean_stop_keeps_what_cod_left_open_and_a_kill_after_it_does_not(
         venue = await start_venue(data_dir)
         try:
             alpha = await venue.client("alpha")
-            assert [o["order_id"] for o in (await alpha.open_orders())["orders"]] == [plain]
-            status = await alpha.order_status(marked)
-            assert (status["status"], status["reason"]) == ("canceled", "cod")
+            orders = (await alpha.open_orders())["orders"]
+            assert [o["order_id"] for o in orders] == [unmarked, plain], "the kill kept both"
         finally:
             await venue.server.stop()
 
     asyncio.run(scenario())
+
+
+def place_marked_as_an_earlier_build_left_it(venue: RunningVenue, price: str) -> None:
+    """An open order marked cod on no open connection: what a journal of a build before
+    `SetCancelOnDisconnect` holds when a connection turned cod off after placing it (its
+    clean close kept the order, and its mark)."""
+    server = venue.server
+    spec = server.venue.markets[SYMBOL_OF].spec
+    place = PlaceOrder(
+        ts_us=server.dispatcher.stamp_us(),
+        account=1,
+        symbol=SYMBOL_OF,
+        side=Side.BUY,
+        price=parse_units(price, spec.price_decimals),
+        qty=parse_units("1", spec.qty_decimals),
+        cod=True,
+    )
+    server.bus.submit(place, None)
 
 
 SYMBOL_OF = "AAPLx-USD"
@@ -305,11 +372,7 @@ def test_a_start_that_cannot_listen_leaves_the_last_clean_stop_standing(tmp_path
 
     async def scenario() -> None:
         first = await start_venue(data_dir)
-        alpha = await first.client("alpha")
-        await alpha.request("session.cod", {"enabled": True})
-        kept = (await alpha.place(SYMBOL_OF, "buy", "1", "186.00"))["order_id"]
-        await alpha.request("session.cod", {"enabled": False})  # kept open by the clean stop
-        await alpha.close()
+        place_marked_as_an_earlier_build_left_it(first, "186.00")  # kept by a clean stop
         await first.server.stop()  # clean
 
         server = VenueServer(venue_config.load(SAMPLE_CONFIG), data_dir)
@@ -322,8 +385,9 @@ def test_a_start_that_cannot_listen_leaves_the_last_clean_stop_standing(tmp_path
 
         venue = await start_venue(data_dir)
         try:
+            assert venue.server.venue.cod_order_ids() != [], "marked, and still open"
             alpha = await venue.client("alpha")
-            assert [o["order_id"] for o in (await alpha.open_orders())["orders"]] == [kept]
+            assert len((await alpha.open_orders())["orders"]) == 1
         finally:
             await venue.server.stop()
 

@@ -379,6 +379,52 @@ def test_without_cod_a_disconnect_cancels_nothing(run_venue: Any) -> None:
     run_venue(scenario)
 
 
+def test_turning_cod_on_or_off_marks_the_open_orders_placed_on_that_connection(
+    run_venue: Any,
+) -> None:
+    """The open orders a connection placed take its cod setting as their mark when it turns
+    cod on or off (`SetCancelOnDisconnect`, journaled before the answer), so what a start
+    after a crash would cancel (the marked orders) is what the closes cancel: an order placed
+    with cod off and then turned on is canceled at the close; one placed with cod on and then
+    turned off is kept. Another connection's orders keep their marks; a connection with
+    nothing open journals nothing."""
+
+    async def scenario(venue: Venue) -> None:
+        engine, sequencer = venue.server.venue, venue.server.sequencer
+        on_later = await venue.client("alpha")
+        off_later = await venue.client("alpha")
+        other = await venue.client("alpha")
+        seq = sequencer.last_seq
+        for client in (off_later, other):
+            assert await client.request("session.cod", {"enabled": True}) == {"enabled": True}
+        assert sequencer.last_seq == seq, "nothing to mark: nothing journaled"
+        first = (await on_later.place(SYMBOL, "buy", "1", "186.00"))["order_id"]
+        second = (await off_later.place(SYMBOL, "buy", "1", "186.10"))["order_id"]
+        others = (await other.place(SYMBOL, "buy", "1", "186.20"))["order_id"]
+        assert marked(engine) == [second, others], "as placed"
+        assert await on_later.request("session.cod", {"enabled": True}) == {"enabled": True}
+        assert await off_later.request("session.cod", {"enabled": False}) == {"enabled": False}
+        assert marked(engine) == [first, others], "what a crash would cancel now"
+        await on_later.close()
+        await off_later.close()
+        watcher = await venue.client("alpha")
+
+        async def closes_done() -> bool:
+            return await open_ids(watcher) == {second, others}
+
+        assert await eventually(closes_done), "the closes canceled what the marks say"
+        status = await watcher.order_status(first)
+        assert (status["status"], status["reason"]) == ("canceled", "cod")
+        assert marked(engine) == [others]
+
+    run_venue(scenario)
+
+
+def marked(engine: Any) -> list[int]:
+    """The open orders marked cod: what a start after a crash cancels (`cod_order_ids`)."""
+    return sorted(order_id for order_id, order in engine.orders.items() if order.cod)
+
+
 def slow_durability(venue: Venue, delay_s: float = 0.3) -> None:
     """Make every journal commit take `delay_s` longer, as on a busy disk."""
     journal = venue.server.sequencer.journal
