@@ -291,6 +291,7 @@ def test_bad_orders_change_nothing_and_say_why(run_venue: Run) -> None:
             assert error_of(response) == expected, (body, response)
         lone = await call(trader, "POST", "/api/v1/orders", body=b'{"tag": "\\ud800"}')
         assert "surrogate" in lone.json()["error"]["msg"], lone.json()  # not "truncated"
+        assert lone.json()["error"]["msg"].endswith(" - at `tag`"), lone.json()  # and where
         amend = await call(trader, "PATCH", "/api/v1/orders/7", body=b'{"order_id": 8, "qty": "1"}')
         assert error_of(amend) == (400, "BAD_PARAM")
         assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}

@@ -1001,7 +1001,100 @@ def test_a_lone_high_surrogate_is_named_not_called_truncated(escape: str) -> Non
     for data in (raw, raw.encode()):
         failure = wire.decode_envelope(data)
         assert isinstance(failure, wire.WireError) and failure.code is E.BAD_JSON
-        assert failure.message == wire.LONE_SURROGATE
+        assert failure.message == f"{wire.LONE_SURROGATE} - at `params.x`"
     for cut_short in (b'{"id": 1, "method": "pi', b'{"id": 1, "method": "\\\\ud800'):  # a backslash
         cut = wire.decode_envelope(cut_short)
         assert isinstance(cut, wire.WireError) and cut.message == "Input data was truncated"
+
+
+PLACE_HEAD = '{"id": 7, "method": "order.place", "params": {"symbol": "AAPLx-USD", '
+HIGH, LOW = wire.LONE_SURROGATE, wire.LONE_LOW_SURROGATE
+UNPAIRED: dict[str, tuple[str, int | str | None, str]] = {  # frame, its answer's id and msg
+    "high, last in the frame": (
+        PLACE_HEAD + '"cl_ord_id": "\\uD800"}}',
+        7,
+        f"{HIGH} - at `params.cl_ord_id`",
+    ),
+    "high, text after it": (
+        PLACE_HEAD + '"cl_ord_id": "\\ud800", "tag": "t"}}',
+        7,
+        f"{HIGH} - at `params.cl_ord_id`",
+    ),
+    "high, then a non-low escape": (
+        PLACE_HEAD + '"tag": "\\ud800\\u0041"}}',
+        7,
+        f"{HIGH} - at `params.tag`",
+    ),
+    "low alone": (PLACE_HEAD + '"tag": "a\\udc00"}}', 7, f"{LOW} - at `params.tag`"),
+    "in a batch op": (
+        '{"id": "b-1", "method": "order.batch", "params": {"ops": [{"method": "order.cancel",'
+        ' "params": {"order_id": 1}}, {"method": "order.place", "params": {"tag": "\\udfff"}}]}}',
+        "b-1",
+        f"{LOW} - at `params.ops[1].params.tag`",
+    ),
+    "in a key": (
+        '{"id": 7, "method": "ping", "params": {"\\ud800": 1}}',
+        7,
+        f"{HIGH} - in a key of `params`",
+    ),
+    "the first of two, in the frame's order": (
+        '{"id": 7, "method": "ping", "params": {"a": ["x", {"b": "\\udc00"}], "c": "\\ud800"}}',
+        7,
+        f"{LOW} - at `params.a[1].b`",
+    ),
+    "id after the field": (
+        '{"method": "ping", "params": {"a": "\\ud800"}, "id": 12}',
+        12,
+        f"{HIGH} - at `params.a`",
+    ),
+    "in the id itself": ('{"id": "\\ud800", "method": "ping"}', None, f"{HIGH} - at `id`"),
+    "an id that is no id": (
+        '{"id": 1.5, "method": "ping", "params": {"a": "\\ud800"}, "x": 1}',
+        None,
+        "Expected `int | str`, got `float` - at `$.id`",  # read before the escape, as ever
+    ),
+    "an id out of range": (
+        '{"method": "ping", "params": {"a": "\\ud800"}, "id": 9007199254740992}',
+        None,
+        f"{HIGH} - at `params.a`",
+    ),
+    "a frame cut short too": (PLACE_HEAD + '"tag": "\\ud800"', None, HIGH),
+}
+
+
+@pytest.mark.parametrize("case", list(UNPAIRED), ids=list(UNPAIRED))
+def test_an_unpaired_surrogate_is_answered_with_the_id_and_placed(case: str) -> None:
+    """An unpaired surrogate escape (which msgspec refuses, with words that vary with what
+    follows it) is BAD_JSON with the request's id, when the frame reads leniently and has a
+    valid one, and says where the escape is."""
+    raw, answered_id, message = UNPAIRED[case]
+    for data in (raw, raw.encode()):
+        envelope, request = wire.decode(data)
+        assert envelope == request  # nothing read: refused before the method is known
+        assert isinstance(request, wire.WireError), request
+        assert (request.id, request.message) == (answered_id, message)
+        assert request.code is (E.BAD_PARAM if "Expected" in message else E.BAD_JSON)
+
+
+def test_a_surrogate_pair_and_other_bad_json_are_as_before() -> None:
+    """Only a frame that holds a surrogate escape is read a second time: other unreadable
+    frames keep msgspec's words and a null id, and a paired escape is text."""
+    good = wire.decode('{"id": 3, "method": "ping", "params": {}, "x": "\\ud83d\\ude00"}')
+    assert isinstance(good, tuple) and isinstance(good[1], wire.WireError)
+    assert good[1].id == 3 and good[1].code is E.BAD_PARAM  # the unknown field x, not the text
+    for raw in ('{"id": 3, "method": "ping", "params": {"x": NaN}}', '{"id": 3, "method": "ping"'):
+        failure = wire.decode_envelope(raw)
+        assert isinstance(failure, wire.WireError) and failure.code is E.BAD_JSON
+        assert failure.id is None and "surrogate" not in failure.message
+    cut = wire.decode_envelope('{"id": 3, "method": "ping", "params": {"a": "\\ud83d\\ude00"')
+    assert isinstance(cut, wire.WireError) and cut.message == "Input data was truncated"
+
+
+def test_the_search_for_an_unpaired_surrogate_is_bounded() -> None:
+    """A frame of many values is read leniently for its id, but its escape is placed only
+    among the first SURROGATE_SEARCH_MAX keys and values."""
+    many = ", ".join(["1"] * wire.SURROGATE_SEARCH_MAX)
+    raw = '{"id": 5, "method": "ping", "params": {"a": [' + many + '], "b": "\\ud800"}}'
+    failure = wire.decode_envelope(raw)
+    assert isinstance(failure, wire.WireError)
+    assert (failure.id, failure.code, failure.message) == (5, E.BAD_JSON, HIGH)
