@@ -127,6 +127,29 @@ class Params(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return None
 
 
+# A label the client gives an order (`cl_ord_id`, `tag`: echoed in reports, logs and
+# terminals) holds no control character, C0, DEL or C1 (Unicode's Cc): they are invisible,
+# and a newline or an escape sequence forges what a reader sees. Other characters are the
+# client's business (spaces, accents, emoji), as the labels only name and group orders.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL_CHARACTERS = "U+0000-U+001F, U+007F-U+009F"
+
+
+def _label_problem(field: str, label: str | None) -> Problem | None:
+    """`BAD_PARAM` naming `field` if `label` holds a control character. (A printable text
+    holds none, which is one call in C: the regular expression runs only for the rest.)"""
+    if label is None or label.isprintable():
+        return None
+    found = _CONTROL.search(label)
+    if found is None:  # not printable, but no control character (a no-break space, a ZWJ)
+        return None
+    return (
+        E.BAD_PARAM,
+        f"{field} holds a control character (U+{ord(found.group()):04X} at index"
+        f" {found.start()}): control characters ({CONTROL_CHARACTERS}) are not allowed",
+    )
+
+
 def _one_order_id(order_id: int | None, cl_ord_id: str | None) -> Problem | None:
     if order_id is None and cl_ord_id is None:
         return E.MISSING_PARAM, "give order_id or cl_ord_id"
@@ -205,7 +228,10 @@ class PlaceParams(Params, frozen=True):
                 return E.MISSING_PARAM, "a gtd order needs expire_at"
         elif self.tif is not TimeInForce.GTD:
             return E.BAD_PARAM, "expire_at is for gtd orders only"
-        return None
+        cl_ord_id, tag = self.cl_ord_id, self.tag
+        if (cl_ord_id is None or cl_ord_id.isprintable()) and (tag is None or tag.isprintable()):
+            return None  # the usual labels: told apart by one call in C each (`_label_problem`)
+        return _label_problem("cl_ord_id", cl_ord_id) or _label_problem("tag", tag)
 
 
 class CancelParams(Params, frozen=True):
@@ -226,7 +252,11 @@ class AmendParams(Params, frozen=True):
     def problem(self) -> Problem | None:
         if self.qty is None and self.price is None and self.new_cl_ord_id is None:
             return E.MISSING_PARAM, "give qty, price or new_cl_ord_id"
-        return _one_order_id(self.order_id, self.cl_ord_id)
+        problem = _one_order_id(self.order_id, self.cl_ord_id)
+        label = self.new_cl_ord_id  # (a `cl_ord_id` that names the order is not checked)
+        if problem is None and label is not None and not label.isprintable():
+            return _label_problem("new_cl_ord_id", label)
+        return problem
 
 
 _PARAMS = operator.attrgetter("params")  # a batch op's

@@ -197,6 +197,62 @@ def test_an_unpaired_surrogate_is_answered_with_its_id_and_changes_nothing(
     run_venue(scenario)
 
 
+def test_control_characters_in_order_labels_are_refused_and_change_nothing(
+    run_venue: Any,
+) -> None:
+    """A `cl_ord_id`, `tag` or `new_cl_ord_id` holding a control character is BAD_PARAM naming
+    the field (in a batch, the op too), wherever it enters; the order it would label is not
+    placed nor amended, and a batch that holds one runs no op."""
+
+    def request(request_id: int, method: str, params: dict[str, Any]) -> str:
+        return json.dumps({"id": request_id, "method": method, "params": params})
+
+    async def scenario(venue: Venue) -> None:
+        websocket = await logged_on(venue, "alpha")
+        await websocket.send(place(1, "186.00")[:-2] + ', "cl_ord_id": "keep"}}')
+        (kept,) = await answers(websocket, 1)
+        assert kept["status"] == 200
+        await websocket.send(json.dumps({"id": 2, "method": "balances"}))
+        (before,) = await answers(websocket, 1)
+        good = json.loads(place(0, "185.00"))["params"]
+        bad = [
+            ("order.place", good | {"cl_ord_id": "new\nline"}, "cl_ord_id"),
+            ("order.place", good | {"tag": "\u001b[31m"}, "tag"),
+            ("order.place", good | {"cl_ord_id": "c1-\u0085"}, "cl_ord_id"),
+            ("order.amend", {"cl_ord_id": "keep", "new_cl_ord_id": "k\u007f"}, "new_cl_ord_id"),
+            (
+                "order.batch",
+                {
+                    "ops": [
+                        {"method": "order.cancel", "params": {"cl_ord_id": "keep"}},
+                        {"method": "order.place", "params": good | {"tag": "\u0000"}},
+                    ]
+                },
+                "ops[1]: tag",
+            ),
+        ]
+        for index, (method, params, field) in enumerate(bad, start=10):
+            await websocket.send(request(index, method, params))
+            (answer,) = await answers(websocket, 1)
+            assert (answer["id"], answer["status"], answer["error"]["name"]) == (
+                index,
+                400,
+                "BAD_PARAM",
+            ), answer
+            assert answer["error"]["msg"].startswith(f"{field} holds a control character")
+        await websocket.send(json.dumps({"id": 3, "method": "orders.open"}))
+        await websocket.send(json.dumps({"id": 4, "method": "balances"}))
+        open_orders, after = await answers(websocket, 2)
+        orders = open_orders["result"]["orders"]
+        assert [(o["cl_ord_id"], o["price"], o["tag"]) for o in orders] == [
+            ("keep", "186.00", None)
+        ]
+        assert after["result"] == before["result"]
+        await websocket.close()
+
+    run_venue(scenario)
+
+
 # ----------------------------------------------------------------- order of checks
 
 GOOD_DEPOSIT = {"account": 1, "asset": "USD", "amount": "1"}

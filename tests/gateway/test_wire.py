@@ -463,6 +463,67 @@ def op(method: str, params: dict[str, Any]) -> dict[str, Any]:
     return {"method": method, "params": params}
 
 
+CONTROL = f"control characters ({wire.CONTROL_CHARACTERS}) are not allowed"
+LABELS_REFUSED: list[tuple[str, dict[str, Any], str]] = [  # method, params, the message
+    ("order.place", place(cl_ord_id="a\nb"), "cl_ord_id holds a control character (U+000A"),
+    ("order.place", place(cl_ord_id="\x00"), "cl_ord_id holds a control character (U+0000"),
+    ("order.place", place(tag="mm\x1f"), "tag holds a control character (U+001F at index 2)"),
+    ("order.place", place(tag="\x7f"), "tag holds a control character (U+007F"),
+    ("order.place", place(cl_ord_id="c1", tag="\x85"), "tag holds a control character (U+0085"),
+    ("order.place", place(tag="\x9f"), "tag holds a control character (U+009F"),
+    ("order.place", place(cl_ord_id="\t", tag="\r"), "cl_ord_id holds a control"),  # the first
+    (
+        "order.place",
+        place(type="market", tif="ioc", price=None, tag="\x1b[2J"),  # an escape sequence
+        "tag holds a control character (U+001B",
+    ),
+    ("order.amend", {"order_id": 1, "new_cl_ord_id": "n\x00"}, "new_cl_ord_id holds a control"),
+    (
+        "order.batch",
+        {"ops": [op("order.cancel", {"order_id": 1}), op("order.place", place(tag="\n"))]},
+        "ops[1]: tag holds a control character (U+000A",
+    ),
+    (
+        "order.batch",
+        {"ops": [op("order.amend", {"cl_ord_id": "a", "new_cl_ord_id": "b\x80"})]},
+        "ops[0]: new_cl_ord_id holds a control character (U+0080",
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "params", "message"), LABELS_REFUSED)
+def test_an_order_label_holds_no_control_character(
+    method: str, params: dict[str, Any], message: str
+) -> None:
+    """A `cl_ord_id`, `new_cl_ord_id` or `tag` the client gives an order is refused with
+    BAD_PARAM naming the field when it holds a C0, DEL or C1 control character."""
+    params = {key: value for key, value in params.items() if value is not None}
+    error = refused(frame(method, params))
+    assert (error.id, error.code) == (1, E.BAD_PARAM)
+    assert error.message.startswith(message) and error.message.endswith(CONTROL), error.message
+
+
+def test_other_labels_are_the_clients_business() -> None:
+    """Spaces, accents, emoji (with their zero-width joiner) and a no-break space, which are
+    not all printable to Python, are no control characters; and a `cl_ord_id` or `tag`
+    that only names or filters orders (cancel, status, an amend's order, cancel_all) is not
+    checked, so that an order labelled before the rule can still be named."""
+    for label in ("a b", "café-1", "👩\u200d💻", "x\u00a0y", "\u00a0", "~" * 36, "\u00a1"):
+        params = decoded("order.place", place(cl_ord_id=label, tag=label)).params
+        assert isinstance(params, wire.PlaceParams) and params.tag == label
+        amend = decoded("order.amend", {"order_id": 1, "new_cl_ord_id": label}).params
+        assert isinstance(amend, wire.AmendParams) and amend.new_cl_ord_id == label
+    old = "old\n"
+    for method, params in [
+        ("order.cancel", {"cl_ord_id": old}),
+        ("order.status", {"cl_ord_id": old}),
+        ("order.amend", {"cl_ord_id": old, "price": "1"}),
+        ("orders.cancel_all", {"tag": old}),
+        ("order.batch", {"ops": [op("order.cancel", {"cl_ord_id": old})]}),
+    ]:
+        decoded(method, params)
+
+
 def test_a_batch_decodes_its_ops_into_their_params() -> None:
     ops = [
         op("order.place", place(cl_ord_id="a")),
