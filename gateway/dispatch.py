@@ -397,7 +397,8 @@ class Dispatcher:
         executed = pending.results[0]
         rejected = rejection(executed.events)
         if rejected is not None:
-            return wire.error(pending.request_id, rejected.reason, rejected.detail)
+            data = wire.rejection_data(rejected)
+            return wire.error(pending.request_id, rejected.reason, rejected.detail, data)
         for event in executed.events:
             if type(event) is DeadManTriggered:
                 self.connections.push_to_account(event.account, DMS_TRIGGERED)
@@ -1082,8 +1083,9 @@ def _corporate_result(scales: Mapping[str, int], pending: Pending) -> bytes:
     """A dividend's or a split's totals, as decimal strings at the assets' scales."""
     executed = pending.results[0]
     rejected = rejection(executed.events)
-    if rejected is not None:
-        return wire.error(pending.request_id, rejected.reason, rejected.detail)
+    if rejected is not None:  # with its numbers (a payer short of cash), as `_trade_result`
+        data = wire.rejection_data(rejected)
+        return wire.error(pending.request_id, rejected.reason, rejected.detail, data)
     summary = executed.events[-1]
     result: dict[str, Any] = {"seq": executed.seq}
     if isinstance(summary, DividendPaid):

@@ -157,6 +157,9 @@ def test_dividend_refusals_change_nothing(corp: Corp) -> None:
     short = corp.refused(dividend(amount=100, decimals=0))  # 100 USD a share: 1,456.79 USD
     assert short.reason is ErrorCode.INSUFFICIENT_BALANCE
     assert "needs 1456.79" in short.detail and str(PAYER) in short.detail
+    # the numbers every INSUFFICIENT_BALANCE carries, in the cash asset's units (cents)
+    assert short.asset == "USD"
+    assert short.facts == (("needed", 145_679, 2), ("available", 100_000, 2))
 
 
 def test_a_dividend_payer_pays_from_available_cash_only(corp: Corp) -> None:
