@@ -28,6 +28,7 @@ from engine.events import (
     ReservesAttested,
     SharesSplit,
 )
+from engine.instrument import unknown_symbol
 from engine.market import Market
 from engine.reasons import ErrorCode
 from engine.units import SCALE_MAX, UNITS_MAX
@@ -277,7 +278,7 @@ class Corporate:
     ) -> Market | None:
         market = self.venue.markets.get(cmd.symbol)
         if market is None:
-            self._reject(events, cmd, name, E.UNKNOWN_SYMBOL, cmd.symbol)
+            self._reject(events, cmd, name, E.UNKNOWN_SYMBOL, unknown_symbol(cmd.symbol))
         elif market.spec.kind is not InstrumentKind.EQUITY:
             self._reject(events, cmd, name, E.BAD_PARAM, f"{cmd.symbol} is not an equity")
             market = None

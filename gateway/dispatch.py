@@ -43,7 +43,7 @@ from engine.events import (
     TradeExecuted,
     WithdrawalRequested,
 )
-from engine.instrument import InstrumentSpec
+from engine.instrument import InstrumentSpec, unknown_symbol
 from engine.reasons import ErrorCode
 from engine.units import format_units
 from gateway import limits, wire
@@ -640,7 +640,7 @@ class Dispatcher:
         p: Any = request.params
         # refused in the words of the engine's cancel_all (not "0 canceled": a typo shows)
         if p.symbol is not None and p.symbol not in self.reads.markets:
-            self._defer_error(session, request, E.UNKNOWN_SYMBOL, p.symbol)
+            self._defer_error(session, request, E.UNKNOWN_SYMBOL, unknown_symbol(p.symbol))
             return
         placed = self.placed
         if placed.placing and not in_turn:  # over a cluster's bus, places in flight

@@ -60,6 +60,7 @@ from engine.instrument import (
     InstrumentSpec,
     bill_price_problem,
     case_twin,
+    unknown_symbol,
 )
 from engine.reasons import ErrorCode
 from engine.units import SCALE_MAX, PrecisionError, format_units, parse_units
@@ -1195,7 +1196,7 @@ def _positive(text: str, scale: int, field: str) -> int:
 def _spec(specs: Mapping[str, InstrumentSpec], symbol: str) -> InstrumentSpec:
     spec = specs.get(symbol)
     if spec is None:
-        raise _Refusal(E.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
+        raise _Refusal(E.UNKNOWN_SYMBOL, unknown_symbol(symbol))
     return spec
 
 
