@@ -220,9 +220,7 @@ class VenueClient:
         request_timeout_s: float | None = REQUEST_TIMEOUT_S,
     ) -> None:
         self.url = url
-        if request_timeout_s is not None:
-            _check_timeout("request_timeout_s", request_timeout_s)
-        self.request_timeout_s = request_timeout_s
+        self.request_timeout_s = request_timeout_s  # checked: see the property
         self.packed = packed
         self.auto_resume = auto_resume
         self.reconnect_delays_s = tuple(reconnect_delays_s)
@@ -242,6 +240,19 @@ class VenueClient:
         self._book_depths: dict[str, int] = {}
         self._resuming: asyncio.Task[None] | None = None
         self._resyncing: set[asyncio.Task[Any]] = set()  # books subscribed again after a gap
+
+    @property
+    def request_timeout_s(self) -> float | None:
+        """Every request's timeout but one given its own `timeout_s` (NO_TIMEOUT or None:
+        none). Set at construction or later, it is checked alike: 0 or less (or NaN) is a
+        ValueError, and the timeout in force is left as it was."""
+        return self._request_timeout_s
+
+    @request_timeout_s.setter
+    def request_timeout_s(self, timeout_s: float | None) -> None:
+        if timeout_s is not None:
+            _check_timeout("request_timeout_s", timeout_s)
+        self._request_timeout_s = timeout_s
 
     async def connect(self) -> "VenueClient":
         self._closing = False

@@ -22,15 +22,17 @@ from engine.events import (
     CorporateActionApplied,
     DividendPaid,
     Event,
+    Fact,
     OrderAmended,
     ReferencePriceSet,
     ReservesAttested,
     SharesSplit,
 )
+from engine.instrument import unknown_symbol
 from engine.market import Market
 from engine.reasons import ErrorCode
 from engine.units import SCALE_MAX, UNITS_MAX
-from settlement.corporate import Entitlement, pay_dividend, split, split_problem
+from settlement.corporate import DividendShort, Entitlement, pay_dividend, split, split_problem
 from settlement.ledger import Ledger, Refused
 
 if TYPE_CHECKING:
@@ -68,7 +70,12 @@ class Corporate:
             self.ledger, spec.base, spec.quote, cmd.payer, cmd.amount, cmd.amount_decimals, ts
         )
         if isinstance(booked, Refused):
-            self._reject(events, cmd, name, ErrorCode[booked.reason], booked.detail)
+            facts: tuple[Fact, ...] = ()
+            if isinstance(booked, DividendShort):  # the numbers, as every INSUFFICIENT_BALANCE
+                cash = spec.quote_decimals  # the cash asset's scale
+                facts = (("needed", booked.needed, cash), ("available", booked.available, cash))
+            asset = spec.quote if facts else None
+            self._reject(events, cmd, name, ErrorCode[booked.reason], booked.detail, facts, asset)
             return
         chain_id = booked.transfers[0].chain_id if booked.transfers else 0
         for entitlement in booked.entitlements:
@@ -271,7 +278,7 @@ class Corporate:
     ) -> Market | None:
         market = self.venue.markets.get(cmd.symbol)
         if market is None:
-            self._reject(events, cmd, name, E.UNKNOWN_SYMBOL, cmd.symbol)
+            self._reject(events, cmd, name, E.UNKNOWN_SYMBOL, unknown_symbol(cmd.symbol))
         elif market.spec.kind is not InstrumentKind.EQUITY:
             self._reject(events, cmd, name, E.BAD_PARAM, f"{cmd.symbol} is not an equity")
             market = None
@@ -303,9 +310,16 @@ class Corporate:
         )
 
     def _reject(
-        self, events: list[Event], cmd: Command, name: str, reason: ErrorCode, detail: str
+        self,
+        events: list[Event],
+        cmd: Command,
+        name: str,
+        reason: ErrorCode,
+        detail: str,
+        facts: tuple[Fact, ...] = (),
+        asset: str | None = None,
     ) -> None:
-        self.venue._reject(events, cmd, name, reason, detail)
+        self.venue._reject(events, cmd, name, reason, detail, 0, facts, asset)
 
 
 CORPORATE = CancelReason.CORPORATE_ACTION

@@ -25,6 +25,12 @@ BAND_BPS_MAX = 10_000  # 100%: a band wider than that bounds nothing
 TBILL_PRICE_PER = 100  # T-bills are quoted per 100 of face value
 
 
+def unknown_symbol(symbol: str) -> str:
+    """The words of an `UNKNOWN_SYMBOL` refusal, one sentence wherever it is refused (the
+    symbol quoted as Python quotes it: an odd character in it shows)."""
+    return f"unknown symbol {symbol!r}"
+
+
 def is_name(text: str) -> bool:
     """Printable ASCII without spaces, as a symbol or asset code must be: a name then reads
     the same in every error, log line and terminal, and "AAPLx-USD " or one with a newline

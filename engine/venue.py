@@ -74,7 +74,7 @@ from engine.events import (
     SelfTradePrevented,
     TradeExecuted,
 )
-from engine.instrument import InstrumentSpec, case_twin_refusal
+from engine.instrument import InstrumentSpec, case_twin_refusal, unknown_symbol
 from engine.market import Market
 from engine.reasons import ErrorCode
 from engine.units import SMALL_INT_MAX, UNITS_MAX, looks_like_milliseconds
@@ -363,7 +363,8 @@ class Venue:
             if problem is not None:
                 return self._reject(events, cmd, "place_order", E.BAD_PARAM, problem)
             if market is None:
-                return self._reject(events, cmd, "place_order", E.UNKNOWN_SYMBOL, cmd.symbol)
+                detail = unknown_symbol(cmd.symbol)
+                return self._reject(events, cmd, "place_order", E.UNKNOWN_SYMBOL, detail)
             reason = self._place_refusal(cmd, market)
             if reason is not None:
                 code, detail = reason
@@ -910,7 +911,8 @@ class Venue:
         if cmd.account <= 0 or (cmd.side is not None and not isinstance(cmd.side, Side)):
             return self._reject(events, cmd, "cancel_all", E.BAD_PARAM, "bad account or side")
         if cmd.symbol is not None and cmd.symbol not in self.markets:
-            return self._reject(events, cmd, "cancel_all", E.UNKNOWN_SYMBOL, cmd.symbol)
+            detail = unknown_symbol(cmd.symbol)
+            return self._reject(events, cmd, "cancel_all", E.UNKNOWN_SYMBOL, detail)
         for order in list(self.account_orders.get(cmd.account, {}).values()):
             if (
                 (cmd.symbol is None or order.symbol == cmd.symbol)
@@ -1459,7 +1461,8 @@ class Venue:
         """An operator matures a T-bill now: exactly what its maturity date would do."""
         market = self.markets.get(cmd.symbol)
         if market is None:
-            return self._reject(events, cmd, "mature_instrument", E.UNKNOWN_SYMBOL, cmd.symbol)
+            detail = unknown_symbol(cmd.symbol)
+            return self._reject(events, cmd, "mature_instrument", E.UNKNOWN_SYMBOL, detail)
         if market.spec.kind is not InstrumentKind.TBILL:
             detail = f"{cmd.symbol} is not a T-bill"
             return self._reject(events, cmd, "mature_instrument", E.BAD_PARAM, detail)

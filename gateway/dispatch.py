@@ -50,7 +50,7 @@ from engine.events import (
     TradeExecuted,
     WithdrawalRequested,
 )
-from engine.instrument import InstrumentSpec
+from engine.instrument import InstrumentSpec, unknown_symbol
 from engine.reasons import ErrorCode
 from engine.units import format_units
 from gateway import limits, wire
@@ -421,7 +421,8 @@ class Dispatcher:
         executed = pending.results[0]
         rejected = rejection(executed.events)
         if rejected is not None:
-            return wire.error(pending.request_id, rejected.reason, rejected.detail)
+            data = wire.rejection_data(rejected)
+            return wire.error(pending.request_id, rejected.reason, rejected.detail, data)
         for event in executed.events:
             if type(event) is DeadManTriggered:
                 self.connections.push_to_account(event.account, DMS_TRIGGERED)
@@ -663,7 +664,7 @@ class Dispatcher:
         p: Any = request.params
         # refused in the words of the engine's cancel_all (not "0 canceled": a typo shows)
         if p.symbol is not None and p.symbol not in self.reads.markets:
-            self._defer_error(session, request, E.UNKNOWN_SYMBOL, p.symbol)
+            self._defer_error(session, request, E.UNKNOWN_SYMBOL, unknown_symbol(p.symbol))
             return
         placed = self.placed
         if placed.placing and not in_turn:  # over a cluster's bus, places in flight
@@ -1116,8 +1117,9 @@ def _corporate_result(scales: Mapping[str, int], pending: Pending) -> bytes:
     """A dividend's or a split's totals, as decimal strings at the assets' scales."""
     executed = pending.results[0]
     rejected = rejection(executed.events)
-    if rejected is not None:
-        return wire.error(pending.request_id, rejected.reason, rejected.detail)
+    if rejected is not None:  # with its numbers (a payer short of cash), as `_trade_result`
+        data = wire.rejection_data(rejected)
+        return wire.error(pending.request_id, rejected.reason, rejected.detail, data)
     summary = executed.events[-1]
     result: dict[str, Any] = {"seq": executed.seq}
     if isinstance(summary, DividendPaid):

@@ -24,6 +24,7 @@ import msgspec.inspect
 from msgspec import Meta
 
 from core.venue_core import now_us
+from engine.instrument import unknown_symbol
 from engine.reasons import ErrorCode
 from gateway import wire
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, AuthError, sign_request
@@ -344,7 +345,7 @@ class RestApi:
     def _ticker(self, p: TickerParams, now: int) -> TickersResult | wire.WireError:
         specs = self.server.dispatcher.specs
         if p.symbol is not None and p.symbol not in specs:
-            return wire.WireError(None, E.UNKNOWN_SYMBOL, f"unknown symbol {p.symbol!r}")
+            return wire.WireError(None, E.UNKNOWN_SYMBOL, unknown_symbol(p.symbol))
         symbols = [p.symbol] if p.symbol is not None else sorted(specs)
         candles = self.server.public.candles
         return TickersResult([candles.ticker(specs[symbol], now) for symbol in symbols])
@@ -352,7 +353,7 @@ class RestApi:
     def _candles(self, p: CandlesParams, now: int) -> CandlesResult | wire.WireError:
         spec = self.server.dispatcher.specs.get(p.symbol)
         if spec is None:
-            return wire.WireError(None, E.UNKNOWN_SYMBOL, f"unknown symbol {p.symbol!r}")
+            return wire.WireError(None, E.UNKNOWN_SYMBOL, unknown_symbol(p.symbol))
         return self.server.public.candles.result(spec, p.interval, p.limit)
 
 

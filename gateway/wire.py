@@ -12,11 +12,12 @@ Limits: `MESSAGE_BYTES_MAX` per frame, `BATCH_OPS_MAX` ops per batch, `QUOTES_MA
 
 import datetime
 import functools
+import json
 import operator
 import re
 import time
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain, starmap
 from typing import Annotated, Any, Literal, Union
 
@@ -59,6 +60,7 @@ from engine.instrument import (
     InstrumentSpec,
     bill_price_problem,
     case_twin_refusal,
+    unknown_symbol,
 )
 from engine.reasons import ErrorCode
 from engine.units import SCALE_MAX, PrecisionError, format_units, parse_units
@@ -87,6 +89,9 @@ BOOK_DEPTH_MAX = 1_000  # levels per side in one snapshot; deeper books are not 
 CANCEL_AFTER_MS_MAX = 600_000  # a dead-man's switch longer than 10 minutes protects nothing
 JURISDICTIONS_MAX = 250  # ISO 3166 has 249 alpha-2 codes
 ERROR_TEXT_CHARS_MAX = 1_000  # an error quoting client input quotes this much: enough to see it
+# keys and values looked at to place an unpaired surrogate escape: a valid request has fewer
+# than 1,300 (quote.mass: 100 quotes of 5 fields), and a longer search only feeds a flood
+SURROGATE_SEARCH_MAX = 2_048
 
 DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?\Z"  # plain notation: no sign, exponent or spaces
 
@@ -121,6 +126,29 @@ class Params(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def problem(self) -> Problem | None:
         return None
+
+
+# A label the client gives an order (`cl_ord_id`, `tag`: echoed in reports, logs and
+# terminals) holds no control character, C0, DEL or C1 (Unicode's Cc): they are invisible,
+# and a newline or an escape sequence forges what a reader sees. Other characters are the
+# client's business (spaces, accents, emoji), as the labels only name and group orders.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+CONTROL_CHARACTERS = "U+0000-U+001F, U+007F-U+009F"
+
+
+def _label_problem(field: str, label: str | None) -> Problem | None:
+    """`BAD_PARAM` naming `field` if `label` holds a control character. (A printable text
+    holds none, which is one call in C: the regular expression runs only for the rest.)"""
+    if label is None or label.isprintable():
+        return None
+    found = _CONTROL.search(label)
+    if found is None:  # not printable, but no control character (a no-break space, a ZWJ)
+        return None
+    return (
+        E.BAD_PARAM,
+        f"{field} holds a control character (U+{ord(found.group()):04X} at index"
+        f" {found.start()}): control characters ({CONTROL_CHARACTERS}) are not allowed",
+    )
 
 
 def _one_order_id(order_id: int | None, cl_ord_id: str | None) -> Problem | None:
@@ -201,7 +229,10 @@ class PlaceParams(Params, frozen=True):
                 return E.MISSING_PARAM, "a gtd order needs expire_at"
         elif self.tif is not TimeInForce.GTD:
             return E.BAD_PARAM, "expire_at is for gtd orders only"
-        return None
+        cl_ord_id, tag = self.cl_ord_id, self.tag
+        if (cl_ord_id is None or cl_ord_id.isprintable()) and (tag is None or tag.isprintable()):
+            return None  # the usual labels: told apart by one call in C each (`_label_problem`)
+        return _label_problem("cl_ord_id", cl_ord_id) or _label_problem("tag", tag)
 
 
 class CancelParams(Params, frozen=True):
@@ -222,7 +253,11 @@ class AmendParams(Params, frozen=True):
     def problem(self) -> Problem | None:
         if self.qty is None and self.price is None and self.new_cl_ord_id is None:
             return E.MISSING_PARAM, "give qty, price or new_cl_ord_id"
-        return _one_order_id(self.order_id, self.cl_ord_id)
+        problem = _one_order_id(self.order_id, self.cl_ord_id)
+        label = self.new_cl_ord_id  # (a `cl_ord_id` that names the order is not checked)
+        if problem is None and label is not None and not label.isprintable():
+            return _label_problem("new_cl_ord_id", label)
+        return problem
 
 
 _PARAMS = operator.attrgetter("params")  # a batch op's
@@ -817,6 +852,15 @@ LONE_SURROGATE = (
 _LONE_HIGH_SURROGATE = re.compile(
     r"(?<!\\)(?:\\\\)*\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])"
 )
+LONE_LOW_SURROGATE = (
+    "JSON is malformed: a \\uDC00-\\uDFFF escape must follow a \\uD800-\\uDBFF escape"
+    " (a surrogate pair)"
+)
+_SURROGATE = re.compile("[\ud800-\udfff]")  # in a string read leniently: an unpaired half
+_TRUNCATED = "Input data was truncated"  # msgspec's words
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # perhaps half of an escaped backslash
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+_HIGH_SURROGATE_LAST = "\udbff"
 NOT_UTF8 = "a frame holds UTF-8 JSON; this one is not UTF-8"
 
 
@@ -901,7 +945,7 @@ def decode_envelope(frame: bytes | str, size_max: int = MESSAGE_BYTES_MAX) -> En
             return WireError(None, E.BAD_JSON, f"a request is one JSON object: {failure}")
         return WireError(_salvage_id(frame), _code_of(failure), _readable(str(failure)))
     except msgspec.DecodeError as failure:
-        return WireError(None, E.BAD_JSON, json_problem(failure, frame))
+        return _unreadable(failure, frame)
     except RecursionError:  # msgspec's guard against nesting that would exhaust the stack
         return WireError(_salvage_id(frame), E.BAD_JSON, TOO_DEEP)
     if envelope.method not in _params_decoders:
@@ -909,15 +953,118 @@ def decode_envelope(frame: bytes | str, size_max: int = MESSAGE_BYTES_MAX) -> En
     return Envelope(envelope.id, envelope.method, envelope.params)
 
 
-def json_problem(failure: msgspec.DecodeError, text: str | bytes) -> str:
-    """What is wrong with JSON msgspec could not read: its own words, except where they
-    mislead (a lone high surrogate escape in a whole frame reads as "truncated")."""
+def _unreadable(failure: msgspec.DecodeError, frame: bytes | str) -> WireError:
+    """`BAD_JSON` for a frame msgspec cannot read. One that holds a surrogate escape, perhaps
+    an unpaired one (which Python's `json` reads), is read again leniently, for where the
+    escape is and for the request's id, so that the client learns which request failed.
+    Only this failure path pays for the second reading; other unreadable frames skip it."""
     words = str(failure)
-    if words == "Input data was truncated":
+    if not _about_a_surrogate(frame):
+        return WireError(None, E.BAD_JSON, words)
+    lenient = _read_leniently(frame)
+    request_id = None
+    candidate = lenient.get("id") if type(lenient) is dict else None
+    if type(candidate) is int or type(candidate) is str:  # as JSON again: `_valid_id`'s rules
+        request_id = _valid_id(json.dumps(candidate).encode())
+    return WireError(request_id, E.BAD_JSON, _surrogate_problem(words, frame, lenient))
+
+
+def json_problem(failure: msgspec.DecodeError, text: str | bytes) -> str:
+    """What is wrong with JSON msgspec could not read: its own words, except for an unpaired
+    surrogate escape, which they word badly (a lone high half in a whole frame reads as
+    "truncated") and do not place: that is said, with where it is (`- at `params.tag``)."""
+    words = str(failure)
+    if not _about_a_surrogate(text):
+        return words
+    return _surrogate_problem(words, text, _read_leniently(text))
+
+
+def _about_a_surrogate(text: str | bytes) -> bool:
+    """Whether the JSON holds a surrogate escape (`\\uD800`-`\\uDFFF`): msgspec's words for
+    an unpaired one vary with what follows it ("truncated", "invalid utf-16 surrogate pair",
+    "unexpected end of hex escape", ...), so the text is what tells."""
+    if isinstance(text, bytes):
+        return _SURROGATE_ESCAPE_BYTES.search(text) is not None
+    return _SURROGATE_ESCAPE.search(text) is not None
+
+
+def _surrogate_problem(words: str, text: str | bytes, lenient: Any) -> str:
+    """What is wrong with JSON that holds a surrogate escape and that msgspec's `words`
+    refuse: an unpaired escape, placed by the lenient reading; else (not read leniently
+    either: cut short too, or wrong otherwise) msgspec's words, but for a lone high half
+    where they say "truncated"."""
+    found = _surrogate_at(lenient)
+    if found is not None:
+        high, place = found
+        return f"{LONE_SURROGATE if high else LONE_LOW_SURROGATE} - {place}"
+    if words == _TRUNCATED:
         raw = text.decode(errors="replace") if isinstance(text, bytes) else text
         if _LONE_HIGH_SURROGATE.search(raw):
             return LONE_SURROGATE
     return words
+
+
+def _read_leniently(text: str | bytes) -> Any:
+    """The JSON as Python's `json` reads it, or None if it cannot (or nests too deep)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError too
+        return None
+
+
+def _surrogate_at(value: Any) -> tuple[bool, str] | None:
+    """For the first string (or key) of `value`, a lenient reading, that holds an unpaired
+    surrogate: whether that is a high one, and where it is (`at `params.ops[0].params.tag``,
+    `in a key of `params``); None if there is none among the first `SURROGATE_SEARCH_MAX`.
+    Without recursion: the reading may nest as deep as the interpreter allows."""
+    if type(value) is str:
+        high = _unpaired_high(value)
+        return None if high is None else (high, "at `$`")
+    if type(value) is not dict and type(value) is not list:
+        return None
+    looked = 0
+    stack: list[tuple[Iterator[tuple[Any, Any]], tuple[str | int, ...]]]
+    stack = [(_members(value), ())]  # each container entered: its members left, its path
+    while stack:
+        members, path = stack[-1]
+        for key, member in members:  # in the frame's order: a container is entered at once
+            looked += 1
+            if looked > SURROGATE_SEARCH_MAX:
+                return None
+            if type(key) is str:
+                high = _unpaired_high(key)
+                if high is not None:
+                    return high, f"in a key of `{_path(path)}`"
+            kind = type(member)
+            if kind is str:
+                high = _unpaired_high(member)
+                if high is not None:
+                    return high, f"at `{_path((*path, key))}`"
+            elif kind is dict or kind is list:
+                stack.append((_members(member), (*path, key)))
+                break
+        else:
+            stack.pop()
+    return None
+
+
+def _unpaired_high(text: str) -> bool | None:
+    """Whether the first unpaired surrogate of `text` is a high one; None if it has none. (A
+    surrogate is not printable: most texts are told apart by one call in C.)"""
+    if text.isprintable():
+        return None
+    match = _SURROGATE.search(text)
+    return None if match is None else match.group() <= _HIGH_SURROGATE_LAST
+
+
+def _members(container: dict[str, Any] | list[Any]) -> Iterator[tuple[Any, Any]]:
+    return iter(container.items()) if type(container) is dict else enumerate(container)
+
+
+def _path(path: tuple[str | int, ...]) -> str:
+    """`params.ops[0].params.tag`, as msgspec words where a value is (`$`: the whole)."""
+    text = "".join(f"[{step}]" if type(step) is int else f".{step}" for step in path)
+    return text.removeprefix(".") or "$"
 
 
 def decode_params(envelope: Envelope) -> Request | WireError:
@@ -1049,7 +1196,7 @@ def _positive(text: str, scale: int, field: str) -> int:
 def _spec(specs: Mapping[str, InstrumentSpec], symbol: str) -> InstrumentSpec:
     spec = specs.get(symbol)
     if spec is None:
-        raise _Refusal(E.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}")
+        raise _Refusal(E.UNKNOWN_SYMBOL, unknown_symbol(symbol))
     return spec
 
 

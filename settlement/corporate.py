@@ -21,6 +21,15 @@ SPLIT = TransferKind.SPLIT
 AMOUNT_MAX = 2**62  # the engine's UNITS_MAX: every balance fits a signed 64-bit integer
 
 
+class DividendShort(Refused, frozen=True, gc=False):
+    """`INSUFFICIENT_BALANCE`: the payer's available cash cannot cover the dividend, with the
+    numbers that say by how much, in cash units: what it `needed` (the exact total, rounded
+    up) and what was `available`."""
+
+    needed: int
+    available: int
+
+
 class Entitlement(msgspec.Struct, frozen=True, gc=False):
     """One participant's part: its holding before and after, and the cash it received."""
 
@@ -57,7 +66,8 @@ def pay_dividend(
     ts_us: int,
 ) -> DividendBooked | Refused:
     """Pay `amount / 10**amount_decimals` cash per whole share to every participant holding
-    `asset` (the payer excepted), from the payer's available cash, in one chain."""
+    `asset` (the payer excepted), from the payer's available cash, in one chain. A payer
+    short of cash is refused with a `DividendShort`, which says by how much."""
     if payer not in ledger.participants:
         return Refused("UNKNOWN_ACCOUNT", f"unknown payer account {payer}")
     share_scale = ledger.assets[asset].scale
@@ -75,10 +85,12 @@ def pay_dividend(
     balance = ledger.balances.get((payer, cash_asset))
     available = balance.available if balance is not None else 0
     if available < provided:
-        return Refused(
+        return DividendShort(
             "INSUFFICIENT_BALANCE",
             f"payer {payer} has {_decimal(available, cash_scale)} {cash_asset} available,"
             f" the dividend needs {_decimal(provided, cash_scale)}",
+            provided,
+            available,
         )
     legs: list[Leg] = [(payer, e.account, cash_asset, e.cash, DIVIDEND) for e in entitlements]
     legs = [leg for leg in legs if leg[3]]

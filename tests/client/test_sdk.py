@@ -11,6 +11,7 @@ from websockets.exceptions import ConnectionClosed
 
 from client.sdk import (
     NO_TIMEOUT,
+    REQUEST_TIMEOUT_S,
     BalanceUpdate,
     ConnectionLost,
     ExecReport,
@@ -335,6 +336,13 @@ def test_a_timeout_of_zero_or_less_is_refused_before_anything_is_sent(run_venue:
             with pytest.raises(ValueError, match="NO_TIMEOUT"):
                 VenueClient(venue.url(), request_timeout_s=wrong)
         alpha = await venue.client("alpha")
+        for wrong in (0, -1, -1.0, math.nan):  # set after construction: checked alike
+            with pytest.raises(ValueError, match="request_timeout_s must be above 0"):
+                alpha.request_timeout_s = wrong
+            assert alpha.request_timeout_s == REQUEST_TIMEOUT_S  # left as it was
+        for right in (0.5, NO_TIMEOUT, None, REQUEST_TIMEOUT_S):
+            alpha.request_timeout_s = right
+            assert alpha.request_timeout_s == right
         place = {"symbol": SYMBOL, "side": "sell", "type": "limit", "qty": "1", "price": "187.30"}
         for wrong in (0, -1.0, math.nan):  # (0 would have given up after sending, at once)
             with pytest.raises(ValueError, match="timeout_s must be above 0"):

@@ -282,7 +282,7 @@ class ReferenceVenue:
             return self._reject(cmd, name, E.BAD_PARAM, problem)
         market = self.markets.get(cmd.symbol)
         if market is None:
-            return self._reject(cmd, name, E.UNKNOWN_SYMBOL, cmd.symbol)
+            return self._reject(cmd, name, E.UNKNOWN_SYMBOL, f"unknown symbol {cmd.symbol!r}")
         spec: InstrumentSpec = market["spec"]
         sym = cmd.symbol
         status = market["status"]
@@ -553,7 +553,7 @@ class ReferenceVenue:
         if cmd.account <= 0 or (cmd.side is not None and cmd.side not in (Side.BUY, Side.SELL)):
             return self._reject(cmd, name, E.BAD_PARAM, "bad account or side")
         if cmd.symbol is not None and cmd.symbol not in self.markets:
-            return self._reject(cmd, name, E.UNKNOWN_SYMBOL, cmd.symbol)
+            return self._reject(cmd, name, E.UNKNOWN_SYMBOL, f"unknown symbol {cmd.symbol!r}")
         chosen = [
             o
             for o in self.account_open_orders(cmd.account)

@@ -263,7 +263,7 @@ class ReferenceClearedVenue(ReferenceVenue):
             return self._reject(cmd, name, E.BAD_PARAM, problem)
         market = self.markets.get(cmd.symbol)
         if market is None:
-            return self._reject(cmd, name, E.UNKNOWN_SYMBOL, cmd.symbol)
+            return self._reject(cmd, name, E.UNKNOWN_SYMBOL, f"unknown symbol {cmd.symbol!r}")
         spec: InstrumentSpec = market["spec"]
         sym = cmd.symbol
         status = market["status"]

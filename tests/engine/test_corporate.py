@@ -152,11 +152,16 @@ def test_dividend_refusals_change_nothing(corp: Corp) -> None:
     assert corp.refused(dividend(amount=0)).reason is ErrorCode.BAD_PARAM
     assert corp.refused(dividend(decimals=19)).reason is ErrorCode.BAD_PARAM
     unknown = PayDividend(symbol="NOPE", payer=PAYER, amount=1, amount_decimals=0)
-    assert corp.refused(unknown).reason is ErrorCode.UNKNOWN_SYMBOL
+    unknown_refused = corp.refused(unknown)
+    assert unknown_refused.reason is ErrorCode.UNKNOWN_SYMBOL
+    assert unknown_refused.detail == "unknown symbol 'NOPE'"  # a sentence, not the bare symbol
     assert corp.refused(dividend(payer=77)).reason is ErrorCode.UNKNOWN_ACCOUNT
     short = corp.refused(dividend(amount=100, decimals=0))  # 100 USD a share: 1,456.79 USD
     assert short.reason is ErrorCode.INSUFFICIENT_BALANCE
     assert "needs 1456.79" in short.detail and str(PAYER) in short.detail
+    # the numbers every INSUFFICIENT_BALANCE carries, in the cash asset's units (cents)
+    assert short.asset == "USD"
+    assert short.facts == (("needed", 145_679, 2), ("available", 100_000, 2))
 
 
 def test_a_dividend_payer_pays_from_available_cash_only(corp: Corp) -> None:

@@ -361,7 +361,9 @@ def test_cancel_all_with_filters(harness: Harness) -> None:
     assert [e.order_id for e in events] == [1, 3]
     assert all(e.reason is CancelReason.MASS_CANCEL for e in events)
     assert set(harness.venue.orders) == {4}
-    assert rejection(harness.do(CancelAll(account=1, symbol="NOPE"))) is ErrorCode.UNKNOWN_SYMBOL
+    [unknown] = harness.do(CancelAll(account=1, symbol="NOPE"))
+    assert isinstance(unknown, CommandRejected) and unknown.reason is ErrorCode.UNKNOWN_SYMBOL
+    assert unknown.detail == "unknown symbol 'NOPE'"  # a sentence, not the bare symbol
 
 
 def test_open_order_limit(make_harness) -> None:

@@ -119,3 +119,28 @@ def test_a_dividend_and_a_split_reach_holders_and_the_ledger_store(
     replayed = venue_cli("verify", "--data-dir", data_dir, "--config", str(SAMPLE_CONFIG))
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert "every balance equals the replayed ledger's" in replayed.stdout
+
+
+def test_a_dividend_the_payer_cannot_cover_says_by_how_much(run_venue: RunVenue) -> None:
+    """INSUFFICIENT_BALANCE of `admin.pay_dividend` carries the data every other one does:
+    the cash asset, what the dividend needs and what the payer has available."""
+
+    async def short(venue: Venue) -> None:
+        admin, alpha = await venue.client("admin"), await venue.client("alpha")
+        await admin.request("admin.deposit", {"account": 100, "asset": "USD", "amount": "1000.5"})
+        before = (await admin.balances(), await alpha.balances())
+        params = {"symbol": SYMBOL, "payer": 100, "amount_per_share": "0.2475"}
+        with pytest.raises(VenueError) as refused:
+            await admin.request("admin.pay_dividend", params)
+        # 3 holders of 20,000 shares each at 0.2475 USD a share: 14,850 USD
+        assert (refused.value.status, refused.value.name) == (400, "INSUFFICIENT_BALANCE")
+        assert refused.value.data == {
+            "asset": "USD",
+            "needed": "14850.000000",
+            "available": "1000.500000",
+        }
+        assert "payer 100 has 1000.500000 USD available" in str(refused.value)
+        assert (await admin.balances(), await alpha.balances()) == before  # nothing paid
+        await close_all(admin, alpha)
+
+    run_venue(short)

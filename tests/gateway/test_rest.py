@@ -291,8 +291,23 @@ def test_bad_orders_change_nothing_and_say_why(run_venue: Run) -> None:
             assert error_of(response) == expected, (body, response)
         lone = await call(trader, "POST", "/api/v1/orders", body=b'{"tag": "\\ud800"}')
         assert "surrogate" in lone.json()["error"]["msg"], lone.json()  # not "truncated"
+        assert lone.json()["error"]["msg"].endswith(" - at `tag`"), lone.json()  # and where
         amend = await call(trader, "PATCH", "/api/v1/orders/7", body=b'{"order_id": 8, "qty": "1"}')
         assert error_of(amend) == (400, "BAD_PARAM")
+        labelled = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc", "qty": "1"}
+        for path, method, body, field in [
+            ("/api/v1/orders", "POST", labelled | {"price": "187", "tag": "\x1b[2J"}, "tag"),
+            (
+                "/api/v1/orders",
+                "POST",
+                labelled | {"price": "187", "cl_ord_id": "a\n"},
+                "cl_ord_id",
+            ),
+            ("/api/v1/orders/7", "PATCH", {"new_cl_ord_id": "\t"}, "new_cl_ord_id"),
+        ]:
+            control = await call(trader, method, path, body=json.dumps(body).encode())
+            assert error_of(control) == (400, "BAD_PARAM"), control.json()
+            assert control.json()["error"]["msg"].startswith(f"{field} holds a control character")
         assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
         mistyped = await get(trader, "/api/v1/orders", symbol="NOPE-USD")  # was {"orders": []}
         assert error_of(mistyped) == (400, "UNKNOWN_SYMBOL")

@@ -266,22 +266,30 @@ def test_quote_mass_replaces_quotes_and_needs_cod(run_venue: Any) -> None:
     run_venue(scenario)
 
 
+PLACE_NOPE = {"symbol": "NOPE", "side": "buy", "type": "limit", "tif": "gtc"} | {
+    "price": "1",
+    "qty": "1",
+}
+
+
 def test_an_unknown_symbol_is_refused_not_an_empty_answer(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         maker = await venue.client("alpha")
         await maker.request("session.cod", {"enabled": True})
         quote = {"symbol": SYMBOL, "bid_px": "187.00", "bid_qty": "1"}
         await maker.request("quote.mass", {"quote_set": "q", "quotes": [quote]})
-        for method, params in (  # each worded as before it: orders.history, cancel_all
-            ("orders.history", {"symbol": "NOPE"}),
-            ("orders.open", {"symbol": "NOPE"}),  # was {"orders": []}
-            ("orders.cancel_all", {"symbol": "NOPE"}),
-            ("orders.cancel_all", {"quote_set": "q", "symbol": "NOPE"}),  # was {"canceled": 0}
+        for method, params, msg in (  # each worded as before it: orders.history, cancel_all
+            ("orders.history", {"symbol": "NOPE"}, "no symbol NOPE"),
+            ("orders.open", {"symbol": "NOPE"}, "no symbol NOPE"),  # was {"orders": []}
+            # a sentence, as a place's (was the bare symbol, "NOPE", from both)
+            ("orders.cancel_all", {"symbol": "NOPE"}, "unknown symbol 'NOPE'"),
+            ("orders.cancel_all", {"quote_set": "q", "symbol": "NOPE"}, "unknown symbol 'NOPE'"),
+            ("order.place", {**PLACE_NOPE}, "unknown symbol 'NOPE'"),
         ):
             answer = await maker.request_raw(method, params)
             assert answer["status"] == 400, (method, params, answer)
             assert answer["error"]["name"] == "UNKNOWN_SYMBOL", (method, params, answer)
-            assert "NOPE" in answer["error"]["msg"]
+            assert answer["error"]["msg"] == msg, (method, params, answer)
         assert len((await maker.open_orders())["orders"]) == 1  # nothing canceled
         assert await maker.request("orders.cancel_all", {"quote_set": "q", "symbol": SYMBOL}) == {
             "canceled": 1

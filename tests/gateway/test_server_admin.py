@@ -266,6 +266,14 @@ def test_halting_an_instrument_refuses_orders_until_it_reopens(run_venue: Any) -
         assert statuses == ["cancel_only", "open"]
         unknown = {"symbol": "NOPE-USD", "status": "halted"}
         assert await refusal(admin, "admin.set_status", unknown) == "UNKNOWN_SYMBOL"
+        for method, params in [  # each refusal a sentence (admin.mature's was "NOPE-USD")
+            ("admin.mature", {"symbol": "NOPE-USD"}),
+            ("admin.split", {"symbol": "NOPE-USD", "ratio": "2:1"}),
+            ("admin.pay_dividend", {"symbol": "NOPE-USD", "payer": 100, "amount_per_share": "1"}),
+        ]:
+            answer = await admin.request_raw(method, params)
+            assert answer["error"]["name"] == "UNKNOWN_SYMBOL", answer
+            assert answer["error"]["msg"] == "unknown symbol 'NOPE-USD'", answer
 
     run_venue(scenario)
 

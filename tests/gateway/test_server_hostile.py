@@ -95,6 +95,18 @@ HOSTILE: dict[str, tuple[str, int | None, str]] = {  # frame, the id answered, t
     ),
     "huge exponent": ('{"id": 9, "method": "ping", "x": 1e999999}', 9, "BAD_PARAM"),
     "one byte over the limit": (padded(9, MESSAGE_BYTES_MAX + 1), None, "MESSAGE_TOO_BIG"),
+    "a lone high surrogate in a place's cl_ord_id": (
+        place(9, "186.00")[:-2] + ', "cl_ord_id": "\\uD800", "tag": "t"}}',
+        9,  # was None: the client could not tell which request failed
+        "BAD_JSON",
+    ),
+    "a lone low surrogate in a batch op's tag": (
+        '{"id": "b-9", "method": "order.batch", "params": {"ops": [{"method": "order.place",'
+        ' "params": {"tag": "\\udc00"}}]}}',
+        "b-9",
+        "BAD_JSON",
+    ),
+    "a lone surrogate in the id": ('{"id": "\\ud800", "method": "ping"}', None, "BAD_JSON"),
 }
 
 
@@ -159,6 +171,83 @@ def test_binary_frames_are_read_as_text(run_venue: Any) -> None:
         assert (placed["id"], placed["status"]) == (1, 200)
         assert (not_utf8["id"], not_utf8["error"]["name"]) == (None, "BAD_JSON")
         assert (balances["id"], balances["status"]) == (3, 200)
+        await websocket.close()
+
+    run_venue(scenario)
+
+
+def test_an_unpaired_surrogate_is_answered_with_its_id_and_changes_nothing(
+    run_venue: Any,
+) -> None:
+    async def scenario(venue: Venue) -> None:
+        websocket = await logged_on(venue, "alpha")
+        await websocket.send(json.dumps({"id": 1, "method": "balances"}))
+        (before,) = await answers(websocket, 1)
+        lone = place(2, "186.00")[:-2] + ', "cl_ord_id": "a-\\ud800"}}'
+        await websocket.send(lone)
+        await websocket.send(json.dumps({"id": 3, "method": "orders.open"}))
+        await websocket.send(json.dumps({"id": 4, "method": "balances"}))
+        refused, open_orders, after = await answers(websocket, 3)
+        assert (refused["id"], refused["status"], refused["error"]["name"]) == (2, 400, "BAD_JSON")
+        assert refused["error"]["msg"].endswith("surrogate pair) - at `params.cl_ord_id`")
+        assert open_orders["result"] == {"orders": []}
+        assert after["result"] == before["result"]
+        await websocket.close()
+
+    run_venue(scenario)
+
+
+def test_control_characters_in_order_labels_are_refused_and_change_nothing(
+    run_venue: Any,
+) -> None:
+    """A `cl_ord_id`, `tag` or `new_cl_ord_id` holding a control character is BAD_PARAM naming
+    the field (in a batch, the op too), wherever it enters; the order it would label is not
+    placed nor amended, and a batch that holds one runs no op."""
+
+    def request(request_id: int, method: str, params: dict[str, Any]) -> str:
+        return json.dumps({"id": request_id, "method": method, "params": params})
+
+    async def scenario(venue: Venue) -> None:
+        websocket = await logged_on(venue, "alpha")
+        await websocket.send(place(1, "186.00")[:-2] + ', "cl_ord_id": "keep"}}')
+        (kept,) = await answers(websocket, 1)
+        assert kept["status"] == 200
+        await websocket.send(json.dumps({"id": 2, "method": "balances"}))
+        (before,) = await answers(websocket, 1)
+        good = json.loads(place(0, "185.00"))["params"]
+        bad = [
+            ("order.place", good | {"cl_ord_id": "new\nline"}, "cl_ord_id"),
+            ("order.place", good | {"tag": "\u001b[31m"}, "tag"),
+            ("order.place", good | {"cl_ord_id": "c1-\u0085"}, "cl_ord_id"),
+            ("order.amend", {"cl_ord_id": "keep", "new_cl_ord_id": "k\u007f"}, "new_cl_ord_id"),
+            (
+                "order.batch",
+                {
+                    "ops": [
+                        {"method": "order.cancel", "params": {"cl_ord_id": "keep"}},
+                        {"method": "order.place", "params": good | {"tag": "\u0000"}},
+                    ]
+                },
+                "ops[1]: tag",
+            ),
+        ]
+        for index, (method, params, field) in enumerate(bad, start=10):
+            await websocket.send(request(index, method, params))
+            (answer,) = await answers(websocket, 1)
+            assert (answer["id"], answer["status"], answer["error"]["name"]) == (
+                index,
+                400,
+                "BAD_PARAM",
+            ), answer
+            assert answer["error"]["msg"].startswith(f"{field} holds a control character")
+        await websocket.send(json.dumps({"id": 3, "method": "orders.open"}))
+        await websocket.send(json.dumps({"id": 4, "method": "balances"}))
+        open_orders, after = await answers(websocket, 2)
+        orders = open_orders["result"]["orders"]
+        assert [(o["cl_ord_id"], o["price"], o["tag"]) for o in orders] == [
+            ("keep", "186.00", None)
+        ]
+        assert after["result"] == before["result"]
         await websocket.close()
 
     run_venue(scenario)

@@ -463,6 +463,67 @@ def op(method: str, params: dict[str, Any]) -> dict[str, Any]:
     return {"method": method, "params": params}
 
 
+CONTROL = f"control characters ({wire.CONTROL_CHARACTERS}) are not allowed"
+LABELS_REFUSED: list[tuple[str, dict[str, Any], str]] = [  # method, params, the message
+    ("order.place", place(cl_ord_id="a\nb"), "cl_ord_id holds a control character (U+000A"),
+    ("order.place", place(cl_ord_id="\x00"), "cl_ord_id holds a control character (U+0000"),
+    ("order.place", place(tag="mm\x1f"), "tag holds a control character (U+001F at index 2)"),
+    ("order.place", place(tag="\x7f"), "tag holds a control character (U+007F"),
+    ("order.place", place(cl_ord_id="c1", tag="\x85"), "tag holds a control character (U+0085"),
+    ("order.place", place(tag="\x9f"), "tag holds a control character (U+009F"),
+    ("order.place", place(cl_ord_id="\t", tag="\r"), "cl_ord_id holds a control"),  # the first
+    (
+        "order.place",
+        place(type="market", tif="ioc", price=None, tag="\x1b[2J"),  # an escape sequence
+        "tag holds a control character (U+001B",
+    ),
+    ("order.amend", {"order_id": 1, "new_cl_ord_id": "n\x00"}, "new_cl_ord_id holds a control"),
+    (
+        "order.batch",
+        {"ops": [op("order.cancel", {"order_id": 1}), op("order.place", place(tag="\n"))]},
+        "ops[1]: tag holds a control character (U+000A",
+    ),
+    (
+        "order.batch",
+        {"ops": [op("order.amend", {"cl_ord_id": "a", "new_cl_ord_id": "b\x80"})]},
+        "ops[0]: new_cl_ord_id holds a control character (U+0080",
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "params", "message"), LABELS_REFUSED)
+def test_an_order_label_holds_no_control_character(
+    method: str, params: dict[str, Any], message: str
+) -> None:
+    """A `cl_ord_id`, `new_cl_ord_id` or `tag` the client gives an order is refused with
+    BAD_PARAM naming the field when it holds a C0, DEL or C1 control character."""
+    params = {key: value for key, value in params.items() if value is not None}
+    error = refused(frame(method, params))
+    assert (error.id, error.code) == (1, E.BAD_PARAM)
+    assert error.message.startswith(message) and error.message.endswith(CONTROL), error.message
+
+
+def test_other_labels_are_the_clients_business() -> None:
+    """Spaces, accents, emoji (with their zero-width joiner) and a no-break space, which are
+    not all printable to Python, are no control characters; and a `cl_ord_id` or `tag`
+    that only names or filters orders (cancel, status, an amend's order, cancel_all) is not
+    checked, so that an order labelled before the rule can still be named."""
+    for label in ("a b", "café-1", "👩\u200d💻", "x\u00a0y", "\u00a0", "~" * 36, "\u00a1"):
+        params = decoded("order.place", place(cl_ord_id=label, tag=label)).params
+        assert isinstance(params, wire.PlaceParams) and params.tag == label
+        amend = decoded("order.amend", {"order_id": 1, "new_cl_ord_id": label}).params
+        assert isinstance(amend, wire.AmendParams) and amend.new_cl_ord_id == label
+    old = "old\n"
+    for method, params in [
+        ("order.cancel", {"cl_ord_id": old}),
+        ("order.status", {"cl_ord_id": old}),
+        ("order.amend", {"cl_ord_id": old, "price": "1"}),
+        ("orders.cancel_all", {"tag": old}),
+        ("order.batch", {"ops": [op("order.cancel", {"cl_ord_id": old})]}),
+    ]:
+        decoded(method, params)
+
+
 def test_a_batch_decodes_its_ops_into_their_params() -> None:
     ops = [
         op("order.place", place(cl_ord_id="a")),
@@ -1003,7 +1064,100 @@ def test_a_lone_high_surrogate_is_named_not_called_truncated(escape: str) -> Non
     for data in (raw, raw.encode()):
         failure = wire.decode_envelope(data)
         assert isinstance(failure, wire.WireError) and failure.code is E.BAD_JSON
-        assert failure.message == wire.LONE_SURROGATE
+        assert failure.message == f"{wire.LONE_SURROGATE} - at `params.x`"
     for cut_short in (b'{"id": 1, "method": "pi', b'{"id": 1, "method": "\\\\ud800'):  # a backslash
         cut = wire.decode_envelope(cut_short)
         assert isinstance(cut, wire.WireError) and cut.message == "Input data was truncated"
+
+
+PLACE_HEAD = '{"id": 7, "method": "order.place", "params": {"symbol": "AAPLx-USD", '
+HIGH, LOW = wire.LONE_SURROGATE, wire.LONE_LOW_SURROGATE
+UNPAIRED: dict[str, tuple[str, int | str | None, str]] = {  # frame, its answer's id and msg
+    "high, last in the frame": (
+        PLACE_HEAD + '"cl_ord_id": "\\uD800"}}',
+        7,
+        f"{HIGH} - at `params.cl_ord_id`",
+    ),
+    "high, text after it": (
+        PLACE_HEAD + '"cl_ord_id": "\\ud800", "tag": "t"}}',
+        7,
+        f"{HIGH} - at `params.cl_ord_id`",
+    ),
+    "high, then a non-low escape": (
+        PLACE_HEAD + '"tag": "\\ud800\\u0041"}}',
+        7,
+        f"{HIGH} - at `params.tag`",
+    ),
+    "low alone": (PLACE_HEAD + '"tag": "a\\udc00"}}', 7, f"{LOW} - at `params.tag`"),
+    "in a batch op": (
+        '{"id": "b-1", "method": "order.batch", "params": {"ops": [{"method": "order.cancel",'
+        ' "params": {"order_id": 1}}, {"method": "order.place", "params": {"tag": "\\udfff"}}]}}',
+        "b-1",
+        f"{LOW} - at `params.ops[1].params.tag`",
+    ),
+    "in a key": (
+        '{"id": 7, "method": "ping", "params": {"\\ud800": 1}}',
+        7,
+        f"{HIGH} - in a key of `params`",
+    ),
+    "the first of two, in the frame's order": (
+        '{"id": 7, "method": "ping", "params": {"a": ["x", {"b": "\\udc00"}], "c": "\\ud800"}}',
+        7,
+        f"{LOW} - at `params.a[1].b`",
+    ),
+    "id after the field": (
+        '{"method": "ping", "params": {"a": "\\ud800"}, "id": 12}',
+        12,
+        f"{HIGH} - at `params.a`",
+    ),
+    "in the id itself": ('{"id": "\\ud800", "method": "ping"}', None, f"{HIGH} - at `id`"),
+    "an id that is no id": (
+        '{"id": 1.5, "method": "ping", "params": {"a": "\\ud800"}, "x": 1}',
+        None,
+        "Expected `int | str`, got `float` - at `$.id`",  # read before the escape, as ever
+    ),
+    "an id out of range": (
+        '{"method": "ping", "params": {"a": "\\ud800"}, "id": 9007199254740992}',
+        None,
+        f"{HIGH} - at `params.a`",
+    ),
+    "a frame cut short too": (PLACE_HEAD + '"tag": "\\ud800"', None, HIGH),
+}
+
+
+@pytest.mark.parametrize("case", list(UNPAIRED), ids=list(UNPAIRED))
+def test_an_unpaired_surrogate_is_answered_with_the_id_and_placed(case: str) -> None:
+    """An unpaired surrogate escape (which msgspec refuses, with words that vary with what
+    follows it) is BAD_JSON with the request's id, when the frame reads leniently and has a
+    valid one, and says where the escape is."""
+    raw, answered_id, message = UNPAIRED[case]
+    for data in (raw, raw.encode()):
+        envelope, request = wire.decode(data)
+        assert envelope == request  # nothing read: refused before the method is known
+        assert isinstance(request, wire.WireError), request
+        assert (request.id, request.message) == (answered_id, message)
+        assert request.code is (E.BAD_PARAM if "Expected" in message else E.BAD_JSON)
+
+
+def test_a_surrogate_pair_and_other_bad_json_are_as_before() -> None:
+    """Only a frame that holds a surrogate escape is read a second time: other unreadable
+    frames keep msgspec's words and a null id, and a paired escape is text."""
+    good = wire.decode('{"id": 3, "method": "ping", "params": {}, "x": "\\ud83d\\ude00"}')
+    assert isinstance(good, tuple) and isinstance(good[1], wire.WireError)
+    assert good[1].id == 3 and good[1].code is E.BAD_PARAM  # the unknown field x, not the text
+    for raw in ('{"id": 3, "method": "ping", "params": {"x": NaN}}', '{"id": 3, "method": "ping"'):
+        failure = wire.decode_envelope(raw)
+        assert isinstance(failure, wire.WireError) and failure.code is E.BAD_JSON
+        assert failure.id is None and "surrogate" not in failure.message
+    cut = wire.decode_envelope('{"id": 3, "method": "ping", "params": {"a": "\\ud83d\\ude00"')
+    assert isinstance(cut, wire.WireError) and cut.message == "Input data was truncated"
+
+
+def test_the_search_for_an_unpaired_surrogate_is_bounded() -> None:
+    """A frame of many values is read leniently for its id, but its escape is placed only
+    among the first SURROGATE_SEARCH_MAX keys and values."""
+    many = ", ".join(["1"] * wire.SURROGATE_SEARCH_MAX)
+    raw = '{"id": 5, "method": "ping", "params": {"a": [' + many + '], "b": "\\ud800"}}'
+    failure = wire.decode_envelope(raw)
+    assert isinstance(failure, wire.WireError)
+    assert (failure.id, failure.code, failure.message) == (5, E.BAD_JSON, HIGH)

@@ -5,7 +5,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from settlement.corporate import pay_dividend, split
+from settlement.corporate import DividendShort, pay_dividend, split
 from settlement.ledger import AssetSpec, Attestation, Ledger, Participant, Refused
 from settlement.store import SqliteLedgerStore
 from settlement.transfers import ISSUANCE, ROUNDING, TransferKind
@@ -36,6 +36,8 @@ def test_a_dividend_the_payer_cannot_fund_says_both_amounts_in_decimals() -> Non
     refused = pay_dividend(ledger, "EQ", "USD", PAYER, 5, 1, ts_us=5)  # 0.5 a share: 2.00
     assert isinstance(refused, Refused) and refused.reason == "INSUFFICIENT_BALANCE"
     assert refused.detail == "payer 99 has 1.50 USD available, the dividend needs 2.00"
+    assert isinstance(refused, DividendShort)  # and the numbers, in cash units
+    assert (refused.needed, refused.available) == (200, 150)
 
 
 def test_a_dividend_books_one_chain_with_the_residual_to_rounding() -> None:
