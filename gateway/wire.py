@@ -326,6 +326,10 @@ class QuoteMassParams(Params, frozen=True):
     quotes: Annotated[tuple[Quote, ...], Meta(max_length=QUOTES_MAX)]
 
     def problem(self) -> Problem | None:
+        if not self.quote_set.isprintable():  # `_label_problem`'s test first, inline: no call
+            problem = _label_problem("quote_set", self.quote_set)  # it names the quotes
+            if problem is not None:
+                return problem
         quotes = self.quotes
         if len(quotes) == 1:  # the usual requote: no symbol quoted twice, no set
             quote = quotes[0]

@@ -463,6 +463,7 @@ def op(method: str, params: dict[str, Any]) -> dict[str, Any]:
     return {"method": method, "params": params}
 
 
+QUOTE = {"symbol": SYMBOL, "bid_px": "1", "bid_qty": "1", "ask_px": "2", "ask_qty": "1"}
 CONTROL = f"control characters ({wire.CONTROL_CHARACTERS}) are not allowed"
 LABELS_REFUSED: list[tuple[str, dict[str, Any], str]] = [  # method, params, the message
     ("order.place", place(cl_ord_id="a\nb"), "cl_ord_id holds a control character (U+000A"),
@@ -487,6 +488,16 @@ LABELS_REFUSED: list[tuple[str, dict[str, Any], str]] = [  # method, params, the
         "order.batch",
         {"ops": [op("order.amend", {"cl_ord_id": "a", "new_cl_ord_id": "b\x80"})]},
         "ops[0]: new_cl_ord_id holds a control character (U+0080",
+    ),
+    (  # a quote set names the quotes in reports too: one quote and several
+        "quote.mass",
+        {"quote_set": "mm\n1", "quotes": [QUOTE]},
+        "quote_set holds a control character (U+000A at index 2)",
+    ),
+    (
+        "quote.mass",
+        {"quote_set": "\x1b", "quotes": [QUOTE, QUOTE | {"symbol": "MSFTx-USD"}]},
+        "quote_set holds a control character (U+001B",
     ),
 ]
 
