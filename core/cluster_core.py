@@ -8,7 +8,9 @@ takes the gateways' commands from `SUBMIT_SUBJECT` (each gateway's request ids i
 each once), sequences and executes them and appends each batch to the stream; the gateways
 read the outcomes from the stream itself. The clock, snapshots and summaries run here only.
 A core that cannot renew its lease in time stops at once (exit 70): a standby takes over,
-and the stream's expected-last-sequence refuses any append it still had in flight.
+and the stream's expected-last-sequence refuses any append it still had in flight. The lease
+is renewed on a thread of its own (`core.lease_thread`): a takeover's recovery holds the
+loop, for longer than a term after a busy minute without a snapshot.
 Cancel-on-disconnect of a gateway that died: every core derives from the stream which gateway
 placed each order marked cod (`CodOrders`); the active core cancels (reason cod) the open ones
 of a gateway whose lease (core/nats_bus.py) is gone, as commands through the stream.
@@ -17,8 +19,7 @@ of a gateway whose lease (core/nats_bus.py) is gone, as commands through the str
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -30,7 +31,8 @@ from nats.js.api import DeliverPolicy
 
 from core import config as venue_config
 from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT, JetStreamJournal
-from core.lease import Lease, attempt, key_held, open_bucket
+from core.lease import key_held, open_bucket
+from core.lease_thread import ThreadLease
 from core.nats_bus import (
     GATEWAY_LEASE_BUCKET,
     GATEWAY_LEASE_TTL_S,
@@ -235,18 +237,6 @@ class Follower:
         self.seq = seq
 
 
-async def keep_lease(lease: Lease, lost: Callable[[], None]) -> None:
-    """Renew `lease` a third of its TTL in while it is held; once a term ends unrenewed, call
-    `lost` and return: its holder must stop acting (the core's, `serve --nats`'s)."""
-    while True:
-        await asyncio.sleep(LEASE_POLL_S)
-        if lease.state.renew_due(time.monotonic()):
-            await attempt(lease.renew)  # not confirmed: the term runs on to its end
-        if not lease.held():
-            lost()
-            return
-
-
 class ClusterCore:
     """One core process: standby until it holds the lease, then the venue's sequencer."""
 
@@ -265,7 +255,7 @@ class ClusterCore:
         self.cod_orders = CodOrders()
         self.core: VenueCore | None = None
         self.nc: Client | None = None
-        self.lease: Lease | None = None
+        self.lease: ThreadLease | None = None
         self.follower = Follower(config, self.codec, self.cod_orders)
 
     async def wait_for_lease(self, stopping: asyncio.Event) -> bool:
@@ -273,12 +263,23 @@ class ClusterCore:
         self.nc = await connect(self.servers, f"venue-core-{self.name}")
         js = self.nc.jetstream(timeout=LEASE_REQUEST_TIMEOUT_S)
         replicas = 3 if len(self.servers) >= 3 else 1
-        self.lease = await Lease.open(js, self.name, ttl_s=LEASE_TTL_S, replicas=replicas)
+        self.lease = ThreadLease(
+            self.servers,
+            self.name,
+            connect=connect,
+            ttl_s=LEASE_TTL_S,
+            poll_s=LEASE_POLL_S,
+            request_timeout_s=LEASE_REQUEST_TIMEOUT_S,
+            on_lost=die,  # "<name> lost its lease: stopping"
+            replicas=replicas,
+            thread_name=f"venue-core-{self.name}-lease",
+        )
+        await self.lease.open()
         await open_bucket(js, GATEWAY_LEASE_BUCKET, GATEWAY_LEASE_TTL_S, replicas)  # read later
         announced = False
         following = False
         while not stopping.is_set():
-            if await attempt(self.lease.try_acquire):
+            if await self.lease.try_acquire():
                 log.info("holding the lease: active core", extra={"core": self.name})
                 return True
             if not announced:  # the holder: a core, or a one-process venue (`serve --nats`)
@@ -297,7 +298,7 @@ class ClusterCore:
     async def activate(self) -> VenueCore:
         """Recover the venue from the stream and start taking the gateways' commands."""
         assert self.nc is not None and self.lease is not None, "the lease is held first"
-        keeper = asyncio.create_task(self._keep_lease())  # renewed while recovery runs
+        await self.lease.keep()  # on its thread: renewed while the recovery holds this loop
         loop = asyncio.get_running_loop()
         warm = await self.follower.stop()
         if warm is None:
@@ -312,7 +313,6 @@ class ClusterCore:
         )
         self.core = core
         await core.start(warm)
-        core.keep_task(keeper)
         core.start_tasks()
         await self.nc.subscribe(SUBMIT_SUBJECT, cb=self._on_submissions)
         core.keep_task(asyncio.create_task(self._watch_gateways()))
@@ -338,11 +338,6 @@ class ClusterCore:
             await self.lease.release()
         if self.nc is not None:
             await self.nc.close()
-
-    async def _keep_lease(self) -> None:
-        assert self.lease is not None
-        lost = RuntimeError(f"core {self.name} lost its lease: stopping")
-        await keep_lease(self.lease, lambda: die(lost))
 
     async def _watch_gateways(self) -> None:
         """Every `GATEWAY_SCAN_S`: cancel the open cod orders of each gateway whose lease is

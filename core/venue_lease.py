@@ -5,40 +5,31 @@ cluster's active core takes (core/lease.py: bucket `venue_lease`, key `core`, th
 so a second venue on the stream, or a cluster's core, is refused at start (`LeaseHeld`, naming
 the holder), and a cluster's core started beside it waits as a standby. A restart on the same
 data directory (the same holder name) after a crash waits, up to `OWN_KEY_WAIT_FACTOR` TTLs,
-for its dead run's key to expire. The lease is renewed on a thread of its own (a private event
-loop, as the journal's), so a replay that holds the venue's loop longer than a term does not
+for its dead run's key to expire. The lease is renewed on a thread of its own
+(`core.lease_thread`), so a replay that holds the venue's loop longer than a term does not
 end it; a term that ends unrenewed stops the process (exit 70), as it stops the cluster's
 core. A clean stop releases it: the next venue takes it at once. The stream's expected last
 sequence (`JournalConflict`) stays the second guard.
 """
 
 import asyncio
-import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Final
 
 import nats.errors
-from nats.aio.client import Client
 
-from core.cluster_core import LEASE_POLL_S, LEASE_REQUEST_TIMEOUT_S, LEASE_TTL_S, keep_lease
-from core.jetstream_journal import (
-    STREAM_DEFAULT,
-    JournalUnavailable,
-    LoopThread,
-    close_connection,
-    connect,
-    server_list,
-)
+from core.cluster_core import LEASE_POLL_S, LEASE_REQUEST_TIMEOUT_S, LEASE_TTL_S
+from core.jetstream_journal import STREAM_DEFAULT, JournalUnavailable, connect, server_list
 from core.journal import JournalError
-from core.lease import Lease, LeaseError, attempt
+from core.lease import LeaseError
+from core.lease_thread import ThreadLease
 from core.nats_bus import die
 
 log = logging.getLogger("venue.cluster")
-T = TypeVar("T")
 
 # A crashed run's key expires a TTL after its last renewal, and the server's expiry timer
 # adds a little: a restart on its data directory waits up to this many TTLs, then is refused.
@@ -72,17 +63,22 @@ class VenueLease:
         self.servers = server_list(servers)
         self.holder = holder
         self.ttl_s = ttl_s
-        self._on_lost = on_lost
-        self._thread: LoopThread | None = LoopThread("venue-lease")
-        self._nc: Client | None = None
-        self._lease: Lease | None = None
-        self._keeper: asyncio.Task[None] | None = None
+        self._lease = ThreadLease(
+            self.servers,
+            holder,
+            connect=connect,
+            ttl_s=ttl_s,
+            poll_s=LEASE_POLL_S,
+            request_timeout_s=LEASE_REQUEST_TIMEOUT_S,
+            on_lost=on_lost,
+            thread_name="venue-lease",
+        )
 
     async def take(self) -> None:
         """Hold the lease and keep renewing it; `LeaseHeld` when someone else holds it,
         `JournalUnavailable` when NATS does not answer (nothing is held then)."""
         try:
-            await self._on_thread(self._take())
+            await self._take()
         except BaseException:
             await self.release()
             raise
@@ -91,29 +87,16 @@ class VenueLease:
         """Stop renewing and give the lease up (a delete marker: the next holder need not
         wait for the TTL); after the venue's last write. Unanswered, it expires by its TTL.
         A second call does nothing."""
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        try:
-            released = asyncio.run_coroutine_threadsafe(self._release(), thread.loop)
-            await asyncio.wrap_future(released)
-        finally:
-            thread.stop()
+        await self._lease.release()
 
     async def holder_now(self) -> str | None:
         """Who the bucket says holds the lease now (for status and tests)."""
-        assert self._lease is not None, "taken first"
-        return await self._on_thread(self._lease.holder_now())
-
-    async def _on_thread(self, work: Coroutine[Any, Any, T]) -> T:
-        assert self._thread is not None, "the lease was released"
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._thread.loop))
+        return await self._lease.holder_now()
 
     async def _take(self) -> None:
-        self._nc = nc = await connect(self.servers, "venue-lease")
-        js = nc.jetstream(timeout=LEASE_REQUEST_TIMEOUT_S)
+        lease = self._lease
         try:  # the bucket's replicas: the cluster's, as the journal's stream
-            self._lease = lease = await Lease.open(js, self.holder, ttl_s=self.ttl_s)
+            await lease.open()
         except (nats.errors.Error, TimeoutError) as unanswered:
             where = ",".join(self.servers)
             raise JournalUnavailable(f"NATS at {where}: no lease bucket: {unanswered!r}") from None
@@ -122,7 +105,7 @@ class VenueLease:
         wait_s = self.ttl_s * OWN_KEY_WAIT_FACTOR
         deadline = time.monotonic() + wait_s
         waiting = False
-        while not await attempt(lease.try_acquire):
+        while not await lease.try_acquire():
             holder = await _holder_or_none(lease)
             if holder is None and time.monotonic() <= deadline:
                 pass  # freed meanwhile, or NATS did not answer: try again
@@ -137,9 +120,8 @@ class VenueLease:
                     extra={"holder": holder},
                 )
             await asyncio.sleep(LEASE_POLL_S * 2)
+        await lease.keep()
         log.info("holding the lease", extra={"holder": self.holder})
-        self._keeper = asyncio.create_task(self._keep())
-        self._keeper.add_done_callback(self._keeper_ended)
 
     def _refusal(self, holder: str | None, waited: bool, wait_s: float) -> str:
         where = f"the lease of stream {STREAM_DEFAULT} on NATS {','.join(self.servers)}"
@@ -152,29 +134,8 @@ class VenueLease:
             f" stream; stop it first (one that died frees it within {self.ttl_s:g} s)"
         )
 
-    async def _keep(self) -> None:
-        """Renew a third of the TTL in; at the end of a term not renewed, stop."""
-        assert self._lease is not None
-        lost = RuntimeError(f"{self.holder} lost its lease: stopping")
-        await keep_lease(self._lease, lambda: self._on_lost(lost))
 
-    def _keeper_ended(self, task: "asyncio.Task[None]") -> None:
-        if not task.cancelled() and task.exception() is not None:
-            self._on_lost(task.exception() or RuntimeError("the lease's keeper failed"))
-
-    async def _release(self) -> None:
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
-        if self._lease is not None:
-            with contextlib.suppress(nats.errors.Error, TimeoutError):
-                await self._lease.release()
-        if self._nc is not None:
-            await close_connection(self._nc)
-
-
-async def _holder_or_none(lease: Lease) -> str | None:
+async def _holder_or_none(lease: ThreadLease) -> str | None:
     """Who holds the lease; None when nobody does, or NATS did not answer."""
     try:
         return await lease.holder_now()

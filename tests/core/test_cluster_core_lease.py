@@ -1,0 +1,86 @@
+"""The cluster core's lease while its event loop is held: a takeover's recovery (snapshot and
+replay) runs on the loop and may hold it longer than a term. The lease is renewed on a thread
+of its own, so a standby does not take over a core that is about to act, and the core does not
+stop itself the moment it is active. A real nats-server (one node, its own ports and dir) and
+a `ClusterCore` in this process, its TTL shortened."""
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+
+from cluster.nats import NatsCluster
+from core import cluster_core
+from core import config as venue_config
+from core.lease import Lease
+from core.sequencer import Sequencer
+from tests.sample_config import SAMPLE_CONFIG
+
+TTL_S = 1.0  # the term ends at 0.8 s; the loop is held for three TTLs
+HELD_S = 3 * TTL_S
+SCENARIO_TIMEOUT_S = 60
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[NatsCluster]:
+    with NatsCluster(tmp_path / "nats", size=1) as started:
+        yield started
+
+
+def contend_while(node: NatsCluster, until: threading.Event, won: list[str]) -> None:
+    """A standby's contention, on a thread of its own, until `until` is set."""
+
+    async def contend() -> None:
+        nc = await nats.connect(node.url)
+        try:
+            lease = await Lease.open(nc.jetstream(timeout=1.0), "standby", ttl_s=TTL_S)
+            while not until.is_set():
+                if await lease.try_acquire():
+                    won.append("standby")
+                    return
+                await asyncio.sleep(0.1)
+        finally:
+            await nc.close()
+
+    asyncio.run(contend())
+
+
+def test_a_recovery_that_holds_the_loop_past_a_term_keeps_the_lease(
+    node: NatsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cluster_core, "LEASE_TTL_S", TTL_S)
+    deaths: list[BaseException | None] = []
+    monkeypatch.setattr(cluster_core, "die", deaths.append)
+    won: list[str] = []
+    recover = Sequencer.recover
+
+    def slow_recover(self: Sequencer, *args: Any, **kwargs: Any) -> int:
+        """The replay of a busy minute: the loop is held, and a standby contends meanwhile."""
+        done = threading.Event()
+        standby = threading.Thread(target=contend_while, args=(node, done, won))
+        standby.start()
+        time.sleep(HELD_S)
+        done.set()
+        standby.join()
+        return recover(self, *args, **kwargs)
+
+    monkeypatch.setattr(Sequencer, "recover", slow_recover)
+    config = venue_config.load(SAMPLE_CONFIG)
+
+    async def scenario() -> None:
+        core = cluster_core.ClusterCore(config, tmp_path / "core", node.url, "core-a")
+        stopping = asyncio.Event()
+        assert await core.wait_for_lease(stopping)
+        await core.activate()
+        await asyncio.sleep(2 * TTL_S)  # renewed since: still the holder, alive
+        assert core.lease is not None and core.lease.held()
+        await core.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
+    assert won == [], "a standby took the lease while the core recovered"
+    assert deaths == []
