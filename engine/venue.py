@@ -1607,7 +1607,7 @@ class Venue:
         """The listed, not delisted market the operator command names, or a rejection."""
         market = self.markets.get(cmd.symbol)
         if market is None:
-            self._reject(events, cmd, name, E.UNKNOWN_SYMBOL, f"{cmd.symbol} is not listed")
+            self._reject(events, cmd, name, E.UNKNOWN_SYMBOL, unknown_symbol(cmd.symbol))
         elif market.status is InstrumentStatus.DELISTED:
             detail = f"{cmd.symbol} is delisted, which is final: nothing about it changes any more"
             self._reject(events, cmd, name, E.INSTRUMENT_DELISTED, detail)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from engine.instrument import unknown_symbol
 from engine.reasons import ErrorCode
 from engine.units import format_units
 from gateway import limits, wire
@@ -63,7 +64,7 @@ class Queries:
     def _open_orders(self, session: Session, request: wire.Request, t_in: int) -> None:
         symbol = request.params.symbol  # type: ignore[attr-defined]
         if symbol is not None and symbol not in self.reads.markets:  # as `orders.history`
-            self._defer_error(session, request, E.UNKNOWN_SYMBOL, f"no symbol {symbol}")
+            self._defer_error(session, request, E.UNKNOWN_SYMBOL, unknown_symbol(symbol))
             return
         orders = [
             order_view(self.reads, o)
@@ -93,7 +94,7 @@ class Queries:
         """The account's orders, open and closed, newest first, one page at a time."""
         p: Any = request.params
         if p.symbol is not None and p.symbol not in self.reads.markets:
-            self._defer_error(session, request, E.UNKNOWN_SYMBOL, f"no symbol {p.symbol}")
+            self._defer_error(session, request, E.UNKNOWN_SYMBOL, unknown_symbol(p.symbol))
             return
         account = _key(session).account
         orders, cursor = self.private_streams.order_history.page(

@@ -687,7 +687,7 @@ class ReferenceVenue:
     def _operable(self, cmd: Any, name: str) -> Market | None:
         market = self.markets.get(cmd.symbol)
         if market is None:
-            self._reject(cmd, name, E.UNKNOWN_SYMBOL, f"{cmd.symbol} is not listed")
+            self._reject(cmd, name, E.UNKNOWN_SYMBOL, f"unknown symbol {cmd.symbol!r}")
             return None
         if market["status"] == InstrumentStatus.DELISTED:
             detail = f"{cmd.symbol} is delisted, which is final: nothing about it changes any more"

@@ -409,7 +409,7 @@ def test_a_refused_status_change_says_why_in_words(harness: Harness) -> None:
     )
     assert said("NOPE-USD", InstrumentStatus.HALTED) == (
         ErrorCode.UNKNOWN_SYMBOL,
-        "NOPE-USD is not listed",
+        "unknown symbol 'NOPE-USD'",
     )
     harness.do(SetInstrumentStatus(symbol=SYMBOL, status=InstrumentStatus.DELISTED))
     assert said(SYMBOL, InstrumentStatus.OPEN) == (

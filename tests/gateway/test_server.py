@@ -278,9 +278,9 @@ def test_an_unknown_symbol_is_refused_not_an_empty_answer(run_venue: Any) -> Non
         await maker.request("session.cod", {"enabled": True})
         quote = {"symbol": SYMBOL, "bid_px": "187.00", "bid_qty": "1"}
         await maker.request("quote.mass", {"quote_set": "q", "quotes": [quote]})
-        for method, params, msg in (  # each worded as before it: orders.history, cancel_all
-            ("orders.history", {"symbol": "NOPE"}, "no symbol NOPE"),
-            ("orders.open", {"symbol": "NOPE"}, "no symbol NOPE"),  # was {"orders": []}
+        for method, params, msg in (  # one sentence wherever a symbol is unknown
+            ("orders.history", {"symbol": "NOPE"}, "unknown symbol 'NOPE'"),  # was "no symbol"
+            ("orders.open", {"symbol": "NOPE"}, "unknown symbol 'NOPE'"),  # was {"orders": []}
             # a sentence, as a place's (was the bare symbol, "NOPE", from both)
             ("orders.cancel_all", {"symbol": "NOPE"}, "unknown symbol 'NOPE'"),
             ("orders.cancel_all", {"quote_set": "q", "symbol": "NOPE"}, "unknown symbol 'NOPE'"),
