@@ -15,6 +15,8 @@ from tests.conftest import KEYS, Venue
 
 SYMBOL = "AAPLx-USD"
 WAIT_S = 3.0
+STEPS = int(__import__("os").environ.get("S20_STEPS", "60"))
+SEEDS = tuple(range(1, 1 + int(__import__("os").environ.get("S20_SEEDS", "3"))))
 
 
 def slow_durability(venue: Venue, delay_s: float = 0.3) -> None:
@@ -81,3 +83,129 @@ def test_pipelined_session_cod_answers_keep_request_order(run_venue: Any) -> Non
         ]
 
     run_venue(scenario)
+
+
+# ----------------------------------------------------------------- randomized marks
+
+
+def clean_close_would_cancel(venue: Venue, account: int) -> set[int]:
+    """What the closes of the account's open connections would cancel now."""
+    orders = venue.server.venue.orders
+    return {
+        order_id
+        for session in venue.server.sessions.values()
+        if session.account == account and session.cod
+        for order_id in session.placed
+        if order_id in orders
+    }
+
+
+def marked_of(venue: Venue, account: int) -> set[int]:
+    engine = venue.server.venue
+    return {i for i in engine.cod_order_ids() if engine.orders[i].account == account}
+
+
+def test_marks_always_equal_what_the_clean_closes_would_cancel(tmp_path: Any) -> None:
+    """Random steps on three connections of one account (places, batches, quotes, amends with
+    new_cl_ord_id, cancels from another connection, fills by a taker, cod on and off, closes,
+    logouts): after each, the orders marked cod (what a start after a crash cancels) are
+    exactly the ones the closes of the open connections would cancel; and a replay of the
+    journal gives the live state (hash and marks)."""
+    import random
+
+    from client.sdk import VenueClient, VenueError
+    from core.sequencer import decode_command
+    from engine.venue import Venue as Engine
+    from engine.venue import VenueConfig
+    from settlement.ledger import Ledger
+    from tests.conftest import start_venue
+
+    async def scenario(seed: int) -> None:
+        rnd = random.Random(seed)
+        venue = await start_venue(tmp_path / f"data{seed}")
+        taker = await venue.client("taker")
+        clients: list[VenueClient] = [await venue.client("alpha") for _ in range(3)]
+        labels = iter(range(1, 10_000))
+        most = 0
+
+        async def settle() -> None:
+            for _ in range(50):
+                await asyncio.sleep(0.01)
+                if marked_of(venue, 1) == clean_close_would_cancel(venue, 1):
+                    return
+
+        try:
+            for step in range(STEPS):
+                index = rnd.randrange(3)
+                client = clients[index]
+                action = rnd.random()
+                price = f"{rnd.randint(18000, 18599) / 100:.2f}"
+                try:
+                    if action < 0.25:
+                        await client.place(SYMBOL, "buy", "1", price, cl_ord_id=f"c{next(labels)}")
+                    elif action < 0.32:
+                        ops = [
+                            {"method": "order.place", "params": {"symbol": SYMBOL, "side": "buy",
+                             "type": "limit", "tif": "gtc", "qty": "1", "price": price}}
+                            for _ in range(2)
+                        ]
+                        await client.batch(ops)
+                    elif action < 0.40:
+                        await client.request(
+                            "quote.mass",
+                            {"quote_set": f"q{index}", "quotes": [{"symbol": SYMBOL,
+                             "bid_px": price, "bid_qty": "1"}]},
+                        )
+                    elif action < 0.55:
+                        enabled = rnd.random() < 0.7
+                        await client.request("session.cod", {"enabled": enabled})
+                    elif action < 0.65:
+                        opened = (await client.open_orders())["orders"]
+                        if opened:
+                            order = rnd.choice(opened)
+                            await client.cancel(order["order_id"])
+                    elif action < 0.75:
+                        opened = (await client.open_orders())["orders"]
+                        if opened:
+                            order = rnd.choice(opened)
+                            await client.amend(
+                                order["order_id"], qty=str(rnd.randint(1, 3)),
+                                new_cl_ord_id=f"n{next(labels)}",
+                            )
+                    elif action < 0.83:
+                        await taker.place(SYMBOL, "sell", "1", "180.00", tif="ioc")
+                    elif action < 0.88:
+                        await client.close()
+                        clients[index] = await venue.client("alpha")
+                    else:
+                        await client.request("session.logout")
+                        await client.close()
+                        clients[index] = await venue.client("alpha")
+                except VenueError:
+                    pass  # a refusal (COD_REQUIRED, a quote rule): the marks must hold anyway
+                await settle()
+                assert marked_of(venue, 1) == clean_close_would_cancel(venue, 1), (seed, step)
+                most = max(most, len(marked_of(venue, 1)))
+            live_marks = sorted(venue.server.venue.cod_order_ids())
+            print("seed", seed, "most", most, "marked", len(live_marks), "open", len(venue.server.venue.orders))
+        finally:
+            for client in [*clients, taker]:
+                await client.close()
+            await venue.server.stop()
+        live_hash = venue.server.venue.state_hash()
+        engine = Engine(VenueConfig(reserve_staleness_max_us=venue.server.venue.config.reserve_staleness_max_us), Ledger())
+        from core.journal import FileJournal
+        from gateway.server import JOURNAL_FILE
+
+        journal = FileJournal(tmp_path / f"data{seed}" / JOURNAL_FILE)
+        try:
+            for _, payload in journal.replay():
+                engine.execute(decode_command(payload))
+        finally:
+            journal.close()
+        assert engine.state_hash() == live_hash
+        assert sorted(engine.cod_order_ids()) == sorted(venue.server.venue.cod_order_ids())
+        assert live_marks is not None
+
+    for seed in SEEDS:
+        asyncio.run(asyncio.wait_for(scenario(seed), 60))
