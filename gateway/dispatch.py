@@ -385,8 +385,9 @@ class Dispatcher:
         """Turn the connection's cancel-on-disconnect on or off: the places sent from now on
         carry it (`_with_cod_mark`), and the open orders placed here before take it as their
         mark (`SetCancelOnDisconnect`, journaled; answered once durable), so that a start
-        after a crash cancels what this connection's close would. Nothing to mark: answered
-        at once. (Over a cluster's bus a place still on its way is marked when it comes
+        after a crash cancels what this connection's close would. Nothing to mark: nothing
+        journaled, answered behind the answers owed (in request order, so a client never
+        reads an earlier setting after a later one). (Over a cluster's bus a place still on its way is marked when it comes
         back: `VenueServer._place_back`.)"""
         key = _key(session)
         require_scope(key, "trade")
@@ -394,8 +395,8 @@ class Dispatcher:
         changed, session.cod = enabled != session.cod, enabled
         orders = self.reads.orders
         placed = [order_id for order_id in session.placed if order_id in orders] if changed else []
-        if not placed:
-            self._reply(session, request, {"enabled": enabled}, t_in)
+        if not placed:  # behind the answers owed: an earlier `session.cod` may still wait
+            self._defer(session, request, t_in, {"enabled": enabled})
             return
         command = SetCancelOnDisconnect(
             ts_us=self.stamp_us(), account=key.account, cod=enabled, order_ids=tuple(sorted(placed))
