@@ -386,9 +386,9 @@ class Dispatcher:
         carry it (`_with_cod_mark`), and the open orders placed here before take it as their
         mark (`SetCancelOnDisconnect`, journaled; answered once durable), so that a start
         after a crash cancels what this connection's close would. Nothing to mark: nothing
-        journaled, answered behind the answers owed (in request order, so a client never
-        reads an earlier setting after a later one). (Over a cluster's bus a place still on its way is marked when it comes
-        back: `VenueServer._place_back`.)"""
+        journaled, answered behind the answers owed (in request order: a client never reads
+        an earlier setting after a later one). (Over a cluster's bus a place still on its way
+        is marked when it comes back: `VenueServer._place_back`.)"""
         key = _key(session)
         require_scope(key, "trade")
         enabled = bool(request.params.enabled)  # type: ignore[attr-defined]
