@@ -119,7 +119,8 @@ def decode_command(payload: bytes) -> Command:
 class UnreadableRecord(JournalError):
     """A journal record that does not decode as this venue's kind of record: written by the
     other kind (a `venue serve --nats` stream taken over by a cluster's core, or the
-    reverse), or by a newer version. Replay stops there with nothing of it executed."""
+    reverse), by a newer version, or damaged. Replay (and `venue verify`) stops there with
+    nothing of it executed."""
 
     def __init__(self, seq: int, cluster: bool, failure: Exception) -> None:
         reader, other = (
@@ -132,9 +133,18 @@ class UnreadableRecord(JournalError):
         )
         super().__init__(
             f"journal record {seq} is not {reader} record ({failure}): it was written by"
-            f" {other} or by a newer version of the venue; a cluster and `venue serve --nats`"
-            " each need a NATS (stream) of their own"
+            f" {other} or by a newer version of the venue, or it is damaged; a cluster and"
+            " `venue serve --nats` each need a NATS (stream) of their own"
         )
+
+
+def decode_record(seq: int, payload: bytes, codec: "RecordCodec | None" = None) -> Command:
+    """Journal record `seq` as a command: the one-process venue's (no `codec`) or as `codec`
+    reads it; `UnreadableRecord` if it is not such a record."""
+    try:
+        return decode_command(payload) if codec is None else codec.decode(payload)
+    except msgspec.DecodeError as failure:  # a ValidationError too
+        raise UnreadableRecord(seq, codec is not None, failure) from None
 
 
 class Sequencer:
@@ -200,12 +210,7 @@ class Sequencer:
         self.last_seq = after_seq
         for seq, payload in self.journal.replay(after_seq):
             assert seq == self.last_seq + 1, f"journal gap before {seq}"
-            try:
-                command = (
-                    decode_command(payload) if self.codec is None else self.codec.decode(payload)
-                )
-            except msgspec.DecodeError as failure:  # a ValidationError too
-                raise UnreadableRecord(seq, self.codec is not None, failure) from None
+            command = decode_record(seq, payload, self.codec)
             events = self.venue.execute(command)
             self.last_seq = seq
             replayed += 1

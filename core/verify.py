@@ -24,7 +24,7 @@ from cli.failures import CommandFailed
 from core import config as venue_config
 from core import snapshots
 from core.journal import FileJournal, JournalLocked
-from core.sequencer import decode_command
+from core.sequencer import decode_record
 from core.venue_core import JOURNAL_FILE, LEDGER_FILE, LOCK_FILE, lock_data_dir
 from engine import snapshot as venue_snapshot
 from engine.venue import Venue, VenueConfig
@@ -73,7 +73,7 @@ def verify(
         last = journal.last_seq()
         with progress.bar(total=last, unit=" records", desc="verify: replaying the journal") as bar:
             for seq, payload in journal.replay():
-                venue.execute(decode_command(payload))
+                venue.execute(decode_record(seq, payload))
                 records += 1
                 if image is not None and seq == image.seq:
                     lines.append(_snapshot_check(venue, image))

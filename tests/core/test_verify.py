@@ -178,3 +178,28 @@ def test_on_a_terminal_verify_draws_its_replay_on_stderr(tmp_path: Path) -> None
     assert status == 0, drawn
     assert "verify: replaying the journal: 100%" in drawn, drawn
     assert "ok   replay: invariants hold" in drawn
+
+
+def test_a_record_verify_cannot_read_fails_in_one_line_naming_it(tmp_path: Path) -> None:
+    """A journal record of the other venue kind (here a cluster's) or a newer version's is the
+    replay's `UnreadableRecord`, an explained error (one line, exit 2), not a traceback."""
+    from core.journal import FileJournal, JournalError
+    from core.nats_bus import ClusterCodec
+    from core.sequencer import Sequencer
+    from engine.commands import ListInstrument
+    from engine.venue import Venue
+    from tests.engine.conftest import make_spec
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+
+    async def write() -> None:
+        journal = FileJournal(data_dir / JOURNAL_FILE)
+        sequencer = Sequencer(Venue(), journal, lambda: 1, lambda b: None, codec=ClusterCodec())
+        sequencer.submit(ListInstrument(spec=make_spec()))
+        await sequencer.drain()
+        sequencer.close()
+
+    asyncio.run(write())
+    with pytest.raises(JournalError, match="journal record 1 is not a one-process venue's"):
+        verify(data_dir, venue_config.load(SAMPLE_CONFIG))
