@@ -160,9 +160,11 @@ def match(method: str, path: str) -> tuple[Route | None, dict[str, int], list[st
             continue
         found: dict[str, int] = {}
         for want, got in zip(pattern, parts, strict=True):
-            order_id = _integer(got) if want == "{order_id}" else None
-            if order_id:  # a positive integer; one past 2^53 is refused as its params are
-                found["order_id"] = order_id
+            if want == "{order_id}":  # a positive integer only (not the template's own text)
+                order_id = _integer(got)
+                if not order_id:
+                    break
+                found["order_id"] = order_id  # one past 2^53 is refused as its params are
             elif want != got:
                 break
         else:

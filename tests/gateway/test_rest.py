@@ -396,6 +396,34 @@ def test_unsigned_private_requests_are_refused_before_their_params(run_venue: Ru
     run_venue(scenario)
 
 
+def test_the_order_id_segment_is_a_positive_integer_only(run_venue: Run) -> None:
+    """The route's template `{order_id}` was matched as a literal segment too: DELETE
+    /api/v1/orders/{order_id}?order_id=N canceled N (and `?cl_ord_id=` by client id), and a
+    PATCH there took the order id from the body, routes docs/rest.md does not have."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc"}
+        body = order | {"price": "180.00", "qty": "1", "cl_ord_id": "t-1"}
+        placed = await call(trader, "POST", "/api/v1/orders", body=json.dumps(body).encode())
+        order_id = placed.json()["order_id"]
+        for template in ("{order_id}", "%7Border_id%7D"):
+            path = f"/api/v1/orders/{template}"
+            asked: list[tuple[str, dict[str, Any] | None, bytes]] = [
+                ("DELETE", {"order_id": order_id}, b""),
+                ("DELETE", {"cl_ord_id": "t-1"}, b""),
+                ("PATCH", None, json.dumps({"order_id": order_id, "qty": "0.5"}).encode()),
+            ]
+            for method, query, sent in asked:
+                response = await call(trader, method, path, query=query, body=sent)
+                assert error_of(response) == (404, "UNKNOWN_METHOD"), (method, path, query)
+        [still] = await ws_open_orders(venue, "taker")
+        assert (still["order_id"], still["qty"]) == (order_id, "1.000000")
+        trader.close()
+
+    run_venue(scenario)
+
+
 def test_non_ascii_digits_in_the_timestamp_or_window_are_bad_params(run_venue: Run) -> None:
     async def scenario(venue: Venue) -> None:
         trader = RestClient(base(venue), *KEYS["taker"])
