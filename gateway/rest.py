@@ -17,7 +17,7 @@ import logging
 import math
 import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import msgspec
 import msgspec.inspect
@@ -150,10 +150,12 @@ ROUTES: tuple[Route, ...] = (
 LOCAL_READS = frozenset({"trades", "ticker", "candles"})
 
 
-def match(method: str, path: str) -> tuple[Route | None, dict[str, int], list[str]]:
-    """The route for `method path`, the path's order id, and the methods the path allows."""
+def match(method: str, raw_path: str) -> tuple[Route | None, dict[str, int], list[str]]:
+    """The route for `method raw_path`, the path's order id, and the methods the path
+    allows. The path as sent is split at its slashes before each segment is decoded: an
+    encoded slash (`%2F`) is part of a segment, not a separator, so no route has two names."""
     allowed: list[str] = []
-    parts = path.split("/")
+    parts = [unquote(part) for part in raw_path.split("/")]
     for route in ROUTES:
         pattern = route.path.split("/")
         if len(pattern) != len(parts):
@@ -234,7 +236,7 @@ class RestApi:
         """Charge, route, check the signature, the params, then run the method. Every request
         is charged first, refused or not, as every websocket frame is: the connection's bucket
         here (who sent it is not proven yet), the account's once the signature is good."""
-        route, in_path, allowed = match(exchange.method, exchange.path)
+        route, in_path, allowed = match(exchange.method, exchange.raw_path)
         session = answers.session
         session.key = None
         cost = cost_milli(route.runs_as) if route is not None else QUERY_COST_MILLI

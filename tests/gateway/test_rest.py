@@ -424,6 +424,30 @@ def test_the_order_id_segment_is_a_positive_integer_only(run_venue: Run) -> None
     run_venue(scenario)
 
 
+def test_an_encoded_slash_separates_no_path_segments(run_venue: Run) -> None:
+    """The path was decoded before it was split, so `%2F` routed as `/`: /api%2Fv1%2Fticker
+    answered the ticker and DELETE /api/v1/orders%2FN canceled N, one resource under many
+    names (what a proxy's path rules would not see). A segment is decoded on its own now."""
+
+    async def scenario(venue: Venue) -> None:
+        public = RestClient(base(venue))
+        for path in ("/api%2Fv1%2Fticker", "/api/v1%2fticker", "/api/v1/ticker%2F"):
+            assert error_of(await get(public, path)) == (404, "UNKNOWN_METHOD"), path
+        assert (await get(public, "/api/v1/tick%65r")).status == 200  # one segment, decoded
+        trader = RestClient(base(venue), *KEYS["taker"])
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc"}
+        body = order | {"price": "180.00", "qty": "1"}
+        placed = await call(trader, "POST", "/api/v1/orders", body=json.dumps(body).encode())
+        order_id = placed.json()["order_id"]
+        refused = await call(trader, "DELETE", f"/api/v1/orders%2F{order_id}")
+        assert error_of(refused) == (404, "UNKNOWN_METHOD")
+        assert [o["order_id"] for o in await ws_open_orders(venue, "taker")] == [order_id]
+        public.close()
+        trader.close()
+
+    run_venue(scenario)
+
+
 def test_non_ascii_digits_in_the_timestamp_or_window_are_bad_params(run_venue: Run) -> None:
     async def scenario(venue: Venue) -> None:
         trader = RestClient(base(venue), *KEYS["taker"])
