@@ -2,8 +2,9 @@
 
 Owns a connection that is not a websocket upgrade: request parsing with bodies, keep-alive
 and pipelining (one request at a time: the next is read only once the last is answered, so
-answers keep request order), the idle and body timeouts, body and header limits,
-400/408/413/431/503 answers of its own, and a close that waits for the answer in flight. What a
+answers keep request order), `Expect: 100-continue`, the idle and body timeouts, body and
+header limits, 400/408/413/431/503 answers of its own, and a close that waits for the answer in
+flight. What a
 request means is the handler's: `on_request(connection, exchange)` answers with
 `exchange.respond` now or later; a handler without it gets the websocket layer's seam,
 `on_http` (GET only, else 405).
@@ -164,6 +165,8 @@ class HttpConnection:
             self._cancel_timer()
             self.timer = asyncio.get_running_loop().call_later(BODY_TIMEOUT_S, self._body_late)
             self.request, self.body, self.body_bytes = event, [], 0
+            if self.h11.they_are_waiting_for_100_continue:  # `Expect: 100-continue`
+                self._continue()
         elif isinstance(event, h11.Data):
             self.body_bytes += len(event.data)
             if self.body_bytes > REQUEST_BODY_BYTES_MAX:
@@ -185,6 +188,17 @@ class HttpConnection:
             self._close_transport()
             return False
         return True
+
+    def _continue(self) -> None:
+        """Tell a client that waits for it before sending its body to send it (a client
+        waits its own timeout for this, curl 1 s, or forever)."""
+        continue_ = h11.InformationalResponse(
+            status_code=100, headers=[SERVER_HEADER], reason=_reason(100)
+        )
+        data = self.h11.send(continue_)
+        transport = self.connection.transport
+        if data and transport is not None:
+            transport.write(data)
 
     def _done(self) -> bool:
         transport = self.connection.transport
