@@ -41,6 +41,7 @@ BUFFERED_BYTES_MAX = HEADER_BYTES_MAX + REQUEST_BODY_BYTES_MAX
 REQUEST_LINE_BYTES_MAX = 8 * 1024  # the websocket layer's limit for one line of the request
 HEAD_TOO_LARGE = f"the request line and headers are limited to {HEADER_BYTES_MAX} bytes"
 BODY_TOO_LARGE = f"a request body is limited to {REQUEST_BODY_BYTES_MAX} bytes"
+BOTH_FRAMINGS = "a request has a Content-Length or a Transfer-Encoding, not both"
 _HEAD_END = re.compile(rb"\n\r?\n")  # the blank line after the headers, as h11 finds it
 SERVER_HEADER = (b"server", b"tokenvenue")
 
@@ -159,6 +160,9 @@ class HttpConnection:
     def _on_event(self, event: Any) -> bool:
         """Take one event; False when reading must stop here."""
         if isinstance(event, h11.Request):
+            if _both_framings(event):  # RFC 9112 6.1: refused, and the connection closed
+                self._fail(400, BOTH_FRAMINGS)
+                return False
             if _declared_length(event) > REQUEST_BODY_BYTES_MAX:  # refused before it is sent
                 self._fail(413, BODY_TOO_LARGE)
                 return False
@@ -344,6 +348,13 @@ def _declared_length(request: h11.Request) -> int:
                 return REQUEST_BODY_BYTES_MAX + 1
             return int(digits or b"0")
     return 0
+
+
+def _both_framings(request: h11.Request) -> bool:
+    """The request has a Content-Length and a Transfer-Encoding: h11 would go by the
+    latter, a proxy before us perhaps by the former (request smuggling)."""
+    names = {name for name, _ in request.headers}
+    return b"content-length" in names and b"transfer-encoding" in names
 
 
 def _reason(status: int) -> bytes:

@@ -165,6 +165,12 @@ def test_a_handler_without_on_request_gets_on_http_for_get_only() -> None:
         # a body declared past the limit is refused at once, not awaited (was 408 after 15 s)
         (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n", 413),
         (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0" + b"9" * 19 + b"\r\n\r\n", 413),
+        # both framings: the smuggler's request (RFC 9112 6.1); was served, kept open
+        (
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5"
+            b"\r\n\r\n2\r\n{}\r\n0\r\n\r\nGET /echo HTTP/1.1\r\nHost: x\r\n\r\n",
+            400,
+        ),
     ],
 )
 def test_unreadable_requests_are_refused_and_closed(data: bytes, status: int) -> None:
