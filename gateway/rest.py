@@ -170,9 +170,9 @@ def match(method: str, raw_path: str) -> tuple[Route | None, dict[str, int], lis
             elif want != got:
                 break
         else:
-            if route.method == method:
-                return route, found, allowed
-            allowed.append(route.method)
+            if route.method == method or (route.method, method) == ("GET", "HEAD"):
+                return route, found, allowed  # HEAD: the GET, answered without its body
+            allowed += ["GET", "HEAD"] if route.method == "GET" else [route.method]
     return None, {}, allowed
 
 

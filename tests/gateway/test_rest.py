@@ -183,6 +183,30 @@ def test_openapi_lists_every_route_and_is_json(run_venue: Run) -> None:
     run_venue(scenario)
 
 
+def test_head_is_answered_as_get_without_the_body(run_venue: Run) -> None:
+    """HEAD of a GET route was 405 `Allow: GET` (RFC 9110 9.1: a server supports HEAD
+    wherever GET), though `/openapi.json` and the web page answered it."""
+
+    async def scenario(venue: Venue) -> None:
+        public = RestClient(base(venue))
+        full = await get(public, "/api/v1/ticker")
+        head = await call(public, "HEAD", "/api/v1/ticker")
+        assert (head.status, head.body) == (200, b"")
+        assert head.headers["content-length"] == str(len(full.body))
+        missing = await call(public, "HEAD", "/api/v1/book")
+        assert (missing.status, missing.body) == (400, b"")  # the GET's error, no body
+        trader = RestClient(base(venue), *KEYS["taker"])
+        assert (await call(trader, "HEAD", "/api/v1/balances")).status == 200  # signed as HEAD
+        assert (await call(public, "HEAD", "/api/v1/balances")).status == 401
+        listed = await call(public, "PUT", "/api/v1/orders")
+        assert listed.status == 405 and listed.headers["allow"] == "GET, HEAD, POST"
+        assert (await call(public, "HEAD", "/api/v1/orders/7")).headers["allow"] == "DELETE, PATCH"
+        public.close()
+        trader.close()
+
+    run_venue(scenario)
+
+
 def test_other_paths_still_reach_on_http(run_venue: Run) -> None:
     async def scenario(venue: Venue) -> None:
         response = await get(RestClient(base(venue)), "/metrics")  # "/": the web page
