@@ -310,7 +310,7 @@ class Connection(asyncio.Protocol):
     def choose_layer(self, first: bytes, line_end: int) -> None:
         """Hand the connection to the websocket layer (a GET of one of its routes) or to
         plain HTTP (anything else), once the request line is in (`_Sniffer`)."""
-        method, _, rest = first[: max(line_end, 0)].partition(b" ")
+        method, _, rest = first[: max(line_end, 0)].rstrip(b"\r").partition(b" ")
         target = rest.partition(b" ")[0].decode("ascii", "replace")
         if method == b"GET" and target.partition("?")[0] in self.listener.routes:
             self.http = None
@@ -510,9 +510,9 @@ class _Sniffer:
     def receive(self, data: bytes) -> None:
         first = self.first
         first += data
-        # searched from the new bytes on (and the one before: a CR it ended with), so a
-        # request line trickled byte by byte is searched once, not once per byte
-        line_end = first.find(b"\r\n", max(0, len(first) - len(data) - 1))
+        # searched from the new bytes on, so a request line trickled byte by byte is searched
+        # once, not once per byte; its end is the LF, after a CR or not (RFC 9112 2.2)
+        line_end = first.find(b"\n", len(first) - len(data))
         if line_end >= 0 or len(first) > http.REQUEST_LINE_BYTES_MAX:
             self.connection.choose_layer(bytes(first), line_end)
 

@@ -367,3 +367,17 @@ def test_a_client_that_expects_100_continue_is_told_to_send_its_body() -> None:
         writer.close()
 
     run(scenario)
+
+
+def test_a_request_line_ended_by_a_bare_line_feed_is_answered_not_left_hanging() -> None:
+    """A request whose lines end in LF alone (RFC 9112 2.2 lets a server read them) was
+    never answered: the first bytes were searched for CRLF only, so the connection hung to
+    the handshake deadline (10 s) and was closed with no answer. h11 reads such a head."""
+
+    async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /echo?lf HTTP/1.1\nHost: x\n\n")
+        assert (await asyncio.wait_for(read_response(reader), 5))[::2] == (200, b"GET /echo?lf ")
+        writer.close()
+
+    run(scenario)
