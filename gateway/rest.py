@@ -547,6 +547,7 @@ def openapi() -> dict[str, Any]:
     refs, components = msgspec.json.schema_components(
         types, ref_template="#/components/schemas/{name}"
     )
+    _ecma_patterns(components)
     schema_of = dict(zip([id(t) for t in types], refs, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for route in ROUTES:
@@ -568,6 +569,21 @@ def openapi() -> dict[str, Any]:
             },
         },
     }
+
+
+def _ecma_patterns(node: Any) -> None:
+    """JSON Schema's `pattern` is an ECMA-262 regular expression, which has no `\\Z`: the
+    code's patterns end in it (Python's `$` would let a trailing line feed through), and
+    ECMA-262's `$` (no multiline flag) is exactly the end of the input."""
+    if isinstance(node, dict):
+        pattern = node.get("pattern")
+        if isinstance(pattern, str) and pattern.endswith("\\Z"):
+            node["pattern"] = pattern.removesuffix("\\Z") + "$"
+        for value in node.values():
+            _ecma_patterns(value)
+    elif isinstance(node, list):
+        for value in node:
+            _ecma_patterns(value)
 
 
 def _operation(

@@ -207,6 +207,35 @@ def test_head_is_answered_as_get_without_the_body(run_venue: Run) -> None:
     run_venue(scenario)
 
 
+def test_openapi_patterns_are_ecma_262_regular_expressions(run_venue: Run) -> None:
+    """JSON Schema's `pattern` is an ECMA-262 regular expression; the document carried the
+    code's Python ones, ending in `\\Z`, which ECMA-262 has not: a validator with the `u`
+    flag (ajv's default) refused to compile the schema, and one without read `\\Z` as the
+    letter Z, so every price and quantity ("187.00") failed validation."""
+
+    async def scenario(venue: Venue) -> None:
+        document = (await get(RestClient(base(venue)), "/openapi.json")).json()
+        patterns: list[str] = []
+
+        def walk(node: Any) -> None:
+            if isinstance(node, dict):
+                if isinstance(node.get("pattern"), str):
+                    patterns.append(node["pattern"])
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(document)
+        assert patterns and not [p for p in patterns if "\\Z" in p], patterns
+        place = document["components"]["schemas"]["PlaceParams"]["properties"]["price"]
+        [decimal] = [kind["pattern"] for kind in place["anyOf"] if "pattern" in kind]
+        assert decimal == wire.DECIMAL_PATTERN.removesuffix("\\Z") + "$"
+
+    run_venue(scenario)
+
+
 def test_other_paths_still_reach_on_http(run_venue: Run) -> None:
     async def scenario(venue: Venue) -> None:
         response = await get(RestClient(base(venue)), "/metrics")  # "/": the web page
