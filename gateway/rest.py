@@ -148,6 +148,7 @@ ROUTES: tuple[Route, ...] = (
           "Amend an order: `order.amend`'s params but the order id as the body"),
 )  # fmt: skip
 LOCAL_READS = frozenset({"trades", "ticker", "candles"})
+ORDER_IDS = ("order_id", "cl_ord_id")  # what names an order in the params of cancel, amend
 
 
 def match(method: str, raw_path: str) -> tuple[Route | None, dict[str, int], list[str]]:
@@ -610,15 +611,18 @@ def _operation(
              "schema": {"type": "integer", "minimum": 1}}
         )  # fmt: skip
     params_schema = components[route.params.__name__]
+    # the path names the order: its ids in the params too are refused (400), so not listed
+    named = ORDER_IDS if "{order_id}" in route.path else ()
     if route.method in ("POST", "PATCH"):
-        operation["requestBody"] = {
-            "required": True,
-            "content": {JSON: {"schema": schema_of[id(route.params)]}},
-        }
+        body = schema_of[id(route.params)]
+        if named:
+            properties = params_schema.get("properties", {}).items()
+            body = params_schema | {"properties": {k: v for k, v in properties if k not in named}}
+        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
     else:
         required = set(params_schema.get("required", ())) - {name for name, _ in route.defaults}
         for name, schema in params_schema.get("properties", {}).items():
-            if name == "order_id" and "{order_id}" in route.path:
+            if name in named:
                 continue
             parameters.append(
                 {"name": name, "in": "query", "required": name in required, "schema": schema}

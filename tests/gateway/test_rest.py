@@ -173,6 +173,12 @@ def test_openapi_lists_every_route_and_is_json(run_venue: Run) -> None:
             assert ("security" in operation) is route.private
         schemas = document["components"]["schemas"]
         assert {"PlaceParams", "CandlesResult", "ErrorResponse", "Ticker"} <= set(schemas)
+        # the path names the order: its ids are no params there (given, they are refused)
+        one_order = document["paths"]["/api/v1/orders/{order_id}"]
+        assert [p["name"] for p in one_order["delete"]["parameters"]] == ["order_id"]
+        amend = one_order["patch"]["requestBody"]["content"]["application/json"]["schema"]
+        assert set(amend["properties"]) == {"qty", "price", "new_cl_ord_id"}
+        assert amend["additionalProperties"] is False
         candles = document["paths"]["/api/v1/candles"]["get"]["parameters"]
         assert {p["name"]: p["required"] for p in candles} == {
             "symbol": True,
