@@ -139,7 +139,7 @@ def test_bad_public_requests_get_clear_errors(run_venue: Run) -> None:
         for path, query, expected in cases:
             assert error_of(await get(public, path, **query)) == expected, (path, query)
         refused = await call(public, "PUT", "/api/v1/instruments")
-        assert refused.status == 405 and refused.headers["allow"] == "GET"
+        assert refused.status == 405 and refused.headers["allow"] == "GET, HEAD"
         public.close()
 
     run_venue(scenario)
