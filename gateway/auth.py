@@ -47,10 +47,11 @@ NOT_SIGNED = "api_key unknown or sig does not match the logon payload"
 class AuthError(Exception):
     """A refused logon or a missing scope: the error response's code and message."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, retry_after_ms: int | None = None) -> None:
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
+        self.retry_after_ms = retry_after_ms  # a `RATE_LIMITED` one: when a retry can pass
 
 
 class KeyStoreError(ValueError):
@@ -235,9 +236,12 @@ class Authenticator:
         if nonce in used:
             raise AuthError(ErrorCode.NONCE_REUSED, "nonce already used within the window")
         if len(used) >= NONCES_PER_KEY_MAX:
+            # A retry passes once the key's earliest nonce is forgotten: just after its end.
+            retry_after_ms = (min(used.values()) - now_us) // 1_000 + 1
             raise AuthError(
                 ErrorCode.RATE_LIMITED,
                 f"more than {NONCES_PER_KEY_MAX} logons of this key within the replay window",
+                retry_after_ms,
             )
         self._remember(api_key, nonce, ts_us + window_us)
         return key

@@ -642,7 +642,9 @@ class Dispatcher:
         """A handler raised (called in its `except`): a refusal is answered as such; anything
         else is a bug, logged, and the client learns the outcome is unknown."""
         if isinstance(failure, AuthError):
-            self._reply_error(session, request, failure.code, failure.message)
+            retry_after_ms = failure.retry_after_ms  # a `RATE_LIMITED` logon: the nonces
+            body = wire.error(request.id, failure.code, failure.message, None, None, retry_after_ms)
+            self.connections.send(session, body)
             return
         log.exception("request %r failed", request.method)
         body = wire.error(request.id, E.INTERNAL, "internal error: query the outcome")

@@ -256,6 +256,9 @@ class RestApi:
             return
         if route.private:  # who may call is said before what is wrong with the params
             refused = self._check_signature(answers, exchange)
+            if refused is not None and refused.retry_after_ms is not None:  # the nonces
+                _respond_limited(exchange, refused.retry_after_ms, refused.message)
+                return
             if refused is not None:
                 _respond_error(exchange, refused.code, refused.message)
                 return
@@ -519,8 +522,8 @@ def _respond_error(
     exchange.respond(status or wire.rejection_status(code), _error_body(code, msg))
 
 
-def _respond_limited(exchange: Exchange, retry_after_ms: int) -> None:
-    error = ErrorBody(int(E.RATE_LIMITED), E.RATE_LIMITED.name, "slow down")
+def _respond_limited(exchange: Exchange, retry_after_ms: int, msg: str = "slow down") -> None:
+    error = ErrorBody(int(E.RATE_LIMITED), E.RATE_LIMITED.name, msg)
     body = ErrorResponse(error, retry_after_ms)
     retry_after = [("retry-after", str(math.ceil(retry_after_ms / 1000)))]
     exchange.respond(429, msgspec.json.encode(body), headers=retry_after)

@@ -263,6 +263,9 @@ def test_a_key_past_its_nonce_cap_is_rate_limited_until_nonces_expire() -> None:
         logon(auth, nonce=f"n-{index}")
     assert auth.nonces_remembered(TRADER.key) == NONCES_PER_KEY_MAX
     assert refused(auth, nonce="one-more") is ErrorCode.RATE_LIMITED
+    with pytest.raises(AuthError) as caught:  # told when a retry passes: the first nonce's end
+        logon(auth, nonce="one-more", now_us=NOW_US + 1_000)
+    assert caught.value.retry_after_ms == (WINDOW_US - 1_000) // 1_000 + 1
     assert refused(auth, nonce="n-0") is ErrorCode.NONCE_REUSED  # reuse is the first fact
     assert logon(auth, nonce="n-0", key=ADMIN.key, secret=ADMIN.secret).account == 1
     assert logon(auth, nonce="one-more", now_us=NOW_US + WINDOW_US + 1).account == 7

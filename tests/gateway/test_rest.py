@@ -753,6 +753,31 @@ def test_rate_limits_answer_429_with_retry_after(run_venue: Run) -> None:
     run_venue(scenario)
 
 
+def test_a_key_past_its_nonce_cap_is_told_when_to_retry(run_venue: Run) -> None:
+    """Each signed request spends a nonce, remembered for its recv_window: past the cap of
+    live nonces a key is 429 `RATE_LIMITED`, and, like every 429, told when a retry passes
+    (the earliest nonce's end), which it then does. (Before: no `retry_after_ms`.)"""
+    from gateway.auth import NONCES_PER_KEY_MAX
+    from gateway.limits import RateLimiter
+
+    async def scenario(venue: Venue) -> None:
+        roomy = 10 * NONCES_PER_KEY_MAX  # the nonce cap comes first, not the request rates
+        venue.server.limiter = RateLimiter(roomy, roomy, roomy, roomy)
+        trader = RestClient(base(venue), *KEYS["taker"])
+        trader.recv_window_ms = 1_000  # each nonce remembered ~1 s (its ts plus the window)
+        for _ in range(NONCES_PER_KEY_MAX):
+            assert (await get(trader, "/api/v1/balances")).status == 200
+        limited = await get(trader, "/api/v1/balances")
+        assert error_of(limited) == (429, "RATE_LIMITED")
+        retry_after_ms = limited.json()["retry_after_ms"]
+        assert 0 < retry_after_ms <= 1_001, retry_after_ms
+        assert int(limited.headers["retry-after"]) == 1
+        await asyncio.sleep(retry_after_ms / 1_000 + 0.05)
+        assert (await get(trader, "/api/v1/balances")).status == 200
+
+    run_venue(scenario)
+
+
 async def pipelined(venue: Venue, requests: list[bytes]) -> list[tuple[int, dict[str, str]]]:
     """Send `requests` at once on one connection; each answer's status and headers, in order."""
     reader, writer = await asyncio.open_connection("127.0.0.1", venue.port)

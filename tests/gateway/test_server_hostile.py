@@ -327,6 +327,31 @@ def test_which_keys_exist_cannot_be_probed(run_venue: Any) -> None:
     run_venue(scenario)
 
 
+def test_a_logon_past_the_keys_nonce_cap_is_told_when_to_retry(run_venue: Any) -> None:
+    """A key's live logon nonces are capped: the logon past the cap is 429 `RATE_LIMITED`
+    with `retry_after_ms`, as every 429 (when the key's earliest nonce is forgotten). The
+    cap is filled through the server's own authenticator: 1,024 connections would take long."""
+    from gateway.auth import NONCES_PER_KEY_MAX
+
+    async def scenario(venue: Venue) -> None:
+        key, secret = KEYS["alpha"]
+        ts = time.time_ns() // 1_000
+        for index in range(NONCES_PER_KEY_MAX):
+            nonce = f"fill-{index}"
+            sig = sign_logon(secret, key, ts, nonce, 2_000)
+            venue.server.auth.logon(key, ts, nonce, 2_000, sig, ts)
+        websocket = await logged_on(venue, "nobody")
+        sig = sign_logon(secret, key, ts, "one-more", 2_000)
+        params = {"api_key": key, "ts": ts, "nonce": "one-more", "recv_window": 2_000, "sig": sig}
+        await websocket.send(json.dumps({"id": 7, "method": "session.logon", "params": params}))
+        (answer,) = await answers(websocket, 1)
+        assert (answer["id"], answer["status"], answer["error"]["name"]) == (7, 429, "RATE_LIMITED")
+        assert 0 < answer["retry_after_ms"] <= 2_001, answer
+        await websocket.close()
+
+    run_venue(scenario)
+
+
 # ----------------------------------------------------------------- anonymity
 
 BUYER, SELLER = 777_001, 777_002  # ids no other number on the wire is likely to equal
