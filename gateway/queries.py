@@ -152,7 +152,8 @@ class Queries:
         if p.ch == "account":
             self._subscribe_account(session, request, t_in, p.since_seq)
             return
-        symbols = sorted(self.reads.markets) if p.symbols is None else p.symbols
+        # a symbol named twice is one stream: one name in the answer, one snapshot
+        symbols = sorted(self.reads.markets) if p.symbols is None else dict.fromkeys(p.symbols)
         streams = [
             Stream(Channel(p.ch), s, tier(p.depth) if p.ch == "book" else 0, p.interval or "")
             for s in symbols

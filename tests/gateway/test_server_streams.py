@@ -422,6 +422,21 @@ def test_subscriptions_are_all_or_nothing_and_unsubscribe_stops_a_stream(
     run_venue(scenario)
 
 
+def test_a_symbol_named_twice_is_one_stream_with_one_snapshot(run_venue: Any) -> None:
+    """`subscribe` answers one name per stream and sends one snapshot per stream: a symbol
+    listed twice used to be named twice and snapshotted twice."""
+
+    async def scenario(venue: Venue) -> None:
+        watcher = await venue.client(endpoint="public")
+        params = {"ch": "book", "symbols": [SYMBOL, "MSFTx-USD", SYMBOL], "depth": 10}
+        subscribed = await watcher.request("subscribe", params)
+        assert subscribed["subscribed"] == [f"book:{SYMBOL}:10", "book:MSFTx-USD:10"]
+        snapshots = [p for p in await drain_pushes(watcher) if p.get("type") == "snapshot"]
+        assert [p["sym"] for p in snapshots] == [SYMBOL, "MSFTx-USD"]
+
+    run_venue(scenario)
+
+
 # ----------------------------------------------------------------- trades, bbo, ticker
 
 
