@@ -179,13 +179,15 @@ class Queries:
         require_scope(session.key, "read")
         account = session.key.account
         seq, subscription = self.private_streams.subscription(session, account, since_seq)
+        # followed from now on (an `unsubscribe` before it joins, once durable, undoes it)
+        session.account_stream = True
         self._reply(session, request, {"subscribed": ["account"], "seq": seq}, t_in)
         self.bus.barrier(subscription)
 
     def _unsubscribe(self, session: Session, request: wire.Request, t_in: int) -> None:
         p: Any = request.params
         removed = []
-        if p.ch == "account" and session.account is not None:
+        if p.ch == "account" and session.account_stream:  # (not followed: nothing removed)
             session.account_stream = False
             self.private_streams.leave(session)
             removed.append("account")

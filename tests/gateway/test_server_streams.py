@@ -737,6 +737,47 @@ def test_the_account_snapshot_is_the_state_at_its_seq(run_venue: Any) -> None:
     run_venue(scenario)
 
 
+def test_unsubscribing_the_account_stream_not_followed_removes_nothing(run_venue: Any) -> None:
+    """`unsubscribe {ch: account}` answers what it removed: nothing (`[]`) when the stream
+    was not followed (it answered `["account"]` to any logged-on connection)."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        nothing = await alpha.request("unsubscribe", {"ch": "account"})
+        assert nothing["unsubscribed"] == []
+        await alpha.subscribe_account()
+        gone = await alpha.request("unsubscribe", {"ch": "account"})
+        assert gone["unsubscribed"] == ["account"]
+        again = await alpha.request("unsubscribe", {"ch": "account"})
+        assert again["unsubscribed"] == []
+
+    run_venue(scenario)
+
+
+def test_an_unsubscribe_before_the_account_stream_joins_stops_it(run_venue: Any) -> None:
+    """The account stream joins once what its snapshot saw is durable; an `unsubscribe` sent
+    meanwhile (pipelined behind the `subscribe` on a busy venue) used to be undone by that
+    join: the snapshot and every later event kept coming, and `subscriptions` listed it."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        beta = await venue.client("beta")
+        slow_durability(venue)
+        busy = asyncio.create_task(beta.place(SYMBOL, "buy", "1", "186.00"))  # in flight
+        await asyncio.sleep(0.05)
+        subscribing = asyncio.create_task(alpha.subscribe_account())
+        leaving = asyncio.create_task(alpha.request("unsubscribe", {"ch": "account"}))
+        assert (await leaving)["unsubscribed"] == ["account"]
+        await subscribing
+        await busy
+        await alpha.place(SYMBOL, "sell", "1", "187.30")
+        pushes = await drain_pushes(alpha, 0.8)
+        assert [p for p in pushes if p.get("ch") == "account"] == [], "unsubscribed"
+        assert (await alpha.request("subscriptions"))["subscriptions"] == []
+
+    run_venue(scenario)
+
+
 def test_a_burst_past_the_queue_limit_reaches_a_reading_client(
     run_venue: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
