@@ -490,11 +490,24 @@ class VenueClient:
         return await self.request("subscribe", params)
 
     async def subscribe_book(self, symbol: str, depth: int = BOOK_DEPTHS[0]) -> Any:
-        """Follow a symbol's book; the venue serves the smallest depth tier covering `depth`."""
+        """Follow a symbol's book; the venue serves the smallest depth tier covering `depth`.
+        A subscription the venue refuses is forgotten (the tier followed before, if any, is
+        kept), so that `resume()` does not ask for it again."""
         tier = next((t for t in BOOK_DEPTHS if t >= depth), BOOK_DEPTHS[-1])
+        before = self._book_depths.get(symbol), self.books.get(symbol)
         self._book_depths[symbol] = tier
-        self.books[symbol] = LocalBook(symbol, tier)
-        return await self.request("subscribe", {"ch": "book", "symbols": [symbol], "depth": depth})
+        self.books[symbol] = LocalBook(symbol, tier)  # before the answer: its snapshot follows
+        try:
+            return await self.request(
+                "subscribe", {"ch": "book", "symbols": [symbol], "depth": depth}
+            )
+        except VenueError:  # refused (an unknown symbol, say): nothing was subscribed
+            if before[0] is None or before[1] is None:
+                self._book_depths.pop(symbol, None)
+                self.books.pop(symbol, None)
+            else:
+                self._book_depths[symbol], self.books[symbol] = before[0], before[1]
+            raise
 
     async def next_push(self, timeout_s: float = 5.0) -> dict[str, Any]:
         """The next message nobody awaited, oldest first, as the decoded JSON object.

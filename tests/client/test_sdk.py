@@ -18,6 +18,7 @@ from client.sdk import (
     OrderResult,
     RequestTimeout,
     VenueClient,
+    VenueError,
     packed_url,
 )
 from tests.conftest import KEYS, Venue, drain_pushes
@@ -350,5 +351,26 @@ def test_a_timeout_of_zero_or_less_is_refused_before_anything_is_sent(run_venue:
         assert alpha._waiting == {}
         await alpha.request("ping")  # answered after anything sent before it
         assert alpha.pushes.empty(), "none of them was sent: no late answer came"
+
+    run_venue(scenario)
+
+
+def test_a_book_subscription_the_venue_refused_is_not_asked_for_again_on_resume(
+    run_venue: Any,
+) -> None:
+    """`subscribe_book` remembered a book before the venue answered and kept it when the
+    venue refused it (an unknown symbol): every `resume()` asked for it again and failed
+    with UNKNOWN_SYMBOL, so an `auto_resume` client could never come back."""
+
+    async def scenario(venue: Venue) -> None:
+        watcher = await venue.client(endpoint="public")
+        await watcher.subscribe_book(SYMBOL)
+        with pytest.raises(VenueError, match="UNKNOWN_SYMBOL"):
+            await watcher.subscribe_book("NOPE-USD")
+        with pytest.raises(VenueError, match="UNKNOWN_SYMBOL"):
+            await watcher.subscribe_book("NOPE-USD", 100)
+        assert list(watcher.books) == [SYMBOL]
+        await watcher.resume()  # raised UNKNOWN_SYMBOL
+        assert (await watcher.request("subscriptions"))["subscriptions"] == [f"book:{SYMBOL}:10"]
 
     run_venue(scenario)
