@@ -491,8 +491,9 @@ class VenueClient:
 
     async def subscribe_book(self, symbol: str, depth: int = BOOK_DEPTHS[0]) -> Any:
         """Follow a symbol's book; the venue serves the smallest depth tier covering `depth`.
-        A subscription the venue refuses is forgotten (the tier followed before, if any, is
-        kept), so that `resume()` does not ask for it again."""
+        One tier per symbol is kept in `books` (the last asked for; messages of another tier
+        still followed are only queued). A subscription the venue refuses is forgotten (the
+        tier followed before, if any, is kept), so that `resume()` does not ask for it again."""
         tier = next((t for t in BOOK_DEPTHS if t >= depth), BOOK_DEPTHS[-1])
         before = self._book_depths.get(symbol), self.books.get(symbol)
         self._book_depths[symbol] = tier
@@ -573,8 +574,9 @@ class VenueClient:
                 self._queue(message)  # nobody waits for it (an unreadable frame's error, say)
             return
         channel = message.get("ch")
-        if channel == "book" and message.get("sym") in self.books:
-            sync = self.books[message["sym"]].apply(message)
+        book = self.books.get(message.get("sym", "")) if channel == "book" else None
+        if book is not None and message.get("depth") == book.depth:  # (not another tier's)
+            sync = book.apply(message)
             if sync.resync:
                 self.resyncs += 1
                 self._resync_book(message["sym"])

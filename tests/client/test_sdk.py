@@ -374,3 +374,27 @@ def test_a_book_subscription_the_venue_refused_is_not_asked_for_again_on_resume(
         assert (await watcher.request("subscriptions"))["subscriptions"] == [f"book:{SYMBOL}:10"]
 
     run_venue(scenario)
+
+
+def test_a_book_followed_at_a_new_depth_is_kept_without_errors_from_the_old_tier(
+    run_venue: Any,
+) -> None:
+    """The local book follows the last depth asked for; the tier followed before is still
+    subscribed, and its messages were applied to the new tier's book, each one raising
+    (a client `error` notice per message) instead of being queued as pushes."""
+
+    async def scenario(venue: Venue) -> None:
+        watcher = await venue.client(endpoint="public")
+        await watcher.subscribe_book(SYMBOL, 10)
+        await watcher.subscribe_book(SYMBOL, 100)
+        alpha = await venue.client("alpha")
+        await alpha.place(SYMBOL, "buy", "1", "186.00")
+        pushes = await drain_pushes(watcher, 0.5)
+        assert [p for p in pushes if p.get("ch") == "client"] == []
+        updates = {p["depth"] for p in pushes if p.get("type") == "update"}
+        assert updates == {10, 100}, "both tiers' messages are queued"
+        book = watcher.books[SYMBOL]
+        assert book.depth == 100 and book.synced and book.bids() == [("186.00", "1.000000")]
+        assert watcher.resyncs == 0
+
+    run_venue(scenario)
