@@ -290,9 +290,11 @@ class VenueClient:
         """Send one request and return its result, or raise `VenueError` (and see
         `request_raw`)."""
         response = await self.request_raw(method, params, timeout_s)
-        account = method in ("subscribe", "unsubscribe") and (params or {}).get("ch") == "account"
-        if account and response["status"] == 200:  # resume() follows it again only if followed
-            self._account_followed = method == "subscribe"
+        channel = (params or {}).get("ch") if method in ("subscribe", "unsubscribe") else None
+        if channel == "account" and response["status"] == 200:  # resume() follows it again
+            self._account_followed = method == "subscribe"  # only if followed
+        if channel == "book" and method == "unsubscribe" and response["status"] == 200:
+            self._forget_books(response["result"]["unsubscribed"])  # not followed on resume
         if response["status"] != 200:
             error = response.get("error", {})
             raise VenueError(
@@ -509,6 +511,15 @@ class VenueClient:
             else:
                 self._book_depths[symbol], self.books[symbol] = before[0], before[1]
             raise
+
+    def _forget_books(self, names: Iterable[str]) -> None:
+        """Unsubscribed book streams (`book:{sym}:{tier}`): the local books of those tiers
+        are no longer kept nor followed again by `resume()`."""
+        for name in names:
+            symbol, _, tier = name.removeprefix("book:").rpartition(":")
+            if str(self._book_depths.get(symbol)) == tier:
+                del self._book_depths[symbol]
+                self.books.pop(symbol, None)
 
     async def next_push(self, timeout_s: float = 5.0) -> dict[str, Any]:
         """The next message nobody awaited, oldest first, as the decoded JSON object.

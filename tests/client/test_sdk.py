@@ -398,3 +398,18 @@ def test_a_book_followed_at_a_new_depth_is_kept_without_errors_from_the_old_tier
         assert watcher.resyncs == 0
 
     run_venue(scenario)
+
+
+def test_an_unsubscribed_book_is_not_followed_again_on_resume(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        watcher = await venue.client(endpoint="public")
+        await watcher.subscribe_book(SYMBOL)
+        await watcher.subscribe_book("MSFTx-USD", 30)
+        gone = await watcher.request("unsubscribe", {"ch": "book", "symbols": [SYMBOL]})
+        assert gone["unsubscribed"] == [f"book:{SYMBOL}:10"]
+        assert list(watcher.books) == ["MSFTx-USD"]
+        await watcher.resume()  # subscribed SYMBOL's book again
+        names = (await watcher.request("subscriptions"))["subscriptions"]
+        assert names == ["book:MSFTx-USD:100"]
+
+    run_venue(scenario)
