@@ -318,8 +318,10 @@ class VenueClient:
         closes before the answer, and `RequestTimeout` (a `TimeoutError`) when no answer
         comes within `timeout_s` (None: the client's `request_timeout_s`; NO_TIMEOUT: wait
         however long it takes). A `timeout_s` of 0 or less is a ValueError, raised before
-        anything is sent."""
-        assert self.websocket is not None, "connect first"
+        anything is sent. Before `connect()` it is `ConnectionLost` (not sent)."""
+        if self.websocket is None:
+            message = f"{method} not sent: not connected to {self.url}; call connect() first"
+            raise ConnectionLost(message, method, sent=False)
         if timeout_s is None:
             timeout_s = self.request_timeout_s
         else:

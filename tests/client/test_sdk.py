@@ -413,3 +413,16 @@ def test_an_unsubscribed_book_is_not_followed_again_on_resume(run_venue: Any) ->
         assert names == ["book:MSFTx-USD:100"]
 
     run_venue(scenario)
+
+
+def test_a_request_before_connect_raises_connection_lost(run_venue: Any) -> None:
+    """A request on a client never connected raised an AssertionError ("connect first"), or
+    with `python -O` an AttributeError; it is `ConnectionLost`, not sent."""
+
+    async def scenario(venue: Venue) -> None:
+        client = VenueClient(venue.url())
+        with pytest.raises(ConnectionLost, match="connect") as lost:
+            await client.request("ping")
+        assert (lost.value.sent, lost.value.outcome_unknown) == (False, False)
+
+    run_venue(scenario)
