@@ -347,6 +347,36 @@ def test_a_query_publishes_what_waits_but_not_within_the_fan_outs_pause(run_venu
     run_venue(scenario)
 
 
+def test_book_snapshot_is_answered_behind_the_commands_before_it(run_venue: Any) -> None:
+    """A query is answered behind every command sent before it on the connection (§3):
+    `book.snapshot` pipelined behind an `order.place` was answered at once, ahead of the
+    place's answer, with a book that did not hold the order."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        slow_durability(venue)
+        answered: list[int] = []  # response ids, in the order they arrived
+        deliver = alpha._on_message
+
+        def noted(message: dict[str, Any]) -> None:
+            if "status" in message:
+                answered.append(message["id"])
+            deliver(message)
+
+        alpha._on_message = noted  # type: ignore[method-assign]
+        placing = asyncio.create_task(alpha.place(SYMBOL, "buy", "1", "186.00"))
+        await asyncio.sleep(0)  # sent: the snapshot is asked for behind it
+        snapshot = await alpha.request("book.snapshot", {"symbol": SYMBOL, "depth": 10})
+        await placing
+        assert answered == sorted(answered), "in request order"
+        assert snapshot["bids"] == [["186.00", "1.000000"]], "it shows the order before it"
+        with pytest.raises(VenueError) as unknown:  # a refusal keeps the order too
+            await alpha.request("book.snapshot", {"symbol": "NOPE-USD", "depth": 10})
+        assert unknown.value.name == "UNKNOWN_SYMBOL"
+
+    run_venue(scenario)
+
+
 def test_the_market_data_interval_comes_from_the_config(tmp_path: Path) -> None:
     config = venue_config.load(SAMPLE_CONFIG)
     venue_section = msgspec.structs.replace(config.venue, market_data_interval_ms=250)
