@@ -290,9 +290,11 @@ class VenueClient:
         """Send one request and return its result, or raise `VenueError` (and see
         `request_raw`)."""
         response = await self.request_raw(method, params, timeout_s)
-        account = method in ("subscribe", "unsubscribe") and (params or {}).get("ch") == "account"
-        if account and response["status"] == 200:  # resume() follows it again only if followed
-            self._account_followed = method == "subscribe"
+        channel = (params or {}).get("ch") if method in ("subscribe", "unsubscribe") else None
+        if channel == "account" and response["status"] == 200:  # resume() follows it again
+            self._account_followed = method == "subscribe"  # only if followed
+        if channel == "book" and method == "unsubscribe" and response["status"] == 200:
+            self._forget_books(response["result"]["unsubscribed"])  # not followed on resume
         if response["status"] != 200:
             error = response.get("error", {})
             raise VenueError(
@@ -316,8 +318,10 @@ class VenueClient:
         closes before the answer, and `RequestTimeout` (a `TimeoutError`) when no answer
         comes within `timeout_s` (None: the client's `request_timeout_s`; NO_TIMEOUT: wait
         however long it takes). A `timeout_s` of 0 or less is a ValueError, raised before
-        anything is sent."""
-        assert self.websocket is not None, "connect first"
+        anything is sent. Before `connect()` it is `ConnectionLost` (not sent)."""
+        if self.websocket is None:
+            message = f"{method} not sent: not connected to {self.url}; call connect() first"
+            raise ConnectionLost(message, method, sent=False)
         if timeout_s is None:
             timeout_s = self.request_timeout_s
         else:
@@ -490,11 +494,34 @@ class VenueClient:
         return await self.request("subscribe", params)
 
     async def subscribe_book(self, symbol: str, depth: int = BOOK_DEPTHS[0]) -> Any:
-        """Follow a symbol's book; the venue serves the smallest depth tier covering `depth`."""
+        """Follow a symbol's book; the venue serves the smallest depth tier covering `depth`.
+        One tier per symbol is kept in `books` (the last asked for; messages of another tier
+        still followed are only queued). A subscription the venue refuses is forgotten (the
+        tier followed before, if any, is kept), so that `resume()` does not ask for it again."""
         tier = next((t for t in BOOK_DEPTHS if t >= depth), BOOK_DEPTHS[-1])
+        before = self._book_depths.get(symbol), self.books.get(symbol)
         self._book_depths[symbol] = tier
-        self.books[symbol] = LocalBook(symbol, tier)
-        return await self.request("subscribe", {"ch": "book", "symbols": [symbol], "depth": depth})
+        self.books[symbol] = LocalBook(symbol, tier)  # before the answer: its snapshot follows
+        try:
+            return await self.request(
+                "subscribe", {"ch": "book", "symbols": [symbol], "depth": depth}
+            )
+        except VenueError:  # refused (an unknown symbol, say): nothing was subscribed
+            if before[0] is None or before[1] is None:
+                self._book_depths.pop(symbol, None)
+                self.books.pop(symbol, None)
+            else:
+                self._book_depths[symbol], self.books[symbol] = before[0], before[1]
+            raise
+
+    def _forget_books(self, names: Iterable[str]) -> None:
+        """Unsubscribed book streams (`book:{sym}:{tier}`): the local books of those tiers
+        are no longer kept nor followed again by `resume()`."""
+        for name in names:
+            symbol, _, tier = name.removeprefix("book:").rpartition(":")
+            if str(self._book_depths.get(symbol)) == tier:
+                del self._book_depths[symbol]
+                self.books.pop(symbol, None)
 
     async def next_push(self, timeout_s: float = 5.0) -> dict[str, Any]:
         """The next message nobody awaited, oldest first, as the decoded JSON object.
@@ -560,8 +587,9 @@ class VenueClient:
                 self._queue(message)  # nobody waits for it (an unreadable frame's error, say)
             return
         channel = message.get("ch")
-        if channel == "book" and message.get("sym") in self.books:
-            sync = self.books[message["sym"]].apply(message)
+        book = self.books.get(message.get("sym", "")) if channel == "book" else None
+        if book is not None and message.get("depth") == book.depth:  # (not another tier's)
+            sync = book.apply(message)
             if sync.resync:
                 self.resyncs += 1
                 self._resync_book(message["sym"])

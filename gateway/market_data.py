@@ -930,6 +930,10 @@ class MarketData:
             if market.asks.delta:
                 market.asks.settle()
 
+    def changed(self) -> bool:
+        """Whether events fed since the last flush changed anything (the next flush looks)."""
+        return bool(self._touched)
+
     def _market(self, symbol: str) -> _Market:
         market = self._markets.get(symbol)
         assert market is not None, f"an event for {symbol!r}, which was never listed"

@@ -200,8 +200,8 @@ class PrivateStreams:
         """Everything up to the snapshot's seq is durable now: send it (or the missed
         events) and from here on every new private event of the account."""
         session = joining.session
-        if session.id not in self.connections.sessions:
-            return  # gone before its subscription took effect
+        if session.id not in self.connections.sessions or not session.account_stream:
+            return  # gone, or unsubscribed, before its subscription took effect
         stream = self.streams[joining.account]
         if joining.snapshot is not None:
             self.connections.send(session, joining.snapshot)

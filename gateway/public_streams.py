@@ -139,7 +139,8 @@ class PublicStreams:
         interval is over but not before the fan-out's own pause: queries cannot make the
         publications take more of the loop than `PUBLISH_SHARE_MAX`. Within that pause the
         query reads the last publication, as every subscriber does."""
-        if self._timer is not None and time.monotonic() >= self._paced_at:
+        waiting = self._timer is not None or self.market_data.changed()
+        if waiting and time.monotonic() >= self._paced_at:  # (changed: a release under way)
             self.publish_waiting()
         return self.market_data
 
@@ -147,7 +148,8 @@ class PublicStreams:
         """A publication left waiting goes out now (the venue stops; a query reads)."""
         if self._timer is not None:
             self._timer.cancel()
-            self._publish_due()
+            self._timer = None
+        self.flush()
 
     def flush(self) -> None:
         """Publish what changed since the last flush (coalesced per stream) and write it

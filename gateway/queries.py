@@ -7,10 +7,12 @@ state go behind the commands before them (the dispatcher's `_defer`), so no answ
 what is not yet durable. Called through the dispatcher's method table.
 """
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from core.venue_core import now_us
 from engine.instrument import unknown_symbol
 from engine.reasons import ErrorCode
 from engine.units import format_units
@@ -135,15 +137,24 @@ class Queries:
         self._defer(session, request, t_in, ReservesResult(lines))  # the ledger runs ahead
 
     def _book_snapshot(self, session: Session, request: wire.Request, t_in: int) -> None:
+        """Answered behind the commands before it, with the book as of then (the market data
+        holds them once they are durable)."""
+        from gateway.dispatch import Pending  # (the dispatcher imports this module)
+
         p: Any = request.params
         stream = Stream(Channel.BOOK, p.symbol, tier(p.depth))
+        pending = Pending(session, request.id, request.method, t_in)
+        pending.finish = partial(self._book_snapshot_answer, stream)
+        self.bus.barrier(pending)
+
+    def _book_snapshot_answer(self, stream: Stream, pending: Any) -> bytes:
         market_data = self.public.current()
         problem = market_data.problem(stream)
         if problem is not None:
-            self._reply_error(session, request, E.UNKNOWN_SYMBOL, problem)
-            return
-        message = msgspec.json.decode(market_data.snapshot(stream, t_in).payload)
-        self._reply(session, request, message["data"] | {"seq": message["seq"]}, t_in)
+            return wire.error(pending.request_id, E.UNKNOWN_SYMBOL, problem)
+        message = msgspec.json.decode(market_data.snapshot(stream, pending.t_in).payload)
+        result = message["data"] | {"seq": message["seq"]}
+        return wire.ok(pending.request_id, result, pending.t_in, now_us())
 
     # subscriptions
 
@@ -152,7 +163,8 @@ class Queries:
         if p.ch == "account":
             self._subscribe_account(session, request, t_in, p.since_seq)
             return
-        symbols = sorted(self.reads.markets) if p.symbols is None else p.symbols
+        # a symbol named twice is one stream: one name in the answer, one snapshot
+        symbols = sorted(self.reads.markets) if p.symbols is None else dict.fromkeys(p.symbols)
         streams = [
             Stream(Channel(p.ch), s, tier(p.depth) if p.ch == "book" else 0, p.interval or "")
             for s in symbols
@@ -178,13 +190,15 @@ class Queries:
         require_scope(session.key, "read")
         account = session.key.account
         seq, subscription = self.private_streams.subscription(session, account, since_seq)
+        # followed from now on (an `unsubscribe` before it joins, once durable, undoes it)
+        session.account_stream = True
         self._reply(session, request, {"subscribed": ["account"], "seq": seq}, t_in)
         self.bus.barrier(subscription)
 
     def _unsubscribe(self, session: Session, request: wire.Request, t_in: int) -> None:
         p: Any = request.params
         removed = []
-        if p.ch == "account" and session.account is not None:
+        if p.ch == "account" and session.account_stream:  # (not followed: nothing removed)
             session.account_stream = False
             self.private_streams.leave(session)
             removed.append("account")

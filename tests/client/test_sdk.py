@@ -18,6 +18,7 @@ from client.sdk import (
     OrderResult,
     RequestTimeout,
     VenueClient,
+    VenueError,
     packed_url,
 )
 from tests.conftest import KEYS, Venue, drain_pushes
@@ -350,5 +351,78 @@ def test_a_timeout_of_zero_or_less_is_refused_before_anything_is_sent(run_venue:
         assert alpha._waiting == {}
         await alpha.request("ping")  # answered after anything sent before it
         assert alpha.pushes.empty(), "none of them was sent: no late answer came"
+
+    run_venue(scenario)
+
+
+def test_a_book_subscription_the_venue_refused_is_not_asked_for_again_on_resume(
+    run_venue: Any,
+) -> None:
+    """`subscribe_book` remembered a book before the venue answered and kept it when the
+    venue refused it (an unknown symbol): every `resume()` asked for it again and failed
+    with UNKNOWN_SYMBOL, so an `auto_resume` client could never come back."""
+
+    async def scenario(venue: Venue) -> None:
+        watcher = await venue.client(endpoint="public")
+        await watcher.subscribe_book(SYMBOL)
+        with pytest.raises(VenueError, match="UNKNOWN_SYMBOL"):
+            await watcher.subscribe_book("NOPE-USD")
+        with pytest.raises(VenueError, match="UNKNOWN_SYMBOL"):
+            await watcher.subscribe_book("NOPE-USD", 100)
+        assert list(watcher.books) == [SYMBOL]
+        await watcher.resume()  # raised UNKNOWN_SYMBOL
+        assert (await watcher.request("subscriptions"))["subscriptions"] == [f"book:{SYMBOL}:10"]
+
+    run_venue(scenario)
+
+
+def test_a_book_followed_at_a_new_depth_is_kept_without_errors_from_the_old_tier(
+    run_venue: Any,
+) -> None:
+    """The local book follows the last depth asked for; the tier followed before is still
+    subscribed, and its messages were applied to the new tier's book, each one raising
+    (a client `error` notice per message) instead of being queued as pushes."""
+
+    async def scenario(venue: Venue) -> None:
+        watcher = await venue.client(endpoint="public")
+        await watcher.subscribe_book(SYMBOL, 10)
+        await watcher.subscribe_book(SYMBOL, 100)
+        alpha = await venue.client("alpha")
+        await alpha.place(SYMBOL, "buy", "1", "186.00")
+        pushes = await drain_pushes(watcher, 0.5)
+        assert [p for p in pushes if p.get("ch") == "client"] == []
+        updates = {p["depth"] for p in pushes if p.get("type") == "update"}
+        assert updates == {10, 100}, "both tiers' messages are queued"
+        book = watcher.books[SYMBOL]
+        assert book.depth == 100 and book.synced and book.bids() == [("186.00", "1.000000")]
+        assert watcher.resyncs == 0
+
+    run_venue(scenario)
+
+
+def test_an_unsubscribed_book_is_not_followed_again_on_resume(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        watcher = await venue.client(endpoint="public")
+        await watcher.subscribe_book(SYMBOL)
+        await watcher.subscribe_book("MSFTx-USD", 30)
+        gone = await watcher.request("unsubscribe", {"ch": "book", "symbols": [SYMBOL]})
+        assert gone["unsubscribed"] == [f"book:{SYMBOL}:10"]
+        assert list(watcher.books) == ["MSFTx-USD"]
+        await watcher.resume()  # subscribed SYMBOL's book again
+        names = (await watcher.request("subscriptions"))["subscriptions"]
+        assert names == ["book:MSFTx-USD:100"]
+
+    run_venue(scenario)
+
+
+def test_a_request_before_connect_raises_connection_lost(run_venue: Any) -> None:
+    """A request on a client never connected raised an AssertionError ("connect first"), or
+    with `python -O` an AttributeError; it is `ConnectionLost`, not sent."""
+
+    async def scenario(venue: Venue) -> None:
+        client = VenueClient(venue.url())
+        with pytest.raises(ConnectionLost, match="connect") as lost:
+            await client.request("ping")
+        assert (lost.value.sent, lost.value.outcome_unknown) == (False, False)
 
     run_venue(scenario)

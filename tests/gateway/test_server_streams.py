@@ -347,6 +347,36 @@ def test_a_query_publishes_what_waits_but_not_within_the_fan_outs_pause(run_venu
     run_venue(scenario)
 
 
+def test_book_snapshot_is_answered_behind_the_commands_before_it(run_venue: Any) -> None:
+    """A query is answered behind every command sent before it on the connection (§3):
+    `book.snapshot` pipelined behind an `order.place` was answered at once, ahead of the
+    place's answer, with a book that did not hold the order."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        slow_durability(venue)
+        answered: list[int] = []  # response ids, in the order they arrived
+        deliver = alpha._on_message
+
+        def noted(message: dict[str, Any]) -> None:
+            if "status" in message:
+                answered.append(message["id"])
+            deliver(message)
+
+        alpha._on_message = noted  # type: ignore[method-assign]
+        placing = asyncio.create_task(alpha.place(SYMBOL, "buy", "1", "186.00"))
+        await asyncio.sleep(0)  # sent: the snapshot is asked for behind it
+        snapshot = await alpha.request("book.snapshot", {"symbol": SYMBOL, "depth": 10})
+        await placing
+        assert answered == sorted(answered), "in request order"
+        assert snapshot["bids"] == [["186.00", "1.000000"]], "it shows the order before it"
+        with pytest.raises(VenueError) as unknown:  # a refusal keeps the order too
+            await alpha.request("book.snapshot", {"symbol": "NOPE-USD", "depth": 10})
+        assert unknown.value.name == "UNKNOWN_SYMBOL"
+
+    run_venue(scenario)
+
+
 def test_the_market_data_interval_comes_from_the_config(tmp_path: Path) -> None:
     config = venue_config.load(SAMPLE_CONFIG)
     venue_section = msgspec.structs.replace(config.venue, market_data_interval_ms=250)
@@ -418,6 +448,21 @@ def test_subscriptions_are_all_or_nothing_and_unsubscribe_stops_a_stream(
         pushes = await drain_pushes(watcher)
         streams = {f"{p['ch']}:{p['sym']}" for p in pushes if p.get("type") == "update"}
         assert streams == {f"book:{SYMBOL}", f"bbo:{SYMBOL}", f"trades:{other}"}
+
+    run_venue(scenario)
+
+
+def test_a_symbol_named_twice_is_one_stream_with_one_snapshot(run_venue: Any) -> None:
+    """`subscribe` answers one name per stream and sends one snapshot per stream: a symbol
+    listed twice used to be named twice and snapshotted twice."""
+
+    async def scenario(venue: Venue) -> None:
+        watcher = await venue.client(endpoint="public")
+        params = {"ch": "book", "symbols": [SYMBOL, "MSFTx-USD", SYMBOL], "depth": 10}
+        subscribed = await watcher.request("subscribe", params)
+        assert subscribed["subscribed"] == [f"book:{SYMBOL}:10", "book:MSFTx-USD:10"]
+        snapshots = [p for p in await drain_pushes(watcher) if p.get("type") == "snapshot"]
+        assert [p["sym"] for p in snapshots] == [SYMBOL, "MSFTx-USD"]
 
     run_venue(scenario)
 
@@ -610,6 +655,56 @@ def test_a_consumer_that_never_reads_again_is_disconnected(
     run_venue(scenario)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known problem (docs/protocol.md §12): the outgoing queue is bounded in messages, "
+    "not bytes; a client that stops reading and asks for large snapshots holds ~4,096 of them",
+)
+def test_a_consumer_that_stops_reading_cannot_hold_much_memory_with_large_snapshots(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A /ws/public client stops reading and asks again and again for a deep book's snapshot
+    (each ~20 KB here, ~50 KB with 1,000 levels a side), each framed anew for it: its outbox
+    holds up to `SEND_QUEUE_MESSAGES_MAX` (4,096) of them before the slow-consumer cut-off,
+    80-200 MB for one connection that sent 4,096 small frames, and `/ws/public` takes any
+    number of connections. (The rate limits only slow it down: 4,096 subscribes take ~10 s.)
+    A bound in bytes would cut it off within a few MB."""
+    monkeypatch.setattr(sessions, "CLOSE_TIMEOUT_S", 0.2)
+
+    async def scenario(venue: Venue) -> int:
+        venue.server.limiter = limits.RateLimiter(100_000, 100_000, 100_000, 100_000)
+        alpha = await venue.client("alpha")
+        for first in range(0, 400, 10):  # 400 levels a side
+            ops = [
+                {"method": "order.place", "params": place_params(side, "0.01", price)}
+                for level in range(first, first + 10)
+                for side, price in (
+                    ("buy", f"{186 - level / 100:.2f}"),
+                    ("sell", f"{188 + level / 100:.2f}"),
+                )
+            ]
+            assert (await alpha.batch(ops))["status"] == 200
+        slow, session = await open_slow_consumer(venue)
+        peak = 0
+        for number in range(limits.SEND_QUEUE_MESSAGES_MAX + 100):
+            params = {"ch": "book", "symbols": [SYMBOL], "depth": 1000}
+            await slow.send(json.dumps({"id": number, "method": "subscribe", "params": params}))
+            if number % 64 == 0:
+                await asyncio.sleep(0)  # the server reads and queues
+                peak = max(peak, sum(map(len, session.outbox)))
+            if session.closing:
+                break
+        slow.transport.resume_reading()  # read it all now, so the fixture can shut down
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(WAIT_S):
+                while True:
+                    await slow.recv()
+        return peak
+
+    peak = run_venue(scenario)
+    assert peak < 16 * 2**20, f"{peak / 2**20:.0f} MiB queued for one connection"
+
+
 # ----------------------------------------------------------------- the private stream
 
 
@@ -718,6 +813,47 @@ def test_the_account_snapshot_is_the_state_at_its_seq(run_venue: Any) -> None:
         assert not set(later_new) & set(in_snapshot), "an order both in and after the snapshot"
         after = [p["seq"] for p in account_events(pushes)]
         assert after == list(range(snapshot["seq"] + 1, snapshot["seq"] + 1 + len(after)))
+
+    run_venue(scenario)
+
+
+def test_unsubscribing_the_account_stream_not_followed_removes_nothing(run_venue: Any) -> None:
+    """`unsubscribe {ch: account}` answers what it removed: nothing (`[]`) when the stream
+    was not followed (it answered `["account"]` to any logged-on connection)."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        nothing = await alpha.request("unsubscribe", {"ch": "account"})
+        assert nothing["unsubscribed"] == []
+        await alpha.subscribe_account()
+        gone = await alpha.request("unsubscribe", {"ch": "account"})
+        assert gone["unsubscribed"] == ["account"]
+        again = await alpha.request("unsubscribe", {"ch": "account"})
+        assert again["unsubscribed"] == []
+
+    run_venue(scenario)
+
+
+def test_an_unsubscribe_before_the_account_stream_joins_stops_it(run_venue: Any) -> None:
+    """The account stream joins once what its snapshot saw is durable; an `unsubscribe` sent
+    meanwhile (pipelined behind the `subscribe` on a busy venue) used to be undone by that
+    join: the snapshot and every later event kept coming, and `subscriptions` listed it."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        beta = await venue.client("beta")
+        slow_durability(venue)
+        busy = asyncio.create_task(beta.place(SYMBOL, "buy", "1", "186.00"))  # in flight
+        await asyncio.sleep(0.05)
+        subscribing = asyncio.create_task(alpha.subscribe_account())
+        leaving = asyncio.create_task(alpha.request("unsubscribe", {"ch": "account"}))
+        assert (await leaving)["unsubscribed"] == ["account"]
+        await subscribing
+        await busy
+        await alpha.place(SYMBOL, "sell", "1", "187.30")
+        pushes = await drain_pushes(alpha, 0.8)
+        assert [p for p in pushes if p.get("ch") == "account"] == [], "unsubscribed"
+        assert (await alpha.request("subscriptions"))["subscriptions"] == []
 
     run_venue(scenario)
 
