@@ -20,6 +20,12 @@ BATCH_OPS_MAX = 20  # PROTOCOL: order.batch takes up to 20 ops
 QUOTES_PER_MASS_MAX = 100  # one quote per listed symbol for a market maker, with room to grow
 SUBSCRIPTIONS_PER_CONNECTION_MAX = 256  # every channel of ~50 symbols; bounds fan-out work
 SEND_QUEUE_MESSAGES_MAX = 4_096  # seconds of a busy feed; a client further behind is gone
+# ... and in bytes, once a large message (a snapshot, a long answer) would join the queue of a
+# peer that stopped taking writes: 4,096 deep-book snapshots would be ~200 MB. Room for the
+# largest honest burst, every stream a connection may follow at the deepest tier at once
+# (256 x ~50 KB, 13 MB), twice over.
+SEND_QUEUE_BYTES_MAX = 32 * 1024 * 1024
+LARGE_MESSAGE_BYTES = 4 * 1024  # a message at least this large is checked against the bytes
 # Frames a connection may send while one of its requests waits for a quote's place in flight
 # (a cluster's gateway, `Dispatcher.hold`: about one round trip to the core, longer through a
 # failover), and their bytes; more and it is closed, 1008: they are held in memory meanwhile

@@ -6,9 +6,10 @@ once and queued; once per loop turn every session with new messages gets them in
 publication (`publish`) skips the queue of a session with nothing queued. An outbox that
 fills up (`limits.SEND_QUEUE_MESSAGES_MAX`) is written at once if the peer's transport takes
 writes (a burst); full behind a paused transport, the client stopped reading:
-`slow_consumer`, close 4002. A packed session (`?pack=1`) queues payloads, not frames, and
-each write sends them as one frame holding a JSON array (`_write_packed`); the outbox counts
-messages either way. What a session asked for (logon, streams) is kept here; what it means
+`slow_consumer`, close 4002. So is a paused peer's outbox that a large message (a snapshot)
+would take past `limits.SEND_QUEUE_BYTES_MAX`. A packed session (`?pack=1`) queues payloads,
+not frames, and each write sends them as one frame holding a JSON array (`_write_packed`);
+the outbox counts messages either way. What a session asked for (logon, streams) is kept here; what it means
 is the dispatcher's and the streams' business.
 """
 
@@ -212,8 +213,12 @@ class Sessions:
         (`_queue`'s usual way inlined: a call less per answer and push.)"""
         item = message if session.packed else frames.text_frame(message)
         outbox = session.outbox
-        if session.closing or len(outbox) >= limits.SEND_QUEUE_MESSAGES_MAX:
-            self._queue(session, item)  # the rare ways: closing, or full
+        if (
+            session.closing
+            or len(outbox) >= limits.SEND_QUEUE_MESSAGES_MAX
+            or len(item) >= limits.LARGE_MESSAGE_BYTES
+        ):
+            self._queue(session, item)  # the rare ways: closing, full, or a large message
             return
         outbox.append(item)
         if not session.dirty:
@@ -224,7 +229,9 @@ class Sessions:
         reading: cut it off."""
         if session.closing:
             return
-        if len(session.outbox) >= limits.SEND_QUEUE_MESSAGES_MAX and not self._relieved(session):
+        if (
+            len(session.outbox) >= limits.SEND_QUEUE_MESSAGES_MAX or _too_many_bytes(session, item)
+        ) and not self._relieved(session):
             cut = {"session": session.id, "peer": peer(session), "account": session.account}
             log.warning("slow consumer cut off", extra=cut | {"queued": len(session.outbox)})
             session.outbox.clear()
@@ -349,6 +356,14 @@ class Sessions:
                 websocket.abort()
 
         self.keep(asyncio.get_running_loop().create_task(close_after_flush()))
+
+
+def _too_many_bytes(session: Session, item: bytes) -> bool:
+    """Whether `item`, if a large message, would take the outbox of a peer that stopped taking
+    writes past `SEND_QUEUE_BYTES_MAX` (the outbox is counted only then: rarely)."""
+    if len(item) < limits.LARGE_MESSAGE_BYTES or not session.websocket.paused:
+        return False
+    return sum(map(len, session.outbox)) + len(item) > limits.SEND_QUEUE_BYTES_MAX
 
 
 def peer(session: Session) -> str:

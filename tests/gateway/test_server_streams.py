@@ -655,26 +655,20 @@ def test_a_consumer_that_never_reads_again_is_disconnected(
     run_venue(scenario)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known problem (docs/protocol.md §12): the outgoing queue is bounded in messages, "
-    "not bytes; a client that stops reading and asks for large snapshots holds ~4,096 of them",
-)
 def test_a_consumer_that_stops_reading_cannot_hold_much_memory_with_large_snapshots(
     run_venue: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A /ws/public client stops reading and asks again and again for a deep book's snapshot
-    (each ~20 KB here, ~50 KB with 1,000 levels a side), each framed anew for it: its outbox
-    holds up to `SEND_QUEUE_MESSAGES_MAX` (4,096) of them before the slow-consumer cut-off,
-    80-200 MB for one connection that sent 4,096 small frames, and `/ws/public` takes any
-    number of connections. (The rate limits only slow it down: 4,096 subscribes take ~10 s.)
-    A bound in bytes would cut it off within a few MB."""
+    (1,000 levels a side, ~19 KB), each framed anew for it. Bounded in messages alone, its
+    outbox held up to `SEND_QUEUE_MESSAGES_MAX` (4,096) of them, ~78 MB for one connection
+    that sent 4,096 small frames (and `/ws/public` takes any number of connections). Bounded
+    in bytes too (`SEND_QUEUE_BYTES_MAX`), it is cut off, 4002, before the outbox passes it."""
     monkeypatch.setattr(sessions, "CLOSE_TIMEOUT_S", 0.2)
 
-    async def scenario(venue: Venue) -> int:
+    async def scenario(venue: Venue) -> tuple[int, bool]:
         venue.server.limiter = limits.RateLimiter(100_000, 100_000, 100_000, 100_000)
         alpha = await venue.client("alpha")
-        for first in range(0, 400, 10):  # 400 levels a side
+        for first in range(0, 1_000, 10):  # 1,000 levels a side: the deepest tier's
             ops = [
                 {"method": "order.place", "params": place_params(side, "0.01", price)}
                 for level in range(first, first + 10)
@@ -694,15 +688,17 @@ def test_a_consumer_that_stops_reading_cannot_hold_much_memory_with_large_snapsh
                 peak = max(peak, sum(map(len, session.outbox)))
             if session.closing:
                 break
+        cut_off = session.closing
         slow.transport.resume_reading()  # read it all now, so the fixture can shut down
         with pytest.raises(ConnectionClosed):
             async with asyncio.timeout(WAIT_S):
                 while True:
                     await slow.recv()
-        return peak
+        return peak, cut_off
 
-    peak = run_venue(scenario)
-    assert peak < 16 * 2**20, f"{peak / 2**20:.0f} MiB queued for one connection"
+    peak, cut_off = run_venue(scenario)
+    assert cut_off, "the client that stopped reading was never cut off"
+    assert peak <= limits.SEND_QUEUE_BYTES_MAX, f"{peak / 2**20:.0f} MiB queued for one connection"
 
 
 # ----------------------------------------------------------------- the private stream
