@@ -9,8 +9,8 @@ writes (a burst); full behind a paused transport, the client stopped reading:
 `slow_consumer`, close 4002. So is a paused peer's outbox that a large message (a snapshot)
 would take past `limits.SEND_QUEUE_BYTES_MAX`. A packed session (`?pack=1`) queues payloads,
 not frames, and each write sends them as one frame holding a JSON array (`_write_packed`);
-the outbox counts messages either way. What a session asked for (logon, streams) is kept here; what it means
-is the dispatcher's and the streams' business.
+the outbox counts messages either way. What a session asked for (logon, streams) is kept
+here; what it means is the dispatcher's and the streams' business.
 """
 
 import asyncio
