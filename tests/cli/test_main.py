@@ -251,6 +251,25 @@ def test_admin_url_without_the_path_says_which_path(tmp_path: Path) -> None:
     failed_in_one_line(result, "websocket URL", "/ws/trade")
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["ws://[::1/ws/trade", "ws://127.0.0.1:99999/ws/trade", "ws://127.0.0.1:port/ws/trade"],
+)
+@pytest.mark.parametrize("command", ["admin", "bot"])
+def test_a_malformed_url_is_one_line_not_a_traceback(
+    tmp_path: Path, url: str, command: str
+) -> None:
+    """The finding: an unclosed IPv6 bracket or a port that is not one (out of range, not a
+    number) raised ValueError from urllib inside `check_trade_url` or the websocket client:
+    a traceback, not the one line every other bad `--url` gets."""
+    if command == "admin":
+        args = ["admin", "deposit", "1", "USD", "1", "--config", CONFIG, "--url", url]
+    else:
+        args = ["bot", "taker", "--symbol", "AAPLx-USD", "--rate", "1", "--url", url]
+    result = venue(tmp_path, *args)
+    failed_in_one_line(result, f"--url {url}")
+
+
 def test_verify_on_a_missing_or_empty_data_dir_creates_nothing(tmp_path: Path) -> None:
     missing = venue(tmp_path, "verify", "--config", CONFIG, "--data-dir", "nothere")
     failed_in_one_line(missing, "nothere", "nothing to verify")
