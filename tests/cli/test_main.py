@@ -112,6 +112,26 @@ def test_serve_with_an_amount_finer_than_its_asset_creates_nothing(tmp_path: Pat
     assert listing(tmp_path) == ["fine.toml"]
 
 
+@pytest.mark.parametrize("hours", ["0", "-1", "99999999999999999"])
+def test_a_reserve_staleness_out_of_range_is_refused_creating_nothing(
+    tmp_path: Path, hours: str
+) -> None:
+    """The finding: `reserve_staleness_hours = 0` passed the in-memory rehearsal (attested
+    and deposited in the same microsecond) and failed the real build a moment later, after
+    22 setup commands were journaled: `cannot start`, and the next start (config fixed)
+    recovered that half-built venue, without the deposits, for good. A negative value was
+    refused as a stale deposit, not as the key it is; a huge one started, then every snapshot
+    failed with a traceback (an int past 64 bits). The key is now checked at load, 1 to
+    1,000,000, like every other bounded key."""
+    text = SAMPLE_CONFIG.read_text().replace(
+        "reserve_staleness_hours = 26", f"reserve_staleness_hours = {hours}"
+    )
+    (tmp_path / "stale.toml").write_text(text)
+    result = venue(tmp_path, "serve", "--config", "stale.toml", "--port", "0", "--data-dir", "d")
+    failed_in_one_line(result, "stale.toml", "venue.reserve_staleness_hours")
+    assert listing(tmp_path) == ["stale.toml"]
+
+
 def test_serve_and_demo_on_a_file_as_data_dir_say_it_is_not_a_directory(tmp_path: Path) -> None:
     (tmp_path / "plain").write_text("not a directory")
     serve = venue(tmp_path, "serve", "--config", CONFIG, "--port", "0", "--data-dir", "plain")
