@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cli import logs
+from cli.arguments import directory
 from cli.failures import OneLineParser, check_trade_url, run_main
 
 Run = Callable[[argparse.Namespace], int]
@@ -34,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, default=Path("venue.toml"))
     serve.add_argument("--host", default=None, help="default: the config's (127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="default: the config's (8765)")
-    serve.add_argument("--data-dir", type=Path, default=None, help="default: the config's")
+    serve.add_argument("--data-dir", type=directory, default=None, help="default: the config's")
     serve.add_argument(
         "--postgres",
         metavar="DSN",
@@ -78,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     engine_demo = commands.add_parser("demo-engine", help="a seeded session on the engine alone")
     engine_demo.add_argument("--seed", type=int, default=7)
     engine_demo.add_argument("--orders", type=_positive_int, default=2_000)
-    engine_demo.add_argument("--data-dir", type=Path, default=Path("data-demo"))
+    engine_demo.add_argument("--data-dir", type=directory, default=Path("data-demo"))
     engine_demo.add_argument("--config", type=Path, default=Path("venue.toml"))
     engine_demo.set_defaults(run=_run_demo)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 
+from cli.arguments import directory
 from cli.failures import CommandFailed
 from engine.units import format_units
 from settlement.store import LedgerStore, LedgerStoreError, SqliteLedgerStore
@@ -30,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ("verify", verify, "rebuild balances, check conservation and the hash chain"),
     ):
         command = commands.add_parser(name, help=text)
-        command.add_argument("--data-dir", default="data", type=Path)
+        command.add_argument("--data-dir", default=Path("data"), type=directory)
         command.add_argument(
             "--postgres", metavar="DSN", default=None, help="the PostgreSQL store, not the SQLite"
         )

@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 
 from cli import progress
+from cli.arguments import directory
 from cli.failures import CommandFailed
 from core import config as venue_config
 from core import snapshots
@@ -35,7 +36,7 @@ PROGRESS_EVERY = 4_096  # records between two moves of the bar: cheap beside the
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--data-dir", type=directory, default=Path("data"))
     parser.add_argument("--config", type=Path, default=Path("venue.toml"))
     parser.add_argument(
         "--postgres", metavar="DSN", default=None, help="the PostgreSQL ledger store to check"

@@ -141,6 +141,33 @@ def test_serve_and_demo_on_a_file_as_data_dir_say_it_is_not_a_directory(tmp_path
     assert (tmp_path / "plain").read_text() == "not a directory"
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "--config", CONFIG, "--port", "0"],
+        ["demo", "--config", CONFIG, "--port", "0"],
+        ["demo-engine", "--config", CONFIG, "--orders", "5"],
+        ["verify", "--config", CONFIG],
+        ["ledger", "balances"],
+    ],
+)
+def test_an_empty_data_dir_is_refused_not_read_as_the_working_directory(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """The finding: `--data-dir ""` (an unset `"$DATA_DIR"`) is `Path(".")`: `venue serve`
+    built a venue in the working directory (journal, ledger, snapshots beside whatever was
+    there), a demo marked it as its own, verify and ledger read it. So did `data_dir = ""`
+    in the config."""
+    result = venue(tmp_path, *args, "--data-dir", "")
+    failed_in_one_line(result, "--data-dir", "empty path")
+    assert listing(tmp_path) == []
+    text = SAMPLE_CONFIG.read_text().replace('data_dir = "data"', 'data_dir = ""')
+    (tmp_path / "empty.toml").write_text(text)
+    result = venue(tmp_path, "serve", "--config", "empty.toml", "--port", "0")
+    failed_in_one_line(result, "empty.toml", "venue.data_dir")
+    assert listing(tmp_path) == ["empty.toml"]
+
+
 @pytest.mark.parametrize("command", ["serve", "demo", "demo-engine"])
 def test_a_duplicate_account_id_is_refused_in_one_line_creating_nothing(
     tmp_path: Path, command: str
