@@ -383,6 +383,34 @@ def test_an_unreadable_ledger_store_is_one_line(tmp_path: Path) -> None:
     failed_in_one_line(result, "data/ledger.sqlite", "not a database")
 
 
+@pytest.mark.parametrize("command", ["balances", "reserves", "verify"])
+@pytest.mark.parametrize("kind", ["empty", "foreign"])
+def test_ledger_on_a_file_that_is_no_ledger_store_refuses_it_and_changes_nothing(
+    tmp_path: Path, command: str, kind: str
+) -> None:
+    """The finding: `venue ledger` (which "changes nothing") opened ledger.sqlite read-write
+    and wrote the store's schema into any SQLite file without one: a 0-byte file left by a
+    crash came back as an empty store (`balances` printed a header, exit 0), another
+    program's database got the ledger's tables and was switched to WAL. Both are refused
+    now, byte for byte untouched."""
+    import sqlite3
+
+    data = tmp_path / "data"
+    data.mkdir()
+    store = data / "ledger.sqlite"
+    if kind == "empty":
+        store.write_bytes(b"")
+    else:
+        with contextlib.closing(sqlite3.connect(store)) as foreign:
+            foreign.execute("CREATE TABLE notes (body TEXT)")
+            foreign.commit()
+    before = store.read_bytes()
+    result = venue(tmp_path, "ledger", command, "--data-dir", "data")
+    failed_in_one_line(result, "data/ledger.sqlite", "not a venue's ledger store")
+    assert store.read_bytes() == before
+    assert listing(data) == ["ledger.sqlite"]
+
+
 @pytest.mark.parametrize(
     "name", ["api_keys.json", "epochs.json", "push_formats.json", "dead_man.json"]
 )
