@@ -12,13 +12,18 @@ from pathlib import Path
 
 from cli import logs
 from cli.arguments import directory
-from cli.failures import OneLineParser, check_trade_url, run_main
 
 Run = Callable[[argparse.Namespace], int]
+EXIT_INTERRUPTED = 130  # cli.failures.EXIT_INTERRUPTED, before that module is loaded
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    try:  # Ctrl-C while the modules load (a third of a second): no traceback, as after
+        from cli.failures import run_main
+
+        parser = _parser()
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
         parser.print_help()
@@ -28,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from cli.failures import OneLineParser
+
     parser = OneLineParser(prog="venue", description=__doc__)
     commands = parser.add_subparsers(title="commands")
 
@@ -179,6 +186,8 @@ def _with_trade_url(run: Run) -> Run:
     """A bot's run, after its `--url` is checked to name the trade endpoint."""
 
     def checked(args: argparse.Namespace) -> int:
+        from cli.failures import check_trade_url
+
         check_trade_url(args.url)
         return run(args)
 

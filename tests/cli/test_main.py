@@ -91,6 +91,41 @@ def served(tmp_path: Path, data_dir: Path, config: str = CONFIG) -> Iterator[str
         server.communicate(timeout=RUN_TIMEOUT_S)
 
 
+def test_ctrl_c_while_the_modules_load_is_exit_130_not_a_traceback(tmp_path: Path) -> None:
+    """The finding: Ctrl-C in the first third of a second of any `venue` command (while
+    cli.main imported the venue's modules, before `run_main` could catch it) printed a
+    KeyboardInterrupt traceback. The interrupt is sent while they load (once `-X importtime`
+    says core.config has): they load under `main` now, which exits 130 quietly."""
+    command = [sys.executable, "-X", "importtime", "-m", "cli.main", "serve", "--config", CONFIG]
+    command += ["--port", "0", "--data-dir", "d"]
+    server = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert server.stderr is not None
+    interrupted = False
+    for line in server.stderr:
+        if not line.startswith("import time:"):  # the imports are over: never seen
+            break
+        if line.split("|")[-1].strip() == "core.config":
+            server.send_signal(signal.SIGINT)
+            interrupted = True
+            break
+    if not interrupted:
+        server.kill()
+        server.wait(RUN_TIMEOUT_S)
+        pytest.fail("core.config was not seen loading")
+    rest = server.stderr.read()
+    assert server.wait(RUN_TIMEOUT_S) == 130, rest
+    assert "Traceback" not in rest, rest
+    assert listing(tmp_path) == []
+
+
 def test_serve_with_a_missing_config_says_which_file(tmp_path: Path) -> None:
     result = venue(tmp_path, "serve", "--config", "nope.toml", "--port", "0")
     failed_in_one_line(result, "venue: nope.toml", "No such file")
