@@ -110,7 +110,14 @@ def _parser() -> argparse.ArgumentParser:
 
     from client import admin_cli
 
-    admin = commands.add_parser("admin", help="operator commands against a running venue")
+    admin = commands.add_parser(
+        "admin",
+        help="operator commands against a running venue",
+        description="Operator commands against a running venue, one per connection. Exit"
+        " status: 0 done, 1 refused by the venue (nothing changed), 2 no answer; no answer"
+        " once the command was sent says so: the venue may have done it, so check before"
+        " sending it again.",
+    )
     admin_cli.add_arguments(admin)
     admin.set_defaults(run=admin_cli.run)
 
