@@ -80,8 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "set both per-order caps (fat-finger filters); a cap left out is removed",
     )
     caps.add_argument("symbol")
-    caps.add_argument("--max-qty", default=None, help="most qty per order; default: no cap")
-    caps.add_argument("--max-notional", default=None, help="most value per order; default: no cap")
+    caps.add_argument("--max-qty", default=None, help="most qty per order; default (or 0): no cap")
+    caps.add_argument(
+        "--max-notional", default=None, help="most value per order; default (or 0): no cap"
+    )
 
     mature = command(
         "mature", "admin.mature", _mature, "mature a T-bill now: cancel its orders, pay par"

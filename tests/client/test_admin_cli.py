@@ -228,6 +228,20 @@ def test_set_status_help_names_every_status_and_what_it_allows() -> None:
     assert "A refusal exits 1 and changes nothing" in " ".join(text.split())
 
 
+def test_set_order_caps_help_says_a_cap_of_0_is_none() -> None:
+    """The finding: `--max-qty 0` is accepted and removes the cap (the engine's 0 is "none",
+    docs/protocol.md), where venue.toml refuses "0" as a cap; the help said only "default:
+    no cap", so an operator typing 0 to stop all orders removed the filter instead."""
+    parser = argparse.ArgumentParser(prog="venue admin")
+    admin_cli.add_arguments(parser)
+    subcommands = next(
+        action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+    )
+    text = " ".join(subcommands.choices["set-order-caps"].format_help().split())
+    assert "most qty per order; default (or 0): no cap" in text
+    assert "most value per order; default (or 0): no cap" in text
+
+
 def test_an_error_response_exits_1(
     venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
 ) -> None:
