@@ -11,6 +11,7 @@ import argparse
 import math
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
 
 def float_within(
@@ -58,6 +59,15 @@ def int_within(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def directory(text: str) -> Path:
+    """A `--data-dir`: any path but the empty string, which `Path` reads as ".", so that an
+    unset shell variable (`--data-dir "$DATA"`) would put a venue's files in the working
+    directory."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path: give a directory")
+    return Path(text)
 
 
 def _check(

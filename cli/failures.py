@@ -86,7 +86,13 @@ def _fail(prog: str, message: str) -> int:
 
 def check_trade_url(url: str) -> None:
     """Refuse a `--url` that cannot reach the trade endpoint, saying which path is wanted."""
-    parts = urlsplit(url)
+    try:  # urllib parses the host and port only when asked, and raises ValueError then
+        parts = urlsplit(url)
+        _ = parts.port  # a port that is not a number, or not within 0..65535
+    except ValueError as malformed:
+        raise CommandFailed(
+            f"--url {url}: {malformed}: give a websocket URL, e.g. {TRADE_URL_EXAMPLE}"
+        ) from None
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise CommandFailed(f"--url {url}: give a websocket URL, e.g. {TRADE_URL_EXAMPLE}")
     if parts.path != TRADE_PATH:

@@ -11,13 +11,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cli import logs
-from cli.failures import OneLineParser, check_trade_url, run_main
+from cli.arguments import directory
 
 Run = Callable[[argparse.Namespace], int]
+EXIT_INTERRUPTED = 130  # cli.failures.EXIT_INTERRUPTED, before that module is loaded
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    try:  # Ctrl-C while the modules load (a third of a second): no traceback, as after
+        from cli.failures import run_main
+
+        parser = _parser()
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
         parser.print_help()
@@ -27,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from cli.failures import OneLineParser
+
     parser = OneLineParser(prog="venue", description=__doc__)
     commands = parser.add_subparsers(title="commands")
 
@@ -34,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, default=Path("venue.toml"))
     serve.add_argument("--host", default=None, help="default: the config's (127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="default: the config's (8765)")
-    serve.add_argument("--data-dir", type=Path, default=None, help="default: the config's")
+    serve.add_argument("--data-dir", type=directory, default=None, help="default: the config's")
     serve.add_argument(
         "--postgres",
         metavar="DSN",
@@ -78,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     engine_demo = commands.add_parser("demo-engine", help="a seeded session on the engine alone")
     engine_demo.add_argument("--seed", type=int, default=7)
     engine_demo.add_argument("--orders", type=_positive_int, default=2_000)
-    engine_demo.add_argument("--data-dir", type=Path, default=Path("data-demo"))
+    engine_demo.add_argument("--data-dir", type=directory, default=Path("data-demo"))
     engine_demo.add_argument("--config", type=Path, default=Path("venue.toml"))
     engine_demo.set_defaults(run=_run_demo)
 
@@ -102,7 +110,14 @@ def _parser() -> argparse.ArgumentParser:
 
     from client import admin_cli
 
-    admin = commands.add_parser("admin", help="operator commands against a running venue")
+    admin = commands.add_parser(
+        "admin",
+        help="operator commands against a running venue",
+        description="Operator commands against a running venue, one per connection. Exit"
+        " status: 0 done, 1 refused by the venue (nothing changed), 2 no answer; no answer"
+        " once the command was sent says so: the venue may have done it, so check before"
+        " sending it again.",
+    )
     admin_cli.add_arguments(admin)
     admin.set_defaults(run=admin_cli.run)
 
@@ -178,6 +193,8 @@ def _with_trade_url(run: Run) -> Run:
     """A bot's run, after its `--url` is checked to name the trade endpoint."""
 
     def checked(args: argparse.Namespace) -> int:
+        from cli.failures import check_trade_url
+
         check_trade_url(args.url)
         return run(args)
 

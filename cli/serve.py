@@ -26,6 +26,7 @@ from core import config as venue_config
 from core.journal import Journal, JournalError
 from core.venue_core import JOURNAL_FILE, check_data_dir_free, now_us
 from gateway.server import VenueServer
+from settlement.pg_store import CONNECT_TIMEOUT_S
 from settlement.store import LedgerStoreError
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ def run(
     if not 0 <= port <= 65_535:
         raise CommandFailed(f"port {port} is not within 0..65535")
     check_port_free_or_core(role, host, port)  # before the data directory is made or touched
+    if role == "all":
+        check_store_reachable(config.venue.ledger_postgres)  # likewise
     try:
         import uvloop
     except ImportError:  # uvloop is not built for every platform: plain asyncio then
@@ -131,6 +134,18 @@ def _no_journal_yet(data: Path) -> bool:
     """The one-process venue's data directory holds no journal record yet: it will be built."""
     journal = data / JOURNAL_FILE
     return not journal.exists() or journal.stat().st_size == 0
+
+
+def check_store_reachable(dsn: str) -> None:
+    """Refuse a PostgreSQL ledger store that cannot be reached (or a DSN that does not parse),
+    before the data directory is made: the venue opens its store only once it holds the
+    directory, with a journal begun there. An empty `dsn`, the SQLite file, always is."""
+    if not dsn:
+        return
+    try:
+        psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S).close()
+    except psycopg.Error as refused:
+        raise CommandFailed(f"cannot start: the ledger store: {one_line(refused)}") from None
 
 
 def check_port_free_or_core(role: str, host: str, port: int) -> None:

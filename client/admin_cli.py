@@ -5,7 +5,8 @@ logged-on connection per command, the result printed as JSON. Leaves validation 
 to the server. Credentials: `--key`/`--secret`, else VENUE_ADMIN_KEY / VENUE_ADMIN_SECRET,
 else the first admin key in the config (the demo key of `venue.toml`).
 Exit status: 0 done, 1 the venue answered with an error, 2 no answer (cannot connect, the
-connection dropped, or nothing within `REQUEST_TIMEOUT_S`).
+connection dropped, or nothing within `REQUEST_TIMEOUT_S`). No answer once the command was
+sent says so: the venue may have done it (a deposit, say), so check before sending it again.
 """
 
 import argparse
@@ -29,6 +30,9 @@ URL_DEFAULT = "ws://127.0.0.1:8765/ws/trade"
 KEY_ENV, SECRET_ENV = "VENUE_ADMIN_KEY", "VENUE_ADMIN_SECRET"
 REQUEST_TIMEOUT_S = 10.0  # connect, log on and one durable command: well under a second
 EXIT_OK, EXIT_REFUSED, EXIT_NO_ANSWER = 0, 1, 2
+SENT_NO_ANSWER = (
+    "; the command was sent and the venue may have done it: check before sending it again"
+)
 
 Build = Callable[[argparse.Namespace], dict[str, Any]]
 
@@ -76,8 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "set both per-order caps (fat-finger filters); a cap left out is removed",
     )
     caps.add_argument("symbol")
-    caps.add_argument("--max-qty", default=None, help="most qty per order; default: no cap")
-    caps.add_argument("--max-notional", default=None, help="most value per order; default: no cap")
+    caps.add_argument("--max-qty", default=None, help="most qty per order; default (or 0): no cap")
+    caps.add_argument(
+        "--max-notional", default=None, help="most value per order; default (or 0): no cap"
+    )
 
     mature = command(
         "mature", "admin.mature", _mature, "mature a T-bill now: cancel its orders, pay par"
@@ -163,25 +169,37 @@ def run(args: argparse.Namespace) -> int:
         print(f"venue admin: {problem}", file=sys.stderr)
         return EXIT_NO_ANSWER
     params = args.admin_params(args)
+    sent: list[bool] = []
     try:
-        result = asyncio.run(call(args.url, api_key, secret, args.admin_method, params))
+        result = asyncio.run(call(args.url, api_key, secret, args.admin_method, params, sent))
     except VenueError as error:
         detail = f" {json.dumps(error.data)}" if error.data is not None else ""
         print(f"venue admin: refused: {error}{detail}", file=sys.stderr)
         return EXIT_REFUSED
     except (OSError, ConnectionClosed, InvalidHandshake, InvalidURI, TimeoutError) as error:
-        print(f"venue admin: no answer from {args.url}: {_why(error)}", file=sys.stderr)
+        maybe = SENT_NO_ANSWER if sent else ""
+        print(f"venue admin: no answer from {args.url}: {_why(error)}{maybe}", file=sys.stderr)
         return EXIT_NO_ANSWER
     print(json.dumps(result, indent=2, sort_keys=True))
     return EXIT_OK
 
 
-async def call(url: str, api_key: str, secret: str, method: str, params: dict[str, Any]) -> Any:
-    """Connect, log on, send one request and return its result (or raise `VenueError`)."""
+async def call(
+    url: str,
+    api_key: str,
+    secret: str,
+    method: str,
+    params: dict[str, Any],
+    sent: list[bool] | None = None,
+) -> Any:
+    """Connect, log on, send one request and return its result (or raise `VenueError`);
+    `sent` gets True once the request is on its way (logged on)."""
     async with asyncio.timeout(REQUEST_TIMEOUT_S):
         client = await VenueClient(url).connect()
         try:
             await client.logon(api_key, secret)
+            if sent is not None:
+                sent.append(True)
             return await client.request(method, params)
         finally:
             await client.close()

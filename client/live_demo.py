@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+from cli.arguments import directory
 from cli.failures import CommandFailed
 from cli.serve import check_port_free
 from client import demo_data
@@ -47,7 +48,7 @@ TAKER_SEED = 7  # the taker's choices repeat run to run (the timing does not)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8765, help="0: any free port")
-    parser.add_argument("--data-dir", type=Path, default=Path("data-demo"))
+    parser.add_argument("--data-dir", type=directory, default=Path("data-demo"))
     parser.add_argument("--seconds", type=float, default=20.0, help="Ctrl-C stops earlier")
     parser.add_argument("--config", type=Path, default=Path("venue.toml"))
 

@@ -47,8 +47,11 @@ SCOPES = frozenset({"read", "trade", "admin"})
 class VenueSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     host: str = "127.0.0.1"
     port: int = 8765
-    data_dir: str = "data"
-    reserve_staleness_hours: int = 26
+    data_dir: Annotated[str, msgspec.Meta(min_length=1)] = "data"  # "" would be the cwd
+    # at least 1: with 0 a build's deposits pass their rehearsal (attested that microsecond)
+    # and are refused a moment later, the journal half written; at most 1,000,000 (114
+    # years), which keeps the staleness in µs within the 64 bits a snapshot holds
+    reserve_staleness_hours: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 26
     ledger_postgres: str = ""  # a PostgreSQL DSN: the ledger store there; empty: SQLite file
     nats: str = ""  # NATS URL(s): the journal is a JetStream stream there; "": the file
     # when commands queued up behind the last journal commit (a busy venue), the next starts

@@ -9,11 +9,13 @@ they are checked by the venue's own invariants, not here.)
 """
 
 import argparse
+import contextlib
 import sqlite3
 from pathlib import Path
 
 import psycopg
 
+from cli.arguments import directory
 from cli.failures import CommandFailed
 from engine.units import format_units
 from settlement.store import LedgerStore, LedgerStoreError, SqliteLedgerStore
@@ -30,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ("verify", verify, "rebuild balances, check conservation and the hash chain"),
     ):
         command = commands.add_parser(name, help=text)
-        command.add_argument("--data-dir", default="data", type=Path)
+        command.add_argument("--data-dir", default=Path("data"), type=directory)
         command.add_argument(
             "--postgres", metavar="DSN", default=None, help="the PostgreSQL store, not the SQLite"
         )
@@ -55,9 +57,23 @@ def _open(data_dir: Path) -> SqliteLedgerStore:
     if not path.exists():
         raise CommandFailed(f"no ledger store at {path}: run the venue (make run) first")
     try:
+        found = schema_problem(path)
+        if found is not None:
+            raise CommandFailed(f"{path}: {found}")
         return SqliteLedgerStore(path)
     except (sqlite3.DatabaseError, LedgerStoreError) as unreadable:
         raise CommandFailed(f"{path}: {unreadable}") from None
+
+
+def schema_problem(path: Path) -> str | None:
+    """Why the SQLite file at `path` is no venue's ledger store (it has no schema version: a
+    0-byte file left by a crash, another program's database), read without writing a byte;
+    None for a store. `SqliteLedgerStore` would write its schema into such a file."""
+    with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0:
+        return "not a venue's ledger store (no schema): give the --data-dir a venue ran with"
+    return None
 
 
 def balances(args: argparse.Namespace) -> int:

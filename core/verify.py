@@ -20,10 +20,12 @@ from pathlib import Path
 import psycopg
 
 from cli import progress
+from cli.arguments import directory
 from cli.failures import CommandFailed
 from core import config as venue_config
 from core import snapshots
 from core.journal import FileJournal, JournalLocked
+from core.ledger_cli import schema_problem
 from core.sequencer import decode_record
 from core.venue_core import JOURNAL_FILE, LEDGER_FILE, LOCK_FILE, lock_data_dir
 from engine import snapshot as venue_snapshot
@@ -35,7 +37,7 @@ PROGRESS_EVERY = 4_096  # records between two moves of the bar: cheap beside the
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--data-dir", type=directory, default=Path("data"))
     parser.add_argument("--config", type=Path, default=Path("venue.toml"))
     parser.add_argument(
         "--postgres", metavar="DSN", default=None, help="the PostgreSQL ledger store to check"
@@ -146,6 +148,9 @@ def _open_store(data_dir: Path, postgres_dsn: str) -> LedgerStore | str:
     if not path.is_file():
         return f"FAIL store: no ledger store at {path}; {_rebuild(data_dir)}"
     try:
+        found = schema_problem(path)
+        if found is not None:
+            return f"FAIL store: {path}: {found}"
         return SqliteLedgerStore(path)
     except (sqlite3.DatabaseError, LedgerStoreError) as unreadable:
         return f"FAIL store: {path}: {unreadable}; {_rebuild(data_dir)}"

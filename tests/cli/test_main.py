@@ -91,6 +91,41 @@ def served(tmp_path: Path, data_dir: Path, config: str = CONFIG) -> Iterator[str
         server.communicate(timeout=RUN_TIMEOUT_S)
 
 
+def test_ctrl_c_while_the_modules_load_is_exit_130_not_a_traceback(tmp_path: Path) -> None:
+    """The finding: Ctrl-C in the first third of a second of any `venue` command (while
+    cli.main imported the venue's modules, before `run_main` could catch it) printed a
+    KeyboardInterrupt traceback. The interrupt is sent while they load (once `-X importtime`
+    says core.config has): they load under `main` now, which exits 130 quietly."""
+    command = [sys.executable, "-X", "importtime", "-m", "cli.main", "serve", "--config", CONFIG]
+    command += ["--port", "0", "--data-dir", "d"]
+    server = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert server.stderr is not None
+    interrupted = False
+    for line in server.stderr:
+        if not line.startswith("import time:"):  # the imports are over: never seen
+            break
+        if line.split("|")[-1].strip() == "core.config":
+            server.send_signal(signal.SIGINT)
+            interrupted = True
+            break
+    if not interrupted:
+        server.kill()
+        server.wait(RUN_TIMEOUT_S)
+        pytest.fail("core.config was not seen loading")
+    rest = server.stderr.read()
+    assert server.wait(RUN_TIMEOUT_S) == 130, rest
+    assert "Traceback" not in rest, rest
+    assert listing(tmp_path) == []
+
+
 def test_serve_with_a_missing_config_says_which_file(tmp_path: Path) -> None:
     result = venue(tmp_path, "serve", "--config", "nope.toml", "--port", "0")
     failed_in_one_line(result, "venue: nope.toml", "No such file")
@@ -112,6 +147,26 @@ def test_serve_with_an_amount_finer_than_its_asset_creates_nothing(tmp_path: Pat
     assert listing(tmp_path) == ["fine.toml"]
 
 
+@pytest.mark.parametrize("hours", ["0", "-1", "99999999999999999"])
+def test_a_reserve_staleness_out_of_range_is_refused_creating_nothing(
+    tmp_path: Path, hours: str
+) -> None:
+    """The finding: `reserve_staleness_hours = 0` passed the in-memory rehearsal (attested
+    and deposited in the same microsecond) and failed the real build a moment later, after
+    22 setup commands were journaled: `cannot start`, and the next start (config fixed)
+    recovered that half-built venue, without the deposits, for good. A negative value was
+    refused as a stale deposit, not as the key it is; a huge one started, then every snapshot
+    failed with a traceback (an int past 64 bits). The key is now checked at load, 1 to
+    1,000,000, like every other bounded key."""
+    text = SAMPLE_CONFIG.read_text().replace(
+        "reserve_staleness_hours = 26", f"reserve_staleness_hours = {hours}"
+    )
+    (tmp_path / "stale.toml").write_text(text)
+    result = venue(tmp_path, "serve", "--config", "stale.toml", "--port", "0", "--data-dir", "d")
+    failed_in_one_line(result, "stale.toml", "venue.reserve_staleness_hours")
+    assert listing(tmp_path) == ["stale.toml"]
+
+
 def test_serve_and_demo_on_a_file_as_data_dir_say_it_is_not_a_directory(tmp_path: Path) -> None:
     (tmp_path / "plain").write_text("not a directory")
     serve = venue(tmp_path, "serve", "--config", CONFIG, "--port", "0", "--data-dir", "plain")
@@ -119,6 +174,33 @@ def test_serve_and_demo_on_a_file_as_data_dir_say_it_is_not_a_directory(tmp_path
     demo = venue(tmp_path, "demo", "--config", CONFIG, "--port", "0", "--data-dir", "plain")
     failed_in_one_line(demo, "venue: plain: not a directory")
     assert (tmp_path / "plain").read_text() == "not a directory"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "--config", CONFIG, "--port", "0"],
+        ["demo", "--config", CONFIG, "--port", "0"],
+        ["demo-engine", "--config", CONFIG, "--orders", "5"],
+        ["verify", "--config", CONFIG],
+        ["ledger", "balances"],
+    ],
+)
+def test_an_empty_data_dir_is_refused_not_read_as_the_working_directory(
+    tmp_path: Path, args: list[str]
+) -> None:
+    """The finding: `--data-dir ""` (an unset `"$DATA_DIR"`) is `Path(".")`: `venue serve`
+    built a venue in the working directory (journal, ledger, snapshots beside whatever was
+    there), a demo marked it as its own, verify and ledger read it. So did `data_dir = ""`
+    in the config."""
+    result = venue(tmp_path, *args, "--data-dir", "")
+    failed_in_one_line(result, "--data-dir", "empty path")
+    assert listing(tmp_path) == []
+    text = SAMPLE_CONFIG.read_text().replace('data_dir = "data"', 'data_dir = ""')
+    (tmp_path / "empty.toml").write_text(text)
+    result = venue(tmp_path, "serve", "--config", "empty.toml", "--port", "0")
+    failed_in_one_line(result, "empty.toml", "venue.data_dir")
+    assert listing(tmp_path) == ["empty.toml"]
 
 
 @pytest.mark.parametrize("command", ["serve", "demo", "demo-engine"])
@@ -251,6 +333,25 @@ def test_admin_url_without_the_path_says_which_path(tmp_path: Path) -> None:
     failed_in_one_line(result, "websocket URL", "/ws/trade")
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["ws://[::1/ws/trade", "ws://127.0.0.1:99999/ws/trade", "ws://127.0.0.1:port/ws/trade"],
+)
+@pytest.mark.parametrize("command", ["admin", "bot"])
+def test_a_malformed_url_is_one_line_not_a_traceback(
+    tmp_path: Path, url: str, command: str
+) -> None:
+    """The finding: an unclosed IPv6 bracket or a port that is not one (out of range, not a
+    number) raised ValueError from urllib inside `check_trade_url` or the websocket client:
+    a traceback, not the one line every other bad `--url` gets."""
+    if command == "admin":
+        args = ["admin", "deposit", "1", "USD", "1", "--config", CONFIG, "--url", url]
+    else:
+        args = ["bot", "taker", "--symbol", "AAPLx-USD", "--rate", "1", "--url", url]
+    result = venue(tmp_path, *args)
+    failed_in_one_line(result, f"--url {url}")
+
+
 def test_verify_on_a_missing_or_empty_data_dir_creates_nothing(tmp_path: Path) -> None:
     missing = venue(tmp_path, "verify", "--config", CONFIG, "--data-dir", "nothere")
     failed_in_one_line(missing, "nothere", "nothing to verify")
@@ -315,6 +416,34 @@ def test_an_unreadable_ledger_store_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "data" / "ledger.sqlite").write_bytes(b"not a database " * 100)
     result = venue(tmp_path, "ledger", "balances", "--data-dir", "data")
     failed_in_one_line(result, "data/ledger.sqlite", "not a database")
+
+
+@pytest.mark.parametrize("command", ["balances", "reserves", "verify"])
+@pytest.mark.parametrize("kind", ["empty", "foreign"])
+def test_ledger_on_a_file_that_is_no_ledger_store_refuses_it_and_changes_nothing(
+    tmp_path: Path, command: str, kind: str
+) -> None:
+    """The finding: `venue ledger` (which "changes nothing") opened ledger.sqlite read-write
+    and wrote the store's schema into any SQLite file without one: a 0-byte file left by a
+    crash came back as an empty store (`balances` printed a header, exit 0), another
+    program's database got the ledger's tables and was switched to WAL. Both are refused
+    now, byte for byte untouched."""
+    import sqlite3
+
+    data = tmp_path / "data"
+    data.mkdir()
+    store = data / "ledger.sqlite"
+    if kind == "empty":
+        store.write_bytes(b"")
+    else:
+        with contextlib.closing(sqlite3.connect(store)) as foreign:
+            foreign.execute("CREATE TABLE notes (body TEXT)")
+            foreign.commit()
+    before = store.read_bytes()
+    result = venue(tmp_path, "ledger", command, "--data-dir", "data")
+    failed_in_one_line(result, "data/ledger.sqlite", "not a venue's ledger store")
+    assert store.read_bytes() == before
+    assert listing(data) == ["ledger.sqlite"]
 
 
 @pytest.mark.parametrize(

@@ -105,8 +105,12 @@ def test_trades_are_booked_in_postgres_across_a_crash_and_verify_clean(
     assert "ok   store: every balance equals the replayed ledger's" in lines
 
 
-def test_an_unreachable_postgres_refuses_to_start_in_one_line(tmp_path: Path) -> None:
-    nobody = f"postgresql://postgres@127.0.0.1:{free_port()}/ledger"
+@pytest.mark.parametrize("dsn", ["unreachable", "not a dsn"])
+def test_an_unreachable_postgres_refuses_to_start_in_one_line(tmp_path: Path, dsn: str) -> None:
+    """Refused creating nothing, as the module says: the finding was a data directory made,
+    with an empty journal and venue.lock in it, before the store was found unreachable (or
+    its DSN malformed)."""
+    nobody = f"postgresql://postgres@127.0.0.1:{free_port()}/ledger" if dsn != "not a dsn" else dsn
     command = [sys.executable, "-m", "cli.main", "serve", "--config", str(SAMPLE_CONFIG)]
     command += ["--data-dir", str(tmp_path / "data"), "--port", "0", "--postgres", nobody]
     result = subprocess.run(
@@ -115,6 +119,7 @@ def test_an_unreachable_postgres_refuses_to_start_in_one_line(tmp_path: Path) ->
     assert result.returncode == 2
     assert result.stderr.startswith("venue: cannot start: the ledger store: ")
     assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "data").exists()
 
 
 def test_a_bill_maturing_more_than_366_days_out_refuses_to_start_in_one_line(

@@ -228,6 +228,20 @@ def test_set_status_help_names_every_status_and_what_it_allows() -> None:
     assert "A refusal exits 1 and changes nothing" in " ".join(text.split())
 
 
+def test_set_order_caps_help_says_a_cap_of_0_is_none() -> None:
+    """The finding: `--max-qty 0` is accepted and removes the cap (the engine's 0 is "none",
+    docs/protocol.md), where venue.toml refuses "0" as a cap; the help said only "default:
+    no cap", so an operator typing 0 to stop all orders removed the filter instead."""
+    parser = argparse.ArgumentParser(prog="venue admin")
+    admin_cli.add_arguments(parser)
+    subcommands = next(
+        action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+    )
+    text = " ".join(subcommands.choices["set-order-caps"].format_help().split())
+    assert "most qty per order; default (or 0): no cap" in text
+    assert "most value per order; default (or 0): no cap" in text
+
+
 def test_an_error_response_exits_1(
     venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -361,3 +375,58 @@ def test_set_order_caps_then_orders_above_them_are_refused_with_the_cap(
     rows = venue.query("alpha", "instruments", {})["instruments"]
     gold = next(r for r in rows if r["symbol"] == "GOLDx-USD")
     assert (gold["max_qty"], gold["max_notional"]) == ("5.000000", "1000.000000")
+
+
+def test_no_answer_after_the_command_was_sent_says_it_may_have_been_done() -> None:
+    """The finding: a venue that stopped (or a link that broke) after the command reached it
+    got the same `no answer` as a venue that was never reached; an operator who sent it again
+    could deposit twice. A fake venue here logs the admin on, then drops the connection on
+    the command: the line says it was sent and may have been done; a refused connection
+    still does not."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    async def drop_after_logon(connection: ServerConnection) -> None:
+        async for frame in connection:
+            request = json.loads(frame)
+            if request["method"] != "session.logon":
+                return  # closes the connection: the command reached it, no answer left
+            await connection.send(json.dumps({"id": request["id"], "status": 200, "result": {}}))
+
+    port: Future[int] = Future()
+    stop = threading.Event()
+
+    async def fake_venue() -> None:
+        async with serve(drop_after_logon, "127.0.0.1", 0) as server:
+            port.set_result(server.sockets[0].getsockname()[1])
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+
+    thread = threading.Thread(target=asyncio.run, args=(fake_venue(),), daemon=True)
+    thread.start()
+    try:
+        url = f"ws://127.0.0.1:{port.result(TEST_TIMEOUT_S)}/ws/trade"
+        command = [sys.executable, "-m", "cli.main", "admin", "deposit", "1", "USD", "10"]
+        command += ["--url", url, "--key", "k", "--secret", "s"]
+        result = subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, timeout=TEST_TIMEOUT_S
+        )
+    finally:
+        stop.set()
+        thread.join(TEST_TIMEOUT_S)
+    assert result.returncode == admin_cli.EXIT_NO_ANSWER, result.stderr
+    assert result.stderr.startswith(f"venue admin: no answer from {url}: "), result.stderr
+    assert result.stderr.rstrip().endswith(admin_cli.SENT_NO_ANSWER), result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    with socket.socket() as probe:  # a port nobody listens on: never sent
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    refused = subprocess.run(
+        [*command[:-5], f"ws://127.0.0.1:{free}/ws/trade", "--key", "k", "--secret", "s"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TEST_TIMEOUT_S,
+    )
+    assert refused.returncode == admin_cli.EXIT_NO_ANSWER
+    assert "connection refused" in refused.stderr
+    assert admin_cli.SENT_NO_ANSWER not in refused.stderr
