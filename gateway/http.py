@@ -3,9 +3,8 @@
 Owns a connection that is not a websocket upgrade: request parsing with bodies, keep-alive
 and pipelining (one request at a time: the next is read only once the last is answered, so
 answers keep request order), `Expect: 100-continue`, the idle and body timeouts, body and
-header limits, 400/408/413/431/503 answers of its own, and a close that waits for the answer in
-flight. What a
-request means is the handler's: `on_request(connection, exchange)` answers with
+header limits, 400/408/413/431/503 answers of its own, and a close that waits for the answer
+in flight. What a request means is the handler's: `on_request(connection, exchange)` answers with
 `exchange.respond` now or later; a handler without it gets the websocket layer's seam,
 `on_http` (GET only, else 405).
 Flow control (as uvicorn's h11 protocol): reading pauses while a request is answered with
