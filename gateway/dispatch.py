@@ -642,8 +642,8 @@ class Dispatcher:
         """A handler raised (called in its `except`): a refusal is answered as such; anything
         else is a bug, logged, and the client learns the outcome is unknown."""
         if isinstance(failure, AuthError):
-            retry_after_ms = failure.retry_after_ms  # a `RATE_LIMITED` logon: the nonces
-            body = wire.error(request.id, failure.code, failure.message, None, None, retry_after_ms)
+            retry = failure.retry_after_ms  # a `RATE_LIMITED` logon: the key's nonces
+            body = wire.error(request.id, failure.code, failure.message, retry_after_ms=retry)
             self.connections.send(session, body)
             return
         log.exception("request %r failed", request.method)

@@ -34,13 +34,7 @@ def test_matches_a_plain_list_of_the_last_capacity_orders() -> None:
         for order_id in range(1, 8 * capacity + 3):
             closed.add(order_id, account=order_id % 4 + 1)
             added.append((order_id, order_id % 4 + 1))
-            kept = added[-capacity:]
-            assert list(closed.items()) == kept
-            assert len(closed) == len(kept)
-            owners = dict(kept)
-            assert [closed.owner(i) for i in range(order_id + 2)] == [
-                owners.get(i) for i in range(order_id + 2)
-            ]
+            assert_remembers_the_last(closed, added, capacity)
 
 
 def test_forgets_by_position_inside_a_full_chunk() -> None:
@@ -76,10 +70,18 @@ def test_ids_stored_directly_and_sealed_late_are_forgotten_exactly() -> None:
             if order_id % 7 == 0:  # the clock comes round
                 closed.seal_if_full()
             added.append((order_id, account))
-            kept = added[-capacity:]
-            assert list(closed.items()) == kept
-            assert len(closed) == len(kept)
-            owners = dict(kept)
-            assert [closed.owner(i) for i in range(order_id + 2)] == [
-                owners.get(i) for i in range(order_id + 2)
-            ]
+            assert_remembers_the_last(closed, added, capacity)
+
+
+def assert_remembers_the_last(
+    closed: ClosedOrders, added: list[tuple[int, int]], capacity: int
+) -> None:
+    """`closed` answers as a plain list of the last `capacity` of `added` would."""
+    kept = added[-capacity:]
+    assert list(closed.items()) == kept
+    assert len(closed) == len(kept)
+    owners = dict(kept)
+    newest = added[-1][0]
+    assert [closed.owner(i) for i in range(newest + 2)] == [
+        owners.get(i) for i in range(newest + 2)
+    ]
