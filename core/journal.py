@@ -13,7 +13,9 @@ wall time per write (ext4, `bench.journal_bench`); closing cuts the file back to
 Opening rescans the file: zeros at its end are that space, never written (cut without a word);
 a torn tail (a bad last frame with no valid record after it, within what one crash can tear)
 is cut and reported in `recovered_tail_bytes` (its bytes before those zeros); any other
-bad frame is `JournalCorruption`. One writer per file (flock); after a disk error the object
+bad frame is `JournalCorruption`. The file has no header of its own: a first frame whose header
+no writer could have begun (`NotAJournal`), or a dangling symlink (`DanglingJournalLink`), is
+refused untouched. One writer per file (flock); after a disk error the object
 refuses everything: reopen. `read_only=True` opens for reading alongside no writer (a shared
 flock): it creates nothing and leaves a torn tail for the writer to cut.
 Limits: `RECORD_BYTES_MAX` per payload, `UNSYNCED_BYTES_MAX` appended between syncs.
@@ -43,6 +45,7 @@ INDEX_STRIDE_RECORDS: Final = 4_096  # replay after a seq skips to within ~4,096
 
 _HEADER: Final = struct.Struct(">IIQ")  # payload length, CRC32(seq + payload), seq
 _SEQ: Final = struct.Struct(">Q")
+_LENGTH: Final = struct.Struct(">I")
 HEADER_BYTES: Final = _HEADER.size
 _CRC_FROM: Final = 8  # the CRC covers the frame from its seq field to its end
 _NONZERO: Final = re.compile(rb"[^\x00]")
@@ -85,6 +88,28 @@ class JournalCorruption(JournalError):
         super().__init__(f"{path}: corrupt journal at byte {offset}: {detail}")
         self.path = path
         self.offset = offset
+
+
+class NotAJournal(JournalError):
+    """The file's first bytes are no frame a writer began: some other file, never cut."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        super().__init__(
+            f"{path}: not a journal (its first frame's header reads {detail}); left as it is:"
+            " move it aside if it is not this venue's journal"
+        )
+        self.path = path
+
+
+class DanglingJournalLink(JournalError):
+    """The path is a symlink to nothing: a journal elsewhere that is missing, never made anew."""
+
+    def __init__(self, path: Path, target: str) -> None:
+        super().__init__(
+            f"{path} is a symbolic link to {target}, which does not exist (is its disk"
+            " mounted?): not starting an empty journal there; restore it or remove the link"
+        )
+        self.path = path
 
 
 class Sequenced(Protocol):
@@ -159,7 +184,7 @@ class FileJournal:
         if read_only:  # a missing file is FileNotFoundError: reading must not create it
             self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         else:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self._fd = _open_or_create(self.path)
         # `commit` writes through a second descriptor opened O_DSYNC: the write returns
         # once the data (and the size that finds it) is on disk, as write + fdatasync would,
         # in one system call and one release of the GIL instead of two.
@@ -393,6 +418,11 @@ class FileJournal:
                 return size, expected - 1
             except _BadFrame as bad:
                 offset, reason = bad.offset, bad.reason
+            if offset == 0:  # nothing good before it: it must at least be a frame begun
+                file.seek(0)
+                problem = _first_header_problem(file.read(HEADER_BYTES))
+                if problem is not None:
+                    raise NotAJournal(self.path, problem)
             # What a crash can leave past the last good frame: a torn batch, then zeros set
             # aside for later writes (read whole, and searched whole: the zeros are not part
             # of the tear, and a valid record after them would make all of it corruption).
@@ -483,6 +513,42 @@ def _frames(file: BinaryIO, offset: int, end: int) -> Iterator[tuple[int, int, b
             raise _BadFrame(offset, "a CRC32 mismatch")
         yield offset, seq, payload
         offset += HEADER_BYTES + length
+
+
+def _first_header_problem(head: bytes) -> str | None:
+    """Why `head`, the file's first bytes (up to a header), cannot be the start of the first
+    frame, written whole or torn; None if it can. A tear leaves a prefix of what was written,
+    or zeros where a block never reached the disk; the first frame's length has a zero top
+    byte (`RECORD_BYTES_MAX`) and its seq is 1: 16 random bytes pass with odds of 2**-72."""
+    if not head.strip(b"\0"):
+        return None
+    length = _LENGTH.unpack_from(head)[0] if len(head) >= _LENGTH.size else None
+    if head[0] != 0 or (length is not None and length > RECORD_BYTES_MAX):
+        said = f"a length beginning {head.hex()}" if length is None else f"a length of {length}"
+        return f"{said} bytes, over {RECORD_BYTES_MAX}"
+    seq_bytes = head[_CRC_FROM:]
+    if seq_bytes != _SEQ.pack(1)[: len(seq_bytes)]:
+        if len(seq_bytes) == _SEQ.size:
+            return f"seq {_SEQ.unpack(seq_bytes)[0]} where 1 was due"
+        return f"a seq beginning {seq_bytes.hex()}, not seq 1"
+    return None
+
+
+def _open_or_create(path: Path) -> int:
+    """A descriptor for reading and writing `path`, created if missing; `DanglingJournalLink`
+    for a symlink to nothing (O_EXCL refuses to create through a link): a journal kept on
+    another disk that is not there now would otherwise start again from seq 1."""
+    flags = os.O_RDWR | os.O_CLOEXEC
+    try:
+        return os.open(path, flags)
+    except FileNotFoundError:
+        pass
+    try:
+        return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        if os.path.islink(path) and not os.path.exists(path):
+            raise DanglingJournalLink(path, os.readlink(path)) from None
+        return os.open(path, flags)  # made meanwhile by another opener: its flock decides
 
 
 def _find_frame(region: bytes, seq_min: int) -> int | None:

@@ -3,6 +3,7 @@ PostgreSQL, across a crash (SIGKILL) and a clean stop, then verified from the ou
 
 import asyncio
 import datetime
+import random
 import re
 import signal
 import subprocess
@@ -161,6 +162,47 @@ def test_a_bill_maturing_more_than_366_days_out_refuses_to_start_in_one_line(
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(STOP_TIMEOUT_S)
+
+
+def _refused_start(data_dir: Path) -> str:
+    """Start `venue serve` on `data_dir`, expecting a refusal: its one line on stderr."""
+    command = [sys.executable, "-m", "cli.main", "serve", "--config", str(SAMPLE_CONFIG)]
+    command += ["--data-dir", str(data_dir), "--port", "0"]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=START_TIMEOUT_S
+    )
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    return result.stderr
+
+
+def test_a_journal_of_random_bytes_is_refused_in_one_line_untouched(tmp_path: Path) -> None:
+    """The testers' finding: 5,000 random bytes as journal.log were cut as a torn tail (the
+    file destroyed) and the venue built anew from the config."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    journal = data_dir / "journal.log"
+    content = random.Random(5).randbytes(5_000)
+    journal.write_bytes(content)
+    stderr = _refused_start(data_dir)
+    assert stderr.startswith(f"venue: cannot start: {journal}: not a journal (")
+    assert journal.read_bytes() == content
+    assert {path.name for path in data_dir.iterdir()} <= {"journal.log", "venue.lock"}
+
+
+def test_a_journal_symlinked_to_nothing_is_refused_in_one_line(tmp_path: Path) -> None:
+    """The testers' finding: the venue followed the link and made a new journal at its target
+    (a disk not mounted, say), starting again from seq 1."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    target = tmp_path / "other-disk" / "journal.log"
+    (data_dir / "journal.log").symlink_to(target)
+    stderr = _refused_start(data_dir)
+    assert stderr.startswith(
+        f"venue: cannot start: {data_dir / 'journal.log'} is a symbolic link to {target},"
+    )
+    assert not target.parent.exists()
+    assert {path.name for path in data_dir.iterdir()} <= {"journal.log", "venue.lock"}
 
 
 def _listening(server: subprocess.Popen[str]) -> bool:

@@ -20,11 +20,13 @@ from core.journal import (
     HEADER_BYTES,
     RECORD_BYTES_MAX,
     BatchTooLargeError,
+    DanglingJournalLink,
     FileJournal,
     JournalCorruption,
     JournalError,
     JournalLocked,
     JournalSequenceError,
+    NotAJournal,
     RecordTooLargeError,
     measure,
 )
@@ -338,6 +340,61 @@ def test_a_tail_of_junk_after_the_last_record_is_cut(path: Path, filler: bytes) 
         file.write(junk)
     assert reopened(path) == (len(junk.rstrip(b"\0")), written, 6)
     assert path.stat().st_size == size
+
+
+NOT_JOURNALS = {
+    "random": random.Random(20261206).randbytes(5_000),
+    "text": b"# my notes\n" * 40,
+    "one-byte": b"\xff",
+    "short": b"\x00\x00\x01\x00\xaa\xbb\xcc\xdd\x00\x00\x00\x00\x07",
+    "seq-7": frame(7, b"a command")[:-1],
+    "long-length": struct.pack(">IIQ", RECORD_BYTES_MAX + 1, 0, 1) + b"x" * 100,
+}
+
+
+@pytest.mark.parametrize("read_only", [False, True], ids=["writer", "reader"])
+@pytest.mark.parametrize("content", NOT_JOURNALS.values(), ids=NOT_JOURNALS.keys())
+def test_a_file_that_is_no_journal_is_refused_untouched(
+    path: Path, content: bytes, read_only: bool
+) -> None:
+    """The testers' finding: a file of random bytes shorter than `UNSYNCED_BYTES_MAX` was
+    taken for a torn first frame and cut to nothing. Its first header must be one a writer
+    began (a length's zero top byte, seq 1), or zeros where a block never reached the disk."""
+    path.write_bytes(content)
+    with pytest.raises(NotAJournal, match=f"^{path}: not a journal \\(its first frame's header"):
+        FileJournal(path, read_only=read_only)
+    assert path.read_bytes() == content
+
+
+@pytest.mark.parametrize("kept", [1, 3, 4, 9, HEADER_BYTES, HEADER_BYTES + 4, -1])
+def test_a_torn_first_frame_is_still_cut(path: Path, kept: int) -> None:
+    """What a crash can leave of the first write: a prefix of its frame, or its first block
+    zeros (never written) and a later one written: a journal still, cut to nothing."""
+    torn = frame(1, payload(1))[:kept]
+    path.write_bytes(torn)
+    assert reopened(path) == (len(torn.rstrip(b"\0")), [], 0)
+    assert path.read_bytes() == b""
+    written = frame(1, payload(1)) + frame(2, payload(2))
+    path.write_bytes(bytes(HEADER_BYTES + 4) + written[HEADER_BYTES + 4 : -1])
+    assert reopened(path) == (len(written) - 1, [], 0)
+    assert path.read_bytes() == b""
+
+
+def test_a_dangling_symlink_is_refused_and_its_target_never_made(tmp_path: Path) -> None:
+    """The testers' finding: the writer followed a symlink to nothing and made a new, empty
+    journal at its target (a disk not mounted: the venue would start again from seq 1)."""
+    target = tmp_path / "elsewhere" / "journal.log"
+    link = tmp_path / "journal.log"
+    link.symlink_to(target)
+    with pytest.raises(DanglingJournalLink, match=f"^{link} is a symbolic link to {target},"):
+        FileJournal(link)
+    assert not target.exists() and link.is_symlink()
+    target.parent.mkdir()
+    with pytest.raises(DanglingJournalLink):
+        FileJournal(link)
+    assert not target.exists()
+    written = write_journal(target, [records(1, 3)])
+    assert reopened(link) == (0, written, 3), "a link to a journal is followed"
 
 
 def test_a_valid_frame_with_the_wrong_seq_is_corruption(path: Path) -> None:
