@@ -866,6 +866,11 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # perhaps half of an escap
 _SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 _HIGH_SURROGATE_LAST = "\udbff"
 NOT_UTF8 = "a frame holds UTF-8 JSON; this one is not UTF-8"
+# Said of a refused frame answered with `id` null where its JSON, read leniently, gives none.
+NO_ID = "no valid id could be read from it"
+_INVALID_AT = re.compile(r"JSON is malformed: invalid character \(byte ([0-9]+)\)")  # msgspec's
+# Python's `json` reads these (JavaScript's `JSON.stringify` writes null for them); JSON has none.
+_CONSTANT = re.compile(rb"NaN|Infinity")
 
 
 def oversize(frame: bytes | str, size_max: int = MESSAGE_BYTES_MAX) -> WireError | None:
@@ -903,7 +908,7 @@ def decode(
         if too_big is not None:
             return too_big, too_big
     if isinstance(frame, bytes) and not _is_utf8(frame):  # a binary frame: text's rule holds
-        invalid = WireError(None, E.BAD_JSON, NOT_UTF8)
+        invalid = _not_utf8(frame)
         return invalid, invalid
     try:
         decoded = _request_decoder.decode(frame)
@@ -940,7 +945,7 @@ def decode_envelope(frame: bytes | str, size_max: int = MESSAGE_BYTES_MAX) -> En
     if too_big is not None:
         return too_big
     if isinstance(frame, bytes) and not _is_utf8(frame):  # a binary frame: text's rule holds
-        return WireError(None, E.BAD_JSON, NOT_UTF8)
+        return _not_utf8(frame)
     try:
         envelope = _envelope_decoder.decode(frame)
     except msgspec.ValidationError as failure:
@@ -957,30 +962,79 @@ def decode_envelope(frame: bytes | str, size_max: int = MESSAGE_BYTES_MAX) -> En
     return Envelope(envelope.id, envelope.method, envelope.params)
 
 
+def _not_utf8(frame: bytes) -> WireError:
+    """`BAD_JSON` for a binary frame that is not UTF-8, with the request's id where the frame
+    is JSON once each bad byte is read as a character of its own (`surrogateescape`): such a
+    character breaks JSON anywhere but in a string, so the frame's shape is the one sent,
+    and an id that holds one is no valid id."""
+    request_id = _lenient_id(_read_leniently(frame.decode(errors="surrogateescape")))
+    return WireError(
+        request_id, E.BAD_JSON, NOT_UTF8 if request_id is not None else _no_id(NOT_UTF8)
+    )
+
+
 def _unreadable(failure: msgspec.DecodeError, frame: bytes | str) -> WireError:
     """`BAD_JSON` for a frame msgspec cannot read. One that holds a surrogate escape, perhaps
-    an unpaired one (which Python's `json` reads), is read again leniently, for where the
-    escape is and for the request's id, so that the client learns which request failed.
-    Only this failure path pays for the second reading; other unreadable frames skip it."""
+    an unpaired one, or where msgspec stopped at `NaN` or `Infinity` (Python's `json` reads
+    all three), is read again leniently, for what and where the problem is and for the
+    request's id, so that the client learns which request failed. Only this failure path
+    pays for the second reading; other unreadable frames skip it."""
     words = str(failure)
-    if not _about_a_surrogate(frame):
+    constant = _constant_problem(words, frame)
+    if constant is None and not _about_a_surrogate(frame):
         return WireError(None, E.BAD_JSON, words)
     lenient = _read_leniently(frame)
-    request_id = None
+    request_id = _lenient_id(lenient)
+    if constant is None:
+        return WireError(request_id, E.BAD_JSON, _surrogate_problem(words, frame, lenient))
+    return WireError(
+        request_id, E.BAD_JSON, constant if request_id is not None else _no_id(constant)
+    )
+
+
+def _lenient_id(lenient: Any) -> int | str | None:
+    """The valid id of a frame as `_read_leniently` reads it, or None."""
     candidate = lenient.get("id") if type(lenient) is dict else None
     if type(candidate) is int or type(candidate) is str:  # as JSON again: `_valid_id`'s rules
-        request_id = _valid_id(json.dumps(candidate).encode())
-    return WireError(request_id, E.BAD_JSON, _surrogate_problem(words, frame, lenient))
+        return _valid_id(json.dumps(candidate).encode())
+    return None
+
+
+def _no_id(problem: str) -> str:
+    """`problem`, saying why its answer's id is null."""
+    return f"{problem}; {NO_ID}"
 
 
 def json_problem(failure: msgspec.DecodeError, text: str | bytes) -> str:
-    """What is wrong with JSON msgspec could not read: its own words, except for an unpaired
-    surrogate escape, which they word badly (a lone high half in a whole frame reads as
-    "truncated") and do not place: that is said, with where it is (`- at `params.tag``)."""
+    """What is wrong with JSON msgspec could not read: its own words, except for `NaN` or
+    `Infinity`, which they call an invalid character, and an unpaired surrogate escape,
+    which they word badly (a lone high half in a whole frame reads as "truncated") and do
+    not place: that is said, with where it is (`- at `params.tag``)."""
     words = str(failure)
+    constant = _constant_problem(words, text)
+    if constant is not None:
+        return constant
     if not _about_a_surrogate(text):
         return words
     return _surrogate_problem(words, text, _read_leniently(text))
+
+
+def _constant_problem(words: str, text: str | bytes) -> str | None:
+    """What is wrong when msgspec's `words` put an invalid character where `text` holds `NaN`,
+    `Infinity` or `-Infinity` (it names the byte after a minus); None for anything else."""
+    invalid = _INVALID_AT.fullmatch(words)
+    if invalid is None:
+        return None
+    data = text.encode(errors="surrogatepass") if isinstance(text, str) else text
+    at = int(invalid.group(1))
+    constant = _CONSTANT.match(data, at)
+    if constant is None:
+        return None
+    sign = "-" if data[at - 1 : at] == b"-" else ""
+    return (
+        f"JSON is malformed: {sign}{constant.group().decode()} is not a JSON number (byte"
+        f" {at - len(sign)}); JSON numbers are finite"
+    )
 
 
 def _about_a_surrogate(text: str | bytes) -> bool:
@@ -1115,8 +1169,11 @@ def _salvage_id(frame: bytes | str) -> int | str | None:
     """The request's id from a frame that failed validation, if it has a valid one."""
     try:
         return _valid_id(_id_only_decoder.decode(frame).id)
-    except msgspec.DecodeError:
-        return None
+    except msgspec.DecodeError:  # unreadable past the id: `_unreadable`'s lenient reading
+        data = frame if isinstance(frame, bytes) else frame.encode(errors="surrogatepass")
+        if _CONSTANT.search(data) is None and not _about_a_surrogate(frame):
+            return None
+        return _lenient_id(_read_leniently(frame))
     except RecursionError:  # too deep to decode whole: an id that leads the object still counts
         leading = _LEADING_ID.match(frame if isinstance(frame, bytes) else frame.encode())
         return None if leading is None else _valid_id(leading.group(1))

@@ -169,8 +169,43 @@ def test_binary_frames_are_read_as_text(run_venue: Any) -> None:
         await websocket.send(b'{"id": 3, "method": "balances"}')
         placed, not_utf8, balances = await answers(websocket, 3)
         assert (placed["id"], placed["status"]) == (1, 200)
-        assert (not_utf8["id"], not_utf8["error"]["name"]) == (None, "BAD_JSON")
+        assert (not_utf8["id"], not_utf8["error"]["name"]) == (2, "BAD_JSON")
         assert (balances["id"], balances["status"]) == (3, 200)
+        await websocket.close()
+
+    run_venue(scenario)
+
+
+NOT_A_NUMBER = "is not a JSON number"
+# (frame, the id its BAD_JSON answer carries, words its msg holds)
+REFUSED_WITH_ID: list[tuple[str | bytes, int | str | None, str]] = [
+    (b'{"id": 2, "method": "ping", "x": "\xff"}', 2, "this one is not UTF-8"),
+    (b'{"id": "two", "method": "ping", "params": {"x": "\xc3"}}', "two", "not UTF-8"),
+    (b'{"id": "a\xff", "method": "ping"}', None, "not UTF-8; no valid id could be read"),
+    (b'{"id": 2, \xff "method": "ping"}', None, "not UTF-8; no valid id could be read"),
+    (place(4, "186.00").replace('"186.00"', "NaN"), 4, f"NaN {NOT_A_NUMBER} (byte "),
+    ('{"id": 5, "method": "ping", "params": {"x": -Infinity}}', 5, "-Infinity " + NOT_A_NUMBER),
+    ('{"id": 6, "method": "ping", "params": [Infinity]}', 6, f"Infinity {NOT_A_NUMBER}"),
+    ('{"id": NaN, "method": "ping"}', None, "no valid id could be read from it"),
+    ('{"id": 8, "method": "ping", "params": [NaN,]}', None, "no valid id could be read"),
+]
+
+
+def test_a_refused_frame_carries_its_id_where_it_can_be_read(run_venue: Any) -> None:
+    """The testers' finding: a binary frame that is not UTF-8 and a frame holding `NaN` or
+    `Infinity` were answered with `id` null, though their id reads as the surrogate escape's
+    does; where it cannot be read, the msg says so. Nothing is placed."""
+
+    async def scenario(venue: Venue) -> None:
+        websocket = await logged_on(venue, "alpha")
+        for frame, _, _ in REFUSED_WITH_ID:
+            await websocket.send(frame)
+        await websocket.send(json.dumps({"id": 9, "method": "orders.open"}))
+        *refused, open_orders = await answers(websocket, len(REFUSED_WITH_ID) + 1)
+        for (frame, request_id, words), answer in zip(REFUSED_WITH_ID, refused, strict=True):
+            assert (answer["id"], answer["error"]["name"]) == (request_id, "BAD_JSON"), frame
+            assert words in answer["error"]["msg"], (frame, answer)
+        assert (open_orders["id"], open_orders["result"]) == (9, {"orders": []})
         await websocket.close()
 
     run_venue(scenario)
