@@ -3,10 +3,10 @@
 Owns a connection that is not a websocket upgrade: request parsing with bodies, keep-alive
 and pipelining (one request at a time: the next is read only once the last is answered, so
 answers keep request order), `Expect: 100-continue`, the idle and body timeouts, body and
-header limits, 400/408/413/431/503 answers of its own, and a close that waits for the answer
-in flight. What a request means is the handler's: `on_request(connection, exchange)` answers with
-`exchange.respond` now or later; a handler without it gets the websocket layer's seam,
-`on_http` (GET only, else 405).
+header limits, HTTP/1.0 and 1.1 only, 400/408/413/431/503/505 answers of its own, and a
+close that waits for the answer in flight. What a request means is the handler's:
+`on_request(connection, exchange)` answers with `exchange.respond` now or later; a handler
+without it gets the websocket layer's seam, `on_http` (GET only, else 405).
 Flow control (as uvicorn's h11 protocol): reading pauses while a request is answered with
 more bytes pipelined behind it, or when more than `BUFFERED_BYTES_MAX` are unread, and resumes
 when h11 needs data; the next pipelined request waits while the transport is paused for
@@ -41,6 +41,8 @@ REQUEST_LINE_BYTES_MAX = 8 * 1024  # the websocket layer's limit for one line of
 HEAD_TOO_LARGE = f"the request line and headers are limited to {HEADER_BYTES_MAX} bytes"
 BODY_TOO_LARGE = f"a request body is limited to {REQUEST_BODY_BYTES_MAX} bytes"
 BOTH_FRAMINGS = "a request has a Content-Length or a Transfer-Encoding, not both"
+# h11 reads any `HTTP/d.d` request line and would answer it as 1.1: 1.0 and 1.1 are served.
+HTTP_VERSIONS = (b"1.0", b"1.1")
 _HEAD_END = re.compile(rb"\n\r?\n")  # the blank line after the headers, as h11 finds it
 SERVER_HEADER = (b"server", b"tokenvenue")
 
@@ -159,6 +161,10 @@ class HttpConnection:
     def _on_event(self, event: Any) -> bool:
         """Take one event; False when reading must stop here."""
         if isinstance(event, h11.Request):
+            if event.http_version not in HTTP_VERSIONS:  # RFC 9110 15.6.6
+                version = event.http_version.decode("ascii", "replace")
+                self._fail(505, f"HTTP/{version} is not supported: send HTTP/1.1 or HTTP/1.0")
+                return False
             if _both_framings(event):  # RFC 9112 6.1: refused, and the connection closed
                 self._fail(400, BOTH_FRAMINGS)
                 return False

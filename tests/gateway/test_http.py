@@ -186,6 +186,30 @@ def test_unreadable_requests_are_refused_and_closed(data: bytes, status: int) ->
     run(scenario)
 
 
+@pytest.mark.parametrize("version", ["1.2", "2.0", "0.9", "9.9"])
+def test_an_http_version_other_than_1_0_and_1_1_is_505_and_closed(version: str) -> None:
+    """The testers' finding: h11 reads any `HTTP/d.d` request line, and `HTTP/1.2` was
+    served as 1.1. It is 505 and the connection closes, naming the version; 1.0 and 1.1 are
+    served as before."""
+
+    async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET /echo HTTP/{version}\r\nHost: x\r\n\r\n".encode())
+        status, headers, body = await asyncio.wait_for(read_response(reader), 5)
+        assert (status, headers["connection"]) == (505, "close")
+        assert body == f"HTTP/{version} is not supported: send HTTP/1.1 or HTTP/1.0\n".encode()
+        assert await reader.read() == b""
+        writer.close()
+        for served in ("1.0", "1.1"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"GET /echo?v HTTP/{served}\r\nHost: x\r\n\r\n".encode())
+            status, _, body = await asyncio.wait_for(read_response(reader), 5)
+            assert (status, body) == (200, b"GET /echo?v "), served
+            writer.close()
+
+    run(scenario)
+
+
 def test_a_head_of_exactly_the_limit_is_served_and_one_byte_more_is_431() -> None:
     def head_of(size: int) -> bytes:
         """A GET of /echo whose head is `size` bytes, padded by one header."""
