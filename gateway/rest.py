@@ -7,9 +7,12 @@ methods (recent trades, ticker, candles) and `/openapi.json`, generated from `RO
 the msgspec structs the code decodes and encodes with. Everything else runs as the
 websocket method of the same name through the server's own frame path (decode, scope,
 dispatch, durability), with a per-connection session whose answers become HTTP responses
-(`_Answers`): same validation, same errors, answered only once durable. Every request is
-charged here first, refused or not (`_serve`), and not again by the dispatcher.
-Limits: bodies and headers in `gateway.http`; one request at a time per connection.
+(`_Answers`): same validation, same errors (those about a body speak of the body, not of
+the frame's `params`), answered only once durable. Every request is charged here first,
+refused or not (`_serve`), and not again by the dispatcher. A body is JSON, sent as such
+(`Content-Type: application/json`, else 415).
+Limits: bodies and headers in `gateway.http`; one request at a time per connection; a
+body's params within the websocket's `MESSAGE_BYTES_MAX` once in their request (else 413).
 """
 
 import functools
@@ -48,6 +51,13 @@ JSON = "application/json"
 BOOK_DEPTH_DEFAULT = 10  # the websocket's book.snapshot takes depth; REST defaults it
 FILLS_LIMIT_DEFAULT = 100
 SIGNED_HEADERS = ("x-api-key", "x-timestamp", "x-nonce", "x-signature")  # X-Recv-Window: 5000
+BODY_METHODS = ("POST", "PATCH")  # the methods whose params are a JSON body
+BODY_TOO_DEEP = "the body nests arrays or objects too deeply to read"
+# A body is JSON, which is UTF-8 (RFC 8259 8.1): another charset would be read wrongly.
+NOT_JSON_TYPE = (
+    "a request body is JSON: send it with Content-Type: application/json (charset utf-8,"
+    " if any); this one's Content-Type is {}"
+)
 REFUSAL_LOG_INTERVAL_US = 1_000_000  # a refused signature logs at most once a second per
 # connection (the rest are counted into the next line): a flood must not flood the log
 
@@ -267,17 +277,28 @@ class RestApi:
             if retry:
                 _respond_limited(exchange, retry)
                 return
+        if route.method in BODY_METHODS and exchange.body:
+            content_type = exchange.headers.get("content-type")
+            if not _is_json_type(content_type):
+                shown = "missing" if content_type is None else repr(content_type)
+                _respond_error(exchange, E.BAD_JSON, NOT_JSON_TYPE.format(shown), 415)
+                return
         params = _params(route, exchange, in_path)
         if isinstance(params, wire.WireError):
             _respond_error(exchange, params.code, params.message)
             return
-        answers.exchange = exchange
         if route.runs_as in LOCAL_READS:
+            answers.exchange = exchange
             self._local_read(answers, route, params)
             return
+        envelope = {"id": answers.request_id + 1, "method": route.runs_as, "params": params}
+        frame = msgspec.json.encode(envelope)
+        if len(frame) > wire.MESSAGE_BYTES_MAX:  # the dispatcher's words would be a frame's
+            _respond_error(exchange, E.MESSAGE_TOO_BIG, _body_too_big(frame, params), 413)
+            return
+        answers.exchange = exchange
         answers.request_id += 1
-        envelope = {"id": answers.request_id, "method": route.runs_as, "params": params}
-        self.server.dispatcher.on_frame(session, msgspec.json.encode(envelope), charged=True)
+        self.server.dispatcher.on_frame(session, frame, charged=True)
 
     def _check_signature(self, answers: "_Answers", exchange: Exchange) -> AuthError | None:
         headers = exchange.headers
@@ -401,7 +422,7 @@ def _params(
             problem = wire.json_problem(failure, exchange.body or b"")
             return wire.WireError(None, E.BAD_JSON, f"the body is not JSON: {problem}")
         except RecursionError:  # msgspec's guard against nesting that would exhaust the stack
-            return wire.WireError(None, E.BAD_JSON, wire.TOO_DEEP)
+            return wire.WireError(None, E.BAD_JSON, BODY_TOO_DEEP)
         if not isinstance(params, dict):
             return wire.WireError(None, E.BAD_JSON, "the body is one JSON object")
     else:
@@ -428,6 +449,43 @@ def _params(
             return wire.WireError(None, E.BAD_PARAM, f"{name} is in the path, not the params")
         params[name] = value
     return params
+
+
+def _is_json_type(content_type: str | None) -> bool:
+    """Whether a Content-Type says JSON: `application/json`, with a charset of UTF-8 if any
+    (RFC 8259 defines no parameter; others are let through, as they change nothing)."""
+    if content_type is None:
+        return False
+    media_type, *parameters = content_type.split(";")
+    if media_type.strip().lower() != JSON:
+        return False
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() != "utf-8":
+            return False
+    return True
+
+
+def _body_too_big(frame: bytes, params: dict[str, Any]) -> str:
+    """Why a body within `REQUEST_BODY_BYTES_MAX` is too big all the same: its params,
+    re-encoded into the request they run as, pass `MESSAGE_BYTES_MAX`."""
+    overhead = len(frame) - len(msgspec.json.encode(params))
+    return (
+        f"the request body is too large: {len(frame) - overhead} bytes as JSON without"
+        f" spaces, over the {wire.MESSAGE_BYTES_MAX - overhead} this route takes"
+    )
+
+
+def _body_words(message: str) -> str:
+    """An error about a body's params as the dispatcher words it for a frame (`- at `params``,
+    `- at `params.qty``), said of the body (`- in the body`, `- at `qty``)."""
+    if message.endswith(_AT_PARAMS):
+        return message.removesuffix(_AT_PARAMS) + " - in the body"
+    return message.replace("- at `params.", "- at `")
+
+
+_AT_PARAMS = " - at `params`"
+_error_decoder = msgspec.json.Decoder(ErrorBody)
 
 
 # ----------------------------------------------------------------- answers into responses
@@ -493,7 +551,11 @@ class _Answers:
         if not len(answer.error):
             exchange.respond(answer.status, bytes(answer.result))
             return
-        body = b'{"error":' + bytes(answer.error)
+        error = bytes(answer.error)
+        if exchange.method in BODY_METHODS:  # its params were the body: say so
+            said = _error_decoder.decode(error)
+            error = msgspec.json.encode(msgspec.structs.replace(said, msg=_body_words(said.msg)))
+        body = b'{"error":' + error
         headers: list[tuple[str, str]] = []
         if answer.retry_after_ms is not None:
             body += b',"retry_after_ms":' + str(answer.retry_after_ms).encode()

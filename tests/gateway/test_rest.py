@@ -2,6 +2,7 @@
 (stdlib http.client, on a thread so the server's loop keeps running)."""
 
 import asyncio
+import http.client
 import json
 import shutil
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from client.rest import RestClient, RestResponse
+from gateway import http as http_limits
 from gateway import rest, wire
 from gateway.auth import sign_request
 from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, drain_pushes, start_venue
@@ -371,6 +373,101 @@ def test_bad_orders_change_nothing_and_say_why(run_venue: Run) -> None:
         mistyped = await get(trader, "/api/v1/orders", symbol="NOPE-USD")  # was {"orders": []}
         assert error_of(mistyped) == (400, "UNKNOWN_SYMBOL")
         assert (await get(trader, "/api/v1/balances")).json() == before
+        trader.close()
+
+    run_venue(scenario)
+
+
+def send_signed(
+    venue: Venue, trader: RestClient, method: str, path: str, body: bytes, headers: dict[str, str]
+) -> RestResponse:
+    """A signed request with exactly `headers` besides the signature (`RestClient` always
+    labels a body as JSON); blocking."""
+    connection = http.client.HTTPConnection("127.0.0.1", venue.port, timeout=TEST_TIMEOUT_S)
+    try:
+        sent = headers | trader.signature(method, path, "", body)
+        connection.request(method, path, body=body or None, headers=sent)
+        response = connection.getresponse()
+        return RestResponse(response.status, response.read(), dict(response.getheaders()))
+    finally:
+        connection.close()
+
+
+def test_a_body_not_sent_as_json_is_415_and_changes_nothing(run_venue: Run) -> None:
+    """The testers' finding: a body was read as JSON whatever its Content-Type (a form, plain
+    text, none). JSON is accepted with or without `; charset=utf-8`; a DELETE without a body
+    needs no Content-Type."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        before = (await get(trader, "/api/v1/balances")).json()
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc", "qty": "1"}
+        body = json.dumps(order | {"price": "180.00"}).encode()
+        refused_types = [
+            {},
+            {"Content-Type": "text/plain"},
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            {"Content-Type": "application/json; charset=iso-8859-1"},
+            {"Content-Type": "application/jsonx"},
+        ]
+        for headers in refused_types:
+            for method, path in (("POST", "/api/v1/orders"), ("PATCH", "/api/v1/orders/1")):
+                refused = await asyncio.to_thread(
+                    send_signed, venue, trader, method, path, body, headers
+                )
+                assert error_of(refused) == (415, "BAD_JSON"), (headers, refused)
+                assert refused.json()["error"]["msg"].startswith(
+                    "a request body is JSON: send it with Content-Type: application/json"
+                )
+        assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
+        assert (await get(trader, "/api/v1/balances")).json() == before
+        for content_type in ("application/json", "application/json; charset=utf-8",
+                             'Application/JSON;charset="UTF-8"'):  # fmt: skip
+            placed = await asyncio.to_thread(
+                send_signed, venue, trader, "POST", "/api/v1/orders", body,
+                {"Content-Type": content_type},
+            )  # fmt: skip
+            assert placed.status == 200, (content_type, placed)
+            path = f"/api/v1/orders/{placed.json()['order_id']}"
+            canceled = await asyncio.to_thread(send_signed, venue, trader, "DELETE", path, b"", {})
+            assert canceled.json()["status"] == "canceled", canceled
+        trader.close()
+
+    run_venue(scenario)
+
+
+def test_errors_about_a_body_speak_of_the_body(run_venue: Run) -> None:
+    """The testers' finding: errors about a body spoke of a websocket frame (`the frame nests
+    ...`, `frames are limited to 65536 bytes` for a body within REST's 64 KiB) and of its
+    `params` (`- at `params.qty``), which a REST body does not have."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc", "qty": "1"}
+        near_limit = order | {
+            "price": "180.00",
+            "tag": "x" * (http_limits.REQUEST_BODY_BYTES_MAX - 130),
+        }
+        cases = [
+            (b'{"tag": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", 400,
+             "the body nests arrays or objects too deeply to read"),
+            (b"{}", 400, "Object missing required field `symbol` - in the body"),
+            (json.dumps(order | {"price": 180}).encode(), 400,
+             "Expected `str | null`, got `int` - at `price`"),
+            (json.dumps(order | {"price": "180.00", "x": 1}).encode(), 400,
+             "Object contains unknown field `x` - in the body"),
+            (json.dumps(near_limit).encode(), 413, "the request body is too large: "),
+        ]  # fmt: skip
+        for body, status, words in cases:
+            assert len(body) <= http_limits.REQUEST_BODY_BYTES_MAX
+            response = await call(trader, "POST", "/api/v1/orders", body=body)
+            assert response.status == status, (body[:40], response)
+            message = response.json()["error"]["msg"]
+            assert message.startswith(words), (body[:40], message)
+            assert "frame" not in message and "params" not in message, message
+        amend = await call(trader, "PATCH", "/api/v1/orders/7", body=b'{"qty": 1}')
+        assert amend.json()["error"]["msg"] == "Expected `str | null`, got `int` - at `qty`"
+        assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
         trader.close()
 
     run_venue(scenario)
