@@ -163,7 +163,7 @@ async def _on_stream(urls: str, data: Path) -> tuple["VenueLease", Journal]:
     from core.venue_lease import VenueLease, holder_name
 
     check_data_dir_free(data)
-    lease = VenueLease(urls, holder_name(data))
+    lease = VenueLease(urls, holder_name(data), data_dir=data)
     await lease.take()
     try:
         journal = await asyncio.get_running_loop().run_in_executor(None, JetStreamJournal, urls)

@@ -177,6 +177,30 @@ class Lease:
         self.state.won(revision, sent_at)
         return True
 
+    async def take_over(self, predecessor: str) -> bool:
+        """Take the lease from `predecessor`, a holder the caller knows acts no more (a dead
+        run of the same venue: `core.venue_lease`), without waiting for its key to expire:
+        write over its last write by compare-and-set on the bucket's last seq, read before
+        the key, so any write since (its own renewal still on the wire, anyone else's) refuses
+        ours. True when this contender now holds the lease; never for a shared bucket."""
+        assert not self.shared, "a shared bucket's keys are each their holder's own"
+        if self.state.term is not None:
+            return await self.renew()
+        sent_at = self._clock()
+        try:
+            info = await self.js.stream_info(self._stream)
+            last_seq = int(info.state.last_seq)
+            last = await _last_write(self.js, self._stream, self._subject)
+            if last is None or _removed(last) or last.seq != last_seq:
+                return False  # free (`try_acquire` takes it), or written since the read
+            if last.data != predecessor.encode():
+                return False  # someone else holds it
+            revision = await self._write(self.holder.encode(), last_seq)
+        except (_Refused, _Unconfirmed):
+            return False  # (unconfirmed and landed: our next try renews nothing, the TTL frees)
+        self.state.won(revision, sent_at)
+        return True
+
     async def renew(self) -> bool:
         """Extend the term by compare-and-set; False when it is lost or not confirmed."""
         revision = self.state.revision

@@ -83,6 +83,12 @@ class ThreadLease:
         """Take the lease if nobody holds it; False too when NATS did not answer."""
         return await self._on_thread(attempt(self._opened().try_acquire))
 
+    async def take_over(self, predecessor: str) -> bool:
+        """Take the lease from `predecessor`, known to act no more (`Lease.take_over`); False
+        too when NATS did not answer."""
+        lease = self._opened()
+        return await self._on_thread(attempt(lambda: lease.take_over(predecessor)))
+
     async def holder_now(self) -> str | None:
         """Who the bucket says holds the lease now; NATS errors are raised."""
         return await self._on_thread(self._opened().holder_now())

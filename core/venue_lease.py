@@ -4,21 +4,27 @@ Owns `VenueLease`. Before the venue opens its journal on the stream it takes the
 cluster's active core takes (core/lease.py: bucket `venue_lease`, key `core`, the core's TTL),
 so a second venue on the stream, or a cluster's core, is refused at start (`LeaseHeld`, naming
 the holder), and a cluster's core started beside it waits as a standby. A restart on the same
-data directory (the same holder name) after a crash waits, up to `OWN_KEY_WAIT_FACTOR` TTLs,
-for its dead run's key to expire. The lease is renewed on a thread of its own
-(`core.lease_thread`), so a replay that holds the venue's loop longer than a term does not
-end it; a term that ends unrenewed stops the process (exit 70), as it stops the cluster's
-core. A clean stop releases it: the next venue takes it at once. The stream's expected last
-sequence (`JournalConflict`) stays the second guard.
+data directory after a crash takes the lease over at once when the key names a run it can
+prove dead (`DataDirRuns`: every run flocks the directory's `LEASE_LOCK_FILE` before its name
+is recorded and until it stops renewing, so a run that holds that lock now knows each recorded
+run on that very file has stopped); any other key under the directory's name (a run it cannot
+prove dead) it waits for, up to `OWN_KEY_WAIT_FACTOR` TTLs. The lease is renewed on a thread
+of its own (`core.lease_thread`), so a replay that holds the venue's loop longer than a term
+does not end it; a term that ends unrenewed stops the process (exit 70), as it stops the
+cluster's core. A clean stop releases it: the next venue takes it at once. The stream's
+expected last sequence (`JournalConflict`) stays the second guard.
 """
 
 import asyncio
+import fcntl
 import logging
+import os
+import secrets
 import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 import nats.errors
 
@@ -34,6 +40,14 @@ log = logging.getLogger("venue.cluster")
 # A crashed run's key expires a TTL after its last renewal, and the server's expiry timer
 # adds a little: a restart on its data directory waits up to this many TTLs, then is refused.
 OWN_KEY_WAIT_FACTOR: Final = 1.5
+# In the data directory: flocked by a run from before its holder name is recorded until it has
+# stopped renewing (released, or the process gone), and the names recorded, newest last.
+LEASE_LOCK_FILE: Final = "lease.lock"
+LEASE_RUNS_FILE: Final = "lease.runs"
+# Runs remembered: a few starts in a row that died before they took the lease; a run older
+# than that held a key that has long expired.
+RUNS_KEPT: Final = 8
+BOOT_ID_FILE: Final = Path("/proc/sys/kernel/random/boot_id")  # this kernel's, random per boot
 
 
 class LeaseHeld(JournalError):
@@ -47,6 +61,82 @@ def holder_name(data_dir: Path) -> str:
     return f"venue serve on {socket.gethostname()} (data dir {data_dir.resolve()})"
 
 
+class DataDirRuns:
+    """The runs of `venue serve --nats` on one data directory, as far as the lease goes.
+
+    `claim` flocks the directory's `LEASE_LOCK_FILE` (held until `close`, or the process
+    ends) and records this run's holder name in `LEASE_RUNS_FILE`, with the identity of the
+    locked file: the kernel's boot id, the file's device and inode. The runs recorded before
+    with the same identity flocked that same file, in this same kernel, from before their
+    record until they stopped renewing; this run holds that lock now, so each of them has
+    stopped: their names are `dead`. A record made elsewhere (a data directory copied, another
+    machine or container, before a reboot) names another file or kernel and is not counted;
+    without a boot id (not Linux) none is.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.dead: frozenset[str] = frozenset()
+        self._lock: IO[bytes] | None = None
+
+    @property
+    def claimed(self) -> bool:
+        return self._lock is not None
+
+    async def claim(self, holder: str, deadline: float) -> None:
+        """Lock the directory for this run and record `holder`. The lock may be held a moment
+        by a run that is stopping (it gives the lease up, then the lock): waited for until
+        `deadline` (monotonic), then `LeaseHeld` (a venue running on the directory)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        lock = (self.data_dir / LEASE_LOCK_FILE).open("ab")  # O_CLOEXEC: children lack it
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    lock.close()
+                    raise LeaseHeld(
+                        f"{self.data_dir / LEASE_LOCK_FILE} is held by another process: a"
+                        " venue running on that data directory, or stopping there"
+                    ) from None
+                await asyncio.sleep(LEASE_POLL_S)
+        self._lock = lock
+        identity = _identity(lock)
+        earlier = self._records()
+        if identity is not None and "\n" not in holder:  # (a record is one line)
+            self.dead = frozenset(name for mark, name in earlier if mark == identity)
+            kept = [*earlier, (identity, holder)][-RUNS_KEPT:]
+            path = self.data_dir / LEASE_RUNS_FILE
+            spare = path.with_name(f"{path.name}.tmp")
+            spare.write_text("".join(f"{mark} {name}\n" for mark, name in kept))
+            os.replace(spare, path)  # whole or not at all: a torn record proves nothing
+
+    def close(self) -> None:
+        """This run has stopped renewing: the next may take its key over."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def _records(self) -> list[tuple[str, str]]:
+        try:
+            text = (self.data_dir / LEASE_RUNS_FILE).read_text()
+        except FileNotFoundError:
+            return []
+        records = (line.split(" ", 1) for line in text.splitlines())
+        return [(record[0], record[1]) for record in records if len(record) == 2]
+
+
+def _identity(lock: IO[bytes]) -> str | None:
+    """The locked file's identity in this kernel (`DataDirRuns`); None without a boot id."""
+    try:
+        boot_id = BOOT_ID_FILE.read_text().strip()
+    except OSError:
+        return None
+    stat = os.fstat(lock.fileno())
+    return f"{boot_id}:{stat.st_dev}:{stat.st_ino}"
+
+
 class VenueLease:
     """The lease held for one `venue serve --nats` process, from `take` to `release`."""
 
@@ -57,15 +147,21 @@ class VenueLease:
         *,
         ttl_s: float = LEASE_TTL_S,
         on_lost: Callable[[BaseException], None] = die,
+        data_dir: Path | None = None,
     ) -> None:
         """`on_lost`: called (on the lease's thread) when the term ends unrenewed, or the
-        renewing task fails; by default the process exits 70 at once."""
+        renewing task fails; by default the process exits 70 at once. `data_dir`: the
+        venue's; `holder` is then the directory's name (`holder_name`), and this run holds
+        the lease as `"<holder> run <random>"`, so that a restart can tell it dead
+        (`DataDirRuns`) and take its key over at once."""
         self.servers = server_list(servers)
-        self.holder = holder
+        self.name = holder  # a key under this name is a run on this venue's directory
+        self.runs = None if data_dir is None else DataDirRuns(data_dir)
+        self.holder = holder if data_dir is None else f"{holder} run {secrets.token_hex(8)}"
         self.ttl_s = ttl_s
         self._lease = ThreadLease(
             self.servers,
-            holder,
+            self.holder,
             connect=connect,
             ttl_s=ttl_s,
             poll_s=LEASE_POLL_S,
@@ -86,8 +182,13 @@ class VenueLease:
     async def release(self) -> None:
         """Stop renewing and give the lease up (a delete marker: the next holder need not
         wait for the TTL); after the venue's last write. Unanswered, it expires by its TTL.
-        A second call does nothing."""
-        await self._lease.release()
+        Then the data directory's lease lock, once nothing here renews. A second call does
+        nothing."""
+        try:
+            await self._lease.release()
+        finally:
+            if self.runs is not None:
+                self.runs.close()
 
     async def holder_now(self) -> str | None:
         """Who the bucket says holds the lease now (for status and tests)."""
@@ -104,12 +205,17 @@ class VenueLease:
             raise JournalError(f"NATS at {','.join(self.servers)}: {unusable}") from None
         wait_s = self.ttl_s * OWN_KEY_WAIT_FACTOR
         deadline = time.monotonic() + wait_s
+        runs = self.runs
+        if runs is not None and runs.data_dir.is_dir():
+            await runs.claim(self.holder, deadline)  # first: a dead run of its is known
         waiting = False
         while not await lease.try_acquire():
             holder = await _holder_or_none(lease)
+            if await self._take_over(holder):
+                break
             if holder is None and time.monotonic() <= deadline:
                 pass  # freed meanwhile, or NATS did not answer: try again
-            elif holder != self.holder or time.monotonic() > deadline:
+            elif not self._same_directory(holder) or time.monotonic() > deadline:
                 raise LeaseHeld(self._refusal(holder, waiting, wait_s))
             elif not waiting:
                 waiting = True
@@ -120,8 +226,32 @@ class VenueLease:
                     extra={"holder": holder},
                 )
             await asyncio.sleep(LEASE_POLL_S * 2)
+        if runs is not None and not runs.claimed:  # a new directory: made now the lease is ours
+            # Not waited for: the lease is not renewed until `keep`. Held, it is another
+            # venue's first start on the directory at this very moment: this one stops.
+            await runs.claim(self.holder, time.monotonic())
         await lease.keep()
         log.info("holding the lease", extra={"holder": self.holder})
+
+    async def _take_over(self, holder: str | None) -> bool:
+        """Take the key over from `holder` if it is a run of this directory known to have
+        stopped (`DataDirRuns.dead`): no one else can be acting under it. True if taken."""
+        runs = self.runs
+        if holder is None or runs is None or holder not in runs.dead:
+            return False
+        if not await self._lease.take_over(holder):
+            return False  # written since (its renewal still on the wire): read again
+        log.info(
+            "took the lease over from a run of this data directory that is gone",
+            extra={"holder": self.holder, "predecessor": holder},
+        )
+        return True
+
+    def _same_directory(self, holder: str | None) -> bool:
+        """Whether `holder` is a run of this venue's name (its data directory's)."""
+        return holder is not None and (
+            holder == self.name or holder.startswith(f"{self.name} run ")
+        )
 
     def _refusal(self, holder: str | None, waited: bool, wait_s: float) -> str:
         where = f"the lease of stream {STREAM_DEFAULT} on NATS {','.join(self.servers)}"

@@ -77,6 +77,7 @@ class ErrorCode(IntEnum):
     # 9xxx server
     INTERNAL = 9000
     SHUTTING_DOWN = 9001
+    QUOTE_PLACE_PENDING = 9002  # appended: a cluster gateway's quote still on its way to the core
 
 
 E = ErrorCode

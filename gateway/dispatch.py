@@ -73,6 +73,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("venue")
 _time_ns = time.time_ns
+_monotonic = time.monotonic  # how long a quote's place has been on its way (`hold`)
 E = ErrorCode
 
 ISSUED_KEYS_FILE = "api_keys.json"  # keys issued at run time (owner-only permissions)
@@ -472,12 +473,9 @@ class Dispatcher:
         p: Any = request.params
         placed = self.placed
         if placed.placing and not in_turn:  # over a cluster's bus, places in flight
-            symbols = {quote.symbol for quote in p.quotes}
-            if placed.blocked(key.account, p.quote_set, symbols):
-                scope = (key.account, p.quote_set, symbols)
-                self.hold(
-                    session, request, scope, partial(self._quote_mass, session, request, t_in, True)
-                )
+            scope = (key.account, p.quote_set, {quote.symbol for quote in p.quotes})
+            serve = partial(self._quote_mass, session, request, t_in, True)
+            if self._waits_for_places(session, request, scope, serve):
                 return
         ts_us = self.stamp_us()  # one time for all its commands: none can run in between
         if len(p.quotes) == 1:
@@ -501,7 +499,7 @@ class Dispatcher:
                 )
                 self.submit_all(amends, pending)
                 if placed.replica_lags:  # over a cluster's bus: the next one's base
-                    placed.sent(amends, pending)
+                    placed.sent(amends, pending, _monotonic())
                 placed.track_amends(bid.order_id, ask.order_id)  # the next quote.mass's base
                 return
         self._requote_each(session, request, t_in, key.account, ts_us)
@@ -546,7 +544,27 @@ class Dispatcher:
             executed = submit(command, pending)
             track_quote(slot, executed.events)  # now: the next quote.mass builds on it
         if self.placed.replica_lags:  # over a cluster's bus: the next one's base
-            self.placed.sent((command for command, _ in planned), pending)
+            self.placed.sent((command for command, _ in planned), pending, _monotonic())
+
+    def _waits_for_places(
+        self,
+        session: Session,
+        request: wire.Request,
+        scope: tuple[int, str, Collection[str] | None],
+        serve: Callable[[], None],
+    ) -> bool:
+        """Over a cluster's bus: whether `request` is not served now because it touches a
+        quote whose place is in flight (`scope`: account, quote set, symbols or None for
+        all). It waits for the place (`hold`), unless that place has been on its way for
+        `limits.QUOTE_PLACE_WAIT_S` already: then it is refused at once."""
+        since_s = self.placed.placing_since(*scope)
+        if since_s is None:
+            return False
+        if _monotonic() - since_s >= limits.QUOTE_PLACE_WAIT_S:
+            self._refuse_unplaced(session, request, since_s)
+        else:
+            self.hold(session, request, scope, serve, since_s)
+        return True
 
     def hold(
         self,
@@ -554,16 +572,59 @@ class Dispatcher:
         request: wire.Request,
         scope: tuple[int, str, Collection[str] | None],
         serve: Callable[[], None],
+        since_s: float,
     ) -> None:
-        """Over a cluster's bus: `request` touches a quote whose place is in flight (`scope`:
-        account, quote set, symbols or None for all), so it can neither amend that quote
-        (its order id is not known yet) nor place a second. It waits for the place, and
-        every later frame of its connection waits behind it (`_hold_frame`), so the
-        connection's requests are still handled in the order they came, none decided on
-        what a later one did. `resume_held` serves it once the place is back."""
+        """Over a cluster's bus: `request` touches a quote whose place is in flight since
+        `since_s` (`scope`: account, quote set, symbols or None for all), so it can neither
+        amend that quote (its order id is not known yet) nor place a second. It waits for
+        the place, and every later frame of its connection waits behind it (`_hold_frame`),
+        so the connection's requests are still handled in the order they came, none decided
+        on what a later one did. `resume_held` serves it once the place is back; if the
+        place is not back `limits.QUOTE_PLACE_WAIT_S` after it was sent, `_wait_over`
+        refuses it (a core failing over, or none active: its outcome may take long)."""
         self.held[session] = (request, scope, serve)
         session.held = deque()
         session.held_bytes = 0
+        self._check_wait_at(since_s, session, request)
+
+    def _check_wait_at(self, since_s: float, session: Session, request: wire.Request) -> None:
+        """`_wait_over` once a place sent at `since_s` has waited its time."""
+        left_s = since_s + limits.QUOTE_PLACE_WAIT_S - _monotonic()
+        asyncio.get_running_loop().call_later(max(left_s, 0.0), self._wait_over, session, request)
+
+    def _wait_over(self, session: Session, request: wire.Request) -> None:
+        """A held request's wait is over: refused at once if a place it waits for is still
+        not back after `limits.QUOTE_PLACE_WAIT_S`, then the frames held behind it are
+        handled in order (each may wait again, or be refused at once likewise). Nothing if
+        it was served or dropped meanwhile; waits on if its oldest place came back but a
+        later one is still on its way and has time left."""
+        entry = self.held.get(session)
+        if entry is None or entry[0] is not request:
+            return  # served once its place came back, or dropped with its connection
+        if session.closing or self.connections.sessions.get(session.id) is not session:
+            self._abandon(session)
+            return
+        since_s = self.placed.placing_since(*entry[1])
+        if since_s is None:
+            return  # back in the batch being released: `resume_held` serves it next
+        if _monotonic() - since_s < limits.QUOTE_PLACE_WAIT_S:
+            self._check_wait_at(since_s, session, request)
+            return
+        del self.held[session]
+        later, session.held = session.held, None
+        self._refuse_unplaced(session, request, since_s)
+        self._handle_later(session, later)
+
+    def _refuse_unplaced(self, session: Session, request: wire.Request, since_s: float) -> None:
+        """503 `QUOTE_PLACE_PENDING`, nothing done: a quote the request touches is still on
+        its way to the core. At once, not behind the answers owed: the place's own answer is
+        one of them, and it may be long in coming (a core failing over)."""
+        waited_s = _monotonic() - since_s
+        message = (
+            f"not executed: a quote of this set was sent {waited_s:.1f} s ago and its place has"
+            " no outcome from the core yet; send it again once that quote.mass is answered"
+        )
+        self.connections.send(session, wire.error(request.id, E.QUOTE_PLACE_PENDING, message))
 
     def _hold_frame(self, session: Session, frame: str | bytes, charged: bool) -> None:
         held = session.held
@@ -599,12 +660,19 @@ class Dispatcher:
             del self.held[session]
             later, session.held = session.held, None
             self._serve_held(session, request, serve)
-            while later:
-                if session.held is not None:  # one of them waits again: the rest behind it
-                    session.held.extend(later)
-                    break
-                frame, charged = later.popleft()
-                self.on_frame(session, frame, charged)
+            self._handle_later(session, later)
+
+    def _handle_later(
+        self, session: Session, later: deque[tuple[str | bytes, bool]] | None
+    ) -> None:
+        """The frames held behind a request now served or refused, in order, until one has
+        to wait again (the rest wait behind it)."""
+        while later:
+            if session.held is not None:  # one of them waits again: the rest behind it
+                session.held.extend(later)
+                break
+            frame, charged = later.popleft()
+            self.on_frame(session, frame, charged)
 
     def refuse_held(self) -> None:
         """The venue is stopping and its connections close next (`VenueServer.stop`, once
@@ -671,12 +739,9 @@ class Dispatcher:
             return
         placed = self.placed
         if placed.placing and not in_turn:  # over a cluster's bus, places in flight
-            symbols = None if p.symbol is None else (p.symbol,)
-            if placed.blocked(account, quote_set, symbols):
-                go = partial(
-                    self._cancel_quote_set, session, request, t_in, account, quote_set, True
-                )
-                self.hold(session, request, (account, quote_set, symbols), go)
+            scope = (account, quote_set, None if p.symbol is None else (p.symbol,))
+            go = partial(self._cancel_quote_set, session, request, t_in, account, quote_set, True)
+            if self._waits_for_places(session, request, scope, go):
                 return
         ts_us = self.stamp_us()
         commands = [
@@ -699,7 +764,8 @@ class Dispatcher:
             self._send_behind(session, _canceled_count(pending))
         for command in commands:
             self.bus.submit(command, pending)
-        placed.sent(commands, pending)  # over a cluster's bus: pulled, as requotes see them
+        # over a cluster's bus: pulled, as requotes see them
+        placed.sent(commands, pending, _monotonic())
 
     def _command(self, session: Session, request: wire.Request, account: int) -> Command | None:
         symbol = None

@@ -31,6 +31,12 @@ LARGE_MESSAGE_BYTES = 4 * 1024  # a message at least this large is checked again
 # failover), and their bytes; more and it is closed, 1008: they are held in memory meanwhile
 HELD_FRAMES_MAX = 1_024
 HELD_BYTES_MAX = 4 * 1024 * 1024  # 16 connections of an account: 64 MiB at most
+# How long such a request waits before it is refused (`QUOTE_PLACE_PENDING`, nothing done):
+# a place comes back in about a millisecond, through a NATS leader election in a few seconds;
+# a core's failover takes its lease's TTL (10 s). A market maker would rather hear at once
+# that its quote is stuck than requote blind into a queue; the slot stays blocked (no second
+# quote beside the one on its way) until the place's outcome is back, and is free at once then.
+QUOTE_PLACE_WAIT_S = 5.0
 LOGON_TIMEOUT_S = 10  # PROTOCOL: a trade connection not logged on within 10 s is closed
 HEARTBEAT_INTERVAL_S = 1  # PROTOCOL: a heartbeat after 1 s of silence
 PRIVATE_HISTORY_EVENTS_MAX = 10_000  # covers a reconnect after a busy minute; else snapshot

@@ -64,11 +64,13 @@ class PlacedOrders:
         # where the core has it is unknown until all are back), the origins whose outcome
         # is owed]. A quote whose cancel is owed is gone as far as requotes are concerned.
         self.in_flight: dict[int, list[Any]] = {}
-        # Over a cluster's bus, the slots whose place is in flight: its order id is known only
-        # once it is back, so a requote of the slot can neither amend it nor place a second
-        # quote beside it (which would stay on the book). Such a request waits for it
-        # (`blocked`; the dispatcher holds its connection's requests meanwhile).
-        self.placing: set[QuoteSlot] = set()
+        # Over a cluster's bus, the slots whose place is in flight, each with when it was sent
+        # (monotonic seconds): its order id is known only once it is back, so a requote of the
+        # slot can neither amend it nor place a second quote beside it (which would stay on
+        # the book). Such a request waits for it (`placing_since`; the dispatcher holds its
+        # connection's requests meanwhile), for a bounded time (`limits.QUOTE_PLACE_WAIT_S`):
+        # the slot itself stays marked until the outcome is back, however long that takes.
+        self.placing: dict[QuoteSlot, float] = {}
 
     def requote(self, slot: QuoteSlot, price: int, qty: int, ts_us: int = 0) -> Command | None:
         """The command that makes the slot's live quote `qty` at `price` (0: pulled), at
@@ -167,11 +169,11 @@ class PlacedOrders:
             ),
         )
 
-    def sent(self, commands: Iterable[Command], origin: Any) -> None:
-        """Commands were submitted for `origin` (the request): over a cluster's bus, each
-        amend or cancel is its order's last sent, and its outcome is owed, until it comes
-        back (`_outcomes_back`); a quote's place holds its slot until it is back
-        (`place_back`). Embedded, nothing to remember."""
+    def sent(self, commands: Iterable[Command], origin: Any, now_s: float = 0.0) -> None:
+        """Commands were submitted for `origin` (the request) at `now_s` (monotonic): over a
+        cluster's bus, each amend or cancel is its order's last sent, and its outcome is
+        owed, until it comes back (`_outcomes_back`); a quote's place holds its slot until it
+        is back (`place_back`). Embedded, nothing to remember."""
         if not self.replica_lags:
             return
         in_flight = self.in_flight
@@ -187,17 +189,31 @@ class PlacedOrders:
                     owed[0] = command
                 owed[1].append(origin)
             elif kind is PlaceOrder and command.quote_set is not None:
-                self.placing.add((command.account, command.quote_set, command.symbol, command.side))
+                slot = (command.account, command.quote_set, command.symbol, command.side)
+                self.placing.setdefault(slot, now_s)
 
     def place_back(self, slot: QuoteSlot) -> None:
         """The outcome of the place in flight on `slot` is in the replica: the slot is free."""
-        self.placing.discard(slot)
+        self.placing.pop(slot, None)
 
     def blocked(self, account: int, quote_set: str, symbols: Collection[str] | None) -> bool:
         """Whether a place is in flight on a slot of the quote set's `symbols` (None: any)."""
-        return any(
-            slot[0] == account and slot[1] == quote_set and (symbols is None or slot[2] in symbols)
-            for slot in self.placing
+        return self.placing_since(account, quote_set, symbols) is not None
+
+    def placing_since(
+        self, account: int, quote_set: str, symbols: Collection[str] | None
+    ) -> float | None:
+        """When the oldest place in flight on a slot of the quote set's `symbols` (None: any)
+        was sent (monotonic seconds); None when none is."""
+        return min(
+            (
+                sent_s
+                for slot, sent_s in self.placing.items()
+                if slot[0] == account
+                and slot[1] == quote_set
+                and (symbols is None or slot[2] in symbols)
+            ),
+            default=None,
         )
 
     def canceling(self, order_id: int) -> bool:

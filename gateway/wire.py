@@ -1718,6 +1718,7 @@ _STATUS_BY_CODE: dict[ErrorCode, int] = {
     E.RATE_LIMITED: 429,
     E.INSTRUMENT_HALTED: 503,
     E.SHUTTING_DOWN: 503,
+    E.QUOTE_PLACE_PENDING: 503,
     E.INTERNAL: 500,
 } | dict.fromkeys(_AUTH_401, 401)
 

@@ -5,6 +5,7 @@ import asyncio
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -13,6 +14,7 @@ import pytest
 
 from client.sdk import VenueClient
 from cluster.nats import NatsCluster, free_ports
+from core.cluster_core import LEASE_TTL_S
 from core.jetstream_journal import STREAM_DEFAULT, JetStreamJournal
 from tests.cli.test_main import (
     CONFIG,
@@ -113,8 +115,8 @@ async def open_order_ids(url: str) -> list[int]:
 def test_orders_placed_are_recovered_from_jetstream_after_a_restart(
     tmp_path: Path, nats_node: NatsCluster, how: signal.Signals
 ) -> None:
-    """After kill -9 the restart (the same data directory, so the lease's same holder name)
-    waits for its dead run's lease to expire (~10 s); after SIGTERM it was released."""
+    """After kill -9 the restart (the same data directory) takes its dead run's lease over;
+    after SIGTERM it was released."""
     data_dir = tmp_path / "data"
     server, url = start(tmp_path, data_dir, "--nats", nats_node.url)
     try:
@@ -132,6 +134,27 @@ def test_orders_placed_are_recovered_from_jetstream_after_a_restart(
         assert journal.last_seq() >= len(placed)  # the setup commands and the three orders
     finally:
         journal.close()
+
+
+def test_a_restart_after_kill_9_takes_its_dead_runs_lease_over_at_once(
+    tmp_path: Path, nats_node: NatsCluster
+) -> None:
+    """The restart holds the data directory's lease lock, which the killed run held until it
+    died: it takes that run's key over instead of waiting for it to expire (before: ~10 s,
+    the lease's TTL after the last renewal), and the killed run's orders are there."""
+    data_dir = tmp_path / "data"
+    server, url = start(tmp_path, data_dir, "--nats", nats_node.url)
+    try:
+        placed = asyncio.run(asyncio.wait_for(place_resting_orders(url, 2), 30))
+    finally:
+        stop(server, signal.SIGKILL)
+    started = time.monotonic()
+    server, url = start(tmp_path, data_dir, "--nats", nats_node.url)
+    try:
+        assert time.monotonic() - started < LEASE_TTL_S / 2, "it waited for the key to expire"
+        assert asyncio.run(asyncio.wait_for(open_order_ids(url), 30)) == placed
+    finally:
+        stop(server, signal.SIGTERM)
 
 
 def test_serve_with_an_unreachable_nats_fails_in_one_line(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """The active-core lease: its pure timing rules, then contenders on a real nats-server (one node
 and a 3-node cluster per module, own ports and temp dirs): one holder at a time, renew by
-compare-and-set, expiry by TTL, release, a standby taking over; and a shared bucket of one key
-per holder (the gateways' leases), read by others with `key_held`."""
+compare-and-set, expiry by TTL, release, a standby taking over, a named holder's key taken
+over; and a shared bucket of one key per holder (the gateways' leases), read by others with
+`key_held`."""
 
 import asyncio
 import itertools
@@ -162,6 +163,26 @@ def test_a_released_lease_is_taken_at_once(node: NatsCluster) -> None:
         assert not active.held()
         assert await standby.try_acquire()  # no TTL to wait for
         assert not await active.try_acquire()
+
+    with_jetstream(node, scenario)
+
+
+def test_a_take_over_writes_over_only_the_named_holders_last_write(node: NatsCluster) -> None:
+    """`take_over` names the holder it knows stopped: a key held by anyone else is left, and
+    the taken one's holder finds its next renewal refused (the key moved on)."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        old, other, restarted = await contenders(js, 3)
+        assert await old.try_acquire()
+        assert not await restarted.take_over("core-1")  # not who holds it
+        assert await restarted.holder_now() == "core-0"
+        assert await restarted.take_over("core-0")
+        assert restarted.held() and await restarted.holder_now() == "core-2"
+        assert not await old.renew()  # had it been alive, told at its next renewal
+        assert not await other.try_acquire()
+        assert await restarted.renew()  # a held term renews as usual
+        await restarted.release()
+        assert not await other.take_over("core-2")  # released: free, `try_acquire`'s
 
     with_jetstream(node, scenario)
 

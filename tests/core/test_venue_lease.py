@@ -1,10 +1,12 @@
 """The one-process venue's lease (`VenueLease`) on a real nats-server (one node per test, own
 ports and temp dir): a second venue refused naming the holder, taken at once after a release,
-a restart under the same name waiting for its crashed run's key, a lost term told."""
+a restart under the same name waiting for its crashed run's key (unless it can prove that run
+gone: taken over at once), a lost term told."""
 
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,15 @@ import pytest
 from cluster.nats import NatsCluster
 from core.journal import JournalError
 from core.lease import BUCKET_DEFAULT, KEY_DEFAULT, Lease
-from core.venue_lease import OWN_KEY_WAIT_FACTOR, LeaseHeld, VenueLease, holder_name
+from core.venue_lease import (
+    LEASE_LOCK_FILE,
+    LEASE_RUNS_FILE,
+    OWN_KEY_WAIT_FACTOR,
+    LeaseHeld,
+    VenueLease,
+    _identity,
+    holder_name,
+)
 
 TTL_S = 2.0  # short, so an expiry takes ~2 s; renewals every ~0.7 s, the term ends at 1.6 s
 SCENARIO_TIMEOUT_S = 30
@@ -93,6 +103,91 @@ def test_a_restart_under_the_same_name_waits_for_its_crashed_runs_key(
         run(scenario())
     wait_s = TTL_S * OWN_KEY_WAIT_FACTOR
     assert f"waiting up to {wait_s:g} s for it to expire" in caplog.text
+
+
+async def crashed_run(url: str, data_dir: Path, identity: str | None) -> str:
+    """A run of `data_dir` that took the lease and died (its key left to expire), recorded in
+    the directory's runs under `identity` (None: that of the directory's lease lock, as the
+    run would have recorded it); its holder name."""
+    name = f"{holder_name(data_dir)} run 0123456789abcdef"
+    client = await nats.connect(url)
+    crashed = await Lease.open(client.jetstream(), name, ttl_s=TTL_S)
+    assert await crashed.try_acquire()
+    await client.close()  # no release: its key expires by the TTL
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if identity is None:
+        with (data_dir / LEASE_LOCK_FILE).open("ab") as lock:
+            identity = _identity(lock)
+    (data_dir / LEASE_RUNS_FILE).write_text(f"{identity} {name}\n")
+    return name
+
+
+def venue_lease(url: str, data_dir: Path, losses: Losses) -> VenueLease:
+    """`venue serve --nats`'s lease on `data_dir`, as `cli.serve` makes it."""
+    return VenueLease(url, holder_name(data_dir), ttl_s=TTL_S, on_lost=losses, data_dir=data_dir)
+
+
+async def timed_take(lease: VenueLease) -> float:
+    started = time.monotonic()
+    await lease.take()
+    return time.monotonic() - started
+
+
+def test_a_restart_takes_over_at_once_the_key_of_its_directorys_run_that_is_gone(
+    node: NatsCluster, tmp_path: Path
+) -> None:
+    """The run recorded on the directory's lease lock, which the restart now holds: it
+    stopped, so its key is taken over without waiting for the TTL."""
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        await crashed_run(node.url, data_dir, None)
+        restarted = venue_lease(node.url, data_dir, Losses())
+        assert await timed_take(restarted) < TTL_S / 2  # before: the whole TTL
+        assert await restarted.holder_now() == restarted.holder
+        await restarted.release()
+
+    run(scenario())
+
+
+def test_a_run_recorded_on_another_lock_file_or_kernel_is_waited_for(
+    node: NatsCluster, tmp_path: Path
+) -> None:
+    """A record it cannot prove stopped (a directory copied from another machine, another
+    boot): the key is left to expire, as before."""
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        await crashed_run(node.url, data_dir, "another-boot:1:2")
+        restarted = venue_lease(node.url, data_dir, Losses())
+        assert await timed_take(restarted) > TTL_S / 2  # waited for the expiry
+        assert await restarted.holder_now() == restarted.holder
+        await restarted.release()
+
+    run(scenario())
+
+
+def test_a_live_run_of_the_directory_is_never_taken_over(node: NatsCluster, tmp_path: Path) -> None:
+    """A run that still renews holds the directory's lease lock: a second start on the
+    directory (past the data directory's own lock, say started in the instant before the
+    first took it) is refused, though the first's name is recorded there."""
+    data_dir = tmp_path / "data"
+    losses = Losses()
+
+    async def scenario() -> None:
+        data_dir.mkdir()
+        first = venue_lease(node.url, data_dir, losses)
+        await first.take()
+        assert first.holder in (data_dir / LEASE_RUNS_FILE).read_text()
+        second = venue_lease(node.url, data_dir, losses)
+        with pytest.raises(LeaseHeld, match="held by another process: a venue running"):
+            await second.take()  # after waiting for it, as for a run that is stopping
+        await asyncio.sleep(TTL_S)  # a renewal or two later: still the first's
+        assert await first.holder_now() == first.holder
+        await first.release()
+
+    run(scenario())
+    assert losses.failures == []
 
 
 def test_a_venue_whose_renewal_is_refused_is_told_to_stop(node: NatsCluster) -> None:

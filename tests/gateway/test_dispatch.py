@@ -8,6 +8,7 @@ import asyncio
 import collections
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -217,7 +218,7 @@ def test_frames_held_behind_a_waiting_requote_are_served_in_order_once_its_place
         await maker.request("session.cod", {"enabled": True})
         session = next(s for s in server.sessions.values() if s.account == 1)
         slot = (1, "resumed", "AAPLx-USD", Side.BUY)
-        server.dispatcher.placed.placing.add(slot)
+        server.dispatcher.placed.placing[slot] = time.monotonic()
         bid = {"symbol": "AAPLx-USD", "bid_px": "186.00", "bid_qty": "1"}
         place = {"symbol": "AAPLx-USD", "side": "sell", "type": "limit", "tif": "gtc"}
         answering = asyncio.gather(
@@ -241,5 +242,56 @@ def test_frames_held_behind_a_waiting_requote_are_served_in_order_once_its_place
             requoted["result"]["results"][0]["result"]["order_id"],
             placed["result"]["order_id"],
         }
+
+    run_venue(scenario)
+
+
+def test_a_requote_waiting_too_long_for_a_place_is_refused_and_the_slot_stays_blocked(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A place whose outcome does not come back (a core failing over, or none active) held
+    the requotes of its slot, and every later frame of their connection, for as long as it
+    took: for good if it never came. Now the waiting requote is refused 503
+    `QUOTE_PLACE_PENDING` once the place has been on its way `QUOTE_PLACE_WAIT_S` (here made
+    short), the frames behind it are handled, and a later requote of the slot is refused at
+    once; none of them places a second quote beside the one on its way. Once the place is
+    back the slot is free: the next requote is served."""
+    monkeypatch.setattr(limits, "QUOTE_PLACE_WAIT_S", 0.5)
+
+    async def scenario(venue: Any) -> None:
+        server = venue.server
+        maker = await venue.client("alpha")
+        await maker.request("session.cod", {"enabled": True})
+        session = next(s for s in server.sessions.values() if s.account == 1)
+        slot = (1, "stuck", "AAPLx-USD", Side.BUY)
+        server.dispatcher.placed.placing[slot] = time.monotonic()  # never back
+        bid = {"symbol": "AAPLx-USD", "bid_px": "186.00", "bid_qty": "1"}
+        requote = {"quote_set": "stuck", "quotes": [bid]}
+        place = {"symbol": "AAPLx-USD", "side": "sell", "type": "limit", "tif": "gtc"}
+        started = time.monotonic()
+        refused, placed, listed = await asyncio.wait_for(
+            asyncio.gather(
+                maker.request_raw("quote.mass", requote),
+                maker.request_raw("order.place", place | {"qty": "1", "price": "187.30"}),
+                maker.request_raw("orders.open", {}),
+            ),
+            5,
+        )
+        assert time.monotonic() - started >= 0.4, "it waited for the place first"
+        assert (refused["status"], refused["error"]["name"]) == (503, "QUOTE_PLACE_PENDING")
+        assert "not executed" in refused["error"]["msg"], refused
+        assert [placed["status"], listed["status"]] == [200, 200], "those behind it ran"
+        orders = listed["result"]["orders"]
+        assert [o["order_id"] for o in orders] == [placed["result"]["order_id"]], "no quote"
+        assert session.held is None and server.dispatcher.held == {}
+        started = time.monotonic()
+        again = await maker.request_raw("quote.mass", requote)
+        assert time.monotonic() - started < 0.4, "refused at once: the place is still due"
+        assert (again["status"], again["error"]["name"]) == (503, "QUOTE_PLACE_PENDING")
+        assert slot in server.dispatcher.placed.placing, "blocked until its outcome is back"
+        server.dispatcher.placed.place_back(slot)
+        served = await maker.request_raw("quote.mass", requote)
+        assert served["status"] == 200, served
+        assert served["result"]["results"][0]["result"]["status"] == "new"
 
     run_venue(scenario)

@@ -217,17 +217,23 @@ def test_over_a_lagging_replica_a_quotes_place_in_flight_blocks_its_slot_until_b
     slot = (ACCOUNT, "q", SYMBOL, Side.BUY)
     place = PlaceOrder(ts_us=5, account=ACCOUNT, symbol=SYMBOL, side=Side.BUY, quote_set="q")
     taker = PlaceOrder(ts_us=5, account=ACCOUNT, symbol=SYMBOL, side=Side.BUY)
-    placed.sent([place, taker], object())
-    assert placed.placing == {slot}, "a quote's place, not a plain order's"
+    placed.sent([place, taker], object(), 7.0)
+    assert placed.placing == {slot: 7.0}, "a quote's place, not a plain order's"
     assert placed.blocked(ACCOUNT, "q", {SYMBOL}) and placed.blocked(ACCOUNT, "q", None)
     assert not placed.blocked(ACCOUNT, "q", {"MSFTx-USD"})
     assert not placed.blocked(ACCOUNT, "other", {SYMBOL})
     assert not placed.blocked(TAKER, "q", {SYMBOL})
+    later = (ACCOUNT, "q", "MSFTx-USD", Side.SELL)
+    placed.sent([msgspec.structs.replace(place, symbol="MSFTx-USD", side=Side.SELL)], None, 9.0)
+    assert placed.placing_since(ACCOUNT, "q", None) == 7.0, "the oldest place in flight"
+    assert placed.placing_since(ACCOUNT, "q", {"MSFTx-USD"}) == 9.0
+    assert placed.placing_since(ACCOUNT, "other", None) is None
+    placed.place_back(later)
     placed.place_back((ACCOUNT, "q", SYMBOL, Side.SELL))
     assert placed.blocked(ACCOUNT, "q", {SYMBOL}), "the other side's slot"
     placed.place_back(slot)
-    assert placed.placing == set() and not placed.blocked(ACCOUNT, "q", None)
+    assert placed.placing == {} and not placed.blocked(ACCOUNT, "q", None)
 
     embedded = PlacedOrders(cast(ReadSide, None))
     embedded.sent([place], object())
-    assert embedded.placing == set()
+    assert embedded.placing == {}

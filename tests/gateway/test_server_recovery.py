@@ -257,7 +257,7 @@ async def _requote_held(
     as when the core is unreachable) and `behind` it the requests given (method, params),
     which the connection holds; their answers (or failures), once all are held."""
     session = next(s for s in server.sessions.values() if s.account == 1)
-    server.dispatcher.placed.placing.add((1, "held", SYMBOL, Side.BUY))  # never back
+    server.dispatcher.placed.placing[(1, "held", SYMBOL, Side.BUY)] = time.monotonic()  # not back
     bid = {"symbol": SYMBOL, "bid_px": "186.00", "bid_qty": "1"}
     sending = [
         maker.request_raw("quote.mass", {"quote_set": "held", "quotes": [bid]}),  # waits

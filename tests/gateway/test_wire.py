@@ -1057,6 +1057,7 @@ def test_error_envelopes() -> None:
         (E.UNKNOWN_ASSET, 400),
         (E.INTERNAL, 500),
         (E.SHUTTING_DOWN, 503),
+        (E.QUOTE_PLACE_PENDING, 503),
     ],
 )
 def test_rejection_status(code: ErrorCode, status: int) -> None:
