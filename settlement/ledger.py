@@ -201,10 +201,22 @@ class Ledger:
         previous = self.attestations.get(attestation.asset)
         if previous is not None and attestation.as_of_us < previous.as_of_us:
             return Refused("BAD_PARAM", "an attestation older than the latest one")
+        if previous is not None and _restates(previous, attestation):
+            # The store keeps every statement by its moment: it would refuse another amount
+            # for one it holds after the answer, fatally, and at every start after it.
+            return Refused("BAD_PARAM", self._restated(previous))
         if attestation.asset in matured:
             return Refused("ASSET_MATURED", _matured(attestation.asset))
         self.attestations[attestation.asset] = attestation
         return None
+
+    def _restated(self, previous: Attestation) -> str:
+        scale = self.assets[previous.asset].scale
+        return (
+            f"{previous.asset} reserves as of {previous.as_of_us} are recorded as"
+            f" {decimal_text(previous.amount, scale)}: a statement for the same moment cannot"
+            " say otherwise (a corrected one needs a later as_of)"
+        )
 
     # ----------------------------------------------------------------- queries
 
@@ -633,6 +645,20 @@ class Ledger:
         for w in self.withdrawals.values():
             held[(w.account, w.asset)] = held.get((w.account, w.asset), 0) + w.amount
         return held
+
+
+def _restates(previous: Attestation, attestation: Attestation) -> bool:
+    """Whether `attestation` gives another amount for the moment of `previous` (the same
+    amount again is a retry, and is taken)."""
+    return attestation.as_of_us == previous.as_of_us and attestation.amount != previous.amount
+
+
+def decimal_text(units: int, scale: int) -> str:
+    """Whole units of an asset at `scale` as its decimal text (an operator reads these)."""
+    if not scale:
+        return str(units)
+    whole, fraction = divmod(units, 10**scale)
+    return f"{whole}.{fraction:0{scale}d}"
 
 
 def _matured(asset: str) -> str:

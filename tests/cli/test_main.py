@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -459,3 +460,35 @@ def test_serve_on_a_damaged_state_file_names_it_in_one_line(tmp_path: Path, name
         tmp_path, "serve", "--config", CONFIG, "--data-dir", str(data_dir), "--port", "0"
     )
     failed_in_one_line(result, "cannot start", str(data_dir / name), "damaged")
+
+
+def test_a_second_attestation_as_of_the_same_moment_is_refused_not_fatal(
+    tmp_path: Path,
+) -> None:
+    """The finding: an operator who corrected a custodian's statement by re-sending it with
+    the same `--as-of` and another amount got `{seq}` (exit 0), then the ledger store refused
+    the second amount for a moment it had recorded, the venue stopped (exit 70) and could
+    never start again: the journal replayed the same conflict into the store. A statement
+    for the moment of the latest is now refused unless it says the same (a retry), and the
+    venue runs on and restarts."""
+    data_dir = tmp_path / "running"
+    as_of = ""
+
+    def attest(url: str, amount: str) -> subprocess.CompletedProcess[str]:
+        flags = ["--as-of", as_of, "--config", CONFIG, "--url", url]
+        return venue(tmp_path, "admin", "attest-reserves", "USD", amount, *flags)
+
+    with served(tmp_path, data_dir) as url:
+        as_of = str(time.time_ns() // 1_000)
+        assert attest(url, "1000000000").returncode == 0
+        corrected = attest(url, "2000000000")
+        assert corrected.returncode == 1, corrected.stderr
+        assert "BAD_PARAM" in corrected.stderr and "1000000000.000000" in corrected.stderr
+        retried = attest(url, "1000000000")  # the same statement again (a timeout's retry)
+        assert retried.returncode == 0, retried.stderr
+    with served(tmp_path, data_dir) as url:  # it restarts from its journal and store
+        deposit = ["deposit", "1", "USD", "1", "--config", CONFIG, "--url", url]
+        assert venue(tmp_path, "admin", *deposit).returncode == 0
+    reserves = venue(tmp_path, "ledger", "reserves", "--data-dir", str(data_dir))
+    usd = next(line for line in reserves.stdout.splitlines() if line.startswith("USD"))
+    assert usd.split()[2] == "1000000000.000000"

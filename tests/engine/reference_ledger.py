@@ -826,6 +826,14 @@ class ReferenceClearedVenue(ReferenceVenue):
         if latest is not None and cmd.as_of_us < latest.as_of_us:
             detail = "an attestation older than the latest one"  # engine's choice
             return self._custody_reject(cmd, name, E.BAD_PARAM, detail)
+        if latest is not None and cmd.as_of_us == latest.as_of_us and cmd.amount != latest.amount:
+            recorded = Decimal(latest.amount).scaleb(-self.assets[cmd.asset])
+            detail = (  # the store holds one amount per asset and moment
+                f"{cmd.asset} reserves as of {latest.as_of_us} are recorded as {recorded:f}:"
+                " a statement for the same moment cannot say otherwise (a corrected one needs"
+                " a later as_of)"
+            )
+            return self._custody_reject(cmd, name, E.BAD_PARAM, detail)
         if cmd.asset in self.matured_assets:
             return self._custody_reject(cmd, name, E.ASSET_MATURED, _matured(cmd.asset))
         attestation = Attestation(cmd.asset, cmd.amount, cmd.as_of_us)
