@@ -25,6 +25,9 @@ from settlement.transfers import (
 
 ASSET_CODE_LENGTH_MAX = 24  # "TB-2027-03-04" and equity tickers fit with room to spare
 ASSET_SCALE_MAX = 18  # 10**18 units per whole is finer than any asset we hold
+# The ledger store's limit (`settlement.store.ACCOUNT_NAME_CHARS_MAX`): a longer name taken
+# here would be refused there after the answer, fatally, and at every start after it.
+ACCOUNT_NAME_LENGTH_MAX = 200
 DELIVERY = TransferKind.DELIVERY  # a trade's legs, as module globals for `settle_dvp`
 PAYMENT = TransferKind.PAYMENT
 ROUNDED = TransferKind.ROUNDING
@@ -185,6 +188,9 @@ class Ledger:
             return Refused("BAD_PARAM", "participant account ids are positive")
         if len(participant.jurisdiction) != 2:
             return Refused("BAD_PARAM", "jurisdiction is a two-letter country code")
+        if len(participant.name) > ACCOUNT_NAME_LENGTH_MAX:
+            detail = f"account names have at most {ACCOUNT_NAME_LENGTH_MAX} characters"
+            return Refused("BAD_PARAM", detail)
         if participant.account_id in self.participants:
             return Refused("ACCOUNT_EXISTS", f"account {participant.account_id} exists")
         self.participants[participant.account_id] = participant

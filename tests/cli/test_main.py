@@ -492,3 +492,19 @@ def test_a_second_attestation_as_of_the_same_moment_is_refused_not_fatal(
     reserves = venue(tmp_path, "ledger", "reserves", "--data-dir", str(data_dir))
     usd = next(line for line in reserves.stdout.splitlines() if line.startswith("USD"))
     assert usd.split()[2] == "1000000000.000000"
+
+
+def test_an_account_name_the_ledger_store_cannot_hold_is_refused_creating_nothing(
+    tmp_path: Path,
+) -> None:
+    """The finding: a `[[accounts]]` name of 201 characters passed the config's checks and
+    the build (the engine took any printable name), `venue serve` printed its address, and
+    the ledger store (names of at most 200 characters) refused the account: the venue
+    stopped (exit 70) with its data directory built, and every later start said `cannot
+    start` on the same name, for good. The ledger now refuses such a name as the store
+    would, so the build's rehearsal stops the start in one line before anything is made."""
+    text = SAMPLE_CONFIG.read_text().replace('name = "taker"', f'name = "{"t" * 201}"')
+    (tmp_path / "long.toml").write_text(text)
+    result = venue(tmp_path, "serve", "--config", "long.toml", "--port", "0", "--data-dir", "d")
+    failed_in_one_line(result, "long.toml", "at most 200 characters")
+    assert listing(tmp_path) == ["long.toml"]

@@ -808,6 +808,9 @@ class ReferenceClearedVenue(ReferenceVenue):
         if len(cmd.jurisdiction) != 2:
             detail = "jurisdiction is a two-letter country code"
             return self._custody_reject(cmd, name, E.BAD_PARAM, detail)
+        if len(cmd.name) > 200:  # the ledger store's limit
+            detail = "account names have at most 200 characters"
+            return self._custody_reject(cmd, name, E.BAD_PARAM, detail)
         if cmd.account in self.participants:
             detail = f"account {cmd.account} exists"
             return self._custody_reject(cmd, name, E.ACCOUNT_EXISTS, detail)
