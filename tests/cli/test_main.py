@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from client import demo_data
+from core.config import ACCOUNT_ID_MAX
 from core.journal import FileJournal
 from core.venue_core import lock_data_dir
 from gateway.server import JOURNAL_FILE
+from gateway.wire import INT_MAX
 from tests.conftest import ROOT
 from tests.sample_config import SAMPLE_CONFIG
 
@@ -508,3 +510,22 @@ def test_an_account_name_the_ledger_store_cannot_hold_is_refused_creating_nothin
     result = venue(tmp_path, "serve", "--config", "long.toml", "--port", "0", "--data-dir", "d")
     failed_in_one_line(result, "long.toml", "at most 200 characters")
     assert listing(tmp_path) == ["long.toml"]
+
+
+@pytest.mark.parametrize("account", [2**53, 2**64])
+def test_an_account_id_past_the_protocols_integers_is_refused_creating_nothing(
+    tmp_path: Path, account: int
+) -> None:
+    """The finding: `[[accounts]] id = 18446744073709551616` (2^64) passed the config's
+    checks; `venue serve` built the venue, then stopped on an OverflowError (exit 70) when it
+    journaled the account, leaving a data directory that stopped every start the same way.
+    An id no JSON client can name exactly (2^53 and up, protocol §1) is now refused at
+    load, in one line, creating nothing."""
+    text = SAMPLE_CONFIG.read_text()
+    text = text.replace("[[accounts]]\nid = 3\n", f"[[accounts]]\nid = {account}\n")
+    text = text.replace("account = 3\n", f"account = {account}\n")
+    (tmp_path / "big.toml").write_text(text)
+    result = venue(tmp_path, "serve", "--config", "big.toml", "--port", "0", "--data-dir", "d")
+    failed_in_one_line(result, "big.toml", f"id {account}", f"at most {ACCOUNT_ID_MAX}")
+    assert listing(tmp_path) == ["big.toml"]
+    assert ACCOUNT_ID_MAX == INT_MAX  # what the wire can name
