@@ -137,7 +137,7 @@ def split(ledger: Ledger, asset: str, ratio_new: int, ratio_old: int, ts_us: int
     attestation = ledger.attestations.get(asset)
     if attestation is not None:
         rescaled = attestation.amount * ratio_new // ratio_old
-        attestation = Attestation(asset, rescaled, attestation.as_of_us + 1)
+        attestation = Attestation(asset, rescaled, attestation.as_of_us + 1, ts_us)
         ledger.attestations[asset] = attestation
     return SplitBooked(entitlements, supply, supply_after, rounding_after, booked, attestation)
 

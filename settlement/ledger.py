@@ -52,12 +52,17 @@ class Participant(msgspec.Struct, frozen=True, gc=False):
     jurisdiction: str  # ISO 3166 alpha-2, e.g. "US", "DE"
 
 
-class Attestation(msgspec.Struct, frozen=True, gc=False):
-    """A custodian's statement: this much of the asset is held in reserve, as of then."""
+class Attestation(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    """A custodian's statement: this much of the asset is held in reserve, as of then.
+
+    One a split rescaled (`settlement.corporate.split`) says when: a statement dated before
+    that counts the old shares, and is refused. Left out of its encoding when 0 (none), so
+    every other attestation encodes, hashes and snapshots as before it existed."""
 
     asset: str
     amount: int
     as_of_us: int
+    split_at_us: int = 0  # the time of the split that rescaled it; 0: none did
 
 
 class Withdrawal(msgspec.Struct, frozen=True, gc=False):
@@ -207,6 +212,8 @@ class Ledger:
         previous = self.attestations.get(attestation.asset)
         if previous is not None and attestation.as_of_us < previous.as_of_us:
             return Refused("BAD_PARAM", "an attestation older than the latest one")
+        if previous is not None and attestation.as_of_us < previous.split_at_us:
+            return Refused("BAD_PARAM", _before_split(attestation, previous.split_at_us))
         if previous is not None and _restates(previous, attestation):
             # The store keeps every statement by its moment: it would refuse another amount
             # for one it holds after the answer, fatally, and at every start after it.
@@ -651,6 +658,14 @@ class Ledger:
         for w in self.withdrawals.values():
             held[(w.account, w.asset)] = held.get((w.account, w.asset), 0) + w.amount
         return held
+
+
+def _before_split(attestation: Attestation, split_at_us: int) -> str:
+    return (
+        f"{attestation.asset} was split at {split_at_us}: a statement as of"
+        f" {attestation.as_of_us}, before the split, counts its old shares (attest one as of"
+        " the split or later)"
+    )
 
 
 def _restates(previous: Attestation, attestation: Attestation) -> bool:
