@@ -42,6 +42,9 @@ from settlement.ledger import Ledger
 HOUR_US = 3_600_000_000
 # What an API key may be allowed (`gateway.auth` checks each request against them).
 SCOPES = frozenset({"read", "trade", "admin"})
+# The protocol's integers (gateway.wire.INT_MAX): no client could name a larger account, and
+# past 2^64 the journal cannot even hold it (the build stopped on an OverflowError).
+ACCOUNT_ID_MAX = 2**53 - 1
 
 
 class VenueSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -255,6 +258,8 @@ def _account_problem(account: AccountEntry) -> str | None:
     where = f"[[accounts]] id {account.id}"
     if account.id <= 0:
         return f"{where}: account ids are above 0 (the venue's own are negative)"
+    if account.id > ACCOUNT_ID_MAX:
+        return f"{where}: account ids are at most {ACCOUNT_ID_MAX} (exact in every JSON client)"
     if not account.name.isprintable():  # a line break in it would forge a report's row
         return f"{where}: name {account.name!r}: printable characters only"
     return None

@@ -94,6 +94,13 @@ ERROR_TEXT_CHARS_MAX = 1_000  # an error quoting client input quotes this much: 
 SURROGATE_SEARCH_MAX = 2_048
 
 DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?\Z"  # plain notation: no sign, exponent or spaces
+RATIO_PATTERN = r"^[0-9]{1,4}:[0-9]{1,4}\Z"  # a split's "new:old"; the engine checks 1..1000
+# The patterns said in words in an error (an operator does not read regular expressions).
+PATTERN_WORDS = {
+    DECIMAL_PATTERN: "a plain decimal number",
+    RATIO_PATTERN: 'a ratio "new:old" of two whole numbers from 1 to 1000, such as "2:1",'
+    ' "3:2" or "1:10"',
+}
 
 # ----------------------------------------------------------------- field types
 
@@ -538,7 +545,7 @@ class PayDividendParams(Params, frozen=True):
 
 class SplitParams(Params, frozen=True):
     symbol: Symbol
-    ratio: Annotated[str, Meta(pattern=r"^[0-9]{1,4}:[0-9]{1,4}\Z")]  # "new:old", e.g. "3:2"
+    ratio: Annotated[str, Meta(pattern=RATIO_PATTERN)]  # "new:old", e.g. "3:2"
 
 
 class IssueKeyParams(Params, frozen=True):
@@ -1158,11 +1165,12 @@ def _in_params(failure: msgspec.ValidationError) -> str:
 
 
 def _readable(text: str) -> str:
-    """msgspec's message, with the decimal pattern said in words."""
-    head, found, tail = text.partition(" matching regex '^[0-9]+")
-    if not found:
-        return text
-    return head + " holding a plain decimal number" + tail.partition("'")[2]
+    """msgspec's message, with the decimal and ratio patterns said in words."""
+    for pattern, words in PATTERN_WORDS.items():
+        head, found, tail = text.partition(f" matching regex {pattern!r}")
+        if found:
+            return f"{head} holding {words}{tail}"
+    return text
 
 
 def _salvage_id(frame: bytes | str) -> int | str | None:

@@ -13,7 +13,7 @@ Pure; refusals are `Refused`, never raised.
 
 import msgspec
 
-from settlement.ledger import Attestation, Ledger, Leg, Refused
+from settlement.ledger import Attestation, Ledger, Leg, Refused, decimal_text
 from settlement.transfers import ISSUANCE, ROUNDING, Transfer, TransferKind
 
 DIVIDEND = TransferKind.DIVIDEND
@@ -87,8 +87,8 @@ def pay_dividend(
     if available < provided:
         return DividendShort(
             "INSUFFICIENT_BALANCE",
-            f"payer {payer} has {_decimal(available, cash_scale)} {cash_asset} available,"
-            f" the dividend needs {_decimal(provided, cash_scale)}",
+            f"payer {payer} has {decimal_text(available, cash_scale)} {cash_asset} available,"
+            f" the dividend needs {decimal_text(provided, cash_scale)}",
             provided,
             available,
         )
@@ -137,7 +137,7 @@ def split(ledger: Ledger, asset: str, ratio_new: int, ratio_old: int, ts_us: int
     attestation = ledger.attestations.get(asset)
     if attestation is not None:
         rescaled = attestation.amount * ratio_new // ratio_old
-        attestation = Attestation(asset, rescaled, attestation.as_of_us + 1)
+        attestation = Attestation(asset, rescaled, attestation.as_of_us + 1, ts_us)
         ledger.attestations[asset] = attestation
     return SplitBooked(entitlements, supply, supply_after, rounding_after, booked, attestation)
 
@@ -157,11 +157,3 @@ def _book(ledger: Ledger, legs: list[Leg], ts_us: int) -> list[Transfer]:
     booked = ledger.book(legs, ts_us, legs_max=len(legs))
     assert not isinstance(booked, Refused), f"a corporate action failed to book: {booked}"
     return booked
-
-
-def _decimal(units: int, scale: int) -> str:
-    """Whole units of an asset at `scale` as its decimal text (an operator reads these)."""
-    if not scale:
-        return str(units)
-    whole, fraction = divmod(units, 10**scale)
-    return f"{whole}.{fraction:0{scale}d}"

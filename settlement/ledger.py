@@ -25,6 +25,9 @@ from settlement.transfers import (
 
 ASSET_CODE_LENGTH_MAX = 24  # "TB-2027-03-04" and equity tickers fit with room to spare
 ASSET_SCALE_MAX = 18  # 10**18 units per whole is finer than any asset we hold
+# The ledger store's limit (`settlement.store.ACCOUNT_NAME_CHARS_MAX`): a longer name taken
+# here would be refused there after the answer, fatally, and at every start after it.
+ACCOUNT_NAME_LENGTH_MAX = 200
 DELIVERY = TransferKind.DELIVERY  # a trade's legs, as module globals for `settle_dvp`
 PAYMENT = TransferKind.PAYMENT
 ROUNDED = TransferKind.ROUNDING
@@ -49,12 +52,17 @@ class Participant(msgspec.Struct, frozen=True, gc=False):
     jurisdiction: str  # ISO 3166 alpha-2, e.g. "US", "DE"
 
 
-class Attestation(msgspec.Struct, frozen=True, gc=False):
-    """A custodian's statement: this much of the asset is held in reserve, as of then."""
+class Attestation(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    """A custodian's statement: this much of the asset is held in reserve, as of then.
+
+    One a split rescaled (`settlement.corporate.split`) says when: a statement dated before
+    that counts the old shares, and is refused. Left out of its encoding when 0 (none), so
+    every other attestation encodes, hashes and snapshots as before it existed."""
 
     asset: str
     amount: int
     as_of_us: int
+    split_at_us: int = 0  # the time of the split that rescaled it; 0: none did
 
 
 class Withdrawal(msgspec.Struct, frozen=True, gc=False):
@@ -185,6 +193,9 @@ class Ledger:
             return Refused("BAD_PARAM", "participant account ids are positive")
         if len(participant.jurisdiction) != 2:
             return Refused("BAD_PARAM", "jurisdiction is a two-letter country code")
+        if len(participant.name) > ACCOUNT_NAME_LENGTH_MAX:
+            detail = f"account names have at most {ACCOUNT_NAME_LENGTH_MAX} characters"
+            return Refused("BAD_PARAM", detail)
         if participant.account_id in self.participants:
             return Refused("ACCOUNT_EXISTS", f"account {participant.account_id} exists")
         self.participants[participant.account_id] = participant
@@ -201,10 +212,24 @@ class Ledger:
         previous = self.attestations.get(attestation.asset)
         if previous is not None and attestation.as_of_us < previous.as_of_us:
             return Refused("BAD_PARAM", "an attestation older than the latest one")
+        if previous is not None and attestation.as_of_us < previous.split_at_us:
+            return Refused("BAD_PARAM", _before_split(attestation, previous.split_at_us))
+        if previous is not None and _restates(previous, attestation):
+            # The store keeps every statement by its moment: it would refuse another amount
+            # for one it holds after the answer, fatally, and at every start after it.
+            return Refused("BAD_PARAM", self._restated(previous))
         if attestation.asset in matured:
             return Refused("ASSET_MATURED", _matured(attestation.asset))
         self.attestations[attestation.asset] = attestation
         return None
+
+    def _restated(self, previous: Attestation) -> str:
+        scale = self.assets[previous.asset].scale
+        return (
+            f"{previous.asset} reserves as of {previous.as_of_us} are recorded as"
+            f" {decimal_text(previous.amount, scale)}: a statement for the same moment cannot"
+            " say otherwise (a corrected one needs a later as_of)"
+        )
 
     # ----------------------------------------------------------------- queries
 
@@ -633,6 +658,28 @@ class Ledger:
         for w in self.withdrawals.values():
             held[(w.account, w.asset)] = held.get((w.account, w.asset), 0) + w.amount
         return held
+
+
+def _before_split(attestation: Attestation, split_at_us: int) -> str:
+    return (
+        f"{attestation.asset} was split at {split_at_us}: a statement as of"
+        f" {attestation.as_of_us}, before the split, counts its old shares (attest one as of"
+        " the split or later)"
+    )
+
+
+def _restates(previous: Attestation, attestation: Attestation) -> bool:
+    """Whether `attestation` gives another amount for the moment of `previous` (the same
+    amount again is a retry, and is taken)."""
+    return attestation.as_of_us == previous.as_of_us and attestation.amount != previous.amount
+
+
+def decimal_text(units: int, scale: int) -> str:
+    """Whole units of an asset at `scale` as its decimal text (an operator reads these)."""
+    if not scale:
+        return str(units)
+    whole, fraction = divmod(units, 10**scale)
+    return f"{whole}.{fraction:0{scale}d}"
 
 
 def _matured(asset: str) -> str:

@@ -30,7 +30,7 @@ BATCH_TRANSFERS_MAX: Final = 100_000
 ASSET_SCALE_MAX: Final = 18  # amounts are signed 64-bit: 10**18 units must fit below 2**63
 AMOUNT_LIMIT: Final = 2**63  # amounts are stored as signed 64-bit integers
 ASSET_CODE_CHARS_MAX: Final = 32  # longer than any ticker or T-bill code we list
-ACCOUNT_NAME_CHARS_MAX: Final = 200  # a label for people, not a document
+ACCOUNT_NAME_CHARS_MAX: Final = 200  # a label for people; the ledger refuses longer first
 ITERATION_PAGE_TRANSFERS: Final = 10_000  # rows held in memory per page while iterating
 BUSY_TIMEOUT_MS: Final = 5_000  # a checkpoint or another writer finishing; longer is stuck
 

@@ -8,15 +8,18 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from client import demo_data
+from core.config import ACCOUNT_ID_MAX
 from core.journal import FileJournal
 from core.venue_core import lock_data_dir
 from gateway.server import JOURNAL_FILE
+from gateway.wire import INT_MAX
 from tests.conftest import ROOT
 from tests.sample_config import SAMPLE_CONFIG
 
@@ -459,3 +462,70 @@ def test_serve_on_a_damaged_state_file_names_it_in_one_line(tmp_path: Path, name
         tmp_path, "serve", "--config", CONFIG, "--data-dir", str(data_dir), "--port", "0"
     )
     failed_in_one_line(result, "cannot start", str(data_dir / name), "damaged")
+
+
+def test_a_second_attestation_as_of_the_same_moment_is_refused_not_fatal(
+    tmp_path: Path,
+) -> None:
+    """The finding: an operator who corrected a custodian's statement by re-sending it with
+    the same `--as-of` and another amount got `{seq}` (exit 0), then the ledger store refused
+    the second amount for a moment it had recorded, the venue stopped (exit 70) and could
+    never start again: the journal replayed the same conflict into the store. A statement
+    for the moment of the latest is now refused unless it says the same (a retry), and the
+    venue runs on and restarts."""
+    data_dir = tmp_path / "running"
+    as_of = ""
+
+    def attest(url: str, amount: str) -> subprocess.CompletedProcess[str]:
+        flags = ["--as-of", as_of, "--config", CONFIG, "--url", url]
+        return venue(tmp_path, "admin", "attest-reserves", "USD", amount, *flags)
+
+    with served(tmp_path, data_dir) as url:
+        as_of = str(time.time_ns() // 1_000)
+        assert attest(url, "1000000000").returncode == 0
+        corrected = attest(url, "2000000000")
+        assert corrected.returncode == 1, corrected.stderr
+        assert "BAD_PARAM" in corrected.stderr and "1000000000.000000" in corrected.stderr
+        retried = attest(url, "1000000000")  # the same statement again (a timeout's retry)
+        assert retried.returncode == 0, retried.stderr
+    with served(tmp_path, data_dir) as url:  # it restarts from its journal and store
+        deposit = ["deposit", "1", "USD", "1", "--config", CONFIG, "--url", url]
+        assert venue(tmp_path, "admin", *deposit).returncode == 0
+    reserves = venue(tmp_path, "ledger", "reserves", "--data-dir", str(data_dir))
+    usd = next(line for line in reserves.stdout.splitlines() if line.startswith("USD"))
+    assert usd.split()[2] == "1000000000.000000"
+
+
+def test_an_account_name_the_ledger_store_cannot_hold_is_refused_creating_nothing(
+    tmp_path: Path,
+) -> None:
+    """The finding: a `[[accounts]]` name of 201 characters passed the config's checks and
+    the build (the engine took any printable name), `venue serve` printed its address, and
+    the ledger store (names of at most 200 characters) refused the account: the venue
+    stopped (exit 70) with its data directory built, and every later start said `cannot
+    start` on the same name, for good. The ledger now refuses such a name as the store
+    would, so the build's rehearsal stops the start in one line before anything is made."""
+    text = SAMPLE_CONFIG.read_text().replace('name = "taker"', f'name = "{"t" * 201}"')
+    (tmp_path / "long.toml").write_text(text)
+    result = venue(tmp_path, "serve", "--config", "long.toml", "--port", "0", "--data-dir", "d")
+    failed_in_one_line(result, "long.toml", "at most 200 characters")
+    assert listing(tmp_path) == ["long.toml"]
+
+
+@pytest.mark.parametrize("account", [2**53, 2**64])
+def test_an_account_id_past_the_protocols_integers_is_refused_creating_nothing(
+    tmp_path: Path, account: int
+) -> None:
+    """The finding: `[[accounts]] id = 18446744073709551616` (2^64) passed the config's
+    checks; `venue serve` built the venue, then stopped on an OverflowError (exit 70) when it
+    journaled the account, leaving a data directory that stopped every start the same way.
+    An id no JSON client can name exactly (2^53 and up, protocol §1) is now refused at
+    load, in one line, creating nothing."""
+    text = SAMPLE_CONFIG.read_text()
+    text = text.replace("[[accounts]]\nid = 3\n", f"[[accounts]]\nid = {account}\n")
+    text = text.replace("account = 3\n", f"account = {account}\n")
+    (tmp_path / "big.toml").write_text(text)
+    result = venue(tmp_path, "serve", "--config", "big.toml", "--port", "0", "--data-dir", "d")
+    failed_in_one_line(result, "big.toml", f"id {account}", f"at most {ACCOUNT_ID_MAX}")
+    assert listing(tmp_path) == ["big.toml"]
+    assert ACCOUNT_ID_MAX == INT_MAX  # what the wire can name

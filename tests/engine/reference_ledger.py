@@ -808,6 +808,9 @@ class ReferenceClearedVenue(ReferenceVenue):
         if len(cmd.jurisdiction) != 2:
             detail = "jurisdiction is a two-letter country code"
             return self._custody_reject(cmd, name, E.BAD_PARAM, detail)
+        if len(cmd.name) > 200:  # the ledger store's limit
+            detail = "account names have at most 200 characters"
+            return self._custody_reject(cmd, name, E.BAD_PARAM, detail)
         if cmd.account in self.participants:
             detail = f"account {cmd.account} exists"
             return self._custody_reject(cmd, name, E.ACCOUNT_EXISTS, detail)
@@ -825,6 +828,14 @@ class ReferenceClearedVenue(ReferenceVenue):
         latest = self.attestations.get(cmd.asset)
         if latest is not None and cmd.as_of_us < latest.as_of_us:
             detail = "an attestation older than the latest one"  # engine's choice
+            return self._custody_reject(cmd, name, E.BAD_PARAM, detail)
+        if latest is not None and cmd.as_of_us == latest.as_of_us and cmd.amount != latest.amount:
+            recorded = Decimal(latest.amount).scaleb(-self.assets[cmd.asset])
+            detail = (  # the store holds one amount per asset and moment
+                f"{cmd.asset} reserves as of {latest.as_of_us} are recorded as {recorded:f}:"
+                " a statement for the same moment cannot say otherwise (a corrected one needs"
+                " a later as_of)"
+            )
             return self._custody_reject(cmd, name, E.BAD_PARAM, detail)
         if cmd.asset in self.matured_assets:
             return self._custody_reject(cmd, name, E.ASSET_MATURED, _matured(cmd.asset))

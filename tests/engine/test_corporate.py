@@ -289,6 +289,33 @@ def test_a_reverse_split_cancels_orders_left_below_the_minimum(corp: Corp) -> No
     assert isinstance(events[-1], SharesSplit) and events[-1].orders_canceled == 1
 
 
+def test_a_statement_dated_before_a_split_is_refused_after_it(corp: Corp) -> None:
+    """The finding: after a 1:10 reverse split the custodian holds 100 new shares, and the
+    venue's rescaled attestation says so; its statement as of a moment before the split (in
+    old shares: 1,000) still came in after it, and was taken as 1,000 new shares, so 900
+    shares minted against no reserves. A statement dated before the latest split of its
+    asset counts old shares: refused, changing nothing. One dated at the split or later is
+    taken."""
+    corp.halt()
+    corp.ok(SplitShares(symbol=SYMBOL, ratio_new=1, ratio_old=10))
+    split_us = corp.venue.ts_us
+    ledger = corp.venue.ledger
+    assert ledger is not None
+    assert ledger.attestations["AAPLx"].amount == 100 * SHARE
+    old_shares = AttestReserves(asset="AAPLx", amount=1_000 * SHARE, as_of_us=split_us - 1)
+    refused = corp.refused(old_shares)
+    assert refused.reason is ErrorCode.BAD_PARAM
+    assert refused.detail == (
+        f"AAPLx was split at {split_us}: a statement as of {split_us - 1}, before the split,"
+        " counts its old shares (attest one as of the split or later)"
+    )
+    assert ledger.attestations["AAPLx"].amount == 100 * SHARE
+    supply = ledger.supply("AAPLx")
+    over = Deposit(account=1, asset="AAPLx", amount=100 * SHARE - supply + 1)
+    assert corp.refused(over).reason is ErrorCode.RESERVES_EXCEEDED
+    corp.ok(AttestReserves(asset="AAPLx", amount=100 * SHARE, as_of_us=split_us))
+
+
 def test_split_refusals_change_nothing(corp: Corp) -> None:
     corp.halt()
     for new, old in ((1, 1), (0, 2), (2, 0), (1_001, 1)):

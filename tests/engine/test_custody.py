@@ -421,3 +421,25 @@ def test_a_case_twin_asset_is_refused_when_the_listing_asks_and_replays_when_it_
     assert not old.unique_by_case
     custodied.ok(old)
     assert "usd" in ledger.assets
+
+
+def test_another_amount_as_of_the_latest_statements_moment_is_refused(
+    custodied: Custodied,
+) -> None:
+    """The ledger store keeps every statement by (asset, as_of) and refuses a second amount
+    for one it holds: the engine took it, and the venue died after answering, then at every
+    start. Now refused here, changing nothing; the same statement again (a retry) is taken."""
+    assert custodied.venue.ledger is not None
+    attestations = dict(custodied.venue.ledger.attestations)
+    state, ts = custodied.venue.state_hash(), custodied.venue.ts_us
+    events = custodied.do(AttestReserves(asset="USD", amount=2 * USD, as_of_us=0))
+    assert isinstance(events[0], CommandRejected) and events[0].reason is ErrorCode.BAD_PARAM
+    assert events[0].detail == (
+        "USD reserves as of 0 are recorded as 1000000.000000: a statement for the same"
+        " moment cannot say otherwise (a corrected one needs a later as_of)"
+    )
+    assert custodied.venue.ledger.attestations == attestations
+    custodied.venue.ts_us = ts  # the same venue at the same time hashes the same
+    assert custodied.venue.state_hash() == state
+    custodied.ok(AttestReserves(asset="USD", amount=1_000_000 * USD, as_of_us=0))
+    custodied.ok(AttestReserves(asset="USD", amount=2 * USD, as_of_us=1))

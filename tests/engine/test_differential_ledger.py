@@ -549,6 +549,11 @@ class Stream:
         elif roll < 0.35:  # as of long ago: older than the latest, or stale at once
             latest = self.ref.attestations.get(asset)
             as_of = (latest.as_of_us if latest else self.ts) - rng.randint(1, 3 * STALENESS_US)
+        elif roll < 0.40:  # as of the latest's moment: the same amount (a retry) or another
+            latest = self.ref.attestations.get(asset)
+            if latest is not None:
+                as_of = latest.as_of_us
+                amount = rng.choice((latest.amount, amount))
         return AttestReserves(ts_us=self.ts, asset=asset, amount=amount, as_of_us=as_of)
 
     def _request_withdrawal(self) -> Command:

@@ -3,6 +3,7 @@ pays a dividend and splits the shares, the holders' pushes, and the ledger store
 
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,30 @@ def test_a_dividend_the_payer_cannot_cover_says_by_how_much(run_venue: RunVenue)
         await close_all(admin, alpha)
 
     run_venue(short)
+
+
+def test_a_custodian_statement_dated_before_a_split_is_refused_after_it(
+    run_venue: RunVenue,
+) -> None:
+    """Over the wire: after a 1:10 reverse split, an attestation as of a moment before it
+    (the custodian's statement in old shares, sent late) is refused, and a deposit past the
+    rescaled reserves with it; one as of the split or later is taken."""
+
+    async def reverse_split(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        await admin.request("admin.set_status", {"symbol": SYMBOL, "status": "halted"})
+        before_us = time.time_ns() // 1_000
+        await admin.request("admin.split", {"symbol": SYMBOL, "ratio": "1:10"})
+        reserves = {line["asset"]: line for line in (await admin.request("reserves"))["reserves"]}
+        rescaled = reserves["AAPLx"]["attested"]
+        late = {"asset": "AAPLx", "amount": "1000000", "as_of": before_us}
+        with pytest.raises(VenueError) as refused:
+            await admin.request("admin.attest_reserves", late)
+        assert refused.value.name == "BAD_PARAM" and "before the split" in str(refused.value)
+        reserves = {line["asset"]: line for line in (await admin.request("reserves"))["reserves"]}
+        assert reserves["AAPLx"]["attested"] == rescaled
+        fresh = {"asset": "AAPLx", "amount": rescaled, "as_of": time.time_ns() // 1_000}
+        await admin.request("admin.attest_reserves", fresh)
+        await close_all(admin)
+
+    run_venue(reverse_split)

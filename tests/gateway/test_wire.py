@@ -282,6 +282,18 @@ def test_messages_say_where_and_what() -> None:
     )
 
 
+@pytest.mark.parametrize("ratio", ["2.5:1", "2/1", "10000:1", "-1:2", " 2:1"])
+def test_a_split_ratio_not_new_colon_old_is_said_in_words(ratio: str) -> None:
+    """An operator's `venue admin split SYM 2/1` was answered with msgspec's regex
+    (`Expected `str` matching regex '^[0-9]{1,4}:[0-9]{1,4}\\Z'`): say what a ratio is."""
+    error = refused(frame("admin.split", {"symbol": SYMBOL, "ratio": ratio}))
+    assert (error.code, error.message) == (
+        E.BAD_PARAM,
+        'Expected `str` holding a ratio "new:old" of two whole numbers from 1 to 1000, such as'
+        ' "2:1", "3:2" or "1:10" - at `params.ratio`',
+    )
+
+
 def test_an_error_quotes_only_the_start_of_long_input() -> None:
     long = "k" * 3_000  # a frame may hold 64 KiB of it; the answer says what is wrong, briefly
     for raw in (

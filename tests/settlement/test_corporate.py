@@ -60,7 +60,8 @@ def test_a_split_mints_and_burns_against_issuance() -> None:
     assert [e.holding_after for e in booked.entitlements] == [1, 2, 3]
     assert (booked.supply_before, booked.supply_after, booked.rounding_holding) == (15, 7, 1)
     assert all(t.kind is TransferKind.SPLIT for t in booked.transfers)
-    assert booked.attestation == Attestation("EQ", 8, 1)  # 16 / 2, one microsecond later
+    # 16 / 2, one microsecond later, marked with the split's time (older statements: refused)
+    assert booked.attestation == Attestation("EQ", 8, 1, split_at_us=5)
     assert ledger.balance(ISSUANCE, "EQ").total == -7
     ledger.check_invariants()
 

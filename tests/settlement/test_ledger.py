@@ -12,6 +12,7 @@ from settlement.ledger import (
     Refused,
     Withdrawal,
 )
+from settlement.store import ACCOUNT_NAME_CHARS_MAX
 from settlement.transfers import FEE_INCOME, ISSUANCE, REDEMPTION, ROUNDING, TransferKind
 
 DAY_US = 86_400_000_000
@@ -136,6 +137,11 @@ def test_refusals_say_why(ledger: Ledger) -> None:
     assert reason(ledger.add_participant(Participant(0, "x", True, "DE"))) == "BAD_PARAM"
     assert reason(ledger.add_participant(Participant(1, "x", True, "DE"))) == "ACCOUNT_EXISTS"
     assert reason(ledger.add_asset(AssetSpec("USD", 6))) == "ASSET_EXISTS"
+    # the store's limit: a longer name taken here was refused there, after the answer
+    too_long = Participant(7, "n" * (ACCOUNT_NAME_CHARS_MAX + 1), True, "DE")
+    assert reason(ledger.add_participant(too_long)) == "BAD_PARAM"
+    assert 7 not in ledger.participants
+    assert ledger.add_participant(Participant(7, "n" * ACCOUNT_NAME_CHARS_MAX, True, "DE")) is None
 
 
 def test_drain_hands_over_each_transfer_once(ledger: Ledger) -> None:
