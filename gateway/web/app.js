@@ -30,6 +30,9 @@ const state = {
   tape: { epoch: null, seq: null }, // the `trades` stream's position; seq null: awaiting one
   trades: [], // newest first
   trade: null, // the logged-on /ws/trade socket
+  canTrade: false, // logged on with the trade scope
+  placing: false, // an order.place awaits its answer: the button waits with it
+  canceling: new Set(), // order ids whose order.cancel awaits its answer
   loggingOut: false,
   orders: new Map(), // order_id -> open order
   balances: new Map(), // asset -> balance row
@@ -572,6 +575,7 @@ async function startSession(apiKey, key, onLoggedOn) {
   $("logon-form").hidden = true;
   $("session").hidden = false;
   const trades = result.scopes.includes("trade");
+  state.canTrade = trades;
   $("place-button").disabled = !trades;
   showResult(
     trades
@@ -615,6 +619,7 @@ function endSession(event) {
 function clearSession() {
   // Back to the logon form, with nothing of the account left on the page.
   state.loggingOut = false;
+  state.canTrade = false;
   state.orders.clear();
   state.balances.clear();
   state.fills = [];
@@ -693,7 +698,8 @@ function renderOrders() {
     button.type = "button";
     button.textContent = "Cancel";
     button.className = "cancel";
-    button.onclick = () => cancel(order.order_id);
+    button.disabled = state.canceling.has(order.order_id);
+    button.onclick = () => cancel(order.order_id, button);
     row.insertCell().appendChild(button);
   });
 }
@@ -727,7 +733,7 @@ function renderFills() {
 
 async function onPlace(event) {
   event.preventDefault();
-  if (state.trade === null || state.selected === null) return;
+  if (state.trade === null || state.selected === null || state.placing) return;
   const kind = $("order-kind").value;
   const params = {
     symbol: state.selected,
@@ -743,21 +749,35 @@ async function onPlace(event) {
     showResult(params.qty === "" ? "enter a quantity" : "enter a price", "error");
     return;
   }
+  // One click, one order: the button waits for the answer, so a double click's second click
+  // (or a second Enter) places nothing more.
+  state.placing = true;
+  $("place-button").disabled = true;
   try {
     const result = await state.trade.request("order.place", params);
     showResult(`order ${result.order_id} ${result.status} (${params.cl_ord_id})`, "ok");
   } catch (failed) {
     showResult(`order refused: ${describe(failed)}`, "error");
+  } finally {
+    state.placing = false;
+    $("place-button").disabled = !state.canTrade; // a session that ended meanwhile: stays off
   }
 }
 
-async function cancel(orderId) {
-  if (state.trade === null) return;
+async function cancel(orderId, button) {
+  // Like placing: the order's Cancel waits for the answer (a second cancel would be refused,
+  // ORDER_NOT_OPEN, and that refusal shown over the cancel that worked).
+  if (state.trade === null || state.canceling.has(orderId)) return;
+  state.canceling.add(orderId);
+  button.disabled = true;
   try {
     const result = await state.trade.request("order.cancel", { order_id: orderId });
     showResult(`order ${result.order_id} ${result.status}`, "ok");
   } catch (failed) {
     showResult(`cancel refused: ${describe(failed)}`, "error");
+  } finally {
+    state.canceling.delete(orderId);
+    schedule("orders"); // the row's button again, if the order is still open
   }
 }
 

@@ -460,3 +460,34 @@ def test_a_key_without_read_is_refused_and_a_read_only_key_cannot_place(tmp_path
         await expect(error).to_have_text("")
 
     assert run_page(tmp_path, scenario) == []
+
+
+def test_a_double_click_places_one_order_and_cancels_it_once(tmp_path: Path) -> None:
+    # A trader's double click is one intent: the button waits for the venue's answer, so the
+    # second click neither places a second order nor cancels again (which the venue refuses,
+    # ORDER_NOT_OPEN, and the page would show over the cancel that worked).
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        await page.select_option("#order-kind", "post_only")
+        await page.fill("#order-price", "180.00")
+        await page.fill("#order-qty", "2")
+
+        await page.dblclick("#place-button")
+
+        await expect(page.locator("#order-result")).to_contain_text("new")
+        await expect(page.locator("#place-button")).to_be_enabled()
+        rows = page.locator("#open-orders tbody tr")
+        await expect(rows).to_have_count(1)
+        await expect(ladder_row(page, "bid", "180.00")).to_have_text("2.000000")
+        checker = await venue.client("taker")
+        assert len((await checker.request("orders.open"))["orders"]) == 1
+
+        await rows.locator("button.cancel").dblclick()
+
+        await expect(rows).to_have_count(0)
+        await expect(page.locator("#order-result")).to_have_text(re.compile(r"^order \d+ canceled"))
+        await expect(page.locator("#ladder-bids tr")).to_have_count(0)
+
+    assert run_page(tmp_path, scenario) == []
