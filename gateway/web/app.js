@@ -75,8 +75,15 @@ function cell(row, text, className) {
 }
 
 function fillTable(tbody, items, build) {
+  // The rows are rebuilt on each change: a focused control (a symbol's link, an order's
+  // Cancel) is found again by its data-focus-key, so the keyboard keeps its place.
+  const active = document.activeElement;
+  const focused = tbody.contains(active) ? active.dataset.focusKey : undefined;
   tbody.replaceChildren();
   for (const item of items) build(tbody.insertRow(), item);
+  if (focused !== undefined) {
+    tbody.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`)?.focus();
+  }
 }
 
 // ------------------------------------------------------------------ market data
@@ -102,8 +109,10 @@ async function connectMarket() {
     await socket.request("subscribe", { ch: "ticker" });
     if (state.selected !== null) await followSymbol(state.selected);
     else if (instruments.length > 0) select(initialSymbol(instruments));
-  } catch {
-    return; // the socket closed meanwhile: its onClose reconnects
+  } catch (failed) {
+    // the socket closed meanwhile: its onClose reconnects; anything else is said, not hidden
+    if (market === socket) setStatus(`failed: ${failed.message}`, "warn");
+    return;
   }
   reconnectDelay = 250;
   setStatus("live", "ok");
@@ -111,9 +120,25 @@ async function connectMarket() {
 
 function initialSymbol(instruments) {
   // The symbol named in the address (#SYMBOL), else the first one listed.
-  const named = decodeURIComponent(location.hash.slice(1));
+  const named = symbolInAddress();
   const known = instruments.some((instrument) => instrument.symbol === named);
   return known ? named : instruments[0].symbol;
+}
+
+function symbolInAddress() {
+  // The #SYMBOL of the address; null for a fragment that is no valid %-escape (a mangled
+  // link must not stop the page).
+  try {
+    return decodeURIComponent(location.hash.slice(1));
+  } catch {
+    return null;
+  }
+}
+
+function onAddressChange() {
+  // A #SYMBOL typed into the address, or a symbol's link followed (Enter on it).
+  const symbol = symbolInAddress();
+  if (state.instruments.has(symbol)) select(symbol);
 }
 
 function reconnectMarket() {
@@ -415,7 +440,12 @@ function renderInstruments() {
     row.dataset.symbol = symbol;
     row.className = symbol === state.selected ? "selected" : "";
     row.onclick = () => select(symbol);
-    cell(row, symbol);
+    // a link, so the keyboard reaches the symbol (Tab) and follows it (Enter): onAddressChange
+    const link = document.createElement("a");
+    link.href = `#${encodeURIComponent(symbol)}`;
+    link.textContent = symbol;
+    link.dataset.focusKey = symbol;
+    row.insertCell().appendChild(link);
     const last = state.tickers.get(symbol)?.last;
     cell(row, last == null ? "—" : bill ? `${last} /100` : last, "num last");
     const change = dayChange(symbol);
@@ -699,6 +729,7 @@ function renderOrders() {
     button.textContent = "Cancel";
     button.className = "cancel";
     button.disabled = state.canceling.has(order.order_id);
+    button.dataset.focusKey = String(order.order_id);
     button.onclick = () => cancel(order.order_id, button);
     row.insertCell().appendChild(button);
   });
@@ -816,6 +847,7 @@ function start() {
   $("order-form").addEventListener("submit", onPlace);
   $("order-kind").addEventListener("change", syncKind);
   window.addEventListener("resize", () => schedule("book"));
+  window.addEventListener("hashchange", onAddressChange);
   connectMarket();
   pollDayStats();
   pollReserves();

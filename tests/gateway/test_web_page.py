@@ -491,3 +491,44 @@ def test_a_double_click_places_one_order_and_cancels_it_once(tmp_path: Path) -> 
         await expect(page.locator("#ladder-bids tr")).to_have_count(0)
 
     assert run_page(tmp_path, scenario) == []
+
+
+async def focused_symbol(page: Page) -> Any:
+    return await page.evaluate("document.activeElement.closest('tr')?.dataset.symbol ?? null")
+
+
+def test_an_instrument_is_chosen_by_keyboard_or_address_and_a_bad_address_still_loads(
+    tmp_path: Path,
+) -> None:
+    # A link whose #fragment is no valid %-escape still opens the page (the first symbol); the
+    # keyboard reaches a symbol (Tab) and follows it (Enter), and keeps its place while live
+    # prices redraw the list; a #SYMBOL typed into the open page's address is followed.
+    symbol = "NVDAx-USD"
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await page.goto("about:blank")
+        await page.goto(f"http://127.0.0.1:{venue.port}/#%E0%A4%A")
+        await expect(page.locator("#market-status")).to_have_text("market data: live")
+        await expect(page.locator("#selected-symbol")).not_to_have_text("—")
+
+        for _ in range(40):  # bounded: the symbols come before the order form in tab order
+            if await focused_symbol(page) == symbol:
+                break
+            await page.keyboard.press("Tab")
+        assert await focused_symbol(page) == symbol
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#selected-symbol")).to_have_text(symbol)
+
+        seller = await venue.client("alpha")
+        await seller.place(symbol, "sell", qty="1", price="135.00")
+        buyer = await venue.client("beta")
+        await buyer.place(symbol, "buy", qty="1", price="135.00", tif="ioc")
+        row = page.locator(f"#instruments tr[data-symbol='{symbol}']")
+        await expect(row.locator("td.last")).to_have_text("135.00")  # the list was redrawn
+        assert await focused_symbol(page) == symbol
+
+        await page.evaluate(f"location.hash = '#{BILL}'")
+        await expect(page.locator("#selected-symbol")).to_have_text(BILL)
+
+    assert run_page(tmp_path, scenario) == []
