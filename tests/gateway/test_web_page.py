@@ -532,3 +532,78 @@ def test_an_instrument_is_chosen_by_keyboard_or_address_and_a_bad_address_still_
         await expect(page.locator("#selected-symbol")).to_have_text(BILL)
 
     assert run_page(tmp_path, scenario) == []
+
+
+class FreezingRelay:
+    """A loopback TCP relay to the venue whose connections can be frozen: from then on no byte
+    moves either way and nothing closes, the half-open connection a laptop's sleep or a lost
+    Wi-Fi leaves (the browser learns nothing for minutes). Later connections relay as usual."""
+
+    def __init__(self, venue_port: int) -> None:
+        self.venue_port = venue_port
+        self.pumps: list[asyncio.Task[None]] = []
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        venue_reader, venue_writer = await asyncio.open_connection("127.0.0.1", self.venue_port)
+        self.writers += [writer, venue_writer]
+        self.pumps.append(asyncio.create_task(self._pump(reader, venue_writer)))
+        self.pumps.append(asyncio.create_task(self._pump(venue_reader, writer)))
+
+    @staticmethod
+    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    def freeze(self) -> None:
+        """Stop moving bytes on every connection open now; close none of them."""
+        for pump in self.pumps:
+            pump.cancel()
+        self.pumps.clear()
+
+    async def close(self) -> None:
+        self.freeze()
+        self.server.close()
+        for writer in self.writers:
+            writer.close()
+
+
+def test_a_silently_dead_connection_is_noticed_and_the_page_resyncs(tmp_path: Path) -> None:
+    # The venue sends something at least every second (a heartbeat, protocol §9.7): a page
+    # that hears nothing for longer has lost its connection, even though the browser has not
+    # noticed. It must say so, reconnect, and show what happened meanwhile, once.
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        relay = FreezingRelay(venue.port)
+        try:
+            await page.goto(f"http://127.0.0.1:{await relay.start()}/")
+            await expect(page.locator("#market-status")).to_have_text("market data: live")
+            seller = await resting_sell(venue, "10", "187.30")
+            await expect(ladder_row(page, "ask", "187.30")).to_have_text("10.000000")
+            await browser.log_on("taker")
+            await expect(page.locator("#account")).to_have_text("3")
+
+            relay.freeze()
+            await seller.place(SYMBOL, "sell", qty="5", price="187.40")
+            buyer = await venue.client("beta")
+            await buyer.place(SYMBOL, "buy", qty="1", price="187.30", tif="ioc")
+
+            await expect(page.locator("#logon-error")).to_contain_text(
+                "disconnected (1006 no message from the venue for 5 s)"
+            )
+            await expect(page.locator("#place-button")).to_be_disabled()
+            await expect(ladder_row(page, "ask", "187.40")).to_have_text("5.000000")
+            await expect(ladder_row(page, "ask", "187.30")).to_have_text("9.000000")
+            await expect(page.locator("#market-status")).to_have_text("market data: live")
+            await expect(page.locator("#tape tbody tr")).to_have_count(1)
+        finally:
+            await relay.close()
+
+    assert run_page(tmp_path, scenario) == []
