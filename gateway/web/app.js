@@ -33,6 +33,8 @@ const state = {
   canTrade: false, // logged on with the trade scope
   placing: false, // an order.place awaits its answer: the button waits with it
   canceling: new Set(), // order ids whose order.cancel awaits its answer
+  lastReport: null, // the newest exec report (an answer may come after its order's first)
+  resultOrder: null, // {orderId, clOrdId} of the placed order the result line shows
   loggingOut: false,
   orders: new Map(), // order_id -> open order
   balances: new Map(), // asset -> balance row
@@ -697,6 +699,10 @@ function onAccountPush(message) {
 
 function onExec(message) {
   const report = message.data;
+  state.lastReport = report;
+  if (report.order_id !== null && report.order_id === state.resultOrder?.orderId) {
+    showOrderResult(state.resultOrder, report.status, report);
+  }
   if (report.exec_type === "trade") addFill(message);
   if (report.order_id === null) return; // a refused place: its error answered the request
   if (CLOSED.has(report.status)) state.orders.delete(report.order_id);
@@ -786,7 +792,9 @@ async function onPlace(event) {
   $("place-button").disabled = true;
   try {
     const result = await state.trade.request("order.place", params);
-    showResult(`order ${result.order_id} ${result.status} (${params.cl_ord_id})`, "ok");
+    const placed = { orderId: result.order_id, clOrdId: params.cl_ord_id };
+    const report = state.lastReport?.order_id === result.order_id ? state.lastReport : null;
+    showOrderResult(placed, report?.status ?? result.status, report);
   } catch (failed) {
     showResult(`order refused: ${describe(failed)}`, "error");
   } finally {
@@ -824,6 +832,21 @@ function showResult(text, kind) {
   const result = $("order-result");
   result.textContent = text;
   result.className = kind;
+  state.resultOrder = null; // the line says something else now: reports leave it alone
+}
+
+function showOrderResult(placed, status, report) {
+  // "order N status (cl_ord_id)" and, from the order's exec reports, what of it filled: an
+  // IOC that trades part of its quantity ends `canceled` (its rest), which alone reads as if
+  // nothing had traded. Later reports of the order update the line while it shows it.
+  let text = `order ${placed.orderId} ${status} (${placed.clOrdId})`;
+  if (report !== null && Number(report.cum_qty) > 0) {
+    text += `: filled ${report.cum_qty} of ${report.qty}, average price ${report.avg_px}`;
+  } else if (report !== null && (status === "canceled" || status === "expired")) {
+    text += ": nothing filled";
+  }
+  showResult(text, "ok");
+  state.resultOrder = placed;
 }
 
 function randomHex(bytes) {

@@ -211,7 +211,7 @@ def test_open_orders_show_and_cancel_from_the_page(tmp_path: Path) -> None:
     assert run_page(tmp_path, scenario) == []
 
 
-def test_a_rejected_order_shows_its_error(tmp_path: Path) -> None:
+def test_a_rejected_order_shows_its_error_and_a_partial_ioc_what_filled(tmp_path: Path) -> None:
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
         await resting_sell(venue, "1", "187.30")
@@ -231,6 +231,13 @@ def test_a_rejected_order_shows_its_error(tmp_path: Path) -> None:
         await expect(result).to_contain_text("BAD_PRECISION (1004)")
         await expect(page.locator("#open-orders tbody tr")).to_have_count(0)
         await expect(page.locator("#fills tbody tr")).to_have_count(0)
+
+        # An IOC that fills 1 of 3 ends `canceled` (its rest): the line says what filled.
+        await browser.place("buy", "ioc", qty="3", price="187.30")
+        await expect(result).to_contain_text("canceled")
+        filled = "filled 1.000000 of 3.000000, average price 187.300000"
+        await expect(result).to_contain_text(filled)
+        await expect(page.locator("#fills tbody tr")).to_have_count(1)
 
     assert run_page(tmp_path, scenario) == []
 
