@@ -610,6 +610,8 @@ def test_a_silently_dead_connection_is_noticed_and_the_page_resyncs(tmp_path: Pa
             await expect(ladder_row(page, "ask", "187.30")).to_have_text("9.000000")
             await expect(page.locator("#market-status")).to_have_text("market data: live")
             await expect(page.locator("#tape tbody tr")).to_have_count(1)
+            last = page.locator(f"#instruments tr[data-symbol='{SYMBOL}'] td.last")
+            await expect(last).to_have_text("187.30")
         finally:
             await relay.close()
 
