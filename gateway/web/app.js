@@ -3,7 +3,7 @@
 // and candle history from the REST API. See docs/web.md.
 import { drawDepth, LocalBook } from "./book.js";
 import { CandleChart, INTERVAL } from "./candles.js";
-import { importSecret, logon, VenueSocket } from "./venue.js";
+import { importSecret, logon, NotSentError, VenueSocket } from "./venue.js";
 
 const BOOK_DEPTH = 25; // the book tier followed: the ladder shows 10, the depth chart all 25
 const LADDER_LEVELS = 10;
@@ -796,7 +796,7 @@ async function onPlace(event) {
     const report = state.lastReport?.order_id === result.order_id ? state.lastReport : null;
     showOrderResult(placed, report?.status ?? result.status, report);
   } catch (failed) {
-    showResult(`order refused: ${describe(failed)}`, "error");
+    showFailure("order", failed);
   } finally {
     state.placing = false;
     $("place-button").disabled = !state.canTrade; // a session that ended meanwhile: stays off
@@ -813,10 +813,24 @@ async function cancel(orderId, button) {
     const result = await state.trade.request("order.cancel", { order_id: orderId });
     showResult(`order ${result.order_id} ${result.status}`, "ok");
   } catch (failed) {
-    showResult(`cancel refused: ${describe(failed)}`, "error");
+    showFailure("cancel", failed);
   } finally {
     state.canceling.delete(orderId);
     schedule("orders"); // the row's button again, if the order is still open
+  }
+}
+
+function showFailure(action, failed) {
+  // Only the venue's error answer is a refusal. A request that was sent but not answered (the
+  // connection lost, no answer in time) may have been carried out: the page cannot know, and
+  // says so rather than "refused" over an order that may be resting.
+  if (failed.error !== undefined) {
+    showResult(`${action} refused: ${describe(failed)}`, "error");
+  } else if (failed instanceof NotSentError) {
+    showResult(`${action} not sent: ${failed.message}`, "error");
+  } else {
+    const check = state.trade === null ? "log on again and see" : "see";
+    showResult(`${action} outcome unknown: ${failed.message}; ${check} the open orders`, "warn");
   }
 }
 

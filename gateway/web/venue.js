@@ -10,6 +10,10 @@ export class VenueError extends Error {
   }
 }
 
+export class NotSentError extends Error {
+  // A request that never left the page (no open connection): the venue did nothing with it.
+}
+
 const REQUEST_TIMEOUT_MS = 10000; // an answer slower than this is reported, not waited for
 const FRAME_BYTES_MAX = 65536; // a bigger frame is answered MESSAGE_TOO_BIG with id null
 // The venue sends a heartbeat after 1 s without a message (protocol §9.7): five seconds of
@@ -90,7 +94,7 @@ export class VenueSocket {
 
   request(method, params = {}) {
     if (this.ws === null || this.ws.readyState !== WebSocket.OPEN) {
-      return Promise.reject(new Error("not connected"));
+      return Promise.reject(new NotSentError("not connected"));
     }
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
