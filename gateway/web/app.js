@@ -733,6 +733,7 @@ function renderOrders() {
     const button = document.createElement("button");
     button.type = "button";
     button.textContent = "Cancel";
+    button.setAttribute("aria-label", `Cancel order ${order.order_id}`); // not one of many "Cancel"
     button.className = "cancel";
     button.disabled = state.canceling.has(order.order_id);
     button.dataset.focusKey = String(order.order_id);

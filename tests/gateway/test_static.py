@@ -2,6 +2,7 @@
 
 import http.client
 from collections.abc import Callable
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +155,54 @@ def test_the_pages_policy_lets_it_connect_to_its_own_origin_only() -> None:
         if source.endswith(":")
     }
     assert scheme_sources == {("img-src", "data:")}  # the chart's images, drawn in the page
+
+
+class _Controls(HTMLParser):
+    """The page's form controls, each with whether it has a name a screen reader reads out
+    (a wrapping <label>, an aria-label, or a button's text), and its live regions by id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.labels_open = 0
+        self.controls: dict[str, bool] = {}
+        self.roles: dict[str, str] = {}
+        self.button: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        name = attributes.get("id") or attributes.get("value") or tag
+        if tag == "label":
+            self.labels_open += 1
+        elif tag in ("input", "select"):
+            self.controls[name] = self.labels_open > 0 or bool(attributes.get("aria-label"))
+        elif tag == "button":
+            self.button = name
+            self.controls[name] = bool(attributes.get("aria-label"))
+        if attributes.get("role") and attributes.get("id"):
+            self.roles[str(attributes["id"])] = str(attributes["role"])
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "label":
+            self.labels_open -= 1
+        elif tag == "button":
+            self.button = None
+
+    def handle_data(self, data: str) -> None:
+        if self.button is not None and data.strip():
+            self.controls[self.button] = True
+
+
+def test_every_control_of_the_page_has_a_name_and_its_status_lines_are_announced() -> None:
+    # A placeholder is no label (it goes as one types); the market-data status is how a
+    # trader learns the connection dropped, so a screen reader must announce it too.
+    response = StaticSite().respond(Request("/", Headers()))
+    assert response is not None
+    controls = _Controls()
+    controls.feed(response.body.decode())
+    assert [name for name, named in controls.controls.items() if not named] == []
+    assert {"api-key", "api-secret", "order-qty", "place-button"} <= set(controls.controls)
+    assert controls.roles == {
+        "market-status": "status",
+        "logon-error": "alert",
+        "order-result": "status",
+    }

@@ -491,7 +491,8 @@ def test_a_double_click_places_one_order_and_cancels_it_once(tmp_path: Path) -> 
         checker = await venue.client("taker")
         assert len((await checker.request("orders.open"))["orders"]) == 1
 
-        await rows.locator("button.cancel").dblclick()
+        order_id = await rows.get_attribute("data-order-id")
+        await page.get_by_role("button", name=f"Cancel order {order_id}").dblclick()
 
         await expect(rows).to_have_count(0)
         await expect(page.locator("#order-result")).to_have_text(re.compile(r"^order \d+ canceled"))
