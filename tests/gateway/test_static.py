@@ -206,3 +206,13 @@ def test_every_control_of_the_page_has_a_name_and_its_status_lines_are_announced
         "logon-error": "alert",
         "order-result": "status",
     }
+
+
+def test_the_tape_and_the_fills_say_their_times_are_utc() -> None:
+    # The page prints trade times in UTC (app.js `clock`): unlabelled, a trader anywhere
+    # else reads them as local times, hours off.
+    response = StaticSite().respond(Request("/", Headers()))
+    assert response is not None
+    page = response.body.decode()
+    assert page.count("<th>time (UTC)</th>") == 2
+    assert "<th>time</th>" not in page
