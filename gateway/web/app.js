@@ -297,8 +297,14 @@ function subscribeBook(symbol) {
 async function followSymbol(symbol) {
   const socket = market; // a close meanwhile fails the requests; the reconnect follows again
   if (socket === null) return;
+  // Each subscribe waits for the one before: once another symbol is chosen meanwhile (two
+  // quick clicks), `select` has unsubscribed this one, and subscribing its rest now would
+  // follow it for good (traffic, and streams counted against the connection's 256).
+  const stillChosen = () => state.selected === symbol && market === socket;
   await subscribeBook(symbol);
+  if (!stillChosen()) return;
   await socket.request("subscribe", { ch: "trades", symbols: [symbol] }).catch(() => {});
+  if (!stillChosen()) return;
   const candles = { ch: "candles", symbols: [symbol], interval: INTERVAL };
   await socket.request("subscribe", candles).catch(() => {});
 }

@@ -54,6 +54,7 @@ class Browser:
         self.page = page
         self.errors: list[str] = []
         self.frames_sent: list[str] = []
+        self.heartbeats: list[dict[str, Any]] = []  # received, on any of the page's sockets
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
         page.on("websocket", self._websocket)
@@ -64,6 +65,22 @@ class Browser:
 
     def _websocket(self, socket: Any) -> None:
         socket.on("framesent", lambda payload: self.frames_sent.append(str(payload)))
+        socket.on("framereceived", self._received)
+
+    def _received(self, payload: Any) -> None:
+        if '"heartbeat"' in str(payload):
+            self.heartbeats.append(json.loads(payload))
+
+    async def followed_streams(self, symbol: str) -> set[str]:
+        """The book, trades and candles streams that the next heartbeat naming `symbol`'s
+        candles lists: what the page's market-data connection follows."""
+        self.heartbeats.clear()
+        for _ in range(50):  # bounded: a heartbeat comes after each quiet second
+            for beat in self.heartbeats:
+                if f"candles:{symbol}:1m" in beat["seqs"]:
+                    return {name for name in beat["seqs"] if not name.startswith("instruments:")}
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"no heartbeat lists the candles of {symbol}")
 
     async def log_on(self, who: str, secret: str | None = None) -> None:
         api_key, real_secret = KEYS[who]
@@ -510,7 +527,8 @@ def test_an_instrument_is_chosen_by_keyboard_or_address_and_a_bad_address_still_
 ) -> None:
     # A link whose #fragment is no valid %-escape still opens the page (the first symbol); the
     # keyboard reaches a symbol (Tab) and follows it (Enter), and keeps its place while live
-    # prices redraw the list; a #SYMBOL typed into the open page's address is followed.
+    # prices redraw the list; a #SYMBOL typed into the open page's address is followed; a
+    # quick second choice leaves no stream of the first one followed.
     symbol = "NVDAx-USD"
 
     async def scenario(venue: Venue, browser: Browser) -> None:
@@ -538,6 +556,16 @@ def test_an_instrument_is_chosen_by_keyboard_or_address_and_a_bad_address_still_
 
         await page.evaluate(f"location.hash = '#{BILL}'")
         await expect(page.locator("#selected-symbol")).to_have_text(BILL)
+
+        await page.evaluate(  # two choices before the venue answers the first's subscribe
+            "location.hash = '#MSFTx-USD'; setTimeout(() => { location.hash = '#SPYx-USD'; })"
+        )
+        await expect(page.locator("#selected-symbol")).to_have_text("SPYx-USD")
+        assert await browser.followed_streams("SPYx-USD") == {
+            "book:SPYx-USD:25",
+            "trades:SPYx-USD",
+            "candles:SPYx-USD:1m",
+        }
 
     assert run_page(tmp_path, scenario) == []
 
