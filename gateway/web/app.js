@@ -352,9 +352,10 @@ async function fetchDayStats() {
   }
   dayStats = (async () => {
     try {
-      for (const row of rowsOf(await getJson("/api/v1/ticker"), "tickers")) {
-        state.day.set(row.symbol, row);
-      }
+      const rows = rowsOf(await getJson("/api/v1/ticker"), "tickers");
+      for (const row of rows) state.day.set(row.symbol, row);
+      const unknown = rows.map((row) => row.symbol).filter((symbol) => !known(symbol));
+      if (unknown.length > 0) followNewListings(unknown);
       schedule("instruments");
     } catch (failed) {
       if (failed.message === "HTTP 404") dayStatsGone = true; // the column stays "—"
@@ -366,6 +367,31 @@ async function fetchDayStats() {
     dayStatsAgain = false;
     await fetchDayStats();
   }
+}
+
+function known(symbol) {
+  return state.instruments.has(symbol) || unlisted.has(symbol);
+}
+
+const unlisted = new Set(); // REST ticker symbols the `instruments` query did not list: asked once
+
+async function followNewListings(symbols) {
+  // No channel announces an instrument listed after the page subscribed (protocol §9.2): the
+  // REST ticker, which lists every symbol, names it. Ask the list again and subscribe anew,
+  // which brings every symbol's record and ticker, the new ones included.
+  const socket = market;
+  if (socket === null) return; // a reconnect asks for all of them anyway
+  try {
+    const { instruments } = await socket.request("instruments");
+    for (const instrument of instruments) state.instruments.set(instrument.symbol, instrument);
+    for (const symbol of symbols) if (!state.instruments.has(symbol)) unlisted.add(symbol);
+    state.instrumentSeqs.clear();
+    await socket.request("subscribe", { ch: "instruments" });
+    await socket.request("subscribe", { ch: "ticker" });
+  } catch {
+    return; // the socket closed meanwhile: the reconnect asks for everything
+  }
+  schedule("instruments");
 }
 
 function refreshDayStats() {

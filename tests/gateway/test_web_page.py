@@ -404,7 +404,9 @@ def test_a_live_split_resubscribes_the_candles_and_keeps_the_24h_change_in_new_u
 ) -> None:
     # A split moves the candles stream's seq with no message (protocol §9.8): the page sees
     # the gap at the next heartbeat, subscribes again and shows the rescaled bars; the 24 h
-    # change is asked of REST again, in the new units (not 135.00 -> 67.50, -50%).
+    # change is asked of REST again, in the new units (not 135.00 -> 67.50, -50%). An
+    # instrument listed meanwhile, which no channel announces (protocol §9.2), shows too: the
+    # REST ticker asked again lists it.
     symbol = "NVDAx-USD"
 
     async def scenario(venue: Venue, browser: Browser) -> None:
@@ -419,6 +421,14 @@ def test_a_live_split_resubscribes_the_candles_and_keeps_the_24h_change_in_new_u
         row = page.locator(f"#instruments tr[data-symbol='{symbol}']")
         await expect(row.locator("td.change")).to_have_text("+0.00%")
         admin = await venue.client("admin")
+        await admin.request("admin.list_asset", {"code": "AMDx", "scale": 6})
+        listing = {"symbol": "AMDx-USD", "kind": "equity", "base": "AMDx", "quote": "USD"}
+        await admin.request(
+            "admin.list_instrument",
+            listing
+            | {"tick": "0.01", "step": "0.000001", "min_qty": "0.000001", "min_notional": "1"}
+            | {"band_pct": "10", "reference_price": "160.00"},
+        )
 
         await admin.request("admin.set_status", {"symbol": symbol, "status": "halted"})
         await admin.request("admin.split", {"symbol": symbol, "ratio": "2:1"})
@@ -429,6 +439,8 @@ def test_a_live_split_resubscribes_the_candles_and_keeps_the_24h_change_in_new_u
         await expect(candles).to_have_attribute("data-bars", "1")
         await expect(candles).to_have_attribute("data-resyncs", "1")
         await expect(row.locator("td.change")).to_have_text("+0.00%")
+        await page.click("#instruments tr[data-symbol='AMDx-USD']")
+        await expect(page.locator("#instrument-info")).to_contain_text("band 144.00 \u2013 176.00")
 
     assert run_page(tmp_path, scenario, path="/#NVDAx-USD") == []
 
