@@ -340,6 +340,11 @@ def test_a_market_buy_of_a_bill_trades_face_value_at_a_price_per_100(tmp_path: P
         info = page.locator("#instrument-info")
         await expect(info).to_contain_text("price per 100 of face 98.700000")
         await expect(ladder_row(page, "ask", "98.700000")).to_have_text("700")
+        # every panel shows its figures whole at 1400 px (the bill's last price per 100 and
+        # yield, the reserves), none scrolled off to the right
+        overflow = "(panel) => panel.scrollWidth - panel.clientWidth"
+        for panel in await page.locator("main > section").all():
+            assert await panel.evaluate(overflow) <= 0, await panel.get_attribute("id")
 
     assert run_page(tmp_path, scenario, path=f"/#{BILL}") == []
 
