@@ -425,7 +425,9 @@ function reservesTable(rows) {
   table.id = "reserves-table";
   const head = table.createTHead().insertRow();
   for (const title of ["asset", "supply", "attested", ""]) {
-    head.appendChild(document.createElement("th")).textContent = title;
+    const th = head.appendChild(document.createElement("th"));
+    th.textContent = title;
+    if (title === "supply" || title === "attested") th.className = "num"; // over its figures
   }
   const body = table.createTBody();
   for (const row of rows) {

@@ -155,6 +155,20 @@ def is_rest_404(error: str) -> bool:
     return "status of 404" in error and "/api/v1/" in error
 
 
+# Each table's headers whose column holds right-aligned figures (td.num) but that are not
+# right-aligned themselves: a trader reads a figure as the column whose header sits over it.
+MISALIGNED_HEADERS = """() => [...document.querySelectorAll("main table")].flatMap((table) => {
+  const row = [...table.querySelectorAll("tbody tr")].find((r) => r.querySelector("td.num"));
+  if (row === undefined) return [];
+  const headers = table.tHead.rows[0].cells;
+  return [...row.cells]
+    .map((td, i) => [td, headers[i]])
+    .filter(([td, th]) => td.classList.contains("num"))
+    .filter(([, th]) => getComputedStyle(th).textAlign !== "right")
+    .map(([, th]) => `${table.id}: ${th.textContent}`);
+})"""
+
+
 def ladder_row(page: Page, side: str, price: str) -> Any:
     return page.locator(f"#ladder-{side}s tr[data-price='{price}'] td.qty")
 
@@ -200,6 +214,7 @@ def test_a_buy_that_crosses_a_resting_sell_shows_fill_balances_tape_and_ladder(
         await expect(page.locator("#instruments tr[data-symbol='AAPLx-USD'] td.last")).to_have_text(
             "187.30"
         )
+        assert await page.evaluate(MISALIGNED_HEADERS) == []
 
     assert run_page(tmp_path, scenario) == []
 
