@@ -822,9 +822,11 @@ async function onPlace(event) {
     return;
   }
   // One click, one order: the button waits for the answer, so a double click's second click
-  // (or a second Enter) places nothing more.
+  // (or a second Enter) places nothing more. It says so by aria-disabled, not `disabled`,
+  // which would take the keyboard's focus off it for good.
+  const button = $("place-button");
   state.placing = true;
-  $("place-button").disabled = true;
+  button.setAttribute("aria-disabled", "true");
   try {
     const result = await state.trade.request("order.place", params);
     const placed = { orderId: result.order_id, clOrdId: params.cl_ord_id };
@@ -834,7 +836,7 @@ async function onPlace(event) {
     showFailure("order", failed);
   } finally {
     state.placing = false;
-    $("place-button").disabled = !state.canTrade; // a session that ended meanwhile: stays off
+    button.removeAttribute("aria-disabled");
   }
 }
 

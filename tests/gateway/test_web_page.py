@@ -534,6 +534,7 @@ def test_a_double_click_places_one_order_and_cancels_it_once(tmp_path: Path) -> 
 
         await expect(page.locator("#order-result")).to_contain_text("new")
         await expect(page.locator("#place-button")).to_be_enabled()
+        await expect(page.locator("#place-button")).to_be_focused()  # the next Enter places
         rows = page.locator("#open-orders tbody tr")
         await expect(rows).to_have_count(1)
         await expect(ladder_row(page, "bid", "180.00")).to_have_text("2.000000")
