@@ -78,14 +78,18 @@ function cell(row, text, className) {
 
 function fillTable(tbody, items, build) {
   // The rows are rebuilt on each change: a focused control (a symbol's link, an order's
-  // Cancel) is found again by its data-focus-key, so the keyboard keeps its place.
+  // Cancel) is found again by its data-focus-key, so the keyboard keeps its place; if its row
+  // is gone (a canceled order), the control of the row now in its place takes the focus.
   const active = document.activeElement;
-  const focused = tbody.contains(active) ? active.dataset.focusKey : undefined;
+  const inside = tbody.contains(active);
+  const focused = inside ? active.dataset.focusKey : undefined;
+  const index = inside ? active.closest("tr").sectionRowIndex : -1;
   tbody.replaceChildren();
   for (const item of items) build(tbody.insertRow(), item);
-  if (focused !== undefined) {
-    tbody.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`)?.focus();
-  }
+  if (focused === undefined) return;
+  const same = tbody.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`);
+  const near = tbody.rows[Math.min(index, tbody.rows.length - 1)];
+  (same ?? near?.querySelector("[data-focus-key]"))?.focus();
 }
 
 // ------------------------------------------------------------------ market data
@@ -769,7 +773,7 @@ function renderOrders() {
     button.textContent = "Cancel";
     button.setAttribute("aria-label", `Cancel order ${order.order_id}`); // not one of many "Cancel"
     button.className = "cancel";
-    button.disabled = state.canceling.has(order.order_id);
+    if (state.canceling.has(order.order_id)) button.setAttribute("aria-disabled", "true");
     button.dataset.focusKey = String(order.order_id);
     button.onclick = () => cancel(order.order_id, button);
     row.insertCell().appendChild(button);
@@ -842,10 +846,11 @@ async function onPlace(event) {
 
 async function cancel(orderId, button) {
   // Like placing: the order's Cancel waits for the answer (a second cancel would be refused,
-  // ORDER_NOT_OPEN, and that refusal shown over the cancel that worked).
+  // ORDER_NOT_OPEN, and that refusal shown over the cancel that worked), aria-disabled so that
+  // it keeps the keyboard's focus.
   if (state.trade === null || state.canceling.has(orderId)) return;
   state.canceling.add(orderId);
-  button.disabled = true;
+  button.setAttribute("aria-disabled", "true");
   try {
     const result = await state.trade.request("order.cancel", { order_id: orderId });
     showResult(`order ${result.order_id} ${result.status}`, "ok");

@@ -521,7 +521,9 @@ def test_a_key_without_read_is_refused_and_a_read_only_key_cannot_place(tmp_path
 def test_a_double_click_places_one_order_and_cancels_it_once(tmp_path: Path) -> None:
     # A trader's double click is one intent: the button waits for the venue's answer, so the
     # second click neither places a second order nor cancels again (which the venue refuses,
-    # ORDER_NOT_OPEN, and the page would show over the cancel that worked).
+    # ORDER_NOT_OPEN, and the page would show over the cancel that worked). The keyboard keeps
+    # its place: on Place order for the next order, and on the next order's Cancel once the
+    # canceled one's row goes.
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
         await browser.log_on("taker")
@@ -540,12 +542,18 @@ def test_a_double_click_places_one_order_and_cancels_it_once(tmp_path: Path) -> 
         await expect(ladder_row(page, "bid", "180.00")).to_have_text("2.000000")
         checker = await venue.client("taker")
         assert len((await checker.request("orders.open"))["orders"]) == 1
+        await page.fill("#order-price", "179.00")
+        await page.press("#order-qty", "Enter")
+        await expect(rows).to_have_count(2)
+        first, second = [await row.get_attribute("data-order-id") for row in await rows.all()]
 
-        order_id = await rows.get_attribute("data-order-id")
-        await page.get_by_role("button", name=f"Cancel order {order_id}").dblclick()
+        await page.get_by_role("button", name=f"Cancel order {first}").dblclick()
 
-        await expect(rows).to_have_count(0)
+        await expect(rows).to_have_count(1)
         await expect(page.locator("#order-result")).to_have_text(re.compile(r"^order \d+ canceled"))
+        await expect(page.get_by_role("button", name=f"Cancel order {second}")).to_be_focused()
+        await page.keyboard.press("Enter")
+        await expect(rows).to_have_count(0)
         await expect(page.locator("#ladder-bids tr")).to_have_count(0)
 
     assert run_page(tmp_path, scenario) == []
