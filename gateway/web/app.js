@@ -30,7 +30,6 @@ const state = {
   tape: { epoch: null, seq: null }, // the `trades` stream's position; seq null: awaiting one
   trades: [], // newest first
   trade: null, // the logged-on /ws/trade socket
-  canTrade: false, // logged on with the trade scope
   placing: false, // an order.place awaits its answer: the button waits with it
   canceling: new Set(), // order ids whose order.cancel awaits its answer
   lastReport: null, // the newest exec report (an answer may come after its order's first)
@@ -347,6 +346,7 @@ function rowsOf(body, key) {
 let dayStats = null; // the REST ticker request under way, if any
 let dayStatsAgain = false; // asked for again meanwhile
 let dayStatsGone = false; // a build without REST (404): never asked again
+const unlisted = new Set(); // REST ticker symbols the `instruments` query did not list: asked once
 
 async function fetchDayStats() {
   // One request at a time; one asked for meanwhile runs after it (it may see a newer state).
@@ -376,8 +376,6 @@ async function fetchDayStats() {
 function known(symbol) {
   return state.instruments.has(symbol) || unlisted.has(symbol);
 }
-
-const unlisted = new Set(); // REST ticker symbols the `instruments` query did not list: asked once
 
 async function followNewListings(symbols) {
   // No channel announces an instrument listed after the page subscribed (protocol §9.2): the
@@ -645,7 +643,6 @@ async function startSession(apiKey, key, onLoggedOn) {
   $("logon-form").hidden = true;
   $("session").hidden = false;
   const trades = result.scopes.includes("trade");
-  state.canTrade = trades;
   $("place-button").disabled = !trades;
   showResult(
     trades
@@ -689,7 +686,6 @@ function endSession(event) {
 function clearSession() {
   // Back to the logon form, with nothing of the account left on the page.
   state.loggingOut = false;
-  state.canTrade = false;
   state.orders.clear();
   state.balances.clear();
   state.fills = [];
