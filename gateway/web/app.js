@@ -3,7 +3,7 @@
 // and candle history from the REST API. See docs/web.md.
 import { drawDepth, LocalBook } from "./book.js";
 import { CandleChart, INTERVAL } from "./candles.js";
-import { importSecret, logon, VenueSocket } from "./venue.js";
+import { importSecret, logon, NotSentError, VenueSocket } from "./venue.js";
 
 const BOOK_DEPTH = 25; // the book tier followed: the ladder shows 10, the depth chart all 25
 const LADDER_LEVELS = 10;
@@ -30,6 +30,10 @@ const state = {
   tape: { epoch: null, seq: null }, // the `trades` stream's position; seq null: awaiting one
   trades: [], // newest first
   trade: null, // the logged-on /ws/trade socket
+  placing: false, // an order.place awaits its answer: the button waits with it
+  canceling: new Set(), // order ids whose order.cancel awaits its answer
+  lastReport: null, // the newest exec report (an answer may come after its order's first)
+  resultOrder: null, // {orderId, clOrdId} of the placed order the result line shows
   loggingOut: false,
   orders: new Map(), // order_id -> open order
   balances: new Map(), // asset -> balance row
@@ -72,8 +76,19 @@ function cell(row, text, className) {
 }
 
 function fillTable(tbody, items, build) {
+  // The rows are rebuilt on each change: a focused control (a symbol's link, an order's
+  // Cancel) is found again by its data-focus-key, so the keyboard keeps its place; if its row
+  // is gone (a canceled order), the control of the row now in its place takes the focus.
+  const active = document.activeElement;
+  const inside = tbody.contains(active);
+  const focused = inside ? active.dataset.focusKey : undefined;
+  const index = inside ? active.closest("tr").sectionRowIndex : -1;
   tbody.replaceChildren();
   for (const item of items) build(tbody.insertRow(), item);
+  if (focused === undefined) return;
+  const same = tbody.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`);
+  const near = tbody.rows[Math.min(index, tbody.rows.length - 1)];
+  (same ?? near?.querySelector("[data-focus-key]"))?.focus();
 }
 
 // ------------------------------------------------------------------ market data
@@ -99,8 +114,10 @@ async function connectMarket() {
     await socket.request("subscribe", { ch: "ticker" });
     if (state.selected !== null) await followSymbol(state.selected);
     else if (instruments.length > 0) select(initialSymbol(instruments));
-  } catch {
-    return; // the socket closed meanwhile: its onClose reconnects
+  } catch (failed) {
+    // the socket closed meanwhile: its onClose reconnects; anything else is said, not hidden
+    if (market === socket) setStatus(`failed: ${failed.message}`, "warn");
+    return;
   }
   reconnectDelay = 250;
   setStatus("live", "ok");
@@ -108,9 +125,25 @@ async function connectMarket() {
 
 function initialSymbol(instruments) {
   // The symbol named in the address (#SYMBOL), else the first one listed.
-  const named = decodeURIComponent(location.hash.slice(1));
+  const named = symbolInAddress();
   const known = instruments.some((instrument) => instrument.symbol === named);
   return known ? named : instruments[0].symbol;
+}
+
+function symbolInAddress() {
+  // The #SYMBOL of the address; null for a fragment that is no valid %-escape (a mangled
+  // link must not stop the page).
+  try {
+    return decodeURIComponent(location.hash.slice(1));
+  } catch {
+    return null;
+  }
+}
+
+function onAddressChange() {
+  // A #SYMBOL typed into the address, or a symbol's link followed (Enter on it).
+  const symbol = symbolInAddress();
+  if (state.instruments.has(symbol)) select(symbol);
 }
 
 function reconnectMarket() {
@@ -267,8 +300,14 @@ function subscribeBook(symbol) {
 async function followSymbol(symbol) {
   const socket = market; // a close meanwhile fails the requests; the reconnect follows again
   if (socket === null) return;
+  // Each subscribe waits for the one before: once another symbol is chosen meanwhile (two
+  // quick clicks), `select` has unsubscribed this one, and subscribing its rest now would
+  // follow it for good (traffic, and streams counted against the connection's 256).
+  const stillChosen = () => state.selected === symbol && market === socket;
   await subscribeBook(symbol);
+  if (!stillChosen()) return;
   await socket.request("subscribe", { ch: "trades", symbols: [symbol] }).catch(() => {});
+  if (!stillChosen()) return;
   const candles = { ch: "candles", symbols: [symbol], interval: INTERVAL };
   await socket.request("subscribe", candles).catch(() => {});
 }
@@ -307,6 +346,7 @@ function rowsOf(body, key) {
 let dayStats = null; // the REST ticker request under way, if any
 let dayStatsAgain = false; // asked for again meanwhile
 let dayStatsGone = false; // a build without REST (404): never asked again
+const unlisted = new Set(); // REST ticker symbols the `instruments` query did not list: asked once
 
 async function fetchDayStats() {
   // One request at a time; one asked for meanwhile runs after it (it may see a newer state).
@@ -316,9 +356,10 @@ async function fetchDayStats() {
   }
   dayStats = (async () => {
     try {
-      for (const row of rowsOf(await getJson("/api/v1/ticker"), "tickers")) {
-        state.day.set(row.symbol, row);
-      }
+      const rows = rowsOf(await getJson("/api/v1/ticker"), "tickers");
+      for (const row of rows) state.day.set(row.symbol, row);
+      const unknown = rows.map((row) => row.symbol).filter((symbol) => !known(symbol));
+      if (unknown.length > 0) followNewListings(unknown);
       schedule("instruments");
     } catch (failed) {
       if (failed.message === "HTTP 404") dayStatsGone = true; // the column stays "—"
@@ -330,6 +371,29 @@ async function fetchDayStats() {
     dayStatsAgain = false;
     await fetchDayStats();
   }
+}
+
+function known(symbol) {
+  return state.instruments.has(symbol) || unlisted.has(symbol);
+}
+
+async function followNewListings(symbols) {
+  // No channel announces an instrument listed after the page subscribed (protocol §9.2): the
+  // REST ticker, which lists every symbol, names it. Ask the list again and subscribe anew,
+  // which brings every symbol's record and ticker, the new ones included.
+  const socket = market;
+  if (socket === null) return; // a reconnect asks for all of them anyway
+  try {
+    const { instruments } = await socket.request("instruments");
+    for (const instrument of instruments) state.instruments.set(instrument.symbol, instrument);
+    for (const symbol of symbols) if (!state.instruments.has(symbol)) unlisted.add(symbol);
+    state.instrumentSeqs.clear();
+    await socket.request("subscribe", { ch: "instruments" });
+    await socket.request("subscribe", { ch: "ticker" });
+  } catch {
+    return; // the socket closed meanwhile: the reconnect asks for everything
+  }
+  schedule("instruments");
 }
 
 function refreshDayStats() {
@@ -363,7 +427,9 @@ function reservesTable(rows) {
   table.id = "reserves-table";
   const head = table.createTHead().insertRow();
   for (const title of ["asset", "supply", "attested", ""]) {
-    head.appendChild(document.createElement("th")).textContent = title;
+    const th = head.appendChild(document.createElement("th"));
+    th.textContent = title;
+    if (title === "supply" || title === "attested") th.className = "num"; // over its figures
   }
   const body = table.createTBody();
   for (const row of rows) {
@@ -412,7 +478,12 @@ function renderInstruments() {
     row.dataset.symbol = symbol;
     row.className = symbol === state.selected ? "selected" : "";
     row.onclick = () => select(symbol);
-    cell(row, symbol);
+    // a link, so the keyboard reaches the symbol (Tab) and follows it (Enter): onAddressChange
+    const link = document.createElement("a");
+    link.href = `#${encodeURIComponent(symbol)}`;
+    link.textContent = symbol;
+    link.dataset.focusKey = symbol;
+    row.insertCell().appendChild(link);
     const last = state.tickers.get(symbol)?.last;
     cell(row, last == null ? "—" : bill ? `${last} /100` : last, "num last");
     const change = dayChange(symbol);
@@ -662,6 +733,10 @@ function onAccountPush(message) {
 
 function onExec(message) {
   const report = message.data;
+  state.lastReport = report;
+  if (report.order_id !== null && report.order_id === state.resultOrder?.orderId) {
+    showOrderResult(state.resultOrder, report.status, report);
+  }
   if (report.exec_type === "trade") addFill(message);
   if (report.order_id === null) return; // a refused place: its error answered the request
   if (CLOSED.has(report.status)) state.orders.delete(report.order_id);
@@ -692,8 +767,11 @@ function renderOrders() {
     const button = document.createElement("button");
     button.type = "button";
     button.textContent = "Cancel";
+    button.setAttribute("aria-label", `Cancel order ${order.order_id}`); // not one of many "Cancel"
     button.className = "cancel";
-    button.onclick = () => cancel(order.order_id);
+    if (state.canceling.has(order.order_id)) button.setAttribute("aria-disabled", "true");
+    button.dataset.focusKey = String(order.order_id);
+    button.onclick = () => cancel(order.order_id, button);
     row.insertCell().appendChild(button);
   });
 }
@@ -727,7 +805,7 @@ function renderFills() {
 
 async function onPlace(event) {
   event.preventDefault();
-  if (state.trade === null || state.selected === null) return;
+  if (state.trade === null || state.selected === null || state.placing) return;
   const kind = $("order-kind").value;
   const params = {
     symbol: state.selected,
@@ -743,21 +821,54 @@ async function onPlace(event) {
     showResult(params.qty === "" ? "enter a quantity" : "enter a price", "error");
     return;
   }
+  // One click, one order: the button waits for the answer, so a double click's second click
+  // (or a second Enter) places nothing more. It says so by aria-disabled, not `disabled`,
+  // which would take the keyboard's focus off it for good.
+  const button = $("place-button");
+  state.placing = true;
+  button.setAttribute("aria-disabled", "true");
   try {
     const result = await state.trade.request("order.place", params);
-    showResult(`order ${result.order_id} ${result.status} (${params.cl_ord_id})`, "ok");
+    const placed = { orderId: result.order_id, clOrdId: params.cl_ord_id };
+    const report = state.lastReport?.order_id === result.order_id ? state.lastReport : null;
+    showOrderResult(placed, report?.status ?? result.status, report);
   } catch (failed) {
-    showResult(`order refused: ${describe(failed)}`, "error");
+    showFailure("order", failed);
+  } finally {
+    state.placing = false;
+    button.removeAttribute("aria-disabled");
   }
 }
 
-async function cancel(orderId) {
-  if (state.trade === null) return;
+async function cancel(orderId, button) {
+  // Like placing: the order's Cancel waits for the answer (a second cancel would be refused,
+  // ORDER_NOT_OPEN, and that refusal shown over the cancel that worked), aria-disabled so that
+  // it keeps the keyboard's focus.
+  if (state.trade === null || state.canceling.has(orderId)) return;
+  state.canceling.add(orderId);
+  button.setAttribute("aria-disabled", "true");
   try {
     const result = await state.trade.request("order.cancel", { order_id: orderId });
     showResult(`order ${result.order_id} ${result.status}`, "ok");
   } catch (failed) {
-    showResult(`cancel refused: ${describe(failed)}`, "error");
+    showFailure("cancel", failed);
+  } finally {
+    state.canceling.delete(orderId);
+    schedule("orders"); // the row's button again, if the order is still open
+  }
+}
+
+function showFailure(action, failed) {
+  // Only the venue's error answer is a refusal. A request that was sent but not answered (the
+  // connection lost, no answer in time) may have been carried out: the page cannot know, and
+  // says so rather than "refused" over an order that may be resting.
+  if (failed.error !== undefined) {
+    showResult(`${action} refused: ${describe(failed)}`, "error");
+  } else if (failed instanceof NotSentError) {
+    showResult(`${action} not sent: ${failed.message}`, "error");
+  } else {
+    const check = state.trade === null ? "log on again and see" : "see";
+    showResult(`${action} outcome unknown: ${failed.message}; ${check} the open orders`, "warn");
   }
 }
 
@@ -773,6 +884,21 @@ function showResult(text, kind) {
   const result = $("order-result");
   result.textContent = text;
   result.className = kind;
+  state.resultOrder = null; // the line says something else now: reports leave it alone
+}
+
+function showOrderResult(placed, status, report) {
+  // "order N status (cl_ord_id)" and, from the order's exec reports, what of it filled: an
+  // IOC that trades part of its quantity ends `canceled` (its rest), which alone reads as if
+  // nothing had traded. Later reports of the order update the line while it shows it.
+  let text = `order ${placed.orderId} ${status} (${placed.clOrdId})`;
+  if (report !== null && Number(report.cum_qty) > 0) {
+    text += `: filled ${report.cum_qty} of ${report.qty}, average price ${report.avg_px}`;
+  } else if (report !== null && (status === "canceled" || status === "expired")) {
+    text += ": nothing filled";
+  }
+  showResult(text, "ok");
+  state.resultOrder = placed;
 }
 
 function randomHex(bytes) {
@@ -796,6 +922,7 @@ function start() {
   $("order-form").addEventListener("submit", onPlace);
   $("order-kind").addEventListener("change", syncKind);
   window.addEventListener("resize", () => schedule("book"));
+  window.addEventListener("hashchange", onAddressChange);
   connectMarket();
   pollDayStats();
   pollReserves();

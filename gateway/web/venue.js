@@ -10,8 +10,17 @@ export class VenueError extends Error {
   }
 }
 
+export class NotSentError extends Error {
+  // A request that never left the page (no open connection): the venue did nothing with it.
+}
+
 const REQUEST_TIMEOUT_MS = 10000; // an answer slower than this is reported, not waited for
 const FRAME_BYTES_MAX = 65536; // a bigger frame is answered MESSAGE_TOO_BIG with id null
+// The venue sends a heartbeat after 1 s without a message (protocol §9.7): five seconds of
+// nothing is a dead connection, which the browser itself may not notice for minutes (a
+// half-open TCP connection after a sleep or a lost network).
+const SILENCE_MAX_MS = 5000;
+const SILENCE_CHECK_MS = 1000;
 
 export class VenueSocket {
   // One websocket to /ws/public or /ws/trade of the page's own origin.
@@ -23,6 +32,8 @@ export class VenueSocket {
     this.nextId = 1;
     this.pending = new Map(); // id -> {resolve, reject, timer}
     this.ws = null;
+    this.heardAt = 0; // Date.now() of the last frame from the venue
+    this.watchdog = null;
   }
 
   open() {
@@ -32,10 +43,16 @@ export class VenueSocket {
       let opened = false;
       ws.onopen = () => {
         opened = true;
+        this.heardAt = Date.now();
+        this.watchdog = setInterval(() => this.checkHeard(), SILENCE_CHECK_MS);
         resolve(this);
       };
-      ws.onmessage = (event) => this.receive(event.data);
+      ws.onmessage = (event) => {
+        this.heardAt = Date.now();
+        this.receive(event.data);
+      };
       ws.onclose = (event) => {
+        clearInterval(this.watchdog);
         this.failPending(`connection closed (${event.code})`);
         if (opened) this.onClose(event);
         else reject(new Error(`cannot connect to ${this.url}`));
@@ -77,7 +94,7 @@ export class VenueSocket {
 
   request(method, params = {}) {
     if (this.ws === null || this.ws.readyState !== WebSocket.OPEN) {
-      return Promise.reject(new Error("not connected"));
+      return Promise.reject(new NotSentError("not connected"));
     }
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
@@ -93,6 +110,20 @@ export class VenueSocket {
       this.pending.set(id, { resolve, reject, timer, big });
       this.ws.send(frame);
     });
+  }
+
+  checkHeard() {
+    // A silent venue: give the connection up at once (its closing handshake could wait as
+    // long as the browser's own timeout) and report it closed, 1006 as the browser would.
+    const silentMs = Date.now() - this.heardAt;
+    if (silentMs <= SILENCE_MAX_MS || this.ws.readyState !== WebSocket.OPEN) return;
+    const reason = `no message from the venue for ${SILENCE_MAX_MS / 1000} s`;
+    clearInterval(this.watchdog);
+    this.ws.onmessage = null;
+    this.ws.onclose = null;
+    this.ws.close();
+    this.failPending(`connection closed (${reason})`);
+    this.onClose({ code: 1006, reason });
   }
 
   failPending(why) {

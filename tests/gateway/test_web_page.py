@@ -54,6 +54,7 @@ class Browser:
         self.page = page
         self.errors: list[str] = []
         self.frames_sent: list[str] = []
+        self.heartbeats: list[dict[str, Any]] = []  # received, on any of the page's sockets
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
         page.on("websocket", self._websocket)
@@ -64,6 +65,22 @@ class Browser:
 
     def _websocket(self, socket: Any) -> None:
         socket.on("framesent", lambda payload: self.frames_sent.append(str(payload)))
+        socket.on("framereceived", self._received)
+
+    def _received(self, payload: Any) -> None:
+        if '"heartbeat"' in str(payload):
+            self.heartbeats.append(json.loads(payload))
+
+    async def followed_streams(self, symbol: str) -> set[str]:
+        """The book, trades and candles streams that the next heartbeat naming `symbol`'s
+        candles lists: what the page's market-data connection follows."""
+        self.heartbeats.clear()
+        for _ in range(50):  # bounded: a heartbeat comes after each quiet second
+            for beat in self.heartbeats:
+                if f"candles:{symbol}:1m" in beat["seqs"]:
+                    return {name for name in beat["seqs"] if not name.startswith("instruments:")}
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"no heartbeat lists the candles of {symbol}")
 
     async def log_on(self, who: str, secret: str | None = None) -> None:
         api_key, real_secret = KEYS[who]
@@ -138,6 +155,20 @@ def is_rest_404(error: str) -> bool:
     return "status of 404" in error and "/api/v1/" in error
 
 
+# Each table's headers whose column holds right-aligned figures (td.num) but that are not
+# right-aligned themselves: a trader reads a figure as the column whose header sits over it.
+MISALIGNED_HEADERS = """() => [...document.querySelectorAll("main table")].flatMap((table) => {
+  const row = [...table.querySelectorAll("tbody tr")].find((r) => r.querySelector("td.num"));
+  if (row === undefined) return [];
+  const headers = table.tHead.rows[0].cells;
+  return [...row.cells]
+    .map((td, i) => [td, headers[i]])
+    .filter(([td, th]) => td.classList.contains("num"))
+    .filter(([, th]) => getComputedStyle(th).textAlign !== "right")
+    .map(([, th]) => `${table.id}: ${th.textContent}`);
+})"""
+
+
 def ladder_row(page: Page, side: str, price: str) -> Any:
     return page.locator(f"#ladder-{side}s tr[data-price='{price}'] td.qty")
 
@@ -183,6 +214,7 @@ def test_a_buy_that_crosses_a_resting_sell_shows_fill_balances_tape_and_ladder(
         await expect(page.locator("#instruments tr[data-symbol='AAPLx-USD'] td.last")).to_have_text(
             "187.30"
         )
+        assert await page.evaluate(MISALIGNED_HEADERS) == []
 
     assert run_page(tmp_path, scenario) == []
 
@@ -211,7 +243,7 @@ def test_open_orders_show_and_cancel_from_the_page(tmp_path: Path) -> None:
     assert run_page(tmp_path, scenario) == []
 
 
-def test_a_rejected_order_shows_its_error(tmp_path: Path) -> None:
+def test_a_rejected_order_shows_its_error_and_a_partial_ioc_what_filled(tmp_path: Path) -> None:
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
         await resting_sell(venue, "1", "187.30")
@@ -231,6 +263,13 @@ def test_a_rejected_order_shows_its_error(tmp_path: Path) -> None:
         await expect(result).to_contain_text("BAD_PRECISION (1004)")
         await expect(page.locator("#open-orders tbody tr")).to_have_count(0)
         await expect(page.locator("#fills tbody tr")).to_have_count(0)
+
+        # An IOC that fills 1 of 3 ends `canceled` (its rest): the line says what filled.
+        await browser.place("buy", "ioc", qty="3", price="187.30")
+        await expect(result).to_contain_text("canceled")
+        filled = "filled 1.000000 of 3.000000, average price 187.300000"
+        await expect(result).to_contain_text(filled)
+        await expect(page.locator("#fills tbody tr")).to_have_count(1)
 
     assert run_page(tmp_path, scenario) == []
 
@@ -316,6 +355,11 @@ def test_a_market_buy_of_a_bill_trades_face_value_at_a_price_per_100(tmp_path: P
         info = page.locator("#instrument-info")
         await expect(info).to_contain_text("price per 100 of face 98.700000")
         await expect(ladder_row(page, "ask", "98.700000")).to_have_text("700")
+        # every panel shows its figures whole at 1400 px (the bill's last price per 100 and
+        # yield, the reserves), none scrolled off to the right
+        overflow = "(panel) => panel.scrollWidth - panel.clientWidth"
+        for panel in await page.locator("main > section").all():
+            assert await panel.evaluate(overflow) <= 0, await panel.get_attribute("id")
 
     assert run_page(tmp_path, scenario, path=f"/#{BILL}") == []
 
@@ -380,7 +424,9 @@ def test_a_live_split_resubscribes_the_candles_and_keeps_the_24h_change_in_new_u
 ) -> None:
     # A split moves the candles stream's seq with no message (protocol §9.8): the page sees
     # the gap at the next heartbeat, subscribes again and shows the rescaled bars; the 24 h
-    # change is asked of REST again, in the new units (not 135.00 -> 67.50, -50%).
+    # change is asked of REST again, in the new units (not 135.00 -> 67.50, -50%). An
+    # instrument listed meanwhile, which no channel announces (protocol §9.2), shows too: the
+    # REST ticker asked again lists it.
     symbol = "NVDAx-USD"
 
     async def scenario(venue: Venue, browser: Browser) -> None:
@@ -395,6 +441,14 @@ def test_a_live_split_resubscribes_the_candles_and_keeps_the_24h_change_in_new_u
         row = page.locator(f"#instruments tr[data-symbol='{symbol}']")
         await expect(row.locator("td.change")).to_have_text("+0.00%")
         admin = await venue.client("admin")
+        await admin.request("admin.list_asset", {"code": "AMDx", "scale": 6})
+        listing = {"symbol": "AMDx-USD", "kind": "equity", "base": "AMDx", "quote": "USD"}
+        await admin.request(
+            "admin.list_instrument",
+            listing
+            | {"tick": "0.01", "step": "0.000001", "min_qty": "0.000001", "min_notional": "1"}
+            | {"band_pct": "10", "reference_price": "160.00"},
+        )
 
         await admin.request("admin.set_status", {"symbol": symbol, "status": "halted"})
         await admin.request("admin.split", {"symbol": symbol, "ratio": "2:1"})
@@ -405,6 +459,8 @@ def test_a_live_split_resubscribes_the_candles_and_keeps_the_24h_change_in_new_u
         await expect(candles).to_have_attribute("data-bars", "1")
         await expect(candles).to_have_attribute("data-resyncs", "1")
         await expect(row.locator("td.change")).to_have_text("+0.00%")
+        await page.click("#instruments tr[data-symbol='AMDx-USD']")
+        await expect(page.locator("#instrument-info")).to_contain_text("band 144.00 \u2013 176.00")
 
     assert run_page(tmp_path, scenario, path="/#NVDAx-USD") == []
 
@@ -458,5 +514,191 @@ def test_a_key_without_read_is_refused_and_a_read_only_key_cannot_place(tmp_path
         await page.click("#logout-button")
         await expect(page.locator("#logon-form")).to_be_visible()
         await expect(error).to_have_text("")
+
+    assert run_page(tmp_path, scenario) == []
+
+
+def test_a_double_click_places_one_order_and_cancels_it_once(tmp_path: Path) -> None:
+    # A trader's double click is one intent: the button waits for the venue's answer, so the
+    # second click neither places a second order nor cancels again (which the venue refuses,
+    # ORDER_NOT_OPEN, and the page would show over the cancel that worked). The keyboard keeps
+    # its place: on Place order for the next order, and on the next order's Cancel once the
+    # canceled one's row goes.
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        await page.select_option("#order-kind", "post_only")
+        await page.fill("#order-price", "180.00")
+        await page.fill("#order-qty", "2")
+
+        await page.dblclick("#place-button")
+
+        await expect(page.locator("#order-result")).to_contain_text("new")
+        await expect(page.locator("#place-button")).to_be_enabled()
+        await expect(page.locator("#place-button")).to_be_focused()  # the next Enter places
+        rows = page.locator("#open-orders tbody tr")
+        await expect(rows).to_have_count(1)
+        await expect(ladder_row(page, "bid", "180.00")).to_have_text("2.000000")
+        checker = await venue.client("taker")
+        assert len((await checker.request("orders.open"))["orders"]) == 1
+        await page.fill("#order-price", "179.00")
+        await page.press("#order-qty", "Enter")
+        await expect(rows).to_have_count(2)
+        first, second = [await row.get_attribute("data-order-id") for row in await rows.all()]
+
+        await page.get_by_role("button", name=f"Cancel order {first}").dblclick()
+
+        await expect(rows).to_have_count(1)
+        await expect(page.locator("#order-result")).to_have_text(re.compile(r"^order \d+ canceled"))
+        await expect(page.get_by_role("button", name=f"Cancel order {second}")).to_be_focused()
+        await page.keyboard.press("Enter")
+        await expect(rows).to_have_count(0)
+        await expect(page.locator("#ladder-bids tr")).to_have_count(0)
+
+    assert run_page(tmp_path, scenario) == []
+
+
+async def focused_symbol(page: Page) -> Any:
+    return await page.evaluate("document.activeElement.closest('tr')?.dataset.symbol ?? null")
+
+
+def test_an_instrument_is_chosen_by_keyboard_or_address_and_a_bad_address_still_loads(
+    tmp_path: Path,
+) -> None:
+    # A link whose #fragment is no valid %-escape still opens the page (the first symbol); the
+    # keyboard reaches a symbol (Tab) and follows it (Enter), and keeps its place while live
+    # prices redraw the list; a #SYMBOL typed into the open page's address is followed; a
+    # quick second choice leaves no stream of the first one followed.
+    symbol = "NVDAx-USD"
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await page.goto("about:blank")
+        await page.goto(f"http://127.0.0.1:{venue.port}/#%E0%A4%A")
+        await expect(page.locator("#market-status")).to_have_text("market data: live")
+        await expect(page.locator("#selected-symbol")).not_to_have_text("—")
+
+        for _ in range(40):  # bounded: the symbols come before the order form in tab order
+            if await focused_symbol(page) == symbol:
+                break
+            await page.keyboard.press("Tab")
+        assert await focused_symbol(page) == symbol
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#selected-symbol")).to_have_text(symbol)
+
+        seller = await venue.client("alpha")
+        await seller.place(symbol, "sell", qty="1", price="135.00")
+        buyer = await venue.client("beta")
+        await buyer.place(symbol, "buy", qty="1", price="135.00", tif="ioc")
+        row = page.locator(f"#instruments tr[data-symbol='{symbol}']")
+        await expect(row.locator("td.last")).to_have_text("135.00")  # the list was redrawn
+        assert await focused_symbol(page) == symbol
+
+        await page.evaluate(f"location.hash = '#{BILL}'")
+        await expect(page.locator("#selected-symbol")).to_have_text(BILL)
+
+        await page.evaluate(  # two choices before the venue answers the first's subscribe
+            "location.hash = '#MSFTx-USD'; setTimeout(() => { location.hash = '#SPYx-USD'; })"
+        )
+        await expect(page.locator("#selected-symbol")).to_have_text("SPYx-USD")
+        assert await browser.followed_streams("SPYx-USD") == {
+            "book:SPYx-USD:25",
+            "trades:SPYx-USD",
+            "candles:SPYx-USD:1m",
+        }
+
+    assert run_page(tmp_path, scenario) == []
+
+
+class FreezingRelay:
+    """A loopback TCP relay to the venue whose connections can be frozen: from then on no byte
+    of the venue's reaches the browser (the browser's still reach the venue) and nothing
+    closes, as a lost network leaves a connection half open: the browser learns nothing for
+    minutes. Later connections relay as usual."""
+
+    def __init__(self, venue_port: int) -> None:
+        self.venue_port = venue_port
+        self.to_browser: list[asyncio.Task[None]] = []
+        self.to_venue: list[asyncio.Task[None]] = []
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        port: int = self.server.sockets[0].getsockname()[1]
+        return port
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        venue_reader, venue_writer = await asyncio.open_connection("127.0.0.1", self.venue_port)
+        self.writers += [writer, venue_writer]
+        self.to_venue.append(asyncio.create_task(self._pump(reader, venue_writer)))
+        self.to_browser.append(asyncio.create_task(self._pump(venue_reader, writer)))
+
+    @staticmethod
+    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    def freeze(self) -> None:
+        """Stop the venue's bytes on every connection open now; close none of them."""
+        for pump in self.to_browser:
+            pump.cancel()
+        self.to_browser.clear()
+
+    async def close(self) -> None:
+        for pump in self.to_browser + self.to_venue:
+            pump.cancel()
+        self.server.close()
+        for writer in self.writers:
+            writer.close()
+
+
+def test_a_silently_dead_connection_is_noticed_and_the_page_resyncs(tmp_path: Path) -> None:
+    # The venue sends something at least every second (a heartbeat, protocol §9.7): a page
+    # that hears nothing for longer has lost its connection, even though the browser has not
+    # noticed. It must say so, reconnect, and show what happened meanwhile, once; an order
+    # sent meanwhile reached the venue, so its unanswered place is not "refused".
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        relay = FreezingRelay(venue.port)
+        try:
+            await page.goto(f"http://127.0.0.1:{await relay.start()}/")
+            await expect(page.locator("#market-status")).to_have_text("market data: live")
+            seller = await resting_sell(venue, "10", "187.30")
+            await expect(ladder_row(page, "ask", "187.30")).to_have_text("10.000000")
+            await browser.log_on("taker")
+            await expect(page.locator("#account")).to_have_text("3")
+
+            relay.freeze()
+            await seller.place(SYMBOL, "sell", qty="5", price="187.40")
+            buyer = await venue.client("beta")
+            await buyer.place(SYMBOL, "buy", qty="1", price="187.30", tif="ioc")
+            await browser.place("buy", "post_only", qty="2", price="186.00")
+            taker = await venue.client("taker")
+            for _ in range(50):  # bounded: the page's order reaches the venue at once
+                if (await taker.request("orders.open"))["orders"]:
+                    break
+                await asyncio.sleep(0.1)
+            assert len((await taker.request("orders.open"))["orders"]) == 1
+
+            await expect(page.locator("#logon-error")).to_contain_text(
+                "disconnected (1006 no message from the venue for 5 s)"
+            )
+            await expect(page.locator("#place-button")).to_be_disabled()
+            await expect(page.locator("#order-result")).to_have_text(
+                "order outcome unknown: connection closed (no message from the venue for 5 s);"
+                " log on again and see the open orders"
+            )
+            await expect(ladder_row(page, "bid", "186.00")).to_have_text("2.000000")
+            await expect(ladder_row(page, "ask", "187.40")).to_have_text("5.000000")
+            await expect(ladder_row(page, "ask", "187.30")).to_have_text("9.000000")
+            await expect(page.locator("#market-status")).to_have_text("market data: live")
+            await expect(page.locator("#tape tbody tr")).to_have_count(1)
+            last = page.locator(f"#instruments tr[data-symbol='{SYMBOL}'] td.last")
+            await expect(last).to_have_text("187.30")
+        finally:
+            await relay.close()
 
     assert run_page(tmp_path, scenario) == []
