@@ -1,11 +1,15 @@
 """No participant learns another's orders, ids or activity from what the venue answers it:
 several accounts on a real server, each probing what the others did."""
 
+import asyncio
+import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tests.conftest import Venue
+from client.rest import RestClient
+from tests.conftest import KEYS, Venue, drain_pushes
 from tests.sample_config import sample_bill
 
 BILL = sample_bill("TB-2027-03-04-USD")
@@ -64,5 +68,97 @@ def test_a_quote_set_pull_counts_only_the_callers_quotes_when_a_bill_matures_in_
         answer = await beta.cancel_all(quote_set="q")
         assert answer["canceled"] == 1, "beta's one quote, not alpha's two orders that matured"
         assert await alpha.open_orders() == {"orders": []}, "the bill did mature in it"
+
+    run_venue(scenario)
+
+
+# ----------------------------------------------------------------- another's order ids
+
+NEVER = 9_000_000  # an order id no test here reaches
+
+
+def probes(order_id: int, cl_ord_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """Every request that names an order, by id and by client id."""
+    named = [{"order_id": order_id}, {"cl_ord_id": cl_ord_id}]
+    requests = []
+    for params in named:
+        requests += [
+            ("order.cancel", params),
+            ("order.amend", params | {"qty": "2"}),
+            ("order.amend", params | {"price": "1.001"}),  # off the tick, were it found
+            ("order.amend", params | {"new_cl_ord_id": "renamed"}),
+            ("order.status", params),
+            ("order.batch", {"ops": [{"method": "order.cancel", "params": params}]}),
+        ]
+    return requests
+
+
+def without_ids(answer: dict[str, Any], order_id: int, cl_ord_id: str) -> str:
+    """An answer with the named order's ids blanked out, and no request id or times."""
+    kept = {key: value for key, value in answer.items() if key not in ("id", "t_in", "t_out")}
+    text = json.dumps(kept, sort_keys=True)
+    return text.replace(f'"order_id": {order_id}', '"order_id": "?"').replace(cl_ord_id, "?")
+
+
+def test_naming_anothers_order_is_answered_as_naming_one_that_never_existed(
+    run_venue: Run,
+) -> None:
+    """Beta names alpha's open order, alpha's closed order and an id no order ever had, in
+    every request that takes an order: the answers (and beta's pushes) are the same, so
+    they tell beta nothing of which ids and client ids alpha uses."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        beta = await venue.client("beta")
+        await beta.subscribe_account()
+        await drain_pushes(beta, 0.2)
+        resting = await alpha.place(STOCK, "sell", "1", "190.00", cl_ord_id="alpha-open")
+        closed = await alpha.place(STOCK, "sell", "1", "191.00", cl_ord_id="alpha-closed")
+        await alpha.cancel(order_id=closed["order_id"])
+        seen: dict[str, list[str]] = {}
+        for label, order_id, cl_ord_id in (
+            ("open", resting["order_id"], "alpha-open"),
+            ("closed", closed["order_id"], "alpha-closed"),
+            ("never", NEVER, "never-placed"),
+        ):
+            answers = [
+                without_ids(await beta.request_raw(method, params), order_id, cl_ord_id)
+                for method, params in probes(order_id, cl_ord_id)
+            ]
+            pushes = [
+                without_ids(push, order_id, cl_ord_id)
+                for push in await drain_pushes(beta, 0.2)
+                if push.get("ch") == "account"
+            ]
+            assert pushes, "each refused cancel is an exec report of beta's"
+            seen[label] = answers + [re.sub(r'"(seq|ts|exec_id)": \d+', "", p) for p in pushes]
+        assert seen["open"] == seen["never"]
+        assert seen["closed"] == seen["never"]
+        assert len((await alpha.open_orders())["orders"]) == 1, "alpha's order untouched"
+
+    run_venue(scenario)
+
+
+def test_rest_paths_naming_anothers_order_answer_as_for_one_that_never_existed(
+    run_venue: Run,
+) -> None:
+    """DELETE and PATCH of /api/v1/orders/{id} with another account's id: the response a
+    never-used id gets."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        resting = await alpha.place(STOCK, "sell", "1", "190.00")
+        rest = RestClient(f"http://127.0.0.1:{venue.port}", *KEYS["beta"])
+        responses: dict[int, list[str]] = {}
+        for order_id in (resting["order_id"], NEVER):
+            path = f"/api/v1/orders/{order_id}"
+            deleted = await asyncio.to_thread(rest.delete, path)
+            patched = await asyncio.to_thread(rest.patch, path, {"qty": "2"})
+            responses[order_id] = [
+                f"{response.status} {without_ids(response.json(), order_id, '-')}"
+                for response in (deleted, patched)
+            ]
+        assert responses[resting["order_id"]] == responses[NEVER]
+        assert len((await alpha.open_orders())["orders"]) == 1
 
     run_venue(scenario)
