@@ -162,3 +162,32 @@ def test_rest_paths_naming_anothers_order_answer_as_for_one_that_never_existed(
         assert len((await alpha.open_orders())["orders"]) == 1
 
     run_venue(scenario)
+
+
+def test_no_cache_may_keep_a_signed_rest_answer(run_venue: Run) -> None:
+    """A private route's URL is the same for every account (`/api/v1/balances`) and its
+    signature rides in X- headers no cache keys on: a shared cache (a proxy, a CDN) that kept
+    one account's answer would serve it to the next caller of that URL. Every answer of a
+    signed route, refusals included, says `Cache-Control: no-store`."""
+
+    async def scenario(venue: Venue) -> None:
+        beta = RestClient(f"http://127.0.0.1:{venue.port}", *KEYS["beta"])
+        unsigned = RestClient(f"http://127.0.0.1:{venue.port}")
+        order = {"symbol": STOCK, "side": "buy", "type": "limit", "tif": "gtc"}
+        answers = [
+            await asyncio.to_thread(beta.get, "/api/v1/balances"),
+            await asyncio.to_thread(beta.get, "/api/v1/orders"),
+            await asyncio.to_thread(beta.get, "/api/v1/orders/history"),
+            await asyncio.to_thread(beta.get, "/api/v1/fills"),
+            await asyncio.to_thread(
+                beta.post, "/api/v1/orders", order | {"qty": "1", "price": "180.00"}
+            ),
+            await asyncio.to_thread(beta.patch, "/api/v1/orders/1", {"qty": "2"}),
+            await asyncio.to_thread(beta.delete, "/api/v1/orders/1"),
+            await asyncio.to_thread(unsigned.request, "GET", "/api/v1/balances"),
+        ]
+        assert [a.status for a in answers] == [200, 200, 200, 200, 200, 200, 200, 401]
+        for answer in answers:
+            assert answer.headers.get("cache-control") == "no-store", answer
+
+    run_venue(scenario)
