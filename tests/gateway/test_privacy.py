@@ -191,3 +191,55 @@ def test_no_cache_may_keep_a_signed_rest_answer(run_venue: Run) -> None:
             assert answer.headers.get("cache-control") == "no-store", answer
 
     run_venue(scenario)
+
+
+MARKERS = (
+    "alpha-clid-7f3e",
+    "alpha-tag-7f3e",
+    "alpha-set-7f3e",
+    "taker-clid-7f3e",
+    "taker-tag-7f3e",
+)
+
+
+def test_market_data_carries_no_participants_labels(run_venue: Run) -> None:
+    """A subscriber with no account, on every public channel and public REST route, never
+    sees a client order id, tag or quote set name of the orders that made the market."""
+
+    async def scenario(venue: Venue) -> None:
+        public = await venue.client(None, "public")
+        for channel, more in (
+            ("trades", {}),
+            ("book", {"depth": 10}),
+            ("bbo", {}),
+            ("ticker", {}),
+            ("candles", {"interval": "1m"}),
+        ):
+            await public.request("subscribe", {"ch": channel, "symbols": [STOCK]} | more)
+        alpha = await venue.client("alpha")
+        taker = await venue.client("taker")
+        await alpha.place(STOCK, "sell", "2", "190.00", cl_ord_id=MARKERS[0], tag=MARKERS[1])
+        await alpha.request("session.cod", {"enabled": True})
+        quote = {"symbol": STOCK, "bid_px": "185.00", "bid_qty": "1"}
+        await alpha.request("quote.mass", {"quote_set": MARKERS[2], "quotes": [quote]})
+        await taker.place(
+            STOCK, "buy", "1", "190.00", tif="ioc", cl_ord_id=MARKERS[3], tag=MARKERS[4]
+        )
+        await taker.place(STOCK, "sell", "1", "185.00", tif="ioc")
+        seen = [json.dumps(push) for push in await drain_pushes(public, 0.5)]
+        assert any('"trades"' in text and "190.00" in text for text in seen), "the trade shows"
+        rest = RestClient(f"http://127.0.0.1:{venue.port}")
+        for path in (
+            f"/api/v1/trades?symbol={STOCK}",
+            f"/api/v1/ticker?symbol={STOCK}",
+            f"/api/v1/candles?symbol={STOCK}&interval=1m",
+            f"/api/v1/book?symbol={STOCK}",
+        ):
+            seen.append((await asyncio.to_thread(rest.request, "GET", path)).body.decode())
+        seen.append(
+            json.dumps(await public.request("book.snapshot", {"symbol": STOCK, "depth": 10}))
+        )
+        leaked = [text for text in seen for marker in MARKERS if marker in text]
+        assert leaked == []
+
+    run_venue(scenario)
