@@ -1148,8 +1148,7 @@ def _outcome(executed: Executed) -> dict[str, Any]:
     if status is not None:
         result["status"] = status
     if type(executed.command) is CancelAll:  # about many orders: just how many
-        canceled = sum(type(e) is OrderCanceled for e in executed.events)
-        return {"seq": executed.seq, "canceled": canceled}
+        return {"seq": executed.seq, "canceled": _own_cancels(executed)}
     return result
 
 
@@ -1158,13 +1157,18 @@ def _closes_own(command: Any, event: Any) -> bool:
     came due before it (another account's order, or another order of the same account)."""
     if event.account != getattr(command, "account", None):
         return False
-    if type(command) is CancelOrder:
-        return (
-            type(event) is OrderCanceled
-            and event.reason is command.reason
-            and (not command.order_id or event.order_id == command.order_id)
-        )
+    kind = type(command)
+    if kind is CancelOrder or kind is CancelAll:  # its cancels, not a maturity's in it
+        named = kind is CancelAll or not command.order_id or event.order_id == command.order_id
+        return type(event) is OrderCanceled and event.reason is command.reason and named
     return True
+
+
+def _own_cancels(executed: Executed) -> int:
+    """How many orders the command itself canceled: a maturity that came due in it cancels
+    other accounts' orders too, and their number is theirs (not the caller's) to know."""
+    command = executed.command
+    return sum(type(e) is OrderCanceled and _closes_own(command, e) for e in executed.events)
 
 
 def _trade_result(pending: Pending) -> bytes:
@@ -1224,11 +1228,7 @@ def _corporate_result(scales: Mapping[str, int], pending: Pending) -> bytes:
 
 
 def _canceled_count(pending: Pending) -> bytes:
-    canceled = sum(
-        isinstance(event, OrderCanceled)
-        for executed in pending.results
-        for event in executed.events
-    )
+    canceled = sum(map(_own_cancels, pending.results))
     return wire.ok(pending.request_id, {"canceled": canceled}, pending.t_in, now_us())
 
 

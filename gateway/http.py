@@ -64,6 +64,8 @@ class Exchange:
         }  # names lower case (h11); a repeated header keeps its last value
         self.body = body
         self.answered = False
+        # Headers every response to this request carries, whoever answers it (a router's)
+        self.always_headers: Sequence[tuple[str, str]] = ()
 
     def respond(
         self,
@@ -75,6 +77,7 @@ class Exchange:
         """Send the response (once; a second call is a bug)."""
         assert not self.answered, "one response per request"
         self.answered = True
+        headers = [*headers, *self.always_headers] if self.always_headers else headers
         self._driver.respond(self, status, body, content_type, headers)
 
 

@@ -52,6 +52,10 @@ BOOK_DEPTH_DEFAULT = 10  # the websocket's book.snapshot takes depth; REST defau
 FILLS_LIMIT_DEFAULT = 100
 SIGNED_HEADERS = ("x-api-key", "x-timestamp", "x-nonce", "x-signature")  # X-Recv-Window: 5000
 BODY_METHODS = ("POST", "PATCH")  # the methods whose params are a JSON body
+# On every answer of a signed route: its URL is the same for every account and its signature
+# is in X- headers no cache keys on, so a shared cache that kept one account's answer would
+# serve it to the next caller of the URL.
+PRIVATE_HEADERS = (("cache-control", "no-store"),)
 BODY_TOO_DEEP = "the body nests arrays or objects too deeply to read"
 # A body is JSON, which is UTF-8 (RFC 8259 8.1): another charset would be read wrongly.
 NOT_JSON_TYPE = (
@@ -248,6 +252,8 @@ class RestApi:
         is charged first, refused or not, as every websocket frame is: the connection's bucket
         here (who sent it is not proven yet), the account's once the signature is good."""
         route, in_path, allowed = match(exchange.method, exchange.raw_path)
+        if route is not None and route.private:
+            exchange.always_headers = PRIVATE_HEADERS
         session = answers.session
         session.key = None
         cost = cost_milli(route.runs_as) if route is not None else QUERY_COST_MILLI
