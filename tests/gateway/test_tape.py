@@ -93,14 +93,16 @@ def _limit(side: str, qty: str, price: str) -> dict[str, str]:
     }
 
 
-async def read_tape(port: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+async def read_tape(
+    port: int, symbol: str = SYMBOL
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The tape as REST's `GET /api/v1/trades` and a `trades` subscription's snapshot show it."""
-    url = f"http://127.0.0.1:{port}/api/v1/trades?symbol={SYMBOL}&limit={TRADES_RECENT_MAX}"
+    url = f"http://127.0.0.1:{port}/api/v1/trades?symbol={symbol}&limit={TRADES_RECENT_MAX}"
     with urllib.request.urlopen(url, timeout=5) as answer:
-        rest = json.loads(answer.read())["trades"]
+        rest: list[dict[str, Any]] = json.loads(answer.read())["trades"]
     public = await VenueClient(f"ws://127.0.0.1:{port}/ws/public").connect()
     try:
-        await public.request("subscribe", {"ch": "trades", "symbols": [SYMBOL]})
+        await public.request("subscribe", {"ch": "trades", "symbols": [symbol]})
         snapshot = await public.next_push()
         assert (snapshot["ch"], snapshot["type"]) == ("trades", "snapshot"), snapshot
     finally:
