@@ -3,10 +3,11 @@
 Owns a shadow L2 book per symbol built only from the events it is fed (never from the live
 venue, which runs ahead of the journal), the `seq` of every stream, the snapshots and the
 coalesced per-turn updates of `instruments`, `book`, `trades`, `bbo`, `ticker` and `candles`
-(bars kept by `gateway.candles`), and `LocalBook`, the client side of `book`. Sockets,
-subscriptions and the clock are the server's: it feeds `on_events`, calls
-`flush(now_us, wanted)` after each turn and sends each payload. Per event only the shadow
-book's summed changes are noted; the flush applies them and builds each message once.
+(bars kept by `gateway.candles`, the trades tape by `gateway.tape`), and `LocalBook`, the
+client side of `book`. Sockets, subscriptions and the clock are the server's: it feeds
+`on_events`, calls `flush(now_us, wanted)` after each turn and sends each payload. Per event
+only the shadow book's summed changes are noted; the flush applies them and builds each
+message once.
 Invariants: a stream's `seq` grows by one per message and an update's `prev_seq` is the seq
 before it; a book snapshot is exactly the state at its seq, so equal (epoch, seq) mean equal
 books. Book checksum: zlib.crc32 of the ASCII text `ASKS;BIDS`, each side's best 10 levels,
