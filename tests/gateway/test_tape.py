@@ -14,6 +14,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from client.sdk import VenueClient
 from engine.enums import OrderStatus, Side
 from engine.events import TradeExecuted
@@ -51,8 +53,7 @@ def test_an_image_holds_the_unflushed_trades_after_the_tape_and_restores_in_plac
 
 
 def msgpack_round_trip(image: dict[str, Any]) -> Any:
-    import msgspec
-
+    """As the snapshot file stores it."""
     return msgspec.msgpack.decode(msgspec.msgpack.encode(image))
 
 
