@@ -3,10 +3,11 @@
 Owns a shadow L2 book per symbol built only from the events it is fed (never from the live
 venue, which runs ahead of the journal), the `seq` of every stream, the snapshots and the
 coalesced per-turn updates of `instruments`, `book`, `trades`, `bbo`, `ticker` and `candles`
-(bars kept by `gateway.candles`), and `LocalBook`, the client side of `book`. Sockets,
-subscriptions and the clock are the server's: it feeds `on_events`, calls
-`flush(now_us, wanted)` after each turn and sends each payload. Per event only the shadow
-book's summed changes are noted; the flush applies them and builds each message once.
+(bars kept by `gateway.candles`, the trades tape by `gateway.tape`), and `LocalBook`, the
+client side of `book`. Sockets, subscriptions and the clock are the server's: it feeds
+`on_events`, calls `flush(now_us, wanted)` after each turn and sends each payload. Per event
+only the shadow book's summed changes are noted; the flush applies them and builds each
+message once.
 Invariants: a stream's `seq` grows by one per message and an update's `prev_seq` is the seq
 before it; a book snapshot is exactly the state at its seq, so equal (epoch, seq) mean equal
 books. Book checksum: zlib.crc32 of the ASCII text `ASKS;BIDS`, each side's best 10 levels,
@@ -61,13 +62,13 @@ from gateway.candles import (
     split_price,
 )
 from gateway.decimals import DecimalStrings, strings_at
+from gateway.tape import Tape
 from settlement import tbill
 
 # The tiers a book subscriber picks from: few, so each is diffed once per turn for everyone;
 # 1,000 levels is a full view for market makers, beyond it order-by-order data is the tool.
 BOOK_DEPTHS = (10, 25, 100, 1_000)
 CHECKSUM_LEVELS = 10  # per side: where traders look; cheap to format in every message
-TRADES_RECENT_MAX = 50  # a trades snapshot draws a tape; history is a query, not a feed
 TRADES_PER_MESSAGE_MAX = 1_000  # ~100 KB: a huge turn's sweep is split, never one giant frame
 MINUTE_US = 60_000_000
 DAY_US = 86_400_000_000
@@ -587,6 +588,7 @@ class _Market:
         status: InstrumentStatus,
         ts_us: int,
         waiting: list[TradeExecuted],
+        recent: deque[TradeExecuted],
     ) -> None:
         symbol = spec.symbol
         self.spec = spec
@@ -612,7 +614,7 @@ class _Market:
         # how many of `pending` the ticker holds already: those before a split (`_split`)
         self.ticked = 0
         self.waiting = waiting  # the trades the candles have yet to add (`Candles.waiting`)
-        self.recent: deque[TradeExecuted] = deque(maxlen=TRADES_RECENT_MAX)
+        self.recent = recent  # the tape's (`Tape.recent`), kept across restarts
         self.ticker = _Ticker()
         self.ticker_state = _State(Stream(Channel.TICKER, symbol), None, ts_us)
         # value: the open time (µs) of the newest bar sent, so an update also carries the
@@ -777,9 +779,12 @@ class MarketData:
     subscriber gets `snapshot(stream)` first and then the stream's later messages.
     """
 
-    def __init__(self, epoch: int, candles: Candles | None = None) -> None:
+    def __init__(
+        self, epoch: int, candles: Candles | None = None, tape: Tape | None = None
+    ) -> None:
         self.epoch = epoch
         self.candles = Candles() if candles is None else candles  # the server's: they persist
+        self.tape = Tape() if tape is None else tape  # the server's too
         self._markets: dict[str, _Market] = {}
         self._orders: dict[int, _Resting] = {}  # resting orders; as many as the venue holds
         self._touched: dict[str, int] = {}  # symbol -> what changed this turn (flags)
@@ -795,13 +800,16 @@ class MarketData:
         }
 
     @classmethod
-    def from_venue(cls, venue: Venue, epoch: int, candles: Candles | None = None) -> "MarketData":
+    def from_venue(
+        cls, venue: Venue, epoch: int, candles: Candles | None = None, tape: Tape | None = None
+    ) -> "MarketData":
         """Start from a venue whose every command is durable (after recovery, say).
 
-        `candles` (restored from the snapshot and the journal) go on from where they were,
-        and each ticker's 24 h window is rebuilt from them, so it agrees with REST's.
+        `candles` and `tape` (restored from the snapshot and the journal) go on from where
+        they were, and each ticker's 24 h window is rebuilt from the candles, so it agrees
+        with REST's.
         """
-        market_data = cls(epoch, candles)
+        market_data = cls(epoch, candles, tape)
         for market in venue.markets.values():
             kept = market_data._list(market.spec, market.status, venue.ts_us)
             symbol = market.spec.symbol
@@ -930,6 +938,10 @@ class MarketData:
             if market.asks.delta:
                 market.asks.settle()
 
+    def tape_image(self) -> dict[str, Any]:
+        """The tape as a snapshot keeps it: with the trades released but not yet flushed."""
+        return self.tape.image({symbol: m.pending for symbol, m in self._markets.items()})
+
     def changed(self) -> bool:
         """Whether events fed since the last flush changed anything (the next flush looks)."""
         return bool(self._touched)
@@ -945,7 +957,8 @@ class MarketData:
     def _list(self, spec: InstrumentSpec, status: InstrumentStatus, ts_us: int) -> _Market:
         assert spec.symbol not in self._markets, f"{spec.symbol} listed twice"
         waiting = self.candles.waiting(spec.symbol)
-        market = self._markets[spec.symbol] = _Market(spec, status, ts_us, waiting)
+        recent = self.tape.recent(spec.symbol)
+        market = self._markets[spec.symbol] = _Market(spec, status, ts_us, waiting, recent)
         return market
 
     def _rest(self, market: _Market, order_id: int, side: Side, price: int, qty: int) -> None:

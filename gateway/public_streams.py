@@ -27,6 +27,7 @@ from gateway.candles import Candles
 from gateway.frames import text_frame
 from gateway.market_data import BOOK_DEPTHS, Channel, MarketData, Message, Stream
 from gateway.sessions import Session, Sessions
+from gateway.tape import Tape
 
 # Fanning a turn's market data out costs one socket write per subscriber (~10-20 µs of
 # kernel time each on loopback: 1,000 subscribers, 15 ms a publication). Published after
@@ -52,7 +53,8 @@ class PublicStreams:
         self._audience_of: dict[Session, _Audience] = {}  # a following session's audience
         self._audience_by_kind: dict[tuple[frozenset[Stream], bool], _Audience] = {}
         self.candles = Candles()  # kept in snapshots, rebuilt by replay: survive restarts
-        self.market_data = MarketData(epoch, self.candles)
+        self.tape = Tape()  # the trades tape: the same
+        self.market_data = MarketData(epoch, self.candles, self.tape)
         self._next_at = 0.0  # time.monotonic() from which the next publication may start
         self._paced_at = 0.0  # the same, by the fan-out's cost alone (what a query may force)
         self._timer: asyncio.Handle | None = None  # a publication waiting for its turn
@@ -60,7 +62,7 @@ class PublicStreams:
 
     def start(self, epoch: int) -> None:
         """The venue is recovered or built: publish from its state."""
-        self.market_data = MarketData.from_venue(self.reads.venue, epoch, self.candles)
+        self.market_data = MarketData.from_venue(self.reads.venue, epoch, self.candles, self.tape)
 
     def follow(self, session: Session, streams: list[Stream], t_in: int) -> None:
         """Subscribe `session` to `streams`, each starting with its snapshot."""

@@ -34,9 +34,10 @@ from gateway.auth import RECV_WINDOW_MS_DEFAULT, AuthError, sign_request
 from gateway.candles import BARS_KEPT_MAX, CANDLES_LIMIT_DEFAULT, CandlesResult, Ticker
 from gateway.http import Exchange
 from gateway.limits import QUERY_COST_MILLI, cost_milli
-from gateway.market_data import TRADES_RECENT_MAX, Channel, Stream
+from gateway.market_data import Channel, Stream
 from gateway.queries import ReservesResult
 from gateway.sessions import Session
+from gateway.tape import TRADES_RECENT_MAX
 
 if TYPE_CHECKING:
     from gateway.server import VenueServer

@@ -447,14 +447,16 @@ class VenueServer:
         self.public.publish_next_turn()
 
     def replayed(self, batch: list[Executed]) -> None:
-        """A command replayed from the journal: rebuild the private history and the candles
-        it made."""
+        """A command replayed from the journal: rebuild the private history, the candles
+        and the trades tape it made."""
         candles = self.public.candles
+        tape = self.public.tape
         for executed in batch:
             self.private_streams.replayed(executed)
             for event in executed.events:
                 if type(event) is TradeExecuted:
                     candles.add(event.symbol, event.ts_us, event.price, event.qty)
+                    tape.add(event)
                 elif type(event) is SharesSplit:  # as MarketData._split does live
                     for market in self.reads.markets.values():
                         if market.spec.base == event.asset:
@@ -464,11 +466,14 @@ class VenueServer:
                             )
 
     def gateway_image(self) -> dict[str, Any]:
-        return self.private_streams.image() | {"candles": self.public.candles.image()}
+        public = self.public
+        images = {"candles": public.candles.image(), "tape": public.market_data.tape_image()}
+        return self.private_streams.image() | images
 
     def restore_gateway(self, image: dict[str, Any]) -> None:
         self.private_streams.restore(image)
         self.public.candles.restore(image.get("candles"))
+        self.public.tape.restore(image.get("tape"))
         self._learn_reference_data()
 
 

@@ -3,7 +3,7 @@
 // and candle history from the REST API. See docs/web.md.
 import { drawDepth, LocalBook } from "./book.js";
 import { CandleChart, INTERVAL } from "./candles.js";
-import { importSecret, logon, NotSentError, VenueSocket } from "./venue.js";
+import { getJson, importSecret, logon, NotSentError, VenueSocket } from "./venue.js";
 
 const BOOK_DEPTH = 25; // the book tier followed: the ladder shows 10, the depth chart all 25
 const LADDER_LEVELS = 10;
@@ -332,12 +332,6 @@ function select(symbol) {
 
 // ------------------------------------------------------------------ 24 h change, reserves
 
-async function getJson(path) {
-  const response = await fetch(path);
-  if (!response.ok) throw new Error(`HTTP ${response.status}`);
-  return response.json();
-}
-
 function rowsOf(body, key) {
   // {tickers: [...]}: docs/rest.md
   return Array.isArray(body?.[key]) ? body[key] : [];
@@ -361,9 +355,13 @@ async function fetchDayStats() {
       const unknown = rows.map((row) => row.symbol).filter((symbol) => !known(symbol));
       if (unknown.length > 0) followNewListings(unknown);
       schedule("instruments");
+      $("day-note").textContent = "";
     } catch (failed) {
       if (failed.message === "HTTP 404") dayStatsGone = true; // the column stays "—"
-    } // else the venue is away for a moment (a restart): asked again later
+      // else the venue is away for a moment (a restart, a dead connection): said, and asked
+      // again at the next poll (a request timed out is aborted: `getJson`)
+      else $("day-note").textContent = `24 h change unavailable (${failed.message})`;
+    }
   })();
   await dayStats;
   dayStats = null;

@@ -5,6 +5,7 @@ import {
   CandlestickSeries,
   createChart,
 } from "./vendor/lightweight-charts-5.2.1/lightweight-charts.standalone.production.mjs";
+import { getJson } from "./venue.js";
 
 export const INTERVAL = "1m";
 const HISTORY_BARS = 300; // five hours of 1m bars
@@ -41,9 +42,7 @@ export class CandleChart {
     const url = `/api/v1/candles?symbol=${encodeURIComponent(instrument.symbol)}`;
     let body;
     try {
-      const response = await fetch(`${url}&interval=${INTERVAL}&limit=${HISTORY_BARS}`);
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      body = await response.json();
+      body = await getJson(`${url}&interval=${INTERVAL}&limit=${HISTORY_BARS}`);
     } catch (failed) {
       this.say(`candles unavailable (${failed.message})`);
       return;

@@ -15,6 +15,10 @@ export class NotSentError extends Error {
 }
 
 const REQUEST_TIMEOUT_MS = 10000; // an answer slower than this is reported, not waited for
+// A REST read is answered from the gateway's memory in milliseconds; one not answered in 5 s
+// sits on a dead kept-alive connection (the browser reuses it and learns nothing of its loss
+// for minutes): abort it, so the poll that asked is free again and the next one asks anew.
+export const REST_TIMEOUT_MS = 5000;
 const FRAME_BYTES_MAX = 65536; // a bigger frame is answered MESSAGE_TOO_BIG with id null
 // The venue sends a heartbeat after 1 s without a message (protocol §9.7): five seconds of
 // nothing is a dead connection, which the browser itself may not notice for minutes (a
@@ -136,6 +140,23 @@ export class VenueSocket {
 
   close() {
     if (this.ws !== null) this.ws.close(1000);
+  }
+}
+
+export async function getJson(path) {
+  // GET a REST read (docs/rest.md); an answer that is not 2xx, or none within
+  // REST_TIMEOUT_MS (body included), throws an Error saying which.
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), REST_TIMEOUT_MS);
+  try {
+    const response = await fetch(path, { signal: controller.signal });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    return await response.json();
+  } catch (failed) {
+    if (!controller.signal.aborted) throw failed;
+    throw new Error(`no answer within ${REST_TIMEOUT_MS / 1000} s`);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -35,6 +35,7 @@ from gateway import limits
 from settlement.ledger import Ledger
 from settlement.pg_store import PostgresLedgerStore
 from tests.conftest import KEYS, drain_pushes
+from tests.gateway.test_tape import read_tape
 from tests.sample_config import SAMPLE_CONFIG, sample_bill
 
 SYMBOL = "AAPLx-USD"
@@ -831,3 +832,41 @@ def test_case_twin_assets_listed_at_once_through_a_gateway_list_one(
     assert listed["status"] == 200, listed
     assert twin["status"] == 400 and twin["error"]["name"] == "ASSET_EXISTS", twin
     assert "differs from it only by case" in twin["error"]["msg"], twin
+
+
+# ----------------------------------------------------------------- the trades tape
+
+TAPE_SYMBOL = "SPYx-USD"  # this test's own book
+
+
+def test_a_restarted_gateway_shows_the_trades_tape_it_showed_before(cluster: LocalCluster) -> None:
+    """A gateway keeps no snapshot: it rebuilds the tape from the stream at its start."""
+    a, b = cluster.gateways
+
+    async def trade_and_read() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        maker, taker = await client(a.url, "alpha"), await client(a.url, "taker")
+        try:
+            for price in ("598.10", "598.20", "598.30"):
+                await maker.place(TAPE_SYMBOL, "sell", "0.5", price)
+            await taker.place(TAPE_SYMBOL, "buy", "1.5", "598.30", tif="ioc")  # a sweep
+            await maker.place(TAPE_SYMBOL, "buy", "0.2", "598.00")
+            await taker.place(TAPE_SYMBOL, "sell", "0.2", "598.00", tif="ioc")
+        finally:
+            await maker.close()
+            await taker.close()
+        for _ in range(100):  # bounded: gateway b publishes the stream's trades at once
+            tape = await read_tape(b.port, TAPE_SYMBOL)
+            if len(tape[0]) == 4:
+                return tape
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"gateway b shows {tape[0]}")
+
+    rest, snapshot = run(trade_and_read())
+    assert rest == snapshot
+    assert [(t["price"], t["taker_side"]) for t in rest] == [
+        ("598.10", "buy"), ("598.20", "buy"), ("598.30", "buy"), ("598.00", "sell"),
+    ]  # fmt: skip
+    cluster.kill(b)
+    cluster.start_role(b)
+    cluster.wait_for(b, "replica at seq", timeout_s=120)
+    assert run(read_tape(b.port, TAPE_SYMBOL)) == (rest, rest)

@@ -48,7 +48,6 @@ from gateway.market_data import (
     BOOK_DEPTHS,
     CHANNELS,
     MINUTE_US,
-    TRADES_RECENT_MAX,
     BookSync,
     Channel,
     LocalBook,
@@ -58,6 +57,7 @@ from gateway.market_data import (
     book_checksum,
     levels_checksum,
 )
+from gateway.tape import TRADES_RECENT_MAX
 from settlement.ledger import Ledger
 from tests.engine.conftest import SYMBOL, make_spec
 from tests.engine.test_corporate import SHARE
