@@ -213,6 +213,10 @@ class SplitShares(Command, frozen=True, gc=False, kw_only=True):
     symbol: str
     ratio_new: int
     ratio_old: int
+    # Rescale the instruments' `max_qty` caps with the shares (`max_notional`, in cash,
+    # stays), so that no order the split rescaled is above its cap. Set where a split
+    # enters; absent (False) from records written before, which must replay as they ran.
+    rescale_caps: bool = False
 
 
 AnyCommand = (

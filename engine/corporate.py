@@ -4,7 +4,8 @@ Owns what a dividend or a split does to the venue beyond the ledger's arithmetic
 (`settlement.corporate`): which instrument and assets it names, the refusals, and for a
 split the rescaling of resting orders (quantity down to the step, buy prices down and sell
 prices up to the tick, so no book crosses), the cancel of orders left invalid, the voiding
-of pending withdrawals, the reference price and band, and the events every holder sees.
+of pending withdrawals, the rescaling of the `max_qty` caps, the reference price and band,
+and the events every holder sees.
 Both act at the command's sequence point; a split needs every market of the asset halted,
 cancel-only or delisted. Rules and examples: docs/corporate-actions.md.
 """
@@ -24,6 +25,7 @@ from engine.events import (
     Event,
     Fact,
     OrderAmended,
+    OrderCapsSet,
     ReferencePriceSet,
     ReservesAttested,
     SharesSplit,
@@ -123,6 +125,9 @@ class Corporate:
             price = _reference(market, cmd.ratio_new, cmd.ratio_old)
             market.set_reference_price(price)
             events.append(ReferencePriceSet(ts, market.symbol, price))
+        if cmd.rescale_caps:
+            for market in markets:
+                self._rescale_caps(market, cmd, events)
         if booked.attestation is not None:
             events.append(ReservesAttested(ts, booked.attestation))
         chain_id = booked.transfers[0].chain_id if booked.transfers else 0
@@ -148,6 +153,21 @@ class Corporate:
                 chain_id,
             )
         )
+
+    def _rescale_caps(self, market: Market, cmd: SplitShares, events: list[Event]) -> None:
+        """Scale the market's `max_qty` with the shares, so that every order the split
+        rescaled (qty = floor(cum x N / M) + floor(leaves x N / M) <= floor(old qty x N / M))
+        stays within it and can be amended: floor(max_qty x N / M), down to the step, kept
+        within min_qty and `UNITS_MAX`. `max_notional` is cash, which a split does not
+        change. No cap (0) stays none."""
+        if not market.max_qty:
+            return
+        step = market.qty_step
+        scaled = market.max_qty * cmd.ratio_new // (cmd.ratio_old * step) * step
+        max_qty = max(min(scaled, UNITS_MAX // step * step), market.min_qty)
+        max_notional = market.spec.max_notional
+        market.set_caps(max_qty, max_notional)
+        events.append(OrderCapsSet(cmd.ts_us, market.symbol, max_qty, max_notional))
 
     def _split_refusal(self, cmd: SplitShares, events: list[Event]) -> list[Market] | None:
         """Every market trading the split asset, or None after a rejection."""

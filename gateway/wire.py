@@ -1598,7 +1598,9 @@ def _split(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: in
     assert isinstance(p, SplitParams)
     _spec(specs, p.symbol)
     new, _colon, old = p.ratio.partition(":")
-    return SplitShares(ts_us=ts_us, symbol=p.symbol, ratio_new=int(new), ratio_old=int(old))
+    return SplitShares(
+        ts_us=ts_us, symbol=p.symbol, ratio_new=int(new), ratio_old=int(old), rescale_caps=True
+    )
 
 
 _Converter = Callable[[Any, Specs, Scales, int, str | None, int], Command]

@@ -22,6 +22,7 @@ from engine.commands import (
     PlaceOrder,
     RequestWithdrawal,
     SetInstrumentStatus,
+    SetOrderCaps,
     SplitShares,
 )
 from engine.enums import CancelReason, InstrumentKind, InstrumentStatus, Side
@@ -32,6 +33,7 @@ from engine.events import (
     Event,
     OrderAmended,
     OrderCanceled,
+    OrderCapsSet,
     SharesSplit,
     WithdrawalVoided,
 )
@@ -287,6 +289,49 @@ def test_a_reverse_split_cancels_orders_left_below_the_minimum(corp: Corp) -> No
     assert corp.total(ROUNDING, "AAPLx") == 1_956_790 - (123_456 + 333_333 + 1_000_000 + 500_000)
     assert all(line.covered for line in ledger.reserves_report())
     assert isinstance(events[-1], SharesSplit) and events[-1].orders_canceled == 1
+
+
+def test_a_split_scales_the_max_qty_cap_so_a_resting_order_can_be_repriced(
+    corp: Corp,
+) -> None:
+    """The finding: after a 2:1 split an order at the cap held twice the cap's shares, and
+    any amend of it (a reprice) was refused ABOVE_MAX_QTY. The cap now scales with the
+    shares, down to the step; `max_notional`, cash, stays."""
+    corp.ok(SetOrderCaps(symbol=SYMBOL, max_qty=3 * SHARE, max_notional=1_000_000 * 100))
+    corp.ok(PlaceOrder(account=3, symbol=SYMBOL, side=Side.SELL, price=10_001, qty=3 * SHARE))
+    corp.halt()
+    events = corp.ok(SplitShares(symbol=SYMBOL, ratio_new=2, ratio_old=1, rescale_caps=True))
+    caps = [e for e in events if isinstance(e, OrderCapsSet)]
+    assert [(e.symbol, e.max_qty, e.max_notional) for e in caps] == [
+        (SYMBOL, 6 * SHARE, 1_000_000 * 100)
+    ]
+    market = corp.venue.markets[SYMBOL]
+    assert (market.max_qty, market.spec.max_qty) == (6 * SHARE, 6 * SHARE)
+    corp.ok(SetInstrumentStatus(symbol=SYMBOL, status=InstrumentStatus.OPEN))
+    corp.ok(AmendOrder(account=3, order_id=1, price=5_002))
+    assert corp.venue.orders[1].qty == 6 * SHARE
+    above = PlaceOrder(account=3, symbol=SYMBOL, side=Side.SELL, price=5_002, qty=6_001_000)
+    assert corp.refused(above).reason is ErrorCode.ABOVE_MAX_QTY
+
+
+def test_a_reverse_split_scales_the_cap_down_to_the_step_and_not_below_the_minimum(
+    corp: Corp,
+) -> None:
+    corp.ok(SetOrderCaps(symbol=SYMBOL, max_qty=3_337_000))
+    corp.halt()
+    corp.ok(SplitShares(symbol=SYMBOL, ratio_new=1, ratio_old=3, rescale_caps=True))
+    assert corp.venue.markets[SYMBOL].max_qty == 1_112_000  # 1,112,333.3 down to 0.001
+    corp.ok(SetOrderCaps(symbol=SYMBOL, max_qty=1_000))
+    corp.ok(SplitShares(symbol=SYMBOL, ratio_new=1, ratio_old=1_000, rescale_caps=True))
+    assert corp.venue.markets[SYMBOL].max_qty == 1_000  # the minimum: 0 would lift the cap
+
+
+def test_an_old_journals_split_leaves_the_caps_as_they_were(corp: Corp) -> None:
+    corp.ok(SetOrderCaps(symbol=SYMBOL, max_qty=3 * SHARE))
+    corp.halt()
+    events = corp.ok(SplitShares(symbol=SYMBOL, ratio_new=2, ratio_old=1))
+    assert not any(isinstance(e, OrderCapsSet) for e in events)
+    assert corp.venue.markets[SYMBOL].max_qty == 3 * SHARE
 
 
 def test_a_statement_dated_before_a_split_is_refused_after_it(corp: Corp) -> None:

@@ -816,7 +816,7 @@ def test_corporate_actions_convert_exactly() -> None:
         bad = convert("admin.pay_dividend", whole | {"amount_per_share": text})
         assert bad.code is code, text
     assert convert("admin.split", {"symbol": SYMBOL, "ratio": "1:10"}) == SplitShares(
-        symbol=SYMBOL, ratio_new=1, ratio_old=10
+        symbol=SYMBOL, ratio_new=1, ratio_old=10, rescale_caps=True
     )
     nowhere = convert("admin.split", {"symbol": "X", "ratio": "2:1"})
     assert nowhere.code is E.UNKNOWN_SYMBOL
