@@ -183,6 +183,11 @@ class RequestWithdrawal(Command, frozen=True, gc=False, kw_only=True):
     account: int
     asset: str
     amount: int
+    # Keep the withdrawal pending through a split (rescaled) or its bill's maturity (not
+    # redeemed): the custodian may have paid it out already, and voiding it there could pay
+    # the holder twice. Set where a withdrawal enters; absent (False) from records written
+    # before, whose withdrawals those actions voided, and which must replay as they ran.
+    held_through_actions: bool = False
 
 
 class ConfirmWithdrawal(Command, frozen=True, gc=False, kw_only=True):
