@@ -183,6 +183,11 @@ class RequestWithdrawal(Command, frozen=True, gc=False, kw_only=True):
     account: int
     asset: str
     amount: int
+    # Keep the withdrawal pending through a split (rescaled) or its bill's maturity (not
+    # redeemed): the custodian may have paid it out already, and voiding it there could pay
+    # the holder twice. Set where a withdrawal enters; absent (False) from records written
+    # before, whose withdrawals those actions voided, and which must replay as they ran.
+    held_through_actions: bool = False
 
 
 class ConfirmWithdrawal(Command, frozen=True, gc=False, kw_only=True):
@@ -213,6 +218,10 @@ class SplitShares(Command, frozen=True, gc=False, kw_only=True):
     symbol: str
     ratio_new: int
     ratio_old: int
+    # Rescale the instruments' `max_qty` caps with the shares (`max_notional`, in cash,
+    # stays), so that no order the split rescaled is above its cap. Set where a split
+    # enters; absent (False) from records written before, which must replay as they ran.
+    rescale_caps: bool = False
 
 
 AnyCommand = (

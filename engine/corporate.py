@@ -3,8 +3,9 @@
 Owns what a dividend or a split does to the venue beyond the ledger's arithmetic
 (`settlement.corporate`): which instrument and assets it names, the refusals, and for a
 split the rescaling of resting orders (quantity down to the step, buy prices down and sell
-prices up to the tick, so no book crosses), the cancel of orders left invalid, the voiding
-of pending withdrawals, the reference price and band, and the events every holder sees.
+prices up to the tick, so no book crosses), the cancel of orders left invalid, the
+rescaling of pending withdrawals and of the `max_qty` caps, the reference price and band,
+and the events every holder sees.
 Both act at the command's sequence point; a split needs every market of the asset halted,
 cancel-only or delisted. Rules and examples: docs/corporate-actions.md.
 """
@@ -24,16 +25,19 @@ from engine.events import (
     Event,
     Fact,
     OrderAmended,
+    OrderCapsSet,
     ReferencePriceSet,
     ReservesAttested,
     SharesSplit,
+    WithdrawalRescaled,
+    WithdrawalVoided,
 )
 from engine.instrument import unknown_symbol
 from engine.market import Market
 from engine.reasons import ErrorCode
 from engine.units import SCALE_MAX, UNITS_MAX
 from settlement.corporate import DividendShort, Entitlement, pay_dividend, split, split_problem
-from settlement.ledger import Ledger, Refused
+from settlement.ledger import Ledger, Refused, Withdrawal
 
 if TYPE_CHECKING:
     from engine.venue import Venue
@@ -110,9 +114,7 @@ class Corporate:
             return
         asset = markets[0].spec.base
         ts = cmd.ts_us
-        for withdrawal in list(self.ledger.withdrawals.values()):
-            if withdrawal.asset == asset:  # pending in old shares: the holder asks again
-                self.venue.custody.void(withdrawal.withdrawal_id, ts, events)
+        pending = self._release_withdrawals(asset, ts, events)
         touched: dict[tuple[int, str], None] = {}
         resting = sum(1 for market in markets for _ in market.book.iter_orders())
         plans = [self._plan(market, cmd, touched, events) for market in markets]
@@ -123,6 +125,10 @@ class Corporate:
             price = _reference(market, cmd.ratio_new, cmd.ratio_old)
             market.set_reference_price(price)
             events.append(ReferencePriceSet(ts, market.symbol, price))
+        self._rescale_withdrawals(pending, cmd, touched, events)
+        if cmd.rescale_caps:
+            for market in markets:
+                self._rescale_caps(market, cmd, events)
         if booked.attestation is not None:
             events.append(ReservesAttested(ts, booked.attestation))
         chain_id = booked.transfers[0].chain_id if booked.transfers else 0
@@ -148,6 +154,61 @@ class Corporate:
                 chain_id,
             )
         )
+
+    def _release_withdrawals(self, asset: str, ts: int, events: list[Event]) -> list[Withdrawal]:
+        """The pending withdrawals of the split asset that stay pending through it, their
+        holds released so that the split books on an asset nothing holds (they hold again,
+        rescaled, after it). The others, requested before withdrawals were held through
+        corporate actions, are voided, as they were then: their journals replay so."""
+        pending = []
+        for withdrawal in list(self.ledger.withdrawals.values()):
+            if withdrawal.asset != asset:
+                continue
+            if withdrawal.held_through_actions:
+                self.ledger.release(withdrawal.account, asset, withdrawal.amount)
+                pending.append(withdrawal)
+            else:
+                self.venue.custody.void(withdrawal.withdrawal_id, ts, events)
+        return pending
+
+    def _rescale_withdrawals(
+        self,
+        pending: list[Withdrawal],
+        cmd: SplitShares,
+        touched: dict[tuple[int, str], None],
+        events: list[Event],
+    ) -> None:
+        """Hold each pending withdrawal again in new shares: floor(amount x N / M), as a
+        resting sell's quantity; the fraction stays in the holder's balance, whose whole
+        holding the split floored (the rest being the rounding account's). The custodian's
+        confirm then burns the new shares, a void releases them. One rescaled to nothing (a
+        reverse split of under one new unit) is voided: it has nothing left to withdraw.
+        The holder's floored holding always covers them: a sum of floors is at most the
+        floor of the sum, and sells hold floors too."""
+        ts = cmd.ts_us
+        for withdrawal in pending:
+            amount = withdrawal.amount * cmd.ratio_new // cmd.ratio_old
+            rescaled = self.ledger.rescale_withdrawal(withdrawal.withdrawal_id, amount)
+            if rescaled is None:
+                events.append(WithdrawalVoided(ts, withdrawal))
+            else:
+                events.append(WithdrawalRescaled(ts, rescaled, withdrawal.amount))
+            touched[(withdrawal.account, withdrawal.asset)] = None
+
+    def _rescale_caps(self, market: Market, cmd: SplitShares, events: list[Event]) -> None:
+        """Scale the market's `max_qty` with the shares, so that every order the split
+        rescaled (qty = floor(cum x N / M) + floor(leaves x N / M) <= floor(old qty x N / M))
+        stays within it and can be amended: floor(max_qty x N / M), down to the step, kept
+        within min_qty and `UNITS_MAX`. `max_notional` is cash, which a split does not
+        change. No cap (0) stays none."""
+        if not market.max_qty:
+            return
+        step = market.qty_step
+        scaled = market.max_qty * cmd.ratio_new // (cmd.ratio_old * step) * step
+        max_qty = max(min(scaled, UNITS_MAX // step * step), market.min_qty)
+        max_notional = market.spec.max_notional
+        market.set_caps(max_qty, max_notional)
+        events.append(OrderCapsSet(cmd.ts_us, market.symbol, max_qty, max_notional))
 
     def _split_refusal(self, cmd: SplitShares, events: list[Event]) -> list[Market] | None:
         """Every market trading the split asset, or None after a rejection."""

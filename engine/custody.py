@@ -147,11 +147,13 @@ class Custody:
         self._balance_changed(cmd.account, cmd.asset, cmd.ts_us, events)
 
     def redemptions(self) -> Redemptions:
-        """What the token of each listed bill not yet matured pays at maturity."""
+        """What the token of each listed bill pays at maturity: the tokens out of a bill not
+        yet matured, and those a pending withdrawal holds through its maturity (a void pays
+        them par then; every other token of a matured bill was burned)."""
         return {
             market.spec.base: _par_terms(market.spec)
             for market in self.markets.values()
-            if market.spec.kind is InstrumentKind.TBILL and not market.matured
+            if market.spec.kind is InstrumentKind.TBILL
         }
 
     def listing_problem(self, spec: InstrumentSpec) -> str | None:
@@ -168,7 +170,9 @@ class Custody:
         return None
 
     def _request_withdrawal(self, cmd: RequestWithdrawal, events: list[Event]) -> None:
-        result = self.ledger.request_withdrawal(cmd.account, cmd.asset, cmd.amount)
+        result = self.ledger.request_withdrawal(
+            cmd.account, cmd.asset, cmd.amount, cmd.held_through_actions
+        )
         if isinstance(result, Refused) and result.reason == "INSUFFICIENT_BALANCE":
             scale = self.ledger.assets[cmd.asset].scale
             # a get, not `ledger.balance`: a refusal must not create an empty balance row
@@ -204,13 +208,31 @@ class Custody:
     def void(
         self, withdrawal_id: int, ts: int, events: list[Event], cmd: Command | None = None
     ) -> None:
-        """Release a pending withdrawal (on request, or when its asset matures)."""
+        """Release a pending withdrawal (on request; or, requested before withdrawals were
+        held through corporate actions, when its asset splits or matures). The tokens of a
+        bill that has matured meanwhile are then redeemed at par, as its maturity redeemed
+        every other holder's."""
         result = self.ledger.void_withdrawal(withdrawal_id)
         if cmd is not None and _refused(result, cmd, "void_withdrawal", events):
             return
         assert isinstance(result, Withdrawal)
         events.append(WithdrawalVoided(ts, result))
+        if result.held_through_actions and result.asset in self.matured_assets:
+            self._redeem_voided(result, ts, events)
         self._balance_changed(result.account, result.asset, ts, events)
+
+    def _redeem_voided(self, withdrawal: Withdrawal, ts: int, events: list[Event]) -> None:
+        """Pay par for the tokens a voided withdrawal of a matured bill gave back: exactly
+        what the maturity paid every other holder per unit, in one chain."""
+        bill = next(
+            market.spec
+            for market in self.markets.values()
+            if market.spec.kind is InstrumentKind.TBILL and market.spec.base == withdrawal.asset
+        )
+        cash, per_unit = _par_terms(bill)
+        holders = [(withdrawal.account, withdrawal.amount)]
+        self.ledger.redeem_at_par(withdrawal.asset, cash, per_unit, ts, holders)
+        self._balance_changed(withdrawal.account, cash, ts, events)
 
     def _balance_changed(self, account: int, asset: str, ts: int, events: list[Event]) -> None:
         events.append(balance_changed(self.ledger, account, asset, ts))

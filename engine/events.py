@@ -273,6 +273,14 @@ class WithdrawalVoided(Event, frozen=True, gc=False):
     withdrawal: Withdrawal
 
 
+class WithdrawalRescaled(Event, frozen=True, gc=False):
+    """A split rescaled a pending withdrawal to new shares: it now holds
+    `withdrawal.amount`, floor(`amount_before` x new / old); it stays pending."""
+
+    withdrawal: Withdrawal
+    amount_before: int
+
+
 class InstrumentMatured(Event, frozen=True, gc=False):
     """A T-bill reached maturity: every holder was redeemed at par in one chain."""
 
@@ -366,4 +374,5 @@ AnyEvent = (
     | DividendPaid
     | SharesSplit
     | CancelOnDisconnectSet
+    | WithdrawalRescaled  # appended
 )

@@ -1491,7 +1491,9 @@ class Venue:
             return InstrumentMatured(ts, market.symbol, 0, 0, 0, 0)
         spec = market.spec
         for withdrawal in list(ledger.withdrawals.values()):
-            if withdrawal.asset == spec.base:
+            # One held through actions stays pending, its tokens unpaid: the custodian may
+            # have paid it out; its void pays them par (`Custody.void`).
+            if withdrawal.asset == spec.base and not withdrawal.held_through_actions:
                 self.custody.void(withdrawal.withdrawal_id, ts, events)
         cash_per_unit = 10 ** (spec.quote_decimals - spec.qty_decimals)
         booked = ledger.redeem_at_par(spec.base, spec.quote, cash_per_unit, ts)

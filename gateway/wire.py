@@ -1553,7 +1553,9 @@ def _deposit(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: 
 def _withdraw(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
     assert isinstance(p, WithdrawParams)
     amount = _units(p.amount, _scale(scales, p.asset), "amount")
-    return RequestWithdrawal(ts_us=ts_us, account=p.account, asset=p.asset, amount=amount)
+    return RequestWithdrawal(
+        ts_us=ts_us, account=p.account, asset=p.asset, amount=amount, held_through_actions=True
+    )
 
 
 def _confirm(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
@@ -1598,7 +1600,9 @@ def _split(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: in
     assert isinstance(p, SplitParams)
     _spec(specs, p.symbol)
     new, _colon, old = p.ratio.partition(":")
-    return SplitShares(ts_us=ts_us, symbol=p.symbol, ratio_new=int(new), ratio_old=int(old))
+    return SplitShares(
+        ts_us=ts_us, symbol=p.symbol, ratio_new=int(new), ratio_old=int(old), rescale_caps=True
+    )
 
 
 _Converter = Callable[[Any, Specs, Scales, int, str | None, int], Command]

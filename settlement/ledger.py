@@ -65,11 +65,21 @@ class Attestation(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     split_at_us: int = 0  # the time of the split that rescaled it; 0: none did
 
 
-class Withdrawal(msgspec.Struct, frozen=True, gc=False):
+class Withdrawal(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    """Tokens held until the custodian pays them out (confirm) or does not (void).
+
+    `held_through_actions`: the withdrawal stays pending through a split of its asset
+    (rescaled to new shares) and a maturity of its bill (not paid par): the custodian may
+    already have paid it out, and only the operator's confirm or void says which. False on
+    withdrawals requested before that rule (their journals void them there, and must replay
+    as they ran); left out of the encoding then, so those encode, hash and snapshot as before
+    the field existed."""
+
     withdrawal_id: int
     account: int
     asset: str
     amount: int
+    held_through_actions: bool = False
 
 
 class ReserveLine(msgspec.Struct, frozen=True, gc=False):
@@ -546,7 +556,8 @@ class Ledger:
         return self.book([(ISSUANCE, account, asset, amount, TransferKind.MINT)], ts_us)
 
     def supply_at_maturity(self, asset: str, redemptions: Redemptions) -> int:
-        """The supply of `asset` once every unmatured bill paying in it has paid par."""
+        """The supply of `asset` once every bill paying in it has paid par for its tokens out
+        (a matured bill's: those its pending withdrawals hold, which a void redeems)."""
         par = sum(
             self.supply(bill) * per_unit
             for bill, (cash, per_unit) in redemptions.items()
@@ -569,7 +580,9 @@ class Ledger:
                 )
         return None
 
-    def request_withdrawal(self, account: int, asset: str, amount: int) -> Withdrawal | Refused:
+    def request_withdrawal(
+        self, account: int, asset: str, amount: int, held_through_actions: bool = False
+    ) -> Withdrawal | Refused:
         """Phase one of a burn: hold the tokens until the custodian pays out."""
         if amount <= 0:
             return Refused("BAD_PARAM", "withdrawal amounts must be positive")
@@ -588,7 +601,9 @@ class Ledger:
                 f"account {account} has {available} {asset} units available, {amount} asked",
             )
         self.last_withdrawal_id += 1
-        withdrawal = Withdrawal(self.last_withdrawal_id, account, asset, amount)
+        withdrawal = Withdrawal(
+            self.last_withdrawal_id, account, asset, amount, held_through_actions
+        )
         self.withdrawals[withdrawal.withdrawal_id] = withdrawal
         return withdrawal
 
@@ -612,16 +627,42 @@ class Ledger:
         self.release(withdrawal.account, withdrawal.asset, withdrawal.amount)
         return withdrawal
 
+    def rescale_withdrawal(self, withdrawal_id: int, amount: int) -> Withdrawal | None:
+        """A split: the pending withdrawal now holds `amount` units (new shares) of its
+        asset, its old hold having been released before the split rescaled the balances;
+        with nothing left to hold (`amount` 0) it is dropped, and None returned."""
+        withdrawal = self.withdrawals[withdrawal_id]
+        if amount == 0:
+            del self.withdrawals[withdrawal_id]
+            return None
+        rescaled = msgspec.structs.replace(withdrawal, amount=amount)
+        held = self.hold(withdrawal.account, withdrawal.asset, amount)
+        assert held, f"{withdrawal} cannot hold its rescaled {amount}"
+        self.withdrawals[withdrawal_id] = rescaled
+        return rescaled
+
     def redeem_at_par(
-        self, asset: str, cash_asset: str, cash_per_unit: int, ts_us: int
+        self,
+        asset: str,
+        cash_asset: str,
+        cash_per_unit: int,
+        ts_us: int,
+        holders: list[tuple[int, int]] | None = None,
     ) -> list[Transfer]:
-        """Burn every holder's `asset` and pay each `cash_per_unit` cash per unit, atomically.
+        """Burn every holder's available `asset` and pay each `cash_per_unit` cash per unit,
+        atomically (or only `holders`' given amounts: a withdrawal voided after maturity).
 
         Cash is minted into the redemption account against the par proceeds and paid out
-        from there, in one chain; each holder appears exactly once. Returns [] if nobody
-        holds the asset.
+        from there, in one chain; each holder appears exactly once. What a pending
+        withdrawal holds is not redeemed: the custodian may have paid it out already. Returns
+        [] if nobody holds the asset.
         """
-        holders = self.holders(asset)
+        if holders is None:
+            holders = [
+                (account, self.balances[(account, asset)].available)
+                for account, _ in self.holders(asset)
+                if self.balances[(account, asset)].available > 0
+            ]
         if not holders:
             return []
         par_total = sum(amount for _, amount in holders) * cash_per_unit

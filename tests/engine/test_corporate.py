@@ -14,6 +14,7 @@ from engine.commands import (
     AttestReserves,
     CancelOrder,
     Command,
+    ConfirmWithdrawal,
     Deposit,
     ListAsset,
     ListInstrument,
@@ -22,7 +23,9 @@ from engine.commands import (
     PlaceOrder,
     RequestWithdrawal,
     SetInstrumentStatus,
+    SetOrderCaps,
     SplitShares,
+    VoidWithdrawal,
 )
 from engine.enums import CancelReason, InstrumentKind, InstrumentStatus, Side
 from engine.events import (
@@ -32,7 +35,11 @@ from engine.events import (
     Event,
     OrderAmended,
     OrderCanceled,
+    OrderCapsSet,
     SharesSplit,
+    WithdrawalConfirmed,
+    WithdrawalRequested,
+    WithdrawalRescaled,
     WithdrawalVoided,
 )
 from engine.reasons import ErrorCode
@@ -289,6 +296,132 @@ def test_a_reverse_split_cancels_orders_left_below_the_minimum(corp: Corp) -> No
     assert isinstance(events[-1], SharesSplit) and events[-1].orders_canceled == 1
 
 
+def withdraw(corp: Corp, account: int, amount: int) -> int:
+    """A withdrawal as the gateway now enters it: held through corporate actions."""
+    request = RequestWithdrawal(
+        account=account, asset="AAPLx", amount=amount, held_through_actions=True
+    )
+    requested = corp.ok(request)[0]
+    assert isinstance(requested, WithdrawalRequested)
+    return requested.withdrawal.withdrawal_id
+
+
+def test_a_pending_withdrawal_survives_a_split_in_new_shares(corp: Corp) -> None:
+    """The finding: a split voided every pending withdrawal and gave its tokens back. Had
+    the custodian already paid it out (the confirm not yet in), the holder kept the tokens
+    as well, and the confirm only said `no pending withdrawal`. It now stays pending,
+    rescaled to floor(amount x N / M); the confirm burns that, and a void releases it."""
+    confirmed = withdraw(corp, 1, 1_000_001)  # 1.000001 share: 1.5000015 after 3:2
+    voided = withdraw(corp, 2, 3_333_333)  # all of it: 4,999,999.5 after 3:2
+    corp.halt()
+    events = corp.ok(SplitShares(symbol=SYMBOL, ratio_new=3, ratio_old=2))
+    assert not any(isinstance(e, WithdrawalVoided) for e in events)
+    rescaled = [
+        (e.withdrawal.withdrawal_id, e.amount_before, e.withdrawal.amount)
+        for e in events
+        if isinstance(e, WithdrawalRescaled)
+    ]
+    assert rescaled == [(confirmed, 1_000_001, 1_500_001), (voided, 3_333_333, 4_999_999)]
+    # the holding floors whole (1,234,567 x 1.5), the withdrawal on its own: the fraction
+    # of the withdrawal stays available, as the rest of an order rescaled to the step
+    assert (corp.total(1, "AAPLx"), corp.held(1, "AAPLx")) == (1_851_850, 1_500_001)
+    assert (corp.total(2, "AAPLx"), corp.held(2, "AAPLx")) == (4_999_999, 4_999_999)
+    ledger = corp.venue.ledger
+    assert ledger is not None
+    supply = ledger.supply("AAPLx")
+    done = corp.ok(ConfirmWithdrawal(withdrawal_id=confirmed))
+    assert isinstance(done[0], WithdrawalConfirmed) and done[0].withdrawal.amount == 1_500_001
+    assert (corp.total(1, "AAPLx"), corp.held(1, "AAPLx")) == (351_849, 0)
+    assert ledger.supply("AAPLx") == supply - 1_500_001
+    corp.ok(VoidWithdrawal(withdrawal_id=voided))
+    assert (corp.total(2, "AAPLx"), corp.held(2, "AAPLx")) == (4_999_999, 0)
+    assert not ledger.withdrawals
+    assert all(line.covered for line in ledger.reserves_report())
+
+
+def test_a_withdrawal_a_reverse_split_leaves_nothing_of_is_voided(corp: Corp) -> None:
+    small = withdraw(corp, 1, 9)  # 9 units: 0.9 after 1:10
+    kept = withdraw(corp, 2, 1_000_005)
+    corp.halt()
+    events = corp.ok(SplitShares(symbol=SYMBOL, ratio_new=1, ratio_old=10))
+    assert [e.withdrawal.withdrawal_id for e in events if isinstance(e, WithdrawalVoided)] == [
+        small
+    ]
+    assert corp.held(1, "AAPLx") == 0
+    assert corp.held(2, "AAPLx") == 100_000
+    ledger = corp.venue.ledger
+    assert ledger is not None and list(ledger.withdrawals) == [kept]
+    assert corp.refused(ConfirmWithdrawal(withdrawal_id=small)).reason is (
+        ErrorCode.UNKNOWN_WITHDRAWAL
+    )
+
+
+def test_an_old_journals_withdrawal_is_voided_at_a_split_as_it_was(corp: Corp) -> None:
+    """A withdrawal requested before the rule (no `held_through_actions` in its record)
+    is voided at a split, as it was when its journal was written: it replays the same."""
+    record = msgspec.msgpack.encode(
+        {
+            "type": "RequestWithdrawal",
+            "ts_us": 0,
+            "account": 2,
+            "asset": "AAPLx",
+            "amount": 1_000_000,
+        }
+    )
+    old = msgspec.msgpack.decode(record, type=AnyCommand)  # type: ignore[valid-type]
+    assert isinstance(old, RequestWithdrawal) and not old.held_through_actions
+    corp.ok(old)
+    withdrawal = corp.venue.ledger.withdrawals[1]  # type: ignore[union-attr]
+    assert b"held_through_actions" not in msgspec.msgpack.encode(withdrawal)  # hashes as before
+    corp.halt()
+    events = corp.ok(SplitShares(symbol=SYMBOL, ratio_new=2, ratio_old=1))
+    assert any(isinstance(e, WithdrawalVoided) for e in events)
+    assert corp.held(2, "AAPLx") == 0
+
+
+def test_a_split_scales_the_max_qty_cap_so_a_resting_order_can_be_repriced(
+    corp: Corp,
+) -> None:
+    """The finding: after a 2:1 split an order at the cap held twice the cap's shares, and
+    any amend of it (a reprice) was refused ABOVE_MAX_QTY. The cap now scales with the
+    shares, down to the step; `max_notional`, cash, stays."""
+    corp.ok(SetOrderCaps(symbol=SYMBOL, max_qty=3 * SHARE, max_notional=1_000_000 * 100))
+    corp.ok(PlaceOrder(account=3, symbol=SYMBOL, side=Side.SELL, price=10_001, qty=3 * SHARE))
+    corp.halt()
+    events = corp.ok(SplitShares(symbol=SYMBOL, ratio_new=2, ratio_old=1, rescale_caps=True))
+    caps = [e for e in events if isinstance(e, OrderCapsSet)]
+    assert [(e.symbol, e.max_qty, e.max_notional) for e in caps] == [
+        (SYMBOL, 6 * SHARE, 1_000_000 * 100)
+    ]
+    market = corp.venue.markets[SYMBOL]
+    assert (market.max_qty, market.spec.max_qty) == (6 * SHARE, 6 * SHARE)
+    corp.ok(SetInstrumentStatus(symbol=SYMBOL, status=InstrumentStatus.OPEN))
+    corp.ok(AmendOrder(account=3, order_id=1, price=5_002))
+    assert corp.venue.orders[1].qty == 6 * SHARE
+    above = PlaceOrder(account=3, symbol=SYMBOL, side=Side.SELL, price=5_002, qty=6_001_000)
+    assert corp.refused(above).reason is ErrorCode.ABOVE_MAX_QTY
+
+
+def test_a_reverse_split_scales_the_cap_down_to_the_step_and_not_below_the_minimum(
+    corp: Corp,
+) -> None:
+    corp.ok(SetOrderCaps(symbol=SYMBOL, max_qty=3_337_000))
+    corp.halt()
+    corp.ok(SplitShares(symbol=SYMBOL, ratio_new=1, ratio_old=3, rescale_caps=True))
+    assert corp.venue.markets[SYMBOL].max_qty == 1_112_000  # 1,112,333.3 down to 0.001
+    corp.ok(SetOrderCaps(symbol=SYMBOL, max_qty=1_000))
+    corp.ok(SplitShares(symbol=SYMBOL, ratio_new=1, ratio_old=1_000, rescale_caps=True))
+    assert corp.venue.markets[SYMBOL].max_qty == 1_000  # the minimum: 0 would lift the cap
+
+
+def test_an_old_journals_split_leaves_the_caps_as_they_were(corp: Corp) -> None:
+    corp.ok(SetOrderCaps(symbol=SYMBOL, max_qty=3 * SHARE))
+    corp.halt()
+    events = corp.ok(SplitShares(symbol=SYMBOL, ratio_new=2, ratio_old=1))
+    assert not any(isinstance(e, OrderCapsSet) for e in events)
+    assert corp.venue.markets[SYMBOL].max_qty == 3 * SHARE
+
+
 def test_a_statement_dated_before_a_split_is_refused_after_it(corp: Corp) -> None:
     """The finding: after a 1:10 reverse split the custodian holds 100 new shares, and the
     venue's rescaled attestation says so; its statement as of a moment before the split (in
@@ -400,25 +533,44 @@ def test_a_snapshot_after_a_split_restores_the_same_venue(corp: Corp) -> None:
         max_size=25,
     ),
     ratios=st.lists(st.tuples(st.integers(1, 12), st.integers(1, 12)), min_size=1, max_size=3),
+    withdrawals=st.lists(
+        st.tuples(st.sampled_from([1, 2, 3]), st.integers(1, 2_000_000)), max_size=4
+    ),
 )
 def test_any_book_survives_any_splits_exactly(
-    orders: list[tuple[int, bool, int, int]], ratios: list[tuple[int, int]]
+    orders: list[tuple[int, bool, int, int]],
+    ratios: list[tuple[int, int]],
+    withdrawals: list[tuple[int, int]],
 ) -> None:
-    """Random resting orders, then splits: invariants (holds equal reservations, books
-    uncrossed, every asset sums to zero) hold after each, reserves stay covered, and each
-    surviving order's price and quantity follow the documented rule."""
+    """Random resting orders and pending withdrawals, then splits: invariants (holds equal
+    reservations, books uncrossed, every asset sums to zero) hold after each, reserves stay
+    covered, and each surviving order's price and quantity, and each withdrawal's amount,
+    follow the documented rule."""
     corp = Corp()
     for account, is_buy, price, lots in orders:
         side = Side.BUY if is_buy else Side.SELL
         corp.do(
             PlaceOrder(account=account, symbol=SYMBOL, side=side, price=price, qty=lots * 1_000)
         )
+    for account, amount in withdrawals:
+        corp.do(
+            RequestWithdrawal(
+                account=account, asset="AAPLx", amount=amount, held_through_actions=True
+            )
+        )
     corp.halt()
+    ledger = corp.venue.ledger
+    assert ledger is not None
     for new, old in ratios:
         if new == old:
             continue
         before = {o.order_id: (o.side, o.price, o.leaves_qty) for o in corp.venue.orders.values()}
+        pending = {w.withdrawal_id: w.amount for w in ledger.withdrawals.values()}
         events = corp.ok(SplitShares(symbol=SYMBOL, ratio_new=new, ratio_old=old))
+        rescaled = {i: amount * new // old for i, amount in pending.items()}
+        assert {i: w.amount for i, w in ledger.withdrawals.items()} == {
+            i: amount for i, amount in rescaled.items() if amount
+        }
         for order in corp.venue.orders.values():
             side, price, leaves = before[order.order_id]
             assert order.leaves_qty == leaves * new // old // 1_000 * 1_000
@@ -427,6 +579,4 @@ def test_any_book_survives_any_splits_exactly(
             assert abs(order.price - exact) < 1
         canceled = {e.order_id for e in events if isinstance(e, OrderCanceled)}
         assert canceled | set(corp.venue.orders) == set(before)
-        ledger = corp.venue.ledger
-        assert ledger is not None
         assert all(line.covered for line in ledger.reserves_report())

@@ -165,6 +165,61 @@ def test_a_tbill_matures_into_par_for_every_holder_once(custodied: Custodied) ->
     assert not any(isinstance(e, InstrumentMatured) for e in again)  # redeemed exactly once
 
 
+def mature_with_withdrawals(custodied: Custodied) -> tuple[int, int]:
+    """Account 1 holds 3,000 face and withdraws 500 and 700, held through maturity (as the
+    gateway now enters withdrawals); the bill matures. The two withdrawals' ids."""
+    list_bill(custodied)
+    custodied.ok(Deposit(account=1, asset="TB-X", amount=3_000))
+    ids = []
+    for amount in (500, 700):
+        request = RequestWithdrawal(
+            account=1, asset="TB-X", amount=amount, held_through_actions=True
+        )
+        requested = custodied.ok(request)[0]
+        assert isinstance(requested, WithdrawalRequested)
+        ids.append(requested.withdrawal.withdrawal_id)
+    events = custodied.ok(AdvanceClock(), ts=MATURITY_US)
+    assert not any(isinstance(e, WithdrawalVoided) for e in events)
+    matured = next(e for e in events if isinstance(e, InstrumentMatured))
+    assert (matured.holders, matured.face_total, matured.paid_total) == (1, 1_800, 1_800 * USD)
+    return ids[0], ids[1]
+
+
+def test_a_withdrawal_pending_at_maturity_stays_pending_and_unpaid(custodied: Custodied) -> None:
+    """The finding: maturity voided pending withdrawals and paid their tokens par. Had the
+    custodian already paid the bills out (the confirm not yet in), the holder was paid
+    twice, and the confirm only said `no pending withdrawal`. Its tokens now stay held and
+    unpaid: the confirm burns them (the custodian paid), a void pays them par, exactly
+    what the maturity paid every other unit."""
+    confirmed, voided = mature_with_withdrawals(custodied)
+    ledger = custodied.venue.ledger
+    assert ledger is not None
+    assert custodied.total(1, "USD") == 1_800 * USD
+    assert (custodied.total(1, "TB-X"), ledger.balance(1, "TB-X").held) == (1_200, 1_200)
+    events = custodied.ok(ConfirmWithdrawal(withdrawal_id=confirmed))
+    assert isinstance(events[0], WithdrawalConfirmed)
+    assert custodied.total(1, "TB-X") == 700 and custodied.total(1, "USD") == 1_800 * USD
+    events = custodied.ok(VoidWithdrawal(withdrawal_id=voided))
+    assert isinstance(events[0], WithdrawalVoided)
+    assert custodied.total(1, "TB-X") == 0 and ledger.supply("TB-X") == 0
+    assert custodied.total(1, "USD") == 2_500 * USD
+    assert custodied.total(REDEMPTION, "USD") == 0
+    assert not ledger.withdrawals
+
+
+def test_a_withdrawal_held_through_maturity_survives_a_snapshot_and_replays(
+    custodied: Custodied,
+) -> None:
+    from engine import snapshot
+
+    _, voided = mature_with_withdrawals(custodied)
+    restored = snapshot.restore(snapshot.decode(snapshot.encode(snapshot.capture(custodied.venue))))
+    assert restored.state_hash() == custodied.venue.state_hash()
+    void = VoidWithdrawal(ts_us=custodied.venue.ts_us + 1, withdrawal_id=voided)
+    assert restored.execute(void) == custodied.venue.execute(void)
+    assert restored.state_hash() == custodied.venue.state_hash()
+
+
 def test_a_delisted_bill_is_still_redeemed_and_never_reopens(custodied: Custodied) -> None:
     list_bill(custodied)
     custodied.ok(Deposit(account=2, asset="TB-X", amount=700))

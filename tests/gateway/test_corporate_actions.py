@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 from client.sdk import VenueClient, VenueError
 from tests.conftest import ROOT, TEST_TIMEOUT_S, Venue, drain_pushes
-from tests.sample_config import SAMPLE_CONFIG
+from tests.sample_config import SAMPLE_CONFIG, sample_bill
 
 SYMBOL = "AAPLx-USD"
 RunVenue = Callable[[Callable[[Venue], Awaitable[Any]]], Any]
@@ -172,3 +173,62 @@ def test_a_custodian_statement_dated_before_a_split_is_refused_after_it(
         await close_all(admin)
 
     run_venue(reverse_split)
+
+
+BILL = sample_bill("TB-2027-03-04-USD")
+BILL_ASSET = sample_bill("TB-2027-03-04")
+
+
+async def held_and_total(client: VenueClient, asset: str) -> tuple[str, str]:
+    row = next(b for b in (await client.balances())["balances"] if b["asset"] == asset)
+    return row["total"], row["held"]
+
+
+def test_withdrawals_pending_at_a_split_or_a_maturity_wait_for_the_operator(
+    run_venue: RunVenue, tmp_path: Path
+) -> None:
+    """The findings, as an operator meets them: a split or a maturity voided the pending
+    withdrawals, so the custodian's confirm that came after it said `no pending withdrawal`
+    while the holder kept the tokens (split) or was paid par for them (maturity): paid
+    twice. And after a 2:1 split an order at `max_qty` could not be repriced. Now the
+    withdrawal waits, in new shares, for the confirm or the void; the cap follows the split."""
+
+    async def operator(venue: Venue) -> None:
+        admin, alpha = await venue.client("admin"), await venue.client("alpha")
+        await admin.request("admin.set_order_caps", {"symbol": SYMBOL, "max_qty": "10"})
+        sell = await alpha.place(SYMBOL, "sell", "10", "190.00")
+        withdraw = {"account": 1, "asset": "AAPLx", "amount": "3.000001"}
+        shares = (await admin.request("admin.withdraw", withdraw))["withdrawal_id"]
+        withdraw = {"account": 1, "asset": BILL_ASSET, "amount": "500"}
+        bills = (await admin.request("admin.withdraw", withdraw))["withdrawal_id"]
+
+        await admin.request("admin.set_status", {"symbol": SYMBOL, "status": "halted"})
+        await admin.request("admin.split", {"symbol": SYMBOL, "ratio": "2:1"})
+        assert await held_and_total(alpha, "AAPLx") == ("40000.000000", "26.000002")
+        rows = (await alpha.request("instruments", {}))["instruments"]
+        assert next(r for r in rows if r["symbol"] == SYMBOL)["max_qty"] == "20.000000"
+        await admin.request("admin.set_status", {"symbol": SYMBOL, "status": "open"})
+        assert (await alpha.amend(sell["order_id"], price="95.01"))["status"] == "new"
+        [order] = (await alpha.open_orders(SYMBOL))["orders"]
+        assert (order["price"], order["qty"]) == ("95.01", "20.000000")
+        await admin.request("admin.confirm_withdrawal", {"withdrawal_id": shares})
+        assert await held_and_total(alpha, "AAPLx") == ("39993.999998", "20.000000")
+
+        face, _ = await held_and_total(alpha, BILL_ASSET)
+        usd, _ = await held_and_total(alpha, "USD")
+        await admin.request("admin.mature", {"symbol": BILL})
+        assert await held_and_total(alpha, BILL_ASSET) == ("500", "500")  # pending, unpaid
+        paid = Decimal((await held_and_total(alpha, "USD"))[0]) - Decimal(usd)
+        assert paid == Decimal(face) - 500
+        await admin.request("admin.void_withdrawal", {"withdrawal_id": bills})
+        assert (await held_and_total(alpha, BILL_ASSET))[0] == "0"
+        paid = Decimal((await held_and_total(alpha, "USD"))[0]) - Decimal(usd)
+        assert paid == Decimal(face)  # par for every unit, once
+        await close_all(admin, alpha)
+
+    run_venue(operator)
+    data_dir = str(tmp_path / "data")
+    verified = venue_cli("ledger", "verify", "--data-dir", data_dir)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    replayed = venue_cli("verify", "--data-dir", data_dir, "--config", str(SAMPLE_CONFIG))
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr

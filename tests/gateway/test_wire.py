@@ -793,7 +793,10 @@ def test_admin_requests_convert_to_their_commands() -> None:
         account=7, asset="USD", amount=10_500_000
     )
     assert convert("admin.withdraw", MINIMAL["admin.withdraw"]) == RequestWithdrawal(
-        account=7, asset="USD", amount=1
+        account=7,
+        asset="USD",
+        amount=1,
+        held_through_actions=True,  # held through splits and maturities
     )
     assert convert("admin.confirm_withdrawal", {"withdrawal_id": 3}) == ConfirmWithdrawal(
         withdrawal_id=3
@@ -816,7 +819,10 @@ def test_corporate_actions_convert_exactly() -> None:
         bad = convert("admin.pay_dividend", whole | {"amount_per_share": text})
         assert bad.code is code, text
     assert convert("admin.split", {"symbol": SYMBOL, "ratio": "1:10"}) == SplitShares(
-        symbol=SYMBOL, ratio_new=1, ratio_old=10
+        symbol=SYMBOL,
+        ratio_new=1,
+        ratio_old=10,
+        rescale_caps=True,  # new splits do
     )
     nowhere = convert("admin.split", {"symbol": "X", "ratio": "2:1"})
     assert nowhere.code is E.UNKNOWN_SYMBOL
