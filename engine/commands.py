@@ -85,7 +85,16 @@ class CancelAll(Command, frozen=True, gc=False, kw_only=True):
     reason: CancelReason = CancelReason.MASS_CANCEL
 
 
-class ListInstrument(Command, frozen=True, gc=False, kw_only=True):
+class OperatorCommand(Command, frozen=True, gc=False, kw_only=True):
+    """A command of the operator's (the `admin.*` methods), which may carry a client operation
+    id: the engine does a command sent again under the same `cl_op_id` only once
+    (`engine.operations`). Absent (None) from records written before it, which replay as
+    they were done."""
+
+    cl_op_id: str | None = None
+
+
+class ListInstrument(OperatorCommand, frozen=True, gc=False, kw_only=True):
     spec: InstrumentSpec
     # Refuse a symbol that differs from a listed one only by case (INSTRUMENT_EXISTS), here
     # where listings are serialized (two gateways' checks of their replicas could both pass).
@@ -94,17 +103,17 @@ class ListInstrument(Command, frozen=True, gc=False, kw_only=True):
     unique_by_case: bool = False
 
 
-class SetInstrumentStatus(Command, frozen=True, gc=False, kw_only=True):
+class SetInstrumentStatus(OperatorCommand, frozen=True, gc=False, kw_only=True):
     symbol: str
     status: InstrumentStatus
 
 
-class SetReferencePrice(Command, frozen=True, gc=False, kw_only=True):
+class SetReferencePrice(OperatorCommand, frozen=True, gc=False, kw_only=True):
     symbol: str
     price: int
 
 
-class SetOrderCaps(Command, frozen=True, gc=False, kw_only=True):
+class SetOrderCaps(OperatorCommand, frozen=True, gc=False, kw_only=True):
     """Change an instrument's per-order caps (fat-finger filters); 0 removes a cap."""
 
     symbol: str
@@ -112,7 +121,7 @@ class SetOrderCaps(Command, frozen=True, gc=False, kw_only=True):
     max_notional: int = 0
 
 
-class MatureInstrument(Command, frozen=True, gc=False, kw_only=True):
+class MatureInstrument(OperatorCommand, frozen=True, gc=False, kw_only=True):
     """Mature a T-bill now, at the command's time: cancel its orders, redeem at par."""
 
     symbol: str
@@ -146,7 +155,7 @@ class SetCancelOnDisconnect(Command, frozen=True, gc=False, kw_only=True):
     order_ids: tuple[int, ...] = ()
 
 
-class ListAsset(Command, frozen=True, gc=False, kw_only=True):
+class ListAsset(OperatorCommand, frozen=True, gc=False, kw_only=True):
     """Register an asset the ledger can hold (a cash token, an equity token, a T-bill)."""
 
     code: str
@@ -154,14 +163,14 @@ class ListAsset(Command, frozen=True, gc=False, kw_only=True):
     unique_by_case: bool = False  # refuse a case twin (ASSET_EXISTS): as `ListInstrument`'s
 
 
-class OpenAccount(Command, frozen=True, gc=False, kw_only=True):
+class OpenAccount(OperatorCommand, frozen=True, gc=False, kw_only=True):
     account: int
     name: str
     kyc_approved: bool
     jurisdiction: str
 
 
-class AttestReserves(Command, frozen=True, gc=False, kw_only=True):
+class AttestReserves(OperatorCommand, frozen=True, gc=False, kw_only=True):
     """The custodian's statement of what backs an asset, as of a time."""
 
     asset: str
@@ -169,7 +178,7 @@ class AttestReserves(Command, frozen=True, gc=False, kw_only=True):
     as_of_us: int
 
 
-class Deposit(Command, frozen=True, gc=False, kw_only=True):
+class Deposit(OperatorCommand, frozen=True, gc=False, kw_only=True):
     """Mint tokens to a participant against attested reserves."""
 
     account: int
@@ -177,7 +186,7 @@ class Deposit(Command, frozen=True, gc=False, kw_only=True):
     amount: int
 
 
-class RequestWithdrawal(Command, frozen=True, gc=False, kw_only=True):
+class RequestWithdrawal(OperatorCommand, frozen=True, gc=False, kw_only=True):
     """Phase one of a burn: hold the tokens until the custodian pays out."""
 
     account: int
@@ -190,15 +199,15 @@ class RequestWithdrawal(Command, frozen=True, gc=False, kw_only=True):
     held_through_actions: bool = False
 
 
-class ConfirmWithdrawal(Command, frozen=True, gc=False, kw_only=True):
+class ConfirmWithdrawal(OperatorCommand, frozen=True, gc=False, kw_only=True):
     withdrawal_id: int
 
 
-class VoidWithdrawal(Command, frozen=True, gc=False, kw_only=True):
+class VoidWithdrawal(OperatorCommand, frozen=True, gc=False, kw_only=True):
     withdrawal_id: int
 
 
-class PayDividend(Command, frozen=True, gc=False, kw_only=True):
+class PayDividend(OperatorCommand, frozen=True, gc=False, kw_only=True):
     """Pay a cash dividend on the base asset of `symbol`, in its quote asset, from `payer`.
 
     The amount per share is `amount / 10**amount_decimals` whole cash per whole share; see
@@ -211,7 +220,7 @@ class PayDividend(Command, frozen=True, gc=False, kw_only=True):
     amount_decimals: int
 
 
-class SplitShares(Command, frozen=True, gc=False, kw_only=True):
+class SplitShares(OperatorCommand, frozen=True, gc=False, kw_only=True):
     """Split (or reverse-split) the base asset of `symbol`: `ratio_old` shares become
     `ratio_new` (2:1 is ratio_new 2, ratio_old 1; a 1:10 reverse split is 1 and 10)."""
 

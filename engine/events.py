@@ -346,6 +346,22 @@ class SharesSplit(Event, frozen=True, gc=False):
     settlement_id: int  # 0 when nobody held the asset
 
 
+# The events an operator command's answer is made from (a withdrawal's id, a dividend's or
+# a split's totals): what `engine.operations` keeps to answer the command sent again.
+Outcome = DividendPaid | SharesSplit | WithdrawalRequested
+
+
+class OperationRepeated(Event, frozen=True, gc=False):
+    """An operator command came again under the `cl_op_id` it was done with, asking the same:
+    nothing changed. `done_at_us` is when it was done and `outcome` what it produced, if its
+    answer reports any (`engine.operations`)."""
+
+    command: str
+    cl_op_id: str
+    done_at_us: int
+    outcome: Outcome | None
+
+
 AnyEvent = (
     OrderAccepted
     | CommandRejected
@@ -375,4 +391,5 @@ AnyEvent = (
     | SharesSplit
     | CancelOnDisconnectSet
     | WithdrawalRescaled  # appended
+    | OperationRepeated  # appended
 )

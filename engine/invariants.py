@@ -3,7 +3,8 @@
 Each check is an `assert` whose message says what broke; a failure is a bug, never an input
 error. Covers: books never crossed; level keys, totals and the cached best agree with the
 orders; every open order is in exactly one level and in every index; gtd orders are queued;
-every armed dead-man's switch is queued, and the queue's head is one.
+every armed dead-man's switch is queued, and the queue's head is one; the operators'
+remembered ids (`engine.operations`) are within their bounds.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def check_venue(venue: Venue) -> None:
             resting[order.order_id] = order
     _check_indexes(venue, resting)
     _check_dead_man_switches(venue)
+    venue.operations.check_invariants()
     if venue.ledger is not None:
         _check_holds(venue, resting)
         venue.ledger.check_invariants()

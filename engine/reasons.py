@@ -74,6 +74,8 @@ class ErrorCode(IntEnum):
     ASSET_MATURED = 7007  # appended: the asset is a matured T-bill's token: no reserves, no mint
     # appended: the mint would let a supply pass what the venue accounts (bills' par counted)
     SUPPLY_OUT_OF_RANGE = 7008
+    # appended: an operator command's `cl_op_id` names an earlier command that asked otherwise
+    CL_OP_ID_REUSED = 7009
     # 9xxx server
     INTERNAL = 9000
     SHUTTING_DOWN = 9001

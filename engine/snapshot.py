@@ -2,9 +2,10 @@
 
 Owns the shape of a venue image: every market (spec, status, reference price, trade ids,
 maturity) with its resting orders in priority order, the closed-order memory, the id
-counters and the clock, the armed dead-man's switches, and the ledger's image when the
-venue clears. A restored venue has the same `state_hash()` and, given the same commands,
-produces the same events. Pure: the bytes are the gateway's to write.
+counters and the clock, the armed dead-man's switches, the operators' remembered
+`cl_op_id`s, and the ledger's image when the venue clears. A restored venue has the same
+`state_hash()` and, given the same commands, produces the same events. Pure: the bytes are
+the gateway's to write.
 """
 
 import msgspec
@@ -13,6 +14,7 @@ from engine.book import Order
 from engine.enums import InstrumentStatus
 from engine.instrument import InstrumentSpec
 from engine.market import Market
+from engine.operations import Operation
 from engine.venue import Venue, VenueConfig
 from settlement.ledger import Ledger, LedgerImage
 
@@ -41,6 +43,7 @@ class VenueImage(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     dead_man_deadlines: list[
         tuple[int, int]
     ] = []  # armed dead-man's switches: (account, deadline_us)
+    operations: list[Operation] = []  # operator commands done under a cl_op_id, oldest first
 
 
 def capture(venue: Venue) -> VenueImage:
@@ -67,6 +70,7 @@ def capture(venue: Venue) -> VenueImage:
         closed,
         ledger,
         sorted(venue.dead_man_deadlines.items()),
+        venue.operations.image(),
     )
 
 
@@ -84,6 +88,7 @@ def restore(image: VenueImage) -> Venue:
     for order_id, account in image.closed_orders:
         venue.closed_orders.add(order_id, account)
     venue.adopt_dead_man_deadlines(image.dead_man_deadlines)
+    venue.operations.adopt(image.operations)
     venue.check_invariants()
     return venue
 

@@ -4,11 +4,11 @@ Owns every market (book, status, band, per-order caps, T-bill maturity, schedule
 early by an operator), every open order and the indexes over them (by id, by account, by
 client order id) with their cancel-on-disconnect marks (`SetCancelOnDisconnect`), the gtd
 expiry queue, each account's dead-man's switch (its deadline, fired by the clock's
-`AdvanceClock`) and the id counters. Matching is price-time priority at the maker's
-price; self-trade prevention follows the taker's mode. Each command is checked in the
-order its `*_PRECEDENCE` tuple in `engine.reasons` lists, and a refused command changes
-nothing. Before any command runs, gtd orders whose expiry has come are expired, so no
-order trades after its expire_at.
+`AdvanceClock`) and the id counters; the operator's commands pass `engine.operations`.
+Matching is price-time priority at the maker's price; self-trade prevention follows the
+taker's mode. Each command is checked in the order its `*_PRECEDENCE` tuple in
+`engine.reasons` lists, and a refused command changes nothing. Before any command runs, gtd
+orders whose expiry has come are expired, so no order trades after its expire_at.
 
 The same commands always give the same events and the same `state_hash()`: time and ids
 arrive in commands or come from counters, and every iteration is in insertion order.
@@ -35,6 +35,7 @@ from engine.commands import (
     Command,
     ListInstrument,
     MatureInstrument,
+    OperatorCommand,
     PlaceOrder,
     SetCancelOnDisconnect,
     SetInstrumentStatus,
@@ -76,6 +77,7 @@ from engine.events import (
 )
 from engine.instrument import InstrumentSpec, case_twin_refusal, unknown_symbol
 from engine.market import Market
+from engine.operations import CL_OP_IDS_RETAINED_MAX, Operations
 from engine.reasons import ErrorCode
 from engine.units import SMALL_INT_MAX, UNITS_MAX, looks_like_milliseconds
 from settlement.dvp import BPS
@@ -123,6 +125,8 @@ class VenueConfig(msgspec.Struct, frozen=True):
     closed_orders_retained_max: int = 1_000_000
     # Custodians attest daily; two hours of grace before minting stops on an old statement.
     reserve_staleness_max_us: int = 26 * 3_600_000_000
+    # How many operator commands' `cl_op_id`s are remembered (`engine.operations`).
+    operations_retained_max: int = CL_OP_IDS_RETAINED_MAX
 
 
 class Venue:
@@ -179,6 +183,12 @@ class Venue:
             self._handlers.update(self.custody.handlers())
             self.corporate = Corporate(self, ledger)  # dividends and splits
             self._handlers.update(self.corporate.handlers())
+        # Every operator command is done at most once per `cl_op_id`: checked here, where the
+        # operator's commands enter, before their own checks (`engine.operations`).
+        self.operations = Operations(self.config.operations_retained_max)
+        for kind, handler in list(self._handlers.items()):
+            if issubclass(kind, OperatorCommand):
+                self._handlers[kind] = self.operations.guard(handler)
 
     # ----------------------------------------------------------------- entry point
 
@@ -295,6 +305,8 @@ class Venue:
         state: list[object] = [self.ts_us, self.last_order_id, markets, closed, ledger]
         if self.dead_man_deadlines:  # only then: a venue without one hashes as it always did
             state.append(sorted(self.dead_man_deadlines.items()))
+        if self.operations.by_id:  # the same: only once an operator gave a `cl_op_id`
+            state.append(["operations", self.operations.image()])
         return state
 
     # ----------------------------------------------------------------- place
