@@ -41,6 +41,7 @@ from engine.events import (
     CommandRejected,
     DeadManTriggered,
     DividendPaid,
+    OperationRepeated,
     OrderAccepted,
     OrderAmended,
     OrderCanceled,
@@ -1182,8 +1183,26 @@ def _trade_result(pending: Pending) -> bytes:
     return wire.ok(pending.request_id, _plain_outcome(executed), pending.t_in, t_out)
 
 
-_admin_result = _trade_result
 CORPORATE_METHODS = frozenset({"admin.pay_dividend", "admin.split"})
+
+
+def _admin_result(pending: Pending) -> bytes:
+    """An admin command's answer: as a trading command's (`{seq}`, a withdrawal's id), or,
+    for one sent again under the `cl_op_id` it was done with, that it was done before."""
+    executed = pending.results[0]
+    summary = executed.events[-1] if executed.events else None
+    if type(summary) is not OperationRepeated:
+        return _trade_result(pending)
+    result = _repeated(executed.seq, summary)
+    if isinstance(summary.outcome, WithdrawalRequested):
+        result["withdrawal_id"] = summary.outcome.withdrawal.withdrawal_id
+    return wire.ok(pending.request_id, result, pending.t_in, now_us())
+
+
+def _repeated(seq: int, repeated: OperationRepeated) -> dict[str, Any]:
+    """The fields that say a command was done before: this request's `seq` (its journal
+    record changed nothing), and when the first one was done."""
+    return {"seq": seq, "repeated": True, "done_at": repeated.done_at_us}
 
 
 def _corporate_result(scales: Mapping[str, int], pending: Pending) -> bytes:
@@ -1193,8 +1212,11 @@ def _corporate_result(scales: Mapping[str, int], pending: Pending) -> bytes:
     if rejected is not None:  # with its numbers (a payer short of cash), as `_trade_result`
         data = wire.rejection_data(rejected)
         return wire.error(pending.request_id, rejected.reason, rejected.detail, data)
-    summary = executed.events[-1]
+    summary: Any = executed.events[-1]
     result: dict[str, Any] = {"seq": executed.seq}
+    if type(summary) is OperationRepeated:  # done before: the totals it was done with
+        result = _repeated(executed.seq, summary)
+        summary = summary.outcome
     if isinstance(summary, DividendPaid):
         cash = scales[summary.cash_asset]
         result |= {

@@ -62,6 +62,7 @@ from engine.instrument import (
     case_twin_refusal,
     unknown_symbol,
 )
+from engine.operations import CL_OP_ID_LENGTH_MAX
 from engine.reasons import ErrorCode
 from engine.units import SCALE_MAX, PrecisionError, format_units, parse_units
 from engine.venue import CL_ORD_ID_LENGTH_MAX, TAG_LENGTH_MAX
@@ -114,6 +115,7 @@ DecimalText = Annotated[str, Meta(pattern=DECIMAL_PATTERN, max_length=DECIMAL_LE
 Symbol = Annotated[str, Meta(min_length=1, max_length=SYMBOL_LENGTH_MAX)]
 AssetCode = Annotated[str, Meta(min_length=1, max_length=ASSET_CODE_LENGTH_MAX)]
 ClientOrderId = Annotated[str, Meta(min_length=1, max_length=CL_ORD_ID_LENGTH_MAX)]
+ClientOperationId = Annotated[str, Meta(min_length=1, max_length=CL_OP_ID_LENGTH_MAX)]
 Tag = Annotated[str, Meta(min_length=1, max_length=TAG_LENGTH_MAX)]
 Name = Annotated[str, Meta(min_length=1, max_length=NAME_LENGTH_MAX)]
 Jurisdiction = Annotated[str, Meta(pattern=r"^[A-Z]{2}\Z")]  # ISO 3166 alpha-2
@@ -442,7 +444,18 @@ class SubscriptionsParams(Params, frozen=True):
 # ----------------------------------------------------------------- admin
 
 
-class ListInstrumentParams(Params, frozen=True):
+class OperatorParams(Params, frozen=True, kw_only=True):
+    """The params of an admin method that maps to an engine command: each may carry the
+    operator's `cl_op_id`, under which the engine does the command at most once (a retry
+    after a lost answer is answered, not done again: `engine.operations`)."""
+
+    cl_op_id: ClientOperationId | None = None
+
+    def problem(self) -> Problem | None:
+        return _label_problem("cl_op_id", self.cl_op_id)
+
+
+class ListInstrumentParams(OperatorParams, frozen=True):
     """The fields of a `venue.toml` instrument entry (`core.config.InstrumentEntry`)."""
 
     symbol: Symbol
@@ -467,10 +480,10 @@ class ListInstrumentParams(Params, frozen=True):
     def problem(self) -> Problem | None:
         if not all(map(is_jurisdiction, self.excluded_jurisdictions)):
             return E.BAD_PARAM, f"excluded_jurisdictions: {jurisdictions.PROBLEM}"
-        return None
+        return super().problem()
 
 
-class SetOrderCapsParams(Params, frozen=True):
+class SetOrderCapsParams(OperatorParams, frozen=True):
     """Both caps at once: an absent (or "0") cap is removed."""
 
     symbol: Symbol
@@ -478,52 +491,52 @@ class SetOrderCapsParams(Params, frozen=True):
     max_notional: DecimalText | None = None
 
 
-class MatureParams(Params, frozen=True):
+class MatureParams(OperatorParams, frozen=True):
     symbol: Symbol
 
 
-class SetStatusParams(Params, frozen=True):
+class SetStatusParams(OperatorParams, frozen=True):
     symbol: Symbol
     status: InstrumentStatus
 
 
-class SetReferencePriceParams(Params, frozen=True):
+class SetReferencePriceParams(OperatorParams, frozen=True):
     symbol: Symbol
     price: DecimalText
 
 
-class ListAssetParams(Params, frozen=True):
+class ListAssetParams(OperatorParams, frozen=True):
     code: AssetCode
     scale: Scale
 
 
-class AttestReservesParams(Params, frozen=True):
+class AttestReservesParams(OperatorParams, frozen=True):
     asset: AssetCode
     amount: DecimalText
     as_of: Int53  # µs
 
 
-class DepositParams(Params, frozen=True):
+class DepositParams(OperatorParams, frozen=True):
     account: PositiveInt
     asset: AssetCode
     amount: DecimalText
 
 
-class WithdrawParams(Params, frozen=True):
+class WithdrawParams(OperatorParams, frozen=True):
     account: PositiveInt
     asset: AssetCode
     amount: DecimalText
 
 
-class ConfirmWithdrawalParams(Params, frozen=True):
+class ConfirmWithdrawalParams(OperatorParams, frozen=True):
     withdrawal_id: PositiveInt
 
 
-class VoidWithdrawalParams(Params, frozen=True):
+class VoidWithdrawalParams(OperatorParams, frozen=True):
     withdrawal_id: PositiveInt
 
 
-class OpenAccountParams(Params, frozen=True):
+class OpenAccountParams(OperatorParams, frozen=True):
     account: PositiveInt
     name: Name
     jurisdiction: Jurisdiction
@@ -532,10 +545,10 @@ class OpenAccountParams(Params, frozen=True):
     def problem(self) -> Problem | None:
         if not is_jurisdiction(self.jurisdiction):
             return E.BAD_PARAM, jurisdictions.PROBLEM
-        return None
+        return super().problem()
 
 
-class PayDividendParams(Params, frozen=True):
+class PayDividendParams(OperatorParams, frozen=True):
     """A cash dividend on the symbol's base asset, paid in its quote asset by `payer`."""
 
     symbol: Symbol
@@ -543,7 +556,7 @@ class PayDividendParams(Params, frozen=True):
     amount_per_share: DecimalText  # whole cash per whole share, up to 18 decimals
 
 
-class SplitParams(Params, frozen=True):
+class SplitParams(OperatorParams, frozen=True):
     symbol: Symbol
     ratio: Annotated[str, Meta(pattern=RATIO_PATTERN)]  # "new:old", e.g. "3:2"
 
@@ -1314,9 +1327,12 @@ def params_to_command(
     if convert is None:
         raise ValueError(f"{type(params).__name__} has no engine command")
     try:
-        return convert(params, specs, asset_scales, account, order_symbol, ts_us)
+        command = convert(params, specs, asset_scales, account, order_symbol, ts_us)
     except _Refusal as refusal:
         return WireError(None, refusal.code, refusal.message, refusal.data)
+    if isinstance(params, OperatorParams) and params.cl_op_id is not None:
+        return msgspec.structs.replace(command, cl_op_id=params.cl_op_id)
+    return command
 
 
 Specs = Mapping[str, InstrumentSpec]
@@ -1426,7 +1442,8 @@ def _list_instrument(
     p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int
 ) -> Command:
     assert isinstance(p, ListInstrumentParams)
-    _refuse_case_twin(p.symbol, specs, E.INSTRUMENT_EXISTS, "instrument {} is listed")
+    if p.cl_op_id is None:  # with one, a retry of this very listing: the engine tells which
+        _refuse_case_twin(p.symbol, specs, E.INSTRUMENT_EXISTS, "instrument {} is listed")
     qty_decimals = _scale(scales, p.base)
     quote_decimals = _scale(scales, p.quote)
     price_decimals = len(p.tick.partition(".")[2])
@@ -1523,7 +1540,8 @@ def _check_bill_price(spec: InstrumentSpec, price: int) -> None:
 
 def _list_asset(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
     assert isinstance(p, ListAssetParams)
-    _refuse_case_twin(p.code, scales, E.ASSET_EXISTS, "asset {} exists")
+    if p.cl_op_id is None:  # as `_list_instrument`'s
+        _refuse_case_twin(p.code, scales, E.ASSET_EXISTS, "asset {} exists")
     return ListAsset(ts_us=ts_us, code=p.code, scale=p.scale, unique_by_case=True)
 
 
