@@ -5,14 +5,21 @@ logged-on connection per command, the result printed as JSON. Leaves validation 
 to the server. Credentials: `--key`/`--secret`, else VENUE_ADMIN_KEY / VENUE_ADMIN_SECRET,
 else the first admin key in the config (the demo key of `venue.toml`).
 Exit status: 0 done, 1 the venue answered with an error, 2 no answer (cannot connect, the
-connection dropped, or nothing within `REQUEST_TIMEOUT_S`). No answer once the command was
-sent says so: the venue may have done it (a deposit, say), so check before sending it again.
+connection dropped, or nothing within `REQUEST_TIMEOUT_S`).
+
+Every command but `issue-key` goes with a client operation id (`cl_op_id`: `--cl-op-id`, or
+a new one per invocation), under which the venue does it at most once. So a command that got
+no answer once it was sent (the venue may have done it: a deposit, say) is sent again with
+the same id, up to `RETRY_PAUSES_S` times; the answer says `"repeated": true` if the first
+had been done. Still no answer: the line says so and gives the id, for the operator to send
+the command again with `--cl-op-id` just as safely.
 """
 
 import argparse
 import asyncio
 import json
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -29,10 +36,16 @@ from engine.enums import InstrumentKind, InstrumentStatus
 URL_DEFAULT = "ws://127.0.0.1:8765/ws/trade"
 KEY_ENV, SECRET_ENV = "VENUE_ADMIN_KEY", "VENUE_ADMIN_SECRET"
 REQUEST_TIMEOUT_S = 10.0  # connect, log on and one durable command: well under a second
+# The pauses before each resend of a command that got no answer once sent: a dropped link
+# or a venue restarting (a restart replays its journal: seconds) is over within them.
+RETRY_PAUSES_S = (0.5, 1.0, 2.0)
 EXIT_OK, EXIT_REFUSED, EXIT_NO_ANSWER = 0, 1, 2
 SENT_NO_ANSWER = (
-    "; the command was sent and the venue may have done it: check before sending it again"
+    "; the command was sent (cl_op_id {cl_op_id}) and the venue may have done it: send it"
+    " again with --cl-op-id {cl_op_id}, which the venue does at most once"
 )
+RESENDING = "venue admin: no answer from {url}: {why}; sending it again with the same cl_op_id"
+CL_OP_ID_PREFIX = "cli-"  # then 24 hex digits: 96 random bits, 28 characters of at most 36
 
 Build = Callable[[argparse.Namespace], dict[str, Any]]
 
@@ -58,6 +71,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         sub.set_defaults(admin_method=method, admin_params=build)
+        if method != "admin.issue_key":  # not journaled: nothing to do at most once
+            sub.add_argument(
+                "--cl-op-id",
+                default=None,
+                help="this command's id (1-36 characters): sent again under it, the venue does"
+                " it at most once; default: a new one (shown if no answer came)",
+            )
         return sub
 
     listing = command("list-instrument", "admin.list_instrument", _instrument, "list a market")
@@ -169,19 +189,48 @@ def run(args: argparse.Namespace) -> int:
         print(f"venue admin: {problem}", file=sys.stderr)
         return EXIT_NO_ANSWER
     params = args.admin_params(args)
+    cl_op_id = None
+    if hasattr(args, "cl_op_id"):  # every command but issue-key
+        cl_op_id = new_cl_op_id() if args.cl_op_id is None else args.cl_op_id
+        params["cl_op_id"] = cl_op_id
     sent: list[bool] = []
     try:
-        result = asyncio.run(call(args.url, api_key, secret, args.admin_method, params, sent))
+        result = asyncio.run(send(args.url, api_key, secret, args.admin_method, params, sent))
     except VenueError as error:
         detail = f" {json.dumps(error.data)}" if error.data is not None else ""
         print(f"venue admin: refused: {error}{detail}", file=sys.stderr)
         return EXIT_REFUSED
-    except (OSError, ConnectionClosed, InvalidHandshake, InvalidURI, TimeoutError) as error:
-        maybe = SENT_NO_ANSWER if sent else ""
+    except NO_ANSWER as error:
+        maybe = SENT_NO_ANSWER.format(cl_op_id=cl_op_id) if sent else ""
         print(f"venue admin: no answer from {args.url}: {_why(error)}{maybe}", file=sys.stderr)
         return EXIT_NO_ANSWER
     print(json.dumps(result, indent=2, sort_keys=True))
     return EXIT_OK
+
+
+NO_ANSWER = (OSError, ConnectionClosed, InvalidHandshake, InvalidURI, TimeoutError)
+
+
+def new_cl_op_id() -> str:
+    """A client operation id no other invocation gives (96 random bits)."""
+    return CL_OP_ID_PREFIX + secrets.token_hex(12)
+
+
+async def send(
+    url: str, api_key: str, secret: str, method: str, params: dict[str, Any], sent: list[bool]
+) -> Any:
+    """`call`, sent again after each of `RETRY_PAUSES_S` while no answer comes once it was
+    sent (`sent` non-empty) and the params carry a `cl_op_id` (the venue does it at most
+    once). Never sent at all (the venue is not there): no second try."""
+    for pause_s in RETRY_PAUSES_S:
+        try:
+            return await call(url, api_key, secret, method, params, sent)
+        except NO_ANSWER as error:
+            if not sent or "cl_op_id" not in params:
+                raise
+            print(RESENDING.format(url=url, why=_why(error)), file=sys.stderr)
+        await asyncio.sleep(pause_s)
+    return await call(url, api_key, secret, method, params, sent)
 
 
 async def call(

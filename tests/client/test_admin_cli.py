@@ -381,42 +381,38 @@ def test_no_answer_after_the_command_was_sent_says_it_may_have_been_done() -> No
     """The finding: a venue that stopped (or a link that broke) after the command reached it
     got the same `no answer` as a venue that was never reached; an operator who sent it again
     could deposit twice. A fake venue here logs the admin on, then drops the connection on
-    the command: the line says it was sent and may have been done; a refused connection
-    still does not."""
-    from websockets.asyncio.server import ServerConnection, serve
+    every command: the CLI sends it again under the same `cl_op_id` after each pause, then
+    says it was sent and may have been done, and gives the id to send it again with; a
+    refused connection was never sent, and is not tried again."""
+    from websockets.asyncio.server import ServerConnection
+
+    commands: list[dict[str, Any]] = []
 
     async def drop_after_logon(connection: ServerConnection) -> None:
         async for frame in connection:
             request = json.loads(frame)
             if request["method"] != "session.logon":
+                commands.append(request)
                 return  # closes the connection: the command reached it, no answer left
             await connection.send(json.dumps({"id": request["id"], "status": 200, "result": {}}))
 
-    port: Future[int] = Future()
-    stop = threading.Event()
-
-    async def fake_venue() -> None:
-        async with serve(drop_after_logon, "127.0.0.1", 0) as server:
-            port.set_result(server.sockets[0].getsockname()[1])
-            while not stop.is_set():
-                await asyncio.sleep(0.05)
-
-    thread = threading.Thread(target=asyncio.run, args=(fake_venue(),), daemon=True)
-    thread.start()
-    try:
-        url = f"ws://127.0.0.1:{port.result(TEST_TIMEOUT_S)}/ws/trade"
+    with FakeVenue(drop_after_logon) as url:
         command = [sys.executable, "-m", "cli.main", "admin", "deposit", "1", "USD", "10"]
         command += ["--url", url, "--key", "k", "--secret", "s"]
         result = subprocess.run(
             command, cwd=ROOT, capture_output=True, text=True, timeout=TEST_TIMEOUT_S
         )
-    finally:
-        stop.set()
-        thread.join(TEST_TIMEOUT_S)
     assert result.returncode == admin_cli.EXIT_NO_ANSWER, result.stderr
-    assert result.stderr.startswith(f"venue admin: no answer from {url}: "), result.stderr
-    assert result.stderr.rstrip().endswith(admin_cli.SENT_NO_ANSWER), result.stderr
-    assert len(result.stderr.splitlines()) == 1
+    attempts = len(admin_cli.RETRY_PAUSES_S) + 1
+    assert [c["method"] for c in commands] == ["admin.deposit"] * attempts
+    [cl_op_id] = {c["params"]["cl_op_id"] for c in commands}  # one id, every time
+    assert cl_op_id.startswith(admin_cli.CL_OP_ID_PREFIX) and len(cl_op_id) <= 36
+    *resent, last = result.stderr.splitlines()
+    assert len(resent) == attempts - 1, result.stderr
+    assert all(line.endswith("sending it again with the same cl_op_id") for line in resent)
+    assert last.startswith(f"venue admin: no answer from {url}: "), result.stderr
+    assert last.endswith(admin_cli.SENT_NO_ANSWER.format(cl_op_id=cl_op_id)), result.stderr
+    assert f"--cl-op-id {cl_op_id}" in last
     with socket.socket() as probe:  # a port nobody listens on: never sent
         probe.bind(("127.0.0.1", 0))
         free = probe.getsockname()[1]
@@ -429,4 +425,97 @@ def test_no_answer_after_the_command_was_sent_says_it_may_have_been_done() -> No
     )
     assert refused.returncode == admin_cli.EXIT_NO_ANSWER
     assert "connection refused" in refused.stderr
-    assert admin_cli.SENT_NO_ANSWER not in refused.stderr
+    assert "cl_op_id" not in refused.stderr and len(refused.stderr.splitlines()) == 1
+
+
+class FakeVenue:
+    """A websocket server on 127.0.0.1 running `handler`, on its own loop in a thread."""
+
+    def __init__(self, handler: Any) -> None:
+        self.handler = handler
+        self._port: Future[int] = Future()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),), daemon=True)
+
+    async def _serve(self) -> None:
+        from websockets.asyncio.server import serve
+
+        async with serve(self.handler, "127.0.0.1", 0) as server:
+            self._port.set_result(server.sockets[0].getsockname()[1])
+            while not self._stop.is_set():
+                await asyncio.sleep(0.05)
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        return f"ws://127.0.0.1:{self._port.result(TEST_TIMEOUT_S)}/ws/trade"
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(TEST_TIMEOUT_S)
+
+
+def usd_of(venue: BackgroundVenue, who: str) -> str:
+    rows = venue.query(who, "balances", {})["balances"]
+    return str(next(b["total"] for b in rows if b["asset"] == "USD"))
+
+
+def test_a_deposit_whose_answer_was_lost_is_sent_again_and_done_once(
+    venue: BackgroundVenue,
+) -> None:
+    """The finding, end to end: the deposit reaches the venue and is done, and the answer is
+    lost on the way back (the link drops). The CLI sends it again under its `cl_op_id`; the
+    venue answers that it was done before, and the account is credited once."""
+    from websockets.asyncio.client import connect
+    from websockets.asyncio.server import ServerConnection
+
+    lost: list[dict[str, Any]] = []
+
+    async def lose_the_first_answer(connection: ServerConnection) -> None:
+        async with connect(f"ws://127.0.0.1:{venue.port}/ws/trade") as upstream:
+            async for frame in connection:
+                request = json.loads(frame)
+                await upstream.send(frame)
+                answer = await upstream.recv()
+                if request["method"] == "admin.deposit" and not lost:
+                    lost.append(json.loads(answer))
+                    return  # done at the venue; the operator never hears of it
+                await connection.send(answer)
+
+    before = usd_of(venue, "alpha")
+    with FakeVenue(lose_the_first_answer) as url:
+        command = [sys.executable, "-m", "cli.main", "admin", "deposit", "1", "USD", "1000"]
+        command += ["--url", url, "--config", str(SAMPLE_CONFIG)]
+        result = subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, timeout=TEST_TIMEOUT_S
+        )
+    assert result.returncode == admin_cli.EXIT_OK, result.stderr
+    [first] = lost
+    assert first["status"] == 200
+    answer = json.loads(result.stdout)
+    assert answer["repeated"] is True and answer["seq"] > first["result"]["seq"]
+    assert "sending it again with the same cl_op_id" in result.stderr
+    assert Decimal(usd_of(venue, "alpha")) == Decimal(before) + 1000  # once, not twice
+
+
+def test_a_command_sent_again_by_hand_with_its_cl_op_id_is_done_once(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = usd_of(venue, "alpha")
+    assert admin(venue.port, "deposit", "1", "USD", "250", "--cl-op-id", "ops-42") == 0
+    assert "repeated" not in output(capsys)
+    assert admin(venue.port, "deposit", "1", "USD", "250", "--cl-op-id", "ops-42") == 0
+    assert output(capsys)["repeated"] is True
+    assert Decimal(usd_of(venue, "alpha")) == Decimal(before) + 250
+    assert admin(venue.port, "deposit", "1", "USD", "251", "--cl-op-id", "ops-42") == 1
+    assert "CL_OP_ID_REUSED" in capsys.readouterr().err
+    assert admin(venue.port, "deposit", "1", "USD", "250") == 0  # a new id: a new deposit
+    assert Decimal(usd_of(venue, "alpha")) == Decimal(before) + 500
+
+
+def test_every_command_but_issue_key_takes_a_cl_op_id() -> None:
+    parser = argparse.ArgumentParser(prog="venue admin")
+    admin_cli.add_arguments(parser)
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subparsers.choices.items():
+        flags = {flag for action in sub._actions for flag in action.option_strings}
+        assert ("--cl-op-id" in flags) is (name != "issue-key"), name
