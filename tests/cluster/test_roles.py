@@ -870,3 +870,37 @@ def test_a_restarted_gateway_shows_the_trades_tape_it_showed_before(cluster: Loc
     cluster.start_role(b)
     cluster.wait_for(b, "replica at seq", timeout_s=120)
     assert run(read_tape(b.port, TAPE_SYMBOL)) == (rest, rest)
+
+
+# ----------------------------------------------------------------- operators' retries
+
+
+def test_a_deposit_sent_through_both_gateways_under_one_cl_op_id_is_done_once(
+    cluster: LocalCluster,
+) -> None:
+    """An operator's retry may go through another gateway than the first try (a gateway
+    dropped the connection): the engine, where the core puts commands in order, remembers
+    the id, so of two copies sent at once through each gateway one deposits and the other
+    answers that it was done; the account is credited once."""
+    deposit = {"account": 2, "asset": "USD", "amount": "123", "cl_op_id": "cluster-dep-1"}
+
+    async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        admins = [await client(gateway.url, "admin") for gateway in cluster.gateways]
+        beta = await client(cluster.gateways[0].url, "beta")
+        try:
+            before = await beta.balances()
+            answers = await asyncio.gather(
+                *(admin.request_raw("admin.deposit", deposit) for admin in admins)
+            )
+            await asyncio.sleep(0.5)  # both replicas have the record
+            return answers, [before, await beta.balances()]
+        finally:
+            for connected in (*admins, beta):
+                await connected.close()
+
+    answers, (before, after) = run(scenario())
+    assert [a["status"] for a in answers] == [200, 200], answers
+    assert sorted("repeated" in a["result"] for a in answers) == [False, True], answers
+    had = {b["asset"]: float(b["total"]) for b in before["balances"]}
+    has = {b["asset"]: float(b["total"]) for b in after["balances"]}
+    assert has["USD"] - had.get("USD", 0.0) == 123  # once, not twice
