@@ -42,7 +42,7 @@ RETRY_PAUSES_S = (0.5, 1.0, 2.0)
 EXIT_OK, EXIT_REFUSED, EXIT_NO_ANSWER = 0, 1, 2
 SENT_NO_ANSWER = (
     "; the command was sent (cl_op_id {cl_op_id}) and the venue may have done it: send it"
-    " again with --cl-op-id {cl_op_id}, which the venue does at most once"
+    " again with {flags}, which the venue does at most once"
 )
 RESENDING = "venue admin: no answer from {url}: {why}; sending it again with the same cl_op_id"
 CL_OP_ID_PREFIX = "cli-"  # then 24 hex digits: 96 random bits, 28 characters of at most 36
@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"venue admin: refused: {error}{detail}", file=sys.stderr)
         return EXIT_REFUSED
     except NO_ANSWER as error:
-        maybe = SENT_NO_ANSWER.format(cl_op_id=cl_op_id) if sent else ""
+        maybe = SENT_NO_ANSWER.format(cl_op_id=cl_op_id, flags=_again(args, params)) if sent else ""
         print(f"venue admin: no answer from {args.url}: {_why(error)}{maybe}", file=sys.stderr)
         return EXIT_NO_ANSWER
     print(json.dumps(result, indent=2, sort_keys=True))
@@ -209,6 +209,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 NO_ANSWER = (OSError, ConnectionClosed, InvalidHandshake, InvalidURI, TimeoutError)
+
+
+def _again(args: argparse.Namespace, params: dict[str, Any]) -> str:
+    """The flags that send the same command again: its id, and the time an attestation
+    took by default (now, which a second invocation would take anew: other params)."""
+    flags = f"--cl-op-id {params['cl_op_id']}"
+    if args.admin_method == "admin.attest_reserves" and args.as_of is None:
+        flags += f" --as-of {params['as_of']}"
+    return flags
 
 
 def new_cl_op_id() -> str:

@@ -411,8 +411,9 @@ def test_no_answer_after_the_command_was_sent_says_it_may_have_been_done() -> No
     assert len(resent) == attempts - 1, result.stderr
     assert all(line.endswith("sending it again with the same cl_op_id") for line in resent)
     assert last.startswith(f"venue admin: no answer from {url}: "), result.stderr
-    assert last.endswith(admin_cli.SENT_NO_ANSWER.format(cl_op_id=cl_op_id)), result.stderr
-    assert f"--cl-op-id {cl_op_id}" in last
+    flags = f"--cl-op-id {cl_op_id}"
+    expected = admin_cli.SENT_NO_ANSWER.format(cl_op_id=cl_op_id, flags=flags)
+    assert last.endswith(expected), result.stderr
     with socket.socket() as probe:  # a port nobody listens on: never sent
         probe.bind(("127.0.0.1", 0))
         free = probe.getsockname()[1]
@@ -510,6 +511,24 @@ def test_a_command_sent_again_by_hand_with_its_cl_op_id_is_done_once(
     assert "CL_OP_ID_REUSED" in capsys.readouterr().err
     assert admin(venue.port, "deposit", "1", "USD", "250") == 0  # a new id: a new deposit
     assert Decimal(usd_of(venue, "alpha")) == Decimal(before) + 500
+
+
+def test_an_attestation_sent_again_by_hand_keeps_the_time_it_took_by_default(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`attest-reserves` without `--as-of` takes now: sent again by hand under its id only,
+    it would ask another `as_of` (CL_OP_ID_REUSED). The no-answer line gives both flags."""
+    parser = argparse.ArgumentParser(prog="venue admin")
+    admin_cli.add_arguments(parser)
+    args = parser.parse_args(["attest-reserves", "USD", "9000000"])
+    params = args.admin_params(args) | {"cl_op_id": "att-1"}
+    again = admin_cli._again(args, params)
+    assert again == f"--cl-op-id att-1 --as-of {params['as_of']}"
+    first = ["attest-reserves", "USD", "9000000", "--cl-op-id", "att-1"]
+    assert admin(venue.port, *first, "--as-of", str(params["as_of"])) == 0
+    capsys.readouterr()
+    assert admin(venue.port, "attest-reserves", "USD", "9000000", *again.split()) == 0
+    assert output(capsys)["repeated"] is True
 
 
 def test_every_command_but_issue_key_takes_a_cl_op_id() -> None:
