@@ -193,6 +193,7 @@ def test_old_records_and_images_without_ids_load_and_hash_as_before(corp: Corp) 
     assert not corp.venue.operations.by_id
     image = msgspec.msgpack.decode(snapshot.encode(snapshot.capture(corp.venue)))
     assert "operations" not in image  # omitted while empty: written as before it existed
+    del image["config"]["operations_retained_max"]  # as a build before the bound wrote it
     restored = snapshot.restore(snapshot.decode(msgspec.msgpack.encode(image)))
     assert restored.state_hash() == corp.venue.state_hash()
     assert "operations" not in msgspec.msgpack.encode(corp.venue._state()).decode("latin-1")
