@@ -35,7 +35,6 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy
 
 from core import config as venue_config
 from core.bus import CoreListener, ReadSide
@@ -43,6 +42,7 @@ from core.cluster_keys import SharedKeys
 from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT
 from core.lease import Lease, attempt
 from core.sequencer import Executed
+from core.stream_follow import StreamFollow
 from engine.commands import AnyCommand, Command, PlaceOrder
 from engine.events import Event
 from engine.venue import Venue
@@ -227,15 +227,18 @@ class Replica:
         await bus.keys.start(bus.nc)  # every issued key known before any logon
         js = bus.nc.jetstream(timeout=5.0)
         self._replay_until = await _wait_for_stream(js)
-        await js.subscribe(
+        # a consumer lost with its node (kill -9 of a NATS node) is replaced within ~2 s, not
+        # left to nats-py's 10 s checks: meanwhile this gateway answers nothing
+        follow = StreamFollow(
+            bus.nc,
+            STREAM_DEFAULT,
             SUBJECT_DEFAULT,
-            stream=STREAM_DEFAULT,
-            cb=self._on_message,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.ALL,
+            self._on_message,
+            lambda: self.last_seq,
             pending_msgs_limit=PENDING_MESSAGES_MAX,
-            pending_bytes_limit=-1,
         )
+        await follow.start()
+        self.keep_task(asyncio.create_task(follow.watch()))
         await asyncio.wait_for(self._caught_up.wait(), START_TIMEOUT_S)
         self.live = True
         log.info("replica caught up", extra={"seq": self.last_seq, "gateway": bus.gateway_id})
