@@ -471,6 +471,15 @@ class NatsBus:
             return False
         return True
 
+    def owed(self) -> list[Any]:
+        """The origins still waiting for their outcome, in submit order, each once (a
+        request of several commands is waiting until its last is back)."""
+        origins: dict[int, Any] = {}
+        for waiting in self._waiting:
+            if waiting.origin is not None:
+                origins.setdefault(id(waiting.origin), waiting.origin)
+        return list(origins.values())
+
     def outcome_of(self, origin: Origin) -> tuple[Any, list[Executed]]:
         """The local origin of a record (None when another gateway sent it) and the
         barriers now due behind it."""
