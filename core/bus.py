@@ -108,6 +108,11 @@ class Bus(Protocol):
         bounded: False when some had not)."""
 
     @property
+    def owed(self) -> Callable[[], list[Any]]:
+        """() -> the origins of the commands (and barriers behind them) sent and not yet come
+        back, in submit order (embedded: none; a command has run when `submit` returns)."""
+
+    @property
     def epoch_of(self) -> Callable[[int], int]: ...
 
     @property
@@ -139,6 +144,9 @@ class EmbeddedBus:
     def epoch(self) -> int:
         """This start's epoch (µs): private and public seqs start over in each."""
         return self.core.epoch
+
+    def owed(self) -> list[Any]:
+        return []  # the sequencer answers what it ran in the same turn
 
     def on_fatal(self, failure: BaseException | None) -> None:
         """A failure the venue cannot go on after (a dead task, lost durability)."""

@@ -59,7 +59,8 @@ log = logging.getLogger("venue.cluster")
 
 # A dead core is replaced within ~10 s (plus its recovery). Shorter terms ended during the
 # few seconds of leader election after a NATS node died (no renewal could land), so a
-# node's death took the core down with it; at 10 s the holder rides out ~4.5 s without one.
+# node's death took the core down with it; at 10 s, renewed every second (core/lease.py), the
+# holder rides out ~7 s without one.
 LEASE_TTL_S: Final = 10.0
 LEASE_POLL_S: Final = 0.1  # how often the active core checks its term; a standby polls 2x this
 LEASE_REQUEST_TIMEOUT_S: Final = 1.0  # a lease write unanswered by then is unconfirmed

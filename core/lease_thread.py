@@ -29,7 +29,7 @@ Connect = Callable[[list[str], str], Awaitable[Client]]
 
 
 async def keep_lease(lease: Lease, poll_s: float, lost: Callable[[], None]) -> None:
-    """Renew `lease` a third of its TTL in while it is held; once a term ends unrenewed, call
+    """Renew `lease` a tenth of its TTL in while it is held; once a term ends unrenewed, call
     `lost` and return: its holder must stop acting."""
     while True:
         await asyncio.sleep(poll_s)

@@ -35,7 +35,6 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy
 
 from core import config as venue_config
 from core.bus import CoreListener, ReadSide
@@ -43,6 +42,7 @@ from core.cluster_keys import SharedKeys
 from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT
 from core.lease import Lease, attempt
 from core.sequencer import Executed
+from core.stream_follow import StreamFollow
 from engine.commands import AnyCommand, Command, PlaceOrder
 from engine.events import Event
 from engine.venue import Venue
@@ -62,7 +62,7 @@ GATEWAY_LEASE_BUCKET: Final = "venue_gateways"  # one key per gateway process: i
 # A gateway whose lease is gone has its cod orders canceled by the core within about this
 # (plus the core's scan). Not shorter, for the reason the core's is 10 s: a renewal cannot
 # land during the few seconds of a NATS leader election, and a lapsed lease closes every
-# session of the gateway; at 10 s it rides out ~4.5 s without one.
+# session of the gateway; at 10 s, renewed every second, it rides out ~7 s without one.
 GATEWAY_LEASE_TTL_S: Final = 10.0
 GATEWAY_LEASE_POLL_S: Final = 0.1  # how often a gateway checks its term
 GATEWAY_ID_PATTERN: Final = re.compile(r"[-_=a-zA-Z0-9.]+")  # a KV key's characters
@@ -227,15 +227,18 @@ class Replica:
         await bus.keys.start(bus.nc)  # every issued key known before any logon
         js = bus.nc.jetstream(timeout=5.0)
         self._replay_until = await _wait_for_stream(js)
-        await js.subscribe(
+        # a consumer lost with its node (kill -9 of a NATS node) is replaced within ~2 s, not
+        # left to nats-py's 10 s checks: meanwhile this gateway answers nothing
+        follow = StreamFollow(
+            bus.nc,
+            STREAM_DEFAULT,
             SUBJECT_DEFAULT,
-            stream=STREAM_DEFAULT,
-            cb=self._on_message,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.ALL,
+            self._on_message,
+            lambda: self.last_seq,
             pending_msgs_limit=PENDING_MESSAGES_MAX,
-            pending_bytes_limit=-1,
         )
+        await follow.start()
+        self.keep_task(asyncio.create_task(follow.watch()))
         await asyncio.wait_for(self._caught_up.wait(), START_TIMEOUT_S)
         self.live = True
         log.info("replica caught up", extra={"seq": self.last_seq, "gateway": bus.gateway_id})
@@ -467,6 +470,15 @@ class NatsBus:
             log.warning("outcomes still owed", extra={"commands": len(self._unanswered)})
             return False
         return True
+
+    def owed(self) -> list[Any]:
+        """The origins still waiting for their outcome, in submit order, each once (a
+        request of several commands is waiting until its last is back)."""
+        origins: dict[int, Any] = {}
+        for waiting in self._waiting:
+            if waiting.origin is not None:
+                origins.setdefault(id(waiting.origin), waiting.origin)
+        return list(origins.values())
 
     def outcome_of(self, origin: Origin) -> tuple[Any, list[Executed]]:
         """The local origin of a record (None when another gateway sent it) and the

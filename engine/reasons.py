@@ -80,6 +80,7 @@ class ErrorCode(IntEnum):
     INTERNAL = 9000
     SHUTTING_DOWN = 9001
     QUOTE_PLACE_PENDING = 9002  # appended: a cluster gateway's quote still on its way to the core
+    OUTCOME_UNKNOWN = 9003  # appended: a cluster gateway lost its lease before the outcome came
 
 
 E = ErrorCode

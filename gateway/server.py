@@ -46,8 +46,9 @@ from engine.commands import (
 )
 from engine.enums import CancelReason, TimeInForce
 from engine.events import OrderAccepted, OrderCanceled, SharesSplit, TradeExecuted
+from engine.reasons import ErrorCode as E
 from engine.venue import Venue
-from gateway import limits, static, transport
+from gateway import limits, static, transport, wire
 from gateway.auth import ApiKey, Authenticator, KeyStore, KeyStoreError
 from gateway.dispatch import ISSUED_KEYS_FILE, Dispatcher, Pending
 from gateway.http import Exchange
@@ -65,6 +66,11 @@ _NEVER_RESTING = frozenset({TimeInForce.IOC, TimeInForce.FOK})  # what is left i
 # client reconnects, here once the lease is held again or to another gateway (protocol §11.2).
 LEASE_LOST_CLOSE_CODE = 1012
 LEASE_LOST_REASON = "gateway lost its lease"
+OUTCOME_UNKNOWN_AT_LEASE_LOSS = (
+    "no outcome: the gateway lost its lease before the core's answer came back, and the"
+    " request may still be carried out; after reconnecting, check it (order.status,"
+    " orders.open) before sending it again"
+)
 
 __all__ = [
     "JOURNAL_FILE",
@@ -321,9 +327,24 @@ class VenueServer:
         running its cancel-on-disconnect as any close does, and take none until `lease_held`."""
         self.serving = False
         _log.warning("lease lost: closing sessions", extra={"sessions": len(self.sessions)})
+        owed = self._owed_by_session()
         for session in list(self.sessions.values()):
             if not session.closing:
+                for pending in owed.get(session.id, ()):  # in request order, before the close
+                    error = wire.error(
+                        pending.request_id, E.OUTCOME_UNKNOWN, OUTCOME_UNKNOWN_AT_LEASE_LOSS
+                    )
+                    self.connections.send(session, error)
                 self.connections.close(session, LEASE_LOST_CLOSE_CODE, LEASE_LOST_REASON)
+
+    def _owed_by_session(self) -> dict[int, list[Pending]]:
+        """The requests still waiting for the core's outcome, by session: a close would
+        leave them unanswered (the outcome comes back to a closed session, if at all)."""
+        owed: dict[int, list[Pending]] = {}
+        for origin in self.bus.owed():
+            if type(origin) is Pending and origin.request_id is not None:
+                owed.setdefault(origin.session.id, []).append(origin)
+        return owed
 
     def lease_held(self) -> None:
         self.serving = True

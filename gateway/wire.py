@@ -1750,6 +1750,7 @@ _STATUS_BY_CODE: dict[ErrorCode, int] = {
     E.SHUTTING_DOWN: 503,
     E.QUOTE_PLACE_PENDING: 503,
     E.INTERNAL: 500,
+    E.OUTCOME_UNKNOWN: 504,
 } | dict.fromkeys(_AUTH_401, 401)
 
 

@@ -454,6 +454,9 @@ async def trade_through_fault(
                 result = await asyncio.wait_for(placing, ANSWER_TIMEOUT_S)
             except (ConnectionError, ConnectionClosed):
                 return  # its gateway died: the outcome of this one is unknown
+            except VenueError as unknown:  # its gateway lost its lease: answered, then 1012
+                assert unknown.name == "OUTCOME_UNKNOWN", unknown
+                return
             except TimeoutError:
                 seen.timed_out.add(cl_ord_id)
                 return
@@ -564,11 +567,22 @@ async def account_events_until(client: VenueClient, count: int) -> list[dict[str
     return events
 
 
+async def client_when_serving(url: str, who: str) -> VenueClient:
+    """Log on through `url`, reconnecting (bounded) while its gateway closes new connections
+    at once (1012: its lease lapsed in the fault and it does not hold it again yet)."""
+    for _ in range(100):
+        try:
+            return await client(url, who)
+        except (ConnectionError, ConnectionClosed):
+            await asyncio.sleep(0.1)
+    return await client(url, who)
+
+
 async def resume_elsewhere(url: str, who: str, seen: list[dict[str, Any]]) -> None:
     """Reconnect to `url` with since_seq from before the fault: the same events, same bytes."""
     events = contiguous(seen)
     since = events[len(events) // 2]
-    again = await client(url, who)
+    again = await client_when_serving(url, who)
     try:
         await again.subscribe_account(since_seq=since)
         expected = [p for p in account_events(seen) if p["seq"] > since]
@@ -666,11 +680,12 @@ def test_kill_9_of_the_stream_leaders_nats_node_under_load(cluster: LocalCluster
             a.url, b.url, "natskill", "193.00", lambda: cluster.nats.nodes[index].kill()
         )
         try:
-            # Every acknowledged order and fill must survive exactly once (checked below). A
-            # request may still go unanswered here: in 1 of 3 full-suite runs, the request in
-            # flight on each of the 4 loops got no answer through the stream leader's death (its
-            # connection lost or no answer within ANSWER_TIMEOUT_S; that run did not say which).
-            # A known gap, docs/cluster.md; the client queries the outcome.
+            # Every acknowledged order and fill must survive exactly once (checked below), and
+            # every request is answered: a gateway whose stream consumer died with the node
+            # made a new one (before: no answer within ANSWER_TIMEOUT_S, 1 of 3 full-suite
+            # runs); one whose lease lapsed in the election answers OUTCOME_UNKNOWN, then
+            # closes 1012 (before: closed unanswered). docs/cluster.md, "Limits".
+            assert seen.timed_out == set(), "a request on a live connection went unanswered"
             assert len(seen.acked) >= FAULT_AFTER_ACKS
             assert len(seen.acked) + len(seen.unknown) <= LOOPS * ORDERS_PER_LOOP
             contiguous(seen.maker_pushes)

@@ -36,8 +36,8 @@ def test_a_term_runs_from_when_the_write_was_sent() -> None:
     state = LeaseState(10.0)
     state.won(revision=1, sent_at=100.0)
     assert state.held(100.0)
-    assert not state.renew_due(103.0)
-    assert state.renew_due(103.4)  # a third of the TTL in
+    assert not state.renew_due(100.9)
+    assert state.renew_due(101.0)  # a tenth of the TTL in
     assert state.held(100.0 + 10.0 * SAFE_FRACTION - 0.001)
     assert not state.held(100.0 + 10.0 * SAFE_FRACTION)  # before the server can expire it
 

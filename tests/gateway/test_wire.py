@@ -1076,6 +1076,7 @@ def test_error_envelopes() -> None:
         (E.INTERNAL, 500),
         (E.SHUTTING_DOWN, 503),
         (E.QUOTE_PLACE_PENDING, 503),
+        (E.OUTCOME_UNKNOWN, 504),
     ],
 )
 def test_rejection_status(code: ErrorCode, status: int) -> None:
