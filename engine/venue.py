@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 
 from engine import invariants
-from engine.book import BookSide, Level, Order, OrderBook
+from engine.book import DORMANT_LEVELS_MAX, BookSide, Level, Order, OrderBook
 from engine.clearing import Clearing, balance_changed
 from engine.closed import SEAL_EVERY_US, ClosedOrders
 from engine.commands import (
@@ -307,7 +307,12 @@ class Venue:
         tif = cmd.tif
         cl_ord_id = cmd.cl_ord_id
         tag = cmd.tag
-        market = self.markets.get(cmd.symbol)
+        # A subscript in a `try`, not `get`: the try costs nothing until a symbol is unknown,
+        # and a subscript ~80 instructions less than a method call.
+        try:
+            market: Market | None = self.markets[cmd.symbol]
+        except KeyError:
+            market = None
         clearing = self.clearing
         by_account = self.account_orders.get(account)
         # The common order, a gtc or ioc limit that passes every check, passes in this one
@@ -325,7 +330,8 @@ class Venue:
             and (tif is GTC or tif is IOC)
             and not (cmd.quote_qty or cmd.post_only or cmd.expire_at_us)
             and cmd.quote_set is None  # a quote is post-only: checked one by one anyway
-            and cmd.stp in STP_MODES
+            # The default mode first: `is` costs ~100 instructions less than a set lookup.
+            and (cmd.stp is EXPIRE_TAKER or cmd.stp in STP_MODES)
             and market.status is OPEN
             and (cl_ord_id is None or self._new_cl_ord_id(account, cl_ord_id))
             and (tag is None or 0 < len(tag) <= TAG_LENGTH_MAX)
@@ -341,8 +347,12 @@ class Venue:
                     and participant.jurisdiction not in market.spec.excluded_jurisdictions
                 )
             )
-            and (by_account is None or len(by_account) < self._open_orders_max or tif is IOC)
-            and account > 0
+            # An account with open orders passed `account > 0` when it placed them.
+            and (
+                account > 0
+                if by_account is None
+                else len(by_account) < self._open_orders_max or tif is IOC
+            )
             and (
                 price > 0 and price <= market.buy_price_max
                 if side is BUY
@@ -829,7 +839,11 @@ class Venue:
         # `find_order` inline, through the account's own index: it holds no other account's
         # order (no test of the owner), and `pop` finds the order and takes it out of that
         # index in one lookup (a get here and a del below cost ~250 instructions more).
-        by_account = self.account_orders.get(account)
+        # A subscript in a `try`, not `get` (see `_place`): a cancel names an open order.
+        try:
+            by_account: dict[int, Order] | None = self.account_orders[account]
+        except KeyError:
+            by_account = None
         if cl_ord_id is None and order_id > 0:
             order = by_account.pop(order_id, None) if by_account is not None else None
         elif cl_ord_id is not None and order_id == 0:
@@ -849,14 +863,29 @@ class Venue:
         # `_cancel_open` and `_retire` inline: two calls less on the hot path of every cancel.
         market = self.markets[order.symbol]
         book = market.book
-        own = book.bids if order.side is BUY else book.asks
-        level = own.levels[order.price * own.sign]  # `BookSide.remove` inline, as above
+        # `BookSide.remove` inline, as above; the key negated rather than multiplied by the
+        # side's sign: fewer bytecodes, and none for a sell.
+        if order.side is BUY:
+            own = book.bids
+            key = -order.price
+        else:
+            own = book.asks
+            key = order.price
+        level = own.levels[key]
         orders = level.orders
         del orders[order_id]
         canceled = order.leaves_qty
         level.qty -= canceled
         if not orders:
-            own.drop_level(level)
+            if level is own.best:
+                own.drop_level(level)
+            else:  # behind the best: dormant, as `drop_level` leaves it (a call less)
+                del own.levels[key]
+                dormant = own.dormant
+                dormant[key] = level
+                orders.clear()  # free the table of the most orders it held
+                if len(dormant) > DORMANT_LEVELS_MAX:
+                    own.forget_dormant()
         # The order leaves every index here and nothing reads it again, so its leaves_qty,
         # status and hold are left as they were: a store on a msgspec struct is never
         # specialised (~280 instructions each; the event says what the order became).
