@@ -167,6 +167,10 @@ class AttestReserves(Command, frozen=True, gc=False, kw_only=True):
     asset: str
     amount: int
     as_of_us: int
+    # Refuse a statement dated before the asset's latest split (it counts the old shares).
+    # Set where a statement enters; absent (False) from records written before the check,
+    # which must replay as they were accepted.
+    split_checked: bool = False
 
 
 class Deposit(Command, frozen=True, gc=False, kw_only=True):
