@@ -5,7 +5,9 @@ were sent) and `Lease` (the KV I/O, async, nats-py). Acquire = write the key whe
 expired or deleted; renew = write it again expecting the revision last written (compare-and-
 set), which fails once anyone else has written; the bucket's TTL (`max_age`) expires a key not
 renewed in time, so a standby can then take it. Release = a delete marker, so a standby need
-not wait for the TTL.
+not wait for the TTL. Take-over = write over a named holder's last write by compare-and-set,
+without waiting for the TTL: the timing argument below does not cover it, so it is safe only
+where the caller has proved that holder acts no more (`core.venue_lease`: a flock).
 Why it is safe: the server expires the key no sooner than TTL after it stored the last write,
 which is after the holder sent it; the holder stops acting at `sent + TTL * SAFE_FRACTION`,
 before that, so its term ends before anyone else's can start. Two clocks are compared: the

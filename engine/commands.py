@@ -176,6 +176,10 @@ class AttestReserves(OperatorCommand, frozen=True, gc=False, kw_only=True):
     asset: str
     amount: int
     as_of_us: int
+    # Refuse a statement dated before the asset's latest split (it counts the old shares).
+    # Set where a statement enters; absent (False) from records written before the check,
+    # which must replay as they were accepted.
+    split_checked: bool = False
 
 
 class Deposit(OperatorCommand, frozen=True, gc=False, kw_only=True):

@@ -121,7 +121,9 @@ class Custody:
             _refused(Refused("BAD_PARAM", detail), cmd, "attest_reserves", events)
             return
         attestation = Attestation(cmd.asset, cmd.amount, cmd.as_of_us)
-        refusal = self.ledger.attest(attestation, self.matured_assets)
+        refusal = self.ledger.attest(
+            attestation, self.matured_assets, before_split_refused=cmd.split_checked
+        )
         if not _refused(refusal, cmd, "attest_reserves", events):
             events.append(ReservesAttested(cmd.ts_us, attestation))
 

@@ -1559,7 +1559,9 @@ def _refuse_case_twin(name: str, listed: Iterable[str], code: ErrorCode, said: s
 def _attest(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
     assert isinstance(p, AttestReservesParams)
     amount = _units(p.amount, _scale(scales, p.asset), "amount")
-    return AttestReserves(ts_us=ts_us, asset=p.asset, amount=amount, as_of_us=p.as_of)
+    return AttestReserves(
+        ts_us=ts_us, asset=p.asset, amount=amount, as_of_us=p.as_of, split_checked=True
+    )
 
 
 def _deposit(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:

@@ -211,8 +211,16 @@ class Ledger:
         self.participants[participant.account_id] = participant
         return None
 
-    def attest(self, attestation: Attestation, matured: Container[str] = ()) -> Refused | None:
-        """Record the custodian's latest reserves for an asset (not a matured bill's token)."""
+    def attest(
+        self,
+        attestation: Attestation,
+        matured: Container[str] = (),
+        *,
+        before_split_refused: bool = True,
+    ) -> Refused | None:
+        """Record the custodian's latest reserves for an asset (not a matured bill's token).
+        `before_split_refused` False takes a statement dated before the asset's latest split,
+        as a journal written before that check holds them (`AttestReserves.split_checked`)."""
         if attestation.asset not in self.assets:
             return Refused("UNKNOWN_ASSET", f"unknown asset {attestation.asset}")
         if attestation.amount < 0:
@@ -222,7 +230,11 @@ class Ledger:
         previous = self.attestations.get(attestation.asset)
         if previous is not None and attestation.as_of_us < previous.as_of_us:
             return Refused("BAD_PARAM", "an attestation older than the latest one")
-        if previous is not None and attestation.as_of_us < previous.split_at_us:
+        if (
+            before_split_refused
+            and previous is not None
+            and attestation.as_of_us < previous.split_at_us
+        ):
             return Refused("BAD_PARAM", _before_split(attestation, previous.split_at_us))
         if previous is not None and _restates(previous, attestation):
             # The store keeps every statement by its moment: it would refuse another amount

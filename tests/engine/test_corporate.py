@@ -435,7 +435,9 @@ def test_a_statement_dated_before_a_split_is_refused_after_it(corp: Corp) -> Non
     ledger = corp.venue.ledger
     assert ledger is not None
     assert ledger.attestations["AAPLx"].amount == 100 * SHARE
-    old_shares = AttestReserves(asset="AAPLx", amount=1_000 * SHARE, as_of_us=split_us - 1)
+    old_shares = AttestReserves(
+        asset="AAPLx", amount=1_000 * SHARE, as_of_us=split_us - 1, split_checked=True
+    )
     refused = corp.refused(old_shares)
     assert refused.reason is ErrorCode.BAD_PARAM
     assert refused.detail == (
@@ -447,6 +449,25 @@ def test_a_statement_dated_before_a_split_is_refused_after_it(corp: Corp) -> Non
     over = Deposit(account=1, asset="AAPLx", amount=100 * SHARE - supply + 1)
     assert corp.refused(over).reason is ErrorCode.RESERVES_EXCEEDED
     corp.ok(AttestReserves(asset="AAPLx", amount=100 * SHARE, as_of_us=split_us))
+
+
+def test_a_statement_dated_before_a_split_journaled_before_the_check_replays_as_taken(
+    corp: Corp,
+) -> None:
+    """A journal written before statements dated before a split were refused holds such a
+    statement as taken (the answer said so, and later mints may rest on it): its record,
+    which lacks `split_checked`, must replay as it was accepted, or the replayed venue
+    would part from the answers given and the transfers stored."""
+    corp.halt()
+    corp.ok(SplitShares(symbol=SYMBOL, ratio_new=1, ratio_old=10))
+    split_us = corp.venue.ts_us
+    record = {"type": "AttestReserves", "ts_us": 0, "asset": "AAPLx"}
+    record |= {"amount": 1_000 * SHARE, "as_of_us": split_us - 1}
+    old = msgspec.msgpack.decode(msgspec.msgpack.encode(record), type=AttestReserves)
+    assert not old.split_checked
+    corp.ok(old)
+    ledger = corp.venue.ledger
+    assert ledger is not None and ledger.attestations["AAPLx"].amount == 1_000 * SHARE
 
 
 def test_split_refusals_change_nothing(corp: Corp) -> None:

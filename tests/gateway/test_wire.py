@@ -787,7 +787,7 @@ def test_admin_requests_convert_to_their_commands() -> None:
         code="MSFTx", scale=6, unique_by_case=True
     )
     assert convert("admin.attest_reserves", MINIMAL["admin.attest_reserves"]) == AttestReserves(
-        asset="USD", amount=10**12, as_of_us=5
+        asset="USD", amount=10**12, as_of_us=5, split_checked=True
     )
     assert convert("admin.deposit", MINIMAL["admin.deposit"]) == Deposit(
         account=7, asset="USD", amount=10_500_000
