@@ -169,7 +169,7 @@ class PlacedOrders:
             ),
         )
 
-    def sent(self, commands: Iterable[Command], origin: Any, now_s: float = 0.0) -> None:
+    def sent(self, commands: Iterable[Command], origin: Any, now_s: float) -> None:
         """Commands were submitted for `origin` (the request) at `now_s` (monotonic): over a
         cluster's bus, each amend or cancel is its order's last sent, and its outcome is
         owed, until it comes back (`_outcomes_back`); a quote's place holds its slot until it

@@ -19,7 +19,7 @@ import functools
 import logging
 import math
 import re
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, NamedTuple
 from urllib.parse import parse_qsl, unquote
 
 import msgspec
@@ -65,6 +65,7 @@ NOT_JSON_TYPE = (
 )
 REFUSAL_LOG_INTERVAL_US = 1_000_000  # a refused signature logs at most once a second per
 # connection (the rest are counted into the next line): a flood must not flood the log
+UTF8_NAMES: Final = ("utf-8", "utf8")  # a body's charset, if it names one: UTF-8 (or its alias)
 
 
 # ----------------------------------------------------------------- the reads served here
@@ -460,7 +461,8 @@ def _params(
 
 def _is_json_type(content_type: str | None) -> bool:
     """Whether a Content-Type says JSON: `application/json`, with a charset of UTF-8 if any
-    (RFC 8259 defines no parameter; others are let through, as they change nothing)."""
+    (`utf8` too, the alias many clients send; RFC 8259 defines no parameter; others are let
+    through, as they change nothing)."""
     if content_type is None:
         return False
     media_type, *parameters = content_type.split(";")
@@ -468,7 +470,7 @@ def _is_json_type(content_type: str | None) -> bool:
         return False
     for parameter in parameters:
         name, _, value = parameter.partition("=")
-        if name.strip().lower() == "charset" and value.strip().strip('"').lower() != "utf-8":
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in UTF8_NAMES:
             return False
     return True
 

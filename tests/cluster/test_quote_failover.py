@@ -91,7 +91,7 @@ def test_a_requote_behind_a_place_stuck_in_a_failover_is_refused_then_served_onc
             assert refused_unplaced(waited), waited
             assert waited_s >= QUOTE_PLACE_WAIT_S - 1, "it waited for the place first"
             again, again_s = await timed(maker.request_raw("quote.mass", bid("180.50")), 5)
-            assert refused_unplaced(again) and again_s < 1, (again, again_s)
+            assert refused_unplaced(again) and again_s < 2, (again, again_s)  # not the 5 s wait
             assert not first.done(), "the place itself is still on its way"
         finally:
             await asyncio.to_thread(cluster.kill, active)  # its lease expires by its TTL

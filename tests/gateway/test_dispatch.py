@@ -256,7 +256,7 @@ def test_a_requote_waiting_too_long_for_a_place_is_refused_and_the_slot_stays_bl
     short), the frames behind it are handled, and a later requote of the slot is refused at
     once; none of them places a second quote beside the one on its way. Once the place is
     back the slot is free: the next requote is served."""
-    monkeypatch.setattr(limits, "QUOTE_PLACE_WAIT_S", 0.5)
+    monkeypatch.setattr(limits, "QUOTE_PLACE_WAIT_S", 1.5)
 
     async def scenario(venue: Any) -> None:
         server = venue.server
@@ -277,7 +277,7 @@ def test_a_requote_waiting_too_long_for_a_place_is_refused_and_the_slot_stays_bl
             ),
             5,
         )
-        assert time.monotonic() - started >= 0.4, "it waited for the place first"
+        assert time.monotonic() - started >= 1.4, "it waited for the place first"
         assert (refused["status"], refused["error"]["name"]) == (503, "QUOTE_PLACE_PENDING")
         assert "not executed" in refused["error"]["msg"], refused
         assert [placed["status"], listed["status"]] == [200, 200], "those behind it ran"
@@ -286,7 +286,7 @@ def test_a_requote_waiting_too_long_for_a_place_is_refused_and_the_slot_stays_bl
         assert session.held is None and server.dispatcher.held == {}
         started = time.monotonic()
         again = await maker.request_raw("quote.mass", requote)
-        assert time.monotonic() - started < 0.4, "refused at once: the place is still due"
+        assert time.monotonic() - started < 1.0, "refused at once: the place is still due"
         assert (again["status"], again["error"]["name"]) == (503, "QUOTE_PLACE_PENDING")
         assert slot in server.dispatcher.placed.placing, "blocked until its outcome is back"
         server.dispatcher.placed.place_back(slot)

@@ -128,7 +128,7 @@ def test_over_a_lagging_replica_a_requote_builds_on_the_amends_in_flight_until_a
     ]
     taker = PlaceOrder(ts_us=5, account=ACCOUNT, symbol=LISTED, side=Side.SELL, qty=1)
     for amend, request in zip(sent, requests, strict=True):
-        placed.sent([amend, taker], request)
+        placed.sent([amend, taker], request, 0.0)
     assert list(placed.in_flight) == [1] and not placed.placing, "no place of a quote"
     back = placed.requote(bid, 9_990, 1_000)
     assert back == AmendOrder(account=ACCOUNT, order_id=1, price=9_990, qty=1_000)
@@ -145,7 +145,7 @@ def test_over_a_lagging_replica_a_requote_builds_on_the_amends_in_flight_until_a
     assert placed.requote(bid, 9_990, 1_000) is None, "the replica's own (not amended here)"
 
     embedded = PlacedOrders(reads)
-    embedded.sent(sent, requests[0])
+    embedded.sent(sent, requests[0], 0.0)
     assert embedded.in_flight == {}
 
 
@@ -173,8 +173,8 @@ def test_over_a_lagging_replica_fills_count_and_a_refusal_or_a_close_ends_the_tr
     harness, placed, bid = _a_quoted_bid_over_a_lagging_replica()
     first, second = object(), object()
     sent = AmendOrder(ts_us=5, account=ACCOUNT, order_id=1, price=9_990, qty=1_200)
-    placed.sent([sent], first)
-    placed.sent([sent], second)
+    placed.sent([sent], first, 0.0)
+    placed.sent([sent], second, 0.0)
     harness.place(TAKER, Side.SELL, 9_990, 200)  # the replica learns of a fill of 200
     assert harness.venue.orders[1].cum_qty == 200
     assert placed.requote(bid, 9_990, 1_000) is None, "1,200 sent less 200 traded: 1,000 shown"
@@ -196,8 +196,8 @@ def test_over_a_lagging_replica_a_quote_whose_cancel_is_owed_is_requoted_by_a_pl
     _, placed, bid = _a_quoted_bid_over_a_lagging_replica()
     earlier, pull = object(), object()
     amend = AmendOrder(ts_us=5, account=ACCOUNT, order_id=1, price=9_980, qty=1_000)
-    placed.sent([amend], earlier)
-    placed.sent([CancelOrder(ts_us=5, account=ACCOUNT, order_id=1)], pull)
+    placed.sent([amend], earlier, 0.0)
+    placed.sent([CancelOrder(ts_us=5, account=ACCOUNT, order_id=1)], pull, 0.0)
     assert placed.canceling(1) and not placed.canceling(2)
     again = placed.requote(bid, 9_980, 1_000)
     assert isinstance(again, PlaceOrder) and (again.price, again.qty) == (9_980, 1_000)
@@ -235,5 +235,5 @@ def test_over_a_lagging_replica_a_quotes_place_in_flight_blocks_its_slot_until_b
     assert placed.placing == {} and not placed.blocked(ACCOUNT, "q", None)
 
     embedded = PlacedOrders(cast(ReadSide, None))
-    embedded.sent([place], object())
+    embedded.sent([place], object(), 0.0)
     assert embedded.placing == {}

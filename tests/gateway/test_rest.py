@@ -422,7 +422,8 @@ def test_a_body_not_sent_as_json_is_415_and_changes_nothing(run_venue: Run) -> N
         assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
         assert (await get(trader, "/api/v1/balances")).json() == before
         for content_type in ("application/json", "application/json; charset=utf-8",
-                             'Application/JSON;charset="UTF-8"'):  # fmt: skip
+                             'Application/JSON;charset="UTF-8"',
+                             "application/json; charset=utf8"):  # fmt: skip
             placed = await asyncio.to_thread(
                 send_signed, venue, trader, "POST", "/api/v1/orders", body,
                 {"Content-Type": content_type},
