@@ -216,12 +216,53 @@ class OrderCapsSet(Event, frozen=True, gc=False):
 
 
 class TradeSettled(Event, frozen=True, gc=False):
-    """The delivery-versus-payment of one trade: all its legs, booked as one chain."""
+    """The delivery-versus-payment of one trade: all its legs, booked as one chain, and the
+    buyer's and the seller's base and quote balances as the chain left them (what a
+    `BalanceChanged` of each would say: one event where there were five, on every trade)."""
 
     symbol: str
     trade_id: int
     settlement_id: int  # the chain id shared by every leg
     transfers: tuple[Transfer, ...]
+    buyer: int  # the buyer's account
+    seller: int  # the seller's account (the buyer's, in a self-trade)
+    base: str
+    quote: str
+    buyer_base_total: int
+    buyer_base_held: int
+    buyer_quote_total: int
+    buyer_quote_held: int
+    seller_base_total: int
+    seller_base_held: int
+    seller_quote_total: int
+    seller_quote_held: int
+
+    def balances(self) -> list[tuple[int, str, int, int]]:
+        """(account, asset, total, held) of each balance the trade changed, in the order the
+        parties' base and quote come (buyer first), each once: a self-trade's two."""
+        changed = [
+            (self.buyer, self.base, self.buyer_base_total, self.buyer_base_held),
+            (self.buyer, self.quote, self.buyer_quote_total, self.buyer_quote_held),
+        ]
+        if self.seller != self.buyer:
+            changed.append((self.seller, self.base, self.seller_base_total, self.seller_base_held))
+            changed.append(
+                (self.seller, self.quote, self.seller_quote_total, self.seller_quote_held)
+            )
+        return changed
+
+    def balance(self, account: int, asset: str) -> tuple[int, int]:
+        """(total, held) of the party's balance in `asset` (the base or the quote)."""
+        if account == self.buyer:
+            if asset == self.base:
+                return self.buyer_base_total, self.buyer_base_held
+            assert asset == self.quote, f"{asset} is neither asset of {self.symbol}"
+            return self.buyer_quote_total, self.buyer_quote_held
+        assert account == self.seller, f"account {account} is no party to this trade"
+        if asset == self.base:
+            return self.seller_base_total, self.seller_base_held
+        assert asset == self.quote, f"{asset} is neither asset of {self.symbol}"
+        return self.seller_quote_total, self.seller_quote_held
 
 
 class BalanceChanged(Event, frozen=True, gc=False):

@@ -245,6 +245,8 @@ class ExecReporter:
         # (symbol, trade id) -> its settlement's pushes, built with the trade's reports (the
         # same pass over the legs finds the fees) and sent when the settlement comes
         self._settlements: dict[tuple[str, int], list[tuple[int, Push]]] = {}
+        # the call in progress's balances (see `reports`), which a settlement's handler adds to
+        self._changed: dict[tuple[int, str], tuple[int, Any]] = {}
         # The exec pushes of the last `reports` call that accept or close an order: all that
         # `OrderHistory.record` learns from, without walking the balances and settlements.
         self.order_reports: list[tuple[int, Push]] = []
@@ -319,18 +321,20 @@ class ExecReporter:
             if count == 2 and type(change) is BalanceChanged:  # the hold of a buy moved
                 amend = [self._amended(events[0], epoch)]
                 if change.account > 0:
-                    self._balances(amend, ((1, change),), epoch)
+                    self._balances(amend, (((change.account, change.asset), (1, change)),), epoch)
                 return amend
         # A balance is pushed once, in the place of the command's last change of it
-        # (docs/protocol.md §8.3): `balances` maps (account, asset) to that change, with the
-        # length of `out` when it came (its place), moved to the end at each change: so its
-        # order is that of the last changes, and the places never decrease along it.
+        # (docs/protocol.md §8.3): `balances` maps (account, asset) to that change (its
+        # `BalanceChanged`, or the `TradeSettled` that carries it), with the length of `out`
+        # when it came (its place), moved to the end at each change: so its order is that of
+        # the last changes, and the places never decrease along it.
         out: list[Any] = []
         self._command = command
         self._quote_set = quote_set
         self._epoch = epoch
         handlers = self._handlers
         balances: dict[tuple[int, str], tuple[int, Any]] = {}
+        self._changed = balances  # where a settlement's handler puts the balances it carries
         typed: Sequence[Any] = events  # each handler knows its event's type: no narrowing
         steps = enumerate(typed)
         for index, event in steps:
@@ -350,22 +354,30 @@ class ExecReporter:
         if self._settlements:
             self._settlements.clear()
         if balances:
-            self._balances(out, reversed(balances.values()), epoch)
+            self._balances(out, reversed(balances.items()), epoch)
         return out
 
-    def _balances(self, out: list[Any], changes: Iterable[tuple[int, Any]], epoch: int) -> None:
-        """Each balance's last change in the command, (its place in `out`, its event), becomes
-        its push, inserted at that place. One call per command, not per balance (a trade
-        changes four). `changes` come last first (places never increase along them, equal
-        places in reverse order), so every place is still that of `out` as it was."""
+    def _balances(
+        self,
+        out: list[Any],
+        changes: Iterable[tuple[tuple[int, str], tuple[int, Any]]],
+        epoch: int,
+    ) -> None:
+        """Each balance's last change in the command, ((account, asset), (its place in `out`,
+        its event)), becomes its push, inserted at that place. One call per command, not per
+        balance (a trade changes four). `changes` come last first (places never increase
+        along them, equal places in reverse order), so every place is still that of `out` as
+        it was. The event is the balance's `BalanceChanged` or the `TradeSettled` carrying it."""
         strings_of = self.balance_strings
-        for place, event in changes:
-            asset = event.asset
+        for (account, asset), (place, event) in changes:
             try:  # a subscript, not `get` and a test: a try costs nothing unless raised
                 strings, fill = strings_of[asset]
             except KeyError:  # the asset's first balance
                 strings, fill = self._balance_strings(asset)
-            total, held = event.total, event.held  # not `.available`: a property's call
+            if type(event) is BalanceChanged:
+                total, held = event.total, event.held  # not `.available`: a property's call
+            else:  # a trade's settlement: one of its parties' base or quote
+                total, held = event.balance(account, asset)
             available = total - held
             data = BalanceReport(
                 asset,
@@ -373,9 +385,7 @@ class ExecReporter:
                 strings.get(available) or fill(available),
                 strings.get(held) or fill(held),
             )
-            out.insert(
-                place, (event.account, Push(CHANNEL, 0, epoch, "balance", event.ts_us, data))
-            )
+            out.insert(place, (account, Push(CHANNEL, 0, epoch, "balance", event.ts_us, data)))
 
     # ----------------------------------------------------------------- the handlers
 
@@ -393,6 +403,7 @@ class ExecReporter:
             pushes, maker_fee, taker_fee = self._settlement(settled, event)
             self._trade(event, maker_fee, taker_fee, out)
             out += pushes
+            self._settled_balances(settled, len(out))
             return True
         settled = _settlement_of(events, index, event)
         if settled is None:  # a venue without a ledger: no fees
@@ -407,6 +418,18 @@ class ExecReporter:
         # a settlement apart from its trade (one right after it is taken by `_on_trade`)
         pushes = self._settlements.pop((event.symbol, event.trade_id), None)
         out += self._settlement(event, None)[0] if pushes is None else pushes
+        self._settled_balances(event, len(out))
+
+    def _settled_balances(self, settled: TradeSettled, place: int) -> None:
+        """The balances a settlement carries change at `place`, right after its pushes (where
+        a `BalanceChanged` of each came): the buyer's base and quote, then the seller's."""
+        balances = self._changed
+        buyer, seller, base, quote = settled.buyer, settled.seller, settled.base, settled.quote
+        keys = ((buyer, base), (buyer, quote), (seller, base), (seller, quote))
+        for key in keys if seller != buyer else keys[:2]:  # a self-trade's two, once each
+            if key in balances:  # changed again: its push moves to this change
+                del balances[key]
+            balances[key] = place, settled
 
     def _on_accepted(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
         # `_report` inlined for a new order (nothing filled: leaves = qty, avg_px 0): a call

@@ -566,15 +566,26 @@ class ReferenceClearedVenue(ReferenceVenue):
             assert order["hold"] >= 0, f"order {order['id']} spent more than it held"
             self._balance(order["account"], asset)[1] -= spent
         # Engine's choice: a self-trade whose rounding and fees are all zero still takes a
-        # chain id, and reports an empty TradeSettled.
+        # chain id, and reports an empty TradeSettled. The settlement carries the parties'
+        # base and quote balances as the chain left them.
         booked = self._book(legs)
         self.events.append(
             TradeSettled(
-                self.ts, spec.symbol, market["trade_id"], self.last_chain_id, tuple(booked)
+                self.ts,
+                spec.symbol,
+                market["trade_id"],
+                self.last_chain_id,
+                tuple(booked),
+                b,
+                s,
+                base,
+                quote,
+                *self.balance(b, base),
+                *self.balance(b, quote),
+                *self.balance(s, base),
+                *self.balance(s, quote),
             )
         )
-        for account, asset in dict.fromkeys(((b, base), (b, quote), (s, base), (s, quote))):
-            self._report(account, asset)
 
     # ------------------------------------------------------------------ amend
 

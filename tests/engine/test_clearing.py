@@ -109,6 +109,48 @@ def test_trade_settles_at_once_all_legs(cleared: Cleared) -> None:
     assert cleared.balance(2, "AAPLx") == (99 * SHARE, 2 * SHARE)
 
 
+def test_a_settlement_carries_each_partys_balances_as_the_chain_left_them(
+    cleared: Cleared,
+) -> None:
+    """A trade's `TradeSettled` says what a `BalanceChanged` of each balance it changed
+    would: the buyer's and the seller's base and quote right after the chain, before the
+    taker's release of what its hold kept beyond the fill."""
+    cleared.place(2, SELL, 10_000, 3 * SHARE)  # maker
+    before_release = {}
+    venue = cleared.venue
+    settle = venue.clearing.settle  # type: ignore[union-attr]
+
+    def settle_and_look(*args: Any) -> None:
+        settle(*args)
+        for key in ((1, "AAPLx"), (1, "USD"), (2, "AAPLx"), (2, "USD")):
+            before_release[key] = cleared.balance(*key)
+
+    venue.clearing.settle = settle_and_look  # type: ignore[union-attr, method-assign]
+    events = cleared.place(1, BUY, 10_050, SHARE)  # taker, improves by 0.50
+    settled = next(e for e in events if isinstance(e, TradeSettled))
+    assert (settled.buyer, settled.seller, settled.base, settled.quote) == (1, 2, "AAPLx", "USD")
+    assert settled.balances() == [(*key, *now) for key, now in before_release.items()]
+    assert settled.balance(1, "USD") == before_release[(1, "USD")]
+    assert settled.balance(2, "AAPLx") == before_release[(2, "AAPLx")]
+    assert not any(isinstance(e, BalanceChanged) and e.asset == "AAPLx" for e in events)
+    released = [e for e in events if isinstance(e, BalanceChanged)][-1]
+    assert (released.account, released.asset) == (1, "USD")  # the price improvement
+    assert (released.total, released.held) == cleared.balance(1, "USD")
+
+
+def test_a_self_trades_settlement_carries_its_two_balances_once(cleared: Cleared) -> None:
+    from engine.enums import SelfTradePrevention
+
+    cleared.place(1, SELL, 10_000, SHARE)
+    events = cleared.place(1, BUY, 10_000, SHARE, stp=SelfTradePrevention.NONE)
+    settled = next(e for e in events if isinstance(e, TradeSettled))
+    assert settled.buyer == settled.seller == 1
+    assert settled.balances() == [
+        (1, "AAPLx", *cleared.balance(1, "AAPLx")),
+        (1, "USD", *cleared.balance(1, "USD")),
+    ]
+
+
 def test_rounding_goes_to_the_rounding_account(cleared: Cleared) -> None:
     cleared.place(2, SELL, 10_001, 1)  # one micro-share at 100.01: 100.01 units of cash
     events = cleared.place(1, BUY, 10_001, 1)

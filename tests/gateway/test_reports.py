@@ -721,16 +721,33 @@ def test_an_amend_pushes_its_report_then_the_hold_it_moved_as_the_general_path_d
 def test_a_settlement_apart_from_its_trade_goes_out_in_its_own_place(desk: Desk) -> None:
     """The clearing books a settlement right after its trade, and its pushes follow the
     trade's at once; one that came later (events in another order) still goes out where its
-    event is, with the trade's fees found in it all the same."""
+    event is, with the trade's fees found in it all the same, and the balances it carries
+    change in its place."""
     desk.place(2, SELL, 100 * PX, 3 * SHARE)
     events = desk.events(PlaceOrder(account=1, symbol=SYMBOL, side=BUY, price=100 * PX, qty=SHARE))
-    twin = copy.deepcopy(desk.reporter)
+    twin, apart = copy.deepcopy(desk.reporter), copy.deepcopy(desk.reporter)
     at_once = plain(desk.reporter.reports(events))
     settled = next(event for event in events if type(event) is TradeSettled)
     later = plain(twin.reports([event for event in events if event is not settled] + [settled]))
     settlements = [push for push in at_once if push[1]["type"] == "settlement"]
     assert len(settlements) == 2
-    assert later == [push for push in at_once if push[1]["type"] != "settlement"] + settlements
+
+    def without_balances(pushes: list[tuple[int, Push]]) -> list[tuple[int, Push]]:
+        return [push for push in pushes if push[1]["type"] != "balance"]
+
+    assert (
+        without_balances(later)
+        == [push for push in without_balances(at_once) if push[1]["type"] != "settlement"]
+        + settlements
+    )
+    # Last come the balances the settlement carries (each party's base and quote): in the
+    # engine's order nothing changes them after it but the taker's release of its hold.
+    carried = [(to, push["data"]["asset"]) for to, push in later[-4:]]
+    assert sorted(carried) == [(1, "AAPLx"), (1, "USD"), (2, "AAPLx"), (2, "USD")]
+    # An event between the trade and its settlement moves nothing: every push as at once.
+    between = events.index(settled)
+    shuffled = [*events[:between], ReferencePriceSet(ts_us=1, symbol=SYMBOL, price=PX)]
+    assert plain(apart.reports([*shuffled, *events[between:]])) == at_once
 
 
 def test_a_sweep_pushes_each_balance_once_in_its_final_state(desk: Desk) -> None:
