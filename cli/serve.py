@@ -6,7 +6,8 @@ port another process holds, a data directory another venue holds, a JetStream st
 lease another venue or a cluster's core holds (`--nats`), a journal or snapshot it cannot
 trust, or a PostgreSQL ledger store it cannot reach (`cli.failures.CommandFailed`). A
 refusal once the data directory is locked takes back what the start made there, the lock
-file and the directory too (`VenueCore`).
+file and the directory too (`VenueCore`); a file there that is a symbolic link to nothing
+is refused (docs/gateway.md, "Operating").
 """
 
 import asyncio

@@ -28,7 +28,7 @@ import msgspec
 from core import config as venue_config
 from core import snapshots
 from core.bus import CoreListener
-from core.journal import FileJournal, Journal, JournalError, JournalLocked
+from core.journal import FileJournal, Journal, JournalError, JournalLocked, refuse_dangling_link
 from core.ledger_writer import LedgerWriter, open_store
 from core.sequencer import Executed, RecordCodec, Sequencer
 from core.store_thread import StoreThread
@@ -532,6 +532,7 @@ def lock_data_dir(data_dir: Path, *, shared: bool = False) -> IO[bytes]:
     it made while holding it (`VenueCore._give_back`), and a lock on that unlinked file would
     let two venues in, so it is taken again on the file there now."""
     path = data_dir / LOCK_FILE
+    refuse_dangling_link(path, "making a lock file there")
     for _ in range(LOCK_ATTEMPTS_MAX):
         file = path.open("rb") if shared else path.open("ab")  # O_CLOEXEC: children lack it
         try:
@@ -578,7 +579,9 @@ def _load_epochs(path: Path) -> list[tuple[int, int]]:
 
 def load_json(path: Path, kind: type[T], empty: T) -> T:
     """What `save_json` wrote to `path` as a `kind`, or `empty` when there is no file; a file
-    that does not decode (edited by hand, a damaged disk) refuses the start in one line."""
+    that does not decode (edited by hand, a damaged disk), or a symbolic link to nothing,
+    refuses the start in one line."""
+    refuse_dangling_link(path, "taking it for none yet")
     if not path.exists():
         return empty
     try:
@@ -598,7 +601,10 @@ def write_durably(path: Path, content: bytes) -> None:
 
 def save_json(path: Path, value: Any) -> None:
     """Write `value` as JSON atomically and durably, readable by the venue's user only (the
-    issued keys hold secrets)."""
+    issued keys hold secrets). A symbolic link to a file stays one: the file it names is
+    replaced, beside it (a link to nothing is refused, as `load_json` refuses it)."""
+    refuse_dangling_link(path, "writing a new file there")
+    path = Path(os.path.realpath(path))
     temporary = path.with_suffix(".tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "wb") as file:

@@ -207,6 +207,43 @@ def test_a_journal_symlinked_to_nothing_is_refused_in_one_line(tmp_path: Path) -
     assert [path.name for path in data_dir.iterdir()] == ["journal.log"], "no venue.lock left"
 
 
+@pytest.mark.parametrize(
+    ("name", "what"),
+    [
+        ("ledger.sqlite", "the ledger store: {link} is a symbolic link to {target}, which"),
+        ("snapshot-00000000000000000009.bin", "{link} is a symbolic link to {target}, which"),
+        ("epochs.json", "{link} is a symbolic link to {target}, which"),
+    ],
+)
+def test_a_data_file_symlinked_to_nothing_is_refused_in_one_line(
+    tmp_path: Path, name: str, what: str
+) -> None:
+    """As the journal's rule (session 21): the ledger store was made anew at the link's target
+    and the venue booked on from nothing; a snapshot link to nothing was a traceback, an
+    epochs file read as none. Refused naming the link; nothing made, here or there."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (tmp_path / "other-disk").mkdir()
+    target = tmp_path / "other-disk" / name
+    (data_dir / name).symlink_to(target)
+    stderr = _refused_start(data_dir)
+    expected = what.format(link=data_dir / name, target=target)
+    assert stderr.startswith(f"venue: cannot start: {expected}"), stderr
+    assert list((tmp_path / "other-disk").iterdir()) == []
+    assert [path.name for path in data_dir.iterdir()] == [name]
+
+
+def test_a_data_directory_symlinked_to_nothing_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Before, `mkdir` said only "File exists"; the rule is the journal's (session 21)."""
+    data_dir = tmp_path / "data"
+    target = tmp_path / "other-disk" / "data"
+    data_dir.symlink_to(target)
+    stderr = _refused_start(data_dir)
+    assert stderr.startswith(f"venue: {data_dir} is a symbolic link to {target}, which does not")
+    assert "not making a data directory there" in stderr
+    assert not target.parent.exists()
+
+
 def test_a_start_refused_on_a_locked_data_directory_leaves_the_holders_lock(
     tmp_path: Path,
 ) -> None:
