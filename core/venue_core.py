@@ -97,7 +97,7 @@ class VenueCore:
         self._made_journal = journal is None and not os.path.lexists(data_dir / JOURNAL_FILE)
         try:  # first: nothing in the directory is read before
             self._lock = lock_data_dir(data_dir)
-        except JournalLocked:
+        except JournalError:  # held by another venue, or a link to nothing
             if journal is not None:  # ours to close, as `stop` would have
                 journal.close()
             raise
