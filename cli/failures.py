@@ -17,7 +17,7 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 from core.config import ConfigError
-from core.journal import JournalError
+from core.journal import JournalError, refuse_dangling_link
 from gateway.auth import KeyStoreError
 
 EXIT_FAILED = 2  # bad input or surroundings: the same status argparse uses for bad flags
@@ -73,8 +73,10 @@ def describe_os_error(error: OSError) -> str:
 
 
 def check_data_dir(path: Path) -> None:
-    """Refuse a data directory that exists as something else (a file): `mkdir` would say
-    only "File exists", which reads as if the directory were the problem's answer."""
+    """Refuse a data directory that exists as something else (a file), or is a symbolic link
+    to nothing: `mkdir` would say only "File exists", which reads as if the directory were
+    the problem's answer."""
+    refuse_dangling_link(path, "making a data directory there")
     if path.exists() and not path.is_dir():
         raise CommandFailed(f"{path}: not a directory (give a directory for --data-dir)")
 

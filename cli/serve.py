@@ -4,7 +4,10 @@ Prints where to connect and the configured demo keys, so a newcomer can log on a
 logs to stderr (`cli.logs`). Refuses to start, in one line and creating nothing, on a
 port another process holds, a data directory another venue holds, a JetStream stream whose
 lease another venue or a cluster's core holds (`--nats`), a journal or snapshot it cannot
-trust, or a PostgreSQL ledger store it cannot reach (`cli.failures.CommandFailed`).
+trust, or a PostgreSQL ledger store it cannot reach (`cli.failures.CommandFailed`). A
+refusal once the data directory is locked takes back what the start made there, the lock
+file and the directory too (`VenueCore`); a file there that is a symbolic link to nothing
+is refused (docs/gateway.md, "Operating").
 """
 
 import asyncio

@@ -29,7 +29,7 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from cli.failures import check_trade_url
-from client.sdk import VenueClient, VenueError
+from client.sdk import ConnectionLost, VenueClient, VenueError
 from core import config as venue_config
 from engine.enums import InstrumentKind, InstrumentStatus
 
@@ -286,6 +286,8 @@ def _why(error: BaseException) -> str:
         return "connection refused (is `venue serve` running there?)"
     if isinstance(error, TimeoutError):
         return f"no response within {REQUEST_TIMEOUT_S:g} s"
+    if isinstance(error, ConnectionLost):  # what to do is said after it, with the flags
+        return error.reason
     return str(error) or type(error).__name__
 
 

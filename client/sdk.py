@@ -56,10 +56,38 @@ QUERY_METHODS = frozenset(
         "session.status",
     }
 )
-UNKNOWN_OUTCOME = (
+UNKNOWN_OUTCOME = (  # of an order method: the order's state says whether it was done
     "its outcome is unknown (the venue may have carried it out): check with order_status or"
     " open_orders before sending it again"
 )
+# Of an admin method, whose effect no order query shows: the venue does one at most once per
+# `cl_op_id` (docs/protocol.md §10), so the answer is to send it again under the same one.
+ADMIN_UNKNOWN_OUTCOME = (
+    "its outcome is unknown (the venue may have carried it out): send it again with the same"
+    " cl_op_id {cl_op_id!r}, which the venue does at most once (docs/protocol.md §10)"
+)
+ADMIN_UNKNOWN_OUTCOME_WITHOUT_ID = (
+    "its outcome is unknown (the venue may have carried it out) and it had no cl_op_id: sent"
+    " again it may be done twice, so check its effect first; send admin requests with a"
+    " cl_op_id, and again with the same one, to have them done at most once"
+    " (docs/protocol.md §10)"
+)
+ISSUE_KEY_UNKNOWN_OUTCOME = (  # not journaled, no cl_op_id: a key issued is shown only once
+    "its outcome is unknown (the venue may have issued the key, whose secret only the lost"
+    " answer showed): issue another"
+)
+
+
+def unknown_outcome(method: str, params: Mapping[str, Any] | None) -> str:
+    """What a caller can do about a request that may have been carried out, unanswered."""
+    if method == "admin.issue_key":
+        return ISSUE_KEY_UNKNOWN_OUTCOME
+    if method.startswith("admin."):
+        cl_op_id = (params or {}).get("cl_op_id")
+        if cl_op_id is None:
+            return ADMIN_UNKNOWN_OUTCOME_WITHOUT_ID
+        return ADMIN_UNKNOWN_OUTCOME.format(cl_op_id=cl_op_id)
+    return UNKNOWN_OUTCOME
 
 
 class OrderResult(msgspec.Struct, frozen=True):
@@ -174,12 +202,17 @@ class ConnectionLost(ConnectionError):
     """A request met a closed connection (`sent` False: it never left, nothing happened) or
     its connection closed before the answer (`sent` True: for a request not in
     QUERY_METHODS, `outcome_unknown`). The message says which, and whether auto_resume is
-    reopening the connection or gave up."""
+    reopening the connection or gave up; of an outcome unknown, what to do about it (for an
+    order method, check the order; for an admin method, send it again under its `cl_op_id`:
+    `unknown_outcome`)."""
 
-    def __init__(self, message: str, method: str, sent: bool) -> None:
+    def __init__(
+        self, message: str, method: str, sent: bool, params: Mapping[str, Any] | None = None
+    ) -> None:
+        self.reason = message  # what happened, without the advice (a caller may give its own)
         self.outcome_unknown = sent and method not in QUERY_METHODS
         if self.outcome_unknown:
-            message += f": {UNKNOWN_OUTCOME}"
+            message += f": {unknown_outcome(method, params)}"
         super().__init__(message)
         self.method = method
         self.sent = sent
@@ -187,14 +220,21 @@ class ConnectionLost(ConnectionError):
 
 class RequestTimeout(TimeoutError):
     """No answer to a request within its timeout. It may have reached the venue: for a
-    request not in QUERY_METHODS `outcome_unknown` is True and the message says so. A late
-    answer, if one comes, is queued as a push (`next_push`)."""
+    request not in QUERY_METHODS `outcome_unknown` is True and the message says so, and what
+    to do about it (`unknown_outcome`). A late answer, if one comes, is queued as a push
+    (`next_push`)."""
 
-    def __init__(self, method: str, request_id: int, timeout_s: float) -> None:
+    def __init__(
+        self,
+        method: str,
+        request_id: int,
+        timeout_s: float,
+        params: Mapping[str, Any] | None = None,
+    ) -> None:
         message = f"no answer to {method} (id {request_id}) within {timeout_s:g} s"
         self.outcome_unknown = method not in QUERY_METHODS
         if self.outcome_unknown:
-            message += f": {UNKNOWN_OUTCOME}"
+            message += f": {unknown_outcome(method, params)}"
         super().__init__(message)
         self.method = method
         self.request_id = request_id
@@ -335,7 +375,7 @@ class VenueClient:
         except TimeoutError:
             if limit_s is None or not deadline.expired():
                 raise
-            raise RequestTimeout(method, request_id, limit_s) from None
+            raise RequestTimeout(method, request_id, limit_s, params) from None
 
     async def _request(
         self, request_id: int, method: str, params: Mapping[str, Any] | None
@@ -351,14 +391,14 @@ class VenueClient:
             except ConnectionClosed as closed:
                 if was_open:  # closed while sending (its drain): the frame may have left
                     message = f"the connection to {self.url} closed while {method} was being sent"
-                    raise ConnectionLost(message, method, sent=True) from closed
+                    raise ConnectionLost(message, method, sent=True, params=params) from closed
                 message = f"{method} not sent: {self._link_state(closed)}"
                 raise ConnectionLost(message, method, sent=False) from closed
             try:
                 return await future
             except ConnectionLost as lost:
                 message = f"the connection to {self.url} closed before the answer to {method}"
-                raise ConnectionLost(message, method, sent=True) from lost
+                raise ConnectionLost(message, method, sent=True, params=params) from lost
         finally:  # answered, failed or given up on: nothing is left waiting for it
             self._waiting.pop(request_id, None)
             if not future.done():

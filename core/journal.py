@@ -15,9 +15,10 @@ a torn tail (a bad last frame with no valid record after it, within what one cra
 is cut and reported in `recovered_tail_bytes` (its bytes before those zeros); any other
 bad frame is `JournalCorruption`. The file has no header of its own: a first frame whose header
 no writer could have begun (`NotAJournal`), or a dangling symlink (`DanglingJournalLink`), is
-refused untouched. One writer per file (flock); after a disk error the object
-refuses everything: reopen. `read_only=True` opens for reading alongside no writer (a shared
-flock): it creates nothing and leaves a torn tail for the writer to cut.
+refused untouched (`refuse_dangling_link` holds the data directory's other files to that
+rule). One writer per file (flock); after a disk error the object refuses everything: reopen.
+`read_only=True` opens for reading alongside no writer (a shared flock): it creates nothing
+and leaves a torn tail for the writer to cut.
 Limits: `RECORD_BYTES_MAX` per payload, `UNSYNCED_BYTES_MAX` appended between syncs.
 """
 
@@ -101,15 +102,31 @@ class NotAJournal(JournalError):
         self.path = path
 
 
-class DanglingJournalLink(JournalError):
-    """The path is a symlink to nothing: a journal elsewhere that is missing, never made anew."""
+class DanglingLink(JournalError):
+    """A data directory's file is a symlink to nothing: a file kept elsewhere that is missing
+    (a disk not mounted), never made anew at the link's target nor taken for "none yet"."""
 
-    def __init__(self, path: Path, target: str) -> None:
+    def __init__(self, path: Path, target: str, instead: str) -> None:
         super().__init__(
             f"{path} is a symbolic link to {target}, which does not exist (is its disk"
-            " mounted?): not starting an empty journal there; restore it or remove the link"
+            f" mounted?): not {instead}; restore it or remove the link"
         )
         self.path = path
+
+
+class DanglingJournalLink(DanglingLink):
+    """The journal is a symlink to nothing: a journal elsewhere that is missing."""
+
+    def __init__(self, path: Path, target: str) -> None:
+        super().__init__(path, target, "starting an empty journal there")
+
+
+def refuse_dangling_link(path: Path, instead: str) -> None:
+    """`DanglingLink` if `path` is a symlink to nothing (`instead`: what would have been done
+    in its place, e.g. "starting an empty ledger there"); a link to a file that exists is
+    followed, as the file itself would be."""
+    if os.path.islink(path) and not os.path.exists(path):
+        raise DanglingLink(path, os.readlink(path), instead)
 
 
 class Sequenced(Protocol):

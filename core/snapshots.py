@@ -5,7 +5,8 @@ fsynced, renamed into place and the directory fsynced, so a crash leaves either 
 snapshot or the new one, never half of one. A file is `snapshot-<seq>.bin`: an 8-byte
 magic, the 8-byte journal seq it covers, a CRC32 and the length of the body, then the body
 (msgpack of a `Snapshot`). A file that fails any check is ignored (and logged); recovery
-uses the newest valid one and replays the journal after its seq. A `.tmp` file left by a
+uses the newest valid one and replays the journal after its seq; a symbolic link to nothing
+is refused (`core.journal.refuse_dangling_link`). A `.tmp` file left by a
 crash mid-write is never read; `remove_stray` deletes them (the server's start and `venue
 verify` call it, with the directory theirs alone). `SNAPSHOTS_KEPT` bounds the files kept.
 """
@@ -20,6 +21,7 @@ from typing import Any
 
 import msgspec
 
+from core.journal import refuse_dangling_link
 from engine.snapshot import VenueImage
 
 log = logging.getLogger("venue.snapshots")
@@ -66,7 +68,7 @@ def remove_stray(directory: Path) -> list[Path]:
     """
     removed = []
     for stray in sorted(directory.glob("snapshot-*.tmp")):
-        size = stray.stat().st_size
+        size = stray.lstat().st_size  # (a link's own: the file it named may be gone)
         stray.unlink(missing_ok=True)
         log.warning("removed a half-written snapshot", extra={"path": str(stray), "bytes": size})
         removed.append(stray)
@@ -80,8 +82,11 @@ def latest(directory: Path) -> Snapshot | None:
 
 def survey(directory: Path) -> Iterator[tuple[Path, Snapshot | None]]:
     """Each snapshot file, newest first, with what it holds (None: damaged or half-written,
-    logged); read one by one, so a caller that stops early reads no more."""
+    logged); read one by one, so a caller that stops early reads no more. A file that is a
+    symbolic link to nothing is refused (`DanglingLink`), as the journal is: a snapshot kept
+    elsewhere that is missing now is the operator's to restore or remove, not skipped."""
     for path in sorted(directory.glob("snapshot-*.bin"), reverse=True):
+        refuse_dangling_link(path, "recovering as if it had never been written")
         yield path, read(path)
 
 

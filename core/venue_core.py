@@ -28,7 +28,7 @@ import msgspec
 from core import config as venue_config
 from core import snapshots
 from core.bus import CoreListener
-from core.journal import FileJournal, Journal, JournalError, JournalLocked
+from core.journal import FileJournal, Journal, JournalError, JournalLocked, refuse_dangling_link
 from core.ledger_writer import LedgerWriter, open_store
 from core.sequencer import Executed, RecordCodec, Sequencer
 from core.store_thread import StoreThread
@@ -60,6 +60,9 @@ CLOCK_TICK_S = 0.05  # how often the venue's clock is advanced for gtd expiries 
 # nothing), but never sooner than this after its last wake: uvloop's timers are whole ms.
 CLOCK_WAKE_MIN_S = 0.001
 REJECT_SUMMARY_INTERVAL_S = 60  # one log line a minute says how many rejects, by reason
+# Tries at the data directory's lock when each finds its file removed by a start that gave up
+# between the open and the flock: more than a few such starts in a row are not plausible.
+LOCK_ATTEMPTS_MAX = 8
 
 
 def now_us() -> int:
@@ -86,17 +89,22 @@ class VenueCore:
         self.config = config
         self.data_dir = data_dir
         self.listener = listener
+        # What this start makes, so that a refused start takes it away again (`_give_back`):
+        # an operator must not find a directory "used" by a venue that never ran.
+        self._made_dirs = _missing_dirs(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
+        self._made_lock_file = not (data_dir / LOCK_FILE).exists()
+        self._made_journal = journal is None and not os.path.lexists(data_dir / JOURNAL_FILE)
         try:  # first: nothing in the directory is read before
             self._lock = lock_data_dir(data_dir)
-        except JournalLocked:
+        except JournalError:  # held by another venue, or a link to nothing
             if journal is not None:  # ours to close, as `stop` would have
                 journal.close()
             raise
         try:
             self._set_up(config, data_dir, journal, codec)
         except BaseException:
-            self._lock.close()
+            self._give_back()
             raise
 
     def _set_up(
@@ -143,14 +151,22 @@ class VenueCore:
     async def start(self, warm: "WarmStart | None" = None) -> None:
         """Recover the venue from the latest snapshot and the journal, or build it. A `warm`
         state (a standby's copy, kept from the journal) stands in for the snapshot when it
-        is as new: only the journal after it is replayed."""
+        is as new: only the journal after it is replayed. A start refused (or failed) gives
+        the data directory back as it found it (`_give_back`)."""
+        try:
+            await self._start(warm)
+        except BaseException:
+            self._give_back()
+            raise
+
+    async def _start(self, warm: "WarmStart | None") -> None:
+        started = time.perf_counter()
+        snapshots.remove_stray(self.data_dir)  # ours alone: venue.lock is held
+        image = snapshots.latest(self.data_dir)  # before the store: a refusal makes no store
         self.store = await self._on_store(
             open_store, self.data_dir / LEDGER_FILE, self.config.venue.ledger_postgres
         )
         self.writer = await self._on_store(LedgerWriter, self.store)
-        started = time.perf_counter()
-        snapshots.remove_stray(self.data_dir)  # ours alone: venue.lock is held
-        image = snapshots.latest(self.data_dir)
         journal_seq = self.sequencer.journal.last_seq()
         if image is not None and image.seq > journal_seq:
             await self._refuse(
@@ -176,8 +192,8 @@ class VenueCore:
             replayed = self.sequencer.recover(after, on_replayed=self._replayed)
         finally:
             self._recovering = False
-        self._record_epoch()
         await self._refuse_store_ahead()
+        self._record_epoch()  # once the start is not refused: a refused one leaves no epoch
         if image is not None or warm is not None or replayed:
             elapsed_ms = round((time.perf_counter() - started) * 1e3, 1)
             journal = {
@@ -247,12 +263,31 @@ class VenueCore:
         return path.stat().st_size if path.exists() else 0  # none: the journal is a stream
 
     async def _refuse(self, why: str) -> NoReturn:
-        """Give the files back (the data directory's lock too) and refuse to start."""
+        """Give the files back and refuse to start (`start` then gives the directory back)."""
         await self._on_store(self.store.close)
         self.store_thread.close()
         self.sequencer.close()
-        self._lock.close()
         raise RecoveryRefused(why)
+
+    def _give_back(self) -> None:
+        """After a refused start: remove what this start made that no venue needs, then let
+        the directory go. The lock file is removed while still held, so that a start that
+        opened it meanwhile finds it unlinked once it has the lock, and takes the new one
+        (`lock_data_dir`); a journal this start made goes if it holds no record; the
+        directories this start made go if nothing else is left in them."""
+        if self._lock.closed:
+            return
+        if self._made_lock_file:
+            (self.data_dir / LOCK_FILE).unlink(missing_ok=True)
+        journal = self.data_dir / JOURNAL_FILE
+        if self._made_journal and journal.is_file() and journal.stat().st_size == 0:
+            journal.unlink()
+        self._lock.close()
+        for directory in self._made_dirs:  # the deepest first
+            try:
+                directory.rmdir()
+            except OSError:  # not empty (another start's files, or ours kept): left
+                return
 
     async def _store_behind(self, venue: Venue, snapshot_seq: int) -> bool:
         """Whether the ledger store lacks transfers that the snapshot's `venue` booked and
@@ -492,15 +527,42 @@ def rejection(events: list[Event]) -> CommandRejected | None:
 def lock_data_dir(data_dir: Path, *, shared: bool = False) -> IO[bytes]:
     """Flock `data_dir`'s `LOCK_FILE` (exclusive for a core, shared for a reader) and return
     the open file, which holds the lock until closed; `JournalLocked` if someone else holds it.
-    A shared lock opens an existing file only (readers create nothing)."""
+    A shared lock opens an existing file only (readers create nothing). An exclusive lock is
+    on the file the directory names once it is held: a refused start removes the lock file
+    it made while holding it (`VenueCore._give_back`), and a lock on that unlinked file would
+    let two venues in, so it is taken again on the file there now."""
     path = data_dir / LOCK_FILE
-    file = path.open("rb") if shared else path.open("ab")  # O_CLOEXEC: children do not hold it
-    try:
-        fcntl.flock(file, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-    except BlockingIOError:
+    refuse_dangling_link(path, "making a lock file there")
+    for _ in range(LOCK_ATTEMPTS_MAX):
+        file = path.open("rb") if shared else path.open("ab")  # O_CLOEXEC: children lack it
+        try:
+            fcntl.flock(file, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.close()
+            raise JournalLocked(path) from None
+        if shared or _names(path, file):  # a reader's probe of a start that gave up: free
+            return file
         file.close()
-        raise JournalLocked(path) from None
-    return file
+    raise JournalLocked(path)
+
+
+def _names(path: Path, file: IO[bytes]) -> bool:
+    """Whether `path` names the open `file` (not removed, nor replaced, since it was opened)."""
+    try:
+        named = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(file.fileno())
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """`path` and its ancestors that do not exist yet, the deepest first."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
 
 
 def check_data_dir_free(data_dir: Path) -> None:
@@ -517,7 +579,9 @@ def _load_epochs(path: Path) -> list[tuple[int, int]]:
 
 def load_json(path: Path, kind: type[T], empty: T) -> T:
     """What `save_json` wrote to `path` as a `kind`, or `empty` when there is no file; a file
-    that does not decode (edited by hand, a damaged disk) refuses the start in one line."""
+    that does not decode (edited by hand, a damaged disk), or a symbolic link to nothing,
+    refuses the start in one line."""
+    refuse_dangling_link(path, "taking it for none yet")
     if not path.exists():
         return empty
     try:
@@ -537,7 +601,10 @@ def write_durably(path: Path, content: bytes) -> None:
 
 def save_json(path: Path, value: Any) -> None:
     """Write `value` as JSON atomically and durably, readable by the venue's user only (the
-    issued keys hold secrets)."""
+    issued keys hold secrets). A symbolic link to a file stays one: the file it names is
+    replaced, beside it (a link to nothing is refused, as `load_json` refuses it)."""
+    refuse_dangling_link(path, "writing a new file there")
+    path = Path(os.path.realpath(path))
     temporary = path.with_suffix(".tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "wb") as file:

@@ -30,7 +30,7 @@ import nats.errors
 
 from core.cluster_core import LEASE_POLL_S, LEASE_REQUEST_TIMEOUT_S, LEASE_TTL_S
 from core.jetstream_journal import STREAM_DEFAULT, JournalUnavailable, connect, server_list
-from core.journal import JournalError
+from core.journal import JournalError, refuse_dangling_link
 from core.lease import LeaseError
 from core.lease_thread import ThreadLease
 from core.nats_bus import die
@@ -88,6 +88,10 @@ class DataDirRuns:
         by a run that is stopping (it gives the lease up, then the lock): waited for until
         `deadline` (monotonic), then `LeaseHeld` (a venue running on the directory)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Links to nothing refused, as the journal is: a lock made anew elsewhere proves no
+        # run dead, and runs read as none would wait out a crashed run's key for nothing.
+        refuse_dangling_link(self.data_dir / LEASE_LOCK_FILE, "making a lease lock there")
+        refuse_dangling_link(self.data_dir / LEASE_RUNS_FILE, "taking it for no runs recorded")
         lock = (self.data_dir / LEASE_LOCK_FILE).open("ab")  # O_CLOEXEC: children lack it
         while True:
             try:
@@ -107,7 +111,8 @@ class DataDirRuns:
         if identity is not None and "\n" not in holder:  # (a record is one line)
             self.dead = frozenset(name for mark, name in earlier if mark == identity)
             kept = [*earlier, (identity, holder)][-RUNS_KEPT:]
-            path = self.data_dir / LEASE_RUNS_FILE
+            # A link to a file stays one: the file it names is replaced, beside it.
+            path = Path(os.path.realpath(self.data_dir / LEASE_RUNS_FILE))
             spare = path.with_name(f"{path.name}.tmp")
             spare.write_text("".join(f"{mark} {name}\n" for mark, name in kept))
             os.replace(spare, path)  # whole or not at all: a torn record proves nothing

@@ -103,7 +103,8 @@ class VenueServer:
         self.auth = Authenticator(KeyStore(config.api_keys))
         self.issued_keys = _load_keys(data_dir / ISSUED_KEYS_FILE)  # by admin.issue_key
         _add_issued_keys(self.auth.store, self.issued_keys, data_dir / ISSUED_KEYS_FILE)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        if bus is not None:  # an embedded core makes its directory (and takes it back if refused)
+            data_dir.mkdir(parents=True, exist_ok=True)
         if bus is None:
             self.core = VenueCore(config, data_dir, self, journal=journal)
             self.bus: Bus = EmbeddedBus(self.core)

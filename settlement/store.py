@@ -15,6 +15,7 @@ participant (positive account) below zero.
 
 import hashlib
 import operator
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import reduce
@@ -384,6 +385,18 @@ SELECT DISTINCT 'asset', asset FROM transfers WHERE asset NOT IN (SELECT code FR
 """
 
 
+def _refuse_dangling_link(path: str | PathLike[str]) -> None:
+    """A store file that is a symbolic link to nothing (a store kept on a disk not mounted now)
+    is refused: SQLite would create an empty store at the link's target, and the venue would
+    book on from nothing beside a journal that remembers more. A link to a file is followed."""
+    if os.path.islink(path) and not os.path.exists(path):
+        raise LedgerStoreError(
+            f"{os.fspath(path)} is a symbolic link to {os.readlink(path)}, which does not exist"
+            " (is its disk mounted?): not starting an empty ledger store there; restore it or"
+            " remove the link"
+        )
+
+
 class SqliteLedgerStore:
     """A `LedgerStore` in one SQLite file.
 
@@ -393,6 +406,7 @@ class SqliteLedgerStore:
     """
 
     def __init__(self, path: str | PathLike[str]) -> None:
+        _refuse_dangling_link(path)
         self._connection = sqlite3.connect(path, isolation_level=None)
         try:
             self._configure()

@@ -3,6 +3,7 @@ PostgreSQL, across a crash (SIGKILL) and a clean stop, then verified from the ou
 
 import asyncio
 import datetime
+import os
 import random
 import re
 import signal
@@ -17,6 +18,7 @@ import pytest
 from cli.main import main
 from client.sdk import VenueClient
 from cluster.postgres import free_port
+from core.venue_core import lock_data_dir
 from settlement.pg_store import PostgresLedgerStore
 from tests.cli.test_main import RUN_TIMEOUT_S, SERVE, START_LINES_MAX, _env
 from tests.conftest import KEYS, ROOT
@@ -187,7 +189,7 @@ def test_a_journal_of_random_bytes_is_refused_in_one_line_untouched(tmp_path: Pa
     stderr = _refused_start(data_dir)
     assert stderr.startswith(f"venue: cannot start: {journal}: not a journal (")
     assert journal.read_bytes() == content
-    assert {path.name for path in data_dir.iterdir()} <= {"journal.log", "venue.lock"}
+    assert [path.name for path in data_dir.iterdir()] == ["journal.log"], "no venue.lock left"
 
 
 def test_a_journal_symlinked_to_nothing_is_refused_in_one_line(tmp_path: Path) -> None:
@@ -202,7 +204,91 @@ def test_a_journal_symlinked_to_nothing_is_refused_in_one_line(tmp_path: Path) -
         f"venue: cannot start: {data_dir / 'journal.log'} is a symbolic link to {target},"
     )
     assert not target.parent.exists()
-    assert {path.name for path in data_dir.iterdir()} <= {"journal.log", "venue.lock"}
+    assert [path.name for path in data_dir.iterdir()] == ["journal.log"], "no venue.lock left"
+
+
+@pytest.mark.parametrize(
+    ("name", "what"),
+    [
+        ("ledger.sqlite", "the ledger store: {link} is a symbolic link to {target}, which"),
+        ("snapshot-00000000000000000009.bin", "{link} is a symbolic link to {target}, which"),
+        ("epochs.json", "{link} is a symbolic link to {target}, which"),
+    ],
+)
+def test_a_data_file_symlinked_to_nothing_is_refused_in_one_line(
+    tmp_path: Path, name: str, what: str
+) -> None:
+    """As the journal's rule (session 21): the ledger store was made anew at the link's target
+    and the venue booked on from nothing; a snapshot link to nothing was a traceback, an
+    epochs file read as none. Refused naming the link; nothing made, here or there."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (tmp_path / "other-disk").mkdir()
+    target = tmp_path / "other-disk" / name
+    (data_dir / name).symlink_to(target)
+    stderr = _refused_start(data_dir)
+    expected = what.format(link=data_dir / name, target=target)
+    assert stderr.startswith(f"venue: cannot start: {expected}"), stderr
+    assert list((tmp_path / "other-disk").iterdir()) == []
+    assert [path.name for path in data_dir.iterdir()] == [name]
+
+
+def test_a_data_directory_symlinked_to_nothing_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Before, `mkdir` said only "File exists"; the rule is the journal's (session 21)."""
+    data_dir = tmp_path / "data"
+    target = tmp_path / "other-disk" / "data"
+    data_dir.symlink_to(target)
+    stderr = _refused_start(data_dir)
+    assert stderr.startswith(f"venue: {data_dir} is a symbolic link to {target}, which does not")
+    assert "not making a data directory there" in stderr
+    assert not target.parent.exists()
+
+
+def test_a_start_refused_on_a_locked_data_directory_leaves_the_holders_lock(
+    tmp_path: Path,
+) -> None:
+    """The second start must not take the holder's lock file away with its own refusal: the
+    holder keeps the very file the directory names, and a third start is refused alike."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    held = lock_data_dir(data_dir)  # a core runs there
+    try:
+        for _ in range(2):
+            stderr = _refused_start(data_dir)
+            assert stderr.startswith(f"venue: cannot start: {data_dir / 'venue.lock'} is open")
+            assert (data_dir / "venue.lock").stat().st_ino == os.fstat(held.fileno()).st_ino
+        assert [path.name for path in data_dir.iterdir()] == ["venue.lock"]
+    finally:
+        held.close()
+
+
+def test_a_start_refused_in_a_directory_it_made_leaves_no_directory(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    """The testers' finding: a refused start left a data directory behind, holding an empty
+    venue.lock (and journal), that did not exist before the command. Here a fresh directory
+    meets a PostgreSQL store another venue booked into: the store is ahead of the (empty)
+    journal, refused after the directory was locked and its journal opened."""
+    server, _, _ = serve(tmp_path / "other", postgres_dsn)  # books the config's deposits
+    store = PostgresLedgerStore(postgres_dsn)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while store.last_transfer_id() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)  # booked on the store's thread, after the banner may be printed
+        assert store.last_transfer_id() > 0
+    finally:
+        store.close()
+        server.send_signal(signal.SIGKILL)
+        server.wait(STOP_TIMEOUT_S)
+    data_dir = tmp_path / "new" / "data"
+    command = [sys.executable, "-m", "cli.main", "serve", "--config", str(SAMPLE_CONFIG)]
+    command += ["--data-dir", str(data_dir), "--port", "0", "--postgres", postgres_dsn]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=START_TIMEOUT_S
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("venue: cannot start: the ledger store holds transfers")
+    assert not (tmp_path / "new").exists(), list((tmp_path / "new").rglob("*"))
 
 
 def _listening(server: subprocess.Popen[str]) -> bool:

@@ -414,6 +414,7 @@ def test_no_answer_after_the_command_was_sent_says_it_may_have_been_done() -> No
     flags = f"--cl-op-id {cl_op_id}"
     expected = admin_cli.SENT_NO_ANSWER.format(cl_op_id=cl_op_id, flags=flags)
     assert last.endswith(expected), result.stderr
+    assert "order_status" not in last, "the SDK's advice for orders is no admin's (session 21)"
     with socket.socket() as probe:  # a port nobody listens on: never sent
         probe.bind(("127.0.0.1", 0))
         free = probe.getsockname()[1]

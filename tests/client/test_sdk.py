@@ -20,6 +20,7 @@ from client.sdk import (
     VenueClient,
     VenueError,
     packed_url,
+    unknown_outcome,
 )
 from tests.conftest import KEYS, Venue, drain_pushes
 
@@ -270,6 +271,57 @@ def test_a_connection_lost_before_the_answer_says_the_outcome_is_unknown(run_ven
         assert alpha._waiting == {}
 
     run_venue(scenario)
+
+
+PLACE_SELL = {"symbol": SYMBOL, "side": "sell", "type": "limit", "qty": "1", "price": "187.30"}
+ADMIN_DEPOSIT = {"account": 1, "asset": "USD", "amount": "10"}
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "advice"),
+    [
+        ("order.place", PLACE_SELL, "check with order_status or open_orders before sending it"),
+        (
+            "admin.deposit",
+            ADMIN_DEPOSIT | {"cl_op_id": "dep-7"},
+            "send it again with the same cl_op_id 'dep-7', which the venue does at most once",
+        ),
+        ("admin.deposit", ADMIN_DEPOSIT, "had no cl_op_id: sent again it may be done twice"),
+        ("admin.issue_key", {"account": 1, "scopes": ["read"]}, "issue another"),
+    ],
+)
+def test_a_connection_lost_before_the_answer_says_what_to_do_by_method(
+    run_venue: Any, method: str, params: dict[str, Any], advice: str
+) -> None:
+    """The testers' finding: an admin request's lost answer said to check with order_status
+    or open_orders, which show nothing of a deposit; admin methods take a `cl_op_id` to be
+    sent again under (docs/protocol.md §10). Order methods keep their advice."""
+
+    async def scenario(venue: Venue) -> None:
+        client = await venue.client("admin" if method.startswith("admin.") else "alpha")
+        [session] = venue.server.sessions.values()
+        session.websocket.transport.pause_reading()  # the venue never reads it
+        sending = asyncio.create_task(client.request(method, params))
+        while not client._waiting:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # sent
+        session.websocket.transport.abort()
+        with pytest.raises(ConnectionLost) as lost:
+            await sending
+        assert lost.value.outcome_unknown
+        message = str(lost.value)
+        assert message == f"{lost.value.reason}: {unknown_outcome(method, params)}"
+        assert advice in message, message
+        assert ("order_status" in message) == (method == "order.place"), message
+
+    run_venue(scenario)
+
+
+def test_an_unanswered_admin_request_times_out_saying_to_send_it_again_with_its_id() -> None:
+    timeout = RequestTimeout("admin.split", 9, 0.5, {"symbol": "X", "cl_op_id": "split-1"})
+    assert timeout.outcome_unknown and "order_status" not in str(timeout)
+    assert str(timeout).endswith("send it again with the same cl_op_id 'split-1', which the"
+                                 " venue does at most once (docs/protocol.md §10)")  # fmt: skip
 
 
 def test_an_unanswered_request_times_out_saying_its_outcome_is_unknown(run_venue: Any) -> None:

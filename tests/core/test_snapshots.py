@@ -2,7 +2,10 @@
 
 from pathlib import Path
 
+import pytest
+
 from core import snapshots
+from core.journal import DanglingLink
 from engine import snapshot as venue_snapshot
 from engine.venue import Venue
 from tests.engine import test_differential
@@ -55,3 +58,32 @@ def test_only_the_newest_few_are_kept(tmp_path: Path) -> None:
     kept = sorted(p.name for p in tmp_path.glob("snapshot-*.bin"))
     assert len(kept) == snapshots.SNAPSHOTS_KEPT
     assert kept[-1] == snapshots.path_for(tmp_path, snapshots.SNAPSHOTS_KEPT + 2).name
+
+
+def test_a_snapshot_linked_to_nothing_is_refused_and_one_linked_to_a_file_followed(
+    tmp_path: Path,
+) -> None:
+    """As the journal's rule: a snapshot kept on a disk not mounted now is not passed over
+    as if never written (recovery would silently start from an older state); a link to a
+    file is read as the file."""
+    elsewhere = tmp_path / "other-disk"
+    elsewhere.mkdir()
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    kept = snapshots.write(elsewhere, snapshot_of(venue_after(100), 100))
+    snapshots.path_for(data_dir, 100).symlink_to(kept)
+    loaded = snapshots.latest(data_dir)
+    assert loaded is not None and loaded.seq == 100
+    gone = elsewhere / "snapshot-gone.bin"
+    dangling = snapshots.path_for(data_dir, 200)
+    dangling.symlink_to(gone)
+    with pytest.raises(DanglingLink, match=f"^{dangling} is a symbolic link to {gone}, which"):
+        snapshots.latest(data_dir)
+    assert not gone.exists()
+
+
+def test_a_stray_temporary_file_linked_to_nothing_is_removed(tmp_path: Path) -> None:
+    stray = tmp_path / "snapshot-00000000000000000007.tmp"
+    stray.symlink_to(tmp_path / "nowhere")
+    assert snapshots.remove_stray(tmp_path) == [stray]
+    assert not stray.is_symlink()

@@ -3,19 +3,24 @@ the core is tested through the server in tests/gateway and through the bus in
 tests/core/test_bus.py)."""
 
 import asyncio
+import fcntl
+import os
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 from core import config as venue_config
-from core.journal import FileJournal
+from core.journal import FileJournal, JournalLocked
 from core.sequencer import decode_command
 from core.venue_core import (
     CLOCK_TICK_S,
     CLOCK_WAKE_MIN_S,
     JOURNAL_FILE,
+    LOCK_FILE,
     VenueCore,
     WarmStart,
+    lock_data_dir,
 )
 from engine.commands import ArmDeadMan, CancelAll
 from engine.venue import Venue
@@ -124,3 +129,32 @@ def test_the_clock_wakes_at_a_switchs_deadline_when_it_comes_before_the_next_tic
             await core.stop()
 
     asyncio.run(main())
+
+
+def test_the_lock_is_taken_again_when_its_file_was_removed_before_the_flock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused start removes the lock file it made while holding it; a start that opened
+    that file just before must not hold a lock on a file no longer in the directory (a third
+    start would lock the new file: two venues on one directory). It locks the file there now."""
+    path = tmp_path / LOCK_FILE
+    path.touch()
+    real_flock = fcntl.flock
+    removals = []
+
+    def removed_first(file: IO[bytes], operation: int) -> None:
+        if not removals:  # as the start that gave up does, between this one's open and flock
+            removals.append(os.fstat(file.fileno()).st_ino)
+            path.unlink()
+            path.touch()
+        real_flock(file, operation)
+
+    monkeypatch.setattr(fcntl, "flock", removed_first)
+    held = lock_data_dir(tmp_path)
+    try:
+        assert os.fstat(held.fileno()).st_ino == path.stat().st_ino
+        monkeypatch.setattr(fcntl, "flock", real_flock)
+        with pytest.raises(JournalLocked):
+            lock_data_dir(tmp_path)
+    finally:
+        held.close()

@@ -15,12 +15,13 @@ import nats
 import pytest
 
 from cluster.nats import NatsCluster
-from core.journal import JournalError
+from core.journal import DanglingLink, JournalError
 from core.lease import BUCKET_DEFAULT, KEY_DEFAULT, Lease
 from core.venue_lease import (
     LEASE_LOCK_FILE,
     LEASE_RUNS_FILE,
     OWN_KEY_WAIT_FACTOR,
+    DataDirRuns,
     LeaseHeld,
     VenueLease,
     _identity,
@@ -220,3 +221,28 @@ def test_a_lease_bucket_with_another_ttl_is_refused_in_one_line(node: NatsCluste
             await lease.take()
 
     run(scenario())
+
+
+@pytest.mark.parametrize("name", [LEASE_LOCK_FILE, LEASE_RUNS_FILE])
+def test_a_lease_file_linked_to_nothing_is_refused(tmp_path: Path, name: str) -> None:
+    """As the journal's rule: the lock made anew at the link's target (or the runs read as
+    none) would prove no earlier run dead, and a restart would wait out its key for nothing.
+    Refused, naming the link, with nothing made at its target; a link to a file is followed."""
+    elsewhere = tmp_path / "other-disk"
+    elsewhere.mkdir()
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    gone = elsewhere / name
+    (data_dir / name).symlink_to(gone)
+    runs = DataDirRuns(data_dir)
+    with pytest.raises(DanglingLink, match=f"^{data_dir / name} is a symbolic link to {gone}"):
+        asyncio.run(runs.claim("venue one", time.monotonic() + TTL_S))
+    assert not runs.claimed and list(elsewhere.iterdir()) == []
+
+    gone.touch()
+    asyncio.run(runs.claim("venue one", time.monotonic() + TTL_S))
+    try:
+        assert (data_dir / name).is_symlink()
+        assert runs.claimed
+    finally:
+        runs.close()

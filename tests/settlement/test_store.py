@@ -97,3 +97,34 @@ def test_a_bad_batch_reports_its_first_bad_rows_error_and_stores_nothing(
         store.append_batch(batch)
     assert list(store.iter_transfers()) == [] and store.verify() == []
     store.close()
+
+
+def test_a_store_file_linked_to_nothing_is_refused_and_one_linked_to_a_file_followed(
+    tmp_path: Path,
+) -> None:
+    """As the journal's rule: SQLite followed a link to nothing and made an empty store at its
+    target (a disk not mounted), and the venue booked on from nothing. A link to a store file
+    opens that store."""
+    elsewhere = tmp_path / "other-disk"
+    elsewhere.mkdir()
+    store = SqliteLedgerStore(elsewhere / "ledger.sqlite")
+    store.register_asset("USD", 6)
+    store.register_account(ISSUANCE, "venue:issuance")
+    store.register_account(1, "participant 1")
+    store.append_batch(_mints(1, 3))
+    store.close()
+    linked = tmp_path / "ledger.sqlite"
+    linked.symlink_to(elsewhere / "ledger.sqlite")
+    store = SqliteLedgerStore(linked)
+    try:
+        assert store.last_transfer_id() == 3
+    finally:
+        store.close()
+
+    dangling = tmp_path / "data" / "ledger.sqlite"
+    dangling.parent.mkdir()
+    gone = elsewhere / "gone.sqlite"
+    dangling.symlink_to(gone)
+    with pytest.raises(LedgerStoreError, match=f"^{dangling} is a symbolic link to {gone}, which"):
+        SqliteLedgerStore(dangling)
+    assert not gone.exists() and sorted(elsewhere.iterdir()) == [elsewhere / "ledger.sqlite"]
