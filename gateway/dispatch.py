@@ -867,7 +867,8 @@ class Dispatcher:
         key = _key(session)
         require_scope(key, "admin")
         action = {"session": session.id, "account": key.account, "api_key": key.key}
-        params = msgspec.to_builtins(request.params)
+        # As sent: an optional field left out (None, e.g. no `cl_op_id`) is not listed.
+        params = {k: v for k, v in msgspec.to_builtins(request.params).items() if v is not None}
         log.info("admin request", extra=action | {"method": request.method, "params": params})
         if request.method == "admin.issue_key":
             self._issue_key(session, request, t_in)
