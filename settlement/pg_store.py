@@ -164,6 +164,11 @@ _SELECT_UNREGISTERED_ASSETS: Final = (
 )
 
 
+def _one_line(error: BaseException) -> str:
+    """A driver's message, often several lines (detail, hint), on one."""
+    return " ".join(str(error).split())
+
+
 def _reconnecting(method: Callable[_Parameters, _Result]) -> Callable[_Parameters, _Result]:
     """`method`, run once more on a new connection when the server dropped the connection
     (restarted, or the session terminated): each method is one transaction, and re-running
@@ -227,13 +232,16 @@ class PostgresLedgerStore:
             try:
                 self._connection = self._connect()
                 break
-            except psycopg.OperationalError:  # refused, shutting down, starting up
+            except psycopg.OperationalError as refused:  # refused, shutting down, starting up
                 if time.monotonic() >= deadline:
-                    raise
+                    raise psycopg.OperationalError(
+                        f"the connection to PostgreSQL was lost ({_one_line(lost)}) and not"
+                        f" reopened in {RECONNECT_WINDOW_S:g} s: {_one_line(refused)}"
+                    ) from refused
                 time.sleep(RECONNECT_POLL_S)
         log.warning(
             "the ledger store's PostgreSQL connection was lost (%s): reconnected, retrying",
-            " ".join(str(lost).split()),  # a driver's message spans lines
+            _one_line(lost),
         )
 
     def _configure(self) -> None:

@@ -182,7 +182,11 @@ def test_a_postgres_down_stops_the_venue_in_one_line_and_a_restart_recovers(
     assert venue.returncode == 70
     critical = [line for line in output.splitlines() if " CRITICAL " in line]
     assert len(critical) == 1, output
-    assert "fatal: StoreFailedError: the ledger store failed: OperationalError: " in critical[0]
+    assert (
+        "fatal: StoreFailedError: the ledger store failed: OperationalError: the connection to"
+        " PostgreSQL was lost (" in critical[0]
+    )
+    assert ") and not reopened in 5 s: connection failed: " in critical[0]
     assert "Traceback" not in output
     venue, _, _ = serve(data_dir, postgres_dsn)
     stop_venue(venue)
