@@ -217,6 +217,8 @@ async def _serve(
         raise
     demo_data.disown(data)  # a demo's directory served on: its data is a venue's now
     settle_heap()
+    # Before the banner: a supervisor may stop the venue as soon as it says it listens.
+    stopping = _stop_signal()
     print(f"tokenvenue listening: ws://{host}:{bound}/ws/trade  ws://{host}:{bound}/ws/public")
     print(f"  ledger store: {describe_store(config)}")
     print(f"  web page: http://{host}:{bound}/  (log on there with a key and secret below)")
@@ -228,10 +230,6 @@ async def _serve(
     for key in config.api_keys:
         print(f"  api key {key.key:<16} secret {key.secret:<24} scopes {','.join(key.scopes)}")
     print("stop with Ctrl-C (SIGINT) or SIGTERM", flush=True)
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
     await stopping.wait()
     try:
         await server.stop()

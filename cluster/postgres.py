@@ -36,6 +36,7 @@ COMMAND_TIMEOUT_S: Final = 120  # initdb writes ~40 MB and fsyncs it
 PORT_ATTEMPTS: Final = 3  # a free port can be taken between the probe and the bind
 READY_POLL_S: Final = 0.1  # between connection attempts while the server starts
 PR_SET_PDEATHSIG: Final = 1  # linux/prctl.h
+STOP_MODES: Final = ("fast", "immediate")  # pg_ctl's "smart" waits for clients to leave
 DATABASE_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")  # no quoting needed, 63 bytes max
 
 
@@ -87,12 +88,17 @@ class PostgresServer:
 
     # ----------------------------------------------------------------- lifecycle
 
-    def start(self) -> "PostgresServer":
-        """Initialise (first time) and start the server; returns once it takes connections."""
+    def start(self, port: int = 0) -> "PostgresServer":
+        """Initialise (first time) and start the server; returns once it takes connections.
+        On `port` if given (a restart keeps its clients' DSNs), else on a free one."""
         self._prepare_home()
         if not (self.data_dir / "PG_VERSION").exists():
             initdb = ["-D", str(self.data_dir), "-U", SERVER_USER, "--auth=trust"]
             self._run("initdb", [*initdb, "--encoding=UTF8", "--locale=C", "--no-instructions"])
+        if port:
+            self.port = port
+            self._start_server()
+            return self
         for attempt in range(PORT_ATTEMPTS):
             self.port = free_port()
             try:
@@ -104,18 +110,27 @@ class PostgresServer:
                     raise
         raise AssertionError("unreachable: the last attempt raises")
 
-    def stop(self) -> None:
-        """Stop fast (roll back open transactions, checkpoint); kill when that fails."""
+    def stop(self, mode: str = "fast") -> None:
+        """Stop: `fast` rolls back open transactions and checkpoints, `immediate` quits at
+        once (crash recovery at the next start); kill when that fails."""
+        if mode not in STOP_MODES:
+            raise PostgresError(f"stop mode {mode!r} is not one of {', '.join(STOP_MODES)}")
         if not (self.data_dir / "postmaster.pid").exists():
             return
         try:
             self._run(
                 "pg_ctl",
-                ["stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", str(STOP_TIMEOUT_S)],
+                ["stop", "-D", str(self.data_dir), "-m", mode, "-w", "-t", str(STOP_TIMEOUT_S)],
             )
         except PostgresError:
             self._kill()
         self._reap()
+
+    def restart(self, mode: str = "fast") -> None:
+        """Stop (`mode` as `stop`) and start again on the same port."""
+        port = self.port
+        self.stop(mode)
+        self.start(port)
 
     def __enter__(self) -> "PostgresServer":
         return self.start()

@@ -81,9 +81,20 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(AnyCommand)
 
 
+def describe_failure(failure: BaseException | None) -> str:
+    """A failure on one log line: its type and message (a driver's message spans lines)."""
+    if failure is None:
+        return "None"
+    message = " ".join(str(failure).split())
+    return f"{type(failure).__name__}: {message}" if message else type(failure).__name__
+
+
 def _die(failure: BaseException | None) -> None:
-    """Crash loudly: recovery is by replay of what is durable (ARCHITECTURE rule 7)."""
-    log.critical("fatal: %r; stopping so that recovery replays the journal", failure)
+    """Crash loudly, in one line: recovery is by replay of what is durable (ARCHITECTURE
+    rule 7)."""
+    log.critical(
+        "fatal: %s; stopping so that recovery replays the journal", describe_failure(failure)
+    )
     logging.shutdown()
     os._exit(70)
 

@@ -10,11 +10,11 @@ before a snapshot), which run in order with the bookings. The store is derived f
 journal and caught up on every start, so trailing it by `GATHER_S` loses nothing.
 Limits: `QUEUE_BATCHES_MAX` batches wait at most; then `book` blocks, and so the journal's
 next commit waits (with the file journal on the loop, the event loop: backpressure, never
-unbounded memory). A failed write is fatal: the thread stops, and every call queued or made
-after it fails with that failure (none waits forever).
+unbounded memory). A failed write is fatal: `on_fatal` gets a `StoreFailedError` (the failure
+its cause) and logs it, the thread stops, and every call queued or made after it fails with
+that failure (none waits forever).
 """
 
-import logging
 import threading
 import time
 from collections import deque
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Final, Generic, TypeVar
 
-log = logging.getLogger("venue.store")
+from core.sequencer import describe_failure
 
 # Batches waiting for SQLite before the journal waits too: ~1 s of commits under load.
 QUEUE_BATCHES_MAX: Final = 1_000
@@ -49,6 +49,10 @@ class _Call:
 
 
 _STOP: Final = object()
+
+
+class StoreFailedError(RuntimeError):
+    """A write to the ledger store failed (the cause says how): fatal to the venue."""
 
 
 class StoreThread(Generic[Batch]):
@@ -193,8 +197,11 @@ class StoreThread(Generic[Batch]):
             self.write(batches)
         except BaseException as failure:  # the store is behind the journal: fatal
             self.failure = failure
-            log.critical("the ledger store failed: %r", failure)
-            self.on_fatal(failure)
+            # Logged by `on_fatal` alone, in one line that names the store: the operator
+            # reads one line saying what stopped the venue, not two.
+            fatal = StoreFailedError(f"the ledger store failed: {describe_failure(failure)}")
+            fatal.__cause__ = failure
+            self.on_fatal(fatal)
             return False
         return True
 

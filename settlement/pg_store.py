@@ -9,15 +9,20 @@ ids against it. Reads that need one view (`balances`, `verify`) run in one REPEA
 transaction. Append-only: triggers refuse UPDATE, DELETE and TRUNCATE. Synchronous, one
 connection, one thread (the store runs on its own, core/store_thread.py). A server that stops
 answering is an error, not a block: TCP keepalives, `TCP_USER_TIMEOUT_MS` and
-`STATEMENT_TIMEOUT_MS`. Failures surface as psycopg errors (fatal to the venue, as any failed
-store write); a batch is written whole or not at all, except that a COMMIT whose reply is lost
-may have committed: retry only on a new store object, through the idempotent re-apply (the
-same batch again is accepted, other contents under its ids refused). Tables live in the
-connection's schema (normally `public`).
+`STATEMENT_TIMEOUT_MS`. A connection the server dropped (restarted, the session terminated)
+is opened again, for up to `RECONNECT_WINDOW_S`, and the method run once more on it: each
+method is one transaction, and a batch whose COMMIT reply was lost may have committed, which
+the idempotent re-apply makes safe (the same batch again is accepted, other contents under its
+ids refused). Other failures surface as psycopg errors (fatal to the venue, as any failed
+store write); a batch is written whole or not at all. Tables live in the connection's schema
+(normally `public`).
 """
 
+import functools
+import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar
 
 import psycopg
 from psycopg import pq
@@ -57,8 +62,15 @@ KEEPALIVE_IDLE_S: Final = 10
 KEEPALIVE_INTERVAL_S: Final = 5
 KEEPALIVE_COUNT: Final = 3
 TCP_USER_TIMEOUT_MS: Final = 30_000  # data sent and unacknowledged this long: the link is dead
+# A dropped connection is opened again for this long (a restart takes seconds) before the
+# failure stands; meanwhile the venue trades on and the store's queue fills (backpressure).
+RECONNECT_WINDOW_S: Final = 5.0
+RECONNECT_POLL_S: Final = 0.25  # between attempts: a refused connection costs ~1 ms
 SCHEMA_LOCK_KEY: Final = 0x7665_6E75_6501  # advisory lock: one process creates the schema
 _Key = TypeVar("_Key", int, str)
+_Parameters = ParamSpec("_Parameters")
+_Result = TypeVar("_Result")
+log = logging.getLogger("venue.store")
 
 _APPEND_ONLY_TABLES: Final = ("assets", "accounts", "transfers", "batches", "attestations")
 
@@ -152,12 +164,46 @@ _SELECT_UNREGISTERED_ASSETS: Final = (
 )
 
 
+def _one_line(error: BaseException) -> str:
+    """A driver's message, often several lines (detail, hint), on one."""
+    return " ".join(str(error).split())
+
+
+def _reconnecting(method: Callable[_Parameters, _Result]) -> Callable[_Parameters, _Result]:
+    """`method`, run once more on a new connection when the server dropped the connection
+    (restarted, or the session terminated): each method is one transaction, and re-running
+    it is safe, a batch whose COMMIT reply was lost included (the same batch again is a
+    no-op). A server still down fails the reconnection: that error is raised."""
+
+    @functools.wraps(method)
+    def run(*args: _Parameters.args, **kwargs: _Parameters.kwargs) -> _Result:
+        store = args[0]
+        assert isinstance(store, PostgresLedgerStore), "a method of the store"
+        try:
+            return method(*args, **kwargs)
+        except psycopg.OperationalError as error:
+            if not store._connection.broken:
+                raise  # a timeout, a lock wait: the connection is fine, the failure stands
+            store._reconnect(error)
+        return method(*args, **kwargs)
+
+    return run
+
+
 class PostgresLedgerStore:
     """A `LedgerStore` in one PostgreSQL database, reached by `dsn`."""
 
     def __init__(self, dsn: str) -> None:
-        self._connection = psycopg.connect(
-            dsn,
+        self._dsn = dsn
+        self._connection = self._connect()
+        # As in SqliteLedgerStore: registrations are never deleted, so ids seen stay valid.
+        self._known_accounts: set[int] = set()
+        self._known_assets: set[str] = set()
+
+    def _connect(self) -> "psycopg.Connection[Any]":
+        """A configured connection (the schema made if missing), or a psycopg error."""
+        connection = psycopg.connect(
+            self._dsn,
             autocommit=True,  # transactions are begun explicitly, each with its isolation
             connect_timeout=CONNECT_TIMEOUT_S,
             application_name="tokenvenue-ledger",
@@ -167,16 +213,36 @@ class PostgresLedgerStore:
             keepalives_count=KEEPALIVE_COUNT,
             tcp_user_timeout=TCP_USER_TIMEOUT_MS,
         )
+        self._connection = connection
         try:
-            self._connection.execute(f"SET lock_timeout = {BUSY_TIMEOUT_MS}")
-            self._connection.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+            connection.execute(f"SET lock_timeout = {BUSY_TIMEOUT_MS}")
+            connection.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
             self._configure()
         except BaseException:
-            self._connection.close()
+            connection.close()
             raise
-        # As in SqliteLedgerStore: registrations are never deleted, so ids seen stay valid.
-        self._known_accounts: set[int] = set()
-        self._known_assets: set[str] = set()
+        return connection
+
+    def _reconnect(self, lost: psycopg.OperationalError) -> None:
+        """Replace a connection the server dropped with a new one, trying for at most
+        `RECONNECT_WINDOW_S`; raise the last attempt's error when the server stays away."""
+        self._connection.close()
+        deadline = time.monotonic() + RECONNECT_WINDOW_S
+        while True:
+            try:
+                self._connection = self._connect()
+                break
+            except psycopg.OperationalError as refused:  # refused, shutting down, starting up
+                if time.monotonic() >= deadline:
+                    raise psycopg.OperationalError(
+                        f"the connection to PostgreSQL was lost ({_one_line(lost)}) and not"
+                        f" reopened in {RECONNECT_WINDOW_S:g} s: {_one_line(refused)}"
+                    ) from refused
+                time.sleep(RECONNECT_POLL_S)
+        log.warning(
+            "the ledger store's PostgreSQL connection was lost (%s): reconnected, retrying",
+            _one_line(lost),
+        )
 
     def _configure(self) -> None:
         with self._write():
@@ -192,6 +258,7 @@ class PostgresLedgerStore:
 
     # -- registrations ----------------------------------------------------------------
 
+    @_reconnecting
     def register_asset(self, code: str, scale: int) -> bool:
         check_asset(code, scale)
         with self._write("assets"):
@@ -201,6 +268,7 @@ class PostgresLedgerStore:
             self._execute("INSERT INTO assets (code, scale) VALUES (%s, %s)", (code, scale))
         return True
 
+    @_reconnecting
     def register_account(self, account_id: int, name: str) -> bool:
         check_account(account_id, name)
         with self._write("accounts"):
@@ -213,16 +281,19 @@ class PostgresLedgerStore:
             )
         return True
 
+    @_reconnecting
     def assets(self) -> dict[str, int]:
         rows = self._all('SELECT code, scale FROM assets ORDER BY code COLLATE "C"')
         return {code: scale for code, scale in rows}
 
+    @_reconnecting
     def accounts(self) -> dict[int, str]:
         rows = self._all("SELECT account_id, name FROM accounts ORDER BY account_id")
         return {account_id: name for account_id, name in rows}
 
     # -- reserves -------------------------------------------------------------------------
 
+    @_reconnecting
     def record_attestation(self, asset: str, amount: int, as_of_us: int) -> bool:
         check_attestation(asset, amount)
         with self._write("attestations"):
@@ -238,6 +309,7 @@ class PostgresLedgerStore:
             )
         return True
 
+    @_reconnecting
     def attestations(self) -> dict[str, tuple[int, int]]:
         rows = self._all(
             "SELECT DISTINCT ON (asset) asset, amount, as_of_us FROM attestations"
@@ -247,6 +319,7 @@ class PostgresLedgerStore:
 
     # -- transfers ------------------------------------------------------------------------
 
+    @_reconnecting
     def append_batch(self, transfers: Sequence[Transfer]) -> bool:
         rows = batch_rows(transfers)
         first_id = rows[0][0]
@@ -306,10 +379,12 @@ class PostgresLedgerStore:
         query = f"SELECT {column} FROM {table} WHERE {column} = ANY(%s)"
         return {row[0] for row in self._all(query, (sorted(keys),))}
 
+    @_reconnecting
     def last_transfer_id(self) -> int:
         head = self._maybe_one(_SELECT_HEAD)
         return int(head[1]) if head else 0
 
+    @_reconnecting
     def head_hash(self) -> bytes:
         head = self._maybe_one(_SELECT_HEAD)
         return bytes(head[2]) if head else GENESIS_HASH
@@ -317,13 +392,18 @@ class PostgresLedgerStore:
     def iter_transfers(self, after_id: int = 0) -> Iterator[Transfer]:
         # Paged, so no statement stays open across the caller's own appends.
         while True:
-            page = self._all(_SELECT_PAGE, (after_id, ITERATION_PAGE_TRANSFERS))
+            page = self._page(after_id)
             for row in page:
                 yield transfer_of(row)
             if len(page) < ITERATION_PAGE_TRANSFERS:
                 return
             after_id = page[-1][0]
 
+    @_reconnecting
+    def _page(self, after_id: int) -> list[TransferRow]:
+        return self._all(_SELECT_PAGE, (after_id, ITERATION_PAGE_TRANSFERS))
+
+    @_reconnecting
     def balances(self) -> dict[tuple[int, str], int]:
         with self._snapshot():
             return self._balances()
@@ -333,6 +413,7 @@ class PostgresLedgerStore:
         rows = self._all(_SELECT_BALANCES + ' ORDER BY account_id, asset COLLATE "C"')
         return {(account_id, asset): int(amount) for account_id, asset, amount in rows}
 
+    @_reconnecting
     def verify(self) -> list[str]:
         with self._snapshot():
             problems = self._chain_problems()

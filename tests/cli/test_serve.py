@@ -369,3 +369,23 @@ def test_settle_heap_freezes_what_exists_and_collects_the_young_less_often() -> 
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_a_sigterm_as_soon_as_the_banner_is_out_stops_cleanly(tmp_path: Path) -> None:
+    """The finding: the banner (`stop with Ctrl-C (SIGINT) or SIGTERM`) went out before the
+    handlers were installed, so a supervisor stopping the venue as soon as it said it was
+    listening killed it (exit -15, no clean stop) about two times in three."""
+    data_dir = tmp_path / "data"
+    for _ in range(3):  # the window was narrow: each start is a chance to fall into it
+        command = [sys.executable, "-m", "cli.main", "serve", "--config", str(SAMPLE_CONFIG)]
+        command += ["--data-dir", str(data_dir), "--port", "0"]
+        server = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        try:
+            assert _listening(server), "the venue did not start"
+        finally:
+            server.send_signal(signal.SIGTERM)
+            output, _ = server.communicate(timeout=STOP_TIMEOUT_S)
+        assert server.returncode == 0, output
+        assert "tokenvenue stopped cleanly" in output

@@ -94,7 +94,8 @@ def test_a_failed_write_is_fatal_and_refuses_more() -> None:
     thread: StoreThread[int] = StoreThread(broken, failures.append, gather_s=0.0)
     thread.book(1)
     thread._thread.join(timeout=10)
-    assert [str(f) for f in failures] == ["disk full"]
+    assert [str(f) for f in failures] == ["the ledger store failed: OSError: disk full"]
+    assert [type(f.__cause__) for f in failures] == [OSError]
     with pytest.raises(RuntimeError, match="failed"):
         thread.book(2)
     with pytest.raises(RuntimeError, match="failed: OSError\\('disk full'\\)"):
