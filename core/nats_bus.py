@@ -225,6 +225,7 @@ class Replica:
         bus = self.bus
         bus.nc = await connect(bus.servers, f"venue-gateway-{bus.gateway_id}")
         await bus.keys.start(bus.nc)  # every issued key known before any logon
+        self.keep_task(asyncio.create_task(bus.keys.watch()))  # and each one issued later
         js = bus.nc.jetstream(timeout=5.0)
         self._replay_until = await _wait_for_stream(js)
         # a consumer lost with its node (kill -9 of a NATS node) is replaced within ~2 s, not
