@@ -213,7 +213,7 @@ class Replica:
         self._replay_until = 0
         self._caught_up = asyncio.Event()
         self._released: list[Executed] = []
-        self._flush_scheduled = False
+        self._flush_handle: asyncio.Handle | None = None  # the turn's `_flush`, scheduled
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -286,6 +286,9 @@ class Replica:
             if serving:
                 serving = False
                 log.warning("gateway lease lost: its term ended", extra={"gateway": lease.key})
+                # outcomes executed this turn are answered first: the close comes next, and a
+                # flush after it would answer sessions already closing (lost answers)
+                self.flush_now()
                 self.listener.lease_lost()
             await attempt(lease.try_acquire)
 
@@ -354,13 +357,18 @@ class Replica:
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def flush_now(self) -> None:
+        """Release now what this turn executed, if anything (not at the turn's end)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush()
 
     def _flush(self) -> None:
         """The turn's records are executed: answer, push and publish them in one batch."""
-        self._flush_scheduled = False
+        self._flush_handle = None
         batch, self._released = self._released, []
         try:
             self.listener.released(batch)
