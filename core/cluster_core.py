@@ -27,7 +27,6 @@ import msgspec
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy
 
 from core import config as venue_config
 from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT, JetStreamJournal
@@ -46,6 +45,7 @@ from core.nats_bus import (
     server_list,
 )
 from core.sequencer import Executed
+from core.stream_follow import StreamFollow
 from core.venue_core import VenueCore, WarmStart
 from engine.book import Order
 from engine.commands import CancelOrder, Command, PlaceOrder, SetCancelOnDisconnect
@@ -192,26 +192,43 @@ class Follower:
         self.seq = 0
         self.transfers: list[Any] = []  # for the store's catch-up, as a replay keeps them
         self.broken = False  # a gap seen: the takeover falls back to a cold replay
-        self._subscription: Any = None
+        self._follow: StreamFollow | None = None
+        self._watch: asyncio.Task[None] | None = None
 
     async def start(self, nc: Client) -> None:
-        js = nc.jetstream(timeout=LEASE_REQUEST_TIMEOUT_S * 5)
-        self._subscription = await js.subscribe(
+        """Follow the stream from the record after the copy's last. Through `StreamFollow`:
+        the ordered consumer dies with its NATS node, and nats-py replaced it only 10 to 20 s
+        later; the copy lagged meanwhile, so a takeover then replayed all it had missed."""
+        follow = StreamFollow(
+            nc,
+            STREAM_DEFAULT,
             SUBJECT_DEFAULT,
-            stream=STREAM_DEFAULT,
-            cb=self._on_message,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.ALL,
+            self._on_message,
+            lambda: self.seq,
             pending_msgs_limit=PENDING_MESSAGES_MAX,
-            pending_bytes_limit=-1,
         )
+        await follow.start(LEASE_REQUEST_TIMEOUT_S * 5)
+        self._follow = follow
+        self._watch = asyncio.create_task(follow.watch())
 
     async def stop(self) -> WarmStart | None:
         """Stop following; the state so far, unless it cannot be trusted."""
-        if self._subscription is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await self._subscription.unsubscribe()
+        self._stop_watching()
+        if self._follow is not None:
+            await self._follow.stop()
+            self._follow = None
         return None if self.broken else WarmStart(self.seq, self.venue, self.transfers)
+
+    def _stop_watching(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+
+    def _break(self) -> None:
+        """The copy cannot be trusted: the takeover replays cold. Nothing is followed any
+        more (the watch would subscribe again, forever, past a seq that never moves)."""
+        self.broken = True
+        self._stop_watching()
 
     async def _on_message(self, message: Msg) -> None:
         if self.broken:
@@ -220,14 +237,14 @@ class Follower:
         if seq <= self.seq:
             return  # delivered again after the consumer was reset
         if seq != self.seq + 1:
-            self.broken = True
+            self._break()
             log.warning("standby saw a gap: will replay", extra={"seq": seq, "at": self.seq})
             return
         try:
             command = self.codec.decode(message.data)
             events = self.venue.execute(command)
         except Exception as failure:  # the active core executed it: a bug here, not there
-            self.broken = True
+            self._break()
             log.error("standby could not execute seq %d: %r; will replay", seq, failure)
             return
         # the rest: no call (`notes_cod`, inline)
@@ -335,6 +352,8 @@ class ClusterCore:
         """Stop taking commands, flush, snapshot, give the lease up for a standby."""
         if self.core is not None:
             await self.core.stop()
+        else:
+            await self.follower.stop()  # a standby's
         if self.lease is not None:
             await self.lease.release()
         if self.nc is not None:

@@ -6,7 +6,10 @@ has stored it on a quorum; every gateway follows the stream from its first recor
 ordered consumer and hands each key to the gateway (`on_key`), so a key issued through one
 gateway logs on through any other, and through a gateway started later (it reads every key
 before it serves). Keys are only ever added; the payload is opaque here (the gateway encodes
-its `ApiKey`), so the core's packages import nothing of the gateway. The stream replaces the
+its `ApiKey`), so the core's packages import nothing of the gateway. The consumer is followed
+by `StreamFollow` (`watch`): R=1, it dies with its NATS node, and a key issued meanwhile would
+reach this gateway only when nats-py replaced it, 10 to 20 s later (logons with it refused
+`BAD_SIGNATURE` until then). The stream replaces the
 one-process venue's `api_keys.json` in the cluster: like that file it holds the secrets in
 plain, on the NATS nodes' disks.
 """
@@ -21,7 +24,9 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+
+from core.stream_follow import StreamFollow
 
 log = logging.getLogger("venue.cluster")
 
@@ -30,6 +35,7 @@ KEYS_SUBJECT: Final = "venue.keys"
 PUBLISH_TIMEOUT_S: Final = 2.0  # one attempt; a leader election takes ~3 s, so retry
 PUBLISH_GIVE_UP_S: Final = 30.0  # as the journal: past this NATS is down, the gateway dies
 CATCH_UP_TIMEOUT_S: Final = 60.0  # for the keys issued before this gateway started
+PENDING_KEYS_MAX: Final = 65_536  # delivered, not yet learnt: a catch-up's keys, at most
 
 
 class SharedKeys:
@@ -42,6 +48,7 @@ class SharedKeys:
         self._js: Any = None
         self._caught_up = asyncio.Event()
         self._replay_until = 0
+        self._follow: StreamFollow | None = None
 
     async def start(self, nc: Client) -> None:
         """Create the stream if absent, then learn every key it holds before returning."""
@@ -49,14 +56,22 @@ class SharedKeys:
         self._replay_until = await self._ensure_stream()
         if self._replay_until == 0:
             self._caught_up.set()
-        await self._js.subscribe(
+        self._follow = StreamFollow(
+            nc,
+            KEYS_STREAM,
             KEYS_SUBJECT,
-            stream=KEYS_STREAM,
-            cb=self._on_message,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.ALL,
+            self._on_message,
+            lambda: self.last_seq,
+            pending_msgs_limit=PENDING_KEYS_MAX,
         )
+        await self._follow.start()
         await asyncio.wait_for(self._caught_up.wait(), CATCH_UP_TIMEOUT_S)
+
+    async def watch(self) -> None:
+        """Forever, once started: replace the consumer lost with its NATS node within ~1 s
+        (`StreamFollow.watch`). Run it as a task; cancel it to stop."""
+        assert self._follow is not None, "started first"
+        await self._follow.watch()
 
     async def publish(self, key_id: str, payload: bytes) -> None:
         """Store one key on the stream (a quorum); retried with the same msg id, so a

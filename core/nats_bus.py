@@ -213,7 +213,7 @@ class Replica:
         self._replay_until = 0
         self._caught_up = asyncio.Event()
         self._released: list[Executed] = []
-        self._flush_scheduled = False
+        self._flush_handle: asyncio.Handle | None = None  # the turn's `_flush`, scheduled
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -225,6 +225,7 @@ class Replica:
         bus = self.bus
         bus.nc = await connect(bus.servers, f"venue-gateway-{bus.gateway_id}")
         await bus.keys.start(bus.nc)  # every issued key known before any logon
+        self.keep_task(asyncio.create_task(bus.keys.watch()))  # and each one issued later
         js = bus.nc.jetstream(timeout=5.0)
         self._replay_until = await _wait_for_stream(js)
         # a consumer lost with its node (kill -9 of a NATS node) is replaced within ~2 s, not
@@ -285,6 +286,9 @@ class Replica:
             if serving:
                 serving = False
                 log.warning("gateway lease lost: its term ended", extra={"gateway": lease.key})
+                # outcomes executed this turn are answered first: the close comes next, and a
+                # flush after it would answer sessions already closing (lost answers)
+                self.flush_now()
                 self.listener.lease_lost()
             await attempt(lease.try_acquire)
 
@@ -353,13 +357,18 @@ class Replica:
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def flush_now(self) -> None:
+        """Release now what this turn executed, if anything (not at the turn's end)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush()
 
     def _flush(self) -> None:
         """The turn's records are executed: answer, push and publish them in one batch."""
-        self._flush_scheduled = False
+        self._flush_handle = None
         batch, self._released = self._released, []
         try:
             self.listener.released(batch)

@@ -88,8 +88,9 @@ class StreamFollow:
             extra={"stream": self._stream, "from_seq": self._position() + 1},
         )
         await self.stop()
-        await self._subscribe(self._js)
+        await self._subscribe(self._js)  # raises if refused: tried again at the next check
         self.resubscribed += 1
+        log.info("stream consumer replaced", extra={"stream": self._stream})
 
     async def _subscribe(self, js: Any) -> None:
         after = self._position()

@@ -81,6 +81,10 @@ ISSUED_KEYS_FILE = "api_keys.json"  # keys issued at run time (owner-only permis
 LOGON_ON_TRADE = "log on at /ws/trade"
 # what a request still held at a stop is answered (`refuse_held`)
 NOT_EXECUTED_AT_STOP = "not executed: the venue is stopping; send it again after reconnecting"
+NOT_EXECUTED_AT_LEASE_LOSS = (
+    "not executed: the gateway lost its lease while this request waited behind a quote's place;"
+    " send it again after reconnecting"
+)
 TRADING_METHODS = {"order.place", "order.cancel", "order.amend", "orders.cancel_all"}
 # the account's queries: they need the read scope
 READ_METHODS = {"orders.open", "order.status", "orders.history", "fills", "balances"}
@@ -683,18 +687,26 @@ class Dispatcher:
         answered): none of them ran, and the trader learns so instead of an unknown
         outcome. At once, not behind the answers owed: the place they waited for may go
         unanswered at the close. Nothing after them runs (`_abandon`)."""
+        for session in list(self.held):
+            self.refuse_held_of(session, NOT_EXECUTED_AT_STOP)
+
+    def refuse_held_of(self, session: Session, message: str) -> None:
+        """What `session` holds, refused as `refuse_held` says, with `message`: its close
+        comes next (a stop, or its gateway's lost lease). Nothing if it holds nothing."""
+        entry = self.held.get(session)
+        if entry is None:
+            return
+        later = list(session.held or ())
+        self._abandon(session)
+        if session.closing:
+            return  # nobody reads its answers
         send = self.connections.send
-        for session, (request, _, _) in list(self.held.items()):
-            later = list(session.held or ())
-            self._abandon(session)
-            if session.closing:
-                continue  # nobody reads its answers
-            send(session, wire.error(request.id, E.SHUTTING_DOWN, NOT_EXECUTED_AT_STOP))
-            for frame, _ in later:  # (an unreadable frame's id is null, as ever)
-                envelope = wire.decode_envelope(frame)
-                send(session, wire.error(envelope.id, E.SHUTTING_DOWN, NOT_EXECUTED_AT_STOP))
-                if getattr(envelope, "method", None) == "session.logout":
-                    break  # what a client sends after its logout is never answered
+        send(session, wire.error(entry[0].id, E.SHUTTING_DOWN, message))
+        for frame, _ in later:  # (an unreadable frame's id is null, as ever)
+            envelope = wire.decode_envelope(frame)
+            send(session, wire.error(envelope.id, E.SHUTTING_DOWN, message))
+            if getattr(envelope, "method", None) == "session.logout":
+                break  # what a client sends after its logout is never answered
 
     def _serve_held(
         self, session: Session, request: wire.Request, serve: Callable[[], None]

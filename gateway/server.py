@@ -50,7 +50,7 @@ from engine.reasons import ErrorCode as E
 from engine.venue import Venue
 from gateway import limits, static, transport, wire
 from gateway.auth import ApiKey, Authenticator, KeyStore, KeyStoreError
-from gateway.dispatch import ISSUED_KEYS_FILE, Dispatcher, Pending
+from gateway.dispatch import ISSUED_KEYS_FILE, NOT_EXECUTED_AT_LEASE_LOSS, Dispatcher, Pending
 from gateway.http import Exchange
 from gateway.private_streams import AccountSubscription, Notice, PrivateStreams
 from gateway.public_streams import PublicStreams
@@ -336,6 +336,8 @@ class VenueServer:
                         pending.request_id, E.OUTCOME_UNKNOWN, OUTCOME_UNKNOWN_AT_LEASE_LOSS
                     )
                     self.connections.send(session, error)
+                # then what waited behind a place (sent after it): not executed, none of it
+                self.dispatcher.refuse_held_of(session, NOT_EXECUTED_AT_LEASE_LOSS)
                 self.connections.close(session, LEASE_LOST_CLOSE_CODE, LEASE_LOST_REASON)
 
     def _owed_by_session(self) -> dict[int, list[Pending]]:

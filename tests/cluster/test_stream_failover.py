@@ -68,24 +68,26 @@ def monitor(node: NatsNode, path: str) -> dict[str, Any]:
         return dict(json.load(response))
 
 
-def consumer_node(cluster: LocalCluster) -> str:
-    """The node hosting the one consumer of the journal's stream: the gateway's (the only
-    core is active, so no standby follows it)."""
+def consumer_node(cluster: LocalCluster, name: str = STREAM_DEFAULT) -> str:
+    """The node hosting the one consumer of stream `name`: the journal's is the gateway's (the
+    only core is active, so no standby follows it)."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         hosts = set()
         for node in cluster.nats.nodes:
             for account in monitor(node, "jsz?consumers=true").get("account_details", []):
                 for stream in account.get("stream_detail", []):
-                    if stream["name"] == STREAM_DEFAULT:
+                    if stream["name"] == name:
                         hosts |= {c["cluster"]["leader"] for c in stream.get("consumer_detail", [])}
         if len(hosts) == 1:
             return hosts.pop()
         time.sleep(0.2)
-    raise AssertionError(f"no single consumer of {STREAM_DEFAULT} within {WAIT_S}s")
+    raise AssertionError(f"no single consumer of {name} within {WAIT_S}s")
 
 
-async def lead_elsewhere(cluster: LocalCluster, node: str) -> None:
+async def lead_elsewhere(
+    cluster: LocalCluster, node: str, streams: tuple[str, ...] = LED_STREAMS
+) -> None:
     """Step every leader the venue writes through (its streams', the meta leader) off `node`."""
     nc = await nats.connect(cluster.nats.urls)
     try:
@@ -99,7 +101,7 @@ async def lead_elsewhere(cluster: LocalCluster, node: str) -> None:
             return str(info.cluster.leader if info.cluster else "")
 
         leaders = [(meta_leader, "$JS.API.META.LEADER.STEPDOWN")]
-        for name in LED_STREAMS:
+        for name in streams:
             leaders.append(
                 (lambda name=name: stream_leader(name), f"$JS.API.STREAM.LEADER.STEPDOWN.{name}")
             )

@@ -1,9 +1,18 @@
 """The cluster's records and the core's once-and-in-order rule (pure parts of core/nats_bus.py
-and core/cluster_core.py; the processes are tested in tests/cluster/test_roles.py)."""
+and core/cluster_core.py; the processes are tested in tests/cluster/test_roles.py), and the
+order of a gateway replica's answers and its lease's end within one loop turn."""
 
+import asyncio
+import contextlib
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any, cast
+
+from core import config
 from core.cluster_core import CoreGatewayPart
 from core.nats_bus import (
     ClusterCodec,
+    NatsBus,
     Origin,
     Submission,
     Submissions,
@@ -14,6 +23,7 @@ from core.nats_bus import (
 from core.sequencer import Executed
 from engine.commands import AdvanceClock, PlaceOrder
 from engine.enums import Side
+from tests.sample_config import SAMPLE_CONFIG
 
 PLACE = PlaceOrder(account=1, symbol="AAPLx-USD", side=Side.BUY, price=18_700, qty=1, ts_us=5)
 
@@ -59,3 +69,74 @@ def test_the_core_s_snapshot_part_keeps_the_last_request_per_gateway() -> None:
 def test_submissions_round_trip_in_order() -> None:
     sent = Submissions("gw-a.1", [Submission(1, None, PLACE), Submission(2, "q", PLACE)])
     assert decode_submissions(encode_submissions(sent)) == sent
+
+
+class _Listener:
+    """A gateway's listener that records what the replica tells it, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def executed(self, executed: Executed) -> None:
+        pass
+
+    def placed_with_cod(self, executed: Executed) -> None:
+        pass
+
+    def replayed(self, batch: list[Executed]) -> None:
+        pass
+
+    def released(self, batch: list[Executed]) -> None:
+        self.calls += [f"answered seq {executed.seq}" for executed in batch]
+
+    def lease_lost(self) -> None:
+        self.calls.append("lease lost: sessions closed")
+
+    def lease_held(self) -> None:
+        pass
+
+
+class _LeaseEndingAsARecordComesBack:
+    """A gateway's lease whose term is found over in the loop turn in which a record came
+    back and was executed (`record`, called at the first check): what a lapse and an outcome
+    arriving together (one read of the NATS socket) make."""
+
+    key = "gw-t.1"
+
+    def __init__(self, record: Callable[[], None]) -> None:
+        self.state = SimpleNamespace(renew_due=lambda now: False)
+        self._record: Callable[[], None] | None = record
+
+    def held(self) -> bool:
+        if self._record is not None:
+            self._record, record = None, self._record
+            record()
+        return False
+
+    async def try_acquire(self) -> bool:
+        return False
+
+
+def test_an_outcome_back_in_the_turn_the_gateways_lease_ends_is_answered_before_the_close() -> None:
+    """Before: the close came first and the answer, released at the turn's end, went to a
+    session already closing (lost, not even `OUTCOME_UNKNOWN`: it was no longer owed)."""
+    listener = _Listener()
+    bus = NatsBus(config.load(SAMPLE_CONFIG), "nats://127.0.0.1:4222", listener, "gw-t")
+    replica = bus.core
+    replica.live = True
+    payload = ClusterCodec().encode(Executed(1, PLACE, [], Origin("gw-other.1", 1)))
+    bus.lease = cast(Any, _LeaseEndingAsARecordComesBack(lambda: replica._execute(1, payload)))
+
+    async def keep_lease_until_lost() -> None:
+        keeping = asyncio.create_task(replica._keep_lease())
+        for _ in range(100):  # bounded: the first check is due after one poll (0.1 s)
+            await asyncio.sleep(0.05)
+            if "lease lost: sessions closed" in listener.calls:
+                break
+        await asyncio.sleep(0)  # the turn's end: where the flush was scheduled
+        keeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeping
+
+    asyncio.run(keep_lease_until_lost())
+    assert listener.calls == ["answered seq 1", "lease lost: sessions closed"]
