@@ -8,12 +8,8 @@ gateway whose lease is taken from it. Each test uses prices of its own.
 
 import asyncio
 import contextlib
-import os
-import shutil
 import signal
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import nats
@@ -30,8 +26,8 @@ from engine.book import Order
 from engine.commands import CancelOrder, PlaceOrder, SetCancelOnDisconnect
 from engine.enums import OrderStatus, OrderType, SelfTradePrevention, Side, TimeInForce
 from engine.events import CancelOnDisconnectSet, Event, OrderAccepted
+from tests.cluster.running import local_cluster
 from tests.conftest import KEYS, drain_pushes
-from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
 STP = SelfTradePrevention.EXPIRE_TAKER
@@ -202,15 +198,8 @@ def test_every_core_derives_the_map_alike_live_and_from_a_replay() -> None:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    directory = Path(tempfile.mkdtemp(prefix="venue-test-cod-"))
-    try:
-        with LocalCluster(
-            directory, SAMPLE_CONFIG, nats_nodes=1, postgres=False, cores=2, gateways=2
-        ) as running:
-            yield running
-    finally:
-        if not os.environ.get("VENUE_KEEP_CLUSTER"):  # set it to read the logs after a failure
-            shutil.rmtree(directory, ignore_errors=True)
+    with local_cluster("cod", nats_nodes=1, postgres=False, cores=2, gateways=2) as running:
+        yield running
 
 
 def run(scenario: Any) -> Any:

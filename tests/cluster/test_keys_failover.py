@@ -11,21 +11,17 @@ Three NATS nodes, SQLite ledger, one core, one gateway.
 """
 
 import asyncio
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from client.sdk import VenueClient, VenueError
 from cluster.local import LocalCluster
 from core.cluster_keys import KEYS_STREAM
+from tests.cluster.running import local_cluster
 from tests.cluster.test_stream_failover import LED_STREAMS, consumer_node, lead_elsewhere
 from tests.conftest import KEYS
-from tests.sample_config import SAMPLE_CONFIG
 
 # nats-py replaces the lost consumer 10 to 20 s after the loss; the gateway's own watch ~1 s
 # after a key is stored past the last it learnt. A bound on the test between the two.
@@ -36,16 +32,10 @@ ISSUE_TIMEOUT_S = 30.0  # the key is stored on the stream's quorum: no election 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    directory = Path(tempfile.mkdtemp(prefix="venue-test-keys-failover-"))
-    directory.chmod(0o711)
-    try:
-        with LocalCluster(
-            directory, SAMPLE_CONFIG, nats_nodes=3, postgres=False, cores=1, gateways=1
-        ) as running:
-            yield running
-    finally:
-        if not os.environ.get("VENUE_KEEP_CLUSTER"):  # set it to read the logs after a failure
-            shutil.rmtree(directory, ignore_errors=True)
+    with local_cluster(
+        "keys-failover", nats_nodes=3, postgres=False, cores=1, gateways=1
+    ) as running:
+        yield running
 
 
 async def seconds_to_logon(url: str, key: str, secret: str) -> float:

@@ -10,20 +10,16 @@ lease's TTL).
 """
 
 import asyncio
-import os
-import shutil
 import signal
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from client.sdk import VenueClient, VenueError
 from cluster.local import LocalCluster
 from core.nats_bus import GATEWAY_LEASE_TTL_S
+from tests.cluster.running import local_cluster
 from tests.conftest import KEYS
-from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
 FROZEN_S = GATEWAY_LEASE_TTL_S + 2.0  # past the TTL: the key expires, the renewal is refused
@@ -32,15 +28,8 @@ ANSWER_WITHIN_S = 10.0  # after the gateway wakes: its lease check runs every 0.
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    directory = Path(tempfile.mkdtemp(prefix="venue-test-lease-loss-"))
-    try:
-        with LocalCluster(
-            directory, SAMPLE_CONFIG, nats_nodes=1, postgres=False, cores=1, gateways=1
-        ) as running:
-            yield running
-    finally:
-        if not os.environ.get("VENUE_KEEP_CLUSTER"):  # set it to read the logs after a failure
-            shutil.rmtree(directory, ignore_errors=True)
+    with local_cluster("lease-loss", nats_nodes=1, postgres=False, cores=1, gateways=1) as running:
+        yield running
 
 
 def test_a_request_owed_when_the_gateways_lease_lapses_is_answered_outcome_unknown(

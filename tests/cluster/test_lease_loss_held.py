@@ -12,12 +12,8 @@ core (paused: the place never comes back), one gateway.
 """
 
 import asyncio
-import os
-import shutil
 import signal
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import nats
@@ -27,8 +23,8 @@ from client.sdk import VenueClient
 from cluster.local import LocalCluster
 from core.nats_bus import GATEWAY_LEASE_BUCKET
 from gateway.limits import QUOTE_PLACE_WAIT_S
+from tests.cluster.running import local_cluster
 from tests.conftest import KEYS
-from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
 SENT_S = 0.3  # for frames sent to reach the gateway (and the place the core)
@@ -39,15 +35,10 @@ ANSWERED_WITHIN_S = QUOTE_PLACE_WAIT_S - 2 * SENT_S
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    directory = Path(tempfile.mkdtemp(prefix="venue-test-lease-loss-held-"))
-    try:
-        with LocalCluster(
-            directory, SAMPLE_CONFIG, nats_nodes=1, postgres=False, cores=1, gateways=1
-        ) as running:
-            yield running
-    finally:
-        if not os.environ.get("VENUE_KEEP_CLUSTER"):  # set it to read the logs after a failure
-            shutil.rmtree(directory, ignore_errors=True)
+    with local_cluster(
+        "lease-loss-held", nats_nodes=1, postgres=False, cores=1, gateways=1
+    ) as running:
+        yield running
 
 
 def bid(price: str) -> dict[str, Any]:

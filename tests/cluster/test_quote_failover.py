@@ -10,13 +10,9 @@ node, SQLite ledgers, two cores, one gateway.
 """
 
 import asyncio
-import os
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +21,8 @@ from client.sdk import VenueClient
 from cluster.local import LocalCluster
 from core.nats_bus import GATEWAY_LEASE_TTL_S
 from gateway.limits import QUOTE_PLACE_WAIT_S
+from tests.cluster.running import local_cluster
 from tests.conftest import KEYS
-from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
 TIMEOUT_S = 150
@@ -39,15 +35,10 @@ TAKEOVER_WITHIN_S = GATEWAY_LEASE_TTL_S + 40
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    directory = Path(tempfile.mkdtemp(prefix="venue-test-quote-failover-"))
-    try:
-        with LocalCluster(
-            directory, SAMPLE_CONFIG, nats_nodes=1, postgres=False, cores=2, gateways=1
-        ) as running:
-            yield running
-    finally:
-        if not os.environ.get("VENUE_KEEP_CLUSTER"):  # set it to read the logs after a failure
-            shutil.rmtree(directory, ignore_errors=True)
+    with local_cluster(
+        "quote-failover", nats_nodes=1, postgres=False, cores=2, gateways=1
+    ) as running:
+        yield running
 
 
 def bid(price: str) -> dict[str, Any]:

@@ -6,14 +6,10 @@ each test uses accounts and prices of its own so they do not depend on each othe
 
 import asyncio
 import contextlib
-import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -34,6 +30,7 @@ from engine.venue import VenueConfig as EngineConfig
 from gateway import limits
 from settlement.ledger import Ledger
 from settlement.pg_store import PostgresLedgerStore
+from tests.cluster.running import local_cluster
 from tests.conftest import KEYS, drain_pushes
 from tests.gateway.test_tape import read_tape
 from tests.sample_config import SAMPLE_CONFIG, sample_bill
@@ -45,15 +42,8 @@ TIMEOUT_S = 120
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    # under /tmp, enterable by others: PostgreSQL runs as the postgres user inside it
-    directory = Path(tempfile.mkdtemp(prefix="venue-test-cluster-"))
-    directory.chmod(0o711)
-    try:
-        with LocalCluster(directory, SAMPLE_CONFIG) as running:
-            yield running
-    finally:
-        if not os.environ.get("VENUE_KEEP_CLUSTER"):  # set it to read the logs after a failure
-            shutil.rmtree(directory, ignore_errors=True)
+    with local_cluster("cluster") as running:
+        yield running
 
 
 async def client(url: str, who: str) -> VenueClient:

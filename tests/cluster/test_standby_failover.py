@@ -12,22 +12,18 @@ takeover). The takeover's time (stop to the new core active) is printed, before 
 """
 
 import asyncio
-import os
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from client.sdk import VenueClient
 from cluster.local import LocalCluster, Role
 from core.jetstream_journal import STREAM_DEFAULT
+from tests.cluster.running import local_cluster
 from tests.cluster.test_stream_failover import lead_elsewhere, monitor
 from tests.conftest import KEYS
-from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
 PRICE = "193.00"  # this module's own
@@ -49,16 +45,10 @@ RECOVERED = re.compile(r"recovered.*?replayed=(\d+).*?warm=(\w+).*?ms=([\d.]+)")
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    directory = Path(tempfile.mkdtemp(prefix="venue-test-standby-failover-"))
-    directory.chmod(0o711)
-    try:
-        with LocalCluster(
-            directory, SAMPLE_CONFIG, nats_nodes=3, postgres=False, cores=2, gateways=1
-        ) as running:
-            yield running
-    finally:
-        if not os.environ.get("VENUE_KEEP_CLUSTER"):  # set it to read the logs after a failure
-            shutil.rmtree(directory, ignore_errors=True)
+    with local_cluster(
+        "standby-failover", nats_nodes=3, postgres=False, cores=2, gateways=1
+    ) as running:
+        yield running
 
 
 def standby_consumer_node(cluster: LocalCluster, standby: Role) -> str:

@@ -12,13 +12,9 @@ nodes, SQLite ledger, one core, one gateway.
 
 import asyncio
 import json
-import os
-import shutil
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import nats
@@ -28,8 +24,8 @@ from client.sdk import VenueClient
 from cluster.local import LocalCluster
 from cluster.nats import NatsNode
 from core.jetstream_journal import STREAM_DEFAULT
+from tests.cluster.running import local_cluster
 from tests.conftest import KEYS
-from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
 PRICE = "194.00"  # this module's own
@@ -49,16 +45,10 @@ WAIT_S = 20.0  # for a consumer to show up, a leader to move
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    directory = Path(tempfile.mkdtemp(prefix="venue-test-stream-failover-"))
-    directory.chmod(0o711)
-    try:
-        with LocalCluster(
-            directory, SAMPLE_CONFIG, nats_nodes=3, postgres=False, cores=1, gateways=1
-        ) as running:
-            yield running
-    finally:
-        if not os.environ.get("VENUE_KEEP_CLUSTER"):  # set it to read the logs after a failure
-            shutil.rmtree(directory, ignore_errors=True)
+    with local_cluster(
+        "stream-failover", nats_nodes=3, postgres=False, cores=1, gateways=1
+    ) as running:
+        yield running
 
 
 def monitor(node: NatsNode, path: str) -> dict[str, Any]:
