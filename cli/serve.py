@@ -256,8 +256,8 @@ async def _serve_core(
     stopping = _stop_signal()
     core = ClusterCore(config, data_dir, nats_url, name)
     print(f"tokenvenue core {name}: NATS {nats_url}, waiting for the lease", flush=True)
-    if await core.wait_for_lease(stopping):
-        active = await core.activate()
+    active = await core.activate(stopping) if await core.wait_for_lease(stopping) else None
+    if active is not None:
         demo_data.disown(data_dir)
         settle_heap()
         print(f"tokenvenue core {name} active at seq {active.sequencer.last_seq}", flush=True)

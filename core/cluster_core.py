@@ -10,7 +10,9 @@ read the outcomes from the stream itself. The clock, snapshots and summaries run
 A core that cannot renew its lease in time stops at once (exit 70): a standby takes over,
 and the stream's expected-last-sequence refuses any append it still had in flight. The lease
 is renewed on a thread of its own (`core.lease_thread`): a takeover's recovery holds the
-loop, for longer than a term after a busy minute without a snapshot.
+loop, for longer than a term after a busy minute without a snapshot. A core that takes the
+lease while the ledger's PostgreSQL is down waits for it, renewing the lease, before it
+recovers: the stream holds every acknowledged command, and the store is caught up from it.
 Cancel-on-disconnect of a gateway that died: every core derives from the stream which gateway
 placed each order marked cod (`CodOrders`); the active core cancels (reason cod) the open ones
 of a gateway whose lease (core/nats_bus.py) is gone, as commands through the stream.
@@ -25,6 +27,7 @@ from typing import Any, Final
 
 import msgspec
 import nats.errors
+import psycopg
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -54,6 +57,7 @@ from engine.events import CancelOnDisconnectSet, Event, OrderAccepted
 from engine.venue import Venue
 from engine.venue import VenueConfig as EngineConfig
 from settlement.ledger import Ledger
+from settlement.pg_store import CONNECT_TIMEOUT_S
 
 log = logging.getLogger("venue.cluster")
 
@@ -69,7 +73,16 @@ LEASE_REQUEST_TIMEOUT_S: Final = 1.0  # a lease write unanswered by then is unco
 # watch: the server expires a key by its TTL silently (nats-server 2.9 sends watchers no
 # marker), and a core taking over must find the gateways that died before it was active.
 GATEWAY_SCAN_S: Final = 1.0
+# A core holding the lease while the ledger's PostgreSQL is down retries this often: from
+# the minimum, doubling to the maximum (a refused connection costs ~1 ms; a restart takes s).
+STORE_RETRY_MIN_S: Final = 0.25
+STORE_RETRY_MAX_S: Final = 2.0
 PRUNE_MIN: Final = 1_024  # `CodOrders` drops closed orders once it holds twice its open ones
+
+
+def _probe_postgres(dsn: str) -> None:
+    """Open and close one connection to `dsn` (a psycopg error: not reachable)."""
+    psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S).close()
 
 
 def notes_cod(command: Command | None) -> bool:
@@ -313,10 +326,14 @@ class ClusterCore:
             await asyncio.sleep(LEASE_POLL_S * 2)
         return False
 
-    async def activate(self) -> VenueCore:
-        """Recover the venue from the stream and start taking the gateways' commands."""
+    async def activate(self, stopping: asyncio.Event | None = None) -> VenueCore | None:
+        """Recover the venue from the stream and start taking the gateways' commands; first
+        wait, holding the lease, for a PostgreSQL ledger store to answer (None: `stopping`
+        was set meanwhile)."""
         assert self.nc is not None and self.lease is not None, "the lease is held first"
         await self.lease.keep()  # on its thread: renewed while the recovery holds this loop
+        if not await self._wait_for_store(stopping or asyncio.Event()):
+            return None
         loop = asyncio.get_running_loop()
         warm = await self.follower.stop()
         if warm is None:
@@ -336,6 +353,42 @@ class ClusterCore:
         core.keep_task(asyncio.create_task(self._watch_gateways()))
         log.info("active", extra={"core": self.name, "seq": core.sequencer.last_seq})
         return core
+
+    async def _wait_for_store(self, stopping: asyncio.Event) -> bool:
+        """Until the ledger's PostgreSQL accepts a connection (True) or `stopping` is set
+        (False), retrying with backoff: the stream holds every acknowledged command, so the
+        store is caught up once it answers, and a core that exited instead (exit 2) left the
+        cluster with no core once the standbys had tried too. The lease is renewed on its
+        own thread meanwhile, so no standby takes over. One line when it is unreachable, one
+        when it answers. The SQLite file (no DSN) is always reachable."""
+        dsn = self.config.venue.ledger_postgres
+        if not dsn:
+            return True
+        loop = asyncio.get_running_loop()
+        delay_s = STORE_RETRY_MIN_S
+        waited = False
+        while not stopping.is_set():
+            try:
+                await loop.run_in_executor(None, _probe_postgres, dsn)
+            except psycopg.OperationalError as refused:
+                # Down, starting up, unreachable; or a login or database refused, which
+                # libpq reports alike (no SQLSTATE): said in the line, fixed while it waits.
+                if not waited:
+                    log.warning(
+                        "the ledger store's PostgreSQL cannot be opened (%s): waiting for it,"
+                        " holding the lease",
+                        " ".join(str(refused).split()),
+                        extra={"core": self.name},
+                    )
+                    waited = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), delay_s)
+                delay_s = min(delay_s * 2, STORE_RETRY_MAX_S)
+                continue
+            if waited:
+                log.info("the ledger store's PostgreSQL answers: activating")
+            return True
+        return False
 
     async def _follow(self) -> bool:
         """Start the warm copy once the stream exists (the active core creates it)."""
