@@ -18,6 +18,7 @@ from cluster.nats import free_ports
 from core.cluster_core import LEASE_TTL_S
 from settlement.pg_store import RECONNECT_WINDOW_S, PostgresLedgerStore
 from tests.cli.test_pg_outage import trades
+from tests.cluster.running import local_cluster
 from tests.sample_config import SAMPLE_CONFIG
 
 EXIT_WITHIN_S = RECONNECT_WINDOW_S + 10  # the store's window, then its failure, on a busy box
@@ -45,37 +46,31 @@ def booked(dsn: str, acknowledged: int) -> int:
 
 
 def test_a_core_taking_the_lease_while_postgres_is_down_waits_then_serves() -> None:
-    directory = Path(tempfile.mkdtemp(prefix="venue-test-pg-cluster-"))
-    try:
-        with LocalCluster(
-            directory, SAMPLE_CONFIG, nats_nodes=1, postgres=True, cores=2, gateways=1
-        ) as cluster:
-            assert cluster.postgres is not None and cluster.dsn is not None
-            active, standby = cluster.cores
-            port = cluster.gateways[0].port
-            filled = asyncio.run(trades(port, 2))
-            pg_port = cluster.postgres.port
-            cluster.postgres.stop("fast")
-            # Trades acknowledged from the stream while the store's writes fail: the store is
-            # behind, and caught up from the stream by the core that takes over.
-            filled += asyncio.run(asyncio.wait_for(trades(port, 1), TRADE_TIMEOUT_S))
-            assert active.process is not None
-            assert active.process.wait(EXIT_WITHIN_S) == 70  # its store's window ran out
-            cluster.wait_for(standby, "holding the lease", TAKEOVER_WITHIN_S)
-            cluster.wait_for(standby, "waiting for it, holding the lease", TAKEOVER_WITHIN_S)
-            time.sleep(2)  # still down for a few of its retries: it keeps waiting
-            assert standby.running()
-            cluster.postgres.start(port=pg_port)
-            cluster.wait_for(standby, "active at seq", SERVED_WITHIN_S)
-            filled += asyncio.run(asyncio.wait_for(trades(port, 2), TRADE_TIMEOUT_S))
-            log = standby.log()
-            assert log.count("PostgreSQL cannot be opened") == 1, log  # one line per change
-            assert "PostgreSQL answers: activating" in log
-            # The trade sent during the outage may have executed with its answer lost.
-            assert booked(cluster.dsn, filled) in (filled, filled + 1)
-            assert main(["ledger", "verify", "--postgres", cluster.dsn]) == 0
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    with local_cluster("pg-cluster", nats_nodes=1, postgres=True, cores=2, gateways=1) as cluster:
+        assert cluster.postgres is not None and cluster.dsn is not None
+        active, standby = cluster.cores
+        port = cluster.gateways[0].port
+        filled = asyncio.run(trades(port, 2))
+        pg_port = cluster.postgres.port
+        cluster.postgres.stop("fast")
+        # Trades acknowledged from the stream while the store's writes fail: the store is
+        # behind, and caught up from the stream by the core that takes over.
+        filled += asyncio.run(asyncio.wait_for(trades(port, 1), TRADE_TIMEOUT_S))
+        assert active.process is not None
+        assert active.process.wait(EXIT_WITHIN_S) == 70  # its store's window ran out
+        cluster.wait_for(standby, "holding the lease", TAKEOVER_WITHIN_S)
+        cluster.wait_for(standby, "waiting for it, holding the lease", TAKEOVER_WITHIN_S)
+        time.sleep(2)  # still down for a few of its retries: it keeps waiting
+        assert standby.running()
+        cluster.postgres.start(port=pg_port)
+        cluster.wait_for(standby, "active at seq", SERVED_WITHIN_S)
+        filled += asyncio.run(asyncio.wait_for(trades(port, 2), TRADE_TIMEOUT_S))
+        log = standby.log()
+        assert log.count("PostgreSQL cannot be opened") == 1, log  # one line per change
+        assert "PostgreSQL answers: activating" in log
+        # The trade sent during the outage may have executed with its answer lost.
+        assert booked(cluster.dsn, filled) in (filled, filled + 1)
+        assert main(["ledger", "verify", "--postgres", cluster.dsn]) == 0
 
 
 def test_a_core_waiting_for_postgres_keeps_its_lease_and_stops_on_sigterm() -> None:
