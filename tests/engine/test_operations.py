@@ -33,7 +33,7 @@ from engine.operations import CL_OP_ID_LENGTH_MAX, command_name
 from engine.reasons import ErrorCode
 from engine.venue import Venue, VenueConfig
 from settlement.ledger import Ledger
-from tests.engine.test_corporate import PAYER, SHARE, SYMBOL, Corp, dividend
+from tests.engine.test_corporate import PAYER, SHARE, SYMBOL, Corp, dividend, replayed_twice
 
 
 def under(cl_op_id: str, command: OperatorCommand) -> OperatorCommand:
@@ -151,13 +151,7 @@ def history(corp: Corp) -> None:
 
 def test_replaying_the_journal_gives_the_same_events_and_hash(corp: Corp) -> None:
     history(corp)
-    journal = msgspec.msgpack.encode(corp.commands)
-    decoded = msgspec.msgpack.decode(journal, type=list[AnyCommand])  # type: ignore[valid-type]
-    assert decoded == corp.commands
-    venues = [Venue(corp.venue.config, Ledger()) for _ in range(2)]
-    runs = [[venue.execute(command) for command in decoded] for venue in venues]
-    assert runs[0] == runs[1]
-    assert venues[0].state_hash() == venues[1].state_hash() == corp.venue.state_hash()
+    venues = replayed_twice(corp)
     again = under("split", SplitShares(symbol=SYMBOL, ratio_new=3, ratio_old=2))
     [event] = venues[0].execute(msgspec.structs.replace(again, ts_us=corp.venue.ts_us + 1))
     assert isinstance(event, OperationRepeated)  # remembered by replay alone

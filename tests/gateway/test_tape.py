@@ -22,6 +22,7 @@ from engine.events import TradeExecuted
 from gateway.tape import TRADES_RECENT_MAX, Tape
 from tests.conftest import KEYS
 from tests.gateway.test_crash import free_port, start_server
+from tests.gateway.test_server_streams import place_params
 
 SYMBOL = "AAPLx-USD"
 SWEPT = 60  # more than the tape keeps: its limit drops the oldest
@@ -68,7 +69,7 @@ async def make_trades(port: int, first_price_cents: int, swept: int, sells: int)
         prices = [f"{(first_price_cents + i) / 100:.2f}" for i in range(swept)]
         for start in range(0, swept, 20):
             ops = [
-                {"method": "order.place", "params": _limit("sell", "0.1", price)}
+                {"method": "order.place", "params": place_params("sell", "0.1", price)}
                 for price in prices[start : start + 20]
             ]
             await maker.request("order.batch", {"ops": ops})
@@ -81,17 +82,6 @@ async def make_trades(port: int, first_price_cents: int, swept: int, sells: int)
     finally:
         await maker.close()
         await taker.close()
-
-
-def _limit(side: str, qty: str, price: str) -> dict[str, str]:
-    return {
-        "symbol": SYMBOL,
-        "side": side,
-        "type": "limit",
-        "tif": "gtc",
-        "qty": qty,
-        "price": price,
-    }
 
 
 async def read_tape(
