@@ -1,18 +1,25 @@
 """`venue bench engine --compare`: one seeded workload through every engine adapter.
 
 Builds the workload once (`bench.workloads.build`); each available adapter in
-`bench.adapters` then prepares it untimed and runs it once with a clock read around every
-command, under the `--gc` policy of `bench.engine_bench`. Prints one table (ops/s,
-p50/p99/max latency, traded quantity, whether it equals ours, throughput relative to ours
-with the book only, then process CPU ns per command and ours ÷ its, the figures a shared
-machine swings far less than the wall clock) and whether every adapter traded the same
-total quantity: they must, since they run the same commands, so a difference is a bug in
-one of them and the command exits 1. An adapter that cannot run a workload faithfully is
-listed as skipped, with why.
+`bench.adapters` then prepares it untimed and runs it with a clock read around every
+command, under the `--gc` policy of `bench.engine_bench`, `--rounds` times, the adapters
+taking turns within each round. Prints one table (ops/s, p50/p99/max latency, traded
+quantity, whether it equals ours, throughput relative to ours with the book only, then
+process CPU ns per command and ours ÷ its, the figures a shared machine swings far less than
+the wall clock) and whether every adapter traded the same total quantity: they must, since
+they run the same commands, so a difference is a bug in one of them and the command exits 1.
+An adapter that cannot run a workload faithfully is listed as skipped, with why.
+
+Rounds: a single run of each engine, one after the other, leaves their ratio to whatever the
+shared machine did in between (ours alone swung 1,835-2,666 ns per `addcancel` command in
+one sitting while the peer held 1,890-2,205). With rounds, each engine's row is its median
+round (by CPU per command), each ratio the median of the rounds' own ratios (two engines of
+one round ran seconds apart), and the table gives every round's figure and the ratios' range.
 """
 
 import argparse
 import json
+import statistics
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
@@ -32,6 +39,7 @@ from cli import progress
 BASELINE = "ours"  # the adapter every ratio is relative to
 DEFAULT_GC = "disable"
 PERCENTILES = {"p50": (50, 100), "p99": (99, 100)}  # nearest-rank fractions
+DEFAULT_ROUNDS = 3  # the issue's "medians of at least three runs", within one run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ("--gc", {"choices": list(GC_MODES), "default": DEFAULT_GC, "help": "GC policy"}),
         ("--json", {"action": "store_true", "help": "print one JSON object"}),
     ]
+    parser.add_argument(
+        "--rounds",
+        type=_positive,
+        default=DEFAULT_ROUNDS,
+        help="--compare: run every engine this often, taking turns; medians reported",
+    )
     for flag, options in shared:
         with suppress(argparse.ArgumentError):  # there already: `engine_bench` added it
             parser.add_argument(flag, **options)
@@ -58,17 +72,20 @@ def run(args: argparse.Namespace) -> int:
 
         return engine_bench.run(args)
     engines = all_adapters()
+    rounds = getattr(args, "rounds", DEFAULT_ROUNDS)
     with progress.bar(
-        args.json, total=len(engines) + 1, desc=f"{args.workload}: workload", unit="engine"
+        args.json,
+        total=len(engines) * rounds + 1,
+        desc=f"{args.workload}: workload",
+        unit="engine run",
     ) as shown:
 
         def ran(engine: str) -> None:  # the workload built, or an engine done (or skipped)
             shown.set_description_str(f"{args.workload}: {engine} done", refresh=False)
             shown.update(1)
 
-        report = compare(
-            args.workload, args.ops, args.seed, getattr(args, "gc", DEFAULT_GC), engines, ran
-        )
+        gc_mode = getattr(args, "gc", DEFAULT_GC)
+        report = compare(args.workload, args.ops, args.seed, gc_mode, engines, ran, rounds)
     print(json.dumps(report) if args.json else table(report))
     return 0 if report["traded_qty_equal"] else 1
 
@@ -80,42 +97,74 @@ def compare(
     gc_mode: str = DEFAULT_GC,
     adapters: list[EngineAdapter] | None = None,
     ran: Callable[[str], None] | None = None,
+    rounds: int = 1,
 ) -> dict[str, Any]:
-    """Run workload `name` through every available adapter; the report as a dict. `ran` is
-    told as the workload is built and as each engine is done or skipped (progress)."""
+    """Run workload `name` through every available adapter, `rounds` times (the adapters
+    taking turns in each round); the report as a dict. `ran` is told as the workload is built
+    and as each engine's run is done or skipped (progress)."""
     told = ran or (lambda engine: None)
     workload = workloads.build(name, ops, seed)
     told("the workload")
-    results: list[dict[str, Any]] = []
+    engines = all_adapters() if adapters is None else adapters
+    runs: dict[str, list[dict[str, Any]]] = {}  # each engine's rows, one a round
     skipped: list[dict[str, str]] = []
-    for adapter in all_adapters() if adapters is None else adapters:
-        result = _run_adapter(adapter, workload, name, gc_mode, skipped)
-        if result is not None:
-            results.append(_row(adapter.name, result))
-        told(adapter.name)
-    base = next((r for r in results if r["engine"] == BASELINE), None)
-    for row in results:
-        row["ratio_to_ours"] = (
-            round(row["ops_per_sec"] / base["ops_per_sec"], 3) if base is not None else None
-        )
-    for row in results:
-        row["cpu_ratio_to_ours"] = (
-            round(base["cpu_ns_per_op"] / row["cpu_ns_per_op"], 3)
-            if base is not None and base["cpu_ns_per_op"] and row["cpu_ns_per_op"]
-            else None
-        )
-    for row in results:
-        row["traded_qty_equal"] = base is not None and row["traded_qty"] == base["traded_qty"]
-    totals = {row["traded_qty"] for row in results}
+    for _ in range(rounds):
+        for adapter in engines:
+            if any(s["engine"] == adapter.name for s in skipped):
+                told(adapter.name)  # unavailable or unsupported: once is enough to know
+                continue
+            result = _run_adapter(adapter, workload, name, gc_mode, skipped)
+            if result is not None:
+                runs.setdefault(adapter.name, []).append(_row(adapter.name, result))
+            told(adapter.name)
+    results = [_median_row(rows) for rows in runs.values()]
+    base = runs.get(BASELINE)
+    for row, rows in zip(results, runs.values(), strict=True):
+        _add_ratios(row, rows, base)
+    totals = {row["traded_qty"] for rows in runs.values() for row in rows}
     return {
         "workload": name,
         "ops": ops,
         "seed": seed,
         "gc": f"{gc_mode}: {GC_MODES[gc_mode]}",
+        "rounds": rounds,
         "results": results,
         "skipped": skipped,
         "traded_qty_equal": len(totals) == 1,
     }
+
+
+def _median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """An engine's median round by CPU per command (the lower middle of an even count),
+    with every round's CPU per command beside it."""
+    ordered = sorted(rows, key=lambda row: row["cpu_ns_per_op"])
+    median = dict(ordered[(len(ordered) - 1) // 2])
+    median["rounds_cpu_ns_per_op"] = [row["cpu_ns_per_op"] for row in rows]
+    return median
+
+
+def _add_ratios(
+    row: dict[str, Any], rows: list[dict[str, Any]], base: list[dict[str, Any]] | None
+) -> None:
+    """Ours ÷ this engine's, by throughput and by CPU per command: the median of the rounds'
+    ratios, each of one round's two runs; the CPU ratios' range too. Whether every round
+    traded what ours did."""
+    if base is None:
+        row["ratio_to_ours"] = row["cpu_ratio_to_ours"] = None
+        row["cpu_ratio_range"] = None
+        row["traded_qty_equal"] = False
+        return
+    pairs = list(zip(rows, base, strict=True))
+    throughput = [mine["ops_per_sec"] / ours["ops_per_sec"] for mine, ours in pairs]
+    row["ratio_to_ours"] = round(statistics.median(throughput), 3)
+    cpu = [
+        ours["cpu_ns_per_op"] / mine["cpu_ns_per_op"]
+        for mine, ours in pairs
+        if ours["cpu_ns_per_op"] and mine["cpu_ns_per_op"]
+    ]
+    row["cpu_ratio_to_ours"] = round(statistics.median(cpu), 3) if cpu else None
+    row["cpu_ratio_range"] = [round(min(cpu), 3), round(max(cpu), 3)] if cpu else None
+    row["traded_qty_equal"] = all(mine["traded_qty"] == ours["traded_qty"] for mine, ours in pairs)
 
 
 def _run_adapter(
@@ -163,8 +212,12 @@ def table(report: dict[str, Any]) -> str:
         f"{'traded qty':>16} {'qty equal':>9} {'vs ours':>8} {'cpu ns/op':>10} "
         f"{'cpu vs ours':>11}"
     )
+    rounds = report.get("rounds", 1)
+    title = f"{report['workload']}: {report['ops']:,} ops, seed {report['seed']}, gc {report['gc']}"
+    if rounds > 1:
+        title += f"; {rounds} rounds, each engine's median round (cpu vs ours: the rounds' median)"
     lines = [
-        f"{report['workload']}: {report['ops']:,} ops, seed {report['seed']}, gc {report['gc']}",
+        title,
         header,
         "-" * len(header),
     ]
@@ -179,6 +232,8 @@ def table(report: dict[str, Any]) -> str:
             f"{'yes' if row['traded_qty_equal'] else 'no':>9} {ratio:>8} "
             f"{row['cpu_ns_per_op']:>10,} {cpu_ratio:>11}"
         )
+    if rounds > 1:
+        lines += [_rounds_line(row) for row in report["results"]]
     lines += [f"skipped {s['engine']}: {s['reason']}" for s in report["skipped"]]
     if report["traded_qty_equal"]:
         lines.append("traded quantity: the same in every engine")
@@ -186,3 +241,13 @@ def table(report: dict[str, Any]) -> str:
         totals = ", ".join(f"{r['engine']} {r['traded_qty']:,}" for r in report["results"])
         lines.append(f"traded quantity DIFFERS between engines: {totals}")
     return "\n".join(lines)
+
+
+def _rounds_line(row: dict[str, Any]) -> str:
+    """One engine's CPU ns per command in every round, and its CPU ratios' range."""
+    each = " / ".join(f"{ns:,}" for ns in row["rounds_cpu_ns_per_op"])
+    line = f"rounds of {row['engine']}: cpu ns/op {each}"
+    if row["cpu_ratio_range"] is not None and row["engine"] != BASELINE:
+        low, high = row["cpu_ratio_range"]
+        line += f"; cpu vs ours {low:.3f}x-{high:.3f}x"
+    return line

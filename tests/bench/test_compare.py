@@ -31,7 +31,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _argv(workload: str) -> list[str]:
-    return ["--compare", "--workload", workload, "--ops", str(OPS), "--seed", str(SEED)]
+    return [
+        "--compare",
+        "--workload",
+        workload,
+        "--ops",
+        str(OPS),
+        "--seed",
+        str(SEED),
+        "--rounds",
+        "1",
+    ]
 
 
 def _check_row(row: dict[str, Any]) -> None:
@@ -119,3 +129,55 @@ def test_an_unavailable_adapter_is_skipped_with_its_reason() -> None:
     report = compare.compare("mixed", OPS, SEED, adapters=[VenueAdapter(), _Absent()])
     assert report["skipped"] == [{"engine": "absent", "reason": "not here"}]
     assert "skipped absent: not here" in compare.table(report)
+
+
+class _Scripted:
+    """An engine whose runs report the CPU seconds given, one a run, in order; it logs each
+    run in `log`, so the test sees the engines take turns."""
+
+    def __init__(self, name: str, cpu_seconds: list[float], log: list[str]) -> None:
+        self.name = name
+        self.cpu_seconds = list(cpu_seconds)
+        self.log = log
+
+    def available(self) -> tuple[bool, str]:
+        return True, ""
+
+    def prepare(self, workload: Workload) -> Sequence[object]:
+        return workload.commands
+
+    def run(self, commands: Sequence[object]) -> AdapterResult:
+        self.log.append(self.name)
+        cpu = self.cpu_seconds.pop(0)
+        return AdapterResult(cpu, [1_000] * len(commands), 7, cpu)
+
+
+def test_rounds_take_turns_and_report_medians_of_paired_ratios() -> None:
+    log: list[str] = []
+    ours = _Scripted(compare.BASELINE, [3.0, 1.0, 2.0], log)
+    peer = _Scripted("peer", [6.0, 1.0, 8.0], log)
+    report = compare.compare("addcancel", OPS, SEED, adapters=[ours, peer], rounds=3)  # type: ignore[list-item]
+    assert log == ["ours", "peer"] * 3
+    rows = {row["engine"]: row for row in report["results"]}
+    assert rows["ours"]["rounds_cpu_ns_per_op"] == [1_500_000, 500_000, 1_000_000]
+    assert rows["ours"]["cpu_ns_per_op"] == 1_000_000  # the median round
+    assert rows["peer"]["cpu_ns_per_op"] == 3_000_000
+    # each round's own ratio (0.5, 1.0, 0.25): their median, not the medians' ratio (1/3)
+    assert rows["peer"]["cpu_ratio_to_ours"] == 0.5
+    assert rows["peer"]["cpu_ratio_range"] == [0.25, 1.0]
+    assert report["rounds"] == 3 and report["traded_qty_equal"] is True
+    table = compare.table(report)
+    assert (
+        "rounds of peer: cpu ns/op 3,000,000 / 500,000 / 4,000,000; cpu vs ours 0.250x-1.000x"
+        in table
+    )
+
+
+def test_rounds_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    args = _parser().parse_args([*_argv("mixed"), "--rounds", "2", "--json"])
+    assert compare.run(args) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["rounds"] == 2
+    for row in report["results"]:
+        assert len(row["rounds_cpu_ns_per_op"]) == 2
+        assert row["cpu_ns_per_op"] in row["rounds_cpu_ns_per_op"]
