@@ -11,10 +11,12 @@ order, so every gateway derives the same events, private seqs, exec ids and orde
 a request is answered when the replica executed the record carrying its origin (the core's
 outcome, durable on a quorum). Commands that do not come back within `RESEND_AFTER_S` (a
 core died, a message was lost) are sent again; the core drops the request ids it has
-sequenced already, so none runs twice. Each gateway holds a lease of its own while it serves
-(key = its id in `GATEWAY_LEASE_BUCKET`): the active core cancels the cod orders of a gateway
-whose lease is gone (core/cluster_core.py), and a gateway that cannot renew it in time closes
-its sessions and takes none until it holds it again.
+sequenced already, so none runs twice. A request owed `OUTCOME_WAIT_S` (no core active) is
+answered as unknown by the listener (`outcomes_overdue`), and its command is still resent.
+Each gateway holds a lease of its own while it serves (key = its id in `GATEWAY_LEASE_BUCKET`):
+the active core cancels the cod orders of a gateway whose lease is gone
+(core/cluster_core.py), and a gateway that cannot renew it in time closes its sessions and
+takes none until it holds it again.
 """
 
 import asyncio
@@ -54,6 +56,13 @@ log = logging.getLogger("venue.cluster")
 SUBMIT_SUBJECT: Final = "venue.submit"  # gateways -> the active core (plain NATS, not stored)
 RESEND_AFTER_S: Final = 2.0  # no outcome by then: the core may have died; send again
 RESEND_CHECK_S: Final = 0.5
+# A request whose command has been owed this long (sent, no outcome back: no core active, say
+# a long PostgreSQL outage or every core down) is answered 504 OUTCOME_UNKNOWN, and its command
+# is still resent. Longer than a takeover after kill -9 of the active core (its lease's 10 s
+# TTL, the standby's 0.2 s poll, then a resend within 2.5 s: ~13 s), so a failover answers as
+# usual even on a busy machine; well under the SDK's 30 s request timeout, so the client reads
+# this answer, not its own timeout, with time left to check the request.
+OUTCOME_WAIT_S: Final = 20.0
 START_TIMEOUT_S: Final = 60.0  # for the stream to exist and the replica to catch up
 DRAIN_TIMEOUT_S: Final = 10.0  # a stopping gateway waits this long for outcomes owed
 SUBMISSIONS_MAX: Final = 5_000  # commands per NATS message (well under max_payload)
@@ -191,6 +200,12 @@ class GatewayListener(CoreListener, Protocol):
         """A place with cod on came back (after `executed`): its outcome arrives a hop after
         it was sent, so the session that sent it may have closed meanwhile."""
 
+    def outcomes_overdue(self, settled: "list[Overdue | Executed]") -> None:
+        """In order: origins whose commands have been owed `OUTCOME_WAIT_S` (`Overdue`: to be
+        answered as unknown now; their outcomes come back later as usual, through `executed`
+        and `released`, and must not be answered again), and the barriers behind them, due
+        now (released as `released` does)."""
+
 
 class Replica:
     """The venue's state on a gateway: engine and ledger in memory, fed from the stream.
@@ -293,7 +308,8 @@ class Replica:
             await attempt(lease.try_acquire)
 
     def start_tasks(self) -> None:
-        """Timers run on the active core only; the gateway resends lost commands."""
+        """Timers run on the active core only; the gateway resends lost commands, and answers
+        the requests owed too long."""
         self.keep_task(asyncio.create_task(self.bus.resend_lost()))
 
     def keep_task(self, task: "asyncio.Task[None]") -> None:
@@ -404,6 +420,17 @@ class _Waiting:
     request: int
     origin: Any
     events: list[Event] | None = None
+    sent_s: float = 0.0  # a command's first send (monotonic): `OUTCOME_WAIT_S` counts from it
+    overdue: bool = False  # its origin was answered as unknown (`NatsBus.settle_overdue`)
+
+
+@dataclass(slots=True, frozen=True, eq=False)
+class Overdue:
+    """A request (its origin) whose command has been owed `OUTCOME_WAIT_S`: its outcome is
+    unknown, and it is answered so (`GatewayListener.outcomes_overdue`)."""
+
+    origin: Any
+    waited_s: float  # since its command was first sent
 
 
 class NatsBus:
@@ -452,9 +479,10 @@ class NatsBus:
         """Send `command` to the core; its outcome comes back through the replica. The
         `Executed` returned is a placeholder: events are known only once it comes back."""
         self._request += 1
+        now_s = time.monotonic()
         if not self._unanswered and not self._unsent:
-            self._last_progress = time.monotonic()  # the resend clock starts now
-        self._waiting.append(_Waiting(self._request, origin))
+            self._last_progress = now_s  # the resend clock starts now
+        self._waiting.append(_Waiting(self._request, origin, sent_s=now_s))
         quote_set = getattr(origin, "quote_set", None)
         self._unsent.append(Submission(self._request, quote_set, cast(AnyCommand, command)))
         self._idle.clear()
@@ -482,10 +510,11 @@ class NatsBus:
 
     def owed(self) -> list[Any]:
         """The origins still waiting for their outcome, in submit order, each once (a
-        request of several commands is waiting until its last is back)."""
+        request of several commands is waiting until its last is back), but for those
+        answered as unknown already (`settle_overdue`)."""
         origins: dict[int, Any] = {}
         for waiting in self._waiting:
-            if waiting.origin is not None:
+            if waiting.origin is not None and not waiting.overdue:  # (answered as unknown)
                 origins.setdefault(id(waiting.origin), waiting.origin)
         return list(origins.values())
 
@@ -529,14 +558,46 @@ class NatsBus:
             task.add_done_callback(_log_failed_publish)
 
     async def resend_lost(self) -> None:
-        """Send again what has not come back for a while (the core sequences each once)."""
+        """Send again what has not come back for a while (the core sequences each once), and
+        answer what has been owed for too long (`settle_overdue`)."""
         while True:
             await asyncio.sleep(RESEND_CHECK_S)
+            self.settle_overdue(time.monotonic())
             stalled = time.monotonic() - self._last_progress > RESEND_AFTER_S
             if self._unanswered and stalled:
                 log.warning("sending again", extra={"commands": len(self._unanswered)})
                 self._last_progress = time.monotonic()
                 self._publish(list(self._unanswered))
+
+    def settle_overdue(self, now_s: float) -> None:
+        """Tell the listener of each request owed `OUTCOME_WAIT_S` at `now_s` (`Overdue`), in
+        submit order with the barriers behind them, which are due now (they waited for the
+        answers before them, which these are) and leave the queue. The overdue commands stay
+        in it (still resent; their outcomes come back in order, as every one's) and are not
+        told again. Stops at the first command not overdue: the later ones are younger."""
+        waiting = self._waiting
+        if not waiting or (waiting[0].request and now_s - waiting[0].sent_s < OUTCOME_WAIT_S):
+            return  # nothing owed, or nothing owed long (the usual case: one test)
+        settled: list[Overdue | Executed] = []
+        kept: list[_Waiting] = []  # the overdue commands at its head, back in the queue after
+        while waiting:
+            head = waiting[0]
+            if head.request == 0:
+                settled.append(Executed(0, None, head.events or [], head.origin))
+            elif head.overdue or now_s - head.sent_s >= OUTCOME_WAIT_S:
+                if not head.overdue:
+                    head.overdue = True
+                    settled.append(Overdue(head.origin, now_s - head.sent_s))
+                kept.append(head)
+            else:
+                break
+            waiting.popleft()
+        waiting.extendleft(reversed(kept))
+        if settled:
+            log.warning("no outcome in time", extra={"requests": len(settled)})
+            self.core.flush_now()  # outcomes already back are answered first, in order
+            self.core.listener.outcomes_overdue(settled)
+            self.progressed()
 
 
 def _no_key_listener(payload: bytes) -> None:

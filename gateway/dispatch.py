@@ -13,6 +13,7 @@ placed each open order (for cancel-on-disconnect).
 import asyncio
 import logging
 import secrets
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping
@@ -85,6 +86,9 @@ NOT_EXECUTED_AT_LEASE_LOSS = (
     "not executed: the gateway lost its lease while this request waited behind a quote's place;"
     " send it again after reconnecting"
 )
+# `Pending.expected` of a request answered 504 before its outcome came back
+# (`Dispatcher.answer_unknown`): no count of results reaches it, so none answers it again
+ANSWERED_AS_UNKNOWN = sys.maxsize
 TRADING_METHODS = {"order.place", "order.cancel", "order.amend", "orders.cancel_all"}
 # the account's queries: they need the read scope
 READ_METHODS = {"orders.open", "order.status", "orders.history", "fills", "balances"}
@@ -627,7 +631,8 @@ class Dispatcher:
         waited_s = _monotonic() - since_s
         message = (
             f"not executed: a quote of this set was sent {waited_s:.1f} s ago and its place has"
-            " no outcome from the core yet; send it again once that quote.mass is answered"
+            " no outcome from the core yet; send it again once that place has an outcome (its"
+            " quote.mass answered, not 504; or its report on the account stream)"
         )
         self.connections.send(session, wire.error(request.id, E.QUOTE_PLACE_PENDING, message))
 
@@ -934,6 +939,20 @@ class Dispatcher:
             self.auth.store.add(key)
         elif known != key:  # the first one issued under a name wins, on every gateway
             log.warning("a second key issued as %s ignored", key.key)
+
+    def answer_unknown(self, pending: Pending, message: str) -> None:
+        """504 `OUTCOME_UNKNOWN` now, for a request whose commands' outcome has not come
+        back (a cluster's core silent too long, `outcomes_overdue`); its outcome, when it
+        comes back, is pushed as ever but not answered again: `expected` is out of reach.
+        Once only, and nothing for a closing session (nobody reads it) or a broken frame."""
+        if pending.expected == ANSWERED_AS_UNKNOWN:
+            return
+        pending.expected = ANSWERED_AS_UNKNOWN
+        pending.results.clear()  # what came back of a batch already: never read
+        session = pending.session
+        if pending.request_id is not None and not session.closing:
+            error = wire.error(pending.request_id, E.OUTCOME_UNKNOWN, message)
+            self.connections.send(session, error)
 
     def answer(self, pending: Pending) -> None:
         """Answer a request whose `results` are all in (the release appends each as it comes

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
@@ -58,6 +58,9 @@ from gateway.rest import RestApi
 from gateway.sessions import WRITE_BATCH_MAX, Session, Sessions, peer
 from settlement.ledger import Ledger
 
+if TYPE_CHECKING:  # (not imported: the one-process venue does without NATS)
+    from core.nats_bus import Overdue
+
 # Commands that change what the gateway knows of instruments and assets, looked up by exact
 # type (command classes are final): one set look-up per command, not three isinstance calls.
 _REFERENCE_DATA_COMMANDS = frozenset({ListInstrument, ListAsset, SetOrderCaps})
@@ -70,6 +73,14 @@ OUTCOME_UNKNOWN_AT_LEASE_LOSS = (
     "no outcome: the gateway lost its lease before the core's answer came back, and the"
     " request may still be carried out; after reconnecting, check it (order.status,"
     " orders.open) before sending it again"
+)
+# what a request owed core.nats_bus `OUTCOME_WAIT_S` is answered (504), with the seconds it
+# waited; its command is still resent
+OUTCOME_UNKNOWN_NO_CORE = (
+    "no outcome: the core has not answered in {waited_s:.1f} s (a failover, or no core"
+    " active), and the request may still be carried out: the gateway keeps sending it, and"
+    " if it runs its reports come on the account stream; check it (order.status by"
+    " cl_ord_id, orders.open) before sending it again"
 )
 
 __all__ = [
@@ -351,6 +362,24 @@ class VenueServer:
 
     def lease_held(self) -> None:
         self.serving = True
+
+    def outcomes_overdue(self, settled: "list[Overdue | Executed]") -> None:
+        """A cluster gateway's requests owed too long (core.nats_bus `OUTCOME_WAIT_S`: no core
+        active), answered 504 `OUTCOME_UNKNOWN` at once, in order with the barriers behind
+        them (queries, errors decided on arrival), released now as any batch is."""
+        due: list[Executed] = []
+        for item in settled:
+            if type(item) is Executed:
+                due.append(item)
+                continue
+            if due:  # the barriers before it first: answers keep request order
+                self.released(due)
+                due = []
+            overdue = cast("Overdue", item)
+            if type(overdue.origin) is Pending:  # (a cod cancel's: nobody to answer)
+                message = OUTCOME_UNKNOWN_NO_CORE.format(waited_s=overdue.waited_s)
+                self.dispatcher.answer_unknown(overdue.origin, message)
+        self.released(due)  # (flushes the outboxes, with none due too)
 
     def placed_with_cod(self, executed: Executed) -> None:
         """A cluster gateway's place with cod on came back from the core: if its session

@@ -11,9 +11,11 @@ from typing import Any, cast
 from core import config
 from core.cluster_core import CoreGatewayPart
 from core.nats_bus import (
+    OUTCOME_WAIT_S,
     ClusterCodec,
     NatsBus,
     Origin,
+    Overdue,
     Submission,
     Submissions,
     decode_record,
@@ -95,6 +97,11 @@ class _Listener:
     def lease_held(self) -> None:
         pass
 
+    def outcomes_overdue(self, settled: list[Overdue | Executed]) -> None:
+        for item in settled:
+            kind = "unknown" if type(item) is Overdue else "released"
+            self.calls.append(f"{kind} {item.origin}")
+
 
 class _LeaseEndingAsARecordComesBack:
     """A gateway's lease whose term is found over in the loop turn in which a record came
@@ -140,3 +147,42 @@ def test_an_outcome_back_in_the_turn_the_gateways_lease_ends_is_answered_before_
 
     asyncio.run(keep_lease_until_lost())
     assert listener.calls == ["answered seq 1", "lease lost: sessions closed"]
+
+
+class _Publisher:
+    """What the bus publishes to NATS (nothing here sequences it: no core is active)."""
+
+    def __init__(self) -> None:
+        self.published: list[Submissions] = []
+
+    async def publish(self, subject: str, payload: bytes) -> None:
+        self.published.append(decode_submissions(payload))
+
+
+def test_requests_owed_too_long_are_told_in_order_once_and_still_resent() -> None:
+    """Before: nothing was ever told, and the barriers behind them waited for good."""
+    listener = _Listener()
+    bus = NatsBus(config.load(SAMPLE_CONFIG), "nats://127.0.0.1:4222", listener, "gw-t")
+    publisher = _Publisher()
+    bus.nc = cast(Any, publisher)
+    bus.core.live = True
+
+    async def owe_then_come_back() -> None:
+        bus.submit(PLACE, "place")
+        bus.barrier("query")
+        await asyncio.sleep(0)  # the turn's end: sent
+        sent_s = bus._waiting[0].sent_s
+        bus.settle_overdue(sent_s + OUTCOME_WAIT_S - 0.1)
+        assert listener.calls == [] and bus.owed() == ["place", "query"]
+        bus.settle_overdue(sent_s + OUTCOME_WAIT_S)
+        assert listener.calls == ["unknown place", "released query"]
+        assert bus.owed() == []  # a lease lost now answers none of them again
+        bus.settle_overdue(sent_s + OUTCOME_WAIT_S * 2)
+        assert len(listener.calls) == 2, "told once"
+        assert [s.request for s in bus._unanswered] == [1]  # still resent until it is back
+        payload = ClusterCodec().encode(Executed(1, PLACE, [], Origin(bus.gateway_id, 1)))
+        bus.core._execute(1, payload)  # its outcome, late: released as ever, once
+        bus.core.flush_now()
+        assert listener.calls[2:] == ["answered seq 1"] and not bus._waiting
+
+    asyncio.run(owe_then_come_back())
