@@ -100,16 +100,17 @@ class OrderResult(msgspec.Struct, frozen=True):
 
 
 class ExecReport(msgspec.Struct, frozen=True):
-    """An execution report (`type: "exec"`), FIX-style; decimals are strings as sent."""
+    """An execution report (`type: "exec"`), FIX-style; decimals are strings as sent. The
+    order's fields are None in a `rejected` report about no open order (protocol 8.2)."""
 
     exec_type: str
     status: str
     exec_id: int
     order_id: int | None
-    symbol: str
-    side: str
-    type: str
-    tif: str
+    symbol: str | None
+    side: str | None
+    type: str | None
+    tif: str | None
     qty: str | None
     leaves_qty: str | None
     cum_qty: str | None

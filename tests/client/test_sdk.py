@@ -48,6 +48,32 @@ def test_results_and_events_are_typed(run_venue: Any) -> None:
     run_venue(scenario)
 
 
+def test_a_rejected_report_about_no_open_order_is_typed_with_its_nulls(run_venue: Any) -> None:
+    """The finding: a refused cancel of an order that is not open pushes a `rejected` report
+    whose symbol, side, type and tif are null (protocol 8.2), but `ExecReport` typed them
+    `str`: `next_account_event()` raised msgspec's ValidationError instead of returning
+    it, and the push, taken off the queue, was lost to the caller."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.subscribe_account()
+        await alpha.next_push()  # the snapshot
+        with pytest.raises(VenueError, match="UNKNOWN_ORDER"):
+            await alpha.cancel(order_id=987_654)
+        event = await alpha.next_account_event()
+        assert isinstance(event.data, ExecReport)
+        report = event.data
+        assert (report.exec_type, report.status, report.reason) == (
+            "rejected",
+            "rejected",
+            "UNKNOWN_ORDER",
+        )
+        assert report.order_id == 987_654  # as the cancel named it
+        assert (report.symbol, report.side, report.type, report.tif) == (None, None, None, None)
+
+    run_venue(scenario)
+
+
 def test_a_dropped_connection_resumes_with_since_seq(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         alpha = VenueClient(venue.url(), auto_resume=True)
