@@ -674,4 +674,11 @@ def _check_timeout(name: str, timeout_s: float) -> None:
 
 
 def _ids_of(order_id: int | None, cl_ord_id: str | None) -> dict[str, Any]:
-    return {"order_id": order_id} if order_id is not None else {"cl_ord_id": cl_ord_id}
+    """The order's names as given: both (which the venue refuses, BAD_PARAM) or neither
+    (MISSING_PARAM) are sent as they are, never one dropped for the other."""
+    ids: dict[str, Any] = {}
+    if order_id is not None:
+        ids["order_id"] = order_id
+    if cl_ord_id is not None:
+        ids["cl_ord_id"] = cl_ord_id
+    return ids
