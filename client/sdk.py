@@ -100,16 +100,17 @@ class OrderResult(msgspec.Struct, frozen=True):
 
 
 class ExecReport(msgspec.Struct, frozen=True):
-    """An execution report (`type: "exec"`), FIX-style; decimals are strings as sent."""
+    """An execution report (`type: "exec"`), FIX-style; decimals are strings as sent. The
+    order's fields are None in a `rejected` report about no open order (protocol 8.2)."""
 
     exec_type: str
     status: str
     exec_id: int
     order_id: int | None
-    symbol: str
-    side: str
-    type: str
-    tif: str
+    symbol: str | None
+    side: str | None
+    type: str | None
+    tif: str | None
     qty: str | None
     leaves_qty: str | None
     cum_qty: str | None
@@ -673,4 +674,11 @@ def _check_timeout(name: str, timeout_s: float) -> None:
 
 
 def _ids_of(order_id: int | None, cl_ord_id: str | None) -> dict[str, Any]:
-    return {"order_id": order_id} if order_id is not None else {"cl_ord_id": cl_ord_id}
+    """The order's names as given: both (which the venue refuses, BAD_PARAM) or neither
+    (MISSING_PARAM) are sent as they are, never one dropped for the other."""
+    ids: dict[str, Any] = {}
+    if order_id is not None:
+        ids["order_id"] = order_id
+    if cl_ord_id is not None:
+        ids["cl_ord_id"] = cl_ord_id
+    return ids

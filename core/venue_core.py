@@ -163,6 +163,8 @@ class VenueCore:
         started = time.perf_counter()
         snapshots.remove_stray(self.data_dir)  # ours alone: venue.lock is held
         image = snapshots.latest(self.data_dir)  # before the store: a refusal makes no store
+        if image is not None:  # also for a replay from the journal's start (store behind)
+            self._keep_built_rules(image.venue.config)
         self.store = await self._on_store(
             open_store, self.data_dir / LEDGER_FILE, self.config.venue.ledger_postgres
         )
@@ -216,6 +218,25 @@ class VenueCore:
         """A task that runs till stop; its failure is fatal (a dead timer would go unnoticed)."""
         task.add_done_callback(self._check_task)
         self._tasks.append(task)
+
+    def _keep_built_rules(self, built: EngineConfig) -> None:
+        """Replay under the engine's rules the venue has run with (`built`, from its newest
+        snapshot), not the config's: `reserve_staleness_hours` decided which deposits the
+        journal accepted, and a replay under another bound could refuse a deposit that was
+        answered. An edit of it after the build is not applied, and said once per start."""
+        configured = self.venue.config.reserve_staleness_max_us
+        if built.reserve_staleness_max_us != configured:
+            log.warning(
+                "config not applied: venue.reserve_staleness_hours is fixed when the venue"
+                " is built (its journal's deposits were decided under it)",
+                extra={
+                    "config_hours": configured // venue_config.HOUR_US,
+                    "venue_hours": built.reserve_staleness_max_us // venue_config.HOUR_US,
+                },
+            )
+        self.ledger = Ledger()
+        self.venue = Venue(built, self.ledger)
+        self.sequencer.venue = self.venue
 
     def _restore(self, image: snapshots.Snapshot, venue: Venue) -> None:
         """Take the state a snapshot holds: its `venue`, then the gateway's part of it."""

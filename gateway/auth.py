@@ -168,10 +168,15 @@ def require_scope(key: ApiKey, scope: str) -> None:
 
 
 class Authenticator:
-    """Checks logons against a key store and refuses replays of their nonces."""
+    """Checks logons against a key store and refuses replays of their nonces.
 
-    def __init__(self, store: KeyStore) -> None:
+    The nonces live in memory: those used before `started_us` (by an earlier run of the
+    server, before a restart or a crash) are not known, so a message signed before it is
+    refused, as a replay it may be."""
+
+    def __init__(self, store: KeyStore, started_us: int = 0) -> None:
         self.store = store
+        self.started_us = started_us  # when this memory of nonces began
         self._nonces: dict[str, dict[str, int]] = {}  # key -> nonce -> replayable until (µs)
         self._expiries: list[tuple[int, str, str]] = []  # heap of (until_us, key, nonce)
         self._now_us = 0  # the latest time given: pruning never revives a forgotten nonce
@@ -225,6 +230,12 @@ class Authenticator:
                 ErrorCode.TIMESTAMP_OUT_OF_WINDOW,
                 f"ts is {(now_us - ts_us) // 1_000} ms behind the server's clock "
                 f"(negative: ahead); recv_window is {recv_window_ms} ms",
+            )
+        if ts_us < self.started_us:
+            raise AuthError(
+                ErrorCode.TIMESTAMP_OUT_OF_WINDOW,
+                f"ts is {(self.started_us - ts_us) // 1_000} ms before this server started: the"
+                " nonces used before it are not remembered, so it may be a replay; sign again",
             )
         secret = UNKNOWN_KEY_SECRET if key is None else key.secret
         expected = signature_with(secret).encode()

@@ -18,7 +18,6 @@ body's params within the websocket's `MESSAGE_BYTES_MAX` once in their request (
 import functools
 import logging
 import math
-import re
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, NamedTuple
 from urllib.parse import parse_qsl, unquote
 
@@ -396,8 +395,6 @@ class RestApi:
 
 # ----------------------------------------------------------------- requests into params
 
-_INTEGER_TEXT = re.compile(r"-?[0-9]+\Z")  # an integer in a query: digits, as JSON has them
-
 
 @functools.cache
 def _integer_fields(params: type[wire.Params]) -> frozenset[str]:
@@ -443,8 +440,13 @@ def _params(
         for name, value in route.defaults:
             params.setdefault(name, str(value))
         for name in _integer_fields(route.params).intersection(params):
-            if not _INTEGER_TEXT.match(params[name]):  # `convert` reads "1e3" and "2.99..." too
+            # read here, digits as digits ("05" too, as a path's order id): `convert` reads
+            # "1e3" and "2.99..." as well, and refuses "05" as JSON would, saying nothing why
+            text = params[name]
+            number = _integer(text.removeprefix("-"))
+            if number is None:
                 return wire.WireError(None, E.BAD_PARAM, f"Expected `int`, got `str` - at `{name}`")
+            params[name] = -number if text.startswith("-") else number
         try:  # "10" -> 10, "true" -> True, as the struct's field types say
             decoded = msgspec.convert(params, route.params, strict=False)
         except msgspec.ValidationError as failure:

@@ -111,7 +111,7 @@ class VenueServer:
         self.data_dir = data_dir
         # The keys first: one both in the config and in the issued keys' file refuses the
         # start (KeyStoreError) before the data directory or its journal is made.
-        self.auth = Authenticator(KeyStore(config.api_keys))
+        self.auth = Authenticator(KeyStore(config.api_keys), started_us=now_us())
         self.issued_keys = _load_keys(data_dir / ISSUED_KEYS_FILE)  # by admin.issue_key
         _add_issued_keys(self.auth.store, self.issued_keys, data_dir / ISSUED_KEYS_FILE)
         if bus is not None:  # an embedded core makes its directory (and takes it back if refused)

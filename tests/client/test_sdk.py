@@ -48,6 +48,60 @@ def test_results_and_events_are_typed(run_venue: Any) -> None:
     run_venue(scenario)
 
 
+def test_a_rejected_report_about_no_open_order_is_typed_with_its_nulls(run_venue: Any) -> None:
+    """The finding: a refused cancel of an order that is not open pushes a `rejected` report
+    whose symbol, side, type and tif are null (protocol 8.2), but `ExecReport` typed them
+    `str`: `next_account_event()` raised msgspec's ValidationError instead of returning
+    it, and the push, taken off the queue, was lost to the caller."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.subscribe_account()
+        await alpha.next_push()  # the snapshot
+        with pytest.raises(VenueError, match="UNKNOWN_ORDER"):
+            await alpha.cancel(order_id=987_654)
+        event = await alpha.next_account_event()
+        assert isinstance(event.data, ExecReport)
+        report = event.data
+        assert (report.exec_type, report.status, report.reason) == (
+            "rejected",
+            "rejected",
+            "UNKNOWN_ORDER",
+        )
+        assert report.order_id == 987_654  # as the cancel named it
+        assert (report.symbol, report.side, report.type, report.tif) == (None, None, None, None)
+
+    run_venue(scenario)
+
+
+def test_an_order_named_both_ways_is_refused_not_taken_by_its_id(run_venue: Any) -> None:
+    """The finding: `cancel`, `amend` and `order_status` given both an `order_id` and a
+    `cl_ord_id` sent the id alone, so `cancel(order_id=B, cl_ord_id="a")` canceled order B
+    when "a" named another order, where the protocol refuses the two together (BAD_PARAM,
+    protocol 5.2): the SDK now sends what it is given, and the venue says so."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.place(SYMBOL, "sell", "1", "190.00", cl_ord_id="a")
+        other = await alpha.place(SYMBOL, "sell", "1", "191.00", cl_ord_id="b")
+        for call in (
+            alpha.cancel(order_id=other["order_id"], cl_ord_id="a"),
+            alpha.amend(order_id=other["order_id"], cl_ord_id="a", qty="2"),
+            alpha.order_status(order_id=other["order_id"], cl_ord_id="a"),
+        ):
+            with pytest.raises(VenueError, match="BAD_PARAM"):
+                await call
+        with pytest.raises(VenueError, match="MISSING_PARAM"):
+            await alpha.cancel()
+        orders = (await alpha.open_orders())["orders"]
+        assert [(o["cl_ord_id"], o["qty"]) for o in orders] == [
+            ("a", "1.000000"),
+            ("b", "1.000000"),
+        ]
+
+    run_venue(scenario)
+
+
 def test_a_dropped_connection_resumes_with_since_seq(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         alpha = VenueClient(venue.url(), auto_resume=True)

@@ -3,14 +3,16 @@
 import asyncio
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from core import config as venue_config
 from core.verify import verify
-from gateway.server import JOURNAL_FILE, LEDGER_FILE, RecoveryRefused
-from tests.conftest import ROOT, start_venue
+from gateway.server import JOURNAL_FILE, LEDGER_FILE, RecoveryRefused, VenueServer
+from tests.conftest import ROOT, Venue, start_venue
 from tests.sample_config import SAMPLE_CONFIG
 from tests.terminal import run_on_terminal
 
@@ -203,3 +205,75 @@ def test_a_record_verify_cannot_read_fails_in_one_line_naming_it(tmp_path: Path)
     asyncio.run(write())
     with pytest.raises(JournalError, match="journal record 1 is not a one-process venue's"):
         verify(data_dir, venue_config.load(SAMPLE_CONFIG))
+
+
+def staleness_of(hours: int) -> venue_config.VenueConfig:
+    """The sample config with another `reserve_staleness_hours`."""
+    config = venue_config.load(SAMPLE_CONFIG)
+    venue = msgspec.structs.replace(config.venue, reserve_staleness_hours=hours)
+    return msgspec.structs.replace(config, venue=venue)
+
+
+def run_staleness_session(data_dir: Path, config: venue_config.VenueConfig) -> None:
+    """A deposit minted against a statement 3 h old (fresh under the sample's 26 h), and a
+    trade, on a venue started with `config`; a clean stop writes a snapshot."""
+
+    async def scenario() -> None:
+        server = VenueServer(config, data_dir)
+        venue = Venue(server, await server.start("127.0.0.1", 0))
+        admin = await venue.client("admin")
+        reserves = (await admin.request("reserves"))["reserves"]
+        if "ZZZ" not in [row["asset"] for row in reserves]:
+            three_hours_ago_us = time.time_ns() // 1_000 - 3 * 3_600_000_000
+            await admin.request("admin.list_asset", {"code": "ZZZ", "scale": 2})
+            statement = {"asset": "ZZZ", "amount": "1000", "as_of": three_hours_ago_us}
+            await admin.request("admin.attest_reserves", statement)
+            await admin.request("admin.deposit", {"account": 1, "asset": "ZZZ", "amount": "500"})
+        alpha = await venue.client("alpha")
+        taker = await venue.client("taker")
+        await alpha.place(SYMBOL, "sell", "1", "187.30")
+        await taker.place(SYMBOL, "buy", "0.4", "187.30", tif="ioc")
+        for client in venue.clients:
+            await client.close()
+        await server.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_staleness_edited_after_the_build_neither_fails_verify_nor_loses_a_deposit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The finding: `reserve_staleness_hours` decides which deposits the journal accepted,
+    and every start restored the venue's own bound from its snapshot, but `venue verify`
+    (and a start that replays the journal from its first record) took the config's. Run
+    with the config it ran with, after an edit to 1 h, verify failed a sound directory
+    ("snapshot differs", "store ahead") and its way out, a rebuild from the journal, would
+    have refused the deposit it had answered. Now both replay with the venue's bound (the
+    one in its snapshots), and a start says the config's is not applied."""
+    data_dir = tmp_path / "data"
+    run_staleness_session(data_dir, staleness_of(26))
+    edited = staleness_of(1)
+    lines = verify(data_dir, edited)
+    assert all(line.startswith("ok") for line in lines), lines
+
+    older = {path.name: path.read_bytes() for path in data_dir.glob(f"{LEDGER_FILE}*")}
+    run_staleness_session(data_dir, edited)  # a newer snapshot than the store put back
+    assert "reserve_staleness_hours" in caplog.text and "not applied" in caplog.text
+    for path in data_dir.glob(f"{LEDGER_FILE}*"):
+        path.unlink()
+    for name, content in older.items():
+        (data_dir / name).write_bytes(content)
+
+    async def balance_after_a_start_from_the_journals_first_record() -> str:
+        server = VenueServer(edited, data_dir)
+        venue = Venue(server, await server.start("127.0.0.1", 0))
+        alpha = await venue.client("alpha")
+        rows = (await alpha.request("balances"))["balances"]
+        await alpha.close()
+        await server.stop()
+        return next(row["total"] for row in rows if row["asset"] == "ZZZ")
+
+    assert asyncio.run(balance_after_a_start_from_the_journals_first_record()) == "500.00"
+    assert "the ledger store is behind the snapshot" in caplog.text
+    lines = verify(data_dir, edited)
+    assert all(line.startswith("ok") for line in lines), lines

@@ -1,10 +1,14 @@
 """Restarts: the venue comes back as it was, from a snapshot plus the journal after it."""
 
 import asyncio
+import http.client
+import json
+import time
 from pathlib import Path
 from typing import Any
 
 from core import snapshots
+from gateway.auth import sign_logon, sign_request
 from tests.conftest import KEYS, Venue, drain_pushes, start_venue
 from tests.sample_config import SAMPLE_CONFIG
 
@@ -276,6 +280,75 @@ def test_a_quote_set_is_requoted_after_a_replay_of_the_journal(tmp_path: Path) -
             await maker.close()
             await requote_and_pull(venue, quotes)
         finally:
+            await venue.server.stop()
+
+    asyncio.run(scenario())
+
+
+def post_signed(port: int, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    """One POST /api/v1/orders sent with exactly these signature headers."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        headers = headers | {"Content-Type": "application/json"}
+        connection.request("POST", "/api/v1/orders", body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_a_logon_or_request_signed_before_a_restart_is_not_taken_again(tmp_path: Path) -> None:
+    """The finding: the nonces a key used are remembered in memory only, so once the venue
+    restarted (cleanly or after a crash) a logon or a signed REST request seen before it was
+    taken again within its window (up to 60 s): a connection logged on as the key by whoever
+    had captured the frame, no secret needed, and an order placed twice. A message signed
+    before the server started is now refused, TIMESTAMP_OUT_OF_WINDOW, saying why; one
+    signed since passes as before."""
+    data_dir = tmp_path / "data"
+    key, secret = KEYS["taker"]
+    window_ms = 60_000
+    order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc"}
+    body = json.dumps(order | {"price": "150.00", "qty": "1"}).encode()
+
+    async def scenario() -> None:
+        venue = await start_venue(data_dir)
+        ts_us = time.time_ns() // 1_000  # signed while the first run serves
+        logon = {
+            "api_key": key,
+            "ts": ts_us,
+            "nonce": "seen-once",
+            "recv_window": window_ms,
+            "sig": sign_logon(secret, key, ts_us, "seen-once", window_ms),
+        }
+        path, nonce = "/api/v1/orders", "seen-once-rest"
+        signature = sign_request(secret, key, ts_us, nonce, window_ms, "POST", path, "", body)
+        headers = {
+            "X-API-Key": key,
+            "X-Timestamp": str(ts_us),
+            "X-Nonce": nonce,
+            "X-Recv-Window": str(window_ms),
+            "X-Signature": signature,
+        }
+        first = await venue.client()
+        assert (await first.request_raw("session.logon", logon))["status"] == 200
+        assert (await asyncio.to_thread(post_signed, venue.port, body, headers))[0] == 200
+        await first.close()
+        await venue.server.stop()
+
+        venue = await start_venue(data_dir)
+        try:
+            replayed = await venue.client()
+            answer = await replayed.request_raw("session.logon", logon)
+            assert answer["status"] == 401, answer
+            assert answer["error"]["name"] == "TIMESTAMP_OUT_OF_WINDOW"
+            assert "before this server started" in answer["error"]["msg"]
+            status, refused = await asyncio.to_thread(post_signed, venue.port, body, headers)
+            assert (status, refused["error"]["name"]) == (401, "TIMESTAMP_OUT_OF_WINDOW")
+            taker = await venue.client("taker")  # a logon signed now passes
+            assert len((await taker.open_orders())["orders"]) == 1, "placed once"
+        finally:
+            for client in venue.clients:
+                await client.close()
             await venue.server.stop()
 
     asyncio.run(scenario())
