@@ -28,7 +28,7 @@ from cli.arguments import float_within
 from cli.failures import CommandFailed
 from cluster.postgres import PostgresServer
 from core import store_thread
-from core.ledger_writer import LedgerWriter
+from core.ledger_writer import Bookings, LedgerWriter, bookings_of
 from core.sequencer import Executed
 from core.store_thread import StoreThread
 from engine.events import TradeExecuted
@@ -164,15 +164,15 @@ def measure_venue_path(
     failures: list[BaseException] = []
     writes: list[int] = []
 
-    def write(gathered: list[list[Executed]]) -> None:
+    def write(gathered: list[Bookings]) -> None:
         writes.append(len(gathered))
         writer.book(gathered)
 
-    thread: StoreThread[list[Executed]] = StoreThread(write, failures.append, gather_s)
+    thread: StoreThread[Bookings] = StoreThread(write, failures.append, gather_s)
     # The store's connection belongs to its thread, as in the venue.
     store = thread.call(SqliteLedgerStore, directory / "bench-ledger.sqlite").result()
     writer = thread.call(LedgerWriter, store).result()
-    thread.book(setup)
+    thread.book(bookings_of(setup))
     thread.call(lambda: None).result()
     writes.clear()
     cpu_before = thread.cpu_seconds()
@@ -185,7 +185,7 @@ def measure_venue_path(
         if delay > 0:
             time.sleep(delay)
             late_ms.append((time.perf_counter() - due) * 1e3)
-        thread.book(batch)
+        thread.book(bookings_of(batch))  # as the venue does, where it commits
     thread.call(lambda: None).result()
     seconds = time.perf_counter() - started
     cpu_seconds = thread.cpu_seconds() - cpu_before
