@@ -15,6 +15,9 @@ empty database.
 workload on a venue with a ledger) executed, cut into journal batches of
 `--commands-per-batch` and handed to a `StoreThread` writing through a `LedgerWriter`, paced
 at `--rate` commands/s as the journal's thread would; reports that thread's CPU per trade.
+Each batch is handed over as the venue hands it (`ledger_writer.bookings_of`). The thread
+runs alone here, its caches its own: under `venue bench e2e` the same work costs it more
+(its data made on the loop's core, its core shared), so compare like with like.
 """
 
 import argparse
