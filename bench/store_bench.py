@@ -15,6 +15,9 @@ empty database.
 workload on a venue with a ledger) executed, cut into journal batches of
 `--commands-per-batch` and handed to a `StoreThread` writing through a `LedgerWriter`, paced
 at `--rate` commands/s as the journal's thread would; reports that thread's CPU per trade.
+Each batch is handed over as the venue hands it (`ledger_writer.bookings_of`). The thread
+runs alone here, its caches its own: under `venue bench e2e` the same work costs it more
+(its data made on the loop's core, its core shared), so compare like with like.
 """
 
 import argparse
@@ -28,7 +31,7 @@ from cli.arguments import float_within
 from cli.failures import CommandFailed
 from cluster.postgres import PostgresServer
 from core import store_thread
-from core.ledger_writer import LedgerWriter
+from core.ledger_writer import Bookings, LedgerWriter, bookings_of
 from core.sequencer import Executed
 from core.store_thread import StoreThread
 from engine.events import TradeExecuted
@@ -164,15 +167,15 @@ def measure_venue_path(
     failures: list[BaseException] = []
     writes: list[int] = []
 
-    def write(gathered: list[list[Executed]]) -> None:
+    def write(gathered: list[Bookings]) -> None:
         writes.append(len(gathered))
         writer.book(gathered)
 
-    thread: StoreThread[list[Executed]] = StoreThread(write, failures.append, gather_s)
+    thread: StoreThread[Bookings] = StoreThread(write, failures.append, gather_s)
     # The store's connection belongs to its thread, as in the venue.
     store = thread.call(SqliteLedgerStore, directory / "bench-ledger.sqlite").result()
     writer = thread.call(LedgerWriter, store).result()
-    thread.book(setup)
+    thread.book(bookings_of(setup))
     thread.call(lambda: None).result()
     writes.clear()
     cpu_before = thread.cpu_seconds()
@@ -185,7 +188,7 @@ def measure_venue_path(
         if delay > 0:
             time.sleep(delay)
             late_ms.append((time.perf_counter() - due) * 1e3)
-        thread.book(batch)
+        thread.book(bookings_of(batch))  # as the venue does, where it commits
     thread.call(lambda: None).result()
     seconds = time.perf_counter() - started
     cpu_seconds = thread.cpu_seconds() - cpu_before

@@ -29,7 +29,7 @@ from core import config as venue_config
 from core import snapshots
 from core.bus import CoreListener
 from core.journal import FileJournal, Journal, JournalError, JournalLocked, refuse_dangling_link
-from core.ledger_writer import LedgerWriter, open_store
+from core.ledger_writer import Bookings, LedgerWriter, bookings_of, open_store
 from core.sequencer import Executed, RecordCodec, Sequencer
 from core.store_thread import StoreThread
 from engine.events import CommandRejected, Event
@@ -140,7 +140,7 @@ class VenueCore:
         # The store's SQLite connection lives on its own thread, like every write to it;
         # the journal's commit feeds it durable batches directly (`_durable`: on the loop for
         # the file journal, unless `commit_on_loop` is off; else on the journal's thread).
-        self.store_thread: StoreThread[list[Executed]] = StoreThread(
+        self.store_thread: StoreThread[Bookings] = StoreThread(
             self._book, lambda failure: self.sequencer.on_fatal(failure)
         )
         self._tasks: list[asyncio.Task[None]] = []
@@ -462,11 +462,12 @@ class VenueCore:
         the ledger as it executed), so the store is never ahead of the journal; it is
         derived and idempotent, and caught up on every start. A store that falls behind
         blocks this call, and so the next commit (`store_thread.QUEUE_BATCHES_MAX`): with the
-        file journal, the loop.
+        file journal, the loop. The store gets the batch's transfers and registrations
+        (`bookings_of`), not the batch: the batch is freed here, where it is warm.
         """
-        self.store_thread.book(batch)
+        self.store_thread.book(bookings_of(batch))
 
-    def _book(self, batches: list[list[Executed]]) -> None:
+    def _book(self, batches: list[Bookings]) -> None:
         """On the store's thread, batches gathered over a while: registrations (assets,
         accounts, attestations) first, then the transfers naming them."""
         self.writer.book(batches)

@@ -3,9 +3,10 @@
 from pathlib import Path
 
 from bench import workloads
-from core.ledger_writer import _REGISTERING, TRADING, LedgerWriter
+from core.ledger_writer import _REGISTERING, TRADING, LedgerWriter, bookings_of
 from core.sequencer import Executed
 from engine.commands import CancelAll, PlaceOrder
+from engine.events import AccountOpened, AssetListed, ReservesAttested
 from engine.venue import Venue
 from settlement.ledger import Ledger
 from settlement.store import SqliteLedgerStore
@@ -25,14 +26,15 @@ def test_book_registers_what_a_gathering_opens_before_its_transfers(tmp_path: Pa
     setup = executed(workloads.ledger_setup(), ledger, venue)  # lists, opens, attests, deposits
     store = SqliteLedgerStore(tmp_path / "ledger.sqlite")
     writer = LedgerWriter(store)
-    writer.book([setup[:3], setup[3:]])  # two journal batches gathered into one write
+    # two journal batches gathered into one write
+    writer.book([bookings_of(setup[:3]), bookings_of(setup[3:])])
     assert store.assets() == {code: asset.scale for code, asset in ledger.assets.items()}
     assert {a: n for a, n in store.accounts().items() if a > 0} == {
         account: participant.name for account, participant in ledger.participants.items()
     }
     assert store.attestations() and store.last_transfer_id() == ledger.last_transfer_id > 0
     assert store.verify() == []
-    writer.book([setup])  # a replayed gathering books nothing twice
+    writer.book([bookings_of(setup)])  # a replayed gathering books nothing twice
     assert store.last_transfer_id() == ledger.last_transfer_id
     store.close()
 
@@ -64,9 +66,29 @@ def test_book_registers_from_a_gathering_that_also_trades(tmp_path: Path) -> Non
     done = executed(workloads.ledger_setup() + workload.setup + workload.commands, ledger, venue)
     store = SqliteLedgerStore(tmp_path / "ledger.sqlite")
     writer = LedgerWriter(store)
-    writer.book([done[:1], done[1:]])
+    writer.book([bookings_of(done[:1]), bookings_of(done[1:])])
     assert {a: n for a, n in store.accounts().items() if a > 0} == {
         account: participant.name for account, participant in ledger.participants.items()
     }
     assert store.last_transfer_id() == ledger.last_transfer_id and store.verify() == []
     store.close()
+
+
+def test_bookings_of_a_batch_keep_its_registrations_and_transfers_in_order() -> None:
+    """The store gets the batch's registering events and transfers, in order, and nothing
+    of the batch itself (its commands, events, origins stay with the loop)."""
+    ledger = Ledger()
+    venue = Venue(ledger=ledger)
+    workload = workloads.build("cross", 300, seed=5)
+    setup = executed(workloads.ledger_setup() + workload.setup, ledger, venue)
+    trades = executed(workload.commands, ledger, venue)
+    bookings = bookings_of(setup + trades)
+    kinds = (AssetListed, AccountOpened, ReservesAttested)
+    assert bookings.registering == [
+        event for done in setup for event in done.events if isinstance(event, kinds)
+    ]
+    assert bookings.transfers_by_command == [done.transfers for done in setup + trades]
+    assert sum(map(len, bookings.transfers_by_command)) > len(trades)
+    trading = bookings_of(trades)
+    assert trading == ((), [done.transfers for done in trades])
+    assert bookings_of([]) == ((), [])
