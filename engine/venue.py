@@ -381,12 +381,17 @@ class Venue:
             )
             and market.min_qty <= qty
             and qty <= market.qty_max_plain
-            and (market.unit_steps or not (price % market.price_tick or qty % market.qty_step))
             and (
-                market.notional_free
-                or market.min_notional_scaled
-                <= price * qty * market.notional_num
-                <= market.notional_max_plain
+                market.steps_and_notional_free
+                or (
+                    (market.unit_steps or not (price % market.price_tick or qty % market.qty_step))
+                    and (
+                        market.notional_free
+                        or market.min_notional_scaled
+                        <= price * qty * market.notional_num
+                        <= market.notional_max_plain
+                    )
+                )
             )
         ):  # take the checks one by one
             position = None  # perhaps not looked up (see the hold below)
@@ -1034,12 +1039,17 @@ class Venue:
             )
             and (qty := cmd.qty or order.qty) >= market.min_qty
             and qty <= market.qty_max_plain
-            and (market.unit_steps or not (price % market.price_tick or qty % market.qty_step))
             and (
-                market.notional_free  # as in `_place`: the bounds above keep it in range
-                or market.min_notional_scaled
-                <= price * qty * market.notional_num
-                <= market.notional_max_plain
+                market.steps_and_notional_free  # as in `_place`: the bounds above suffice
+                or (
+                    (market.unit_steps or not (price % market.price_tick or qty % market.qty_step))
+                    and (
+                        market.notional_free
+                        or market.min_notional_scaled
+                        <= price * qty * market.notional_num
+                        <= market.notional_max_plain
+                    )
+                )
             )
         ):
             return self._amend_checked(cmd, events)
@@ -1151,12 +1161,17 @@ class Venue:
             and (cum_qty := order.cum_qty) < qty < order.qty  # 0 < qty: a qty is given
             and qty >= market.min_qty
             and qty <= market.qty_max_plain
-            and (market.unit_steps or not (price % market.price_tick or qty % market.qty_step))
             and (
-                market.notional_free
-                or market.min_notional_scaled
-                <= price * qty * market.notional_num
-                <= market.notional_max_plain
+                market.steps_and_notional_free
+                or (
+                    (market.unit_steps or not (price % market.price_tick or qty % market.qty_step))
+                    and (
+                        market.notional_free
+                        or market.min_notional_scaled
+                        <= price * qty * market.notional_num
+                        <= market.notional_max_plain
+                    )
+                )
             )
         ):
             return self._amend_checked(cmd, events)
