@@ -434,7 +434,8 @@ class Venue:
             else:
                 balance = position[0]
             if balance is None or balance.total - balance.held < hold:
-                # No local for what is available: see `_place_refused`.
+                # What is available read in the call, not into a local: every local of
+                # `_place` costs each order (see `_place_refused`).
                 return self._reject_short(
                     events,
                     cmd,
