@@ -325,8 +325,7 @@ class Venue:
         try:
             market = self.markets[cmd.symbol]
         except KeyError:
-            refused = self._place_refused(cmd, None, events)
-            assert refused, "an order for an unknown symbol passed the checks"
+            self._place_refused(cmd, None, events)  # refused: malformed or unknown symbol
             return None
         clearing = self.clearing
         by_account = self.account_orders.get(account)
@@ -355,6 +354,7 @@ class Venue:
             position = None  # not looked up (see the hold below)
             if self._place_refused(cmd, market, events):
                 return None
+            plain = False
         elif not (
             (
                 clearing is None  # `Clearing.eligible` inline: one call less per order
@@ -381,28 +381,34 @@ class Venue:
             )
             and market.min_qty <= qty
             and qty <= market.qty_max_plain
-            and (market.unit_steps or not (price % market.price_tick or qty % market.qty_step))
             and (
-                market.notional_free
-                or market.min_notional_scaled
-                <= price * qty * market.notional_num
-                <= market.notional_max_plain
+                market.steps_and_notional_free
+                or (
+                    (market.unit_steps or not (price % market.price_tick or qty % market.qty_step))
+                    and (
+                        market.notional_free
+                        or market.min_notional_scaled
+                        <= price * qty * market.notional_num
+                        <= market.notional_max_plain
+                    )
+                )
             )
         ):  # take the checks one by one
             position = None  # perhaps not looked up (see the hold below)
             if self._place_refused(cmd, market, events):
                 return None
-        order_type = cmd.order_type
-        is_limit = order_type is LIMIT
+            plain = False
+        else:
+            # A gtc or ioc limit, not post-only, without quote_qty, expire_at or quote set:
+            # the tests below for other orders (market, fok, gtd) are skipped at one jump.
+            plain = True
         hold = 0
-        balance = None
         if clearing is not None:  # the order must be able to hold what it could spend
-            spec = market.spec
             if side is not BUY:  # a sell holds what it may deliver
-                asset = spec.base
+                asset = market.spec.base
                 hold = qty
-            elif order_type is LIMIT and market.terms is not None:
-                asset = spec.quote
+            elif cmd.order_type is LIMIT and market.terms is not None:
+                asset = market.spec.quote
                 terms = market.terms
                 # `CashTerms.buy_hold` written out (cost and worst fee, each rounded up): one
                 # call less per buy.
@@ -411,8 +417,8 @@ class Venue:
                     cost * terms.fee_bps_max + terms.fee_up
                 ) // terms.den // BPS
             else:
-                asset = spec.quote
-                hold = clearing.place_hold(market, side, order_type, price, qty, cmd.quote_qty)
+                asset = market.spec.quote
+                hold = clearing.place_hold(market, side, cmd.order_type, price, qty, cmd.quote_qty)
             # The balance to hold from, looked up here: every order on the venue path comes here.
             # It is in the account's remembered position (base, quote), looked up by the
             # eligibility check of the one expression above; remembered here at the account's
@@ -428,8 +434,19 @@ class Venue:
             else:
                 balance = position[0]
             if balance is None or balance.total - balance.held < hold:
-                available = clearing.available(account, asset)
-                return self._reject_short(events, cmd, "place_order", market, side, hold, available)
+                # What is available read in the call, not into a local: every local of
+                # `_place` costs each order (see `_place_refused`).
+                return self._reject_short(
+                    events,
+                    cmd,
+                    "place_order",
+                    market,
+                    side,
+                    hold,
+                    clearing.available(account, asset),
+                )
+            # Past here `balance` is the one the order holds from; without a ledger it is
+            # never bound (nothing reads it: the order holds nothing).
 
         book = market.book
         # Both sides at once: the order rests on `own` if it does not fill. A limit reaches the
@@ -443,7 +460,7 @@ class Venue:
             own = book.asks
             opposite = book.bids
             limit_key = -price
-        if not is_limit:  # a market order reaches the band
+        if not plain and cmd.order_type is not LIMIT:  # a market order reaches the band
             limit_key = (market.band_high if side is BUY else market.band_low) * opposite.sign
         best = opposite.best
         # A conditional, not the bool itself: a compare followed by a jump specialises.
@@ -463,18 +480,19 @@ class Venue:
                 and self._refused_sell_value(cmd, market, events)
             ):
                 return None
-        if tif is FOK and not _fillable(opposite, limit_key, qty, account, cmd.stp):
-            return self._reject(
-                events, cmd, "place_order", E.FOK_NOT_FILLABLE, "not enough liquidity"
-            )
-        if not is_limit and not crosses:
-            return self._reject(
-                events,
-                cmd,
-                "place_order",
-                E.MARKET_NO_LIQUIDITY,
-                "nothing to trade within the band",
-            )
+        if not plain:
+            if tif is FOK and not _fillable(opposite, limit_key, qty, account, cmd.stp):
+                return self._reject(
+                    events, cmd, "place_order", E.FOK_NOT_FILLABLE, "not enough liquidity"
+                )
+            if cmd.order_type is not LIMIT and not crosses:
+                return self._reject(
+                    events,
+                    cmd,
+                    "place_order",
+                    E.MARKET_NO_LIQUIDITY,
+                    "nothing to trade within the band",
+                )
 
         self.last_order_id = order_id = self.last_order_id + 1
         # The command's other fields are read where used: a local read only twice costs
@@ -484,7 +502,7 @@ class Venue:
             account,
             cmd.symbol,
             side,
-            order_type,
+            cmd.order_type,
             tif,
             price,
             qty,
@@ -510,7 +528,7 @@ class Venue:
                 account,
                 cmd.symbol,
                 side,
-                order_type,
+                cmd.order_type,
                 tif,
                 price,
                 qty,
@@ -522,8 +540,8 @@ class Venue:
                 cmd.expire_at_us,
             )
         )
-        if balance is not None:  # the order holds `hold` from `balance`: every order comes here
-            assert hold > 0, f"{order} holds nothing"
+        if clearing is not None:  # the order holds `hold` from `balance`: every order comes here
+            assert hold > 0 and balance is not None, f"{order} holds nothing"
             balance.held += hold
             events.append(BalanceChanged(cmd.ts_us, account, asset, balance.total, balance.held))
         if not crosses or self._match(market, order, opposite, limit_key, cmd.quote_qty, events):
@@ -546,7 +564,7 @@ class Venue:
                 by_account[order_id] = order
                 if cl_ord_id is not None:
                     self.cl_ord_index[(account, cl_ord_id)] = order
-                if tif is GTD:
+                if not plain and tif is GTD:
                     self._queue_expiry(order)
                 return None
             # The rest of an ioc (or a market or fok order) is canceled. The order's own
@@ -916,18 +934,16 @@ class Venue:
                 own.drop_level(level)
             else:  # behind the best: dormant, as `drop_level` leaves it (a call less)
                 del own.levels[key]
-                dormant = own.dormant
-                dormant[key] = level
+                own.dormant[key] = level  # no local for it: see `_place_refused`
                 orders.clear()  # free the table of the most orders it held
-                if len(dormant) > DORMANT_LEVELS_MAX:
+                if len(own.dormant) > DORMANT_LEVELS_MAX:
                     own.forget_dormant()
         # The order leaves every index here and nothing reads it again, so its leaves_qty,
         # status and hold are left as they were: a store on a msgspec struct is never
         # specialised (~280 instructions each; the event says what the order became).
         hold = order.hold
         if hold:  # `Clearing.release` inline: one call less per cancel on the venue path
-            spec = market.spec
-            asset = spec.quote if order.side is BUY else spec.base
+            asset = market.spec.quote if order.side is BUY else market.spec.base
             position = market.positions.get(account)  # remembered once the account traded here
             if position is None:
                 balance = self.clearing.balances[(account, asset)]  # type: ignore[union-attr]
@@ -1024,12 +1040,17 @@ class Venue:
             )
             and (qty := cmd.qty or order.qty) >= market.min_qty
             and qty <= market.qty_max_plain
-            and (market.unit_steps or not (price % market.price_tick or qty % market.qty_step))
             and (
-                market.notional_free  # as in `_place`: the bounds above keep it in range
-                or market.min_notional_scaled
-                <= price * qty * market.notional_num
-                <= market.notional_max_plain
+                market.steps_and_notional_free  # as in `_place`: the bounds above suffice
+                or (
+                    (market.unit_steps or not (price % market.price_tick or qty % market.qty_step))
+                    and (
+                        market.notional_free
+                        or market.min_notional_scaled
+                        <= price * qty * market.notional_num
+                        <= market.notional_max_plain
+                    )
+                )
             )
         ):
             return self._amend_checked(cmd, events)
@@ -1141,12 +1162,17 @@ class Venue:
             and (cum_qty := order.cum_qty) < qty < order.qty  # 0 < qty: a qty is given
             and qty >= market.min_qty
             and qty <= market.qty_max_plain
-            and (market.unit_steps or not (price % market.price_tick or qty % market.qty_step))
             and (
-                market.notional_free
-                or market.min_notional_scaled
-                <= price * qty * market.notional_num
-                <= market.notional_max_plain
+                market.steps_and_notional_free
+                or (
+                    (market.unit_steps or not (price % market.price_tick or qty % market.qty_step))
+                    and (
+                        market.notional_free
+                        or market.min_notional_scaled
+                        <= price * qty * market.notional_num
+                        <= market.notional_max_plain
+                    )
+                )
             )
         ):
             return self._amend_checked(cmd, events)

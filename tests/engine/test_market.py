@@ -75,6 +75,20 @@ def test_notional_free_only_when_no_order_can_break_a_notional_limit() -> None:
     assert market.notional_free
 
 
+def test_steps_and_notional_free_only_on_unit_steps_with_no_notional_limit() -> None:
+    """The folded flag of the plain checks: both the step test and the notional test free,
+    following the caps as `notional_free` does."""
+    assert Market(make_spec(min_qty=1, min_notional=0)).steps_and_notional_free
+    assert not Market(make_spec(price_tick=5, min_qty=100, min_notional=5)).steps_and_notional_free
+    assert not Market(make_spec(qty_step=100, min_qty=100)).steps_and_notional_free
+    assert not Market(make_spec(min_qty=1, min_notional=2)).steps_and_notional_free
+    market = Market(make_spec(min_qty=1, min_notional=0))
+    market.set_caps(max_qty=0, max_notional=1_000)
+    assert not market.steps_and_notional_free  # a cap can refuse
+    market.set_caps(max_qty=0, max_notional=0)
+    assert market.steps_and_notional_free
+
+
 def test_a_cap_set_on_a_notional_free_market_refuses_above_it(
     make_harness: Callable[..., Harness],
 ) -> None:
