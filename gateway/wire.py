@@ -445,9 +445,10 @@ class SubscriptionsParams(Params, frozen=True):
 
 
 class OperatorParams(Params, frozen=True, kw_only=True):
-    """The params of an admin method that maps to an engine command: each may carry the
-    operator's `cl_op_id`, under which the engine does the command at most once (a retry
-    after a lost answer is answered, not done again: `engine.operations`)."""
+    """The params of an admin method: each may carry the operator's `cl_op_id`, under which
+    the venue does the command at most once (a retry after a lost answer is answered, not
+    done again): the engine for those that map to an engine command (`engine.operations`),
+    the gateway for `admin.issue_key`, which is not journaled (`gateway.dispatch`)."""
 
     cl_op_id: ClientOperationId | None = None
 
@@ -561,14 +562,14 @@ class SplitParams(OperatorParams, frozen=True):
     ratio: Annotated[str, Meta(pattern=RATIO_PATTERN)]  # "new:old", e.g. "3:2"
 
 
-class IssueKeyParams(Params, frozen=True):
+class IssueKeyParams(OperatorParams, frozen=True):
     account: PositiveInt
     scopes: Annotated[tuple[Scope, ...], Meta(min_length=1, max_length=3)]
 
     def problem(self) -> Problem | None:
         if len(set(self.scopes)) != len(self.scopes):
             return E.BAD_PARAM, "scopes repeat"
-        return None
+        return super().problem()
 
 
 METHODS: dict[str, type[Params]] = {
