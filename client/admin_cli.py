@@ -7,12 +7,13 @@ else the first admin key in the config (the demo key of `venue.toml`).
 Exit status: 0 done, 1 the venue answered with an error, 2 no answer (cannot connect, the
 connection dropped, or nothing within `REQUEST_TIMEOUT_S`).
 
-Every command but `issue-key` goes with a client operation id (`cl_op_id`: `--cl-op-id`, or
-a new one per invocation), under which the venue does it at most once. So a command that got
-no answer once it was sent (the venue may have done it: a deposit, say) is sent again with
-the same id, up to `RETRY_PAUSES_S` times; the answer says `"repeated": true` if the first
-had been done. Still no answer: the line says so and gives the id, for the operator to send
-the command again with `--cl-op-id` just as safely.
+Every command goes with a client operation id (`cl_op_id`: `--cl-op-id`, or a new one per
+invocation), under which the venue does it at most once. So a command that got no answer
+once it was sent (the venue may have done it: a deposit, say, or an `issue-key`) is sent
+again with the same id, up to `RETRY_PAUSES_S` times; the answer says `"repeated": true` if
+the first had been done (an `issue-key`'s shows the same key and secret to the same admin
+key). Still no answer: the line says so and gives the id, for the operator to send the
+command again with `--cl-op-id` just as safely.
 """
 
 import argparse
@@ -71,13 +72,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         sub.set_defaults(admin_method=method, admin_params=build)
-        if method != "admin.issue_key":  # not journaled: nothing to do at most once
-            sub.add_argument(
-                "--cl-op-id",
-                default=None,
-                help="this command's id (1-36 characters): sent again under it, the venue does"
-                " it at most once; default: a new one (shown if no answer came)",
-            )
+        sub.add_argument(
+            "--cl-op-id",
+            default=None,
+            help="this command's id (1-36 characters): sent again under it, the venue does"
+            " it at most once; default: a new one (shown if no answer came)",
+        )
         return sub
 
     listing = command("list-instrument", "admin.list_instrument", _instrument, "list a market")
@@ -175,7 +175,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     split.add_argument("symbol")
     split.add_argument("ratio", help="new:old shares, e.g. 2:1, 3:2 or 1:10")
 
-    key = command("issue-key", "admin.issue_key", _issue_key, "issue an API key (shown once)")
+    shown = "issue an API key (its secret shown once, and again to you under its --cl-op-id)"
+    key = command("issue-key", "admin.issue_key", _issue_key, shown)
     key.add_argument("account", type=int)
     key.add_argument("--scopes", required=True, help="comma-separated: read,trade,admin")
 
@@ -189,10 +190,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"venue admin: {problem}", file=sys.stderr)
         return EXIT_NO_ANSWER
     params = args.admin_params(args)
-    cl_op_id = None
-    if hasattr(args, "cl_op_id"):  # every command but issue-key
-        cl_op_id = new_cl_op_id() if args.cl_op_id is None else args.cl_op_id
-        params["cl_op_id"] = cl_op_id
+    cl_op_id = new_cl_op_id() if args.cl_op_id is None else args.cl_op_id
+    params["cl_op_id"] = cl_op_id
     sent: list[bool] = []
     try:
         result = asyncio.run(send(args.url, api_key, secret, args.admin_method, params, sent))

@@ -72,18 +72,19 @@ ADMIN_UNKNOWN_OUTCOME_WITHOUT_ID = (
     " cl_op_id, and again with the same one, to have them done at most once"
     " (docs/protocol.md §10)"
 )
-ISSUE_KEY_UNKNOWN_OUTCOME = (  # not journaled, no cl_op_id: a key issued is shown only once
+ISSUE_KEY_UNKNOWN_OUTCOME = (  # no cl_op_id: a key issued is shown only once
     "its outcome is unknown (the venue may have issued the key, whose secret only the lost"
-    " answer showed): issue another"
+    " answer showed): issue another; with a cl_op_id, sent again under it, the same key would"
+    " be shown again"
 )
 
 
 def unknown_outcome(method: str, params: Mapping[str, Any] | None) -> str:
     """What a caller can do about a request that may have been carried out, unanswered."""
-    if method == "admin.issue_key":
-        return ISSUE_KEY_UNKNOWN_OUTCOME
     if method.startswith("admin."):
         cl_op_id = (params or {}).get("cl_op_id")
+        if cl_op_id is None and method == "admin.issue_key":
+            return ISSUE_KEY_UNKNOWN_OUTCOME
         if cl_op_id is None:
             return ADMIN_UNKNOWN_OUTCOME_WITHOUT_ID
         return ADMIN_UNKNOWN_OUTCOME.format(cl_op_id=cl_op_id)

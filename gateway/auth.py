@@ -58,11 +58,16 @@ class KeyStoreError(ValueError):
     """An API key cannot be added to the store; the message says which and why."""
 
 
-class ApiKey(msgspec.Struct, frozen=True):
+class ApiKey(msgspec.Struct, frozen=True, omit_defaults=True):
     key: str
     secret: str
     account: int
     scopes: frozenset[str]
+    # One issued by `admin.issue_key` under a `cl_op_id` keeps it, with the API key that asked
+    # and when (µs): that key sending the request again gets this key, not a second one.
+    cl_op_id: str | None = None
+    issued_by: str | None = None
+    issued_at_us: int | None = None
 
     def __repr__(self) -> str:
         # Keys end up in logs and tracebacks; the secret must not.

@@ -187,6 +187,11 @@ class Dispatcher:
         if self.shared_keys is not None:
             self.shared_keys.on_key = self._learn_key
         self._key_tasks: set[asyncio.Task[None]] = set()
+        # `admin.issue_key`'s `cl_op_id`s: the keys issued under them (from the issued keys'
+        # file, or learned from the cluster's key stream), so bounded as the keys are; and
+        # the ones a cluster's stream is still storing (`_issue_key_again` waits for them)
+        self.keys_by_op = {key.cl_op_id: key for key in issued_keys if key.cl_op_id is not None}
+        self._keys_storing: dict[str, asyncio.Task[None]] = {}
         # The time for the commands a request makes, read as they are built: an embedded
         # core's `Sequencer.stamp_us` (set by the server), so `submit` need not copy each to
         # stamp it; 0 elsewhere (a cluster's core stamps what it is sent).
@@ -902,25 +907,66 @@ class Dispatcher:
 
     def _issue_key(self, session: Session, request: wire.Request, t_in: int) -> None:
         p: Any = request.params
+        if p.cl_op_id is not None and p.cl_op_id in self.keys_by_op:  # checked first, as the
+            self._issue_key_again(session, request, t_in)  # engine checks its own ids
+            return
         if not self.reads.is_participant(p.account):
             self._defer_error(session, request, E.UNKNOWN_ACCOUNT, f"no account {p.account}")
             return
+        by = _key(session)
         key = ApiKey(
-            f"key-{secrets.token_hex(8)}", secrets.token_hex(24), p.account, frozenset(p.scopes)
+            f"key-{secrets.token_hex(8)}",
+            secrets.token_hex(24),
+            p.account,
+            frozenset(p.scopes),
+            cl_op_id=p.cl_op_id,
+            issued_by=None if p.cl_op_id is None else by.key,  # (a key without one: as before)
+            issued_at_us=None if p.cl_op_id is None else t_in,
         )
         issued = {"api_key": key.key, "account": key.account, "scopes": sorted(key.scopes)}
-        log.info("api key issued", extra=issued | {"by": _key(session).account})
-        result = {"api_key": key.key, "secret": key.secret, "account": key.account}
-        answer = partial(self._reply, session, request, result | {"scopes": sorted(key.scopes)})
+        if p.cl_op_id is not None:
+            issued["cl_op_id"] = p.cl_op_id
+        log.info("api key issued", extra=issued | {"by": by.account})
+        answer = partial(self._reply, session, request, _issued_key(key))
         if self.shared_keys is not None:  # answered once the cluster's stream stored it
             task = asyncio.ensure_future(self._share_key(key, partial(answer, t_in)))
             self._key_tasks.add(task)
             task.add_done_callback(self._key_tasks.discard)
+            if p.cl_op_id is not None:  # a repeat meanwhile is answered once it is stored
+                self.keys_by_op[p.cl_op_id] = key
+                self._keys_storing[p.cl_op_id] = task
+                task.add_done_callback(lambda _: self._keys_storing.pop(p.cl_op_id, None))
             return
         self.auth.store.add(key)
         self.issued_keys.append(key)
         save_json(self.data_dir / ISSUED_KEYS_FILE, self.issued_keys)  # before the answer
+        if p.cl_op_id is not None:
+            self.keys_by_op[p.cl_op_id] = key
         answer(t_in)
+
+    def _issue_key_again(self, session: Session, request: wire.Request, t_in: int) -> None:
+        """An `admin.issue_key` under the `cl_op_id` of a key issued before: the admin key
+        that asked for it, asking the same, gets that key again (its secret: only the one
+        who asked sees it), changing nothing; any other key or params `CL_OP_ID_REUSED`."""
+        p: Any = request.params
+        key = self.keys_by_op[p.cl_op_id]
+        by = _key(session)
+        asked = (p.account, frozenset(p.scopes), by.key)
+        if asked != (key.account, key.scopes, key.issued_by):
+            msg = (
+                f"cl_op_id {p.cl_op_id!r} was used at {key.issued_at_us} for another key, or by"
+                " another admin key: nothing done; give a new cl_op_id for a new command"
+            )
+            self._reply_error(session, request, E.CL_OP_ID_REUSED, msg)
+            return
+        log.info("api key issue repeated", extra={"api_key": key.key, "by": by.account})
+        result = _issued_key(key) | {"repeated": True, "done_at": key.issued_at_us}
+        answer = partial(self._reply, session, request, result, t_in)
+        storing = self._keys_storing.get(p.cl_op_id)
+        if storing is None:
+            answer()
+        else:
+            storing.add_done_callback(partial(_once_stored, answer))
 
     async def _share_key(self, key: ApiKey, answer: Callable[[], None]) -> None:
         assert self.shared_keys is not None, "only a cluster's gateway shares keys"
@@ -937,6 +983,8 @@ class Dispatcher:
         known = self.auth.store.get(key.key)
         if known is None:
             self.auth.store.add(key)
+            if key.cl_op_id is not None:  # a second key under one id (issued at once through
+                self.keys_by_op.setdefault(key.cl_op_id, key)  # two gateways) is not repeated
         elif known != key:  # the first one issued under a name wins, on every gateway
             log.warning("a second key issued as %s ignored", key.key)
 
@@ -1218,6 +1266,24 @@ def _trade_result(pending: Pending) -> bytes:
 CORPORATE_METHODS = frozenset({"admin.pay_dividend", "admin.split"})
 
 
+def _issued_key(key: ApiKey) -> dict[str, Any]:
+    """`admin.issue_key`'s answer: the key, its secret (the only time the venue shows it, but
+    to the admin key that asked, asking again under its `cl_op_id`), account and scopes."""
+    return {
+        "api_key": key.key,
+        "secret": key.secret,
+        "account": key.account,
+        "scopes": sorted(key.scopes),
+    }
+
+
+def _once_stored(answer: Callable[[], None], storing: "asyncio.Task[None]") -> None:
+    """Answer a repeated `admin.issue_key` once the first's key is on the cluster's stream;
+    if storing it failed, the gateway is stopping (`_share_key`): no answer, as for the first."""
+    if not storing.cancelled() and storing.exception() is None:
+        answer()
+
+
 def _admin_result(pending: Pending) -> bytes:
     """An admin command's answer: as a trading command's (`{seq}`, a withdrawal's id), or,
     for one sent again under the `cl_op_id` it was done with, that it was done before."""
@@ -1232,9 +1298,12 @@ def _admin_result(pending: Pending) -> bytes:
 
 
 def _repeated(seq: int, repeated: OperationRepeated) -> dict[str, Any]:
-    """The fields that say a command was done before: this request's `seq` (its journal
-    record changed nothing), and when the first one was done."""
-    return {"seq": seq, "repeated": True, "done_at": repeated.done_at_us}
+    """The fields that say a command was done before: the first one's `seq` (where it took
+    effect; this request's own if the venue does not know it, an operation remembered before
+    session 22 and restored from a snapshot) and time, and this request's own `repeat_seq`
+    (its journal record, which changed nothing)."""
+    first_seq = repeated.done_seq or seq
+    return {"seq": first_seq, "repeated": True, "done_at": repeated.done_at_us, "repeat_seq": seq}
 
 
 def _corporate_result(scales: Mapping[str, int], pending: Pending) -> bytes:

@@ -1,7 +1,8 @@
 """The websocket layer: the `websockets` sans-I/O protocol driven from a plain asyncio.Protocol.
 
 Owns the venue's TCP connections: the first request line says which layer reads them (a GET
-of a websocket route: the handshake; anything else: plain HTTP/1.1 in `gateway.http`, whose
+of a websocket route as HTTP/1.1 or 1.0: the handshake, 400 if the library cannot read it;
+anything else, another HTTP version included: plain HTTP/1.1 in `gateway.http`, whose
 requests go to `Handler.on_request` if the handler has it, else to `on_http`, 404 by default),
 the frame rules and limits of the library (a message over `max_size` closes 1009, protocol
 errors 1002) plus UTF-8 of text messages (1007), pongs, keepalive pings (no answer within
@@ -23,6 +24,7 @@ import struct
 from collections.abc import Iterable
 from typing import Any, Protocol, cast
 
+from websockets.exceptions import InvalidMessage
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
@@ -35,6 +37,7 @@ except ImportError:  # pragma: no cover - the wheels ship it
     from websockets.frames import apply_mask  # type: ignore[attr-defined]
 
 from gateway import http
+from gateway.wire import shortened
 
 HANDSHAKE_TIMEOUT_S = 10  # a client that has not finished its opening handshake by then is cut
 PING_INTERVAL_S = 20  # PROTOCOL (§4.2): the server pings every 20 s ...
@@ -43,6 +46,8 @@ CLOSE_TIMEOUT_S = 2  # a peer that does not finish the closing handshake by then
 GOING_AWAY = 1001  # the server is stopping
 INTERNAL_ERROR = 1011
 NOT_FOUND_TEXT = "use /ws/trade or /ws/public\n"
+WEBSOCKET_HTTP_VERSIONS = (b"HTTP/1.1", b"HTTP/1.0")  # what the library's handshake reads
+UNREADABLE_HANDSHAKE = "the request cannot be read: {why}\n"
 PACK_OPTION = "pack"  # `?pack=1`: the session's messages of a loop turn in one frame (packed)
 PACK_VALUES = {"0": False, "1": True}
 # The fast path's frame: FIN set, no RSV bits (no extension is negotiated), opcode TEXT.
@@ -311,8 +316,12 @@ class Connection(asyncio.Protocol):
         """Hand the connection to the websocket layer (a GET of one of its routes) or to
         plain HTTP (anything else), once the request line is in (`_Sniffer`)."""
         method, _, rest = first[: max(line_end, 0)].rstrip(b"\r").partition(b" ")
-        target = rest.partition(b" ")[0].decode("ascii", "replace")
-        if method == b"GET" and target.partition("?")[0] in self.listener.routes:
+        raw_target, _, version = rest.partition(b" ")
+        target = raw_target.decode("ascii", "replace")
+        # another version (`HTTP/1.2`), which the library would drop unanswered, is plain
+        # HTTP's to refuse: 505, as for any other path
+        upgrade = method == b"GET" and version in WEBSOCKET_HTTP_VERSIONS
+        if upgrade and target.partition("?")[0] in self.listener.routes:
             self.http = None
             self.data_received(first)
             return
@@ -391,7 +400,25 @@ class Connection(asyncio.Protocol):
         # A data frame leaves the protocol nothing to send while it is open (no pong, no
         # close): `_write_protocol`'s two library calls are skipped on the hot path.
         if protocol.writes or protocol.state is not State.OPEN:
+            if self.request is None and protocol.handshake_exc is not None:
+                self._refuse_unreadable_handshake(protocol.handshake_exc)
             self._write_protocol()
+
+    def _refuse_unreadable_handshake(self, failure: Exception) -> None:
+        """Answer 400 to an upgrade request the library could not read, which it closes
+        unanswered (it answers only a line or headers too long, 414 and 431, itself). A
+        request cut short by the peer's close gets nothing: nobody reads an answer."""
+        transport = self.transport
+        why = failure.__cause__
+        if not isinstance(failure, InvalidMessage) or transport is None or transport.is_closing():
+            return
+        if why is None or isinstance(why, EOFError):
+            return
+        # escaped: the library's words quote the request, which may hold control characters
+        quoted = shortened(str(why)).encode("unicode_escape").decode("ascii")
+        transport.write(
+            self.protocol.reject(400, UNREADABLE_HANDSHAKE.format(why=quoted)).serialize()
+        )
 
     def _frame(self, frame: Frame) -> None:
         opcode = frame.opcode

@@ -445,9 +445,10 @@ class SubscriptionsParams(Params, frozen=True):
 
 
 class OperatorParams(Params, frozen=True, kw_only=True):
-    """The params of an admin method that maps to an engine command: each may carry the
-    operator's `cl_op_id`, under which the engine does the command at most once (a retry
-    after a lost answer is answered, not done again: `engine.operations`)."""
+    """The params of an admin method: each may carry the operator's `cl_op_id`, under which
+    the venue does the command at most once (a retry after a lost answer is answered, not
+    done again): the engine for those that map to an engine command (`engine.operations`),
+    the gateway for `admin.issue_key`, which is not journaled (`gateway.dispatch`)."""
 
     cl_op_id: ClientOperationId | None = None
 
@@ -561,14 +562,14 @@ class SplitParams(OperatorParams, frozen=True):
     ratio: Annotated[str, Meta(pattern=RATIO_PATTERN)]  # "new:old", e.g. "3:2"
 
 
-class IssueKeyParams(Params, frozen=True):
+class IssueKeyParams(OperatorParams, frozen=True):
     account: PositiveInt
     scopes: Annotated[tuple[Scope, ...], Meta(min_length=1, max_length=3)]
 
     def problem(self) -> Problem | None:
         if len(set(self.scopes)) != len(self.scopes):
             return E.BAD_PARAM, "scopes repeat"
-        return None
+        return super().problem()
 
 
 METHODS: dict[str, type[Params]] = {
@@ -889,8 +890,20 @@ NOT_UTF8 = "a frame holds UTF-8 JSON; this one is not UTF-8"
 # Said of a refused frame answered with `id` null where its JSON, read leniently, gives none.
 NO_ID = "no valid id could be read from it"
 _INVALID_AT = re.compile(r"JSON is malformed: invalid character \(byte ([0-9]+)\)")  # msgspec's
-# Python's `json` reads these (JavaScript's `JSON.stringify` writes null for them); JSON has none.
-_CONSTANT = re.compile(rb"NaN|Infinity")
+# Words where a JSON value belongs that are not JSON, as some encoders write them: numbers
+# that are not finite (Python's `json` writes and reads `NaN` and `Infinity`; C's printf and
+# numpy write `nan`, `inf`, `-inf`), and other languages' literals (Python's `None`, `True`;
+# JavaScript's `undefined`). Any case, a sign before a number's. Said as such, not as msgspec's
+# "invalid character", and read leniently (as `null`) for the request's id.
+NOT_FINITE_WORDS = frozenset({"nan", "inf", "infinity"})
+NOT_JSON_LITERALS = frozenset({"none", "true", "false", "null", "undefined", "nil"})
+_WORD_HINT = re.compile(rb"(?i)nan|inf|none|true|false|null|undefined|nil")  # worth a look
+_WORD = re.compile(r"[-+]?[A-Za-z]{1,16}")  # a word where a value starts: 16 > "undefined"
+_VALUE_BEFORE = frozenset(":,[ \t\r\n")  # what may come before a value (or nothing)
+# A frame's not-JSON words read as `null` one at a time, each a new reading of the frame (of
+# at most MESSAGE_BYTES_MAX bytes): the bound of a refused frame's work. With more, its id is
+# not read (the msg says so).
+WORDS_READ_AS_NULL_MAX = 16
 
 
 def oversize(frame: bytes | str, size_max: int = MESSAGE_BYTES_MAX) -> WireError | None:
@@ -1040,21 +1053,47 @@ def json_problem(failure: msgspec.DecodeError, text: str | bytes) -> str:
 
 
 def _constant_problem(words: str, text: str | bytes) -> str | None:
-    """What is wrong when msgspec's `words` put an invalid character where `text` holds `NaN`,
-    `Infinity` or `-Infinity` (it names the byte after a minus); None for anything else."""
+    """What is wrong when msgspec's `words` put an invalid character in or just past a word
+    that is not JSON (`NaN`, `nan`, `-inf`, `Infinity`, `None`, `True`, `undefined`:
+    `_word_at`); None for anything else."""
     invalid = _INVALID_AT.fullmatch(words)
     if invalid is None:
         return None
     data = text.encode(errors="surrogatepass") if isinstance(text, str) else text
     at = int(invalid.group(1))
-    constant = _CONSTANT.match(data, at)
-    if constant is None:
+    # msgspec names a byte of the word, or the one past the 4 it compared with `null`
+    low = max(at - 17, 0)
+    window = data[low : at + 17].decode("ascii", "replace")
+    for start in range(at - low, -1, -1):
+        if low + start and chr(data[low + start - 1]) not in _VALUE_BEFORE:
+            continue
+        word = _WORD.match(window, start)
+        found = _word_at(window, start)
+        if word is not None and found is not None and at - low <= max(word.end(), start + 4):
+            return (
+                f"JSON is malformed: {found} (byte {low + start})"
+                + _WORD_TAIL[found.endswith("number")]
+            )
+    return None
+
+
+_WORD_TAIL = ("; JSON's literals are true, false and null", "; JSON numbers are finite")
+
+
+def _word_at(text: str, at: int) -> str | None:
+    """`"<word> is not a JSON number"` or `"<word> is not JSON"` for a word of `text` at `at`
+    that is not JSON (`NOT_FINITE_WORDS`, `NOT_JSON_LITERALS` in another case than JSON's),
+    else None."""
+    found = _WORD.match(text, at)
+    if found is None:
         return None
-    sign = "-" if data[at - 1 : at] == b"-" else ""
-    return (
-        f"JSON is malformed: {sign}{constant.group().decode()} is not a JSON number (byte"
-        f" {at - len(sign)}); JSON numbers are finite"
-    )
+    word = found.group()
+    bare = word.lstrip("+-").lower()
+    if bare in NOT_FINITE_WORDS:
+        return f"{word} is not a JSON number"
+    if bare in NOT_JSON_LITERALS and word not in ("true", "false", "null"):  # ("-true": not)
+        return None if word[0] in "+-" else f"{word} is not JSON"
+    return None
 
 
 def _about_a_surrogate(text: str | bytes) -> bool:
@@ -1083,11 +1122,21 @@ def _surrogate_problem(words: str, text: str | bytes, lenient: Any) -> str:
 
 
 def _read_leniently(text: str | bytes) -> Any:
-    """The JSON as Python's `json` reads it, or None if it cannot (or nests too deep)."""
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError too
-        return None
+    """The JSON as Python's `json` reads it (`NaN` and `Infinity` too), each other word that
+    is not JSON (`nan`, `-inf`, `None`: `_word_at`) read as `null`; None if it cannot be read
+    so (or nests too deep, or has more than `WORDS_READ_AS_NULL_MAX` such words)."""
+    for _ in range(WORDS_READ_AS_NULL_MAX + 1):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as failure:  # `doc`: the text as a str, `pos` in it
+            at, doc = failure.pos, failure.doc
+            word = _WORD.match(doc, at)
+            if word is None or _word_at(doc, at) is None:
+                return None
+            text = doc[:at] + "null" + doc[word.end() :]
+        except (ValueError, RecursionError):  # UnicodeDecodeError, too deep
+            return None
+    return None
 
 
 def _surrogate_at(value: Any) -> tuple[bool, str] | None:
@@ -1192,7 +1241,7 @@ def _salvage_id(frame: bytes | str) -> int | str | None:
         return _valid_id(_id_only_decoder.decode(frame).id)
     except msgspec.DecodeError:  # unreadable past the id: `_unreadable`'s lenient reading
         data = frame if isinstance(frame, bytes) else frame.encode(errors="surrogatepass")
-        if _CONSTANT.search(data) is None and not _about_a_surrogate(frame):
+        if _WORD_HINT.search(data) is None and not _about_a_surrogate(frame):
             return None
         return _lenient_id(_read_leniently(frame))
     except RecursionError:  # too deep to decode whole: an id that leads the object still counts

@@ -24,6 +24,7 @@ import pytest
 
 from client import admin_cli
 from client.sdk import VenueClient, VenueError
+from gateway.dispatch import ISSUED_KEYS_FILE
 from tests.conftest import KEYS, ROOT, TEST_TIMEOUT_S, start_venue
 from tests.sample_config import SAMPLE_CONFIG, sample_bill
 
@@ -494,9 +495,54 @@ def test_a_deposit_whose_answer_was_lost_is_sent_again_and_done_once(
     [first] = lost
     assert first["status"] == 200
     answer = json.loads(result.stdout)
-    assert answer["repeated"] is True and answer["seq"] > first["result"]["seq"]
+    assert answer["repeated"] is True and answer["seq"] == first["result"]["seq"]
+    assert answer["repeat_seq"] > answer["seq"]  # its own record, which changed nothing
     assert "sending it again with the same cl_op_id" in result.stderr
     assert Decimal(usd_of(venue, "alpha")) == Decimal(before) + 1000  # once, not twice
+
+
+def test_an_issue_key_whose_answer_was_lost_is_sent_again_and_shows_the_same_key(
+    venue: BackgroundVenue, tmp_path: Path
+) -> None:
+    """The finding: `issue-key` went without a `cl_op_id`, so the CLI could not send it again
+    safely and a lost answer left a live key whose secret nobody saw. Now it goes with one,
+    is sent again, and the venue shows the key it issued, which logs on; no second key."""
+    from websockets.asyncio.client import connect
+    from websockets.asyncio.server import ServerConnection
+
+    lost: list[dict[str, Any]] = []
+
+    async def lose_the_first_answer(connection: ServerConnection) -> None:
+        async with connect(f"ws://127.0.0.1:{venue.port}/ws/trade") as upstream:
+            async for frame in connection:
+                request = json.loads(frame)
+                await upstream.send(frame)
+                answer = await upstream.recv()
+                if request["method"] == "admin.issue_key" and not lost:
+                    lost.append(json.loads(answer))
+                    return  # issued at the venue; the operator never sees its secret
+                await connection.send(answer)
+
+    with FakeVenue(lose_the_first_answer) as url:
+        command = [sys.executable, "-m", "cli.main", "admin", "issue-key", "1"]
+        command += ["--scopes", "read", "--url", url, "--config", str(SAMPLE_CONFIG)]
+        result = subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, timeout=TEST_TIMEOUT_S
+        )
+    assert result.returncode == admin_cli.EXIT_OK, result.stderr
+    [first] = lost
+    answer = json.loads(result.stdout)
+    assert answer.pop("repeated") is True and isinstance(answer.pop("done_at"), int)
+    assert answer == first["result"]  # the key issued, its secret shown now
+    issued = json.loads((tmp_path / "data" / ISSUED_KEYS_FILE).read_text())
+    assert [key["key"] for key in issued] == [answer["api_key"]]  # one key, not two
+
+    async def log_on() -> Any:
+        async with VenueClient(f"ws://127.0.0.1:{venue.port}/ws/trade") as client:
+            await client.logon(answer["api_key"], answer["secret"])
+            return await client.request("balances", {})
+
+    assert "balances" in asyncio.run(asyncio.wait_for(log_on(), TEST_TIMEOUT_S))
 
 
 def test_a_command_sent_again_by_hand_with_its_cl_op_id_is_done_once(
@@ -532,10 +578,11 @@ def test_an_attestation_sent_again_by_hand_keeps_the_time_it_took_by_default(
     assert output(capsys)["repeated"] is True
 
 
-def test_every_command_but_issue_key_takes_a_cl_op_id() -> None:
+def test_every_command_takes_a_cl_op_id() -> None:
+    """`issue-key` too, since session 22 (the venue issues one key per id)."""
     parser = argparse.ArgumentParser(prog="venue admin")
     admin_cli.add_arguments(parser)
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for name, sub in subparsers.choices.items():
         flags = {flag for action in sub._actions for flag in action.option_strings}
-        assert ("--cl-op-id" in flags) is (name != "issue-key"), name
+        assert "--cl-op-id" in flags, name

@@ -342,6 +342,11 @@ ADMIN_DEPOSIT = {"account": 1, "asset": "USD", "amount": "10"}
         ),
         ("admin.deposit", ADMIN_DEPOSIT, "had no cl_op_id: sent again it may be done twice"),
         ("admin.issue_key", {"account": 1, "scopes": ["read"]}, "issue another"),
+        (
+            "admin.issue_key",
+            {"account": 1, "scopes": ["read"], "cl_op_id": "key-7"},
+            "send it again with the same cl_op_id 'key-7', which the venue does at most once",
+        ),
     ],
 )
 def test_a_connection_lost_before_the_answer_says_what_to_do_by_method(

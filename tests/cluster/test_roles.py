@@ -104,6 +104,73 @@ def test_orders_through_gateway_a_fill_against_orders_rested_through_gateway_b(
     run(scenario())
 
 
+KEY_LEARNT_WITHIN_S = 20.0  # the other gateway follows the key stream: well under a second
+
+
+def test_a_key_issued_through_gateway_a_and_asked_again_through_b_is_the_same_key(
+    cluster: LocalCluster,
+) -> None:
+    """`admin.issue_key` under a `cl_op_id` is remembered with the key on the cluster's key
+    stream: sent again through the other gateway once it has the key, it is that key again
+    (the operator retried elsewhere after a lost answer), not a second one."""
+    a, b = cluster.gateways
+    issue = {"account": 3, "scopes": ["read"], "cl_op_id": "roles-key-1"}
+
+    async def logs_on_through_b(key: str, secret: str) -> None:
+        deadline = time.monotonic() + KEY_LEARNT_WITHIN_S
+        while True:
+            reader = await VenueClient(b.url).connect()
+            try:
+                await reader.logon(key, secret)
+                return
+            except VenueError as refused:  # b has not learnt the key yet
+                assert refused.name == "BAD_SIGNATURE" and time.monotonic() < deadline, refused
+            finally:
+                await reader.close()
+            await asyncio.sleep(0.1)
+
+    async def scenario() -> None:
+        admin_a, admin_b = await client(a.url, "admin"), await client(b.url, "admin")
+        try:
+            first = await admin_a.request("admin.issue_key", issue)
+            again_on_a = await admin_a.request("admin.issue_key", issue)
+            await logs_on_through_b(first["api_key"], first["secret"])
+            again_on_b = await admin_b.request("admin.issue_key", issue)
+            for again in (again_on_a, again_on_b):
+                assert again.pop("repeated") is True and isinstance(again.pop("done_at"), int)
+                assert again == first
+            other = await admin_b.request_raw("admin.issue_key", issue | {"scopes": ["trade"]})
+            assert other["error"]["name"] == "CL_OP_ID_REUSED"
+        finally:
+            await admin_a.close()
+            await admin_b.close()
+
+    run(scenario())
+
+
+def test_a_deposit_sent_again_through_the_other_gateway_answers_the_first_seq(
+    cluster: LocalCluster,
+) -> None:
+    """A repeat is answered from the gateway's replica, which keeps each operation's journal
+    position as the core does: `seq` is the first's through either gateway, `repeat_seq` the
+    repeat's own record (session 22; before, `seq` was the repeat's own)."""
+    a, b = cluster.gateways
+    deposit = {"account": 3, "asset": "USD", "amount": "1", "cl_op_id": "roles-dep-1"}
+
+    async def scenario() -> None:
+        admin_a, admin_b = await client(a.url, "admin"), await client(b.url, "admin")
+        try:
+            first = await admin_a.request("admin.deposit", deposit)
+            again = await admin_b.request("admin.deposit", deposit)
+            assert again["repeated"] is True and again["seq"] == first["seq"]
+            assert again["repeat_seq"] > first["seq"]
+        finally:
+            await admin_a.close()
+            await admin_b.close()
+
+    run(scenario())
+
+
 def test_quote_mass_through_a_gateway_amends_the_quote_it_placed(cluster: LocalCluster) -> None:
     """The gateway learns a placed quote's order id when its record comes back, so the next
     quote.mass amends that order rather than placing a second one."""
@@ -613,6 +680,34 @@ def test_kill_9_of_the_active_core_under_load_the_standby_takes_over(
     assert "active at seq" in standby.log()
     assert "warm=true" in standby.log(), "the standby replayed the stream instead of its copy"
     check_no_loss_no_duplicate(cluster, seen, "corekill")
+    cluster.start_role(active)  # back as the standby
+    cluster.wait_for(active, "waiting for the lease")
+
+
+def test_a_deposit_sent_again_after_a_core_takeover_is_done_once_with_its_first_seq(
+    cluster: LocalCluster,
+) -> None:
+    """The active core killed after a deposit under a `cl_op_id`: the standby, which took
+    over with its warm copy (its own positions, then the sequencer's), does the deposit sent
+    again as a repeat, and the answer gives the first's `seq` (session 22)."""
+    (a, _), active = cluster.gateways, cluster.active_core()
+    assert active is not None
+    standby = next(core for core in cluster.cores if core is not active)
+    deposit = {"account": 3, "asset": "USD", "amount": "1", "cl_op_id": "roles-dep-takeover"}
+
+    async def scenario() -> tuple[Any, Any]:
+        admin = await client(a.url, "admin")
+        try:
+            first = await admin.request("admin.deposit", deposit)
+            cluster.kill(active)
+            again = await admin.request("admin.deposit", deposit, timeout_s=TIMEOUT_S)
+            return first, again
+        finally:
+            await admin.close()
+
+    first, again = run(scenario())
+    assert "warm=true" in standby.log(), "the standby replayed the stream instead of its copy"
+    assert again["repeated"] is True and again["seq"] == first["seq"] < again["repeat_seq"]
     cluster.start_role(active)  # back as the standby
     cluster.wait_for(active, "waiting for the lease")
 

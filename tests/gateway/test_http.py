@@ -210,6 +210,61 @@ def test_an_http_version_other_than_1_0_and_1_1_is_505_and_closed(version: str) 
     run(scenario)
 
 
+UPGRADE_HEADERS = (
+    "Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+)
+
+
+@pytest.mark.parametrize("version", ["1.2", "2.0", "0.9"])
+def test_a_websocket_upgrade_of_another_http_version_is_505_not_dropped(version: str) -> None:
+    """The testers' finding: an upgrade to a websocket route as `HTTP/1.2` was closed with no
+    answer (the websocket library reads only 1.0 and 1.1, and drops what it cannot read),
+    where plain HTTP answers 505. It is answered as plain HTTP is, and opens nothing; the
+    same upgrade as HTTP/1.1 still opens a websocket."""
+
+    async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET /ws/trade HTTP/{version}\r\n{UPGRADE_HEADERS}\r\n".encode())
+        status, headers, body = await asyncio.wait_for(read_response(reader), 5)
+        assert (status, headers["connection"]) == (505, "close")
+        assert body == f"HTTP/{version} is not supported: send HTTP/1.1 or HTTP/1.0\n".encode()
+        assert await reader.read() == b""
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET /ws/trade HTTP/1.1\r\n{UPGRADE_HEADERS}\r\n".encode())
+        status, headers, _ = await asyncio.wait_for(read_response(reader), 5)
+        assert (status, headers["upgrade"]) == (101, "websocket")
+        writer.close()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    ("head", "words"),
+    [
+        (f"GET /ws/trade HTTP/1.1\r\n{UPGRADE_HEADERS}no colon here\r\n", "header line"),
+        (f"GET /ws/trade HTTP/1.1\r\nBad Name: 1\r\n{UPGRADE_HEADERS}", "header name"),
+    ],
+)
+def test_a_websocket_upgrade_the_library_cannot_read_is_400_not_dropped(
+    head: str, words: str
+) -> None:
+    """Its near neighbour: any other upgrade request the websocket library cannot read was
+    dropped unanswered too. It is 400 saying what is wrong, and the connection closes."""
+
+    async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"{head}\r\n".encode())
+        status, headers, body = await asyncio.wait_for(read_response(reader), 5)
+        assert (status, headers["connection"]) == (400, "close")
+        assert body.startswith(b"the request cannot be read: ") and words.encode() in body, body
+        assert await reader.read() == b""
+        writer.close()
+
+    run(scenario)
+
+
 def test_a_head_of_exactly_the_limit_is_served_and_one_byte_more_is_431() -> None:
     def head_of(size: int) -> bytes:
         """A GET of /echo whose head is `size` bytes, padded by one header."""

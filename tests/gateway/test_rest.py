@@ -379,6 +379,11 @@ def test_bad_orders_change_nothing_and_say_why(run_venue: Run) -> None:
         lone = await call(trader, "POST", "/api/v1/orders", body=b'{"tag": "\\ud800"}')
         assert "surrogate" in lone.json()["error"]["msg"], lone.json()  # not "truncated"
         assert lone.json()["error"]["msg"].endswith(" - at `tag`"), lone.json()  # and where
+        for word, said in [("nan", "nan is not a JSON number"), ("None", "None is not JSON")]:
+            body = json.dumps(order | {"price": "PRICE"}).replace('"PRICE"', word).encode()
+            refused = await call(trader, "POST", "/api/v1/orders", body=body)
+            assert error_of(refused) == (400, "BAD_JSON"), refused
+            assert said in refused.json()["error"]["msg"], refused
         amend = await call(trader, "PATCH", "/api/v1/orders/7", body=b'{"order_id": 8, "qty": "1"}')
         assert error_of(amend) == (400, "BAD_PARAM")
         labelled = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc", "qty": "1"}

@@ -32,10 +32,11 @@ async def twice(client: VenueClient, method: str, params: dict[str, Any]) -> tup
 
 
 def assert_repeat_of(first: dict[str, Any], again: dict[str, Any]) -> None:
-    """`again` says it was done before, with `first`'s result (its own `seq` aside)."""
+    """`again` says it was done before, with `first`'s result, `seq` included (where it took
+    effect), and its own record's `repeat_seq` (session 22's finding: `seq` was its own)."""
     assert again.pop("repeated") is True and "repeated" not in first
     assert isinstance(again.pop("done_at"), int)
-    assert again.pop("seq") > first.pop("seq")
+    assert again.pop("repeat_seq") > first["seq"]
     assert again == first
 
 
@@ -89,7 +90,7 @@ def test_the_same_id_with_other_params_is_refused_changing_nothing(run_venue: An
             assert await refusal(admin, "admin.deposit", DEPOSIT | {"cl_op_id": bad}) == (
                 "BAD_PARAM"
             )
-        issue = {"account": 1, "scopes": ["read"], "cl_op_id": "k-1"}  # not journaled: no id
+        issue = {"account": 1, "scopes": ["read"], "cl_op_id": "k\n1"}  # checked as the others
         assert await refusal(admin, "admin.issue_key", issue) == "BAD_PARAM"
         assert ledger_view(venue) == before
 
@@ -113,12 +114,13 @@ def test_a_listing_sent_again_is_answered_not_refused_as_existing(run_venue: Any
 
 def test_a_repeat_after_a_snapshot_restore_is_done_once(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
+    paid_seq: list[int] = []  # the dividend's, as first answered
 
     async def before() -> str:
         venue = await start_venue(data_dir)
         admin = await venue.client("admin")
         await admin.request("admin.deposit", DEPOSIT)
-        await admin.request("admin.pay_dividend", DIVIDEND)
+        paid_seq.append((await admin.request("admin.pay_dividend", DIVIDEND))["seq"])
         await venue.server.snapshot()
         await admin.close()
         await venue.server.stop()
@@ -132,6 +134,7 @@ def test_a_repeat_after_a_snapshot_restore_is_done_once(tmp_path: Path) -> None:
             view = ledger_view(venue)
             again = await admin.request("admin.pay_dividend", DIVIDEND)
             assert again["repeated"] is True and again["provided"] == "14850.000000"
+            assert [again["seq"]] == paid_seq and again["repeat_seq"] > again["seq"]
             assert ledger_view(venue) == view
             await admin.close()
             return restored, again
@@ -178,7 +181,83 @@ def test_a_deposit_and_a_dividend_sent_again_after_kill_9_are_done_once(tmp_path
         dividend = run(admin_request(port, "admin.pay_dividend", DIVIDEND))
         assert deposit["repeated"] is True and dividend["repeated"] is True
         assert dividend["paid_total"] == first["paid_total"]
+        assert dividend["seq"] == first["seq"] < deposit["repeat_seq"]  # known by replay
         assert run(usd_of(port)) == usd  # neither minted nor paid again
     finally:
         server.kill()
         server.wait(TEST_TIMEOUT_S)
+
+
+ISSUE = {"account": 3, "scopes": ["read", "trade"], "cl_op_id": "key-1"}
+
+
+def assert_same_key(first: dict[str, Any], again: dict[str, Any]) -> None:
+    """`again` is `first`'s key, secret and all, saying it was issued before."""
+    assert again.pop("repeated") is True and "repeated" not in first
+    assert isinstance(again.pop("done_at"), int)
+    assert again == first
+
+
+def test_a_key_issued_again_under_its_cl_op_id_is_the_same_key(run_venue: Any) -> None:
+    """The finding: `admin.issue_key` took no `cl_op_id`, so a retry after a lost answer (as
+    `venue admin` makes) issued a second live key. Now the same operator asking the same
+    gets the first key again (its secret too: it asked for it) and nothing is issued; other
+    params, or another admin key, are `CL_OP_ID_REUSED` and see no secret."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        keys_before = len(venue.server.auth.store)
+        first, again = await twice(admin, "admin.issue_key", ISSUE)
+        assert_same_key(first, again)
+        assert len(venue.server.auth.store) == keys_before + 1  # one key, not two
+        reordered = ISSUE | {"scopes": ["trade", "read"]}  # the same scopes
+        assert_same_key(first, await admin.request("admin.issue_key", reordered))
+        holder = await venue.client()
+        await holder.logon(first["api_key"], first["secret"])
+        for other in ({"scopes": ["read"]}, {"account": 1}):
+            refused = await admin.request_raw("admin.issue_key", ISSUE | other)
+            assert refused["error"]["name"] == "CL_OP_ID_REUSED", refused
+            assert "'key-1'" in refused["error"]["msg"] and "secret" not in refused
+        second_admin = {"account": 100, "scopes": ["admin"], "cl_op_id": "key-2"}
+        operator = await admin.request("admin.issue_key", second_admin)
+        other_operator = await venue.client()
+        await other_operator.logon(operator["api_key"], operator["secret"])
+        refused = await other_operator.request_raw("admin.issue_key", ISSUE)
+        assert refused["error"]["name"] == "CL_OP_ID_REUSED"
+        assert first["secret"] not in str(refused)
+        assert len(venue.server.auth.store) == keys_before + 2
+
+    run_venue(scenario)
+
+
+def test_a_key_issued_again_after_a_restart_is_the_same_key(tmp_path: Path) -> None:
+    """As the journaled commands' ids survive a restart, so does an issued key's (kept with
+    the key in the issued keys' file)."""
+    data_dir = tmp_path / "data"
+
+    async def issue() -> dict[str, Any]:
+        venue = await start_venue(data_dir)
+        try:
+            admin = await venue.client("admin")
+            first: dict[str, Any] = await admin.request("admin.issue_key", ISSUE)
+            await admin.close()
+            return first
+        finally:
+            await venue.server.stop()
+
+    async def again() -> tuple[dict[str, Any], int, int]:
+        venue = await start_venue(data_dir)
+        try:
+            admin = await venue.client("admin")
+            keys_before = len(venue.server.auth.store)
+            repeated = await admin.request("admin.issue_key", ISSUE)
+            keys_after = len(venue.server.auth.store)
+            await admin.close()
+            return repeated, keys_before, keys_after
+        finally:
+            await venue.server.stop()
+
+    first = run(issue())
+    repeated, keys_before, keys_after = run(again())
+    assert_same_key(first, repeated)
+    assert keys_after == keys_before

@@ -188,6 +188,9 @@ REFUSED_WITH_ID: list[tuple[str | bytes, int | str | None, str]] = [
     ('{"id": 6, "method": "ping", "params": [Infinity]}', 6, f"Infinity {NOT_A_NUMBER}"),
     ('{"id": NaN, "method": "ping"}', None, "no valid id could be read from it"),
     ('{"id": 8, "method": "ping", "params": [NaN,]}', None, "no valid id could be read"),
+    (place(10, "186.00").replace('"186.00"', "nan"), 10, f"nan {NOT_A_NUMBER} (byte "),
+    ('{"id": 11, "method": "ping", "params": {"x": -inf}}', 11, "-inf " + NOT_A_NUMBER),
+    ('{"id": 12, "method": "ping", "params": {"x": None}}', 12, "None is not JSON (byte 45)"),
 ]
 
 

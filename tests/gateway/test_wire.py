@@ -1177,13 +1177,57 @@ def test_a_surrogate_pair_and_other_bad_json_are_as_before() -> None:
     good = wire.decode('{"id": 3, "method": "ping", "params": {}, "x": "\\ud83d\\ude00"}')
     assert isinstance(good, tuple) and isinstance(good[1], wire.WireError)
     assert good[1].id == 3 and good[1].code is E.BAD_PARAM  # the unknown field x, not the text
-    for raw in ('{"id": 3, "method": "ping", "params": {"x": nan}}', '{"id": 3, "method": "ping"'):
+    for raw in ('{"id": 3, "method": "ping", "params": {"x": nul}}', '{"id": 3, "method": "ping"'):
         failure = wire.decode_envelope(raw)
         assert isinstance(failure, wire.WireError) and failure.code is E.BAD_JSON
         assert failure.id is None and "surrogate" not in failure.message
         assert "number" not in failure.message
     cut = wire.decode_envelope('{"id": 3, "method": "ping", "params": {"a": "\\ud83d\\ude00"')
     assert isinstance(cut, wire.WireError) and cut.message == "Input data was truncated"
+
+
+NUMBER, LITERAL = "; JSON numbers are finite", "; JSON's literals are true, false and null"
+# (the bad word as sent, then the msg's words for it): each at byte 44 of `in_ping`
+WORDS_NOT_JSON = [
+    ("nan", f"nan is not a JSON number (byte 44){NUMBER}"),
+    ("Nan", f"Nan is not a JSON number (byte 44){NUMBER}"),
+    ("-NaN", f"-NaN is not a JSON number (byte 44){NUMBER}"),
+    ("inf", f"inf is not a JSON number (byte 44){NUMBER}"),
+    ("-inf", f"-inf is not a JSON number (byte 44){NUMBER}"),
+    ("+Infinity", f"+Infinity is not a JSON number (byte 44){NUMBER}"),
+    ("-infinity", f"-infinity is not a JSON number (byte 44){NUMBER}"),
+    ("None", f"None is not JSON (byte 44){LITERAL}"),
+    ("True", f"True is not JSON (byte 44){LITERAL}"),
+    ("NULL", f"NULL is not JSON (byte 44){LITERAL}"),
+    ("undefined", f"undefined is not JSON (byte 44){LITERAL}"),
+]
+
+
+@pytest.mark.parametrize(("word", "said"), WORDS_NOT_JSON)
+def test_a_word_that_is_not_json_is_named_with_the_request_id(word: str, said: str) -> None:
+    """The testers' finding: `NaN` and `Infinity` were named and the id kept, but a lowercase
+    `nan` (C's printf, numpy), `-inf` or Python's `None` got msgspec's "invalid character"
+    and `id` null. Each is `BAD_JSON` naming the word, with the id; in a str frame and a
+    binary one alike, and as well beside others (each read as null for the id)."""
+    in_ping = '{"id": 3, "method": "ping", "params": {"x": ' + word + ', "y": [nan, None]}}'
+    for frame in (in_ping, in_ping.encode()):
+        failure = wire.decode_request(frame)
+        assert isinstance(failure, wire.WireError), frame
+        assert (failure.id, failure.code) == (3, E.BAD_JSON)
+        assert failure.message == f"JSON is malformed: {said}"
+    as_id = wire.decode_request('{"id": ' + word + ', "method": "ping"}')
+    assert isinstance(as_id, wire.WireError) and as_id.id is None
+    assert as_id.message.endswith(f"; {wire.NO_ID}") and word in as_id.message
+
+
+def test_words_read_as_null_for_the_id_are_bounded() -> None:
+    """Each is a new reading of the frame: past `WORDS_READ_AS_NULL_MAX` the id is not read."""
+    many = ", ".join(["nan"] * (wire.WORDS_READ_AS_NULL_MAX + 1))
+    failure = wire.decode_request('{"id": 4, "method": "ping", "params": {"x": [' + many + "]}}")
+    assert isinstance(failure, wire.WireError) and failure.id is None
+    fewer = ", ".join(["nan"] * wire.WORDS_READ_AS_NULL_MAX)
+    failure = wire.decode_request('{"id": 4, "method": "ping", "params": {"x": [' + fewer + "]}}")
+    assert isinstance(failure, wire.WireError) and failure.id == 4
 
 
 def test_the_search_for_an_unpaired_surrogate_is_bounded() -> None:
