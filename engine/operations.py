@@ -3,7 +3,7 @@
 Owns the venue's memory of the operator (admin) commands accepted with a `cl_op_id`: for
 each, a digest of what the command asks, when it was done and what it produced that its
 answer reports (a withdrawal's id, a dividend's or a split's totals), and its journal
-position (`seq_now`, told by whoever executes: 0 if unknown). `guard` wraps each
+position (`seq`, as `Venue.execute` was told it: 0 if unknown). `guard` wraps each
 operator command's handler: an id remembered with the same parameters changes nothing and
 says so (`OperationRepeated`, with the first one's outcome); with other parameters it is
 refused (`CL_OP_ID_REUSED`); an accepted command is remembered, a refused one is not (it
