@@ -684,34 +684,6 @@ def test_kill_9_of_the_active_core_under_load_the_standby_takes_over(
     cluster.wait_for(active, "waiting for the lease")
 
 
-def test_a_deposit_sent_again_after_a_core_takeover_is_done_once_with_its_first_seq(
-    cluster: LocalCluster,
-) -> None:
-    """The active core killed after a deposit under a `cl_op_id`: the standby, which took
-    over with its warm copy (its own positions, then the sequencer's), does the deposit sent
-    again as a repeat, and the answer gives the first's `seq` (session 22)."""
-    (a, _), active = cluster.gateways, cluster.active_core()
-    assert active is not None
-    standby = next(core for core in cluster.cores if core is not active)
-    deposit = {"account": 3, "asset": "USD", "amount": "1", "cl_op_id": "roles-dep-takeover"}
-
-    async def scenario() -> tuple[Any, Any]:
-        admin = await client(a.url, "admin")
-        try:
-            first = await admin.request("admin.deposit", deposit)
-            cluster.kill(active)
-            again = await admin.request("admin.deposit", deposit, timeout_s=TIMEOUT_S)
-            return first, again
-        finally:
-            await admin.close()
-
-    first, again = run(scenario())
-    assert "warm=true" in standby.log(), "the standby replayed the stream instead of its copy"
-    assert again["repeated"] is True and again["seq"] == first["seq"] < again["repeat_seq"]
-    cluster.start_role(active)  # back as the standby
-    cluster.wait_for(active, "waiting for the lease")
-
-
 def test_kill_9_of_a_gateway_under_load_its_clients_resume_on_the_other(
     cluster: LocalCluster,
 ) -> None:
