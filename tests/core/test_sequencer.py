@@ -14,12 +14,10 @@ from core import commit_watch
 from core import sequencer as sequencer_module
 from core.journal import EncodeInto, FileJournal, Sequenced
 from core.sequencer import BATCH_COMMANDS_MAX, Executed, _batch_end
-from engine import snapshot
-from engine.commands import ArmDeadMan, CancelOrder, ListAsset, ListInstrument, PlaceOrder
+from engine.commands import ArmDeadMan, CancelOrder, ListInstrument, PlaceOrder
 from engine.enums import CancelReason, Side
 from engine.events import DeadManTriggered, OrderAccepted, TradeExecuted
 from engine.venue import Venue
-from settlement.ledger import Ledger
 from tests.engine.conftest import SYMBOL, make_spec
 
 Sequencer = sequencer_module.Sequencer  # every test runs with either commit (`commit_mode`)
@@ -856,30 +854,3 @@ def test_a_record_of_the_other_venue_kind_refuses_the_replay_in_one_line(
     message = str(refused.value)
     assert "record 1" in message and "venue serve --nats" in message, message
     assert not venue.markets and reader.last_seq == 0
-
-
-def test_operations_keep_the_journal_position_they_were_done_at(tmp_path: Path) -> None:
-    """The engine knows no positions: the sequencer tells it the executing command's (for a
-    repeated admin command's answer, session 22), through `submit`, `submit_all`, a replay,
-    and on a venue swapped in with `use` (restored from a snapshot, or a standby's)."""
-    journal = FileJournal(tmp_path / "journal")
-    listings = [ListAsset(code=f"A{n}", scale=2, cl_op_id=f"op-{n}") for n in range(4)]
-
-    async def session() -> list[int]:
-        sequencer = Sequencer(Venue(ledger=Ledger()), journal, Clock(), lambda batch: None)
-        sequencer.submit(ListAsset(code="USD", scale=2))  # seq 1: no id
-        sequencer.submit(listings[0])  # 2
-        sequencer.submit_all(listings[1:3], origin="two")  # 3, 4
-        swapped = snapshot.restore(snapshot.capture(sequencer.venue))
-        sequencer.use(swapped)
-        sequencer.submit(listings[3])  # 5, on the venue swapped in
-        await sequencer.drain()
-        sequencer.close()
-        return [op.done_seq for op in swapped.operations.image()]
-
-    assert asyncio.run(session()) == [2, 3, 4, 5]
-    journal = FileJournal(tmp_path / "journal")
-    replayed = Sequencer(Venue(ledger=Ledger()), journal, Clock(), lambda batch: None)
-    replayed.recover()
-    assert [op.done_seq for op in replayed.venue.operations.image()] == [2, 3, 4, 5]
-    replayed.close()
