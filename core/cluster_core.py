@@ -203,7 +203,6 @@ class Follower:
         self.codec = codec
         self.cod_orders = cod_orders
         self.seq = 0
-        self.venue.operations.seq_now = lambda: self.seq + 1  # as `Sequencer`'s
         self.transfers: list[Any] = []  # for the store's catch-up, as a replay keeps them
         self.broken = False  # a gap seen: the takeover falls back to a cold replay
         self._follow: StreamFollow | None = None

@@ -223,7 +223,6 @@ class Replica:
         self.bus = bus
         self.listener = listener
         self.last_seq = 0
-        self.venue.operations.seq_now = lambda: self.last_seq + 1  # as `Sequencer`'s
         self.epoch = 0  # the stream's first command's time: the same on every gateway
         self.live = False  # past the records the stream held at start: answer and publish
         self._replay_until = 0

@@ -178,7 +178,6 @@ class Sequencer:
                 f"commit_interval_s {commit_interval_s} is not within 0 to {COMMIT_INTERVAL_S_MAX}"
             )
         self.venue = venue
-        venue.operations.seq_now = self.seq_executing  # (again for a venue swapped in: `use`)
         # None: a journal record is the stamped command alone (the embedded venue); the
         # cluster's records carry the command's origin too (core.nats_bus).
         self.codec = codec
@@ -233,15 +232,6 @@ class Sequencer:
                 on_replayed([executed])
         assert self.last_seq == self.journal.last_seq(), "the snapshot is newer than the journal"
         return replayed
-
-    def use(self, venue: Venue) -> None:
-        """Execute on `venue` from now on (restored from a snapshot, or a standby's)."""
-        self.venue = venue
-        venue.operations.seq_now = self.seq_executing
-
-    def seq_executing(self) -> int:
-        """The journal position of the command executing: `last_seq` moves past it after."""
-        return self.last_seq + 1
 
     def stamp_us(self) -> int:
         """The time a command built now executes at: the clock's, never earlier than the

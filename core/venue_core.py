@@ -243,7 +243,7 @@ class VenueCore:
         self.venue = venue
         assert self.venue.ledger is not None, "snapshots of this server always hold a ledger"
         self.ledger = self.venue.ledger
-        self.sequencer.use(self.venue)
+        self.sequencer.venue = self.venue
         self.listener.restore_gateway(image.gateway)
 
     def _take_warm(self, warm: "WarmStart") -> None:
@@ -251,7 +251,7 @@ class VenueCore:
         self.venue = warm.venue
         assert self.venue.ledger is not None, "a warm venue always holds its ledger"
         self.ledger = self.venue.ledger
-        self.sequencer.use(self.venue)
+        self.sequencer.venue = self.venue
         self._to_store.extend(warm.transfers)
 
     def _replayed(self, batch: list[Executed]) -> None:

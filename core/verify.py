@@ -74,8 +74,6 @@ def verify(
         records = 0
         last = journal.last_seq()
         with progress.bar(total=last, unit=" records", desc="verify: replaying the journal") as bar:
-            # the record executing: `seq` as the loop has it when the engine asks
-            venue.operations.seq_now = lambda: seq
             for seq, payload in journal.replay():
                 venue.execute(decode_record(seq, payload))
                 records += 1

@@ -394,14 +394,13 @@ Outcome = DividendPaid | SharesSplit | WithdrawalRequested
 
 class OperationRepeated(Event, frozen=True, gc=False):
     """An operator command came again under the `cl_op_id` it was done with, asking the same:
-    nothing changed. `done_at_us` is when it was done, `outcome` what it produced, if its
-    answer reports any, and `done_seq` its journal position (0: unknown; `engine.operations`)."""
+    nothing changed. `done_at_us` is when it was done and `outcome` what it produced, if its
+    answer reports any (`engine.operations`)."""
 
     command: str
     cl_op_id: str
     done_at_us: int
     outcome: Outcome | None
-    done_seq: int = 0
 
 
 AnyEvent = (

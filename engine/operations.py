@@ -2,8 +2,7 @@
 
 Owns the venue's memory of the operator (admin) commands accepted with a `cl_op_id`: for
 each, a digest of what the command asks, when it was done and what it produced that its
-answer reports (a withdrawal's id, a dividend's or a split's totals), and its journal
-position (`seq`, as `Venue.execute` was told it: 0 if unknown). `guard` wraps each
+answer reports (a withdrawal's id, a dividend's or a split's totals). `guard` wraps each
 operator command's handler: an id remembered with the same parameters changes nothing and
 says so (`OperationRepeated`, with the first one's outcome); with other parameters it is
 refused (`CL_OP_ID_REUSED`); an accepted command is remembered, a refused one is not (it
@@ -45,29 +44,20 @@ Handler = Callable[[Any, list[Event]], None]
 
 class Operation(msgspec.Struct, frozen=True, gc=False):
     """An operator command accepted under `cl_op_id`: as a digest of its parameters (time
-    and id left out), when it was done, the event its answer is made from, and its journal
-    position (0: unknown, remembered by a venue before session 22 and kept in a snapshot)."""
+    and id left out), when it was done, and the event its answer is made from."""
 
     cl_op_id: str
     digest: bytes
     done_at_us: int
     outcome: Outcome | None = None
-    done_seq: int = 0
 
 
 class Operations:
     """The remembered `cl_op_id`s, oldest first (a dict keeps insertion order)."""
 
-    def __init__(
-        self, retained_max: int = CL_OP_IDS_RETAINED_MAX, seq_now: Callable[[], int] = int
-    ) -> None:
+    def __init__(self, retained_max: int = CL_OP_IDS_RETAINED_MAX) -> None:
         assert retained_max > 0, "remember at least one operation"
         self.retained_max = retained_max
-        # The journal position of the command executing: an input, as time is (the
-        # sequencer's, not the engine's), asked only when an operation is remembered (no
-        # cost per command). Whoever executes journaled commands sets it (`core.sequencer`,
-        # the cluster's replica and standby, `venue verify`); elsewhere 0: unknown.
-        self.seq_now = seq_now
         self.by_id: dict[str, Operation] = {}
 
     def guard(self, handler: Handler) -> Handler:
@@ -86,7 +76,7 @@ class Operations:
             if done and type(done[-1]) is CommandRejected:
                 return
             outcome = next((e for e in reversed(done) if isinstance(e, _OUTCOMES)), None)
-            self._remember(Operation(cmd.cl_op_id, digest, cmd.ts_us, outcome, self.seq_now()))
+            self._remember(Operation(cmd.cl_op_id, digest, cmd.ts_us, outcome))
 
         return run
 
@@ -112,11 +102,7 @@ class Operations:
             )
             events.append(_rejected(cmd, name, ErrorCode.CL_OP_ID_REUSED, detail))
             return True
-        events.append(
-            OperationRepeated(
-                cmd.ts_us, name, cl_op_id, known.done_at_us, known.outcome, known.done_seq
-            )
-        )
+        events.append(OperationRepeated(cmd.ts_us, name, cl_op_id, known.done_at_us, known.outcome))
         return True
 
     def _remember(self, operation: Operation) -> None:

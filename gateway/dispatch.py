@@ -1298,12 +1298,9 @@ def _admin_result(pending: Pending) -> bytes:
 
 
 def _repeated(seq: int, repeated: OperationRepeated) -> dict[str, Any]:
-    """The fields that say a command was done before: the first one's `seq` (where it took
-    effect; this request's own if the venue does not know it, an operation remembered before
-    session 22 and restored from a snapshot) and time, and this request's own `repeat_seq`
-    (its journal record, which changed nothing)."""
-    first_seq = repeated.done_seq or seq
-    return {"seq": first_seq, "repeated": True, "done_at": repeated.done_at_us, "repeat_seq": seq}
+    """The fields that say a command was done before: this request's `seq` (its journal
+    record changed nothing), and when the first one was done."""
+    return {"seq": seq, "repeated": True, "done_at": repeated.done_at_us}
 
 
 def _corporate_result(scales: Mapping[str, int], pending: Pending) -> bytes:

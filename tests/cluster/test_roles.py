@@ -148,29 +148,6 @@ def test_a_key_issued_through_gateway_a_and_asked_again_through_b_is_the_same_ke
     run(scenario())
 
 
-def test_a_deposit_sent_again_through_the_other_gateway_answers_the_first_seq(
-    cluster: LocalCluster,
-) -> None:
-    """A repeat is answered from the gateway's replica, which keeps each operation's journal
-    position as the core does: `seq` is the first's through either gateway, `repeat_seq` the
-    repeat's own record (session 22; before, `seq` was the repeat's own)."""
-    a, b = cluster.gateways
-    deposit = {"account": 3, "asset": "USD", "amount": "1", "cl_op_id": "roles-dep-1"}
-
-    async def scenario() -> None:
-        admin_a, admin_b = await client(a.url, "admin"), await client(b.url, "admin")
-        try:
-            first = await admin_a.request("admin.deposit", deposit)
-            again = await admin_b.request("admin.deposit", deposit)
-            assert again["repeated"] is True and again["seq"] == first["seq"]
-            assert again["repeat_seq"] > first["seq"]
-        finally:
-            await admin_a.close()
-            await admin_b.close()
-
-    run(scenario())
-
-
 def test_quote_mass_through_a_gateway_amends_the_quote_it_placed(cluster: LocalCluster) -> None:
     """The gateway learns a placed quote's order id when its record comes back, so the next
     quote.mass amends that order rather than placing a second one."""

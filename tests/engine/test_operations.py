@@ -193,31 +193,6 @@ def test_old_records_and_images_without_ids_load_and_hash_as_before(corp: Corp) 
     assert "operations" not in msgspec.msgpack.encode(corp.venue._state()).decode("latin-1")
 
 
-def test_a_repeat_says_the_journal_position_the_first_was_done_at(corp: Corp) -> None:
-    """The finding (session 22): a repeat's answer gave its own `seq` beside the first's time,
-    as the engine kept no position. Whoever executes tells it the position of the command
-    executing (`seq_now`: an input, as time is); the operation keeps it, a snapshot too, and
-    the repeat says it. One remembered before (an image without it) says 0: unknown."""
-    deposit = under("dep", Deposit(account=4, asset="USD", amount=700))
-
-    def execute(venue: Venue, seq: int) -> list[Event]:
-        venue.operations.seq_now = lambda: seq
-        return venue.execute(msgspec.structs.replace(deposit, ts_us=corp.venue.ts_us + 1))
-
-    execute(corp.venue, 41)
-    [again] = execute(corp.venue, 57)
-    assert isinstance(again, OperationRepeated) and again.done_seq == 41
-    image = msgspec.msgpack.decode(snapshot.encode(snapshot.capture(corp.venue)))
-    restored = snapshot.restore(snapshot.decode(msgspec.msgpack.encode(image)))
-    [kept] = execute(restored, 58)
-    assert isinstance(kept, OperationRepeated) and kept.done_seq == 41
-    for operation in image["operations"]:
-        del operation["done_seq"]  # as a venue before session 22 wrote it
-    older = snapshot.restore(snapshot.decode(msgspec.msgpack.encode(image)))
-    [unknown] = execute(older, 59)
-    assert isinstance(unknown, OperationRepeated) and unknown.done_seq == 0
-
-
 def test_command_names_are_snake_case() -> None:
     assert command_name(dividend()) == "pay_dividend"
     assert command_name(RequestWithdrawal(account=1, asset="USD", amount=1)) == (
