@@ -372,10 +372,15 @@ class Sequencer:
         ):
             return
         while self._in_flight is None and self._pending:
-            end = _batch_end(self._pending)
-            batch = self._pending[:end]
-            del self._pending[:end]
-            if any(executed.command is not None for executed in batch):
+            pending = self._pending
+            if len(pending) <= BATCH_COMMANDS_MAX:  # the usual turn: all of it, not copied
+                batch, self._pending = pending, []
+            else:
+                end = _batch_end(pending)
+                batch = pending[:end]
+                del pending[:end]
+            # a command first (the usual), else any: barriers alone are released at once
+            if batch[0].command is not None or any(e.command is not None for e in batch):
                 self._send_to_journal(batch)
                 return
             # Barriers only, and nothing in flight: all before them is durable already.
@@ -385,9 +390,8 @@ class Sequencer:
 
     def _send_to_journal(self, batch: list[Executed]) -> None:
         self._in_flight = batch
-        loop = self._running_loop()
         if self.commit_interval_s:
-            self._commit_started_s = loop.time()
+            self._commit_started_s = self._running_loop().time()
         if self.commit_on_loop:  # the loop waits for the write: released as it returns
             sampled = self.slow_commits.starting()
             failure = self._commit(batch)
@@ -402,7 +406,7 @@ class Sequencer:
                 target=self._journal_work, name="journal", daemon=True
             )
             self._journal_thread.start()
-        self._to_journal.put((batch, loop))
+        self._to_journal.put((batch, self._running_loop()))
 
     def _journal_work(self) -> None:
         """The journal's thread: commit each batch and hand it back to its loop once. A

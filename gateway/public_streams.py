@@ -57,7 +57,7 @@ class PublicStreams:
         self.market_data = MarketData(epoch, self.candles, self.tape)
         self._next_at = 0.0  # time.monotonic() from which the next publication may start
         self._paced_at = 0.0  # the same, by the fan-out's cost alone (what a query may force)
-        self._timer: asyncio.Handle | None = None  # a publication waiting for its turn
+        self._timer: asyncio.TimerHandle | None = None  # a publication waiting for its turn
         self._loop: asyncio.AbstractEventLoop | None = None  # (`get_running_loop`: a getpid)
 
     def start(self, epoch: int) -> None:
@@ -107,29 +107,19 @@ class PublicStreams:
                 del self.audiences[stream]
 
     def publish(self) -> None:
-        """What changed goes out now, or when the last publication's pause is over."""
+        """What changed goes out now, or when the last publication's pause is over. A
+        released batch calls it after its answers and pushes are written (they do not wait
+        for the publication, which writes every subscriber before it returns)."""
         if self._timer is not None:
             return  # one is due: it will carry these changes too
         delay_s = self._next_at - time.monotonic()
         if delay_s <= 0:
             self.flush()
-        else:
-            self._timer = asyncio.get_running_loop().call_later(delay_s, self._publish_due)
-
-    def publish_next_turn(self) -> None:
-        """`publish` from the loop's next turn: what the caller wrote in this one (a released
-        batch's answers and pushes) is not held back by the publication, which writes every
-        subscriber before it returns."""
-        if self._timer is not None:
-            return  # one is due: it will carry these changes too
+            return
         loop = self._loop
-        if loop is None:
+        if loop is None or not loop.is_running():
             loop = self._loop = asyncio.get_running_loop()
-        self._timer = loop.call_soon(self._publish_when_due)
-
-    def _publish_when_due(self) -> None:
-        self._timer = None
-        self.publish()
+        self._timer = loop.call_later(delay_s, self._publish_due)
 
     def _publish_due(self) -> None:
         self._timer = None

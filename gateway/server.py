@@ -465,7 +465,23 @@ class VenueServer:
                 return
 
     def released(self, batch: list[Executed]) -> None:
-        """Everything in `batch` is durable: answer, push privately, publish."""
+        """Everything in `batch` is durable: answer, push privately, publish.
+
+        The answers and pushes are written at once, as the batch's last step (one write per
+        session, `Sessions.hold_writes`), then the market data is published (now, or when the
+        publications' pause is over): nothing is left for the next turn, so a quiet loop goes
+        back to sleep at once. A packed session that also follows public streams gets the two
+        in two frames."""
+        connections = self.connections
+        connections.hold_writes()
+        try:
+            self._answer_and_push(batch)
+        finally:
+            connections.release_writes()
+        self.public.publish()
+
+    def _answer_and_push(self, batch: list[Executed]) -> None:
+        """Queue `batch`'s answers and private pushes, feed its events to the market data."""
         dispatcher = self.dispatcher
         # For the whole batch at once: nothing below reads what was placed here (a closed
         # connection's cancel-on-disconnect runs in a later callback, `on_close`).
@@ -492,12 +508,6 @@ class VenueServer:
             market_data.on_events(executed.events)
         if dispatcher.held:  # over a cluster's bus: requests that waited for places now back
             dispatcher.resume_held()  # (after this batch's answers: theirs come after them)
-        # The answers and pushes are written now, the market data in the next turn: a
-        # publication writes each subscriber before the outboxes are flushed, and the answers
-        # waited for it (~0.6 ms at 500 actions/s with 10 subscribers, docs/gateway.md). A
-        # packed session that also follows public streams gets the two in two frames then.
-        self.connections.flush_outboxes()
-        self.public.publish_next_turn()
 
     def replayed(self, batch: list[Executed]) -> None:
         """A command replayed from the journal: rebuild the private history, the candles

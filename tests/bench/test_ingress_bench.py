@@ -29,5 +29,5 @@ def test_bytecodes_are_counted_per_request_in_the_feeding_and_the_release() -> N
     assert figures["bytecodes_per_request"] > figures["outside_engine_per_request"] > 0
     top = figures["top"]
     assert "gateway/dispatch.py:_quote_mass" in top, "the feeding"
-    assert "gateway/server.py:released" in top, "the release of what was fed"
+    assert "gateway/server.py:_answer_and_push" in top, "the release of what was fed"
     assert not any(name.startswith(("engine/", "bench/")) for name in top)

@@ -430,6 +430,34 @@ def test_a_batch_never_splits_the_commands_of_one_origin() -> None:
     assert _batch_end(grouped) == len(grouped)
 
 
+def test_a_turn_over_the_batch_cap_commits_in_two_batches_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A turn's commands up to `BATCH_COMMANDS_MAX` are one batch (the whole turn, taken as it
+    is); more are cut at the cap, the rest committed next, and the commands submitted while
+    the first batch is released join the second: every outcome once, in seq order."""
+    monkeypatch.setattr(sequencer_module, "BATCH_COMMANDS_MAX", 4)
+    released: list[list[int]] = []
+    journal = FileJournal(tmp_path / "journal")
+
+    async def session() -> None:
+        sequencer = Sequencer(Venue(), journal, Clock(), lambda batch: None)
+        sequencer.release = lambda batch: released.append([e.seq for e in batch])
+        sequencer.submit(ListInstrument(spec=make_spec()), origin="list")
+        await sequencer.drain()
+        for price in range(6):  # one turn: over the cap of 4
+            sequencer.submit(order(1, Side.SELL, 10_000 + price), origin=price)
+        await sequencer.drain()
+        for price in range(3):  # one turn within the cap: one batch
+            sequencer.submit(order(1, Side.SELL, 10_100 + price), origin=price)
+        await sequencer.drain()
+        sequencer.close()
+
+    asyncio.run(session())
+    assert released == [[1], [2, 3, 4, 5], [6, 7], [8, 9, 10]]
+    assert [seq for seq, _ in FileJournal(tmp_path / "journal").replay()] == list(range(1, 11))
+
+
 class GatedJournal(FileJournal):
     """A real journal whose every commit (one write and flush) waits for the test to open
     its gate."""

@@ -154,6 +154,45 @@ def test_packed_outboxes_of_several_messages_are_framed_once_for_equal_ones() ->
     asyncio.run(main())
 
 
+def test_writes_held_by_their_caller_ask_for_no_flush_of_their_own() -> None:
+    """Between `hold_writes` and `release_writes` (a released batch's answers and pushes) the
+    sessions dirtied ask for no flush in the next turn: `release_writes` writes them, each in
+    one write, and the loop has nothing left to run for them. Outside, the first dirtied
+    session still asks for one."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        scheduled: list[Any] = []
+        call_soon = loop.call_soon
+
+        def counting_call_soon(callback: Any, *args: Any, **kwargs: Any) -> Any:
+            scheduled.append(callback)
+            return call_soon(callback, *args, **kwargs)
+
+        loop.call_soon = counting_call_soon  # type: ignore[method-assign]
+        sessions = Sessions()
+        (first, first_writes), (second, second_writes) = (
+            _packed_session(sessions) for _ in range(2)
+        )
+        scheduled.clear()  # the writer tasks' first steps
+        answer, push = b'{"id":1}', b'{"ch":"account"}'
+        sessions.hold_writes()
+        sessions.send(first, answer)
+        sessions.fan_out_all([first, second], [push])
+        assert not scheduled, "held: no flush asked for"
+        assert not first_writes.writes and not second_writes.writes
+        sessions.release_writes()
+        assert first_writes.writes == [[frames.array_frame(answer + b"," + push)]]
+        assert second_writes.writes == [[frames.array_frame(push)]]
+        assert not first.dirty and not second.dirty and not scheduled
+        sessions.send(first, answer)  # not held: the next turn flushes
+        assert scheduled == [sessions.flush_outboxes]
+        await asyncio.sleep(0)
+        assert first_writes.writes[-1] == [frames.array_frame(answer)]
+
+    asyncio.run(main())
+
+
 def _public_streams(sessions: Sessions) -> tuple[PublicStreams, Any]:
     """Public streams over one listed instrument, its market data fed by hand."""
     spec = make_spec()
