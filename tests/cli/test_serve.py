@@ -213,6 +213,9 @@ def test_a_journal_symlinked_to_nothing_is_refused_in_one_line(tmp_path: Path) -
         ("ledger.sqlite", "the ledger store: {link} is a symbolic link to {target}, which"),
         ("snapshot-00000000000000000009.bin", "{link} is a symbolic link to {target}, which"),
         ("epochs.json", "{link} is a symbolic link to {target}, which"),
+        ("dead_man.json", "{link} is a symbolic link to {target}, which"),
+        ("push_formats.json", "{link} is a symbolic link to {target}, which"),
+        ("api_keys.json", "{link} is a symbolic link to {target}, which"),
     ],
 )
 def test_a_data_file_symlinked_to_nothing_is_refused_in_one_line(
@@ -220,7 +223,10 @@ def test_a_data_file_symlinked_to_nothing_is_refused_in_one_line(
 ) -> None:
     """As the journal's rule (session 21): the ledger store was made anew at the link's target
     and the venue booked on from nothing; a snapshot link to nothing was a traceback, an
-    epochs file read as none. Refused naming the link; nothing made, here or there."""
+    epochs file read as none. Refused naming the link; nothing made, here or there. The
+    gateway's files (dead_man.json, push_formats.json) were refused only once the core had
+    locked the directory and opened its journal, leaving venue.lock and journal.log (session
+    22): read with the issued keys, before the core."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     (tmp_path / "other-disk").mkdir()
@@ -231,6 +237,21 @@ def test_a_data_file_symlinked_to_nothing_is_refused_in_one_line(
     assert stderr.startswith(f"venue: cannot start: {expected}"), stderr
     assert list((tmp_path / "other-disk").iterdir()) == []
     assert [path.name for path in data_dir.iterdir()] == [name]
+
+
+@pytest.mark.parametrize("name", ["dead_man.json", "push_formats.json", "epochs.json"])
+def test_a_damaged_data_file_is_refused_in_one_line_leaving_the_directory_as_found(
+    tmp_path: Path, name: str
+) -> None:
+    """The gateway's files were read once the core had locked the directory and opened its
+    journal: a damaged one left venue.lock and an empty journal.log behind (session 22)."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / name).write_bytes(b"{not json")
+    stderr = _refused_start(data_dir)
+    assert stderr.startswith(f"venue: cannot start: {data_dir / name} is damaged ("), stderr
+    assert [path.name for path in data_dir.iterdir()] == [name]
+    assert (data_dir / name).read_bytes() == b"{not json"
 
 
 def test_a_data_directory_symlinked_to_nothing_is_refused_in_one_line(tmp_path: Path) -> None:
