@@ -254,6 +254,37 @@ def test_a_damaged_data_file_is_refused_in_one_line_leaving_the_directory_as_fou
     assert (data_dir / name).read_bytes() == b"{not json"
 
 
+def _contents(directory: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in directory.iterdir()}
+
+
+def test_a_start_refused_after_the_store_is_open_leaves_no_ledger_sqlite(tmp_path: Path) -> None:
+    """The last session's finding: a refusal once the ledger store was open (here a snapshot
+    ahead of the journal, the journal emptied and the store moved aside, as `venue verify`
+    suggests for a rebuild gone wrong) left the `ledger.sqlite` the start had made."""
+    data_dir = tmp_path / "data"
+    command = [sys.executable, "-m", "cli.main", "serve", "--config", str(SAMPLE_CONFIG)]
+    command += ["--data-dir", str(data_dir), "--port", "0"]
+    server = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        assert _listening(server), "the venue did not start"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=STOP_TIMEOUT_S)
+    assert server.returncode == 0
+    assert list(data_dir.glob("snapshot-*.bin")), "a clean stop writes a snapshot"
+    (data_dir / "journal.log").write_bytes(b"")
+    for store_file in data_dir.glob("ledger.sqlite*"):
+        store_file.unlink()
+    before = _contents(data_dir)
+    stderr = _refused_start(data_dir)
+    assert "is ahead of the journal" in stderr
+    assert sorted(_contents(data_dir)) == sorted(before)  # no ledger.sqlite (-wal, -shm)
+    assert _contents(data_dir) == before
+
+
 def test_a_data_directory_symlinked_to_nothing_is_refused_in_one_line(tmp_path: Path) -> None:
     """Before, `mkdir` said only "File exists"; the rule is the journal's (session 21)."""
     data_dir = tmp_path / "data"
