@@ -29,7 +29,7 @@ from core import config as venue_config
 from core.journal import Journal, JournalError
 from core.venue_core import JOURNAL_FILE, check_data_dir_free, now_us
 from gateway.server import VenueServer
-from settlement.pg_store import CONNECT_TIMEOUT_S
+from settlement.pg_store import wait_until_up
 from settlement.store import LedgerStoreError
 
 if TYPE_CHECKING:
@@ -142,11 +142,13 @@ def _no_journal_yet(data: Path) -> bool:
 def check_store_reachable(dsn: str) -> None:
     """Refuse a PostgreSQL ledger store that cannot be reached (or a DSN that does not parse),
     before the data directory is made: the venue opens its store only once it holds the
-    directory, with a journal begun there. An empty `dsn`, the SQLite file, always is."""
+    directory, with a journal begun there. One still starting up (or not listening yet) is
+    waited for first, up to `START_WAIT_S` (`wait_until_up`). An empty `dsn`, the SQLite
+    file, always is reachable."""
     if not dsn:
         return
     try:
-        psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S).close()
+        wait_until_up(dsn)
     except psycopg.Error as refused:
         raise CommandFailed(f"cannot start: the ledger store: {one_line(refused)}") from None
 

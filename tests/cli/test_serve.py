@@ -17,7 +17,7 @@ import pytest
 
 from cli.main import main
 from client.sdk import VenueClient
-from cluster.postgres import free_port
+from cluster.postgres import PostgresServer, free_port
 from core.venue_core import lock_data_dir
 from settlement.pg_store import PostgresLedgerStore
 from tests.cli.test_main import RUN_TIMEOUT_S, SERVE, START_LINES_MAX, _env
@@ -112,8 +112,10 @@ def test_trades_are_booked_in_postgres_across_a_crash_and_verify_clean(
 def test_an_unreachable_postgres_refuses_to_start_in_one_line(tmp_path: Path, dsn: str) -> None:
     """Refused creating nothing, as the module says: the finding was a data directory made,
     with an empty journal and venue.lock in it, before the store was found unreachable (or
-    its DSN malformed)."""
-    nobody = f"postgresql://postgres@127.0.0.1:{free_port()}/ledger" if dsn != "not a dsn" else dsn
+    its DSN malformed). Unreachable: a host that does not resolve (a port refusing
+    connections is waited for first since session 22: tests/settlement/test_pg_store.py)."""
+    unresolved = "postgresql://postgres@no-such-host.invalid:5432/ledger"
+    nobody = unresolved if dsn != "not a dsn" else dsn
     command = [sys.executable, "-m", "cli.main", "serve", "--config", str(SAMPLE_CONFIG)]
     command += ["--data-dir", str(tmp_path / "data"), "--port", "0", "--postgres", nobody]
     result = subprocess.run(
@@ -341,6 +343,56 @@ def test_a_start_refused_in_a_directory_it_made_leaves_no_directory(
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("venue: cannot start: the ledger store holds transfers")
     assert not (tmp_path / "new").exists(), list((tmp_path / "new").rglob("*"))
+
+
+@pytest.mark.parametrize("state", ["not listening yet", "starting up"])
+def test_a_start_waits_for_a_postgres_that_is_not_up_yet(
+    stopped_postgres: PostgresServer, tmp_path: Path, state: str
+) -> None:
+    """The last session's finding: a venue started with its PostgreSQL (a boot, a supervisor
+    starting both) exited 2 on "Connection refused" or "the database system is starting up"
+    (SQLSTATE 57P03). It waits now, saying so in one line, and starts once the server is up."""
+    server = stopped_postgres
+    if state == "starting up":  # 57P03 until promoted, as a server in its startup recovery
+        server.start_not_accepting(server.port)
+    command = [sys.executable, "-m", "cli.main", "serve", "--config", str(SAMPLE_CONFIG)]
+    command += ["--data-dir", str(tmp_path / "data"), "--port", "0", "--postgres", server.dsn()]
+    venue = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        assert venue.stdout is not None
+        first = venue.stdout.readline()  # bounded: the line comes at once, or the venue exits
+        assert "the ledger store's PostgreSQL is not accepting connections yet" in first, first
+        if state == "starting up":
+            assert "the database system is not accepting connections" in first
+            server.promote()
+        else:
+            assert "Connection refused" in first
+            server.start(server.port)
+        assert _listening(venue), "the venue did not start once PostgreSQL was up"
+    finally:
+        venue.send_signal(signal.SIGTERM)
+        venue.communicate(timeout=STOP_TIMEOUT_S)
+    assert venue.returncode == 0
+
+
+def test_a_start_refuses_a_missing_postgres_database_at_once(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """Only a server not up yet is waited for: a database (or role, or password) refused is
+    the operator's to fix, said at once, with nothing made."""
+    command = [sys.executable, "-m", "cli.main", "serve", "--config", str(SAMPLE_CONFIG)]
+    command += ["--data-dir", str(tmp_path / "data"), "--port", "0"]
+    command += ["--postgres", postgres_server.dsn("no_such_database")]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=START_TIMEOUT_S
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("venue: cannot start: the ledger store: connection failed")
+    assert 'database "no_such_database" does not exist' in result.stderr
+    assert len(result.stderr.splitlines()) == 1, "no waiting line"
+    assert not (tmp_path / "data").exists()
 
 
 def _listening(server: subprocess.Popen[str]) -> bool:
