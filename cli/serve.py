@@ -6,8 +6,10 @@ port another process holds, a data directory another venue holds, a JetStream st
 lease another venue or a cluster's core holds (`--nats`), a journal or snapshot it cannot
 trust, or a PostgreSQL ledger store it cannot reach (`cli.failures.CommandFailed`). A
 refusal once the data directory is locked takes back what the start made there, the lock
-file and the directory too (`VenueCore`); a file there that is a symbolic link to nothing
-is refused (docs/gateway.md, "Operating").
+file, a new ledger.sqlite and the directory too (`VenueCore`; the lease's files with
+`--nats`: `VenueLease.give_back`); a file there that is a symbolic link to nothing is
+refused (docs/gateway.md, "Operating"). A PostgreSQL store not up yet is waited for, up to
+`settlement.pg_store.START_WAIT_S`.
 """
 
 import asyncio
@@ -173,7 +175,7 @@ async def _on_stream(urls: str, data: Path) -> tuple["VenueLease", Journal]:
     try:
         journal = await asyncio.get_running_loop().run_in_executor(None, JetStreamJournal, urls)
     except BaseException:
-        await lease.release()
+        await lease.give_back()
         raise
     return lease, journal
 
@@ -211,8 +213,8 @@ async def _serve(
         server = VenueServer(config, data, journal)
         bound = await server.start(host, port)
     except BaseException as failed:
-        if lease is not None:  # a start that failed: the next need not wait for the TTL
-            await lease.release()
+        if lease is not None:  # a start that failed: the next need not wait for the TTL,
+            await lease.give_back()  # and the data directory is as it was (the core's too)
         if isinstance(failed, OSError):  # the port taken since the check, a disk error
             where = f"{host}:{port}: {describe_os_error(failed)}"
             raise CommandFailed(f"cannot start on {where}") from None

@@ -92,7 +92,7 @@ class VenueCore:
         self.listener = listener
         # What this start makes, so that a refused start takes it away again (`_give_back`):
         # an operator must not find a directory "used" by a venue that never ran.
-        self._made_dirs = _missing_dirs(data_dir)
+        self._made_dirs = missing_dirs(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         self._made_lock_file = not (data_dir / LOCK_FILE).exists()
         self._made_journal = journal is None and not os.path.lexists(data_dir / JOURNAL_FILE)
@@ -602,7 +602,7 @@ def _names(path: Path, file: IO[bytes]) -> bool:
     return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
 
-def _missing_dirs(path: Path) -> list[Path]:
+def missing_dirs(path: Path) -> list[Path]:
     """`path` and its ancestors that do not exist yet, the deepest first."""
     missing = []
     while not path.exists() and path != path.parent:

@@ -196,6 +196,38 @@ def test_a_second_venue_on_one_stream_is_refused_naming_the_holder(
         stop(first, signal.SIGTERM)
 
 
+def test_a_venue_refused_the_lease_leaves_its_data_directory_as_found(
+    tmp_path: Path, nats_node: NatsCluster
+) -> None:
+    """The last session's finding: a data directory that existed (here one that has served
+    on the stream before, stopped cleanly) met a lease held by another venue: the refusal
+    left a new `lease.lock` and this start's record in `lease.runs` there. Given back now,
+    and the directory serves again as soon as the lease is free."""
+    data_dir = tmp_path / "second"
+    data_dir.mkdir()
+    fresh = serve_refused_while_held(tmp_path, data_dir, nats_node)
+    failed_in_one_line(fresh, "cannot start: the lease of stream VENUE_COMMANDS")
+    assert list(data_dir.iterdir()) == []
+    server, _ = start(tmp_path, data_dir, "--nats", nats_node.url)
+    stop(server, signal.SIGTERM)
+    before = {path.name: path.read_bytes() for path in data_dir.iterdir()}
+    assert {"lease.lock", "lease.runs"} <= set(before)
+    used = serve_refused_while_held(tmp_path, data_dir, nats_node)
+    failed_in_one_line(used, "cannot start: the lease of stream VENUE_COMMANDS")
+    assert {path.name: path.read_bytes() for path in data_dir.iterdir()} == before
+
+
+def serve_refused_while_held(
+    tmp_path: Path, data_dir: Path, nats_node: NatsCluster
+) -> subprocess.CompletedProcess[str]:
+    """`venue serve --nats` on `data_dir` while a venue on another directory holds the lease."""
+    holder, _ = start(tmp_path, tmp_path / "holder", "--nats", nats_node.url)
+    try:
+        return serve_refused(tmp_path, data_dir, "--nats", nats_node.url)
+    finally:
+        stop(holder, signal.SIGTERM)
+
+
 def test_after_a_clean_stop_a_venue_on_another_data_dir_takes_the_stream_at_once(
     tmp_path: Path, nats_node: NatsCluster
 ) -> None:
