@@ -13,13 +13,14 @@ refused (docs/gateway.md, "Operating"). A PostgreSQL store not up yet is waited 
 """
 
 import asyncio
+import contextlib
 import errno
 import gc
 import signal
 import socket
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 import psycopg
@@ -36,6 +37,8 @@ from settlement.store import LedgerStoreError
 
 if TYPE_CHECKING:
     from core.venue_lease import VenueLease
+
+T = TypeVar("T")
 
 
 def run(
@@ -243,6 +246,24 @@ async def _serve(
     print("tokenvenue stopped cleanly", flush=True)
 
 
+async def _unless_stopped(work: Coroutine[Any, Any, T], stopping: asyncio.Event) -> T | None:
+    """`work`'s result; or None, `work` canceled, when `stopping` is set first: a cluster
+    role's start waits for NATS for as long as it is down (its connection retries without
+    end), and a supervisor's SIGTERM must still stop it."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
+
+
 def _stop_signal() -> asyncio.Event:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -260,7 +281,8 @@ async def _serve_core(
     stopping = _stop_signal()
     core = ClusterCore(config, data_dir, nats_url, name)
     print(f"tokenvenue core {name}: NATS {nats_url}, waiting for the lease", flush=True)
-    active = await core.activate(stopping) if await core.wait_for_lease(stopping) else None
+    held = await _unless_stopped(core.wait_for_lease(stopping), stopping)  # NATS may be down
+    active = await core.activate(stopping) if held else None
     if active is not None:
         demo_data.disown(data_dir)
         settle_heap()
@@ -286,10 +308,13 @@ async def _serve_gateway(
     server = VenueServer(
         config, data_dir, bus=lambda listener: NatsBus(config, nats_url, listener, name)
     )
-    try:
-        bound = await server.start(host, port)
+    try:  # NATS may be down: the start waits for it, unless told to stop
+        bound = await _unless_stopped(server.start(host, port), stopping)
     except OSError as failed:
         raise CommandFailed(f"cannot start on {host}:{port}: {describe_os_error(failed)}") from None
+    if bound is None:  # nothing served, nothing held: the process's end closes what it opened
+        print(f"tokenvenue gateway {name} stopped before it started", flush=True)
+        return
     settle_heap()
     print(f"tokenvenue gateway {name}: ws://{host}:{bound}/ws/trade  ws://{host}:{bound}/ws/public")
     print(f"  NATS {nats_url}, replica at seq {server.core.sequencer.last_seq}", flush=True)

@@ -179,6 +179,31 @@ def test_serve_with_an_unreachable_nats_fails_in_one_line(tmp_path: Path) -> Non
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.parametrize("role", ["core", "gateway"])
+def test_a_cluster_role_waiting_for_nats_stops_at_sigterm(tmp_path: Path, role: str) -> None:
+    """Found in session 22: a core or a gateway started while NATS is down waits for it (its
+    connection retries without end, a warning each try), and ignored SIGTERM meanwhile (the
+    handler set an event nobody waited on): a supervisor could only kill it."""
+    (port,) = free_ports(1)
+    command = [*SERVE, "--role", role, "--name", "x", "--data-dir", str(tmp_path / role)]
+    server = subprocess.Popen(
+        [*command, "--port", "0", "--nats", f"nats://127.0.0.1:{port}"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        expect_line(server.stderr, "Connection refused")  # trying NATS: the handlers are set
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(RUN_TIMEOUT_S) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.communicate(timeout=RUN_TIMEOUT_S)
+
+
 def test_a_second_venue_on_one_stream_is_refused_naming_the_holder(
     tmp_path: Path, nats_node: NatsCluster
 ) -> None:
