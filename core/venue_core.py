@@ -97,6 +97,8 @@ class VenueCore:
         self._made_lock_file = not (data_dir / LOCK_FILE).exists()
         self._made_journal = journal is None and not os.path.lexists(data_dir / JOURNAL_FILE)
         self._made_store = False  # the SQLite store's file, made by this start (`_start`)
+        self._made_epochs = not os.path.lexists(data_dir / EPOCHS_FILE)
+        self._epoch_first_seq = 0  # this start's first seq, once its epoch is recorded
         self._store_open = False  # closed before a refused start removes a file it made
         self._closed = False
         try:  # first: nothing in the directory is read before
@@ -316,7 +318,8 @@ class VenueCore:
         opened it meanwhile finds it unlinked once it has the lock, and takes the new one
         (`lock_data_dir`); a journal this start made goes if it holds no record; the
         directories this start made go if nothing else is left in them. So does a SQLite
-        store this start made, once closed: derived from the journal, it is rebuilt from it."""
+        store this start made, once closed: derived from the journal, it is rebuilt from it;
+        and an epochs file it made, if it journaled nothing under its epoch."""
         if self._lock.closed:
             return
         if self._made_lock_file:
@@ -327,12 +330,18 @@ class VenueCore:
         if self._made_store and not self._store_open:  # with SQLite's files beside it
             for suffix in LEDGER_FILE_SUFFIXES:
                 (self.data_dir / f"{LEDGER_FILE}{suffix}").unlink(missing_ok=True)
+        if self._made_epochs and self._executed_nothing():
+            (self.data_dir / EPOCHS_FILE).unlink(missing_ok=True)
         self._lock.close()
         for directory in self._made_dirs:  # the deepest first
             try:
                 directory.rmdir()
             except OSError:  # not empty (another start's files, or ours kept): left
                 return
+
+    def _executed_nothing(self) -> bool:
+        """Whether this start journaled no command under the epoch it recorded (if any)."""
+        return self._epoch_first_seq == 0 or self.sequencer.last_seq < self._epoch_first_seq
 
     async def _store_behind(self, venue: Venue, snapshot_seq: int) -> bool:
         """Whether the ledger store lacks transfers that the snapshot's `venue` booked and
@@ -461,6 +470,7 @@ class VenueCore:
             self.epochs.pop()  # the last start executed nothing: it is replaced, not kept
         self.epochs.append((first_seq, self.epoch))
         save_json(self.data_dir / EPOCHS_FILE, self.epochs)
+        self._epoch_first_seq = first_seq
 
     # ----------------------------------------------------------------- outcomes
 

@@ -2,6 +2,7 @@
 (a nats-server and the venue, each on free ports and in the test's temp directory)."""
 
 import asyncio
+import datetime
 import signal
 import socket
 import subprocess
@@ -26,6 +27,7 @@ from tests.cli.test_main import (
     venue,
 )
 from tests.conftest import KEYS
+from tests.sample_config import bill_dates
 
 SYMBOL = "AAPLx-USD"
 CORE_LINES_MAX = 40  # a core says it is active or standby within its first few lines
@@ -240,6 +242,34 @@ def test_a_venue_refused_the_lease_leaves_its_data_directory_as_found(
     used = serve_refused_while_held(tmp_path, data_dir, nats_node)
     failed_in_one_line(used, "cannot start: the lease of stream VENUE_COMMANDS")
     assert {path.name: path.read_bytes() for path in data_dir.iterdir()} == before
+
+
+def test_a_venue_on_a_new_stream_refused_by_its_config_leaves_its_data_directory_as_found(
+    tmp_path: Path, nats_node: NatsCluster
+) -> None:
+    """With `--nats` the config is checked only once the stream is open (the venue may exist
+    there already): a bill a year and more out refused the start after the lease, the
+    directory's ledger store and epochs file were made, leaving `lease.lock`, `lease.runs`,
+    `ledger.sqlite` and `epochs.json` in the directory (session 22)."""
+    text = Path(CONFIG).read_text()
+    last = bill_dates(text)[-1]
+    far = datetime.datetime.now(datetime.UTC).date() + datetime.timedelta(days=400)
+    config = tmp_path / "venue.toml"
+    config.write_text(text.replace(f"maturity = {last.isoformat()}", f"maturity = {far}", 1))
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    flags = ["--port", "0", "--data-dir", str(data_dir), "--nats", nats_node.url]
+    result = subprocess.run(
+        [*SERVE[:-1], str(config), *flags],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        env=_env(),
+    )
+    assert result.returncode == 2, result.stderr
+    assert "venue: cannot start: config: TB-" in result.stderr
+    assert list(data_dir.iterdir()) == []
 
 
 def serve_refused_while_held(
