@@ -6,18 +6,21 @@ port another process holds, a data directory another venue holds, a JetStream st
 lease another venue or a cluster's core holds (`--nats`), a journal or snapshot it cannot
 trust, or a PostgreSQL ledger store it cannot reach (`cli.failures.CommandFailed`). A
 refusal once the data directory is locked takes back what the start made there, the lock
-file and the directory too (`VenueCore`); a file there that is a symbolic link to nothing
-is refused (docs/gateway.md, "Operating").
+file, a new ledger.sqlite and the directory too (`VenueCore`; the lease's files with
+`--nats`: `VenueLease.give_back`); a file there that is a symbolic link to nothing is
+refused (docs/gateway.md, "Operating"). A PostgreSQL store not up yet is waited for, up to
+`settlement.pg_store.START_WAIT_S`.
 """
 
 import asyncio
+import contextlib
 import errno
 import gc
 import signal
 import socket
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 import psycopg
@@ -29,11 +32,13 @@ from core import config as venue_config
 from core.journal import Journal, JournalError
 from core.venue_core import JOURNAL_FILE, check_data_dir_free, now_us
 from gateway.server import VenueServer
-from settlement.pg_store import CONNECT_TIMEOUT_S
+from settlement.pg_store import wait_until_up
 from settlement.store import LedgerStoreError
 
 if TYPE_CHECKING:
     from core.venue_lease import VenueLease
+
+T = TypeVar("T")
 
 
 def run(
@@ -142,11 +147,13 @@ def _no_journal_yet(data: Path) -> bool:
 def check_store_reachable(dsn: str) -> None:
     """Refuse a PostgreSQL ledger store that cannot be reached (or a DSN that does not parse),
     before the data directory is made: the venue opens its store only once it holds the
-    directory, with a journal begun there. An empty `dsn`, the SQLite file, always is."""
+    directory, with a journal begun there. One still starting up (or not listening yet) is
+    waited for first, up to `START_WAIT_S` (`wait_until_up`). An empty `dsn`, the SQLite
+    file, always is reachable."""
     if not dsn:
         return
     try:
-        psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S).close()
+        wait_until_up(dsn)
     except psycopg.Error as refused:
         raise CommandFailed(f"cannot start: the ledger store: {one_line(refused)}") from None
 
@@ -171,7 +178,7 @@ async def _on_stream(urls: str, data: Path) -> tuple["VenueLease", Journal]:
     try:
         journal = await asyncio.get_running_loop().run_in_executor(None, JetStreamJournal, urls)
     except BaseException:
-        await lease.release()
+        await lease.give_back()
         raise
     return lease, journal
 
@@ -209,8 +216,8 @@ async def _serve(
         server = VenueServer(config, data, journal)
         bound = await server.start(host, port)
     except BaseException as failed:
-        if lease is not None:  # a start that failed: the next need not wait for the TTL
-            await lease.release()
+        if lease is not None:  # a start that failed: the next need not wait for the TTL,
+            await lease.give_back()  # and the data directory is as it was (the core's too)
         if isinstance(failed, OSError):  # the port taken since the check, a disk error
             where = f"{host}:{port}: {describe_os_error(failed)}"
             raise CommandFailed(f"cannot start on {where}") from None
@@ -239,6 +246,24 @@ async def _serve(
     print("tokenvenue stopped cleanly", flush=True)
 
 
+async def _unless_stopped(work: Coroutine[Any, Any, T], stopping: asyncio.Event) -> T | None:
+    """`work`'s result; or None, `work` canceled, when `stopping` is set first: a cluster
+    role's start waits for NATS for as long as it is down (its connection retries without
+    end), and a supervisor's SIGTERM must still stop it."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
+
+
 def _stop_signal() -> asyncio.Event:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -256,7 +281,8 @@ async def _serve_core(
     stopping = _stop_signal()
     core = ClusterCore(config, data_dir, nats_url, name)
     print(f"tokenvenue core {name}: NATS {nats_url}, waiting for the lease", flush=True)
-    active = await core.activate(stopping) if await core.wait_for_lease(stopping) else None
+    held = await _unless_stopped(core.wait_for_lease(stopping), stopping)  # NATS may be down
+    active = await core.activate(stopping) if held else None
     if active is not None:
         demo_data.disown(data_dir)
         settle_heap()
@@ -282,10 +308,13 @@ async def _serve_gateway(
     server = VenueServer(
         config, data_dir, bus=lambda listener: NatsBus(config, nats_url, listener, name)
     )
-    try:
-        bound = await server.start(host, port)
+    try:  # NATS may be down: the start waits for it, unless told to stop
+        bound = await _unless_stopped(server.start(host, port), stopping)
     except OSError as failed:
         raise CommandFailed(f"cannot start on {host}:{port}: {describe_os_error(failed)}") from None
+    if bound is None:  # nothing served, nothing held: the process's end closes what it opened
+        print(f"tokenvenue gateway {name} stopped before it started", flush=True)
+        return
     settle_heap()
     print(f"tokenvenue gateway {name}: ws://{host}:{bound}/ws/trade  ws://{host}:{bound}/ws/public")
     print(f"  NATS {nats_url}, replica at seq {server.core.sequencer.last_seq}", flush=True)

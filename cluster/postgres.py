@@ -132,6 +132,22 @@ class PostgresServer:
         self.stop(mode)
         self.start(port)
 
+    def start_not_accepting(self, port: int) -> None:
+        """Start the initialised (stopped) server on `port` as a standby with hot standby off:
+        it answers every connection "the database system is not accepting connections"
+        (SQLSTATE 57P03, as while it starts up) until `promote()`. Returns once it runs."""
+        (self.data_dir / "standby.signal").write_bytes(b"")
+        with (self.data_dir / "postgresql.auto.conf").open("a") as settings:
+            settings.write("hot_standby = off\n")
+        self.port = port
+        self._start_server(ready=False)
+
+    def promote(self) -> None:
+        """End a standby's recovery (`start_not_accepting`): it takes connections from now."""
+        self._run("pg_ctl", ["promote", "-D", str(self.data_dir), "-w", "-t", str(START_TIMEOUT_S)])
+        with (self.data_dir / "postgresql.auto.conf").open("a") as settings:
+            settings.write("hot_standby = on\n")  # the next start of this directory as usual
+
     def __enter__(self) -> "PostgresServer":
         return self.start()
 
@@ -184,8 +200,9 @@ class PostgresServer:
                 " parents others may enter (e.g. one made under /tmp, mode 0711)"
             )
 
-    def _start_server(self) -> None:
-        """Run the postmaster as our child and wait until it takes connections."""
+    def _start_server(self, ready: bool = True) -> None:
+        """Run the postmaster as our child and wait until it takes connections (`ready`), or
+        until it has written its pid file."""
         command = [str(self._bin / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
         command += ["-k", str(self.socket_dir), "-c", "listen_addresses=127.0.0.1"]
         command += ["-c", "max_connections=50"]
@@ -204,7 +221,10 @@ class PostgresServer:
                 start_new_session=True,  # a test's Ctrl-C is not the server's: stop() ends it
                 preexec_fn=_stop_with_parent,  # runs after the switch to the server user
             )
-        self._wait_ready()
+        if ready:
+            self._wait_ready()
+        else:
+            self._wait_running()
 
     def _wait_ready(self) -> None:
         assert self.process is not None, "started just before"
@@ -218,6 +238,20 @@ class PostgresServer:
             except psycopg.OperationalError:
                 time.sleep(READY_POLL_S)
         raise PostgresError(f"postgres did not take connections in {START_TIMEOUT_S} s")
+
+    def _wait_running(self) -> None:
+        """Until the postmaster listens (its pid file's status line says so)."""
+        assert self.process is not None, "started just before"
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise PostgresError(f"postgres exited ({self.process.returncode}): {self._why('')}")
+            with contextlib.suppress(OSError):
+                lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+                if len(lines) >= 8 and lines[7].strip() in ("starting", "standby", "ready"):
+                    return
+            time.sleep(READY_POLL_S)
+        raise PostgresError(f"postgres did not start in {START_TIMEOUT_S} s")
 
     def _reap(self) -> None:
         """Wait for our postmaster child once it is stopped (no zombie left)."""

@@ -45,6 +45,7 @@ T = TypeVar("T")
 
 JOURNAL_FILE = "journal.log"
 LEDGER_FILE = "ledger.sqlite"
+LEDGER_FILE_SUFFIXES = ("", "-wal", "-shm", "-journal")  # the store's file and SQLite's own
 EPOCH_MAX = 2**63  # above any epoch (µs since 1970): a bisect key for "any epoch"
 EPOCHS_FILE = "epochs.json"  # [first seq, epoch] per start: replayed history keeps its epoch
 LOCK_FILE = "venue.lock"  # flocked by the core for its life: one venue per data dir
@@ -91,10 +92,15 @@ class VenueCore:
         self.listener = listener
         # What this start makes, so that a refused start takes it away again (`_give_back`):
         # an operator must not find a directory "used" by a venue that never ran.
-        self._made_dirs = _missing_dirs(data_dir)
+        self._made_dirs = missing_dirs(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         self._made_lock_file = not (data_dir / LOCK_FILE).exists()
         self._made_journal = journal is None and not os.path.lexists(data_dir / JOURNAL_FILE)
+        self._made_store = False  # the SQLite store's file, made by this start (`_start`)
+        self._made_epochs = not os.path.lexists(data_dir / EPOCHS_FILE)
+        self._epoch_first_seq = 0  # this start's first seq, once its epoch is recorded
+        self._store_open = False  # closed before a refused start removes a file it made
+        self._closed = False
         try:  # first: nothing in the directory is read before
             self._lock = lock_data_dir(data_dir)
         except JournalError:  # held by another venue, or a link to nothing
@@ -156,6 +162,7 @@ class VenueCore:
         try:
             await self._start(warm)
         except BaseException:
+            await self._close_files()
             self._give_back()
             raise
 
@@ -165,9 +172,10 @@ class VenueCore:
         image = snapshots.latest(self.data_dir)  # before the store: a refusal makes no store
         if image is not None:  # also for a replay from the journal's start (store behind)
             self._keep_built_rules(image.venue.config)
-        self.store = await self._on_store(
-            open_store, self.data_dir / LEDGER_FILE, self.config.venue.ledger_postgres
-        )
+        dsn = self.config.venue.ledger_postgres
+        self._made_store = not dsn and not os.path.lexists(self.data_dir / LEDGER_FILE)
+        self.store = await self._on_store(open_store, self.data_dir / LEDGER_FILE, dsn)
+        self._store_open = True
         self.writer = await self._on_store(LedgerWriter, self.store)
         journal_seq = self.sequencer.journal.last_seq()
         if image is not None and image.seq > journal_seq:
@@ -284,18 +292,34 @@ class VenueCore:
         return path.stat().st_size if path.exists() else 0  # none: the journal is a stream
 
     async def _refuse(self, why: str) -> NoReturn:
-        """Give the files back and refuse to start (`start` then gives the directory back)."""
-        await self._on_store(self.store.close)
+        """Close the files and refuse to start (`start` then gives the directory back)."""
+        await self._close_files()
+        raise RecoveryRefused(why)
+
+    async def _close_files(self) -> None:
+        """After a refused or failed start: close the store (on its thread), the store's
+        thread and the journal; a second call does nothing. A store that does not close
+        (its thread failed) stays marked open, so its file is kept."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._store_open:
+            try:
+                await self._on_store(self.store.close)
+                self._store_open = False
+            except Exception as failure:  # the refusal's own error is the one to report
+                log.warning("the ledger store did not close", extra={"error": repr(failure)})
         self.store_thread.close()
         self.sequencer.close()
-        raise RecoveryRefused(why)
 
     def _give_back(self) -> None:
         """After a refused start: remove what this start made that no venue needs, then let
         the directory go. The lock file is removed while still held, so that a start that
         opened it meanwhile finds it unlinked once it has the lock, and takes the new one
         (`lock_data_dir`); a journal this start made goes if it holds no record; the
-        directories this start made go if nothing else is left in them."""
+        directories this start made go if nothing else is left in them. So does a SQLite
+        store this start made, once closed: derived from the journal, it is rebuilt from it;
+        and an epochs file it made, if it journaled nothing under its epoch."""
         if self._lock.closed:
             return
         if self._made_lock_file:
@@ -303,12 +327,21 @@ class VenueCore:
         journal = self.data_dir / JOURNAL_FILE
         if self._made_journal and journal.is_file() and journal.stat().st_size == 0:
             journal.unlink()
+        if self._made_store and not self._store_open:  # with SQLite's files beside it
+            for suffix in LEDGER_FILE_SUFFIXES:
+                (self.data_dir / f"{LEDGER_FILE}{suffix}").unlink(missing_ok=True)
+        if self._made_epochs and self._executed_nothing():
+            (self.data_dir / EPOCHS_FILE).unlink(missing_ok=True)
         self._lock.close()
         for directory in self._made_dirs:  # the deepest first
             try:
                 directory.rmdir()
             except OSError:  # not empty (another start's files, or ours kept): left
                 return
+
+    def _executed_nothing(self) -> bool:
+        """Whether this start journaled no command under the epoch it recorded (if any)."""
+        return self._epoch_first_seq == 0 or self.sequencer.last_seq < self._epoch_first_seq
 
     async def _store_behind(self, venue: Venue, snapshot_seq: int) -> bool:
         """Whether the ledger store lacks transfers that the snapshot's `venue` booked and
@@ -437,6 +470,7 @@ class VenueCore:
             self.epochs.pop()  # the last start executed nothing: it is replaced, not kept
         self.epochs.append((first_seq, self.epoch))
         save_json(self.data_dir / EPOCHS_FILE, self.epochs)
+        self._epoch_first_seq = first_seq
 
     # ----------------------------------------------------------------- outcomes
 
@@ -578,7 +612,7 @@ def _names(path: Path, file: IO[bytes]) -> bool:
     return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
 
-def _missing_dirs(path: Path) -> list[Path]:
+def missing_dirs(path: Path) -> list[Path]:
     """`path` and its ancestors that do not exist yet, the deepest first."""
     missing = []
     while not path.exists() and path != path.parent:

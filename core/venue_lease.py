@@ -11,8 +11,9 @@ run on that very file has stopped); any other key under the directory's name (a 
 prove dead) it waits for, up to `OWN_KEY_WAIT_FACTOR` TTLs. The lease is renewed on a thread
 of its own (`core.lease_thread`), so a replay that holds the venue's loop longer than a term
 does not end it; a term that ends unrenewed stops the process (exit 70), as it stops the
-cluster's core. A clean stop releases it: the next venue takes it at once. The stream's
-expected last sequence (`JournalConflict`) stays the second guard.
+cluster's core. A clean stop releases it: the next venue takes it at once; a refused start
+releases it and puts the directory's lease files back as it found them (`give_back`). The
+stream's expected last sequence (`JournalConflict`) stays the second guard.
 """
 
 import asyncio
@@ -34,6 +35,7 @@ from core.journal import JournalError, refuse_dangling_link
 from core.lease import LeaseError
 from core.lease_thread import ThreadLease
 from core.nats_bus import die
+from core.venue_core import missing_dirs
 
 log = logging.getLogger("venue.cluster")
 
@@ -78,6 +80,12 @@ class DataDirRuns:
         self.data_dir = data_dir
         self.dead: frozenset[str] = frozenset()
         self._lock: IO[bytes] | None = None
+        # What `claim` made or changed, for `give_back` after a refused start: the
+        # directories it made (the deepest first), whether it made the lock file, and the
+        # runs file as it was (None: there was none).
+        self._made_dirs: list[Path] = []
+        self._made_lock_file = False
+        self._runs_before: bytes | None = None
 
     @property
     def claimed(self) -> bool:
@@ -87,11 +95,13 @@ class DataDirRuns:
         """Lock the directory for this run and record `holder`. The lock may be held a moment
         by a run that is stopping (it gives the lease up, then the lock): waited for until
         `deadline` (monotonic), then `LeaseHeld` (a venue running on the directory)."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         # Links to nothing refused, as the journal is: a lock made anew elsewhere proves no
         # run dead, and runs read as none would wait out a crashed run's key for nothing.
         refuse_dangling_link(self.data_dir / LEASE_LOCK_FILE, "making a lease lock there")
         refuse_dangling_link(self.data_dir / LEASE_RUNS_FILE, "taking it for no runs recorded")
+        self._made_dirs = missing_dirs(self.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._made_lock_file = not os.path.lexists(self.data_dir / LEASE_LOCK_FILE)
         lock = (self.data_dir / LEASE_LOCK_FILE).open("ab")  # O_CLOEXEC: children lack it
         while True:
             try:
@@ -107,21 +117,46 @@ class DataDirRuns:
                 await asyncio.sleep(LEASE_POLL_S)
         self._lock = lock
         identity = _identity(lock)
+        try:  # read under the lock: no other run writes it meanwhile
+            self._runs_before = (self.data_dir / LEASE_RUNS_FILE).read_bytes()
+        except FileNotFoundError:
+            self._runs_before = None
         earlier = self._records()
         if identity is not None and "\n" not in holder:  # (a record is one line)
             self.dead = frozenset(name for mark, name in earlier if mark == identity)
             kept = [*earlier, (identity, holder)][-RUNS_KEPT:]
-            # A link to a file stays one: the file it names is replaced, beside it.
-            path = Path(os.path.realpath(self.data_dir / LEASE_RUNS_FILE))
-            spare = path.with_name(f"{path.name}.tmp")
-            spare.write_text("".join(f"{mark} {name}\n" for mark, name in kept))
-            os.replace(spare, path)  # whole or not at all: a torn record proves nothing
+            runs = "".join(f"{mark} {name}\n" for mark, name in kept)
+            _replace(self.data_dir / LEASE_RUNS_FILE, runs.encode())
 
     def close(self) -> None:
         """This run has stopped renewing: the next may take its key over."""
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+
+    def give_back(self) -> None:
+        """After a refused start (the lease released, or never held): leave the directory as
+        `claim` found it, then `close`. Still under the lock: the runs file is put back as
+        it was (this run's record goes: it holds no key a restart must prove dead), and the
+        lock file is removed if `claim` made it. A start that opened that file meanwhile
+        locks it once it is closed, and records runs under its identity (another inode than
+        any later lock file's, so no run is ever taken for dead on the strength of a lock
+        nobody held); the directories `claim` made go if nothing else is left in them."""
+        if self._lock is None:
+            return
+        runs = self.data_dir / LEASE_RUNS_FILE
+        if self._runs_before is None:
+            runs.unlink(missing_ok=True)
+        else:
+            _replace(runs, self._runs_before)
+        if self._made_lock_file:
+            (self.data_dir / LEASE_LOCK_FILE).unlink(missing_ok=True)
+        self.close()
+        for directory in self._made_dirs:  # the deepest first
+            try:
+                directory.rmdir()
+            except OSError:  # not empty (the venue's own files, another start's): left
+                return
 
     def _records(self) -> list[tuple[str, str]]:
         try:
@@ -130,6 +165,15 @@ class DataDirRuns:
             return []
         records = (line.split(" ", 1) for line in text.splitlines())
         return [(record[0], record[1]) for record in records if len(record) == 2]
+
+
+def _replace(path: Path, content: bytes) -> None:
+    """`path` holds `content` now, whole or not at all (a torn record proves nothing); a link
+    to a file stays one: the file it names is replaced, beside it."""
+    path = Path(os.path.realpath(path))
+    spare = path.with_name(f"{path.name}.tmp")
+    spare.write_bytes(content)
+    os.replace(spare, path)
 
 
 def _identity(lock: IO[bytes]) -> str | None:
@@ -177,12 +221,22 @@ class VenueLease:
 
     async def take(self) -> None:
         """Hold the lease and keep renewing it; `LeaseHeld` when someone else holds it,
-        `JournalUnavailable` when NATS does not answer (nothing is held then)."""
+        `JournalUnavailable` when NATS does not answer (nothing is held then, and the data
+        directory is as it was: `give_back`)."""
         try:
             await self._take()
         except BaseException:
-            await self.release()
+            await self.give_back()
             raise
+
+    async def give_back(self) -> None:
+        """`release`, for a start that is refused (or fails): the data directory's lease
+        files are then put back as this start found them (`DataDirRuns.give_back`)."""
+        try:
+            await self._lease.release()
+        finally:  # the directory's lock held until its files are put back
+            if self.runs is not None:
+                self.runs.give_back()
 
     async def release(self) -> None:
         """Stop renewing and give the lease up (a delete marker: the next holder need not

@@ -98,6 +98,22 @@ class Notice:
     sent: bool = False
 
 
+@dataclass(frozen=True)
+class KeptFiles:
+    """What the private streams keep in the data directory, as read at start."""
+
+    dead_man_deadlines: dict[int, int]  # `DEAD_MAN_FILE`'s switches, account -> deadline µs
+    push_formats: list[tuple[int, int]]  # `PUSH_FORMATS_FILE`'s [first seq, push format]
+
+
+def read_kept_files(data_dir: Path) -> KeptFiles:
+    """Read the private streams' files in `data_dir` (none yet: empty). A damaged file, or a
+    symbolic link to nothing, refuses the start in one line: the server reads them before its
+    core locks the directory, so such a refusal leaves the directory as it was."""
+    deadlines = load_json(data_dir / DEAD_MAN_FILE, dict[int, int], {})
+    return KeptFiles(deadlines, load_json(data_dir / PUSH_FORMATS_FILE, list[tuple[int, int]], []))
+
+
 @dataclass(eq=False)
 class AccountSubscription:
     """A subscription to the private stream, waiting for what it saw to be durable."""
@@ -111,7 +127,10 @@ class AccountSubscription:
 class PrivateStreams:
     """Every account's private stream, and the switches that cancel an account's orders."""
 
-    def __init__(self, bus: Bus, connections: Sessions, data_dir: Path) -> None:
+    def __init__(
+        self, bus: Bus, connections: Sessions, data_dir: Path, files: "KeptFiles | None" = None
+    ) -> None:
+        """`files`: what `read_kept_files(data_dir)` read (read now when not given)."""
         self.bus = bus
         self.reads = bus.reads
         self.connections = connections
@@ -119,9 +138,9 @@ class PrivateStreams:
         self.streams: dict[int, PrivateStream] = {}
         self.reporter = ExecReporter()
         self.order_history = OrderHistory()  # closed orders, for order.status and orders.history
-        # read now: a damaged file refuses the start before anything runs
-        self.dead_man_file_deadlines = _load_deadlines(data_dir / DEAD_MAN_FILE)
-        self.push_formats = _load_push_formats(data_dir / PUSH_FORMATS_FILE)
+        files = files if files is not None else read_kept_files(data_dir)
+        self.dead_man_file_deadlines = files.dead_man_deadlines
+        self.push_formats = files.push_formats
 
     # ----------------------------------------------------------------- the stream
 
@@ -376,11 +395,3 @@ def balance_rows(reads: ReadSide, account: int) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def _load_push_formats(path: Path) -> list[tuple[int, int]]:
-    return load_json(path, list[tuple[int, int]], [])
-
-
-def _load_deadlines(path: Path) -> dict[int, int]:
-    return load_json(path, dict[int, int], {})

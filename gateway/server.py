@@ -52,7 +52,7 @@ from gateway import limits, static, transport, wire
 from gateway.auth import ApiKey, Authenticator, KeyStore, KeyStoreError
 from gateway.dispatch import ISSUED_KEYS_FILE, NOT_EXECUTED_AT_LEASE_LOSS, Dispatcher, Pending
 from gateway.http import Exchange
-from gateway.private_streams import AccountSubscription, Notice, PrivateStreams
+from gateway.private_streams import AccountSubscription, Notice, PrivateStreams, read_kept_files
 from gateway.public_streams import PublicStreams
 from gateway.rest import RestApi
 from gateway.sessions import WRITE_BATCH_MAX, Session, Sessions, peer
@@ -109,11 +109,13 @@ class VenueServer:
         this server as the core's listener (a cluster's gateway passes `NatsBus`'s)."""
         self.config = config
         self.data_dir = data_dir
-        # The keys first: one both in the config and in the issued keys' file refuses the
-        # start (KeyStoreError) before the data directory or its journal is made.
+        # The data directory's files the gateway reads first: a key both in the config and in
+        # the issued keys' file (KeyStoreError), a damaged file or a link to nothing refuses the
+        # start before the data directory or its journal is made.
         self.auth = Authenticator(KeyStore(config.api_keys), started_us=now_us())
         self.issued_keys = _load_keys(data_dir / ISSUED_KEYS_FILE)  # by admin.issue_key
         _add_issued_keys(self.auth.store, self.issued_keys, data_dir / ISSUED_KEYS_FILE)
+        kept = read_kept_files(data_dir)  # likewise: the dead-man and push-format files
         if bus is not None:  # an embedded core makes its directory (and takes it back if refused)
             data_dir.mkdir(parents=True, exist_ok=True)
         if bus is None:
@@ -132,7 +134,7 @@ class VenueServer:
             rates.account_burst,
         )
         self.connections = Sessions()
-        self.private_streams = PrivateStreams(self.bus, self.connections, data_dir)
+        self.private_streams = PrivateStreams(self.bus, self.connections, data_dir, kept)
         self.public = PublicStreams(
             self.connections,
             self.reads,

@@ -14,8 +14,8 @@ is opened again, for up to `RECONNECT_WINDOW_S`, and the method run once more on
 method is one transaction, and a batch whose COMMIT reply was lost may have committed, which
 the idempotent re-apply makes safe (the same batch again is accepted, other contents under its
 ids refused). Other failures surface as psycopg errors (fatal to the venue, as any failed
-store write); a batch is written whole or not at all. Tables live in the connection's schema
-(normally `public`).
+store write); a batch is written whole or not at all. At start, a server not up yet is waited
+for (`wait_until_up`). Tables live in the connection's schema (normally `public`).
 """
 
 import functools
@@ -66,6 +66,16 @@ TCP_USER_TIMEOUT_MS: Final = 30_000  # data sent and unacknowledged this long: t
 # failure stands; meanwhile the venue trades on and the store's queue fills (backpressure).
 RECONNECT_WINDOW_S: Final = 5.0
 RECONNECT_POLL_S: Final = 0.25  # between attempts: a refused connection costs ~1 ms
+# A venue may start with its PostgreSQL (a machine's boot, a supervisor starting both): one
+# that refuses connections or says it is starting up is waited for this long, then the start
+# is refused. PostgreSQL's own start takes seconds; a crash recovery's WAL replay, longer.
+START_WAIT_S: Final = 30.0
+# What libpq says of a server not listening yet, and PostgreSQL of one starting up, shutting
+# down or in recovery (SQLSTATE 57P03, cannot_connect_now: "the database system is starting
+# up", "... is not yet accepting connections", ...). libpq gives a refused connection no
+# SQLSTATE, so the text is matched: a server whose messages are translated (lc_messages) is
+# refused at once, as it was before this wait.
+_NOT_UP_YET: Final = ("Connection refused", "the database system is ")
 SCHEMA_LOCK_KEY: Final = 0x7665_6E75_6501  # advisory lock: one process creates the schema
 _Key = TypeVar("_Key", int, str)
 _Parameters = ParamSpec("_Parameters")
@@ -167,6 +177,37 @@ _SELECT_UNREGISTERED_ASSETS: Final = (
 def _one_line(error: BaseException) -> str:
     """A driver's message, often several lines (detail, hint), on one."""
     return " ".join(str(error).split())
+
+
+def wait_until_up(dsn: str, wait_s: float = START_WAIT_S) -> None:
+    """Return once PostgreSQL at `dsn` accepts a connection. While it refuses connections or
+    says it is starting up (`_NOT_UP_YET`), try again every `RECONNECT_POLL_S` for up to
+    `wait_s`, saying so in one log line; then raise `psycopg.OperationalError` saying how
+    long it was waited for. Any other failure (a password or role refused, a database that
+    does not exist, a DSN that does not parse) is raised at once."""
+    deadline = time.monotonic() + wait_s
+    waiting = False
+    while True:
+        try:
+            psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S).close()
+            return
+        except psycopg.OperationalError as refused:
+            if not any(text in str(refused) for text in _NOT_UP_YET):
+                raise
+            if time.monotonic() >= deadline:
+                raise psycopg.OperationalError(
+                    f"PostgreSQL did not accept a connection within {wait_s:g} s:"
+                    f" {_one_line(refused)}"
+                ) from refused
+            if not waiting:
+                waiting = True
+                log.warning(
+                    "the ledger store's PostgreSQL is not accepting connections yet (%s):"
+                    " waiting up to %g s",
+                    _one_line(refused),
+                    wait_s,
+                )
+        time.sleep(RECONNECT_POLL_S)
 
 
 def _reconnecting(method: Callable[_Parameters, _Result]) -> Callable[_Parameters, _Result]:

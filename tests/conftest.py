@@ -102,6 +102,22 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
+def stopped_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL of the test's own, initialised and stopped (its `port` the last one it
+    ran on), for a test that starts it as it needs; stopped and removed after."""
+    directory = Path(tempfile.mkdtemp(prefix="venue-test-pg-"))
+    directory.chmod(0o711)
+    server = PostgresServer(directory)
+    try:
+        server.start()
+        server.stop()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
 def postgres_dsn(postgres_server: PostgresServer) -> Iterator[str]:
     """A fresh, empty database on the module's server, dropped after the test (so the
     server's stop has little to checkpoint)."""

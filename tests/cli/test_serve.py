@@ -17,7 +17,7 @@ import pytest
 
 from cli.main import main
 from client.sdk import VenueClient
-from cluster.postgres import free_port
+from cluster.postgres import PostgresServer, free_port
 from core.venue_core import lock_data_dir
 from settlement.pg_store import PostgresLedgerStore
 from tests.cli.test_main import RUN_TIMEOUT_S, SERVE, START_LINES_MAX, _env
@@ -112,8 +112,10 @@ def test_trades_are_booked_in_postgres_across_a_crash_and_verify_clean(
 def test_an_unreachable_postgres_refuses_to_start_in_one_line(tmp_path: Path, dsn: str) -> None:
     """Refused creating nothing, as the module says: the finding was a data directory made,
     with an empty journal and venue.lock in it, before the store was found unreachable (or
-    its DSN malformed)."""
-    nobody = f"postgresql://postgres@127.0.0.1:{free_port()}/ledger" if dsn != "not a dsn" else dsn
+    its DSN malformed). Unreachable: a host that does not resolve (a port refusing
+    connections is waited for first since session 22: tests/settlement/test_pg_store.py)."""
+    unresolved = "postgresql://postgres@no-such-host.invalid:5432/ledger"
+    nobody = unresolved if dsn != "not a dsn" else dsn
     command = [sys.executable, "-m", "cli.main", "serve", "--config", str(SAMPLE_CONFIG)]
     command += ["--data-dir", str(tmp_path / "data"), "--port", "0", "--postgres", nobody]
     result = subprocess.run(
@@ -213,6 +215,9 @@ def test_a_journal_symlinked_to_nothing_is_refused_in_one_line(tmp_path: Path) -
         ("ledger.sqlite", "the ledger store: {link} is a symbolic link to {target}, which"),
         ("snapshot-00000000000000000009.bin", "{link} is a symbolic link to {target}, which"),
         ("epochs.json", "{link} is a symbolic link to {target}, which"),
+        ("dead_man.json", "{link} is a symbolic link to {target}, which"),
+        ("push_formats.json", "{link} is a symbolic link to {target}, which"),
+        ("api_keys.json", "{link} is a symbolic link to {target}, which"),
     ],
 )
 def test_a_data_file_symlinked_to_nothing_is_refused_in_one_line(
@@ -220,7 +225,10 @@ def test_a_data_file_symlinked_to_nothing_is_refused_in_one_line(
 ) -> None:
     """As the journal's rule (session 21): the ledger store was made anew at the link's target
     and the venue booked on from nothing; a snapshot link to nothing was a traceback, an
-    epochs file read as none. Refused naming the link; nothing made, here or there."""
+    epochs file read as none. Refused naming the link; nothing made, here or there. The
+    gateway's files (dead_man.json, push_formats.json) were refused only once the core had
+    locked the directory and opened its journal, leaving venue.lock and journal.log (session
+    22): read with the issued keys, before the core."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     (tmp_path / "other-disk").mkdir()
@@ -231,6 +239,52 @@ def test_a_data_file_symlinked_to_nothing_is_refused_in_one_line(
     assert stderr.startswith(f"venue: cannot start: {expected}"), stderr
     assert list((tmp_path / "other-disk").iterdir()) == []
     assert [path.name for path in data_dir.iterdir()] == [name]
+
+
+@pytest.mark.parametrize("name", ["dead_man.json", "push_formats.json", "epochs.json"])
+def test_a_damaged_data_file_is_refused_in_one_line_leaving_the_directory_as_found(
+    tmp_path: Path, name: str
+) -> None:
+    """The gateway's files were read once the core had locked the directory and opened its
+    journal: a damaged one left venue.lock and an empty journal.log behind (session 22)."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / name).write_bytes(b"{not json")
+    stderr = _refused_start(data_dir)
+    assert stderr.startswith(f"venue: cannot start: {data_dir / name} is damaged ("), stderr
+    assert [path.name for path in data_dir.iterdir()] == [name]
+    assert (data_dir / name).read_bytes() == b"{not json"
+
+
+def _contents(directory: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in directory.iterdir()}
+
+
+def test_a_start_refused_after_the_store_is_open_leaves_no_ledger_sqlite(tmp_path: Path) -> None:
+    """The last session's finding: a refusal once the ledger store was open (here a snapshot
+    ahead of the journal, the journal emptied and the store moved aside, as `venue verify`
+    suggests for a rebuild gone wrong) left the `ledger.sqlite` the start had made."""
+    data_dir = tmp_path / "data"
+    command = [sys.executable, "-m", "cli.main", "serve", "--config", str(SAMPLE_CONFIG)]
+    command += ["--data-dir", str(data_dir), "--port", "0"]
+    server = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        assert _listening(server), "the venue did not start"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=STOP_TIMEOUT_S)
+    assert server.returncode == 0
+    assert list(data_dir.glob("snapshot-*.bin")), "a clean stop writes a snapshot"
+    (data_dir / "journal.log").write_bytes(b"")
+    for store_file in data_dir.glob("ledger.sqlite*"):
+        store_file.unlink()
+    before = _contents(data_dir)
+    stderr = _refused_start(data_dir)
+    assert "is ahead of the journal" in stderr
+    assert sorted(_contents(data_dir)) == sorted(before)  # no ledger.sqlite (-wal, -shm)
+    assert _contents(data_dir) == before
 
 
 def test_a_data_directory_symlinked_to_nothing_is_refused_in_one_line(tmp_path: Path) -> None:
@@ -289,6 +343,56 @@ def test_a_start_refused_in_a_directory_it_made_leaves_no_directory(
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("venue: cannot start: the ledger store holds transfers")
     assert not (tmp_path / "new").exists(), list((tmp_path / "new").rglob("*"))
+
+
+@pytest.mark.parametrize("state", ["not listening yet", "starting up"])
+def test_a_start_waits_for_a_postgres_that_is_not_up_yet(
+    stopped_postgres: PostgresServer, tmp_path: Path, state: str
+) -> None:
+    """The last session's finding: a venue started with its PostgreSQL (a boot, a supervisor
+    starting both) exited 2 on "Connection refused" or "the database system is starting up"
+    (SQLSTATE 57P03). It waits now, saying so in one line, and starts once the server is up."""
+    server = stopped_postgres
+    if state == "starting up":  # 57P03 until promoted, as a server in its startup recovery
+        server.start_not_accepting(server.port)
+    command = [sys.executable, "-m", "cli.main", "serve", "--config", str(SAMPLE_CONFIG)]
+    command += ["--data-dir", str(tmp_path / "data"), "--port", "0", "--postgres", server.dsn()]
+    venue = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        assert venue.stdout is not None
+        first = venue.stdout.readline()  # bounded: the line comes at once, or the venue exits
+        assert "the ledger store's PostgreSQL is not accepting connections yet" in first, first
+        if state == "starting up":
+            assert "the database system is not accepting connections" in first
+            server.promote()
+        else:
+            assert "Connection refused" in first
+            server.start(server.port)
+        assert _listening(venue), "the venue did not start once PostgreSQL was up"
+    finally:
+        venue.send_signal(signal.SIGTERM)
+        venue.communicate(timeout=STOP_TIMEOUT_S)
+    assert venue.returncode == 0
+
+
+def test_a_start_refuses_a_missing_postgres_database_at_once(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    """Only a server not up yet is waited for: a database (or role, or password) refused is
+    the operator's to fix, said at once, with nothing made."""
+    command = [sys.executable, "-m", "cli.main", "serve", "--config", str(SAMPLE_CONFIG)]
+    command += ["--data-dir", str(tmp_path / "data"), "--port", "0"]
+    command += ["--postgres", postgres_server.dsn("no_such_database")]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=START_TIMEOUT_S
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("venue: cannot start: the ledger store: connection failed")
+    assert 'database "no_such_database" does not exist' in result.stderr
+    assert len(result.stderr.splitlines()) == 1, "no waiting line"
+    assert not (tmp_path / "data").exists()
 
 
 def _listening(server: subprocess.Popen[str]) -> bool:

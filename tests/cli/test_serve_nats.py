@@ -2,6 +2,7 @@
 (a nats-server and the venue, each on free ports and in the test's temp directory)."""
 
 import asyncio
+import datetime
 import signal
 import socket
 import subprocess
@@ -26,6 +27,7 @@ from tests.cli.test_main import (
     venue,
 )
 from tests.conftest import KEYS
+from tests.sample_config import bill_dates
 
 SYMBOL = "AAPLx-USD"
 CORE_LINES_MAX = 40  # a core says it is active or standby within its first few lines
@@ -179,6 +181,31 @@ def test_serve_with_an_unreachable_nats_fails_in_one_line(tmp_path: Path) -> Non
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.parametrize("role", ["core", "gateway"])
+def test_a_cluster_role_waiting_for_nats_stops_at_sigterm(tmp_path: Path, role: str) -> None:
+    """Found in session 22: a core or a gateway started while NATS is down waits for it (its
+    connection retries without end, a warning each try), and ignored SIGTERM meanwhile (the
+    handler set an event nobody waited on): a supervisor could only kill it."""
+    (port,) = free_ports(1)
+    command = [*SERVE, "--role", role, "--name", "x", "--data-dir", str(tmp_path / role)]
+    server = subprocess.Popen(
+        [*command, "--port", "0", "--nats", f"nats://127.0.0.1:{port}"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    try:
+        expect_line(server.stderr, "Connection refused")  # trying NATS: the handlers are set
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(RUN_TIMEOUT_S) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.communicate(timeout=RUN_TIMEOUT_S)
+
+
 def test_a_second_venue_on_one_stream_is_refused_naming_the_holder(
     tmp_path: Path, nats_node: NatsCluster
 ) -> None:
@@ -194,6 +221,66 @@ def test_a_second_venue_on_one_stream_is_refused_naming_the_holder(
         assert asyncio.run(asyncio.wait_for(place_resting_orders(first_url, 1), 30)) != []
     finally:
         stop(first, signal.SIGTERM)
+
+
+def test_a_venue_refused_the_lease_leaves_its_data_directory_as_found(
+    tmp_path: Path, nats_node: NatsCluster
+) -> None:
+    """The last session's finding: a data directory that existed (here one that has served
+    on the stream before, stopped cleanly) met a lease held by another venue: the refusal
+    left a new `lease.lock` and this start's record in `lease.runs` there. Given back now,
+    and the directory serves again as soon as the lease is free."""
+    data_dir = tmp_path / "second"
+    data_dir.mkdir()
+    fresh = serve_refused_while_held(tmp_path, data_dir, nats_node)
+    failed_in_one_line(fresh, "cannot start: the lease of stream VENUE_COMMANDS")
+    assert list(data_dir.iterdir()) == []
+    server, _ = start(tmp_path, data_dir, "--nats", nats_node.url)
+    stop(server, signal.SIGTERM)
+    before = {path.name: path.read_bytes() for path in data_dir.iterdir()}
+    assert {"lease.lock", "lease.runs"} <= set(before)
+    used = serve_refused_while_held(tmp_path, data_dir, nats_node)
+    failed_in_one_line(used, "cannot start: the lease of stream VENUE_COMMANDS")
+    assert {path.name: path.read_bytes() for path in data_dir.iterdir()} == before
+
+
+def test_a_venue_on_a_new_stream_refused_by_its_config_leaves_its_data_directory_as_found(
+    tmp_path: Path, nats_node: NatsCluster
+) -> None:
+    """With `--nats` the config is checked only once the stream is open (the venue may exist
+    there already): a bill a year and more out refused the start after the lease, the
+    directory's ledger store and epochs file were made, leaving `lease.lock`, `lease.runs`,
+    `ledger.sqlite` and `epochs.json` in the directory (session 22)."""
+    text = Path(CONFIG).read_text()
+    last = bill_dates(text)[-1]
+    far = datetime.datetime.now(datetime.UTC).date() + datetime.timedelta(days=400)
+    config = tmp_path / "venue.toml"
+    config.write_text(text.replace(f"maturity = {last.isoformat()}", f"maturity = {far}", 1))
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    flags = ["--port", "0", "--data-dir", str(data_dir), "--nats", nats_node.url]
+    result = subprocess.run(
+        [*SERVE[:-1], str(config), *flags],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        env=_env(),
+    )
+    assert result.returncode == 2, result.stderr
+    assert "venue: cannot start: config: TB-" in result.stderr
+    assert list(data_dir.iterdir()) == []
+
+
+def serve_refused_while_held(
+    tmp_path: Path, data_dir: Path, nats_node: NatsCluster
+) -> subprocess.CompletedProcess[str]:
+    """`venue serve --nats` on `data_dir` while a venue on another directory holds the lease."""
+    holder, _ = start(tmp_path, tmp_path / "holder", "--nats", nats_node.url)
+    try:
+        return serve_refused(tmp_path, data_dir, "--nats", nats_node.url)
+    finally:
+        stop(holder, signal.SIGTERM)
 
 
 def test_after_a_clean_stop_a_venue_on_another_data_dir_takes_the_stream_at_once(

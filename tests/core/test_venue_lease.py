@@ -246,3 +246,26 @@ def test_a_lease_file_linked_to_nothing_is_refused(tmp_path: Path, name: str) ->
         assert runs.claimed
     finally:
         runs.close()
+
+
+def test_a_start_given_back_after_the_lease_leaves_no_directory_it_made(
+    node: NatsCluster, tmp_path: Path
+) -> None:
+    """A new data directory is made once the lease is held (its `lease.lock`, `lease.runs`):
+    a start refused after that (the stream's journal, the core) gives the lease back and the
+    directory too; a restart then takes the lease at once (the key was deleted)."""
+    data_dir = tmp_path / "new" / "data"
+
+    async def scenario() -> None:
+        refused = venue_lease(node.url, data_dir, Losses())
+        await refused.take()
+        assert (data_dir / LEASE_LOCK_FILE).exists() and (data_dir / LEASE_RUNS_FILE).exists()
+        await refused.give_back()
+        assert not (tmp_path / "new").exists()
+        restarted = venue_lease(node.url, data_dir, Losses())
+        assert await timed_take(restarted) < TTL_S / 2
+        await restarted.release()
+        kept = sorted(path.name for path in data_dir.iterdir())
+        assert kept == [LEASE_LOCK_FILE, LEASE_RUNS_FILE]  # a run that served: kept
+
+    run(scenario())

@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from cluster.postgres import PostgresServer
 from settlement import pg_store
 from settlement.pg_store import PostgresLedgerStore
 from settlement.store import (
@@ -165,3 +166,27 @@ def test_the_connection_probes_a_silent_server(postgres_dsn: str) -> None:
     assert info["keepalives"] == "1"
     assert info["tcp_user_timeout"] == str(pg_store.TCP_USER_TIMEOUT_MS)
     assert timeout == "1min"
+
+
+def test_wait_until_up_gives_up_on_a_server_that_never_comes_up(
+    stopped_postgres: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server still saying 57P03 when the window ends refuses the start, saying how long it
+    was waited for and what it last said; the wait itself is one log line, not one a try."""
+    stopped_postgres.start_not_accepting(stopped_postgres.port)
+    with pytest.raises(psycopg.OperationalError) as refused:
+        pg_store.wait_until_up(stopped_postgres.dsn(), wait_s=1.0)
+    message = str(refused.value)
+    assert message.startswith("PostgreSQL did not accept a connection within 1 s: connection")
+    assert "the database system is not accepting connections" in message
+    waits = [record for record in caplog.records if "not accepting connections yet" in record.msg]
+    assert len(waits) == 1
+
+
+def test_wait_until_up_does_not_wait_for_a_refused_login(postgres_server: PostgresServer) -> None:
+    """A role (or password, or database) refused is raised as the driver said it, unwaited."""
+    dsn = f"postgresql://no_such_role@127.0.0.1:{postgres_server.port}/postgres"
+    with pytest.raises(psycopg.OperationalError) as refused:
+        pg_store.wait_until_up(dsn, wait_s=60.0)
+    assert str(refused.value).startswith("connection failed: ")  # not "did not accept ..."
+    assert 'role "no_such_role" does not exist' in str(refused.value)
