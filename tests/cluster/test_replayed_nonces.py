@@ -44,13 +44,16 @@ def logon_frame(who: str, nonce: str, request_id: int = 1) -> bytes:
 
 
 async def answers(url: str, frames: list[bytes]) -> list[dict[str, Any]]:
-    """Send `frames` at once on a new connection to `url`: their answers, in order."""
+    """Send `frames` at once on a new connection to `url`: their answers, in order (the
+    pushes among them, heartbeats, left out)."""
     async with connect(url) as websocket:
         for frame in frames:
             await websocket.send(frame.decode())
-        got = []
-        for _ in frames:
-            got.append(json.loads(await asyncio.wait_for(websocket.recv(), TIMEOUT_S)))
+        got: list[dict[str, Any]] = []
+        while len(got) < len(frames):
+            message = json.loads(await asyncio.wait_for(websocket.recv(), TIMEOUT_S))
+            if "ch" not in message:
+                got.append(message)
         return got
 
 
@@ -116,3 +119,24 @@ def test_a_signed_post_replayed_through_another_gateway_places_nothing(
         a.port, "GET", "/api/v1/orders", b"", trader.signature("GET", "/api/v1/orders", "", b"")
     )
     assert [o["order_id"] for o in listed[1]["orders"]] == [placed["order_id"]]
+
+
+def test_with_nats_down_a_logon_and_a_signed_request_are_refused_503_not_let_through(
+    cluster: LocalCluster,
+) -> None:
+    """NATS gone (the one node killed): no gateway can tell whether a nonce was used through
+    another, so a logon and a signed request are refused 503 `NONCE_UNCHECKED`, nothing
+    done, rather than accepted unchecked. Last in the module: it kills the cluster's NATS."""
+    _, b = cluster.gateways
+    trader = RestClient(f"http://127.0.0.1:{b.port}", *KEYS["beta"])
+    cluster.nats.nodes[0].kill()
+    try:
+        (logon,) = asyncio.run(answers(b.url, [logon_frame("taker", "nats-down")]))
+        body = b'{"symbol": "AAPLx-USD", "side": "buy", "type": "limit", "price": "1", "qty": "1"}'
+        headers = trader.signature("POST", "/api/v1/orders", "", body)
+        status, placed = send(b.port, "POST", "/api/v1/orders", body, headers)
+    finally:
+        cluster.nats.restart(0)
+    assert refusal(logon) == (503, "NONCE_UNCHECKED"), logon
+    assert (status, refusal(placed)[1]) == (503, "NONCE_UNCHECKED"), placed
+    assert "sign again with a new nonce" in logon["error"]["msg"]
