@@ -16,7 +16,8 @@ answered as unknown by the listener (`outcomes_overdue`), and its command is sti
 Each gateway holds a lease of its own while it serves (key = its id in `GATEWAY_LEASE_BUCKET`):
 the active core cancels the cod orders of a gateway whose lease is gone
 (core/cluster_core.py), and a gateway that cannot renew it in time closes its sessions and
-takes none until it holds it again.
+takes none until it holds it again. The nonces of logons and signed requests are claimed
+cluster-wide through `nonces` (core/cluster_nonces.py), opened before the gateway serves.
 """
 
 import asyncio
@@ -41,6 +42,7 @@ from nats.aio.msg import Msg
 from core import config as venue_config
 from core.bus import CoreListener, ReadSide
 from core.cluster_keys import SharedKeys
+from core.cluster_nonces import SharedNonces
 from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT
 from core.lease import Lease, attempt
 from core.sequencer import Executed
@@ -241,6 +243,7 @@ class Replica:
         bus.nc = await connect(bus.servers, f"venue-gateway-{bus.gateway_id}")
         await bus.keys.start(bus.nc)  # every issued key known before any logon
         self.keep_task(asyncio.create_task(bus.keys.watch()))  # and each one issued later
+        await bus.nonces.start(bus.nc)  # logons claim their nonces cluster-wide
         js = bus.nc.jetstream(timeout=5.0)
         self._replay_until = await _wait_for_stream(js)
         # a consumer lost with its node (kill -9 of a NATS node) is replaced within ~2 s, not
@@ -455,6 +458,9 @@ class NatsBus:
         self.core = Replica(config, self, listener)
         # issued API keys, cluster-wide; the gateway's dispatcher sets `on_key`
         self.keys = SharedKeys(3 if len(self.servers) >= 3 else 1, on_key=_no_key_listener)
+        # nonces of logons and signed requests, claimed cluster-wide: a replay through
+        # another gateway is refused as one through this one is (core/cluster_nonces.py)
+        self.nonces = SharedNonces(3 if len(self.servers) >= 3 else 1)
         self.reads = ReadSide(cast(Any, self.core))
         self._request = 0
         self._waiting: deque[_Waiting] = deque()  # in submit order

@@ -81,6 +81,7 @@ class ErrorCode(IntEnum):
     SHUTTING_DOWN = 9001
     QUOTE_PLACE_PENDING = 9002  # appended: a cluster gateway's quote still on its way to the core
     OUTCOME_UNKNOWN = 9003  # appended: a cluster gateway lost its lease before the outcome came
+    NONCE_UNCHECKED = 9004  # appended: a cluster gateway could not claim a nonce cluster-wide
 
 
 E = ErrorCode

@@ -8,7 +8,9 @@ reports the first failure; an unknown key fails exactly as a wrong signature doe
 Invariants: a nonce is recorded only after a fully successful logon; it is remembered
 exactly while a replay of its signed message could still pass the timestamp check
 (`ts + recv_window`), so memory holds only the last two windows' logons, and at most
-`NONCES_PER_KEY_MAX` per key; the authenticator's clock never runs backwards.
+`NONCES_PER_KEY_MAX` per key; the authenticator's clock never runs backwards. On a cluster
+a nonce the authenticator let through is then claimed cluster-wide (`claim_cluster_wide`,
+awaited by the gateway): a replay through another gateway is refused as one through this.
 """
 
 import hashlib
@@ -18,6 +20,7 @@ from collections.abc import Callable, Iterable
 
 import msgspec
 
+from core.cluster_nonces import NonceUnchecked, SharedNonces
 from core.config import SCOPES, ApiKeyEntry
 from engine.reasons import ErrorCode
 
@@ -42,6 +45,11 @@ LOGON_PRECEDENCE: tuple[ErrorCode, ...] = (
 # key with a wrong signature and fails the same way; no logon ever succeeds with it.
 UNKNOWN_KEY_SECRET = "no key has this secret; it only makes refusals alike"
 NOT_SIGNED = "api_key unknown or sig does not match the logon payload"
+NONCE_REUSED_MESSAGE = "nonce already used within the window"
+NONCE_UNCHECKED_MESSAGE = (
+    "nonce not checked: the cluster's record of used nonces did not answer; nothing done,"
+    " sign again with a new nonce and retry"
+)
 
 
 class AuthError(Exception):
@@ -250,7 +258,7 @@ class Authenticator:
             raise AuthError(ErrorCode.BAD_SIGNATURE, NOT_SIGNED)
         used = self._nonces.get(api_key, {})
         if nonce in used:
-            raise AuthError(ErrorCode.NONCE_REUSED, "nonce already used within the window")
+            raise AuthError(ErrorCode.NONCE_REUSED, NONCE_REUSED_MESSAGE)
         if len(used) >= NONCES_PER_KEY_MAX:
             # A retry passes once the key's earliest nonce is forgotten: just after its end.
             retry_after_ms = (min(used.values()) - now_us) // 1_000 + 1
@@ -284,3 +292,16 @@ class Authenticator:
             del used[nonce]
             if not used:
                 del self._nonces[api_key]
+
+
+async def claim_cluster_wide(nonces: SharedNonces, api_key: str, nonce: str) -> None:
+    """On a cluster's gateway, after `Authenticator.check` let a message through: AuthError
+    unless no gateway of the cluster has used its nonce (`NONCE_REUSED`, as a replay through
+    this one is), or if that could not be checked (503 `NONCE_UNCHECKED`: never let through
+    unchecked). One round trip to NATS per logon or signed request."""
+    try:
+        first = await nonces.claim(api_key, nonce)
+    except NonceUnchecked as unanswered:
+        raise AuthError(ErrorCode.NONCE_UNCHECKED, NONCE_UNCHECKED_MESSAGE) from unanswered
+    if not first:
+        raise AuthError(ErrorCode.NONCE_REUSED, NONCE_REUSED_MESSAGE)

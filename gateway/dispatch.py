@@ -61,6 +61,7 @@ from gateway.auth import (
     ApiKey,
     Authenticator,
     AuthError,
+    claim_cluster_wide,
     require_scope,
 )
 from gateway.placed_orders import PlacedOrders, QuoteSlot
@@ -72,6 +73,7 @@ from gateway.sessions import key_of as _key
 
 if TYPE_CHECKING:
     from core.cluster_keys import SharedKeys
+    from core.cluster_nonces import SharedNonces
 
 log = logging.getLogger("venue")
 _time_ns = time.time_ns
@@ -186,6 +188,9 @@ class Dispatcher:
         self.shared_keys: SharedKeys | None = getattr(bus, "keys", None)
         if self.shared_keys is not None:
             self.shared_keys.on_key = self._learn_key
+        # and claims the nonce of each logon cluster-wide (core/cluster_nonces.py)
+        self.shared_nonces: SharedNonces | None = getattr(bus, "nonces", None)
+        self._claim_tasks: set[asyncio.Task[None]] = set()  # one per connection at most
         self._key_tasks: set[asyncio.Task[None]] = set()
         # `admin.issue_key`'s `cl_op_id`s: the keys issued under them (from the issued keys'
         # file, or learned from the cluster's key stream), so bounded as the keys are; and
@@ -354,6 +359,51 @@ class Dispatcher:
         except AuthError as refused:  # the key names who tried; the signature stays out
             self._log_logon_refused(session, p.api_key, refused.code, refused.message)
             raise
+        if self.shared_nonces is not None:  # a cluster's gateway: not used on another one?
+            self._claim_nonce(session, request, t_in, key)
+            return
+        self._logged_on(session, request, t_in, key)
+
+    def _claim_nonce(self, session: Session, request: wire.Request, t_in: int, key: ApiKey) -> None:
+        """Claim the logon's nonce cluster-wide, then log on (`_logon_claimed`). Meanwhile
+        the connection's later frames wait behind it (`session.held`, as behind a quote's
+        place), so they are handled in order, logged on."""
+        session.held = deque()
+        session.held_bytes = 0
+        task = asyncio.ensure_future(self._logon_claimed(session, request, t_in, key))
+        self._claim_tasks.add(task)
+        task.add_done_callback(self._claimed)
+
+    def _claimed(self, task: "asyncio.Task[None]") -> None:
+        self._claim_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.bus.on_fatal(task.exception())  # a broken invariant: crash, recover by replay
+
+    async def _logon_claimed(
+        self, session: Session, request: wire.Request, t_in: int, key: ApiKey
+    ) -> None:
+        nonces = self.shared_nonces
+        assert nonces is not None, "only a cluster's gateway claims nonces"
+        refused: AuthError | None = None
+        p: Any = request.params
+        try:
+            await claim_cluster_wide(nonces, key.key, p.nonce)
+        except AuthError as error:
+            refused = error
+        later, session.held = session.held, None
+        if session.closing or self.connections.sessions.get(session.id) is not session:
+            return  # closed meanwhile: nobody reads the answer, nothing held may run
+        if refused is None:
+            self._logged_on(session, request, t_in, key)
+        else:
+            self._log_logon_refused(session, key.key, refused.code, refused.message)
+            self._handler_failed(session, request, refused)
+        self._handle_later(session, later)
+
+    def _logged_on(self, session: Session, request: wire.Request, t_in: int, key: ApiKey) -> None:
+        """The logon's signature and nonce are good: the connection is the key's, unless the
+        account has its most connections already."""
+        p: Any = request.params
         connected = sum(
             1 for other in self.connections.sessions.values() if other.account == key.account
         )

@@ -15,6 +15,7 @@ Limits: bodies and headers in `gateway.http`; one request at a time per connecti
 body's params within the websocket's `MESSAGE_BYTES_MAX` once in their request (else 413).
 """
 
+import asyncio
 import functools
 import logging
 import math
@@ -29,7 +30,7 @@ from core.venue_core import now_us
 from engine.instrument import unknown_symbol
 from engine.reasons import ErrorCode
 from gateway import wire
-from gateway.auth import RECV_WINDOW_MS_DEFAULT, AuthError, sign_request
+from gateway.auth import RECV_WINDOW_MS_DEFAULT, AuthError, claim_cluster_wide, sign_request
 from gateway.candles import BARS_KEPT_MAX, CANDLES_LIMIT_DEFAULT, CandlesResult, Ticker
 from gateway.http import Exchange
 from gateway.limits import QUERY_COST_MILLI, cost_milli
@@ -39,6 +40,7 @@ from gateway.sessions import Session
 from gateway.tape import TRADES_RECENT_MAX
 
 if TYPE_CHECKING:
+    from core.cluster_nonces import SharedNonces
     from gateway.server import VenueServer
     from gateway.transport import Connection
 
@@ -215,6 +217,7 @@ class RestApi:
     def __init__(self, server: "VenueServer") -> None:
         self.server = server
         self._openapi: bytes | None = None
+        self._claim_tasks: set[asyncio.Task[None]] = set()  # one per connection at most
 
     def serve(self, connection: "Connection", exchange: Exchange) -> bool:
         """Answer `exchange` if it is ours (`/api/...`, `/openapi.json`); else False."""
@@ -279,6 +282,61 @@ class RestApi:
             if refused is not None:
                 _respond_error(exchange, refused.code, refused.message)
                 return
+            nonces = self.server.dispatcher.shared_nonces
+            if nonces is not None:  # a cluster's gateway: not used on another one?
+                task = asyncio.ensure_future(
+                    self._serve_claimed(nonces, answers, exchange, route, in_path, cost)
+                )
+                self._claim_tasks.add(task)
+                task.add_done_callback(self._claimed)
+                return
+        self._serve_signed(answers, exchange, route, in_path, cost)
+
+    async def _serve_claimed(
+        self,
+        nonces: "SharedNonces",
+        answers: "_Answers",
+        exchange: Exchange,
+        route: Route,
+        in_path: dict[str, int],
+        cost: int,
+    ) -> None:
+        """`_serve`'s rest once the request's nonce is claimed cluster-wide; refused as a
+        replay if another gateway (or this one) used it, 503 if that could not be checked."""
+        api_key, nonce = exchange.headers["x-api-key"], exchange.headers["x-nonce"]
+        try:
+            await claim_cluster_wide(nonces, api_key, nonce)
+        except AuthError as refused:
+            self._log_refusal(answers, api_key, exchange.path, refused)
+            _respond_error(exchange, refused.code, refused.message)
+            return
+        if answers.connection.closed.done():
+            return  # the client went away meanwhile: nothing is done for a request unanswerable
+        try:
+            self._serve_signed(answers, exchange, route, in_path, cost)
+        except AssertionError:
+            raise  # a broken invariant: crash loudly (`_claimed`), recover by replay
+        except Exception:  # a bug here: the client learns the outcome is unknown
+            log.exception("rest request %s %s failed", exchange.method, exchange.path)
+            if not exchange.answered:
+                _respond_error(exchange, E.INTERNAL, "internal error: query the outcome")
+
+    def _claimed(self, task: "asyncio.Task[None]") -> None:
+        self._claim_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.server.bus.on_fatal(task.exception())
+
+    def _serve_signed(
+        self,
+        answers: "_Answers",
+        exchange: Exchange,
+        route: Route,
+        in_path: dict[str, int],
+        cost: int,
+    ) -> None:
+        """`_serve` past the signature: charge the account, check the params, run the method."""
+        session = answers.session
+        if route.private:
             assert session.account is not None, "a good signature names its account"
             retry = self.server.limiter.charge_account(session.account, cost, now_us())
             if retry:

@@ -1802,6 +1802,7 @@ _STATUS_BY_CODE: dict[ErrorCode, int] = {
     E.QUOTE_PLACE_PENDING: 503,
     E.INTERNAL: 500,
     E.OUTCOME_UNKNOWN: 504,
+    E.NONCE_UNCHECKED: 503,
 } | dict.fromkeys(_AUTH_401, 401)
 
 

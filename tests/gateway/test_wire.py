@@ -1077,6 +1077,7 @@ def test_error_envelopes() -> None:
         (E.SHUTTING_DOWN, 503),
         (E.QUOTE_PLACE_PENDING, 503),
         (E.OUTCOME_UNKNOWN, 504),
+        (E.NONCE_UNCHECKED, 503),
     ],
 )
 def test_rejection_status(code: ErrorCode, status: int) -> None:
