@@ -28,7 +28,7 @@ import re
 import secrets
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, cast
 
@@ -171,12 +171,35 @@ async def connect(servers: Sequence[str], name: str) -> Client:
         allow_reconnect=True,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.2,
-        error_cb=_log_error,
+        error_cb=_error_log(),  # one per connection
     )
 
 
-async def _log_error(error: Exception) -> None:
-    log.warning("nats: %r", error)
+# The same NATS error again within this long is counted, not logged: nats-py reports every
+# failed (re)connect attempt, one each `reconnect_time_wait` (0.2 s), so a node down for a
+# minute logged ~300 identical lines a process.
+NATS_ERROR_REPEAT_LOG_S: Final = 10.0
+
+
+def _error_log() -> Callable[[Exception], Awaitable[None]]:
+    """A connection's error callback (a coroutine function, as nats-py requires): logs a NATS
+    error, and the same error (by its repr) again only after `NATS_ERROR_REPEAT_LOG_S`,
+    saying how often it came meanwhile."""
+    last_text, last_logged_s, repeats = "", 0.0, 0
+
+    async def log_error(error: Exception) -> None:
+        nonlocal last_text, last_logged_s, repeats
+        text, now_s = repr(error), time.monotonic()
+        if text == last_text and now_s - last_logged_s < NATS_ERROR_REPEAT_LOG_S:
+            repeats += 1
+            return
+        if text == last_text and repeats:
+            log.warning("nats: %s (%d more times since last logged)", text, repeats)
+        else:
+            log.warning("nats: %s", text)
+        last_text, last_logged_s, repeats = text, now_s, 0
+
+    return log_error
 
 
 def die(failure: BaseException | None) -> None:

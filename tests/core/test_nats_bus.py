@@ -186,3 +186,31 @@ def test_requests_owed_too_long_are_told_in_order_once_and_still_resent() -> Non
         assert listener.calls[2:] == ["answered seq 1"] and not bus._waiting
 
     asyncio.run(owe_then_come_back())
+
+
+def test_a_nats_error_repeated_at_every_reconnect_attempt_is_logged_once_a_while(
+    monkeypatch: Any, caplog: Any
+) -> None:
+    """nats-py reports each failed reconnect attempt (every 0.2 s): the same error is logged
+    once per `NATS_ERROR_REPEAT_LOG_S`, with how often it came meanwhile; another at once."""
+    from core import nats_bus
+
+    clock = [100.0]
+    monkeypatch.setattr(nats_bus.time, "monotonic", lambda: clock[0])
+    log_error = nats_bus._error_log()
+    refused = ConnectionRefusedError(111, "Connection refused")
+    with caplog.at_level("WARNING", logger="venue.cluster"):
+        for _ in range(50):  # ten seconds of attempts, 0.2 s apart
+            asyncio.run(log_error(refused))
+            clock[0] += 0.19
+        assert len(caplog.records) == 1
+        asyncio.run(log_error(TimeoutError()))  # another error: at once
+        assert len(caplog.records) == 2
+        asyncio.run(log_error(refused))  # it changed in between: logged again
+        assert len(caplog.records) == 3
+        for _ in range(3):
+            asyncio.run(log_error(refused))
+        clock[0] += nats_bus.NATS_ERROR_REPEAT_LOG_S
+        asyncio.run(log_error(refused))
+    assert len(caplog.records) == 4
+    assert "3 more times since last logged" in caplog.records[-1].getMessage()
