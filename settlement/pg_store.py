@@ -10,12 +10,14 @@ transaction. Append-only: triggers refuse UPDATE, DELETE and TRUNCATE. Synchrono
 connection, one thread (the store runs on its own, core/store_thread.py). A server that stops
 answering is an error, not a block: TCP keepalives, `TCP_USER_TIMEOUT_MS` and
 `STATEMENT_TIMEOUT_MS`. A connection the server dropped (restarted, the session terminated)
-is opened again, for up to `RECONNECT_WINDOW_S`, and the method run once more on it: each
-method is one transaction, and a batch whose COMMIT reply was lost may have committed, which
-the idempotent re-apply makes safe (the same batch again is accepted, other contents under its
-ids refused). Other failures surface as psycopg errors (fatal to the venue, as any failed
-store write); a batch is written whole or not at all. At start, a server not up yet is waited
-for (`wait_until_up`). Tables live in the connection's schema (normally `public`).
+is opened again while the server has not answered for under `RECONNECT_WINDOW_S` in all (one
+that answers it is restarting is waited for up to `RECOVERY_WINDOW_S`: `ReconnectWindow`),
+and the method run once more on it: each method is one transaction, and a batch whose COMMIT
+reply was lost may have committed, which the idempotent re-apply makes safe (the same batch
+again is accepted, other contents under its ids refused). Other failures surface as psycopg
+errors (fatal to the venue, as any failed store write); a batch is written whole or not at
+all. At start, a server not up yet is waited for (`wait_until_up`). Tables live in the
+connection's schema (normally `public`).
 """
 
 import functools
@@ -62,9 +64,16 @@ KEEPALIVE_IDLE_S: Final = 10
 KEEPALIVE_INTERVAL_S: Final = 5
 KEEPALIVE_COUNT: Final = 3
 TCP_USER_TIMEOUT_MS: Final = 30_000  # data sent and unacknowledged this long: the link is dead
-# A dropped connection is opened again for this long (a restart takes seconds) before the
-# failure stands; meanwhile the venue trades on and the store's queue fills (backpressure).
+# A dropped connection is opened again while the server does not answer for this long in
+# all (a postmaster restarts in well under a second) before the failure stands; meanwhile
+# the venue trades on and the store's queue fills (backpressure).
 RECONNECT_WINDOW_S: Final = 5.0
+# A server that answers it cannot take connections now (starting up, recovering, shutting
+# down: SQLSTATE 57P03) is restarting, not gone, and is waited for this long from the lost
+# connection. A restart after a crash or an immediate stop fsyncs the data directory,
+# replays the WAL since the last checkpoint and checkpoints: 2-4.5 s for a near-empty test
+# database on a loaded 2-core machine, more with a real one. Over a minute is an outage.
+RECOVERY_WINDOW_S: Final = 60.0
 RECONNECT_POLL_S: Final = 0.25  # between attempts: a refused connection costs ~1 ms
 # A venue may start with its PostgreSQL (a machine's boot, a supervisor starting both): one
 # that refuses connections or says it is starting up is waited for this long, then the start
@@ -76,6 +85,11 @@ START_WAIT_S: Final = 30.0
 # SQLSTATE, so the text is matched: a server whose messages are translated (lc_messages) is
 # refused at once, as it was before this wait.
 _NOT_UP_YET: Final = ("Connection refused", "the database system is ")
+# How libpq words a server's 57P03 refusal ("the database system is starting up", "... is
+# not yet accepting connections", "... is in recovery mode", "... is shutting down"): its
+# connection errors carry no SQLSTATE. A server whose messages are translated is never taken
+# for restarting, so it gets RECONNECT_WINDOW_S alone, as before.
+_RESTARTING_REFUSAL: Final = "the database system is "
 SCHEMA_LOCK_KEY: Final = 0x7665_6E75_6501  # advisory lock: one process creates the schema
 _Key = TypeVar("_Key", int, str)
 _Parameters = ParamSpec("_Parameters")
@@ -231,6 +245,29 @@ def _reconnecting(method: Callable[_Parameters, _Result]) -> Callable[_Parameter
     return run
 
 
+class ReconnectWindow:
+    """How long a lost connection is tried again: time is an input, so the rule is tested
+    without a server. The time since the last attempt counts against `RECONNECT_WINDOW_S`
+    unless the attempt found the server restarting (it answered, refusing with 57P03); the
+    whole wait is bounded by `RECOVERY_WINDOW_S`."""
+
+    def __init__(self, start_s: float) -> None:
+        self.start_s = start_s
+        self._last_s = start_s
+        self.unreachable_s = 0.0  # the server did not answer for this long, in all
+
+    def exhausted(self, now_s: float, *, restarting: bool) -> str:
+        """After a failed attempt at `now_s`: "" to try again, else which bound ran out."""
+        if not restarting:
+            self.unreachable_s += now_s - self._last_s
+        self._last_s = now_s
+        if self.unreachable_s >= RECONNECT_WINDOW_S:
+            return f"{RECONNECT_WINDOW_S:g} s"
+        if now_s - self.start_s >= RECOVERY_WINDOW_S:
+            return f"{RECOVERY_WINDOW_S:g} s (PostgreSQL still restarting)"
+        return ""
+
+
 class PostgresLedgerStore:
     """A `LedgerStore` in one PostgreSQL database, reached by `dsn`."""
 
@@ -265,24 +302,29 @@ class PostgresLedgerStore:
         return connection
 
     def _reconnect(self, lost: psycopg.OperationalError) -> None:
-        """Replace a connection the server dropped with a new one, trying for at most
-        `RECONNECT_WINDOW_S`; raise the last attempt's error when the server stays away."""
+        """Replace a connection the server dropped with a new one, while the server has not
+        answered for less than `RECONNECT_WINDOW_S` in all and, if it answers that it is
+        restarting, for at most `RECOVERY_WINDOW_S`; else raise, saying which ran out."""
         self._connection.close()
-        deadline = time.monotonic() + RECONNECT_WINDOW_S
+        window = ReconnectWindow(time.monotonic())
         while True:
             try:
                 self._connection = self._connect()
                 break
             except psycopg.OperationalError as refused:  # refused, shutting down, starting up
-                if time.monotonic() >= deadline:
+                restarting = _RESTARTING_REFUSAL in str(refused)
+                exhausted = window.exhausted(time.monotonic(), restarting=restarting)
+                if exhausted:
                     raise psycopg.OperationalError(
                         f"the connection to PostgreSQL was lost ({_one_line(lost)}) and not"
-                        f" reopened in {RECONNECT_WINDOW_S:g} s: {_one_line(refused)}"
+                        f" reopened in {exhausted}: {_one_line(refused)}"
                     ) from refused
                 time.sleep(RECONNECT_POLL_S)
         log.warning(
-            "the ledger store's PostgreSQL connection was lost (%s): reconnected, retrying",
+            "the ledger store's PostgreSQL connection was lost (%s): reconnected after %.1f s,"
+            " retrying",
             _one_line(lost),
+            time.monotonic() - window.start_s,
         )
 
     def _configure(self) -> None:

@@ -6,6 +6,7 @@ adds what PostgreSQL brings of its own, on a real server (the `postgres_dsn` fix
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -26,6 +27,7 @@ from settlement.transfers import FEE_INCOME, ISSUANCE, Transfer, TransferKind
 
 WAIT_STEPS = 200  # x WAIT_STEP_S: how long a test waits for the other session to block
 WAIT_STEP_S = 0.05
+RECOVERY_SEEN_S = 30  # a restarted server answers "starting up" within this on a busy machine
 TS_US = 1_700_000_000_000_000
 
 
@@ -190,3 +192,100 @@ def test_wait_until_up_does_not_wait_for_a_refused_login(postgres_server: Postgr
         pg_store.wait_until_up(dsn, wait_s=60.0)
     assert str(refused.value).startswith("connection failed: ")  # not "did not accept ..."
     assert 'role "no_such_role" does not exist' in str(refused.value)
+
+
+def recovery_answered(server: PostgresServer) -> None:
+    """Wait until the server refuses connections as restarting (57P03), not as gone."""
+    deadline = time.monotonic() + RECOVERY_SEEN_S
+    while time.monotonic() < deadline:
+        try:
+            psycopg.connect(server.dsn(), connect_timeout=2).close()
+        except psycopg.OperationalError as refused:
+            if "the database system is " in str(refused):
+                return
+        time.sleep(WAIT_STEP_S)
+    raise AssertionError(f"the server did not answer as restarting in {RECOVERY_SEEN_S} s")
+
+
+def restart_held_in_recovery(server: PostgresServer, meanwhile: Callable[[], None]) -> None:
+    """A crash restart that lasts as long as the test wants: stop the server at once, start
+    it in recovery (a standby with no hot standby: it answers "not accepting connections"),
+    run `meanwhile` on a helper thread once it answers so, then promote it. Returns once the
+    server takes connections; runs on the server's owning thread (its start)."""
+    with psycopg.connect(server.dsn(), autocommit=True) as admin:
+        admin.execute("ALTER SYSTEM SET hot_standby = off")  # in recovery: no connections
+    server.stop("immediate")
+    (server.data_dir / "standby.signal").touch()  # recovery until promoted
+    failures: list[BaseException] = []
+
+    def hold_then_promote() -> None:
+        try:
+            recovery_answered(server)
+            meanwhile()
+        except BaseException as failure:
+            failures.append(failure)
+        promote = ["promote", "-D", str(server.data_dir), "-w"]
+        server._run("pg_ctl", promote)  # no public promote: tests alone need one
+
+    helper = threading.Thread(target=hold_then_promote)
+    helper.start()
+    try:
+        server.start(port=server.port)  # returns once promoted
+    finally:
+        helper.join(2 * RECOVERY_SEEN_S)
+        with psycopg.connect(server.dsn(), autocommit=True) as admin:
+            admin.execute("ALTER SYSTEM RESET hot_standby")
+    assert failures == []
+
+
+def test_a_server_restarting_for_longer_than_the_window_is_waited_for(
+    postgres_server: PostgresServer, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finding: a crash restart (an immediate stop, then the data directory's fsync, the
+    WAL's replay and a checkpoint) took over the 5 s window on a loaded machine, and the
+    write then failed (the venue stopped, exit 70) while PostgreSQL answered "starting up".
+    Here the server stays in recovery until promoted, four windows after the write began:
+    the write waits for it and is stored once."""
+    monkeypatch.setattr(pg_store, "RECONNECT_WINDOW_S", 0.5)
+    store = prepared(PostgresLedgerStore(postgres_dsn))
+    store.append_batch(payments(1, 2, 5))
+    outcome: list[object] = []
+    writer = threading.Thread(target=lambda: outcome.append(write(store)))
+
+    def write_meanwhile() -> None:
+        writer.start()
+        time.sleep(4 * pg_store.RECONNECT_WINDOW_S)  # at least: more only waits longer
+
+    restart_held_in_recovery(postgres_server, write_meanwhile)
+    writer.join(RECOVERY_SEEN_S)
+    assert outcome == [True]
+    assert [t.transfer_id for t in store.iter_transfers(after_id=0)] == [1, 2, 3, 4]
+    store.close()
+
+
+def write(store: PostgresLedgerStore) -> object:
+    """The second batch, or the error it raised."""
+    try:
+        return store.append_batch(payments(3, 2, 5))
+    except psycopg.Error as failure:
+        return failure
+
+
+@pytest.mark.parametrize(
+    ("attempts", "exhausted_at"),
+    [
+        # (seconds after the loss, server answered "restarting") of each failed attempt
+        ([(1.0, False), (3.0, False), (5.0, False)], 5.0),  # gone: the window alone
+        ([(0.3, False), (4.0, True), (9.0, True), (9.5, False)], None),  # a crash restart
+        ([(0.3, False), (30.0, True), (34.0, False), (35.0, False)], 35.0),  # back, then gone
+        ([(0.3, False), (59.9, True), (60.0, True)], 60.0),  # restarting for over a minute
+    ],
+)
+def test_the_reconnect_window_counts_only_the_time_the_server_did_not_answer(
+    attempts: list[tuple[float, bool]], exhausted_at: float | None
+) -> None:
+    window = pg_store.ReconnectWindow(100.0)
+    ran_out = [
+        at for at, restarting in attempts if window.exhausted(100.0 + at, restarting=restarting)
+    ]
+    assert ran_out[:1] == ([] if exhausted_at is None else [exhausted_at])
