@@ -175,7 +175,7 @@ def measure_venue_path(
     # The store's connection belongs to its thread, as in the venue.
     store = thread.call(SqliteLedgerStore, directory / "bench-ledger.sqlite").result()
     writer = thread.call(LedgerWriter, store).result()
-    thread.book(bookings_of(setup))
+    thread.book(bookings_of(setup), len(setup))
     thread.call(lambda: None).result()
     writes.clear()
     cpu_before = thread.cpu_seconds()
@@ -188,7 +188,7 @@ def measure_venue_path(
         if delay > 0:
             time.sleep(delay)
             late_ms.append((time.perf_counter() - due) * 1e3)
-        thread.book(bookings_of(batch))  # as the venue does, where it commits
+        thread.book(bookings_of(batch), len(batch))  # as the venue does, where it commits
     thread.call(lambda: None).result()
     seconds = time.perf_counter() - started
     cpu_seconds = thread.cpu_seconds() - cpu_before

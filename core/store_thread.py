@@ -8,11 +8,11 @@ a second however small the journal's batches, and nothing comes back through the
 loop: the loop only waits here for its own calls (`call`: opening, catching up, flushing
 before a snapshot), which run in order with the bookings. The store is derived from the
 journal and caught up on every start, so trailing it by `GATHER_S` loses nothing.
-Limits: `QUEUE_BATCHES_MAX` batches wait at most; then `book` blocks, and so the journal's
-next commit waits (with the file journal on the loop, the event loop: backpressure, never
-unbounded memory). A failed write is fatal: `on_fatal` gets a `StoreFailedError` (the failure
-its cause) and logs it, the thread stops, and every call queued or made after it fails with
-that failure (none waits forever).
+Limits: batches of `QUEUE_COMMANDS_MAX` commands in all wait at most; then `book` blocks,
+and so the journal's next commit waits (with the file journal on the loop, the event loop:
+backpressure, never unbounded memory). A failed write is fatal: `on_fatal` gets a
+`StoreFailedError` (the failure its cause) and logs it, the thread stops, and every call
+queued or made after it fails with that failure (none waits forever).
 """
 
 import threading
@@ -24,8 +24,12 @@ from typing import Any, Final, Generic, TypeVar
 
 from core.sequencer import describe_failure
 
-# Batches waiting for SQLite before the journal waits too: ~1 s of commits under load.
-QUEUE_BATCHES_MAX: Final = 1_000
+# Commands waiting for the store before the journal waits too. Counted in commands, not
+# batches: 1,000 batches were ~2.6 s of a quiet venue's one- or two-command commits, so a
+# PostgreSQL restart (seconds of crash recovery) froze the loop for the rest of it (5.6 s
+# measured at ~235 commands/s). 100,000 is ~7 minutes of that, ~12 s at 8,000 actions/s;
+# at most ~100 MB of transfers (a trade's ~5, the heaviest command) held meanwhile.
+QUEUE_COMMANDS_MAX: Final = 100_000
 GATHER_S: Final = 0.05  # ≤ 20 store commits/s (an fsync of ~0.2 ms CPU each, measured). A
 # gathering's Python work holds the GIL in stretches (the loop waits for them), so it is kept
 # short: 0.2 s with the old per-event observe raised p99 ack at 4,000/s to 34-57 ms (9-13 ms at
@@ -46,6 +50,16 @@ class _Call:
         self.function = function
         self.args = args
         self.future: Future[Any] = Future()
+
+
+class _Booked:
+    """A batch queued, with its count of commands (the queue's bound counts commands)."""
+
+    __slots__ = ("batch", "commands")
+
+    def __init__(self, batch: Any, commands: int) -> None:
+        self.batch = batch
+        self.commands = commands
 
 
 _STOP: Final = object()
@@ -76,21 +90,27 @@ class StoreThread(Generic[Batch]):
         self._wake = threading.Event()  # something is queued: start a gathering
         self._urgent = threading.Event()  # a call, the stop or a full gathering: end it now
         self._taken = threading.Event()  # the thread took what was queued: room again
+        # Commands booked and taken so far: each counter written by one thread only (the
+        # booker's, the store's), so their difference needs no lock.
+        self._booked_commands = 0
+        self._taken_commands = 0
         self._thread = threading.Thread(target=self._run, name="ledger-store", daemon=True)
         self._thread.start()
 
-    def book(self, batch: Batch) -> None:
-        """Queue a durable batch for the store (from where it was committed); blocks while
-        `QUEUE_BATCHES_MAX` wait, so a store that falls behind slows the commits."""
+    def book(self, batch: Batch, commands: int = 1) -> None:
+        """Queue a durable batch of `commands` commands for the store (from where it was
+        committed); blocks while more than `QUEUE_COMMANDS_MAX` wait, so a store that falls
+        behind slows the commits."""
         if self.failure is not None or self._stopped:
             raise self._refusal()
         items = self._items
-        items.append(batch)
+        items.append(_Booked(batch, commands))
+        self._booked_commands += commands
         if not self._wake.is_set():  # set only when the thread may be idle: one wake each
             self._wake.set()
         if len(items) >= GATHER_BATCHES_MAX:
             self._urgent.set()
-        if len(items) > QUEUE_BATCHES_MAX:
+        if self._booked_commands - self._taken_commands > QUEUE_COMMANDS_MAX:
             self._wait_for_room()
 
     def _wait_for_room(self) -> None:
@@ -99,7 +119,7 @@ class StoreThread(Generic[Batch]):
             # Stopped first: a stopping thread empties the queue, but never writes this batch.
             if self.failure is not None or self._stopped or not self._thread.is_alive():
                 raise self._refusal()
-            if len(self._items) <= QUEUE_BATCHES_MAX:
+            if self._booked_commands - self._taken_commands <= QUEUE_COMMANDS_MAX:
                 return
             self._taken.wait(PUT_CHECK_S)
 
@@ -171,7 +191,9 @@ class StoreThread(Generic[Batch]):
     def _take(self) -> list[object]:
         items = self._items
         pop = items.popleft
-        return [pop() for _ in range(len(items))]
+        taken = [pop() for _ in range(len(items))]
+        self._taken_commands += sum(item.commands for item in taken if type(item) is _Booked)
+        return taken
 
     def _handle(self, taken: list[object]) -> bool:
         """Write the batches and run the calls in `taken`, in order; False to stop."""
@@ -185,7 +207,7 @@ class StoreThread(Generic[Batch]):
                     return False
                 self._call(item)  # type: ignore[arg-type]
                 continue
-            batches.append(item)  # type: ignore[arg-type]
+            batches.append(item.batch)  # type: ignore[attr-defined]
             if len(batches) >= GATHER_BATCHES_MAX:
                 if not self._write(batches):
                     return False

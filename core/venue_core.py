@@ -495,11 +495,11 @@ class VenueCore:
         Only durable commands reach the store (each command's transfers were taken from
         the ledger as it executed), so the store is never ahead of the journal; it is
         derived and idempotent, and caught up on every start. A store that falls behind
-        blocks this call, and so the next commit (`store_thread.QUEUE_BATCHES_MAX`): with the
+        blocks this call, and so the next commit (`store_thread.QUEUE_COMMANDS_MAX`): with the
         file journal, the loop. The store gets the batch's transfers and registrations
         (`bookings_of`), not the batch: the batch is freed here, where it is warm.
         """
-        self.store_thread.book(bookings_of(batch))
+        self.store_thread.book(bookings_of(batch), len(batch))
 
     def _book(self, batches: list[Bookings]) -> None:
         """On the store's thread, batches gathered over a while: registrations (assets,

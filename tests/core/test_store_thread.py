@@ -66,7 +66,7 @@ def test_close_writes_what_is_queued() -> None:
 
 
 def test_a_full_queue_holds_back_the_booker(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_thread, "QUEUE_BATCHES_MAX", 3)
+    monkeypatch.setattr(store_thread, "QUEUE_COMMANDS_MAX", 3)
     recorder = Recorder()
     recorder.go.clear()  # the store is stuck in a write
     thread: StoreThread[int] = StoreThread(recorder, [].append, gather_s=0.0)
@@ -83,6 +83,46 @@ def test_a_full_queue_holds_back_the_booker(monkeypatch: pytest.MonkeyPatch) -> 
     assert not blocked.is_alive()
     thread.close()
     assert recorder.written_batches() == [0, 1, 2, 3, 4]
+
+
+def test_the_queue_is_bounded_by_the_commands_its_batches_hold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(store_thread, "QUEUE_COMMANDS_MAX", 10)
+    recorder = Recorder()
+    recorder.go.clear()  # the store is stuck in a write
+    thread: StoreThread[int] = StoreThread(recorder, [].append, gather_s=0.0)
+    thread.book(0)
+    assert recorder.entered.wait(10)
+    thread.book(1, commands=6)
+    thread.book(2, commands=4)  # 10 commands wait: room for no more
+    blocked = threading.Thread(target=thread.book, args=(3, 1))
+    blocked.start()
+    blocked.join(timeout=0.3)
+    assert blocked.is_alive(), "an eleventh waiting command must wait for the store"
+    recorder.go.set()
+    blocked.join(timeout=10)
+    assert not blocked.is_alive()
+    thread.close()
+    assert recorder.written_batches() == [0, 1, 2, 3]
+
+
+def test_a_quiet_venues_small_batches_wait_a_store_outage_out_unblocked() -> None:
+    """A quiet venue commits one or two commands a batch: 1,500 of them (~6 s at ~250
+    commands a second) while the store is stuck (a PostgreSQL restart) must not hold the
+    booker, the event loop (a bound of 1,000 batches froze it for the rest of the outage)."""
+    recorder = Recorder()
+    recorder.go.clear()
+    thread: StoreThread[int] = StoreThread(recorder, [].append, gather_s=0.0)
+    thread.book(0)
+    assert recorder.entered.wait(10)
+    booker = threading.Thread(target=lambda: [thread.book(b, 2) for b in range(1, 1_501)])
+    booker.start()
+    booker.join(timeout=10)
+    assert not booker.is_alive(), "the booker waited for a stuck store with room to spare"
+    recorder.go.set()
+    thread.close()
+    assert recorder.written_batches() == list(range(1_501))
 
 
 def test_a_failed_write_is_fatal_and_refuses_more() -> None:
@@ -143,7 +183,7 @@ def test_a_book_after_close_is_refused_at_once() -> None:
 def test_a_booker_waiting_for_room_is_refused_when_the_write_fails(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(store_thread, "QUEUE_BATCHES_MAX", 2)
+    monkeypatch.setattr(store_thread, "QUEUE_COMMANDS_MAX", 2)
     go, entered = threading.Event(), threading.Event()
 
     def broken(batches: list[int]) -> None:
