@@ -119,6 +119,10 @@ class SetOrderCaps(OperatorCommand, frozen=True, gc=False, kw_only=True):
     symbol: str
     max_qty: int = 0
     max_notional: int = 0
+    # Refuse a `max_notional` below one lot's value (min_qty at the band's low), which no
+    # order could pass. Set where caps enter; absent (False) from records written before
+    # the check, which must replay as they were accepted.
+    lot_checked: bool = False
 
 
 class MatureInstrument(OperatorCommand, frozen=True, gc=False, kw_only=True):

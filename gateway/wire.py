@@ -1499,6 +1499,7 @@ def _set_order_caps(
         symbol=p.symbol,
         max_qty=_cap(p.max_qty, spec.qty_decimals, "max_qty"),
         max_notional=_cap(p.max_notional, spec.quote_decimals, "max_notional"),
+        lot_checked=True,
     )
 
 

@@ -587,6 +587,28 @@ def test_operators_cap_order_size_and_refusals_say_by_how_much(run_venue: Any) -
     run_venue(scenario)
 
 
+def test_a_notional_cap_below_one_lot_is_refused_naming_the_smallest(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        alpha = await venue.client("alpha")
+        rows = (await alpha.request("instruments", {}))["instruments"]
+        row = next(r for r in rows if r["symbol"] == BILL)
+        # one lot: min_qty (100 of face) at the band's low, priced per 100 of face
+        smallest = Decimal(row["band_low"]) * Decimal(row["min_qty"]) / 100
+        caps = {"symbol": BILL, "max_notional": "97"}  # above min_notional (50), below a lot
+        assert Decimal("50") < Decimal("97") < smallest
+        response = await admin.request_raw("admin.set_order_caps", caps)
+        assert response["error"]["name"] == "BAD_PARAM", response
+        assert f"{smallest:.6f}" in response["error"]["msg"], response
+        assert venue.server.venue.markets[BILL].spec.max_notional == 0  # nothing changed
+        caps["max_notional"] = f"{smallest:.6f}"
+        await admin.request("admin.set_order_caps", caps)  # the smallest lets a lot trade
+        placed = await alpha.place(BILL, "sell", row["min_qty"], row["band_low"])
+        assert placed["status"] == "new"
+
+    run_venue(scenario)
+
+
 def test_business_errors_carry_the_numbers_that_explain_them(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         taker = await venue.client("taker")

@@ -765,10 +765,11 @@ def test_an_amend_converts_at_its_orders_scales() -> None:
 def test_order_caps_and_maturity_convert_to_their_commands() -> None:
     caps = {"symbol": SYMBOL, "max_qty": "2.5", "max_notional": "1000"}
     assert convert("admin.set_order_caps", caps) == SetOrderCaps(
-        symbol=SYMBOL, max_qty=2_500_000, max_notional=1_000_000_000
+        symbol=SYMBOL, max_qty=2_500_000, max_notional=1_000_000_000, lot_checked=True
     )
     assert convert("admin.set_order_caps", MINIMAL["admin.set_order_caps"]) == SetOrderCaps(
-        symbol=SYMBOL  # absent caps: none
+        symbol=SYMBOL,
+        lot_checked=True,  # absent caps: none
     )
     assert convert("admin.set_order_caps", caps | {"max_qty": "0.0000001"}).code is (
         E.BAD_PRECISION
