@@ -493,6 +493,8 @@ class Venue:
                     E.MARKET_NO_LIQUIDITY,
                     "nothing to trade within the band",
                 )
+            if cmd.budget_checked and self._refused_budget(cmd, market, opposite, events):
+                return None
 
         self.last_order_id = order_id = self.last_order_id + 1
         # The command's other fields are read where used: a local read only twice costs
@@ -632,6 +634,34 @@ class Venue:
         facts = _value_facts(market, best.price, cmd.qty, 0)
         detail = "notional at the best bid is past what the venue can account"
         code = E.NOTIONAL_OUT_OF_RANGE
+        self._reject(events, cmd, "place_order", code, detail, 0, facts)
+        return True
+
+    def _refused_budget(
+        self, cmd: PlaceOrder, market: Market, asks: BookSide, events: list[Event]
+    ) -> bool:
+        """Whether a market buy by `quote_qty` is refused (BELOW_MIN_NOTIONAL, reported)
+        because its budget buys not one step at the best ask: it would be accepted only to
+        be canceled with nothing filled (`_match` buys whole steps within the budget)."""
+        best = asks.best
+        assert best is not None, "a market order past MARKET_NO_LIQUIDITY with no ask"
+        best_price = best.price
+        step_cost = best_price * market.qty_step * market.notional_num  # 1/den quote units
+        if not cmd.quote_qty or step_cost <= cmd.quote_qty * market.notional_den:
+            return False
+        spec = market.spec
+        lot_notional = -(-step_cost // market.notional_den)  # rounded up to a quote unit
+        facts = (
+            ("lot_notional", lot_notional, spec.quote_decimals),
+            ("notional", cmd.quote_qty, spec.quote_decimals),
+            ("valued_at", best_price, spec.price_decimals),
+        )
+        detail = (
+            f"quote_qty buys not one step ({format_units(spec.qty_step, spec.qty_decimals)})"
+            f" at the best ask {format_units(best_price, spec.price_decimals)}: that costs"
+            f" {format_units(lot_notional, spec.quote_decimals)}"
+        )
+        code = E.BELOW_MIN_NOTIONAL
         self._reject(events, cmd, "place_order", code, detail, 0, facts)
         return True
 

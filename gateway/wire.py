@@ -1361,6 +1361,7 @@ def _place(
         cl_ord_id=p.cl_ord_id,
         tag=p.tag,
         expire_at_us=p.expire_at or 0,
+        budget_checked=p.quote_qty is not None,
     )
 
 

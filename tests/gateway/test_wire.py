@@ -637,6 +637,7 @@ def test_market_orders_convert_qty_or_quote_qty() -> None:
     params = {k: v for k, v in place(type="market", tif="ioc").items() if k not in ("price", "qty")}
     by_quote = convert("order.place", params | {"quote_qty": "250.5"})
     assert (by_quote.qty, by_quote.quote_qty) == (0, 250_500_000)  # USD at 6 decimals
+    assert by_quote.budget_checked and not by_qty.budget_checked  # one step at the best ask
 
 
 def test_trailing_zeros_are_not_excess_precision() -> None:
