@@ -476,6 +476,8 @@ def test_an_operator_matures_a_bill_now_and_every_holder_is_paid_par(run_venue: 
         state = ledger_view(venue)
         attest = {"asset": BILL_ASSET, "amount": "1000000", "as_of": now_us()}
         assert await refusal(admin, "admin.attest_reserves", attest) == "ASSET_MATURED"
+        attest["as_of"] = now_us() - 30 * 86_400_000_000  # before the latest statement
+        assert await refusal(admin, "admin.attest_reserves", attest) == "ASSET_MATURED"
         deposit = {"account": 1, "asset": BILL_ASSET, "amount": "100"}
         assert await refusal(admin, "admin.deposit", deposit) == "ASSET_MATURED"
         assert await refusal(admin, "admin.mature", {"symbol": BILL}) == "INSTRUMENT_MATURED"
