@@ -461,3 +461,24 @@ def test_a_market_buy_whose_budget_buys_not_one_lot_is_refused_up_front(run_venu
         assert bought["status"] == "filled"  # a budget of one lot still buys it
 
     run_venue(scenario)
+
+
+def test_open_orders_and_order_status_show_quote_set_and_expire_at(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        maker = await venue.client("alpha")
+        await maker.request("session.cod", {"enabled": True})
+        quote = {"symbol": SYMBOL, "bid_px": "187.00", "bid_qty": "1"}
+        await maker.request("quote.mass", {"quote_set": "q1", "quotes": [quote]})
+        expire_at = int(time.time() * 1_000_000) + 3_600_000_000
+        gtd = await maker.place(SYMBOL, "sell", "1", "188.00", tif="gtd", expire_at=expire_at)
+        rows = (await maker.open_orders())["orders"]
+        assert [(o["quote_set"], o["expire_at"]) for o in rows] == [("q1", None), (None, expire_at)]
+        status = await maker.order_status(order_id=gtd["order_id"])
+        assert (status["quote_set"], status["expire_at"]) == (None, expire_at)
+        quoted = await maker.order_status(order_id=rows[0]["order_id"])
+        assert (quoted["quote_set"], quoted["expire_at"]) == ("q1", None)
+        await maker.request("orders.cancel_all", {})
+        closed = await maker.order_status(order_id=rows[0]["order_id"])
+        assert (closed["status"], closed["quote_set"]) == ("canceled", "q1")
+
+    run_venue(scenario)
