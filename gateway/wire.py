@@ -435,6 +435,15 @@ class SubscribeParams(Params, frozen=True):
 class UnsubscribeParams(Params, frozen=True):
     ch: Channel
     symbols: Symbols | None = None  # None: every stream of the channel
+    # As `subscribe`'s, to drop one stream of several: `depth` the book tier it rounds up
+    # to (ignored on other channels), `interval` one candle interval; None: every one.
+    depth: Annotated[int, Meta(ge=1, le=BOOK_DEPTH_MAX)] | None = None
+    interval: Interval | None = None
+
+    def problem(self) -> Problem | None:
+        if self.ch != "candles" and self.interval is not None:
+            return E.BAD_PARAM, "interval applies to the candles channel only"
+        return None
 
 
 class SubscriptionsParams(Params, frozen=True):
