@@ -123,11 +123,6 @@ class Market:
         cap = self.max_notional_scaled
         return cap > 0 and price * qty * self.notional_num > cap
 
-    def lot_notional(self) -> int:
-        """The smallest `max_notional` (quote units) that lets one lot trade: min_qty at the
-        band's low, rounded up to the quote's unit (exact, as `above_max_notional` checks)."""
-        return -(-self.band_low * self.min_qty * self.notional_num // self.notional_den)
-
     def set_caps(self, max_qty: int, max_notional: int) -> None:
         """Change the per-order caps; the spec, as published and snapshotted, follows."""
         self.spec = replace(self.spec, max_qty=max_qty, max_notional=max_notional)

@@ -75,7 +75,12 @@ from engine.events import (
     SelfTradePrevented,
     TradeExecuted,
 )
-from engine.instrument import InstrumentSpec, case_twin_refusal, unknown_symbol
+from engine.instrument import (
+    InstrumentSpec,
+    case_twin_refusal,
+    notional_cap_problem,
+    unknown_symbol,
+)
 from engine.market import Market
 from engine.operations import CL_OP_IDS_RETAINED_MAX, Operations
 from engine.reasons import ErrorCode
@@ -1715,7 +1720,7 @@ class Venue:
         )
         problem = changed.caps_problem()
         if problem is None and cmd.lot_checked:
-            problem = _cap_below_one_lot(market, cmd.max_notional)
+            problem = notional_cap_problem(changed, market.band_low)
         if problem is not None:
             return self._reject(events, cmd, "set_order_caps", E.BAD_PARAM, problem)
         market.set_caps(cmd.max_qty, cmd.max_notional)
@@ -1952,22 +1957,6 @@ def _value_facts(market: Market, valued_at: int, qty: int, filled_value: int) ->
     bound = ("max_notional", *market.notional_units(market.order_value_max, 1))
     notional = ("notional", *market.notional_units(filled_value + valued_at * qty, 1))
     return (bound, notional, ("valued_at", valued_at, market.spec.price_decimals))
-
-
-def _cap_below_one_lot(market: Market, max_notional: int) -> str | None:
-    """Why `max_notional` would refuse every order (below one lot at the band's low), or None
-    (no cap, or one that lets a lot trade)."""
-    smallest = market.lot_notional()
-    if not 0 < max_notional < smallest:
-        return None
-    spec = market.spec
-    quote_decimals = spec.quote_decimals
-    return (
-        f"max_notional {format_units(max_notional, quote_decimals)} is below one lot's value:"
-        f" {format_units(spec.min_qty, spec.qty_decimals)} (min_qty) at the band's low"
-        f" {format_units(market.band_low, spec.price_decimals)} is worth"
-        f" {format_units(smallest, quote_decimals)}, the smallest cap that allows one lot"
-    )
 
 
 def _status_refusal(market: Market) -> tuple[ErrorCode, str]:

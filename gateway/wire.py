@@ -60,6 +60,8 @@ from engine.instrument import (
     InstrumentSpec,
     bill_price_problem,
     case_twin_refusal,
+    listed_band_low,
+    notional_cap_problem,
     unknown_symbol,
 )
 from engine.operations import CL_OP_ID_LENGTH_MAX
@@ -1491,6 +1493,10 @@ def _list_instrument(
     )
     if spec.problem() is None:  # an unsound spec: the engine's BAD_PARAM says what is wrong
         _check_bill_price(spec, spec.reference_price)
+        # here, not in the engine (`notional_cap_problem`), as the bill price
+        problem = notional_cap_problem(spec, listed_band_low(spec))
+        if problem is not None:
+            raise _Refusal(E.BAD_PARAM, f"{spec.symbol} {problem}")
     return ListInstrument(ts_us=ts_us, spec=spec, unique_by_case=True)
 
 

@@ -607,6 +607,14 @@ def test_a_notional_cap_below_one_lot_is_refused_naming_the_smallest(run_venue: 
         await admin.request("admin.set_order_caps", caps)  # the smallest lets a lot trade
         placed = await alpha.place(BILL, "sell", row["min_qty"], row["band_low"])
         assert placed["status"] == "new"
+        # A listing's cap likewise: one share at the band's low (225.00) is worth 225 USD.
+        await admin.request("admin.list_asset", {"code": NEW_ASSET, "scale": 6})
+        whole_shares = listing() | {"step": "1", "min_qty": "1", "max_notional": "200"}
+        response = await admin.request_raw("admin.list_instrument", whole_shares)
+        assert response["error"]["name"] == "BAD_PARAM", response
+        assert "225.000000, the smallest cap that allows one lot" in response["error"]["msg"]
+        assert NEW_SYMBOL not in venue.server.venue.markets
+        await admin.request("admin.list_instrument", whole_shares | {"max_notional": "225"})
 
     run_venue(scenario)
 
