@@ -567,6 +567,26 @@ def test_a_notional_cap_below_one_lot_is_refused_unless_journaled_before_the_che
     assert kinds(harness.do(old_record)) == ["OrderCapsSet"]
 
 
+def test_a_budget_below_one_step_is_refused_unless_journaled_before_the_check() -> None:
+    harness = Harness(qty_step=1_000_000, min_qty=1_000_000)  # whole shares
+    harness.place(2, Side.SELL, 10_000, 1_000_000)  # one share at 100.00
+    buy = PlaceOrder(
+        account=1, symbol=SYMBOL, side=BUY, order_type=OrderType.MARKET, tif=TimeInForce.IOC
+    )
+    checked = msgspec.structs.replace(buy, quote_qty=99_999_999, budget_checked=True)
+    refused = rejected(harness.do(checked))
+    assert refused.reason is ErrorCode.BELOW_MIN_NOTIONAL
+    assert refused.facts == (
+        ("lot_notional", 100_000_000, 6),
+        ("notional", 99_999_999, 6),
+        ("valued_at", 10_000, 2),
+    )
+    old_record = msgspec.structs.replace(buy, quote_qty=99_999_999)  # replays as it ran
+    assert kinds(harness.do(old_record)) == ["OrderAccepted", "OrderCanceled"]
+    enough = msgspec.structs.replace(checked, quote_qty=100_000_000)
+    assert "TradeExecuted" in kinds(harness.do(enough))
+
+
 def test_band_and_notional_refusals_carry_their_numbers() -> None:
     harness = Harness(min_notional=1_000_000)  # 1.00 USD
     band = rejected(harness.place(1, BUY, 11_001, 1_000_000))
