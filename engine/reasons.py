@@ -109,7 +109,6 @@ PLACE_PRECEDENCE: tuple[ErrorCode, ...] = (
     E.NOTIONAL_OUT_OF_RANGE,  # a sell, at the bids it would take
     E.FOK_NOT_FILLABLE,
     E.MARKET_NO_LIQUIDITY,
-    E.BELOW_MIN_NOTIONAL,  # a market buy's quote_qty, which buys not one step at the best ask
 )
 
 CANCEL_PRECEDENCE: tuple[ErrorCode, ...] = (

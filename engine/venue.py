@@ -84,7 +84,7 @@ from engine.instrument import (
 from engine.market import Market
 from engine.operations import CL_OP_IDS_RETAINED_MAX, Operations
 from engine.reasons import ErrorCode
-from engine.units import SMALL_INT_MAX, UNITS_MAX, format_units, looks_like_milliseconds
+from engine.units import SMALL_INT_MAX, UNITS_MAX, looks_like_milliseconds
 from settlement.dvp import BPS
 from settlement.ledger import Ledger
 from settlement.transfers import TransferKind
@@ -498,8 +498,6 @@ class Venue:
                     E.MARKET_NO_LIQUIDITY,
                     "nothing to trade within the band",
                 )
-            if cmd.budget_checked and self._refused_budget(cmd, market, opposite, events):
-                return None
 
         self.last_order_id = order_id = self.last_order_id + 1
         # The command's other fields are read where used: a local read only twice costs
@@ -642,34 +640,6 @@ class Venue:
         self._reject(events, cmd, "place_order", code, detail, 0, facts)
         return True
 
-    def _refused_budget(
-        self, cmd: PlaceOrder, market: Market, asks: BookSide, events: list[Event]
-    ) -> bool:
-        """Whether a market buy by `quote_qty` is refused (BELOW_MIN_NOTIONAL, reported)
-        because its budget buys not one step at the best ask: it would be accepted only to
-        be canceled with nothing filled (`_match` buys whole steps within the budget)."""
-        best = asks.best
-        assert best is not None, "a market order past MARKET_NO_LIQUIDITY with no ask"
-        best_price = best.price
-        step_cost = best_price * market.qty_step * market.notional_num  # 1/den quote units
-        if not cmd.quote_qty or step_cost <= cmd.quote_qty * market.notional_den:
-            return False
-        spec = market.spec
-        lot_notional = -(-step_cost // market.notional_den)  # rounded up to a quote unit
-        facts = (
-            ("lot_notional", lot_notional, spec.quote_decimals),
-            ("notional", cmd.quote_qty, spec.quote_decimals),
-            ("valued_at", best_price, spec.price_decimals),
-        )
-        detail = (
-            f"quote_qty buys not one step ({format_units(spec.qty_step, spec.qty_decimals)})"
-            f" at the best ask {format_units(best_price, spec.price_decimals)}: that costs"
-            f" {format_units(lot_notional, spec.quote_decimals)}"
-        )
-        code = E.BELOW_MIN_NOTIONAL
-        self._reject(events, cmd, "place_order", code, detail, 0, facts)
-        return True
-
     def _new_cl_ord_id(self, account: int, cl_ord_id: str) -> bool:
         """Whether `cl_ord_id` is well formed and names none of the account's open orders."""
         return (
@@ -717,6 +687,8 @@ class Venue:
         elif cmd.quote_qty:
             if cmd.quote_qty < market.min_notional:
                 return E.BELOW_MIN_NOTIONAL, "quote_qty is below the minimum notional"
+            if cmd.budget_checked and _step_cost_above(market, cmd.quote_qty):
+                return E.BELOW_MIN_NOTIONAL, "quote_qty buys not one step at the best ask"
             if market.max_notional_scaled and cmd.quote_qty > market.spec.max_notional:
                 return E.ABOVE_MAX_NOTIONAL, "quote_qty is above the per-order maximum notional"
             if market.above_value_max(_quote_value(market, cmd.quote_qty), 1):
@@ -1933,6 +1905,12 @@ def _refusal_facts(
         else ("max_notional", spec.max_notional, cd)
     )
     if quote_qty:
+        lot_notional = _step_cost_above(market, quote_qty) if below else 0
+        if lot_notional and quote_qty >= spec.min_notional:  # short of one step, not the minimum
+            best_ask = market.book.asks.best
+            assert best_ask is not None, "a step's cost with no ask"
+            lot = ("lot_notional", lot_notional, cd)
+            return (lot, ("notional", quote_qty, cd), ("valued_at", best_ask.price, pd))
         return (bound, ("notional", quote_qty, cd))
     if order_type is not LIMIT:  # valued as the check valued it
         price = market.reference_price if below else market.band_high
@@ -1944,6 +1922,20 @@ def _worst_price(market: Market, side: Side, price: int) -> int:
     """The highest price an order at `price` may trade at: its own, or a sell's best bid."""
     best = market.book.bids.best if side is not BUY else None
     return best.price if best is not None and best.price > price else price
+
+
+def _step_cost_above(market: Market, quote_qty: int) -> int:
+    """What one step costs at the best ask within the band (quote units, rounded up) when a
+    market buy's `quote_qty` cannot pay it, else 0 (it can, or no ask there: that is
+    MARKET_NO_LIQUIDITY). `_match` buys whole steps within the budget, so such a buy would
+    be accepted only to be canceled with nothing filled."""
+    best = market.book.asks.best
+    if best is None or best.price > market.band_high:
+        return 0
+    cost = best.price * market.qty_step * market.notional_num  # in 1/den quote units
+    if cost <= quote_qty * market.notional_den:
+        return 0
+    return -(-cost // market.notional_den)
 
 
 def _quote_value(market: Market, quote_qty: int) -> int:

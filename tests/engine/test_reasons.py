@@ -53,11 +53,6 @@ PLACE_ROWS: list[tuple[ErrorCode, InstrumentStatus, dict[str, Any]]] = [
         InstrumentStatus.OPEN,
         dict(side=Side.SELL, order_type=OrderType.MARKET, tif=TimeInForce.IOC, price=0, qty=4),
     ),
-    (  # one step (2) at the best ask (100.00) costs 0.000200: a budget of 0.000199 buys none
-        E.BELOW_MIN_NOTIONAL,
-        InstrumentStatus.OPEN,
-        dict(order_type=OrderType.MARKET, tif=TimeInForce.IOC, quote_qty=199, budget_checked=True),
-    ),
 ]
 SETTLEMENT_REASONS = {E.NOT_ELIGIBLE, E.INSUFFICIENT_BALANCE}  # rows come with the ledger
 # Its rows need numbers near 2**62 (the venue's bound): tests/engine/test_venue_bounds.py
