@@ -30,6 +30,8 @@ from engine.instrument import (
     bill_price_problem,
     case_twin,
     is_name,
+    listed_band_low,
+    notional_cap_problem,
 )
 from engine.reasons import ErrorCode
 from engine.units import parse_units
@@ -250,7 +252,11 @@ def _instrument_problem(entry: InstrumentEntry, config: VenueConfig) -> str | No
         return f"{where}: {str(error).removeprefix(f'{entry.symbol}: ')}"
     if not 0 < spec.price_band_bps <= BAND_BPS_MAX:
         return f'{where}: band_pct "{entry.band_pct}" must be above 0 and at most 100'
-    found = spec.problem() or bill_price_problem(spec, spec.reference_price)
+    found = (
+        spec.problem()
+        or bill_price_problem(spec, spec.reference_price)
+        or notional_cap_problem(spec, listed_band_low(spec))
+    )
     return None if found is None else f"{where}: {found.removeprefix(f'{entry.symbol} ')}"
 
 

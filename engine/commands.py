@@ -49,6 +49,10 @@ class PlaceOrder(Command, frozen=True, gc=False, kw_only=True, omit_defaults=Tru
     # Placed on a connection with cancel-on-disconnect on: opaque to matching, kept on the
     # order so that a start after a crash (no COD ran) cancels it (docs/protocol.md §4.3).
     cod: bool = False
+    # Refuse a market buy whose `quote_qty` buys not one step at the best ask
+    # (BELOW_MIN_NOTIONAL). Set where orders by quote_qty enter; absent (False) from records
+    # written before the check, which must replay as they ran (accepted, then canceled).
+    budget_checked: bool = False
 
 
 class CancelOrder(Command, frozen=True, gc=False, kw_only=True):
@@ -119,6 +123,10 @@ class SetOrderCaps(OperatorCommand, frozen=True, gc=False, kw_only=True):
     symbol: str
     max_qty: int = 0
     max_notional: int = 0
+    # Refuse a `max_notional` below one lot's value (min_qty at the band's low), which no
+    # order could pass. Set where caps enter; absent (False) from records written before
+    # the check, which must replay as they were accepted.
+    lot_checked: bool = False
 
 
 class MatureInstrument(OperatorCommand, frozen=True, gc=False, kw_only=True):

@@ -170,6 +170,31 @@ def bill_price_problem(spec: InstrumentSpec, price: int) -> str | None:
     return None
 
 
+def notional_cap_problem(spec: InstrumentSpec, band_low: int) -> str | None:
+    """Why `spec.max_notional` would refuse every order, or None (no cap, or one that lets a
+    lot trade): below one lot's value, min_qty at `band_low` (the lowest price in the band),
+    exact as `Market.above_max_notional` checks it. The words name the smallest cap that
+    allows one lot. The engine checks it on `SetOrderCaps` (when the command says so); a
+    listing's caps are checked where they enter (the config, `admin.list_instrument`): a
+    journal that listed such a cap before the check existed must replay as it was accepted."""
+    num, den = spec.notional_fraction
+    smallest = -(-band_low * spec.min_qty * num // den)  # rounded up to a quote unit
+    if not 0 < spec.max_notional < smallest:
+        return None
+    quote_decimals = spec.quote_decimals
+    return (
+        f"max_notional {format_units(spec.max_notional, quote_decimals)} is below one lot's"
+        f" value: {format_units(spec.min_qty, spec.qty_decimals)} (min_qty) at the band's low"
+        f" {format_units(band_low, spec.price_decimals)} is worth"
+        f" {format_units(smallest, quote_decimals)}, the smallest cap that allows one lot"
+    )
+
+
+def listed_band_low(spec: InstrumentSpec) -> int:
+    """The band's low around the reference price the spec lists with."""
+    return band_limits(spec.reference_price, spec.price_band_bps, spec.price_tick)[0]
+
+
 def band_limits(reference_price: int, band_bps: int, tick: int) -> tuple[int, int]:
     """The lowest sell and highest buy price allowed around `reference_price`, on ticks."""
     high = reference_price * (10_000 + band_bps) // 10_000 // tick * tick

@@ -203,10 +203,10 @@ SPLIT_SHARES_PRECEDENCE: tuple[ErrorCode, ...] = (
 
 # BAD_PARAM first for an as_of sent in milliseconds or in the future, then as the ledger checks.
 ATTEST_PRECEDENCE: tuple[ErrorCode, ...] = (
-    E.BAD_PARAM,
+    E.BAD_PARAM,  # as_of in milliseconds or in the future
     E.UNKNOWN_ASSET,
-    E.BAD_PARAM,
-    E.ASSET_MATURED,
+    E.ASSET_MATURED,  # a matured bill's token takes no statement, whatever it says
+    E.BAD_PARAM,  # the amount, or an as_of before the latest statement or split
 )
 
 # Maturing a bill now: a delisted bill still redeems (its holders are paid regardless).

@@ -75,7 +75,12 @@ from engine.events import (
     SelfTradePrevented,
     TradeExecuted,
 )
-from engine.instrument import InstrumentSpec, case_twin_refusal, unknown_symbol
+from engine.instrument import (
+    InstrumentSpec,
+    case_twin_refusal,
+    notional_cap_problem,
+    unknown_symbol,
+)
 from engine.market import Market
 from engine.operations import CL_OP_IDS_RETAINED_MAX, Operations
 from engine.reasons import ErrorCode
@@ -682,6 +687,8 @@ class Venue:
         elif cmd.quote_qty:
             if cmd.quote_qty < market.min_notional:
                 return E.BELOW_MIN_NOTIONAL, "quote_qty is below the minimum notional"
+            if cmd.budget_checked and _step_cost_above(market, cmd.quote_qty):
+                return E.BELOW_MIN_NOTIONAL, "quote_qty buys not one step at the best ask"
             if market.max_notional_scaled and cmd.quote_qty > market.spec.max_notional:
                 return E.ABOVE_MAX_NOTIONAL, "quote_qty is above the per-order maximum notional"
             if market.above_value_max(_quote_value(market, cmd.quote_qty), 1):
@@ -1684,6 +1691,8 @@ class Venue:
             market.spec, max_qty=cmd.max_qty, max_notional=cmd.max_notional
         )
         problem = changed.caps_problem()
+        if problem is None and cmd.lot_checked:
+            problem = notional_cap_problem(changed, market.band_low)
         if problem is not None:
             return self._reject(events, cmd, "set_order_caps", E.BAD_PARAM, problem)
         market.set_caps(cmd.max_qty, cmd.max_notional)
@@ -1896,6 +1905,12 @@ def _refusal_facts(
         else ("max_notional", spec.max_notional, cd)
     )
     if quote_qty:
+        lot_notional = _step_cost_above(market, quote_qty) if below else 0
+        if lot_notional and quote_qty >= spec.min_notional:  # short of one step, not the minimum
+            best_ask = market.book.asks.best
+            assert best_ask is not None, "a step's cost with no ask"
+            lot = ("lot_notional", lot_notional, cd)
+            return (lot, ("notional", quote_qty, cd), ("valued_at", best_ask.price, pd))
         return (bound, ("notional", quote_qty, cd))
     if order_type is not LIMIT:  # valued as the check valued it
         price = market.reference_price if below else market.band_high
@@ -1907,6 +1922,20 @@ def _worst_price(market: Market, side: Side, price: int) -> int:
     """The highest price an order at `price` may trade at: its own, or a sell's best bid."""
     best = market.book.bids.best if side is not BUY else None
     return best.price if best is not None and best.price > price else price
+
+
+def _step_cost_above(market: Market, quote_qty: int) -> int:
+    """What one step costs at the best ask within the band (quote units, rounded up) when a
+    market buy's `quote_qty` cannot pay it, else 0 (it can, or no ask there: that is
+    MARKET_NO_LIQUIDITY). `_match` buys whole steps within the budget, so such a buy would
+    be accepted only to be canceled with nothing filled."""
+    best = market.book.asks.best
+    if best is None or best.price > market.band_high:
+        return 0
+    cost = best.price * market.qty_step * market.notional_num  # in 1/den quote units
+    if cost <= quote_qty * market.notional_den:
+        return 0
+    return -(-cost // market.notional_den)
 
 
 def _quote_value(market: Market, quote_qty: int) -> int:

@@ -53,6 +53,10 @@ class OrderRecord(msgspec.Struct, frozen=True, gc=False):
     tag: str | None
     created_ts: int | None  # µs, when it was accepted (null if that predates this history)
     closed_ts: int | None  # µs, when it closed; null while open
+    # Last, with defaults: the records of a history image written before them still load.
+    quote_set: str | None = None  # the `quote.mass` set it quotes for, as its exec reports
+    # µs, an open gtd order's; null for the others and once closed (no report carries it)
+    expire_at: int | None = None
 
 
 class _AccountHistory:
@@ -136,6 +140,7 @@ class OrderHistory:
                     data.tag,
                     self.accepted_ts.pop(order_id, None),
                     push.ts,
+                    data.quote_set,
                 )
                 self._keep(account, record)
                 if len(self.closing) > self.total_capacity:  # a call saved per close
@@ -230,6 +235,8 @@ class OrderHistory:
             order.tag,
             self.accepted_ts.get(order.order_id),
             None,
+            order.quote_set,
+            order.expire_at_us or None,
         )
 
     def page(

@@ -374,6 +374,8 @@ def order_view(reads: ReadSide, order: Any) -> dict[str, Any]:
         "cum_qty": format_units(order.cum_qty, spec.qty_decimals),
         "status": order.status,
         "tag": order.tag,
+        "quote_set": order.quote_set,  # as its exec reports carry it
+        "expire_at": order.expire_at_us or None,  # µs, a gtd order's; null for the others
     }
 
 

@@ -202,8 +202,14 @@ class Queries:
             session.account_stream = False
             self.private_streams.leave(session)
             removed.append("account")
+        depth = tier(p.depth) if p.ch == "book" and p.depth is not None else 0  # 0: every tier
         for stream in list(session.streams):
-            if stream.channel.value == p.ch and (p.symbols is None or stream.symbol in p.symbols):
+            if (
+                stream.channel.value == p.ch
+                and (p.symbols is None or stream.symbol in p.symbols)
+                and (not depth or stream.depth == depth)
+                and (p.interval is None or stream.interval == p.interval)
+            ):
                 self.public.unfollow(session, stream)
                 removed.append(stream.name)
         self._reply(session, request, {"unsubscribed": removed}, t_in)

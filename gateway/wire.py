@@ -60,6 +60,8 @@ from engine.instrument import (
     InstrumentSpec,
     bill_price_problem,
     case_twin_refusal,
+    listed_band_low,
+    notional_cap_problem,
     unknown_symbol,
 )
 from engine.operations import CL_OP_ID_LENGTH_MAX
@@ -435,6 +437,15 @@ class SubscribeParams(Params, frozen=True):
 class UnsubscribeParams(Params, frozen=True):
     ch: Channel
     symbols: Symbols | None = None  # None: every stream of the channel
+    # As `subscribe`'s, to drop one stream of several: `depth` the book tier it rounds up
+    # to (ignored on other channels), `interval` one candle interval; None: every one.
+    depth: Annotated[int, Meta(ge=1, le=BOOK_DEPTH_MAX)] | None = None
+    interval: Interval | None = None
+
+    def problem(self) -> Problem | None:
+        if self.ch != "candles" and self.interval is not None:
+            return E.BAD_PARAM, "interval applies to the candles channel only"
+        return None
 
 
 class SubscriptionsParams(Params, frozen=True):
@@ -1410,6 +1421,7 @@ def _place(
         cl_ord_id=p.cl_ord_id,
         tag=p.tag,
         expire_at_us=p.expire_at or 0,
+        budget_checked=p.quote_qty is not None,
     )
 
 
@@ -1530,6 +1542,10 @@ def _list_instrument(
     )
     if spec.problem() is None:  # an unsound spec: the engine's BAD_PARAM says what is wrong
         _check_bill_price(spec, spec.reference_price)
+        # here, not in the engine (`notional_cap_problem`), as the bill price
+        problem = notional_cap_problem(spec, listed_band_low(spec))
+        if problem is not None:
+            raise _Refusal(E.BAD_PARAM, f"{spec.symbol} {problem}")
     return ListInstrument(ts_us=ts_us, spec=spec, unique_by_case=True)
 
 
@@ -1548,6 +1564,7 @@ def _set_order_caps(
         symbol=p.symbol,
         max_qty=_cap(p.max_qty, spec.qty_decimals, "max_qty"),
         max_notional=_cap(p.max_notional, spec.quote_decimals, "max_notional"),
+        lot_checked=True,
     )
 
 

@@ -223,6 +223,10 @@ class Ledger:
         as a journal written before that check holds them (`AttestReserves.split_checked`)."""
         if attestation.asset not in self.assets:
             return Refused("UNKNOWN_ASSET", f"unknown asset {attestation.asset}")
+        # Before the checks of the statement itself: a matured bill's token takes none at
+        # all, so that is what a statement of it (an old one, say) is refused for.
+        if attestation.asset in matured:
+            return Refused("ASSET_MATURED", _matured(attestation.asset))
         if attestation.amount < 0:
             return Refused("BAD_PARAM", "reserves cannot be negative")
         if attestation.amount > SUPPLY_MAX:  # more than could ever be minted against them
@@ -240,8 +244,6 @@ class Ledger:
             # The store keeps every statement by its moment: it would refuse another amount
             # for one it holds after the answer, fatally, and at every start after it.
             return Refused("BAD_PARAM", self._restated(previous))
-        if attestation.asset in matured:
-            return Refused("ASSET_MATURED", _matured(attestation.asset))
         self.attestations[attestation.asset] = attestation
         return None
 

@@ -198,6 +198,11 @@ BILL_MATURITY = "maturity = 2027-03-04\n"
         (APPLE, 'symbol = "AAPLx USD"', ["'AAPLx USD'", "no spaces"]),
         ("taker_fee_bps = 5", 'taker_fee_bps = 5\nmax_qty = "0"', ["'AAPLx-USD'", 'max_qty "0"']),
         ("maker_fee_bps = 1", 'maker_fee_bps = 1\nmax_notional = "0.00"', ['max_notional "0']),
+        (  # one lot, 100 of face, costs ~97.69 USD at the band's low
+            BILL_MATURITY,
+            f'{BILL_MATURITY}max_notional = "97"\n',
+            ["'TB-2027-03-04-USD'", "97.689941, the smallest cap that allows one lot"],
+        ),
         ("account = 2", "account = 77", ["key 'demo-mm-beta'", "account 77", "[[accounts]]"]),
         ('key = "demo-mm-beta"', 'key = "demo-mm-alpha"', ["key 'demo-mm-alpha'", "twice"]),
         (

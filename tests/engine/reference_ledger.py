@@ -834,6 +834,8 @@ class ReferenceClearedVenue(ReferenceVenue):
         name = "attest_reserves"
         if cmd.asset not in self.assets:
             return self._custody_reject(cmd, name, E.UNKNOWN_ASSET, f"unknown asset {cmd.asset}")
+        if cmd.asset in self.matured_assets:
+            return self._custody_reject(cmd, name, E.ASSET_MATURED, _matured(cmd.asset))
         if cmd.amount < 0:
             return self._custody_reject(cmd, name, E.BAD_PARAM, "reserves cannot be negative")
         latest = self.attestations.get(cmd.asset)
@@ -848,8 +850,6 @@ class ReferenceClearedVenue(ReferenceVenue):
                 " a later as_of)"
             )
             return self._custody_reject(cmd, name, E.BAD_PARAM, detail)
-        if cmd.asset in self.matured_assets:
-            return self._custody_reject(cmd, name, E.ASSET_MATURED, _matured(cmd.asset))
         attestation = Attestation(cmd.asset, cmd.amount, cmd.as_of_us)
         self.attestations[cmd.asset] = attestation
         self.events.append(ReservesAttested(self.ts, attestation))

@@ -305,6 +305,8 @@ def test_a_matured_bill_takes_no_more_reserves_or_mints(custodied: Custodied) ->
     custodied.ok(AdvanceClock(), ts=MATURITY_US)
     attest = AttestReserves(asset="TB-X", amount=50_000, as_of_us=MATURITY_US)
     assert custodied.refused(attest) is ErrorCode.ASSET_MATURED
+    old = AttestReserves(asset="TB-X", amount=50_000, as_of_us=1)  # before the latest statement
+    assert custodied.refused(old) is ErrorCode.ASSET_MATURED  # the reason, not its as_of
     assert custodied.refused(Deposit(account=1, asset="TB-X", amount=1)) is (
         ErrorCode.ASSET_MATURED
     )

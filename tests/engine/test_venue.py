@@ -553,6 +553,40 @@ def test_operators_change_the_caps_and_the_state_hash_sees_them() -> None:
     assert refused.reason is ErrorCode.BAD_PARAM and "min_qty" in refused.detail
 
 
+def test_a_notional_cap_below_one_lot_is_refused_unless_journaled_before_the_check() -> None:
+    harness = Harness(min_qty=1_000_000)  # one share; the band's low is 90.00 USD
+    below = SetOrderCaps(symbol=SYMBOL, max_notional=89_999_999, lot_checked=True)
+    refused = rejected(harness.do(below))
+    assert refused.reason is ErrorCode.BAD_PARAM
+    assert "90.000000, the smallest cap that allows one lot" in refused.detail
+    assert harness.venue.markets[SYMBOL].spec.max_notional == 0
+    smallest = SetOrderCaps(symbol=SYMBOL, max_notional=90_000_000, lot_checked=True)
+    assert kinds(harness.do(smallest)) == ["OrderCapsSet"]
+    assert kinds(harness.place(1, BUY, 9_000, 1_000_000)) == ["OrderAccepted"]
+    old_record = SetOrderCaps(symbol=SYMBOL, max_notional=1)  # replays as it was accepted
+    assert kinds(harness.do(old_record)) == ["OrderCapsSet"]
+
+
+def test_a_budget_below_one_step_is_refused_unless_journaled_before_the_check() -> None:
+    harness = Harness(qty_step=1_000_000, min_qty=1_000_000)  # whole shares
+    harness.place(2, Side.SELL, 10_000, 1_000_000)  # one share at 100.00
+    buy = PlaceOrder(
+        account=1, symbol=SYMBOL, side=BUY, order_type=OrderType.MARKET, tif=TimeInForce.IOC
+    )
+    checked = msgspec.structs.replace(buy, quote_qty=99_999_999, budget_checked=True)
+    refused = rejected(harness.do(checked))
+    assert refused.reason is ErrorCode.BELOW_MIN_NOTIONAL
+    assert refused.facts == (
+        ("lot_notional", 100_000_000, 6),
+        ("notional", 99_999_999, 6),
+        ("valued_at", 10_000, 2),
+    )
+    old_record = msgspec.structs.replace(buy, quote_qty=99_999_999)  # replays as it ran
+    assert kinds(harness.do(old_record)) == ["OrderAccepted", "OrderCanceled"]
+    enough = msgspec.structs.replace(checked, quote_qty=100_000_000)
+    assert "TradeExecuted" in kinds(harness.do(enough))
+
+
 def test_band_and_notional_refusals_carry_their_numbers() -> None:
     harness = Harness(min_notional=1_000_000)  # 1.00 USD
     band = rejected(harness.place(1, BUY, 11_001, 1_000_000))

@@ -14,8 +14,10 @@ from client.sdk import VenueError
 from gateway.auth import sign_logon
 from tests.conftest import KEYS, Venue, drain_pushes
 from tests.gateway.test_server_sessions import eventually
+from tests.sample_config import sample_bill
 
 SYMBOL = "AAPLx-USD"
+BILL = sample_bill("TB-2027-03-04-USD")
 
 
 def test_place_trade_and_private_stream(run_venue: Any) -> None:
@@ -436,3 +438,47 @@ def test_answered_requests_leave_no_reference_cycle_for_the_collector(run_venue:
 
     garbage = run_venue(scenario)
     assert "Pending" not in garbage and "Executed" not in garbage, garbage
+
+
+def test_a_market_buy_whose_budget_buys_not_one_lot_is_refused_up_front(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        taker = await venue.client("taker")
+        await alpha.place(BILL, "sell", "100", "98.676708")  # one lot: 100 of face
+        buy = {"symbol": BILL, "side": "buy", "type": "market", "tif": "ioc"}
+        last_id = venue.server.venue.last_order_id
+        # above min_notional (50), below one lot at the best ask (98.676708 per 100 of face)
+        response = await taker.request_raw("order.place", buy | {"quote_qty": "98.67"})
+        assert response["error"]["name"] == "BELOW_MIN_NOTIONAL", response
+        assert response["error"]["data"] == {
+            "lot_notional": "98.676708",
+            "notional": "98.670000",
+            "valued_at": "98.676708",
+        }
+        assert "not one step" in response["error"]["msg"]
+        assert venue.server.venue.last_order_id == last_id  # no order accepted, nothing changed
+        bought = await taker.request("order.place", buy | {"quote_qty": "98.676708"})
+        assert bought["status"] == "filled"  # a budget of one lot still buys it
+
+    run_venue(scenario)
+
+
+def test_open_orders_and_order_status_show_quote_set_and_expire_at(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        maker = await venue.client("alpha")
+        await maker.request("session.cod", {"enabled": True})
+        quote = {"symbol": SYMBOL, "bid_px": "187.00", "bid_qty": "1"}
+        await maker.request("quote.mass", {"quote_set": "q1", "quotes": [quote]})
+        expire_at = int(time.time() * 1_000_000) + 3_600_000_000
+        gtd = await maker.place(SYMBOL, "sell", "1", "188.00", tif="gtd", expire_at=expire_at)
+        rows = (await maker.open_orders())["orders"]
+        assert [(o["quote_set"], o["expire_at"]) for o in rows] == [("q1", None), (None, expire_at)]
+        status = await maker.order_status(order_id=gtd["order_id"])
+        assert (status["quote_set"], status["expire_at"]) == (None, expire_at)
+        quoted = await maker.order_status(order_id=rows[0]["order_id"])
+        assert (quoted["quote_set"], quoted["expire_at"]) == ("q1", None)
+        await maker.request("orders.cancel_all", {})
+        closed = await maker.order_status(order_id=rows[0]["order_id"])
+        assert (closed["status"], closed["quote_set"]) == ("canceled", "q1")
+
+    run_venue(scenario)

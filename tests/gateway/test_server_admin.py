@@ -476,6 +476,8 @@ def test_an_operator_matures_a_bill_now_and_every_holder_is_paid_par(run_venue: 
         state = ledger_view(venue)
         attest = {"asset": BILL_ASSET, "amount": "1000000", "as_of": now_us()}
         assert await refusal(admin, "admin.attest_reserves", attest) == "ASSET_MATURED"
+        attest["as_of"] = now_us() - 30 * 86_400_000_000  # before the latest statement
+        assert await refusal(admin, "admin.attest_reserves", attest) == "ASSET_MATURED"
         deposit = {"account": 1, "asset": BILL_ASSET, "amount": "100"}
         assert await refusal(admin, "admin.deposit", deposit) == "ASSET_MATURED"
         assert await refusal(admin, "admin.mature", {"symbol": BILL}) == "INSTRUMENT_MATURED"
@@ -583,6 +585,36 @@ def test_operators_cap_order_size_and_refusals_say_by_how_much(run_venue: Any) -
         assert result["error"]["data"] == {"max_qty": "10.000000", "qty": "11.000000"}
         await admin.request("admin.set_order_caps", {"symbol": SYMBOL})  # no caps
         assert (await alpha.request("order.amend", amend))["status"] == "new"
+
+    run_venue(scenario)
+
+
+def test_a_notional_cap_below_one_lot_is_refused_naming_the_smallest(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        alpha = await venue.client("alpha")
+        rows = (await alpha.request("instruments", {}))["instruments"]
+        row = next(r for r in rows if r["symbol"] == BILL)
+        # one lot: min_qty (100 of face) at the band's low, priced per 100 of face
+        smallest = Decimal(row["band_low"]) * Decimal(row["min_qty"]) / 100
+        caps = {"symbol": BILL, "max_notional": "97"}  # above min_notional (50), below a lot
+        assert Decimal("50") < Decimal("97") < smallest
+        response = await admin.request_raw("admin.set_order_caps", caps)
+        assert response["error"]["name"] == "BAD_PARAM", response
+        assert f"{smallest:.6f}" in response["error"]["msg"], response
+        assert venue.server.venue.markets[BILL].spec.max_notional == 0  # nothing changed
+        caps["max_notional"] = f"{smallest:.6f}"
+        await admin.request("admin.set_order_caps", caps)  # the smallest lets a lot trade
+        placed = await alpha.place(BILL, "sell", row["min_qty"], row["band_low"])
+        assert placed["status"] == "new"
+        # A listing's cap likewise: one share at the band's low (225.00) is worth 225 USD.
+        await admin.request("admin.list_asset", {"code": NEW_ASSET, "scale": 6})
+        whole_shares = listing() | {"step": "1", "min_qty": "1", "max_notional": "200"}
+        response = await admin.request_raw("admin.list_instrument", whole_shares)
+        assert response["error"]["name"] == "BAD_PARAM", response
+        assert "225.000000, the smallest cap that allows one lot" in response["error"]["msg"]
+        assert NEW_SYMBOL not in venue.server.venue.markets
+        await admin.request("admin.list_instrument", whole_shares | {"max_notional": "225"})
 
     run_venue(scenario)
 

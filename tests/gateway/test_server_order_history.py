@@ -67,6 +67,8 @@ def test_a_closed_order_answers_with_its_final_state(run_venue: Any) -> None:
             "tag": "mm",
             "created_ts": before["created_ts"],
             "closed_ts": closed["closed_ts"],
+            "quote_set": None,
+            "expire_at": None,
         }
         assert before["created_ts"] < closed["closed_ts"]
         assert await alpha.order_status(cl_ord_id="s-1") == closed

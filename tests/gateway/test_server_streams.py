@@ -405,6 +405,37 @@ def test_the_sdk_follows_a_book_depth_between_tiers(run_venue: Any) -> None:
     run_venue(scenario)
 
 
+def test_unsubscribe_drops_one_candle_interval_or_book_tier(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        watcher = await venue.client(endpoint="public")
+        for interval in ("1m", "5m"):
+            candles = {"ch": "candles", "symbols": [SYMBOL], "interval": interval}
+            await watcher.request("subscribe", candles)
+        for depth in (10, 25):
+            await watcher.request("subscribe", {"ch": "book", "symbols": [SYMBOL], "depth": depth})
+        one = {"ch": "candles", "symbols": [SYMBOL], "interval": "1m"}
+        assert (await watcher.request("unsubscribe", one))["unsubscribed"] == [
+            f"candles:{SYMBOL}:1m"
+        ]
+        tier = {"ch": "book", "symbols": [SYMBOL], "depth": 20}  # rounded up, as subscribe's
+        assert (await watcher.request("unsubscribe", tier))["unsubscribed"] == [f"book:{SYMBOL}:25"]
+        kept = [f"book:{SYMBOL}:10", f"candles:{SYMBOL}:5m"]
+        for bad in (
+            {"ch": "trades", "interval": "1m"},  # interval is the candles channel's only
+            {"ch": "candles", "interval": "2m"},
+            {"ch": "book", "depth": 0},
+        ):
+            with pytest.raises(VenueError) as refused:
+                await watcher.request("unsubscribe", bad)
+            assert refused.value.name == "BAD_PARAM", bad
+        assert (await watcher.request("subscriptions"))["subscriptions"] == kept
+        assert (await watcher.request("unsubscribe", {"ch": "book"}))["unsubscribed"] == [
+            f"book:{SYMBOL}:10"  # without depth: every tier, as before
+        ]
+
+    run_venue(scenario)
+
+
 def test_subscriptions_are_all_or_nothing_and_unsubscribe_stops_a_stream(
     run_venue: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

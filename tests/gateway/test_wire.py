@@ -637,6 +637,7 @@ def test_market_orders_convert_qty_or_quote_qty() -> None:
     params = {k: v for k, v in place(type="market", tif="ioc").items() if k not in ("price", "qty")}
     by_quote = convert("order.place", params | {"quote_qty": "250.5"})
     assert (by_quote.qty, by_quote.quote_qty) == (0, 250_500_000)  # USD at 6 decimals
+    assert by_quote.budget_checked and not by_qty.budget_checked  # one step at the best ask
 
 
 def test_trailing_zeros_are_not_excess_precision() -> None:
@@ -765,10 +766,11 @@ def test_an_amend_converts_at_its_orders_scales() -> None:
 def test_order_caps_and_maturity_convert_to_their_commands() -> None:
     caps = {"symbol": SYMBOL, "max_qty": "2.5", "max_notional": "1000"}
     assert convert("admin.set_order_caps", caps) == SetOrderCaps(
-        symbol=SYMBOL, max_qty=2_500_000, max_notional=1_000_000_000
+        symbol=SYMBOL, max_qty=2_500_000, max_notional=1_000_000_000, lot_checked=True
     )
     assert convert("admin.set_order_caps", MINIMAL["admin.set_order_caps"]) == SetOrderCaps(
-        symbol=SYMBOL  # absent caps: none
+        symbol=SYMBOL,
+        lot_checked=True,  # absent caps: none
     )
     assert convert("admin.set_order_caps", caps | {"max_qty": "0.0000001"}).code is (
         E.BAD_PRECISION
