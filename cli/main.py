@@ -132,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     lobster_replay.set_defaults(run=lobster.run)
 
     bench = commands.add_parser("bench", help="benchmarks")
-    bench_commands = bench.add_subparsers(title="benchmarks")
+    bench_commands = bench.add_subparsers(title="benchmarks", required=True)
     from bench import compare, engine_bench
 
     engine = bench_commands.add_parser("engine", help="the matching engine on seeded workloads")

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
-from cli.arguments import directory
+from cli.arguments import directory, int_within
 from cli.failures import CommandFailed
 from cli.serve import check_port_free
 from client import demo_data
@@ -44,10 +44,13 @@ SECONDS_MAX = 3_600  # a demo, not a deployment: `venue serve` runs for longer
 BOT_STOP_TIMEOUT_S = 5.0  # bots pull their quotes within this; past it they are cancelled
 STATUS_INTERVAL_S = 1.0
 TAKER_SEED = 7  # the taker's choices repeat run to run (the timing does not)
+PORT_MAX = 65_535  # a TCP port; past it the bind raised OverflowError, a traceback
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=8765, help="0: any free port")
+    parser.add_argument(
+        "--port", type=int_within(0, PORT_MAX), default=8765, help="0: any free port"
+    )
     parser.add_argument("--data-dir", type=directory, default=Path("data-demo"))
     parser.add_argument("--seconds", type=float, default=20.0, help="Ctrl-C stops earlier")
     parser.add_argument("--config", type=Path, default=Path("venue.toml"))
