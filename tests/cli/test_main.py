@@ -27,6 +27,7 @@ CONFIG = str(SAMPLE_CONFIG)
 RUN_TIMEOUT_S = 60  # one CLI process, start to exit, on a busy 2-core machine
 SERVE = [sys.executable, "-m", "cli.main", "serve", "--config", CONFIG]
 START_LINES_MAX = 20  # `venue serve` prints its URL within its first few lines
+SMALL_CLUSTER = ["--config", CONFIG, "--dir", "c", "--nats-nodes", "1", "--sqlite"]
 
 
 def venue(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -403,6 +404,9 @@ def test_lobster_synthetic_into_a_missing_folder_writes_nothing(tmp_path: Path) 
         (["demo", "--config", CONFIG, "--port", "99999"], ["--port", "99999"]),
         (["demo", "--config", CONFIG, "--port", "-5"], ["--port", "-5"]),
         (["bench"], ["venue bench", "required"]),
+        (["cluster", *SMALL_CLUSTER, "--gateways", "0"], ["--gateways", "0"]),  # a traceback
+        (["cluster", *SMALL_CLUSTER, "--cores", "0"], ["--cores", "0"]),  # a cluster with none
+        (["cluster", *SMALL_CLUSTER, "--cores", "27"], ["--cores", "27"]),
         (["ledger", "balances", "--data-dir", "nothere"], ["no ledger store"]),
         (["replay", "lobster", "--messages", "m.csv", "--orderbook", "b.csv"], ["m.csv"]),
         (["admin", "deposit", "one", "USD", "1"], ["account", "one"]),
