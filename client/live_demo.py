@@ -94,6 +94,7 @@ async def _demo(config_path: Path, port: int, data_dir: Path, seconds: float) ->
     references = config_references(config_path)
     kinds = {entry.symbol: entry for entry in config.instruments}
     demo_makers = makers_for(config, datetime.datetime.now(datetime.UTC).date())
+    check_demo_config(config_path, config, demo_makers)  # before anything starts or goes
     symbols = [symbol for _, symbol, *_ in demo_makers]
     per_price = {s: TBILL_PRICE_PER if kinds[s].kind == "tbill" else 1 for s in symbols}
     check_port_free(HOST, port)  # before the last run's files go
@@ -192,6 +193,22 @@ async def _finish(tasks: list[asyncio.Task[None]]) -> None:
     for task in done:
         if task.exception() is not None:
             print(f"a bot failed: {task.exception()!r}")
+
+
+def check_demo_config(
+    config_path: Path, config: venue_config.VenueConfig, makers: list[Maker]
+) -> None:
+    """Refuse a `--config` without what the demo trades with: its makers' and taker's API
+    keys and the equity mm-alpha quotes (a KeyError once the server had started, before)."""
+    keys = {key.key for key in config.api_keys}
+    listed = {entry.symbol for entry in config.instruments}
+    missing = [f"API key {key}" for key in (*(m[0] for m in makers), TAKER_KEY) if key not in keys]
+    missing += [f"instrument {m[1]}" for m in makers if m[1] not in listed]
+    if missing:
+        raise CommandFailed(
+            f"{config_path} has no {', no '.join(missing)}: the demo trades with venue.toml's"
+            " demo keys and AAPLx-USD (give a config that has them)"
+        )
 
 
 def makers_for(config: venue_config.VenueConfig, today: datetime.date) -> list[Maker]:

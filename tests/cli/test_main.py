@@ -356,6 +356,18 @@ def test_a_malformed_url_is_one_line_not_a_traceback(
     failed_in_one_line(result, f"--url {url}")
 
 
+def test_a_demo_config_without_the_demo_keys_is_refused_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    """The finding: `venue demo --config` without the demo's API keys claimed the data dir,
+    started the server, then raised KeyError building the first bot: a traceback."""
+    sample = SAMPLE_CONFIG.read_text()
+    (tmp_path / "keyless.toml").write_text(sample[: sample.index("[[api_keys]]")])
+    result = venue(tmp_path, "demo", "--config", "keyless.toml", "--port", "0", "--seconds", "1")
+    failed_in_one_line(result, "keyless.toml", "demo-mm-alpha", "demo-taker")
+    assert listing(tmp_path) == ["keyless.toml"], "the demo claimed no data directory"
+
+
 def test_verify_on_a_missing_or_empty_data_dir_creates_nothing(tmp_path: Path) -> None:
     missing = venue(tmp_path, "verify", "--config", CONFIG, "--data-dir", "nothere")
     failed_in_one_line(missing, "nothere", "nothing to verify")
