@@ -179,6 +179,26 @@ def test_serve_with_an_unreachable_nats_fails_in_one_line(tmp_path: Path) -> Non
     assert not (tmp_path / "data").exists()
 
 
+def test_a_core_waiting_for_an_absent_nats_stops_on_sigterm(tmp_path: Path) -> None:
+    """The finding: a core's NATS connection retries for ever (its nodes may come up after
+    it), and SIGTERM or Ctrl-C only set an event nobody looked at while it did: the process
+    could only be killed."""
+    (port,) = free_ports(1)  # nobody listens there
+    core = start_core(tmp_path, "core-a", f"nats://127.0.0.1:{port}")
+    expect_line(core.stdout, "waiting for the lease")  # the connection is being tried
+    time.sleep(1.0)  # a few refused attempts
+    core.send_signal(signal.SIGTERM)
+    try:
+        out, err = core.communicate(timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        core.kill()
+        core.communicate()
+        raise AssertionError("the core did not stop on SIGTERM") from None
+    assert core.returncode == 0, err
+    assert "Traceback" not in err, err
+    assert "core-a stopped cleanly" in out
+
+
 def test_a_second_venue_on_one_stream_is_refused_naming_the_holder(
     tmp_path: Path, nats_node: NatsCluster
 ) -> None:
