@@ -11,6 +11,7 @@ is refused (docs/gateway.md, "Operating").
 """
 
 import asyncio
+import contextlib
 import errno
 import gc
 import signal
@@ -244,6 +245,24 @@ def authority(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+async def _unless_stopping(
+    starting: Coroutine[Any, Any, int], stopping: asyncio.Event
+) -> int | None:
+    """What `starting` returns, or None once `stopping` is set first (it is cancelled): a
+    gateway's NATS connection tries for ever (its nodes may come up after it), and SIGTERM
+    or Ctrl-C must end that wait, not be left waiting behind it."""
+    started = asyncio.ensure_future(starting)
+    stopped = asyncio.ensure_future(stopping.wait())
+    await asyncio.wait((started, stopped), return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if started.done():
+        return started.result()
+    started.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await started
+    return None
+
+
 def _stop_signal() -> asyncio.Event:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -288,9 +307,12 @@ async def _serve_gateway(
         config, data_dir, bus=lambda listener: NatsBus(config, nats_url, listener, name)
     )
     try:
-        bound = await server.start(host, port)
+        bound = await _unless_stopping(server.start(host, port), stopping)
     except OSError as failed:
         raise CommandFailed(f"cannot start on {host}:{port}: {describe_os_error(failed)}") from None
+    if bound is None:  # stopped while its NATS connection was still being tried
+        print(f"tokenvenue gateway {name} stopped before it started", flush=True)
+        return
     settle_heap()
     at = authority(host, bound)
     print(f"tokenvenue gateway {name}: ws://{at}/ws/trade  ws://{at}/ws/public")

@@ -199,6 +199,31 @@ def test_a_core_waiting_for_an_absent_nats_stops_on_sigterm(tmp_path: Path) -> N
     assert "core-a stopped cleanly" in out
 
 
+def test_a_gateway_waiting_for_an_absent_nats_stops_on_sigterm(tmp_path: Path) -> None:
+    """The same for a gateway: its bus's connection retries for ever, and SIGTERM waited."""
+    (port,) = free_ports(1)  # nobody listens there
+    flags = ["--role", "gateway", "--name", "gw-a", "--port", "0", "--nats"]
+    gateway = subprocess.Popen(
+        [*SERVE, *flags, f"nats://127.0.0.1:{port}", "--data-dir", str(tmp_path / "gw-a")],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    expect_line(gateway.stderr, "Connection refused")  # the connection is being tried
+    gateway.send_signal(signal.SIGTERM)
+    try:
+        out, err = gateway.communicate(timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        gateway.kill()
+        gateway.communicate()
+        raise AssertionError("the gateway did not stop on SIGTERM") from None
+    assert gateway.returncode == 0, err
+    assert "Traceback" not in err, err
+    assert "gw-a stopped before it started" in out
+
+
 def test_a_second_venue_on_one_stream_is_refused_naming_the_holder(
     tmp_path: Path, nats_node: NatsCluster
 ) -> None:
