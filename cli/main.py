@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cli import logs
-from cli.arguments import directory
+from cli.arguments import directory, dsn
 
 Run = Callable[[argparse.Namespace], int]
 EXIT_INTERRUPTED = 130  # cli.failures.EXIT_INTERRUPTED, before that module is loaded
@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--postgres",
         metavar="DSN",
+        type=dsn,
         default=None,
         help="book the ledger into this PostgreSQL database (default: the config's, else SQLite)",
     )

@@ -420,6 +420,9 @@ def test_lobster_synthetic_into_a_missing_folder_writes_nothing(tmp_path: Path) 
         (["cluster", *SMALL_CLUSTER, "--cores", "0"], ["--cores", "0"]),  # a cluster with none
         (["cluster", *SMALL_CLUSTER, "--cores", "27"], ["--cores", "27"]),
         (["ledger", "balances", "--data-dir", "nothere"], ["no ledger store"]),
+        (["ledger", "balances", "--postgres", ""], ["--postgres", "empty DSN"]),  # libpq's
+        (["verify", "--config", CONFIG, "--postgres", ""], ["--postgres", "empty DSN"]),
+        (["serve", "--config", CONFIG, "--postgres", ""], ["--postgres", "empty DSN"]),  # SQLite
         (["replay", "lobster", "--messages", "m.csv", "--orderbook", "b.csv"], ["m.csv"]),
         (["admin", "deposit", "one", "USD", "1"], ["account", "one"]),
         (["bench", "engine", "--ops", "-1"], ["--ops"]),
