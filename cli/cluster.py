@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Bring the cluster up, say where to connect, and stop it all on Ctrl-C or SIGTERM."""
-    directory = args.dir or Path(tempfile.mkdtemp(prefix="venue-cluster-"))
+    # absolute: each role runs in the source tree, where a relative --dir would put its data
+    directory = (args.dir or Path(tempfile.mkdtemp(prefix="venue-cluster-"))).resolve()
     cluster = LocalCluster(
         directory,
         args.config.resolve(),
