@@ -70,6 +70,15 @@ def directory(text: str) -> Path:
     return Path(text)
 
 
+def dsn(text: str) -> str:
+    """A `--postgres` DSN: any text but the empty string, which read as "not given" would
+    book an unset shell variable's venue (`--postgres "$DSN"`) into SQLite, and libpq reads
+    as its local socket's defaults."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty DSN: give a PostgreSQL connection string")
+    return text
+
+
 def _check(
     text: str,
     value: float | Decimal,

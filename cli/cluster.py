@@ -11,10 +11,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from cli.arguments import int_within
 from cli.failures import CommandFailed
 from cluster.local import ClusterError, LocalCluster
 from cluster.nats import NatsError
 from cluster.postgres import PostgresError
+
+# A loopback cluster shares one machine: a few of each show failover and spreading the
+# sessions; more only compete for its cores. At least one of each, or no cluster serves.
+CORES_MAX = 4
+GATEWAYS_MAX = 8
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,8 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dir", type=Path, default=None, help="where logs and data go (default: a new /tmp dir)"
     )
     parser.add_argument("--nats-nodes", type=int, choices=(1, 3), default=3)
-    parser.add_argument("--gateways", type=int, default=2)
-    parser.add_argument("--cores", type=int, default=2, help="the first active, the rest standby")
+    parser.add_argument(
+        "--gateways", type=int_within(1, GATEWAYS_MAX), default=2, help=f"1..{GATEWAYS_MAX}"
+    )
+    parser.add_argument(
+        "--cores",
+        type=int_within(1, CORES_MAX),
+        default=2,
+        help=f"1..{CORES_MAX}: the first active, the rest standby",
+    )
     parser.add_argument(
         "--sqlite", action="store_true", help="each core books into SQLite, not PostgreSQL"
     )
@@ -32,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Bring the cluster up, say where to connect, and stop it all on Ctrl-C or SIGTERM."""
-    directory = args.dir or Path(tempfile.mkdtemp(prefix="venue-cluster-"))
+    # absolute: each role runs in the source tree, where a relative --dir would put its data
+    directory = (args.dir or Path(tempfile.mkdtemp(prefix="venue-cluster-"))).resolve()
     cluster = LocalCluster(
         directory,
         args.config.resolve(),

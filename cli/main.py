@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cli import logs
-from cli.arguments import directory
+from cli.arguments import directory, dsn
 
 Run = Callable[[argparse.Namespace], int]
 EXIT_INTERRUPTED = 130  # cli.failures.EXIT_INTERRUPTED, before that module is loaded
@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--postgres",
         metavar="DSN",
+        type=dsn,
         default=None,
         help="book the ledger into this PostgreSQL database (default: the config's, else SQLite)",
     )
@@ -115,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
         help="operator commands against a running venue",
         description="Operator commands against a running venue, one per connection. Exit"
         " status: 0 done, 1 refused by the venue (nothing changed), 2 no answer. Each command"
-        " (but issue-key) goes with a client operation id (--cl-op-id, else a new one), under"
+        " goes with a client operation id (--cl-op-id, else a new one), under"
         " which the venue does it at most once: one that got no answer once sent is sent"
         " again with the same id a few times; if still no answer, the line gives the id, to"
         " send the command again with --cl-op-id as safely.",
@@ -132,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     lobster_replay.set_defaults(run=lobster.run)
 
     bench = commands.add_parser("bench", help="benchmarks")
-    bench_commands = bench.add_subparsers(title="benchmarks")
+    bench_commands = bench.add_subparsers(title="benchmarks", required=True)
     from bench import compare, engine_bench
 
     engine = bench_commands.add_parser("engine", help="the matching engine on seeded workloads")

@@ -226,12 +226,11 @@ async def _serve(
     settle_heap()
     # Before the banner: a supervisor may stop the venue as soon as it says it listens.
     stopping = _stop_signal()
-    print(f"tokenvenue listening: ws://{host}:{bound}/ws/trade  ws://{host}:{bound}/ws/public")
+    at = authority(host, bound)
+    print(f"tokenvenue listening: ws://{at}/ws/trade  ws://{at}/ws/public")
     print(f"  ledger store: {describe_store(config)}")
-    print(f"  web page: http://{host}:{bound}/  (log on there with a key and secret below)")
-    print(
-        f"  REST API: http://{host}:{bound}/api/v1/  (OpenAPI: http://{host}:{bound}/openapi.json)"
-    )
+    print(f"  web page: http://{at}/  (log on there with a key and secret below)")
+    print(f"  REST API: http://{at}/api/v1/instruments  (every route: http://{at}/openapi.json)")
     if config.api_keys:
         print("  API keys from the config file (venue.toml's are published: demo only)")
     for key in config.api_keys:
@@ -244,6 +243,12 @@ async def _serve(
         if lease is not None:  # after the last write: the next venue takes it at once
             await lease.release()
     print("tokenvenue stopped cleanly", flush=True)
+
+
+def authority(host: str, port: int) -> str:
+    """`host:port` as a URL writes it: an IPv6 address in brackets (`[::1]:8765`), since
+    `ws://::1:8765/` is no URL a client can open."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def _unless_stopped(work: Coroutine[Any, Any, T], stopping: asyncio.Event) -> T | None:
@@ -316,7 +321,8 @@ async def _serve_gateway(
         print(f"tokenvenue gateway {name} stopped before it started", flush=True)
         return
     settle_heap()
-    print(f"tokenvenue gateway {name}: ws://{host}:{bound}/ws/trade  ws://{host}:{bound}/ws/public")
+    at = authority(host, bound)
+    print(f"tokenvenue gateway {name}: ws://{at}/ws/trade  ws://{at}/ws/public")
     print(f"  NATS {nats_url}, replica at seq {server.core.sequencer.last_seq}", flush=True)
     await stopping.wait()
     await server.stop()

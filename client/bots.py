@@ -8,7 +8,8 @@ band, and with no level that would take the position past `position_max`. On sto
 its quotes; if it dies, COD pulls them. `Taker` sends random marketable orders at a fixed
 rate. Sizes and prices are checked with the engine's own `Market` before they are sent; a
 `--size` the engine would refuse stops the bot at once with the rule, and a bot that has
-had `REFUSED_ALL_MAX` orders refused and none accepted stops (`AllRefused`). The CLI shows
+had `REFUSED_ALL_MAX` orders refused and none accepted stops (`AllRefused`); one whose
+connection ends returns, saying why in `lost` (the CLI exits 1 on it). The CLI shows
 a live status line (`StatusLine`). The pricing is the pure `quote_ladder`; limits below.
 """
 
@@ -29,7 +30,7 @@ from typing import Any
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from cli import progress
 from cli.arguments import decimal_within, float_within, int_within
@@ -66,6 +67,9 @@ URL_DEFAULT = "ws://127.0.0.1:8765/ws/trade"
 # How a lost connection shows: a request that was waiting, or one sent after the end; or a
 # venue that answers nothing for `request_timeout_s` (the bot ends as if it had gone)
 CONNECTION_LOST = (ConnectionError, ConnectionClosed, RequestTimeout)
+# What stops a bot before it trades, in one line: no venue there (refused, not a websocket
+# server, a bad address), a venue that refuses the logon, the instrument or the size
+CANNOT_START = (OSError, InvalidHandshake, InvalidURI, ValueError, VenueError)
 CLOSED_STATUSES = frozenset({"filled", "canceled", "expired", "rejected"})
 
 QuoteLevel = tuple[Decimal | None, Decimal | None]  # a level's bid and ask; None: pulled
@@ -391,6 +395,7 @@ class MarketMaker:
         self.requotes = 0
         self.refusals: Counter[str] = Counter()
         self.quoting = asyncio.Event()  # set once the first ladders are sent
+        self.lost: str | None = None  # why the connection ended under it, if it did
 
     @property
     def symbol(self) -> str:
@@ -430,7 +435,8 @@ class MarketMaker:
                 self.tally.give_up_if_hopeless(self.refusals)
                 await _sleep_unless(stop, self.interval_s)
         except CONNECTION_LOST as lost:
-            log.warning("%s: the connection ended (%s)", self.key, lost)
+            self.lost = str(lost) or type(lost).__name__
+            log.warning("%s: the connection ended (%s)", self.key, self.lost)
         finally:
             await self._pull()
             await client.close()
@@ -653,6 +659,7 @@ class Taker:
         self.filled_qty: dict[str, Decimal] = {}  # base units, by symbol
         self.skipped = 0  # turns with nothing on the other side to take
         self.refusals: Counter[str] = Counter()
+        self.lost: str | None = None  # why the connection ended under it, if it did
 
     async def run(self, stop: asyncio.Event) -> None:
         client = self.client
@@ -681,7 +688,8 @@ class Taker:
             await client.request("ping")
             self._drain()
         except CONNECTION_LOST as lost:
-            log.warning("%s: the connection ended (%s)", self.key, lost)
+            self.lost = str(lost) or type(lost).__name__
+            log.warning("%s: the connection ended (%s)", self.key, self.lost)
         finally:
             await client.close()
 
@@ -976,7 +984,7 @@ def run_market_maker(args: argparse.Namespace) -> int:
         raise CommandFailed(str(bad)) from None
     status = _run_bot(bot.run, args.seconds, bot.status_text)
     if not bot.requotes:
-        return status
+        return _lost_or(status, bot.lost)
     positions = ", ".join(
         f"{q.instrument.base} {bot.tally.position(q.instrument.base):+f}"
         for q in bot.quoting_by_symbol.values()
@@ -986,7 +994,7 @@ def run_market_maker(args: argparse.Namespace) -> int:
         f"position {positions or '-'}, PnL {bot.tally.pnl_text(bot.instruments())}, "
         f"refusals {dict(bot.refusals) or 'none'}"
     )
-    return status
+    return _lost_or(status, bot.lost)
 
 
 def add_taker_arguments(parser: argparse.ArgumentParser) -> None:
@@ -1022,13 +1030,22 @@ def run_taker(args: argparse.Namespace) -> int:
         raise CommandFailed(str(bad)) from None
     status = _run_bot(bot.run, args.seconds, bot.status_text)
     if not bot.orders:
-        return status
+        return _lost_or(status, bot.lost)
     print(
         f"taker: {bot.orders} orders, {bot.fills} fills, skipped {bot.skipped}, "
         f"PnL {bot.tally.pnl_text(list(bot.instruments.values()))}, "
         f"refusals {dict(bot.refusals) or 'none'}"
     )
-    return status
+    return _lost_or(status, bot.lost)
+
+
+def _lost_or(status: int, lost: str | None) -> int:
+    """A bot whose connection ended under it (the venue stopped or restarted, the link
+    broke) did not finish its run: exit status 1 and why, so a supervisor restarts it."""
+    if lost is None or status != 0:
+        return status
+    _stopped(f"the connection ended ({lost})")
+    return 1
 
 
 def _stopped(why: object) -> None:
@@ -1073,7 +1090,7 @@ def _run_bot(run: Any, seconds: float, status_text: Callable[[], str]) -> int:
     try:
         with logs:
             asyncio.run(main())
-    except (OSError, ValueError, VenueError) as failed:
+    except CANNOT_START as failed:
         status.close()
         _stopped(failed)
         return 1

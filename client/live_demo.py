@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
-from cli.arguments import directory
+from cli.arguments import directory, int_within
 from cli.failures import CommandFailed
 from cli.serve import check_port_free
 from client import demo_data
@@ -44,10 +44,13 @@ SECONDS_MAX = 3_600  # a demo, not a deployment: `venue serve` runs for longer
 BOT_STOP_TIMEOUT_S = 5.0  # bots pull their quotes within this; past it they are cancelled
 STATUS_INTERVAL_S = 1.0
 TAKER_SEED = 7  # the taker's choices repeat run to run (the timing does not)
+PORT_MAX = 65_535  # a TCP port; past it the bind raised OverflowError, a traceback
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--port", type=int, default=8765, help="0: any free port")
+    parser.add_argument(
+        "--port", type=int_within(0, PORT_MAX), default=8765, help="0: any free port"
+    )
     parser.add_argument("--data-dir", type=directory, default=Path("data-demo"))
     parser.add_argument("--seconds", type=float, default=20.0, help="Ctrl-C stops earlier")
     parser.add_argument("--config", type=Path, default=Path("venue.toml"))
@@ -91,6 +94,7 @@ async def _demo(config_path: Path, port: int, data_dir: Path, seconds: float) ->
     references = config_references(config_path)
     kinds = {entry.symbol: entry for entry in config.instruments}
     demo_makers = makers_for(config, datetime.datetime.now(datetime.UTC).date())
+    check_demo_config(config_path, config, demo_makers)  # before anything starts or goes
     symbols = [symbol for _, symbol, *_ in demo_makers]
     per_price = {s: TBILL_PRICE_PER if kinds[s].kind == "tbill" else 1 for s in symbols}
     check_port_free(HOST, port)  # before the last run's files go
@@ -189,6 +193,22 @@ async def _finish(tasks: list[asyncio.Task[None]]) -> None:
     for task in done:
         if task.exception() is not None:
             print(f"a bot failed: {task.exception()!r}")
+
+
+def check_demo_config(
+    config_path: Path, config: venue_config.VenueConfig, makers: list[Maker]
+) -> None:
+    """Refuse a `--config` without what the demo trades with: its makers' and taker's API
+    keys and the equity mm-alpha quotes (a KeyError once the server had started, before)."""
+    keys = {key.key for key in config.api_keys}
+    listed = {entry.symbol for entry in config.instruments}
+    missing = [f"API key {key}" for key in (*(m[0] for m in makers), TAKER_KEY) if key not in keys]
+    missing += [f"instrument {m[1]}" for m in makers if m[1] not in listed]
+    if missing:
+        raise CommandFailed(
+            f"{config_path} has no {', no '.join(missing)}: the demo trades with venue.toml's"
+            " demo keys and AAPLx-USD (give a config that has them)"
+        )
 
 
 def makers_for(config: venue_config.VenueConfig, today: datetime.date) -> list[Maker]:

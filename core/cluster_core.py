@@ -291,7 +291,10 @@ class ClusterCore:
 
     async def wait_for_lease(self, stopping: asyncio.Event) -> bool:
         """Contend until this core holds the lease (True) or `stopping` is set (False)."""
-        self.nc = await connect(self.servers, f"venue-core-{self.name}")
+        nc = await self._connect_unless(stopping)
+        if nc is None:
+            return False
+        self.nc = nc
         js = self.nc.jetstream(timeout=LEASE_REQUEST_TIMEOUT_S)
         replicas = 3 if len(self.servers) >= 3 else 1
         self.lease = ThreadLease(
@@ -325,6 +328,21 @@ class ClusterCore:
                 following = await self._follow()
             await asyncio.sleep(LEASE_POLL_S * 2)
         return False
+
+    async def _connect_unless(self, stopping: asyncio.Event) -> Client | None:
+        """A connection to NATS, or None once `stopping` is set first: the connection tries
+        for ever (a core may start before its NATS nodes), so SIGTERM or Ctrl-C must end the
+        wait, not be left waiting behind it."""
+        connecting = asyncio.ensure_future(connect(self.servers, f"venue-core-{self.name}"))
+        stopped = asyncio.ensure_future(stopping.wait())
+        await asyncio.wait((connecting, stopped), return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if connecting.done():
+            return connecting.result()
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await connecting
+        return None
 
     async def activate(self, stopping: asyncio.Event | None = None) -> VenueCore | None:
         """Recover the venue from the stream and start taking the gateways' commands; first

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-from cli.arguments import directory
+from cli.arguments import directory, dsn
 from cli.failures import CommandFailed
 from engine.units import format_units
 from settlement.store import LedgerStore, LedgerStoreError, SqliteLedgerStore
@@ -34,7 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         command = commands.add_parser(name, help=text)
         command.add_argument("--data-dir", default=Path("data"), type=directory)
         command.add_argument(
-            "--postgres", metavar="DSN", default=None, help="the PostgreSQL store, not the SQLite"
+            "--postgres",
+            metavar="DSN",
+            type=dsn,
+            default=None,
+            help="the PostgreSQL store, not the SQLite",
         )
         command.set_defaults(run=run)
 

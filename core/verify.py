@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 
 from cli import progress
-from cli.arguments import directory
+from cli.arguments import directory, dsn
 from cli.failures import CommandFailed
 from core import config as venue_config
 from core import snapshots
@@ -41,7 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=directory, default=Path("data"))
     parser.add_argument("--config", type=Path, default=Path("venue.toml"))
     parser.add_argument(
-        "--postgres", metavar="DSN", default=None, help="the PostgreSQL ledger store to check"
+        "--postgres",
+        metavar="DSN",
+        type=dsn,
+        default=None,
+        help="the PostgreSQL ledger store to check",
     )
 
 

@@ -1,6 +1,7 @@
 """`venue cluster` (cli/cluster.py): the local cluster up, usable, stopped by a signal."""
 
 import asyncio
+import os
 import re
 import signal
 import socket
@@ -59,3 +60,27 @@ def test_venue_cluster_comes_up_serves_orders_and_stops_on_sigterm(tmp_path: Pat
     assert "tokenvenue cluster stopped" in output_path.read_text()
     with socket.socket() as probe:  # the gateway is gone with the cluster
         assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_relative_dir_holds_every_roles_data_not_the_source_tree(tmp_path: Path) -> None:
+    """The finding: the roles run in the source tree, so with `--dir c` the logs went to
+    ./c but each core's and gateway's data directory to c/ under the source tree."""
+    output_path = tmp_path / "out.txt"
+    command = [sys.executable, "-m", "cli.main", "cluster", "--config", str(SAMPLE_CONFIG)]
+    command += ["--dir", "relative", "--nats-nodes", "1", "--sqlite"]
+    command += ["--cores", "1", "--gateways", "1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with output_path.open("wb") as output:
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, cwd=tmp_path, env=env
+        )
+    try:
+        _wait_for(output_path, "stop with Ctrl-C", process)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(STOP_TIMEOUT_S) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert not (ROOT / "relative").exists(), "a role's data went into the source tree"
+    assert (tmp_path / "relative" / "core-a" / "venue.lock").is_file()

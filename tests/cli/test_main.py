@@ -27,6 +27,7 @@ CONFIG = str(SAMPLE_CONFIG)
 RUN_TIMEOUT_S = 60  # one CLI process, start to exit, on a busy 2-core machine
 SERVE = [sys.executable, "-m", "cli.main", "serve", "--config", CONFIG]
 START_LINES_MAX = 20  # `venue serve` prints its URL within its first few lines
+SMALL_CLUSTER = ["--config", CONFIG, "--dir", "c", "--nats-nodes", "1", "--sqlite"]
 
 
 def venue(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -355,6 +356,18 @@ def test_a_malformed_url_is_one_line_not_a_traceback(
     failed_in_one_line(result, f"--url {url}")
 
 
+def test_a_demo_config_without_the_demo_keys_is_refused_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    """The finding: `venue demo --config` without the demo's API keys claimed the data dir,
+    started the server, then raised KeyError building the first bot: a traceback."""
+    sample = SAMPLE_CONFIG.read_text()
+    (tmp_path / "keyless.toml").write_text(sample[: sample.index("[[api_keys]]")])
+    result = venue(tmp_path, "demo", "--config", "keyless.toml", "--port", "0", "--seconds", "1")
+    failed_in_one_line(result, "keyless.toml", "demo-mm-alpha", "demo-taker")
+    assert listing(tmp_path) == ["keyless.toml"], "the demo claimed no data directory"
+
+
 def test_verify_on_a_missing_or_empty_data_dir_creates_nothing(tmp_path: Path) -> None:
     missing = venue(tmp_path, "verify", "--config", CONFIG, "--data-dir", "nothere")
     failed_in_one_line(missing, "nothere", "nothing to verify")
@@ -400,7 +413,16 @@ def test_lobster_synthetic_into_a_missing_folder_writes_nothing(tmp_path: Path) 
         (["serve", "--log-level", "loud"], ["--log-level", "loud"]),
         (["demo-engine", "--orders", "-5"], ["--orders", "-5"]),
         (["demo", "--config", CONFIG, "--seconds", "0"], ["--seconds"]),
+        (["demo", "--config", CONFIG, "--port", "99999"], ["--port", "99999"]),
+        (["demo", "--config", CONFIG, "--port", "-5"], ["--port", "-5"]),
+        (["bench"], ["venue bench", "required"]),
+        (["cluster", *SMALL_CLUSTER, "--gateways", "0"], ["--gateways", "0"]),  # a traceback
+        (["cluster", *SMALL_CLUSTER, "--cores", "0"], ["--cores", "0"]),  # a cluster with none
+        (["cluster", *SMALL_CLUSTER, "--cores", "27"], ["--cores", "27"]),
         (["ledger", "balances", "--data-dir", "nothere"], ["no ledger store"]),
+        (["ledger", "balances", "--postgres", ""], ["--postgres", "empty DSN"]),  # libpq's
+        (["verify", "--config", CONFIG, "--postgres", ""], ["--postgres", "empty DSN"]),
+        (["serve", "--config", CONFIG, "--postgres", ""], ["--postgres", "empty DSN"]),  # SQLite
         (["replay", "lobster", "--messages", "m.csv", "--orderbook", "b.csv"], ["m.csv"]),
         (["admin", "deposit", "one", "USD", "1"], ["account", "one"]),
         (["bench", "engine", "--ops", "-1"], ["--ops"]),

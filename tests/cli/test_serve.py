@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -445,13 +447,54 @@ def test_serve_prints_the_web_page_and_demo_keys_and_serves_the_page(tmp_path: P
             assert response.headers["Content-Type"] == "text/html; charset=utf-8"
             assert b"/static/app.js" in response.read()
         [rest_line] = [line for line in lines if line.startswith("  REST API: ")]
-        with urllib.request.urlopen(rest_line.split()[2] + "instruments", timeout=5) as response:
+        with urllib.request.urlopen(rest_line.split()[2], timeout=5) as response:
             assert response.status == 200
             assert b'"AAPLx-USD"' in response.read()
     finally:
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=RUN_TIMEOUT_S)
     assert server.returncode == 0
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_every_address_the_banner_prints_answers(tmp_path: Path, host: str) -> None:
+    """The findings: the REST API's address (/api/v1/) was a 404, and on an IPv6 host the
+    banner printed `ws://::1:PORT/...`, which no client can open (the brackets missing)."""
+    server = subprocess.Popen(
+        [*SERVE, "--host", host, "--port", "0", "--data-dir", str(tmp_path / "data")],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=_env(),
+    )
+    try:
+        assert server.stdout is not None
+        lines = []
+        for _ in range(START_LINES_MAX):  # bounded: the lines come first or never
+            lines.append(server.stdout.readline())
+            if lines[-1].startswith("stop with"):
+                break
+        urls = [url for line in lines for url in re.findall(r"\b(?:ws|http)://[^\s)]+", line)]
+        assert len(urls) == 5, lines  # two websockets, the page, a REST route, the OpenAPI
+        for url in urls:
+            assert urllib.parse.urlsplit(url).hostname == host, url
+            _assert_answers(url)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=RUN_TIMEOUT_S)
+    assert server.returncode == 0
+
+
+def _assert_answers(url: str) -> None:
+    """An http address answers 200; a websocket's, asked over plain HTTP, 426 (upgrade)."""
+    if url.startswith("http://"):
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.status == 200, url
+        return
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen("http://" + url.removeprefix("ws://"), timeout=5)
+    assert refused.value.code == 426, url
 
 
 def test_settle_heap_freezes_what_exists_and_collects_the_young_less_often() -> None:

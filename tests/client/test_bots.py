@@ -6,6 +6,7 @@ import datetime
 import socket
 import subprocess
 import sys
+import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -570,6 +571,55 @@ def test_a_bot_that_cannot_reach_the_venue_says_so_in_one_line_on_stderr() -> No
     lines = [line for line in done.stderr.splitlines() if "bot stopped" in line]
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert "bot stopped" not in done.stdout
+
+
+def test_a_bot_pointed_at_a_server_that_is_no_venue_says_so_in_one_line() -> None:
+    """The finding: a `--url` whose port answers HTTP but no websocket (a web server, say)
+    raised the client's InvalidMessage out of the bot: a traceback, exit status 1."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        answering = threading.Thread(target=_answer_not_a_websocket, args=(listener,))
+        answering.start()
+        command = [sys.executable, "-m", "cli.main", "bot", "taker", "--symbol", SYMBOL]
+        command += ["--rate", "1", "--seconds", "2", "--config", str(SAMPLE_CONFIG)]
+        command += ["--url", f"ws://127.0.0.1:{port}/ws/trade"]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        answering.join(READY_TIMEOUT_S)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("bot stopped: ") and len(done.stderr.splitlines()) == 1
+
+
+def _answer_not_a_websocket(listener: socket.socket) -> None:
+    """Answer one connection as a plain web server would: 200 and a page, then close."""
+    listener.settimeout(30.0)  # bounded: the bot connects within seconds or the test fails
+    connection, _ = listener.accept()
+    with connection:
+        connection.recv(4096)
+        connection.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+
+
+def test_a_bot_whose_venue_stops_under_it_exits_non_zero_saying_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The finding: a bot whose connection ended (the venue stopped or restarted) logged a
+    warning and exited 0, as after a clean run: a supervisor would not restart it."""
+    background = BackgroundVenue(tmp_path / "data").start()
+    stopping = threading.Timer(2.0, background.stop)  # once the maker quotes
+    stopping.start()
+    try:
+        status = _cli(
+            "bot", "market-maker", "--url", f"ws://127.0.0.1:{background.port}/ws/trade",
+            "--symbol", SYMBOL, "--spread", "10", "--size", "5", "--seconds", "30",
+            "--config", str(SAMPLE_CONFIG),
+        )  # fmt: skip
+    finally:
+        stopping.join(READY_TIMEOUT_S * 6)
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "bot stopped: the connection ended" in err, err
 
 
 def _unreachable_url() -> str:
