@@ -2,6 +2,7 @@
 PostgreSQL, across a crash (SIGKILL) and a clean stop, then verified from the outside."""
 
 import asyncio
+import contextlib
 import datetime
 import os
 import random
@@ -13,6 +14,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -418,9 +420,12 @@ def test_ledger_commands_refuse_an_unreachable_postgres(
     assert "venue: the PostgreSQL ledger store: " in capsys.readouterr().err
 
 
-def test_serve_prints_the_web_page_and_demo_keys_and_serves_the_page(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _banner(tmp_path: Path, *flags: str) -> Iterator[list[str]]:
+    """`venue serve` started with `flags` on a free port: the lines of its banner, then a
+    SIGTERM, after which it must have stopped cleanly."""
     server = subprocess.Popen(
-        [*SERVE, "--port", "0", "--data-dir", str(tmp_path / "data")],
+        [*SERVE, *flags, "--port", "0", "--data-dir", str(tmp_path / "data")],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -434,6 +439,15 @@ def test_serve_prints_the_web_page_and_demo_keys_and_serves_the_page(tmp_path: P
             lines.append(server.stdout.readline())
             if lines[-1].startswith("stop with"):
                 break
+        yield lines
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=RUN_TIMEOUT_S)
+    assert server.returncode == 0
+
+
+def test_serve_prints_the_web_page_and_demo_keys_and_serves_the_page(tmp_path: Path) -> None:
+    with _banner(tmp_path) as lines:
         [page_line] = [line for line in lines if line.startswith("  web page: ")]
         url = page_line.split()[2]
         assert url.startswith("http://127.0.0.1:") and url.endswith("/")
@@ -450,40 +464,18 @@ def test_serve_prints_the_web_page_and_demo_keys_and_serves_the_page(tmp_path: P
         with urllib.request.urlopen(rest_line.split()[2], timeout=5) as response:
             assert response.status == 200
             assert b'"AAPLx-USD"' in response.read()
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=RUN_TIMEOUT_S)
-    assert server.returncode == 0
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
 def test_every_address_the_banner_prints_answers(tmp_path: Path, host: str) -> None:
     """The findings: the REST API's address (/api/v1/) was a 404, and on an IPv6 host the
     banner printed `ws://::1:PORT/...`, which no client can open (the brackets missing)."""
-    server = subprocess.Popen(
-        [*SERVE, "--host", host, "--port", "0", "--data-dir", str(tmp_path / "data")],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=_env(),
-    )
-    try:
-        assert server.stdout is not None
-        lines = []
-        for _ in range(START_LINES_MAX):  # bounded: the lines come first or never
-            lines.append(server.stdout.readline())
-            if lines[-1].startswith("stop with"):
-                break
+    with _banner(tmp_path, "--host", host) as lines:
         urls = [url for line in lines for url in re.findall(r"\b(?:ws|http)://[^\s)]+", line)]
         assert len(urls) == 5, lines  # two websockets, the page, a REST route, the OpenAPI
         for url in urls:
             assert urllib.parse.urlsplit(url).hostname == host, url
             _assert_answers(url)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=RUN_TIMEOUT_S)
-    assert server.returncode == 0
 
 
 def _assert_answers(url: str) -> None:
