@@ -913,8 +913,9 @@ _WORD = re.compile(r"[-+]?[A-Za-z]{1,16}")  # a word where a value starts: 16 > 
 _VALUE_BEFORE = frozenset(":,[ \t\r\n")  # what may come before a value (or nothing)
 # A frame's not-JSON words read as `null` one at a time, each a new reading of the frame (of
 # at most MESSAGE_BYTES_MAX bytes): the bound of a refused frame's work. With more, its id is
-# not read (the msg says so).
-WORDS_READ_AS_NULL_MAX = 16
+# not read (the msg says so). 4: a 60 KB frame with its words at the end costs ~0.35 ms to
+# answer (each reading ~70 µs); 16 cost ~1.3 ms, a refused frame ten times a valid one's.
+WORDS_READ_AS_NULL_MAX = 4
 
 
 def oversize(frame: bytes | str, size_max: int = MESSAGE_BYTES_MAX) -> WireError | None:
