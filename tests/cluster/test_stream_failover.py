@@ -23,6 +23,7 @@ import pytest
 from client.sdk import VenueClient
 from cluster.local import LocalCluster
 from cluster.nats import NatsNode
+from core.cluster_nonces import NONCES_BUCKET
 from core.jetstream_journal import STREAM_DEFAULT
 from tests.cluster.running import local_cluster
 from tests.conftest import KEYS
@@ -38,8 +39,9 @@ ANSWER_WITHIN_S = 7.0
 ACKS_BEFORE_KILL = 20
 LOAD_AFTER_KILL_S = 4.0  # orders keep coming this long after the kill
 PACE_S = 0.1  # between a loop's orders: ~40 a second in all, under the order rate limit
-# What the venue writes with; none may be led by the node killed (an election is not this test's)
-LED_STREAMS = (STREAM_DEFAULT, "KV_venue_lease", "KV_venue_gateways")
+# What the venue writes with; none may be led by the node killed (an election is not this test's):
+# the nonces' bucket too, claimed at every logon (an election meanwhile: 503 NONCE_UNCHECKED)
+LED_STREAMS = (STREAM_DEFAULT, "KV_venue_lease", "KV_venue_gateways", f"KV_{NONCES_BUCKET}")
 WAIT_S = 20.0  # for a consumer to show up, a leader to move
 
 
