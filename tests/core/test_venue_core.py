@@ -141,7 +141,9 @@ def test_the_store_thread_is_handed_each_batchs_bookings_not_the_batch(tmp_path:
         core = _core(tmp_path)
         handed: list[object] = []
         book = core.store_thread.book
-        core.store_thread.book = lambda item: (handed.append(item), book(item))[1]  # type: ignore[method-assign]
+        core.store_thread.book = lambda item, commands: (handed.append(item), book(item, commands))[
+            1
+        ]  # type: ignore[method-assign]
         await core.start()  # a first start: the config's listings and accounts, journaled
         try:
             core.sequencer.submit(CancelAll(account=1), None)
