@@ -269,17 +269,7 @@ def test_a_start_refused_after_the_store_is_open_leaves_no_ledger_sqlite(tmp_pat
     ahead of the journal, the journal emptied and the store moved aside, as `venue verify`
     suggests for a rebuild gone wrong) left the `ledger.sqlite` the start had made."""
     data_dir = tmp_path / "data"
-    command = [sys.executable, "-m", "cli.main", "serve", "--config", str(SAMPLE_CONFIG)]
-    command += ["--data-dir", str(data_dir), "--port", "0"]
-    server = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        assert _listening(server), "the venue did not start"
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=STOP_TIMEOUT_S)
-    assert server.returncode == 0
+    _served_until_listening(data_dir)
     assert list(data_dir.glob("snapshot-*.bin")), "a clean stop writes a snapshot"
     (data_dir / "journal.log").write_bytes(b"")
     for store_file in data_dir.glob("ledger.sqlite*"):
@@ -516,15 +506,22 @@ def test_a_sigterm_as_soon_as_the_banner_is_out_stops_cleanly(tmp_path: Path) ->
     listening killed it (exit -15, no clean stop) about two times in three."""
     data_dir = tmp_path / "data"
     for _ in range(3):  # the window was narrow: each start is a chance to fall into it
-        command = [sys.executable, "-m", "cli.main", "serve", "--config", str(SAMPLE_CONFIG)]
-        command += ["--data-dir", str(data_dir), "--port", "0"]
-        server = subprocess.Popen(
-            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        try:
-            assert _listening(server), "the venue did not start"
-        finally:
-            server.send_signal(signal.SIGTERM)
-            output, _ = server.communicate(timeout=STOP_TIMEOUT_S)
-        assert server.returncode == 0, output
+        output = _served_until_listening(data_dir)
         assert "tokenvenue stopped cleanly" in output
+
+
+def _served_until_listening(data_dir: Path) -> str:
+    """`venue serve` on the sample config, SIGTERM as soon as it listens: its output, once it
+    has exited 0."""
+    command = [sys.executable, "-m", "cli.main", "serve", "--config", str(SAMPLE_CONFIG)]
+    command += ["--data-dir", str(data_dir), "--port", "0"]
+    server = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        assert _listening(server), "the venue did not start"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=STOP_TIMEOUT_S)
+    assert server.returncode == 0, output
+    return output
