@@ -66,7 +66,7 @@ RESEND_CHECK_S: Final = 0.5
 # this answer, not its own timeout, with time left to check the request.
 OUTCOME_WAIT_S: Final = 20.0
 START_TIMEOUT_S: Final = 60.0  # for the stream to exist and the replica to catch up
-DRAIN_TIMEOUT_S: Final = 10.0  # a stopping gateway waits this long for outcomes owed
+DRAIN_TIMEOUT_S: Final = 10.0  # a stopping gateway waits this long for outcomes still owed
 SUBMISSIONS_MAX: Final = 5_000  # commands per NATS message (well under max_payload)
 PENDING_MESSAGES_MAX: Final = 1_000_000  # the replica's subscription buffer, in records
 GATEWAY_LEASE_BUCKET: Final = "venue_gateways"  # one key per gateway process: its id
@@ -230,6 +230,11 @@ class GatewayListener(CoreListener, Protocol):
         answered as unknown now; their outcomes come back later as usual, through `executed`
         and `released`, and must not be answered again), and the barriers behind them, due
         now (released as `released` does)."""
+
+    def is_client_request(self, origin: Any) -> bool:
+        """True when `origin` is a client's request, answered as unknown when overdue (so a
+        stop need not wait for its outcome); False for the gateway's own commands (a closed
+        session's cod cancels, dead-man arms), whose outcomes a stop waits for."""
 
 
 class Replica:
@@ -447,7 +452,8 @@ class _Waiting:
     origin: Any
     events: list[Event] | None = None
     sent_s: float = 0.0  # a command's first send (monotonic): `OUTCOME_WAIT_S` counts from it
-    overdue: bool = False  # its origin was answered as unknown (`NatsBus.settle_overdue`)
+    overdue: bool = False  # its origin was told as unknown (`NatsBus.settle_overdue`)
+    answered: bool = False  # overdue, and a client's request: answered already (504)
 
 
 @dataclass(slots=True, frozen=True, eq=False)
@@ -491,8 +497,11 @@ class NatsBus:
         self._unanswered: deque[Submission] = deque()  # sent, no outcome yet
         self._send_scheduled = False
         self._last_progress = time.monotonic()
+        # Set while every entry of `_waiting` is a request answered as unknown already: what
+        # `drain` waits for (those are answered; their outcomes may take a core's return).
         self._idle = asyncio.Event()
         self._idle.set()
+        self._answered_waiting = 0  # entries of `_waiting` whose `answered` is set
 
     @property
     def epoch(self) -> int:
@@ -524,12 +533,15 @@ class NatsBus:
         """Release `origin` behind every command this gateway submitted before it."""
         if self._waiting:
             self._waiting.append(_Waiting(0, origin, events))
+            self._idle.clear()  # owed to its client: behind the commands before it
         else:
             self.core.release_barriers([Executed(0, None, events or [], origin)])
 
     async def drain(self) -> bool:
-        """Wait (bounded) until every command submitted so far has come back: False when
-        some had not after `DRAIN_TIMEOUT_S` (no core active, NATS unreachable)."""
+        """Wait (bounded) until every command submitted so far has come back, but for the
+        requests answered as unknown already (`settle_overdue`: their clients have their
+        answer): False when some had not after `DRAIN_TIMEOUT_S` (no core active, NATS
+        unreachable)."""
         try:
             await asyncio.wait_for(self._idle.wait(), DRAIN_TIMEOUT_S)
         except TimeoutError:
@@ -558,8 +570,9 @@ class NatsBus:
         waiting = self._waiting
         early = self._due_barriers()  # barriers before it were due already
         assert waiting and waiting[0].request == origin.request, "outcomes out of order"
-        local = waiting.popleft().origin
-        return local, early + self._due_barriers()
+        head = waiting.popleft()
+        self._answered_waiting -= head.answered
+        return head.origin, early + self._due_barriers()
 
     def _due_barriers(self) -> list[Executed]:
         due = []
@@ -569,7 +582,7 @@ class NatsBus:
         return due
 
     def progressed(self) -> None:
-        if not self._waiting:
+        if len(self._waiting) == self._answered_waiting:  # none, or only answered ones
             self._idle.set()
 
     def _send(self) -> None:
@@ -616,6 +629,8 @@ class NatsBus:
             elif head.overdue or now_s - head.sent_s >= OUTCOME_WAIT_S:
                 if not head.overdue:
                     head.overdue = True
+                    head.answered = self.core.listener.is_client_request(head.origin)
+                    self._answered_waiting += head.answered
                     settled.append(Overdue(head.origin, now_s - head.sent_s))
                 kept.append(head)
             else:

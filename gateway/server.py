@@ -383,6 +383,11 @@ class VenueServer:
                 self.dispatcher.answer_unknown(overdue.origin, message)
         self.released(due)  # (flushes the outboxes, with none due too)
 
+    def is_client_request(self, origin: Any) -> bool:
+        """Overdue, a client's request is answered `OUTCOME_UNKNOWN` (`outcomes_overdue`); a
+        cod cancel's or a dead-man arm's origin is no request: a stop waits for its outcome."""
+        return type(origin) is Pending
+
     def placed_with_cod(self, executed: Executed) -> None:
         """A cluster gateway's place with cod on came back from the core: if its session
         closed meanwhile (say on a lost lease, with the place in flight), that close's cod

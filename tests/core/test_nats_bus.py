@@ -102,6 +102,9 @@ class _Listener:
             kind = "unknown" if type(item) is Overdue else "released"
             self.calls.append(f"{kind} {item.origin}")
 
+    def is_client_request(self, origin: Any) -> bool:
+        return origin != "cod cancel"  # the test's names: a client's, but for this one
+
 
 class _LeaseEndingAsARecordComesBack:
     """A gateway's lease whose term is found over in the loop turn in which a record came
@@ -214,3 +217,31 @@ def test_a_nats_error_repeated_at_every_reconnect_attempt_is_logged_once_a_while
         asyncio.run(log_error(refused))
     assert len(caplog.records) == 4
     assert "3 more times since last logged" in caplog.records[-1].getMessage()
+
+
+def test_a_stop_waits_for_no_outcome_answered_as_unknown_but_for_every_other() -> None:
+    """Found in session 23: a gateway stopping (SIGTERM) with a request answered 504
+    `OUTCOME_UNKNOWN` (no core active) waited out `DRAIN_TIMEOUT_S` (10 s, twice: for the
+    answers, then for the closes' cod cancels) for an outcome its client had its answer
+    for. A command owed to no client yet (a cod cancel, sent after) is still waited for."""
+    bus = NatsBus(config.load(SAMPLE_CONFIG), "nats://127.0.0.1:4222", _Listener(), "gw-t")
+    bus.nc = cast(Any, _Publisher())
+    bus.core.live = True
+
+    async def stop_after_an_unknown_outcome() -> None:
+        bus.submit(PLACE, "place")
+        await asyncio.sleep(0)  # the turn's end: sent
+        bus.settle_overdue(bus._waiting[0].sent_s + OUTCOME_WAIT_S)  # answered 504
+        assert await asyncio.wait_for(bus.drain(), 1.0)  # main: TimeoutError (10 s)
+        bus.submit(PLACE, "cod cancel")
+        bus.barrier("query")
+        await asyncio.sleep(0)
+        bus.settle_overdue(bus._waiting[1].sent_s + OUTCOME_WAIT_S)  # overdue: nobody to tell
+        assert not bus._idle.is_set(), "its outcome is still owed: a stop waits (bounded)"
+        for seq in (1, 2):  # both come back, in order: nothing is owed any more
+            payload = ClusterCodec().encode(Executed(seq, PLACE, [], Origin(bus.gateway_id, seq)))
+            bus.core._execute(seq, payload)
+        bus.core.flush_now()
+        assert await asyncio.wait_for(bus.drain(), 1.0) and not bus._waiting
+
+    asyncio.run(stop_after_an_unknown_outcome())
