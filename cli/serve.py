@@ -30,7 +30,7 @@ from cli.failures import CommandFailed, check_data_dir, describe_os_error
 from client import demo_data
 from core import config as venue_config
 from core.journal import Journal, JournalError
-from core.venue_core import JOURNAL_FILE, check_data_dir_free, now_us
+from core.venue_core import JOURNAL_FILE, check_data_dir_free, missing_dirs, now_us
 from gateway.server import VenueServer
 from settlement.pg_store import wait_until_up
 from settlement.store import LedgerStoreError
@@ -269,6 +269,16 @@ async def _unless_stopped(work: Coroutine[Any, Any, T], stopping: asyncio.Event)
     return None
 
 
+def remove_if_empty(made: list[Path]) -> None:
+    """Take back the directories a start made (`missing_dirs`, the deepest first) that it
+    left empty: a start that never served leaves no trace. One holding anything stays."""
+    for directory in made:
+        try:
+            directory.rmdir()
+        except OSError:  # not empty (files of its, another start's), or gone: left as is
+            return
+
+
 def _stop_signal() -> asyncio.Event:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -310,14 +320,21 @@ async def _serve_gateway(
     from core.nats_bus import NatsBus
 
     stopping = _stop_signal()
-    server = VenueServer(
-        config, data_dir, bus=lambda listener: NatsBus(config, nats_url, listener, name)
-    )
-    try:  # NATS may be down: the start waits for it, unless told to stop
+    made = missing_dirs(data_dir)  # the directories this start makes (`VenueServer`)
+    try:
+        server = VenueServer(
+            config, data_dir, bus=lambda listener: NatsBus(config, nats_url, listener, name)
+        )
+        # NATS may be down: the start waits for it, unless told to stop
         bound = await _unless_stopped(server.start(host, port), stopping)
     except OSError as failed:
+        remove_if_empty(made)
         raise CommandFailed(f"cannot start on {host}:{port}: {describe_os_error(failed)}") from None
+    except BaseException:
+        remove_if_empty(made)
+        raise
     if bound is None:  # nothing served, nothing held: the process's end closes what it opened
+        remove_if_empty(made)
         print(f"tokenvenue gateway {name} stopped before it started", flush=True)
         return
     settle_heap()

@@ -185,7 +185,8 @@ def test_serve_with_an_unreachable_nats_fails_in_one_line(tmp_path: Path) -> Non
 def test_a_cluster_role_waiting_for_nats_stops_at_sigterm(tmp_path: Path, role: str) -> None:
     """Found in session 22: a core or a gateway started while NATS is down waits for it (its
     connection retries without end, a warning each try), and ignored SIGTERM meanwhile (the
-    handler set an event nobody waited on): a supervisor could only kill it."""
+    handler set an event nobody waited on): a supervisor could only kill it. Found in
+    session 23: the gateway left the data directory it had made, empty, behind."""
     (port,) = free_ports(1)
     command = [*SERVE, "--role", role, "--name", "x", "--data-dir", str(tmp_path / role)]
     server = subprocess.Popen(
@@ -200,6 +201,7 @@ def test_a_cluster_role_waiting_for_nats_stops_at_sigterm(tmp_path: Path, role: 
         expect_line(server.stderr, "Connection refused")  # trying NATS: the handlers are set
         server.send_signal(signal.SIGTERM)
         assert server.wait(RUN_TIMEOUT_S) == 0
+        assert not (tmp_path / role).exists()  # main: the gateway's, made and left empty
     finally:
         if server.poll() is None:
             server.kill()
