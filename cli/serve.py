@@ -7,7 +7,8 @@ lease another venue or a cluster's core holds (`--nats`), a journal or snapshot 
 trust, or a PostgreSQL ledger store it cannot reach (`cli.failures.CommandFailed`). A
 refusal once the data directory is locked takes back what the start made there, the lock
 file, a new ledger.sqlite and the directory too (`VenueCore`; the lease's files with
-`--nats`: `VenueLease.give_back`); a file there that is a symbolic link to nothing is
+`--nats`: `VenueLease.give_back`, and the stream, if this start created it and it is still
+empty); a file there that is a symbolic link to nothing is
 refused (docs/gateway.md, "Operating"). A PostgreSQL store not up yet is waited for, up to
 `settlement.pg_store.START_WAIT_S`.
 """
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import errno
 import gc
+import logging
 import signal
 import socket
 from collections.abc import Callable, Coroutine
@@ -29,13 +31,16 @@ from cli import logs
 from cli.failures import CommandFailed, check_data_dir, describe_os_error
 from client import demo_data
 from core import config as venue_config
-from core.journal import Journal, JournalError
+from core.journal import JournalError
 from core.venue_core import JOURNAL_FILE, check_data_dir_free, missing_dirs, now_us
 from gateway.server import VenueServer
 from settlement.pg_store import wait_until_up
 from settlement.store import LedgerStoreError
 
+log = logging.getLogger("venue.serve")
+
 if TYPE_CHECKING:
+    from core.jetstream_journal import JetStreamJournal
     from core.venue_lease import VenueLease
 
 T = TypeVar("T")
@@ -163,7 +168,7 @@ def check_port_free_or_core(role: str, host: str, port: int) -> None:
         check_port_free(host, port)
 
 
-async def _on_stream(urls: str, data: Path) -> tuple["VenueLease", Journal]:
+async def _on_stream(urls: str, data: Path) -> tuple["VenueLease", "JetStreamJournal"]:
     """The lease, then the JetStream journal at `urls` (opened once the lease is held, so it
     reads the stream's end with nobody else writing). Refused, in one line and creating
     nothing: a data directory another venue holds (checked first, as without `--nats`),
@@ -181,6 +186,20 @@ async def _on_stream(urls: str, data: Path) -> tuple["VenueLease", Journal]:
         await lease.give_back()
         raise
     return lease, journal
+
+
+async def _delete_new_stream(urls: str) -> None:
+    """A start refused after its journal created the stream: the stream goes too, if still
+    empty, so that NATS is as the start found it (`delete_if_empty`); a failure to delete is
+    logged, and the refusal is reported as it was."""
+    import nats.errors
+
+    from core.jetstream_journal import STREAM_DEFAULT, delete_if_empty
+
+    try:
+        await delete_if_empty(urls)
+    except (JournalError, nats.errors.Error) as failed:
+        log.warning("the stream %s this start created is left: %r", STREAM_DEFAULT, failed)
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -216,6 +235,8 @@ async def _serve(
         server = VenueServer(config, data, journal)
         bound = await server.start(host, port)
     except BaseException as failed:
+        if journal is not None and journal.created:  # still held: nobody appended since
+            await _delete_new_stream(nats_url)
         if lease is not None:  # a start that failed: the next need not wait for the TTL,
             await lease.give_back()  # and the data directory is as it was (the core's too)
         if isinstance(failed, OSError):  # the port taken since the check, a disk error

@@ -173,6 +173,7 @@ class JetStreamJournal:
         self.stream = stream
         self.subject = subject
         self.replicas = replicas  # None until opened: then what the cluster calls for
+        self.created = False  # this object made the stream: a refused start deletes it
         # Unique per object: a retry of our own publish dedupes; another writer's never does.
         self._writer_id = secrets.token_hex(8)
         self._pending: list[_Pending] = []
@@ -242,6 +243,7 @@ class JetStreamJournal:
                 deny_purge=True,
             )
             info = await _retry_unavailable(lambda: js.add_stream(config))
+            self.created = True
             logger.info("created JetStream stream %s (R=%d)", self.stream, self.replicas)
         self._check_config(info.config)
         state = info.state
@@ -527,6 +529,25 @@ async def connect(servers: list[str], name: str, **options: Any) -> Client:
         )
     except Exception as error:  # nats-py raises several kinds for "nobody answered"
         raise JournalUnavailable(f"cannot reach NATS at {','.join(servers)}: {error!r}") from error
+
+
+async def delete_if_empty(servers: str | Sequence[str], stream: str = STREAM_DEFAULT) -> bool:
+    """Delete `stream` if it holds no message (never one written to): a start refused after
+    its journal created the stream (`JetStreamJournal.created`) gives it back, so that NATS
+    is left as the start found it. Called by the lease's holder, so nobody else appends
+    meanwhile. True when deleted; `JournalUnavailable` when NATS did not answer."""
+    nc = await connect(server_list(servers), "venue-give-back")
+    try:
+        js = nc.jetstream(timeout=REQUEST_TIMEOUT_S)
+        try:
+            info = await _retry_unavailable(lambda: js.stream_info(stream), REQUEST_TIMEOUT_S)
+        except nats.js.errors.NotFoundError:
+            return False
+        if info.state.messages or info.state.last_seq:
+            return False  # written to: a venue's, whatever refused this start
+        return bool(await _retry_unavailable(lambda: js.delete_stream(stream), REQUEST_TIMEOUT_S))
+    finally:
+        await close_connection(nc)
 
 
 def cluster_replicas(nc: Client) -> int:

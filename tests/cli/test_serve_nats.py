@@ -16,7 +16,7 @@ import pytest
 from client.sdk import VenueClient
 from cluster.nats import NatsCluster, free_ports
 from core.cluster_core import LEASE_TTL_S
-from core.jetstream_journal import STREAM_DEFAULT, JetStreamJournal
+from core.jetstream_journal import STREAM_DEFAULT, JetStreamJournal, JournalStreamMissing
 from tests.cli.test_main import (
     CONFIG,
     RUN_TIMEOUT_S,
@@ -252,7 +252,8 @@ def test_a_venue_on_a_new_stream_refused_by_its_config_leaves_its_data_directory
     """With `--nats` the config is checked only once the stream is open (the venue may exist
     there already): a bill a year and more out refused the start after the lease, the
     directory's ledger store and epochs file were made, leaving `lease.lock`, `lease.runs`,
-    `ledger.sqlite` and `epochs.json` in the directory (session 22)."""
+    `ledger.sqlite` and `epochs.json` in the directory (session 22), and the stream it had
+    created, empty, on NATS (session 23)."""
     text = Path(CONFIG).read_text()
     last = bill_dates(text)[-1]
     far = datetime.datetime.now(datetime.UTC).date() + datetime.timedelta(days=400)
@@ -272,6 +273,8 @@ def test_a_venue_on_a_new_stream_refused_by_its_config_leaves_its_data_directory
     assert result.returncode == 2, result.stderr
     assert "venue: cannot start: config: TB-" in result.stderr
     assert list(data_dir.iterdir()) == []
+    with pytest.raises(JournalStreamMissing):  # main: the stream it made, empty, was left
+        JetStreamJournal(nats_node.url, create=False)
 
 
 def serve_refused_while_held(
