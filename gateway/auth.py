@@ -10,7 +10,8 @@ exactly while a replay of its signed message could still pass the timestamp chec
 (`ts + recv_window`), so memory holds only the last two windows' logons, and at most
 `NONCES_PER_KEY_MAX` per key; the authenticator's clock never runs backwards. On a cluster
 a nonce the authenticator let through is then claimed cluster-wide (`claim_cluster_wide`,
-awaited by the gateway): a replay through another gateway is refused as one through this.
+awaited by the gateway): a replay through another gateway is refused as one through this; a
+claim unanswered forgets the nonce again (its message was refused, nothing done).
 """
 
 import hashlib
@@ -47,8 +48,9 @@ UNKNOWN_KEY_SECRET = "no key has this secret; it only makes refusals alike"
 NOT_SIGNED = "api_key unknown or sig does not match the logon payload"
 NONCE_REUSED_MESSAGE = "nonce already used within the window"
 NONCE_UNCHECKED_MESSAGE = (
-    "nonce not checked: the cluster's record of used nonces did not answer; nothing done,"
-    " sign again with a new nonce and retry"
+    "nonce not checked: the cluster's record of used nonces did not answer; nothing done."
+    " Retry: sign again with a new nonce (anywhere), or send the same signed message again"
+    " to this gateway within its window"
 )
 
 
@@ -276,6 +278,20 @@ class Authenticator:
             return len(self._nonces.get(api_key, ()))
         return len(self._expiries)
 
+    def forget(self, api_key: str, nonce: str) -> None:
+        """Let `nonce` pass again: its message was refused before anything was done (its
+        cluster-wide claim went unanswered), so the same message sent again is no replay
+        here; the cluster's claim still decides (`claim_cluster_wide`). Rare (NATS failing):
+        the heap is rebuilt without it."""
+        used = self._nonces.get(api_key, {})
+        until_us = used.pop(nonce, None)
+        if until_us is None:
+            return  # forgotten already: its window is over
+        if not used:
+            del self._nonces[api_key]
+        self._expiries.remove((until_us, api_key, nonce))
+        heapq.heapify(self._expiries)
+
     def _remember(self, api_key: str, nonce: str, until_us: int) -> None:
         used = self._nonces.setdefault(api_key, {})
         assert nonce not in used, "a remembered nonce has exactly one expiry in the heap"
@@ -294,14 +310,19 @@ class Authenticator:
                 del self._nonces[api_key]
 
 
-async def claim_cluster_wide(nonces: SharedNonces, api_key: str, nonce: str) -> None:
-    """On a cluster's gateway, after `Authenticator.check` let a message through: AuthError
-    unless no gateway of the cluster has used its nonce (`NONCE_REUSED`, as a replay through
-    this one is), or if that could not be checked (503 `NONCE_UNCHECKED`: never let through
-    unchecked). One round trip to NATS per logon or signed request."""
+async def claim_cluster_wide(
+    nonces: SharedNonces, auth: Authenticator, api_key: str, nonce: str
+) -> None:
+    """On a cluster's gateway, after `auth.check` let a message through: AuthError unless no
+    gateway of the cluster has used its nonce (`NONCE_REUSED`, as a replay through this one
+    is), or if that could not be checked (503 `NONCE_UNCHECKED`: never let through
+    unchecked). One round trip to NATS per logon or signed request. Unchecked, the nonce is
+    forgotten by `auth` again, so the same message can be sent again: the claim it makes
+    then takes the nonce only if no gateway has used it (`SharedNonces.claim`)."""
     try:
         first = await nonces.claim(api_key, nonce)
     except NonceUnchecked as unanswered:
+        auth.forget(api_key, nonce)
         raise AuthError(ErrorCode.NONCE_UNCHECKED, NONCE_UNCHECKED_MESSAGE) from unanswered
     if not first:
         raise AuthError(ErrorCode.NONCE_REUSED, NONCE_REUSED_MESSAGE)

@@ -387,7 +387,7 @@ class Dispatcher:
         refused: AuthError | None = None
         p: Any = request.params
         try:
-            await claim_cluster_wide(nonces, key.key, p.nonce)
+            await claim_cluster_wide(nonces, self.auth, key.key, p.nonce)
         except AuthError as error:
             refused = error
         later, session.held = session.held, None

@@ -305,7 +305,7 @@ class RestApi:
         replay if another gateway (or this one) used it, 503 if that could not be checked."""
         api_key, nonce = exchange.headers["x-api-key"], exchange.headers["x-nonce"]
         try:
-            await claim_cluster_wide(nonces, api_key, nonce)
+            await claim_cluster_wide(nonces, self.server.auth, api_key, nonce)
         except AuthError as refused:
             self._log_refusal(answers, api_key, exchange.path, refused)
             _respond_error(exchange, refused.code, refused.message)

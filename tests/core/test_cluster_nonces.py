@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Iterator
 
 import nats
+import nats.js.errors
 import pytest
 
 from cluster.nats import NatsCluster
@@ -19,7 +20,13 @@ from core.cluster_nonces import (
 )
 from engine.reasons import ErrorCode
 from gateway import wire
-from gateway.auth import RECV_WINDOW_MS_MAX, AuthError, claim_cluster_wide
+from gateway.auth import (
+    RECV_WINDOW_MS_MAX,
+    Authenticator,
+    AuthError,
+    KeyStore,
+    claim_cluster_wide,
+)
 
 TIMEOUT_S = 30  # the whole scenario; each claim is bounded by CLAIM_TIMEOUT_S
 
@@ -84,8 +91,9 @@ def test_nats_gone_is_unchecked_not_a_success(node: NatsCluster) -> None:
             await asyncio.to_thread(node.nodes[0].kill)
             with pytest.raises(NonceUnchecked):
                 await nonces.claim("demo-taker", "during")
+            auth = Authenticator(KeyStore(()))
             with pytest.raises(AuthError) as refused:  # as the gateway answers it: retryable
-                await claim_cluster_wide(nonces, "demo-taker", "during, again")
+                await claim_cluster_wide(nonces, auth, "demo-taker", "during, again")
             assert refused.value.code is ErrorCode.NONCE_UNCHECKED
             assert wire.rejection_status(refused.value.code) == 503
         finally:
@@ -93,3 +101,47 @@ def test_nats_gone_is_unchecked_not_a_success(node: NatsCluster) -> None:
                 await client.close()
 
     asyncio.run(asyncio.wait_for(scenario(), TIMEOUT_S))
+
+
+def test_a_message_sent_again_after_an_unanswered_claim_takes_its_nonce_once(
+    node: NatsCluster,
+) -> None:
+    """Found in session 23: a claim unanswered (503 `NONCE_UNCHECKED`) burnt the nonce: the
+    same signed message sent again was refused, though nothing had been done for it. Sent
+    again now, it is taken, once, whether or not the unanswered claim landed (nats-py keeps
+    a write made while disconnected and sends it on reconnecting): a key holding that
+    claim's token was made by a claim whose message was refused, so nobody used the nonce.
+    Any other gateway, or this one a second time, finds it used."""
+
+    async def scenario() -> list[bool]:
+        first = await nats.connect(node.urls, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+        try:
+            a = SharedNonces(replicas=1)
+            await a.start(first)
+            await asyncio.to_thread(node.nodes[0].kill)
+            with pytest.raises(NonceUnchecked):  # its create is kept by nats-py meanwhile
+                await a.claim("demo-taker", "lost")
+            await asyncio.to_thread(node.restart, 0)
+            while not first.is_connected:  # bounded by TIMEOUT_S: reconnects every 0.2 s
+                await asyncio.sleep(0.05)
+            second = await nats.connect(node.urls)
+            b = SharedNonces(replicas=1)
+            await b.start(second)
+            kv = await second.jetstream().key_value(NONCES_BUCKET)
+            key = nonce_key("demo-taker", "lost")
+            while True:  # bounded by TIMEOUT_S: sent on reconnecting, before any later write
+                with contextlib.suppress(nats.js.errors.KeyNotFoundError):
+                    await kv.get(key)  # the unanswered claim landed
+                    break
+                await asyncio.sleep(0.05)
+            claims = [
+                await a.claim("demo-taker", "lost"),  # main: False (a replay of itself)
+                await b.claim("demo-taker", "lost"),
+                await a.claim("demo-taker", "lost"),
+            ]
+            await second.close()
+            return claims
+        finally:
+            await first.close()
+
+    assert asyncio.run(asyncio.wait_for(scenario(), TIMEOUT_S)) == [True, False, False]

@@ -280,6 +280,23 @@ def test_a_clock_stepping_back_cannot_revive_a_forgotten_nonce() -> None:
     assert refused(auth, nonce="n", now_us=NOW_US) is ErrorCode.TIMESTAMP_OUT_OF_WINDOW
 
 
+def test_a_nonce_forgotten_after_an_unanswered_claim_passes_once_more_then_expires() -> None:
+    """A cluster gateway forgets a nonce whose cluster-wide claim went unanswered (its message
+    refused 503, nothing done): the same message passes here again, then is a replay; the
+    others' memory and expiries are kept as they were."""
+    auth = authenticator()
+    logon(auth, nonce="lost")
+    logon(auth, nonce="kept", now_us=NOW_US + 1)
+    auth.forget(TRADER.key, "lost")
+    auth.forget(TRADER.key, "never used")  # (nothing to forget: no error)
+    assert auth.nonces_remembered() == 1
+    assert logon(auth, nonce="lost", now_us=NOW_US + 2).account == 7  # main: NONCE_REUSED
+    assert refused(auth, nonce="lost", now_us=NOW_US + 3) is ErrorCode.NONCE_REUSED
+    assert refused(auth, nonce="kept", now_us=NOW_US + 3) is ErrorCode.NONCE_REUSED
+    logon(auth, nonce="later", now_us=NOW_US + WINDOW_US + 3)  # both windows over: forgotten
+    assert auth.nonces_remembered() == 1
+
+
 # --------------------------------------------------------------------------- keys and scopes
 
 
