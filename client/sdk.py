@@ -26,6 +26,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
+from engine.reasons import ErrorCode
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
 from gateway.market_data import BOOK_DEPTHS, LocalBook
 
@@ -35,6 +36,11 @@ REQUEST_TIMEOUT_S = 30.0  # a request unanswered by then raises RequestTimeout
 # long it takes (a long admin command, a query that waits by design)
 NO_TIMEOUT = math.inf
 RECONNECT_DELAYS_S = (0.1, 0.3, 1.0, 2.0, 5.0)  # then it gives up and says so in a push
+# A cluster gateway's logon refused 503 NONCE_UNCHECKED (NATS did not answer its nonce claim
+# within 2 s: a node down, a leader election of ~3 s) is signed again with a new nonce and
+# sent again after each delay; then the refusal is raised. ~7.75 s of pauses plus up to 2 s
+# per attempt: longer than an election, well under the request timeout's order.
+LOGON_RETRY_DELAYS_S = (0.25, 0.5, 1.0, 2.0, 4.0)
 # requests that change no order, fund or setting: one whose answer never came is asked again
 # safely; for any other the outcome is unknown (`outcome_unknown` on the errors below)
 QUERY_METHODS = frozenset(
@@ -246,7 +252,9 @@ class RequestTimeout(TimeoutError):
 class VenueClient:
     """One connection. With `auto_resume`, a connection that drops is reopened (one try
     after each of `reconnect_delays_s`, then a `gave_up` notice), logged on again and
-    resubscribed with since_seq. `packed` (the default) asks for packed frames: fewer
+    resubscribed with since_seq. A logon refused 503 `NONCE_UNCHECKED` (a cluster gateway
+    could not check its nonce) is signed anew and sent again after each of
+    `logon_retry_delays_s`, then raised. `packed` (the default) asks for packed frames: fewer
     frames to read, the same messages. A request unanswered within `request_timeout_s`
     raises `RequestTimeout`; `request(..., timeout_s=)` overrides it for one call. NO_TIMEOUT
     (math.inf) waits without a limit, for one call or, as `request_timeout_s`, for all (None
@@ -260,12 +268,15 @@ class VenueClient:
         *,
         reconnect_delays_s: Iterable[float] = RECONNECT_DELAYS_S,
         request_timeout_s: float | None = REQUEST_TIMEOUT_S,
+        logon_retry_delays_s: Iterable[float] = LOGON_RETRY_DELAYS_S,
     ) -> None:
         self.url = url
         self.request_timeout_s = request_timeout_s  # checked: see the property
         self.packed = packed
         self.auto_resume = auto_resume
         self.reconnect_delays_s = tuple(reconnect_delays_s)
+        self.logon_retry_delays_s = tuple(logon_retry_delays_s)
+        self.logon_retries = 0  # logons sent again after NONCE_UNCHECKED, for tests and logs
         self.resumed = 0  # how many times the connection was reopened
         self.gave_up = False  # auto_resume tried every delay and failed; connect() clears it
         self._closing = False
@@ -417,18 +428,33 @@ class VenueClient:
         return f"{state}; resume() reopens it"
 
     async def logon(self, api_key: str, secret: str) -> Any:
+        """Log on with the key; refused 503 `NONCE_UNCHECKED` (nothing done), signed again
+        with a new nonce and sent again after each of `logon_retry_delays_s` (the venue says
+        either that or the same message may be sent again: a new nonce is taken through any
+        gateway, after a reconnect too). Any other refusal is raised at once."""
         self._credentials = (api_key, secret)
+        for delay_s in self.logon_retry_delays_s:
+            try:
+                return await self.request("session.logon", self._logon_params(api_key, secret))
+            except VenueError as refused:
+                if refused.code != ErrorCode.NONCE_UNCHECKED:
+                    raise
+            await asyncio.sleep(delay_s)
+            self.logon_retries += 1
+        return await self.request("session.logon", self._logon_params(api_key, secret))
+
+    def _logon_params(self, api_key: str, secret: str) -> dict[str, Any]:
+        """A logon's params, signed now with a nonce of its own."""
         ts = time.time_ns() // 1_000
         nonce = f"{ts}-{next(self._ids)}"
         sig = sign_logon(secret, api_key, ts, nonce, RECV_WINDOW_MS_DEFAULT)
-        params = {
+        return {
             "api_key": api_key,
             "ts": ts,
             "nonce": nonce,
             "sig": sig,
             "recv_window": RECV_WINDOW_MS_DEFAULT,
         }
-        return await self.request("session.logon", params)
 
     async def resume(self) -> None:
         """Reconnect, log on again (if `logon` was called), resubscribe the private stream

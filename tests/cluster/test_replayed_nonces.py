@@ -18,6 +18,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from client.rest import RestClient
+from client.sdk import VenueClient
 from cluster.local import LocalCluster
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, RECV_WINDOW_MS_MAX, sign_logon
 from tests.cluster.running import local_cluster
@@ -159,3 +160,24 @@ def sent_again_until_checked(url: str, frame: bytes) -> dict[str, Any]:
         if refusal(answer) != (503, "NONCE_UNCHECKED") or time.monotonic() > deadline:
             return answer
         time.sleep(0.2)
+
+
+def test_the_sdk_logs_on_through_a_nats_outage_signing_again(cluster: LocalCluster) -> None:
+    """The SDK raised the first 503 `NONCE_UNCHECKED` of a logon (session 23); it signs again
+    with a new nonce and retries, a bounded number of times with backoff
+    (`LOGON_RETRY_DELAYS_S`): a logon started while NATS is down logs on once it is back.
+    Kills the cluster's NATS too (restarted before the logon can pass)."""
+    _, b = cluster.gateways
+
+    async def logon_across_an_outage() -> tuple[Any, int]:
+        async with VenueClient(b.url) as client:
+            cluster.nats.nodes[0].kill()
+            try:
+                logging_on = asyncio.ensure_future(client.logon(*KEYS["us"]))
+                await asyncio.sleep(2.5)  # the first claim unanswered (2 s): refused, paused
+            finally:
+                await asyncio.to_thread(cluster.nats.restart, 0)
+            return await asyncio.wait_for(logging_on, TIMEOUT_S), client.logon_retries
+
+    result, retries = asyncio.run(logon_across_an_outage())  # main: VenueError 503
+    assert "account" in result and retries >= 1
