@@ -1,0 +1,60 @@
+"""A cluster gateway's clean stop (SIGTERM: `VenueServer.stop`) with a request answered 504
+`OUTCOME_UNKNOWN` (no core active) waits for no outcome of it: its client has its answer.
+
+Before (session 23's finding) the stop waited out `DRAIN_TIMEOUT_S` (10 s) twice for it: for
+the answers owed, then for the closes' cod cancels. One NATS node, SQLite ledger, one core
+(paused once the gateway serves, so no outcome comes back), the gateway in this process, so
+that `OUTCOME_WAIT_S` can be shortened for the test (a client of a real one waits 20 s).
+"""
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Any
+
+from client.sdk import VenueClient, VenueError
+from core import config, nats_bus
+from core.nats_bus import DRAIN_TIMEOUT_S, NatsBus
+from gateway.server import VenueServer
+from tests.cluster.running import local_cluster
+from tests.conftest import KEYS
+from tests.sample_config import SAMPLE_CONFIG
+
+OUTCOME_WAIT_S = 0.5  # for the test: answered 504 at once, not after 20 s
+ANSWER_WITHIN_S = 10.0  # the 504: its bound, plus the 0.5 s check, on a busy machine
+
+
+def test_a_clean_stop_waits_for_no_outcome_its_client_was_answered_unknown(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(nats_bus, "OUTCOME_WAIT_S", OUTCOME_WAIT_S)
+    venue_config = config.load(SAMPLE_CONFIG)
+    with local_cluster("stop", nats_nodes=1, postgres=False, cores=1, gateways=0) as cluster:
+        core = cluster.active_core()
+        assert core is not None and core.process is not None
+        core_process = core.process
+
+        async def scenario() -> None:
+            server = VenueServer(
+                venue_config,
+                tmp_path / "gw",
+                bus=lambda listener: NatsBus(venue_config, cluster.nats.url, listener, "gw-t"),
+            )
+            port = await server.start("127.0.0.1", 0)
+            async with VenueClient(f"ws://127.0.0.1:{port}/ws/trade") as client:
+                await client.logon(*KEYS["taker"])
+                core_process.send_signal(signal.SIGSTOP)  # nothing comes back from here on
+                try:
+                    placing = client.place("AAPLx-USD", "buy", "0.01", "150.00")
+                    try:
+                        await asyncio.wait_for(placing, ANSWER_WITHIN_S)
+                    except VenueError as unknown:
+                        assert (unknown.status, unknown.name) == (504, "OUTCOME_UNKNOWN")
+                    else:
+                        raise AssertionError("placed, with the core paused")
+                    # main: 2 x DRAIN_TIMEOUT_S for the place's outcome, which never comes
+                    await asyncio.wait_for(server.stop(), DRAIN_TIMEOUT_S / 2)
+                finally:
+                    core_process.send_signal(signal.SIGCONT)
+
+        asyncio.run(scenario())
