@@ -98,7 +98,7 @@ class SharedNonces:
             return True
         try:
             entry = await asyncio.wait_for(kv.get(key), CLAIM_TIMEOUT_S)
-        except nats.js.errors.KeyNotFoundError:
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
             return False  # gone since (expired): the nonce is past any window
         return entry.value == token
 
