@@ -3,6 +3,7 @@ and the guard that makes a venue's fatal path, reached in the pytest process, fa
 that reached it instead of ending the whole run (`FatalGuard`)."""
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -10,6 +11,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from pathlib import Path
@@ -85,7 +87,10 @@ class FatalGuard:
             result = None
         finally:
             with self._lock:
-                self.in_phase = False
+                self.in_phase, interrupted = False, self.interrupted
+            if interrupted:  # its SIGINT, if still pending (sent as the phase ended), is
+                with contextlib.suppress(KeyboardInterrupt):  # taken here, not in pytest's
+                    time.sleep(0)  # own code, which it would stop (a call checks signals)
         self.report()
         return result
 
