@@ -316,8 +316,8 @@ def _stop_on_interrupt(stop: asyncio.Event, hurry: asyncio.Event) -> Iterator[No
         elif not hurry.is_set():
             hurry.set()
             print(
-                "interrupted again: the bots are stopped without waiting for their quotes'"
-                " pulls; the summary follows",
+                "interrupted again: the bots are stopped at once, without pulling their quotes"
+                " or reading their last fills; the summary follows",
                 flush=True,
             )
 
