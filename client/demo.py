@@ -13,6 +13,7 @@ from pathlib import Path
 
 import msgspec
 
+from cli.failures import CommandFailed
 from client import demo_data
 from core import config as venue_config
 from core.ledger_cli import LEDGER_FILE
@@ -46,9 +47,28 @@ def demo_start_us(config: venue_config.VenueConfig) -> int:
     return max(START_US, int(midnight.timestamp()) * 1_000_000)
 
 
+def check_tradable(config: venue_config.VenueConfig, config_path: Path) -> None:
+    """Refuse, before the data directory is touched, a config the session cannot trade on:
+    no instruments, or not the accounts it trades as (`MAKERS`, `TAKER`). Without them the
+    demo reported "0 trades" (every order refused) as if that were the venue's answer, or
+    failed with a traceback."""
+    if not config.instruments:
+        raise CommandFailed(
+            f"{config_path}: no [[instruments]]: the demo trades those the config lists"
+        )
+    listed = {account.id for account in config.accounts}
+    missing = [str(account) for account in (*MAKERS, TAKER) if account not in listed]
+    if missing:
+        raise CommandFailed(
+            f"{config_path}: no [[accounts]] with id {', '.join(missing)}: the demo trades as"
+            f" accounts {MAKERS[0]} and {MAKERS[1]} (makers) and {TAKER} (the taker)"
+        )
+
+
 def run(seed: int, orders: int, data_dir: Path, config_path: Path) -> int:
     rng = random.Random(seed)
     config = venue_config.load_to_build(config_path)  # the demo builds a venue
+    check_tradable(config, config_path)
     ledger = Ledger()
     staleness = venue_config.reserve_staleness_max_us(config)
     venue = Venue(VenueConfig(reserve_staleness_max_us=staleness), ledger)
@@ -70,11 +90,17 @@ def run(seed: int, orders: int, data_dir: Path, config_path: Path) -> int:
         if rejected:
             raise SystemExit(f"{config_path}: {rejected[0].detail}")
     specs = {symbol: market.spec for symbol, market in venue.markets.items()}
-    trades = shown = 0
+    trades = shown = accepted = 0
+    refused: CommandRejected | None = None  # the first order refused
     for _ in range(orders):
         spec = specs[rng.choice(list(specs))]
         for command in _next_orders(rng, spec, venue, ts=0):
-            for event in execute(command):
+            events = execute(command)
+            if type(command) is PlaceOrder:
+                rejection = next((e for e in events if isinstance(e, CommandRejected)), None)
+                accepted += rejection is None
+                refused = refused or rejection
+            for event in events:
                 if isinstance(event, TradeExecuted):
                     trades += 1
                     if shown < TRADES_SHOWN_MAX:
@@ -82,6 +108,12 @@ def run(seed: int, orders: int, data_dir: Path, config_path: Path) -> int:
                         print(_trade_line(event, specs[event.symbol]))
         writer.flush(ledger)
     venue.check_invariants()
+    if not accepted and refused is not None:  # the accounts hold nothing to trade, say
+        store.close()
+        raise CommandFailed(
+            f"{config_path}: every order the demo placed was refused, the first"
+            f" ({refused.reason.name.lower()}): {refused.detail}"
+        )
     print(f"... {trades} trades from {orders} rounds of orders, each settled at once\n")
     for spec in specs.values():
         print(_book_line(venue, spec))

@@ -4,10 +4,10 @@ Starts the server in-process on 127.0.0.1 (a fresh journal and ledger store in t
 directory each run), two market makers quoting a ladder (mm-alpha on AAPLx-USD, mm-beta on
 the config's T-bill that matures next: a matured one is not listed), a taker crossing their
 spreads, and a public subscriber whose local books and trades feed one status line a
-second. After `--seconds` (or Ctrl-C) it stops the bots (they pull their quotes), then the
-server, and prints the trades, the volume, the demo accounts' balances and the verdict of
-the ledger store's own verification. Other clients can connect to the printed URL while it
-runs. Owns nothing the server or bots do not.
+second. After `--seconds` (or Ctrl-C) it stops the bots (they pull their quotes; a second
+Ctrl-C stops them at once), then the server, and prints the trades, the volume, the demo
+accounts' balances and the verdict of the ledger store's own verification. Other clients
+can connect to the printed URL while it runs. Owns nothing the server or bots do not.
 """
 
 import argparse
@@ -141,21 +141,22 @@ async def _demo(config_path: Path, port: int, data_dir: Path, seconds: float) ->
     bots: list[MarketMaker | Taker] = [*makers, taker]
     tasks = [asyncio.create_task(bot.run(stop)) for bot in bots]
     tape = Tape(symbols)
-    with _stop_on_interrupt(stop):
+    hurry = asyncio.Event()  # interrupted again while stopping: the bots are not waited for
+    with _stop_on_interrupt(stop, hurry):  # until the summary is out, whatever comes
         await _watch(public, tape, per_price, stop, seconds)
-    stop.set()
-    print("stopping the bots: they pull their quotes")
-    await _finish(tasks)
-    await asyncio.sleep(STATUS_INTERVAL_S / 10)  # the pulls' book updates reach the subscriber
-    tape.drain(public, per_price)
-    books_left = sum(len(b.bids()) + len(b.asks()) for b in public.books.values())
-    await public.close()
-    server.venue.check_invariants()
-    open_orders = len(server.venue.orders)
-    balances = _balances(server, config, demo_makers)
-    await server.stop()
-    problems = _verify(data_dir)
-    _summary(tape, makers, taker, balances, books_left, open_orders, problems, data_dir)
+        stop.set()
+        print("stopping the bots: they pull their quotes", flush=True)
+        await _finish(tasks, hurry)
+        await asyncio.sleep(STATUS_INTERVAL_S / 10)  # the pulls' book updates reach us
+        tape.drain(public, per_price)
+        books_left = sum(len(b.bids()) + len(b.asks()) for b in public.books.values())
+        await public.close()
+        server.venue.check_invariants()
+        open_orders = len(server.venue.orders)
+        balances = _balances(server, config, demo_makers)
+        await server.stop()
+        problems = _verify(data_dir)
+        _summary(tape, makers, taker, balances, books_left, open_orders, problems, data_dir)
     return 1 if problems else 0
 
 
@@ -185,13 +186,24 @@ def _status_line(elapsed_s: float, tape: Tape, public: VenueClient) -> str:
     return " | ".join(parts)
 
 
-async def _finish(tasks: list[asyncio.Task[None]]) -> None:
-    done, pending = await asyncio.wait(tasks, timeout=BOT_STOP_TIMEOUT_S)
+async def _finish(tasks: list[asyncio.Task[None]], hurry: asyncio.Event) -> None:
+    """Let the bots stop (each pulls its quotes) for up to `BOT_STOP_TIMEOUT_S`, or until
+    `hurry` is set; cancel those still running then. A bot that failed is said."""
+    stopped = asyncio.ensure_future(asyncio.wait(tasks))
+    hurried = asyncio.ensure_future(hurry.wait())
+    try:
+        await asyncio.wait(
+            (stopped, hurried), timeout=BOT_STOP_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        stopped.cancel()  # the wait alone: the bots' tasks are canceled below, if need be
+        hurried.cancel()
+    pending = [task for task in tasks if not task.done()]
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
-    for task in done:
-        if task.exception() is not None:
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
             print(f"a bot failed: {task.exception()!r}")
 
 
@@ -292,13 +304,27 @@ def _summary(
 
 
 @contextlib.contextmanager
-def _stop_on_interrupt(stop: asyncio.Event) -> Iterator[None]:
-    """Ctrl-C (and SIGTERM) set `stop` instead of tearing the loop down mid-trade."""
+def _stop_on_interrupt(stop: asyncio.Event, hurry: asyncio.Event) -> Iterator[None]:
+    """Ctrl-C (and SIGTERM) set `stop` instead of tearing the loop down mid-trade. Another
+    one once stopping sets `hurry`, saying so once: it used to end the process with 130,
+    without the summary, while the bots pulled their quotes."""
     loop = asyncio.get_running_loop()
+
+    def interrupted() -> None:
+        if not stop.is_set():
+            stop.set()
+        elif not hurry.is_set():
+            hurry.set()
+            print(
+                "interrupted again: the bots are stopped at once, without pulling their quotes"
+                " or reading their last fills; the summary follows",
+                flush=True,
+            )
+
     installed = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, interrupted)
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
             continue
         installed.append(sig)

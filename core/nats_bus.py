@@ -23,7 +23,6 @@ cluster-wide through `nonces` (core/cluster_nonces.py), opened before the gatewa
 import asyncio
 import contextlib
 import logging
-import os
 import re
 import secrets
 import time
@@ -45,7 +44,7 @@ from core.cluster_keys import SharedKeys
 from core.cluster_nonces import SharedNonces
 from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT
 from core.lease import Lease, attempt
-from core.sequencer import Executed
+from core.sequencer import Executed, exit_fatally
 from core.stream_follow import StreamFollow
 from engine.commands import AnyCommand, Command, PlaceOrder
 from engine.events import Event
@@ -205,8 +204,7 @@ def _error_log() -> Callable[[Exception], Awaitable[None]]:
 def die(failure: BaseException | None) -> None:
     """Crash loudly; a gateway rebuilds its replica from the stream when started again."""
     log.critical("fatal: %r; stopping", failure)
-    logging.shutdown()
-    os._exit(70)
+    exit_fatally(failure)
 
 
 # ----------------------------------------------------------------- the gateway's replica

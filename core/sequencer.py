@@ -89,14 +89,29 @@ def describe_failure(failure: BaseException | None) -> str:
     return f"{type(failure).__name__}: {message}" if message else type(failure).__name__
 
 
+# None in a venue. Set by the tests alone (tests/conftest.py): a test that reaches the fatal
+# path then fails by itself, where the exit would end the whole pytest run with 70 unreported.
+fatal_hook: Callable[[BaseException | None], None] | None = None
+
+
+def exit_fatally(failure: BaseException | None) -> None:
+    """End the process at once with 70, once the failure is logged: nothing after a broken
+    invariant or lost durability may run (not even `finally` clauses). Under pytest, the
+    `fatal_hook` instead (it returns)."""
+    if fatal_hook is not None:
+        fatal_hook(failure)
+        return
+    logging.shutdown()
+    os._exit(70)
+
+
 def _die(failure: BaseException | None) -> None:
     """Crash loudly, in one line: recovery is by replay of what is durable (ARCHITECTURE
     rule 7)."""
     log.critical(
         "fatal: %s; stopping so that recovery replays the journal", describe_failure(failure)
     )
-    logging.shutdown()
-    os._exit(70)
+    exit_fatally(failure)
 
 
 def _batch_end(pending: list[Executed]) -> int:

@@ -24,7 +24,7 @@ from websockets.http11 import Response as HttpResponse
 from core import config as venue_config
 from core.bus import Bus, EmbeddedBus
 from core.journal import Journal
-from core.sequencer import Executed, Sequencer
+from core.sequencer import Executed, Sequencer, describe_failure
 from core.venue_core import (
     JOURNAL_FILE,
     LEDGER_FILE,
@@ -199,14 +199,15 @@ class VenueServer:
         """Recover or build the venue, then listen; the port actually bound."""
         first_seq = self._first_seq_of_start()
         await self.core.start()
-        self.dispatcher.placed.adopt_quotes()  # the quote sets' live quotes, as recovered
-        self.private_streams.record_push_format(first_seq)
-        self.public.start(self.bus.epoch)
-        clean = False  # the last run stopped cleanly (its mark, taken away now)
-        if self._embedded:  # the first commands of this start, if any
-            clean = await self._cancel_on_disconnect_after_a_crash(first_seq)
-        await self.private_streams.arm_switches_of_dead_man_file()  # an older venue's, if any
+        cod_done = not self._embedded  # the crash's cod cancels are made (a cluster's: its core)
         try:
+            self.dispatcher.placed.adopt_quotes()  # the quote sets' live quotes, as recovered
+            self.private_streams.record_push_format(first_seq)
+            self.public.start(self.bus.epoch)
+            if self._embedded:  # the first commands of this start, if any
+                await self._cancel_on_disconnect_after_a_crash(first_seq)
+                cod_done = True
+            await self.private_streams.arm_switches_of_dead_man_file()  # an older venue's
             self._server = await transport.serve(
                 self,
                 host,
@@ -215,13 +216,30 @@ class VenueServer:
                 max_size=limits.FRAME_BYTES_HARD_MAX,  # up to it, an oversize frame is answered
             )
         except BaseException:
-            if clean:  # nothing was accepted since that clean stop: it holds for the next start
-                self.core.mark_clean_stop()
+            await self._stop_unserved(cod_done)
             raise
         self.core.start_tasks()
         self.core.keep_task(asyncio.create_task(self.public.heartbeats()))
         bound: int = next(iter(self._server.sockets)).getsockname()[1]
         return bound
+
+    async def _stop_unserved(self, cod_done: bool) -> None:
+        """After a start that failed once the core had started (most often the listen: the
+        port taken since `venue serve` checked it): stop the core as `stop` does, so that its
+        journal is closed, its last snapshot written and the data directory's lock let go,
+        rather than left half running by a process that only reports the failure. Nothing
+        was accepted: the stop is clean once the cod cancels owed after a crash are made. A
+        failure of this stop is logged, and the start's own failure is the one raised."""
+        try:
+            if self._embedded:
+                await self.core.stop(mark_clean=cod_done)
+            else:
+                await self.core.stop()
+        except Exception as failure:
+            _log.warning(
+                "the core did not stop cleanly after the failed start",
+                extra={"error": describe_failure(failure)},
+            )
 
     async def _cancel_on_disconnect_after_a_crash(self, first_seq: int) -> bool:
         """If the last run did not stop cleanly, its connections closed without their

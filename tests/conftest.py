@@ -1,10 +1,19 @@
-"""A real venue server on 127.0.0.1 (an ephemeral port, a temporary data dir) for e2e tests."""
+"""A real venue server on 127.0.0.1 (an ephemeral port, a temporary data dir) for e2e tests,
+and the guard that makes a venue's fatal path, reached in the pytest process, fail the test
+that reached it instead of ending the whole run (`FatalGuard`)."""
 
 import asyncio
+import contextlib
 import itertools
+import logging
+import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+import threading
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +22,7 @@ import pytest
 from client.sdk import VenueClient
 from cluster.postgres import PostgresServer
 from core import config as venue_config
+from core import sequencer
 from gateway.server import VenueServer
 from tests.sample_config import SAMPLE_CONFIG
 
@@ -25,6 +35,105 @@ KEYS = {
     "admin": ("demo-admin", "demo-secret-admin"),
 }
 TEST_TIMEOUT_S = 20  # every e2e test finishes well within this on a busy 2-core machine
+FATAL_EXIT_CODE = 70  # a venue's exit on its fatal path (`core.sequencer.exit_fatally`)
+
+
+class FatalGuard:
+    """A venue's fatal path reached in the pytest process fails the test that reached it.
+
+    In a venue the path (`core.sequencer.exit_fatally`, from the sequencer's `_die` and the
+    cluster's `die`) is `os._exit(70)`: in-process, that ended the whole run with 70 and no
+    report. Set as `core.sequencer.fatal_hook` for the session, the guard notes the failure
+    and interrupts the main thread once (a SIGINT to it): `asyncio.run` cancels the test's
+    main task (so its `finally` stops the venue, which would otherwise stay half alive and
+    hang the test), and a synchronous test gets KeyboardInterrupt. The phase that was running
+    (setup, call, teardown) then fails with the failure's text, whatever it raised, and the
+    run goes on. Reached between phases (a leftover thread), it fails the next phase without
+    interrupting. Processes the tests start are not guarded: they run their own interpreter
+    and exit 70; a child forked from pytest exits 70 too.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.reached: list[str] = []  # each failure's text, until its phase reports it
+        self.in_phase = False  # a test's setup, call or teardown is running
+        self.interrupted = False  # the main thread was interrupted during this phase
+        self._lock = threading.Lock()  # the hook runs on any thread (the store's, the loop's)
+
+    def __call__(self, failure: BaseException | None) -> None:
+        if os.getpid() != self.pid:  # a forked child ends as a venue would
+            logging.shutdown()
+            os._exit(FATAL_EXIT_CODE)
+        text = "None" if failure is None else "".join(traceback.format_exception(failure))
+        with self._lock:
+            self.reached.append(text)
+            interrupt = self.in_phase and not self.interrupted
+            self.interrupted = self.interrupted or interrupt
+        if interrupt:
+            main_thread = threading.main_thread().ident
+            assert main_thread is not None, "the main thread runs pytest"
+            signal.pthread_kill(main_thread, signal.SIGINT)
+
+    def phase(self) -> Generator[None, Any, Any]:
+        """Run a test's phase (a hook wrapper's body); fail it if the fatal path was reached
+        in it (or since the last phase): the KeyboardInterrupt sent for it is not the user's."""
+        with self._lock:
+            self.in_phase, self.interrupted = True, False
+        try:
+            result = yield
+        except BaseException:
+            if not self.reached:
+                raise
+            result = None
+        finally:
+            with self._lock:
+                self.in_phase, interrupted = False, self.interrupted
+            if interrupted:  # its SIGINT, if still pending (sent as the phase ended), is
+                with contextlib.suppress(KeyboardInterrupt):  # taken here, not in pytest's
+                    time.sleep(0)  # own code, which it would stop (a call checks signals)
+        self.report()
+        return result
+
+    def report(self) -> None:
+        """Fail with the failures noted so far, if any (a venue's exit 70 outside tests)."""
+        with self._lock:
+            reached, self.reached = self.reached, []
+        if reached:
+            pytest.fail(
+                f"a venue reached its fatal path (exit {FATAL_EXIT_CODE} outside tests):\n"
+                + "\n".join(reached),
+                pytrace=False,
+            )
+
+
+_fatal_guard = FatalGuard()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    sequencer.fatal_hook = _fatal_guard
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, Any, Any]:
+    return (yield from _fatal_guard.phase())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    return (yield from _fatal_guard.phase())
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, Any, Any]:
+    return (yield from _fatal_guard.phase())
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A fatal path reached after the last test's teardown still fails the run."""
+    if _fatal_guard.reached:
+        print(f"\n{len(_fatal_guard.reached)} fatal failure(s) after the last test:")
+        print("\n".join(_fatal_guard.reached))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 class Venue:

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -218,6 +218,49 @@ def test_a_duplicate_account_id_is_refused_in_one_line_creating_nothing(
     result = venue(tmp_path, command, "--config", "dup.toml", *port, "--data-dir", "d")
     failed_in_one_line(result, "venue: dup.toml", "[[accounts]] id 1", "twice")
     assert listing(tmp_path) == ["dup.toml"]
+
+
+def _without(text: str, table: str) -> str:
+    """`text` (a config) without its `[[table]]` entries, nor the api keys naming accounts."""
+    tables = {table, "api_keys"} if table == "accounts" else {table}
+    kept, keeping = [], True
+    for line in text.splitlines(keepends=True):
+        if line.startswith("["):
+            keeping = line.strip("[]\n") not in tables
+        if keeping:
+            kept.append(line)
+    return "".join(kept)
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (lambda text: _without(text, "accounts"), ["no [[accounts]] with id 1, 2, 3"]),
+        (lambda text: _without(text, "instruments"), ["no [[instruments]]"]),
+    ],
+    ids=["no accounts", "no instruments"],
+)
+def test_demo_engine_on_a_config_it_cannot_trade_on_says_so_creating_nothing(
+    tmp_path: Path, edit: Callable[[str], str], words: list[str]
+) -> None:
+    """The finding: on a config without accounts the demo printed "0 trades" (every order
+    refused by the engine) and exited 0; without instruments, a traceback."""
+    (tmp_path / "bare.toml").write_text(edit(SAMPLE_CONFIG.read_text()))
+    result = venue(tmp_path, "demo-engine", "--config", "bare.toml", "--data-dir", "d")
+    failed_in_one_line(result, "venue: bare.toml: ", *words)
+    assert listing(tmp_path) == ["bare.toml"]
+
+
+def test_demo_engine_whose_every_order_is_refused_says_why_in_one_line(tmp_path: Path) -> None:
+    """Accounts with nothing deposited: every order is refused, and the demo says so and why,
+    rather than "0 trades"."""
+    lines = SAMPLE_CONFIG.read_text().splitlines(keepends=True)
+    text = "".join(line for line in lines if not line.startswith("deposits = "))
+    (tmp_path / "empty.toml").write_text(text)
+    result = venue(tmp_path, "demo-engine", "--config", "empty.toml", "--orders", "20")
+    failed_in_one_line(result, "venue: empty.toml: every order the demo placed was refused")
+    assert "(insufficient_balance)" in result.stderr
+    assert "trades" not in result.stdout
 
 
 def test_a_venue_that_exists_starts_on_a_key_for_an_account_opened_later(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -369,6 +370,43 @@ def test_a_start_waits_for_a_postgres_that_is_not_up_yet(
         venue.send_signal(signal.SIGTERM)
         venue.communicate(timeout=STOP_TIMEOUT_S)
     assert venue.returncode == 0
+
+
+def test_a_port_taken_after_its_check_fails_the_start_in_one_line_after_a_clean_stop(
+    stopped_postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """The finding: a port taken between the check (`check_port_free`) and the bind failed the
+    start once the core had started (built from the config), and nothing stopped that core:
+    no snapshot, no clean-stop mark (the next start took it for a crash), the ledger store's
+    thread cut off at the exit. Here the window is held open deterministically: the start
+    waits for its PostgreSQL after the port's check, and the port is taken meanwhile."""
+    server, port, data_dir = stopped_postgres, free_port(), tmp_path / "data"
+    command = [sys.executable, "-m", "cli.main", "serve", "--config", str(SAMPLE_CONFIG)]
+    command += ["--data-dir", str(data_dir), "--port", str(port), "--postgres", server.dsn()]
+    venue = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert venue.stderr is not None
+        first = venue.stderr.readline()  # bounded: the line comes at once, or the venue exits
+        assert "the ledger store's PostgreSQL is not accepting connections yet" in first, first
+        with socket.socket() as taken:  # another process's listener, since the check
+            taken.bind(("127.0.0.1", port))
+            taken.listen()
+            server.start(server.port)
+            _, errors = venue.communicate(timeout=START_TIMEOUT_S)
+    finally:
+        if venue.poll() is None:
+            venue.kill()
+            venue.communicate()
+    assert venue.returncode == 2, errors
+    said = [line for line in errors.splitlines() if line.startswith("venue: ")]
+    assert said == [errors.splitlines()[-1]], errors  # one line, the last; no traceback
+    assert said[0].startswith(f"venue: cannot start on 127.0.0.1:{port}: "), said
+    assert said[0].endswith("address already in use (is another venue running on that port?)")
+    assert (data_dir / "clean-stop").exists(), sorted(path.name for path in data_dir.iterdir())
+    assert list(data_dir.glob("snapshot-*.bin")), "stopped as a clean stop does"
+    lock_data_dir(data_dir).close()
 
 
 def test_a_start_refuses_a_missing_postgres_database_at_once(

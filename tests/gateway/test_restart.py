@@ -1,14 +1,21 @@
 """Restarts: the venue comes back as it was, from a snapshot plus the journal after it."""
 
 import asyncio
+import errno
 import http.client
 import json
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from core import config as venue_config
 from core import snapshots
+from core.venue_core import CLEAN_STOP_FILE, lock_data_dir
 from gateway.auth import sign_logon, sign_request
+from gateway.server import VenueServer
 from tests.conftest import KEYS, Venue, drain_pushes, start_venue
 from tests.sample_config import SAMPLE_CONFIG
 
@@ -72,6 +79,34 @@ def test_restart_without_a_snapshot_replays_the_whole_journal(tmp_path: Path) ->
             await venue.server.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_start_whose_listen_fails_stops_the_core_it_started(tmp_path: Path) -> None:
+    """The finding: a port taken between `venue serve`'s check and the bind failed the start
+    after the core had started, and nothing stopped it: the journal stayed open, the data
+    directory locked (a start after it, in the same process, was refused: venue.lock open),
+    no snapshot and no clean-stop mark (the next start took it for a crash). The core is
+    stopped as a clean stop does now, and the listen's error is the one raised."""
+    data_dir = tmp_path / "data"
+    with socket.socket() as taken:  # another process's listener, on the port asked for
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = VenueServer(venue_config.load(SAMPLE_CONFIG), data_dir)
+        with pytest.raises(OSError) as failed:
+            asyncio.run(server.start("127.0.0.1", taken.getsockname()[1]))
+    assert failed.value.errno == errno.EADDRINUSE
+    lock_data_dir(data_dir).close()  # let go (flocks of one process's two opens conflict)
+    assert (data_dir / CLEAN_STOP_FILE).exists()
+    assert snapshots.latest(data_dir) is not None, "stopped as a clean stop does"
+
+    async def restart() -> None:
+        venue = await start_venue(data_dir)
+        try:
+            assert venue.server.core.sequencer.last_seq > 0  # the venue built by the first
+        finally:
+            await venue.server.stop()
+
+    asyncio.run(restart())
 
 
 def test_a_corrupt_journal_refuses_to_start_and_says_where(tmp_path: Path) -> None:

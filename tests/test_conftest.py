@@ -1,0 +1,76 @@
+"""The fatal path's guard (tests/conftest.py, `FatalGuard`): a pytest run of its own, in a
+real process, over a tiny test file whose venue's journal commit raises."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import FATAL_EXIT_CODE, ROOT
+
+RUN_TIMEOUT_S = 120  # a run of two short tests; a venue left hanging would reach it instead
+
+# The first test's venue loses its disk: the commit of its cancel_all fails, which in a
+# venue is the fatal path (exit 70). The request waits without a limit, as a test that does
+# not expect the venue to go away would: only the guard can end it. The second test must run.
+TESTS = """
+import asyncio
+
+from client.sdk import NO_TIMEOUT
+from tests.conftest import start_venue
+
+
+def broken_commit(*_):
+    raise OSError("the disk is gone")
+
+
+def test_a_venue_whose_commit_fails(tmp_path):
+    async def main():
+        venue = await start_venue(tmp_path / "data")
+        try:
+            client = await venue.client("alpha")
+            venue.server.core.sequencer.journal.commit_commands = broken_commit
+            await client.request("orders.cancel_all", {}, timeout_s=NO_TIMEOUT)
+        finally:
+            for client in venue.clients:
+                await client.close()
+            await venue.server.stop()
+
+    asyncio.run(main())
+
+
+def test_the_run_goes_on():
+    pass
+"""
+
+
+def _pytest(tmp_path: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """Run pytest over `TESTS` in a process of its own, with the project's tree importable."""
+    (tmp_path / "test_tiny.py").write_text(TESTS)
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options, "test_tiny.py"],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+    )
+
+
+def test_a_venue_reaching_its_fatal_path_fails_that_test_and_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    run = _pytest(tmp_path, "-p", "tests.conftest")  # the guard, as in this suite's runs
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert re.search(r"^1 failed, 1 passed", run.stdout, re.MULTILINE), run.stdout
+    assert "FAILED test_tiny.py::test_a_venue_whose_commit_fails" in run.stdout
+    assert "a venue reached its fatal path" in run.stdout
+    assert "OSError: the disk is gone" in run.stdout  # the failure's own message
+
+
+def test_without_the_guard_the_same_run_ends_with_70_and_no_report(tmp_path: Path) -> None:
+    run = _pytest(tmp_path)  # tests.conftest imported by the file, not loaded as a plugin
+    assert run.returncode == FATAL_EXIT_CODE, run.stdout + run.stderr
+    assert "passed" not in run.stdout and "failed" not in run.stdout
