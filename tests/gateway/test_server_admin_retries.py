@@ -9,10 +9,14 @@ each admin method that moves money or state takes a `cl_op_id`; the engine remem
 
 import asyncio
 import signal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from client.sdk import VenueClient
+from core import venue_core
 from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, start_venue
 from tests.gateway.test_crash import free_port, start_server
 from tests.gateway.test_server_admin import ledger_view, refusal
@@ -142,6 +146,55 @@ def test_a_repeat_after_a_snapshot_restore_is_done_once(tmp_path: Path) -> None:
     assert list(data_dir.glob("snapshot-*.bin")), "the restart starts from a snapshot"
     restored, _ = asyncio.run(asyncio.wait_for(after(), TEST_TIMEOUT_S))
     assert restored == state
+
+
+KEPT_WHOLE = 2  # the operations a venue keeps whole here, so that a few pass the bound
+
+
+def test_a_deposit_sent_again_under_an_id_past_the_old_bound_is_done_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finding: the venue remembered the last 100,000 `cl_op_id`s, so a deposit sent
+    again under an older id was minted again. Here the venue keeps two whole (so that the
+    test passes the bound in a few commands: the older ones are compacted), its first id is
+    followed by more, a snapshot and a restart; that first deposit sent again is not
+    minted."""
+    whole = partial(venue_core.EngineConfig, operations_recent_max=KEPT_WHOLE)
+    monkeypatch.setattr(venue_core, "EngineConfig", whole)
+    data_dir = tmp_path / "data"
+
+    async def before() -> tuple[dict[str, Any], str]:
+        venue = await start_venue(data_dir)
+        try:
+            admin = await venue.client("admin")
+            first: dict[str, Any] = await admin.request("admin.deposit", DEPOSIT)
+            for index in range(KEPT_WHOLE + 1):  # past the bound, and through a snapshot
+                later = DEPOSIT | {"amount": "1", "cl_op_id": f"dep-later-{index}"}
+                await admin.request("admin.deposit", later)
+                if index == KEPT_WHOLE - 1:
+                    await venue.server.snapshot()
+            usd = next(b for b in (await admin.balances())["balances"] if b["asset"] == "USD")
+            await admin.close()
+            return first, usd["total"]
+        finally:
+            await venue.server.stop()
+
+    async def after() -> tuple[dict[str, Any], str]:
+        venue = await start_venue(data_dir)
+        try:
+            admin = await venue.client("admin")
+            again: dict[str, Any] = await admin.request("admin.deposit", DEPOSIT)
+            usd = next(b for b in (await admin.balances())["balances"] if b["asset"] == "USD")
+            await admin.close()
+            return again, usd["total"]
+        finally:
+            await venue.server.stop()
+
+    first, usd_before = run(before())
+    assert list(data_dir.glob("snapshot-*.bin")), "the restart starts from a snapshot"
+    again, usd_after = run(after())
+    assert_repeat_of(first, again)
+    assert usd_after == usd_before  # not minted again
 
 
 async def admin_request(port: int, method: str, params: dict[str, Any]) -> Any:
