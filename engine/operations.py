@@ -27,6 +27,7 @@ from engine.events import (
     CommandRejected,
     DividendPaid,
     Event,
+    KeyIssued,
     OperationRepeated,
     Outcome,
     SharesSplit,
@@ -51,15 +52,17 @@ _ENTRY = struct.Struct(f">{KEY_BYTES}s{DIGEST_BYTES}sqQ")
 _OUTCOME_LENGTH = struct.Struct(">I")
 NO_OUTCOME = 2**64 - 1
 _outcome_decoder = msgspec.msgpack.Decoder(Outcome)
-_OUTCOMES = (DividendPaid, SharesSplit, WithdrawalRequested)  # what an answer reports
+_OUTCOMES = (DividendPaid, SharesSplit, WithdrawalRequested, KeyIssued)  # an answer reports
+_SPACE_END = "\x1f"  # (unit separator) between an id's space and the id: `_filed_as`
 _WORD_START = re.compile(r"(?<!^)(?=[A-Z])")
 
 Handler = Callable[[Any, list[Event]], None]
 
 
 class Operation(msgspec.Struct, frozen=True, gc=False):
-    """An operator command accepted under `cl_op_id`: as a digest of its parameters (time
-    and id left out), when it was done, and the event its answer is made from."""
+    """An operator command accepted under `cl_op_id` (as filed: `_filed_as`): as a digest of
+    its parameters (time and id left out), when it was done, and the event its answer is
+    made from."""
 
     cl_op_id: str
     digest: bytes
@@ -186,7 +189,8 @@ class Operations:
                 handler(cmd, events)
                 return
             digest = _digest(cmd)
-            if self._refused_or_repeated(cmd, digest, events):
+            filed = _filed_as(cmd)
+            if self._refused_or_repeated(cmd, filed, digest, events):
                 return
             start = len(events)
             handler(cmd, events)
@@ -194,7 +198,7 @@ class Operations:
             if done and type(done[-1]) is CommandRejected:
                 return
             outcome = next((e for e in reversed(done) if isinstance(e, _OUTCOMES)), None)
-            self._remember(Operation(cmd.cl_op_id, digest, cmd.ts_us, outcome))
+            self._remember(Operation(filed, digest, cmd.ts_us, outcome))
 
         return run
 
@@ -205,7 +209,7 @@ class Operations:
         return known if known is not None else self.archive.find(cl_op_id)
 
     def _refused_or_repeated(
-        self, cmd: OperatorCommand, digest: bytes, events: list[Event]
+        self, cmd: OperatorCommand, filed: str, digest: bytes, events: list[Event]
     ) -> bool:
         """Whether the command's `cl_op_id` decides its fate: malformed or used by another
         command (refused), or by this one (repeated); either way nothing changes."""
@@ -216,7 +220,7 @@ class Operations:
             detail = f"cl_op_id must be 1 to {CL_OP_ID_LENGTH_MAX} characters"
             events.append(_rejected(cmd, name, ErrorCode.BAD_PARAM, detail))
             return True
-        known = self.find(cl_op_id)
+        known = self.find(filed)
         if known is None:
             return False
         if known.digest != digest:
@@ -243,7 +247,8 @@ class Operations:
         self.archive.check_shape()
         for cl_op_id, operation in recent.items():
             assert operation.cl_op_id == cl_op_id, f"operation {cl_op_id!r} filed elsewhere"
-            assert 0 < len(cl_op_id) <= CL_OP_ID_LENGTH_MAX, f"cl_op_id {cl_op_id!r} kept"
+            bare = cl_op_id.rpartition(_SPACE_END)[2]
+            assert 0 < len(bare) <= CL_OP_ID_LENGTH_MAX, f"cl_op_id {cl_op_id!r} kept"
             assert len(operation.digest) == DIGEST_BYTES, f"digest of {cl_op_id!r}"
 
     def image(self) -> list[Operation]:
@@ -268,10 +273,21 @@ def command_name(cmd: OperatorCommand) -> str:
 
 
 def _digest(cmd: OperatorCommand) -> bytes:
-    """What the command asks, without when (`ts_us`) or under which id: its type and fields."""
-    bare = msgspec.structs.replace(cmd, ts_us=0, cl_op_id=None)
+    """What the command asks, without when (`ts_us`), under which id, or what the operator
+    did not choose (`UNASKED`): its type and the other fields."""
+    bare = msgspec.structs.replace(cmd, ts_us=0, cl_op_id=None, **dict.fromkeys(cmd.UNASKED, ""))
     payload = msgspec.msgpack.encode(bare)
     return hashlib.blake2b(payload, digest_size=DIGEST_BYTES).digest()
+
+
+def _filed_as(cmd: OperatorCommand) -> str:
+    """The id an operation is filed under: its `cl_op_id`, in its command's space
+    (`ID_SPACE`) if it has one of its own, which no operator's id can name (the wire refuses
+    a control character in one)."""
+    cl_op_id = cmd.cl_op_id
+    assert cl_op_id is not None
+    space = cmd.ID_SPACE
+    return f"{space}{_SPACE_END}{cl_op_id}" if space else cl_op_id
 
 
 def _key(cl_op_id: str) -> bytes:

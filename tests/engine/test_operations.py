@@ -14,6 +14,7 @@ from engine.commands import (
     AnyCommand,
     Command,
     Deposit,
+    IssueKey,
     ListAsset,
     OperatorCommand,
     RequestWithdrawal,
@@ -25,6 +26,7 @@ from engine.events import (
     CommandRejected,
     DividendPaid,
     Event,
+    KeyIssued,
     OperationRepeated,
     SharesSplit,
     WithdrawalRequested,
@@ -274,6 +276,31 @@ def test_old_records_and_images_without_ids_load_and_hash_as_before(corp: Corp) 
     restored = snapshot.restore(snapshot.decode(msgspec.msgpack.encode(image)))
     assert restored.state_hash() == corp.venue.state_hash()
     assert "operations" not in msgspec.msgpack.encode(corp.venue._state()).decode("latin-1")
+
+
+def issue(api_key: str, account: int = 4, by: str = "key-admin") -> IssueKey:
+    return IssueKey(
+        account=account, scopes=("read", "trade"), issued_by=by, api_key=api_key, cl_op_id="k-1"
+    )
+
+
+def test_a_key_issued_under_an_id_is_issued_once_whoever_chose_its_name(corp: Corp) -> None:
+    """The finding: `admin.issue_key`'s ids were kept by each gateway, so the same id sent at
+    once through two gateways issued two keys. The engine decides now: the second copy
+    (another name, chosen by its gateway) is answered with the first's key, not issued; the
+    ids are apart from the other commands' (as when the gateways kept them)."""
+    [issued] = corp.ok(issue("key-a"))
+    assert issued == KeyIssued(corp.venue.ts_us, "key-a", 4, ("read", "trade"))
+    again = repeated(corp, issue("key-b"))  # the other gateway's copy
+    assert again.outcome == issued and again.done_at_us == issued.ts_us
+    other_admin = corp.refused(issue("key-c", by="key-other-admin"))
+    assert other_admin.reason is ErrorCode.CL_OP_ID_REUSED and "'k-1'" in other_admin.detail
+    unknown = corp.refused(msgspec.structs.replace(issue("key-d", account=999), cl_op_id="k-2"))
+    assert unknown.reason is ErrorCode.UNKNOWN_ACCOUNT
+    corp.ok(under("k-1", Deposit(account=4, asset="USD", amount=1)))  # another space
+    repeated(corp, under("k-1", Deposit(account=4, asset="USD", amount=1)))
+    repeated(corp, issue("key-e"))
+    replayed_twice(corp)
 
 
 def test_command_names_are_snake_case() -> None:

@@ -8,6 +8,7 @@ each admin method that moves money or state takes a `cl_op_id`; the engine remem
 """
 
 import asyncio
+import json
 import signal
 from functools import partial
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 from client.sdk import VenueClient
 from core import venue_core
+from gateway.dispatch import ISSUED_KEYS_FILE
 from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, start_venue
 from tests.gateway.test_crash import free_port, start_server
 from tests.gateway.test_server_admin import ledger_view, refusal
@@ -310,3 +312,42 @@ def test_a_key_issued_again_after_a_restart_is_the_same_key(tmp_path: Path) -> N
     repeated, keys_before, keys_after = run(again())
     assert_same_key(first, repeated)
     assert keys_after == keys_before
+
+
+def test_a_key_whose_storing_a_stop_cut_short_is_not_issued_again(tmp_path: Path) -> None:
+    """The engine takes an issued key's id (`IssueKey`, journaled) before the gateway stores
+    the key in api_keys.json: a stop in between leaves the id taken and the key nowhere. The
+    request sent again is not issued a second key under that id; it is told the key was not
+    stored, 504 `OUTCOME_UNKNOWN`, to give a new `cl_op_id` (simulated: the key removed from
+    the file, as if never written)."""
+    data_dir = tmp_path / "data"
+
+    async def issue() -> None:
+        venue = await start_venue(data_dir)
+        try:
+            admin = await venue.client("admin")
+            await admin.request("admin.issue_key", ISSUE)
+            await admin.close()
+        finally:
+            await venue.server.stop()
+
+    async def again() -> tuple[dict[str, Any], int, int]:
+        venue = await start_venue(data_dir)
+        try:
+            admin = await venue.client("admin")
+            keys_before = len(venue.server.auth.store)
+            refused: dict[str, Any] = await admin.request_raw("admin.issue_key", ISSUE)
+            keys_after = len(venue.server.auth.store)
+            await admin.close()
+            return refused, keys_before, keys_after
+        finally:
+            await venue.server.stop()
+
+    run(issue())
+    keys_file = data_dir / ISSUED_KEYS_FILE
+    assert [key["cl_op_id"] for key in json.loads(keys_file.read_text())] == ["key-1"]
+    keys_file.write_text("[]")  # the only key issued, as if the stop came before its writing
+    refused, keys_before, keys_after = run(again())
+    assert refused["error"]["name"] == "OUTCOME_UNKNOWN", refused
+    assert "'key-1'" in refused["error"]["msg"] and "not stored" in refused["error"]["msg"]
+    assert keys_after == keys_before  # nothing issued
