@@ -8,6 +8,8 @@ a market order, no change on an amend) so that the hot path never tests for None
 errors (a market order with a price, say) are refused with `BAD_PARAM`, never trusted.
 """
 
+from typing import ClassVar
+
 import msgspec
 
 from engine.enums import (
@@ -96,6 +98,11 @@ class OperatorCommand(Command, frozen=True, gc=False, kw_only=True):
     they were done."""
 
     cl_op_id: str | None = None
+    # Fields (strings) that are not part of what the command asks, left out of the digest
+    # `engine.operations` compares a repeat by: what the gateway chose, not the operator.
+    UNASKED: ClassVar[tuple[str, ...]] = ()
+    # The ids' space: "" for most; a command of another space may reuse another's id.
+    ID_SPACE: ClassVar[str] = ""
 
 
 class ListInstrument(OperatorCommand, frozen=True, gc=False, kw_only=True):
@@ -245,6 +252,21 @@ class SplitShares(OperatorCommand, frozen=True, gc=False, kw_only=True):
     rescale_caps: bool = False
 
 
+class IssueKey(OperatorCommand, frozen=True, gc=False, kw_only=True):
+    """An API key issued under the operator's `cl_op_id` (`admin.issue_key`), through the
+    engine so that its id is decided where commands are put in order: the same id sent at
+    once through two gateways issues one key. The key's name is the gateway's choice (so not
+    asked: `UNASKED`); its secret never enters the journal (the gateway stores the key:
+    api_keys.json, a cluster's key stream)."""
+
+    account: int
+    scopes: tuple[str, ...]  # sorted
+    issued_by: str  # the admin API key that asked: another one asking again is refused
+    api_key: str  # the new key's name
+    UNASKED: ClassVar[tuple[str, ...]] = ("api_key",)
+    ID_SPACE: ClassVar[str] = "key"  # apart, as when the gateways kept them (session 22)
+
+
 AnyCommand = (
     PlaceOrder
     | CancelOrder
@@ -267,4 +289,5 @@ AnyCommand = (
     | PayDividend
     | SplitShares
     | SetCancelOnDisconnect  # appended: the journal's earlier commands decode as before
+    | IssueKey  # appended
 )

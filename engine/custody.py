@@ -1,4 +1,4 @@
-"""Custody commands: assets, accounts, reserves, deposits and withdrawals, as ledger calls.
+"""Custody commands: assets, accounts (and their keys), reserves, deposits and withdrawals.
 
 Owns the translation of the ledger's operator commands into `settlement.ledger` calls and
 their events, with the ledger's refusals reported as `CommandRejected` under the stable
@@ -20,6 +20,7 @@ from engine.commands import (
     Command,
     ConfirmWithdrawal,
     Deposit,
+    IssueKey,
     ListAsset,
     OpenAccount,
     RequestWithdrawal,
@@ -33,6 +34,7 @@ from engine.events import (
     Deposited,
     Event,
     Fact,
+    KeyIssued,
     ReservesAttested,
     WithdrawalConfirmed,
     WithdrawalRequested,
@@ -83,6 +85,7 @@ class Custody:
             RequestWithdrawal: self._request_withdrawal,
             ConfirmWithdrawal: self._confirm_withdrawal,
             VoidWithdrawal: self._void_withdrawal,
+            IssueKey: self._issue_key,
         }
 
     def _list_asset(self, cmd: ListAsset, events: list[Event]) -> None:
@@ -110,6 +113,14 @@ class Custody:
         participant = Participant(cmd.account, cmd.name, cmd.kyc_approved, cmd.jurisdiction)
         if not _refused(self.ledger.add_participant(participant), cmd, "open_account", events):
             events.append(AccountOpened(cmd.ts_us, participant))
+
+    def _issue_key(self, cmd: IssueKey, events: list[Event]) -> None:
+        """Only an account's key: the key itself (its secret) is the gateway's to store."""
+        if cmd.account not in self.ledger.participants:
+            refused = Refused("UNKNOWN_ACCOUNT", f"no account {cmd.account}")
+            _refused(refused, cmd, "issue_key", events)
+            return
+        events.append(KeyIssued(cmd.ts_us, cmd.api_key, cmd.account, cmd.scopes))
 
     def _attest(self, cmd: AttestReserves, events: list[Event]) -> None:
         if looks_like_milliseconds(cmd.as_of_us, cmd.ts_us):

@@ -387,9 +387,18 @@ class SharesSplit(Event, frozen=True, gc=False):
     settlement_id: int  # 0 when nobody held the asset
 
 
+class KeyIssued(Event, frozen=True, gc=False):
+    """An API key was issued under a `cl_op_id` (`IssueKey`): its name, not its secret."""
+
+    api_key: str
+    account: int
+    scopes: tuple[str, ...]
+
+
 # The events an operator command's answer is made from (a withdrawal's id, a dividend's or
-# a split's totals): what `engine.operations` keeps to answer the command sent again.
-Outcome = DividendPaid | SharesSplit | WithdrawalRequested
+# a split's totals, an issued key's name): what `engine.operations` keeps to answer the
+# command sent again.
+Outcome = DividendPaid | SharesSplit | WithdrawalRequested | KeyIssued
 
 
 class OperationRepeated(Event, frozen=True, gc=False):
@@ -433,4 +442,5 @@ AnyEvent = (
     | CancelOnDisconnectSet
     | WithdrawalRescaled  # appended
     | OperationRepeated  # appended
+    | KeyIssued  # appended
 )

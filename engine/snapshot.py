@@ -3,9 +3,9 @@
 Owns the shape of a venue image: every market (spec, status, reference price, trade ids,
 maturity) with its resting orders in priority order, the closed-order memory, the id
 counters and the clock, the armed dead-man's switches, the operators' remembered
-`cl_op_id`s, and the ledger's image when the venue clears. A restored venue has the same
-`state_hash()` and, given the same commands, produces the same events. Pure: the bytes are
-the gateway's to write.
+`cl_op_id`s (the newest whole, the older compacted), and the ledger's image when the venue
+clears. A restored venue has the same `state_hash()` and, given the same commands, produces
+the same events. Pure: the bytes are the gateway's to write.
 """
 
 import msgspec
@@ -14,7 +14,7 @@ from engine.book import Order
 from engine.enums import InstrumentStatus
 from engine.instrument import InstrumentSpec
 from engine.market import Market
-from engine.operations import Operation
+from engine.operations import Operation, OperationArchive
 from engine.venue import Venue, VenueConfig
 from settlement.ledger import Ledger, LedgerImage
 
@@ -44,6 +44,8 @@ class VenueImage(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
         tuple[int, int]
     ] = []  # armed dead-man's switches: (account, deadline_us)
     operations: list[Operation] = []  # operator commands done under a cl_op_id, oldest first
+    # the older ones, compacted (absent from images before it: they held every one whole)
+    operations_archive: OperationArchive | None = None
 
 
 def capture(venue: Venue) -> VenueImage:
@@ -71,6 +73,7 @@ def capture(venue: Venue) -> VenueImage:
         ledger,
         sorted(venue.dead_man_deadlines.items()),
         venue.operations.image(),
+        venue.operations.archive.copy() if venue.operations.archive.count else None,
     )
 
 
@@ -88,7 +91,7 @@ def restore(image: VenueImage) -> Venue:
     for order_id, account in image.closed_orders:
         venue.closed_orders.add(order_id, account)
     venue.adopt_dead_man_deadlines(image.dead_man_deadlines)
-    venue.operations.adopt(image.operations)
+    venue.operations.adopt(image.operations, image.operations_archive)
     venue.check_invariants()
     return venue
 

@@ -82,7 +82,7 @@ from engine.instrument import (
     unknown_symbol,
 )
 from engine.market import Market
-from engine.operations import CL_OP_IDS_RETAINED_MAX, Operations
+from engine.operations import OPERATIONS_RECENT_MAX, Operations
 from engine.reasons import ErrorCode
 from engine.units import SMALL_INT_MAX, UNITS_MAX, looks_like_milliseconds
 from settlement.dvp import BPS
@@ -130,8 +130,10 @@ class VenueConfig(msgspec.Struct, frozen=True):
     closed_orders_retained_max: int = 1_000_000
     # Custodians attest daily; two hours of grace before minting stops on an old statement.
     reserve_staleness_max_us: int = 26 * 3_600_000_000
-    # How many operator commands' `cl_op_id`s are remembered (`engine.operations`).
-    operations_retained_max: int = CL_OP_IDS_RETAINED_MAX
+    # How many of the newest operator commands' `cl_op_id`s are kept whole before they are
+    # compacted (`engine.operations`: every one is remembered). Named anew: an image's
+    # `operations_retained_max` (a bound that forgot the oldest) is ignored.
+    operations_recent_max: int = OPERATIONS_RECENT_MAX
 
 
 class Venue:
@@ -190,7 +192,7 @@ class Venue:
             self._handlers.update(self.corporate.handlers())
         # Every operator command is done at most once per `cl_op_id`: checked here, where the
         # operator's commands enter, before their own checks (`engine.operations`).
-        self.operations = Operations(self.config.operations_retained_max)
+        self.operations = Operations(self.config.operations_recent_max)
         for kind, handler in list(self._handlers.items()):
             if issubclass(kind, OperatorCommand):
                 self._handlers[kind] = self.operations.guard(handler)
@@ -310,8 +312,12 @@ class Venue:
         state: list[object] = [self.ts_us, self.last_order_id, markets, closed, ledger]
         if self.dead_man_deadlines:  # only then: a venue without one hashes as it always did
             state.append(sorted(self.dead_man_deadlines.items()))
-        if self.operations.by_id:  # the same: only once an operator gave a `cl_op_id`
-            state.append(["operations", self.operations.image()])
+        operations = self.operations
+        if operations:  # the same: only once an operator gave a `cl_op_id`
+            kept: list[object] = ["operations", operations.image()]
+            if operations.archive.count:  # the same again: only once some are compacted
+                kept.append(operations.archive)
+            state.append(kept)
         return state
 
     # ----------------------------------------------------------------- place

@@ -33,6 +33,7 @@ from engine.commands import (
     CancelAll,
     CancelOrder,
     Command,
+    IssueKey,
     PlaceOrder,
     SetCancelOnDisconnect,
 )
@@ -42,6 +43,7 @@ from engine.events import (
     CommandRejected,
     DeadManTriggered,
     DividendPaid,
+    KeyIssued,
     OperationRepeated,
     OrderAccepted,
     OrderAmended,
@@ -88,6 +90,10 @@ NOT_EXECUTED_AT_LEASE_LOSS = (
     "not executed: the gateway lost its lease while this request waited behind a quote's place;"
     " send it again after reconnecting"
 )
+# How long a repeated `admin.issue_key` waits to learn the key the first one issued through
+# another gateway: it is on the key stream within milliseconds, unless that gateway stopped
+# before storing it (it tries for 30 s, then exits); an answer within the SDK's 30 s.
+ISSUED_KEY_WAIT_S = 20.0
 # `Pending.expected` of a request answered 504 before its outcome came back
 # (`Dispatcher.answer_unknown`): no count of results reaches it, so none answers it again
 ANSWERED_AS_UNKNOWN = sys.maxsize
@@ -130,7 +136,8 @@ class Pending(msgspec.Struct, eq=False):
     close_after: bool = False  # logout: close once the response is out
     close_code: int = 1000
     close_reason: str = "logged out"
-    finish: Callable[["Pending"], bytes] | None = None  # never with `answer` or `reply`
+    # never with `answer` or `reply`; a finish that returns None answers later itself
+    finish: Callable[["Pending"], bytes | None] | None = None
     quote_set: str | None = None  # a quote.mass: the set its places belong to
 
 
@@ -197,6 +204,9 @@ class Dispatcher:
         # the ones a cluster's stream is still storing (`_issue_key_again` waits for them)
         self.keys_by_op = {key.cl_op_id: key for key in issued_keys if key.cl_op_id is not None}
         self._keys_storing: dict[str, asyncio.Task[None]] = {}
+        # the repeats waiting to learn, from the cluster's key stream, the key the first one
+        # issued through another gateway (`_await_key`), by that key's name
+        self._keys_awaited: dict[str, list[asyncio.Future[ApiKey]]] = {}
         # The time for the commands a request makes, read as they are built: an embedded
         # core's `Sequencer.stamp_us` (set by the server), so `submit` need not copy each to
         # stamp it; 0 elsewhere (a cluster's core stamps what it is sent).
@@ -956,12 +966,12 @@ class Dispatcher:
         self.bus.submit(command, pending)
 
     def _issue_key(self, session: Session, request: wire.Request, t_in: int) -> None:
+        """A new key; under a `cl_op_id`, once the engine took the id (`IssueKey`): where
+        commands are put in order, so the same id sent at once through two gateways issues
+        one key, and the second is answered with the first's (`_key_decided`)."""
         p: Any = request.params
         if p.cl_op_id is not None and p.cl_op_id in self.keys_by_op:  # checked first, as the
             self._issue_key_again(session, request, t_in)  # engine checks its own ids
-            return
-        if not self.reads.is_participant(p.account):
-            self._defer_error(session, request, E.UNKNOWN_ACCOUNT, f"no account {p.account}")
             return
         by = _key(session)
         key = ApiKey(
@@ -971,28 +981,129 @@ class Dispatcher:
             frozenset(p.scopes),
             cl_op_id=p.cl_op_id,
             issued_by=None if p.cl_op_id is None else by.key,  # (a key without one: as before)
-            issued_at_us=None if p.cl_op_id is None else t_in,
         )
-        issued = {"api_key": key.key, "account": key.account, "scopes": sorted(key.scopes)}
         if p.cl_op_id is not None:
-            issued["cl_op_id"] = p.cl_op_id
+            command = IssueKey(
+                ts_us=self.stamp_us(),
+                account=p.account,
+                scopes=tuple(sorted(p.scopes)),
+                issued_by=by.key,
+                api_key=key.key,
+                cl_op_id=p.cl_op_id,
+            )
+            finish = partial(self._key_decided, key)
+            self.bus.submit(
+                command, Pending(session, request.id, request.method, t_in, finish=finish)
+            )
+            return
+        if not self.reads.is_participant(p.account):
+            self._defer_error(session, request, E.UNKNOWN_ACCOUNT, f"no account {p.account}")
+            return
+        self._store_key(session, request.id, t_in, key, by)
+
+    def _key_decided(self, key: ApiKey, pending: Pending) -> bytes | None:
+        """The engine's word on an `IssueKey`: refused; taken (store `key`, then answer); or
+        its id took another key before (answer with that one, once this gateway knows it)."""
+        executed = pending.results[0]
+        rejected = rejection(executed.events)
+        if rejected is not None:  # CL_OP_ID_REUSED, UNKNOWN_ACCOUNT: no secret in it
+            return wire.error(pending.request_id, rejected.reason, rejected.detail)
+        decided = executed.events[-1]
+        if type(decided) is OperationRepeated:
+            first = decided.outcome
+            assert isinstance(first, KeyIssued), f"a key's id answered by {first!r}"
+            self._answer_key_again(pending, decided.cl_op_id, first.api_key, decided.done_at_us)
+            return None
+        assert type(decided) is KeyIssued and decided.api_key == key.key, f"issued {decided!r}"
+        key = msgspec.structs.replace(key, issued_at_us=decided.ts_us)  # when the engine took it
+        self._store_key(
+            pending.session, pending.request_id, pending.t_in, key, _key(pending.session)
+        )
+        return None
+
+    def _store_key(
+        self, session: Session, request_id: Any, t_in: int, key: ApiKey, by: ApiKey
+    ) -> None:
+        """Store a new key (api_keys.json; a cluster's key stream), then answer with it."""
+        issued = {"api_key": key.key, "account": key.account, "scopes": sorted(key.scopes)}
+        if key.cl_op_id is not None:
+            issued["cl_op_id"] = key.cl_op_id
         log.info("api key issued", extra=issued | {"by": by.account})
-        answer = partial(self._reply, session, request, _issued_key(key))
+        answer = partial(self._send_ok, session, request_id, _issued_key(key), t_in)
+        cl_op_id = key.cl_op_id
         if self.shared_keys is not None:  # answered once the cluster's stream stored it
-            task = asyncio.ensure_future(self._share_key(key, partial(answer, t_in)))
+            task = asyncio.ensure_future(self._share_key(key, answer))
             self._key_tasks.add(task)
             task.add_done_callback(self._key_tasks.discard)
-            if p.cl_op_id is not None:  # a repeat meanwhile is answered once it is stored
-                self.keys_by_op[p.cl_op_id] = key
-                self._keys_storing[p.cl_op_id] = task
-                task.add_done_callback(lambda _: self._keys_storing.pop(p.cl_op_id, None))
+            if cl_op_id is not None:  # a repeat meanwhile is answered once it is stored
+                self.keys_by_op[cl_op_id] = key
+                self._keys_storing[cl_op_id] = task
+                task.add_done_callback(lambda _: self._keys_storing.pop(cl_op_id, None))
             return
         self.auth.store.add(key)
         self.issued_keys.append(key)
         save_json(self.data_dir / ISSUED_KEYS_FILE, self.issued_keys)  # before the answer
-        if p.cl_op_id is not None:
-            self.keys_by_op[p.cl_op_id] = key
-        answer(t_in)
+        if cl_op_id is not None:
+            self.keys_by_op[cl_op_id] = key
+        answer()
+
+    def _send_ok(self, session: Session, request_id: Any, result: Any, t_in: int) -> None:
+        self.connections.send(session, wire.ok(request_id, result, t_in, now_us()))
+
+    def _answer_key_again(
+        self, pending: Pending, cl_op_id: str, api_key: str, done_at_us: int
+    ) -> None:
+        """Answer a repeated `admin.issue_key` with the key `api_key` its id issued, once this
+        gateway knows it: at once, or on a cluster when the key stream brings it."""
+        known = self.auth.store.get(api_key)
+        if known is not None or self.shared_keys is None:
+            self._send_key_again(pending, cl_op_id, api_key, done_at_us, known)
+            return
+        task = asyncio.ensure_future(self._await_key(pending, cl_op_id, api_key, done_at_us))
+        self._key_tasks.add(task)
+        task.add_done_callback(self._key_tasks.discard)
+
+    async def _await_key(
+        self, pending: Pending, cl_op_id: str, api_key: str, done_at_us: int
+    ) -> None:
+        learnt: asyncio.Future[ApiKey] = asyncio.get_running_loop().create_future()
+        awaited = self._keys_awaited.setdefault(api_key, [])
+        awaited.append(learnt)
+        known: ApiKey | None = None
+        try:
+            known = await asyncio.wait_for(learnt, ISSUED_KEY_WAIT_S)
+        except TimeoutError:
+            pass
+        finally:
+            awaited.remove(learnt)
+            if not awaited:
+                del self._keys_awaited[api_key]
+        self._send_key_again(pending, cl_op_id, api_key, done_at_us, known)
+
+    def _send_key_again(
+        self,
+        pending: Pending,
+        cl_op_id: str,
+        api_key: str,
+        done_at_us: int,
+        known: ApiKey | None,
+    ) -> None:
+        """The key issued before, secret included (the engine compared the admin key that
+        asks with the one that asked first), or, never stored, why not."""
+        session, request_id = pending.session, pending.request_id
+        if known is None:
+            where = "the venue" if self.shared_keys is None else "its gateway"
+            msg = (
+                f"cl_op_id {cl_op_id!r}: the key {api_key} issued under it at"
+                f" {done_at_us} is not stored: {where} stopped before storing it, or is still"
+                " storing it; ask again, and if it is still not stored, no key was issued:"
+                " give a new cl_op_id"
+            )
+            self.connections.send(session, wire.error(request_id, E.OUTCOME_UNKNOWN, msg))
+            return
+        log.info("api key issue repeated", extra={"api_key": known.key})
+        result = _issued_key(known) | {"repeated": True, "done_at": done_at_us}
+        self._send_ok(session, request_id, result, pending.t_in)
 
     def _issue_key_again(self, session: Session, request: wire.Request, t_in: int) -> None:
         """An `admin.issue_key` under the `cl_op_id` of a key issued before: the admin key
@@ -1034,7 +1145,11 @@ class Dispatcher:
         if known is None:
             self.auth.store.add(key)
             if key.cl_op_id is not None:  # a second key under one id (issued at once through
-                self.keys_by_op.setdefault(key.cl_op_id, key)  # two gateways) is not repeated
+                self.keys_by_op.setdefault(key.cl_op_id, key)  # two gateways before the
+                # engine decided ids: session 23) is not repeated
+            for learnt in self._keys_awaited.get(key.key, ()):
+                if not learnt.done():
+                    learnt.set_result(key)
         elif known != key:  # the first one issued under a name wins, on every gateway
             log.warning("a second key issued as %s ignored", key.key)
 
@@ -1059,7 +1174,9 @@ class Dispatcher:
         session = pending.session
         finish = pending.finish  # first: every order's; a pending has at most one of the three
         if finish is not None:
-            self.connections.send(session, finish(pending))
+            reply = finish(pending)
+            if reply is not None:  # (None: an issued key's, answered once it is stored)
+                self.connections.send(session, reply)
         elif pending.reply is not None:
             self.connections.send(session, pending.reply)
         elif pending.answer is not None:

@@ -458,8 +458,8 @@ class SubscriptionsParams(Params, frozen=True):
 class OperatorParams(Params, frozen=True, kw_only=True):
     """The params of an admin method: each may carry the operator's `cl_op_id`, under which
     the venue does the command at most once (a retry after a lost answer is answered, not
-    done again): the engine for those that map to an engine command (`engine.operations`),
-    the gateway for `admin.issue_key`, which is not journaled (`gateway.dispatch`)."""
+    done again): the engine decides (`engine.operations`), for `admin.issue_key` too
+    (`IssueKey`, whose key the gateway stores: `gateway.dispatch`)."""
 
     cl_op_id: ClientOperationId | None = None
 

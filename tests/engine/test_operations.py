@@ -14,6 +14,7 @@ from engine.commands import (
     AnyCommand,
     Command,
     Deposit,
+    IssueKey,
     ListAsset,
     OperatorCommand,
     RequestWithdrawal,
@@ -25,11 +26,18 @@ from engine.events import (
     CommandRejected,
     DividendPaid,
     Event,
+    KeyIssued,
     OperationRepeated,
     SharesSplit,
     WithdrawalRequested,
 )
-from engine.operations import CL_OP_ID_LENGTH_MAX, command_name
+from engine.operations import (
+    CL_OP_ID_LENGTH_MAX,
+    OPERATIONS_RECENT_MAX,
+    Operation,
+    OperationArchive,
+    command_name,
+)
 from engine.reasons import ErrorCode
 from engine.venue import Venue, VenueConfig
 from settlement.ledger import Ledger
@@ -125,16 +133,93 @@ def test_an_id_out_of_bounds_is_refused(corp: Corp, cl_op_id: str) -> None:
     assert refused.reason is ErrorCode.BAD_PARAM and "cl_op_id" in refused.detail
 
 
-def test_the_memory_is_bounded_and_forgets_the_oldest_first() -> None:
-    venue = Venue(VenueConfig(operations_retained_max=2), Ledger())
-    operations = venue.operations
-    for ts, code in enumerate(("A", "B", "C"), start=1):
+def keeping(recent_max: int) -> Corp:
+    """A `Corp` whose venue keeps `recent_max` operations whole, compacting the older ones."""
+    corp = Corp()
+    config = msgspec.structs.replace(corp.venue.config, operations_recent_max=recent_max)
+    corp.venue = Venue(config, Ledger())
+    for command in corp.commands:
+        corp.venue.execute(command)
+    return corp
+
+
+def test_an_id_past_the_old_bound_is_still_known_with_its_outcome() -> None:
+    """The finding: only the last 100,000 ids were remembered; a command sent again under
+    an older one was done again (a deposit minted twice). Now none is forgotten: the older
+    ones are compacted, outcome and all, and answered as the newest are."""
+    venue = Venue(VenueConfig(operations_recent_max=2, reserve_staleness_max_us=2**40), Ledger())
+    for ts, code in enumerate(("A", "B", "C", "D", "E"), start=1):
         venue.execute(ListAsset(ts_us=ts, code=code, scale=2, cl_op_id=f"id-{code}"))
-    assert list(operations.by_id) == ["id-B", "id-C"]
-    forgotten = venue.execute(ListAsset(ts_us=4, code="A", scale=2, cl_op_id="id-A"))
-    assert [type(e) for e in forgotten] == [CommandRejected]  # done again: ASSET_EXISTS
-    [known] = venue.execute(ListAsset(ts_us=5, code="C", scale=2, cl_op_id="id-C"))
-    assert isinstance(known, OperationRepeated)
+    venue.check_invariants()
+    assert list(venue.operations.recent) == ["id-D", "id-E"] and venue.operations.archive.count == 3
+    [again] = venue.execute(ListAsset(ts_us=6, code="A", scale=2, cl_op_id="id-A"))
+    assert isinstance(again, OperationRepeated) and again.done_at_us == 1  # not ASSET_EXISTS
+    [reused] = venue.execute(ListAsset(ts_us=7, code="Z", scale=2, cl_op_id="id-B"))
+    assert isinstance(reused, CommandRejected) and reused.reason is ErrorCode.CL_OP_ID_REUSED
+    assert "used at 2" in reused.detail
+
+
+def test_compacted_operations_answer_their_outcomes_and_replay_and_restore_equal() -> None:
+    """Ids compacted (one kept whole) repeat a dividend's totals and a withdrawal's id; the
+    journal replayed and a snapshot restored give the same hash and the same answers."""
+    corp = keeping(1)
+    history(corp)
+    corp.ok(under("dep-2", Deposit(account=4, asset="USD", amount=1)))
+    assert corp.venue.operations.archive.count == 4 and list(corp.venue.operations.recent) == [
+        "dep-2"
+    ]
+    paid = repeated(corp, under("div", dividend())).outcome
+    assert isinstance(paid, DividendPaid) and paid.paid_total > 0
+    held = repeated(corp, under("wd", RequestWithdrawal(account=4, asset="USD", amount=100)))
+    assert isinstance(held.outcome, WithdrawalRequested)
+    replayed_twice(corp)
+    image = snapshot.decode(snapshot.encode(snapshot.capture(corp.venue)))
+    assert image.operations_archive is not None and len(image.operations) == 1
+    restored = snapshot.restore(image)
+    assert restored.state_hash() == corp.venue.state_hash()
+    for again in (
+        under("dep", Deposit(account=4, asset="USD", amount=700)),
+        under("dep", dividend()),
+    ):
+        stamped = msgspec.structs.replace(again, ts_us=corp.venue.ts_us + 1)
+        assert restored.execute(stamped) == corp.venue.execute(stamped)
+    assert restored.state_hash() == corp.venue.state_hash()
+
+
+def test_an_image_of_before_the_archive_is_compacted_on_load_as_replay_would() -> None:
+    """An image written before the archive holds every remembered operation whole (up to
+    100,000) and a config with `operations_retained_max`, which is ignored now: restored
+    where fewer are kept whole, its operations are compacted as the same commands replayed
+    are, so the two hash alike."""
+    corp = keeping(100_000)  # as the old bound: every one whole
+    history(corp)
+    image = msgspec.msgpack.decode(snapshot.encode(snapshot.capture(corp.venue)))
+    assert "operations_archive" not in image and len(image["operations"]) == 4
+    image["config"]["operations_retained_max"] = image["config"].pop("operations_recent_max")
+    old = snapshot.decode(msgspec.msgpack.encode(image))
+    assert old.config.operations_recent_max == OPERATIONS_RECENT_MAX  # the old bound ignored
+    restored = snapshot.restore(
+        msgspec.structs.replace(
+            old, config=msgspec.structs.replace(old.config, operations_recent_max=2)
+        )
+    )
+    assert restored.operations.archive.count == 2 and len(restored.operations.recent) == 2
+    replayed = Venue(restored.config, Ledger())
+    for command in corp.commands:
+        replayed.execute(command)
+    assert restored.state_hash() == replayed.state_hash()
+
+
+def test_a_compacted_operation_costs_its_fixed_entry() -> None:
+    """What a compacted operation costs: 48 bytes, no object of its own (a million: 48 MB,
+    where whole ones cost ~250 bytes each); its outcome, if any, besides."""
+    archive = OperationArchive()
+    operations = [Operation(f"op-{index}", bytes(16), index, None) for index in range(1_000)]
+    for operation in operations:
+        archive.add(operation)
+    assert sum(map(len, archive.entries)) == 48 * 1_000 and not any(archive.outcomes)
+    archive.check_invariants()
+    assert archive.find("op-7") == operations[7] and archive.find("op-x") is None
 
 
 def history(corp: Corp) -> None:
@@ -184,13 +269,38 @@ def test_old_records_and_images_without_ids_load_and_hash_as_before(corp: Corp) 
     decoded = msgspec.msgpack.decode(old_record, type=AnyCommand)
     assert isinstance(decoded, Deposit) and decoded.cl_op_id is None
     corp.ok(decoded)
-    assert not corp.venue.operations.by_id
+    assert not corp.venue.operations
     image = msgspec.msgpack.decode(snapshot.encode(snapshot.capture(corp.venue)))
     assert "operations" not in image  # omitted while empty: written as before it existed
-    del image["config"]["operations_retained_max"]  # as a build before the bound wrote it
+    del image["config"]["operations_recent_max"]  # as a build before the bound wrote it
     restored = snapshot.restore(snapshot.decode(msgspec.msgpack.encode(image)))
     assert restored.state_hash() == corp.venue.state_hash()
     assert "operations" not in msgspec.msgpack.encode(corp.venue._state()).decode("latin-1")
+
+
+def issue(api_key: str, account: int = 4, by: str = "key-admin") -> IssueKey:
+    return IssueKey(
+        account=account, scopes=("read", "trade"), issued_by=by, api_key=api_key, cl_op_id="k-1"
+    )
+
+
+def test_a_key_issued_under_an_id_is_issued_once_whoever_chose_its_name(corp: Corp) -> None:
+    """The finding: `admin.issue_key`'s ids were kept by each gateway, so the same id sent at
+    once through two gateways issued two keys. The engine decides now: the second copy
+    (another name, chosen by its gateway) is answered with the first's key, not issued; the
+    ids are apart from the other commands' (as when the gateways kept them)."""
+    [issued] = corp.ok(issue("key-a"))
+    assert issued == KeyIssued(corp.venue.ts_us, "key-a", 4, ("read", "trade"))
+    again = repeated(corp, issue("key-b"))  # the other gateway's copy
+    assert again.outcome == issued and again.done_at_us == issued.ts_us
+    other_admin = corp.refused(issue("key-c", by="key-other-admin"))
+    assert other_admin.reason is ErrorCode.CL_OP_ID_REUSED and "'k-1'" in other_admin.detail
+    unknown = corp.refused(msgspec.structs.replace(issue("key-d", account=999), cl_op_id="k-2"))
+    assert unknown.reason is ErrorCode.UNKNOWN_ACCOUNT
+    corp.ok(under("k-1", Deposit(account=4, asset="USD", amount=1)))  # another space
+    repeated(corp, under("k-1", Deposit(account=4, asset="USD", amount=1)))
+    repeated(corp, issue("key-e"))
+    replayed_twice(corp)
 
 
 def test_command_names_are_snake_case() -> None:

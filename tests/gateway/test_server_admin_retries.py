@@ -8,11 +8,17 @@ each admin method that moves money or state takes a `cl_op_id`; the engine remem
 """
 
 import asyncio
+import json
 import signal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from client.sdk import VenueClient
+from core import venue_core
+from gateway.dispatch import ISSUED_KEYS_FILE
 from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, start_venue
 from tests.gateway.test_crash import free_port, start_server
 from tests.gateway.test_server_admin import ledger_view, refusal
@@ -144,6 +150,55 @@ def test_a_repeat_after_a_snapshot_restore_is_done_once(tmp_path: Path) -> None:
     assert restored == state
 
 
+KEPT_WHOLE = 2  # the operations a venue keeps whole here, so that a few pass the bound
+
+
+def test_a_deposit_sent_again_under_an_id_past_the_old_bound_is_done_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finding: the venue remembered the last 100,000 `cl_op_id`s, so a deposit sent
+    again under an older id was minted again. Here the venue keeps two whole (so that the
+    test passes the bound in a few commands: the older ones are compacted), its first id is
+    followed by more, a snapshot and a restart; that first deposit sent again is not
+    minted."""
+    whole = partial(venue_core.EngineConfig, operations_recent_max=KEPT_WHOLE)
+    monkeypatch.setattr(venue_core, "EngineConfig", whole)
+    data_dir = tmp_path / "data"
+
+    async def before() -> tuple[dict[str, Any], str]:
+        venue = await start_venue(data_dir)
+        try:
+            admin = await venue.client("admin")
+            first: dict[str, Any] = await admin.request("admin.deposit", DEPOSIT)
+            for index in range(KEPT_WHOLE + 1):  # past the bound, and through a snapshot
+                later = DEPOSIT | {"amount": "1", "cl_op_id": f"dep-later-{index}"}
+                await admin.request("admin.deposit", later)
+                if index == KEPT_WHOLE - 1:
+                    await venue.server.snapshot()
+            usd = next(b for b in (await admin.balances())["balances"] if b["asset"] == "USD")
+            await admin.close()
+            return first, usd["total"]
+        finally:
+            await venue.server.stop()
+
+    async def after() -> tuple[dict[str, Any], str]:
+        venue = await start_venue(data_dir)
+        try:
+            admin = await venue.client("admin")
+            again: dict[str, Any] = await admin.request("admin.deposit", DEPOSIT)
+            usd = next(b for b in (await admin.balances())["balances"] if b["asset"] == "USD")
+            await admin.close()
+            return again, usd["total"]
+        finally:
+            await venue.server.stop()
+
+    first, usd_before = run(before())
+    assert list(data_dir.glob("snapshot-*.bin")), "the restart starts from a snapshot"
+    again, usd_after = run(after())
+    assert_repeat_of(first, again)
+    assert usd_after == usd_before  # not minted again
+
+
 async def admin_request(port: int, method: str, params: dict[str, Any]) -> Any:
     async with VenueClient(f"ws://127.0.0.1:{port}/ws/trade") as client:
         await client.logon(*KEYS["admin"])
@@ -257,3 +312,42 @@ def test_a_key_issued_again_after_a_restart_is_the_same_key(tmp_path: Path) -> N
     repeated, keys_before, keys_after = run(again())
     assert_same_key(first, repeated)
     assert keys_after == keys_before
+
+
+def test_a_key_whose_storing_a_stop_cut_short_is_not_issued_again(tmp_path: Path) -> None:
+    """The engine takes an issued key's id (`IssueKey`, journaled) before the gateway stores
+    the key in api_keys.json: a stop in between leaves the id taken and the key nowhere. The
+    request sent again is not issued a second key under that id; it is told the key was not
+    stored, 504 `OUTCOME_UNKNOWN`, to give a new `cl_op_id` (simulated: the key removed from
+    the file, as if never written)."""
+    data_dir = tmp_path / "data"
+
+    async def issue() -> None:
+        venue = await start_venue(data_dir)
+        try:
+            admin = await venue.client("admin")
+            await admin.request("admin.issue_key", ISSUE)
+            await admin.close()
+        finally:
+            await venue.server.stop()
+
+    async def again() -> tuple[dict[str, Any], int, int]:
+        venue = await start_venue(data_dir)
+        try:
+            admin = await venue.client("admin")
+            keys_before = len(venue.server.auth.store)
+            refused: dict[str, Any] = await admin.request_raw("admin.issue_key", ISSUE)
+            keys_after = len(venue.server.auth.store)
+            await admin.close()
+            return refused, keys_before, keys_after
+        finally:
+            await venue.server.stop()
+
+    run(issue())
+    keys_file = data_dir / ISSUED_KEYS_FILE
+    assert [key["cl_op_id"] for key in json.loads(keys_file.read_text())] == ["key-1"]
+    keys_file.write_text("[]")  # the only key issued, as if the stop came before its writing
+    refused, keys_before, keys_after = run(again())
+    assert refused["error"]["name"] == "OUTCOME_UNKNOWN", refused
+    assert "'key-1'" in refused["error"]["msg"] and "not stored" in refused["error"]["msg"]
+    assert keys_after == keys_before  # nothing issued
