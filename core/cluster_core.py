@@ -197,9 +197,10 @@ class Follower:
     def __init__(
         self, config: venue_config.VenueConfig, codec: ClusterCodec, cod_orders: CodOrders
     ) -> None:
-        staleness = venue_config.reserve_staleness_max_us(config)
+        # The engine's defaults, as the core's journal starts (not this config's bound: the
+        # core journals its own, `SetReserveStaleness`, and every copy decides the same).
         self.ledger = Ledger()
-        self.venue = Venue(EngineConfig(reserve_staleness_max_us=staleness), self.ledger)
+        self.venue = Venue(EngineConfig(), self.ledger)
         self.codec = codec
         self.cod_orders = cod_orders
         self.seq = 0

@@ -242,9 +242,10 @@ class Replica:
     def __init__(
         self, config: venue_config.VenueConfig, bus: "NatsBus", listener: GatewayListener
     ) -> None:
-        staleness = venue_config.reserve_staleness_max_us(config)
+        # The engine's defaults, as the core's journal starts (not this config's bound: the
+        # core journals its own, `SetReserveStaleness`, and every copy decides the same).
         self.ledger = Ledger()
-        self.venue = Venue(EngineConfig(reserve_staleness_max_us=staleness), self.ledger)
+        self.venue = Venue(EngineConfig(), self.ledger)
         self.bus = bus
         self.listener = listener
         self.last_seq = 0

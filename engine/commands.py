@@ -245,6 +245,16 @@ class SplitShares(OperatorCommand, frozen=True, gc=False, kw_only=True):
     rescale_caps: bool = False
 
 
+class SetReserveStaleness(Command, frozen=True, gc=False, kw_only=True):
+    """From now on, mint only against a reserve attestation at most `staleness_max_us` old
+    (`Deposit`). Not the operator's: the core journals it at a start whose config's bound
+    differs from the venue's, before any other command, so that every replay of the journal
+    (a replica, a standby, `venue verify`) decides each deposit under the bound it was
+    decided under, whatever its own config says. A venue starts at `VenueConfig`'s default."""
+
+    staleness_max_us: int
+
+
 AnyCommand = (
     PlaceOrder
     | CancelOrder
@@ -267,4 +277,5 @@ AnyCommand = (
     | PayDividend
     | SplitShares
     | SetCancelOnDisconnect  # appended: the journal's earlier commands decode as before
+    | SetReserveStaleness  # appended
 )

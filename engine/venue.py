@@ -41,6 +41,7 @@ from engine.commands import (
     SetInstrumentStatus,
     SetOrderCaps,
     SetReferencePrice,
+    SetReserveStaleness,
 )
 from engine.corporate import Corporate
 from engine.custody import Custody
@@ -72,6 +73,7 @@ from engine.events import (
     OrderCapsSet,
     OrderExpired,
     ReferencePriceSet,
+    ReserveStalenessSet,
     SelfTradePrevented,
     TradeExecuted,
 )
@@ -89,6 +91,10 @@ from settlement.dvp import BPS
 from settlement.ledger import Ledger
 from settlement.transfers import TransferKind
 
+# The default reserve staleness bound (`VenueConfig`) and the most one may be set to:
+# custodians attest daily, with two hours of grace; venue.toml's 1,000,000 hours.
+RESERVE_STALENESS_DEFAULT_US = 26 * 3_600_000_000
+RESERVE_STALENESS_MAX_US = 1_000_000 * 3_600_000_000
 DUE_NEVER_US = 2**63  # later than any time a command can carry: nothing is due
 CL_ORD_ID_LENGTH_MAX = 36  # the protocol's bound on client ids
 TAG_LENGTH_MAX = 36  # same bound for free-form tags
@@ -129,7 +135,8 @@ class VenueConfig(msgspec.Struct, frozen=True):
     # about a minute of heavy flow, at a few dozen bytes each.
     closed_orders_retained_max: int = 1_000_000
     # Custodians attest daily; two hours of grace before minting stops on an old statement.
-    reserve_staleness_max_us: int = 26 * 3_600_000_000
+    # Part of the state: changed only by `SetReserveStaleness` once the venue runs.
+    reserve_staleness_max_us: int = RESERVE_STALENESS_DEFAULT_US
     # How many operator commands' `cl_op_id`s are remembered (`engine.operations`).
     operations_retained_max: int = CL_OP_IDS_RETAINED_MAX
 
@@ -169,6 +176,7 @@ class Venue:
             AdvanceClock: self._advance_clock,
             ArmDeadMan: self._arm_dead_man,
             SetCancelOnDisconnect: self._set_cancel_on_disconnect,
+            SetReserveStaleness: self._set_reserve_staleness,
         }
         self.maturities: list[tuple[int, str]] = []  # heap of T-bill (maturity_us, symbol)
         self._due_us = 0  # see `note_due`; the first command sets it
@@ -312,6 +320,9 @@ class Venue:
             state.append(sorted(self.dead_man_deadlines.items()))
         if self.operations.by_id:  # the same: only once an operator gave a `cl_op_id`
             state.append(["operations", self.operations.image()])
+        staleness_us = self.config.reserve_staleness_max_us
+        if staleness_us != RESERVE_STALENESS_DEFAULT_US:  # it decides deposits; the same
+            state.append(["reserve_staleness", staleness_us])
         return state
 
     # ----------------------------------------------------------------- place
@@ -1697,6 +1708,17 @@ class Venue:
             return self._reject(events, cmd, "set_order_caps", E.BAD_PARAM, problem)
         market.set_caps(cmd.max_qty, cmd.max_notional)
         events.append(OrderCapsSet(cmd.ts_us, market.symbol, cmd.max_qty, cmd.max_notional))
+        return None
+
+    def _set_reserve_staleness(self, cmd: SetReserveStaleness, events: list[Event]) -> None:
+        staleness_us = cmd.staleness_max_us
+        if not 0 < staleness_us <= RESERVE_STALENESS_MAX_US:
+            detail = f"the reserve staleness bound is 1 to {RESERVE_STALENESS_MAX_US} µs"
+            return self._reject(events, cmd, "set_reserve_staleness", E.BAD_PARAM, detail)
+        self.config = msgspec.structs.replace(self.config, reserve_staleness_max_us=staleness_us)
+        if self.ledger is not None:  # custody decides deposits under its own copy
+            self.custody.reserve_staleness_max_us = staleness_us
+        events.append(ReserveStalenessSet(cmd.ts_us, staleness_us))
         return None
 
     def _operable_market(
