@@ -115,6 +115,10 @@ class SetInstrumentStatus(OperatorCommand, frozen=True, gc=False, kw_only=True):
 class SetReferencePrice(OperatorCommand, frozen=True, gc=False, kw_only=True):
     symbol: str
     price: int
+    # Refuse a price whose band's low puts one lot (min_qty) above `max_notional`, as
+    # `SetOrderCaps.lot_checked` refuses such a cap. Set where prices enter; absent (False)
+    # from records written before the check, which must replay as they were accepted.
+    lot_checked: bool = False
 
 
 class SetOrderCaps(OperatorCommand, frozen=True, gc=False, kw_only=True):

@@ -79,6 +79,7 @@ from engine.events import (
 )
 from engine.instrument import (
     InstrumentSpec,
+    band_limits,
     case_twin_refusal,
     notional_cap_problem,
     unknown_symbol,
@@ -86,7 +87,7 @@ from engine.instrument import (
 from engine.market import Market
 from engine.operations import CL_OP_IDS_RETAINED_MAX, Operations
 from engine.reasons import ErrorCode
-from engine.units import SMALL_INT_MAX, UNITS_MAX, looks_like_milliseconds
+from engine.units import SMALL_INT_MAX, UNITS_MAX, format_units, looks_like_milliseconds
 from settlement.dvp import BPS
 from settlement.ledger import Ledger
 from settlement.transfers import TransferKind
@@ -1687,6 +1688,16 @@ class Venue:
             return self._reject(
                 events, cmd, "set_reference_price", E.INVALID_PRICE_TICK, "price is not on the tick"
             )
+        if cmd.lot_checked:  # no order could pass the cap at the new band's low
+            band_low = band_limits(cmd.price, market.spec.price_band_bps, market.price_tick)[0]
+            problem = notional_cap_problem(market.spec, band_low)
+            if problem is not None:
+                price = format_units(cmd.price, market.spec.price_decimals)
+                detail = (
+                    f"reference price {price} would refuse every order on {cmd.symbol}:"
+                    f" {problem}; raise max_notional first (admin.set_order_caps)"
+                )
+                return self._reject(events, cmd, "set_reference_price", E.BAD_PARAM, detail)
         market.set_reference_price(cmd.price)
         events.append(ReferencePriceSet(cmd.ts_us, market.symbol, cmd.price))
         return None

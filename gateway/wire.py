@@ -1586,7 +1586,7 @@ def _set_reference(
     spec = _spec(specs, p.symbol)
     price = _positive(p.price, spec.price_decimals, "price")
     _check_bill_price(spec, price)
-    return SetReferencePrice(ts_us=ts_us, symbol=p.symbol, price=price)
+    return SetReferencePrice(ts_us=ts_us, symbol=p.symbol, price=price, lot_checked=True)
 
 
 def _check_bill_price(spec: InstrumentSpec, price: int) -> None:

@@ -619,6 +619,35 @@ def test_a_notional_cap_below_one_lot_is_refused_naming_the_smallest(run_venue: 
     run_venue(scenario)
 
 
+def test_a_reference_price_that_prices_one_lot_above_the_cap_is_refused(run_venue: Any) -> None:
+    """A raised reference price moves the band's low up: one lot above `max_notional` then
+    (every order refused) is refused like a cap below one lot, and changes nothing."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        alpha = await venue.client("alpha")
+        row = next(r for r in (await alpha.request("instruments", {}))["instruments"]
+                   if r["symbol"] == BILL)  # fmt: skip
+        # one lot: min_qty (100 of face) at the band's low, priced per 100 of face
+        lot = Decimal(row["band_low"]) * Decimal(row["min_qty"]) / 100
+        await admin.request("admin.set_order_caps", {"symbol": BILL, "max_notional": f"{lot}"})
+        row = next(r for r in (await alpha.request("instruments", {}))["instruments"]
+                   if r["symbol"] == BILL)  # fmt: skip
+        price = f"{Decimal(row['reference_price']) + Decimal('0.5'):.6f}"  # still below par
+        response = await admin.request_raw(
+            "admin.set_reference_price", {"symbol": BILL, "price": price}
+        )
+        assert response["error"]["name"] == "BAD_PARAM", response
+        assert f"reference price {price}" in response["error"]["msg"], response
+        assert "the smallest cap that allows one lot" in response["error"]["msg"], response
+        rows = (await alpha.request("instruments", {}))["instruments"]
+        assert next(r for r in rows if r["symbol"] == BILL) == row  # nothing changed
+        placed = await alpha.place(BILL, "sell", row["min_qty"], row["band_low"])
+        assert placed["status"] == "new"
+
+    run_venue(scenario)
+
+
 def test_business_errors_carry_the_numbers_that_explain_them(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         taker = await venue.client("taker")
