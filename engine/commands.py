@@ -247,6 +247,10 @@ class SplitShares(OperatorCommand, frozen=True, gc=False, kw_only=True):
     # stays), so that no order the split rescaled is above its cap. Set where a split
     # enters; absent (False) from records written before, which must replay as they ran.
     rescale_caps: bool = False
+    # Refuse a split whose new reference price puts one lot above a market's `max_notional`
+    # at the band's low (`SetReferencePrice.lot_checked`). Set where a split enters; absent
+    # (False) from records written before the check, which must replay as they ran.
+    lot_checked: bool = False
 
 
 class SetReserveStaleness(Command, frozen=True, gc=False, kw_only=True):

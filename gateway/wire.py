@@ -1688,7 +1688,12 @@ def _split(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: in
     _spec(specs, p.symbol)
     new, _colon, old = p.ratio.partition(":")
     return SplitShares(
-        ts_us=ts_us, symbol=p.symbol, ratio_new=int(new), ratio_old=int(old), rescale_caps=True
+        ts_us=ts_us,
+        symbol=p.symbol,
+        ratio_new=int(new),
+        ratio_old=int(old),
+        rescale_caps=True,
+        lot_checked=True,
     )
 
 

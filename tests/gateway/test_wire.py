@@ -825,6 +825,7 @@ def test_corporate_actions_convert_exactly() -> None:
         ratio_new=1,
         ratio_old=10,
         rescale_caps=True,  # new splits do
+        lot_checked=True,  # and check one lot against the cap
     )
     nowhere = convert("admin.split", {"symbol": "X", "ratio": "2:1"})
     assert nowhere.code is E.UNKNOWN_SYMBOL
