@@ -239,9 +239,7 @@ class Replica:
     stopped, read through a `ReadSide`; it writes no journal, store or snapshot.
     """
 
-    def __init__(
-        self, config: venue_config.VenueConfig, bus: "NatsBus", listener: GatewayListener
-    ) -> None:
+    def __init__(self, bus: "NatsBus", listener: GatewayListener) -> None:
         # The engine's defaults, as the core's journal starts (not this config's bound: the
         # core journals its own, `SetReserveStaleness`, and every copy decides the same).
         self.ledger = Ledger()
@@ -479,7 +477,7 @@ class NatsBus:
         self.servers = server_list(servers)
         self.nc: Client | None = None
         self.lease: Lease | None = None  # held while it serves (`Replica.start`)
-        self.core = Replica(config, self, listener)
+        self.core = Replica(self, listener)
         # issued API keys, cluster-wide; the gateway's dispatcher sets `on_key`
         self.keys = SharedKeys(3 if len(self.servers) >= 3 else 1, on_key=_no_key_listener)
         # nonces of logons and signed requests, claimed cluster-wide: a replay through
