@@ -194,12 +194,11 @@ class Follower:
     so a takeover replays only what the follower had not seen (`WarmStart`). Its codec is
     the core's: the last request id per gateway is known at takeover too."""
 
-    def __init__(
-        self, config: venue_config.VenueConfig, codec: ClusterCodec, cod_orders: CodOrders
-    ) -> None:
-        staleness = venue_config.reserve_staleness_max_us(config)
+    def __init__(self, codec: ClusterCodec, cod_orders: CodOrders) -> None:
+        # The engine's defaults, as the core's journal starts (not this config's bound: the
+        # core journals its own, `SetReserveStaleness`, and every copy decides the same).
         self.ledger = Ledger()
-        self.venue = Venue(EngineConfig(reserve_staleness_max_us=staleness), self.ledger)
+        self.venue = Venue(EngineConfig(), self.ledger)
         self.codec = codec
         self.cod_orders = cod_orders
         self.seq = 0
@@ -287,7 +286,7 @@ class ClusterCore:
         self.core: VenueCore | None = None
         self.nc: Client | None = None
         self.lease: ThreadLease | None = None
-        self.follower = Follower(config, self.codec, self.cod_orders)
+        self.follower = Follower(self.codec, self.cod_orders)
 
     async def wait_for_lease(self, stopping: asyncio.Event) -> bool:
         """Contend until this core holds the lease (True) or `stopping` is set (False)."""

@@ -242,12 +242,11 @@ class Replica:
     stopped, read through a `ReadSide`; it writes no journal, store or snapshot.
     """
 
-    def __init__(
-        self, config: venue_config.VenueConfig, bus: "NatsBus", listener: GatewayListener
-    ) -> None:
-        staleness = venue_config.reserve_staleness_max_us(config)
+    def __init__(self, bus: "NatsBus", listener: GatewayListener) -> None:
+        # The engine's defaults, as the core's journal starts (not this config's bound: the
+        # core journals its own, `SetReserveStaleness`, and every copy decides the same).
         self.ledger = Ledger()
-        self.venue = Venue(EngineConfig(reserve_staleness_max_us=staleness), self.ledger)
+        self.venue = Venue(EngineConfig(), self.ledger)
         self.bus = bus
         self.listener = listener
         self.last_seq = 0
@@ -482,7 +481,7 @@ class NatsBus:
         self.servers = server_list(servers)
         self.nc: Client | None = None
         self.lease: Lease | None = None  # held while it serves (`Replica.start`)
-        self.core = Replica(config, self, listener)
+        self.core = Replica(self, listener)
         # issued API keys, cluster-wide; the gateway's dispatcher sets `on_key`
         self.keys = SharedKeys(3 if len(self.servers) >= 3 else 1, on_key=_no_key_listener)
         # nonces of logons and signed requests, claimed cluster-wide: a replay through

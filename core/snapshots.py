@@ -23,6 +23,7 @@ import msgspec
 
 from core.journal import refuse_dangling_link
 from engine.snapshot import VenueImage
+from engine.venue import VenueConfig
 
 log = logging.getLogger("venue.snapshots")
 
@@ -37,6 +38,21 @@ class Snapshot(msgspec.Struct, frozen=True):
     seq: int  # the last journal record this state includes
     venue: VenueImage
     gateway: dict[str, Any]  # private streams, report counters: the server's to interpret
+    # The reserve staleness bound the journal's first record ran under (`first_rules`); 0 in
+    # snapshots written before it was kept.
+    first_staleness_us: int = 0
+
+
+def first_rules(image: Snapshot | None) -> VenueConfig:
+    """The engine's rules the journal's first record ran under, for a replay from it: the
+    defaults (a venue journals any other bound, `SetReserveStaleness`), but for a journal
+    begun before the bound was journaled: its venue ran under the bound it was built with,
+    which its snapshots kept (`first_staleness_us` absent: the image's own)."""
+    if image is None:
+        return VenueConfig()
+    rules = image.venue.config
+    staleness_us = image.first_staleness_us or rules.reserve_staleness_max_us
+    return msgspec.structs.replace(rules, reserve_staleness_max_us=staleness_us)
 
 
 def path_for(directory: Path, seq: int) -> Path:

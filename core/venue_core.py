@@ -32,6 +32,7 @@ from core.journal import FileJournal, Journal, JournalError, JournalLocked, refu
 from core.ledger_writer import Bookings, LedgerWriter, bookings_of, open_store
 from core.sequencer import Executed, RecordCodec, Sequencer
 from core.store_thread import StoreThread
+from engine.commands import SetReserveStaleness
 from engine.events import CommandRejected, Event
 from engine.reasons import ErrorCode
 from engine.snapshot import capture as capture_venue
@@ -120,9 +121,11 @@ class VenueCore:
         journal: Journal | None,
         codec: RecordCodec | None,
     ) -> None:
-        staleness = venue_config.reserve_staleness_max_us(config)
+        # The engine's defaults, as every replay of the journal starts: a bound the config
+        # sets otherwise is journaled at start (`_apply_staleness`).
         self.ledger = Ledger()
-        self.venue = Venue(EngineConfig(reserve_staleness_max_us=staleness), self.ledger)
+        self.venue = Venue(EngineConfig(), self.ledger)
+        self.first_staleness_us = self.venue.config.reserve_staleness_max_us  # see `Snapshot`
         # (first seq, epoch) of every earlier start, from the journal's point of view
         self.epochs: list[tuple[int, int]] = _load_epochs(data_dir / EPOCHS_FILE)
         self._recovering = False
@@ -171,7 +174,7 @@ class VenueCore:
         snapshots.remove_stray(self.data_dir)  # ours alone: venue.lock is held
         image = snapshots.latest(self.data_dir)  # before the store: a refusal makes no store
         if image is not None:  # also for a replay from the journal's start (store behind)
-            self._keep_built_rules(image.venue.config)
+            self._replay_from_first_rules(image)
         dsn = self.config.venue.ledger_postgres
         self._made_store = not dsn and not os.path.lexists(self.data_dir / LEDGER_FILE)
         self.store = await self._on_store(open_store, self.data_dir / LEDGER_FILE, dsn)
@@ -214,6 +217,7 @@ class VenueCore:
             fields |= journal
             log.info("recovered", extra=fields | {"ms": elapsed_ms})
             await self._catch_up_store()
+            await self._apply_staleness()
         else:
             await self._build_from_config()
 
@@ -227,24 +231,38 @@ class VenueCore:
         task.add_done_callback(self._check_task)
         self._tasks.append(task)
 
-    def _keep_built_rules(self, built: EngineConfig) -> None:
-        """Replay under the engine's rules the venue has run with (`built`, from its newest
-        snapshot), not the config's: `reserve_staleness_hours` decided which deposits the
-        journal accepted, and a replay under another bound could refuse a deposit that was
-        answered. An edit of it after the build is not applied, and said once per start."""
-        configured = self.venue.config.reserve_staleness_max_us
-        if built.reserve_staleness_max_us != configured:
-            log.warning(
-                "config not applied: venue.reserve_staleness_hours is fixed when the venue"
-                " is built (its journal's deposits were decided under it)",
-                extra={
-                    "config_hours": configured // venue_config.HOUR_US,
-                    "venue_hours": built.reserve_staleness_max_us // venue_config.HOUR_US,
-                },
-            )
+    def _replay_from_first_rules(self, image: snapshots.Snapshot) -> None:
+        """Replay (when the journal is replayed from its first record) under the engine's
+        rules that record ran under (`snapshots.first_rules`), never the config's: the
+        reserve staleness decided which deposits the journal accepted, and each change of it
+        since is a journal record (`_apply_staleness`)."""
+        rules = snapshots.first_rules(image)
+        self.first_staleness_us = rules.reserve_staleness_max_us
         self.ledger = Ledger()
-        self.venue = Venue(built, self.ledger)
+        self.venue = Venue(rules, self.ledger)
         self.sequencer.venue = self.venue
+
+    async def _apply_staleness(self) -> None:
+        """Journal the config's reserve staleness bound if the venue runs under another (an
+        edit of `reserve_staleness_hours`, or a fresh venue's non-default bound), before any
+        command of this start: deposits from here on are decided under it, those before stand,
+        and every replay (a replica, a standby, `venue verify`) decides each the same."""
+        configured_us = venue_config.reserve_staleness_max_us(self.config)
+        running_us = self.venue.config.reserve_staleness_max_us
+        if running_us == configured_us:
+            return
+        executed = self.sequencer.submit(
+            SetReserveStaleness(staleness_max_us=configured_us), origin=None
+        )
+        await self.sequencer.drain()
+        log.info(
+            "reserve staleness applied: venue.reserve_staleness_hours changed",
+            extra={
+                "seq": executed.seq,
+                "hours_before": running_us // venue_config.HOUR_US,
+                "hours": configured_us // venue_config.HOUR_US,
+            },
+        )
 
     def _restore(self, image: snapshots.Snapshot, venue: Venue) -> None:
         """Take the state a snapshot holds: its `venue`, then the gateway's part of it."""
@@ -274,7 +292,10 @@ class VenueCore:
         # Captured right after the drain, with no await between: every command the image
         # includes is durable, and its transfers are in the store before the file exists.
         image = snapshots.Snapshot(
-            self.sequencer.last_seq, capture_venue(self.venue), self.listener.gateway_image()
+            self.sequencer.last_seq,
+            capture_venue(self.venue),
+            self.listener.gateway_image(),
+            self.first_staleness_us,
         )
         await self._store_flushed()
         started = time.perf_counter()
@@ -410,6 +431,7 @@ class VenueCore:
             fields = {"command": "list_instrument", "reason": ErrorCode.MATURITY_PASSED.name}
             fields |= {"symbol": left.symbol, "detail": left.detail()}
             log.warning("config entry refused", extra=fields)
+        await self._apply_staleness()  # first: the setup's deposits are decided under it
         for command in commands:
             executed = self.sequencer.submit(command, origin=None)
             for refused in executed.events:

@@ -3,10 +3,11 @@
 Replays the command journal from the first record into a fresh venue, and checks that
 the state at the newest snapshot's seq equals that snapshot, that the ledger store holds
 exactly the transfers the replay booked (same ids, same balances) and verifies on its own
-(hash chain, conservation). Replays under the engine's rules in the snapshots, as the server
-does (the reserve staleness decides deposits; the config's only with no snapshot). Takes the
-server's `venue.toml` (its `ledger_postgres`, or `--postgres DSN`, names a PostgreSQL store
-to check instead of the data directory's SQLite file). Exits 1 if any check fails.
+(hash chain, conservation). Replays under the engine's rules the journal's first record ran
+under, as the server does (`snapshots.first_rules`: the reserve staleness decides deposits,
+and every change of it is a journal record), never the config's. Takes the server's
+`venue.toml` (its `ledger_postgres`, or `--postgres DSN`, names a PostgreSQL store to check
+instead of the data directory's SQLite file). Exits 1 if any check fails.
 Changes nothing but one thing: a half-written snapshot `.tmp` left by a crash is removed (and
 said). A damaged snapshot (recovery skips it) is a FAIL line naming it. Refuses, creating
 nothing, a directory with no journal and one a running venue holds (its `venue.lock` and its
@@ -30,7 +31,7 @@ from core.ledger_cli import schema_problem
 from core.sequencer import decode_record
 from core.venue_core import JOURNAL_FILE, LEDGER_FILE, LOCK_FILE, lock_data_dir
 from engine import snapshot as venue_snapshot
-from engine.venue import Venue, VenueConfig
+from engine.venue import Venue
 from settlement.ledger import Ledger
 from settlement.store import LedgerStore, LedgerStoreError, SqliteLedgerStore
 
@@ -69,7 +70,7 @@ def verify(
         ]
         image, damaged = _snapshots(data_dir)
         ledger = Ledger()
-        venue = Venue(_rules(config, image), ledger)
+        venue = Venue(snapshots.first_rules(image), ledger)
         lines += [
             f"FAIL snapshot {name} is damaged: recovery skips it (it starts from the newest"
             f" good snapshot, or replays the whole journal); move it out of {data_dir}"
@@ -130,14 +131,6 @@ def _snapshots(data_dir: Path) -> tuple[snapshots.Snapshot | None, list[str]]:
     surveyed = list(snapshots.survey(data_dir))
     newest = next((snapshot for _, snapshot in surveyed if snapshot is not None), None)
     return newest, [path.name for path, snapshot in surveyed if snapshot is None]
-
-
-def _rules(config: venue_config.VenueConfig, image: snapshots.Snapshot | None) -> VenueConfig:
-    """The engine's rules the venue ran under: those in its snapshots (fixed when it was
-    built, as the server keeps them), else the config's reserve staleness."""
-    if image is not None:
-        return image.venue.config
-    return VenueConfig(reserve_staleness_max_us=venue_config.reserve_staleness_max_us(config))
 
 
 def _snapshot_check(venue: Venue, image: snapshots.Snapshot) -> str:

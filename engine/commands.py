@@ -122,6 +122,10 @@ class SetInstrumentStatus(OperatorCommand, frozen=True, gc=False, kw_only=True):
 class SetReferencePrice(OperatorCommand, frozen=True, gc=False, kw_only=True):
     symbol: str
     price: int
+    # Refuse a price whose band's low puts one lot (min_qty) above `max_notional`, as
+    # `SetOrderCaps.lot_checked` refuses such a cap. Set where prices enter; absent (False)
+    # from records written before the check, which must replay as they were accepted.
+    lot_checked: bool = False
 
 
 class SetOrderCaps(OperatorCommand, frozen=True, gc=False, kw_only=True):
@@ -250,6 +254,20 @@ class SplitShares(OperatorCommand, frozen=True, gc=False, kw_only=True):
     # stays), so that no order the split rescaled is above its cap. Set where a split
     # enters; absent (False) from records written before, which must replay as they ran.
     rescale_caps: bool = False
+    # Refuse a split whose new reference price puts one lot above a market's `max_notional`
+    # at the band's low (`SetReferencePrice.lot_checked`). Set where a split enters; absent
+    # (False) from records written before the check, which must replay as they ran.
+    lot_checked: bool = False
+
+
+class SetReserveStaleness(Command, frozen=True, gc=False, kw_only=True):
+    """From now on, mint only against a reserve attestation at most `staleness_max_us` old
+    (`Deposit`). Not the operator's: the core journals it at a start whose config's bound
+    differs from the venue's, before any other command, so that every replay of the journal
+    (a replica, a standby, `venue verify`) decides each deposit under the bound it was
+    decided under, whatever its own config says. A venue starts at `VenueConfig`'s default."""
+
+    staleness_max_us: int
 
 
 class IssueKey(OperatorCommand, frozen=True, gc=False, kw_only=True):
@@ -290,4 +308,5 @@ AnyCommand = (
     | SplitShares
     | SetCancelOnDisconnect  # appended: the journal's earlier commands decode as before
     | IssueKey  # appended
+    | SetReserveStaleness  # appended
 )

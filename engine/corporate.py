@@ -32,7 +32,7 @@ from engine.events import (
     WithdrawalRescaled,
     WithdrawalVoided,
 )
-from engine.instrument import unknown_symbol
+from engine.instrument import band_limits, notional_cap_problem, unknown_symbol
 from engine.market import Market
 from engine.reasons import ErrorCode
 from engine.units import SCALE_MAX, UNITS_MAX
@@ -235,6 +235,8 @@ class Corporate:
         problem = split_problem(self.ledger, asset, new, old)
         if problem is None and any(_reference(m, new, old) > UNITS_MAX for m in markets):
             problem = "a reference price would pass the maximum"
+        if problem is None and cmd.lot_checked:
+            problem = next(filter(None, (_lot_problem(m, new, old) for m in markets)), None)
         if problem is not None:
             self._reject(events, cmd, name, E.BAD_PARAM, problem)
             return None
@@ -402,6 +404,21 @@ def _rescaled_cum(order: Order, market: Market, ratio_new: int, ratio_old: int) 
     """The order's cum_qty after an N:M split: cum x N / M, down to the step."""
     step = market.qty_step
     return order.cum_qty * ratio_new // (ratio_old * step) * step
+
+
+def _lot_problem(market: Market, ratio_new: int, ratio_old: int) -> str | None:
+    """Why the market's `max_notional` would refuse every order after the split (one lot,
+    min_qty, above it at the new band's low), or None: as a reference price is refused."""
+    band_low = band_limits(
+        _reference(market, ratio_new, ratio_old), market.spec.price_band_bps, market.price_tick
+    )[0]
+    problem = notional_cap_problem(market.spec, band_low)
+    if problem is None:
+        return None
+    return (
+        f"after the split every order on {market.symbol} would be refused: {problem}; raise"
+        " max_notional first (admin.set_order_caps)"
+    )
 
 
 def _reference(market: Market, ratio_new: int, ratio_old: int) -> int:

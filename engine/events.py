@@ -207,6 +207,12 @@ class ReferencePriceSet(Event, frozen=True, gc=False):
     price: int
 
 
+class ReserveStalenessSet(Event, frozen=True, gc=False):
+    """Deposits are decided under a new reserve staleness bound from now on."""
+
+    staleness_max_us: int
+
+
 class OrderCapsSet(Event, frozen=True, gc=False):
     """An instrument's per-order caps changed (0: no cap)."""
 
@@ -443,4 +449,5 @@ AnyEvent = (
     | WithdrawalRescaled  # appended
     | OperationRepeated  # appended
     | KeyIssued  # appended
+    | ReserveStalenessSet  # appended
 )

@@ -41,6 +41,7 @@ from engine.commands import (
     SetInstrumentStatus,
     SetOrderCaps,
     SetReferencePrice,
+    SetReserveStaleness,
 )
 from engine.corporate import Corporate
 from engine.custody import Custody
@@ -72,11 +73,13 @@ from engine.events import (
     OrderCapsSet,
     OrderExpired,
     ReferencePriceSet,
+    ReserveStalenessSet,
     SelfTradePrevented,
     TradeExecuted,
 )
 from engine.instrument import (
     InstrumentSpec,
+    band_limits,
     case_twin_refusal,
     notional_cap_problem,
     unknown_symbol,
@@ -84,11 +87,15 @@ from engine.instrument import (
 from engine.market import Market
 from engine.operations import OPERATIONS_RECENT_MAX, Operations
 from engine.reasons import ErrorCode
-from engine.units import SMALL_INT_MAX, UNITS_MAX, looks_like_milliseconds
+from engine.units import SMALL_INT_MAX, UNITS_MAX, format_units, looks_like_milliseconds
 from settlement.dvp import BPS
 from settlement.ledger import Ledger
 from settlement.transfers import TransferKind
 
+# The default reserve staleness bound (`VenueConfig`) and the most one may be set to:
+# custodians attest daily, with two hours of grace; venue.toml's 1,000,000 hours.
+RESERVE_STALENESS_DEFAULT_US = 26 * 3_600_000_000
+RESERVE_STALENESS_MAX_US = 1_000_000 * 3_600_000_000
 DUE_NEVER_US = 2**63  # later than any time a command can carry: nothing is due
 CL_ORD_ID_LENGTH_MAX = 36  # the protocol's bound on client ids
 TAG_LENGTH_MAX = 36  # same bound for free-form tags
@@ -129,7 +136,8 @@ class VenueConfig(msgspec.Struct, frozen=True):
     # about a minute of heavy flow, at a few dozen bytes each.
     closed_orders_retained_max: int = 1_000_000
     # Custodians attest daily; two hours of grace before minting stops on an old statement.
-    reserve_staleness_max_us: int = 26 * 3_600_000_000
+    # Part of the state: changed only by `SetReserveStaleness` once the venue runs.
+    reserve_staleness_max_us: int = RESERVE_STALENESS_DEFAULT_US
     # How many of the newest operator commands' `cl_op_id`s are kept whole before they are
     # compacted (`engine.operations`: every one is remembered). Named anew: an image's
     # `operations_retained_max` (a bound that forgot the oldest) is ignored.
@@ -171,6 +179,7 @@ class Venue:
             AdvanceClock: self._advance_clock,
             ArmDeadMan: self._arm_dead_man,
             SetCancelOnDisconnect: self._set_cancel_on_disconnect,
+            SetReserveStaleness: self._set_reserve_staleness,
         }
         self.maturities: list[tuple[int, str]] = []  # heap of T-bill (maturity_us, symbol)
         self._due_us = 0  # see `note_due`; the first command sets it
@@ -318,6 +327,9 @@ class Venue:
             if operations.archive.count:  # the same again: only once some are compacted
                 kept.append(operations.archive)
             state.append(kept)
+        staleness_us = self.config.reserve_staleness_max_us
+        if staleness_us != RESERVE_STALENESS_DEFAULT_US:  # it decides deposits; the same
+            state.append(["reserve_staleness", staleness_us])
         return state
 
     # ----------------------------------------------------------------- place
@@ -1682,6 +1694,16 @@ class Venue:
             return self._reject(
                 events, cmd, "set_reference_price", E.INVALID_PRICE_TICK, "price is not on the tick"
             )
+        if cmd.lot_checked:  # no order could pass the cap at the new band's low
+            band_low = band_limits(cmd.price, market.spec.price_band_bps, market.price_tick)[0]
+            problem = notional_cap_problem(market.spec, band_low)
+            if problem is not None:
+                price = format_units(cmd.price, market.spec.price_decimals)
+                detail = (
+                    f"reference price {price} would refuse every order on {cmd.symbol}:"
+                    f" {problem}; raise max_notional first (admin.set_order_caps)"
+                )
+                return self._reject(events, cmd, "set_reference_price", E.BAD_PARAM, detail)
         market.set_reference_price(cmd.price)
         events.append(ReferencePriceSet(cmd.ts_us, market.symbol, cmd.price))
         return None
@@ -1703,6 +1725,17 @@ class Venue:
             return self._reject(events, cmd, "set_order_caps", E.BAD_PARAM, problem)
         market.set_caps(cmd.max_qty, cmd.max_notional)
         events.append(OrderCapsSet(cmd.ts_us, market.symbol, cmd.max_qty, cmd.max_notional))
+        return None
+
+    def _set_reserve_staleness(self, cmd: SetReserveStaleness, events: list[Event]) -> None:
+        staleness_us = cmd.staleness_max_us
+        if not 0 < staleness_us <= RESERVE_STALENESS_MAX_US:
+            detail = f"the reserve staleness bound is 1 to {RESERVE_STALENESS_MAX_US} µs"
+            return self._reject(events, cmd, "set_reserve_staleness", E.BAD_PARAM, detail)
+        self.config = msgspec.structs.replace(self.config, reserve_staleness_max_us=staleness_us)
+        if self.ledger is not None:  # custody decides deposits under its own copy
+            self.custody.reserve_staleness_max_us = staleness_us
+        events.append(ReserveStalenessSet(cmd.ts_us, staleness_us))
         return None
 
     def _operable_market(

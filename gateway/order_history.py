@@ -1,10 +1,11 @@
 """Order history: each account's recently closed orders, for `order.status` and `orders.history`.
 
 Owns, per account, the last `limits.CLOSED_ORDERS_PER_ACCOUNT_MAX` closed orders (final
-status, cum/leaves qty, average price, reason, when accepted and when closed), at most
-`limits.CLOSED_ORDERS_TOTAL_MAX` across accounts (the venue's oldest closed first), and the
-acceptance time of every open order. It learns them from the execution reports as they are
-made (`record`, called where the server builds each command's pushes), so a venue restored
+status, cum/leaves qty, average price, reason, when accepted and when closed, a gtd order's
+expiry), at most `limits.CLOSED_ORDERS_TOTAL_MAX` across accounts (the venue's oldest closed
+first), and the acceptance time of every open order and the expiry of every open gtd one.
+It learns them from the execution reports as they are made (and a gtd order's expiry from
+its place: `record`, called where the server builds each command's pushes), so a venue restored
 from a snapshot image (`image`/`restore`) and the journal tail replayed after it holds the
 same history as before the restart. Open orders themselves stay the venue's: a page merges
 them in (`page`). Leaves scopes, params and envelopes to the server.
@@ -25,6 +26,7 @@ import msgspec
 from sortedcontainers import SortedList
 
 from engine.book import Order
+from engine.commands import Command, PlaceOrder
 from engine.instrument import InstrumentSpec
 from engine.units import format_units
 from gateway import limits
@@ -55,7 +57,8 @@ class OrderRecord(msgspec.Struct, frozen=True, gc=False):
     closed_ts: int | None  # µs, when it closed; null while open
     # Last, with defaults: the records of a history image written before them still load.
     quote_set: str | None = None  # the `quote.mass` set it quotes for, as its exec reports
-    # µs, an open gtd order's; null for the others and once closed (no report carries it)
+    # µs, a gtd order's, open or closed (its place carries it, `OrderHistory.expiries`); null
+    # for the others, and for a gtd order accepted before a snapshot that did not keep it
     expire_at: int | None = None
 
 
@@ -104,12 +107,15 @@ class OrderHistory:
         # the oldest is found at once, see the module docstring)
         self.closing: OrderedDict[int, int] = OrderedDict()
         self.accepted_ts: dict[int, int] = {}  # open order id -> when it was accepted (µs)
+        # open gtd order id -> its expire_at (µs): no exec report carries it, its place does
+        self.expiries: dict[int, int] = {}
 
     # ----------------------------------------------------------------- learning
 
-    def record(self, reports: Iterable[tuple[int, Push]]) -> None:
+    def record(self, reports: Iterable[tuple[int, Push]], command: Command | None = None) -> None:
         """Learn from one command's pushes (as `ExecReporter.reports` made them; the server
-        passes only `ExecReporter.order_reports`, those that open or close an order)."""
+        passes only `ExecReporter.order_reports`, those that open or close an order) and the
+        command they are of (a gtd order's expiry is known from its place alone)."""
         for account, push in reports:
             data = push.data
             if not isinstance(data, ExecReport):
@@ -117,8 +123,11 @@ class OrderHistory:
             order_id = data.order_id
             if order_id is None:  # a refused place: it never became an order
                 continue
+            gtd = data.tif == "gtd"
             if data.exec_type == "new":
                 self.accepted_ts[order_id] = push.ts
+                if gtd and type(command) is PlaceOrder:  # only a place accepts an order
+                    self.expiries[order_id] = command.expire_at_us
             elif data.status in CLOSED:  # its record built here: no frame of a helper per close
                 assert data.symbol is not None and data.side is not None, "an order's report"
                 assert data.type is not None and data.tif is not None, "an order's report"
@@ -141,6 +150,7 @@ class OrderHistory:
                     self.accepted_ts.pop(order_id, None),
                     push.ts,
                     data.quote_set,
+                    self.expiries.pop(order_id, None) if gtd else None,
                 )
                 self._keep(account, record)
                 if len(self.closing) > self.total_capacity:  # a call saved per close
@@ -289,7 +299,7 @@ class OrderHistory:
     def image(self) -> dict[str, Any]:
         """What a snapshot keeps: per account its closed orders in closing order, and the
         closing order across accounts."""
-        return {
+        image: dict[str, Any] = {
             "accepted_ts": list(self.accepted_ts.items()),
             "closing": list(self.closing),
             "accounts": {
@@ -297,15 +307,21 @@ class OrderHistory:
                 for account, history in self.accounts.items()
             },
         }
+        if self.expiries:  # only then: an image without open gtd orders is as it was
+            image["expiries"] = list(self.expiries.items())
+        return image
 
     def restore(self, image: dict[str, Any] | None) -> None:
         """Take the state `image` holds (None: a snapshot older than this history)."""
         self.accounts.clear()
         self.accepted_ts.clear()
+        self.expiries.clear()
         self.closing.clear()
         if image is None:
             return
         self.accepted_ts.update((order_id, ts) for order_id, ts in image["accepted_ts"])
+        # (an image from before the expiries were kept has none: those orders' stay null)
+        self.expiries.update((order_id, at_us) for order_id, at_us in image.get("expiries", ()))
         for account, (trimmed_max, records) in image["accounts"].items():
             for record in msgspec.convert(records, list[OrderRecord]):
                 self._keep(int(account), record)

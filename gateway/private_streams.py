@@ -153,7 +153,7 @@ class PrivateStreams:
         reports = reporter.reports(executed.events, executed.command, quote_set, epoch)
         # on replay too, so the history is rebuilt; only the reports that open or close orders
         if reporter.order_reports:  # most amends do neither: no call
-            self.order_history.record(reporter.order_reports)
+            self.order_history.record(reporter.order_reports, executed.command)
         if reports:
             sequence(reports, self.streams, executed.pushes)
 

@@ -1586,7 +1586,7 @@ def _set_reference(
     spec = _spec(specs, p.symbol)
     price = _positive(p.price, spec.price_decimals, "price")
     _check_bill_price(spec, price)
-    return SetReferencePrice(ts_us=ts_us, symbol=p.symbol, price=price)
+    return SetReferencePrice(ts_us=ts_us, symbol=p.symbol, price=price, lot_checked=True)
 
 
 def _check_bill_price(spec: InstrumentSpec, price: int) -> None:
@@ -1688,7 +1688,12 @@ def _split(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: in
     _spec(specs, p.symbol)
     new, _colon, old = p.ratio.partition(":")
     return SplitShares(
-        ts_us=ts_us, symbol=p.symbol, ratio_new=int(new), ratio_old=int(old), rescale_caps=True
+        ts_us=ts_us,
+        symbol=p.symbol,
+        ratio_new=int(new),
+        ratio_old=int(old),
+        rescale_caps=True,
+        lot_checked=True,
     )
 
 

@@ -1,6 +1,7 @@
 """`venue verify`: a sound data directory passes every check; a tampered store fails one."""
 
 import asyncio
+import logging
 import sqlite3
 import sys
 import time
@@ -9,8 +10,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from client.sdk import VenueError
 from core import config as venue_config
+from core import snapshots
+from core.journal import FileJournal
+from core.nats_bus import ClusterCodec, NatsBus
+from core.sequencer import Executed, decode_record
 from core.verify import verify
+from engine import snapshot as venue_snapshot
 from gateway.server import JOURNAL_FILE, LEDGER_FILE, RecoveryRefused, VenueServer
 from tests.conftest import ROOT, Venue, start_venue
 from tests.sample_config import SAMPLE_CONFIG
@@ -248,8 +255,9 @@ def test_a_staleness_edited_after_the_build_neither_fails_verify_nor_loses_a_dep
     (and a start that replays the journal from its first record) took the config's. Run
     with the config it ran with, after an edit to 1 h, verify failed a sound directory
     ("snapshot differs", "store ahead") and its way out, a rebuild from the journal, would
-    have refused the deposit it had answered. Now both replay with the venue's bound (the
-    one in its snapshots), and a start says the config's is not applied."""
+    have refused the deposit it had answered. Now both replay under the bound the journal's
+    first record ran under, and the edit is a journal record (logged), in force after it."""
+    caplog.set_level(logging.INFO, logger="venue")
     data_dir = tmp_path / "data"
     run_staleness_session(data_dir, staleness_of(26))
     edited = staleness_of(1)
@@ -258,7 +266,7 @@ def test_a_staleness_edited_after_the_build_neither_fails_verify_nor_loses_a_dep
 
     older = {path.name: path.read_bytes() for path in data_dir.glob(f"{LEDGER_FILE}*")}
     run_staleness_session(data_dir, edited)  # a newer snapshot than the store put back
-    assert "reserve_staleness_hours" in caplog.text and "not applied" in caplog.text
+    assert "reserve staleness applied" in caplog.text
     for path in data_dir.glob(f"{LEDGER_FILE}*"):
         path.unlink()
     for name, content in older.items():
@@ -277,3 +285,85 @@ def test_a_staleness_edited_after_the_build_neither_fails_verify_nor_loses_a_dep
     assert "the ledger store is behind the snapshot" in caplog.text
     lines = verify(data_dir, edited)
     assert all(line.startswith("ok") for line in lines), lines
+
+
+async def deposit_outcome(venue: Venue, amount: str) -> str:
+    """Mint `amount` ZZZ to account 1 against an attestation 3 h old, listing ZZZ and
+    attesting it first if the venue has not: "accepted", or the refusal's name."""
+    admin = await venue.client("admin")
+    reserves = (await admin.request("reserves"))["reserves"]
+    if "ZZZ" not in [row["asset"] for row in reserves]:
+        three_hours_ago_us = time.time_ns() // 1_000 - 3 * 3_600_000_000
+        await admin.request("admin.list_asset", {"code": "ZZZ", "scale": 2})
+        statement = {"asset": "ZZZ", "amount": "1000", "as_of": three_hours_ago_us}
+        await admin.request("admin.attest_reserves", statement)
+    try:
+        await admin.request("admin.deposit", {"account": 1, "asset": "ZZZ", "amount": amount})
+    except VenueError as refused:
+        return refused.name
+    return "accepted"
+
+
+def run_deposit_session(data_dir: Path, hours: int, amount: str) -> tuple[str, str]:
+    """A start with `reserve_staleness_hours = hours`, one deposit (`deposit_outcome`) and a
+    clean stop; the outcome and the ZZZ balance of account 1 after it."""
+
+    async def scenario() -> tuple[str, str]:
+        server = VenueServer(staleness_of(hours), data_dir)
+        venue = Venue(server, await server.start("127.0.0.1", 0))
+        outcome = await deposit_outcome(venue, amount)
+        rows = (await (await venue.client("alpha")).request("balances"))["balances"]
+        for client in venue.clients:
+            await client.close()
+        await server.stop()
+        return outcome, next((row["total"] for row in rows if row["asset"] == "ZZZ"), "0")
+
+    return asyncio.run(scenario())
+
+
+def test_a_restart_with_an_edited_staleness_applies_it_from_then_on_only(tmp_path: Path) -> None:
+    """The finding: the bound was fixed when the venue was built, an edit never applied
+    (logged as not applied). Now a start whose config differs journals the change before
+    any command: deposits after it are decided under the new bound, those before it stand,
+    and every replay (verify, under either config) decides each as it was decided."""
+    data_dir = tmp_path / "data"
+    assert run_deposit_session(data_dir, 26, "500") == ("accepted", "500.00")
+    assert run_deposit_session(data_dir, 1, "100") == ("RESERVES_STALE", "500.00")
+    assert run_deposit_session(data_dir, 26, "100") == ("accepted", "600.00")
+    for hours in (1, 26):
+        lines = verify(data_dir, staleness_of(hours))
+        assert all(line.startswith("ok") for line in lines), lines
+
+
+class ReplicaListener:
+    """A gateway's listener that takes what a replica tells it and does nothing with it."""
+
+    def executed(self, executed: Executed) -> None:
+        pass
+
+    def placed_with_cod(self, executed: Executed) -> None:
+        pass
+
+    def replayed(self, batch: list[Executed]) -> None:
+        pass
+
+
+def test_a_replica_under_another_staleness_reaches_the_cores_state(tmp_path: Path) -> None:
+    """The finding: a gateway's replica (and a standby core's copy) executed the stream
+    under its own config's bound: a deposit the core refused under 1 h was accepted by a
+    replica configured with 26 h (a state apart). The bound is now journaled, so a replica
+    under any config reaches the core's state hash."""
+    data_dir = tmp_path / "data"
+    assert run_deposit_session(data_dir, 1, "500") == ("RESERVES_STALE", "0")
+    image = snapshots.latest(data_dir)
+    assert image is not None
+    core_hash = venue_snapshot.restore(image.venue).state_hash()
+    for hours in (1, 26):
+        bus = NatsBus(staleness_of(hours), "nats://127.0.0.1:4222", ReplicaListener(), "gw-t")
+        replica, codec = bus.core, ClusterCodec()
+        journal = FileJournal(data_dir / JOURNAL_FILE, read_only=True)
+        for seq, payload in journal.replay():
+            command = decode_record(seq, payload)
+            replica._execute(seq, codec.encode(Executed(seq, command, [], None)))
+        journal.close()
+        assert replica.venue.state_hash() == core_hash, hours

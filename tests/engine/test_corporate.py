@@ -422,6 +422,28 @@ def test_an_old_journals_split_leaves_the_caps_as_they_were(corp: Corp) -> None:
     assert corp.venue.markets[SYMBOL].max_qty == 3 * SHARE
 
 
+def test_a_reverse_split_that_prices_one_lot_above_the_cap_is_refused(corp: Corp) -> None:
+    """A reverse split raises the reference price (and the band's low) as
+    `admin.set_reference_price` may: one lot above `max_notional` after it would leave every
+    order refused. Refused as that price change is, unless journaled before the check."""
+    corp.ok(SetOrderCaps(symbol=SYMBOL, max_notional=10 * CENT, lot_checked=True))  # lot: 9.001
+    corp.halt()
+    reverse = SplitShares(symbol=SYMBOL, ratio_new=1, ratio_old=2, rescale_caps=True)
+    refused = corp.refused(msgspec.structs.replace(reverse, lot_checked=True))
+    assert refused.reason is ErrorCode.BAD_PARAM
+    assert "after the split" in refused.detail and SYMBOL in refused.detail
+    assert "0.19, the smallest cap that allows one lot" in refused.detail
+    corp.ok(SetOrderCaps(symbol=SYMBOL, max_notional=19 * CENT, lot_checked=True))
+    corp.ok(msgspec.structs.replace(reverse, lot_checked=True))  # the cap raised first
+    assert corp.venue.markets[SYMBOL].reference_price == 20_002
+
+
+def test_an_old_journals_reverse_split_below_the_cap_replays_as_accepted(corp: Corp) -> None:
+    corp.ok(SetOrderCaps(symbol=SYMBOL, max_notional=10 * CENT, lot_checked=True))
+    corp.halt()
+    corp.ok(SplitShares(symbol=SYMBOL, ratio_new=1, ratio_old=2, rescale_caps=True))
+
+
 def test_a_statement_dated_before_a_split_is_refused_after_it(corp: Corp) -> None:
     """The finding: after a 1:10 reverse split the custodian holds 100 new shares, and the
     venue's rescaled attestation says so; its statement as of a moment before the split (in

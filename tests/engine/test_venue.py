@@ -567,6 +567,28 @@ def test_a_notional_cap_below_one_lot_is_refused_unless_journaled_before_the_che
     assert kinds(harness.do(old_record)) == ["OrderCapsSet"]
 
 
+def test_a_reference_price_that_prices_one_lot_above_the_cap_is_refused() -> None:
+    """The finding: a cap was checked against one lot when set (`lot_checked`), but a raised
+    reference price moves the band's low up and put one lot above it again: every order
+    refused ABOVE_MAX_NOTIONAL, the instrument untradeable without a word. Refused now, as
+    the cap is, unless journaled before the check (it replays as it was accepted)."""
+    harness = Harness(min_qty=1_000_000)  # one share; the band's low is 90.00 USD
+    harness.do(SetOrderCaps(symbol=SYMBOL, max_notional=90_000_000, lot_checked=True))
+    raised = SetReferencePrice(symbol=SYMBOL, price=10_100, lot_checked=True)  # low 90.90
+    refused = rejected(harness.do(raised))
+    assert refused.reason is ErrorCode.BAD_PARAM
+    assert "reference price 101.00" in refused.detail
+    assert "90.900000, the smallest cap that allows one lot" in refused.detail
+    assert harness.venue.markets[SYMBOL].reference_price == 10_000  # nothing changed
+    assert kinds(harness.place(1, BUY, 9_000, 1_000_000)) == ["OrderAccepted"]
+    lowered = SetReferencePrice(symbol=SYMBOL, price=9_900, lot_checked=True)
+    assert kinds(harness.do(lowered)) == ["ReferencePriceSet"]  # a lot is worth less
+    harness.do(SetOrderCaps(symbol=SYMBOL, max_notional=90_900_000, lot_checked=True))
+    assert kinds(harness.do(raised)) == ["ReferencePriceSet"]  # the cap raised first
+    old_record = SetReferencePrice(symbol=SYMBOL, price=20_000)  # replays as it was accepted
+    assert kinds(harness.do(old_record)) == ["ReferencePriceSet"]
+
+
 def test_a_budget_below_one_step_is_refused_unless_journaled_before_the_check() -> None:
     harness = Harness(qty_step=1_000_000, min_qty=1_000_000)  # whole shares
     harness.place(2, Side.SELL, 10_000, 1_000_000)  # one share at 100.00

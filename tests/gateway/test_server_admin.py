@@ -619,6 +619,58 @@ def test_a_notional_cap_below_one_lot_is_refused_naming_the_smallest(run_venue: 
     run_venue(scenario)
 
 
+def test_a_reference_price_that_prices_one_lot_above_the_cap_is_refused(run_venue: Any) -> None:
+    """A raised reference price moves the band's low up: one lot above `max_notional` then
+    (every order refused) is refused like a cap below one lot, and changes nothing."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        alpha = await venue.client("alpha")
+        row = next(r for r in (await alpha.request("instruments", {}))["instruments"]
+                   if r["symbol"] == BILL)  # fmt: skip
+        # one lot: min_qty (100 of face) at the band's low, priced per 100 of face
+        lot = Decimal(row["band_low"]) * Decimal(row["min_qty"]) / 100
+        await admin.request("admin.set_order_caps", {"symbol": BILL, "max_notional": f"{lot}"})
+        row = next(r for r in (await alpha.request("instruments", {}))["instruments"]
+                   if r["symbol"] == BILL)  # fmt: skip
+        price = f"{Decimal(row['reference_price']) + Decimal('0.5'):.6f}"  # still below par
+        response = await admin.request_raw(
+            "admin.set_reference_price", {"symbol": BILL, "price": price}
+        )
+        assert response["error"]["name"] == "BAD_PARAM", response
+        assert f"reference price {price}" in response["error"]["msg"], response
+        assert "the smallest cap that allows one lot" in response["error"]["msg"], response
+        rows = (await alpha.request("instruments", {}))["instruments"]
+        assert next(r for r in rows if r["symbol"] == BILL) == row  # nothing changed
+        placed = await alpha.place(BILL, "sell", row["min_qty"], row["band_low"])
+        assert placed["status"] == "new"
+
+    run_venue(scenario)
+
+
+def test_a_reverse_split_that_prices_one_lot_above_the_cap_is_refused(run_venue: Any) -> None:
+    """A 1:2 reverse split doubles the reference price: with one lot at the cap before, every
+    order would be refused after it. The split is refused, naming the cap to raise first."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        await admin.request("admin.list_asset", {"code": NEW_ASSET, "scale": 6})
+        whole_shares = listing() | {"step": "1", "min_qty": "1", "max_notional": "225"}
+        await admin.request("admin.list_instrument", whole_shares)  # one share at 225.00
+        await admin.request("admin.set_status", {"symbol": NEW_SYMBOL, "status": "halted"})
+        split = {"symbol": NEW_SYMBOL, "ratio": "1:2"}
+        response = await admin.request_raw("admin.split", split)
+        assert response["error"]["name"] == "BAD_PARAM", response
+        assert "after the split" in response["error"]["msg"], response
+        assert "450.000000, the smallest cap that allows one lot" in response["error"]["msg"]
+        assert venue.server.venue.markets[NEW_SYMBOL].reference_price == 25_000  # unchanged
+        await admin.request("admin.set_order_caps", {"symbol": NEW_SYMBOL, "max_notional": "450"})
+        assert (await admin.request("admin.split", split))["ratio"] == "1:2"
+        assert venue.server.venue.markets[NEW_SYMBOL].reference_price == 50_000
+
+    run_venue(scenario)
+
+
 def test_business_errors_carry_the_numbers_that_explain_them(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         taker = await venue.client("taker")

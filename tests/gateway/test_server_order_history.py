@@ -4,6 +4,7 @@
 import asyncio
 import gc
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -281,3 +282,53 @@ def test_the_history_is_the_same_after_a_restart(tmp_path: Path, recovery: str) 
         asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
     finally:
         gc.collect()  # as tests/gateway/test_server_recovery.py: finalize leftovers now
+
+
+def test_a_closed_gtd_order_keeps_its_expire_at(tmp_path: Path) -> None:
+    """The finding: `expire_at` was null once a gtd order closed (no exec report carries it,
+    and the history kept only what they carry). Kept now, canceled or expired, through a
+    restart from a snapshot (the order open at the stop) and from the journal alone."""
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        first = await start_venue(data_dir)
+        alpha = await first.client("alpha")
+        now_us = time.time_ns() // 1_000
+        later_us, soon_us = now_us + 3_600_000_000, now_us + 300_000
+        canceled = await alpha.place(SYMBOL, "sell", "1", "195.00", tif="gtd", expire_at=later_us)
+        await alpha.cancel(order_id=canceled["order_id"])
+        expiring = await alpha.place(SYMBOL, "sell", "1", "196.00", tif="gtd", expire_at=soon_us)
+        kept = await alpha.place(SYMBOL, "sell", "1", "197.00", tif="gtd", expire_at=later_us)
+        for _ in range(100):  # bounded: the clock ticks every 50 ms
+            status = await alpha.order_status(order_id=expiring["order_id"])
+            if status["status"] == "expired":
+                break
+            await asyncio.sleep(0.05)
+        await first.server.stop()  # `kept` open in the snapshot
+        for recovery in ("snapshot", "journal"):
+            if recovery == "journal":
+                for path in data_dir.glob("snapshot-*.bin"):
+                    path.unlink()
+            venue = await start_venue(data_dir)
+            client = await venue.client("alpha")
+            if recovery == "snapshot":
+                await client.cancel(order_id=kept["order_id"])
+            expected = {
+                canceled["order_id"]: ("canceled", "user", later_us),
+                expiring["order_id"]: ("expired", "gtd", soon_us),
+                kept["order_id"]: ("canceled", "user", later_us),
+            }
+            for order_id, fields in expected.items():
+                status = await client.order_status(order_id=order_id)
+                assert (status["status"], status["reason"], status["expire_at"]) == fields
+            rows = {row["order_id"]: row for row in await everything(client, page=2)}
+            assert {order_id: rows[order_id]["expire_at"] for order_id in expected} == {
+                order_id: fields[2] for order_id, fields in expected.items()
+            }
+            await client.close()
+            await venue.server.stop()
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
+    finally:
+        gc.collect()

@@ -783,7 +783,7 @@ def test_admin_requests_convert_to_their_commands() -> None:
         symbol=SYMBOL, status=InstrumentStatus.HALTED
     )
     assert convert("admin.set_reference_price", MINIMAL["admin.set_reference_price"]) == (
-        SetReferencePrice(symbol=SYMBOL, price=10_150)
+        SetReferencePrice(symbol=SYMBOL, price=10_150, lot_checked=True)
     )
     assert convert("admin.list_asset", MINIMAL["admin.list_asset"]) == ListAsset(
         code="MSFTx", scale=6, unique_by_case=True
@@ -825,6 +825,7 @@ def test_corporate_actions_convert_exactly() -> None:
         ratio_new=1,
         ratio_old=10,
         rescale_caps=True,  # new splits do
+        lot_checked=True,  # and check one lot against the cap
     )
     nowhere = convert("admin.split", {"symbol": "X", "ratio": "2:1"})
     assert nowhere.code is E.UNKNOWN_SYMBOL
@@ -957,13 +958,13 @@ def test_bill_prices_from_50_to_par_and_any_equity_price_are_taken() -> None:
         params = {"symbol": BILL_SPEC.symbol, "price": price}
         request = decoded("admin.set_reference_price", params)
         assert wire.to_command(request, specs, SCALES, 0) == SetReferencePrice(
-            symbol=BILL_SPEC.symbol, price=units
+            symbol=BILL_SPEC.symbol, price=units, lot_checked=True
         )
         listed = convert("admin.list_instrument", BILL_LISTING | {"reference_price": price})
         assert isinstance(listed, ListInstrument) and listed.spec.reference_price == units
     request = decoded("admin.set_reference_price", {"symbol": SYMBOL, "price": "5000"})
     assert wire.to_command(request, specs, SCALES, 0) == SetReferencePrice(
-        symbol=SYMBOL, price=500_000
+        symbol=SYMBOL, price=500_000, lot_checked=True
     )
 
 
