@@ -174,6 +174,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     split = command("split", "admin.split", _split, "split or reverse-split an equity (halt first)")
     split.add_argument("symbol")
     split.add_argument("ratio", help="new:old shares, e.g. 2:1, 3:2 or 1:10")
+    split.add_argument(
+        "--payer", type=int, help="the account that pays cash in lieu of fractions below the step"
+    )
 
     shown = "issue an API key (its secret shown once, and again to you under its --cl-op-id)"
     key = command("issue-key", "admin.issue_key", _issue_key, shown)
@@ -394,7 +397,10 @@ def _dividend(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _split(args: argparse.Namespace) -> dict[str, Any]:
-    return {"symbol": args.symbol, "ratio": args.ratio}
+    params = {"symbol": args.symbol, "ratio": args.ratio}
+    if args.payer is not None:
+        params["payer"] = args.payer
+    return params
 
 
 def _issue_key(args: argparse.Namespace) -> dict[str, Any]:

@@ -258,6 +258,15 @@ class SplitShares(OperatorCommand, frozen=True, gc=False, kw_only=True):
     # at the band's low (`SetReferencePrice.lot_checked`). Set where a split enters; absent
     # (False) from records written before the check, which must replay as they ran.
     lot_checked: bool = False
+    # Floor each holding to the step of `symbol` and pay what it gives up in cash at the
+    # reference price, from `payer` (0: none named; refused if cash is due). Set where a split
+    # enters; absent (False) from records written before, which floored to the unit.
+    cash_in_lieu: bool = False
+    payer: int = 0
+    # Keep every pending withdrawal of the asset pending (rescaled), also those requested
+    # before withdrawals were held through corporate actions. Set where a split enters;
+    # absent (False) from records written before, which voided those and must replay so.
+    withdrawals_held: bool = False
 
 
 class SetReserveStaleness(Command, frozen=True, gc=False, kw_only=True):

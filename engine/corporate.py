@@ -5,7 +5,8 @@ Owns what a dividend or a split does to the venue beyond the ledger's arithmetic
 split the rescaling of resting orders (quantity down to the step, buy prices down and sell
 prices up to the tick, so no book crosses), the cancel of orders left invalid, the
 rescaling of pending withdrawals and of the `max_qty` caps, the reference price and band,
-and the events every holder sees.
+the terms of its cash in lieu (the named instrument's step and reference price, the payer,
+checked before anything changes) and the events every holder sees.
 Both act at the command's sequence point; a split needs every market of the asset halted,
 cancel-only or delisted. Rules and examples: docs/corporate-actions.md.
 """
@@ -36,7 +37,16 @@ from engine.instrument import band_limits, notional_cap_problem, unknown_symbol
 from engine.market import Market
 from engine.reasons import ErrorCode
 from engine.units import SCALE_MAX, UNITS_MAX
-from settlement.corporate import DividendShort, Entitlement, pay_dividend, split, split_problem
+from settlement.corporate import (
+    DividendShort,
+    Entitlement,
+    LieuTerms,
+    lieu_refusal,
+    pay_dividend,
+    plan_cash_in_lieu,
+    split,
+    split_problem,
+)
 from settlement.ledger import Ledger, Refused, Withdrawal
 
 if TYPE_CHECKING:
@@ -114,12 +124,26 @@ class Corporate:
             return
         asset = markets[0].spec.base
         ts = cmd.ts_us
-        pending = self._release_withdrawals(asset, ts, events)
+        lieu = self._lieu_terms(cmd, asset) if cmd.cash_in_lieu else None
+        provided = 0
+        if lieu is not None:
+            new, old = cmd.ratio_new, cmd.ratio_old
+            provided = plan_cash_in_lieu(self.ledger, asset, new, old, lieu).provided
+            if self._lieu_refused(cmd, lieu, provided, events):
+                return
+            # Kept from the buys' new holds below (the payer's own buys cannot take it),
+            # released just before the split books it.
+            if provided:
+                held = self.ledger.hold(lieu.payer, lieu.cash_asset, provided)
+                assert held, f"payer {lieu.payer} cannot hold the cash in lieu it has"
+        pending = self._release_withdrawals(asset, ts, events, cmd.withdrawals_held)
         touched: dict[tuple[int, str], None] = {}
         resting = sum(1 for market in markets for _ in market.book.iter_orders())
         plans = [self._plan(market, cmd, touched, events) for market in markets]
         amended = sum(len(kept) for kept in plans)
-        booked = split(self.ledger, asset, cmd.ratio_new, cmd.ratio_old, ts)
+        if lieu is not None and provided:
+            self.ledger.release(lieu.payer, lieu.cash_asset, provided)
+        booked = split(self.ledger, asset, cmd.ratio_new, cmd.ratio_old, ts, lieu)
         for market, kept in zip(markets, plans, strict=True):
             self._rebuild(market, kept, cmd.ratio_new, cmd.ratio_old, events)
             price = _reference(market, cmd.ratio_new, cmd.ratio_old)
@@ -133,9 +157,14 @@ class Corporate:
             events.append(ReservesAttested(ts, booked.attestation))
         chain_id = booked.transfers[0].chain_id if booked.transfers else 0
         symbol_market = self.venue.markets[cmd.symbol]
+        cash = symbol_market.spec.quote
         for entitlement in booked.entitlements:
             events.append(self._applied(cmd, symbol_market, "split", entitlement, chain_id))
             touched[(entitlement.account, asset)] = None
+            if entitlement.cash:
+                touched[(entitlement.account, cash)] = None
+        if booked.provided:
+            touched[(cmd.payer, cash)] = None
         for account, code in sorted(touched):
             events.append(balance_changed(self.ledger, account, code, ts))
         events.append(
@@ -152,19 +181,59 @@ class Corporate:
                 amended,
                 resting - amended,
                 chain_id,
+                cmd.payer if cmd.cash_in_lieu else 0,
+                cash if cmd.cash_in_lieu else "",
+                booked.provided,
+                booked.provided - booked.residual,
+                booked.residual,
             )
         )
 
-    def _release_withdrawals(self, asset: str, ts: int, events: list[Event]) -> list[Withdrawal]:
+    def _lieu_terms(self, cmd: SplitShares, asset: str) -> LieuTerms:
+        """Cash in lieu at the named instrument's step and reference price, in its quote
+        asset; each holder keeps the rescaled amounts of its withdrawals that stay pending."""
+        market = self.venue.markets[cmd.symbol]
+        spec = market.spec
+        num, den = spec.notional_fraction
+        withdrawn: dict[int, int] = {}
+        for withdrawal in self.ledger.withdrawals.values():
+            if withdrawal.asset == asset and (
+                withdrawal.held_through_actions or cmd.withdrawals_held
+            ):
+                rescaled = withdrawal.amount * cmd.ratio_new // cmd.ratio_old
+                withdrawn[withdrawal.account] = withdrawn.get(withdrawal.account, 0) + rescaled
+        price_num = market.reference_price * num
+        return LieuTerms(spec.quote, cmd.payer, market.qty_step, price_num, den, withdrawn)
+
+    def _lieu_refused(
+        self, cmd: SplitShares, lieu: LieuTerms, provided: int, events: list[Event]
+    ) -> bool:
+        """Reject the split if its payer cannot pay the cash in lieu; True if rejected."""
+        refused = lieu_refusal(self.ledger, lieu, provided)
+        if refused is None:
+            return False
+        facts: tuple[Fact, ...] = ()
+        if isinstance(refused, DividendShort):  # the numbers, as every INSUFFICIENT_BALANCE
+            scale = self.ledger.assets[lieu.cash_asset].scale
+            facts = (("needed", refused.needed, scale), ("available", refused.available, scale))
+        asset = lieu.cash_asset if facts else None
+        reason = ErrorCode[refused.reason]
+        self._reject(events, cmd, "split_shares", reason, refused.detail, facts, asset)
+        return True
+
+    def _release_withdrawals(
+        self, asset: str, ts: int, events: list[Event], all_held: bool
+    ) -> list[Withdrawal]:
         """The pending withdrawals of the split asset that stay pending through it, their
         holds released so that the split books on an asset nothing holds (they hold again,
-        rescaled, after it). The others, requested before withdrawals were held through
-        corporate actions, are voided, as they were then: their journals replay so."""
+        rescaled, after it). Splits journaled before `withdrawals_held` voided those
+        requested before withdrawals were held through corporate actions, and replay so:
+        the custodian may have paid such a withdrawal out, and the void gave it back."""
         pending = []
         for withdrawal in list(self.ledger.withdrawals.values()):
             if withdrawal.asset != asset:
                 continue
-            if withdrawal.held_through_actions:
+            if withdrawal.held_through_actions or all_held:
                 self.ledger.release(withdrawal.account, asset, withdrawal.amount)
                 pending.append(withdrawal)
             else:

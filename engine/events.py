@@ -377,8 +377,11 @@ class DividendPaid(Event, frozen=True, gc=False):
     settlement_id: int  # 0 when nobody held the asset
 
 
-class SharesSplit(Event, frozen=True, gc=False):
-    """Every holding, resting order and the reserves of `asset` were rescaled."""
+class SharesSplit(Event, frozen=True, gc=False, omit_defaults=True):
+    """Every holding, resting order and the reserves of `asset` were rescaled.
+
+    Encoded without the cash-in-lieu fields left at their defaults, so that the outcome of a
+    split from before them, kept by `engine.operations`, snapshots and hashes as it did."""
 
     symbol: str
     asset: str
@@ -391,6 +394,14 @@ class SharesSplit(Event, frozen=True, gc=False):
     orders_amended: int
     orders_canceled: int
     settlement_id: int  # 0 when nobody held the asset
+    # Cash in lieu of the fractions below the step (splits entered with `cash_in_lieu`), in
+    # units of `cash_asset`: what `payer` provided (the exact total rounded up), what the
+    # holders received (floor each), and the residual booked to the rounding account.
+    payer: int = 0
+    cash_asset: str = ""
+    cash_provided: int = 0
+    cash_paid: int = 0
+    cash_residual: int = 0
 
 
 class KeyIssued(Event, frozen=True, gc=False):

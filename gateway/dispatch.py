@@ -1511,6 +1511,15 @@ def _corporate_result(scales: Mapping[str, int], pending: Pending) -> bytes:
             "orders_canceled": summary.orders_canceled,
             "settlement_id": summary.settlement_id,
         }
+        if summary.cash_asset:  # entered with cash in lieu (none journaled before it was)
+            cash = scales[summary.cash_asset]
+            result |= {
+                "payer": summary.payer or None,
+                "cash_asset": summary.cash_asset,
+                "cash_in_lieu_provided": format_units(summary.cash_provided, cash),
+                "cash_in_lieu_paid": format_units(summary.cash_paid, cash),
+                "cash_in_lieu_residual": format_units(summary.cash_residual, cash),
+            }
     return wire.ok(pending.request_id, result, pending.t_in, now_us())
 
 

@@ -569,8 +569,12 @@ class PayDividendParams(OperatorParams, frozen=True):
 
 
 class SplitParams(OperatorParams, frozen=True):
+    """A split of the symbol's base asset; `payer` pays cash in lieu of the fractions below
+    the symbol's step, at its reference price (needed only when there are some)."""
+
     symbol: Symbol
     ratio: Annotated[str, Meta(pattern=RATIO_PATTERN)]  # "new:old", e.g. "3:2"
+    payer: PositiveInt | None = None
 
 
 class IssueKeyParams(OperatorParams, frozen=True):
@@ -1694,6 +1698,9 @@ def _split(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: in
         ratio_old=int(old),
         rescale_caps=True,
         lot_checked=True,
+        cash_in_lieu=True,
+        payer=p.payer or 0,
+        withdrawals_held=True,
     )
 
 

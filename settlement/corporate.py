@@ -5,9 +5,11 @@ cash units from a payer that must have the cash available; the payer provides th
 total rounded up, and the residual (provided - paid) goes to the rounding account. A split
 N:M rescales every holding to floor(holding x N / M) by minting from or burning to the
 issuance account; supply becomes floor(supply x N / M) and what the floors leave over is
-the rounding account's, so every asset still sums to zero. The latest attestation is
-rescaled the same way (one microsecond later), so proof of reserves stays exact. The split
-runs on an asset that nothing holds: the engine releases order holds first.
+the rounding account's, so every asset still sums to zero; with cash in lieu (`LieuTerms`)
+each holding is floored to the instrument's step instead, and what it gives up is burned
+and paid in cash by a payer, floor each, the residual to the rounding account. The latest
+attestation is rescaled (one microsecond later), so proof of reserves stays exact. The
+split runs on an asset that nothing holds: the engine releases order holds first.
 Pure; refusals are `Refused`, never raised.
 """
 
@@ -18,13 +20,14 @@ from settlement.transfers import ISSUANCE, ROUNDING, Transfer, TransferKind
 
 DIVIDEND = TransferKind.DIVIDEND
 SPLIT = TransferKind.SPLIT
+CASH_IN_LIEU = TransferKind.CASH_IN_LIEU
 AMOUNT_MAX = 2**62  # the engine's UNITS_MAX: every balance fits a signed 64-bit integer
 
 
 class DividendShort(Refused, frozen=True, gc=False):
-    """`INSUFFICIENT_BALANCE`: the payer's available cash cannot cover the dividend, with the
-    numbers that say by how much, in cash units: what it `needed` (the exact total, rounded
-    up) and what was `available`."""
+    """`INSUFFICIENT_BALANCE`: the payer's available cash cannot cover the dividend (or a
+    split's cash in lieu), with the numbers that say by how much, in cash units: what it
+    `needed` (the exact total, rounded up) and what was `available`."""
 
     needed: int
     available: int
@@ -54,6 +57,29 @@ class SplitBooked(msgspec.Struct, frozen=True, gc=False):
     rounding_holding: int
     transfers: list[Transfer]
     attestation: Attestation | None  # the rescaled one, when the asset had one
+    provided: int = 0  # cash in lieu: what the payer paid, the exact total rounded up
+    residual: int = 0  # provided - what the holders received, to the rounding account
+
+
+class LieuTerms(msgspec.Struct, frozen=True, gc=False):
+    """How a split pays cash in lieu of the fractions below the step: each participant keeps
+    its rescaled pending withdrawals (`withdrawn`, new units) plus the rest of its holding
+    floored to `step`; what it gives up, counted in old units, is worth `price_num /
+    price_den` cash units a unit (the reference price), paid by `payer`."""
+
+    cash_asset: str
+    payer: int
+    step: int
+    price_num: int
+    price_den: int
+    withdrawn: dict[int, int] = {}
+
+
+class LieuPlan(msgspec.Struct, frozen=True, gc=False):
+    """What a split with cash in lieu gives each participant, and what the payer provides."""
+
+    entitlements: list[Entitlement]
+    provided: int
 
 
 def pay_dividend(
@@ -110,28 +136,111 @@ def split_problem(ledger: Ledger, asset: str, ratio_new: int, ratio_old: int) ->
     return None
 
 
-def split(ledger: Ledger, asset: str, ratio_new: int, ratio_old: int, ts_us: int) -> SplitBooked:
-    """Rescale every holding of `asset` by ratio_new / ratio_old, flooring each participant's
-    and giving the rounding account the rest, and the attestation with it."""
-    supply = ledger.supply(asset)
-    supply_after = supply * ratio_new // ratio_old
+def plan_cash_in_lieu(
+    ledger: Ledger, asset: str, ratio_new: int, ratio_old: int, terms: LieuTerms
+) -> LieuPlan:
+    """Each participant's holding after an N:M split with cash in lieu, and its cash.
+
+    A holding h keeps its rescaled pending withdrawals w' and the rest floored to the step:
+    after = w' + floor((h x N - w' x M) / (M x step)) x step. It gives up h - after x M / N
+    old units (exact, a fraction), paid floor(that x price) cash units; the payer provides
+    the exact total rounded up. The payer's own fraction is burned with no cash: it would
+    pay itself."""
     entitlements = []
+    exact_total = 0  # cash x N x price_den, summed exactly
+    for account, total in _participants(ledger, asset):
+        kept = terms.withdrawn.get(account, 0)
+        free = total * ratio_new - kept * ratio_old  # new units x M, never negative
+        assert free >= 0, f"account {account}'s withdrawals pass its {asset} at a split"
+        after = kept + free // (ratio_old * terms.step) * terms.step
+        given_up = (total * ratio_new - after * ratio_old) * terms.price_num  # x N x den
+        if account == terms.payer:
+            given_up = 0
+        exact_total += given_up
+        cash = given_up // (ratio_new * terms.price_den)
+        entitlements.append(Entitlement(account, total, after, cash))
+    provided = -(-exact_total // (ratio_new * terms.price_den))
+    return LieuPlan(entitlements, provided)
+
+
+def lieu_refusal(ledger: Ledger, terms: LieuTerms, provided: int) -> Refused | None:
+    """Why the payer cannot pay a split's cash in lieu of `provided` units, or None: no payer
+    named while cash is due, an unknown one, or one short of available cash."""
+    scale = ledger.assets[terms.cash_asset].scale
+    due = f"{decimal_text(provided, scale)} {terms.cash_asset}"
+    if terms.payer and terms.payer not in ledger.participants:
+        return Refused("UNKNOWN_ACCOUNT", f"unknown payer account {terms.payer}")
+    if not provided:
+        return None
+    if not terms.payer:
+        return Refused(
+            "BAD_PARAM",
+            f"the split leaves fractions below the step worth {due} in cash in lieu:"
+            " name the account that pays it (payer)",
+        )
+    balance = ledger.balances.get((terms.payer, terms.cash_asset))
+    available = balance.available if balance is not None else 0
+    if available < provided:
+        return DividendShort(
+            "INSUFFICIENT_BALANCE",
+            f"payer {terms.payer} has {decimal_text(available, scale)} {terms.cash_asset}"
+            f" available, the cash in lieu needs {decimal_text(provided, scale)}",
+            provided,
+            available,
+        )
+    return None
+
+
+def split(
+    ledger: Ledger,
+    asset: str,
+    ratio_new: int,
+    ratio_old: int,
+    ts_us: int,
+    lieu: LieuTerms | None = None,
+) -> SplitBooked:
+    """Rescale every holding of `asset` by ratio_new / ratio_old, and the attestation with it.
+
+    Without `lieu`, each participant's holding is floored to the unit and the rounding
+    account gets the rest, so the supply becomes floor(supply x N / M). With it, each is
+    floored as `plan_cash_in_lieu` says, the fractions are burned and paid for in cash (one
+    `cash_in_lieu` leg per holder paid, a `rounding` leg for the residual), all in one chain;
+    the payer's cash was checked beforehand (`lieu_refusal`)."""
+    supply = ledger.supply(asset)
+    for (account, code), balance in ledger.balances.items():
+        assert code != asset or not balance.held, f"account {account} holds {asset} at a split"
+    rounding = ledger.balances.get((ROUNDING, asset))
+    rounding_before = rounding.total if rounding is not None else 0
+    rounding_after = rounding_before * ratio_new // ratio_old
+    if lieu is None:
+        entitlements = [
+            Entitlement(account, total, total * ratio_new // ratio_old, 0)
+            for account, total in _participants(ledger, asset)
+        ]
+        supply_after = supply * ratio_new // ratio_old
+        rounding_after = supply_after - sum(e.holding_after for e in entitlements)
+        assert rounding_after >= 0, f"a split of {asset} left the rounding account short"
+        provided = 0
+    else:
+        plan = plan_cash_in_lieu(ledger, asset, ratio_new, ratio_old, lieu)
+        entitlements, provided = plan.entitlements, plan.provided
+        supply_after = rounding_after + sum(e.holding_after for e in entitlements)
+        assert supply_after <= supply * ratio_new // ratio_old, f"a split minted {asset}"
     legs: list[Leg] = []
-    rounding_before = 0
-    for (account, code), balance in sorted(ledger.balances.items()):
-        if code != asset or account == ISSUANCE or not balance.total:
-            continue
-        assert not balance.held, f"account {account} still holds {asset} at a split"
-        if account == ROUNDING:
-            rounding_before = balance.total
-            continue
-        assert account > 0, f"venue account {account} holds the equity {asset}"
-        after = balance.total * ratio_new // ratio_old
-        entitlements.append(Entitlement(account, balance.total, after, 0))
-        legs += _rescale_leg(account, asset, balance.total, after)
-    rounding_after = supply_after - sum(e.holding_after for e in entitlements)
-    assert rounding_after >= 0, f"a split of {asset} left the rounding account short"
+    for e in entitlements:
+        legs += _rescale_leg(e.account, asset, e.holding_before, e.holding_after)
     legs += _rescale_leg(ROUNDING, asset, rounding_before, rounding_after)
+    paid = sum(e.cash for e in entitlements)
+    if lieu is not None:
+        legs += [
+            (lieu.payer, e.account, lieu.cash_asset, e.cash, CASH_IN_LIEU)
+            for e in entitlements
+            if e.cash
+        ]
+        if provided > paid:
+            legs.append(
+                (lieu.payer, ROUNDING, lieu.cash_asset, provided - paid, TransferKind.ROUNDING)
+            )
     booked = _book(ledger, legs, ts_us)
     assert ledger.supply(asset) == supply_after, f"a split of {asset} missed its supply"
     attestation = ledger.attestations.get(asset)
@@ -139,7 +248,28 @@ def split(ledger: Ledger, asset: str, ratio_new: int, ratio_old: int, ts_us: int
         rescaled = attestation.amount * ratio_new // ratio_old
         attestation = Attestation(asset, rescaled, attestation.as_of_us + 1, ts_us)
         ledger.attestations[asset] = attestation
-    return SplitBooked(entitlements, supply, supply_after, rounding_after, booked, attestation)
+    return SplitBooked(
+        entitlements,
+        supply,
+        supply_after,
+        rounding_after,
+        booked,
+        attestation,
+        provided,
+        provided - paid,
+    )
+
+
+def _participants(ledger: Ledger, asset: str) -> list[tuple[int, int]]:
+    """(account, total) of every participant holding `asset` (available and held), by
+    account."""
+    holders = []
+    for (account, code), balance in sorted(ledger.balances.items()):
+        if code != asset or account in (ISSUANCE, ROUNDING) or not balance.total:
+            continue
+        assert account > 0, f"venue account {account} holds the equity {asset}"
+        holders.append((account, balance.total))
+    return holders
 
 
 def _rescale_leg(account: int, asset: str, before: int, after: int) -> list[Leg]:

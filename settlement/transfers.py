@@ -29,6 +29,7 @@ class TransferKind(StrEnum):
     REDEMPTION = "redemption"
     DIVIDEND = "dividend"  # cash from the dividend's payer to a holder
     SPLIT = "split"  # a holding rescaled by a split: minted from or burned to issuance
+    CASH_IN_LIEU = "cash_in_lieu"  # cash from a split's payer for a fraction it burned
 
 
 class Transfer(msgspec.Struct, frozen=True, gc=False):

@@ -379,6 +379,102 @@ def test_an_old_journals_withdrawal_is_voided_at_a_split_as_it_was(corp: Corp) -
     assert corp.held(2, "AAPLx") == 0
 
 
+def lieu_split(ratio_new: int = 1, ratio_old: int = 10, payer: int = PAYER) -> SplitShares:
+    """A split as the gateway now enters it: cash in lieu, every withdrawal held through."""
+    return SplitShares(
+        symbol=SYMBOL,
+        ratio_new=ratio_new,
+        ratio_old=ratio_old,
+        rescale_caps=True,
+        cash_in_lieu=True,
+        payer=payer,
+        withdrawals_held=True,
+    )
+
+
+def test_a_reverse_split_pays_cash_in_lieu_of_the_fractions_below_the_step(corp: Corp) -> None:
+    """The finding: a 1:10 reverse split floored each holding to the unit, so holders were
+    left dust below the step that no order can sell, and lost the rest to the rounding
+    account for nothing. Each holding now floors to the step (0.001 share), the fraction is
+    burned and paid for at the reference price (100.01 USD a share) by the payer."""
+    book_orders(corp)
+    withdraw(corp, 2, 1_000_500)  # 1.0005 share: 0.10005 after, kept whole and held
+    usd_supply = corp.venue.ledger.supply("USD")  # type: ignore[union-attr]
+    corp.halt()
+    events = corp.ok(lieu_split())
+    # the sell of 0.001 share rescales to 0.0001: canceled, its shares cashed with the rest
+    canceled = [(e.order_id, e.reason) for e in events if isinstance(e, OrderCanceled)]
+    assert canceled == [(2, CancelReason.CORPORATE_ACTION)]
+    applied = {e.account: e for e in events if isinstance(e, CorporateActionApplied)}
+    # 1: 0.1234567 new shares keep 0.123; 0.004567 old shares x 100.01 = 0.4567... USD
+    # 2: 0.10005 withdrawn + (3.333333 - 1.0005) / 10 = 0.2332833 -> 0.233; 0.002833 old
+    #    shares x 100.01 = 0.2833... USD
+    assert {a: (e.holding_after, e.cash_received) for a, e in applied.items()} == {
+        1: (123_000, 45),
+        2: (333_050, 28),
+        3: (1_000_000, 0),
+        PAYER: (500_000, 0),
+    }
+    summary = events[-1]
+    assert isinstance(summary, SharesSplit)
+    # exact 0.45674567 + 0.28332833 = 0.740074 USD: the payer provides 0.75, 0.02 residual
+    assert (summary.payer, summary.cash_asset) == (PAYER, "USD")
+    assert (summary.cash_provided, summary.cash_paid, summary.cash_residual) == (75, 73, 2)
+    assert (summary.supply_before, summary.supply_after) == (19_567_900, 1_956_050)
+    assert summary.rounding_holding == 0  # the fractions left the supply, none kept
+    assert [corp.total(a, "USD") for a in (1, 2, PAYER, ROUNDING)] == [45, 28, 99_925, 2]
+    assert corp.venue.ledger.supply("USD") == usd_supply  # type: ignore[union-attr]
+    assert (corp.total(2, "AAPLx"), corp.held(2, "AAPLx")) == (333_050, 100_050)
+    assert corp.venue.orders[1].leaves_qty == corp.held(3, "AAPLx") == 300_000
+    changed = {(e.account, e.asset) for e in events if type(e).__name__ == "BalanceChanged"}
+    assert {(1, "USD"), (2, "USD"), (PAYER, "USD")} <= changed  # pushed to each
+    ledger = corp.venue.ledger
+    assert ledger is not None and all(line.covered for line in ledger.reserves_report())
+    corp.ok(ConfirmWithdrawal(withdrawal_id=1))  # burns the rescaled amount, exactly
+    assert corp.total(2, "AAPLx") == 233_000
+    replayed_twice(corp)
+
+
+def test_cash_in_lieu_refusals_say_what_is_due_and_change_nothing(corp: Corp) -> None:
+    corp.halt()
+    # 0.004567 and 0.003333 old shares at 100.01: 0.790079 USD, 0.80 rounded up
+    missing = corp.refused(lieu_split(payer=0))
+    assert (missing.reason, missing.detail) == (
+        ErrorCode.BAD_PARAM,
+        "the split leaves fractions below the step worth 0.80 USD in cash in lieu:"
+        " name the account that pays it (payer)",
+    )
+    assert corp.refused(lieu_split(payer=77)).reason is ErrorCode.UNKNOWN_ACCOUNT
+    short = corp.refused(lieu_split(payer=3))  # account 3 has no USD
+    assert short.reason is ErrorCode.INSUFFICIENT_BALANCE
+    assert short.detail == "payer 3 has 0.00 USD available, the cash in lieu needs 0.80"
+    assert (short.asset, short.facts) == ("USD", (("needed", 80, 2), ("available", 0, 2)))
+    # holdings off the step before (deposits of 1.234567 and 3.333333 shares) are brought
+    # onto it by any split: a 2:1 pays for 0.000067 and 0.000333 old shares, 0.040004 USD
+    forward = corp.refused(lieu_split(ratio_new=2, ratio_old=1, payer=0))
+    assert "worth 0.05 USD in cash in lieu" in forward.detail
+
+
+def test_an_old_withdrawal_stays_pending_through_a_split_entered_now(corp: Corp) -> None:
+    """The carried finding: a withdrawal requested before withdrawals were held through
+    corporate actions (no `held_through_actions`, as replayed from an old journal) was still
+    voided by a split entered today. The custodian may have paid it out: the void gave the
+    holder its tokens back on top. A split entered now (`withdrawals_held`) keeps it pending,
+    rescaled; a split journaled before replays the void (test above)."""
+    old = RequestWithdrawal(account=2, asset="AAPLx", amount=1_000_000)
+    assert not old.held_through_actions
+    corp.ok(old)
+    corp.halt()
+    events = corp.ok(lieu_split(ratio_new=2, ratio_old=1))
+    assert not any(isinstance(e, WithdrawalVoided) for e in events)
+    assert [
+        (e.amount_before, e.withdrawal.amount) for e in events if isinstance(e, WithdrawalRescaled)
+    ] == [(1_000_000, 2_000_000)]
+    assert corp.held(2, "AAPLx") == 2_000_000
+    corp.ok(ConfirmWithdrawal(withdrawal_id=1))
+    assert corp.total(2, "AAPLx") == 4_666_000  # 6.666666 - 2, floored to the step
+
+
 def test_a_split_scales_the_max_qty_cap_so_a_resting_order_can_be_repriced(
     corp: Corp,
 ) -> None:
@@ -529,6 +625,7 @@ def corporate_history(corp: Corp) -> None:
     corp.halt()
     corp.ok(SplitShares(symbol=SYMBOL, ratio_new=3, ratio_old=2))
     corp.ok(SplitShares(symbol=SYMBOL, ratio_new=1, ratio_old=7))
+    corp.ok(lieu_split(ratio_new=2, ratio_old=3))
     corp.ok(SetInstrumentStatus(symbol=SYMBOL, status=InstrumentStatus.OPEN))
     corp.ok(dividend(amount=1_234_567, decimals=7))
 
@@ -586,16 +683,19 @@ def test_a_snapshot_after_a_split_restores_the_same_venue(corp: Corp) -> None:
     withdrawals=st.lists(
         st.tuples(st.sampled_from([1, 2, 3]), st.integers(1, 2_000_000)), max_size=4
     ),
+    lieu=st.booleans(),
 )
 def test_any_book_survives_any_splits_exactly(
     orders: list[tuple[int, bool, int, int]],
     ratios: list[tuple[int, int]],
     withdrawals: list[tuple[int, int]],
+    lieu: bool,
 ) -> None:
     """Random resting orders and pending withdrawals, then splits: invariants (holds equal
     reservations, books uncrossed, every asset sums to zero) hold after each, reserves stay
     covered, and each surviving order's price and quantity, and each withdrawal's amount,
-    follow the documented rule."""
+    follow the documented rule. With cash in lieu, each holding but what its withdrawals
+    hold is on the step, and the cash asset's supply does not move."""
     corp = Corp()
     for account, is_buy, price, lots in orders:
         side = Side.BUY if is_buy else Side.SELL
@@ -616,7 +716,9 @@ def test_any_book_survives_any_splits_exactly(
             continue
         before = {o.order_id: (o.side, o.price, o.leaves_qty) for o in corp.venue.orders.values()}
         pending = {w.withdrawal_id: w.amount for w in ledger.withdrawals.values()}
-        events = corp.ok(SplitShares(symbol=SYMBOL, ratio_new=new, ratio_old=old))
+        usd_supply = ledger.supply("USD")
+        command = SplitShares(symbol=SYMBOL, ratio_new=new, ratio_old=old)
+        events = corp.ok(lieu_split(new, old) if lieu else command)
         rescaled = {i: amount * new // old for i, amount in pending.items()}
         assert {i: w.amount for i, w in ledger.withdrawals.items()} == {
             i: amount for i, amount in rescaled.items() if amount
@@ -630,3 +732,9 @@ def test_any_book_survives_any_splits_exactly(
         canceled = {e.order_id for e in events if isinstance(e, OrderCanceled)}
         assert canceled | set(corp.venue.orders) == set(before)
         assert all(line.covered for line in ledger.reserves_report())
+        assert ledger.supply("USD") == usd_supply
+        if lieu:
+            withdrawn = {account: 0 for account in (1, 2, 3, PAYER)}
+            for withdrawal in ledger.withdrawals.values():
+                withdrawn[withdrawal.account] += withdrawal.amount
+            assert all((corp.total(a, "AAPLx") - w) % 1_000 == 0 for a, w in withdrawn.items())

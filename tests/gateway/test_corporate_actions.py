@@ -232,3 +232,88 @@ def test_withdrawals_pending_at_a_split_or_a_maturity_wait_for_the_operator(
     assert verified.returncode == 0, verified.stdout + verified.stderr
     replayed = venue_cli("verify", "--data-dir", data_dir, "--config", str(SAMPLE_CONFIG))
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+
+
+DUST = "XYZx-USD"  # listed by the test below: a step of 0.01 share, so dust is below it
+
+
+async def list_dust_equity(admin: VenueClient) -> None:
+    """XYZx (scale 6) against USD, step 0.01 share at 50.07 USD; alpha holds 12.345679
+    shares and beta 3.300001, both off the step; the operator (100) has 10 USD."""
+    await admin.request("admin.list_asset", {"code": "XYZx", "scale": 6})
+    now_us = time.time_ns() // 1_000
+    attest = {"asset": "XYZx", "amount": "1000", "as_of": now_us}
+    await admin.request("admin.attest_reserves", attest)
+    listing = {
+        "symbol": DUST,
+        "kind": "equity",
+        "base": "XYZx",
+        "quote": "USD",
+        "tick": "0.01",
+        "step": "0.01",
+        "min_qty": "0.01",
+        "min_notional": "0",
+        "band_pct": "10",
+        "reference_price": "50.07",
+    }
+    await admin.request("admin.list_instrument", listing)
+    for account, asset, amount in ((1, "XYZx", "12.345679"), (2, "XYZx", "3.300001")):
+        await admin.request("admin.deposit", {"account": account, "asset": asset, "amount": amount})
+    await admin.request("admin.deposit", {"account": 100, "asset": "USD", "amount": "10"})
+
+
+def test_a_reverse_split_pays_holders_cash_in_lieu_of_their_dust(
+    run_venue: RunVenue, tmp_path: Path
+) -> None:
+    """The finding, over the wire: a 1:10 reverse split left alpha 1.2345679 shares where
+    only 0.01 share steps trade, its dust unsellable and the fraction below the unit lost.
+    Now each holding floors to the step, the rest is burned and paid for at the reference
+    price by the payer named in `admin.split`, to the last USD unit; alpha's sell of 0.05,
+    0.005 after, is canceled. The ledger store, its verify and the journal's replay agree."""
+
+    async def reverse_split(venue: Venue) -> None:
+        admin, alpha = await venue.client("admin"), await venue.client("alpha")
+        await list_dust_equity(admin)
+        sell = await alpha.place(DUST, "sell", "0.05", "51.00")
+        await alpha.subscribe_account()
+        await drain_pushes(alpha)
+        await admin.request("admin.set_status", {"symbol": DUST, "status": "halted"})
+        usd_before = Decimal((await held_and_total(alpha, "USD"))[0])
+        with pytest.raises(VenueError) as refused:
+            await admin.request("admin.split", {"symbol": DUST, "ratio": "1:10"})
+        assert str(refused.value) == (
+            "400 BAD_PARAM (1003): the split leaves fractions below the step worth 2.287198 USD"
+            " in cash in lieu: name the account that pays it (payer)"
+        )
+        params = {"symbol": DUST, "ratio": "1:10", "payer": 100}
+        split = await admin.request("admin.split", params)
+        # alpha gives up 0.045679 old shares x 50.07 = 2.28714753 USD, beta 0.000001 x 50.07
+        assert split["supply_before"] == "15.645680" and split["supply_after"] == "1.560000"
+        assert (split["payer"], split["cash_asset"], split["orders_canceled"]) == (100, "USD", 1)
+        assert split["cash_in_lieu_provided"] == "2.287198"  # 2.2871976 rounded up
+        assert split["cash_in_lieu_paid"] == "2.287197"  # 2.287147 + 0.000050
+        assert split["cash_in_lieu_residual"] == "0.000001"
+        pushes = await drain_pushes(alpha)
+        [canceled] = of_type(pushes, "exec")
+        assert (canceled["order_id"], canceled["exec_type"]) == (sell["order_id"], "canceled")
+        assert canceled["reason"] == "corporate_action"
+        [action] = of_type(pushes, "corporate_action")
+        assert (action["holding_before"], action["holding_after"]) == ("12.345679", "1.230000")
+        assert (action["cash_asset"], action["cash_received"]) == ("USD", "2.287147")
+        usd = next(b for b in of_type(pushes, "balance") if b["asset"] == "USD")
+        assert Decimal(usd["total"]) == usd_before + Decimal("2.287147")
+        assert await held_and_total(alpha, "XYZx") == ("1.230000", "0.000000")
+        reserves = {line["asset"]: line for line in (await admin.request("reserves"))["reserves"]}
+        assert (reserves["XYZx"]["supply"], reserves["XYZx"]["attested"]) == (
+            "1.560000",
+            "100.000000",
+        )
+        await close_all(admin, alpha)
+
+    run_venue(reverse_split)
+    data_dir = str(tmp_path / "data")
+    verified = venue_cli("ledger", "verify", "--data-dir", data_dir)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    replayed = venue_cli("verify", "--data-dir", data_dir, "--config", str(SAMPLE_CONFIG))
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "every balance equals the replayed ledger's" in replayed.stdout

@@ -820,13 +820,22 @@ def test_corporate_actions_convert_exactly() -> None:
     for text, code in (("0.000", E.BAD_PARAM), ("0." + "1" * 19, E.BAD_PRECISION)):
         bad = convert("admin.pay_dividend", whole | {"amount_per_share": text})
         assert bad.code is code, text
+    # new splits rescale the caps, check one lot against the cap, pay cash in lieu and keep
+    # every withdrawal pending
+    new_rules = {
+        "rescale_caps": True,
+        "lot_checked": True,
+        "cash_in_lieu": True,
+        "withdrawals_held": True,
+    }
     assert convert("admin.split", {"symbol": SYMBOL, "ratio": "1:10"}) == SplitShares(
-        symbol=SYMBOL,
-        ratio_new=1,
-        ratio_old=10,
-        rescale_caps=True,  # new splits do
-        lot_checked=True,  # and check one lot against the cap
+        symbol=SYMBOL, ratio_new=1, ratio_old=10, **new_rules
     )
+    paid = convert("admin.split", {"symbol": SYMBOL, "ratio": "1:10", "payer": 7})
+    assert paid == SplitShares(symbol=SYMBOL, ratio_new=1, ratio_old=10, payer=7, **new_rules)
+    for payer in (0, -1, "7", 1.5):  # a positive whole account id, or left out
+        bad_payer = frame("admin.split", {"symbol": SYMBOL, "ratio": "1:10", "payer": payer})
+        assert refused(bad_payer).code is E.BAD_PARAM, payer
     nowhere = convert("admin.split", {"symbol": "X", "ratio": "2:1"})
     assert nowhere.code is E.UNKNOWN_SYMBOL
     for ratio in ("2", "2:1:1", "-2:1", "2.5:1", "12345:1"):

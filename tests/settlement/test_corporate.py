@@ -1,11 +1,22 @@
 """Dividends and splits in the ledger: exact per holder, conservation, reserves, properties."""
 
+import math
+from fractions import Fraction
 from pathlib import Path
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from settlement.corporate import DividendShort, pay_dividend, split
+from settlement.corporate import (
+    DividendShort,
+    Entitlement,
+    LieuTerms,
+    lieu_refusal,
+    pay_dividend,
+    plan_cash_in_lieu,
+    split,
+)
 from settlement.ledger import AssetSpec, Attestation, Ledger, Participant, Refused
 from settlement.store import SqliteLedgerStore
 from settlement.transfers import ISSUANCE, ROUNDING, TransferKind
@@ -123,3 +134,123 @@ def test_the_store_keeps_dividend_and_split_transfers_and_rebuilds_the_balances(
         assert {TransferKind.DIVIDEND, TransferKind.SPLIT, TransferKind.ROUNDING} <= kinds
     finally:
         store.close()
+
+
+# ----------------------------------------------------------------- cash in lieu
+
+
+def lieu_terms(step: int, price_num: int, price_den: int = 10**6) -> LieuTerms:
+    """EQ (scale 6) priced in USD (scale 2) at price_num / price_den cents a unit."""
+    return LieuTerms("USD", PAYER, step, price_num, price_den)
+
+
+def test_a_reverse_split_pays_cash_in_lieu_of_what_falls_below_the_step() -> None:
+    """1:10 with a step of 0.001 share at 100.01 USD a share: holders keep whole steps, the
+    rest is burned and paid for, floor each, the payer's rounded-up total's residual to
+    rounding; supply and cash add up to the unit."""
+    ledger = ledger_with([1_234_567, 3_333_333, 10_000_000], 100_000)
+    terms = lieu_terms(step=1_000, price_num=10_001)  # 100.01 USD a share: 10_001 / 10**6 a unit
+    assert lieu_refusal(ledger, terms, 80) is None
+    booked = split(ledger, "EQ", 1, 10, ts_us=5, lieu=terms)
+    # 0.1234567 new shares keep 0.123; 0.004567 old shares given up x 100.01 = 0.4567... USD
+    assert [e.holding_after for e in booked.entitlements] == [123_000, 333_000, 1_000_000]
+    assert [e.cash for e in booked.entitlements] == [45, 33, 0]
+    # exact 0.45674567 + 0.33333333 = 0.790079 USD: provided 0.80, 0.02 residual
+    assert (booked.provided, booked.residual) == (80, 2)
+    assert (booked.supply_before, booked.supply_after, booked.rounding_holding) == (
+        14_567_900,
+        1_456_000,
+        0,
+    )
+    assert ledger.balance(PAYER, "USD").total == 100_000 - 80
+    assert [ledger.balance(a, "USD").total for a in (1, 2, 3)] == [45, 33, 0]
+    assert ledger.balance(ROUNDING, "USD").total == 2
+    assert ledger.balance(ISSUANCE, "EQ").total == -1_456_000  # the fractions burned
+    kinds = [t.kind for t in booked.transfers]
+    assert kinds == [TransferKind.SPLIT] * 3 + [TransferKind.CASH_IN_LIEU] * 2 + [
+        TransferKind.ROUNDING
+    ]
+    assert {t.chain_id for t in booked.transfers} == {booked.transfers[0].chain_id}
+    assert all(line.covered for line in ledger.reserves_report())
+    ledger.check_invariants()
+
+
+def test_cash_in_lieu_keeps_rescaled_withdrawals_whole_and_floors_the_rest() -> None:
+    """A holder's pending withdrawal (rescaled: floor(1.0005 / 10) = 0.10005) is kept whole,
+    off the step; the rest of its holding is floored to the step."""
+    ledger = ledger_with([3_333_333], 100_000)
+    terms = msgspec.structs.replace(lieu_terms(1_000, 10_001), withdrawn={1: 100_050})
+    plan = plan_cash_in_lieu(ledger, "EQ", 1, 10, terms)
+    # 3.333333 - 1.0005 = 2.332833 old shares -> 0.2332833 new, floored to 0.233
+    assert plan.entitlements == [Entitlement(1, 3_333_333, 333_050, 28)]  # 0.002833 x 100.01
+    assert plan.provided == 29
+
+
+def test_a_payer_is_needed_known_and_funded_for_cash_in_lieu() -> None:
+    ledger = ledger_with([1_234_567], 40)
+    terms = lieu_terms(1_000, 10_001)
+    nobody = msgspec.structs.replace(terms, payer=0)
+    assert lieu_refusal(ledger, nobody, 0) is None  # nothing due: nobody needed
+    missing = lieu_refusal(ledger, nobody, 46)
+    assert missing is not None and missing.reason == "BAD_PARAM"
+    assert missing.detail == (
+        "the split leaves fractions below the step worth 0.46 USD in cash in lieu:"
+        " name the account that pays it (payer)"
+    )
+    unknown = lieu_refusal(ledger, msgspec.structs.replace(terms, payer=77), 0)
+    assert unknown == Refused("UNKNOWN_ACCOUNT", "unknown payer account 77")
+    short = lieu_refusal(ledger, terms, 46)
+    assert isinstance(short, DividendShort) and (short.needed, short.available) == (46, 40)
+    assert short.detail == "payer 99 has 0.40 USD available, the cash in lieu needs 0.46"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    holdings=st.lists(st.integers(0, 10**12), min_size=1, max_size=8),
+    ratio=st.tuples(st.integers(1, 1_000), st.integers(1, 1_000)).filter(lambda r: r[0] != r[1]),
+    step=st.sampled_from([1, 7, 1_000, 10**6]),
+    price_num=st.integers(1, 10**9),
+    price_den=st.sampled_from([1, 10**4, 10**6, 10**8]),
+    rounding_before=st.integers(0, 10**4),
+)
+def test_cash_in_lieu_conserves_supply_and_cash_for_any_holdings_and_ratio(
+    holdings: list[int],
+    ratio: tuple[int, int],
+    step: int,
+    price_num: int,
+    price_den: int,
+    rounding_before: int,
+) -> None:
+    """Every holding ends on the step, less than a step below its exact rescaled value; the
+    shares it gives up leave the supply; each holder is paid floor(its exact value), the
+    payer provides the exact total rounded up and the rounding account takes the rest: both
+    assets sum to zero and the reserves still cover the supply."""
+    new, old = ratio
+    ledger = ledger_with([*holdings, rounding_before], 10**15)
+    rounder = len(holdings) + 1  # its holding becomes the rounding account's
+    if rounding_before:
+        ledger.book([(rounder, ROUNDING, "EQ", rounding_before, TransferKind.ROUNDING)], 1)
+    terms = lieu_terms(step, price_num, price_den)
+    supply = ledger.supply("EQ")
+    plan = plan_cash_in_lieu(ledger, "EQ", new, old, terms)
+    assert lieu_refusal(ledger, terms, plan.provided) is None
+    booked = split(ledger, "EQ", new, old, ts_us=2, lieu=terms)
+    exact_total = Fraction(0)
+    for e in booked.entitlements:
+        exact_after = Fraction(e.holding_before * new, old)
+        assert e.holding_after % step == 0 and 0 <= exact_after - e.holding_after < step
+        exact_cash = (exact_after - e.holding_after) * Fraction(old, new) * price_num / price_den
+        assert e.cash == int(exact_cash)  # floor: both are non-negative
+        exact_total += exact_cash
+    assert booked.provided == math.ceil(exact_total)
+    paid = sum(e.cash for e in booked.entitlements)
+    assert booked.residual == booked.provided - paid <= len(booked.entitlements)
+    assert ledger.balance(PAYER, "USD").total == 10**15 - booked.provided
+    assert ledger.balance(ROUNDING, "USD").total == booked.residual
+    assert booked.rounding_holding == rounding_before * new // old
+    assert ledger.supply("EQ") == booked.supply_after <= supply * new // old
+    assert booked.supply_after == booked.rounding_holding + sum(
+        e.holding_after for e in booked.entitlements
+    )
+    assert all(line.covered for line in ledger.reserves_report())
+    ledger.check_invariants()

@@ -16,6 +16,8 @@ import psycopg
 import pytest
 from msgspec.structs import replace
 
+from settlement.corporate import LieuTerms, split
+from settlement.ledger import AssetSpec, Attestation, Ledger, Participant, Refused
 from settlement.pg_store import PostgresLedgerStore
 from settlement.store import (
     BATCH_TRANSFERS_MAX,
@@ -30,7 +32,7 @@ from settlement.store import (
     balance_problems,
     batch_hash,
 )
-from settlement.transfers import FEE_INCOME, ISSUANCE, Transfer, TransferKind
+from settlement.transfers import FEE_INCOME, ISSUANCE, ROUNDING, Transfer, TransferKind
 
 BUYER, SELLER, BYSTANDER = 1, 2, 3
 PARTICIPANTS = (BUYER, SELLER, BYSTANDER)
@@ -293,6 +295,31 @@ def test_balances_past_64_bits_are_exact(store: LedgerStore) -> None:
     assert store.verify() == []
     store.append_batch([ids.transfer(SELLER, BUYER, "USD", 5, TransferKind.PAYMENT, 5)])
     assert (SELLER, "USD") not in store.balances()  # a balance back at zero is left out
+
+
+def test_a_split_with_cash_in_lieu_reads_back_and_verifies(store: LedgerStore) -> None:
+    """The chain a reverse split books (shares burned to issuance, `cash_in_lieu` legs from
+    the payer, the residual to rounding) reads back as booked, and the store's balances are
+    the ledger's, to the unit."""
+    ledger = Ledger()
+    for code in ("USD", "AAPL"):
+        ledger.add_asset(AssetSpec(code, 6))
+        ledger.attest(Attestation(code, 10**12, TS_US))
+    for account in PARTICIPANTS:
+        ledger.add_participant(Participant(account, f"participant {account}", True, "DE"))
+    for account, amount in ((BUYER, 1_234_567), (SELLER, 3_333_333)):
+        assert not isinstance(ledger.mint(account, "AAPL", amount, TS_US, 10**6), Refused)
+    assert not isinstance(ledger.mint(BYSTANDER, "USD", 10**9, TS_US, 10**6), Refused)
+    terms = LieuTerms("USD", BYSTANDER, 1_000, price_num=100_010_000, price_den=10**6)
+    booked = split(ledger, "AAPL", 1, 10, TS_US, terms)  # 100.01 USD a share
+    assert [e.cash for e in booked.entitlements] == [456_745, 333_333]  # 0.004567, 0.003333
+    store.register_account(ROUNDING, "rounding")
+    transfers = ledger.drain()
+    assert store.append_batch(transfers) is True
+    assert stored(store) == transfers
+    assert TransferKind.CASH_IN_LIEU in {t.kind for t in stored(store)}
+    assert store.balances() == {key: b.total for key, b in ledger.balances.items() if b.total}
+    assert store.verify() == []
 
 
 def test_a_reopened_store_continues(harness: Harness, store: LedgerStore) -> None:
