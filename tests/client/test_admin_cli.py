@@ -302,9 +302,11 @@ def test_dividend_and_split_from_the_command_line(
     assert admin(venue.port, "set-status", "AAPLx-USD", "cancel_only") == 0
     assert admin(venue.port, "split", "AAPLx-USD", "2:1") == 0
     capsys.readouterr()
-    assert admin(venue.port, "split", "AAPLx-USD", "1:10") == 0
+    assert admin(venue.port, "split", "AAPLx-USD", "1:10", "--payer", "100") == 0
     split = output(capsys)
     assert (split["supply_before"], split["supply_after"]) == ("120000.000000", "12000.000000")
+    # whole shares on a step of 0.000001: no fraction, nothing to pay in lieu of one
+    assert (split["payer"], split["cash_in_lieu_paid"]) == (100, "0.000000")
     balances = venue.query("alpha", "balances", {})["balances"]
     assert next(b for b in balances if b["asset"] == "AAPLx")["total"] == "4000.000000"
 

@@ -516,6 +516,12 @@ def test_an_old_journals_split_leaves_the_caps_as_they_were(corp: Corp) -> None:
     events = corp.ok(SplitShares(symbol=SYMBOL, ratio_new=2, ratio_old=1))
     assert not any(isinstance(e, OrderCapsSet) for e in events)
     assert corp.venue.markets[SYMBOL].max_qty == 3 * SHARE
+    # no cash in lieu either: each holding floored to the unit, the rest the rounding
+    # account's; its outcome (kept for a resend, snapshotted) encodes as it did before
+    assert corp.total(1, "AAPLx") == 2_469_134 and corp.total(ROUNDING, "AAPLx") == 0
+    summary = events[-1]
+    assert isinstance(summary, SharesSplit) and summary.cash_asset == ""
+    assert b"cash" not in msgspec.msgpack.encode(summary)
 
 
 def test_a_reverse_split_that_prices_one_lot_above_the_cap_is_refused(corp: Corp) -> None:
