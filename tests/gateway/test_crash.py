@@ -366,7 +366,7 @@ SYMBOL_OF = "AAPLx-USD"
 
 def test_a_start_that_cannot_listen_leaves_the_last_clean_stop_standing(tmp_path: Path) -> None:
     """A start after a clean stop takes the stop's mark away before it listens; when it then
-    cannot listen (the port taken), it accepted nothing, so it puts the mark back: the next
+    cannot listen (the port taken), it accepted nothing: it stops as a clean stop, so the next
     start must not take that clean stop for a crash and cancel what cod had left open."""
     data_dir = tmp_path / "data"
 
@@ -381,7 +381,7 @@ def test_a_start_that_cannot_listen_leaves_the_last_clean_stop_standing(tmp_path
             taken.listen()
             with pytest.raises(OSError):
                 await server.start("127.0.0.1", taken.getsockname()[1])
-        await server.core.stop()  # what the failed process's exit would release
+        # the failed start stopped its core itself, as a clean stop (gateway.server)
 
         venue = await start_venue(data_dir)
         try:
