@@ -47,6 +47,7 @@ SCOPES = frozenset({"read", "trade", "admin"})
 # The protocol's integers (gateway.wire.INT_MAX): no client could name a larger account, and
 # past 2^64 the journal cannot even hold it (the build stopped on an OverflowError).
 ACCOUNT_ID_MAX = 2**53 - 1
+OUTCOME_WAIT_MS_DEFAULT = 20_000  # `[venue] outcome_wait_ms`: core.nats_bus says why
 
 
 class VenueSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -71,6 +72,11 @@ class VenueSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # coalesced into one update per stream (0: after every released batch, as far as the
     # fan-out's own pacing allows). A quiet venue's change still goes out at once.
     market_data_interval_ms: Annotated[int, msgspec.Meta(ge=0, le=1_000)] = 5
+    # a cluster gateway answers 504 OUTCOME_UNKNOWN a request whose command has been owed this
+    # long (core.nats_bus `OUTCOME_WAIT_S`, the default: why 20 s); over a held requote's 5 s
+    # (gateway.limits.QUOTE_PLACE_WAIT_S), which is refused first, and under the SDK's 30 s
+    # request timeout, so the client reads this answer, not its own timeout
+    outcome_wait_ms: Annotated[int, msgspec.Meta(ge=6_000, le=29_000)] = OUTCOME_WAIT_MS_DEFAULT
 
 
 # A rate or burst of 0 or less would let no request through (a bucket that never refills

@@ -63,7 +63,8 @@ RESEND_CHECK_S: Final = 0.5
 # TTL, the standby's 0.2 s poll, then a resend within 2.5 s: ~13 s), so a failover answers as
 # usual even on a busy machine; well under the SDK's 30 s request timeout, so the client reads
 # this answer, not its own timeout, with time left to check the request.
-OUTCOME_WAIT_S: Final = 20.0
+# The default of the gateway's `[venue] outcome_wait_ms` (a test of the 504 sets it shorter).
+OUTCOME_WAIT_S: Final = venue_config.OUTCOME_WAIT_MS_DEFAULT / 1_000
 START_TIMEOUT_S: Final = 60.0  # for the stream to exist and the replica to catch up
 DRAIN_TIMEOUT_S: Final = 10.0  # a stopping gateway waits this long for outcomes still owed
 SUBMISSIONS_MAX: Final = 5_000  # commands per NATS message (well under max_payload)
@@ -488,6 +489,7 @@ class NatsBus:
         # another gateway is refused as one through this one is (core/cluster_nonces.py)
         self.nonces = SharedNonces(3 if len(self.servers) >= 3 else 1)
         self.reads = ReadSide(cast(Any, self.core))
+        self.outcome_wait_s = config.venue.outcome_wait_ms / 1_000  # `OUTCOME_WAIT_S` by default
         self._request = 0
         self._waiting: deque[_Waiting] = deque()  # in submit order
         self._unsent: list[Submission] = []
@@ -609,13 +611,13 @@ class NatsBus:
                 self._publish(list(self._unanswered))
 
     def settle_overdue(self, now_s: float) -> None:
-        """Tell the listener of each request owed `OUTCOME_WAIT_S` at `now_s` (`Overdue`), in
+        """Tell the listener of each request owed `outcome_wait_s` at `now_s` (`Overdue`), in
         submit order with the barriers behind them, which are due now (they waited for the
         answers before them, which these are) and leave the queue. The overdue commands stay
         in it (still resent; their outcomes come back in order, as every one's) and are not
         told again. Stops at the first command not overdue: the later ones are younger."""
-        waiting = self._waiting
-        if not waiting or (waiting[0].request and now_s - waiting[0].sent_s < OUTCOME_WAIT_S):
+        waiting, wait_s = self._waiting, self.outcome_wait_s
+        if not waiting or (waiting[0].request and now_s - waiting[0].sent_s < wait_s):
             return  # nothing owed, or nothing owed long (the usual case: one test)
         settled: list[Overdue | Executed] = []
         kept: list[_Waiting] = []  # the overdue commands at its head, back in the queue after
@@ -623,7 +625,7 @@ class NatsBus:
             head = waiting[0]
             if head.request == 0:
                 settled.append(Executed(0, None, head.events or [], head.origin))
-            elif head.overdue or now_s - head.sent_s >= OUTCOME_WAIT_S:
+            elif head.overdue or now_s - head.sent_s >= wait_s:
                 if not head.overdue:
                     head.overdue = True
                     head.answered = self.core.listener.is_client_request(head.origin)

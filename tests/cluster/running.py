@@ -14,15 +14,15 @@ from tests.sample_config import SAMPLE_CONFIG
 
 
 @contextmanager
-def local_cluster(name: str, **shape: Any) -> Iterator[LocalCluster]:
-    """`LocalCluster` of the sample config and `shape` (nodes, cores, gateways, PostgreSQL) in
-    a new directory `venue-test-<name>-*`, enterable by others (PostgreSQL runs as the postgres
-    user inside it); removed afterwards unless `VENUE_KEEP_CLUSTER` is set (to read the logs
-    after a failure)."""
+def local_cluster(name: str, config: Path = SAMPLE_CONFIG, **shape: Any) -> Iterator[LocalCluster]:
+    """`LocalCluster` of `config` (the sample's by default) and `shape` (nodes, cores,
+    gateways, PostgreSQL) in a new directory `venue-test-<name>-*`, enterable by others
+    (PostgreSQL runs as the postgres user inside it); removed afterwards unless
+    `VENUE_KEEP_CLUSTER` is set (to read the logs after a failure)."""
     directory = Path(tempfile.mkdtemp(prefix=f"venue-test-{name}-"))
     directory.chmod(0o711)
     try:
-        with LocalCluster(directory, SAMPLE_CONFIG, **shape) as running:
+        with LocalCluster(directory, config, **shape) as running:
             yield running
     finally:
         if not os.environ.get("VENUE_KEEP_CLUSTER"):

@@ -5,8 +5,12 @@ order of a gateway replica's answers and its lease's end within one loop turn.""
 import asyncio
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
+
+import msgspec
+import pytest
 
 from core import config
 from core.cluster_core import CoreGatewayPart
@@ -189,6 +193,39 @@ def test_requests_owed_too_long_are_told_in_order_once_and_still_resent() -> Non
         assert listener.calls[2:] == ["answered seq 1"] and not bus._waiting
 
     asyncio.run(owe_then_come_back())
+
+
+def test_the_outcome_wait_is_the_configs_outcome_wait_ms() -> None:
+    """`[venue] outcome_wait_ms` sets the bound (a test of the 504 with real processes waits
+    less); `OUTCOME_WAIT_S` is its default."""
+    loaded = config.load(SAMPLE_CONFIG)
+    assert NatsBus(loaded, "nats://127.0.0.1:4222", _Listener()).outcome_wait_s == OUTCOME_WAIT_S
+    shorter = msgspec.structs.replace(loaded.venue, outcome_wait_ms=7_000)
+    listener = _Listener()
+    bus = NatsBus(msgspec.structs.replace(loaded, venue=shorter), "nats://x:4222", listener)
+    bus.nc = cast(Any, _Publisher())
+    bus.core.live = True
+
+    async def owe() -> None:
+        bus.submit(PLACE, "place")
+        await asyncio.sleep(0)  # the turn's end: sent
+        sent_s = bus._waiting[0].sent_s
+        bus.settle_overdue(sent_s + 6.9)
+        assert listener.calls == []
+        bus.settle_overdue(sent_s + 7.0)
+        assert listener.calls == ["unknown place"]
+
+    asyncio.run(owe())
+
+
+@pytest.mark.parametrize("wait_ms", [5_999, 29_001])
+def test_an_outcome_wait_out_of_its_bounds_stops_the_start(tmp_path: Path, wait_ms: int) -> None:
+    """Under a held requote's 5 s (which must be refused before the 504) or past the SDK's
+    30 s request timeout: refused at load, naming the key."""
+    path = tmp_path / "venue.toml"
+    path.write_text(f"[venue]\noutcome_wait_ms = {wait_ms}\n")
+    with pytest.raises(config.ConfigError, match="outcome_wait_ms"):
+        config.load(path)
 
 
 def test_a_nats_error_repeated_at_every_reconnect_attempt_is_logged_once_a_while(

@@ -27,34 +27,42 @@ prices = st.integers(min_value=9_996, max_value=10_004)
 qtys = st.integers(min_value=1, max_value=6)
 order_ids = st.integers(min_value=1, max_value=40)
 cl_ids = st.none() | st.sampled_from(["a", "b", "c"])
+# built once, not at every draw: a strategy built anew is validated anew (most of the time
+# these property tests spent was spent there), and draws the same either way
+tifs = st.sampled_from(list(TimeInForce))
+sides = st.sampled_from(list(Side))
+stps = st.sampled_from(list(SelfTradePrevention))
+tags = st.none() | st.just("t")
+quote_qtys = st.integers(1, 700)
+fok_or_ioc = st.sampled_from([TimeInForce.IOC, TimeInForce.FOK])
+expiries = st.integers(1, 60)  # relative; made absolute by run()
 
 
 @st.composite
 def place_orders(draw: Any) -> PlaceOrder:
     market = draw(st.integers(0, 9)) == 0
-    tif = draw(st.sampled_from(list(TimeInForce)))
+    tif = draw(tifs)
     fields: dict[str, Any] = dict(
         account=draw(accounts),
         symbol=SYMBOL,
-        side=draw(st.sampled_from(list(Side))),
-        stp=draw(st.sampled_from(list(SelfTradePrevention))),
+        side=draw(sides),
+        stp=draw(stps),
         cl_ord_id=draw(cl_ids),
-        tag=draw(st.none() | st.just("t")),
+        tag=draw(tags),
         cod=draw(st.booleans()),
     )
     if market:
         by_quote = fields["side"] is Side.BUY and draw(st.booleans())
         fields |= dict(order_type=OrderType.MARKET, tif=TimeInForce.IOC)
         if by_quote:
-            fields["quote_qty"] = draw(st.integers(1, 700))
+            fields["quote_qty"] = draw(quote_qtys)
         else:
-            fok_or_ioc = st.sampled_from([TimeInForce.IOC, TimeInForce.FOK])
             fields |= dict(qty=draw(qtys), tif=draw(fok_or_ioc))
         return PlaceOrder(**fields)
     fields |= dict(price=draw(prices), qty=draw(qtys), tif=tif)
     fields["post_only"] = tif in (TimeInForce.GTC, TimeInForce.GTD) and draw(st.booleans())
     if tif is TimeInForce.GTD:
-        fields["expire_at_us"] = draw(st.integers(1, 60))  # relative; made absolute by run()
+        fields["expire_at_us"] = draw(expiries)
     return PlaceOrder(**fields)
 
 
@@ -118,7 +126,6 @@ custody_commands = st.one_of(
 
 def cleared_command_streams(max_size: int = 60) -> st.SearchStrategy[list[Command]]:
     """Order flow mixed with deposits and withdrawals, for a venue with a ledger."""
-    mixed = st.sampled_from([True] * 4 + [False]).flatmap(
-        lambda trading: commands() if trading else custody_commands
-    )
+    by_kind = {True: commands(), False: custody_commands}  # built once (above)
+    mixed = st.sampled_from([True] * 4 + [False]).flatmap(by_kind.__getitem__)
     return st.lists(mixed, min_size=5, max_size=max_size)

@@ -40,6 +40,14 @@ FOLLOWERS = 10  # packed, unpacked or both in one publication's flush
 ORDERS = 20
 
 
+async def all_until_quiet(followers: list[tuple[bool, Any]]) -> list[list[list[bytes]]]:
+    """`frames_until_quiet` of each (packed, websocket), in order, waited for together: one
+    after the other, each follower's quiet spell (0.3 s) came on top of the others'."""
+    return await asyncio.gather(
+        *(frames_until_quiet(websocket, packed) for packed, websocket in followers)
+    )
+
+
 @pytest.mark.parametrize("packed_share", [0, 1, 0.5], ids=["unpacked", "packed", "mixed"])
 def test_many_subscribers_each_get_every_public_message(
     run_venue: Any, packed_share: float
@@ -53,10 +61,9 @@ def test_many_subscribers_each_get_every_public_message(
         for _, websocket in followers:
             await call(websocket, 1, "subscribe", ch="book", symbols=[SYMBOL], depth=10)
             await call(websocket, 2, "subscribe", ch="trades", symbols=[SYMBOL])
-        for packed, websocket in followers:
-            await frames_until_quiet(websocket, packed)  # the answers and the snapshots
+        await all_until_quiet(followers)  # the answers and the snapshots
         assert await busy_trading(venue, ORDERS) == ORDERS
-        received = [await frames_until_quiet(websocket, packed) for packed, websocket in followers]
+        received = await all_until_quiet(followers)
         updates = [public_updates(frames) for frames in received]
         seqs = [json.loads(update)["seq"] for update in updates[0]]  # paced: may coalesce
         assert seqs and seqs == list(range(seqs[0], seqs[0] + len(seqs))), "no gap"
@@ -78,7 +85,7 @@ def test_a_slow_consumer_among_many_is_cut_off_and_the_others_get_everything(
         followers = [await raw_client(venue, "public", packed=True) for _ in range(FOLLOWERS)]
         for websocket in followers:
             await call(websocket, 1, "subscribe", ch="book", symbols=[SYMBOL], depth=1000)
-            await frames_until_quiet(websocket, packed=True)
+        await all_until_quiet([(True, websocket) for websocket in followers])
         assert await busy_trading(venue, 300) == 300
         assert session.closing, "the server gave up on the slow consumer"
         slow.transport.resume_reading()
@@ -88,8 +95,9 @@ def test_a_slow_consumer_among_many_is_cut_off_and_the_others_get_everything(
                     await slow.recv()
         assert slow.close_code == 4002
         seen = []  # publications are paced: turns may coalesce, but no update goes missing
-        for websocket in followers:
-            updates = public_updates(await frames_until_quiet(websocket, packed=True))
+        received = await all_until_quiet([(True, websocket) for websocket in followers])
+        for websocket, its_frames in zip(followers, received, strict=True):
+            updates = public_updates(its_frames)
             seqs = [json.loads(update)["seq"] for update in updates]
             assert seqs and seqs == list(range(seqs[0], seqs[0] + len(seqs))), "no gap"
             seen.append(updates)

@@ -1,7 +1,8 @@
 """The web page in a real headless Chromium (Debian's, driven by Playwright) on a real venue.
 
 Nothing is downloaded: the browser is /usr/bin/chromium (scripts/install-chromium.sh, run by
-`make services`), started with a fresh profile in the test's temporary directory.
+`make services`), started once for the module (`chromium`); each test opens its page in a
+context of its own (fresh storage, cookies and cache: as a fresh profile).
 """
 
 import asyncio
@@ -9,15 +10,17 @@ import hashlib
 import hmac
 import http.client
 import json
+import os
 import re
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Browser as PlaywrightBrowser
 from playwright.async_api import Page, async_playwright, expect
 
 from client.sdk import VenueClient
@@ -97,15 +100,47 @@ class Browser:
         await self.page.click("#place-button")
 
 
+class SharedChromium:
+    """The module's one Chromium and the event loop it runs on (`chromium`): every test's
+    scenario runs on that loop, as Playwright's objects belong to the loop they were made on.
+    Started for each test, it took ~1.5 s of every test (of ~3)."""
+
+    runner: asyncio.Runner | None = None
+    browser: PlaywrightBrowser | None = None
+
+
+SHARED = SharedChromium()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def chromium() -> Iterator[None]:
+    with asyncio.Runner() as runner:
+        playwright = runner.run(async_playwright().start())
+        try:
+            SHARED.runner = runner
+            SHARED.browser = runner.run(
+                playwright.chromium.launch(
+                    executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+                )
+            )
+            yield
+        finally:
+            if SHARED.browser is not None:
+                runner.run(SHARED.browser.close())
+            SHARED.runner = SHARED.browser = None
+            runner.run(playwright.stop())
+
+
 def run_page(
     tmp_path: Path, scenario: Callable[[Venue, Browser], Awaitable[None]], path: str = "/"
 ) -> list[str]:
     """Run `scenario` against a fresh venue and a page opened on it; the console's errors."""
 
     async def main() -> list[str]:
+        before = asyncio.all_tasks()
         venue = await start_venue(tmp_path / "data")
         try:
-            async with open_page(tmp_path / "profile", venue, path) as browser:
+            async with open_page(venue, path) as browser:
                 await asyncio.wait_for(scenario(venue, browser), SCENARIO_TIMEOUT_S)
                 rest = await asyncio.to_thread(serves_rest, venue.port)
                 return [e for e in browser.errors if rest or not is_rest_404(e)]
@@ -113,31 +148,43 @@ def run_page(
             for client in venue.clients:
                 await client.close()
             await venue.server.stop()
+            await cancel_left_over(before)
 
-    return asyncio.run(main())
+    assert SHARED.runner is not None, "the module's chromium fixture runs first"
+    return SHARED.runner.run(main())
+
+
+async def cancel_left_over(before: set["asyncio.Task[Any]"]) -> None:
+    """Cancel the tasks the test started and left running (as `asyncio.run` did at the end of
+    each test), but Playwright's own, which serve the shared browser."""
+    current = asyncio.current_task()
+    left = [t for t in asyncio.all_tasks() - before if t is not current and not playwrights(t)]
+    for task in left:
+        task.cancel()
+    await asyncio.gather(*left, return_exceptions=True)
+
+
+def playwrights(task: "asyncio.Task[Any]") -> bool:
+    code = getattr(task.get_coro(), "cr_code", None)
+    return code is not None and f"{os.sep}playwright{os.sep}" in code.co_filename
 
 
 @asynccontextmanager
-async def open_page(profile: Path, venue: Venue, path: str) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        context = await playwright.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000},
+async def open_page(venue: Venue, path: str) -> AsyncIterator[Browser]:
+    """A page on `venue` in a new context of the shared browser, once its market data is live."""
+    assert SHARED.browser is not None, "the module's chromium fixture runs first"
+    context = await SHARED.browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        context.set_default_timeout(WAIT_MS)
+        page = await context.new_page()
+        browser = Browser(page)
+        await page.goto(f"http://127.0.0.1:{venue.port}{path}")
+        await expect(page.locator("#market-status")).to_have_text(
+            "market data: live", timeout=WAIT_MS
         )
-        try:
-            context.set_default_timeout(WAIT_MS)
-            page = context.pages[0] if context.pages else await context.new_page()
-            browser = Browser(page)
-            await page.goto(f"http://127.0.0.1:{venue.port}{path}")
-            await expect(page.locator("#market-status")).to_have_text(
-                "market data: live", timeout=WAIT_MS
-            )
-            yield browser
-        finally:
-            await context.close()
+        yield browser
+    finally:
+        await context.close()
 
 
 def serves_rest(port: int) -> bool:
