@@ -6,13 +6,15 @@ Owns the signing of requests (`X-API-Key`, `X-Timestamp`, `X-Nonce`, `X-Recv-Win
 blocking, so call it from a thread inside asyncio code. A request refused 503
 `NONCE_UNCHECKED` (a cluster gateway could not check its nonce; nothing done) is signed again
 and sent again after each of `nonce_retry_delays_s`, as the SDK's logon is; then that answer
-is returned.
+is returned. An `https://` URL is spoken over TLS (the venue serves plain HTTP: TLS is a
+terminating proxy's), never in the clear.
 """
 
 import http.client
 import itertools
 import json
 import secrets
+import ssl
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -27,6 +29,7 @@ TIMEOUT_S = 10  # a venue on loopback answers in milliseconds
 # again after each delay; then that refusal is returned. The SDK's logon retries alike
 # (client.sdk.LOGON_RETRY_DELAYS_S): ~7.75 s of pauses, longer than an election.
 NONCE_RETRY_DELAYS_S = (0.25, 0.5, 1.0, 2.0, 4.0)
+DEFAULT_PORTS = {"http": 80, "https": 443}  # the schemes a venue's URL may have
 
 
 class RestResponse:
@@ -61,15 +64,20 @@ class RestClient:
         secret: str | None = None,
         *,
         nonce_retry_delays_s: Iterable[float] = NONCE_RETRY_DELAYS_S,
+        ssl_context: ssl.SSLContext | None = None,
     ):
         parts = urlsplit(base_url)
+        if parts.scheme not in DEFAULT_PORTS:
+            raise ValueError(f"a venue's URL is http:// or https://, not {base_url!r}")
+        self.tls = parts.scheme == "https"
         self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 80
+        self.port = parts.port or DEFAULT_PORTS[parts.scheme]
         self.api_key = api_key
         self.secret = secret
         self.recv_window_ms = RECV_WINDOW_MS_DEFAULT
         self.nonce_retry_delays_s = tuple(nonce_retry_delays_s)
         self.nonce_retries = 0  # requests sent again after NONCE_UNCHECKED, for tests and logs
+        self.ssl_context = ssl_context  # https only; None: the system's default verification
         self._nonces = itertools.count(1)
         self._prefix = secrets.token_hex(4)
         self._connection: http.client.HTTPConnection | None = None
@@ -164,7 +172,11 @@ class RestClient:
             self._connection = None
 
     def _connect(self) -> http.client.HTTPConnection:
-        if self._connection is None:
+        if self._connection is None and self.tls:
+            self._connection = http.client.HTTPSConnection(
+                self.host, self.port, timeout=TIMEOUT_S, context=self.ssl_context
+            )
+        elif self._connection is None:
             self._connection = http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT_S)
         return self._connection
 
