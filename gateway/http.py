@@ -59,9 +59,15 @@ class Exchange:
         self.target = target
         self.raw_path = path
         self.path = unquote(path)
-        self.headers = {
-            name.decode("latin-1"): value.decode("latin-1") for name, value in request.headers
-        }  # names lower case (h11); a repeated header keeps its last value
+        self.headers: dict[str, str] = {}  # names lower case (h11)
+        # the names sent more than once (each keeps its last value here): a router refuses
+        # them where two values would be two meanings, e.g. who signed a request
+        self.repeated: set[str] = set()
+        for raw_name, raw_value in request.headers:
+            name = raw_name.decode("latin-1")
+            if name in self.headers:
+                self.repeated.add(name)
+            self.headers[name] = raw_value.decode("latin-1")
         self.body = body
         self.answered = False
         # Headers every response to this request carries, whoever answers it (a router's)

@@ -53,6 +53,8 @@ JSON = "application/json"
 BOOK_DEPTH_DEFAULT = 10  # the websocket's book.snapshot takes depth; REST defaults it
 FILLS_LIMIT_DEFAULT = 100
 SIGNED_HEADERS = ("x-api-key", "x-timestamp", "x-nonce", "x-signature")  # X-Recv-Window: 5000
+SIGNING_HEADERS = (*SIGNED_HEADERS, "x-recv-window")  # each sent once at most
+SENT_TWICE = "{} is sent more than once: send it once"
 BODY_METHODS = ("POST", "PATCH")  # the methods whose params are a JSON body
 # On every answer of a signed route: its URL is the same for every account and its signature
 # is in X- headers no cache keys on, so a shared cache that kept one account's answer would
@@ -63,6 +65,9 @@ BODY_TOO_DEEP = "the body nests arrays or objects too deeply to read"
 NOT_JSON_TYPE = (
     "a request body is JSON: send it with Content-Type: application/json (charset utf-8,"
     " if any); this one's Content-Type is {}"
+)
+TYPE_SENT_TWICE = (
+    "Content-Type is sent more than once: send one, application/json (charset utf-8, if any)"
 )
 REFUSAL_LOG_INTERVAL_US = 1_000_000  # a refused signature logs at most once a second per
 # connection (the rest are counted into the next line): a flood must not flood the log
@@ -344,6 +349,9 @@ class RestApi:
                 return
         if route.method in BODY_METHODS and exchange.body:
             content_type = exchange.headers.get("content-type")
+            if "content-type" in exchange.repeated:  # two types: how is the body to be read?
+                _respond_error(exchange, E.BAD_JSON, TYPE_SENT_TWICE, 415)
+                return
             if not _is_json_type(content_type):
                 shown = "missing" if content_type is None else repr(content_type)
                 _respond_error(exchange, E.BAD_JSON, NOT_JSON_TYPE.format(shown), 415)
@@ -371,6 +379,9 @@ class RestApi:
         if missing:
             names = ", ".join(_header_name(name) for name in missing)
             return AuthError(E.NOT_AUTHENTICATED, f"sign the request: missing {names}")
+        for name in SIGNING_HEADERS:
+            if name in exchange.repeated:  # which value signed? a proxy may read the first
+                return AuthError(E.BAD_PARAM, SENT_TWICE.format(_header_name(name)))
         ts_us = _integer(headers["x-timestamp"])
         window = _integer(headers.get("x-recv-window", str(RECV_WINDOW_MS_DEFAULT)))
         if ts_us is None or window is None:
