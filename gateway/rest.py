@@ -493,7 +493,7 @@ def _params(
         try:
             params = msgspec.json.decode(exchange.body or b"{}")
         except msgspec.DecodeError as failure:
-            problem = wire.json_problem(failure, exchange.body or b"")
+            problem = _root_words(wire.json_problem(failure, exchange.body or b""))
             return wire.WireError(None, E.BAD_JSON, f"the body is not JSON: {problem}")
         except RecursionError:  # msgspec's guard against nesting that would exhaust the stack
             return wire.WireError(None, E.BAD_JSON, BODY_TOO_DEEP)
@@ -564,7 +564,19 @@ def _body_words(message: str) -> str:
     return message.replace("- at `params.", "- at `")
 
 
+def _root_words(problem: str) -> str:
+    """`wire.json_problem`'s words for where a body's fault is said of the body: it names
+    the root of the JSON read by msgspec's `$` (the body here, a frame on the websocket)."""
+    if problem.endswith(_IN_ROOT_KEY):
+        return problem.removesuffix(_IN_ROOT_KEY) + " - in a key of the body"
+    if problem.endswith(_AT_ROOT):
+        return problem.removesuffix(_AT_ROOT) + " - in the body"
+    return problem
+
+
 _AT_PARAMS = " - at `params`"
+_IN_ROOT_KEY = " - in a key of `$`"
+_AT_ROOT = " - at `$`"
 _error_decoder = msgspec.json.Decoder(ErrorBody)
 
 
