@@ -55,6 +55,8 @@ FILLS_LIMIT_DEFAULT = 100
 SIGNED_HEADERS = ("x-api-key", "x-timestamp", "x-nonce", "x-signature")  # X-Recv-Window: 5000
 SIGNING_HEADERS = (*SIGNED_HEADERS, "x-recv-window")  # each sent once at most
 SENT_TWICE = "{} is sent more than once: send it once"
+# BAD_SIGNATURE, for an unknown key as for a wrong signature (one answer), in a request's words
+REQUEST_NOT_SIGNED = "X-API-Key unknown or X-Signature does not match the request's signed bytes"
 BODY_METHODS = ("POST", "PATCH")  # the methods whose params are a JSON body
 # On every answer of a signed route: its URL is the same for every account and its signature
 # is in X- headers no cache keys on, so a shared cache that kept one account's answer would
@@ -400,6 +402,8 @@ class RestApi:
             key = server.auth.check(api_key, ts_us, nonce, window, sig, now_us(), signature_with)
         except AuthError as refused:
             self._log_refusal(answers, api_key, exchange.path, refused)
+            if refused.code is E.BAD_SIGNATURE:  # `auth` words it for a logon's `sig`
+                return AuthError(E.BAD_SIGNATURE, REQUEST_NOT_SIGNED)
             return refused
         answers.session.key = key
         return None

@@ -538,6 +538,10 @@ def test_signature_failures_each_get_their_error(run_venue: Run) -> None:
                 trader, "GET", path, headers=headers(**{"X-Signature": "0" * 64}), signed=False
             )
         ).json()  # unknown key and bad signature: one answer
+        # it spoke of a logon payload and a `sig` (session 23), which a request has not
+        assert (await get(unknown, path)).json()["error"]["msg"] == (
+            "X-API-Key unknown or X-Signature does not match the request's signed bytes"
+        )
         stale_ts = time.time_ns() // 1_000 - 60_000_000
         sig = sign_request(secret, key, stale_ts, "stale-1", 5_000, "GET", path, "", b"")
         stale = headers(**{"X-Timestamp": str(stale_ts), "X-Nonce": "stale-1", "X-Signature": sig})
