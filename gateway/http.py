@@ -41,6 +41,7 @@ REQUEST_LINE_BYTES_MAX = 8 * 1024  # the websocket layer's limit for one line of
 HEAD_TOO_LARGE = f"the request line and headers are limited to {HEADER_BYTES_MAX} bytes"
 BODY_TOO_LARGE = f"a request body is limited to {REQUEST_BODY_BYTES_MAX} bytes"
 BOTH_FRAMINGS = "a request has a Content-Length or a Transfer-Encoding, not both"
+CHUNKED_1_0 = "an HTTP/1.0 request has no Transfer-Encoding: send a Content-Length"
 # h11 reads any `HTTP/d.d` request line and would answer it as 1.1: 1.0 and 1.1 are served.
 HTTP_VERSIONS = (b"1.0", b"1.1")
 _HEAD_END = re.compile(rb"\n\r?\n")  # the blank line after the headers, as h11 finds it
@@ -176,6 +177,10 @@ class HttpConnection:
                 return False
             if _both_framings(event):  # RFC 9112 6.1: refused, and the connection closed
                 self._fail(400, BOTH_FRAMINGS)
+                return False
+            # RFC 9112 6.1: faulty framing, refused (a 1.0 proxy in front would read no body)
+            if event.http_version == b"1.0" and _has_transfer_encoding(event):
+                self._fail(400, CHUNKED_1_0)
                 return False
             if _declared_length(event) > REQUEST_BODY_BYTES_MAX:  # refused before it is sent
                 self._fail(413, BODY_TOO_LARGE)
@@ -369,6 +374,11 @@ def _both_framings(request: h11.Request) -> bool:
     latter, a proxy before us perhaps by the former (request smuggling)."""
     names = {name for name, _ in request.headers}
     return b"content-length" in names and b"transfer-encoding" in names
+
+
+def _has_transfer_encoding(request: h11.Request) -> bool:
+    """The request has a Transfer-Encoding (h11 has let only `chunked` through)."""
+    return any(name == b"transfer-encoding" for name, _ in request.headers)
 
 
 def _reason(status: int) -> bytes:

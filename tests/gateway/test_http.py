@@ -171,6 +171,9 @@ def test_a_handler_without_on_request_gets_on_http_for_get_only() -> None:
             b"\r\n\r\n2\r\n{}\r\n0\r\n\r\nGET /echo HTTP/1.1\r\nHost: x\r\n\r\n",
             400,
         ),
+        # an HTTP/1.0 request has no Transfer-Encoding (RFC 9112 6.1: faulty framing): a 1.0
+        # proxy in front reads no body, where h11 read a chunked one (session 23: served)
+        (b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 400),
     ],
 )
 def test_unreadable_requests_are_refused_and_closed(data: bytes, status: int) -> None:
