@@ -229,10 +229,8 @@ class RestApi:
     def serve(self, connection: "Connection", exchange: Exchange) -> bool:
         """Answer `exchange` if it is ours (`/api/...`, `/openapi.json`); else False."""
         path = exchange.path
-        if path == OPENAPI_PATH and exchange.method in ("GET", "HEAD"):
-            if self._openapi is None:
-                self._openapi = msgspec.json.encode(openapi())
-            exchange.respond(200, self._openapi)
+        if path == OPENAPI_PATH:
+            self._serve_openapi(exchange)
             return True
         if not path.startswith("/api/"):
             return False
@@ -246,6 +244,15 @@ class RestApi:
             if not exchange.answered:
                 _respond_error(exchange, E.INTERNAL, "internal error: query the outcome")
         return True
+
+    def _serve_openapi(self, exchange: Exchange) -> None:
+        """The OpenAPI document; another method than GET or HEAD is refused as on any route."""
+        if exchange.method not in ("GET", "HEAD"):
+            _respond_not_allowed(exchange, ["GET", "HEAD"])
+            return
+        if self._openapi is None:
+            self._openapi = msgspec.json.encode(openapi())
+        exchange.respond(200, self._openapi)
 
     def closed(self, connection: "Connection") -> None:
         answers: _Answers | None = connection.context
@@ -274,10 +281,7 @@ class RestApi:
             return
         if route is None:
             if allowed:
-                msg = f"{exchange.method} is not allowed here; use {', '.join(allowed)}"
-                exchange.respond(
-                    405, _error_body(E.BAD_PARAM, msg), headers=[("allow", ", ".join(allowed))]
-                )
+                _respond_not_allowed(exchange, allowed)
                 return
             _respond_error(exchange, E.UNKNOWN_METHOD, f"no route {exchange.path}", 404)
             return
@@ -678,6 +682,11 @@ def _respond_error(
     exchange: Exchange, code: ErrorCode, msg: str, status: int | None = None
 ) -> None:
     exchange.respond(status or wire.rejection_status(code), _error_body(code, msg))
+
+
+def _respond_not_allowed(exchange: Exchange, allowed: list[str]) -> None:
+    msg = f"{exchange.method} is not allowed here; use {', '.join(allowed)}"
+    exchange.respond(405, _error_body(E.BAD_PARAM, msg), headers=[("allow", ", ".join(allowed))])
 
 
 def _respond_limited(exchange: Exchange, retry_after_ms: int, msg: str = "slow down") -> None:

@@ -235,6 +235,12 @@ def test_head_is_answered_as_get_without_the_body(run_venue: Run) -> None:
         listed = await call(public, "PUT", "/api/v1/orders")
         assert listed.status == 405 and listed.headers["allow"] == "GET, HEAD, POST"
         assert (await call(public, "HEAD", "/api/v1/orders/7")).headers["allow"] == "DELETE, PATCH"
+        # /openapi.json was answered by the web page's fallback (session 23): `Allow: GET`,
+        # though it answers HEAD, and a plain-text body, not the REST error
+        for method in ("POST", "DELETE"):
+            refused = await call(public, method, "/openapi.json")
+            assert (refused.status, refused.headers["allow"]) == (405, "GET, HEAD"), refused
+            assert refused.json()["error"]["msg"] == f"{method} is not allowed here; use GET, HEAD"
         public.close()
         trader.close()
 
