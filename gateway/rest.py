@@ -230,7 +230,7 @@ class RestApi:
         """Answer `exchange` if it is ours (`/api/...`, `/openapi.json`); else False."""
         path = exchange.path
         if path == OPENAPI_PATH:
-            self._serve_openapi(exchange)
+            self._serve_openapi(self._answers(connection), exchange)
             return True
         if not path.startswith("/api/"):
             return False
@@ -245,8 +245,15 @@ class RestApi:
                 _respond_error(exchange, E.INTERNAL, "internal error: query the outcome")
         return True
 
-    def _serve_openapi(self, exchange: Exchange) -> None:
-        """The OpenAPI document; another method than GET or HEAD is refused as on any route."""
+    def _serve_openapi(self, answers: "_Answers", exchange: Exchange) -> None:
+        """The OpenAPI document; another method than GET or HEAD is refused as on any route.
+        Charged as a read served here, as every request is: ~17 KB for a request of ~60 bytes
+        would otherwise be an amplifier without a limit."""
+        limiter = self.server.limiter
+        retry = limiter.charge_cost(answers.session.id, None, QUERY_COST_MILLI, now_us())
+        if retry:
+            _respond_limited(exchange, retry)
+            return
         if exchange.method not in ("GET", "HEAD"):
             _respond_not_allowed(exchange, ["GET", "HEAD"])
             return
