@@ -85,12 +85,15 @@ def test_a_matching_etag_is_answered_304_and_head_has_no_body(
         ("/static/app.js", "GET", {"If-None-Match": f'"other", W/{etag}'}),
         ("/static/app.js", "GET", {"If-None-Match": '"other"'}),
         ("/static/app.js", "HEAD"),
+        # `*` matches any current representation (RFC 9110 13.1.2); was 200 (session 23)
+        ("/static/app.js", "GET", {"If-None-Match": "*"}),
     )
     assert [(status, len(content)) for status, _, content in answers] == [
         (304, 0),
         (304, 0),
         (200, len(body)),
         (200, 0),
+        (304, 0),
     ]
     assert answers[0][1]["etag"] == etag
     assert answers[3][1]["content-length"] == str(len(body))
