@@ -55,7 +55,7 @@ class Exchange:
         self._driver = driver
         self.connection = driver.connection
         self.method = request.method.decode("ascii", "replace")
-        target = request.target.decode("ascii", "replace")
+        target = _origin_form(request.target.decode("ascii", "replace"))
         path, _, self.query = target.partition("?")
         self.target = target
         self.raw_path = path
@@ -356,6 +356,20 @@ def _unread(connection: h11.Connection) -> bytes | bytearray:
     if type(data) is bytearray and buffer is not None and len(data) == len(buffer):
         return data
     return connection.trailing_data[0]
+
+
+def _origin_form(target: str) -> str:
+    """The path and query of a request target: an absolute-form one (`http://host/path?q`,
+    which RFC 9112 3.2.2 says a server must accept) loses its scheme and authority (`/` if
+    it has no path); any other is as sent."""
+    scheme, separator, rest = target.partition("://")
+    if not separator or scheme.lower() not in ("http", "https"):
+        return target
+    authority_end = min((at for at in (rest.find("/"), rest.find("?")) if at >= 0), default=-1)
+    if authority_end < 0:
+        return "/"
+    tail = rest[authority_end:]
+    return tail if tail.startswith("/") else "/" + tail
 
 
 def _declared_length(request: h11.Request) -> int:

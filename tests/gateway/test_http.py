@@ -118,6 +118,22 @@ def test_keep_alive_and_pipelined_requests_are_answered_in_order() -> None:
     assert api.legacy == []
 
 
+def test_an_absolute_form_target_is_read_as_its_path_and_query() -> None:
+    """RFC 9112 3.2.2: a server MUST accept the absolute-form (`GET http://host/path`), as a
+    client sends it to a proxy, or through one that forwards it so. It was taken whole for
+    the path (found in session 23): `http://host/api/v1/ticker` had no route, 404."""
+
+    async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request("GET", f"http://127.0.0.1:{port}/echo?a=1"))
+        writer.write(request("POST", "HTTPS://venue.example/echo", b"2"))
+        answers = [await read_response(reader) for _ in range(2)]
+        assert [body for _, _, body in answers] == [b"GET /echo?a=1 ", b"POST /echo? 2"]
+        writer.close()
+
+    run(scenario)
+
+
 def test_a_websocket_and_http_share_the_port() -> None:
     async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
         async with connect(f"ws://127.0.0.1:{port}/ws/trade", compression=None) as client:
