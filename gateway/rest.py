@@ -55,6 +55,7 @@ FILLS_LIMIT_DEFAULT = 100
 SIGNED_HEADERS = ("x-api-key", "x-timestamp", "x-nonce", "x-signature")  # X-Recv-Window: 5000
 SIGNING_HEADERS = (*SIGNED_HEADERS, "x-recv-window")  # each sent once at most
 SENT_TWICE = "{} is sent more than once: send it once"
+QUERY_NOT_UTF8 = "the query is not UTF-8 once its %-escapes are decoded"
 # BAD_SIGNATURE, for an unknown key as for a wrong signature (one answer), in a request's words
 REQUEST_NOT_SIGNED = "X-API-Key unknown or X-Signature does not match the request's signed bytes"
 BODY_METHODS = ("POST", "PATCH")  # the methods whose params are a JSON body
@@ -517,7 +518,10 @@ def _params(
     else:
         if exchange.body:
             return wire.WireError(None, E.BAD_PARAM, f"a {route.method} request has no body")
-        pairs = parse_qsl(exchange.query, keep_blank_values=True)
+        try:  # strictly: a %-escape that is no UTF-8 would be read as U+FFFD, unsaid
+            pairs = parse_qsl(exchange.query, keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            return wire.WireError(None, E.BAD_PARAM, QUERY_NOT_UTF8)
         params = dict(pairs)
         if len(params) != len(pairs):
             return wire.WireError(None, E.BAD_PARAM, "a query parameter is repeated")

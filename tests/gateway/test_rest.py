@@ -20,6 +20,7 @@ from tests.sample_config import sample_bill
 
 SYMBOL = "AAPLx-USD"
 BILL = sample_bill("TB-2027-03-04-USD")
+QUERY_NOT_UTF8 = "the query is not UTF-8 once its %-escapes are decoded"
 Run = Callable[[Callable[[Venue], Awaitable[Any]]], Any]
 
 
@@ -142,6 +143,11 @@ def test_bad_public_requests_get_clear_errors(run_venue: Run) -> None:
             assert error_of(await get(public, path, **query)) == expected, (path, query)
         refused = await call(public, "PUT", "/api/v1/instruments")
         assert refused.status == 405 and refused.headers["allow"] == "GET, HEAD"
+        # a %-escape that is no UTF-8 was read as U+FFFD (session 23): `unknown symbol '\ufffd'`
+        for query in ("symbol=%FF", "symbol=AAPLx-USD%C3", "%FF=1"):
+            bad = await call(public, "GET", f"/api/v1/ticker?{query}")
+            assert error_of(bad) == (400, "BAD_PARAM"), (query, bad)
+            assert bad.json()["error"]["msg"] == QUERY_NOT_UTF8, (query, bad)
         public.close()
 
     run_venue(scenario)
