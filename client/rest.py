@@ -106,8 +106,11 @@ class RestClient:
         """One request; signed when the client has a key (unless `signed` is False). Refused
         503 `NONCE_UNCHECKED`, it is signed anew and sent again after each of
         `nonce_retry_delays_s` (nothing was done: safe for any method); the last answer is
-        returned."""
-        query_text = urlencode({k: v for k, v in (query or {}).items() if v is not None})
+        returned. A query written into `path` (`/api/v1/orders?symbol=…`) is signed as the
+        query, as sent, before the one given in `query`."""
+        path, _, written = path.partition("?")
+        given = urlencode({k: v for k, v in (query or {}).items() if v is not None})
+        query_text = "&".join(part for part in (written, given) if part)
         sign = (signed is None and self.api_key is not None) or bool(signed)
         response = self._attempt(method, path, query_text, body, headers or {}, sign)
         for delay_s in self.nonce_retry_delays_s:

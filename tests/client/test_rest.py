@@ -49,3 +49,20 @@ def test_an_https_url_is_spoken_over_tls_never_in_the_clear(run_venue: Run) -> N
             RestClient(f"ws://127.0.0.1:{venue.port}")
 
     run_venue(scenario)
+
+
+def test_a_query_written_into_the_path_is_signed_as_sent(run_venue: Run) -> None:
+    """`get("/api/v1/orders?symbol=…")` signed the whole target as the path and an empty
+    query, where the venue signs the path and the query apart (docs/rest.md): 401
+    BAD_SIGNATURE for a well-formed request (found in session 23). The query in the path is
+    signed as the query now, before the one given as keywords."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        listed = await asyncio.to_thread(trader.get, "/api/v1/orders?symbol=AAPLx-USD")
+        assert (listed.status, listed.json()) == (200, {"orders": []}), listed  # main: 401
+        both = await asyncio.to_thread(trader.get, "/api/v1/orders/history?status=open", limit=5)
+        assert both.status == 200, both
+        trader.close()
+
+    run_venue(scenario)
