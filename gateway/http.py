@@ -16,7 +16,10 @@ closes. The websocket path never enters this module (`transport.Connection.data_
 """
 
 import asyncio
+import email.utils
+import functools
 import re
+import time
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -242,6 +245,7 @@ class HttpConnection:
         self.in_flight = None
         head = [
             SERVER_HEADER,
+            _date_header(),
             (b"content-type", content_type.encode("latin-1")),
             (b"content-length", str(len(body)).encode()),
         ]
@@ -286,6 +290,7 @@ class HttpConnection:
             body = (shortened(why) + "\n").encode()  # h11's words may quote the request
             head = [
                 SERVER_HEADER,
+                _date_header(),
                 (b"content-type", b"text/plain"),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
@@ -395,6 +400,18 @@ def _has_transfer_encoding(request: h11.Request) -> bool:
     return any(name == b"transfer-encoding" for name, _ in request.headers)
 
 
+def _date_header() -> tuple[bytes, bytes]:
+    """`Date` (RFC 9110 6.6.1: an origin server with a clock sends it in every 2xx, 3xx and
+    4xx answer)."""
+    return _date_of(int(time.time()))
+
+
+@functools.lru_cache(maxsize=1)
+def _date_of(second: int) -> tuple[bytes, bytes]:
+    """The header for `second`: formatted once a second at most, a burst reuses it."""
+    return (b"date", email.utils.formatdate(second, usegmt=True).encode())
+
+
 def _reason(status: int) -> bytes:
     try:
         return HTTPStatus(status).phrase.encode()
@@ -413,6 +430,7 @@ def websocket_request(exchange: Exchange) -> WebsocketRequest:
 def answer_with(exchange: Exchange, response: Any) -> None:
     """Send a `websockets.http11.Response` (from `on_http`) as this exchange's answer."""
     framing = {"content-length", "transfer-encoding", "connection", "content-type", "server"}
+    framing.add("date")  # this layer's, on every answer
     content_type = response.headers.get("Content-Type", "text/plain; charset=utf-8")
     extra = [(name, value) for name, value in response.headers.raw_items()]
     extra = [(name, value) for name, value in extra if name.lower() not in framing]
