@@ -64,8 +64,11 @@ class TextFormatter(logging.Formatter):
 
 
 def _text(value: Any) -> str:
-    if isinstance(value, str) and value and " " not in value and "=" not in value:
-        return value
+    """A field's value as written: bare if it is one printable word, else as JSON (quoted,
+    control characters escaped): a value from a client (a header read as Latin-1 may hold C1
+    controls) must not break the line or reach a terminal as an escape sequence."""
+    if isinstance(value, str) and value.isprintable() and " " not in value and "=" not in value:
+        return value or '""'
     return json.dumps(value, default=str, separators=(",", ":"))
 
 

@@ -2,20 +2,34 @@
 connection, requests signed with the API key's secret when a key is given.
 
 Owns the signing of requests (`X-API-Key`, `X-Timestamp`, `X-Nonce`, `X-Recv-Window`,
-`X-Signature`) and JSON in and out; blocking, so call it from a thread inside asyncio code.
+`X-Signature`: each attempt signed anew, with a nonce of its own) and JSON in and out;
+blocking, so call it from a thread inside asyncio code. A request refused 503
+`NONCE_UNCHECKED` (a cluster gateway could not check its nonce; nothing done) is signed again
+and sent again after each of `nonce_retry_delays_s`, as the SDK's logon is; then that answer
+is returned. An `https://` URL is spoken over TLS (the venue serves plain HTTP: TLS is a
+terminating proxy's), never in the clear.
 """
 
 import http.client
 import itertools
 import json
 import secrets
+import ssl
 import time
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from engine.reasons import ErrorCode
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_request
 
 TIMEOUT_S = 10  # a venue on loopback answers in milliseconds
+# A signed request refused 503 NONCE_UNCHECKED (a cluster gateway's nonce claim unanswered
+# within 2 s: NATS down, a leader election of ~3 s) is signed again with a new nonce and sent
+# again after each delay; then that refusal is returned. The SDK's logon retries alike
+# (client.sdk.LOGON_RETRY_DELAYS_S): ~7.75 s of pauses, longer than an election.
+NONCE_RETRY_DELAYS_S = (0.25, 0.5, 1.0, 2.0, 4.0)
+DEFAULT_PORTS = {"http": 80, "https": 443}  # the schemes a venue's URL may have
 
 
 class RestResponse:
@@ -27,6 +41,15 @@ class RestResponse:
     def json(self) -> Any:
         return json.loads(self.body)
 
+    def error_code(self) -> int | None:
+        """The venue's error code if this is an error answer (docs/rest.md), else None."""
+        try:
+            error = json.loads(self.body).get("error")
+        except (ValueError, AttributeError):  # not JSON, or not an object
+            return None
+        code = error.get("code") if isinstance(error, dict) else None
+        return code if isinstance(code, int) else None
+
     def __repr__(self) -> str:
         return f"RestResponse({self.status}, {self.body[:200]!r})"
 
@@ -34,13 +57,27 @@ class RestResponse:
 class RestClient:
     """`RestClient("http://127.0.0.1:8080", key, secret).get("/api/v1/balances")`."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, secret: str | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        secret: str | None = None,
+        *,
+        nonce_retry_delays_s: Iterable[float] = NONCE_RETRY_DELAYS_S,
+        ssl_context: ssl.SSLContext | None = None,
+    ):
         parts = urlsplit(base_url)
+        if parts.scheme not in DEFAULT_PORTS:
+            raise ValueError(f"a venue's URL is http:// or https://, not {base_url!r}")
+        self.tls = parts.scheme == "https"
         self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 80
+        self.port = parts.port or DEFAULT_PORTS[parts.scheme]
         self.api_key = api_key
         self.secret = secret
         self.recv_window_ms = RECV_WINDOW_MS_DEFAULT
+        self.nonce_retry_delays_s = tuple(nonce_retry_delays_s)
+        self.nonce_retries = 0  # requests sent again after NONCE_UNCHECKED, for tests and logs
+        self.ssl_context = ssl_context  # https only; None: the system's default verification
         self._nonces = itertools.count(1)
         self._prefix = secrets.token_hex(4)
         self._connection: http.client.HTTPConnection | None = None
@@ -66,27 +103,50 @@ class RestClient:
         headers: dict[str, str] | None = None,
         signed: bool | None = None,
     ) -> RestResponse:
-        """One request; signed when the client has a key (unless `signed` is False)."""
-        query_text = urlencode({k: v for k, v in (query or {}).items() if v is not None})
-        sent = dict(headers or {})
-        if body:
-            sent.setdefault("Content-Type", "application/json")
-        if (signed is None and self.api_key is not None) or signed:
-            sent |= self.signature(method, path, query_text, body)
-        target = path + ("?" + query_text if query_text else "")
+        """One request; signed when the client has a key (unless `signed` is False). Refused
+        503 `NONCE_UNCHECKED`, it is signed anew and sent again after each of
+        `nonce_retry_delays_s` (nothing was done: safe for any method); the last answer is
+        returned. A query written into `path` (`/api/v1/orders?symbol=…`) is signed as the
+        query, as sent, before the one given in `query`."""
+        path, _, written = path.partition("?")
+        given = urlencode({k: v for k, v in (query or {}).items() if v is not None})
+        query_text = "&".join(part for part in (written, given) if part)
+        sign = (signed is None and self.api_key is not None) or bool(signed)
+        response = self._attempt(method, path, query_text, body, headers or {}, sign)
+        for delay_s in self.nonce_retry_delays_s:
+            if not (sign and _nonce_unchecked(response)):
+                break
+            time.sleep(delay_s)
+            self.nonce_retries += 1
+            response = self._attempt(method, path, query_text, body, headers or {}, sign)
+        return response
+
+    def _attempt(
+        self, method: str, path: str, query: str, body: bytes, headers: dict[str, str], sign: bool
+    ) -> RestResponse:
+        """The request sent once, or twice if it is a GET whose kept-alive connection the
+        server had closed (signed anew: a nonce is never sent twice)."""
         reused = self._connection is not None
         try:
-            return self._send(method, target, body, sent)
+            return self._send(method, path, query, body, headers, sign)
         except (ConnectionError, http.client.HTTPException):
             self.close()
             if not (reused and method == "GET"):
                 raise
         # the server closed the idle keep-alive connection: a GET is safe to send again
-        return self._send(method, target, body, sent)
+        return self._send(method, path, query, body, headers, sign)
 
-    def _send(self, method: str, target: str, body: bytes, headers: dict[str, str]) -> RestResponse:
+    def _send(
+        self, method: str, path: str, query: str, body: bytes, headers: dict[str, str], sign: bool
+    ) -> RestResponse:
+        sent = dict(headers)
+        if body:
+            sent.setdefault("Content-Type", "application/json")
+        if sign:
+            sent |= self.signature(method, path, query, body)
+        target = path + ("?" + query if query else "")
         connection = self._connect()
-        connection.request(method, target, body=body or None, headers=headers)
+        connection.request(method, target, body=body or None, headers=sent)
         response = connection.getresponse()
         data = response.read()
         if response.will_close:
@@ -115,6 +175,15 @@ class RestClient:
             self._connection = None
 
     def _connect(self) -> http.client.HTTPConnection:
-        if self._connection is None:
+        if self._connection is None and self.tls:
+            self._connection = http.client.HTTPSConnection(
+                self.host, self.port, timeout=TIMEOUT_S, context=self.ssl_context
+            )
+        elif self._connection is None:
             self._connection = http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT_S)
         return self._connection
+
+
+def _nonce_unchecked(response: RestResponse) -> bool:
+    """The venue refused the request 503 NONCE_UNCHECKED: nothing done, sign again."""
+    return response.status == 503 and response.error_code() == ErrorCode.NONCE_UNCHECKED

@@ -16,7 +16,10 @@ closes. The websocket path never enters this module (`transport.Connection.data_
 """
 
 import asyncio
+import email.utils
+import functools
 import re
+import time
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -41,6 +44,7 @@ REQUEST_LINE_BYTES_MAX = 8 * 1024  # the websocket layer's limit for one line of
 HEAD_TOO_LARGE = f"the request line and headers are limited to {HEADER_BYTES_MAX} bytes"
 BODY_TOO_LARGE = f"a request body is limited to {REQUEST_BODY_BYTES_MAX} bytes"
 BOTH_FRAMINGS = "a request has a Content-Length or a Transfer-Encoding, not both"
+CHUNKED_1_0 = "an HTTP/1.0 request has no Transfer-Encoding: send a Content-Length"
 # h11 reads any `HTTP/d.d` request line and would answer it as 1.1: 1.0 and 1.1 are served.
 HTTP_VERSIONS = (b"1.0", b"1.1")
 _HEAD_END = re.compile(rb"\n\r?\n")  # the blank line after the headers, as h11 finds it
@@ -54,14 +58,20 @@ class Exchange:
         self._driver = driver
         self.connection = driver.connection
         self.method = request.method.decode("ascii", "replace")
-        target = request.target.decode("ascii", "replace")
+        target = _origin_form(request.target.decode("ascii", "replace"))
         path, _, self.query = target.partition("?")
         self.target = target
         self.raw_path = path
         self.path = unquote(path)
-        self.headers = {
-            name.decode("latin-1"): value.decode("latin-1") for name, value in request.headers
-        }  # names lower case (h11); a repeated header keeps its last value
+        self.headers: dict[str, str] = {}  # names lower case (h11)
+        # the names sent more than once (each keeps its last value here): a router refuses
+        # them where two values would be two meanings, e.g. who signed a request
+        self.repeated: set[str] = set()
+        for raw_name, raw_value in request.headers:
+            name = raw_name.decode("latin-1")
+            if name in self.headers:
+                self.repeated.add(name)
+            self.headers[name] = raw_value.decode("latin-1")
         self.body = body
         self.answered = False
         # Headers every response to this request carries, whoever answers it (a router's)
@@ -171,6 +181,10 @@ class HttpConnection:
             if _both_framings(event):  # RFC 9112 6.1: refused, and the connection closed
                 self._fail(400, BOTH_FRAMINGS)
                 return False
+            # RFC 9112 6.1: faulty framing, refused (a 1.0 proxy in front would read no body)
+            if event.http_version == b"1.0" and _has_transfer_encoding(event):
+                self._fail(400, CHUNKED_1_0)
+                return False
             if _declared_length(event) > REQUEST_BODY_BYTES_MAX:  # refused before it is sent
                 self._fail(413, BODY_TOO_LARGE)
                 return False
@@ -231,6 +245,7 @@ class HttpConnection:
         self.in_flight = None
         head = [
             SERVER_HEADER,
+            _date_header(),
             (b"content-type", content_type.encode("latin-1")),
             (b"content-length", str(len(body)).encode()),
         ]
@@ -275,6 +290,7 @@ class HttpConnection:
             body = (shortened(why) + "\n").encode()  # h11's words may quote the request
             head = [
                 SERVER_HEADER,
+                _date_header(),
                 (b"content-type", b"text/plain"),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
@@ -347,6 +363,20 @@ def _unread(connection: h11.Connection) -> bytes | bytearray:
     return connection.trailing_data[0]
 
 
+def _origin_form(target: str) -> str:
+    """The path and query of a request target: an absolute-form one (`http://host/path?q`,
+    which RFC 9112 3.2.2 says a server must accept) loses its scheme and authority (`/` if
+    it has no path); any other is as sent."""
+    scheme, separator, rest = target.partition("://")
+    if not separator or scheme.lower() not in ("http", "https"):
+        return target
+    authority_end = min((at for at in (rest.find("/"), rest.find("?")) if at >= 0), default=-1)
+    if authority_end < 0:
+        return "/"
+    tail = rest[authority_end:]
+    return tail if tail.startswith("/") else "/" + tail
+
+
 def _declared_length(request: h11.Request) -> int:
     """The request's Content-Length, 0 if none (h11 has checked it is digits, one value)."""
     for name, value in request.headers:
@@ -363,6 +393,23 @@ def _both_framings(request: h11.Request) -> bool:
     latter, a proxy before us perhaps by the former (request smuggling)."""
     names = {name for name, _ in request.headers}
     return b"content-length" in names and b"transfer-encoding" in names
+
+
+def _has_transfer_encoding(request: h11.Request) -> bool:
+    """The request has a Transfer-Encoding (h11 has let only `chunked` through)."""
+    return any(name == b"transfer-encoding" for name, _ in request.headers)
+
+
+def _date_header() -> tuple[bytes, bytes]:
+    """`Date` (RFC 9110 6.6.1: an origin server with a clock sends it in every 2xx, 3xx and
+    4xx answer)."""
+    return _date_of(int(time.time()))
+
+
+@functools.lru_cache(maxsize=1)
+def _date_of(second: int) -> tuple[bytes, bytes]:
+    """The header for `second`: formatted once a second at most, a burst reuses it."""
+    return (b"date", email.utils.formatdate(second, usegmt=True).encode())
 
 
 def _reason(status: int) -> bytes:
@@ -383,6 +430,7 @@ def websocket_request(exchange: Exchange) -> WebsocketRequest:
 def answer_with(exchange: Exchange, response: Any) -> None:
     """Send a `websockets.http11.Response` (from `on_http`) as this exchange's answer."""
     framing = {"content-length", "transfer-encoding", "connection", "content-type", "server"}
+    framing.add("date")  # this layer's, on every answer
     content_type = response.headers.get("Content-Type", "text/plain; charset=utf-8")
     extra = [(name, value) for name, value in response.headers.raw_items()]
     extra = [(name, value) for name, value in extra if name.lower() not in framing]

@@ -53,6 +53,11 @@ JSON = "application/json"
 BOOK_DEPTH_DEFAULT = 10  # the websocket's book.snapshot takes depth; REST defaults it
 FILLS_LIMIT_DEFAULT = 100
 SIGNED_HEADERS = ("x-api-key", "x-timestamp", "x-nonce", "x-signature")  # X-Recv-Window: 5000
+SIGNING_HEADERS = (*SIGNED_HEADERS, "x-recv-window")  # each sent once at most
+SENT_TWICE = "{} is sent more than once: send it once"
+QUERY_NOT_UTF8 = "the query is not UTF-8 once its %-escapes are decoded"
+# BAD_SIGNATURE, for an unknown key as for a wrong signature (one answer), in a request's words
+REQUEST_NOT_SIGNED = "X-API-Key unknown or X-Signature does not match the request's signed bytes"
 BODY_METHODS = ("POST", "PATCH")  # the methods whose params are a JSON body
 # On every answer of a signed route: its URL is the same for every account and its signature
 # is in X- headers no cache keys on, so a shared cache that kept one account's answer would
@@ -63,6 +68,9 @@ BODY_TOO_DEEP = "the body nests arrays or objects too deeply to read"
 NOT_JSON_TYPE = (
     "a request body is JSON: send it with Content-Type: application/json (charset utf-8,"
     " if any); this one's Content-Type is {}"
+)
+TYPE_SENT_TWICE = (
+    "Content-Type is sent more than once: send one, application/json (charset utf-8, if any)"
 )
 REFUSAL_LOG_INTERVAL_US = 1_000_000  # a refused signature logs at most once a second per
 # connection (the rest are counted into the next line): a flood must not flood the log
@@ -222,10 +230,8 @@ class RestApi:
     def serve(self, connection: "Connection", exchange: Exchange) -> bool:
         """Answer `exchange` if it is ours (`/api/...`, `/openapi.json`); else False."""
         path = exchange.path
-        if path == OPENAPI_PATH and exchange.method in ("GET", "HEAD"):
-            if self._openapi is None:
-                self._openapi = msgspec.json.encode(openapi())
-            exchange.respond(200, self._openapi)
+        if path == OPENAPI_PATH:
+            self._serve_openapi(self._answers(connection), exchange)
             return True
         if not path.startswith("/api/"):
             return False
@@ -239,6 +245,22 @@ class RestApi:
             if not exchange.answered:
                 _respond_error(exchange, E.INTERNAL, "internal error: query the outcome")
         return True
+
+    def _serve_openapi(self, answers: "_Answers", exchange: Exchange) -> None:
+        """The OpenAPI document; another method than GET or HEAD is refused as on any route.
+        Charged as a read served here, as every request is: ~17 KB for a request of ~60 bytes
+        would otherwise be an amplifier without a limit."""
+        limiter = self.server.limiter
+        retry = limiter.charge_cost(answers.session.id, None, QUERY_COST_MILLI, now_us())
+        if retry:
+            _respond_limited(exchange, retry)
+            return
+        if exchange.method not in ("GET", "HEAD"):
+            _respond_not_allowed(exchange, ["GET", "HEAD"])
+            return
+        if self._openapi is None:
+            self._openapi = msgspec.json.encode(openapi())
+        exchange.respond(200, self._openapi)
 
     def closed(self, connection: "Connection") -> None:
         answers: _Answers | None = connection.context
@@ -267,10 +289,7 @@ class RestApi:
             return
         if route is None:
             if allowed:
-                msg = f"{exchange.method} is not allowed here; use {', '.join(allowed)}"
-                exchange.respond(
-                    405, _error_body(E.BAD_PARAM, msg), headers=[("allow", ", ".join(allowed))]
-                )
+                _respond_not_allowed(exchange, allowed)
                 return
             _respond_error(exchange, E.UNKNOWN_METHOD, f"no route {exchange.path}", 404)
             return
@@ -344,6 +363,9 @@ class RestApi:
                 return
         if route.method in BODY_METHODS and exchange.body:
             content_type = exchange.headers.get("content-type")
+            if "content-type" in exchange.repeated:  # two types: how is the body to be read?
+                _respond_error(exchange, E.BAD_JSON, TYPE_SENT_TWICE, 415)
+                return
             if not _is_json_type(content_type):
                 shown = "missing" if content_type is None else repr(content_type)
                 _respond_error(exchange, E.BAD_JSON, NOT_JSON_TYPE.format(shown), 415)
@@ -371,6 +393,9 @@ class RestApi:
         if missing:
             names = ", ".join(_header_name(name) for name in missing)
             return AuthError(E.NOT_AUTHENTICATED, f"sign the request: missing {names}")
+        for name in SIGNING_HEADERS:
+            if name in exchange.repeated:  # which value signed? a proxy may read the first
+                return AuthError(E.BAD_PARAM, SENT_TWICE.format(_header_name(name)))
         ts_us = _integer(headers["x-timestamp"])
         window = _integer(headers.get("x-recv-window", str(RECV_WINDOW_MS_DEFAULT)))
         if ts_us is None or window is None:
@@ -389,6 +414,8 @@ class RestApi:
             key = server.auth.check(api_key, ts_us, nonce, window, sig, now_us(), signature_with)
         except AuthError as refused:
             self._log_refusal(answers, api_key, exchange.path, refused)
+            if refused.code is E.BAD_SIGNATURE:  # `auth` words it for a logon's `sig`
+                return AuthError(E.BAD_SIGNATURE, REQUEST_NOT_SIGNED)
             return refused
         answers.session.key = key
         return None
@@ -482,7 +509,7 @@ def _params(
         try:
             params = msgspec.json.decode(exchange.body or b"{}")
         except msgspec.DecodeError as failure:
-            problem = wire.json_problem(failure, exchange.body or b"")
+            problem = _root_words(wire.json_problem(failure, exchange.body or b""))
             return wire.WireError(None, E.BAD_JSON, f"the body is not JSON: {problem}")
         except RecursionError:  # msgspec's guard against nesting that would exhaust the stack
             return wire.WireError(None, E.BAD_JSON, BODY_TOO_DEEP)
@@ -491,7 +518,10 @@ def _params(
     else:
         if exchange.body:
             return wire.WireError(None, E.BAD_PARAM, f"a {route.method} request has no body")
-        pairs = parse_qsl(exchange.query, keep_blank_values=True)
+        try:  # strictly: a %-escape that is no UTF-8 would be read as U+FFFD, unsaid
+            pairs = parse_qsl(exchange.query, keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            return wire.WireError(None, E.BAD_PARAM, QUERY_NOT_UTF8)
         params = dict(pairs)
         if len(params) != len(pairs):
             return wire.WireError(None, E.BAD_PARAM, "a query parameter is repeated")
@@ -553,7 +583,19 @@ def _body_words(message: str) -> str:
     return message.replace("- at `params.", "- at `")
 
 
+def _root_words(problem: str) -> str:
+    """`wire.json_problem`'s words for where a body's fault is said of the body: it names
+    the root of the JSON read by msgspec's `$` (the body here, a frame on the websocket)."""
+    if problem.endswith(_IN_ROOT_KEY):
+        return problem.removesuffix(_IN_ROOT_KEY) + " - in a key of the body"
+    if problem.endswith(_AT_ROOT):
+        return problem.removesuffix(_AT_ROOT) + " - in the body"
+    return problem
+
+
 _AT_PARAMS = " - at `params`"
+_IN_ROOT_KEY = " - in a key of `$`"
+_AT_ROOT = " - at `$`"
 _error_decoder = msgspec.json.Decoder(ErrorBody)
 
 
@@ -651,6 +693,11 @@ def _respond_error(
     exchange: Exchange, code: ErrorCode, msg: str, status: int | None = None
 ) -> None:
     exchange.respond(status or wire.rejection_status(code), _error_body(code, msg))
+
+
+def _respond_not_allowed(exchange: Exchange, allowed: list[str]) -> None:
+    msg = f"{exchange.method} is not allowed here; use {', '.join(allowed)}"
+    exchange.respond(405, _error_body(E.BAD_PARAM, msg), headers=[("allow", ", ".join(allowed))])
 
 
 def _respond_limited(exchange: Exchange, retry_after_ms: int, msg: str = "slow down") -> None:

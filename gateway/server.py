@@ -12,6 +12,7 @@ the core's listener: it routes each executed command and each durable batch to t
 """
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from functools import partial
@@ -48,7 +49,7 @@ from engine.enums import CancelReason, TimeInForce
 from engine.events import OrderAccepted, OrderCanceled, SharesSplit, TradeExecuted
 from engine.reasons import ErrorCode as E
 from engine.venue import Venue
-from gateway import limits, static, transport, wire
+from gateway import http, limits, static, transport, wire
 from gateway.auth import ApiKey, Authenticator, KeyStore, KeyStoreError
 from gateway.dispatch import ISSUED_KEYS_FILE, NOT_EXECUTED_AT_LEASE_LOSS, Dispatcher, Pending
 from gateway.http import Exchange
@@ -308,8 +309,20 @@ class VenueServer:
         return static.respond(request)  # the web page; other paths: None, 404
 
     def on_request(self, connection: transport.Connection, exchange: Exchange) -> bool:
-        """A plain HTTP request: the REST API's if it is under /api/ (else `on_http`)."""
-        return self.rest.serve(connection, exchange)
+        """A plain HTTP request: the REST API's if it is under /api/; the web page's if it
+        is one of its paths asked with another method than GET or HEAD (its own 405, with
+        the page's headers); else `on_http`'s (GET, HEAD) or the transport's."""
+        if self.rest.serve(connection, exchange):
+            return True
+        if exchange.method in ("GET", "HEAD"):
+            return False
+        # `websocket_request` asks as GET (HEAD is a GET whose body `http` leaves out)
+        asked = dataclasses.replace(http.websocket_request(exchange), method=exchange.method)
+        response = static.respond(asked)
+        if response is None:
+            return False
+        http.answer_with(exchange, response)
+        return True
 
     def on_http_closed(self, connection: transport.Connection) -> None:
         self.rest.closed(connection)

@@ -81,7 +81,8 @@ class StaticSite:
         asset = self.assets.get(path)
         if asset is None:
             return _text(HTTPStatus.NOT_FOUND, f"no such file: {path}\n")
-        if asset.etag in _etags(request.headers.get("If-None-Match", "")):
+        tags = _etags(request.headers.get("If-None-Match", ""))
+        if asset.etag in tags or "*" in tags:  # `*`: any current representation (RFC 9110)
             return _response(HTTPStatus.NOT_MODIFIED, asset, b"")
         return _response(HTTPStatus.OK, asset, b"" if request.method == "HEAD" else asset.body)
 

@@ -33,6 +33,17 @@ def test_text_appends_fields_as_key_value() -> None:
     assert line.endswith('rejects={"price_out_of_band":2} note="two words"')
 
 
+def test_text_escapes_a_field_that_holds_control_characters() -> None:
+    """Found in session 23: a field was written as it came when it had no space and no `=`,
+    so an `X-API-Key` header of obs-text bytes (read as Latin-1: C1 controls) reached the log
+    of a refused REST request raw: U+0085 (a line break to many readers) and U+009B (CSI,
+    a terminal's escape) forged lines and colours. Such a field is written as JSON now."""
+    key = "evil\x85\x9b2J\x9b31mFORGED\x1b[0m\u2028x"
+    line = logs.TextFormatter().format(record("rest request refused", api_key=key, code="b"))
+    assert line.endswith('api_key="evil\\u0085\\u009b2J\\u009b31mFORGED\\u001b[0m\\u2028x" code=b')
+    assert line.isprintable() and len(line.splitlines()) == 1
+
+
 @pytest.fixture
 def restore_root() -> Iterator[None]:
     root = logging.getLogger()

@@ -1,6 +1,7 @@
 """client.rest against a real venue on 127.0.0.1: keep-alive, the idle close, signing."""
 
 import asyncio
+import ssl
 
 import pytest
 
@@ -27,6 +28,41 @@ def test_a_get_after_the_server_closed_the_idle_connection_reconnects(
         assert not listener.connections
         again = await asyncio.to_thread(trader.get, "/api/v1/balances")  # signed anew
         assert again.status == 200
+        trader.close()
+
+    run_venue(scenario)
+
+
+def test_an_https_url_is_spoken_over_tls_never_in_the_clear(run_venue: Run) -> None:
+    """`RestClient("https://…")` sent its signed requests as plain HTTP, to port 80 when the
+    URL named none (session 23): a venue behind a TLS proxy was spoken to in the clear. It
+    speaks TLS now; the venue on loopback serves plain HTTP, so the handshake fails, before
+    any request is sent. A URL of another scheme is refused at once."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(f"https://127.0.0.1:{venue.port}", *KEYS["taker"])
+        with pytest.raises(ssl.SSLError):  # main: 200, the balances sent in the clear
+            await asyncio.to_thread(trader.get, "/api/v1/balances")
+        trader.close()
+        assert (RestClient("https://venue.example").port, RestClient("http://h").port) == (443, 80)
+        with pytest.raises(ValueError, match="http:// or https://"):
+            RestClient(f"ws://127.0.0.1:{venue.port}")
+
+    run_venue(scenario)
+
+
+def test_a_query_written_into_the_path_is_signed_as_sent(run_venue: Run) -> None:
+    """`get("/api/v1/orders?symbol=…")` signed the whole target as the path and an empty
+    query, where the venue signs the path and the query apart (docs/rest.md): 401
+    BAD_SIGNATURE for a well-formed request (found in session 23). The query in the path is
+    signed as the query now, before the one given as keywords."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        listed = await asyncio.to_thread(trader.get, "/api/v1/orders?symbol=AAPLx-USD")
+        assert (listed.status, listed.json()) == (200, {"orders": []}), listed  # main: 401
+        both = await asyncio.to_thread(trader.get, "/api/v1/orders/history?status=open", limit=5)
+        assert both.status == 200, both
         trader.close()
 
     run_venue(scenario)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
-from client.rest import RestClient
+from client.rest import RestClient, RestResponse
 from client.sdk import VenueClient
 from cluster.local import LocalCluster
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, RECV_WINDOW_MS_MAX, sign_logon
@@ -124,6 +124,38 @@ def test_a_signed_post_replayed_through_another_gateway_places_nothing(
     assert [o["order_id"] for o in listed[1]["orders"]] == [placed["order_id"]]
 
 
+def test_the_sdk_and_the_rest_client_get_through_a_nats_outage_signing_again(
+    cluster: LocalCluster,
+) -> None:
+    """The SDK raised the first 503 `NONCE_UNCHECKED` of a logon (session 23); it signs again
+    with a new nonce and retries, a bounded number of times with backoff
+    (`LOGON_RETRY_DELAYS_S`): a logon started while NATS is down logs on once it is back.
+    `client.rest` returned the 503 of a signed request at once (session 23); it signs the
+    request again alike (`NONCE_RETRY_DELAYS_S`): one sent during the outage is answered once
+    NATS is back (a read: the gateway answers it alone, where an order would wait on the
+    core's own recovery). Kills the cluster's NATS too (restarted before either can pass)."""
+    _, b = cluster.gateways
+    trader = RestClient(f"http://127.0.0.1:{b.port}", *KEYS["taker"])
+
+    async def both_across_an_outage() -> tuple[Any, int, RestResponse]:
+        async with VenueClient(b.url) as client:
+            cluster.nats.nodes[0].kill()
+            try:
+                logging_on = asyncio.ensure_future(client.logon(*KEYS["us"]))
+                reading = asyncio.ensure_future(asyncio.to_thread(trader.get, "/api/v1/balances"))
+                await asyncio.sleep(2.5)  # the first claims unanswered (2 s): refused, paused
+            finally:
+                await asyncio.to_thread(cluster.nats.restart, 0)
+            logged_on = await asyncio.wait_for(logging_on, TIMEOUT_S)
+            return logged_on, client.logon_retries, await asyncio.wait_for(reading, TIMEOUT_S)
+
+    result, retries, read = asyncio.run(both_across_an_outage())
+    assert "account" in result and retries >= 1
+    assert read.status == 200 and trader.nonce_retries >= 1, read  # main: 503, no retry
+    assert "balances" in read.json()
+    trader.close()
+
+
 def test_with_nats_down_a_logon_and_a_signed_request_are_refused_503_not_let_through(
     cluster: LocalCluster,
 ) -> None:
@@ -160,24 +192,3 @@ def sent_again_until_checked(url: str, frame: bytes) -> dict[str, Any]:
         if refusal(answer) != (503, "NONCE_UNCHECKED") or time.monotonic() > deadline:
             return answer
         time.sleep(0.2)
-
-
-def test_the_sdk_logs_on_through_a_nats_outage_signing_again(cluster: LocalCluster) -> None:
-    """The SDK raised the first 503 `NONCE_UNCHECKED` of a logon (session 23); it signs again
-    with a new nonce and retries, a bounded number of times with backoff
-    (`LOGON_RETRY_DELAYS_S`): a logon started while NATS is down logs on once it is back.
-    Kills the cluster's NATS too (restarted before the logon can pass)."""
-    _, b = cluster.gateways
-
-    async def logon_across_an_outage() -> tuple[Any, int]:
-        async with VenueClient(b.url) as client:
-            cluster.nats.nodes[0].kill()
-            try:
-                logging_on = asyncio.ensure_future(client.logon(*KEYS["us"]))
-                await asyncio.sleep(2.5)  # the first claim unanswered (2 s): refused, paused
-            finally:
-                await asyncio.to_thread(cluster.nats.restart, 0)
-            return await asyncio.wait_for(logging_on, TIMEOUT_S), client.logon_retries
-
-    result, retries = asyncio.run(logon_across_an_outage())  # main: VenueError 503
-    assert "account" in result and retries >= 1

@@ -1,13 +1,16 @@
 """gateway.http: plain HTTP/1.1 beside the websockets on one port, over raw loopback sockets."""
 
 import asyncio
+import email.utils
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import h11
 import pytest
 from websockets.asyncio.client import connect
+from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from gateway import frames, http, transport, wire
@@ -118,6 +121,48 @@ def test_keep_alive_and_pipelined_requests_are_answered_in_order() -> None:
     assert api.legacy == []
 
 
+def test_an_absolute_form_target_is_read_as_its_path_and_query() -> None:
+    """RFC 9112 3.2.2: a server MUST accept the absolute-form (`GET http://host/path`), as a
+    client sends it to a proxy, or through one that forwards it so. It was taken whole for
+    the path (found in session 23): `http://host/api/v1/ticker` had no route, 404."""
+
+    async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request("GET", f"http://127.0.0.1:{port}/echo?a=1"))
+        writer.write(request("POST", "HTTPS://venue.example/echo", b"2"))
+        answers = [await read_response(reader) for _ in range(2)]
+        assert [body for _, _, body in answers] == [b"GET /echo?a=1 ", b"POST /echo? 2"]
+        writer.close()
+
+    run(scenario)
+
+
+def test_every_answer_carries_one_date() -> None:
+    """RFC 9110 6.6.1: an origin server with a clock must send `Date` in its 2xx, 3xx and 4xx
+    answers. Those of this layer and of the REST API had none (found in session 23); the web
+    page's had its own, which passes through `answer_with` as the one `Date`."""
+
+    class Page(Api):
+        def on_http(self, connection: transport.Connection, request: Request) -> Response:
+            headers = [("Date", "Thu, 01 Jan 1970 00:00:00 GMT"), ("Content-Length", "2")]
+            return Response(200, "OK", Headers(headers), b"ok")
+
+    async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request("GET", "/echo") + request("GET", "/page") + b"NOT HTTP\r\n\r\n")
+        for _ in range(3):  # the echo, the page's answer, this layer's own 400
+            head = await reader.readuntil(b"\r\n\r\n")
+            dates = [line for line in head.lower().split(b"\r\n") if line.startswith(b"date:")]
+            assert len(dates) == 1, head
+            length = next(line for line in head.lower().split(b"\r\n") if b"content-length" in line)
+            await reader.readexactly(int(length.partition(b":")[2]))
+            when = email.utils.parsedate_to_datetime(dates[0].partition(b":")[2].decode().strip())
+            assert when.tzinfo is not None and abs(when.timestamp() - time.time()) < 3_600, head
+        writer.close()
+
+    run(scenario, Page())
+
+
 def test_a_websocket_and_http_share_the_port() -> None:
     async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
         async with connect(f"ws://127.0.0.1:{port}/ws/trade", compression=None) as client:
@@ -171,6 +216,9 @@ def test_a_handler_without_on_request_gets_on_http_for_get_only() -> None:
             b"\r\n\r\n2\r\n{}\r\n0\r\n\r\nGET /echo HTTP/1.1\r\nHost: x\r\n\r\n",
             400,
         ),
+        # an HTTP/1.0 request has no Transfer-Encoding (RFC 9112 6.1: faulty framing): a 1.0
+        # proxy in front reads no body, where h11 read a chunked one (session 23: served)
+        (b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 400),
     ],
 )
 def test_unreadable_requests_are_refused_and_closed(data: bytes, status: int) -> None:
