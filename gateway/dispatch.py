@@ -1079,26 +1079,37 @@ class Dispatcher:
         if known is not None or self.shared_keys is None:
             self._send_key_again(pending, cl_op_id, api_key, done_at_us, known)
             return
-        task = asyncio.ensure_future(self._await_key(pending, cl_op_id, api_key, done_at_us))
+        # Waited for from now, not from when the task first runs: the key stream may deliver
+        # the key (`_learn_key`) before that, and would find nobody to tell.
+        learnt: asyncio.Future[ApiKey] = asyncio.get_running_loop().create_future()
+        self._keys_awaited.setdefault(api_key, []).append(learnt)
+        waiting = self._await_key(pending, cl_op_id, api_key, done_at_us, learnt)
+        task = asyncio.ensure_future(waiting)
         self._key_tasks.add(task)
         task.add_done_callback(self._key_tasks.discard)
+        # (a callback, not the task's `finally`: a task canceled before it ran runs none)
+        task.add_done_callback(lambda _: self._stop_awaiting(api_key, learnt))
 
     async def _await_key(
-        self, pending: Pending, cl_op_id: str, api_key: str, done_at_us: int
+        self,
+        pending: Pending,
+        cl_op_id: str,
+        api_key: str,
+        done_at_us: int,
+        learnt: "asyncio.Future[ApiKey]",
     ) -> None:
-        learnt: asyncio.Future[ApiKey] = asyncio.get_running_loop().create_future()
-        awaited = self._keys_awaited.setdefault(api_key, [])
-        awaited.append(learnt)
         known: ApiKey | None = None
         try:
             known = await asyncio.wait_for(learnt, ISSUED_KEY_WAIT_S)
         except TimeoutError:
-            pass
-        finally:
-            awaited.remove(learnt)
-            if not awaited:
-                del self._keys_awaited[api_key]
+            known = None  # never learnt: never stored (`_send_key_again` says so)
         self._send_key_again(pending, cl_op_id, api_key, done_at_us, known)
+
+    def _stop_awaiting(self, api_key: str, learnt: "asyncio.Future[ApiKey]") -> None:
+        awaited = self._keys_awaited[api_key]
+        awaited.remove(learnt)
+        if not awaited:
+            del self._keys_awaited[api_key]
 
     def _send_key_again(
         self,
