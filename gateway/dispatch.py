@@ -995,7 +995,7 @@ class Dispatcher:
                 api_key=key.key,
                 cl_op_id=p.cl_op_id,
             )
-            finish = partial(self._key_decided, key)
+            finish = partial(self._key_decided, key, by)  # (by: the session's may change)
             self.bus.submit(
                 command, Pending(session, request.id, request.method, t_in, finish=finish)
             )
@@ -1005,7 +1005,7 @@ class Dispatcher:
             return
         self._store_key(session, request.id, t_in, key, by)
 
-    def _key_decided(self, key: ApiKey, pending: Pending) -> bytes | None:
+    def _key_decided(self, key: ApiKey, by: ApiKey, pending: Pending) -> bytes | None:
         """The engine's word on an `IssueKey`: refused; taken (store `key`, then answer); or
         its id took another key before (answer with that one, once this gateway knows it).
         Come back after the request was answered 504 (`answer_unknown`): a key taken is
@@ -1028,7 +1028,6 @@ class Dispatcher:
             return None
         assert type(decided) is KeyIssued and decided.api_key == key.key, f"issued {decided!r}"
         key = msgspec.structs.replace(key, issued_at_us=decided.ts_us)  # when the engine took it
-        by = _key(pending.session)
         self._store_key(pending.session, pending.request_id, pending.t_in, key, by, not late)
         return None
 
