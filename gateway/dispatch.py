@@ -1097,6 +1097,8 @@ class Dispatcher:
         done_at_us: int,
         learnt: "asyncio.Future[ApiKey]",
     ) -> None:
+        """Answer with the key once the stream brings it (`learnt`), or after
+        `ISSUED_KEY_WAIT_S` say it is not stored."""
         known: ApiKey | None = None
         try:
             known = await asyncio.wait_for(learnt, ISSUED_KEY_WAIT_S)
