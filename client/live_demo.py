@@ -5,22 +5,25 @@ directory each run), two market makers quoting a ladder (mm-alpha on AAPLx-USD, 
 the config's T-bill that matures next: a matured one is not listed), a taker crossing their
 spreads, and a public subscriber whose local books and trades feed one status line a
 second. After `--seconds` (or Ctrl-C) it stops the bots (they pull their quotes; a second
-Ctrl-C stops them at once), then the server, and prints the trades, the volume, the demo
-accounts' balances and the verdict of the ledger store's own verification. Other clients
-can connect to the printed URL while it runs. Owns nothing the server or bots do not.
+Ctrl-C stops them at once; a third ends the process, 130), then the server, and prints the
+trades, the volume, the demo accounts' balances and the verdict of the ledger store's own
+verification. Other clients can connect to the printed URL while it runs. Owns nothing the
+server or bots do not.
 """
 
 import argparse
 import asyncio
 import contextlib
 import datetime
+import os
 import signal
+import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 from cli.arguments import directory, int_within
-from cli.failures import CommandFailed
+from cli.failures import EXIT_INTERRUPTED, CommandFailed
 from cli.serve import check_port_free
 from client import demo_data
 from client.bots import MarketMaker, Taker, config_references
@@ -307,21 +310,29 @@ def _summary(
 def _stop_on_interrupt(stop: asyncio.Event, hurry: asyncio.Event) -> Iterator[None]:
     """Ctrl-C (and SIGTERM) set `stop` instead of tearing the loop down mid-trade. Another
     one once stopping sets `hurry`, saying so once: it used to end the process with 130,
-    without the summary, while the bots pulled their quotes."""
+    without the summary, while the bots pulled their quotes. A third ends the process at
+    once, 130 (`_end_at_once`): the stop may hang (the server's, say), and every signal
+    after the second was swallowed until the summary, leaving only SIGKILL."""
     loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
 
     def interrupted() -> None:
         if not stop.is_set():
             stop.set()
         elif not hurry.is_set():
             hurry.set()
+            # Taken from the loop: a third comes to a Python handler, which runs even if
+            # the loop is stuck in a call that does not return.
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, _end_at_once)
             print(
                 "interrupted again: the bots are stopped at once, without pulling their quotes"
-                " or reading their last fills; the summary follows",
+                " or reading their last fills; the summary follows (a third Ctrl-C ends the"
+                " demo at once)",
                 flush=True,
             )
 
-    installed = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, interrupted)
@@ -332,4 +343,16 @@ def _stop_on_interrupt(stop: asyncio.Event, hurry: asyncio.Event) -> Iterator[No
         yield
     finally:
         for sig in installed:
-            loop.remove_signal_handler(sig)
+            if not loop.remove_signal_handler(sig):  # moved to `_end_at_once`: as it was
+                default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+                signal.signal(sig, default)
+
+
+def _end_at_once(signum: int, frame: object) -> None:
+    """A third Ctrl-C (or SIGTERM): exit 130 now, saying so in one line, whatever is running
+    (the server not stopped: its files are as after a crash; the next demo starts afresh)."""
+    with contextlib.suppress(Exception):  # (a print cut short by this signal: reentrant)
+        sys.stdout.flush()
+    message = "interrupted a third time: the demo ends now (130), without its summary\n"
+    os.write(sys.stdout.fileno(), message.encode())
+    os._exit(EXIT_INTERRUPTED)

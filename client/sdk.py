@@ -36,10 +36,11 @@ REQUEST_TIMEOUT_S = 30.0  # a request unanswered by then raises RequestTimeout
 # long it takes (a long admin command, a query that waits by design)
 NO_TIMEOUT = math.inf
 RECONNECT_DELAYS_S = (0.1, 0.3, 1.0, 2.0, 5.0)  # then it gives up and says so in a push
-# A cluster gateway's logon refused 503 NONCE_UNCHECKED (NATS did not answer its nonce claim
-# within 2 s: a node down, a leader election of ~3 s) is signed again with a new nonce and
-# sent again after each delay; then the refusal is raised. ~7.75 s of pauses plus up to 2 s
-# per attempt: longer than an election, well under the request timeout's order.
+# A cluster gateway's logon refused 503 NONCE_UNCHECKED (NATS did not answer its nonce claim:
+# a node down, a leader election of ~3 s) is signed again with a new nonce and sent again
+# after each delay; then the refusal is raised. 7.75 s of pauses, plus per attempt up to 4 s
+# of claim (a create, then a read when the key exists, each bounded by 2 s: 6 attempts,
+# ~32 s at worst): longer than an election; each attempt within the request timeout.
 LOGON_RETRY_DELAYS_S = (0.25, 0.5, 1.0, 2.0, 4.0)
 # requests that change no order, fund or setting: one whose answer never came is asked again
 # safely; for any other the outcome is unknown (`outcome_unknown` on the errors below)

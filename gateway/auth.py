@@ -32,6 +32,11 @@ RECV_WINDOW_MS_MAX = 60_000  # a minute of skew is already generous; longer wide
 # A reconnect storm of ~8 logons/s for the longest a nonce is kept (ts up to a window ahead,
 # plus the window: 120 s); more is abuse, refused rather than forgetting a live nonce.
 NONCES_PER_KEY_MAX = 1_024
+# A forgotten nonce's entry stays in the expiry heap until its time (`Authenticator.forget`:
+# O(1), where taking it out was O(n) with the loop blocked, for every claim refused during a
+# NATS failover); once more than this many, and more than the live entries, the heap is
+# rebuilt from the live ones, so it holds at most twice the nonces remembered, plus this.
+FORGOTTEN_EXPIRIES_MAX = 1_024
 TIMESTAMP_US_MAX = 2**53 - 1  # PROTOCOL: integers on the wire are below 2^53
 
 # The order in which `Authenticator.logon` checks; the first failing one is reported.
@@ -193,7 +198,10 @@ class Authenticator:
         self.store = store
         self.started_us = started_us  # when this memory of nonces began
         self._nonces: dict[str, dict[str, int]] = {}  # key -> nonce -> replayable until (µs)
-        self._expiries: list[tuple[int, str, str]] = []  # heap of (until_us, key, nonce)
+        # heap of (until_us, key, nonce); also the entries of nonces forgotten since (stale:
+        # `_nonces` no longer holds that nonce with that expiry), `_forgotten` of them
+        self._expiries: list[tuple[int, str, str]] = []
+        self._forgotten = 0
         self._now_us = 0  # the latest time given: pruning never revives a forgotten nonce
 
     def logon(
@@ -276,25 +284,26 @@ class Authenticator:
         """How many nonces are held, for one key or in all; for tests and metrics."""
         if api_key is not None:
             return len(self._nonces.get(api_key, ()))
-        return len(self._expiries)
+        return len(self._expiries) - self._forgotten
 
     def forget(self, api_key: str, nonce: str) -> None:
         """Let `nonce` pass again: its message was refused before anything was done (its
         cluster-wide claim went unanswered), so the same message sent again is no replay
-        here; the cluster's claim still decides (`claim_cluster_wide`). Rare (NATS failing):
-        the heap is rebuilt without it."""
+        here; the cluster's claim still decides (`claim_cluster_wide`). O(1): many come at
+        once (every claim while NATS fails over); its heap entry is dropped at its time."""
         used = self._nonces.get(api_key, {})
-        until_us = used.pop(nonce, None)
-        if until_us is None:
+        if used.pop(nonce, None) is None:
             return  # forgotten already: its window is over
         if not used:
             del self._nonces[api_key]
-        self._expiries.remove((until_us, api_key, nonce))
-        heapq.heapify(self._expiries)
+        self._forgotten += 1
+        if self._forgotten > max(FORGOTTEN_EXPIRIES_MAX, len(self._expiries) // 2):
+            self._rebuild_expiries()
 
     def _remember(self, api_key: str, nonce: str, until_us: int) -> None:
         used = self._nonces.setdefault(api_key, {})
-        assert nonce not in used, "a remembered nonce has exactly one expiry in the heap"
+        # (the heap may still hold an entry of it from before a `forget`: a stale one)
+        assert nonce not in used, "a nonce is remembered once, with one expiry"
         used[nonce] = until_us
         heapq.heappush(self._expiries, (until_us, api_key, nonce))
 
@@ -302,12 +311,26 @@ class Authenticator:
         # A nonce whose ts + recv_window has passed can only come back in a message that
         # fails the timestamp check, so it need not be remembered any more.
         expiries = self._expiries
+        nonces = self._nonces
         while expiries and expiries[0][0] < now_us:
-            _, api_key, nonce = heapq.heappop(expiries)
-            used = self._nonces[api_key]
+            until_us, api_key, nonce = heapq.heappop(expiries)
+            used = nonces.get(api_key)
+            if used is None or used.get(nonce) != until_us:
+                self._forgotten -= 1  # forgotten before (and maybe remembered anew since)
+                continue
             del used[nonce]
             if not used:
-                del self._nonces[api_key]
+                del nonces[api_key]
+
+    def _rebuild_expiries(self) -> None:
+        """The heap of the nonces remembered only, without the forgotten ones' entries."""
+        self._expiries = [
+            (until_us, api_key, nonce)
+            for api_key, used in self._nonces.items()
+            for nonce, until_us in used.items()
+        ]
+        heapq.heapify(self._expiries)
+        self._forgotten = 0
 
 
 async def claim_cluster_wide(

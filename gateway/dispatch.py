@@ -96,6 +96,7 @@ NOT_EXECUTED_AT_LEASE_LOSS = (
 ISSUED_KEY_WAIT_S = 20.0
 # `Pending.expected` of a request answered 504 before its outcome came back
 # (`Dispatcher.answer_unknown`): no count of results reaches it, so none answers it again
+# (but an issued key's: its finish stores the key, `Pending.answered_unknown`)
 ANSWERED_AS_UNKNOWN = sys.maxsize
 TRADING_METHODS = {"order.place", "order.cancel", "order.amend", "orders.cancel_all"}
 # the account's queries: they need the read scope
@@ -139,6 +140,9 @@ class Pending(msgspec.Struct, eq=False):
     # never with `answer` or `reply`; a finish that returns None answers later itself
     finish: Callable[["Pending"], bytes | None] | None = None
     quote_set: str | None = None  # a quote.mass: the set its places belong to
+    # answered 504 `OUTCOME_UNKNOWN` before its outcome came back (`answer_unknown`): an
+    # issued key's finish still runs then (its key is stored), answering nothing
+    answered_unknown: bool = False
 
 
 def _query(
@@ -991,7 +995,7 @@ class Dispatcher:
                 api_key=key.key,
                 cl_op_id=p.cl_op_id,
             )
-            finish = partial(self._key_decided, key)
+            finish = partial(self._key_decided, key, by)  # (by: the session's may change)
             self.bus.submit(
                 command, Pending(session, request.id, request.method, t_in, finish=finish)
             )
@@ -1001,35 +1005,50 @@ class Dispatcher:
             return
         self._store_key(session, request.id, t_in, key, by)
 
-    def _key_decided(self, key: ApiKey, pending: Pending) -> bytes | None:
+    def _key_decided(self, key: ApiKey, by: ApiKey, pending: Pending) -> bytes | None:
         """The engine's word on an `IssueKey`: refused; taken (store `key`, then answer); or
-        its id took another key before (answer with that one, once this gateway knows it)."""
+        its id took another key before (answer with that one, once this gateway knows it).
+        Come back after the request was answered 504 (`answer_unknown`): a key taken is
+        stored all the same, answering nothing, so the request sent again under its id is
+        answered with it; else its id would be taken for a key stored nowhere, for good."""
         executed = pending.results[0]
         rejected = rejection(executed.events)
+        late = pending.answered_unknown
         if rejected is not None:  # CL_OP_ID_REUSED, UNKNOWN_ACCOUNT: no secret in it
+            if late:
+                return None
             return wire.error(pending.request_id, rejected.reason, rejected.detail)
         decided = executed.events[-1]
         if type(decided) is OperationRepeated:
+            if late:  # the first key's gateway stores it
+                return None
             first = decided.outcome
             assert isinstance(first, KeyIssued), f"a key's id answered by {first!r}"
             self._answer_key_again(pending, decided.cl_op_id, first.api_key, decided.done_at_us)
             return None
         assert type(decided) is KeyIssued and decided.api_key == key.key, f"issued {decided!r}"
         key = msgspec.structs.replace(key, issued_at_us=decided.ts_us)  # when the engine took it
-        self._store_key(
-            pending.session, pending.request_id, pending.t_in, key, _key(pending.session)
-        )
+        self._store_key(pending.session, pending.request_id, pending.t_in, key, by, not late)
         return None
 
     def _store_key(
-        self, session: Session, request_id: Any, t_in: int, key: ApiKey, by: ApiKey
+        self,
+        session: Session,
+        request_id: Any,
+        t_in: int,
+        key: ApiKey,
+        by: ApiKey,
+        reply: bool = True,
     ) -> None:
-        """Store a new key (api_keys.json; a cluster's key stream), then answer with it."""
+        """Store a new key (api_keys.json; a cluster's key stream), then answer with it (unless
+        not to `reply`: its request was answered 504 already)."""
         issued = {"api_key": key.key, "account": key.account, "scopes": sorted(key.scopes)}
         if key.cl_op_id is not None:
             issued["cl_op_id"] = key.cl_op_id
         log.info("api key issued", extra=issued | {"by": by.account})
-        answer = partial(self._send_ok, session, request_id, _issued_key(key), t_in)
+        answer: Callable[[], None] = _answered_already
+        if reply:
+            answer = partial(self._send_ok, session, request_id, _issued_key(key), t_in)
         cl_op_id = key.cl_op_id
         if self.shared_keys is not None:  # answered once the cluster's stream stored it
             task = asyncio.ensure_future(self._share_key(key, answer))
@@ -1059,26 +1078,39 @@ class Dispatcher:
         if known is not None or self.shared_keys is None:
             self._send_key_again(pending, cl_op_id, api_key, done_at_us, known)
             return
-        task = asyncio.ensure_future(self._await_key(pending, cl_op_id, api_key, done_at_us))
+        # Waited for from now, not from when the task first runs: the key stream may deliver
+        # the key (`_learn_key`) before that, and would find nobody to tell.
+        learnt: asyncio.Future[ApiKey] = asyncio.get_running_loop().create_future()
+        self._keys_awaited.setdefault(api_key, []).append(learnt)
+        waiting = self._await_key(pending, cl_op_id, api_key, done_at_us, learnt)
+        task = asyncio.ensure_future(waiting)
         self._key_tasks.add(task)
         task.add_done_callback(self._key_tasks.discard)
+        # (a callback, not the task's `finally`: a task canceled before it ran runs none)
+        task.add_done_callback(lambda _: self._stop_awaiting(api_key, learnt))
 
     async def _await_key(
-        self, pending: Pending, cl_op_id: str, api_key: str, done_at_us: int
+        self,
+        pending: Pending,
+        cl_op_id: str,
+        api_key: str,
+        done_at_us: int,
+        learnt: "asyncio.Future[ApiKey]",
     ) -> None:
-        learnt: asyncio.Future[ApiKey] = asyncio.get_running_loop().create_future()
-        awaited = self._keys_awaited.setdefault(api_key, [])
-        awaited.append(learnt)
+        """Answer with the key once the stream brings it (`learnt`), or after
+        `ISSUED_KEY_WAIT_S` say it is not stored."""
         known: ApiKey | None = None
         try:
             known = await asyncio.wait_for(learnt, ISSUED_KEY_WAIT_S)
         except TimeoutError:
-            pass
-        finally:
-            awaited.remove(learnt)
-            if not awaited:
-                del self._keys_awaited[api_key]
+            known = None  # never learnt: never stored (`_send_key_again` says so)
         self._send_key_again(pending, cl_op_id, api_key, done_at_us, known)
+
+    def _stop_awaiting(self, api_key: str, learnt: "asyncio.Future[ApiKey]") -> None:
+        awaited = self._keys_awaited[api_key]
+        awaited.remove(learnt)
+        if not awaited:
+            del self._keys_awaited[api_key]
 
     def _send_key_again(
         self,
@@ -1157,11 +1189,14 @@ class Dispatcher:
         """504 `OUTCOME_UNKNOWN` now, for a request whose commands' outcome has not come
         back (a cluster's core silent too long, `outcomes_overdue`); its outcome, when it
         comes back, is pushed as ever but not answered again: `expected` is out of reach.
-        Once only, and nothing for a closing session (nobody reads it) or a broken frame."""
-        if pending.expected == ANSWERED_AS_UNKNOWN:
+        Once only, and nothing for a closing session (nobody reads it) or a broken frame.
+        An issued key's outcome is still awaited: its key is stored (`_key_decided`)."""
+        if pending.answered_unknown:
             return
-        pending.expected = ANSWERED_AS_UNKNOWN
-        pending.results.clear()  # what came back of a batch already: never read
+        pending.answered_unknown = True
+        if pending.method != "admin.issue_key":  # (one command: nothing came back of it yet)
+            pending.expected = ANSWERED_AS_UNKNOWN
+            pending.results.clear()  # what came back of a batch already: never read
         session = pending.session
         if pending.request_id is not None and not session.closing:
             error = wire.error(pending.request_id, E.OUTCOME_UNKNOWN, message)
@@ -1442,6 +1477,10 @@ def _issued_key(key: ApiKey) -> dict[str, Any]:
         "account": key.account,
         "scopes": sorted(key.scopes),
     }
+
+
+def _answered_already() -> None:
+    """What storing a key answers when its request was answered 504 already: nothing."""
 
 
 def _once_stored(answer: Callable[[], None], storing: "asyncio.Task[None]") -> None:

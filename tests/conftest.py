@@ -3,7 +3,6 @@ and the guard that makes a venue's fatal path, reached in the pytest process, fa
 that reached it instead of ending the whole run (`FatalGuard`)."""
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import os
@@ -11,7 +10,6 @@ import shutil
 import signal
 import tempfile
 import threading
-import time
 import traceback
 from collections.abc import Awaitable, Callable, Generator, Iterator
 from pathlib import Path
@@ -65,14 +63,13 @@ class FatalGuard:
             logging.shutdown()
             os._exit(FATAL_EXIT_CODE)
         text = "None" if failure is None else "".join(traceback.format_exception(failure))
-        with self._lock:
-            self.reached.append(text)
-            interrupt = self.in_phase and not self.interrupted
-            self.interrupted = self.interrupted or interrupt
-        if interrupt:
-            main_thread = threading.main_thread().ident
-            assert main_thread is not None, "the main thread runs pytest"
-            signal.pthread_kill(main_thread, signal.SIGINT)
+        with self._lock:  # sent under the lock: the phase's end, which takes it, then knows
+            self.reached.append(text)  # it was sent, and takes it (`_end_phase`)
+            if self.in_phase and not self.interrupted:
+                self.interrupted = True
+                main_thread = threading.main_thread().ident
+                assert main_thread is not None, "the main thread runs pytest"
+                signal.pthread_kill(main_thread, signal.SIGINT)
 
     def phase(self) -> Generator[None, Any, Any]:
         """Run a test's phase (a hook wrapper's body); fail it if the fatal path was reached
@@ -86,13 +83,24 @@ class FatalGuard:
                 raise
             result = None
         finally:
-            with self._lock:
-                self.in_phase, interrupted = False, self.interrupted
-            if interrupted:  # its SIGINT, if still pending (sent as the phase ended), is
-                with contextlib.suppress(KeyboardInterrupt):  # taken here, not in pytest's
-                    time.sleep(0)  # own code, which it would stop (a call checks signals)
+            self._end_phase()
         self.report()
         return result
+
+    def _end_phase(self) -> None:
+        """End the phase; the SIGINT sent during it, if not taken yet (sent as it ended), is
+        taken here, not in pytest's own code, which it would stop. It may come as the
+        KeyboardInterrupt of any call here (waiting for the lock included): each is ours
+        (one a phase), and the phase is ended again, till it ends without one."""
+        while True:
+            try:
+                with self._lock:
+                    self.in_phase, interrupted = False, self.interrupted
+                if interrupted:
+                    _take_pending_sigint()
+                return
+            except KeyboardInterrupt:
+                continue
 
     def report(self) -> None:
         """Fail with the failures noted so far, if any (a venue's exit 70 outside tests)."""
@@ -104,6 +112,23 @@ class FatalGuard:
                 + "\n".join(reached),
                 pytrace=False,
             )
+
+
+def _take_pending_sigint() -> None:
+    """Take a SIGINT sent to this (the main) thread, if not yet handled: still pending in the
+    kernel (taken without its handler), or delivered and its handler not run yet (run now, by
+    the next call: its KeyboardInterrupt is raised here)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        if signal.SIGINT in signal.sigpending():
+            signal.sigwait({signal.SIGINT})
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    _handle_signals()
+
+
+def _handle_signals() -> None:
+    """Nothing: a Python call, where the interpreter runs the handlers of signals come."""
 
 
 _fatal_guard = FatalGuard()

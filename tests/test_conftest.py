@@ -45,9 +45,9 @@ def test_the_run_goes_on():
 """
 
 
-def _pytest(tmp_path: Path, *options: str) -> subprocess.CompletedProcess[str]:
-    """Run pytest over `TESTS` in a process of its own, with the project's tree importable."""
-    (tmp_path / "test_tiny.py").write_text(TESTS)
+def _pytest(tmp_path: Path, *options: str, tests: str = TESTS) -> subprocess.CompletedProcess[str]:
+    """Run pytest over `tests` in a process of its own, with the project's tree importable."""
+    (tmp_path / "test_tiny.py").write_text(tests)
     environment = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options, "test_tiny.py"],
@@ -74,3 +74,48 @@ def test_without_the_guard_the_same_run_ends_with_70_and_no_report(tmp_path: Pat
     run = _pytest(tmp_path)  # tests.conftest imported by the file, not loaded as a plugin
     assert run.returncode == FATAL_EXIT_CODE, run.stdout + run.stderr
     assert "passed" not in run.stdout and "failed" not in run.stdout
+
+
+# The guard's SIGINT, sent by a thread that reached the fatal path as the test was ending,
+# sent as late as it can be: once the phase has ended, or after 5 s if it cannot end (the
+# guard holding its lock while it sends). Before, the SIGINT could be sent after the lock was
+# let go: it landed in pytest's own code and ended the run (KeyboardInterrupt, no report).
+RACE_TESTS = """
+import signal
+import threading
+import time
+
+from core import sequencer
+from tests import conftest
+
+send = signal.pthread_kill
+entered = threading.Event()
+
+
+def late_kill(thread_id, signum):
+    entered.set()
+    deadline = time.monotonic() + 5
+    while conftest._fatal_guard.in_phase and time.monotonic() < deadline:
+        time.sleep(0.01)
+    send(thread_id, signum)
+
+
+def test_a_venue_failing_as_the_test_ends(monkeypatch):
+    monkeypatch.setattr(signal, "pthread_kill", late_kill)
+    threading.Thread(target=sequencer.fatal_hook, args=(OSError("the disk is gone"),)).start()
+    assert entered.wait(30)
+
+
+def test_the_run_goes_on():
+    pass
+"""
+
+
+def test_the_guards_interrupt_sent_as_the_phase_ends_fails_that_test_only(
+    tmp_path: Path,
+) -> None:
+    run = _pytest(tmp_path, "-p", "tests.conftest", tests=RACE_TESTS)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert re.search(r"^1 failed, 1 passed", run.stdout, re.MULTILINE), run.stdout
+    assert "FAILED test_tiny.py::test_a_venue_failing_as_the_test_ends" in run.stdout
+    assert "OSError: the disk is gone" in run.stdout

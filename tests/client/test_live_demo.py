@@ -1,7 +1,9 @@
 """`venue demo` (client/live_demo.py) as a real process under Ctrl-C (SIGINT); its run in
 process is tested with the bots, in tests/client/test_bots.py."""
 
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,6 +29,32 @@ def _read_until(demo: subprocess.Popen[str], start: str, seen: list[str]) -> Non
         if line.startswith(start):
             return
     raise AssertionError(f"no line starting {start!r}: {''.join(seen)}")
+
+
+def _demo(tmp_path: Path) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "cli.main", "demo", "--config", str(SAMPLE_CONFIG)]
+    command += ["--port", "0", "--seconds", "600", "--data-dir", str(tmp_path / "demo")]
+    return subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _silent_peer(port: int) -> socket.socket:
+    """A websocket client of the demo's server (/ws/public) that never answers a close: the
+    server's stop waits for it (`gateway.transport.CLOSE_TIMEOUT_S`, then cuts it off)."""
+    peer = socket.create_connection(("127.0.0.1", port), timeout=LINE_TIMEOUT_S)
+    peer.sendall(
+        b"GET /ws/public HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        received = peer.recv(4096)
+        assert received, f"closed during the handshake: {response!r}"
+        response += received
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return peer
 
 
 def test_a_second_ctrl_c_while_the_bots_stop_is_acknowledged_and_the_summary_printed(
@@ -56,4 +84,36 @@ def test_a_second_ctrl_c_while_the_bots_stop_is_acknowledged_and_the_summary_pri
     assert any(line.startswith("interrupted again") for line in after), output
     assert any(line.endswith(" trades") for line in after), output  # the summary's total
     assert after[-1].endswith("ledger.sqlite: verified"), output
+    assert "Traceback" not in errors, errors
+
+
+def test_a_third_ctrl_c_while_stopping_ends_the_demo_at_once_with_130(tmp_path: Path) -> None:
+    """The finding: after the second Ctrl-C every further SIGINT or SIGTERM was swallowed until
+    the summary printed, so a stop that hangs could only be ended by SIGKILL. The stop is held
+    here by a peer that never answers the server's close (seconds: a real hang, longer); the
+    third Ctrl-C ends the process now, 130, in one line, without the summary."""
+    demo = _demo(tmp_path)
+    seen: list[str] = []
+    peer = None
+    try:
+        _read_until(demo, "tokenvenue live on", seen)
+        port = re.search(r"ws://127\.0\.0\.1:(\d+)/", seen[-1])
+        assert port is not None, seen[-1]
+        peer = _silent_peer(int(port.group(1)))
+        _read_until(demo, "[", seen)
+        demo.send_signal(signal.SIGINT)
+        _read_until(demo, STOPPING, seen)
+        demo.send_signal(signal.SIGINT)
+        _read_until(demo, "interrupted again", seen)
+        demo.send_signal(signal.SIGINT)  # the server's stop waits for the silent peer
+        output, errors = demo.communicate(timeout=LINE_TIMEOUT_S)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.communicate()
+        if peer is not None:
+            peer.close()
+    assert demo.returncode == 130, "".join(seen) + output + errors
+    after = output.splitlines()
+    assert after == ["interrupted a third time: the demo ends now (130), without its summary"]
     assert "Traceback" not in errors, errors

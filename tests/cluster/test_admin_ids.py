@@ -6,20 +6,32 @@ still on its way) issued two live keys, one of whose secret nobody kept. The id 
 where commands are put in order now (the engine, `IssueKey`): one key, and the second copy
 is answered with the first's key and secret, `repeated: true`, as a repeat through one
 gateway. One NATS node, SQLite ledger, one core, two gateways.
+
+And a key whose request was answered 504 `OUTCOME_UNKNOWN` (the core silent past the
+outcome wait) is still stored when the engine's word comes back late: the request sent again
+under its id gets it (`repeated: true`); it stored nothing, and every retry was answered 504.
 """
 
 import asyncio
+import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from client.sdk import VenueClient
 from cluster.local import LocalCluster
+from core import config, nats_bus
+from core.nats_bus import NatsBus
+from gateway.server import VenueServer
 from tests.cluster.running import local_cluster
 from tests.conftest import KEYS
+from tests.sample_config import SAMPLE_CONFIG
 
 TIMEOUT_S = 60.0  # the whole scenario: a few core round trips and a key stream's delivery
+OUTCOME_WAIT_S = 0.5  # for the test: answered 504 at once, not after 20 s
+ANSWER_WITHIN_S = 10.0  # the 504: its bound, plus the 0.5 s check, on a busy machine
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +77,49 @@ def test_a_key_asked_at_once_through_two_gateways_under_one_id_is_issued_once(
     assert isinstance(repeated.pop("done_at"), int) and repeated.pop("repeated") is True
     assert repeated == first  # the same key and secret: one key issued, not two
     assert again["result"]["api_key"] == first["api_key"] and again["result"]["repeated"]
+
+
+def test_a_key_answered_unknown_is_stored_when_its_outcome_comes_back_late(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The gateway in this process (its outcome wait shortened), the core paused while the key
+    is asked for: answered 504, then the core resumed. Before, the late outcome stored nothing
+    and the retry waited 20 s for the key, then was answered 504 too (every retry after)."""
+    monkeypatch.setattr(nats_bus, "OUTCOME_WAIT_S", OUTCOME_WAIT_S)
+    venue_config = config.load(SAMPLE_CONFIG)
+    issue = {"account": 3, "scopes": ["read"], "cl_op_id": "unknown-key-1"}
+    with local_cluster("keyunknown", nats_nodes=1, postgres=False, cores=1, gateways=0) as cluster:
+        core = cluster.active_core()
+        assert core is not None and core.process is not None
+        core_process = core.process
+
+        async def scenario() -> tuple[dict[str, Any], dict[str, Any], VenueServer]:
+            server = VenueServer(
+                venue_config,
+                tmp_path / "gw",
+                bus=lambda listener: NatsBus(venue_config, cluster.nats.url, listener, "gw-k"),
+            )
+            port = await server.start("127.0.0.1", 0)
+            url = f"ws://127.0.0.1:{port}/ws/trade"
+            try:
+                admin = await admin_on(url)
+                core_process.send_signal(signal.SIGSTOP)  # no outcome comes back until resumed
+                try:
+                    unknown = await admin.request_raw("admin.issue_key", issue, ANSWER_WITHIN_S)
+                finally:
+                    core_process.send_signal(signal.SIGCONT)
+                again = await admin.request_raw("admin.issue_key", issue, TIMEOUT_S)
+                if again["status"] == 200:  # the key works: it was stored
+                    holder = await VenueClient(url).connect()
+                    await holder.logon(again["result"]["api_key"], again["result"]["secret"])
+                    await holder.close()
+                await admin.close()
+                return unknown, again, server
+            finally:
+                await server.stop()
+
+        unknown, again, server = asyncio.run(asyncio.wait_for(scenario(), TIMEOUT_S * 2))
+    assert unknown["error"]["name"] == "OUTCOME_UNKNOWN", unknown
+    assert again["status"] == 200 and again["result"]["repeated"] is True, again
+    stored = server.dispatcher.keys_by_op[issue["cl_op_id"]]  # the key the engine took
+    assert (stored.key, stored.secret) == (again["result"]["api_key"], again["result"]["secret"])

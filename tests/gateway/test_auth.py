@@ -9,6 +9,7 @@ from core import config
 from core.config import ApiKeyEntry
 from engine.reasons import ErrorCode
 from gateway.auth import (
+    FORGOTTEN_EXPIRIES_MAX,
     LOGON_PRECEDENCE,
     NONCES_PER_KEY_MAX,
     RECV_WINDOW_MS_DEFAULT,
@@ -295,6 +296,64 @@ def test_a_nonce_forgotten_after_an_unanswered_claim_passes_once_more_then_expir
     assert refused(auth, nonce="kept", now_us=NOW_US + 3) is ErrorCode.NONCE_REUSED
     logon(auth, nonce="later", now_us=NOW_US + WINDOW_US + 3)  # both windows over: forgotten
     assert auth.nonces_remembered() == 1
+
+
+def test_a_forget_leaves_the_other_nonces_expiries_as_they_are() -> None:
+    """Forgetting is O(1): the forgotten nonce's expiry entry is dropped when its time comes,
+    not searched out of the heap of every key's nonces (main: `list.remove` and `heapify`,
+    ~20 ms with 100,000 nonces, the loop blocked, once per claim refused while NATS fails
+    over). The memory it leaves is bounded, and `nonces_remembered` counts the live ones."""
+    auth = authenticator()
+    for index in range(100):
+        logon(auth, nonce=f"n-{index}", now_us=NOW_US + index)
+    expiries = [*auth._expiries]
+    auth.forget(TRADER.key, "n-50")
+    assert auth._expiries == expiries  # untouched: main took the entry out, and reordered
+    assert auth.nonces_remembered() == auth.nonces_remembered(TRADER.key) == 99
+    assert logon(auth, nonce="n-50", now_us=NOW_US + 200).account == 7  # passes once again
+    assert refused(auth, nonce="n-50", now_us=NOW_US + 201) is ErrorCode.NONCE_REUSED
+    assert auth.nonces_remembered() == 100
+
+
+def test_a_nonce_forgotten_then_used_again_expires_at_its_new_end_only() -> None:
+    """The forgotten entry's end (earlier) forgets nothing; the new one's does. The same
+    message sent again (the same ts: the same end) expires once too."""
+    auth = authenticator()
+    logon(auth, nonce="again")
+    auth.forget(TRADER.key, "again")
+    later_us = NOW_US + 1_000_000
+    logon(auth, nonce="again", now_us=later_us)  # ends a second after the first would have
+    logon(auth, key=ADMIN.key, secret=ADMIN.secret, nonce="tick", now_us=NOW_US + WINDOW_US + 1)
+    assert refused(auth, nonce="again", now_us=NOW_US + WINDOW_US + 2) is ErrorCode.NONCE_REUSED
+    assert logon(auth, nonce="again", now_us=later_us + WINDOW_US + 1).account == 7
+    same = authenticator()  # the same message twice: two entries, one end
+    logon(same, nonce="same")
+    same.forget(TRADER.key, "same")
+    logon(same, nonce="same")
+    assert refused(same, nonce="same", now_us=NOW_US + 1) is ErrorCode.NONCE_REUSED
+    logon(same, nonce="after", now_us=NOW_US + WINDOW_US + 1)
+    assert same.nonces_remembered() == same.nonces_remembered(TRADER.key) == 1  # "after"
+    assert len(same._expiries) == 1  # the stale entries gone with their time
+
+
+def test_many_nonces_forgotten_within_one_window_keep_the_heap_bounded() -> None:
+    """Every claim refused for a long NATS failover: each nonce remembered then forgotten, all
+    within one window. The heap is rebuilt from the live nonces once the forgotten entries
+    outnumber them (and `FORGOTTEN_EXPIRIES_MAX`): it stays within twice the live plus that."""
+    auth = authenticator()
+    for index in range(NONCES_PER_KEY_MAX):  # live ones, of another key
+        logon(auth, key=ADMIN.key, secret=ADMIN.secret, nonce=f"live-{index}")
+    for index in range(10 * FORGOTTEN_EXPIRIES_MAX):
+        logon(auth, nonce=f"lost-{index}", now_us=NOW_US + 1)
+        auth.forget(TRADER.key, f"lost-{index}")
+        bound = 2 * NONCES_PER_KEY_MAX + FORGOTTEN_EXPIRIES_MAX + 1
+        assert len(auth._expiries) <= bound, index
+    assert auth.nonces_remembered() == auth.nonces_remembered(ADMIN.key) == NONCES_PER_KEY_MAX
+    assert refused(auth, key=ADMIN.key, secret=ADMIN.secret, nonce="live-7") is (
+        ErrorCode.NONCE_REUSED
+    )
+    logon(auth, nonce="end", now_us=NOW_US + WINDOW_US + 2)  # every window over
+    assert auth.nonces_remembered() == len(auth._expiries) == 1
 
 
 # --------------------------------------------------------------------------- keys and scopes
