@@ -236,14 +236,26 @@ class Clearing:
         quote = spec.quote
         buyer_account = buyer.account
         seller_account = seller.account
+        # Subscripts in a `try`, not `get` (see `Venue._place`): both parties' positions are
+        # remembered from their first orders here (unless one lacked an asset then), and the
+        # venue's rounding and fee balances from the instrument's first trade.
         positions = market.positions
-        bought = positions.get(buyer_account) or self.position(market, buyer_account)
-        sold_out = positions.get(seller_account) or self.position(market, seller_account)
+        bought: tuple[Balance, Balance] | None
+        sold_out: tuple[Balance, Balance] | None
+        try:
+            bought = positions[buyer_account]
+            sold_out = positions[seller_account]
+        except KeyError:
+            bought = positions.get(buyer_account) or self.position(market, buyer_account)
+            sold_out = positions.get(seller_account) or self.position(market, seller_account)
         ledger = self.ledger
         # The venue's balances this trade's legs touch must be made (rounding, fee income):
         # a quote asset's fills may all be worth whole cash units, and then its rounding
         # balance is never made.
-        rounding, fees = ledger.venue_cash.get(quote) or ledger.find_venue_cash(quote)
+        try:
+            rounding, fees = ledger.venue_cash[quote]
+        except KeyError:
+            rounding, fees = ledger.find_venue_cash(quote)
         if (
             bought is None
             or sold_out is None
