@@ -799,16 +799,17 @@ class Venue:
                     maker_status = FILLED
                     gone.append(maker)
                 # A maker filled in full leaves the book below and nothing reads it again but
-                # a ledger's settlement (its value) and release (its hold): its other fields
-                # are left as they were, as a cancel leaves them (a store on a msgspec struct
-                # is never specialised, ~280 instructions each; the event says what it became).
+                # a ledger's release (its hold): its fields are left as they were, as a cancel
+                # leaves them (a store on a msgspec struct is never specialised, ~280
+                # instructions each; the event says what it became), and a ledger's
+                # settlement is given its value.
                 if maker_leaves:
                     maker.leaves_qty = maker_leaves
                     maker.cum_qty = maker_cum
-                    maker.filled_value += price * qty
+                    maker.filled_value = maker_value = maker.filled_value + price * qty
                     maker.status = maker_status
                 elif clearing is not None:
-                    maker.filled_value += price * qty
+                    maker_value = maker.filled_value + price * qty
                 if quote_qty:
                     # Later levels only cost more, so a budget short of one step here is spent.
                     quote_left -= price * qty * num
@@ -839,9 +840,20 @@ class Venue:
                         taker_status,
                     )
                 )
-                if clearing is not None:  # given the taker's value: it is stored after matching
+                if clearing is not None:  # given both values: see `Clearing.settle`
                     clearing.settle(
-                        market, maker, taker, taker_value, price, qty, trade_id, ts, events
+                        market,
+                        maker,
+                        maker_leaves,
+                        maker_value,
+                        taker,
+                        done,
+                        taker_value,
+                        price,
+                        qty,
+                        trade_id,
+                        ts,
+                        events,
                     )
                 if done:
                     open_after = matching = False

@@ -28,10 +28,6 @@ ASSET_SCALE_MAX = 18  # 10**18 units per whole is finer than any asset we hold
 # The ledger store's limit (`settlement.store.ACCOUNT_NAME_CHARS_MAX`): a longer name taken
 # here would be refused there after the answer, fatally, and at every start after it.
 ACCOUNT_NAME_LENGTH_MAX = 200
-DELIVERY = TransferKind.DELIVERY  # a trade's legs, as module globals for `settle_dvp`
-PAYMENT = TransferKind.PAYMENT
-ROUNDED = TransferKind.ROUNDING
-FEE = TransferKind.FEE
 CHAIN_LEGS_MAX = 64  # a trade has 2-6 legs; anything longer is a bug or an abuse
 PENDING_WITHDRAWALS_MAX = 100  # per account: a custodian pays out within a day
 # The most of an asset there may ever be, counting the cash its T-bills will pay at maturity:
@@ -150,11 +146,13 @@ class Ledger:
         self.last_transfer_id = 0
         self.last_chain_id = 0
         self.last_withdrawal_id = 0
-        self._undrained: list[Transfer] = []
-        # (rounding, fee income) balances per cash asset, for `settle_dvp`, None for one not
+        # Booked since the last `drain`, in id order; the engine's `Clearing.settle` books a
+        # trade's chain itself (the legs of `settle` written out) and appends its transfers.
+        self.undrained: list[Transfer] = []
+        # (rounding, fee income) balances per cash asset, for those trades, None for one not
         # made yet: derived from `balances` (`balance` forgets an asset's pair when it makes one
         # of them), so neither imaged nor hashed.
-        self._venue_cash: dict[str, tuple[Balance | None, Balance | None]] = {}
+        self.venue_cash: dict[str, tuple[Balance | None, Balance | None]] = {}
 
     def image(self) -> LedgerImage:
         return LedgerImage(
@@ -166,7 +164,7 @@ class Ledger:
             self.last_transfer_id,
             self.last_chain_id,
             self.last_withdrawal_id,
-            list(self._undrained),
+            list(self.undrained),
         )
 
     @classmethod
@@ -182,7 +180,7 @@ class Ledger:
         ledger.last_transfer_id = image.last_transfer_id
         ledger.last_chain_id = image.last_chain_id
         ledger.last_withdrawal_id = image.last_withdrawal_id
-        ledger._undrained = list(image.undrained)
+        ledger.undrained = list(image.undrained)
         ledger.check_invariants()
         return ledger
 
@@ -263,8 +261,8 @@ class Ledger:
         balance = self.balances.get(key)
         if balance is None:
             balance = self.balances[key] = Balance()
-            if account in (ROUNDING, FEE_INCOME):  # `settle_dvp` must look again
-                self._venue_cash.pop(asset, None)
+            if account in (ROUNDING, FEE_INCOME):  # `Clearing.settle` must look again
+                self.venue_cash.pop(asset, None)
         return balance
 
     def supply(self, asset: str) -> int:
@@ -293,14 +291,14 @@ class Ledger:
 
     def drain(self) -> list[Transfer]:
         """Transfers booked since the last drain, in order, for the store."""
-        booked, self._undrained = self._undrained, []
+        booked, self.undrained = self.undrained, []
         return booked
 
     def first_undrained_id(self) -> int:
         """The id of the first transfer booked since the last drain (the next one's if none):
         a store that holds less than the ids before it cannot be caught up from here."""
-        if self._undrained:
-            return self._undrained[0].transfer_id
+        if self.undrained:
+            return self.undrained[0].transfer_id
         return self.last_transfer_id + 1
 
     # ----------------------------------------------------------------- holds
@@ -384,7 +382,7 @@ class Ledger:
             booked.append(
                 Transfer(self.last_transfer_id, chain_id, debit, credit, asset, amount, kind, ts_us)
             )
-        self._undrained.extend(booked)
+        self.undrained.extend(booked)
         return booked
 
     def settle(self, legs: list[Leg], ts_us: int, spend: Iterable[Spend]) -> list[Transfer]:
@@ -415,14 +413,14 @@ class Ledger:
                 Transfer(transfer_id, chain_id, debit, credit, asset, amount, kind, ts_us)
             )
         self.last_transfer_id = transfer_id
-        self._undrained.extend(booked)
+        self.undrained.extend(booked)
         return booked
 
     def position(self, account: int, base: str, quote: str) -> tuple[Balance, Balance] | None:
         """The account's (base, quote) balances if both exist, else None (nothing is made).
 
-        What `settle_dvp` books a trade party's legs against; callers may remember it, as
-        balances are never removed or replaced.
+        What the engine's `Clearing.settle` books a trade party's legs against; callers may
+        remember it, as balances are never removed or replaced.
         """
         balances = self.balances
         base_balance = balances.get((account, base))
@@ -431,108 +429,15 @@ class Ledger:
             return None
         return base_balance, quote_balance
 
-    def settle_dvp(
-        self,
-        buyer: int,
-        seller: int,
-        base: str,
-        quote: str,
-        buyer_position: tuple[Balance, Balance],
-        seller_position: tuple[Balance, Balance],
-        qty: int,
-        pay: int,
-        receive: int,
-        buyer_fee: int,
-        seller_fee: int,
-        ts_us: int,
-    ) -> tuple[Transfer, ...] | None:
-        """Book one trade's delivery-versus-payment, spending the holds it uses up.
-
-        `settle` written out for a trade's fixed legs, the hot path of every trade: the
-        parties' balances come in as their `position`s (base, quote), each moved once. They
-        must be `position(buyer, base, quote)` and `position(seller, base, quote)`: they are
-        trusted, not looked up again (the transfers would name one account and move
-        another's balances). The legs, in order: the security seller to buyer, the cash both
-        agree on (min of `pay` and `receive`) buyer to seller, the rounding difference, the
-        buyer's fee, the seller's fee (`seller_fee` is at most `receive`). The buyer's hold
-        spends `pay` and its fee, the seller's `qty`. Returns the booked transfers; or None,
-        with nothing changed, for a self-trade (stp none) or while a venue balance in `quote`
-        that this trade's legs credit or debit (rounding, fee income) does not exist yet:
-        `settle` then books the chain and makes the missing balances in the order its legs
-        meet them.
-        """
-        if buyer == seller:
-            return None
-        # Those of the venue's balances this trade's legs touch must be made (rounding, fee
-        # income): a quote asset's fills may all be worth whole cash units, and then its
-        # rounding balance is never made.
-        rounding, fees = self._venue_cash.get(quote) or self._find_venue_cash(quote)
-        if (rounding is None and pay != receive) or (fees is None and (buyer_fee or seller_fee)):
-            return None
-        buyer_base, buyer_cash = buyer_position
-        seller_base, seller_cash = seller_position
-        # Each balance moves once by its net amount rather than once per leg: the buyer's cash
-        # pays the agreed cash, the rounding difference and its fee, which is what its hold
-        # spends; the seller's cash gets what it receives less its fee. Total and hold drop
-        # together, so what is available stays what it was and no balance can be overdrawn.
-        spent = pay + buyer_fee
-        buyer_cash.held -= spent
-        seller_base.held -= qty
-        assert buyer_cash.held >= 0 <= seller_base.held, "a trade spent more than its orders held"
-        assert 0 <= seller_fee <= receive, f"a seller's fee {seller_fee} beyond its {receive}"
-        buyer_cash.total -= spent
-        seller_base.total -= qty
-        buyer_base.total += qty
-        seller_cash.total += receive - seller_fee
-        self.last_chain_id = chain_id = self.last_chain_id + 1
-        transfer_id = self.last_transfer_id + 1
-        booked = [Transfer(transfer_id, chain_id, seller, buyer, base, qty, DELIVERY, ts_us)]
-        direct = pay if pay < receive else receive
-        if direct:
-            transfer_id += 1
-            booked.append(
-                Transfer(transfer_id, chain_id, buyer, seller, quote, direct, PAYMENT, ts_us)
-            )
-        residual = pay - receive  # what the buyer pays beyond what the seller receives
-        if residual:
-            assert rounding is not None, "a rounding leg without the venue's rounding balance"
-            transfer_id += 1
-            rounding.total += residual
-            if residual > 0:
-                leg = Transfer(
-                    transfer_id, chain_id, buyer, ROUNDING, quote, residual, ROUNDED, ts_us
-                )
-            else:
-                leg = Transfer(
-                    transfer_id, chain_id, ROUNDING, seller, quote, -residual, ROUNDED, ts_us
-                )
-            booked.append(leg)
-        if buyer_fee:
-            transfer_id += 1
-            booked.append(
-                Transfer(transfer_id, chain_id, buyer, FEE_INCOME, quote, buyer_fee, FEE, ts_us)
-            )
-        if seller_fee:
-            transfer_id += 1
-            booked.append(
-                Transfer(transfer_id, chain_id, seller, FEE_INCOME, quote, seller_fee, FEE, ts_us)
-            )
-        if fees is not None:  # else there is no fee to book
-            fees.total += buyer_fee + seller_fee
-        self.last_transfer_id = transfer_id
-        transfers = tuple(booked)
-        self._undrained.extend(transfers)
-        return transfers
-
-    def _find_venue_cash(self, quote: str) -> tuple[Balance | None, Balance | None]:
+    def find_venue_cash(self, quote: str) -> tuple[Balance | None, Balance | None]:
         """The venue's rounding and fee balances in `quote` (None: not made yet), remembered.
 
         Balances are never removed or replaced, so a balance found stays valid for good; one
         not made yet is looked up again once `balance` makes it (it forgets the pair). Trades
         whose fills are all worth whole cash units never make the rounding balance: they
-        book in `settle_dvp` without it, and without looking for it on every trade.
+        book in `Clearing.settle` without it, and without looking for it on every trade.
         """
-        venue = self._venue_cash[quote] = (
+        venue = self.venue_cash[quote] = (
             self.balances.get((ROUNDING, quote)),
             self.balances.get((FEE_INCOME, quote)),
         )

@@ -423,3 +423,73 @@ def test_an_order_taking_the_checks_one_by_one_holds_from_the_traders_balance(
     events = cleared.place(1, SELL, 10_500, 1 * SHARE, tif=TimeInForce.GTD, expire_at_us=10**9)
     held = [(e.asset, e.held) for e in events if isinstance(e, BalanceChanged)]
     assert held == [("AAPLx", 1 * SHARE)]
+
+
+def _legs(events: list[Event]) -> list[tuple[int, int, int, int, str, int, TransferKind]]:
+    """(transfer id, chain id, debit, credit, asset, amount, kind) of each settled leg."""
+    return [
+        (t.transfer_id, t.chain_id, t.debit_account, t.credit_account, t.asset, t.amount, t.kind)
+        for e in events
+        if isinstance(e, TradeSettled)
+        for t in e.transfers
+    ]
+
+
+def test_a_trade_of_whole_cash_books_without_the_venues_rounding_balance_and_makes_none() -> None:
+    """Fills worth whole cash units (0.0001 share at 100.00: 10,000 units) book directly
+    with neither of the venue's balances made (no fees, no rounding); the first fill with a
+    fraction makes the rounding balance in leg order (`Ledger.settle`), and the next books its
+    rounding leg directly into it. Ids run on from one chain to the next."""
+    cleared = Cleared(maker_fee_bps=0, taker_fee_bps=0)
+    ledger = cleared.venue.ledger
+    assert ledger is not None
+    first = ledger.last_transfer_id + 1
+    chain = ledger.last_chain_id + 1
+    legs = []
+    for _ in range(2):
+        cleared.place(2, SELL, 10_000, 100)
+        legs += _legs(cleared.place(1, BUY, 10_000, 100))
+    assert (ROUNDING, "USD") not in ledger.balances
+    assert (FEE_INCOME, "USD") not in ledger.balances
+    for _ in range(2):  # 1 micro-share at 100.01: 100.01 units, the buyer pays 101
+        cleared.place(2, SELL, 10_001, 1)
+        legs += _legs(cleared.place(1, BUY, 10_001, 1))
+    d, p, r = TransferKind.DELIVERY, TransferKind.PAYMENT, TransferKind.ROUNDING
+    assert legs == [
+        (first, chain, 2, 1, "AAPLx", 100, d),
+        (first + 1, chain, 1, 2, "USD", 10_000, p),
+        (first + 2, chain + 1, 2, 1, "AAPLx", 100, d),
+        (first + 3, chain + 1, 1, 2, "USD", 10_000, p),
+        (first + 4, chain + 2, 2, 1, "AAPLx", 1, d),
+        (first + 5, chain + 2, 1, 2, "USD", 100, p),
+        (first + 6, chain + 2, 1, ROUNDING, "USD", 1, r),
+        (first + 7, chain + 3, 2, 1, "AAPLx", 1, d),
+        (first + 8, chain + 3, 1, 2, "USD", 100, p),
+        (first + 9, chain + 3, 1, ROUNDING, "USD", 1, r),
+    ]
+    assert cleared.balance(ROUNDING, "USD") == (2, 0)
+    assert (FEE_INCOME, "USD") not in ledger.balances
+    assert ledger.last_transfer_id == first + 9 and ledger.last_chain_id == chain + 3
+    assert [t.transfer_id for t in ledger.drain()][-10:] == list(range(first, first + 10))
+
+
+def test_the_first_fee_makes_the_fee_balance_and_the_next_trade_books_the_same_legs(
+    cleared: Cleared,
+) -> None:
+    """The venue's first fee in a cash asset goes through `Ledger.settle`, which makes the fee
+    income balance; the next trade books directly: the same legs, the fees added to it."""
+    ledger = cleared.venue.ledger
+    assert ledger is not None and (FEE_INCOME, "USD") not in ledger.balances
+    shapes = []
+    for _ in range(2):
+        cleared.place(2, SELL, 10_000, SHARE)
+        legs = _legs(cleared.place(1, BUY, 10_000, SHARE))
+        shapes.append([leg[2:] for leg in legs])
+    assert shapes[1] == shapes[0]
+    assert shapes[0] == [
+        (2, 1, "AAPLx", SHARE, TransferKind.DELIVERY),
+        (1, 2, "USD", 100 * USD, TransferKind.PAYMENT),
+        (1, FEE_INCOME, "USD", 50_000, TransferKind.FEE),  # taker 5 bps
+        (2, FEE_INCOME, "USD", 10_000, TransferKind.FEE),  # maker 1 bp
+    ]
+    assert cleared.balance(FEE_INCOME, "USD") == (2 * 60_000, 0)

@@ -6,7 +6,6 @@ import pytest
 from settlement.ledger import (
     AssetSpec,
     Attestation,
-    Balance,
     Ledger,
     Participant,
     Refused,
@@ -170,17 +169,6 @@ def test_settle_crashes_on_an_unheld_overdraft(ledger: Ledger) -> None:
         ledger.settle([(1, 2, "USD", 500_000_001, K.PAYMENT)], 11, spend=[])
 
 
-Position = tuple[Balance, Balance]
-
-
-def _positions(ledger: Ledger, buyer: int, seller: int) -> tuple[Position, Position]:
-    """The buyer's and the seller's (base, quote) positions in AAPLx/USD."""
-    bought = ledger.position(buyer, "AAPLx", "USD")
-    sold = ledger.position(seller, "AAPLx", "USD")
-    assert bought is not None and sold is not None, "both parties hold both assets"
-    return bought, sold
-
-
 def _traded_twin(ledger: Ledger) -> Ledger:
     """A copy of `ledger` where both participants hold both assets, ready to trade."""
     twin = Ledger.from_image(ledger.image())
@@ -189,35 +177,6 @@ def _traded_twin(ledger: Ledger) -> Ledger:
     assert not isinstance(twin.book([(1, FEE_INCOME, "USD", 1, K.FEE)], 2), Refused)
     assert not isinstance(twin.book([(1, ROUNDING, "USD", 1, K.ROUNDING)], 2), Refused)
     return twin
-
-
-@pytest.mark.parametrize(
-    ("pay", "receive", "buyer_fee", "seller_fee"),
-    [(100, 99, 2, 1), (99, 100, 0, 1), (100, 100, 2, 0), (1, 0, 0, 0)],
-)
-def test_settle_dvp_books_what_settle_books(
-    ledger: Ledger, pay: int, receive: int, buyer_fee: int, seller_fee: int
-) -> None:
-    generic, fast = _traded_twin(ledger), _traded_twin(ledger)
-    for twin in (generic, fast):
-        assert twin.hold(1, "USD", pay + buyer_fee) and twin.hold(2, "AAPLx", 7)
-    legs = [(2, 1, "AAPLx", 7, K.DELIVERY)]
-    legs += [(1, 2, "USD", min(pay, receive), K.PAYMENT)] if min(pay, receive) else []
-    if pay != receive:
-        legs.append((1, ROUNDING, "USD", pay - receive, K.ROUNDING))
-        if receive > pay:
-            legs[-1] = (ROUNDING, 2, "USD", receive - pay, K.ROUNDING)
-    legs += [(1, FEE_INCOME, "USD", buyer_fee, K.FEE)] if buyer_fee else []
-    legs += [(2, FEE_INCOME, "USD", seller_fee, K.FEE)] if seller_fee else []
-    spend = [(1, "USD", pay + buyer_fee), (2, "AAPLx", 7)]
-    expected = generic.settle(legs, 10, spend)
-    done = fast.settle_dvp(
-        1, 2, "AAPLx", "USD", *_positions(fast, 1, 2), 7, pay, receive, buyer_fee, seller_fee, 10
-    )
-    assert done is not None
-    assert list(done) == expected
-    assert msgspec.msgpack.encode(fast.image()) == msgspec.msgpack.encode(generic.image())
-    fast.check_invariants()
 
 
 def test_a_position_needs_both_balances_and_makes_neither(ledger: Ledger) -> None:
@@ -235,84 +194,3 @@ def test_a_refused_hold_creates_nothing(ledger: Ledger) -> None:
     assert not ledger.hold(1, "AAPLx", 1)  # account 1 has no AAPLx at all
     assert reason(ledger.request_withdrawal(1, "AAPLx", 1)) == "INSUFFICIENT_BALANCE"
     assert msgspec.msgpack.encode(ledger.image()) == before
-
-
-def test_settle_dvp_leaves_a_self_trade_to_settle(ledger: Ledger) -> None:
-    """A self-trade moves nothing between the account and itself: `settle` books its legs."""
-    twin = _traded_twin(ledger)
-    assert twin.hold(1, "USD", 101) and twin.hold(1, "AAPLx", 7)
-    before = msgspec.msgpack.encode(twin.image())
-    done = twin.settle_dvp(1, 1, "AAPLx", "USD", *_positions(twin, 1, 1), 7, 100, 99, 1, 0, 10)
-    assert done is None
-    assert msgspec.msgpack.encode(twin.image()) == before
-
-
-def test_settle_dvp_waits_for_the_venues_fee_and_rounding_balances(ledger: Ledger) -> None:
-    """Until the venue holds the rounding or the fee balance in the cash asset, a trade
-    that books to it goes to `settle`, which makes it in leg order; then `settle_dvp` takes
-    over."""
-    twin = Ledger.from_image(ledger.image())
-    assert not isinstance(twin.book([(1, 2, "USD", 1_000, K.PAYMENT)], 2), Refused)
-    assert not isinstance(twin.book([(2, 1, "AAPLx", 10, K.DELIVERY)], 2), Refused)
-    assert twin.hold(1, "USD", 100) and twin.hold(2, "AAPLx", 14)
-    before = msgspec.msgpack.encode(twin.image())
-    positions = _positions(twin, 1, 2)
-    assert twin.settle_dvp(1, 2, "AAPLx", "USD", *positions, 7, 50, 49, 0, 0, 10) is None
-    assert twin.settle_dvp(1, 2, "AAPLx", "USD", *positions, 7, 50, 50, 1, 0, 10) is None
-    assert twin.settle_dvp(1, 2, "AAPLx", "USD", *positions, 7, 50, 50, 0, 1, 10) is None
-    assert msgspec.msgpack.encode(twin.image()) == before
-    assert not isinstance(twin.book([(1, FEE_INCOME, "USD", 1, K.FEE)], 2), Refused)
-    assert not isinstance(twin.book([(1, ROUNDING, "USD", 1, K.ROUNDING)], 2), Refused)
-    assert twin.settle_dvp(1, 2, "AAPLx", "USD", *positions, 7, 50, 49, 0, 0, 10) is not None
-    twin.check_invariants()
-
-
-@pytest.mark.parametrize(("buyer_fee", "seller_fee"), [(0, 0), (2, 1)])
-def test_settle_dvp_books_a_trade_that_rounds_nothing_without_a_rounding_balance(
-    ledger: Ledger, buyer_fee: int, seller_fee: int
-) -> None:
-    """A trade whose cash is whole units (pay = receive) has no rounding leg: it books here
-    with the venue's rounding balance never made, as `settle` would book it, and makes no
-    balance (an instrument whose trades never round never gets one)."""
-    generic = Ledger.from_image(ledger.image())
-    assert not isinstance(generic.book([(1, 2, "USD", 1_000, K.PAYMENT)], 2), Refused)
-    assert not isinstance(generic.book([(2, 1, "AAPLx", 10, K.DELIVERY)], 2), Refused)
-    if buyer_fee:  # the fee balance exists once a fee was booked
-        assert not isinstance(generic.book([(1, FEE_INCOME, "USD", 1, K.FEE)], 2), Refused)
-    fast = Ledger.from_image(generic.image())
-    for twin in (generic, fast):
-        assert twin.hold(1, "USD", 50 + buyer_fee) and twin.hold(2, "AAPLx", 7)
-    legs = [(2, 1, "AAPLx", 7, K.DELIVERY), (1, 2, "USD", 50, K.PAYMENT)]
-    legs += [(1, FEE_INCOME, "USD", buyer_fee, K.FEE)] if buyer_fee else []
-    legs += [(2, FEE_INCOME, "USD", seller_fee, K.FEE)] if seller_fee else []
-    expected = generic.settle(legs, 10, [(1, "USD", 50 + buyer_fee), (2, "AAPLx", 7)])
-    done = fast.settle_dvp(
-        1, 2, "AAPLx", "USD", *_positions(fast, 1, 2), 7, 50, 50, buyer_fee, seller_fee, 10
-    )
-    assert done is not None and list(done) == expected
-    assert (ROUNDING, "USD") not in fast.balances
-    assert msgspec.msgpack.encode(fast.image()) == msgspec.msgpack.encode(generic.image())
-    fast.check_invariants()
-
-
-def test_settle_dvp_takes_a_rounding_leg_once_the_rounding_balance_is_made(
-    ledger: Ledger,
-) -> None:
-    """`settle_dvp` remembers that the venue's rounding balance is not made yet (trades of
-    whole cash units book without it), and books a rounding leg itself once `settle` made it."""
-    twin = Ledger.from_image(ledger.image())
-    assert not isinstance(twin.book([(1, 2, "USD", 1_000, K.PAYMENT)], 2), Refused)
-    assert not isinstance(twin.book([(2, 1, "AAPLx", 10, K.DELIVERY)], 2), Refused)
-    assert not isinstance(twin.book([(1, FEE_INCOME, "USD", 1, K.FEE)], 2), Refused)
-    assert twin.hold(1, "USD", 200) and twin.hold(2, "AAPLx", 9)
-    positions = _positions(twin, 1, 2)
-    assert twin.settle_dvp(1, 2, "AAPLx", "USD", *positions, 3, 50, 50, 1, 0, 10) is not None
-    assert twin.settle_dvp(1, 2, "AAPLx", "USD", *positions, 3, 50, 49, 0, 0, 10) is None
-    rounded = [(2, 1, "AAPLx", 3, K.DELIVERY), (1, 2, "USD", 49, K.PAYMENT)]
-    rounded.append((1, ROUNDING, "USD", 1, K.ROUNDING))
-    twin.settle(rounded, 10, [(1, "USD", 50), (2, "AAPLx", 3)])
-    assert twin.balance(ROUNDING, "USD").total == 1
-    done = twin.settle_dvp(1, 2, "AAPLx", "USD", *positions, 3, 50, 49, 0, 0, 10)
-    assert done is not None and done[-1].kind is K.ROUNDING
-    assert twin.balance(ROUNDING, "USD").total == 2
-    twin.check_invariants()
