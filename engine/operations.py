@@ -274,10 +274,30 @@ def command_name(cmd: OperatorCommand) -> str:
 
 def _digest(cmd: OperatorCommand) -> bytes:
     """What the command asks, without when (`ts_us`), under which id, or what the operator
-    did not choose (`UNASKED`): its type and the other fields."""
+    did not choose (`UNASKED`, `ENTRY_FLAGS`; `ADDED` while at its default): its type and
+    the other fields, encoded as the command was before those fields existed."""
     bare = msgspec.structs.replace(cmd, ts_us=0, cl_op_id=None, **dict.fromkeys(cmd.UNASKED, ""))
-    payload = msgspec.msgpack.encode(bare)
+    left_out = _left_out(cmd)
+    if not left_out:
+        payload = msgspec.msgpack.encode(bare)
+    else:  # as a map in the struct's own order: the same bytes as the struct had without them
+        config = bare.__struct_config__
+        fields: dict[str, Any] = {str(config.tag_field): config.tag}
+        for name in bare.__struct_fields__:
+            if name not in left_out:
+                fields[name] = getattr(bare, name)
+        payload = msgspec.msgpack.encode(fields)
     return hashlib.blake2b(payload, digest_size=DIGEST_BYTES).digest()
+
+
+def _left_out(cmd: OperatorCommand) -> tuple[str, ...]:
+    """The fields `_digest` leaves out of `cmd`'s: its entry flags, and its added fields at
+    their default."""
+    added = cmd.ADDED
+    if not added:
+        return cmd.ENTRY_FLAGS
+    defaults = {field.name: field.default for field in msgspec.structs.fields(cmd)}
+    return cmd.ENTRY_FLAGS + tuple(name for name in added if getattr(cmd, name) == defaults[name])
 
 
 def _filed_as(cmd: OperatorCommand) -> str:
