@@ -32,6 +32,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from core import config as venue_config
+from core import snapshots
 from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT, JetStreamJournal
 from core.lease import key_held, open_bucket
 from core.lease_thread import ThreadLease
@@ -55,7 +56,6 @@ from engine.commands import CancelOrder, Command, PlaceOrder, SetCancelOnDisconn
 from engine.enums import CancelReason
 from engine.events import CancelOnDisconnectSet, Event, OrderAccepted
 from engine.venue import Venue
-from engine.venue import VenueConfig as EngineConfig
 from settlement.ledger import Ledger
 from settlement.pg_store import CONNECT_TIMEOUT_S
 
@@ -194,11 +194,12 @@ class Follower:
     so a takeover replays only what the follower had not seen (`WarmStart`). Its codec is
     the core's: the last request id per gateway is known at takeover too."""
 
-    def __init__(self, codec: ClusterCodec, cod_orders: CodOrders) -> None:
-        # The engine's defaults, as the core's journal starts (not this config's bound: the
-        # core journals its own, `SetReserveStaleness`, and every copy decides the same).
+    def __init__(self, codec: ClusterCodec, cod_orders: CodOrders, staleness_us: int) -> None:
+        # The rules a stream begins under (`first_rules`): one begun since the rules are
+        # journaled sets the active core's in its first record, whatever `staleness_us`
+        # (this standby's config) says; one begun before ran under the config's bound.
         self.ledger = Ledger()
-        self.venue = Venue(EngineConfig(), self.ledger)
+        self.venue = Venue(snapshots.first_rules(None, staleness_us), self.ledger)
         self.codec = codec
         self.cod_orders = cod_orders
         self.seq = 0
@@ -286,7 +287,8 @@ class ClusterCore:
         self.core: VenueCore | None = None
         self.nc: Client | None = None
         self.lease: ThreadLease | None = None
-        self.follower = Follower(self.codec, self.cod_orders)
+        staleness_us = venue_config.reserve_staleness_max_us(config)
+        self.follower = Follower(self.codec, self.cod_orders, staleness_us)
 
     async def wait_for_lease(self, stopping: asyncio.Event) -> bool:
         """Contend until this core holds the lease (True) or `stopping` is set (False)."""

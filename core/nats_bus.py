@@ -39,6 +39,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from core import config as venue_config
+from core import snapshots
 from core.bus import CoreListener, ReadSide
 from core.cluster_keys import SharedKeys
 from core.cluster_nonces import SharedNonces
@@ -49,7 +50,6 @@ from core.stream_follow import StreamFollow
 from engine.commands import AnyCommand, Command, PlaceOrder
 from engine.events import Event
 from engine.venue import Venue
-from engine.venue import VenueConfig as EngineConfig
 from settlement.ledger import Ledger
 
 log = logging.getLogger("venue.cluster")
@@ -243,11 +243,12 @@ class Replica:
     stopped, read through a `ReadSide`; it writes no journal, store or snapshot.
     """
 
-    def __init__(self, bus: "NatsBus", listener: GatewayListener) -> None:
-        # The engine's defaults, as the core's journal starts (not this config's bound: the
-        # core journals its own, `SetReserveStaleness`, and every copy decides the same).
+    def __init__(self, bus: "NatsBus", listener: GatewayListener, staleness_us: int) -> None:
+        # The rules a stream begins under (`first_rules`): one begun since the rules are
+        # journaled sets the core's in its first record, whatever `staleness_us` (this
+        # gateway's config) says; one begun before ran under the config's bound.
         self.ledger = Ledger()
-        self.venue = Venue(EngineConfig(), self.ledger)
+        self.venue = Venue(snapshots.first_rules(None, staleness_us), self.ledger)
         self.bus = bus
         self.listener = listener
         self.last_seq = 0
@@ -482,7 +483,7 @@ class NatsBus:
         self.servers = server_list(servers)
         self.nc: Client | None = None
         self.lease: Lease | None = None  # held while it serves (`Replica.start`)
-        self.core = Replica(self, listener)
+        self.core = Replica(self, listener, venue_config.reserve_staleness_max_us(config))
         # issued API keys, cluster-wide; the gateway's dispatcher sets `on_key`
         self.keys = SharedKeys(3 if len(self.servers) >= 3 else 1, on_key=_no_key_listener)
         # nonces of logons and signed requests, claimed cluster-wide: a replay through

@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 
 from core.journal import refuse_dangling_link
+from engine.operations import OPERATIONS_RETAINED_LEGACY
 from engine.snapshot import VenueImage
 from engine.venue import VenueConfig
 
@@ -43,16 +44,24 @@ class Snapshot(msgspec.Struct, frozen=True):
     first_staleness_us: int = 0
 
 
-def first_rules(image: Snapshot | None) -> VenueConfig:
-    """The engine's rules the journal's first record ran under, for a replay from it: the
-    defaults (a venue journals any other bound, `SetReserveStaleness`), but for a journal
-    begun before the bound was journaled: its venue ran under the bound it was built with,
-    which its snapshots kept (`first_staleness_us` absent: the image's own)."""
+def first_rules(image: Snapshot | None, configured_staleness_us: int) -> VenueConfig:
+    """The engine's rules to replay a journal from its first record under. A journal begun
+    since they are journaled starts with `SetReserveStaleness` (a build journals it first),
+    which sets them, so these matter only for one begun before: it ran under the bound its
+    venue was built with, which its snapshots keep (`first_staleness_us`; absent: the
+    image's own), else under `configured_staleness_us` (the config's, as it always was), and
+    forgot all but the newest `OPERATIONS_RETAINED_LEGACY` cl_op_ids until its first
+    `SetReserveStaleness` (the first start that journals the rules, `VenueCore`)."""
+    legacy_ids = OPERATIONS_RETAINED_LEGACY
     if image is None:
-        return VenueConfig()
+        return VenueConfig(
+            reserve_staleness_max_us=configured_staleness_us, operations_retained_max=legacy_ids
+        )
     rules = image.venue.config
     staleness_us = image.first_staleness_us or rules.reserve_staleness_max_us
-    return msgspec.structs.replace(rules, reserve_staleness_max_us=staleness_us)
+    return msgspec.structs.replace(
+        rules, reserve_staleness_max_us=staleness_us, operations_retained_max=legacy_ids
+    )
 
 
 def path_for(directory: Path, seq: int) -> Path:

@@ -38,7 +38,6 @@ from engine.reasons import ErrorCode
 from engine.snapshot import capture as capture_venue
 from engine.snapshot import restore as restore_venue
 from engine.venue import Venue
-from engine.venue import VenueConfig as EngineConfig
 from settlement.ledger import Ledger
 
 log = logging.getLogger("venue")
@@ -121,11 +120,13 @@ class VenueCore:
         journal: Journal | None,
         codec: RecordCodec | None,
     ) -> None:
-        # The engine's defaults, as every replay of the journal starts: a bound the config
-        # sets otherwise is journaled at start (`_apply_staleness`).
+        # The rules a replay of the journal from its start begins under (`first_rules`): a
+        # journal begun before they were journaled ran under the config's bound; one begun
+        # since sets them in its first record (`_journal_rules`).
+        rules = snapshots.first_rules(None, venue_config.reserve_staleness_max_us(config))
         self.ledger = Ledger()
-        self.venue = Venue(EngineConfig(), self.ledger)
-        self.first_staleness_us = self.venue.config.reserve_staleness_max_us  # see `Snapshot`
+        self.venue = Venue(rules, self.ledger)
+        self.first_staleness_us = rules.reserve_staleness_max_us  # see `Snapshot`
         # (first seq, epoch) of every earlier start, from the journal's point of view
         self.epochs: list[tuple[int, int]] = _load_epochs(data_dir / EPOCHS_FILE)
         self._recovering = False
@@ -217,7 +218,7 @@ class VenueCore:
             fields |= journal
             log.info("recovered", extra=fields | {"ms": elapsed_ms})
             await self._catch_up_store()
-            await self._apply_staleness()
+            await self._journal_rules(building=False)
         else:
             await self._build_from_config()
 
@@ -235,33 +236,42 @@ class VenueCore:
         """Replay (when the journal is replayed from its first record) under the engine's
         rules that record ran under (`snapshots.first_rules`), never the config's: the
         reserve staleness decided which deposits the journal accepted, and each change of it
-        since is a journal record (`_apply_staleness`)."""
-        rules = snapshots.first_rules(image)
+        since is a journal record (`_journal_rules`)."""
+        configured_us = venue_config.reserve_staleness_max_us(self.config)
+        rules = snapshots.first_rules(image, configured_us)
         self.first_staleness_us = rules.reserve_staleness_max_us
         self.ledger = Ledger()
         self.venue = Venue(rules, self.ledger)
         self.sequencer.venue = self.venue
 
-    async def _apply_staleness(self) -> None:
-        """Journal the config's reserve staleness bound if the venue runs under another (an
-        edit of `reserve_staleness_hours`, or a fresh venue's non-default bound), before any
-        command of this start: deposits from here on are decided under it, those before stand,
-        and every replay (a replica, a standby, `venue verify`) decides each the same."""
+    async def _journal_rules(self, *, building: bool) -> None:
+        """Journal the config's reserve staleness bound (`SetReserveStaleness`) before any
+        command of this start: always when `building` (a new journal's first record says
+        what it runs under, whatever a copy's config says), on the first start of a journal
+        begun before (its mark: every cl_op_id remembered from here on), and when the venue
+        runs under another bound (an edit of `reserve_staleness_hours`, or in a cluster a
+        takeover by a core configured otherwise: said in a warning). Deposits from here on
+        are decided under it, those before stand, and every replay decides each the same."""
         configured_us = venue_config.reserve_staleness_max_us(self.config)
-        running_us = self.venue.config.reserve_staleness_max_us
-        if running_us == configured_us:
+        rules = self.venue.config
+        running_us = rules.reserve_staleness_max_us
+        begun_before = rules.operations_retained_max != 0
+        if not building and not begun_before and running_us == configured_us:
             return
         executed = self.sequencer.submit(
             SetReserveStaleness(staleness_max_us=configured_us), origin=None
         )
         await self.sequencer.drain()
-        log.info(
-            "reserve staleness applied: venue.reserve_staleness_hours changed",
-            extra={
-                "seq": executed.seq,
-                "hours_before": running_us // venue_config.HOUR_US,
-                "hours": configured_us // venue_config.HOUR_US,
-            },
+        fields = {"seq": executed.seq, "hours": configured_us // venue_config.HOUR_US}
+        if running_us == configured_us:
+            said = "built" if building else "journal begun before its rules were journaled"
+            log.info(f"reserve staleness journaled: {said}", extra=fields)
+            return
+        log.warning(
+            "reserve staleness changed: venue.reserve_staleness_hours differs from the bound"
+            " the venue ran under (in a cluster, every core must be configured alike: each"
+            " takeover by one configured otherwise changes it again)",
+            extra=fields | {"hours_before": running_us // venue_config.HOUR_US},
         )
 
     def _restore(self, image: snapshots.Snapshot, venue: Venue) -> None:
@@ -431,7 +441,7 @@ class VenueCore:
             fields = {"command": "list_instrument", "reason": ErrorCode.MATURITY_PASSED.name}
             fields |= {"symbol": left.symbol, "detail": left.detail()}
             log.warning("config entry refused", extra=fields)
-        await self._apply_staleness()  # first: the setup's deposits are decided under it
+        await self._journal_rules(building=True)  # first: the setup's deposits are under it
         for command in commands:
             executed = self.sequencer.submit(command, origin=None)
             for refused in executed.events:

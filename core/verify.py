@@ -5,7 +5,8 @@ the state at the newest snapshot's seq equals that snapshot, that the ledger sto
 exactly the transfers the replay booked (same ids, same balances) and verifies on its own
 (hash chain, conservation). Replays under the engine's rules the journal's first record ran
 under, as the server does (`snapshots.first_rules`: the reserve staleness decides deposits,
-and every change of it is a journal record), never the config's. Takes the server's
+and every change of it is a journal record; the config's only for a journal begun before
+that, with no snapshot, as it always was). Takes the server's
 `venue.toml` (its `ledger_postgres`, or `--postgres DSN`, names a PostgreSQL store to check
 instead of the data directory's SQLite file). Exits 1 if any check fails.
 Changes nothing but one thing: a half-written snapshot `.tmp` left by a crash is removed (and
@@ -70,7 +71,8 @@ def verify(
         ]
         image, damaged = _snapshots(data_dir)
         ledger = Ledger()
-        venue = Venue(snapshots.first_rules(image), ledger)
+        staleness_us = venue_config.reserve_staleness_max_us(config)
+        venue = Venue(snapshots.first_rules(image, staleness_us), ledger)
         lines += [
             f"FAIL snapshot {name} is damaged: recovery skips it (it starts from the newest"
             f" good snapshot, or replays the whole journal); move it out of {data_dir}"

@@ -101,6 +101,14 @@ class OperatorCommand(Command, frozen=True, gc=False, kw_only=True):
     # Fields (strings) that are not part of what the command asks, left out of the digest
     # `engine.operations` compares a repeat by: what the gateway chose, not the operator.
     UNASKED: ClassVar[tuple[str, ...]] = ()
+    # Fields set where the command enters (the gateway's flags saying which rules it was
+    # entered under: `lot_checked`...), added after the digest existed: left out of it, so a
+    # command accepted before they existed and sent again after (or through a gateway of
+    # another version) is the same command, and every digest taken before stays as it was.
+    ENTRY_FLAGS: ClassVar[tuple[str, ...]] = ()
+    # Operator's fields added after the digest existed: left out of it while at their
+    # default (the command asks what it asked before they existed), in it otherwise.
+    ADDED: ClassVar[tuple[str, ...]] = ()
     # The ids' space: "" for most; a command of another space may reuse another's id.
     ID_SPACE: ClassVar[str] = ""
 
@@ -126,6 +134,7 @@ class SetReferencePrice(OperatorCommand, frozen=True, gc=False, kw_only=True):
     # `SetOrderCaps.lot_checked` refuses such a cap. Set where prices enter; absent (False)
     # from records written before the check, which must replay as they were accepted.
     lot_checked: bool = False
+    ENTRY_FLAGS: ClassVar[tuple[str, ...]] = ("lot_checked",)
 
 
 class SetOrderCaps(OperatorCommand, frozen=True, gc=False, kw_only=True):
@@ -267,6 +276,9 @@ class SplitShares(OperatorCommand, frozen=True, gc=False, kw_only=True):
     # before withdrawals were held through corporate actions. Set where a split enters;
     # absent (False) from records written before, which voided those and must replay so.
     withdrawals_held: bool = False
+    # Not `rescale_caps`: it was in every digest taken (set since before ids existed).
+    ENTRY_FLAGS: ClassVar[tuple[str, ...]] = ("lot_checked", "cash_in_lieu", "withdrawals_held")
+    ADDED: ClassVar[tuple[str, ...]] = ("payer",)
 
 
 class SetReserveStaleness(Command, frozen=True, gc=False, kw_only=True):

@@ -10,7 +10,9 @@ changed nothing, and sent again it may pass). Here in the engine, where commands
 serialized, so that it holds across restarts (replay, snapshots) and whichever of a
 cluster's gateways each copy went through. Ids are venue-wide, not per operator, and never
 forgotten: the newest `OPERATIONS_RECENT_MAX` are kept whole, the older ones compacted into
-`OperationArchive` (48 bytes each, plus the outcome of those that have one).
+`OperationArchive` (48 bytes each, plus the outcome of those that have one); but a journal
+begun before that rule replays under the one it ran under (the newest 100,000, the older
+forgotten) until its first `SetReserveStaleness` (`Operations.retained_max`).
 """
 
 import bisect
@@ -39,6 +41,10 @@ CL_OP_ID_LENGTH_MAX = 36  # as `cl_ord_id`: a UUID fits
 # Whole operations cost ~250 bytes each in memory, compacted ones 48: the newest this many
 # (a retry comes within minutes) are kept whole, 1 MB at most.
 OPERATIONS_RECENT_MAX = 4_096
+# The rule before every id was remembered: the newest this many, the older forgotten (an id
+# sent again minted again). A journal begun then replays under it until its first
+# `SetReserveStaleness`, so that it runs as it ran.
+OPERATIONS_RETAINED_LEGACY = 100_000
 DIGEST_BYTES = 16  # 128 bits: two different commands never share a digest in practice
 KEY_BYTES = 16  # an archived id's key, its 128-bit hash: two ids never share one in practice
 # The archive's buckets, by a key's first 12 bits: an insertion copies one bucket, ~12 KB at
@@ -169,11 +175,15 @@ def _outcome(outcomes: bytes, at: int) -> Outcome | None:
 
 class Operations:
     """The remembered `cl_op_id`s: the newest whole, in `recent` (oldest first: a dict keeps
-    insertion order), the rest in `archive`."""
+    insertion order), the rest in `archive`. Under a `retained_max` (the rule a journal begun
+    before every id was remembered ran under), the newest that many whole, the rest
+    forgotten, until `remember_every_one`."""
 
-    def __init__(self, recent_max: int = OPERATIONS_RECENT_MAX) -> None:
-        assert recent_max > 0, "keep at least one operation whole"
-        self.recent_max = recent_max
+    def __init__(self, recent_max: int = OPERATIONS_RECENT_MAX, retained_max: int = 0) -> None:
+        assert recent_max > 0 and retained_max >= 0, "keep at least one operation whole"
+        self.recent_max_configured = recent_max
+        self.retained_max = retained_max
+        self.recent_max = retained_max or recent_max
         self.recent: dict[str, Operation] = {}
         self.archive = OperationArchive()
 
@@ -236,7 +246,21 @@ class Operations:
     def _remember(self, operation: Operation) -> None:
         recent = self.recent
         recent[operation.cl_op_id] = operation
-        if len(recent) > self.recent_max:  # the oldest whole one compacted
+        if len(recent) > self.recent_max:  # the oldest whole one compacted (or forgotten)
+            oldest = recent.pop(next(iter(recent)))
+            if not self.retained_max:
+                self.archive.add(oldest)
+
+    def remember_every_one(self) -> None:
+        """From now on forget no id (`SetReserveStaleness`, the journal's mark of today's
+        rules): those kept whole beyond `recent_max` are compacted, oldest first, as they
+        would have been had they come under it."""
+        if not self.retained_max:
+            return
+        self.retained_max = 0
+        self.recent_max = self.recent_max_configured
+        recent = self.recent
+        while len(recent) > self.recent_max:
             self.archive.add(recent.pop(next(iter(recent))))
 
     def check_invariants(self) -> None:
@@ -258,7 +282,8 @@ class Operations:
     def adopt(self, operations: list[Operation], archive: OperationArchive | None) -> None:
         """Take `archive` and remember `operations` (oldest first) as restored from a
         snapshot. An image of before the archive holds up to 100,000 whole operations: taken
-        one by one, they are compacted as the same commands replayed would be."""
+        one by one, under its venue's rule (`retained_max`, which such an image's config
+        holds: all kept whole), as the same commands replayed would be."""
         if archive is not None:
             archive.check_invariants()
             self.archive = archive
@@ -274,10 +299,30 @@ def command_name(cmd: OperatorCommand) -> str:
 
 def _digest(cmd: OperatorCommand) -> bytes:
     """What the command asks, without when (`ts_us`), under which id, or what the operator
-    did not choose (`UNASKED`): its type and the other fields."""
+    did not choose (`UNASKED`, `ENTRY_FLAGS`; `ADDED` while at its default): its type and
+    the other fields, encoded as the command was before those fields existed."""
     bare = msgspec.structs.replace(cmd, ts_us=0, cl_op_id=None, **dict.fromkeys(cmd.UNASKED, ""))
-    payload = msgspec.msgpack.encode(bare)
+    left_out = _left_out(cmd)
+    if not left_out:
+        payload = msgspec.msgpack.encode(bare)
+    else:  # as a map in the struct's own order: the same bytes as the struct had without them
+        config = bare.__struct_config__
+        fields: dict[str, Any] = {str(config.tag_field): config.tag}
+        for name in bare.__struct_fields__:
+            if name not in left_out:
+                fields[name] = getattr(bare, name)
+        payload = msgspec.msgpack.encode(fields)
     return hashlib.blake2b(payload, digest_size=DIGEST_BYTES).digest()
+
+
+def _left_out(cmd: OperatorCommand) -> tuple[str, ...]:
+    """The fields `_digest` leaves out of `cmd`'s: its entry flags, and its added fields at
+    their default."""
+    added = cmd.ADDED
+    if not added:
+        return cmd.ENTRY_FLAGS
+    defaults = {field.name: field.default for field in msgspec.structs.fields(cmd)}
+    return cmd.ENTRY_FLAGS + tuple(name for name in added if getattr(cmd, name) == defaults[name])
 
 
 def _filed_as(cmd: OperatorCommand) -> str:

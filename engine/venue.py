@@ -139,9 +139,13 @@ class VenueConfig(msgspec.Struct, frozen=True):
     # Part of the state: changed only by `SetReserveStaleness` once the venue runs.
     reserve_staleness_max_us: int = RESERVE_STALENESS_DEFAULT_US
     # How many of the newest operator commands' `cl_op_id`s are kept whole before they are
-    # compacted (`engine.operations`: every one is remembered). Named anew: an image's
-    # `operations_retained_max` (a bound that forgot the oldest) is ignored.
+    # compacted (`engine.operations`: every one is remembered).
     operations_recent_max: int = OPERATIONS_RECENT_MAX
+    # 0: every `cl_op_id` is remembered (the rule). Else only the newest this many, the older
+    # forgotten: the rule a journal begun before `SetReserveStaleness` ran under until its
+    # first one (`OPERATIONS_RETAINED_LEGACY`; images of then hold it), so that its replay
+    # runs as it ran. `SetReserveStaleness` sets it to 0; never set otherwise.
+    operations_retained_max: int = 0
 
 
 class Venue:
@@ -201,7 +205,9 @@ class Venue:
             self._handlers.update(self.corporate.handlers())
         # Every operator command is done at most once per `cl_op_id`: checked here, where the
         # operator's commands enter, before their own checks (`engine.operations`).
-        self.operations = Operations(self.config.operations_recent_max)
+        self.operations = Operations(
+            self.config.operations_recent_max, self.config.operations_retained_max
+        )
         for kind, handler in list(self._handlers.items()):
             if issubclass(kind, OperatorCommand):
                 self._handlers[kind] = self.operations.guard(handler)
@@ -330,6 +336,8 @@ class Venue:
         staleness_us = self.config.reserve_staleness_max_us
         if staleness_us != RESERVE_STALENESS_DEFAULT_US:  # it decides deposits; the same
             state.append(["reserve_staleness", staleness_us])
+        if self.config.operations_retained_max:  # it decides repeats; the same
+            state.append(["operations_retained", self.config.operations_retained_max])
         return state
 
     # ----------------------------------------------------------------- place
@@ -1744,7 +1752,12 @@ class Venue:
         if not 0 < staleness_us <= RESERVE_STALENESS_MAX_US:
             detail = f"the reserve staleness bound is 1 to {RESERVE_STALENESS_MAX_US} µs"
             return self._reject(events, cmd, "set_reserve_staleness", E.BAD_PARAM, detail)
-        self.config = msgspec.structs.replace(self.config, reserve_staleness_max_us=staleness_us)
+        # Also the journal's mark that the venue runs under today's rules from here on: every
+        # `cl_op_id` remembered (a journal begun before it forgot the oldest until then).
+        self.config = msgspec.structs.replace(
+            self.config, reserve_staleness_max_us=staleness_us, operations_retained_max=0
+        )
+        self.operations.remember_every_one()
         if self.ledger is not None:  # custody decides deposits under its own copy
             self.custody.reserve_staleness_max_us = staleness_us
         events.append(ReserveStalenessSet(cmd.ts_us, staleness_us))

@@ -19,6 +19,8 @@ from engine.commands import (
     OperatorCommand,
     RequestWithdrawal,
     SetInstrumentStatus,
+    SetReferencePrice,
+    SetReserveStaleness,
     SplitShares,
 )
 from engine.enums import InstrumentStatus
@@ -28,20 +30,30 @@ from engine.events import (
     Event,
     KeyIssued,
     OperationRepeated,
+    ReserveStalenessSet,
     SharesSplit,
     WithdrawalRequested,
 )
 from engine.operations import (
     CL_OP_ID_LENGTH_MAX,
-    OPERATIONS_RECENT_MAX,
+    OPERATIONS_RETAINED_LEGACY,
     Operation,
     OperationArchive,
     command_name,
 )
+from engine.operations import _digest as digest
 from engine.reasons import ErrorCode
 from engine.venue import Venue, VenueConfig
 from settlement.ledger import Ledger
-from tests.engine.test_corporate import PAYER, SHARE, SYMBOL, Corp, dividend, replayed_twice
+from tests.engine.test_corporate import (
+    HOUR_US,
+    PAYER,
+    SHARE,
+    SYMBOL,
+    Corp,
+    dividend,
+    replayed_twice,
+)
 
 
 def under(cl_op_id: str, command: OperatorCommand) -> OperatorCommand:
@@ -186,28 +198,101 @@ def test_compacted_operations_answer_their_outcomes_and_replay_and_restore_equal
     assert restored.state_hash() == corp.venue.state_hash()
 
 
-def test_an_image_of_before_the_archive_is_compacted_on_load_as_replay_would() -> None:
+def test_an_image_of_before_the_archive_runs_as_it_ran_until_the_rules_are_journaled() -> None:
     """An image written before the archive holds every remembered operation whole (up to
-    100,000) and a config with `operations_retained_max`, which is ignored now: restored
-    where fewer are kept whole, its operations are compacted as the same commands replayed
-    are, so the two hash alike."""
+    100,000) and a config with `operations_retained_max`, the rule its journal ran under:
+    restored, it keeps that rule (so it equals the same journal replayed under it) until
+    a `SetReserveStaleness`, which compacts both alike."""
     corp = keeping(100_000)  # as the old bound: every one whole
     history(corp)
     image = msgspec.msgpack.decode(snapshot.encode(snapshot.capture(corp.venue)))
     assert "operations_archive" not in image and len(image["operations"]) == 4
-    image["config"]["operations_retained_max"] = image["config"].pop("operations_recent_max")
+    image["config"].pop("operations_recent_max")
+    image["config"]["operations_retained_max"] = OPERATIONS_RETAINED_LEGACY
     old = snapshot.decode(msgspec.msgpack.encode(image))
-    assert old.config.operations_recent_max == OPERATIONS_RECENT_MAX  # the old bound ignored
     restored = snapshot.restore(
         msgspec.structs.replace(
             old, config=msgspec.structs.replace(old.config, operations_recent_max=2)
         )
     )
-    assert restored.operations.archive.count == 2 and len(restored.operations.recent) == 2
+    assert restored.operations.archive.count == 0 and len(restored.operations.recent) == 4
     replayed = Venue(restored.config, Ledger())
     for command in corp.commands:
         replayed.execute(command)
     assert restored.state_hash() == replayed.state_hash()
+    mark = SetReserveStaleness(ts_us=corp.venue.ts_us + 1, staleness_max_us=24 * HOUR_US)
+    assert restored.execute(mark) == replayed.execute(mark)
+    assert restored.operations.archive.count == 2 and len(restored.operations.recent) == 2
+    assert restored.state_hash() == replayed.state_hash()
+
+
+def test_a_journal_begun_before_forgets_as_it_ran_until_its_first_staleness_record() -> None:
+    """Review: a journal begun when only the newest 100,000 ids were remembered, which reused
+    an id already forgotten, had it done again; replayed now, it was answered
+    `OperationRepeated` (a state apart from the one that ran). Such a journal replays under
+    its rule (`operations_retained_max`, from `first_rules`) until its first
+    `SetReserveStaleness` (journaled by the first start that journals the rules), which
+    forgets nothing more from then on, the older ones compacted."""
+    legacy = VenueConfig(
+        operations_recent_max=2, operations_retained_max=3, reserve_staleness_max_us=2**40
+    )
+    venue = Venue(legacy, Ledger())
+    for ts, code in enumerate(("A", "B", "C", "D"), start=1):
+        venue.execute(ListAsset(ts_us=ts, code=code, scale=2, cl_op_id=f"id-{code}"))
+    assert list(venue.operations.recent) == ["id-B", "id-C", "id-D"]
+    [minted_again] = venue.execute(ListAsset(ts_us=5, code="A2", scale=2, cl_op_id="id-A"))
+    assert not isinstance(minted_again, OperationRepeated | CommandRejected)  # as it ran
+    assert list(venue.operations.recent) == ["id-C", "id-D", "id-A"]  # id-B forgotten
+    [marked] = venue.execute(SetReserveStaleness(ts_us=6, staleness_max_us=2**40))
+    assert isinstance(marked, ReserveStalenessSet) and venue.config.operations_retained_max == 0
+    assert list(venue.operations.recent) == ["id-D", "id-A"] and venue.operations.archive.count == 1
+    for ts, code in enumerate(("E", "F", "G"), start=7):
+        venue.execute(ListAsset(ts_us=ts, code=code, scale=2, cl_op_id=f"id-{code}"))
+    [again] = venue.execute(ListAsset(ts_us=10, code="C", scale=2, cl_op_id="id-C"))
+    assert isinstance(again, OperationRepeated) and again.done_at_us == 3  # never forgotten now
+    venue.check_invariants()
+    restored = snapshot.restore(snapshot.decode(snapshot.encode(snapshot.capture(venue))))
+    assert restored.state_hash() == venue.state_hash()
+
+
+def split_entered_before_its_flags() -> SplitShares:
+    """A split as a gateway before cash in lieu, held withdrawals and the lot check entered
+    it (`rescale_caps` was set then already)."""
+    return SplitShares(symbol=SYMBOL, ratio_new=2, ratio_old=1, rescale_caps=True)
+
+
+def test_admin_commands_accepted_before_their_entry_flags_repeat_after_them(corp: Corp) -> None:
+    """Review: the digest a repeat is compared by held the flags set where a command enters
+    (`lot_checked`, `cash_in_lieu`, `withdrawals_held`), which the operator does not send: a
+    split or a reference price accepted before the upgrade (or through a gateway of the
+    older version) and sent again after under its id was refused CL_OP_ID_REUSED. They are
+    left out of the digest now; a command asking otherwise is still refused."""
+    market = corp.venue.markets[SYMBOL]
+    price = SetReferencePrice(symbol=SYMBOL, price=market.reference_price)
+    corp.ok(under("price-1", price))
+    repeated(corp, under("price-1", msgspec.structs.replace(price, lot_checked=True)))
+    corp.halt()
+    old = split_entered_before_its_flags()
+    done = corp.ok(under("split-1", old))
+    flagged = msgspec.structs.replace(
+        old, lot_checked=True, cash_in_lieu=True, withdrawals_held=True
+    )
+    assert repeated(corp, under("split-1", flagged)).outcome == done[-1]
+    other = msgspec.structs.replace(flagged, payer=PAYER)  # the operator's: another command
+    assert corp.refused(under("split-1", other)).reason is ErrorCode.CL_OP_ID_REUSED
+
+
+def test_digests_taken_before_the_entry_flags_are_unchanged() -> None:
+    """The digests of commands without the new flags are those the engine took before them
+    (pinned, computed by the code of before), so images and journals of then repeat as they
+    did."""
+    split = under("a", split_entered_before_its_flags())
+    flagged = msgspec.structs.replace(split, lot_checked=True, cash_in_lieu=True)
+    price = under("b", SetReferencePrice(symbol="X", price=5, lot_checked=True))
+    split_x = msgspec.structs.replace(split, symbol="X", withdrawals_held=True)
+    assert digest(split_x).hex() == "794752f1c105247eeb64fe3955c30fa7"
+    assert digest(flagged) == digest(split)
+    assert digest(price).hex() == "7ac0cf073d159e0248f6d2b7600d3a3f"
 
 
 def test_a_compacted_operation_costs_its_fixed_entry() -> None:

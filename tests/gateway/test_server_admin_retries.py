@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from client.sdk import VenueClient
-from core import venue_core
+from core import snapshots
 from gateway.dispatch import ISSUED_KEYS_FILE
 from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, start_venue
 from tests.gateway.test_crash import free_port, start_server
@@ -161,8 +161,8 @@ def test_a_deposit_sent_again_under_an_id_past_the_old_bound_is_done_once(
     test passes the bound in a few commands: the older ones are compacted), its first id is
     followed by more, a snapshot and a restart; that first deposit sent again is not
     minted."""
-    whole = partial(venue_core.EngineConfig, operations_recent_max=KEPT_WHOLE)
-    monkeypatch.setattr(venue_core, "EngineConfig", whole)
+    whole = partial(snapshots.VenueConfig, operations_recent_max=KEPT_WHOLE)  # `first_rules`
+    monkeypatch.setattr(snapshots, "VenueConfig", whole)
     data_dir = tmp_path / "data"
 
     async def before() -> tuple[dict[str, Any], str]:
