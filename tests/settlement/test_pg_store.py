@@ -195,13 +195,15 @@ def test_wait_until_up_does_not_wait_for_a_refused_login(postgres_server: Postgr
 
 
 def recovery_answered(server: PostgresServer) -> None:
-    """Wait until the server refuses connections as restarting (57P03), not as gone."""
+    """Wait until the server refuses connections as a standby in recovery (57P03, "not
+    accepting connections"), not as gone, nor as still "starting up": on a loaded machine
+    that came first for a while, and a promote then was refused (not yet in standby mode)."""
     deadline = time.monotonic() + RECOVERY_SEEN_S
     while time.monotonic() < deadline:
         try:
             psycopg.connect(server.dsn(), connect_timeout=2).close()
         except psycopg.OperationalError as refused:
-            if "the database system is " in str(refused):
+            if "the database system is not accepting connections" in str(refused):
                 return
         time.sleep(WAIT_STEP_S)
     raise AssertionError(f"the server did not answer as restarting in {RECOVERY_SEEN_S} s")
