@@ -22,7 +22,7 @@ import pytest
 
 from client.sdk import VenueClient
 from cluster.local import LocalCluster
-from core import config, nats_bus
+from core import config
 from core.nats_bus import NatsBus
 from gateway.server import VenueServer
 from tests.cluster.running import local_cluster
@@ -79,13 +79,18 @@ def test_a_key_asked_at_once_through_two_gateways_under_one_id_is_issued_once(
     assert again["result"]["api_key"] == first["api_key"] and again["result"]["repeated"]
 
 
+def shortened(bus: NatsBus) -> NatsBus:
+    """`bus` answering 504 after `OUTCOME_WAIT_S` (below `outcome_wait_ms`'s least, 6 s)."""
+    bus.outcome_wait_s = OUTCOME_WAIT_S
+    return bus
+
+
 def test_a_key_answered_unknown_is_stored_when_its_outcome_comes_back_late(
-    tmp_path: Path, monkeypatch: Any
+    tmp_path: Path,
 ) -> None:
     """The gateway in this process (its outcome wait shortened), the core paused while the key
     is asked for: answered 504, then the core resumed. Before, the late outcome stored nothing
     and the retry waited 20 s for the key, then was answered 504 too (every retry after)."""
-    monkeypatch.setattr(nats_bus, "OUTCOME_WAIT_S", OUTCOME_WAIT_S)
     venue_config = config.load(SAMPLE_CONFIG)
     issue = {"account": 3, "scopes": ["read"], "cl_op_id": "unknown-key-1"}
     with local_cluster("keyunknown", nats_nodes=1, postgres=False, cores=1, gateways=0) as cluster:
@@ -97,7 +102,9 @@ def test_a_key_answered_unknown_is_stored_when_its_outcome_comes_back_late(
             server = VenueServer(
                 venue_config,
                 tmp_path / "gw",
-                bus=lambda listener: NatsBus(venue_config, cluster.nats.url, listener, "gw-k"),
+                bus=lambda listener: shortened(
+                    NatsBus(venue_config, cluster.nats.url, listener, "gw-k")
+                ),
             )
             port = await server.start("127.0.0.1", 0)
             url = f"ws://127.0.0.1:{port}/ws/trade"

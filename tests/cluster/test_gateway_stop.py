@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from client.sdk import VenueClient, VenueError
-from core import config, nats_bus
+from core import config
 from core.nats_bus import DRAIN_TIMEOUT_S, NatsBus
 from gateway.server import VenueServer
 from tests.cluster.running import local_cluster
@@ -28,11 +28,10 @@ STOP_HANG_GUARD_S = 6 * DRAIN_TIMEOUT_S  # only against a hang: the drains' resu
 
 
 def test_a_clean_stop_waits_for_no_outcome_its_client_was_answered_unknown(
-    tmp_path: Path, monkeypatch: Any, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Every drain of the stop finds nothing owed (True), none waits out its bound (it would
     log "outcomes still owed"): main waited out both for the 504's outcome."""
-    monkeypatch.setattr(nats_bus, "OUTCOME_WAIT_S", OUTCOME_WAIT_S)
     drained: list[bool] = []
     venue_config = config.load(SAMPLE_CONFIG)
     with local_cluster("stop", nats_nodes=1, postgres=False, cores=1, gateways=0) as cluster:
@@ -43,6 +42,7 @@ def test_a_clean_stop_waits_for_no_outcome_its_client_was_answered_unknown(
         async def scenario() -> None:
             def bus(listener: Any) -> NatsBus:
                 made = NatsBus(venue_config, cluster.nats.url, listener, "gw-t")
+                made.outcome_wait_s = OUTCOME_WAIT_S  # below `outcome_wait_ms`'s least, 6 s
                 drain = made.drain
 
                 async def noting_drain() -> bool:
