@@ -144,12 +144,12 @@ class PrivateStreams:
 
     # ----------------------------------------------------------------- the stream
 
-    def assign(self, executed: Executed, quote_set: str | None) -> None:
+    def assign(self, executed: Executed, quote_set: str | None, epoch: int) -> None:
         """Right after a command executes: its private pushes get their seqs, in execution
-        order, so an account snapshot taken now is exact."""
+        order, so an account snapshot taken now is exact. `epoch`: the pushes' (the bus's
+        `epoch_of` the command; the caller knows a live request's without that call)."""
         reporter = self.reporter
         # positional: a keyword call matches its names per call
-        epoch = self.bus.epoch_of(executed.seq)
         reports = reporter.reports(executed.events, executed.command, quote_set, epoch)
         # on replay too, so the history is rebuilt; only the reports that open or close orders
         if reporter.order_reports:  # most amends do neither: no call
