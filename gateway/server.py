@@ -455,10 +455,11 @@ class VenueServer:
                 quote_set = command.quote_set
             if kind is AdvanceClock or kind is ArmDeadMan:  # may have fired dead-man's switches
                 self.private_streams.dead_man_notice(executed)
-            self.private_streams.assign(executed, quote_set)
+            self.private_streams.assign(executed, quote_set, self.bus.epoch_of(executed.seq))
             return
-        quote_set = pending.quote_set
-        self.private_streams.assign(executed, quote_set)
+        # A request of this gateway's runs live, never in a recovery: its pushes are of this
+        # start's epoch (`epoch_of`'s answer, without its call per command).
+        self.private_streams.assign(executed, pending.quote_set, self.core.epoch)
         # only a place accepts an order: no call for the rest (most commands are amends)
         if kind is PlaceOrder:
             # An IOC or FOK never rests (`Venue._place`): none is open once it has run, so

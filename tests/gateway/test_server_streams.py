@@ -377,6 +377,29 @@ def test_book_snapshot_is_answered_behind_the_commands_before_it(run_venue: Any)
     run_venue(scenario)
 
 
+def test_book_snapshot_shows_no_command_sent_after_it(run_venue: Any) -> None:
+    """The other half of §3's order: a `book.snapshot` released in one batch with a place
+    sent right behind it shows the book without that place (the market data is fed
+    command by command around a query's answer, and a batch of commands alone at once)."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.place(SYMBOL, "buy", "1", "186.00")
+        slow_durability(venue)
+        # sent in one turn, behind a commit under way: released together, the query first
+        snapshot = asyncio.create_task(
+            alpha.request("book.snapshot", {"symbol": SYMBOL, "depth": 10})
+        )
+        placing = asyncio.create_task(alpha.place(SYMBOL, "buy", "1", "186.50"))
+        bids = (await snapshot)["bids"]
+        await placing
+        assert bids == [["186.00", "1.000000"]], "not the order placed behind it"
+        after = await alpha.request("book.snapshot", {"symbol": SYMBOL, "depth": 10})
+        assert after["bids"] == [["186.50", "1.000000"], ["186.00", "1.000000"]]
+
+    run_venue(scenario)
+
+
 def test_the_market_data_interval_comes_from_the_config(tmp_path: Path) -> None:
     config = venue_config.load(SAMPLE_CONFIG)
     venue_section = msgspec.structs.replace(config.venue, market_data_interval_ms=250)
