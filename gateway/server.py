@@ -215,6 +215,9 @@ class VenueServer:
                 port,
                 routes=("/ws/trade", "/ws/public"),
                 max_size=limits.FRAME_BYTES_HARD_MAX,  # up to it, an oversize frame is answered
+                counts=limits.ConnectionCounts(
+                    self.config.limits.connections_per_ip_max, self.config.limits.connections_max
+                ),
             )
         except BaseException:
             await self._stop_unserved(cod_done)
