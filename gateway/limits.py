@@ -337,6 +337,46 @@ class ConnectionCounts:
         return self._per_ip.get(ip, 0)
 
 
+# The web page's files (and any other path neither REST nor websocket: a 404 costs the same)
+# per client IP: the page is 10 files, so a burst of 10 page loads at once (browsers behind
+# one NAT, reloads), then 2 a second; a client that polls them faster only loads the venue.
+PAGE_FILES_RATE_PER_S = 20
+PAGE_FILES_BURST = 100
+# The IPs whose bucket is kept: ~200 bytes each, ~13 MB. Past it the longest-kept one is
+# forgotten, so that IP starts full again: in its favour, never against an honest client.
+ADDRESSES_TRACKED_MAX = 65_536
+
+
+class AddressBuckets:
+    """A token bucket per client IP, a token per request: for the requests that no
+    connection's or account's bucket charges (the web page's files)."""
+
+    def __init__(
+        self,
+        rate_per_s: int = PAGE_FILES_RATE_PER_S,
+        burst: int = PAGE_FILES_BURST,
+        tracked_max: int = ADDRESSES_TRACKED_MAX,
+    ) -> None:
+        assert tracked_max > 0, f"tracked_max must be positive, got {tracked_max}"
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.tracked_max = tracked_max
+        self._buckets: dict[str, TokenBucket] = {}  # insertion order: the oldest first
+
+    def take(self, ip: str, now_us: int) -> int:
+        """Charge one request from `ip`: 0 if allowed, else the retry_after_ms (nothing
+        charged)."""
+        bucket = self._buckets.get(ip)
+        if bucket is None:
+            if len(self._buckets) >= self.tracked_max:
+                del self._buckets[next(iter(self._buckets))]
+            bucket = self._buckets[ip] = TokenBucket(self.rate_per_s, self.burst)
+        return bucket.take(MILLI, now_us)
+
+    def tracked(self) -> int:
+        return len(self._buckets)
+
+
 # Every cost a valid request may have: one look-up in C asserts it (`charge_cost`).
 _VALID_COSTS_MILLI = range(1, REQUEST_COST_MILLI_MAX + 1)
 

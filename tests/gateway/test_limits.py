@@ -336,3 +336,16 @@ def test_connection_counts_admit_up_to_each_cap_and_free_on_release() -> None:
     for ip in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
         counts.release(ip)
     assert counts.total == 0 and counts._per_ip == {}  # no IP is kept once it has none open
+
+
+def test_address_buckets_charge_each_ip_and_forget_the_oldest_past_their_bound() -> None:
+    from gateway.limits import AddressBuckets
+
+    buckets = AddressBuckets(rate_per_s=2, burst=3, tracked_max=2)
+    assert [buckets.take("10.0.0.1", 0) for _ in range(4)] == [0, 0, 0, 500]
+    assert buckets.take("10.0.0.1", 499_999) == 1  # a token is 500 ms: 1 ms short
+    assert buckets.take("10.0.0.1", 500_000) == 0
+    assert buckets.take("10.0.0.2", 500_000) == 0  # its own bucket, full
+    assert buckets.take("10.0.0.3", 500_000) == 0  # a third IP: the oldest is forgotten
+    assert buckets.tracked() == 2
+    assert [buckets.take("10.0.0.1", 500_000) for _ in range(3)] == [0, 0, 0]  # full again

@@ -2,12 +2,14 @@
 connections, per IP and in total, websocket and plain HTTP alike: refused with 503 and
 `Retry-After` at the first request, freed when a connection closes. (Before session 23
 there was no cap: a client opened as many connections as it liked, each with a fresh
-per-connection rate budget.)"""
+per-connection rate budget.) And the web page's files, charged to the IP's bucket."""
 
 import asyncio
 import base64
 import os
+import time
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -105,5 +107,58 @@ def test_connections_past_the_total_cap_are_refused_from_any_address(tmp_path: P
         finally:
             await server.stop()
         assert server._server is not None and server._server.counts.total == 0
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
+
+
+async def answers(port: int, ip: str, requests: list[bytes]) -> list[Head]:
+    """Send `requests` at once on a new connection from `ip`: each answer's head, in order."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(ip, 0))
+    writer.write(b"".join(requests))
+    heads = []
+    for _ in requests:
+        status = int((await reader.readline()).split()[1])
+        headers = {}
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        await reader.readexactly(int(headers["content-length"]))
+        heads.append((status, headers))
+    writer.close()
+    return heads
+
+
+def test_the_page_files_are_charged_to_the_client_ip(tmp_path: Path, monkeypatch: Any) -> None:
+    """The web page's files (and 404s outside the API) cost a token of their IP's bucket,
+    100 at once and 20 a second, whichever connection asks: past it, 429 with
+    `Retry-After`. (Before: served uncharged, as fast as a client sent them.) The server's
+    clock is frozen, moved by the test: no refill while the requests are served."""
+    from gateway import server as server_module
+    from gateway.limits import PAGE_FILES_BURST
+
+    clock = [0]
+
+    async def scenario() -> None:
+        server, port = await start(tmp_path, per_ip_max=10, total_max=100)
+        clock[0] = time.time_ns() // 1_000
+        monkeypatch.setattr(server_module, "now_us", lambda: clock[0])
+        try:
+            files = [PAGE, b"GET /static/app.js HTTP/1.1\r\nHost: x\r\n\r\n"]
+            files.append(b"GET /no/such/path HTTP/1.1\r\nHost: x\r\n\r\n")
+            half = PAGE_FILES_BURST // 2  # on two connections: the IP's bucket, not theirs
+            first = await answers(port, "127.0.0.1", (files * half)[:half])
+            second = await answers(port, "127.0.0.1", (files * half)[: half + 1])
+            statuses = [status for status, _ in first + second]
+            assert set(statuses[:-1]) <= {200, 404} and statuses[-1] == 429, statuses
+            assert second[-1][1]["retry-after"] == "1"  # 50 ms, in whole seconds
+            [(status, _)] = await answers(port, "127.0.0.2", [PAGE])
+            assert status == 200  # another IP has its own bucket
+            [(status, _)] = await answers(port, "127.0.0.1", [TICKER])
+            assert status == 200  # the REST API is charged by its own buckets
+            clock[0] += 50_000  # one token back
+            [(ok, _), (limited, _)] = await answers(port, "127.0.0.1", [PAGE, PAGE])
+            assert (ok, limited) == (200, 429)
+        finally:
+            await server.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
