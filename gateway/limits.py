@@ -61,6 +61,9 @@ CONNECTION_REFUSED_RETRY_AFTER_S = 1
 # How long a refused connection may take to send the request its refusal answers: it
 # holds a socket meanwhile, uncounted, so much less than an admitted one's handshake time.
 CONNECTION_REFUSED_TIMEOUT_S = 2
+# Refused connections held so at once: a flood of connects past the caps would otherwise
+# hold sockets beyond `connections_max`; past it one is closed at once, unanswered.
+REFUSED_HELD_MAX = 1_024
 REQUEST_ID_LENGTH_MAX = 36  # PROTOCOL: a string id is at most 36 chars (a UUID)
 
 US_PER_S = 1_000_000
@@ -299,16 +302,22 @@ class RateLimiter:
 
 class ConnectionCounts:
     """The open connections per client IP and in total, against their caps: a connection is
-    admitted (counted until `release`) or refused (never counted). Pure: the transport asks
-    at accept and tells at close."""
+    admitted (counted until `release`) or refused (not counted there; held to be answered
+    while fewer than `refused_held_max` are: `hold_refused`). Pure: the transport asks at
+    accept and tells at close."""
 
     def __init__(
-        self, per_ip_max: int = CONNECTIONS_PER_IP_MAX, total_max: int = CONNECTIONS_MAX
+        self,
+        per_ip_max: int = CONNECTIONS_PER_IP_MAX,
+        total_max: int = CONNECTIONS_MAX,
+        refused_held_max: int = REFUSED_HELD_MAX,
     ) -> None:
         assert per_ip_max > 0 and total_max > 0, f"caps must be positive: {per_ip_max}, {total_max}"
         self.per_ip_max = per_ip_max
         self.total_max = total_max
         self.total = 0
+        self.refused_held_max = refused_held_max
+        self.refused_held = 0  # refused connections awaiting their answer
         self._per_ip: dict[str, int] = {}  # only IPs with an open connection: bounded by total
 
     def admit(self, ip: str) -> str | None:
@@ -332,6 +341,18 @@ class ConnectionCounts:
             del self._per_ip[ip]
         else:
             self._per_ip[ip] = open_from_ip - 1
+
+    def hold_refused(self) -> bool:
+        """Hold a refused connection until it is answered (True), or not: closed at once."""
+        if self.refused_held >= self.refused_held_max:
+            return False
+        self.refused_held += 1
+        return True
+
+    def release_refused(self) -> None:
+        """A held refused connection closed."""
+        assert self.refused_held > 0, "released more refused connections than held"
+        self.refused_held -= 1
 
     def open_from(self, ip: str) -> int:
         return self._per_ip.get(ip, 0)

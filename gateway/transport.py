@@ -108,6 +108,7 @@ class Connection(asyncio.Protocol):
         # its first request; None once admitted, and then its IP, counted until it closes.
         self.refusal: str | None = None
         self.counted_ip: str | None = None
+        self.refused_held = False  # refused, and counted among those held to be answered
         self.context: Any = None  # the handler's own state for this connection
         self.paused = False
         self.opened = False  # upgraded: the handler saw `on_open`
@@ -202,8 +203,11 @@ class Connection(asyncio.Protocol):
         if self.refusal is None:
             self.counted_ip = ip
             self._set_timer(HANDSHAKE_TIMEOUT_S, self.abort)
-        else:  # uncounted, so held briefly: long enough to send the request it answers
+        elif self.listener.counts.hold_refused():  # briefly: for the request it answers
+            self.refused_held = True
             self._set_timer(CONNECTION_REFUSED_TIMEOUT_S, self.abort)
+        else:  # too many refused at once already: no answer
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         if self.http is None:  # a websocket: the hot path
@@ -381,6 +385,9 @@ class Connection(asyncio.Protocol):
         if self.counted_ip is not None:
             self.listener.counts.release(self.counted_ip)
             self.counted_ip = None
+        elif self.refused_held:
+            self.listener.counts.release_refused()
+            self.refused_held = False
         if self._timer is not None:
             self._timer.cancel()
         if self.http is not None:

@@ -349,3 +349,14 @@ def test_address_buckets_charge_each_ip_and_forget_the_oldest_past_their_bound()
     assert buckets.take("10.0.0.3", 500_000) == 0  # a third IP: the oldest is forgotten
     assert buckets.tracked() == 2
     assert [buckets.take("10.0.0.1", 500_000) for _ in range(3)] == [0, 0, 0]  # full again
+
+
+def test_refused_connections_are_held_up_to_their_bound() -> None:
+    from gateway.limits import ConnectionCounts
+
+    counts = ConnectionCounts(per_ip_max=1, total_max=1, refused_held_max=2)
+    assert counts.hold_refused() and counts.hold_refused()
+    assert not counts.hold_refused()  # the third is closed at once: nothing counted
+    assert counts.refused_held == 2
+    counts.release_refused()
+    assert counts.hold_refused()

@@ -6,6 +6,7 @@ per-connection rate budget.) And the web page's files, charged to the IP's bucke
 
 import asyncio
 import base64
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -107,6 +108,52 @@ def test_connections_past_the_total_cap_are_refused_from_any_address(tmp_path: P
         finally:
             await server.stop()
         assert server._server is not None and server._server.counts.total == 0
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
+
+
+async def until(condition: Any) -> None:
+    """Wait for `condition()`, bounded: the server sees a connect or a close in a turn."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the server did not get there within 5 s")
+
+
+def test_refused_connections_are_held_to_be_answered_only_up_to_a_bound(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A refused connection is not counted in the caps, so a flood of them past the caps
+    would hold sockets without bound: past `refused_held_max` held at once, one is closed
+    at once, unanswered. (The hold's deadline is lengthened so no timer races the test.)"""
+    from gateway import transport
+
+    monkeypatch.setattr(transport, "CONNECTION_REFUSED_TIMEOUT_S", 60)
+
+    async def scenario() -> None:
+        server, port = await start(tmp_path, per_ip_max=1, total_max=100)
+        assert server._server is not None
+        counts = server._server.counts
+        counts.refused_held_max = 1
+        try:
+            admitted = (await opened(port, "127.0.0.1", upgrade()))[1]
+            _, held = await asyncio.open_connection("127.0.0.1", port)  # refused, silent
+            await until(lambda: counts.refused_held == 1)
+            reader, cut = await asyncio.open_connection("127.0.0.1", port)
+            cut.write(TICKER)
+            with contextlib.suppress(ConnectionResetError):  # the abort's RST: closed too
+                assert await asyncio.wait_for(reader.read(), 5) == b""  # no answer
+            cut.close()
+            assert counts.refused_held == 1
+            words = "at most 1 connections from one address; close one first\n"
+            held.close()
+            await until(lambda: counts.refused_held == 0)
+            assert await refused(port, "127.0.0.1", TICKER) == words  # held, answered
+            await until(lambda: counts.refused_held == 0)
+            admitted[1].close()
+        finally:
+            await server.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
 
