@@ -38,6 +38,8 @@ connection_rate_per_s = 10000000
 connection_burst = 10000000
 account_rate_per_s = 10000000
 account_burst = 10000000
+connections_per_ip_max = 10000000
+connections_max = 10000000
 """
 
 

@@ -16,7 +16,7 @@ import json
 import secrets
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -30,6 +30,11 @@ TIMEOUT_S = 10  # a venue on loopback answers in milliseconds
 # (client.sdk.LOGON_RETRY_DELAYS_S): ~7.75 s of pauses, longer than an election.
 NONCE_RETRY_DELAYS_S = (0.25, 0.5, 1.0, 2.0, 4.0)
 DEFAULT_PORTS = {"http": 80, "https": 443}  # the schemes a venue's URL may have
+
+
+def wall_clock_us() -> int:
+    """The wall clock in µs since the epoch: what a request's `X-Timestamp` says by default."""
+    return time.time_ns() // 1_000
 
 
 class RestResponse:
@@ -75,6 +80,8 @@ class RestClient:
         self.api_key = api_key
         self.secret = secret
         self.recv_window_ms = RECV_WINDOW_MS_DEFAULT
+        # The time each request is signed with; a test may set a clock it moves itself.
+        self.clock_us: Callable[[], int] = wall_clock_us
         self.nonce_retry_delays_s = tuple(nonce_retry_delays_s)
         self.nonce_retries = 0  # requests sent again after NONCE_UNCHECKED, for tests and logs
         self.ssl_context = ssl_context  # https only; None: the system's default verification
@@ -155,7 +162,7 @@ class RestClient:
 
     def signature(self, method: str, path: str, query: str, body: bytes) -> dict[str, str]:
         assert self.api_key is not None and self.secret is not None, "a key signs"
-        ts_us = time.time_ns() // 1_000
+        ts_us = self.clock_us()
         nonce = f"{self._prefix}-{next(self._nonces)}"
         window = self.recv_window_ms
         sig = sign_request(

@@ -85,12 +85,16 @@ PositiveLimit = Annotated[int, msgspec.Meta(ge=1)]
 
 
 class LimitsSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """Request rates, in requests per second (a place costs 1, a cancel 0.25)."""
+    """Request rates, in requests per second (a place costs 1, a cancel 0.25), and the caps
+    on open connections."""
 
     connection_rate_per_s: PositiveLimit = 200
     connection_burst: PositiveLimit = 400
     account_rate_per_s: PositiveLimit = 500
     account_burst: PositiveLimit = 1_000
+    # open connections per client IP and in total (gateway.limits: why these numbers)
+    connections_per_ip_max: PositiveLimit = 256
+    connections_max: PositiveLimit = 10_000
 
 
 class AssetEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

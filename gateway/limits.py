@@ -49,6 +49,21 @@ CLOSED_ORDERS_PER_ACCOUNT_MAX = 10_000
 # whichever account's it was.
 CLOSED_ORDERS_TOTAL_MAX = 500_000
 CONNECTIONS_PER_ACCOUNT_MAX = 16  # a few bots and a UI; bounds the private stream's fan-out
+# Open TCP connections (websocket, REST, web page) from one client IP: several accounts'
+# bots and UIs behind one office NAT fit; past it, opening more connections to get more
+# per-connection rate budget (unsigned requests, market data) is refused. `[limits]`.
+CONNECTIONS_PER_IP_MAX = 256
+# ... and from everyone: each is a file descriptor and ~100 KiB of buffers and queues at
+# rest; under a raised open-file limit (20,000 here) with room for the journal and logs.
+CONNECTIONS_MAX = 10_000
+# What a refused connection is told (`Retry-After`): a connection of the peer's may close.
+CONNECTION_REFUSED_RETRY_AFTER_S = 1
+# How long a refused connection may take to send the request its refusal answers: it
+# holds a socket meanwhile, uncounted, so much less than an admitted one's handshake time.
+CONNECTION_REFUSED_TIMEOUT_S = 2
+# Refused connections held so at once: a flood of connects past the caps would otherwise
+# hold sockets beyond `connections_max`; past it one is closed at once, unanswered.
+REFUSED_HELD_MAX = 1_024
 REQUEST_ID_LENGTH_MAX = 36  # PROTOCOL: a string id is at most 36 chars (a UUID)
 
 US_PER_S = 1_000_000
@@ -283,6 +298,104 @@ class RateLimiter:
             bucket = TokenBucket(self.account_rate_per_s, self.account_burst)
             self._accounts[account] = bucket
         return bucket
+
+
+class ConnectionCounts:
+    """The open connections per client IP and in total, against their caps: a connection is
+    admitted (counted until `release`) or refused (not counted there; held to be answered
+    while fewer than `refused_held_max` are: `hold_refused`). Pure: the transport asks at
+    accept and tells at close."""
+
+    def __init__(
+        self,
+        per_ip_max: int = CONNECTIONS_PER_IP_MAX,
+        total_max: int = CONNECTIONS_MAX,
+        refused_held_max: int = REFUSED_HELD_MAX,
+    ) -> None:
+        assert per_ip_max > 0 and total_max > 0, f"caps must be positive: {per_ip_max}, {total_max}"
+        self.per_ip_max = per_ip_max
+        self.total_max = total_max
+        self.total = 0
+        self.refused_held_max = refused_held_max
+        self.refused_held = 0  # refused connections awaiting their answer
+        self._per_ip: dict[str, int] = {}  # only IPs with an open connection: bounded by total
+
+    def admit(self, ip: str) -> str | None:
+        """Count a new connection from `ip` and return None, or return why it is refused
+        (one line, for the client) and count nothing."""
+        if self.total >= self.total_max:
+            return f"the venue has its most connections ({self.total_max}); retry later"
+        open_from_ip = self._per_ip.get(ip, 0)
+        if open_from_ip >= self.per_ip_max:
+            return f"at most {self.per_ip_max} connections from one address; close one first"
+        self._per_ip[ip] = open_from_ip + 1
+        self.total += 1
+        return None
+
+    def release(self, ip: str) -> None:
+        """An admitted connection from `ip` closed."""
+        open_from_ip = self._per_ip[ip]
+        assert open_from_ip > 0 and self.total > 0, f"{ip} released more than admitted"
+        self.total -= 1
+        if open_from_ip == 1:
+            del self._per_ip[ip]
+        else:
+            self._per_ip[ip] = open_from_ip - 1
+
+    def hold_refused(self) -> bool:
+        """Hold a refused connection until it is answered (True), or not: closed at once."""
+        if self.refused_held >= self.refused_held_max:
+            return False
+        self.refused_held += 1
+        return True
+
+    def release_refused(self) -> None:
+        """A held refused connection closed."""
+        assert self.refused_held > 0, "released more refused connections than held"
+        self.refused_held -= 1
+
+    def open_from(self, ip: str) -> int:
+        return self._per_ip.get(ip, 0)
+
+
+# The web page's files (and any other path neither REST nor websocket: a 404 costs the same)
+# per client IP: the page is 10 files, so a burst of 10 page loads at once (browsers behind
+# one NAT, reloads), then 2 a second; a client that polls them faster only loads the venue.
+PAGE_FILES_RATE_PER_S = 20
+PAGE_FILES_BURST = 100
+# The IPs whose bucket is kept: ~200 bytes each, ~13 MB. Past it the longest-kept one is
+# forgotten, so that IP starts full again: in its favour, never against an honest client.
+ADDRESSES_TRACKED_MAX = 65_536
+
+
+class AddressBuckets:
+    """A token bucket per client IP, a token per request: for the requests that no
+    connection's or account's bucket charges (the web page's files)."""
+
+    def __init__(
+        self,
+        rate_per_s: int = PAGE_FILES_RATE_PER_S,
+        burst: int = PAGE_FILES_BURST,
+        tracked_max: int = ADDRESSES_TRACKED_MAX,
+    ) -> None:
+        assert tracked_max > 0, f"tracked_max must be positive, got {tracked_max}"
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.tracked_max = tracked_max
+        self._buckets: dict[str, TokenBucket] = {}  # insertion order: the oldest first
+
+    def take(self, ip: str, now_us: int) -> int:
+        """Charge one request from `ip`: 0 if allowed, else the retry_after_ms (nothing
+        charged)."""
+        bucket = self._buckets.get(ip)
+        if bucket is None:
+            if len(self._buckets) >= self.tracked_max:
+                del self._buckets[next(iter(self._buckets))]
+            bucket = self._buckets[ip] = TokenBucket(self.rate_per_s, self.burst)
+        return bucket.take(MILLI, now_us)
+
+    def tracked(self) -> int:
+        return len(self._buckets)
 
 
 # Every cost a valid request may have: one look-up in C asserts it (`charge_cost`).

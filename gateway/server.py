@@ -134,6 +134,7 @@ class VenueServer:
             rates.account_rate_per_s,
             rates.account_burst,
         )
+        self.page_limiter = limits.AddressBuckets()  # the web page's files, per client IP
         self.connections = Sessions()
         self.private_streams = PrivateStreams(self.bus, self.connections, data_dir, kept)
         self.public = PublicStreams(
@@ -215,6 +216,9 @@ class VenueServer:
                 port,
                 routes=("/ws/trade", "/ws/public"),
                 max_size=limits.FRAME_BYTES_HARD_MAX,  # up to it, an oversize frame is answered
+                counts=limits.ConnectionCounts(
+                    self.config.limits.connections_per_ip_max, self.config.limits.connections_max
+                ),
             )
         except BaseException:
             await self._stop_unserved(cod_done)
@@ -306,7 +310,20 @@ class VenueServer:
     def on_http(
         self, connection: transport.Connection, request: HttpRequest
     ) -> HttpResponse | None:
+        refused = self._charge_page_request(connection)
+        if refused is not None:
+            return refused
         return static.respond(request)  # the web page; other paths: None, 404
+
+    def _charge_page_request(self, connection: transport.Connection) -> HttpResponse | None:
+        """Charge a request that is neither REST nor websocket (the web page's files, a
+        404) to its client IP's bucket: None if it fits, else the 429 that answers it.
+        Without it such requests were served uncharged, as fast as a client sent them."""
+        ip = str(connection.peer[0]) if connection.peer else ""
+        retry_after_ms = self.page_limiter.take(ip, now_us())
+        if retry_after_ms == 0:
+            return None
+        return static.too_many_requests(retry_after_ms)
 
     def on_request(self, connection: transport.Connection, exchange: Exchange) -> bool:
         """A plain HTTP request: the REST API's if it is under /api/; the web page's if it
@@ -318,7 +335,7 @@ class VenueServer:
             return False
         # `websocket_request` asks as GET (HEAD is a GET whose body `http` leaves out)
         asked = dataclasses.replace(http.websocket_request(exchange), method=exchange.method)
-        response = static.respond(asked)
+        response = self._charge_page_request(connection) or static.respond(asked)
         if response is None:
             return False
         http.answer_with(exchange, response)

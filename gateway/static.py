@@ -97,6 +97,16 @@ def respond(request: Request) -> Response | None:
     return site().respond(request)
 
 
+def too_many_requests(retry_after_ms: int) -> Response:
+    """429 for a client past its rate for the page's files, told when to retry."""
+    response = _text(
+        HTTPStatus.TOO_MANY_REQUESTS,
+        f"too many requests from this address: retry in {retry_after_ms} ms\n",
+    )
+    response.headers["Retry-After"] = str(-(-retry_after_ms // 1_000))  # whole s, rounded up
+    return response
+
+
 def _asset(body: bytes, suffix: str) -> Asset:
     content_type = CONTENT_TYPES.get(suffix, "application/octet-stream")
     return Asset(body, content_type, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')

@@ -6,8 +6,10 @@ anything else, another HTTP version included: plain HTTP/1.1 in `gateway.http`, 
 requests go to `Handler.on_request` if the handler has it, else to `on_http`, 404 by default),
 the frame rules and limits of the library (a message over `max_size` closes 1009, protocol
 errors 1002) plus UTF-8 of text messages (1007), pongs, keepalive pings (no answer within
-`ping_timeout_s`: 1011), the closing handshake, flow control (`paused`, `drain`) and the
-peer's address. Each whole message goes to `Handler.on_frame` inside `data_received`: no
+`ping_timeout_s`: 1011), the closing handshake, flow control (`paused`, `drain`), the
+peer's address and, at accept, the caps on open connections per IP and in total
+(`limits.ConnectionCounts`: one past them is answered 503 at its first request, then
+closed). Each whole message goes to `Handler.on_frame` inside `data_received`: no
 task, queue or future per message, where the library's asyncio server spent most of its
 per-frame time (`venue bench ws-layer`); the usual frame (whole, masked text) is read by
 `_fast_frames` without the library's parser, every other one by the library as before.
@@ -37,6 +39,11 @@ except ImportError:  # pragma: no cover - the wheels ship it
     from websockets.frames import apply_mask  # type: ignore[attr-defined]
 
 from gateway import http
+from gateway.limits import (
+    CONNECTION_REFUSED_RETRY_AFTER_S,
+    CONNECTION_REFUSED_TIMEOUT_S,
+    ConnectionCounts,
+)
 from gateway.wire import shortened
 
 HANDSHAKE_TIMEOUT_S = 10  # a client that has not finished its opening handshake by then is cut
@@ -56,6 +63,8 @@ _MASKED = 0x80
 _MASKED_LENGTH_16 = _MASKED | 126  # a masked frame's second byte when a 16-bit length follows
 _UNPACK_16 = struct.Struct("!H").unpack_from
 _UNPACK_64 = struct.Struct("!Q").unpack_from
+# A connection refused for too many open: when to try again (RFC 9110 10.2.3).
+_RETRY_LATER = [("Retry-After", str(CONNECTION_REFUSED_RETRY_AFTER_S))]
 _AT_EOF = StreamReader.at_eof.__code__  # where the library's parser waits between frames
 
 
@@ -95,6 +104,11 @@ class Connection(asyncio.Protocol):
         self.route = ""  # its path: the websocket route
         self.packed = False  # `?pack=1`: a loop turn's messages go out as one JSON array
         self.peer: Any = None  # (host, port) as the socket says
+        # Why the connection is refused (too many open: `ConnectionCounts`), answered 503 to
+        # its first request; None once admitted, and then its IP, counted until it closes.
+        self.refusal: str | None = None
+        self.counted_ip: str | None = None
+        self.refused_held = False  # refused, and counted among those held to be answered
         self.context: Any = None  # the handler's own state for this connection
         self.paused = False
         self.opened = False  # upgraded: the handler saw `on_open`
@@ -184,7 +198,16 @@ class Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.peer = transport.get_extra_info("peername")
         self.listener.connections.add(self)
-        self._set_timer(HANDSHAKE_TIMEOUT_S, self.abort)
+        ip = str(self.peer[0]) if self.peer else ""  # (host, port, ...); None: a unix socket
+        self.refusal = self.listener.counts.admit(ip)
+        if self.refusal is None:
+            self.counted_ip = ip
+            self._set_timer(HANDSHAKE_TIMEOUT_S, self.abort)
+        elif self.listener.counts.hold_refused():  # briefly: for the request it answers
+            self.refused_held = True
+            self._set_timer(CONNECTION_REFUSED_TIMEOUT_S, self.abort)
+        else:  # too many refused at once already: no answer
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         if self.http is None:  # a websocket: the hot path
@@ -330,6 +353,11 @@ class Connection(asyncio.Protocol):
         self.http.receive(first)
 
     def _serve_http(self, exchange: http.Exchange) -> None:
+        if self.refusal is not None:  # too many connections: answered, then closed
+            assert isinstance(self.http, http.HttpConnection), "served by plain HTTP"
+            self.http.closing = True
+            exchange.respond(503, f"{self.refusal}\n".encode(), "text/plain", _RETRY_LATER)
+            return
         on_request = getattr(self.handler, "on_request", None)
         if on_request is not None and on_request(self, exchange):
             return
@@ -354,6 +382,12 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.listener.connections.discard(self)
+        if self.counted_ip is not None:
+            self.listener.counts.release(self.counted_ip)
+            self.counted_ip = None
+        elif self.refused_held:
+            self.listener.counts.release_refused()
+            self.refused_held = False
         if self._timer is not None:
             self._timer.cancel()
         if self.http is not None:
@@ -455,6 +489,9 @@ class Connection(asyncio.Protocol):
         self.route, _, query = request.path.partition("?")
         if self.listener.closing or self._close_deadline_set:  # stopping: no new sessions
             response = self.protocol.reject(503, "the venue is stopping\n")
+        elif self.refusal is not None:  # too many connections
+            response = self.protocol.reject(503, f"{self.refusal}\n")
+            response.headers.update(_RETRY_LATER)
         elif self.route in self.listener.routes:
             try:
                 self.packed = handshake_options(query)
@@ -564,6 +601,7 @@ class Listener:
         max_size: int,
         ping_interval_s: float = PING_INTERVAL_S,
         ping_timeout_s: float = PING_TIMEOUT_S,
+        counts: ConnectionCounts | None = None,
     ) -> None:
         self.handler = handler
         self.routes = frozenset(routes)
@@ -571,6 +609,7 @@ class Listener:
         self.ping_interval_s = ping_interval_s
         self.ping_timeout_s = ping_timeout_s
         self.connections: set[Connection] = set()
+        self.counts = counts or ConnectionCounts()  # admitted ones, per IP and in total
         self.server: asyncio.Server | None = None
         self.closing = False  # `close` has begun: handshakes still in flight are refused
 
@@ -600,9 +639,11 @@ async def serve(
     max_size: int = 2**20,
     ping_interval_s: float = PING_INTERVAL_S,
     ping_timeout_s: float = PING_TIMEOUT_S,
+    counts: ConnectionCounts | None = None,
 ) -> Listener:
-    """Listen on `host:port`; websocket upgrades on `routes`, other requests to `on_http`."""
-    listener = Listener(handler, routes, max_size, ping_interval_s, ping_timeout_s)
+    """Listen on `host:port`; websocket upgrades on `routes`, other requests to `on_http`.
+    `counts` caps the open connections (per IP, in total; `gateway.limits` defaults)."""
+    listener = Listener(handler, routes, max_size, ping_interval_s, ping_timeout_s, counts)
     loop = asyncio.get_running_loop()
     listener.server = await loop.create_server(lambda: Connection(listener), host, port)
     return listener

@@ -317,3 +317,46 @@ def test_charging_an_account_equals_taking_from_both_buckets_by_their_methods(
             assert charged.level(now) == taken.level(now)
             state = (charged._level, charged._updated_us, charged.full_at_us)
             assert state == (taken._level, taken._updated_us, taken.full_at_us)
+
+
+def test_connection_counts_admit_up_to_each_cap_and_free_on_release() -> None:
+    from gateway.limits import ConnectionCounts
+
+    counts = ConnectionCounts(per_ip_max=2, total_max=3)
+    assert counts.admit("10.0.0.1") is None and counts.admit("10.0.0.1") is None
+    per_ip = "at most 2 connections from one address; close one first"
+    assert counts.admit("10.0.0.1") == per_ip  # refused: counts nothing
+    assert (counts.open_from("10.0.0.1"), counts.total) == (2, 2)
+    assert counts.admit("10.0.0.2") is None
+    total = "the venue has its most connections (3); retry later"
+    assert counts.admit("10.0.0.3") == total
+    counts.release("10.0.0.1")
+    assert counts.admit("10.0.0.3") is None  # the total has room again
+    assert counts.admit("10.0.0.1") == total  # the total comes first
+    for ip in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+        counts.release(ip)
+    assert counts.total == 0 and counts._per_ip == {}  # no IP is kept once it has none open
+
+
+def test_address_buckets_charge_each_ip_and_forget_the_oldest_past_their_bound() -> None:
+    from gateway.limits import AddressBuckets
+
+    buckets = AddressBuckets(rate_per_s=2, burst=3, tracked_max=2)
+    assert [buckets.take("10.0.0.1", 0) for _ in range(4)] == [0, 0, 0, 500]
+    assert buckets.take("10.0.0.1", 499_999) == 1  # a token is 500 ms: 1 ms short
+    assert buckets.take("10.0.0.1", 500_000) == 0
+    assert buckets.take("10.0.0.2", 500_000) == 0  # its own bucket, full
+    assert buckets.take("10.0.0.3", 500_000) == 0  # a third IP: the oldest is forgotten
+    assert buckets.tracked() == 2
+    assert [buckets.take("10.0.0.1", 500_000) for _ in range(3)] == [0, 0, 0]  # full again
+
+
+def test_refused_connections_are_held_up_to_their_bound() -> None:
+    from gateway.limits import ConnectionCounts
+
+    counts = ConnectionCounts(per_ip_max=1, total_max=1, refused_held_max=2)
+    assert counts.hold_refused() and counts.hold_refused()
+    assert not counts.hold_refused()  # the third is closed at once: nothing counted
+    assert counts.refused_held == 2
+    counts.release_refused()
+    assert counts.hold_refused()

@@ -963,27 +963,38 @@ def test_rate_limits_answer_429_with_retry_after(run_venue: Run) -> None:
     run_venue(scenario)
 
 
-def test_a_key_past_its_nonce_cap_is_told_when_to_retry(run_venue: Run) -> None:
+def test_a_key_past_its_nonce_cap_is_told_when_to_retry(run_venue: Run, monkeypatch: Any) -> None:
     """Each signed request spends a nonce, remembered for its recv_window: past the cap of
     live nonces a key is 429 `RATE_LIMITED`, and, like every 429, told when a retry passes
-    (the earliest nonce's end), which it then does. (Before: no `retry_after_ms`.)"""
+    (the earliest nonce's end), which it then does. (Before: no `retry_after_ms`.)
+
+    The server's clock and the client's are one clock the test moves: the cap is reached
+    with no time passing, however slow the machine (the test raced a 1 s window before,
+    and lost at a load of 10), and the retry's moment is exact to the millisecond."""
     from gateway.auth import NONCES_PER_KEY_MAX
     from gateway.limits import RateLimiter
 
+    clock = [0]
+    monkeypatch.setattr(rest, "now_us", lambda: clock[0])  # what REST checks and charges by
+
     async def scenario(venue: Venue) -> None:
+        clock[0] = time.time_ns() // 1_000  # after the server started: no nonce before it
         roomy = 10 * NONCES_PER_KEY_MAX  # the nonce cap comes first, not the request rates
         venue.server.limiter = RateLimiter(roomy, roomy, roomy, roomy)
         trader = RestClient(base(venue), *KEYS["taker"])
-        trader.recv_window_ms = 1_000  # each nonce remembered ~1 s (its ts plus the window)
+        trader.clock_us = lambda: clock[0]
+        trader.recv_window_ms = 1_000  # each nonce remembered 1 s: its ts plus the window
         for _ in range(NONCES_PER_KEY_MAX):
             assert (await get(trader, "/api/v1/balances")).status == 200
         limited = await get(trader, "/api/v1/balances")
         assert error_of(limited) == (429, "RATE_LIMITED")
-        retry_after_ms = limited.json()["retry_after_ms"]
-        assert 0 < retry_after_ms <= 1_001, retry_after_ms
-        assert int(limited.headers["retry-after"]) == 1
-        await asyncio.sleep(retry_after_ms / 1_000 + 0.05)
+        assert limited.json()["retry_after_ms"] == 1_001  # just past the first nonce's end
+        assert limited.headers["retry-after"] == "2"  # whole seconds, rounded up
+        clock[0] += 1_000_000  # the first nonce's last µs: still remembered
+        assert error_of(await get(trader, "/api/v1/balances")) == (429, "RATE_LIMITED")
+        clock[0] += 1_000  # the retry_after_ms told
         assert (await get(trader, "/api/v1/balances")).status == 200
+        trader.close()
 
     run_venue(scenario)
 

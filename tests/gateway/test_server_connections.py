@@ -1,0 +1,211 @@
+"""The limits per client IP through a real server on 127.0.0.1. The caps on open
+connections, per IP and in total, websocket and plain HTTP alike: refused with 503 and
+`Retry-After` at the first request, freed when a connection closes. (Before session 23
+there was no cap: a client opened as many connections as it liked, each with a fresh
+per-connection rate budget.) And the web page's files, charged to the IP's bucket."""
+
+import asyncio
+import base64
+import contextlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from core import config as venue_config
+from gateway.server import VenueServer
+from tests.conftest import SAMPLE_CONFIG, TEST_TIMEOUT_S
+
+Head = tuple[int, dict[str, str]]
+Opened = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def start(tmp_path: Path, per_ip_max: int, total_max: int) -> tuple[VenueServer, int]:
+    """A venue whose `[limits]` caps the open connections at these numbers."""
+    config = venue_config.load(SAMPLE_CONFIG)
+    limits = msgspec.structs.replace(
+        config.limits, connections_per_ip_max=per_ip_max, connections_max=total_max
+    )
+    server = VenueServer(msgspec.structs.replace(config, limits=limits), tmp_path / "data")
+    return server, await server.start("127.0.0.1", 0)
+
+
+async def opened(port: int, ip: str, request: bytes) -> tuple[Head, Opened]:
+    """Connect from `ip` (any 127.x is loopback), send `request`, read the answer's head."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(ip, 0))
+    writer.write(request)
+    status = int((await reader.readline()).split()[1])
+    headers = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return (status, headers), (reader, writer)
+
+
+def upgrade() -> bytes:
+    key = base64.b64encode(os.urandom(16)).decode()
+    return (
+        "GET /ws/public HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
+TICKER = b"GET /api/v1/ticker HTTP/1.1\r\nHost: x\r\n\r\n"
+PAGE = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+async def refused(port: int, ip: str, request: bytes) -> str:
+    """The request on a new connection from `ip` is refused 503, `Retry-After: 1`, and the
+    connection closed: the refusal's words."""
+    (status, headers), (reader, writer) = await opened(port, ip, request)
+    assert (status, headers.get("retry-after")) == (503, "1"), (status, headers)
+    body = await asyncio.wait_for(reader.read(), 5)  # to EOF: the server closed it
+    writer.close()
+    return body.decode()
+
+
+def test_connections_past_the_per_ip_cap_are_refused_until_one_closes(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        server, port = await start(tmp_path, per_ip_max=3, total_max=100)
+        try:
+            socket_a = (await opened(port, "127.0.0.1", upgrade()))[1]
+            socket_b = (await opened(port, "127.0.0.1", upgrade()))[1]
+            (status, _), rest = await opened(port, "127.0.0.1", TICKER)  # REST counts too
+            assert status == 200
+            words = "at most 3 connections from one address; close one first\n"
+            for request in (upgrade(), TICKER, PAGE):  # websocket, REST, the web page
+                assert await refused(port, "127.0.0.1", request) == words
+            (status, _), other_ip = await opened(port, "127.0.0.2", upgrade())
+            assert status == 101  # another address has its own count
+            socket_a[1].close()  # one of 127.0.0.1's closes: room for one more
+            for _ in range(100):  # bounded: the server sees the close within a loop turn
+                if server._server is not None and server._server.counts.total == 3:
+                    break
+                await asyncio.sleep(0.01)
+            (status, _), again = await opened(port, "127.0.0.1", upgrade())
+            assert status == 101
+            for _, writer in (socket_b, rest, other_ip, again):
+                writer.close()
+        finally:
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
+
+
+def test_connections_past_the_total_cap_are_refused_from_any_address(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        server, port = await start(tmp_path, per_ip_max=10, total_max=2)
+        try:
+            first = (await opened(port, "127.0.0.1", upgrade()))[1]
+            second = (await opened(port, "127.0.0.2", TICKER))[1]
+            words = "the venue has its most connections (2); retry later\n"
+            assert await refused(port, "127.0.0.3", upgrade()) == words
+            assert await refused(port, "127.0.0.3", TICKER) == words
+            for _, writer in (first, second):
+                writer.close()
+        finally:
+            await server.stop()
+        assert server._server is not None and server._server.counts.total == 0
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
+
+
+async def until(condition: Any) -> None:
+    """Wait for `condition()`, bounded: the server sees a connect or a close in a turn."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the server did not get there within 5 s")
+
+
+def test_refused_connections_are_held_to_be_answered_only_up_to_a_bound(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A refused connection is not counted in the caps, so a flood of them past the caps
+    would hold sockets without bound: past `refused_held_max` held at once, one is closed
+    at once, unanswered. (The hold's deadline is lengthened so no timer races the test.)"""
+    from gateway import transport
+
+    monkeypatch.setattr(transport, "CONNECTION_REFUSED_TIMEOUT_S", 60)
+
+    async def scenario() -> None:
+        server, port = await start(tmp_path, per_ip_max=1, total_max=100)
+        assert server._server is not None
+        counts = server._server.counts
+        counts.refused_held_max = 1
+        try:
+            admitted = (await opened(port, "127.0.0.1", upgrade()))[1]
+            _, held = await asyncio.open_connection("127.0.0.1", port)  # refused, silent
+            await until(lambda: counts.refused_held == 1)
+            reader, cut = await asyncio.open_connection("127.0.0.1", port)
+            cut.write(TICKER)
+            with contextlib.suppress(ConnectionResetError):  # the abort's RST: closed too
+                assert await asyncio.wait_for(reader.read(), 5) == b""  # no answer
+            cut.close()
+            assert counts.refused_held == 1
+            words = "at most 1 connections from one address; close one first\n"
+            held.close()
+            await until(lambda: counts.refused_held == 0)
+            assert await refused(port, "127.0.0.1", TICKER) == words  # held, answered
+            await until(lambda: counts.refused_held == 0)
+            admitted[1].close()
+        finally:
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
+
+
+async def answers(port: int, ip: str, requests: list[bytes]) -> list[Head]:
+    """Send `requests` at once on a new connection from `ip`: each answer's head, in order."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(ip, 0))
+    writer.write(b"".join(requests))
+    heads = []
+    for _ in requests:
+        status = int((await reader.readline()).split()[1])
+        headers = {}
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        await reader.readexactly(int(headers["content-length"]))
+        heads.append((status, headers))
+    writer.close()
+    return heads
+
+
+def test_the_page_files_are_charged_to_the_client_ip(tmp_path: Path, monkeypatch: Any) -> None:
+    """The web page's files (and 404s outside the API) cost a token of their IP's bucket,
+    100 at once and 20 a second, whichever connection asks: past it, 429 with
+    `Retry-After`. (Before: served uncharged, as fast as a client sent them.) The server's
+    clock is frozen, moved by the test: no refill while the requests are served."""
+    from gateway import server as server_module
+    from gateway.limits import PAGE_FILES_BURST
+
+    clock = [0]
+
+    async def scenario() -> None:
+        server, port = await start(tmp_path, per_ip_max=10, total_max=100)
+        clock[0] = time.time_ns() // 1_000
+        monkeypatch.setattr(server_module, "now_us", lambda: clock[0])
+        try:
+            files = [PAGE, b"GET /static/app.js HTTP/1.1\r\nHost: x\r\n\r\n"]
+            files.append(b"GET /no/such/path HTTP/1.1\r\nHost: x\r\n\r\n")
+            half = PAGE_FILES_BURST // 2  # on two connections: the IP's bucket, not theirs
+            first = await answers(port, "127.0.0.1", (files * half)[:half])
+            second = await answers(port, "127.0.0.1", (files * half)[: half + 1])
+            statuses = [status for status, _ in first + second]
+            assert set(statuses[:-1]) <= {200, 404} and statuses[-1] == 429, statuses
+            assert second[-1][1]["retry-after"] == "1"  # 50 ms, in whole seconds
+            [(status, _)] = await answers(port, "127.0.0.2", [PAGE])
+            assert status == 200  # another IP has its own bucket
+            [(status, _)] = await answers(port, "127.0.0.1", [TICKER])
+            assert status == 200  # the REST API is charged by its own buckets
+            clock[0] += 50_000  # one token back
+            [(ok, _), (limited, _)] = await answers(port, "127.0.0.1", [PAGE, PAGE])
+            assert (ok, limited) == (200, 429)
+        finally:
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
