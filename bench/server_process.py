@@ -39,7 +39,7 @@ connection_burst = 10000000
 account_rate_per_s = 10000000
 account_burst = 10000000
 connections_per_ip_max = 10000000
-connections_max = 10000000
+connections_max = 10000  # the default: `venue serve` checks it against the open-file limit
 """
 
 

@@ -4,7 +4,8 @@ Prints where to connect and the configured demo keys, so a newcomer can log on a
 logs to stderr (`cli.logs`). Refuses to start, in one line and creating nothing, on a
 port another process holds, a data directory another venue holds, a JetStream stream whose
 lease another venue or a cluster's core holds (`--nats`), a journal or snapshot it cannot
-trust, or a PostgreSQL ledger store it cannot reach (`cli.failures.CommandFailed`). A
+trust, a PostgreSQL ledger store it cannot reach, or `[limits] connections_max` over what its
+open-file limit can be raised to (`ensure_open_files`) (`cli.failures.CommandFailed`). A
 refusal once the data directory is locked takes back what the start made there, the lock
 file, a new ledger.sqlite and the directory too (`VenueCore`; the lease's files with
 `--nats`: `VenueLease.give_back`, and the stream, if this start created it and it is still
@@ -18,6 +19,7 @@ import contextlib
 import errno
 import gc
 import logging
+import resource
 import signal
 import socket
 from collections.abc import Callable, Coroutine
@@ -33,6 +35,7 @@ from client import demo_data
 from core import config as venue_config
 from core.journal import JournalError
 from core.venue_core import JOURNAL_FILE, check_data_dir_free, missing_dirs, now_us
+from gateway.limits import OPEN_FILES_RESERVE
 from gateway.server import VenueServer
 from settlement.pg_store import wait_until_up
 from settlement.store import LedgerStoreError
@@ -81,6 +84,8 @@ def run(
     port = config.venue.port if port is None else port
     if not 0 <= port <= 65_535:
         raise CommandFailed(f"port {port} is not within 0..65535")
+    if role != "core":  # a core accepts no clients: only the gateways' caps need the files
+        ensure_open_files(config.limits.connections_max)
     check_port_free_or_core(role, host, port)  # before the data directory is made or touched
     if role == "all":
         check_store_reachable(config.venue.ledger_postgres)  # likewise
@@ -200,6 +205,31 @@ async def _delete_new_stream(urls: str) -> None:
         await delete_if_empty(urls)
     except (JournalError, nats.errors.Error) as failed:
         log.warning("the stream %s this start created is left: %r", STREAM_DEFAULT, failed)
+
+
+def ensure_open_files(connections_max: int) -> None:
+    """Make room under the open-file limit for `connections_max` connections and the
+    venue's own files (`OPEN_FILES_RESERVE`): raise the soft limit to what they need if
+    the hard limit allows it, else refuse the start. Without it a venue configured above
+    its limit started and failed later, at accept (EMFILE), under load."""
+    needed = connections_max + OPEN_FILES_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or needed <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and needed > hard:
+        raise CommandFailed(
+            f"[limits] connections_max = {connections_max} needs {needed} open files "
+            f"({OPEN_FILES_RESERVE} kept for the venue's own), over this process's hard "
+            f"limit of {hard} (ulimit -Hn): lower connections_max or raise the limit"
+        )
+    try:  # only up to what is needed: RLIM_INFINITY as the hard limit is not a usable soft
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    except (ValueError, OSError) as refused:  # a platform cap below the hard limit (macOS)
+        raise CommandFailed(
+            f"[limits] connections_max = {connections_max} needs {needed} open files; "
+            f"the open-file limit of {soft} could not be raised: {refused}"
+        ) from None
+    log.info("open-file limit raised from %d to %d for connections_max", soft, needed)
 
 
 def check_port_free(host: str, port: int) -> None:

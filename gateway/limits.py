@@ -56,6 +56,10 @@ CONNECTIONS_PER_IP_MAX = 256
 # ... and from everyone: each is a file descriptor and ~100 KiB of buffers and queues at
 # rest; under a raised open-file limit (20,000 here) with room for the journal and logs.
 CONNECTIONS_MAX = 10_000
+# Open files the venue keeps besides its connections: journal, snapshots, SQLite and its WAL,
+# logs, NATS and PostgreSQL sockets, the listening sockets, the event loop's own; ample room.
+# `venue serve` needs `connections_max` plus this under its open-file limit (RLIMIT_NOFILE).
+OPEN_FILES_RESERVE = 1_024
 # What a refused connection is told (`Retry-After`): a connection of the peer's may close.
 CONNECTION_REFUSED_RETRY_AFTER_S = 1
 # How long a refused connection may take to send the request its refusal answers: it
