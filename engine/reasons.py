@@ -82,6 +82,8 @@ class ErrorCode(IntEnum):
     QUOTE_PLACE_PENDING = 9002  # appended: a cluster gateway's quote still on its way to the core
     OUTCOME_UNKNOWN = 9003  # appended: a cluster gateway lost its lease before the outcome came
     NONCE_UNCHECKED = 9004  # appended: a cluster gateway could not claim a nonce cluster-wide
+    # appended: a REST request on a connection past a cap on open connections (per IP, total)
+    TOO_MANY_CONNECTIONS = 9005
 
 
 E = ErrorCode

@@ -246,6 +246,17 @@ class RestApi:
                 _respond_error(exchange, E.INTERNAL, "internal error: query the outcome")
         return True
 
+    def refuse(self, exchange: Exchange, refusal: str, headers: list[tuple[str, str]]) -> bool:
+        """Answer a request of ours on a connection past the caps on open connections: 503
+        `TOO_MANY_CONNECTIONS` with `headers` (Retry-After), as every REST error is a JSON
+        body; False if the request is not ours (the transport answers it in plain text).
+        Before, a REST client got the transport's plain text, which it could not parse."""
+        path = exchange.path
+        if path != OPENAPI_PATH and not path.startswith("/api/"):
+            return False
+        exchange.respond(503, _error_body(E.TOO_MANY_CONNECTIONS, refusal), headers=headers)
+        return True
+
     def _serve_openapi(self, answers: "_Answers", exchange: Exchange) -> None:
         """The OpenAPI document; another method than GET or HEAD is refused as on any route.
         Charged as a read served here, as every request is: ~17 KB for a request of ~60 bytes

@@ -341,6 +341,14 @@ class VenueServer:
         http.answer_with(exchange, response)
         return True
 
+    def on_refused(
+        self, connection: transport.Connection, exchange: Exchange, headers: list[tuple[str, str]]
+    ) -> bool:
+        """A request on a connection past the caps: a REST request is answered in REST's
+        words (its JSON error); others are left to the transport's plain text."""
+        assert connection.refusal is not None, "only a refused connection is answered so"
+        return self.rest.refuse(exchange, connection.refusal, headers)
+
     def on_http_closed(self, connection: transport.Connection) -> None:
         self.rest.closed(connection)
 

@@ -84,7 +84,10 @@ class Handler(Protocol):
         """A GET for a path that is not a websocket route; None: 404. A handler may also
         have `on_request(connection, exchange) -> bool` (any method, with its body; answered
         through `exchange.respond`, now or later; False hands it to `on_http`) and
-        `on_http_closed(connection)` (a plain HTTP connection is gone): `gateway.http`."""
+        `on_http_closed(connection)` (a plain HTTP connection is gone): `gateway.http`; and
+        `on_refused(connection, exchange, headers) -> bool` (the first request of a connection
+        past the caps, to be answered 503 with `headers`: True if the handler answered it in
+        its own words, False for the transport's plain text)."""
 
 
 class Connection(asyncio.Protocol):
@@ -356,7 +359,9 @@ class Connection(asyncio.Protocol):
         if self.refusal is not None:  # too many connections: answered, then closed
             assert isinstance(self.http, http.HttpConnection), "served by plain HTTP"
             self.http.closing = True
-            exchange.respond(503, f"{self.refusal}\n".encode(), "text/plain", _RETRY_LATER)
+            on_refused = getattr(self.handler, "on_refused", None)
+            if on_refused is None or not on_refused(self, exchange, _RETRY_LATER):
+                exchange.respond(503, f"{self.refusal}\n".encode(), "text/plain", _RETRY_LATER)
             return
         on_request = getattr(self.handler, "on_request", None)
         if on_request is not None and on_request(self, exchange):

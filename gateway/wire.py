@@ -1833,6 +1833,7 @@ _STATUS_BY_CODE: dict[ErrorCode, int] = {
     E.INTERNAL: 500,
     E.OUTCOME_UNKNOWN: 504,
     E.NONCE_UNCHECKED: 503,
+    E.TOO_MANY_CONNECTIONS: 503,
 } | dict.fromkeys(_AUTH_401, 401)
 
 

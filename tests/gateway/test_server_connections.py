@@ -56,14 +56,28 @@ TICKER = b"GET /api/v1/ticker HTTP/1.1\r\nHost: x\r\n\r\n"
 PAGE = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
-async def refused(port: int, ip: str, request: bytes) -> str:
+async def refused(
+    port: int, ip: str, request: bytes, content_types: list[str] | None = None
+) -> str:
     """The request on a new connection from `ip` is refused 503, `Retry-After: 1`, and the
-    connection closed: the refusal's words."""
+    connection closed: the refusal's words (its content type added to `content_types`)."""
     (status, headers), (reader, writer) = await opened(port, ip, request)
     assert (status, headers.get("retry-after")) == (503, "1"), (status, headers)
+    if content_types is not None:
+        content_types.append(headers.get("content-type", "").partition(";")[0])
     body = await asyncio.wait_for(reader.read(), 5)  # to EOF: the server closed it
     writer.close()
     return body.decode()
+
+
+async def refused_in_json(port: int, ip: str, request: bytes) -> str:
+    """As `refused`, for a REST request: answered in REST's words, its JSON error
+    `TOO_MANY_CONNECTIONS` (before, the same plain text as the web page's): the `msg`."""
+    content_types = []
+    body = msgspec.json.decode(await refused(port, ip, request, content_types))
+    assert content_types == ["application/json"], content_types
+    assert body["error"]["code"] == 9005 and body["error"]["name"] == "TOO_MANY_CONNECTIONS"
+    return f"{body['error']['msg']}\n"  # the plain text's line, without its newline
 
 
 def test_connections_past_the_per_ip_cap_are_refused_until_one_closes(tmp_path: Path) -> None:
@@ -75,8 +89,9 @@ def test_connections_past_the_per_ip_cap_are_refused_until_one_closes(tmp_path: 
             (status, _), rest = await opened(port, "127.0.0.1", TICKER)  # REST counts too
             assert status == 200
             words = "at most 3 connections from one address; close one first\n"
-            for request in (upgrade(), TICKER, PAGE):  # websocket, REST, the web page
+            for request in (upgrade(), PAGE):  # websocket, the web page: plain text
                 assert await refused(port, "127.0.0.1", request) == words
+            assert await refused_in_json(port, "127.0.0.1", TICKER) == words  # REST: JSON
             (status, _), other_ip = await opened(port, "127.0.0.2", upgrade())
             assert status == 101  # another address has its own count
             socket_a[1].close()  # one of 127.0.0.1's closes: room for one more
@@ -102,7 +117,7 @@ def test_connections_past_the_total_cap_are_refused_from_any_address(tmp_path: P
             second = (await opened(port, "127.0.0.2", TICKER))[1]
             words = "the venue has its most connections (2); retry later\n"
             assert await refused(port, "127.0.0.3", upgrade()) == words
-            assert await refused(port, "127.0.0.3", TICKER) == words
+            assert await refused_in_json(port, "127.0.0.3", TICKER) == words
             for _, writer in (first, second):
                 writer.close()
         finally:
@@ -149,7 +164,7 @@ def test_refused_connections_are_held_to_be_answered_only_up_to_a_bound(
             words = "at most 1 connections from one address; close one first\n"
             held.close()
             await until(lambda: counts.refused_held == 0)
-            assert await refused(port, "127.0.0.1", TICKER) == words  # held, answered
+            assert await refused_in_json(port, "127.0.0.1", TICKER) == words  # held, answered
             await until(lambda: counts.refused_held == 0)
             admitted[1].close()
         finally:

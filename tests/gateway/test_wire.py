@@ -1090,6 +1090,7 @@ def test_error_envelopes() -> None:
         (E.QUOTE_PLACE_PENDING, 503),
         (E.OUTCOME_UNKNOWN, 504),
         (E.NONCE_UNCHECKED, 503),
+        (E.TOO_MANY_CONNECTIONS, 503),
     ],
 )
 def test_rejection_status(code: ErrorCode, status: int) -> None:
