@@ -7,6 +7,7 @@ are handed to the gateway's authentication, never to the engine.
 """
 
 import datetime
+import ipaddress
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
@@ -95,6 +96,9 @@ class LimitsSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # open connections per client IP and in total (gateway.limits: why these numbers)
     connections_per_ip_max: PositiveLimit = 256
     connections_max: PositiveLimit = 10_000
+    # reverse proxies (IPs, CIDRs) whose `X-Forwarded-For` names the client: for the limits
+    # read per request and the logs, never for the connection caps (per TCP peer, at accept)
+    trusted_proxies: tuple[str, ...] = ()
 
 
 class AssetEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -183,9 +187,35 @@ def problem(config: VenueConfig) -> str | None:
     """The first mistake in what every start reads (`[[api_keys]]`: a key given twice, an
     unknown scope), naming the entry; None for a sound config. The tables a venue is built
     from are checked only when one is (`build_problem`): a venue that exists ignores them."""
-    return _duplicate("api_keys", "key", [entry.key for entry in config.api_keys]) or _first(
-        map(_scopes_problem, config.api_keys)
+    return (
+        _duplicate("api_keys", "key", [entry.key for entry in config.api_keys])
+        or _first(map(_scopes_problem, config.api_keys))
+        or _trusted_proxies_problem(config.limits.trusted_proxies)
     )
+
+
+def _trusted_proxies_problem(entries: tuple[str, ...]) -> str | None:
+    """`[limits] trusted_proxies` names only IPs and networks: a typo would otherwise trust
+    nobody (or the wrong host) without a word."""
+    try:
+        trusted_networks(entries)
+    except ValueError as bad:
+        return f"[limits] trusted_proxies: {bad}"
+    return None
+
+
+def trusted_networks(
+    entries: Iterable[str],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """`[limits] trusted_proxies`: each an IP or a CIDR (`10.0.0.0/8`; host bits allowed);
+    ValueError naming the first that is neither."""
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address or network") from None
+    return tuple(networks)
 
 
 def build_problem(config: VenueConfig) -> str | None:

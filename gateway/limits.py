@@ -9,6 +9,7 @@ exact; a refused request takes nothing from any bucket; a bucket never holds mor
 burst; every valid request costs at most a bucket's burst, so it can always eventually pass.
 """
 
+import ipaddress
 from collections.abc import Iterable
 
 MESSAGE_BYTES_MAX = 64 * 1024  # the largest valid request (a full quote.mass) is ~10 KiB
@@ -400,6 +401,52 @@ class AddressBuckets:
 
     def tracked(self) -> int:
         return len(self._buckets)
+
+
+# The addresses of `X-Forwarded-For` looked at, from its right: a chain of proxies is a few
+# hops; a longer header is a client's padding, and past this the nearest hop read is taken.
+FORWARDED_HOPS_MAX = 16
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class TrustedProxies:
+    """Who a request is from, behind reverse proxies: for a connection from one of the
+    trusted proxies the client is the last address of `X-Forwarded-For` (read from its right)
+    that is not itself a trusted proxy; from any other peer the header is ignored, since
+    anyone can send it. Pure: the server passes in the peer and the header."""
+
+    def __init__(self, networks: Iterable[Network] = ()) -> None:
+        self.networks = tuple(networks)  # `core.config.trusted_networks` of the config
+
+    def trusts(self, ip: str) -> bool:
+        if not self.networks:
+            return False
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:  # not an IP (a unix socket's ""): never a trusted proxy
+            return False
+        return any(address in network for network in self.networks)
+
+    def client_ip(self, peer_ip: str, forwarded_for: str | None) -> str:
+        """The client's IP: `peer_ip` unless it is a trusted proxy that says, in
+        `forwarded_for`, whom it forwards for. Walking the header from its right, each
+        trusted hop hands over to the address left of it; the first untrusted one is the
+        client. An entry that is not an IP, or a header that ends (or runs past
+        `FORWARDED_HOPS_MAX`) in trusted hops, leaves the nearest hop read: what a
+        trusted proxy vouched for, never a client's word."""
+        if not forwarded_for or not self.trusts(peer_ip):
+            return peer_ip
+        client = peer_ip
+        for entry in reversed(forwarded_for.split(",")[-FORWARDED_HOPS_MAX:]):
+            try:
+                hop = str(ipaddress.ip_address(entry.strip()))
+            except ValueError:  # garbage where an address belongs: stop at the last good one
+                return client
+            client = hop
+            if not self.trusts(hop):
+                return client
+        return client
 
 
 # Every cost a valid request may have: one look-up in C asserts it (`charge_cost`).

@@ -337,7 +337,7 @@ class RestApi:
         try:
             await claim_cluster_wide(nonces, self.server.auth, api_key, nonce)
         except AuthError as refused:
-            self._log_refusal(answers, api_key, exchange.path, refused)
+            self._log_refusal(answers, api_key, exchange, refused)
             _respond_error(exchange, refused.code, refused.message)
             return
         if answers.connection.closed.done():
@@ -424,7 +424,7 @@ class RestApi:
         try:
             key = server.auth.check(api_key, ts_us, nonce, window, sig, now_us(), signature_with)
         except AuthError as refused:
-            self._log_refusal(answers, api_key, exchange.path, refused)
+            self._log_refusal(answers, api_key, exchange, refused)
             if refused.code is E.BAD_SIGNATURE:  # `auth` words it for a logon's `sig`
                 return AuthError(E.BAD_SIGNATURE, REQUEST_NOT_SIGNED)
             return refused
@@ -432,20 +432,28 @@ class RestApi:
         return None
 
     def _log_refusal(
-        self, answers: "_Answers", api_key: str, path: str, refused: AuthError
+        self, answers: "_Answers", api_key: str, exchange: Exchange, refused: AuthError
     ) -> None:
         now = now_us()
         if now < answers.refusal_logged_us + REFUSAL_LOG_INTERVAL_US:
             answers.refusals_unlogged += 1
             return
         who = {
-            "peer": _peer(answers),
+            "peer": self._peer(answers, exchange),
             "api_key": wire.shortened(api_key),
-            "path": wire.shortened(path),
+            "path": wire.shortened(exchange.path),
         }
         more = {"code": refused.code.name.lower(), "refusals_unlogged": answers.refusals_unlogged}
         log.warning("rest request refused", extra=who | more)
         answers.refusal_logged_us, answers.refusals_unlogged = now, 0
+
+    def _peer(self, answers: "_Answers", exchange: Exchange) -> str:
+        """The peer's `host:port`, for the log; behind a trusted proxy, `client via
+        host:port` (each request's own: a proxy's connection carries many clients')."""
+        where = _peer(answers)
+        client = self.server.client_ip(answers.connection, exchange.headers.get("x-forwarded-for"))
+        peer = answers.connection.peer
+        return where if not peer or client == str(peer[0]) else f"{client} via {where}"
 
     # the reads served here
 
@@ -644,6 +652,12 @@ class _Answers:
     @property
     def peer(self) -> Any:
         return self.connection.peer
+
+    @property
+    def client_ip(self) -> None:
+        """None: the connection's one client is not known behind a proxy (its requests may
+        be many clients'); each request's is logged with it (`RestApi._peer`)."""
+        return None
 
     def send_frames(self, frames: list[bytes]) -> bool:
         for frame in frames:

@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from websockets.datastructures import Headers
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response as HttpResponse
 
@@ -135,6 +136,10 @@ class VenueServer:
             rates.account_burst,
         )
         self.page_limiter = limits.AddressBuckets()  # the web page's files, per client IP
+        # whose X-Forwarded-For names the client (`client_ip`); never the connection caps'
+        self.proxies = limits.TrustedProxies(
+            venue_config.trusted_networks(config.limits.trusted_proxies)
+        )
         self.connections = Sessions()
         self.private_streams = PrivateStreams(self.bus, self.connections, data_dir, kept)
         self.public = PublicStreams(
@@ -310,16 +315,24 @@ class VenueServer:
     def on_http(
         self, connection: transport.Connection, request: HttpRequest
     ) -> HttpResponse | None:
-        refused = self._charge_page_request(connection)
+        refused = self._charge_page_request(connection, request)
         if refused is not None:
             return refused
         return static.respond(request)  # the web page; other paths: None, 404
 
-    def _charge_page_request(self, connection: transport.Connection) -> HttpResponse | None:
+    def client_ip(self, connection: transport.Connection, forwarded_for: str | None) -> str:
+        """Whom a request on `connection` is from: its peer's IP, or, from a trusted proxy
+        (`[limits] trusted_proxies`), the client its `X-Forwarded-For` names."""
+        peer_ip = str(connection.peer[0]) if connection.peer else ""
+        return self.proxies.client_ip(peer_ip, forwarded_for)
+
+    def _charge_page_request(
+        self, connection: transport.Connection, request: HttpRequest
+    ) -> HttpResponse | None:
         """Charge a request that is neither REST nor websocket (the web page's files, a
         404) to its client IP's bucket: None if it fits, else the 429 that answers it.
         Without it such requests were served uncharged, as fast as a client sent them."""
-        ip = str(connection.peer[0]) if connection.peer else ""
+        ip = self.client_ip(connection, forwarded_for(request.headers))
         retry_after_ms = self.page_limiter.take(ip, now_us())
         if retry_after_ms == 0:
             return None
@@ -335,7 +348,7 @@ class VenueServer:
             return False
         # `websocket_request` asks as GET (HEAD is a GET whose body `http` leaves out)
         asked = dataclasses.replace(http.websocket_request(exchange), method=exchange.method)
-        response = self._charge_page_request(connection) or static.respond(asked)
+        response = self._charge_page_request(connection, asked) or static.respond(asked)
         if response is None:
             return False
         http.answer_with(exchange, response)
@@ -353,6 +366,10 @@ class VenueServer:
         self.rest.closed(connection)
 
     def on_open(self, connection: transport.Connection) -> None:
+        if self.proxies.networks and connection.request is not None:  # behind a proxy: logs
+            client = self.client_ip(connection, forwarded_for(connection.request.headers))
+            peer_ip = str(connection.peer[0]) if connection.peer else ""
+            connection.client_ip = None if client == peer_ip else client
         session = self.connections.open(connection)
         # Its messages go straight to the dispatcher (`on_frame`, without the call through it)
         connection.deliver = partial(self.dispatcher.on_frame, session)  # type: ignore[method-assign]
@@ -621,3 +638,10 @@ def _add_issued_keys(store: KeyStore, issued: list[ApiKey], path: Path) -> None:
                 f"{path}: {clash} (in the config's [[api_keys]] too, or twice in this file:"
                 " remove one)"
             ) from None
+
+
+def forwarded_for(headers: Headers) -> str | None:
+    """The request's `X-Forwarded-For`: its last line if sent more than once (the one the
+    nearest proxy added; any before it came from further away, a client's own included)."""
+    values = headers.get_all("X-Forwarded-For")
+    return values[-1] if values else None

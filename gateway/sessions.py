@@ -383,9 +383,11 @@ def _too_many_bytes(session: Session, item: bytes) -> bool:
 
 
 def peer(session: Session) -> str:
-    """The peer's `host:port`, for the log."""
+    """The peer's `host:port`, for the log; behind a trusted proxy, `client via host:port`."""
     address = session.websocket.peer
-    return f"{address[0]}:{address[1]}" if address else "?"
+    where = f"{address[0]}:{address[1]}" if address else "?"
+    client = session.websocket.client_ip
+    return where if client is None else f"{client} via {where}"
 
 
 def _write_of(items: Sequence[bytes], packed: bool) -> Sequence[bytes] | None:

@@ -107,6 +107,9 @@ class Connection(asyncio.Protocol):
         self.route = ""  # its path: the websocket route
         self.packed = False  # `?pack=1`: a loop turn's messages go out as one JSON array
         self.peer: Any = None  # (host, port) as the socket says
+        # the client's IP as a trusted proxy named it (`X-Forwarded-For`), set by the handler
+        # when the websocket opens, for the logs; None: the peer is the client
+        self.client_ip: str | None = None
         # Why the connection is refused (too many open: `ConnectionCounts`), answered 503 to
         # its first request; None once admitted, and then its IP, counted until it closes.
         self.refusal: str | None = None

@@ -301,3 +301,14 @@ def test_a_matured_bill_leaves_its_asset_when_another_instrument_names_it(
     commands = config.setup_commands(loaded, after)
     assert [c.code for c in commands if hasattr(c, "code")] == ["USD", "TB-X", "X"]
     assert [c.spec.symbol for c in commands if hasattr(c, "spec")] == ["X-TB"]
+
+
+def test_trusted_proxies_name_ips_or_networks(tmp_path: Path) -> None:
+    """A typo in `[limits] trusted_proxies` would otherwise trust nobody, or the wrong host."""
+    listed = '[limits]\ntrusted_proxies = ["10.0.0.1", "192.168.0.0/16", "::1"]\n'
+    assert (
+        len(config.trusted_networks(config.load(write(tmp_path, listed)).limits.trusted_proxies))
+        == 3
+    )
+    with pytest.raises(config.ConfigError, match=r"trusted_proxies: '10\.0\.0\.300'"):
+        config.load(write(tmp_path, '[limits]\ntrusted_proxies = ["10.0.0.300"]\n'))

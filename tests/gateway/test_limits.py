@@ -360,3 +360,23 @@ def test_refused_connections_are_held_up_to_their_bound() -> None:
     assert counts.refused_held == 2
     counts.release_refused()
     assert counts.hold_refused()
+
+
+def test_only_a_trusted_proxys_forwarded_for_names_the_client() -> None:
+    from core.config import trusted_networks
+
+    proxies = limits.TrustedProxies(trusted_networks(["10.0.0.1", "192.168.0.0/16"]))
+    client_ip = proxies.client_ip
+    assert client_ip("203.0.113.9", "198.51.100.1") == "203.0.113.9"  # untrusted peer: ignored
+    assert client_ip("10.0.0.1", None) == "10.0.0.1"  # a proxy that names nobody
+    assert client_ip("10.0.0.1", "198.51.100.1") == "198.51.100.1"
+    # a client's own header comes first: the last untrusted address is the one the proxy saw
+    assert client_ip("10.0.0.1", "1.2.3.4, 198.51.100.1") == "198.51.100.1"
+    # a chain of trusted proxies is walked to the first untrusted hop
+    assert client_ip("10.0.0.1", "1.2.3.4,198.51.100.1, 192.168.3.4") == "198.51.100.1"
+    assert client_ip("10.0.0.1", "192.168.3.4") == "192.168.3.4"  # trusted to the end
+    assert client_ip("10.0.0.1", "junk, 192.168.3.4") == "192.168.3.4"  # stops at garbage
+    assert client_ip("10.0.0.1", "junk") == "10.0.0.1"
+    padded = ", ".join(["198.51.100.1"] + ["192.168.0.1"] * limits.FORWARDED_HOPS_MAX)
+    assert client_ip("10.0.0.1", padded) == "192.168.0.1"  # bounded: the nearest hops only
+    assert limits.TrustedProxies().client_ip("10.0.0.1", "198.51.100.1") == "10.0.0.1"

@@ -7,12 +7,14 @@ per-connection rate budget.) And the web page's files, charged to the IP's bucke
 import asyncio
 import base64
 import contextlib
+import logging
 import os
 import time
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 
 from core import config as venue_config
 from gateway.server import VenueServer
@@ -22,11 +24,16 @@ Head = tuple[int, dict[str, str]]
 Opened = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
-async def start(tmp_path: Path, per_ip_max: int, total_max: int) -> tuple[VenueServer, int]:
+async def start(
+    tmp_path: Path, per_ip_max: int, total_max: int, trusted_proxies: tuple[str, ...] = ()
+) -> tuple[VenueServer, int]:
     """A venue whose `[limits]` caps the open connections at these numbers."""
     config = venue_config.load(SAMPLE_CONFIG)
     limits = msgspec.structs.replace(
-        config.limits, connections_per_ip_max=per_ip_max, connections_max=total_max
+        config.limits,
+        connections_per_ip_max=per_ip_max,
+        connections_max=total_max,
+        trusted_proxies=trusted_proxies,
     )
     server = VenueServer(msgspec.structs.replace(config, limits=limits), tmp_path / "data")
     return server, await server.start("127.0.0.1", 0)
@@ -220,6 +227,55 @@ def test_the_page_files_are_charged_to_the_client_ip(tmp_path: Path, monkeypatch
             clock[0] += 50_000  # one token back
             [(ok, _), (limited, _)] = await answers(port, "127.0.0.1", [PAGE, PAGE])
             assert (ok, limited) == (200, 429)
+        finally:
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
+
+
+def forwarded(request: bytes, client: str) -> bytes:
+    """`request` as a reverse proxy sends it on: `X-Forwarded-For` naming `client`."""
+    line_end = request.index(b"\r\n") + 2
+    return request[:line_end] + f"X-Forwarded-For: {client}\r\n".encode() + request[line_end:]
+
+
+def test_behind_a_trusted_proxy_the_page_files_are_charged_to_the_forwarded_client(
+    tmp_path: Path, monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Behind a reverse proxy every client had the proxy's IP: one page bucket for them
+    all. From a peer in `[limits] trusted_proxies` the client is the last untrusted address
+    of `X-Forwarded-For` (a client's own header, left of it, changes nothing); from any
+    other peer the header is ignored. The connection caps stay per TCP peer; the log names
+    the client."""
+    from gateway import server as server_module
+    from gateway.limits import PAGE_FILES_BURST
+
+    clock = [time.time_ns() // 1_000]
+    monkeypatch.setattr(server_module, "now_us", lambda: clock[0])
+
+    async def scenario() -> None:
+        server, port = await start(tmp_path, 10, 100, trusted_proxies=("127.0.0.1",))
+        try:
+            first = forwarded(PAGE, "203.0.113.7")
+            heads = await answers(port, "127.0.0.1", [first] * (PAGE_FILES_BURST + 1))
+            assert [status for status, _ in heads[-2:]] == [200, 429]
+            spoofed = forwarded(PAGE, "198.51.100.1, 203.0.113.7")  # the same client
+            [(status, _)] = await answers(port, "127.0.0.1", [spoofed])
+            assert status == 429
+            [(status, _)] = await answers(port, "127.0.0.1", [forwarded(PAGE, "203.0.113.8")])
+            assert status == 200  # another client behind the same proxy: its own bucket
+            untrusted = [forwarded(PAGE, f"198.51.100.{n}") for n in range(PAGE_FILES_BURST + 1)]
+            heads = await answers(port, "127.0.0.2", untrusted)  # the header ignored
+            assert [status for status, _ in heads[-2:]] == [200, 429]
+            assert server._server is not None
+            caplog.set_level(logging.INFO, "venue")
+            (status, _), held = await opened(port, "127.0.0.1", forwarded(upgrade(), "203.0.113.9"))
+            assert status == 101
+            assert server._server.counts.open_from("127.0.0.1") == 1  # the cap: the TCP peer
+            await until(lambda: any(r.msg == "connection opened" for r in caplog.records))
+            [opening] = [r for r in caplog.records if r.msg == "connection opened"]
+            assert opening.peer.startswith("203.0.113.9 via 127.0.0.1:"), opening.peer
+            held[1].close()
         finally:
             await server.stop()
 
