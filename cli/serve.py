@@ -4,8 +4,9 @@ Prints where to connect and the configured demo keys, so a newcomer can log on a
 logs to stderr (`cli.logs`). Refuses to start, in one line and creating nothing, on a
 port another process holds, a data directory another venue holds, a JetStream stream whose
 lease another venue or a cluster's core holds (`--nats`), a journal or snapshot it cannot
-trust, a PostgreSQL ledger store it cannot reach, or `[limits] connections_max` over what its
-open-file limit can be raised to (`ensure_open_files`) (`cli.failures.CommandFailed`). A
+trust, or a PostgreSQL ledger store it cannot reach (`cli.failures.CommandFailed`); `[limits]
+connections_max` over what its open-file limit can be raised to is lowered to fit, with a
+warning (`fit_open_files`). A
 refusal once the data directory is locked takes back what the start made there, the lock
 file, a new ledger.sqlite and the directory too (`VenueCore`; the lease's files with
 `--nats`: `VenueLease.give_back`, and the stream, if this start created it and it is still
@@ -85,7 +86,7 @@ def run(
     if not 0 <= port <= 65_535:
         raise CommandFailed(f"port {port} is not within 0..65535")
     if role != "core":  # a core accepts no clients: only the gateways' caps need the files
-        ensure_open_files(config.limits.connections_max)
+        config = fit_open_files(config)
     check_port_free_or_core(role, host, port)  # before the data directory is made or touched
     if role == "all":
         check_store_reachable(config.venue.ledger_postgres)  # likewise
@@ -207,29 +208,41 @@ async def _delete_new_stream(urls: str) -> None:
         log.warning("the stream %s this start created is left: %r", STREAM_DEFAULT, failed)
 
 
-def ensure_open_files(connections_max: int) -> None:
-    """Make room under the open-file limit for `connections_max` connections and the
-    venue's own files (`OPEN_FILES_RESERVE`): raise the soft limit to what they need if
-    the hard limit allows it, else refuse the start. Without it a venue configured above
-    its limit started and failed later, at accept (EMFILE), under load."""
+def fit_open_files(config: venue_config.VenueConfig) -> venue_config.VenueConfig:
+    """Make room under the open-file limit for `[limits] connections_max` connections and the
+    venue's own files (`OPEN_FILES_RESERVE`): the soft limit is raised to what they need, as
+    far as the hard limit allows. Below that, the venue still starts (`make run` on a machine
+    with a low hard limit must work) with the cap lowered to what fits, and says so: without
+    it a venue configured above its limit started and failed later, at accept (EMFILE)."""
+    connections_max = config.limits.connections_max
     needed = connections_max + OPEN_FILES_RESERVE
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or needed <= soft:
-        return
-    if hard != resource.RLIM_INFINITY and needed > hard:
-        raise CommandFailed(
-            f"[limits] connections_max = {connections_max} needs {needed} open files "
-            f"({OPEN_FILES_RESERVE} kept for the venue's own), over this process's hard "
-            f"limit of {hard} (ulimit -Hn): lower connections_max or raise the limit"
-        )
+        return config
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
     try:  # only up to what is needed: RLIM_INFINITY as the hard limit is not a usable soft
-        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     except (ValueError, OSError) as refused:  # a platform cap below the hard limit (macOS)
-        raise CommandFailed(
-            f"[limits] connections_max = {connections_max} needs {needed} open files; "
-            f"the open-file limit of {soft} could not be raised: {refused}"
-        ) from None
-    log.info("open-file limit raised from %d to %d for connections_max", soft, needed)
+        log.warning("the open-file limit of %d could not be raised: %s", soft, refused)
+        target = soft
+    else:
+        log.info("open-file limit raised from %d to %d for connections_max", soft, target)
+    if target >= needed:
+        return config
+    # the venue's own files are few in fact: under a very low limit half of it is theirs
+    allowed = max(target - OPEN_FILES_RESERVE, target // 2)
+    log.warning(
+        "[limits] connections_max = %d needs %d open files (%d kept for the venue's own);"
+        " the open-file limit is %d (ulimit -Hn %s): serving at most %d connections",
+        connections_max,
+        needed,
+        OPEN_FILES_RESERVE,
+        target,
+        "unlimited" if hard == resource.RLIM_INFINITY else hard,
+        allowed,
+    )
+    limits = msgspec.structs.replace(config.limits, connections_max=allowed)
+    return msgspec.structs.replace(config, limits=limits)
 
 
 def check_port_free(host: str, port: int) -> None:
