@@ -337,6 +337,8 @@ class HttpConnection:
             transport.close()
 
     def _arm_idle_timer(self) -> None:
+        if self.connection.refusal is not None:  # over the caps: the transport's short
+            return  # deadline for its one request stands, not the keep-alive's 15 s
         self._cancel_timer()
         if not self.connection.closing:  # the handshake deadline is the websocket's
             self.connection._cancel_timer()

@@ -280,3 +280,33 @@ def test_behind_a_trusted_proxy_the_page_files_are_charged_to_the_forwarded_clie
             await server.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
+
+
+def test_a_refused_connection_that_never_ends_its_request_is_closed_at_its_short_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection over the caps has `CONNECTION_REFUSED_TIMEOUT_S` to send the request its
+    503 answers. Its request line handed it to plain HTTP, whose keep-alive deadline (15 s)
+    replaced that one: a peer sending heads it never ends held refused slots 15 s each (a
+    reviewer's finding). Here the refusal's deadline is short and the keep-alive's long: the
+    connection must end at the first."""
+    from gateway import http, transport
+
+    monkeypatch.setattr(transport, "CONNECTION_REFUSED_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(http, "KEEPALIVE_IDLE_S", 3_600)
+
+    async def scenario() -> None:
+        server, port = await start(tmp_path, per_ip_max=1, total_max=100)
+        try:
+            (status, _), (_, held) = await opened(port, "127.0.0.1", PAGE)
+            assert status == 200
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\n")  # a request line, its head never ended
+            await writer.drain()
+            assert await asyncio.wait_for(reader.read(), TEST_TIMEOUT_S) == b""  # closed
+            writer.close()
+            held.close()
+        finally:
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 2 * TEST_TIMEOUT_S))
