@@ -248,19 +248,25 @@ class VenueCore:
         """Journal the config's reserve staleness bound (`SetReserveStaleness`) before any
         command of this start: always when `building` (a new journal's first record says
         what it runs under, whatever a copy's config says), on the first start of a journal
-        begun before (its mark: every cl_op_id remembered from here on), and when the venue
-        runs under another bound (an edit of `reserve_staleness_hours`, or in a cluster a
-        takeover by a core configured otherwise: said in a warning). Deposits from here on
-        are decided under it, those before stand, and every replay decides each the same."""
+        begun before (its mark: every cl_op_id remembered and every pending withdrawal held
+        through corporate actions from here on; also on a start holding a withdrawal
+        requested before that rule), and when the venue runs under another bound (an edit
+        of `reserve_staleness_hours`, or in a cluster a takeover by a core configured
+        otherwise: said in a warning). Deposits from here on are decided under it, those
+        before stand, and every replay decides each the same."""
         configured_us = venue_config.reserve_staleness_max_us(self.config)
         rules = self.venue.config
         running_us = rules.reserve_staleness_max_us
-        begun_before = rules.operations_retained_max != 0
+        # Begun before, or restored from an image of then that holds withdrawals of before
+        # (an image written since the archive of cl_op_ids but before the mark says nothing
+        # of its rules): the mark keeps those pending through a maturity.
+        begun_before = (
+            rules.operations_retained_max != 0 or self.ledger.pending_before_actions_held()
+        )
         if not building and not begun_before and running_us == configured_us:
             return
-        executed = self.sequencer.submit(
-            SetReserveStaleness(staleness_max_us=configured_us), origin=None
-        )
+        mark = SetReserveStaleness(staleness_max_us=configured_us, withdrawals_held=True)
+        executed = self.sequencer.submit(mark, origin=None)
         await self.sequencer.drain()
         fields = {"seq": executed.seq, "hours": configured_us // venue_config.HOUR_US}
         if running_us == configured_us:

@@ -289,6 +289,12 @@ class SetReserveStaleness(Command, frozen=True, gc=False, kw_only=True):
     decided under, whatever its own config says. A venue starts at `VenueConfig`'s default."""
 
     staleness_max_us: int
+    # Also the mark that every pending withdrawal stays pending through corporate actions
+    # from here on, those requested before that rule too (`Ledger.hold_through_actions`), so
+    # that a maturity cannot void one the custodian may have paid out. Set where the core
+    # journals its rules (`VenueCore._journal_rules`); absent (False) from records written
+    # before, whose maturities voided such withdrawals and must replay so.
+    withdrawals_held: bool = False
 
 
 class IssueKey(OperatorCommand, frozen=True, gc=False, kw_only=True):

@@ -1760,6 +1760,8 @@ class Venue:
         self.operations.remember_every_one()
         if self.ledger is not None:  # custody decides deposits under its own copy
             self.custody.reserve_staleness_max_us = staleness_us
+            if cmd.withdrawals_held:  # none voided by a maturity from here on
+                self.ledger.hold_through_actions()
         events.append(ReserveStalenessSet(cmd.ts_us, staleness_us))
         return None
 

@@ -526,6 +526,21 @@ class Ledger:
         self.withdrawals[withdrawal.withdrawal_id] = withdrawal
         return withdrawal
 
+    def hold_through_actions(self) -> None:
+        """Keep every pending withdrawal pending through corporate actions from now on, as
+        one requested today is: also those requested before that rule, which a split or a
+        maturity voided (paying them twice if the custodian had paid them out). Changes no
+        balance: their tokens stay held as they were."""
+        for withdrawal_id, withdrawal in self.withdrawals.items():
+            if not withdrawal.held_through_actions:
+                held = msgspec.structs.replace(withdrawal, held_through_actions=True)
+                self.withdrawals[withdrawal_id] = held
+
+    def pending_before_actions_held(self) -> bool:
+        """Whether a pending withdrawal was requested before withdrawals were held through
+        corporate actions (`hold_through_actions` has not marked it)."""
+        return any(not w.held_through_actions for w in self.withdrawals.values())
+
     def confirm_withdrawal(self, withdrawal_id: int, ts_us: int) -> list[Transfer] | Refused:
         """Phase two: the custodian paid out; burn the held tokens back into issuance."""
         withdrawal = self.withdrawals.get(withdrawal_id)

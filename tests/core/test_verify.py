@@ -5,6 +5,7 @@ import logging
 import sqlite3
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -21,14 +22,20 @@ from core.nats_bus import ClusterCodec, NatsBus
 from core.sequencer import Executed, decode_record, encode_command
 from core.verify import verify
 from engine import snapshot as venue_snapshot
-from engine.commands import AttestReserves, Deposit, ListAsset, SetReserveStaleness
+from engine.commands import (
+    AttestReserves,
+    Deposit,
+    ListAsset,
+    RequestWithdrawal,
+    SetReserveStaleness,
+)
 from engine.events import CommandRejected
 from engine.venue import Venue as EngineVenue
 from engine.venue import VenueConfig as EngineConfig
 from gateway.server import JOURNAL_FILE, LEDGER_FILE, RecoveryRefused, VenueServer
 from settlement.ledger import Ledger
 from tests.conftest import ROOT, Venue, start_venue
-from tests.sample_config import SAMPLE_CONFIG
+from tests.sample_config import SAMPLE_CONFIG, sample_bill
 from tests.terminal import run_on_terminal
 
 SYMBOL = "AAPLx-USD"
@@ -453,7 +460,7 @@ def test_a_journal_begun_before_the_bound_was_journaled_replays_as_it_ran(tmp_pa
     written = [decode_record(seq, payload) for seq, payload in journal.replay()]
     journal.close()
     assert len(written) == records + 1 and written[-1] == SetReserveStaleness(
-        ts_us=written[-1].ts_us, staleness_max_us=48 * venue_config.HOUR_US
+        ts_us=written[-1].ts_us, staleness_max_us=48 * venue_config.HOUR_US, withdrawals_held=True
     )
     image = snapshots.latest(data_dir)
     assert image is not None and image.first_staleness_us == 48 * venue_config.HOUR_US
@@ -474,3 +481,113 @@ def test_a_journal_begun_before_the_bound_was_journaled_replays_as_it_ran(tmp_pa
     first = decode_record(1, next(iter(journal.replay()))[1])
     journal.close()
     assert isinstance(first, SetReserveStaleness) and first.staleness_max_us == 26 * 3_600_000_000
+
+
+BILL = sample_bill("TB-2027-03-04-USD")
+BILL_ASSET = sample_bill("TB-2027-03-04")
+
+
+def write_journal_withdrawing_of_before(data_dir: Path) -> tuple[EngineVenue, int]:
+    """A journal as a venue built before withdrawals were held through corporate actions
+    wrote it: the sample config's setup, then account 1 (alpha, 2,000,000 face of `BILL`)
+    withdrawing 1,000 face, the record without `held_through_actions`. The venue as it ran
+    (its transfers drained) and the number of records."""
+    now = time.time_ns() // 1_000
+    config = venue_config.load(SAMPLE_CONFIG)
+    commands = [
+        *venue_config.setup_commands(config, now),
+        RequestWithdrawal(account=1, asset=BILL_ASSET, amount=1_000),
+    ]
+    ran = EngineVenue(EngineConfig(), Ledger())
+    journal = FileJournal(data_dir / JOURNAL_FILE)
+    for seq, command in enumerate(commands, start=1):
+        stamped = msgspec.structs.replace(command, ts_us=now)
+        assert not any(isinstance(e, CommandRejected) for e in ran.execute(stamped))
+        journal.commit([(seq, encode_command(stamped))])
+    journal.close()
+    assert ran.ledger is not None
+    ran.ledger.drain()
+    return ran, len(commands)
+
+
+def mature_with_the_old_withdrawal(data_dir: Path) -> None:
+    """Start, mature `BILL` (admin.mature): alpha's 1,000 face withdrawn before stay held and
+    unpaid, and its confirm burns them, paying nothing; stop."""
+
+    async def scenario() -> None:
+        venue = await start_venue(data_dir)
+        admin = await venue.client("admin")
+        alpha = await venue.client("alpha")
+        before = {row["asset"]: row for row in (await alpha.balances())["balances"]}
+        await admin.request("admin.mature", {"symbol": BILL})
+        after = {row["asset"]: row for row in (await alpha.balances())["balances"]}
+        assert (after[BILL_ASSET]["total"], after[BILL_ASSET]["held"]) == ("1000", "1000")
+        paid = Decimal(after["USD"]["total"]) - Decimal(before["USD"]["total"])
+        assert paid == 1_999_000  # par on the 2,000,000 face less the 1,000 withdrawn
+        await admin.request("admin.confirm_withdrawal", {"withdrawal_id": 1})
+        rows = (await alpha.balances())["balances"]
+        assert not any(row["asset"] == BILL_ASSET and row["total"] != "0" for row in rows)
+        assert venue.server.ledger.supply(BILL_ASSET) == 0
+        for client in venue.clients:
+            await client.close()
+        await venue.server.stop()
+
+    asyncio.run(scenario())
+
+
+def test_an_old_withdrawal_stays_pending_and_unpaid_through_a_maturity_today(
+    tmp_path: Path,
+) -> None:
+    """The finding: a withdrawal requested before withdrawals were held through corporate
+    actions was voided by a bill's maturity today and its tokens paid par (paid twice, had
+    the custodian paid it out). The first start under this build journals its mark, from
+    which such a withdrawal stays pending and unpaid at maturity; its confirm burns the
+    tokens, paying nothing; replay (`venue verify`, from the journal's start) agrees."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    write_journal_withdrawing_of_before(data_dir)
+    mature_with_the_old_withdrawal(data_dir)
+    journal = FileJournal(data_dir / JOURNAL_FILE, read_only=True)
+    written = [decode_record(seq, payload) for seq, payload in journal.replay()]
+    journal.close()
+    marks = [record for record in written if isinstance(record, SetReserveStaleness)]
+    assert len(marks) == 1 and marks[0].withdrawals_held
+    for path in data_dir.glob("snapshot-*"):
+        path.unlink()  # verify from the journal's start
+    lines = verify(data_dir, venue_config.load(SAMPLE_CONFIG))
+    assert all(line.startswith("ok") for line in lines), lines
+
+
+def test_an_image_of_before_the_mark_holding_an_old_withdrawal_gets_the_mark(
+    tmp_path: Path,
+) -> None:
+    """A snapshot written before the mark by a build that remembered every cl_op_id says
+    nothing of its journal's rules, so a start from it journaled no mark, and a maturity
+    still voided the old withdrawal it holds (paying it par). A start holding such a
+    withdrawal journals the mark."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    ran, records = write_journal_withdrawing_of_before(data_dir)
+
+    async def start_and_stop() -> None:  # the store built; a snapshot written
+        venue = await start_venue(data_dir)
+        await venue.server.stop()
+
+    asyncio.run(start_and_stop())
+    image = snapshots.latest(data_dir)
+    assert image is not None
+    journal = FileJournal(data_dir / JOURNAL_FILE, read_only=True)
+    kept = [(seq, payload) for seq, payload in journal.replay() if seq <= records]
+    journal.close()
+    (data_dir / JOURNAL_FILE).unlink()  # the journal and an image as of before the mark
+    for path in data_dir.glob("snapshot-*"):
+        path.unlink()
+    journal = FileJournal(data_dir / JOURNAL_FILE)
+    journal.commit(kept)
+    journal.close()
+    staleness_us = ran.config.reserve_staleness_max_us
+    of_then = snapshots.Snapshot(records, venue_snapshot.capture(ran), image.gateway, staleness_us)
+    snapshots.write(data_dir, of_then)
+    mature_with_the_old_withdrawal(data_dir)
+    lines = verify(data_dir, venue_config.load(SAMPLE_CONFIG))
+    assert all(line.startswith("ok") for line in lines), lines

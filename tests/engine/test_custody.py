@@ -17,6 +17,7 @@ from engine.commands import (
     RequestWithdrawal,
     SetInstrumentStatus,
     SetReferencePrice,
+    SetReserveStaleness,
     VoidWithdrawal,
 )
 from engine.custody import AS_OF_AHEAD_MAX_US
@@ -218,6 +219,98 @@ def test_a_withdrawal_held_through_maturity_survives_a_snapshot_and_replays(
     void = VoidWithdrawal(ts_us=custodied.venue.ts_us + 1, withdrawal_id=voided)
     assert restored.execute(void) == custodied.venue.execute(void)
     assert restored.state_hash() == custodied.venue.state_hash()
+
+
+def old_withdrawal_then_maturity(marked: bool) -> tuple[Custodied, int, list[Event]]:
+    """Account 1 holds 3,000 face and withdraws 500 the way withdrawals were requested before
+    they were held through corporate actions (no `held_through_actions`, as old journals
+    hold them); then, if `marked`, this build's mark (`SetReserveStaleness`, journaled by
+    the first start under it); then the bill matures. The venue, the withdrawal's id and the
+    maturity's events."""
+    custodied = Custodied()
+    list_bill(custodied)
+    custodied.ok(Deposit(account=1, asset="TB-X", amount=3_000))
+    requested = custodied.ok(RequestWithdrawal(account=1, asset="TB-X", amount=500))[0]
+    assert isinstance(requested, WithdrawalRequested)
+    assert not requested.withdrawal.held_through_actions
+    if marked:
+        staleness_us = custodied.venue.config.reserve_staleness_max_us
+        custodied.ok(SetReserveStaleness(staleness_max_us=staleness_us, withdrawals_held=True))
+    events = custodied.ok(AdvanceClock(), ts=MATURITY_US)
+    return custodied, requested.withdrawal.withdrawal_id, events
+
+
+def test_an_old_withdrawal_stays_pending_and_unpaid_through_a_maturity_after_the_mark() -> None:
+    """The finding: a withdrawal requested before withdrawals were held through corporate
+    actions was still voided by a maturity today and its tokens paid par; had the custodian
+    paid it out, the holder was paid twice. From the journal's mark on it is a withdrawal
+    like today's: pending at maturity, its tokens held and unpaid; its confirm burns them,
+    paying nothing, and its void would pay them par."""
+    custodied, withdrawal_id, events = old_withdrawal_then_maturity(marked=True)
+    assert not any(isinstance(e, WithdrawalVoided) for e in events)
+    matured = next(e for e in events if isinstance(e, InstrumentMatured))
+    assert (matured.holders, matured.face_total, matured.paid_total) == (1, 2_500, 2_500 * USD)
+    ledger = custodied.venue.ledger
+    assert ledger is not None and withdrawal_id in ledger.withdrawals
+    assert (custodied.total(1, "TB-X"), ledger.balance(1, "TB-X").held) == (500, 500)
+    assert custodied.total(1, "USD") == 2_500 * USD  # no par on the 500 the custodian paid
+    custodied.ok(ConfirmWithdrawal(withdrawal_id=withdrawal_id))
+    assert custodied.total(1, "TB-X") == 0 and custodied.total(1, "USD") == 2_500 * USD
+    assert ledger.supply("TB-X") == 0 and not ledger.withdrawals
+
+
+def test_an_old_withdrawal_voided_after_the_mark_and_maturity_is_paid_par_once() -> None:
+    custodied, withdrawal_id, _ = old_withdrawal_then_maturity(marked=True)
+    events = custodied.ok(VoidWithdrawal(withdrawal_id=withdrawal_id))
+    assert isinstance(events[0], WithdrawalVoided)
+    assert custodied.total(1, "TB-X") == 0 and custodied.total(1, "USD") == 3_000 * USD
+    assert custodied.total(REDEMPTION, "USD") == 0
+
+
+def test_an_old_journals_withdrawal_is_voided_at_maturity_as_it_was_without_the_mark() -> None:
+    """A journal with no mark before its maturity (or a mark of an older build, which set
+    only the bound) replays as it ran: the withdrawal voided, its tokens paid par."""
+    for mark in (False, True):
+        custodied = Custodied()
+        if mark:  # a record of before this build: no `withdrawals_held`
+            custodied.ok(SetReserveStaleness(staleness_max_us=24 * HOUR_US))
+        list_bill(custodied)
+        custodied.ok(Deposit(account=1, asset="TB-X", amount=3_000))
+        custodied.ok(RequestWithdrawal(account=1, asset="TB-X", amount=500))
+        events = custodied.ok(AdvanceClock(), ts=MATURITY_US)
+        assert any(isinstance(e, WithdrawalVoided) for e in events)
+        assert custodied.total(1, "USD") == 3_000 * USD and custodied.total(1, "TB-X") == 0
+    _, _, events = old_withdrawal_then_maturity(marked=False)
+    assert any(isinstance(e, WithdrawalVoided) for e in events)
+
+
+def test_the_mark_replays_alike_and_changes_no_hash_without_old_withdrawals() -> None:
+    """Replayed twice, the marked journal reaches the same state (and a restored snapshot
+    too); a venue holding no withdrawal of before hashes as it did without the mark's
+    flag."""
+    from engine import snapshot
+
+    first, _, _ = old_withdrawal_then_maturity(marked=True)
+    second, _, _ = old_withdrawal_then_maturity(marked=True)
+    assert first.venue.state_hash() == second.venue.state_hash()
+    unmarked, _, _ = old_withdrawal_then_maturity(marked=False)
+    assert unmarked.venue.state_hash() != first.venue.state_hash()
+    restored = snapshot.restore(snapshot.decode(snapshot.encode(snapshot.capture(first.venue))))
+    assert restored.state_hash() == first.venue.state_hash()
+    hashes = []
+    for withdrawals_held in (False, True):
+        custodied = Custodied()
+        custodied.ok(Deposit(account=1, asset="USD", amount=100 * USD))
+        request = RequestWithdrawal(
+            account=1, asset="USD", amount=60 * USD, held_through_actions=True
+        )
+        custodied.ok(request)
+        staleness = SetReserveStaleness(
+            staleness_max_us=24 * HOUR_US, withdrawals_held=withdrawals_held
+        )
+        custodied.ok(staleness)
+        hashes.append(custodied.venue.state_hash())
+    assert hashes[0] == hashes[1]
 
 
 def test_a_delisted_bill_is_still_redeemed_and_never_reopens(custodied: Custodied) -> None:
