@@ -305,6 +305,24 @@ class RateLimiter:
         return bucket
 
 
+IPV6_CLIENT_PREFIX = 64  # a host is commonly given a whole /64: its addresses count as one
+
+
+def address_key(ip: str) -> str:
+    """The key a client's address is counted under by the per-IP limits: an IPv4 address as
+    itself (an IPv4-mapped IPv6 one as its IPv4), an IPv6 address by its /64, since one host
+    holds a whole /64 and would otherwise open 256 connections from each of its addresses."""
+    if ":" not in ip:
+        return ip
+    try:
+        address = ipaddress.IPv6Address(ip.partition("%")[0])  # a link-local's %zone dropped
+    except ValueError:
+        return ip
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False))
+
+
 class ConnectionCounts:
     """The open connections per client IP and in total, against their caps: a connection is
     admitted (counted until `release`) or refused (not counted there; held to be answered

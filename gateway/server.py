@@ -333,7 +333,7 @@ class VenueServer:
         404) to its client IP's bucket: None if it fits, else the 429 that answers it.
         Without it such requests were served uncharged, as fast as a client sent them."""
         ip = self.client_ip(connection, forwarded_for(request.headers))
-        retry_after_ms = self.page_limiter.take(ip, now_us())
+        retry_after_ms = self.page_limiter.take(limits.address_key(ip), now_us())
         if retry_after_ms == 0:
             return None
         return static.too_many_requests(retry_after_ms)

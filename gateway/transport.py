@@ -43,6 +43,7 @@ from gateway.limits import (
     CONNECTION_REFUSED_RETRY_AFTER_S,
     CONNECTION_REFUSED_TIMEOUT_S,
     ConnectionCounts,
+    address_key,
 )
 from gateway.wire import shortened
 
@@ -204,7 +205,8 @@ class Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.peer = transport.get_extra_info("peername")
         self.listener.connections.add(self)
-        ip = str(self.peer[0]) if self.peer else ""  # (host, port, ...); None: a unix socket
+        # (host, port, ...); None: a unix socket. Counted by its key: an IPv6 host by its /64
+        ip = address_key(str(self.peer[0])) if self.peer else ""
         self.refusal = self.listener.counts.admit(ip)
         if self.refusal is None:
             self.counted_ip = ip

@@ -380,3 +380,21 @@ def test_only_a_trusted_proxys_forwarded_for_names_the_client() -> None:
     padded = ", ".join(["198.51.100.1"] + ["192.168.0.1"] * limits.FORWARDED_HOPS_MAX)
     assert client_ip("10.0.0.1", padded) == "192.168.0.1"  # bounded: the nearest hops only
     assert limits.TrustedProxies().client_ip("10.0.0.1", "198.51.100.1") == "10.0.0.1"
+
+
+def test_the_per_ip_limits_count_an_ipv6_host_by_its_64_and_a_mapped_ipv4_as_itself() -> None:
+    """A reviewer's finding: the caps were keyed on the exact address, so a host with a /64
+    (the usual IPv6 allocation) opened 256 connections from each of its addresses."""
+    key = limits.address_key
+    assert key("203.0.113.7") == "203.0.113.7"
+    assert key("::ffff:203.0.113.7") == "203.0.113.7"
+    assert (
+        key("2001:db8::1") == key("2001:db8::2") == key("2001:db8:0:0:ffff::9") == ("2001:db8::/64")
+    )
+    assert key("2001:db8:0:1::1") == "2001:db8:0:1::/64"  # the next /64: another client
+    assert key("fe80::1%eth0") == "fe80::/64"
+    assert key("not an address") == "not an address"  # left as it came
+    counts = limits.ConnectionCounts(per_ip_max=1, total_max=10)
+    assert counts.admit(key("2001:db8::1")) is None
+    assert counts.admit(key("2001:db8::2")) is not None  # the same host's /64: refused
+    assert counts.admit(key("2001:db8:0:1::1")) is None
