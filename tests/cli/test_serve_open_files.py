@@ -32,6 +32,24 @@ def limited_to(soft: int, hard: int) -> Callable[[], None]:
     return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+def served_under(tmp_path: Path, hard: int) -> subprocess.Popen[str]:
+    """`venue serve` started with a soft open-file limit of 1,024 under `hard`."""
+    return subprocess.Popen(
+        serve_command(tmp_path / "data"),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=limited_to(1_024, hard),
+    )
+
+
+def open_files_limits(pid: int) -> list[str]:
+    """The process's soft and hard open-file limits, as /proc shows them."""
+    limits = Path(f"/proc/{pid}/limits").read_text().splitlines()
+    return next(line for line in limits if line.startswith("Max open files")).split()[3:5]
+
+
 def lines_until_listening(server: subprocess.Popen[str]) -> list[str]:
     """What `server` printed up to its "listening" line (or its end), within the timeout."""
     assert server.stdout is not None
@@ -50,22 +68,13 @@ def lines_until_listening(server: subprocess.Popen[str]) -> list[str]:
 def test_a_cap_over_the_hard_limit_is_lowered_to_fit_and_said(tmp_path: Path) -> None:
     """`make run` on a machine whose hard limit is below the default cap must still start:
     the cap is lowered to what the limit holds, with a warning naming both, and the venue
-    serves (it answers a logon) under the raised soft limit."""
+    starts under the soft limit raised to the hard one."""
     hard = NEEDED - 1  # one file short
-    server = subprocess.Popen(
-        serve_command(tmp_path / "data"),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=limited_to(1_024, hard),
-    )
+    server = served_under(tmp_path, hard)
     try:
         started = lines_until_listening(server)
         assert started and "listening" in started[-1], "the venue did not start"
-        limits = Path(f"/proc/{server.pid}/limits").read_text().splitlines()
-        open_files = next(line for line in limits if line.startswith("Max open files"))
-        assert open_files.split()[3:5] == [str(hard), str(hard)], open_files
+        assert open_files_limits(server.pid) == [str(hard), str(hard)]
     finally:
         server.send_signal(signal.SIGTERM)
         output, _ = server.communicate(timeout=STOP_TIMEOUT_S)
@@ -79,19 +88,10 @@ def test_a_cap_over_the_hard_limit_is_lowered_to_fit_and_said(tmp_path: Path) ->
 
 def test_a_soft_limit_below_the_cap_is_raised_within_the_hard_limit(tmp_path: Path) -> None:
     hard = NEEDED + 1_000
-    server = subprocess.Popen(
-        serve_command(tmp_path / "data"),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        preexec_fn=limited_to(1_024, hard),
-    )
+    server = served_under(tmp_path, hard)
     try:
         assert _listening(server), "the venue did not start"
-        limits = Path(f"/proc/{server.pid}/limits").read_text().splitlines()
-        open_files = next(line for line in limits if line.startswith("Max open files"))
-        assert open_files.split()[3:5] == [str(NEEDED), str(hard)], open_files
+        assert open_files_limits(server.pid) == [str(NEEDED), str(hard)]
     finally:
         server.send_signal(signal.SIGTERM)
         output, _ = server.communicate(timeout=STOP_TIMEOUT_S)
