@@ -96,6 +96,9 @@ class LimitsSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # open connections per client IP and in total (gateway.limits: why these numbers)
     connections_per_ip_max: PositiveLimit = 256
     connections_max: PositiveLimit = 10_000
+    # REST's unsigned requests (public reads) per client IP, all its connections together;
+    # its burst is twice this (gateway.limits: why this number)
+    unsigned_rate_per_ip_per_s: PositiveLimit = 1_000
     # reverse proxies (IPs, CIDRs) whose `X-Forwarded-For` names the client: for the limits
     # read per request and the logs, never for the connection caps (per TCP peer, at accept)
     trusted_proxies: tuple[str, ...] = ()

@@ -389,11 +389,17 @@ PAGE_FILES_BURST = 100
 # The IPs whose bucket is kept: ~200 bytes each, ~13 MB. Past it the longest-kept one is
 # forgotten, so that IP starts full again: in its favour, never against an honest client.
 ADDRESSES_TRACKED_MAX = 65_536
+# REST's unsigned requests (public reads: ticker, book, trades...) per client IP, in tokens
+# (a read costs 0.5): five connections' worth, so a normal client never meets it, while one
+# IP's 256 connections can no longer send 256 times one connection's rate. `[limits]`.
+UNSIGNED_RATE_PER_IP_PER_S = 5 * CONNECTION_RATE_PER_S
+UNSIGNED_BURST_PER_IP_FACTOR = 2  # two seconds of it, as a connection's burst is
 
 
 class AddressBuckets:
-    """A token bucket per client IP, a token per request: for the requests that no
-    connection's or account's bucket charges (the web page's files)."""
+    """A token bucket per client IP: for the requests that no connection's or account's
+    bucket charges (the web page's files, a token each), and for REST's unsigned requests,
+    which a connection's bucket alone would let one IP multiply by its connections."""
 
     def __init__(
         self,
@@ -407,15 +413,23 @@ class AddressBuckets:
         self.tracked_max = tracked_max
         self._buckets: dict[str, TokenBucket] = {}  # insertion order: the oldest first
 
-    def take(self, ip: str, now_us: int) -> int:
+    def take(self, ip: str, now_us: int, cost_milli: int = MILLI) -> int:
         """Charge one request from `ip`: 0 if allowed, else the retry_after_ms (nothing
         charged)."""
+        return self._bucket(ip).take(cost_milli, now_us)
+
+    def retry_after_ms(self, ip: str, now_us: int, cost_milli: int = MILLI) -> int:
+        """0 if `take` would pass now, else the ms until it would. Takes nothing: lets a
+        request be checked against another bucket before either is charged."""
+        return self._bucket(ip).retry_after_ms(cost_milli, now_us)
+
+    def _bucket(self, ip: str) -> TokenBucket:
         bucket = self._buckets.get(ip)
         if bucket is None:
             if len(self._buckets) >= self.tracked_max:
                 del self._buckets[next(iter(self._buckets))]
             bucket = self._buckets[ip] = TokenBucket(self.rate_per_s, self.burst)
-        return bucket.take(MILLI, now_us)
+        return bucket
 
     def tracked(self) -> int:
         return len(self._buckets)

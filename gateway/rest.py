@@ -33,7 +33,7 @@ from gateway import wire
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, AuthError, claim_cluster_wide, sign_request
 from gateway.candles import BARS_KEPT_MAX, CANDLES_LIMIT_DEFAULT, CandlesResult, Ticker
 from gateway.http import Exchange
-from gateway.limits import QUERY_COST_MILLI, cost_milli
+from gateway.limits import QUERY_COST_MILLI, address_key, cost_milli
 from gateway.market_data import Channel, Stream
 from gateway.queries import ReservesResult
 from gateway.sessions import Session
@@ -261,10 +261,7 @@ class RestApi:
         """The OpenAPI document; another method than GET or HEAD is refused as on any route.
         Charged as a read served here, as every request is: ~17 KB for a request of ~60 bytes
         would otherwise be an amplifier without a limit."""
-        limiter = self.server.limiter
-        retry = limiter.charge_cost(answers.session.id, None, QUERY_COST_MILLI, now_us())
-        if retry:
-            _respond_limited(exchange, retry)
+        if self._refused_by_rate(answers, exchange, QUERY_COST_MILLI, unsigned=True):
             return
         if exchange.method not in ("GET", "HEAD"):
             _respond_not_allowed(exchange, ["GET", "HEAD"])
@@ -294,9 +291,8 @@ class RestApi:
         session = answers.session
         session.key = None
         cost = cost_milli(route.runs_as) if route is not None else QUERY_COST_MILLI
-        retry = self.server.limiter.charge_cost(session.id, None, cost, now_us())
-        if retry:
-            _respond_limited(exchange, retry)
+        unsigned = route is None or not route.private
+        if self._refused_by_rate(answers, exchange, cost, unsigned):
             return
         if route is None:
             if allowed:
@@ -321,6 +317,31 @@ class RestApi:
                 task.add_done_callback(self._claimed)
                 return
         self._serve_signed(answers, exchange, route, in_path, cost)
+
+    def _refused_by_rate(
+        self, answers: "_Answers", exchange: Exchange, cost: int, unsigned: bool
+    ) -> bool:
+        """Charge a request before it is read further, or answer it 429 (True). Every request
+        to the connection's bucket; an unsigned one (no account to charge later) also to its
+        client IP's (`client_ip`), both or neither: a connection's rate alone let one IP send
+        its connection cap (256) times that rate of public reads."""
+        now = now_us()
+        server = self.server
+        ip = ""
+        if unsigned:
+            forwarded = exchange.headers.get("x-forwarded-for")
+            ip = address_key(server.client_ip(answers.connection, forwarded))
+            retry = server.unsigned_limiter.retry_after_ms(ip, now, cost)
+            if retry:
+                _respond_limited(exchange, retry, "slow down: too many requests from your address")
+                return True
+        retry = server.limiter.charge_cost(answers.session.id, None, cost, now)
+        if retry:
+            _respond_limited(exchange, retry)
+            return True
+        if unsigned:  # fits: checked just now, at the same time
+            server.unsigned_limiter.take(ip, now, cost)
+        return False
 
     async def _serve_claimed(
         self,

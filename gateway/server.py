@@ -136,6 +136,12 @@ class VenueServer:
             rates.account_burst,
         )
         self.page_limiter = limits.AddressBuckets()  # the web page's files, per client IP
+        # REST's unsigned requests, per client IP: the per-connection rate times one IP's
+        # connections would be its budget otherwise
+        self.unsigned_limiter = limits.AddressBuckets(
+            rates.unsigned_rate_per_ip_per_s,
+            rates.unsigned_rate_per_ip_per_s * limits.UNSIGNED_BURST_PER_IP_FACTOR,
+        )
         # whose X-Forwarded-For names the client (`client_ip`); never the connection caps'
         self.proxies = limits.TrustedProxies(
             venue_config.trusted_networks(config.limits.trusted_proxies)

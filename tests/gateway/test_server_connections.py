@@ -25,7 +25,11 @@ Opened = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 async def start(
-    tmp_path: Path, per_ip_max: int, total_max: int, trusted_proxies: tuple[str, ...] = ()
+    tmp_path: Path,
+    per_ip_max: int,
+    total_max: int,
+    trusted_proxies: tuple[str, ...] = (),
+    unsigned_rate_per_ip_per_s: int = 1_000,
 ) -> tuple[VenueServer, int]:
     """A venue whose `[limits]` caps the open connections at these numbers."""
     config = venue_config.load(SAMPLE_CONFIG)
@@ -34,6 +38,7 @@ async def start(
         connections_per_ip_max=per_ip_max,
         connections_max=total_max,
         trusted_proxies=trusted_proxies,
+        unsigned_rate_per_ip_per_s=unsigned_rate_per_ip_per_s,
     )
     server = VenueServer(msgspec.structs.replace(config, limits=limits), tmp_path / "data")
     return server, await server.start("127.0.0.1", 0)
@@ -231,6 +236,51 @@ def test_the_page_files_are_charged_to_the_client_ip(tmp_path: Path, monkeypatch
             await server.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
+
+
+def test_unsigned_rest_requests_are_charged_to_the_client_ip(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """REST's unsigned requests (public reads) cost their IP's bucket too, all its
+    connections together: 10 tokens a second, 20 at once, so 40 reads (0.5 each) from
+    four connections at once, each far under its own bucket (400), then 429 with
+    `Retry-After` and REST's JSON error. Another IP is unaffected. (Before: per connection
+    only, so one IP's 256 connections sent 256 times a connection's rate.) REST's clock is
+    frozen, moved by the test: no refill while the requests are served."""
+    from gateway import rest
+
+    clock = [time.time_ns() // 1_000]
+    monkeypatch.setattr(rest, "now_us", lambda: clock[0])
+
+    async def scenario() -> None:
+        server, port = await start(tmp_path, 10, 100, unsigned_rate_per_ip_per_s=10)
+        try:
+            together = [answers(port, "127.0.0.1", [TICKER] * 10) for _ in range(4)]
+            heads = [head for each in await asyncio.gather(*together) for head in each]
+            assert [status for status, _ in heads] == [200] * 40
+            over, other = await answers(port, "127.0.0.1", [TICKER, OPENAPI])
+            assert (over[0], other[0], over[1]["retry-after"]) == (429, 429, "1")
+            [(status, _)] = await answers(port, "127.0.0.2", [TICKER])
+            assert status == 200  # another IP has its own bucket
+            clock[0] += 50_000  # half a token back: one read
+            [(ok, _), (limited, _)] = await answers(port, "127.0.0.1", [TICKER, TICKER])
+            assert (ok, limited) == (200, 429)
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, local_addr=("127.0.0.1", 0)
+            )
+            writer.write(TICKER)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            error = msgspec.json.decode(await reader.readexactly(length))
+            writer.close()
+            assert error["error"]["name"] == "RATE_LIMITED" and error["retry_after_ms"] == 50
+        finally:
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
+
+
+OPENAPI = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 def forwarded(request: bytes, client: str) -> bytes:
