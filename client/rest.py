@@ -6,8 +6,11 @@ Owns the signing of requests (`X-API-Key`, `X-Timestamp`, `X-Nonce`, `X-Recv-Win
 blocking, so call it from a thread inside asyncio code. A request refused 503
 `NONCE_UNCHECKED` (a cluster gateway could not check its nonce; nothing done) is signed again
 and sent again after each of `nonce_retry_delays_s`, as the SDK's logon is; then that answer
-is returned. An `https://` URL is spoken over TLS (the venue serves plain HTTP: TLS is a
-terminating proxy's), never in the clear.
+is returned. A request refused 503 `TOO_MANY_CONNECTIONS` (the client's address has the most
+open connections the venue takes; nothing done) is sent again on a new connection after its
+`Retry-After`, up to `refused_retries_max` times, as the SDK's connect is. An `https://` URL is
+spoken over TLS (the venue serves plain HTTP: TLS is a terminating proxy's), never in the
+clear.
 """
 
 import http.client
@@ -29,6 +32,11 @@ TIMEOUT_S = 10  # a venue on loopback answers in milliseconds
 # again after each delay; then that refusal is returned. The SDK's logon retries alike
 # (client.sdk.LOGON_RETRY_DELAYS_S): ~7.75 s of pauses, longer than an election.
 NONCE_RETRY_DELAYS_S = (0.25, 0.5, 1.0, 2.0, 4.0)
+# A connection refused 503 with `Retry-After` (too many from the client's address: one of its
+# own may close) is opened again after that many seconds, this many times; then the refusal
+# is returned (the SDK raises it). A Retry-After beyond the cap is waited only up to it.
+REFUSED_RETRIES_MAX = 5
+RETRY_AFTER_MAX_S = 60
 DEFAULT_PORTS = {"http": 80, "https": 443}  # the schemes a venue's URL may have
 
 
@@ -55,6 +63,11 @@ class RestResponse:
         code = error.get("code") if isinstance(error, dict) else None
         return code if isinstance(code, int) else None
 
+    def header(self, name: str) -> str | None:
+        """A header's value, its name in any case (HTTP's are case-insensitive), or None."""
+        name = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == name), None)
+
     def __repr__(self) -> str:
         return f"RestResponse({self.status}, {self.body[:200]!r})"
 
@@ -70,6 +83,7 @@ class RestClient:
         *,
         nonce_retry_delays_s: Iterable[float] = NONCE_RETRY_DELAYS_S,
         ssl_context: ssl.SSLContext | None = None,
+        refused_retries_max: int = REFUSED_RETRIES_MAX,
     ):
         parts = urlsplit(base_url)
         if parts.scheme not in DEFAULT_PORTS:
@@ -84,6 +98,8 @@ class RestClient:
         self.clock_us: Callable[[], int] = wall_clock_us
         self.nonce_retry_delays_s = tuple(nonce_retry_delays_s)
         self.nonce_retries = 0  # requests sent again after NONCE_UNCHECKED, for tests and logs
+        self.refused_retries_max = refused_retries_max
+        self.refused_retries = 0  # requests sent again after TOO_MANY_CONNECTIONS, likewise
         self.ssl_context = ssl_context  # https only; None: the system's default verification
         self._nonces = itertools.count(1)
         self._prefix = secrets.token_hex(4)
@@ -113,20 +129,31 @@ class RestClient:
         """One request; signed when the client has a key (unless `signed` is False). Refused
         503 `NONCE_UNCHECKED`, it is signed anew and sent again after each of
         `nonce_retry_delays_s` (nothing was done: safe for any method); the last answer is
-        returned. A query written into `path` (`/api/v1/orders?symbol=…`) is signed as the
-        query, as sent, before the one given in `query`."""
+        returned. Refused 503 `TOO_MANY_CONNECTIONS` (nothing done either), it is sent again
+        after the answer's `Retry-After`, up to `refused_retries_max` times. A query written
+        into `path` (`/api/v1/orders?symbol=…`) is signed as the query, as sent, before the one
+        given in `query`."""
         path, _, written = path.partition("?")
         given = urlencode({k: v for k, v in (query or {}).items() if v is not None})
         query_text = "&".join(part for part in (written, given) if part)
         sign = (signed is None and self.api_key is not None) or bool(signed)
         response = self._attempt(method, path, query_text, body, headers or {}, sign)
-        for delay_s in self.nonce_retry_delays_s:
-            if not (sign and _nonce_unchecked(response)):
-                break
+        nonce_delays_s = iter(self.nonce_retry_delays_s)
+        while True:
+            if sign and _nonce_unchecked(response):
+                delay_s = next(nonce_delays_s, None)
+                if delay_s is None:
+                    return response
+                self.nonce_retries += 1
+            elif self.refused_retries < self.refused_retries_max and _too_many(response):
+                self.close()  # the venue closes a refused connection: a new one is opened
+                delay_s = retry_after_s(503, response.header("Retry-After"))
+                assert delay_s is not None, "_too_many checked the header"
+                self.refused_retries += 1
+            else:
+                return response
             time.sleep(delay_s)
-            self.nonce_retries += 1
             response = self._attempt(method, path, query_text, body, headers or {}, sign)
-        return response
 
     def _attempt(
         self, method: str, path: str, query: str, body: bytes, headers: dict[str, str], sign: bool
@@ -194,3 +221,19 @@ class RestClient:
 def _nonce_unchecked(response: RestResponse) -> bool:
     """The venue refused the request 503 NONCE_UNCHECKED: nothing done, sign again."""
     return response.status == 503 and response.error_code() == ErrorCode.NONCE_UNCHECKED
+
+
+def _too_many(response: RestResponse) -> bool:
+    """Refused 503 TOO_MANY_CONNECTIONS with a `Retry-After`: nothing done, try again then."""
+    if response.error_code() != ErrorCode.TOO_MANY_CONNECTIONS:
+        return False
+    return retry_after_s(response.status, response.header("Retry-After")) is not None
+
+
+def retry_after_s(status: int, retry_after: str | None) -> float | None:
+    """How long a 503 refusal says to wait (its `Retry-After` in whole seconds, at most
+    `RETRY_AFTER_MAX_S`), or None if it is no such refusal: another status, no header, or
+    one that is not a number of seconds (an HTTP date is not sent by the venue)."""
+    if status != 503 or retry_after is None or not retry_after.strip().isdigit():
+        return None
+    return float(min(int(retry_after), RETRY_AFTER_MAX_S))

@@ -23,9 +23,10 @@ from typing import Any
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.protocol import State
 
+from client.rest import REFUSED_RETRIES_MAX, retry_after_s
 from engine.reasons import ErrorCode
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
 from gateway.market_data import BOOK_DEPTHS, LocalBook
@@ -255,8 +256,10 @@ class VenueClient:
     after each of `reconnect_delays_s`, then a `gave_up` notice), logged on again and
     resubscribed with since_seq. A logon refused 503 `NONCE_UNCHECKED` (a cluster gateway
     could not check its nonce) is signed anew and sent again after each of
-    `logon_retry_delays_s`, then raised. `packed` (the default) asks for packed frames: fewer
-    frames to read, the same messages. A request unanswered within `request_timeout_s`
+    `logon_retry_delays_s`, then raised. A handshake refused 503 with `Retry-After` (too many
+    connections from this address) is tried again after it, up to `refused_retries_max` times,
+    then raised (`InvalidStatus`). `packed` (the default) asks for packed frames: fewer frames
+    to read, the same messages. A request unanswered within `request_timeout_s`
     raises `RequestTimeout`; `request(..., timeout_s=)` overrides it for one call. NO_TIMEOUT
     (math.inf) waits without a limit, for one call or, as `request_timeout_s`, for all (None
     there means the same); a timeout of 0 or less is a ValueError."""
@@ -270,6 +273,7 @@ class VenueClient:
         reconnect_delays_s: Iterable[float] = RECONNECT_DELAYS_S,
         request_timeout_s: float | None = REQUEST_TIMEOUT_S,
         logon_retry_delays_s: Iterable[float] = LOGON_RETRY_DELAYS_S,
+        refused_retries_max: int = REFUSED_RETRIES_MAX,
     ) -> None:
         self.url = url
         self.request_timeout_s = request_timeout_s  # checked: see the property
@@ -278,6 +282,8 @@ class VenueClient:
         self.reconnect_delays_s = tuple(reconnect_delays_s)
         self.logon_retry_delays_s = tuple(logon_retry_delays_s)
         self.logon_retries = 0  # logons sent again after NONCE_UNCHECKED, for tests and logs
+        self.refused_retries_max = refused_retries_max
+        self.refused_retries = 0  # handshakes tried again after a 503 with Retry-After
         self.resumed = 0  # how many times the connection was reopened
         self.gave_up = False  # auto_resume tried every delay and failed; connect() clears it
         self._closing = False
@@ -311,10 +317,27 @@ class VenueClient:
     async def connect(self) -> "VenueClient":
         self._closing = False
         url = packed_url(self.url) if self.packed else self.url
-        self.websocket = await connect(url, max_size=None, compression=None)
+        self.websocket = await self._open(url)
         self.gave_up = False
         self._reader = asyncio.create_task(self._read())
         return self
+
+    async def _open(self, url: str) -> ClientConnection:
+        """The websocket to `url`; a handshake refused 503 with `Retry-After` (the address
+        has the venue's most connections: nothing opened) tried again after it, up to
+        `refused_retries_max` times; then, or any other refusal, raised."""
+        retries = 0
+        while True:
+            try:
+                return await connect(url, max_size=None, compression=None)
+            except InvalidStatus as refused:
+                answer = refused.response
+                delay_s = retry_after_s(answer.status_code, answer.headers.get("Retry-After"))
+                if delay_s is None or retries >= self.refused_retries_max:
+                    raise
+            retries += 1
+            self.refused_retries += 1
+            await asyncio.sleep(delay_s)
 
     async def close(self) -> None:
         self._closing = True

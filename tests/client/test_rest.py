@@ -66,3 +66,35 @@ def test_a_query_written_into_the_path_is_signed_as_sent(run_venue: Run) -> None
         trader.close()
 
     run_venue(scenario)
+
+
+def test_a_request_refused_for_too_many_connections_is_sent_again_after_retry_after(
+    run_venue: Run,
+) -> None:
+    """Refused 503 `TOO_MANY_CONNECTIONS` (the address has the venue's most open connections;
+    nothing done), a request is sent again on a new connection after the `Retry-After`, a
+    bounded number of times; then the refusal is returned. (Before: returned at once.)"""
+
+    async def scenario(venue: Venue) -> None:
+        assert venue.server._server is not None
+        counts = venue.server._server.counts
+        cap = counts.per_ip_max
+        counts.per_ip_max = counts.open_from("127.0.0.1")  # full: the next one is refused
+        asyncio.get_running_loop().call_later(0.3, setattr, counts, "per_ip_max", cap)
+        trader = RestClient(base(venue), *KEYS["taker"])
+        answer = await asyncio.to_thread(trader.get, "/api/v1/balances")  # waits 1 s
+        assert (answer.status, trader.refused_retries) == (200, 1), answer
+        open_before = counts.open_from("127.0.0.1")
+        trader.close()
+        for _ in range(500):  # until the server has seen it close: bounded, 5 s
+            if counts.open_from("127.0.0.1") < open_before:
+                break
+            await asyncio.sleep(0.01)
+        counts.per_ip_max = counts.open_from("127.0.0.1")
+        bounded = RestClient(base(venue), refused_retries_max=1)
+        answer = await asyncio.to_thread(bounded.get, "/api/v1/ticker")
+        assert (answer.status, answer.error_code(), bounded.refused_retries) == (503, 9005, 1)
+        assert answer.header("retry-after") == "1"
+        counts.per_ip_max = cap
+
+    run_venue(scenario)

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from client.sdk import (
     NO_TIMEOUT,
@@ -197,6 +197,34 @@ def test_resuming_retries_a_503_until_it_gives_up_and_says_so(run_venue: Any) ->
         assert (notice["ch"], notice["type"]) == ("client", "gave_up")
         assert "503" in notice["error"], notice
         assert alpha.gave_up and alpha.resumed == 0
+
+    run_venue(scenario)
+
+
+def test_a_connect_refused_for_too_many_connections_is_tried_again_after_retry_after(
+    run_venue: Any,
+) -> None:
+    """A handshake refused 503 with `Retry-After` (the address has the venue's most open
+    connections) is tried again after it, a bounded number of times, then raised. (Before:
+    raised at once, though a connection of the address's own might close within the second.)"""
+
+    async def scenario(venue: Venue) -> None:
+        assert venue.server._server is not None
+        counts = venue.server._server.counts
+        cap = counts.per_ip_max
+        counts.per_ip_max = counts.open_from("127.0.0.1")  # full: the next one is refused
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.3, setattr, counts, "per_ip_max", cap)  # as if one of them closed
+        alpha = VenueClient(venue.url("public"))
+        venue.clients.append(await alpha.connect())  # waits the 1 s it is told, then opens
+        assert alpha.refused_retries == 1
+        assert await alpha.request("ping") is not None
+        counts.per_ip_max = counts.open_from("127.0.0.1")
+        beta = VenueClient(venue.url("public"), refused_retries_max=1)
+        with pytest.raises(InvalidStatus) as refused:
+            await beta.connect()
+        assert refused.value.response.status_code == 503 and beta.refused_retries == 1
+        counts.per_ip_max = cap
 
     run_venue(scenario)
 
