@@ -398,3 +398,17 @@ def test_the_per_ip_limits_count_an_ipv6_host_by_its_64_and_a_mapped_ipv4_as_its
     assert counts.admit(key("2001:db8::1")) is None
     assert counts.admit(key("2001:db8::2")) is not None  # the same host's /64: refused
     assert counts.admit(key("2001:db8:0:1::1")) is None
+
+
+def test_address_buckets_check_without_taking_and_charge_a_cost() -> None:
+    """`retry_after_ms` says whether a cost fits an IP's bucket and takes nothing (so REST
+    can check it before the connection's bucket); `take` charges the cost given."""
+    from gateway.limits import AddressBuckets
+
+    buckets = AddressBuckets(rate_per_s=1, burst=1)
+    assert buckets.retry_after_ms("192.0.2.1", 0, 500) == 0
+    assert buckets.retry_after_ms("192.0.2.1", 0, 500) == 0  # nothing taken
+    assert buckets.take("192.0.2.1", 0, 500) == 0 and buckets.take("192.0.2.1", 0, 500) == 0
+    assert buckets.retry_after_ms("192.0.2.1", 0, 500) == 500
+    assert buckets.take("192.0.2.1", 0, 500) == 500  # refused: still empty
+    assert buckets.take("192.0.2.2", 0, 500) == 0  # another IP's own bucket

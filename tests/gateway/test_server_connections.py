@@ -283,6 +283,35 @@ def test_unsigned_rest_requests_are_charged_to_the_client_ip(
 OPENAPI = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
+def test_behind_a_trusted_proxy_unsigned_rest_requests_are_charged_to_the_forwarded_client(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """From a trusted proxy, REST's unsigned requests are charged to the client its
+    `X-Forwarded-For` names (an IPv6 one by its /64), not to the proxy shared by all."""
+    from gateway import rest
+
+    clock = [time.time_ns() // 1_000]
+    monkeypatch.setattr(rest, "now_us", lambda: clock[0])
+
+    async def scenario() -> None:
+        server, port = await start(
+            tmp_path, 10, 100, trusted_proxies=("127.0.0.1",), unsigned_rate_per_ip_per_s=10
+        )
+        try:
+            for client, neighbour in (("203.0.113.7", "203.0.113.8"), ("2001:db8::1", None)):
+                heads = await answers(port, "127.0.0.1", [forwarded(TICKER, client)] * 41)
+                assert [status for status, _ in heads[-2:]] == [200, 429], client
+                if neighbour is not None:
+                    [(status, _)] = await answers(port, "127.0.0.1", [forwarded(TICKER, neighbour)])
+                    assert status == 200  # another client behind the same proxy
+            [(status, _)] = await answers(port, "127.0.0.1", [forwarded(TICKER, "2001:db8::2")])
+            assert status == 429  # the same /64 as 2001:db8::1
+        finally:
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
+
+
 def forwarded(request: bytes, client: str) -> bytes:
     """`request` as a reverse proxy sends it on: `X-Forwarded-For` naming `client`."""
     line_end = request.index(b"\r\n") + 2
