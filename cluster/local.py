@@ -25,6 +25,8 @@ READY_TIMEOUT_S: Final = 90.0  # a core's recovery plus a gateway's catch-up on 
 STOP_TIMEOUT_S: Final = 20.0
 POLL_S: Final = 0.05
 DATABASE: Final = "venue_ledger"
+GATEWAY_PORT_ATTEMPTS: Final = 3  # a gateway's port taken before it started: chosen again
+PORT_TAKEN: Final = "Address already in use"  # how `venue serve` says so (errno EADDRINUSE)
 
 
 class ClusterError(RuntimeError):
@@ -103,12 +105,27 @@ class LocalCluster:
                 self.start_role(core)
                 self.wait_for(core, "active at seq" if index == 0 else "waiting for the lease")
             for gateway in self.gateways:
-                self.start_role(gateway)
-                self.wait_for(gateway, "tokenvenue gateway")
+                self.start_gateway(gateway)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def start_gateway(self, gateway: Role) -> None:
+        """Start a gateway and wait until it serves. Its port was chosen free before the NATS
+        nodes, PostgreSQL and the cores started, and their outgoing connections may have been
+        given it as their local port since: a start refused for a port taken is tried again
+        on another, a bounded number of times."""
+        for attempt in range(1, GATEWAY_PORT_ATTEMPTS + 1):
+            self.start_role(gateway)
+            try:
+                self.wait_for(gateway, "tokenvenue gateway")
+                return
+            except ClusterError:
+                port_taken = not gateway.running() and PORT_TAKEN in gateway.log()
+                if not port_taken or attempt == GATEWAY_PORT_ATTEMPTS:
+                    raise
+            gateway.port = free_ports(1)[0]
 
     def start_role(self, role: Role) -> None:
         """Start (or start again) one core or gateway process."""

@@ -1,0 +1,30 @@
+"""`cluster.local.LocalCluster`, the harness the cluster tests and `venue cluster` start."""
+
+import socket
+from pathlib import Path
+
+from cluster.local import LocalCluster
+from tests.sample_config import SAMPLE_CONFIG
+
+
+def test_a_gateway_whose_port_was_taken_before_it_started_starts_on_another(
+    tmp_path: Path,
+) -> None:
+    """A gateway's port is chosen free when the cluster is laid out, and taken up to seconds
+    later, after NATS and the cores: an outgoing connection of theirs may have been given it
+    meanwhile (a full run once failed so: "cannot listen on ...: Address already in use").
+    Here the port is held by a listener throughout: the gateway serves on another one."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        taken_port = taken.getsockname()[1]
+        cluster = LocalCluster(
+            tmp_path, SAMPLE_CONFIG, nats_nodes=1, postgres=False, cores=1, gateways=1
+        )
+        gateway = cluster.gateways[0]
+        gateway.port = taken_port
+        with cluster:
+            assert gateway.running() and gateway.port != taken_port
+            with socket.create_connection(("127.0.0.1", gateway.port), timeout=5):
+                pass  # it listens there
+            assert "Address already in use" in gateway.log_path.read_text()  # tried first
