@@ -108,16 +108,9 @@ def pay_dividend(
         for account, total in holders
     ]
     paid = sum(e.cash for e in entitlements)
-    balance = ledger.balances.get((payer, cash_asset))
-    available = balance.available if balance is not None else 0
-    if available < provided:
-        return DividendShort(
-            "INSUFFICIENT_BALANCE",
-            f"payer {payer} has {decimal_text(available, cash_scale)} {cash_asset} available,"
-            f" the dividend needs {decimal_text(provided, cash_scale)}",
-            provided,
-            available,
-        )
+    short = payer_short(ledger, payer, cash_asset, cash_scale, provided, "the dividend")
+    if short is not None:
+        return short
     legs: list[Leg] = [(payer, e.account, cash_asset, e.cash, DIVIDEND) for e in entitlements]
     legs = [leg for leg in legs if leg[3]]
     if provided > paid:
@@ -178,16 +171,9 @@ def lieu_refusal(ledger: Ledger, terms: LieuTerms, provided: int) -> Refused | N
             f"the split leaves fractions below the step worth {due} in cash in lieu:"
             " name the account that pays it (payer)",
         )
-    balance = ledger.balances.get((terms.payer, terms.cash_asset))
-    available = balance.available if balance is not None else 0
-    if available < provided:
-        return DividendShort(
-            "INSUFFICIENT_BALANCE",
-            f"payer {terms.payer} has {decimal_text(available, scale)} {terms.cash_asset}"
-            f" available, the cash in lieu needs {decimal_text(provided, scale)}",
-            provided,
-            available,
-        )
+    short = payer_short(ledger, terms.payer, terms.cash_asset, scale, provided, "the cash in lieu")
+    if short is not None:
+        return short
     return None
 
 
@@ -287,3 +273,21 @@ def _book(ledger: Ledger, legs: list[Leg], ts_us: int) -> list[Transfer]:
     booked = ledger.book(legs, ts_us, legs_max=len(legs))
     assert not isinstance(booked, Refused), f"a corporate action failed to book: {booked}"
     return booked
+
+
+def payer_short(
+    ledger: Ledger, payer: int, cash_asset: str, scale: int, provided: int, purpose: str
+) -> DividendShort | None:
+    """None if `payer` has `provided` of `cash_asset` available, else the refusal saying what
+    it has and what `purpose` (a dividend, cash in lieu) needs."""
+    balance = ledger.balances.get((payer, cash_asset))
+    available = balance.available if balance is not None else 0
+    if available >= provided:
+        return None
+    return DividendShort(
+        "INSUFFICIENT_BALANCE",
+        f"payer {payer} has {decimal_text(available, scale)} {cash_asset} available,"
+        f" {purpose} needs {decimal_text(provided, scale)}",
+        provided,
+        available,
+    )
