@@ -5,7 +5,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import msgspec
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from settlement.corporate import (
@@ -213,6 +213,8 @@ def test_a_payer_is_needed_known_and_funded_for_cash_in_lieu() -> None:
     price_den=st.sampled_from([1, 10**4, 10**6, 10**8]),
     rounding_before=st.integers(0, 10**4),
 )
+# Found by CI: a reverse split leaving a whole holding in cash, worth more than 10**15 cents.
+@example([41_851_492], (1, 42), 10**6, 23_894_011, 1, 0)
 def test_cash_in_lieu_conserves_supply_and_cash_for_any_holdings_and_ratio(
     holdings: list[int],
     ratio: tuple[int, int],
@@ -226,7 +228,13 @@ def test_cash_in_lieu_conserves_supply_and_cash_for_any_holdings_and_ratio(
     payer provides the exact total rounded up and the rounding account takes the rest: both
     assets sum to zero and the reserves still cover the supply."""
     new, old = ratio
-    ledger = ledger_with([*holdings, rounding_before], 10**15)
+    # Each holder gives up less than a step of new shares, step * old / new of its old ones,
+    # and never more than it holds: fund the payer for that at the price, and no more (the
+    # ledger's amounts are bounded).
+    funding = 1 + sum(
+        min(held, step * old // new + 1) * price_num // price_den + 1 for held in holdings
+    )
+    ledger = ledger_with([*holdings, rounding_before], funding)
     rounder = len(holdings) + 1  # its holding becomes the rounding account's
     if rounding_before:
         ledger.book([(rounder, ROUNDING, "EQ", rounding_before, TransferKind.ROUNDING)], 1)
@@ -245,7 +253,7 @@ def test_cash_in_lieu_conserves_supply_and_cash_for_any_holdings_and_ratio(
     assert booked.provided == math.ceil(exact_total)
     paid = sum(e.cash for e in booked.entitlements)
     assert booked.residual == booked.provided - paid <= len(booked.entitlements)
-    assert ledger.balance(PAYER, "USD").total == 10**15 - booked.provided
+    assert ledger.balance(PAYER, "USD").total == funding - booked.provided
     assert ledger.balance(ROUNDING, "USD").total == booked.residual
     assert booked.rounding_holding == rounding_before * new // old
     assert ledger.supply("EQ") == booked.supply_after <= supply * new // old
