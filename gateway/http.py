@@ -48,6 +48,9 @@ CHUNKED_1_0 = "an HTTP/1.0 request has no Transfer-Encoding: send a Content-Leng
 # h11 reads any `HTTP/d.d` request line and would answer it as 1.1: 1.0 and 1.1 are served.
 HTTP_VERSIONS = (b"1.0", b"1.1")
 _HEAD_END = re.compile(rb"\n\r?\n")  # the blank line after the headers, as h11 finds it
+# Headers whose lines, when sent more than once, are one comma-separated list (RFC 9110 5.3):
+# each proxy of a chain may add its own `X-Forwarded-For` line, the nearest one last.
+LIST_HEADERS = frozenset({"x-forwarded-for"})
 SERVER_HEADER = (b"server", b"tokenvenue")
 
 
@@ -64,14 +67,18 @@ class Exchange:
         self.raw_path = path
         self.path = unquote(path)
         self.headers: dict[str, str] = {}  # names lower case (h11)
-        # the names sent more than once (each keeps its last value here): a router refuses
-        # them where two values would be two meanings, e.g. who signed a request
+        # the names sent more than once (each keeps its last value here, but a list's lines
+        # are joined in order, `LIST_HEADERS`): a router refuses them where two values would
+        # be two meanings, e.g. who signed a request
         self.repeated: set[str] = set()
         for raw_name, raw_value in request.headers:
             name = raw_name.decode("latin-1")
+            value = raw_value.decode("latin-1")
             if name in self.headers:
                 self.repeated.add(name)
-            self.headers[name] = raw_value.decode("latin-1")
+                if name in LIST_HEADERS:
+                    value = f"{self.headers[name]}, {value}"
+            self.headers[name] = value
         self.body = body
         self.answered = False
         # Headers every response to this request carries, whoever answers it (a router's)

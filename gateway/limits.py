@@ -444,9 +444,10 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 class TrustedProxies:
     """Who a request is from, behind reverse proxies: for a connection from one of the
-    trusted proxies the client is the last address of `X-Forwarded-For` (read from its right)
-    that is not itself a trusted proxy; from any other peer the header is ignored, since
-    anyone can send it. Pure: the server passes in the peer and the header."""
+    trusted proxies the client is the last address of `X-Forwarded-For` (all its lines joined
+    in order, read from its right) that is not itself a trusted proxy; from any other peer
+    the header is ignored, since anyone can send it. Pure: the server passes in the peer and
+    the header."""
 
     def __init__(self, networks: Iterable[Network] = ()) -> None:
         self.networks = tuple(networks)  # `core.config.trusted_networks` of the config

@@ -647,7 +647,9 @@ def _add_issued_keys(store: KeyStore, issued: list[ApiKey], path: Path) -> None:
 
 
 def forwarded_for(headers: Headers) -> str | None:
-    """The request's `X-Forwarded-For`: its last line if sent more than once (the one the
-    nearest proxy added; any before it came from further away, a client's own included)."""
+    """The request's `X-Forwarded-For`: its lines joined in order if sent more than once (a
+    chain of proxies, each adding its own line: one list, RFC 9110 5.3, the nearest hop
+    last), so the walk from its right (`TrustedProxies.client_ip`) passes every trusted hop.
+    Before, only the last line was read: behind two proxies the client was the farther one."""
     values = headers.get_all("X-Forwarded-For")
-    return values[-1] if values else None
+    return ", ".join(values) if values else None

@@ -389,3 +389,69 @@ def test_a_refused_connection_that_never_ends_its_request_is_closed_at_its_short
             await server.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 2 * TEST_TIMEOUT_S))
+
+
+def through_two_proxies(request: bytes, client: str, *, spoofed: str | None = None) -> bytes:
+    """`request` as the second of two reverse proxies sends it on: the first (10.0.0.5)
+    added a line naming `client`, the second its own naming the first; a client's own line
+    (`spoofed`) comes before both."""
+    lines = [f"X-Forwarded-For: {spoofed}\r\n"] if spoofed else []
+    lines += [f"X-Forwarded-For: {client}\r\n", "X-Forwarded-For: 10.0.0.5\r\n"]
+    line_end = request.index(b"\r\n") + 2
+    return request[:line_end] + "".join(lines).encode() + request[line_end:]
+
+
+def test_behind_a_chain_of_proxies_every_forwarded_for_line_is_read(
+    tmp_path: Path, monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two trusted proxies, each adding its own `X-Forwarded-For` line: the lines are one
+    list, in order, and the client is its rightmost address that is not a trusted proxy.
+    (Before, only the last line was read: it names the first proxy, trusted, so every client
+    behind it was that proxy, and shared its buckets.) REST's unsigned reads, the web page's
+    files and a websocket's log line alike; REST's clock and the page's are frozen."""
+    from gateway import rest
+    from gateway import server as server_module
+    from gateway.limits import PAGE_FILES_BURST
+
+    clock = [time.time_ns() // 1_000]
+    monkeypatch.setattr(rest, "now_us", lambda: clock[0])
+    monkeypatch.setattr(server_module, "now_us", lambda: clock[0])
+
+    async def scenario() -> None:
+        server, port = await start(
+            tmp_path,
+            10,
+            100,
+            trusted_proxies=("127.0.0.1", "10.0.0.0/8"),
+            unsigned_rate_per_ip_per_s=10,
+        )
+        try:
+            reads = [through_two_proxies(TICKER, "203.0.113.7")] * 41  # 20 tokens: 40 reads
+            heads = await answers(port, "127.0.0.1", reads)
+            assert [status for status, _ in heads[-2:]] == [200, 429]
+            spoofed = through_two_proxies(TICKER, "203.0.113.7", spoofed="198.51.100.1")
+            [(status, _)] = await answers(port, "127.0.0.1", [spoofed])
+            assert status == 429  # the same client: a line of its own changes nothing
+            [(status, _)] = await answers(
+                port, "127.0.0.1", [through_two_proxies(TICKER, "203.0.113.8")]
+            )
+            assert status == 200  # another client behind the same two proxies
+            pages = [through_two_proxies(PAGE, "203.0.113.7")] * (PAGE_FILES_BURST + 1)
+            heads = await answers(port, "127.0.0.1", pages)
+            assert [status for status, _ in heads[-2:]] == [200, 429]
+            [(status, _)] = await answers(
+                port, "127.0.0.1", [through_two_proxies(PAGE, "203.0.113.8")]
+            )
+            assert status == 200
+            caplog.set_level(logging.INFO, "venue")
+            request = through_two_proxies(upgrade(), "203.0.113.9")
+            (status, _), held = await opened(port, "127.0.0.1", request)
+            assert status == 101
+            await until(lambda: any(r.msg == "connection opened" for r in caplog.records))
+            [opening] = [r for r in caplog.records if r.msg == "connection opened"]
+            assert opening.peer.startswith("203.0.113.9 via 127.0.0.1:"), opening.peer
+            held[1].close()
+        finally:
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
