@@ -72,6 +72,7 @@ NOT_JSON_TYPE = (
 TYPE_SENT_TWICE = (
     "Content-Type is sent more than once: send one, application/json (charset utf-8, if any)"
 )
+TOO_MANY_FROM_ADDRESS = "slow down: too many requests from your address"  # its IP's bucket
 REFUSAL_LOG_INTERVAL_US = 1_000_000  # a refused signature logs at most once a second per
 # connection (the rest are counted into the next line): a flood must not flood the log
 UTF8_NAMES: Final = ("utf-8", "utf8")  # a body's charset, if it names one: UTF-8 (or its alias)
@@ -284,7 +285,8 @@ class RestApi:
     def _serve(self, answers: "_Answers", exchange: Exchange) -> None:
         """Charge, route, check the signature, the params, then run the method. Every request
         is charged first, refused or not, as every websocket frame is: the connection's bucket
-        here (who sent it is not proven yet), the account's once the signature is good."""
+        here (who sent it is not proven yet), the account's once the signature is good, the
+        client IP's if it is unsigned or its signature is refused."""
         route, in_path, allowed = match(exchange.method, exchange.raw_path)
         if route is not None and route.private:
             exchange.always_headers = PRIVATE_HEADERS
@@ -302,6 +304,8 @@ class RestApi:
             return
         if route.private:  # who may call is said before what is wrong with the params
             refused = self._check_signature(answers, exchange)
+            if refused is not None and self._refused_by_address(answers, exchange, cost):
+                return
             if refused is not None and refused.retry_after_ms is not None:  # the nonces
                 _respond_limited(exchange, refused.retry_after_ms, refused.message)
                 return
@@ -329,11 +333,10 @@ class RestApi:
         server = self.server
         ip = ""
         if unsigned:
-            forwarded = exchange.headers.get("x-forwarded-for")
-            ip = address_key(server.client_ip(answers.connection, forwarded))
+            ip = self._address(answers, exchange)
             retry = server.unsigned_limiter.retry_after_ms(ip, now, cost)
             if retry:
-                _respond_limited(exchange, retry, "slow down: too many requests from your address")
+                _respond_limited(exchange, retry, TOO_MANY_FROM_ADDRESS)
                 return True
         retry = server.limiter.charge_cost(answers.session.id, None, cost, now)
         if retry:
@@ -342,6 +345,25 @@ class RestApi:
         if unsigned:  # fits: checked just now, at the same time
             server.unsigned_limiter.take(ip, now, cost)
         return False
+
+    def _refused_by_address(self, answers: "_Answers", exchange: Exchange, cost: int) -> bool:
+        """Charge a private request whose signature is refused (a 401, or a 400 or 429 of its
+        headers) to its client IP's bucket, as an unsigned one is: it names no account that
+        could be charged. Answered 429 (True) if it does not fit, else False: its refusal is
+        answered. (The connection's bucket took it already, as it takes every request.)
+        Before, one IP's connections each sent a connection's rate of such refusals (an HMAC
+        each), multiplied by their number."""
+        retry = self.server.unsigned_limiter.take(self._address(answers, exchange), now_us(), cost)
+        if retry:
+            _respond_limited(exchange, retry, TOO_MANY_FROM_ADDRESS)
+            return True
+        return False
+
+    def _address(self, answers: "_Answers", exchange: Exchange) -> str:
+        """The key of the request's client IP in the per-IP buckets (`limits.address_key`):
+        behind a trusted proxy, the client its `X-Forwarded-For` names."""
+        forwarded = exchange.headers.get("x-forwarded-for")
+        return address_key(self.server.client_ip(answers.connection, forwarded))
 
     async def _serve_claimed(
         self,

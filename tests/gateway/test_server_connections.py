@@ -455,3 +455,52 @@ def test_behind_a_chain_of_proxies_every_forwarded_for_line_is_read(
             await server.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
+
+
+BALANCES = b"GET /api/v1/balances HTTP/1.1\r\nHost: x\r\n\r\n"  # private: signed or 401
+
+
+def badly_signed(request: bytes, ts_us: int) -> bytes:
+    """`request` with every signing header, its signature wrong: 401 `BAD_SIGNATURE`."""
+    headers = (
+        f"X-API-Key: demo-mm-alpha\r\nX-Timestamp: {ts_us}\r\nX-Nonce: n-{os.urandom(6).hex()}"
+        "\r\nX-Signature: 00\r\n"
+    )
+    line_end = request.index(b"\r\n") + 2
+    return request[:line_end] + headers.encode() + request[line_end:]
+
+
+def test_private_requests_refused_for_their_signature_are_charged_to_the_client_ip(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A request to a private route unsigned or badly signed (401) costs its IP's bucket
+    too, as an unsigned one does, all the IP's connections together: 10 tokens a second, 20
+    at once, so 40 refusals (0.5 each) from four connections, each far under its own bucket,
+    then 429 with `Retry-After` (a public read too: the same bucket). Another IP is
+    unaffected. (Before: charged per connection only, so one IP's 256 connections got 256
+    times a connection's rate of 401s, an HMAC each.) REST's clock is frozen."""
+    from gateway import rest
+
+    clock = [time.time_ns() // 1_000]
+    monkeypatch.setattr(rest, "now_us", lambda: clock[0])
+
+    async def scenario() -> None:
+        server, port = await start(tmp_path, 10, 100, unsigned_rate_per_ip_per_s=10)
+        try:
+            refusals = [BALANCES, badly_signed(BALANCES, clock[0])] * 5
+            together = [answers(port, "127.0.0.1", refusals) for _ in range(4)]
+            heads = [head for each in await asyncio.gather(*together) for head in each]
+            assert [status for status, _ in heads] == [401] * 40
+            wrong = badly_signed(BALANCES, clock[0])
+            over, read = await answers(port, "127.0.0.1", [wrong, TICKER])
+            assert (over[0], read[0]) == (429, 429)
+            assert over[1]["retry-after"] == "1"
+            [(status, _)] = await answers(port, "127.0.0.2", [BALANCES])
+            assert status == 401  # another IP has its own bucket
+            clock[0] += 50_000  # half a token back: one refusal
+            [(status, _), (limited, _)] = await answers(port, "127.0.0.1", [BALANCES, BALANCES])
+            assert (status, limited) == (401, 429)
+        finally:
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
