@@ -99,7 +99,9 @@ class RestClient:
         self.nonce_retry_delays_s = tuple(nonce_retry_delays_s)
         self.nonce_retries = 0  # requests sent again after NONCE_UNCHECKED, for tests and logs
         self.refused_retries_max = refused_retries_max
-        self.refused_retries = 0  # requests sent again after TOO_MANY_CONNECTIONS, likewise
+        # requests sent again after TOO_MANY_CONNECTIONS, likewise (in all: the bound,
+        # `refused_retries_max`, is each request's)
+        self.refused_retries = 0
         self.ssl_context = ssl_context  # https only; None: the system's default verification
         self._nonces = itertools.count(1)
         self._prefix = secrets.token_hex(4)
@@ -130,25 +132,28 @@ class RestClient:
         503 `NONCE_UNCHECKED`, it is signed anew and sent again after each of
         `nonce_retry_delays_s` (nothing was done: safe for any method); the last answer is
         returned. Refused 503 `TOO_MANY_CONNECTIONS` (nothing done either), it is sent again
-        after the answer's `Retry-After`, up to `refused_retries_max` times. A query written
-        into `path` (`/api/v1/orders?symbol=…`) is signed as the query, as sent, before the one
-        given in `query`."""
+        after the answer's `Retry-After`, up to `refused_retries_max` times (each request:
+        before, in the client's whole life). A query written into `path`
+        (`/api/v1/orders?symbol=…`) is signed as the query, as sent, before the one given in
+        `query`."""
         path, _, written = path.partition("?")
         given = urlencode({k: v for k, v in (query or {}).items() if v is not None})
         query_text = "&".join(part for part in (written, given) if part)
         sign = (signed is None and self.api_key is not None) or bool(signed)
         response = self._attempt(method, path, query_text, body, headers or {}, sign)
         nonce_delays_s = iter(self.nonce_retry_delays_s)
+        refused_retries = 0  # this request's: the bound is per request, as the SDK's connect's
         while True:
             if sign and _nonce_unchecked(response):
                 delay_s = next(nonce_delays_s, None)
                 if delay_s is None:
                     return response
                 self.nonce_retries += 1
-            elif self.refused_retries < self.refused_retries_max and _too_many(response):
+            elif refused_retries < self.refused_retries_max and _too_many(response):
                 self.close()  # the venue closes a refused connection: a new one is opened
                 delay_s = retry_after_s(503, response.header("Retry-After"))
                 assert delay_s is not None, "_too_many checked the header"
+                refused_retries += 1
                 self.refused_retries += 1
             else:
                 return response

@@ -98,3 +98,29 @@ def test_a_request_refused_for_too_many_connections_is_sent_again_after_retry_af
         counts.per_ip_max = cap
 
     run_venue(scenario)
+
+
+def test_the_bound_on_retries_after_too_many_connections_is_per_request(run_venue: Run) -> None:
+    """`refused_retries_max` bounds the retries of one request: each request refused 503
+    `TOO_MANY_CONNECTIONS` may be sent again that many times. (Before, it bounded the
+    client's whole life: once it had retried that often, every later refusal was returned
+    at once, a long-lived client giving up on a venue that would take it a second later.)"""
+
+    async def scenario(venue: Venue) -> None:
+        assert venue.server._server is not None
+        counts = venue.server._server.counts
+        cap = counts.per_ip_max
+        trader = RestClient(base(venue), *KEYS["taker"], refused_retries_max=1)
+        for attempt in (1, 2):
+            open_now = counts.open_from("127.0.0.1")
+            counts.per_ip_max = open_now  # full: the next one is refused
+            asyncio.get_running_loop().call_later(0.3, setattr, counts, "per_ip_max", cap)
+            answer = await asyncio.to_thread(trader.get, "/api/v1/balances")  # waits 1 s
+            assert (answer.status, trader.refused_retries) == (200, attempt), answer.body
+            trader.close()  # the next request needs a new connection, refused again
+            for _ in range(500):  # until the server has seen it close: bounded, 5 s
+                if counts.open_from("127.0.0.1") == open_now:
+                    break
+                await asyncio.sleep(0.01)
+
+    run_venue(scenario)
