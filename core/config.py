@@ -96,6 +96,9 @@ class LimitsSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # open connections per client IP and in total (gateway.limits: why these numbers)
     connections_per_ip_max: PositiveLimit = 256
     connections_max: PositiveLimit = 10_000
+    # the share of `connections_max` public connections (/ws/public, the web page, unsigned
+    # REST) may not use: kept for trading sessions (gateway.limits: why this number)
+    connections_reserved_pct: Annotated[int, msgspec.Meta(ge=0, le=90)] = 10
     # REST's unsigned requests (public reads) per client IP, all its connections together;
     # its burst is twice this (gateway.limits: why this number)
     unsigned_rate_per_ip_per_s: PositiveLimit = 1_000

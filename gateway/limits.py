@@ -57,6 +57,12 @@ CONNECTIONS_PER_IP_MAX = 256
 # ... and from everyone: each is a file descriptor and ~100 KiB of buffers and queues at
 # rest; under a raised open-file limit (20,000 here) with room for the journal and logs.
 CONNECTIONS_MAX = 10_000
+# The share of `connections_max` kept for trading sessions (`/ws/trade`, whose connection
+# is closed unless it logs on within 10 s, and REST connections with a validly signed
+# request): public ones (`/ws/public`, the web page, unsigned REST) fill only the rest, so
+# idle market-data connections (40 addresses x 256 fill 10,000) cannot shut the traders
+# out. 10%: 1,000 of the default, 16 connections for each of ~60 accounts. `[limits]`.
+CONNECTIONS_RESERVED_PCT = 10
 # Open files the venue keeps besides its connections: journal, snapshots, SQLite and its WAL,
 # logs, NATS and PostgreSQL sockets, the listening sockets, the event loop's own; ample room.
 # `venue serve` needs `connections_max` plus this under its open-file limit (RLIMIT_NOFILE).
@@ -326,19 +332,27 @@ def address_key(ip: str) -> str:
 class ConnectionCounts:
     """The open connections per client IP and in total, against their caps: a connection is
     admitted (counted until `release`) or refused (not counted there; held to be answered
-    while fewer than `refused_held_max` are: `hold_refused`). Pure: the transport asks at
-    accept and tells at close."""
+    while fewer than `refused_held_max` are: `hold_refused`). An admitted connection that
+    turns out to be public (`/ws/public`, the web page, unsigned REST) is counted among the
+    public ones too (`admit_public`), which may fill `connections_max` only up to
+    `public_max`: the rest, `reserved_pct` of it, is kept for trading sessions. Pure: the
+    transport asks at accept and at the first request, and tells at close."""
 
     def __init__(
         self,
         per_ip_max: int = CONNECTIONS_PER_IP_MAX,
         total_max: int = CONNECTIONS_MAX,
         refused_held_max: int = REFUSED_HELD_MAX,
+        reserved_pct: int = CONNECTIONS_RESERVED_PCT,
     ) -> None:
         assert per_ip_max > 0 and total_max > 0, f"caps must be positive: {per_ip_max}, {total_max}"
+        assert 0 <= reserved_pct < 100, f"a reserve is 0 to 99% of the cap, not {reserved_pct}"
         self.per_ip_max = per_ip_max
         self.total_max = total_max
         self.total = 0
+        # at least 1: the reserve, rounded down, is less than the whole
+        self.public_max = total_max - total_max * reserved_pct // 100
+        self.public = 0  # admitted connections counted as public: at most `public_max`
         self.refused_held_max = refused_held_max
         self.refused_held = 0  # refused connections awaiting their answer
         self._per_ip: dict[str, int] = {}  # only IPs with an open connection: bounded by total
@@ -364,6 +378,23 @@ class ConnectionCounts:
             del self._per_ip[ip]
         else:
             self._per_ip[ip] = open_from_ip - 1
+
+    def admit_public(self) -> str | None:
+        """Count an admitted connection as public and return None, or return why it may not
+        be one (one line, for the client) and count nothing."""
+        if self.public >= self.public_max:
+            kept = self.total_max - self.public_max
+            return (
+                f"the venue has its most public connections ({self.public_max}; {kept} more"
+                " are kept for /ws/trade and signed REST); retry later"
+            )
+        self.public += 1
+        return None
+
+    def release_public(self) -> None:
+        """A connection counted as public closed, or became a trading session's."""
+        assert self.public > 0, "released more public connections than admitted"
+        self.public -= 1
 
     def hold_refused(self) -> bool:
         """Hold a refused connection until it is answered (True), or not: closed at once."""

@@ -72,6 +72,7 @@ NOT_JSON_TYPE = (
 TYPE_SENT_TWICE = (
     "Content-Type is sent more than once: send one, application/json (charset utf-8, if any)"
 )
+POLICY_VIOLATION = 1008  # what `Connection.close` is given for plain HTTP (which sends no code)
 TOO_MANY_FROM_ADDRESS = "slow down: too many requests from your address"  # its IP's bucket
 REFUSAL_LOG_INTERVAL_US = 1_000_000  # a refused signature logs at most once a second per
 # connection (the rest are counted into the next line): a flood must not flood the log
@@ -262,6 +263,8 @@ class RestApi:
         """The OpenAPI document; another method than GET or HEAD is refused as on any route.
         Charged as a read served here, as every request is: ~17 KB for a request of ~60 bytes
         would otherwise be an amplifier without a limit."""
+        if self._refused_a_place(answers, exchange):
+            return
         if self._refused_by_rate(answers, exchange, QUERY_COST_MILLI, unsigned=True):
             return
         if exchange.method not in ("GET", "HEAD"):
@@ -294,6 +297,8 @@ class RestApi:
         session.key = None
         cost = cost_milli(route.runs_as) if route is not None else QUERY_COST_MILLI
         unsigned = route is None or not route.private
+        if unsigned and self._refused_a_place(answers, exchange):
+            return
         if self._refused_by_rate(answers, exchange, cost, unsigned):
             return
         if route is None:
@@ -304,14 +309,10 @@ class RestApi:
             return
         if route.private:  # who may call is said before what is wrong with the params
             refused = self._check_signature(answers, exchange)
-            if refused is not None and self._refused_by_address(answers, exchange, cost):
-                return
-            if refused is not None and refused.retry_after_ms is not None:  # the nonces
-                _respond_limited(exchange, refused.retry_after_ms, refused.message)
-                return
             if refused is not None:
-                _respond_error(exchange, refused.code, refused.message)
+                self._refuse_signature(answers, exchange, refused, cost)
                 return
+            answers.connection.hold_trading()  # a trading session's: the reserve is for it
             nonces = self.server.dispatcher.shared_nonces
             if nonces is not None:  # a cluster's gateway: not used on another one?
                 task = asyncio.ensure_future(
@@ -345,6 +346,33 @@ class RestApi:
         if unsigned:  # fits: checked just now, at the same time
             server.unsigned_limiter.take(ip, now, cost)
         return False
+
+    def _refused_a_place(self, answers: "_Answers", exchange: Exchange) -> bool:
+        """Count an unsigned request's connection among the public ones, or answer it 503
+        `TOO_MANY_CONNECTIONS` and close it (True): the public connections are at their cap,
+        the rest of `connections_max` is kept for trading sessions (a connection that sent a
+        validly signed request is one: it needs no place)."""
+        refusal = answers.connection.hold_public()
+        if refusal is None:
+            return False
+        answers.connection.refuse(exchange, refusal)
+        return True
+
+    def _refuse_signature(
+        self, answers: "_Answers", exchange: Exchange, refused: AuthError, cost: int
+    ) -> None:
+        """Answer a private request whose signature is refused: 429 if its client IP's
+        bucket is empty (`_refused_by_address`), else its refusal. Not a trading session's,
+        its connection needs a public place: with none left, it is closed after this answer
+        (the refusal says more than a 503 would: the client can mend its signature)."""
+        if answers.connection.hold_public() is not None:
+            answers.connection.close(POLICY_VIOLATION)  # plain HTTP: once answered
+        if self._refused_by_address(answers, exchange, cost):
+            return
+        if refused.retry_after_ms is not None:  # the nonces
+            _respond_limited(exchange, refused.retry_after_ms, refused.message)
+            return
+        _respond_error(exchange, refused.code, refused.message)
 
     def _refused_by_address(self, answers: "_Answers", exchange: Exchange, cost: int) -> bool:
         """Charge a private request whose signature is refused (a 401, or a 400 or 429 of its

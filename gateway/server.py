@@ -228,8 +228,11 @@ class VenueServer:
                 routes=("/ws/trade", "/ws/public"),
                 max_size=limits.FRAME_BYTES_HARD_MAX,  # up to it, an oversize frame is answered
                 counts=limits.ConnectionCounts(
-                    self.config.limits.connections_per_ip_max, self.config.limits.connections_max
+                    self.config.limits.connections_per_ip_max,
+                    self.config.limits.connections_max,
+                    reserved_pct=self.config.limits.connections_reserved_pct,
                 ),
+                public_routes=("/ws/public",),  # /ws/trade: closed unless it logs on in 10 s
             )
         except BaseException:
             await self._stop_unserved(cod_done)
@@ -345,10 +348,15 @@ class VenueServer:
         return static.too_many_requests(retry_after_ms)
 
     def on_request(self, connection: transport.Connection, exchange: Exchange) -> bool:
-        """A plain HTTP request: the REST API's if it is under /api/; the web page's if it
-        is one of its paths asked with another method than GET or HEAD (its own 405, with
-        the page's headers); else `on_http`'s (GET, HEAD) or the transport's."""
+        """A plain HTTP request: the REST API's if it is under /api/; else, on a connection
+        that may be a public one (503 if not: `hold_public`), the web page's if it is one of
+        its paths asked with another method than GET or HEAD (its own 405, with the page's
+        headers); else `on_http`'s (GET, HEAD) or the transport's."""
         if self.rest.serve(connection, exchange):
+            return True
+        refusal = connection.hold_public()
+        if refusal is not None:
+            connection.refuse(exchange, refusal)
             return True
         if exchange.method in ("GET", "HEAD"):
             return False
@@ -361,12 +369,16 @@ class VenueServer:
         return True
 
     def on_refused(
-        self, connection: transport.Connection, exchange: Exchange, headers: list[tuple[str, str]]
+        self,
+        connection: transport.Connection,
+        exchange: Exchange,
+        refusal: str,
+        headers: list[tuple[str, str]],
     ) -> bool:
-        """A request on a connection past the caps: a REST request is answered in REST's
-        words (its JSON error); others are left to the transport's plain text."""
-        assert connection.refusal is not None, "only a refused connection is answered so"
-        return self.rest.refuse(exchange, connection.refusal, headers)
+        """A request refused for the caps on connections (`refusal` says which): a REST
+        request is answered in REST's words (its JSON error); others are left to the
+        transport's plain text."""
+        return self.rest.refuse(exchange, refusal, headers)
 
     def on_http_closed(self, connection: transport.Connection) -> None:
         self.rest.closed(connection)

@@ -9,7 +9,9 @@ errors 1002) plus UTF-8 of text messages (1007), pongs, keepalive pings (no answ
 `ping_timeout_s`: 1011), the closing handshake, flow control (`paused`, `drain`), the
 peer's address and, at accept, the caps on open connections per IP and in total
 (`limits.ConnectionCounts`: one past them is answered 503 at its first request, then
-closed). Each whole message goes to `Handler.on_frame` inside `data_received`: no
+closed), and at the first request, the cap on public ones (a `public_routes` handshake here;
+the handler's plain HTTP through `hold_public`), which keeps a share for trading sessions.
+Each whole message goes to `Handler.on_frame` inside `data_received`: no
 task, queue or future per message, where the library's asyncio server spent most of its
 per-frame time (`venue bench ws-layer`); the usual frame (whole, masked text) is read by
 `_fast_frames` without the library's parser, every other one by the library as before.
@@ -86,9 +88,9 @@ class Handler(Protocol):
         have `on_request(connection, exchange) -> bool` (any method, with its body; answered
         through `exchange.respond`, now or later; False hands it to `on_http`) and
         `on_http_closed(connection)` (a plain HTTP connection is gone): `gateway.http`; and
-        `on_refused(connection, exchange, headers) -> bool` (the first request of a connection
-        past the caps, to be answered 503 with `headers`: True if the handler answered it in
-        its own words, False for the transport's plain text)."""
+        `on_refused(connection, exchange, refusal, headers) -> bool` (a request refused for
+        the caps, `refusal` saying which, to be answered 503 with `headers`: True if the
+        handler answered it in its own words, False for the transport's plain text)."""
 
 
 class Connection(asyncio.Protocol):
@@ -116,6 +118,8 @@ class Connection(asyncio.Protocol):
         self.refusal: str | None = None
         self.counted_ip: str | None = None
         self.refused_held = False  # refused, and counted among those held to be answered
+        self.public_held = False  # admitted, and counted among the public connections too
+        self.trading = False  # a trading session's (signed REST): never counted as public
         self.context: Any = None  # the handler's own state for this connection
         self.paused = False
         self.opened = False  # upgraded: the handler saw `on_open`
@@ -198,6 +202,35 @@ class Connection(asyncio.Protocol):
 
     async def wait_closed(self) -> None:
         await asyncio.shield(self.closed)
+
+    def hold_public(self) -> str | None:
+        """Count this connection among the public ones (`ConnectionCounts.admit_public`:
+        those that may not use the share of the cap kept for trading sessions), once: None,
+        or why it may not be one, which the caller answers (`refuse`). A trading session's
+        connection, or one counted already, is let through."""
+        if self.public_held or self.trading:
+            return None
+        refusal = self.listener.counts.admit_public()
+        self.public_held = refusal is None
+        return refusal
+
+    def hold_trading(self) -> None:
+        """This connection is a trading session's (a validly signed REST request): it needs
+        no public place from now on, and gives back the one it held, if any."""
+        self.trading = True
+        if self.public_held:
+            self.public_held = False
+            self.listener.counts.release_public()
+
+    def refuse(self, exchange: http.Exchange, refusal: str) -> None:
+        """Answer a plain HTTP request refused for the caps (`refusal` says which) 503 with
+        `Retry-After`, in the handler's words if it has its own (`on_refused`), else as
+        plain text; then close the connection."""
+        assert isinstance(self.http, http.HttpConnection), "served by plain HTTP"
+        self.http.closing = True
+        on_refused = getattr(self.handler, "on_refused", None)
+        if on_refused is None or not on_refused(self, exchange, refusal, _RETRY_LATER):
+            exchange.respond(503, f"{refusal}\n".encode(), "text/plain", _RETRY_LATER)
 
     # ----------------------------------------------------------------- asyncio callbacks
 
@@ -362,11 +395,7 @@ class Connection(asyncio.Protocol):
 
     def _serve_http(self, exchange: http.Exchange) -> None:
         if self.refusal is not None:  # too many connections: answered, then closed
-            assert isinstance(self.http, http.HttpConnection), "served by plain HTTP"
-            self.http.closing = True
-            on_refused = getattr(self.handler, "on_refused", None)
-            if on_refused is None or not on_refused(self, exchange, _RETRY_LATER):
-                exchange.respond(503, f"{self.refusal}\n".encode(), "text/plain", _RETRY_LATER)
+            self.refuse(exchange, self.refusal)
             return
         on_request = getattr(self.handler, "on_request", None)
         if on_request is not None and on_request(self, exchange):
@@ -398,6 +427,9 @@ class Connection(asyncio.Protocol):
         elif self.refused_held:
             self.listener.counts.release_refused()
             self.refused_held = False
+        if self.public_held:
+            self.listener.counts.release_public()
+            self.public_held = False
         if self._timer is not None:
             self._timer.cancel()
         if self.http is not None:
@@ -508,7 +540,7 @@ class Connection(asyncio.Protocol):
             except ValueError as bad:
                 response = self.protocol.reject(400, f"{bad}\n")
             else:
-                response = self.protocol.accept(request)
+                response = self._accept_or_refuse(request)
         else:
             response = self.handler.on_http(self, request) or self.protocol.reject(
                 404, NOT_FOUND_TEXT
@@ -519,6 +551,16 @@ class Connection(asyncio.Protocol):
             self.opened = True
             self._set_timer(self.listener.ping_interval_s, self._keepalive)
             self.handler.on_open(self)
+
+    def _accept_or_refuse(self, request: Request) -> Response:
+        """The handshake's answer: 101, or 503 with `Retry-After` for a public route's when
+        the public connections are at their cap (the rest is kept for trading sessions)."""
+        refusal = self.hold_public() if self.route in self.listener.public_routes else None
+        if refusal is None:
+            return self.protocol.accept(request)
+        response = self.protocol.reject(503, f"{refusal}\n")
+        response.headers.update(_RETRY_LATER)
+        return response
 
     def _write_protocol(self) -> None:
         """Write what the protocol has to send; its empty chunk means: close TCP."""
@@ -612,9 +654,12 @@ class Listener:
         ping_interval_s: float = PING_INTERVAL_S,
         ping_timeout_s: float = PING_TIMEOUT_S,
         counts: ConnectionCounts | None = None,
+        public_routes: Iterable[str] = (),
     ) -> None:
         self.handler = handler
         self.routes = frozenset(routes)
+        # the routes whose connections are public (`Connection.hold_public` at the handshake)
+        self.public_routes = frozenset(public_routes)
         self.max_size = max_size
         self.ping_interval_s = ping_interval_s
         self.ping_timeout_s = ping_timeout_s
@@ -650,10 +695,14 @@ async def serve(
     ping_interval_s: float = PING_INTERVAL_S,
     ping_timeout_s: float = PING_TIMEOUT_S,
     counts: ConnectionCounts | None = None,
+    public_routes: Iterable[str] = (),
 ) -> Listener:
     """Listen on `host:port`; websocket upgrades on `routes`, other requests to `on_http`.
-    `counts` caps the open connections (per IP, in total; `gateway.limits` defaults)."""
-    listener = Listener(handler, routes, max_size, ping_interval_s, ping_timeout_s, counts)
+    `counts` caps the open connections (per IP, in total, the public ones among them:
+    `gateway.limits` defaults); a handshake on one of `public_routes` makes a public one."""
+    listener = Listener(
+        handler, routes, max_size, ping_interval_s, ping_timeout_s, counts, public_routes
+    )
     loop = asyncio.get_running_loop()
     listener.server = await loop.create_server(lambda: Connection(listener), host, port)
     return listener

@@ -312,3 +312,13 @@ def test_trusted_proxies_name_ips_or_networks(tmp_path: Path) -> None:
     )
     with pytest.raises(config.ConfigError, match=r"trusted_proxies: '10\.0\.0\.300'"):
         config.load(write(tmp_path, '[limits]\ntrusted_proxies = ["10.0.0.300"]\n'))
+
+
+@pytest.mark.parametrize("value", [-1, 91])
+def test_a_connections_reserve_out_of_range_is_an_error(tmp_path: Path, value: int) -> None:
+    """`[limits] connections_reserved_pct` is 0 to 90: above, market data would hardly get
+    a connection (at 100, none); below 0 is meaningless."""
+    with pytest.raises(config.ConfigError, match=r"limits\.connections_reserved_pct"):
+        config.load(write(tmp_path, f"[limits]\nconnections_reserved_pct = {value}\n"))
+    loaded = config.load(write(tmp_path, "[limits]\nconnections_reserved_pct = 90\n"))
+    assert loaded.limits.connections_reserved_pct == 90

@@ -338,6 +338,26 @@ def test_connection_counts_admit_up_to_each_cap_and_free_on_release() -> None:
     assert counts.total == 0 and counts._per_ip == {}  # no IP is kept once it has none open
 
 
+def test_public_connections_fill_the_total_only_up_to_its_reserve() -> None:
+    """Of `total_max`, `reserved_pct` (rounded down) is kept for trading sessions: public
+    connections are admitted as such only up to the rest, which is never 0."""
+    from gateway.limits import ConnectionCounts
+
+    counts = ConnectionCounts(per_ip_max=10, total_max=10, reserved_pct=30)
+    assert counts.public_max == 7
+    for _ in range(8):
+        assert counts.admit("10.0.0.1") is None
+    assert [counts.admit_public() for _ in range(7)] == [None] * 7
+    kept = "the venue has its most public connections (7; 3 more are kept for /ws/trade and"
+    assert counts.admit_public() == f"{kept} signed REST); retry later"  # counts nothing
+    assert (counts.public, counts.total) == (7, 8)
+    counts.release_public()
+    assert counts.admit_public() is None
+    assert ConnectionCounts(total_max=10).public_max == 9  # the default: 10%
+    assert ConnectionCounts(total_max=2).public_max == 2  # 10% of 2, rounded down: none kept
+    assert ConnectionCounts(total_max=1, reserved_pct=90).public_max == 1
+
+
 def test_address_buckets_charge_each_ip_and_forget_the_oldest_past_their_bound() -> None:
     from gateway.limits import AddressBuckets
 

@@ -16,9 +16,11 @@ from typing import Any
 import msgspec
 import pytest
 
+from client.rest import RestClient
+from client.sdk import VenueClient
 from core import config as venue_config
 from gateway.server import VenueServer
-from tests.conftest import SAMPLE_CONFIG, TEST_TIMEOUT_S
+from tests.conftest import KEYS, SAMPLE_CONFIG, TEST_TIMEOUT_S
 
 Head = tuple[int, dict[str, str]]
 Opened = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -30,6 +32,7 @@ async def start(
     total_max: int,
     trusted_proxies: tuple[str, ...] = (),
     unsigned_rate_per_ip_per_s: int = 1_000,
+    **more_limits: int,
 ) -> tuple[VenueServer, int]:
     """A venue whose `[limits]` caps the open connections at these numbers."""
     config = venue_config.load(SAMPLE_CONFIG)
@@ -39,6 +42,7 @@ async def start(
         connections_max=total_max,
         trusted_proxies=trusted_proxies,
         unsigned_rate_per_ip_per_s=unsigned_rate_per_ip_per_s,
+        **more_limits,
     )
     server = VenueServer(msgspec.structs.replace(config, limits=limits), tmp_path / "data")
     return server, await server.start("127.0.0.1", 0)
@@ -500,6 +504,97 @@ def test_private_requests_refused_for_their_signature_are_charged_to_the_client_
             clock[0] += 50_000  # half a token back: one refusal
             [(status, _), (limited, _)] = await answers(port, "127.0.0.1", [BALANCES, BALANCES])
             assert (status, limited) == (401, 429)
+        finally:
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
+
+
+def test_public_connections_leave_a_reserve_for_trading_sessions(tmp_path: Path) -> None:
+    """Of `connections_max` (20 here), `connections_reserved_pct` (10%, the default: 2) is
+    kept for trading sessions: idle public connections (`/ws/public`, the web page, unsigned
+    REST) fill only 18, and one more is refused 503 with `Retry-After` (REST's in its JSON
+    words), while a `/ws/trade` session and a validly signed REST request still get in. A
+    request refused for its signature on a connection with no place left is answered its
+    401, and closed. The total cap still holds. (Before: the public connections filled all
+    20, and no trader could connect until one of them closed.)"""
+
+    async def scenario() -> None:
+        server, port = await start(tmp_path, per_ip_max=10, total_max=20)
+        held: list[asyncio.StreamWriter] = []
+        try:
+            for n in range(18):  # from three addresses (the per-IP cap is 10), not the SDKs'
+                (status, _), (_, writer) = await opened(port, f"127.0.0.{2 + n % 3}", upgrade())
+                assert status == 101, n
+                held.append(writer)
+            words = (
+                "the venue has its most public connections (18; 2 more are kept for /ws/trade"
+                " and signed REST); retry later\n"
+            )
+            assert await refused(port, "127.0.0.5", upgrade()) == words
+            assert await refused(port, "127.0.0.5", PAGE) == words
+            assert await refused_in_json(port, "127.0.0.5", TICKER) == words
+            (status, _), (reader, writer) = await opened(port, "127.0.0.5", BALANCES)
+            assert status == 401  # its refusal, not a 503: the client can mend it
+            assert await asyncio.wait_for(reader.read(), 5) != b""  # the body, then EOF
+            assert reader.at_eof()
+            writer.close()
+            trader = VenueClient(f"ws://127.0.0.1:{port}/ws/trade", refused_retries_max=0)
+            await trader.connect()
+            assert (await trader.logon(*KEYS["alpha"]))["account"] == 1
+            rest_trader = RestClient(f"http://127.0.0.1:{port}", *KEYS["taker"])
+            answer = await asyncio.to_thread(rest_trader.get, "/api/v1/balances")
+            assert answer.status == 200, answer.body
+            unsigned = await asyncio.to_thread(
+                rest_trader.request, "GET", "/api/v1/ticker", signed=False
+            )
+            assert unsigned.status == 200  # on a trading session's connection: no place needed
+            assert server._server is not None and server._server.counts.total == 20
+            total = "the venue has its most connections (20); retry later\n"
+            assert await refused(port, "127.0.0.5", upgrade()) == total
+            held.pop().close()  # a public one closes: room for another
+            await until(lambda: server._server is not None and server._server.counts.total == 19)
+            (status, _), (_, writer) = await opened(port, "127.0.0.5", upgrade())
+            assert status == 101
+            held.append(writer)
+            rest_trader.close()
+            await trader.close()
+        finally:
+            for writer in held:
+                writer.close()
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
+
+
+def test_the_reserve_is_configured_and_a_signed_request_gives_back_its_public_place(
+    tmp_path: Path,
+) -> None:
+    """`[limits] connections_reserved_pct = 50` of 4: 2 public connections. A REST
+    connection counted as public (an unsigned read) that then sends a validly signed request
+    is a trading session's from then on, and gives its public place back."""
+
+    async def scenario() -> None:
+        server, port = await start(tmp_path, 10, 4, connections_reserved_pct=50)
+        try:
+            (status, _), (_, public) = await opened(port, "127.0.0.2", upgrade())
+            assert status == 101
+            trader = RestClient(f"http://127.0.0.1:{port}", *KEYS["taker"])
+            read = await asyncio.to_thread(trader.request, "GET", "/api/v1/ticker", signed=False)
+            assert read.status == 200  # the second public connection
+            words = (
+                "the venue has its most public connections (2; 2 more are kept for /ws/trade"
+                " and signed REST); retry later\n"
+            )
+            assert await refused(port, "127.0.0.3", upgrade()) == words
+            answer = await asyncio.to_thread(trader.get, "/api/v1/balances")
+            assert answer.status == 200  # on the same connection: now a trading session's
+            assert server._server is not None and server._server.counts.public == 1
+            (status, _), (_, again) = await opened(port, "127.0.0.3", upgrade())
+            assert status == 101  # its place
+            trader.close()
+            for writer in (public, again):
+                writer.close()
         finally:
             await server.stop()
 
