@@ -308,7 +308,7 @@ class RestApi:
             if refused is not None:
                 _respond_error(exchange, refused.code, refused.message)
                 return
-            nonces = self.server.dispatcher.shared_nonces
+            nonces = self.server.dispatcher.logons.shared_nonces
             if nonces is not None:  # a cluster's gateway: not used on another one?
                 task = asyncio.ensure_future(
                     self._serve_claimed(nonces, answers, exchange, route, in_path, cost)

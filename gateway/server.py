@@ -52,8 +52,9 @@ from engine.reasons import ErrorCode as E
 from engine.venue import Venue
 from gateway import http, limits, static, transport, wire
 from gateway.auth import ApiKey, Authenticator, KeyStore, KeyStoreError
-from gateway.dispatch import ISSUED_KEYS_FILE, NOT_EXECUTED_AT_LEASE_LOSS, Dispatcher, Pending
+from gateway.dispatch import NOT_EXECUTED_AT_LEASE_LOSS, Dispatcher, Pending
 from gateway.http import Exchange
+from gateway.key_issuing import ISSUED_KEYS_FILE
 from gateway.private_streams import AccountSubscription, Notice, PrivateStreams, read_kept_files
 from gateway.public_streams import PublicStreams
 from gateway.rest import RestApi
