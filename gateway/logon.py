@@ -40,7 +40,7 @@ class Logons:
         self._reply = dispatcher._reply
         self._reply_error = dispatcher._reply_error
         self._handler_failed = dispatcher._handler_failed
-        self._handle_later = dispatcher._handle_later
+        self._handle_later = dispatcher.held_requests.handle_later
         # a cluster's gateway claims the nonce of each logon cluster-wide
         # (core/cluster_nonces.py)
         self.shared_nonces: SharedNonces | None = getattr(dispatcher.bus, "nonces", None)

@@ -207,7 +207,7 @@ def test_frames_held_behind_a_waiting_requote_are_served_in_order_once_its_place
     run_venue: Any,
 ) -> None:
     """Over a cluster's bus a requote that touches a quote whose place is in flight waits
-    for it, with every later frame of its connection (`Dispatcher.hold`). Here a slot marked
+    for it, with every later frame of its connection (`HeldRequests.hold`). Here a slot marked
     as placing stands for the place in flight: once it is back, the next released batch (a
     command of another connection) serves the requote, then the frames held behind it, in
     request order (`resume_held`): the open orders listed last show both before it."""
