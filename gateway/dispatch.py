@@ -6,34 +6,33 @@ the answer itself, decided on arrival or once its commands are durable (`Pending
 request gets exactly one answer, in request order: whatever is answered at once goes
 behind the answers still owed on the connection. `Dispatcher.on_frame` takes any
 session-like object and a frame and answers through the connection table, so other front
-doors reuse it. Also owns the live quotes of `quote.mass` and which session
-placed each open order (for cancel-on-disconnect).
+doors reuse it. Leaves to their own modules, called through its method table: logon
+(`gateway.logon`), the keys `admin.issue_key` issues (`gateway.key_issuing`), the reads
+(`gateway.queries`), the requests held behind a quote's place in flight
+(`gateway.held_requests`), and the live quotes of `quote.mass` and which session placed each
+open order (`gateway.placed_orders`).
 """
 
-import asyncio
 import logging
-import secrets
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping
 from functools import partial
 from itertools import repeat
 from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import msgspec
 
 from core.bus import Bus, EmbeddedBus
 from core.sequencer import Executed
-from core.venue_core import now_us, rejection, save_json
+from core.venue_core import now_us, rejection
 from engine.commands import (
     ArmDeadMan,
     CancelAll,
     CancelOrder,
     Command,
-    IssueKey,
     PlaceOrder,
     SetCancelOnDisconnect,
 )
@@ -43,7 +42,6 @@ from engine.events import (
     CommandRejected,
     DeadManTriggered,
     DividendPaid,
-    KeyIssued,
     OperationRepeated,
     OrderAccepted,
     OrderAmended,
@@ -58,42 +56,22 @@ from engine.instrument import InstrumentSpec, unknown_symbol
 from engine.reasons import ErrorCode
 from engine.units import format_units
 from gateway import limits, wire
-from gateway.auth import (
-    RECV_WINDOW_MS_DEFAULT,
-    ApiKey,
-    Authenticator,
-    AuthError,
-    claim_cluster_wide,
-    require_scope,
-)
+from gateway.auth import ApiKey, Authenticator, AuthError, require_scope
+from gateway.held_requests import HeldRequests
+from gateway.key_issuing import KeyIssuer
+from gateway.logon import LOGON_ON_TRADE, Logons
 from gateway.placed_orders import PlacedOrders, QuoteSlot
 from gateway.private_streams import DMS_TRIGGERED, PrivateStreams
 from gateway.public_streams import PublicStreams
 from gateway.queries import Queries
-from gateway.sessions import Session, Sessions, peer
+from gateway.sessions import Session, Sessions
 from gateway.sessions import key_of as _key
-
-if TYPE_CHECKING:
-    from core.cluster_keys import SharedKeys
-    from core.cluster_nonces import SharedNonces
 
 log = logging.getLogger("venue")
 _time_ns = time.time_ns
-_monotonic = time.monotonic  # how long a quote's place has been on its way (`hold`)
+_monotonic = time.monotonic  # how long a quote's place has been on its way (`HeldRequests.hold`)
 E = ErrorCode
 
-ISSUED_KEYS_FILE = "api_keys.json"  # keys issued at run time (owner-only permissions)
-LOGON_ON_TRADE = "log on at /ws/trade"
-# what a request still held at a stop is answered (`refuse_held`)
-NOT_EXECUTED_AT_STOP = "not executed: the venue is stopping; send it again after reconnecting"
-NOT_EXECUTED_AT_LEASE_LOSS = (
-    "not executed: the gateway lost its lease while this request waited behind a quote's place;"
-    " send it again after reconnecting"
-)
-# How long a repeated `admin.issue_key` waits to learn the key the first one issued through
-# another gateway: it is on the key stream within milliseconds, unless that gateway stopped
-# before storing it (it tries for 30 s, then exits); an answer within the SDK's 30 s.
-ISSUED_KEY_WAIT_S = 20.0
 # `Pending.expected` of a request answered 504 before its outcome came back
 # (`Dispatcher.answer_unknown`): no count of results reaches it, so none answers it again
 # (but an issued key's: its finish stores the key, `Pending.answered_unknown`)
@@ -145,6 +123,11 @@ class Pending(msgspec.Struct, eq=False):
     answered_unknown: bool = False
 
 
+def _logon(dispatcher: "Dispatcher", session: Session, request: wire.Request, t_in: int) -> None:
+    """`session.logon` in the dispatcher's table: `Logons.logon`."""
+    dispatcher.logons.logon(session, request, t_in)
+
+
 def _query(
     handler: Callable[[Queries, Session, wire.Request, int], None],
 ) -> Callable[["Dispatcher", Session, wire.Request, int], None]:
@@ -162,10 +145,12 @@ def _query(
 class Dispatcher:
     """Requests in, commands to the bus and answers out.
 
-    Past 400 lines for a reason: every request method of the trade connection is routed,
-    limited and answered here, the trading ones on the hot path with their answers built
-    inline; what stands alone has its module (decoding `wire`, limits, queries, order
-    history, placed orders)."""
+    Past 400 lines for a reason: every request is routed, limited and checked here, and the
+    trading ones (place, cancel, amend, batch, quote.mass) are handled here on the hot path
+    with their answers built inline, a call from `on_frame` each: a module of their own
+    would add a call and its look-ups per order. What stands alone has its module (decoding
+    `wire`, limits, queries, order history, placed orders, logon, key issuing, held
+    requests)."""
 
     def __init__(
         self,
@@ -185,32 +170,19 @@ class Dispatcher:
         self.public = public
         self.auth = auth
         self.limiter = limiter
-        self.data_dir = data_dir
-        self.issued_keys = issued_keys
         self.specs: dict[str, InstrumentSpec] = {}  # by symbol, for the wire's conversions
         self.scales: dict[str, int] = {}  # by asset code
         # embedded, a submitted command has run when `submit` returns; over a cluster's bus
         # its outcome comes back a hop later (`PlacedOrders.in_flight`)
         self.placed = PlacedOrders(self.reads, replica_lags=not isinstance(bus, EmbeddedBus))
-        # over a cluster's bus, the connections whose requests wait for a place (`hold`)
-        self.held: dict[Session, tuple[wire.Request, Any, Callable[[], None]]] = {}
-        self.queries = Queries(self)  # quotes, and who placed each open order
-        # a cluster's gateway shares issued keys through the bus (core/cluster_keys.py)
-        self.shared_keys: SharedKeys | None = getattr(bus, "keys", None)
-        if self.shared_keys is not None:
-            self.shared_keys.on_key = self._learn_key
-        # and claims the nonce of each logon cluster-wide (core/cluster_nonces.py)
-        self.shared_nonces: SharedNonces | None = getattr(bus, "nonces", None)
-        self._claim_tasks: set[asyncio.Task[None]] = set()  # one per connection at most
-        self._key_tasks: set[asyncio.Task[None]] = set()
-        # `admin.issue_key`'s `cl_op_id`s: the keys issued under them (from the issued keys'
-        # file, or learned from the cluster's key stream), so bounded as the keys are; and
-        # the ones a cluster's stream is still storing (`_issue_key_again` waits for them)
-        self.keys_by_op = {key.cl_op_id: key for key in issued_keys if key.cl_op_id is not None}
-        self._keys_storing: dict[str, asyncio.Task[None]] = {}
-        # the repeats waiting to learn, from the cluster's key stream, the key the first one
-        # issued through another gateway (`_await_key`), by that key's name
-        self._keys_awaited: dict[str, list[asyncio.Future[ApiKey]]] = {}
+        # over a cluster's bus, the requests that wait for a place, and the frames behind them
+        self.held_requests = HeldRequests(self)
+        # the same table: the server tests it per released batch, with one look-up
+        self.held = self.held_requests.held
+        self.queries = Queries(self)  # the read requests' handlers
+        self.logons = Logons(self)  # `session.logon`, and a cluster's nonces
+        # `admin.issue_key`: the keys issued at run time, and their state
+        self.keys = KeyIssuer(self, data_dir, issued_keys)
         # The time for the commands a request makes, read as they are built: an embedded
         # core's `Sequencer.stamp_us` (set by the server), so `submit` need not copy each to
         # stamp it; 0 elsewhere (a cluster's core stamps what it is sent).
@@ -233,7 +205,7 @@ class Dispatcher:
         two Python calls from its handler, not four; any other frame is `_on_malformed`'s, in
         the same order (one type test tells them apart)."""
         if session.held is not None:  # over a cluster's bus: a request before it waits
-            self._hold_frame(session, frame, charged)
+            self.held_requests.hold_frame(session, frame, charged)
             return
         # Nothing sent behind a logout runs, nor anything read once the venue has decided to
         # close the connection (a slow consumer's 4002, a stop, a lost lease): its answer
@@ -358,82 +330,6 @@ class Dispatcher:
         self.bus.barrier(pending)
 
     # session methods
-
-    def _logon(self, session: Session, request: wire.Request, t_in: int) -> None:
-        if not session.trade:
-            self._reply_error(session, request, E.PERMISSION_DENIED, LOGON_ON_TRADE)
-            return
-        if session.key is not None:
-            self._reply_error(session, request, E.BAD_PARAM, "this connection is logged on")
-            return
-        p: Any = request.params
-        window = p.recv_window if p.recv_window is not None else RECV_WINDOW_MS_DEFAULT
-        try:
-            key = self.auth.logon(p.api_key, p.ts, p.nonce, window, p.sig, t_in)
-        except AuthError as refused:  # the key names who tried; the signature stays out
-            self._log_logon_refused(session, p.api_key, refused.code, refused.message)
-            raise
-        if self.shared_nonces is not None:  # a cluster's gateway: not used on another one?
-            self._claim_nonce(session, request, t_in, key)
-            return
-        self._logged_on(session, request, t_in, key)
-
-    def _claim_nonce(self, session: Session, request: wire.Request, t_in: int, key: ApiKey) -> None:
-        """Claim the logon's nonce cluster-wide, then log on (`_logon_claimed`). Meanwhile
-        the connection's later frames wait behind it (`session.held`, as behind a quote's
-        place), so they are handled in order, logged on."""
-        session.held = deque()
-        session.held_bytes = 0
-        task = asyncio.ensure_future(self._logon_claimed(session, request, t_in, key))
-        self._claim_tasks.add(task)
-        task.add_done_callback(self._claimed)
-
-    def _claimed(self, task: "asyncio.Task[None]") -> None:
-        self._claim_tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.bus.on_fatal(task.exception())  # a broken invariant: crash, recover by replay
-
-    async def _logon_claimed(
-        self, session: Session, request: wire.Request, t_in: int, key: ApiKey
-    ) -> None:
-        nonces = self.shared_nonces
-        assert nonces is not None, "only a cluster's gateway claims nonces"
-        refused: AuthError | None = None
-        p: Any = request.params
-        try:
-            await claim_cluster_wide(nonces, self.auth, key.key, p.nonce)
-        except AuthError as error:
-            refused = error
-        later, session.held = session.held, None
-        if session.closing or self.connections.sessions.get(session.id) is not session:
-            return  # closed meanwhile: nobody reads the answer, nothing held may run
-        if refused is None:
-            self._logged_on(session, request, t_in, key)
-        else:
-            self._log_logon_refused(session, key.key, refused.code, refused.message)
-            self._handler_failed(session, request, refused)
-        self._handle_later(session, later)
-
-    def _logged_on(self, session: Session, request: wire.Request, t_in: int, key: ApiKey) -> None:
-        """The logon's signature and nonce are good: the connection is the key's, unless the
-        account has its most connections already."""
-        p: Any = request.params
-        connected = sum(
-            1 for other in self.connections.sessions.values() if other.account == key.account
-        )
-        if connected >= limits.CONNECTIONS_PER_ACCOUNT_MAX:
-            msg = f"at most {limits.CONNECTIONS_PER_ACCOUNT_MAX} connections per account"
-            self._log_logon_refused(session, p.api_key, E.PERMISSION_DENIED, msg)
-            self._reply_error(session, request, E.PERMISSION_DENIED, msg)
-            return
-        session.key = key
-        logged_on = {"session": session.id, "peer": peer(session), "account": key.account}
-        log.info("logged on", extra=logged_on | {"api_key": key.key})
-        self._reply(session, request, {"account": key.account, "scopes": sorted(key.scopes)}, t_in)
-
-    def _log_logon_refused(self, session: Session, api_key: str, code: ErrorCode, why: str) -> None:
-        refused = {"session": session.id, "peer": peer(session), "api_key": api_key}
-        log.warning("logon refused", extra=refused | {"code": code.name.lower(), "reason": why})
 
     def _logout(self, session: Session, request: wire.Request, t_in: int) -> None:
         """Answered (and closed) behind everything still owed on this connection; the
@@ -633,165 +529,16 @@ class Dispatcher:
     ) -> bool:
         """Over a cluster's bus: whether `request` is not served now because it touches a
         quote whose place is in flight (`scope`: account, quote set, symbols or None for
-        all). It waits for the place (`hold`), unless that place has been on its way for
-        `limits.QUOTE_PLACE_WAIT_S` already: then it is refused at once."""
+        all). It waits for the place (`HeldRequests.hold`), unless that place has been on its
+        way for `limits.QUOTE_PLACE_WAIT_S` already: then it is refused at once."""
         since_s = self.placed.placing_since(*scope)
         if since_s is None:
             return False
         if _monotonic() - since_s >= limits.QUOTE_PLACE_WAIT_S:
-            self._refuse_unplaced(session, request, since_s)
+            self.held_requests.refuse_unplaced(session, request, since_s)
         else:
-            self.hold(session, request, scope, serve, since_s)
+            self.held_requests.hold(session, request, scope, serve, since_s)
         return True
-
-    def hold(
-        self,
-        session: Session,
-        request: wire.Request,
-        scope: tuple[int, str, Collection[str] | None],
-        serve: Callable[[], None],
-        since_s: float,
-    ) -> None:
-        """Over a cluster's bus: `request` touches a quote whose place is in flight since
-        `since_s` (`scope`: account, quote set, symbols or None for all), so it can neither
-        amend that quote (its order id is not known yet) nor place a second. It waits for
-        the place, and every later frame of its connection waits behind it (`_hold_frame`),
-        so the connection's requests are still handled in the order they came, none decided
-        on what a later one did. `resume_held` serves it once the place is back; if the
-        place is not back `limits.QUOTE_PLACE_WAIT_S` after it was sent, `_wait_over`
-        refuses it (a core failing over, or none active: its outcome may take long)."""
-        self.held[session] = (request, scope, serve)
-        session.held = deque()
-        session.held_bytes = 0
-        self._check_wait_at(since_s, session, request)
-
-    def _check_wait_at(self, since_s: float, session: Session, request: wire.Request) -> None:
-        """`_wait_over` once a place sent at `since_s` has waited its time."""
-        left_s = since_s + limits.QUOTE_PLACE_WAIT_S - _monotonic()
-        asyncio.get_running_loop().call_later(max(left_s, 0.0), self._wait_over, session, request)
-
-    def _wait_over(self, session: Session, request: wire.Request) -> None:
-        """A held request's wait is over: refused at once if a place it waits for is still
-        not back after `limits.QUOTE_PLACE_WAIT_S`, then the frames held behind it are
-        handled in order (each may wait again, or be refused at once likewise). Nothing if
-        it was served or dropped meanwhile; waits on if its oldest place came back but a
-        later one is still on its way and has time left."""
-        entry = self.held.get(session)
-        if entry is None or entry[0] is not request:
-            return  # served once its place came back, or dropped with its connection
-        if session.closing or self.connections.sessions.get(session.id) is not session:
-            self._abandon(session)
-            return
-        since_s = self.placed.placing_since(*entry[1])
-        if since_s is None:
-            return  # back in the batch being released: `resume_held` serves it next
-        if _monotonic() - since_s < limits.QUOTE_PLACE_WAIT_S:
-            self._check_wait_at(since_s, session, request)
-            return
-        del self.held[session]
-        later, session.held = session.held, None
-        self._refuse_unplaced(session, request, since_s)
-        self._handle_later(session, later)
-
-    def _refuse_unplaced(self, session: Session, request: wire.Request, since_s: float) -> None:
-        """503 `QUOTE_PLACE_PENDING`, nothing done: a quote the request touches is still on
-        its way to the core. At once, not behind the answers owed: the place's own answer is
-        one of them, and it may be long in coming (a core failing over)."""
-        waited_s = _monotonic() - since_s
-        message = (
-            f"not executed: a quote of this set was sent {waited_s:.1f} s ago and its place has"
-            " no outcome from the core yet; send it again once that place has an outcome (its"
-            " quote.mass answered, not 504; or its report on the account stream)"
-        )
-        self.connections.send(session, wire.error(request.id, E.QUOTE_PLACE_PENDING, message))
-
-    def _hold_frame(self, session: Session, frame: str | bytes, charged: bool) -> None:
-        held = session.held
-        assert held is not None
-        if session.closing:  # what it held is dropped: nothing after it may run either
-            return
-        held.append((frame, charged))
-        session.held_bytes += len(frame)
-        if len(held) > limits.HELD_FRAMES_MAX or session.held_bytes > limits.HELD_BYTES_MAX:
-            self._abandon(session)  # pipelined far past a wait: a flood, held in memory
-            self.connections.close(session, 1008, "too many requests behind a waiting quote")
-
-    def _abandon(self, session: Session) -> None:
-        """Drop what `session` holds, for good: it is closing, and none of its later frames
-        may run ahead of the dropped ones (`session.held` stays set: `_hold_frame` drops
-        them as they come, till the close)."""
-        self.held.pop(session, None)
-        if session.held is not None:
-            session.held.clear()
-
-    def resume_held(self) -> None:
-        """Serve the requests that waited for places now back (called once the released
-        batch that brought them back is answered, so their answers come after), then the
-        frames that came after each, in order, until one has to wait again. A connection
-        that closed or is closing meanwhile is dropped: nobody would read the answers, and
-        its cancel-on-disconnect pulls what it placed."""
-        for session, (request, scope, serve) in list(self.held.items()):
-            if session.closing or self.connections.sessions.get(session.id) is not session:
-                self._abandon(session)
-                continue
-            if self.placed.blocked(*scope):
-                continue
-            del self.held[session]
-            later, session.held = session.held, None
-            self._serve_held(session, request, serve)
-            self._handle_later(session, later)
-
-    def _handle_later(
-        self, session: Session, later: deque[tuple[str | bytes, bool]] | None
-    ) -> None:
-        """The frames held behind a request now served or refused, in order, until one has
-        to wait again (the rest wait behind it)."""
-        while later:
-            if session.held is not None:  # one of them waits again: the rest behind it
-                session.held.extend(later)
-                break
-            frame, charged = later.popleft()
-            self.on_frame(session, frame, charged)
-
-    def refuse_held(self) -> None:
-        """The venue is stopping and its connections close next (`VenueServer.stop`, once
-        its drain is over): each request still waiting for a place (one that did not come
-        back in the drain) and every frame held behind it is answered 503 `SHUTTING_DOWN`,
-        in request order (up to a held `session.logout`: frames after one are never
-        answered): none of them ran, and the trader learns so instead of an unknown
-        outcome. At once, not behind the answers owed: the place they waited for may go
-        unanswered at the close. Nothing after them runs (`_abandon`)."""
-        for session in list(self.held):
-            self.refuse_held_of(session, NOT_EXECUTED_AT_STOP)
-
-    def refuse_held_of(self, session: Session, message: str) -> None:
-        """What `session` holds, refused as `refuse_held` says, with `message`: its close
-        comes next (a stop, or its gateway's lost lease). Nothing if it holds nothing."""
-        entry = self.held.get(session)
-        if entry is None:
-            return
-        later = list(session.held or ())
-        self._abandon(session)
-        if session.closing:
-            return  # nobody reads its answers
-        send = self.connections.send
-        send(session, wire.error(entry[0].id, E.SHUTTING_DOWN, message))
-        for frame, _ in later:  # (an unreadable frame's id is null, as ever)
-            envelope = wire.decode_envelope(frame)
-            send(session, wire.error(envelope.id, E.SHUTTING_DOWN, message))
-            if getattr(envelope, "method", None) == "session.logout":
-                break  # what a client sends after its logout is never answered
-
-    def _serve_held(
-        self, session: Session, request: wire.Request, serve: Callable[[], None]
-    ) -> None:
-        """`serve` a request that waited, answering its failures as `on_frame` does."""
-        try:
-            serve()
-        except AssertionError:
-            raise  # a broken invariant: crash loudly, recover by replay
-        except Exception as failure:  # (an AuthError: its key revoked while it waited)
-            self._handler_failed(session, request, failure)
 
     def _handler_failed(self, session: Session, request: wire.Request, failure: Exception) -> None:
         """A handler raised (called in its `except`): a refusal is answered as such; anything
@@ -804,11 +551,6 @@ class Dispatcher:
         log.exception("request %r failed", request.method)
         body = wire.error(request.id, E.INTERNAL, "internal error: query the outcome")
         self._send_behind(session, body)
-
-    def forget_held(self, session: Session) -> None:
-        """The connection closed: what it held is never served."""
-        self.held.pop(session, None)
-        session.held = None
 
     def _cancel_quote_set(
         self,
@@ -957,7 +699,7 @@ class Dispatcher:
         params = {k: v for k, v in msgspec.to_builtins(request.params).items() if v is not None}
         log.info("admin request", extra=action | {"method": request.method, "params": params})
         if request.method == "admin.issue_key":
-            self._issue_key(session, request, t_in)
+            self.keys.issue(session, request, t_in)
             return
         p: Any = request.params
         command = self._command(session, request, getattr(p, "account", key.account))
@@ -969,228 +711,12 @@ class Dispatcher:
         pending = Pending(session, request.id, request.method, t_in, finish=finish)
         self.bus.submit(command, pending)
 
-    def _issue_key(self, session: Session, request: wire.Request, t_in: int) -> None:
-        """A new key; under a `cl_op_id`, once the engine took the id (`IssueKey`): where
-        commands are put in order, so the same id sent at once through two gateways issues
-        one key, and the second is answered with the first's (`_key_decided`)."""
-        p: Any = request.params
-        if p.cl_op_id is not None and p.cl_op_id in self.keys_by_op:  # checked first, as the
-            self._issue_key_again(session, request, t_in)  # engine checks its own ids
-            return
-        by = _key(session)
-        key = ApiKey(
-            f"key-{secrets.token_hex(8)}",
-            secrets.token_hex(24),
-            p.account,
-            frozenset(p.scopes),
-            cl_op_id=p.cl_op_id,
-            issued_by=None if p.cl_op_id is None else by.key,  # (a key without one: as before)
-        )
-        if p.cl_op_id is not None:
-            command = IssueKey(
-                ts_us=self.stamp_us(),
-                account=p.account,
-                scopes=tuple(sorted(p.scopes)),
-                issued_by=by.key,
-                api_key=key.key,
-                cl_op_id=p.cl_op_id,
-            )
-            finish = partial(self._key_decided, key, by)  # (by: the session's may change)
-            self.bus.submit(
-                command, Pending(session, request.id, request.method, t_in, finish=finish)
-            )
-            return
-        if not self.reads.is_participant(p.account):
-            self._defer_error(session, request, E.UNKNOWN_ACCOUNT, f"no account {p.account}")
-            return
-        self._store_key(session, request.id, t_in, key, by)
-
-    def _key_decided(self, key: ApiKey, by: ApiKey, pending: Pending) -> bytes | None:
-        """The engine's word on an `IssueKey`: refused; taken (store `key`, then answer); or
-        its id took another key before (answer with that one, once this gateway knows it).
-        Come back after the request was answered 504 (`answer_unknown`): a key taken is
-        stored all the same, answering nothing, so the request sent again under its id is
-        answered with it; else its id would be taken for a key stored nowhere, for good."""
-        executed = pending.results[0]
-        rejected = rejection(executed.events)
-        late = pending.answered_unknown
-        if rejected is not None:  # CL_OP_ID_REUSED, UNKNOWN_ACCOUNT: no secret in it
-            if late:
-                return None
-            return wire.error(pending.request_id, rejected.reason, rejected.detail)
-        decided = executed.events[-1]
-        if type(decided) is OperationRepeated:
-            if late:  # the first key's gateway stores it
-                return None
-            first = decided.outcome
-            assert isinstance(first, KeyIssued), f"a key's id answered by {first!r}"
-            self._answer_key_again(pending, decided.cl_op_id, first.api_key, decided.done_at_us)
-            return None
-        assert type(decided) is KeyIssued and decided.api_key == key.key, f"issued {decided!r}"
-        key = msgspec.structs.replace(key, issued_at_us=decided.ts_us)  # when the engine took it
-        self._store_key(pending.session, pending.request_id, pending.t_in, key, by, not late)
-        return None
-
-    def _store_key(
-        self,
-        session: Session,
-        request_id: Any,
-        t_in: int,
-        key: ApiKey,
-        by: ApiKey,
-        reply: bool = True,
-    ) -> None:
-        """Store a new key (api_keys.json; a cluster's key stream), then answer with it (unless
-        not to `reply`: its request was answered 504 already)."""
-        issued = {"api_key": key.key, "account": key.account, "scopes": sorted(key.scopes)}
-        if key.cl_op_id is not None:
-            issued["cl_op_id"] = key.cl_op_id
-        log.info("api key issued", extra=issued | {"by": by.account})
-        answer: Callable[[], None] = _answered_already
-        if reply:
-            answer = partial(self._send_ok, session, request_id, _issued_key(key), t_in)
-        cl_op_id = key.cl_op_id
-        if self.shared_keys is not None:  # answered once the cluster's stream stored it
-            task = asyncio.ensure_future(self._share_key(key, answer))
-            self._key_tasks.add(task)
-            task.add_done_callback(self._key_tasks.discard)
-            if cl_op_id is not None:  # a repeat meanwhile is answered once it is stored
-                self.keys_by_op[cl_op_id] = key
-                self._keys_storing[cl_op_id] = task
-                task.add_done_callback(lambda _: self._keys_storing.pop(cl_op_id, None))
-            return
-        self.auth.store.add(key)
-        self.issued_keys.append(key)
-        save_json(self.data_dir / ISSUED_KEYS_FILE, self.issued_keys)  # before the answer
-        if cl_op_id is not None:
-            self.keys_by_op[cl_op_id] = key
-        answer()
-
-    def _send_ok(self, session: Session, request_id: Any, result: Any, t_in: int) -> None:
-        self.connections.send(session, wire.ok(request_id, result, t_in, now_us()))
-
-    def _answer_key_again(
-        self, pending: Pending, cl_op_id: str, api_key: str, done_at_us: int
-    ) -> None:
-        """Answer a repeated `admin.issue_key` with the key `api_key` its id issued, once this
-        gateway knows it: at once, or on a cluster when the key stream brings it."""
-        known = self.auth.store.get(api_key)
-        if known is not None or self.shared_keys is None:
-            self._send_key_again(pending, cl_op_id, api_key, done_at_us, known)
-            return
-        # Waited for from now, not from when the task first runs: the key stream may deliver
-        # the key (`_learn_key`) before that, and would find nobody to tell.
-        learnt: asyncio.Future[ApiKey] = asyncio.get_running_loop().create_future()
-        self._keys_awaited.setdefault(api_key, []).append(learnt)
-        waiting = self._await_key(pending, cl_op_id, api_key, done_at_us, learnt)
-        task = asyncio.ensure_future(waiting)
-        self._key_tasks.add(task)
-        task.add_done_callback(self._key_tasks.discard)
-        # (a callback, not the task's `finally`: a task canceled before it ran runs none)
-        task.add_done_callback(lambda _: self._stop_awaiting(api_key, learnt))
-
-    async def _await_key(
-        self,
-        pending: Pending,
-        cl_op_id: str,
-        api_key: str,
-        done_at_us: int,
-        learnt: "asyncio.Future[ApiKey]",
-    ) -> None:
-        """Answer with the key once the stream brings it (`learnt`), or after
-        `ISSUED_KEY_WAIT_S` say it is not stored."""
-        known: ApiKey | None = None
-        try:
-            known = await asyncio.wait_for(learnt, ISSUED_KEY_WAIT_S)
-        except TimeoutError:
-            known = None  # never learnt: never stored (`_send_key_again` says so)
-        self._send_key_again(pending, cl_op_id, api_key, done_at_us, known)
-
-    def _stop_awaiting(self, api_key: str, learnt: "asyncio.Future[ApiKey]") -> None:
-        awaited = self._keys_awaited[api_key]
-        awaited.remove(learnt)
-        if not awaited:
-            del self._keys_awaited[api_key]
-
-    def _send_key_again(
-        self,
-        pending: Pending,
-        cl_op_id: str,
-        api_key: str,
-        done_at_us: int,
-        known: ApiKey | None,
-    ) -> None:
-        """The key issued before, secret included (the engine compared the admin key that
-        asks with the one that asked first), or, never stored, why not."""
-        session, request_id = pending.session, pending.request_id
-        if known is None:
-            where = "the venue" if self.shared_keys is None else "its gateway"
-            msg = (
-                f"cl_op_id {cl_op_id!r}: the key {api_key} issued under it at"
-                f" {done_at_us} is not stored: {where} stopped before storing it, or is still"
-                " storing it; ask again, and if it is still not stored, no key was issued:"
-                " give a new cl_op_id"
-            )
-            self.connections.send(session, wire.error(request_id, E.OUTCOME_UNKNOWN, msg))
-            return
-        log.info("api key issue repeated", extra={"api_key": known.key})
-        result = _issued_key(known) | {"repeated": True, "done_at": done_at_us}
-        self._send_ok(session, request_id, result, pending.t_in)
-
-    def _issue_key_again(self, session: Session, request: wire.Request, t_in: int) -> None:
-        """An `admin.issue_key` under the `cl_op_id` of a key issued before: the admin key
-        that asked for it, asking the same, gets that key again (its secret: only the one
-        who asked sees it), changing nothing; any other key or params `CL_OP_ID_REUSED`."""
-        p: Any = request.params
-        key = self.keys_by_op[p.cl_op_id]
-        by = _key(session)
-        asked = (p.account, frozenset(p.scopes), by.key)
-        if asked != (key.account, key.scopes, key.issued_by):
-            msg = (
-                f"cl_op_id {p.cl_op_id!r} was used at {key.issued_at_us} for another key, or by"
-                " another admin key: nothing done; give a new cl_op_id for a new command"
-            )
-            self._reply_error(session, request, E.CL_OP_ID_REUSED, msg)
-            return
-        log.info("api key issue repeated", extra={"api_key": key.key, "by": by.account})
-        result = _issued_key(key) | {"repeated": True, "done_at": key.issued_at_us}
-        answer = partial(self._reply, session, request, result, t_in)
-        storing = self._keys_storing.get(p.cl_op_id)
-        if storing is None:
-            answer()
-        else:
-            storing.add_done_callback(partial(_once_stored, answer))
-
-    async def _share_key(self, key: ApiKey, answer: Callable[[], None]) -> None:
-        assert self.shared_keys is not None, "only a cluster's gateway shares keys"
-        try:
-            await self.shared_keys.publish(key.key, msgspec.json.encode(key))
-        except BaseException as failure:  # NATS unreachable for 30 s: the gateway is dead
-            self.bus.on_fatal(failure)
-            raise
-        answer()
-
-    def _learn_key(self, payload: bytes) -> None:
-        """A key issued through any gateway of the cluster (this one's included)."""
-        key = msgspec.json.decode(payload, type=ApiKey)
-        known = self.auth.store.get(key.key)
-        if known is None:
-            self.auth.store.add(key)
-            if key.cl_op_id is not None:  # a second key under one id (issued at once through
-                self.keys_by_op.setdefault(key.cl_op_id, key)  # two gateways before the
-                # engine decided ids: session 23) is not repeated
-            for learnt in self._keys_awaited.get(key.key, ()):
-                if not learnt.done():
-                    learnt.set_result(key)
-        elif known != key:  # the first one issued under a name wins, on every gateway
-            log.warning("a second key issued as %s ignored", key.key)
-
     def answer_unknown(self, pending: Pending, message: str) -> None:
         """504 `OUTCOME_UNKNOWN` now, for a request whose commands' outcome has not come
         back (a cluster's core silent too long, `outcomes_overdue`); its outcome, when it
         comes back, is pushed as ever but not answered again: `expected` is out of reach.
         Once only, and nothing for a closing session (nobody reads it) or a broken frame.
-        An issued key's outcome is still awaited: its key is stored (`_key_decided`)."""
+        An issued key's outcome is still awaited: its key is stored (`KeyIssuer._key_decided`)."""
         if pending.answered_unknown:
             return
         pending.answered_unknown = True
@@ -1466,28 +992,6 @@ def _trade_result(pending: Pending) -> bytes:
 
 
 CORPORATE_METHODS = frozenset({"admin.pay_dividend", "admin.split"})
-
-
-def _issued_key(key: ApiKey) -> dict[str, Any]:
-    """`admin.issue_key`'s answer: the key, its secret (the only time the venue shows it, but
-    to the admin key that asked, asking again under its `cl_op_id`), account and scopes."""
-    return {
-        "api_key": key.key,
-        "secret": key.secret,
-        "account": key.account,
-        "scopes": sorted(key.scopes),
-    }
-
-
-def _answered_already() -> None:
-    """What storing a key answers when its request was answered 504 already: nothing."""
-
-
-def _once_stored(answer: Callable[[], None], storing: "asyncio.Task[None]") -> None:
-    """Answer a repeated `admin.issue_key` once the first's key is on the cluster's stream;
-    if storing it failed, the gateway is stopping (`_share_key`): no answer, as for the first."""
-    if not storing.cancelled() and storing.exception() is None:
-        answer()
 
 
 def _admin_result(pending: Pending) -> bytes:

@@ -28,7 +28,7 @@ SEND_QUEUE_MESSAGES_MAX = 4_096  # seconds of a busy feed; a client further behi
 SEND_QUEUE_BYTES_MAX = 32 * 1024 * 1024
 LARGE_MESSAGE_BYTES = 4 * 1024  # a message at least this large is checked against the bytes
 # Frames a connection may send while one of its requests waits for a quote's place in flight
-# (a cluster's gateway, `Dispatcher.hold`: about one round trip to the core, longer through a
+# (a cluster's gateway, `HeldRequests.hold`: about one round trip to the core, longer through a
 # failover), and their bytes; more and it is closed, 1008: they are held in memory meanwhile
 HELD_FRAMES_MAX = 1_024
 HELD_BYTES_MAX = 4 * 1024 * 1024  # 16 connections of an account: 64 MiB at most

@@ -313,7 +313,7 @@ class RestApi:
                 self._refuse_signature(answers, exchange, refused, cost)
                 return
             answers.connection.hold_trading()  # a trading session's: the reserve is for it
-            nonces = self.server.dispatcher.shared_nonces
+            nonces = self.server.dispatcher.logons.shared_nonces
             if nonces is not None:  # a cluster's gateway: not used on another one?
                 task = asyncio.ensure_future(
                     self._serve_claimed(nonces, answers, exchange, route, in_path, cost)

@@ -52,8 +52,10 @@ from engine.reasons import ErrorCode as E
 from engine.venue import Venue
 from gateway import http, limits, static, transport, wire
 from gateway.auth import ApiKey, Authenticator, KeyStore, KeyStoreError
-from gateway.dispatch import ISSUED_KEYS_FILE, NOT_EXECUTED_AT_LEASE_LOSS, Dispatcher, Pending
+from gateway.dispatch import Dispatcher, Pending
+from gateway.held_requests import NOT_EXECUTED_AT_LEASE_LOSS
 from gateway.http import Exchange
+from gateway.key_issuing import ISSUED_KEYS_FILE
 from gateway.private_streams import AccountSubscription, Notice, PrivateStreams, read_kept_files
 from gateway.public_streams import PublicStreams
 from gateway.rest import RestApi
@@ -298,7 +300,7 @@ class VenueServer:
         await self.bus.drain()  # answers owed to connections go out before they close
         self.public.publish_waiting()  # and the market data still waiting
         # a cluster's gateway: requests still waiting for a place are refused, not executed
-        self.dispatcher.refuse_held()
+        self.dispatcher.held_requests.refuse_held()
         for session in list(self.sessions.values()):
             self._push(session, {"ch": "session", "type": "shutdown", "reconnect_in_ms": 1000})
         if self._server is not None:
@@ -424,7 +426,7 @@ class VenueServer:
         self.public.leave(session)
         self.private_streams.leave(session)
         self.dispatcher.placed.forget_session(session)
-        self.dispatcher.forget_held(session)
+        self.dispatcher.held_requests.forget_held(session)
         self.private_streams.cancel_on_disconnect(session)
 
     def lease_lost(self) -> None:
@@ -441,7 +443,7 @@ class VenueServer:
                     )
                     self.connections.send(session, error)
                 # then what waited behind a place (sent after it): not executed, none of it
-                self.dispatcher.refuse_held_of(session, NOT_EXECUTED_AT_LEASE_LOSS)
+                self.dispatcher.held_requests.refuse_held_of(session, NOT_EXECUTED_AT_LEASE_LOSS)
                 self.connections.close(session, LEASE_LOST_CLOSE_CODE, LEASE_LOST_REASON)
 
     def _owed_by_session(self) -> dict[int, list[Pending]]:
@@ -606,7 +608,8 @@ class VenueServer:
             private_streams.publish(executed)
             market_data.on_events(executed.events)
         if dispatcher.held:  # over a cluster's bus: requests that waited for places now back
-            dispatcher.resume_held()  # (after this batch's answers: theirs come after them)
+            # (after this batch's answers: theirs come after them)
+            dispatcher.held_requests.resume_held()
 
     def replayed(self, batch: list[Executed]) -> None:
         """A command replayed from the journal: rebuild the private history, the candles

@@ -61,7 +61,7 @@ class Session:
     # venue decided to close the connection (`Sessions.close`)
     deaf: bool = False
     # Over a cluster's bus, while a request of this connection waits for a place in flight
-    # (`Dispatcher.hold`): the frames that came after it, to be handled in order after it,
+    # (`HeldRequests.hold`): the frames that came after it, to be handled in order after it,
     # each with whether its front door charged it already
     held: deque[tuple[str | bytes, bool]] | None = None
     held_bytes: int = 0  # the frames' sizes in `held`

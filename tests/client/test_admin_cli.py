@@ -24,7 +24,7 @@ import pytest
 
 from client import admin_cli
 from client.sdk import VenueClient, VenueError
-from gateway.dispatch import ISSUED_KEYS_FILE
+from gateway.key_issuing import ISSUED_KEYS_FILE
 from tests.conftest import KEYS, ROOT, TEST_TIMEOUT_S, start_venue
 from tests.sample_config import SAMPLE_CONFIG, sample_bill
 

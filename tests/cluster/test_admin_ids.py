@@ -128,5 +128,5 @@ def test_a_key_answered_unknown_is_stored_when_its_outcome_comes_back_late(
         unknown, again, server = asyncio.run(asyncio.wait_for(scenario(), TIMEOUT_S * 2))
     assert unknown["error"]["name"] == "OUTCOME_UNKNOWN", unknown
     assert again["status"] == 200 and again["result"]["repeated"] is True, again
-    stored = server.dispatcher.keys_by_op[issue["cl_op_id"]]  # the key the engine took
+    stored = server.dispatcher.keys.keys_by_op[issue["cl_op_id"]]  # the key the engine took
     assert (stored.key, stored.secret) == (again["result"]["api_key"], again["result"]["secret"])

@@ -1,7 +1,7 @@
 """A cluster gateway that loses its lease answers the frames held behind a quote's place.
 
 Over a cluster's bus a requote of a quote whose place has not come back waits for it, and
-every later frame of its connection waits behind it (`Dispatcher.hold`). A gateway whose
+every later frame of its connection waits behind it (`HeldRequests.hold`). A gateway whose
 lease lapses closes every session with 1012; the place itself is answered 504
 `OUTCOME_UNKNOWN` first, but the held requote and the frames behind it were dropped at the
 close without an answer, though none of them ran. Each is now answered 503 `SHUTTING_DOWN`

@@ -1,7 +1,7 @@
 """A `quote.mass` whose place is stuck on its way to the core, with real processes.
 
 A cluster gateway learns a placed quote's order id only when the place comes back from the
-core, so a requote of that slot waits for it (`Dispatcher.hold`). Here no core sequences
+core, so a requote of that slot waits for it (`HeldRequests.hold`). Here no core sequences
 anything for a while (the active core and the standby paused, then the active one killed and
 the standby taking over): the waiting requote is refused after `QUOTE_PLACE_WAIT_S`, a
 requote sent after that is refused at once, and neither places a second quote beside the

@@ -17,12 +17,9 @@ import pytest
 
 from bench import ingress_bench, server_process
 from core import config as venue_config
-from core.cluster_keys import SharedKeys
 from engine.enums import Side
 from gateway import dispatch, limits, wire
-from gateway.auth import ApiKey
 from gateway.server import VenueServer
-from tests.conftest import KEYS, Venue
 from tests.gateway import test_answer_digest
 from tests.sample_config import SAMPLE_CONFIG
 
@@ -210,7 +207,7 @@ def test_frames_held_behind_a_waiting_requote_are_served_in_order_once_its_place
     run_venue: Any,
 ) -> None:
     """Over a cluster's bus a requote that touches a quote whose place is in flight waits
-    for it, with every later frame of its connection (`Dispatcher.hold`). Here a slot marked
+    for it, with every later frame of its connection (`HeldRequests.hold`). Here a slot marked
     as placing stands for the place in flight: once it is back, the next released batch (a
     command of another connection) serves the requote, then the frames held behind it, in
     request order (`resume_held`): the open orders listed last show both before it."""
@@ -296,46 +293,5 @@ def test_a_requote_waiting_too_long_for_a_place_is_refused_and_the_slot_stays_bl
         served = await maker.request_raw("quote.mass", requote)
         assert served["status"] == 200, served
         assert served["result"]["results"][0]["result"]["status"] == "new"
-
-    run_venue(scenario)
-
-
-# ----------------------------------------------------------------- a repeated key's wait
-
-
-def test_a_repeated_key_learnt_before_its_wait_starts_is_answered_with_it(
-    run_venue: Any, monkeypatch: Any
-) -> None:
-    """A repeated `admin.issue_key` on a cluster whose first key this gateway has not learnt:
-    `_answer_key_again` starts waiting for the key stream, and the stream delivers the key
-    (`_learn_key`) before the wait's task first runs. Before, the task registered its wait
-    only then: nothing resolved it, and a stored key was answered 504 after 20 s (2 here).
-    A real server; its dispatcher given a key stream (unconnected: fed by hand, in between)."""
-    monkeypatch.setattr(dispatch, "ISSUED_KEY_WAIT_S", 2.0)
-    key = ApiKey(
-        "key-learnt-first",
-        "s" * 48,
-        3,
-        frozenset({"read"}),
-        cl_op_id="learnt-1",
-        issued_by=KEYS["admin"][0],
-        issued_at_us=1,
-    )
-
-    async def scenario(venue: Venue) -> None:
-        admin = await venue.client("admin")
-        dispatcher = venue.server.dispatcher
-        dispatcher.shared_keys = SharedKeys(1, on_key=dispatcher._learn_key)
-        session = next(s for s in venue.server.sessions.values() if s.key is not None)
-        pending = dispatch.Pending(session, 990, "admin.issue_key", time.time_ns() // 1000)
-        dispatcher._answer_key_again(pending, "learnt-1", key.key, 1)
-        dispatcher._learn_key(msgspec.json.encode(key))  # the stream's delivery, in between
-        answer = await admin.next_push(10)
-        while answer.get("id") != 990:
-            answer = await admin.next_push(10)
-        assert answer["status"] == 200, answer
-        assert (answer["result"]["api_key"], answer["result"]["secret"]) == (key.key, key.secret)
-        assert answer["result"]["repeated"] is True
-        assert dispatcher._keys_awaited == {}  # nothing left waiting
 
     run_venue(scenario)

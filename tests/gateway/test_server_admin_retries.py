@@ -18,7 +18,7 @@ import pytest
 
 from client.sdk import VenueClient
 from core import snapshots
-from gateway.dispatch import ISSUED_KEYS_FILE
+from gateway.key_issuing import ISSUED_KEYS_FILE
 from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, start_venue
 from tests.gateway.test_crash import free_port, start_server
 from tests.gateway.test_server_admin import ledger_view, refusal

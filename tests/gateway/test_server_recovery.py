@@ -276,7 +276,7 @@ def test_requests_held_at_a_stop_are_answered_not_executed_before_the_close(
     tmp_path: Path,
 ) -> None:
     """A cluster's gateway holds a requote whose quote's place is in flight, and every frame
-    of its connection behind it (`Dispatcher.hold`). Here a slot marked as placing stands
+    of its connection behind it (`HeldRequests.hold`). Here a slot marked as placing stands
     for a place whose outcome the stop's drain does not get (the core unreachable): at the
     stop the requote and the two requests behind it are each answered 503 `SHUTTING_DOWN`
     (before: nothing, the close came first), in request order, before the `shutdown` push

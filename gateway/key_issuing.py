@@ -1,0 +1,318 @@
+"""API keys issued at run time: `admin.issue_key`, from the request to the key's answer.
+
+Owns `KeyIssuer`: the keys issued at run time (`api_keys.json`, owner-only permissions; on a
+cluster the key stream, `core/cluster_keys.py`, which it follows to learn every gateway's
+keys), the `cl_op_id`s they were issued under, the keys a cluster's stream is still storing
+and the repeats waiting to learn a key issued through another gateway. Under a `cl_op_id` the
+engine decides whether the id is new (`IssueKey`), so a request sent again, here or through
+another gateway, is answered with the first key, secret included, and nothing is issued
+twice. A key is answered only once it is stored, never before. Leaves the checks before the
+handler (logon, the admin scope, params) and the answers' order to the dispatcher, whose
+method table calls `issue`; the keys' check at logon is `gateway.auth`'s. Bounded as the
+keys are: every map is by an issued key or its id, and a repeat's wait lasts at most
+`ISSUED_KEY_WAIT_S`.
+"""
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from core.venue_core import now_us, rejection, save_json
+from engine.commands import IssueKey
+from engine.events import KeyIssued, OperationRepeated
+from engine.reasons import ErrorCode
+from gateway import wire
+from gateway.auth import ApiKey
+from gateway.sessions import Session
+from gateway.sessions import key_of as _key
+
+if TYPE_CHECKING:
+    from core.cluster_keys import SharedKeys
+    from gateway.dispatch import Dispatcher, Pending
+
+log = logging.getLogger("venue")
+E = ErrorCode
+
+ISSUED_KEYS_FILE = "api_keys.json"  # keys issued at run time (owner-only permissions)
+# How long a repeated `admin.issue_key` waits to learn the key the first one issued through
+# another gateway: it is on the key stream within milliseconds, unless that gateway stopped
+# before storing it (it tries for 30 s, then exits); an answer within the SDK's 30 s.
+ISSUED_KEY_WAIT_S = 20.0
+
+
+class KeyIssuer:
+    """`admin.issue_key`'s handler and the issued keys' state, answering through the
+    dispatcher's connections."""
+
+    def __init__(self, dispatcher: "Dispatcher", data_dir: Path, issued_keys: list[ApiKey]) -> None:
+        self.bus = dispatcher.bus
+        self.reads = dispatcher.reads
+        self.auth = dispatcher.auth
+        self.connections = dispatcher.connections
+        # the dispatcher's ways to answer; and its `stamp_us`, read when a command is built
+        # (the server sets it once the dispatcher is made)
+        self._reply = dispatcher._reply
+        self._reply_error = dispatcher._reply_error
+        self._defer_error = dispatcher._defer_error
+        self._dispatcher = dispatcher
+        self.data_dir = data_dir
+        self.issued_keys = issued_keys
+        # a cluster's gateway shares issued keys through the bus (core/cluster_keys.py)
+        self.shared_keys: SharedKeys | None = getattr(dispatcher.bus, "keys", None)
+        if self.shared_keys is not None:
+            self.shared_keys.on_key = self._learn_key
+        self._key_tasks: set[asyncio.Task[None]] = set()
+        # `admin.issue_key`'s `cl_op_id`s: the keys issued under them (from the issued keys'
+        # file, or learned from the cluster's key stream), so bounded as the keys are; and
+        # the ones a cluster's stream is still storing (`_issue_key_again` waits for them)
+        self.keys_by_op = {key.cl_op_id: key for key in issued_keys if key.cl_op_id is not None}
+        self._keys_storing: dict[str, asyncio.Task[None]] = {}
+        # the repeats waiting to learn, from the cluster's key stream, the key the first one
+        # issued through another gateway (`_await_key`), by that key's name
+        self._keys_awaited: dict[str, list[asyncio.Future[ApiKey]]] = {}
+
+    def issue(self, session: Session, request: wire.Request, t_in: int) -> None:
+        """A new key; under a `cl_op_id`, once the engine took the id (`IssueKey`): where
+        commands are put in order, so the same id sent at once through two gateways issues
+        one key, and the second is answered with the first's (`_key_decided`)."""
+        from gateway.dispatch import Pending  # (the dispatcher imports this module)
+
+        p: Any = request.params
+        if p.cl_op_id is not None and p.cl_op_id in self.keys_by_op:  # checked first, as the
+            self._issue_key_again(session, request, t_in)  # engine checks its own ids
+            return
+        by = _key(session)
+        key = ApiKey(
+            f"key-{secrets.token_hex(8)}",
+            secrets.token_hex(24),
+            p.account,
+            frozenset(p.scopes),
+            cl_op_id=p.cl_op_id,
+            issued_by=None if p.cl_op_id is None else by.key,  # (a key without one: as before)
+        )
+        if p.cl_op_id is not None:
+            command = IssueKey(
+                ts_us=self._dispatcher.stamp_us(),
+                account=p.account,
+                scopes=tuple(sorted(p.scopes)),
+                issued_by=by.key,
+                api_key=key.key,
+                cl_op_id=p.cl_op_id,
+            )
+            finish = partial(self._key_decided, key, by)  # (by: the session's may change)
+            self.bus.submit(
+                command, Pending(session, request.id, request.method, t_in, finish=finish)
+            )
+            return
+        if not self.reads.is_participant(p.account):
+            self._defer_error(session, request, E.UNKNOWN_ACCOUNT, f"no account {p.account}")
+            return
+        self._store_key(session, request.id, t_in, key, by)
+
+    def _key_decided(self, key: ApiKey, by: ApiKey, pending: "Pending") -> bytes | None:
+        """The engine's word on an `IssueKey`: refused; taken (store `key`, then answer); or
+        its id took another key before (answer with that one, once this gateway knows it).
+        Come back after the request was answered 504 (`answer_unknown`): a key taken is
+        stored all the same, answering nothing, so the request sent again under its id is
+        answered with it; else its id would be taken for a key stored nowhere, for good."""
+        executed = pending.results[0]
+        rejected = rejection(executed.events)
+        late = pending.answered_unknown
+        if rejected is not None:  # CL_OP_ID_REUSED, UNKNOWN_ACCOUNT: no secret in it
+            if late:
+                return None
+            return wire.error(pending.request_id, rejected.reason, rejected.detail)
+        decided = executed.events[-1]
+        if type(decided) is OperationRepeated:
+            if late:  # the first key's gateway stores it
+                return None
+            first = decided.outcome
+            assert isinstance(first, KeyIssued), f"a key's id answered by {first!r}"
+            self._answer_key_again(pending, decided.cl_op_id, first.api_key, decided.done_at_us)
+            return None
+        assert type(decided) is KeyIssued and decided.api_key == key.key, f"issued {decided!r}"
+        key = msgspec.structs.replace(key, issued_at_us=decided.ts_us)  # when the engine took it
+        self._store_key(pending.session, pending.request_id, pending.t_in, key, by, not late)
+        return None
+
+    def _store_key(
+        self,
+        session: Session,
+        request_id: Any,
+        t_in: int,
+        key: ApiKey,
+        by: ApiKey,
+        reply: bool = True,
+    ) -> None:
+        """Store a new key (api_keys.json; a cluster's key stream), then answer with it (unless
+        not to `reply`: its request was answered 504 already)."""
+        issued = {"api_key": key.key, "account": key.account, "scopes": sorted(key.scopes)}
+        if key.cl_op_id is not None:
+            issued["cl_op_id"] = key.cl_op_id
+        log.info("api key issued", extra=issued | {"by": by.account})
+        answer: Callable[[], None] = _answered_already
+        if reply:
+            answer = partial(self._send_ok, session, request_id, _issued_key(key), t_in)
+        cl_op_id = key.cl_op_id
+        if self.shared_keys is not None:  # answered once the cluster's stream stored it
+            task = asyncio.ensure_future(self._share_key(key, answer))
+            self._key_tasks.add(task)
+            task.add_done_callback(self._key_tasks.discard)
+            if cl_op_id is not None:  # a repeat meanwhile is answered once it is stored
+                self.keys_by_op[cl_op_id] = key
+                self._keys_storing[cl_op_id] = task
+                task.add_done_callback(lambda _: self._keys_storing.pop(cl_op_id, None))
+            return
+        self.auth.store.add(key)
+        self.issued_keys.append(key)
+        save_json(self.data_dir / ISSUED_KEYS_FILE, self.issued_keys)  # before the answer
+        if cl_op_id is not None:
+            self.keys_by_op[cl_op_id] = key
+        answer()
+
+    def _send_ok(self, session: Session, request_id: Any, result: Any, t_in: int) -> None:
+        self.connections.send(session, wire.ok(request_id, result, t_in, now_us()))
+
+    def _answer_key_again(
+        self, pending: "Pending", cl_op_id: str, api_key: str, done_at_us: int
+    ) -> None:
+        """Answer a repeated `admin.issue_key` with the key `api_key` its id issued, once this
+        gateway knows it: at once, or on a cluster when the key stream brings it."""
+        known = self.auth.store.get(api_key)
+        if known is not None or self.shared_keys is None:
+            self._send_key_again(pending, cl_op_id, api_key, done_at_us, known)
+            return
+        # Waited for from now, not from when the task first runs: the key stream may deliver
+        # the key (`_learn_key`) before that, and would find nobody to tell.
+        learnt: asyncio.Future[ApiKey] = asyncio.get_running_loop().create_future()
+        self._keys_awaited.setdefault(api_key, []).append(learnt)
+        waiting = self._await_key(pending, cl_op_id, api_key, done_at_us, learnt)
+        task = asyncio.ensure_future(waiting)
+        self._key_tasks.add(task)
+        task.add_done_callback(self._key_tasks.discard)
+        # (a callback, not the task's `finally`: a task canceled before it ran runs none)
+        task.add_done_callback(lambda _: self._stop_awaiting(api_key, learnt))
+
+    async def _await_key(
+        self,
+        pending: "Pending",
+        cl_op_id: str,
+        api_key: str,
+        done_at_us: int,
+        learnt: "asyncio.Future[ApiKey]",
+    ) -> None:
+        """Answer with the key once the stream brings it (`learnt`), or after
+        `ISSUED_KEY_WAIT_S` say it is not stored."""
+        known: ApiKey | None = None
+        try:
+            known = await asyncio.wait_for(learnt, ISSUED_KEY_WAIT_S)
+        except TimeoutError:
+            known = None  # never learnt: never stored (`_send_key_again` says so)
+        self._send_key_again(pending, cl_op_id, api_key, done_at_us, known)
+
+    def _stop_awaiting(self, api_key: str, learnt: "asyncio.Future[ApiKey]") -> None:
+        awaited = self._keys_awaited[api_key]
+        awaited.remove(learnt)
+        if not awaited:
+            del self._keys_awaited[api_key]
+
+    def _send_key_again(
+        self,
+        pending: "Pending",
+        cl_op_id: str,
+        api_key: str,
+        done_at_us: int,
+        known: ApiKey | None,
+    ) -> None:
+        """The key issued before, secret included (the engine compared the admin key that
+        asks with the one that asked first), or, never stored, why not."""
+        session, request_id = pending.session, pending.request_id
+        if known is None:
+            where = "the venue" if self.shared_keys is None else "its gateway"
+            msg = (
+                f"cl_op_id {cl_op_id!r}: the key {api_key} issued under it at"
+                f" {done_at_us} is not stored: {where} stopped before storing it, or is still"
+                " storing it; ask again, and if it is still not stored, no key was issued:"
+                " give a new cl_op_id"
+            )
+            self.connections.send(session, wire.error(request_id, E.OUTCOME_UNKNOWN, msg))
+            return
+        log.info("api key issue repeated", extra={"api_key": known.key})
+        result = _issued_key(known) | {"repeated": True, "done_at": done_at_us}
+        self._send_ok(session, request_id, result, pending.t_in)
+
+    def _issue_key_again(self, session: Session, request: wire.Request, t_in: int) -> None:
+        """An `admin.issue_key` under the `cl_op_id` of a key issued before: the admin key
+        that asked for it, asking the same, gets that key again (its secret: only the one
+        who asked sees it), changing nothing; any other key or params `CL_OP_ID_REUSED`."""
+        p: Any = request.params
+        key = self.keys_by_op[p.cl_op_id]
+        by = _key(session)
+        asked = (p.account, frozenset(p.scopes), by.key)
+        if asked != (key.account, key.scopes, key.issued_by):
+            msg = (
+                f"cl_op_id {p.cl_op_id!r} was used at {key.issued_at_us} for another key, or by"
+                " another admin key: nothing done; give a new cl_op_id for a new command"
+            )
+            self._reply_error(session, request, E.CL_OP_ID_REUSED, msg)
+            return
+        log.info("api key issue repeated", extra={"api_key": key.key, "by": by.account})
+        result = _issued_key(key) | {"repeated": True, "done_at": key.issued_at_us}
+        answer = partial(self._reply, session, request, result, t_in)
+        storing = self._keys_storing.get(p.cl_op_id)
+        if storing is None:
+            answer()
+        else:
+            storing.add_done_callback(partial(_once_stored, answer))
+
+    async def _share_key(self, key: ApiKey, answer: Callable[[], None]) -> None:
+        assert self.shared_keys is not None, "only a cluster's gateway shares keys"
+        try:
+            await self.shared_keys.publish(key.key, msgspec.json.encode(key))
+        except BaseException as failure:  # NATS unreachable for 30 s: the gateway is dead
+            self.bus.on_fatal(failure)
+            raise
+        answer()
+
+    def _learn_key(self, payload: bytes) -> None:
+        """A key issued through any gateway of the cluster (this one's included)."""
+        key = msgspec.json.decode(payload, type=ApiKey)
+        known = self.auth.store.get(key.key)
+        if known is None:
+            self.auth.store.add(key)
+            if key.cl_op_id is not None:  # a second key under one id (issued at once through
+                self.keys_by_op.setdefault(key.cl_op_id, key)  # two gateways before the
+                # engine decided ids: session 23) is not repeated
+            for learnt in self._keys_awaited.get(key.key, ()):
+                if not learnt.done():
+                    learnt.set_result(key)
+        elif known != key:  # the first one issued under a name wins, on every gateway
+            log.warning("a second key issued as %s ignored", key.key)
+
+
+def _issued_key(key: ApiKey) -> dict[str, Any]:
+    """`admin.issue_key`'s answer: the key, its secret (the only time the venue shows it, but
+    to the admin key that asked, asking again under its `cl_op_id`), account and scopes."""
+    return {
+        "api_key": key.key,
+        "secret": key.secret,
+        "account": key.account,
+        "scopes": sorted(key.scopes),
+    }
+
+
+def _answered_already() -> None:
+    """What storing a key answers when its request was answered 504 already: nothing."""
+
+
+def _once_stored(answer: Callable[[], None], storing: "asyncio.Task[None]") -> None:
+    """Answer a repeated `admin.issue_key` once the first's key is on the cluster's stream;
+    if storing it failed, the gateway is stopping (`_share_key`): no answer, as for the first."""
+    if not storing.cancelled() and storing.exception() is None:
+        answer()

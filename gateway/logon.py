@@ -1,0 +1,123 @@
+"""Logon: `session.logon`, from the signed request to the connection made the key's.
+
+Owns `Logons`: the checks of a logon after the dispatcher's (a trade connection, not logged
+on yet), the signature and nonce check (`gateway.auth`), on a cluster the nonce's claim
+cluster-wide (`core/cluster_nonces.py`) with the connection's later frames held behind it,
+the cap on connections per account, and the logs of each logon and refusal. Leaves the keys,
+the nonces' memory and the signature to `gateway.auth`, and the frames held behind a claim,
+and the answers' order, to the dispatcher, whose method table calls `logon`. At most one
+claim is under way per connection (its later frames wait behind it).
+"""
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from engine.reasons import ErrorCode
+from gateway import limits, wire
+from gateway.auth import RECV_WINDOW_MS_DEFAULT, ApiKey, AuthError, claim_cluster_wide
+from gateway.sessions import Session, peer
+
+if TYPE_CHECKING:
+    from core.cluster_nonces import SharedNonces
+    from gateway.dispatch import Dispatcher
+
+log = logging.getLogger("venue")
+E = ErrorCode
+
+LOGON_ON_TRADE = "log on at /ws/trade"
+
+
+class Logons:
+    """`session.logon`'s handler, answering through the dispatcher."""
+
+    def __init__(self, dispatcher: "Dispatcher") -> None:
+        self.auth = dispatcher.auth
+        self.bus = dispatcher.bus
+        self.connections = dispatcher.connections
+        # the dispatcher's ways to answer, and to handle the frames held behind a claim
+        self._reply = dispatcher._reply
+        self._reply_error = dispatcher._reply_error
+        self._handler_failed = dispatcher._handler_failed
+        self._handle_later = dispatcher.held_requests.handle_later
+        # a cluster's gateway claims the nonce of each logon cluster-wide
+        # (core/cluster_nonces.py)
+        self.shared_nonces: SharedNonces | None = getattr(dispatcher.bus, "nonces", None)
+        self._claim_tasks: set[asyncio.Task[None]] = set()  # one per connection at most
+
+    def logon(self, session: Session, request: wire.Request, t_in: int) -> None:
+        if not session.trade:
+            self._reply_error(session, request, E.PERMISSION_DENIED, LOGON_ON_TRADE)
+            return
+        if session.key is not None:
+            self._reply_error(session, request, E.BAD_PARAM, "this connection is logged on")
+            return
+        p: Any = request.params
+        window = p.recv_window if p.recv_window is not None else RECV_WINDOW_MS_DEFAULT
+        try:
+            key = self.auth.logon(p.api_key, p.ts, p.nonce, window, p.sig, t_in)
+        except AuthError as refused:  # the key names who tried; the signature stays out
+            self._log_logon_refused(session, p.api_key, refused.code, refused.message)
+            raise
+        if self.shared_nonces is not None:  # a cluster's gateway: not used on another one?
+            self._claim_nonce(session, request, t_in, key)
+            return
+        self._logged_on(session, request, t_in, key)
+
+    def _claim_nonce(self, session: Session, request: wire.Request, t_in: int, key: ApiKey) -> None:
+        """Claim the logon's nonce cluster-wide, then log on (`_logon_claimed`). Meanwhile
+        the connection's later frames wait behind it (`session.held`, as behind a quote's
+        place), so they are handled in order, logged on."""
+        session.held = deque()
+        session.held_bytes = 0
+        task = asyncio.ensure_future(self._logon_claimed(session, request, t_in, key))
+        self._claim_tasks.add(task)
+        task.add_done_callback(self._claimed)
+
+    def _claimed(self, task: "asyncio.Task[None]") -> None:
+        self._claim_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.bus.on_fatal(task.exception())  # a broken invariant: crash, recover by replay
+
+    async def _logon_claimed(
+        self, session: Session, request: wire.Request, t_in: int, key: ApiKey
+    ) -> None:
+        nonces = self.shared_nonces
+        assert nonces is not None, "only a cluster's gateway claims nonces"
+        refused: AuthError | None = None
+        p: Any = request.params
+        try:
+            await claim_cluster_wide(nonces, self.auth, key.key, p.nonce)
+        except AuthError as error:
+            refused = error
+        later, session.held = session.held, None
+        if session.closing or self.connections.sessions.get(session.id) is not session:
+            return  # closed meanwhile: nobody reads the answer, nothing held may run
+        if refused is None:
+            self._logged_on(session, request, t_in, key)
+        else:
+            self._log_logon_refused(session, key.key, refused.code, refused.message)
+            self._handler_failed(session, request, refused)
+        self._handle_later(session, later)
+
+    def _logged_on(self, session: Session, request: wire.Request, t_in: int, key: ApiKey) -> None:
+        """The logon's signature and nonce are good: the connection is the key's, unless the
+        account has its most connections already."""
+        p: Any = request.params
+        connected = sum(
+            1 for other in self.connections.sessions.values() if other.account == key.account
+        )
+        if connected >= limits.CONNECTIONS_PER_ACCOUNT_MAX:
+            msg = f"at most {limits.CONNECTIONS_PER_ACCOUNT_MAX} connections per account"
+            self._log_logon_refused(session, p.api_key, E.PERMISSION_DENIED, msg)
+            self._reply_error(session, request, E.PERMISSION_DENIED, msg)
+            return
+        session.key = key
+        logged_on = {"session": session.id, "peer": peer(session), "account": key.account}
+        log.info("logged on", extra=logged_on | {"api_key": key.key})
+        self._reply(session, request, {"account": key.account, "scopes": sorted(key.scopes)}, t_in)
+
+    def _log_logon_refused(self, session: Session, api_key: str, code: ErrorCode, why: str) -> None:
+        refused = {"session": session.id, "peer": peer(session), "api_key": api_key}
+        log.warning("logon refused", extra=refused | {"code": code.name.lower(), "reason": why})
