@@ -17,7 +17,7 @@ from settlement.corporate import (
     plan_cash_in_lieu,
     split,
 )
-from settlement.ledger import AssetSpec, Attestation, Ledger, Participant, Refused
+from settlement.ledger import SUPPLY_MAX, AssetSpec, Attestation, Ledger, Participant, Refused
 from settlement.store import SqliteLedgerStore
 from settlement.transfers import ISSUANCE, ROUNDING, TransferKind
 
@@ -31,8 +31,8 @@ def ledger_with(holdings: list[int], cash: int, attested_extra: int = 0) -> Ledg
     for account in [*range(1, len(holdings) + 1), PAYER]:
         ledger.add_participant(Participant(account, f"p{account}", True, "DE"))
     supply = sum(holdings)
-    ledger.attest(Attestation("EQ", supply + attested_extra, 0))
-    ledger.attest(Attestation("USD", cash, 0))
+    assert ledger.attest(Attestation("EQ", supply + attested_extra, 0)) is None
+    assert ledger.attest(Attestation("USD", cash, 0)) is None
     for account, amount in enumerate(holdings, start=1):
         if amount:
             assert not isinstance(ledger.mint(account, "EQ", amount, 0, 10), Refused)
@@ -215,6 +215,8 @@ def test_a_payer_is_needed_known_and_funded_for_cash_in_lieu() -> None:
 )
 # Found by CI: a reverse split leaving a whole holding in cash, worth more than 10**15 cents.
 @example([41_851_492], (1, 42), 10**6, 23_894_011, 1, 0)
+# Five holders each owed about 10**18 cents: more cash than the ledger lets there be.
+@example([10**9] * 5, (1, 1_000), 10**6, 10**9, 1, 0)
 def test_cash_in_lieu_conserves_supply_and_cash_for_any_holdings_and_ratio(
     holdings: list[int],
     ratio: tuple[int, int],
@@ -230,10 +232,11 @@ def test_cash_in_lieu_conserves_supply_and_cash_for_any_holdings_and_ratio(
     new, old = ratio
     # Each holder gives up less than a step of new shares, step * old / new of its old ones,
     # and never more than it holds: fund the payer for that at the price, and no more (the
-    # ledger's amounts are bounded).
-    funding = 1 + sum(
+    # ledger's amounts are bounded, by SUPPLY_MAX: past it, no payer can have the cash).
+    needed_max = 1 + sum(
         min(held, step * old // new + 1) * price_num // price_den + 1 for held in holdings
     )
+    funding = min(needed_max, SUPPLY_MAX)
     ledger = ledger_with([*holdings, rounding_before], funding)
     rounder = len(holdings) + 1  # its holding becomes the rounding account's
     if rounding_before:
@@ -241,6 +244,10 @@ def test_cash_in_lieu_conserves_supply_and_cash_for_any_holdings_and_ratio(
     terms = lieu_terms(step, price_num, price_den)
     supply = ledger.supply("EQ")
     plan = plan_cash_in_lieu(ledger, "EQ", new, old, terms)
+    if plan.provided > funding:  # only past SUPPLY_MAX: the split is refused, the payer short
+        short = lieu_refusal(ledger, terms, plan.provided)
+        assert isinstance(short, DividendShort) and short.available == funding
+        return
     assert lieu_refusal(ledger, terms, plan.provided) is None
     booked = split(ledger, "EQ", new, old, ts_us=2, lieu=terms)
     exact_total = Fraction(0)
