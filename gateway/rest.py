@@ -301,6 +301,8 @@ class RestApi:
             return
         if self._refused_by_rate(answers, exchange, cost, unsigned):
             return
+        if not unsigned and self._address_spent(answers, exchange, cost):
+            return
         if route is None:
             if allowed:
                 _respond_not_allowed(exchange, allowed)
@@ -312,9 +314,10 @@ class RestApi:
             if refused is not None:
                 self._refuse_signature(answers, exchange, refused, cost)
                 return
-            answers.connection.hold_trading()  # a trading session's: the reserve is for it
             nonces = self.server.dispatcher.logons.shared_nonces
-            if nonces is not None:  # a cluster's gateway: not used on another one?
+            if nonces is None:
+                answers.connection.hold_trading()  # a trading session's: the reserve is for it
+            else:  # a cluster's gateway: not used on another one? (a trader's once it is not)
                 task = asyncio.ensure_future(
                     self._serve_claimed(nonces, answers, exchange, route, in_path, cost)
                 )
@@ -351,12 +354,34 @@ class RestApi:
         """Count an unsigned request's connection among the public ones, or answer it 503
         `TOO_MANY_CONNECTIONS` and close it (True): the public connections are at their cap,
         the rest of `connections_max` is kept for trading sessions (a connection that sent a
-        validly signed request is one: it needs no place)."""
-        refusal = answers.connection.hold_public()
+        validly signed request is one: it needs no place). A public read signed anyway (the
+        REST client signs every request when it has a key) makes its connection a trader's
+        when its signature is good, so a trader whose new connection starts with a read is
+        not refused: its signature is checked only then, when no public place is left."""
+        connection = answers.connection
+        refusal = connection.hold_public()
         if refusal is None:
             return False
-        answers.connection.refuse(exchange, refusal)
+        if "x-api-key" in exchange.headers and self._check_signature(answers, exchange) is None:
+            answers.session.key = None  # served as the public read it is
+            connection.hold_trading()
+            return False
+        connection.refuse(exchange, refusal)
         return True
+
+    def _address_spent(self, answers: "_Answers", exchange: Exchange, cost: int) -> bool:
+        """Answer 429 (True) a private request whose client IP has spent its bucket of
+        unsigned and refused requests (a refusal costing `cost` would not fit), before its
+        signature is checked: refusals charged only after their HMAC still cost one each
+        once the bucket was empty. A valid
+        signature costs that bucket nothing, so only a client sharing its IP with one
+        sending such refusals (or too many unsigned reads) meets this."""
+        address = self._address(answers, exchange)
+        retry = self.server.unsigned_limiter.retry_after_ms(address, now_us(), cost)
+        if retry:
+            _respond_limited(exchange, retry, TOO_MANY_FROM_ADDRESS)
+            return True
+        return False
 
     def _refuse_signature(
         self, answers: "_Answers", exchange: Exchange, refused: AuthError, cost: int
@@ -403,16 +428,22 @@ class RestApi:
         cost: int,
     ) -> None:
         """`_serve`'s rest once the request's nonce is claimed cluster-wide; refused as a
-        replay if another gateway (or this one) used it, 503 if that could not be checked."""
+        replay if another gateway (or this one) used it, 503 if that could not be checked.
+        Only then is its connection a trader's: a replay is refused as a bad signature is
+        (charged to its client IP, its connection public)."""
         api_key, nonce = exchange.headers["x-api-key"], exchange.headers["x-nonce"]
         try:
             await claim_cluster_wide(nonces, self.server.auth, api_key, nonce)
         except AuthError as refused:
             self._log_refusal(answers, api_key, exchange, refused)
-            _respond_error(exchange, refused.code, refused.message)
+            if refused.code is E.NONCE_REUSED:
+                self._refuse_signature(answers, exchange, refused, cost)
+            else:  # unchecked: the venue's, not the client's, so charged nothing more
+                _respond_error(exchange, refused.code, refused.message)
             return
         if answers.connection.closed.done():
             return  # the client went away meanwhile: nothing is done for a request unanswerable
+        answers.connection.hold_trading()
         try:
             self._serve_signed(answers, exchange, route, in_path, cost)
         except AssertionError:

@@ -510,6 +510,79 @@ def test_private_requests_refused_for_their_signature_are_charged_to_the_client_
     asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
 
 
+def test_a_spent_client_ip_is_answered_429_before_any_signature_is_checked(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Once an IP has spent its bucket of unsigned and refused requests, its private
+    requests are answered 429 before their signature is checked: a flood of bad signatures
+    costs no HMAC past the bucket (before: 429 too, but each after its HMAC). A trader on
+    that IP meets the same 429 until the bucket refills; another IP is unaffected."""
+    from gateway import rest
+
+    clock = [time.time_ns() // 1_000]
+    monkeypatch.setattr(rest, "now_us", lambda: clock[0])
+
+    async def scenario() -> None:
+        server, port = await start(tmp_path, 10, 100, unsigned_rate_per_ip_per_s=10)
+        checked = []
+        check = server.auth.check
+        monkeypatch.setattr(server.auth, "check", lambda *a: checked.append(a[0]) or check(*a))
+        try:
+            reads = await answers(port, "127.0.0.1", [TICKER] * 40)  # half a token each: spent
+            assert [status for status, _ in reads] == [200] * 40
+            wrong = [badly_signed(BALANCES, clock[0]) for _ in range(10)]
+            assert [status for status, _ in await answers(port, "127.0.0.1", wrong)] == [429] * 10
+            assert checked == []
+            trader = RestClient(f"http://127.0.0.1:{port}", *KEYS["taker"], refused_retries_max=0)
+            limited = await asyncio.to_thread(trader.get, "/api/v1/balances")
+            assert limited.status == 429 and checked == []
+            [(status, _)] = await answers(port, "127.0.0.2", [badly_signed(BALANCES, clock[0])])
+            assert status == 401 and checked == ["demo-mm-alpha"]  # another IP: checked
+            clock[0] += 200_000  # two tokens back
+            answer = await asyncio.to_thread(trader.get, "/api/v1/balances")
+            assert answer.status == 200, answer.body
+            trader.close()
+        finally:
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
+
+
+def test_a_traders_signed_read_gets_a_connection_when_the_public_places_are_taken(
+    tmp_path: Path,
+) -> None:
+    """The REST client signs every request when it has a key: a trader whose new connection
+    starts with a public read (the ticker) is a trader when its signature is good, so it is
+    served from the reserve when no public place is left, and the connection stays a
+    trader's. A read signed badly is refused the place. (Before: 503 TOO_MANY_CONNECTIONS
+    for the trader's signed read, and after each reconnect again.)"""
+    from gateway import rest
+
+    async def scenario() -> None:
+        server, port = await start(tmp_path, 10, 4, connections_reserved_pct=50)
+        held = []
+        try:
+            for ip in ("127.0.0.2", "127.0.0.3"):
+                (status, _), (_, writer) = await opened(port, ip, upgrade())
+                assert status == 101
+                held.append(writer)
+            now = rest.now_us()
+            assert await refused_in_json(port, "127.0.0.4", badly_signed(TICKER, now))
+            trader = RestClient(f"http://127.0.0.1:{port}", *KEYS["taker"], refused_retries_max=0)
+            read = await asyncio.to_thread(trader.get, "/api/v1/ticker")
+            assert read.status == 200, read.body
+            assert server._server is not None and server._server.counts.public == 2
+            answer = await asyncio.to_thread(trader.get, "/api/v1/balances")
+            assert answer.status == 200, answer.body
+            trader.close()
+        finally:
+            for writer in held:
+                writer.close()
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
+
+
 def test_public_connections_leave_a_reserve_for_trading_sessions(tmp_path: Path) -> None:
     """Of `connections_max` (20 here), `connections_reserved_pct` (10%, the default: 2) is
     kept for trading sessions: idle public connections (`/ws/public`, the web page, unsigned
