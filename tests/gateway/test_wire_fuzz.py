@@ -1,0 +1,689 @@
+"""Structure-aware fuzzing of the websocket API against a real server on 127.0.0.1.
+
+The venue's promise (docs/protocol.md §2.2, §3): every frame gets exactly one answer with its
+`id` (`null` when none can be read), every refusal a documented error code with a non-empty
+message and never `INTERNAL`, the connection stays open, and a refused request changes
+nothing. Hypothesis draws pipelines of hostile frames built from the wire schemas
+(`gateway.wire.METHODS`: every method and field), sends them as a logged-on trader and as an
+operator, and checks each promise; the account's balances and open orders (and, for the
+operator, the instruments and reserves) are queried before and after. The run is bounded and
+deterministic (`derandomize`). To hunt: `FUZZ_EXAMPLES=5000 FUZZ_RANDOM=1` (new examples
+each run), `FUZZ_STATS=1 ... -s` prints how often each answer came (is it reaching deep?).
+"""
+
+import asyncio
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+from concurrent.futures import Future
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from core import config as venue_config
+from gateway.auth import sign_logon
+from gateway.server import VenueServer
+from gateway.wire import METHODS
+from tests.conftest import KEYS, ROOT, TEST_TIMEOUT_S
+from tests.sample_config import SAMPLE_CONFIG
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))  # per role; a few seconds each
+RANDOM = os.environ.get("FUZZ_RANDOM") == "1"  # hunting: new examples each run, not the same
+ANSWER_WAIT_S = 10  # a pipeline's answers come within milliseconds; this is a hang
+FRAMES_MAX = 4  # frames pipelined in one example, ahead of the state queries
+RATE_UNLIMITED = 1_000_000  # the fuzzer is not testing the rate limits: it outruns them
+
+CONFIG = venue_config.load(SAMPLE_CONFIG)
+SYMBOLS = [entry.symbol for entry in CONFIG.instruments]
+ASSETS = [entry.code for entry in CONFIG.assets]
+
+
+def documented_errors() -> dict[int, tuple[str, int | None]]:
+    """Every error code of docs/protocol.md §11.1: its name and its status (None: "5xx")."""
+    text = (ROOT / "docs" / "protocol.md").read_text()
+    rows = re.findall(r"^\| (\d{4}) \| `([A-Z_]+)` \| (\d{3}) \|", text, re.MULTILINE)
+    assert len(rows) > 40, "the error table of docs/protocol.md §11.1 was not found"
+    return {int(code): (name, int(status)) for code, name, status in rows}
+
+
+ERRORS = documented_errors()
+STATS: Counter[Any] = Counter()
+INTERNAL = 9000
+
+
+# ----------------------------------------------------------------- a venue in a thread
+
+
+class BackgroundVenue:
+    """A venue server (rate limits out of the way) on its own event loop in a thread, so that
+    Hypothesis drives it from the test's thread through blocking websockets."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port = 0
+        self._port: Future[int] = Future()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(data_dir),))
+        self._thread.daemon = True
+
+    async def _serve(self, data_dir: Path) -> None:
+        limits = msgspec.structs.replace(
+            CONFIG.limits,
+            connection_rate_per_s=RATE_UNLIMITED,
+            connection_burst=RATE_UNLIMITED,
+            account_rate_per_s=RATE_UNLIMITED,
+            account_burst=RATE_UNLIMITED,
+        )
+        server = VenueServer(msgspec.structs.replace(CONFIG, limits=limits), data_dir)
+        try:
+            port = await server.start("127.0.0.1", 0)
+        except BaseException as error:
+            self._port.set_exception(error)
+            raise
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        self._port.set_result(port)
+        await self._stop.wait()
+        await server.stop()
+
+    def start(self) -> "BackgroundVenue":
+        self._thread.start()
+        self.port = self._port.result(TEST_TIMEOUT_S)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(TEST_TIMEOUT_S)
+        assert not self._thread.is_alive(), "the server did not stop"
+
+    def logged_on(self, who: str) -> "Session":
+        websocket = connect(
+            f"ws://127.0.0.1:{self.port}/ws/trade", max_size=None, ping_interval=None, legacy=True
+        )
+        session = Session(websocket)
+        key, secret = KEYS[who]
+        ts = time.time_ns() // 1_000
+        nonce = f"fuzz-{ts}"
+        params = {
+            "api_key": key,
+            "ts": ts,
+            "nonce": nonce,
+            "recv_window": 5_000,
+            "sig": sign_logon(secret, key, ts, nonce, 5_000),
+        }
+        assert session.ask("session.logon", params)["status"] == 200
+        return session
+
+
+class ErrorLogs(logging.Handler):
+    """Every record of the venue at ERROR or above, from any thread: a traceback logged is a
+    failure. (The test's own websocket clients, `websockets.client`, are not the venue.)"""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not record.name.startswith("websockets.client"):
+            self.records.append(record)
+
+
+class Session:
+    """A blocking websocket: frames out, answers (messages with a `status`) in, pushes
+    skipped."""
+
+    def __init__(self, websocket: ClientConnection) -> None:
+        self.websocket = websocket
+        self._ids = iter(range(10**9))
+
+    def send(self, frame: str | bytes) -> None:
+        self.websocket.send(frame)
+
+    def next_answer(self, deadline: float) -> dict[str, Any]:
+        while True:
+            wait_s = max(0.01, deadline - time.monotonic())
+            message = json.loads(self.websocket.recv(timeout=wait_s))
+            assert isinstance(message, dict), f"a message that is not an object: {message!r}"
+            if "status" in message:
+                return message
+            assert "ch" in message and "id" not in message, f"neither answer nor push: {message}"
+
+    def sentinel_id(self) -> str:
+        return f"\x7fsentinel-{next(self._ids)}"  # no fuzzed id is a DEL and this word
+
+    def ask(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        request_id = self.sentinel_id()
+        self.send(json.dumps({"id": request_id, "method": method, "params": params}))
+        answer = self.next_answer(time.monotonic() + ANSWER_WAIT_S)
+        assert answer["id"] == request_id, f"an answer nobody asked for: {answer}"
+        return answer
+
+    def close(self) -> None:
+        self.websocket.close()
+
+
+# ----------------------------------------------------------------- hostile values
+
+HUGE_DIGITS = "9" * 400
+NUMBER_TEXTS = [
+    "0", "0.0", "00", "-1", "-0", "+1", "1e3", "1E-3", "1.5e2", "NaN", "nan", "Infinity",
+    "-Infinity", "inf", "1.", ".5", " 1", "1 ", "1,5", "0x10", "1_000", "\u0661",
+    "\uff11", "\u00b9", "1.0000000000000000000001", "0.0000000000000000001",
+    "9" * 48, "9" * 49, "1" + "0" * 47, HUGE_DIGITS, "4611686018427387904",
+    "9223372036854775808", "187.255", "187.250000000", "0.000001", "1e400",
+]  # fmt: skip
+JSON_NUMBERS = [0, -1, 1, 2**53 - 1, 2**53, 2**63, 2**64, -(2**63), 10**30, 1.5, -0.0, 1e308, 1e-7]
+ANY_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+TEXTS = ANY_TEXT | st.sampled_from(
+    [
+        "", " ", "\x00", "\n", "\x1b[31m", "\u200b", "\ufeff", "\u202e", "a" * 37, "a" * 65,
+        "x" * 5_000, "\U0001f600", "é", "AAPLx-USD\x00", "aaplx-usd", "AAPLX-USD", "null",
+    ]
+)  # fmt: skip
+SCALARS = (
+    st.sampled_from(NUMBER_TEXTS)
+    | st.sampled_from(JSON_NUMBERS)
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.booleans()
+    | st.none()
+    | TEXTS
+)
+HOSTILE = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXTS, inner, max_size=3),
+    max_leaves=6,
+)
+
+# ----------------------------------------------------------------- plausible values
+
+# Plain decimals that pass the pattern and reach the unit conversions and the engine's
+# arithmetic: zero, the edges of 2^62 and 2^63 units, the most digits, the most decimals.
+EXTREME_DECIMALS = st.sampled_from(
+    [
+        "0", "0.000", "1" + "0" * 47, "9" * 48, "4611686018427387903", "4611686018427387904",
+        "9223372036854775807", "9223372036854775808", "18446744073709551616",
+        "0." + "0" * 17 + "1", "0." + "0" * 46 + "1", "1." + "0" * 46, "46116860184.27387904",
+    ]
+)  # fmt: skip
+FUTURE_US = int(time.time() * 1e6) + 3_600 * 10**6
+PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
+    "symbol": st.sampled_from([*SYMBOLS, "NOPE-USD"]),
+    "side": st.sampled_from(["buy", "sell"]),
+    "type": st.sampled_from(["limit", "market"]),
+    "tif": st.sampled_from(["gtc", "ioc", "fok", "gtd"]),
+    "price": st.sampled_from(["187.25", "187.30", "0.01", "99.5", "1000000", "1.001"])
+    | EXTREME_DECIMALS,
+    "qty": st.sampled_from(["1", "0.000001", "100", "200", "1000000000", "0"]) | EXTREME_DECIMALS,
+    "quote_qty": st.sampled_from(["10", "1000.5", "0.000001"]) | EXTREME_DECIMALS,
+    "expire_at": st.sampled_from([FUTURE_US, 1, 1_700_000_000_000]),
+    "post_only": st.booleans(),
+    "stp": st.sampled_from(["expire_taker", "expire_maker", "expire_both", "none"]),
+    "cl_ord_id": st.sampled_from(["c-1", "c-2", "é-3"]),
+    "new_cl_ord_id": st.sampled_from(["c-1", "c-9"]),
+    "tag": st.sampled_from(["t", "mm"]),
+    "order_id": st.integers(1, 20),
+    "enabled": st.booleans(),
+    "timeout_ms": st.sampled_from([0, 1, 600_000, 600_001]),
+    "limit": st.integers(0, 1_001),
+    "since_seq": st.integers(0, 100),
+    "status": st.sampled_from(["open", "closed", "all", "halted", "post_only", "cancel_only"]),
+    "since_ts": st.integers(0, 2**53),
+    "until_ts": st.integers(0, 2**53),
+    "before_order_id": st.integers(1, 20),
+    "depth": st.integers(0, 1_001),
+    "ch": st.sampled_from(["account", "instruments", "book", "trades", "bbo", "ticker", "candles"]),
+    "symbols": st.lists(st.sampled_from(SYMBOLS), max_size=3),
+    "interval": st.sampled_from(["1m", "5m", "1h", "1d", "2m"]),
+    "quote_set": st.sampled_from(["qs", "qs-2"]),
+    "cl_op_id": st.sampled_from(["op-1", "op-2"]),
+    "kind": st.sampled_from(["equity", "tbill", "bond"]),
+    "base": st.sampled_from(ASSETS),
+    "quote": st.sampled_from(ASSETS),
+    "asset": st.sampled_from([*ASSETS, "NOPE"]),
+    "code": st.sampled_from(["NEWx", "USD", "usd"]),
+    "scale": st.integers(-1, 19),
+    "tick": st.sampled_from(["0.01", "0.001"]) | EXTREME_DECIMALS,
+    "step": st.sampled_from(["0.000001", "1"]) | EXTREME_DECIMALS,
+    "min_qty": st.sampled_from(["0.000001", "1"]) | EXTREME_DECIMALS,
+    "min_notional": st.sampled_from(["1", "0"]) | EXTREME_DECIMALS,
+    "band_pct": st.sampled_from(["10", "0", "100"]) | EXTREME_DECIMALS,
+    "reference_price": st.sampled_from(["100", "99.5", "187.25"]) | EXTREME_DECIMALS,
+    "maker_fee_bps": st.integers(-1, 1_001),
+    "taker_fee_bps": st.integers(-1, 1_001),
+    "maturity": st.sampled_from(["2030-01-01", "2000-01-01", "2030-02-30"]),
+    "excluded_jurisdictions": st.lists(st.sampled_from(["US", "XX", "us"]), max_size=2),
+    "max_qty": st.sampled_from(["0", "10"]) | EXTREME_DECIMALS,
+    "max_notional": st.sampled_from(["0", "1000"]) | EXTREME_DECIMALS,
+    "amount": st.sampled_from(["1", "1000000", "0"]) | EXTREME_DECIMALS,
+    "as_of": st.sampled_from([int(time.time() * 1e6), 0]),
+    "account": st.sampled_from([1, 2, 100, 999]),
+    "withdrawal_id": st.integers(1, 5),
+    "name": st.sampled_from(["fuzz", "x" * 65]),
+    "jurisdiction": st.sampled_from(["DE", "XX", "de"]),
+    "kyc_approved": st.booleans(),
+    "payer": st.sampled_from([1, 100, 999]),
+    "amount_per_share": st.sampled_from(["0.01", "1"]) | EXTREME_DECIMALS,
+    "ratio": st.sampled_from(["2:1", "1:10", "0:1", "1001:1"]),
+    "scopes": st.lists(st.sampled_from(["read", "trade", "admin", "root"]), max_size=3),
+    "api_key": st.sampled_from(["demo-taker", "nope"]),
+    "ts": st.integers(0, 2**53),
+    "nonce": st.sampled_from(["n", "n-1"]),
+    "sig": st.sampled_from(["ab" * 32, "zz"]),
+    "recv_window": st.integers(0, 60_001),
+}
+
+
+def near(text: str, factor: str) -> str:
+    """`text` times `factor`, exactly, in plain notation."""
+    return format(Decimal(text) * Decimal(factor), "f")
+
+
+# Per symbol: prices (the reference, a tick off, off the tick, outside the band, tiny, huge)
+# and quantities (a step, the minimum, below it, off the step, huge) that the engine's checks
+# tell apart.
+PRICES = {
+    entry.symbol: [
+        entry.reference_price,
+        near(entry.reference_price, "1.01"),
+        format(Decimal(entry.reference_price) + Decimal(entry.tick), "f"),
+        format(Decimal(entry.reference_price) + Decimal(entry.tick) / 10, "f"),
+        near(entry.reference_price, "2"),
+        near(entry.reference_price, "0.5"),
+        entry.tick,
+        "9" * 19,
+    ]
+    for entry in CONFIG.instruments
+}
+QUANTITIES = {
+    entry.symbol: [
+        entry.min_qty,
+        near(entry.step, "3"),
+        near(entry.min_qty, "0.5"),
+        format(Decimal(entry.step) * 3 + Decimal(entry.step) / 2, "f"),
+        near(entry.step, "1000000000000"),
+        "0",
+    ]
+    for entry in CONFIG.instruments
+}
+
+
+def on_tick(price: str) -> str:
+    return format(Decimal(price).quantize(Decimal(CONFIG.instruments[0].tick)), "f")
+
+
+RESTING = [
+    {"symbol": SYMBOLS[0], "side": side, "type": "limit", "tif": "gtc", "price": price,
+     "qty": "1", "cl_ord_id": cl_ord_id}
+    for side, price, cl_ord_id in (
+        ("sell", on_tick(near(CONFIG.instruments[0].reference_price, "1.01")), "c-1"),
+        ("buy", on_tick(near(CONFIG.instruments[0].reference_price, "0.99")), "c-2"),
+    )
+]  # fmt: skip
+
+
+@st.composite
+def coherent_place(draw: st.DrawFn) -> dict[str, Any]:
+    """An `order.place` whose fields agree (a limit with price and qty, a gtd with
+    `expire_at`), at prices and quantities around the symbol's: the engine's checks."""
+    symbol = draw(st.sampled_from(SYMBOLS))
+    kind = draw(st.sampled_from(["limit", "limit", "market"]))
+    tif = draw(st.sampled_from(["gtc", "gtd", "ioc", "fok"] if kind == "limit" else ["ioc", "fok"]))
+    params: dict[str, Any] = {
+        "symbol": symbol,
+        "side": draw(plausible_value("side")),
+        "type": kind,
+        "tif": tif,
+        "qty": draw(st.sampled_from(QUANTITIES[symbol]) | EXTREME_DECIMALS),
+    }
+    if kind == "limit":
+        params["price"] = draw(st.sampled_from(PRICES[symbol]) | EXTREME_DECIMALS)
+    elif draw(st.booleans()):
+        params["side"] = "buy"
+        params["quote_qty"] = draw(plausible_value("quote_qty"))
+        del params["qty"]
+    if tif == "gtd":
+        params["expire_at"] = draw(plausible_value("expire_at"))
+    for name in ("post_only", "stp", "cl_ord_id", "tag"):
+        if draw(st.booleans()):
+            params[name] = draw(plausible_value(name))
+    return params
+
+
+MUTATIONS_MAX = 2  # more than this and nearly every request stops at its first bad field
+
+
+def plausible_value(name: str) -> st.SearchStrategy[Any]:
+    return PLAUSIBLE.get(name, HOSTILE)
+
+
+@st.composite
+def params_of(draw: st.DrawFn, method: str) -> Any:
+    """The params of `method`: every required field and some optional ones, plausible (to
+    reach the checks behind decoding), then up to `MUTATIONS_MAX` mutations (a value made
+    hostile, a field dropped, an unknown field added); now and then params that are not an
+    object at all."""
+    if draw(st.integers(0, 29)) == 0:
+        return draw(HOSTILE)
+    params: dict[str, Any] = {}
+    if method == "order.batch":
+        params["ops"] = draw(st.lists(batch_op(), min_size=1, max_size=4) | st.lists(batch_op()))
+    elif method == "quote.mass":
+        params["quote_set"] = draw(plausible_value("quote_set"))
+        params["quotes"] = draw(st.lists(quote(), max_size=4))
+    elif method == "order.place" and draw(st.booleans()):
+        params = draw(coherent_place())
+    elif method in METHODS:
+        for field in msgspec.structs.fields(METHODS[method]):
+            if field.required or draw(st.booleans()):
+                params[field.encode_name] = draw(plausible_value(field.encode_name))
+    for _ in range(draw(st.sampled_from([0, 0, 1, 1, MUTATIONS_MAX]))):
+        mutate(draw, params)
+    return params
+
+
+def mutate(draw: st.DrawFn, params: dict[str, Any]) -> None:
+    """One mutation of `params`, in place."""
+    kind = draw(st.sampled_from(["hostile", "hostile", "drop", "unknown"]))
+    if kind == "unknown" or not params:
+        name = draw(st.sampled_from(["foo", "", "id", "Symbol", "params", "method"]) | TEXTS)
+        params[name] = draw(HOSTILE)
+        return
+    name = draw(st.sampled_from(sorted(params)))
+    if kind == "drop":
+        del params[name]
+    else:
+        params[name] = draw(HOSTILE)
+
+
+@st.composite
+def batch_op(draw: st.DrawFn) -> Any:
+    method = draw(st.sampled_from(["order.place", "order.cancel", "order.amend", "order.batch"]))
+    if draw(st.integers(0, 19)) == 0:
+        return draw(HOSTILE)
+    op: dict[str, Any] = {"method": method, "params": draw(params_of(method))}
+    if draw(st.integers(0, 19)) == 0:
+        op.pop(draw(st.sampled_from(["method", "params"])))
+    return op
+
+
+@st.composite
+def quote(draw: st.DrawFn) -> Any:
+    kinds = {"symbol": "symbol", "bid_px": "price", "ask_px": "price"}
+    fields = [
+        "symbol",
+        *(name for name in ("bid_px", "bid_qty", "ask_px", "ask_qty") if draw(st.booleans())),
+    ]
+    found = {name: draw(plausible_value(kinds.get(name, "qty"))) for name in fields}
+    if draw(st.integers(0, 3)) == 0:
+        mutate(draw, found)
+    return found
+
+
+# ----------------------------------------------------------------- frames
+
+VALID_IDS = st.integers(0, 2**53 - 1) | st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=36
+)
+UNKNOWN_METHODS = ["order.replace", "", "ORDER.PLACE", "admin.", "order.place ", "__init__"]
+
+
+class Frame(msgspec.Struct, frozen=True):
+    """One frame to send, and the `id` its answer must carry (None: `null`)."""
+
+    data: str | bytes
+    answer_id: int | str | None
+
+
+@st.composite
+def frame(draw: st.DrawFn, methods: list[str]) -> Frame:
+    """A request with a valid or hostile id, a known or unknown method and hostile params;
+    now and then broken JSON, a frame that is not an object, or one too big."""
+    kind = draw(st.integers(0, 39))
+    if kind == 0:  # broken JSON or bytes: answered BAD_JSON, `id` null or read
+        data = draw(st.binary(max_size=60) | st.text(max_size=60).map(lambda text: "{" + text))
+        return Frame(data, None)
+    if kind == 1:  # JSON, but not one object
+        return Frame(
+            json.dumps(draw(HOSTILE.filter(lambda value: not isinstance(value, dict)))), None
+        )
+    if kind == 2:  # over 64 KiB: MESSAGE_TOO_BIG, `id` null
+        size = draw(st.integers(65_537, 200_000))
+        head = '{"id": 1, "method": "ping", "params": {"x": "'
+        return Frame(head + "a" * (size - len(head) - 3) + '"}}', None)
+    request_id: Any = draw(VALID_IDS)
+    valid_id = True
+    if draw(st.integers(0, 11)) == 0:
+        request_id = draw(HOSTILE.filter(lambda value: not valid_request_id(value)))
+        valid_id = False
+    method = draw(st.sampled_from(methods))
+    if draw(st.integers(0, 9)) == 0:
+        method = draw(st.sampled_from(UNKNOWN_METHODS) | TEXTS)
+    envelope: dict[str, Any] = {"id": request_id, "method": method}
+    if draw(st.integers(0, 9)) == 0:
+        envelope["method"] = draw(HOSTILE)
+    params = draw(params_of(method))
+    if draw(st.integers(0, 9)) > 0:
+        envelope["params"] = params
+    if method == "session.logout":  # one that is answered 200 closes: make it a refusal
+        envelope["params"] = (params if isinstance(params, dict) else {}) | {"foo": 1}
+    if draw(st.integers(0, 19)) == 0:
+        envelope[draw(st.sampled_from(["extra", "jsonrpc", "ID"]))] = draw(HOSTILE)
+    if draw(st.integers(0, 19)) == 0:
+        del envelope["id"]
+        valid_id = False
+    text = json.dumps(envelope, ensure_ascii=draw(st.booleans()))
+    if draw(st.integers(0, 9)) == 0:
+        text = text.encode()  # a binary frame is read as text
+    return Frame(text, request_id if valid_id else None)
+
+
+def valid_request_id(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return 0 <= value < 2**53
+    return isinstance(value, str) and 1 <= len(value) <= 36
+
+
+# ----------------------------------------------------------------- checks
+
+
+def check_error(error: Any, status: int, where: str) -> None:
+    """A documented code, with its documented name and status and a message."""
+    assert isinstance(error, dict), f"{where}: error is not an object: {error!r}"
+    code = error.get("code")
+    assert code in ERRORS, f"{where}: undocumented error code: {error}"
+    assert code != INTERNAL, f"{where}: the server failed: {error}"
+    name, documented_status = ERRORS[code]
+    assert error.get("name") == name, f"{where}: code {code} is {name}: {error}"
+    assert status == documented_status, f"{where}: {name} is {documented_status}, not {status}"
+    assert isinstance(error.get("msg"), str) and error["msg"].strip(), f"{where}: no msg"
+    assert "Traceback" not in error["msg"], f"{where}: a traceback: {error}"
+
+
+def check_answer(answer: dict[str, Any], where: str) -> bool:
+    """Check one answer; True if it was a refusal (nothing done)."""
+    status = answer["status"]
+    if status == 200:
+        assert "result" in answer, f"{where}: 200 without a result: {answer}"
+        return False
+    if status == 409:
+        for index, op in enumerate(answer["result"]["results"]):
+            if op["status"] != 200:
+                check_error(op.get("error"), op["status"], f"{where} op {index}")
+        return False
+    check_error(answer.get("error"), status, where)
+    return True
+
+
+def state(sessions: list[Session], methods: list[str]) -> list[Any]:
+    """What a refusal must not change, as the sessions' queries show it."""
+    found = []
+    for session in sessions:
+        for method in methods:
+            answer = session.ask(method, {})
+            assert answer["status"] == 200, f"{method}: {answer}"
+            found.append(answer["result"])
+    return found
+
+
+class Fuzzer:
+    """Sends an example's frames, pipelined, on one session and checks the answers and the
+    state: `reset` takes back what an accepted request did (its orders, a dead-man's
+    switch), so that the next example starts from a state nothing changes on its own."""
+
+    def __init__(self, venue: BackgroundVenue, who: str, watchers: list[tuple[str, list[str]]]):
+        self.venue = venue
+        self.who = who
+        self.session = venue.logged_on(who)
+        self.watchers = [(venue.logged_on(name), queries) for name, queries in watchers]
+        self.trader = venue.logged_on("alpha")  # takes back what an example did
+        self.done: deque[list[str | bytes]] = deque(maxlen=3)  # examples with requests done
+        self.reset()
+
+    def observe(self) -> list[Any]:
+        return [state([session], queries) for session, queries in self.watchers]
+
+    def reset(self) -> None:
+        """Disarm the dead-man's switch, cancel every order, and rest the two orders the
+        fuzzed amends and cancels name (`cl_ord_id` c-1 and c-2)."""
+        for method, params in (
+            ("orders.cancel_after", {"timeout_ms": 0}),
+            ("orders.cancel_all", {}),
+        ):
+            assert self.trader.ask(method, params)["status"] == 200
+        for params in RESTING:  # (refused once the operator halted the market: then none)
+            check_answer(self.trader.ask("order.place", params), "a resting order")
+        self.before = self.observe()
+
+    def run(self, frames: list[Frame]) -> None:
+        for frame in frames:
+            self.session.send(frame.data)
+        sentinel = self.session.sentinel_id()
+        # A query is answered behind every answer owed before it (`ping` and `time` are
+        # answered at once, ahead of a malformed frame's error sent before them).
+        self.session.send(json.dumps({"id": sentinel, "method": "balances"}))
+        answers = self.collect(sentinel, frames)
+        expected = Counter(repr(frame.answer_id) for frame in frames if frame.answer_id is not None)
+        got = Counter(repr(answer["id"]) for answer in answers if answer["id"] is not None)
+        assert len(answers) == len(frames), f"{len(frames)} frames, answers: {answers}"
+        assert got == expected, f"answer ids {got}, not {expected}: {answers}"
+        refused = [check_answer(answer, f"answer {answer['id']!r}") for answer in answers]
+        if os.environ.get("FUZZ_STATS"):
+            for answer in answers:
+                STATS[
+                    (
+                        answer["status"],
+                        answer.get("error", {}).get("name"),
+                        re.sub(r"`[^`]*`|'[^']*'", "", answer.get("error", {}).get("msg", ""))[:70],
+                    )
+                ] += 1
+        if all(refused):
+            assert self.observe() == self.before, (
+                f"refusals changed the state: {answers}; the last requests done before:"
+                f" {list(self.done)}"
+            )
+        else:
+            self.done.append([frame.data[:500] for frame in frames])
+            self.reset()
+
+    def collect(self, sentinel: str, frames: list[Frame]) -> list[dict[str, Any]]:
+        """The answers before the sentinel's, in the order they came."""
+        deadline = time.monotonic() + ANSWER_WAIT_S
+        answers = []
+        try:
+            while (answer := self.session.next_answer(deadline))["id"] != sentinel:
+                answers.append(answer)
+        except ConnectionClosed as closed:
+            pytest.fail(f"the connection closed ({closed}) on {[f.data[:300] for f in frames]}")
+        except TimeoutError:
+            pytest.fail(f"no answer within {ANSWER_WAIT_S} s to {[f.data[:300] for f in frames]}")
+        return answers
+
+    def close(self) -> None:
+        for session in [self.session, self.trader, *(s for s, _ in self.watchers)]:
+            session.close()
+
+
+@pytest.fixture(scope="module")
+def venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundVenue]:
+    yield from background_venue(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def operator_venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundVenue]:
+    """The operator's own venue: what it lists, halts and pays leaves the trader's alone."""
+    yield from background_venue(tmp_path_factory)
+
+
+def background_venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundVenue]:
+    server = BackgroundVenue(tmp_path_factory.mktemp("fuzz") / "data").start()
+    logs = ErrorLogs()
+    logging.getLogger().addHandler(logs)
+    try:
+        yield server
+    finally:
+        logging.getLogger().removeHandler(logs)
+        server.stop()
+        if os.environ.get("FUZZ_STATS"):  # what the answers were: is the fuzzer reaching deep?
+            print(*sorted(STATS.items(), key=lambda item: -item[1]), sep="\n")
+    assert not logs.records, f"the venue logged errors: {[r.getMessage() for r in logs.records]}"
+
+
+# every method, the trading ones more often (they reach the most checks)
+TRADING = ["order.place"] * 4 + ["order.amend", "order.cancel", "order.batch", "quote.mass"] * 2
+TRADER_METHODS = [m for m in METHODS if not m.startswith("admin.")] + TRADING
+ALL_METHODS = list(METHODS) + TRADING
+ACCOUNT_QUERIES = ["balances", "orders.open"]
+VENUE_QUERIES = ["instruments", "reserves"]
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=not RANDOM,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@pytest.fixture(scope="module")
+def trader(venue: BackgroundVenue) -> Iterator[Fuzzer]:
+    fuzzer = Fuzzer(venue, "alpha", [("alpha", ACCOUNT_QUERIES)])
+    yield fuzzer
+    fuzzer.close()
+
+
+@pytest.fixture(scope="module")
+def operator(operator_venue: BackgroundVenue) -> Iterator[Fuzzer]:
+    watchers = [("admin", VENUE_QUERIES + ACCOUNT_QUERIES), ("alpha", ACCOUNT_QUERIES)]
+    fuzzer = Fuzzer(operator_venue, "admin", watchers)
+    yield fuzzer
+    fuzzer.close()
+
+
+@FUZZ
+@given(frames=st.lists(frame(TRADER_METHODS), min_size=1, max_size=FRAMES_MAX))
+def test_a_trader_s_hostile_frames_are_each_answered_and_refusals_change_nothing(
+    trader: Fuzzer, frames: list[Frame]
+) -> None:
+    trader.run(frames)
+
+
+@FUZZ
+@given(frames=st.lists(frame(ALL_METHODS), min_size=1, max_size=FRAMES_MAX))
+def test_an_operator_s_hostile_frames_are_each_answered_and_refusals_change_nothing(
+    operator: Fuzzer, frames: list[Frame]
+) -> None:
+    operator.run(frames)
