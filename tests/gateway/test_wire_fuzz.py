@@ -12,12 +12,14 @@ each run), `FUZZ_STATS=1 ... -s` prints how often each answer came (is it reachi
 """
 
 import asyncio
+import http.client
 import json
 import logging
 import os
 import re
 import threading
 import time
+import urllib.parse
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -33,7 +35,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from core import config as venue_config
-from gateway.auth import sign_logon
+from gateway.auth import sign_logon, sign_request
 from gateway.server import VenueServer
 from gateway.wire import METHODS
 from tests.conftest import KEYS, ROOT, TEST_TIMEOUT_S
@@ -687,3 +689,204 @@ def test_an_operator_s_hostile_frames_are_each_answered_and_refusals_change_noth
     operator: Fuzzer, frames: list[Frame]
 ) -> None:
     operator.run(frames)
+
+
+# ----------------------------------------------------------------- REST (docs/rest.md)
+
+REST_WINDOW_MS = 2_000  # a signed request's nonce is remembered this long: few at a time
+# The routes, by path, with the query parameters each takes (`None`: a body, no query).
+REST_ROUTES: dict[str, list[str] | None] = {
+    "/api/v1/instruments": [],
+    "/api/v1/book": ["symbol", "depth"],
+    "/api/v1/trades": ["symbol", "limit"],
+    "/api/v1/ticker": ["symbol"],
+    "/api/v1/candles": ["symbol", "interval", "limit"],
+    "/api/v1/reserves": [],
+    "/api/v1/balances": [],
+    "/api/v1/orders": ["symbol"],
+    "/api/v1/orders/history": [
+        "status", "symbol", "since_ts", "until_ts", "before_order_id", "limit",
+    ],
+    "/api/v1/fills": ["limit", "since_seq"],
+    "/openapi.json": [],
+}  # fmt: skip
+ORDER_ID_SEGMENTS = ["1", "2", "0", "-1", "1e3", "01", "9" * 30, "abc", "%31", "%D9%A1", ""]
+REST_STATUSES = {200, 400, 401, 403, 404, 405, 413, 415}  # what a well-framed request may get
+
+
+class RestRequest(msgspec.Struct, frozen=True):
+    method: str
+    path: str
+    query: str
+    body: bytes
+    headers: dict[str, str]
+    sign: bool
+
+
+def query_value(name: str) -> st.SearchStrategy[str]:
+    """A query parameter's text: a plausible value's, or a hostile one."""
+    plausible = plausible_value(name).map(lambda value: str(value).lower())
+    return plausible | st.sampled_from(NUMBER_TEXTS) | TEXTS | st.just("null")
+
+
+@st.composite
+def query_of(draw: st.DrawFn, names: list[str]) -> str:
+    """The query: some of the route's parameters, now and then an unknown, repeated or
+    not-UTF-8 one, each %-escaped (or not)."""
+    pairs = [(name, draw(query_value(name))) for name in names if draw(st.booleans())]
+    if draw(st.integers(0, 5)) == 0:
+        pairs.append((draw(st.sampled_from([*names, "foo", ""]) | TEXTS), draw(TEXTS)))
+    parts = [f"{quote_text(draw, name)}={quote_text(draw, value)}" for name, value in pairs]
+    if draw(st.integers(0, 9)) == 0:
+        parts.append(draw(st.sampled_from(["symbol=%FF", "%", "a=%zz", "&&", "=", "symbol"])))
+    return "&".join(parts)
+
+
+def quote_text(draw: st.DrawFn, text: str) -> str:
+    return urllib.parse.quote(text, safe="" if draw(st.booleans()) else "/:")
+
+
+@st.composite
+def rest_request(draw: st.DrawFn) -> RestRequest:
+    """A request to a route (or to none), with a plausible or hostile query or body, signed
+    (so that it reaches its params) or not, now and then with a hostile header."""
+    kind = draw(st.sampled_from(["get", "get", "post", "patch", "delete", "other"]))
+    headers: dict[str, str] = {}
+    body = b""
+    query = ""
+    if kind == "get":
+        path = draw(st.sampled_from(sorted(REST_ROUTES)))
+        method = draw(st.sampled_from(["GET", "GET", "GET", "HEAD", "PUT"]))
+        query = draw(query_of(REST_ROUTES[path] or []))
+    elif kind in ("patch", "delete"):
+        method = kind.upper()
+        path = "/api/v1/orders/" + draw(st.sampled_from(ORDER_ID_SEGMENTS))
+        if kind == "patch":
+            body = draw(rest_body("order.amend", ["order_id", "cl_ord_id"]))
+    elif kind == "post":
+        method, path = "POST", "/api/v1/orders"
+        body = draw(rest_body("order.place", []))
+    else:
+        method = draw(st.sampled_from(["GET", "POST", "OPTIONS", "DELETE"]))
+        path = draw(st.sampled_from(["/api/v2/orders", "/api/v1/", "/api/v1/orders/1/x"]))
+        path = draw(st.just(path) | ANY_TEXT.map(lambda text: "/api/" + urllib.parse.quote(text)))
+    if body and draw(st.integers(0, 9)) > 0:
+        headers["Content-Type"] = draw(
+            st.sampled_from(
+                ["application/json"] * 4 + ["text/plain", "application/json; charset=latin-1"]
+            )
+        )
+    return RestRequest(method, path, query, body, headers, draw(st.integers(0, 5)) > 0)
+
+
+@st.composite
+def rest_body(draw: st.DrawFn, method: str, dropped: list[str]) -> bytes:
+    """A body: the websocket method's params (less the fields the path says), or not JSON."""
+    if draw(st.integers(0, 19)) == 0:
+        return draw(st.binary(max_size=40))
+    params = draw(params_of(method))
+    if isinstance(params, dict) and draw(st.integers(0, 9)) > 0:
+        for name in dropped:
+            params.pop(name, None)
+    return json.dumps(params, ensure_ascii=draw(st.booleans())).encode()
+
+
+class RestFuzzer:
+    """Sends a REST request as a trader, checks its answer, and the account's state after a
+    refusal (queried over the websocket)."""
+
+    def __init__(self, venue: BackgroundVenue) -> None:
+        self.venue = venue
+        self.key, self.secret = KEYS["alpha"]
+        self.connection = http.client.HTTPConnection("127.0.0.1", venue.port, timeout=ANSWER_WAIT_S)
+        self.nonces = iter(range(10**9))
+        self.trader = venue.logged_on("alpha")  # watches the state and takes back what was done
+        self.before = state([self.trader], ACCOUNT_QUERIES)
+
+    def run(self, request: RestRequest) -> None:
+        status, body = self.send(request)
+        where = f"{request.method} {request.path}?{request.query} {request.body[:300]!r}"
+        assert status in REST_STATUSES, f"{where}: HTTP {status} {body[:500]!r}"
+        if request.method == "HEAD" or (request.path == "/openapi.json" and status == 200):
+            return
+        answer = json.loads(body)
+        if status == 200:
+            assert "error" not in answer, f"{where}: {answer}"
+            if request.method != "GET":
+                self.reset()
+            return
+        error = answer.get("error")
+        if os.environ.get("FUZZ_STATS"):
+            STATS[
+                (
+                    "rest",
+                    status,
+                    error.get("name"),
+                    re.sub(r"`[^`]*`|'[^']*'", "", error.get("msg", ""))[:70],
+                )
+            ] += 1
+        if status in REST_ONLY_STATUSES:  # a status of REST's own, with the code it goes with
+            name = REST_ONLY_STATUSES[status]
+            assert name is None or error["name"] == name, f"{where}: HTTP {status}: {error}"
+            status = ERRORS[error["code"]][1]
+        check_error(error, status, where)
+        assert state([self.trader], ACCOUNT_QUERIES) == self.before, f"{where}: changed state"
+
+    def send(self, request: RestRequest) -> tuple[int, bytes]:
+        headers = dict(request.headers)
+        if request.sign:
+            headers |= self.signature(request)
+        target = request.path + ("?" + request.query if request.query else "")
+        try:
+            self.connection.request(request.method, target, request.body or None, headers)
+            response = self.connection.getresponse()
+            body = response.read()
+        except (ConnectionError, http.client.HTTPException) as failure:
+            self.connection.close()  # (the next example starts on a new one)
+            pytest.fail(f"{request}: the connection failed: {failure!r}")
+        if response.will_close:  # (a documented close: the next request opens another)
+            self.connection.close()
+        return response.status, body
+
+    def signature(self, request: RestRequest) -> dict[str, str]:
+        ts = time.time_ns() // 1_000
+        nonce = f"r-{next(self.nonces)}"
+        sig = sign_request(
+            self.secret, self.key, ts, nonce, REST_WINDOW_MS, request.method,
+            request.path, request.query, request.body,
+        )  # fmt: skip
+        return {
+            "X-API-Key": self.key,
+            "X-Timestamp": str(ts),
+            "X-Nonce": nonce,
+            "X-Recv-Window": str(REST_WINDOW_MS),
+            "X-Signature": sig,
+        }
+
+    def reset(self) -> None:
+        assert self.trader.ask("orders.cancel_all", {})["status"] == 200
+        self.before = state([self.trader], ACCOUNT_QUERIES)
+
+    def close(self) -> None:
+        self.connection.close()
+        self.trader.close()
+
+
+# REST's own statuses (docs/rest.md, Errors) and the error each goes with (None: any)
+REST_ONLY_STATUSES = {404: "UNKNOWN_METHOD", 405: None, 413: "MESSAGE_TOO_BIG", 415: "BAD_JSON"}
+
+
+@pytest.fixture(scope="module")
+def rest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestFuzzer]:
+    for venue in background_venue(tmp_path_factory):
+        fuzzer = RestFuzzer(venue)
+        yield fuzzer
+        fuzzer.close()
+
+
+@FUZZ
+@given(request=rest_request())
+def test_a_trader_s_hostile_rest_requests_are_answered_and_refusals_change_nothing(
+    rest: RestFuzzer, request: RestRequest
+) -> None:
+    rest.run(request)
