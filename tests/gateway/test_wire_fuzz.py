@@ -443,10 +443,39 @@ UNKNOWN_METHODS = ["order.replace", "", "ORDER.PLACE", "admin.", "order.place ",
 
 
 class Frame(msgspec.Struct, frozen=True):
-    """One frame to send, and the `id` its answer must carry (None: `null`)."""
+    """One frame to send, the `id` its answer must carry (None: `null`) and, when it is
+    known, the error's name."""
 
     data: str | bytes
     answer_id: int | str | None
+    error_name: str | None = None
+
+
+# Where a value belongs, what is not JSON but is answered `BAD_JSON` with the frame's `id`
+# (docs/protocol.md §2.2): other languages' literals, non-finite numbers, an unpaired
+# surrogate escape, bytes that are not UTF-8 inside a string of a binary frame.
+SPOILERS = [
+    "NaN", "Infinity", "-Infinity", "nan", "inf", "-inf", "None", "True", "False", "NULL",
+    "undefined", "nil", '"\\ud800"', '"\\udc00"', '"a\\ud83d"', '"\\ud83d\\u0041"',
+]  # fmt: skip
+BAD_UTF8 = [b'"\xff"', b'"a\xc3"', b'"\xed\xa0\x80"', b'"\xf8\x88\x80\x80\x80"']
+PLACEHOLDER = "\x01spoiled\x01"
+SPOILERS_MAX = 4  # words read as null to find the id (gateway.wire.WORDS_READ_AS_NULL_MAX)
+
+
+@st.composite
+def spoiled(draw: st.DrawFn, envelope: dict[str, Any], request_id: Any) -> Frame:
+    """`envelope` with up to `SPOILERS_MAX` of its params' values (or new ones) not JSON."""
+    params = envelope["params"]
+    for _ in range(draw(st.integers(1, SPOILERS_MAX))):
+        name = draw(st.sampled_from([*params, "x"]) if params else st.just("x"))
+        params[name] = PLACEHOLDER
+    text = json.dumps(envelope, ensure_ascii=draw(st.booleans())).encode()
+    placeholder = json.dumps(PLACEHOLDER).encode()
+    while placeholder in text:
+        spoiler = draw(st.sampled_from(SPOILERS).map(str.encode) | st.sampled_from(BAD_UTF8))
+        text = text.replace(placeholder, spoiler, 1)
+    return Frame(text, request_id, "BAD_JSON")
 
 
 @st.composite
@@ -486,6 +515,11 @@ def frame(draw: st.DrawFn, methods: list[str]) -> Frame:
     if draw(st.integers(0, 19)) == 0:
         del envelope["id"]
         valid_id = False
+    # (A `method` that is no string is refused as the decoder reads it, before the params:
+    # the first fault in reading order is the one answered, tests/gateway/test_wire.py.)
+    spoilable = valid_id and isinstance(envelope["method"], str)
+    if spoilable and isinstance(envelope.get("params"), dict) and draw(st.integers(0, 7)) == 0:
+        return draw(spoiled(envelope, request_id))
     text = json.dumps(envelope, ensure_ascii=draw(st.booleans()))
     if draw(st.integers(0, 9)) == 0:
         text = text.encode()  # a binary frame is read as text
@@ -557,7 +591,10 @@ class Fuzzer:
         self.reset()
 
     def observe(self) -> list[Any]:
-        return [state([session], queries) for session, queries in self.watchers]
+        """The watchers' state, and the fuzzed session's own (its cancel-on-disconnect and
+        how many streams it follows)."""
+        own = state([self.session], SESSION_QUERIES)
+        return [own, *(state([session], queries) for session, queries in self.watchers)]
 
     def reset(self) -> None:
         """Disarm the dead-man's switch, cancel every order, and rest the two orders the
@@ -583,6 +620,9 @@ class Fuzzer:
         got = Counter(repr(answer["id"]) for answer in answers if answer["id"] is not None)
         assert len(answers) == len(frames), f"{len(frames)} frames, answers: {answers}"
         assert got == expected, f"answer ids {got}, not {expected}: {answers}"
+        named = Counter((repr(f.answer_id), f.error_name) for f in frames if f.error_name)
+        answered = Counter((repr(a["id"]), a.get("error", {}).get("name")) for a in answers)
+        assert not named - answered, f"answers {answered}, not {named}: {answers}"
         refused = [check_answer(answer, f"answer {answer['id']!r}") for answer in answers]
         if os.environ.get("FUZZ_STATS"):
             for answer in answers:
@@ -649,7 +689,8 @@ def background_venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backg
 TRADING = ["order.place"] * 4 + ["order.amend", "order.cancel", "order.batch", "quote.mass"] * 2
 TRADER_METHODS = [m for m in METHODS if not m.startswith("admin.")] + TRADING
 ALL_METHODS = list(METHODS) + TRADING
-ACCOUNT_QUERIES = ["balances", "orders.open"]
+ACCOUNT_QUERIES = ["balances", "orders.open", "orders.history"]
+SESSION_QUERIES = ["session.status", "subscriptions"]
 VENUE_QUERIES = ["instruments", "reserves"]
 FUZZ = settings(
     max_examples=EXAMPLES,
