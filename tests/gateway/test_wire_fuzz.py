@@ -45,6 +45,7 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))  # per role; a few second
 RANDOM = os.environ.get("FUZZ_RANDOM") == "1"  # hunting: new examples each run, not the same
 ANSWER_WAIT_S = 10  # a pipeline's answers come within milliseconds; this is a hang
 FRAMES_MAX = 4  # frames pipelined in one example, ahead of the state queries
+ANONYMOUS_S = 5  # a session not logged on is replaced before the venue's 10 s are up
 RATE_UNLIMITED = 1_000_000  # the fuzzer is not testing the rate limits: it outruns them
 
 CONFIG = venue_config.load(SAMPLE_CONFIG)
@@ -110,11 +111,13 @@ class BackgroundVenue:
         self._thread.join(TEST_TIMEOUT_S)
         assert not self._thread.is_alive(), "the server did not stop"
 
+    def connected(self, endpoint: str = "trade") -> "Session":
+        """A session not logged on, at `/ws/{endpoint}`."""
+        url = f"ws://127.0.0.1:{self.port}/ws/{endpoint}"
+        return Session(connect(url, max_size=None, ping_interval=None, legacy=True))
+
     def logged_on(self, who: str) -> "Session":
-        websocket = connect(
-            f"ws://127.0.0.1:{self.port}/ws/trade", max_size=None, ping_interval=None, legacy=True
-        )
-        session = Session(websocket)
+        session = self.connected()
         key, secret = KEYS[who]
         ts = time.time_ns() // 1_000
         nonce = f"fuzz-{ts}"
@@ -148,6 +151,7 @@ class Session:
 
     def __init__(self, websocket: ClientConnection) -> None:
         self.websocket = websocket
+        self.opened_s = time.monotonic()
         self._ids = iter(range(10**9))
 
     def send(self, frame: str | bytes) -> None:
@@ -449,6 +453,7 @@ class Frame(msgspec.Struct, frozen=True):
     data: str | bytes
     answer_id: int | str | None
     error_name: str | None = None
+    method: str | None = None  # a well-formed envelope's known method: the rights checked
 
 
 # Where a value belongs, what is not JSON but is answered `BAD_JSON` with the frame's `id`
@@ -523,7 +528,10 @@ def frame(draw: st.DrawFn, methods: list[str]) -> Frame:
     text = json.dumps(envelope, ensure_ascii=draw(st.booleans()))
     if draw(st.integers(0, 9)) == 0:
         text = text.encode()  # a binary frame is read as text
-    return Frame(text, request_id if valid_id else None)
+    well_formed = valid_id and method in METHODS and envelope["method"] == method
+    if not well_formed or set(envelope) - {"id", "method", "params"}:
+        return Frame(text, request_id if valid_id else None)
+    return Frame(text, request_id, method=method)
 
 
 def valid_request_id(value: Any) -> bool:
@@ -581,20 +589,45 @@ class Fuzzer:
     state: `reset` takes back what an accepted request did (its orders, a dead-man's
     switch), so that the next example starts from a state nothing changes on its own."""
 
-    def __init__(self, venue: BackgroundVenue, who: str, watchers: list[tuple[str, list[str]]]):
+    def __init__(
+        self,
+        venue: BackgroundVenue,
+        who: str | None,
+        watchers: list[tuple[str, list[str]]],
+        endpoint: str = "trade",
+    ) -> None:
         self.venue = venue
         self.who = who
-        self.session = venue.logged_on(who)
+        self.endpoint = endpoint
+        self.session = self.open()
         self.watchers = [(venue.logged_on(name), queries) for name, queries in watchers]
         self.trader = venue.logged_on("alpha")  # takes back what an example did
         self.done: deque[list[str | bytes]] = deque(maxlen=3)  # examples with requests done
         self.reset()
 
+    def open(self) -> Session:
+        """The fuzzed session: logged on as `who`, or (None) not logged on."""
+        if self.who is None:
+            return self.venue.connected(self.endpoint)
+        return self.venue.logged_on(self.who)
+
     def observe(self) -> list[Any]:
         """The watchers' state, and the fuzzed session's own (its cancel-on-disconnect and
         how many streams it follows)."""
-        own = state([self.session], SESSION_QUERIES)
+        own = state([self.session], SESSION_QUERIES if self.who else ["subscriptions"])
         return [own, *(state([session], queries) for session, queries in self.watchers)]
+
+    def refusal(self, method: str | None) -> str | None:
+        """The error a well-formed request for `method` gets whatever its params: the
+        session's rights are checked before the params (docs/protocol.md §2.1, §3)."""
+        if method is None or method in PUBLIC:
+            return None
+        if method == "session.logon":
+            return "PERMISSION_DENIED" if self.endpoint == "public" else None
+        if self.who is None:
+            return "NOT_AUTHENTICATED"
+        scope = "admin" if method.startswith("admin.") else SCOPE_OF.get(method)
+        return None if scope is None or scope in SCOPES[self.who] else "PERMISSION_DENIED"
 
     def reset(self) -> None:
         """Disarm the dead-man's switch, cancel every order, and rest the two orders the
@@ -609,6 +642,10 @@ class Fuzzer:
         self.before = self.observe()
 
     def run(self, frames: list[Frame]) -> None:
+        if self.who is None and time.monotonic() - self.session.opened_s > ANONYMOUS_S:
+            self.session.close()  # before the venue closes it, 4001 (§2.1), with a fresh one
+            self.session = self.open()
+            self.before = self.observe()
         for frame in frames:
             self.session.send(frame.data)
         sentinel = self.session.sentinel_id()
@@ -620,7 +657,11 @@ class Fuzzer:
         got = Counter(repr(answer["id"]) for answer in answers if answer["id"] is not None)
         assert len(answers) == len(frames), f"{len(frames)} frames, answers: {answers}"
         assert got == expected, f"answer ids {got}, not {expected}: {answers}"
-        named = Counter((repr(f.answer_id), f.error_name) for f in frames if f.error_name)
+        named = Counter(
+            (repr(f.answer_id), f.error_name or self.refusal(f.method))
+            for f in frames
+            if f.error_name or self.refusal(f.method)
+        )
         answered = Counter((repr(a["id"]), a.get("error", {}).get("name")) for a in answers)
         assert not named - answered, f"answers {answered}, not {named}: {answers}"
         refused = [check_answer(answer, f"answer {answer['id']!r}") for answer in answers]
@@ -687,8 +728,18 @@ def background_venue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backg
 
 # every method, the trading ones more often (they reach the most checks)
 TRADING = ["order.place"] * 4 + ["order.amend", "order.cancel", "order.batch", "quote.mass"] * 2
-TRADER_METHODS = [m for m in METHODS if not m.startswith("admin.")] + TRADING
 ALL_METHODS = list(METHODS) + TRADING
+PUBLIC = {"ping", "time", "instruments", "book.snapshot", "reserves", "subscribe", "unsubscribe",
+          "subscriptions"}  # fmt: skip
+SCOPE_OF = {  # docs/protocol.md's method index; admin.* need admin
+    **dict.fromkeys(["orders.open", "order.status", "orders.history", "fills", "balances"], "read"),
+    **dict.fromkeys(
+        ["session.cod", "orders.cancel_after", "order.place", "order.cancel", "order.amend",
+         "order.batch", "quote.mass", "orders.cancel_all"],
+        "trade",
+    ),
+}  # fmt: skip
+SCOPES = {"alpha": {"read", "trade"}, "admin": {"read", "admin"}}  # venue.toml's demo keys
 ACCOUNT_QUERIES = ["balances", "orders.open", "orders.history"]
 SESSION_QUERIES = ["session.status", "subscriptions"]
 VENUE_QUERIES = ["instruments", "reserves"]
@@ -716,8 +767,23 @@ def operator(operator_venue: BackgroundVenue) -> Iterator[Fuzzer]:
     fuzzer.close()
 
 
+@pytest.fixture(scope="module", params=["trade", "public"])
+def anonymous(venue: BackgroundVenue, request: pytest.FixtureRequest) -> Iterator[Fuzzer]:
+    fuzzer = Fuzzer(venue, None, [("alpha", ACCOUNT_QUERIES)], request.param)
+    yield fuzzer
+    fuzzer.close()
+
+
 @FUZZ
-@given(frames=st.lists(frame(TRADER_METHODS), min_size=1, max_size=FRAMES_MAX))
+@given(frames=st.lists(frame(ALL_METHODS), min_size=1, max_size=FRAMES_MAX))
+def test_frames_before_a_logon_are_each_answered_and_change_nothing(
+    anonymous: Fuzzer, frames: list[Frame]
+) -> None:
+    anonymous.run(frames)
+
+
+@FUZZ
+@given(frames=st.lists(frame(ALL_METHODS), min_size=1, max_size=FRAMES_MAX))
 def test_a_trader_s_hostile_frames_are_each_answered_and_refusals_change_nothing(
     trader: Fuzzer, frames: list[Frame]
 ) -> None:
