@@ -821,6 +821,11 @@ REST_ROUTES: dict[str, list[str] | None] = {
     "/openapi.json": [],
 }  # fmt: skip
 ORDER_ID_SEGMENTS = ["1", "2", "0", "-1", "1e3", "01", "9" * 30, "abc", "%31", "%D9%A1", ""]
+SIGNING_HEADERS = ["X-API-Key", "X-Timestamp", "X-Nonce", "X-Recv-Window", "X-Signature"]
+HEADER_VALUES = [
+    b"", b"0", b"-1", b"1e3", b"99999999999999999999", b"\xd9\xa1", b"\xff", b" 5000", b"5000 ",
+    b"demo-taker", b"ab" * 32, b"\x00", b"1" * 5_000,
+]  # fmt: skip
 REST_STATUSES = {200, 400, 401, 403, 404, 405, 413, 415}  # what a well-framed request may get
 
 
@@ -831,6 +836,7 @@ class RestRequest(msgspec.Struct, frozen=True):
     body: bytes
     headers: dict[str, str]
     sign: bool
+    spoiled_header: tuple[str, bytes, bool] | None = None  # name, value, sent as well (twice)
 
 
 def query_value(name: str) -> st.SearchStrategy[str]:
@@ -886,7 +892,12 @@ def rest_request(draw: st.DrawFn) -> RestRequest:
                 ["application/json"] * 4 + ["text/plain", "application/json; charset=latin-1"]
             )
         )
-    return RestRequest(method, path, query, body, headers, draw(st.integers(0, 5)) > 0)
+    spoiled = None
+    if draw(st.integers(0, 5)) == 0:  # a signing header (or the type) hostile, or sent twice
+        name = draw(st.sampled_from([*SIGNING_HEADERS, "Content-Type"]))
+        value = draw(st.sampled_from(HEADER_VALUES) | TEXTS.map(str.encode))
+        spoiled = (name, value.replace(b"\r", b"").replace(b"\n", b""), draw(st.booleans()))
+    return RestRequest(method, path, query, body, headers, draw(st.integers(0, 5)) > 0, spoiled)
 
 
 @st.composite
@@ -914,9 +925,14 @@ class RestFuzzer:
         self.before = state([self.trader], ACCOUNT_QUERIES)
 
     def run(self, request: RestRequest) -> None:
-        status, body = self.send(request)
-        where = f"{request.method} {request.path}?{request.query} {request.body[:300]!r}"
+        status, body, unreadable = self.send(request)
+        where = f"{request} {status} {body[:300]!r}"
         assert status in REST_STATUSES, f"{where}: HTTP {status} {body[:500]!r}"
+        if unreadable:  # a request that cannot be read (a header with a NUL): 400, text, close
+            assert status == 400 and b"Traceback" not in body, where
+            assert body.strip() or request.method == "HEAD", f"{where}: no words"
+            assert state([self.trader], ACCOUNT_QUERIES) == self.before, f"{where}: changed"
+            return
         if request.method == "HEAD" or (request.path == "/openapi.json" and status == 200):
             return
         answer = json.loads(body)
@@ -942,13 +958,25 @@ class RestFuzzer:
         check_error(error, status, where)
         assert state([self.trader], ACCOUNT_QUERIES) == self.before, f"{where}: changed state"
 
-    def send(self, request: RestRequest) -> tuple[int, bytes]:
-        headers = dict(request.headers)
+    def send(self, request: RestRequest) -> tuple[int, bytes, bool]:
+        """The answer's status and body, and whether it was a request that could not be read
+        (docs/rest.md: 400 in plain text, then the connection closes)."""
+        headers: list[tuple[str, str | bytes]] = [*request.headers.items()]
         if request.sign:
-            headers |= self.signature(request)
+            headers += self.signature(request).items()
+        if request.spoiled_header is not None:
+            name, value, twice = request.spoiled_header
+            if not twice:
+                headers = [(key, text) for key, text in headers if key != name]
+            headers.append((name, value))
         target = request.path + ("?" + request.query if request.query else "")
         try:
-            self.connection.request(request.method, target, request.body or None, headers)
+            self.connection.putrequest(request.method, target, skip_accept_encoding=True)
+            for name, value in headers:
+                self.connection.putheader(name, value)
+            if request.body:
+                self.connection.putheader("Content-Length", str(len(request.body)))
+            self.connection.endheaders(request.body or None)
             response = self.connection.getresponse()
             body = response.read()
         except (ConnectionError, http.client.HTTPException) as failure:
@@ -956,7 +984,8 @@ class RestFuzzer:
             pytest.fail(f"{request}: the connection failed: {failure!r}")
         if response.will_close:  # (a documented close: the next request opens another)
             self.connection.close()
-        return response.status, body
+        plain = response.getheader("content-type", "").startswith("text/plain")
+        return response.status, body, plain and response.will_close
 
     def signature(self, request: RestRequest) -> dict[str, str]:
         ts = time.time_ns() // 1_000
