@@ -111,13 +111,14 @@ class BackgroundVenue:
         self._thread.join(TEST_TIMEOUT_S)
         assert not self._thread.is_alive(), "the server did not stop"
 
-    def connected(self, endpoint: str = "trade") -> "Session":
-        """A session not logged on, at `/ws/{endpoint}`."""
-        url = f"ws://127.0.0.1:{self.port}/ws/{endpoint}"
-        return Session(connect(url, max_size=None, ping_interval=None, legacy=True))
+    def connected(self, endpoint: str = "trade", packed: bool = False) -> "Session":
+        """A session not logged on, at `/ws/{endpoint}` (`packed`: `?pack=1`)."""
+        url = f"ws://127.0.0.1:{self.port}/ws/{endpoint}" + ("?pack=1" if packed else "")
+        websocket = connect(url, max_size=None, ping_interval=None, legacy=True)
+        return Session(websocket, packed)
 
-    def logged_on(self, who: str) -> "Session":
-        session = self.connected()
+    def logged_on(self, who: str, packed: bool = False) -> "Session":
+        session = self.connected(packed=packed)
         key, secret = KEYS[who]
         ts = time.time_ns() // 1_000
         nonce = f"fuzz-{ts}"
@@ -149,8 +150,10 @@ class Session:
     """A blocking websocket: frames out, answers (messages with a `status`) in, pushes
     skipped."""
 
-    def __init__(self, websocket: ClientConnection) -> None:
+    def __init__(self, websocket: ClientConnection, packed: bool = False) -> None:
         self.websocket = websocket
+        self.packed = packed
+        self._messages: deque[Any] = deque()
         self.opened_s = time.monotonic()
         self._ids = iter(range(10**9))
 
@@ -159,12 +162,23 @@ class Session:
 
     def next_answer(self, deadline: float) -> dict[str, Any]:
         while True:
-            wait_s = max(0.01, deadline - time.monotonic())
-            message = json.loads(self.websocket.recv(timeout=wait_s))
+            message = self.next_message(deadline)
             assert isinstance(message, dict), f"a message that is not an object: {message!r}"
             if "status" in message:
                 return message
             assert "ch" in message and "id" not in message, f"neither answer nor push: {message}"
+
+    def next_message(self, deadline: float) -> Any:
+        """The next message; a packed connection's frames are arrays of them (§2.2.1)."""
+        while not self._messages:
+            wait_s = max(0.01, deadline - time.monotonic())
+            data = json.loads(self.websocket.recv(timeout=wait_s))
+            if self.packed:
+                assert isinstance(data, list) and data, f"a packed frame is an array: {data!r}"
+                self._messages.extend(data)
+            else:
+                self._messages.append(data)
+        return self._messages.popleft()
 
     def sentinel_id(self) -> str:
         return f"\x7fsentinel-{next(self._ids)}"  # no fuzzed id is a DEL and this word
@@ -595,10 +609,12 @@ class Fuzzer:
         who: str | None,
         watchers: list[tuple[str, list[str]]],
         endpoint: str = "trade",
+        packed: bool = False,
     ) -> None:
         self.venue = venue
         self.who = who
         self.endpoint = endpoint
+        self.packed = packed
         self.session = self.open()
         self.watchers = [(venue.logged_on(name), queries) for name, queries in watchers]
         self.trader = venue.logged_on("alpha")  # takes back what an example did
@@ -608,8 +624,8 @@ class Fuzzer:
     def open(self) -> Session:
         """The fuzzed session: logged on as `who`, or (None) not logged on."""
         if self.who is None:
-            return self.venue.connected(self.endpoint)
-        return self.venue.logged_on(self.who)
+            return self.venue.connected(self.endpoint, self.packed)
+        return self.venue.logged_on(self.who, self.packed)
 
     def observe(self) -> list[Any]:
         """The watchers' state, and the fuzzed session's own (its cancel-on-disconnect and
@@ -755,9 +771,11 @@ FUZZ = settings(
 )
 
 
-@pytest.fixture(scope="module")
-def trader(venue: BackgroundVenue) -> Iterator[Fuzzer]:
-    fuzzer = Fuzzer(venue, "alpha", [("alpha", ACCOUNT_QUERIES)])
+@pytest.fixture(scope="module", params=["plain", "packed"])
+def trader(venue: BackgroundVenue, request: pytest.FixtureRequest) -> Iterator[Fuzzer]:
+    """A trader's connection, one message a frame or packed frames (§2.2.1)."""
+    packed = request.param == "packed"
+    fuzzer = Fuzzer(venue, "alpha", [("alpha", ACCOUNT_QUERIES)], packed=packed)
     yield fuzzer
     fuzzer.close()
 
@@ -770,9 +788,10 @@ def operator(operator_venue: BackgroundVenue) -> Iterator[Fuzzer]:
     fuzzer.close()
 
 
-@pytest.fixture(scope="module", params=["trade", "public"])
+@pytest.fixture(scope="module", params=["trade", "public?pack=1"])
 def anonymous(venue: BackgroundVenue, request: pytest.FixtureRequest) -> Iterator[Fuzzer]:
-    fuzzer = Fuzzer(venue, None, [("alpha", ACCOUNT_QUERIES)], request.param)
+    endpoint, _, pack = request.param.partition("?")
+    fuzzer = Fuzzer(venue, None, [("alpha", ACCOUNT_QUERIES)], endpoint, packed=bool(pack))
     yield fuzzer
     fuzzer.close()
 
