@@ -37,7 +37,7 @@ from websockets.sync.client import ClientConnection, connect
 from core import config as venue_config
 from gateway.auth import sign_logon, sign_request
 from gateway.server import VenueServer
-from gateway.wire import METHODS
+from gateway.wire import ERROR_TEXT_CHARS_MAX, METHODS
 from tests.conftest import KEYS, ROOT, TEST_TIMEOUT_S
 from tests.sample_config import SAMPLE_CONFIG
 
@@ -559,8 +559,9 @@ def valid_request_id(value: Any) -> bool:
 # ----------------------------------------------------------------- checks
 
 
-def check_error(error: Any, status: int, where: str) -> None:
-    """A documented code, with its documented name and status and a message."""
+def check_error(error: Any, status: int, where: str, msg_max: int = ERROR_TEXT_CHARS_MAX) -> None:
+    """A documented code, with its documented name and status and a message (at most
+    `msg_max` characters: one quoting the input quotes its start)."""
     assert isinstance(error, dict), f"{where}: error is not an object: {error!r}"
     code = error.get("code")
     assert code in ERRORS, f"{where}: undocumented error code: {error}"
@@ -570,13 +571,22 @@ def check_error(error: Any, status: int, where: str) -> None:
     assert status == documented_status, f"{where}: {name} is {documented_status}, not {status}"
     assert isinstance(error.get("msg"), str) and error["msg"].strip(), f"{where}: no msg"
     assert "Traceback" not in error["msg"], f"{where}: a traceback: {error}"
+    assert len(error["msg"]) <= msg_max, f"{where}: msg over {msg_max} characters: {error}"
 
 
 def check_answer(answer: dict[str, Any], where: str) -> bool:
     """Check one answer; True if it was a refusal (nothing done)."""
     status = answer["status"]
+    # §3: t_in and t_out on 200 and 409 only; retry_after_ms on 429 only
+    fields = (
+        {"id", "status", "result", "t_in", "t_out"}
+        if status in (200, 409)
+        else {"id", "status", "error"}
+    )
+    if status == 429:
+        fields.add("retry_after_ms")
+    assert set(answer) == fields, f"{where}: fields {sorted(answer)}, not {sorted(fields)}"
     if status == 200:
-        assert "result" in answer, f"{where}: 200 without a result: {answer}"
         return False
     if status == 409:
         for index, op in enumerate(answer["result"]["results"]):
@@ -845,6 +855,7 @@ HEADER_VALUES = [
     b"", b"0", b"-1", b"1e3", b"99999999999999999999", b"\xd9\xa1", b"\xff", b" 5000", b"5000 ",
     b"demo-taker", b"ab" * 32, b"\x00", b"1" * 5_000,
 ]  # fmt: skip
+REST_ERROR_TEXT_CHARS_MAX = 200  # docs/rest.md: an error's text quotes only the start of input
 REST_STATUSES = {200, 400, 401, 403, 404, 405, 413, 415}  # what a well-framed request may get
 
 
@@ -974,7 +985,7 @@ class RestFuzzer:
             name = REST_ONLY_STATUSES[status]
             assert name is None or error["name"] == name, f"{where}: HTTP {status}: {error}"
             status = ERRORS[error["code"]][1]
-        check_error(error, status, where)
+        check_error(error, status, where, REST_ERROR_TEXT_CHARS_MAX)
         assert state([self.trader], ACCOUNT_QUERIES) == self.before, f"{where}: changed state"
 
     def send(self, request: RestRequest) -> tuple[int, bytes, bool]:
