@@ -1,14 +1,16 @@
-"""Structure-aware fuzzing of the websocket API against a real server on 127.0.0.1.
+"""Structure-aware fuzzing of the websocket and REST APIs against a real server on 127.0.0.1.
 
-The venue's promise (docs/protocol.md §2.2, §3): every frame gets exactly one answer with its
-`id` (`null` when none can be read), every refusal a documented error code with a non-empty
-message and never `INTERNAL`, the connection stays open, and a refused request changes
-nothing. Hypothesis draws pipelines of hostile frames built from the wire schemas
-(`gateway.wire.METHODS`: every method and field), sends them as a logged-on trader and as an
-operator, and checks each promise; the account's balances and open orders (and, for the
-operator, the instruments and reserves) are queried before and after. The run is bounded and
-deterministic (`derandomize`). To hunt: `FUZZ_EXAMPLES=5000 FUZZ_RANDOM=1` (new examples
-each run), `FUZZ_STATS=1 ... -s` prints how often each answer came (is it reaching deep?).
+The venue's promise (docs/protocol.md §2.2, §3, docs/rest.md): every frame gets exactly one
+answer with its `id` (`null` when none can be read), every refusal a documented error code
+with a non-empty message and never `INTERNAL`, the connection stays open, rights are refused
+before params, and a refused request (or a read) changes nothing. Hypothesis draws pipelines
+of hostile frames built from the wire schemas (`gateway.wire.METHODS`: every method and
+field) and sends them as a trader (plain and packed frames), as an operator and before a
+logon; and REST requests as a trader. The account's balances and orders, the session's own
+state and (for the operator) the instruments and reserves are queried before and after.
+The run is bounded and deterministic (`derandomize`). To hunt: `FUZZ_EXAMPLES=5000
+FUZZ_RANDOM=1` (new examples each run; `FUZZ_FRAMES=12`: longer pipelines); `FUZZ_STATS=1
+... -s` prints how often each answer came (is it reaching deep?).
 """
 
 import asyncio
@@ -44,7 +46,7 @@ from tests.sample_config import SAMPLE_CONFIG
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))  # per role; a few seconds each
 RANDOM = os.environ.get("FUZZ_RANDOM") == "1"  # hunting: new examples each run, not the same
 ANSWER_WAIT_S = 10  # a pipeline's answers come within milliseconds; this is a hang
-FRAMES_MAX = 4  # frames pipelined in one example, ahead of the state queries
+FRAMES_MAX = int(os.environ.get("FUZZ_FRAMES", "4"))  # pipelined in one example, then the state
 ANONYMOUS_S = 5  # a session not logged on is replaced before the venue's 10 s are up
 RATE_UNLIMITED = 1_000_000  # the fuzzer is not testing the rate limits: it outruns them
 
@@ -53,8 +55,8 @@ SYMBOLS = [entry.symbol for entry in CONFIG.instruments]
 ASSETS = [entry.code for entry in CONFIG.assets]
 
 
-def documented_errors() -> dict[int, tuple[str, int | None]]:
-    """Every error code of docs/protocol.md §11.1: its name and its status (None: "5xx")."""
+def documented_errors() -> dict[int, tuple[str, int]]:
+    """Every error code of docs/protocol.md §11.1: its name and its status."""
     text = (ROOT / "docs" / "protocol.md").read_text()
     rows = re.findall(r"^\| (\d{4}) \| `([A-Z_]+)` \| (\d{3}) \|", text, re.MULTILINE)
     assert len(rows) > 40, "the error table of docs/protocol.md §11.1 was not found"
