@@ -137,7 +137,7 @@ class HttpConnection:
             try:
                 event = self.h11.next_event()
             except h11.RemoteProtocolError as failure:
-                self._fail(failure.error_status_hint, str(failure))
+                self._fail(failure.error_status_hint, unreadable(str(failure)))
                 return
             if event is h11.NEED_DATA:
                 self._resume_reading()
@@ -444,3 +444,15 @@ def answer_with(exchange: Exchange, response: Any) -> None:
     extra = [(name, value) for name, value in response.headers.raw_items()]
     extra = [(name, value) for name, value in extra if name.lower() not in framing]
     exchange.respond(response.status_code, bytes(response.body or b""), content_type, extra)
+
+
+# h11 quotes the request with Python's notation for bytes: bytearray(b'...'), b'...'
+_BYTES_QUOTED = re.compile(r"""(bytearray\()?b(['"])((?:\\.|(?!\2).)*)\2(?(1)\))""")
+
+
+def unreadable(why: str) -> str:
+    """h11's words for a request it cannot read, worded as the websocket handshake's are
+    (`transport.UNREADABLE_HANDSHAKE`): what it quotes of the request without Python's
+    notation for bytes, whose escapes (`\\x00`) it keeps. Before, the answer read
+    `illegal header line: bytearray(b'X-API-Key: \\x00')`."""
+    return "the request cannot be read: " + _BYTES_QUOTED.sub(r"\3", why)

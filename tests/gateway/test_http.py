@@ -234,6 +234,22 @@ def test_unreadable_requests_are_refused_and_closed(data: bytes, status: int) ->
     run(scenario)
 
 
+def test_an_unreadable_requests_words_quote_it_without_pythons_bytes_notation() -> None:
+    """A header holding a control character is 400 worded as an unreadable websocket
+    handshake is: `the request cannot be read: illegal header line: X-API-Key: \\x00`, the
+    character escaped. (Before: h11's words as they are, `bytearray(b'X-API-Key: \\x00')`.)"""
+
+    async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /echo HTTP/1.1\r\nHost: x\r\nX-API-Key: \x00\r\n\r\n")
+        status, _, body = await asyncio.wait_for(read_response(reader), 5)
+        assert status == 400
+        assert body == b"the request cannot be read: illegal header line: X-API-Key: \\x00\n"
+        writer.close()
+
+    run(scenario)
+
+
 @pytest.mark.parametrize("version", ["1.2", "2.0", "0.9", "9.9"])
 def test_an_http_version_other_than_1_0_and_1_1_is_505_and_closed(version: str) -> None:
     """The testers' finding: h11 reads any `HTTP/d.d` request line, and `HTTP/1.2` was
