@@ -156,6 +156,8 @@ class Push(msgspec.Struct, gc=False):
 
 
 _Out = list[tuple[int, Push]]
+# A balance's change in a command: (its push's place in the pushes, ts_us, total, held)
+_Change = tuple[int, int, int, int]
 # (event, its index, the command's events, the pushes so far): what every handler is given
 # True from a handler: it took the next event too (a trade, its settlement right after it)
 _Handler = Callable[[Any, int, Sequence[Event], _Out], bool | None]
@@ -246,7 +248,7 @@ class ExecReporter:
         # same pass over the legs finds the fees) and sent when the settlement comes
         self._settlements: dict[tuple[str, int], list[tuple[int, Push]]] = {}
         # the call in progress's balances (see `reports`), which a settlement's handler adds to
-        self._changed: dict[tuple[int, str], tuple[int, Any]] = {}
+        self._changed: dict[tuple[int, str], _Change] = {}
         # The exec pushes of the last `reports` call that accept or close an order: all that
         # `OrderHistory.record` learns from, without walking the balances and settlements.
         self.order_reports: list[tuple[int, Push]] = []
@@ -321,19 +323,22 @@ class ExecReporter:
             if count == 2 and type(change) is BalanceChanged:  # the hold of a buy moved
                 amend = [self._amended(events[0], epoch)]
                 if change.account > 0:
-                    self._balances(amend, (((change.account, change.asset), (1, change)),), epoch)
+                    key = change.account, change.asset
+                    self._balances(
+                        amend, ((key, (1, change.ts_us, change.total, change.held)),), epoch
+                    )
                 return amend
         # A balance is pushed once, in the place of the command's last change of it
-        # (docs/protocol.md §8.3): `balances` maps (account, asset) to that change (its
-        # `BalanceChanged`, or the `TradeSettled` that carries it), with the length of `out`
-        # when it came (its place), moved to the end at each change: so its order is that of
-        # the last changes, and the places never decrease along it.
+        # (docs/protocol.md §8.3): `balances` maps (account, asset) to that change (`_Change`:
+        # the length of `out` when it came, its place, then what its `BalanceChanged`, or the
+        # `TradeSettled` that carries it, says), moved to the end at each change: so its order
+        # is that of the last changes, and the places never decrease along it.
         out: list[Any] = []
         self._command = command
         self._quote_set = quote_set
         self._epoch = epoch
         handlers = self._handlers
-        balances: dict[tuple[int, str], tuple[int, Any]] = {}
+        balances: dict[tuple[int, str], _Change] = {}
         self._changed = balances  # where a settlement's handler puts the balances it carries
         typed: Sequence[Any] = events  # each handler knows its event's type: no narrowing
         steps = enumerate(typed)
@@ -346,7 +351,7 @@ class ExecReporter:
                     # changed again: its push moves to this change (`in`, not a `pop` call)
                     if key in balances:
                         del balances[key]  # noqa: RUF051
-                    balances[key] = len(out), event
+                    balances[key] = len(out), event.ts_us, event.total, event.held
                 continue
             handler = handlers.get(kind)
             if handler is not None and handler(event, index, events, out):
@@ -358,34 +363,26 @@ class ExecReporter:
         return out
 
     def _balances(
-        self,
-        out: list[Any],
-        changes: Iterable[tuple[tuple[int, str], tuple[int, Any]]],
-        epoch: int,
+        self, out: list[Any], changes: Iterable[tuple[tuple[int, str], _Change]], epoch: int
     ) -> None:
-        """Each balance's last change in the command, ((account, asset), (its place in `out`,
-        its event)), becomes its push, inserted at that place. One call per command, not per
-        balance (a trade changes four). `changes` come last first (places never increase
-        along them, equal places in reverse order), so every place is still that of `out` as
-        it was. The event is the balance's `BalanceChanged` or the `TradeSettled` carrying it."""
+        """Each balance's last change in the command, ((account, asset), `_Change`), becomes
+        its push, inserted at its place. One call per command, not per balance (a trade
+        changes four). `changes` come last first (places never increase along them, equal
+        places in reverse order), so every place is still that of `out` as it was."""
         strings_of = self.balance_strings
-        for (account, asset), (place, event) in changes:
+        for (account, asset), (place, ts_us, total, held) in changes:
             try:  # a subscript, not `get` and a test: a try costs nothing unless raised
                 strings, fill = strings_of[asset]
             except KeyError:  # the asset's first balance
                 strings, fill = self._balance_strings(asset)
-            if type(event) is BalanceChanged:
-                total, held = event.total, event.held  # not `.available`: a property's call
-            else:  # a trade's settlement: one of its parties' base or quote
-                total, held = event.balance(account, asset)
-            available = total - held
+            available = total - held  # not `BalanceChanged.available`: a property's call
             data = BalanceReport(
                 asset,
                 strings.get(total) or fill(total),
                 strings.get(available) or fill(available),
                 strings.get(held) or fill(held),
             )
-            out.insert(place, (account, Push(CHANNEL, 0, epoch, "balance", event.ts_us, data)))
+            out.insert(place, (account, Push(CHANNEL, 0, epoch, "balance", ts_us, data)))
 
     # ----------------------------------------------------------------- the handlers
 
@@ -422,14 +419,33 @@ class ExecReporter:
 
     def _settled_balances(self, settled: TradeSettled, place: int) -> None:
         """The balances a settlement carries change at `place`, right after its pushes (where
-        a `BalanceChanged` of each came): the buyer's base and quote, then the seller's."""
+        a `BalanceChanged` of each came): the buyer's base and quote, then the seller's. Each
+        is taken from the event here, as `_Change`: no call of `TradeSettled.balance` and no
+        test of the event's type per balance pushed."""
         balances = self._changed
         buyer, seller, base, quote = settled.buyer, settled.seller, settled.base, settled.quote
-        keys = ((buyer, base), (buyer, quote), (seller, base), (seller, quote))
-        for key in keys if seller != buyer else keys[:2]:  # a self-trade's two, once each
+        ts_us = settled.ts_us
+        changes = [
+            ((buyer, base), (place, ts_us, settled.buyer_base_total, settled.buyer_base_held)),
+            ((buyer, quote), (place, ts_us, settled.buyer_quote_total, settled.buyer_quote_held)),
+        ]
+        if seller != buyer:  # a self-trade's two, once each
+            changes.append(
+                (
+                    (seller, base),
+                    (place, ts_us, settled.seller_base_total, settled.seller_base_held),
+                )
+            )
+            changes.append(
+                (
+                    (seller, quote),
+                    (place, ts_us, settled.seller_quote_total, settled.seller_quote_held),
+                )
+            )
+        for key, change in changes:
             if key in balances:  # changed again: its push moves to this change
                 del balances[key]
-            balances[key] = place, settled
+            balances[key] = change
 
     def _on_accepted(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
         # `_report` inlined for a new order (nothing filled: leaves = qty, avg_px 0): a call
