@@ -321,13 +321,9 @@ class ExecReporter:
                 return [self._amended(events[0], epoch)]
             change = events[1]
             if count == 2 and type(change) is BalanceChanged:  # the hold of a buy moved
-                amend = [self._amended(events[0], epoch)]
-                if change.account > 0:
-                    key = change.account, change.asset
-                    self._balances(
-                        amend, ((key, (1, change.ts_us, change.total, change.held)),), epoch
-                    )
-                return amend
+                if change.account > 0:  # (the venue's own accounts have no stream)
+                    return [self._amended(events[0], epoch), self._balance(change, epoch)]
+                return [self._amended(events[0], epoch)]
         # A balance is pushed once, in the place of the command's last change of it
         # (docs/protocol.md §8.3): `balances` maps (account, asset) to that change (`_Change`:
         # the length of `out` when it came, its place, then what its `BalanceChanged`, or the
@@ -383,6 +379,24 @@ class ExecReporter:
                 strings.get(held) or fill(held),
             )
             out.insert(place, (account, Push(CHANNEL, 0, epoch, "balance", ts_us, data)))
+
+    def _balance(self, change: BalanceChanged, epoch: int) -> tuple[int, Push]:
+        """The push of one balance as `change` left it: `_balances` for a requote's one
+        balance (a bid's hold), without its loop over (key, change) tuples made for it."""
+        asset = change.asset
+        try:  # a subscript (see `_balances`)
+            strings, fill = self.balance_strings[asset]
+        except KeyError:
+            strings, fill = self._balance_strings(asset)
+        total, held = change.total, change.held
+        available = total - held  # not `BalanceChanged.available`: a property's call
+        data = BalanceReport(
+            asset,
+            strings.get(total) or fill(total),
+            strings.get(available) or fill(available),
+            strings.get(held) or fill(held),
+        )
+        return change.account, Push(CHANNEL, 0, epoch, "balance", change.ts_us, data)
 
     # ----------------------------------------------------------------- the handlers
 
