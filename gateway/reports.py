@@ -316,14 +316,25 @@ class ExecReporter:
         if self.order_reports:  # a new list only when the last one was used
             self.order_reports = []
         count = len(events)
-        if count and type(events[0]) is OrderAmended:  # most commands: a maker's requote
+        first = events[0] if count else None
+        if type(first) is OrderAmended:  # most commands: a maker's requote
             if count == 1:
-                return [self._amended(events[0], epoch)]
+                return [self._amended(first, epoch)]
             change = events[1]
             if count == 2 and type(change) is BalanceChanged:  # the hold of a buy moved
                 if change.account > 0:  # (the venue's own accounts have no stream)
-                    return [self._amended(events[0], epoch), self._balance(change, epoch)]
-                return [self._amended(events[0], epoch)]
+                    return [self._amended(first, epoch), self._balance(change, epoch)]
+                return [self._amended(first, epoch)]
+        elif count == 2 and type(first) is OrderAccepted:  # an order that rests, and its hold
+            change = events[1]
+            if type(change) is BalanceChanged:  # no loop, no table of balances for its one
+                self._quote_set = quote_set
+                self._epoch = epoch
+                accepted: list[Any] = []
+                self._on_accepted(first, 0, events, accepted)
+                if change.account > 0:
+                    accepted.append(self._balance(change, epoch))
+                return accepted
         # A balance is pushed once, in the place of the command's last change of it
         # (docs/protocol.md §8.3): `balances` maps (account, asset) to that change (`_Change`:
         # the length of `out` when it came, its place, then what its `BalanceChanged`, or the
