@@ -450,27 +450,28 @@ class ExecReporter:
         balances = self._changed
         buyer, seller, base, quote = settled.buyer, settled.seller, settled.base, settled.quote
         ts_us = settled.ts_us
-        changes = [
-            ((buyer, base), (place, ts_us, settled.buyer_base_total, settled.buyer_base_held)),
-            ((buyer, quote), (place, ts_us, settled.buyer_quote_total, settled.buyer_quote_held)),
-        ]
-        if seller != buyer:  # a self-trade's two, once each
-            changes.append(
-                (
-                    (seller, base),
-                    (place, ts_us, settled.seller_base_total, settled.seller_base_held),
-                )
-            )
-            changes.append(
-                (
-                    (seller, quote),
-                    (place, ts_us, settled.seller_quote_total, settled.seller_quote_held),
-                )
-            )
-        for key, change in changes:
-            if key in balances:  # changed again: its push moves to this change
+        buyer_base, buyer_quote = (buyer, base), (buyer, quote)
+        seller_base, seller_quote = (seller, base), (seller, quote)
+        # changed before in the command: its push moves to this change, so first out of the
+        # table, then back in at its end, in this order (a self-trade's two, once each)
+        for key in (buyer_base, buyer_quote, seller_base, seller_quote):
+            if key in balances:
                 del balances[key]
-            balances[key] = change
+        balances[buyer_base] = place, ts_us, settled.buyer_base_total, settled.buyer_base_held
+        balances[buyer_quote] = place, ts_us, settled.buyer_quote_total, settled.buyer_quote_held
+        if seller != buyer:
+            balances[seller_base] = (
+                place,
+                ts_us,
+                settled.seller_base_total,
+                settled.seller_base_held,
+            )
+            balances[seller_quote] = (
+                place,
+                ts_us,
+                settled.seller_quote_total,
+                settled.seller_quote_held,
+            )
 
     def _on_accepted(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
         # `_report` inlined for a new order (nothing filled: leaves = qty, avg_px 0): a call
