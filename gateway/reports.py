@@ -200,6 +200,9 @@ class _Tracked:
         self.value = value  # the sum of price x qty over fills: avg_px = value / cum_qty
 
 
+_new_tracked = object.__new__  # a `_Tracked` not yet initialized (see `_on_accepted`)
+
+
 class ExecReporter:
     """Turns the events of each executed command into private pushes, per account.
 
@@ -512,10 +515,16 @@ class ExecReporter:
             self._quote_set,
             None,
         )
-        # the new report is the template of the order's later ones (see `_Tracked`)
-        self.orders[event.order_id] = _Tracked(
-            event.account, event.symbol, data, _NEW, event.qty, event.qty, 0, 0
-        )
+        # The new report is the template of the order's later ones (see `_Tracked`). Made
+        # without `_Tracked.__init__`: a class call runs its Python `__init__` in a frame of
+        # its own, and its eight stores cost the same here.
+        self.orders[event.order_id] = tracked = _new_tracked(_Tracked)
+        tracked.account = event.account
+        tracked.symbol = event.symbol
+        tracked.report = data
+        tracked.status = _NEW
+        tracked.qty = tracked.leaves_qty = event.qty
+        tracked.cum_qty = tracked.value = 0
         report = event.account, Push(CHANNEL, 0, self._epoch, "exec", event.ts_us, data)
         out.append(report)
         self.order_reports.append(report)
