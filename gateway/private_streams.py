@@ -359,19 +359,21 @@ def sequence(
             out.append((stream, [_encode(push), _encode(last)]))
         return
     encode = _encode
-    gathered: dict[int, list[bytes]] = {}  # account -> its list in `out`
+    # account -> its entry in `out`: one look-up per push finds both its stream and its list
+    gathered: dict[int, tuple[PrivateStream, list[bytes]]] = {}
     for account, push in reports:
-        try:  # costs nothing unless raised: a subscript, not `get` and a test, per push
-            stream = streams[account]
-        except KeyError:  # the account's first push (not setdefault: a stream per push)
-            stream = streams[account] = PrivateStream()
-        seq = stream.assigned = stream.assigned + 1
-        push.seq = seq  # a struct's store costs about twice a slot's: the epoch came built in
-        payloads = gathered.get(account)
-        if payloads is None:  # the command's first push to the account
-            payloads = gathered[account] = []
-            out.append((stream, payloads))
-        payloads.append(encode(push))
+        entry = gathered.get(account)
+        if entry is None:  # the command's first push to the account
+            try:  # costs nothing unless raised: a subscript, not `get` and a test
+                stream = streams[account]
+            except KeyError:  # the account's first push (not setdefault: a stream per call)
+                stream = streams[account] = PrivateStream()
+            entry = gathered[account] = stream, []
+            out.append(entry)
+        stream = entry[0]
+        # a struct's store costs about twice a slot's: the epoch came built in
+        stream.assigned = push.seq = stream.assigned + 1
+        entry[1].append(encode(push))
 
 
 # ----------------------------------------------------------------- views

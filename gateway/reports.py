@@ -156,6 +156,8 @@ class Push(msgspec.Struct, gc=False):
 
 
 _Out = list[tuple[int, Push]]
+# A balance's change in a command: (its push's place in the pushes, ts_us, total, held)
+_Change = tuple[int, int, int, int]
 # (event, its index, the command's events, the pushes so far): what every handler is given
 # True from a handler: it took the next event too (a trade, its settlement right after it)
 _Handler = Callable[[Any, int, Sequence[Event], _Out], bool | None]
@@ -196,6 +198,9 @@ class _Tracked:
         self.leaves_qty = leaves_qty
         self.cum_qty = cum_qty
         self.value = value  # the sum of price x qty over fills: avg_px = value / cum_qty
+
+
+_new_tracked = object.__new__  # a `_Tracked` not yet initialized (see `_on_accepted`)
 
 
 class ExecReporter:
@@ -246,7 +251,7 @@ class ExecReporter:
         # same pass over the legs finds the fees) and sent when the settlement comes
         self._settlements: dict[tuple[str, int], list[tuple[int, Push]]] = {}
         # the call in progress's balances (see `reports`), which a settlement's handler adds to
-        self._changed: dict[tuple[int, str], tuple[int, Any]] = {}
+        self._changed: dict[tuple[int, str], _Change] = {}
         # The exec pushes of the last `reports` call that accept or close an order: all that
         # `OrderHistory.record` learns from, without walking the balances and settlements.
         self.order_reports: list[tuple[int, Push]] = []
@@ -314,26 +319,36 @@ class ExecReporter:
         if self.order_reports:  # a new list only when the last one was used
             self.order_reports = []
         count = len(events)
-        if count and type(events[0]) is OrderAmended:  # most commands: a maker's requote
+        first = events[0] if count else None
+        if type(first) is OrderAmended:  # most commands: a maker's requote
             if count == 1:
-                return [self._amended(events[0], epoch)]
+                return [self._amended(first, epoch)]
             change = events[1]
             if count == 2 and type(change) is BalanceChanged:  # the hold of a buy moved
-                amend = [self._amended(events[0], epoch)]
+                if change.account > 0:  # (the venue's own accounts have no stream)
+                    return [self._amended(first, epoch), self._balance(change, epoch)]
+                return [self._amended(first, epoch)]
+        elif count == 2 and type(first) is OrderAccepted:  # an order that rests, and its hold
+            change = events[1]
+            if type(change) is BalanceChanged:  # no loop, no table of balances for its one
+                self._quote_set = quote_set
+                self._epoch = epoch
+                accepted: list[Any] = []
+                self._on_accepted(first, 0, events, accepted)
                 if change.account > 0:
-                    self._balances(amend, (((change.account, change.asset), (1, change)),), epoch)
-                return amend
+                    accepted.append(self._balance(change, epoch))
+                return accepted
         # A balance is pushed once, in the place of the command's last change of it
-        # (docs/protocol.md §8.3): `balances` maps (account, asset) to that change (its
-        # `BalanceChanged`, or the `TradeSettled` that carries it), with the length of `out`
-        # when it came (its place), moved to the end at each change: so its order is that of
-        # the last changes, and the places never decrease along it.
+        # (docs/protocol.md §8.3): `balances` maps (account, asset) to that change (`_Change`:
+        # the length of `out` when it came, its place, then what its `BalanceChanged`, or the
+        # `TradeSettled` that carries it, says), moved to the end at each change: so its order
+        # is that of the last changes, and the places never decrease along it.
         out: list[Any] = []
         self._command = command
         self._quote_set = quote_set
         self._epoch = epoch
         handlers = self._handlers
-        balances: dict[tuple[int, str], tuple[int, Any]] = {}
+        balances: dict[tuple[int, str], _Change] = {}
         self._changed = balances  # where a settlement's handler puts the balances it carries
         typed: Sequence[Any] = events  # each handler knows its event's type: no narrowing
         steps = enumerate(typed)
@@ -346,7 +361,7 @@ class ExecReporter:
                     # changed again: its push moves to this change (`in`, not a `pop` call)
                     if key in balances:
                         del balances[key]  # noqa: RUF051
-                    balances[key] = len(out), event
+                    balances[key] = len(out), event.ts_us, event.total, event.held
                 continue
             handler = handlers.get(kind)
             if handler is not None and handler(event, index, events, out):
@@ -358,34 +373,44 @@ class ExecReporter:
         return out
 
     def _balances(
-        self,
-        out: list[Any],
-        changes: Iterable[tuple[tuple[int, str], tuple[int, Any]]],
-        epoch: int,
+        self, out: list[Any], changes: Iterable[tuple[tuple[int, str], _Change]], epoch: int
     ) -> None:
-        """Each balance's last change in the command, ((account, asset), (its place in `out`,
-        its event)), becomes its push, inserted at that place. One call per command, not per
-        balance (a trade changes four). `changes` come last first (places never increase
-        along them, equal places in reverse order), so every place is still that of `out` as
-        it was. The event is the balance's `BalanceChanged` or the `TradeSettled` carrying it."""
+        """Each balance's last change in the command, ((account, asset), `_Change`), becomes
+        its push, inserted at its place. One call per command, not per balance (a trade
+        changes four). `changes` come last first (places never increase along them, equal
+        places in reverse order), so every place is still that of `out` as it was."""
         strings_of = self.balance_strings
-        for (account, asset), (place, event) in changes:
+        for (account, asset), (place, ts_us, total, held) in changes:
             try:  # a subscript, not `get` and a test: a try costs nothing unless raised
                 strings, fill = strings_of[asset]
             except KeyError:  # the asset's first balance
                 strings, fill = self._balance_strings(asset)
-            if type(event) is BalanceChanged:
-                total, held = event.total, event.held  # not `.available`: a property's call
-            else:  # a trade's settlement: one of its parties' base or quote
-                total, held = event.balance(account, asset)
-            available = total - held
+            available = total - held  # not `BalanceChanged.available`: a property's call
             data = BalanceReport(
                 asset,
                 strings.get(total) or fill(total),
                 strings.get(available) or fill(available),
                 strings.get(held) or fill(held),
             )
-            out.insert(place, (account, Push(CHANNEL, 0, epoch, "balance", event.ts_us, data)))
+            out.insert(place, (account, Push(CHANNEL, 0, epoch, "balance", ts_us, data)))
+
+    def _balance(self, change: BalanceChanged, epoch: int) -> tuple[int, Push]:
+        """The push of one balance as `change` left it: `_balances` for a requote's one
+        balance (a bid's hold), without its loop over (key, change) tuples made for it."""
+        asset = change.asset
+        try:  # a subscript (see `_balances`)
+            strings, fill = self.balance_strings[asset]
+        except KeyError:
+            strings, fill = self._balance_strings(asset)
+        total, held = change.total, change.held
+        available = total - held  # not `BalanceChanged.available`: a property's call
+        data = BalanceReport(
+            asset,
+            strings.get(total) or fill(total),
+            strings.get(available) or fill(available),
+            strings.get(held) or fill(held),
+        )
+        return change.account, Push(CHANNEL, 0, epoch, "balance", change.ts_us, data)
 
     # ----------------------------------------------------------------- the handlers
 
@@ -422,14 +447,34 @@ class ExecReporter:
 
     def _settled_balances(self, settled: TradeSettled, place: int) -> None:
         """The balances a settlement carries change at `place`, right after its pushes (where
-        a `BalanceChanged` of each came): the buyer's base and quote, then the seller's."""
+        a `BalanceChanged` of each came): the buyer's base and quote, then the seller's. Each
+        is taken from the event here, as `_Change`: no call of `TradeSettled.balance` and no
+        test of the event's type per balance pushed."""
         balances = self._changed
         buyer, seller, base, quote = settled.buyer, settled.seller, settled.base, settled.quote
-        keys = ((buyer, base), (buyer, quote), (seller, base), (seller, quote))
-        for key in keys if seller != buyer else keys[:2]:  # a self-trade's two, once each
-            if key in balances:  # changed again: its push moves to this change
+        ts_us = settled.ts_us
+        buyer_base, buyer_quote = (buyer, base), (buyer, quote)
+        seller_base, seller_quote = (seller, base), (seller, quote)
+        # changed before in the command: its push moves to this change, so first out of the
+        # table, then back in at its end, in this order (a self-trade's two, once each)
+        for key in (buyer_base, buyer_quote, seller_base, seller_quote):
+            if key in balances:
                 del balances[key]
-            balances[key] = place, settled
+        balances[buyer_base] = place, ts_us, settled.buyer_base_total, settled.buyer_base_held
+        balances[buyer_quote] = place, ts_us, settled.buyer_quote_total, settled.buyer_quote_held
+        if seller != buyer:
+            balances[seller_base] = (
+                place,
+                ts_us,
+                settled.seller_base_total,
+                settled.seller_base_held,
+            )
+            balances[seller_quote] = (
+                place,
+                ts_us,
+                settled.seller_quote_total,
+                settled.seller_quote_held,
+            )
 
     def _on_accepted(self, event: Any, index: int, events: Sequence[Event], out: _Out) -> None:
         # `_report` inlined for a new order (nothing filled: leaves = qty, avg_px 0): a call
@@ -470,10 +515,16 @@ class ExecReporter:
             self._quote_set,
             None,
         )
-        # the new report is the template of the order's later ones (see `_Tracked`)
-        self.orders[event.order_id] = _Tracked(
-            event.account, event.symbol, data, _NEW, event.qty, event.qty, 0, 0
-        )
+        # The new report is the template of the order's later ones (see `_Tracked`). Made
+        # without `_Tracked.__init__`: a class call runs its Python `__init__` in a frame of
+        # its own, and its eight stores cost the same here.
+        self.orders[event.order_id] = tracked = _new_tracked(_Tracked)
+        tracked.account = event.account
+        tracked.symbol = event.symbol
+        tracked.report = data
+        tracked.status = _NEW
+        tracked.qty = tracked.leaves_qty = event.qty
+        tracked.cum_qty = tracked.value = 0
         report = event.account, Push(CHANNEL, 0, self._epoch, "exec", event.ts_us, data)
         out.append(report)
         self.order_reports.append(report)
