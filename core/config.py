@@ -99,6 +99,10 @@ class LimitsSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # the share of `connections_max` public connections (/ws/public, the web page, unsigned
     # REST) may not use: kept for trading sessions (gateway.limits: why this number)
     connections_reserved_pct: Annotated[int, msgspec.Meta(ge=0, le=90)] = 10
+    # connections per client IP that may wait in that share before they are a trading
+    # session's (a /ws/trade one until it logs on, any until its first request says what it
+    # is); past it, a public place or a refusal (gateway.limits: why this number)
+    pending_per_ip_max: Annotated[int, msgspec.Meta(ge=1, le=1_000)] = 8
     # REST's unsigned requests (public reads) per client IP, all its connections together;
     # its burst is twice this (gateway.limits: why this number)
     unsigned_rate_per_ip_per_s: PositiveLimit = 1_000

@@ -63,6 +63,13 @@ CONNECTIONS_MAX = 10_000
 # idle market-data connections (40 addresses x 256 fill 10,000) cannot shut the traders
 # out. 10%: 1,000 of the default, 16 connections for each of ~60 accounts. `[limits]`.
 CONNECTIONS_RESERVED_PCT = 10
+# A connection not yet a trading session's (from its accept until its first request says it
+# is public or a signed REST request's, and a `/ws/trade` one until it logs on) waits in the
+# reserve only within this many per client IP (an IPv6 one by its /64), past them in a public
+# place if one is free, else it is refused: a trader's bot opening a few connections at once
+# fits, while a handful of addresses that never log on hold a few dozen of the reserve's
+# places, not all (10 s each, 35 a second from 4 addresses filled 1,000). `[limits]`.
+PENDING_PER_IP_MAX = 8
 # Open files the venue keeps besides its connections: journal, snapshots, SQLite and its WAL,
 # logs, NATS and PostgreSQL sockets, the listening sockets, the event loop's own; ample room.
 # `venue serve` needs `connections_max` plus this under its open-file limit (RLIMIT_NOFILE).
@@ -335,8 +342,10 @@ class ConnectionCounts:
     while fewer than `refused_held_max` are: `hold_refused`). An admitted connection that
     turns out to be public (`/ws/public`, the web page, unsigned REST) is counted among the
     public ones too (`admit_public`), which may fill `connections_max` only up to
-    `public_max`: the rest, `reserved_pct` of it, is kept for trading sessions. Pure: the
-    transport asks at accept and at the first request, and tells at close."""
+    `public_max`: the rest, `reserved_pct` of it, is kept for trading sessions. One not yet
+    classified (nor a logged-on `/ws/trade` one) may use that rest only within its IP's
+    `pending_per_ip_max` (`admit_pending`). Pure: the transport asks at accept, at the first
+    request and at logon, and tells at close."""
 
     def __init__(
         self,
@@ -344,6 +353,7 @@ class ConnectionCounts:
         total_max: int = CONNECTIONS_MAX,
         refused_held_max: int = REFUSED_HELD_MAX,
         reserved_pct: int = CONNECTIONS_RESERVED_PCT,
+        pending_per_ip_max: int = PENDING_PER_IP_MAX,
     ) -> None:
         assert per_ip_max > 0 and total_max > 0, f"caps must be positive: {per_ip_max}, {total_max}"
         assert 0 <= reserved_pct < 100, f"a reserve is 0 to 99% of the cap, not {reserved_pct}"
@@ -356,6 +366,11 @@ class ConnectionCounts:
         self.refused_held_max = refused_held_max
         self.refused_held = 0  # refused connections awaiting their answer
         self._per_ip: dict[str, int] = {}  # only IPs with an open connection: bounded by total
+        assert pending_per_ip_max > 0, f"pending_per_ip_max must be positive: {pending_per_ip_max}"
+        self.pending_per_ip_max = pending_per_ip_max
+        # connections in the reserve that are not a trading session's yet, per IP (only IPs
+        # with one: bounded by total)
+        self._pending_per_ip: dict[str, int] = {}
 
     def admit(self, ip: str) -> str | None:
         """Count a new connection from `ip` and return None, or return why it is refused
@@ -395,6 +410,39 @@ class ConnectionCounts:
         """A connection counted as public closed, or became a trading session's."""
         assert self.public > 0, "released more public connections than admitted"
         self.public -= 1
+
+    def admit_pending(self, ip: str) -> str | None:
+        """Count an admitted connection from `ip` that is not a trading session's yet among
+        those waiting in the reserve and return None; or return why it may not wait there
+        (one line, for the client) and count nothing: its IP has `pending_per_ip_max` there
+        already (the caller then tries a public place)."""
+        waiting = self._pending_per_ip.get(ip, 0)
+        if waiting >= self.pending_per_ip_max:
+            kept = self.total_max - self.public_max
+            return (
+                f"the venue has its most public connections ({self.public_max}), and at most"
+                f" {self.pending_per_ip_max} connections from one address may wait to log on"
+                f" in the {kept} kept for /ws/trade and signed REST; retry later"
+            )
+        self._pending_per_ip[ip] = waiting + 1
+        return None
+
+    def release_pending(self, ip: str) -> None:
+        """A connection counted by `admit_pending` closed, or is classified now."""
+        waiting = self._pending_per_ip[ip]
+        assert waiting > 0, f"{ip} released more pending connections than admitted"
+        if waiting == 1:
+            del self._pending_per_ip[ip]
+        else:
+            self._pending_per_ip[ip] = waiting - 1
+
+    def pending_from(self, ip: str) -> int:
+        return self._pending_per_ip.get(ip, 0)
+
+    @property
+    def pending(self) -> int:
+        """The connections waiting in the reserve, from every IP (for tests and stats)."""
+        return sum(self._pending_per_ip.values())
 
     def hold_refused(self) -> bool:
         """Hold a refused connection until it is answered (True), or not: closed at once."""

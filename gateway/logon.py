@@ -114,6 +114,9 @@ class Logons:
             self._reply_error(session, request, E.PERMISSION_DENIED, msg)
             return
         session.key = key
+        # a trading session's now: it leaves its IP's allowance in the reserve, or the public
+        # place it waited in (`transport.Connection.hold_trading`)
+        session.websocket.hold_trading()
         logged_on = {"session": session.id, "peer": peer(session), "account": key.account}
         log.info("logged on", extra=logged_on | {"api_key": key.key})
         self._reply(session, request, {"account": key.account, "scopes": sorted(key.scopes)}, t_in)

@@ -233,6 +233,7 @@ class VenueServer:
                     self.config.limits.connections_per_ip_max,
                     self.config.limits.connections_max,
                     reserved_pct=self.config.limits.connections_reserved_pct,
+                    pending_per_ip_max=self.config.limits.pending_per_ip_max,
                 ),
                 public_routes=("/ws/public",),  # /ws/trade: closed unless it logs on in 10 s
             )

@@ -10,7 +10,9 @@ errors 1002) plus UTF-8 of text messages (1007), pongs, keepalive pings (no answ
 peer's address and, at accept, the caps on open connections per IP and in total
 (`limits.ConnectionCounts`: one past them is answered 503 at its first request, then
 closed), and at the first request, the cap on public ones (a `public_routes` handshake here;
-the handler's plain HTTP through `hold_public`), which keeps a share for trading sessions.
+the handler's plain HTTP through `hold_public`), which keeps a share for trading sessions;
+a connection not classified yet (nor logged on: the handler's `hold_trading`) waits in that
+share only within its IP's allowance (`ConnectionCounts.admit_pending`).
 Each whole message goes to `Handler.on_frame` inside `data_received`: no
 task, queue or future per message, where the library's asyncio server spent most of its
 per-frame time (`venue bench ws-layer`); the usual frame (whole, masked text) is read by
@@ -119,7 +121,10 @@ class Connection(asyncio.Protocol):
         self.counted_ip: str | None = None
         self.refused_held = False  # refused, and counted among those held to be answered
         self.public_held = False  # admitted, and counted among the public connections too
-        self.trading = False  # a trading session's (signed REST): never counted as public
+        self.trading = False  # a trading session's (signed REST, logged on): never public
+        # Not classified yet (nor logged on) and waiting in the reserve: its IP, counted by
+        # `ConnectionCounts.admit_pending` until it is classified or closes; else None.
+        self.pending_ip: str | None = None
         self.context: Any = None  # the handler's own state for this connection
         self.paused = False
         self.opened = False  # upgraded: the handler saw `on_open`
@@ -212,15 +217,44 @@ class Connection(asyncio.Protocol):
             return None
         refusal = self.listener.counts.admit_public()
         self.public_held = refusal is None
+        if self.public_held:
+            self._release_pending()
         return refusal
 
     def hold_trading(self) -> None:
-        """This connection is a trading session's (a validly signed REST request): it needs
-        no public place from now on, and gives back the one it held, if any."""
+        """This connection is a trading session's (a validly signed REST request, a logon):
+        it needs no public place from now on, and gives back the one it held, if any, or its
+        place among its IP's waiting in the reserve."""
         self.trading = True
+        self._release_pending()
         if self.public_held:
             self.public_held = False
             self.listener.counts.release_public()
+
+    def _admit(self, ip: str) -> str | None:
+        """Count a new connection from `ip` (`ConnectionCounts`): None, or why it is refused.
+        Not a trading session's yet, it waits in the reserve within its IP's allowance
+        (`admit_pending`), else in a public place if one is free, else it is refused: so
+        connections that never log on (or stall their first request) cannot fill the reserve."""
+        counts = self.listener.counts
+        refusal = counts.admit(ip)
+        if refusal is not None:
+            return refusal
+        refusal = counts.admit_pending(ip)
+        if refusal is None:
+            self.pending_ip = ip
+        elif counts.admit_public() is None:
+            self.public_held = True
+        else:
+            counts.release(ip)
+            return refusal
+        self.counted_ip = ip
+        return None
+
+    def _release_pending(self) -> None:
+        if self.pending_ip is not None:
+            self.listener.counts.release_pending(self.pending_ip)
+            self.pending_ip = None
 
     def refuse(self, exchange: http.Exchange, refusal: str) -> None:
         """Answer a plain HTTP request refused for the caps (`refusal` says which) 503 with
@@ -240,9 +274,8 @@ class Connection(asyncio.Protocol):
         self.listener.connections.add(self)
         # (host, port, ...); None: a unix socket. Counted by its key: an IPv6 host by its /64
         ip = address_key(str(self.peer[0])) if self.peer else ""
-        self.refusal = self.listener.counts.admit(ip)
+        self.refusal = self._admit(ip)
         if self.refusal is None:
-            self.counted_ip = ip
             self._set_timer(HANDSHAKE_TIMEOUT_S, self.abort)
         elif self.listener.counts.hold_refused():  # briefly: for the request it answers
             self.refused_held = True
@@ -430,6 +463,7 @@ class Connection(asyncio.Protocol):
         if self.public_held:
             self.listener.counts.release_public()
             self.public_held = False
+        self._release_pending()
         if self._timer is not None:
             self._timer.cancel()
         if self.http is not None:

@@ -322,3 +322,14 @@ def test_a_connections_reserve_out_of_range_is_an_error(tmp_path: Path, value: i
         config.load(write(tmp_path, f"[limits]\nconnections_reserved_pct = {value}\n"))
     loaded = config.load(write(tmp_path, "[limits]\nconnections_reserved_pct = 90\n"))
     assert loaded.limits.connections_reserved_pct == 90
+
+
+@pytest.mark.parametrize("value", [0, 1001])
+def test_a_pending_allowance_out_of_range_is_an_error(tmp_path: Path, value: int) -> None:
+    """`[limits] pending_per_ip_max` is 1 to 1,000: 0 would refuse every `/ws/trade`
+    connection while the public places are full; above, the allowance guards nothing."""
+    with pytest.raises(config.ConfigError, match=r"limits\.pending_per_ip_max"):
+        config.load(write(tmp_path, f"[limits]\npending_per_ip_max = {value}\n"))
+    assert config.load(write(tmp_path, "[limits]\n")).limits.pending_per_ip_max == 8
+    loaded = config.load(write(tmp_path, "[limits]\npending_per_ip_max = 1000\n"))
+    assert loaded.limits.pending_per_ip_max == 1000

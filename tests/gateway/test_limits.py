@@ -432,3 +432,24 @@ def test_address_buckets_check_without_taking_and_charge_a_cost() -> None:
     assert buckets.retry_after_ms("192.0.2.1", 0, 500) == 500
     assert buckets.take("192.0.2.1", 0, 500) == 500  # refused: still empty
     assert buckets.take("192.0.2.2", 0, 500) == 0  # another IP's own bucket
+
+
+def test_connections_not_yet_a_trading_sessions_wait_in_the_reserve_within_an_allowance() -> None:
+    """`admit_pending`: at most `pending_per_ip_max` connections per IP wait in the reserve
+    before they are classified or log on; one more is refused (counting nothing), another
+    IP has its own; a release frees a place, and an IP with none is forgotten."""
+    from gateway.limits import ConnectionCounts
+
+    counts = ConnectionCounts(total_max=10, reserved_pct=30, pending_per_ip_max=2)
+    assert counts.admit_pending("10.0.0.1") is None and counts.admit_pending("10.0.0.1") is None
+    assert counts.admit_pending("10.0.0.1") == (
+        "the venue has its most public connections (7), and at most 2 connections from one"
+        " address may wait to log on in the 3 kept for /ws/trade and signed REST; retry later"
+    )
+    assert counts.admit_pending("10.0.0.2") is None
+    assert (counts.pending_from("10.0.0.1"), counts.pending) == (2, 3)
+    counts.release_pending("10.0.0.1")
+    assert counts.admit_pending("10.0.0.1") is None
+    for ip in ("10.0.0.1", "10.0.0.1", "10.0.0.2"):
+        counts.release_pending(ip)
+    assert counts.pending == 0 and counts._pending_per_ip == {}

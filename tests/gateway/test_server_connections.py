@@ -60,10 +60,10 @@ async def opened(port: int, ip: str, request: bytes) -> tuple[Head, Opened]:
     return (status, headers), (reader, writer)
 
 
-def upgrade() -> bytes:
+def upgrade(route: str = "/ws/public") -> bytes:
     key = base64.b64encode(os.urandom(16)).decode()
     return (
-        "GET /ws/public HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"GET {route} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     ).encode()
 
@@ -670,5 +670,124 @@ def test_the_reserve_is_configured_and_a_signed_request_gives_back_its_public_pl
                 writer.close()
         finally:
             await server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
+
+
+TRADE = "/ws/trade"
+PENDING_WORDS = (
+    "the venue has its most public connections (10), and at most 2 connections from one"
+    " address may wait to log on in the 10 kept for /ws/trade and signed REST; retry later\n"
+)
+
+
+async def fill_public(port: int, held: list[asyncio.StreamWriter]) -> None:
+    """Take the 10 public places of a venue of 20 at 50% (two addresses of 5)."""
+    for n in range(10):
+        (status, _), (_, writer) = await opened(port, f"127.0.0.{2 + n % 2}", upgrade())
+        assert status == 101, n
+        held.append(writer)
+
+
+def test_connections_that_never_log_on_use_the_reserve_only_within_their_ips_allowance(
+    tmp_path: Path,
+) -> None:
+    """A `/ws/trade` connection that has not logged on, or one that has sent no request yet,
+    waits in the reserve only within its IP's `[limits] pending_per_ip_max` (2 here); past
+    it, with the public places full, it is refused 503 with `Retry-After` at its first
+    request, while a trader from another address still logs on. (Before: such connections
+    took reserve places until it was full, each for 10 s or more: ~35 a second from 4
+    addresses kept a reserve of 1,000 full with no credentials.)"""
+
+    async def scenario() -> None:
+        server, port = await start(
+            tmp_path, 50, 20, connections_reserved_pct=50, pending_per_ip_max=2
+        )
+        held: list[asyncio.StreamWriter] = []
+        try:
+            await fill_public(port, held)
+            _, silent = await asyncio.open_connection(
+                "127.0.0.1", port, local_addr=("127.0.0.6", 0)
+            )  # sends nothing: waits in the reserve too
+            held.append(silent)
+            (status, _), (_, writer) = await opened(port, "127.0.0.6", upgrade(TRADE))
+            assert status == 101
+            held.append(writer)
+            for _ in range(3):  # the flood: no more of the reserve
+                assert await refused(port, "127.0.0.6", upgrade(TRADE)) == PENDING_WORDS
+            assert await refused(port, "127.0.0.6", TICKER) != ""  # nor as public: none free
+            assert server._server is not None
+            counts = server._server.counts
+            assert (counts.pending_from("127.0.0.6"), counts.total) == (2, 12)
+            trader = VenueClient(f"ws://127.0.0.1:{port}/ws/trade", refused_retries_max=0)
+            await trader.connect()
+            assert (await trader.logon(*KEYS["alpha"]))["account"] == 1
+            assert counts.pending_from("127.0.0.1") == 0  # a trading session's now
+            await trader.close()
+        finally:
+            for writer in held:
+                writer.close()
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
+
+
+def test_a_logon_or_a_close_frees_the_allowance_and_the_counts_return_to_zero(
+    tmp_path: Path,
+) -> None:
+    """An IP's allowance in the reserve (`pending_per_ip_max`, 2 here) is freed when one of
+    its connections logs on or closes; past it, a connection sits in a public place while
+    one is free and leaves it at logon. After a mix of closes (silent, mid-request, not
+    logged on, logged on, public, REST) every count is back to 0: nothing leaks."""
+
+    async def scenario() -> None:
+        server, port = await start(
+            tmp_path, 50, 20, connections_reserved_pct=50, pending_per_ip_max=2
+        )
+        assert server._server is not None
+        counts = server._server.counts
+        ip = "127.0.0.1"  # the SDK's
+        held: list[asyncio.StreamWriter] = []
+        try:
+            _, silent = await asyncio.open_connection("127.0.0.1", port)
+            half = (await asyncio.open_connection("127.0.0.1", port))[1]
+            half.write(b"GET /ws/trade HTTP/1.1\r\nHost")  # a head never finished
+            await until(lambda: counts.pending_from(ip) == 2)
+            traders = [VenueClient(f"ws://127.0.0.1:{port}/ws/trade") for _ in range(2)]
+            await traders[0].connect()  # past the allowance: a public place, one is free
+            await until(lambda: counts.public == 1)
+            for n in range(9):  # the rest of the public places
+                (status, _), (_, writer) = await opened(port, "127.0.0.2", upgrade())
+                assert status == 101, n
+                held.append(writer)
+            assert await refused(port, ip, upgrade(TRADE)) == PENDING_WORDS
+            silent.close()  # a close frees its place in the allowance
+            await until(lambda: counts.pending_from(ip) == 1)
+            await traders[1].connect()
+            assert await refused(port, ip, upgrade(TRADE)) == PENDING_WORDS
+            assert (await traders[1].logon(*KEYS["alpha"]))["account"] == 1
+            assert counts.pending_from(ip) == 1  # so does a logon
+            (status, _), (_, writer) = await opened(port, ip, upgrade(TRADE))
+            assert status == 101
+            held.append(writer)
+            assert (await traders[0].logon(*KEYS["beta"]))["account"] == 2
+            assert counts.public == 9  # the logon gave back its public place
+            (status, _), (_, public) = await opened(port, "127.0.0.3", upgrade())
+            assert status == 101
+            held.append(public)
+            half.close()  # mid-request: a place in the allowance again, for a signed request
+            await until(lambda: counts.pending_from(ip) == 1)
+            rest_trader = RestClient(f"http://127.0.0.1:{port}", *KEYS["taker"])
+            assert (await asyncio.to_thread(rest_trader.get, "/api/v1/balances")).status == 200
+            assert counts.pending_from(ip) == 1  # a trading session's: it left the allowance
+            rest_trader.close()
+            for trader in traders:
+                await trader.close()
+        finally:
+            for writer in held:
+                writer.close()
+        await until(lambda: (counts.total, counts.public, counts.pending) == (0, 0, 0))
+        assert counts._pending_per_ip == {}
+        await server.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
