@@ -446,8 +446,10 @@ def answer_with(exchange: Exchange, response: Any) -> None:
     exchange.respond(response.status_code, bytes(response.body or b""), content_type, extra)
 
 
-# h11 quotes the request with Python's notation for bytes: bytearray(b'...'), b'...'
-_BYTES_QUOTED = re.compile(r"""(bytearray\()?b(['"])((?:\\.|(?!\2).)*)\2(?(1)\))""")
+# h11 quotes the request with Python's notation for bytes: bytearray(b'...'), b'...' (a
+# backslash only as an escape's start: a pattern where it may match two ways backtracks
+# exponentially on a run of them)
+_BYTES_QUOTED = re.compile(r"""(bytearray\()?b(['"])((?:\\.|(?!\2)[^\\])*)\2(?(1)\))""")
 
 
 def unreadable(why: str) -> str:

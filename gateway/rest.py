@@ -379,9 +379,18 @@ class RestApi:
         address = self._address(answers, exchange)
         retry = self.server.unsigned_limiter.retry_after_ms(address, now_us(), cost)
         if retry:
+            self._as_public(answers)  # unproven: not left waiting in the reserve
             _respond_limited(exchange, retry, TOO_MANY_FROM_ADDRESS)
             return True
         return False
+
+    def _as_public(self, answers: "_Answers") -> None:
+        """A connection whose private request was refused before any good signature counts
+        as public from now on (it leaves its IP's places waiting in the reserve, which a
+        request every few seconds refused so would keep); with no public place left it is
+        closed once this answer is written."""
+        if answers.connection.hold_public() is not None:
+            answers.connection.close(POLICY_VIOLATION)  # plain HTTP: once answered
 
     def _refuse_signature(
         self, answers: "_Answers", exchange: Exchange, refused: AuthError, cost: int
@@ -390,8 +399,7 @@ class RestApi:
         bucket is empty (`_refused_by_address`), else its refusal. Not a trading session's,
         its connection needs a public place: with none left, it is closed after this answer
         (the refusal says more than a 503 would: the client can mend its signature)."""
-        if answers.connection.hold_public() is not None:
-            answers.connection.close(POLICY_VIOLATION)  # plain HTTP: once answered
+        self._as_public(answers)
         if self._refused_by_address(answers, exchange, cost):
             return
         if refused.retry_after_ms is not None:  # the nonces
@@ -436,6 +444,8 @@ class RestApi:
             await claim_cluster_wide(nonces, self.server.auth, api_key, nonce)
         except AuthError as refused:
             self._log_refusal(answers, api_key, exchange, refused)
+            if answers.connection.closed.done():
+                return  # gone meanwhile: nothing to answer, no place to count
             if refused.code is E.NONCE_REUSED:
                 self._refuse_signature(answers, exchange, refused, cost)
             else:  # unchecked: the venue's, not the client's, so charged nothing more

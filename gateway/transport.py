@@ -212,8 +212,9 @@ class Connection(asyncio.Protocol):
         """Count this connection among the public ones (`ConnectionCounts.admit_public`:
         those that may not use the share of the cap kept for trading sessions), once: None,
         or why it may not be one, which the caller answers (`refuse`). A trading session's
-        connection, or one counted already, is let through."""
-        if self.public_held or self.trading:
+        connection, or one counted already, is let through; so is a closed one, which counts
+        nothing any more (an answer decided after a close, a cluster's nonce claim, say)."""
+        if self.public_held or self.trading or self.closed.done():
             return None
         refusal = self.listener.counts.admit_public()
         self.public_held = refusal is None

@@ -9,6 +9,8 @@ import base64
 import contextlib
 import logging
 import os
+import socket
+import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import pytest
 from client.rest import RestClient
 from client.sdk import VenueClient
 from core import config as venue_config
+from gateway.auth import sign_request
 from gateway.server import VenueServer
 from tests.conftest import KEYS, SAMPLE_CONFIG, TEST_TIMEOUT_S
 
@@ -578,6 +581,100 @@ def test_a_traders_signed_read_gets_a_connection_when_the_public_places_are_take
         finally:
             for writer in held:
                 writer.close()
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
+
+
+def test_a_connection_refused_429_before_its_signature_waits_no_longer_in_the_reserve(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A private request refused 429 because its IP's bucket is spent, before its signature
+    is read, leaves its connection public: it does not keep one of its IP's places waiting in
+    the reserve (before: it kept it while it sent such a request every few seconds, past the
+    ~29 s a connection waits there at most)."""
+    from gateway import rest
+
+    clock = [time.time_ns() // 1_000]
+    monkeypatch.setattr(rest, "now_us", lambda: clock[0])
+
+    async def scenario() -> None:
+        server, port = await start(tmp_path, 100, 100, unsigned_rate_per_ip_per_s=10)
+        assert server._server is not None
+        counts = server._server.counts
+        held = []
+        try:
+            await answers(port, "127.0.0.7", [TICKER] * 40)  # half a token each: spent
+            for _ in range(3):
+                (status, _), (_, writer) = await opened(
+                    port, "127.0.0.7", badly_signed(BALANCES, clock[0])
+                )
+                assert status == 429
+                held.append(writer)
+            assert (counts.pending_from("127.0.0.7"), counts.public) == (0, 3)
+        finally:
+            for writer in held:
+                writer.close()
+            await server.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
+
+
+class _ReplayedNonces:
+    """A cluster's nonce store whose claims all say "used through another gateway" once the
+    test lets them answer (`answer`)."""
+
+    def __init__(self) -> None:
+        self.answer = asyncio.Event()
+        self.asked = 0
+        self.claimed = 0
+
+    async def claim(self, api_key: str, nonce: str) -> bool:
+        self.asked += 1
+        await self.answer.wait()
+        self.claimed += 1
+        return False
+
+
+def test_a_replay_refused_after_its_connection_closed_takes_no_public_place(
+    tmp_path: Path,
+) -> None:
+    """On a cluster's gateway a signed request waits for its nonce's claim; when the claim
+    says the nonce was used (`NONCE_REUSED`) after the client reset its connection, nothing
+    is counted for the connection gone (before: a public place taken and never given back,
+    so such replays could fill the public places)."""
+    from gateway import rest
+
+    async def scenario() -> None:
+        server, port = await start(tmp_path, 100, 100)
+        assert server._server is not None
+        counts = server._server.counts
+        nonces = _ReplayedNonces()
+        server.dispatcher.logons.shared_nonces = nonces  # type: ignore[assignment]
+        try:
+            api_key, secret = KEYS["taker"]
+            ts_us, nonce = rest.now_us(), f"n-{os.urandom(6).hex()}"
+            sig = sign_request(
+                secret, api_key, ts_us, nonce, 5000, "GET", "/api/v1/balances", "", b""
+            )
+            request = (
+                f"GET /api/v1/balances HTTP/1.1\r\nHost: x\r\nX-API-Key: {api_key}\r\n"
+                f"X-Timestamp: {ts_us}\r\nX-Nonce: {nonce}\r\nX-Recv-Window: 5000\r\n"
+                f"X-Signature: {sig}\r\n\r\n"
+            )
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request.encode())
+            await writer.drain()
+            await until(lambda: nonces.asked == 1)  # read, its nonce being claimed
+            linger = struct.pack("ii", 1, 0)  # a reset, not a close: no half-open wait
+            writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            writer.transport.abort()
+            await until(lambda: counts.total == 0)
+            nonces.answer.set()
+            await until(lambda: nonces.claimed == 1)
+            await asyncio.sleep(0.05)  # the claim's refusal handled
+            assert (counts.total, counts.public, counts.pending) == (0, 0, 0)
+        finally:
             await server.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
