@@ -7,12 +7,13 @@ durable; queries are computed when they arrive and released behind the commands 
 them, so no answer shows state that is not yet on disk. The parts: `gateway.sessions`
 (connections and their outboxes), `gateway.dispatch` (requests), `gateway.private_streams`
 (account pushes, cod, dms), `gateway.public_streams` (market data); the core is
-`core.venue_core`, reached through `core.bus`. This class only wires them together and is
-the core's listener: it routes each executed command and each durable batch to the parts.
+`core.venue_core`, reached through `core.bus`. This class only wires them together, starts
+and stops them, and is the core's listener: it routes each executed command and each durable
+batch to the parts. The transport's callbacks are `gateway.connection_handler`'s; what a start
+owes a run that did not stop cleanly is `gateway.unclean_stops`'.
 """
 
 import asyncio
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 from core import config as venue_config
 from core.bus import Bus, EmbeddedBus
 from core.journal import Journal
-from core.sequencer import Executed, Sequencer, describe_failure
+from core.sequencer import Executed, Sequencer
 from core.venue_core import (
     JOURNAL_FILE,
     LEDGER_FILE,
@@ -41,7 +42,7 @@ from engine.commands import (
     SetOrderCaps,
 )
 from engine.enums import CancelReason, TimeInForce
-from engine.events import OrderAccepted, OrderCanceled, SharesSplit, TradeExecuted
+from engine.events import OrderAccepted, SharesSplit, TradeExecuted
 from engine.venue import Venue
 from gateway import limits, transport
 from gateway.auth import ApiKey, Authenticator, KeyStore, KeyStoreError
@@ -52,6 +53,11 @@ from gateway.private_streams import AccountSubscription, Notice, PrivateStreams,
 from gateway.public_streams import PublicStreams
 from gateway.rest import RestApi
 from gateway.sessions import WRITE_BATCH_MAX, Session, Sessions
+from gateway.unclean_stops import (
+    cancel_on_disconnect_after_a_crash,
+    first_seq_of_start,
+    stop_unserved,
+)
 from settlement.ledger import Ledger
 
 if TYPE_CHECKING:  # (not imported: the one-process venue does without NATS)
@@ -203,7 +209,7 @@ class VenueServer:
 
     async def start(self, host: str, port: int) -> int:
         """Recover or build the venue, then listen; the port actually bound."""
-        first_seq = self._first_seq_of_start()
+        first_seq = first_seq_of_start(self.core)
         await self.core.start()
         cod_done = not self._embedded  # the crash's cod cancels are made (a cluster's: its core)
         try:
@@ -211,7 +217,7 @@ class VenueServer:
             self.private_streams.record_push_format(first_seq)
             self.public.start(self.bus.epoch)
             if self._embedded:  # the first commands of this start, if any
-                await self._cancel_on_disconnect_after_a_crash(first_seq)
+                await cancel_on_disconnect_after_a_crash(self.core, self.bus, first_seq)
                 cod_done = True
             await self.private_streams.arm_switches_of_dead_man_file()  # an older venue's
             self._server = await transport.serve(
@@ -229,59 +235,12 @@ class VenueServer:
                 public_routes=("/ws/public",),  # /ws/trade: closed unless it logs on in 10 s
             )
         except BaseException:
-            await self._stop_unserved(cod_done)
+            await stop_unserved(self.core, embedded=self._embedded, cod_done=cod_done)
             raise
         self.core.start_tasks()
         self.core.keep_task(asyncio.create_task(self.public.heartbeats()))
         bound: int = next(iter(self._server.sockets)).getsockname()[1]
         return bound
-
-    async def _stop_unserved(self, cod_done: bool) -> None:
-        """After a start that failed once the core had started (most often the listen: the
-        port taken since `venue serve` checked it): stop the core as `stop` does, so that its
-        journal is closed, its last snapshot written and the data directory's lock let go,
-        rather than left half running by a process that only reports the failure. Nothing
-        was accepted: the stop is clean once the cod cancels owed after a crash are made. A
-        failure of this stop is logged, and the start's own failure is the one raised."""
-        try:
-            if self._embedded:
-                await self.core.stop(mark_clean=cod_done)
-            else:
-                await self.core.stop()
-        except Exception as failure:
-            _log.warning(
-                "the core did not stop cleanly after the failed start",
-                extra={"error": describe_failure(failure)},
-            )
-
-    async def _cancel_on_disconnect_after_a_crash(self, first_seq: int) -> bool:
-        """If the last run did not stop cleanly, its connections closed without their
-        cancel-on-disconnect: cancel (reason cod) every open order marked cod (placed on a
-        connection with cod on, or marked when it turned cod on, and not unmarked since:
-        `SetCancelOnDisconnect`), as their connections' close would have. Before listening:
-        nothing else is accepted first. (A clean stop closed every connection, and so ran
-        cod on each.) Whether the last run stopped cleanly."""
-        if self.core.take_clean_stop_mark():
-            return True
-        if first_seq == 1:
-            return False  # a venue that has run nothing yet: no order is open
-        orders = self.reads.orders
-        canceled = 0
-        for order_id in self.reads.venue.cod_order_ids():
-            account = orders[order_id].account
-            command = CancelOrder(account=account, order_id=order_id, reason=CancelReason.COD)
-            executed = self.bus.submit(command, None)
-            canceled += any(type(event) is OrderCanceled for event in executed.events)
-        await self.bus.drain()
-        _log.info("cancel-on-disconnect after an unclean stop", extra={"canceled": canceled})
-        return False
-
-    def _first_seq_of_start(self) -> int:
-        """The seq of this start's first command: after the journal's last (a cluster's
-        gateway rebuilds its whole private history from the stream at each start: 1)."""
-        if isinstance(self.core, VenueCore):
-            return self.core.sequencer.journal.last_seq() + 1
-        return 1
 
     async def snapshot(self) -> Path:
         """Write the state as of the last durable command, without stopping the venue."""
@@ -503,9 +462,6 @@ class VenueServer:
         self.public.candles.restore(image.get("candles"))
         self.public.tape.restore(image.get("tape"))
         self._learn_reference_data()
-
-
-_log = logging.getLogger("venue")
 
 
 def _load_keys(path: Path) -> list[ApiKey]:
