@@ -548,7 +548,8 @@ def _check_bill_term(spec: InstrumentSpec, now_us: int) -> None:
     """A bill maturing further out than any T-bill runs is a mistyped date: the venue does not
     start on it (`admin.list_instrument` refuses it too, `tbill.listing_term_problem`). A bill
     that has matured since the config was written is left out at the build instead, with a
-    warning (`VenueCore._build_from_config`): the config was right, and has aged."""
+    warning (`core.recovery.Recovery._build_from_config`): the config was right, and has
+    aged."""
     if spec.maturity_us:
         problem = tbill.listing_term_problem(now_us, spec.maturity_us)
         if problem is not None:

@@ -8,7 +8,8 @@ reject counting. It knows nothing of connections: whoever sits on the other side
 bus (`core.bus.CoreListener`) is told of each command as it executes and of each durable
 batch, and gives its own part of a snapshot. Never two cores on one data dir: each holds an
 exclusive flock on its `LOCK_FILE` for its life, whatever its journal (a JetStream journal
-takes no file lock of its own).
+takes no file lock of its own). A start's procedure (recovery, a warm start, a build from the
+config) is `core.recovery`'s.
 """
 
 import asyncio
@@ -26,19 +27,18 @@ from typing import IO, Any, NoReturn, TypeVar
 import msgspec
 
 from core import config as venue_config
-from core import snapshots
+from core import recovery, snapshots
 from core.bus import CoreListener
 from core.journal import FileJournal, Journal, JournalError, JournalLocked, refuse_dangling_link
-from core.ledger_writer import Bookings, LedgerWriter, bookings_of, open_store
+from core.ledger_writer import Bookings, LedgerWriter, bookings_of
 from core.sequencer import Executed, RecordCodec, Sequencer
 from core.store_thread import StoreThread
-from engine.commands import SetReserveStaleness
 from engine.events import CommandRejected, Event
 from engine.reasons import ErrorCode
 from engine.snapshot import capture as capture_venue
-from engine.snapshot import restore as restore_venue
 from engine.venue import Venue
 from settlement.ledger import Ledger
+from settlement.store import LedgerStore
 
 log = logging.getLogger("venue")
 T = TypeVar("T")
@@ -76,6 +76,10 @@ class RecoveryRefused(JournalError):
 
 class VenueCore:
     """The core's state and machinery around the pure engine, for one data dir."""
+
+    # set by the start (`core.recovery.Recovery.run`), which opens the store first
+    store: LedgerStore
+    writer: LedgerWriter
 
     def __init__(
         self,
@@ -122,7 +126,7 @@ class VenueCore:
     ) -> None:
         # The rules a replay of the journal from its start begins under (`first_rules`): a
         # journal begun before they were journaled ran under the config's bound; one begun
-        # since sets them in its first record (`_journal_rules`).
+        # since sets them in its first record (`Recovery._journal_rules`).
         rules = snapshots.first_rules(None, venue_config.reserve_staleness_max_us(config))
         self.ledger = Ledger()
         self.venue = Venue(rules, self.ledger)
@@ -146,7 +150,6 @@ class VenueCore:
             # to a thread and back (unless configured off). JetStream's waits on the network.
             commit_on_loop=isinstance(journal, FileJournal) and config.venue.commit_on_loop,
         )
-        self._to_store: list[Any] = []  # at start: transfers the store may not hold yet
         # The store's SQLite connection lives on its own thread, like every write to it;
         # the journal's commit feeds it durable batches directly (`_durable`: on the loop for
         # the file journal, unless `commit_on_loop` is off; else on the journal's thread).
@@ -164,63 +167,11 @@ class VenueCore:
         is as new: only the journal after it is replayed. A start refused (or failed) gives
         the data directory back as it found it (`_give_back`)."""
         try:
-            await self._start(warm)
+            await recovery.Recovery(self).run(warm)
         except BaseException:
             await self._close_files()
             self._give_back()
             raise
-
-    async def _start(self, warm: "WarmStart | None") -> None:
-        started = time.perf_counter()
-        snapshots.remove_stray(self.data_dir)  # ours alone: venue.lock is held
-        image = snapshots.latest(self.data_dir)  # before the store: a refusal makes no store
-        if image is not None:  # also for a replay from the journal's start (store behind)
-            self._replay_from_first_rules(image)
-        dsn = self.config.venue.ledger_postgres
-        self._made_store = not dsn and not os.path.lexists(self.data_dir / LEDGER_FILE)
-        self.store = await self._on_store(open_store, self.data_dir / LEDGER_FILE, dsn)
-        self._store_open = True
-        self.writer = await self._on_store(LedgerWriter, self.store)
-        journal_seq = self.sequencer.journal.last_seq()
-        if image is not None and image.seq > journal_seq:
-            await self._refuse(
-                f"the snapshot at seq {image.seq} is ahead of the journal (last seq"
-                f" {journal_seq}) in {self.data_dir}: was the journal truncated or restored"
-                " from an older copy? `venue verify` says what to do"
-            )
-        after = image.seq if image is not None else 0
-        if warm is not None and warm.seq > 0 and warm.seq >= after:
-            self._take_warm(warm)
-            after = warm.seq
-        else:
-            warm = None  # older than the snapshot, or empty: not used
-            if image is not None:
-                venue = restore_venue(image.venue)
-                if await self._store_behind(venue, image.seq):
-                    image, after = None, 0  # the journal from its start, as a rebuild would
-                else:
-                    self._restore(image, venue)
-        self._to_store.extend(self.ledger.drain())  # what the image had not stored yet
-        self._recovering = True
-        try:
-            replayed = self.sequencer.recover(after, on_replayed=self._replayed)
-        finally:
-            self._recovering = False
-        await self._refuse_store_ahead()
-        self._record_epoch()  # once the start is not refused: a refused one leaves no epoch
-        if image is not None or warm is not None or replayed:
-            elapsed_ms = round((time.perf_counter() - started) * 1e3, 1)
-            journal = {
-                "journal_seq": self.sequencer.last_seq,
-                "journal_bytes": self._journal_bytes(),
-            }
-            fields = {"snapshot_seq": after, "replayed": replayed, "warm": warm is not None}
-            fields |= journal
-            log.info("recovered", extra=fields | {"ms": elapsed_ms})
-            await self._catch_up_store()
-            await self._journal_rules(building=False)
-        else:
-            await self._build_from_config()
 
     def start_tasks(self) -> None:
         """The core's timers: the clock, periodic snapshots, the reject summaries."""
@@ -231,76 +182,6 @@ class VenueCore:
         """A task that runs till stop; its failure is fatal (a dead timer would go unnoticed)."""
         task.add_done_callback(self._check_task)
         self._tasks.append(task)
-
-    def _replay_from_first_rules(self, image: snapshots.Snapshot) -> None:
-        """Replay (when the journal is replayed from its first record) under the engine's
-        rules that record ran under (`snapshots.first_rules`), never the config's: the
-        reserve staleness decided which deposits the journal accepted, and each change of it
-        since is a journal record (`_journal_rules`)."""
-        configured_us = venue_config.reserve_staleness_max_us(self.config)
-        rules = snapshots.first_rules(image, configured_us)
-        self.first_staleness_us = rules.reserve_staleness_max_us
-        self.ledger = Ledger()
-        self.venue = Venue(rules, self.ledger)
-        self.sequencer.venue = self.venue
-
-    async def _journal_rules(self, *, building: bool) -> None:
-        """Journal the config's reserve staleness bound (`SetReserveStaleness`) before any
-        command of this start: always when `building` (a new journal's first record says
-        what it runs under, whatever a copy's config says), on the first start of a journal
-        begun before (its mark: every cl_op_id remembered and every pending withdrawal held
-        through corporate actions from here on; also on a start holding a withdrawal
-        requested before that rule), and when the venue runs under another bound (an edit
-        of `reserve_staleness_hours`, or in a cluster a takeover by a core configured
-        otherwise: said in a warning). Deposits from here on are decided under it, those
-        before stand, and every replay decides each the same."""
-        configured_us = venue_config.reserve_staleness_max_us(self.config)
-        rules = self.venue.config
-        running_us = rules.reserve_staleness_max_us
-        # Begun before, or restored from an image of then that holds withdrawals of before
-        # (an image written since the archive of cl_op_ids but before the mark says nothing
-        # of its rules): the mark keeps those pending through a maturity.
-        begun_before = (
-            rules.operations_retained_max != 0 or self.ledger.pending_before_actions_held()
-        )
-        if not building and not begun_before and running_us == configured_us:
-            return
-        mark = SetReserveStaleness(staleness_max_us=configured_us, withdrawals_held=True)
-        executed = self.sequencer.submit(mark, origin=None)
-        await self.sequencer.drain()
-        fields = {"seq": executed.seq, "hours": configured_us // venue_config.HOUR_US}
-        if running_us == configured_us:
-            said = "built" if building else "journal begun before its rules were journaled"
-            log.info(f"reserve staleness journaled: {said}", extra=fields)
-            return
-        log.warning(
-            "reserve staleness changed: venue.reserve_staleness_hours differs from the bound"
-            " the venue ran under (in a cluster, every core must be configured alike: each"
-            " takeover by one configured otherwise changes it again)",
-            extra=fields | {"hours_before": running_us // venue_config.HOUR_US},
-        )
-
-    def _restore(self, image: snapshots.Snapshot, venue: Venue) -> None:
-        """Take the state a snapshot holds: its `venue`, then the gateway's part of it."""
-        self.venue = venue
-        assert self.venue.ledger is not None, "snapshots of this server always hold a ledger"
-        self.ledger = self.venue.ledger
-        self.sequencer.venue = self.venue
-        self.listener.restore_gateway(image.gateway)
-
-    def _take_warm(self, warm: "WarmStart") -> None:
-        """Take a standby's state: its venue, and the transfers it saw (for the store)."""
-        self.venue = warm.venue
-        assert self.venue.ledger is not None, "a warm venue always holds its ledger"
-        self.ledger = self.venue.ledger
-        self.sequencer.venue = self.venue
-        self._to_store.extend(warm.transfers)
-
-    def _replayed(self, batch: list[Executed]) -> None:
-        """A command replayed from the journal: rebuild what the gateway derived from it."""
-        self.listener.replayed(batch)
-        for executed in batch:
-            self._to_store.extend(executed.transfers)
 
     async def snapshot(self) -> Path:
         """Write the state as of the last durable command, without stopping the venue."""
@@ -323,10 +204,6 @@ class VenueCore:
             extra={"seq": image.seq, "bytes": size, "ms": elapsed_ms, "path": str(path)},
         )
         return path
-
-    def _journal_bytes(self) -> int:
-        path = self.data_dir / JOURNAL_FILE
-        return path.stat().st_size if path.exists() else 0  # none: the journal is a stream
 
     async def _refuse(self, why: str) -> NoReturn:
         """Close the files and refuse to start (`start` then gives the directory back)."""
@@ -380,43 +257,6 @@ class VenueCore:
         """Whether this start journaled no command under the epoch it recorded (if any)."""
         return self._epoch_first_seq == 0 or self.sequencer.last_seq < self._epoch_first_seq
 
-    async def _store_behind(self, venue: Venue, snapshot_seq: int) -> bool:
-        """Whether the ledger store lacks transfers that the snapshot's `venue` booked and
-        handed to it before the snapshot (a store restored from an older copy): recovering
-        from the snapshot could not book them, and the store's next batch would leave a gap.
-        Recovery then replays the journal from its start instead, as a rebuild would."""
-        assert venue.ledger is not None, "snapshots of this server always hold a ledger"
-        stored = await self._on_store(self.store.last_transfer_id)
-        first = venue.ledger.first_undrained_id()
-        if stored + 1 >= first:
-            return False
-        log.warning(
-            "the ledger store is behind the snapshot: recovering from the journal's start",
-            extra={"store_last_transfer": stored, "snapshot_seq": snapshot_seq,
-                   "missing_transfers": f"{stored + 1}..{first - 1}"},
-        )  # fmt: skip
-        return True
-
-    async def _refuse_store_ahead(self) -> None:
-        """A store holding transfers the journal never booked means the journal lost
-        commands (truncated, or an older copy): writing on would book new transfers under
-        ids the store already holds, so refuse and let the operator decide."""
-        stored = await self._on_store(self.store.last_transfer_id)
-        if stored > self.ledger.last_transfer_id:
-            await self._refuse(
-                f"the ledger store holds transfers up to {stored} but the journal (last seq"
-                f" {self.sequencer.last_seq}) books only up to {self.ledger.last_transfer_id}"
-                f" in {self.data_dir}: `venue verify --data-dir {self.data_dir}` says what to do"
-            )
-
-    async def _catch_up_store(self) -> None:
-        """After a restart: book into the store every transfer it had not stored yet."""
-        stored = await self._on_store(self.store.last_transfer_id)
-        booked = [t for t in self._to_store if t.transfer_id > stored]
-        self._to_store.clear()
-        await self._on_store(self.writer.register_ledger, self.ledger)
-        await self._on_store(self.writer.write, booked)
-
     def _check_task(self, task: "asyncio.Task[None]") -> None:
         if not task.cancelled() and task.exception() is not None:
             self.sequencer.on_fatal(task.exception())
@@ -429,37 +269,6 @@ class VenueCore:
         """Run on the ledger store's thread, where its SQLite connection lives, after every
         batch booked so far."""
         return await asyncio.wrap_future(self.store_thread.call(function, *args))
-
-    async def _build_from_config(self) -> None:
-        """A fresh venue: the config's setup, each command as the venue answers it. The
-        setup is rehearsed first (`setup_commands`): a config the venue would refuse any of
-        stops the start (`RecoveryRefused`, the files given back) before anything is
-        journaled. Only a bill that has matured since the config was written is left out,
-        with its token, the token's reserves and deposits unless another instrument names
-        the token (`matured_bills`), and said in a warning for each bill; one maturing
-        between then and its listing is refused (`TOLERATED_REFUSALS`) and said likewise."""
-        now = now_us()
-        try:
-            commands = venue_config.setup_commands(self.config, now)
-        except venue_config.ConfigError as invalid:  # the files are ours: give them back
-            await self._refuse(f"config: {invalid}")
-        for left in venue_config.matured_bills(self.config, now):
-            fields = {"command": "list_instrument", "reason": ErrorCode.MATURITY_PASSED.name}
-            fields |= {"symbol": left.symbol, "detail": left.detail()}
-            log.warning("config entry refused", extra=fields)
-        await self._journal_rules(building=True)  # first: the setup's deposits are under it
-        for command in commands:
-            executed = self.sequencer.submit(command, origin=None)
-            for refused in executed.events:
-                if not isinstance(refused, CommandRejected):
-                    continue
-                if refused.reason not in venue_config.TOLERATED_REFUSALS:
-                    # the rehearsal took it: the engine and its rehearsal disagree (a bug)
-                    await self.sequencer.drain()
-                    await self._refuse(f"config {venue_config.refusal_text(refused)}")
-                log.warning("config entry refused", extra=_refusal_fields(refused))
-        await self.sequencer.drain()
-        log.info("built from the config", extra={"commands": len(commands)})
 
     async def stop(self, *, mark_clean: bool = False) -> None:
         """Stop the timers, write a last snapshot, close the files (the gateway has drained
@@ -601,16 +410,6 @@ class WarmStart:
     seq: int
     venue: Venue
     transfers: list[Any]
-
-
-def _refusal_fields(refused: CommandRejected) -> dict[str, Any]:
-    """What an operator needs to find the refused entry: the command, whose, and why."""
-    fields: dict[str, Any] = {"command": refused.command, "reason": refused.reason.name}
-    if refused.account:
-        fields["account"] = refused.account
-    if refused.symbol is not None:
-        fields["symbol"] = refused.symbol
-    return fields | {"detail": refused.detail}
 
 
 def rejection(events: list[Event]) -> CommandRejected | None:

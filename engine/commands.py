@@ -292,8 +292,8 @@ class SetReserveStaleness(Command, frozen=True, gc=False, kw_only=True):
     # Also the mark that every pending withdrawal stays pending through corporate actions
     # from here on, those requested before that rule too (`Ledger.hold_through_actions`), so
     # that a maturity cannot void one the custodian may have paid out. Set where the core
-    # journals its rules (`VenueCore._journal_rules`); absent (False) from records written
-    # before, whose maturities voided such withdrawals and must replay so.
+    # journals its rules (`Recovery._journal_rules`, core/recovery.py); absent (False) from
+    # records written before, whose maturities voided such withdrawals and must replay so.
     withdrawals_held: bool = False
 
 

@@ -277,7 +277,7 @@ class RestApi:
     def closed(self, connection: "Connection") -> None:
         answers: _Answers | None = connection.context
         if answers is not None:
-            self.server._disconnected(answers.session)
+            self.server.handler.disconnected(answers.session)
 
     def _answers(self, connection: "Connection") -> "_Answers":
         if connection.context is None:
@@ -424,7 +424,7 @@ class RestApi:
         """The key of the request's client IP in the per-IP buckets (`limits.address_key`):
         behind a trusted proxy, the client its `X-Forwarded-For` names."""
         forwarded = exchange.headers.get("x-forwarded-for")
-        return address_key(self.server.client_ip(answers.connection, forwarded))
+        return address_key(self.server.handler.client_ip(answers.connection, forwarded))
 
     async def _serve_claimed(
         self,
@@ -563,7 +563,8 @@ class RestApi:
         """The peer's `host:port`, for the log; behind a trusted proxy, `client via
         host:port` (each request's own: a proxy's connection carries many clients')."""
         where = _peer(answers)
-        client = self.server.client_ip(answers.connection, exchange.headers.get("x-forwarded-for"))
+        forwarded = exchange.headers.get("x-forwarded-for")
+        client = self.server.handler.client_ip(answers.connection, forwarded)
         peer = answers.connection.peer
         return where if not peer or client == str(peer[0]) else f"{client} via {where}"
 

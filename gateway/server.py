@@ -7,26 +7,21 @@ durable; queries are computed when they arrive and released behind the commands 
 them, so no answer shows state that is not yet on disk. The parts: `gateway.sessions`
 (connections and their outboxes), `gateway.dispatch` (requests), `gateway.private_streams`
 (account pushes, cod, dms), `gateway.public_streams` (market data); the core is
-`core.venue_core`, reached through `core.bus`. This class only wires them together and is
-the core's listener: it routes each executed command and each durable batch to the parts.
+`core.venue_core`, reached through `core.bus`. This class only wires them together, starts
+and stops them, and is the core's listener: it routes each executed command and each durable
+batch to the parts. The transport's callbacks are `gateway.connection_handler`'s; what a start
+owes a run that did not stop cleanly is `gateway.unclean_stops`'.
 """
 
 import asyncio
-import dataclasses
-import logging
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
-
-from websockets.datastructures import Headers
-from websockets.http11 import Request as HttpRequest
-from websockets.http11 import Response as HttpResponse
 
 from core import config as venue_config
 from core.bus import Bus, EmbeddedBus
 from core.journal import Journal
-from core.sequencer import Executed, Sequencer, describe_failure
+from core.sequencer import Executed, Sequencer
 from core.venue_core import (
     JOURNAL_FILE,
     LEDGER_FILE,
@@ -47,19 +42,22 @@ from engine.commands import (
     SetOrderCaps,
 )
 from engine.enums import CancelReason, TimeInForce
-from engine.events import OrderAccepted, OrderCanceled, SharesSplit, TradeExecuted
-from engine.reasons import ErrorCode as E
+from engine.events import OrderAccepted, SharesSplit, TradeExecuted
 from engine.venue import Venue
-from gateway import http, limits, static, transport, wire
+from gateway import limits, transport
 from gateway.auth import ApiKey, Authenticator, KeyStore, KeyStoreError
+from gateway.connection_handler import ConnectionHandler
 from gateway.dispatch import Dispatcher, Pending
-from gateway.held_requests import NOT_EXECUTED_AT_LEASE_LOSS
-from gateway.http import Exchange
 from gateway.key_issuing import ISSUED_KEYS_FILE
 from gateway.private_streams import AccountSubscription, Notice, PrivateStreams, read_kept_files
 from gateway.public_streams import PublicStreams
 from gateway.rest import RestApi
-from gateway.sessions import WRITE_BATCH_MAX, Session, Sessions, peer
+from gateway.sessions import WRITE_BATCH_MAX, Session, Sessions
+from gateway.unclean_stops import (
+    cancel_on_disconnect_after_a_crash,
+    first_seq_of_start,
+    stop_unserved,
+)
 from settlement.ledger import Ledger
 
 if TYPE_CHECKING:  # (not imported: the one-process venue does without NATS)
@@ -69,15 +67,6 @@ if TYPE_CHECKING:  # (not imported: the one-process venue does without NATS)
 # type (command classes are final): one set look-up per command, not three isinstance calls.
 _REFERENCE_DATA_COMMANDS = frozenset({ListInstrument, ListAsset, SetOrderCaps})
 _NEVER_RESTING = frozenset({TimeInForce.IOC, TimeInForce.FOK})  # what is left is canceled
-# A cluster gateway whose lease lapsed closes its sessions with 1012 (service restart): the
-# client reconnects, here once the lease is held again or to another gateway (protocol §11.2).
-LEASE_LOST_CLOSE_CODE = 1012
-LEASE_LOST_REASON = "gateway lost its lease"
-OUTCOME_UNKNOWN_AT_LEASE_LOSS = (
-    "no outcome: the gateway lost its lease before the core's answer came back, and the"
-    " request may still be carried out; after reconnecting, check it (order.status,"
-    " orders.open) before sending it again"
-)
 # what a request owed core.nats_bus `OUTCOME_WAIT_S` is answered (504), with the seconds it
 # waited; its command is still resent
 OUTCOME_UNKNOWN_NO_CORE = (
@@ -137,7 +126,7 @@ class VenueServer:
             rates.account_rate_per_s,
             rates.account_burst,
         )
-        self.page_limiter = limits.AddressBuckets()  # the web page's files, per client IP
+        page_limiter = limits.AddressBuckets()  # the web page's files, per client IP
         # REST's unsigned requests, per client IP: the per-connection rate times one IP's
         # connections would be its budget otherwise
         self.unsigned_limiter = limits.AddressBuckets(
@@ -145,7 +134,7 @@ class VenueServer:
             rates.unsigned_rate_per_ip_per_s * limits.UNSIGNED_BURST_PER_IP_FACTOR,
         )
         # whose X-Forwarded-For names the client (`client_ip`); never the connection caps'
-        self.proxies = limits.TrustedProxies(
+        proxies = limits.TrustedProxies(
             venue_config.trusted_networks(config.limits.trusted_proxies)
         )
         self.connections = Sessions()
@@ -177,10 +166,18 @@ class VenueServer:
         self.quotes = self.dispatcher.placed.quotes
         self.quote_slots = self.dispatcher.placed.quote_slots
         self._server: transport.Listener | None = None
-        # False while a cluster gateway holds no lease: its sessions are closed, and new ones
-        # too as they open (the core may be canceling their cod orders meanwhile)
-        self.serving = True
         self.rest = RestApi(self)  # /api/v1/... and /openapi.json on the same port
+        # the transport's callbacks: connections, plain HTTP, sessions without a lease
+        self.handler = ConnectionHandler(
+            self.bus,
+            self.connections,
+            self.dispatcher,
+            self.private_streams,
+            self.public,
+            self.rest,
+            proxies,
+            page_limiter,
+        )
 
     # the core's state, read through it (a restore replaces the venue and the ledger)
 
@@ -212,7 +209,7 @@ class VenueServer:
 
     async def start(self, host: str, port: int) -> int:
         """Recover or build the venue, then listen; the port actually bound."""
-        first_seq = self._first_seq_of_start()
+        first_seq = first_seq_of_start(self.core)
         await self.core.start()
         cod_done = not self._embedded  # the crash's cod cancels are made (a cluster's: its core)
         try:
@@ -220,11 +217,11 @@ class VenueServer:
             self.private_streams.record_push_format(first_seq)
             self.public.start(self.bus.epoch)
             if self._embedded:  # the first commands of this start, if any
-                await self._cancel_on_disconnect_after_a_crash(first_seq)
+                await cancel_on_disconnect_after_a_crash(self.core, self.bus, first_seq)
                 cod_done = True
             await self.private_streams.arm_switches_of_dead_man_file()  # an older venue's
             self._server = await transport.serve(
-                self,
+                self.handler,
                 host,
                 port,
                 routes=("/ws/trade", "/ws/public"),
@@ -238,59 +235,12 @@ class VenueServer:
                 public_routes=("/ws/public",),  # /ws/trade: closed unless it logs on in 10 s
             )
         except BaseException:
-            await self._stop_unserved(cod_done)
+            await stop_unserved(self.core, embedded=self._embedded, cod_done=cod_done)
             raise
         self.core.start_tasks()
         self.core.keep_task(asyncio.create_task(self.public.heartbeats()))
         bound: int = next(iter(self._server.sockets)).getsockname()[1]
         return bound
-
-    async def _stop_unserved(self, cod_done: bool) -> None:
-        """After a start that failed once the core had started (most often the listen: the
-        port taken since `venue serve` checked it): stop the core as `stop` does, so that its
-        journal is closed, its last snapshot written and the data directory's lock let go,
-        rather than left half running by a process that only reports the failure. Nothing
-        was accepted: the stop is clean once the cod cancels owed after a crash are made. A
-        failure of this stop is logged, and the start's own failure is the one raised."""
-        try:
-            if self._embedded:
-                await self.core.stop(mark_clean=cod_done)
-            else:
-                await self.core.stop()
-        except Exception as failure:
-            _log.warning(
-                "the core did not stop cleanly after the failed start",
-                extra={"error": describe_failure(failure)},
-            )
-
-    async def _cancel_on_disconnect_after_a_crash(self, first_seq: int) -> bool:
-        """If the last run did not stop cleanly, its connections closed without their
-        cancel-on-disconnect: cancel (reason cod) every open order marked cod (placed on a
-        connection with cod on, or marked when it turned cod on, and not unmarked since:
-        `SetCancelOnDisconnect`), as their connections' close would have. Before listening:
-        nothing else is accepted first. (A clean stop closed every connection, and so ran
-        cod on each.) Whether the last run stopped cleanly."""
-        if self.core.take_clean_stop_mark():
-            return True
-        if first_seq == 1:
-            return False  # a venue that has run nothing yet: no order is open
-        orders = self.reads.orders
-        canceled = 0
-        for order_id in self.reads.venue.cod_order_ids():
-            account = orders[order_id].account
-            command = CancelOrder(account=account, order_id=order_id, reason=CancelReason.COD)
-            executed = self.bus.submit(command, None)
-            canceled += any(type(event) is OrderCanceled for event in executed.events)
-        await self.bus.drain()
-        _log.info("cancel-on-disconnect after an unclean stop", extra={"canceled": canceled})
-        return False
-
-    def _first_seq_of_start(self) -> int:
-        """The seq of this start's first command: after the journal's last (a cluster's
-        gateway rebuilds its whole private history from the stream at each start: 1)."""
-        if isinstance(self.core, VenueCore):
-            return self.core.sequencer.journal.last_seq() + 1
-        return 1
 
     async def snapshot(self) -> Path:
         """Write the state as of the last durable command, without stopping the venue."""
@@ -320,144 +270,15 @@ class VenueServer:
         for code, asset in self.reads.ledger.assets.items():
             reporter.asset_scales[code] = self.dispatcher.scales[code] = asset.scale
 
-    # ----------------------------------------------------------------- connections
-
-    # the `transport.Handler` callbacks
-
-    def on_http(
-        self, connection: transport.Connection, request: HttpRequest
-    ) -> HttpResponse | None:
-        refused = self._charge_page_request(connection, request)
-        if refused is not None:
-            return refused
-        return static.respond(request)  # the web page; other paths: None, 404
-
-    def client_ip(self, connection: transport.Connection, forwarded_for: str | None) -> str:
-        """Whom a request on `connection` is from: its peer's IP, or, from a trusted proxy
-        (`[limits] trusted_proxies`), the client its `X-Forwarded-For` names."""
-        peer_ip = str(connection.peer[0]) if connection.peer else ""
-        return self.proxies.client_ip(peer_ip, forwarded_for)
-
-    def _charge_page_request(
-        self, connection: transport.Connection, request: HttpRequest
-    ) -> HttpResponse | None:
-        """Charge a request that is neither REST nor websocket (the web page's files, a
-        404) to its client IP's bucket: None if it fits, else the 429 that answers it.
-        Without it such requests were served uncharged, as fast as a client sent them."""
-        ip = self.client_ip(connection, forwarded_for(request.headers))
-        retry_after_ms = self.page_limiter.take(limits.address_key(ip), now_us())
-        if retry_after_ms == 0:
-            return None
-        return static.too_many_requests(retry_after_ms)
-
-    def on_request(self, connection: transport.Connection, exchange: Exchange) -> bool:
-        """A plain HTTP request: the REST API's if it is under /api/; else, on a connection
-        that may be a public one (503 if not: `hold_public`), the web page's if it is one of
-        its paths asked with another method than GET or HEAD (its own 405, with the page's
-        headers); else `on_http`'s (GET, HEAD) or the transport's."""
-        if self.rest.serve(connection, exchange):
-            return True
-        refusal = connection.hold_public()
-        if refusal is not None:
-            connection.refuse(exchange, refusal)
-            return True
-        if exchange.method in ("GET", "HEAD"):
-            return False
-        # `websocket_request` asks as GET (HEAD is a GET whose body `http` leaves out)
-        asked = dataclasses.replace(http.websocket_request(exchange), method=exchange.method)
-        response = self._charge_page_request(connection, asked) or static.respond(asked)
-        if response is None:
-            return False
-        http.answer_with(exchange, response)
-        return True
-
-    def on_refused(
-        self,
-        connection: transport.Connection,
-        exchange: Exchange,
-        refusal: str,
-        headers: list[tuple[str, str]],
-    ) -> bool:
-        """A request refused for the caps on connections (`refusal` says which): a REST
-        request is answered in REST's words (its JSON error); others are left to the
-        transport's plain text."""
-        return self.rest.refuse(exchange, refusal, headers)
-
-    def on_http_closed(self, connection: transport.Connection) -> None:
-        self.rest.closed(connection)
-
-    def on_open(self, connection: transport.Connection) -> None:
-        if self.proxies.networks and connection.request is not None:  # behind a proxy: logs
-            client = self.client_ip(connection, forwarded_for(connection.request.headers))
-            peer_ip = str(connection.peer[0]) if connection.peer else ""
-            connection.client_ip = None if client == peer_ip else client
-        session = self.connections.open(connection)
-        # Its messages go straight to the dispatcher (`on_frame`, without the call through it)
-        connection.deliver = partial(self.dispatcher.on_frame, session)  # type: ignore[method-assign]
-        if not self.serving:
-            self.connections.close(session, LEASE_LOST_CLOSE_CODE, LEASE_LOST_REASON)
-        elif session.trade:
-            session.logon_timer = asyncio.get_running_loop().call_later(
-                limits.LOGON_TIMEOUT_S, self._logon_timeout, session
-            )
-
-    def on_frame(self, connection: transport.Connection, message: str | bytes) -> None:
-        self.dispatcher.on_frame(connection.context, message)
-
-    def on_close(self, connection: transport.Connection) -> None:
-        session: Session = connection.context
-        if session.logon_timer is not None:
-            session.logon_timer.cancel()
-        self._disconnected(session)
-        if session.writer is not None:
-            session.writer.cancel()
-
-    def _logon_timeout(self, session: Session) -> None:
-        if session.key is None and not session.closing:
-            log_fields = {"session": session.id, "peer": peer(session)}
-            _log.info("logon timeout", extra=log_fields)
-            # behind the answers still owed (queries wait for durability), then closed
-            closing = Pending(session, None, "", 0, close_after=True, close_code=4001)
-            closing.close_reason = "logon timeout"
-            self.bus.barrier(closing)
-
-    def _disconnected(self, session: Session) -> None:
-        self.connections.forget(session)
-        self.dispatcher.limiter.drop_connection(session.id)
-        self.public.leave(session)
-        self.private_streams.leave(session)
-        self.dispatcher.placed.forget_session(session)
-        self.dispatcher.held_requests.forget_held(session)
-        self.private_streams.cancel_on_disconnect(session)
+    # ----------------------------------------------------------------- a cluster's lease
 
     def lease_lost(self) -> None:
-        """A cluster gateway's lease lapsed (core.nats_bus): close every session, each
-        running its cancel-on-disconnect as any close does, and take none until `lease_held`."""
-        self.serving = False
-        _log.warning("lease lost: closing sessions", extra={"sessions": len(self.sessions)})
-        owed = self._owed_by_session()
-        for session in list(self.sessions.values()):
-            if not session.closing:
-                for pending in owed.get(session.id, ()):  # in request order, before the close
-                    error = wire.error(
-                        pending.request_id, E.OUTCOME_UNKNOWN, OUTCOME_UNKNOWN_AT_LEASE_LOSS
-                    )
-                    self.connections.send(session, error)
-                # then what waited behind a place (sent after it): not executed, none of it
-                self.dispatcher.held_requests.refuse_held_of(session, NOT_EXECUTED_AT_LEASE_LOSS)
-                self.connections.close(session, LEASE_LOST_CLOSE_CODE, LEASE_LOST_REASON)
-
-    def _owed_by_session(self) -> dict[int, list[Pending]]:
-        """The requests still waiting for the core's outcome, by session: a close would
-        leave them unanswered (the outcome comes back to a closed session, if at all)."""
-        owed: dict[int, list[Pending]] = {}
-        for origin in self.bus.owed():
-            if type(origin) is Pending and origin.request_id is not None:
-                owed.setdefault(origin.session.id, []).append(origin)
-        return owed
+        """A cluster gateway's lease lapsed (core.nats_bus): its sessions are closed, and
+        none taken until `lease_held` (`ConnectionHandler.lease_lost`)."""
+        self.handler.lease_lost()
 
     def lease_held(self) -> None:
-        self.serving = True
+        self.handler.lease_held()
 
     def outcomes_overdue(self, settled: "list[Overdue | Executed]") -> None:
         """A cluster gateway's requests owed too long (core.nats_bus `OUTCOME_WAIT_S`: no core
@@ -643,9 +464,6 @@ class VenueServer:
         self._learn_reference_data()
 
 
-_log = logging.getLogger("venue")
-
-
 def _load_keys(path: Path) -> list[ApiKey]:
     return load_json(path, list[ApiKey], [])
 
@@ -660,12 +478,3 @@ def _add_issued_keys(store: KeyStore, issued: list[ApiKey], path: Path) -> None:
                 f"{path}: {clash} (in the config's [[api_keys]] too, or twice in this file:"
                 " remove one)"
             ) from None
-
-
-def forwarded_for(headers: Headers) -> str | None:
-    """The request's `X-Forwarded-For`: its lines joined in order if sent more than once (a
-    chain of proxies, each adding its own line: one list, RFC 9110 5.3, the nearest hop
-    last), so the walk from its right (`TrustedProxies.client_ip`) passes every trusted hop.
-    Before, only the last line was read: behind two proxies the client was the farther one."""
-    values = headers.get_all("X-Forwarded-For")
-    return ", ".join(values) if values else None

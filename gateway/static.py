@@ -2,7 +2,7 @@
 
 Owns only the serving: which paths exist, their content types and caching headers, and
 the answers to methods and paths it does not serve. The page itself speaks the websocket
-API like any client (docs/web.md); `VenueServer.on_http` hands requests here.
+API like any client (docs/web.md); `ConnectionHandler.on_http` hands requests here.
 Invariants: the site is a fixed table built once from the package's files, so no part of a
 request path ever reaches the file system (no traversal, no symlinks followed at request
 time); every answer has a content type, `Cache-Control: no-cache` and, for files, an

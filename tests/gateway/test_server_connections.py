@@ -214,7 +214,7 @@ def test_the_page_files_are_charged_to_the_client_ip(tmp_path: Path, monkeypatch
     100 at once and 20 a second, whichever connection asks: past it, 429 with
     `Retry-After`. (Before: served uncharged, as fast as a client sent them.) The server's
     clock is frozen, moved by the test: no refill while the requests are served."""
-    from gateway import server as server_module
+    from gateway import connection_handler
     from gateway.limits import PAGE_FILES_BURST
 
     clock = [0]
@@ -222,7 +222,7 @@ def test_the_page_files_are_charged_to_the_client_ip(tmp_path: Path, monkeypatch
     async def scenario() -> None:
         server, port = await start(tmp_path, per_ip_max=10, total_max=100)
         clock[0] = time.time_ns() // 1_000
-        monkeypatch.setattr(server_module, "now_us", lambda: clock[0])
+        monkeypatch.setattr(connection_handler, "now_us", lambda: clock[0])
         try:
             files = [PAGE, b"GET /static/app.js HTTP/1.1\r\nHost: x\r\n\r\n"]
             files.append(b"GET /no/such/path HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -333,11 +333,11 @@ def test_behind_a_trusted_proxy_the_page_files_are_charged_to_the_forwarded_clie
     of `X-Forwarded-For` (a client's own header, left of it, changes nothing); from any
     other peer the header is ignored. The connection caps stay per TCP peer; the log names
     the client."""
-    from gateway import server as server_module
+    from gateway import connection_handler
     from gateway.limits import PAGE_FILES_BURST
 
     clock = [time.time_ns() // 1_000]
-    monkeypatch.setattr(server_module, "now_us", lambda: clock[0])
+    monkeypatch.setattr(connection_handler, "now_us", lambda: clock[0])
 
     async def scenario() -> None:
         server, port = await start(tmp_path, 10, 100, trusted_proxies=("127.0.0.1",))
@@ -416,13 +416,12 @@ def test_behind_a_chain_of_proxies_every_forwarded_for_line_is_read(
     (Before, only the last line was read: it names the first proxy, trusted, so every client
     behind it was that proxy, and shared its buckets.) REST's unsigned reads, the web page's
     files and a websocket's log line alike; REST's clock and the page's are frozen."""
-    from gateway import rest
-    from gateway import server as server_module
+    from gateway import connection_handler, rest
     from gateway.limits import PAGE_FILES_BURST
 
     clock = [time.time_ns() // 1_000]
     monkeypatch.setattr(rest, "now_us", lambda: clock[0])
-    monkeypatch.setattr(server_module, "now_us", lambda: clock[0])
+    monkeypatch.setattr(connection_handler, "now_us", lambda: clock[0])
 
     async def scenario() -> None:
         server, port = await start(

@@ -553,7 +553,7 @@ def test_a_logon_that_beats_its_timeout_close_keeps_the_connection(run_venue: An
         await trader.send(place(1, "186.00"))  # in flight while the timeout fires
         await asyncio.sleep(0.05)
         [session] = [s for s in venue.server.sessions.values() if s.trade and s.key is None]
-        venue.server._logon_timeout(session)  # its close waits behind the place in flight
+        venue.server.handler._logon_timeout(session)  # its close waits behind the place in flight
         key, secret = KEYS["alpha"]
         ts = time.time_ns() // 1_000
         sig = sign_logon(secret, key, ts, f"n-{ts}", 5_000)

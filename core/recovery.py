@@ -1,0 +1,250 @@
+"""A core's start: recovery (latest snapshot + journal tail), a standby's warm start, or a
+fresh build from the config; the store's checks and catch-up; the engine rules journaled.
+
+Owns the one procedure `VenueCore.start` runs before anything is accepted, and the state it
+needs only then (the transfers the store may lack). It sets the core's venue, ledger and
+store as it finds them, and refuses a start the files disagree on through the core
+(`VenueCore._refuse`), which then gives the data directory back. Made once per start.
+"""
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from core import config as venue_config
+from core import snapshots
+from core import venue_core as core_module
+from core.ledger_writer import LedgerWriter, open_store
+from core.sequencer import Executed
+from engine.commands import SetReserveStaleness
+from engine.events import CommandRejected
+from engine.reasons import ErrorCode
+from engine.snapshot import restore as restore_venue
+from engine.venue import Venue
+from settlement.ledger import Ledger
+
+if TYPE_CHECKING:
+    from core.venue_core import VenueCore, WarmStart
+
+log = logging.getLogger("venue")  # the core's log, as before the split
+
+
+class Recovery:
+    """One start of `core`: what `run` recovers or builds, in the order it always had."""
+
+    def __init__(self, core: "VenueCore") -> None:
+        self.core = core
+        # the core's parts that a start never replaces (its venue, ledger and store it does)
+        self.config = core.config
+        self.data_dir = core.data_dir
+        self.sequencer = core.sequencer
+        self.listener = core.listener
+        self._to_store: list[Any] = []  # at start: transfers the store may not hold yet
+
+    async def run(self, warm: "WarmStart | None") -> None:
+        """Recover, take `warm`, or build (`VenueCore.start` says which when)."""
+        started = time.perf_counter()
+        snapshots.remove_stray(self.data_dir)  # ours alone: venue.lock is held
+        image = snapshots.latest(self.data_dir)  # before the store: a refusal makes no store
+        if image is not None:  # also for a replay from the journal's start (store behind)
+            self._replay_from_first_rules(image)
+        dsn = self.config.venue.ledger_postgres
+        core = self.core
+        ledger_file = self.data_dir / core_module.LEDGER_FILE
+        core._made_store = not dsn and not os.path.lexists(ledger_file)
+        core.store = await core._on_store(open_store, ledger_file, dsn)
+        core._store_open = True
+        core.writer = await core._on_store(LedgerWriter, core.store)
+        journal_seq = self.sequencer.journal.last_seq()
+        if image is not None and image.seq > journal_seq:
+            await self.core._refuse(
+                f"the snapshot at seq {image.seq} is ahead of the journal (last seq"
+                f" {journal_seq}) in {self.data_dir}: was the journal truncated or restored"
+                " from an older copy? `venue verify` says what to do"
+            )
+        after = image.seq if image is not None else 0
+        if warm is not None and warm.seq > 0 and warm.seq >= after:
+            self._take_warm(warm)
+            after = warm.seq
+        else:
+            warm = None  # older than the snapshot, or empty: not used
+            if image is not None:
+                venue = restore_venue(image.venue)
+                if await self._store_behind(venue, image.seq):
+                    image, after = None, 0  # the journal from its start, as a rebuild would
+                else:
+                    self._restore(image, venue)
+        self._to_store.extend(self.core.ledger.drain())  # what the image had not stored yet
+        self.core._recovering = True
+        try:
+            replayed = self.sequencer.recover(after, on_replayed=self._replayed)
+        finally:
+            self.core._recovering = False
+        await self._refuse_store_ahead()
+        self.core._record_epoch()  # once the start is not refused: a refused one leaves no epoch
+        if image is not None or warm is not None or replayed:
+            elapsed_ms = round((time.perf_counter() - started) * 1e3, 1)
+            journal = {
+                "journal_seq": self.sequencer.last_seq,
+                "journal_bytes": self._journal_bytes(),
+            }
+            fields = {"snapshot_seq": after, "replayed": replayed, "warm": warm is not None}
+            fields |= journal
+            log.info("recovered", extra=fields | {"ms": elapsed_ms})
+            await self._catch_up_store()
+            await self._journal_rules(building=False)
+        else:
+            await self._build_from_config()
+
+    def _replay_from_first_rules(self, image: snapshots.Snapshot) -> None:
+        """Replay (when the journal is replayed from its first record) under the engine's
+        rules that record ran under (`snapshots.first_rules`), never the config's: the
+        reserve staleness decided which deposits the journal accepted, and each change of it
+        since is a journal record (`_journal_rules`)."""
+        configured_us = venue_config.reserve_staleness_max_us(self.config)
+        rules = snapshots.first_rules(image, configured_us)
+        self.core.first_staleness_us = rules.reserve_staleness_max_us
+        self.core.ledger = Ledger()
+        self.core.venue = Venue(rules, self.core.ledger)
+        self.sequencer.venue = self.core.venue
+
+    async def _journal_rules(self, *, building: bool) -> None:
+        """Journal the config's reserve staleness bound (`SetReserveStaleness`) before any
+        command of this start: always when `building` (a new journal's first record says
+        what it runs under, whatever a copy's config says), on the first start of a journal
+        begun before (its mark: every cl_op_id remembered and every pending withdrawal held
+        through corporate actions from here on; also on a start holding a withdrawal
+        requested before that rule), and when the venue runs under another bound (an edit
+        of `reserve_staleness_hours`, or in a cluster a takeover by a core configured
+        otherwise: said in a warning). Deposits from here on are decided under it, those
+        before stand, and every replay decides each the same."""
+        configured_us = venue_config.reserve_staleness_max_us(self.config)
+        rules = self.core.venue.config
+        running_us = rules.reserve_staleness_max_us
+        # Begun before, or restored from an image of then that holds withdrawals of before
+        # (an image written since the archive of cl_op_ids but before the mark says nothing
+        # of its rules): the mark keeps those pending through a maturity.
+        begun_before = (
+            rules.operations_retained_max != 0 or self.core.ledger.pending_before_actions_held()
+        )
+        if not building and not begun_before and running_us == configured_us:
+            return
+        mark = SetReserveStaleness(staleness_max_us=configured_us, withdrawals_held=True)
+        executed = self.sequencer.submit(mark, origin=None)
+        await self.sequencer.drain()
+        fields = {"seq": executed.seq, "hours": configured_us // venue_config.HOUR_US}
+        if running_us == configured_us:
+            said = "built" if building else "journal begun before its rules were journaled"
+            log.info(f"reserve staleness journaled: {said}", extra=fields)
+            return
+        log.warning(
+            "reserve staleness changed: venue.reserve_staleness_hours differs from the bound"
+            " the venue ran under (in a cluster, every core must be configured alike: each"
+            " takeover by one configured otherwise changes it again)",
+            extra=fields | {"hours_before": running_us // venue_config.HOUR_US},
+        )
+
+    def _restore(self, image: snapshots.Snapshot, venue: Venue) -> None:
+        """Take the state a snapshot holds: its `venue`, then the gateway's part of it."""
+        self.core.venue = venue
+        assert self.core.venue.ledger is not None, "snapshots of this server always hold a ledger"
+        self.core.ledger = self.core.venue.ledger
+        self.sequencer.venue = self.core.venue
+        self.listener.restore_gateway(image.gateway)
+
+    def _take_warm(self, warm: "WarmStart") -> None:
+        """Take a standby's state: its venue, and the transfers it saw (for the store)."""
+        self.core.venue = warm.venue
+        assert self.core.venue.ledger is not None, "a warm venue always holds its ledger"
+        self.core.ledger = self.core.venue.ledger
+        self.sequencer.venue = self.core.venue
+        self._to_store.extend(warm.transfers)
+
+    def _replayed(self, batch: list[Executed]) -> None:
+        """A command replayed from the journal: rebuild what the gateway derived from it."""
+        self.listener.replayed(batch)
+        for executed in batch:
+            self._to_store.extend(executed.transfers)
+
+    def _journal_bytes(self) -> int:
+        path = self.data_dir / core_module.JOURNAL_FILE
+        return path.stat().st_size if path.exists() else 0  # none: the journal is a stream
+
+    async def _store_behind(self, venue: Venue, snapshot_seq: int) -> bool:
+        """Whether the ledger store lacks transfers that the snapshot's `venue` booked and
+        handed to it before the snapshot (a store restored from an older copy): recovering
+        from the snapshot could not book them, and the store's next batch would leave a gap.
+        Recovery then replays the journal from its start instead, as a rebuild would."""
+        assert venue.ledger is not None, "snapshots of this server always hold a ledger"
+        stored = await self.core._on_store(self.core.store.last_transfer_id)
+        first = venue.ledger.first_undrained_id()
+        if stored + 1 >= first:
+            return False
+        log.warning(
+            "the ledger store is behind the snapshot: recovering from the journal's start",
+            extra={"store_last_transfer": stored, "snapshot_seq": snapshot_seq,
+                   "missing_transfers": f"{stored + 1}..{first - 1}"},
+        )  # fmt: skip
+        return True
+
+    async def _refuse_store_ahead(self) -> None:
+        """A store holding transfers the journal never booked means the journal lost
+        commands (truncated, or an older copy): writing on would book new transfers under
+        ids the store already holds, so refuse and let the operator decide."""
+        stored = await self.core._on_store(self.core.store.last_transfer_id)
+        if stored > self.core.ledger.last_transfer_id:
+            await self.core._refuse(
+                f"the ledger store holds transfers up to {stored} but the journal (last seq"
+                f" {self.sequencer.last_seq}) books only up to {self.core.ledger.last_transfer_id}"
+                f" in {self.data_dir}: `venue verify --data-dir {self.data_dir}` says what to do"
+            )
+
+    async def _catch_up_store(self) -> None:
+        """After a restart: book into the store every transfer it had not stored yet."""
+        stored = await self.core._on_store(self.core.store.last_transfer_id)
+        booked = [t for t in self._to_store if t.transfer_id > stored]
+        self._to_store.clear()
+        await self.core._on_store(self.core.writer.register_ledger, self.core.ledger)
+        await self.core._on_store(self.core.writer.write, booked)
+
+    async def _build_from_config(self) -> None:
+        """A fresh venue: the config's setup, each command as the venue answers it. The
+        setup is rehearsed first (`setup_commands`): a config the venue would refuse any of
+        stops the start (`RecoveryRefused`, the files given back) before anything is
+        journaled. Only a bill that has matured since the config was written is left out,
+        with its token, the token's reserves and deposits unless another instrument names
+        the token (`matured_bills`), and said in a warning for each bill; one maturing
+        between then and its listing is refused (`TOLERATED_REFUSALS`) and said likewise."""
+        now = core_module.now_us()
+        try:
+            commands = venue_config.setup_commands(self.config, now)
+        except venue_config.ConfigError as invalid:  # the files are ours: give them back
+            await self.core._refuse(f"config: {invalid}")
+        for left in venue_config.matured_bills(self.config, now):
+            fields = {"command": "list_instrument", "reason": ErrorCode.MATURITY_PASSED.name}
+            fields |= {"symbol": left.symbol, "detail": left.detail()}
+            log.warning("config entry refused", extra=fields)
+        await self._journal_rules(building=True)  # first: the setup's deposits are under it
+        for command in commands:
+            executed = self.sequencer.submit(command, origin=None)
+            for refused in executed.events:
+                if not isinstance(refused, CommandRejected):
+                    continue
+                if refused.reason not in venue_config.TOLERATED_REFUSALS:
+                    # the rehearsal took it: the engine and its rehearsal disagree (a bug)
+                    await self.sequencer.drain()
+                    await self.core._refuse(f"config {venue_config.refusal_text(refused)}")
+                log.warning("config entry refused", extra=_refusal_fields(refused))
+        await self.sequencer.drain()
+        log.info("built from the config", extra={"commands": len(commands)})
+
+
+def _refusal_fields(refused: CommandRejected) -> dict[str, Any]:
+    """What an operator needs to find the refused entry: the command, whose, and why."""
+    fields: dict[str, Any] = {"command": refused.command, "reason": refused.reason.name}
+    if refused.account:
+        fields["account"] = refused.account
+    if refused.symbol is not None:
+        fields["symbol"] = refused.symbol
+    return fields | {"detail": refused.detail}
