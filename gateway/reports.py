@@ -396,7 +396,9 @@ class ExecReporter:
 
     def _balance(self, change: BalanceChanged, epoch: int) -> tuple[int, Push]:
         """The push of one balance as `change` left it: `_balances` for a requote's one
-        balance (a bid's hold), without its loop over (key, change) tuples made for it."""
+        balance (a bid's hold), without its loop over (key, change) tuples made for it. The
+        same lines as that loop's body, on purpose: a method both call cost a trade's reports
+        ~1% more instructions (measured, session 24)."""
         asset = change.asset
         try:  # a subscript (see `_balances`)
             strings, fill = self.balance_strings[asset]
