@@ -24,6 +24,7 @@ from core import config as venue_config
 from gateway.auth import sign_request
 from gateway.server import VenueServer
 from tests.conftest import KEYS, SAMPLE_CONFIG, TEST_TIMEOUT_S
+from tests.gateway.test_http import read_response
 
 Head = tuple[int, dict[str, str]]
 Opened = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -198,12 +199,7 @@ async def answers(port: int, ip: str, requests: list[bytes]) -> list[Head]:
     writer.write(b"".join(requests))
     heads = []
     for _ in requests:
-        status = int((await reader.readline()).split()[1])
-        headers = {}
-        while (line := await reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode().partition(":")
-            headers[name.strip().lower()] = value.strip()
-        await reader.readexactly(int(headers["content-length"]))
+        status, headers, _ = await read_response(reader)
         heads.append((status, headers))
     writer.close()
     return heads
