@@ -33,6 +33,49 @@ def test_a_get_after_the_server_closed_the_idle_connection_reconnects(
     run_venue(scenario)
 
 
+def test_an_order_after_the_server_closed_the_idle_connection_is_sent_on_a_new_one(
+    run_venue: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finding (session 25): after the venue closed the kept-alive connection (idle 15
+    s), a POST, PATCH or DELETE was written into it and raised BrokenPipeError or
+    RemoteDisconnected (only a GET was sent again), so a bot quiet for 15 s could not place,
+    amend or cancel, and could not tell whether it had. The client now sees the close
+    before sending and opens a new connection; each request is done once."""
+    monkeypatch.setattr(http, "KEEPALIVE_IDLE_S", 0.05)
+
+    async def idle_closed(venue: Venue) -> None:
+        listener = venue.server._server
+        assert listener is not None
+        for _ in range(200):  # bounded: the idle timer closes it within a few turns
+            if not listener.connections:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the venue kept the idle connection open")
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        assert (await asyncio.to_thread(trader.get, "/api/v1/balances")).status == 200
+        await idle_closed(venue)
+        order = {"symbol": "AAPLx-USD", "side": "buy", "type": "limit", "tif": "gtc"}
+        order |= {"price": "180.00", "qty": "1", "cl_ord_id": "idle-1"}
+        placed = await asyncio.to_thread(trader.post, "/api/v1/orders", order)
+        assert placed.status == 200, placed  # main: BrokenPipeError
+        order_id = placed.json()["order_id"]
+        await idle_closed(venue)
+        amended = await asyncio.to_thread(
+            trader.patch, f"/api/v1/orders/{order_id}", {"price": "181.00"}
+        )
+        assert amended.status == 200, amended
+        await idle_closed(venue)
+        canceled = await asyncio.to_thread(trader.delete, f"/api/v1/orders/{order_id}")
+        assert (canceled.status, canceled.json()["status"]) == (200, "canceled"), canceled
+        history = await asyncio.to_thread(trader.get, "/api/v1/orders/history")
+        assert [row["cl_ord_id"] for row in history.json()["orders"]] == ["idle-1"]
+        trader.close()
+
+    run_venue(scenario)
+
+
 def test_an_https_url_is_spoken_over_tls_never_in_the_clear(run_venue: Run) -> None:
     """`RestClient("https://…")` sent its signed requests as plain HTTP, to port 80 when the
     URL named none (session 23): a venue behind a TLS proxy was spoken to in the clear. It
