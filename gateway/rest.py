@@ -58,6 +58,18 @@ SENT_TWICE = "{} is sent more than once: send it once"
 QUERY_NOT_UTF8 = "the query is not UTF-8 once its %-escapes are decoded"
 # BAD_SIGNATURE, for an unknown key as for a wrong signature (one answer), in a request's words
 REQUEST_NOT_SIGNED = "X-API-Key unknown or X-Signature does not match the request's signed bytes"
+PATH_ID_TOO_LARGE = f"Expected `int` <= {wire.INT_MAX} - at `{{}}` in the path"  # its name
+TIMESTAMP_NOT_DIGITS = "X-Timestamp is an integer: µs since the epoch, ASCII digits only"
+WINDOW_NOT_DIGITS = "X-Recv-Window is an integer: ms, ASCII digits only"
+# `auth`'s refusals name a logon's params; a request sends them as headers. Each pair: the
+# logon's words at the start of (or inside, `; ...`) a message, and the request's.
+HEADER_WORDS: Final = (
+    ("ts ", "X-Timestamp "),
+    ("; recv_window ", "; X-Recv-Window "),
+    ("recv_window ", "X-Recv-Window "),
+    ("nonce ", "X-Nonce "),
+    (" logons of this key", " signed requests and logons of this key"),
+)
 BODY_METHODS = ("POST", "PATCH")  # the methods whose params are a JSON body
 # On every answer of a signed route: its URL is the same for every account and its signature
 # is in X- headers no cache keys on, so a shared cache that kept one account's answer would
@@ -447,7 +459,7 @@ class RestApi:
             if answers.connection.closed.done():
                 return  # gone meanwhile: nothing to answer, no place to count
             if refused.code is E.NONCE_REUSED:
-                self._refuse_signature(answers, exchange, refused, cost)
+                self._refuse_signature(answers, exchange, _in_header_words(refused), cost)
             else:  # unchecked: the venue's, not the client's, so charged nothing more
                 _respond_error(exchange, refused.code, refused.message)
             return
@@ -521,8 +533,10 @@ class RestApi:
                 return AuthError(E.BAD_PARAM, SENT_TWICE.format(_header_name(name)))
         ts_us = _integer(headers["x-timestamp"])
         window = _integer(headers.get("x-recv-window", str(RECV_WINDOW_MS_DEFAULT)))
-        if ts_us is None or window is None:
-            return AuthError(E.BAD_PARAM, "X-Timestamp (µs) and X-Recv-Window (ms) are integers")
+        if ts_us is None:
+            return AuthError(E.BAD_PARAM, TIMESTAMP_NOT_DIGITS)
+        if window is None:
+            return AuthError(E.BAD_PARAM, WINDOW_NOT_DIGITS)
         api_key, nonce, sig = headers["x-api-key"], headers["x-nonce"], headers["x-signature"]
         body = exchange.body
 
@@ -539,7 +553,7 @@ class RestApi:
             self._log_refusal(answers, api_key, exchange, refused)
             if refused.code is E.BAD_SIGNATURE:  # `auth` words it for a logon's `sig`
                 return AuthError(E.BAD_SIGNATURE, REQUEST_NOT_SIGNED)
-            return refused
+            return _in_header_words(refused)
         answers.session.key = key
         return None
 
@@ -677,6 +691,8 @@ def _params(
     for name, value in in_path.items():
         if name in params:
             return wire.WireError(None, E.BAD_PARAM, f"{name} is in the path, not the params")
+        if value > wire.INT_MAX:  # said here: the dispatcher would name the frame's `params.`
+            return wire.WireError(None, E.BAD_PARAM, PATH_ID_TOO_LARGE.format(name))
         params[name] = value
     return params
 
@@ -705,6 +721,19 @@ def _body_too_big(frame: bytes, params: dict[str, Any]) -> str:
         f"the request body is too large: {len(frame) - overhead} bytes as JSON without"
         f" spaces, over the {wire.MESSAGE_BYTES_MAX - overhead} this route takes"
     )
+
+
+def _in_header_words(refused: AuthError) -> AuthError:
+    """A logon's refusal (`ts is ... behind`, `recv_window must be ...`, `nonce already
+    used`) said of the request's headers (`X-Timestamp is ...`): a REST user sends no `ts`.
+    Before session 25 the logon's words were sent as they were."""
+    message = refused.message
+    for logon_words, request_words in HEADER_WORDS:
+        if logon_words[0] in "; ":  # inside the message
+            message = message.replace(logon_words, request_words)
+        elif message.startswith(logon_words):
+            message = request_words + message.removeprefix(logon_words)
+    return AuthError(refused.code, message, refused.retry_after_ms)
 
 
 def _body_words(message: str) -> str:

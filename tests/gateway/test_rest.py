@@ -592,6 +592,58 @@ def test_signature_failures_each_get_their_error(run_venue: Run) -> None:
     run_venue(scenario)
 
 
+def test_signing_refusals_name_the_request_headers(run_venue: Run) -> None:
+    """The finding (session 25): a request's signing refusals spoke of a logon's params, which
+    a REST user never sends (`ts is 60000 ms behind ...; recv_window is 5000 ms`,
+    `recv_window must be ...`, `nonce already used ...`), and a timestamp that is not digits
+    got `X-Timestamp (µs) and X-Recv-Window (ms) are integers`, not saying which. Each names
+    its header now. And the order id of a DELETE's path past 2^53 was said to be at
+    `params.order_id`, as the websocket's frame has it; a PATCH's at `order_id`."""
+
+    async def scenario(venue: Venue) -> None:
+        key, secret = KEYS["taker"]
+        trader = RestClient(base(venue), key, secret)
+        path = "/api/v1/balances"
+
+        async def refusal(**changes: str) -> tuple[int, str, str]:
+            sent = trader.signature("GET", path, "", b"") | changes
+            response = await call(trader, "GET", path, headers=sent, signed=False)
+            error = response.json()["error"]
+            return response.status, error["name"], error["msg"]
+
+        stale_ts = time.time_ns() // 1_000 - 60_000_000
+        sig = sign_request(secret, key, stale_ts, "stale-2", 5_000, "GET", path, "", b"")
+        status, name, msg = await refusal(
+            **{"X-Timestamp": str(stale_ts), "X-Nonce": "stale-2", "X-Signature": sig}
+        )
+        assert (status, name) == (401, "TIMESTAMP_OUT_OF_WINDOW")
+        assert msg.startswith("X-Timestamp is 6") and "; X-Recv-Window is 5000 ms" in msg, msg
+        cases = [  # main: `recv_window must ...`, `nonce must ...`, `ts must ...`, both headers
+            ({"X-Recv-Window": "0"}, "X-Recv-Window must be 1..60000 ms"),
+            ({"X-Nonce": "n" * 65}, "X-Nonce must be 1..64 printable characters"),
+            ({"X-Timestamp": "9" * 17}, "X-Timestamp must be microseconds since the epoch"),
+            ({"X-Timestamp": "soon"}, rest.TIMESTAMP_NOT_DIGITS),
+            ({"X-Recv-Window": "5s"}, rest.WINDOW_NOT_DIGITS),
+        ]
+        for changes, words in cases:
+            assert await refusal(**changes) == (400, "BAD_PARAM", words), changes
+        used = trader.signature("GET", path, "", b"")
+        assert (await call(trader, "GET", path, headers=used, signed=False)).status == 200
+        reused = await call(trader, "GET", path, headers=used, signed=False)
+        assert reused.json()["error"]["msg"] == "X-Nonce already used within the window"
+        huge = wire.INT_MAX + 1
+        said = []
+        for method, body in (("DELETE", b""), ("PATCH", b'{"price": "1.00"}')):
+            response = await call(trader, method, f"/api/v1/orders/{huge}", body=body)
+            assert error_of(response) == (400, "BAD_PARAM"), response
+            said.append(response.json()["error"]["msg"])
+        path_words = f"Expected `int` <= {wire.INT_MAX} - at `order_id` in the path"
+        assert said == [path_words, path_words]  # main: DELETE's at `params.order_id`
+        trader.close()
+
+    run_venue(scenario)
+
+
 def send_with_pairs(
     venue: Venue, method: str, path: str, body: bytes, pairs: list[tuple[str, str]]
 ) -> RestResponse:
@@ -740,11 +792,11 @@ def test_integers_of_thousands_of_digits_are_out_of_range_not_a_500(
             assert "9007199254740991" in canceled.json()["error"]["msg"]
             assert (await call(trader, "GET", f"/api/v1/orders/{digits}")).status == 405
         path = "/api/v1/balances"
-        for header, why in (("X-Timestamp", "ts must be"), ("X-Recv-Window", "recv_window must")):
+        for header in ("X-Timestamp", "X-Recv-Window"):
             sent = trader.signature("GET", path, "", b"") | {header: huge}
             response = await call(trader, "GET", path, headers=sent, signed=False)
             assert error_of(response) == (400, "BAD_PARAM"), (header, response)
-            assert why in response.json()["error"]["msg"]
+            assert response.json()["error"]["msg"].startswith(header), (header, response)
         zeros = trader.signature("GET", path, "", b"")
         zeros["X-Recv-Window"] = "0" * 5_000 + "5000"  # leading zeros change no value
         response = await call(trader, "GET", path, headers=zeros, signed=False)
@@ -989,6 +1041,7 @@ def test_a_key_past_its_nonce_cap_is_told_when_to_retry(run_venue: Run, monkeypa
         limited = await get(trader, "/api/v1/balances")
         assert error_of(limited) == (429, "RATE_LIMITED")
         assert limited.json()["retry_after_ms"] == 1_001  # just past the first nonce's end
+        assert "signed requests and logons of this key" in limited.json()["error"]["msg"]
         assert limited.headers["retry-after"] == "2"  # whole seconds, rounded up
         clock[0] += 1_000_000  # the first nonce's last µs: still remembered
         assert error_of(await get(trader, "/api/v1/balances")) == (429, "RATE_LIMITED")
