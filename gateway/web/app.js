@@ -43,6 +43,7 @@ const state = {
 let market = null; // the /ws/public socket
 let chart = null;
 let reconnectDelay = 250;
+let wasLive = false; // market data has been live once: a later "live" is a reconnect
 
 // ------------------------------------------------------------------ rendering, coalesced
 
@@ -121,6 +122,13 @@ async function connectMarket() {
   }
   reconnectDelay = 250;
   setStatus("live", "ok");
+  // Back after a drop (a restart): what REST said meanwhile ("24 h change unavailable") and
+  // the reserves are asked again now, not at the next 30 s poll.
+  if (wasLive) {
+    refreshDayStats();
+    refreshReserves();
+  }
+  wasLive = true;
 }
 
 function initialSymbol(instruments) {
@@ -157,6 +165,12 @@ function setStatus(text, kind) {
   const pill = $("market-status");
   pill.textContent = `market data: ${text}`;
   pill.className = `pill ${kind}`;
+  // Not live: the book, tape and charts shown are the last ones received, perhaps stale
+  // (dimmed, and said on hover), so nobody trades off them as if they were current.
+  const main = document.querySelector("main");
+  main.classList.toggle("stale", kind !== "ok");
+  const stale = "market data is not live: the figures shown may be out of date";
+  main.title = kind === "ok" ? "" : stale;
 }
 
 function onMarketPush(message) {
@@ -404,18 +418,32 @@ async function pollDayStats() {
   if (!dayStatsGone) setTimeout(pollDayStats, REST_POLL_MS);
 }
 
+let reservesTimer = null; // the next poll of the reserves
+let reservesGone = false; // the venue refused the query: a build without it, never asked again
+
 async function pollReserves() {
   // The `reserves` query (no logon) on the market-data socket, every REST_POLL_MS.
+  reservesTimer = null;
   const box = $("reserves");
   if (market !== null) {
     try {
       box.replaceChildren(reservesTable((await market.request("reserves")).reserves));
     } catch (failed) {
       box.replaceChildren(note(`not available (${failed.message})`));
-      if (failed.error !== undefined) return; // the venue refused: a build without it
+      if (failed.error !== undefined) reservesGone = true;
     }
   }
-  setTimeout(pollReserves, market === null ? 1000 : REST_POLL_MS);
+  if (!reservesGone && reservesTimer === null) {
+    reservesTimer = setTimeout(pollReserves, market === null ? 1000 : REST_POLL_MS);
+  }
+}
+
+function refreshReserves() {
+  // Out of turn (market data back after a drop): the poll waiting is replaced by one now.
+  if (reservesGone) return;
+  clearTimeout(reservesTimer);
+  reservesTimer = null;
+  pollReserves();
 }
 
 function reservesTable(rows) {
@@ -681,6 +709,14 @@ function endSession(event) {
   showLogonError(expected ? "" : `disconnected (${event.code}${reason(event)})`);
 }
 
+// What a close without a reason means to a trader (RFC 6455 7.4.1): the venue closes every
+// connection 1001 as it stops (a restart, too), and the browser reports a lost one as 1006.
+const CLOSE_MEANINGS = new Map([
+  [1001, "the venue is stopping or restarting: log on again once it is back"],
+  [1006, "the connection was lost"],
+  [1011, "the venue met an error"],
+]);
+
 function clearSession() {
   // Back to the logon form, with nothing of the account left on the page.
   state.loggingOut = false;
@@ -696,7 +732,8 @@ function clearSession() {
 }
 
 function reason(event) {
-  return event.reason ? ` ${event.reason}` : "";
+  const said = event.reason || CLOSE_MEANINGS.get(event.code);
+  return said ? ` ${said}` : "";
 }
 
 async function onLogout() {
