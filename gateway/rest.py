@@ -88,6 +88,9 @@ POLICY_VIOLATION = 1008  # what `Connection.close` is given for plain HTTP (whic
 TOO_MANY_FROM_ADDRESS = "slow down: too many requests from your address"  # its IP's bucket
 REFUSAL_LOG_INTERVAL_US = 1_000_000  # a refused signature logs at most once a second per
 # connection (the rest are counted into the next line): a flood must not flood the log
+# `gateway.http`'s own answers, by status, with the code a REST error gives each: a body past
+# the limit; a body late (never all read, as one that is not JSON); a request as the venue stops
+HTTP_ERRORS: Final = {413: E.MESSAGE_TOO_BIG, 408: E.BAD_JSON, 503: E.SHUTTING_DOWN}
 UTF8_NAMES: Final = ("utf-8", "utf8")  # a body's charset, if it names one: UTF-8 (or its alias)
 
 
@@ -270,6 +273,15 @@ class RestApi:
             return False
         exchange.respond(503, _error_body(E.TOO_MANY_CONNECTIONS, refusal), headers=headers)
         return True
+
+    def http_error(self, path: str, status: int, why: str) -> bytes | None:
+        """The JSON error for one of `gateway.http`'s own answers (`HTTP_ERRORS`) to a path
+        of ours, as every REST error is; None for another path (its plain text stands).
+        Before session 25 a REST client got these as plain text it could not parse."""
+        code = HTTP_ERRORS.get(status)
+        if code is None or (path != OPENAPI_PATH and not path.startswith("/api/")):
+            return None
+        return _error_body(code, why)
 
     def _serve_openapi(self, answers: "_Answers", exchange: Exchange) -> None:
         """The OpenAPI document; another method than GET or HEAD is refused as on any route.

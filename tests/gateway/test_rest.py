@@ -644,6 +644,64 @@ def test_signing_refusals_name_the_request_headers(run_venue: Run) -> None:
     run_venue(scenario)
 
 
+def test_the_http_layers_own_errors_on_a_rest_path_are_json(
+    run_venue: Run, monkeypatch: Any
+) -> None:
+    """The finding (session 25): a body past 64 KiB (413), a body that never ends (408) and a
+    request as the venue stops (503) got `gateway.http`'s plain text on a REST path too, where
+    docs/rest.md has every error be `{"error": {...}}`: `RestResponse.error_code()` was None.
+    They are REST's JSON errors now; the web page's paths keep their plain text."""
+    from tests.gateway.test_http import read_response, request
+
+    monkeypatch.setattr(http_limits, "BODY_TIMEOUT_S", 0.05)
+    too_big = http_limits.REQUEST_BODY_BYTES_MAX + 1
+
+    async def answer(sent: bytes, venue: Venue) -> tuple[int, dict[str, str], bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", venue.port)
+        writer.write(sent)
+        try:
+            return await asyncio.wait_for(read_response(reader), TEST_TIMEOUT_S)
+        finally:
+            writer.close()
+
+    def json_error(status: int, headers: dict[str, str], body: bytes) -> tuple[int, str, str]:
+        assert headers["content-type"] == "application/json", (status, headers, body)
+        error = json.loads(body)["error"]
+        return status, error["name"], error["msg"]
+
+    async def scenario(venue: Venue) -> None:
+        declared = b"POST /api/v1/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+        chunked = b"POST /api/v1/orders HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        chunked += f"{too_big:x}\r\n".encode() + b"x" * too_big + b"\r\n0\r\n\r\n"
+        for sent in (declared, chunked):  # main: text/plain
+            assert json_error(*await answer(sent, venue)) == (
+                413, "MESSAGE_TOO_BIG", http_limits.BODY_TOO_LARGE
+            )  # fmt: skip
+        late = request("POST", "/api/v1/orders", b"{}" * 10)[:-5]  # 5 body bytes never sent
+        status, name, _ = json_error(*await answer(late, venue))
+        assert (status, name) == (408, "BAD_JSON")
+        page = b"POST /static/app.js HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+        status, headers, body = await answer(page, venue)
+        assert (status, headers["content-type"], body) == (
+            413, "text/plain", (http_limits.BODY_TOO_LARGE + "\n").encode()
+        )  # fmt: skip
+        listener = venue.server._server
+        assert listener is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", venue.port)
+        writer.write(request("GET", "/api/v1/instruments"))
+        assert (await read_response(reader))[0] == 200  # kept alive, then the venue stops:
+        listener.closing = True  # the moment between its stop and this connection's close
+        try:
+            writer.write(request("GET", "/api/v1/instruments"))
+            stopping = await asyncio.wait_for(read_response(reader), TEST_TIMEOUT_S)
+        finally:
+            listener.closing = False
+            writer.close()
+        assert json_error(*stopping) == (503, "SHUTTING_DOWN", http_limits.STOPPING)
+
+    run_venue(scenario)
+
+
 def send_with_pairs(
     venue: Venue, method: str, path: str, body: bytes, pairs: list[tuple[str, str]]
 ) -> RestResponse:
