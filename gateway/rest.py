@@ -56,6 +56,12 @@ SIGNED_HEADERS = ("x-api-key", "x-timestamp", "x-nonce", "x-signature")  # X-Rec
 SIGNING_HEADERS = (*SIGNED_HEADERS, "x-recv-window")  # each sent once at most
 SENT_TWICE = "{} is sent more than once: send it once"
 QUERY_NOT_UTF8 = "the query is not UTF-8 once its %-escapes are decoded"
+QUERY_REPEATED = "the query parameter `{}` is repeated: send it once"
+# msgspec's words for a struct's fields, said of a query's parameters
+QUERY_WORDS: Final = (
+    ("Object missing required field", "missing the query parameter"),
+    ("Object contains unknown field", "unknown query parameter"),
+)
 # BAD_SIGNATURE, for an unknown key as for a wrong signature (one answer), in a request's words
 REQUEST_NOT_SIGNED = "X-API-Key unknown or X-Signature does not match the request's signed bytes"
 PATH_ID_TOO_LARGE = f"Expected `int` <= {wire.INT_MAX} - at `{{}}` in the path"  # its name
@@ -682,7 +688,7 @@ def _params(
             return wire.WireError(None, E.BAD_PARAM, QUERY_NOT_UTF8)
         params = dict(pairs)
         if len(params) != len(pairs):
-            return wire.WireError(None, E.BAD_PARAM, "a query parameter is repeated")
+            return wire.WireError(None, E.BAD_PARAM, QUERY_REPEATED.format(_repeated(pairs)))
         for name, value in route.defaults:
             params.setdefault(name, str(value))
         for name in _integer_fields(route.params).intersection(params):
@@ -698,6 +704,8 @@ def _params(
         except msgspec.ValidationError as failure:
             missing = str(failure).startswith("Object missing required field")
             text = str(failure).replace("`$.", "`").replace(" - at `$`", "")
+            for struct_words, query_words in QUERY_WORDS:  # a query has parameters, not fields
+                text = text.replace(struct_words, query_words)
             return wire.WireError(None, E.MISSING_PARAM if missing else E.BAD_PARAM, text)
         params = {k: v for k, v in msgspec.to_builtins(decoded).items() if v is not None}
     for name, value in in_path.items():
@@ -707,6 +715,16 @@ def _params(
             return wire.WireError(None, E.BAD_PARAM, PATH_ID_TOO_LARGE.format(name))
         params[name] = value
     return params
+
+
+def _repeated(pairs: list[tuple[str, str]]) -> str:
+    """The first name of the query's that is given twice (one is)."""
+    seen: set[str] = set()
+    for name, _ in pairs:
+        if name in seen:
+            return name
+        seen.add(name)
+    raise AssertionError("a query with a repeated name has one")
 
 
 def _is_json_type(content_type: str | None) -> bool:

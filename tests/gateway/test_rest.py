@@ -153,6 +153,42 @@ def test_bad_public_requests_get_clear_errors(run_venue: Run) -> None:
     run_venue(scenario)
 
 
+def test_query_errors_speak_of_query_parameters(run_venue: Run) -> None:
+    """The finding (session 25): a query's unknown, missing or repeated parameter was said in
+    msgspec's words for a struct (`Object contains unknown field `x``, `Object missing
+    required field `symbol``) or not named (`a query parameter is repeated`)."""
+
+    async def scenario(venue: Venue) -> None:
+        public = RestClient(base(venue))
+        trader = RestClient(base(venue), *KEYS["taker"])
+        cases = [
+            (public, "/api/v1/ticker?symbol=AAPLx-USD&x=1", "unknown query parameter `x`"),
+            (public, "/api/v1/book", "missing the query parameter `symbol`"),
+            (public, "/api/v1/candles?symbol=AAPLx-USD", "missing the query parameter `interval`"),
+            (
+                public,
+                "/api/v1/trades?symbol=AAPLx-USD&limit=1&limit=2",
+                "the query parameter `limit` is repeated: send it once",
+            ),
+            (
+                trader,
+                "/api/v1/orders/history?status=open&status=open",
+                "the query parameter `status` is repeated: send it once",
+            ),
+            (trader, "/api/v1/fills?since=1", "unknown query parameter `since`"),
+        ]
+        for client, target, words in cases:  # main: msgspec's words, or no name
+            response = await call(client, "GET", target)
+            assert response.status == 400, (target, response)
+            assert response.json()["error"]["msg"] == words, target
+        canceled = await call(trader, "DELETE", "/api/v1/orders/1?force=1")
+        assert canceled.json()["error"]["msg"] == "unknown query parameter `force`"
+        public.close()
+        trader.close()
+
+    run_venue(scenario)
+
+
 def test_a_query_integer_with_leading_zeros_is_read_as_its_digits(run_venue: Run) -> None:
     """The finding: rest.md has a query integer be digits only, and the order id in a path
     is read so ("/api/v1/orders/007" names order 7), but a query's "05" passed the digits
