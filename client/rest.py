@@ -94,6 +94,8 @@ class RestClient:
         parts = urlsplit(base_url)
         if parts.scheme not in DEFAULT_PORTS:
             raise ValueError(f"a venue's URL is http:// or https://, not {base_url!r}")
+        if (api_key is None) != (secret is None):  # else the first signed request asserted
+            raise ValueError("an API key and its secret go together: give both, or neither")
         self.tls = parts.scheme == "https"
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or DEFAULT_PORTS[parts.scheme]

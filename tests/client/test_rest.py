@@ -90,6 +90,11 @@ def test_an_https_url_is_spoken_over_tls_never_in_the_clear(run_venue: Run) -> N
         assert (RestClient("https://venue.example").port, RestClient("http://h").port) == (443, 80)
         with pytest.raises(ValueError, match="http:// or https://"):
             RestClient(f"ws://127.0.0.1:{venue.port}")
+        # a key without its secret (or the reverse) is refused at once (session 25); it was
+        # taken, and its first request failed an assertion, `a key signs`
+        for key, secret in ((KEYS["taker"][0], None), (None, KEYS["taker"][1])):
+            with pytest.raises(ValueError, match="give both, or neither"):
+                RestClient(base(venue), key, secret)
 
     run_venue(scenario)
 
