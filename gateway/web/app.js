@@ -856,6 +856,11 @@ async function onPlace(event) {
     showResult(params.qty === "" ? "enter a quantity" : "enter a price", "error");
     return;
   }
+  const unreadable = notPlain("quantity", params.qty) ?? notPlain("price", params.price);
+  if (unreadable !== null) {
+    showResult(unreadable, "error");
+    return;
+  }
   // One click, one order: the button waits for the answer, so a double click's second click
   // (or a second Enter) places nothing more. It says so by aria-disabled, not `disabled`,
   // which would take the keyboard's focus off it for good.
@@ -934,6 +939,18 @@ function showOrderResult(placed, status, report) {
   }
   showResult(text, "ok");
   state.resultOrder = placed;
+}
+
+// A decimal as the venue reads one (docs/protocol.md; `wire.DECIMAL_PATTERN`): digits with
+// an optional point and more digits; no sign, exponent, spaces or grouping.
+const PLAIN_DECIMAL = /^[0-9]+(\.[0-9]+)?$/;
+
+function notPlain(field, text) {
+  // Said here, in a trader's words, of a figure the venue could not read (a decimal comma,
+  // "1,5", is a common way to write one): the venue's answer would be `Expected `str` holding
+  // a plain decimal number - at `params.qty``. Null for a plain decimal or a price not asked.
+  if (text === undefined || PLAIN_DECIMAL.test(text)) return null;
+  return `the ${field} is a plain decimal number with a point, e.g. 1.5: not "${text}"`;
 }
 
 function randomHex(bytes) {

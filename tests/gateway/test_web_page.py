@@ -308,6 +308,20 @@ def test_a_rejected_order_shows_its_error_and_a_partial_ioc_what_filled(tmp_path
 
         await browser.place("buy", "limit", qty="1", price="187.301")
         await expect(result).to_contain_text("BAD_PRECISION (1004)")
+
+        # A figure the venue cannot read is said in a trader's words, and not sent (session
+        # 25; main: `order refused: BAD_PARAM (1003): Expected `str` holding a plain decimal
+        # number - at `params.qty``)
+        placed = sum("order.place" in frame for frame in browser.frames_sent)
+        words = 'the {} is a plain decimal number with a point, e.g. 1.5: not "{}"'
+        for qty, price, field, typed in (
+            ("1,5", "187.30", "quantity", "1,5"),
+            ("1", "-187", "price", "-187"),
+            ("1e3", "187.30", "quantity", "1e3"),
+        ):
+            await browser.place("buy", "limit", qty=qty, price=price)
+            await expect(result).to_have_text(words.format(field, typed))
+        assert sum("order.place" in frame for frame in browser.frames_sent) == placed
         await expect(page.locator("#open-orders tbody tr")).to_have_count(0)
         await expect(page.locator("#fills tbody tr")).to_have_count(0)
 
