@@ -55,6 +55,10 @@ _HEAD_END = re.compile(rb"\n\r?\n")  # the blank line after the headers, as h11 
 # each proxy of a chain may add its own `X-Forwarded-For` line, the nearest one last.
 LIST_HEADERS = frozenset({"x-forwarded-for"})
 SERVER_HEADER = (b"server", b"tokenvenue")
+# Answers with no content and no Content-Length (RFC 9110 8.6): a 304's would have to be the
+# 200's length, and `Content-Length: 0` told a cache that freshens its copy from the 304's
+# headers (RFC 9111 4.3.4) that the file is empty.
+BODILESS_STATUSES = frozenset({204, 304})
 
 
 class Exchange:
@@ -254,12 +258,9 @@ class HttpConnection:
         if exchange is not self.in_flight or self._done():
             return  # the connection went away while the answer was being made
         self.in_flight = None
-        head = [
-            SERVER_HEADER,
-            _date_header(),
-            (b"content-type", content_type.encode("latin-1")),
-            (b"content-length", str(len(body)).encode()),
-        ]
+        head = [SERVER_HEADER, _date_header(), (b"content-type", content_type.encode("latin-1"))]
+        if status not in BODILESS_STATUSES:
+            head.append((b"content-length", str(len(body)).encode()))
         head += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
         if self.closing or self.connection.listener.closing or self.connection.closing:
             head.append((b"connection", b"close"))
