@@ -133,6 +133,12 @@ class TradesResult(msgspec.Struct, frozen=True):
     trades: list[Trade]
 
 
+class TimeResult(msgspec.Struct, frozen=True):
+    """The venue's clock: what a request's X-Timestamp is checked against."""
+
+    time: int  # µs since the epoch
+
+
 class TickersResult(msgspec.Struct, frozen=True):
     tickers: list[Ticker]
 
@@ -178,6 +184,8 @@ ROUTES: tuple[Route, ...] = (
           "Last price and the 24 h open, high, low, volume and change"),
     Route("GET", "/api/v1/candles", False, "candles", CandlesParams, CandlesResult,
           "OHLCV bars, oldest first"),
+    Route("GET", "/api/v1/time", False, "time", wire.TimeParams, TimeResult,
+          "The venue's clock (µs since the epoch): sign X-Timestamp by it"),
     Route("GET", "/api/v1/reserves", False, "reserves", wire.ReservesParams, ReservesResult,
           "Proof of reserves: each asset's supply against its latest attestation"),
     Route("GET", "/api/v1/balances", True, "balances", wire.BalancesParams, None,

@@ -2,10 +2,13 @@
 
 import asyncio
 import ssl
+import time
 
 import pytest
 
+from client import rest as rest_client
 from client.rest import RestClient
+from engine.reasons import ErrorCode
 from gateway import http
 from tests.conftest import KEYS, Venue
 from tests.gateway.test_rest import Run, base
@@ -71,6 +74,30 @@ def test_an_order_after_the_server_closed_the_idle_connection_is_sent_on_a_new_o
         assert (canceled.status, canceled.json()["status"]) == (200, "canceled"), canceled
         history = await asyncio.to_thread(trader.get, "/api/v1/orders/history")
         assert [row["cl_ord_id"] for row in history.json()["orders"]] == ["idle-1"]
+        trader.close()
+
+    run_venue(scenario)
+
+
+def test_a_client_whose_clock_is_off_signs_by_the_venues_after_sync_clock(
+    run_venue: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finding (session 25): a machine whose clock is a minute off had every signed REST
+    request refused `TIMESTAMP_OUT_OF_WINDOW`, and REST had no way to ask the venue's clock
+    (the web page and the SDK sign by the websocket's `time`). `GET /api/v1/time` answers it;
+    `RestClient.sync_clock()` signs by it from then on."""
+    skew_us = -60_000_000  # this "machine" is a minute slow
+    monkeypatch.setattr(rest_client, "wall_clock_us", lambda: time.time_ns() // 1_000 + skew_us)
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        refused = await asyncio.to_thread(trader.get, "/api/v1/balances")
+        assert (refused.status, refused.error_code()) == (401, ErrorCode.TIMESTAMP_OUT_OF_WINDOW)
+        offset_us = await asyncio.to_thread(trader.sync_clock)  # main: no such route, 404
+        assert abs(offset_us + skew_us) < 5_000_000, offset_us  # a minute, give or take
+        assert (await asyncio.to_thread(trader.get, "/api/v1/balances")).status == 200
+        clock = (await asyncio.to_thread(trader.get, "/api/v1/time")).json()
+        assert abs(clock["time"] - time.time_ns() // 1_000) < 5_000_000, clock
         trader.close()
 
     run_venue(scenario)
