@@ -61,6 +61,23 @@ class Browser:
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
         page.on("websocket", self._websocket)
+        self.rest_reads: set[Any] = set()  # the page's REST reads under way
+        page.on("request", self._rest_asked)
+        page.on("requestfinished", lambda request: self.rest_reads.discard(request))
+        page.on("requestfailed", lambda request: self.rest_reads.discard(request))
+
+    def _rest_asked(self, request: Any) -> None:
+        if "/api/" in request.url:
+            self.rest_reads.add(request)
+
+    async def rest_settled(self) -> None:
+        """Wait until no REST read of the page's is under way (each ends within the page's
+        5 s REST timeout): a relay closed under one would fail it, a console error."""
+        for _ in range(200):  # bounded: 10 s
+            if not self.rest_reads:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"REST reads still under way: {self.rest_reads}")
 
     def _console(self, message: Any) -> None:
         if message.type in ("error", "warning"):
@@ -796,6 +813,10 @@ def test_a_silently_dead_connection_is_noticed_and_the_page_resyncs(tmp_path: Pa
             await expect(page.locator("#tape tbody tr")).to_have_count(1)
             last = page.locator(f"#instruments tr[data-symbol='{SYMBOL}'] td.last")
             await expect(last).to_have_text("187.30")
+            # back live, the page asks the REST ticker again, perhaps on a frozen kept-alive
+            # connection: the network's loss is noticed, and that read ends before the relay
+            relay.end_frozen()
+            await browser.rest_settled()
         finally:
             await relay.close()
 
