@@ -488,6 +488,12 @@ function dayChange(symbol) {
   return open > 0 && last != null ? ((Number(last) - open) / open) * 100 : null;
 }
 
+function roundedChange(percent) {
+  // To 2 decimals half up, as REST's `change_pct`; -0 (a fall too small to show) is 0, so a
+  // one-tick fall of a bill reads "+0.00%" as REST says it, not a red "-0.00%".
+  return percent === null ? null : Math.round(percent * 100) / 100 || 0;
+}
+
 // ------------------------------------------------------------------ market rendering
 
 function billYield(symbol) {
@@ -512,7 +518,7 @@ function renderInstruments() {
     row.insertCell().appendChild(link);
     const last = state.tickers.get(symbol)?.last;
     cell(row, last == null ? "—" : bill ? `${last} /100` : last, "num last");
-    const change = dayChange(symbol);
+    const change = roundedChange(dayChange(symbol));
     const text = change === null ? "—" : `${change >= 0 ? "+" : ""}${change.toFixed(2)}%`;
     const direction = change === null ? "" : change >= 0 ? " up" : " down";
     cell(row, text, `num change${direction}`);

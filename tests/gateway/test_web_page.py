@@ -439,6 +439,18 @@ def test_a_market_buy_of_a_bill_trades_face_value_at_a_price_per_100(tmp_path: P
         for panel in await page.locator("main > section").all():
             assert await panel.evaluate(overflow) <= 0, await panel.get_attribute("id")
 
+        # one tick down (0.000001 of ~98.7, -0.000001%) reads as REST's rounded 0.00, not a
+        # red "-0.00%" (session 25's finding: the page rounded after taking the sign)
+        await page.reload()  # the REST 24 h open: 98.700000
+        change = row.locator("td.change")
+        await expect(change).to_have_text("+0.00%")
+        await seller.place(BILL, "sell", qty="100", price="98.699999")
+        buyer = await venue.client("beta")
+        await buyer.place(BILL, "buy", qty="100", price="98.699999", tif="ioc")
+        await expect(row.locator("td.last")).to_have_text("98.699999 /100")
+        await expect(change).to_have_text("+0.00%")  # main: -0.00%
+        await expect(change).not_to_have_class(re.compile("down"))
+
     assert run_page(tmp_path, scenario, path=f"/#{BILL}") == []
 
 
