@@ -756,7 +756,7 @@ function showLogonError(text) {
 
 function onAccountPush(message) {
   if (message.ch === "session") {
-    showResult(`venue: ${message.type}`, "warn");
+    showResult(`venue: ${SESSION_PUSHES.get(message.type) ?? message.type}`, "warn");
     return;
   }
   if (message.ch !== "account") return;
@@ -771,6 +771,22 @@ function onAccountPush(message) {
     schedule("balances");
   }
 }
+
+// The session pushes of protocol §4.5 in a trader's words (the type alone, `dms.triggered`,
+// says little); an unknown type is shown as it came.
+const SESSION_PUSHES = new Map([
+  ["shutdown", "the venue is stopping"],
+  [
+    "cod.triggered",
+    "a connection of this account with cancel-on-disconnect closed: the orders it placed are" +
+      " being canceled (cod.triggered)",
+  ],
+  [
+    "dms.triggered",
+    "this account's dead-man's switch fired: its open orders are being canceled (dms.triggered)",
+  ],
+  ["slow_consumer", "this connection read too slowly and is being closed (slow_consumer)"],
+]);
 
 function onExec(message) {
   const report = message.data;

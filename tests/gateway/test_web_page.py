@@ -304,6 +304,20 @@ def test_open_orders_show_and_cancel_from_the_page(tmp_path: Path) -> None:
         await expect(held).to_have_text("0.000000")
         await expect(page.locator("#ladder-bids tr")).to_have_count(0)
 
+        # A bot of the account, with cancel-on-disconnect, leaves: its order shows, then goes,
+        # and the page says why in words (session 25; main: `venue: cod.triggered`)
+        bot = await venue.client("taker")
+        await bot.request("session.cod", {"enabled": True})
+        await bot.place(SYMBOL, "buy", qty="1", price="181.00")
+        await expect(row).to_have_count(1)
+        await bot.close()
+        venue.clients.remove(bot)
+        await expect(page.locator("#order-result")).to_have_text(
+            "venue: a connection of this account with cancel-on-disconnect closed: the orders it"
+            " placed are being canceled (cod.triggered)"
+        )
+        await expect(row).to_have_count(0)
+
     assert run_page(tmp_path, scenario) == []
 
 
