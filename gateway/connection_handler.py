@@ -133,6 +133,11 @@ class ConnectionHandler:
         transport's plain text."""
         return self.rest.refuse(exchange, refusal, headers)
 
+    def on_http_error(self, path: str, status: int, why: str) -> bytes | None:
+        """`gateway.http`'s own 408, 413 or 503 for `path`: a REST path's in REST's words
+        (its JSON error); None for others (plain text)."""
+        return self.rest.http_error(path, status, why)
+
     def on_http_closed(self, connection: transport.Connection) -> None:
         self.rest.closed(connection)
 

@@ -6,7 +6,9 @@ answers keep request order), `Expect: 100-continue`, the idle and body timeouts,
 header limits, HTTP/1.0 and 1.1 only, 400/408/413/431/503/505 answers of its own, and a
 close that waits for the answer in flight. What a request means is the handler's:
 `on_request(connection, exchange)` answers with `exchange.respond` now or later; a handler
-without it gets the websocket layer's seam, `on_http` (GET only, else 405).
+without it gets the websocket layer's seam, `on_http` (GET only, else 405). A handler's
+`on_http_error(path, status, why) -> bytes | None` words this module's own 408, 413 and 503
+for a path that is its (a JSON body: the REST API's errors); else they are plain text.
 Flow control (as uvicorn's h11 protocol): reading pauses while a request is answered with
 more bytes pipelined behind it, or when more than `BUFFERED_BYTES_MAX` are unread, and resumes
 when h11 needs data; the next pipelined request waits while the transport is paused for
@@ -44,6 +46,7 @@ REQUEST_LINE_BYTES_MAX = 8 * 1024  # the websocket layer's limit for one line of
 HEAD_TOO_LARGE = f"the request line and headers are limited to {HEADER_BYTES_MAX} bytes"
 BODY_TOO_LARGE = f"a request body is limited to {REQUEST_BODY_BYTES_MAX} bytes"
 BOTH_FRAMINGS = "a request has a Content-Length or a Transfer-Encoding, not both"
+STOPPING = "the venue is stopping"
 CHUNKED_1_0 = "an HTTP/1.0 request has no Transfer-Encoding: send a Content-Length"
 # h11 reads any `HTTP/d.d` request line and would answer it as 1.1: 1.0 and 1.1 are served.
 HTTP_VERSIONS = (b"1.0", b"1.1")
@@ -52,6 +55,10 @@ _HEAD_END = re.compile(rb"\n\r?\n")  # the blank line after the headers, as h11 
 # each proxy of a chain may add its own `X-Forwarded-For` line, the nearest one last.
 LIST_HEADERS = frozenset({"x-forwarded-for"})
 SERVER_HEADER = (b"server", b"tokenvenue")
+# Answers with no content and no Content-Length (RFC 9110 8.6): a 304's would have to be the
+# 200's length, and `Content-Length: 0` told a cache that freshens its copy from the 304's
+# headers (RFC 9111 4.3.4) that the file is empty.
+BODILESS_STATUSES = frozenset({204, 304})
 
 
 class Exchange:
@@ -193,7 +200,7 @@ class HttpConnection:
                 self._fail(400, CHUNKED_1_0)
                 return False
             if _declared_length(event) > REQUEST_BODY_BYTES_MAX:  # refused before it is sent
-                self._fail(413, BODY_TOO_LARGE)
+                self._fail(413, BODY_TOO_LARGE, event)
                 return False
             self._cancel_timer()
             self.timer = asyncio.get_running_loop().call_later(BODY_TIMEOUT_S, self._body_late)
@@ -203,7 +210,7 @@ class HttpConnection:
         elif isinstance(event, h11.Data):
             self.body_bytes += len(event.data)
             if self.body_bytes > REQUEST_BODY_BYTES_MAX:
-                self._fail(413, BODY_TOO_LARGE)
+                self._fail(413, BODY_TOO_LARGE, self.request)
                 return False
             self.body.append(bytes(event.data))
         elif isinstance(event, h11.EndOfMessage):
@@ -213,7 +220,8 @@ class HttpConnection:
             self.request, self.body = None, []
             self.in_flight = exchange
             if self.closing or self.connection.listener.closing or self.connection.closing:
-                exchange.respond(503, b"the venue is stopping\n", "text/plain")
+                body, content_type = self._error_answer(exchange.path, 503, STOPPING)
+                exchange.respond(503, body, content_type)
             else:
                 self.serve(exchange)
             return False  # `respond` reads on
@@ -250,12 +258,9 @@ class HttpConnection:
         if exchange is not self.in_flight or self._done():
             return  # the connection went away while the answer was being made
         self.in_flight = None
-        head = [
-            SERVER_HEADER,
-            _date_header(),
-            (b"content-type", content_type.encode("latin-1")),
-            (b"content-length", str(len(body)).encode()),
-        ]
+        head = [SERVER_HEADER, _date_header(), (b"content-type", content_type.encode("latin-1"))]
+        if status not in BODILESS_STATUSES:
+            head.append((b"content-length", str(len(body)).encode()))
         head += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers]
         if self.closing or self.connection.listener.closing or self.connection.closing:
             head.append((b"connection", b"close"))
@@ -288,17 +293,20 @@ class HttpConnection:
 
     def _body_late(self) -> None:
         self.timer = None
-        self._fail(408, f"a request body must arrive within {BODY_TIMEOUT_S} s of its head")
+        late = f"a request body must arrive within {BODY_TIMEOUT_S} s of its head"
+        self._fail(408, late, self.request)
 
-    def _fail(self, status: int, why: str) -> None:
-        """A request we cannot read: answer it (if no response has begun), then close."""
+    def _fail(self, status: int, why: str, request: h11.Request | None = None) -> None:
+        """A request we cannot read: answer it (if no response has begun), then close.
+        `request`, its head if read, lets the handler word the answer (`_error_answer`)."""
         self.in_flight = None
         if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            body = (shortened(why) + "\n").encode()  # h11's words may quote the request
+            path = None if request is None else _decoded_path(request)
+            body, content_type = self._error_answer(path, status, why)
             head = [
                 SERVER_HEADER,
                 _date_header(),
-                (b"content-type", b"text/plain"),
+                (b"content-type", content_type.encode("latin-1")),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
             ]
@@ -312,6 +320,17 @@ class HttpConnection:
             if data and self.connection.transport is not None:
                 self.connection.transport.write(data)
         self._close_transport()
+
+    def _error_answer(self, path: str | None, status: int, why: str) -> tuple[bytes, str]:
+        """The body and content type of one of this module's own answers: the handler's
+        words for a path of its (`on_http_error`: a REST path's JSON error, since session
+        25), else `why` as plain text (h11's words may quote the request: shortened)."""
+        words = getattr(self.connection.handler, "on_http_error", None)
+        if path is not None and words is not None:
+            body: bytes | None = words(path, status, why)
+            if body is not None:
+                return body, "application/json"
+        return (shortened(why) + "\n").encode(), "text/plain"
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -384,6 +403,12 @@ def _origin_form(target: str) -> str:
         return "/"
     tail = rest[authority_end:]
     return tail if tail.startswith("/") else "/" + tail
+
+
+def _decoded_path(request: h11.Request) -> str:
+    """The request's path as `Exchange.path` has it: no query, %-escapes decoded."""
+    target = _origin_form(request.target.decode("ascii", "replace"))
+    return unquote(target.partition("?")[0])
 
 
 def _declared_length(request: h11.Request) -> int:

@@ -56,8 +56,26 @@ SIGNED_HEADERS = ("x-api-key", "x-timestamp", "x-nonce", "x-signature")  # X-Rec
 SIGNING_HEADERS = (*SIGNED_HEADERS, "x-recv-window")  # each sent once at most
 SENT_TWICE = "{} is sent more than once: send it once"
 QUERY_NOT_UTF8 = "the query is not UTF-8 once its %-escapes are decoded"
+QUERY_REPEATED = "the query parameter `{}` is repeated: send it once"
+# msgspec's words for a struct's fields, said of a query's parameters
+QUERY_WORDS: Final = (
+    ("Object missing required field", "missing the query parameter"),
+    ("Object contains unknown field", "unknown query parameter"),
+)
 # BAD_SIGNATURE, for an unknown key as for a wrong signature (one answer), in a request's words
 REQUEST_NOT_SIGNED = "X-API-Key unknown or X-Signature does not match the request's signed bytes"
+PATH_ID_TOO_LARGE = f"Expected `int` <= {wire.INT_MAX} - at `{{}}` in the path"  # its name
+TIMESTAMP_NOT_DIGITS = "X-Timestamp is an integer: µs since the epoch, ASCII digits only"
+WINDOW_NOT_DIGITS = "X-Recv-Window is an integer: ms, ASCII digits only"
+# `auth`'s refusals name a logon's params; a request sends them as headers. Each pair: the
+# logon's words at the start of (or inside, `; ...`) a message, and the request's.
+HEADER_WORDS: Final = (
+    ("ts ", "X-Timestamp "),
+    ("; recv_window ", "; X-Recv-Window "),
+    ("recv_window ", "X-Recv-Window "),
+    ("nonce ", "X-Nonce "),
+    (" logons of this key", " signed requests and logons of this key"),
+)
 BODY_METHODS = ("POST", "PATCH")  # the methods whose params are a JSON body
 # On every answer of a signed route: its URL is the same for every account and its signature
 # is in X- headers no cache keys on, so a shared cache that kept one account's answer would
@@ -76,6 +94,9 @@ POLICY_VIOLATION = 1008  # what `Connection.close` is given for plain HTTP (whic
 TOO_MANY_FROM_ADDRESS = "slow down: too many requests from your address"  # its IP's bucket
 REFUSAL_LOG_INTERVAL_US = 1_000_000  # a refused signature logs at most once a second per
 # connection (the rest are counted into the next line): a flood must not flood the log
+# `gateway.http`'s own answers, by status, with the code a REST error gives each: a body past
+# the limit; a body late (never all read, as one that is not JSON); a request as the venue stops
+HTTP_ERRORS: Final = {413: E.MESSAGE_TOO_BIG, 408: E.BAD_JSON, 503: E.SHUTTING_DOWN}
 UTF8_NAMES: Final = ("utf-8", "utf8")  # a body's charset, if it names one: UTF-8 (or its alias)
 
 
@@ -110,6 +131,12 @@ class TradesResult(msgspec.Struct, frozen=True):
 
     symbol: str
     trades: list[Trade]
+
+
+class TimeResult(msgspec.Struct, frozen=True):
+    """The venue's clock: what a request's X-Timestamp is checked against."""
+
+    time: int  # µs since the epoch
 
 
 class TickersResult(msgspec.Struct, frozen=True):
@@ -157,6 +184,8 @@ ROUTES: tuple[Route, ...] = (
           "Last price and the 24 h open, high, low, volume and change"),
     Route("GET", "/api/v1/candles", False, "candles", CandlesParams, CandlesResult,
           "OHLCV bars, oldest first"),
+    Route("GET", "/api/v1/time", False, "time", wire.TimeParams, TimeResult,
+          "The venue's clock (µs since the epoch): sign X-Timestamp by it"),
     Route("GET", "/api/v1/reserves", False, "reserves", wire.ReservesParams, ReservesResult,
           "Proof of reserves: each asset's supply against its latest attestation"),
     Route("GET", "/api/v1/balances", True, "balances", wire.BalancesParams, None,
@@ -258,6 +287,15 @@ class RestApi:
             return False
         exchange.respond(503, _error_body(E.TOO_MANY_CONNECTIONS, refusal), headers=headers)
         return True
+
+    def http_error(self, path: str, status: int, why: str) -> bytes | None:
+        """The JSON error for one of `gateway.http`'s own answers (`HTTP_ERRORS`) to a path
+        of ours, as every REST error is; None for another path (its plain text stands).
+        Before session 25 a REST client got these as plain text it could not parse."""
+        code = HTTP_ERRORS.get(status)
+        if code is None or (path != OPENAPI_PATH and not path.startswith("/api/")):
+            return None
+        return _error_body(code, why)
 
     def _serve_openapi(self, answers: "_Answers", exchange: Exchange) -> None:
         """The OpenAPI document; another method than GET or HEAD is refused as on any route.
@@ -447,7 +485,7 @@ class RestApi:
             if answers.connection.closed.done():
                 return  # gone meanwhile: nothing to answer, no place to count
             if refused.code is E.NONCE_REUSED:
-                self._refuse_signature(answers, exchange, refused, cost)
+                self._refuse_signature(answers, exchange, _in_header_words(refused), cost)
             else:  # unchecked: the venue's, not the client's, so charged nothing more
                 _respond_error(exchange, refused.code, refused.message)
             return
@@ -521,8 +559,10 @@ class RestApi:
                 return AuthError(E.BAD_PARAM, SENT_TWICE.format(_header_name(name)))
         ts_us = _integer(headers["x-timestamp"])
         window = _integer(headers.get("x-recv-window", str(RECV_WINDOW_MS_DEFAULT)))
-        if ts_us is None or window is None:
-            return AuthError(E.BAD_PARAM, "X-Timestamp (µs) and X-Recv-Window (ms) are integers")
+        if ts_us is None:
+            return AuthError(E.BAD_PARAM, TIMESTAMP_NOT_DIGITS)
+        if window is None:
+            return AuthError(E.BAD_PARAM, WINDOW_NOT_DIGITS)
         api_key, nonce, sig = headers["x-api-key"], headers["x-nonce"], headers["x-signature"]
         body = exchange.body
 
@@ -539,7 +579,7 @@ class RestApi:
             self._log_refusal(answers, api_key, exchange, refused)
             if refused.code is E.BAD_SIGNATURE:  # `auth` words it for a logon's `sig`
                 return AuthError(E.BAD_SIGNATURE, REQUEST_NOT_SIGNED)
-            return refused
+            return _in_header_words(refused)
         answers.session.key = key
         return None
 
@@ -656,7 +696,7 @@ def _params(
             return wire.WireError(None, E.BAD_PARAM, QUERY_NOT_UTF8)
         params = dict(pairs)
         if len(params) != len(pairs):
-            return wire.WireError(None, E.BAD_PARAM, "a query parameter is repeated")
+            return wire.WireError(None, E.BAD_PARAM, QUERY_REPEATED.format(_repeated(pairs)))
         for name, value in route.defaults:
             params.setdefault(name, str(value))
         for name in _integer_fields(route.params).intersection(params):
@@ -672,13 +712,27 @@ def _params(
         except msgspec.ValidationError as failure:
             missing = str(failure).startswith("Object missing required field")
             text = str(failure).replace("`$.", "`").replace(" - at `$`", "")
+            for struct_words, query_words in QUERY_WORDS:  # a query has parameters, not fields
+                text = text.replace(struct_words, query_words)
             return wire.WireError(None, E.MISSING_PARAM if missing else E.BAD_PARAM, text)
         params = {k: v for k, v in msgspec.to_builtins(decoded).items() if v is not None}
     for name, value in in_path.items():
         if name in params:
             return wire.WireError(None, E.BAD_PARAM, f"{name} is in the path, not the params")
+        if value > wire.INT_MAX:  # said here: the dispatcher would name the frame's `params.`
+            return wire.WireError(None, E.BAD_PARAM, PATH_ID_TOO_LARGE.format(name))
         params[name] = value
     return params
+
+
+def _repeated(pairs: list[tuple[str, str]]) -> str:
+    """The first name of the query's that is given twice (one is)."""
+    seen: set[str] = set()
+    for name, _ in pairs:
+        if name in seen:
+            return name
+        seen.add(name)
+    raise AssertionError("a query with a repeated name has one")
 
 
 def _is_json_type(content_type: str | None) -> bool:
@@ -705,6 +759,19 @@ def _body_too_big(frame: bytes, params: dict[str, Any]) -> str:
         f"the request body is too large: {len(frame) - overhead} bytes as JSON without"
         f" spaces, over the {wire.MESSAGE_BYTES_MAX - overhead} this route takes"
     )
+
+
+def _in_header_words(refused: AuthError) -> AuthError:
+    """A logon's refusal (`ts is ... behind`, `recv_window must be ...`, `nonce already
+    used`) said of the request's headers (`X-Timestamp is ...`): a REST user sends no `ts`.
+    Before session 25 the logon's words were sent as they were."""
+    message = refused.message
+    for logon_words, request_words in HEADER_WORDS:
+        if logon_words[0] in "; ":  # inside the message
+            message = message.replace(logon_words, request_words)
+        elif message.startswith(logon_words):
+            message = request_words + message.removeprefix(logon_words)
+    return AuthError(refused.code, message, refused.retry_after_ms)
 
 
 def _body_words(message: str) -> str:

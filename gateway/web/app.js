@@ -43,6 +43,7 @@ const state = {
 let market = null; // the /ws/public socket
 let chart = null;
 let reconnectDelay = 250;
+let wasLive = false; // market data has been live once: a later "live" is a reconnect
 
 // ------------------------------------------------------------------ rendering, coalesced
 
@@ -121,6 +122,13 @@ async function connectMarket() {
   }
   reconnectDelay = 250;
   setStatus("live", "ok");
+  // Back after a drop (a restart): what REST said meanwhile ("24 h change unavailable") and
+  // the reserves are asked again now, not at the next 30 s poll.
+  if (wasLive) {
+    refreshDayStats();
+    refreshReserves();
+  }
+  wasLive = true;
 }
 
 function initialSymbol(instruments) {
@@ -157,6 +165,12 @@ function setStatus(text, kind) {
   const pill = $("market-status");
   pill.textContent = `market data: ${text}`;
   pill.className = `pill ${kind}`;
+  // Not live: the book, tape and charts shown are the last ones received, perhaps stale
+  // (dimmed, and said on hover), so nobody trades off them as if they were current.
+  const main = document.querySelector("main");
+  main.classList.toggle("stale", kind !== "ok");
+  const stale = "market data is not live: the figures shown may be out of date";
+  main.title = kind === "ok" ? "" : stale;
 }
 
 function onMarketPush(message) {
@@ -404,18 +418,32 @@ async function pollDayStats() {
   if (!dayStatsGone) setTimeout(pollDayStats, REST_POLL_MS);
 }
 
+let reservesTimer = null; // the next poll of the reserves
+let reservesGone = false; // the venue refused the query: a build without it, never asked again
+
 async function pollReserves() {
   // The `reserves` query (no logon) on the market-data socket, every REST_POLL_MS.
+  reservesTimer = null;
   const box = $("reserves");
   if (market !== null) {
     try {
       box.replaceChildren(reservesTable((await market.request("reserves")).reserves));
     } catch (failed) {
       box.replaceChildren(note(`not available (${failed.message})`));
-      if (failed.error !== undefined) return; // the venue refused: a build without it
+      if (failed.error !== undefined) reservesGone = true;
     }
   }
-  setTimeout(pollReserves, market === null ? 1000 : REST_POLL_MS);
+  if (!reservesGone && reservesTimer === null) {
+    reservesTimer = setTimeout(pollReserves, market === null ? 1000 : REST_POLL_MS);
+  }
+}
+
+function refreshReserves() {
+  // Out of turn (market data back after a drop): the poll waiting is replaced by one now.
+  if (reservesGone) return;
+  clearTimeout(reservesTimer);
+  reservesTimer = null;
+  pollReserves();
 }
 
 function reservesTable(rows) {
@@ -460,6 +488,12 @@ function dayChange(symbol) {
   return open > 0 && last != null ? ((Number(last) - open) / open) * 100 : null;
 }
 
+function roundedChange(percent) {
+  // To 2 decimals half up, as REST's `change_pct`; -0 (a fall too small to show) is 0, so a
+  // one-tick fall of a bill reads "+0.00%" as REST says it, not a red "-0.00%".
+  return percent === null ? null : Math.round(percent * 100) / 100 || 0;
+}
+
 // ------------------------------------------------------------------ market rendering
 
 function billYield(symbol) {
@@ -484,7 +518,7 @@ function renderInstruments() {
     row.insertCell().appendChild(link);
     const last = state.tickers.get(symbol)?.last;
     cell(row, last == null ? "—" : bill ? `${last} /100` : last, "num last");
-    const change = dayChange(symbol);
+    const change = roundedChange(dayChange(symbol));
     const text = change === null ? "—" : `${change >= 0 ? "+" : ""}${change.toFixed(2)}%`;
     const direction = change === null ? "" : change >= 0 ? " up" : " down";
     cell(row, text, `num change${direction}`);
@@ -681,6 +715,14 @@ function endSession(event) {
   showLogonError(expected ? "" : `disconnected (${event.code}${reason(event)})`);
 }
 
+// What a close without a reason means to a trader (RFC 6455 7.4.1): the venue closes every
+// connection 1001 as it stops (a restart, too), and the browser reports a lost one as 1006.
+const CLOSE_MEANINGS = new Map([
+  [1001, "the venue is stopping or restarting: log on again once it is back"],
+  [1006, "the connection was lost"],
+  [1011, "the venue met an error"],
+]);
+
 function clearSession() {
   // Back to the logon form, with nothing of the account left on the page.
   state.loggingOut = false;
@@ -696,7 +738,8 @@ function clearSession() {
 }
 
 function reason(event) {
-  return event.reason ? ` ${event.reason}` : "";
+  const said = event.reason || CLOSE_MEANINGS.get(event.code);
+  return said ? ` ${said}` : "";
 }
 
 async function onLogout() {
@@ -713,7 +756,7 @@ function showLogonError(text) {
 
 function onAccountPush(message) {
   if (message.ch === "session") {
-    showResult(`venue: ${message.type}`, "warn");
+    showResult(`venue: ${SESSION_PUSHES.get(message.type) ?? message.type}`, "warn");
     return;
   }
   if (message.ch !== "account") return;
@@ -728,6 +771,22 @@ function onAccountPush(message) {
     schedule("balances");
   }
 }
+
+// The session pushes of protocol §4.5 in a trader's words (the type alone, `dms.triggered`,
+// says little); an unknown type is shown as it came.
+const SESSION_PUSHES = new Map([
+  ["shutdown", "the venue is stopping"],
+  [
+    "cod.triggered",
+    "a connection of this account with cancel-on-disconnect closed: the orders it placed are" +
+      " being canceled (cod.triggered)",
+  ],
+  [
+    "dms.triggered",
+    "this account's dead-man's switch fired: its open orders are being canceled (dms.triggered)",
+  ],
+  ["slow_consumer", "this connection read too slowly and is being closed (slow_consumer)"],
+]);
 
 function onExec(message) {
   const report = message.data;
@@ -819,6 +878,11 @@ async function onPlace(event) {
     showResult(params.qty === "" ? "enter a quantity" : "enter a price", "error");
     return;
   }
+  const unreadable = notPlain("quantity", params.qty) ?? notPlain("price", params.price);
+  if (unreadable !== null) {
+    showResult(unreadable, "error");
+    return;
+  }
   // One click, one order: the button waits for the answer, so a double click's second click
   // (or a second Enter) places nothing more. It says so by aria-disabled, not `disabled`,
   // which would take the keyboard's focus off it for good.
@@ -897,6 +961,18 @@ function showOrderResult(placed, status, report) {
   }
   showResult(text, "ok");
   state.resultOrder = placed;
+}
+
+// A decimal as the venue reads one (docs/protocol.md; `wire.DECIMAL_PATTERN`): digits with
+// an optional point and more digits; no sign, exponent, spaces or grouping.
+const PLAIN_DECIMAL = /^[0-9]+(\.[0-9]+)?$/;
+
+function notPlain(field, text) {
+  // Said here, in a trader's words, of a figure the venue could not read (a decimal comma,
+  // "1,5", is a common way to write one): the venue's answer would be `Expected `str` holding
+  // a plain decimal number - at `params.qty``. Null for a plain decimal or a price not asked.
+  if (text === undefined || PLAIN_DECIMAL.test(text)) return null;
+  return `the ${field} is a plain decimal number with a point, e.g. 1.5: not "${text}"`;
 }
 
 function randomHex(bytes) {

@@ -2,10 +2,13 @@
 
 import asyncio
 import ssl
+import time
 
 import pytest
 
+from client import rest as rest_client
 from client.rest import RestClient
+from engine.reasons import ErrorCode
 from gateway import http
 from tests.conftest import KEYS, Venue
 from tests.gateway.test_rest import Run, base
@@ -33,6 +36,73 @@ def test_a_get_after_the_server_closed_the_idle_connection_reconnects(
     run_venue(scenario)
 
 
+def test_an_order_after_the_server_closed_the_idle_connection_is_sent_on_a_new_one(
+    run_venue: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finding (session 25): after the venue closed the kept-alive connection (idle 15
+    s), a POST, PATCH or DELETE was written into it and raised BrokenPipeError or
+    RemoteDisconnected (only a GET was sent again), so a bot quiet for 15 s could not place,
+    amend or cancel, and could not tell whether it had. The client now sees the close
+    before sending and opens a new connection; each request is done once."""
+    monkeypatch.setattr(http, "KEEPALIVE_IDLE_S", 0.05)
+
+    async def idle_closed(venue: Venue) -> None:
+        listener = venue.server._server
+        assert listener is not None
+        for _ in range(200):  # bounded: the idle timer closes it within a few turns
+            if not listener.connections:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the venue kept the idle connection open")
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        assert (await asyncio.to_thread(trader.get, "/api/v1/balances")).status == 200
+        await idle_closed(venue)
+        order = {"symbol": "AAPLx-USD", "side": "buy", "type": "limit", "tif": "gtc"}
+        order |= {"price": "180.00", "qty": "1", "cl_ord_id": "idle-1"}
+        placed = await asyncio.to_thread(trader.post, "/api/v1/orders", order)
+        assert placed.status == 200, placed  # main: BrokenPipeError
+        order_id = placed.json()["order_id"]
+        await idle_closed(venue)
+        amended = await asyncio.to_thread(
+            trader.patch, f"/api/v1/orders/{order_id}", {"price": "181.00"}
+        )
+        assert amended.status == 200, amended
+        await idle_closed(venue)
+        canceled = await asyncio.to_thread(trader.delete, f"/api/v1/orders/{order_id}")
+        assert (canceled.status, canceled.json()["status"]) == (200, "canceled"), canceled
+        history = await asyncio.to_thread(trader.get, "/api/v1/orders/history")
+        assert [row["cl_ord_id"] for row in history.json()["orders"]] == ["idle-1"]
+        trader.close()
+
+    run_venue(scenario)
+
+
+def test_a_client_whose_clock_is_off_signs_by_the_venues_after_sync_clock(
+    run_venue: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finding (session 25): a machine whose clock is a minute off had every signed REST
+    request refused `TIMESTAMP_OUT_OF_WINDOW`, and REST had no way to ask the venue's clock
+    (the web page and the SDK sign by the websocket's `time`). `GET /api/v1/time` answers it;
+    `RestClient.sync_clock()` signs by it from then on."""
+    skew_us = -60_000_000  # this "machine" is a minute slow
+    monkeypatch.setattr(rest_client, "wall_clock_us", lambda: time.time_ns() // 1_000 + skew_us)
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        refused = await asyncio.to_thread(trader.get, "/api/v1/balances")
+        assert (refused.status, refused.error_code()) == (401, ErrorCode.TIMESTAMP_OUT_OF_WINDOW)
+        offset_us = await asyncio.to_thread(trader.sync_clock)  # main: no such route, 404
+        assert abs(offset_us + skew_us) < 5_000_000, offset_us  # a minute, give or take
+        assert (await asyncio.to_thread(trader.get, "/api/v1/balances")).status == 200
+        clock = (await asyncio.to_thread(trader.get, "/api/v1/time")).json()
+        assert abs(clock["time"] - time.time_ns() // 1_000) < 5_000_000, clock
+        trader.close()
+
+    run_venue(scenario)
+
+
 def test_an_https_url_is_spoken_over_tls_never_in_the_clear(run_venue: Run) -> None:
     """`RestClient("https://…")` sent its signed requests as plain HTTP, to port 80 when the
     URL named none (session 23): a venue behind a TLS proxy was spoken to in the clear. It
@@ -47,6 +117,11 @@ def test_an_https_url_is_spoken_over_tls_never_in_the_clear(run_venue: Run) -> N
         assert (RestClient("https://venue.example").port, RestClient("http://h").port) == (443, 80)
         with pytest.raises(ValueError, match="http:// or https://"):
             RestClient(f"ws://127.0.0.1:{venue.port}")
+        # a key without its secret (or the reverse) is refused at once (session 25); it was
+        # taken, and its first request failed an assertion, `a key signs`
+        for key, secret in ((KEYS["taker"][0], None), (None, KEYS["taker"][1])):
+            with pytest.raises(ValueError, match="give both, or neither"):
+                RestClient(base(venue), key, secret)
 
     run_venue(scenario)
 

@@ -45,6 +45,9 @@ class Api:
         if exchange.path == "/later":
             self.waiting.append(exchange)
             return True
+        if exchange.path == "/not-modified":
+            exchange.respond(304, b"", "text/plain")
+            return True
         if exchange.path == "/big":
             exchange.respond(200, b"b" * BIG_BYTES, "application/octet-stream")
             return True
@@ -471,6 +474,23 @@ def test_a_pipelining_client_that_never_reads_holds_bounded_memory() -> None:
                 assert (status, len(body)) == (200, BIG_BYTES)
         finally:
             writer.close()  # a failure must not leave the server an unread 50 MiB to flush
+
+    run(scenario)
+
+
+def test_a_304_has_no_content_length_and_the_connection_reads_on() -> None:
+    """RFC 9110 8.6: a 304 carries no Content-Length unless it is the 200's length. It was
+    `Content-Length: 0` (session 25's finding): a cache that freshens its stored copy from the
+    304's headers (RFC 9111 4.3.4) could take the page's file to be empty."""
+
+    async def scenario(port: int, api: Api, listener: transport.Listener) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request("GET", "/not-modified") + request("GET", "/echo?after"))
+        status, headers, body = await read_response(reader)
+        assert (status, body) == (304, b"")
+        assert "content-length" not in headers, headers  # main: "0"
+        assert (await read_response(reader))[::2] == (200, b"GET /echo?after ")
+        writer.close()
 
     run(scenario)
 

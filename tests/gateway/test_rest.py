@@ -153,6 +153,42 @@ def test_bad_public_requests_get_clear_errors(run_venue: Run) -> None:
     run_venue(scenario)
 
 
+def test_query_errors_speak_of_query_parameters(run_venue: Run) -> None:
+    """The finding (session 25): a query's unknown, missing or repeated parameter was said in
+    msgspec's words for a struct (`Object contains unknown field `x``, `Object missing
+    required field `symbol``) or not named (`a query parameter is repeated`)."""
+
+    async def scenario(venue: Venue) -> None:
+        public = RestClient(base(venue))
+        trader = RestClient(base(venue), *KEYS["taker"])
+        cases = [
+            (public, "/api/v1/ticker?symbol=AAPLx-USD&x=1", "unknown query parameter `x`"),
+            (public, "/api/v1/book", "missing the query parameter `symbol`"),
+            (public, "/api/v1/candles?symbol=AAPLx-USD", "missing the query parameter `interval`"),
+            (
+                public,
+                "/api/v1/trades?symbol=AAPLx-USD&limit=1&limit=2",
+                "the query parameter `limit` is repeated: send it once",
+            ),
+            (
+                trader,
+                "/api/v1/orders/history?status=open&status=open",
+                "the query parameter `status` is repeated: send it once",
+            ),
+            (trader, "/api/v1/fills?since=1", "unknown query parameter `since`"),
+        ]
+        for client, target, words in cases:  # main: msgspec's words, or no name
+            response = await call(client, "GET", target)
+            assert response.status == 400, (target, response)
+            assert response.json()["error"]["msg"] == words, target
+        canceled = await call(trader, "DELETE", "/api/v1/orders/1?force=1")
+        assert canceled.json()["error"]["msg"] == "unknown query parameter `force`"
+        public.close()
+        trader.close()
+
+    run_venue(scenario)
+
+
 def test_a_query_integer_with_leading_zeros_is_read_as_its_digits(run_venue: Run) -> None:
     """The finding: rest.md has a query integer be digits only, and the order id in a path
     is read so ("/api/v1/orders/007" names order 7), but a query's "05" passed the digits
@@ -592,6 +628,116 @@ def test_signature_failures_each_get_their_error(run_venue: Run) -> None:
     run_venue(scenario)
 
 
+def test_signing_refusals_name_the_request_headers(run_venue: Run) -> None:
+    """The finding (session 25): a request's signing refusals spoke of a logon's params, which
+    a REST user never sends (`ts is 60000 ms behind ...; recv_window is 5000 ms`,
+    `recv_window must be ...`, `nonce already used ...`), and a timestamp that is not digits
+    got `X-Timestamp (µs) and X-Recv-Window (ms) are integers`, not saying which. Each names
+    its header now. And the order id of a DELETE's path past 2^53 was said to be at
+    `params.order_id`, as the websocket's frame has it; a PATCH's at `order_id`."""
+
+    async def scenario(venue: Venue) -> None:
+        key, secret = KEYS["taker"]
+        trader = RestClient(base(venue), key, secret)
+        path = "/api/v1/balances"
+
+        async def refusal(**changes: str) -> tuple[int, str, str]:
+            sent = trader.signature("GET", path, "", b"") | changes
+            response = await call(trader, "GET", path, headers=sent, signed=False)
+            error = response.json()["error"]
+            return response.status, error["name"], error["msg"]
+
+        stale_ts = time.time_ns() // 1_000 - 60_000_000
+        sig = sign_request(secret, key, stale_ts, "stale-2", 5_000, "GET", path, "", b"")
+        status, name, msg = await refusal(
+            **{"X-Timestamp": str(stale_ts), "X-Nonce": "stale-2", "X-Signature": sig}
+        )
+        assert (status, name) == (401, "TIMESTAMP_OUT_OF_WINDOW")
+        assert msg.startswith("X-Timestamp is 6") and "; X-Recv-Window is 5000 ms" in msg, msg
+        cases = [  # main: `recv_window must ...`, `nonce must ...`, `ts must ...`, both headers
+            ({"X-Recv-Window": "0"}, "X-Recv-Window must be 1..60000 ms"),
+            ({"X-Nonce": "n" * 65}, "X-Nonce must be 1..64 printable characters"),
+            ({"X-Timestamp": "9" * 17}, "X-Timestamp must be microseconds since the epoch"),
+            ({"X-Timestamp": "soon"}, rest.TIMESTAMP_NOT_DIGITS),
+            ({"X-Recv-Window": "5s"}, rest.WINDOW_NOT_DIGITS),
+        ]
+        for changes, words in cases:
+            assert await refusal(**changes) == (400, "BAD_PARAM", words), changes
+        used = trader.signature("GET", path, "", b"")
+        assert (await call(trader, "GET", path, headers=used, signed=False)).status == 200
+        reused = await call(trader, "GET", path, headers=used, signed=False)
+        assert reused.json()["error"]["msg"] == "X-Nonce already used within the window"
+        huge = wire.INT_MAX + 1
+        said = []
+        for method, body in (("DELETE", b""), ("PATCH", b'{"price": "1.00"}')):
+            response = await call(trader, method, f"/api/v1/orders/{huge}", body=body)
+            assert error_of(response) == (400, "BAD_PARAM"), response
+            said.append(response.json()["error"]["msg"])
+        path_words = f"Expected `int` <= {wire.INT_MAX} - at `order_id` in the path"
+        assert said == [path_words, path_words]  # main: DELETE's at `params.order_id`
+        trader.close()
+
+    run_venue(scenario)
+
+
+def test_the_http_layers_own_errors_on_a_rest_path_are_json(
+    run_venue: Run, monkeypatch: Any
+) -> None:
+    """The finding (session 25): a body past 64 KiB (413), a body that never ends (408) and a
+    request as the venue stops (503) got `gateway.http`'s plain text on a REST path too, where
+    docs/rest.md has every error be `{"error": {...}}`: `RestResponse.error_code()` was None.
+    They are REST's JSON errors now; the web page's paths keep their plain text."""
+    from tests.gateway.test_http import read_response, request
+
+    monkeypatch.setattr(http_limits, "BODY_TIMEOUT_S", 0.05)
+    too_big = http_limits.REQUEST_BODY_BYTES_MAX + 1
+
+    async def answer(sent: bytes, venue: Venue) -> tuple[int, dict[str, str], bytes]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", venue.port)
+        writer.write(sent)
+        try:
+            return await asyncio.wait_for(read_response(reader), TEST_TIMEOUT_S)
+        finally:
+            writer.close()
+
+    def json_error(status: int, headers: dict[str, str], body: bytes) -> tuple[int, str, str]:
+        assert headers["content-type"] == "application/json", (status, headers, body)
+        error = json.loads(body)["error"]
+        return status, error["name"], error["msg"]
+
+    async def scenario(venue: Venue) -> None:
+        declared = b"POST /api/v1/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+        chunked = b"POST /api/v1/orders HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        chunked += f"{too_big:x}\r\n".encode() + b"x" * too_big + b"\r\n0\r\n\r\n"
+        for sent in (declared, chunked):  # main: text/plain
+            assert json_error(*await answer(sent, venue)) == (
+                413, "MESSAGE_TOO_BIG", http_limits.BODY_TOO_LARGE
+            )  # fmt: skip
+        late = request("POST", "/api/v1/orders", b"{}" * 10)[:-5]  # 5 body bytes never sent
+        status, name, _ = json_error(*await answer(late, venue))
+        assert (status, name) == (408, "BAD_JSON")
+        page = b"POST /static/app.js HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+        status, headers, body = await answer(page, venue)
+        assert (status, headers["content-type"], body) == (
+            413, "text/plain", (http_limits.BODY_TOO_LARGE + "\n").encode()
+        )  # fmt: skip
+        listener = venue.server._server
+        assert listener is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", venue.port)
+        writer.write(request("GET", "/api/v1/instruments"))
+        assert (await read_response(reader))[0] == 200  # kept alive, then the venue stops:
+        listener.closing = True  # the moment between its stop and this connection's close
+        try:
+            writer.write(request("GET", "/api/v1/instruments"))
+            stopping = await asyncio.wait_for(read_response(reader), TEST_TIMEOUT_S)
+        finally:
+            listener.closing = False
+            writer.close()
+        assert json_error(*stopping) == (503, "SHUTTING_DOWN", http_limits.STOPPING)
+
+    run_venue(scenario)
+
+
 def send_with_pairs(
     venue: Venue, method: str, path: str, body: bytes, pairs: list[tuple[str, str]]
 ) -> RestResponse:
@@ -740,11 +886,11 @@ def test_integers_of_thousands_of_digits_are_out_of_range_not_a_500(
             assert "9007199254740991" in canceled.json()["error"]["msg"]
             assert (await call(trader, "GET", f"/api/v1/orders/{digits}")).status == 405
         path = "/api/v1/balances"
-        for header, why in (("X-Timestamp", "ts must be"), ("X-Recv-Window", "recv_window must")):
+        for header in ("X-Timestamp", "X-Recv-Window"):
             sent = trader.signature("GET", path, "", b"") | {header: huge}
             response = await call(trader, "GET", path, headers=sent, signed=False)
             assert error_of(response) == (400, "BAD_PARAM"), (header, response)
-            assert why in response.json()["error"]["msg"]
+            assert response.json()["error"]["msg"].startswith(header), (header, response)
         zeros = trader.signature("GET", path, "", b"")
         zeros["X-Recv-Window"] = "0" * 5_000 + "5000"  # leading zeros change no value
         response = await call(trader, "GET", path, headers=zeros, signed=False)
@@ -989,6 +1135,7 @@ def test_a_key_past_its_nonce_cap_is_told_when_to_retry(run_venue: Run, monkeypa
         limited = await get(trader, "/api/v1/balances")
         assert error_of(limited) == (429, "RATE_LIMITED")
         assert limited.json()["retry_after_ms"] == 1_001  # just past the first nonce's end
+        assert "signed requests and logons of this key" in limited.json()["error"]["msg"]
         assert limited.headers["retry-after"] == "2"  # whole seconds, rounded up
         clock[0] += 1_000_000  # the first nonce's last µs: still remembered
         assert error_of(await get(trader, "/api/v1/balances")) == (429, "RATE_LIMITED")

@@ -853,6 +853,7 @@ REST_ROUTES: dict[str, list[str] | None] = {
     "/api/v1/trades": ["symbol", "limit"],
     "/api/v1/ticker": ["symbol"],
     "/api/v1/candles": ["symbol", "interval", "limit"],
+    "/api/v1/time": [],
     "/api/v1/reserves": [],
     "/api/v1/balances": [],
     "/api/v1/orders": ["symbol"],
