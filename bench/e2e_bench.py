@@ -749,6 +749,7 @@ def run(args: argparse.Namespace) -> int:
     # stderr, and only when it is a terminal: cli.progress.
     if args.cluster and args.profile:
         raise CommandFailed("--profile records one server process: not with --cluster")
+    e2e_report.check_out(args.out)
     if args.max:
         bound_us = args.p99_bound_ms * 1_000
         work = sweep(load, args.config, bound_us, True, args.profile, args.cluster)

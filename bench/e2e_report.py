@@ -11,13 +11,28 @@ says so.
 """
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from bench import environment, profiling
+from cli.failures import CommandFailed
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PLOT_DPI = 110
+
+
+def check_out(out: Path) -> None:
+    """Make the results directory `out` and prove a file can be written there, before a run
+    whose files are written only at its end: else a run of minutes (a `--max` sweep, every
+    part of `venue bench all`) ended in an error and left nothing."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".venue-bench-probe-"):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise CommandFailed(f"--out {out}: cannot write the results there ({reason})") from None
 
 
 def write(

@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
             )
         if not args.config.is_file():
             raise CommandFailed(f"--config {args.config}: no such file (the e2e part's venue)")
+    e2e_report.check_out(args.out)  # every part writes there, the first after a few seconds
     steps: dict[str, Callable[[argparse.Namespace], Any]] = {
         "engine": _engine,
         "store": _store,

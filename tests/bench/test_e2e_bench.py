@@ -323,6 +323,28 @@ def test_bad_arguments_are_refused_before_anything_starts(
     assert not list(tmp_path.iterdir())
 
 
+def test_an_out_that_cannot_take_files_is_refused_before_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was found only when the files were written, after the run (after every step of a
+    `--max` sweep): minutes of measurement, then an error and nothing kept."""
+
+    async def no_run(*args: Any) -> dict[str, Any]:
+        raise AssertionError("the run started although its results had nowhere to go")
+
+    monkeypatch.setattr(e2e_bench, "measure", no_run)
+    monkeypatch.setattr(e2e_bench, "sweep", no_run)
+    plain_file = tmp_path / "results"
+    plain_file.write_text("not a directory\n")
+    for mode in (["--rate", "200"], ["--max"]):
+        argv = ["bench", "e2e", "--config", str(SAMPLE_CONFIG), "--duration", "1", *mode]
+        out = plain_file / "e2e"
+        assert main([*argv, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"venue: --out {out}: cannot write the results there (Not a directory)\n"
+    assert plain_file.read_text() == "not a directory\n"
+
+
 def test_on_a_terminal_every_step_shows_a_bar(tmp_path: Path) -> None:
     venue = str(Path(sys.executable).with_name("venue"))
     argv = [venue, "bench", "e2e", "--config", str(SAMPLE_CONFIG), "--out", str(tmp_path)]

@@ -160,6 +160,19 @@ def test_bench_all_refuses_a_bad_e2e_part_before_running_the_others(
     assert not list(tmp_path.iterdir()), "the engine part did not run first"
 
 
+def test_bench_all_refuses_an_out_that_cannot_take_files_before_any_part_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was found when the summary was written, after every part had run."""
+    plain_file = tmp_path / "results"
+    plain_file.write_text("")
+    out = plain_file / "all"
+    assert main(["bench", "all", "--out", str(out), "--parts", "journal,store"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "", "a part ran first"
+    assert printed.err == f"venue: --out {out}: cannot write the results there (Not a directory)\n"
+
+
 def test_on_a_terminal_the_engine_benchmarks_draw_their_steps_and_json_stays_clean() -> None:
     """Silent for seconds to a minute before: now a bar of steps (built, timed pass, latency
     pass) and, with --compare, one per engine; never with --json."""
