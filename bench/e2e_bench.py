@@ -425,6 +425,9 @@ async def _observe(
             await following
     except BaseException:
         following.cancel()
+        # The gather ends with the CancelledError as its exception, which no one awaits now:
+        # read it, or asyncio prints it with a traceback after a Ctrl-C.
+        following.add_done_callback(_read_outcome)
         raise
     cpu_share = None  # CPU seconds per second of the window
     if cpu_before is not None and cpu_after is not None:
@@ -438,6 +441,11 @@ async def _observe(
         "window_s": window_s,
         "server_rss_mb": rss,
     }
+
+
+def _read_outcome(done: "asyncio.Future[Any]") -> None:
+    if not done.cancelled():
+        done.exception()
 
 
 async def _follow(client: Client, reported: list[Client]) -> None:

@@ -10,7 +10,13 @@ import io
 import itertools
 import json
 import os
+import pty
+import select
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -356,6 +362,73 @@ def test_on_a_terminal_every_step_shows_a_bar(tmp_path: Path) -> None:
         assert step in drawn, drawn
     assert "client results: 100%" in drawn and "report: 1/1" in drawn
     assert json.loads(drawn.strip().splitlines()[-1])["acked"] > 0
+
+
+def test_ctrl_c_during_the_run_stops_everything_quietly(tmp_path: Path) -> None:
+    """Ctrl-C on a terminal (SIGINT to the whole process group) in the middle of the run: exit
+    130, every process of the group gone, no temporary directory left and no traceback (it
+    printed "_GatheringFuture exception was never retrieved" and a CancelledError's)."""
+    argv = [sys.executable, "-m", "cli.main", "bench", "e2e", "--config", str(SAMPLE_CONFIG)]
+    argv += ["--out", str(tmp_path / "out"), "--duration", "60", "--rate", "100"]
+    argv += ["--makers", "1", "--takers", "1", "--subscribers", "1"]
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        env=os.environ | {"TMPDIR": str(temporary)},
+        start_new_session=True,  # its own group, as a shell's job: Ctrl-C reaches all of it
+    )
+    os.close(follower)
+    try:
+        drawn = _read_terminal(leader, until=lambda text: "run:" in text)
+        assert "run:" in drawn, drawn
+        os.killpg(process.pid, signal.SIGINT)
+        drawn += _read_terminal(leader, until=lambda _: process.poll() is not None)
+        status = process.wait(timeout=SIGINT_EXIT_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        os.close(leader)
+    assert status == 130, drawn
+    assert "Traceback" not in drawn and "never retrieved" not in drawn, drawn
+    assert not _group_alive(process.pid), "a server or client process outlived the bench"
+    assert not list(temporary.iterdir()), "a temporary directory was left behind"
+
+
+SIGINT_EXIT_TIMEOUT_S = 60.0  # the server's clean stop is bounded by 15 s, the clients killed
+
+
+def _read_terminal(leader: int, until: Callable[[str], bool]) -> str:
+    """What the process draws on its terminal until `until(all drawn so far)` or 120 s."""
+    drawn = ""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not until(drawn):
+        ready, _, _ = select.select([leader], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the process closed the terminal: it is done
+                break
+            drawn += chunk.decode(errors="replace")
+    return drawn
+
+
+def _group_alive(group: int) -> bool:
+    """Whether a process of `group` still runs, after a few seconds' grace to exit."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 PROFILE_DURATION_S = 1
