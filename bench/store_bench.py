@@ -26,8 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg
+
 from bench import workloads
-from cli.arguments import float_within
+from cli.arguments import dsn, float_within
 from cli.failures import CommandFailed
 from cluster.postgres import PostgresServer
 from core import store_thread
@@ -37,7 +39,7 @@ from core.store_thread import StoreThread
 from engine.events import TradeExecuted
 from engine.venue import Venue
 from settlement.ledger import Ledger
-from settlement.store import LedgerStore, SqliteLedgerStore
+from settlement.store import LedgerStore, LedgerStoreError, SqliteLedgerStore
 from settlement.transfers import FEE_INCOME, ISSUANCE, Transfer, TransferKind
 
 ACCOUNTS = 100  # participants trading with each other
@@ -51,7 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trades", type=int, default=200_000)
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--postgres", metavar="DSN", help="an empty database (implies postgres)")
+    parser.add_argument(
+        "--postgres", metavar="DSN", type=dsn, help="an empty database (implies postgres)"
+    )
     path = parser.add_argument_group("--venue-path: the venue's store path, paced")
     path.add_argument("--venue-path", action="store_true", help="store thread + ledger writer")
     path.add_argument("--commands", type=int, default=20_000, help="commands executed")
@@ -105,6 +109,12 @@ def measure(trades: int, batch: int, directory: Path, postgres_dsn: str = "") ->
         from settlement.pg_store import PostgresLedgerStore
 
         store = PostgresLedgerStore(postgres_dsn)
+        if stored := store.last_transfer_id():  # its batches would be compared, not written
+            store.close()
+            raise CommandFailed(
+                f"--postgres: the database holds transfers already (up to id {stored:,}), and the"
+                " benchmark writes from id 1: give an empty database"
+            )
     else:
         store = SqliteLedgerStore(directory / "bench-ledger.sqlite")
     for code in ("USD", "AAPLx"):
@@ -229,13 +239,11 @@ def run(args: argparse.Namespace) -> int:
     if args.venue_path:
         return run_venue_path(args)
     with tempfile.TemporaryDirectory(prefix="venue-bench-store-") as directory:
-        if args.postgres or args.store == "sqlite":
-            result = measure(args.trades, args.batch, Path(directory), args.postgres or "")
-        else:
-            Path(directory).chmod(0o711)  # the server runs as the postgres user
-            with PostgresServer(Path(directory)) as server:
-                dsn = server.create_database("bench_store")
-                result = measure(args.trades, args.batch, Path(directory), dsn)
+        try:
+            result = _measure_store(args, Path(directory))
+        except (psycopg.Error, LedgerStoreError) as refused:  # down, refused, not empty
+            why = " ".join(str(refused).split())
+            raise CommandFailed(f"the PostgreSQL ledger store: {why}") from None
     if args.json:
         print(json.dumps(result))
     else:
@@ -246,6 +254,16 @@ def run(args: argparse.Namespace) -> int:
             f"CPU {result['cpu_us_per_trade']} µs/trade)"
         )
     return 0 if result["verified"] else 1
+
+
+def _measure_store(args: argparse.Namespace, directory: Path) -> dict[str, object]:
+    """The store the arguments name: SQLite, `--postgres DSN`, or a throwaway PostgreSQL."""
+    if args.postgres or args.store == "sqlite":
+        return measure(args.trades, args.batch, directory, args.postgres or "")
+    directory.chmod(0o711)  # the server runs as the postgres user
+    with PostgresServer(directory) as server:
+        database = server.create_database("bench_store")
+        return measure(args.trades, args.batch, directory, database)
 
 
 def run_venue_path(args: argparse.Namespace) -> int:
