@@ -20,7 +20,15 @@ from pathlib import Path
 from bench import workloads
 from bench.store_bench import percentiles
 from cli.failures import CommandFailed
-from core.journal import EncodeInto, FileJournal, Sequenced, measure
+from core.journal import (
+    HEADER_BYTES,
+    RECORD_BYTES_MAX,
+    UNSYNCED_BYTES_MAX,
+    EncodeInto,
+    FileJournal,
+    Sequenced,
+    measure,
+)
 from core.sequencer import COMMIT_INTERVAL_S_MAX, Executed, Sequencer
 from engine.venue import Venue
 from settlement.ledger import Ledger
@@ -141,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandFailed(f"{options}: only with --sequencer (they pace its commit path)")
     if min(args.records, args.batch, args.payload_bytes) <= 0:
         raise CommandFailed("--records, --batch and --payload-bytes must be positive")
+    check_journal_limits(args.records, args.batch, args.payload_bytes)
     with tempfile.TemporaryDirectory(prefix="venue-bench-journal-") as directory:
         result = measure(args.records, args.batch, args.payload_bytes, Path(directory) / "j")
     if args.json:
@@ -152,6 +161,24 @@ def run(args: argparse.Namespace) -> int:
             f"batch p50 {result['batch_ms']['p50']} ms)"  # type: ignore[index]
         )
     return 0 if result["verified"] else 1
+
+
+def check_journal_limits(records: int, batch: int, payload_bytes: int) -> None:
+    """Refuse a record or a batch the journal itself would refuse, naming the flags: else a
+    traceback (a record over `RECORD_BYTES_MAX`) or, after the records were built, the
+    journal's error about a temporary file and a sync no flag asks for."""
+    if payload_bytes > RECORD_BYTES_MAX:
+        raise CommandFailed(
+            f"--payload-bytes {payload_bytes:,}: over the journal's {RECORD_BYTES_MAX:,} bytes"
+            " a record"
+        )
+    batch_bytes = min(batch, records) * (HEADER_BYTES + payload_bytes)
+    if batch_bytes > UNSYNCED_BYTES_MAX:
+        raise CommandFailed(
+            f"--batch {batch:,} of --payload-bytes {payload_bytes:,}: {batch_bytes:,} bytes a"
+            f" batch with the frames, over the {UNSYNCED_BYTES_MAX:,} the journal writes between"
+            " two fsyncs: fewer or smaller records a batch"
+        )
 
 
 def run_sequencer(args: argparse.Namespace) -> int:
