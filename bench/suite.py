@@ -46,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
             raise CommandFailed(
                 f"--e2e-duration must be in (0, {e2e_bench.DURATION_S_MAX:g}] seconds"
             )
-        if not args.config.is_file():
-            raise CommandFailed(f"--config {args.config}: no such file (the e2e part's venue)")
+        e2e_bench.check_config(args.config)
     e2e_report.check_out(args.out)  # every part writes there, the first after a few seconds
     steps: dict[str, Callable[[argparse.Namespace], Any]] = {
         "engine": _engine,

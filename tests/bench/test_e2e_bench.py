@@ -329,6 +329,20 @@ def test_bad_arguments_are_refused_before_anything_starts(
     assert not list(tmp_path.iterdir())
 
 
+def test_a_config_the_server_would_refuse_is_named_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It started a server on a copy of it, then said "venue serve exited before listening"
+    and the copy's error, naming /tmp/venue-bench-e2e-*/venue.toml (removed), status 1."""
+    config = tmp_path / "mine.toml"
+    config.write_text("[venue\n")
+    argv = ["bench", "e2e", "--config", str(config), "--duration", "1", "--rate", "100"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"venue: {config}: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_out_that_cannot_take_files_is_refused_before_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

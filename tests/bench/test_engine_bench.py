@@ -160,6 +160,18 @@ def test_bench_all_refuses_a_bad_e2e_part_before_running_the_others(
     assert not list(tmp_path.iterdir()), "the engine part did not run first"
 
 
+def test_bench_all_refuses_a_config_the_e2e_server_would_refuse_before_any_part_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "mine.toml"
+    config.write_text("[venue\n")
+    argv = ["bench", "all", "--out", str(tmp_path / "out"), "--parts", "journal,e2e"]
+    assert main([*argv, "--config", str(config)]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "", "the journal part ran first"
+    assert printed.err.startswith(f"venue: {config}: ") and printed.err.count("\n") == 1
+
+
 def test_bench_all_refuses_an_out_that_cannot_take_files_before_any_part_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
