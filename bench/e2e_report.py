@@ -87,8 +87,24 @@ def summary(result: dict[str, Any]) -> str:
     if result["errors"]:
         lines.append(f"errors: {result['errors']}")
     if result.get("mode") == "max":
-        lines.append(f"max sustained rate: {result['max_sustained_rate']} (p99 bound, no errors)")
+        lines.append(_sustained(result))
     return "\n".join(lines)
+
+
+def _sustained(result: dict[str, Any]) -> str:
+    """The sweep's answer; when even its first step broke a bound, that said, not a rate."""
+    bound_ms = result["p99_bound_us"] / 1_000
+    rate = result["max_sustained_rate"]
+    if rate is None:
+        first = result["sweep"][0]
+        return (
+            f"max sustained rate: none: the first step, {first['rate']:,.0f}/s, broke a bound"
+            f" ({first['broke']}); the figures above are that step's (a lower --start-rate?)"
+        )
+    return (
+        f"max sustained rate: {rate:,.0f} actions/s (the highest step within every bound, p99"
+        f" at most {bound_ms:g} ms)"
+    )
 
 
 def _by_thread(threads: dict[str, dict[str, float]] | None) -> str:

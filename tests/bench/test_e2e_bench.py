@@ -243,11 +243,16 @@ def test_the_trading_clients_timetables_interleave(tmp_path: Path) -> None:
         )
 
 
-def test_a_sweep_stops_at_the_first_step_that_breaks_a_bound(tmp_path: Path) -> None:
+def test_a_sweep_stops_at_the_first_step_that_breaks_a_bound(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = ["--max", "--start-rate", "200", "--duration", "0.5", "--p99-bound-ms", "0.001"]
     argv += ["--taker-share", "1"]
     argv += ["--makers", "1", "--takers", "1", "--subscribers", "0"]
     status, result = _run(tmp_path, argv)
+    # it said "max sustained rate: None (p99 bound, no errors)", as if None had held
+    summary = capsys.readouterr().err
+    assert "max sustained rate: none: the first step, 200/s, broke a bound (p99 " in summary
     assert status == 0
     assert result["mode"] == "max" and result["max_sustained_rate"] is None
     (step,) = result["sweep"]  # a 1 µs p99 bound cannot hold: the sweep ends at once
