@@ -26,6 +26,7 @@ import os
 import select
 import socket
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -47,7 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sends", type=int, default=SENDS_DEFAULT, help="per gap")
     parser.add_argument("--writes", type=int, default=WRITES_DEFAULT, help="O_DSYNC writes")
     parser.add_argument("--dir", type=Path, default=None, help="where the O_DSYNC file goes")
-    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument(
+        "--json", action="store_true", help="stdout: one JSON line only (the lines: stderr)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,15 +63,18 @@ def run(args: argparse.Namespace) -> int:
         args.json, total=steps, desc="floor", bar_format=progress.STEPS_FORMAT
     ) as shown:
         result = measure(args.sends, args.writes, args.dir, lambda: shown.update(1))
+    people = sys.stderr if args.json else sys.stdout  # --json: stdout is the one JSON line
     for gap_us, cpu_us in result["send_cpu_us"].items():
         print(
             f"send of {SEND_BYTES} B to a sleeping loopback reader, {gap_us} µs apart: "
-            f"{cpu_us} µs of CPU"
+            f"{cpu_us} µs of CPU",
+            file=people,
         )
     dsync = result["dsync"]
     print(
         f"O_DSYNC write of {RECORD_BYTES} B: {dsync['cpu_us']} µs of CPU (mean), "
-        f"{dsync['wall_us']} µs of wall time (median), over {args.writes}"
+        f"{dsync['wall_us']} µs of wall time (median), over {args.writes}",
+        file=people,
     )
     if args.json:
         print(json.dumps(result))

@@ -27,8 +27,9 @@ def test_the_command_prints_both_floors_and_json(
 ) -> None:
     argv = ["bench", "floor", "--sends", "100", "--writes", "20", "--dir", str(tmp_path), "--json"]
     assert main(argv) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    result = json.loads(lines[-1])
+    printed = capsys.readouterr()
+    result = json.loads(printed.out)  # stdout is the JSON alone (the lines came first there)
+    lines = printed.err.splitlines()
     assert set(result["send_cpu_us"]) == {str(gap) for gap in syscall_floor.GAPS_US}
     assert all(value > 0 for value in result["send_cpu_us"].values())
     assert result["dsync"]["cpu_us"] > 0
