@@ -35,6 +35,7 @@ from bench.engine_bench import (
     _positive,
 )
 from cli import progress
+from cli.failures import CommandFailed
 
 BASELINE = "ours"  # the adapter every ratio is relative to
 DEFAULT_GC = "disable"
@@ -57,8 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rounds",
         type=_positive,
-        default=DEFAULT_ROUNDS,
-        help="--compare: run every engine this often, taking turns; medians reported",
+        help=f"--compare: run every engine this often, taking turns; medians reported"
+        f" (default {DEFAULT_ROUNDS})",
     )
     for flag, options in shared:
         with suppress(argparse.ArgumentError):  # there already: `engine_bench` added it
@@ -67,12 +68,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """With `--compare`, the comparison; without it, the plain engine benchmark."""
+    rounds = getattr(args, "rounds", None)
     if not args.compare:
+        if rounds is not None:  # not silently ignored: one run, not the medians asked for
+            raise CommandFailed("--rounds: only with --compare (the turns the engines take)")
         from bench import engine_bench
 
         return engine_bench.run(args)
     engines = all_adapters()
-    rounds = getattr(args, "rounds", DEFAULT_ROUNDS)
+    rounds = rounds or DEFAULT_ROUNDS
     with progress.bar(
         args.json,
         total=len(engines) * rounds + 1,

@@ -101,7 +101,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rate", type=float, default=None, help=f"order actions/s offered (default {DEFAULT_RATE})"
     )
     load.add_argument("--max", action="store_true", help="sweep the rate up until a bound breaks")
-    parser.add_argument("--start-rate", type=float, default=DEFAULT_RATE, help="--max: first step")
+    parser.add_argument(
+        "--start-rate", type=float, help=f"--max: first step (default {DEFAULT_RATE})"
+    )
     parser.add_argument("--makers", type=int, default=2)
     parser.add_argument("--takers", type=int, default=2)
     parser.add_argument("--subscribers", type=int, default=10)
@@ -109,7 +111,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--taker-share", type=float, default=DEFAULT_TAKER_SHARE, help="of the actions, 0..1"
     )
-    parser.add_argument("--p99-bound-ms", type=float, default=DEFAULT_P99_BOUND_MS)
+    parser.add_argument(
+        "--p99-bound-ms",
+        type=float,
+        help=f"--max: a step's bound (default {DEFAULT_P99_BOUND_MS:g})",
+    )
     parser.add_argument(
         "--aligned",
         action="store_true",
@@ -726,6 +732,14 @@ def check_arguments(args: argparse.Namespace) -> Load:
         if not low <= value <= high:
             raise CommandFailed(f"--{name} must be in [{low:g}, {high:g}], not {value:g}")
 
+    sweep_only = {"start_rate": DEFAULT_RATE, "p99_bound_ms": DEFAULT_P99_BOUND_MS}
+    given = [name for name in sweep_only if getattr(args, name) is not None]
+    if given and not args.max:  # not silently ignored: a run at the default rate instead
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise CommandFailed(f"{options}: only with --max (they shape its sweep)")
+    for name, default in sweep_only.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     rate = args.start_rate if args.max else (args.rate if args.rate is not None else DEFAULT_RATE)
     if not 0 < args.duration <= DURATION_S_MAX:
         raise CommandFailed(f"--duration must be in (0, {DURATION_S_MAX:g}] seconds")

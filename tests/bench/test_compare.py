@@ -16,6 +16,7 @@ from bench.adapters import AdapterResult, all_adapters
 from bench.adapters.naive import NaiveAdapter
 from bench.adapters.ours import VenueAdapter
 from bench.workloads import Workload
+from cli.main import main
 
 OPS = 2_000
 SEED = 3
@@ -181,3 +182,13 @@ def test_rounds_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
     for row in report["results"]:
         assert len(row["rounds_cpu_ns_per_op"]) == 2
         assert row["cpu_ns_per_op"] in row["rounds_cpu_ns_per_op"]
+
+
+def test_rounds_without_compare_are_refused_not_ignored(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--rounds 5` without --compare ran the plain benchmark once, saying nothing."""
+    assert main(["bench", "engine", "--ops", "100", "--rounds", "5"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert printed.err == "venue: --rounds: only with --compare (the turns the engines take)\n"

@@ -320,8 +320,11 @@ def test_held_names_the_bound_a_step_broke() -> None:
         (["--makers", "0"], "--makers"),
         (["--taker-share", "0"], "--taker-share"),
         (["--config", "no-such.toml"], "no such file"),
-        (["--p99-bound-ms", "nan"], "--p99-bound-ms"),  # was accepted
-        (["--p99-bound-ms", "inf"], "--p99-bound-ms"),
+        (["--max", "--p99-bound-ms", "nan"], "--p99-bound-ms must be"),  # was accepted
+        (["--max", "--p99-bound-ms", "inf"], "--p99-bound-ms must be"),
+        # were ignored without --max: a run at the default rate, not the rate asked for
+        (["--start-rate", "5000"], "--start-rate: only with --max"),
+        (["--rate", "300", "--p99-bound-ms", "5"], "--p99-bound-ms: only with --max"),
     ],
 )
 def test_bad_arguments_are_refused_before_anything_starts(
