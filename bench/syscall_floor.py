@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import select
+import signal
 import socket
 import statistics
 import sys
@@ -109,25 +110,33 @@ def send_cpu_us(count: int, gap_us: int) -> float:
             os._exit(code)
     try:
         connection, _ = listener.accept()
-        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        message = b"x" * SEND_BYTES
-        gap_s = gap_us / 1e6
-        cpu_s = 0.0
-        for _ in range(count):
-            started = time.thread_time()
-            connection.send(message)
-            cpu_s += time.thread_time() - started
-            if gap_s:
-                until = time.perf_counter() + gap_s
-                while time.perf_counter() < until:
-                    pass
-        connection.close()
+        with connection:
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            cpu_s = _send_all(connection, count, gap_us / 1e6)
+    except BaseException:  # Ctrl-C: stop the reader, which else waited READ_TIMEOUT_S for
+        os.kill(pid, signal.SIGKILL)  # the bytes still due (its parent waiting on it)
+        raise
     finally:
         listener.close()
         _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError("the reader did not get every byte")
     return round(cpu_s / count * 1e6, 2)
+
+
+def _send_all(connection: socket.socket, count: int, gap_s: float) -> float:
+    """Send `count` messages `gap_s` apart; the CPU seconds the sends took."""
+    message = b"x" * SEND_BYTES
+    cpu_s = 0.0
+    for _ in range(count):
+        started = time.thread_time()
+        connection.send(message)
+        cpu_s += time.thread_time() - started
+        if gap_s:
+            until = time.perf_counter() + gap_s
+            while time.perf_counter() < until:
+                pass
+    return cpu_s
 
 
 def _read_all(port: int, expected: int) -> bool:
