@@ -11,12 +11,13 @@ fixed timetable; latency counts from the scheduled time.
 `--taker-share` of them are the takers' marketable orders, the rest the makers' requotes
 (two actions each: a bid and an ask), as on a real venue where quotes far outnumber trades.
 Makers requote at least `MAKER_REQUESTS_MIN_PER_S` times a second each, so the takers always
-find liquidity (with `--taker-share 1` that floor is added to the rate). `--max` sweeps: from
-`--start-rate`, each step `SWEEP_FACTOR` times the last, until a step breaks a bound (p99 above
-`--p99-bound-ms`, any action rejected or unanswered, or less than `SUSTAIN_FRACTION` of the
-offered rate acknowledged), then `SWEEP_REFINE_STEPS` halvings of the gap between the last
-step that held and the one that broke; the result is the highest step that held, with every
-step listed.
+find liquidity (where a maker's share of the rate falls below it, at low rates or with
+`--taker-share 1`, the floor is offered on top: the summary's share is of what was offered).
+`--max` sweeps: from `--start-rate`, each step `SWEEP_FACTOR` times the last, until a step
+breaks a bound (p99 above `--p99-bound-ms`, any action rejected or unanswered, or less than
+`SUSTAIN_FRACTION` of the offered rate acknowledged), then `SWEEP_REFINE_STEPS` halvings of
+the gap between the last step that held and the one that broke; the result is the highest
+step that held, with every step listed.
 
 Counts: `sent` = order actions sent (a batch's ops, a quote's sides); each is `acked` or
 `rejected` (by error name in `errors`), or `unanswered` if no answer came within the drain

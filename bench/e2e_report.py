@@ -61,8 +61,9 @@ def summary(result: dict[str, Any]) -> str:
         f"e2e: {result['acked_per_sec']:,} order actions/s acknowledged "
         f"({result['acked']:,} of {result['sent']:,} sent; {result['rejected']:,} rejected, "
         f"{result['unanswered']:,} unanswered) of {parameters['offered_per_sec']:,.0f}/s offered: "
-        f"{parameters['taker_share']:.0%} marketable orders from {parameters['takers']} takers "
-        f"(batch {parameters['batch']}), the rest requotes from {parameters['makers']} makers",
+        f"{marketable_share(parameters):.0%} marketable orders from {parameters['takers']} "
+        f"taker(s) (batch {parameters['batch']}), the rest requotes from {parameters['makers']} "
+        "maker(s)",
         f"ack latency µs: p50 {ack['p50']:,}  p99 {ack['p99']:,}  p99.9 {ack['p999']:,}  "
         f"max {ack['max']:,}",
         f"fill latency µs: p50 {fill['p50']:,}  p99 {fill['p99']:,}  p99.9 {fill['p999']:,}  "
@@ -89,6 +90,14 @@ def summary(result: dict[str, Any]) -> str:
     if result.get("mode") == "max":
         lines.append(_sustained(result))
     return "\n".join(lines)
+
+
+def marketable_share(parameters: dict[str, Any]) -> float:
+    """The takers' share of the actions offered. `--taker-share` is of `--rate`, but makers
+    requote at a floor rate whatever the rate: at low rates (and with --taker-share 1) their
+    floor is added to it, and the takers' share of what was offered is smaller."""
+    offered: float = parameters["offered_per_sec"]
+    return parameters["rate"] * parameters["taker_share"] / offered if offered else 0.0
 
 
 def _sustained(result: dict[str, Any]) -> str:
@@ -289,7 +298,7 @@ def _title(result: dict[str, Any], what: str) -> str:
     parameters = result["parameters"]
     return (
         f"{what}: {parameters['offered_per_sec']:,.0f} actions/s offered "
-        f"({parameters['taker_share']:.0%} takers', batch {parameters['batch']}), "
+        f"({marketable_share(parameters):.0%} takers', batch {parameters['batch']}), "
         f"{parameters['subscribers']} subscribers"
     )
 

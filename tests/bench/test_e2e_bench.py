@@ -261,6 +261,20 @@ def test_a_sweep_stops_at_the_first_step_that_breaks_a_bound(
     assert result["acked"] + result["rejected"] + result["unanswered"] == result["sent"]
 
 
+def test_the_marketable_share_is_of_what_was_offered(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At 60/s with --taker-share 0.5 the maker requotes at its floor, 20 a second (40
+    actions), not 15: 70/s offered, 30/s of them the taker's. It said "50% marketable"."""
+    argv = ["--rate", "60", "--taker-share", "0.5", "--duration", "0.5"]
+    argv += ["--makers", "1", "--takers", "1", "--subscribers", "0"]
+    status, result = _run(tmp_path, argv)
+    assert status == 0
+    assert result["parameters"]["offered_per_sec"] == 70
+    summary = capsys.readouterr().err
+    assert "of 70/s offered: 43% marketable orders from 1 taker(s) (batch 1)" in summary, summary
+
+
 def test_a_sweep_halves_the_gap_after_the_first_break_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
