@@ -292,7 +292,12 @@ def _timer_overhead_ns() -> int:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    """An argparse type: a whole number above zero (argparse's own error for a word named
+    this function: "invalid _positive value")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value <= 0:
         raise argparse.ArgumentTypeError("must be a positive integer")
     return value

@@ -39,8 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     parts = [part.strip() for part in args.parts.split(",") if part.strip()]
     unknown = sorted(set(parts) - set(PARTS))
-    if unknown or not parts:
-        raise CommandFailed(f"--parts: unknown {', '.join(unknown) or 'nothing'}; of {PARTS}")
+    if not parts:
+        raise CommandFailed(f"--parts: name at least one of {', '.join(PARTS)}")
+    if unknown:
+        raise CommandFailed(f"--parts: no part {', '.join(unknown)} (of {', '.join(PARTS)})")
     if "e2e" in parts:  # checked before the other parts run, not after
         if not 0 < args.e2e_duration <= e2e_bench.DURATION_S_MAX:
             raise CommandFailed(

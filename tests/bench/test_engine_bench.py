@@ -200,3 +200,26 @@ def test_on_a_terminal_the_engine_benchmarks_draw_their_steps_and_json_stays_cle
     status, drawn = run_on_terminal(compared, repo, timeout_s=120)
     assert status == 0, drawn
     assert re.search(r"addcancel: [\w+-]+ done: 100%", drawn), drawn  # the last engine's
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        # said "unknown nothing"
+        (["all", "--parts", ","], "venue: --parts: name at least one of engine, store"),
+        (["all", "--parts", "e2e,disk"], "venue: --parts: no part disk (of engine, store"),
+        # said "invalid _positive value", the name of a function
+        (["engine", "--ops", "many"], "argument --ops: 'many' is not a whole number"),
+        (["engine", "--compare", "--rounds", "x"], "argument --rounds: 'x' is not a whole number"),
+    ],
+)
+def test_a_bad_word_is_said_in_the_users_terms(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        status = main(["bench", *argv])
+    except SystemExit as exited:  # argparse's errors exit; the commands' return
+        status = exited.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1, err
