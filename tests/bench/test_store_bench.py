@@ -111,3 +111,28 @@ def test_a_gather_that_is_no_duration_is_refused_before_any_work(
     captured = capsys.readouterr()
     assert f"argument --gather-s: must be within [0, 1.0], not {gather_s}" in captured.err
     assert captured.out == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [  # each was ignored: the figure printed was of the other store or the other mode
+        (["--venue-path", "--postgres", NOTHING_LISTENS], "--postgres: not with --venue-path"),
+        (["--venue-path", "--store", "postgres"], "--store: not with --venue-path"),
+        (["--venue-path", "--trades", "5", "--batch", "3"], "--batch, --trades: not with"),
+        (["--rate", "100"], "--rate: only with --venue-path"),
+        (["--commands", "10", "--gather-s", "0.1"], "--commands, --gather-s: only with"),
+    ],
+)
+def test_an_option_of_the_other_mode_is_refused_not_ignored(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench", "store", *argv]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and printed.err.startswith(f"venue: {says}"), printed
+    assert printed.err.count("\n") == 1
+
+
+def test_the_venue_path_takes_the_one_store_it_measures(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--venue-path", "--store", "sqlite", "--commands", "40", "--rate", "100000", "--json"]
+    assert main(["bench", "store", *argv]) == 0
+    assert json.loads(capsys.readouterr().out)["verified"] is True
