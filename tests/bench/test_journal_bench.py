@@ -74,6 +74,19 @@ def test_the_sequencers_options_without_sequencer_are_refused_not_ignored(
     assert err.startswith("venue: --rate, --commit-interval-ms: only with --sequencer")
 
 
+def test_the_file_options_with_sequencer_are_refused_not_ignored(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--sequencer --batch 10` committed whatever the sequencer gathered, saying nothing."""
+    assert main(["bench", "journal", "--sequencer", "--batch", "10"]) == 2
+    assert capsys.readouterr().err == (
+        "venue: --batch: not with --sequencer (it journals real commands)\n"
+    )
+    assert main(["bench", "journal", "--sequencer", "--records", "5", "--payload-bytes", "9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("venue: --records, --payload-bytes: not with --sequencer")
+
+
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
