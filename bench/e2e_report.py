@@ -40,7 +40,7 @@ def write(
 ) -> list[Path]:
     """Write the result files (and the profile's, if there is one); return their paths."""
     out.mkdir(parents=True, exist_ok=True)
-    base = out / f"e2e-{environment.stamp(report['created_utc'])}"
+    base = environment.free_base(out, f"e2e-{environment.stamp(report['created_utc'])}")
     json_path = base.with_suffix(".json")
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     plots = _plots(report["result"], base)

@@ -110,7 +110,8 @@ def run_all_results(args: argparse.Namespace) -> list[dict[str, Any]]:
         "results": results,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"engine-{environment.stamp(report['created_utc'])}.json"
+    stem = f"engine-{environment.stamp(report['created_utc'])}"
+    path = environment.free_base(args.out, stem).with_suffix(".json")
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {path}")
     return results

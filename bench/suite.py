@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     headlines = {part: steps[part](args) for part in PARTS if part in parts}
     report = environment.describe("all") | {"results": headlines}
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"all-{environment.stamp(report['created_utc'])}.json"
+    stem = f"all-{environment.stamp(report['created_utc'])}"
+    path = environment.free_base(args.out, stem).with_suffix(".json")
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {path}")
     return 0

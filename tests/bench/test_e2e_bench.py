@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from bench import e2e_bench, profiling
+from bench import e2e_bench, e2e_report, profiling
 from cli.main import main
 from tests.conftest import ROOT
 from tests.sample_config import SAMPLE_CONFIG
@@ -217,6 +217,24 @@ def test_the_result_files_are_written(runs: Any) -> None:
     assert "## Results" in text and f"{result['acked']:,} of {result['sent']:,} sent" in text
     for plot in plots:
         assert f"({plot.name})" in text
+
+
+def test_a_second_report_of_the_same_second_is_written_beside_the_first(
+    runs: Any, tmp_path: Path
+) -> None:
+    """File names are stamped to the second: a second run within it wrote over the first's."""
+    _, _, out = runs["single"]
+    (json_path,) = out.glob("e2e-*.json")
+    report = json.loads(json_path.read_text())
+    first = e2e_report.write(report, tmp_path)
+    kept = {path: path.read_bytes() for path in first}
+    report["result"]["acked"] += 1  # another run's result, created in the same second
+    second = e2e_report.write(report, tmp_path)
+    assert [path.name for path in second] == [
+        path.name.replace(json_path.stem, f"{json_path.stem}-2") for path in first
+    ]
+    assert all(path.read_bytes() == content for path, content in kept.items())
+    assert json.loads(second[0].read_text())["result"]["acked"] == report["result"]["acked"]
 
 
 def test_the_trading_clients_timetables_interleave(tmp_path: Path) -> None:

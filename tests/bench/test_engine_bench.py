@@ -3,6 +3,7 @@
 Never asserts on speed: only that what is reported is there and adds up.
 """
 
+import datetime
 import json
 import re
 import sys
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bench import engine_bench, workloads
+from bench import engine_bench, environment, workloads
 from cli.main import main
 from tests.terminal import run_on_terminal
 
@@ -170,6 +171,25 @@ def test_bench_all_refuses_a_config_the_e2e_server_would_refuse_before_any_part_
     printed = capsys.readouterr()
     assert printed.out == "", "the journal part ran first"
     assert printed.err.startswith(f"venue: {config}: ") and printed.err.count("\n") == 1
+
+
+def test_bench_all_writes_beside_a_summary_of_the_same_second(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its summary is named to the second: one from the same second was written over. Every
+    second's name of the next minute is taken here, so the run falls in one of them."""
+    now = datetime.datetime.now(datetime.UTC)
+    taken = {}
+    for second in range(60):
+        created = (now + datetime.timedelta(seconds=second)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        path = tmp_path / f"all-{environment.stamp(created)}.json"
+        path.write_text(f"an earlier run's, {second}\n")
+        taken[path] = path.read_text()
+    assert main(["bench", "all", "--out", str(tmp_path), "--parts", "journal"]) == 0
+    (written,) = re.findall(r"^wrote (.*)$", capsys.readouterr().out, re.MULTILINE)
+    assert Path(written).name.endswith("Z-2.json") and Path(written) not in taken
+    assert json.loads(Path(written).read_text())["results"]["journal"]["verified"] is True
+    assert all(path.read_text() == text for path, text in taken.items())
 
 
 def test_bench_all_refuses_an_out_that_cannot_take_files_before_any_part_runs(
