@@ -363,6 +363,7 @@ async def measure(
                 found = await recording.finish(usage["server_threads"])
         finally:
             await asyncio.gather(*(client.kill() for client in clients))
+            died = server.exit_status() if isinstance(server, ServerProcess) else None
             clean = await server.stop()
             logged = server.last_exception()
         if method == profiling.CPROFILE and profile_file.exists():
@@ -381,6 +382,7 @@ async def measure(
     return (
         summarise(load, clients, usage)
         | {"server_stopped_cleanly": clean, "server_exception": logged}
+        | {"server_exited_during_run": died}
         | shape
         | profiled
     )

@@ -87,9 +87,26 @@ def summary(result: dict[str, Any]) -> str:
         lines.append(f"subscribers by gateway: {by_gateway}")
     if result["errors"]:
         lines.append(f"errors: {result['errors']}")
+    lines += _server_trouble(result)
     if result.get("mode") == "max":
         lines.append(_sustained(result))
     return "\n".join(lines)
+
+
+def _server_trouble(result: dict[str, Any]) -> list[str]:
+    """What went wrong with the server, said: the run's status 1 said nothing of why."""
+    died = result.get("server_exited_during_run")
+    lines = []
+    if died is not None:
+        lines.append(
+            f"server: exited during the run (status {died}); what came after it is missing"
+            " from the figures"
+        )
+    elif not result.get("server_stopped_cleanly", True):
+        lines.append("server: did not stop cleanly on SIGTERM")
+    if result.get("server_exception"):
+        lines.append(f"server logged: {result['server_exception']}")
+    return lines
 
 
 def marketable_share(parameters: dict[str, Any]) -> float:

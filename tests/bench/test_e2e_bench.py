@@ -455,6 +455,40 @@ def test_ctrl_c_during_the_run_stops_everything_quietly(tmp_path: Path) -> None:
     assert not list(temporary.iterdir()), "a temporary directory was left behind"
 
 
+def test_a_server_that_dies_in_the_run_is_said_to_have(tmp_path: Path) -> None:
+    """The server killed mid-run: status 1, and the summary says why. It said nothing of
+    the server (its CPU figures read "None"), only status 1."""
+    argv = [sys.executable, "-m", "cli.main", "bench", "e2e", "--config", str(SAMPLE_CONFIG)]
+    argv += ["--out", str(tmp_path), "--duration", "3", "--rate", "100"]
+    argv += ["--makers", "1", "--takers", "1", "--subscribers", "1"]
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower
+    )
+    os.close(follower)
+    try:
+        drawn = _read_terminal(leader, until=lambda text: "run:" in text)
+        os.kill(_child_running(process.pid, b"bench.server_process"), signal.SIGKILL)
+        drawn += _read_terminal(leader, until=lambda _: process.poll() is not None)
+        status = process.wait(timeout=SIGINT_EXIT_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(leader)
+    assert status == 1, drawn
+    assert "server: exited during the run (status -9)" in drawn, drawn
+    (markdown,) = tmp_path.glob("e2e-*.md")
+    assert "server: exited during the run (status -9)" in markdown.read_text()
+
+
+def _child_running(pid: int, module: bytes) -> int:
+    """The one child process of `pid` whose command line names `module`."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    (found,) = [c for c in children if module in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return int(found)
+
+
 SIGINT_EXIT_TIMEOUT_S = 60.0  # the server's clean stop is bounded by 15 s, the clients killed
 
 
