@@ -35,10 +35,12 @@ from bench.engine_bench import (
     _positive,
 )
 from cli import progress
+from cli.failures import CommandFailed
 
 BASELINE = "ours"  # the adapter every ratio is relative to
 DEFAULT_GC = "disable"
 PERCENTILES = {"p50": (50, 100), "p99": (99, 100)}  # nearest-rank fractions
+ENGINE_COLUMN_MIN = 14  # the engine names' column: wider for a longer name (matching-engine)
 DEFAULT_ROUNDS = 3  # the issue's "medians of at least three runs", within one run
 
 
@@ -57,8 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rounds",
         type=_positive,
-        default=DEFAULT_ROUNDS,
-        help="--compare: run every engine this often, taking turns; medians reported",
+        help=f"--compare: run every engine this often, taking turns; medians reported"
+        f" (default {DEFAULT_ROUNDS})",
     )
     for flag, options in shared:
         with suppress(argparse.ArgumentError):  # there already: `engine_bench` added it
@@ -67,12 +69,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """With `--compare`, the comparison; without it, the plain engine benchmark."""
+    rounds = getattr(args, "rounds", None)
     if not args.compare:
+        if rounds is not None:  # not silently ignored: one run, not the medians asked for
+            raise CommandFailed("--rounds: only with --compare (the turns the engines take)")
         from bench import engine_bench
 
         return engine_bench.run(args)
     engines = all_adapters()
-    rounds = getattr(args, "rounds", DEFAULT_ROUNDS)
+    rounds = rounds or DEFAULT_ROUNDS
     with progress.bar(
         args.json,
         total=len(engines) * rounds + 1,
@@ -207,8 +212,9 @@ def _row(name: str, result: AdapterResult) -> dict[str, Any]:
 
 def table(report: dict[str, Any]) -> str:
     """The report as a fixed-width table, then the skipped engines and the quantity check."""
+    width = max(ENGINE_COLUMN_MIN, *(len(row["engine"]) for row in report["results"]))
     header = (
-        f"{'engine':<14} {'ops/s':>11} {'p50 µs':>8} {'p99 µs':>8} {'max µs':>9} "
+        f"{'engine':<{width}} {'ops/s':>11} {'p50 µs':>8} {'p99 µs':>8} {'max µs':>9} "
         f"{'traded qty':>16} {'qty equal':>9} {'vs ours':>8} {'cpu ns/op':>10} "
         f"{'cpu vs ours':>11}"
     )
@@ -227,7 +233,7 @@ def table(report: dict[str, Any]) -> str:
         cpu = row["cpu_ratio_to_ours"]
         cpu_ratio = "-" if cpu is None else f"{cpu:.3f}x"
         lines.append(
-            f"{row['engine']:<14} {row['ops_per_sec']:>11,} {latency['p50']:>8.3f} "
+            f"{row['engine']:<{width}} {row['ops_per_sec']:>11,} {latency['p50']:>8.3f} "
             f"{latency['p99']:>8.3f} {latency['max']:>9.1f} {row['traded_qty']:>16,} "
             f"{'yes' if row['traded_qty_equal'] else 'no':>9} {ratio:>8} "
             f"{row['cpu_ns_per_op']:>10,} {cpu_ratio:>11}"

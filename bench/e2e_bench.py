@@ -11,12 +11,13 @@ fixed timetable; latency counts from the scheduled time.
 `--taker-share` of them are the takers' marketable orders, the rest the makers' requotes
 (two actions each: a bid and an ask), as on a real venue where quotes far outnumber trades.
 Makers requote at least `MAKER_REQUESTS_MIN_PER_S` times a second each, so the takers always
-find liquidity (with `--taker-share 1` that floor is added to the rate). `--max` sweeps: from
-`--start-rate`, each step `SWEEP_FACTOR` times the last, until a step breaks a bound (p99 above
-`--p99-bound-ms`, any action rejected or unanswered, or less than `SUSTAIN_FRACTION` of the
-offered rate acknowledged), then `SWEEP_REFINE_STEPS` halvings of the gap between the last
-step that held and the one that broke; the result is the highest step that held, with every
-step listed.
+find liquidity (where a maker's share of the rate falls below it, at low rates or with
+`--taker-share 1`, the floor is offered on top: the summary's share is of what was offered).
+`--max` sweeps: from `--start-rate`, each step `SWEEP_FACTOR` times the last, until a step
+breaks a bound (p99 above `--p99-bound-ms`, any action rejected or unanswered, or less than
+`SUSTAIN_FRACTION` of the offered rate acknowledged), then `SWEEP_REFINE_STEPS` halvings of
+the gap between the last step that held and the one that broke; the result is the highest
+step that held, with every step listed.
 
 Counts: `sent` = order actions sent (a batch's ops, a quote's sides); each is `acked` or
 `rejected` (by error name in `errors`), or `unanswered` if no answer came within the drain
@@ -62,6 +63,7 @@ from bench.cluster_process import ClusterServer
 from bench.server_process import ServerProcess, ThreadCpu
 from cli import progress
 from cli.failures import CommandFailed
+from core import config as venue_config
 
 DEFAULT_DURATION_S = 10.0
 DEFAULT_RATE = 2_000
@@ -100,7 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rate", type=float, default=None, help=f"order actions/s offered (default {DEFAULT_RATE})"
     )
     load.add_argument("--max", action="store_true", help="sweep the rate up until a bound breaks")
-    parser.add_argument("--start-rate", type=float, default=DEFAULT_RATE, help="--max: first step")
+    parser.add_argument(
+        "--start-rate", type=float, help=f"--max: first step (default {DEFAULT_RATE})"
+    )
     parser.add_argument("--makers", type=int, default=2)
     parser.add_argument("--takers", type=int, default=2)
     parser.add_argument("--subscribers", type=int, default=10)
@@ -108,7 +112,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--taker-share", type=float, default=DEFAULT_TAKER_SHARE, help="of the actions, 0..1"
     )
-    parser.add_argument("--p99-bound-ms", type=float, default=DEFAULT_P99_BOUND_MS)
+    parser.add_argument(
+        "--p99-bound-ms",
+        type=float,
+        help=f"--max: a step's bound (default {DEFAULT_P99_BOUND_MS:g})",
+    )
     parser.add_argument(
         "--aligned",
         action="store_true",
@@ -355,6 +363,7 @@ async def measure(
                 found = await recording.finish(usage["server_threads"])
         finally:
             await asyncio.gather(*(client.kill() for client in clients))
+            died = server.exit_status() if isinstance(server, ServerProcess) else None
             clean = await server.stop()
             logged = server.last_exception()
         if method == profiling.CPROFILE and profile_file.exists():
@@ -373,6 +382,7 @@ async def measure(
     return (
         summarise(load, clients, usage)
         | {"server_stopped_cleanly": clean, "server_exception": logged}
+        | {"server_exited_during_run": died}
         | shape
         | profiled
     )
@@ -425,6 +435,9 @@ async def _observe(
             await following
     except BaseException:
         following.cancel()
+        # The gather ends with the CancelledError as its exception, which no one awaits now:
+        # read it, or asyncio prints it with a traceback after a Ctrl-C.
+        following.add_done_callback(_read_outcome)
         raise
     cpu_share = None  # CPU seconds per second of the window
     if cpu_before is not None and cpu_after is not None:
@@ -438,6 +451,11 @@ async def _observe(
         "window_s": window_s,
         "server_rss_mb": rss,
     }
+
+
+def _read_outcome(done: "asyncio.Future[Any]") -> None:
+    if not done.cancelled():
+        done.exception()
 
 
 async def _follow(client: Client, reported: list[Client]) -> None:
@@ -717,6 +735,14 @@ def check_arguments(args: argparse.Namespace) -> Load:
         if not low <= value <= high:
             raise CommandFailed(f"--{name} must be in [{low:g}, {high:g}], not {value:g}")
 
+    sweep_only = {"start_rate": DEFAULT_RATE, "p99_bound_ms": DEFAULT_P99_BOUND_MS}
+    given = [name for name in sweep_only if getattr(args, name) is not None]
+    if given and not args.max:  # not silently ignored: a run at the default rate instead
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise CommandFailed(f"{options}: only with --max (they shape its sweep)")
+    for name, default in sweep_only.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     rate = args.start_rate if args.max else (args.rate if args.rate is not None else DEFAULT_RATE)
     if not 0 < args.duration <= DURATION_S_MAX:
         raise CommandFailed(f"--duration must be in (0, {DURATION_S_MAX:g}] seconds")
@@ -729,8 +755,7 @@ def check_arguments(args: argparse.Namespace) -> Load:
         raise CommandFailed(f"--taker-share must be in (0, 1], not {args.taker_share:g}")
     if not 0 < args.p99_bound_ms < math.inf:  # nan fails this too
         raise CommandFailed(f"--p99-bound-ms must be a positive number, not {args.p99_bound_ms}")
-    if not args.config.is_file():
-        raise CommandFailed(f"--config {args.config}: no such file")
+    check_config(args.config)
     return Load(
         args.duration,
         rate,
@@ -743,12 +768,21 @@ def check_arguments(args: argparse.Namespace) -> Load:
     )
 
 
+def check_config(path: Path) -> None:
+    """Refuse a config the server would refuse, naming this file: the server reads a copy in
+    the run's temporary directory, and its error named that copy, gone by then."""
+    if not path.is_file():
+        raise CommandFailed(f"--config {path}: no such file")
+    venue_config.load(path)  # a ConfigError says what is wrong, and where
+
+
 def run(args: argparse.Namespace) -> int:
     load = check_arguments(args)
     # Progress (server start, clients connecting, the run, results, report) is drawn on
     # stderr, and only when it is a terminal: cli.progress.
     if args.cluster and args.profile:
         raise CommandFailed("--profile records one server process: not with --cluster")
+    e2e_report.check_out(args.out)
     if args.max:
         bound_us = args.p99_bound_ms * 1_000
         work = sweep(load, args.config, bound_us, True, args.profile, args.cluster)

@@ -11,13 +11,28 @@ says so.
 """
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from bench import environment, profiling
+from cli.failures import CommandFailed
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PLOT_DPI = 110
+
+
+def check_out(out: Path) -> None:
+    """Make the results directory `out` and prove a file can be written there, before a run
+    whose files are written only at its end: else a run of minutes (a `--max` sweep, every
+    part of `venue bench all`) ended in an error and left nothing."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".venue-bench-probe-"):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise CommandFailed(f"--out {out}: cannot write the results there ({reason})") from None
 
 
 def write(
@@ -25,7 +40,7 @@ def write(
 ) -> list[Path]:
     """Write the result files (and the profile's, if there is one); return their paths."""
     out.mkdir(parents=True, exist_ok=True)
-    base = out / f"e2e-{environment.stamp(report['created_utc'])}"
+    base = environment.free_base(out, f"e2e-{environment.stamp(report['created_utc'])}")
     json_path = base.with_suffix(".json")
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     plots = _plots(report["result"], base)
@@ -46,8 +61,9 @@ def summary(result: dict[str, Any]) -> str:
         f"e2e: {result['acked_per_sec']:,} order actions/s acknowledged "
         f"({result['acked']:,} of {result['sent']:,} sent; {result['rejected']:,} rejected, "
         f"{result['unanswered']:,} unanswered) of {parameters['offered_per_sec']:,.0f}/s offered: "
-        f"{parameters['taker_share']:.0%} marketable orders from {parameters['takers']} takers "
-        f"(batch {parameters['batch']}), the rest requotes from {parameters['makers']} makers",
+        f"{marketable_share(parameters):.0%} marketable orders from {parameters['takers']} "
+        f"taker(s) (batch {parameters['batch']}), the rest requotes from {parameters['makers']} "
+        "maker(s)",
         f"ack latency µs: p50 {ack['p50']:,}  p99 {ack['p99']:,}  p99.9 {ack['p999']:,}  "
         f"max {ack['max']:,}",
         f"fill latency µs: p50 {fill['p50']:,}  p99 {fill['p99']:,}  p99.9 {fill['p999']:,}  "
@@ -71,9 +87,50 @@ def summary(result: dict[str, Any]) -> str:
         lines.append(f"subscribers by gateway: {by_gateway}")
     if result["errors"]:
         lines.append(f"errors: {result['errors']}")
+    lines += _server_trouble(result)
     if result.get("mode") == "max":
-        lines.append(f"max sustained rate: {result['max_sustained_rate']} (p99 bound, no errors)")
+        lines.append(_sustained(result))
     return "\n".join(lines)
+
+
+def _server_trouble(result: dict[str, Any]) -> list[str]:
+    """What went wrong with the server, said: the run's status 1 said nothing of why."""
+    died = result.get("server_exited_during_run")
+    lines = []
+    if died is not None:
+        lines.append(
+            f"server: exited during the run (status {died}); what came after it is missing"
+            " from the figures"
+        )
+    elif not result.get("server_stopped_cleanly", True):
+        lines.append("server: did not stop cleanly on SIGTERM")
+    if result.get("server_exception"):
+        lines.append(f"server logged: {result['server_exception']}")
+    return lines
+
+
+def marketable_share(parameters: dict[str, Any]) -> float:
+    """The takers' share of the actions offered. `--taker-share` is of `--rate`, but makers
+    requote at a floor rate whatever the rate: at low rates (and with --taker-share 1) their
+    floor is added to it, and the takers' share of what was offered is smaller."""
+    offered: float = parameters["offered_per_sec"]
+    return parameters["rate"] * parameters["taker_share"] / offered if offered else 0.0
+
+
+def _sustained(result: dict[str, Any]) -> str:
+    """The sweep's answer; when even its first step broke a bound, that said, not a rate."""
+    bound_ms = result["p99_bound_us"] / 1_000
+    rate = result["max_sustained_rate"]
+    if rate is None:
+        first = result["sweep"][0]
+        return (
+            f"max sustained rate: none: the first step, {first['rate']:,.0f}/s, broke a bound"
+            f" ({first['broke']}); the figures above are that step's (a lower --start-rate?)"
+        )
+    return (
+        f"max sustained rate: {rate:,.0f} actions/s (the highest step within every bound, p99"
+        f" at most {bound_ms:g} ms)"
+    )
 
 
 def _by_thread(threads: dict[str, dict[str, float]] | None) -> str:
@@ -258,7 +315,7 @@ def _title(result: dict[str, Any], what: str) -> str:
     parameters = result["parameters"]
     return (
         f"{what}: {parameters['offered_per_sec']:,.0f} actions/s offered "
-        f"({parameters['taker_share']:.0%} takers', batch {parameters['batch']}), "
+        f"({marketable_share(parameters):.0%} takers', batch {parameters['batch']}), "
         f"{parameters['subscribers']} subscribers"
     )
 

@@ -110,7 +110,8 @@ def run_all_results(args: argparse.Namespace) -> list[dict[str, Any]]:
         "results": results,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"engine-{environment.stamp(report['created_utc'])}.json"
+    stem = f"engine-{environment.stamp(report['created_utc'])}"
+    path = environment.free_base(args.out, stem).with_suffix(".json")
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {path}")
     return results
@@ -292,7 +293,12 @@ def _timer_overhead_ns() -> int:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    """An argparse type: a whole number above zero (argparse's own error for a word named
+    this function: "invalid _positive value")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value <= 0:
         raise argparse.ArgumentTypeError("must be a positive integer")
     return value

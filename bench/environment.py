@@ -33,6 +33,16 @@ def stamp(created_utc: str) -> str:
     return created_utc.replace(":", "")
 
 
+def free_base(out: Path, stem: str) -> Path:
+    """`out/stem`, or `out/stem-2`, `-3`... the first that no file's name starts with: stems
+    are stamped to the second, and two runs in one second wrote over each other's files."""
+    base, number = out / stem, 1
+    while any(out.glob(f"{base.name}[.-]*")):
+        number += 1
+        base = out / f"{stem}-{number}"
+    return base
+
+
 def machine() -> dict[str, Any]:
     return {
         "platform": platform.platform(),

@@ -27,6 +27,7 @@ from typing import Any
 
 from bench import server_process, stats
 from bench.server_process import ServerProcess
+from cli import progress
 from cli.failures import CommandFailed
 from client.sdk import VenueClient
 from core import config as venue_config
@@ -212,9 +213,19 @@ def _op(method: str, params: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------- the run
 
 
+# The run's steps, each drawn as it ends on a terminal: the server started, each phase, the
+# server stopped. A phase lasts --duration (5 s by default): the bar names the one running.
+STEPS = 4
+
+
 async def measure(
-    config_path: Path, duration_s: float, pipeline: int, keep_limits: bool = False
+    config_path: Path,
+    duration_s: float,
+    pipeline: int,
+    keep_limits: bool = False,
+    step: Callable[[str], object] = lambda _next: None,
 ) -> dict[str, Any]:
+    """Both phases against a fresh server; `step(what comes next)` as each step ends."""
     keys = demo_keys(config_path)
     with tempfile.TemporaryDirectory(prefix="venue-bench-gateway-") as directory:
         if not keep_limits:
@@ -223,12 +234,16 @@ async def measure(
         rates = venue_config.load(config_path).limits
         try:
             url = await server.start()
+            step("one order at a time")
             single = await _phase(url, keys[0], single_round_trips, duration_s)
+            step("batches")
             lanes = functools.partial(batched, pipeline=pipeline)
             batch = await _phase(url, keys[1], lanes, duration_s)
+            step("server stop")
         finally:
             clean = await server.stop()
             logged = server.last_exception()
+        step("done")
     return {
         "duration_s": duration_s,
         "round_trips_per_sec": single.per_sec(),
@@ -321,8 +336,16 @@ def run(args: argparse.Namespace) -> int:
         raise CommandFailed(f"--duration must be in (0, {DURATION_S_MAX:g}] seconds")
     if not 1 <= args.pipeline <= PIPELINE_MAX:
         raise CommandFailed(f"--pipeline must be in 1..{PIPELINE_MAX}")
-    work = measure(args.config, args.duration, args.pipeline, args.keep_limits)
-    result = server_process.run_async(work)
+    with progress.bar(
+        args.json, total=STEPS, desc="gateway: server start", bar_format=progress.STEPS_FORMAT
+    ) as shown:
+
+        def step(next_step: str) -> None:
+            shown.set_description_str(f"gateway: {next_step}", refresh=False)
+            shown.update(1)
+
+        work = measure(args.config, args.duration, args.pipeline, args.keep_limits, step)
+        result = server_process.run_async(work)
     if args.json:
         print(json.dumps(result))
     else:

@@ -13,25 +13,34 @@ import asyncio
 import json
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from bench import workloads
 from bench.store_bench import percentiles
 from cli.failures import CommandFailed
-from core.journal import EncodeInto, FileJournal, Sequenced, measure
+from core.journal import (
+    HEADER_BYTES,
+    RECORD_BYTES_MAX,
+    UNSYNCED_BYTES_MAX,
+    EncodeInto,
+    FileJournal,
+    Sequenced,
+    measure,
+)
 from core.sequencer import COMMIT_INTERVAL_S_MAX, Executed, Sequencer
 from engine.venue import Venue
 from settlement.ledger import Ledger
 
 SEQUENCER_OPTIONS = {"rate": 4_000, "commands": 16_000, "commit_interval_ms": 0.0}  # defaults
+FILE_OPTIONS = {"records": 200_000, "batch": 1_000, "payload_bytes": 100}  # without --sequencer
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--records", type=int, default=200_000)
-    parser.add_argument("--batch", type=int, default=1_000, help="records per fsync")
-    parser.add_argument("--payload-bytes", type=int, default=100, help="about a PlaceOrder")
+    parser.add_argument("--records", type=int, help="(default 200,000)")
+    parser.add_argument("--batch", type=int, help="records per fsync (default 1,000)")
+    parser.add_argument("--payload-bytes", type=int, help="about a PlaceOrder (default 100)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     path = parser.add_argument_group("--sequencer: the commit path, paced")
     path.add_argument("--sequencer", action="store_true", help="sequencer + journal thread")
@@ -134,13 +143,17 @@ async def measure_sequencer(
 
 def run(args: argparse.Namespace) -> int:
     if args.sequencer:
+        if given := _given(args, FILE_OPTIONS):  # not silently ignored
+            raise CommandFailed(f"{given}: not with --sequencer (it journals real commands)")
         return run_sequencer(args)
-    given = [name for name in SEQUENCER_OPTIONS if getattr(args, name) is not None]
-    if given:  # not silently ignored
-        options = ", ".join("--" + name.replace("_", "-") for name in given)
-        raise CommandFailed(f"{options}: only with --sequencer (they pace its commit path)")
+    if given := _given(args, SEQUENCER_OPTIONS):  # not silently ignored
+        raise CommandFailed(f"{given}: only with --sequencer (they pace its commit path)")
+    for name, default in FILE_OPTIONS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     if min(args.records, args.batch, args.payload_bytes) <= 0:
         raise CommandFailed("--records, --batch and --payload-bytes must be positive")
+    check_journal_limits(args.records, args.batch, args.payload_bytes)
     with tempfile.TemporaryDirectory(prefix="venue-bench-journal-") as directory:
         result = measure(args.records, args.batch, args.payload_bytes, Path(directory) / "j")
     if args.json:
@@ -152,6 +165,30 @@ def run(args: argparse.Namespace) -> int:
             f"batch p50 {result['batch_ms']['p50']} ms)"  # type: ignore[index]
         )
     return 0 if result["verified"] else 1
+
+
+def _given(args: argparse.Namespace, options: Mapping[str, object]) -> str:
+    """The flags of `options` given on the command line, as typed; "" if none."""
+    given = [name for name in options if getattr(args, name) is not None]
+    return ", ".join("--" + name.replace("_", "-") for name in given)
+
+
+def check_journal_limits(records: int, batch: int, payload_bytes: int) -> None:
+    """Refuse a record or a batch the journal itself would refuse, naming the flags: else a
+    traceback (a record over `RECORD_BYTES_MAX`) or, after the records were built, the
+    journal's error about a temporary file and a sync no flag asks for."""
+    if payload_bytes > RECORD_BYTES_MAX:
+        raise CommandFailed(
+            f"--payload-bytes {payload_bytes:,}: over the journal's {RECORD_BYTES_MAX:,} bytes"
+            " a record"
+        )
+    batch_bytes = min(batch, records) * (HEADER_BYTES + payload_bytes)
+    if batch_bytes > UNSYNCED_BYTES_MAX:
+        raise CommandFailed(
+            f"--batch {batch:,} of --payload-bytes {payload_bytes:,}: {batch_bytes:,} bytes a"
+            f" batch with the frames, over the {UNSYNCED_BYTES_MAX:,} the journal writes between"
+            " two fsyncs: fewer or smaller records a batch"
+        )
 
 
 def run_sequencer(args: argparse.Namespace) -> int:

@@ -205,6 +205,10 @@ class ServerProcess:
             return False
         return self.process.returncode == 0 and b"stopped cleanly" in rest
 
+    def exit_status(self) -> int | None:
+        """The server's exit status if it has ended (before `stop`: it died), else None."""
+        return None if self.process is None else self.process.returncode
+
     def cpu_seconds(self) -> float | None:
         """User + system CPU time the server has used so far (all threads); None off Linux."""
         try:

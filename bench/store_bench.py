@@ -26,8 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg
+
 from bench import workloads
-from cli.arguments import float_within
+from cli.arguments import dsn, float_within
 from cli.failures import CommandFailed
 from cluster.postgres import PostgresServer
 from core import store_thread
@@ -37,7 +39,7 @@ from core.store_thread import StoreThread
 from engine.events import TradeExecuted
 from engine.venue import Venue
 from settlement.ledger import Ledger
-from settlement.store import LedgerStore, SqliteLedgerStore
+from settlement.store import LedgerStore, LedgerStoreError, SqliteLedgerStore
 from settlement.transfers import FEE_INCOME, ISSUANCE, Transfer, TransferKind
 
 ACCOUNTS = 100  # participants trading with each other
@@ -46,22 +48,39 @@ GATHER_S_MAX = 1.0  # the venue gathers for 0.05 s; past a second it measures th
 K = TransferKind
 
 
+# Each mode's own options, with their defaults: given to the other mode they are refused,
+# not ignored (`--venue-path` measures the SQLite store thread only).
+STORE_OPTIONS: dict[str, object] = {
+    "batch": 1_000,
+    "trades": 200_000,
+    "postgres": None,
+    "store": "sqlite",
+}
+VENUE_PATH_OPTIONS: dict[str, object] = {
+    "commands": 20_000,
+    "rate": 4_000,
+    "commands_per_batch": 4,
+    "gather_s": store_thread.GATHER_S,
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch", type=int, default=1_000, help="trades per transaction")
-    parser.add_argument("--trades", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, help="trades per transaction (default 1,000)")
+    parser.add_argument("--trades", type=int, help="(default 200,000)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
-    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--postgres", metavar="DSN", help="an empty database (implies postgres)")
+    parser.add_argument("--store", choices=("sqlite", "postgres"), help="(default sqlite)")
+    parser.add_argument(
+        "--postgres", metavar="DSN", type=dsn, help="an empty database (implies postgres)"
+    )
     path = parser.add_argument_group("--venue-path: the venue's store path, paced")
     path.add_argument("--venue-path", action="store_true", help="store thread + ledger writer")
-    path.add_argument("--commands", type=int, default=20_000, help="commands executed")
-    path.add_argument("--rate", type=int, default=4_000, help="commands/s handed to the store")
-    path.add_argument("--commands-per-batch", type=int, default=4, help="per journal batch")
+    path.add_argument("--commands", type=int, help="commands executed (default 20,000)")
+    path.add_argument("--rate", type=int, help="commands/s handed to the store (default 4,000)")
+    path.add_argument("--commands-per-batch", type=int, help="per journal batch (default 4)")
     path.add_argument(
         "--gather-s",
         type=float_within(0, GATHER_S_MAX),
-        default=store_thread.GATHER_S,
-        help=f"per write, 0 to {GATHER_S_MAX:g}",
+        help=f"per write, 0 to {GATHER_S_MAX:g} (default {store_thread.GATHER_S:g})",
     )
 
 
@@ -105,6 +124,12 @@ def measure(trades: int, batch: int, directory: Path, postgres_dsn: str = "") ->
         from settlement.pg_store import PostgresLedgerStore
 
         store = PostgresLedgerStore(postgres_dsn)
+        if stored := store.last_transfer_id():  # its batches would be compared, not written
+            store.close()
+            raise CommandFailed(
+                f"--postgres: the database holds transfers already (up to id {stored:,}), and the"
+                " benchmark writes from id 1: give an empty database"
+            )
     else:
         store = SqliteLedgerStore(directory / "bench-ledger.sqlite")
     for code in ("USD", "AAPLx"):
@@ -224,18 +249,17 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.batch <= 0 or args.trades <= 0:
-        raise CommandFailed("--batch and --trades must be positive")
+    _refuse_the_other_modes_options(args)
     if args.venue_path:
         return run_venue_path(args)
+    if args.batch <= 0 or args.trades <= 0:
+        raise CommandFailed("--batch and --trades must be positive")
     with tempfile.TemporaryDirectory(prefix="venue-bench-store-") as directory:
-        if args.postgres or args.store == "sqlite":
-            result = measure(args.trades, args.batch, Path(directory), args.postgres or "")
-        else:
-            Path(directory).chmod(0o711)  # the server runs as the postgres user
-            with PostgresServer(Path(directory)) as server:
-                dsn = server.create_database("bench_store")
-                result = measure(args.trades, args.batch, Path(directory), dsn)
+        try:
+            result = _measure_store(args, Path(directory))
+        except (psycopg.Error, LedgerStoreError) as refused:  # down, refused, not empty
+            why = " ".join(str(refused).split())
+            raise CommandFailed(f"the PostgreSQL ledger store: {why}") from None
     if args.json:
         print(json.dumps(result))
     else:
@@ -246,6 +270,38 @@ def run(args: argparse.Namespace) -> int:
             f"CPU {result['cpu_us_per_trade']} µs/trade)"
         )
     return 0 if result["verified"] else 1
+
+
+def _refuse_the_other_modes_options(args: argparse.Namespace) -> None:
+    """Refuse an option of the mode not chosen (it was ignored: `--venue-path --postgres DSN`
+    measured SQLite, `--rate` alone the plain store); then fill in the defaults."""
+    mine, others = VENUE_PATH_OPTIONS, STORE_OPTIONS
+    if not args.venue_path:
+        mine, others = others, mine
+    given = [name for name in others if getattr(args, name) is not None]
+    if args.store == "sqlite" and "store" in given:  # the store the venue path measures
+        given.remove("store")
+    if given:
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        why = (
+            "not with --venue-path (it measures the SQLite store thread on real commands)"
+            if args.venue_path
+            else "only with --venue-path (they pace its store thread)"
+        )
+        raise CommandFailed(f"{options}: {why}")
+    for name, default in (mine | others).items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+
+
+def _measure_store(args: argparse.Namespace, directory: Path) -> dict[str, object]:
+    """The store the arguments name: SQLite, `--postgres DSN`, or a throwaway PostgreSQL."""
+    if args.postgres or args.store == "sqlite":
+        return measure(args.trades, args.batch, directory, args.postgres or "")
+    directory.chmod(0o711)  # the server runs as the postgres user
+    with PostgresServer(directory) as server:
+        database = server.create_database("bench_store")
+        return measure(args.trades, args.batch, directory, database)
 
 
 def run_venue_path(args: argparse.Namespace) -> int:

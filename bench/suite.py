@@ -39,15 +39,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     parts = [part.strip() for part in args.parts.split(",") if part.strip()]
     unknown = sorted(set(parts) - set(PARTS))
-    if unknown or not parts:
-        raise CommandFailed(f"--parts: unknown {', '.join(unknown) or 'nothing'}; of {PARTS}")
+    if not parts:
+        raise CommandFailed(f"--parts: name at least one of {', '.join(PARTS)}")
+    if unknown:
+        raise CommandFailed(f"--parts: no part {', '.join(unknown)} (of {', '.join(PARTS)})")
     if "e2e" in parts:  # checked before the other parts run, not after
         if not 0 < args.e2e_duration <= e2e_bench.DURATION_S_MAX:
             raise CommandFailed(
                 f"--e2e-duration must be in (0, {e2e_bench.DURATION_S_MAX:g}] seconds"
             )
-        if not args.config.is_file():
-            raise CommandFailed(f"--config {args.config}: no such file (the e2e part's venue)")
+        e2e_bench.check_config(args.config)
+    e2e_report.check_out(args.out)  # every part writes there, the first after a few seconds
     steps: dict[str, Callable[[argparse.Namespace], Any]] = {
         "engine": _engine,
         "store": _store,
@@ -57,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     headlines = {part: steps[part](args) for part in PARTS if part in parts}
     report = environment.describe("all") | {"results": headlines}
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"all-{environment.stamp(report['created_utc'])}.json"
+    stem = f"all-{environment.stamp(report['created_utc'])}"
+    path = environment.free_base(args.out, stem).with_suffix(".json")
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {path}")
     return 0

@@ -24,8 +24,10 @@ import argparse
 import json
 import os
 import select
+import signal
 import socket
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -47,7 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sends", type=int, default=SENDS_DEFAULT, help="per gap")
     parser.add_argument("--writes", type=int, default=WRITES_DEFAULT, help="O_DSYNC writes")
     parser.add_argument("--dir", type=Path, default=None, help="where the O_DSYNC file goes")
-    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument(
+        "--json", action="store_true", help="stdout: one JSON line only (the lines: stderr)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,15 +64,18 @@ def run(args: argparse.Namespace) -> int:
         args.json, total=steps, desc="floor", bar_format=progress.STEPS_FORMAT
     ) as shown:
         result = measure(args.sends, args.writes, args.dir, lambda: shown.update(1))
+    people = sys.stderr if args.json else sys.stdout  # --json: stdout is the one JSON line
     for gap_us, cpu_us in result["send_cpu_us"].items():
         print(
             f"send of {SEND_BYTES} B to a sleeping loopback reader, {gap_us} µs apart: "
-            f"{cpu_us} µs of CPU"
+            f"{cpu_us} µs of CPU",
+            file=people,
         )
     dsync = result["dsync"]
     print(
         f"O_DSYNC write of {RECORD_BYTES} B: {dsync['cpu_us']} µs of CPU (mean), "
-        f"{dsync['wall_us']} µs of wall time (median), over {args.writes}"
+        f"{dsync['wall_us']} µs of wall time (median), over {args.writes}",
+        file=people,
     )
     if args.json:
         print(json.dumps(result))
@@ -103,25 +110,33 @@ def send_cpu_us(count: int, gap_us: int) -> float:
             os._exit(code)
     try:
         connection, _ = listener.accept()
-        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        message = b"x" * SEND_BYTES
-        gap_s = gap_us / 1e6
-        cpu_s = 0.0
-        for _ in range(count):
-            started = time.thread_time()
-            connection.send(message)
-            cpu_s += time.thread_time() - started
-            if gap_s:
-                until = time.perf_counter() + gap_s
-                while time.perf_counter() < until:
-                    pass
-        connection.close()
+        with connection:
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            cpu_s = _send_all(connection, count, gap_us / 1e6)
+    except BaseException:  # Ctrl-C: stop the reader, which else waited READ_TIMEOUT_S for
+        os.kill(pid, signal.SIGKILL)  # the bytes still due (its parent waiting on it)
+        raise
     finally:
         listener.close()
         _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError("the reader did not get every byte")
     return round(cpu_s / count * 1e6, 2)
+
+
+def _send_all(connection: socket.socket, count: int, gap_s: float) -> float:
+    """Send `count` messages `gap_s` apart; the CPU seconds the sends took."""
+    message = b"x" * SEND_BYTES
+    cpu_s = 0.0
+    for _ in range(count):
+        started = time.thread_time()
+        connection.send(message)
+        cpu_s += time.thread_time() - started
+        if gap_s:
+            until = time.perf_counter() + gap_s
+            while time.perf_counter() < until:
+                pass
+    return cpu_s
 
 
 def _read_all(port: int, expected: int) -> bool:

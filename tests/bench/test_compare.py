@@ -16,6 +16,7 @@ from bench.adapters import AdapterResult, all_adapters
 from bench.adapters.naive import NaiveAdapter
 from bench.adapters.ours import VenueAdapter
 from bench.workloads import Workload
+from cli.main import main
 
 OPS = 2_000
 SEED = 3
@@ -125,6 +126,22 @@ class _Absent(VenueAdapter):
         raise AssertionError("an unavailable adapter is never prepared")
 
 
+class _LongName(NaiveAdapter):
+    """The naive book under a name as long as matching-engine's."""
+
+    name = "a-long-engine-name"
+
+
+def test_the_table_columns_line_up_whatever_the_engine_names() -> None:
+    """A name over 14 characters (matching-engine) pushed the rest of its row a column over."""
+    report = compare.compare("cross", OPS, SEED, adapters=[VenueAdapter(), _LongName()])
+    header, rule, *rows = compare.table(report).splitlines()[1:5]
+    assert len(rows) == 2 and rows[1].startswith("a-long-engine-name ")
+    assert {len(header), len(rule)} == {len(row) for row in rows}
+    right_edge = header.index("qty equal") + len("qty equal")  # right-aligned columns
+    assert [row.index(" yes ") + len(" yes") for row in rows] == [right_edge] * 2
+
+
 def test_an_unavailable_adapter_is_skipped_with_its_reason() -> None:
     report = compare.compare("mixed", OPS, SEED, adapters=[VenueAdapter(), _Absent()])
     assert report["skipped"] == [{"engine": "absent", "reason": "not here"}]
@@ -181,3 +198,13 @@ def test_rounds_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
     for row in report["results"]:
         assert len(row["rounds_cpu_ns_per_op"]) == 2
         assert row["cpu_ns_per_op"] in row["rounds_cpu_ns_per_op"]
+
+
+def test_rounds_without_compare_are_refused_not_ignored(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--rounds 5` without --compare ran the plain benchmark once, saying nothing."""
+    assert main(["bench", "engine", "--ops", "100", "--rounds", "5"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert printed.err == "venue: --rounds: only with --compare (the turns the engines take)\n"

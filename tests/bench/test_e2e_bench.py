@@ -10,13 +10,19 @@ import io
 import itertools
 import json
 import os
+import pty
+import select
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import e2e_bench, profiling
+from bench import e2e_bench, e2e_report, profiling
 from cli.main import main
 from tests.conftest import ROOT
 from tests.sample_config import SAMPLE_CONFIG
@@ -213,6 +219,24 @@ def test_the_result_files_are_written(runs: Any) -> None:
         assert f"({plot.name})" in text
 
 
+def test_a_second_report_of_the_same_second_is_written_beside_the_first(
+    runs: Any, tmp_path: Path
+) -> None:
+    """File names are stamped to the second: a second run within it wrote over the first's."""
+    _, _, out = runs["single"]
+    (json_path,) = out.glob("e2e-*.json")
+    report = json.loads(json_path.read_text())
+    first = e2e_report.write(report, tmp_path)
+    kept = {path: path.read_bytes() for path in first}
+    report["result"]["acked"] += 1  # another run's result, created in the same second
+    second = e2e_report.write(report, tmp_path)
+    assert [path.name for path in second] == [
+        path.name.replace(json_path.stem, f"{json_path.stem}-2") for path in first
+    ]
+    assert all(path.read_bytes() == content for path, content in kept.items())
+    assert json.loads(second[0].read_text())["result"]["acked"] == report["result"]["acked"]
+
+
 def test_the_trading_clients_timetables_interleave(tmp_path: Path) -> None:
     """Each trading client starts its timetable a share of the shortest interval after the one
     before it: with one common start every client's request of a slot arrived at once."""
@@ -237,17 +261,36 @@ def test_the_trading_clients_timetables_interleave(tmp_path: Path) -> None:
         )
 
 
-def test_a_sweep_stops_at_the_first_step_that_breaks_a_bound(tmp_path: Path) -> None:
+def test_a_sweep_stops_at_the_first_step_that_breaks_a_bound(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = ["--max", "--start-rate", "200", "--duration", "0.5", "--p99-bound-ms", "0.001"]
     argv += ["--taker-share", "1"]
     argv += ["--makers", "1", "--takers", "1", "--subscribers", "0"]
     status, result = _run(tmp_path, argv)
+    # it said "max sustained rate: None (p99 bound, no errors)", as if None had held
+    summary = capsys.readouterr().err
+    assert "max sustained rate: none: the first step, 200/s, broke a bound (p99 " in summary
     assert status == 0
     assert result["mode"] == "max" and result["max_sustained_rate"] is None
     (step,) = result["sweep"]  # a 1 µs p99 bound cannot hold: the sweep ends at once
     assert step["rate"] == 200 and step["broke"].startswith("p99")
     assert step["server_cpu_us_per_action"] > 0
     assert result["acked"] + result["rejected"] + result["unanswered"] == result["sent"]
+
+
+def test_the_marketable_share_is_of_what_was_offered(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At 60/s with --taker-share 0.5 the maker requotes at its floor, 20 a second (40
+    actions), not 15: 70/s offered, 30/s of them the taker's. It said "50% marketable"."""
+    argv = ["--rate", "60", "--taker-share", "0.5", "--duration", "0.5"]
+    argv += ["--makers", "1", "--takers", "1", "--subscribers", "0"]
+    status, result = _run(tmp_path, argv)
+    assert status == 0
+    assert result["parameters"]["offered_per_sec"] == 70
+    summary = capsys.readouterr().err
+    assert "of 70/s offered: 43% marketable orders from 1 taker(s) (batch 1)" in summary, summary
 
 
 def test_a_sweep_halves_the_gap_after_the_first_break_twice(
@@ -309,8 +352,11 @@ def test_held_names_the_bound_a_step_broke() -> None:
         (["--makers", "0"], "--makers"),
         (["--taker-share", "0"], "--taker-share"),
         (["--config", "no-such.toml"], "no such file"),
-        (["--p99-bound-ms", "nan"], "--p99-bound-ms"),  # was accepted
-        (["--p99-bound-ms", "inf"], "--p99-bound-ms"),
+        (["--max", "--p99-bound-ms", "nan"], "--p99-bound-ms must be"),  # was accepted
+        (["--max", "--p99-bound-ms", "inf"], "--p99-bound-ms must be"),
+        # were ignored without --max: a run at the default rate, not the rate asked for
+        (["--start-rate", "5000"], "--start-rate: only with --max"),
+        (["--rate", "300", "--p99-bound-ms", "5"], "--p99-bound-ms: only with --max"),
     ],
 )
 def test_bad_arguments_are_refused_before_anything_starts(
@@ -321,6 +367,42 @@ def test_bad_arguments_are_refused_before_anything_starts(
     err = capsys.readouterr().err
     assert err.startswith("venue: ") and message in err and err.count("\n") == 1
     assert not list(tmp_path.iterdir())
+
+
+def test_a_config_the_server_would_refuse_is_named_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It started a server on a copy of it, then said "venue serve exited before listening"
+    and the copy's error, naming /tmp/venue-bench-e2e-*/venue.toml (removed), status 1."""
+    config = tmp_path / "mine.toml"
+    config.write_text("[venue\n")
+    argv = ["bench", "e2e", "--config", str(config), "--duration", "1", "--rate", "100"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"venue: {config}: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_out_that_cannot_take_files_is_refused_before_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was found only when the files were written, after the run (after every step of a
+    `--max` sweep): minutes of measurement, then an error and nothing kept."""
+
+    async def no_run(*args: Any) -> dict[str, Any]:
+        raise AssertionError("the run started although its results had nowhere to go")
+
+    monkeypatch.setattr(e2e_bench, "measure", no_run)
+    monkeypatch.setattr(e2e_bench, "sweep", no_run)
+    plain_file = tmp_path / "results"
+    plain_file.write_text("not a directory\n")
+    for mode in (["--rate", "200"], ["--max"]):
+        argv = ["bench", "e2e", "--config", str(SAMPLE_CONFIG), "--duration", "1", *mode]
+        out = plain_file / "e2e"
+        assert main([*argv, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"venue: --out {out}: cannot write the results there (Not a directory)\n"
+    assert plain_file.read_text() == "not a directory\n"
 
 
 def test_on_a_terminal_every_step_shows_a_bar(tmp_path: Path) -> None:
@@ -334,6 +416,107 @@ def test_on_a_terminal_every_step_shows_a_bar(tmp_path: Path) -> None:
         assert step in drawn, drawn
     assert "client results: 100%" in drawn and "report: 1/1" in drawn
     assert json.loads(drawn.strip().splitlines()[-1])["acked"] > 0
+
+
+def test_ctrl_c_during_the_run_stops_everything_quietly(tmp_path: Path) -> None:
+    """Ctrl-C on a terminal (SIGINT to the whole process group) in the middle of the run: exit
+    130, every process of the group gone, no temporary directory left and no traceback (it
+    printed "_GatheringFuture exception was never retrieved" and a CancelledError's)."""
+    argv = [sys.executable, "-m", "cli.main", "bench", "e2e", "--config", str(SAMPLE_CONFIG)]
+    argv += ["--out", str(tmp_path / "out"), "--duration", "60", "--rate", "100"]
+    argv += ["--makers", "1", "--takers", "1", "--subscribers", "1"]
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        env=os.environ | {"TMPDIR": str(temporary)},
+        start_new_session=True,  # its own group, as a shell's job: Ctrl-C reaches all of it
+    )
+    os.close(follower)
+    try:
+        drawn = _read_terminal(leader, until=lambda text: "run:" in text)
+        assert "run:" in drawn, drawn
+        os.killpg(process.pid, signal.SIGINT)
+        drawn += _read_terminal(leader, until=lambda _: process.poll() is not None)
+        status = process.wait(timeout=SIGINT_EXIT_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        os.close(leader)
+    assert status == 130, drawn
+    assert "Traceback" not in drawn and "never retrieved" not in drawn, drawn
+    assert not _group_alive(process.pid), "a server or client process outlived the bench"
+    assert not list(temporary.iterdir()), "a temporary directory was left behind"
+
+
+def test_a_server_that_dies_in_the_run_is_said_to_have(tmp_path: Path) -> None:
+    """The server killed mid-run: status 1, and the summary says why. It said nothing of
+    the server (its CPU figures read "None"), only status 1."""
+    argv = [sys.executable, "-m", "cli.main", "bench", "e2e", "--config", str(SAMPLE_CONFIG)]
+    argv += ["--out", str(tmp_path), "--duration", "3", "--rate", "100"]
+    argv += ["--makers", "1", "--takers", "1", "--subscribers", "1"]
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower
+    )
+    os.close(follower)
+    try:
+        drawn = _read_terminal(leader, until=lambda text: "run:" in text)
+        os.kill(_child_running(process.pid, b"bench.server_process"), signal.SIGKILL)
+        drawn += _read_terminal(leader, until=lambda _: process.poll() is not None)
+        status = process.wait(timeout=SIGINT_EXIT_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(leader)
+    assert status == 1, drawn
+    assert "server: exited during the run (status -9)" in drawn, drawn
+    (markdown,) = tmp_path.glob("e2e-*.md")
+    assert "server: exited during the run (status -9)" in markdown.read_text()
+
+
+def _child_running(pid: int, module: bytes) -> int:
+    """The one child process of `pid` whose command line names `module`."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    (found,) = [c for c in children if module in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return int(found)
+
+
+SIGINT_EXIT_TIMEOUT_S = 60.0  # the server's clean stop is bounded by 15 s, the clients killed
+
+
+def _read_terminal(leader: int, until: Callable[[str], bool]) -> str:
+    """What the process draws on its terminal until `until(all drawn so far)` or 120 s."""
+    drawn = ""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not until(drawn):
+        ready, _, _ = select.select([leader], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the process closed the terminal: it is done
+                break
+            drawn += chunk.decode(errors="replace")
+    return drawn
+
+
+def _group_alive(group: int) -> bool:
+    """Whether a process of `group` still runs, after a few seconds' grace to exit."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 PROFILE_DURATION_S = 1

@@ -3,6 +3,7 @@
 Never asserts on speed: only that what is reported is there and adds up.
 """
 
+import datetime
 import json
 import re
 import sys
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bench import engine_bench, workloads
+from bench import engine_bench, environment, workloads
 from cli.main import main
 from tests.terminal import run_on_terminal
 
@@ -160,6 +161,50 @@ def test_bench_all_refuses_a_bad_e2e_part_before_running_the_others(
     assert not list(tmp_path.iterdir()), "the engine part did not run first"
 
 
+def test_bench_all_refuses_a_config_the_e2e_server_would_refuse_before_any_part_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "mine.toml"
+    config.write_text("[venue\n")
+    argv = ["bench", "all", "--out", str(tmp_path / "out"), "--parts", "journal,e2e"]
+    assert main([*argv, "--config", str(config)]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "", "the journal part ran first"
+    assert printed.err.startswith(f"venue: {config}: ") and printed.err.count("\n") == 1
+
+
+def test_bench_all_writes_beside_a_summary_of_the_same_second(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its summary is named to the second: one from the same second was written over. Every
+    second's name of the next minute is taken here, so the run falls in one of them."""
+    now = datetime.datetime.now(datetime.UTC)
+    taken = {}
+    for second in range(60):
+        created = (now + datetime.timedelta(seconds=second)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        path = tmp_path / f"all-{environment.stamp(created)}.json"
+        path.write_text(f"an earlier run's, {second}\n")
+        taken[path] = path.read_text()
+    assert main(["bench", "all", "--out", str(tmp_path), "--parts", "journal"]) == 0
+    (written,) = re.findall(r"^wrote (.*)$", capsys.readouterr().out, re.MULTILINE)
+    assert Path(written).name.endswith("Z-2.json") and Path(written) not in taken
+    assert json.loads(Path(written).read_text())["results"]["journal"]["verified"] is True
+    assert all(path.read_text() == text for path, text in taken.items())
+
+
+def test_bench_all_refuses_an_out_that_cannot_take_files_before_any_part_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was found when the summary was written, after every part had run."""
+    plain_file = tmp_path / "results"
+    plain_file.write_text("")
+    out = plain_file / "all"
+    assert main(["bench", "all", "--out", str(out), "--parts", "journal,store"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "", "a part ran first"
+    assert printed.err == f"venue: --out {out}: cannot write the results there (Not a directory)\n"
+
+
 def test_on_a_terminal_the_engine_benchmarks_draw_their_steps_and_json_stays_clean() -> None:
     """Silent for seconds to a minute before: now a bar of steps (built, timed pass, latency
     pass) and, with --compare, one per engine; never with --json."""
@@ -175,3 +220,26 @@ def test_on_a_terminal_the_engine_benchmarks_draw_their_steps_and_json_stays_cle
     status, drawn = run_on_terminal(compared, repo, timeout_s=120)
     assert status == 0, drawn
     assert re.search(r"addcancel: [\w+-]+ done: 100%", drawn), drawn  # the last engine's
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        # said "unknown nothing"
+        (["all", "--parts", ","], "venue: --parts: name at least one of engine, store"),
+        (["all", "--parts", "e2e,disk"], "venue: --parts: no part disk (of engine, store"),
+        # said "invalid _positive value", the name of a function
+        (["engine", "--ops", "many"], "argument --ops: 'many' is not a whole number"),
+        (["engine", "--compare", "--rounds", "x"], "argument --rounds: 'x' is not a whole number"),
+    ],
+)
+def test_a_bad_word_is_said_in_the_users_terms(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        status = main(["bench", *argv])
+    except SystemExit as exited:  # argparse's errors exit; the commands' return
+        status = exited.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1, err

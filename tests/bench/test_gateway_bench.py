@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import io
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -14,7 +15,9 @@ import pytest
 from bench import gateway_bench
 from cli.failures import CommandFailed
 from cli.main import main
+from tests.conftest import ROOT
 from tests.sample_config import SAMPLE_CONFIG
+from tests.terminal import run_on_terminal
 
 DURATION_S = 0.3  # per phase: enough for a few hundred actions; the run takes ~2 s
 PHASE_KEYS = {"sent", "acked", "rejected", "rate_limited", "unanswered", "backoff_s", "seconds"}
@@ -86,3 +89,16 @@ def test_bad_arguments_are_the_venue_line_and_status_2(
 ) -> None:
     assert main(["bench", "gateway", "--duration", "nan"]) == 2
     assert capsys.readouterr().err.startswith("venue: --duration must be in (0, ")
+
+
+def test_on_a_terminal_each_step_is_drawn_and_json_stays_clean() -> None:
+    """Two phases of --duration each (10 s by default) passed with nothing on the terminal."""
+    argv = [sys.executable, "-m", "cli.main", "bench", "gateway", "--config", str(SAMPLE_CONFIG)]
+    argv += ["--duration", str(DURATION_S)]
+    status, drawn = run_on_terminal(argv, ROOT, timeout_s=120)
+    assert status == 0, drawn
+    for step in ("server start: 0/4", "one order at a time: 1/4", "batches: 2/4", "done: 4/4"):
+        assert f"gateway: {step} steps" in drawn, drawn
+    status, drawn = run_on_terminal([*argv, "--json"], ROOT, timeout_s=120)
+    assert status == 0 and "steps" not in drawn, drawn
+    assert json.loads(drawn.strip().splitlines()[-1])["acked"] > 0

@@ -10,6 +10,7 @@ import pytest
 from bench import workloads
 from bench.journal_bench import CountingJournal
 from cli.main import main
+from core.journal import HEADER_BYTES, RECORD_BYTES_MAX, UNSYNCED_BYTES_MAX
 from core.sequencer import Sequencer
 from engine.venue import Venue
 from settlement.ledger import Ledger
@@ -73,6 +74,19 @@ def test_the_sequencers_options_without_sequencer_are_refused_not_ignored(
     assert err.startswith("venue: --rate, --commit-interval-ms: only with --sequencer")
 
 
+def test_the_file_options_with_sequencer_are_refused_not_ignored(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--sequencer --batch 10` committed whatever the sequencer gathered, saying nothing."""
+    assert main(["bench", "journal", "--sequencer", "--batch", "10"]) == 2
+    assert capsys.readouterr().err == (
+        "venue: --batch: not with --sequencer (it journals real commands)\n"
+    )
+    assert main(["bench", "journal", "--sequencer", "--records", "5", "--payload-bytes", "9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("venue: --records, --payload-bytes: not with --sequencer")
+
+
 @pytest.mark.parametrize(
     ("argv", "says"),
     [
@@ -87,3 +101,35 @@ def test_a_bad_count_is_the_venue_line_and_status_2(
     assert main(["bench", "journal", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"venue: {says}") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (  # was a ValueError's traceback
+            ["--payload-bytes", str(RECORD_BYTES_MAX + 1), "--records", "2"],
+            f"--payload-bytes {RECORD_BYTES_MAX + 1:,}: over the journal's",
+        ),
+        (  # was the journal's error naming a deleted temporary file, saying "sync first"
+            ["--payload-bytes", str(RECORD_BYTES_MAX), "--records", "40", "--batch", "40"],
+            f"--batch 40 of --payload-bytes {RECORD_BYTES_MAX:,}: ",
+        ),
+    ],
+)
+def test_a_record_or_batch_over_the_journals_limits_is_one_line_naming_the_flags(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench", "journal", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"venue: {says}") and err.count("\n") == 1
+
+
+def test_a_batch_just_within_the_unsynced_limit_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """The refusal's bound is the journal's own: a batch of frames that fits is written."""
+    frame_bytes = HEADER_BYTES + 1_000
+    batch = UNSYNCED_BYTES_MAX // frame_bytes
+    argv = ["--payload-bytes", "1000", "--records", str(batch), "--batch", str(batch), "--json"]
+    assert main(["bench", "journal", *argv]) == 0
+    assert json.loads(capsys.readouterr().out)["fsyncs"] == 1
+    argv[3] = argv[5] = str(batch + 1)
+    assert main(["bench", "journal", *argv]) == 2

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from bench import store_bench
 from bench.store_bench import TRANSFERS_PER_TRADE, trade_batches
 from cli.main import main
 
@@ -33,6 +34,43 @@ def test_store_bench_runs_on_a_throwaway_postgres(capsys: pytest.CaptureFixture[
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["store"] == "postgres" and result["verified"] is True
     assert result["transfers"] == 120 * TRANSFERS_PER_TRADE
+
+
+NOTHING_LISTENS = "postgresql://bench@127.0.0.1:47499/none"  # a loopback port of this suite's
+
+
+def test_a_postgres_that_cannot_be_reached_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """It was psycopg's traceback, status 1."""
+    assert main(["bench", "store", "--postgres", NOTHING_LISTENS, "--trades", "10"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("venue: the PostgreSQL ledger store: connection failed")
+    assert err.count("\n") == 1
+
+
+def test_a_postgres_database_that_is_not_empty_is_refused(
+    postgres_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second run on one database measured nothing: every batch was already stored, so the
+    store only compared it (and reported trades/s twice the first run's)."""
+    argv = ["bench", "store", "--postgres", postgres_dsn, "--trades", "30", "--batch", "10"]
+    assert main([*argv, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["verified"] is True
+    assert main(argv) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    stored = 30 * TRANSFERS_PER_TRADE + 2 * store_bench.ACCOUNTS  # the trades and the funding
+    assert printed.err == (
+        f"venue: --postgres: the database holds transfers already (up to id {stored}), and the"
+        " benchmark writes from id 1: give an empty database\n"
+    )
+
+
+def test_an_empty_postgres_dsn_is_refused_at_parsing(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--postgres "$DSN"` with DSN unset measured SQLite, saying "store (sqlite)"."""
+    with pytest.raises(SystemExit) as exited:
+        main(["bench", "store", "--postgres", "", "--trades", "10"])
+    assert exited.value.code == 2
+    assert "an empty DSN" in capsys.readouterr().err
 
 
 def test_venue_path_books_real_trades_through_the_store_thread(
@@ -73,3 +111,28 @@ def test_a_gather_that_is_no_duration_is_refused_before_any_work(
     captured = capsys.readouterr()
     assert f"argument --gather-s: must be within [0, 1.0], not {gather_s}" in captured.err
     assert captured.out == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [  # each was ignored: the figure printed was of the other store or the other mode
+        (["--venue-path", "--postgres", NOTHING_LISTENS], "--postgres: not with --venue-path"),
+        (["--venue-path", "--store", "postgres"], "--store: not with --venue-path"),
+        (["--venue-path", "--trades", "5", "--batch", "3"], "--batch, --trades: not with"),
+        (["--rate", "100"], "--rate: only with --venue-path"),
+        (["--commands", "10", "--gather-s", "0.1"], "--commands, --gather-s: only with"),
+    ],
+)
+def test_an_option_of_the_other_mode_is_refused_not_ignored(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench", "store", *argv]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and printed.err.startswith(f"venue: {says}"), printed
+    assert printed.err.count("\n") == 1
+
+
+def test_the_venue_path_takes_the_one_store_it_measures(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--venue-path", "--store", "sqlite", "--commands", "40", "--rate", "100000", "--json"]
+    assert main(["bench", "store", *argv]) == 0
+    assert json.loads(capsys.readouterr().out)["verified"] is True

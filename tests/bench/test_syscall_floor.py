@@ -1,13 +1,18 @@
 """`venue bench floor`: the kernel's own cost per send and per durable journal write."""
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from bench import syscall_floor
 from cli.main import main
+from tests.conftest import ROOT
 from tests.terminal import run_on_terminal
 
 
@@ -27,8 +32,9 @@ def test_the_command_prints_both_floors_and_json(
 ) -> None:
     argv = ["bench", "floor", "--sends", "100", "--writes", "20", "--dir", str(tmp_path), "--json"]
     assert main(argv) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    result = json.loads(lines[-1])
+    printed = capsys.readouterr()
+    result = json.loads(printed.out)  # stdout is the JSON alone (the lines came first there)
+    lines = printed.err.splitlines()
     assert set(result["send_cpu_us"]) == {str(gap) for gap in syscall_floor.GAPS_US}
     assert all(value > 0 for value in result["send_cpu_us"].values())
     assert result["dsync"]["cpu_us"] > 0
@@ -55,3 +61,50 @@ def test_on_a_terminal_its_steps_are_drawn(tmp_path: Path) -> None:
     status, drawn = run_on_terminal([*argv, "--dir", str(tmp_path)], repo, timeout_s=60)
     assert status == 0, drawn
     assert f"floor: {len(syscall_floor.GAPS_US) + 1}/4 steps" in drawn and "O_DSYNC" in drawn
+
+
+def test_an_interrupted_run_ends_at_once_with_its_reader(tmp_path: Path) -> None:
+    """SIGINT to the benchmark alone (`kill -INT`, not a terminal's whole group) mid-sends:
+    it waited for its reader process, which waited `READ_TIMEOUT_S` (30 s) for bytes that
+    were never coming; now both end at once, status 130."""
+    argv = [sys.executable, "-m", "cli.main", "bench", "floor", "--sends", "100000000"]
+    process = subprocess.Popen(
+        [*argv, "--dir", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # the signal below reaches it alone, not this test's group
+    )
+    try:
+        reader = _first_child(process.pid)
+        process.send_signal(signal.SIGINT)
+        status = process.wait(timeout=syscall_floor.READ_TIMEOUT_S / 3)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert status == 130
+    assert process.stderr is not None and process.stderr.read() == b""
+    assert _gone(reader, within_s=syscall_floor.READ_TIMEOUT_S / 6), "the reader lived on"
+
+
+def _gone(pid: int, within_s: float) -> bool:
+    """Whether process `pid` is gone, or goes within `within_s`."""
+    deadline = time.monotonic() + within_s
+    while Path(f"/proc/{pid}").exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _first_child(pid: int) -> int:
+    """The first child process of `pid` (the reader), once it is there: at most 60 s."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = children.read_text().split()
+        if found:
+            return int(found[0])
+        time.sleep(0.05)
+    raise AssertionError("no reader process started")
