@@ -259,7 +259,8 @@ def run(args: argparse.Namespace) -> int:
             result = _measure_store(args, Path(directory))
         except (psycopg.Error, LedgerStoreError) as refused:  # down, refused, not empty
             why = " ".join(str(refused).split())
-            raise CommandFailed(f"the PostgreSQL ledger store: {why}") from None
+            store = "PostgreSQL" if args.postgres or args.store == "postgres" else "SQLite"
+            raise CommandFailed(f"the {store} ledger store: {why}") from None
     if args.json:
         print(json.dumps(result))
     else:

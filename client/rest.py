@@ -10,9 +10,10 @@ is returned. A request refused 503 `TOO_MANY_CONNECTIONS` (the client's address 
 open connections the venue takes; nothing done) is sent again on a new connection after its
 `Retry-After`, up to `refused_retries_max` times, as the SDK's connect is. An `https://` URL is
 spoken over TLS (the venue serves plain HTTP: TLS is a terminating proxy's), never in the
-clear. A kept-alive connection the venue has closed (idle 15 s), or that has been idle
-`IDLE_REUSE_MAX_S`, is replaced before a request is sent on it: an order is never written
-into a closed connection.
+clear. A kept-alive connection the venue has already closed (idle 15 s), or that has been
+idle `IDLE_REUSE_MAX_S`, is replaced before a request is sent on it, so an order is not
+written into a connection the venue has closed (a close still on its way as the request
+leaves is the one window left: that request raises, as any broken connection's does).
 """
 
 import http.client
@@ -115,6 +116,9 @@ class RestClient:
         self._prefix = secrets.token_hex(4)
         self._connection: http.client.HTTPConnection | None = None
         self._idle_since_s = 0.0  # time.monotonic() when the connection's last answer ended
+        # Wall-clock µs when the last answered attempt was sent and its answer read: the round
+        # trip `sync_clock` halves (not the whole request, which may sleep between retries).
+        self.last_round_trip_us = (0, 0)
 
     def get(self, path: str, **query: Any) -> RestResponse:
         return self.request("GET", path, query=query)
@@ -194,9 +198,11 @@ class RestClient:
             sent |= self.signature(method, path, query, body)
         target = path + ("?" + query if query else "")
         connection = self._connect()
+        sent_us = wall_clock_us()
         connection.request(method, target, body=body or None, headers=sent)
         response = connection.getresponse()
         data = response.read()
+        self.last_round_trip_us = (sent_us, wall_clock_us())
         self._idle_since_s = time.monotonic()
         if response.will_close:
             self.close()
@@ -221,12 +227,12 @@ class RestClient:
     def sync_clock(self) -> int:
         """Sign by the venue's clock from now on, as the web page and the SDK's logon do:
         ask `GET /api/v1/time` and keep its offset from this machine's clock (taken at the
-        middle of the round trip). A machine whose clock is off by more than the recv window
-        has every signed request refused `TIMESTAMP_OUT_OF_WINDOW` otherwise. Returns the
-        offset in µs; raises `RuntimeError` if the venue does not answer it."""
-        sent_us = wall_clock_us()
+        middle of the round trip of the attempt answered: a retry's wait before it, after a
+        503, would put that middle seconds off). A machine whose clock is off by more than the
+        recv window has every signed request refused `TIMESTAMP_OUT_OF_WINDOW` otherwise.
+        Returns the offset in µs; raises `RuntimeError` if the venue does not answer it."""
         response = self.request("GET", "/api/v1/time", signed=False)
-        received_us = wall_clock_us()
+        sent_us, received_us = self.last_round_trip_us
         if response.status != 200:
             raise RuntimeError(f"the venue's clock is not known: {response!r}")
         offset_us: int = response.json()["time"] - (sent_us + received_us) // 2
@@ -260,8 +266,11 @@ class RestClient:
             return True  # not connected yet: `request` connects
         if time.monotonic() - self._idle_since_s >= IDLE_REUSE_MAX_S:
             return False
-        readable, _, _ = select.select([sock], [], [], 0)
-        return not readable
+        # `poll`, not `select`: select refuses a descriptor of 1,024 or more (a bot with that
+        # many files or sockets open), which raised ValueError from every reused connection.
+        readable = select.poll()
+        readable.register(sock, select.POLLIN)
+        return not readable.poll(0)
 
 
 def _nonce_unchecked(response: RestResponse) -> bool:

@@ -1,6 +1,8 @@
 """client.rest against a real venue on 127.0.0.1: keep-alive, the idle close, signing."""
 
 import asyncio
+import os
+import resource
 import ssl
 import time
 
@@ -101,6 +103,62 @@ def test_a_client_whose_clock_is_off_signs_by_the_venues_after_sync_clock(
         trader.close()
 
     run_venue(scenario)
+
+
+def test_sync_clock_halves_the_answered_attempt_not_a_retrys_wait(run_venue: Run) -> None:
+    """`sync_clock` took the middle of the whole request, waits between retries included: a
+    first attempt refused 503 `TOO_MANY_CONNECTIONS` with `Retry-After: 1` put the venue's
+    clock ~0.5 s off (review of session 25), and a proxy's longer `Retry-After` past any recv
+    window. It halves the round trip of the attempt answered."""
+
+    async def scenario(venue: Venue) -> None:
+        assert venue.server._server is not None
+        counts = venue.server._server.counts
+        cap = counts.per_ip_max
+        counts.per_ip_max = counts.open_from("127.0.0.1")  # full: the first attempt is refused
+        asyncio.get_running_loop().call_later(0.3, setattr, counts, "per_ip_max", cap)
+        trader = RestClient(base(venue), *KEYS["taker"])
+        offset_us = await asyncio.to_thread(trader.sync_clock)  # waits the 1 s Retry-After
+        assert trader.refused_retries == 1
+        # the venue's clock is this machine's: the offset is the round trip's error at most
+        assert abs(offset_us) < 250_000, offset_us  # before: ~500,000
+        trader.close()
+
+    run_venue(scenario)
+
+
+def test_a_kept_alive_connection_is_reused_whatever_its_descriptor_number(
+    run_venue: Run,
+) -> None:
+    """Whether a kept-alive connection was closed by the venue was asked with `select`,
+    which refuses a descriptor of 1,024 or more: a bot with that many files or sockets open
+    got ValueError from its second request on every connection (review of session 25)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2_048:
+        pytest.skip(f"the hard limit of open files ({hard}) leaves no descriptor past 1,024")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2_048), hard))
+    held: list[int] = []
+
+    async def scenario(venue: Venue) -> None:
+        try:
+            while not held or held[-1] < 1_100:  # the client's socket comes after these
+                held.append(os.open(os.devnull, os.O_RDONLY))
+            trader = RestClient(base(venue), *KEYS["taker"])
+            first = await asyncio.to_thread(trader.get, "/api/v1/balances")
+            assert first.status == 200, first
+            assert trader._connection is not None and trader._connection.sock is not None
+            assert trader._connection.sock.fileno() >= 1_024
+            second = await asyncio.to_thread(trader.get, "/api/v1/balances")  # before: ValueError
+            assert second.status == 200, second
+            trader.close()
+        finally:
+            for fd in held:
+                os.close(fd)
+
+    try:
+        run_venue(scenario)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_an_https_url_is_spoken_over_tls_never_in_the_clear(run_venue: Run) -> None:
