@@ -1953,6 +1953,10 @@ def _refusal_facts(
             ("band_high", market.band_high, pd),
             ("reference_price", market.reference_price, pd),
         )
+    if code is E.INVALID_PRICE_TICK:  # named as the instruments channel names them
+        return (("tick", spec.price_tick, pd), ("price", price, pd))
+    if code is E.INVALID_QTY_STEP:  # a bill's step is 100 units of face: worth saying
+        return (("step", spec.qty_step, qd), ("qty", qty, qd))
     if code is E.BELOW_MIN_QTY:
         return (("min_qty", spec.min_qty, qd), ("qty", qty, qd))
     if code is E.ABOVE_MAX_QTY:

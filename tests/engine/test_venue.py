@@ -627,6 +627,22 @@ def test_band_and_notional_refusals_carry_their_numbers() -> None:
     )
 
 
+def test_tick_and_step_refusals_say_the_tick_and_the_step() -> None:
+    """`INVALID_PRICE_TICK` and `INVALID_QTY_STEP` said only that the number was off its grid,
+    not the grid (a bill's step is 100 units of face): their facts now say it, for a place
+    and for an amend (session 25)."""
+    harness = Harness(price_tick=5, qty_step=100, min_qty=100)
+    tick = rejected(harness.place(1, BUY, 10_001, 1_000))
+    assert tick.reason is ErrorCode.INVALID_PRICE_TICK
+    assert tick.facts == (("tick", 5, 2), ("price", 10_001, 2))
+    step = rejected(harness.place(1, BUY, 10_000, 1_050))
+    assert step.reason is ErrorCode.INVALID_QTY_STEP
+    assert step.facts == (("step", 100, 6), ("qty", 1_050, 6))
+    assert kinds(harness.place(1, BUY, 10_000, 1_000)) == ["OrderAccepted"]
+    amend = rejected(harness.do(AmendOrder(account=1, order_id=1, qty=1_150)))
+    assert (amend.reason, amend.facts) == (step.reason, (("step", 100, 6), ("qty", 1_150, 6)))
+
+
 def test_an_expire_at_in_milliseconds_is_named_as_such() -> None:
     harness = Harness()
     now_us = 1_764_000_000_000_000
