@@ -198,14 +198,48 @@ def account_event(push: dict[str, Any]) -> AccountEvent | None:
 
 
 class VenueError(Exception):
-    """The venue answered a request with an error; `code`, `name`, `status` as sent."""
+    """The venue answered a request with an error; `code`, `name`, `status` as sent, and a
+    429's `retry_after_ms` (when a retry passes; None on other errors), also in the message."""
 
-    def __init__(self, status: int, code: int, name: str, msg: str, data: Any = None) -> None:
-        super().__init__(f"{status} {name} ({code}): {msg}")
+    def __init__(
+        self,
+        status: int,
+        code: int,
+        name: str,
+        msg: str,
+        data: Any = None,
+        retry_after_ms: int | None = None,
+    ) -> None:
+        text = f"{status} {name} ({code}): {msg}"
+        if retry_after_ms is not None:
+            text += f" (retry after {retry_after_ms} ms)"
+        super().__init__(text)
         self.status = status
         self.code = code
         self.name = name
         self.data = data
+        self.retry_after_ms = retry_after_ms
+
+
+class PartlyDone(VenueError):
+    """A 409 answer: an `order.batch` or `quote.mass` of which some commands were refused
+    (all of them, perhaps) and the others done. `results` is the answer's list, one entry
+    per command with its own `status` and `result` or `error` (docs/protocol.md §5.4, §5.5):
+    what was done (a quote placed, say) is in it, so look before sending it again. `name` is
+    `PARTLY_DONE` and `code` 0: the protocol gives a 409 no code of its own."""
+
+    def __init__(self, method: str, results: list[dict[str, Any]]) -> None:
+        refused = [(i, r.get("error", {})) for i, r in enumerate(results) if r["status"] != 200]
+        text = f"{method} partly done: {len(results) - len(refused)} of {len(results)} done"
+        if refused:
+            index, error = refused[0]
+            text += (
+                f", {len(refused)} refused, the first (#{index}) {error.get('name', '?')}:"
+                f" {error.get('msg', '')}; see .results"
+            )
+        super().__init__(409, 0, "PARTLY_DONE", text)
+        self.method = method
+        self.results = results
 
 
 class ConnectionLost(ConnectionError):
@@ -364,7 +398,8 @@ class VenueClient:
         params: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
     ) -> Any:
-        """Send one request and return its result, or raise `VenueError` (and see
+        """Send one request and return its result, or raise `VenueError` (`PartlyDone`, a
+        `VenueError`, for a 409: some of a batch's or `quote.mass`'s commands done; and see
         `request_raw`)."""
         response = await self.request_raw(method, params, timeout_s)
         channel = (params or {}).get("ch") if method in ("subscribe", "unsubscribe") else None
@@ -372,6 +407,8 @@ class VenueClient:
             self._account_followed = method == "subscribe"  # only if followed
         if channel == "book" and method == "unsubscribe" and response["status"] == 200:
             self._forget_books(response["result"]["unsubscribed"])  # not followed on resume
+        if response["status"] == 409 and "result" in response:  # some commands were done
+            raise PartlyDone(method, response["result"]["results"])
         if response["status"] != 200:
             error = response.get("error", {})
             raise VenueError(
@@ -380,6 +417,7 @@ class VenueClient:
                 error.get("name", "?"),
                 error.get("msg", ""),
                 error.get("data"),
+                response.get("retry_after_ms"),
             )
         return response.get("result")
 

@@ -16,6 +16,7 @@ from client.sdk import (
     ConnectionLost,
     ExecReport,
     OrderResult,
+    PartlyDone,
     RequestTimeout,
     VenueClient,
     VenueError,
@@ -563,5 +564,64 @@ def test_a_request_before_connect_raises_connection_lost(run_venue: Any) -> None
         with pytest.raises(ConnectionLost, match="connect") as lost:
             await client.request("ping")
         assert (lost.value.sent, lost.value.outcome_unknown) == (False, False)
+
+    run_venue(scenario)
+
+
+def test_a_partly_done_quote_mass_raises_partly_done_with_what_was_done(run_venue: Any) -> None:
+    """The finding (session 25): a 409 (some commands of an `order.batch` or `quote.mass`
+    done, others refused) raised `VenueError("409 ? (0): ")` from `request()`: no words, and
+    the answer's results lost, so a caller took the quote placed beside a refused one for
+    nothing done. It raises `PartlyDone` (a `VenueError`) with the results and says so."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.place(SYMBOL, "sell", "1", "190.00")  # a bid at 191 would take it
+        await alpha.request("session.cod", {"enabled": True})
+        quotes = [{"symbol": SYMBOL, "bid_px": "180.00", "bid_qty": "1", "ask_px": "191.00"}]
+        quotes[0]["ask_qty"] = "1"
+        await alpha.request("quote.mass", {"quote_set": "q", "quotes": quotes})
+        quotes = [{"symbol": SYMBOL, "bid_px": "191.00", "bid_qty": "1", "ask_px": "192.00"}]
+        quotes[0]["ask_qty"] = "1"
+        with pytest.raises(PartlyDone) as partly:
+            await alpha.request("quote.mass", {"quote_set": "q", "quotes": quotes})
+        refused = partly.value
+        assert isinstance(refused, VenueError) and refused.status == 409
+        assert str(refused) == (
+            "409 PARTLY_DONE (0): quote.mass partly done: 1 of 2 done, 1 refused, the first (#0)"
+            " POST_ONLY_WOULD_TAKE: the amended order would take; see .results"
+        )
+        ask = refused.results[1]
+        assert ask["status"] == 200, refused.results
+        open_asks = [o for o in (await alpha.open_orders())["orders"] if o["quote_set"] == "q"]
+        assert [(o["order_id"], o["price"]) for o in open_asks if o["side"] == "sell"] == [
+            (ask["result"]["order_id"], "192.00")
+        ]
+        with pytest.raises(PartlyDone, match=r"order.batch partly done: 0 of 1 done.*ORDER"):
+            ops = [{"method": "order.cancel", "params": {"order_id": 987_654}}]
+            await alpha.request("order.batch", {"ops": ops})
+
+    run_venue(scenario)
+
+
+def test_a_rate_limited_request_says_when_to_retry(run_venue: Any) -> None:
+    """The finding (session 25): a 429's `retry_after_ms` (top level of the answer) was not
+    on the `VenueError`, whose message was only "slow down": a caller could not tell how
+    long to wait."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        with pytest.raises(VenueError) as refused:
+            await alpha.cancel(order_id=987_654)
+        assert refused.value.retry_after_ms is None  # only a 429 says when to retry
+        answers = await asyncio.gather(
+            *(alpha.request("ping") for _ in range(1_000)), return_exceptions=True
+        )
+        limited = [a for a in answers if isinstance(a, VenueError)]
+        assert limited and all(error.name == "RATE_LIMITED" for error in limited)
+        first = limited[0]
+        assert first.retry_after_ms is not None and first.retry_after_ms > 0
+        words = f"429 RATE_LIMITED (3000): slow down (retry after {first.retry_after_ms} ms)"
+        assert str(first) == words
 
     run_venue(scenario)
