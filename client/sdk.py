@@ -520,13 +520,24 @@ class VenueClient:
 
     async def resume(self) -> None:
         """Reconnect, log on again (if `logon` was called), resubscribe the private stream
-        with since_seq (if it was followed: missed events are replayed) and the books."""
+        with since_seq (if it was followed: missed events are replayed) and the books. If a
+        step fails (a logon refused, say), the new connection is closed before the failure
+        is raised: a request then raises `ConnectionLost`, never meets a connection that is
+        not logged on, and the venue's close of such a connection starts no new resume."""
         auto_resume, self.auto_resume = self.auto_resume, False  # not while we close it
         try:
             await self.close()
         finally:
             self.auto_resume = auto_resume
         await self.connect()
+        try:
+            await self._follow_again()
+        except Exception:
+            await self.close()
+            raise
+
+    async def _follow_again(self) -> None:
+        """On a new connection: the logon, the private stream and the books of the last."""
         if self._credentials is not None:
             await self.logon(*self._credentials)
             if self._account_followed:

@@ -23,6 +23,7 @@ from client.sdk import (
     packed_url,
     unknown_outcome,
 )
+from gateway.auth import KeyStore
 from tests.conftest import KEYS, Venue, drain_pushes
 
 SYMBOL = "AAPLx-USD"
@@ -623,5 +624,36 @@ def test_a_rate_limited_request_says_when_to_retry(run_venue: Any) -> None:
         assert first.retry_after_ms is not None and first.retry_after_ms > 0
         words = f"429 RATE_LIMITED (3000): slow down (retry after {first.retry_after_ms} ms)"
         assert str(first) == words
+
+    run_venue(scenario)
+
+
+def test_a_resume_refused_at_logon_leaves_no_connection_open_and_stays_given_up(
+    run_venue: Any,
+) -> None:
+    """The finding (session 25): a resume whose logon was refused (a venue back without the
+    key) left its new connection open and not logged on. Requests went out on it and got 401
+    `NOT_AUTHENTICATED` ("log on first") though the caller had logged on, and ping answered
+    as if all were well; after the last try (`gave_up`) the venue closed it 10 s later
+    (4001), which started the whole resume again: `gave_up` turned False, a second
+    `gave_up` notice came, and so on every ~18 s. Now each failed try closes its connection."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05, 0.05))
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        venue.server.auth.store = KeyStore()  # as a venue back without the key
+        await dropped(venue, alpha)
+        notice = await alpha.next_push(5)
+        assert (notice["type"], alpha.gave_up) == ("gave_up", True)
+        assert "BAD_SIGNATURE" in notice["error"], notice
+        with pytest.raises(ConnectionLost, match="gave up reopening it"):
+            await alpha.request("ping")
+        for _ in range(100):  # the venue sees each try's connection close
+            if not venue.server.sessions:
+                break
+            await asyncio.sleep(0.02)
+        assert not venue.server.sessions, "a connection waits for a logon that never comes"
+        assert alpha._resuming is not None and alpha._resuming.done()
 
     run_venue(scenario)
