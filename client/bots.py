@@ -1029,10 +1029,11 @@ def run_taker(args: argparse.Namespace) -> int:
     except ValueError as bad:  # bad flags together (symbols, limit below size): nothing ran
         raise CommandFailed(str(bad)) from None
     status = _run_bot(bot.run, args.seconds, bot.status_text)
-    if not bot.orders:
+    if not bot.orders and not bot.skipped:  # it never got to take (its start failed)
         return _lost_or(status, bot.lost)
+    empty = ": the books had nothing to take" if not bot.orders else ""
     print(
-        f"taker: {bot.orders} orders, {bot.fills} fills, skipped {bot.skipped}, "
+        f"taker: {bot.orders} orders, {bot.fills} fills, skipped {bot.skipped}{empty}, "
         f"PnL {bot.tally.pnl_text(list(bot.instruments.values()))}, "
         f"refusals {dict(bot.refusals) or 'none'}"
     )

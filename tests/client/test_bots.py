@@ -559,6 +559,22 @@ def test_the_cli_bot_exits_non_zero_and_says_why_when_all_is_refused(
     assert "NOT_ELIGIBLE" in err
 
 
+def test_a_taker_that_found_nothing_to_take_says_so(
+    background: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The finding (session 25): a taker run on empty books printed nothing at all, off a
+    terminal, and exited 0: its summary was left out when it had sent no order."""
+    url = f"ws://127.0.0.1:{background.port}/ws/trade"
+    status = _cli(
+        "bot", "taker", "--url", url, "--symbol", SYMBOL, "--rate", "50", "--seconds", "0.5",
+        "--config", str(SAMPLE_CONFIG),
+    )  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert status == 0
+    assert lines and lines[-1].startswith("taker: 0 orders, 0 fills, skipped "), lines
+    assert ": the books had nothing to take, PnL " in lines[-1]
+
+
 def test_a_bot_that_cannot_reach_the_venue_says_so_in_one_line_on_stderr() -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
