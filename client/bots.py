@@ -22,7 +22,7 @@ import random
 import signal
 import sys
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
@@ -60,6 +60,10 @@ TAKE_FRACTION_MIN, TAKE_FRACTION_MAX = 0.2, 1.5  # default taker size, of the to
 NOTIONAL_MARGIN = 2  # default sizes are worth twice the minimum: a price move cannot refuse
 MARKET_ORDER_SHARE = 0.5  # of the taker's orders, the share sent as market by qty
 PULL_TIMEOUT_S = 2.0  # pulling quotes on stop; past it, COD on disconnect does the job
+# Asked to stop (Ctrl-C, SIGTERM, --seconds), a bot has this long to end its round and pull
+# its quotes; then it is cut short: one waiting on a venue that does not answer (a handshake,
+# a logon, a request: up to 30 s) would otherwise sit out that wait, deaf to Ctrl-C.
+STOP_GRACE_S = PULL_TIMEOUT_S + 1.0
 REFUSALS_LOGGED_MAX = 50  # per bot: enough to diagnose a problem, never a flood
 QUOTE_SET_PREFIX = "mm-L"  # quote sets mm-L1..mm-LN: one bid and one ask per symbol each
 BPS = Decimal(10_000)
@@ -1072,7 +1076,7 @@ def _run_bot(run: Any, seconds: float, status_text: Callable[[], str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     status = StatusLine()
 
-    async def main() -> None:
+    async def main() -> bool:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -1081,7 +1085,7 @@ def _run_bot(run: Any, seconds: float, status_text: Callable[[], str]) -> int:
             loop.call_later(seconds, stop.set)
         shown = asyncio.create_task(_show_status(status, status_text, stop))
         try:
-            await run(stop)
+            return await _run_until_stopped(run(stop), stop)
         finally:
             stop.set()
             await shown
@@ -1090,10 +1094,36 @@ def _run_bot(run: Any, seconds: float, status_text: Callable[[], str]) -> int:
     logs = logging_redirect_tqdm() if status.live else contextlib.nullcontext()
     try:
         with logs:
-            asyncio.run(main())
+            finished = asyncio.run(main())
     except CANNOT_START as failed:
         status.close()
         _stopped(failed)
         return 1
     status.close()
+    if not finished:
+        _stopped(
+            f"asked to stop, it was still waiting for the venue {STOP_GRACE_S:g} s later, so it"
+            " was cut short (cancel-on-disconnect pulls any quote left)"
+        )
+        return 1
     return 0
+
+
+async def _run_until_stopped(running: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Run the bot; once `stop` is set, give it `STOP_GRACE_S` to end, then cancel it (its
+    `finally` still pulls what it can). True if it ended on its own, False if cut short."""
+    bot = asyncio.ensure_future(running)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((bot, stopping), return_when=asyncio.FIRST_COMPLETED)
+        if not bot.done():
+            await asyncio.wait((bot,), timeout=STOP_GRACE_S)
+        if bot.done():
+            await bot  # what it raised, raised here
+            return True
+        bot.cancel()
+        await asyncio.gather(bot, return_exceptions=True)  # its `finally` has run
+        return False
+    finally:
+        stopping.cancel()
+        bot.cancel()  # (done already, unless this wait itself was cancelled)

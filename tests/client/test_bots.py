@@ -15,9 +15,11 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from websockets.sync.server import ServerConnection, serve
 
 from client import bots, live_demo
 from client.bots import (
+    STOP_GRACE_S,
     AllRefused,
     Instrument,
     MarketMaker,
@@ -615,6 +617,38 @@ def _answer_not_a_websocket(listener: socket.socket) -> None:
     with connection:
         connection.recv(4096)
         connection.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+
+
+def test_a_bot_told_to_stop_while_the_venue_does_not_answer_stops_within_its_grace() -> None:
+    """The finding (session 25): Ctrl-C, SIGTERM or `--seconds` only set the bot's stop
+    flag, read between rounds; a bot waiting on a venue that took its connection but did not
+    answer (frozen, overloaded) sat out that wait first: the handshake's 10 s, the logon's
+    or a request's 30 s, deaf to Ctrl-C. It now has `STOP_GRACE_S` to end, then is cut
+    short, saying so."""
+    with serve(_say_nothing, "127.0.0.1", 0) as silent:  # the handshake, then silence
+        port = silent.socket.getsockname()[1]
+        serving = threading.Thread(target=silent.serve_forever)
+        serving.start()
+        command = [sys.executable, "-m", "cli.main", "bot", "market-maker", "--symbol", SYMBOL]
+        command += ["--spread", "10", "--size", "1", "--seconds", "1"]
+        command += ["--config", str(SAMPLE_CONFIG), "--url", f"ws://127.0.0.1:{port}/ws/trade"]
+        try:  # bounded well below the logon's 30 s timeout it used to wait out
+            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=20)
+        finally:
+            silent.shutdown()
+            serving.join(READY_TIMEOUT_S)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"bot stopped: asked to stop, it was still waiting for the venue {STOP_GRACE_S:g} s"
+        " later, so it was cut short (cancel-on-disconnect pulls any quote left)"
+    )
+
+
+def _say_nothing(connection: ServerConnection) -> None:
+    """A venue that took the connection and answers nothing, until the client leaves."""
+    for _ in connection:
+        pass
 
 
 def test_a_bot_whose_venue_stops_under_it_exits_non_zero_saying_so(
