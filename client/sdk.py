@@ -285,6 +285,20 @@ class RequestTimeout(TimeoutError):
         self.timeout_s = timeout_s
 
 
+class PushesDropped(Exception):
+    """Private-stream events were dropped unread: the push queue was full (`pushes_max`,
+    the oldest go first). `count` of them, the first with account `seq` `first_seq`."""
+
+    def __init__(self, count: int, first_seq: int, pushes_max: int) -> None:
+        super().__init__(
+            f"{count} private-stream events from seq {first_seq} on were dropped unread, the"
+            f" push queue being full ({pushes_max:,} pushes): read pushes sooner;"
+            " subscribe_account() sends the account's state now (a snapshot)"
+        )
+        self.count = count
+        self.first_seq = first_seq
+
+
 class VenueClient:
     """One connection. With `auto_resume`, a connection that drops is reopened (one try
     after each of `reconnect_delays_s`, then a `gave_up` notice), logged on again and
@@ -296,7 +310,10 @@ class VenueClient:
     to read, the same messages. A request unanswered within `request_timeout_s`
     raises `RequestTimeout`; `request(..., timeout_s=)` overrides it for one call. NO_TIMEOUT
     (math.inf) waits without a limit, for one call or, as `request_timeout_s`, for all (None
-    there means the same); a timeout of 0 or less is a ValueError."""
+    there means the same); a timeout of 0 or less is a ValueError. At most `pushes_max`
+    pushes wait unread; past that the oldest are dropped, and the next `next_push` says so
+    (a `pushes_dropped` notice), the next `next_account_event` too if private-stream events
+    were among them (`PushesDropped`)."""
 
     def __init__(
         self,
@@ -308,6 +325,7 @@ class VenueClient:
         request_timeout_s: float | None = REQUEST_TIMEOUT_S,
         logon_retry_delays_s: Iterable[float] = LOGON_RETRY_DELAYS_S,
         refused_retries_max: int = REFUSED_RETRIES_MAX,
+        pushes_max: int = PUSH_QUEUE_MAX,
     ) -> None:
         self.url = url
         self.request_timeout_s = request_timeout_s  # checked: see the property
@@ -322,7 +340,10 @@ class VenueClient:
         self.gave_up = False  # auto_resume tried every delay and failed; connect() clears it
         self._closing = False
         self.websocket: ClientConnection | None = None
-        self.pushes: asyncio.Queue[dict[str, Any]] = asyncio.Queue(PUSH_QUEUE_MAX)
+        self.pushes: asyncio.Queue[dict[str, Any]] = asyncio.Queue(pushes_max)
+        self.pushes_dropped = 0  # unread pushes dropped, the queue being full, since the start
+        self._dropped_untold = 0  # of those, how many no `pushes_dropped` notice told yet
+        self._account_dropped_untold: tuple[int, int] | None = None  # (count, first seq)
         self.books: dict[str, LocalBook] = {}  # symbol -> the local book kept in sync
         self.account_seq = 0  # the last private seq seen, for since_seq on reconnect
         self.resyncs = 0
@@ -571,9 +592,16 @@ class VenueClient:
         return msgspec.convert(await self.place(symbol, side, qty, price, **more), OrderResult)
 
     async def next_account_event(self, timeout_s: float = 5.0) -> AccountEvent:
-        """The next private-stream event, typed; other pushes on the way are skipped."""
+        """The next private-stream event, typed; other pushes on the way are skipped. Raises
+        `PushesDropped` once if private-stream events were dropped unread (a full queue)."""
         async with asyncio.timeout(timeout_s):
             while True:
+                if self._account_dropped_untold is not None:
+                    (count, first_seq), self._account_dropped_untold = (
+                        self._account_dropped_untold,
+                        None,
+                    )
+                    raise PushesDropped(count, first_seq, self.pushes.maxsize)
                 event = account_event(await self.pushes.get())
                 if event is not None:
                     return event
@@ -671,11 +699,24 @@ class VenueClient:
         `balance`, `settlement`, ...), each public channel followed (book messages too, once
         applied to `books`), `session` pushes, a response whose request nobody awaits, and
         the client's own notices `{"ch": "client", "type": "error" | "gave_up" |
-        "book_resync_failed", ...}`.
-        Raises `TimeoutError` when nothing arrives within `timeout_s`. At most
-        `PUSH_QUEUE_MAX` wait; past that the oldest are dropped.
+        "book_resync_failed" | "pushes_dropped", ...}`.
+        Raises `TimeoutError` when nothing arrives within `timeout_s`. At most `pushes_max`
+        (`PUSH_QUEUE_MAX`) wait; past that the oldest are dropped, and the next call returns
+        `{"ch": "client", "type": "pushes_dropped", "count": N}` first (with
+        `account_events` and `first_account_seq` when private-stream events were among them).
         """
+        if self._dropped_untold:
+            return self._dropped_notice()
         return await asyncio.wait_for(self.pushes.get(), timeout_s)
+
+    def _dropped_notice(self) -> dict[str, Any]:
+        """The notice of the pushes dropped since the last one told."""
+        notice: dict[str, Any] = {"ch": "client", "type": "pushes_dropped"}
+        notice["count"], self._dropped_untold = self._dropped_untold, 0
+        if self._account_dropped_untold is not None:
+            notice["account_events"], notice["first_account_seq"] = self._account_dropped_untold
+            self._account_dropped_untold = None
+        return notice
 
     # ----------------------------------------------------------------- reading
 
@@ -758,9 +799,18 @@ class VenueClient:
             self._queue({"ch": "client", **notice})
 
     def _queue(self, message: dict[str, Any]) -> None:
-        if self.pushes.full():
-            self.pushes.get_nowait()  # the caller is not reading pushes: keep the newest
+        if self.pushes.full():  # the caller is not reading pushes: keep the newest, and say so
+            self._dropped(self.pushes.get_nowait())
         self.pushes.put_nowait(message)
+
+    def _dropped(self, message: dict[str, Any]) -> None:
+        """Count a push dropped unread, for the next notice (and a private-stream event for
+        the next `next_account_event`, which raises `PushesDropped`)."""
+        self.pushes_dropped += 1
+        self._dropped_untold += 1
+        if message.get("ch") == "account" and "seq" in message:
+            count, first_seq = self._account_dropped_untold or (0, message["seq"])
+            self._account_dropped_untold = (count + 1, first_seq)
 
 
 def _check_timeout(name: str, timeout_s: float) -> None:

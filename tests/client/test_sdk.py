@@ -17,6 +17,7 @@ from client.sdk import (
     ExecReport,
     OrderResult,
     PartlyDone,
+    PushesDropped,
     RequestTimeout,
     VenueClient,
     VenueError,
@@ -655,5 +656,55 @@ def test_a_resume_refused_at_logon_leaves_no_connection_open_and_stays_given_up(
             await asyncio.sleep(0.02)
         assert not venue.server.sessions, "a connection waits for a logon that never comes"
         assert alpha._resuming is not None and alpha._resuming.done()
+
+    run_venue(scenario)
+
+
+def test_pushes_dropped_unread_are_told_not_lost_in_silence(run_venue: Any) -> None:
+    """The finding (session 25): past `PUSH_QUEUE_MAX` unread pushes the SDK dropped the
+    oldest without a word, private-stream events (fills) among them: a slow reader's
+    positions went wrong unseen. The next `next_push` now returns a `pushes_dropped` notice
+    first, and `next_account_event` raises `PushesDropped` once."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), pushes_max=4)
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        subscribed = await alpha.subscribe_account()
+        for n in range(3):  # the snapshot, then 3 x (exec, balance): 3 dropped
+            await alpha.place(SYMBOL, "sell", "1", f"19{n}.00")
+        await alpha.request("ping")  # every push of the places is in
+        assert alpha.pushes_dropped == 3
+        with pytest.raises(PushesDropped) as dropped_events:
+            await alpha.next_account_event()
+        snapshot_seq = subscribed["seq"]  # the first dropped: the snapshot, then 2 events
+        assert (dropped_events.value.count, dropped_events.value.first_seq) == (3, snapshot_seq)
+        assert f"3 private-stream events from seq {snapshot_seq} on" in str(dropped_events.value)
+        assert (await alpha.next_push())["ch"] == "client"  # the general notice, then the rest
+        kept = [push["seq"] for push in await drain_pushes(alpha)]
+        assert kept == list(range(subscribed["seq"] + 3, subscribed["seq"] + 7))
+
+    run_venue(scenario)
+
+
+def test_the_pushes_dropped_notice_comes_first_from_next_push(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), pushes_max=2)
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        subscribed = await alpha.subscribe_account()
+        await alpha.place(SYMBOL, "sell", "1", "190.00")
+        await alpha.request("ping")
+        assert await alpha.next_push() == {  # the snapshot was dropped: first, a notice
+            "ch": "client",
+            "type": "pushes_dropped",
+            "count": 1,
+            "account_events": 1,
+            "first_account_seq": subscribed["seq"],
+        }
+        assert [push["seq"] for push in await drain_pushes(alpha)] == [
+            subscribed["seq"] + 1,
+            subscribed["seq"] + 2,
+        ]
 
     run_venue(scenario)
