@@ -52,6 +52,10 @@ STATUS_INTERVAL_S = 5.0  # off a terminal: a status line this often, readable in
 LIVE_REFRESH_S = 0.5  # on a terminal: the one status line is rewritten this often
 LEVELS_MAX = 10  # one quote set per level; a deeper ladder is a real strategy's business
 INTERVAL_S_MIN = 0.1  # 10 levels x 10 requotes/s = 100 quotes/s: half a connection's rate
+# Quotes a market maker may send a second (levels x symbols / interval; each costs 1 token):
+# half a connection's 200 tokens/s (venue.toml's default), the rest left for pulls and
+# queries. Past it the venue refuses most of its requotes RATE_LIMITED, round after round.
+QUOTES_PER_S_MAX = 100
 TAKER_RATE_PER_S_MAX = 100  # half a connection's 200 requests/s, leaving room to pull
 SKEW_SPREAD_PER_LOT = Decimal("0.25")  # one quote size of inventory leans a quarter spread
 SKEW_SPREADS_MAX = Decimal(1)  # however big the position, lean at most one spread
@@ -376,6 +380,7 @@ class MarketMaker:
             raise ValueError(f"levels must be within 1..{LEVELS_MAX}, got {levels}")
         if not INTERVAL_S_MIN <= interval_s < math.inf:  # nan fails every comparison
             raise ValueError(f"the interval must be at least {INTERVAL_S_MIN} s")
+        _check_quote_rate(levels, len(self.symbols), interval_s)
         if not _above_zero(spread_bps) or not _above_zero(size):
             raise ValueError("the spread and the size must be finite and positive")
         if position_max is not None and not _above_zero(position_max):
@@ -855,6 +860,20 @@ async def _show_status(status: StatusLine, text: Callable[[], str], stop: asynci
         if stop.is_set():
             return  # the summary follows: a last status line would only repeat it
         status.show(text())
+
+
+def _check_quote_rate(levels: int, symbols: int, interval_s: float) -> None:
+    """A ValueError unless `levels` x `symbols` quotes every `interval_s` stay within
+    `QUOTES_PER_S_MAX` a second, naming the settings that would."""
+    per_s = levels * symbols / interval_s
+    if per_s > QUOTES_PER_S_MAX:
+        least_s = levels * symbols / QUOTES_PER_S_MAX
+        raise ValueError(
+            f"{levels} levels x {symbols} symbols every {interval_s:g} s is {per_s:g} quotes a"
+            f" second, past the {QUOTES_PER_S_MAX} a market maker may send (half a"
+            " connection's rate limit, 200 a second by default): quote fewer levels or"
+            f" symbols, or requote every {least_s:g} s or more (--interval)"
+        )
 
 
 def _check_size(instrument: Instrument, size: Decimal, price: Decimal | None) -> None:

@@ -577,6 +577,27 @@ def test_a_taker_that_found_nothing_to_take_says_so(
     assert ": the books had nothing to take, PnL " in lines[-1]
 
 
+def test_a_maker_whose_settings_pass_the_rate_limit_is_refused_before_connecting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The finding (session 25): `--levels 10` over 4 symbols every 0.1 s is 400 quotes a
+    second against a connection's 200 tokens a second: the bot ran, and the venue refused
+    578 of its requotes `RATE_LIMITED` in 6 s, round after round. It is now refused at the
+    start, saying which settings pass."""
+    status = _cli(
+        "bot", "market-maker", "--url", "ws://127.0.0.1:9/ws/trade",
+        "--symbol", f"{SYMBOL},{BILL},MSFTx-USD,NVDAx-USD", "--spread", "10", "--size", "1",
+        "--levels", "10", "--interval", "0.1", "--config", str(SAMPLE_CONFIG),
+    )  # fmt: skip
+    assert status == 2
+    assert capsys.readouterr().err == (
+        "venue: 10 levels x 4 symbols every 0.1 s is 400 quotes a second, past the 100 a"
+        " market maker may send (half a connection's rate limit, 200 a second by default):"
+        " quote fewer levels or symbols, or requote every 0.4 s or more (--interval)\n"
+    )
+    MarketMaker("ws://127.0.0.1:9", "k", "s", [SYMBOL], Decimal(10), SIZE, 10, 0.1)  # 100/s
+
+
 def test_a_bot_that_cannot_reach_the_venue_says_so_in_one_line_on_stderr() -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
