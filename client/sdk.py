@@ -352,6 +352,7 @@ class VenueClient:
         self._reader: asyncio.Task[None] | None = None
         self._credentials: tuple[str, str] | None = None
         self._account_followed = False  # subscribed to the private stream (resume() again)
+        self._cod_enabled = False  # session.cod on for this connection: resume() turns it on
         self._book_depths: dict[str, int] = {}
         self._resuming: asyncio.Task[None] | None = None
         self._resyncing: set[asyncio.Task[Any]] = set()  # books subscribed again after a gap
@@ -428,6 +429,8 @@ class VenueClient:
             self._account_followed = method == "subscribe"  # only if followed
         if channel == "book" and method == "unsubscribe" and response["status"] == 200:
             self._forget_books(response["result"]["unsubscribed"])  # not followed on resume
+        if method == "session.cod" and response["status"] == 200:  # resume() sets it again
+            self._cod_enabled = response["result"]["enabled"]
         if response["status"] == 409 and "result" in response:  # some commands were done
             raise PartlyDone(method, response["result"]["results"])
         if response["status"] != 200:
@@ -540,8 +543,9 @@ class VenueClient:
         }
 
     async def resume(self) -> None:
-        """Reconnect, log on again (if `logon` was called), resubscribe the private stream
-        with since_seq (if it was followed: missed events are replayed) and the books. If a
+        """Reconnect, log on again (if `logon` was called), enable cancel-on-disconnect again
+        (if `session.cod` enabled it), resubscribe the private stream with since_seq (if it
+        was followed: missed events are replayed) and the books. If a
         step fails (a logon refused, say), the new connection is closed before the failure
         is raised: a request then raises `ConnectionLost`, never meets a connection that is
         not logged on, and the venue's close of such a connection starts no new resume."""
@@ -558,9 +562,12 @@ class VenueClient:
             raise
 
     async def _follow_again(self) -> None:
-        """On a new connection: the logon, the private stream and the books of the last."""
+        """On a new connection: the logon, cancel-on-disconnect, the private stream and the
+        books of the last."""
         if self._credentials is not None:
             await self.logon(*self._credentials)
+            if self._cod_enabled:  # COD is the connection's: a new one starts without it
+                await self.request("session.cod", {"enabled": True})
             if self._account_followed:
                 await self.subscribe_account(since_seq=self.account_seq)
         for symbol, depth in self._book_depths.items():

@@ -708,3 +708,42 @@ def test_the_pushes_dropped_notice_comes_first_from_next_push(run_venue: Any) ->
         ]
 
     run_venue(scenario)
+
+
+def test_a_resumed_connection_has_cancel_on_disconnect_on_again(run_venue: Any) -> None:
+    """The finding (session 25): cancel-on-disconnect is the connection's, and `resume()`
+    (so `auto_resume`) logged on and resubscribed but left it off on the new connection: a
+    market maker that had enabled it found its orders placed after a reconnect left on the
+    book when it died, and its `quote.mass` refused `COD_REQUIRED`. `resume()` now enables
+    it again when `session.cod` had."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        await alpha.request("session.cod", {"enabled": True})
+        await dropped(venue, alpha)
+        for _ in range(200):
+            if alpha.resumed:
+                break
+            await asyncio.sleep(0.02)
+        assert alpha.resumed == 1
+        assert (await alpha.request("session.status"))["cod"] is True
+        placed = await alpha.place(SYMBOL, "sell", "1", "190.00")
+        await alpha.close()
+        probe = await venue.client("alpha")
+        for _ in range(200):  # COD runs once the venue sees the close
+            status = await probe.order_status(order_id=placed["order_id"])
+            if status["status"] != "new":
+                break
+            await asyncio.sleep(0.02)
+        assert (status["status"], status["reason"]) == ("canceled", "cod")
+        off = VenueClient(venue.url())
+        venue.clients.append(await off.connect())
+        await off.logon(*KEYS["alpha"])
+        await off.request("session.cod", {"enabled": True})
+        await off.request("session.cod", {"enabled": False})
+        await off.resume()
+        assert (await off.request("session.status"))["cod"] is False  # off stays off
+
+    run_venue(scenario)
