@@ -30,6 +30,7 @@ from client.rest import REFUSED_RETRIES_MAX, retry_after_s
 from engine.reasons import ErrorCode
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
 from gateway.market_data import BOOK_DEPTHS, LocalBook
+from gateway.wire import SYMBOLS_PER_REQUEST_MAX
 
 PUSH_QUEUE_MAX = 100_000  # pushes waiting for the caller before the oldest are dropped
 REQUEST_TIMEOUT_S = 30.0  # a request unanswered by then raises RequestTimeout
@@ -354,6 +355,9 @@ class VenueClient:
         self._account_followed = False  # subscribed to the private stream (resume() again)
         self._cod_enabled = False  # session.cod on for this connection: resume() turns it on
         self._book_depths: dict[str, int] = {}
+        # the other public streams followed (`trades:{sym}`, `candles:{sym}:{interval}`, ...),
+        # by name, in the order subscribed: resume() follows them again
+        self._streams: dict[str, None] = {}
         self._resuming: asyncio.Task[None] | None = None
         self._resyncing: set[asyncio.Task[Any]] = set()  # books subscribed again after a gap
 
@@ -429,6 +433,8 @@ class VenueClient:
             self._account_followed = method == "subscribe"  # only if followed
         if channel == "book" and method == "unsubscribe" and response["status"] == 200:
             self._forget_books(response["result"]["unsubscribed"])  # not followed on resume
+        if channel not in (None, "account", "book") and response["status"] == 200:
+            self._note_streams(method, response["result"])  # resume() follows them again
         if method == "session.cod" and response["status"] == 200:  # resume() sets it again
             self._cod_enabled = response["result"]["enabled"]
         if response["status"] == 409 and "result" in response:  # some commands were done
@@ -572,6 +578,17 @@ class VenueClient:
                 await self.subscribe_account(since_seq=self.account_seq)
         for symbol, depth in self._book_depths.items():
             await self.subscribe_book(symbol, depth)
+        for params in _subscriptions(self._streams):
+            await self.request("subscribe", params)
+
+    def _note_streams(self, method: str, result: Mapping[str, Any]) -> None:
+        """Remember the public streams (not books) a subscribe added, forget those an
+        unsubscribe removed, by the names the venue answered."""
+        if method == "subscribe":
+            self._streams.update(dict.fromkeys(result["subscribed"]))
+        else:
+            for name in result["unsubscribed"]:
+                self._streams.pop(name, None)
 
     # trading
 
@@ -818,6 +835,25 @@ class VenueClient:
         if message.get("ch") == "account" and "seq" in message:
             count, first_seq = self._account_dropped_untold or (0, message["seq"])
             self._account_dropped_untold = (count + 1, first_seq)
+
+
+def _subscriptions(names: Iterable[str]) -> list[dict[str, Any]]:
+    """The `subscribe` params that follow the named public streams again: one request per
+    channel (and candle interval), at most `SYMBOLS_PER_REQUEST_MAX` symbols each."""
+    symbols_by_kind: dict[tuple[str, str | None], list[str]] = {}
+    for name in names:
+        channel, _, rest = name.partition(":")
+        symbol, interval = rest.rpartition(":")[::2] if channel == "candles" else (rest, None)
+        symbols_by_kind.setdefault((channel, interval), []).append(symbol)
+    requests = []
+    for (channel, interval), symbols in symbols_by_kind.items():
+        for start in range(0, len(symbols), SYMBOLS_PER_REQUEST_MAX):
+            params: dict[str, Any] = {"ch": channel}
+            params["symbols"] = symbols[start : start + SYMBOLS_PER_REQUEST_MAX]
+            if interval is not None:
+                params["interval"] = interval
+            requests.append(params)
+    return requests
 
 
 def _check_timeout(name: str, timeout_s: float) -> None:

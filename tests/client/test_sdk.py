@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from client import sdk
 from client.sdk import (
     NO_TIMEOUT,
     REQUEST_TIMEOUT_S,
@@ -28,6 +29,7 @@ from gateway.auth import KeyStore
 from tests.conftest import KEYS, Venue, drain_pushes
 
 SYMBOL = "AAPLx-USD"
+OTHER = "NVDAx-USD"
 
 
 def test_results_and_events_are_typed(run_venue: Any) -> None:
@@ -747,3 +749,39 @@ def test_a_resumed_connection_has_cancel_on_disconnect_on_again(run_venue: Any) 
         assert (await off.request("session.status"))["cod"] is False  # off stays off
 
     run_venue(scenario)
+
+
+def test_resume_follows_the_public_streams_again_not_only_the_books(run_venue: Any) -> None:
+    """The finding (session 25): `resume()` followed again the private stream and the books
+    only: a client that followed `trades`, `bbo`, `ticker`, `instruments` or `candles` lost
+    them at a reconnect without a word. It now follows again every public stream it
+    subscribed and did not unsubscribe."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.subscribe_book(SYMBOL)
+        await alpha.request("subscribe", {"ch": "trades", "symbols": [SYMBOL, OTHER]})
+        await alpha.request("subscribe", {"ch": "candles", "symbols": [SYMBOL], "interval": "1m"})
+        await alpha.request("subscribe", {"ch": "candles", "symbols": [OTHER], "interval": "5m"})
+        await alpha.request("subscribe", {"ch": "bbo"})  # every symbol
+        await alpha.request("unsubscribe", {"ch": "bbo", "symbols": [OTHER]})
+        await alpha.request("subscribe", {"ch": "ticker", "symbols": [SYMBOL]})
+        await alpha.request("unsubscribe", {"ch": "ticker"})
+        before = (await alpha.request("subscriptions"))["subscriptions"]
+        await alpha.resume()
+        assert (await alpha.request("subscriptions"))["subscriptions"] == before
+        assert f"trades:{OTHER}" in before and f"candles:{OTHER}:5m" in before
+        assert f"bbo:{OTHER}" not in before and not any(n.startswith("ticker") for n in before)
+
+    run_venue(scenario)
+
+
+def test_streams_are_followed_again_in_requests_of_at_most_100_symbols() -> None:
+    names = [f"trades:S{n}" for n in range(150)] + ["candles:A:B:1h", "candles:C:1h"]
+    requests = sdk._subscriptions(names)
+    assert [(r["ch"], len(r["symbols"]), r.get("interval")) for r in requests] == [
+        ("trades", 100, None),
+        ("trades", 50, None),
+        ("candles", 2, "1h"),
+    ]
+    assert requests[2]["symbols"] == ["A:B", "C"]  # a symbol may hold a colon
