@@ -35,7 +35,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from cli import progress
 from cli.arguments import decimal_within, float_within, int_within
 from cli.failures import CommandFailed
-from client.sdk import RequestTimeout, VenueClient, VenueError
+from client.sdk import ConnectionLost, RequestTimeout, VenueClient, VenueError
 from core import config as venue_config
 from engine.enums import InstrumentKind
 from engine.instrument import BAND_BPS_MAX, InstrumentSpec
@@ -444,7 +444,7 @@ class MarketMaker:
                 self.tally.give_up_if_hopeless(self.refusals)
                 await _sleep_unless(stop, self.interval_s)
         except CONNECTION_LOST as lost:
-            self.lost = str(lost) or type(lost).__name__
+            self.lost = _lost_text(lost)
             log.warning("%s: the connection ended (%s)", self.key, self.lost)
         finally:
             await self._pull()
@@ -697,7 +697,7 @@ class Taker:
             await client.request("ping")
             self._drain()
         except CONNECTION_LOST as lost:
-            self.lost = str(lost) or type(lost).__name__
+            self.lost = _lost_text(lost)
             log.warning("%s: the connection ended (%s)", self.key, self.lost)
         finally:
             await client.close()
@@ -1061,6 +1061,13 @@ def run_taker(args: argparse.Namespace) -> int:
         f"refusals {dict(bot.refusals) or 'none'}"
     )
     return _lost_or(status, bot.lost)
+
+
+def _lost_text(lost: BaseException) -> str:
+    """Why a bot's connection ended, without the SDK's advice to its caller (`resume()`)."""
+    if isinstance(lost, ConnectionLost):
+        return lost.reason
+    return str(lost) or type(lost).__name__
 
 
 def _lost_or(status: int, lost: str | None) -> int:

@@ -252,9 +252,15 @@ class ConnectionLost(ConnectionError):
     `unknown_outcome`)."""
 
     def __init__(
-        self, message: str, method: str, sent: bool, params: Mapping[str, Any] | None = None
+        self,
+        message: str,
+        method: str,
+        sent: bool,
+        params: Mapping[str, Any] | None = None,
+        hint: str = "",
     ) -> None:
         self.reason = message  # what happened, without the advice (a caller may give its own)
+        message += hint  # how to reopen the connection, in the SDK's terms
         self.outcome_unknown = sent and method not in QUERY_METHODS
         if self.outcome_unknown:
             message += f": {unknown_outcome(method, params)}"
@@ -497,8 +503,8 @@ class VenueClient:
                 if was_open:  # closed while sending (its drain): the frame may have left
                     message = f"the connection to {self.url} closed while {method} was being sent"
                     raise ConnectionLost(message, method, sent=True, params=params) from closed
-                message = f"{method} not sent: {self._link_state(closed)}"
-                raise ConnectionLost(message, method, sent=False) from closed
+                message = f"{method} not sent: the connection to {self.url} is closed ({closed})"
+                raise ConnectionLost(message, method, False, hint=self._reopening()) from closed
             try:
                 return await future
             except ConnectionLost as lost:
@@ -511,13 +517,13 @@ class VenueClient:
             elif not future.cancelled():
                 future.exception()  # retrieved: no "Future exception was never retrieved"
 
-    def _link_state(self, closed: ConnectionClosed) -> str:
-        state = f"the connection to {self.url} is closed ({closed})"
+    def _reopening(self) -> str:
+        """What reopens a closed connection: auto_resume under way, or given up, or resume()."""
         if self.gave_up:
-            return f"{state} and auto_resume gave up reopening it; call resume() to try again"
+            return " and auto_resume gave up reopening it; call resume() to try again"
         if self._resuming is not None and not self._resuming.done():
-            return f"{state}; auto_resume is reopening it"
-        return f"{state}; resume() reopens it"
+            return "; auto_resume is reopening it"
+        return "; resume() reopens it"
 
     async def logon(self, api_key: str, secret: str) -> Any:
         """Log on with the key; refused 503 `NONCE_UNCHECKED` (nothing done), signed again

@@ -676,7 +676,8 @@ def test_a_bot_whose_venue_stops_under_it_exits_non_zero_saying_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The finding: a bot whose connection ended (the venue stopped or restarted) logged a
-    warning and exited 0, as after a clean run: a supervisor would not restart it."""
+    warning and exited 0, as after a clean run: a supervisor would not restart it. And
+    (session 25) its line quoted the SDK's advice to a program, "resume() reopens it"."""
     background = BackgroundVenue(tmp_path / "data").start()
     stopping = threading.Timer(2.0, background.stop)  # once the maker quotes
     stopping.start()
@@ -691,6 +692,8 @@ def test_a_bot_whose_venue_stops_under_it_exits_non_zero_saying_so(
     err = capsys.readouterr().err
     assert status == 1
     assert "bot stopped: the connection ended" in err, err
+    # the SDK's advice to its caller (session 25's finding: "...; resume() reopens it")
+    assert "resume()" not in err and "order_status" not in err, err
 
 
 def _unreachable_url() -> str:
