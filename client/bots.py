@@ -1137,7 +1137,8 @@ def _run_bot(run: Any, seconds: float, status_text: Callable[[], str]) -> int:
 
 async def _run_until_stopped(running: Awaitable[None], stop: asyncio.Event) -> bool:
     """Run the bot; once `stop` is set, give it `STOP_GRACE_S` to end, then cancel it (its
-    `finally` still pulls what it can). True if it ended on its own, False if cut short."""
+    `finally` still pulls what it can, within `STOP_GRACE_S` more: then its close is given
+    up). True if it ended on its own, False if cut short."""
     bot = asyncio.ensure_future(running)
     stopping = asyncio.ensure_future(stop.wait())
     try:
@@ -1148,7 +1149,10 @@ async def _run_until_stopped(running: Awaitable[None], stop: asyncio.Event) -> b
             await bot  # what it raised, raised here
             return True
         bot.cancel()
-        await asyncio.gather(bot, return_exceptions=True)  # its `finally` has run
+        await asyncio.wait((bot,), timeout=STOP_GRACE_S)  # its `finally`: the pull, the close
+        if not bot.done():  # the close's handshake with a silent venue: given up too
+            bot.cancel()
+            await asyncio.gather(bot, return_exceptions=True)
         return False
     finally:
         stopping.cancel()

@@ -2,7 +2,9 @@
 
 import argparse
 import asyncio
+import base64
 import datetime
+import hashlib
 import socket
 import subprocess
 import sys
@@ -15,7 +17,6 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from websockets.sync.server import ServerConnection, serve
 
 from client import bots, live_demo
 from client.bots import (
@@ -47,6 +48,7 @@ from tests.sample_config import RUNWAY_DAYS, SAMPLE_CONFIG, bill_dates, sample_b
 from tests.terminal import run_on_terminal
 
 SYMBOL = "AAPLx-USD"
+WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455's, for the accept
 REFERENCE = Decimal("187.25")  # venue.toml's listed price for AAPLx-USD
 BAND_BPS = 1_000  # venue.toml's band_pct = "10"
 TICK = Decimal("0.01")
@@ -644,20 +646,23 @@ def test_a_bot_told_to_stop_while_the_venue_does_not_answer_stops_within_its_gra
     """The finding (session 25): Ctrl-C, SIGTERM or `--seconds` only set the bot's stop
     flag, read between rounds; a bot waiting on a venue that took its connection but did not
     answer (frozen, overloaded) sat out that wait first: the handshake's 10 s, the logon's
-    or a request's 30 s, deaf to Ctrl-C. It now has `STOP_GRACE_S` to end, then is cut
-    short, saying so."""
-    with serve(_say_nothing, "127.0.0.1", 0) as silent:  # the handshake, then silence
-        port = silent.socket.getsockname()[1]
-        serving = threading.Thread(target=silent.serve_forever)
-        serving.start()
+    or a request's 30 s, deaf to Ctrl-C, then its close's 10 s. It now has `STOP_GRACE_S`
+    to end, and as long for its close, then is cut short, saying so."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        frozen = threading.Event()  # set: the test is over, the frozen venue lets go
+        answering = threading.Thread(target=_take_and_freeze, args=(listener, frozen))
+        answering.start()
         command = [sys.executable, "-m", "cli.main", "bot", "market-maker", "--symbol", SYMBOL]
         command += ["--spread", "10", "--size", "1", "--seconds", "1"]
         command += ["--config", str(SAMPLE_CONFIG), "--url", f"ws://127.0.0.1:{port}/ws/trade"]
         try:  # bounded well below the logon's 30 s timeout it used to wait out
             done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=20)
         finally:
-            silent.shutdown()
-            serving.join(READY_TIMEOUT_S)
+            frozen.set()
+            answering.join(READY_TIMEOUT_S)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr, done.stderr
     assert done.stderr.splitlines()[-1] == (
@@ -666,10 +671,26 @@ def test_a_bot_told_to_stop_while_the_venue_does_not_answer_stops_within_its_gra
     )
 
 
-def _say_nothing(connection: ServerConnection) -> None:
-    """A venue that took the connection and answers nothing, until the client leaves."""
-    for _ in connection:
-        pass
+def _take_and_freeze(listener: socket.socket, frozen: threading.Event) -> None:
+    """A venue that completes one websocket handshake, then freezes: it reads nothing more
+    and answers nothing (no logon, no close), until `frozen` is set."""
+    listener.settimeout(30.0)  # bounded: the bot connects within seconds or the test fails
+    connection, _ = listener.accept()
+    with connection:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += connection.recv(4096)
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in request.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")
+        )
+        accept = base64.b64encode(hashlib.sha1(key + WEBSOCKET_GUID).digest())
+        connection.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
+        frozen.wait(30.0)
 
 
 def test_a_bot_whose_venue_stops_under_it_exits_non_zero_saying_so(
