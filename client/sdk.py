@@ -5,9 +5,10 @@ response), HMAC logon, the trading and query methods, subscriptions, and local b
 in step with the public `book` channel (`gateway.market_data.LocalBook`: gaps, new epochs
 and checksum mismatches trigger a fresh snapshot). Every push is queued for the caller
 (`next_push`), book messages too once applied. A quick start that runs as written is in
-docs/protocol.md §1 (a test runs it). On reconnect, `resume()` logs on again and
-resubscribes the private stream (if followed) with `since_seq`, so no private event is
-missed while the server still retains it. A request on a closed or closing connection
+docs/protocol.md §1 (a test runs it). On reconnect, `resume()` logs on again, enables
+cancel-on-disconnect again (if it was on), resubscribes the private stream (if followed)
+with `since_seq`, so no private event is missed while the server still retains it, and
+follows the same public streams. A request on a closed or closing connection
 raises `ConnectionLost` (a `ConnectionError`). It opens packed connections (`?pack=1`,
 docs/protocol.md §2.2): each frame is a JSON array of messages, handed to the caller one
 by one, in order.
@@ -557,10 +558,11 @@ class VenueClient:
     async def resume(self) -> None:
         """Reconnect, log on again (if `logon` was called), enable cancel-on-disconnect again
         (if `session.cod` enabled it), resubscribe the private stream with since_seq (if it
-        was followed: missed events are replayed) and the books. If a
-        step fails (a logon refused, say), the new connection is closed before the failure
-        is raised: a request then raises `ConnectionLost`, never meets a connection that is
-        not logged on, and the venue's close of such a connection starts no new resume."""
+        was followed: missed events are replayed), the books and the other public streams.
+        If a step fails (a logon refused, say), the new connection is closed before the
+        failure is raised: a request then raises `ConnectionLost`, never meets a connection
+        that is not logged on, and the venue's close of such a connection starts no new
+        resume."""
         auto_resume, self.auto_resume = self.auto_resume, False  # not while we close it
         try:
             await self.close()
@@ -574,8 +576,8 @@ class VenueClient:
             raise
 
     async def _follow_again(self) -> None:
-        """On a new connection: the logon, cancel-on-disconnect, the private stream and the
-        books of the last."""
+        """On a new connection: the logon, cancel-on-disconnect, the private stream, the books
+        and the other public streams of the last."""
         if self._credentials is not None:
             await self.logon(*self._credentials)
             if self._cod_enabled:  # COD is the connection's: a new one starts without it
