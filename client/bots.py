@@ -22,7 +22,7 @@ import random
 import signal
 import sys
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
@@ -35,7 +35,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from cli import progress
 from cli.arguments import decimal_within, float_within, int_within
 from cli.failures import CommandFailed
-from client.sdk import RequestTimeout, VenueClient, VenueError
+from client.sdk import ConnectionLost, RequestTimeout, VenueClient, VenueError
 from core import config as venue_config
 from engine.enums import InstrumentKind
 from engine.instrument import BAND_BPS_MAX, InstrumentSpec
@@ -52,6 +52,10 @@ STATUS_INTERVAL_S = 5.0  # off a terminal: a status line this often, readable in
 LIVE_REFRESH_S = 0.5  # on a terminal: the one status line is rewritten this often
 LEVELS_MAX = 10  # one quote set per level; a deeper ladder is a real strategy's business
 INTERVAL_S_MIN = 0.1  # 10 levels x 10 requotes/s = 100 quotes/s: half a connection's rate
+# Quotes a market maker may send a second (levels x symbols / interval; each costs 1 token):
+# half a connection's 200 tokens/s (venue.toml's default), the rest left for pulls and
+# queries. Past it the venue refuses most of its requotes RATE_LIMITED, round after round.
+QUOTES_PER_S_MAX = 100
 TAKER_RATE_PER_S_MAX = 100  # half a connection's 200 requests/s, leaving room to pull
 SKEW_SPREAD_PER_LOT = Decimal("0.25")  # one quote size of inventory leans a quarter spread
 SKEW_SPREADS_MAX = Decimal(1)  # however big the position, lean at most one spread
@@ -60,6 +64,10 @@ TAKE_FRACTION_MIN, TAKE_FRACTION_MAX = 0.2, 1.5  # default taker size, of the to
 NOTIONAL_MARGIN = 2  # default sizes are worth twice the minimum: a price move cannot refuse
 MARKET_ORDER_SHARE = 0.5  # of the taker's orders, the share sent as market by qty
 PULL_TIMEOUT_S = 2.0  # pulling quotes on stop; past it, COD on disconnect does the job
+# Asked to stop (Ctrl-C, SIGTERM, --seconds), a bot has this long to end its round and pull
+# its quotes; then it is cut short: one waiting on a venue that does not answer (a handshake,
+# a logon, a request: up to 30 s) would otherwise sit out that wait, deaf to Ctrl-C.
+STOP_GRACE_S = PULL_TIMEOUT_S + 1.0
 REFUSALS_LOGGED_MAX = 50  # per bot: enough to diagnose a problem, never a flood
 QUOTE_SET_PREFIX = "mm-L"  # quote sets mm-L1..mm-LN: one bid and one ask per symbol each
 BPS = Decimal(10_000)
@@ -372,6 +380,7 @@ class MarketMaker:
             raise ValueError(f"levels must be within 1..{LEVELS_MAX}, got {levels}")
         if not INTERVAL_S_MIN <= interval_s < math.inf:  # nan fails every comparison
             raise ValueError(f"the interval must be at least {INTERVAL_S_MIN} s")
+        _check_quote_rate(levels, len(self.symbols), interval_s)
         if not _above_zero(spread_bps) or not _above_zero(size):
             raise ValueError("the spread and the size must be finite and positive")
         if position_max is not None and not _above_zero(position_max):
@@ -435,7 +444,7 @@ class MarketMaker:
                 self.tally.give_up_if_hopeless(self.refusals)
                 await _sleep_unless(stop, self.interval_s)
         except CONNECTION_LOST as lost:
-            self.lost = str(lost) or type(lost).__name__
+            self.lost = _lost_text(lost)
             log.warning("%s: the connection ended (%s)", self.key, self.lost)
         finally:
             await self._pull()
@@ -688,7 +697,7 @@ class Taker:
             await client.request("ping")
             self._drain()
         except CONNECTION_LOST as lost:
-            self.lost = str(lost) or type(lost).__name__
+            self.lost = _lost_text(lost)
             log.warning("%s: the connection ended (%s)", self.key, self.lost)
         finally:
             await client.close()
@@ -851,6 +860,20 @@ async def _show_status(status: StatusLine, text: Callable[[], str], stop: asynci
         if stop.is_set():
             return  # the summary follows: a last status line would only repeat it
         status.show(text())
+
+
+def _check_quote_rate(levels: int, symbols: int, interval_s: float) -> None:
+    """A ValueError unless `levels` x `symbols` quotes every `interval_s` stay within
+    `QUOTES_PER_S_MAX` a second, naming the settings that would."""
+    per_s = levels * symbols / interval_s
+    if per_s > QUOTES_PER_S_MAX:
+        least_s = levels * symbols / QUOTES_PER_S_MAX
+        raise ValueError(
+            f"{levels} levels x {symbols} symbols every {interval_s:g} s is {per_s:g} quotes a"
+            f" second, past the {QUOTES_PER_S_MAX} a market maker may send (half a"
+            " connection's rate limit, 200 a second by default): quote fewer levels or"
+            f" symbols, or requote every {least_s:g} s or more (--interval)"
+        )
 
 
 def _check_size(instrument: Instrument, size: Decimal, price: Decimal | None) -> None:
@@ -1029,14 +1052,22 @@ def run_taker(args: argparse.Namespace) -> int:
     except ValueError as bad:  # bad flags together (symbols, limit below size): nothing ran
         raise CommandFailed(str(bad)) from None
     status = _run_bot(bot.run, args.seconds, bot.status_text)
-    if not bot.orders:
+    if not bot.orders and not bot.skipped:  # it never got to take (its start failed)
         return _lost_or(status, bot.lost)
+    empty = ": the books had nothing to take" if not bot.orders else ""
     print(
-        f"taker: {bot.orders} orders, {bot.fills} fills, skipped {bot.skipped}, "
+        f"taker: {bot.orders} orders, {bot.fills} fills, skipped {bot.skipped}{empty}, "
         f"PnL {bot.tally.pnl_text(list(bot.instruments.values()))}, "
         f"refusals {dict(bot.refusals) or 'none'}"
     )
     return _lost_or(status, bot.lost)
+
+
+def _lost_text(lost: BaseException) -> str:
+    """Why a bot's connection ended, without the SDK's advice to its caller (`resume()`)."""
+    if isinstance(lost, ConnectionLost):
+        return lost.reason
+    return str(lost) or type(lost).__name__
 
 
 def _lost_or(status: int, lost: str | None) -> int:
@@ -1071,7 +1102,7 @@ def _run_bot(run: Any, seconds: float, status_text: Callable[[], str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     status = StatusLine()
 
-    async def main() -> None:
+    async def main() -> bool:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -1080,7 +1111,7 @@ def _run_bot(run: Any, seconds: float, status_text: Callable[[], str]) -> int:
             loop.call_later(seconds, stop.set)
         shown = asyncio.create_task(_show_status(status, status_text, stop))
         try:
-            await run(stop)
+            return await _run_until_stopped(run(stop), stop)
         finally:
             stop.set()
             await shown
@@ -1089,10 +1120,40 @@ def _run_bot(run: Any, seconds: float, status_text: Callable[[], str]) -> int:
     logs = logging_redirect_tqdm() if status.live else contextlib.nullcontext()
     try:
         with logs:
-            asyncio.run(main())
+            finished = asyncio.run(main())
     except CANNOT_START as failed:
         status.close()
         _stopped(failed)
         return 1
     status.close()
+    if not finished:
+        _stopped(
+            f"asked to stop, it was still waiting for the venue {STOP_GRACE_S:g} s later, so it"
+            " was cut short (cancel-on-disconnect pulls any quote left)"
+        )
+        return 1
     return 0
+
+
+async def _run_until_stopped(running: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Run the bot; once `stop` is set, give it `STOP_GRACE_S` to end, then cancel it (its
+    `finally` still pulls what it can, within `STOP_GRACE_S` more: then its close is given
+    up). True if it ended on its own, False if cut short."""
+    bot = asyncio.ensure_future(running)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((bot, stopping), return_when=asyncio.FIRST_COMPLETED)
+        if not bot.done():
+            await asyncio.wait((bot,), timeout=STOP_GRACE_S)
+        if bot.done():
+            await bot  # what it raised, raised here
+            return True
+        bot.cancel()
+        await asyncio.wait((bot,), timeout=STOP_GRACE_S)  # its `finally`: the pull, the close
+        if not bot.done():  # the close's handshake with a silent venue: given up too
+            bot.cancel()
+            await asyncio.gather(bot, return_exceptions=True)
+        return False
+    finally:
+        stopping.cancel()
+        bot.cancel()  # (done already, unless this wait itself was cancelled)

@@ -5,9 +5,10 @@ response), HMAC logon, the trading and query methods, subscriptions, and local b
 in step with the public `book` channel (`gateway.market_data.LocalBook`: gaps, new epochs
 and checksum mismatches trigger a fresh snapshot). Every push is queued for the caller
 (`next_push`), book messages too once applied. A quick start that runs as written is in
-docs/protocol.md §1 (a test runs it). On reconnect, `resume()` logs on again and
-resubscribes the private stream (if followed) with `since_seq`, so no private event is
-missed while the server still retains it. A request on a closed or closing connection
+docs/protocol.md §1 (a test runs it). On reconnect, `resume()` logs on again, enables
+cancel-on-disconnect again (if it was on), resubscribes the private stream (if followed)
+with `since_seq`, so no private event is missed while the server still retains it, and
+follows the same public streams. A request on a closed or closing connection
 raises `ConnectionLost` (a `ConnectionError`). It opens packed connections (`?pack=1`,
 docs/protocol.md §2.2): each frame is a JSON array of messages, handed to the caller one
 by one, in order.
@@ -30,6 +31,7 @@ from client.rest import REFUSED_RETRIES_MAX, retry_after_s
 from engine.reasons import ErrorCode
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
 from gateway.market_data import BOOK_DEPTHS, LocalBook
+from gateway.wire import SYMBOLS_PER_REQUEST_MAX
 
 PUSH_QUEUE_MAX = 100_000  # pushes waiting for the caller before the oldest are dropped
 REQUEST_TIMEOUT_S = 30.0  # a request unanswered by then raises RequestTimeout
@@ -198,14 +200,48 @@ def account_event(push: dict[str, Any]) -> AccountEvent | None:
 
 
 class VenueError(Exception):
-    """The venue answered a request with an error; `code`, `name`, `status` as sent."""
+    """The venue answered a request with an error; `code`, `name`, `status` as sent, and a
+    429's `retry_after_ms` (when a retry passes; None on other errors), also in the message."""
 
-    def __init__(self, status: int, code: int, name: str, msg: str, data: Any = None) -> None:
-        super().__init__(f"{status} {name} ({code}): {msg}")
+    def __init__(
+        self,
+        status: int,
+        code: int,
+        name: str,
+        msg: str,
+        data: Any = None,
+        retry_after_ms: int | None = None,
+    ) -> None:
+        text = f"{status} {name} ({code}): {msg}"
+        if retry_after_ms is not None:
+            text += f" (retry after {retry_after_ms} ms)"
+        super().__init__(text)
         self.status = status
         self.code = code
         self.name = name
         self.data = data
+        self.retry_after_ms = retry_after_ms
+
+
+class PartlyDone(VenueError):
+    """A 409 answer: an `order.batch` or `quote.mass` of which some commands were refused
+    (all of them, perhaps) and the others done. `results` is the answer's list, one entry
+    per command with its own `status` and `result` or `error` (docs/protocol.md §5.4, §5.5):
+    what was done (a quote placed, say) is in it, so look before sending it again. `name` is
+    `PARTLY_DONE` and `code` 0: the protocol gives a 409 no code of its own."""
+
+    def __init__(self, method: str, results: list[dict[str, Any]]) -> None:
+        refused = [(i, r.get("error", {})) for i, r in enumerate(results) if r["status"] != 200]
+        text = f"{method} partly done: {len(results) - len(refused)} of {len(results)} done"
+        if refused:
+            index, error = refused[0]
+            text += (
+                f", {len(refused)} refused, the first (#{index}) {error.get('name', '?')}:"
+                f" {error.get('msg', '')}; see .results"
+            )
+        super().__init__(409, 0, "PARTLY_DONE", text)
+        self.method = method
+        self.results = results
 
 
 class ConnectionLost(ConnectionError):
@@ -217,9 +253,15 @@ class ConnectionLost(ConnectionError):
     `unknown_outcome`)."""
 
     def __init__(
-        self, message: str, method: str, sent: bool, params: Mapping[str, Any] | None = None
+        self,
+        message: str,
+        method: str,
+        sent: bool,
+        params: Mapping[str, Any] | None = None,
+        hint: str = "",
     ) -> None:
         self.reason = message  # what happened, without the advice (a caller may give its own)
+        message += hint  # how to reopen the connection, in the SDK's terms
         self.outcome_unknown = sent and method not in QUERY_METHODS
         if self.outcome_unknown:
             message += f": {unknown_outcome(method, params)}"
@@ -251,6 +293,20 @@ class RequestTimeout(TimeoutError):
         self.timeout_s = timeout_s
 
 
+class PushesDropped(Exception):
+    """Private-stream events were dropped unread: the push queue was full (`pushes_max`,
+    the oldest go first). `count` of them, the first with account `seq` `first_seq`."""
+
+    def __init__(self, count: int, first_seq: int, pushes_max: int) -> None:
+        super().__init__(
+            f"{count} private-stream events from seq {first_seq} on were dropped unread, the"
+            f" push queue being full ({pushes_max:,} pushes): read pushes sooner;"
+            " subscribe_account() sends the account's state now (a snapshot)"
+        )
+        self.count = count
+        self.first_seq = first_seq
+
+
 class VenueClient:
     """One connection. With `auto_resume`, a connection that drops is reopened (one try
     after each of `reconnect_delays_s`, then a `gave_up` notice), logged on again and
@@ -262,7 +318,10 @@ class VenueClient:
     to read, the same messages. A request unanswered within `request_timeout_s`
     raises `RequestTimeout`; `request(..., timeout_s=)` overrides it for one call. NO_TIMEOUT
     (math.inf) waits without a limit, for one call or, as `request_timeout_s`, for all (None
-    there means the same); a timeout of 0 or less is a ValueError."""
+    there means the same); a timeout of 0 or less is a ValueError. At most `pushes_max`
+    pushes wait unread; past that the oldest are dropped, and the next `next_push` says so
+    (a `pushes_dropped` notice), the next `next_account_event` too if private-stream events
+    were among them (`PushesDropped`)."""
 
     def __init__(
         self,
@@ -274,6 +333,7 @@ class VenueClient:
         request_timeout_s: float | None = REQUEST_TIMEOUT_S,
         logon_retry_delays_s: Iterable[float] = LOGON_RETRY_DELAYS_S,
         refused_retries_max: int = REFUSED_RETRIES_MAX,
+        pushes_max: int = PUSH_QUEUE_MAX,
     ) -> None:
         self.url = url
         self.request_timeout_s = request_timeout_s  # checked: see the property
@@ -288,7 +348,10 @@ class VenueClient:
         self.gave_up = False  # auto_resume tried every delay and failed; connect() clears it
         self._closing = False
         self.websocket: ClientConnection | None = None
-        self.pushes: asyncio.Queue[dict[str, Any]] = asyncio.Queue(PUSH_QUEUE_MAX)
+        self.pushes: asyncio.Queue[dict[str, Any]] = asyncio.Queue(pushes_max)
+        self.pushes_dropped = 0  # unread pushes dropped, the queue being full, since the start
+        self._dropped_untold = 0  # of those, how many no `pushes_dropped` notice told yet
+        self._account_dropped_untold: tuple[int, int] | None = None  # (count, first seq)
         self.books: dict[str, LocalBook] = {}  # symbol -> the local book kept in sync
         self.account_seq = 0  # the last private seq seen, for since_seq on reconnect
         self.resyncs = 0
@@ -297,7 +360,11 @@ class VenueClient:
         self._reader: asyncio.Task[None] | None = None
         self._credentials: tuple[str, str] | None = None
         self._account_followed = False  # subscribed to the private stream (resume() again)
+        self._cod_enabled = False  # session.cod on for this connection: resume() turns it on
         self._book_depths: dict[str, int] = {}
+        # the other public streams followed (`trades:{sym}`, `candles:{sym}:{interval}`, ...),
+        # by name, in the order subscribed: resume() follows them again
+        self._streams: dict[str, None] = {}
         self._resuming: asyncio.Task[None] | None = None
         self._resyncing: set[asyncio.Task[Any]] = set()  # books subscribed again after a gap
 
@@ -364,7 +431,8 @@ class VenueClient:
         params: Mapping[str, Any] | None = None,
         timeout_s: float | None = None,
     ) -> Any:
-        """Send one request and return its result, or raise `VenueError` (and see
+        """Send one request and return its result, or raise `VenueError` (`PartlyDone`, a
+        `VenueError`, for a 409: some of a batch's or `quote.mass`'s commands done; and see
         `request_raw`)."""
         response = await self.request_raw(method, params, timeout_s)
         channel = (params or {}).get("ch") if method in ("subscribe", "unsubscribe") else None
@@ -372,6 +440,12 @@ class VenueClient:
             self._account_followed = method == "subscribe"  # only if followed
         if channel == "book" and method == "unsubscribe" and response["status"] == 200:
             self._forget_books(response["result"]["unsubscribed"])  # not followed on resume
+        if channel not in (None, "account", "book") and response["status"] == 200:
+            self._note_streams(method, response["result"])  # resume() follows them again
+        if method == "session.cod" and response["status"] == 200:  # resume() sets it again
+            self._cod_enabled = response["result"]["enabled"]
+        if response["status"] == 409 and "result" in response:  # some commands were done
+            raise PartlyDone(method, response["result"]["results"])
         if response["status"] != 200:
             error = response.get("error", {})
             raise VenueError(
@@ -380,6 +454,7 @@ class VenueClient:
                 error.get("name", "?"),
                 error.get("msg", ""),
                 error.get("data"),
+                response.get("retry_after_ms"),
             )
         return response.get("result")
 
@@ -429,8 +504,8 @@ class VenueClient:
                 if was_open:  # closed while sending (its drain): the frame may have left
                     message = f"the connection to {self.url} closed while {method} was being sent"
                     raise ConnectionLost(message, method, sent=True, params=params) from closed
-                message = f"{method} not sent: {self._link_state(closed)}"
-                raise ConnectionLost(message, method, sent=False) from closed
+                message = f"{method} not sent: the connection to {self.url} is closed ({closed})"
+                raise ConnectionLost(message, method, False, hint=self._reopening()) from closed
             try:
                 return await future
             except ConnectionLost as lost:
@@ -443,13 +518,13 @@ class VenueClient:
             elif not future.cancelled():
                 future.exception()  # retrieved: no "Future exception was never retrieved"
 
-    def _link_state(self, closed: ConnectionClosed) -> str:
-        state = f"the connection to {self.url} is closed ({closed})"
+    def _reopening(self) -> str:
+        """What reopens a closed connection: auto_resume under way, or given up, or resume()."""
         if self.gave_up:
-            return f"{state} and auto_resume gave up reopening it; call resume() to try again"
+            return " and auto_resume gave up reopening it; call resume() to try again"
         if self._resuming is not None and not self._resuming.done():
-            return f"{state}; auto_resume is reopening it"
-        return f"{state}; resume() reopens it"
+            return "; auto_resume is reopening it"
+        return "; resume() reopens it"
 
     async def logon(self, api_key: str, secret: str) -> Any:
         """Log on with the key; refused 503 `NONCE_UNCHECKED` (nothing done), signed again
@@ -481,20 +556,47 @@ class VenueClient:
         }
 
     async def resume(self) -> None:
-        """Reconnect, log on again (if `logon` was called), resubscribe the private stream
-        with since_seq (if it was followed: missed events are replayed) and the books."""
+        """Reconnect, log on again (if `logon` was called), enable cancel-on-disconnect again
+        (if `session.cod` enabled it), resubscribe the private stream with since_seq (if it
+        was followed: missed events are replayed), the books and the other public streams.
+        If a step fails (a logon refused, say), the new connection is closed before the
+        failure is raised: a request then raises `ConnectionLost`, never meets a connection
+        that is not logged on, and the venue's close of such a connection starts no new
+        resume."""
         auto_resume, self.auto_resume = self.auto_resume, False  # not while we close it
         try:
             await self.close()
         finally:
             self.auto_resume = auto_resume
         await self.connect()
+        try:
+            await self._follow_again()
+        except Exception:
+            await self.close()
+            raise
+
+    async def _follow_again(self) -> None:
+        """On a new connection: the logon, cancel-on-disconnect, the private stream, the books
+        and the other public streams of the last."""
         if self._credentials is not None:
             await self.logon(*self._credentials)
+            if self._cod_enabled:  # COD is the connection's: a new one starts without it
+                await self.request("session.cod", {"enabled": True})
             if self._account_followed:
                 await self.subscribe_account(since_seq=self.account_seq)
         for symbol, depth in self._book_depths.items():
             await self.subscribe_book(symbol, depth)
+        for params in _subscriptions(self._streams):
+            await self.request("subscribe", params)
+
+    def _note_streams(self, method: str, result: Mapping[str, Any]) -> None:
+        """Remember the public streams (not books) a subscribe added, forget those an
+        unsubscribe removed, by the names the venue answered."""
+        if method == "subscribe":
+            self._streams.update(dict.fromkeys(result["subscribed"]))
+        else:
+            for name in result["unsubscribed"]:
+                self._streams.pop(name, None)
 
     # trading
 
@@ -522,9 +624,16 @@ class VenueClient:
         return msgspec.convert(await self.place(symbol, side, qty, price, **more), OrderResult)
 
     async def next_account_event(self, timeout_s: float = 5.0) -> AccountEvent:
-        """The next private-stream event, typed; other pushes on the way are skipped."""
+        """The next private-stream event, typed; other pushes on the way are skipped. Raises
+        `PushesDropped` once if private-stream events were dropped unread (a full queue)."""
         async with asyncio.timeout(timeout_s):
             while True:
+                if self._account_dropped_untold is not None:
+                    (count, first_seq), self._account_dropped_untold = (
+                        self._account_dropped_untold,
+                        None,
+                    )
+                    raise PushesDropped(count, first_seq, self.pushes.maxsize)
                 event = account_event(await self.pushes.get())
                 if event is not None:
                     return event
@@ -622,11 +731,24 @@ class VenueClient:
         `balance`, `settlement`, ...), each public channel followed (book messages too, once
         applied to `books`), `session` pushes, a response whose request nobody awaits, and
         the client's own notices `{"ch": "client", "type": "error" | "gave_up" |
-        "book_resync_failed", ...}`.
-        Raises `TimeoutError` when nothing arrives within `timeout_s`. At most
-        `PUSH_QUEUE_MAX` wait; past that the oldest are dropped.
+        "book_resync_failed" | "pushes_dropped", ...}`.
+        Raises `TimeoutError` when nothing arrives within `timeout_s`. At most `pushes_max`
+        (`PUSH_QUEUE_MAX`) wait; past that the oldest are dropped, and the next call returns
+        `{"ch": "client", "type": "pushes_dropped", "count": N}` first (with
+        `account_events` and `first_account_seq` when private-stream events were among them).
         """
+        if self._dropped_untold:
+            return self._dropped_notice()
         return await asyncio.wait_for(self.pushes.get(), timeout_s)
+
+    def _dropped_notice(self) -> dict[str, Any]:
+        """The notice of the pushes dropped since the last one told."""
+        notice: dict[str, Any] = {"ch": "client", "type": "pushes_dropped"}
+        notice["count"], self._dropped_untold = self._dropped_untold, 0
+        if self._account_dropped_untold is not None:
+            notice["account_events"], notice["first_account_seq"] = self._account_dropped_untold
+            self._account_dropped_untold = None
+        return notice
 
     # ----------------------------------------------------------------- reading
 
@@ -709,9 +831,37 @@ class VenueClient:
             self._queue({"ch": "client", **notice})
 
     def _queue(self, message: dict[str, Any]) -> None:
-        if self.pushes.full():
-            self.pushes.get_nowait()  # the caller is not reading pushes: keep the newest
+        if self.pushes.full():  # the caller is not reading pushes: keep the newest, and say so
+            self._dropped(self.pushes.get_nowait())
         self.pushes.put_nowait(message)
+
+    def _dropped(self, message: dict[str, Any]) -> None:
+        """Count a push dropped unread, for the next notice (and a private-stream event for
+        the next `next_account_event`, which raises `PushesDropped`)."""
+        self.pushes_dropped += 1
+        self._dropped_untold += 1
+        if message.get("ch") == "account" and "seq" in message:
+            count, first_seq = self._account_dropped_untold or (0, message["seq"])
+            self._account_dropped_untold = (count + 1, first_seq)
+
+
+def _subscriptions(names: Iterable[str]) -> list[dict[str, Any]]:
+    """The `subscribe` params that follow the named public streams again: one request per
+    channel (and candle interval), at most `SYMBOLS_PER_REQUEST_MAX` symbols each."""
+    symbols_by_kind: dict[tuple[str, str | None], list[str]] = {}
+    for name in names:
+        channel, _, rest = name.partition(":")
+        symbol, interval = rest.rpartition(":")[::2] if channel == "candles" else (rest, None)
+        symbols_by_kind.setdefault((channel, interval), []).append(symbol)
+    requests = []
+    for (channel, interval), symbols in symbols_by_kind.items():
+        for start in range(0, len(symbols), SYMBOLS_PER_REQUEST_MAX):
+            params: dict[str, Any] = {"ch": channel}
+            params["symbols"] = symbols[start : start + SYMBOLS_PER_REQUEST_MAX]
+            if interval is not None:
+                params["interval"] = interval
+            requests.append(params)
+    return requests
 
 
 def _check_timeout(name: str, timeout_s: float) -> None:

@@ -24,6 +24,7 @@ import msgspec
 from core.cluster_nonces import NonceUnchecked, SharedNonces
 from core.config import SCOPES, ApiKeyEntry
 from engine.reasons import ErrorCode
+from engine.units import looks_like_milliseconds
 
 KEY_LENGTH_MAX = 64  # room for any generated key; bounds what one store entry costs
 NONCE_LENGTH_MAX = 64  # a UUID or a 256-bit hex string fits; longer is padding, not entropy
@@ -38,6 +39,7 @@ NONCES_PER_KEY_MAX = 1_024
 # rebuilt from the live ones, so it holds at most twice the nonces remembered, plus this.
 FORGOTTEN_EXPIRIES_MAX = 1_024
 TIMESTAMP_US_MAX = 2**53 - 1  # PROTOCOL: integers on the wire are below 2^53
+SECONDS_EPOCH_MIN = 10**9  # a ts in seconds of 2001 or later is named as one (not 0, 1, ...)
 
 # The order in which `Authenticator.logon` checks; the first failing one is reported.
 LOGON_PRECEDENCE: tuple[ErrorCode, ...] = (
@@ -141,6 +143,18 @@ def _is_printable_ascii(text: str) -> bool:
 def logon_payload(api_key: str, ts_us: int, nonce: str, recv_window_ms: int) -> bytes:
     """The exact bytes a logon signs (PROTOCOL "Session")."""
     return f"logon\n{api_key}\n{ts_us}\n{nonce}\n{recv_window_ms}".encode()
+
+
+def _unit_slip(ts_us: int, now_us: int) -> str:
+    """A `ts` far behind that was most likely sent in milliseconds or seconds (a JavaScript
+    `Date.now()`, a Python `int(time.time())`) says so: its distance alone does not."""
+    if looks_like_milliseconds(ts_us, now_us):
+        unit = "milliseconds"
+    elif ts_us >= SECONDS_EPOCH_MIN and ts_us * 100_000 <= now_us < ts_us * 10_000_000:
+        unit = "seconds"
+    else:
+        return ""
+    return f"; ts {ts_us} looks like {unit}: ts is in microseconds"
 
 
 def sign_logon(secret: str, api_key: str, ts_us: int, nonce: str, recv_window_ms: int) -> str:
@@ -252,7 +266,7 @@ class Authenticator:
             raise AuthError(
                 ErrorCode.TIMESTAMP_OUT_OF_WINDOW,
                 f"ts is {(now_us - ts_us) // 1_000} ms behind the server's clock "
-                f"(negative: ahead); recv_window is {recv_window_ms} ms",
+                f"(negative: ahead); recv_window is {recv_window_ms} ms{_unit_slip(ts_us, now_us)}",
             )
         if ts_us < self.started_us:
             raise AuthError(

@@ -2,7 +2,9 @@
 
 import argparse
 import asyncio
+import base64
 import datetime
+import hashlib
 import socket
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from hypothesis import strategies as st
 
 from client import bots, live_demo
 from client.bots import (
+    STOP_GRACE_S,
     AllRefused,
     Instrument,
     MarketMaker,
@@ -45,6 +48,7 @@ from tests.sample_config import RUNWAY_DAYS, SAMPLE_CONFIG, bill_dates, sample_b
 from tests.terminal import run_on_terminal
 
 SYMBOL = "AAPLx-USD"
+WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455's, for the accept
 REFERENCE = Decimal("187.25")  # venue.toml's listed price for AAPLx-USD
 BAND_BPS = 1_000  # venue.toml's band_pct = "10"
 TICK = Decimal("0.01")
@@ -559,6 +563,43 @@ def test_the_cli_bot_exits_non_zero_and_says_why_when_all_is_refused(
     assert "NOT_ELIGIBLE" in err
 
 
+def test_a_taker_that_found_nothing_to_take_says_so(
+    background: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The finding (session 25): a taker run on empty books printed nothing at all, off a
+    terminal, and exited 0: its summary was left out when it had sent no order."""
+    url = f"ws://127.0.0.1:{background.port}/ws/trade"
+    status = _cli(
+        "bot", "taker", "--url", url, "--symbol", SYMBOL, "--rate", "50", "--seconds", "0.5",
+        "--config", str(SAMPLE_CONFIG),
+    )  # fmt: skip
+    lines = capsys.readouterr().out.splitlines()
+    assert status == 0
+    assert lines and lines[-1].startswith("taker: 0 orders, 0 fills, skipped "), lines
+    assert ": the books had nothing to take, PnL " in lines[-1]
+
+
+def test_a_maker_whose_settings_pass_the_rate_limit_is_refused_before_connecting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The finding (session 25): `--levels 10` over 4 symbols every 0.1 s is 400 quotes a
+    second against a connection's 200 tokens a second: the bot ran, and the venue refused
+    578 of its requotes `RATE_LIMITED` in 6 s, round after round. It is now refused at the
+    start, saying which settings pass."""
+    status = _cli(
+        "bot", "market-maker", "--url", "ws://127.0.0.1:9/ws/trade",
+        "--symbol", f"{SYMBOL},{BILL},MSFTx-USD,NVDAx-USD", "--spread", "10", "--size", "1",
+        "--levels", "10", "--interval", "0.1", "--config", str(SAMPLE_CONFIG),
+    )  # fmt: skip
+    assert status == 2
+    assert capsys.readouterr().err == (
+        "venue: 10 levels x 4 symbols every 0.1 s is 400 quotes a second, past the 100 a"
+        " market maker may send (half a connection's rate limit, 200 a second by default):"
+        " quote fewer levels or symbols, or requote every 0.4 s or more (--interval)\n"
+    )
+    MarketMaker("ws://127.0.0.1:9", "k", "s", [SYMBOL], Decimal(10), SIZE, 10, 0.1)  # 100/s
+
+
 def test_a_bot_that_cannot_reach_the_venue_says_so_in_one_line_on_stderr() -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
@@ -601,11 +642,63 @@ def _answer_not_a_websocket(listener: socket.socket) -> None:
         connection.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello")
 
 
+def test_a_bot_told_to_stop_while_the_venue_does_not_answer_stops_within_its_grace() -> None:
+    """The finding (session 25): Ctrl-C, SIGTERM or `--seconds` only set the bot's stop
+    flag, read between rounds; a bot waiting on a venue that took its connection but did not
+    answer (frozen, overloaded) sat out that wait first: the handshake's 10 s, the logon's
+    or a request's 30 s, deaf to Ctrl-C, then its close's 10 s. It now has `STOP_GRACE_S`
+    to end, and as long for its close, then is cut short, saying so."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        frozen = threading.Event()  # set: the test is over, the frozen venue lets go
+        answering = threading.Thread(target=_take_and_freeze, args=(listener, frozen))
+        answering.start()
+        command = [sys.executable, "-m", "cli.main", "bot", "market-maker", "--symbol", SYMBOL]
+        command += ["--spread", "10", "--size", "1", "--seconds", "1"]
+        command += ["--config", str(SAMPLE_CONFIG), "--url", f"ws://127.0.0.1:{port}/ws/trade"]
+        try:  # bounded well below the logon's 30 s timeout it used to wait out
+            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=20)
+        finally:
+            frozen.set()
+            answering.join(READY_TIMEOUT_S)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"bot stopped: asked to stop, it was still waiting for the venue {STOP_GRACE_S:g} s"
+        " later, so it was cut short (cancel-on-disconnect pulls any quote left)"
+    )
+
+
+def _take_and_freeze(listener: socket.socket, frozen: threading.Event) -> None:
+    """A venue that completes one websocket handshake, then freezes: it reads nothing more
+    and answers nothing (no logon, no close), until `frozen` is set."""
+    listener.settimeout(30.0)  # bounded: the bot connects within seconds or the test fails
+    connection, _ = listener.accept()
+    with connection:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += connection.recv(4096)
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in request.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")
+        )
+        accept = base64.b64encode(hashlib.sha1(key + WEBSOCKET_GUID).digest())
+        connection.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
+        frozen.wait(30.0)
+
+
 def test_a_bot_whose_venue_stops_under_it_exits_non_zero_saying_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The finding: a bot whose connection ended (the venue stopped or restarted) logged a
-    warning and exited 0, as after a clean run: a supervisor would not restart it."""
+    warning and exited 0, as after a clean run: a supervisor would not restart it. And
+    (session 25) its line quoted the SDK's advice to a program, "resume() reopens it"."""
     background = BackgroundVenue(tmp_path / "data").start()
     stopping = threading.Timer(2.0, background.stop)  # once the maker quotes
     stopping.start()
@@ -620,6 +713,8 @@ def test_a_bot_whose_venue_stops_under_it_exits_non_zero_saying_so(
     err = capsys.readouterr().err
     assert status == 1
     assert "bot stopped: the connection ended" in err, err
+    # the SDK's advice to its caller (session 25's finding: "...; resume() reopens it")
+    assert "resume()" not in err and "order_status" not in err, err
 
 
 def _unreachable_url() -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from client import sdk
 from client.sdk import (
     NO_TIMEOUT,
     REQUEST_TIMEOUT_S,
@@ -16,15 +17,19 @@ from client.sdk import (
     ConnectionLost,
     ExecReport,
     OrderResult,
+    PartlyDone,
+    PushesDropped,
     RequestTimeout,
     VenueClient,
     VenueError,
     packed_url,
     unknown_outcome,
 )
+from gateway.auth import KeyStore
 from tests.conftest import KEYS, Venue, drain_pushes
 
 SYMBOL = "AAPLx-USD"
+OTHER = "NVDAx-USD"
 
 
 def test_results_and_events_are_typed(run_venue: Any) -> None:
@@ -565,3 +570,218 @@ def test_a_request_before_connect_raises_connection_lost(run_venue: Any) -> None
         assert (lost.value.sent, lost.value.outcome_unknown) == (False, False)
 
     run_venue(scenario)
+
+
+def test_a_partly_done_quote_mass_raises_partly_done_with_what_was_done(run_venue: Any) -> None:
+    """The finding (session 25): a 409 (some commands of an `order.batch` or `quote.mass`
+    done, others refused) raised `VenueError("409 ? (0): ")` from `request()`: no words, and
+    the answer's results lost, so a caller took the quote placed beside a refused one for
+    nothing done. It raises `PartlyDone` (a `VenueError`) with the results and says so."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.place(SYMBOL, "sell", "1", "190.00")  # a bid at 191 would take it
+        await alpha.request("session.cod", {"enabled": True})
+        quotes = [{"symbol": SYMBOL, "bid_px": "180.00", "bid_qty": "1", "ask_px": "191.00"}]
+        quotes[0]["ask_qty"] = "1"
+        await alpha.request("quote.mass", {"quote_set": "q", "quotes": quotes})
+        quotes = [{"symbol": SYMBOL, "bid_px": "191.00", "bid_qty": "1", "ask_px": "192.00"}]
+        quotes[0]["ask_qty"] = "1"
+        with pytest.raises(PartlyDone) as partly:
+            await alpha.request("quote.mass", {"quote_set": "q", "quotes": quotes})
+        refused = partly.value
+        assert isinstance(refused, VenueError) and refused.status == 409
+        assert str(refused) == (
+            "409 PARTLY_DONE (0): quote.mass partly done: 1 of 2 done, 1 refused, the first (#0)"
+            " POST_ONLY_WOULD_TAKE: the amended order would take; see .results"
+        )
+        ask = refused.results[1]
+        assert ask["status"] == 200, refused.results
+        open_asks = [o for o in (await alpha.open_orders())["orders"] if o["quote_set"] == "q"]
+        assert [(o["order_id"], o["price"]) for o in open_asks if o["side"] == "sell"] == [
+            (ask["result"]["order_id"], "192.00")
+        ]
+        with pytest.raises(PartlyDone, match=r"order.batch partly done: 0 of 1 done.*ORDER"):
+            ops = [{"method": "order.cancel", "params": {"order_id": 987_654}}]
+            await alpha.request("order.batch", {"ops": ops})
+
+    run_venue(scenario)
+
+
+def test_a_rate_limited_request_says_when_to_retry(run_venue: Any) -> None:
+    """The finding (session 25): a 429's `retry_after_ms` (top level of the answer) was not
+    on the `VenueError`, whose message was only "slow down": a caller could not tell how
+    long to wait."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        with pytest.raises(VenueError) as refused:
+            await alpha.cancel(order_id=987_654)
+        assert refused.value.retry_after_ms is None  # only a 429 says when to retry
+        answers = await asyncio.gather(
+            *(alpha.request("ping") for _ in range(1_000)), return_exceptions=True
+        )
+        limited = [a for a in answers if isinstance(a, VenueError)]
+        assert limited and all(error.name == "RATE_LIMITED" for error in limited)
+        first = limited[0]
+        assert first.retry_after_ms is not None and first.retry_after_ms > 0
+        words = f"429 RATE_LIMITED (3000): slow down (retry after {first.retry_after_ms} ms)"
+        assert str(first) == words
+
+    run_venue(scenario)
+
+
+def test_a_resume_refused_at_logon_leaves_no_connection_open_and_stays_given_up(
+    run_venue: Any,
+) -> None:
+    """The finding (session 25): a resume whose logon was refused (a venue back without the
+    key) left its new connection open and not logged on. Requests went out on it and got 401
+    `NOT_AUTHENTICATED` ("log on first") though the caller had logged on, and ping answered
+    as if all were well; after the last try (`gave_up`) the venue closed it 10 s later
+    (4001), which started the whole resume again: `gave_up` turned False, a second
+    `gave_up` notice came, and so on every ~18 s. Now each failed try closes its connection."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05, 0.05))
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        venue.server.auth.store = KeyStore()  # as a venue back without the key
+        await dropped(venue, alpha)
+        notice = await alpha.next_push(5)
+        assert (notice["type"], alpha.gave_up) == ("gave_up", True)
+        assert "BAD_SIGNATURE" in notice["error"], notice
+        with pytest.raises(ConnectionLost, match="gave up reopening it"):
+            await alpha.request("ping")
+        for _ in range(100):  # the venue sees each try's connection close
+            if not venue.server.sessions:
+                break
+            await asyncio.sleep(0.02)
+        assert not venue.server.sessions, "a connection waits for a logon that never comes"
+        assert alpha._resuming is not None and alpha._resuming.done()
+
+    run_venue(scenario)
+
+
+def test_pushes_dropped_unread_are_told_not_lost_in_silence(run_venue: Any) -> None:
+    """The finding (session 25): past `PUSH_QUEUE_MAX` unread pushes the SDK dropped the
+    oldest without a word, private-stream events (fills) among them: a slow reader's
+    positions went wrong unseen. The next `next_push` now returns a `pushes_dropped` notice
+    first, and `next_account_event` raises `PushesDropped` once."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), pushes_max=4)
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        subscribed = await alpha.subscribe_account()
+        for n in range(3):  # the snapshot, then 3 x (exec, balance): 3 dropped
+            await alpha.place(SYMBOL, "sell", "1", f"19{n}.00")
+        await alpha.request("ping")  # every push of the places is in
+        assert alpha.pushes_dropped == 3
+        with pytest.raises(PushesDropped) as dropped_events:
+            await alpha.next_account_event()
+        snapshot_seq = subscribed["seq"]  # the first dropped: the snapshot, then 2 events
+        assert (dropped_events.value.count, dropped_events.value.first_seq) == (3, snapshot_seq)
+        assert f"3 private-stream events from seq {snapshot_seq} on" in str(dropped_events.value)
+        assert (await alpha.next_push())["ch"] == "client"  # the general notice, then the rest
+        kept = [push["seq"] for push in await drain_pushes(alpha)]
+        assert kept == list(range(subscribed["seq"] + 3, subscribed["seq"] + 7))
+
+    run_venue(scenario)
+
+
+def test_the_pushes_dropped_notice_comes_first_from_next_push(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), pushes_max=2)
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        subscribed = await alpha.subscribe_account()
+        await alpha.place(SYMBOL, "sell", "1", "190.00")
+        await alpha.request("ping")
+        assert await alpha.next_push() == {  # the snapshot was dropped: first, a notice
+            "ch": "client",
+            "type": "pushes_dropped",
+            "count": 1,
+            "account_events": 1,
+            "first_account_seq": subscribed["seq"],
+        }
+        assert [push["seq"] for push in await drain_pushes(alpha)] == [
+            subscribed["seq"] + 1,
+            subscribed["seq"] + 2,
+        ]
+
+    run_venue(scenario)
+
+
+def test_a_resumed_connection_has_cancel_on_disconnect_on_again(run_venue: Any) -> None:
+    """The finding (session 25): cancel-on-disconnect is the connection's, and `resume()`
+    (so `auto_resume`) logged on and resubscribed but left it off on the new connection: a
+    market maker that had enabled it found its orders placed after a reconnect left on the
+    book when it died, and its `quote.mass` refused `COD_REQUIRED`. `resume()` now enables
+    it again when `session.cod` had."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        await alpha.request("session.cod", {"enabled": True})
+        await dropped(venue, alpha)
+        for _ in range(200):
+            if alpha.resumed:
+                break
+            await asyncio.sleep(0.02)
+        assert alpha.resumed == 1
+        assert (await alpha.request("session.status"))["cod"] is True
+        placed = await alpha.place(SYMBOL, "sell", "1", "190.00")
+        await alpha.close()
+        probe = await venue.client("alpha")
+        for _ in range(200):  # COD runs once the venue sees the close
+            status = await probe.order_status(order_id=placed["order_id"])
+            if status["status"] != "new":
+                break
+            await asyncio.sleep(0.02)
+        assert (status["status"], status["reason"]) == ("canceled", "cod")
+        off = VenueClient(venue.url())
+        venue.clients.append(await off.connect())
+        await off.logon(*KEYS["alpha"])
+        await off.request("session.cod", {"enabled": True})
+        await off.request("session.cod", {"enabled": False})
+        await off.resume()
+        assert (await off.request("session.status"))["cod"] is False  # off stays off
+
+    run_venue(scenario)
+
+
+def test_resume_follows_the_public_streams_again_not_only_the_books(run_venue: Any) -> None:
+    """The finding (session 25): `resume()` followed again the private stream and the books
+    only: a client that followed `trades`, `bbo`, `ticker`, `instruments` or `candles` lost
+    them at a reconnect without a word. It now follows again every public stream it
+    subscribed and did not unsubscribe."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.subscribe_book(SYMBOL)
+        await alpha.request("subscribe", {"ch": "trades", "symbols": [SYMBOL, OTHER]})
+        await alpha.request("subscribe", {"ch": "candles", "symbols": [SYMBOL], "interval": "1m"})
+        await alpha.request("subscribe", {"ch": "candles", "symbols": [OTHER], "interval": "5m"})
+        await alpha.request("subscribe", {"ch": "bbo"})  # every symbol
+        await alpha.request("unsubscribe", {"ch": "bbo", "symbols": [OTHER]})
+        await alpha.request("subscribe", {"ch": "ticker", "symbols": [SYMBOL]})
+        await alpha.request("unsubscribe", {"ch": "ticker"})
+        before = (await alpha.request("subscriptions"))["subscriptions"]
+        await alpha.resume()
+        assert (await alpha.request("subscriptions"))["subscriptions"] == before
+        assert f"trades:{OTHER}" in before and f"candles:{OTHER}:5m" in before
+        assert f"bbo:{OTHER}" not in before and not any(n.startswith("ticker") for n in before)
+
+    run_venue(scenario)
+
+
+def test_streams_are_followed_again_in_requests_of_at_most_100_symbols() -> None:
+    names = [f"trades:S{n}" for n in range(150)] + ["candles:A:B:1h", "candles:C:1h"]
+    requests = sdk._subscriptions(names)
+    assert [(r["ch"], len(r["symbols"]), r.get("interval")) for r in requests] == [
+        ("trades", 100, None),
+        ("trades", 50, None),
+        ("candles", 2, "1h"),
+    ]
+    assert requests[2]["symbols"] == ["A:B", "C"]  # a symbol may hold a colon
