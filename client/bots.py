@@ -51,10 +51,13 @@ REFUSED_ALL_MAX = 20  # orders tried with none accepted: the bot stops, it canno
 STATUS_INTERVAL_S = 5.0  # off a terminal: a status line this often, readable in a log
 LIVE_REFRESH_S = 0.5  # on a terminal: the one status line is rewritten this often
 LEVELS_MAX = 10  # one quote set per level; a deeper ladder is a real strategy's business
-INTERVAL_S_MIN = 0.1  # 10 levels x 10 requotes/s = 100 quotes/s: half a connection's rate
-# Quotes a market maker may send a second (levels x symbols / interval; each costs 1 token):
-# half a connection's 200 tokens/s (venue.toml's default), the rest left for pulls and
-# queries. Past it the venue refuses most of its requotes RATE_LIMITED, round after round.
+INTERVAL_S_MIN = 0.1  # 5 levels requoted 10 times a second: at most 100 tokens/s
+# Tokens a market maker may spend a second on its quotes: half a connection's 200 tokens/s
+# (venue.toml's default), the rest left for pulls and queries. A round costs up to 2 x
+# levels x symbols: a quote costs 1 token per `quote.mass` it is in, and a level whose bid
+# and ask move opposite ways relative to the last round sends them in two requests (the
+# side moving away first, see `_quote`). Past it the venue refuses most of its requotes
+# RATE_LIMITED, round after round.
 QUOTES_PER_S_MAX = 100
 TAKER_RATE_PER_S_MAX = 100  # half a connection's 200 requests/s, leaving room to pull
 SKEW_SPREAD_PER_LOT = Decimal("0.25")  # one quote size of inventory leans a quarter spread
@@ -863,16 +866,19 @@ async def _show_status(status: StatusLine, text: Callable[[], str], stop: asynci
 
 
 def _check_quote_rate(levels: int, symbols: int, interval_s: float) -> None:
-    """A ValueError unless `levels` x `symbols` quotes every `interval_s` stay within
-    `QUOTES_PER_S_MAX` a second, naming the settings that would."""
-    per_s = levels * symbols / interval_s
+    """A ValueError unless a round of `levels` x `symbols` every `interval_s`, at its
+    dearest (2 tokens a level: see `QUOTES_PER_S_MAX`), stays within `QUOTES_PER_S_MAX`
+    tokens a second, naming the settings that would."""
+    round_tokens = 2 * levels * symbols
+    per_s = round_tokens / interval_s
     if per_s > QUOTES_PER_S_MAX:
-        least_s = levels * symbols / QUOTES_PER_S_MAX
+        least_s = round_tokens / QUOTES_PER_S_MAX
         raise ValueError(
-            f"{levels} levels x {symbols} symbols every {interval_s:g} s is {per_s:g} quotes a"
-            f" second, past the {QUOTES_PER_S_MAX} a market maker may send (half a"
-            " connection's rate limit, 200 a second by default): quote fewer levels or"
-            f" symbols, or requote every {least_s:g} s or more (--interval)"
+            f"{levels} levels x {symbols} symbols every {interval_s:g} s costs up to {per_s:g}"
+            f" tokens a second (a level's bid and ask may go in two requests), past the"
+            f" {QUOTES_PER_S_MAX} a market maker may spend (half a connection's rate limit,"
+            " 200 a second by default): quote fewer levels or symbols, or requote every"
+            f" {least_s:g} s or more (--interval)"
         )
 
 

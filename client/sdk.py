@@ -335,6 +335,8 @@ class VenueClient:
         refused_retries_max: int = REFUSED_RETRIES_MAX,
         pushes_max: int = PUSH_QUEUE_MAX,
     ) -> None:
+        if pushes_max < 1:  # asyncio.Queue(0) would have no bound at all
+            raise ValueError(f"pushes_max must be at least 1, not {pushes_max}")
         self.url = url
         self.request_timeout_s = request_timeout_s  # checked: see the property
         self.packed = packed
@@ -382,6 +384,13 @@ class VenueClient:
         self._request_timeout_s = timeout_s
 
     async def connect(self) -> "VenueClient":
+        """Open a new connection. Cancel-on-disconnect is the connection's: a new one starts
+        without it, and `resume()` turns it on again only where the last connection had it
+        (a user's own `connect()` after `close()` forgets it)."""
+        self._cod_enabled = False
+        return await self._connect()
+
+    async def _connect(self) -> "VenueClient":
         self._closing = False
         url = packed_url(self.url) if self.packed else self.url
         self.websocket = await self._open(url)
@@ -568,7 +577,7 @@ class VenueClient:
             await self.close()
         finally:
             self.auto_resume = auto_resume
-        await self.connect()
+        await self._connect()  # not `connect`: it keeps the last connection's COD to restore
         try:
             await self._follow_again()
         except Exception:
@@ -584,8 +593,12 @@ class VenueClient:
                 await self.request("session.cod", {"enabled": True})
             if self._account_followed:
                 await self.subscribe_account(since_seq=self.account_seq)
-        for symbol, depth in self._book_depths.items():
-            await self.subscribe_book(symbol, depth)
+        # A copy: the user may follow or drop a book while this awaits (the dict changing size
+        # raised RuntimeError, and the resume closed the new connection for it). A book dropped
+        # meanwhile is not followed again.
+        for symbol, depth in list(self._book_depths.items()):
+            if self._book_depths.get(symbol) == depth:
+                await self.subscribe_book(symbol, depth)
         for params in _subscriptions(self._streams):
             await self.request("subscribe", params)
 

@@ -593,11 +593,16 @@ def test_a_maker_whose_settings_pass_the_rate_limit_is_refused_before_connecting
     )  # fmt: skip
     assert status == 2
     assert capsys.readouterr().err == (
-        "venue: 10 levels x 4 symbols every 0.1 s is 400 quotes a second, past the 100 a"
-        " market maker may send (half a connection's rate limit, 200 a second by default):"
-        " quote fewer levels or symbols, or requote every 0.4 s or more (--interval)\n"
+        "venue: 10 levels x 4 symbols every 0.1 s costs up to 800 tokens a second (a level's"
+        " bid and ask may go in two requests), past the 100 a market maker may spend (half a"
+        " connection's rate limit, 200 a second by default): quote fewer levels or symbols,"
+        " or requote every 0.8 s or more (--interval)\n"
     )
-    MarketMaker("ws://127.0.0.1:9", "k", "s", [SYMBOL], Decimal(10), SIZE, 10, 0.1)  # 100/s
+    MarketMaker("ws://127.0.0.1:9", "k", "s", [SYMBOL], Decimal(10), SIZE, 10, 0.2)  # 100/s
+    # A round moving the centre sends each level's sides in two requests, 2 tokens a level
+    # (review of session 25: the check counted 1, letting 10 levels every 0.1 s spend 200/s).
+    with pytest.raises(ValueError, match="costs up to 200 tokens a second"):
+        MarketMaker("ws://127.0.0.1:9", "k", "s", [SYMBOL], Decimal(10), SIZE, 10, 0.1)
 
 
 def test_a_bot_that_cannot_reach_the_venue_says_so_in_one_line_on_stderr() -> None:

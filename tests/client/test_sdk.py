@@ -30,6 +30,7 @@ from tests.conftest import KEYS, Venue, drain_pushes
 
 SYMBOL = "AAPLx-USD"
 OTHER = "NVDAx-USD"
+BILL = "TB-2027-03-04-USD"
 
 
 def test_results_and_events_are_typed(run_venue: Any) -> None:
@@ -747,8 +748,57 @@ def test_a_resumed_connection_has_cancel_on_disconnect_on_again(run_venue: Any) 
         await off.request("session.cod", {"enabled": False})
         await off.resume()
         assert (await off.request("session.status"))["cod"] is False  # off stays off
+        # A user's own `connect()` after `close()` is a new connection without COD: a resume
+        # of it kept the closed one's COD and turned it on (review of session 25).
+        fresh = VenueClient(venue.url())
+        venue.clients.append(await fresh.connect())
+        await fresh.logon(*KEYS["alpha"])
+        await fresh.request("session.cod", {"enabled": True})
+        await fresh.close()
+        await fresh.connect()
+        await fresh.logon(*KEYS["alpha"])
+        await fresh.resume()
+        assert (await fresh.request("session.status"))["cod"] is False
 
     run_venue(scenario)
+
+
+def test_a_book_followed_or_dropped_during_a_resume_does_not_fail_it(run_venue: Any) -> None:
+    """`resume()` walked the followed books while awaiting each subscribe: a book the user
+    followed meanwhile changed the dict's size, the walk raised RuntimeError and the resume
+    closed its new connection (review of session 25). A book dropped meanwhile is not
+    followed again."""
+
+    async def scenario(venue: Venue) -> None:
+        watcher = await venue.client(endpoint="public")
+        await watcher.subscribe_book(SYMBOL)
+        await watcher.subscribe_book(OTHER)
+        await watcher.subscribe_book("MSFTx-USD")
+        original = watcher.subscribe_book
+        calls = 0
+
+        async def meanwhile(symbol: str, depth: int = 10) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 1:  # the user, while the resume awaits its first book
+                await original("SPYx-USD")
+                await original(BILL)  # two more, one fewer: the dict grows
+                await watcher.request("unsubscribe", {"ch": "book", "symbols": [OTHER]})
+                watcher._book_depths.pop(OTHER, None)  # as the SDK's unsubscribe forgets it
+            return await original(symbol, depth)
+
+        watcher.subscribe_book = meanwhile  # type: ignore[method-assign]
+        await watcher.resume()  # before: RuntimeError, the connection closed
+        names = set((await watcher.request("subscriptions"))["subscriptions"])
+        assert names == {f"book:{s}:10" for s in (SYMBOL, "MSFTx-USD", "SPYx-USD", BILL)}, names
+
+    run_venue(scenario)
+
+
+def test_a_push_queue_without_room_is_refused() -> None:
+    """`pushes_max` 0 made `asyncio.Queue(0)`, which has no bound at all."""
+    with pytest.raises(ValueError, match="pushes_max must be at least 1"):
+        VenueClient("ws://127.0.0.1:9", pushes_max=0)
 
 
 def test_resume_follows_the_public_streams_again_not_only_the_books(run_venue: Any) -> None:
