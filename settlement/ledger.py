@@ -34,6 +34,7 @@ PENDING_WITHDRAWALS_MAX = 100  # per account: a custodian pays out within a day
 # the engine's UNITS_MAX. Every balance is at most that plus a little rounding, and each is
 # snapshotted, hashed and stored as a signed 64-bit integer.
 SUPPLY_MAX = 2**62
+HOUR_US = 3_600_000_000  # staleness is read in hours (the config's reserve_staleness_hours)
 
 
 class AssetSpec(msgspec.Struct, frozen=True, gc=False):
@@ -466,9 +467,12 @@ class Ledger:
             return Refused("ASSET_MATURED", _matured(asset))
         attestation = self.attestations.get(asset)
         if attestation is None or ts_us - attestation.as_of_us > staleness_max_us:
-            return Refused("RESERVES_STALE", f"no fresh reserve attestation for {asset}")
-        if self.supply(asset) + amount > attestation.amount:
-            return Refused("RESERVES_EXCEEDED", f"supply of {asset} would exceed its reserves")
+            detail = stale_detail(asset, attestation, ts_us, staleness_max_us)
+            return Refused("RESERVES_STALE", detail)
+        supply = self.supply(asset)
+        if supply + amount > attestation.amount:
+            scale = self.assets[asset].scale
+            return Refused("RESERVES_EXCEEDED", exceeded_detail(attestation, supply, amount, scale))
         past = self.supply_past_max(asset, amount, redemptions or {})
         if past is not None:
             return Refused("SUPPLY_OUT_OF_RANGE", past)
@@ -647,6 +651,33 @@ def _restates(previous: Attestation, attestation: Attestation) -> bool:
     """Whether `attestation` gives another amount for the moment of `previous` (the same
     amount again is a retry, and is taken)."""
     return attestation.as_of_us == previous.as_of_us and attestation.amount != previous.amount
+
+
+def stale_detail(
+    asset: str, attestation: Attestation | None, ts_us: int, staleness_max_us: int
+) -> str:
+    """Why a deposit finds no fresh attestation, with the figures the operator needs: how
+    old the latest is against the bound (hours, to a tenth), or that there is none."""
+    said = f"no fresh reserve attestation for {asset}"
+    if attestation is None:
+        return f"{said}: it has none; attest its reserves first"
+    age_h = (ts_us - attestation.as_of_us) / HOUR_US
+    return (
+        f"{said}: the latest, as of {attestation.as_of_us} µs, is {age_h:.1f} h old, past the"
+        f" {staleness_max_us / HOUR_US:.1f} h a deposit allows (reserve staleness); attest"
+        " its reserves again"
+    )
+
+
+def exceeded_detail(attestation: Attestation, supply: int, amount: int, scale: int) -> str:
+    """Why a deposit would pass the reserves, in the asset's decimals: what is out, what the
+    deposit adds, and what the custodian attests."""
+    return (
+        f"supply of {attestation.asset} would exceed its reserves:"
+        f" {decimal_text(supply, scale)} out plus this {decimal_text(amount, scale)} is"
+        f" {decimal_text(supply + amount, scale)}, past the"
+        f" {decimal_text(attestation.amount, scale)} attested as of {attestation.as_of_us} µs"
+    )
 
 
 def decimal_text(units: int, scale: int) -> str:

@@ -64,7 +64,14 @@ from engine.events import (
 from engine.instrument import InstrumentSpec
 from engine.reasons import ErrorCode
 from engine.units import UNITS_MAX
-from settlement.ledger import AssetSpec, Attestation, Participant, Withdrawal
+from settlement.ledger import (
+    AssetSpec,
+    Attestation,
+    Participant,
+    Withdrawal,
+    exceeded_detail,
+    stale_detail,
+)
 from settlement.transfers import Transfer, TransferKind
 from tests.engine.reference import TEXT_MAX, Market, Order, ReferenceVenue
 
@@ -868,10 +875,12 @@ class ReferenceClearedVenue(ReferenceVenue):
             return self._custody_reject(cmd, name, E.ASSET_MATURED, _matured(cmd.asset))
         attestation = self.attestations.get(cmd.asset)
         if attestation is None or self.ts - attestation.as_of_us > self.staleness_max:
-            detail = f"no fresh reserve attestation for {cmd.asset}"
+            detail = stale_detail(cmd.asset, attestation, self.ts, self.staleness_max)
             return self._custody_reject(cmd, name, E.RESERVES_STALE, detail)
-        if self.supply(cmd.asset) + cmd.amount > attestation.amount:
-            detail = f"supply of {cmd.asset} would exceed its reserves"
+        supply = self.supply(cmd.asset)
+        if supply + cmd.amount > attestation.amount:
+            scale = self.assets[cmd.asset]
+            detail = exceeded_detail(attestation, supply, cmd.amount, scale)
             return self._custody_reject(cmd, name, E.RESERVES_EXCEEDED, detail)
         (minted,) = self._book([(ISSUANCE, cmd.account, cmd.asset, cmd.amount, TransferKind.MINT)])
         self.events.append(
