@@ -232,7 +232,8 @@ class Ledger:
             return Refused("BAD_PARAM", f"reserves are at most {SUPPLY_MAX} units")
         previous = self.attestations.get(attestation.asset)
         if previous is not None and attestation.as_of_us < previous.as_of_us:
-            return Refused("BAD_PARAM", "an attestation older than the latest one")
+            scale = self.assets[attestation.asset].scale
+            return Refused("BAD_PARAM", older_detail(previous, attestation.as_of_us, scale))
         if (
             before_split_refused
             and previous is not None
@@ -515,7 +516,7 @@ class Ledger:
             return Refused("UNKNOWN_ASSET", f"unknown asset {asset}")
         pending = sum(1 for w in self.withdrawals.values() if w.account == account)
         if pending >= PENDING_WITHDRAWALS_MAX:
-            return Refused("BAD_PARAM", f"at most {PENDING_WITHDRAWALS_MAX} pending withdrawals")
+            return Refused("BAD_PARAM", too_many_withdrawals_detail(account))
         if not self.hold(account, asset, amount):
             balance = self.balances.get((account, asset))  # a get: a refusal creates no row
             available = balance.available if balance is not None else 0
@@ -651,6 +652,25 @@ def _restates(previous: Attestation, attestation: Attestation) -> bool:
     """Whether `attestation` gives another amount for the moment of `previous` (the same
     amount again is a retry, and is taken)."""
     return attestation.as_of_us == previous.as_of_us and attestation.amount != previous.amount
+
+
+def older_detail(latest: Attestation, as_of_us: int, scale: int) -> str:
+    """Why a statement older than the latest is refused, saying the latest (its moment and
+    amount, which may be a split's rescaled one) so that the operator sees what to date after."""
+    amount = decimal_text(latest.amount, scale)
+    return (
+        f"an attestation older than the latest one: {latest.asset}'s latest is as of"
+        f" {latest.as_of_us} µs ({amount}), this one as of {as_of_us} µs; a new"
+        " statement needs a later as_of"
+    )
+
+
+def too_many_withdrawals_detail(account: int) -> str:
+    """Why an account can request no more withdrawals, and what frees one."""
+    return (
+        f"at most {PENDING_WITHDRAWALS_MAX} pending withdrawals: account {account} has"
+        f" {PENDING_WITHDRAWALS_MAX}; confirm or void one of them first"
+    )
 
 
 def stale_detail(

@@ -70,7 +70,9 @@ from settlement.ledger import (
     Participant,
     Withdrawal,
     exceeded_detail,
+    older_detail,
     stale_detail,
+    too_many_withdrawals_detail,
 )
 from settlement.transfers import Transfer, TransferKind
 from tests.engine.reference import TEXT_MAX, Market, Order, ReferenceVenue
@@ -847,7 +849,7 @@ class ReferenceClearedVenue(ReferenceVenue):
             return self._custody_reject(cmd, name, E.BAD_PARAM, "reserves cannot be negative")
         latest = self.attestations.get(cmd.asset)
         if latest is not None and cmd.as_of_us < latest.as_of_us:
-            detail = "an attestation older than the latest one"  # engine's choice
+            detail = older_detail(latest, cmd.as_of_us, self.assets[cmd.asset])
             return self._custody_reject(cmd, name, E.BAD_PARAM, detail)
         if latest is not None and cmd.as_of_us == latest.as_of_us and cmd.amount != latest.amount:
             recorded = Decimal(latest.amount).scaleb(-self.assets[cmd.asset])
@@ -902,7 +904,7 @@ class ReferenceClearedVenue(ReferenceVenue):
         if sum(1 for w in self.pending.values() if w.account == cmd.account) >= (
             PENDING_WITHDRAWALS_MAX
         ):
-            detail = f"at most {PENDING_WITHDRAWALS_MAX} pending withdrawals"
+            detail = too_many_withdrawals_detail(cmd.account)
             return self._custody_reject(cmd, name, E.BAD_PARAM, detail)
         available = self.available(cmd.account, cmd.asset)
         if available < cmd.amount:

@@ -72,3 +72,42 @@ def test_a_deposit_without_a_fresh_attestation_says_how_old_the_latest_is(
         await admin.request("admin.deposit", deposit)  # fresh: taken
 
     run_venue(operator)
+
+
+def test_a_statement_older_than_the_latest_says_which_is_the_latest(run_venue: RunVenue) -> None:
+    """It said only "an attestation older than the latest one": after a split the latest is
+    the venue's rescaled statement, which the operator did not send, so say it."""
+
+    async def operator(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        [usd] = [r for r in (await admin.request("reserves"))["reserves"] if r["asset"] == "USD"]
+        statement = {"asset": "USD", "amount": "26000000", "as_of": usd["as_of"] - 1}
+        assert await refused(admin, "admin.attest_reserves", statement) == (
+            "BAD_PARAM",
+            f"an attestation older than the latest one: USD's latest is as of {usd['as_of']}"
+            f" µs (25000000.000000), this one as of {usd['as_of'] - 1} µs; a new statement"
+            " needs a later as_of",
+        )
+
+    run_venue(operator)
+
+
+def test_the_withdrawal_past_the_most_pending_says_what_frees_one(run_venue: RunVenue) -> None:
+    async def operator(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        withdraw = {"account": 2, "asset": "USD", "amount": "1"}
+        ids = [
+            (await admin.request("admin.withdraw", withdraw))["withdrawal_id"] for _ in range(100)
+        ]
+        before = await admin.request("reserves")
+        with pytest.raises(VenueError) as error:
+            await admin.request("admin.withdraw", withdraw)
+        assert str(error.value) == (
+            "400 BAD_PARAM (1003): at most 100 pending withdrawals: account 2 has 100; confirm"
+            " or void one of them first"
+        )
+        assert await admin.request("reserves") == before
+        await admin.request("admin.void_withdrawal", {"withdrawal_id": ids[0]})
+        await admin.request("admin.withdraw", withdraw)  # one freed: taken
+
+    run_venue(operator)
