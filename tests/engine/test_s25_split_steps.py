@@ -8,6 +8,8 @@ every such split (`venue admin split` answered nothing, its retries hit a stoppe
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine.commands import (
     AttestReserves,
@@ -16,13 +18,14 @@ from engine.commands import (
     ListAsset,
     ListInstrument,
     PlaceOrder,
+    RequestWithdrawal,
     SetInstrumentStatus,
 )
 from engine.enums import InstrumentStatus, OrderType, Side, TimeInForce
-from engine.events import CorporateActionApplied, OrderAmended
+from engine.events import CommandRejected, CorporateActionApplied, OrderAmended
 from engine.reasons import ErrorCode
 from tests.engine.conftest import make_spec
-from tests.engine.test_corporate import PAYER, Corp, lieu_split
+from tests.engine.test_corporate import PAYER, SYMBOL, Corp, lieu_split
 
 FINE = "AAPLx-EUR"  # AAPLx again, at steps of 0.000001 share (AAPLx-USD's are 0.001)
 # holder 2's offer of all its 3.333333 shares there
@@ -91,3 +94,62 @@ def test_a_split_whose_sells_fit_goes_through_on_the_coarser_market(corp: Corp) 
     amended = [e.leaves_qty for e in events if isinstance(e, OrderAmended)]
     assert amended == [7_777_000]
     assert (corp.total(2, "AAPLx"), corp.held(2, "AAPLx")) == (7_777_000, 7_777_000)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    step=st.sampled_from([1, 7, 250, 1_000, 3_000]),
+    sells=st.lists(
+        st.tuples(st.sampled_from([1, 2, 3, PAYER]), st.booleans(), st.integers(1, 9)),
+        max_size=6,
+    ),
+    withdrawals=st.lists(
+        st.tuples(st.sampled_from([1, 2, 3]), st.integers(1, 3_000_000)), max_size=3
+    ),
+    ratio=st.tuples(st.integers(1, 12), st.integers(1, 12)).filter(lambda r: r[0] != r[1]),
+    named_fine=st.booleans(),
+)
+def test_any_split_of_an_asset_in_two_markets_applies_or_is_refused(
+    step: int,
+    sells: list[tuple[int, bool, int]],
+    withdrawals: list[tuple[int, int]],
+    ratio: tuple[int, int],
+    named_fine: bool,
+) -> None:
+    """Sells of whole holdings (or a part) in either market, pending withdrawals, any split
+    named on either: it applies with every invariant kept (holds within holdings), or it is
+    refused changing nothing; never a broken invariant."""
+    corp = Corp()
+    corp.ok(ListAsset(code="EUR", scale=2))
+    spec = make_spec(
+        symbol=FINE,
+        quote="EUR",
+        quote_decimals=2,
+        reference_price=9_000,
+        qty_step=step,
+        min_qty=step,
+    )
+    corp.ok(ListInstrument(spec=spec))
+    corp.ok(AttestReserves(asset="EUR", amount=1_000_000_00, as_of_us=0))
+    corp.ok(Deposit(account=PAYER, asset="EUR", amount=100_000_00))
+    ledger = corp.venue.ledger
+    assert ledger is not None
+    for account, amount in withdrawals:
+        corp.do(
+            RequestWithdrawal(
+                account=account, asset="AAPLx", amount=amount, held_through_actions=True
+            )
+        )
+    for account, fine, tenths in sells:
+        market = corp.venue.markets[FINE if fine else SYMBOL]
+        available = ledger.balance(account, "AAPLx").available * tenths // 9
+        qty = available // market.qty_step * market.qty_step
+        if qty >= market.min_qty:
+            corp.do(msgspec.structs.replace(SELL, account=account, symbol=market.symbol, qty=qty))
+    corp.halt()
+    corp.ok(SetInstrumentStatus(symbol=FINE, status=InstrumentStatus.HALTED))
+    split = msgspec.structs.replace(lieu_split(*ratio), symbol=FINE if named_fine else SYMBOL)
+    events = corp.do(split)  # invariants checked after it, as after every command
+    rejected = [e for e in events if isinstance(e, CommandRejected)]
+    if rejected:
+        assert rejected[0].reason is ErrorCode.BAD_PARAM and len(events) == 1
