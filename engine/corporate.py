@@ -81,7 +81,14 @@ class Corporate:
         spec = market.spec
         ts = cmd.ts_us
         booked = pay_dividend(
-            self.ledger, spec.base, spec.quote, cmd.payer, cmd.amount, cmd.amount_decimals, ts
+            self.ledger,
+            spec.base,
+            spec.quote,
+            cmd.payer,
+            cmd.amount,
+            cmd.amount_decimals,
+            ts,
+            unpaid_refused=cmd.paid_checked,
         )
         if isinstance(booked, Refused):
             facts: tuple[Fact, ...] = ()
