@@ -538,8 +538,9 @@ def _uncovered_detail(
         f" {named.spec.base} would hold {format_units(need, scale)} after the split, more than"
         f" the {format_units(entitlement.holding_after, scale)} its holding keeps at"
         f" {cmd.symbol}'s step of {format_units(named.qty_step, scale)}: name the market of"
-        f" the finest step ({finest.symbol}, {format_units(finest.qty_step, scale)}), or"
-        " cancel those sells first"
+        f" the finest step ({finest.symbol}, {format_units(finest.qty_step, scale)}; its"
+        " quote asset and reference price then price the cash in lieu), or cancel those sells"
+        " first"
     )
 
 

@@ -67,8 +67,8 @@ def test_a_split_whose_sells_would_pass_a_holding_is_refused_not_fatal(corp: Cor
     assert refused.detail == (
         "account 2's resting sells and pending withdrawals of AAPLx would hold 7.777777 after"
         " the split, more than the 7.777000 its holding keeps at AAPLx-USD's step of"
-        " 0.001000: name the market of the finest step (AAPLx-EUR, 0.000001), or cancel"
-        " those sells first"
+        " 0.001000: name the market of the finest step (AAPLx-EUR, 0.000001; its quote"
+        " asset and reference price then price the cash in lieu), or cancel those sells first"
     )
 
 
