@@ -250,6 +250,11 @@ class PayDividend(OperatorCommand, frozen=True, gc=False, kw_only=True):
     payer: int
     amount: int
     amount_decimals: int
+    # Refuse a dividend that pays no holder a single cash unit (a mistyped amount: the payer
+    # would give the rounding account a unit for nothing). Set where a dividend enters;
+    # absent (False) from records written before the check, which must replay as they ran.
+    paid_checked: bool = False
+    ENTRY_FLAGS: ClassVar[tuple[str, ...]] = ("paid_checked",)
 
 
 class SplitShares(OperatorCommand, frozen=True, gc=False, kw_only=True):

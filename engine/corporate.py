@@ -36,7 +36,7 @@ from engine.events import (
 from engine.instrument import band_limits, notional_cap_problem, unknown_symbol
 from engine.market import Market
 from engine.reasons import ErrorCode
-from engine.units import SCALE_MAX, UNITS_MAX
+from engine.units import SCALE_MAX, UNITS_MAX, format_units
 from settlement.corporate import (
     DividendShort,
     Entitlement,
@@ -81,7 +81,14 @@ class Corporate:
         spec = market.spec
         ts = cmd.ts_us
         booked = pay_dividend(
-            self.ledger, spec.base, spec.quote, cmd.payer, cmd.amount, cmd.amount_decimals, ts
+            self.ledger,
+            spec.base,
+            spec.quote,
+            cmd.payer,
+            cmd.amount,
+            cmd.amount_decimals,
+            ts,
+            unpaid_refused=cmd.paid_checked,
         )
         if isinstance(booked, Refused):
             facts: tuple[Fact, ...] = ()
@@ -128,8 +135,11 @@ class Corporate:
         provided = 0
         if lieu is not None:
             new, old = cmd.ratio_new, cmd.ratio_old
-            provided = plan_cash_in_lieu(self.ledger, asset, new, old, lieu).provided
+            plan = plan_cash_in_lieu(self.ledger, asset, new, old, lieu)
+            provided = plan.provided
             if self._lieu_refused(cmd, lieu, provided, events):
+                return
+            if self._sells_uncovered(cmd, markets, plan.entitlements, lieu, events):
                 return
             # Kept from the buys' new holds below (the payer's own buys cannot take it),
             # released just before the split books it.
@@ -204,6 +214,44 @@ class Corporate:
                 withdrawn[withdrawal.account] = withdrawn.get(withdrawal.account, 0) + rescaled
         price_num = market.reference_price * num
         return LieuTerms(spec.quote, cmd.payer, market.qty_step, price_num, den, withdrawn)
+
+    def _sells_uncovered(
+        self,
+        cmd: SplitShares,
+        markets: list[Market],
+        entitlements: list[Entitlement],
+        lieu: LieuTerms,
+        events: list[Event],
+    ) -> bool:
+        """Reject the split if some holder's resting sells and pending withdrawals would hold
+        more of the asset after it than its holding keeps; True if rejected.
+
+        Cash in lieu floors each holding to the named market's step, and each sell to its
+        own market's: where another market of the asset has a finer step (or one the named
+        step does not divide), a sell of a whole holding there rescales to more than the
+        holding floored to the coarser step, and could not be held: the venue stopped on a
+        broken invariant at every such split. Only sells the split keeps count (those below
+        the minimum and the like are canceled and hold nothing)."""
+        needs = dict(lieu.withdrawn)
+        for market in markets:
+            for order in market.book.iter_orders():
+                if order.side is not Side.SELL:
+                    continue
+                price, leaves = _rescaled(order, market, cmd.ratio_new, cmd.ratio_old)
+                if _survives(order, market, cmd, price, leaves):
+                    needs[order.account] = needs.get(order.account, 0) + leaves
+        for entitlement in entitlements:
+            need = needs.get(entitlement.account, 0)
+            if need > entitlement.holding_after:
+                self._reject(
+                    events,
+                    cmd,
+                    "split_shares",
+                    E.BAD_PARAM,
+                    _uncovered_detail(cmd, markets, entitlement, need),
+                )
+                return True
+        return False
 
     def _lieu_refused(
         self, cmd: SplitShares, lieu: LieuTerms, provided: int, events: list[Event]
@@ -331,12 +379,8 @@ class Corporate:
         spec = market.spec
         for order in list(market.book.iter_orders()):
             price, leaves = _rescaled(order, market, cmd.ratio_new, cmd.ratio_old)
-            if (
-                leaves < market.min_qty
-                or not 0 < price <= UNITS_MAX
-                or market.above_value_max(price, leaves, order.filled_value)
-                or _rescaled_cum(order, market, cmd.ratio_new, cmd.ratio_old) + leaves > UNITS_MAX
-                or not self._rehold(order, market, price, leaves)
+            if not _survives(order, market, cmd, price, leaves) or not self._rehold(
+                order, market, price, leaves
             ):
                 self.venue._cancel_open(order, CORPORATE, events)
                 continue
@@ -467,6 +511,37 @@ def _rescaled(order: Order, market: Market, ratio_new: int, ratio_old: int) -> t
         scaled // (ratio_new * tick) if order.side is Side.BUY else -(-scaled // (ratio_new * tick))
     )
     return ticks * tick, leaves
+
+
+def _survives(order: Order, market: Market, cmd: SplitShares, price: int, leaves: int) -> bool:
+    """Whether a split keeps the order at its new price and leaves (a buy must also find the
+    cash for its new hold): at least the minimum, a price within the venue's units, a worth
+    within what one order may trade, and totals within 64 bits."""
+    return not (
+        leaves < market.min_qty
+        or not 0 < price <= UNITS_MAX
+        or market.above_value_max(price, leaves, order.filled_value)
+        or _rescaled_cum(order, market, cmd.ratio_new, cmd.ratio_old) + leaves > UNITS_MAX
+    )
+
+
+def _uncovered_detail(
+    cmd: SplitShares, markets: list[Market], entitlement: Entitlement, need: int
+) -> str:
+    """Why a split is refused whose rescaled sells would pass a holding: the figures, and
+    the market whose step to name instead (the finest) or the orders to cancel first."""
+    named = next(m for m in markets if m.symbol == cmd.symbol)
+    scale = named.spec.qty_decimals
+    finest = min(markets, key=lambda m: (m.qty_step, m.symbol))
+    return (
+        f"account {entitlement.account}'s resting sells and pending withdrawals of"
+        f" {named.spec.base} would hold {format_units(need, scale)} after the split, more than"
+        f" the {format_units(entitlement.holding_after, scale)} its holding keeps at"
+        f" {cmd.symbol}'s step of {format_units(named.qty_step, scale)}: name the market of"
+        f" the finest step ({finest.symbol}, {format_units(finest.qty_step, scale)}; its"
+        " quote asset and reference price then price the cash in lieu), or cancel those sells"
+        " first"
+    )
 
 
 def _rescaled_cum(order: Order, market: Market, ratio_new: int, ratio_old: int) -> int:

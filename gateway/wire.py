@@ -1683,7 +1683,12 @@ def _pay_dividend(
         raise _Refusal(E.BAD_PRECISION, f"amount_per_share has more than {SCALE_MAX} decimals")
     amount = _positive(p.amount_per_share, len(fraction), "amount_per_share")
     return PayDividend(
-        ts_us=ts_us, symbol=p.symbol, payer=p.payer, amount=amount, amount_decimals=len(fraction)
+        ts_us=ts_us,
+        symbol=p.symbol,
+        payer=p.payer,
+        amount=amount,
+        amount_decimals=len(fraction),
+        paid_checked=True,
     )
 
 

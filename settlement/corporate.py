@@ -90,10 +90,12 @@ def pay_dividend(
     amount: int,
     amount_decimals: int,
     ts_us: int,
+    unpaid_refused: bool = False,
 ) -> DividendBooked | Refused:
     """Pay `amount / 10**amount_decimals` cash per whole share to every participant holding
     `asset` (the payer excepted), from the payer's available cash, in one chain. A payer
-    short of cash is refused with a `DividendShort`, which says by how much."""
+    short of cash is refused with a `DividendShort`, which says by how much; with
+    `unpaid_refused`, so is a dividend that pays no holder a unit but costs the payer one."""
     if payer not in ledger.participants:
         return Refused("UNKNOWN_ACCOUNT", f"unknown payer account {payer}")
     share_scale = ledger.assets[asset].scale
@@ -108,6 +110,12 @@ def pay_dividend(
         for account, total in holders
     ]
     paid = sum(e.cash for e in entitlements)
+    if unpaid_refused and provided and not paid:
+        largest = max(total for _, total in holders)
+        return Refused(
+            "BAD_PARAM",
+            _unpaid_detail(ledger, asset, cash_asset, amount, amount_decimals, largest, provided),
+        )
     short = payer_short(ledger, payer, cash_asset, cash_scale, provided, "the dividend")
     if short is not None:
         return short
@@ -154,6 +162,29 @@ def plan_cash_in_lieu(
         entitlements.append(Entitlement(account, total, after, cash))
     provided = -(-exact_total // (ratio_new * terms.price_den))
     return LieuPlan(entitlements, provided)
+
+
+def _unpaid_detail(
+    ledger: Ledger,
+    asset: str,
+    cash_asset: str,
+    amount: int,
+    amount_decimals: int,
+    largest: int,
+    provided: int,
+) -> str:
+    """Why a dividend that pays nobody is refused: the amount as given, the largest holding
+    (owed less than a cash unit), and the unit the payer would give away for nothing."""
+    cash_scale = ledger.assets[cash_asset].scale
+    unit = decimal_text(1, cash_scale)
+    holding = decimal_text(largest, ledger.assets[asset].scale)
+    return (
+        f"a dividend of {decimal_text(amount, amount_decimals)} {cash_asset} a share pays no"
+        f" holder anything: even the largest holding, {holding} {asset}, is owed less than"
+        f" {unit} {cash_asset}, the cash's smallest unit, and the"
+        f" payer would give {decimal_text(provided, cash_scale)} to the rounding account for"
+        " nothing; check amount_per_share"
+    )
 
 
 def lieu_refusal(ledger: Ledger, terms: LieuTerms, provided: int) -> Refused | None:

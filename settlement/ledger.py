@@ -34,6 +34,7 @@ PENDING_WITHDRAWALS_MAX = 100  # per account: a custodian pays out within a day
 # the engine's UNITS_MAX. Every balance is at most that plus a little rounding, and each is
 # snapshotted, hashed and stored as a signed 64-bit integer.
 SUPPLY_MAX = 2**62
+HOUR_US = 3_600_000_000  # staleness is read in hours (the config's reserve_staleness_hours)
 
 
 class AssetSpec(msgspec.Struct, frozen=True, gc=False):
@@ -231,7 +232,8 @@ class Ledger:
             return Refused("BAD_PARAM", f"reserves are at most {SUPPLY_MAX} units")
         previous = self.attestations.get(attestation.asset)
         if previous is not None and attestation.as_of_us < previous.as_of_us:
-            return Refused("BAD_PARAM", "an attestation older than the latest one")
+            scale = self.assets[attestation.asset].scale
+            return Refused("BAD_PARAM", older_detail(previous, attestation.as_of_us, scale))
         if (
             before_split_refused
             and previous is not None
@@ -466,9 +468,12 @@ class Ledger:
             return Refused("ASSET_MATURED", _matured(asset))
         attestation = self.attestations.get(asset)
         if attestation is None or ts_us - attestation.as_of_us > staleness_max_us:
-            return Refused("RESERVES_STALE", f"no fresh reserve attestation for {asset}")
-        if self.supply(asset) + amount > attestation.amount:
-            return Refused("RESERVES_EXCEEDED", f"supply of {asset} would exceed its reserves")
+            detail = stale_detail(asset, attestation, ts_us, staleness_max_us)
+            return Refused("RESERVES_STALE", detail)
+        supply = self.supply(asset)
+        if supply + amount > attestation.amount:
+            scale = self.assets[asset].scale
+            return Refused("RESERVES_EXCEEDED", exceeded_detail(attestation, supply, amount, scale))
         past = self.supply_past_max(asset, amount, redemptions or {})
         if past is not None:
             return Refused("SUPPLY_OUT_OF_RANGE", past)
@@ -511,7 +516,7 @@ class Ledger:
             return Refused("UNKNOWN_ASSET", f"unknown asset {asset}")
         pending = sum(1 for w in self.withdrawals.values() if w.account == account)
         if pending >= PENDING_WITHDRAWALS_MAX:
-            return Refused("BAD_PARAM", f"at most {PENDING_WITHDRAWALS_MAX} pending withdrawals")
+            return Refused("BAD_PARAM", too_many_withdrawals_detail(account))
         if not self.hold(account, asset, amount):
             balance = self.balances.get((account, asset))  # a get: a refusal creates no row
             available = balance.available if balance is not None else 0
@@ -647,6 +652,52 @@ def _restates(previous: Attestation, attestation: Attestation) -> bool:
     """Whether `attestation` gives another amount for the moment of `previous` (the same
     amount again is a retry, and is taken)."""
     return attestation.as_of_us == previous.as_of_us and attestation.amount != previous.amount
+
+
+def older_detail(latest: Attestation, as_of_us: int, scale: int) -> str:
+    """Why a statement older than the latest is refused, saying the latest (its moment and
+    amount, which may be a split's rescaled one) so that the operator sees what to date after."""
+    amount = decimal_text(latest.amount, scale)
+    return (
+        f"an attestation older than the latest one: {latest.asset}'s latest is as of"
+        f" {latest.as_of_us} µs ({amount}), this one as of {as_of_us} µs; a new"
+        " statement needs a later as_of"
+    )
+
+
+def too_many_withdrawals_detail(account: int) -> str:
+    """Why an account can request no more withdrawals, and what frees one."""
+    return (
+        f"at most {PENDING_WITHDRAWALS_MAX} pending withdrawals: account {account} has"
+        f" {PENDING_WITHDRAWALS_MAX}; confirm or void one of them first"
+    )
+
+
+def stale_detail(
+    asset: str, attestation: Attestation | None, ts_us: int, staleness_max_us: int
+) -> str:
+    """Why a deposit finds no fresh attestation, with the figures the operator needs: how
+    old the latest is against the bound (hours, to a tenth), or that there is none."""
+    said = f"no fresh reserve attestation for {asset}"
+    if attestation is None:
+        return f"{said}: it has none; attest its reserves first"
+    age_h = (ts_us - attestation.as_of_us) / HOUR_US
+    return (
+        f"{said}: the latest, as of {attestation.as_of_us} µs, is {age_h:.1f} h old, past the"
+        f" {staleness_max_us / HOUR_US:.1f} h a deposit allows (reserve staleness); attest"
+        " its reserves again"
+    )
+
+
+def exceeded_detail(attestation: Attestation, supply: int, amount: int, scale: int) -> str:
+    """Why a deposit would pass the reserves, in the asset's decimals: what is out, what the
+    deposit adds, and what the custodian attests."""
+    return (
+        f"supply of {attestation.asset} would exceed its reserves:"
+        f" {decimal_text(supply, scale)} out plus this {decimal_text(amount, scale)} is"
+        f" {decimal_text(supply + amount, scale)}, past the"
+        f" {decimal_text(attestation.amount, scale)} attested as of {attestation.as_of_us} µs"
+    )
 
 
 def decimal_text(units: int, scale: int) -> str:

@@ -64,7 +64,16 @@ from engine.events import (
 from engine.instrument import InstrumentSpec
 from engine.reasons import ErrorCode
 from engine.units import UNITS_MAX
-from settlement.ledger import AssetSpec, Attestation, Participant, Withdrawal
+from settlement.ledger import (
+    AssetSpec,
+    Attestation,
+    Participant,
+    Withdrawal,
+    exceeded_detail,
+    older_detail,
+    stale_detail,
+    too_many_withdrawals_detail,
+)
 from settlement.transfers import Transfer, TransferKind
 from tests.engine.reference import TEXT_MAX, Market, Order, ReferenceVenue
 
@@ -840,7 +849,7 @@ class ReferenceClearedVenue(ReferenceVenue):
             return self._custody_reject(cmd, name, E.BAD_PARAM, "reserves cannot be negative")
         latest = self.attestations.get(cmd.asset)
         if latest is not None and cmd.as_of_us < latest.as_of_us:
-            detail = "an attestation older than the latest one"  # engine's choice
+            detail = older_detail(latest, cmd.as_of_us, self.assets[cmd.asset])
             return self._custody_reject(cmd, name, E.BAD_PARAM, detail)
         if latest is not None and cmd.as_of_us == latest.as_of_us and cmd.amount != latest.amount:
             recorded = Decimal(latest.amount).scaleb(-self.assets[cmd.asset])
@@ -868,10 +877,12 @@ class ReferenceClearedVenue(ReferenceVenue):
             return self._custody_reject(cmd, name, E.ASSET_MATURED, _matured(cmd.asset))
         attestation = self.attestations.get(cmd.asset)
         if attestation is None or self.ts - attestation.as_of_us > self.staleness_max:
-            detail = f"no fresh reserve attestation for {cmd.asset}"
+            detail = stale_detail(cmd.asset, attestation, self.ts, self.staleness_max)
             return self._custody_reject(cmd, name, E.RESERVES_STALE, detail)
-        if self.supply(cmd.asset) + cmd.amount > attestation.amount:
-            detail = f"supply of {cmd.asset} would exceed its reserves"
+        supply = self.supply(cmd.asset)
+        if supply + cmd.amount > attestation.amount:
+            scale = self.assets[cmd.asset]
+            detail = exceeded_detail(attestation, supply, cmd.amount, scale)
             return self._custody_reject(cmd, name, E.RESERVES_EXCEEDED, detail)
         (minted,) = self._book([(ISSUANCE, cmd.account, cmd.asset, cmd.amount, TransferKind.MINT)])
         self.events.append(
@@ -893,7 +904,7 @@ class ReferenceClearedVenue(ReferenceVenue):
         if sum(1 for w in self.pending.values() if w.account == cmd.account) >= (
             PENDING_WITHDRAWALS_MAX
         ):
-            detail = f"at most {PENDING_WITHDRAWALS_MAX} pending withdrawals"
+            detail = too_many_withdrawals_detail(cmd.account)
             return self._custody_reject(cmd, name, E.BAD_PARAM, detail)
         available = self.available(cmd.account, cmd.asset)
         if available < cmd.amount:

@@ -810,12 +810,13 @@ def test_admin_requests_convert_to_their_commands() -> None:
 
 
 def test_corporate_actions_convert_exactly() -> None:
+    # new dividends are refused if they pay no holder a cash unit (`paid_checked`)
     assert convert("admin.pay_dividend", MINIMAL["admin.pay_dividend"]) == PayDividend(
-        symbol=SYMBOL, payer=7, amount=2_475, amount_decimals=4
+        symbol=SYMBOL, payer=7, amount=2_475, amount_decimals=4, paid_checked=True
     )
     whole = {"symbol": SYMBOL, "payer": 7, "amount_per_share": "3.500"}
     assert convert("admin.pay_dividend", whole) == PayDividend(
-        symbol=SYMBOL, payer=7, amount=35, amount_decimals=1
+        symbol=SYMBOL, payer=7, amount=35, amount_decimals=1, paid_checked=True
     )
     for text, code in (("0.000", E.BAD_PARAM), ("0." + "1" * 19, E.BAD_PRECISION)):
         bad = convert("admin.pay_dividend", whole | {"amount_per_share": text})
