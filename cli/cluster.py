@@ -1,8 +1,10 @@
 """`venue cluster`: a whole cluster on loopback until Ctrl-C (cluster/local.py does the work).
 
 Brings up 3 NATS nodes, PostgreSQL, an active and a standby core and two gateways as
-processes, prints where to connect, and stops everything on SIGINT or SIGTERM; a cluster
-that cannot start fails in one line (`cli.failures.CommandFailed`).
+processes, on any free ports or on the consecutive ports from `--ports FIRST`, says each step
+of the start and then where to connect, and stops everything on SIGINT or SIGTERM; a config
+every core would refuse, a port taken, or a cluster that cannot start fails in one line
+(`cli.failures.CommandFailed`), the first two before anything starts.
 """
 
 import argparse
@@ -16,6 +18,8 @@ from cli.failures import CommandFailed
 from cluster.local import ClusterError, LocalCluster
 from cluster.nats import NatsError
 from cluster.postgres import PostgresError
+from core import config as venue_config
+from core.venue_core import now_us
 
 # A loopback cluster shares one machine: a few of each show failover and spreading the
 # sessions; more only compete for its cores. At least one of each, or no cluster serves.
@@ -41,20 +45,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sqlite", action="store_true", help="each core books into SQLite, not PostgreSQL"
     )
+    parser.add_argument(
+        "--ports",
+        type=int_within(1, 65_535),
+        default=None,
+        metavar="FIRST",
+        help="listen on the consecutive ports from FIRST (NATS, PostgreSQL, then the gateways;"
+        " 3 x 3 + 1 + 2 = 12 by default), each checked free first; default: any free ports",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Bring the cluster up, say where to connect, and stop it all on Ctrl-C or SIGTERM."""
+    _check_config(args.config)  # before a directory is made or a process started
     # absolute: each role runs in the source tree, where a relative --dir would put its data
     directory = (args.dir or Path(tempfile.mkdtemp(prefix="venue-cluster-"))).resolve()
-    cluster = LocalCluster(
-        directory,
-        args.config.resolve(),
-        nats_nodes=args.nats_nodes,
-        postgres=not args.sqlite,
-        cores=args.cores,
-        gateways=args.gateways,
-    )
+    try:  # the ports are checked here, before anything starts
+        cluster = LocalCluster(
+            directory,
+            args.config.resolve(),
+            nats_nodes=args.nats_nodes,
+            postgres=not args.sqlite,
+            cores=args.cores,
+            gateways=args.gateways,
+            first_port=args.ports,
+            say=_say,
+        )
+    except ClusterError as refused:
+        raise CommandFailed(f"the cluster did not start: {refused}") from None
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # even if started with SIGINT ignored
         signal.signal(stop_signal, _interrupt)
     print(f"starting a local cluster in {directory} ...", flush=True)
@@ -76,6 +94,21 @@ def run(args: argparse.Namespace) -> int:
         cluster.stop()
     print("tokenvenue cluster stopped", flush=True)
     return 0
+
+
+def _check_config(path: Path) -> None:
+    """Refuse, in one line, a config every core would refuse (missing, not TOML, a wrong key
+    or amount), before NATS and PostgreSQL start for nothing; as `venue serve` checks it."""
+    config = venue_config.load(path)
+    try:
+        venue_config.setup_commands(config, now_us=now_us(), building=False)
+    except venue_config.ConfigError as invalid:
+        raise CommandFailed(f"{path}: {invalid}") from None
+
+
+def _say(step: str) -> None:
+    """One line per step of the start, which takes tens of seconds: a sign of life."""
+    print(f"  {step}", flush=True)
 
 
 def _interrupt(signum: int, frame: object) -> None:

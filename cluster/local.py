@@ -4,16 +4,20 @@ Owns `LocalCluster`, what `venue cluster` (cli/cluster.py) runs and the cluster 
 a NATS JetStream cluster (cluster/nats.py), optionally a throwaway PostgreSQL for the ledger
 (cluster/postgres.py), an active core and standby cores (`venue serve --role core`) and
 gateways (`venue serve --role gateway`), each process with its own log file and data
-directory under one directory, free ports on 127.0.0.1. Waits are bounded: a process is
-ready when its log says so. `kill` is SIGKILL (for fault tests), `terminate` SIGTERM to one
-process; `stop` is SIGTERM to every process, gateways first, then cores, then the services.
+directory under one directory, on 127.0.0.1: free ports, or the consecutive ones from a first
+port given (`ports_from`: a firewall's or a shared machine's known range). Waits are bounded:
+a process is ready when its log says so. `kill` is SIGKILL (for fault tests), `terminate`
+SIGTERM to one process; `stop` is SIGTERM to every process, gateways first, then cores, then
+the services.
 """
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -31,6 +35,25 @@ PORT_TAKEN: Final = "Address already in use"  # how `venue serve` says so (errno
 
 class ClusterError(RuntimeError):
     """A process of the cluster did not start, or stopped; the message quotes its log."""
+
+
+def ports_from(first_port: int, count: int) -> list[int]:
+    """The `count` consecutive ports from `first_port`, each free on 127.0.0.1 now; one
+    taken, or a range past 65535, is a `ClusterError` naming it."""
+    last_port = first_port + count - 1
+    if first_port < 1 or last_port > 65_535:
+        raise ClusterError(f"ports {first_port}-{last_port} are not within 1..65535")
+    for port in range(first_port, last_port + 1):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as taken:
+                raise ClusterError(
+                    f"port {port} of {first_port}-{last_port} is taken ({taken.strerror}):"
+                    f" give another first port, or free that one"
+                ) from None
+    return list(range(first_port, last_port + 1))
 
 
 @dataclass(eq=False)
@@ -74,22 +97,42 @@ class LocalCluster:
         cores: int = 2,
         gateways: int = 2,
         log_level: str = "info",
+        first_port: int | None = None,
+        say: Callable[[str], None] = lambda line: None,
     ) -> None:
+        """`first_port`: every port the cluster listens on is one of the consecutive ports
+        from it (`ports_needed`), checked free at once; else free ones. `say` is told each
+        step of `start` as it is done (a start takes tens of seconds)."""
         self.directory = directory
         self.config_path = config_path
         self.log_level = log_level
-        self.nats = NatsCluster(directory / "nats", size=nats_nodes)
+        self.say = say
+        nats_count = NatsCluster.ports_needed(nats_nodes)
+        fixed = (
+            []
+            if first_port is None
+            else ports_from(first_port, self.ports_needed(nats_nodes, postgres, gateways))
+        )
+        self.fixed_ports = fixed  # empty: free ports, a gateway's chosen again if taken
+        self.nats = NatsCluster(directory / "nats", size=nats_nodes, ports=fixed[:nats_count])
         self.postgres = PostgresServer(directory / "postgres") if postgres else None
+        self.postgres_port = fixed[nats_count] if fixed and postgres else 0  # 0: a free one
         self.dsn: str | None = None
         self.cores = [
             Role(f"core-{chr(ord('a') + i)}", "core", directory / f"core-{i}.log")
             for i in range(cores)
         ]
-        ports = free_ports(gateways)
+        ports = fixed[len(fixed) - gateways :] if fixed else free_ports(gateways)
         self.gateways = [
             Role(f"gw-{chr(ord('a') + i)}", "gateway", directory / f"gw-{i}.log", port)
             for i, port in enumerate(ports)
         ]
+
+    @staticmethod
+    def ports_needed(nats_nodes: int, postgres: bool, gateways: int) -> int:
+        """How many ports a cluster of this shape listens on: the NATS nodes' (their order
+        first), PostgreSQL's, then one per gateway."""
+        return NatsCluster.ports_needed(nats_nodes) + int(postgres) + gateways
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -98,14 +141,18 @@ class LocalCluster:
         self.directory.chmod(0o711)  # PostgreSQL runs as the postgres user inside it
         try:
             self.nats.start()
+            self.say(f"NATS up ({len(self.nats.nodes)} nodes): {self.nats.url}")
             if self.postgres is not None:
-                self.postgres.start()
+                self.postgres.start(self.postgres_port)
                 self.dsn = self.postgres.create_database(DATABASE)
+                self.say(f"PostgreSQL up: 127.0.0.1:{self.postgres.port}")
             for index, core in enumerate(self.cores):
                 self.start_role(core)
                 self.wait_for(core, "active at seq" if index == 0 else "waiting for the lease")
+                self.say(f"core {core.name} {'active' if index == 0 else 'standby'}")
             for gateway in self.gateways:
                 self.start_gateway(gateway)
+                self.say(f"gateway {gateway.name} up: {gateway.url}")
         except BaseException:
             self.stop()
             raise
@@ -115,7 +162,8 @@ class LocalCluster:
         """Start a gateway and wait until it serves. Its port was chosen free before the NATS
         nodes, PostgreSQL and the cores started, and their outgoing connections may have been
         given it as their local port since: a start refused for a port taken is tried again
-        on another, a bounded number of times."""
+        on another, a bounded number of times (not with `fixed_ports`: the operator chose
+        them, and the error names the port)."""
         for attempt in range(1, GATEWAY_PORT_ATTEMPTS + 1):
             self.start_role(gateway)
             try:
@@ -123,7 +171,7 @@ class LocalCluster:
                 return
             except ClusterError:
                 port_taken = not gateway.running() and PORT_TAKEN in gateway.log()
-                if not port_taken or attempt == GATEWAY_PORT_ATTEMPTS:
+                if not port_taken or attempt == GATEWAY_PORT_ATTEMPTS or self.fixed_ports:
                     raise
             gateway.port = free_ports(1)[0]
 

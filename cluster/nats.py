@@ -196,10 +196,14 @@ class NatsCluster:
     as a context manager, or call `start()` and `stop()`.
     """
 
-    def __init__(self, directory: Path, size: int = 1) -> None:
+    def __init__(self, directory: Path, size: int = 1, ports: Sequence[int] = ()) -> None:
+        """`ports`: the nodes' listening ports (`ports_needed(size)` of them: clients', then
+        monitoring, then routes); none given, free ones."""
         if size < 1:
             raise ValueError(f"a cluster of {size} nodes")
-        ports = free_ports(3 * size)
+        if ports and len(ports) != self.ports_needed(size):
+            raise ValueError(f"{len(ports)} ports for {self.ports_needed(size)}")
+        ports = list(ports) or free_ports(self.ports_needed(size))
         client_ports, monitor_ports = ports[:size], ports[size : 2 * size]
         route_ports = ports[2 * size :] if size > 1 else []
         # Every node routes to every cluster port, its own too: nats-server skips a route to self.
@@ -214,6 +218,12 @@ class NatsCluster:
             )
             for index in range(size)
         ]
+
+    @staticmethod
+    def ports_needed(size: int) -> int:
+        """Ports a cluster of `size` nodes listens on: a client and a monitoring port each,
+        and a route port each when they are more than one."""
+        return 3 * size if size > 1 else 2
 
     @property
     def urls(self) -> list[str]:
