@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from cluster.nats import NatsCluster, free_ports
+from cluster.nats import NatsCluster, die_with_parent, free_ports
 from cluster.postgres import PostgresServer
 
 READY_TIMEOUT_S: Final = 90.0  # a core's recovery plus a gateway's catch-up on a busy machine
@@ -192,6 +192,11 @@ class LocalCluster:
                 stderr=subprocess.STDOUT,
                 cwd=Path(__file__).resolve().parents[1],
                 env=os.environ | {"PYTHONUNBUFFERED": "1"},
+                # Stopped by this process only, in order (`stop`): a terminal's Ctrl-C is
+                # not theirs too. And when this process dies (kill -9), SIGTERM: a role left
+                # behind would hold its port and wait for NATS, which went with it, forever.
+                start_new_session=True,
+                preexec_fn=die_with_parent,
             )
 
     def wait_for(self, role: Role, text: str, timeout_s: float = READY_TIMEOUT_S) -> None:

@@ -120,7 +120,7 @@ class NatsNode:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a test's Ctrl-C is not the node's: stop() ends it
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
 
     @property
@@ -158,7 +158,7 @@ class NatsNode:
         self.process = None
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: SIGTERM it when the process that started it dies (Linux), so
     a test run killed by a timeout leaves no node behind. (Tied to the starting thread.)"""
     if sys.platform.startswith("linux"):

@@ -2,6 +2,7 @@
 operator's choosing, saying each step of its start, refusing a bad config or a taken port
 before anything starts, and leaving no process behind when it is killed."""
 
+import os
 import re
 import signal
 import socket
@@ -144,3 +145,43 @@ def test_the_help_counts_the_ports_of_the_default_shape() -> None:
     match = re.search(r"= (\d+) by\s+default", help_text)
     assert match is not None, help_text
     assert int(match.group(1)) == LocalCluster.ports_needed(3, True, 2)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes `pid` started (Linux: its main thread's children)."""
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(child) for child in text.split()]
+
+
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie its new parent has not reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_a_killed_cluster_leaves_no_core_or_gateway_behind(tmp_path: Path) -> None:
+    """The finding: after kill -9 of `venue cluster`, NATS and PostgreSQL went with it but
+    its cores and gateways ran on, orphaned, the gateways holding their ports and every role
+    waiting for NATS forever."""
+    first = free_block(SMALLEST_PORTS)
+    config = ["--config", str(SAMPLE_CONFIG)]
+    process, output_path = _cluster(tmp_path, *config, *SMALLEST_SHAPE, "--ports", str(first))
+    try:
+        _wait_for(output_path, "stop with Ctrl-C", process)
+        started = _children(process.pid)
+        assert len(started) == 3, started  # a NATS node, the core, the gateway
+        process.kill()
+        process.wait(STOP_TIMEOUT_S)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while not all(_gone(pid) for pid in started) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [pid for pid in started if not _gone(pid)]
+    finally:
+        _stop(process)
+    for pid in left:  # what the finding left, so that a failure leaves nothing either
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], f"left running: {left}"
+    assert _free(first + 2), "the gateway's port is still held"
