@@ -25,6 +25,12 @@ from core.venue_core import now_us
 # sessions; more only compete for its cores. At least one of each, or no cluster serves.
 CORES_MAX = 4
 GATEWAYS_MAX = 8
+WATCH_INTERVAL_S = 0.5  # how soon a process's exit is reported: well within a takeover's ~10 s
+NO_CORE_LEFT = (
+    "no core is left running: requests are answered 504 OUTCOME_UNKNOWN after [venue]"
+    " outcome_wait_ms until one runs (start one with `venue serve --role core` on the NATS"
+    " and ledger store above, docs/cluster.md)"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {line}")
         print("connect a client to either gateway; stop with Ctrl-C (SIGINT) or SIGTERM")
         print(f"  e.g. venue bot taker --url {cluster.gateways[0].url}", flush=True)
-        while all(role.running() for role in cluster.gateways):
-            time.sleep(0.5)
+        _watch(cluster)
         print("a gateway stopped: stopping the cluster", flush=True)
     except KeyboardInterrupt:
         print("stopping the cluster ...", flush=True)
@@ -94,6 +99,29 @@ def run(args: argparse.Namespace) -> int:
         cluster.stop()
     print("tokenvenue cluster stopped", flush=True)
     return 0
+
+
+def _watch(cluster: LocalCluster) -> None:
+    """Until a gateway stops: a line for each other process that exits (a core, a NATS node,
+    PostgreSQL), and, after a core's, for the core that takes over, or that none is left:
+    without them a failover was seen by the clients alone, never by the operator."""
+    told: set[str] = set()
+    awaiting_active = False  # a core exited: say which one is active once one is
+    while all(role.running() for role in cluster.gateways):
+        for name, how, log in cluster.exited():
+            if name not in told:
+                told.add(name)
+                print(f"{name} stopped ({how}): see {log}", flush=True)
+                awaiting_active = awaiting_active or name.startswith("core ")
+        if awaiting_active:
+            active = cluster.active_core()
+            if active is not None:
+                print(f"core {active.name} active", flush=True)
+                awaiting_active = False
+            elif not any(core.running() for core in cluster.cores):
+                print(NO_CORE_LEFT, flush=True)
+                awaiting_active = False
+        time.sleep(WATCH_INTERVAL_S)
 
 
 def _check_config(path: Path) -> None:

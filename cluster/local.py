@@ -251,6 +251,21 @@ class LocalCluster:
         active = [core for core in self.cores if core.running() and "active at seq" in core.log()]
         return active[-1] if active else None
 
+    def exited(self) -> list[tuple[str, str, Path]]:
+        """The cores, NATS nodes and PostgreSQL started and since exited, each with how it
+        ended and its log (gateways are not watched here: `venue cluster` ends with them)."""
+        ended: list[tuple[str, subprocess.Popen[bytes] | None, Path]] = [
+            (f"core {core.name}", core.process, core.log_path) for core in self.cores
+        ]
+        ended += [(f"NATS {node.name}", node.process, node.log_path) for node in self.nats.nodes]
+        if self.postgres is not None:
+            ended.append(("PostgreSQL", self.postgres.process, self.postgres.log_file))
+        return [
+            (name, how_it_ended(process.returncode), log)
+            for name, process, log in ended
+            if process is not None and process.poll() is not None
+        ]
+
     def describe(self) -> list[str]:
         lines = [f"NATS ({len(self.nats.nodes)}-node JetStream): {self.nats.url}"]
         if self.dsn is not None:
@@ -260,6 +275,16 @@ class LocalCluster:
         for gateway in self.gateways:
             lines.append(f"gateway {gateway.name}: {gateway.url}  (log {gateway.log_path})")
         return lines
+
+
+def how_it_ended(returncode: int) -> str:
+    """`exit status 1`, or `killed by SIGKILL` for a negative `Popen.returncode`."""
+    if returncode >= 0:
+        return f"exit status {returncode}"
+    try:
+        return f"killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"killed by signal {-returncode}"
 
 
 def _tail(text: str, lines: int = 12) -> str:

@@ -185,3 +185,32 @@ def test_a_killed_cluster_leaves_no_core_or_gateway_behind(tmp_path: Path) -> No
         os.kill(pid, signal.SIGKILL)
     assert left == [], f"left running: {left}"
     assert _free(first + 2), "the gateway's port is still held"
+
+
+def _named(pids: list[int], name: str) -> int:
+    """The one of `pids` whose command line has `--name name`."""
+    for pid in pids:
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if b"--name" in arguments and arguments[arguments.index(b"--name") + 1] == name.encode():
+            return pid
+    raise AssertionError(f"no process named {name} among {pids}")
+
+
+def test_a_core_killed_is_reported_and_so_is_the_core_that_takes_over(tmp_path: Path) -> None:
+    """The finding: a core killed under `venue cluster` went unsaid (only a gateway's exit
+    was watched): the standby took over, or none was left, and the operator never knew."""
+    first = free_block(SMALLEST_PORTS)
+    shape = ["--nats-nodes", "1", "--sqlite", "--cores", "2", "--gateways", "1"]
+    config = ["--config", str(SAMPLE_CONFIG)]
+    process, output_path = _cluster(tmp_path, *config, *shape, "--ports", str(first))
+    try:
+        _wait_for(output_path, "stop with Ctrl-C", process)
+        os.kill(_named(_children(process.pid), "core-a"), signal.SIGKILL)
+        _wait_for(output_path, "core core-a stopped (killed by SIGKILL): see", process)
+        text = _wait_for(output_path, "core core-b active\n", process)
+        assert text.count("core core-b active") == 1, text  # the step line was "... standby"
+        os.kill(_named(_children(process.pid), "core-b"), signal.SIGKILL)
+        _wait_for(output_path, "no core is left running", process)
+    finally:
+        _stop(process)
+    assert process.returncode == 0
