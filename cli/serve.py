@@ -82,9 +82,12 @@ def run(
         raise CommandFailed(f"{config_path}: {invalid}") from None
     logs.configure(log_level, log_format)
     host = host or config.venue.host
-    port = config.venue.port if port is None else port
+    if port is None:
+        port = config.venue.port
+        if not 0 <= port <= 65_535:  # said as the config's other refusals are: file and key
+            raise CommandFailed(f"{config_path}: [venue] port {port} is not within 0..65535")
     if not 0 <= port <= 65_535:
-        raise CommandFailed(f"port {port} is not within 0..65535")
+        raise CommandFailed(f"--port {port} is not within 0..65535")
     if role != "core":  # a core accepts no clients: only the gateways' caps need the files
         config = fit_open_files(config)
     check_port_free_or_core(role, host, port)  # before the data directory is made or touched
@@ -283,8 +286,7 @@ async def _serve(
         if lease is not None:  # a start that failed: the next need not wait for the TTL,
             await lease.give_back()  # and the data directory is as it was (the core's too)
         if isinstance(failed, OSError):  # the port taken since the check, a disk error
-            where = f"{host}:{port}: {describe_os_error(failed)}"
-            raise CommandFailed(f"cannot start on {where}") from None
+            raise CommandFailed(start_refused(failed, host, port)) from None
         raise
     demo_data.disown(data)  # a demo's directory served on: its data is a venue's now
     settle_heap()
@@ -307,6 +309,16 @@ async def _serve(
         if lease is not None:  # after the last write: the next venue takes it at once
             await lease.release()
     print("tokenvenue stopped cleanly", flush=True)
+
+
+def start_refused(error: OSError, host: str, port: int) -> str:
+    """Why the start failed: a file's error (the data directory cannot be made where it is
+    asked for, a disk error) names the file; only an error of no file is the listener's
+    (the port taken since the check), named by its host and port. Before, every one was
+    `cannot start on HOST:PORT`, which sent the operator to the port for a path's fault."""
+    if error.filename is not None:
+        return f"cannot start: {describe_os_error(error)}"
+    return f"cannot start on {host}:{port}: {describe_os_error(error)}"
 
 
 def authority(host: str, port: int) -> str:
@@ -393,7 +405,7 @@ async def _serve_gateway(
         bound = await _unless_stopped(server.start(host, port), stopping)
     except OSError as failed:
         remove_if_empty(made)
-        raise CommandFailed(f"cannot start on {host}:{port}: {describe_os_error(failed)}") from None
+        raise CommandFailed(start_refused(failed, host, port)) from None
     except BaseException:
         remove_if_empty(made)
         raise
