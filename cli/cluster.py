@@ -13,6 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import psycopg
+
 from cli.arguments import int_within
 from cli.failures import CommandFailed
 from cluster.local import ClusterError, LocalCluster
@@ -95,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
         print("stopping the cluster ...", flush=True)
     except (ClusterError, NatsError, PostgresError) as failed:
         raise CommandFailed(f"the cluster did not start: {failed}") from None
+    except psycopg.Error as failed:  # making the ledger's database: the server refused it
+        said = " ".join(str(failed).split())  # the driver's lines (detail, hint) on one
+        raise CommandFailed(f"the cluster did not start: PostgreSQL: {said}") from None
     finally:
         cluster.stop()
     print("tokenvenue cluster stopped", flush=True)

@@ -144,7 +144,8 @@ class LocalCluster:
             self.say(f"NATS up ({len(self.nats.nodes)} nodes): {self.nats.url}")
             if self.postgres is not None:
                 self.postgres.start(self.postgres_port)
-                self.dsn = self.postgres.create_database(DATABASE)
+                # a directory of an earlier run: its ledger goes on with its stream
+                self.dsn = self.postgres.create_database(DATABASE, reuse=True)
                 self.say(f"PostgreSQL up: 127.0.0.1:{self.postgres.port}")
             for index, core in enumerate(self.cores):
                 self.start_role(core)

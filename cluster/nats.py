@@ -108,11 +108,12 @@ class NatsNode:
         self.config_path.write_text("\n".join(lines) + "\n")
 
     def start(self) -> None:
-        """Start the process (the config is written if absent); returns once it runs."""
+        """Start the process; returns once it runs. The config is written anew each time:
+        a directory of an earlier run keeps its store, and its node listens on this run's
+        ports (one left from a run on other ports had the node listen where nobody looked)."""
         if self.running:
             raise NatsError(f"{self.name} is running already")
-        if not self.config_path.exists():
-            self.write_config()
+        self.write_config()
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [nats_server_binary(), "-c", str(self.config_path)],

@@ -4,10 +4,12 @@ before anything starts, and leaving no process behind when it is killed."""
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -214,3 +216,46 @@ def test_a_core_killed_is_reported_and_so_is_the_core_that_takes_over(tmp_path: 
     finally:
         _stop(process)
     assert process.returncode == 0
+
+
+def _admin(url: str, *command: str) -> subprocess.CompletedProcess[str]:
+    arguments = [sys.executable, "-m", "cli.main", "admin", *command, "--url", url]
+    arguments += ["--config", str(SAMPLE_CONFIG)]
+    return subprocess.run(
+        arguments, cwd=ROOT, capture_output=True, text=True, timeout=STOP_TIMEOUT_S
+    )
+
+
+def test_a_cluster_started_again_in_its_directory_goes_on_from_its_data() -> None:
+    """The finding: `venue cluster --dir D` a second time stopped with a traceback (psycopg's
+    DuplicateDatabase: the ledger's database was made anew at each start), and on other ports
+    than the first run's its NATS node listened on the old ones (its config was kept), so the
+    start waited 30 s and failed."""
+    # PostgreSQL runs as its own user: the directory's parents must let it in (not pytest's)
+    tmp_path = Path(tempfile.mkdtemp(prefix="venue-test-cluster-again-"))
+    tmp_path.chmod(0o711)
+    try:
+        _start_twice(tmp_path)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _start_twice(tmp_path: Path) -> None:
+    shape = ["--nats-nodes", "1", "--cores", "1", "--gateways", "1"]  # with PostgreSQL
+    config = ["--config", str(SAMPLE_CONFIG)]
+    count = 4  # a NATS node's two ports, PostgreSQL's, the gateway's
+    first_run = free_block(count)
+    for run, first in enumerate((first_run, free_block(2 * count) + count)):
+        process, output_path = _cluster(tmp_path, *config, *shape, "--ports", str(first))
+        try:
+            _wait_for(output_path, "stop with Ctrl-C", process)
+            opened = _admin(
+                f"ws://127.0.0.1:{first + 3}/ws/trade", "open-account", "4242", "x", "DE"
+            )
+        finally:
+            _stop(process)
+        assert process.returncode == 0, output_path.read_text()
+        if run == 0:
+            assert opened.returncode == 0, opened.stderr
+        else:  # the account of the first run is there: the stream and ledger went on
+            assert "ACCOUNT_EXISTS" in opened.stderr, opened.stderr
