@@ -26,6 +26,7 @@ import socket
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 import psycopg
@@ -68,6 +69,8 @@ def run(
     config = venue_config.load(config_path)
     if role != "all" and not (nats or config.venue.nats):
         raise CommandFailed(f"--role {role} needs --nats URL (the cluster's NATS servers)")
+    if nats or config.venue.nats:
+        check_nats_urls(nats or config.venue.nats, "--nats" if nats else f"{config_path}: nats")
     if postgres is not None:  # --postgres DSN: the ledger store there, whatever the config says
         venue = msgspec.structs.replace(config.venue, ledger_postgres=postgres)
         config = msgspec.structs.replace(config, venue=venue)
@@ -156,6 +159,40 @@ def _no_journal_yet(data: Path) -> bool:
     """The one-process venue's data directory holds no journal record yet: it will be built."""
     journal = data / JOURNAL_FILE
     return not journal.exists() or journal.stat().st_size == 0
+
+
+NATS_SCHEMES = ("nats", "tls", "ws", "wss")  # what nats-py connects with
+NATS_URL_EXAMPLE = "nats://127.0.0.1:4222"
+
+
+def check_nats_urls(urls: str, source: str) -> None:
+    """Refuse a NATS server list no connection could use, in one line before anything
+    starts: a cluster role waits for NATS for as long as it is down, so a typo (`nats//h:p`,
+    a port that is no number, only commas) had a core wait forever (and a list of no URL
+    had it ignore SIGTERM), and a port that is no number was nats-py's traceback. A URL
+    with no scheme is nats://, as nats-py reads it."""
+    items = [item.strip() for item in urls.split(",") if item.strip()]
+    if not items:
+        raise CommandFailed(f"{source} {urls!r}: no NATS server URL (e.g. {NATS_URL_EXAMPLE})")
+    for item in items:
+        problem = _nats_url_problem(item)
+        if problem is not None:
+            raise CommandFailed(f"{source} {urls}: {item!r} {problem} (e.g. {NATS_URL_EXAMPLE})")
+
+
+def _nats_url_problem(item: str) -> str | None:
+    parts = urlsplit(item if "://" in item else f"nats://{item}")
+    if parts.scheme not in NATS_SCHEMES:
+        return f"is not a NATS URL: its scheme is not one of {', '.join(NATS_SCHEMES)}"
+    try:
+        _ = parts.port  # raises for a port that is no number, or out of 0..65535
+    except ValueError:
+        return "has a port that is not a number within 0..65535"
+    if not parts.hostname or any(char.isspace() for char in item):
+        return "names no host"
+    if parts.scheme in ("nats", "tls") and parts.path not in ("", "/"):  # `nats//host:port`
+        return "has a path: a NATS URL is [scheme://]host[:port]"
+    return None
 
 
 def check_store_reachable(dsn: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.conftest import ROOT
 from tests.sample_config import SAMPLE_CONFIG
 
-REFUSAL_TIMEOUT_S = 60  # a refusal at start: the interpreter's start and the config's check
+REFUSAL_TIMEOUT_S = 30  # a refusal at start: the interpreter's start and the config's check
 
 
 def _serve(*flags: str) -> subprocess.CompletedProcess[str]:
@@ -47,3 +47,39 @@ def test_a_port_flag_out_of_range_names_the_flag(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == ["venue: --port 70000 is not within 0..65535"]
     assert not data.exists()
+
+
+NATS_REFUSALS = [  # (--nats, what the one line says of it)
+    (",", "--nats ',': no NATS server URL (e.g. nats://127.0.0.1:4222)"),
+    ("127.0.0.1:42x", "'127.0.0.1:42x' has a port that is not a number within 0..65535"),
+    ("nats//127.0.0.1:4222", "'nats//127.0.0.1:4222' has a path"),
+    ("http://127.0.0.1:4222", "its scheme is not one of nats, tls, ws, wss"),
+]
+
+
+def test_a_nats_url_no_connection_could_use_is_refused_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    """The finding: a cluster role waits for NATS while it is down, so a mistyped URL had a
+    core wait forever (`nats//host:port`: the host "nats"); only commas had it wait and
+    ignore SIGTERM; a port that is no number was nats-py's traceback."""
+    data = tmp_path / "data"
+    for role in ("core", "gateway", "all"):
+        for urls, said in NATS_REFUSALS:
+            flags = ["--config", str(SAMPLE_CONFIG), "--data-dir", str(data), "--port", "0"]
+            result = _serve(*flags, "--role", role, "--nats", urls)
+            assert result.returncode == 2, (role, urls, result.stderr)
+            lines = result.stderr.splitlines()
+            assert len(lines) == 1 and lines[0].startswith("venue: --nats "), lines
+            assert said in lines[0], lines
+            assert not data.exists(), (role, urls)
+
+
+def test_the_configs_nats_is_checked_like_the_flag(tmp_path: Path) -> None:
+    config = tmp_path / "venue.toml"
+    config.write_text(SAMPLE_CONFIG.read_text().replace("[venue]\n", '[venue]\nnats = ","\n', 1))
+    result = _serve("--config", str(config), "--role", "core", "--data-dir", str(tmp_path / "d"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"venue: {config}: nats ',': no NATS server URL (e.g. nats://127.0.0.1:4222)"
+    ]
