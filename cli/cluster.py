@@ -67,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     """Bring the cluster up, say where to connect, and stop it all on Ctrl-C or SIGTERM."""
     _check_config(args.config)  # before a directory is made or a process started
     # absolute: each role runs in the source tree, where a relative --dir would put its data
+    if args.dir is not None and args.dir.exists() and not args.dir.is_dir():
+        # mkdir's own word, "File exists", read as if the directory were the problem
+        raise CommandFailed(f"{args.dir}: not a directory (give a directory for --dir)")
     directory = (args.dir or Path(tempfile.mkdtemp(prefix="venue-cluster-"))).resolve()
     try:  # the ports are checked here, before anything starts
         cluster = LocalCluster(

@@ -259,3 +259,18 @@ def _start_twice(tmp_path: Path) -> None:
             assert opened.returncode == 0, opened.stderr
         else:  # the account of the first run is there: the stream and ledger went on
             assert "ACCOUNT_EXISTS" in opened.stderr, opened.stderr
+
+
+def test_a_dir_that_is_a_file_is_refused_as_such(tmp_path: Path) -> None:
+    """The finding: `--dir FILE` said only `venue: FILE: File exists`."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    command = [sys.executable, "-m", "cli.main", "cluster", "--config", str(SAMPLE_CONFIG)]
+    command += ["--dir", str(a_file), *SMALLEST_SHAPE]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=REFUSAL_TIMEOUT_S
+    )
+    assert result.returncode == 2, result.stderr
+    said = f"venue: {a_file}: not a directory (give a directory for --dir)"
+    assert result.stderr.splitlines() == [said]
+    assert "starting" not in result.stdout
