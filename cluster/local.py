@@ -11,6 +11,7 @@ SIGTERM to one process; `stop` is SIGTERM to every process, gateways first, then
 the services.
 """
 
+import fcntl
 import os
 import signal
 import socket
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 from cluster.nats import NatsCluster, die_with_parent, free_ports
 from cluster.postgres import PostgresServer
@@ -30,6 +31,7 @@ STOP_TIMEOUT_S: Final = 20.0
 POLL_S: Final = 0.05
 DATABASE: Final = "venue_ledger"
 GATEWAY_PORT_ATTEMPTS: Final = 3  # a gateway's port taken before it started: chosen again
+LOCK_FILE: Final = "cluster.lock"  # flocked by the cluster running in the directory
 PORT_TAKEN: Final = "Address already in use"  # how `venue serve` says so (errno EADDRINUSE)
 
 
@@ -118,6 +120,7 @@ class LocalCluster:
         self.postgres = PostgresServer(directory / "postgres") if postgres else None
         self.postgres_port = fixed[nats_count] if fixed and postgres else 0  # 0: a free one
         self.dsn: str | None = None
+        self.lock: IO[str] | None = None  # `LOCK_FILE`, held from `start` to `stop`
         self.cores = [
             Role(f"core-{chr(ord('a') + i)}", "core", directory / f"core-{i}.log")
             for i in range(cores)
@@ -139,6 +142,7 @@ class LocalCluster:
     def start(self) -> "LocalCluster":
         self.directory.mkdir(parents=True, exist_ok=True)
         self.directory.chmod(0o711)  # PostgreSQL runs as the postgres user inside it
+        self.lock = hold_directory(self.directory)  # before anything there is touched
         try:
             self.nats.start()
             self.say(f"NATS up ({len(self.nats.nodes)} nodes): {self.nats.url}")
@@ -226,6 +230,11 @@ class LocalCluster:
         return role.process.wait(STOP_TIMEOUT_S)
 
     def stop(self) -> None:
+        """Every process, in order; then the directory's lock. Nothing when this cluster does
+        not hold its directory: what runs there is another's (`pg_ctl stop` on its data
+        directory would stop that cluster's PostgreSQL)."""
+        if self.lock is None:
+            return
         for role in [*self.gateways, *self.cores]:
             if role.running():
                 assert role.process is not None
@@ -238,6 +247,8 @@ class LocalCluster:
         if self.postgres is not None:
             self.postgres.stop()
         self.nats.stop()
+        self.lock.close()  # the flock goes with the descriptor
+        self.lock = None
 
     def __enter__(self) -> "LocalCluster":
         return self.start()
@@ -276,6 +287,28 @@ class LocalCluster:
         for gateway in self.gateways:
             lines.append(f"gateway {gateway.name}: {gateway.url}  (log {gateway.log_path})")
         return lines
+
+
+def hold_directory(directory: Path) -> IO[str]:
+    """Lock `directory`'s `LOCK_FILE` for this process's cluster, and write its pid there;
+    a `ClusterError` naming the holder if another process's cluster runs in it (whose NATS
+    store, PostgreSQL and roles' data directories a second would share). The lock is the
+    open file's: it goes when the file is closed or the process ends, kill -9 included."""
+    lock = (directory / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        raise ClusterError(
+            f"{directory} is in use by a running cluster (pid {holder}): stop it first,"
+            " or give another --dir"
+        ) from None
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
 
 
 def how_it_ended(returncode: int) -> str:

@@ -274,3 +274,48 @@ def test_a_dir_that_is_a_file_is_refused_as_such(tmp_path: Path) -> None:
     said = f"venue: {a_file}: not a directory (give a directory for --dir)"
     assert result.stderr.splitlines() == [said]
     assert "starting" not in result.stdout
+
+
+def test_a_second_cluster_in_a_running_ones_dir_is_refused_touching_nothing() -> None:
+    """The finding: a second `venue cluster --dir D` (other ports) started a NATS node on the
+    first's store, failed on PostgreSQL's postmaster.pid, and then, stopping what it had
+    "started", ran `pg_ctl stop` on the data directory: the first cluster's PostgreSQL."""
+    tmp_path = Path(tempfile.mkdtemp(prefix="venue-test-cluster-twice-"))
+    tmp_path.chmod(0o711)  # PostgreSQL runs as its own user: it must enter the directory
+    try:
+        _second_in_the_same_dir(tmp_path)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _second_in_the_same_dir(tmp_path: Path) -> None:
+    shape = ["--nats-nodes", "1", "--cores", "1", "--gateways", "1"]  # with PostgreSQL
+    config = ["--config", str(SAMPLE_CONFIG)]
+    count = 4  # a NATS node's two ports, PostgreSQL's, the gateway's
+    first = free_block(count)
+    process, output_path = _cluster(tmp_path, *config, *shape, "--ports", str(first))
+    try:
+        _wait_for(output_path, "stop with Ctrl-C", process)
+        command = [sys.executable, "-m", "cli.main", "cluster", "--dir", str(tmp_path / "cluster")]
+        command += [*config, *shape, "--ports", str(free_block(2 * count) + count)]
+        second = subprocess.run(
+            command,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=REFUSAL_TIMEOUT_S,
+        )
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert second.stderr.splitlines() == [
+            f"venue: the cluster did not start: {tmp_path / 'cluster'} is in use by a running"
+            f" cluster (pid {process.pid}): stop it first, or give another --dir"
+        ]
+        time.sleep(1)  # what a wrong stop would have done meanwhile is said within it
+        assert "stopped" not in output_path.read_text(), output_path.read_text()
+        with socket.create_connection(("127.0.0.1", first + 2), timeout=5):
+            pass  # the first cluster's PostgreSQL still listens
+        opened = _admin(f"ws://127.0.0.1:{first + 3}/ws/trade", "open-account", "4243", "y", "DE")
+        assert opened.returncode == 0, opened.stderr
+    finally:
+        _stop(process)
+    assert process.returncode == 0
