@@ -17,7 +17,7 @@ import psycopg
 
 from cli.arguments import int_within
 from cli.failures import CommandFailed
-from cluster.local import ClusterError, LocalCluster
+from cluster.local import ClusterError, LocalCluster, how_it_ended
 from cluster.nats import NatsError
 from cluster.postgres import PostgresError
 from core import config as venue_config
@@ -95,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
         print("connect a client to either gateway; stop with Ctrl-C (SIGINT) or SIGTERM")
         print(f"  e.g. venue bot taker --url {cluster.gateways[0].url}", flush=True)
         _watch(cluster)
+        for gateway in cluster.gateways:  # which one, how, and where to read why
+            if not gateway.running() and gateway.process is not None:
+                how = how_it_ended(gateway.process.returncode)
+                print(f"gateway {gateway.name} stopped ({how}): see {gateway.log_path}")
         print("a gateway stopped: stopping the cluster", flush=True)
     except KeyboardInterrupt:
         print("stopping the cluster ...", flush=True)

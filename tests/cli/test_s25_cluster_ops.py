@@ -319,3 +319,21 @@ def _second_in_the_same_dir(tmp_path: Path) -> None:
     finally:
         _stop(process)
     assert process.returncode == 0
+
+
+def test_a_gateway_killed_is_named_as_the_cluster_stops(tmp_path: Path) -> None:
+    """The finding: "a gateway stopped: stopping the cluster" said neither which, nor how,
+    nor where its log is."""
+    first = free_block(SMALLEST_PORTS)
+    config = ["--config", str(SAMPLE_CONFIG)]
+    process, output_path = _cluster(tmp_path, *config, *SMALLEST_SHAPE, "--ports", str(first))
+    try:
+        _wait_for(output_path, "stop with Ctrl-C", process)
+        os.kill(_named(_children(process.pid), "gw-a"), signal.SIGKILL)
+        assert process.wait(STOP_TIMEOUT_S) == 0
+    finally:
+        _stop(process)
+    text = output_path.read_text()
+    log = tmp_path / "cluster" / "gw-0.log"
+    assert f"gateway gw-a stopped (killed by SIGKILL): see {log}\n" in text, text
+    assert "a gateway stopped: stopping the cluster" in text
