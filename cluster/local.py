@@ -144,6 +144,7 @@ class LocalCluster:
         self.directory.chmod(0o711)  # PostgreSQL runs as the postgres user inside it
         self.lock = hold_directory(self.directory)  # before anything there is touched
         try:
+            self.check_nats_shape()
             self.nats.start()
             self.say(f"NATS up ({len(self.nats.nodes)} nodes): {self.nats.url}")
             if self.postgres is not None:
@@ -162,6 +163,19 @@ class LocalCluster:
             self.stop()
             raise
         return self
+
+    def check_nats_shape(self) -> None:
+        """Refuse NATS nodes other in number than the stores an earlier run left here: the
+        stream is in those stores, and a cluster of another size does not find it (one node's
+        store joined by two new nodes showed an empty stream, and the core refused its own
+        snapshot as "ahead of the journal"; one node of three has no quorum)."""
+        stores = sorted((self.directory / "nats").glob("n*/jetstream"))
+        wanted = len(self.nats.nodes)
+        if stores and len(stores) != wanted:
+            raise ClusterError(
+                f"{self.directory} holds the stream of a cluster of {len(stores)} NATS"
+                f" node(s), not {wanted}: give --nats-nodes {len(stores)}, or another --dir"
+            )
 
     def start_gateway(self, gateway: Role) -> None:
         """Start a gateway and wait until it serves. Its port was chosen free before the NATS

@@ -337,3 +337,26 @@ def test_a_gateway_killed_is_named_as_the_cluster_stops(tmp_path: Path) -> None:
     log = tmp_path / "cluster" / "gw-0.log"
     assert f"gateway gw-a stopped (killed by SIGKILL): see {log}\n" in text, text
     assert "a gateway stopped: stopping the cluster" in text
+
+
+def test_another_number_of_nats_nodes_in_a_clusters_dir_is_refused(tmp_path: Path) -> None:
+    """The finding: a directory first run with `--nats-nodes 1`, started again with the
+    default 3, showed its core an empty stream: the core refused its own snapshot as "ahead
+    of the journal (last seq 0) ... was the journal truncated", which sent the operator after
+    the wrong cause (and a core with no snapshot would have built the venue anew)."""
+    first = free_block(SMALLEST_PORTS)
+    config = ["--config", str(SAMPLE_CONFIG)]
+    process, output_path = _cluster(tmp_path, *config, *SMALLEST_SHAPE, "--ports", str(first))
+    try:
+        _wait_for(output_path, "stop with Ctrl-C", process)
+    finally:
+        _stop(process)
+    shape = ["--nats-nodes", "3", "--sqlite", "--cores", "1", "--gateways", "1"]
+    again, output_path = _cluster(tmp_path, *config, *shape, "--ports", str(first))
+    assert again.wait(REFUSAL_TIMEOUT_S) == 2
+    directory = tmp_path / "cluster"
+    assert output_path.read_text().splitlines()[-1] == (
+        f"venue: the cluster did not start: {directory} holds the stream of a cluster of 1"
+        " NATS node(s), not 3: give --nats-nodes 1, or another --dir"
+    )
+    assert not (directory / "nats" / "n2").exists(), "a node was made for nothing"
