@@ -17,7 +17,7 @@ import psycopg
 
 from cli.arguments import int_within
 from cli.failures import CommandFailed
-from cluster.local import ClusterError, LocalCluster, how_it_ended
+from cluster.local import ClusterError, LocalCluster, ephemeral_overlap, how_it_ended
 from cluster.nats import NatsError
 from cluster.postgres import PostgresError
 from core import config as venue_config
@@ -87,6 +87,15 @@ def run(args: argparse.Namespace) -> int:
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # even if started with SIGINT ignored
         signal.signal(stop_signal, _interrupt)
     print(f"starting a local cluster in {directory} ...", flush=True)
+    overlap = ephemeral_overlap(cluster.fixed_ports)
+    if overlap is not None:
+        ports = cluster.fixed_ports
+        print(
+            f"  note: ports {ports[0]}-{ports[-1]} lie in this machine's range for outgoing"
+            f" connections ({overlap[0]}-{overlap[1]}): one may hold a port when its server"
+            f" binds it (`Address already in use`); a range below {overlap[0]} avoids that",
+            flush=True,
+        )
     try:
         cluster.start()
         print("tokenvenue cluster up:")

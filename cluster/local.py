@@ -31,6 +31,7 @@ STOP_TIMEOUT_S: Final = 20.0
 POLL_S: Final = 0.05
 DATABASE: Final = "venue_ledger"
 GATEWAY_PORT_ATTEMPTS: Final = 3  # a gateway's port taken before it started: chosen again
+EPHEMERAL_RANGE_FILE: Final = Path("/proc/sys/net/ipv4/ip_local_port_range")
 LOCK_FILE: Final = "cluster.lock"  # flocked by the cluster running in the directory
 PORT_TAKEN: Final = "Address already in use"  # how `venue serve` says so (errno EADDRINUSE)
 
@@ -301,6 +302,18 @@ class LocalCluster:
         for gateway in self.gateways:
             lines.append(f"gateway {gateway.name}: {gateway.url}  (log {gateway.log_path})")
         return lines
+
+
+def ephemeral_overlap(ports: list[int]) -> tuple[int, int] | None:
+    """The kernel's range of ports for outgoing connections (Linux), if `ports` reach into
+    it: any process's connection may be given one of them as its local port, and hold it
+    (TIME_WAIT: a minute) when a server of the cluster comes to bind it."""
+    try:
+        low, high = map(int, EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):  # not Linux, or unreadable: nothing to say
+        return None
+    overlaps = bool(ports) and ports[0] <= high and ports[-1] >= low
+    return (low, high) if overlaps else None
 
 
 def hold_directory(directory: Path) -> IO[str]:

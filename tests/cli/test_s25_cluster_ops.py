@@ -87,6 +87,10 @@ def test_the_cluster_listens_on_the_ports_from_first_and_says_each_step(tmp_path
     assert f"NATS up (1 nodes): nats://127.0.0.1:{first}" in text
     assert "core core-a active" in text
     assert f"gateway gw-a up: ws://127.0.0.1:{first + 2}/ws/trade" in text
+    from cluster.local import ephemeral_overlap
+
+    if ephemeral_overlap(list(range(first, first + SMALLEST_PORTS))) is not None:
+        assert f"note: ports {first}-{first + 2} lie in this machine's range" in text
     # the steps come before the summary: a sign of life while the start takes seconds
     assert text.index("core core-a active") < text.index("tokenvenue cluster up")
     assert process.returncode == 0
