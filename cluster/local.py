@@ -52,9 +52,17 @@ def ports_from(first_port: int, count: int) -> list[int]:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError as taken:
+                overlap = ephemeral_overlap([port])
+                why = (
+                    ""
+                    if overlap is None
+                    else f"; it lies in the range for outgoing connections ({overlap[0]}-"
+                    f"{overlap[1]}), which may hold it a minute: a range below {overlap[0]}"
+                    " avoids that"
+                )
                 raise ClusterError(
                     f"port {port} of {first_port}-{last_port} is taken ({taken.strerror}):"
-                    f" give another first port, or free that one"
+                    f" give another first port, or free that one{why}"
                 ) from None
     return list(range(first_port, last_port + 1))
 

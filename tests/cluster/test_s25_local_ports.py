@@ -34,3 +34,17 @@ def test_ports_from_names_the_port_taken() -> None:
         taken = holder.getsockname()[1]
         with pytest.raises(ClusterError, match=f"port {taken} of {taken}-{taken} is taken"):
             ports_from(taken, 1)  # its neighbours are not ours to probe: another's, maybe
+
+
+def test_a_taken_port_in_the_outgoing_range_says_what_avoids_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        range_file = tmp_path / "ip_local_port_range"
+        range_file.write_text(f"{taken}\t{taken + 10}\n")
+        monkeypatch.setattr(local, "EPHEMERAL_RANGE_FILE", range_file)
+        with pytest.raises(ClusterError, match=f"a range below {taken} avoids that"):
+            ports_from(taken, 1)
