@@ -8,7 +8,9 @@ every core would refuse, a port taken, or a cluster that cannot start fails in o
 """
 
 import argparse
+import os
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +30,10 @@ from core.venue_core import now_us
 CORES_MAX = 4
 GATEWAYS_MAX = 8
 WATCH_INTERVAL_S = 0.5  # how soon a process's exit is reported: well within a takeover's ~10 s
+ALREADY_STOPPING = (
+    "already stopping the cluster, in order (gateways, cores, then PostgreSQL and NATS):"
+    " wait; kill -9 ends it at once (the kernel then stops every process with it)\n"
+)
 NO_CORE_LEFT = (
     "no core is left running: requests are answered 504 OUTCOME_UNKNOWN after [venue]"
     " outcome_wait_ms until one runs (start one with `venue serve --role core` on the NATS"
@@ -117,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         said = " ".join(str(failed).split())  # the driver's lines (detail, hint) on one
         raise CommandFailed(f"the cluster did not start: PostgreSQL: {said}") from None
     finally:
+        _no_more_interrupts()  # a start that failed stops too
         cluster.stop()
     print("tokenvenue cluster stopped", flush=True)
     return 0
@@ -161,4 +168,20 @@ def _say(step: str) -> None:
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    """The first Ctrl-C or SIGTERM: stop. The next are only said (`_already_stopping`), from
+    this moment on, so that none lands between this one and the stop."""
+    _no_more_interrupts()
     raise KeyboardInterrupt
+
+
+def _no_more_interrupts() -> None:
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, _already_stopping)
+
+
+def _already_stopping(signum: int, frame: object) -> None:
+    """A Ctrl-C or SIGTERM while the cluster stops: said, not obeyed. Obeyed, it cut the
+    stop short (exit 130), and the kernel's SIGTERM to every process at once replaced the
+    order (gateways, cores, then the services under them). Written with `os.write`: a
+    handler's print could land inside the main thread's own."""
+    os.write(sys.stdout.fileno(), ALREADY_STOPPING.encode())

@@ -365,3 +365,27 @@ def test_another_number_of_nats_nodes_in_a_clusters_dir_is_refused(tmp_path: Pat
         " NATS node(s), not 3: give --nats-nodes 1, or another --dir"
     )
     assert not (directory / "nats" / "n2").exists(), "a node was made for nothing"
+
+
+def test_a_second_ctrl_c_while_stopping_does_not_cut_the_stop_short(tmp_path: Path) -> None:
+    """The finding: a second Ctrl-C (or SIGTERM) during the stop raised KeyboardInterrupt in
+    the middle of it: exit 130, no "stopped", and the order of the stop lost."""
+    # two cores and two gateways, stopped one after another: a stop long enough to hit
+    shape = ["--nats-nodes", "1", "--sqlite", "--cores", "2", "--gateways", "2"]
+    first = free_block(4)
+    config = ["--config", str(SAMPLE_CONFIG)]
+    process, output_path = _cluster(tmp_path, *config, *shape, "--ports", str(first))
+    try:
+        _wait_for(output_path, "stop with Ctrl-C", process)
+        process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while "stopping the cluster" not in output_path.read_text():
+            assert time.monotonic() < deadline, output_path.read_text()
+            time.sleep(0.005)
+        process.send_signal(signal.SIGINT)  # while the first gateway stops
+        assert process.wait(STOP_TIMEOUT_S) == 0, output_path.read_text()
+    finally:
+        _stop(process)
+    text = output_path.read_text()
+    assert text.endswith("tokenvenue cluster stopped\n"), text
+    assert "already stopping the cluster" in text, text
