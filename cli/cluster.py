@@ -72,10 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Bring the cluster up, say where to connect, and stop it all on Ctrl-C or SIGTERM."""
     _check_config(args.config)  # before a directory is made or a process started
-    # absolute: each role runs in the source tree, where a relative --dir would put its data
     if args.dir is not None and args.dir.exists() and not args.dir.is_dir():
         # mkdir's own word, "File exists", read as if the directory were the problem
         raise CommandFailed(f"{args.dir}: not a directory (give a directory for --dir)")
+    # absolute: each role runs in the source tree, where a relative --dir would put its data
     directory = (args.dir or Path(tempfile.mkdtemp(prefix="venue-cluster-"))).resolve()
     try:  # the ports are checked here, before anything starts
         cluster = LocalCluster(
@@ -93,15 +93,7 @@ def run(args: argparse.Namespace) -> int:
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # even if started with SIGINT ignored
         signal.signal(stop_signal, _interrupt)
     print(f"starting a local cluster in {directory} ...", flush=True)
-    overlap = ephemeral_overlap(cluster.fixed_ports)
-    if overlap is not None:
-        ports = cluster.fixed_ports
-        print(
-            f"  note: ports {ports[0]}-{ports[-1]} lie in this machine's range for outgoing"
-            f" connections ({overlap[0]}-{overlap[1]}): one may hold a port when its server"
-            f" binds it (`Address already in use`); a range below {overlap[0]} avoids that",
-            flush=True,
-        )
+    _note_outgoing_range(cluster.fixed_ports)
     try:
         cluster.start()
         print("tokenvenue cluster up:")
@@ -127,6 +119,19 @@ def run(args: argparse.Namespace) -> int:
         cluster.stop()
     print("tokenvenue cluster stopped", flush=True)
     return 0
+
+
+def _note_outgoing_range(ports: list[int]) -> None:
+    """A line when the chosen ports reach into the kernel's range for outgoing connections,
+    where a failed bind is no mistake of the operator's and another range avoids it."""
+    overlap = ephemeral_overlap(ports)
+    if overlap is not None:
+        print(
+            f"  note: ports {ports[0]}-{ports[-1]} lie in this machine's range for outgoing"
+            f" connections ({overlap[0]}-{overlap[1]}): one may hold a port when its server"
+            f" binds it (`Address already in use`); a range below {overlap[0]} avoids that",
+            flush=True,
+        )
 
 
 def _watch(cluster: LocalCluster) -> None:
