@@ -1,26 +1,44 @@
 """`venue cluster`: a whole cluster on loopback until Ctrl-C (cluster/local.py does the work).
 
 Brings up 3 NATS nodes, PostgreSQL, an active and a standby core and two gateways as
-processes, prints where to connect, and stops everything on SIGINT or SIGTERM; a cluster
-that cannot start fails in one line (`cli.failures.CommandFailed`).
+processes, on any free ports or on the consecutive ports from `--ports FIRST`, says each step
+of the start and then where to connect, and stops everything on SIGINT or SIGTERM; a config
+every core would refuse, a port taken, or a cluster that cannot start fails in one line
+(`cli.failures.CommandFailed`), the first two before anything starts.
 """
 
 import argparse
+import os
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import psycopg
+
 from cli.arguments import int_within
 from cli.failures import CommandFailed
-from cluster.local import ClusterError, LocalCluster
+from cluster.local import ClusterError, LocalCluster, ephemeral_overlap, how_it_ended
 from cluster.nats import NatsError
 from cluster.postgres import PostgresError
+from core import config as venue_config
+from core.venue_core import now_us
 
 # A loopback cluster shares one machine: a few of each show failover and spreading the
 # sessions; more only compete for its cores. At least one of each, or no cluster serves.
 CORES_MAX = 4
 GATEWAYS_MAX = 8
+WATCH_INTERVAL_S = 0.5  # how soon a process's exit is reported: well within a takeover's ~10 s
+ALREADY_STOPPING = (
+    "already stopping the cluster, in order (gateways, cores, then PostgreSQL and NATS):"
+    " wait; kill -9 ends it at once (the kernel then stops every process with it)\n"
+)
+NO_CORE_LEFT = (
+    "no core is left running: requests are answered 504 OUTCOME_UNKNOWN after [venue]"
+    " outcome_wait_ms until one runs (start one with `venue serve --role core` on the NATS"
+    " and ledger store above, docs/cluster.md)"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,23 +59,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sqlite", action="store_true", help="each core books into SQLite, not PostgreSQL"
     )
+    parser.add_argument(
+        "--ports",
+        type=int_within(1, 65_535),
+        default=None,
+        metavar="FIRST",
+        help="listen on the consecutive ports from FIRST (NATS, PostgreSQL, then the gateways;"
+        " 3 x 3 + 1 + 2 = 12 by default), each checked free first; default: any free ports",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Bring the cluster up, say where to connect, and stop it all on Ctrl-C or SIGTERM."""
+    _check_config(args.config)  # before a directory is made or a process started
+    if args.dir is not None and args.dir.exists() and not args.dir.is_dir():
+        # mkdir's own word, "File exists", read as if the directory were the problem
+        raise CommandFailed(f"{args.dir}: not a directory (give a directory for --dir)")
     # absolute: each role runs in the source tree, where a relative --dir would put its data
     directory = (args.dir or Path(tempfile.mkdtemp(prefix="venue-cluster-"))).resolve()
-    cluster = LocalCluster(
-        directory,
-        args.config.resolve(),
-        nats_nodes=args.nats_nodes,
-        postgres=not args.sqlite,
-        cores=args.cores,
-        gateways=args.gateways,
-    )
+    try:  # the ports are checked here, before anything starts
+        cluster = LocalCluster(
+            directory,
+            args.config.resolve(),
+            nats_nodes=args.nats_nodes,
+            postgres=not args.sqlite,
+            cores=args.cores,
+            gateways=args.gateways,
+            first_port=args.ports,
+            say=_say,
+        )
+    except ClusterError as refused:
+        raise CommandFailed(f"the cluster did not start: {refused}") from None
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # even if started with SIGINT ignored
         signal.signal(stop_signal, _interrupt)
     print(f"starting a local cluster in {directory} ...", flush=True)
+    _note_outgoing_range(cluster.fixed_ports)
     try:
         cluster.start()
         print("tokenvenue cluster up:")
@@ -65,18 +101,92 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {line}")
         print("connect a client to either gateway; stop with Ctrl-C (SIGINT) or SIGTERM")
         print(f"  e.g. venue bot taker --url {cluster.gateways[0].url}", flush=True)
-        while all(role.running() for role in cluster.gateways):
-            time.sleep(0.5)
+        _watch(cluster)
+        for gateway in cluster.gateways:  # which one, how, and where to read why
+            if not gateway.running() and gateway.process is not None:
+                how = how_it_ended(gateway.process.returncode)
+                print(f"gateway {gateway.name} stopped ({how}): see {gateway.log_path}")
         print("a gateway stopped: stopping the cluster", flush=True)
     except KeyboardInterrupt:
         print("stopping the cluster ...", flush=True)
     except (ClusterError, NatsError, PostgresError) as failed:
         raise CommandFailed(f"the cluster did not start: {failed}") from None
+    except psycopg.Error as failed:  # making the ledger's database: the server refused it
+        said = " ".join(str(failed).split())  # the driver's lines (detail, hint) on one
+        raise CommandFailed(f"the cluster did not start: PostgreSQL: {said}") from None
     finally:
+        _no_more_interrupts()  # a start that failed stops too
         cluster.stop()
     print("tokenvenue cluster stopped", flush=True)
     return 0
 
 
+def _note_outgoing_range(ports: list[int]) -> None:
+    """A line when the chosen ports reach into the kernel's range for outgoing connections,
+    where a failed bind is no mistake of the operator's and another range avoids it."""
+    overlap = ephemeral_overlap(ports)
+    if overlap is not None:
+        print(
+            f"  note: ports {ports[0]}-{ports[-1]} lie in this machine's range for outgoing"
+            f" connections ({overlap[0]}-{overlap[1]}): one may hold a port when its server"
+            f" binds it (`Address already in use`); a range below {overlap[0]} avoids that",
+            flush=True,
+        )
+
+
+def _watch(cluster: LocalCluster) -> None:
+    """Until a gateway stops: a line for each other process that exits (a core, a NATS node,
+    PostgreSQL), and, after a core's, for the core that takes over, or that none is left:
+    without them a failover was seen by the clients alone, never by the operator."""
+    told: set[str] = set()
+    awaiting_active = False  # a core exited: say which one is active once one is
+    while all(role.running() for role in cluster.gateways):
+        for name, how, log in cluster.exited():
+            if name not in told:
+                told.add(name)
+                print(f"{name} stopped ({how}): see {log}", flush=True)
+                awaiting_active = awaiting_active or name.startswith("core ")
+        if awaiting_active:
+            active = cluster.active_core()
+            if active is not None:
+                print(f"core {active.name} active", flush=True)
+                awaiting_active = False
+            elif not any(core.running() for core in cluster.cores):
+                print(NO_CORE_LEFT, flush=True)
+                awaiting_active = False
+        time.sleep(WATCH_INTERVAL_S)
+
+
+def _check_config(path: Path) -> None:
+    """Refuse, in one line, a config every core would refuse (missing, not TOML, a wrong key
+    or amount), before NATS and PostgreSQL start for nothing; as `venue serve` checks it."""
+    config = venue_config.load(path)
+    try:
+        venue_config.setup_commands(config, now_us=now_us(), building=False)
+    except venue_config.ConfigError as invalid:
+        raise CommandFailed(f"{path}: {invalid}") from None
+
+
+def _say(step: str) -> None:
+    """One line per step of the start, which takes tens of seconds: a sign of life."""
+    print(f"  {step}", flush=True)
+
+
 def _interrupt(signum: int, frame: object) -> None:
+    """The first Ctrl-C or SIGTERM: stop. The next are only said (`_already_stopping`), from
+    this moment on, so that none lands between this one and the stop."""
+    _no_more_interrupts()
     raise KeyboardInterrupt
+
+
+def _no_more_interrupts() -> None:
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, _already_stopping)
+
+
+def _already_stopping(signum: int, frame: object) -> None:
+    """A Ctrl-C or SIGTERM while the cluster stops: said, not obeyed. Obeyed, it cut the
+    stop short (exit 130), and the kernel's SIGTERM to every process at once replaced the
+    order (gateways, cores, then the services under them). Written with `os.write`: a
+    handler's print could land inside the main thread's own."""
+    os.write(sys.stdout.fileno(), ALREADY_STOPPING.encode())

@@ -26,6 +26,7 @@ import socket
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 import psycopg
@@ -68,6 +69,8 @@ def run(
     config = venue_config.load(config_path)
     if role != "all" and not (nats or config.venue.nats):
         raise CommandFailed(f"--role {role} needs --nats URL (the cluster's NATS servers)")
+    if nats or config.venue.nats:
+        check_nats_urls(nats or config.venue.nats, "--nats" if nats else f"{config_path}: nats")
     if postgres is not None:  # --postgres DSN: the ledger store there, whatever the config says
         venue = msgspec.structs.replace(config.venue, ledger_postgres=postgres)
         config = msgspec.structs.replace(config, venue=venue)
@@ -82,9 +85,12 @@ def run(
         raise CommandFailed(f"{config_path}: {invalid}") from None
     logs.configure(log_level, log_format)
     host = host or config.venue.host
-    port = config.venue.port if port is None else port
+    if port is None:
+        port = config.venue.port
+        if not 0 <= port <= 65_535:  # said as the config's other refusals are: file and key
+            raise CommandFailed(f"{config_path}: [venue] port {port} is not within 0..65535")
     if not 0 <= port <= 65_535:
-        raise CommandFailed(f"port {port} is not within 0..65535")
+        raise CommandFailed(f"--port {port} is not within 0..65535")
     if role != "core":  # a core accepts no clients: only the gateways' caps need the files
         config = fit_open_files(config)
     check_port_free_or_core(role, host, port)  # before the data directory is made or touched
@@ -153,6 +159,40 @@ def _no_journal_yet(data: Path) -> bool:
     """The one-process venue's data directory holds no journal record yet: it will be built."""
     journal = data / JOURNAL_FILE
     return not journal.exists() or journal.stat().st_size == 0
+
+
+NATS_SCHEMES = ("nats", "tls", "ws", "wss")  # what nats-py connects with
+NATS_URL_EXAMPLE = "nats://127.0.0.1:4222"
+
+
+def check_nats_urls(urls: str, source: str) -> None:
+    """Refuse a NATS server list no connection could use, in one line before anything
+    starts: a cluster role waits for NATS for as long as it is down, so a typo (`nats//h:p`,
+    a port that is no number, only commas) had a core wait forever (and a list of no URL
+    had it ignore SIGTERM), and a port that is no number was nats-py's traceback. A URL
+    with no scheme is nats://, as nats-py reads it."""
+    items = [item.strip() for item in urls.split(",") if item.strip()]
+    if not items:
+        raise CommandFailed(f"{source} {urls!r}: no NATS server URL (e.g. {NATS_URL_EXAMPLE})")
+    for item in items:
+        problem = _nats_url_problem(item)
+        if problem is not None:
+            raise CommandFailed(f"{source} {urls}: {item!r} {problem} (e.g. {NATS_URL_EXAMPLE})")
+
+
+def _nats_url_problem(item: str) -> str | None:
+    parts = urlsplit(item if "://" in item else f"nats://{item}")
+    if parts.scheme not in NATS_SCHEMES:
+        return f"is not a NATS URL: its scheme is not one of {', '.join(NATS_SCHEMES)}"
+    try:
+        _ = parts.port  # raises for a port that is no number, or out of 0..65535
+    except ValueError:
+        return "has a port that is not a number within 0..65535"
+    if not parts.hostname or any(char.isspace() for char in item):
+        return "names no host"
+    if parts.scheme in ("nats", "tls") and parts.path not in ("", "/"):  # `nats//host:port`
+        return "has a path: a NATS URL is [scheme://]host[:port]"
+    return None
 
 
 def check_store_reachable(dsn: str) -> None:
@@ -283,8 +323,7 @@ async def _serve(
         if lease is not None:  # a start that failed: the next need not wait for the TTL,
             await lease.give_back()  # and the data directory is as it was (the core's too)
         if isinstance(failed, OSError):  # the port taken since the check, a disk error
-            where = f"{host}:{port}: {describe_os_error(failed)}"
-            raise CommandFailed(f"cannot start on {where}") from None
+            raise CommandFailed(start_refused(failed, host, port)) from None
         raise
     demo_data.disown(data)  # a demo's directory served on: its data is a venue's now
     settle_heap()
@@ -307,6 +346,16 @@ async def _serve(
         if lease is not None:  # after the last write: the next venue takes it at once
             await lease.release()
     print("tokenvenue stopped cleanly", flush=True)
+
+
+def start_refused(error: OSError, host: str, port: int) -> str:
+    """Why the start failed: a file's error (the data directory cannot be made where it is
+    asked for, a disk error) names the file; only an error of no file is the listener's
+    (the port taken since the check), named by its host and port. Before, every one was
+    `cannot start on HOST:PORT`, which sent the operator to the port for a path's fault."""
+    if error.filename is not None:
+        return f"cannot start: {describe_os_error(error)}"
+    return f"cannot start on {host}:{port}: {describe_os_error(error)}"
 
 
 def authority(host: str, port: int) -> str:
@@ -393,7 +442,7 @@ async def _serve_gateway(
         bound = await _unless_stopped(server.start(host, port), stopping)
     except OSError as failed:
         remove_if_empty(made)
-        raise CommandFailed(f"cannot start on {host}:{port}: {describe_os_error(failed)}") from None
+        raise CommandFailed(start_refused(failed, host, port)) from None
     except BaseException:
         remove_if_empty(made)
         raise

@@ -280,6 +280,11 @@ def credentials(args: argparse.Namespace) -> tuple[str, str]:
     for entry in config.api_keys:
         if "admin" in entry.scopes and (api_key is None or entry.key == api_key):
             return entry.key, secret or entry.secret
+    if api_key is not None:  # the config has admin keys, perhaps, but not this one
+        raise ValueError(
+            f"{api_key} is no admin key of {args.config}: give its secret too"
+            f" (--secret or ${SECRET_ENV})"
+        )
     raise ValueError(f"no admin key in {args.config}: give --key and --secret")
 
 

@@ -4,21 +4,26 @@ Owns `LocalCluster`, what `venue cluster` (cli/cluster.py) runs and the cluster 
 a NATS JetStream cluster (cluster/nats.py), optionally a throwaway PostgreSQL for the ledger
 (cluster/postgres.py), an active core and standby cores (`venue serve --role core`) and
 gateways (`venue serve --role gateway`), each process with its own log file and data
-directory under one directory, free ports on 127.0.0.1. Waits are bounded: a process is
-ready when its log says so. `kill` is SIGKILL (for fault tests), `terminate` SIGTERM to one
-process; `stop` is SIGTERM to every process, gateways first, then cores, then the services.
+directory under one directory, on 127.0.0.1: free ports, or the consecutive ones from a first
+port given (`ports_from`: a firewall's or a shared machine's known range). Waits are bounded:
+a process is ready when its log says so. `kill` is SIGKILL (for fault tests), `terminate`
+SIGTERM to one process; `stop` is SIGTERM to every process, gateways first, then cores, then
+the services.
 """
 
+import fcntl
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
-from cluster.nats import NatsCluster, free_ports
+from cluster.nats import NatsCluster, die_with_parent, free_ports
 from cluster.postgres import PostgresServer
 
 READY_TIMEOUT_S: Final = 90.0  # a core's recovery plus a gateway's catch-up on a busy machine
@@ -26,11 +31,40 @@ STOP_TIMEOUT_S: Final = 20.0
 POLL_S: Final = 0.05
 DATABASE: Final = "venue_ledger"
 GATEWAY_PORT_ATTEMPTS: Final = 3  # a gateway's port taken before it started: chosen again
+EPHEMERAL_RANGE_FILE: Final = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOCK_FILE: Final = "cluster.lock"  # flocked by the cluster running in the directory
 PORT_TAKEN: Final = "Address already in use"  # how `venue serve` says so (errno EADDRINUSE)
 
 
 class ClusterError(RuntimeError):
     """A process of the cluster did not start, or stopped; the message quotes its log."""
+
+
+def ports_from(first_port: int, count: int) -> list[int]:
+    """The `count` consecutive ports from `first_port`, each free on 127.0.0.1 now; one
+    taken, or a range past 65535, is a `ClusterError` naming it."""
+    last_port = first_port + count - 1
+    if first_port < 1 or last_port > 65_535:
+        raise ClusterError(f"ports {first_port}-{last_port} are not within 1..65535")
+    for port in range(first_port, last_port + 1):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as taken:
+                overlap = ephemeral_overlap([port])
+                why = (
+                    ""
+                    if overlap is None
+                    else f"; it lies in the range for outgoing connections ({overlap[0]}-"
+                    f"{overlap[1]}), which may hold it a minute: a range below {overlap[0]}"
+                    " avoids that"
+                )
+                raise ClusterError(
+                    f"port {port} of {first_port}-{last_port} is taken ({taken.strerror}):"
+                    f" give another first port, or free that one{why}"
+                ) from None
+    return list(range(first_port, last_port + 1))
 
 
 @dataclass(eq=False)
@@ -74,48 +108,90 @@ class LocalCluster:
         cores: int = 2,
         gateways: int = 2,
         log_level: str = "info",
+        first_port: int | None = None,
+        say: Callable[[str], None] = lambda line: None,
     ) -> None:
+        """`first_port`: every port the cluster listens on is one of the consecutive ports
+        from it (`ports_needed`), checked free at once; else free ones. `say` is told each
+        step of `start` as it is done (a start takes tens of seconds)."""
         self.directory = directory
         self.config_path = config_path
         self.log_level = log_level
-        self.nats = NatsCluster(directory / "nats", size=nats_nodes)
+        self.say = say
+        nats_count = NatsCluster.ports_needed(nats_nodes)
+        fixed = (
+            []
+            if first_port is None
+            else ports_from(first_port, self.ports_needed(nats_nodes, postgres, gateways))
+        )
+        self.fixed_ports = fixed  # empty: free ports, a gateway's chosen again if taken
+        self.nats = NatsCluster(directory / "nats", size=nats_nodes, ports=fixed[:nats_count])
         self.postgres = PostgresServer(directory / "postgres") if postgres else None
+        self.postgres_port = fixed[nats_count] if fixed and postgres else 0  # 0: a free one
         self.dsn: str | None = None
+        self.lock: IO[str] | None = None  # `LOCK_FILE`, held from `start` to `stop`
         self.cores = [
             Role(f"core-{chr(ord('a') + i)}", "core", directory / f"core-{i}.log")
             for i in range(cores)
         ]
-        ports = free_ports(gateways)
+        ports = fixed[len(fixed) - gateways :] if fixed else free_ports(gateways)
         self.gateways = [
             Role(f"gw-{chr(ord('a') + i)}", "gateway", directory / f"gw-{i}.log", port)
             for i, port in enumerate(ports)
         ]
+
+    @staticmethod
+    def ports_needed(nats_nodes: int, postgres: bool, gateways: int) -> int:
+        """How many ports a cluster of this shape listens on: the NATS nodes' (their order
+        first), PostgreSQL's, then one per gateway."""
+        return NatsCluster.ports_needed(nats_nodes) + int(postgres) + gateways
 
     # ----------------------------------------------------------------- lifecycle
 
     def start(self) -> "LocalCluster":
         self.directory.mkdir(parents=True, exist_ok=True)
         self.directory.chmod(0o711)  # PostgreSQL runs as the postgres user inside it
+        self.lock = hold_directory(self.directory)  # before anything there is touched
         try:
+            self.check_nats_shape()
             self.nats.start()
+            self.say(f"NATS up ({len(self.nats.nodes)} nodes): {self.nats.url}")
             if self.postgres is not None:
-                self.postgres.start()
-                self.dsn = self.postgres.create_database(DATABASE)
+                self.postgres.start(self.postgres_port)
+                # a directory of an earlier run: its ledger goes on with its stream
+                self.dsn = self.postgres.create_database(DATABASE, reuse=True)
+                self.say(f"PostgreSQL up: 127.0.0.1:{self.postgres.port}")
             for index, core in enumerate(self.cores):
                 self.start_role(core)
                 self.wait_for(core, "active at seq" if index == 0 else "waiting for the lease")
+                self.say(f"core {core.name} {'active' if index == 0 else 'standby'}")
             for gateway in self.gateways:
                 self.start_gateway(gateway)
+                self.say(f"gateway {gateway.name} up: {gateway.url}")
         except BaseException:
             self.stop()
             raise
         return self
 
+    def check_nats_shape(self) -> None:
+        """Refuse NATS nodes other in number than the stores an earlier run left here: the
+        stream is in those stores, and a cluster of another size does not find it (one node's
+        store joined by two new nodes showed an empty stream, and the core refused its own
+        snapshot as "ahead of the journal"; one node of three has no quorum)."""
+        stores = sorted((self.directory / "nats").glob("n*/jetstream"))
+        wanted = len(self.nats.nodes)
+        if stores and len(stores) != wanted:
+            raise ClusterError(
+                f"{self.directory} holds the stream of a cluster of {len(stores)} NATS"
+                f" node(s), not {wanted}: give --nats-nodes {len(stores)}, or another --dir"
+            )
+
     def start_gateway(self, gateway: Role) -> None:
         """Start a gateway and wait until it serves. Its port was chosen free before the NATS
         nodes, PostgreSQL and the cores started, and their outgoing connections may have been
         given it as their local port since: a start refused for a port taken is tried again
-        on another, a bounded number of times."""
+        on another, a bounded number of times (not with `fixed_ports`: the operator chose
+        them, and the error names the port)."""
         for attempt in range(1, GATEWAY_PORT_ATTEMPTS + 1):
             self.start_role(gateway)
             try:
@@ -123,7 +199,7 @@ class LocalCluster:
                 return
             except ClusterError:
                 port_taken = not gateway.running() and PORT_TAKEN in gateway.log()
-                if not port_taken or attempt == GATEWAY_PORT_ATTEMPTS:
+                if not port_taken or attempt == GATEWAY_PORT_ATTEMPTS or self.fixed_ports:
                     raise
             gateway.port = free_ports(1)[0]
 
@@ -144,6 +220,11 @@ class LocalCluster:
                 stderr=subprocess.STDOUT,
                 cwd=Path(__file__).resolve().parents[1],
                 env=os.environ | {"PYTHONUNBUFFERED": "1"},
+                # Stopped by this process only, in order (`stop`): a terminal's Ctrl-C is
+                # not theirs too. And when this process dies (kill -9), SIGTERM: a role left
+                # behind would hold its port and wait for NATS, which went with it, forever.
+                start_new_session=True,
+                preexec_fn=die_with_parent,
             )
 
     def wait_for(self, role: Role, text: str, timeout_s: float = READY_TIMEOUT_S) -> None:
@@ -172,6 +253,11 @@ class LocalCluster:
         return role.process.wait(STOP_TIMEOUT_S)
 
     def stop(self) -> None:
+        """Every process, in order; then the directory's lock. Nothing when this cluster does
+        not hold its directory: what runs there is another's (`pg_ctl stop` on its data
+        directory would stop that cluster's PostgreSQL)."""
+        if self.lock is None:
+            return
         for role in [*self.gateways, *self.cores]:
             if role.running():
                 assert role.process is not None
@@ -184,6 +270,8 @@ class LocalCluster:
         if self.postgres is not None:
             self.postgres.stop()
         self.nats.stop()
+        self.lock.close()  # the flock goes with the descriptor
+        self.lock = None
 
     def __enter__(self) -> "LocalCluster":
         return self.start()
@@ -198,6 +286,21 @@ class LocalCluster:
         active = [core for core in self.cores if core.running() and "active at seq" in core.log()]
         return active[-1] if active else None
 
+    def exited(self) -> list[tuple[str, str, Path]]:
+        """The cores, NATS nodes and PostgreSQL started and since exited, each with how it
+        ended and its log (gateways are not watched here: `venue cluster` ends with them)."""
+        ended: list[tuple[str, subprocess.Popen[bytes] | None, Path]] = [
+            (f"core {core.name}", core.process, core.log_path) for core in self.cores
+        ]
+        ended += [(f"NATS {node.name}", node.process, node.log_path) for node in self.nats.nodes]
+        if self.postgres is not None:
+            ended.append(("PostgreSQL", self.postgres.process, self.postgres.log_file))
+        return [
+            (name, how_it_ended(process.returncode), log)
+            for name, process, log in ended
+            if process is not None and process.poll() is not None
+        ]
+
     def describe(self) -> list[str]:
         lines = [f"NATS ({len(self.nats.nodes)}-node JetStream): {self.nats.url}"]
         if self.dsn is not None:
@@ -207,6 +310,50 @@ class LocalCluster:
         for gateway in self.gateways:
             lines.append(f"gateway {gateway.name}: {gateway.url}  (log {gateway.log_path})")
         return lines
+
+
+def ephemeral_overlap(ports: list[int]) -> tuple[int, int] | None:
+    """The kernel's range of ports for outgoing connections (Linux), if `ports` reach into
+    it: any process's connection may be given one of them as its local port, and hold it
+    (TIME_WAIT: a minute) when a server of the cluster comes to bind it."""
+    try:
+        low, high = map(int, EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):  # not Linux, or unreadable: nothing to say
+        return None
+    overlaps = bool(ports) and ports[0] <= high and ports[-1] >= low
+    return (low, high) if overlaps else None
+
+
+def hold_directory(directory: Path) -> IO[str]:
+    """Lock `directory`'s `LOCK_FILE` for this process's cluster, and write its pid there;
+    a `ClusterError` naming the holder if another process's cluster runs in it (whose NATS
+    store, PostgreSQL and roles' data directories a second would share). The lock is the
+    open file's: it goes when the file is closed or the process ends, kill -9 included."""
+    lock = (directory / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        raise ClusterError(
+            f"{directory} is in use by a running cluster (pid {holder}): stop it first,"
+            " or give another --dir"
+        ) from None
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
+def how_it_ended(returncode: int) -> str:
+    """`exit status 1`, or `killed by SIGKILL` for a negative `Popen.returncode`."""
+    if returncode >= 0:
+        return f"exit status {returncode}"
+    try:
+        return f"killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"killed by signal {-returncode}"
 
 
 def _tail(text: str, lines: int = 12) -> str:

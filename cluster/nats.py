@@ -108,11 +108,12 @@ class NatsNode:
         self.config_path.write_text("\n".join(lines) + "\n")
 
     def start(self) -> None:
-        """Start the process (the config is written if absent); returns once it runs."""
+        """Start the process; returns once it runs. The config is written anew each time:
+        a directory of an earlier run keeps its store, and its node listens on this run's
+        ports (one left from a run on other ports had the node listen where nobody looked)."""
         if self.running:
             raise NatsError(f"{self.name} is running already")
-        if not self.config_path.exists():
-            self.write_config()
+        self.write_config()
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [nats_server_binary(), "-c", str(self.config_path)],
@@ -120,7 +121,7 @@ class NatsNode:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a test's Ctrl-C is not the node's: stop() ends it
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
 
     @property
@@ -158,7 +159,7 @@ class NatsNode:
         self.process = None
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child before exec: SIGTERM it when the process that started it dies (Linux), so
     a test run killed by a timeout leaves no node behind. (Tied to the starting thread.)"""
     if sys.platform.startswith("linux"):
@@ -196,10 +197,14 @@ class NatsCluster:
     as a context manager, or call `start()` and `stop()`.
     """
 
-    def __init__(self, directory: Path, size: int = 1) -> None:
+    def __init__(self, directory: Path, size: int = 1, ports: Sequence[int] = ()) -> None:
+        """`ports`: the nodes' listening ports (`ports_needed(size)` of them: clients', then
+        monitoring, then routes); none given, free ones."""
         if size < 1:
             raise ValueError(f"a cluster of {size} nodes")
-        ports = free_ports(3 * size)
+        if ports and len(ports) != self.ports_needed(size):
+            raise ValueError(f"{len(ports)} ports for {self.ports_needed(size)}")
+        ports = list(ports) or free_ports(self.ports_needed(size))
         client_ports, monitor_ports = ports[:size], ports[size : 2 * size]
         route_ports = ports[2 * size :] if size > 1 else []
         # Every node routes to every cluster port, its own too: nats-server skips a route to self.
@@ -214,6 +219,12 @@ class NatsCluster:
             )
             for index in range(size)
         ]
+
+    @staticmethod
+    def ports_needed(size: int) -> int:
+        """Ports a cluster of `size` nodes listens on: a client and a monitoring port each,
+        and a route port each when they are more than one."""
+        return 3 * size if size > 1 else 2
 
     @property
     def urls(self) -> list[str]:

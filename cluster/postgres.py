@@ -159,11 +159,15 @@ class PostgresServer:
     def dsn(self, database: str = "postgres") -> str:
         return f"postgresql://{SERVER_USER}@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self, name: str) -> str:
-        """Create an empty database; its DSN."""
+    def create_database(self, name: str, *, reuse: bool = False) -> str:
+        """Create an empty database; its DSN. With `reuse`, one that exists (a restart's, in
+        the same directory) is kept as it is, rather than refused."""
         if not DATABASE_NAME.fullmatch(name):
             raise PostgresError(f"database name {name!r} is not lower-case letters, digits, _")
         with psycopg.connect(self.dsn(), autocommit=True) as connection:
+            found = "SELECT 1 FROM pg_database WHERE datname = %s"
+            if reuse and connection.execute(found, (name,)).fetchone() is not None:
+                return self.dsn(name)
             connection.execute(f"CREATE DATABASE {name}")  # name checked above: no injection
         return self.dsn(name)
 
