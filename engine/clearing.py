@@ -55,8 +55,15 @@ class Clearing:
         which must not leave orders on another instrument holding the burned tokens."""
         for other in listed:
             bills = {s.base for s in (spec, other) if s.kind is InstrumentKind.TBILL}
-            if bills & {spec.base, spec.quote} & {other.base, other.quote}:
-                return f"the bill token of {other.symbol} trades on that instrument only"
+            shared = bills & {spec.base, spec.quote} & {other.base, other.quote}
+            if shared:
+                token = min(shared)
+                if spec.kind is InstrumentKind.TBILL and spec.base == token:  # the new bill's
+                    return (
+                        f"{token} already trades on {other.symbol}: a T-bill's token trades on"
+                        f" its own instrument only (give {spec.symbol} a token of its own)"
+                    )
+                return f"{token} is the bill token of {other.symbol}: it trades there only"
         return None
 
     @staticmethod

@@ -16,7 +16,7 @@ from engine.commands import (
     OpenAccount,
     PlaceOrder,
 )
-from engine.enums import OrderType, Side, TimeInForce
+from engine.enums import InstrumentKind, OrderType, Side, TimeInForce
 from engine.events import BalanceChanged, CommandRejected, Event, OrderAmended, TradeSettled
 from engine.reasons import ErrorCode
 from engine.venue import Venue
@@ -493,3 +493,29 @@ def test_the_first_fee_makes_the_fee_balance_and_the_next_trade_books_the_same_l
         (2, FEE_INCOME, "USD", 10_000, TransferKind.FEE),  # maker 1 bp
     ]
     assert cleared.balance(FEE_INCOME, "USD") == (2 * 60_000, 0)
+
+
+def test_a_bill_token_on_a_second_instrument_is_refused_naming_the_token_and_its_bill() -> None:
+    """A T-bill whose token already trades elsewhere was refused as "the bill token of
+    AAPLx-USD trades on that instrument only": AAPLx-USD is no bill, and the token shared
+    (USD) went unnamed (found by session 25's operator explorer). Each refusal now names the
+    token and the bill it belongs to."""
+    cleared = Cleared()
+    maturity_us = 1_000 * 3_600_000_000
+    bill = dict(kind=InstrumentKind.TBILL, price_decimals=6, reference_price=98_676_708)
+    usd_bill = make_spec(
+        symbol="TB-USD", base="USD", quote="AAPLx", maturity_us=maturity_us, **bill
+    )
+    refused = cleared.do(ListInstrument(spec=usd_bill))
+    assert isinstance(refused[0], CommandRejected), refused
+    assert refused[0].detail == (
+        "USD already trades on AAPLx-USD: a T-bill's token trades on its own instrument only"
+        " (give TB-USD a token of its own)"
+    )
+    assert kinds(cleared.do(ListAsset(code="TB-X", scale=6))) == ["AssetListed"]
+    own = make_spec(symbol="TB-X-USD", base="TB-X", maturity_us=maturity_us, **bill)
+    assert kinds(cleared.do(ListInstrument(spec=own))) == ["InstrumentListed"]
+    priced_in_bills = make_spec(symbol="AAPLx-TBX", quote="TB-X")
+    refused = cleared.do(ListInstrument(spec=priced_in_bills))
+    assert isinstance(refused[0], CommandRejected), refused
+    assert refused[0].detail == "TB-X is the bill token of TB-X-USD: it trades there only"
