@@ -532,15 +532,28 @@ def _uncovered_detail(
     the market whose step to name instead (the finest) or the orders to cancel first."""
     named = next(m for m in markets if m.symbol == cmd.symbol)
     scale = named.spec.qty_decimals
-    finest = min(markets, key=lambda m: (m.qty_step, m.symbol))
+    # Named on a market whose step divides every market's, each sell fits; with steps that
+    # do not divide each other (0.001 and 0.0015) no market is such, and only canceling helps.
+    dividing = [
+        m for m in markets if m is not named and all(o.qty_step % m.qty_step == 0 for o in markets)
+    ]
+    if dividing:
+        finest = min(dividing, key=lambda m: (m.qty_step, m.symbol))
+        advice = (
+            f"name the market of the finest step ({finest.symbol},"
+            f" {format_units(finest.qty_step, scale)}; its quote asset and reference price then"
+            " price the cash in lieu), or cancel those sells first"
+        )
+    else:
+        advice = (
+            "cancel those sells first (no other market's step divides every market's step:"
+            " naming one would not fit them either)"
+        )
     return (
         f"account {entitlement.account}'s resting sells and pending withdrawals of"
         f" {named.spec.base} would hold {format_units(need, scale)} after the split, more than"
         f" the {format_units(entitlement.holding_after, scale)} its holding keeps at"
-        f" {cmd.symbol}'s step of {format_units(named.qty_step, scale)}: name the market of"
-        f" the finest step ({finest.symbol}, {format_units(finest.qty_step, scale)}; its"
-        " quote asset and reference price then price the cash in lieu), or cancel those sells"
-        " first"
+        f" {cmd.symbol}'s step of {format_units(named.qty_step, scale)}: {advice}"
     )
 
 

@@ -193,6 +193,7 @@ PAY_DIVIDEND_PRECEDENCE: tuple[ErrorCode, ...] = (
     E.BAD_PARAM,
     E.UNKNOWN_SYMBOL,
     E.UNKNOWN_ACCOUNT,
+    E.BAD_PARAM,  # pays no holder a cash unit (checked entries only: `paid_checked`)
     E.INSUFFICIENT_BALANCE,
 )
 
@@ -201,6 +202,10 @@ SPLIT_SHARES_PRECEDENCE: tuple[ErrorCode, ...] = (
     E.UNKNOWN_SYMBOL,
     E.INSTRUMENT_NOT_HALTED,
     E.BAD_PARAM,  # the supply or a reference price would pass the maximum
+    E.UNKNOWN_ACCOUNT,  # the payer
+    E.BAD_PARAM,  # cash in lieu due and no payer named
+    E.INSUFFICIENT_BALANCE,  # the payer's cash
+    E.BAD_PARAM,  # rescaled sells or withdrawals that would pass a holding
 )
 
 # BAD_PARAM first for an as_of sent in milliseconds or in the future, then as the ledger checks.

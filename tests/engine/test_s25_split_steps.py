@@ -96,6 +96,26 @@ def test_a_split_whose_sells_fit_goes_through_on_the_coarser_market(corp: Corp) 
     assert (corp.total(2, "AAPLx"), corp.held(2, "AAPLx")) == (7_777_000, 7_777_000)
 
 
+def test_where_no_market_s_step_divides_the_others_the_refusal_says_to_cancel() -> None:
+    """Steps of 0.001 (AAPLx-USD) and 0.0015 share: no market's step divides the other's, so
+    naming either cannot fit every sell, and the refusal sent the operator to name the market
+    already named (review of session 25). It now says to cancel those sells first."""
+    corp = Corp()
+    corp.ok(ListAsset(code="EUR", scale=2))
+    coarse = dict(quote="EUR", quote_decimals=2, qty_step=1_500, min_qty=1_500)
+    corp.ok(ListInstrument(spec=make_spec(symbol=FINE, reference_price=9_000, **coarse)))
+    corp.ok(msgspec.structs.replace(SELL, account=1, qty=1_234_500))  # of its 1.234567
+    corp.halt()
+    corp.ok(SetInstrumentStatus(symbol=FINE, status=InstrumentStatus.HALTED))
+    refused = corp.refused(lieu_split(ratio_new=3, ratio_old=1))
+    assert refused.reason is ErrorCode.BAD_PARAM
+    assert refused.detail.endswith(
+        "its holding keeps at AAPLx-USD's step of 0.001000: cancel those sells first (no"
+        " other market's step divides every market's step: naming one would not fit them"
+        " either)"
+    ), refused.detail
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     step=st.sampled_from([1, 7, 250, 1_000, 3_000]),
