@@ -182,7 +182,8 @@ def _unpaid_detail(
         f"a dividend of {decimal_text(amount, amount_decimals)} {cash_asset} a share pays no"
         f" holder anything: even the largest holding, {holding} {asset}, is owed less than"
         f" {unit} {cash_asset}, the cash's smallest unit, and the"
-        f" payer would give {decimal_text(provided, cash_scale)} to the rounding account for"
+        f" payer would give {decimal_text(provided, cash_scale)} {cash_asset} to the rounding"
+        " account for"
         " nothing; check amount_per_share"
     )
 

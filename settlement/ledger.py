@@ -681,11 +681,13 @@ def stale_detail(
     said = f"no fresh reserve attestation for {asset}"
     if attestation is None:
         return f"{said}: it has none; attest its reserves first"
-    age_h = (ts_us - attestation.as_of_us) / HOUR_US
+    age_us = ts_us - attestation.as_of_us
+    age, bound = f"{age_us / HOUR_US:.1f} h", f"{staleness_max_us / HOUR_US:.1f} h"
+    if age == bound:  # just past the bound: to the second, not "24.0 h old, past the 24.0 h"
+        age, bound = f"{age_us // 1_000_000:,} s", f"{staleness_max_us // 1_000_000:,} s"
     return (
-        f"{said}: the latest, as of {attestation.as_of_us} µs, is {age_h:.1f} h old, past the"
-        f" {staleness_max_us / HOUR_US:.1f} h a deposit allows (reserve staleness); attest"
-        " its reserves again"
+        f"{said}: the latest, as of {attestation.as_of_us} µs, is {age} old, past the"
+        f" {bound} a deposit allows (reserve staleness); attest its reserves again"
     )
 
 

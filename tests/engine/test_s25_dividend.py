@@ -23,7 +23,7 @@ def test_a_dividend_that_pays_no_holder_a_cent_is_refused() -> None:
         ErrorCode.BAD_PARAM,
         "a dividend of 0.000000000000000001 USD a share pays no holder anything: even the"
         " largest holding, 10.000000 AAPLx, is owed less than 0.01 USD, the cash's smallest"
-        " unit, and the payer would give 0.01 to the rounding account for nothing; check"
+        " unit, and the payer would give 0.01 USD to the rounding account for nothing; check"
         " amount_per_share",
     )
     paid = corp.ok(msgspec.structs.replace(dividend(), paid_checked=True))  # a real one pays

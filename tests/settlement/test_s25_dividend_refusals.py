@@ -33,7 +33,7 @@ def test_a_dividend_that_pays_nobody_is_refused_and_costs_nothing(run_venue: Run
         assert str(refused.value) == (
             "400 BAD_PARAM (1003): a dividend of 0.000000000000000001 USD a share pays no"
             " holder anything: even the largest holding, 20000.000000 AAPLx, is owed less than"
-            " 0.000001 USD, the cash's smallest unit, and the payer would give 0.000001 to the"
+            " 0.000001 USD, the cash's smallest unit, and the payer would give 0.000001 USD to the"
             " rounding account for nothing; check amount_per_share"
         )
         assert (await admin.balances(), await alpha.balances()) == before
