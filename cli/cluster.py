@@ -32,7 +32,8 @@ GATEWAYS_MAX = 8
 WATCH_INTERVAL_S = 0.5  # how soon a process's exit is reported: well within a takeover's ~10 s
 ALREADY_STOPPING = (
     "already stopping the cluster, in order (gateways, cores, then PostgreSQL and NATS):"
-    " wait; kill -9 ends it at once (the kernel then stops every process with it)\n"
+    " wait (a role that ignores SIGTERM is killed after 20 s); kill -9 ends this process at"
+    " once, and the kernel then sends its roles SIGTERM (one that ignores it stays)\n"
 )
 NO_CORE_LEFT = (
     "no core is left running: requests are answered 504 OUTCOME_UNKNOWN after [venue]"

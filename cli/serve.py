@@ -182,7 +182,10 @@ def check_nats_urls(urls: str, source: str) -> None:
 
 def _nats_url_problem(item: str) -> str | None:
     parts = urlsplit(item if "://" in item else f"nats://{item}")
-    if parts.scheme not in NATS_SCHEMES:
+    # As written, not as `urlsplit` lowercases it: nats-py matches the scheme by case, and
+    # read `NATS://h:4222` as the host NATS (the endless retry this check is for).
+    written = item.partition("://")[0] if "://" in item else "nats"
+    if parts.scheme not in NATS_SCHEMES or written != parts.scheme:
         return f"is not a NATS URL: its scheme is not one of {', '.join(NATS_SCHEMES)}"
     try:
         _ = parts.port  # raises for a port that is no number, or out of 0..65535

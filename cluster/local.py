@@ -253,11 +253,11 @@ class LocalCluster:
         return role.process.wait(STOP_TIMEOUT_S)
 
     def stop(self) -> None:
-        """Every process, in order; then the directory's lock. Nothing when this cluster does
-        not hold its directory: what runs there is another's (`pg_ctl stop` on its data
-        directory would stop that cluster's PostgreSQL)."""
-        if self.lock is None:
-            return
+        """Every process this object started, in order; then the directory's lock, if held.
+        PostgreSQL only if it is this object's child: `pg_ctl stop` on the data directory of a
+        cluster whose start was refused (another's runs there) would stop the other's. (The
+        roles and NATS nodes each signal only their own process; a test that starts pieces by
+        hand, without `start`, has them stopped too.)"""
         for role in [*self.gateways, *self.cores]:
             if role.running():
                 assert role.process is not None
@@ -267,11 +267,12 @@ class LocalCluster:
                 except subprocess.TimeoutExpired:
                     role.process.kill()
                     role.process.wait(STOP_TIMEOUT_S)
-        if self.postgres is not None:
+        if self.postgres is not None and self.postgres.process is not None:
             self.postgres.stop()
         self.nats.stop()
-        self.lock.close()  # the flock goes with the descriptor
-        self.lock = None
+        if self.lock is not None:
+            self.lock.close()  # the flock goes with the descriptor
+            self.lock = None
 
     def __enter__(self) -> "LocalCluster":
         return self.start()
@@ -316,12 +317,28 @@ def ephemeral_overlap(ports: list[int]) -> tuple[int, int] | None:
     """The kernel's range of ports for outgoing connections (Linux), if `ports` reach into
     it: any process's connection may be given one of them as its local port, and hold it
     (TIME_WAIT: a minute) when a server of the cluster comes to bind it."""
-    try:
-        low, high = map(int, EPHEMERAL_RANGE_FILE.read_text().split())
-    except (OSError, ValueError):  # not Linux, or unreadable: nothing to say
+    outgoing = ephemeral_range()
+    if outgoing is None:
         return None
+    low, high = outgoing
     overlaps = bool(ports) and ports[0] <= high and ports[-1] >= low
     return (low, high) if overlaps else None
+
+
+def ephemeral_range() -> tuple[int, int] | None:
+    """The kernel's range of ports for outgoing connections; None where it cannot be read
+    (not Linux)."""
+    try:
+        low, high = map(int, EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return low, high
+
+
+def ephemeral_low() -> int | None:
+    """The lowest port the kernel gives outgoing connections, if known."""
+    outgoing = ephemeral_range()
+    return None if outgoing is None else outgoing[0]
 
 
 def hold_directory(directory: Path) -> IO[str]:

@@ -13,17 +13,19 @@ import tempfile
 import time
 from pathlib import Path
 
+from cluster import local
 from tests.conftest import ROOT
 from tests.sample_config import SAMPLE_CONFIG
 
 UP_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 60
 REFUSAL_TIMEOUT_S = 30  # a refusal before anything starts: the interpreter's start, no more
-# Where the search for a block of free ports starts: above the ephemeral ports other tests'
-# sockets are given on Linux (32768-60999) would be past 61000; this range is quiet in CI and
-# in the shared sandbox this was written in.
-SEARCH_FROM_PORT = 47240
-SEARCH_TO_PORT = 47300
+# Where the search for a block of free ports runs: the 10,000 ports just below the kernel's
+# range for outgoing connections (32768-60999 by default), where no connection is given a
+# local port that a cluster's server then fails to bind (`Address already in use`: the
+# cluster takes --ports as given, no retry) (review of session 25: 47240 was inside it).
+SEARCH_TO_PORT = (local.ephemeral_low() or 32_768) - 1
+SEARCH_FROM_PORT = max(1_024, SEARCH_TO_PORT - 10_000)
 SMALLEST_SHAPE = ["--nats-nodes", "1", "--sqlite", "--cores", "1", "--gateways", "1"]
 SMALLEST_PORTS = 3  # one NATS node's client and monitoring ports, one gateway's
 

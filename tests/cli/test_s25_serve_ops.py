@@ -54,6 +54,8 @@ NATS_REFUSALS = [  # (--nats, what the one line says of it)
     ("127.0.0.1:42x", "'127.0.0.1:42x' has a port that is not a number within 0..65535"),
     ("nats//127.0.0.1:4222", "'nats//127.0.0.1:4222' has a path"),
     ("http://127.0.0.1:4222", "its scheme is not one of nats, tls, ws, wss"),
+    # nats-py matches the scheme by case: `NATS://h` is the host NATS (review of session 25)
+    ("NATS://127.0.0.1:4222", "'NATS://127.0.0.1:4222' is not a NATS URL"),
 ]
 
 

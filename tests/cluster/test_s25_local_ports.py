@@ -8,6 +8,7 @@ import pytest
 
 from cluster import local
 from cluster.local import ClusterError, ephemeral_overlap, ports_from
+from tests.sample_config import SAMPLE_CONFIG
 
 
 def test_an_overlap_with_the_outgoing_range_is_named(
@@ -48,3 +49,18 @@ def test_a_taken_port_in_the_outgoing_range_says_what_avoids_it(
         monkeypatch.setattr(local, "EPHEMERAL_RANGE_FILE", range_file)
         with pytest.raises(ClusterError, match=f"a range below {taken} avoids that"):
             ports_from(taken, 1)
+
+
+def test_stop_ends_what_was_started_by_hand_without_start(tmp_path: Path) -> None:
+    """`stop()` did nothing unless `start()` had taken the directory's lock (session 25):
+    a test that starts NATS and roles by hand (test_pg_outage_cluster) left them running
+    for the rest of the pytest session. It stops every process the object started; a
+    PostgreSQL it did not start is left alone (another cluster's, maybe)."""
+    cluster = local.LocalCluster(
+        tmp_path, SAMPLE_CONFIG, nats_nodes=1, postgres=False, cores=0, gateways=0
+    )
+    cluster.nats.start()
+    process = cluster.nats.nodes[0].process
+    assert process is not None and process.poll() is None
+    cluster.stop()  # before: returned at once, the node kept running
+    assert process.poll() is not None
