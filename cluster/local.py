@@ -258,15 +258,18 @@ class LocalCluster:
         cluster whose start was refused (another's runs there) would stop the other's. (The
         roles and NATS nodes each signal only their own process; a test that starts pieces by
         hand, without `start`, has them stopped too.)"""
-        for role in [*self.gateways, *self.cores]:
-            if role.running():
-                assert role.process is not None
-                role.process.terminate()
+        # The gateways, then the cores, each group signaled at once and then waited for: a
+        # group of roles ignoring SIGTERM costs `STOP_TIMEOUT_S` once, not once a role.
+        for group in (self.gateways, self.cores):
+            running = [role.process for role in group if role.process and role.running()]
+            for process in running:
+                process.terminate()
+            for process in running:
                 try:
-                    role.process.wait(STOP_TIMEOUT_S)
+                    process.wait(STOP_TIMEOUT_S)
                 except subprocess.TimeoutExpired:
-                    role.process.kill()
-                    role.process.wait(STOP_TIMEOUT_S)
+                    process.kill()
+                    process.wait(STOP_TIMEOUT_S)
         if self.postgres is not None and self.postgres.process is not None:
             self.postgres.stop()
         self.nats.stop()
