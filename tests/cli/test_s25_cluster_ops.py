@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from cluster import local
+from tests.cli.test_cluster import _wait_for
 from tests.conftest import ROOT
 from tests.sample_config import SAMPLE_CONFIG
 
@@ -56,16 +57,6 @@ def _cluster(tmp_path: Path, *flags: str) -> tuple[subprocess.Popen[bytes], Path
     with output_path.open("wb") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT)
     return process, output_path
-
-
-def _wait_for(path: Path, text: str, process: subprocess.Popen[bytes]) -> str:
-    deadline = time.monotonic() + UP_TIMEOUT_S
-    while time.monotonic() < deadline and process.poll() is None:
-        output = path.read_text()
-        if text in output:
-            return output
-        time.sleep(0.1)
-    raise AssertionError(f"no {text!r}: {path.read_text()}")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
