@@ -18,7 +18,6 @@ from tests.cli.test_cluster import _wait_for
 from tests.conftest import ROOT
 from tests.sample_config import SAMPLE_CONFIG
 
-UP_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 60
 REFUSAL_TIMEOUT_S = 30  # a refusal before anything starts: the interpreter's start, no more
 # Where the search for a block of free ports runs: the 10,000 ports just below the kernel's
