@@ -7,11 +7,13 @@ mistyped id burned another account's withdrawal, irreversibly; and nothing liste
 pending withdrawals to check an id against.
 """
 
+from pathlib import Path
 from typing import Any
 
 from client.sdk import VenueClient
-from tests.conftest import Venue
+from tests.conftest import Venue, start_venue
 from tests.gateway.test_server_admin import ledger_view, refusal
+from tests.gateway.test_server_recovery import run, stop
 
 ALPHA, BETA = 1, 2  # the accounts of the demo keys "alpha" and "beta"
 
@@ -148,3 +150,34 @@ def test_a_trader_cannot_list_withdrawals(run_venue: Any) -> None:
         assert await refusal(public, "admin.withdrawals", {}) == "NOT_AUTHENTICATED"
 
     run_venue(scenario)
+
+
+def test_expectations_and_their_ids_survive_a_restart(tmp_path: Path) -> None:
+    """Journaled with the expectations: a restart replays the refusal and the confirm as they
+    ran (same state), lists what is still pending, and answers the confirm's retry as a
+    repeat."""
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        first = await start_venue(data_dir)
+        admin = await first.client("admin")
+        alphas, betas = await two_withdrawals(admin)
+        mistyped = {"withdrawal_id": betas, "account": ALPHA, "cl_op_id": "confirm-1"}
+        assert await refusal(admin, "admin.confirm_withdrawal", mistyped) == "BAD_PARAM"
+        meant = mistyped | {"withdrawal_id": alphas}
+        await admin.request("admin.confirm_withdrawal", meant)
+        state = first.server.venue.state_hash()
+        await stop(first)
+
+        second = await start_venue(data_dir)
+        try:
+            assert second.server.venue.state_hash() == state
+            admin = await second.client("admin")
+            again = await admin.request("admin.confirm_withdrawal", meant)
+            assert again["repeated"] is True
+            listed = await admin.request("admin.withdrawals", {})
+            assert [w["withdrawal_id"] for w in listed["withdrawals"]] == [betas]
+        finally:
+            await stop(second)
+
+    run(scenario)
