@@ -241,9 +241,7 @@ class Custody:
             wrong.append(f"account {cmd.expected_account}")
         if expected_asset is not None and expected_asset != withdrawal.asset:
             wrong.append(f"asset {expected_asset}")
-        if cmd.expected_amount and (
-            cmd.expected_amount != withdrawal.amount or expected_scale != scale
-        ):
+        if cmd.expected_amount and cmd.expected_amount != withdrawal.amount:
             wrong.append(f"amount {format_units(cmd.expected_amount, expected_scale)}")
         if not wrong:
             return None
