@@ -14,6 +14,12 @@ again with the same id, up to `RETRY_PAUSES_S` times; the answer says `"repeated
 the first had been done (an `issue-key`'s shows the same key and secret to the same admin
 key). Still no answer: the line says so and gives the id, for the operator to send the
 command again with `--cl-op-id` just as safely.
+
+`withdrawals` is the one read (`admin.withdrawals`, the pending withdrawals): it changes
+nothing, so it takes no `cl_op_id` and is not sent again. `confirm-withdrawal` and
+`void-withdrawal` take what the operator expects the withdrawal to be (`--account`,
+`--asset`, `--amount`: another one is refused, nothing done) and print, beside the answer,
+the withdrawal as the venue listed it just before (`"withdrawal"`).
 """
 
 import argparse
@@ -47,6 +53,7 @@ SENT_NO_ANSWER = (
 )
 RESENDING = "venue admin: no answer from {url}: {why}; sending it again with the same cl_op_id"
 CL_OP_ID_PREFIX = "cli-"  # then 24 hex digits: 96 random bits, 28 characters of at most 36
+WITHDRAWAL_METHODS = frozenset({"admin.confirm_withdrawal", "admin.void_withdrawal"})
 
 Build = Callable[[argparse.Namespace], dict[str, Any]]
 
@@ -62,7 +69,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     def command(
-        name: str, method: str, build: Build, text: str, description: str | None = None
+        name: str,
+        method: str,
+        build: Build,
+        text: str,
+        description: str | None = None,
+        read: bool = False,
     ) -> argparse.ArgumentParser:
         sub = commands.add_parser(
             name,
@@ -71,7 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             description=description or text,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        sub.set_defaults(admin_method=method, admin_params=build)
+        sub.set_defaults(admin_method=method, admin_params=build, admin_read=read)
+        if read:  # changes nothing: no id to do it at most once under
+            return sub
         sub.add_argument(
             "--cl-op-id",
             default=None,
@@ -153,8 +167,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ("confirm-withdrawal", "admin.confirm_withdrawal", "the funds left: burn them"),
         ("void-withdrawal", "admin.void_withdrawal", "the funds stay: release the hold"),
     ):
-        withdrawal = command(name, method, _withdrawal, text)
+        withdrawal = command(name, method, _withdrawal, text, _WITHDRAWAL_TEXT.format(text))
         withdrawal.add_argument("withdrawal_id", type=int, metavar="ID")
+        withdrawal.add_argument(
+            "--account", type=int, help="the account it must be of; else refused, nothing done"
+        )
+        withdrawal.add_argument("--asset", help="the asset it must be of; likewise")
+        withdrawal.add_argument(
+            "--amount", help="the amount it must be, e.g. 100.50 (needs --asset); likewise"
+        )
+
+    pending = command(
+        "withdrawals",
+        "admin.withdrawals",
+        _withdrawals,
+        "list the pending withdrawals, oldest first (a page; the next with --after)",
+        read=True,
+    )
+    pending.add_argument("--account", type=int, help="only this account's")
+    pending.add_argument(
+        "--after", type=int, default=None, help="only those after this id (the page cursor)"
+    )
+    pending.add_argument("--limit", type=int, default=None, help="at most this many (1-1000)")
 
     account = command("open-account", "admin.open_account", _open_account, "open an account")
     account.add_argument("account", type=int)
@@ -193,8 +227,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"venue admin: {problem}", file=sys.stderr)
         return EXIT_NO_ANSWER
     params = args.admin_params(args)
-    cl_op_id = new_cl_op_id() if args.cl_op_id is None else args.cl_op_id
-    params["cl_op_id"] = cl_op_id
+    cl_op_id = None
+    if not args.admin_read:
+        cl_op_id = new_cl_op_id() if args.cl_op_id is None else args.cl_op_id
+        params["cl_op_id"] = cl_op_id
     sent: list[bool] = []
     try:
         result = asyncio.run(send(args.url, api_key, secret, args.admin_method, params, sent))
@@ -203,7 +239,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"venue admin: refused: {error}{detail}", file=sys.stderr)
         return EXIT_REFUSED
     except NO_ANSWER as error:
-        maybe = SENT_NO_ANSWER.format(cl_op_id=cl_op_id, flags=_again(args, params)) if sent else ""
+        maybe = ""
+        if sent and cl_op_id is not None:
+            maybe = SENT_NO_ANSWER.format(cl_op_id=cl_op_id, flags=_again(args, params))
         print(f"venue admin: no answer from {args.url}: {_why(error)}{maybe}", file=sys.stderr)
         return EXIT_NO_ANSWER
     print(json.dumps(result, indent=2, sort_keys=True))
@@ -258,11 +296,31 @@ async def call(
         client = await VenueClient(url).connect()
         try:
             await client.logon(api_key, secret)
+            withdrawal = await pending_withdrawal(client, method, params)
             if sent is not None:
                 sent.append(True)
-            return await client.request(method, params)
+            result = await client.request(method, params)
+            return result if withdrawal is None else result | {"withdrawal": withdrawal}
         finally:
             await client.close()
+
+
+async def pending_withdrawal(
+    client: VenueClient, method: str, params: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The pending withdrawal a confirm or void names, as the venue lists it just before it
+    is sent (to show what was acted on); None for other commands, or when none is pending
+    under that id (the refusal, or a repeat's answer, says why)."""
+    if method not in WITHDRAWAL_METHODS or params["withdrawal_id"] < 1:
+        return None
+    withdrawal_id = params["withdrawal_id"]
+    page = {"after_withdrawal_id": withdrawal_id - 1, "limit": 1}
+    try:
+        listed = await client.request("admin.withdrawals", page)
+    except VenueError:  # a venue of before the read: the answer alone
+        return None
+    found: list[dict[str, Any]] = listed["withdrawals"]
+    return found[0] if found and found[0]["withdrawal_id"] == withdrawal_id else None
 
 
 def credentials(args: argparse.Namespace) -> tuple[str, str]:
@@ -313,6 +371,16 @@ set a market's trading status (STATUS):
 A refusal exits 1 and changes nothing: UNKNOWN_SYMBOL (not listed),
 INSTRUMENT_DELISTED (delisted before, which is final), INSTRUMENT_MATURED (a
 matured T-bill never trades again: only halted, cancel_only or delisted)."""
+
+# A confirm or a void is final; a mistyped ID names another account's withdrawal.
+_WITHDRAWAL_TEXT = """\
+{}.
+
+Give what you expect the withdrawal ID to be (--account, and --asset and
+--amount at the asset's decimals): one that is not so is refused (BAD_PARAM,
+exit 1), its message saying whose and how much it is, and nothing is done.
+`venue admin withdrawals` lists those pending. The withdrawal acted on is
+printed beside the answer ("withdrawal")."""
 
 # ----------------------------------------------------------------- params of each command
 
@@ -385,7 +453,14 @@ def _movement(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _withdrawal(args: argparse.Namespace) -> dict[str, Any]:
-    return {"withdrawal_id": args.withdrawal_id}
+    params: dict[str, Any] = {"withdrawal_id": args.withdrawal_id}
+    expected = {"account": args.account, "asset": args.asset, "amount": args.amount}
+    return params | {name: value for name, value in expected.items() if value is not None}
+
+
+def _withdrawals(args: argparse.Namespace) -> dict[str, Any]:
+    params = {"account": args.account, "after_withdrawal_id": args.after, "limit": args.limit}
+    return {name: value for name, value in params.items() if value is not None}
 
 
 def _open_account(args: argparse.Namespace) -> dict[str, Any]:

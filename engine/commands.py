@@ -232,11 +232,30 @@ class RequestWithdrawal(OperatorCommand, frozen=True, gc=False, kw_only=True):
 
 
 class ConfirmWithdrawal(OperatorCommand, frozen=True, gc=False, kw_only=True):
+    """Phase two of a burn: the custodian paid the withdrawal out; burn its held tokens.
+
+    The `expected_*` fields are the operator's statement of which withdrawal `withdrawal_id`
+    is (its account, asset, amount in units): one that differs is refused (BAD_PARAM), so
+    that a mistyped id cannot burn another account's withdrawal. 0 / None: not checked, as
+    in the records written before they existed (which replay as they ran, and whose
+    `cl_op_id` digests stay as they were: `ADDED`)."""
+
     withdrawal_id: int
+    expected_account: int = 0
+    expected_asset: str | None = None
+    expected_amount: int = 0
+    ADDED: ClassVar[tuple[str, ...]] = ("expected_account", "expected_asset", "expected_amount")
 
 
 class VoidWithdrawal(OperatorCommand, frozen=True, gc=False, kw_only=True):
+    """Phase two, the other way: nothing was paid out; release the hold. The `expected_*`
+    fields as `ConfirmWithdrawal`'s."""
+
     withdrawal_id: int
+    expected_account: int = 0
+    expected_asset: str | None = None
+    expected_amount: int = 0
+    ADDED: ClassVar[tuple[str, ...]] = ("expected_account", "expected_asset", "expected_amount")
 
 
 class PayDividend(OperatorCommand, frozen=True, gc=False, kw_only=True):

@@ -207,6 +207,8 @@ class Custody:
         self._balance_changed(cmd.account, cmd.asset, cmd.ts_us, events)
 
     def _confirm_withdrawal(self, cmd: ConfirmWithdrawal, events: list[Event]) -> None:
+        if _refused(self._not_as_expected(cmd), cmd, "confirm_withdrawal", events):
+            return
         withdrawal = self.ledger.withdrawals.get(cmd.withdrawal_id)
         booked = self.ledger.confirm_withdrawal(cmd.withdrawal_id, cmd.ts_us)
         if _refused(booked, cmd, "confirm_withdrawal", events):
@@ -216,7 +218,39 @@ class Custody:
         self._balance_changed(withdrawal.account, withdrawal.asset, cmd.ts_us, events)
 
     def _void_withdrawal(self, cmd: VoidWithdrawal, events: list[Event]) -> None:
+        if _refused(self._not_as_expected(cmd), cmd, "void_withdrawal", events):
+            return
         self.void(cmd.withdrawal_id, cmd.ts_us, events, cmd)
+
+    def _not_as_expected(self, cmd: ConfirmWithdrawal | VoidWithdrawal) -> Refused | None:
+        """Why the pending withdrawal `cmd` names is not the one the operator expects (its
+        `expected_*` fields: another account, asset or amount), saying what it really is;
+        None if it is, if nothing is expected, or if there is none (`UNKNOWN_WITHDRAWAL`,
+        the ledger's, comes first)."""
+        withdrawal = self.ledger.withdrawals.get(cmd.withdrawal_id)
+        if withdrawal is None:
+            return None
+        scale = self.ledger.assets[withdrawal.asset].scale
+        expected_asset = cmd.expected_asset
+        # the gateway read the expected amount at the expected asset's scale
+        expected_scale = scale
+        if expected_asset is not None and expected_asset in self.ledger.assets:
+            expected_scale = self.ledger.assets[expected_asset].scale
+        wrong = []
+        if cmd.expected_account and cmd.expected_account != withdrawal.account:
+            wrong.append(f"account {cmd.expected_account}")
+        if expected_asset is not None and expected_asset != withdrawal.asset:
+            wrong.append(f"asset {expected_asset}")
+        if cmd.expected_amount and cmd.expected_amount != withdrawal.amount:
+            wrong.append(f"amount {format_units(cmd.expected_amount, expected_scale)}")
+        if not wrong:
+            return None
+        actual = format_units(withdrawal.amount, scale)
+        detail = (
+            f"withdrawal {withdrawal.withdrawal_id} is account {withdrawal.account}'s"
+            f" {actual} {withdrawal.asset}, not as expected ({', '.join(wrong)}): nothing done"
+        )
+        return Refused("BAD_PARAM", detail)
 
     def void(
         self, withdrawal_id: int, ts: int, events: list[Event], cmd: Command | None = None

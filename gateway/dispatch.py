@@ -772,6 +772,7 @@ class Dispatcher:
         "instruments": _query(Queries._instruments),
         "book.snapshot": _query(Queries._book_snapshot),
         "reserves": _query(Queries._reserves),
+        "admin.withdrawals": _query(Queries._withdrawals),
         "subscribe": _query(Queries._subscribe),
         "unsubscribe": _query(Queries._unsubscribe),
         "subscriptions": _query(Queries._subscriptions),

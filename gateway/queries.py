@@ -1,10 +1,11 @@
 """Queries and subscriptions: the requests that read state and submit no command.
 
 Owns the handlers of `orders.open`, `order.status`, `orders.history`, `fills`,
-`balances`, `instruments`, `book.snapshot`, `reserves`, `subscribe`, `unsubscribe` and
-`subscriptions`. State comes from the read side and the streams; answers that may show
-state go behind the commands before them (the dispatcher's `_defer`), so no answer shows
-what is not yet durable. Called through the dispatcher's method table.
+`balances`, `instruments`, `book.snapshot`, `reserves`, `subscribe`, `unsubscribe`,
+`subscriptions` and the operator's `admin.withdrawals`. State comes from the read side and
+the streams; answers that may show state go behind the commands before them (the
+dispatcher's `_defer`), so no answer shows what is not yet durable. Called through the
+dispatcher's method table.
 """
 
 from functools import partial
@@ -44,6 +45,23 @@ class ReservesResult(msgspec.Struct, frozen=True):
     """The answer of `reserves` (and `GET /api/v1/reserves`)."""
 
     reserves: list[ReserveLine]
+
+
+class WithdrawalLine(msgspec.Struct, frozen=True):
+    """One pending withdrawal, as the operator confirms or voids it."""
+
+    withdrawal_id: int
+    account: int
+    asset: str
+    amount: str  # at the asset's scale (after a split, the rescaled amount)
+
+
+class WithdrawalsResult(msgspec.Struct, frozen=True):
+    """The answer of `admin.withdrawals`: one page, and the cursor of the next (None: the
+    last page)."""
+
+    withdrawals: list[WithdrawalLine]
+    next_after_withdrawal_id: int | None
 
 
 class Queries:
@@ -135,6 +153,29 @@ class Queries:
             supply, attested = format_units(line.supply, scale), format_units(line.attested, scale)
             lines.append(ReserveLine(line.asset, supply, attested, line.as_of_us, line.covered))
         self._defer(session, request, t_in, ReservesResult(lines))  # the ledger runs ahead
+
+    def _withdrawals(self, session: Session, request: wire.Request, t_in: int) -> None:
+        """The pending withdrawals (of one account, if given), oldest first, a page at a
+        time: the operator's (admin scope), for it to confirm or void the right one."""
+        p: Any = request.params
+        if p.account is not None and not self.reads.is_participant(p.account):
+            self._defer_error(session, request, E.UNKNOWN_ACCOUNT, f"no account {p.account}")
+            return
+        ledger = self.reads.ledger
+        after = p.after_withdrawal_id or 0
+        lines: list[WithdrawalLine] = []
+        cursor = None
+        for withdrawal_id in sorted(ledger.withdrawals):  # in id order already: a pass
+            withdrawal = ledger.withdrawals[withdrawal_id]
+            if withdrawal_id <= after or p.account not in (None, withdrawal.account):
+                continue
+            if len(lines) == p.limit:  # one more there: the page is not the last
+                cursor = lines[-1].withdrawal_id
+                break
+            amount = format_units(withdrawal.amount, ledger.assets[withdrawal.asset].scale)
+            line = WithdrawalLine(withdrawal_id, withdrawal.account, withdrawal.asset, amount)
+            lines.append(line)
+        self._defer(session, request, t_in, WithdrawalsResult(lines, cursor))
 
     def _book_snapshot(self, session: Session, request: wire.Request, t_in: int) -> None:
         """Answered behind the commands before it, with the book as of then (the market data

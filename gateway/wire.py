@@ -88,6 +88,7 @@ UNITS_CACHE_MAX = 4_096  # decimal texts remembered as units: a book's prices an
 NAME_LENGTH_MAX = 64  # account names and quote set names are labels, not documents
 FILLS_LIMIT_MAX = 1_000  # one page of fills; page on with since_seq
 ORDERS_HISTORY_LIMIT_MAX = 1_000  # one page of orders.history; page on with before_order_id
+WITHDRAWALS_LIMIT_MAX = 1_000  # one page of admin.withdrawals; page on with after_withdrawal_id
 BOOK_DEPTH_MAX = 1_000  # levels per side in one snapshot; deeper books are not a quote
 CANCEL_AFTER_MS_MAX = 600_000  # a dead-man's switch longer than 10 minutes protects nothing
 JURISDICTIONS_MAX = 250  # ISO 3166 has 249 alpha-2 codes
@@ -540,12 +541,36 @@ class WithdrawParams(OperatorParams, frozen=True):
     amount: DecimalText
 
 
-class ConfirmWithdrawalParams(OperatorParams, frozen=True):
+class PendingWithdrawalParams(OperatorParams, frozen=True):
+    """A pending withdrawal by its id and, optionally, what the operator expects it to be:
+    its `account`, `asset` and `amount` (at the asset's scale, so only with `asset`). One
+    that differs is refused by the engine (BAD_PARAM, naming what it is), nothing done."""
+
     withdrawal_id: PositiveInt
+    account: PositiveInt | None = None
+    asset: AssetCode | None = None
+    amount: DecimalText | None = None
+
+    def problem(self) -> Problem | None:
+        if self.amount is not None and self.asset is None:
+            return E.MISSING_PARAM, "an expected amount needs its asset (its decimals)"
+        return super().problem()
 
 
-class VoidWithdrawalParams(OperatorParams, frozen=True):
-    withdrawal_id: PositiveInt
+class ConfirmWithdrawalParams(PendingWithdrawalParams, frozen=True):
+    pass
+
+
+class VoidWithdrawalParams(PendingWithdrawalParams, frozen=True):
+    pass
+
+
+class WithdrawalsParams(Params, frozen=True):
+    """The operator's read of pending withdrawals (a read: no `cl_op_id`), oldest first."""
+
+    account: PositiveInt | None = None  # only this account's
+    after_withdrawal_id: Int53 | None = None  # the page cursor: only later withdrawals
+    limit: Annotated[int, Meta(ge=1, le=WITHDRAWALS_LIMIT_MAX)] = 100
 
 
 class OpenAccountParams(OperatorParams, frozen=True):
@@ -623,6 +648,7 @@ METHODS: dict[str, type[Params]] = {
     "admin.withdraw": WithdrawParams,
     "admin.confirm_withdrawal": ConfirmWithdrawalParams,
     "admin.void_withdrawal": VoidWithdrawalParams,
+    "admin.withdrawals": WithdrawalsParams,
     "admin.open_account": OpenAccountParams,
     "admin.issue_key": IssueKeyParams,
     "admin.pay_dividend": PayDividendParams,
@@ -1651,12 +1677,29 @@ def _withdraw(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us:
 
 def _confirm(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
     assert isinstance(p, ConfirmWithdrawalParams)
-    return ConfirmWithdrawal(ts_us=ts_us, withdrawal_id=p.withdrawal_id)
+    return ConfirmWithdrawal(ts_us=ts_us, **_pending_withdrawal(p, scales))
 
 
 def _void(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
     assert isinstance(p, VoidWithdrawalParams)
-    return VoidWithdrawal(ts_us=ts_us, withdrawal_id=p.withdrawal_id)
+    return VoidWithdrawal(ts_us=ts_us, **_pending_withdrawal(p, scales))
+
+
+def _pending_withdrawal(p: PendingWithdrawalParams, scales: Scales) -> dict[str, Any]:
+    """The fields of a confirm or void: the id, and what is expected of it (0 / None: not
+    checked; an expected amount in units of the expected asset, which must be listed)."""
+    amount = 0
+    if p.amount is not None:
+        assert p.asset is not None  # `problem` refused an amount without its asset
+        amount = _positive(p.amount, _scale(scales, p.asset), "amount")
+    elif p.asset is not None:
+        _scale(scales, p.asset)  # an unlisted asset is no withdrawal's: said at once
+    return {
+        "withdrawal_id": p.withdrawal_id,
+        "expected_account": p.account or 0,
+        "expected_asset": p.asset,
+        "expected_amount": amount,
+    }
 
 
 def _open_account(

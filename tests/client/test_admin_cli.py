@@ -164,6 +164,63 @@ def test_deposit_withdraw_confirm_and_void(
     assert "refused" in capsys.readouterr().err
 
 
+def test_a_confirm_of_another_withdrawal_than_expected_exits_1_and_burns_nothing(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Session 25's finding: a mistyped ID confirmed (burned) another account's withdrawal.
+    With what the operator expects given, it is refused, saying whose it is; the one
+    expected is done, and the withdrawal acted on is printed."""
+    assert admin(venue.port, "withdraw", "2", "USD", "300") == 0
+    betas = output(capsys)["withdrawal_id"]
+    assert admin(venue.port, "withdraw", "1", "USD", "200") == 0
+    alphas = output(capsys)["withdrawal_id"]
+    for expected in (["--account", "1"], ["--asset", "USD", "--amount", "200"]):
+        for command in ("confirm-withdrawal", "void-withdrawal"):
+            assert admin(venue.port, command, str(betas), *expected) == 1
+            captured = capsys.readouterr()
+            assert captured.out == ""
+            assert f"withdrawal {betas} is account 2's 300.000000 USD" in captured.err
+    balances = venue.query("beta", "balances", {})["balances"]
+    usd = next(b for b in balances if b["asset"] == "USD")
+    assert usd["total"] == "5000000.000000" and usd["held"] == "300.000000"
+    expected = ["--account", "1", "--asset", "USD", "--amount", "200.00"]
+    assert admin(venue.port, "confirm-withdrawal", str(alphas), *expected) == 0
+    answer = output(capsys)
+    assert answer["withdrawal"] == {
+        "withdrawal_id": alphas,
+        "account": 1,
+        "asset": "USD",
+        "amount": "200.000000",
+    }
+    assert admin(venue.port, "void-withdrawal", str(betas), "--account", "2") == 0
+    assert output(capsys)["withdrawal"]["account"] == 2
+
+
+def test_withdrawals_lists_the_pending_ones_by_account_and_page(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(venue.port, "withdrawals") == 0
+    assert output(capsys) == {"withdrawals": [], "next_after_withdrawal_id": None}
+    ids = []
+    for account, amount in (("1", "10"), ("2", "20"), ("1", "30")):
+        assert admin(venue.port, "withdraw", account, "USD", amount) == 0
+        ids.append(output(capsys)["withdrawal_id"])
+    assert admin(venue.port, "withdrawals", "--account", "1") == 0
+    listed = output(capsys)["withdrawals"]
+    assert [(w["withdrawal_id"], w["amount"]) for w in listed] == [
+        (ids[0], "10.000000"),
+        (ids[2], "30.000000"),
+    ]
+    assert admin(venue.port, "withdrawals", "--limit", "2") == 0
+    page = output(capsys)
+    assert [w["withdrawal_id"] for w in page["withdrawals"]] == ids[:2]
+    after = str(page["next_after_withdrawal_id"])
+    assert admin(venue.port, "withdrawals", "--after", after) == 0
+    assert [w["withdrawal_id"] for w in output(capsys)["withdrawals"]] == ids[2:]
+    assert admin(venue.port, "withdrawals", "--account", "77") == 1
+    assert "UNKNOWN_ACCOUNT" in capsys.readouterr().err
+
+
 def test_a_withdrawal_past_the_balance_says_both_amounts_in_decimals(
     venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -580,10 +637,11 @@ def test_an_attestation_sent_again_by_hand_keeps_the_time_it_took_by_default(
 
 
 def test_every_command_takes_a_cl_op_id() -> None:
-    """`issue-key` too, since session 22 (the venue issues one key per id)."""
+    """`issue-key` too, since session 22 (the venue issues one key per id); the one read,
+    `withdrawals`, changes nothing and takes none."""
     parser = argparse.ArgumentParser(prog="venue admin")
     admin_cli.add_arguments(parser)
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for name, sub in subparsers.choices.items():
         flags = {flag for action in sub._actions for flag in action.option_strings}
-        assert "--cl-op-id" in flags, name
+        assert ("--cl-op-id" in flags) is (name != "withdrawals"), name

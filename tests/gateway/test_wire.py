@@ -113,6 +113,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "admin.withdraw": {"account": 7, "asset": "USD", "amount": "0.000001"},
     "admin.confirm_withdrawal": {"withdrawal_id": 3},
     "admin.void_withdrawal": {"withdrawal_id": 3},
+    "admin.withdrawals": {},
     "admin.open_account": {
         "account": 7,
         "name": "seven",
@@ -804,6 +805,13 @@ def test_admin_requests_convert_to_their_commands() -> None:
         withdrawal_id=3
     )
     assert convert("admin.void_withdrawal", {"withdrawal_id": 3}) == VoidWithdrawal(withdrawal_id=3)
+    expected = {"withdrawal_id": 3, "account": 7, "asset": "USD", "amount": "1.5"}
+    assert convert("admin.confirm_withdrawal", expected) == ConfirmWithdrawal(
+        withdrawal_id=3, expected_account=7, expected_asset="USD", expected_amount=1_500_000
+    )
+    assert convert("admin.void_withdrawal", {"withdrawal_id": 3, "asset": "AAPLx"}) == (
+        VoidWithdrawal(withdrawal_id=3, expected_asset="AAPLx")
+    )
     assert convert("admin.open_account", MINIMAL["admin.open_account"]) == OpenAccount(
         account=7, name="seven", kyc_approved=True, jurisdiction="DE"
     )
