@@ -27,6 +27,18 @@ SEND_QUEUE_MESSAGES_MAX = 4_096  # seconds of a busy feed; a client further behi
 # (256 x ~50 KB, 13 MB), twice over.
 SEND_QUEUE_BYTES_MAX = 32 * 1024 * 1024
 LARGE_MESSAGE_BYTES = 4 * 1024  # a message at least this large is checked against the bytes
+# A full queue behind a socket that takes no more is not cut at once: one command's pushes to
+# one connection (an `orders.cancel_all` of an account's 20,000 orders, a taker filling
+# thousands of one maker's orders) are all queued in one turn of the loop, before the client
+# can read any. It may grow on, to `SEND_QUEUE_BYTES_MAX` (counted for every message then),
+# while in each period of this many seconds the client takes at least `SEND_QUEUE_DRAIN_MIN`
+# of them, until it is back under `SEND_QUEUE_MESSAGES_MAX`. A reader that keeps up takes
+# tens of thousands a second; one that stopped is cut off within the period.
+SEND_QUEUE_OVERFLOW_S = 2
+# ... 512 messages a second: a hundredth of what the SDK read on loopback (50,000 a second,
+# session 25), so an honest reader passes on a loaded machine too, while one that takes a
+# trickle is cut off, not kept until its queue reaches the bytes.
+SEND_QUEUE_DRAIN_MIN = 1_024
 # Frames a connection may send while one of its requests waits for a quote's place in flight
 # (a cluster's gateway, `HeldRequests.hold`: about one round trip to the core, longer through a
 # failover), and their bytes; more and it is closed, 1008: they are held in memory meanwhile

@@ -5,12 +5,19 @@ once and queued; once per loop turn every session with new messages gets them in
 `writev`, or its writer task waits for a paused peer's buffer to drain. A public
 publication (`publish`) skips the queue of a session with nothing queued. An outbox that
 fills up (`limits.SEND_QUEUE_MESSAGES_MAX`) is written at once if the peer's transport takes
-writes (a burst); full behind a paused transport, the client stopped reading:
-`slow_consumer`, close 4002. So is a paused peer's outbox that a large message (a snapshot)
-would take past `limits.SEND_QUEUE_BYTES_MAX`. A packed session (`?pack=1`) queues payloads,
-not frames, and each write sends them as one frame holding a JSON array (`_write_packed`);
-the outbox counts messages either way. What a session asked for (logon, streams) is kept
-here; what it means is the dispatcher's and the streams' business.
+writes (a burst). Full behind a paused transport it overflows (since session 25; before, it
+was cut off at once): one command's thousands of pushes to a connection are queued in one
+loop turn, before the client can read any. It may grow, every message counted in bytes then,
+while the client takes `limits.SEND_QUEUE_DRAIN_MIN` of it in each `SEND_QUEUE_OVERFLOW_S`,
+until a write takes it back under the cap; a client that takes less stopped reading:
+`slow_consumer`, close 4002. So is one whose outbox would pass `limits.SEND_QUEUE_BYTES_MAX`
+(an overflowing one, or a paused peer's that a large message, a snapshot, would take past
+it). The rule lives on the rare path (`_queue`, the writes of a paused peer): `send`,
+`fan_out_all`, `publish` and `flush_outboxes` are as they were. A packed session
+(`?pack=1`) queues payloads, not frames, and each write sends them as one frame holding a
+JSON array (`_write_packed`); the outbox counts messages either way. What a session asked
+for (logon, streams) is kept here; what it means is the dispatcher's and the streams'
+business.
 """
 
 import asyncio
@@ -68,6 +75,14 @@ class Session:
     last_sent_us: int = 0
     logon_timer: asyncio.TimerHandle | None = None  # /ws/trade: closes it if nobody logs on
     writer: "asyncio.Task[None] | None" = None  # see `Sessions._write`
+    # While its outbox is past `SEND_QUEUE_MESSAGES_MAX` behind a paused transport (a command's
+    # burst, or a client that stopped reading: `Sessions._overflow`): the next check that the
+    # client is draining it; the outbox's length had the client taken none since the last
+    # check; and its bytes (counted per message queued, recounted at each check: what was
+    # written since the last is still in)
+    overflow: asyncio.TimerHandle | None = None
+    overflow_queued: int = 0
+    overflow_bytes: int = 0
 
     @property
     def account(self) -> int | None:
@@ -113,6 +128,9 @@ class Sessions:
         closed = {"session": session.id, "peer": peer(session), "account": session.account}
         log.info("connection closed", extra=closed | {"code": session.websocket.close_code})
         self.sessions.pop(session.id, None)
+        if session.overflow is not None:
+            session.overflow.cancel()
+            session.overflow = None
 
     def keep(self, task: "asyncio.Task[Any]") -> None:
         """Hold a background task until it is done (a task must be referenced)."""
@@ -133,6 +151,8 @@ class Sessions:
                     await websocket.drain()
                     if not _write_front(websocket, outbox, packed):
                         return
+                    if session.overflow is not None:
+                        _end_overflow_if_drained(session)
         except (OSError, asyncio.CancelledError):
             return  # the connection is gone: `on_close` cleans up the session
 
@@ -222,6 +242,8 @@ class Sessions:
             if not _write_front(websocket, outbox, packed):
                 outbox.clear()  # the connection is closing: nobody will read them
                 return
+            if session.overflow is not None:
+                _end_overflow_if_drained(session)
 
     def send(self, session: Session, message: bytes) -> None:
         """Queue a message (encoded JSON): framed, or as it is for a packed session.
@@ -240,23 +262,81 @@ class Sessions:
             self._dirtied(session)
 
     def _queue(self, session: Session, item: bytes) -> None:
-        """Queue a frame (packed: a payload); a full outbox means the client stopped
-        reading: cut it off."""
+        """Queue a frame (packed: a payload). An outbox full behind a paused transport
+        overflows (`_overflow`): it may grow, counted in bytes, while the client drains it;
+        one that would pass `SEND_QUEUE_BYTES_MAX` is cut off at once."""
         if session.closing:
             return
-        if (
-            len(session.outbox) >= limits.SEND_QUEUE_MESSAGES_MAX or _too_many_bytes(session, item)
-        ) and not self._relieved(session):
-            cut = {"session": session.id, "peer": peer(session), "account": session.account}
-            log.warning("slow consumer cut off", extra=cut | {"queued": len(session.outbox)})
-            session.outbox.clear()
-            notice = wire.encode({"ch": "session", "type": "slow_consumer"})
-            session.outbox.append(notice if session.packed else frames.text_frame(notice))
-            self.close(session, 4002, "slow consumer")
+        if session.overflow is not None:  # every message counted until it drains
+            session.overflow_bytes += len(item)
+            if session.overflow_bytes > limits.SEND_QUEUE_BYTES_MAX:
+                self._cut_off(session)
+                return
+            session.overflow_queued += 1
+        elif (
+            _full(session, item)
+            and not self._relieved(session)  # a peer that reads: written now
+            and not self._overflow(session, item)  # else it may grow, within the bytes
+        ):
+            self._cut_off(session)
             return
         session.outbox.append(item)
         if not session.dirty:
             self._dirtied(session)
+
+    def _overflow(self, session: Session, item: bytes) -> bool:
+        """The outbox is full (or, with `item`, too large) behind a paused transport: one
+        command's pushes are queued in one loop turn, before the client can read any, so
+        this is a burst as often as a client that stopped reading. Counts its bytes and
+        checks every `SEND_QUEUE_OVERFLOW_S` that the client drains it (`_check_overflow`);
+        False if `item` would take it past `SEND_QUEUE_BYTES_MAX`: cut it off now."""
+        size = sum(map(len, session.outbox)) + len(item)
+        if size > limits.SEND_QUEUE_BYTES_MAX:
+            return False
+        session.overflow_bytes = size
+        session.overflow_queued = len(session.outbox) + 1  # and `item`
+        self._arm_overflow(session)
+        log.info(
+            "outbox overflowing",
+            extra={"session": session.id, "peer": peer(session), "queued": len(session.outbox)},
+        )
+        return True
+
+    def _arm_overflow(self, session: Session) -> None:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        session.overflow = loop.call_later(
+            limits.SEND_QUEUE_OVERFLOW_S, self._check_overflow, session
+        )
+
+    def _check_overflow(self, session: Session) -> None:
+        """An overflow's period is over: cut the client off unless it took at least
+        `SEND_QUEUE_DRAIN_MIN` messages of its outbox in it; else the next period, its bytes
+        recounted (what it took is out of them now)."""
+        session.overflow = None
+        outbox = session.outbox
+        if session.closing or len(outbox) < limits.SEND_QUEUE_MESSAGES_MAX:
+            return  # closed meanwhile, or drained
+        if session.overflow_queued - len(outbox) < limits.SEND_QUEUE_DRAIN_MIN:
+            self._cut_off(session)
+            return
+        session.overflow_queued = len(outbox)
+        session.overflow_bytes = sum(map(len, outbox))
+        self._arm_overflow(session)
+
+    def _cut_off(self, session: Session) -> None:
+        """A slow consumer: its outbox is dropped for the `slow_consumer` push, then it is
+        closed, 4002."""
+        if session.overflow is not None:
+            session.overflow.cancel()
+            session.overflow = None
+        cut = {"session": session.id, "peer": peer(session), "account": session.account}
+        log.warning("slow consumer cut off", extra=cut | {"queued": len(session.outbox)})
+        session.outbox.clear()
+        notice = wire.encode({"ch": "session", "type": "slow_consumer"})
+        session.outbox.append(notice if session.packed else frames.text_frame(notice))
+        self.close(session, 4002, "slow consumer")
 
     def _dirtied(self, session: Session) -> None:
         """A session's first message of this loop turn: it joins the turn's sessions to write,
@@ -374,12 +454,26 @@ class Sessions:
         self.keep(asyncio.get_running_loop().create_task(close_after_flush()))
 
 
+def _full(session: Session, item: bytes) -> bool:
+    """Whether the outbox has no room for `item`: `SEND_QUEUE_MESSAGES_MAX` messages, or a
+    large message would take a paused peer's past `SEND_QUEUE_BYTES_MAX`."""
+    return len(session.outbox) >= limits.SEND_QUEUE_MESSAGES_MAX or _too_many_bytes(session, item)
+
+
 def _too_many_bytes(session: Session, item: bytes) -> bool:
     """Whether `item`, if a large message, would take the outbox of a peer that stopped taking
     writes past `SEND_QUEUE_BYTES_MAX` (the outbox is counted only then: rarely)."""
     if len(item) < limits.LARGE_MESSAGE_BYTES or not session.websocket.paused:
         return False
     return sum(map(len, session.outbox)) + len(item) > limits.SEND_QUEUE_BYTES_MAX
+
+
+def _end_overflow_if_drained(session: Session) -> None:
+    """A write took an overflowing outbox back under `SEND_QUEUE_MESSAGES_MAX`: the client
+    kept up; its messages go uncounted again (`Sessions.send`'s usual way)."""
+    if len(session.outbox) < limits.SEND_QUEUE_MESSAGES_MAX and session.overflow is not None:
+        session.overflow.cancel()
+        session.overflow = None
 
 
 def peer(session: Session) -> str:

@@ -16,7 +16,7 @@ import pytest
 from client.sdk import VenueClient, VenueError
 from gateway import limits
 from tests.conftest import KEYS, ROOT, Venue, start_venue
-from tests.gateway.test_server_streams import busy_trading, open_slow_consumer
+from tests.gateway.test_server_streams import busy_trading, cut_off, open_slow_consumer
 from tests.sample_config import SAMPLE_CONFIG
 
 RUN_TIMEOUT_S = 60
@@ -124,11 +124,13 @@ def test_a_slow_consumer_cut_off_is_logged(
     run_venue: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(limits, "SEND_QUEUE_MESSAGES_MAX", 16)
+    # cut 0.05 s after its outbox filled, not 2 s: within the trading (`limits` says why)
+    monkeypatch.setattr(limits, "SEND_QUEUE_OVERFLOW_S", 0.05)
 
     async def scenario(venue: Venue) -> None:
         slow, session = await open_slow_consumer(venue)
         await busy_trading(venue, 300)
-        assert session.closing
+        assert await cut_off(session)
         slow.transport.abort()  # gone: reading nothing, its close would wait out 10 s
 
     with caplog.at_level(logging.INFO, logger="venue"):

@@ -12,11 +12,16 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from gateway import limits, sessions
+from gateway import sessions
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
 from tests.conftest import KEYS, Venue
 from tests.gateway.test_server_sessions import eventually, now_us
-from tests.gateway.test_server_streams import busy_trading, wait_for_the_slow_consumer
+from tests.gateway.test_server_streams import (
+    busy_trading,
+    cut_a_stalled_reader_soon,
+    cut_off,
+    wait_for_the_slow_consumer,
+)
 
 SYMBOL = "AAPLx-USD"
 WAIT_S = 3.0  # the most any single expected event may take on a busy 2-core machine
@@ -229,13 +234,13 @@ async def open_packed_slow_consumer(venue: Venue) -> tuple[ClientConnection, Any
 def test_a_packed_slow_consumer_is_still_told_and_closed_4002(
     run_venue: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(limits, "SEND_QUEUE_MESSAGES_MAX", 16)
+    cut_a_stalled_reader_soon(monkeypatch)
     wait_for_the_slow_consumer(monkeypatch)
 
     async def scenario(venue: Venue) -> None:
         slow, session = await open_packed_slow_consumer(venue)
         assert await busy_trading(venue, 300) == 300, "the trader was answered every time"
-        assert session.closing, "the server gave up on the slow consumer"
+        assert await cut_off(session), "the server gave up on the slow consumer"
         slow.transport.resume_reading()
         received = []
         with pytest.raises(ConnectionClosed):

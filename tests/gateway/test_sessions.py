@@ -32,6 +32,8 @@ from tests.gateway.test_server_packed import (
 )
 from tests.gateway.test_server_streams import (
     busy_trading,
+    cut_a_stalled_reader_soon,
+    cut_off,
     open_slow_consumer,
     wait_for_the_slow_consumer,
 )
@@ -77,7 +79,7 @@ def test_many_subscribers_each_get_every_public_message(
 def test_a_slow_consumer_among_many_is_cut_off_and_the_others_get_everything(
     run_venue: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(limits, "SEND_QUEUE_MESSAGES_MAX", 16)
+    cut_a_stalled_reader_soon(monkeypatch)
     wait_for_the_slow_consumer(monkeypatch)
 
     async def scenario(venue: Venue) -> None:
@@ -87,7 +89,7 @@ def test_a_slow_consumer_among_many_is_cut_off_and_the_others_get_everything(
             await call(websocket, 1, "subscribe", ch="book", symbols=[SYMBOL], depth=1000)
         await all_until_quiet([(True, websocket) for websocket in followers])
         assert await busy_trading(venue, 300) == 300
-        assert session.closing, "the server gave up on the slow consumer"
+        assert await cut_off(session), "the server gave up on the slow consumer"
         slow.transport.resume_reading()
         with pytest.raises(ConnectionClosed):
             async with asyncio.timeout(WAIT_S):
