@@ -32,8 +32,9 @@ LARGE_MESSAGE_BYTES = 4 * 1024  # a message at least this large is checked again
 # thousands of one maker's orders) are all queued in one turn of the loop, before the client
 # can read any. It may grow on, to `SEND_QUEUE_BYTES_MAX` (counted for every message then),
 # while in each period of this many seconds the client takes at least `SEND_QUEUE_DRAIN_MIN`
-# of them, until it is back under `SEND_QUEUE_MESSAGES_MAX`. A reader that keeps up takes
-# tens of thousands a second; one that stopped is cut off within the period.
+# of them and, from the second period on, its backlog shrinks, until it is back under
+# `SEND_QUEUE_MESSAGES_MAX`. A reader that keeps up takes tens of thousands a second; one
+# that stopped is cut off within the period, one that falls behind a feed within two.
 SEND_QUEUE_OVERFLOW_S = 2
 # ... 512 messages a second: a hundredth of what the SDK read on loopback (50,000 a second,
 # session 25), so an honest reader passes on a loaded machine too, while one that takes a

@@ -15,6 +15,7 @@ at the end (a recording transport that takes every write), which pin the rule's 
 
 import asyncio
 import json
+import logging
 import socket
 from typing import Any
 
@@ -284,3 +285,67 @@ def test_each_period_the_peer_must_drain_enough_of_an_overflowing_outbox(
 
     closing, overflow_over = asyncio.run(main())
     assert closing is cut and overflow_over
+
+
+def test_a_peer_that_takes_enough_yet_falls_behind_the_feed_is_cut_off(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A peer taking 5 a period (above `SEND_QUEUE_DRAIN_MIN`, 4) of a feed adding 8 passed
+    every check while its outbox grew, until the bytes ran out: in a real venue minutes of
+    stale feed and ~32 MiB a connection (review of session 25). Past the first period its
+    backlog must shrink: it is cut at the second check. An overflow is logged once a
+    session, however often it recurs."""
+    _small_limits(monkeypatch)
+    monkeypatch.setattr(limits, "SEND_QUEUE_OVERFLOW_S", 3_600)
+
+    async def main() -> tuple[int, bool]:
+        sessions = Sessions()
+        session, _ = _paused_session(sessions, packed=False)
+        sent = checks = 0
+        for _ in range(12):
+            sessions.send(session, _push(sent))
+            sent += 1
+        while checks < 5 and not session.closing:
+            for _ in range(8):
+                sessions.send(session, _push(sent))
+                sent += 1
+            for _ in range(5):
+                session.outbox.popleft()
+            assert session.overflow is not None
+            session.overflow.cancel()
+            sessions._check_overflow(session)  # the period is over
+            checks += 1
+        return checks, session.closing
+
+    with caplog.at_level(logging.INFO, logger="venue"):
+        checks, closing = asyncio.run(main())
+    assert (checks, closing) == (2, True)  # before: never cut within the 5 periods
+    logged = [r.message for r in caplog.records].count("outbox overflowing")
+    assert logged == 1
+
+
+def test_an_overflow_that_recurs_is_logged_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reader hovering at the cap ends its overflow at each write and starts another with
+    the next push: one log line each time, 40 a second at a busy feed (review of session
+    25). The first is logged; the rest are not."""
+    _small_limits(monkeypatch)
+
+    async def main() -> int:
+        sessions = Sessions()
+        session, _ = _paused_session(sessions, packed=False)
+        for number in range(9):
+            sessions.send(session, _push(number))
+        for cycle in range(20):
+            session.outbox.popleft()
+            session.outbox.popleft()
+            session.overflow = None  # as a write that took it under the cap ends it
+            sessions.send(session, _push(100 + cycle))
+            sessions.send(session, _push(200 + cycle))
+        return session.overflows
+
+    with caplog.at_level(logging.INFO, logger="venue"):
+        overflows = asyncio.run(main())
+    assert overflows == 21
+    assert [r.message for r in caplog.records].count("outbox overflowing") == 1
