@@ -3,10 +3,11 @@
 Owns `Logons`: the checks of a logon after the dispatcher's (a trade connection, not logged
 on yet), the signature and nonce check (`gateway.auth`), on a cluster the nonce's claim
 cluster-wide (`core/cluster_nonces.py`) with the connection's later frames held behind it,
-the cap on connections per account, and the logs of each logon and refusal. Leaves the keys,
-the nonces' memory and the signature to `gateway.auth`, and the frames held behind a claim,
-and the answers' order, to the dispatcher, whose method table calls `logon`. At most one
-claim is under way per connection (its later frames wait behind it).
+the cap on connections per account, the charge of each refused logon to its client IP's
+bucket (shared with REST's refused signatures), and the logs of each logon and refusal.
+Leaves the keys, the nonces' memory and the signature to `gateway.auth`, and the frames held
+behind a claim, and the answers' order, to the dispatcher, whose method table calls `logon`.
+At most one claim is under way per connection (its later frames wait behind it).
 """
 
 import asyncio
@@ -14,6 +15,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from core.venue_core import now_us
 from engine.reasons import ErrorCode
 from gateway import limits, wire
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, ApiKey, AuthError, claim_cluster_wide
@@ -27,6 +29,10 @@ log = logging.getLogger("venue")
 E = ErrorCode
 
 LOGON_ON_TRADE = "log on at /ws/trade"
+LOGON_COST_MILLI = limits.cost_milli("session.logon")  # what a refusal takes from its IP
+TOO_MANY_REFUSED = (
+    "slow down: too many refused logons and signed requests from your address"  # its IP's
+)
 
 
 class Logons:
@@ -45,6 +51,11 @@ class Logons:
         # (core/cluster_nonces.py)
         self.shared_nonces: SharedNonces | None = getattr(dispatcher.bus, "nonces", None)
         self._claim_tasks: set[asyncio.Task[None]] = set()  # one per connection at most
+        # The client IPs' bucket of REST's unsigned and refused requests (the server sets it:
+        # `VenueServer.unsigned_limiter`), charged for each refused logon too: a connection's
+        # own bucket alone let one IP's 256 connections have 400 logons a second each refused,
+        # an HMAC and a log line apiece, where REST's refusals were held to the IP's rate.
+        self.refusals_by_address: limits.AddressBuckets | None = None
 
     def logon(self, session: Session, request: wire.Request, t_in: int) -> None:
         if not session.trade:
@@ -55,9 +66,11 @@ class Logons:
             return
         p: Any = request.params
         window = p.recv_window if p.recv_window is not None else RECV_WINDOW_MS_DEFAULT
+        self._check_address(session, t_in)  # before the HMAC: a flood costs one look-up each
         try:
             key = self.auth.logon(p.api_key, p.ts, p.nonce, window, p.sig, t_in)
         except AuthError as refused:  # the key names who tried; the signature stays out
+            self._charge_refusal(session, t_in)
             self._log_logon_refused(session, p.api_key, refused.code, refused.message)
             raise
         if self.shared_nonces is not None:  # a cluster's gateway: not used on another one?
@@ -97,6 +110,8 @@ class Logons:
         if refused is None:
             self._logged_on(session, request, t_in, key)
         else:
+            if refused.code is E.NONCE_REUSED:  # a replay (unchecked is the venue's, not theirs)
+                self._charge_refusal(session, now_us())
             self._log_logon_refused(session, key.key, refused.code, refused.message)
             self._handler_failed(session, request, refused)
         self._handle_later(session, later)
@@ -121,6 +136,32 @@ class Logons:
         log.info("logged on", extra=logged_on | {"api_key": key.key})
         self._reply(session, request, {"account": key.account, "scopes": sorted(key.scopes)}, t_in)
 
+    def _check_address(self, session: Session, now: int) -> None:
+        """AuthError 429 if the client IP has spent its bucket of refusals (a refusal would
+        not fit), before the signature is checked, as REST's signed requests are: a valid
+        logon costs that bucket nothing, so only a client sharing its IP with one sending
+        refused logons or signed requests (or many unsigned reads) meets this."""
+        buckets = self.refusals_by_address
+        if buckets is None:
+            return
+        retry = buckets.retry_after_ms(_address(session), now, LOGON_COST_MILLI)
+        if retry:
+            raise AuthError(E.RATE_LIMITED, TOO_MANY_REFUSED, retry)
+
+    def _charge_refusal(self, session: Session, now: int) -> None:
+        """Charge a refused logon to its client IP's bucket: it proves no account that could
+        be charged. (It fit: `_check_address` asked just before.)"""
+        if self.refusals_by_address is not None:
+            self.refusals_by_address.take(_address(session), now, LOGON_COST_MILLI)
+
     def _log_logon_refused(self, session: Session, api_key: str, code: ErrorCode, why: str) -> None:
         refused = {"session": session.id, "peer": peer(session), "api_key": api_key}
         log.warning("logon refused", extra=refused | {"code": code.name.lower(), "reason": why})
+
+
+def _address(session: Session) -> str:
+    """The key of the session's client IP in the per-IP buckets (`limits.address_key`): behind
+    a trusted proxy, the client its `X-Forwarded-For` named at the upgrade."""
+    connection = session.websocket
+    client = connection.client_ip or (str(connection.peer[0]) if connection.peer else "")
+    return limits.address_key(client)
