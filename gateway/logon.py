@@ -118,13 +118,13 @@ class Logons:
 
     def _logged_on(self, session: Session, request: wire.Request, t_in: int, key: ApiKey) -> None:
         """The logon's signature and nonce are good: the connection is the key's, unless the
-        account has its most connections already."""
+        account has its most connections already (fewer for a key that cannot trade)."""
         p: Any = request.params
         connected = sum(
             1 for other in self.connections.sessions.values() if other.account == key.account
         )
-        if connected >= limits.CONNECTIONS_PER_ACCOUNT_MAX:
-            msg = f"at most {limits.CONNECTIONS_PER_ACCOUNT_MAX} connections per account"
+        msg = _connections_refusal(key, connected)
+        if msg is not None:
             self._log_logon_refused(session, p.api_key, E.PERMISSION_DENIED, msg)
             self._reply_error(session, request, E.PERMISSION_DENIED, msg)
             return
@@ -157,6 +157,21 @@ class Logons:
     def _log_logon_refused(self, session: Session, api_key: str, code: ErrorCode, why: str) -> None:
         refused = {"session": session.id, "peer": peer(session), "api_key": api_key}
         log.warning("logon refused", extra=refused | {"code": code.name.lower(), "reason": why})
+
+
+def _connections_refusal(key: ApiKey, connected: int) -> str | None:
+    """Why `key` may not log on while its account has `connected` sessions, if it may not:
+    the account's cap, less the places kept for its trading keys when `key` cannot trade."""
+    cap = limits.CONNECTIONS_PER_ACCOUNT_MAX
+    if connected >= cap:
+        return f"at most {cap} connections per account"
+    kept = limits.CONNECTIONS_KEPT_FOR_TRADING
+    if "trade" not in key.scopes and connected >= cap - kept:
+        return (
+            f"at most {cap - kept} connections per account for a key without the trade scope"
+            f" (the other {kept} are kept for its keys that trade)"
+        )
+    return None
 
 
 def _address(session: Session) -> str:

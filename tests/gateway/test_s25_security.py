@@ -8,8 +8,9 @@ from typing import Any
 import websockets
 
 from client.rest import RestClient
+from client.sdk import VenueError
 from gateway import limits
-from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
+from gateway.auth import RECV_WINDOW_MS_DEFAULT, ApiKey, sign_logon
 from gateway.logon import TOO_MANY_REFUSED
 from tests.conftest import KEYS, Venue
 
@@ -97,5 +98,40 @@ def test_a_good_logon_costs_the_ips_bucket_nothing(run_venue: Any) -> None:
                 answer = json.loads(await websocket.recv())
                 assert answer["status"] == 200, answer
         assert small.retry_after_ms("127.0.0.1", time.time_ns() // 1_000) == 0
+
+    run_venue(scenario)
+
+
+def test_a_read_only_key_cannot_take_the_connections_kept_for_trading(run_venue: Any) -> None:
+    """The finding: the 16 connections per account were anyone's, so a key with only the read
+    scope (one handed to a reporting tool) could hold all 16 and the account's trading key
+    was refused at logon, `at most 16 connections per account`: a read key stopped trading.
+    Now the last `CONNECTIONS_KEPT_FOR_TRADING` are kept for keys with the trade scope."""
+
+    async def scenario(venue: Venue) -> None:
+        reader = ApiKey(
+            key="s25-reader", secret="s25-secret", account=3, scopes=frozenset({"read"})
+        )
+        venue.server.auth.store.add(reader)
+        cap, kept = limits.CONNECTIONS_PER_ACCOUNT_MAX, limits.CONNECTIONS_KEPT_FOR_TRADING
+        for _ in range(cap - kept):
+            await (await venue.client()).logon(reader.key, reader.secret)
+        refused = await venue.client()
+        try:
+            await refused.logon(reader.key, reader.secret)
+        except VenueError as error:
+            assert error.name == "PERMISSION_DENIED", error
+            assert f"at most {cap - kept} connections per account for a key without" in str(error)
+        else:
+            raise AssertionError("a read-only key took a connection kept for trading")
+        for _ in range(kept):  # the account's trading key still logs on, up to the cap
+            traded = await venue.client("taker")
+            await traded.place("AAPLx-USD", "buy", "1", "150.00")
+        try:
+            await (await venue.client()).logon(*KEYS["taker"])
+        except VenueError as error:
+            assert str(error).endswith(f"at most {cap} connections per account"), error
+        else:
+            raise AssertionError(f"a logon past the account's {cap} connections was taken")
 
     run_venue(scenario)
