@@ -12,6 +12,7 @@ At most one claim is under way per connection (its later frames wait behind it).
 
 import asyncio
 import logging
+import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,10 @@ E = ErrorCode
 
 LOGON_ON_TRADE = "log on at /ws/trade"
 LOGON_COST_MILLI = limits.cost_milli("session.logon")  # what a refusal takes from its IP
+# A connection's refused logons log at most once a second, the rest counted into its next
+# line (as REST's refused signatures, `rest.REFUSAL_LOG_INTERVAL_US`): a flood of bad logons
+# must not flood the log.
+REFUSAL_LOG_INTERVAL_US = 1_000_000
 TOO_MANY_REFUSED = (
     "slow down: too many refused logons and signed requests from your address"  # its IP's
 )
@@ -56,6 +61,11 @@ class Logons:
         # own bucket alone let one IP's 256 connections have 400 logons a second each refused,
         # an HMAC and a log line apiece, where REST's refusals were held to the IP's rate.
         self.refusals_by_address: limits.AddressBuckets | None = None
+        # per connection while it is open: when its last refusal was logged (µs), and how many
+        # were refused since without a line
+        self._refusals_logged: weakref.WeakKeyDictionary[Session, tuple[int, int]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def logon(self, session: Session, request: wire.Request, t_in: int) -> None:
         if not session.trade:
@@ -155,8 +165,17 @@ class Logons:
             self.refusals_by_address.take(_address(session), now, LOGON_COST_MILLI)
 
     def _log_logon_refused(self, session: Session, api_key: str, code: ErrorCode, why: str) -> None:
+        """Log a refused logon, or count it into the connection's next line if one was
+        logged within `REFUSAL_LOG_INTERVAL_US`."""
+        now = now_us()
+        logged_us, unlogged = self._refusals_logged.get(session, (0, 0))
+        if logged_us and now < logged_us + REFUSAL_LOG_INTERVAL_US:
+            self._refusals_logged[session] = (logged_us, unlogged + 1)
+            return
+        self._refusals_logged[session] = (now, 0)
         refused = {"session": session.id, "peer": peer(session), "api_key": api_key}
-        log.warning("logon refused", extra=refused | {"code": code.name.lower(), "reason": why})
+        why_refused = {"code": code.name.lower(), "reason": why, "refusals_unlogged": unlogged}
+        log.warning("logon refused", extra=refused | why_refused)
 
 
 def _connections_refusal(key: ApiKey, connected: int) -> str | None:

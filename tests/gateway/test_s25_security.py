@@ -135,3 +135,32 @@ def test_a_read_only_key_cannot_take_the_connections_kept_for_trading(run_venue:
             raise AssertionError(f"a logon past the account's {cap} connections was taken")
 
     run_venue(scenario)
+
+
+def test_a_connections_refused_logons_log_once_a_second(run_venue: Any, caplog: Any) -> None:
+    """The finding: every refused logon wrote a warning, so one connection's flood of bad
+    logons wrote hundreds of lines a second, where REST's refused signatures log at most
+    once a second per connection. Now a connection's refusals within a second of its last
+    line are counted into its next one (`refusals_unlogged`)."""
+
+    async def scenario(venue: Venue) -> None:
+        async with websockets.connect(venue.url("trade")) as websocket:
+            for index in range(BAD_LOGONS_PER_CONNECTION):
+                await websocket.send(_bad_logon(index, f"log-{index}"))
+            for _ in range(BAD_LOGONS_PER_CONNECTION):
+                assert json.loads(await websocket.recv())["status"] == 401
+            await asyncio.sleep(1.1)  # past the interval: the next refusal is logged
+            await websocket.send(_bad_logon(99, "log-late"))
+            answer = json.loads(await websocket.recv())
+            while "id" not in answer:  # a heartbeat, after a second of silence
+                answer = json.loads(await websocket.recv())
+            assert answer["status"] == 401, answer
+
+    with caplog.at_level("WARNING", logger="venue"):
+        run_venue(scenario)
+    lines = [record for record in caplog.records if record.getMessage() == "logon refused"]
+    assert len(lines) == 2, [record.__dict__.get("refusals_unlogged") for record in lines]
+    assert [line.__dict__["refusals_unlogged"] for line in lines] == [
+        0,
+        BAD_LOGONS_PER_CONNECTION - 1,
+    ]
