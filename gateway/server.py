@@ -155,6 +155,8 @@ class VenueServer:
             data_dir,
             self.issued_keys,
         )
+        # one bucket per IP for refused logons and REST's refused or unsigned requests alike
+        self.dispatcher.logons.refusals_by_address = self.unsigned_limiter
         if bus is None:  # commands are built at the time the core will stamp them with
             self.dispatcher.stamp_us = self.core.sequencer.stamp_us
         # over a cluster's bus outcomes come back a hop later: a placed quote's order id too

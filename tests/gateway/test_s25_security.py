@@ -1,0 +1,166 @@
+"""Session 25's security review, as a hostile client of a real server on 127.0.0.1."""
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import websockets
+
+from client.rest import RestClient
+from client.sdk import VenueError
+from gateway import limits
+from gateway.auth import RECV_WINDOW_MS_DEFAULT, ApiKey, sign_logon
+from gateway.logon import TOO_MANY_REFUSED
+from tests.conftest import KEYS, Venue
+
+BAD_LOGONS_PER_CONNECTION = 30
+# Refusals the small bucket of the test lets through: its burst of 10 tokens at half a token
+# each, plus what it refills (1 a second) in the few seconds the test may take on a busy box.
+REFUSALS_LET_THROUGH_MAX = 20 + 10
+
+
+def _bad_logon(request_id: int, nonce: str) -> str:
+    params = {"api_key": KEYS["alpha"][0], "ts": time.time_ns() // 1_000, "nonce": nonce}
+    params["sig"] = "0" * 64  # well formed, wrong: an HMAC is computed to find it so
+    return json.dumps({"id": request_id, "method": "session.logon", "params": params})
+
+
+async def _refused_logons(venue: Venue, tag: str) -> list[dict[str, Any]]:
+    """The errors of `BAD_LOGONS_PER_CONNECTION` bad logons pipelined on one connection."""
+    async with websockets.connect(venue.url("trade")) as websocket:
+        for index in range(BAD_LOGONS_PER_CONNECTION):
+            await websocket.send(_bad_logon(index, f"{tag}-{index}"))
+        answers = [json.loads(await websocket.recv()) for _ in range(BAD_LOGONS_PER_CONNECTION)]
+    return [answer for answer in answers if "error" in answer]
+
+
+def test_refused_logons_are_charged_to_the_client_ips_bucket(run_venue: Any) -> None:
+    """The finding: a refused logon was charged only to its connection's bucket (400 tokens,
+    200 a second, half a token a logon), so one connection had 800 bad logons refused at
+    once and 400 a second after, each an HMAC and a warning in the log, and one IP's 256
+    connections 256 times that, where REST's refused signatures were held to the IP's
+    bucket. Now they take from that bucket too (shared with REST), and once it is empty a
+    logon is refused 429 before any HMAC, until it refills."""
+
+    async def scenario(venue: Venue) -> None:
+        logons = venue.server.dispatcher.logons
+        assert logons.refusals_by_address is venue.server.unsigned_limiter, "one bucket per IP"
+        small = limits.AddressBuckets(rate_per_s=1, burst=10)
+        logons.refusals_by_address = venue.server.unsigned_limiter = small
+        errors = [
+            error
+            for refused in await asyncio.gather(
+                _refused_logons(venue, "a"), _refused_logons(venue, "b")
+            )
+            for error in refused
+        ]
+        assert len(errors) == 2 * BAD_LOGONS_PER_CONNECTION, "every bad logon is refused"
+        names = [error["error"]["name"] for error in errors]
+        assert 20 <= names.count("BAD_SIGNATURE") <= REFUSALS_LET_THROUGH_MAX, names
+        limited = [error for error in errors if error["error"]["name"] == "RATE_LIMITED"]
+        assert len(limited) + names.count("BAD_SIGNATURE") == len(errors), names
+        assert all(error["error"]["msg"] == TOO_MANY_REFUSED for error in limited), limited
+        assert all(error["status"] == 429 and error["retry_after_ms"] > 0 for error in limited)
+
+        # the same bucket as REST's: a badly signed request from this address is 429 too
+        rest = RestClient(f"http://127.0.0.1:{venue.port}", KEYS["alpha"][0], "not the secret")
+        try:
+            answer = await asyncio.to_thread(rest.get, "/api/v1/balances")
+        finally:
+            rest.close()
+        assert answer.status == 429, answer.body
+
+        # a good logon waits for the bucket as a signed request does, then passes
+        await asyncio.sleep(1.0)  # half a token refills in 0.5 s
+        client = await venue.client()
+        logged_on = await client.logon(*KEYS["alpha"])
+        assert logged_on["account"] == 1, logged_on
+
+    run_venue(scenario)
+
+
+def test_a_good_logon_costs_the_ips_bucket_nothing(run_venue: Any) -> None:
+    """Only refusals are charged: many good logons from one address are all taken."""
+
+    async def scenario(venue: Venue) -> None:
+        small = limits.AddressBuckets(rate_per_s=1, burst=1)
+        venue.server.dispatcher.logons.refusals_by_address = small
+        api_key, secret = KEYS["alpha"]
+        for index in range(5):
+            async with websockets.connect(venue.url("trade")) as websocket:
+                ts = time.time_ns() // 1_000
+                nonce = f"good-{index}"
+                sig = sign_logon(secret, api_key, ts, nonce, RECV_WINDOW_MS_DEFAULT)
+                params = {"api_key": api_key, "ts": ts, "nonce": nonce, "sig": sig}
+                request = {"id": 1, "method": "session.logon", "params": params}
+                await websocket.send(json.dumps(request))
+                answer = json.loads(await websocket.recv())
+                assert answer["status"] == 200, answer
+        assert small.retry_after_ms("127.0.0.1", time.time_ns() // 1_000) == 0
+
+    run_venue(scenario)
+
+
+def test_a_read_only_key_cannot_take_the_connections_kept_for_trading(run_venue: Any) -> None:
+    """The finding: the 16 connections per account were anyone's, so a key with only the read
+    scope (one handed to a reporting tool) could hold all 16 and the account's trading key
+    was refused at logon, `at most 16 connections per account`: a read key stopped trading.
+    Now the last `CONNECTIONS_KEPT_FOR_TRADING` are kept for keys with the trade scope."""
+
+    async def scenario(venue: Venue) -> None:
+        reader = ApiKey(
+            key="s25-reader", secret="s25-secret", account=3, scopes=frozenset({"read"})
+        )
+        venue.server.auth.store.add(reader)
+        cap, kept = limits.CONNECTIONS_PER_ACCOUNT_MAX, limits.CONNECTIONS_KEPT_FOR_TRADING
+        for _ in range(cap - kept):
+            await (await venue.client()).logon(reader.key, reader.secret)
+        refused = await venue.client()
+        try:
+            await refused.logon(reader.key, reader.secret)
+        except VenueError as error:
+            assert error.name == "PERMISSION_DENIED", error
+            assert f"at most {cap - kept} connections per account for a key without" in str(error)
+        else:
+            raise AssertionError("a read-only key took a connection kept for trading")
+        for _ in range(kept):  # the account's trading key still logs on, up to the cap
+            traded = await venue.client("taker")
+            await traded.place("AAPLx-USD", "buy", "1", "150.00")
+        try:
+            await (await venue.client()).logon(*KEYS["taker"])
+        except VenueError as error:
+            assert str(error).endswith(f"at most {cap} connections per account"), error
+        else:
+            raise AssertionError(f"a logon past the account's {cap} connections was taken")
+
+    run_venue(scenario)
+
+
+def test_a_connections_refused_logons_log_once_a_second(run_venue: Any, caplog: Any) -> None:
+    """The finding: every refused logon wrote a warning, so one connection's flood of bad
+    logons wrote hundreds of lines a second, where REST's refused signatures log at most
+    once a second per connection. Now a connection's refusals within a second of its last
+    line are counted into its next one (`refusals_unlogged`)."""
+
+    async def scenario(venue: Venue) -> None:
+        async with websockets.connect(venue.url("trade")) as websocket:
+            for index in range(BAD_LOGONS_PER_CONNECTION):
+                await websocket.send(_bad_logon(index, f"log-{index}"))
+            for _ in range(BAD_LOGONS_PER_CONNECTION):
+                assert json.loads(await websocket.recv())["status"] == 401
+            await asyncio.sleep(1.1)  # past the interval: the next refusal is logged
+            await websocket.send(_bad_logon(99, "log-late"))
+            answer = json.loads(await websocket.recv())
+            while "id" not in answer:  # a heartbeat, after a second of silence
+                answer = json.loads(await websocket.recv())
+            assert answer["status"] == 401, answer
+
+    with caplog.at_level("WARNING", logger="venue"):
+        run_venue(scenario)
+    lines = [record for record in caplog.records if record.getMessage() == "logon refused"]
+    assert len(lines) == 2, [record.__dict__.get("refusals_unlogged") for record in lines]
+    assert [line.__dict__["refusals_unlogged"] for line in lines] == [
+        0,
+        BAD_LOGONS_PER_CONNECTION - 1,
+    ]
