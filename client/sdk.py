@@ -314,7 +314,11 @@ class VenueClient:
     could not check its nonce) is signed anew and sent again after each of
     `logon_retry_delays_s`, then raised. A handshake refused 503 with `Retry-After` (too many
     connections from this address) is tried again after it, up to `refused_retries_max` times,
-    then raised (`InvalidStatus`). `packed` (the default) asks for packed frames: fewer frames
+    then raised (`InvalidStatus`). `other_urls` are the same venue's other gateways (a
+    cluster's, docs/cluster.md): after a try at the current URL fails, auto_resume tries the
+    next, in turn, so a client whose gateway died resumes on another with `since_seq` (the
+    private stream's seqs are the same on every gateway); `url` is the one connected last.
+    `packed` (the default) asks for packed frames: fewer frames
     to read, the same messages. A request unanswered within `request_timeout_s`
     raises `RequestTimeout`; `request(..., timeout_s=)` overrides it for one call. NO_TIMEOUT
     (math.inf) waits without a limit, for one call or, as `request_timeout_s`, for all (None
@@ -334,10 +338,13 @@ class VenueClient:
         logon_retry_delays_s: Iterable[float] = LOGON_RETRY_DELAYS_S,
         refused_retries_max: int = REFUSED_RETRIES_MAX,
         pushes_max: int = PUSH_QUEUE_MAX,
+        other_urls: Iterable[str] = (),
     ) -> None:
         if pushes_max < 1:  # asyncio.Queue(0) would have no bound at all
             raise ValueError(f"pushes_max must be at least 1, not {pushes_max}")
         self.url = url
+        # every gateway auto_resume may reopen on, in the order tried: `url` first
+        self.urls = (url, *(other for other in other_urls if other != url))
         self.request_timeout_s = request_timeout_s  # checked: see the property
         self.packed = packed
         self.auto_resume = auto_resume
@@ -744,7 +751,8 @@ class VenueClient:
         `balance`, `settlement`, ...), each public channel followed (book messages too, once
         applied to `books`), `session` pushes, a response whose request nobody awaits, and
         the client's own notices `{"ch": "client", "type": "error" | "gave_up" |
-        "book_resync_failed" | "pushes_dropped", ...}`.
+        "book_resync_failed" | "pushes_dropped" | "resumed", ...}` (`resumed`: auto_resume
+        reopened on another of `urls` than the one dropped, `url` and `from`).
         Raises `TimeoutError` when nothing arrives within `timeout_s`. At most `pushes_max`
         (`PUSH_QUEUE_MAX`) wait; past that the oldest are dropped, and the next call returns
         `{"ch": "client", "type": "pushes_dropped", "count": N}` first (with
@@ -792,18 +800,33 @@ class VenueClient:
                 self._resuming = asyncio.get_running_loop().create_task(self._resume_with_backoff())
 
     async def _resume_with_backoff(self) -> None:
+        """One try after each delay: the URL of the last connection first (a blip), then,
+        after each failure, the next of `urls` (its gateway may have died: before, every try
+        went to the dead one and the client gave up on a cluster that was serving). A
+        `resumed` notice says where it resumed; a `gave_up` notice, the last failure."""
         failure: Exception | None = None
+        dropped_url = self.url
         for delay in self.reconnect_delays_s:
             await asyncio.sleep(delay)
+            if failure is not None:
+                self.url = self._next_url()
             try:
                 await self.resume()
             except Exception as error:  # refused, 503 while the venue stops, logon, ...
                 failure = error
                 continue
             self.resumed += 1
+            if self.url != dropped_url:  # in words: the session now lives on another gateway
+                notice = {"type": "resumed", "url": self.url, "from": dropped_url}
+                self._queue({"ch": "client", **notice})
             return
         self.gave_up = True
         self._queue({"ch": "client", "type": "gave_up", "url": self.url, "error": repr(failure)})
+
+    def _next_url(self) -> str:
+        """The gateway after the current one in `urls` (the current one again if alone)."""
+        index = self.urls.index(self.url) if self.url in self.urls else -1
+        return self.urls[(index + 1) % len(self.urls)]
 
     def _on_message(self, message: dict[str, Any]) -> None:
         if "id" in message and "status" in message:
