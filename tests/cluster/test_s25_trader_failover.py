@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from client.rest import RestClient, RestTimeout
+from client.rest import RestClient, RestConnectionLost, RestTimeout
 from client.sdk import VenueClient
 from cluster.local import LocalCluster
 from core.config import OUTCOME_WAIT_MS_DEFAULT
@@ -84,6 +84,26 @@ def test_auto_resume_moves_to_another_gateway_when_its_own_is_killed(
     asyncio.run(asyncio.wait_for(scenario(), TIMEOUT_S))
 
 
+def test_a_rest_client_whose_gateway_died_sends_to_another(cluster: LocalCluster) -> None:
+    """Its gateway killed (the first test's, or here), a REST client given the others goes on
+    through the next: a refused connection sent nothing. Before: `ConnectionRefusedError`
+    from every request, one URL being all it knew."""
+    a, b = cluster.gateways
+    cluster.kill(a)
+    urls = [f"http://127.0.0.1:{gateway.port}" for gateway in (a, b)]
+    rest = RestClient(urls[0], *KEYS["taker"], other_urls=urls[1:])
+    order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc", "qty": "1"}
+    placed = rest.post("/api/v1/orders", order | {"price": "119.00", "cl_ord_id": "s25ct-rest"})
+    assert placed.status == 200, placed
+    assert rest.base_url == urls[1]
+    listed = rest.get("/api/v1/orders", symbol=SYMBOL).json()["orders"]
+    assert [o["cl_ord_id"] for o in listed if o["cl_ord_id"] == "s25ct-rest"] == ["s25ct-rest"]
+    assert rest.delete(f"/api/v1/orders/{placed.json()['order_id']}").status == 200
+    alone = RestClient(urls[0], *KEYS["taker"])
+    with pytest.raises(ConnectionRefusedError):  # none other to try: nothing was sent
+        alone.get("/api/v1/balances")
+
+
 def test_a_rest_order_while_no_core_answers_gets_the_gateways_504_not_a_bare_timeout(
     cluster: LocalCluster,
 ) -> None:
@@ -126,3 +146,25 @@ def test_a_request_unanswered_within_the_timeout_says_its_outcome_is_unknown() -
         taker.join(5)
         for connection in accepted:
             connection.close()
+
+
+def test_a_connection_broken_before_the_answer_says_the_outcome_is_unknown() -> None:
+    """A server that reads the request and closes without answering (a gateway killed with
+    the order on its way): `RestConnectionLost` says the order may have been placed. Before:
+    http.client's bare `RemoteDisconnected`, not a word about the order."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def read_then_close() -> None:
+            connection, _ = server.accept()
+            connection.recv(65536)
+            connection.close()
+
+        closer = threading.Thread(target=read_then_close)
+        closer.start()
+        rest = RestClient(f"http://127.0.0.1:{server.getsockname()[1]}")
+        with pytest.raises(RestConnectionLost, match="before the answer to POST") as lost:
+            rest.post("/api/v1/orders", {"symbol": SYMBOL})
+        assert lost.value.outcome_unknown and "outcome is unknown" in str(lost.value)
+        closer.join(5)
