@@ -397,10 +397,13 @@ class VenueClient:
         self._cod_enabled = False
         return await self._connect()
 
-    async def _connect(self) -> "VenueClient":
+    async def _connect(self, url: str | None = None) -> "VenueClient":
+        """Open a connection to `url` (default: `self.url`), which becomes `self.url` once
+        open (until then, messages name the gateway of the connection that closed)."""
         self._closing = False
-        url = packed_url(self.url) if self.packed else self.url
-        self.websocket = await self._open(url)
+        url = self.url if url is None else url
+        self.websocket = await self._open(packed_url(url) if self.packed else url)
+        self.url = url
         self.gave_up = False
         self._reader = asyncio.create_task(self._read())
         return self
@@ -571,20 +574,21 @@ class VenueClient:
             "recv_window": RECV_WINDOW_MS_DEFAULT,
         }
 
-    async def resume(self) -> None:
+    async def resume(self, url: str | None = None) -> None:
         """Reconnect, log on again (if `logon` was called), enable cancel-on-disconnect again
         (if `session.cod` enabled it), resubscribe the private stream with since_seq (if it
         was followed: missed events are replayed), the books and the other public streams.
         If a step fails (a logon refused, say), the new connection is closed before the
         failure is raised: a request then raises `ConnectionLost`, never meets a connection
         that is not logged on, and the venue's close of such a connection starts no new
-        resume."""
+        resume. `url`: reopen on that gateway (another of the venue's), which becomes `url`
+        once open; by default the last one."""
         auto_resume, self.auto_resume = self.auto_resume, False  # not while we close it
         try:
             await self.close()
         finally:
             self.auto_resume = auto_resume
-        await self._connect()  # not `connect`: it keeps the last connection's COD to restore
+        await self._connect(url)  # not `connect`: it keeps the last connection's COD to restore
         try:
             await self._follow_again()
         except Exception:
@@ -805,13 +809,13 @@ class VenueClient:
         went to the dead one and the client gave up on a cluster that was serving). A
         `resumed` notice says where it resumed; a `gave_up` notice, the last failure."""
         failure: Exception | None = None
-        dropped_url = self.url
+        dropped_url = tried_url = self.url
         for delay in self.reconnect_delays_s:
             await asyncio.sleep(delay)
             if failure is not None:
-                self.url = self._next_url()
+                tried_url = self._next_url(tried_url)
             try:
-                await self.resume()
+                await self.resume(tried_url)
             except Exception as error:  # refused, 503 while the venue stops, logon, ...
                 failure = error
                 continue
@@ -821,11 +825,11 @@ class VenueClient:
                 self._queue({"ch": "client", **notice})
             return
         self.gave_up = True
-        self._queue({"ch": "client", "type": "gave_up", "url": self.url, "error": repr(failure)})
+        self._queue({"ch": "client", "type": "gave_up", "url": tried_url, "error": repr(failure)})
 
-    def _next_url(self) -> str:
-        """The gateway after the current one in `urls` (the current one again if alone)."""
-        index = self.urls.index(self.url) if self.url in self.urls else -1
+    def _next_url(self, url: str) -> str:
+        """The gateway after `url` in `urls` (the same again if it is alone)."""
+        index = self.urls.index(url) if url in self.urls else -1
         return self.urls[(index + 1) % len(self.urls)]
 
     def _on_message(self, message: dict[str, Any]) -> None:
