@@ -104,6 +104,37 @@ def test_a_rest_client_whose_gateway_died_sends_to_another(cluster: LocalCluster
         alone.get("/api/v1/balances")
 
 
+def test_auto_resume_leaves_a_gateway_that_hangs(cluster: LocalCluster) -> None:
+    """A gateway stopped (SIGSTOP: hung, or its machine cut off) closes nothing: the client
+    drops the connection once it is silent `silence_timeout_s` (the venue's heartbeats come
+    every second) and resumes on another gateway. Before: websockets' pings noticed after 20
+    to 40 s, and meanwhile every request waited for its 30 s timeout."""
+    a, b = cluster.gateways
+    if not a.running():  # the tests before killed it
+        cluster.start_gateway(a)
+    assert b.process is not None
+
+    async def scenario() -> None:
+        trader = VenueClient(b.url, auto_resume=True, other_urls=[a.url], silence_timeout_s=3)
+        await trader.connect()
+        await trader.logon(*KEYS["beta"])
+        await trader.subscribe_account()
+        b.process.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+        try:
+            started = time.monotonic()
+            silent = await notice(trader, "silent")
+            assert silent["url"] == b.url and silent["silent_s"] >= 3, silent
+            moved = await notice(trader, "resumed")
+            assert moved["url"] == a.url, moved
+            assert time.monotonic() - started < 15
+            assert (await trader.request("session.status"))["account"] is not None
+        finally:
+            cluster.kill(b)  # a stopped process dies of SIGKILL too
+        await trader.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), TIMEOUT_S))
+
+
 def test_a_rest_order_while_no_core_answers_gets_the_gateways_504_not_a_bare_timeout(
     cluster: LocalCluster,
 ) -> None:
