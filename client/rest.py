@@ -260,11 +260,13 @@ class RestClient:
             except TimeoutError:
                 self.close()  # an answer may still come on it: never read as the next one's
                 raise RestTimeout(method, path, self.timeout_s) from None
-            except ConnectionRefusedError:
+            except ConnectionRefusedError as refused:
                 refusals += 1  # not connected, so nothing sent: another gateway may serve
                 if refusals >= len(self.urls):
                     self.close()
-                    raise
+                    tried = ", ".join(self.urls)
+                    why = f"{method} {path} not sent: no connection taken by {tried} ({refused})"
+                    raise ConnectionRefusedError(refused.errno, why) from refused
                 self._use_next_gateway()
             except (ConnectionError, http.client.HTTPException) as lost:
                 self.close()
