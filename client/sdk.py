@@ -375,6 +375,8 @@ class VenueClient:
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
+        if silence_timeout_s is not None:  # 0 would drop every connection at once
+            _check_timeout("silence_timeout_s", silence_timeout_s)
         # a connection that sent no frame for this long is dropped (None: never)
         self.silence_timeout_s = silence_timeout_s
         self.silences = 0  # connections dropped for their silence, for tests and logs

@@ -199,3 +199,9 @@ def test_a_connection_broken_before_the_answer_says_the_outcome_is_unknown() -> 
             rest.post("/api/v1/orders", {"symbol": SYMBOL})
         assert lost.value.outcome_unknown and "outcome is unknown" in str(lost.value)
         closer.join(5)
+
+
+def test_a_silence_timeout_of_zero_is_refused_before_anything() -> None:
+    """0 would drop every connection at its first check."""
+    with pytest.raises(ValueError, match="silence_timeout_s must be above 0, not 0"):
+        VenueClient("ws://127.0.0.1:48230/ws/trade", silence_timeout_s=0)
