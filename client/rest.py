@@ -30,7 +30,17 @@ from urllib.parse import urlencode, urlsplit
 from engine.reasons import ErrorCode
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_request
 
-TIMEOUT_S = 10  # a venue on loopback answers in milliseconds
+# An answer is awaited this long: past a cluster gateway's outcome wait (20 s by default,
+# `[venue] outcome_wait_ms`, core.config), after which it answers 504 OUTCOME_UNKNOWN, and
+# past a failover (~13 s), so the venue's answer is read, not this client's timeout (at 10 s,
+# a POST during a failover raised a bare `TimeoutError: timed out`). As the SDK's.
+TIMEOUT_S = 30.0
+# what a request with no answer within the timeout may have done, by whether it changes
+# anything (a GET changes nothing)
+UNKNOWN_OUTCOME = (
+    "its outcome is unknown (the venue may have carried it out): check it (an order by its"
+    " cl_ord_id in GET /api/v1/orders or GET /api/v1/orders/history) before sending it again"
+)
 # A signed request refused 503 NONCE_UNCHECKED (a cluster gateway's nonce claim unanswered
 # within 2 s: NATS down, a leader election of ~3 s) is signed again with a new nonce and sent
 # again after each delay; then that refusal is returned. The SDK's logon retries alike
@@ -79,8 +89,56 @@ class RestResponse:
         return f"RestResponse({self.status}, {self.body[:200]!r})"
 
 
+class RestTimeout(TimeoutError):
+    """No answer to a request within the client's `timeout_s`. `outcome_unknown` is True for
+    a request that may change something (not a GET): the message says what to do."""
+
+    def __init__(self, method: str, path: str, timeout_s: float) -> None:
+        self.outcome_unknown = method != "GET"
+        message = f"no answer to {method} {path} within {timeout_s:g} s"
+        if self.outcome_unknown:
+            message += f": {UNKNOWN_OUTCOME}"
+        super().__init__(message)
+        self.method = method
+        self.path = path
+        self.timeout_s = timeout_s
+
+
+class RestConnectionLost(ConnectionError):
+    """The connection broke after a request was sent, before its answer: for any method but
+    GET (sent again once on a new connection) the outcome is unknown, and the message says
+    how to check it."""
+
+    def __init__(self, method: str, path: str, url: str, failure: Exception) -> None:
+        self.outcome_unknown = method != "GET"
+        message = (
+            f"the connection to {url} broke before the answer to {method} {path} ({failure!r})"
+        )
+        if self.outcome_unknown:
+            message += f": {UNKNOWN_OUTCOME}"
+        super().__init__(message)
+        self.method = method
+        self.path = path
+
+
+def _gateway(url: str) -> tuple[bool, str, int]:
+    """A venue URL's (TLS, host, port); a scheme other than http(s) is a ValueError."""
+    parts = urlsplit(url)
+    if parts.scheme not in DEFAULT_PORTS:
+        raise ValueError(f"a venue's URL is http:// or https://, not {url!r}")
+    return (
+        parts.scheme == "https",
+        parts.hostname or "127.0.0.1",
+        parts.port or DEFAULT_PORTS[parts.scheme],
+    )
+
+
 class RestClient:
-    """`RestClient("http://127.0.0.1:8080", key, secret).get("/api/v1/balances")`."""
+    """`RestClient("http://127.0.0.1:8080", key, secret).get("/api/v1/balances")`.
+
+    `other_urls` are the same venue's other gateways (a cluster's): a connection refused
+    (nothing sent: its gateway is down) is opened to the next in turn, each tried once per
+    request, and the client stays on the one that answered (`base_url`)."""
 
     def __init__(
         self,
@@ -91,15 +149,19 @@ class RestClient:
         nonce_retry_delays_s: Iterable[float] = NONCE_RETRY_DELAYS_S,
         ssl_context: ssl.SSLContext | None = None,
         refused_retries_max: int = REFUSED_RETRIES_MAX,
+        timeout_s: float = TIMEOUT_S,
+        other_urls: Iterable[str] = (),
     ):
-        parts = urlsplit(base_url)
-        if parts.scheme not in DEFAULT_PORTS:
-            raise ValueError(f"a venue's URL is http:// or https://, not {base_url!r}")
+        # every gateway of the venue, in the order tried: `base_url` first
+        self.urls = (base_url, *(url for url in other_urls if url != base_url))
+        self._gateways = [_gateway(url) for url in self.urls]  # checked before anything
+        self._current = 0  # the index in `urls` of the gateway requests go to
         if (api_key is None) != (secret is None):  # else the first signed request asserted
             raise ValueError("an API key and its secret go together: give both, or neither")
-        self.tls = parts.scheme == "https"
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or DEFAULT_PORTS[parts.scheme]
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be above 0, not {timeout_s!r}")
+        self.timeout_s = timeout_s  # each attempt's wait for its answer (`RestTimeout`)
+        self.tls, self.host, self.port = self._gateways[0]
         self.api_key = api_key
         self.secret = secret
         self.recv_window_ms = RECV_WINDOW_MS_DEFAULT
@@ -119,6 +181,16 @@ class RestClient:
         # Wall-clock µs when the last answered attempt was sent and its answer read: the round
         # trip `sync_clock` halves (not the whole request, which may sleep between retries).
         self.last_round_trip_us = (0, 0)
+
+    @property
+    def base_url(self) -> str:
+        """The gateway requests go to: the first of `urls` that took a connection."""
+        return self.urls[self._current]
+
+    def _use_next_gateway(self) -> None:
+        self.close()
+        self._current = (self._current + 1) % len(self.urls)
+        self.tls, self.host, self.port = self._gateways[self._current]
 
     def get(self, path: str, **query: Any) -> RestResponse:
         return self.request("GET", path, query=query)
@@ -177,16 +249,31 @@ class RestClient:
         self, method: str, path: str, query: str, body: bytes, headers: dict[str, str], sign: bool
     ) -> RestResponse:
         """The request sent once, or twice if it is a GET whose kept-alive connection the
-        server had closed (signed anew: a nonce is never sent twice)."""
+        server had closed (signed anew: a nonce is never sent twice); a connection refused
+        (nothing sent) opened to each of the other gateways in turn. A connection that breaks
+        after the request left raises `RestConnectionLost`, no answer `RestTimeout`."""
         reused = self._connection is not None
-        try:
-            return self._send(method, path, query, body, headers, sign)
-        except (ConnectionError, http.client.HTTPException):
-            self.close()
-            if not (reused and method == "GET"):
-                raise
-        # the server closed the idle keep-alive connection: a GET is safe to send again
-        return self._send(method, path, query, body, headers, sign)
+        refusals = 0
+        while True:
+            try:
+                return self._send(method, path, query, body, headers, sign)
+            except TimeoutError:
+                self.close()  # an answer may still come on it: never read as the next one's
+                raise RestTimeout(method, path, self.timeout_s) from None
+            except ConnectionRefusedError as refused:
+                refusals += 1  # not connected, so nothing sent: another gateway may serve
+                if refusals >= len(self.urls):
+                    self.close()
+                    tried = ", ".join(self.urls)
+                    why = f"{method} {path} not sent: no connection taken by {tried} ({refused})"
+                    raise ConnectionRefusedError(refused.errno, why) from refused
+                self._use_next_gateway()
+            except (ConnectionError, http.client.HTTPException) as lost:
+                self.close()
+                if not (reused and method == "GET"):
+                    raise RestConnectionLost(method, path, self.base_url, lost) from lost
+                # the server closed the idle keep-alive connection: a GET is safe to send again
+                reused = False
 
     def _send(
         self, method: str, path: str, query: str, body: bytes, headers: dict[str, str], sign: bool
@@ -249,10 +336,12 @@ class RestClient:
             self.close()
         if self._connection is None and self.tls:
             self._connection = http.client.HTTPSConnection(
-                self.host, self.port, timeout=TIMEOUT_S, context=self.ssl_context
+                self.host, self.port, timeout=self.timeout_s, context=self.ssl_context
             )
         elif self._connection is None:
-            self._connection = http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT_S)
+            self._connection = http.client.HTTPConnection(
+                self.host, self.port, timeout=self.timeout_s
+            )
         return self._connection
 
     def _reusable(self, connection: http.client.HTTPConnection) -> bool:

@@ -39,6 +39,11 @@ REQUEST_TIMEOUT_S = 30.0  # a request unanswered by then raises RequestTimeout
 # long it takes (a long admin command, a query that waits by design)
 NO_TIMEOUT = math.inf
 RECONNECT_DELAYS_S = (0.1, 0.3, 1.0, 2.0, 5.0)  # then it gives up and says so in a push
+# The venue sends a heartbeat after 1 s without any frame (protocol §9.7): a connection silent
+# this long has a gateway that hangs or a path that is cut (a machine lost sends no close),
+# and is dropped so that auto_resume moves on; websockets' own pings took 20 to 40 s.
+SILENCE_TIMEOUT_S = 10.0
+SILENCE_CHECK_S = 1.0  # how often the silence is looked at
 # A cluster gateway's logon refused 503 NONCE_UNCHECKED (NATS did not answer its nonce claim:
 # a node down, a leader election of ~3 s) is signed again with a new nonce and sent again
 # after each delay; then the refusal is raised. 7.75 s of pauses, plus per attempt up to 4 s
@@ -314,7 +319,13 @@ class VenueClient:
     could not check its nonce) is signed anew and sent again after each of
     `logon_retry_delays_s`, then raised. A handshake refused 503 with `Retry-After` (too many
     connections from this address) is tried again after it, up to `refused_retries_max` times,
-    then raised (`InvalidStatus`). `packed` (the default) asks for packed frames: fewer frames
+    then raised (`InvalidStatus`). `other_urls` are the same venue's other gateways (a
+    cluster's, docs/cluster.md): after a try at the current URL fails, auto_resume tries the
+    next, in turn, so a client whose gateway died resumes on another with `since_seq` (the
+    private stream's seqs are the same on every gateway); `url` is the one connected last.
+    A connection that sends no frame for `silence_timeout_s` (the venue sends a heartbeat
+    after 1 s of quiet) is dropped, with a `silent` notice: a hung gateway or a cut path.
+    `packed` (the default) asks for packed frames: fewer frames
     to read, the same messages. A request unanswered within `request_timeout_s`
     raises `RequestTimeout`; `request(..., timeout_s=)` overrides it for one call. NO_TIMEOUT
     (math.inf) waits without a limit, for one call or, as `request_timeout_s`, for all (None
@@ -334,10 +345,14 @@ class VenueClient:
         logon_retry_delays_s: Iterable[float] = LOGON_RETRY_DELAYS_S,
         refused_retries_max: int = REFUSED_RETRIES_MAX,
         pushes_max: int = PUSH_QUEUE_MAX,
+        other_urls: Iterable[str] = (),
+        silence_timeout_s: float | None = SILENCE_TIMEOUT_S,
     ) -> None:
         if pushes_max < 1:  # asyncio.Queue(0) would have no bound at all
             raise ValueError(f"pushes_max must be at least 1, not {pushes_max}")
         self.url = url
+        # every gateway auto_resume may reopen on, in the order tried: `url` first
+        self.urls = (url, *(other for other in other_urls if other != url))
         self.request_timeout_s = request_timeout_s  # checked: see the property
         self.packed = packed
         self.auto_resume = auto_resume
@@ -360,6 +375,12 @@ class VenueClient:
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
+        if silence_timeout_s is not None:  # 0 would drop every connection at once
+            _check_timeout("silence_timeout_s", silence_timeout_s)
+        # a connection that sent no frame for this long is dropped (None: never)
+        self.silence_timeout_s = silence_timeout_s
+        self.silences = 0  # connections dropped for their silence, for tests and logs
+        self._last_frame_s = 0.0  # time.monotonic() when the connection last sent a frame
         self._credentials: tuple[str, str] | None = None
         self._account_followed = False  # subscribed to the private stream (resume() again)
         self._cod_enabled = False  # session.cod on for this connection: resume() turns it on
@@ -390,11 +411,15 @@ class VenueClient:
         self._cod_enabled = False
         return await self._connect()
 
-    async def _connect(self) -> "VenueClient":
+    async def _connect(self, url: str | None = None) -> "VenueClient":
+        """Open a connection to `url` (default: `self.url`), which becomes `self.url` once
+        open (until then, messages name the gateway of the connection that closed)."""
         self._closing = False
-        url = packed_url(self.url) if self.packed else self.url
-        self.websocket = await self._open(url)
+        url = self.url if url is None else url
+        self.websocket = await self._open(packed_url(url) if self.packed else url)
+        self.url = url
         self.gave_up = False
+        self._last_frame_s = time.monotonic()
         self._reader = asyncio.create_task(self._read())
         return self
 
@@ -564,20 +589,21 @@ class VenueClient:
             "recv_window": RECV_WINDOW_MS_DEFAULT,
         }
 
-    async def resume(self) -> None:
+    async def resume(self, url: str | None = None) -> None:
         """Reconnect, log on again (if `logon` was called), enable cancel-on-disconnect again
         (if `session.cod` enabled it), resubscribe the private stream with since_seq (if it
         was followed: missed events are replayed), the books and the other public streams.
         If a step fails (a logon refused, say), the new connection is closed before the
         failure is raised: a request then raises `ConnectionLost`, never meets a connection
         that is not logged on, and the venue's close of such a connection starts no new
-        resume."""
+        resume. `url`: reopen on that gateway (another of the venue's), which becomes `url`
+        once open; by default the last one."""
         auto_resume, self.auto_resume = self.auto_resume, False  # not while we close it
         try:
             await self.close()
         finally:
             self.auto_resume = auto_resume
-        await self._connect()  # not `connect`: it keeps the last connection's COD to restore
+        await self._connect(url)  # not `connect`: it keeps the last connection's COD to restore
         try:
             await self._follow_again()
         except Exception:
@@ -744,7 +770,9 @@ class VenueClient:
         `balance`, `settlement`, ...), each public channel followed (book messages too, once
         applied to `books`), `session` pushes, a response whose request nobody awaits, and
         the client's own notices `{"ch": "client", "type": "error" | "gave_up" |
-        "book_resync_failed" | "pushes_dropped", ...}`.
+        "book_resync_failed" | "pushes_dropped" | "resumed" | "silent", ...}` (`resumed`:
+        auto_resume reopened on another of `urls` than the one dropped, `url` and `from`;
+        `silent`: the connection to `url` sent nothing for `silent_s` and was dropped).
         Raises `TimeoutError` when nothing arrives within `timeout_s`. At most `pushes_max`
         (`PUSH_QUEUE_MAX`) wait; past that the oldest are dropped, and the next call returns
         `{"ch": "client", "type": "pushes_dropped", "count": N}` first (with
@@ -767,8 +795,10 @@ class VenueClient:
 
     async def _read(self) -> None:
         assert self.websocket is not None
+        watching = asyncio.get_running_loop().create_task(self._watch_silence(self.websocket))
         try:
             async for frame in self.websocket:
+                self._last_frame_s = time.monotonic()
                 try:
                     decoded = msgspec.json.decode(frame)
                 except ValueError as failure:  # one bad frame only
@@ -783,6 +813,7 @@ class VenueClient:
         except Exception:  # the connection ended; waiting requests learn it below
             pass
         finally:
+            watching.cancel()
             for future in self._waiting.values():
                 if not future.done():
                     # a signal to `_request`, which words it for its request
@@ -791,19 +822,55 @@ class VenueClient:
             if self.auto_resume and not self._closing:
                 self._resuming = asyncio.get_running_loop().create_task(self._resume_with_backoff())
 
+    async def _watch_silence(self, websocket: ClientConnection) -> None:
+        """Drop `websocket` once it has sent no frame for `silence_timeout_s` (its reader then
+        ends as for any close: requests waiting raise `ConnectionLost`, auto_resume begins),
+        saying so in a `silent` notice. A check that comes late (this loop was blocked, and
+        frames may wait unread) looks again instead."""
+        timeout_s = self.silence_timeout_s
+        if timeout_s is None:
+            return
+        checked_s = time.monotonic()
+        while True:
+            await asyncio.sleep(SILENCE_CHECK_S)
+            now_s = time.monotonic()
+            late = now_s - checked_s > 2 * SILENCE_CHECK_S
+            checked_s = now_s
+            if not late and now_s - self._last_frame_s >= timeout_s:
+                break
+        self.silences += 1
+        silent_s = round(now_s - self._last_frame_s, 1)
+        self._queue({"ch": "client", "type": "silent", "url": self.url, "silent_s": silent_s})
+        websocket.transport.abort()  # no closing handshake: the other end does not answer
+
     async def _resume_with_backoff(self) -> None:
+        """One try after each delay: the URL of the last connection first (a blip), then,
+        after each failure, the next of `urls` (its gateway may have died: before, every try
+        went to the dead one and the client gave up on a cluster that was serving). A
+        `resumed` notice says where it resumed; a `gave_up` notice, the last failure."""
         failure: Exception | None = None
+        dropped_url = tried_url = self.url
         for delay in self.reconnect_delays_s:
             await asyncio.sleep(delay)
+            if failure is not None:
+                tried_url = self._next_url(tried_url)
             try:
-                await self.resume()
+                await self.resume(tried_url)
             except Exception as error:  # refused, 503 while the venue stops, logon, ...
                 failure = error
                 continue
             self.resumed += 1
+            if self.url != dropped_url:  # in words: the session now lives on another gateway
+                notice = {"type": "resumed", "url": self.url, "from": dropped_url}
+                self._queue({"ch": "client", **notice})
             return
         self.gave_up = True
-        self._queue({"ch": "client", "type": "gave_up", "url": self.url, "error": repr(failure)})
+        self._queue({"ch": "client", "type": "gave_up", "url": tried_url, "error": repr(failure)})
+
+    def _next_url(self, url: str) -> str:
+        """The gateway after `url` in `urls` (the same again if it is alone)."""
+        index = self.urls.index(url) if url in self.urls else -1
+        return self.urls[(index + 1) % len(self.urls)]
 
     def _on_message(self, message: dict[str, Any]) -> None:
         if "id" in message and "status" in message:
