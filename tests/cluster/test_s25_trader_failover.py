@@ -1,7 +1,7 @@
 """A trader's clients living through a cluster's faults, with real processes: the SDK's
 auto_resume moving to another gateway when its own dies, and the REST client reading the
 gateway's 504 `OUTCOME_UNKNOWN` while no core answers (not its own timeout first). One NATS
-node, SQLite ledgers, one core, two gateways, on loopback ports 48230-48233."""
+node, SQLite ledgers, one core, two gateways, on free loopback ports."""
 
 import asyncio
 import signal
@@ -21,15 +21,12 @@ from tests.cluster.running import local_cluster
 from tests.conftest import KEYS
 
 SYMBOL = "AAPLx-USD"
-FIRST_PORT = 48230  # this module's 4 ports (1 NATS node: client, monitoring; 2 gateways)
 TIMEOUT_S = 120
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    with local_cluster(
-        "s25-trader", nats_nodes=1, postgres=False, cores=1, gateways=2, first_port=FIRST_PORT
-    ) as running:
+    with local_cluster("s25-trader", nats_nodes=1, postgres=False, cores=1, gateways=2) as running:
         yield running
 
 
