@@ -23,10 +23,9 @@ import logging
 import resource
 import signal
 import socket
-import tomllib
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -50,24 +49,21 @@ if TYPE_CHECKING:
     from core.venue_lease import VenueLease
 
 T = TypeVar("T")
-# The repository's own config: its demo keys and their secrets are published with the code.
-PUBLISHED_CONFIG = Path(__file__).resolve().parents[1] / "venue.toml"
-
-
-def _published_keys() -> set[tuple[str, str]]:
-    """The (key, secret) pairs of the repository's `venue.toml`, which anyone can read: the
-    banner prints these secrets so a newcomer can log on at once, and no other (before
-    session 25 it printed every configured key's secret, a production venue's too)."""
-    try:
-        with PUBLISHED_CONFIG.open("rb") as file:
-            entries = tomllib.load(file).get("api_keys", [])
-    except (OSError, tomllib.TOMLDecodeError):  # not shipped beside the code: none published
-        return set()
-    return {
-        (str(entry.get("key")), str(entry.get("secret")))
-        for entry in entries
-        if isinstance(entry, dict)
+# The demo keys of the repository's `venue.toml`, whose secrets are published with the code:
+# the banner prints these secrets so that a newcomer can log on at once, and no other (before
+# session 25 it printed every configured key's secret, a production venue's too). Written
+# here, not read from the checkout's venue.toml: an operator who puts real secrets in that
+# file must not see them printed (tests/gateway/test_s25_security_banner.py holds the two
+# equal).
+PUBLISHED_KEYS: Final = frozenset(
+    {
+        ("demo-mm-alpha", "demo-secret-mm-alpha"),
+        ("demo-mm-beta", "demo-secret-mm-beta"),
+        ("demo-taker", "demo-secret-taker"),
+        ("demo-us", "demo-secret-us"),
+        ("demo-admin", "demo-secret-admin"),
     }
+)
 
 
 def run(
@@ -358,10 +354,9 @@ async def _serve(
     print(f"  REST API: http://{at}/api/v1/instruments  (every route: http://{at}/openapi.json)")
     if config.api_keys:
         print("  API keys from the config file (venue.toml's are published: demo only)")
-    published = _published_keys()
     for key in config.api_keys:
         # only a published demo key's secret: stdout is a supervisor's log (journald)
-        secret = key.secret if (key.key, key.secret) in published else "(in the config file)"
+        secret = key.secret if (key.key, key.secret) in PUBLISHED_KEYS else "(in the config file)"
         print(f"  api key {key.key:<16} secret {secret:<24} scopes {','.join(key.scopes)}")
     print("stop with Ctrl-C (SIGINT) or SIGTERM", flush=True)
     await stopping.wait()
