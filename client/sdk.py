@@ -50,6 +50,10 @@ SILENCE_CHECK_S = 1.0  # how often the silence is looked at
 # of claim (a create, then a read when the key exists, each bounded by 2 s: 6 attempts,
 # ~32 s at worst): longer than an election; each attempt within the request timeout.
 LOGON_RETRY_DELAYS_S = (0.25, 0.5, 1.0, 2.0, 4.0)
+# A logon refused 429 is sent again after its retry_after_ms this many times, each wait at
+# most this long: a bucket refills within seconds, and a longer wait is the caller's choice.
+LOGON_RATE_LIMITED_RETRIES_MAX = 3
+LOGON_RETRY_AFTER_MAX_S = 5.0
 # requests that change no order, fund or setting: one whose answer never came is asked again
 # safely; for any other the outcome is unknown (`outcome_unknown` on the errors below)
 QUERY_METHODS = frozenset(
@@ -564,17 +568,33 @@ class VenueClient:
         """Log on with the key; refused 503 `NONCE_UNCHECKED` (nothing done), signed again
         with a new nonce and sent again after each of `logon_retry_delays_s` (the venue says
         either that or the same message may be sent again: a new nonce is taken through any
-        gateway, after a reconnect too). Any other refusal is raised at once."""
+        gateway, after a reconnect too). Refused 429 `RATE_LIMITED` (nothing done: the
+        address's bucket of refused logons is spent, say by a neighbour behind the same NAT,
+        or the key's live nonces), sent again after its `retry_after_ms`, up to
+        `LOGON_RATE_LIMITED_RETRIES_MAX` times (since session 25: before, raised at once, and
+        each such refusal cost `auto_resume` one of its tries). Any other refusal is raised
+        at once."""
         self._credentials = (api_key, secret)
-        for delay_s in self.logon_retry_delays_s:
+        nonce_delays_s = iter(self.logon_retry_delays_s)
+        limited = 0
+        while True:
             try:
                 return await self.request("session.logon", self._logon_params(api_key, secret))
             except VenueError as refused:
-                if refused.code != ErrorCode.NONCE_UNCHECKED:
+                delay_s: float | None = None
+                if refused.code == ErrorCode.NONCE_UNCHECKED:
+                    delay_s = next(nonce_delays_s, None)
+                elif (
+                    refused.code == ErrorCode.RATE_LIMITED
+                    and refused.retry_after_ms is not None
+                    and limited < LOGON_RATE_LIMITED_RETRIES_MAX
+                ):
+                    limited += 1
+                    delay_s = min(refused.retry_after_ms / 1_000, LOGON_RETRY_AFTER_MAX_S)
+                if delay_s is None:
                     raise
             await asyncio.sleep(delay_s)
             self.logon_retries += 1
-        return await self.request("session.logon", self._logon_params(api_key, secret))
 
     def _logon_params(self, api_key: str, secret: str) -> dict[str, Any]:
         """A logon's params, signed now with a nonce of its own."""

@@ -63,9 +63,9 @@ CLOSED_ORDERS_PER_ACCOUNT_MAX = 10_000
 # whichever account's it was.
 CLOSED_ORDERS_TOTAL_MAX = 500_000
 CONNECTIONS_PER_ACCOUNT_MAX = 16  # a few bots and a UI; bounds the private stream's fan-out
-# Of those, the ones kept for the account's keys with the trade scope: a key without it (a
-# read-only key handed to a reporting tool or a third party) may hold only the rest, so it
-# cannot lock the account's trading bots out by holding every connection.
+# Of those, the ones kept for the account's keys with the trade or admin scope: a read-only
+# key (handed to a reporting tool or a third party) may hold only the rest, so it cannot
+# lock the account's trading bots (or its operator) out by holding every connection.
 CONNECTIONS_KEPT_FOR_TRADING = 4
 # Open TCP connections (websocket, REST, web page) from one client IP: several accounts'
 # bots and UIs behind one office NAT fit; past it, opening more connections to get more

@@ -76,7 +76,11 @@ class Logons:
             return
         p: Any = request.params
         window = p.recv_window if p.recv_window is not None else RECV_WINDOW_MS_DEFAULT
-        self._check_address(session, t_in)  # before the HMAC: a flood costs one look-up each
+        try:
+            self._check_address(session, t_in)  # before the HMAC: a flood costs a look-up each
+        except AuthError as limited:  # logged (or counted) as any refusal: a flood shows
+            self._log_logon_refused(session, p.api_key, limited.code, limited.message)
+            raise
         try:
             key = self.auth.logon(p.api_key, p.ts, p.nonce, window, p.sig, t_in)
         except AuthError as refused:  # the key names who tried; the signature stays out
@@ -180,15 +184,17 @@ class Logons:
 
 def _connections_refusal(key: ApiKey, connected: int) -> str | None:
     """Why `key` may not log on while its account has `connected` sessions, if it may not:
-    the account's cap, less the places kept for its trading keys when `key` cannot trade."""
+    the account's cap, less the places kept for its trading and admin keys when `key` is
+    read-only (an operator's account has an admin key and no trading one: its places are
+    the admin key's)."""
     cap = limits.CONNECTIONS_PER_ACCOUNT_MAX
     if connected >= cap:
         return f"at most {cap} connections per account"
     kept = limits.CONNECTIONS_KEPT_FOR_TRADING
-    if "trade" not in key.scopes and connected >= cap - kept:
+    if not {"trade", "admin"} & set(key.scopes) and connected >= cap - kept:
         return (
-            f"at most {cap - kept} connections per account for a key without the trade scope"
-            f" (the other {kept} are kept for its keys that trade)"
+            f"at most {cap - kept} connections per account for a read-only key"
+            f" (the other {kept} are kept for its keys that trade or administer)"
         )
     return None
 

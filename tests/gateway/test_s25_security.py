@@ -121,7 +121,7 @@ def test_a_read_only_key_cannot_take_the_connections_kept_for_trading(run_venue:
             await refused.logon(reader.key, reader.secret)
         except VenueError as error:
             assert error.name == "PERMISSION_DENIED", error
-            assert f"at most {cap - kept} connections per account for a key without" in str(error)
+            assert f"at most {cap - kept} connections per account for a read-only key" in str(error)
         else:
             raise AssertionError("a read-only key took a connection kept for trading")
         for _ in range(kept):  # the account's trading key still logs on, up to the cap
@@ -164,3 +164,77 @@ def test_a_connections_refused_logons_log_once_a_second(run_venue: Any, caplog: 
         0,
         BAD_LOGONS_PER_CONNECTION - 1,
     ]
+
+
+def test_the_sdks_logon_waits_out_an_address_whose_refusals_are_spent(run_venue: Any) -> None:
+    """A good logon from an address whose bucket of refused logons is spent (by a neighbour
+    behind the same NAT, say) is refused 429 with `retry_after_ms`, nothing done: the SDK
+    raised it at once, and with `auto_resume` each cost one of its few tries (review of
+    session 25). It waits `retry_after_ms` and logs on."""
+
+    async def scenario(venue: Venue) -> None:
+        small = limits.AddressBuckets(rate_per_s=1, burst=10)
+        venue.server.dispatcher.logons.refusals_by_address = small
+        venue.server.unsigned_limiter = small
+        errors = await _refused_logons(venue, "neighbour")
+        assert any(error["error"]["name"] == "RATE_LIMITED" for error in errors), "spent"
+        client = await venue.client()
+        logged_on = await client.logon(*KEYS["alpha"])  # before: VenueError RATE_LIMITED
+        assert logged_on["account"] == 1 and client.logon_retries >= 1, logged_on
+
+    run_venue(scenario)
+
+
+def test_an_operators_admin_key_may_hold_every_connection_of_its_account(run_venue: Any) -> None:
+    """An operator's account has an admin key and no trading one (venue.toml's account 100):
+    with the last 4 connections kept for trading keys only, they could never be used
+    (review of session 25). They are kept for keys that trade or administer."""
+
+    async def scenario(venue: Venue) -> None:
+        cap = limits.CONNECTIONS_PER_ACCOUNT_MAX
+        for _ in range(cap):  # before: the 13th refused, read-only's cap
+            await venue.client("admin")
+        with_one_more = await venue.client()
+        try:
+            await with_one_more.logon(*KEYS["admin"])
+        except VenueError as error:
+            assert f"at most {cap} connections per account" in str(error), error
+        else:
+            raise AssertionError("the account's cap held no more")
+
+    run_venue(scenario)
+
+
+def test_logons_refused_for_a_spent_address_are_counted_in_the_log(
+    run_venue: Any, caplog: Any
+) -> None:
+    """Logons refused 429 because their address's bucket was spent were neither logged nor
+    counted: the log went quiet just as a flood began (review of session 25). They are
+    counted into the connection's next line like any refusal."""
+
+    async def scenario(venue: Venue) -> int:
+        small = limits.AddressBuckets(rate_per_s=1, burst=10)
+        venue.server.dispatcher.logons.refusals_by_address = small
+        venue.server.unsigned_limiter = small
+        async with websockets.connect(venue.url("trade")) as websocket:
+            for index in range(BAD_LOGONS_PER_CONNECTION):
+                await websocket.send(_bad_logon(index, f"spent-{index}"))
+            statuses = [
+                json.loads(await websocket.recv())["status"]
+                for _ in range(BAD_LOGONS_PER_CONNECTION)
+            ]
+            await asyncio.sleep(1.1)  # past the interval: the next refusal is logged
+            await websocket.send(_bad_logon(99, "spent-late"))
+            answer = json.loads(await websocket.recv())
+            while "id" not in answer:  # a heartbeat, after a second of silence
+                answer = json.loads(await websocket.recv())
+        assert 429 in statuses, statuses
+        return statuses.count(429)
+
+    with caplog.at_level("WARNING", logger="venue"):
+        limited = run_venue(scenario)
+    lines = [record for record in caplog.records if record.getMessage() == "logon refused"]
+    assert [line.__dict__["refusals_unlogged"] for line in lines] == [
+        0,
+        BAD_LOGONS_PER_CONNECTION - 1,  # before: less the `limited` 429s
+    ], limited
