@@ -35,6 +35,9 @@ from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_request
 # past a failover (~13 s), so the venue's answer is read, not this client's timeout (at 10 s,
 # a POST during a failover raised a bare `TimeoutError: timed out`). As the SDK's.
 TIMEOUT_S = 30.0
+# How long a connection may take to open: a gateway that cannot be reached (its host lost) is
+# left for the next this soon, where an answer may take the whole `timeout_s`.
+CONNECT_TIMEOUT_S = 5.0
 # what a request with no answer within the timeout may have done, by whether it changes
 # anything (a GET changes nothing)
 UNKNOWN_OUTCOME = (
@@ -102,6 +105,13 @@ class RestTimeout(TimeoutError):
         self.method = method
         self.path = path
         self.timeout_s = timeout_s
+
+
+class RestNotSent(ConnectionError):
+    """No gateway of the venue could be reached (each refused, timed out or unreachable
+    while connecting): the request was not sent, so nothing was done; send it again later."""
+
+    outcome_unknown = False
 
 
 class RestConnectionLost(ConnectionError):
@@ -249,8 +259,10 @@ class RestClient:
         self, method: str, path: str, query: str, body: bytes, headers: dict[str, str], sign: bool
     ) -> RestResponse:
         """The request sent once, or twice if it is a GET whose kept-alive connection the
-        server had closed (signed anew: a nonce is never sent twice); a connection refused
-        (nothing sent) opened to each of the other gateways in turn. A connection that breaks
+        server had closed (signed anew: a nonce is never sent twice); a connection that
+        cannot be opened (refused, unreachable, or not open within `CONNECT_TIMEOUT_S`:
+        nothing sent) opened to each of the other gateways in turn, then `RestNotSent` (or
+        `ConnectionRefusedError` when each refused it). A connection that breaks
         after the request left raises `RestConnectionLost`, no answer `RestTimeout`."""
         reused = self._connection is not None
         refusals = 0
@@ -260,13 +272,16 @@ class RestClient:
             except TimeoutError:
                 self.close()  # an answer may still come on it: never read as the next one's
                 raise RestTimeout(method, path, self.timeout_s) from None
-            except ConnectionRefusedError as refused:
+            except _NotConnected as failed:
                 refusals += 1  # not connected, so nothing sent: another gateway may serve
                 if refusals >= len(self.urls):
                     self.close()
                     tried = ", ".join(self.urls)
-                    why = f"{method} {path} not sent: no connection taken by {tried} ({refused})"
-                    raise ConnectionRefusedError(refused.errno, why) from refused
+                    why = f"{method} {path} not sent: no connection taken by {tried}"
+                    cause = failed.cause
+                    if isinstance(cause, ConnectionRefusedError):  # each refused it
+                        raise ConnectionRefusedError(cause.errno, f"{why} ({cause})") from cause
+                    raise RestNotSent(f"{why} ({cause or 'timed out'})") from cause
                 self._use_next_gateway()
             except (ConnectionError, http.client.HTTPException) as lost:
                 self.close()
@@ -285,6 +300,8 @@ class RestClient:
             sent |= self.signature(method, path, query, body)
         target = path + ("?" + query if query else "")
         connection = self._connect()
+        if connection.sock is None:  # a new connection: opened apart, so that a failure here
+            _open(connection, self.timeout_s)  # is known to have sent nothing
         sent_us = wall_clock_us()
         connection.request(method, target, body=body or None, headers=sent)
         response = connection.getresponse()
@@ -381,3 +398,31 @@ def retry_after_s(status: int, retry_after: str | None) -> float | None:
     if status != 503 or retry_after is None or not retry_after.strip().isdigit():
         return None
     return float(min(int(retry_after), RETRY_AFTER_MAX_S))
+
+
+class _NotConnected(Exception):
+    """The connection could not be opened (`cause`): nothing was sent."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _open(connection: http.client.HTTPConnection, timeout_s: float) -> None:
+    """Open `connection` within `CONNECT_TIMEOUT_S` (then its answers get `timeout_s`); any
+    failure, a refusal, an unreachable host or a timeout, is `_NotConnected`: nothing sent.
+    Before, only a refusal was known as such: an unreachable gateway waited the whole
+    timeout and was reported as a request whose outcome is unknown (review of session 25)."""
+    connection.timeout = min(CONNECT_TIMEOUT_S, timeout_s)
+    try:
+        connection.connect()
+    except ssl.SSLError:  # reached, and TLS failed: a setting to fix, not a gateway to skip
+        connection.close()
+        raise
+    except OSError as failed:
+        connection.close()
+        raise _NotConnected(failed) from failed
+    finally:
+        connection.timeout = timeout_s
+    assert connection.sock is not None, "connected"
+    connection.sock.settimeout(timeout_s)

@@ -3,13 +3,15 @@
 import asyncio
 import os
 import resource
+import socket
 import ssl
 import time
+from typing import Any
 
 import pytest
 
 from client import rest as rest_client
-from client.rest import RestClient
+from client.rest import RestClient, RestNotSent
 from engine.reasons import ErrorCode
 from gateway import http
 from tests.conftest import KEYS, Venue
@@ -159,6 +161,43 @@ def test_a_kept_alive_connection_is_reused_whatever_its_descriptor_number(
         run_venue(scenario)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_an_unreachable_gateway_is_left_for_the_next_with_nothing_sent(
+    run_venue: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a refused connection moved a request to the next gateway: one whose host could
+    not be reached (its connect timing out, or `No route to host`) waited the whole timeout
+    and was reported as a request whose outcome is unknown, or raised a bare OSError, and
+    no other gateway was tried (review of session 25). Nothing was sent: it moves on, and
+    with no gateway left it is `RestNotSent`."""
+    lost = {9: TimeoutError("timed out"), 7: OSError(113, "No route to host")}  # by port
+    real = socket.create_connection
+
+    def create_connection(address: tuple[str, int], *args: Any, **kwargs: Any) -> Any:
+        if address[1] in lost:
+            raise lost[address[1]]
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    order = {"symbol": "AAPLx-USD", "side": "buy", "type": "limit", "tif": "gtc"}
+
+    async def scenario(venue: Venue) -> None:
+        for port in lost:
+            trader = RestClient(
+                f"http://127.0.0.1:{port}", *KEYS["taker"], other_urls=[base(venue)]
+            )
+            placed = await asyncio.to_thread(
+                trader.post, "/api/v1/orders", order | {"price": "180.00", "qty": "1"}
+            )
+            assert placed.status == 200 and trader.base_url == base(venue), placed
+            trader.close()
+            alone = RestClient(f"http://127.0.0.1:{port}", *KEYS["taker"])
+            with pytest.raises(RestNotSent, match="POST /api/v1/orders not sent") as not_sent:
+                await asyncio.to_thread(alone.post, "/api/v1/orders", order)
+            assert not_sent.value.outcome_unknown is False
+
+    run_venue(scenario)
 
 
 def test_an_https_url_is_spoken_over_tls_never_in_the_clear(run_venue: Run) -> None:
