@@ -50,10 +50,11 @@ SILENCE_CHECK_S = 1.0  # how often the silence is looked at
 # of claim (a create, then a read when the key exists, each bounded by 2 s: 6 attempts,
 # ~32 s at worst): longer than an election; each attempt within the request timeout.
 LOGON_RETRY_DELAYS_S = (0.25, 0.5, 1.0, 2.0, 4.0)
-# A logon refused 429 is sent again after its retry_after_ms this many times, each wait at
-# most this long: a bucket refills within seconds, and a longer wait is the caller's choice.
+# A logon refused 429 is sent again after its retry_after_ms this many times, all the waits
+# within this long: a bucket refills within seconds, and the venue closes a connection not
+# logged on 10 s after it opened (4001), so waiting longer would meet a closed connection.
 LOGON_RATE_LIMITED_RETRIES_MAX = 3
-LOGON_RETRY_AFTER_MAX_S = 5.0
+LOGON_RATE_LIMITED_WAIT_MAX_S = 7.0
 # requests that change no order, fund or setting: one whose answer never came is asked again
 # safely; for any other the outcome is unknown (`outcome_unknown` on the errors below)
 QUERY_METHODS = frozenset(
@@ -384,6 +385,7 @@ class VenueClient:
         # a connection that sent no frame for this long is dropped (None: never)
         self.silence_timeout_s = silence_timeout_s
         self.silences = 0  # connections dropped for their silence, for tests and logs
+        self._dropped_silent = False  # the last connection was dropped as silent
         self._last_frame_s = 0.0  # time.monotonic() when the connection last sent a frame
         self._credentials: tuple[str, str] | None = None
         self._account_followed = False  # subscribed to the private stream (resume() again)
@@ -571,12 +573,14 @@ class VenueClient:
         gateway, after a reconnect too). Refused 429 `RATE_LIMITED` (nothing done: the
         address's bucket of refused logons is spent, say by a neighbour behind the same NAT,
         or the key's live nonces), sent again after its `retry_after_ms`, up to
-        `LOGON_RATE_LIMITED_RETRIES_MAX` times (since session 25: before, raised at once, and
+        `LOGON_RATE_LIMITED_RETRIES_MAX` times within `LOGON_RATE_LIMITED_WAIT_MAX_S` in all
+        (since session 25: before, raised at once, and
         each such refusal cost `auto_resume` one of its tries). Any other refusal is raised
         at once."""
         self._credentials = (api_key, secret)
         nonce_delays_s = iter(self.logon_retry_delays_s)
         limited = 0
+        limited_waited_s = 0.0
         while True:
             try:
                 return await self.request("session.logon", self._logon_params(api_key, secret))
@@ -588,9 +592,12 @@ class VenueClient:
                     refused.code == ErrorCode.RATE_LIMITED
                     and refused.retry_after_ms is not None
                     and limited < LOGON_RATE_LIMITED_RETRIES_MAX
+                    and limited_waited_s + refused.retry_after_ms / 1_000
+                    <= LOGON_RATE_LIMITED_WAIT_MAX_S
                 ):
                     limited += 1
-                    delay_s = min(refused.retry_after_ms / 1_000, LOGON_RETRY_AFTER_MAX_S)
+                    delay_s = refused.retry_after_ms / 1_000
+                    limited_waited_s += delay_s
                 if delay_s is None:
                     raise
             await asyncio.sleep(delay_s)
@@ -859,17 +866,22 @@ class VenueClient:
             if not late and now_s - self._last_frame_s >= timeout_s:
                 break
         self.silences += 1
+        self._dropped_silent = True  # its gateway hangs: a resume begins with the next one
         silent_s = round(now_s - self._last_frame_s, 1)
         self._queue({"ch": "client", "type": "silent", "url": self.url, "silent_s": silent_s})
         websocket.transport.abort()  # no closing handshake: the other end does not answer
 
     async def _resume_with_backoff(self) -> None:
-        """One try after each delay: the URL of the last connection first (a blip), then,
+        """One try after each delay: the URL of the last connection first (a blip; the next
+        one first if it was dropped as silent: that gateway hangs), then,
         after each failure, the next of `urls` (its gateway may have died: before, every try
         went to the dead one and the client gave up on a cluster that was serving). A
         `resumed` notice says where it resumed; a `gave_up` notice, the last failure."""
         failure: Exception | None = None
         dropped_url = tried_url = self.url
+        if self._dropped_silent:  # a hung gateway takes the handshake's 10 s to refuse it
+            self._dropped_silent = False
+            tried_url = self._next_url(dropped_url)
         for delay in self.reconnect_delays_s:
             await asyncio.sleep(delay)
             if failure is not None:

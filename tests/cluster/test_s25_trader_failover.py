@@ -123,7 +123,9 @@ def test_auto_resume_leaves_a_gateway_that_hangs(cluster: LocalCluster) -> None:
             assert silent["url"] == b.url and silent["silent_s"] >= 3, silent
             moved = await notice(trader, "resumed")
             assert moved["url"] == a.url, moved
-            assert time.monotonic() - started < 15
+            # 3 s of silence, then straight to the other gateway: before, the first try went
+            # back to the hung one and waited out its handshake (10 s), ~14 s in all
+            assert time.monotonic() - started < 9, time.monotonic() - started
             assert (await trader.request("session.status"))["account"] is not None
         finally:
             cluster.kill(b)  # a stopped process dies of SIGKILL too
