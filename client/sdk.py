@@ -432,6 +432,7 @@ class VenueClient:
         self.websocket = await self._open(packed_url(url) if self.packed else url)
         self.url = url
         self.gave_up = False
+        self._dropped_silent = False  # this one is not (read before it by a resume)
         self._last_frame_s = time.monotonic()
         self._reader = asyncio.create_task(self._read())
         return self
@@ -887,7 +888,6 @@ class VenueClient:
         failure: Exception | None = None
         dropped_url = tried_url = self.url
         if self._dropped_silent:  # a hung gateway takes the handshake's 10 s to refuse it
-            self._dropped_silent = False
             tried_url = self._next_url(dropped_url)
         for delay in self.reconnect_delays_s:
             await asyncio.sleep(delay)

@@ -338,12 +338,6 @@ def ephemeral_range() -> tuple[int, int] | None:
     return low, high
 
 
-def ephemeral_low() -> int | None:
-    """The lowest port the kernel gives outgoing connections, if known."""
-    outgoing = ephemeral_range()
-    return None if outgoing is None else outgoing[0]
-
-
 def hold_directory(directory: Path) -> IO[str]:
     """Lock `directory`'s `LOCK_FILE` for this process's cluster, and write its pid there;
     a `ClusterError` naming the holder if another process's cluster runs in it (whose NATS

@@ -24,7 +24,7 @@ REFUSAL_TIMEOUT_S = 30  # a refusal before anything starts: the interpreter's st
 # range for outgoing connections (32768-60999 by default), where no connection is given a
 # local port that a cluster's server then fails to bind (`Address already in use`: the
 # cluster takes --ports as given, no retry) (review of session 25: 47240 was inside it).
-SEARCH_TO_PORT = (local.ephemeral_low() or 32_768) - 1
+SEARCH_TO_PORT = (local.ephemeral_range() or (32_768, 60_999))[0] - 1
 SEARCH_FROM_PORT = max(1_024, SEARCH_TO_PORT - 10_000)
 SMALLEST_SHAPE = ["--nats-nodes", "1", "--sqlite", "--cores", "1", "--gateways", "1"]
 SMALLEST_PORTS = 3  # one NATS node's client and monitoring ports, one gateway's
