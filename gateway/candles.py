@@ -354,7 +354,7 @@ def _bar_image(bar: Bar) -> list[int | str]:
 
 def split_price(units: int, ratio_new: int, ratio_old: int, tick: int) -> int:
     """A past trade price after an N:M split: x M/N down to the tick, at least one tick
-    (the engine's rule for the reference price, engine/corporate.py)."""
+    (the engine's rule for the reference price, engine/splits.py)."""
     return max(units * ratio_old // (ratio_new * tick) * tick, tick)
 
 
