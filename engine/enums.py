@@ -1,4 +1,4 @@
-"""The small vocabularies of the engine: sides, order types, time in force, statuses, reasons.
+"""The small vocabularies of the engine: sides, order types, statuses, reasons and kinds.
 
 String enums so that they are readable in events and on the wire, and compare by identity on
 the hot path. Values are stable: they appear in journals and in the protocol.

@@ -4,10 +4,12 @@ An `InstrumentSpec` is immutable reference data as listed: units, tick, step, mi
 price band, fees and the optional per-order caps (`max_qty`, `max_notional`; 0 = no cap).
 Prices are integer units at `price_decimals` (T-bills: price per 100
 face), quantities integer units at `qty_decimals` (T-bills: face value), notionals integer
-units of the quote asset at `quote_decimals`. Notional = price x qty x `notional_num` /
-`notional_den`, an exact fraction; the engine compares with it, settlement rounds it once.
-Every amount of a sound spec is at most `UNITS_MAX`, whatever path lists it (as on the wire),
-and its maturity a positive int64 (T-bills) or 0.
+units of the quote asset at `quote_decimals`. Notional = price x qty x num / den
+(`notional_fraction`), an exact fraction; the engine compares with it, settlement rounds it
+once. Every amount of a sound spec is at most `UNITS_MAX`, whatever path lists it (as on the
+wire), and its maturity a positive int64 (T-bills) or 0. Also the checks a listing shares
+wherever it enters: names and their case twins, the band around a reference price, a bill's
+price range and a `max_notional` that would refuse every order.
 """
 
 from collections.abc import Iterable

@@ -4,7 +4,9 @@ Each check is an `assert` whose message says what broke; a failure is a bug, nev
 error. Covers: books never crossed; level keys, totals and the cached best agree with the
 orders; every open order is in exactly one level and in every index; gtd orders are queued;
 every armed dead-man's switch is queued, and the queue's head is one; the operators'
-remembered ids (`engine.operations`) are within their bounds.
+remembered ids (`engine.operations`) are within their bounds. With a ledger: what each
+account holds is exactly what its open orders and pending withdrawals reserve (a buy at
+least its worst case, a sell its leaves), and the ledger's own (`Ledger.check_invariants`).
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Copies the few spec fields the matcher reads on every order onto itself, so the hot path
 pays one attribute lookup for each, and keeps the band in step with the reference price.
+With a ledger it also carries its cash terms and each trader's remembered (base, quote)
+balances (`positions`): derived, so neither hashed nor snapshotted.
 The per-order caps are the only spec fields that change after listing (`set_caps`). Under
 any cap, `order_value_max` bounds what one order may trade, so its totals fit 64 bits.
 """

@@ -1,10 +1,12 @@
 """The stable error codes of the venue and the order in which the engine checks them.
 
 One table for the whole process: the gateway answers malformed input with the 1xxx-3xxx
-codes, the engine refuses business commands with the rest. Codes are the range base plus
-the position in PROTOCOL.md's list (so `POST_ONLY_WOULD_TAKE` is 4006); new names are only
-appended. The `*_PRECEDENCE` tuples list the reasons in the order each command checks them:
-when several apply, the first listed is the one reported.
+codes, the engine refuses business commands with the rest and with three of those
+(`BAD_PARAM` for a command's shape or an operator's parameters, `NOT_ELIGIBLE`,
+`TOO_MANY_OPEN_ORDERS`). Codes are the range base plus the position in docs/protocol.md's
+list, §11.1 (so `POST_ONLY_WOULD_TAKE` is 4006); new names are only appended. The
+`*_PRECEDENCE` tuples list the reasons in the order each command checks them: when several
+apply, the first listed is the one reported.
 """
 
 from enum import IntEnum

@@ -1,11 +1,11 @@
 """Images of the whole venue state, for snapshots: capture a `Venue`, restore an equal one.
 
-Owns the shape of a venue image: every market (spec, status, reference price, trade ids,
-maturity) with its resting orders in priority order, the closed-order memory, the id
-counters and the clock, the armed dead-man's switches, the operators' remembered
+Owns the shape of a venue image: the config, every market (spec, status, reference price,
+trade ids, maturity) with its resting orders in priority order, the closed-order memory, the
+id counters and the clock, the armed dead-man's switches, the operators' remembered
 `cl_op_id`s (the newest whole, the older compacted), and the ledger's image when the venue
 clears. A restored venue has the same `state_hash()` and, given the same commands, produces
-the same events. Pure: the bytes are the gateway's to write.
+the same events. Pure: the bytes are the core's to write (`core/snapshots.py`).
 """
 
 import msgspec

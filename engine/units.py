@@ -4,7 +4,9 @@ A value at scale `s` is an integer count of 10**-s: "187.25" at scale 2 is 18725
 is strict: plain notation only (digits, at most one point, no sign, exponent or spaces),
 and a digit beyond the scale that is not zero raises `PrecisionError`; nothing is ever
 rounded. Trailing zeros past the scale are accepted since they lose nothing. Values are
-bounded by `UNITS_MAX` so that every amount fits a signed 64-bit SQLite INTEGER.
+bounded by `UNITS_MAX` so that every amount fits a signed 64-bit SQLite INTEGER, scales by
+`SCALE_MAX`. Also the one guess about time units every entry point shares: a µs time that
+`looks_like_milliseconds`.
 """
 
 UNITS_MAX = 2**62  # headroom under int64: sums of a few amounts still fit SQLite INTEGER

@@ -4,14 +4,14 @@ Owns every market (book, status, band, per-order caps, T-bill maturity, schedule
 early by an operator), every open order and the indexes over them (by id, by account, by
 client order id) with their cancel-on-disconnect marks (`SetCancelOnDisconnect`), the gtd
 expiry queue, each account's dead-man's switch (its deadline, fired by the clock's
-`AdvanceClock`) and the id counters; the operator's commands pass `engine.operations`.
-Matching is price-time priority at the maker's price; self-trade prevention follows the
-taker's mode. Each command is checked in the order its `*_PRECEDENCE` tuple in
+`AdvanceClock`) and the id counters; the operator's commands pass `engine.operations`, and
+with a ledger holds and DvP are `Clearing`'s, custody `Custody`'s, corporate actions
+`Corporate`'s. Matching is price-time priority at the maker's price; self-trade prevention
+follows the taker's mode. Each command is checked in the order its `*_PRECEDENCE` tuple in
 `engine.reasons` lists, and a refused command changes nothing. Before any command runs, gtd
-orders whose expiry has come are expired, so no order trades after its expire_at.
-
-The same commands always give the same events and the same `state_hash()`: time and ids
-arrive in commands or come from counters, and every iteration is in insertion order.
+orders whose expiry has come are expired, so no order trades after its expire_at. The same
+commands always give the same events and `state_hash()`: time and ids arrive in commands or
+come from counters, and every iteration is in insertion order.
 """
 
 import hashlib
