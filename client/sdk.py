@@ -58,6 +58,7 @@ from gateway.market_data import LocalBook
 __all__ = [  # the SDK's public names, wherever they are defined (client.sdk_*)
     "ADMIN_UNKNOWN_OUTCOME",
     "ADMIN_UNKNOWN_OUTCOME_WITHOUT_ID",
+    "CLOSE_TIMEOUT_S",
     "ISSUE_KEY_UNKNOWN_OUTCOME",
     "LOGON_RATE_LIMITED_RETRIES_MAX",
     "LOGON_RATE_LIMITED_WAIT_MAX_S",
@@ -98,6 +99,10 @@ RECONNECT_DELAYS_S = (0.1, 0.3, 1.0, 2.0, 5.0)  # then it gives up and says so i
 # this long has a gateway that hangs or a path that is cut (a machine lost sends no close),
 # and is dropped so that auto_resume moves on; websockets' own pings took 20 to 40 s.
 SILENCE_TIMEOUT_S = 10.0
+# A venue answers a closing handshake within a round trip; one that does not in this long
+# hangs (SIGSTOPped, its machine lost) and the transport is dropped: websockets waited 10 s,
+# which a bot asked to stop, or a resume closing the old link, sat out.
+CLOSE_TIMEOUT_S = 2.0
 
 
 def packed_url(url: str) -> str:
@@ -234,7 +239,9 @@ class VenueClient(Calls, Resuming):
         retries = 0
         while True:
             try:
-                return await connect(url, max_size=None, compression=None)
+                return await connect(
+                    url, max_size=None, compression=None, close_timeout=CLOSE_TIMEOUT_S
+                )
             except InvalidStatus as refused:
                 answer = refused.response
                 delay_s = retry_after_s(answer.status_code, answer.headers.get("Retry-After"))
@@ -245,13 +252,15 @@ class VenueClient(Calls, Resuming):
             await asyncio.sleep(delay_s)
 
     async def close(self) -> None:
+        """Close the connection (and stop a resume under way): the closing handshake, for at
+        most `CLOSE_TIMEOUT_S`; then the transport is dropped (a venue that hangs)."""
         self._closing = True
         resuming = self._resuming
         if resuming is not None and resuming is not asyncio.current_task():
             resuming.cancel()  # closed by the caller: no reconnect behind their back
             await asyncio.gather(resuming, return_exceptions=True)
         if self.websocket is not None:
-            await self.websocket.close()
+            await _close_within(self.websocket, CLOSE_TIMEOUT_S)
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
 
@@ -455,6 +464,17 @@ class VenueClient(Calls, Resuming):
         if message.get("ch") == "account" and "seq" in message:
             count, first_seq = self._account_dropped_untold or (0, message["seq"])
             self._account_dropped_untold = (count + 1, first_seq)
+
+
+async def _close_within(websocket: ClientConnection, timeout_s: float) -> None:
+    """Close `websocket`, dropping its transport if that takes `timeout_s`: websockets' own
+    close timeout starts only once the close frame is written, which a venue that reads
+    nothing may never let happen."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await websocket.close()
+    except TimeoutError:
+        websocket.transport.abort()
 
 
 def _check_timeout(name: str, timeout_s: float) -> None:
