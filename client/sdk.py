@@ -68,6 +68,7 @@ __all__ = [  # the SDK's public names, wherever they are defined (client.sdk_*)
     "QUERY_METHODS",
     "RECONNECT_DELAYS_S",
     "REQUEST_TIMEOUT_S",
+    "RESUME_BUDGET_S",
     "SILENCE_CHECK_S",
     "SILENCE_TIMEOUT_S",
     "UNKNOWN_OUTCOME",
@@ -94,7 +95,12 @@ REQUEST_TIMEOUT_S = 30.0  # a request unanswered by then raises RequestTimeout
 # as a request's `timeout_s` or the client's `request_timeout_s`: wait for the answer however
 # long it takes (a long admin command, a query that waits by design)
 NO_TIMEOUT = math.inf
-RECONNECT_DELAYS_S = (0.1, 0.3, 1.0, 2.0, 5.0)  # then it gives up and says so in a push
+# auto_resume's waits before each round of tries (every URL in turn): quick for a blip, then
+# every 2 s; 29.4 s in all, twice a gateway's restart or a core's takeover (10-15 s)
+RECONNECT_DELAYS_S = (0.1, 0.3, 1.0) + (2.0,) * 14
+# No round of tries begins this long after the drop (a round under way is finished): the
+# delays' sum bounds the waits, this the time that tries to hung gateways take too.
+RESUME_BUDGET_S = 30.0
 # The venue sends a heartbeat after 1 s without any frame (protocol §9.7): a connection silent
 # this long has a gateway that hangs or a path that is cut (a machine lost sends no close),
 # and is dropped so that auto_resume moves on; websockets' own pings took 20 to 40 s.
@@ -114,16 +120,18 @@ def packed_url(url: str) -> str:
 
 
 class VenueClient(Calls, Resuming):
-    """One connection. With `auto_resume`, a connection that drops is reopened (one try
-    after each of `reconnect_delays_s`, then a `gave_up` notice), logged on again and
-    resubscribed with since_seq. A logon refused 503 `NONCE_UNCHECKED` (a cluster gateway
+    """One connection. With `auto_resume`, a connection that drops is reopened (a round of
+    tries over every URL after each of `reconnect_delays_s`, none begun past
+    `resume_budget_s`; then a `gave_up` notice), logged on again and resubscribed with
+    since_seq. A logon refused 503 `NONCE_UNCHECKED` (a cluster gateway
     could not check its nonce) is signed anew and sent again after each of
     `logon_retry_delays_s`, then raised. A handshake refused 503 with `Retry-After` (too many
     connections from this address) is tried again after it, up to `refused_retries_max` times,
     then raised (`InvalidStatus`). `other_urls` are the same venue's other gateways (a
     cluster's, docs/cluster.md): after a try at the current URL fails, auto_resume tries the
-    next, in turn, so a client whose gateway died resumes on another with `since_seq` (the
-    private stream's seqs are the same on every gateway); `url` is the one connected last.
+    next, in turn (after a `shutdown` push, the next first, past its `reconnect_in_ms`), so
+    a client whose gateway died resumes on another with `since_seq` (the private stream's
+    seqs are the same on every gateway); `url` is the one connected last.
     A connection that sends no frame for `silence_timeout_s` (the venue sends a heartbeat
     after 1 s of quiet) is dropped, with a `silent` notice: a hung gateway or a cut path.
     `packed` (the default) asks for packed frames: fewer frames
@@ -154,6 +162,7 @@ class VenueClient(Calls, Resuming):
         pushes_max: int = PUSH_QUEUE_MAX,
         other_urls: Iterable[str] = (),
         silence_timeout_s: float | None = SILENCE_TIMEOUT_S,
+        resume_budget_s: float = RESUME_BUDGET_S,
     ) -> None:
         if pushes_max < 1:  # asyncio.Queue(0) would have no bound at all
             raise ValueError(f"pushes_max must be at least 1, not {pushes_max}")
@@ -164,6 +173,10 @@ class VenueClient(Calls, Resuming):
         self.packed = packed
         self.auto_resume = auto_resume
         self.reconnect_delays_s = tuple(reconnect_delays_s)
+        _check_timeout("resume_budget_s", resume_budget_s)
+        self.resume_budget_s = resume_budget_s  # no round of tries begins past it (a drop's)
+        # the `reconnect_in_ms` of the connection's `shutdown` push, in s (None: none came)
+        self._reconnect_in_s: float | None = None
         self.logon_retry_delays_s = tuple(logon_retry_delays_s)
         self.logon_retries = 0  # logons sent again after NONCE_UNCHECKED, for tests and logs
         self.refused_retries_max = refused_retries_max
@@ -228,6 +241,7 @@ class VenueClient(Calls, Resuming):
         self.url = url
         self.gave_up = False
         self._dropped_silent = False  # this one is not (read before it by a resume)
+        self._reconnect_in_s = None  # nor stopping
         self._last_frame_s = time.monotonic()
         self._reader = asyncio.create_task(self._read())
         return self
@@ -449,7 +463,17 @@ class VenueClient(Calls, Resuming):
                 self._resync_book(message["sym"])
         if channel == "account" and "seq" in message:
             self.account_seq = max(self.account_seq, message["seq"])
+        elif channel == "session" and message.get("type") == "shutdown":
+            self._reconnect_in_s = self._reconnect_in(message.get("reconnect_in_ms"))
         self._queue(message)
+
+    def _reconnect_in(self, reconnect_in_ms: Any) -> float | None:
+        """A `shutdown` push's `reconnect_in_ms` in s, at most the resume's budget; a value
+        that is no count of ms (a venue's bug) is not obeyed: the resume's delays apply."""
+        if type(reconnect_in_ms) is not int or reconnect_in_ms < 0:
+            self._queue({"ch": "client", "type": "error", "error": f"{reconnect_in_ms=!r}"})
+            return None
+        return min(reconnect_in_ms / 1_000, self.resume_budget_s)
 
     def _queue(self, message: dict[str, Any]) -> None:
         if self.pushes.full():  # the caller is not reading pushes: keep the newest, and say so

@@ -47,6 +47,8 @@ class Resuming:
         resumed: int
         gave_up: bool
         silence_timeout_s: float | None
+        resume_budget_s: float
+        _reconnect_in_s: float | None
         silences: int
         account_seq: int
         _ids: Iterator[int]
@@ -187,31 +189,44 @@ class Resuming:
         websocket.transport.abort()  # no closing handshake: the other end does not answer
 
     async def _resume_with_backoff(self) -> None:
-        """One try after each delay: the URL of the last connection first (a blip; the next
-        one first if it was dropped as silent: that gateway hangs), then,
-        after each failure, the next of `urls` (its gateway may have died: before, every try
-        went to the dead one and the client gave up on a cluster that was serving). A
-        `resumed` notice says where it resumed; a `gave_up` notice, the last failure."""
+        """Rounds of tries, each after the next of `reconnect_delays_s` (the first after the
+        `reconnect_in_ms` of a `shutdown` push, if longer): a round tries every one of `urls`
+        in turn, the one dropped first (a blip), or the next if it hangs (dropped as silent)
+        or said it stops. No round begins once `resume_budget_s` has passed since the drop.
+        A `resumed` notice says where it resumed if not there; a `gave_up` one, the last
+        failure."""
+        started_s = time.monotonic()
+        dropped_url = self.url
+        stopping = self._reconnect_in_s is not None  # a `shutdown` push came
+        reconnect_in_s = self._reconnect_in_s or 0.0
+        first_url = self._next_url(dropped_url) if self._dropped_silent or stopping else dropped_url
         failure: Exception | None = None
-        dropped_url = tried_url = self.url
-        if self._dropped_silent:  # a hung gateway takes the handshake's 10 s to refuse it
-            tried_url = self._next_url(dropped_url)
-        for delay in self.reconnect_delays_s:
-            await asyncio.sleep(delay)
-            if failure is not None:
-                tried_url = self._next_url(tried_url)
-            try:
-                await self.resume(tried_url)
-            except Exception as error:  # refused, 503 while the venue stops, logon, ...
-                failure = error
-                continue
-            self.resumed += 1
-            if self.url != dropped_url:  # in words: the session now lives on another gateway
-                notice = {"type": "resumed", "url": self.url, "from": dropped_url}
-                self._queue({"ch": "client", **notice})
-            return
+        tried_url = first_url
+        for round_index, delay_s in enumerate(self.reconnect_delays_s):
+            if round_index and time.monotonic() - started_s >= self.resume_budget_s:
+                break
+            await asyncio.sleep(max(delay_s, reconnect_in_s) if round_index == 0 else delay_s)
+            for tried_url in self._round_from(first_url):
+                try:
+                    await self.resume(tried_url)
+                except Exception as error:  # refused, 503 while the venue stops, logon, ...
+                    failure = error
+                    continue
+                self.resumed += 1
+                if self.url != dropped_url:  # in words: the session now lives elsewhere
+                    notice = {"type": "resumed", "url": self.url, "from": dropped_url}
+                    self._queue({"ch": "client", **notice})
+                return
         self.gave_up = True
         self._queue({"ch": "client", "type": "gave_up", "url": tried_url, "error": repr(failure)})
+
+    def _round_from(self, url: str) -> list[str]:
+        """Every one of `urls` once, in turn, from `url` (first, if not one of them: a
+        gateway `resume(url)` chose)."""
+        if url not in self.urls:
+            return [url, *self.urls]
+        index = self.urls.index(url)
+        return [*self.urls[index:], *self.urls[:index]]
 
     def _next_url(self, url: str) -> str:
         """The gateway after `url` in `urls` (the same again if it is alone)."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from websockets.protocol import State
 
+from client import sdk
 from client.sdk import VenueClient
 from tests.conftest import KEYS, Venue
 
@@ -58,3 +59,101 @@ async def logged_on(venue: Venue, **options: Any) -> VenueClient:
     venue.clients.append(await client.connect())
     await client.logon(*KEYS["alpha"])
     return client
+
+
+@asynccontextmanager
+async def refusing_servers(count: int) -> AsyncIterator[tuple[list[str], list[int]]]:
+    """`count` servers that close each connection at once (gateways that refuse), their
+    URLs, and how many connections each was tried with."""
+    hits = [0] * count
+    servers = []
+
+    def refuse(index: int) -> Any:
+        async def accepted(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            hits[index] += 1
+            writer.transport.abort()
+
+        return accepted
+
+    for index in range(count):
+        servers.append(await asyncio.start_server(refuse(index), "127.0.0.1", 0))
+    ports = [server.sockets[0].getsockname()[1] for server in servers]
+    try:
+        yield [f"ws://127.0.0.1:{port}/ws/trade" for port in ports], hits
+    finally:
+        for server in servers:
+            server.close()
+            await server.wait_closed()
+
+
+async def until(done: Any, tries: int = 200, pause_s: float = 0.05) -> bool:
+    """Whether `done()` came true within `tries` looks (bounded in count and time)."""
+    for _ in range(tries):
+        if done():
+            return True
+        await asyncio.sleep(pause_s)
+    return bool(done())
+
+
+def test_auto_resume_tries_every_gateway_in_turn_not_only_the_first_four(
+    run_venue: Any,
+) -> None:
+    """The finding (session 26): auto_resume made one try after each of its 5 delays, the
+    dropped URL first, so with more than 4 other URLs it never tried some of them (and gave
+    up on a cluster that served there). Now each round tries every URL in turn."""
+
+    async def scenario(venue: Venue) -> None:
+        async with refusing_servers(5) as (others, hits):
+            alpha = await logged_on(venue, other_urls=others)
+            assert venue.server._server is not None
+            venue.server._server.closing = True  # its own gateway answers 503 meanwhile
+            session = next(s for s in venue.server.sessions.values() if s.account == 1)
+            session.websocket.transport.abort()
+            assert await until(lambda: all(hits)), f"gateways never tried: {hits}"
+            venue.server._server.closing = False
+            assert await until(lambda: alpha.resumed == 1), "resumed on its own gateway"
+            assert alpha.url == venue.url() and not alpha.gave_up
+
+    run_venue(scenario)
+
+
+def test_auto_resume_waits_the_reconnect_in_ms_of_a_shutdown_push(run_venue: Any) -> None:
+    """The finding (session 26): a stopping venue's `shutdown` push says when to come back
+    (`reconnect_in_ms`, protocol §4.5) and auto_resume tried after 0.1 s regardless. (A
+    resume before the time it said would fail this test; a slow machine cannot.)"""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await logged_on(venue)
+        alpha._on_message({"ch": "session", "type": "shutdown", "reconnect_in_ms": 1500})
+        session = next(s for s in venue.server.sessions.values() if s.account == 1)
+        session.websocket.transport.abort()
+        await asyncio.sleep(0.7)  # the default first delay (0.1 s) is long past
+        assert alpha.resumed == 0, "resumed before the venue's reconnect_in_ms"
+        assert await until(lambda: alpha.resumed == 1)
+
+    run_venue(scenario)
+
+
+def test_auto_resume_rides_out_a_restart_or_a_takeover_by_default() -> None:
+    """A gateway's restart or a core's takeover takes 10-15 s: the default tries span
+    twice that (before, 8.4 s of delays in all), and the budget bounds them."""
+    client = VenueClient("ws://127.0.0.1:9/ws/trade", auto_resume=True)
+    assert sum(client.reconnect_delays_s) >= 25
+    assert client.resume_budget_s == sdk.RESUME_BUDGET_S == 30
+
+
+def test_auto_resume_gives_up_once_its_budget_is_spent(run_venue: Any) -> None:
+    """However many delays are left, no round of tries begins once `resume_budget_s` has
+    passed since the drop; then the `gave_up` notice."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await logged_on(venue, reconnect_delays_s=(0.05,) * 10_000, resume_budget_s=0.5)
+        assert venue.server._server is not None
+        venue.server._server.closing = True
+        session = next(s for s in venue.server.sessions.values() if s.account == 1)
+        session.websocket.transport.abort()
+        notice = await alpha.next_push(5)  # 10,000 rounds would take minutes
+        assert (notice["type"], alpha.gave_up) == ("gave_up", True)
+        assert "503" in notice["error"]
+
+    run_venue(scenario)
