@@ -210,6 +210,10 @@ class VenueClient(Calls, Resuming):
         # by name, in the order subscribed: resume() follows them again
         self._streams: dict[str, None] = {}
         self._resuming: asyncio.Task[None] | None = None
+        # while a resume connects and logs on: its outcome (the failure, or None), which
+        # requests of other tasks than its own (`_follower`) wait for
+        self._following: asyncio.Future[BaseException | None] | None = None
+        self._follower: asyncio.Task[Any] | None = None
         self._resyncing: set[asyncio.Task[Any]] = set()  # books subscribed again after a gap
 
     @property
@@ -331,8 +335,11 @@ class VenueClient(Calls, Resuming):
         closes before the answer, and `RequestTimeout` (a `TimeoutError`) when no answer
         comes within `timeout_s` (None: the client's `request_timeout_s`; NO_TIMEOUT: wait
         however long it takes). A `timeout_s` of 0 or less is a ValueError, raised before
-        anything is sent. Before `connect()` it is `ConnectionLost` (not sent)."""
-        if self.websocket is None:
+        anything is sent. Before `connect()` it is `ConnectionLost` (not sent). While a
+        resume logs on (`resume()`, auto_resume), a request is held until it has, then sent
+        on the new connection (before: 401 NOT_AUTHENTICATED); `ConnectionLost` (not sent)
+        if the resume fails or takes `timeout_s`."""
+        if self.websocket is None and self._following is None:
             message = f"{method} not sent: not connected to {self.url}; call connect() first"
             raise ConnectionLost(message, method, sent=False)
         if timeout_s is None:
@@ -342,13 +349,31 @@ class VenueClient(Calls, Resuming):
         limit_s = None if timeout_s is None or timeout_s == NO_TIMEOUT else timeout_s
         request_id = next(self._ids)
         deadline = asyncio.timeout(limit_s)
+        held = True
         try:
             async with deadline:  # the send too: it waits while the venue reads nothing
+                await self._after_the_logon(method)
+                held = False
                 return await self._request(request_id, method, params)
         except TimeoutError:
             if limit_s is None or not deadline.expired():
                 raise
+            if held:
+                message = f"{method} not sent: a resume was still logging on {limit_s:g} s later"
+                raise ConnectionLost(message, method, False, hint=self._reopening()) from None
             raise RequestTimeout(method, request_id, limit_s, params) from None
+
+    async def _after_the_logon(self, method: str) -> None:
+        """Hold a request made while a resume logs on (from any task but the resume's, whose
+        own requests are the logon and the resubscriptions) until it has; if it failed,
+        raise ConnectionLost (not sent)."""
+        following = self._following
+        if following is None or asyncio.current_task() is self._follower:
+            return
+        failure = await asyncio.shield(following)  # (a timeout cancels this wait, not it)
+        if failure is not None:
+            message = f"{method} not sent: the resume failed ({failure!r})"
+            raise ConnectionLost(message, method, False, hint=self._reopening())
 
     async def _request(
         self, request_id: int, method: str, params: Mapping[str, Any] | None

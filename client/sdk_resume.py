@@ -59,6 +59,8 @@ class Resuming:
         _streams: dict[str, None]
         _dropped_silent: bool
         _last_frame_s: float
+        _following: asyncio.Future[BaseException | None] | None
+        _follower: asyncio.Task[Any] | None
 
         async def request(
             self,
@@ -135,18 +137,30 @@ class Resuming:
         failure is raised: a request then raises `ConnectionLost`, never meets a connection
         that is not logged on, and the venue's close of such a connection starts no new
         resume. `url`: reopen on that gateway (another of the venue's), which becomes `url`
-        once open; by default the last one."""
+        once open; by default the last one. Requests of other tasks meanwhile wait for it
+        (`request_raw`)."""
         auto_resume, self.auto_resume = self.auto_resume, False  # not while we close it
         try:
             await self.close()
         finally:
             self.auto_resume = auto_resume
-        await self._connect(url)  # not `connect`: it keeps the last connection's COD to restore
+        following = self._following = asyncio.get_running_loop().create_future()
+        self._follower = asyncio.current_task()
+        failure: BaseException | None = None
         try:
-            await self._follow_again()
-        except Exception:
-            await self.close()
+            await self._connect(url)  # not `connect`: it keeps the last connection's COD
+            try:
+                await self._follow_again()
+            except Exception:
+                await self.close()
+                raise
+        except BaseException as error:  # cancelled by close() too: held requests are told
+            failure = error
             raise
+        finally:
+            if self._following is following:
+                self._following = self._follower = None
+            following.set_result(failure)
 
     async def _follow_again(self) -> None:
         """On a new connection: the logon, cancel-on-disconnect, the private stream, the books

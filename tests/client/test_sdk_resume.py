@@ -5,14 +5,18 @@ asyncio server that takes the TCP connection and never answers a byte.
 """
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 from websockets.protocol import State
 
 from client import sdk
-from client.sdk import VenueClient
+from client.sdk import ConnectionLost, VenueClient, VenueError
+from gateway import limits
+from gateway.auth import KeyStore
 from tests.conftest import KEYS, Venue
 
 SYMBOL = "AAPLx-USD"
@@ -155,5 +159,64 @@ def test_auto_resume_gives_up_once_its_budget_is_spent(run_venue: Any) -> None:
         notice = await alpha.next_push(5)  # 10,000 rounds would take minutes
         assert (notice["type"], alpha.gave_up) == ("gave_up", True)
         assert "503" in notice["error"]
+
+    run_venue(scenario)
+
+
+async def logons_spent(venue: Venue) -> None:
+    """The address's bucket of refused logons emptied (1 a second, 2 at once): the next
+    logon, good or not, is refused 429 with `retry_after_ms`, which the SDK waits out."""
+    small = limits.AddressBuckets(rate_per_s=1, burst=2)
+    venue.server.dispatcher.logons.refusals_by_address = small
+    venue.server.unsigned_limiter = small
+    neighbour = await venue.client()  # another client behind the same address
+    bad = {"api_key": KEYS["alpha"][0], "ts": time.time_ns() // 1_000, "sig": "0" * 64}
+    for index in range(10):
+        answer = await neighbour.request_raw("session.logon", bad | {"nonce": f"n-{index}"})
+        if answer["error"]["name"] == "RATE_LIMITED":
+            return
+    raise AssertionError("the bucket of refused logons was never spent")
+
+
+async def resuming_until_connected(client: VenueClient) -> "asyncio.Task[None]":
+    """`client.resume()` under way, past its connect (its logon not done: it waits out a
+    429 whose retry is not yet sent)."""
+    old = client.websocket
+    resuming = asyncio.create_task(client.resume())
+    assert await until(lambda: client.websocket is not old or resuming.done(), pause_s=0.005)
+    assert not resuming.done() and client.logon_retries == 0, "past the logon already"
+    return resuming
+
+
+def test_a_request_during_a_resumes_logon_is_held_until_it_is_done(run_venue: Any) -> None:
+    """The finding (session 26): a request sent while a resume was connected but not yet
+    logged on went out on the new connection and got 401 NOT_AUTHENTICATED ("log on
+    first") though the caller had logged on. It is held until the logon is done."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await logons_spent(venue)
+        resuming = await resuming_until_connected(alpha)
+        balances = await alpha.balances()  # before: VenueError 401 NOT_AUTHENTICATED
+        assert "USD" in str(balances)
+        await resuming
+        assert alpha.logon_retries >= 1, "the request came before the logon was done"
+
+    run_venue(scenario)
+
+
+def test_a_request_held_by_a_resume_that_fails_raises_connection_lost_unsent(
+    run_venue: Any,
+) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await logons_spent(venue)
+        venue.server.auth.store = KeyStore()  # the venue is back without the key
+        resuming = await resuming_until_connected(alpha)
+        with pytest.raises(ConnectionLost, match="balances not sent") as lost:
+            await alpha.balances()  # before: VenueError 401 NOT_AUTHENTICATED
+        assert (lost.value.sent, lost.value.outcome_unknown) == (False, False)
+        with pytest.raises(VenueError):
+            await resuming  # its logon refused
 
     run_venue(scenario)
