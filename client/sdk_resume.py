@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.client import ClientConnection
+from websockets.protocol import State
 
 from client.sdk_types import VenueError
 from engine.reasons import ErrorCode
@@ -60,6 +61,9 @@ class Resuming:
         _dropped_silent: bool
         _last_frame_s: float
         _following: asyncio.Future[BaseException | None] | None
+        websocket: ClientConnection | None
+        _reader: asyncio.Task[None] | None
+        _resuming: asyncio.Task[None] | None
         _follower: asyncio.Task[Any] | None
 
         async def request(
@@ -161,6 +165,20 @@ class Resuming:
             if self._following is following:
                 self._following = self._follower = None
             following.set_result(failure)
+
+    async def wait_resumed(self) -> bool:
+        """After a request raised `ConnectionLost`: wait for auto_resume's reopening (within
+        its budget) and say whether the connection is back, logged on and following again
+        what it followed (True), or not (False: it gave up, auto_resume is off, the client
+        was closed)."""
+        websocket, reader = self.websocket, self._reader
+        if websocket is not None and websocket.state is not State.OPEN and reader is not None:
+            await asyncio.wait({reader})  # a closing link: its reader's end starts the resume
+        resuming = self._resuming
+        if resuming is not None:
+            await asyncio.wait({resuming})  # (cancelled by close(): not raised here)
+        websocket = self.websocket
+        return websocket is not None and websocket.state is State.OPEN and not self.gave_up
 
     async def _follow_again(self) -> None:
         """On a new connection: the logon, cancel-on-disconnect, the private stream, the books
