@@ -220,3 +220,27 @@ def test_a_request_held_by_a_resume_that_fails_raises_connection_lost_unsent(
             await resuming  # its logon refused
 
     run_venue(scenario)
+
+
+def test_wait_resumed_says_whether_the_connection_came_back(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = await logged_on(venue, reconnect_delays_s=(0.05,) * 3)
+        session = next(s for s in venue.server.sessions.values() if s.account == 1)
+        session.websocket.transport.abort()
+        with pytest.raises(ConnectionLost):
+            await alpha.request("balances")
+        assert await alpha.wait_resumed() and alpha.resumed == 1
+        assert "USD" in str(await alpha.balances())
+        assert venue.server._server is not None
+        venue.server._server.closing = True  # now every try is refused 503
+        session = next(s for s in venue.server.sessions.values() if s.account == 1)
+        session.websocket.transport.abort()
+        with pytest.raises(ConnectionLost):
+            await alpha.request("balances")
+        assert not await alpha.wait_resumed() and alpha.gave_up
+        venue.server._server.closing = False
+        plain = await venue.client("beta")  # auto_resume off: nothing to wait for
+        await plain.close()
+        assert not await plain.wait_resumed()
+
+    run_venue(scenario)
