@@ -496,7 +496,8 @@ class VenueClient(Calls, Resuming):
         """A `shutdown` push's `reconnect_in_ms` in s, at most the resume's budget; a value
         that is no count of ms (a venue's bug) is not obeyed: the resume's delays apply."""
         if type(reconnect_in_ms) is not int or reconnect_in_ms < 0:
-            self._queue({"ch": "client", "type": "error", "error": f"{reconnect_in_ms=!r}"})
+            error = f"a shutdown push's reconnect_in_ms is no count of ms: {reconnect_in_ms!r}"
+            self._queue({"ch": "client", "type": "error", "error": error})
             return None
         return min(reconnect_in_ms / 1_000, self.resume_budget_s)
 

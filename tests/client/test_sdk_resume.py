@@ -244,3 +244,15 @@ def test_wait_resumed_says_whether_the_connection_came_back(run_venue: Any) -> N
         assert not await plain.wait_resumed()
 
     run_venue(scenario)
+
+
+@pytest.mark.parametrize("wrong", [None, "1000", -5, 1.5, True])
+def test_a_shutdown_push_without_a_count_of_ms_is_told_and_not_obeyed(wrong: Any) -> None:
+    client = VenueClient("ws://127.0.0.1:9/ws/trade", auto_resume=True)
+    client._on_message({"ch": "session", "type": "shutdown", "reconnect_in_ms": wrong})
+    assert client._reconnect_in_s is None  # the resume's own delays apply
+    notice = client.pushes.get_nowait()
+    assert notice["type"] == "error" and "reconnect_in_ms is no count of ms" in notice["error"]
+    assert client.pushes.get_nowait()["type"] == "shutdown"  # the push itself, as ever
+    client._on_message({"ch": "session", "type": "shutdown", "reconnect_in_ms": 10**9})
+    assert client._reconnect_in_s == client.resume_budget_s  # at most the budget
