@@ -9,7 +9,9 @@ its quotes; if it dies, COD pulls them. `Taker` sends random marketable orders a
 rate. Sizes and prices are checked with the engine's own `Market` before they are sent; a
 `--size` the engine would refuse stops the bot at once with the rule, and a bot that has
 had `REFUSED_ALL_MAX` orders refused and none accepted stops (`AllRefused`); one whose
-connection ends returns, saying why in `lost` (the CLI exits 1 on it). The CLI shows
+connection ends returns, saying why in `lost` (the CLI exits 1 on it), unless it was given
+`other_urls` (a cluster's other gateways): then its client resumes (on any of them) and the
+bot carries on, and returns only if the resume gives up. The CLI shows
 a live status line (`StatusLine`). The pricing is the pure `quote_ladder`; limits below.
 """
 
@@ -34,7 +36,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from cli import progress
 from cli.arguments import decimal_within, float_within, int_within
-from cli.failures import CommandFailed
+from cli.failures import CommandFailed, check_trade_url
 from client.sdk import ConnectionLost, RequestTimeout, VenueClient, VenueError
 from core import config as venue_config
 from engine.enums import InstrumentKind
@@ -373,6 +375,7 @@ class MarketMaker:
         band_bps: int | None = None,
         position_max: Decimal | None = None,
         listed: Mapping[str, Listed] | None = None,
+        other_urls: Sequence[str] = (),
     ) -> None:
         self.symbols = [symbols] if isinstance(symbols, str) else list(symbols)
         if not self.symbols or len(set(self.symbols)) != len(self.symbols):
@@ -400,7 +403,7 @@ class MarketMaker:
         self.position_max = position_max or size * POSITION_LOTS_DEFAULT
         # Each symbol's reference and band: `listed` per symbol, else the one given.
         self.listed = {s: (listed or {}).get(s, (reference, band_bps)) for s in self.symbols}
-        self.client = VenueClient(url)
+        self.client = _client(url, other_urls)
         self.quoting_by_symbol: dict[str, Quoting] = {}
         self.tally = Tally()
         self.fills = 0
@@ -439,19 +442,23 @@ class MarketMaker:
                 await client.subscribe_book(symbol)
             await client.request("subscribe", {"ch": "trades", "symbols": self.symbols})
             while not stop.is_set():
-                self._drain()
-                for quoting in self.quoting_by_symbol.values():
-                    await self._quote(quoting)
-                self.requotes += 1
-                self.quoting.set()
-                self.tally.give_up_if_hopeless(self.refusals)
-                await _sleep_unless(stop, self.interval_s)
+                if await _run_step(client, self._round(), self.key):
+                    await _sleep_unless(stop, self.interval_s)
         except CONNECTION_LOST as lost:
             self.lost = _lost_text(lost)
             log.warning("%s: the connection ended (%s)", self.key, self.lost)
         finally:
             await self._pull()
             await client.close()
+
+    async def _round(self) -> None:
+        """Quote every symbol once, after reading the pushes come since the last round."""
+        self._drain()
+        for quoting in self.quoting_by_symbol.values():
+            await self._quote(quoting)
+        self.requotes += 1
+        self.quoting.set()
+        self.tally.give_up_if_hopeless(self.refusals)
 
     async def _quote(self, quoting: Quoting) -> None:
         instrument = quoting.instrument
@@ -648,6 +655,7 @@ class Taker:
         size: Decimal | None = None,
         seed: int | None = None,
         listed: Mapping[str, Listed] | None = None,
+        other_urls: Sequence[str] = (),
     ) -> None:
         if not 0 < rate_per_s <= TAKER_RATE_PER_S_MAX:
             raise ValueError(f"the rate must be within (0, {TAKER_RATE_PER_S_MAX}] per second")
@@ -663,7 +671,7 @@ class Taker:
         self.size = size
         self.listed = dict(listed or {})
         self.random = random.Random(seed)
-        self.client = VenueClient(url)
+        self.client = _client(url, other_urls)
         self.instruments: dict[str, Instrument] = {}
         self.tally = Tally()
         self.orders = 0
@@ -691,9 +699,7 @@ class Taker:
             loop = asyncio.get_running_loop()
             due = loop.time()
             while not stop.is_set():
-                self._drain()
-                await self._take()
-                self.tally.give_up_if_hopeless(self.refusals)
+                await _run_step(client, self._turn(), self.key)
                 due = max(due + 1 / self.rate_per_s, loop.time())  # late: never catch up
                 await _sleep_unless(stop, due - loop.time())
             # Pushes follow their order's response: one more round trip and all are in.
@@ -704,6 +710,12 @@ class Taker:
             log.warning("%s: the connection ended (%s)", self.key, self.lost)
         finally:
             await client.close()
+
+    async def _turn(self) -> None:
+        """One order, after reading the pushes come since the last."""
+        self._drain()
+        await self._take()
+        self.tally.give_up_if_hopeless(self.refusals)
 
     async def _take(self) -> None:
         symbol = self.random.choice(self.symbols)
@@ -1008,6 +1020,7 @@ def run_market_maker(args: argparse.Namespace) -> int:
             interval_s=args.interval,
             position_max=args.max_position,
             listed=listed,
+            other_urls=_other_urls(args),
         )
     except ValueError as bad:  # bad flags together (symbols, limit below size): nothing ran
         raise CommandFailed(str(bad)) from None
@@ -1054,6 +1067,7 @@ def run_taker(args: argparse.Namespace) -> int:
             args.size,
             args.seed,
             listed=listed,
+            other_urls=_other_urls(args),
         )
     except ValueError as bad:  # bad flags together (symbols, limit below size): nothing ran
         raise CommandFailed(str(bad)) from None
@@ -1067,6 +1081,28 @@ def run_taker(args: argparse.Namespace) -> int:
         f"refusals {dict(bot.refusals) or 'none'}"
     )
     return _lost_or(status, bot.lost)
+
+
+def _client(url: str, other_urls: Sequence[str]) -> VenueClient:
+    """A bot's client: with other gateways to go to, it resumes on its own when dropped."""
+    return VenueClient(url, auto_resume=bool(other_urls), other_urls=other_urls)
+
+
+async def _run_step(client: VenueClient, step: Awaitable[None], key: str) -> bool:
+    """Run one step of a bot: True if it ran to its end, False if its connection was lost
+    meanwhile and auto_resume reopened it (the step is not tried again: the next round or
+    turn sends what is due then). A connection lost for good, or a venue that stopped
+    answering (a RequestTimeout), is raised."""
+    try:
+        await step
+    except (ConnectionError, ConnectionClosed) as lost:
+        if not client.auto_resume or not await client.wait_resumed():
+            raise
+        log.warning(
+            "%s: the connection ended (%s); resumed on %s", key, _lost_text(lost), client.url
+        )
+        return False
+    return True
 
 
 def _lost_text(lost: BaseException) -> str:
@@ -1090,14 +1126,45 @@ def _stopped(why: object) -> None:
     print(f"bot stopped: {why}", file=sys.stderr)
 
 
+def _other_urls(args: argparse.Namespace) -> list[str]:
+    """The `--url`s after the first, each checked as the first is (`check_trade_url`)."""
+    for url in args.other_urls or ():
+        check_trade_url(url)
+    return list(args.other_urls or ())
+
+
 def _symbols(given: Sequence[str]) -> list[str]:
     """`--symbol A --symbol B` and `--symbol A,B` alike, each once, in the order given."""
     symbols = [symbol.strip() for text in given for symbol in text.split(",")]
     return list(dict.fromkeys(symbol for symbol in symbols if symbol))
 
 
+class _GatewayUrls(argparse.Action):
+    """`--url`, repeatable: the first given is the primary (`url`), the others its
+    `other_urls` (None when no `--url` was given: the default alone)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        value: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if namespace.other_urls is None:
+            namespace.url, namespace.other_urls = value, []
+        else:
+            namespace.other_urls.append(value)
+
+
 def _add_connection_arguments(parser: argparse.ArgumentParser, key: str, secret: str) -> None:
-    parser.add_argument("--url", default=URL_DEFAULT)
+    parser.add_argument(
+        "--url",
+        action=_GatewayUrls,
+        default=URL_DEFAULT,
+        help="the venue's trade endpoint; repeat it for a cluster's other gateways (the first"
+        " is the one connected first): the bot then resumes on one of them when dropped",
+    )
+    parser.set_defaults(other_urls=None)
     parser.add_argument("--key", default=key)
     parser.add_argument("--secret", default=secret)
     parser.add_argument("--seconds", type=float_within(0), default=0.0, help="0: until Ctrl-C")

@@ -1,0 +1,212 @@
+"""The SDK's calls: trading, queries and subscriptions, each a thin wrapper of a request.
+
+Owns the methods that name the protocol's requests (`place` ... `balances`), the typed
+reading of the private stream (`next_account_event`), and what the subscriptions remember
+for a resume: the books followed (one depth tier per symbol, a refused one forgotten, a gap
+subscribed again in the background) and the other public streams by name. The connection,
+its requests and its pushes are `client.sdk.VenueClient`'s, of which this is a part.
+"""
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from client.sdk_types import AccountEvent, OrderResult, PushesDropped, VenueError, account_event
+from gateway.market_data import BOOK_DEPTHS, LocalBook
+
+
+class Calls:
+    """The trading, query and subscription calls of `VenueClient` (a mixin of it)."""
+
+    if TYPE_CHECKING:  # VenueClient's, which these calls use
+        books: dict[str, LocalBook]
+        pushes: asyncio.Queue[dict[str, Any]]
+        resyncs: int
+        _account_dropped_untold: tuple[int, int] | None
+        _book_depths: dict[str, int]
+        _streams: dict[str, None]
+        _resyncing: set[asyncio.Task[Any]]
+
+        async def request(
+            self,
+            method: str,
+            params: Mapping[str, Any] | None = None,
+            timeout_s: float | None = None,
+        ) -> Any: ...
+
+        async def request_raw(
+            self,
+            method: str,
+            params: Mapping[str, Any] | None = None,
+            timeout_s: float | None = None,
+        ) -> dict[str, Any]: ...
+
+        def _queue(self, message: dict[str, Any]) -> None: ...
+
+    # ----------------------------------------------------------------- trading
+
+    async def place(
+        self,
+        symbol: str,
+        side: str,
+        qty: str | None = None,
+        price: str | None = None,
+        type: str = "limit",
+        tif: str = "gtc",
+        **more: Any,
+    ) -> Any:
+        params = {"symbol": symbol, "side": side, "type": type, "tif": tif, **more}
+        if qty is not None:
+            params["qty"] = qty
+        if price is not None:
+            params["price"] = price
+        return await self.request("order.place", params)
+
+    async def place_order(
+        self, symbol: str, side: str, qty: str | None = None, price: str | None = None, **more: Any
+    ) -> OrderResult:
+        """`place`, with the result typed."""
+        return msgspec.convert(await self.place(symbol, side, qty, price, **more), OrderResult)
+
+    async def next_account_event(self, timeout_s: float = 5.0) -> AccountEvent:
+        """The next private-stream event, typed; other pushes on the way are skipped. Raises
+        `PushesDropped` once if private-stream events were dropped unread (a full queue)."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                if self._account_dropped_untold is not None:
+                    (count, first_seq), self._account_dropped_untold = (
+                        self._account_dropped_untold,
+                        None,
+                    )
+                    raise PushesDropped(count, first_seq, self.pushes.maxsize)
+                event = account_event(await self.pushes.get())
+                if event is not None:
+                    return event
+
+    async def cancel(self, order_id: int | None = None, cl_ord_id: str | None = None) -> Any:
+        return await self.request("order.cancel", _ids_of(order_id, cl_ord_id))
+
+    async def amend(
+        self, order_id: int | None = None, cl_ord_id: str | None = None, **changes: Any
+    ) -> Any:
+        return await self.request("order.amend", _ids_of(order_id, cl_ord_id) | changes)
+
+    async def batch(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
+        """Up to 20 ops; the whole envelope (status 200 or 409 with a result per op)."""
+        return await self.request_raw("order.batch", {"ops": ops})
+
+    async def cancel_all(self, **filters: Any) -> Any:
+        return await self.request("orders.cancel_all", filters)
+
+    async def open_orders(self, symbol: str | None = None) -> Any:
+        return await self.request("orders.open", {"symbol": symbol} if symbol else {})
+
+    async def order_status(self, order_id: int | None = None, cl_ord_id: str | None = None) -> Any:
+        """One of the account's orders, open or closed (while the venue retains it): a
+        closed one has its final `status`, `avg_px`, `reason` and `closed_ts`."""
+        return await self.request("order.status", _ids_of(order_id, cl_ord_id))
+
+    async def order_history(
+        self,
+        status: str = "all",
+        symbol: str | None = None,
+        since_ts: int | None = None,
+        until_ts: int | None = None,
+        before_order_id: int | None = None,
+        limit: int = 100,
+    ) -> Any:
+        """One page of the account's orders, newest first: `{orders, next_before_order_id}`;
+        pass `next_before_order_id` back as `before_order_id` for the next page (it is None
+        after the last). `status` is "open", "closed" or "all"; times are µs."""
+        params: dict[str, Any] = {"status": status, "limit": limit}
+        optional = {
+            "symbol": symbol,
+            "since_ts": since_ts,
+            "until_ts": until_ts,
+            "before_order_id": before_order_id,
+        }
+        params.update((name, value) for name, value in optional.items() if value is not None)
+        return await self.request("orders.history", params)
+
+    async def balances(self) -> Any:
+        return await self.request("balances")
+
+    # ----------------------------------------------------------------- subscriptions
+
+    async def subscribe_account(self, since_seq: int | None = None) -> Any:
+        params: dict[str, Any] = {"ch": "account"}
+        if since_seq is not None:
+            params["since_seq"] = since_seq
+        return await self.request("subscribe", params)
+
+    async def subscribe_book(self, symbol: str, depth: int = BOOK_DEPTHS[0]) -> Any:
+        """Follow a symbol's book; the venue serves the smallest depth tier covering `depth`.
+        One tier per symbol is kept in `books` (the last asked for; messages of another tier
+        still followed are only queued). A subscription the venue refuses is forgotten (the
+        tier followed before, if any, is kept), so that `resume()` does not ask for it again."""
+        tier = next((t for t in BOOK_DEPTHS if t >= depth), BOOK_DEPTHS[-1])
+        before = self._book_depths.get(symbol), self.books.get(symbol)
+        self._book_depths[symbol] = tier
+        self.books[symbol] = LocalBook(symbol, tier)  # before the answer: its snapshot follows
+        try:
+            return await self.request(
+                "subscribe", {"ch": "book", "symbols": [symbol], "depth": depth}
+            )
+        except VenueError:  # refused (an unknown symbol, say): nothing was subscribed
+            if before[0] is None or before[1] is None:
+                self._book_depths.pop(symbol, None)
+                self.books.pop(symbol, None)
+            else:
+                self._book_depths[symbol], self.books[symbol] = before[0], before[1]
+            raise
+
+    def _forget_books(self, names: Iterable[str]) -> None:
+        """Unsubscribed book streams (`book:{sym}:{tier}`): the local books of those tiers
+        are no longer kept nor followed again by `resume()`."""
+        for name in names:
+            symbol, _, tier = name.removeprefix("book:").rpartition(":")
+            if str(self._book_depths.get(symbol)) == tier:
+                del self._book_depths[symbol]
+                self.books.pop(symbol, None)
+
+    def _note_streams(self, method: str, result: Mapping[str, Any]) -> None:
+        """Remember the public streams (not books) a subscribe added, forget those an
+        unsubscribe removed, by the names the venue answered."""
+        if method == "subscribe":
+            self._streams.update(dict.fromkeys(result["subscribed"]))
+        else:
+            for name in result["unsubscribed"]:
+                self._streams.pop(name, None)
+
+    def _resync_book(self, symbol: str) -> None:
+        """Subscribe the book again after a gap, in the background; if that fails (the
+        connection closed meanwhile, a timeout), a client notice says so, `book_resync_failed`
+        (a resume subscribes the books again)."""
+        task = asyncio.get_running_loop().create_task(
+            self.subscribe_book(symbol, self._book_depths[symbol])
+        )
+        self._resyncing.add(task)
+        task.add_done_callback(partial(self._resynced, symbol))
+
+    def _resynced(self, symbol: str, task: "asyncio.Task[Any]") -> None:
+        self._resyncing.discard(task)
+        if task.cancelled():
+            return
+        failure = task.exception()  # retrieved: never "Task exception was never retrieved"
+        if failure is not None:
+            notice = {"type": "book_resync_failed", "sym": symbol, "error": repr(failure)}
+            self._queue({"ch": "client", **notice})
+
+
+def _ids_of(order_id: int | None, cl_ord_id: str | None) -> dict[str, Any]:
+    """The order's names as given: both (which the venue refuses, BAD_PARAM) or neither
+    (MISSING_PARAM) are sent as they are, never one dropped for the other."""
+    ids: dict[str, Any] = {}
+    if order_id is not None:
+        ids["order_id"] = order_id
+    if cl_ord_id is not None:
+        ids["cl_ord_id"] = cl_ord_id
+    return ids

@@ -1,0 +1,285 @@
+"""The SDK's session and resume: the logon, and the reopening of a connection that dropped.
+
+Owns what keeps a `client.sdk.VenueClient` on the venue: the signed logon (sent again when
+the venue says it may be: a nonce unchecked, a logon rate-limited), `resume()` (a new
+connection that logs on again and follows again the streams of the last: COD, the private
+stream from `since_seq`, the books and the other public streams), auto_resume's tries over
+the venue's gateways, and the silence watch that drops a connection whose gateway hangs.
+The socket, the requests and the pushes are VenueClient's, of which this is a part.
+"""
+
+import asyncio
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from websockets.asyncio.client import ClientConnection
+from websockets.protocol import State
+
+from client.sdk_types import VenueError
+from engine.reasons import ErrorCode
+from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
+from gateway.wire import SYMBOLS_PER_REQUEST_MAX
+
+SILENCE_CHECK_S = 1.0  # how often the silence is looked at
+# A cluster gateway's logon refused 503 NONCE_UNCHECKED (NATS did not answer its nonce claim:
+# a node down, a leader election of ~3 s) is signed again with a new nonce and sent again
+# after each delay; then the refusal is raised. 7.75 s of pauses, plus per attempt up to 4 s
+# of claim (a create, then a read when the key exists, each bounded by 2 s: 6 attempts,
+# ~32 s at worst): longer than an election; each attempt within the request timeout.
+LOGON_RETRY_DELAYS_S = (0.25, 0.5, 1.0, 2.0, 4.0)
+# A logon refused 429 is sent again after its retry_after_ms this many times, all the waits
+# within this long: a bucket refills within seconds, and the venue closes a connection not
+# logged on 10 s after it opened (4001), so waiting longer would meet a closed connection.
+LOGON_RATE_LIMITED_RETRIES_MAX = 3
+LOGON_RATE_LIMITED_WAIT_MAX_S = 7.0
+
+
+class Resuming:
+    """The logon and the resume of `VenueClient` (a mixin of it)."""
+
+    if TYPE_CHECKING:  # VenueClient's, which the resume uses
+        url: str
+        urls: tuple[str, ...]
+        auto_resume: bool
+        reconnect_delays_s: tuple[float, ...]
+        logon_retry_delays_s: tuple[float, ...]
+        logon_retries: int
+        resumed: int
+        gave_up: bool
+        silence_timeout_s: float | None
+        resume_budget_s: float
+        _reconnect_in_s: float | None
+        silences: int
+        account_seq: int
+        _ids: Iterator[int]
+        _credentials: tuple[str, str] | None
+        _cod_enabled: bool
+        _account_followed: bool
+        _book_depths: dict[str, int]
+        _streams: dict[str, None]
+        _dropped_silent: bool
+        _last_frame_s: float
+        _following: asyncio.Future[BaseException | None] | None
+        websocket: ClientConnection | None
+        _reader: asyncio.Task[None] | None
+        _resuming: asyncio.Task[None] | None
+        _follower: asyncio.Task[Any] | None
+
+        async def request(
+            self,
+            method: str,
+            params: Mapping[str, Any] | None = None,
+            timeout_s: float | None = None,
+        ) -> Any: ...
+
+        async def close(self) -> None: ...
+
+        async def _connect(self, url: str | None = None) -> Any: ...
+
+        def _queue(self, message: dict[str, Any]) -> None: ...
+
+        async def subscribe_account(self, since_seq: int | None = None) -> Any: ...
+
+        async def subscribe_book(self, symbol: str, depth: int = ...) -> Any: ...
+
+    async def logon(self, api_key: str, secret: str) -> Any:
+        """Log on with the key; refused 503 `NONCE_UNCHECKED` (nothing done), signed again
+        with a new nonce and sent again after each of `logon_retry_delays_s` (the venue says
+        either that or the same message may be sent again: a new nonce is taken through any
+        gateway, after a reconnect too). Refused 429 `RATE_LIMITED` (nothing done: the
+        address's bucket of refused logons is spent, say by a neighbour behind the same NAT,
+        or the key's live nonces), sent again after its `retry_after_ms`, up to
+        `LOGON_RATE_LIMITED_RETRIES_MAX` times within `LOGON_RATE_LIMITED_WAIT_MAX_S` in all
+        (since session 25: before, raised at once, and
+        each such refusal cost `auto_resume` one of its tries). Any other refusal is raised
+        at once."""
+        self._credentials = (api_key, secret)
+        nonce_delays_s = iter(self.logon_retry_delays_s)
+        limited = 0
+        limited_waited_s = 0.0
+        while True:
+            try:
+                return await self.request("session.logon", self._logon_params(api_key, secret))
+            except VenueError as refused:
+                delay_s: float | None = None
+                if refused.code == ErrorCode.NONCE_UNCHECKED:
+                    delay_s = next(nonce_delays_s, None)
+                elif (
+                    refused.code == ErrorCode.RATE_LIMITED
+                    and refused.retry_after_ms is not None
+                    and limited < LOGON_RATE_LIMITED_RETRIES_MAX
+                    and limited_waited_s + refused.retry_after_ms / 1_000
+                    <= LOGON_RATE_LIMITED_WAIT_MAX_S
+                ):
+                    limited += 1
+                    delay_s = refused.retry_after_ms / 1_000
+                    limited_waited_s += delay_s
+                if delay_s is None:
+                    raise
+            await asyncio.sleep(delay_s)
+            self.logon_retries += 1
+
+    def _logon_params(self, api_key: str, secret: str) -> dict[str, Any]:
+        """A logon's params, signed now with a nonce of its own."""
+        ts = time.time_ns() // 1_000
+        nonce = f"{ts}-{next(self._ids)}"
+        sig = sign_logon(secret, api_key, ts, nonce, RECV_WINDOW_MS_DEFAULT)
+        return {
+            "api_key": api_key,
+            "ts": ts,
+            "nonce": nonce,
+            "sig": sig,
+            "recv_window": RECV_WINDOW_MS_DEFAULT,
+        }
+
+    async def resume(self, url: str | None = None) -> None:
+        """Reconnect, log on again (if `logon` was called), enable cancel-on-disconnect again
+        (if `session.cod` enabled it), resubscribe the private stream with since_seq (if it
+        was followed: missed events are replayed), the books and the other public streams.
+        If a step fails (a logon refused, say), the new connection is closed before the
+        failure is raised: a request then raises `ConnectionLost`, never meets a connection
+        that is not logged on, and the venue's close of such a connection starts no new
+        resume. `url`: reopen on that gateway (another of the venue's), which becomes `url`
+        once open; by default the last one. Requests of other tasks meanwhile wait for it
+        (`request_raw`)."""
+        auto_resume, self.auto_resume = self.auto_resume, False  # not while we close it
+        try:
+            await self.close()
+        finally:
+            self.auto_resume = auto_resume
+        following = self._following = asyncio.get_running_loop().create_future()
+        self._follower = asyncio.current_task()
+        failure: BaseException | None = None
+        try:
+            await self._connect(url)  # not `connect`: it keeps the last connection's COD
+            try:
+                await self._follow_again()
+            except Exception:
+                await self.close()
+                raise
+        except BaseException as error:  # cancelled by close() too: held requests are told
+            failure = error
+            raise
+        finally:
+            if self._following is following:
+                self._following = self._follower = None
+            following.set_result(failure)
+
+    async def wait_resumed(self) -> bool:
+        """After a request raised `ConnectionLost`: wait for auto_resume's reopening (within
+        its budget) and say whether the connection is back, logged on and following again
+        what it followed (True), or not (False: it gave up, auto_resume is off, the client
+        was closed)."""
+        websocket, reader = self.websocket, self._reader
+        if websocket is not None and websocket.state is not State.OPEN and reader is not None:
+            await asyncio.wait({reader})  # a closing link: its reader's end starts the resume
+        resuming = self._resuming
+        if resuming is not None:
+            await asyncio.wait({resuming})  # (cancelled by close(): not raised here)
+        websocket = self.websocket
+        return websocket is not None and websocket.state is State.OPEN and not self.gave_up
+
+    async def _follow_again(self) -> None:
+        """On a new connection: the logon, cancel-on-disconnect, the private stream, the books
+        and the other public streams of the last."""
+        if self._credentials is not None:
+            await self.logon(*self._credentials)
+            if self._cod_enabled:  # COD is the connection's: a new one starts without it
+                await self.request("session.cod", {"enabled": True})
+            if self._account_followed:
+                await self.subscribe_account(since_seq=self.account_seq)
+        # A copy: the user may follow or drop a book while this awaits (the dict changing size
+        # raised RuntimeError, and the resume closed the new connection for it). A book dropped
+        # meanwhile is not followed again.
+        for symbol, depth in list(self._book_depths.items()):
+            if self._book_depths.get(symbol) == depth:
+                await self.subscribe_book(symbol, depth)
+        for params in _subscriptions(self._streams):
+            await self.request("subscribe", params)
+
+    async def _watch_silence(self, websocket: ClientConnection) -> None:
+        """Drop `websocket` once it has sent no frame for `silence_timeout_s` (its reader then
+        ends as for any close: requests waiting raise `ConnectionLost`, auto_resume begins),
+        saying so in a `silent` notice. A check that comes late (this loop was blocked, and
+        frames may wait unread) looks again instead."""
+        timeout_s = self.silence_timeout_s
+        if timeout_s is None:
+            return
+        checked_s = time.monotonic()
+        while True:
+            await asyncio.sleep(SILENCE_CHECK_S)
+            now_s = time.monotonic()
+            late = now_s - checked_s > 2 * SILENCE_CHECK_S
+            checked_s = now_s
+            if not late and now_s - self._last_frame_s >= timeout_s:
+                break
+        self.silences += 1
+        self._dropped_silent = True  # its gateway hangs: a resume begins with the next one
+        silent_s = round(now_s - self._last_frame_s, 1)
+        self._queue({"ch": "client", "type": "silent", "url": self.url, "silent_s": silent_s})
+        websocket.transport.abort()  # no closing handshake: the other end does not answer
+
+    async def _resume_with_backoff(self) -> None:
+        """Rounds of tries, each after the next of `reconnect_delays_s` (the first after the
+        `reconnect_in_ms` of a `shutdown` push, if longer): a round tries every one of `urls`
+        in turn, the one dropped first (a blip), or the next if it hangs (dropped as silent)
+        or said it stops. No round begins once `resume_budget_s` has passed since the drop.
+        A `resumed` notice says where it resumed if not there; a `gave_up` one, the last
+        failure."""
+        started_s = time.monotonic()
+        dropped_url = self.url
+        stopping = self._reconnect_in_s is not None  # a `shutdown` push came
+        reconnect_in_s = self._reconnect_in_s or 0.0
+        first_url = self._next_url(dropped_url) if self._dropped_silent or stopping else dropped_url
+        failure: Exception | None = None
+        tried_url = first_url
+        for round_index, delay_s in enumerate(self.reconnect_delays_s):
+            if round_index and time.monotonic() - started_s >= self.resume_budget_s:
+                break
+            await asyncio.sleep(max(delay_s, reconnect_in_s) if round_index == 0 else delay_s)
+            for tried_url in self._round_from(first_url):
+                try:
+                    await self.resume(tried_url)
+                except Exception as error:  # refused, 503 while the venue stops, logon, ...
+                    failure = error
+                    continue
+                self.resumed += 1
+                if self.url != dropped_url:  # in words: the session now lives elsewhere
+                    notice = {"type": "resumed", "url": self.url, "from": dropped_url}
+                    self._queue({"ch": "client", **notice})
+                return
+        self.gave_up = True
+        self._queue({"ch": "client", "type": "gave_up", "url": tried_url, "error": repr(failure)})
+
+    def _round_from(self, url: str) -> list[str]:
+        """Every one of `urls` once, in turn, from `url` (first, if not one of them: a
+        gateway `resume(url)` chose)."""
+        if url not in self.urls:
+            return [url, *self.urls]
+        index = self.urls.index(url)
+        return [*self.urls[index:], *self.urls[:index]]
+
+    def _next_url(self, url: str) -> str:
+        """The gateway after `url` in `urls` (the same again if it is alone)."""
+        index = self.urls.index(url) if url in self.urls else -1
+        return self.urls[(index + 1) % len(self.urls)]
+
+
+def _subscriptions(names: Iterable[str]) -> list[dict[str, Any]]:
+    """The `subscribe` params that follow the named public streams again: one request per
+    channel (and candle interval), at most `SYMBOLS_PER_REQUEST_MAX` symbols each."""
+    symbols_by_kind: dict[tuple[str, str | None], list[str]] = {}
+    for name in names:
+        channel, _, rest = name.partition(":")
+        symbol, interval = rest.rpartition(":")[::2] if channel == "candles" else (rest, None)
+        symbols_by_kind.setdefault((channel, interval), []).append(symbol)
+    requests = []
+    for (channel, interval), symbols in symbols_by_kind.items():
+        for start in range(0, len(symbols), SYMBOLS_PER_REQUEST_MAX):
+            params: dict[str, Any] = {"ch": channel}
+            params["symbols"] = symbols[start : start + SYMBOLS_PER_REQUEST_MAX]
+            if interval is not None:
+                params["interval"] = interval
+            requests.append(params)
+    return requests
