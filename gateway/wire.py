@@ -105,6 +105,9 @@ PATTERN_WORDS = {
     RATIO_PATTERN: 'a ratio "new:old" of two whole numbers from 1 to 1000, such as "2:1",'
     ' "3:2" or "1:10"',
 }
+# The decimal fields whose value must be above zero (converted by `_positive`): a negative one
+# is told "must be positive". Every other decimal field takes "0" (a pulled side, no cap).
+POSITIVE_DECIMALS = frozenset({"price", "qty", "quote_qty", "bid_px", "ask_px"})
 
 # ----------------------------------------------------------------- field types
 
@@ -1241,7 +1244,7 @@ def decode_params(envelope: Envelope) -> Request | WireError:
     try:
         params: Params = _params_decoders[envelope.method].decode(envelope.params)
     except msgspec.ValidationError as failure:
-        return WireError(envelope.id, _code_of(failure), _in_params(failure))
+        return WireError(envelope.id, _code_of(failure), _in_params(failure, envelope.params))
     except RecursionError:  # unreachable after the envelope's decode, kept as a guard
         return WireError(envelope.id, E.BAD_JSON, TOO_DEEP)
     problem = params.problem()
@@ -1263,9 +1266,61 @@ def _code_of(failure: msgspec.ValidationError) -> ErrorCode:
     return E.MISSING_PARAM if missing else E.BAD_PARAM
 
 
-def _in_params(failure: msgspec.ValidationError) -> str:
+def _in_params(failure: msgspec.ValidationError, params: bytes | msgspec.Raw) -> str:
+    signed = _signed_decimal_words(str(failure), params)
+    if signed is not None:
+        return signed
     text = _readable(str(failure))
     return text.replace("`$", "`params") if "- at `$" in text else f"{text} - at `params`"
+
+
+_DECIMAL_MISMATCH = f"Expected `str` matching regex {DECIMAL_PATTERN!r}"  # msgspec's words
+_SIGNED_DECIMAL = re.compile(r"([-+])[0-9]+(\.[0-9]+)?\Z")
+_PATH_STEP = re.compile(r"\.([^.\[`]+)|\[([0-9]+)\]")  # `.qty`, `[0]` of msgspec's `$.ops[0]`
+
+
+def _signed_decimal_words(text: str, params: bytes | msgspec.Raw) -> str | None:
+    """What is wrong with a decimal text refused only for its sign (`"-1"`, `"+1"`), said of
+    its field: `qty must be positive, not negative: '-1' - at `params.qty``; None for any
+    other failure. msgspec says only that the pattern did not match (before session 26 the
+    answer read `Expected `str` holding a plain decimal number`), so the value is read again
+    from the params, on this failure path only."""
+    head, found, path = text.partition(" - at `$")
+    if head != _DECIMAL_MISMATCH or not found:
+        return None
+    path = path.removesuffix("`")
+    steps = _PATH_STEP.findall(path)
+    value = _value_at(params, steps)
+    if not isinstance(value, str) or len(value) > DECIMAL_LENGTH_MAX + 1:
+        return None
+    sign = _SIGNED_DECIMAL.match(value)
+    if sign is None or not steps or not steps[-1][0]:
+        return None
+    field = steps[-1][0]
+    if sign.group(1) == "+":
+        words = f"{field} is a plain decimal number, written without a sign: {value!r}"
+    elif field in POSITIVE_DECIMALS:
+        words = f"{field} must be positive, not negative: {value!r}"
+    else:
+        words = f"{field} must not be negative: {value!r}"
+    return f"{words} - at `params{path}`"
+
+
+def _value_at(params: bytes | msgspec.Raw, steps: list[tuple[str, str]]) -> Any:
+    """The value at `steps` (`_PATH_STEP`'s: a key or an index each) in the params' JSON;
+    None where there is none."""
+    try:
+        node = msgspec.json.decode(params)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    for key, index in steps:
+        if key and type(node) is dict:
+            node = node.get(key)
+        elif index and type(node) is list and int(index) < len(node):
+            node = node[int(index)]
+        else:
+            return None
+    return node
 
 
 def _readable(text: str) -> str:

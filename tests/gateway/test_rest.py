@@ -11,7 +11,10 @@ from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from client.rest import RestClient, RestResponse
+from client.sdk import VenueError
 from gateway import http as http_limits
 from gateway import rest, wire
 from gateway.auth import sign_request
@@ -556,6 +559,34 @@ def test_errors_about_a_body_speak_of_the_body(run_venue: Run) -> None:
             response = await call(trader, "PATCH", "/api/v1/orders/7", body=body)
             assert error_of(response) == (400, "BAD_JSON"), response
             assert response.json()["error"]["msg"] == lone + where, (body, response)
+        assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
+        trader.close()
+
+    run_venue(scenario)
+
+
+def test_a_negative_quantity_or_price_must_be_positive_on_both_apis(run_venue: Run) -> None:
+    """Session 26: `"-1"` was refused `Expected `str` holding a plain decimal number`, on
+    REST and the websocket alike; now both say the field must be positive."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        ws = await venue.client("taker")
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc"}
+        for field, params in (("qty", {"price": "187", "qty": "-1"}),
+                              ("price", {"price": "-1", "qty": "1"})):  # fmt: skip
+            words = f"{field} must be positive, not negative: '-1'"
+            response = await call(
+                trader, "POST", "/api/v1/orders", body=json.dumps(order | params).encode()
+            )
+            assert error_of(response) == (400, "BAD_PARAM"), response
+            assert response.json()["error"]["msg"] == f"{words} - at `{field}`"
+            with pytest.raises(VenueError) as refused:
+                await ws.request("order.place", order | params)
+            assert refused.value.name == "BAD_PARAM"
+            assert str(refused.value).endswith(f": {words} - at `params.{field}`")
+        amend = await call(trader, "PATCH", "/api/v1/orders/7", body=b'{"qty": "-3"}')
+        assert amend.json()["error"]["msg"] == "qty must be positive, not negative: '-3' - at `qty`"
         assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
         trader.close()
 

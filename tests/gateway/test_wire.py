@@ -283,6 +283,43 @@ def test_messages_say_where_and_what() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("method", "params", "words"),
+    [
+        ("order.place", place(price="-1"), "price must be positive, not negative: '-1' - at"
+         " `params.price`"),
+        ("order.place", place(qty="-0.5"), "qty must be positive, not negative: '-0.5' - at"
+         " `params.qty`"),
+        ("order.place", place(price="+187"), "price is a plain decimal number, written without"
+         " a sign: '+187' - at `params.price`"),
+        ("order.amend", {"order_id": 1, "qty": "-2"}, "qty must be positive, not negative:"
+         " '-2' - at `params.qty`"),
+        # "0" pulls a side, so zero is allowed there
+        ("quote.mass", {"quote_set": "q", "quotes": [{"symbol": SYMBOL, "bid_qty": "-1"}]},
+         "bid_qty must not be negative: '-1' - at `params.quotes[0].bid_qty`"),
+    ],
+)  # fmt: skip
+def test_a_signed_decimal_is_refused_for_its_sign_naming_its_field(
+    method: str, params: dict[str, Any], words: str
+) -> None:
+    """Session 26: `"-1"` as a quantity or price was refused `Expected `str` holding a plain
+    decimal number`, which does not say that a quantity must be positive."""
+    error = refused(frame(method, params))
+    assert (error.code, error.message) == (E.BAD_PARAM, words)
+
+
+def test_a_signed_decimal_in_a_batch_op_says_which_op() -> None:
+    op = {"method": "order.place", "params": place(qty="-1")}
+    error = refused(frame("order.batch", {"ops": [op]}))
+    assert error.message == (
+        "qty must be positive, not negative: '-1' - at `params.ops[0].params.qty`"
+    )
+    # a negative text that is no plain decimal otherwise keeps the pattern's words
+    assert refused(frame("order.place", place(qty="-1e3"))).message == (
+        "Expected `str` holding a plain decimal number - at `params.qty`"
+    )
+
+
 @pytest.mark.parametrize("ratio", ["2.5:1", "2/1", "10000:1", "-1:2", " 2:1"])
 def test_a_split_ratio_not_new_colon_old_is_said_in_words(ratio: str) -> None:
     """An operator's `venue admin split SYM 2/1` was answered with msgspec's regex
