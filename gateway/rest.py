@@ -32,6 +32,7 @@ from engine.reasons import ErrorCode
 from gateway import wire
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, AuthError, claim_cluster_wide, sign_request
 from gateway.candles import BARS_KEPT_MAX, CANDLES_LIMIT_DEFAULT, CandlesResult, Ticker
+from gateway.cors import Cors
 from gateway.http import Exchange
 from gateway.limits import QUERY_COST_MILLI, address_key, cost_milli
 from gateway.market_data import Channel, Stream
@@ -255,18 +256,23 @@ class RestApi:
 
     def __init__(self, server: "VenueServer") -> None:
         self.server = server
+        self.cors = Cors(server.config.gateway.cors_origins)
         self._openapi: bytes | None = None
         self._claim_tasks: set[asyncio.Task[None]] = set()  # one per connection at most
 
     def serve(self, connection: "Connection", exchange: Exchange) -> bool:
         """Answer `exchange` if it is ours (`/api/...`, `/openapi.json`); else False."""
         path = exchange.path
-        if path == OPENAPI_PATH:
-            self._serve_openapi(self._answers(connection), exchange)
-            return True
-        if not path.startswith("/api/"):
+        if path != OPENAPI_PATH and not path.startswith("/api/"):
             return False
+        exchange.always_headers = self.cors.headers(exchange.headers)
         answers = self._answers(connection)
+        if self.cors.is_preflight(exchange.method, exchange.headers):
+            self._serve_preflight(answers, exchange)
+            return True
+        if path == OPENAPI_PATH:
+            self._serve_openapi(answers, exchange)
+            return True
         try:
             self._serve(answers, exchange)
         except AssertionError:
@@ -285,6 +291,7 @@ class RestApi:
         path = exchange.path
         if path != OPENAPI_PATH and not path.startswith("/api/"):
             return False
+        exchange.always_headers = self.cors.headers(exchange.headers)
         exchange.respond(503, _error_body(E.TOO_MANY_CONNECTIONS, refusal), headers=headers)
         return True
 
@@ -296,6 +303,23 @@ class RestApi:
         if code is None or (path != OPENAPI_PATH and not path.startswith("/api/")):
             return None
         return _error_body(code, why)
+
+    def _serve_preflight(self, answers: "_Answers", exchange: Exchange) -> None:
+        """A listed origin's preflight (`gateway.cors`), charged as a request with no route
+        is (a public place, its connection's and client IP's buckets) and answered 204 with
+        the path's methods; a path with no route is 404 as for any method."""
+        if self._refused_a_place(answers, exchange):
+            return
+        if self._refused_by_rate(answers, exchange, QUERY_COST_MILLI, unsigned=True):
+            return
+        if exchange.path == OPENAPI_PATH:
+            allowed = ["GET", "HEAD"]
+        else:
+            allowed = match(exchange.method, exchange.raw_path)[2]
+        if not allowed:
+            _respond_error(exchange, E.UNKNOWN_METHOD, f"no route {exchange.path}", 404)
+            return
+        exchange.respond(204, b"", headers=self.cors.preflight(allowed))
 
     def _serve_openapi(self, answers: "_Answers", exchange: Exchange) -> None:
         """The OpenAPI document; another method than GET or HEAD is refused as on any route.
@@ -330,7 +354,7 @@ class RestApi:
         client IP's if it is unsigned or its signature is refused."""
         route, in_path, allowed = match(exchange.method, exchange.raw_path)
         if route is not None and route.private:
-            exchange.always_headers = PRIVATE_HEADERS
+            exchange.always_headers = (*exchange.always_headers, *PRIVATE_HEADERS)
         session = answers.session
         session.key = None
         cost = cost_milli(route.runs_as) if route is not None else QUERY_COST_MILLI
