@@ -174,7 +174,8 @@ def request_payload(
     body: bytes,
 ) -> bytes:
     """The exact bytes a REST request signs (docs/rest.md): the logon's fields, then the HTTP
-    method, the path and the query string as sent, and the body's bytes last."""
+    method, the path and the query string as sent, and the body's content last (a chunked
+    body's data joined, without its framing: a proxy may re-frame it)."""
     head = f"rest\n{api_key}\n{ts_us}\n{nonce}\n{recv_window_ms}\n{method}\n{path}\n{query}\n"
     return head.encode() + body
 

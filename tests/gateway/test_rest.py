@@ -593,6 +593,41 @@ def test_a_negative_quantity_or_price_must_be_positive_on_both_apis(run_venue: R
     run_venue(scenario)
 
 
+def test_a_chunked_body_is_signed_over_its_content_not_its_framing(run_venue: Run) -> None:
+    """docs/rest.md said a body is signed as "the bytes as sent"; the venue has always signed
+    a chunked body's content (its chunks' data joined), which a proxy that re-frames the body
+    leaves unchanged. The page says so now (session 26); this pins both sides."""
+    from tests.gateway.test_http import read_response
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc", "qty": "1"}
+        body = json.dumps(order | {"price": "150.00"}).encode()
+        chunks = [body[:10], body[10:40], body[40:]]
+        framed = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+
+        async def send_chunked(signed_body: bytes) -> tuple[int, dict[str, str], bytes]:
+            headers = trader.signature("POST", "/api/v1/orders", "", signed_body)
+            head = "POST /api/v1/orders HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            head += "Content-Type: application/json\r\n"
+            head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+            reader, writer = await asyncio.open_connection("127.0.0.1", venue.port)
+            try:
+                writer.write(head.encode() + b"\r\n" + framed)
+                return await asyncio.wait_for(read_response(reader), TEST_TIMEOUT_S)
+            finally:
+                writer.close()
+
+        status, _, answer = await send_chunked(body)
+        assert status == 200 and json.loads(answer)["status"] == "new", answer
+        status, _, answer = await send_chunked(framed)
+        assert (status, json.loads(answer)["error"]["name"]) == (401, "BAD_SIGNATURE")
+        assert len((await get(trader, "/api/v1/orders")).json()["orders"]) == 1
+        trader.close()
+
+    run_venue(scenario)
+
+
 def test_signature_failures_each_get_their_error(run_venue: Run) -> None:
     async def scenario(venue: Venue) -> None:
         key, secret = KEYS["taker"]
