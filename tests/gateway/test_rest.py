@@ -722,7 +722,8 @@ def test_signing_refusals_name_the_request_headers(run_venue: Run) -> None:
         assert msg.startswith("X-Timestamp is 6") and "; X-Recv-Window is 5000 ms" in msg, msg
         cases = [  # main: `recv_window must ...`, `nonce must ...`, `ts must ...`, both headers
             ({"X-Recv-Window": "0"}, "X-Recv-Window must be 1..60000 ms"),
-            ({"X-Nonce": "n" * 65}, "X-Nonce must be 1..64 printable characters"),
+            ({"X-Nonce": "n" * 65}, "X-Nonce must be 1..64 printable ASCII characters"),
+            ({"X-Nonce": "nonce-\xe9"}, "X-Nonce must be 1..64 printable ASCII characters"),
             ({"X-Timestamp": "9" * 17}, "X-Timestamp must be microseconds since the epoch"),
             ({"X-Timestamp": "soon"}, rest.TIMESTAMP_NOT_DIGITS),
             ({"X-Recv-Window": "5s"}, rest.WINDOW_NOT_DIGITS),
