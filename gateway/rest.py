@@ -339,7 +339,17 @@ class RestApi:
     def closed(self, connection: "Connection") -> None:
         answers: _Answers | None = connection.context
         if answers is not None:
+            self._log_unlogged(answers)
             self.server.handler.disconnected(answers.session)
+
+    def _log_unlogged(self, answers: "_Answers") -> None:
+        """The refused signatures a closed connection had counted toward a next line that
+        will not come, in one line of their own, if any (before session 26 they went
+        unsaid: a flood that ended with its connection's close showed only its first line)."""
+        if answers.refusals_unlogged:
+            left = {"peer": _peer(answers), "refusals_unlogged": answers.refusals_unlogged}
+            log.warning("rest requests refused before close", extra=left)
+            answers.refusals_unlogged = 0
 
     def _answers(self, connection: "Connection") -> "_Answers":
         if connection.context is None:

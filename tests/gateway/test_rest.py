@@ -1259,3 +1259,27 @@ def test_refused_requests_are_charged_and_good_ones_once(run_venue: Run, caplog:
         run_venue(scenario)
     refusals = [r for r in caplog.records if r.getMessage() == "rest request refused"]
     assert 1 <= len(refusals) < 100  # throttled: not one line per refused request
+
+
+def test_refusals_not_logged_yet_are_logged_at_close(run_venue: Run, caplog: Any) -> None:
+    """A connection's refused signatures within a second of its last line are counted into
+    its next line; those after the last line were dropped with the connection (session 26):
+    a flood that ended with a close showed only its first refusal. Every refusal is in a
+    line now, once: each `rest request refused` counts itself and `refusals_unlogged`."""
+    refused_count = 20
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        bad = [
+            signed_get(trader, "/api/v1/balances", **{"X-Signature": "0" * 64})
+            for _ in range(refused_count)
+        ]
+        assert {status for status, _ in await pipelined(venue, bad)} == {401}
+
+    with caplog.at_level("WARNING", logger="venue"):
+        run_venue(scenario)
+    lines = [r for r in caplog.records if r.getMessage() == "rest request refused"]
+    at_close = [r for r in caplog.records if r.getMessage() == "rest requests refused before close"]
+    counted = len(lines) + sum(r.__dict__["refusals_unlogged"] for r in lines + at_close)
+    assert counted == refused_count, (len(lines), len(at_close))
+    assert len(at_close) <= 1
