@@ -19,6 +19,7 @@ import asyncio
 import functools
 import logging
 import math
+import re
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, NamedTuple
 from urllib.parse import parse_qsl, unquote
 
@@ -83,6 +84,7 @@ BODY_METHODS = ("POST", "PATCH")  # the methods whose params are a JSON body
 # serve it to the next caller of the URL.
 PRIVATE_HEADERS = (("cache-control", "no-store"),)
 BODY_TOO_DEEP = "the body nests arrays or objects too deeply to read"
+BODY_NOT_OBJECT = "the body is one JSON object"
 # A body is JSON, which is UTF-8 (RFC 8259 8.1): another charset would be read wrongly.
 NOT_JSON_TYPE = (
     "a request body is JSON: send it with Content-Type: application/json (charset utf-8,"
@@ -715,12 +717,16 @@ def _params(
         try:
             params = msgspec.json.decode(exchange.body or b"{}")
         except msgspec.DecodeError as failure:
+            if _OUT_OF_RANGE.search(str(failure)):  # JSON all the same
+                if not exchange.body.lstrip().startswith(b"{"):
+                    return wire.WireError(None, E.BAD_JSON, BODY_NOT_OBJECT)
+                return _number_out_of_range(route, exchange.body)
             problem = _root_words(wire.json_problem(failure, exchange.body or b""))
             return wire.WireError(None, E.BAD_JSON, f"the body is not JSON: {problem}")
         except RecursionError:  # msgspec's guard against nesting that would exhaust the stack
             return wire.WireError(None, E.BAD_JSON, BODY_TOO_DEEP)
         if not isinstance(params, dict):
-            return wire.WireError(None, E.BAD_JSON, "the body is one JSON object")
+            return wire.WireError(None, E.BAD_JSON, BODY_NOT_OBJECT)
     else:
         if exchange.body:
             return wire.WireError(None, E.BAD_PARAM, f"a {route.method} request has no body")
@@ -757,6 +763,22 @@ def _params(
             return wire.WireError(None, E.BAD_PARAM, PATH_ID_TOO_LARGE.format(name))
         params[name] = value
     return params
+
+
+# msgspec's words for a number past what it reads without a type (an integer of thousands of
+# digits, `1e400`), placed by msgspec only as `$[...]`: the body is JSON all the same
+_OUT_OF_RANGE = re.compile(r"^(Integer value|Number) out of range")
+
+
+def _number_out_of_range(route: Route, body: bytes) -> wire.WireError:
+    """What is wrong with a body holding a number msgspec reads only against the params'
+    type, in the websocket's words for the same params (`Number out of range - at `qty``,
+    `BAD_PARAM`). Before session 26: `BAD_JSON`, `the body is not JSON: Integer value out of
+    range - at `$[...]``, neither true nor placed."""
+    said = wire.decode_params(wire.Envelope(0, route.runs_as, msgspec.Raw(body)))
+    if isinstance(said, wire.WireError):
+        return wire.WireError(None, said.code, _body_words(said.message))
+    return wire.WireError(None, E.BAD_PARAM, "a number in the body is out of range")
 
 
 def _repeated(pairs: list[tuple[str, str]]) -> str:

@@ -689,6 +689,38 @@ class _Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
 _params_decoders = {method: msgspec.json.Decoder(kind) for method, kind in METHODS.items()}
+
+
+def _decimal_fields(kinds: Iterable[type[msgspec.Struct]]) -> frozenset[str]:
+    """The names of the decimal-text fields of `kinds` and the structs they hold."""
+    names: set[str] = set()
+    seen: set[type] = set()
+    stack = list(kinds)
+    while stack:
+        kind = stack.pop()
+        if kind in seen:
+            continue
+        seen.add(kind)
+        for name, hint in typing.get_type_hints(kind, include_extras=True).items():
+            if hint in (DecimalText, DecimalText | None):
+                names.add(name)
+            stack += [
+                member
+                for member in _types_in(hint)
+                if isinstance(member, type) and issubclass(member, msgspec.Struct)
+            ]
+    return frozenset(names)
+
+
+def _types_in(hint: Any) -> Iterator[Any]:
+    """`hint` and every type inside it (`tuple[Quote, ...]`, `Annotated[...]`, unions)."""
+    yield hint
+    for argument in typing.get_args(hint):
+        yield from _types_in(argument)
+
+
+# every field that holds a decimal text, in any request: a JSON number there is said so
+DECIMAL_FIELDS = _decimal_fields(METHODS.values())
 _id_decoder = msgspec.json.Decoder(RequestId)
 
 
@@ -1267,7 +1299,7 @@ def _code_of(failure: msgspec.ValidationError) -> ErrorCode:
 
 
 def _in_params(failure: msgspec.ValidationError, params: bytes | msgspec.Raw) -> str:
-    signed = _signed_decimal_words(str(failure), params)
+    signed = _signed_decimal_words(str(failure), params) or _decimal_number_words(str(failure))
     if signed is not None:
         return signed
     text = _readable(str(failure))
@@ -1304,6 +1336,27 @@ def _signed_decimal_words(text: str, params: bytes | msgspec.Raw) -> str | None:
     else:
         words = f"{field} must not be negative: {value!r}"
     return f"{words} - at `params{path}`"
+
+
+# msgspec's words for a JSON number where a string belongs (a number of 20 digits or more it
+# reads as a float)
+_NUMBER_FOR_TEXT = re.compile(r"Expected `str( \| null)?`, got `(int|float)` - at `\$(.*)`")
+
+
+def _decimal_number_words(text: str) -> str | None:
+    """What is wrong with a decimal field given a JSON number (`"qty": 1.5`, a mistake
+    JSON encoders invite), said of its field: `qty is a decimal string such as "1.5", not a
+    JSON number - at `params.qty``; None for any other failure. Before session 26:
+    `Expected `str | null`, got `int``, and `got `float`` for an integer of 20 digits."""
+    number = _NUMBER_FOR_TEXT.fullmatch(text)
+    if number is None:
+        return None
+    steps = _PATH_STEP.findall(number.group(3))
+    field = steps[-1][0] if steps else ""
+    if field not in DECIMAL_FIELDS:
+        return None
+    words = f'{field} is a decimal string such as "1.5", not a JSON number'
+    return f"{words} - at `params{number.group(3)}`"
 
 
 def _value_at(params: bytes | msgspec.Raw, steps: list[tuple[str, str]]) -> Any:

@@ -536,7 +536,7 @@ def test_errors_about_a_body_speak_of_the_body(run_venue: Run) -> None:
              "the body nests arrays or objects too deeply to read"),
             (b"{}", 400, "Object missing required field `symbol` - in the body"),
             (json.dumps(order | {"price": 180}).encode(), 400,
-             "Expected `str | null`, got `int` - at `price`"),
+             'price is a decimal string such as "1.5", not a JSON number - at `price`'),
             (json.dumps(order | {"price": "180.00", "x": 1}).encode(), 400,
              "Object contains unknown field `x` - in the body"),
             (json.dumps(near_limit).encode(), 413, "the request body is too large: "),
@@ -549,7 +549,9 @@ def test_errors_about_a_body_speak_of_the_body(run_venue: Run) -> None:
             assert message.startswith(words), (body[:40], message)
             assert "frame" not in message and "params" not in message, message
         amend = await call(trader, "PATCH", "/api/v1/orders/7", body=b'{"qty": 1}')
-        assert amend.json()["error"]["msg"] == "Expected `str | null`, got `int` - at `qty`"
+        assert amend.json()["error"]["msg"] == (
+            'qty is a decimal string such as "1.5", not a JSON number - at `qty`'
+        )
         # an unpaired surrogate in a key of the body, or a body that is such a string, was
         # placed with msgspec's name for the root, `$` (session 23): said of the body now
         lone = "the body is not JSON: " + wire.LONE_SURROGATE
@@ -587,6 +589,30 @@ def test_a_negative_quantity_or_price_must_be_positive_on_both_apis(run_venue: R
             assert str(refused.value).endswith(f": {words} - at `params.{field}`")
         amend = await call(trader, "PATCH", "/api/v1/orders/7", body=b'{"qty": "-3"}')
         assert amend.json()["error"]["msg"] == "qty must be positive, not negative: '-3' - at `qty`"
+        assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
+        trader.close()
+
+    run_venue(scenario)
+
+
+def test_a_number_past_what_json_decoding_reads_is_a_bad_param_placed(run_venue: Run) -> None:
+    """Session 26: a body with an integer of thousands of digits, or `1e400`, was `BAD_JSON`,
+    `the body is not JSON: Integer value out of range - at `$[...]``: it is JSON, and the
+    websocket says of the same params `Number out of range - at `params.qty``."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        for method, path, body, words in [
+            ("POST", "/api/v1/orders", b'{"qty": 1' + b"0" * 5_000 + b"}", "at `qty`"),
+            ("POST", "/api/v1/orders", b'{"expire_at": 1e400}', "at `expire_at`"),
+            ("PATCH", "/api/v1/orders/5", b'{"price": -1e400}', "at `price`"),
+        ]:
+            response = await call(trader, method, path, body=body)
+            assert error_of(response) == (400, "BAD_PARAM"), response
+            assert response.json()["error"]["msg"] == f"Number out of range - {words}"
+        not_object = await call(trader, "POST", "/api/v1/orders", body=b"1e400")
+        assert error_of(not_object) == (400, "BAD_JSON")
+        assert not_object.json()["error"]["msg"] == "the body is one JSON object"
         assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
         trader.close()
 

@@ -308,6 +308,31 @@ def test_a_signed_decimal_is_refused_for_its_sign_naming_its_field(
     assert (error.code, error.message) == (E.BAD_PARAM, words)
 
 
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        (place(price=187.5), "price"),
+        (place(qty=1), "qty"),
+        (place(qty=10**25), "qty"),  # msgspec: `got `float``, for an integer this long
+        ({"quote_set": "q", "quotes": [{"symbol": SYMBOL, "bid_px": 1}]}, "quotes[0].bid_px"),
+    ],
+)
+def test_a_number_where_a_decimal_string_belongs_is_said_so(
+    params: dict[str, Any], field: str
+) -> None:
+    """Session 26: a JSON number for a price or quantity, the mistake JSON encoders invite,
+    was `Expected `str | null`, got `int``; now the field and what it takes are named."""
+    method = "quote.mass" if "quotes" in params else "order.place"
+    name = field.rpartition(".")[2]
+    assert refused(frame(method, params)).message == (
+        f'{name} is a decimal string such as "1.5", not a JSON number - at `params.{field}`'
+    )
+    # any other field given a number keeps msgspec's words
+    assert refused(frame("order.place", place(symbol=5))).message == (
+        "Expected `str`, got `int` - at `params.symbol`"
+    )
+
+
 def test_a_signed_decimal_in_a_batch_op_says_which_op() -> None:
     op = {"method": "order.place", "params": place(qty="-1")}
     error = refused(frame("order.batch", {"ops": [op]}))
