@@ -70,9 +70,11 @@ PATH_ID_TOO_LARGE = f"Expected `int` <= {wire.INT_MAX} - at `{{}}` in the path" 
 TIMESTAMP_NOT_DIGITS = "X-Timestamp is an integer: µs since the epoch, ASCII digits only"
 WINDOW_NOT_DIGITS = "X-Recv-Window is an integer: ms, ASCII digits only"
 # `auth`'s refusals name a logon's params; a request sends them as headers. Each pair: the
-# logon's words at the start of (or inside, `; ...`) a message, and the request's.
+# logon's words at the start of (or inside, `; ...`, `: ...`) a message, and the request's.
 HEADER_WORDS: Final = (
     ("ts ", "X-Timestamp "),
+    ("; ts ", "; X-Timestamp "),  # a timestamp in ms or s: `auth.unit_hint`, since session 26
+    (": ts is in microseconds", ": X-Timestamp is in microseconds"),
     ("; recv_window ", "; X-Recv-Window "),
     ("recv_window ", "X-Recv-Window "),
     ("nonce ", "X-Nonce "),
@@ -823,7 +825,7 @@ def _in_header_words(refused: AuthError) -> AuthError:
     Before session 25 the logon's words were sent as they were."""
     message = refused.message
     for logon_words, request_words in HEADER_WORDS:
-        if logon_words[0] in "; ":  # inside the message
+        if logon_words[0] in ";: ":  # inside the message
             message = message.replace(logon_words, request_words)
         elif message.startswith(logon_words):
             message = request_words + message.removeprefix(logon_words)

@@ -746,6 +746,15 @@ def test_signing_refusals_name_the_request_headers(run_venue: Run) -> None:
         )
         assert (status, name) == (401, "TIMESTAMP_OUT_OF_WINDOW")
         assert msg.startswith("X-Timestamp is 6") and "; X-Recv-Window is 5000 ms" in msg, msg
+        # a timestamp in ms: its hint named the logon's `ts` until session 26
+        ms_ts = time.time_ns() // 1_000_000
+        sig = sign_request(secret, key, ms_ts, "ms-1", 5_000, "GET", path, "", b"")
+        status, name, msg = await refusal(
+            **{"X-Timestamp": str(ms_ts), "X-Nonce": "ms-1", "X-Signature": sig}
+        )
+        assert (status, name) == (401, "TIMESTAMP_OUT_OF_WINDOW")
+        hint = f"; X-Timestamp {ms_ts} looks like milliseconds: X-Timestamp is in microseconds"
+        assert msg.endswith(hint) and " ts " not in msg, msg
         cases = [  # main: `recv_window must ...`, `nonce must ...`, `ts must ...`, both headers
             ({"X-Recv-Window": "0"}, "X-Recv-Window must be 1..60000 ms"),
             ({"X-Nonce": "n" * 65}, "X-Nonce must be 1..64 printable ASCII characters"),
