@@ -87,6 +87,7 @@ BODY_METHODS = ("POST", "PATCH")  # the methods whose params are a JSON body
 PRIVATE_HEADERS = (("cache-control", "no-store"),)
 BODY_TOO_DEEP = "the body nests arrays or objects too deeply to read"
 BODY_NOT_OBJECT = "the body is one JSON object"
+BODY_BLANK = "the body is only whitespace: send one JSON object, or no body"
 # A body is JSON, which is UTF-8 (RFC 8259 8.1): another charset would be read wrongly.
 NOT_JSON_TYPE = (
     "a request body is JSON: send it with Content-Type: application/json (charset utf-8,"
@@ -719,6 +720,8 @@ def _params(
         try:
             params = msgspec.json.decode(exchange.body or b"{}")
         except msgspec.DecodeError as failure:
+            if not exchange.body.strip():  # msgspec: "Input data was truncated"
+                return wire.WireError(None, E.BAD_JSON, BODY_BLANK)
             if _OUT_OF_RANGE.search(str(failure)):  # JSON all the same
                 if not exchange.body.lstrip().startswith(b"{"):
                     return wire.WireError(None, E.BAD_JSON, BODY_NOT_OBJECT)

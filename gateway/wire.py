@@ -959,6 +959,9 @@ LONE_LOW_SURROGATE = (
 )
 _SURROGATE = re.compile("[\ud800-\udfff]")  # in a string read leniently: an unpaired half
 _TRUNCATED = "Input data was truncated"  # msgspec's words
+# a frame of nothing but whitespace, or none: msgspec calls it truncated (before session 26,
+# its words were the answer)
+EMPTY_FRAME = "a request is one JSON object; this frame is empty"
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # perhaps half of an escaped backslash
 _SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 _HIGH_SURROGATE_LAST = "\udbff"
@@ -1064,6 +1067,8 @@ def decode_envelope(frame: bytes | str, size_max: int = MESSAGE_BYTES_MAX) -> En
             return WireError(None, E.BAD_JSON, f"a request is one JSON object: {failure}")
         return WireError(_salvage_id(frame), _code_of(failure), _readable(str(failure)))
     except msgspec.DecodeError as failure:
+        if str(failure) == _TRUNCATED and not frame.strip():  # msgspec's words for nothing
+            return WireError(None, E.BAD_JSON, EMPTY_FRAME)
         return _unreadable(failure, frame)
     except RecursionError:  # msgspec's guard against nesting that would exhaust the stack
         return WireError(_salvage_id(frame), E.BAD_JSON, TOO_DEEP)

@@ -610,6 +610,9 @@ def test_a_number_past_what_json_decoding_reads_is_a_bad_param_placed(run_venue:
             response = await call(trader, method, path, body=body)
             assert error_of(response) == (400, "BAD_PARAM"), response
             assert response.json()["error"]["msg"] == f"Number out of range - {words}"
+        blank = await call(trader, "POST", "/api/v1/orders", body=b" \r\n")  # session 26:
+        assert error_of(blank) == (400, "BAD_JSON")  # `... Input data was truncated`
+        assert blank.json()["error"]["msg"] == rest.BODY_BLANK
         not_object = await call(trader, "POST", "/api/v1/orders", body=b"1e400")
         assert error_of(not_object) == (400, "BAD_JSON")
         assert not_object.json()["error"]["msg"] == "the body is one JSON object"

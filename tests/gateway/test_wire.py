@@ -333,6 +333,13 @@ def test_a_number_where_a_decimal_string_belongs_is_said_so(
     )
 
 
+@pytest.mark.parametrize("raw", ["", b"", " \n\t", b"\r\n "])
+def test_an_empty_frame_is_said_to_be_empty(raw: str | bytes) -> None:
+    """Session 26: msgspec's words were the answer, `Input data was truncated`."""
+    error = refused(raw)
+    assert (error.code, error.id, error.message) == (E.BAD_JSON, None, wire.EMPTY_FRAME)
+
+
 def test_a_signed_decimal_in_a_batch_op_says_which_op() -> None:
     op = {"method": "order.place", "params": place(qty="-1")}
     error = refused(frame("order.batch", {"ops": [op]}))
