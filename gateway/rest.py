@@ -59,6 +59,9 @@ SIGNING_HEADERS = (*SIGNED_HEADERS, "x-recv-window")  # each sent once at most
 SENT_TWICE = "{} is sent more than once: send it once"
 QUERY_NOT_UTF8 = "the query is not UTF-8 once its %-escapes are decoded"
 QUERY_REPEATED = "the query parameter `{}` is repeated: send it once"
+# every query value is text: msgspec's `Expected `int`, got `str`` (before session 26) said
+# nothing a client could act on
+QUERY_NOT_INTEGER = "the query parameter `{}` is an integer, ASCII digits only: {!r}"
 # msgspec's words for a struct's fields, said of a query's parameters
 QUERY_WORDS: Final = (
     ("Object missing required field", "missing the query parameter"),
@@ -750,7 +753,7 @@ def _params(
             text = params[name]
             number = _integer(text.removeprefix("-"))
             if number is None:
-                return wire.WireError(None, E.BAD_PARAM, f"Expected `int`, got `str` - at `{name}`")
+                return wire.WireError(None, E.BAD_PARAM, QUERY_NOT_INTEGER.format(name, text))
             params[name] = -number if text.startswith("-") else number
         try:  # "10" -> 10, "true" -> True, as the struct's field types say
             decoded = msgspec.convert(params, route.params, strict=False)

@@ -192,6 +192,22 @@ def test_query_errors_speak_of_query_parameters(run_venue: Run) -> None:
     run_venue(scenario)
 
 
+def test_a_query_integer_that_is_not_digits_says_so(run_venue: Run) -> None:
+    """Session 26: `limit=+5` was `Expected `int`, got `str` - at `limit``, when every query
+    value is text."""
+
+    async def scenario(venue: Venue) -> None:
+        public = RestClient(base(venue))
+        for text in ("+5", "1e3", "25.0", "\uff15", "5\x00", ""):
+            response = await get(public, "/api/v1/trades", symbol=SYMBOL, limit=text)
+            assert error_of(response) == (400, "BAD_PARAM"), response
+            words = f"the query parameter `limit` is an integer, ASCII digits only: {text!r}"
+            assert response.json()["error"]["msg"] == words
+        public.close()
+
+    run_venue(scenario)
+
+
 def test_a_query_integer_with_leading_zeros_is_read_as_its_digits(run_venue: Run) -> None:
     """The finding: rest.md has a query integer be digits only, and the order id in a path
     is read so ("/api/v1/orders/007" names order 7), but a query's "05" passed the digits
