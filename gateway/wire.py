@@ -99,11 +99,16 @@ SURROGATE_SEARCH_MAX = 2_048
 
 DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?\Z"  # plain notation: no sign, exponent or spaces
 RATIO_PATTERN = r"^[0-9]{1,4}:[0-9]{1,4}\Z"  # a split's "new:old"; the engine checks 1..1000
-# The patterns said in words in an error (an operator does not read regular expressions).
+SIGNATURE_PATTERN = r"^[0-9a-fA-F]{64}\Z"  # a logon's `sig`: hex HMAC-SHA256
+JURISDICTION_PATTERN = r"^[A-Z]{2}\Z"  # ISO 3166 alpha-2
+# The patterns said in words in an error (an operator does not read regular expressions; nor
+# does a trader: before session 26 a bad `sig` was answered with its regex).
 PATTERN_WORDS = {
     DECIMAL_PATTERN: "a plain decimal number",
     RATIO_PATTERN: 'a ratio "new:old" of two whole numbers from 1 to 1000, such as "2:1",'
     ' "3:2" or "1:10"',
+    SIGNATURE_PATTERN: "64 hex digits (the HMAC-SHA256 of the logon's payload)",
+    JURISDICTION_PATTERN: 'an ISO 3166 alpha-2 code in capitals, such as "US"',
 }
 # The decimal fields whose value must be above zero (converted by `_positive`): a negative one
 # is told "must be positive". Every other decimal field takes "0" (a pulled side, no cap).
@@ -124,7 +129,7 @@ ClientOrderId = Annotated[str, Meta(min_length=1, max_length=CL_ORD_ID_LENGTH_MA
 ClientOperationId = Annotated[str, Meta(min_length=1, max_length=CL_OP_ID_LENGTH_MAX)]
 Tag = Annotated[str, Meta(min_length=1, max_length=TAG_LENGTH_MAX)]
 Name = Annotated[str, Meta(min_length=1, max_length=NAME_LENGTH_MAX)]
-Jurisdiction = Annotated[str, Meta(pattern=r"^[A-Z]{2}\Z")]  # ISO 3166 alpha-2
+Jurisdiction = Annotated[str, Meta(pattern=JURISDICTION_PATTERN)]
 Scale = Annotated[int, Meta(ge=0, le=SCALE_MAX)]
 FeeBps = Annotated[int, Meta(ge=0, le=FEE_BPS_MAX)]
 # a list of symbols names at least one: "all" is said by leaving the list out, never by []
@@ -181,7 +186,7 @@ class LogonParams(Params, frozen=True):
     api_key: Annotated[str, Meta(min_length=1, max_length=KEY_LENGTH_MAX)]
     ts: Int53  # µs
     nonce: Annotated[str, Meta(min_length=1, max_length=NONCE_LENGTH_MAX)]
-    sig: Annotated[str, Meta(pattern=r"^[0-9a-fA-F]{64}\Z")]  # hex HMAC-SHA256
+    sig: Annotated[str, Meta(pattern=SIGNATURE_PATTERN)]
     recv_window: PositiveInt | None = None  # ms; the server's default when absent
 
 

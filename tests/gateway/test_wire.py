@@ -352,6 +352,21 @@ def test_a_signed_decimal_in_a_batch_op_says_which_op() -> None:
     )
 
 
+def test_a_signature_or_jurisdiction_of_the_wrong_form_is_said_in_words() -> None:
+    """Session 26: a logon's bad `sig` was answered with its regex, `Expected `str` matching
+    regex '^[0-9a-fA-F]{64}\\Z'`, as was an operator's jurisdiction."""
+    logon = refused(frame("session.logon", MINIMAL["session.logon"] | {"sig": "zz"}))
+    assert logon.message == (
+        "Expected `str` holding 64 hex digits (the HMAC-SHA256 of the logon's payload) - at"
+        " `params.sig`"
+    )
+    account = MINIMAL["admin.open_account"] | {"jurisdiction": "de"}
+    assert refused(frame("admin.open_account", account)).message == (
+        'Expected `str` holding an ISO 3166 alpha-2 code in capitals, such as "US" - at'
+        " `params.jurisdiction`"
+    )
+
+
 @pytest.mark.parametrize("ratio", ["2.5:1", "2/1", "10000:1", "-1:2", " 2:1"])
 def test_a_split_ratio_not_new_colon_old_is_said_in_words(ratio: str) -> None:
     """An operator's `venue admin split SYM 2/1` was answered with msgspec's regex
