@@ -61,6 +61,7 @@ QUERY_NOT_UTF8 = "the query is not UTF-8 once its %-escapes are decoded"
 QUERY_REPEATED = "the query parameter `{}` is repeated: send it once"
 # every query value is text: msgspec's `Expected `int`, got `str`` (before session 26) said
 # nothing a client could act on
+QUERY_NO_NAME = "a query parameter has no name: `={}`"
 QUERY_NOT_INTEGER = "the query parameter `{}` is an integer, ASCII digits only: {!r}"
 # msgspec's words for a struct's fields, said of a query's parameters
 QUERY_WORDS: Final = (
@@ -745,6 +746,8 @@ def _params(
         params = dict(pairs)
         if len(params) != len(pairs):
             return wire.WireError(None, E.BAD_PARAM, QUERY_REPEATED.format(_repeated(pairs)))
+        if "" in params:  # `?=x`: msgspec's words would be "unknown field ``"
+            return wire.WireError(None, E.BAD_PARAM, QUERY_NO_NAME.format(params[""]))
         for name, value in route.defaults:
             params.setdefault(name, str(value))
         for name in _integer_fields(route.params).intersection(params):

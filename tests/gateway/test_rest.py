@@ -203,6 +203,10 @@ def test_a_query_integer_that_is_not_digits_says_so(run_venue: Run) -> None:
             assert error_of(response) == (400, "BAD_PARAM"), response
             words = f"the query parameter `limit` is an integer, ASCII digits only: {text!r}"
             assert response.json()["error"]["msg"] == words
+        # and a parameter with no name was an `unknown query parameter ``` until session 26
+        nameless = await get(public, "/api/v1/ticker?=AAPLx-USD")
+        assert error_of(nameless) == (400, "BAD_PARAM")
+        assert nameless.json()["error"]["msg"] == "a query parameter has no name: `=AAPLx-USD`"
         public.close()
 
     run_venue(scenario)
