@@ -59,9 +59,9 @@ SIGNING_HEADERS = (*SIGNED_HEADERS, "x-recv-window")  # each sent once at most
 SENT_TWICE = "{} is sent more than once: send it once"
 QUERY_NOT_UTF8 = "the query is not UTF-8 once its %-escapes are decoded"
 QUERY_REPEATED = "the query parameter `{}` is repeated: send it once"
+QUERY_NO_NAME = "a query parameter has no name: `={}`"  # msgspec: "unknown field ``"
 # every query value is text: msgspec's `Expected `int`, got `str`` (before session 26) said
 # nothing a client could act on
-QUERY_NO_NAME = "a query parameter has no name: `={}`"
 QUERY_NOT_INTEGER = "the query parameter `{}` is an integer, ASCII digits only: {!r}"
 # msgspec's words for a struct's fields, said of a query's parameters
 QUERY_WORDS: Final = (
@@ -746,7 +746,7 @@ def _params(
         params = dict(pairs)
         if len(params) != len(pairs):
             return wire.WireError(None, E.BAD_PARAM, QUERY_REPEATED.format(_repeated(pairs)))
-        if "" in params:  # `?=x`: msgspec's words would be "unknown field ``"
+        if "" in params:  # `?=x`
             return wire.WireError(None, E.BAD_PARAM, QUERY_NO_NAME.format(params[""]))
         for name, value in route.defaults:
             params.setdefault(name, str(value))

@@ -726,6 +726,7 @@ def _types_in(hint: Any) -> Iterator[Any]:
 
 # every field that holds a decimal text, in any request: a JSON number there is said so
 DECIMAL_FIELDS = _decimal_fields(METHODS.values())
+
 _id_decoder = msgspec.json.Decoder(RequestId)
 
 
@@ -1309,9 +1310,9 @@ def _code_of(failure: msgspec.ValidationError) -> ErrorCode:
 
 
 def _in_params(failure: msgspec.ValidationError, params: bytes | msgspec.Raw) -> str:
-    signed = _signed_decimal_words(str(failure), params) or _decimal_number_words(str(failure))
-    if signed is not None:
-        return signed
+    said = _signed_decimal_words(str(failure), params) or _decimal_number_words(str(failure))
+    if said is not None:
+        return said
     text = _readable(str(failure))
     return text.replace("`$", "`params") if "- at `$" in text else f"{text} - at `params`"
 
