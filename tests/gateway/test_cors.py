@@ -180,6 +180,22 @@ def test_a_preflight_is_charged_as_a_request_with_no_route(tmp_path: Path) -> No
     run_with_origins(tmp_path, (APP,), scenario, connection_rate_per_s=1, connection_burst=burst)
 
 
+def test_a_connection_refused_at_the_caps_is_told_so_readably(tmp_path: Path) -> None:
+    """The 503 of a connection past the caps on open connections is REST's too: the page
+    reads it (and its Retry-After) instead of a failed request."""
+
+    async def scenario(venue: Venue) -> None:
+        held = await asyncio.open_connection("127.0.0.1", venue.port)  # the IP's one place
+        try:
+            refused = await sent(venue, "GET", "/api/v1/time", Origin=APP)
+        finally:
+            held[1].close()
+        assert (refused.status, allowed_origin(refused)) == (503, APP), refused
+        assert refused.json()["error"]["name"] == "TOO_MANY_CONNECTIONS"
+
+    run_with_origins(tmp_path, (APP,), scenario, connections_per_ip_max=1)
+
+
 def test_cors_origins_are_checked_at_load(tmp_path: Path) -> None:
     for entry, words in [
         ("*", "'*' is not allowed: list each origin"),
