@@ -111,6 +111,18 @@ class LimitsSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     trusted_proxies: tuple[str, ...] = ()
 
 
+CORS_ORIGINS_MAX = 100  # the web apps of one venue's operators and partners, with room to spare
+ORIGIN_SCHEMES = {"http": 80, "https": 443}  # a web page's origin, with its scheme's default port
+
+
+class GatewaySection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """The HTTP side of every gateway (the websocket's limits are `[limits]`)."""
+
+    # the web origins (`https://app.example.com`) whose pages may call the REST API from a
+    # browser (CORS, gateway.cors); none: only pages the venue serves itself, as before
+    cors_origins: Annotated[tuple[str, ...], msgspec.Meta(max_length=CORS_ORIGINS_MAX)] = ()
+
+
 class AssetEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     code: str
     scale: int
@@ -158,6 +170,7 @@ class ApiKeyEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 class VenueConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     venue: VenueSection = VenueSection()
     limits: LimitsSection = LimitsSection()
+    gateway: GatewaySection = GatewaySection()
     assets: tuple[AssetEntry, ...] = ()
     instruments: tuple[InstrumentEntry, ...] = ()
     reserves: tuple[ReserveEntry, ...] = ()
@@ -201,6 +214,7 @@ def problem(config: VenueConfig) -> str | None:
         _duplicate("api_keys", "key", [entry.key for entry in config.api_keys])
         or _first(map(_scopes_problem, config.api_keys))
         or _trusted_proxies_problem(config.limits.trusted_proxies)
+        or _cors_origins_problem(config.gateway.cors_origins)
     )
 
 
@@ -226,6 +240,56 @@ def trusted_networks(
         except ValueError:
             raise ValueError(f"{entry!r} is not an IP address or network") from None
     return tuple(networks)
+
+
+def _cors_origins_problem(entries: tuple[str, ...]) -> str | None:
+    """`[gateway] cors_origins` names only web origins: a path, a `*` or a typo would
+    otherwise let no page in (or, for `*`, every page) without a word."""
+    for entry in entries:
+        try:
+            cors_origin(entry)
+        except ValueError as bad:
+            return f"[gateway] cors_origins: {bad}"
+    return None
+
+
+def cors_origin(entry: str) -> str:
+    """A `[gateway] cors_origins` entry as a browser sends its page's `Origin`: the scheme and
+    host lower case, the port only when not the scheme's default (`https://app.example.com`,
+    `http://127.0.0.1:3000`); ValueError saying why another is not one."""
+    scheme, separator, authority = entry.strip().partition("://")
+    scheme = scheme.lower()
+    if entry.strip() in ("*", "null"):
+        raise ValueError(f"{entry!r} is not allowed: list each origin whose pages may call the API")
+    if not separator or scheme not in ORIGIN_SCHEMES:
+        raise ValueError(f"{entry!r} is not an origin: http:// or https:// and a host")
+    if not authority or any(mark in authority for mark in "/?#@ \t"):
+        raise ValueError(
+            f"{entry!r} is not an origin: a scheme, a host and a port only (no path, no"
+            " trailing slash), as `https://app.example.com`"
+        )
+    host, port = _host_and_port(entry, authority.lower())
+    default = port is None or port == ORIGIN_SCHEMES[scheme]
+    return f"{scheme}://{host}" if default else f"{scheme}://{host}:{port}"
+
+
+def _host_and_port(entry: str, authority: str) -> tuple[str, int | None]:
+    """`host[:port]` (`[v6]:port` for IPv6) of an origin; ValueError naming `entry`."""
+    if authority.startswith("["):
+        host, _, rest = authority.partition("]")
+        host += "]"
+        port_text = rest.removeprefix(":")
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{entry!r} is not an origin: text after the IPv6 address")
+    else:
+        host, _, port_text = authority.partition(":")
+    if not host or host == "[]":
+        raise ValueError(f"{entry!r} is not an origin: it has no host")
+    if not port_text:
+        return host, None
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) <= 65535:
+        raise ValueError(f"{entry!r} is not an origin: its port is not within 1..65535")
+    return host, int(port_text)
 
 
 def build_problem(config: VenueConfig) -> str | None:

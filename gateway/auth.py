@@ -135,6 +135,11 @@ def _key_problem(api_key: ApiKey) -> str | None:
     return None
 
 
+# what `_is_printable_ascii` lets through, as docs/protocol.md §4.1 says it (before session
+# 26, "printable characters", which a nonce such as "nonce-é" is, refused all the same)
+NONCE_WORDS = f"nonce must be 1..{NONCE_LENGTH_MAX} printable ASCII characters"
+
+
 def _is_printable_ascii(text: str) -> bool:
     # ASCII printable excludes "\n", the payload's field separator, so fields cannot be forged.
     return text.isascii() and text.isprintable()
@@ -174,7 +179,8 @@ def request_payload(
     body: bytes,
 ) -> bytes:
     """The exact bytes a REST request signs (docs/rest.md): the logon's fields, then the HTTP
-    method, the path and the query string as sent, and the body's bytes last."""
+    method, the path and the query string as sent, and the body's content last (a chunked
+    body's data joined, without its framing: a proxy may re-frame it)."""
     head = f"rest\n{api_key}\n{ts_us}\n{nonce}\n{recv_window_ms}\n{method}\n{path}\n{query}\n"
     return head.encode() + body
 
@@ -254,9 +260,7 @@ class Authenticator:
         self._forget_expired(now_us)
         key = self.store.get(api_key)
         if not 1 <= len(nonce) <= NONCE_LENGTH_MAX or not _is_printable_ascii(nonce):
-            raise AuthError(
-                ErrorCode.BAD_PARAM, f"nonce must be 1..{NONCE_LENGTH_MAX} printable characters"
-            )
+            raise AuthError(ErrorCode.BAD_PARAM, NONCE_WORDS)
         if not 1 <= recv_window_ms <= RECV_WINDOW_MS_MAX:
             raise AuthError(ErrorCode.BAD_PARAM, f"recv_window must be 1..{RECV_WINDOW_MS_MAX} ms")
         if not 0 <= ts_us <= TIMESTAMP_US_MAX:

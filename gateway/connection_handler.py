@@ -185,6 +185,7 @@ class ConnectionHandler:
         self.private_streams.leave(session)
         self.dispatcher.placed.forget_session(session)
         self.dispatcher.held_requests.forget_held(session)
+        self.dispatcher.logons.closed(session)  # its refusals not logged yet
         self.private_streams.cancel_on_disconnect(session)
 
     # ----------------------------------------------------------------- a cluster's lease

@@ -181,6 +181,15 @@ class Logons:
         why_refused = {"code": code.name.lower(), "reason": why, "refusals_unlogged": unlogged}
         log.warning("logon refused", extra=refused | why_refused)
 
+    def closed(self, session: Session) -> None:
+        """A connection closed: the refusals it had counted toward a next line that will not
+        come are logged in one line of their own, if any (before session 26 they went
+        unsaid: a flood that ended with its connection's close showed only its first line)."""
+        _, unlogged = self._refusals_logged.pop(session, (0, 0))
+        if unlogged:
+            left = {"session": session.id, "peer": peer(session), "refusals_unlogged": unlogged}
+            log.warning("logons refused before close", extra=left)
+
 
 def _connections_refusal(key: ApiKey, connected: int) -> str | None:
     """Why `key` may not log on while its account has `connected` sessions, if it may not:

@@ -19,6 +19,7 @@ import asyncio
 import functools
 import logging
 import math
+import re
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, NamedTuple
 from urllib.parse import parse_qsl, unquote
 
@@ -32,6 +33,7 @@ from engine.reasons import ErrorCode
 from gateway import wire
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, AuthError, claim_cluster_wide, sign_request
 from gateway.candles import BARS_KEPT_MAX, CANDLES_LIMIT_DEFAULT, CandlesResult, Ticker
+from gateway.cors import Cors
 from gateway.http import Exchange
 from gateway.limits import QUERY_COST_MILLI, address_key, cost_milli
 from gateway.market_data import Channel, Stream
@@ -57,6 +59,10 @@ SIGNING_HEADERS = (*SIGNED_HEADERS, "x-recv-window")  # each sent once at most
 SENT_TWICE = "{} is sent more than once: send it once"
 QUERY_NOT_UTF8 = "the query is not UTF-8 once its %-escapes are decoded"
 QUERY_REPEATED = "the query parameter `{}` is repeated: send it once"
+QUERY_NO_NAME = "a query parameter has no name: `={}`"  # msgspec: "unknown field ``"
+# every query value is text: msgspec's `Expected `int`, got `str`` (before session 26) said
+# nothing a client could act on
+QUERY_NOT_INTEGER = "the query parameter `{}` is an integer, ASCII digits only: {!r}"
 # msgspec's words for a struct's fields, said of a query's parameters
 QUERY_WORDS: Final = (
     ("Object missing required field", "missing the query parameter"),
@@ -68,9 +74,11 @@ PATH_ID_TOO_LARGE = f"Expected `int` <= {wire.INT_MAX} - at `{{}}` in the path" 
 TIMESTAMP_NOT_DIGITS = "X-Timestamp is an integer: µs since the epoch, ASCII digits only"
 WINDOW_NOT_DIGITS = "X-Recv-Window is an integer: ms, ASCII digits only"
 # `auth`'s refusals name a logon's params; a request sends them as headers. Each pair: the
-# logon's words at the start of (or inside, `; ...`) a message, and the request's.
+# logon's words at the start of (or inside, `; ...`, `: ...`) a message, and the request's.
 HEADER_WORDS: Final = (
     ("ts ", "X-Timestamp "),
+    ("; ts ", "; X-Timestamp "),  # a timestamp in ms or s: `auth.unit_hint`, since session 26
+    (": ts is in microseconds", ": X-Timestamp is in microseconds"),
     ("; recv_window ", "; X-Recv-Window "),
     ("recv_window ", "X-Recv-Window "),
     ("nonce ", "X-Nonce "),
@@ -82,6 +90,8 @@ BODY_METHODS = ("POST", "PATCH")  # the methods whose params are a JSON body
 # serve it to the next caller of the URL.
 PRIVATE_HEADERS = (("cache-control", "no-store"),)
 BODY_TOO_DEEP = "the body nests arrays or objects too deeply to read"
+BODY_NOT_OBJECT = "the body is one JSON object"
+BODY_BLANK = "the body is only whitespace: send one JSON object, or no body"
 # A body is JSON, which is UTF-8 (RFC 8259 8.1): another charset would be read wrongly.
 NOT_JSON_TYPE = (
     "a request body is JSON: send it with Content-Type: application/json (charset utf-8,"
@@ -255,18 +265,23 @@ class RestApi:
 
     def __init__(self, server: "VenueServer") -> None:
         self.server = server
+        self.cors = Cors(server.config.gateway.cors_origins)
         self._openapi: bytes | None = None
         self._claim_tasks: set[asyncio.Task[None]] = set()  # one per connection at most
 
     def serve(self, connection: "Connection", exchange: Exchange) -> bool:
         """Answer `exchange` if it is ours (`/api/...`, `/openapi.json`); else False."""
         path = exchange.path
-        if path == OPENAPI_PATH:
-            self._serve_openapi(self._answers(connection), exchange)
-            return True
-        if not path.startswith("/api/"):
+        if path != OPENAPI_PATH and not path.startswith("/api/"):
             return False
+        exchange.always_headers = self.cors.headers(exchange.headers)
         answers = self._answers(connection)
+        if self.cors.is_preflight(exchange.method, exchange.headers):
+            self._serve_preflight(answers, exchange)
+            return True
+        if path == OPENAPI_PATH:
+            self._serve_openapi(answers, exchange)
+            return True
         try:
             self._serve(answers, exchange)
         except AssertionError:
@@ -285,6 +300,7 @@ class RestApi:
         path = exchange.path
         if path != OPENAPI_PATH and not path.startswith("/api/"):
             return False
+        exchange.always_headers = self.cors.headers(exchange.headers)
         exchange.respond(503, _error_body(E.TOO_MANY_CONNECTIONS, refusal), headers=headers)
         return True
 
@@ -296,6 +312,23 @@ class RestApi:
         if code is None or (path != OPENAPI_PATH and not path.startswith("/api/")):
             return None
         return _error_body(code, why)
+
+    def _serve_preflight(self, answers: "_Answers", exchange: Exchange) -> None:
+        """A listed origin's preflight (`gateway.cors`), charged as a request with no route
+        is (a public place, its connection's and client IP's buckets) and answered 204 with
+        the path's methods; a path with no route is 404 as for any method."""
+        if self._refused_a_place(answers, exchange):
+            return
+        if self._refused_by_rate(answers, exchange, QUERY_COST_MILLI, unsigned=True):
+            return
+        if exchange.path == OPENAPI_PATH:
+            allowed = ["GET", "HEAD"]
+        else:
+            allowed = match(exchange.method, exchange.raw_path)[2]
+        if not allowed:
+            _respond_error(exchange, E.UNKNOWN_METHOD, f"no route {exchange.path}", 404)
+            return
+        exchange.respond(204, b"", headers=self.cors.preflight(allowed))
 
     def _serve_openapi(self, answers: "_Answers", exchange: Exchange) -> None:
         """The OpenAPI document; another method than GET or HEAD is refused as on any route.
@@ -315,7 +348,17 @@ class RestApi:
     def closed(self, connection: "Connection") -> None:
         answers: _Answers | None = connection.context
         if answers is not None:
+            self._log_unlogged(answers)
             self.server.handler.disconnected(answers.session)
+
+    def _log_unlogged(self, answers: "_Answers") -> None:
+        """The refused signatures a closed connection had counted toward a next line that
+        will not come, in one line of their own, if any (before session 26 they went
+        unsaid: a flood that ended with its connection's close showed only its first line)."""
+        if answers.refusals_unlogged:
+            left = {"peer": _peer(answers), "refusals_unlogged": answers.refusals_unlogged}
+            log.warning("rest requests refused before close", extra=left)
+            answers.refusals_unlogged = 0
 
     def _answers(self, connection: "Connection") -> "_Answers":
         if connection.context is None:
@@ -330,7 +373,7 @@ class RestApi:
         client IP's if it is unsigned or its signature is refused."""
         route, in_path, allowed = match(exchange.method, exchange.raw_path)
         if route is not None and route.private:
-            exchange.always_headers = PRIVATE_HEADERS
+            exchange.always_headers = (*exchange.always_headers, *PRIVATE_HEADERS)
         session = answers.session
         session.key = None
         cost = cost_milli(route.runs_as) if route is not None else QUERY_COST_MILLI
@@ -681,12 +724,18 @@ def _params(
         try:
             params = msgspec.json.decode(exchange.body or b"{}")
         except msgspec.DecodeError as failure:
+            if not exchange.body.strip():  # msgspec: "Input data was truncated"
+                return wire.WireError(None, E.BAD_JSON, BODY_BLANK)
+            if _OUT_OF_RANGE.search(str(failure)):  # JSON all the same
+                if not exchange.body.lstrip().startswith(b"{"):
+                    return wire.WireError(None, E.BAD_JSON, BODY_NOT_OBJECT)
+                return _number_out_of_range(route, exchange.body)
             problem = _root_words(wire.json_problem(failure, exchange.body or b""))
             return wire.WireError(None, E.BAD_JSON, f"the body is not JSON: {problem}")
         except RecursionError:  # msgspec's guard against nesting that would exhaust the stack
             return wire.WireError(None, E.BAD_JSON, BODY_TOO_DEEP)
         if not isinstance(params, dict):
-            return wire.WireError(None, E.BAD_JSON, "the body is one JSON object")
+            return wire.WireError(None, E.BAD_JSON, BODY_NOT_OBJECT)
     else:
         if exchange.body:
             return wire.WireError(None, E.BAD_PARAM, f"a {route.method} request has no body")
@@ -697,6 +746,8 @@ def _params(
         params = dict(pairs)
         if len(params) != len(pairs):
             return wire.WireError(None, E.BAD_PARAM, QUERY_REPEATED.format(_repeated(pairs)))
+        if "" in params:  # `?=x`
+            return wire.WireError(None, E.BAD_PARAM, QUERY_NO_NAME.format(params[""]))
         for name, value in route.defaults:
             params.setdefault(name, str(value))
         for name in _integer_fields(route.params).intersection(params):
@@ -705,7 +756,7 @@ def _params(
             text = params[name]
             number = _integer(text.removeprefix("-"))
             if number is None:
-                return wire.WireError(None, E.BAD_PARAM, f"Expected `int`, got `str` - at `{name}`")
+                return wire.WireError(None, E.BAD_PARAM, QUERY_NOT_INTEGER.format(name, text))
             params[name] = -number if text.startswith("-") else number
         try:  # "10" -> 10, "true" -> True, as the struct's field types say
             decoded = msgspec.convert(params, route.params, strict=False)
@@ -723,6 +774,22 @@ def _params(
             return wire.WireError(None, E.BAD_PARAM, PATH_ID_TOO_LARGE.format(name))
         params[name] = value
     return params
+
+
+# msgspec's words for a number past what it reads without a type (an integer of thousands of
+# digits, `1e400`), placed by msgspec only as `$[...]`: the body is JSON all the same
+_OUT_OF_RANGE = re.compile(r"^(Integer value|Number) out of range")
+
+
+def _number_out_of_range(route: Route, body: bytes) -> wire.WireError:
+    """What is wrong with a body holding a number msgspec reads only against the params'
+    type, in the websocket's words for the same params (`Number out of range - at `qty``,
+    `BAD_PARAM`). Before session 26: `BAD_JSON`, `the body is not JSON: Integer value out of
+    range - at `$[...]``, neither true nor placed."""
+    said = wire.decode_params(wire.Envelope(0, route.runs_as, msgspec.Raw(body)))
+    if isinstance(said, wire.WireError):
+        return wire.WireError(None, said.code, _body_words(said.message))
+    return wire.WireError(None, E.BAD_PARAM, "a number in the body is out of range")
 
 
 def _repeated(pairs: list[tuple[str, str]]) -> str:
@@ -767,7 +834,7 @@ def _in_header_words(refused: AuthError) -> AuthError:
     Before session 25 the logon's words were sent as they were."""
     message = refused.message
     for logon_words, request_words in HEADER_WORDS:
-        if logon_words[0] in "; ":  # inside the message
+        if logon_words[0] in ";: ":  # inside the message
             message = message.replace(logon_words, request_words)
         elif message.startswith(logon_words):
             message = request_words + message.removeprefix(logon_words)

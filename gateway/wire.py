@@ -99,12 +99,20 @@ SURROGATE_SEARCH_MAX = 2_048
 
 DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?\Z"  # plain notation: no sign, exponent or spaces
 RATIO_PATTERN = r"^[0-9]{1,4}:[0-9]{1,4}\Z"  # a split's "new:old"; the engine checks 1..1000
-# The patterns said in words in an error (an operator does not read regular expressions).
+SIGNATURE_PATTERN = r"^[0-9a-fA-F]{64}\Z"  # a logon's `sig`: hex HMAC-SHA256
+JURISDICTION_PATTERN = r"^[A-Z]{2}\Z"  # ISO 3166 alpha-2
+# The patterns said in words in an error (an operator does not read regular expressions; nor
+# does a trader: before session 26 a bad `sig` was answered with its regex).
 PATTERN_WORDS = {
     DECIMAL_PATTERN: "a plain decimal number",
     RATIO_PATTERN: 'a ratio "new:old" of two whole numbers from 1 to 1000, such as "2:1",'
     ' "3:2" or "1:10"',
+    SIGNATURE_PATTERN: "64 hex digits (the HMAC-SHA256 of the logon's payload)",
+    JURISDICTION_PATTERN: 'an ISO 3166 alpha-2 code in capitals, such as "US"',
 }
+# The decimal fields whose value must be above zero (converted by `_positive`): a negative one
+# is told "must be positive". Every other decimal field takes "0" (a pulled side, no cap).
+POSITIVE_DECIMALS = frozenset({"price", "qty", "quote_qty", "bid_px", "ask_px"})
 
 # ----------------------------------------------------------------- field types
 
@@ -121,7 +129,7 @@ ClientOrderId = Annotated[str, Meta(min_length=1, max_length=CL_ORD_ID_LENGTH_MA
 ClientOperationId = Annotated[str, Meta(min_length=1, max_length=CL_OP_ID_LENGTH_MAX)]
 Tag = Annotated[str, Meta(min_length=1, max_length=TAG_LENGTH_MAX)]
 Name = Annotated[str, Meta(min_length=1, max_length=NAME_LENGTH_MAX)]
-Jurisdiction = Annotated[str, Meta(pattern=r"^[A-Z]{2}\Z")]  # ISO 3166 alpha-2
+Jurisdiction = Annotated[str, Meta(pattern=JURISDICTION_PATTERN)]
 Scale = Annotated[int, Meta(ge=0, le=SCALE_MAX)]
 FeeBps = Annotated[int, Meta(ge=0, le=FEE_BPS_MAX)]
 # a list of symbols names at least one: "all" is said by leaving the list out, never by []
@@ -178,7 +186,7 @@ class LogonParams(Params, frozen=True):
     api_key: Annotated[str, Meta(min_length=1, max_length=KEY_LENGTH_MAX)]
     ts: Int53  # µs
     nonce: Annotated[str, Meta(min_length=1, max_length=NONCE_LENGTH_MAX)]
-    sig: Annotated[str, Meta(pattern=r"^[0-9a-fA-F]{64}\Z")]  # hex HMAC-SHA256
+    sig: Annotated[str, Meta(pattern=SIGNATURE_PATTERN)]
     recv_window: PositiveInt | None = None  # ms; the server's default when absent
 
 
@@ -686,6 +694,39 @@ class _Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
 _params_decoders = {method: msgspec.json.Decoder(kind) for method, kind in METHODS.items()}
+
+
+def _decimal_fields(kinds: Iterable[type[msgspec.Struct]]) -> frozenset[str]:
+    """The names of the decimal-text fields of `kinds` and the structs they hold."""
+    names: set[str] = set()
+    seen: set[type] = set()
+    stack = list(kinds)
+    while stack:
+        kind = stack.pop()
+        if kind in seen:
+            continue
+        seen.add(kind)
+        for name, hint in typing.get_type_hints(kind, include_extras=True).items():
+            if hint in (DecimalText, DecimalText | None):
+                names.add(name)
+            stack += [
+                member
+                for member in _types_in(hint)
+                if isinstance(member, type) and issubclass(member, msgspec.Struct)
+            ]
+    return frozenset(names)
+
+
+def _types_in(hint: Any) -> Iterator[Any]:
+    """`hint` and every type inside it (`tuple[Quote, ...]`, `Annotated[...]`, unions)."""
+    yield hint
+    for argument in typing.get_args(hint):
+        yield from _types_in(argument)
+
+
+# every field that holds a decimal text, in any request: a JSON number there is said so
+DECIMAL_FIELDS = _decimal_fields(METHODS.values())
+
 _id_decoder = msgspec.json.Decoder(RequestId)
 
 
@@ -924,6 +965,9 @@ LONE_LOW_SURROGATE = (
 )
 _SURROGATE = re.compile("[\ud800-\udfff]")  # in a string read leniently: an unpaired half
 _TRUNCATED = "Input data was truncated"  # msgspec's words
+# a frame of nothing but whitespace, or none: msgspec calls it truncated (before session 26,
+# its words were the answer)
+EMPTY_FRAME = "a request is one JSON object; this frame is empty"
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # perhaps half of an escaped backslash
 _SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 _HIGH_SURROGATE_LAST = "\udbff"
@@ -1029,6 +1073,8 @@ def decode_envelope(frame: bytes | str, size_max: int = MESSAGE_BYTES_MAX) -> En
             return WireError(None, E.BAD_JSON, f"a request is one JSON object: {failure}")
         return WireError(_salvage_id(frame), _code_of(failure), _readable(str(failure)))
     except msgspec.DecodeError as failure:
+        if str(failure) == _TRUNCATED and not frame.strip():  # msgspec's words for nothing
+            return WireError(None, E.BAD_JSON, EMPTY_FRAME)
         return _unreadable(failure, frame)
     except RecursionError:  # msgspec's guard against nesting that would exhaust the stack
         return WireError(_salvage_id(frame), E.BAD_JSON, TOO_DEEP)
@@ -1241,7 +1287,7 @@ def decode_params(envelope: Envelope) -> Request | WireError:
     try:
         params: Params = _params_decoders[envelope.method].decode(envelope.params)
     except msgspec.ValidationError as failure:
-        return WireError(envelope.id, _code_of(failure), _in_params(failure))
+        return WireError(envelope.id, _code_of(failure), _in_params(failure, envelope.params))
     except RecursionError:  # unreachable after the envelope's decode, kept as a guard
         return WireError(envelope.id, E.BAD_JSON, TOO_DEEP)
     problem = params.problem()
@@ -1263,9 +1309,82 @@ def _code_of(failure: msgspec.ValidationError) -> ErrorCode:
     return E.MISSING_PARAM if missing else E.BAD_PARAM
 
 
-def _in_params(failure: msgspec.ValidationError) -> str:
+def _in_params(failure: msgspec.ValidationError, params: bytes | msgspec.Raw) -> str:
+    said = _signed_decimal_words(str(failure), params) or _decimal_number_words(str(failure))
+    if said is not None:
+        return said
     text = _readable(str(failure))
     return text.replace("`$", "`params") if "- at `$" in text else f"{text} - at `params`"
+
+
+_DECIMAL_MISMATCH = f"Expected `str` matching regex {DECIMAL_PATTERN!r}"  # msgspec's words
+_SIGNED_DECIMAL = re.compile(r"([-+])[0-9]+(\.[0-9]+)?\Z")
+_PATH_STEP = re.compile(r"\.([^.\[`]+)|\[([0-9]+)\]")  # `.qty`, `[0]` of msgspec's `$.ops[0]`
+
+
+def _signed_decimal_words(text: str, params: bytes | msgspec.Raw) -> str | None:
+    """What is wrong with a decimal text refused only for its sign (`"-1"`, `"+1"`), said of
+    its field: `qty must be positive, not negative: '-1' - at `params.qty``; None for any
+    other failure. msgspec says only that the pattern did not match (before session 26 the
+    answer read `Expected `str` holding a plain decimal number`), so the value is read again
+    from the params, on this failure path only."""
+    head, found, path = text.partition(" - at `$")
+    if head != _DECIMAL_MISMATCH or not found:
+        return None
+    path = path.removesuffix("`")
+    steps = _PATH_STEP.findall(path)
+    value = _value_at(params, steps)
+    if not isinstance(value, str) or len(value) > DECIMAL_LENGTH_MAX + 1:
+        return None
+    sign = _SIGNED_DECIMAL.match(value)
+    if sign is None or not steps or not steps[-1][0]:
+        return None
+    field = steps[-1][0]
+    if sign.group(1) == "+":
+        words = f"{field} is a plain decimal number, written without a sign: {value!r}"
+    elif field in POSITIVE_DECIMALS:
+        words = f"{field} must be positive, not negative: {value!r}"
+    else:
+        words = f"{field} must not be negative: {value!r}"
+    return f"{words} - at `params{path}`"
+
+
+# msgspec's words for a JSON number where a string belongs (a number of 20 digits or more it
+# reads as a float)
+_NUMBER_FOR_TEXT = re.compile(r"Expected `str( \| null)?`, got `(int|float)` - at `\$(.*)`")
+
+
+def _decimal_number_words(text: str) -> str | None:
+    """What is wrong with a decimal field given a JSON number (`"qty": 1.5`, a mistake
+    JSON encoders invite), said of its field: `qty is a decimal string such as "1.5", not a
+    JSON number - at `params.qty``; None for any other failure. Before session 26:
+    `Expected `str | null`, got `int``, and `got `float`` for an integer of 20 digits."""
+    number = _NUMBER_FOR_TEXT.fullmatch(text)
+    if number is None:
+        return None
+    steps = _PATH_STEP.findall(number.group(3))
+    field = steps[-1][0] if steps else ""
+    if field not in DECIMAL_FIELDS:
+        return None
+    words = f'{field} is a decimal string such as "1.5", not a JSON number'
+    return f"{words} - at `params{number.group(3)}`"
+
+
+def _value_at(params: bytes | msgspec.Raw, steps: list[tuple[str, str]]) -> Any:
+    """The value at `steps` (`_PATH_STEP`'s: a key or an index each) in the params' JSON;
+    None where there is none."""
+    try:
+        node = msgspec.json.decode(params)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    for key, index in steps:
+        if key and type(node) is dict:
+            node = node.get(key)
+        elif index and type(node) is list and int(index) < len(node):
+            node = node[int(index)]
+        else:
+            return None
+    return node
 
 
 def _readable(text: str) -> str:

@@ -175,6 +175,15 @@ def test_each_failure_has_its_code(change: dict[str, object], expected: ErrorCod
     assert refused(authenticator(), **change) is expected
 
 
+@pytest.mark.parametrize("nonce", ["", "n" * 65, "a\nb", "nonce-é"])
+def test_a_malformed_nonce_is_refused_in_the_protocols_words(nonce: str) -> None:
+    """docs/protocol.md says 1 to 64 printable ASCII characters; the refusal said "printable
+    characters", which `é` is (session 26)."""
+    with pytest.raises(AuthError) as caught:
+        logon(authenticator(), nonce=nonce)
+    assert caught.value.message == "nonce must be 1..64 printable ASCII characters"
+
+
 def test_a_reused_nonce_is_refused() -> None:
     auth = authenticator()
     logon(auth, nonce="once")

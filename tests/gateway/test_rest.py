@@ -11,7 +11,10 @@ from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from client.rest import RestClient, RestResponse
+from client.sdk import VenueError
 from gateway import http as http_limits
 from gateway import rest, wire
 from gateway.auth import sign_request
@@ -185,6 +188,26 @@ def test_query_errors_speak_of_query_parameters(run_venue: Run) -> None:
         assert canceled.json()["error"]["msg"] == "unknown query parameter `force`"
         public.close()
         trader.close()
+
+    run_venue(scenario)
+
+
+def test_a_query_integer_that_is_not_digits_says_so(run_venue: Run) -> None:
+    """Session 26: `limit=+5` was `Expected `int`, got `str` - at `limit``, when every query
+    value is text."""
+
+    async def scenario(venue: Venue) -> None:
+        public = RestClient(base(venue))
+        for text in ("+5", "1e3", "25.0", "\uff15", "5\x00", ""):
+            response = await get(public, "/api/v1/trades", symbol=SYMBOL, limit=text)
+            assert error_of(response) == (400, "BAD_PARAM"), response
+            words = f"the query parameter `limit` is an integer, ASCII digits only: {text!r}"
+            assert response.json()["error"]["msg"] == words
+        # and a parameter with no name was an `unknown query parameter ``` until session 26
+        nameless = await get(public, "/api/v1/ticker?=AAPLx-USD")
+        assert error_of(nameless) == (400, "BAD_PARAM")
+        assert nameless.json()["error"]["msg"] == "a query parameter has no name: `=AAPLx-USD`"
+        public.close()
 
     run_venue(scenario)
 
@@ -533,7 +556,7 @@ def test_errors_about_a_body_speak_of_the_body(run_venue: Run) -> None:
              "the body nests arrays or objects too deeply to read"),
             (b"{}", 400, "Object missing required field `symbol` - in the body"),
             (json.dumps(order | {"price": 180}).encode(), 400,
-             "Expected `str | null`, got `int` - at `price`"),
+             'price is a decimal string such as "1.5", not a JSON number - at `price`'),
             (json.dumps(order | {"price": "180.00", "x": 1}).encode(), 400,
              "Object contains unknown field `x` - in the body"),
             (json.dumps(near_limit).encode(), 413, "the request body is too large: "),
@@ -546,7 +569,9 @@ def test_errors_about_a_body_speak_of_the_body(run_venue: Run) -> None:
             assert message.startswith(words), (body[:40], message)
             assert "frame" not in message and "params" not in message, message
         amend = await call(trader, "PATCH", "/api/v1/orders/7", body=b'{"qty": 1}')
-        assert amend.json()["error"]["msg"] == "Expected `str | null`, got `int` - at `qty`"
+        assert amend.json()["error"]["msg"] == (
+            'qty is a decimal string such as "1.5", not a JSON number - at `qty`'
+        )
         # an unpaired surrogate in a key of the body, or a body that is such a string, was
         # placed with msgspec's name for the root, `$` (session 23): said of the body now
         lone = "the body is not JSON: " + wire.LONE_SURROGATE
@@ -557,6 +582,96 @@ def test_errors_about_a_body_speak_of_the_body(run_venue: Run) -> None:
             assert error_of(response) == (400, "BAD_JSON"), response
             assert response.json()["error"]["msg"] == lone + where, (body, response)
         assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
+        trader.close()
+
+    run_venue(scenario)
+
+
+def test_a_negative_quantity_or_price_must_be_positive_on_both_apis(run_venue: Run) -> None:
+    """Session 26: `"-1"` was refused `Expected `str` holding a plain decimal number`, on
+    REST and the websocket alike; now both say the field must be positive."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        ws = await venue.client("taker")
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc"}
+        for field, params in (("qty", {"price": "187", "qty": "-1"}),
+                              ("price", {"price": "-1", "qty": "1"})):  # fmt: skip
+            words = f"{field} must be positive, not negative: '-1'"
+            response = await call(
+                trader, "POST", "/api/v1/orders", body=json.dumps(order | params).encode()
+            )
+            assert error_of(response) == (400, "BAD_PARAM"), response
+            assert response.json()["error"]["msg"] == f"{words} - at `{field}`"
+            with pytest.raises(VenueError) as refused:
+                await ws.request("order.place", order | params)
+            assert refused.value.name == "BAD_PARAM"
+            assert str(refused.value).endswith(f": {words} - at `params.{field}`")
+        amend = await call(trader, "PATCH", "/api/v1/orders/7", body=b'{"qty": "-3"}')
+        assert amend.json()["error"]["msg"] == "qty must be positive, not negative: '-3' - at `qty`"
+        assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
+        trader.close()
+
+    run_venue(scenario)
+
+
+def test_a_number_past_what_json_decoding_reads_is_a_bad_param_placed(run_venue: Run) -> None:
+    """Session 26: a body with an integer of thousands of digits, or `1e400`, was `BAD_JSON`,
+    `the body is not JSON: Integer value out of range - at `$[...]``: it is JSON, and the
+    websocket says of the same params `Number out of range - at `params.qty``."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        for method, path, body, words in [
+            ("POST", "/api/v1/orders", b'{"qty": 1' + b"0" * 5_000 + b"}", "at `qty`"),
+            ("POST", "/api/v1/orders", b'{"expire_at": 1e400}', "at `expire_at`"),
+            ("PATCH", "/api/v1/orders/5", b'{"price": -1e400}', "at `price`"),
+        ]:
+            response = await call(trader, method, path, body=body)
+            assert error_of(response) == (400, "BAD_PARAM"), response
+            assert response.json()["error"]["msg"] == f"Number out of range - {words}"
+        blank = await call(trader, "POST", "/api/v1/orders", body=b" \r\n")  # session 26:
+        assert error_of(blank) == (400, "BAD_JSON")  # `... Input data was truncated`
+        assert blank.json()["error"]["msg"] == rest.BODY_BLANK
+        not_object = await call(trader, "POST", "/api/v1/orders", body=b"1e400")
+        assert error_of(not_object) == (400, "BAD_JSON")
+        assert not_object.json()["error"]["msg"] == "the body is one JSON object"
+        assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
+        trader.close()
+
+    run_venue(scenario)
+
+
+def test_a_chunked_body_is_signed_over_its_content_not_its_framing(run_venue: Run) -> None:
+    """docs/rest.md said a body is signed as "the bytes as sent"; the venue has always signed
+    a chunked body's content (its chunks' data joined), which a proxy that re-frames the body
+    leaves unchanged. The page says so now (session 26); this pins both sides."""
+    from tests.gateway.test_http import read_response
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc", "qty": "1"}
+        body = json.dumps(order | {"price": "150.00"}).encode()
+        chunks = [body[:10], body[10:40], body[40:]]
+        framed = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+
+        async def send_chunked(signed_body: bytes) -> tuple[int, dict[str, str], bytes]:
+            headers = trader.signature("POST", "/api/v1/orders", "", signed_body)
+            head = "POST /api/v1/orders HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            head += "Content-Type: application/json\r\n"
+            head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+            reader, writer = await asyncio.open_connection("127.0.0.1", venue.port)
+            try:
+                writer.write(head.encode() + b"\r\n" + framed)
+                return await asyncio.wait_for(read_response(reader), TEST_TIMEOUT_S)
+            finally:
+                writer.close()
+
+        status, _, answer = await send_chunked(body)
+        assert status == 200 and json.loads(answer)["status"] == "new", answer
+        status, _, answer = await send_chunked(framed)
+        assert (status, json.loads(answer)["error"]["name"]) == (401, "BAD_SIGNATURE")
+        assert len((await get(trader, "/api/v1/orders")).json()["orders"]) == 1
         trader.close()
 
     run_venue(scenario)
@@ -654,9 +769,19 @@ def test_signing_refusals_name_the_request_headers(run_venue: Run) -> None:
         )
         assert (status, name) == (401, "TIMESTAMP_OUT_OF_WINDOW")
         assert msg.startswith("X-Timestamp is 6") and "; X-Recv-Window is 5000 ms" in msg, msg
+        # a timestamp in ms: its hint named the logon's `ts` until session 26
+        ms_ts = time.time_ns() // 1_000_000
+        sig = sign_request(secret, key, ms_ts, "ms-1", 5_000, "GET", path, "", b"")
+        status, name, msg = await refusal(
+            **{"X-Timestamp": str(ms_ts), "X-Nonce": "ms-1", "X-Signature": sig}
+        )
+        assert (status, name) == (401, "TIMESTAMP_OUT_OF_WINDOW")
+        hint = f"; X-Timestamp {ms_ts} looks like milliseconds: X-Timestamp is in microseconds"
+        assert msg.endswith(hint) and " ts " not in msg, msg
         cases = [  # main: `recv_window must ...`, `nonce must ...`, `ts must ...`, both headers
             ({"X-Recv-Window": "0"}, "X-Recv-Window must be 1..60000 ms"),
-            ({"X-Nonce": "n" * 65}, "X-Nonce must be 1..64 printable characters"),
+            ({"X-Nonce": "n" * 65}, "X-Nonce must be 1..64 printable ASCII characters"),
+            ({"X-Nonce": "nonce-\xe9"}, "X-Nonce must be 1..64 printable ASCII characters"),
             ({"X-Timestamp": "9" * 17}, "X-Timestamp must be microseconds since the epoch"),
             ({"X-Timestamp": "soon"}, rest.TIMESTAMP_NOT_DIGITS),
             ({"X-Recv-Window": "5s"}, rest.WINDOW_NOT_DIGITS),
@@ -1192,3 +1317,27 @@ def test_refused_requests_are_charged_and_good_ones_once(run_venue: Run, caplog:
         run_venue(scenario)
     refusals = [r for r in caplog.records if r.getMessage() == "rest request refused"]
     assert 1 <= len(refusals) < 100  # throttled: not one line per refused request
+
+
+def test_refusals_not_logged_yet_are_logged_at_close(run_venue: Run, caplog: Any) -> None:
+    """A connection's refused signatures within a second of its last line are counted into
+    its next line; those after the last line were dropped with the connection (session 26):
+    a flood that ended with a close showed only its first refusal. Every refusal is in a
+    line now, once: each `rest request refused` counts itself and `refusals_unlogged`."""
+    refused_count = 20
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        bad = [
+            signed_get(trader, "/api/v1/balances", **{"X-Signature": "0" * 64})
+            for _ in range(refused_count)
+        ]
+        assert {status for status, _ in await pipelined(venue, bad)} == {401}
+
+    with caplog.at_level("WARNING", logger="venue"):
+        run_venue(scenario)
+    lines = [r for r in caplog.records if r.getMessage() == "rest request refused"]
+    at_close = [r for r in caplog.records if r.getMessage() == "rest requests refused before close"]
+    counted = len(lines) + sum(r.__dict__["refusals_unlogged"] for r in lines + at_close)
+    assert counted == refused_count, (len(lines), len(at_close))
+    assert len(at_close) <= 1

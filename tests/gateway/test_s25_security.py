@@ -238,3 +238,24 @@ def test_logons_refused_for_a_spent_address_are_counted_in_the_log(
         0,
         BAD_LOGONS_PER_CONNECTION - 1,  # before: less the `limited` 429s
     ], limited
+
+
+def test_a_connections_refused_logons_not_logged_yet_are_logged_at_close(
+    run_venue: Any, caplog: Any
+) -> None:
+    """Refused logons counted toward a connection's next line were dropped when it closed
+    first (session 26): a flood that ended with a close showed only its first refusal. Every
+    refusal is in a line now, once: each `logon refused` counts itself and
+    `refusals_unlogged`, and `logons refused before close` the rest."""
+
+    async def scenario(venue: Venue) -> None:
+        errors = await _refused_logons(venue, "closing")
+        assert len(errors) == BAD_LOGONS_PER_CONNECTION
+
+    with caplog.at_level("WARNING", logger="venue"):
+        run_venue(scenario)
+    lines = [record for record in caplog.records if record.getMessage() == "logon refused"]
+    at_close = [r for r in caplog.records if r.getMessage() == "logons refused before close"]
+    counted = len(lines) + sum(r.__dict__["refusals_unlogged"] for r in lines + at_close)
+    assert counted == BAD_LOGONS_PER_CONNECTION, (len(lines), len(at_close))
+    assert len(at_close) <= 1

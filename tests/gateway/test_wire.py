@@ -283,6 +283,90 @@ def test_messages_say_where_and_what() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("method", "params", "words"),
+    [
+        ("order.place", place(price="-1"), "price must be positive, not negative: '-1' - at"
+         " `params.price`"),
+        ("order.place", place(qty="-0.5"), "qty must be positive, not negative: '-0.5' - at"
+         " `params.qty`"),
+        ("order.place", place(price="+187"), "price is a plain decimal number, written without"
+         " a sign: '+187' - at `params.price`"),
+        ("order.amend", {"order_id": 1, "qty": "-2"}, "qty must be positive, not negative:"
+         " '-2' - at `params.qty`"),
+        # "0" pulls a side, so zero is allowed there
+        ("quote.mass", {"quote_set": "q", "quotes": [{"symbol": SYMBOL, "bid_qty": "-1"}]},
+         "bid_qty must not be negative: '-1' - at `params.quotes[0].bid_qty`"),
+    ],
+)  # fmt: skip
+def test_a_signed_decimal_is_refused_for_its_sign_naming_its_field(
+    method: str, params: dict[str, Any], words: str
+) -> None:
+    """Session 26: `"-1"` as a quantity or price was refused `Expected `str` holding a plain
+    decimal number`, which does not say that a quantity must be positive."""
+    error = refused(frame(method, params))
+    assert (error.code, error.message) == (E.BAD_PARAM, words)
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        (place(price=187.5), "price"),
+        (place(qty=1), "qty"),
+        (place(qty=10**25), "qty"),  # msgspec: `got `float``, for an integer this long
+        ({"quote_set": "q", "quotes": [{"symbol": SYMBOL, "bid_px": 1}]}, "quotes[0].bid_px"),
+    ],
+)
+def test_a_number_where_a_decimal_string_belongs_is_said_so(
+    params: dict[str, Any], field: str
+) -> None:
+    """Session 26: a JSON number for a price or quantity, the mistake JSON encoders invite,
+    was `Expected `str | null`, got `int``; now the field and what it takes are named."""
+    method = "quote.mass" if "quotes" in params else "order.place"
+    name = field.rpartition(".")[2]
+    assert refused(frame(method, params)).message == (
+        f'{name} is a decimal string such as "1.5", not a JSON number - at `params.{field}`'
+    )
+    # any other field given a number keeps msgspec's words
+    assert refused(frame("order.place", place(symbol=5))).message == (
+        "Expected `str`, got `int` - at `params.symbol`"
+    )
+
+
+@pytest.mark.parametrize("raw", ["", b"", " \n\t", b"\r\n "])
+def test_an_empty_frame_is_said_to_be_empty(raw: str | bytes) -> None:
+    """Session 26: msgspec's words were the answer, `Input data was truncated`."""
+    error = refused(raw)
+    assert (error.code, error.id, error.message) == (E.BAD_JSON, None, wire.EMPTY_FRAME)
+
+
+def test_a_signed_decimal_in_a_batch_op_says_which_op() -> None:
+    op = {"method": "order.place", "params": place(qty="-1")}
+    error = refused(frame("order.batch", {"ops": [op]}))
+    assert error.message == (
+        "qty must be positive, not negative: '-1' - at `params.ops[0].params.qty`"
+    )
+    # a negative text that is no plain decimal otherwise keeps the pattern's words
+    assert refused(frame("order.place", place(qty="-1e3"))).message == (
+        "Expected `str` holding a plain decimal number - at `params.qty`"
+    )
+
+
+def test_a_signature_or_jurisdiction_of_the_wrong_form_is_said_in_words() -> None:
+    """Session 26: a logon's bad `sig` was answered with its regex, `Expected `str` matching
+    regex '^[0-9a-fA-F]{64}\\Z'`, as was an operator's jurisdiction."""
+    logon = refused(frame("session.logon", MINIMAL["session.logon"] | {"sig": "zz"}))
+    assert logon.message == (
+        "Expected `str` holding 64 hex digits (the HMAC-SHA256 of the logon's payload) - at"
+        " `params.sig`"
+    )
+    account = MINIMAL["admin.open_account"] | {"jurisdiction": "de"}
+    assert refused(frame("admin.open_account", account)).message == (
+        'Expected `str` holding an ISO 3166 alpha-2 code in capitals, such as "US" - at'
+        " `params.jurisdiction`"
+    )
+
+
 @pytest.mark.parametrize("ratio", ["2.5:1", "2/1", "10000:1", "-1:2", " 2:1"])
 def test_a_split_ratio_not_new_colon_old_is_said_in_words(ratio: str) -> None:
     """An operator's `venue admin split SYM 2/1` was answered with msgspec's regex
