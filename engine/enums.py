@@ -1,4 +1,5 @@
-"""The small vocabularies of the engine: sides, order types, statuses, reasons and kinds.
+"""The engine's vocabularies: side, order type, time in force, self-trade prevention,
+order status, cancel reason, liquidity, instrument kind and status.
 
 String enums so that they are readable in events and on the wire, and compare by identity on
 the hot path. Values are stable: they appear in journals and in the protocol.
