@@ -336,6 +336,17 @@ class IssueKey(OperatorCommand, frozen=True, gc=False, kw_only=True):
     ID_SPACE: ClassVar[str] = "key"  # apart, as when the gateways kept them (session 22)
 
 
+class SweepVenueAccount(OperatorCommand, frozen=True, gc=False, kw_only=True):
+    """Move `amount` of `asset` from one of the venue's own income accounts (`venue_account`:
+    fee income -2 or rounding -3, `settlement.transfers.SWEPT_ACCOUNTS`) to the participant
+    `account`: how the operator takes the venue's income out (`admin.sweep`)."""
+
+    venue_account: int
+    asset: str
+    amount: int
+    account: int
+
+
 AnyCommand = (
     PlaceOrder
     | CancelOrder
@@ -360,4 +371,5 @@ AnyCommand = (
     | SetCancelOnDisconnect  # appended: the journal's earlier commands decode as before
     | IssueKey  # appended
     | SetReserveStaleness  # appended
+    | SweepVenueAccount  # appended
 )

@@ -130,6 +130,15 @@ DEPOSIT_PRECEDENCE: tuple[ErrorCode, ...] = (
     E.SUPPLY_OUT_OF_RANGE,  # the asset's, or its cash's once its bills pay par
 )
 
+# Sweeping the venue's income (`SweepVenueAccount`): BAD_PARAM for the amount or a source
+# that is no sweepable venue account, then as a deposit's, then the venue balance short.
+SWEEP_PRECEDENCE: tuple[ErrorCode, ...] = (
+    E.BAD_PARAM,
+    E.UNKNOWN_ACCOUNT,
+    E.UNKNOWN_ASSET,
+    E.INSUFFICIENT_BALANCE,
+)
+
 WITHDRAWAL_PRECEDENCE: tuple[ErrorCode, ...] = (
     E.BAD_PARAM,
     E.UNKNOWN_ACCOUNT,

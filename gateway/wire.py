@@ -43,6 +43,7 @@ from engine.commands import (
     SetOrderCaps,
     SetReferencePrice,
     SplitShares,
+    SweepVenueAccount,
     VoidWithdrawal,
 )
 from engine.enums import (
@@ -573,6 +574,17 @@ class WithdrawalsParams(Params, frozen=True):
     limit: Annotated[int, Meta(ge=1, le=WITHDRAWALS_LIMIT_MAX)] = 100
 
 
+class SweepParams(OperatorParams, frozen=True):
+    """Take the venue's income out: `amount` of `asset` from its fee income (-2) or rounding
+    (-3) account (`venue_account`; any other is refused by the engine, saying so) to the
+    participant `account`."""
+
+    venue_account: Annotated[int, Meta(ge=-INT_MAX, le=INT_MAX)]
+    asset: AssetCode
+    amount: DecimalText
+    account: PositiveInt
+
+
 class OpenAccountParams(OperatorParams, frozen=True):
     account: PositiveInt
     name: Name
@@ -653,6 +665,7 @@ METHODS: dict[str, type[Params]] = {
     "admin.issue_key": IssueKeyParams,
     "admin.pay_dividend": PayDividendParams,
     "admin.split": SplitParams,
+    "admin.sweep": SweepParams,
 }
 """Every method of the protocol and the struct its params decode into."""
 
@@ -1321,6 +1334,7 @@ COMMAND_METHODS = frozenset(
         "admin.open_account",
         "admin.pay_dividend",
         "admin.split",
+        "admin.sweep",
     }
 )
 """The methods whose request maps one to one to an engine command (`to_command`)."""
@@ -1752,6 +1766,14 @@ def _split(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: in
     )
 
 
+def _sweep(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
+    assert isinstance(p, SweepParams)
+    amount = _positive(p.amount, _scale(scales, p.asset), "amount")
+    return SweepVenueAccount(
+        ts_us=ts_us, venue_account=p.venue_account, asset=p.asset, amount=amount, account=p.account
+    )
+
+
 _Converter = Callable[[Any, Specs, Scales, int, str | None, int], Command]
 _CONVERTERS: dict[type[Params], _Converter] = {
     PlaceParams: _place,
@@ -1772,6 +1794,7 @@ _CONVERTERS: dict[type[Params], _Converter] = {
     OpenAccountParams: _open_account,
     PayDividendParams: _pay_dividend,
     SplitParams: _split,
+    SweepParams: _sweep,
 }
 assert {kind for method, kind in METHODS.items() if method in COMMAND_METHODS} == set(_CONVERTERS)
 

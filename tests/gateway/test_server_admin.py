@@ -341,6 +341,7 @@ ADMIN_REQUESTS: list[tuple[str, dict[str, Any]]] = [
     ("admin.issue_key", {"account": 1, "scopes": ["read", "trade", "admin"]}),
     ("admin.set_order_caps", {"symbol": SYMBOL, "max_qty": "1"}),
     ("admin.mature", {"symbol": sample_bill("TB-2027-03-04-USD")}),
+    ("admin.sweep", {"venue_account": -2, "asset": "USD", "amount": "0.01", "account": 1}),
 ]
 
 

@@ -123,6 +123,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "admin.issue_key": {"account": 7, "scopes": ["read", "trade"]},
     "admin.pay_dividend": {"symbol": SYMBOL, "payer": 7, "amount_per_share": "0.2475"},
     "admin.split": {"symbol": SYMBOL, "ratio": "3:2"},
+    "admin.sweep": {"venue_account": -2, "asset": "USD", "amount": "0.5", "account": 7},
 }
 NO_PARAMS_NEEDED = {method for method, params in MINIMAL.items() if not params}
 
