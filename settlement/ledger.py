@@ -1,18 +1,20 @@
 """The double-entry ledger: assets, accounts, balances with holds, and atomic transfer chains.
 
 Owns every balance of every account (participants and the venue's own accounts), what is
-held of it, pending withdrawals, the reserve attestations that bound supply, and the
-sequence of booked transfers. A chain of transfers is checked whole and then applied whole;
-a refusal is returned as a `Refused` (a stable reason name and a message), never raised, and
-changes nothing. Each asset sums to zero over all accounts at every moment (minting debits
-the issuance account), and no mint lets a supply pass `SUPPLY_MAX`, counting the cash the
-caller's T-bills will mint at maturity. Pure: the store persists what `drain()` hands it.
+held of it, pending withdrawals (their methods in `settlement.withdrawals`), the reserve
+attestations that bound supply, and the sequence of booked transfers. A chain of transfers
+is checked whole and then applied whole; a refusal is returned as a `Refused` (a stable
+reason name and a message), never raised, and changes nothing. Each asset sums to zero over
+all accounts at every moment (minting debits the issuance account), and no mint lets a
+supply pass `SUPPLY_MAX`, counting the cash the caller's T-bills will mint at maturity.
+Pure: the store persists what `drain()` hands it.
 """
 
 from collections.abc import Container, Iterable, Mapping
 
 import msgspec
 
+from settlement.refusals import Refused as Refused
 from settlement.transfers import (
     FEE_INCOME,
     ISSUANCE,
@@ -22,6 +24,10 @@ from settlement.transfers import (
     Transfer,
     TransferKind,
 )
+from settlement.withdrawals import PENDING_WITHDRAWALS_MAX as PENDING_WITHDRAWALS_MAX
+from settlement.withdrawals import PendingWithdrawals
+from settlement.withdrawals import Withdrawal as Withdrawal
+from settlement.withdrawals import too_many_withdrawals_detail as too_many_withdrawals_detail
 
 ASSET_CODE_LENGTH_MAX = 24  # "TB-2027-03-04" and equity tickers fit with room to spare
 ASSET_SCALE_MAX = 18  # 10**18 units per whole is finer than any asset we hold
@@ -29,7 +35,6 @@ ASSET_SCALE_MAX = 18  # 10**18 units per whole is finer than any asset we hold
 # here would be refused there after the answer, fatally, and at every start after it.
 ACCOUNT_NAME_LENGTH_MAX = 200
 CHAIN_LEGS_MAX = 64  # a trade has 2-6 legs; anything longer is a bug or an abuse
-PENDING_WITHDRAWALS_MAX = 100  # per account: a custodian pays out within a day
 # The most of an asset there may ever be, counting the cash its T-bills will pay at maturity:
 # the engine's UNITS_MAX. Every balance is at most that plus a little rounding, and each is
 # snapshotted, hashed and stored as a signed 64-bit integer.
@@ -62,23 +67,6 @@ class Attestation(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     split_at_us: int = 0  # the time of the split that rescaled it; 0: none did
 
 
-class Withdrawal(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
-    """Tokens held until the custodian pays them out (confirm) or does not (void).
-
-    `held_through_actions`: the withdrawal stays pending through a split of its asset
-    (rescaled to new shares) and a maturity of its bill (not paid par): the custodian may
-    already have paid it out, and only the operator's confirm or void says which. False on
-    withdrawals requested before that rule (their journals void them there, and must replay
-    as they ran); left out of the encoding then, so those encode, hash and snapshot as before
-    the field existed."""
-
-    withdrawal_id: int
-    account: int
-    asset: str
-    amount: int
-    held_through_actions: bool = False
-
-
 class ReserveLine(msgspec.Struct, frozen=True, gc=False):
     """One asset's line of the proof-of-reserves report."""
 
@@ -87,13 +75,6 @@ class ReserveLine(msgspec.Struct, frozen=True, gc=False):
     attested: int
     as_of_us: int
     covered: bool
-
-
-class Refused(msgspec.Struct, frozen=True, gc=False):
-    """Why the ledger did nothing. `reason` is a stable upper-case name (an error code name)."""
-
-    reason: str
-    detail: str
 
 
 class LedgerImage(msgspec.Struct, frozen=True, gc=False):
@@ -131,12 +112,13 @@ Redemptions = Mapping[str, tuple[str, int]]
 Spend = tuple[int, str, int]  # account, asset, amount of a hold a chain uses up
 
 
-class Ledger:
+class Ledger(PendingWithdrawals):
     """Balances changed only by booked chains of transfers, holds and releases.
 
-    Just past 400 lines: every way a balance changes (holds, releases, DvP, mint, burn,
-    withdrawals, redemptions, corporate actions) goes through this one owner of the balances,
-    so that each keeps the same invariants (docs/settlement.md)."""
+    Every way a balance changes (holds, releases, DvP, mint, burn, withdrawals, redemptions,
+    corporate actions) goes through this one owner of the balances, so that each keeps the
+    same invariants (docs/settlement.md); the withdrawals' methods are written apart, in
+    `settlement.withdrawals` (its base), which keeps this class near 400 lines."""
 
     def __init__(self) -> None:
         self.assets: dict[str, AssetSpec] = {}
@@ -504,82 +486,6 @@ class Ledger:
                 )
         return None
 
-    def request_withdrawal(
-        self, account: int, asset: str, amount: int, held_through_actions: bool = False
-    ) -> Withdrawal | Refused:
-        """Phase one of a burn: hold the tokens until the custodian pays out."""
-        if amount <= 0:
-            return Refused("BAD_PARAM", "withdrawal amounts must be positive")
-        if account not in self.participants:
-            return Refused("UNKNOWN_ACCOUNT", f"unknown account {account}")
-        if asset not in self.assets:
-            return Refused("UNKNOWN_ASSET", f"unknown asset {asset}")
-        pending = sum(1 for w in self.withdrawals.values() if w.account == account)
-        if pending >= PENDING_WITHDRAWALS_MAX:
-            return Refused("BAD_PARAM", too_many_withdrawals_detail(account))
-        if not self.hold(account, asset, amount):
-            balance = self.balances.get((account, asset))  # a get: a refusal creates no row
-            available = balance.available if balance is not None else 0
-            return Refused(
-                "INSUFFICIENT_BALANCE",
-                f"account {account} has {available} {asset} units available, {amount} asked",
-            )
-        self.last_withdrawal_id += 1
-        withdrawal = Withdrawal(
-            self.last_withdrawal_id, account, asset, amount, held_through_actions
-        )
-        self.withdrawals[withdrawal.withdrawal_id] = withdrawal
-        return withdrawal
-
-    def hold_through_actions(self) -> None:
-        """Keep every pending withdrawal pending through corporate actions from now on, as
-        one requested today is: also those requested before that rule, which a split or a
-        maturity voided (paying them twice if the custodian had paid them out). Changes no
-        balance: their tokens stay held as they were."""
-        for withdrawal_id, withdrawal in self.withdrawals.items():
-            if not withdrawal.held_through_actions:
-                held = msgspec.structs.replace(withdrawal, held_through_actions=True)
-                self.withdrawals[withdrawal_id] = held
-
-    def pending_before_actions_held(self) -> bool:
-        """Whether a pending withdrawal was requested before withdrawals were held through
-        corporate actions (`hold_through_actions` has not marked it)."""
-        return any(not w.held_through_actions for w in self.withdrawals.values())
-
-    def confirm_withdrawal(self, withdrawal_id: int, ts_us: int) -> list[Transfer] | Refused:
-        """Phase two: the custodian paid out; burn the held tokens back into issuance."""
-        withdrawal = self.withdrawals.get(withdrawal_id)
-        if withdrawal is None:
-            return Refused("UNKNOWN_WITHDRAWAL", f"no pending withdrawal {withdrawal_id}")
-        account, asset, amount = withdrawal.account, withdrawal.asset, withdrawal.amount
-        legs: list[Leg] = [(account, ISSUANCE, asset, amount, TransferKind.BURN)]
-        booked = self.book(legs, ts_us, spend=[(account, asset, amount)])
-        assert not isinstance(booked, Refused), f"a held withdrawal failed to burn: {booked}"
-        del self.withdrawals[withdrawal_id]
-        return booked
-
-    def void_withdrawal(self, withdrawal_id: int) -> Withdrawal | Refused:
-        """Phase two, the other way: nothing was paid out; release the hold."""
-        withdrawal = self.withdrawals.pop(withdrawal_id, None)
-        if withdrawal is None:
-            return Refused("UNKNOWN_WITHDRAWAL", f"no pending withdrawal {withdrawal_id}")
-        self.release(withdrawal.account, withdrawal.asset, withdrawal.amount)
-        return withdrawal
-
-    def rescale_withdrawal(self, withdrawal_id: int, amount: int) -> Withdrawal | None:
-        """A split: the pending withdrawal now holds `amount` units (new shares) of its
-        asset, its old hold having been released before the split rescaled the balances;
-        with nothing left to hold (`amount` 0) it is dropped, and None returned."""
-        withdrawal = self.withdrawals[withdrawal_id]
-        if amount == 0:
-            del self.withdrawals[withdrawal_id]
-            return None
-        rescaled = msgspec.structs.replace(withdrawal, amount=amount)
-        held = self.hold(withdrawal.account, withdrawal.asset, amount)
-        assert held, f"{withdrawal} cannot hold its rescaled {amount}"
-        self.withdrawals[withdrawal_id] = rescaled
-        return rescaled
-
     def redeem_at_par(
         self,
         asset: str,
@@ -632,13 +538,6 @@ class Ledger:
         for asset, total in sums.items():
             assert total == 0, f"{asset} sums to {total}, not zero"
 
-    def withdrawal_holds(self) -> dict[tuple[int, str], int]:
-        """What pending withdrawals hold, per (account, asset)."""
-        held: dict[tuple[int, str], int] = {}
-        for w in self.withdrawals.values():
-            held[(w.account, w.asset)] = held.get((w.account, w.asset), 0) + w.amount
-        return held
-
 
 def _before_split(attestation: Attestation, split_at_us: int) -> str:
     return (
@@ -662,14 +561,6 @@ def older_detail(latest: Attestation, as_of_us: int, scale: int) -> str:
         f"an attestation older than the latest one: {latest.asset}'s latest is as of"
         f" {latest.as_of_us} µs ({amount}), this one as of {as_of_us} µs; a new"
         " statement needs a later as_of"
-    )
-
-
-def too_many_withdrawals_detail(account: int) -> str:
-    """Why an account can request no more withdrawals, and what frees one."""
-    return (
-        f"at most {PENDING_WITHDRAWALS_MAX} pending withdrawals: account {account} has"
-        f" {PENDING_WITHDRAWALS_MAX}; confirm or void one of them first"
     )
 
 
