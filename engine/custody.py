@@ -191,8 +191,9 @@ class Custody:
         return None
 
     def _request_withdrawal(self, cmd: RequestWithdrawal, events: list[Event]) -> None:
+        requested_at_us = cmd.ts_us if cmd.requested_at_kept else 0
         result = self.ledger.request_withdrawal(
-            cmd.account, cmd.asset, cmd.amount, cmd.held_through_actions
+            cmd.account, cmd.asset, cmd.amount, cmd.held_through_actions, requested_at_us
         )
         if isinstance(result, Refused) and result.reason == "INSUFFICIENT_BALANCE":
             scale = self.ledger.assets[cmd.asset].scale
@@ -218,7 +219,7 @@ class Custody:
         if _refused(self._not_as_expected(cmd), cmd, "confirm_withdrawal", events):
             return
         withdrawal = self.ledger.withdrawals.get(cmd.withdrawal_id)
-        booked = self.ledger.confirm_withdrawal(cmd.withdrawal_id, cmd.ts_us)
+        booked = self.ledger.confirm_withdrawal(cmd.withdrawal_id, cmd.ts_us, cmd.finish_kept)
         if _refused(booked, cmd, "confirm_withdrawal", events):
             return
         assert withdrawal is not None and isinstance(booked, list)
@@ -267,7 +268,8 @@ class Custody:
         held through corporate actions, when its asset splits or matures). The tokens of a
         bill that has matured meanwhile are then redeemed at par, as its maturity redeemed
         every other holder's."""
-        result = self.ledger.void_withdrawal(withdrawal_id)
+        remember = isinstance(cmd, VoidWithdrawal) and cmd.finish_kept
+        result = self.ledger.void_withdrawal(withdrawal_id, ts, remember)
         if cmd is not None and _refused(result, cmd, "void_withdrawal", events):
             return
         assert isinstance(result, Withdrawal)

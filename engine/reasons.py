@@ -76,6 +76,9 @@ class ErrorCode(IntEnum):
     SUPPLY_OUT_OF_RANGE = 7008
     # appended: an operator command's `cl_op_id` names an earlier command that asked otherwise
     CL_OP_ID_REUSED = 7009
+    # appended: a confirm or void of a withdrawal that was confirmed (or voided) before
+    WITHDRAWAL_ALREADY_CONFIRMED = 7010
+    WITHDRAWAL_ALREADY_VOIDED = 7011
     # 9xxx server
     INTERNAL = 9000
     SHUTTING_DOWN = 9001

@@ -1685,7 +1685,12 @@ def _withdraw(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us:
     assert isinstance(p, WithdrawParams)
     amount = _units(p.amount, _scale(scales, p.asset), "amount")
     return RequestWithdrawal(
-        ts_us=ts_us, account=p.account, asset=p.asset, amount=amount, held_through_actions=True
+        ts_us=ts_us,
+        account=p.account,
+        asset=p.asset,
+        amount=amount,
+        held_through_actions=True,
+        requested_at_kept=True,
     )
 
 
@@ -1713,6 +1718,7 @@ def _pending_withdrawal(p: PendingWithdrawalParams, scales: Scales) -> dict[str,
         "expected_account": p.account or 0,
         "expected_asset": p.asset,
         "expected_amount": amount,
+        "finish_kept": True,  # a later confirm or void of it says which it became
     }
 
 

@@ -25,7 +25,7 @@ from settlement.transfers import (
     TransferKind,
 )
 from settlement.withdrawals import PENDING_WITHDRAWALS_MAX as PENDING_WITHDRAWALS_MAX
-from settlement.withdrawals import PendingWithdrawals
+from settlement.withdrawals import FinishedWithdrawal, PendingWithdrawals
 from settlement.withdrawals import Withdrawal as Withdrawal
 from settlement.withdrawals import too_many_withdrawals_detail as too_many_withdrawals_detail
 
@@ -77,8 +77,10 @@ class ReserveLine(msgspec.Struct, frozen=True, gc=False):
     covered: bool
 
 
-class LedgerImage(msgspec.Struct, frozen=True, gc=False):
-    """Everything a ledger holds, for snapshots (see `Ledger.image` and `Ledger.from_image`)."""
+class LedgerImage(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    """Everything a ledger holds, for snapshots (see `Ledger.image` and `Ledger.from_image`).
+    The finished withdrawals are left out of the encoding while there are none, so that an
+    image (and the state hash) of a ledger without them is as before they existed."""
 
     assets: list[AssetSpec]
     participants: list[Participant]
@@ -89,6 +91,7 @@ class LedgerImage(msgspec.Struct, frozen=True, gc=False):
     last_chain_id: int
     last_withdrawal_id: int
     undrained: list[Transfer]  # booked but not yet handed to the store
+    finished_withdrawals: list[FinishedWithdrawal] = []  # oldest first
 
 
 class Balance:
@@ -126,6 +129,8 @@ class Ledger(PendingWithdrawals):
         self.balances: dict[tuple[int, str], Balance] = {}
         self.attestations: dict[str, Attestation] = {}
         self.withdrawals: dict[int, Withdrawal] = {}
+        # how the newest finished withdrawals ended, oldest first (`settlement.withdrawals`)
+        self.finished_withdrawals: dict[int, FinishedWithdrawal] = {}
         self.last_transfer_id = 0
         self.last_chain_id = 0
         self.last_withdrawal_id = 0
@@ -148,6 +153,7 @@ class Ledger(PendingWithdrawals):
             self.last_chain_id,
             self.last_withdrawal_id,
             list(self.undrained),
+            list(self.finished_withdrawals.values()),
         )
 
     @classmethod
@@ -164,6 +170,7 @@ class Ledger(PendingWithdrawals):
         ledger.last_chain_id = image.last_chain_id
         ledger.last_withdrawal_id = image.last_withdrawal_id
         ledger.undrained = list(image.undrained)
+        ledger.finished_withdrawals = {f.withdrawal_id: f for f in image.finished_withdrawals}
         ledger.check_invariants()
         return ledger
 
@@ -537,6 +544,7 @@ class Ledger(PendingWithdrawals):
                 assert balance.held == 0, f"venue account {account} holds {asset}"
         for asset, total in sums.items():
             assert total == 0, f"{asset} sums to {total}, not zero"
+        self.check_finished_withdrawals()
 
 
 def _before_split(attestation: Attestation, split_at_us: int) -> str:

@@ -186,6 +186,7 @@ def test_a_confirm_of_another_withdrawal_than_expected_exits_1_and_burns_nothing
     expected = ["--account", "1", "--asset", "USD", "--amount", "200.00"]
     assert admin(venue.port, "confirm-withdrawal", str(alphas), *expected) == 0
     answer = output(capsys)
+    assert answer["withdrawal"].pop("requested_at") > 0  # µs (session 26)
     assert answer["withdrawal"] == {
         "withdrawal_id": alphas,
         "account": 1,
