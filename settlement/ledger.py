@@ -2,19 +2,29 @@
 
 Owns every balance of every account (participants and the venue's own accounts), what is
 held of it, pending withdrawals (their methods in `settlement.withdrawals`), the reserve
-attestations that bound supply, and the sequence of booked transfers. A chain of transfers
-is checked whole and then applied whole; a refusal is returned as a `Refused` (a stable
-reason name and a message), never raised, and changes nothing. Each asset sums to zero over
+attestations that bound supply (with the mints, in `settlement.reserves`), and the sequence
+of booked transfers. A chain of transfers is checked whole and then applied whole; a
+refusal is returned as a `Refused` (a stable reason name and a message), never raised, and
+changes nothing. Each asset sums to zero over
 all accounts at every moment (minting debits the issuance account), and no mint lets a
 supply pass `SUPPLY_MAX`, counting the cash the caller's T-bills will mint at maturity.
 Pure: the store persists what `drain()` hands it.
 """
 
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Iterable
 
 import msgspec
 
 from settlement.refusals import Refused as Refused
+from settlement.reserves import HOUR_US as HOUR_US
+from settlement.reserves import SUPPLY_MAX as SUPPLY_MAX
+from settlement.reserves import Redemptions as Redemptions
+from settlement.reserves import ReserveLine as ReserveLine
+from settlement.reserves import Reserves
+from settlement.reserves import decimal_text as decimal_text
+from settlement.reserves import exceeded_detail as exceeded_detail
+from settlement.reserves import older_detail as older_detail
+from settlement.reserves import stale_detail as stale_detail
 from settlement.transfers import (
     FEE_INCOME,
     ISSUANCE,
@@ -35,11 +45,6 @@ ASSET_SCALE_MAX = 18  # 10**18 units per whole is finer than any asset we hold
 # here would be refused there after the answer, fatally, and at every start after it.
 ACCOUNT_NAME_LENGTH_MAX = 200
 CHAIN_LEGS_MAX = 64  # a trade has 2-6 legs; anything longer is a bug or an abuse
-# The most of an asset there may ever be, counting the cash its T-bills will pay at maturity:
-# the engine's UNITS_MAX. Every balance is at most that plus a little rounding, and each is
-# snapshotted, hashed and stored as a signed 64-bit integer.
-SUPPLY_MAX = 2**62
-HOUR_US = 3_600_000_000  # staleness is read in hours (the config's reserve_staleness_hours)
 
 
 class AssetSpec(msgspec.Struct, frozen=True, gc=False):
@@ -65,16 +70,6 @@ class Attestation(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     amount: int
     as_of_us: int
     split_at_us: int = 0  # the time of the split that rescaled it; 0: none did
-
-
-class ReserveLine(msgspec.Struct, frozen=True, gc=False):
-    """One asset's line of the proof-of-reserves report."""
-
-    asset: str
-    supply: int
-    attested: int
-    as_of_us: int
-    covered: bool
 
 
 class LedgerImage(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
@@ -109,19 +104,17 @@ class Balance:
 
 
 Leg = tuple[int, int, str, int, TransferKind]  # debit account, credit account, asset, amount, kind
-# What the tokens of each unmatured T-bill pay at maturity: bill asset -> (cash asset, cash
-# units per unit of face). The engine's markets say it (`Custody.redemptions`).
-Redemptions = Mapping[str, tuple[str, int]]
 Spend = tuple[int, str, int]  # account, asset, amount of a hold a chain uses up
 
 
-class Ledger(PendingWithdrawals):
+class Ledger(Reserves, PendingWithdrawals):
     """Balances changed only by booked chains of transfers, holds and releases.
 
     Every way a balance changes (holds, releases, DvP, mint, burn, withdrawals, redemptions,
     corporate actions) goes through this one owner of the balances, so that each keeps the
-    same invariants (docs/settlement.md); the withdrawals' methods are written apart, in
-    `settlement.withdrawals` (its base), which keeps this class near 400 lines."""
+    same invariants (docs/settlement.md). Two parts are written apart, in its bases:
+    reserves, mints and the supply bound (`settlement.reserves`) and the withdrawals
+    (`settlement.withdrawals`), which keeps this class within 400 lines."""
 
     def __init__(self) -> None:
         self.assets: dict[str, AssetSpec] = {}
@@ -199,51 +192,6 @@ class Ledger(PendingWithdrawals):
         self.participants[participant.account_id] = participant
         return None
 
-    def attest(
-        self,
-        attestation: Attestation,
-        matured: Container[str] = (),
-        *,
-        before_split_refused: bool = True,
-    ) -> Refused | None:
-        """Record the custodian's latest reserves for an asset (not a matured bill's token).
-        `before_split_refused` False takes a statement dated before the asset's latest split,
-        as a journal written before that check holds them (`AttestReserves.split_checked`)."""
-        if attestation.asset not in self.assets:
-            return Refused("UNKNOWN_ASSET", f"unknown asset {attestation.asset}")
-        # Before the checks of the statement itself: a matured bill's token takes none at
-        # all, so that is what a statement of it (an old one, say) is refused for.
-        if attestation.asset in matured:
-            return Refused("ASSET_MATURED", _matured(attestation.asset))
-        if attestation.amount < 0:
-            return Refused("BAD_PARAM", "reserves cannot be negative")
-        if attestation.amount > SUPPLY_MAX:  # more than could ever be minted against them
-            return Refused("BAD_PARAM", f"reserves are at most {SUPPLY_MAX} units")
-        previous = self.attestations.get(attestation.asset)
-        if previous is not None and attestation.as_of_us < previous.as_of_us:
-            scale = self.assets[attestation.asset].scale
-            return Refused("BAD_PARAM", older_detail(previous, attestation.as_of_us, scale))
-        if (
-            before_split_refused
-            and previous is not None
-            and attestation.as_of_us < previous.split_at_us
-        ):
-            return Refused("BAD_PARAM", _before_split(attestation, previous.split_at_us))
-        if previous is not None and _restates(previous, attestation):
-            # The store keeps every statement by its moment: it would refuse another amount
-            # for one it holds after the answer, fatally, and at every start after it.
-            return Refused("BAD_PARAM", self._restated(previous))
-        self.attestations[attestation.asset] = attestation
-        return None
-
-    def _restated(self, previous: Attestation) -> str:
-        scale = self.assets[previous.asset].scale
-        return (
-            f"{previous.asset} reserves as of {previous.as_of_us} are recorded as"
-            f" {decimal_text(previous.amount, scale)}: a statement for the same moment cannot"
-            " say otherwise (a corrected one needs a later as_of)"
-        )
-
     # ----------------------------------------------------------------- queries
 
     def balance(self, account: int, asset: str) -> Balance:
@@ -268,17 +216,6 @@ class Ledger(PendingWithdrawals):
             for (account, code), balance in self.balances.items()
             if code == asset and account > 0 and balance.total > 0
         )
-
-    def reserves_report(self) -> list[ReserveLine]:
-        """Proof of reserves: supply against the latest attestation, per asset."""
-        lines = []
-        for code in sorted(self.assets):
-            attestation = self.attestations.get(code)
-            attested = attestation.amount if attestation else 0
-            supply = self.supply(code)
-            as_of = attestation.as_of_us if attestation else 0
-            lines.append(ReserveLine(code, supply, attested, as_of, supply <= attested))
-        return lines
 
     def drain(self) -> list[Transfer]:
         """Transfers booked since the last drain, in order, for the store."""
@@ -434,65 +371,6 @@ class Ledger(PendingWithdrawals):
         )
         return venue
 
-    # ----------------------------------------------------------------- supply
-
-    def mint(
-        self,
-        account: int,
-        asset: str,
-        amount: int,
-        ts_us: int,
-        staleness_max_us: int,
-        matured: Container[str] = (),
-        redemptions: Redemptions | None = None,
-    ) -> list[Transfer] | Refused:
-        """Issue tokens to a participant against fresh reserves (never a matured bill's), as
-        long as neither the asset nor the cash its bills pay at maturity can pass `SUPPLY_MAX`.
-        """
-        if account not in self.participants:
-            return Refused("UNKNOWN_ACCOUNT", f"unknown account {account}")
-        if asset not in self.assets:
-            return Refused("UNKNOWN_ASSET", f"unknown asset {asset}")
-        if asset in matured:
-            return Refused("ASSET_MATURED", _matured(asset))
-        attestation = self.attestations.get(asset)
-        if attestation is None or ts_us - attestation.as_of_us > staleness_max_us:
-            detail = stale_detail(asset, attestation, ts_us, staleness_max_us)
-            return Refused("RESERVES_STALE", detail)
-        supply = self.supply(asset)
-        if supply + amount > attestation.amount:
-            scale = self.assets[asset].scale
-            return Refused("RESERVES_EXCEEDED", exceeded_detail(attestation, supply, amount, scale))
-        past = self.supply_past_max(asset, amount, redemptions or {})
-        if past is not None:
-            return Refused("SUPPLY_OUT_OF_RANGE", past)
-        return self.book([(ISSUANCE, account, asset, amount, TransferKind.MINT)], ts_us)
-
-    def supply_at_maturity(self, asset: str, redemptions: Redemptions) -> int:
-        """The supply of `asset` once every bill paying in it has paid par for its tokens out
-        (a matured bill's: those its pending withdrawals hold, which a void redeems)."""
-        par = sum(
-            self.supply(bill) * per_unit
-            for bill, (cash, per_unit) in redemptions.items()
-            if cash == asset
-        )
-        return self.supply(asset) + par
-
-    def supply_past_max(self, asset: str, amount: int, redemptions: Redemptions) -> str | None:
-        """Why `amount` more of `asset` would let a supply pass `SUPPLY_MAX` (its own, or at
-        maturity, its own as cash or that of the cash it pays as a bill), or None."""
-        if self.supply_at_maturity(asset, redemptions) + amount > SUPPLY_MAX:
-            return f"the supply of {asset} would pass {SUPPLY_MAX} units"
-        terms = redemptions.get(asset)
-        if terms is not None:
-            cash, per_unit = terms
-            if self.supply_at_maturity(cash, redemptions) + amount * per_unit > SUPPLY_MAX:
-                return (
-                    f"{amount} {asset} would pay {amount * per_unit} {cash} units at maturity:"
-                    f" the supply of {cash} would pass {SUPPLY_MAX} units"
-                )
-        return None
-
     def redeem_at_par(
         self,
         asset: str,
@@ -545,69 +423,3 @@ class Ledger(PendingWithdrawals):
         for asset, total in sums.items():
             assert total == 0, f"{asset} sums to {total}, not zero"
         self.check_finished_withdrawals()
-
-
-def _before_split(attestation: Attestation, split_at_us: int) -> str:
-    return (
-        f"{attestation.asset} was split at {split_at_us}: a statement as of"
-        f" {attestation.as_of_us}, before the split, counts its old shares (attest one as of"
-        " the split or later)"
-    )
-
-
-def _restates(previous: Attestation, attestation: Attestation) -> bool:
-    """Whether `attestation` gives another amount for the moment of `previous` (the same
-    amount again is a retry, and is taken)."""
-    return attestation.as_of_us == previous.as_of_us and attestation.amount != previous.amount
-
-
-def older_detail(latest: Attestation, as_of_us: int, scale: int) -> str:
-    """Why a statement older than the latest is refused, saying the latest (its moment and
-    amount, which may be a split's rescaled one) so that the operator sees what to date after."""
-    amount = decimal_text(latest.amount, scale)
-    return (
-        f"an attestation older than the latest one: {latest.asset}'s latest is as of"
-        f" {latest.as_of_us} µs ({amount}), this one as of {as_of_us} µs; a new"
-        " statement needs a later as_of"
-    )
-
-
-def stale_detail(
-    asset: str, attestation: Attestation | None, ts_us: int, staleness_max_us: int
-) -> str:
-    """Why a deposit finds no fresh attestation, with the figures the operator needs: how
-    old the latest is against the bound (hours, to a tenth), or that there is none."""
-    said = f"no fresh reserve attestation for {asset}"
-    if attestation is None:
-        return f"{said}: it has none; attest its reserves first"
-    age_us = ts_us - attestation.as_of_us
-    age, bound = f"{age_us / HOUR_US:.1f} h", f"{staleness_max_us / HOUR_US:.1f} h"
-    if age == bound:  # just past the bound: to the second, not "24.0 h old, past the 24.0 h"
-        age, bound = f"{age_us // 1_000_000:,} s", f"{staleness_max_us // 1_000_000:,} s"
-    return (
-        f"{said}: the latest, as of {attestation.as_of_us} µs, is {age} old, past the"
-        f" {bound} a deposit allows (reserve staleness); attest its reserves again"
-    )
-
-
-def exceeded_detail(attestation: Attestation, supply: int, amount: int, scale: int) -> str:
-    """Why a deposit would pass the reserves, in the asset's decimals: what is out, what the
-    deposit adds, and what the custodian attests."""
-    return (
-        f"supply of {attestation.asset} would exceed its reserves:"
-        f" {decimal_text(supply, scale)} out plus this {decimal_text(amount, scale)} is"
-        f" {decimal_text(supply + amount, scale)}, past the"
-        f" {decimal_text(attestation.amount, scale)} attested as of {attestation.as_of_us} µs"
-    )
-
-
-def decimal_text(units: int, scale: int) -> str:
-    """Whole units of an asset at `scale` as its decimal text (an operator reads these)."""
-    if not scale:
-        return str(units)
-    whole, fraction = divmod(units, 10**scale)
-    return f"{whole}.{fraction:0{scale}d}"
-
-
-def _matured(asset: str) -> str:
-    return f"{asset} is a matured T-bill: it was redeemed at par and can never trade again"
