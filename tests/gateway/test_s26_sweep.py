@@ -85,3 +85,4 @@ def test_the_fee_income_is_swept_answered_refused_and_stored(tmp_path: Path, cap
     run(scenario)
     assert venue_cli(["ledger", "verify", "--data-dir", str(data_dir)]) == 0
     assert capsys.readouterr().out.startswith("ok: ")
+    assert venue_cli(["verify", "--data-dir", str(data_dir)]) == 0  # replayed from zero
