@@ -299,7 +299,7 @@ class Custody:
             facts: tuple[Fact, ...] = ()
             if refusal.reason == "INSUFFICIENT_BALANCE":
                 scale = self.ledger.assets[cmd.asset].scale
-                available = self._venue_total(cmd.venue_account, cmd.asset)
+                available = max(self._venue_total(cmd.venue_account, cmd.asset), 0)
                 facts = (("needed", cmd.amount, scale), ("available", available, scale))
             asset = cmd.asset if facts else None
             _refused(refusal, cmd, "sweep_venue_account", events, facts, asset)

@@ -183,6 +183,17 @@ def test_a_short_sweep_gives_what_was_needed_and_is_there(swept: Swept) -> None:
     assert refused.facts == (("needed", 700_000, 6), ("available", 600_000, 6))
 
 
+def test_a_rounding_account_below_zero_has_nothing_to_sweep(swept: Swept) -> None:
+    ledger = swept.ledger
+    ledger.balance(ROUNDING, "USD").total -= 3  # a residual paid out, as a fill may book it
+    ledger.balance(ISSUANCE, "USD").total += 3
+    (refused,) = swept.do(sweep(1, venue_account=ROUNDING))
+    assert isinstance(refused, CommandRejected)
+    assert refused.reason is ErrorCode.INSUFFICIENT_BALANCE
+    assert "(-3) holds 0.000000 USD, 0.000001 asked" in refused.detail
+    assert refused.facts == (("needed", 1, 6), ("available", 0, 6))
+
+
 def test_a_sweep_replays_and_restores_to_the_same_state(swept: Swept) -> None:
     swept.ok(sweep(250_000, cl_op_id="sweep-1"))
     again = swept.do(sweep(250_000, cl_op_id="sweep-1"))  # sent again: done once
