@@ -19,7 +19,8 @@ command again with `--cl-op-id` just as safely.
 nothing, so it takes no `cl_op_id` and is not sent again. `confirm-withdrawal` and
 `void-withdrawal` take what the operator expects the withdrawal to be (`--account`,
 `--asset`, `--amount`: another one is refused, nothing done) and print, beside the answer,
-the withdrawal as the venue listed it just before (`"withdrawal"`).
+the withdrawal as the venue listed it just before (`"withdrawal"`). `sweep` takes the
+venue's income (its fee income or rounding account) out to a participant account.
 """
 
 import argparse
@@ -39,6 +40,7 @@ from cli.failures import check_trade_url
 from client.sdk import ConnectionLost, VenueClient, VenueError
 from core import config as venue_config
 from engine.enums import InstrumentKind, InstrumentStatus
+from settlement.transfers import FEE_INCOME, ROUNDING
 
 URL_DEFAULT = "ws://127.0.0.1:8765/ws/trade"
 KEY_ENV, SECRET_ENV = "VENUE_ADMIN_KEY", "VENUE_ADMIN_SECRET"
@@ -189,6 +191,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--after", type=int, default=None, help="only those after this id (the page cursor)"
     )
     pending.add_argument("--limit", type=int, default=None, help="at most this many (1-1000)")
+
+    sweep = command(
+        "sweep",
+        "admin.sweep",
+        _sweep,
+        "take the venue's income out: its fee income or rounding to a participant account",
+        _SWEEP_TEXT,
+    )
+    sweep.add_argument("source", choices=sorted(SWEPT_FROM), help="the venue account swept")
+    sweep.add_argument("asset")
+    sweep.add_argument("amount", help="at the asset's decimals, e.g. 1250.50")
+    sweep.add_argument("--to", type=int, required=True, help="the participant account paid")
 
     account = command("open-account", "admin.open_account", _open_account, "open an account")
     account.add_argument("account", type=int)
@@ -382,6 +396,20 @@ exit 1), its message saying whose and how much it is, and nothing is done.
 `venue admin withdrawals` lists those pending. The withdrawal acted on is
 printed beside the answer ("withdrawal")."""
 
+# The venue's accounts a sweep takes from, by the name the operator types.
+SWEPT_FROM = {"fee-income": FEE_INCOME, "rounding": ROUNDING}
+
+_SWEEP_TEXT = """\
+take the venue's income out: move AMOUNT of ASSET from its fee income
+account (-2: the trades' fees) or its rounding account (-3: the residuals
+of rounding) to the participant account --to, in one transfer (kind
+"sweep") that the ledger store keeps as every other one.
+
+Refused, nothing moved (exit 1): more than the account holds
+(INSUFFICIENT_BALANCE, saying what it holds), an unknown --to account
+(UNKNOWN_ACCOUNT) or asset (UNKNOWN_ASSET), an amount of 0 (BAD_PARAM).
+The answer gives the transfer's id ("transfer_id")."""
+
 # ----------------------------------------------------------------- params of each command
 
 _INSTRUMENT_TEXT_FLAGS = (
@@ -461,6 +489,15 @@ def _withdrawal(args: argparse.Namespace) -> dict[str, Any]:
 def _withdrawals(args: argparse.Namespace) -> dict[str, Any]:
     params = {"account": args.account, "after_withdrawal_id": args.after, "limit": args.limit}
     return {name: value for name, value in params.items() if value is not None}
+
+
+def _sweep(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "venue_account": SWEPT_FROM[args.source],
+        "asset": args.asset,
+        "amount": args.amount,
+        "account": args.to,
+    }
 
 
 def _open_account(args: argparse.Namespace) -> dict[str, Any]:

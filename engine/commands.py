@@ -229,6 +229,11 @@ class RequestWithdrawal(OperatorCommand, frozen=True, gc=False, kw_only=True):
     # the holder twice. Set where a withdrawal enters; absent (False) from records written
     # before, whose withdrawals those actions voided, and which must replay as they ran.
     held_through_actions: bool = False
+    # Record the command's time on the withdrawal (`requested_at_us`, for the operator's
+    # list). Set where a withdrawal enters; absent (False) from records written before,
+    # whose withdrawals must encode and hash as they did.
+    requested_at_kept: bool = False
+    ENTRY_FLAGS: ClassVar[tuple[str, ...]] = ("requested_at_kept",)
 
 
 class ConfirmWithdrawal(OperatorCommand, frozen=True, gc=False, kw_only=True):
@@ -244,7 +249,12 @@ class ConfirmWithdrawal(OperatorCommand, frozen=True, gc=False, kw_only=True):
     expected_account: int = 0
     expected_asset: str | None = None
     expected_amount: int = 0
+    # Remember how the withdrawal ended (`settlement.withdrawals.FinishedWithdrawal`), so a
+    # later confirm or void of it says which it became. Set where the command enters; absent
+    # (False) from records written before, which must replay and hash as they did.
+    finish_kept: bool = False
     ADDED: ClassVar[tuple[str, ...]] = ("expected_account", "expected_asset", "expected_amount")
+    ENTRY_FLAGS: ClassVar[tuple[str, ...]] = ("finish_kept",)
 
 
 class VoidWithdrawal(OperatorCommand, frozen=True, gc=False, kw_only=True):
@@ -255,7 +265,12 @@ class VoidWithdrawal(OperatorCommand, frozen=True, gc=False, kw_only=True):
     expected_account: int = 0
     expected_asset: str | None = None
     expected_amount: int = 0
+    # Remember how the withdrawal ended (`settlement.withdrawals.FinishedWithdrawal`), so a
+    # later confirm or void of it says which it became. Set where the command enters; absent
+    # (False) from records written before, which must replay and hash as they did.
+    finish_kept: bool = False
     ADDED: ClassVar[tuple[str, ...]] = ("expected_account", "expected_asset", "expected_amount")
+    ENTRY_FLAGS: ClassVar[tuple[str, ...]] = ("finish_kept",)
 
 
 class PayDividend(OperatorCommand, frozen=True, gc=False, kw_only=True):
@@ -336,6 +351,17 @@ class IssueKey(OperatorCommand, frozen=True, gc=False, kw_only=True):
     ID_SPACE: ClassVar[str] = "key"  # apart, as when the gateways kept them (session 22)
 
 
+class SweepVenueAccount(OperatorCommand, frozen=True, gc=False, kw_only=True):
+    """Move `amount` of `asset` from one of the venue's own income accounts (`venue_account`:
+    fee income -2 or rounding -3, `settlement.transfers.SWEPT_ACCOUNTS`) to the participant
+    `account`: how the operator takes the venue's income out (`admin.sweep`)."""
+
+    venue_account: int
+    asset: str
+    amount: int
+    account: int
+
+
 AnyCommand = (
     PlaceOrder
     | CancelOrder
@@ -360,4 +386,5 @@ AnyCommand = (
     | SetCancelOnDisconnect  # appended: the journal's earlier commands decode as before
     | IssueKey  # appended
     | SetReserveStaleness  # appended
+    | SweepVenueAccount  # appended
 )

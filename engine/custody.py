@@ -7,8 +7,10 @@ withdrawals hold first and burn on confirmation. A matured T-bill's token takes 
 attestations or mints: it has been redeemed, and new tokens would be stranded. No supply may
 pass `SUPPLY_MAX`, counting the par every unmatured bill will mint in its cash at maturity:
 a deposit that would let one pass is refused (SUPPLY_OUT_OF_RANGE), and so is a bill listed
-on a token already out in such numbers. Balances changed here are reported with
-`BalanceChanged` like those changed by trades.
+on a token already out in such numbers. The operator takes the venue's income out of its
+fee income and rounding accounts with a sweep to a participant (`SweepVenueAccount`), never
+more than they hold. Balances changed here are reported with `BalanceChanged` like those
+changed by trades.
 """
 
 from collections.abc import Callable, Container, Mapping
@@ -24,6 +26,7 @@ from engine.commands import (
     ListAsset,
     OpenAccount,
     RequestWithdrawal,
+    SweepVenueAccount,
     VoidWithdrawal,
 )
 from engine.enums import InstrumentKind
@@ -36,6 +39,7 @@ from engine.events import (
     Fact,
     KeyIssued,
     ReservesAttested,
+    VenueAccountSwept,
     WithdrawalConfirmed,
     WithdrawalRequested,
     WithdrawalVoided,
@@ -55,12 +59,15 @@ from settlement.ledger import (
     Withdrawal,
 )
 from settlement.tbill import par_proceeds_units
+from settlement.transfers import ISSUANCE, REDEMPTION, SWEPT_ACCOUNTS, TransferKind
 
 Handler = Callable[[Any, list[Event]], None]
 
 # How far an attestation's as_of may lead the command's time: the operator's clock stamps it
 # (`venue admin attest-reserves`), and a minute is the skew a logon's recv_window allows.
 AS_OF_AHEAD_MAX_US = 60_000_000
+# The venue's accounts a sweep refuses by name: they mirror supply and par, not income.
+VENUE_ACCOUNT_NAMES = {ISSUANCE: "issuance", REDEMPTION: "redemption"}
 
 
 class Custody:
@@ -86,6 +93,7 @@ class Custody:
             ConfirmWithdrawal: self._confirm_withdrawal,
             VoidWithdrawal: self._void_withdrawal,
             IssueKey: self._issue_key,
+            SweepVenueAccount: self._sweep,
         }
 
     def _list_asset(self, cmd: ListAsset, events: list[Event]) -> None:
@@ -183,8 +191,9 @@ class Custody:
         return None
 
     def _request_withdrawal(self, cmd: RequestWithdrawal, events: list[Event]) -> None:
+        requested_at_us = cmd.ts_us if cmd.requested_at_kept else 0
         result = self.ledger.request_withdrawal(
-            cmd.account, cmd.asset, cmd.amount, cmd.held_through_actions
+            cmd.account, cmd.asset, cmd.amount, cmd.held_through_actions, requested_at_us
         )
         if isinstance(result, Refused) and result.reason == "INSUFFICIENT_BALANCE":
             scale = self.ledger.assets[cmd.asset].scale
@@ -210,7 +219,7 @@ class Custody:
         if _refused(self._not_as_expected(cmd), cmd, "confirm_withdrawal", events):
             return
         withdrawal = self.ledger.withdrawals.get(cmd.withdrawal_id)
-        booked = self.ledger.confirm_withdrawal(cmd.withdrawal_id, cmd.ts_us)
+        booked = self.ledger.confirm_withdrawal(cmd.withdrawal_id, cmd.ts_us, cmd.finish_kept)
         if _refused(booked, cmd, "confirm_withdrawal", events):
             return
         assert withdrawal is not None and isinstance(booked, list)
@@ -259,7 +268,8 @@ class Custody:
         held through corporate actions, when its asset splits or matures). The tokens of a
         bill that has matured meanwhile are then redeemed at par, as its maturity redeemed
         every other holder's."""
-        result = self.ledger.void_withdrawal(withdrawal_id)
+        remember = isinstance(cmd, VoidWithdrawal) and cmd.finish_kept
+        result = self.ledger.void_withdrawal(withdrawal_id, ts, remember)
         if cmd is not None and _refused(result, cmd, "void_withdrawal", events):
             return
         assert isinstance(result, Withdrawal)
@@ -280,6 +290,62 @@ class Custody:
         holders = [(withdrawal.account, withdrawal.amount)]
         self.ledger.redeem_at_par(withdrawal.asset, cash, per_unit, ts, holders)
         self._balance_changed(withdrawal.account, cash, ts, events)
+
+    def _sweep(self, cmd: SweepVenueAccount, events: list[Event]) -> None:
+        """Take the venue's income out: one `sweep` transfer from its fee income or rounding
+        account to a participant, booked and stored as every other transfer."""
+        refusal = self._sweep_refusal(cmd)
+        if refusal is not None:
+            facts: tuple[Fact, ...] = ()
+            if refusal.reason == "INSUFFICIENT_BALANCE":
+                scale = self.ledger.assets[cmd.asset].scale
+                available = max(self._venue_total(cmd.venue_account, cmd.asset), 0)
+                facts = (("needed", cmd.amount, scale), ("available", available, scale))
+            asset = cmd.asset if facts else None
+            _refused(refusal, cmd, "sweep_venue_account", events, facts, asset)
+            return
+        legs = [(cmd.venue_account, cmd.account, cmd.asset, cmd.amount, TransferKind.SWEEP)]
+        booked = self.ledger.book(legs, cmd.ts_us)
+        assert isinstance(booked, list), f"a checked sweep failed to book: {booked}"
+        swept = VenueAccountSwept(
+            cmd.ts_us, cmd.venue_account, cmd.account, cmd.asset, cmd.amount, booked[0].transfer_id
+        )
+        events.append(swept)
+        self._balance_changed(cmd.account, cmd.asset, cmd.ts_us, events)
+
+    def _sweep_refusal(self, cmd: SweepVenueAccount) -> Refused | None:
+        """Why the sweep cannot be done (`SWEEP_PRECEDENCE`), or None. The ledger checks no
+        venue account's balance (issuance and rounding may go below zero), so this does."""
+        source = cmd.venue_account
+        if cmd.amount <= 0:
+            return Refused("BAD_PARAM", "a sweep's amount is positive")
+        if source not in SWEPT_ACCOUNTS:
+            named = VENUE_ACCOUNT_NAMES.get(source)
+            said = f"({named}) is never swept" if named else "is no venue account"
+            detail = (
+                f"account {source} {said}: only the venue's income is, in fee income (-2)"
+                " and rounding (-3)"
+            )
+            return Refused("BAD_PARAM", detail)
+        if cmd.account not in self.ledger.participants:
+            return Refused("UNKNOWN_ACCOUNT", f"no account {cmd.account} to sweep to")
+        if cmd.asset not in self.ledger.assets:
+            return Refused("UNKNOWN_ASSET", f"unknown asset {cmd.asset}")
+        available = self._venue_total(source, cmd.asset)
+        if cmd.amount > available:
+            scale = self.ledger.assets[cmd.asset].scale
+            detail = (
+                f"the venue's {SWEPT_ACCOUNTS[source]} account ({source}) holds"
+                f" {format_units(max(available, 0), scale)} {cmd.asset},"
+                f" {format_units(cmd.amount, scale)} asked: nothing swept"
+            )
+            return Refused("INSUFFICIENT_BALANCE", detail)
+        return None
+
+    def _venue_total(self, account: int, asset: str) -> int:
+        """The venue account's total in `asset` (0 if it has none: a get makes no row)."""
+        balance = self.ledger.balances.get((account, asset))
+        return balance.total if balance is not None else 0
 
     def _balance_changed(self, account: int, asset: str, ts: int, events: list[Event]) -> None:
         events.append(balance_changed(self.ledger, account, asset, ts))

@@ -412,10 +412,21 @@ class KeyIssued(Event, frozen=True, gc=False):
     scopes: tuple[str, ...]
 
 
+class VenueAccountSwept(Event, frozen=True, gc=False):
+    """The operator moved `amount` of `asset` out of the venue's own `venue_account` (fee
+    income or rounding) to the participant `account`, in one transfer (kind `sweep`)."""
+
+    venue_account: int
+    account: int
+    asset: str
+    amount: int
+    transfer_id: int
+
+
 # The events an operator command's answer is made from (a withdrawal's id, a dividend's or
 # a split's totals, an issued key's name): what `engine.operations` keeps to answer the
 # command sent again.
-Outcome = DividendPaid | SharesSplit | WithdrawalRequested | KeyIssued
+Outcome = DividendPaid | SharesSplit | WithdrawalRequested | KeyIssued | VenueAccountSwept
 
 
 class OperationRepeated(Event, frozen=True, gc=False):
@@ -461,4 +472,5 @@ AnyEvent = (
     | OperationRepeated  # appended
     | KeyIssued  # appended
     | ReserveStalenessSet  # appended
+    | VenueAccountSwept  # appended
 )

@@ -33,6 +33,7 @@ from engine.events import (
     OperationRepeated,
     Outcome,
     SharesSplit,
+    VenueAccountSwept,
     WithdrawalRequested,
 )
 from engine.reasons import ErrorCode
@@ -58,7 +59,8 @@ _ENTRY = struct.Struct(f">{KEY_BYTES}s{DIGEST_BYTES}sqQ")
 _OUTCOME_LENGTH = struct.Struct(">I")
 NO_OUTCOME = 2**64 - 1
 _outcome_decoder = msgspec.msgpack.Decoder(Outcome)
-_OUTCOMES = (DividendPaid, SharesSplit, WithdrawalRequested, KeyIssued)  # an answer reports
+# what an answer reports
+_OUTCOMES = (DividendPaid, SharesSplit, WithdrawalRequested, KeyIssued, VenueAccountSwept)
 _SPACE_END = "\x1f"  # (unit separator) between an id's space and the id: `_filed_as`
 _WORD_START = re.compile(r"(?<!^)(?=[A-Z])")
 

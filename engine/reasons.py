@@ -78,6 +78,9 @@ class ErrorCode(IntEnum):
     SUPPLY_OUT_OF_RANGE = 7008
     # appended: an operator command's `cl_op_id` names an earlier command that asked otherwise
     CL_OP_ID_REUSED = 7009
+    # appended: a confirm or void of a withdrawal that was confirmed (or voided) before
+    WITHDRAWAL_ALREADY_CONFIRMED = 7010
+    WITHDRAWAL_ALREADY_VOIDED = 7011
     # 9xxx server
     INTERNAL = 9000
     SHUTTING_DOWN = 9001
@@ -130,6 +133,15 @@ DEPOSIT_PRECEDENCE: tuple[ErrorCode, ...] = (
     E.RESERVES_STALE,
     E.RESERVES_EXCEEDED,
     E.SUPPLY_OUT_OF_RANGE,  # the asset's, or its cash's once its bills pay par
+)
+
+# Sweeping the venue's income (`SweepVenueAccount`): BAD_PARAM for the amount or a source
+# that is no sweepable venue account, then as a deposit's, then the venue balance short.
+SWEEP_PRECEDENCE: tuple[ErrorCode, ...] = (
+    E.BAD_PARAM,
+    E.UNKNOWN_ACCOUNT,
+    E.UNKNOWN_ASSET,
+    E.INSUFFICIENT_BALANCE,
 )
 
 WITHDRAWAL_PRECEDENCE: tuple[ErrorCode, ...] = (

@@ -50,6 +50,7 @@ from engine.events import (
     SelfTradePrevented,
     SharesSplit,
     TradeExecuted,
+    VenueAccountSwept,
     WithdrawalRequested,
 )
 from engine.instrument import InstrumentSpec, unknown_symbol
@@ -708,6 +709,8 @@ class Dispatcher:
         finish: Callable[[Pending], bytes] = _admin_result
         if request.method in CORPORATE_METHODS:  # the answer sums the action up, in decimals
             finish = partial(_corporate_result, self.scales)
+        elif request.method == "admin.sweep":  # the answer names the transfer
+            finish = _sweep_result
         pending = Pending(session, request.id, request.method, t_in, finish=finish)
         self.bus.submit(command, pending)
 
@@ -1005,6 +1008,24 @@ def _admin_result(pending: Pending) -> bytes:
     result = _repeated(executed.seq, summary)
     if isinstance(summary.outcome, WithdrawalRequested):
         result["withdrawal_id"] = summary.outcome.withdrawal.withdrawal_id
+    return wire.ok(pending.request_id, result, pending.t_in, now_us())
+
+
+def _sweep_result(pending: Pending) -> bytes:
+    """A sweep's answer: `{seq, transfer_id}` (the first one's, for one done before)."""
+    executed = pending.results[0]
+    events = executed.events
+    summary = events[-1] if events else None
+    if type(summary) is OperationRepeated:
+        result = _repeated(executed.seq, summary)
+        swept = summary.outcome
+    else:
+        swept = next((e for e in events if type(e) is VenueAccountSwept), None)
+        if swept is None:  # refused: said as every command's refusal
+            return _trade_result(pending)
+        result = {"seq": executed.seq}
+    assert isinstance(swept, VenueAccountSwept), f"a sweep answered by {swept!r}"
+    result["transfer_id"] = swept.transfer_id
     return wire.ok(pending.request_id, result, pending.t_in, now_us())
 
 

@@ -54,6 +54,7 @@ class WithdrawalLine(msgspec.Struct, frozen=True):
     account: int
     asset: str
     amount: str  # at the asset's scale (after a split, the rescaled amount)
+    requested_at: int | None  # µs; None: requested before the venue kept it (session 26)
 
 
 class WithdrawalsResult(msgspec.Struct, frozen=True):
@@ -173,7 +174,10 @@ class Queries:
                 cursor = lines[-1].withdrawal_id
                 break
             amount = format_units(withdrawal.amount, ledger.assets[withdrawal.asset].scale)
-            line = WithdrawalLine(withdrawal_id, withdrawal.account, withdrawal.asset, amount)
+            requested_at = withdrawal.requested_at_us or None
+            line = WithdrawalLine(
+                withdrawal_id, withdrawal.account, withdrawal.asset, amount, requested_at
+            )
             lines.append(line)
         self._defer(session, request, t_in, WithdrawalsResult(lines, cursor))
 

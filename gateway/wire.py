@@ -43,6 +43,7 @@ from engine.commands import (
     SetOrderCaps,
     SetReferencePrice,
     SplitShares,
+    SweepVenueAccount,
     VoidWithdrawal,
 )
 from engine.enums import (
@@ -581,6 +582,17 @@ class WithdrawalsParams(Params, frozen=True):
     limit: Annotated[int, Meta(ge=1, le=WITHDRAWALS_LIMIT_MAX)] = 100
 
 
+class SweepParams(OperatorParams, frozen=True):
+    """Take the venue's income out: `amount` of `asset` from its fee income (-2) or rounding
+    (-3) account (`venue_account`; any other is refused by the engine, saying so) to the
+    participant `account`."""
+
+    venue_account: Annotated[int, Meta(ge=-INT_MAX, le=INT_MAX)]
+    asset: AssetCode
+    amount: DecimalText
+    account: PositiveInt
+
+
 class OpenAccountParams(OperatorParams, frozen=True):
     account: PositiveInt
     name: Name
@@ -661,6 +673,7 @@ METHODS: dict[str, type[Params]] = {
     "admin.issue_key": IssueKeyParams,
     "admin.pay_dividend": PayDividendParams,
     "admin.split": SplitParams,
+    "admin.sweep": SweepParams,
 }
 """Every method of the protocol and the struct its params decode into."""
 
@@ -1440,6 +1453,7 @@ COMMAND_METHODS = frozenset(
         "admin.open_account",
         "admin.pay_dividend",
         "admin.split",
+        "admin.sweep",
     }
 )
 """The methods whose request maps one to one to an engine command (`to_command`)."""
@@ -1790,7 +1804,12 @@ def _withdraw(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us:
     assert isinstance(p, WithdrawParams)
     amount = _units(p.amount, _scale(scales, p.asset), "amount")
     return RequestWithdrawal(
-        ts_us=ts_us, account=p.account, asset=p.asset, amount=amount, held_through_actions=True
+        ts_us=ts_us,
+        account=p.account,
+        asset=p.asset,
+        amount=amount,
+        held_through_actions=True,
+        requested_at_kept=True,
     )
 
 
@@ -1818,6 +1837,7 @@ def _pending_withdrawal(p: PendingWithdrawalParams, scales: Scales) -> dict[str,
         "expected_account": p.account or 0,
         "expected_asset": p.asset,
         "expected_amount": amount,
+        "finish_kept": True,  # a later confirm or void of it says which it became
     }
 
 
@@ -1871,6 +1891,14 @@ def _split(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: in
     )
 
 
+def _sweep(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
+    assert isinstance(p, SweepParams)
+    amount = _positive(p.amount, _scale(scales, p.asset), "amount")
+    return SweepVenueAccount(
+        ts_us=ts_us, venue_account=p.venue_account, asset=p.asset, amount=amount, account=p.account
+    )
+
+
 _Converter = Callable[[Any, Specs, Scales, int, str | None, int], Command]
 _CONVERTERS: dict[type[Params], _Converter] = {
     PlaceParams: _place,
@@ -1891,6 +1919,7 @@ _CONVERTERS: dict[type[Params], _Converter] = {
     OpenAccountParams: _open_account,
     PayDividendParams: _pay_dividend,
     SplitParams: _split,
+    SweepParams: _sweep,
 }
 assert {kind for method, kind in METHODS.items() if method in COMMAND_METHODS} == set(_CONVERTERS)
 

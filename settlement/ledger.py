@@ -1,18 +1,30 @@
 """The double-entry ledger: assets, accounts, balances with holds, and atomic transfer chains.
 
 Owns every balance of every account (participants and the venue's own accounts), what is
-held of it, pending withdrawals, the reserve attestations that bound supply, and the
-sequence of booked transfers. A chain of transfers is checked whole and then applied whole;
-a refusal is returned as a `Refused` (a stable reason name and a message), never raised, and
-changes nothing. Each asset sums to zero over all accounts at every moment (minting debits
-the issuance account), and no mint lets a supply pass `SUPPLY_MAX`, counting the cash the
-caller's T-bills will mint at maturity. Pure: the store persists what `drain()` hands it.
+held of it, pending withdrawals (their methods in `settlement.withdrawals`), the reserve
+attestations that bound supply (with the mints, in `settlement.reserves`), and the sequence
+of booked transfers. A chain of transfers is checked whole and then applied whole; a
+refusal is returned as a `Refused` (a stable reason name and a message), never raised, and
+changes nothing. Each asset sums to zero over
+all accounts at every moment (minting debits the issuance account), and no mint lets a
+supply pass `SUPPLY_MAX`, counting the cash the caller's T-bills will mint at maturity.
+Pure: the store persists what `drain()` hands it.
 """
 
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Iterable
 
 import msgspec
 
+from settlement.refusals import Refused as Refused
+from settlement.reserves import HOUR_US as HOUR_US
+from settlement.reserves import SUPPLY_MAX as SUPPLY_MAX
+from settlement.reserves import Redemptions as Redemptions
+from settlement.reserves import ReserveLine as ReserveLine
+from settlement.reserves import Reserves
+from settlement.reserves import decimal_text as decimal_text
+from settlement.reserves import exceeded_detail as exceeded_detail
+from settlement.reserves import older_detail as older_detail
+from settlement.reserves import stale_detail as stale_detail
 from settlement.transfers import (
     FEE_INCOME,
     ISSUANCE,
@@ -22,6 +34,10 @@ from settlement.transfers import (
     Transfer,
     TransferKind,
 )
+from settlement.withdrawals import PENDING_WITHDRAWALS_MAX as PENDING_WITHDRAWALS_MAX
+from settlement.withdrawals import FinishedWithdrawal, PendingWithdrawals
+from settlement.withdrawals import Withdrawal as Withdrawal
+from settlement.withdrawals import too_many_withdrawals_detail as too_many_withdrawals_detail
 
 ASSET_CODE_LENGTH_MAX = 24  # "TB-2027-03-04" and equity tickers fit with room to spare
 ASSET_SCALE_MAX = 18  # 10**18 units per whole is finer than any asset we hold
@@ -29,12 +45,6 @@ ASSET_SCALE_MAX = 18  # 10**18 units per whole is finer than any asset we hold
 # here would be refused there after the answer, fatally, and at every start after it.
 ACCOUNT_NAME_LENGTH_MAX = 200
 CHAIN_LEGS_MAX = 64  # a trade has 2-6 legs; anything longer is a bug or an abuse
-PENDING_WITHDRAWALS_MAX = 100  # per account: a custodian pays out within a day
-# The most of an asset there may ever be, counting the cash its T-bills will pay at maturity:
-# the engine's UNITS_MAX. Every balance is at most that plus a little rounding, and each is
-# snapshotted, hashed and stored as a signed 64-bit integer.
-SUPPLY_MAX = 2**62
-HOUR_US = 3_600_000_000  # staleness is read in hours (the config's reserve_staleness_hours)
 
 
 class AssetSpec(msgspec.Struct, frozen=True, gc=False):
@@ -62,42 +72,10 @@ class Attestation(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     split_at_us: int = 0  # the time of the split that rescaled it; 0: none did
 
 
-class Withdrawal(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
-    """Tokens held until the custodian pays them out (confirm) or does not (void).
-
-    `held_through_actions`: the withdrawal stays pending through a split of its asset
-    (rescaled to new shares) and a maturity of its bill (not paid par): the custodian may
-    already have paid it out, and only the operator's confirm or void says which. False on
-    withdrawals requested before that rule (their journals void them there, and must replay
-    as they ran); left out of the encoding then, so those encode, hash and snapshot as before
-    the field existed."""
-
-    withdrawal_id: int
-    account: int
-    asset: str
-    amount: int
-    held_through_actions: bool = False
-
-
-class ReserveLine(msgspec.Struct, frozen=True, gc=False):
-    """One asset's line of the proof-of-reserves report."""
-
-    asset: str
-    supply: int
-    attested: int
-    as_of_us: int
-    covered: bool
-
-
-class Refused(msgspec.Struct, frozen=True, gc=False):
-    """Why the ledger did nothing. `reason` is a stable upper-case name (an error code name)."""
-
-    reason: str
-    detail: str
-
-
-class LedgerImage(msgspec.Struct, frozen=True, gc=False):
-    """Everything a ledger holds, for snapshots (see `Ledger.image` and `Ledger.from_image`)."""
+class LedgerImage(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
+    """Everything a ledger holds, for snapshots (see `Ledger.image` and `Ledger.from_image`).
+    The finished withdrawals are left out of the encoding while there are none, so that an
+    image (and the state hash) of a ledger without them is as before they existed."""
 
     assets: list[AssetSpec]
     participants: list[Participant]
@@ -108,6 +86,7 @@ class LedgerImage(msgspec.Struct, frozen=True, gc=False):
     last_chain_id: int
     last_withdrawal_id: int
     undrained: list[Transfer]  # booked but not yet handed to the store
+    finished_withdrawals: list[FinishedWithdrawal] = []  # oldest first
 
 
 class Balance:
@@ -125,18 +104,17 @@ class Balance:
 
 
 Leg = tuple[int, int, str, int, TransferKind]  # debit account, credit account, asset, amount, kind
-# What the tokens of each unmatured T-bill pay at maturity: bill asset -> (cash asset, cash
-# units per unit of face). The engine's markets say it (`Custody.redemptions`).
-Redemptions = Mapping[str, tuple[str, int]]
 Spend = tuple[int, str, int]  # account, asset, amount of a hold a chain uses up
 
 
-class Ledger:
+class Ledger(Reserves, PendingWithdrawals):
     """Balances changed only by booked chains of transfers, holds and releases.
 
-    Just past 400 lines: every way a balance changes (holds, releases, DvP, mint, burn,
-    withdrawals, redemptions, corporate actions) goes through this one owner of the balances,
-    so that each keeps the same invariants (docs/settlement.md)."""
+    Every way a balance changes (holds, releases, DvP, mint, burn, withdrawals, redemptions,
+    corporate actions) goes through this one owner of the balances, so that each keeps the
+    same invariants (docs/settlement.md). Two parts are written apart, in its bases:
+    reserves, mints and the supply bound (`settlement.reserves`) and the withdrawals
+    (`settlement.withdrawals`), which keeps this class within 400 lines."""
 
     def __init__(self) -> None:
         self.assets: dict[str, AssetSpec] = {}
@@ -144,6 +122,8 @@ class Ledger:
         self.balances: dict[tuple[int, str], Balance] = {}
         self.attestations: dict[str, Attestation] = {}
         self.withdrawals: dict[int, Withdrawal] = {}
+        # how the newest finished withdrawals ended, oldest first (`settlement.withdrawals`)
+        self.finished_withdrawals: dict[int, FinishedWithdrawal] = {}
         self.last_transfer_id = 0
         self.last_chain_id = 0
         self.last_withdrawal_id = 0
@@ -166,6 +146,7 @@ class Ledger:
             self.last_chain_id,
             self.last_withdrawal_id,
             list(self.undrained),
+            list(self.finished_withdrawals.values()),
         )
 
     @classmethod
@@ -182,6 +163,7 @@ class Ledger:
         ledger.last_chain_id = image.last_chain_id
         ledger.last_withdrawal_id = image.last_withdrawal_id
         ledger.undrained = list(image.undrained)
+        ledger.finished_withdrawals = {f.withdrawal_id: f for f in image.finished_withdrawals}
         ledger.check_invariants()
         return ledger
 
@@ -210,51 +192,6 @@ class Ledger:
         self.participants[participant.account_id] = participant
         return None
 
-    def attest(
-        self,
-        attestation: Attestation,
-        matured: Container[str] = (),
-        *,
-        before_split_refused: bool = True,
-    ) -> Refused | None:
-        """Record the custodian's latest reserves for an asset (not a matured bill's token).
-        `before_split_refused` False takes a statement dated before the asset's latest split,
-        as a journal written before that check holds them (`AttestReserves.split_checked`)."""
-        if attestation.asset not in self.assets:
-            return Refused("UNKNOWN_ASSET", f"unknown asset {attestation.asset}")
-        # Before the checks of the statement itself: a matured bill's token takes none at
-        # all, so that is what a statement of it (an old one, say) is refused for.
-        if attestation.asset in matured:
-            return Refused("ASSET_MATURED", _matured(attestation.asset))
-        if attestation.amount < 0:
-            return Refused("BAD_PARAM", "reserves cannot be negative")
-        if attestation.amount > SUPPLY_MAX:  # more than could ever be minted against them
-            return Refused("BAD_PARAM", f"reserves are at most {SUPPLY_MAX} units")
-        previous = self.attestations.get(attestation.asset)
-        if previous is not None and attestation.as_of_us < previous.as_of_us:
-            scale = self.assets[attestation.asset].scale
-            return Refused("BAD_PARAM", older_detail(previous, attestation.as_of_us, scale))
-        if (
-            before_split_refused
-            and previous is not None
-            and attestation.as_of_us < previous.split_at_us
-        ):
-            return Refused("BAD_PARAM", _before_split(attestation, previous.split_at_us))
-        if previous is not None and _restates(previous, attestation):
-            # The store keeps every statement by its moment: it would refuse another amount
-            # for one it holds after the answer, fatally, and at every start after it.
-            return Refused("BAD_PARAM", self._restated(previous))
-        self.attestations[attestation.asset] = attestation
-        return None
-
-    def _restated(self, previous: Attestation) -> str:
-        scale = self.assets[previous.asset].scale
-        return (
-            f"{previous.asset} reserves as of {previous.as_of_us} are recorded as"
-            f" {decimal_text(previous.amount, scale)}: a statement for the same moment cannot"
-            " say otherwise (a corrected one needs a later as_of)"
-        )
-
     # ----------------------------------------------------------------- queries
 
     def balance(self, account: int, asset: str) -> Balance:
@@ -279,17 +216,6 @@ class Ledger:
             for (account, code), balance in self.balances.items()
             if code == asset and account > 0 and balance.total > 0
         )
-
-    def reserves_report(self) -> list[ReserveLine]:
-        """Proof of reserves: supply against the latest attestation, per asset."""
-        lines = []
-        for code in sorted(self.assets):
-            attestation = self.attestations.get(code)
-            attested = attestation.amount if attestation else 0
-            supply = self.supply(code)
-            as_of = attestation.as_of_us if attestation else 0
-            lines.append(ReserveLine(code, supply, attested, as_of, supply <= attested))
-        return lines
 
     def drain(self) -> list[Transfer]:
         """Transfers booked since the last drain, in order, for the store."""
@@ -445,141 +371,6 @@ class Ledger:
         )
         return venue
 
-    # ----------------------------------------------------------------- supply
-
-    def mint(
-        self,
-        account: int,
-        asset: str,
-        amount: int,
-        ts_us: int,
-        staleness_max_us: int,
-        matured: Container[str] = (),
-        redemptions: Redemptions | None = None,
-    ) -> list[Transfer] | Refused:
-        """Issue tokens to a participant against fresh reserves (never a matured bill's), as
-        long as neither the asset nor the cash its bills pay at maturity can pass `SUPPLY_MAX`.
-        """
-        if account not in self.participants:
-            return Refused("UNKNOWN_ACCOUNT", f"unknown account {account}")
-        if asset not in self.assets:
-            return Refused("UNKNOWN_ASSET", f"unknown asset {asset}")
-        if asset in matured:
-            return Refused("ASSET_MATURED", _matured(asset))
-        attestation = self.attestations.get(asset)
-        if attestation is None or ts_us - attestation.as_of_us > staleness_max_us:
-            detail = stale_detail(asset, attestation, ts_us, staleness_max_us)
-            return Refused("RESERVES_STALE", detail)
-        supply = self.supply(asset)
-        if supply + amount > attestation.amount:
-            scale = self.assets[asset].scale
-            return Refused("RESERVES_EXCEEDED", exceeded_detail(attestation, supply, amount, scale))
-        past = self.supply_past_max(asset, amount, redemptions or {})
-        if past is not None:
-            return Refused("SUPPLY_OUT_OF_RANGE", past)
-        return self.book([(ISSUANCE, account, asset, amount, TransferKind.MINT)], ts_us)
-
-    def supply_at_maturity(self, asset: str, redemptions: Redemptions) -> int:
-        """The supply of `asset` once every bill paying in it has paid par for its tokens out
-        (a matured bill's: those its pending withdrawals hold, which a void redeems)."""
-        par = sum(
-            self.supply(bill) * per_unit
-            for bill, (cash, per_unit) in redemptions.items()
-            if cash == asset
-        )
-        return self.supply(asset) + par
-
-    def supply_past_max(self, asset: str, amount: int, redemptions: Redemptions) -> str | None:
-        """Why `amount` more of `asset` would let a supply pass `SUPPLY_MAX` (its own, or at
-        maturity, its own as cash or that of the cash it pays as a bill), or None."""
-        if self.supply_at_maturity(asset, redemptions) + amount > SUPPLY_MAX:
-            return f"the supply of {asset} would pass {SUPPLY_MAX} units"
-        terms = redemptions.get(asset)
-        if terms is not None:
-            cash, per_unit = terms
-            if self.supply_at_maturity(cash, redemptions) + amount * per_unit > SUPPLY_MAX:
-                return (
-                    f"{amount} {asset} would pay {amount * per_unit} {cash} units at maturity:"
-                    f" the supply of {cash} would pass {SUPPLY_MAX} units"
-                )
-        return None
-
-    def request_withdrawal(
-        self, account: int, asset: str, amount: int, held_through_actions: bool = False
-    ) -> Withdrawal | Refused:
-        """Phase one of a burn: hold the tokens until the custodian pays out."""
-        if amount <= 0:
-            return Refused("BAD_PARAM", "withdrawal amounts must be positive")
-        if account not in self.participants:
-            return Refused("UNKNOWN_ACCOUNT", f"unknown account {account}")
-        if asset not in self.assets:
-            return Refused("UNKNOWN_ASSET", f"unknown asset {asset}")
-        pending = sum(1 for w in self.withdrawals.values() if w.account == account)
-        if pending >= PENDING_WITHDRAWALS_MAX:
-            return Refused("BAD_PARAM", too_many_withdrawals_detail(account))
-        if not self.hold(account, asset, amount):
-            balance = self.balances.get((account, asset))  # a get: a refusal creates no row
-            available = balance.available if balance is not None else 0
-            return Refused(
-                "INSUFFICIENT_BALANCE",
-                f"account {account} has {available} {asset} units available, {amount} asked",
-            )
-        self.last_withdrawal_id += 1
-        withdrawal = Withdrawal(
-            self.last_withdrawal_id, account, asset, amount, held_through_actions
-        )
-        self.withdrawals[withdrawal.withdrawal_id] = withdrawal
-        return withdrawal
-
-    def hold_through_actions(self) -> None:
-        """Keep every pending withdrawal pending through corporate actions from now on, as
-        one requested today is: also those requested before that rule, which a split or a
-        maturity voided (paying them twice if the custodian had paid them out). Changes no
-        balance: their tokens stay held as they were."""
-        for withdrawal_id, withdrawal in self.withdrawals.items():
-            if not withdrawal.held_through_actions:
-                held = msgspec.structs.replace(withdrawal, held_through_actions=True)
-                self.withdrawals[withdrawal_id] = held
-
-    def pending_before_actions_held(self) -> bool:
-        """Whether a pending withdrawal was requested before withdrawals were held through
-        corporate actions (`hold_through_actions` has not marked it)."""
-        return any(not w.held_through_actions for w in self.withdrawals.values())
-
-    def confirm_withdrawal(self, withdrawal_id: int, ts_us: int) -> list[Transfer] | Refused:
-        """Phase two: the custodian paid out; burn the held tokens back into issuance."""
-        withdrawal = self.withdrawals.get(withdrawal_id)
-        if withdrawal is None:
-            return Refused("UNKNOWN_WITHDRAWAL", f"no pending withdrawal {withdrawal_id}")
-        account, asset, amount = withdrawal.account, withdrawal.asset, withdrawal.amount
-        legs: list[Leg] = [(account, ISSUANCE, asset, amount, TransferKind.BURN)]
-        booked = self.book(legs, ts_us, spend=[(account, asset, amount)])
-        assert not isinstance(booked, Refused), f"a held withdrawal failed to burn: {booked}"
-        del self.withdrawals[withdrawal_id]
-        return booked
-
-    def void_withdrawal(self, withdrawal_id: int) -> Withdrawal | Refused:
-        """Phase two, the other way: nothing was paid out; release the hold."""
-        withdrawal = self.withdrawals.pop(withdrawal_id, None)
-        if withdrawal is None:
-            return Refused("UNKNOWN_WITHDRAWAL", f"no pending withdrawal {withdrawal_id}")
-        self.release(withdrawal.account, withdrawal.asset, withdrawal.amount)
-        return withdrawal
-
-    def rescale_withdrawal(self, withdrawal_id: int, amount: int) -> Withdrawal | None:
-        """A split: the pending withdrawal now holds `amount` units (new shares) of its
-        asset, its old hold having been released before the split rescaled the balances;
-        with nothing left to hold (`amount` 0) it is dropped, and None returned."""
-        withdrawal = self.withdrawals[withdrawal_id]
-        if amount == 0:
-            del self.withdrawals[withdrawal_id]
-            return None
-        rescaled = msgspec.structs.replace(withdrawal, amount=amount)
-        held = self.hold(withdrawal.account, withdrawal.asset, amount)
-        assert held, f"{withdrawal} cannot hold its rescaled {amount}"
-        self.withdrawals[withdrawal_id] = rescaled
-        return rescaled
-
     def redeem_at_par(
         self,
         asset: str,
@@ -631,84 +422,4 @@ class Ledger:
                 assert balance.held == 0, f"venue account {account} holds {asset}"
         for asset, total in sums.items():
             assert total == 0, f"{asset} sums to {total}, not zero"
-
-    def withdrawal_holds(self) -> dict[tuple[int, str], int]:
-        """What pending withdrawals hold, per (account, asset)."""
-        held: dict[tuple[int, str], int] = {}
-        for w in self.withdrawals.values():
-            held[(w.account, w.asset)] = held.get((w.account, w.asset), 0) + w.amount
-        return held
-
-
-def _before_split(attestation: Attestation, split_at_us: int) -> str:
-    return (
-        f"{attestation.asset} was split at {split_at_us}: a statement as of"
-        f" {attestation.as_of_us}, before the split, counts its old shares (attest one as of"
-        " the split or later)"
-    )
-
-
-def _restates(previous: Attestation, attestation: Attestation) -> bool:
-    """Whether `attestation` gives another amount for the moment of `previous` (the same
-    amount again is a retry, and is taken)."""
-    return attestation.as_of_us == previous.as_of_us and attestation.amount != previous.amount
-
-
-def older_detail(latest: Attestation, as_of_us: int, scale: int) -> str:
-    """Why a statement older than the latest is refused, saying the latest (its moment and
-    amount, which may be a split's rescaled one) so that the operator sees what to date after."""
-    amount = decimal_text(latest.amount, scale)
-    return (
-        f"an attestation older than the latest one: {latest.asset}'s latest is as of"
-        f" {latest.as_of_us} µs ({amount}), this one as of {as_of_us} µs; a new"
-        " statement needs a later as_of"
-    )
-
-
-def too_many_withdrawals_detail(account: int) -> str:
-    """Why an account can request no more withdrawals, and what frees one."""
-    return (
-        f"at most {PENDING_WITHDRAWALS_MAX} pending withdrawals: account {account} has"
-        f" {PENDING_WITHDRAWALS_MAX}; confirm or void one of them first"
-    )
-
-
-def stale_detail(
-    asset: str, attestation: Attestation | None, ts_us: int, staleness_max_us: int
-) -> str:
-    """Why a deposit finds no fresh attestation, with the figures the operator needs: how
-    old the latest is against the bound (hours, to a tenth), or that there is none."""
-    said = f"no fresh reserve attestation for {asset}"
-    if attestation is None:
-        return f"{said}: it has none; attest its reserves first"
-    age_us = ts_us - attestation.as_of_us
-    age, bound = f"{age_us / HOUR_US:.1f} h", f"{staleness_max_us / HOUR_US:.1f} h"
-    if age == bound:  # just past the bound: to the second, not "24.0 h old, past the 24.0 h"
-        age, bound = f"{age_us // 1_000_000:,} s", f"{staleness_max_us // 1_000_000:,} s"
-    return (
-        f"{said}: the latest, as of {attestation.as_of_us} µs, is {age} old, past the"
-        f" {bound} a deposit allows (reserve staleness); attest its reserves again"
-    )
-
-
-def exceeded_detail(attestation: Attestation, supply: int, amount: int, scale: int) -> str:
-    """Why a deposit would pass the reserves, in the asset's decimals: what is out, what the
-    deposit adds, and what the custodian attests."""
-    return (
-        f"supply of {attestation.asset} would exceed its reserves:"
-        f" {decimal_text(supply, scale)} out plus this {decimal_text(amount, scale)} is"
-        f" {decimal_text(supply + amount, scale)}, past the"
-        f" {decimal_text(attestation.amount, scale)} attested as of {attestation.as_of_us} µs"
-    )
-
-
-def decimal_text(units: int, scale: int) -> str:
-    """Whole units of an asset at `scale` as its decimal text (an operator reads these)."""
-    if not scale:
-        return str(units)
-    whole, fraction = divmod(units, 10**scale)
-    return f"{whole}.{fraction:0{scale}d}"
-
-
-def _matured(asset: str) -> str:
-    return f"{asset} is a matured T-bill: it was redeemed at par and can never trade again"
+        self.check_finished_withdrawals()

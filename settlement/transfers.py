@@ -17,6 +17,9 @@ FEE_INCOME = -2  # maker and taker fees
 ROUNDING = -3  # the residual of rounding a cash leg, so every asset still sums to zero
 REDEMPTION = -4  # pays T-bill holders at maturity
 VENUE_ACCOUNTS = (ISSUANCE, FEE_INCOME, ROUNDING, REDEMPTION)
+# The venue's own income, which the operator may sweep to a participant account: what fees
+# and rounding brought in. Issuance and redemption mirror supply and par: never swept.
+SWEPT_ACCOUNTS = {FEE_INCOME: "fee income", ROUNDING: "rounding"}
 
 
 class TransferKind(StrEnum):
@@ -30,6 +33,7 @@ class TransferKind(StrEnum):
     DIVIDEND = "dividend"  # cash from the dividend's payer to a holder
     SPLIT = "split"  # a holding rescaled by a split: minted from or burned to issuance
     CASH_IN_LIEU = "cash_in_lieu"  # cash from a split's payer for a fraction it burned
+    SWEEP = "sweep"  # the venue's fee income or rounding, taken out to a participant account
 
 
 class Transfer(msgspec.Struct, frozen=True, gc=False):

@@ -186,6 +186,7 @@ def test_a_confirm_of_another_withdrawal_than_expected_exits_1_and_burns_nothing
     expected = ["--account", "1", "--asset", "USD", "--amount", "200.00"]
     assert admin(venue.port, "confirm-withdrawal", str(alphas), *expected) == 0
     answer = output(capsys)
+    assert answer["withdrawal"].pop("requested_at") > 0  # µs (session 26)
     assert answer["withdrawal"] == {
         "withdrawal_id": alphas,
         "account": 1,
@@ -219,6 +220,24 @@ def test_withdrawals_lists_the_pending_ones_by_account_and_page(
     assert [w["withdrawal_id"] for w in output(capsys)["withdrawals"]] == ids[2:]
     assert admin(venue.port, "withdrawals", "--account", "77") == 1
     assert "UNKNOWN_ACCOUNT" in capsys.readouterr().err
+
+
+def test_sweep_takes_the_fee_income_out_to_an_account(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Session 26's finding: the venue's fee income could never be taken out."""
+    order = {"symbol": "AAPLx-USD", "type": "limit", "tif": "gtc", "qty": "1", "price": "186"}
+    venue.query("beta", "order.place", order | {"side": "sell"})
+    venue.query("alpha", "order.place", order | {"side": "buy"})  # fees: 0.0186 + 0.0930
+    assert admin(venue.port, "sweep", "fee-income", "USD", "0.2", "--to", "1") == 1
+    said = "INSUFFICIENT_BALANCE (4005): the venue's fee income account (-2) holds 0.111600 USD"
+    assert said in capsys.readouterr().err
+    assert admin(venue.port, "sweep", "fee-income", "USD", "0.1116", "--to", "1") == 0
+    assert set(output(capsys)) == {"seq", "transfer_id"}
+    usd = next(b for b in venue.query("alpha", "balances", {})["balances"] if b["asset"] == "USD")
+    assert usd["total"] == "4999814.018600"  # 5,000,000 - 186 - 0.093 + 0.1116
+    assert admin(venue.port, "sweep", "rounding", "USD", "0.01", "--to", "1") == 1
+    assert "rounding account (-3) holds 0.000000 USD" in capsys.readouterr().err
 
 
 def test_a_withdrawal_past_the_balance_says_both_amounts_in_decimals(

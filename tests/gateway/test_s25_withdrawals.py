@@ -112,6 +112,8 @@ def test_the_operator_lists_pending_withdrawals_by_page_and_account(run_venue: A
         }
         alphas, betas = await two_withdrawals(admin)
         listed = await admin.request("admin.withdrawals", {})
+        times = [line.pop("requested_at") for line in listed["withdrawals"]]  # session 26
+        assert all(isinstance(at, int) and at > 0 for at in times) and times == sorted(times)
         assert listed == {
             "withdrawals": [
                 {"withdrawal_id": alphas, "account": ALPHA, "asset": "USD", "amount": "100.000000"},

@@ -179,13 +179,13 @@ def test_withdrawals_hold_then_burn_on_confirm_or_release_on_void(run_venue: Any
         assert released == ("4999900.000000", "4999900.000000", "0.000000")
         assert venue.server.ledger.supply("USD") == supply - 100_000_000
 
-        for method, withdrawal_id in (
-            ("admin.confirm_withdrawal", first),
-            ("admin.void_withdrawal", second),
-            ("admin.confirm_withdrawal", 999),
+        for method, withdrawal_id, name in (
+            ("admin.confirm_withdrawal", first, "WITHDRAWAL_ALREADY_CONFIRMED"),  # session 26
+            ("admin.void_withdrawal", second, "WITHDRAWAL_ALREADY_VOIDED"),
+            ("admin.confirm_withdrawal", 999, "UNKNOWN_WITHDRAWAL"),
         ):
             params = {"withdrawal_id": withdrawal_id}
-            assert await refusal(admin, method, params) == "UNKNOWN_WITHDRAWAL"
+            assert await refusal(admin, method, params) == name
         too_much = request | {"amount": "5000000"}
         assert await refusal(admin, "admin.withdraw", too_much) == "INSUFFICIENT_BALANCE"
 
@@ -341,6 +341,7 @@ ADMIN_REQUESTS: list[tuple[str, dict[str, Any]]] = [
     ("admin.issue_key", {"account": 1, "scopes": ["read", "trade", "admin"]}),
     ("admin.set_order_caps", {"symbol": SYMBOL, "max_qty": "1"}),
     ("admin.mature", {"symbol": sample_bill("TB-2027-03-04-USD")}),
+    ("admin.sweep", {"venue_account": -2, "asset": "USD", "amount": "0.01", "account": 1}),
 ]
 
 

@@ -25,6 +25,7 @@ from engine.commands import (
     SetOrderCaps,
     SetReferencePrice,
     SplitShares,
+    SweepVenueAccount,
     VoidWithdrawal,
 )
 from engine.enums import (
@@ -123,6 +124,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "admin.issue_key": {"account": 7, "scopes": ["read", "trade"]},
     "admin.pay_dividend": {"symbol": SYMBOL, "payer": 7, "amount_per_share": "0.2475"},
     "admin.split": {"symbol": SYMBOL, "ratio": "3:2"},
+    "admin.sweep": {"venue_account": -2, "asset": "USD", "amount": "0.5", "account": 7},
 }
 NO_PARAMS_NEEDED = {method for method, params in MINIMAL.items() if not params}
 
@@ -884,18 +886,28 @@ def test_admin_requests_convert_to_their_commands() -> None:
         asset="USD",
         amount=1,
         held_through_actions=True,  # held through splits and maturities
+        requested_at_kept=True,  # its time kept (session 26)
     )
+    kept = {"finish_kept": True}  # how it ended kept (session 26)
     assert convert("admin.confirm_withdrawal", {"withdrawal_id": 3}) == ConfirmWithdrawal(
-        withdrawal_id=3
+        withdrawal_id=3, **kept
     )
-    assert convert("admin.void_withdrawal", {"withdrawal_id": 3}) == VoidWithdrawal(withdrawal_id=3)
+    assert convert("admin.void_withdrawal", {"withdrawal_id": 3}) == VoidWithdrawal(
+        withdrawal_id=3, **kept
+    )
     expected = {"withdrawal_id": 3, "account": 7, "asset": "USD", "amount": "1.5"}
     assert convert("admin.confirm_withdrawal", expected) == ConfirmWithdrawal(
-        withdrawal_id=3, expected_account=7, expected_asset="USD", expected_amount=1_500_000
+        withdrawal_id=3,
+        expected_account=7,
+        expected_asset="USD",
+        expected_amount=1_500_000,
+        **kept,
     )
     assert convert("admin.void_withdrawal", {"withdrawal_id": 3, "asset": "AAPLx"}) == (
-        VoidWithdrawal(withdrawal_id=3, expected_asset="AAPLx")
+        VoidWithdrawal(withdrawal_id=3, expected_asset="AAPLx", **kept)
     )
+    sweep = convert("admin.sweep", MINIMAL["admin.sweep"])
+    assert sweep == SweepVenueAccount(venue_account=-2, asset="USD", amount=500_000, account=7)
     assert convert("admin.open_account", MINIMAL["admin.open_account"]) == OpenAccount(
         account=7, name="seven", kyc_approved=True, jurisdiction="DE"
     )
