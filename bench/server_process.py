@@ -16,7 +16,8 @@ import runpy
 import signal
 import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -44,12 +45,33 @@ connections_max = 10000  # the default: `venue serve` checks it against the open
 
 
 def run_async(work: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
-    """Run a benchmark's coroutine on uvloop, as the server runs."""
+    """Run a benchmark's coroutine on uvloop, as the server runs; SIGINT interrupts it."""
+    with interruptible():
+        try:
+            import uvloop
+        except ImportError:  # uvloop is not built for every platform: plain asyncio then
+            return asyncio.run(work)
+        return uvloop.run(work)
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt inside, even if this process started with it ignored.
+
+    A script's `&` job starts with SIGINT ignored, but the benchmark's server (which sets its
+    own handler) and its clients take the group's SIGINT all the same: ignored here, the run
+    went on without them and ended in a failure (status 1, "a maker client ended without a
+    result") instead of an interruption (130, everything stopped). A handler of the caller's
+    own is left alone."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if not ignored or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        import uvloop
-    except ImportError:  # uvloop is not built for every platform: plain asyncio then
-        return asyncio.run(work)
-    return uvloop.run(work)
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def unlimited_config(config_path: Path, directory: Path, extra: str = "") -> Path:
