@@ -11,6 +11,8 @@ says so.
 """
 
 import json
+import math
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,10 @@ from cli.failures import CommandFailed
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PLOT_DPI = 110
+# The server's CPU figures are called unreliable when the clock ticks' error could pass this
+# share of them: beyond it the tick alone moves them as much as a busy box's own swing does
+# (±10-20% between runs, README), and a short window (under a second or two) gets there.
+CPU_ERROR_PERCENT_RELIABLE = 10.0
 
 
 def check_out(out: Path) -> None:
@@ -88,6 +94,7 @@ def summary(result: dict[str, Any]) -> str:
     if result["errors"]:
         lines.append(f"errors: {result['errors']}")
     lines += _server_trouble(result)
+    lines += _cpu_unreliable(result)
     if result.get("mode") == "max":
         lines.append(_sustained(result))
     return "\n".join(lines)
@@ -107,6 +114,30 @@ def _server_trouble(result: dict[str, Any]) -> list[str]:
     if result.get("server_exception"):
         lines.append(f"server logged: {result['server_exception']}")
     return lines
+
+
+def _cpu_unreliable(result: dict[str, Any]) -> list[str]:
+    """A line when the server's CPU figures are too short a window's to trust, saying how far
+    off they can be and how long a run would make them reliable."""
+    if result.get("server_cpu_reliable") is not False:
+        return []
+    error = result.get("server_cpu_error_percent_max")
+    duration_s = result["parameters"]["duration_s"]
+    reliable_at = CPU_ERROR_PERCENT_RELIABLE
+    off = "all of them (no CPU time counted)" if error is None else f"±{error:g}%"
+    longer = ""
+    if error is not None:
+        longer = f"; a --duration of {math.ceil(duration_s * error / reliable_at):g} s or more"
+        longer += f" would bring that within ±{reliable_at:g}%"
+    return [
+        f"server CPU figures unreliable: the kernel counts CPU time in {tick_ms():g} ms ticks,"
+        f" which over this {duration_s:g} s window can be {off} of them{longer}"
+    ]
+
+
+def tick_ms() -> float:
+    """The kernel's CPU clock tick, ms."""
+    return 1_000 / os.sysconf("SC_CLK_TCK")
 
 
 def marketable_share(parameters: dict[str, Any]) -> float:
@@ -214,10 +245,11 @@ def markdown_report(
         ]
         for step in result["sweep"]:
             verdict = step["broke"] or "held"
+            unreliable = " (unreliable)" if step.get("server_cpu_reliable") is False else ""
             lines.append(
                 f"| {step['rate']:,.0f} | {step['acked_per_sec']:,} | "
-                f"{step['ack_latency_us']['p99']:,} | {step['server_cpu_us_per_action']} | "
-                f"{verdict} |"
+                f"{step['ack_latency_us']['p99']:,} | {step['server_cpu_us_per_action']}"
+                f"{unreliable} | {verdict} |"
             )
         lines.append("")
     if profiled:
