@@ -17,18 +17,21 @@ workload on a venue with a ledger) executed, cut into journal batches of
 at `--rate` commands/s as the journal's thread would; reports that thread's CPU per trade.
 Each batch is handed over as the venue hands it (`ledger_writer.bookings_of`). The thread
 runs alone here, its caches its own: under `venue bench e2e` the same work costs it more
-(its data made on the loop's core, its core shared), so compare like with like.
+(its data made on the loop's core, its core shared), so compare like with like. On a
+terminal a bar counts the commands handed over (stderr; not with `--json`).
 """
 
 import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 
 from bench import workloads
+from cli import progress
 from cli.arguments import dsn, float_within
 from cli.failures import CommandFailed
 from cluster.postgres import PostgresServer
@@ -185,9 +188,16 @@ def executed_batches(commands: int, per_batch: int) -> tuple[list[Executed], lis
 
 
 def measure_venue_path(
-    commands: int, rate: int, per_batch: int, directory: Path, gather_s: float
+    commands: int,
+    rate: int,
+    per_batch: int,
+    directory: Path,
+    gather_s: float,
+    fed: Callable[[int], object] = lambda count: None,
 ) -> dict[str, object]:
-    """Pace the batches into a store thread as the journal's thread does; its CPU per trade."""
+    """Pace the batches into a store thread as the journal's thread does; its CPU per trade.
+    `fed` is told each batch's commands as it is handed over (progress: it runs in the
+    feeder's time, between hand-overs, not in the store thread's)."""
     setup, batches = executed_batches(commands, per_batch)
     failures: list[BaseException] = []
     writes: list[int] = []
@@ -214,6 +224,7 @@ def measure_venue_path(
             time.sleep(delay)
             late_ms.append((time.perf_counter() - due) * 1e3)
         thread.book(bookings_of(batch), len(batch))  # as the venue does, where it commits
+        fed(len(batch))
     thread.call(lambda: None).result()
     seconds = time.perf_counter() - started
     cpu_seconds = thread.cpu_seconds() - cpu_before
@@ -308,9 +319,19 @@ def _measure_store(args: argparse.Namespace, directory: Path) -> dict[str, objec
 def run_venue_path(args: argparse.Namespace) -> int:
     if min(args.commands, args.rate, args.commands_per_batch) <= 0:
         raise CommandFailed("--commands, --rate and --commands-per-batch must be positive")
-    with tempfile.TemporaryDirectory(prefix="venue-bench-store-") as directory:
+    with (
+        tempfile.TemporaryDirectory(prefix="venue-bench-store-") as directory,
+        progress.bar(
+            args.json, total=args.commands, desc="store (venue path)", unit="command"
+        ) as shown,
+    ):
         result = measure_venue_path(
-            args.commands, args.rate, args.commands_per_batch, Path(directory), args.gather_s
+            args.commands,
+            args.rate,
+            args.commands_per_batch,
+            Path(directory),
+            args.gather_s,
+            shown.update,
         )
     late = result["feeder_late_ms"]
     assert isinstance(late, dict)

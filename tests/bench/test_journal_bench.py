@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from core.journal import HEADER_BYTES, RECORD_BYTES_MAX, UNSYNCED_BYTES_MAX
 from core.sequencer import Sequencer
 from engine.venue import Venue
 from settlement.ledger import Ledger
+from tests.terminal import TerminalStream
 
 
 def test_journal_bench_reports_consistent_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -133,3 +135,20 @@ def test_a_batch_just_within_the_unsynced_limit_runs(capsys: pytest.CaptureFixtu
     assert json.loads(capsys.readouterr().out)["fsyncs"] == 1
     argv[3] = argv[5] = str(batch + 1)
     assert main(["bench", "journal", *argv]) == 2
+
+
+def test_the_sequencer_mode_shows_its_progress_on_a_terminal_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its 4-5 s at the defaults (commands paced into the sequencer) drew nothing on screen."""
+    terminal = TerminalStream()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    argv = ["bench", "journal", "--sequencer", "--commands", "300", "--rate", "100000"]
+    assert main(argv) == 0
+    assert "journal (sequencer): 100%" in terminal.getvalue()
+    assert "300/300" in terminal.getvalue()
+    assert capsys.readouterr().out.startswith("journal (sequencer): 300 commands")
+    quiet = TerminalStream()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    assert main([*argv, "--json"]) == 0  # machine output: no bar
+    assert quiet.getvalue() == ""

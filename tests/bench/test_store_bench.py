@@ -1,12 +1,14 @@
 """`venue bench store` at a tiny size: the JSON is complete and consistent (never timed)."""
 
 import json
+import sys
 
 import pytest
 
 from bench import store_bench
 from bench.store_bench import TRANSFERS_PER_TRADE, trade_batches
 from cli.main import main
+from tests.terminal import TerminalStream
 
 
 def test_store_bench_reports_consistent_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -136,3 +138,20 @@ def test_the_venue_path_takes_the_one_store_it_measures(capsys: pytest.CaptureFi
     argv = ["--venue-path", "--store", "sqlite", "--commands", "40", "--rate", "100000", "--json"]
     assert main(["bench", "store", *argv]) == 0
     assert json.loads(capsys.readouterr().out)["verified"] is True
+
+
+def test_the_venue_path_shows_its_progress_on_a_terminal_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its 4-5 s at the defaults (the commands built, then paced) drew nothing on screen."""
+    terminal = TerminalStream()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    argv = ["bench", "store", "--venue-path", "--commands", "200", "--rate", "100000"]
+    assert main(argv) == 0
+    assert "store (venue path): 100%" in terminal.getvalue()
+    assert "200/200" in terminal.getvalue()
+    assert "store (venue path): 1" in capsys.readouterr().out  # the summary, on stdout
+    quiet = TerminalStream()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    assert main([*argv, "--json"]) == 0  # machine output: no bar
+    assert quiet.getvalue() == ""
