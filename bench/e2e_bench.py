@@ -35,7 +35,7 @@ they survive noise that moves times). RSS is the server's peak. /proc counts CPU
 ticks (10 ms): over a short window (under a second or two) that error is a large share of the
 figures, so `server_cpu_error_percent_max` says how far off they can be, and
 `server_cpu_reliable` is false, with a line in the summary, once that passes
-`e2e_report.CPU_ERROR_PERCENT_RELIABLE`. Such a run is still a fair smoke test, its latencies
+`server_process.CPU_ERROR_PERCENT_RELIABLE`. Such a run is still a fair smoke test, its latencies
 and rates stand, so it is not refused. `client_cpu_percent` is each role's client
 processes' CPU over their window (% of one core, summed), and `client_process_cpu_percent_max`
 the busiest process's: a subscriber process near 100% cannot read faster, so the book rate is
@@ -53,7 +53,6 @@ import dataclasses
 import itertools
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -454,18 +453,11 @@ async def _observe(
     processes = 1 if isinstance(server, ServerProcess) else len(server.pids())
     return {
         "server_cpu_share": cpu_share,
-        "server_cpu_error_s": cpu_reading_error_s(processes),
+        "server_cpu_error_s": server_process.cpu_reading_error_s(processes),
         "server_threads": used,
         "window_s": window_s,
         "server_rss_mb": rss,
     }
-
-
-def cpu_reading_error_s(processes: int) -> float:
-    """The most a CPU time read over a window can be off, in seconds: /proc counts each
-    process's user and system time in whole clock ticks (10 ms at the usual 100 Hz), and each
-    of the two is read at both ends of the window, so each can be off by up to a tick."""
-    return processes * 2 / os.sysconf("SC_CLK_TCK")
 
 
 def _read_outcome(done: "asyncio.Future[Any]") -> None:
@@ -597,11 +589,11 @@ def cpu_error_percent_max(
 
 
 def cpu_reliable(cpu_share: float | None, error_percent: float | None) -> bool | None:
-    """Whether the CPU figures are within `e2e_report.CPU_ERROR_PERCENT_RELIABLE` of the
+    """Whether the CPU figures are within `server_process.CPU_ERROR_PERCENT_RELIABLE` of the
     truth; None without a reading."""
     if cpu_share is None:
         return None
-    within = e2e_report.CPU_ERROR_PERCENT_RELIABLE
+    within = server_process.CPU_ERROR_PERCENT_RELIABLE
     return error_percent is not None and error_percent <= within
 
 

@@ -12,20 +12,15 @@ says so.
 
 import json
 import math
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import environment, profiling
+from bench import environment, profiling, server_process
 from cli.failures import CommandFailed
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PLOT_DPI = 110
-# The server's CPU figures are called unreliable when the clock ticks' error could pass this
-# share of them: beyond it the tick alone moves them as much as a busy box's own swing does
-# (±10-20% between runs, README), and a short window (under a second or two) gets there.
-CPU_ERROR_PERCENT_RELIABLE = 10.0
 
 
 def check_out(out: Path) -> None:
@@ -123,21 +118,17 @@ def _cpu_unreliable(result: dict[str, Any]) -> list[str]:
         return []
     error = result.get("server_cpu_error_percent_max")
     duration_s = result["parameters"]["duration_s"]
-    reliable_at = CPU_ERROR_PERCENT_RELIABLE
-    off = "all of them (no CPU time counted)" if error is None else f"±{error:g}%"
+    reliable_at = server_process.CPU_ERROR_PERCENT_RELIABLE
+    tick_ms = server_process.cpu_tick_s() * 1_000
+    off = "all of them (no CPU time counted)" if error is None else f"±{error:g}% of them"
     longer = ""
     if error is not None:
         longer = f"; a --duration of {math.ceil(duration_s * error / reliable_at):g} s or more"
         longer += f" would bring that within ±{reliable_at:g}%"
     return [
-        f"server CPU figures unreliable: the kernel counts CPU time in {tick_ms():g} ms ticks,"
-        f" which over this {duration_s:g} s window can be {off} of them{longer}"
+        f"server CPU figures unreliable: the kernel counts CPU time in {tick_ms:g} ms ticks,"
+        f" which over this {duration_s:g} s window can be {off}{longer}"
     ]
-
-
-def tick_ms() -> float:
-    """The kernel's CPU clock tick, ms."""
-    return 1_000 / os.sysconf("SC_CLK_TCK")
 
 
 def marketable_share(parameters: dict[str, Any]) -> float:

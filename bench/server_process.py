@@ -32,6 +32,10 @@ LIMITS_TABLE = re.compile(r"(?m)^\[limits\][^\[]*")
 LOOP_THREAD = "loop"  # the main thread's name in the results: it runs the event loop
 PR_SET_NAME = 15  # prctl(2) option: name the calling thread
 OS_THREAD_NAME_MAX = 15  # bytes of a thread's name the kernel keeps (comm)
+# A CPU figure read from /proc is called unreliable when the clock ticks' error could pass
+# this share of it: beyond it the tick alone moves it as much as a busy box's own swing does
+# (±10-20% between runs, README), and a short window (under a second or two) gets there.
+CPU_ERROR_PERCENT_RELIABLE = 10.0
 
 UNLIMITED = """
 [limits]  # added by the benchmark: measure the gateway, not the rate limiter
@@ -119,6 +123,26 @@ def thread_cpu_used(before: list[ThreadCpu], after: list[ThreadCpu]) -> list[Thr
             )
         )
     return used
+
+
+def cpu_tick_s() -> float:
+    """The clock tick /proc counts CPU time in (10 ms at the usual 100 Hz)."""
+    return 1 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_reading_error_s(processes: int = 1) -> float:
+    """The most a CPU time read over a window can be off, in seconds: each process's user
+    and system time are counted in whole ticks, and each is read at both ends of the window,
+    so each can be off by up to a tick."""
+    return processes * 2 * cpu_tick_s()
+
+
+def cpu_error_percent(counted_s: float, processes: int = 1) -> float | None:
+    """How far off `counted_s` of CPU read over a window can be, in % of it; None when no
+    tick was counted (then nothing is known of it but that it was under the error)."""
+    if counted_s <= 0:
+        return None
+    return round(100 * cpu_reading_error_s(processes) / counted_s, 1)
 
 
 def _difference(after: int | None, before: int | None) -> int | None:

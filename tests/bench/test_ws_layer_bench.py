@@ -24,10 +24,31 @@ def test_each_layer_answers_every_frame_and_reports_its_cpu(
         ["--frames", "300", "--runs", "1", "--layers", "websockets,sansio,venue"]
     )
     assert ws_layer_bench.run(args) == 0
-    table = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    table = json.loads(printed.out)
     assert set(table) == {"websockets", "sansio", "venue"}
     for row in table.values():
         assert row["server_cpu_us_per_frame"] >= 0 and len(row["runs"]) == 1
+        assert "cpu_error_percent_max" in row
+    # 300 frames cost a server a few ms of CPU, under a 10 ms tick or two: they read 0.0 or
+    # a multiple of a tick's share, shown as if exact
+    assert "ws-layer: figures unreliable: the kernel counts CPU time in" in printed.err
+
+
+def test_a_layers_cpu_error_is_its_worst_runs_and_said_past_ten_percent() -> None:
+    tick_s = 1 / os.sysconf("SC_CLK_TCK")
+    steady = ws_layer_bench._row([{"server_cpu_us_per_frame": 8.0, "server_cpu_s": 100 * tick_s}])
+    assert steady["cpu_error_percent_max"] == 2.0  # two ticks of a hundred
+    assert ws_layer_bench._unreliable({"sansio": steady}, frames=50_000) == ""
+    short = [{"server_cpu_us_per_frame": 6.0, "server_cpu_s": s * tick_s} for s in (3, 4)]
+    row = ws_layer_bench._row(short)
+    assert row["cpu_error_percent_max"] == pytest.approx(66.7)
+    line = ws_layer_bench._unreliable({"sansio": steady, "venue": row}, frames=5_000)
+    assert "over 5,000 frames can be ±66.7% of them; --frames 33,350 or more" in line
+    idle = ws_layer_bench._row([{"server_cpu_us_per_frame": 0.0, "server_cpu_s": 0.0}])
+    assert idle["cpu_error_percent_max"] is None
+    line = ws_layer_bench._unreliable({"venue": idle}, frames=200)
+    assert "can be all of them (a run counted no tick); --frames 50,000 (the default)" in line
 
 
 @pytest.mark.parametrize(
