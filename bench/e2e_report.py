@@ -113,7 +113,8 @@ def _server_trouble(result: dict[str, Any]) -> list[str]:
 
 def _cpu_unreliable(result: dict[str, Any]) -> list[str]:
     """A line when the server's CPU figures are too short a window's to trust, saying how far
-    off they can be and how long a run would make them reliable."""
+    off they can be and how long a run would make them reliable (in seconds, not a flag's
+    name: `venue bench all` sets it with --e2e-duration)."""
     if result.get("server_cpu_reliable") is not False:
         return []
     error = result.get("server_cpu_error_percent_max")
@@ -123,7 +124,7 @@ def _cpu_unreliable(result: dict[str, Any]) -> list[str]:
     off = "all of them (no CPU time counted)" if error is None else f"±{error:g}% of them"
     longer = ""
     if error is not None:
-        longer = f"; a --duration of {math.ceil(duration_s * error / reliable_at):g} s or more"
+        longer = f"; a run of {math.ceil(duration_s * error / reliable_at):g} s or more"
         longer += f" would bring that within ±{reliable_at:g}%"
     return [
         f"server CPU figures unreliable: the kernel counts CPU time in {tick_ms:g} ms ticks,"

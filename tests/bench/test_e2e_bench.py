@@ -166,7 +166,7 @@ def test_the_summary_says_unreliable_cpu_figures_and_the_duration_that_would_do(
     short["parameters"] = result["parameters"] | {"duration_s": 0.5}
     (line,) = [line for line in e2e_report.summary(short).splitlines() if "unreliable" in line]
     assert "over this 0.5 s window can be ±40% of them" in line
-    assert "a --duration of 2 s or more would bring that within ±10%" in line
+    assert "a run of 2 s or more would bring that within ±10%" in line
     long = result | {"server_cpu_error_percent_max": 2.0, "server_cpu_reliable": True}
     assert "unreliable" not in e2e_report.summary(long)
     idle = result | {"server_cpu_error_percent_max": None, "server_cpu_reliable": False}
