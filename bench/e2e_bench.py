@@ -68,7 +68,6 @@ from bench.cluster_process import ClusterServer
 from bench.server_process import ServerProcess, ThreadCpu
 from cli import progress
 from cli.failures import CommandFailed
-from core import config as venue_config
 
 DEFAULT_DURATION_S = 10.0
 DEFAULT_RATE = 2_000
@@ -789,7 +788,7 @@ def check_arguments(args: argparse.Namespace) -> Load:
         raise CommandFailed(f"--taker-share must be in (0, 1], not {args.taker_share:g}")
     if not 0 < args.p99_bound_ms < math.inf:  # nan fails this too
         raise CommandFailed(f"--p99-bound-ms must be a positive number, not {args.p99_bound_ms}")
-    check_config(args.config)
+    server_process.check_config(args.config)
     return Load(
         args.duration,
         rate,
@@ -800,14 +799,6 @@ def check_arguments(args: argparse.Namespace) -> Load:
         args.taker_share,
         args.aligned,
     )
-
-
-def check_config(path: Path) -> None:
-    """Refuse a config the server would refuse, naming this file: the server reads a copy in
-    the run's temporary directory, and its error named that copy, gone by then."""
-    if not path.is_file():
-        raise CommandFailed(f"--config {path}: no such file")
-    venue_config.load(path)  # a ConfigError says what is wrong, and where
 
 
 def run(args: argparse.Namespace) -> int:

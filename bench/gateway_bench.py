@@ -336,6 +336,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandFailed(f"--duration must be in (0, {DURATION_S_MAX:g}] seconds")
     if not 1 <= args.pipeline <= PIPELINE_MAX:
         raise CommandFailed(f"--pipeline must be in 1..{PIPELINE_MAX}")
+    server_process.check_config(args.config)  # before the bar: "venue.toml: No such file" was all
     with progress.bar(
         args.json, total=STEPS, desc="gateway: server start", bar_format=progress.STEPS_FORMAT
     ) as shown:

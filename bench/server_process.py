@@ -1,11 +1,13 @@
 """The venue under test in its own process: `venue serve` started, observed and stopped.
 
-Owns what the websocket benchmarks share: a config with the rate limits raised out of the
-way (so the numbers are the gateway's, not the limiter's), the server on 127.0.0.1 with an
+Owns what the websocket benchmarks share: the check of the `--config` the server will run
+(named before anything starts), a copy of it with the rate limits raised out of the way (so
+the numbers are the gateway's, not the limiter's), the server on 127.0.0.1 with an
 ephemeral port and a fresh data dir, its CPU time (in all and by thread) and peak memory
-from /proc, a clean SIGTERM stop, and the last traceback of its log when something went
-wrong. Run as `python -m bench.server_process serve ...` it is the server's launcher: it
-gives each thread its Python name in the OS, then runs `cli.main` unchanged.
+from /proc (and how far its clock tick can put them off), SIGINT while a run lasts, a clean
+SIGTERM stop, and the last traceback of its log when something went wrong. Run as
+`python -m bench.server_process serve ...` it is the server's launcher: it gives each thread
+its Python name in the OS, then runs `cli.main` unchanged.
 """
 
 import asyncio
@@ -22,6 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from cli.failures import CommandFailed
+from core import config as venue_config
 
 SERVER_START_TIMEOUT_S = 30.0  # a fresh venue builds from venue.toml in well under a second
 SERVER_STOP_TIMEOUT_S = 15.0  # SIGTERM flushes pending commands and closes the files
@@ -76,6 +81,18 @@ def interruptible() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def check_config(path: Path) -> None:
+    """Refuse a config the server would refuse, naming this file: the server reads a copy in
+    the run's temporary directory, and its error named that copy, gone by then. Shared by
+    every benchmark that starts a server (e2e, gateway, all)."""
+    if not path.is_file():
+        raise CommandFailed(
+            f"--config {path}: no such file (the sample venue.toml is at the repository's root:"
+            " run from there, or give its path)"
+        )
+    venue_config.load(path)  # a ConfigError says what is wrong, and where
 
 
 def unlimited_config(config_path: Path, directory: Path, extra: str = "") -> Path:

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             raise CommandFailed(
                 f"--e2e-duration must be in (0, {e2e_bench.DURATION_S_MAX:g}] seconds"
             )
-        e2e_bench.check_config(args.config)
+        server_process.check_config(args.config)
     e2e_report.check_out(args.out)  # every part writes there, the first after a few seconds
     steps: dict[str, Callable[[argparse.Namespace], Any]] = {
         "engine": _engine,
