@@ -100,7 +100,12 @@ RESULT_LINE_MAX = 1 << 30  # a client's result line carries every latency sample
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, help="seconds")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=DEFAULT_DURATION_S,
+        help=f"seconds measured, at most {DURATION_S_MAX:g} (default {DEFAULT_DURATION_S:g})",
+    )
     load = parser.add_mutually_exclusive_group()
     load.add_argument(
         "--rate", type=float, default=None, help=f"order actions/s offered (default {DEFAULT_RATE})"
@@ -109,12 +114,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--start-rate", type=float, help=f"--max: first step (default {DEFAULT_RATE})"
     )
-    parser.add_argument("--makers", type=int, default=2)
-    parser.add_argument("--takers", type=int, default=2)
-    parser.add_argument("--subscribers", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=1, help="takers' orders per order.batch")
     parser.add_argument(
-        "--taker-share", type=float, default=DEFAULT_TAKER_SHARE, help="of the actions, 0..1"
+        "--makers", type=int, default=2, help=f"1 to {MAKERS_MAX} (default 2), one process each"
+    )
+    parser.add_argument(
+        "--takers", type=int, default=2, help=f"1 to {TAKERS_MAX} (default 2), one process each"
+    )
+    parser.add_argument(
+        "--subscribers",
+        type=int,
+        default=10,
+        help=f"0 to {SUBSCRIBERS_MAX:,} (default 10), {SUBSCRIBERS_PER_PROCESS} a process",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=1, help=f"takers' orders per order.batch, 1 to {BATCH_MAX}"
+    )
+    parser.add_argument(
+        "--taker-share",
+        type=float,
+        default=DEFAULT_TAKER_SHARE,
+        help=f"of the actions, above 0 to 1 (default {DEFAULT_TAKER_SHARE:g})",
     )
     parser.add_argument(
         "--p99-bound-ms",
@@ -127,8 +146,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="start every trading client's timetable at once (as before 2026-12-05): their"
         " requests arrive together, fewer commits, more latency",
     )
-    parser.add_argument("--config", type=Path, default=Path("venue.toml"))
-    parser.add_argument("--out", type=Path, default=e2e_report.RESULTS_DIR)
+    parser.add_argument(
+        "--config", type=Path, default=Path("venue.toml"), help="the server's (default venue.toml)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=e2e_report.RESULTS_DIR, help="results (default bench/results)"
+    )
     parser.add_argument(
         "--json", action="store_true", help="stdout: one JSON line only (the summary: stderr)"
     )

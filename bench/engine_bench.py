@@ -40,16 +40,28 @@ GC_MODES = {
     "default": "collector untouched (Python defaults)",
 }
 PERCENTILES = {"p50": (50, 100), "p99": (99, 100), "p999": (999, 1000)}  # exact fractions
+SEED_HELP = f"of the workload's random choices (default {DEFAULT_SEED})"
+GC_HELP = "the garbage collector during a pass (default disable)"
 # Issue 12's goal for the full venue path (holds + matching + DvP): at least this fraction
 # of plain matching's throughput on the same workload in the same run.
 VENUE_PATH_RATIO_GOAL = 0.67
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workload", choices=sorted(workloads.WORKLOADS), default="mixed")
-    parser.add_argument("--ops", type=_positive, default=DEFAULT_OPS, help="timed commands")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--gc", choices=list(GC_MODES), default="disable", help="GC policy")
+    parser.add_argument(
+        "--workload",
+        choices=sorted(workloads.WORKLOADS),
+        default="mixed",
+        help="the command mix (default mixed; README, Benchmarks)",
+    )
+    parser.add_argument(
+        "--ops",
+        type=_positive,
+        default=DEFAULT_OPS,
+        help=f"timed commands (default {DEFAULT_OPS:,})",
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=SEED_HELP)
+    parser.add_argument("--gc", choices=list(GC_MODES), default="disable", help=GC_HELP)
     parser.add_argument(
         "--ledger", action="store_true", help="the full venue path: holds, matching, DvP"
     )
@@ -57,10 +69,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_all_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ops", type=_positive, default=ALL_OPS, help="per workload")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--gc", choices=list(GC_MODES), default="disable", help="GC policy")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
+    parser.add_argument(
+        "--ops", type=_positive, default=ALL_OPS, help=f"per workload (default {ALL_OPS:,})"
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=SEED_HELP)
+    parser.add_argument("--gc", choices=list(GC_MODES), default="disable", help=GC_HELP)
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS_DIR, help="results directory (default bench/results)"
+    )
 
 
 # A measurement's steps, each drawn as it ends on a terminal: the workload built, the timed

@@ -32,9 +32,13 @@ MAX_RESTING_PER_ACCOUNT = 20_000  # the engine's default open-orders limit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--commands", type=int, default=200_000, help="journal to replay")
-    parser.add_argument("--orders", type=int, default=1_000_000, help="resting, for snapshots")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--commands", type=int, default=200_000, help="journal to replay (default 200,000)"
+    )
+    parser.add_argument(
+        "--orders", type=int, default=1_000_000, help="resting, for snapshots (default 1,000,000)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="of the commands (default 1)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
 
 

@@ -32,8 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}"
     )
-    parser.add_argument("--e2e-duration", type=float, default=5.0, help="seconds per e2e run")
-    parser.add_argument("--config", type=Path, default=Path("venue.toml"))
+    parser.add_argument(
+        "--e2e-duration", type=float, default=5.0, help="seconds per e2e run (default 5)"
+    )
+    parser.add_argument(
+        "--config", type=Path, default=Path("venue.toml"), help="e2e's (default venue.toml)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

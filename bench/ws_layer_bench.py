@@ -45,10 +45,16 @@ VENUE_CONFIG = Path("venue.toml")  # the venue layer's, relative to the working 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--frames", type=int, default=FRAMES_DEFAULT, help="per run")
-    parser.add_argument("--runs", type=int, default=3, help="the median is reported")
+    parser.add_argument(
+        "--frames", type=int, default=FRAMES_DEFAULT, help=f"per run (default {FRAMES_DEFAULT:,})"
+    )
+    parser.add_argument("--runs", type=int, default=3, help="the median is reported (default 3)")
     available = [layer for layer in LAYERS if layer != "picows" or _has_picows()]
-    parser.add_argument("--layers", default=",".join(available), help="comma-separated")
+    parser.add_argument(
+        "--layers",
+        default=",".join(available),
+        help=f"comma-separated, of {', '.join(LAYERS)} (default: every one installed)",
+    )
     parser.add_argument("--serve", choices=LAYERS, help=argparse.SUPPRESS)
     parser.add_argument("--serve-dir", type=Path, help=argparse.SUPPRESS)  # the venue's data
 
