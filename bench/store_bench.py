@@ -18,7 +18,8 @@ at `--rate` commands/s as the journal's thread would; reports that thread's CPU 
 Each batch is handed over as the venue hands it (`ledger_writer.bookings_of`). The thread
 runs alone here, its caches its own: under `venue bench e2e` the same work costs it more
 (its data made on the loop's core, its core shared), so compare like with like. On a
-terminal a bar counts the commands handed over (stderr; not with `--json`).
+terminal a bar counts the commands handed over (stderr; not with `--json`); the plain store
+shows its steps (building the trades, writing, verifying) between them, never while timed.
 """
 
 import argparse
@@ -121,7 +122,19 @@ def funding(accounts: int) -> list[Transfer]:
     return rows
 
 
-def measure(trades: int, batch: int, directory: Path, postgres_dsn: str = "") -> dict[str, object]:
+# The plain store's steps, each drawn as it ends on a terminal (between them only: never
+# inside the timed loop): the trades built, the batches written, the store verified.
+STORE_STEPS = ("building the trades", "writing", "verifying")
+
+
+def measure(
+    trades: int,
+    batch: int,
+    directory: Path,
+    postgres_dsn: str = "",
+    step: Callable[[], object] = lambda: None,
+) -> dict[str, object]:
+    """Write `trades` in batches of `batch`; `step` is told as each of `STORE_STEPS` ends."""
     store: LedgerStore
     if postgres_dsn:
         from settlement.pg_store import PostgresLedgerStore
@@ -142,6 +155,7 @@ def measure(trades: int, batch: int, directory: Path, postgres_dsn: str = "") ->
     funded = funding(ACCOUNTS)
     store.append_batch(funded)
     batches = trade_batches(trades, batch, len(funded) + 1)
+    step()
     commit_ms: list[float] = []
     cpu_started = time.process_time()
     started = time.perf_counter()
@@ -151,8 +165,10 @@ def measure(trades: int, batch: int, directory: Path, postgres_dsn: str = "") ->
         commit_ms.append((time.perf_counter() - before) * 1e3)
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started
+    step()
     problems = store.verify()
     store.close()
+    step()
     commit_ms.sort()
     return {
         "batch": batch,
@@ -265,13 +281,28 @@ def run(args: argparse.Namespace) -> int:
         return run_venue_path(args)
     if args.batch <= 0 or args.trades <= 0:
         raise CommandFailed("--batch and --trades must be positive")
-    with tempfile.TemporaryDirectory(prefix="venue-bench-store-") as directory:
+    store = "postgres" if args.postgres or args.store == "postgres" else "sqlite"
+    with (
+        tempfile.TemporaryDirectory(prefix="venue-bench-store-") as directory,
+        progress.bar(
+            args.json,
+            total=len(STORE_STEPS),
+            desc=f"store ({store}): {STORE_STEPS[0]}",
+            bar_format=progress.STEPS_FORMAT,
+        ) as shown,
+    ):
+        following = iter([*STORE_STEPS[1:], "done"])
+
+        def step() -> None:
+            shown.set_description_str(f"store ({store}): {next(following)}", refresh=False)
+            shown.update(1)
+
         try:
-            result = _measure_store(args, Path(directory))
+            result = _measure_store(args, Path(directory), step)
         except (psycopg.Error, LedgerStoreError) as refused:  # down, refused, not empty
             why = " ".join(str(refused).split())
-            store = "PostgreSQL" if args.postgres or args.store == "postgres" else "SQLite"
-            raise CommandFailed(f"the {store} ledger store: {why}") from None
+            named = "PostgreSQL" if store == "postgres" else "SQLite"
+            raise CommandFailed(f"the {named} ledger store: {why}") from None
     if args.json:
         print(json.dumps(result))
     else:
@@ -306,14 +337,16 @@ def _refuse_the_other_modes_options(args: argparse.Namespace) -> None:
             setattr(args, name, default)
 
 
-def _measure_store(args: argparse.Namespace, directory: Path) -> dict[str, object]:
+def _measure_store(
+    args: argparse.Namespace, directory: Path, step: Callable[[], object]
+) -> dict[str, object]:
     """The store the arguments name: SQLite, `--postgres DSN`, or a throwaway PostgreSQL."""
     if args.postgres or args.store == "sqlite":
-        return measure(args.trades, args.batch, directory, args.postgres or "")
+        return measure(args.trades, args.batch, directory, args.postgres or "", step)
     directory.chmod(0o711)  # the server runs as the postgres user
     with PostgresServer(directory) as server:
         database = server.create_database("bench_store")
-        return measure(args.trades, args.batch, directory, database)
+        return measure(args.trades, args.batch, directory, database, step)
 
 
 def run_venue_path(args: argparse.Namespace) -> int:

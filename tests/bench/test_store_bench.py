@@ -155,3 +155,19 @@ def test_the_venue_path_shows_its_progress_on_a_terminal_only(
     monkeypatch.setattr(sys, "stderr", quiet)
     assert main([*argv, "--json"]) == 0  # machine output: no bar
     assert quiet.getvalue() == ""
+
+
+def test_the_plain_store_shows_its_steps_on_a_terminal_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its ~8 s at the defaults (the trades built, written, verified) drew nothing."""
+    terminal = TerminalStream()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    argv = ["bench", "store", "--trades", "120", "--batch", "40"]
+    assert main(argv) == 0
+    assert "store (sqlite): done: 3/3 steps" in terminal.getvalue()
+    assert capsys.readouterr().out.startswith("store (sqlite): ")
+    quiet = TerminalStream()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    assert main([*argv, "--json"]) == 0  # machine output: no bar
+    assert quiet.getvalue() == ""
