@@ -75,7 +75,8 @@ def summary(result: dict[str, Any]) -> str:
         f"server CPU per acked action: {result['server_cpu_us_per_action']} µs"
         + _by_thread(result.get("server_cpu_by_thread")),
         *_calls_by_thread(result.get("server_cpu_by_thread")),
-        f"book levels per update: {result['book_levels_per_update']}; client CPU % of a core: "
+        f"book levels per update: {_levels(result['book_levels_per_update'])}; client CPU % of"
+        " a core: "
         f"{result['client_cpu_percent']} (busiest process "
         f"{result['client_process_cpu_percent_max']}%)",
     ]
@@ -93,6 +94,15 @@ def summary(result: dict[str, Any]) -> str:
     if result.get("mode") == "max":
         lines.append(_sustained(result))
     return "\n".join(lines)
+
+
+def _levels(per_update: float | None) -> str:
+    """Book levels per update, or why there is no figure (it read "None")."""
+    return (
+        "none sampled (no subscriber read a book message)"
+        if per_update is None
+        else f"{per_update}"
+    )
 
 
 def _server_trouble(result: dict[str, Any]) -> list[str]:

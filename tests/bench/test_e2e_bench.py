@@ -173,6 +173,15 @@ def test_the_summary_says_unreliable_cpu_figures_and_the_duration_that_would_do(
     assert "window can be all of them (no CPU time counted)\n" in e2e_report.summary(idle) + "\n"
 
 
+def test_without_book_messages_the_summary_says_so_not_none(runs: Any) -> None:
+    """With --subscribers 0 it read "book levels per update: None"."""
+    _, result, _ = runs["single"]
+    no_book = result | {"book_levels_per_update": None}  # --subscribers 0
+    assert "book levels per update: none sampled (no subscriber read a book message)" in (
+        e2e_report.summary(no_book)
+    )
+
+
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_the_server_cpu_splits_by_named_thread_into_the_process_figure(
     runs: Any, name: str
