@@ -76,8 +76,7 @@ def summary(result: dict[str, Any]) -> str:
         + _by_thread(result.get("server_cpu_by_thread")),
         *_calls_by_thread(result.get("server_cpu_by_thread")),
         f"book levels per update: {_levels(result['book_levels_per_update'])}; client CPU % of"
-        " a core: "
-        f"{result['client_cpu_percent']} (busiest process "
+        f" a core: {_listed(result['client_cpu_percent'])} (busiest process "
         f"{result['client_process_cpu_percent_max']}%)",
     ]
     by_process = result.get("server_cpu_percent_by_process")
@@ -88,12 +87,17 @@ def summary(result: dict[str, Any]) -> str:
     if by_gateway:
         lines.append(f"subscribers by gateway: {by_gateway}")
     if result["errors"]:
-        lines.append(f"errors: {result['errors']}")
+        lines.append(f"errors: {_listed(result['errors'])}")
     lines += _server_trouble(result)
     lines += _cpu_unreliable(result)
     if result.get("mode") == "max":
         lines.append(_sustained(result))
     return "\n".join(lines)
+
+
+def _listed(figures: dict[str, Any]) -> str:
+    """`maker 1.5, taker 0.8`: a mapping as words, not a Python dict's repr."""
+    return ", ".join(f"{name} {value}" for name, value in figures.items())
 
 
 def _levels(per_update: float | None) -> str:

@@ -173,6 +173,17 @@ def test_the_summary_says_unreliable_cpu_figures_and_the_duration_that_would_do(
     assert "window can be all of them (no CPU time counted)\n" in e2e_report.summary(idle) + "\n"
 
 
+def test_the_summary_lists_the_clients_cpu_and_errors_in_words(runs: Any) -> None:
+    """They were Python dicts' reprs: `{'maker': 1.5, 'taker': 0.8, ...}`."""
+    _, result, _ = runs["single"]
+    shown = result | {"errors": {"rate_limited": 2, "unknown_order": 1}}
+    shown["client_cpu_percent"] = {"maker": 1.5, "taker": 0.8, "subscriber": 2.3}
+    summary = e2e_report.summary(shown)
+    assert "client CPU % of a core: maker 1.5, taker 0.8, subscriber 2.3 (busiest" in summary
+    assert "errors: rate_limited 2, unknown_order 1" in summary
+    assert "{" not in summary
+
+
 def test_without_book_messages_the_summary_says_so_not_none(runs: Any) -> None:
     """With --subscribers 0 it read "book levels per update: None"."""
     _, result, _ = runs["single"]
