@@ -29,6 +29,9 @@ from engine.venue import Venue
 DEFAULT_OPS = 1_000_000
 DEFAULT_SEED = 1
 ALL_OPS = 100_000  # per workload in `bench all`: about a second each, a few seconds in all
+# The commands are built in memory before the clock starts, ~170 MiB a million (`mixed`):
+# twenty million is ~3.5 GiB, and a mistyped zero more no longer runs the machine out of it.
+OPS_MAX = 20_000_000
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TIMER_SAMPLES = 100_000  # back-to-back clock reads to estimate what one costs
 # Young-generation threshold for `--gc freeze`: a collection after 100,000 net new container
@@ -309,12 +312,16 @@ def _timer_overhead_ns() -> int:
 
 
 def _positive(text: str) -> int:
-    """An argparse type: a whole number above zero (argparse's own error for a word named
-    this function: "invalid _positive value")."""
+    """An argparse type: a whole number above zero, at most `OPS_MAX` (argparse's own error
+    for a word named this function: "invalid _positive value")."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value <= 0:
         raise argparse.ArgumentTypeError("must be a positive integer")
+    if value > OPS_MAX:
+        raise argparse.ArgumentTypeError(
+            f"at most {OPS_MAX:,} (the commands are built in memory first), not {value:,}"
+        )
     return value

@@ -48,6 +48,9 @@ from settlement.transfers import FEE_INCOME, ISSUANCE, Transfer, TransferKind
 
 ACCOUNTS = 100  # participants trading with each other
 TRANSFERS_PER_TRADE = 4
+# The trades are built in memory before the clock starts, ~600 MiB a million: five million
+# is ~3 GiB, and a mistyped zero more no longer runs the machine out of it.
+TRADES_MAX = 5_000_000
 GATHER_S_MAX = 1.0  # the venue gathers for 0.05 s; past a second it measures the wait alone
 K = TransferKind
 
@@ -281,6 +284,10 @@ def run(args: argparse.Namespace) -> int:
         return run_venue_path(args)
     if args.batch <= 0 or args.trades <= 0:
         raise CommandFailed("--batch and --trades must be positive")
+    if args.trades > TRADES_MAX:
+        raise CommandFailed(
+            f"--trades {args.trades:,}: at most {TRADES_MAX:,} (they are built in memory first)"
+        )
     store = "postgres" if args.postgres or args.store == "postgres" else "sqlite"
     with (
         tempfile.TemporaryDirectory(prefix="venue-bench-store-") as directory,

@@ -171,3 +171,15 @@ def test_the_plain_store_shows_its_steps_on_a_terminal_only(
     monkeypatch.setattr(sys, "stderr", quiet)
     assert main([*argv, "--json"]) == 0  # machine output: no bar
     assert quiet.getvalue() == ""
+
+
+def test_more_trades_than_memory_holds_are_refused_before_any_work(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--trades 200000000` (a zero too many) built 800 million transfers in memory first."""
+    too_many = store_bench.TRADES_MAX + 1
+    assert main(["bench", "store", "--trades", str(too_many)]) == 2
+    assert capsys.readouterr().err == (
+        f"venue: --trades {too_many:,}: at most {store_bench.TRADES_MAX:,} (they are built in"
+        " memory first)\n"
+    )
