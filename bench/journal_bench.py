@@ -37,6 +37,9 @@ from settlement.ledger import Ledger
 
 SEQUENCER_OPTIONS = {"rate": 4_000, "commands": 16_000, "commit_interval_ms": 0.0}  # defaults
 FILE_OPTIONS = {"records": 200_000, "batch": 1_000, "payload_bytes": 100}  # without --sequencer
+# The records are listed in memory before the clock starts, ~100 bytes each: fifty million is
+# ~5 GiB, and a zero too many no longer runs the machine out of memory.
+RECORDS_MAX = 50_000_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -163,6 +166,10 @@ def run(args: argparse.Namespace) -> int:
             setattr(args, name, default)
     if min(args.records, args.batch, args.payload_bytes) <= 0:
         raise CommandFailed("--records, --batch and --payload-bytes must be positive")
+    if args.records > RECORDS_MAX:
+        raise CommandFailed(
+            f"--records {args.records:,}: at most {RECORDS_MAX:,} (they are listed in memory first)"
+        )
     check_journal_limits(args.records, args.batch, args.payload_bytes)
     with tempfile.TemporaryDirectory(prefix="venue-bench-journal-") as directory:
         result = measure(args.records, args.batch, args.payload_bytes, Path(directory) / "j")

@@ -93,6 +93,8 @@ def test_the_file_options_with_sequencer_are_refused_not_ignored(
     ("argv", "says"),
     [
         (["--records", "0"], "--records, --batch and --payload-bytes must be positive"),
+        # a zero too many listed ~10 GiB of records in memory before the clock started
+        (["--records", "100000000"], "--records 100,000,000: at most 50,000,000"),
         (["--sequencer", "--rate", "0"], "--commands and --rate must be positive"),
         (["--sequencer", "--commit-interval-ms", "nan"], "--commit-interval-ms must be 0 to"),
     ],
