@@ -7,6 +7,7 @@ are answered. The number is the server's CPU time (/proc, user + system) over th
 divided by N: what the layer itself costs per request and answer, with no venue work. /proc
 counts it in 10 ms ticks: each layer's `cpu_error_percent_max` says how far off that can put
 its figures, and a line on stderr says when it passes ±10% and how many `--frames` would do.
+On a terminal a bar on stderr counts the runs.
 
 Layers: `websockets` — the library's asyncio server as the venue used it (`async for` per
 connection, `transport.writelines` of a pre-built frame); `sansio` — the library's
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import server_process, wsclient
+from cli import progress
 from cli.failures import CommandFailed, OneLineParser, run_main
 
 FRAMES_DEFAULT = 50_000
@@ -90,9 +92,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     layers = _checked(args)
     samples: dict[str, list[dict[str, float]]] = {layer: [] for layer in layers}
-    for _ in range(args.runs):  # interleaved: drift in the machine's load hits every layer
-        for layer in layers:
-            samples[layer].append(server_process.run_async(_measure(layer, args.frames)))
+    # a bar on a terminal, moved between runs (each a server of its own), never inside one
+    with progress.bar(total=args.runs * len(layers), desc="ws-layer", unit="run") as shown:
+        for _ in range(args.runs):  # interleaved: drift in the machine's load hits every layer
+            for layer in layers:
+                shown.set_description_str(f"ws-layer: {layer}")
+                samples[layer].append(server_process.run_async(_measure(layer, args.frames)))
+                shown.update(1)
     table = {layer: _row(runs) for layer, runs in samples.items()}
     for layer, row in table.items():
         runs = ", ".join(f"{value:g}" for value in row["runs"])

@@ -13,6 +13,7 @@ from bench import ws_layer_bench
 from cli.failures import CommandFailed
 from cli.main import main
 from tests.conftest import ROOT
+from tests.terminal import TerminalStream
 
 
 def test_each_layer_answers_every_frame_and_reports_its_cpu(
@@ -93,3 +94,14 @@ def test_a_refusal_is_one_line_from_the_cli_and_from_the_script(
     done = subprocess.run(script, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr == "ws_layer_bench.py: --frames and --runs must be at least 1\n"
+
+
+def test_on_a_terminal_a_bar_counts_the_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its 3 runs of every layer (tens of seconds at the defaults) drew nothing till the end."""
+    terminal = TerminalStream()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["bench", "ws-layer", "--frames", "100", "--runs", "1", "--layers", "sansio"]) == 0
+    assert "ws-layer: sansio: 100%" in terminal.getvalue() and "1/1" in terminal.getvalue()
+    assert set(json.loads(capsys.readouterr().out)) == {"sansio"}
