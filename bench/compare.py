@@ -8,7 +8,8 @@ quantity, whether it equals ours, throughput relative to ours with the book only
 process CPU ns per command and ours ÷ its, the figures a shared machine swings far less than
 the wall clock) and whether every adapter traded the same total quantity: they must, since
 they run the same commands, so a difference is a bug in one of them and the command exits 1.
-An adapter that cannot run a workload faithfully is listed as skipped, with why.
+An adapter that cannot run a workload faithfully is listed as skipped, with why. Ours runs
+both with and without the ledger (`ours+ledger`, `ours`), so `--ledger` is refused here.
 
 Rounds: a single run of each engine, one after the other, leaves their ratio to whatever the
 shared machine did in between (ours alone swung 1,835-2,666 ns per `addcancel` command in
@@ -76,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
         from bench import engine_bench
 
         return engine_bench.run(args)
+    if getattr(args, "ledger", False):  # not silently ignored: every engine runs as before
+        raise CommandFailed(
+            "--ledger: not with --compare (it runs ours both ways: the rows ours, the book only,"
+            " and ours+ledger, the full venue path)"
+        )
     engines = all_adapters()
     rounds = rounds or DEFAULT_ROUNDS
     with progress.bar(

@@ -31,10 +31,15 @@ window over `acked_per_sec`, in µs): the cost of an action, whatever the rate;
 ledger store...), user and system, from /proc/PID/task (Linux; a thread that ended in the
 window is in the process's figure only, and each thread's clock ticks round on their own),
 with each thread's read and write system calls and context switches per action (counts:
-they survive noise that moves times). RSS is the server's peak. `client_cpu_percent` is each
-role's client processes' CPU over their window (% of one core, summed), and
-`client_process_cpu_percent_max` the busiest process's: a subscriber process near 100%
-cannot read faster, so the book rate is then the clients' limit.
+they survive noise that moves times). RSS is the server's peak. /proc counts CPU time in clock
+ticks (10 ms): over a short window (under a second or two) that error is a large share of the
+figures, so `server_cpu_error_percent_max` says how far off they can be, and
+`server_cpu_reliable` is false, with a line in the summary, once that passes
+`server_process.CPU_ERROR_PERCENT_RELIABLE`. Such a run is still a fair smoke test, its latencies
+and rates stand, so it is not refused. `client_cpu_percent` is each role's client
+processes' CPU over their window (% of one core, summed), and `client_process_cpu_percent_max`
+the busiest process's: a subscriber process near 100% cannot read faster, so the book rate is
+then the clients' limit.
 The clients open packed connections (`?pack=1`); `client_messages_per_frame` is how many
 messages each role's frames held on average.
 `--profile` records where that CPU goes (`bench.profiling`). On a terminal each step shows
@@ -63,7 +68,6 @@ from bench.cluster_process import ClusterServer
 from bench.server_process import ServerProcess, ThreadCpu
 from cli import progress
 from cli.failures import CommandFailed
-from core import config as venue_config
 
 DEFAULT_DURATION_S = 10.0
 DEFAULT_RATE = 2_000
@@ -96,7 +100,12 @@ RESULT_LINE_MAX = 1 << 30  # a client's result line carries every latency sample
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--duration", type=float, default=DEFAULT_DURATION_S, help="seconds")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=DEFAULT_DURATION_S,
+        help=f"seconds measured, at most {DURATION_S_MAX:g} (default {DEFAULT_DURATION_S:g})",
+    )
     load = parser.add_mutually_exclusive_group()
     load.add_argument(
         "--rate", type=float, default=None, help=f"order actions/s offered (default {DEFAULT_RATE})"
@@ -105,12 +114,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--start-rate", type=float, help=f"--max: first step (default {DEFAULT_RATE})"
     )
-    parser.add_argument("--makers", type=int, default=2)
-    parser.add_argument("--takers", type=int, default=2)
-    parser.add_argument("--subscribers", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=1, help="takers' orders per order.batch")
     parser.add_argument(
-        "--taker-share", type=float, default=DEFAULT_TAKER_SHARE, help="of the actions, 0..1"
+        "--makers", type=int, default=2, help=f"1 to {MAKERS_MAX} (default 2), one process each"
+    )
+    parser.add_argument(
+        "--takers", type=int, default=2, help=f"1 to {TAKERS_MAX} (default 2), one process each"
+    )
+    parser.add_argument(
+        "--subscribers",
+        type=int,
+        default=10,
+        help=f"0 to {SUBSCRIBERS_MAX:,} (default 10), {SUBSCRIBERS_PER_PROCESS} a process",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=1, help=f"takers' orders per order.batch, 1 to {BATCH_MAX}"
+    )
+    parser.add_argument(
+        "--taker-share",
+        type=float,
+        default=DEFAULT_TAKER_SHARE,
+        help=f"of the actions, above 0 to 1 (default {DEFAULT_TAKER_SHARE:g})",
     )
     parser.add_argument(
         "--p99-bound-ms",
@@ -123,8 +146,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="start every trading client's timetable at once (as before 2026-12-05): their"
         " requests arrive together, fewer commits, more latency",
     )
-    parser.add_argument("--config", type=Path, default=Path("venue.toml"))
-    parser.add_argument("--out", type=Path, default=e2e_report.RESULTS_DIR)
+    parser.add_argument(
+        "--config", type=Path, default=Path("venue.toml"), help="the server's (default venue.toml)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=e2e_report.RESULTS_DIR, help="results (default bench/results)"
+    )
     parser.add_argument(
         "--json", action="store_true", help="stdout: one JSON line only (the summary: stderr)"
     )
@@ -445,8 +472,10 @@ async def _observe(
     used = None
     if threads_before is not None and threads_after is not None:
         used = server_process.thread_cpu_used(threads_before, threads_after)
+    processes = 1 if isinstance(server, ServerProcess) else len(server.pids())
     return {
         "server_cpu_share": cpu_share,
+        "server_cpu_error_s": server_process.cpu_reading_error_s(processes),
         "server_threads": used,
         "window_s": window_s,
         "server_rss_mb": rss,
@@ -498,8 +527,10 @@ def summarise(load: Load, clients: list[Client], usage: dict[str, Any]) -> dict[
     acked_buckets = _sum_buckets(traders)
     usage = dict(usage)
     cpu_share = usage.pop("server_cpu_share", None)
+    cpu_error_s = usage.pop("server_cpu_error_s", None)
     threads, window_s = usage.pop("server_threads", None), usage.pop("window_s", None)
     acked_per_sec = acked / answering_s
+    cpu_error_percent = cpu_error_percent_max(cpu_share, window_s, cpu_error_s)
     return {
         "parameters": {
             "duration_s": duration,
@@ -544,6 +575,8 @@ def summarise(load: Load, clients: list[Client], usage: dict[str, Any]) -> dict[
         "server_cpu_percent": None if cpu_share is None else round(100 * cpu_share, 1),
         "server_cpu_us_per_action": cpu_us_per_action(cpu_share, acked_per_sec),
         "server_cpu_by_thread": cpu_by_thread(threads, window_s, acked_per_sec),
+        "server_cpu_error_percent_max": cpu_error_percent,
+        "server_cpu_reliable": cpu_reliable(cpu_share, cpu_error_percent),
         **usage,
         "by_role": {role: _role_summary(results[role], duration) for role in ("maker", "taker")},
         "latency_curve_us": stats.curve(ack_us),
@@ -563,6 +596,27 @@ def _cpu_percent(results: list[dict[str, Any]]) -> float:
     process near 100% reads as fast as it can, and the book rate is the client's limit."""
     share: float = sum(r["cpu_s"] / r["cpu_window_s"] for r in results if r.get("cpu_window_s"))
     return round(100 * share, 1)
+
+
+def cpu_error_percent_max(
+    cpu_share: float | None, window_s: float | None, error_s: float | None
+) -> float | None:
+    """How far off the server's CPU figures can be, in % of them: the clock ticks' error
+    over the CPU time counted in the window. None without a reading, or with no CPU time
+    counted at all (then nothing is known of it but that it was under the error)."""
+    if cpu_share is None or not window_s or error_s is None:
+        return None
+    used_s = cpu_share * window_s
+    return round(100 * error_s / used_s, 1) if used_s > 0 else None
+
+
+def cpu_reliable(cpu_share: float | None, error_percent: float | None) -> bool | None:
+    """Whether the CPU figures are within `server_process.CPU_ERROR_PERCENT_RELIABLE` of the
+    truth; None without a reading."""
+    if cpu_share is None:
+        return None
+    within = server_process.CPU_ERROR_PERCENT_RELIABLE
+    return error_percent is not None and error_percent <= within
 
 
 def cpu_us_per_action(cpu_share: float | None, acked_per_sec: float) -> float | None:
@@ -714,6 +768,7 @@ def _step_line(step: dict[str, Any], broke: str | None) -> dict[str, Any]:
         "unanswered": step["unanswered"],
         "server_cpu_percent": step["server_cpu_percent"],
         "server_cpu_us_per_action": step["server_cpu_us_per_action"],
+        "server_cpu_reliable": step["server_cpu_reliable"],
         "broke": broke,
     }
 
@@ -723,7 +778,8 @@ def _describe_step(line: dict[str, Any]) -> str:
     return (
         f"rate {line['rate']:,.0f}/s → {line['acked_per_sec']:,}/s acked, "
         f"p99 {line['ack_latency_us']['p99']:,.0f} µs, "
-        f"server CPU {line['server_cpu_us_per_action']} µs/action — {verdict}"
+        f"server CPU {line['server_cpu_us_per_action']} µs/action"
+        f"{'' if line['server_cpu_reliable'] is not False else ' (unreliable)'} — {verdict}"
     )
 
 
@@ -755,7 +811,7 @@ def check_arguments(args: argparse.Namespace) -> Load:
         raise CommandFailed(f"--taker-share must be in (0, 1], not {args.taker_share:g}")
     if not 0 < args.p99_bound_ms < math.inf:  # nan fails this too
         raise CommandFailed(f"--p99-bound-ms must be a positive number, not {args.p99_bound_ms}")
-    check_config(args.config)
+    server_process.check_config(args.config)
     return Load(
         args.duration,
         rate,
@@ -766,14 +822,6 @@ def check_arguments(args: argparse.Namespace) -> Load:
         args.taker_share,
         args.aligned,
     )
-
-
-def check_config(path: Path) -> None:
-    """Refuse a config the server would refuse, naming this file: the server reads a copy in
-    the run's temporary directory, and its error named that copy, gone by then."""
-    if not path.is_file():
-        raise CommandFailed(f"--config {path}: no such file")
-    venue_config.load(path)  # a ConfigError says what is wrong, and where
 
 
 def run(args: argparse.Namespace) -> int:

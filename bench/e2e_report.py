@@ -11,11 +11,12 @@ says so.
 """
 
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import environment, profiling
+from bench import environment, profiling, server_process
 from cli.failures import CommandFailed
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -74,8 +75,8 @@ def summary(result: dict[str, Any]) -> str:
         f"server CPU per acked action: {result['server_cpu_us_per_action']} µs"
         + _by_thread(result.get("server_cpu_by_thread")),
         *_calls_by_thread(result.get("server_cpu_by_thread")),
-        f"book levels per update: {result['book_levels_per_update']}; client CPU % of a core: "
-        f"{result['client_cpu_percent']} (busiest process "
+        f"book levels per update: {_levels(result['book_levels_per_update'])}; client CPU % of"
+        f" a core: {_listed(result['client_cpu_percent'])} (busiest process "
         f"{result['client_process_cpu_percent_max']}%)",
     ]
     by_process = result.get("server_cpu_percent_by_process")
@@ -86,11 +87,26 @@ def summary(result: dict[str, Any]) -> str:
     if by_gateway:
         lines.append(f"subscribers by gateway: {by_gateway}")
     if result["errors"]:
-        lines.append(f"errors: {result['errors']}")
+        lines.append(f"errors: {_listed(result['errors'])}")
     lines += _server_trouble(result)
+    lines += _cpu_unreliable(result)
     if result.get("mode") == "max":
         lines.append(_sustained(result))
     return "\n".join(lines)
+
+
+def _listed(figures: dict[str, Any]) -> str:
+    """`maker 1.5, taker 0.8`: a mapping as words, not a Python dict's repr."""
+    return ", ".join(f"{name} {value}" for name, value in figures.items())
+
+
+def _levels(per_update: float | None) -> str:
+    """Book levels per update, or why there is no figure (it read "None")."""
+    return (
+        "none sampled (no subscriber read a book message)"
+        if per_update is None
+        else f"{per_update}"
+    )
 
 
 def _server_trouble(result: dict[str, Any]) -> list[str]:
@@ -107,6 +123,27 @@ def _server_trouble(result: dict[str, Any]) -> list[str]:
     if result.get("server_exception"):
         lines.append(f"server logged: {result['server_exception']}")
     return lines
+
+
+def _cpu_unreliable(result: dict[str, Any]) -> list[str]:
+    """A line when the server's CPU figures are too short a window's to trust, saying how far
+    off they can be and how long a run would make them reliable (in seconds, not a flag's
+    name: `venue bench all` sets it with --e2e-duration)."""
+    if result.get("server_cpu_reliable") is not False:
+        return []
+    error = result.get("server_cpu_error_percent_max")
+    duration_s = result["parameters"]["duration_s"]
+    reliable_at = server_process.CPU_ERROR_PERCENT_RELIABLE
+    tick_ms = server_process.cpu_tick_s() * 1_000
+    off = "all of them (no CPU time counted)" if error is None else f"±{error:g}% of them"
+    longer = ""
+    if error is not None:
+        longer = f"; a run of {math.ceil(duration_s * error / reliable_at):g} s or more"
+        longer += f" would bring that within ±{reliable_at:g}%"
+    return [
+        f"server CPU figures unreliable: the kernel counts CPU time in {tick_ms:g} ms ticks,"
+        f" which over this {duration_s:g} s window can be {off}{longer}"
+    ]
 
 
 def marketable_share(parameters: dict[str, Any]) -> float:
@@ -214,10 +251,11 @@ def markdown_report(
         ]
         for step in result["sweep"]:
             verdict = step["broke"] or "held"
+            unreliable = " (unreliable)" if step.get("server_cpu_reliable") is False else ""
             lines.append(
                 f"| {step['rate']:,.0f} | {step['acked_per_sec']:,} | "
-                f"{step['ack_latency_us']['p99']:,} | {step['server_cpu_us_per_action']} | "
-                f"{verdict} |"
+                f"{step['ack_latency_us']['p99']:,} | {step['server_cpu_us_per_action']}"
+                f"{unreliable} | {verdict} |"
             )
         lines.append("")
     if profiled:

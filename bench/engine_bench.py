@@ -29,6 +29,9 @@ from engine.venue import Venue
 DEFAULT_OPS = 1_000_000
 DEFAULT_SEED = 1
 ALL_OPS = 100_000  # per workload in `bench all`: about a second each, a few seconds in all
+# The commands are built in memory before the clock starts, ~170 MiB a million (`mixed`):
+# twenty million is ~3.5 GiB, and a mistyped zero more no longer runs the machine out of it.
+OPS_MAX = 20_000_000
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TIMER_SAMPLES = 100_000  # back-to-back clock reads to estimate what one costs
 # Young-generation threshold for `--gc freeze`: a collection after 100,000 net new container
@@ -40,16 +43,28 @@ GC_MODES = {
     "default": "collector untouched (Python defaults)",
 }
 PERCENTILES = {"p50": (50, 100), "p99": (99, 100), "p999": (999, 1000)}  # exact fractions
+SEED_HELP = f"of the workload's random choices (default {DEFAULT_SEED})"
+GC_HELP = "the garbage collector during a pass (default disable)"
 # Issue 12's goal for the full venue path (holds + matching + DvP): at least this fraction
 # of plain matching's throughput on the same workload in the same run.
 VENUE_PATH_RATIO_GOAL = 0.67
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workload", choices=sorted(workloads.WORKLOADS), default="mixed")
-    parser.add_argument("--ops", type=_positive, default=DEFAULT_OPS, help="timed commands")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--gc", choices=list(GC_MODES), default="disable", help="GC policy")
+    parser.add_argument(
+        "--workload",
+        choices=sorted(workloads.WORKLOADS),
+        default="mixed",
+        help="the command mix (default mixed; README, Benchmarks)",
+    )
+    parser.add_argument(
+        "--ops",
+        type=_positive,
+        default=DEFAULT_OPS,
+        help=f"timed commands (default {DEFAULT_OPS:,})",
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=SEED_HELP)
+    parser.add_argument("--gc", choices=list(GC_MODES), default="disable", help=GC_HELP)
     parser.add_argument(
         "--ledger", action="store_true", help="the full venue path: holds, matching, DvP"
     )
@@ -57,10 +72,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_all_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--ops", type=_positive, default=ALL_OPS, help="per workload")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--gc", choices=list(GC_MODES), default="disable", help="GC policy")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
+    parser.add_argument(
+        "--ops", type=_positive, default=ALL_OPS, help=f"per workload (default {ALL_OPS:,})"
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=SEED_HELP)
+    parser.add_argument("--gc", choices=list(GC_MODES), default="disable", help=GC_HELP)
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS_DIR, help="results directory (default bench/results)"
+    )
 
 
 # A measurement's steps, each drawn as it ends on a terminal: the workload built, the timed
@@ -293,12 +312,16 @@ def _timer_overhead_ns() -> int:
 
 
 def _positive(text: str) -> int:
-    """An argparse type: a whole number above zero (argparse's own error for a word named
-    this function: "invalid _positive value")."""
+    """An argparse type: a whole number above zero, at most `OPS_MAX` (argparse's own error
+    for a word named this function: "invalid _positive value")."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value <= 0:
         raise argparse.ArgumentTypeError("must be a positive integer")
+    if value > OPS_MAX:
+        raise argparse.ArgumentTypeError(
+            f"at most {OPS_MAX:,} (the commands are built in memory first), not {value:,}"
+        )
     return value

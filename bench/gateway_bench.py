@@ -45,9 +45,21 @@ ACCOUNTS = ("mm-alpha", "mm-beta")  # (a) and (b) each start with a full account
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per phase")
-    parser.add_argument("--pipeline", type=int, default=PIPELINE_DEFAULT, help="batches")
-    parser.add_argument("--config", type=Path, default=Path("venue.toml"))
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=5.0,
+        help=f"seconds per phase, at most {DURATION_S_MAX:g} (default 5)",
+    )
+    parser.add_argument(
+        "--pipeline",
+        type=int,
+        default=PIPELINE_DEFAULT,
+        help=f"order.batch requests in flight, 1 to {PIPELINE_MAX} (default {PIPELINE_DEFAULT})",
+    )
+    parser.add_argument(
+        "--config", type=Path, default=Path("venue.toml"), help="the server's (default venue.toml)"
+    )
     parser.add_argument("--keep-limits", action="store_true", help="keep the config's rate limits")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
 
@@ -336,6 +348,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandFailed(f"--duration must be in (0, {DURATION_S_MAX:g}] seconds")
     if not 1 <= args.pipeline <= PIPELINE_MAX:
         raise CommandFailed(f"--pipeline must be in 1..{PIPELINE_MAX}")
+    server_process.check_config(args.config)  # before the bar: "venue.toml: No such file" was all
     with progress.bar(
         args.json, total=STEPS, desc="gateway: server start", bar_format=progress.STEPS_FORMAT
     ) as shown:

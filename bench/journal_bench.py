@@ -5,7 +5,8 @@ directory, records of a command's typical size, one fsync per batch. `--sequence
 the venue's commit path instead: a `Sequencer` on a venue with a ledger, fed the `mixed`
 workload at `--rate` commands/s from an event loop, group-committing as the server does;
 it reports the journal thread's CPU per command and per fsync, the commands each fsync
-carried, and the time from submit to release.
+carried, and the time from submit to release; on a terminal a bar counts the commands
+submitted (stderr; not with `--json`).
 """
 
 import argparse
@@ -13,12 +14,13 @@ import asyncio
 import json
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from bench import workloads
 from bench.store_bench import percentiles
+from cli import progress
 from cli.failures import CommandFailed
 from core.journal import (
     HEADER_BYTES,
@@ -35,6 +37,9 @@ from settlement.ledger import Ledger
 
 SEQUENCER_OPTIONS = {"rate": 4_000, "commands": 16_000, "commit_interval_ms": 0.0}  # defaults
 FILE_OPTIONS = {"records": 200_000, "batch": 1_000, "payload_bytes": 100}  # without --sequencer
+# The records are listed in memory before the clock starts, ~100 bytes each: fifty million is
+# ~5 GiB, and a zero too many no longer runs the machine out of memory.
+RECORDS_MAX = 50_000_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,9 +87,15 @@ class CountingJournal(FileJournal):
 
 
 async def measure_sequencer(
-    commands: int, rate: int, path: Path, commit_interval_ms: float = 0.0
+    commands: int,
+    rate: int,
+    path: Path,
+    commit_interval_ms: float = 0.0,
+    submitted: Callable[[int], object] = lambda count: None,
 ) -> dict[str, object]:
     """Submit `commands` at `rate`/s in 1 ms ticks; the journal thread's CPU and the latency.
+    `submitted` is told each tick's commands once submitted (progress, on the loop between
+    ticks: in the process's CPU figure, not the journal thread's).
 
     The commit runs on the journal's thread, as it does over NATS, so that its CPU can be
     told apart; the venue commits the file journal on the loop (docs/gateway.md), where the
@@ -116,8 +127,10 @@ async def measure_sequencer(
         delay = started + index / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        for command in workload.commands[index : index + per_tick]:
+        tick = workload.commands[index : index + per_tick]
+        for command in tick:
             sequencer.submit(command, origin=time.perf_counter())
+        submitted(len(tick))
     await sequencer.drain()
     seconds = time.perf_counter() - started
     cpu_seconds = sequencer.journal_cpu_seconds() - cpu_before
@@ -153,6 +166,10 @@ def run(args: argparse.Namespace) -> int:
             setattr(args, name, default)
     if min(args.records, args.batch, args.payload_bytes) <= 0:
         raise CommandFailed("--records, --batch and --payload-bytes must be positive")
+    if args.records > RECORDS_MAX:
+        raise CommandFailed(
+            f"--records {args.records:,}: at most {RECORDS_MAX:,} (they are listed in memory first)"
+        )
     check_journal_limits(args.records, args.batch, args.payload_bytes)
     with tempfile.TemporaryDirectory(prefix="venue-bench-journal-") as directory:
         result = measure(args.records, args.batch, args.payload_bytes, Path(directory) / "j")
@@ -199,10 +216,19 @@ def run_sequencer(args: argparse.Namespace) -> int:
         raise CommandFailed("--commands and --rate must be positive")
     if not 0 <= args.commit_interval_ms <= COMMIT_INTERVAL_S_MAX * 1_000:
         raise CommandFailed(f"--commit-interval-ms must be 0 to {COMMIT_INTERVAL_S_MAX * 1_000:g}")
-    with tempfile.TemporaryDirectory(prefix="venue-bench-journal-") as directory:
+    with (
+        tempfile.TemporaryDirectory(prefix="venue-bench-journal-") as directory,
+        progress.bar(
+            args.json, total=args.commands, desc="journal (sequencer)", unit="command"
+        ) as shown,
+    ):
         result = asyncio.run(
             measure_sequencer(
-                args.commands, args.rate, Path(directory) / "j", args.commit_interval_ms
+                args.commands,
+                args.rate,
+                Path(directory) / "j",
+                args.commit_interval_ms,
+                shown.update,
             )
         )
     latency = result["release_latency_ms"]

@@ -1,11 +1,13 @@
 """The venue under test in its own process: `venue serve` started, observed and stopped.
 
-Owns what the websocket benchmarks share: a config with the rate limits raised out of the
-way (so the numbers are the gateway's, not the limiter's), the server on 127.0.0.1 with an
+Owns what the websocket benchmarks share: the check of the `--config` the server will run
+(named before anything starts), a copy of it with the rate limits raised out of the way (so
+the numbers are the gateway's, not the limiter's), the server on 127.0.0.1 with an
 ephemeral port and a fresh data dir, its CPU time (in all and by thread) and peak memory
-from /proc, a clean SIGTERM stop, and the last traceback of its log when something went
-wrong. Run as `python -m bench.server_process serve ...` it is the server's launcher: it
-gives each thread its Python name in the OS, then runs `cli.main` unchanged.
+from /proc (and how far its clock tick can put them off), SIGINT while a run lasts, a clean
+SIGTERM stop, and the last traceback of its log when something went wrong. Run as
+`python -m bench.server_process serve ...` it is the server's launcher: it gives each thread
+its Python name in the OS, then runs `cli.main` unchanged.
 """
 
 import asyncio
@@ -16,11 +18,15 @@ import runpy
 import signal
 import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from cli.failures import CommandFailed
+from core import config as venue_config
 
 SERVER_START_TIMEOUT_S = 30.0  # a fresh venue builds from venue.toml in well under a second
 SERVER_STOP_TIMEOUT_S = 15.0  # SIGTERM flushes pending commands and closes the files
@@ -31,6 +37,10 @@ LIMITS_TABLE = re.compile(r"(?m)^\[limits\][^\[]*")
 LOOP_THREAD = "loop"  # the main thread's name in the results: it runs the event loop
 PR_SET_NAME = 15  # prctl(2) option: name the calling thread
 OS_THREAD_NAME_MAX = 15  # bytes of a thread's name the kernel keeps (comm)
+# A CPU figure read from /proc is called unreliable when the clock ticks' error could pass
+# this share of it: beyond it the tick alone moves it as much as a busy box's own swing does
+# (±10-20% between runs, README), and a short window (under a second or two) gets there.
+CPU_ERROR_PERCENT_RELIABLE = 10.0
 
 UNLIMITED = """
 [limits]  # added by the benchmark: measure the gateway, not the rate limiter
@@ -44,12 +54,45 @@ connections_max = 10000  # the default: `venue serve` checks it against the open
 
 
 def run_async(work: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
-    """Run a benchmark's coroutine on uvloop, as the server runs."""
+    """Run a benchmark's coroutine on uvloop, as the server runs; SIGINT interrupts it."""
+    with interruptible():
+        try:
+            import uvloop
+        except ImportError:  # uvloop is not built for every platform: plain asyncio then
+            return asyncio.run(work)
+        return uvloop.run(work)
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt inside, even if this process started with it ignored.
+
+    A script's `&` job starts with SIGINT ignored, but the benchmark's server (which sets its
+    own handler) and its clients take the group's SIGINT all the same: ignored here, the run
+    went on without them and ended in a failure (status 1, "a maker client ended without a
+    result") instead of an interruption (130, everything stopped). A handler of the caller's
+    own is left alone."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if not ignored or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        import uvloop
-    except ImportError:  # uvloop is not built for every platform: plain asyncio then
-        return asyncio.run(work)
-    return uvloop.run(work)
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def check_config(path: Path) -> None:
+    """Refuse a config the server would refuse, naming this file: the server reads a copy in
+    the run's temporary directory, and its error named that copy, gone by then. Shared by
+    every benchmark that starts a server (e2e, gateway, all)."""
+    if not path.is_file():
+        raise CommandFailed(
+            f"--config {path}: no such file (the sample venue.toml is at the repository's root:"
+            " run from there, or give its path)"
+        )
+    venue_config.load(path)  # a ConfigError says what is wrong, and where
 
 
 def unlimited_config(config_path: Path, directory: Path, extra: str = "") -> Path:
@@ -97,6 +140,26 @@ def thread_cpu_used(before: list[ThreadCpu], after: list[ThreadCpu]) -> list[Thr
             )
         )
     return used
+
+
+def cpu_tick_s() -> float:
+    """The clock tick /proc counts CPU time in (10 ms at the usual 100 Hz)."""
+    return 1 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_reading_error_s(processes: int = 1) -> float:
+    """The most a CPU time read over a window can be off, in seconds: each process's user
+    and system time are counted in whole ticks, and each is read at both ends of the window,
+    so each can be off by up to a tick."""
+    return processes * 2 * cpu_tick_s()
+
+
+def cpu_error_percent(counted_s: float, processes: int = 1) -> float | None:
+    """How far off `counted_s` of CPU read over a window can be, in % of it; None when no
+    tick was counted (then nothing is known of it but that it was under the error)."""
+    if counted_s <= 0:
+        return None
+    return round(100 * cpu_reading_error_s(processes) / counted_s, 1)
 
 
 def _difference(after: int | None, before: int | None) -> int | None:

@@ -17,18 +17,22 @@ workload on a venue with a ledger) executed, cut into journal batches of
 at `--rate` commands/s as the journal's thread would; reports that thread's CPU per trade.
 Each batch is handed over as the venue hands it (`ledger_writer.bookings_of`). The thread
 runs alone here, its caches its own: under `venue bench e2e` the same work costs it more
-(its data made on the loop's core, its core shared), so compare like with like.
+(its data made on the loop's core, its core shared), so compare like with like. On a
+terminal a bar counts the commands handed over (stderr; not with `--json`); the plain store
+shows its steps (building the trades, writing, verifying) between them, never while timed.
 """
 
 import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 
 from bench import workloads
+from cli import progress
 from cli.arguments import dsn, float_within
 from cli.failures import CommandFailed
 from cluster.postgres import PostgresServer
@@ -44,6 +48,9 @@ from settlement.transfers import FEE_INCOME, ISSUANCE, Transfer, TransferKind
 
 ACCOUNTS = 100  # participants trading with each other
 TRANSFERS_PER_TRADE = 4
+# The trades are built in memory before the clock starts, ~600 MiB a million: five million
+# is ~3 GiB, and a mistyped zero more no longer runs the machine out of it.
+TRADES_MAX = 5_000_000
 GATHER_S_MAX = 1.0  # the venue gathers for 0.05 s; past a second it measures the wait alone
 K = TransferKind
 
@@ -118,7 +125,19 @@ def funding(accounts: int) -> list[Transfer]:
     return rows
 
 
-def measure(trades: int, batch: int, directory: Path, postgres_dsn: str = "") -> dict[str, object]:
+# The plain store's steps, each drawn as it ends on a terminal (between them only: never
+# inside the timed loop): the trades built, the batches written, the store verified.
+STORE_STEPS = ("building the trades", "writing", "verifying")
+
+
+def measure(
+    trades: int,
+    batch: int,
+    directory: Path,
+    postgres_dsn: str = "",
+    step: Callable[[], object] = lambda: None,
+) -> dict[str, object]:
+    """Write `trades` in batches of `batch`; `step` is told as each of `STORE_STEPS` ends."""
     store: LedgerStore
     if postgres_dsn:
         from settlement.pg_store import PostgresLedgerStore
@@ -139,6 +158,7 @@ def measure(trades: int, batch: int, directory: Path, postgres_dsn: str = "") ->
     funded = funding(ACCOUNTS)
     store.append_batch(funded)
     batches = trade_batches(trades, batch, len(funded) + 1)
+    step()
     commit_ms: list[float] = []
     cpu_started = time.process_time()
     started = time.perf_counter()
@@ -148,8 +168,10 @@ def measure(trades: int, batch: int, directory: Path, postgres_dsn: str = "") ->
         commit_ms.append((time.perf_counter() - before) * 1e3)
     seconds = time.perf_counter() - started
     cpu_seconds = time.process_time() - cpu_started
+    step()
     problems = store.verify()
     store.close()
+    step()
     commit_ms.sort()
     return {
         "batch": batch,
@@ -185,9 +207,16 @@ def executed_batches(commands: int, per_batch: int) -> tuple[list[Executed], lis
 
 
 def measure_venue_path(
-    commands: int, rate: int, per_batch: int, directory: Path, gather_s: float
+    commands: int,
+    rate: int,
+    per_batch: int,
+    directory: Path,
+    gather_s: float,
+    fed: Callable[[int], object] = lambda count: None,
 ) -> dict[str, object]:
-    """Pace the batches into a store thread as the journal's thread does; its CPU per trade."""
+    """Pace the batches into a store thread as the journal's thread does; its CPU per trade.
+    `fed` is told each batch's commands as it is handed over (progress: it runs in the
+    feeder's time, between hand-overs, not in the store thread's)."""
     setup, batches = executed_batches(commands, per_batch)
     failures: list[BaseException] = []
     writes: list[int] = []
@@ -214,6 +243,7 @@ def measure_venue_path(
             time.sleep(delay)
             late_ms.append((time.perf_counter() - due) * 1e3)
         thread.book(bookings_of(batch), len(batch))  # as the venue does, where it commits
+        fed(len(batch))
     thread.call(lambda: None).result()
     seconds = time.perf_counter() - started
     cpu_seconds = thread.cpu_seconds() - cpu_before
@@ -254,13 +284,32 @@ def run(args: argparse.Namespace) -> int:
         return run_venue_path(args)
     if args.batch <= 0 or args.trades <= 0:
         raise CommandFailed("--batch and --trades must be positive")
-    with tempfile.TemporaryDirectory(prefix="venue-bench-store-") as directory:
+    if args.trades > TRADES_MAX:
+        raise CommandFailed(
+            f"--trades {args.trades:,}: at most {TRADES_MAX:,} (they are built in memory first)"
+        )
+    store = "postgres" if args.postgres or args.store == "postgres" else "sqlite"
+    with (
+        tempfile.TemporaryDirectory(prefix="venue-bench-store-") as directory,
+        progress.bar(
+            args.json,
+            total=len(STORE_STEPS),
+            desc=f"store ({store}): {STORE_STEPS[0]}",
+            bar_format=progress.STEPS_FORMAT,
+        ) as shown,
+    ):
+        following = iter([*STORE_STEPS[1:], "done"])
+
+        def step() -> None:
+            shown.set_description_str(f"store ({store}): {next(following)}", refresh=False)
+            shown.update(1)
+
         try:
-            result = _measure_store(args, Path(directory))
+            result = _measure_store(args, Path(directory), step)
         except (psycopg.Error, LedgerStoreError) as refused:  # down, refused, not empty
             why = " ".join(str(refused).split())
-            store = "PostgreSQL" if args.postgres or args.store == "postgres" else "SQLite"
-            raise CommandFailed(f"the {store} ledger store: {why}") from None
+            named = "PostgreSQL" if store == "postgres" else "SQLite"
+            raise CommandFailed(f"the {named} ledger store: {why}") from None
     if args.json:
         print(json.dumps(result))
     else:
@@ -295,22 +344,34 @@ def _refuse_the_other_modes_options(args: argparse.Namespace) -> None:
             setattr(args, name, default)
 
 
-def _measure_store(args: argparse.Namespace, directory: Path) -> dict[str, object]:
+def _measure_store(
+    args: argparse.Namespace, directory: Path, step: Callable[[], object]
+) -> dict[str, object]:
     """The store the arguments name: SQLite, `--postgres DSN`, or a throwaway PostgreSQL."""
     if args.postgres or args.store == "sqlite":
-        return measure(args.trades, args.batch, directory, args.postgres or "")
+        return measure(args.trades, args.batch, directory, args.postgres or "", step)
     directory.chmod(0o711)  # the server runs as the postgres user
     with PostgresServer(directory) as server:
         database = server.create_database("bench_store")
-        return measure(args.trades, args.batch, directory, database)
+        return measure(args.trades, args.batch, directory, database, step)
 
 
 def run_venue_path(args: argparse.Namespace) -> int:
     if min(args.commands, args.rate, args.commands_per_batch) <= 0:
         raise CommandFailed("--commands, --rate and --commands-per-batch must be positive")
-    with tempfile.TemporaryDirectory(prefix="venue-bench-store-") as directory:
+    with (
+        tempfile.TemporaryDirectory(prefix="venue-bench-store-") as directory,
+        progress.bar(
+            args.json, total=args.commands, desc="store (venue path)", unit="command"
+        ) as shown,
+    ):
         result = measure_venue_path(
-            args.commands, args.rate, args.commands_per_batch, Path(directory), args.gather_s
+            args.commands,
+            args.rate,
+            args.commands_per_batch,
+            Path(directory),
+            args.gather_s,
+            shown.update,
         )
     late = result["feeder_late_ms"]
     assert isinstance(late, dict)

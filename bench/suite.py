@@ -32,8 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}"
     )
-    parser.add_argument("--e2e-duration", type=float, default=5.0, help="seconds per e2e run")
-    parser.add_argument("--config", type=Path, default=Path("venue.toml"))
+    parser.add_argument(
+        "--e2e-duration", type=float, default=5.0, help="seconds per e2e run (default 5)"
+    )
+    parser.add_argument(
+        "--config", type=Path, default=Path("venue.toml"), help="e2e's (default venue.toml)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
             raise CommandFailed(
                 f"--e2e-duration must be in (0, {e2e_bench.DURATION_S_MAX:g}] seconds"
             )
-        e2e_bench.check_config(args.config)
+        server_process.check_config(args.config)
     e2e_report.check_out(args.out)  # every part writes there, the first after a few seconds
     steps: dict[str, Callable[[argparse.Namespace], Any]] = {
         "engine": _engine,

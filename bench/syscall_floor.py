@@ -46,9 +46,21 @@ READ_TIMEOUT_S = 30.0  # the reader ends on its own if the sender dies
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sends", type=int, default=SENDS_DEFAULT, help="per gap")
-    parser.add_argument("--writes", type=int, default=WRITES_DEFAULT, help="O_DSYNC writes")
-    parser.add_argument("--dir", type=Path, default=None, help="where the O_DSYNC file goes")
+    parser.add_argument(
+        "--sends", type=int, default=SENDS_DEFAULT, help=f"per gap (default {SENDS_DEFAULT:,})"
+    )
+    parser.add_argument(
+        "--writes",
+        type=int,
+        default=WRITES_DEFAULT,
+        help=f"O_DSYNC writes (default {WRITES_DEFAULT:,})",
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="where the O_DSYNC file goes (default: the system's temporary directory)",
+    )
     parser.add_argument(
         "--json", action="store_true", help="stdout: one JSON line only (the lines: stderr)"
     )

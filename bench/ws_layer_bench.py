@@ -4,7 +4,10 @@ Owns a micro-benchmark of the inbound path below the venue: a server process tha
 every text message with one small pre-framed text message, on one of three layers, and a
 lean client (`bench.wsclient`) on loopback that keeps `WINDOW` messages in flight until N
 are answered. The number is the server's CPU time (/proc, user + system) over the window
-divided by N: what the layer itself costs per request and answer, with no venue work.
+divided by N: what the layer itself costs per request and answer, with no venue work. /proc
+counts it in 10 ms ticks: each layer's `cpu_error_percent_max` says how far off that can put
+its figures, and a line on stderr says when it passes ±10% and how many `--frames` would do.
+On a terminal a bar on stderr counts the runs.
 
 Layers: `websockets` — the library's asyncio server as the venue used it (`async for` per
 connection, `transport.writelines` of a pre-built frame); `sansio` — the library's
@@ -22,6 +25,7 @@ import asyncio
 import contextlib
 import importlib.util
 import json
+import math
 import os
 import statistics
 import sys
@@ -30,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import server_process, wsclient
+from cli import progress
 from cli.failures import CommandFailed, OneLineParser, run_main
 
 FRAMES_DEFAULT = 50_000
@@ -42,10 +47,16 @@ VENUE_CONFIG = Path("venue.toml")  # the venue layer's, relative to the working 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--frames", type=int, default=FRAMES_DEFAULT, help="per run")
-    parser.add_argument("--runs", type=int, default=3, help="the median is reported")
+    parser.add_argument(
+        "--frames", type=int, default=FRAMES_DEFAULT, help=f"per run (default {FRAMES_DEFAULT:,})"
+    )
+    parser.add_argument("--runs", type=int, default=3, help="the median is reported (default 3)")
     available = [layer for layer in LAYERS if layer != "picows" or _has_picows()]
-    parser.add_argument("--layers", default=",".join(available), help="comma-separated")
+    parser.add_argument(
+        "--layers",
+        default=",".join(available),
+        help=f"comma-separated, of {', '.join(LAYERS)} (default: every one installed)",
+    )
     parser.add_argument("--serve", choices=LAYERS, help=argparse.SUPPRESS)
     parser.add_argument("--serve-dir", type=Path, help=argparse.SUPPRESS)  # the venue's data
 
@@ -80,20 +91,59 @@ def run(args: argparse.Namespace) -> int:
         server_process.run_async(_serve(args.serve, args.serve_dir))
         return 0
     layers = _checked(args)
-    samples: dict[str, list[float]] = {layer: [] for layer in layers}
-    for _ in range(args.runs):  # interleaved: drift in the machine's load hits every layer
-        for layer in layers:
-            sample = server_process.run_async(_measure(layer, args.frames))
-            samples[layer].append(sample["server_cpu_us_per_frame"])
-    table = {}
-    for layer, per_frame in samples.items():
-        table[layer] = {
-            "server_cpu_us_per_frame": round(statistics.median(per_frame), 2),
-            "runs": [round(value, 2) for value in per_frame],
-        }
-        print(f"ws-layer {layer:<11} {table[layer]}", file=sys.stderr)
+    samples: dict[str, list[dict[str, float]]] = {layer: [] for layer in layers}
+    # a bar on a terminal, moved between runs (each a server of its own), never inside one
+    with progress.bar(total=args.runs * len(layers), desc="ws-layer", unit="run") as shown:
+        for _ in range(args.runs):  # interleaved: drift in the machine's load hits every layer
+            for layer in layers:
+                shown.set_description_str(f"ws-layer: {layer}")
+                samples[layer].append(server_process.run_async(_measure(layer, args.frames)))
+                shown.update(1)
+    table = {layer: _row(runs) for layer, runs in samples.items()}
+    for layer, row in table.items():
+        runs = ", ".join(f"{value:g}" for value in row["runs"])
+        print(
+            f"ws-layer {layer:<11} {row['server_cpu_us_per_frame']:g} µs of server CPU a frame"
+            f" (runs: {runs})",
+            file=sys.stderr,
+        )
+    if warning := _unreliable(table, args.frames):
+        print(warning, file=sys.stderr)
     print(json.dumps(table))
     return 0
+
+
+def _row(runs: list[dict[str, float]]) -> dict[str, Any]:
+    """A layer's median CPU per frame, each run's, and how far off the clock tick can put
+    them (the worst run's error, in %; None if a run counted no tick at all)."""
+    per_frame = [run["server_cpu_us_per_frame"] for run in runs]
+    errors = [server_process.cpu_error_percent(run["server_cpu_s"]) for run in runs]
+    return {
+        "server_cpu_us_per_frame": round(statistics.median(per_frame), 2),
+        "runs": [round(value, 2) for value in per_frame],
+        "cpu_error_percent_max": None if None in errors else max(e for e in errors if e),
+    }
+
+
+def _unreliable(table: dict[str, dict[str, Any]], frames: int) -> str:
+    """A line saying the figures are too few frames' to trust, and how many would do; ""
+    when every layer's are within `server_process.CPU_ERROR_PERCENT_RELIABLE`. Few frames
+    cost the server a few ms of CPU, which /proc counts in 10 ms ticks: they read 0.0."""
+    reliable_at = server_process.CPU_ERROR_PERCENT_RELIABLE
+    errors = [row["cpu_error_percent_max"] for row in table.values()]
+    if all(error is not None and error <= reliable_at for error in errors):
+        return ""
+    tick_ms = server_process.cpu_tick_s() * 1_000
+    if None in errors:
+        off, more = "all of them (a run counted no tick)", f"{FRAMES_DEFAULT:,} (the default)"
+    else:
+        worst = max(error for error in errors if error is not None)
+        off, more = f"±{worst:g}% of them", f"{math.ceil(frames * worst / reliable_at):,}"
+    return (
+        f"ws-layer: figures unreliable: the kernel counts CPU time in {tick_ms:g} ms ticks, which"
+        f" over {frames:,} frames can be {off}; --frames {more} or more would bring"
+        f" that within ±{reliable_at:g}%"
+    )
 
 
 # ----------------------------------------------------------------- the client side
@@ -139,7 +189,7 @@ async def _measure(layer: str, frames: int) -> dict[str, Any]:
         await done
         spent = _cpu_s(process.pid) - before
         connection.close()
-        return {"server_cpu_us_per_frame": spent * 1e6 / frames}
+        return {"server_cpu_us_per_frame": spent * 1e6 / frames, "server_cpu_s": spent}
     finally:
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):  # it may end as we stop it

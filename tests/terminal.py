@@ -4,6 +4,7 @@ Bounded in time and size; loopback-only callers. Linux pty via the standard libr
 """
 
 import fcntl
+import io
 import os
 import pty
 import select
@@ -56,3 +57,10 @@ def run_on_terminal(
             process.wait()
         os.close(leader)
     return status, drawn.decode(errors="replace")
+
+
+class TerminalStream(io.StringIO):
+    """An in-process stderr that says it is a terminal, for bars drawn without a process."""
+
+    def isatty(self) -> bool:
+        return True

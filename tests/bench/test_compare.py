@@ -208,3 +208,14 @@ def test_rounds_without_compare_are_refused_not_ignored(
     printed = capsys.readouterr()
     assert printed.out == ""
     assert printed.err == "venue: --rounds: only with --compare (the turns the engines take)\n"
+
+
+def test_ledger_with_compare_is_refused_not_ignored(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--ledger --compare` ran the comparison as without `--ledger`, saying nothing."""
+    assert main(["bench", "engine", "--ops", "100", "--ledger", "--compare"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert printed.err == (
+        "venue: --ledger: not with --compare (it runs ours both ways: the rows ours, the book"
+        " only, and ours+ledger, the full venue path)\n"
+    )

@@ -85,6 +85,19 @@ def test_engine_refuses_a_non_positive_size(capsys: pytest.CaptureFixture[str]) 
     assert "positive" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["engine", "all"])
+def test_more_ops_than_memory_holds_are_refused_at_parsing(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--ops 100000000` (a zero too many) built its commands in memory first: ~17 GiB."""
+    too_many = engine_bench.OPS_MAX + 1
+    with pytest.raises(SystemExit) as exited:
+        main(["bench", command, "--ops", str(too_many)])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --ops: at most {engine_bench.OPS_MAX:,} (the commands are built" in err
+
+
 def test_all_prints_a_table_and_writes_results(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

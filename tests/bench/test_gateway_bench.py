@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -102,3 +103,15 @@ def test_on_a_terminal_each_step_is_drawn_and_json_stays_clean() -> None:
     status, drawn = run_on_terminal([*argv, "--json"], ROOT, timeout_s=120)
     assert status == 0 and "steps" not in drawn, drawn
     assert json.loads(drawn.strip().splitlines()[-1])["acked"] > 0
+
+
+def test_a_missing_config_is_named_as_the_flag_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run outside the repository, it said only "venue: venue.toml: No such file or
+    directory", after its progress bar had started."""
+    missing = tmp_path / "venue.toml"
+    assert main(["bench", "gateway", "--config", str(missing), "--duration", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"venue: --config {missing}: no such file (the sample venue.toml is")
+    assert err.count("\n") == 1

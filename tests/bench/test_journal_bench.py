@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from core.journal import HEADER_BYTES, RECORD_BYTES_MAX, UNSYNCED_BYTES_MAX
 from core.sequencer import Sequencer
 from engine.venue import Venue
 from settlement.ledger import Ledger
+from tests.terminal import TerminalStream
 
 
 def test_journal_bench_reports_consistent_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -91,6 +93,8 @@ def test_the_file_options_with_sequencer_are_refused_not_ignored(
     ("argv", "says"),
     [
         (["--records", "0"], "--records, --batch and --payload-bytes must be positive"),
+        # a zero too many listed ~10 GiB of records in memory before the clock started
+        (["--records", "100000000"], "--records 100,000,000: at most 50,000,000"),
         (["--sequencer", "--rate", "0"], "--commands and --rate must be positive"),
         (["--sequencer", "--commit-interval-ms", "nan"], "--commit-interval-ms must be 0 to"),
     ],
@@ -133,3 +137,20 @@ def test_a_batch_just_within_the_unsynced_limit_runs(capsys: pytest.CaptureFixtu
     assert json.loads(capsys.readouterr().out)["fsyncs"] == 1
     argv[3] = argv[5] = str(batch + 1)
     assert main(["bench", "journal", *argv]) == 2
+
+
+def test_the_sequencer_mode_shows_its_progress_on_a_terminal_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its 4-5 s at the defaults (commands paced into the sequencer) drew nothing on screen."""
+    terminal = TerminalStream()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    argv = ["bench", "journal", "--sequencer", "--commands", "300", "--rate", "100000"]
+    assert main(argv) == 0
+    assert "journal (sequencer): 100%" in terminal.getvalue()
+    assert "300/300" in terminal.getvalue()
+    assert capsys.readouterr().out.startswith("journal (sequencer): 300 commands")
+    quiet = TerminalStream()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    assert main([*argv, "--json"]) == 0  # machine output: no bar
+    assert quiet.getvalue() == ""

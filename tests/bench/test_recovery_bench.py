@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from bench import recovery_bench
 from cli.main import main
 
 
@@ -24,3 +25,16 @@ def test_a_count_of_zero_is_the_venue_line_and_status_2(
     """It was the bare message with status 1, not the CLI's `venue: ...`, status 2."""
     assert main(["bench", "recovery", "--commands", "0"]) == 2
     assert capsys.readouterr().err == "venue: --commands and --orders must be positive\n"
+
+
+@pytest.mark.parametrize(
+    ("flag", "most"),
+    [("--commands", recovery_bench.COMMANDS_MAX), ("--orders", recovery_bench.ORDERS_MAX)],
+)
+def test_more_than_memory_holds_is_refused_before_any_work(
+    flag: str, most: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--orders 10000000` (a zero too many) rested ~13 GiB of orders before its snapshot."""
+    assert main(["bench", "recovery", flag, str(most + 1)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"venue: {flag} {most + 1:,}: at most {most:,} (held in memory whole)\n"

@@ -1,12 +1,14 @@
 """`venue bench store` at a tiny size: the JSON is complete and consistent (never timed)."""
 
 import json
+import sys
 
 import pytest
 
 from bench import store_bench
 from bench.store_bench import TRANSFERS_PER_TRADE, trade_batches
 from cli.main import main
+from tests.terminal import TerminalStream
 
 
 def test_store_bench_reports_consistent_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -136,3 +138,48 @@ def test_the_venue_path_takes_the_one_store_it_measures(capsys: pytest.CaptureFi
     argv = ["--venue-path", "--store", "sqlite", "--commands", "40", "--rate", "100000", "--json"]
     assert main(["bench", "store", *argv]) == 0
     assert json.loads(capsys.readouterr().out)["verified"] is True
+
+
+def test_the_venue_path_shows_its_progress_on_a_terminal_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its 4-5 s at the defaults (the commands built, then paced) drew nothing on screen."""
+    terminal = TerminalStream()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    argv = ["bench", "store", "--venue-path", "--commands", "200", "--rate", "100000"]
+    assert main(argv) == 0
+    assert "store (venue path): 100%" in terminal.getvalue()
+    assert "200/200" in terminal.getvalue()
+    assert "store (venue path): 1" in capsys.readouterr().out  # the summary, on stdout
+    quiet = TerminalStream()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    assert main([*argv, "--json"]) == 0  # machine output: no bar
+    assert quiet.getvalue() == ""
+
+
+def test_the_plain_store_shows_its_steps_on_a_terminal_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its ~8 s at the defaults (the trades built, written, verified) drew nothing."""
+    terminal = TerminalStream()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    argv = ["bench", "store", "--trades", "120", "--batch", "40"]
+    assert main(argv) == 0
+    assert "store (sqlite): done: 3/3 steps" in terminal.getvalue()
+    assert capsys.readouterr().out.startswith("store (sqlite): ")
+    quiet = TerminalStream()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    assert main([*argv, "--json"]) == 0  # machine output: no bar
+    assert quiet.getvalue() == ""
+
+
+def test_more_trades_than_memory_holds_are_refused_before_any_work(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--trades 200000000` (a zero too many) built 800 million transfers in memory first."""
+    too_many = store_bench.TRADES_MAX + 1
+    assert main(["bench", "store", "--trades", str(too_many)]) == 2
+    assert capsys.readouterr().err == (
+        f"venue: --trades {too_many:,}: at most {store_bench.TRADES_MAX:,} (they are built in"
+        " memory first)\n"
+    )

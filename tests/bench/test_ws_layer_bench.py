@@ -13,6 +13,7 @@ from bench import ws_layer_bench
 from cli.failures import CommandFailed
 from cli.main import main
 from tests.conftest import ROOT
+from tests.terminal import TerminalStream
 
 
 def test_each_layer_answers_every_frame_and_reports_its_cpu(
@@ -24,10 +25,31 @@ def test_each_layer_answers_every_frame_and_reports_its_cpu(
         ["--frames", "300", "--runs", "1", "--layers", "websockets,sansio,venue"]
     )
     assert ws_layer_bench.run(args) == 0
-    table = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    table = json.loads(printed.out)
     assert set(table) == {"websockets", "sansio", "venue"}
     for row in table.values():
         assert row["server_cpu_us_per_frame"] >= 0 and len(row["runs"]) == 1
+        assert "cpu_error_percent_max" in row
+    # 300 frames cost a server a few ms of CPU, under a 10 ms tick or two: they read 0.0 or
+    # a multiple of a tick's share, shown as if exact
+    assert "ws-layer: figures unreliable: the kernel counts CPU time in" in printed.err
+
+
+def test_a_layers_cpu_error_is_its_worst_runs_and_said_past_ten_percent() -> None:
+    tick_s = 1 / os.sysconf("SC_CLK_TCK")
+    steady = ws_layer_bench._row([{"server_cpu_us_per_frame": 8.0, "server_cpu_s": 100 * tick_s}])
+    assert steady["cpu_error_percent_max"] == 2.0  # two ticks of a hundred
+    assert ws_layer_bench._unreliable({"sansio": steady}, frames=50_000) == ""
+    short = [{"server_cpu_us_per_frame": 6.0, "server_cpu_s": s * tick_s} for s in (3, 4)]
+    row = ws_layer_bench._row(short)
+    assert row["cpu_error_percent_max"] == pytest.approx(66.7)
+    line = ws_layer_bench._unreliable({"sansio": steady, "venue": row}, frames=5_000)
+    assert "over 5,000 frames can be ±66.7% of them; --frames 33,350 or more" in line
+    idle = ws_layer_bench._row([{"server_cpu_us_per_frame": 0.0, "server_cpu_s": 0.0}])
+    assert idle["cpu_error_percent_max"] is None
+    line = ws_layer_bench._unreliable({"venue": idle}, frames=200)
+    assert "can be all of them (a run counted no tick); --frames 50,000 (the default)" in line
 
 
 @pytest.mark.parametrize(
@@ -72,3 +94,14 @@ def test_a_refusal_is_one_line_from_the_cli_and_from_the_script(
     done = subprocess.run(script, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr == "ws_layer_bench.py: --frames and --runs must be at least 1\n"
+
+
+def test_on_a_terminal_a_bar_counts_the_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its 3 runs of every layer (tens of seconds at the defaults) drew nothing till the end."""
+    terminal = TerminalStream()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(["bench", "ws-layer", "--frames", "100", "--runs", "1", "--layers", "sansio"]) == 0
+    assert "ws-layer: sansio: 100%" in terminal.getvalue() and "1/1" in terminal.getvalue()
+    assert set(json.loads(capsys.readouterr().out)) == {"sansio"}
