@@ -1,12 +1,16 @@
 """`venue cluster` (cli/cluster.py): the local cluster up, usable, stopped by a signal."""
 
 import asyncio
+import fcntl
 import os
+import pty
 import re
+import select
 import signal
 import socket
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 
@@ -84,3 +88,53 @@ def test_a_relative_dir_holds_every_roles_data_not_the_source_tree(tmp_path: Pat
             process.wait()
     assert not (ROOT / "relative").exists(), "a role's data went into the source tree"
     assert (tmp_path / "relative" / "core-a" / "venue.lock").is_file()
+
+
+def test_a_closed_terminal_stops_the_cluster_in_order(tmp_path: Path) -> None:
+    """The finding: `venue cluster` in a terminal that was closed got SIGHUP, whose default
+    action killed it at once; each role (in a session of its own, so told nothing by the
+    terminal) then got the kernel's SIGTERM all at once, not the ordered stop. It runs here
+    as a real terminal's session leader (a pty); the terminal's side is closed once it is up,
+    which also makes every later write to the terminal fail (EIO)."""
+    directory = tmp_path / "cluster"
+    command = [sys.executable, "-m", "cli.main", "cluster", "--config", str(SAMPLE_CONFIG)]
+    command += ["--dir", str(directory), "--nats-nodes", "1", "--sqlite"]
+    command += ["--cores", "1", "--gateways", "1"]
+    terminal, its_side = pty.openpty()
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdin=its_side,
+        stdout=its_side,
+        stderr=its_side,
+        preexec_fn=_lead_a_session_on_stdin,
+    )
+    os.close(its_side)
+    try:
+        _read_until(terminal, b"stop with Ctrl-C")
+        os.close(terminal)
+        assert process.wait(STOP_TIMEOUT_S) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    for role, name in (("gateway gw-a", "gw-0"), ("core core-a", "core-0")):
+        log = (directory / f"{name}.log").read_text()  # stopped by the cluster, not killed
+        assert f"tokenvenue {role} stopped cleanly" in log, log
+
+
+def _lead_a_session_on_stdin() -> None:
+    """In the child: a session of its own, whose controlling terminal is its stdin (a pty)."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _read_until(terminal: int, text: bytes) -> None:
+    """What `terminal` shows, read until `text` appears, within the start timeout."""
+    seen = b""
+    deadline = time.monotonic() + UP_TIMEOUT_S
+    while text not in seen:
+        assert time.monotonic() < deadline, seen
+        ready, _, _ = select.select([terminal], [], [], 0.5)
+        if ready:
+            seen += os.read(terminal, 4096)

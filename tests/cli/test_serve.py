@@ -4,26 +4,31 @@ PostgreSQL, across a crash (SIGKILL) and a clean stop, then verified from the ou
 import asyncio
 import contextlib
 import datetime
+import fcntl
 import os
+import pty
 import random
 import re
+import select
 import signal
 import socket
 import subprocess
 import sys
+import termios
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cli.main import main
 from client.sdk import VenueClient
 from cluster.postgres import PostgresServer, free_port
-from core.venue_core import lock_data_dir
+from core.venue_core import CLEAN_STOP_FILE, lock_data_dir
 from settlement.pg_store import PostgresLedgerStore
 from tests.cli.test_main import RUN_TIMEOUT_S, SERVE, START_LINES_MAX, _env
 from tests.conftest import KEYS, ROOT
@@ -563,3 +568,75 @@ def _served_until_listening(data_dir: Path) -> str:
         output, _ = server.communicate(timeout=STOP_TIMEOUT_S)
     assert server.returncode == 0, output
     return output
+
+
+def test_a_closed_terminal_stops_the_venue_cleanly(tmp_path: Path) -> None:
+    """The finding: `venue serve` in a terminal that was closed got SIGHUP, whose default
+    action killed it: no last snapshot, no clean-stop mark, its clients not told. It runs
+    here as a real terminal's session leader (a pty), its stdout the terminal; closing the
+    terminal's side sends it SIGHUP and makes every later write to the terminal fail (EIO),
+    which must not turn the stop into a traceback."""
+    data_dir = tmp_path / "data"
+    terminal, its_side = pty.openpty()
+    command = [*SERVE, "--data-dir", str(data_dir), "--port", "0"]
+    server = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdin=its_side,
+        stdout=its_side,
+        stderr=subprocess.PIPE,
+        env=_env(),
+        preexec_fn=_lead_a_session_on_stdin,
+    )
+    os.close(its_side)
+    try:
+        url = _url_on_terminal(terminal)
+        pushes = asyncio.run(_pushes_after(url, lambda: os.close(terminal)))
+        assert server.wait(STOP_TIMEOUT_S) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+        _, errors = server.communicate(timeout=STOP_TIMEOUT_S)
+    said = errors.decode()
+    assert "Traceback" not in said, said
+    assert "stopping cleanly" in said and "signal=SIGHUP" in said, said
+    assert {"ch": "session", "type": "shutdown", "reconnect_in_ms": 1000} in pushes
+    assert (data_dir / CLEAN_STOP_FILE).exists()
+
+
+def _lead_a_session_on_stdin() -> None:
+    """In the child: a session of its own, whose controlling terminal is its stdin (a pty)."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _url_on_terminal(terminal: int) -> str:
+    """The trade URL the venue prints to `terminal`, read within the start timeout."""
+    seen = b""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([terminal], [], [], 0.5)
+        if ready:
+            seen += os.read(terminal, 4096)
+        if match := re.search(rb"listening: (ws://\S+/ws/trade)", seen):
+            return match.group(1).decode()
+    raise AssertionError(f"the venue did not start: {seen!r}")
+
+
+async def _pushes_after(url: str, hang_up: Callable[[], None]) -> list[dict[str, Any]]:
+    """A logged-on trader's pushes from `hang_up` until its connection closes."""
+    trader = await VenueClient(url).connect()
+    try:
+        await trader.logon(*KEYS["alpha"])
+        hang_up()
+        pushes = []
+        for _ in range(100):  # bounded: the shutdown push comes, then the close
+            try:
+                pushes.append(await trader.next_push(timeout_s=STOP_TIMEOUT_S))
+            except TimeoutError:
+                break
+            if pushes[-1].get("type") == "shutdown":
+                break
+        return pushes
+    finally:
+        await trader.close()
