@@ -15,6 +15,10 @@ the first had been done (an `issue-key`'s shows the same key and secret to the s
 key). Still no answer: the line says so and gives the id, for the operator to send the
 command again with `--cl-op-id` just as safely.
 
+`mature` also prints, beside the answer, its cash asset's reserves as they are now
+(`"reserves_due"`), and says on stderr that an attestation of them is due: the maturity
+minted the par it paid.
+
 `withdrawals` is the one read (`admin.withdrawals`, the pending withdrawals): it changes
 nothing, so it takes no `cl_op_id` and is not sent again. `confirm-withdrawal` and
 `void-withdrawal` take what the operator expects the withdrawal to be (`--account`,
@@ -52,6 +56,11 @@ SENT_NO_ANSWER = (
     " again with {flags}, which the venue does at most once"
 )
 RESENDING = "venue admin: no answer from {url}: {why}; sending it again with the same cl_op_id"
+RESERVES_DUE = (
+    "venue admin: an attestation of {asset} reserves is now due: the maturity minted the par"
+    " it paid, so {asset}'s supply is {supply} (last attested: {attested}); once the"
+    " custodian holds the par from the Treasury: venue admin attest-reserves {asset} AMOUNT"
+)
 CL_OP_ID_PREFIX = "cli-"  # then 24 hex digits: 96 random bits, 28 characters of at most 36
 WITHDRAWAL_METHODS = frozenset({"admin.confirm_withdrawal", "admin.void_withdrawal"})
 
@@ -300,6 +309,8 @@ async def call(
             if sent is not None:
                 sent.append(True)
             result = await client.request(method, params)
+            if method == "admin.mature":
+                result |= await reserves_due(client, params["symbol"])
             return result if withdrawal is None else result | {"withdrawal": withdrawal}
         finally:
             await client.close()
@@ -321,6 +332,26 @@ async def pending_withdrawal(
         return None
     found: list[dict[str, Any]] = listed["withdrawals"]
     return found[0] if found and found[0]["withdrawal_id"] == withdrawal_id else None
+
+
+async def reserves_due(client: VenueClient, symbol: str) -> dict[str, Any]:
+    """After a bill's maturity: its cash asset's reserves as the venue lists them now, under
+    `"reserves_due"`, with a line on stderr. The maturity minted the par it paid (backed by
+    the par the custodian receives from the Treasury, docs/settlement.md "T-bills"), so the
+    cash's supply grew past what was attested, and deposits of it are refused until the
+    operator attests its reserves again. Empty if the venue does not list them."""
+    try:
+        listed = await client.request("instruments", {})
+        reserves = await client.request("reserves", {})
+    except VenueError:  # a venue of before the reserves query: the answer alone
+        return {}
+    quotes = [i["quote"] for i in listed["instruments"] if i["symbol"] == symbol]
+    rows = [row for row in reserves["reserves"] if quotes and row["asset"] == quotes[0]]
+    if not rows:
+        return {}
+    row = rows[0]
+    print(RESERVES_DUE.format(**row), file=sys.stderr)
+    return {"reserves_due": row}
 
 
 def credentials(args: argparse.Namespace) -> tuple[str, str]:

@@ -397,6 +397,23 @@ def test_venue_admin_mature_redeems_the_demo_bill_at_par(venue: BackgroundVenue)
     assert mint.returncode == 1 and "ASSET_MATURED" in mint.stderr
 
 
+def test_mature_says_that_an_attestation_of_its_cash_is_due(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The finding: `mature` answered with its seq alone, while the par it minted left the
+    cash's supply past its attested reserves (docs/settlement.md, "T-bills"): deposits of it
+    refused and `venue ledger reserves` saying NO, with nothing to tell the operator why."""
+    assert admin(venue.port, "mature", sample_bill("TB-2027-03-04-USD")) == 0
+    captured = capsys.readouterr()
+    due = json.loads(captured.out)["reserves_due"]
+    [now] = [
+        row for row in venue.query("alpha", "reserves", {})["reserves"] if row["asset"] == "USD"
+    ]
+    assert due == now and due["covered"] is False  # the sample's USD: attested below par paid
+    assert "an attestation of USD reserves is now due" in captured.err
+    assert "venue admin attest-reserves USD AMOUNT" in captured.err
+
+
 def test_listing_a_bill_that_matures_today_is_refused(
     venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
 ) -> None:
