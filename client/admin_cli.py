@@ -4,16 +4,18 @@ Owns the command line of the `admin.*` methods (`gateway.wire.METHODS`): flags t
 logged-on connection per command, the result printed as JSON. Leaves validation and the work
 to the server. Credentials: `--key`/`--secret`, else VENUE_ADMIN_KEY / VENUE_ADMIN_SECRET,
 else the first admin key in the config (the demo key of `venue.toml`).
-Exit status: 0 done, 1 the venue answered with an error, 2 no answer (cannot connect, the
-connection dropped, or nothing within `REQUEST_TIMEOUT_S`).
+Exit status: 0 done, 1 the venue refused (changed nothing), 2 no answer (cannot connect, the
+connection dropped, no connection within `CONNECT_TIMEOUT_S`, no answer within
+`ANSWER_WAIT_S`, which outlasts a cluster's core takeover, or a cluster gateway's 504
+OUTCOME_UNKNOWN: the command may yet be done).
 
 Every command goes with a client operation id (`cl_op_id`: `--cl-op-id`, or a new one per
 invocation), under which the venue does it at most once. So a command that got no answer
 once it was sent (the venue may have done it: a deposit, say, or an `issue-key`) is sent
-again with the same id, up to `RETRY_PAUSES_S` times; the answer says `"repeated": true` if
-the first had been done (an `issue-key`'s shows the same key and secret to the same admin
-key). Still no answer: the line says so and gives the id, for the operator to send the
-command again with `--cl-op-id` just as safely.
+again with the same id (a calm line says so: it is safe), up to `RETRY_PAUSES_S` times; the
+answer says `"repeated": true` if the first had been done (an `issue-key`'s shows the same
+key and secret to the same admin key). Still no answer: the line says so and gives the id,
+for the operator to send the command again with `--cl-op-id` just as safely.
 
 `mature` also prints, beside the answer, its cash asset's reserves as they are now
 (`"reserves_due"`), and says on stderr that an attestation of them is due: the maturity
@@ -28,12 +30,13 @@ the withdrawal as the venue listed it just before (`"withdrawal"`).
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +49,14 @@ from engine.enums import InstrumentKind, InstrumentStatus
 
 URL_DEFAULT = "ws://127.0.0.1:8765/ws/trade"
 KEY_ENV, SECRET_ENV = "VENUE_ADMIN_KEY", "VENUE_ADMIN_SECRET"
-REQUEST_TIMEOUT_S = 10.0  # connect, log on and one durable command: well under a second
+CONNECT_TIMEOUT_S = 10.0  # connect and log on: well under a second on a venue that is up
+# The wait for a command's answer once sent. A cluster's core takeover answers within about
+# 13 s (the core's 10 s lease TTL, the standby's poll, the gateway's resend: docs/cluster.md),
+# and a gateway with no outcome after `[venue] outcome_wait_ms` (20 s) answers 504
+# OUTCOME_UNKNOWN itself: waiting past both, the answer (or that 504) comes before this gives
+# up. Before session 26 the whole call had 10 s, cut off every takeover mid-way and printed a
+# "no answer" line while the venue was about to answer.
+ANSWER_WAIT_S = 25.0
 # The pauses before each resend of a command that got no answer once sent: a dropped link
 # or a venue restarting (a restart replays its journal: seconds) is over within them.
 RETRY_PAUSES_S = (0.5, 1.0, 2.0)
@@ -55,7 +65,10 @@ SENT_NO_ANSWER = (
     "; the command was sent (cl_op_id {cl_op_id}) and the venue may have done it: send it"
     " again with {flags}, which the venue does at most once"
 )
-RESENDING = "venue admin: no answer from {url}: {why}; sending it again with the same cl_op_id"
+RESENDING = (
+    "venue admin: no answer yet from {url} ({why}); sending the same command again under its"
+    " cl_op_id {cl_op_id}, which the venue does at most once: this is safe"
+)
 RESERVES_DUE = (
     "venue admin: an attestation of {asset} reserves is now due: the maturity minted the par"
     " it paid, so {asset}'s supply is {supply} (last attested: {attested}); once the"
@@ -257,7 +270,20 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-NO_ANSWER = (OSError, ConnectionClosed, InvalidHandshake, InvalidURI, TimeoutError)
+class OutcomeUnknown(Exception):
+    """A cluster gateway's 504 OUTCOME_UNKNOWN: it sent the command to the core and had no
+    outcome back in time (a takeover running long, no core active). The command may yet be
+    done: no answer, not a refusal (exit 1 says nothing was done)."""
+
+
+NO_ANSWER = (
+    OSError,
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidURI,
+    TimeoutError,
+    OutcomeUnknown,
+)
 
 
 def _again(args: argparse.Namespace, params: dict[str, Any]) -> str:
@@ -286,7 +312,8 @@ async def send(
         except NO_ANSWER as error:
             if not sent or "cl_op_id" not in params:
                 raise
-            print(RESENDING.format(url=url, why=_why(error)), file=sys.stderr)
+            said = RESENDING.format(url=url, why=_why(error), cl_op_id=params["cl_op_id"])
+            print(said, file=sys.stderr)
         await asyncio.sleep(pause_s)
     return await call(url, api_key, secret, method, params, sent)
 
@@ -299,21 +326,41 @@ async def call(
     params: dict[str, Any],
     sent: list[bool] | None = None,
 ) -> Any:
-    """Connect, log on, send one request and return its result (or raise `VenueError`);
-    `sent` gets True once the request is on its way (logged on)."""
-    async with asyncio.timeout(REQUEST_TIMEOUT_S):
+    """Connect, log on, send one request and return its result (or raise `VenueError`;
+    `OutcomeUnknown` for a 504 OUTCOME_UNKNOWN); `sent` gets True once the request is on its
+    way (logged on). Connecting and logging on get `CONNECT_TIMEOUT_S`, the answer
+    `ANSWER_WAIT_S`."""
+    connecting = f"no connection and logon within {CONNECT_TIMEOUT_S:g} s"
+    async with _within(CONNECT_TIMEOUT_S, connecting):
         client = await VenueClient(url).connect()
-        try:
+    try:
+        async with _within(CONNECT_TIMEOUT_S, connecting):
             await client.logon(api_key, secret)
             withdrawal = await pending_withdrawal(client, method, params)
-            if sent is not None:
-                sent.append(True)
-            result = await client.request(method, params)
+        if sent is not None:
+            sent.append(True)
+        async with _within(ANSWER_WAIT_S, f"no answer within {ANSWER_WAIT_S:g} s"):
+            try:
+                result = await client.request(method, params)
+            except VenueError as error:
+                if error.name == "OUTCOME_UNKNOWN":
+                    raise OutcomeUnknown(str(error)) from None
+                raise
             if method == "admin.mature":
                 result |= await reserves_due(client, params["symbol"])
-            return result if withdrawal is None else result | {"withdrawal": withdrawal}
-        finally:
-            await client.close()
+        return result if withdrawal is None else result | {"withdrawal": withdrawal}
+    finally:
+        await client.close()
+
+
+@contextlib.asynccontextmanager
+async def _within(seconds: float, said: str) -> AsyncIterator[None]:
+    """`asyncio.timeout(seconds)`, its TimeoutError saying `said` (which wait ran out)."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise TimeoutError(said) from None
 
 
 async def pending_withdrawal(
@@ -380,8 +427,6 @@ def credentials(args: argparse.Namespace) -> tuple[str, str]:
 def _why(error: BaseException) -> str:
     if isinstance(error, ConnectionRefusedError):
         return "connection refused (is `venue serve` running there?)"
-    if isinstance(error, TimeoutError):
-        return f"no response within {REQUEST_TIMEOUT_S:g} s"
     if isinstance(error, ConnectionLost):  # what to do is said after it, with the flags
         return error.reason
     return str(error) or type(error).__name__
