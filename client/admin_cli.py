@@ -17,6 +17,9 @@ answer says `"repeated": true` if the first had been done (an `issue-key`'s show
 key and secret to the same admin key). Still no answer: the line says so and gives the id,
 for the operator to send the command again with `--cl-op-id` just as safely.
 
+An UNKNOWN_ASSET or UNKNOWN_SYMBOL refusal says what the venue lists like the name given
+(`aapl`: did you mean AAPLx?), read from the public `reserves` and `instruments` queries.
+
 `mature` also prints, beside the answer, its cash asset's reserves as they are now
 (`"reserves_due"`), and says on stderr that an attestation of them is due: the maturity
 minted the par it paid.
@@ -31,6 +34,7 @@ the withdrawal as the venue listed it just before (`"withdrawal"`).
 import argparse
 import asyncio
 import contextlib
+import difflib
 import json
 import os
 import secrets
@@ -258,7 +262,8 @@ def run(args: argparse.Namespace) -> int:
         result = asyncio.run(send(args.url, api_key, secret, args.admin_method, params, sent))
     except VenueError as error:
         detail = f" {json.dumps(error.data)}" if error.data is not None else ""
-        print(f"venue admin: refused: {error}{detail}", file=sys.stderr)
+        notes = "".join(f"; {note}" for note in getattr(error, "__notes__", ()))
+        print(f"venue admin: refused: {error}{detail}{notes}", file=sys.stderr)
         return EXIT_REFUSED
     except NO_ANSWER as error:
         maybe = ""
@@ -345,6 +350,7 @@ async def call(
             except VenueError as error:
                 if error.name == "OUTCOME_UNKNOWN":
                     raise OutcomeUnknown(str(error)) from None
+                await suggest_names(client, error, params)
                 raise
             if method == "admin.mature":
                 result |= await reserves_due(client, params["symbol"])
@@ -379,6 +385,48 @@ async def pending_withdrawal(
         return None
     found: list[dict[str, Any]] = listed["withdrawals"]
     return found[0] if found and found[0]["withdrawal_id"] == withdrawal_id else None
+
+
+async def suggest_names(client: VenueClient, error: VenueError, params: dict[str, Any]) -> None:
+    """To an UNKNOWN_SYMBOL or UNKNOWN_ASSET refusal, a note naming what the venue lists
+    that the operator may have meant (`aapl` -> AAPLx, `aaplx-usd` -> AAPLx-USD), or, for an
+    asset it has nothing like, how to list one. Names match exactly, case and all, so a
+    near miss was refused with no hint at all."""
+    if error.name not in ("UNKNOWN_SYMBOL", "UNKNOWN_ASSET"):
+        return
+    fields: tuple[str, ...]
+    try:
+        if error.name == "UNKNOWN_SYMBOL":
+            listed = await client.request("instruments", {})
+            known = [row["symbol"] for row in listed["instruments"]]
+            fields = ("symbol",)
+        else:
+            listed = await client.request("reserves", {})
+            known = [row["asset"] for row in listed["reserves"]]
+            fields = ("asset", "base", "quote")
+    except VenueError:  # the refusal alone
+        return
+    for field in fields:
+        name = params.get(field)
+        if isinstance(name, str) and name not in known:
+            error.add_note(_suggestion(name, known, error.name == "UNKNOWN_ASSET"))
+            return
+
+
+def _suggestion(name: str, known: list[str], asset: bool) -> str:
+    """`did you mean X?` for the listed names like `name` (the same but for case, those it
+    begins, then close spellings: `difflib`); else where the listed ones are, or, for an
+    asset, how to list it."""
+    folded = {item.lower(): item for item in known}
+    alike = [item for item in known if item.lower() == name.lower()]
+    alike = alike or [item for item in known if item.lower().startswith(name.lower())]
+    close = difflib.get_close_matches(name.lower(), list(folded), n=3, cutoff=0.6)
+    alike = alike or [folded[item] for item in close]
+    if alike:
+        return f"did you mean {' or '.join(alike[:3])}? (names match exactly, case and all)"
+    if asset:
+        return f"no asset is like it: list one with `venue admin list-asset {name} SCALE`"
+    return "no market is like it: `venue admin list-instrument` lists one"
 
 
 async def reserves_due(client: VenueClient, symbol: str) -> dict[str, Any]:

@@ -415,6 +415,29 @@ def test_mature_says_that_an_attestation_of_its_cash_is_due(
     assert "venue admin attest-reserves USD AMOUNT" in captured.err
 
 
+def test_an_unknown_name_like_a_listed_one_is_refused_with_a_suggestion(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The finding: names match exactly, case and all, and `deposit 1 aapl 10` was refused
+    `unknown asset 'aapl'` with no word of AAPLx; now the refusal (nothing done) names what
+    the venue lists like it, or, for an asset like none, how to list one."""
+    before = usd_of(venue, "alpha")
+    cases = [
+        (["deposit", "1", "aapl", "10"], "; did you mean AAPLx? (names match exactly"),
+        (["deposit", "1", "usd", "10"], "; did you mean USD? "),
+        (["set-status", "aaplx-usd", "halted"], "; did you mean AAPLx-USD? "),
+        (["set-status", "AAPL", "halted"], "; did you mean AAPLx-USD? "),
+        (["deposit", "1", "GOOGx", "10"], "list one with `venue admin list-asset GOOGx SCALE`"),
+    ]
+    for argv, said in cases:
+        assert admin(venue.port, *argv) == admin_cli.EXIT_REFUSED
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith("venue admin: refused: 400 UNKNOWN_") and said in line, line
+    assert usd_of(venue, "alpha") == before
+    statuses = venue.query("alpha", "instruments", {})["instruments"]
+    assert {row["status"] for row in statuses if row["symbol"] == "AAPLx-USD"} == {"open"}
+
+
 def test_listing_a_bill_that_matures_today_is_refused(
     venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
 ) -> None:
