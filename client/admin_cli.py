@@ -50,6 +50,7 @@ from cli.failures import check_trade_url
 from client.sdk import ConnectionLost, VenueClient, VenueError
 from core import config as venue_config
 from engine.enums import InstrumentKind, InstrumentStatus
+from engine.operations import CL_OP_ID_LENGTH_MAX
 
 URL_DEFAULT = "ws://127.0.0.1:8765/ws/trade"
 KEY_ENV, SECRET_ENV = "VENUE_ADMIN_KEY", "VENUE_ADMIN_SECRET"
@@ -114,6 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             return sub
         sub.add_argument(
             "--cl-op-id",
+            type=cl_op_id,
             default=None,
             help="this command's id (1-36 characters): sent again under it, the venue does"
             " it at most once; default: a new one (shown if no answer came)",
@@ -127,7 +129,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listing.add_argument("--maker-fee-bps", type=int, default=0)
     listing.add_argument("--taker-fee-bps", type=int, default=0)
     listing.add_argument("--maturity", default=None, help="YYYY-MM-DD, T-bills only")
-    listing.add_argument("--excluded-jurisdictions", default="", help="e.g. US,CN")
+    listing.add_argument(
+        "--excluded-jurisdictions", type=jurisdictions, default="", help="e.g. US,CN"
+    )
     listing.add_argument("--max-qty", default=None, help="per-order cap on qty; default: none")
     listing.add_argument(
         "--max-notional", default=None, help="per-order cap on value, quote asset; default: none"
@@ -219,7 +223,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     account = command("open-account", "admin.open_account", _open_account, "open an account")
     account.add_argument("account", type=int)
     account.add_argument("name")
-    account.add_argument("jurisdiction", help="ISO 3166 alpha-2, e.g. DE")
+    account.add_argument("jurisdiction", type=jurisdiction, help="ISO 3166 alpha-2, e.g. DE")
     account.add_argument(
         "--kyc", action=argparse.BooleanOptionalAction, default=False, help="default: --no-kyc"
     )
@@ -242,6 +246,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     key = command("issue-key", "admin.issue_key", _issue_key, shown)
     key.add_argument("account", type=int)
     key.add_argument("--scopes", required=True, help="comma-separated: read,trade,admin")
+
+
+def cl_op_id(text: str) -> str:
+    """A `--cl-op-id`: 1 to `CL_OP_ID_LENGTH_MAX` characters, refused as the flags are read
+    (the venue refused it too, in msgspec's words, once connected and logged on)."""
+    if not 1 <= len(text) <= CL_OP_ID_LENGTH_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has {len(text)} characters: give 1 to {CL_OP_ID_LENGTH_MAX}"
+        )
+    return text
+
+
+def jurisdiction(text: str) -> str:
+    """An ISO 3166 alpha-2 code as the venue takes it, two capital letters; one in lowercase
+    is refused with the code it may mean (the venue's refusal was its regular expression)."""
+    if len(text) == 2 and text.isascii() and text.isalpha() and text.isupper():
+        return text
+    if len(text) == 2 and text.isascii() and text.isalpha():
+        hint = f"did you mean {text.upper()}?"
+    else:
+        hint = "e.g. DE"
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is no ISO 3166 alpha-2 code (two capital letters): {hint}"
+    )
+
+
+def jurisdictions(text: str) -> str:
+    """`--excluded-jurisdictions`: codes as `jurisdiction` takes each, comma-separated."""
+    for code in _list_of(text):
+        jurisdiction(code)
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -477,6 +512,8 @@ def _why(error: BaseException) -> str:
         return "connection refused (is `venue serve` running there?)"
     if isinstance(error, ConnectionLost):  # what to do is said after it, with the flags
         return error.reason
+    if isinstance(error, InvalidHandshake):  # a server there, but no venue's websocket
+        return f"{error} (is it a venue? `venue serve` prints its trade URL)"
     return str(error) or type(error).__name__
 
 

@@ -1,6 +1,7 @@
 """`venue serve --postgres DSN`: a real server process booking its ledger into a real
 PostgreSQL, across a crash (SIGKILL) and a clean stop, then verified from the outside."""
 
+import argparse
 import asyncio
 import contextlib
 import datetime
@@ -640,3 +641,16 @@ async def _pushes_after(url: str, hang_up: Callable[[], None]) -> list[dict[str,
         return pushes
     finally:
         await trader.close()
+
+
+def test_serve_help_says_how_it_stops_and_every_flags_default() -> None:
+    """The finding: `venue serve --help` said nothing of what it does or how it stops, and
+    `--config`, `--log-level` had no help at all (their defaults unsaid)."""
+    from cli.main import _parser
+
+    commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    serve_parser = commands.choices["serve"]
+    text = " ".join(serve_parser.format_help().split())
+    assert "Ctrl-C (SIGINT), SIGTERM or SIGHUP (a closed terminal), each a clean stop" in text
+    for action in serve_parser._actions:
+        assert action.help, action.option_strings

@@ -301,6 +301,48 @@ def test_set_order_caps_help_says_a_cap_of_0_is_none() -> None:
     assert "most value per order; default (or 0): no cap" in text
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["open-account", "7", "x", "de"], "'de' is no ISO 3166 alpha-2 code (two capital"
+         " letters): did you mean DE?"),
+        (["open-account", "7", "x", "germany"], "'germany' is no ISO 3166 alpha-2 code"),
+        (["deposit", "1", "USD", "1", "--cl-op-id", ""], "'' has 0 characters: give 1 to 36"),
+        (["deposit", "1", "USD", "1", "--cl-op-id", "x" * 37], "has 37 characters: give 1 to"),
+    ],
+)  # fmt: skip
+def test_a_jurisdiction_or_cl_op_id_the_venue_refuses_is_refused_as_the_flags_are_read(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The finding: `open-account 7 x de` reached the venue to be refused in msgspec's words
+    (`Expected str matching regex '^[A-Z]{2}\\Z'`), with no word of DE; an empty or long
+    `--cl-op-id` likewise. Now argparse refuses them, before anything connects."""
+    parser = argparse.ArgumentParser(prog="venue admin")
+    admin_cli.add_arguments(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(argv)
+    assert said in capsys.readouterr().err
+
+
+def test_a_server_there_that_is_no_venue_is_said_to_be_no_venue(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The finding: `--url` at a plain web server said only `did not receive a valid HTTP
+    response`."""
+    import http.server
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        code = admin(server.server_address[1], "deposit", "1", "USD", "1")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == admin_cli.EXIT_NO_ANSWER
+    assert "(is it a venue? `venue serve` prints its trade URL)" in capsys.readouterr().err
+
+
 def test_an_error_response_exits_1(
     venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
 ) -> None:
