@@ -1,7 +1,6 @@
 """`venue cluster` (cli/cluster.py): the local cluster up, usable, stopped by a signal."""
 
 import asyncio
-import fcntl
 import os
 import pty
 import re
@@ -10,11 +9,11 @@ import signal
 import socket
 import subprocess
 import sys
-import termios
 import time
 from pathlib import Path
 
 from client.sdk import VenueClient
+from tests.cli.test_serve import ON_ITS_TERMINAL
 from tests.conftest import KEYS, ROOT
 from tests.sample_config import SAMPLE_CONFIG
 
@@ -97,7 +96,7 @@ def test_a_closed_terminal_stops_the_cluster_in_order(tmp_path: Path) -> None:
     as a real terminal's session leader (a pty); the terminal's side is closed once it is up,
     which also makes every later write to the terminal fail (EIO)."""
     directory = tmp_path / "cluster"
-    command = [sys.executable, "-m", "cli.main", "cluster", "--config", str(SAMPLE_CONFIG)]
+    command = [*ON_ITS_TERMINAL, "-m", "cli.main", "cluster", "--config", str(SAMPLE_CONFIG)]
     command += ["--dir", str(directory), "--nats-nodes", "1", "--sqlite"]
     command += ["--cores", "1", "--gateways", "1"]
     terminal, its_side = pty.openpty()
@@ -107,7 +106,7 @@ def test_a_closed_terminal_stops_the_cluster_in_order(tmp_path: Path) -> None:
         stdin=its_side,
         stdout=its_side,
         stderr=its_side,
-        preexec_fn=_lead_a_session_on_stdin,
+        start_new_session=True,
     )
     os.close(its_side)
     try:
@@ -121,12 +120,6 @@ def test_a_closed_terminal_stops_the_cluster_in_order(tmp_path: Path) -> None:
     for role, name in (("gateway gw-a", "gw-0"), ("core core-a", "core-0")):
         log = (directory / f"{name}.log").read_text()  # stopped by the cluster, not killed
         assert f"tokenvenue {role} stopped cleanly" in log, log
-
-
-def _lead_a_session_on_stdin() -> None:
-    """In the child: a session of its own, whose controlling terminal is its stdin (a pty)."""
-    os.setsid()
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 def _read_until(terminal: int, text: bytes) -> None:
