@@ -212,12 +212,21 @@ class Recovery:
             )
 
     async def _catch_up_store(self) -> None:
-        """After a restart: book into the store every transfer it had not stored yet."""
+        """After a restart: book into the store every transfer it had not stored yet, said
+        before and after when there are any (a store rebuilt from the journal books them
+        all, which takes a while after `recovered`, where it said nothing)."""
         stored = await self.core._on_store(self.core.store.last_transfer_id)
         booked = [t for t in self._to_store if t.transfer_id > stored]
         self._to_store.clear()
         await self.core._on_store(self.core.writer.register_ledger, self.core.ledger)
+        if not booked:
+            return
+        started = time.perf_counter()
+        fields = {"store_last_transfer": stored, "transfers": len(booked)}
+        log.info("ledger store catching up", extra=fields)
         await self.core._on_store(self.core.writer.write, booked)
+        elapsed_ms = round((time.perf_counter() - started) * 1e3, 1)
+        log.info("ledger store caught up", extra=fields | {"ms": elapsed_ms})
 
     async def _build_from_config(self) -> None:
         """A fresh venue: the config's setup, each command as the venue answers it. The

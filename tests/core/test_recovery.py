@@ -57,3 +57,30 @@ def test_a_long_replay_says_how_far_it_is_every_interval_not_every_record(
         assert line["of"] == total and line["journal_seq"] == recovered["journal_seq"]
         assert 0 < line["percent"] < 100 and line["per_s"] > 0
         assert line["left_s"] is not None and line["left_s"] >= 0
+
+
+def test_a_store_rebuilt_from_the_journal_says_so_before_and_after(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The finding: after `recovered`, a store rebuilt from the journal (its file gone)
+    booked every transfer with nothing said, however long it took. A restart whose store
+    lacks nothing says nothing of it."""
+    data_dir = tmp_path / "data"
+
+    async def start_and_stop() -> None:
+        venue = await start_venue(data_dir)
+        await venue.server.stop()
+
+    asyncio.run(start_and_stop())
+    for path in data_dir.glob("ledger.sqlite*"):
+        path.unlink()
+    with caplog.at_level(logging.INFO, logger="venue"):
+        asyncio.run(start_and_stop())
+    said = [r.__dict__ for r in caplog.records if r.msg.startswith("ledger store ca")]
+    assert [line["msg"] for line in said] == ["ledger store catching up", "ledger store caught up"]
+    assert said[0]["store_last_transfer"] == 0 and said[0]["transfers"] > 0
+    assert said[1]["transfers"] == said[0]["transfers"] and said[1]["ms"] >= 0
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="venue"):
+        asyncio.run(start_and_stop())
+    assert not [r for r in caplog.records if r.msg.startswith("ledger store ca")]
