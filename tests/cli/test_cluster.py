@@ -4,7 +4,6 @@ import asyncio
 import os
 import pty
 import re
-import select
 import signal
 import socket
 import subprocess
@@ -13,9 +12,9 @@ import time
 from pathlib import Path
 
 from client.sdk import VenueClient
-from tests.cli.test_serve import ON_ITS_TERMINAL
 from tests.conftest import KEYS, ROOT
 from tests.sample_config import SAMPLE_CONFIG
+from tests.terminal import ON_ITS_TERMINAL, read_until
 
 UP_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 60
@@ -110,7 +109,7 @@ def test_a_closed_terminal_stops_the_cluster_in_order(tmp_path: Path) -> None:
     )
     os.close(its_side)
     try:
-        _read_until(terminal, b"stop with Ctrl-C")
+        read_until(terminal, b"stop with Ctrl-C", UP_TIMEOUT_S)
         os.close(terminal)
         assert process.wait(STOP_TIMEOUT_S) == 0
     finally:
@@ -120,14 +119,3 @@ def test_a_closed_terminal_stops_the_cluster_in_order(tmp_path: Path) -> None:
     for role, name in (("gateway gw-a", "gw-0"), ("core core-a", "core-0")):
         log = (directory / f"{name}.log").read_text()  # stopped by the cluster, not killed
         assert f"tokenvenue {role} stopped cleanly" in log, log
-
-
-def _read_until(terminal: int, text: bytes) -> None:
-    """What `terminal` shows, read until `text` appears, within the start timeout."""
-    seen = b""
-    deadline = time.monotonic() + UP_TIMEOUT_S
-    while text not in seen:
-        assert time.monotonic() < deadline, seen
-        ready, _, _ = select.select([terminal], [], [], 0.5)
-        if ready:
-            seen += os.read(terminal, 4096)

@@ -9,7 +9,6 @@ import os
 import pty
 import random
 import re
-import select
 import signal
 import socket
 import subprocess
@@ -32,19 +31,11 @@ from settlement.pg_store import PostgresLedgerStore
 from tests.cli.test_main import RUN_TIMEOUT_S, SERVE, START_LINES_MAX, _env
 from tests.conftest import KEYS, ROOT
 from tests.sample_config import SAMPLE_CONFIG, bill_dates, sample_bill
+from tests.terminal import ON_ITS_TERMINAL, read_until
 
 SYMBOL = "AAPLx-USD"
 START_TIMEOUT_S = 30  # a restart replays the journal and catches the store up
 STOP_TIMEOUT_S = 30
-# A Python command line run with `start_new_session=True` and a pty as its stdin: this makes
-# the pty the new session's controlling terminal, then runs the command line (`python -m
-# ...`), as a shell in a terminal would. Not a `preexec_fn`: unsafe in a process with threads.
-ON_ITS_TERMINAL = [
-    sys.executable,
-    "-c",
-    "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0);"
-    " os.execv(sys.executable, [sys.executable, *sys.argv[1:]])",
-]
 LISTENING = re.compile(r"listening: ws://127\.0\.0\.1:(\d+)/ws/trade")
 
 
@@ -598,7 +589,8 @@ def test_a_closed_terminal_stops_the_venue_cleanly(tmp_path: Path) -> None:
     )
     os.close(its_side)
     try:
-        url = _url_on_terminal(terminal)
+        trade_url = rb"listening: (ws://\S+/ws/trade)"
+        url = read_until(terminal, trade_url, START_TIMEOUT_S).group(1).decode()
         pushes = asyncio.run(_pushes_after(url, lambda: os.close(terminal)))
         assert server.wait(STOP_TIMEOUT_S) == 0
     finally:
@@ -610,19 +602,6 @@ def test_a_closed_terminal_stops_the_venue_cleanly(tmp_path: Path) -> None:
     assert "stopping cleanly" in said and "signal=SIGHUP" in said, said
     assert {"ch": "session", "type": "shutdown", "reconnect_in_ms": 1000} in pushes
     assert (data_dir / CLEAN_STOP_FILE).exists()
-
-
-def _url_on_terminal(terminal: int) -> str:
-    """The trade URL the venue prints to `terminal`, read within the start timeout."""
-    seen = b""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([terminal], [], [], 0.5)
-        if ready:
-            seen += os.read(terminal, 4096)
-        if match := re.search(rb"listening: (ws://\S+/ws/trade)", seen):
-            return match.group(1).decode()
-    raise AssertionError(f"the venue did not start: {seen!r}")
 
 
 async def _pushes_after(url: str, hang_up: Callable[[], None]) -> list[dict[str, Any]]:
