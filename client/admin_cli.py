@@ -42,7 +42,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
@@ -51,6 +51,7 @@ from client.sdk import ConnectionLost, VenueClient, VenueError
 from core import config as venue_config
 from engine.enums import InstrumentKind, InstrumentStatus
 from engine.operations import CL_OP_ID_LENGTH_MAX
+from gateway.wire import Scope
 
 URL_DEFAULT = "ws://127.0.0.1:8765/ws/trade"
 KEY_ENV, SECRET_ENV = "VENUE_ADMIN_KEY", "VENUE_ADMIN_SECRET"
@@ -79,6 +80,7 @@ RESERVES_DUE = (
     " it paid, so {asset}'s supply is {supply} (last attested: {attested}); once the"
     " custodian holds the par from the Treasury: venue admin attest-reserves {asset} AMOUNT"
 )
+SCOPES = get_args(Scope)  # what an API key may be issued for: read, trade, admin
 CL_OP_ID_PREFIX = "cli-"  # then 24 hex digits: 96 random bits, 28 characters of at most 36
 WITHDRAWAL_METHODS = frozenset({"admin.confirm_withdrawal", "admin.void_withdrawal"})
 
@@ -245,7 +247,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shown = "issue an API key (its secret shown once, and again to you under its --cl-op-id)"
     key = command("issue-key", "admin.issue_key", _issue_key, shown)
     key.add_argument("account", type=int)
-    key.add_argument("--scopes", required=True, help="comma-separated: read,trade,admin")
+    key.add_argument(
+        "--scopes", type=scopes, required=True, help="comma-separated: read,trade,admin"
+    )
 
 
 def cl_op_id(text: str) -> str:
@@ -270,6 +274,22 @@ def jurisdiction(text: str) -> str:
     raise argparse.ArgumentTypeError(
         f"{text!r} is no ISO 3166 alpha-2 code (two capital letters): {hint}"
     )
+
+
+def scopes(text: str) -> str:
+    """`--scopes`: one or more of `SCOPES`, comma-separated; another word is refused naming
+    them (the venue's refusal was msgspec's `Invalid enum value`), a wrong case with the one
+    it may mean."""
+    given = _list_of(text)
+    if not given:
+        raise argparse.ArgumentTypeError(f"no scope given: one or more of {','.join(SCOPES)}")
+    for scope in given:
+        if scope not in SCOPES:
+            meant = f": did you mean {scope.lower()}?" if scope.lower() in SCOPES else ""
+            raise argparse.ArgumentTypeError(
+                f"{scope!r} is no scope (they are {', '.join(SCOPES)}){meant}"
+            )
+    return text
 
 
 def jurisdictions(text: str) -> str:

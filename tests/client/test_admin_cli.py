@@ -309,14 +309,19 @@ def test_set_order_caps_help_says_a_cap_of_0_is_none() -> None:
         (["open-account", "7", "x", "germany"], "'germany' is no ISO 3166 alpha-2 code"),
         (["deposit", "1", "USD", "1", "--cl-op-id", ""], "'' has 0 characters: give 1 to 36"),
         (["deposit", "1", "USD", "1", "--cl-op-id", "x" * 37], "has 37 characters: give 1 to"),
+        (["issue-key", "1", "--scopes", "read,foo"], "'foo' is no scope (they are read,"
+         " trade, admin)"),
+        (["issue-key", "1", "--scopes", "Trade"], "did you mean trade?"),
+        (["issue-key", "1", "--scopes", ","], "no scope given: one or more of read,trade,admin"),
     ],
 )  # fmt: skip
-def test_a_jurisdiction_or_cl_op_id_the_venue_refuses_is_refused_as_the_flags_are_read(
+def test_a_jurisdiction_cl_op_id_or_scope_the_venue_refuses_is_refused_as_flags_are_read(
     argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The finding: `open-account 7 x de` reached the venue to be refused in msgspec's words
     (`Expected str matching regex '^[A-Z]{2}\\Z'`), with no word of DE; an empty or long
-    `--cl-op-id` likewise. Now argparse refuses them, before anything connects."""
+    `--cl-op-id`, a scope not read, trade or admin (`Invalid enum value`) likewise. Now
+    argparse refuses them, before anything connects."""
     parser = argparse.ArgumentParser(prog="venue admin")
     admin_cli.add_arguments(parser)
     with pytest.raises(SystemExit):
