@@ -2,7 +2,7 @@
 
 Brings up 3 NATS nodes, PostgreSQL, an active and a standby core and two gateways as
 processes, on any free ports or on the consecutive ports from `--ports FIRST`, says each step
-of the start and then where to connect, and stops everything on SIGINT or SIGTERM; a config
+of the start and then where to connect, and stops everything on SIGINT, SIGTERM or SIGHUP; a config
 every core would refuse, a port taken, or a cluster that cannot start fails in one line
 (`cli.failures.CommandFailed`), the first two before anything starts.
 """
@@ -19,6 +19,7 @@ import psycopg
 
 from cli.arguments import int_within
 from cli.failures import CommandFailed
+from cli.hangup import STOP_SIGNALS, detach_hung_up_terminal
 from cluster.local import ClusterError, LocalCluster, ephemeral_overlap, how_it_ended
 from cluster.nats import NatsError
 from cluster.postgres import PostgresError
@@ -71,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Bring the cluster up, say where to connect, and stop it all on Ctrl-C or SIGTERM."""
+    """Bring the cluster up, say where to connect, and stop it all on Ctrl-C, SIGTERM or SIGHUP."""
     _check_config(args.config)  # before a directory is made or a process started
     if args.dir is not None and args.dir.exists() and not args.dir.is_dir():
         # mkdir's own word, "File exists", read as if the directory were the problem
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except ClusterError as refused:
         raise CommandFailed(f"the cluster did not start: {refused}") from None
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):  # even if started with SIGINT ignored
+    for stop_signal in STOP_SIGNALS:  # even if started with SIGINT ignored
         signal.signal(stop_signal, _interrupt)
     print(f"starting a local cluster in {directory} ...", flush=True)
     _note_outgoing_range(cluster.fixed_ports)
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         print("tokenvenue cluster up:")
         for line in cluster.describe():
             print(f"  {line}")
-        print("connect a client to either gateway; stop with Ctrl-C (SIGINT) or SIGTERM")
+        print("connect a client to either gateway; stop with Ctrl-C (SIGINT), SIGTERM or SIGHUP")
         print(f"  e.g. venue bot taker --url {cluster.gateways[0].url}", flush=True)
         _watch(cluster)
         for gateway in cluster.gateways:  # which one, how, and where to read why
@@ -174,19 +175,23 @@ def _say(step: str) -> None:
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    """The first Ctrl-C or SIGTERM: stop. The next are only said (`_already_stopping`), from
+    """The first Ctrl-C, SIGTERM or SIGHUP (its terminal closed: the roles, each in a session
+    of its own, get no SIGHUP, and the kernel's SIGTERM to each at this process's death
+    replaced the ordered stop): stop. The next are only said (`_already_stopping`), from
     this moment on, so that none lands between this one and the stop."""
     _no_more_interrupts()
+    if signum == signal.SIGHUP:
+        detach_hung_up_terminal()  # the stop's lines must not fail on a closed terminal
     raise KeyboardInterrupt
 
 
 def _no_more_interrupts() -> None:
-    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+    for stop_signal in STOP_SIGNALS:
         signal.signal(stop_signal, _already_stopping)
 
 
 def _already_stopping(signum: int, frame: object) -> None:
-    """A Ctrl-C or SIGTERM while the cluster stops: said, not obeyed. Obeyed, it cut the
+    """A Ctrl-C, SIGTERM or SIGHUP while the cluster stops: said, not obeyed. Obeyed, it cut the
     stop short (exit 130), and the kernel's SIGTERM to every process at once replaced the
     order (gateways, cores, then the services under them). Written with `os.write`: a
     handler's print could land inside the main thread's own."""

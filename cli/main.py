@@ -14,6 +14,13 @@ from cli import logs
 from cli.arguments import directory, dsn
 
 Run = Callable[[argparse.Namespace], int]
+SERVE_DESCRIPTION = (
+    "Run the venue: recover its data directory (snapshot and journal) or build it from the"
+    " config, print where to connect, and serve until Ctrl-C (SIGINT), SIGTERM or SIGHUP (a"
+    " closed terminal), each a clean stop: answers owed sent, clients told, the journal and a"
+    " last snapshot written, exit 0. Logs go to stderr. Operating it: README.md, docs/gateway.md"
+    " (Operating), docs/cluster.md for --role and --nats."
+)
 EXIT_INTERRUPTED = 130  # cli.failures.EXIT_INTERRUPTED, before that module is loaded
 
 
@@ -38,11 +45,20 @@ def _parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="venue", description=__doc__)
     commands = parser.add_subparsers(title="commands")
 
-    serve = commands.add_parser("serve", help="run the venue's websocket server")
-    serve.add_argument("--config", type=Path, default=Path("venue.toml"))
+    serve = commands.add_parser(
+        "serve", help="run the venue's websocket server", description=SERVE_DESCRIPTION
+    )
+    serve.add_argument(
+        "--config",
+        type=Path,
+        default=Path("venue.toml"),
+        help="default: venue.toml (its keys: docs/configuration.md)",
+    )
     serve.add_argument("--host", default=None, help="default: the config's (127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="default: the config's (8765)")
-    serve.add_argument("--data-dir", type=directory, default=None, help="default: the config's")
+    serve.add_argument(
+        "--data-dir", type=directory, default=None, help="default: the config's (data)"
+    )
     serve.add_argument(
         "--postgres",
         metavar="DSN",
@@ -63,10 +79,17 @@ def _parser() -> argparse.ArgumentParser:
         help="NATS URLs (comma-separated): the journal is a JetStream stream there, not the"
         " file; with --role core or gateway, the cluster's servers",
     )
-    serve.add_argument("--name", default=None, help="this core's or gateway's name, for logs")
-    serve.add_argument("--log-level", choices=logs.LEVELS, default="info")
     serve.add_argument(
-        "--log-format", choices=logs.FORMATS, default="text", help="json: one per line"
+        "--name", default=None, help="this core's or gateway's name, for logs (default: core, gw)"
+    )
+    serve.add_argument(
+        "--log-level", choices=logs.LEVELS, default="info", help="default: info (on stderr)"
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        default="text",
+        help="default: text; json: one object per line",
     )
     serve.set_defaults(run=_run_serve)
 

@@ -4,16 +4,25 @@ Owns the command line of the `admin.*` methods (`gateway.wire.METHODS`): flags t
 logged-on connection per command, the result printed as JSON. Leaves validation and the work
 to the server. Credentials: `--key`/`--secret`, else VENUE_ADMIN_KEY / VENUE_ADMIN_SECRET,
 else the first admin key in the config (the demo key of `venue.toml`).
-Exit status: 0 done, 1 the venue answered with an error, 2 no answer (cannot connect, the
-connection dropped, or nothing within `REQUEST_TIMEOUT_S`).
+Exit status: 0 done, 1 the venue refused (changed nothing), 2 no answer (cannot connect, the
+connection dropped, no connection within `CONNECT_TIMEOUT_S`, no answer within
+`ANSWER_WAIT_S`, which outlasts a cluster's core takeover, or a cluster gateway's 504
+OUTCOME_UNKNOWN: the command may yet be done).
 
 Every command goes with a client operation id (`cl_op_id`: `--cl-op-id`, or a new one per
 invocation), under which the venue does it at most once. So a command that got no answer
 once it was sent (the venue may have done it: a deposit, say, or an `issue-key`) is sent
-again with the same id, up to `RETRY_PAUSES_S` times; the answer says `"repeated": true` if
-the first had been done (an `issue-key`'s shows the same key and secret to the same admin
-key). Still no answer: the line says so and gives the id, for the operator to send the
-command again with `--cl-op-id` just as safely.
+again with the same id (a calm line says so: it is safe), up to `RETRY_PAUSES_S` times; the
+answer says `"repeated": true` if the first had been done (an `issue-key`'s shows the same
+key and secret to the same admin key). Still no answer: the line says so and gives the id,
+for the operator to send the command again with `--cl-op-id` just as safely.
+
+An UNKNOWN_ASSET or UNKNOWN_SYMBOL refusal says what the venue lists like the name given
+(`aapl`: did you mean AAPLx?), read from the public `reserves` and `instruments` queries.
+
+`mature` also prints, beside the answer, its cash asset's reserves as they are now
+(`"reserves_due"`), and says on stderr that an attestation of them is due: the maturity
+minted the par it paid.
 
 `withdrawals` is the one read (`admin.withdrawals`, the pending withdrawals): it changes
 nothing, so it takes no `cl_op_id` and is not sent again. `confirm-withdrawal` and
@@ -25,14 +34,16 @@ venue's income (its fee income or rounding account) out to a participant account
 
 import argparse
 import asyncio
+import contextlib
+import difflib
 import json
 import os
 import secrets
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
@@ -40,11 +51,20 @@ from cli.failures import check_trade_url
 from client.sdk import ConnectionLost, VenueClient, VenueError
 from core import config as venue_config
 from engine.enums import InstrumentKind, InstrumentStatus
+from engine.operations import CL_OP_ID_LENGTH_MAX
+from gateway.wire import Scope
 from settlement.transfers import FEE_INCOME, ROUNDING
 
 URL_DEFAULT = "ws://127.0.0.1:8765/ws/trade"
 KEY_ENV, SECRET_ENV = "VENUE_ADMIN_KEY", "VENUE_ADMIN_SECRET"
-REQUEST_TIMEOUT_S = 10.0  # connect, log on and one durable command: well under a second
+CONNECT_TIMEOUT_S = 10.0  # connect and log on: well under a second on a venue that is up
+# The wait for a command's answer once sent. A cluster's core takeover answers within about
+# 13 s (the core's 10 s lease TTL, the standby's poll, the gateway's resend: docs/cluster.md),
+# and a gateway with no outcome after `[venue] outcome_wait_ms` (20 s) answers 504
+# OUTCOME_UNKNOWN itself: waiting past both, the answer (or that 504) comes before this gives
+# up. Before session 26 the whole call had 10 s, cut off every takeover mid-way and printed a
+# "no answer" line while the venue was about to answer.
+ANSWER_WAIT_S = 25.0
 # The pauses before each resend of a command that got no answer once sent: a dropped link
 # or a venue restarting (a restart replays its journal: seconds) is over within them.
 RETRY_PAUSES_S = (0.5, 1.0, 2.0)
@@ -53,7 +73,16 @@ SENT_NO_ANSWER = (
     "; the command was sent (cl_op_id {cl_op_id}) and the venue may have done it: send it"
     " again with {flags}, which the venue does at most once"
 )
-RESENDING = "venue admin: no answer from {url}: {why}; sending it again with the same cl_op_id"
+RESENDING = (
+    "venue admin: no answer yet from {url} ({why}); sending the same command again under its"
+    " cl_op_id {cl_op_id}, which the venue does at most once: this is safe"
+)
+RESERVES_DUE = (
+    "venue admin: an attestation of {asset} reserves is now due: the maturity minted the par"
+    " it paid, so {asset}'s supply is {supply} (last attested: {attested}); once the"
+    " custodian holds the par from the Treasury: venue admin attest-reserves {asset} AMOUNT"
+)
+SCOPES = get_args(Scope)  # what an API key may be issued for: read, trade, admin
 CL_OP_ID_PREFIX = "cli-"  # then 24 hex digits: 96 random bits, 28 characters of at most 36
 WITHDRAWAL_METHODS = frozenset({"admin.confirm_withdrawal", "admin.void_withdrawal"})
 
@@ -90,6 +119,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             return sub
         sub.add_argument(
             "--cl-op-id",
+            type=cl_op_id,
             default=None,
             help="this command's id (1-36 characters): sent again under it, the venue does"
             " it at most once; default: a new one (shown if no answer came)",
@@ -103,7 +133,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listing.add_argument("--maker-fee-bps", type=int, default=0)
     listing.add_argument("--taker-fee-bps", type=int, default=0)
     listing.add_argument("--maturity", default=None, help="YYYY-MM-DD, T-bills only")
-    listing.add_argument("--excluded-jurisdictions", default="", help="e.g. US,CN")
+    listing.add_argument(
+        "--excluded-jurisdictions", type=jurisdictions, default="", help="e.g. US,CN"
+    )
     listing.add_argument("--max-qty", default=None, help="per-order cap on qty; default: none")
     listing.add_argument(
         "--max-notional", default=None, help="per-order cap on value, quote asset; default: none"
@@ -207,7 +239,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     account = command("open-account", "admin.open_account", _open_account, "open an account")
     account.add_argument("account", type=int)
     account.add_argument("name")
-    account.add_argument("jurisdiction", help="ISO 3166 alpha-2, e.g. DE")
+    account.add_argument("jurisdiction", type=jurisdiction, help="ISO 3166 alpha-2, e.g. DE")
     account.add_argument(
         "--kyc", action=argparse.BooleanOptionalAction, default=False, help="default: --no-kyc"
     )
@@ -229,7 +261,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shown = "issue an API key (its secret shown once, and again to you under its --cl-op-id)"
     key = command("issue-key", "admin.issue_key", _issue_key, shown)
     key.add_argument("account", type=int)
-    key.add_argument("--scopes", required=True, help="comma-separated: read,trade,admin")
+    key.add_argument(
+        "--scopes", type=scopes, required=True, help="comma-separated: read,trade,admin"
+    )
+
+
+def cl_op_id(text: str) -> str:
+    """A `--cl-op-id`: 1 to `CL_OP_ID_LENGTH_MAX` characters, refused as the flags are read
+    (the venue refused it too, in msgspec's words, once connected and logged on)."""
+    if not 1 <= len(text) <= CL_OP_ID_LENGTH_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has {len(text)} characters: give 1 to {CL_OP_ID_LENGTH_MAX}"
+        )
+    return text
+
+
+def jurisdiction(text: str) -> str:
+    """An ISO 3166 alpha-2 code as the venue takes it, two capital letters; one in lowercase
+    is refused with the code it may mean (the venue's refusal was its regular expression)."""
+    if len(text) == 2 and text.isascii() and text.isalpha() and text.isupper():
+        return text
+    if len(text) == 2 and text.isascii() and text.isalpha():
+        hint = f"did you mean {text.upper()}?"
+    else:
+        hint = "e.g. DE"
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is no ISO 3166 alpha-2 code (two capital letters): {hint}"
+    )
+
+
+def scopes(text: str) -> str:
+    """`--scopes`: one or more of `SCOPES`, comma-separated; another word is refused naming
+    them (the venue's refusal was msgspec's `Invalid enum value`), a wrong case with the one
+    it may mean."""
+    given = _list_of(text)
+    if not given:
+        raise argparse.ArgumentTypeError(f"no scope given: one or more of {','.join(SCOPES)}")
+    for scope in given:
+        if scope not in SCOPES:
+            meant = f": did you mean {scope.lower()}?" if scope.lower() in SCOPES else ""
+            raise argparse.ArgumentTypeError(
+                f"{scope!r} is no scope (they are {', '.join(SCOPES)}){meant}"
+            )
+    return text
+
+
+def jurisdictions(text: str) -> str:
+    """`--excluded-jurisdictions`: codes as `jurisdiction` takes each, comma-separated."""
+    for code in _list_of(text):
+        jurisdiction(code)
+    return text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -250,7 +331,8 @@ def run(args: argparse.Namespace) -> int:
         result = asyncio.run(send(args.url, api_key, secret, args.admin_method, params, sent))
     except VenueError as error:
         detail = f" {json.dumps(error.data)}" if error.data is not None else ""
-        print(f"venue admin: refused: {error}{detail}", file=sys.stderr)
+        notes = "".join(f"; {note}" for note in getattr(error, "__notes__", ()))
+        print(f"venue admin: refused: {error}{detail}{notes}", file=sys.stderr)
         return EXIT_REFUSED
     except NO_ANSWER as error:
         maybe = ""
@@ -262,7 +344,20 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-NO_ANSWER = (OSError, ConnectionClosed, InvalidHandshake, InvalidURI, TimeoutError)
+class OutcomeUnknown(Exception):
+    """A cluster gateway's 504 OUTCOME_UNKNOWN: it sent the command to the core and had no
+    outcome back in time (a takeover running long, no core active). The command may yet be
+    done: no answer, not a refusal (exit 1 says nothing was done)."""
+
+
+NO_ANSWER = (
+    OSError,
+    ConnectionClosed,
+    InvalidHandshake,
+    InvalidURI,
+    TimeoutError,
+    OutcomeUnknown,
+)
 
 
 def _again(args: argparse.Namespace, params: dict[str, Any]) -> str:
@@ -291,7 +386,8 @@ async def send(
         except NO_ANSWER as error:
             if not sent or "cl_op_id" not in params:
                 raise
-            print(RESENDING.format(url=url, why=_why(error)), file=sys.stderr)
+            said = RESENDING.format(url=url, why=_why(error), cl_op_id=params["cl_op_id"])
+            print(said, file=sys.stderr)
         await asyncio.sleep(pause_s)
     return await call(url, api_key, secret, method, params, sent)
 
@@ -304,19 +400,42 @@ async def call(
     params: dict[str, Any],
     sent: list[bool] | None = None,
 ) -> Any:
-    """Connect, log on, send one request and return its result (or raise `VenueError`);
-    `sent` gets True once the request is on its way (logged on)."""
-    async with asyncio.timeout(REQUEST_TIMEOUT_S):
+    """Connect, log on, send one request and return its result (or raise `VenueError`;
+    `OutcomeUnknown` for a 504 OUTCOME_UNKNOWN); `sent` gets True once the request is on its
+    way (logged on). Connecting and logging on get `CONNECT_TIMEOUT_S`, the answer
+    `ANSWER_WAIT_S`."""
+    connecting = f"no connection and logon within {CONNECT_TIMEOUT_S:g} s"
+    async with _within(CONNECT_TIMEOUT_S, connecting):
         client = await VenueClient(url).connect()
-        try:
+    try:
+        async with _within(CONNECT_TIMEOUT_S, connecting):
             await client.logon(api_key, secret)
             withdrawal = await pending_withdrawal(client, method, params)
-            if sent is not None:
-                sent.append(True)
-            result = await client.request(method, params)
-            return result if withdrawal is None else result | {"withdrawal": withdrawal}
-        finally:
-            await client.close()
+        if sent is not None:
+            sent.append(True)
+        async with _within(ANSWER_WAIT_S, f"no answer within {ANSWER_WAIT_S:g} s"):
+            try:
+                result = await client.request(method, params)
+            except VenueError as error:
+                if error.name == "OUTCOME_UNKNOWN":
+                    raise OutcomeUnknown(str(error)) from None
+                await suggest_names(client, error, params)
+                raise
+            if method == "admin.mature":
+                result |= await reserves_due(client, params["symbol"])
+        return result if withdrawal is None else result | {"withdrawal": withdrawal}
+    finally:
+        await client.close()
+
+
+@contextlib.asynccontextmanager
+async def _within(seconds: float, said: str) -> AsyncIterator[None]:
+    """`asyncio.timeout(seconds)`, its TimeoutError saying `said` (which wait ran out)."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise TimeoutError(said) from None
 
 
 async def pending_withdrawal(
@@ -335,6 +454,68 @@ async def pending_withdrawal(
         return None
     found: list[dict[str, Any]] = listed["withdrawals"]
     return found[0] if found and found[0]["withdrawal_id"] == withdrawal_id else None
+
+
+async def suggest_names(client: VenueClient, error: VenueError, params: dict[str, Any]) -> None:
+    """To an UNKNOWN_SYMBOL or UNKNOWN_ASSET refusal, a note naming what the venue lists
+    that the operator may have meant (`aapl` -> AAPLx, `aaplx-usd` -> AAPLx-USD), or, for an
+    asset it has nothing like, how to list one. Names match exactly, case and all, so a
+    near miss was refused with no hint at all."""
+    if error.name not in ("UNKNOWN_SYMBOL", "UNKNOWN_ASSET"):
+        return
+    fields: tuple[str, ...]
+    try:
+        if error.name == "UNKNOWN_SYMBOL":
+            listed = await client.request("instruments", {})
+            known = [row["symbol"] for row in listed["instruments"]]
+            fields = ("symbol",)
+        else:
+            listed = await client.request("reserves", {})
+            known = [row["asset"] for row in listed["reserves"]]
+            fields = ("asset", "base", "quote")
+    except VenueError:  # the refusal alone
+        return
+    for field in fields:
+        name = params.get(field)
+        if isinstance(name, str) and name not in known:
+            error.add_note(_suggestion(name, known, error.name == "UNKNOWN_ASSET"))
+            return
+
+
+def _suggestion(name: str, known: list[str], asset: bool) -> str:
+    """`did you mean X?` for the listed names like `name` (the same but for case, those it
+    begins, then close spellings: `difflib`); else where the listed ones are, or, for an
+    asset, how to list it."""
+    folded = {item.lower(): item for item in known}
+    alike = [item for item in known if item.lower() == name.lower()]
+    alike = alike or [item for item in known if item.lower().startswith(name.lower())]
+    close = difflib.get_close_matches(name.lower(), list(folded), n=3, cutoff=0.6)
+    alike = alike or [folded[item] for item in close]
+    if alike:
+        return f"did you mean {' or '.join(alike[:3])}? (names match exactly, case and all)"
+    if asset:
+        return f"no asset is like it: list one with `venue admin list-asset {name} SCALE`"
+    return "no market is like it: `venue admin list-instrument` lists one"
+
+
+async def reserves_due(client: VenueClient, symbol: str) -> dict[str, Any]:
+    """After a bill's maturity: its cash asset's reserves as the venue lists them now, under
+    `"reserves_due"`, with a line on stderr. The maturity minted the par it paid (backed by
+    the par the custodian receives from the Treasury, docs/settlement.md "T-bills"), so the
+    cash's supply grew past what was attested, and deposits of it are refused until the
+    operator attests its reserves again. Empty if the venue does not list them."""
+    try:
+        listed = await client.request("instruments", {})
+        reserves = await client.request("reserves", {})
+    except VenueError:  # a venue of before the reserves query: the answer alone
+        return {}
+    quotes = [i["quote"] for i in listed["instruments"] if i["symbol"] == symbol]
+    rows = [row for row in reserves["reserves"] if quotes and row["asset"] == quotes[0]]
+    if not rows:
+        return {}
+    row = rows[0]
+    print(RESERVES_DUE.format(**row), file=sys.stderr)
+    return {"reserves_due": row}
 
 
 def credentials(args: argparse.Namespace) -> tuple[str, str]:
@@ -363,10 +544,10 @@ def credentials(args: argparse.Namespace) -> tuple[str, str]:
 def _why(error: BaseException) -> str:
     if isinstance(error, ConnectionRefusedError):
         return "connection refused (is `venue serve` running there?)"
-    if isinstance(error, TimeoutError):
-        return f"no response within {REQUEST_TIMEOUT_S:g} s"
     if isinstance(error, ConnectionLost):  # what to do is said after it, with the flags
         return error.reason
+    if isinstance(error, InvalidHandshake):  # a server there, but no venue's websocket
+        return f"{error} (is it a venue? `venue serve` prints its trade URL)"
     return str(error) or type(error).__name__
 
 

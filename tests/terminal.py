@@ -7,15 +7,27 @@ import fcntl
 import io
 import os
 import pty
+import re
 import select
 import struct
 import subprocess
+import sys
 import termios
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 OUTPUT_MAX = 1_000_000  # bytes kept of a run: a progress bar redraws, it never floods
+# Put before `-m module ...` and run with `start_new_session=True` and a pty's side as stdin:
+# the pty becomes the new session's controlling terminal, as a shell's in a terminal window,
+# so closing the pty's other side hangs the process up (SIGHUP) as closing the window does.
+# A wrapper, not a `preexec_fn`, which is unsafe in a process with threads.
+ON_ITS_TERMINAL = [
+    sys.executable,
+    "-c",
+    "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0);"
+    " os.execv(sys.executable, [sys.executable, *sys.argv[1:]])",
+]
 
 
 def run_on_terminal(
@@ -64,3 +76,17 @@ class TerminalStream(io.StringIO):
 
     def isatty(self) -> bool:
         return True
+
+
+def read_until(terminal: int, pattern: bytes, timeout_s: float) -> "re.Match[bytes]":
+    """Read what the process draws on `terminal` (a pty's side) until `pattern`, a regular
+    expression, matches it; its match, or AssertionError with what was drawn by `timeout_s`."""
+    drawn = b""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and len(drawn) < OUTPUT_MAX:
+        ready, _, _ = select.select([terminal], [], [], 0.5)
+        if ready:
+            drawn += os.read(terminal, 4096)
+        if match := re.search(pattern, drawn):
+            return match
+    raise AssertionError(f"no {pattern!r} within {timeout_s} s: {drawn!r}")

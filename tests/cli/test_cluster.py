@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import pty
 import re
 import signal
 import socket
@@ -13,6 +14,7 @@ from pathlib import Path
 from client.sdk import VenueClient
 from tests.conftest import KEYS, ROOT
 from tests.sample_config import SAMPLE_CONFIG
+from tests.terminal import ON_ITS_TERMINAL, read_until
 
 UP_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 60
@@ -84,3 +86,36 @@ def test_a_relative_dir_holds_every_roles_data_not_the_source_tree(tmp_path: Pat
             process.wait()
     assert not (ROOT / "relative").exists(), "a role's data went into the source tree"
     assert (tmp_path / "relative" / "core-a" / "venue.lock").is_file()
+
+
+def test_a_closed_terminal_stops_the_cluster_in_order(tmp_path: Path) -> None:
+    """The finding: `venue cluster` in a terminal that was closed got SIGHUP, whose default
+    action killed it at once; each role (in a session of its own, so told nothing by the
+    terminal) then got the kernel's SIGTERM all at once, not the ordered stop. It runs here
+    as a real terminal's session leader (a pty); the terminal's side is closed once it is up,
+    which also makes every later write to the terminal fail (EIO)."""
+    directory = tmp_path / "cluster"
+    command = [*ON_ITS_TERMINAL, "-m", "cli.main", "cluster", "--config", str(SAMPLE_CONFIG)]
+    command += ["--dir", str(directory), "--nats-nodes", "1", "--sqlite"]
+    command += ["--cores", "1", "--gateways", "1"]
+    terminal, its_side = pty.openpty()
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdin=its_side,
+        stdout=its_side,
+        stderr=its_side,
+        start_new_session=True,
+    )
+    os.close(its_side)
+    try:
+        read_until(terminal, b"stop with Ctrl-C", UP_TIMEOUT_S)
+        os.close(terminal)
+        assert process.wait(STOP_TIMEOUT_S) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    for role, name in (("gateway gw-a", "gw-0"), ("core core-a", "core-0")):
+        log = (directory / f"{name}.log").read_text()  # stopped by the cluster, not killed
+        assert f"tokenvenue {role} stopped cleanly" in log, log

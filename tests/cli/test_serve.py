@@ -1,10 +1,12 @@
 """`venue serve --postgres DSN`: a real server process booking its ledger into a real
 PostgreSQL, across a crash (SIGKILL) and a clean stop, then verified from the outside."""
 
+import argparse
 import asyncio
 import contextlib
 import datetime
 import os
+import pty
 import random
 import re
 import signal
@@ -15,19 +17,21 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cli.main import main
 from client.sdk import VenueClient
 from cluster.postgres import PostgresServer, free_port
-from core.venue_core import lock_data_dir
+from core.venue_core import CLEAN_STOP_FILE, lock_data_dir
 from settlement.pg_store import PostgresLedgerStore
 from tests.cli.test_main import RUN_TIMEOUT_S, SERVE, START_LINES_MAX, _env
 from tests.conftest import KEYS, ROOT
 from tests.sample_config import SAMPLE_CONFIG, bill_dates, sample_bill
+from tests.terminal import ON_ITS_TERMINAL, read_until
 
 SYMBOL = "AAPLx-USD"
 START_TIMEOUT_S = 30  # a restart replays the journal and catches the store up
@@ -563,3 +567,70 @@ def _served_until_listening(data_dir: Path) -> str:
         output, _ = server.communicate(timeout=STOP_TIMEOUT_S)
     assert server.returncode == 0, output
     return output
+
+
+def test_a_closed_terminal_stops_the_venue_cleanly(tmp_path: Path) -> None:
+    """The finding: `venue serve` in a terminal that was closed got SIGHUP, whose default
+    action killed it: no last snapshot, no clean-stop mark, its clients not told. It runs
+    here as a real terminal's session leader (a pty), its stdout the terminal; closing the
+    terminal's side sends it SIGHUP and makes every later write to the terminal fail (EIO),
+    which must not turn the stop into a traceback."""
+    data_dir = tmp_path / "data"
+    terminal, its_side = pty.openpty()
+    command = [*ON_ITS_TERMINAL, *SERVE[1:], "--data-dir", str(data_dir), "--port", "0"]
+    server = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdin=its_side,
+        stdout=its_side,
+        stderr=subprocess.PIPE,
+        env=_env(),
+        start_new_session=True,
+    )
+    os.close(its_side)
+    try:
+        trade_url = rb"listening: (ws://\S+/ws/trade)"
+        url = read_until(terminal, trade_url, START_TIMEOUT_S).group(1).decode()
+        pushes = asyncio.run(_pushes_after(url, lambda: os.close(terminal)))
+        assert server.wait(STOP_TIMEOUT_S) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+        _, errors = server.communicate(timeout=STOP_TIMEOUT_S)
+    said = errors.decode()
+    assert "Traceback" not in said, said
+    assert "stopping cleanly" in said and "signal=SIGHUP" in said, said
+    assert {"ch": "session", "type": "shutdown", "reconnect_in_ms": 1000} in pushes
+    assert (data_dir / CLEAN_STOP_FILE).exists()
+
+
+async def _pushes_after(url: str, hang_up: Callable[[], None]) -> list[dict[str, Any]]:
+    """A logged-on trader's pushes from `hang_up` until its connection closes."""
+    trader = await VenueClient(url).connect()
+    try:
+        await trader.logon(*KEYS["alpha"])
+        hang_up()
+        pushes = []
+        for _ in range(100):  # bounded: the shutdown push comes, then the close
+            try:
+                pushes.append(await trader.next_push(timeout_s=STOP_TIMEOUT_S))
+            except TimeoutError:
+                break
+            if pushes[-1].get("type") == "shutdown":
+                break
+        return pushes
+    finally:
+        await trader.close()
+
+
+def test_serve_help_says_how_it_stops_and_every_flags_default() -> None:
+    """The finding: `venue serve --help` said nothing of what it does or how it stops, and
+    `--config`, `--log-level` had no help at all (their defaults unsaid)."""
+    from cli.main import _parser
+
+    commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    serve_parser = commands.choices["serve"]
+    text = " ".join(serve_parser.format_help().split())
+    assert "Ctrl-C (SIGINT), SIGTERM or SIGHUP (a closed terminal), each a clean stop" in text
+    for action in serve_parser._actions:
+        assert action.help, action.option_strings

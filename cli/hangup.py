@@ -1,0 +1,34 @@
+"""The signals that stop a long-running command cleanly, and what a hang-up leaves behind.
+
+Owns the list of stop signals of `venue serve` and `venue cluster` (SIGINT, SIGTERM and
+SIGHUP: a terminal closed sends its session SIGHUP, whose default action killed the venue
+with no clean stop) and `detach_hung_up_terminal`: once the terminal is gone, writing to it
+fails (EIO), so its descriptors are pointed at /dev/null and the stop's last lines cannot
+turn a clean stop into a traceback. Output to a file or a pipe is left as it is.
+"""
+
+import errno
+import os
+import signal
+import termios
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def detach_hung_up_terminal() -> None:
+    """Point stdout and stderr at /dev/null where they are a terminal that has hung up
+    (`tcgetattr` fails with EIO there: on a live terminal it succeeds, on a file or a pipe
+    it fails with ENOTTY), so that nothing written after a hang-up fails."""
+    for fd in (1, 2):
+        try:
+            termios.tcgetattr(fd)
+        except termios.error as failed:
+            if failed.args[0] != errno.EIO:
+                continue  # a file, a pipe, a closed descriptor: left as it is
+        else:
+            continue  # a live terminal: a `kill -HUP` while it is open
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, fd)
+        finally:
+            os.close(null)
