@@ -314,11 +314,13 @@ class RestApi:
         return _error_body(code, why)
 
     def _serve_preflight(self, answers: "_Answers", exchange: Exchange) -> None:
-        """A listed origin's preflight (`gateway.cors`), charged as a request with no route
-        is (a public place, its connection's and client IP's buckets) and answered 204 with
-        the path's methods; a path with no route is 404 as for any method."""
-        if self._refused_a_place(answers, exchange):
-            return
+        """A listed origin's preflight (`gateway.cors`), charged to its connection's and
+        client IP's buckets as a request with no route is and answered 204 with the path's
+        methods; a path with no route is 404 as for any method. It takes no public place: its
+        connection stays as it was (waiting in the reserve within its IP's allowance, if it
+        was), so the signed request a browser sends next takes the reserve as one sent
+        directly does. (Before, with the public places full it was refused 503 and closed: a
+        browser app could not trade or cancel during the flood the reserve is kept for.)"""
         if self._refused_by_rate(answers, exchange, QUERY_COST_MILLI, unsigned=True):
             return
         if exchange.path == OPENAPI_PATH:
