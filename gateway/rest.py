@@ -358,9 +358,10 @@ class RestApi:
         will not come, in one line of their own, if any (before session 26 they went
         unsaid: a flood that ended with its connection's close showed only its first line)."""
         if answers.refusals_unlogged:
-            left = {"peer": _peer(answers), "refusals_unlogged": answers.refusals_unlogged}
+            where = answers.unlogged_peer or _peer(answers)
+            left = {"peer": where, "refusals_unlogged": answers.refusals_unlogged}
             log.warning("rest requests refused before close", extra=left)
-            answers.refusals_unlogged = 0
+            answers.refusals_unlogged, answers.unlogged_peer = 0, None
 
     def _answers(self, connection: "Connection") -> "_Answers":
         if connection.context is None:
@@ -632,17 +633,20 @@ class RestApi:
         self, answers: "_Answers", api_key: str, exchange: Exchange, refused: AuthError
     ) -> None:
         now = now_us()
+        where = self._peer(answers, exchange)
         if now < answers.refusal_logged_us + REFUSAL_LOG_INTERVAL_US:
             answers.refusals_unlogged += 1
+            answers.unlogged_peer = _refused_from(answers.unlogged_peer, where, answers)
             return
         who = {
-            "peer": self._peer(answers, exchange),
+            "peer": where,
             "api_key": wire.shortened(api_key),
             "path": wire.shortened(exchange.path),
         }
         more = {"code": refused.code.name.lower(), "refusals_unlogged": answers.refusals_unlogged}
         log.warning("rest request refused", extra=who | more)
         answers.refusal_logged_us, answers.refusals_unlogged = now, 0
+        answers.unlogged_peer = None
 
     def _peer(self, answers: "_Answers", exchange: Exchange) -> str:
         """The peer's `host:port`, for the log; behind a trusted proxy, `client via
@@ -891,6 +895,9 @@ class _Answers:
         self.request_id = 0
         self.refusal_logged_us = -REFUSAL_LOG_INTERVAL_US  # the first refusal is logged
         self.refusals_unlogged = 0
+        # whom those refusals were from, as `rest request refused` names them (`RestApi._peer`:
+        # behind a trusted proxy, `client via host:port`), for the line at close; None: none
+        self.unlogged_peer: str | None = None
         session_id = server.connections.next_id()
         self.session = Session(session_id, self, trade=True)  # type: ignore[arg-type]
 
@@ -988,6 +995,14 @@ def _header_name(name: str) -> str:
 def _peer(answers: _Answers) -> str:
     address = answers.connection.peer
     return f"{address[0]}:{address[1]}" if address else "?"
+
+
+def _refused_from(said: str | None, peer: str, answers: _Answers) -> str:
+    """Whom refusals from `said` (None: none yet) and from `peer` were from: the one client,
+    or, behind a proxy whose connection carries several, `clients via host:port`."""
+    if said is None or said == peer:
+        return peer
+    return f"clients via {_peer(answers)}"
 
 
 # ----------------------------------------------------------------- OpenAPI
