@@ -255,28 +255,85 @@ def _cors_origins_problem(entries: tuple[str, ...]) -> str | None:
 
 def cors_origin(entry: str) -> str:
     """A `[gateway] cors_origins` entry as a browser sends its page's `Origin`: the scheme and
-    host lower case, the port only when not the scheme's default (`https://app.example.com`,
-    `http://127.0.0.1:3000`); ValueError saying why another is not one."""
+    host lower case, an IPv6 host compressed, the port only when not the scheme's default
+    (`https://app.example.com`, `http://127.0.0.1:3000`, `http://[::1]:8080`); ValueError
+    naming an entry no browser sends (`_origin_host`), which would never match, and why."""
     scheme, separator, authority = entry.strip().partition("://")
     scheme = scheme.lower()
     if entry.strip() in ("*", "null"):
         raise ValueError(f"{entry!r} is not allowed: list each origin whose pages may call the API")
     if not separator or scheme not in ORIGIN_SCHEMES:
         raise ValueError(f"{entry!r} is not an origin: http:// or https:// and a host")
-    if not authority or any(mark in authority for mark in "/?#@ \t"):
+    # a browser reads a backslash as a slash: what follows it is a path
+    if not authority or any(mark in authority for mark in "/\\?#@ \t"):
         raise ValueError(
             f"{entry!r} is not an origin: a scheme, a host and a port only (no path, no"
             " trailing slash), as `https://app.example.com`"
         )
+    if "%" in authority:  # a browser decodes a host's escapes, and sends no IPv6 zone
+        raise ValueError(f"{entry!r} is not an origin: no %-escapes nor IPv6 zones in its host")
     host, port = _host_and_port(entry, authority.lower())
+    host = _origin_host(entry, host)
     default = port is None or port == ORIGIN_SCHEMES[scheme]
     return f"{scheme}://{host}" if default else f"{scheme}://{host}:{port}"
+
+
+def _origin_host(entry: str, host: str) -> str:
+    """`host` (lower case) as a browser serializes it in an `Origin`: an IPv6 address
+    compressed; a domain of ASCII labels (a browser sends a non-ASCII one in punycode, so
+    such an entry would never match); an IPv4 address as four numbers (a browser reads a
+    host ending in a number as one, and writes it so). ValueError naming `entry`."""
+    if host.startswith("["):
+        try:
+            return f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
+        except ValueError:
+            said = f"{entry!r} is not an origin: its host is not an IPv6 address"
+            raise ValueError(said) from None
+    if not host.isascii():
+        raise ValueError(
+            f"{entry!r} is not an origin: its host is not ASCII: list it in punycode (xn--...),"
+            " as browsers send it"
+        )
+    labels = host.split(".")
+    if "" in labels:
+        raise ValueError(
+            f"{entry!r} is not an origin: its host has an empty label (a trailing dot, or '..')"
+        )
+    odd = next((mark for mark in host if not (mark.isalnum() or mark in "-_.")), None)
+    if odd is not None:
+        raise ValueError(
+            f"{entry!r} is not an origin: its host has {odd!r}: letters, digits, '-', '_' and"
+            " dots only"
+        )
+    if _ends_in_a_number(labels[-1]) and not _is_ipv4(host):
+        raise ValueError(
+            f"{entry!r} is not an origin: its host is not an IPv4 address as browsers write"
+            " it (four numbers 0..255 without leading zeros, as 127.0.0.1)"
+        )
+    return host
+
+
+def _ends_in_a_number(label: str) -> bool:
+    """A host whose last label is a number (decimal or 0x hex) is an IPv4 address to a
+    browser (the URL standard's "ends in a number")."""
+    if label.startswith("0x"):  # "0x" alone too: the number 0
+        return all(digit in "0123456789abcdef" for digit in label[2:])
+    return label.isdigit()
+
+
+def _is_ipv4(host: str) -> bool:
+    try:
+        return str(ipaddress.IPv4Address(host)) == host
+    except ValueError:
+        return False
 
 
 def _host_and_port(entry: str, authority: str) -> tuple[str, int | None]:
     """`host[:port]` (`[v6]:port` for IPv6) of an origin; ValueError naming `entry`."""
     if authority.startswith("["):
-        host, _, rest = authority.partition("]")
+        host, closed, rest = authority.partition("]")
+        if not closed:
+            raise ValueError(f"{entry!r} is not an origin: its IPv6 address has no closing ']'")
         host += "]"
         port_text = rest.removeprefix(":")
         if rest and not rest.startswith(":"):

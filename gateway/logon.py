@@ -146,6 +146,9 @@ class Logons:
         # a trading session's now: it leaves its IP's allowance in the reserve, or the public
         # place it waited in (`transport.Connection.hold_trading`)
         session.websocket.hold_trading()
+        # no more refusals can come on a logged-on connection: those counted are said now, not
+        # at a close that may be hours away (before, only then)
+        self._log_unlogged(session, "logons refused before logon")
         logged_on = {"session": session.id, "peer": peer(session), "account": key.account}
         log.info("logged on", extra=logged_on | {"api_key": key.key})
         self._reply(session, request, {"account": key.account, "scopes": sorted(key.scopes)}, t_in)
@@ -185,10 +188,15 @@ class Logons:
         """A connection closed: the refusals it had counted toward a next line that will not
         come are logged in one line of their own, if any (before session 26 they went
         unsaid: a flood that ended with its connection's close showed only its first line)."""
+        self._log_unlogged(session, "logons refused before close")
+
+    def _log_unlogged(self, session: Session, message: str) -> None:
+        """The refusals `session` counted after its last `logon refused` line, in one line
+        of their own (`message`: at its logon or its close), if any; then forgotten."""
         _, unlogged = self._refusals_logged.pop(session, (0, 0))
         if unlogged:
             left = {"session": session.id, "peer": peer(session), "refusals_unlogged": unlogged}
-            log.warning("logons refused before close", extra=left)
+            log.warning(message, extra=left)
 
 
 def _connections_refusal(key: ApiKey, connected: int) -> str | None:

@@ -314,11 +314,13 @@ class RestApi:
         return _error_body(code, why)
 
     def _serve_preflight(self, answers: "_Answers", exchange: Exchange) -> None:
-        """A listed origin's preflight (`gateway.cors`), charged as a request with no route
-        is (a public place, its connection's and client IP's buckets) and answered 204 with
-        the path's methods; a path with no route is 404 as for any method."""
-        if self._refused_a_place(answers, exchange):
-            return
+        """A listed origin's preflight (`gateway.cors`), charged to its connection's and
+        client IP's buckets as a request with no route is and answered 204 with the path's
+        methods; a path with no route is 404 as for any method. It takes no public place: its
+        connection stays as it was (waiting in the reserve within its IP's allowance, if it
+        was), so the signed request a browser sends next takes the reserve as one sent
+        directly does. (Before, with the public places full it was refused 503 and closed: a
+        browser app could not trade or cancel during the flood the reserve is kept for.)"""
         if self._refused_by_rate(answers, exchange, QUERY_COST_MILLI, unsigned=True):
             return
         if exchange.path == OPENAPI_PATH:
@@ -356,9 +358,10 @@ class RestApi:
         will not come, in one line of their own, if any (before session 26 they went
         unsaid: a flood that ended with its connection's close showed only its first line)."""
         if answers.refusals_unlogged:
-            left = {"peer": _peer(answers), "refusals_unlogged": answers.refusals_unlogged}
+            where = answers.unlogged_peer or _peer(answers)
+            left = {"peer": where, "refusals_unlogged": answers.refusals_unlogged}
             log.warning("rest requests refused before close", extra=left)
-            answers.refusals_unlogged = 0
+            answers.refusals_unlogged, answers.unlogged_peer = 0, None
 
     def _answers(self, connection: "Connection") -> "_Answers":
         if connection.context is None:
@@ -630,17 +633,20 @@ class RestApi:
         self, answers: "_Answers", api_key: str, exchange: Exchange, refused: AuthError
     ) -> None:
         now = now_us()
+        where = self._peer(answers, exchange)
         if now < answers.refusal_logged_us + REFUSAL_LOG_INTERVAL_US:
             answers.refusals_unlogged += 1
+            answers.unlogged_peer = _refused_from(answers.unlogged_peer, where, answers)
             return
         who = {
-            "peer": self._peer(answers, exchange),
+            "peer": where,
             "api_key": wire.shortened(api_key),
             "path": wire.shortened(exchange.path),
         }
         more = {"code": refused.code.name.lower(), "refusals_unlogged": answers.refusals_unlogged}
         log.warning("rest request refused", extra=who | more)
         answers.refusal_logged_us, answers.refusals_unlogged = now, 0
+        answers.unlogged_peer = None
 
     def _peer(self, answers: "_Answers", exchange: Exchange) -> str:
         """The peer's `host:port`, for the log; behind a trusted proxy, `client via
@@ -889,6 +895,9 @@ class _Answers:
         self.request_id = 0
         self.refusal_logged_us = -REFUSAL_LOG_INTERVAL_US  # the first refusal is logged
         self.refusals_unlogged = 0
+        # whom those refusals were from, as `rest request refused` names them (`RestApi._peer`:
+        # behind a trusted proxy, `client via host:port`), for the line at close; None: none
+        self.unlogged_peer: str | None = None
         session_id = server.connections.next_id()
         self.session = Session(session_id, self, trade=True)  # type: ignore[arg-type]
 
@@ -986,6 +995,14 @@ def _header_name(name: str) -> str:
 def _peer(answers: _Answers) -> str:
     address = answers.connection.peer
     return f"{address[0]}:{address[1]}" if address else "?"
+
+
+def _refused_from(said: str | None, peer: str, answers: _Answers) -> str:
+    """Whom refusals from `said` (None: none yet) and from `peer` were from: the one client,
+    or, behind a proxy whose connection carries several, `clients via host:port`."""
+    if said is None or said == peer:
+        return peer
+    return f"clients via {_peer(answers)}"
 
 
 # ----------------------------------------------------------------- OpenAPI

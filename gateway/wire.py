@@ -19,7 +19,7 @@ import time
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain, starmap
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Final, Literal, Union
 
 import msgspec
 from msgspec import Meta
@@ -111,9 +111,26 @@ PATTERN_WORDS = {
     SIGNATURE_PATTERN: "64 hex digits (the HMAC-SHA256 of the logon's payload)",
     JURISDICTION_PATTERN: 'an ISO 3166 alpha-2 code in capitals, such as "US"',
 }
-# The decimal fields whose value must be above zero (converted by `_positive`): a negative one
-# is told "must be positive". Every other decimal field takes "0" (a pulled side, no cap).
-POSITIVE_DECIMALS = frozenset({"price", "qty", "quote_qty", "bid_px", "ask_px"})
+# The decimal fields that must be above zero, by method, as its handler checks them (here,
+# `_positive`, or the engine): a negative one is told "must be positive". A name is not enough:
+# `amount` is above zero in a deposit, 0 or more in an attestation. Every other decimal field
+# takes "0" (no cap, nothing attested, a pulled side) and a negative one is told "must not be
+# negative"; a quote's price (`QUOTE_PRICES`) says both.
+POSITIVE_DECIMALS: Final[Mapping[str, frozenset[str]]] = {
+    "order.place": frozenset({"price", "qty", "quote_qty"}),
+    "order.amend": frozenset({"price", "qty"}),
+    "order.batch": frozenset({"price", "qty", "quote_qty"}),  # its ops': places and amends
+    "admin.list_instrument": frozenset({"tick", "step", "min_qty", "band_pct", "reference_price"}),
+    "admin.set_reference_price": frozenset({"price"}),
+    "admin.deposit": frozenset({"amount"}),
+    "admin.withdraw": frozenset({"amount"}),
+    "admin.confirm_withdrawal": frozenset({"amount"}),
+    "admin.void_withdrawal": frozenset({"amount"}),
+    "admin.pay_dividend": frozenset({"amount_per_share"}),
+}
+# A quote's prices: above zero beside a size to quote, any price not negative in a pull
+# (`_quote_price`: a pull must never fail on the price beside it)
+QUOTE_PRICES = frozenset({"bid_px", "ask_px"})
 
 # ----------------------------------------------------------------- field types
 
@@ -1300,7 +1317,8 @@ def decode_params(envelope: Envelope) -> Request | WireError:
     try:
         params: Params = _params_decoders[envelope.method].decode(envelope.params)
     except msgspec.ValidationError as failure:
-        return WireError(envelope.id, _code_of(failure), _in_params(failure, envelope.params))
+        said = _in_params(failure, envelope.params, envelope.method)
+        return WireError(envelope.id, _code_of(failure), said)
     except RecursionError:  # unreachable after the envelope's decode, kept as a guard
         return WireError(envelope.id, E.BAD_JSON, TOO_DEEP)
     problem = params.problem()
@@ -1322,8 +1340,9 @@ def _code_of(failure: msgspec.ValidationError) -> ErrorCode:
     return E.MISSING_PARAM if missing else E.BAD_PARAM
 
 
-def _in_params(failure: msgspec.ValidationError, params: bytes | msgspec.Raw) -> str:
-    said = _signed_decimal_words(str(failure), params) or _decimal_number_words(str(failure))
+def _in_params(failure: msgspec.ValidationError, params: bytes | msgspec.Raw, method: str) -> str:
+    text = str(failure)
+    said = _signed_decimal_words(text, params, method) or _decimal_number_words(text)
     if said is not None:
         return said
     text = _readable(str(failure))
@@ -1335,12 +1354,12 @@ _SIGNED_DECIMAL = re.compile(r"([-+])[0-9]+(\.[0-9]+)?\Z")
 _PATH_STEP = re.compile(r"\.([^.\[`]+)|\[([0-9]+)\]")  # `.qty`, `[0]` of msgspec's `$.ops[0]`
 
 
-def _signed_decimal_words(text: str, params: bytes | msgspec.Raw) -> str | None:
+def _signed_decimal_words(text: str, params: bytes | msgspec.Raw, method: str) -> str | None:
     """What is wrong with a decimal text refused only for its sign (`"-1"`, `"+1"`), said of
-    its field: `qty must be positive, not negative: '-1' - at `params.qty``; None for any
-    other failure. msgspec says only that the pattern did not match (before session 26 the
-    answer read `Expected `str` holding a plain decimal number`), so the value is read again
-    from the params, on this failure path only."""
+    its field as `method` takes it (`_sign_words`): `qty must be positive, not negative:
+    '-1' - at `params.qty``; None for any other failure. msgspec says only that the pattern
+    did not match (before session 26 the answer read `Expected `str` holding a plain decimal
+    number`), so the value is read again from the params, on this failure path only."""
     head, found, path = text.partition(" - at `$")
     if head != _DECIMAL_MISMATCH or not found:
         return None
@@ -1354,12 +1373,20 @@ def _signed_decimal_words(text: str, params: bytes | msgspec.Raw) -> str | None:
         return None
     field = steps[-1][0]
     if sign.group(1) == "+":
-        words = f"{field} is a plain decimal number, written without a sign: {value!r}"
-    elif field in POSITIVE_DECIMALS:
-        words = f"{field} must be positive, not negative: {value!r}"
+        words = f"{field} is a plain decimal number, written without a sign"
     else:
-        words = f"{field} must not be negative: {value!r}"
-    return f"{words} - at `params{path}`"
+        words = _sign_words(method, field)
+    return f"{words}: {value!r} - at `params{path}`"
+
+
+def _sign_words(method: str, field: str) -> str:
+    """What a negative value of `method`'s decimal `field` is told: what the field takes."""
+    if field in POSITIVE_DECIMALS.get(method, ()):
+        return f"{field} must be positive, not negative"
+    if method == "quote.mass" and field in QUOTE_PRICES:
+        side = field.removesuffix("_px")
+        return f"{field} must not be negative, and positive unless {side}_qty is 0 (a pull)"
+    return f"{field} must not be negative"
 
 
 # msgspec's words for a JSON number where a string belongs (a number of 20 digits or more it

@@ -333,3 +333,48 @@ def test_a_pending_allowance_out_of_range_is_an_error(tmp_path: Path, value: int
     assert config.load(write(tmp_path, "[limits]\n")).limits.pending_per_ip_max == 8
     loaded = config.load(write(tmp_path, "[limits]\npending_per_ip_max = 1000\n"))
     assert loaded.limits.pending_per_ip_max == 1000
+
+
+@pytest.mark.parametrize(
+    ("entry", "words"),
+    [
+        ("https://[::1", "its IPv6 address has no closing ']'"),
+        ("https://bücher.example", "its host is not ASCII: list it in punycode (xn--...)"),
+        ("https://app.example.com.", "its host has an empty label (a trailing dot, or '..')"),
+        ("https://app..example.com", "its host has an empty label (a trailing dot, or '..')"),
+        ("https://app.example.com\\", "no path, no trailing slash"),  # a browser's '/'
+        ("https://app\\example.com", "no path, no trailing slash"),
+        ("https://app%2Eexample.com", "no %-escapes nor IPv6 zones"),
+        ("http://[fe80::1%25eth0]", "no %-escapes nor IPv6 zones"),
+        ("https://[::g]", "its host is not an IPv6 address"),
+        ("https://app^example.com", "its host has '^': letters, digits, '-', '_' and dots"),
+        ("http://127.1", "its host is not an IPv4 address as browsers write it"),
+        ("http://0x7f.0.0.1", "its host is not an IPv4 address as browsers write it"),
+        ("http://1.2.3.999", "its host is not an IPv4 address as browsers write it"),
+    ],
+)
+def test_a_cors_origin_no_browser_sends_is_refused_naming_it(entry: str, words: str) -> None:
+    """Review of session 26: these were let through, each an origin that never matches a
+    browser's `Origin` ('https://[::1' even became 'https://[::1]'); now refused at load,
+    naming the entry and why."""
+    with pytest.raises(ValueError) as refused:
+        config.cors_origin(entry)
+    assert str(refused.value).startswith(f"{entry!r} is not an origin"), str(refused.value)
+    assert words in str(refused.value), str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("entry", "origin"),
+    [
+        ("http://[0:0:0:0:0:0:0:1]:8080", "http://[::1]:8080"),
+        ("https://[2001:DB8:0:0::1]", "https://[2001:db8::1]"),
+        ("http://[::FFFF:127.0.0.1]", "http://[::ffff:7f00:1]"),
+        ("https://xn--bcher-kva.example", "https://xn--bcher-kva.example"),
+        ("http://my_host.local:3000", "http://my_host.local:3000"),
+        ("http://10.0.0.1", "http://10.0.0.1"),
+    ],
+)
+def test_a_cors_origin_is_kept_as_browsers_serialize_it(entry: str, origin: str) -> None:
+    """An IPv6 host compressed and lower case, as a browser writes it (before: kept as typed,
+    so `[0:0:0:0:0:0:0:1]` never matched the `[::1]` a browser sends)."""
+    assert config.cors_origin(entry) == origin

@@ -220,3 +220,59 @@ def test_an_origin_is_compared_as_browsers_send_it() -> None:
     assert policy.listed({"origin": APP}) == APP
     assert policy.listed({"origin": "https://APP.example.com"}) == "https://APP.example.com"
     assert policy.listed({"origin": OTHER}) is None and policy.listed({}) is None
+
+
+def test_a_listed_origins_preflight_takes_no_public_place(tmp_path: Path) -> None:
+    """With the public places full (5 of 10, held by keep-alive reads), a listed origin's
+    preflight is answered 204 and its connection waits in the reserve within its IP's
+    allowance, so the signed request that follows on it takes the reserve, as one sent
+    directly does. (Before: 503 TOO_MANY_CONNECTIONS and closed, so a browser app could
+    not trade or cancel during the flood the reserve is for.)"""
+
+    async def scenario(venue: Venue) -> None:
+        readers = [
+            http.client.HTTPConnection("127.0.0.1", venue.port, timeout=TEST_TIMEOUT_S)
+            for _ in range(5)
+        ]
+        app = http.client.HTTPConnection("127.0.0.1", venue.port, timeout=TEST_TIMEOUT_S)
+        other = http.client.HTTPConnection(
+            "127.0.0.1", venue.port, timeout=TEST_TIMEOUT_S, source_address=("127.0.0.2", 0)
+        )
+        trader = RestClient(f"http://127.0.0.1:{venue.port}", *KEYS["taker"])
+
+        def on(connection: http.client.HTTPConnection, method: str, path: str,
+               headers: dict[str, str], body: bytes = b"") -> RestResponse:  # fmt: skip
+            connection.request(method, path, body=body or None, headers=headers)
+            response = connection.getresponse()
+            lowered = {name.lower(): value for name, value in response.getheaders()}
+            return RestResponse(response.status, response.read(), lowered)
+
+        def browse() -> tuple[RestResponse, RestResponse, RestResponse]:
+            for reader in readers:  # each a public place, kept open
+                assert on(reader, "GET", "/api/v1/time", {}).status == 200
+            full = on(other, "GET", "/api/v1/time", {})  # its IP's own allowance: no race
+            answer = on(app, "OPTIONS", "/api/v1/orders", preflight(APP))
+            body = json.dumps(ORDER | {"qty": "1"}).encode()
+            signed = trader.signature("POST", "/api/v1/orders", "", body)
+            headers = signed | {"Origin": APP, "Content-Type": "application/json"}
+            return full, answer, on(app, "POST", "/api/v1/orders", headers, body)
+
+        try:
+            full, answer, placed = await asyncio.to_thread(browse)
+        finally:
+            for connection in (*readers, app, other):
+                connection.close()
+            trader.close()
+        assert full.json()["error"]["name"] == "TOO_MANY_CONNECTIONS", full  # no place left
+        assert (answer.status, allowed_origin(answer)) == (204, APP), answer
+        assert placed.status == 200 and placed.json()["status"] == "new", placed
+        assert allowed_origin(placed) == APP
+
+    run_with_origins(
+        tmp_path,
+        (APP,),
+        scenario,
+        connections_max=10,
+        connections_reserved_pct=50,
+        pending_per_ip_max=1,
+    )

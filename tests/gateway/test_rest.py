@@ -1341,3 +1341,46 @@ def test_refusals_not_logged_yet_are_logged_at_close(run_venue: Run, caplog: Any
     counted = len(lines) + sum(r.__dict__["refusals_unlogged"] for r in lines + at_close)
     assert counted == refused_count, (len(lines), len(at_close))
     assert len(at_close) <= 1
+
+
+def test_behind_a_proxy_the_line_at_close_names_the_client(
+    run_venue: Run, caplog: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind a trusted proxy `rest request refused` names `client via proxy`, but the line
+    at close named only the proxy's address (review of session 26): now the client too, or
+    `clients via proxy` when the refusals it counts were several clients'. REST's clock is
+    frozen, so every refusal after a connection's first is counted into the line at close."""
+    import ipaddress
+
+    from gateway.limits import TrustedProxies
+
+    frozen = time.time_ns() // 1_000
+    monkeypatch.setattr(rest, "now_us", lambda: frozen)
+
+    def through_proxy(request: bytes, client: str) -> bytes:
+        line_end = request.index(b"\r\n") + 2
+        return request[:line_end] + f"X-Forwarded-For: {client}\r\n".encode() + request[line_end:]
+
+    async def scenario(venue: Venue) -> None:
+        proxy = ipaddress.ip_network("127.0.0.1/32")
+        venue.server.handler.proxies = TrustedProxies([proxy])
+        trader = RestClient(base(venue), *KEYS["taker"])
+        bad = [
+            signed_get(trader, "/api/v1/balances", **{"X-Signature": "0" * 64}) for _ in range(10)
+        ]
+        one = [through_proxy(request, "203.0.113.7") for request in bad[:5]]
+        assert {status for status, _ in await pipelined(venue, one)} == {401}
+        two = one[:3] + [through_proxy(request, "203.0.113.8") for request in bad[5:]]
+        assert {status for status, _ in await pipelined(venue, two)} == {401}
+        trader.close()
+
+    with caplog.at_level("WARNING", logger="venue"):
+        run_venue(scenario)
+    lines = [r.__dict__["peer"] for r in caplog.records if r.getMessage() == "rest request refused"]
+    assert [peer.partition(":")[0] for peer in lines] == ["203.0.113.7 via 127.0.0.1"] * 2, lines
+    at_close = [
+        (r.__dict__["peer"].partition(":")[0], r.__dict__["refusals_unlogged"])
+        for r in caplog.records
+        if r.getMessage() == "rest requests refused before close"
+    ]
+    assert sorted(at_close) == [("203.0.113.7 via 127.0.0.1", 4), ("clients via 127.0.0.1", 7)]

@@ -259,3 +259,42 @@ def test_a_connections_refused_logons_not_logged_yet_are_logged_at_close(
     counted = len(lines) + sum(r.__dict__["refusals_unlogged"] for r in lines + at_close)
     assert counted == BAD_LOGONS_PER_CONNECTION, (len(lines), len(at_close))
     assert len(at_close) <= 1
+
+
+def test_refused_logons_not_logged_yet_are_logged_when_the_connection_logs_on(
+    run_venue: Any, caplog: Any, monkeypatch: Any
+) -> None:
+    """Refusals a connection counted after its last `logon refused` line were logged only at
+    its close, maybe hours after it logged on (review of session 26): now in one line at its
+    logon, `logons refused before logon`, while it stays open. The logon's clock is frozen,
+    so every refusal after the first falls within the first's second."""
+    from gateway import logon
+
+    frozen = time.time_ns() // 1_000
+    monkeypatch.setattr(logon, "now_us", lambda: frozen)
+    refused_count = 5
+
+    async def scenario(venue: Venue) -> list[Any]:
+        api_key, secret = KEYS["alpha"]
+        async with websockets.connect(venue.url("trade")) as websocket:
+            for index in range(refused_count):
+                await websocket.send(_bad_logon(index, f"before-{index}"))
+            ts = time.time_ns() // 1_000
+            sig = sign_logon(secret, api_key, ts, "good", RECV_WINDOW_MS_DEFAULT)
+            params = {"api_key": api_key, "ts": ts, "nonce": "good", "sig": sig}
+            await websocket.send(
+                json.dumps({"id": 99, "method": "session.logon", "params": params})
+            )
+            answers = [json.loads(await websocket.recv()) for _ in range(refused_count + 1)]
+            assert answers[-1]["result"]["account"] == 1, answers[-1]
+            said = [r for r in caplog.records if r.getMessage().startswith("logons refused")]
+        return said
+
+    with caplog.at_level("WARNING", logger="venue"):
+        open_lines = run_venue(scenario)
+    assert [(r.getMessage(), r.__dict__["refusals_unlogged"]) for r in open_lines] == [
+        ("logons refused before logon", refused_count - 1)
+    ]
+    lines = [r for r in caplog.records if r.getMessage() == "logon refused"]
+    assert [r.__dict__["refusals_unlogged"] for r in lines] == [0]
+    assert not [r for r in caplog.records if r.getMessage() == "logons refused before close"]

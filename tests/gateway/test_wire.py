@@ -1,6 +1,7 @@
 """The wire: strict decoding of every method, error codes, exact conversion, envelopes."""
 
 import json
+import typing
 from typing import Any
 
 import msgspec
@@ -308,6 +309,101 @@ def test_a_signed_decimal_is_refused_for_its_sign_naming_its_field(
     decimal number`, which does not say that a quantity must be positive."""
     error = refused(frame(method, params))
     assert (error.code, error.message) == (E.BAD_PARAM, words)
+
+
+EXPECTED = {"withdrawal_id": 3, "asset": "USD"}  # a confirm's or void's, with an amount
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "words"),
+    [
+        ("admin.pay_dividend", MINIMAL["admin.pay_dividend"] | {"amount_per_share": "-1"},
+         "amount_per_share must be positive, not negative"),
+        ("admin.confirm_withdrawal", EXPECTED | {"amount": "-1"},
+         "amount must be positive, not negative"),
+        ("admin.void_withdrawal", EXPECTED | {"amount": "-1"},
+         "amount must be positive, not negative"),
+        ("admin.deposit", MINIMAL["admin.deposit"] | {"amount": "-1"},
+         "amount must be positive, not negative"),
+        ("admin.list_instrument", MINIMAL["admin.list_instrument"] | {"tick": "-1"},
+         "tick must be positive, not negative"),
+        ("admin.attest_reserves", MINIMAL["admin.attest_reserves"] | {"amount": "-1"},
+         "amount must not be negative"),  # 0: nothing in reserve
+        ("admin.set_reference_price", MINIMAL["admin.set_reference_price"] | {"price": "-1"},
+         "price must be positive, not negative"),
+        ("admin.set_order_caps", MINIMAL["admin.set_order_caps"] | {"max_qty": "-1"},
+         "max_qty must not be negative"),  # 0: no cap
+    ],
+)  # fmt: skip
+def test_a_negative_decimal_is_told_what_its_method_takes(
+    method: str, params: dict[str, Any], words: str
+) -> None:
+    """One field name takes different values per method: `amount` above zero in a confirm,
+    0 or more in an attestation. (Before: told by name, so a dividend's or a confirm's "-1"
+    was "must not be negative" though they refuse 0.)"""
+    field = next(name for name, value in params.items() if value == "-1")
+    error = refused(frame(method, params))
+    assert (error.code, error.message) == (E.BAD_PARAM, f"{words}: '-1' - at `params.{field}`")
+
+
+def test_a_quotes_negative_price_is_told_when_it_may_be_0() -> None:
+    """A quote's price takes "0" in a pull, not beside a size (before: "must be positive",
+    though "0" pulls a side)."""
+    for side in ("bid", "ask"):
+        quote = {"symbol": SYMBOL, f"{side}_px": "-1", f"{side}_qty": "0"}
+        error = refused(frame("quote.mass", {"quote_set": "q", "quotes": [quote]}))
+        assert error.message == (
+            f"{side}_px must not be negative, and positive unless {side}_qty is 0 (a pull):"
+            f" '-1' - at `params.quotes[0].{side}_px`"
+        )
+    pulled = wire.quote_units(wire.Quote(SYMBOL, bid_px="0", bid_qty="0"), SPECS)
+    assert isinstance(pulled, wire.QuoteUnits)
+    quoted = wire.quote_units(wire.Quote(SYMBOL, bid_px="0", bid_qty="1"), SPECS)
+    assert isinstance(quoted, WireError) and quoted.message == "bid_px must be positive"
+
+
+def _decimal_fields(kind: type) -> list[str]:
+    hints = typing.get_type_hints(kind, include_extras=True)
+    return [name for name, hint in hints.items() if hint in DECIMAL_HINTS]
+
+
+DECIMAL_HINTS = (wire.DecimalText, wire.DecimalText | None)
+# the engine refuses 0 in these, where the wire converts it (`ListInstrument`: its spec's
+# check; a deposit or a withdrawal of nothing)
+ENGINE_REFUSES_ZERO = {
+    ("admin.list_instrument", name)
+    for name in ("tick", "step", "min_qty", "band_pct", "reference_price")
+} | {("admin.deposit", "amount"), ("admin.withdraw", "amount")}
+
+
+def test_every_decimal_fields_sign_words_say_what_0_does() -> None:
+    """Each command method's decimal field: a "-1" told "must be positive" is one whose "0"
+    is refused (here, or by the engine: `ENGINE_REFUSES_ZERO`), one told "must not be
+    negative" one whose "0" the wire converts. (`quote.mass` and `order.batch`: above.)"""
+    checked = 0
+    scales = SCALES | {"MSFTx": 6}  # the listing's base
+    for method, kind in wire.METHODS.items():
+        if method in ("quote.mass", "order.batch"):
+            continue
+        for field in _decimal_fields(kind):
+            params = MINIMAL[method] | {field: "0"}
+            if method in ("admin.confirm_withdrawal", "admin.void_withdrawal"):
+                params |= {"asset": "USD"}
+            if method == "order.place" and field == "quote_qty":
+                market = place(type="market", tif="ioc").items()
+                params = {name: value for name, value in market if name not in ("price", "qty")}
+                params[field] = "0"
+            said = refused(frame(method, params | {field: "-1"})).message
+            positive = said.startswith(f"{field} must be positive, not negative")
+            assert positive or said.startswith(f"{field} must not be negative:"), said
+            request = decoded(method, params)
+            command = wire.to_command(request, SPECS, scales, 7, order_symbol=SYMBOL)
+            wire_refuses = isinstance(command, WireError)
+            assert not wire_refuses or command.message == f"{field} must be positive", command
+            zero_refused = wire_refuses or (method, field) in ENGINE_REFUSES_ZERO
+            assert positive == zero_refused, (method, field, said, command)
+            checked += 1
+    assert checked >= 20, checked
 
 
 @pytest.mark.parametrize(
