@@ -2,14 +2,13 @@
 and resumes on another when dropped.
 
 A real venue in-process on 127.0.0.1; the primary gateway is a relay in front of it (plain
-asyncio, bytes both ways), which the test takes down as a gateway dies.
+asyncio, bytes both ways, tests/client/test_sdk_resume.py), which the test takes down as a
+gateway dies, or which drops the link at the logon.
 """
 
 import argparse
 import asyncio
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -18,8 +17,7 @@ import pytest
 from cli.failures import CommandFailed
 from client import bots
 from client.bots import MarketMaker
-from tests.client.test_sdk_resume import refusing_servers
-from tests.client.test_sdk_resume import relay as cutting_relay
+from tests.client.test_sdk_resume import refusing_servers, relay
 from tests.conftest import KEYS, Venue
 
 SYMBOL = "AAPLx-USD"
@@ -44,40 +42,6 @@ def test_url_repeated_names_the_primary_first_and_the_other_gateways(add: Any) -
         bots._other_urls(bad)
 
 
-@asynccontextmanager
-async def relay(port: int) -> AsyncIterator[tuple[str, Any]]:
-    """A gateway in front of the venue at `port`: its URL, and a call that kills it (its
-    listener closed, every connection through it cut without a word)."""
-    links: list[asyncio.StreamWriter] = []
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(65_536):
-            writer.write(data)
-            await writer.drain()
-
-    async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", port)
-        links.extend((writer, upstream_writer))
-        await asyncio.gather(
-            pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True
-        )
-        for end in (writer, upstream_writer):
-            end.transport.abort()
-
-    server = await asyncio.start_server(accepted, "127.0.0.1", 0)
-
-    def kill() -> None:
-        server.close()
-        for writer in links:
-            writer.transport.abort()
-
-    try:
-        yield f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ws/trade", kill
-    finally:
-        kill()
-        await server.wait_closed()
-
-
 def test_a_maker_whose_gateway_dies_resumes_on_another_and_keeps_quoting(
     run_venue: Any,
 ) -> None:
@@ -86,15 +50,15 @@ def test_a_maker_whose_gateway_dies_resumes_on_another_and_keeps_quoting(
     COD on again, quotes on, and pulls its quotes when stopped."""
 
     async def scenario(venue: Venue) -> None:
-        async with relay(venue.port) as (primary, kill):
+        async with relay(venue.port) as path:
             maker = MarketMaker(
-                primary, *KEYS["alpha"], SYMBOL, Decimal(20), Decimal(5), listed={},
+                path.url, *KEYS["alpha"], SYMBOL, Decimal(20), Decimal(5), listed={},
                 reference=Decimal("187.25"), other_urls=[venue.url()],
             )  # fmt: skip
             stop = asyncio.Event()
             running = asyncio.create_task(maker.run(stop))
             await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
-            kill()  # the gateway dies: its connections end, it refuses new ones
+            path.kill()  # the gateway dies: its connections end, it refuses new ones
             for _ in range(200):  # bounded: the resume's first round, then a round of quotes
                 if maker.client.resumed and maker.client.url == venue.url() and maker.requotes:
                     break
@@ -131,7 +95,7 @@ def test_a_bot_starts_on_the_next_gateway_when_the_first_fails_it(
     budget, until one answers and stays up through the setup."""
 
     async def scenario(venue: Venue) -> None:
-        async with cutting_relay(venue.port, cut_at_logon={0}) as path:
+        async with relay(venue.port, cut_at_logon={0}) as path:
             primary = _unreachable_url() if first == "down" else path.url
             maker = MarketMaker(
                 primary, *KEYS["alpha"], SYMBOL, Decimal(20), Decimal(5), listed={},

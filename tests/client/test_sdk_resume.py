@@ -96,7 +96,8 @@ class Relay:
     """A path to the venue at `port` (plain asyncio, bytes both ways, like a proxy in
     front of a gateway) that cuts links: `cut()` every link open, and each connection whose
     number is in `cut_at_logon` (0: the first) as its first frame after the handshake (the
-    logon) arrives, before it is passed on."""
+    logon) arrives, before it is passed on; `kill()`: a gateway that dies (its listener
+    closed too: it refuses new ones)."""
 
     def __init__(self, port: int, cut_at_logon: Container[int] = ()) -> None:
         self.port = port
@@ -105,6 +106,7 @@ class Relay:
         self.logons_cut = 0
         self.links: list[asyncio.StreamWriter] = []
         self.url = ""
+        self.server: asyncio.Server | None = None
 
     async def accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         number, self.connections = self.connections, self.connections + 1
@@ -135,17 +137,21 @@ class Relay:
         for writer in self.links:
             writer.transport.abort()
 
+    def kill(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        self.cut()
+
 
 @asynccontextmanager
 async def relay(port: int, cut_at_logon: Container[int] = ()) -> AsyncIterator[Relay]:
     path = Relay(port, cut_at_logon)
-    server = await asyncio.start_server(path.accepted, "127.0.0.1", 0)
+    path.server = server = await asyncio.start_server(path.accepted, "127.0.0.1", 0)
     path.url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ws/trade"
     try:
         yield path
     finally:
-        server.close()
-        path.cut()
+        path.kill()
         await server.wait_closed()
 
 
