@@ -1115,6 +1115,8 @@ def _client(url: str, other_urls: Sequence[str]) -> VenueClient:
 
 
 class _Bot(Protocol):
+    """What `_start` needs of a bot: its key, for the log, and `lost`, to say why."""
+
     key: str
     lost: str | None
 
