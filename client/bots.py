@@ -10,8 +10,9 @@ rate. Sizes and prices are checked with the engine's own `Market` before they ar
 `--size` the engine would refuse stops the bot at once with the rule, and a bot that has
 had `REFUSED_ALL_MAX` orders refused and none accepted stops (`AllRefused`); one whose
 connection ends returns, saying why in `lost` (the CLI exits 1 on it), unless it was given
-`other_urls` (a cluster's other gateways): then its client resumes (on any of them) and the
-bot carries on, and returns only if the resume gives up. The CLI shows
+`other_urls` (a cluster's other gateways): then it starts on the first that answers and
+stays up through its setup, its client resumes (on any of them) and the bot carries on,
+and returns only if the resume gives up (or it is asked to stop meanwhile). The CLI shows
 a live status line (`StatusLine`). The pricing is the pure `quote_ladder`; limits below.
 """
 
@@ -28,7 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -80,6 +81,8 @@ URL_DEFAULT = "ws://127.0.0.1:8765/ws/trade"
 # How a lost connection shows: a request that was waiting, or one sent after the end; or a
 # venue that answers nothing for `request_timeout_s` (the bot ends as if it had gone)
 CONNECTION_LOST = (ConnectionError, ConnectionClosed, RequestTimeout)
+# How a link lost during a bot's setup shows (a venue not there at all is CANNOT_START's)
+SETUP_LOST = (ConnectionLost, ConnectionClosed, RequestTimeout)
 # What stops a bot before it trades, in one line: no venue there (refused, not a websocket
 # server, a bad address), a venue that refuses the logon, the instrument or the size
 CANNOT_START = (OSError, InvalidHandshake, InvalidURI, ValueError, VenueError)
@@ -429,20 +432,11 @@ class MarketMaker:
 
     async def run(self, stop: asyncio.Event) -> None:
         client = self.client
-        await client.connect()
+        if not await _start(client, self._setup, self):
+            return
         try:
-            await client.logon(self.key, self.secret)
-            await client.request("session.cod", {"enabled": True})
-            for symbol in self.symbols:
-                instrument = await _instrument(client, symbol, *self.listed[symbol])
-                _check_size(instrument, self.size, instrument.reference)
-                self.quoting_by_symbol[symbol] = Quoting(instrument)
-            await client.subscribe_account()
-            for symbol in self.symbols:
-                await client.subscribe_book(symbol)
-            await client.request("subscribe", {"ch": "trades", "symbols": self.symbols})
             while not stop.is_set():
-                if await _run_step(client, self._round(), self.key):
+                if await _run_step(client, self._round(), self.key, stop):
                     await _sleep_unless(stop, self.interval_s)
         except CONNECTION_LOST as lost:
             self.lost = _lost_text(lost)
@@ -450,6 +444,20 @@ class MarketMaker:
         finally:
             await self._pull()
             await client.close()
+
+    async def _setup(self) -> None:
+        """On a new connection: the logon, COD, the instruments, the streams followed."""
+        client = self.client
+        await client.logon(self.key, self.secret)
+        await client.request("session.cod", {"enabled": True})
+        for symbol in self.symbols:
+            instrument = await _instrument(client, symbol, *self.listed[symbol])
+            _check_size(instrument, self.size, instrument.reference)
+            self.quoting_by_symbol[symbol] = Quoting(instrument)
+        await client.subscribe_account()
+        for symbol in self.symbols:
+            await client.subscribe_book(symbol)
+        await client.request("subscribe", {"ch": "trades", "symbols": self.symbols})
 
     async def _round(self) -> None:
         """Quote every symbol once, after reading the pushes come since the last round."""
@@ -683,33 +691,39 @@ class Taker:
 
     async def run(self, stop: asyncio.Event) -> None:
         client = self.client
-        await client.connect()
+        if not await _start(client, self._setup, self):
+            return
         try:
-            await client.logon(self.key, self.secret)
-            for symbol in self.symbols:
-                reference, band_bps = self.listed.get(symbol, (None, None))
-                instrument = await _instrument(client, symbol, reference, band_bps)
-                if self.size is not None:
-                    _check_size(instrument, self.size, instrument.reference)
-                self.instruments[symbol] = instrument
-            await client.subscribe_account()
-            for symbol in self.symbols:
-                await client.subscribe_book(symbol)
-            await client.request("subscribe", {"ch": "trades", "symbols": self.symbols})
             loop = asyncio.get_running_loop()
             due = loop.time()
             while not stop.is_set():
-                await _run_step(client, self._turn(), self.key)
+                if await _run_step(client, self._turn(), self.key, stop) is None:
+                    break  # stopped while its connection was being reopened: nothing to read
                 due = max(due + 1 / self.rate_per_s, loop.time())  # late: never catch up
                 await _sleep_unless(stop, due - loop.time())
-            # Pushes follow their order's response: one more round trip and all are in.
-            await client.request("ping")
+            else:  # Pushes follow their order's response: one more round trip and all are in.
+                await client.request("ping")
             self._drain()
         except CONNECTION_LOST as lost:
             self.lost = _lost_text(lost)
             log.warning("%s: the connection ended (%s)", self.key, self.lost)
         finally:
             await client.close()
+
+    async def _setup(self) -> None:
+        """On a new connection: the logon, the instruments, the streams followed."""
+        client = self.client
+        await client.logon(self.key, self.secret)
+        for symbol in self.symbols:
+            reference, band_bps = self.listed.get(symbol, (None, None))
+            instrument = await _instrument(client, symbol, reference, band_bps)
+            if self.size is not None:
+                _check_size(instrument, self.size, instrument.reference)
+            self.instruments[symbol] = instrument
+        await client.subscribe_account()
+        for symbol in self.symbols:
+            await client.subscribe_book(symbol)
+        await client.request("subscribe", {"ch": "trades", "symbols": self.symbols})
 
     async def _turn(self) -> None:
         """One order, after reading the pushes come since the last."""
@@ -933,6 +947,18 @@ async def _instrument(
     return Instrument.from_row(row, reference, band_bps)
 
 
+async def _unless_stopped(waiting: Awaitable[bool], stop: asyncio.Event) -> bool | None:
+    """What `waiting` gives, or None once `stop` is set first (`waiting` is then cancelled)."""
+    waited = asyncio.ensure_future(waiting)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((waited, stopping), return_when=asyncio.FIRST_COMPLETED)
+        return waited.result() if waited.done() else None
+    finally:
+        waited.cancel()
+        stopping.cancel()
+
+
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), max(seconds, 0))
@@ -1088,15 +1114,45 @@ def _client(url: str, other_urls: Sequence[str]) -> VenueClient:
     return VenueClient(url, auto_resume=bool(other_urls), other_urls=other_urls)
 
 
-async def _run_step(client: VenueClient, step: Awaitable[None], key: str) -> bool:
+class _Bot(Protocol):
+    """What `_start` needs of a bot: its key, for the log, and `lost`, to say why."""
+
+    key: str
+    lost: str | None
+
+
+async def _start(client: VenueClient, setup: Callable[[], Awaitable[None]], bot: _Bot) -> bool:
+    """Connect a bot and set it up (`setup`: its logon, its instruments, its streams): with
+    other gateways (auto_resume), on the first that answers and stays up through the setup,
+    in rounds within the resume's budget (`VenueClient.connect_any`). False if the link was
+    lost during the setup at every try (`bot.lost` says why); no venue there is raised (a
+    refusal: `CANNOT_START`), and so is a setup refused (a key, an instrument, a size)."""
+    try:
+        await client.connect_any(setup)
+    except SETUP_LOST as lost:  # connected, then dropped or silent (the client is closed)
+        bot.lost = _lost_text(lost)
+        log.warning("%s: the connection ended (%s)", bot.key, bot.lost)
+        return False
+    return True
+
+
+async def _run_step(
+    client: VenueClient, step: Awaitable[None], key: str, stop: asyncio.Event
+) -> bool | None:
     """Run one step of a bot: True if it ran to its end, False if its connection was lost
     meanwhile and auto_resume reopened it (the step is not tried again: the next round or
-    turn sends what is due then). A connection lost for good, or a venue that stopped
-    answering (a RequestTimeout), is raised."""
+    turn sends what is due then), None if `stop` came while it was being reopened (the bot
+    stops as asked; its close ends the resume). A connection lost for good, or a venue that
+    stopped answering (a RequestTimeout), is raised."""
     try:
         await step
     except (ConnectionError, ConnectionClosed) as lost:
-        if not client.auto_resume or not await client.wait_resumed():
+        if not client.auto_resume:
+            raise
+        resumed = await _unless_stopped(client.wait_resumed(), stop)
+        if resumed is None:
+            return None
+        if not resumed:
             raise
         log.warning(
             "%s: the connection ended (%s); resumed on %s", key, _lost_text(lost), client.url

@@ -468,7 +468,9 @@ class VenueClient(Calls, Resuming):
                     # a signal to `_request`, which words it for its request
                     future.set_exception(ConnectionLost("the connection closed", "", sent=False))
             self._waiting.clear()
-            if self.auto_resume and not self._closing:
+            # A link that drops while a resume logs on over it fails that resume's try, which
+            # goes on with the next: a second resume would be one that no close() could stop.
+            if self.auto_resume and not self._closing and not self._resume_pending():
                 self._resuming = asyncio.get_running_loop().create_task(self._resume_with_backoff())
 
     def _on_message(self, message: dict[str, Any]) -> None:

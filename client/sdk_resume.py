@@ -4,16 +4,19 @@ Owns what keeps a `client.sdk.VenueClient` on the venue: the signed logon (sent 
 the venue says it may be: a nonce unchecked, a logon rate-limited), `resume()` (a new
 connection that logs on again and follows again the streams of the last: COD, the private
 stream from `since_seq`, the books and the other public streams), auto_resume's tries over
-the venue's gateways, and the silence watch that drops a connection whose gateway hangs.
+the venue's gateways (and `connect_any`'s, at the start), and the silence watch that drops
+a connection whose gateway hangs. One resume at a time: a link that drops during a resume's
+logon fails that try, and starts no other.
 The socket, the requests and the pushes are VenueClient's, of which this is a part.
 """
 
 import asyncio
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.protocol import State
 
 from client.sdk_types import VenueError
@@ -143,11 +146,7 @@ class Resuming:
         resume. `url`: reopen on that gateway (another of the venue's), which becomes `url`
         once open; by default the last one. Requests of other tasks meanwhile wait for it
         (`request_raw`)."""
-        auto_resume, self.auto_resume = self.auto_resume, False  # not while we close it
-        try:
-            await self.close()
-        finally:
-            self.auto_resume = auto_resume
+        await self.close()  # (its reader's end starts no resume: the client is closing)
         following = self._following = asyncio.get_running_loop().create_future()
         self._follower = asyncio.current_task()
         failure: BaseException | None = None
@@ -167,18 +166,78 @@ class Resuming:
             following.set_result(failure)
 
     async def wait_resumed(self) -> bool:
-        """After a request raised `ConnectionLost`: wait for auto_resume's reopening (within
-        its budget) and say whether the connection is back, logged on and following again
-        what it followed (True), or not (False: it gave up, auto_resume is off, the client
-        was closed)."""
-        websocket, reader = self.websocket, self._reader
-        if websocket is not None and websocket.state is not State.OPEN and reader is not None:
-            await asyncio.wait({reader})  # a closing link: its reader's end starts the resume
-        resuming = self._resuming
-        if resuming is not None:
-            await asyncio.wait({resuming})  # (cancelled by close(): not raised here)
+        """After a request raised `ConnectionLost`: wait until no resume is pending
+        (auto_resume's rounds, within its budget; a `resume()` logging on) and say whether
+        the connection is back, logged on and following again what it followed (True), or
+        not (False: auto_resume is off, whatever the connection; it gave up; the client was
+        closed). Cancelling this wait leaves the resume be."""
+        if not self.auto_resume:
+            return False
+        while (pending := self._pending()) is not None:  # each ends within its budget
+            await asyncio.wait({pending})  # (a resume cancelled by close(): not raised here)
         websocket = self.websocket
         return websocket is not None and websocket.state is State.OPEN and not self.gave_up
+
+    def _pending(self) -> "asyncio.Future[Any] | None":
+        """What a resume still waits for, but the calling task's own: a closing link's reader
+        (its end starts auto_resume), auto_resume's rounds, a `resume()`'s outcome."""
+        current = asyncio.current_task()
+        websocket, reader = self.websocket, self._reader
+        closing = websocket is not None and websocket.state is not State.OPEN
+        if closing and reader is not None and not reader.done() and reader is not current:
+            return reader
+        resuming, following = self._resuming, self._following
+        if resuming is not None and not resuming.done() and resuming is not current:
+            return resuming
+        if following is not None and not following.done() and self._follower is not current:
+            return following
+        return None
+
+    def _resume_pending(self) -> bool:
+        """A resume is under way: auto_resume's rounds, or a `resume()` connecting and
+        logging on."""
+        resuming = self._resuming
+        return self._following is not None or (resuming is not None and not resuming.done())
+
+    async def connect_any(self, setup: Callable[[], Awaitable[Any]] | None = None) -> Any:
+        """Open a connection on the first of `urls` that answers and run `setup` on it (the
+        caller's logon and subscriptions, say), in rounds as auto_resume's: every one of
+        `urls` in turn at once, then again after each of `reconnect_delays_s` (with
+        auto_resume off, that one round), no round begun once `resume_budget_s` has passed.
+        A try that fails for the link (refused, a handshake refused, a drop or a timeout,
+        a 503 answer: the venue stopping) closes its connection, and the next is made; any
+        other failure (a logon refused, say) is raised at once, and the last one when no try
+        is left. Returns the client, as `connect()`."""
+        delays_s = (0.0, *self.reconnect_delays_s) if self.auto_resume else (0.0,)
+        started_s = time.monotonic()
+        failure: BaseException | None = None
+        for round_index, delay_s in enumerate(delays_s):
+            if not await self._wait_for_round(round_index, delay_s, started_s):
+                break
+            for url in self.urls:
+                try:
+                    self._cod_enabled = False  # as connect(): a new connection is without it
+                    await self._connect(url)
+                    if setup is not None:
+                        await setup()
+                    return self
+                except BaseException as error:  # cancelled too: nothing left open
+                    await self.close()
+                    if not _link_failure(error):
+                        raise
+                    failure = error
+        assert failure is not None, "a first round always begins"
+        raise failure
+
+    async def _wait_for_round(self, round_index: int, delay_s: float, started_s: float) -> bool:
+        """Wait before the round `round_index` of tries: `delay_s`, cut to what is left of
+        `resume_budget_s` since `started_s` (so that no round begins past it); False, at
+        once, if nothing is left (a first round always begins)."""
+        left_s = self.resume_budget_s - (time.monotonic() - started_s)
+        if round_index and left_s <= 0:
+            return False
+        await asyncio.sleep(max(min(delay_s, left_s), 0.0))
+        return True
 
     async def _follow_again(self) -> None:
         """On a new connection: the logon, cancel-on-disconnect, the private stream, the books
@@ -224,20 +283,23 @@ class Resuming:
         """Rounds of tries, each after the next of `reconnect_delays_s` (the first after the
         `reconnect_in_ms` of a `shutdown` push, if longer): a round tries every one of `urls`
         in turn, the one dropped first (a blip), or the next if it hangs (dropped as silent)
-        or said it stops. No round begins once `resume_budget_s` has passed since the drop.
-        A `resumed` notice says where it resumed if not there; a `gave_up` one, the last
+        or said it stops. No round begins once `resume_budget_s` has passed since the drop,
+        or since the end of the `reconnect_in_ms` wait (a wait cut to what is left). A
+        `resumed` notice says where it resumed if not there; a `gave_up` one, the last
         failure."""
-        started_s = time.monotonic()
         dropped_url = self.url
         stopping = self._reconnect_in_s is not None  # a `shutdown` push came
         reconnect_in_s = self._reconnect_in_s or 0.0
         first_url = self._next_url(dropped_url) if self._dropped_silent or stopping else dropped_url
+        if reconnect_in_s:  # the venue is not back before: none of the budget is spent on it
+            await asyncio.sleep(reconnect_in_s)
+        started_s = time.monotonic()
         failure: Exception | None = None
         tried_url = first_url
         for round_index, delay_s in enumerate(self.reconnect_delays_s):
-            if round_index and time.monotonic() - started_s >= self.resume_budget_s:
+            wait_s = max(delay_s - reconnect_in_s, 0.0) if round_index == 0 else delay_s
+            if not await self._wait_for_round(round_index, wait_s, started_s):
                 break
-            await asyncio.sleep(max(delay_s, reconnect_in_s) if round_index == 0 else delay_s)
             for tried_url in self._round_from(first_url):
                 try:
                     await self.resume(tried_url)
@@ -264,6 +326,15 @@ class Resuming:
         """The gateway after `url` in `urls` (the same again if it is alone)."""
         index = self.urls.index(url) if url in self.urls else -1
         return self.urls[(index + 1) % len(self.urls)]
+
+
+def _link_failure(error: BaseException) -> bool:
+    """A try failed for its link, not for what was asked: another gateway, or the same one
+    later, may do (the socket refused or cut, the handshake refused, no answer in time, a
+    503: the venue stopping or not ready)."""
+    if isinstance(error, VenueError):
+        return error.status == 503
+    return isinstance(error, OSError | InvalidHandshake | ConnectionClosed | TimeoutError)
 
 
 def _subscriptions(names: Iterable[str]) -> list[dict[str, Any]]:

@@ -1,13 +1,14 @@
-"""A bot given several gateways (`--url` repeated): it resumes on another when dropped.
+"""A bot given several gateways (`--url` repeated): it starts on the first that answers,
+and resumes on another when dropped.
 
 A real venue in-process on 127.0.0.1; the primary gateway is a relay in front of it (plain
-asyncio, bytes both ways), which the test takes down as a gateway dies.
+asyncio, bytes both ways, tests/client/test_sdk_resume.py), which the test takes down as a
+gateway dies, or which drops the link at the logon.
 """
 
 import argparse
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import socket
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 from cli.failures import CommandFailed
 from client import bots
 from client.bots import MarketMaker
+from tests.client.test_sdk_resume import refusing_servers, relay
 from tests.conftest import KEYS, Venue
 
 SYMBOL = "AAPLx-USD"
@@ -40,40 +42,6 @@ def test_url_repeated_names_the_primary_first_and_the_other_gateways(add: Any) -
         bots._other_urls(bad)
 
 
-@asynccontextmanager
-async def relay(port: int) -> AsyncIterator[tuple[str, Any]]:
-    """A gateway in front of the venue at `port`: its URL, and a call that kills it (its
-    listener closed, every connection through it cut without a word)."""
-    links: list[asyncio.StreamWriter] = []
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(65_536):
-            writer.write(data)
-            await writer.drain()
-
-    async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", port)
-        links.extend((writer, upstream_writer))
-        await asyncio.gather(
-            pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True
-        )
-        for end in (writer, upstream_writer):
-            end.transport.abort()
-
-    server = await asyncio.start_server(accepted, "127.0.0.1", 0)
-
-    def kill() -> None:
-        server.close()
-        for writer in links:
-            writer.transport.abort()
-
-    try:
-        yield f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ws/trade", kill
-    finally:
-        kill()
-        await server.wait_closed()
-
-
 def test_a_maker_whose_gateway_dies_resumes_on_another_and_keeps_quoting(
     run_venue: Any,
 ) -> None:
@@ -82,15 +50,15 @@ def test_a_maker_whose_gateway_dies_resumes_on_another_and_keeps_quoting(
     COD on again, quotes on, and pulls its quotes when stopped."""
 
     async def scenario(venue: Venue) -> None:
-        async with relay(venue.port) as (primary, kill):
+        async with relay(venue.port) as path:
             maker = MarketMaker(
-                primary, *KEYS["alpha"], SYMBOL, Decimal(20), Decimal(5), listed={},
+                path.url, *KEYS["alpha"], SYMBOL, Decimal(20), Decimal(5), listed={},
                 reference=Decimal("187.25"), other_urls=[venue.url()],
             )  # fmt: skip
             stop = asyncio.Event()
             running = asyncio.create_task(maker.run(stop))
             await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
-            kill()  # the gateway dies: its connections end, it refuses new ones
+            path.kill()  # the gateway dies: its connections end, it refuses new ones
             for _ in range(200):  # bounded: the resume's first round, then a round of quotes
                 if maker.client.resumed and maker.client.url == venue.url() and maker.requotes:
                     break
@@ -107,5 +75,72 @@ def test_a_maker_whose_gateway_dies_resumes_on_another_and_keeps_quoting(
             await asyncio.wait_for(running, READY_TIMEOUT_S)
             assert maker.lost is None, maker.lost
             assert not venue.server.venue.open_orders(ALPHA), "pulled on stop"
+
+    run_venue(scenario)
+
+
+def _unreachable_url() -> str:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        return f"ws://127.0.0.1:{probe.getsockname()[1]}/ws/trade"
+
+
+@pytest.mark.parametrize("first", ["down", "dropped at the logon"])
+def test_a_bot_starts_on_the_next_gateway_when_the_first_fails_it(
+    run_venue: Any, first: str
+) -> None:
+    """The finding (session 26's review): a bot given several `--url` connected to the
+    first only, so one down stopped it at once (exit 1), and so did a drop during its
+    setup (the logon, the subscriptions). It tries each in turn, within the resume's
+    budget, until one answers and stays up through the setup."""
+
+    async def scenario(venue: Venue) -> None:
+        async with relay(venue.port, cut_at_logon={0}) as path:
+            primary = _unreachable_url() if first == "down" else path.url
+            maker = MarketMaker(
+                primary, *KEYS["alpha"], SYMBOL, Decimal(20), Decimal(5), listed={},
+                reference=Decimal("187.25"), other_urls=[venue.url()],
+            )  # fmt: skip
+            stop = asyncio.Event()
+            running = asyncio.create_task(maker.run(stop))
+            quoting = asyncio.create_task(maker.quoting.wait())
+            await asyncio.wait(
+                (running, quoting), timeout=READY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED
+            )
+            assert maker.quoting.is_set(), f"not quoting: {maker.lost or running}"
+            assert maker.client.url == venue.url()
+            assert (await maker.client.request("session.status"))["cod"] is True
+            stop.set()
+            await asyncio.wait_for(running, READY_TIMEOUT_S)
+            assert maker.lost is None, maker.lost
+
+    run_venue(scenario)
+
+
+def test_a_bot_asked_to_stop_while_its_client_resumes_stops_at_once(run_venue: Any) -> None:
+    """The finding (session 26's review): a Ctrl-C or the end of --seconds while the bot
+    waited for its client's resume (up to 30 s) cut it short after STOP_GRACE_S, "still
+    waiting for the venue", exit 1. It stops as asked, its close ending the resume."""
+
+    async def scenario(venue: Venue) -> None:
+        async with refusing_servers(1) as (others, _):
+            maker = MarketMaker(
+                venue.url(), *KEYS["alpha"], SYMBOL, Decimal(20), Decimal(5), listed={},
+                reference=Decimal("187.25"), other_urls=others,
+            )  # fmt: skip
+            stop = asyncio.Event()
+            running = asyncio.create_task(bots._run_until_stopped(maker.run(stop), stop))
+            await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+            assert venue.server._server is not None
+            venue.server._server.closing = True  # every try refused: the resume goes on
+            session = next(s for s in venue.server.sessions.values() if s.account == ALPHA)
+            session.websocket.transport.abort()
+            await asyncio.sleep(1.0)  # five rounds' intervals: the bot waits for the resume
+            stop.set()
+            assert await asyncio.wait_for(running, 2 * bots.STOP_GRACE_S), "cut short"
+            assert maker.lost is None, maker.lost
+            assert maker.client.websocket is not None
+            assert not maker.client.auto_resume or not await maker.client.wait_resumed()
+            venue.server._server.closing = False
 
     run_venue(scenario)

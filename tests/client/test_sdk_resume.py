@@ -1,25 +1,29 @@
 """The SDK's connection lifecycle: its close, and auto_resume's tries, budget and logon.
 
-Real parts only: the venue in-process on 127.0.0.1, and for a venue that hangs a plain
-asyncio server that takes the TCP connection and never answers a byte.
+Real parts only: the venue in-process on 127.0.0.1; for a venue that hangs, a plain asyncio
+server that completes the handshake and then reads nothing; for a link that drops, a plain
+asyncio relay in front of the venue that cuts it.
 """
 
 import asyncio
+import base64
+import hashlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Container
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.protocol import State
 
-from client import sdk
 from client.sdk import ConnectionLost, VenueClient, VenueError
 from gateway import limits
 from gateway.auth import KeyStore
-from tests.conftest import KEYS, Venue
+from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, start_venue
 
 SYMBOL = "AAPLx-USD"
+WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455's, for the accept
 
 
 def test_close_on_a_frozen_venue_drops_the_link_instead_of_waiting_10_s(run_venue: Any) -> None:
@@ -40,12 +44,23 @@ def test_close_on_a_frozen_venue_drops_the_link_instead_of_waiting_10_s(run_venu
 
 @asynccontextmanager
 async def frozen_server() -> AsyncIterator[str]:
-    """A server that accepts TCP connections and never answers (a hung gateway's machine);
-    its URL, on a port of its own."""
+    """A server that completes one websocket handshake per connection, then freezes: it
+    reads nothing more and answers nothing (a hung gateway's machine); its URL."""
     held: list[asyncio.StreamWriter] = []
 
-    async def accepted(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)  # never read, never written, never closed until the end
+    async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # never read again, never closed until the end
+        request = await reader.readuntil(b"\r\n\r\n")
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in request.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")
+        )
+        accept = base64.b64encode(hashlib.sha1(key + WEBSOCKET_GUID).digest())
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
 
     server = await asyncio.start_server(accepted, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -58,8 +73,90 @@ async def frozen_server() -> AsyncIterator[str]:
         await server.wait_closed()
 
 
-async def logged_on(venue: Venue, **options: Any) -> VenueClient:
-    client = VenueClient(venue.url(), auto_resume=True, **options)
+def test_close_drops_a_link_whose_close_frame_cannot_even_be_written() -> None:
+    """A venue that reads nothing: once the socket's buffers are full (a big message on its
+    way), the close frame is never written, so websockets' own close timeout never starts.
+    `close()` still ends within `CLOSE_TIMEOUT_S` (`_close_within`)."""
+
+    async def scenario() -> None:
+        async with frozen_server() as url:
+            client = await VenueClient(url).connect()
+            assert client.websocket is not None
+            sending = asyncio.create_task(client.websocket.send(b"x" * 32_000_000))
+            transport = client.websocket.transport
+            assert await until(lambda: transport.get_write_buffer_size() > 0), "never blocked"
+            await asyncio.wait_for(client.close(), 5)  # without the drop: forever
+            assert client.websocket.state is State.CLOSED
+            await asyncio.gather(sending, return_exceptions=True)
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))
+
+
+class Relay:
+    """A path to the venue at `port` (plain asyncio, bytes both ways, like a proxy in
+    front of a gateway) that cuts links: `cut()` every link open, and each connection whose
+    number is in `cut_at_logon` (0: the first) as its first frame after the handshake (the
+    logon) arrives, before it is passed on; `kill()`: a gateway that dies (its listener
+    closed too: it refuses new ones)."""
+
+    def __init__(self, port: int, cut_at_logon: Container[int] = ()) -> None:
+        self.port = port
+        self.cut_at_logon = cut_at_logon
+        self.connections = 0  # how many were made through it
+        self.logons_cut = 0
+        self.links: list[asyncio.StreamWriter] = []
+        self.url = ""
+        self.server: asyncio.Server | None = None
+
+    async def accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        number, self.connections = self.connections, self.connections + 1
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.links += [writer, upstream_writer]
+        pipes = [
+            asyncio.create_task(self.pipe(reader, upstream_writer, number in self.cut_at_logon)),
+            asyncio.create_task(self.pipe(upstream_reader, writer, False)),
+        ]
+        await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+        for end in (writer, upstream_writer):
+            end.transport.abort()
+        await asyncio.gather(*pipes, return_exceptions=True)
+
+    async def pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, cut_at_logon: bool
+    ) -> None:
+        handshake = b""  # the client sends its first frame only once the handshake is done
+        while data := await reader.read(65_536):
+            if cut_at_logon and b"\r\n\r\n" in handshake:
+                self.logons_cut += 1
+                return
+            handshake += data
+            writer.write(data)
+            await writer.drain()
+
+    def cut(self) -> None:
+        for writer in self.links:
+            writer.transport.abort()
+
+    def kill(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        self.cut()
+
+
+@asynccontextmanager
+async def relay(port: int, cut_at_logon: Container[int] = ()) -> AsyncIterator[Relay]:
+    path = Relay(port, cut_at_logon)
+    path.server = server = await asyncio.start_server(path.accepted, "127.0.0.1", 0)
+    path.url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ws/trade"
+    try:
+        yield path
+    finally:
+        path.kill()
+        await server.wait_closed()
+
+
+async def logged_on(venue: Venue, url: str | None = None, **options: Any) -> VenueClient:
+    client = VenueClient(url or venue.url(), auto_resume=True, **options)
     venue.clients.append(await client.connect())
     await client.logon(*KEYS["alpha"])
     return client
@@ -121,29 +218,86 @@ def test_auto_resume_tries_every_gateway_in_turn_not_only_the_first_four(
     run_venue(scenario)
 
 
-def test_auto_resume_waits_the_reconnect_in_ms_of_a_shutdown_push(run_venue: Any) -> None:
+Scenario = Callable[[Venue, Callable[[], Awaitable[None]]], Awaitable[None]]
+
+
+def run_venue_it_stops(tmp_path: Path, scenario: Scenario) -> None:
+    """Run `scenario(venue, stop)` against a fresh venue, which `stop()` stops for real (the
+    `shutdown` push, the closes with 1001; a venue stops once: run here if it did not)."""
+
+    async def main() -> None:
+        venue = await start_venue(tmp_path / "data")
+        stopped = False
+
+        async def stop() -> None:
+            nonlocal stopped
+            if not stopped:
+                stopped = True
+                await venue.server.stop()
+
+        try:
+            await asyncio.wait_for(scenario(venue, stop), TEST_TIMEOUT_S)
+        finally:
+            for client in venue.clients:
+                await client.close()
+            await stop()
+
+    asyncio.run(main())
+
+
+def test_auto_resume_waits_the_reconnect_in_ms_of_a_shutdown_push(tmp_path: Path) -> None:
     """The finding (session 26): a stopping venue's `shutdown` push says when to come back
-    (`reconnect_in_ms`, protocol §4.5) and auto_resume tried after 0.1 s regardless. (A
-    resume before the time it said would fail this test; a slow machine cannot.)"""
+    (`reconnect_in_ms`, protocol §4.5: 1000 ms) and auto_resume tried after 0.1 s
+    regardless. (A try before the time it said would fail this test; a slow machine
+    cannot.) Its first try goes to the next gateway, the one that pushed it being down."""
+
+    async def scenario(venue: Venue, stop: Callable[[], Awaitable[None]]) -> None:
+        async with refusing_servers(1) as (others, hits):
+            alpha = await logged_on(venue, other_urls=others)
+            await stop()  # the real push, then the close
+            await asyncio.sleep(0.7)  # the default first delay (0.1 s) is long past
+            assert hits == [0], "tried before the venue's reconnect_in_ms"
+            assert await until(lambda: hits[0] >= 1)
+            pushes = [alpha.pushes.get_nowait() for _ in range(alpha.pushes.qsize())]
+            assert {"ch": "session", "type": "shutdown", "reconnect_in_ms": 1000} in pushes
+
+    run_venue_it_stops(tmp_path, scenario)
+
+
+def test_the_budget_counts_from_the_end_of_the_reconnect_in_ms_wait(tmp_path: Path) -> None:
+    """The finding (session 26's review): the budget counted from the drop, so a
+    `reconnect_in_ms` as long as the budget (held to it) left one round of tries. It counts
+    from the end of that wait: a budget's worth of rounds follow."""
+
+    async def scenario(venue: Venue, stop: Callable[[], Awaitable[None]]) -> None:
+        async with refusing_servers(1) as (others, hits):
+            options = {"reconnect_delays_s": (0.05,) * 1_000, "resume_budget_s": 0.5}
+            alpha = await logged_on(venue, other_urls=others, **options)
+            await stop()  # reconnect_in_ms 1000: held to the budget, 0.5 s
+            assert await until(lambda: alpha.gave_up), "never gave up"
+            assert hits[0] >= 2, f"{hits[0]} round(s) of tries only"
+
+    run_venue_it_stops(tmp_path, scenario)
+
+
+def test_no_round_begins_past_the_budget_however_long_the_delay_before_it(
+    run_venue: Any,
+) -> None:
+    """The finding (session 26's review): the budget was looked at before a round's delay,
+    so a round began up to a delay past it (here 60 s). The delay is cut to what is left:
+    the last round begins as the budget ends, then the `gave_up` notice."""
 
     async def scenario(venue: Venue) -> None:
-        alpha = await logged_on(venue)
-        alpha._on_message({"ch": "session", "type": "shutdown", "reconnect_in_ms": 1500})
+        alpha = await logged_on(venue, reconnect_delays_s=(0.05, 60.0), resume_budget_s=0.5)
+        assert venue.server._server is not None
+        venue.server._server.closing = True  # every try refused 503
         session = next(s for s in venue.server.sessions.values() if s.account == 1)
         session.websocket.transport.abort()
-        await asyncio.sleep(0.7)  # the default first delay (0.1 s) is long past
-        assert alpha.resumed == 0, "resumed before the venue's reconnect_in_ms"
-        assert await until(lambda: alpha.resumed == 1)
+        notice = await alpha.next_push(10)  # before: 60 s
+        assert (notice["type"], alpha.gave_up) == ("gave_up", True)
+        venue.server._server.closing = False
 
     run_venue(scenario)
-
-
-def test_auto_resume_rides_out_a_restart_or_a_takeover_by_default() -> None:
-    """A gateway's restart or a core's takeover takes 10-15 s: the default tries span
-    twice that (before, 8.4 s of delays in all), and the budget bounds them."""
-    client = VenueClient("ws://127.0.0.1:9/ws/trade", auto_resume=True)
-    assert sum(client.reconnect_delays_s) >= 25
-    assert client.resume_budget_s == sdk.RESUME_BUDGET_S == 30
 
 
 def test_auto_resume_gives_up_once_its_budget_is_spent(run_venue: Any) -> None:
@@ -240,8 +394,47 @@ def test_wait_resumed_says_whether_the_connection_came_back(run_venue: Any) -> N
         assert not await alpha.wait_resumed() and alpha.gave_up
         venue.server._server.closing = False
         plain = await venue.client("beta")  # auto_resume off: nothing to wait for
+        assert not await plain.wait_resumed()  # before: True, its connection being open
         await plain.close()
         assert not await plain.wait_resumed()
+
+    run_venue(scenario)
+
+
+def test_a_link_dropped_during_a_resumes_logon_starts_no_second_resume(run_venue: Any) -> None:
+    """The finding (session 26's review): the resumed link dropped during its logon, its
+    reader's end started a second resume, which the failing try's close() cancelled; the
+    first went on unreferenced, and `wait_resumed()` (a bot's) said False at once while it
+    ran. Now the first resume's next try is the only one, and it is waited for."""
+
+    async def scenario(venue: Venue) -> None:
+        async with relay(venue.port, cut_at_logon={1}) as path:
+            alpha = await logged_on(venue, path.url, reconnect_delays_s=(0.05, 1.0, 0.05))
+            path.cut()  # connection 0 dropped; the resume's connection 1 dropped at its logon
+            assert await until(lambda: path.logons_cut == 1 and alpha.websocket is not None
+                               and alpha.websocket.state is State.CLOSED)  # fmt: skip
+            await asyncio.sleep(0.1)  # the resume between its rounds (1 s), no link up
+            assert await alpha.wait_resumed(), "said False while the resume went on"
+            assert (alpha.resumed, path.connections) == (1, 3)
+            assert "USD" in str(await alpha.balances())
+
+    run_venue(scenario)
+
+
+def test_close_stops_a_resume_whose_link_dropped_during_its_logon(run_venue: Any) -> None:
+    """The same finding's other half: the resume that went on unreferenced could not be
+    stopped, so after the caller's close() the client kept connecting and logging on."""
+
+    async def scenario(venue: Venue) -> None:
+        async with relay(venue.port, cut_at_logon=range(1, 10_000)) as path:
+            alpha = await logged_on(venue, path.url, reconnect_delays_s=(0.05,) * 1_000)
+            path.cut()  # and every resumed connection is cut at its logon
+            assert await until(lambda: path.logons_cut >= 2), "the resume tried once only"
+            await alpha.close()
+            connections = path.connections
+            await asyncio.sleep(0.5)  # ten rounds' delays: a resume left would have tried
+            assert path.connections == connections, "reconnected after close()"
+            assert alpha.websocket is not None and alpha.websocket.state is State.CLOSED
 
     run_venue(scenario)
 
