@@ -53,7 +53,7 @@ from core import config as venue_config
 from engine.enums import InstrumentKind, InstrumentStatus
 from engine.operations import CL_OP_ID_LENGTH_MAX
 from gateway.wire import Scope
-from settlement.transfers import FEE_INCOME, ROUNDING
+from settlement.transfers import SWEPT_ACCOUNTS
 
 URL_DEFAULT = "ws://127.0.0.1:8765/ws/trade"
 KEY_ENV, SECRET_ENV = "VENUE_ADMIN_KEY", "VENUE_ADMIN_SECRET"
@@ -578,7 +578,8 @@ exit 1), its message saying whose and how much it is, and nothing is done.
 printed beside the answer ("withdrawal")."""
 
 # The venue's accounts a sweep takes from, by the name the operator types.
-SWEPT_FROM = {"fee-income": FEE_INCOME, "rounding": ROUNDING}
+# The venue accounts a sweep may take from, as the CLI spells them ("fee-income").
+SWEPT_FROM = {name.replace(" ", "-"): account for account, name in SWEPT_ACCOUNTS.items()}
 
 _SWEEP_TEXT = """\
 take the venue's income out: move AMOUNT of ASSET from its fee income

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 PENDING_WITHDRAWALS_MAX = 100  # per account: a custodian pays out within a day
 # How many finished withdrawals are remembered (the newest): an operator's second confirm or
-# void of one comes within days, when a venue finishes far fewer; ~60 bytes each, 600 KB.
+# void of one comes within days, when a venue finishes far fewer; ~170 bytes each in memory
+# (1.7 MB) and ~55 in each snapshot and state-hash encoding (550 KB).
 FINISHED_WITHDRAWALS_MAX = 10_000
 
 

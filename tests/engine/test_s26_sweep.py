@@ -175,6 +175,14 @@ def test_sweep_refusals_come_in_their_precedence() -> None:
     (refused,) = Swept().do(sweep(10**12, asset="EUR", account=9))
     assert isinstance(refused, CommandRejected)
     assert refused.reason is ErrorCode.UNKNOWN_ACCOUNT
+    # a source that is no venue account (BAD_PARAM) comes before all of those
+    (refused,) = Swept().do(sweep(10**12, venue_account=ISSUANCE, asset="EUR", account=9))
+    assert isinstance(refused, CommandRejected)
+    assert refused.reason is ErrorCode.BAD_PARAM
+    # and so does an amount that is not positive
+    (refused,) = Swept().do(sweep(0, asset="EUR", account=9))
+    assert isinstance(refused, CommandRejected)
+    assert refused.reason is ErrorCode.BAD_PARAM
 
 
 def test_a_short_sweep_gives_what_was_needed_and_is_there(swept: Swept) -> None:
