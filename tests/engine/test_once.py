@@ -39,63 +39,79 @@ def accepted_id(events: list[Event]) -> int:
 
 
 def once(h: Harness, account: int, side: Side, price: int, qty: int, **more: object) -> list[Event]:
-    more.setdefault("cl_ord_id", "r-1")
-    return h.place(account, side, price, qty, once=True, **more)
+    """A place with `once` (unless `more` says otherwise) and cl_ord_id "r-1" (the same)."""
+    more = {"cl_ord_id": "r-1", "once": True} | more
+    if more["cl_ord_id"] is None:
+        del more["cl_ord_id"]
+    return h.place(account, side, price, qty, **more)
 
 
-def test_a_once_place_whose_first_rests_is_refused_naming_it(harness: Harness) -> None:
-    first = accepted_id(once(harness, 1, BUY, 9_900, 5))
-    refused = refusal(once(harness, 1, BUY, 9_900, 5))
-    assert refused is not None and refused.reason is E.DUPLICATE_CL_ORD_ID
-    assert refused.order_id == first and refused.cl_ord_id == "r-1"
-    assert len(harness.venue.orders) == 1
+# Rows: (name, what the account placed first, the place sent again, the outcome): the
+# first places are sent with `once` and cl_ord_id "r-1" unless they say otherwise; the book
+# holds an ask of account 2 at 10_000 for 100, so an ioc buy there fills. The outcome is
+# the refusal's reason (naming the first order) or None: accepted.
+GTC_BUY = dict(side=BUY, price=9_900, qty=5)
+IOC_BUY = dict(side=BUY, price=10_000, qty=4, tif=IOC)
+ONCE_ROWS: list[tuple[str, list[dict[str, object]], dict[str, object], ErrorCode | None]] = [
+    ("duplicate open", [GTC_BUY], GTC_BUY, E.DUPLICATE_CL_ORD_ID),
+    ("duplicate closed (an ioc that filled)", [IOC_BUY], IOC_BUY, E.DUPLICATE_CL_ORD_ID),
+    ("duplicate of another shape", [IOC_BUY], GTC_BUY, E.DUPLICATE_CL_ORD_ID),
+    (
+        "forgotten past the limit (2 here)",
+        [IOC_BUY, IOC_BUY | {"cl_ord_id": "r-2"}, IOC_BUY | {"cl_ord_id": "r-3"}],
+        IOC_BUY,
+        None,
+    ),
+    ("missing cl_ord_id", [], IOC_BUY | {"cl_ord_id": None}, E.BAD_PARAM),
+    ("a refused first is not remembered", [GTC_BUY | {"price": 50_000}], IOC_BUY, None),
+    ("a first without once is not remembered", [IOC_BUY | {"once": False}], IOC_BUY, None),
+    ("the retry without once is not refused", [IOC_BUY], IOC_BUY | {"once": False}, None),
+    ("another account's own", [IOC_BUY], IOC_BUY | {"account": 3}, None),
+    (
+        "an earlier reason comes first",
+        [GTC_BUY],
+        GTC_BUY | {"tif": TimeInForce.GTD, "expire_at_us": 1},
+        E.INVALID_EXPIRE_AT,
+    ),
+    ("later reasons come after", [GTC_BUY], GTC_BUY | {"price": 9_901}, E.DUPLICATE_CL_ORD_ID),
+]
 
 
-def test_a_once_place_whose_first_closed_is_refused_naming_it(harness: Harness) -> None:
-    """The case the flag is for: the first (an ioc that traded) is closed, and a retry with
-    the same cl_ord_id must not trade again."""
-    harness.place(2, SELL, 10_000, 10)
-    first_events = once(harness, 1, BUY, 10_000, 4, tif=IOC)
-    first = accepted_id(first_events)
-    assert sum(isinstance(e, TradeExecuted) for e in first_events) == 1
-    before = harness.venue.last_order_id
-    refused = refusal(once(harness, 1, BUY, 10_000, 4, tif=IOC))
-    assert refused is not None and refused.reason is E.DUPLICATE_CL_ORD_ID
-    assert refused.order_id == first and "placed once already" in refused.detail
-    assert harness.venue.last_order_id == before  # a refusal changes nothing
-    assert harness.venue.book(SYMBOL).asks.best.qty == 6  # type: ignore[union-attr]
-
-
-def test_a_once_place_forgotten_past_the_limit_runs_again(harness: Harness) -> None:
+@pytest.mark.parametrize(
+    ("name", "first", "again", "outcome"), ONCE_ROWS, ids=[row[0] for row in ONCE_ROWS]
+)
+def test_once_places(
+    name: str, first: list[dict[str, object]], again: dict[str, object], outcome: ErrorCode | None
+) -> None:
+    harness = Harness()
     harness.venue.once_placed = OncePlaced(per_account_max=2)
-    for name in ("a", "b", "c"):  # "a" is forgotten once "c" is remembered
-        accepted_id(once(harness, 1, BUY, 9_000, 1, cl_ord_id=name, tif=IOC))
-    assert accepted_id(once(harness, 1, BUY, 9_000, 1, cl_ord_id="a", tif=IOC))
-    refused = refusal(once(harness, 1, BUY, 9_000, 1, cl_ord_id="c", tif=IOC))
-    assert refused is not None and refused.reason is E.DUPLICATE_CL_ORD_ID
+    harness.place(2, SELL, 10_000, 100)
+    first_ids = [
+        (e.order_id if isinstance(e, OrderAccepted) else 0)
+        for fields in first
+        for e in once(harness, **(dict(account=1) | fields))[:1]  # type: ignore[arg-type]
+    ]
+    ask_before = harness.venue.book(SYMBOL).asks.best.qty  # type: ignore[union-attr]
+    last_id = harness.venue.last_order_id
+    events = once(harness, **(dict(account=1) | again))  # type: ignore[arg-type]
+    refused = refusal(events)
+    if outcome is None:
+        assert refused is None and accepted_id(events) == last_id + 1, name
+        return
+    assert refused is not None and refused.reason is outcome, (name, refused)
+    assert harness.venue.last_order_id == last_id  # a refusal changes nothing ...
+    assert harness.venue.book(SYMBOL).asks.best.qty == ask_before  # type: ignore[union-attr]
+    if outcome is E.DUPLICATE_CL_ORD_ID:  # ... and names the first order
+        assert refused.order_id == first_ids[0] != 0 and refused.cl_ord_id == "r-1"
 
 
-def test_a_once_place_needs_a_cl_ord_id(harness: Harness) -> None:
-    refused = refusal(harness.place(1, BUY, 9_900, 5, once=True))
-    assert refused is not None and refused.reason is E.BAD_PARAM
-    assert "once needs a cl_ord_id" in refused.detail
-    assert not harness.venue.once_placed
-
-
-def test_only_once_places_that_were_accepted_are_remembered(harness: Harness) -> None:
-    refused = refusal(once(harness, 1, BUY, 50_000, 5))  # outside the band: nothing placed
-    assert refused is not None and refused.reason is E.PRICE_BAND
-    assert accepted_id(once(harness, 1, BUY, 9_900, 5))  # so the retry runs
-
-
-def test_without_once_a_closed_cl_ord_id_is_reused_as_before(harness: Harness) -> None:
-    """The default stays: market makers reuse a closed order's cl_ord_id, and a place
-    without `once` is not refused by a remembered `once` place either."""
-    harness.place(1, BUY, 9_900, 5, cl_ord_id="r-1", tif=IOC)
-    assert accepted_id(harness.place(1, BUY, 9_900, 5, cl_ord_id="r-1", tif=IOC))
-    assert accepted_id(once(harness, 1, BUY, 9_900, 5, tif=IOC))  # the first `once`
-    assert accepted_id(harness.place(1, BUY, 9_900, 5, cl_ord_id="r-1", tif=IOC))
-    assert accepted_id(once(harness, 2, BUY, 9_900, 5, tif=IOC))  # another account's own
+def test_a_once_place_whose_first_closed_is_refused_with_a_detail_saying_so() -> None:
+    harness = Harness()
+    harness.place(2, SELL, 10_000, 10)
+    trades = [e for e in once(harness, 1, BUY, 10_000, 4, tif=IOC) if isinstance(e, TradeExecuted)]
+    refused = refusal(once(harness, 1, BUY, 10_000, 4, tif=IOC))
+    assert len(trades) == 1 and refused is not None
+    assert refused.detail == "cl_ord_id 'r-1' was placed once already"
 
 
 def test_replay_and_a_snapshot_keep_the_once_places(harness: Harness) -> None:
