@@ -37,6 +37,13 @@ UNKNOWN_OUTCOME = (  # of an order method: the order's state says whether it was
     "its outcome is unknown (the venue may have carried it out): check with order_status or"
     " open_orders before sending it again"
 )
+# Of a place sent with `once` (and its cl_ord_id): the venue places it at most once per
+# cl_ord_id (docs/protocol.md §2.4), so the answer is to send the same request again.
+ONCE_UNKNOWN_OUTCOME = (
+    "its outcome is unknown (the venue may have carried it out): send the same request again"
+    " (once, cl_ord_id {cl_ord_id!r}): it runs at most once, and a repeat is refused"
+    " DUPLICATE_CL_ORD_ID naming the first order and its status (docs/protocol.md §2.4)"
+)
 # Of an admin method, whose effect no order query shows: the venue does one at most once per
 # `cl_op_id` (docs/protocol.md §10), so the answer is to send it again under the same one.
 ADMIN_UNKNOWN_OUTCOME = (
@@ -65,6 +72,8 @@ def unknown_outcome(method: str, params: Mapping[str, Any] | None) -> str:
         if cl_op_id is None:
             return ADMIN_UNKNOWN_OUTCOME_WITHOUT_ID
         return ADMIN_UNKNOWN_OUTCOME.format(cl_op_id=cl_op_id)
+    if method == "order.place" and params and params.get("once") and params.get("cl_ord_id"):
+        return ONCE_UNKNOWN_OUTCOME.format(cl_ord_id=params["cl_ord_id"])
     return UNKNOWN_OUTCOME
 
 

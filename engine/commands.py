@@ -55,6 +55,10 @@ class PlaceOrder(Command, frozen=True, gc=False, kw_only=True, omit_defaults=Tru
     # (BELOW_MIN_NOTIONAL). Set where orders by quote_qty enter; absent (False) from records
     # written before the check, which must replay as they ran (accepted, then canceled).
     budget_checked: bool = False
+    # At most once per cl_ord_id (docs/protocol.md §2.4): refused `DUPLICATE_CL_ORD_ID` if the
+    # account placed an order with this cl_ord_id and `once` that the venue still remembers
+    # (`engine.once`), open or closed. Needs a cl_ord_id. Absent (False) from older records.
+    once: bool = False
 
 
 class CancelOrder(Command, frozen=True, gc=False, kw_only=True):

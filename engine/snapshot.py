@@ -3,9 +3,10 @@
 Owns the shape of a venue image: the config, every market (spec, status, reference price,
 trade ids, maturity) with its resting orders in priority order, the closed-order memory, the
 id counters and the clock, the armed dead-man's switches, the operators' remembered
-`cl_op_id`s (the newest whole, the older compacted), and the ledger's image when the venue
-clears. A restored venue has the same `state_hash()` and, given the same commands, produces
-the same events. Pure: the bytes are the core's to write (`core/snapshots.py`).
+`cl_op_id`s (the newest whole, the older compacted), the `once` places (`engine.once`), and
+the ledger's image when the venue clears. A restored venue has the same `state_hash()` and,
+given the same commands, produces the same events. Pure: the bytes are the core's to write
+(`core/snapshots.py`).
 """
 
 import msgspec
@@ -46,6 +47,9 @@ class VenueImage(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     operations: list[Operation] = []  # operator commands done under a cl_op_id, oldest first
     # the older ones, compacted (absent from images before it: they held every one whole)
     operations_archive: OperationArchive | None = None
+    # the `once` places remembered (`engine.once`): (account, cl_ord_id, order id); absent
+    # while there are none, as from images before it
+    once_placed: list[tuple[int, str, int]] = []
 
 
 def capture(venue: Venue) -> VenueImage:
@@ -74,6 +78,7 @@ def capture(venue: Venue) -> VenueImage:
         sorted(venue.dead_man_deadlines.items()),
         venue.operations.image(),
         venue.operations.archive.copy() if venue.operations.archive.count else None,
+        venue.once_placed.image(),
     )
 
 
@@ -92,6 +97,7 @@ def restore(image: VenueImage) -> Venue:
         venue.closed_orders.add(order_id, account)
     venue.adopt_dead_man_deadlines(image.dead_man_deadlines)
     venue.operations.adopt(image.operations, image.operations_archive)
+    venue.once_placed.adopt(image.once_placed)
     venue.check_invariants()
     return venue
 

@@ -85,6 +85,7 @@ from engine.instrument import (
     unknown_symbol,
 )
 from engine.market import Market
+from engine.once import OncePlaced
 from engine.operations import OPERATIONS_RECENT_MAX, Operations
 from engine.reasons import ErrorCode
 from engine.units import SMALL_INT_MAX, UNITS_MAX, format_units, looks_like_milliseconds
@@ -166,6 +167,7 @@ class Venue:
         self.account_orders: dict[int, dict[int, Order]] = {}
         self.cl_ord_index: dict[tuple[int, str], Order] = {}
         self.closed_orders = ClosedOrders(self.config.closed_orders_retained_max)
+        self.once_placed = OncePlaced()  # the `once` places, for at-most-once retries
         self.gtd_queue: list[tuple[int, int]] = []  # heap of (expire_at_us, order_id)
         self.last_order_id = 0
         self.ts_us = 0
@@ -338,6 +340,8 @@ class Venue:
             state.append(["reserve_staleness", staleness_us])
         if self.config.operations_retained_max:  # it decides repeats; the same
             state.append(["operations_retained", self.config.operations_retained_max])
+        if self.once_placed:  # it decides once places; the same: only after the first
+            state.append(["once_placed", self.once_placed.image()])
         return state
 
     # ----------------------------------------------------------------- place
@@ -374,7 +378,7 @@ class Venue:
         if not (
             cmd.order_type is LIMIT
             and (tif is GTC or tif is IOC)
-            and not (cmd.quote_qty or cmd.post_only or cmd.expire_at_us)
+            and not (cmd.quote_qty or cmd.post_only or cmd.expire_at_us or cmd.once)
             and cmd.quote_set is None  # a quote is post-only: checked one by one anyway
             # The default mode first: `is` costs ~100 instructions less than a set lookup.
             and (cmd.stp is EXPIRE_TAKER or cmd.stp in STP_MODES)
@@ -524,6 +528,9 @@ class Venue:
                     E.MARKET_NO_LIQUIDITY,
                     "nothing to trade within the band",
                 )
+            if cmd.once:  # accepted below: remembered under the id it gets there
+                assert cl_ord_id is not None, "a once place without a cl_ord_id passed"
+                self.once_placed.add(account, cl_ord_id, self.last_order_id + 1)
 
         self.last_order_id = order_id = self.last_order_id + 1
         # The command's other fields are read where used: a local read only twice costs
@@ -645,8 +652,11 @@ class Venue:
             return False
         code, detail = reason
         account, cl_ord_id = cmd.account, cmd.cl_ord_id
-        live = self.cl_ord_index.get((account, cl_ord_id)) if cl_ord_id else None
-        order_id = live.order_id if code is E.DUPLICATE_CL_ORD_ID and live else 0
+        order_id = 0
+        if code is E.DUPLICATE_CL_ORD_ID:  # the live order, else the first `once` place
+            assert cl_ord_id is not None, "a duplicate without a cl_ord_id"
+            live = self.cl_ord_index.get((account, cl_ord_id))
+            order_id = live.order_id if live else self.once_placed.first(account, cl_ord_id)
         facts = _refusal_facts(
             code, market, cmd.side, cmd.order_type, cmd.price, cmd.qty, cmd.quote_qty
         )
@@ -686,6 +696,8 @@ class Venue:
             return E.INVALID_EXPIRE_AT, _expire_at_problem(cmd.expire_at_us, cmd.ts_us)
         if cmd.cl_ord_id is not None and (cmd.account, cmd.cl_ord_id) in self.cl_ord_index:
             return E.DUPLICATE_CL_ORD_ID, f"cl_ord_id {cmd.cl_ord_id!r} is in use"
+        if cmd.once and self.once_placed.first(cmd.account, cmd.cl_ord_id or ""):
+            return E.DUPLICATE_CL_ORD_ID, f"cl_ord_id {cmd.cl_ord_id!r} was placed once already"
         price = cmd.price
         qty = cmd.qty
         if price % market.price_tick:
@@ -1906,6 +1918,8 @@ def _place_shape_problem(cmd: PlaceOrder) -> str | None:
         return "cl_ord_id and tag may have 1..36 characters"
     if _too_long(cmd.quote_set, QUOTE_SET_LENGTH_MAX):
         return "quote_set may have 1..64 characters"
+    if cmd.once and cmd.cl_ord_id is None:
+        return "once needs a cl_ord_id: it is what a retry is known by"
     tif = cmd.tif
     if cmd.expire_at_us <= 0 if tif is GTD else cmd.expire_at_us != 0:
         return "expire_at is required for gtd and only for gtd"

@@ -193,6 +193,19 @@ class Dispatcher:
         self.submit_all: Callable[[Iterable[Command], Pending], None] = getattr(
             bus, "submit_all", None
         ) or partial(_submit_each, bus)
+        # A place's and an order.batch's answers: a DUPLICATE_CL_ORD_ID names the first
+        # order's status too (`first_status`), so a retry learns what became of the first.
+        self._finish_trade = partial(_trade_result, status_of=self.first_status)
+        self._finish_batch = partial(_batch_result, status_of=self.first_status)
+
+    def first_status(self, account: int, order_id: int) -> str | None:
+        """The status of the account's order `order_id` now (open, or closed and still in
+        the account's retained history), or None: what a duplicate cl_ord_id's data names."""
+        order = self.reads.orders.get(order_id)
+        if order is not None and order.account == account:
+            return str(order.status)
+        record = self.private_streams.order_history.find(account, order_id, None)
+        return record.status if record is not None else None
 
     def on_frame(self, session: Session, frame: str | bytes, charged: bool = False) -> None:
         """Answer one frame through `session`'s connection (the one entry for every front
@@ -425,7 +438,7 @@ class Dispatcher:
                 return
         if session.cod:
             command = _with_cod_mark(command)
-        pending = Pending(session, request.id, request.method, t_in, finish=_trade_result)
+        pending = Pending(session, request.id, request.method, t_in, finish=self._finish_trade)
         self.bus.submit(command, pending)
 
     def _quote_mass(
@@ -633,7 +646,12 @@ class Dispatcher:
                 if session.cod:
                     places = [*map(_with_cod_mark, places)]
                 pending = Pending(
-                    session, request.id, request.method, t_in, len(places), finish=_batch_result
+                    session,
+                    request.id,
+                    request.method,
+                    t_in,
+                    len(places),
+                    finish=self._finish_batch,
                 )
                 self.submit_all(places, pending)
                 return
@@ -681,7 +699,7 @@ class Dispatcher:
         if session.cod:
             planned = [*map(_with_cod_mark, planned)]
         pending = Pending(
-            session, request.id, request.method, t_in, len(planned), finish=_batch_result
+            session, request.id, request.method, t_in, len(planned), finish=self._finish_batch
         )
         if not refused:  # the usual batch: every op a command
             self.submit_all(cast(list[Command], planned), pending)
@@ -984,12 +1002,15 @@ def _own_cancels(executed: Executed) -> int:
     return sum(type(e) is OrderCanceled and _closes_own(command, e) for e in executed.events)
 
 
-def _trade_result(pending: Pending) -> bytes:
+StatusOf = Callable[[int, int], str | None]  # (account, order id) -> its status, if known
+
+
+def _trade_result(pending: Pending, status_of: StatusOf | None = None) -> bytes:
     executed = pending.results[0]
     events = executed.events  # `rejection`, inline: this runs for every order
     if events and type(events[-1]) is CommandRejected:
         rejected: CommandRejected = events[-1]
-        data = wire.rejection_data(rejected)
+        data = _refusal_data(rejected, status_of)
         return wire.error(pending.request_id, rejected.reason, rejected.detail, data)
     t_out = _time_ns() // 1_000  # `now_us`, inline: a call less per answer
     return wire.ok(pending.request_id, _plain_outcome(executed), pending.t_in, t_out)
@@ -1139,7 +1160,17 @@ def _requote_result(pending: Pending) -> bytes:
     return _batch_result(pending)
 
 
-def _batch_result(pending: Pending) -> bytes:
+def _refusal_data(rejected: CommandRejected, status_of: StatusOf | None) -> dict[str, Any] | None:
+    """`wire.rejection_data`, and for a duplicate cl_ord_id the first order's status."""
+    data = wire.rejection_data(rejected)
+    if status_of is not None and rejected.reason is ErrorCode.DUPLICATE_CL_ORD_ID and data:
+        status = status_of(rejected.account, rejected.order_id)
+        if status is not None:
+            data["status"] = status
+    return data
+
+
+def _batch_result(pending: Pending, status_of: StatusOf | None = None) -> bytes:
     results = []
     failed = 0
     for executed in pending.results:
@@ -1154,7 +1185,7 @@ def _batch_result(pending: Pending) -> bytes:
                 "name": rejected.reason.name,
                 "msg": rejected.detail,
             }
-            data = wire.rejection_data(rejected)
+            data = _refusal_data(rejected, status_of)
             if data is not None:
                 error["data"] = data
             results.append({"status": wire.rejection_status(rejected.reason), "error": error})

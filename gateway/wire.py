@@ -248,8 +248,13 @@ class PlaceParams(Params, frozen=True):
     stp: SelfTradePrevention = SelfTradePrevention.EXPIRE_TAKER
     cl_ord_id: ClientOrderId | None = None
     tag: Tag | None = None
+    # At most once per cl_ord_id, open or closed: a retry after a lost answer is safe
+    # (docs/protocol.md §2.4). The engine refuses it without a cl_ord_id too.
+    once: bool = False
 
     def problem(self) -> Problem | None:
+        if self.once and self.cl_ord_id is None:
+            return E.BAD_PARAM, "once needs a cl_ord_id: it is what a retry is known by"
         if self.type is OrderType.LIMIT:
             if self.price is None or self.qty is None:
                 return E.MISSING_PARAM, "a limit order needs price and qty"
@@ -1613,6 +1618,7 @@ def _place(
         tag=p.tag,
         expire_at_us=p.expire_at or 0,
         budget_checked=p.quote_qty is not None,
+        once=p.once,
     )
 
 
@@ -1623,7 +1629,7 @@ def plain_place(p: PlaceParams, specs: Specs, account: int, ts_us: int) -> Place
     words the error of."""
     spec = specs.get(p.symbol)
     price, qty = p.price, p.qty
-    if spec is None or price is None or qty is None or p.quote_qty is not None:
+    if spec is None or price is None or qty is None or p.quote_qty is not None or p.once:
         return None
     try:
         price_units = _parse_units(price, spec.price_decimals)

@@ -835,3 +835,65 @@ def test_streams_are_followed_again_in_requests_of_at_most_100_symbols() -> None
         ("candles", 2, "1h"),
     ]
     assert requests[2]["symbols"] == ["A:B", "C"]  # a symbol may hold a colon
+
+
+def test_a_place_with_once_sent_again_after_a_dropped_link_trades_once(run_venue: Any) -> None:
+    """The case `once` is for: the taker's ioc buy runs, its link drops before the answer
+    is read (ConnectionLost, outcome unknown), and the same call sent again on a new
+    connection is refused DUPLICATE_CL_ORD_ID naming the first order, filled: one order,
+    one trade. Without `once` the same retry would trade again (the first is closed)."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.place(SYMBOL, "sell", "2", "187.30", cl_ord_id="ask")
+        taker = await venue.client("taker")
+        buy = {"tif": "ioc", "cl_ord_id": "buy-1", "once": True}
+        assert taker.websocket is not None
+        taker.websocket.transport.pause_reading()  # the answer is never read
+        placing = asyncio.create_task(taker.place(SYMBOL, "buy", "1", "187.30", **buy))
+        for _ in range(500):  # until the place has run (its fill is in the venue's book)
+            ask = venue.server.dispatcher.reads.find_order(1, 0, "ask")
+            if ask is not None and ask.leaves_qty < ask.qty:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            pytest.fail("the place did not run")
+        taker.websocket.transport.abort()  # the link drops, the answer unread
+        with pytest.raises(ConnectionLost, match="send the same request again") as lost:
+            await placing
+        assert lost.value.outcome_unknown
+        again = await venue.client("taker")
+        with pytest.raises(VenueError) as refused:
+            await again.place(SYMBOL, "buy", "1", "187.30", **buy)
+        assert refused.value.name == "DUPLICATE_CL_ORD_ID"
+        first = await again.order_status(cl_ord_id="buy-1")
+        assert refused.value.data == {"order_id": first["order_id"], "status": "filled"}
+        ask = await alpha.order_status(cl_ord_id="ask")
+        assert (ask["cum_qty"], ask["leaves_qty"]) == ("1.000000", "1.000000")  # one trade
+        orders = await again.request("orders.history", {"symbol": SYMBOL})
+        assert [o["cl_ord_id"] for o in orders["orders"]] == ["buy-1"]  # one order
+
+    run_venue(scenario)
+
+
+def test_a_batch_takes_once_per_op_and_refuses_the_second_naming_the_first(
+    run_venue: Any,
+) -> None:
+    """`order.batch` ops take `once`: the same once place twice in one batch runs once (the
+    second refused, naming the first, resting, with its status); an op's other cl_ord_id runs."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        place = {"symbol": SYMBOL, "side": "sell", "type": "limit", "tif": "gtc", "qty": "1"}
+        ops = [
+            {"method": "order.place", "params": place | {"price": p, "cl_ord_id": c, "once": True}}
+            for p, c in (("187.30", "b-1"), ("187.40", "b-1"), ("187.50", "b-2"))
+        ]
+        answer = await alpha.batch(ops)
+        first, second, third = answer["result"]["results"]
+        assert (answer["status"], first["status"], third["status"]) == (409, 200, 200)
+        assert second["error"]["name"] == "DUPLICATE_CL_ORD_ID"
+        assert second["error"]["data"] == {"order_id": first["result"]["order_id"], "status": "new"}
+        assert len((await alpha.open_orders(SYMBOL))["orders"]) == 2
+
+    run_venue(scenario)

@@ -1384,3 +1384,33 @@ def test_behind_a_proxy_the_line_at_close_names_the_client(
         if r.getMessage() == "rest requests refused before close"
     ]
     assert sorted(at_close) == [("203.0.113.7 via 127.0.0.1", 4), ("clients via 127.0.0.1", 7)]
+
+
+def test_a_place_with_once_sent_again_through_rest_is_refused_naming_the_first(
+    run_venue: Run,
+) -> None:
+    """POST /orders takes `once`: the same body sent again after a lost answer does not
+    trade twice; the refusal names the first order and its status."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.place(SYMBOL, "sell", "0.5", "187.40")
+        trader = RestClient(base(venue), *KEYS["taker"])
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "ioc"}
+        body = json.dumps(order | {"price": "187.40", "qty": "0.25", "cl_ord_id": "r-1"})
+        once = json.dumps(json.loads(body) | {"once": True}).encode()
+        placed = await call(trader, "POST", "/api/v1/orders", body=once)
+        assert placed.json()["status"] == "filled", placed.json()
+        again = await call(trader, "POST", "/api/v1/orders", body=once)
+        assert error_of(again) == (400, "DUPLICATE_CL_ORD_ID"), again.json()
+        data = again.json()["error"]["data"]
+        assert data == {"order_id": placed.json()["order_id"], "status": "filled"}
+        fills = (await get(trader, "/api/v1/fills")).json()["fills"]
+        assert len(fills) == 1  # one trade
+        without = json.dumps(order | {"price": "187.40", "qty": "0.25", "once": True}).encode()
+        refused = await call(trader, "POST", "/api/v1/orders", body=without)
+        assert error_of(refused) == (400, "BAD_PARAM"), refused.json()
+        assert "once needs a cl_ord_id" in refused.json()["error"]["msg"]
+        trader.close()
+
+    run_venue(scenario)

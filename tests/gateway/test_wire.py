@@ -502,6 +502,7 @@ def test_an_error_quotes_only_the_start_of_long_input() -> None:
         (place(type="market", tif="ioc", price=None, quote_qty="5"), E.BAD_PARAM),  # both
         (place(tif="gtd"), E.MISSING_PARAM),
         (place(expire_at=5), E.BAD_PARAM),
+        (place(once=True), E.BAD_PARAM),  # once needs a cl_ord_id
     ],
 )
 def test_a_place_must_hang_together(params: dict[str, Any], code: ErrorCode) -> None:
@@ -876,6 +877,25 @@ def test_a_place_that_is_not_plain_is_left_to_to_command(params: dict[str, Any])
     params = {name: value for name, value in params.items() if value is not None}
     params_struct: Any = decoded("order.place", params).params
     assert wire.plain_place(params_struct, SPECS, 7, 0) is None
+
+
+def test_a_place_with_once_carries_it_to_the_engine_in_a_batch_too() -> None:
+    """`once` reaches the `PlaceOrder` from a place and from a batch's place op (never by
+    `plain_place`, which leaves it to `to_command`); left out, a place is as before."""
+    params: Any = decoded("order.place", place(cl_ord_id="r-1", once=True)).params
+    assert wire.plain_place(params, SPECS, 7, 0) is None
+    command = convert("order.place", place(cl_ord_id="r-1", once=True))
+    assert isinstance(command, PlaceOrder) and command.once and command.cl_ord_id == "r-1"
+    assert not convert("order.place", place(cl_ord_id="r-1")).once
+    ops = [op("order.place", place(cl_ord_id=name, once=True)) for name in ("a", "b")]
+    batch: Any = decoded("order.batch", {"ops": ops}).params
+    placed = [wire.params_to_command(o.params, SPECS, SCALES, 7) for o in batch.ops]
+    assert [(p.cl_ord_id, p.once) for p in placed] == [("a", True), ("b", True)]
+    error = refused(frame("order.batch", {"ops": [ops[0], op("order.place", place(once=True))]}))
+    assert (error.code, error.message) == (
+        E.BAD_PARAM,
+        "ops[1]: once needs a cl_ord_id: it is what a retry is known by",
+    )
 
 
 def test_a_plain_quote_converts_as_quote_units() -> None:
