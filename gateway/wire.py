@@ -127,6 +127,7 @@ POSITIVE_DECIMALS: Final[Mapping[str, frozenset[str]]] = {
     "admin.confirm_withdrawal": frozenset({"amount"}),
     "admin.void_withdrawal": frozenset({"amount"}),
     "admin.pay_dividend": frozenset({"amount_per_share"}),
+    "admin.sweep": frozenset({"amount"}),
 }
 # A quote's prices: above zero beside a size to quote, any price not negative in a pull
 # (`_quote_price`: a pull must never fail on the price beside it)
