@@ -955,12 +955,27 @@ function showOrderResult(placed, status, report) {
   // nothing had traded. Later reports of the order update the line while it shows it.
   let text = `order ${placed.orderId} ${status} (${placed.clOrdId})`;
   if (report !== null && Number(report.cum_qty) > 0) {
-    text += `: filled ${report.cum_qty} of ${report.qty}, average price ${report.avg_px}`;
+    text += `: filled ${report.cum_qty} of ${report.qty}, average price ${averagePrice(report)}`;
   } else if (report !== null && (status === "canceled" || status === "expired")) {
     text += ": nothing filled";
   }
   showResult(text, "ok");
   state.resultOrder = placed;
+}
+
+function averagePrice(report) {
+  // `avg_px` carries 4 decimals more than the tick (protocol §2.3) so that an average between
+  // two ticks is exact; zeros past the tick's decimals only make a price read wrong (a bill's
+  // 98.7000000000). A bill's price is per 100 of face, and said so.
+  const instrument = state.instruments.get(report.symbol);
+  const decimals = instrument?.price_decimals ?? 0;
+  let price = report.avg_px;
+  const point = price.indexOf(".");
+  while (point >= 0 && price.endsWith("0") && price.length - point - 1 > decimals) {
+    price = price.slice(0, -1);
+  }
+  if (price.endsWith(".")) price = price.slice(0, -1);
+  return instrument?.kind === "tbill" ? `${price} per 100 of face` : price;
 }
 
 // A decimal as the venue reads one (docs/protocol.md; `wire.DECIMAL_PATTERN`): digits with

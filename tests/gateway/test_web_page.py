@@ -359,8 +359,9 @@ def test_a_rejected_order_shows_its_error_and_a_partial_ioc_what_filled(tmp_path
         # An IOC that fills 1 of 3 ends `canceled` (its rest): the line says what filled.
         await browser.place("buy", "ioc", qty="3", price="187.30")
         await expect(result).to_contain_text("canceled")
-        filled = "filled 1.000000 of 3.000000, average price 187.300000"
-        await expect(result).to_contain_text(filled)
+        # the average price to the tick's decimals (avg_px carries 4 more): main 187.300000
+        filled = "filled 1.000000 of 3.000000, average price 187.30"
+        await expect(result).to_have_text(re.compile(f"{re.escape(filled)}$"))
         await expect(page.locator("#fills tbody tr")).to_have_count(1)
 
     assert run_page(tmp_path, scenario) == []
@@ -435,7 +436,9 @@ def test_a_market_buy_of_a_bill_trades_face_value_at_a_price_per_100(tmp_path: P
 
         await browser.place("buy", "market", qty="300")
 
-        await expect(page.locator("#order-result")).to_contain_text("filled")
+        # per 100 of face, to the tick's decimals: main said "average price 98.7000000000"
+        average = "filled 300 of 300, average price 98.700000 per 100 of face"
+        await expect(page.locator("#order-result")).to_have_text(re.compile(f"{average}$"))
         bills = page.locator(f"#balances tr[data-asset='{BILL.removesuffix('-USD')}'] td.total")
         await expect(bills).to_have_text("2000300")
         cost = Decimal("98.700000") * 300 / 100  # per 100 of face
