@@ -30,7 +30,9 @@ const state = {
   tape: { epoch: null, seq: null }, // the `trades` stream's position; seq null: awaiting one
   trades: [], // newest first
   trade: null, // the logged-on /ws/trade socket
-  placing: false, // an order.place awaits its answer: the button waits with it
+  placing: false, // an order.place (or order.amend) awaits its answer: the button waits too
+  amending: null, // the open order the form amends (its report when Amend was clicked)
+  mayTrade: false, // the logged-on key has the trade scope
   canceling: new Set(), // order ids whose order.cancel awaits its answer
   lastReport: null, // the newest exec report (an answer may come after its order's first)
   resultOrder: null, // {orderId, clOrdId} of the placed order the result line shows
@@ -84,12 +86,14 @@ function fillTable(tbody, items, build) {
   const inside = tbody.contains(active);
   const focused = inside ? active.dataset.focusKey : undefined;
   const index = inside ? active.closest("tr").sectionRowIndex : -1;
+  // the same kind of control (a Cancel, not the Amend beside it) in the row in its place
+  const kind = inside && active.className ? `.${CSS.escape(active.className)}` : "";
   tbody.replaceChildren();
   for (const item of items) build(tbody.insertRow(), item);
   if (focused === undefined) return;
   const same = tbody.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`);
   const near = tbody.rows[Math.min(index, tbody.rows.length - 1)];
-  (same ?? near?.querySelector("[data-focus-key]"))?.focus();
+  (same ?? near?.querySelector(`[data-focus-key]${kind}`))?.focus();
 }
 
 // ------------------------------------------------------------------ market data
@@ -328,6 +332,7 @@ async function followSymbol(symbol) {
 
 function select(symbol) {
   if (symbol === state.selected) return;
+  if (state.amending !== null && state.amending.symbol !== symbol) stopAmending();
   const previous = state.selected;
   state.selected = symbol;
   state.book = new LocalBook(symbol, BOOK_DEPTH);
@@ -675,6 +680,7 @@ async function startSession(apiKey, key, onLoggedOn) {
   $("logon-form").hidden = true;
   $("session").hidden = false;
   const trades = result.scopes.includes("trade");
+  state.mayTrade = trades;
   $("place-button").disabled = !trades;
   showResult(
     trades
@@ -726,6 +732,8 @@ const CLOSE_MEANINGS = new Map([
 function clearSession() {
   // Back to the logon form, with nothing of the account left on the page.
   state.loggingOut = false;
+  state.mayTrade = false;
+  stopAmending();
   state.orders.clear();
   state.balances.clear();
   state.fills = [];
@@ -796,6 +804,11 @@ function onExec(message) {
   }
   if (report.exec_type === "trade") addFill(message);
   if (report.order_id === null) return; // a refused place: its error answered the request
+  if (CLOSED.has(report.status) && report.order_id === state.amending?.order_id) {
+    // filled or canceled while its amend was being typed: nothing is left to amend
+    stopAmending();
+    showResult(`order ${report.order_id} ${report.status}: nothing left to amend`, "warn");
+  }
   if (CLOSED.has(report.status)) state.orders.delete(report.order_id);
   else state.orders.set(report.order_id, report);
   schedule("orders", "book");
@@ -829,8 +842,23 @@ function renderOrders() {
     if (state.canceling.has(order.order_id)) button.setAttribute("aria-disabled", "true");
     button.dataset.focusKey = String(order.order_id);
     button.onclick = () => cancel(order.order_id, button);
-    row.insertCell().appendChild(button);
+    const actions = row.insertCell();
+    actions.className = "actions"; // kept in view when the table scrolls sideways (a phone)
+    actions.append(amendButton(order), " ", button);
   });
+}
+
+function amendButton(order) {
+  // Amend brings the order into the order form, its price and quantity there to change.
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = "Amend";
+  button.setAttribute("aria-label", `Amend order ${order.order_id}`);
+  button.className = "amend";
+  button.disabled = !state.mayTrade;
+  button.dataset.focusKey = `amend-${order.order_id}`;
+  button.onclick = () => startAmending(order);
+  return button;
 }
 
 function renderBalances() {
@@ -863,6 +891,10 @@ function renderFills() {
 async function onPlace(event) {
   event.preventDefault();
   if (state.trade === null || state.selected === null || state.placing) return;
+  if (state.amending !== null) {
+    await amend(state.amending);
+    return;
+  }
   const kind = $("order-kind").value;
   const params = {
     symbol: state.selected,
@@ -896,6 +928,81 @@ async function onPlace(event) {
     showOrderResult(placed, report?.status ?? result.status, report);
   } catch (failed) {
     showFailure("order", failed);
+  } finally {
+    state.placing = false;
+    button.removeAttribute("aria-disabled");
+  }
+}
+
+function startAmending(order) {
+  // The form amends `order` until it is sent, the trader goes back, or the order closes. Its
+  // side and type cannot change (protocol §5.3): they are shown, fixed. The order's symbol is
+  // followed, so the labels (a bill's price per 100) and the book are the order's.
+  if (state.trade === null || !state.mayTrade) return;
+  select(order.symbol);
+  state.amending = order;
+  $("order-form").querySelector(`input[name=side][value=${order.side}]`).checked = true;
+  $("order-kind").value = "limit";
+  syncKind();
+  for (const control of amendFixedControls()) control.disabled = true;
+  $("order-price").value = order.price;
+  $("order-qty").value = order.qty;
+  $("place-button").textContent = `Amend order ${order.order_id}`;
+  $("amend-stop").hidden = false;
+  showResult(
+    `amending order ${order.order_id}: change its price or its quantity (the total, what has ` +
+      "filled included)",
+    "",
+  );
+  $("order-price").focus();
+}
+
+function stopAmending() {
+  // Back to placing new orders.
+  if (state.amending === null) return;
+  state.amending = null;
+  for (const control of amendFixedControls()) control.disabled = false;
+  syncKind();
+  $("place-button").textContent = "Place order";
+  $("amend-stop").hidden = true;
+}
+
+function amendFixedControls() {
+  return [$("order-kind"), ...$("order-form").querySelectorAll("input[name=side]")];
+}
+
+async function amend(order) {
+  // Only what changed is sent; an amend that changes nothing is said here, not sent (the
+  // venue's AMEND_REJECTED would say the same after a round trip).
+  const price = $("order-price").value.trim();
+  const qty = $("order-qty").value.trim();
+  if (price === "" || qty === "") {
+    showResult(price === "" ? "enter a price" : "enter a quantity", "error");
+    return;
+  }
+  const unreadable = notPlain("price", price) ?? notPlain("quantity", qty);
+  if (unreadable !== null) {
+    showResult(unreadable, "error");
+    return;
+  }
+  const params = { order_id: order.order_id };
+  if (Number(price) !== Number(order.price)) params.price = price;
+  if (Number(qty) !== Number(order.qty)) params.qty = qty;
+  if (params.price === undefined && params.qty === undefined) {
+    showResult(`order ${order.order_id} already has this price and quantity: change one`, "error");
+    return;
+  }
+  const button = $("place-button");
+  state.placing = true;
+  button.setAttribute("aria-disabled", "true");
+  try {
+    const result = await state.trade.request("order.amend", params);
+    stopAmending();
+    const amended = { orderId: result.order_id, clOrdId: order.cl_ord_id, amended: true };
+    const report = state.lastReport?.order_id === result.order_id ? state.lastReport : null;
+    showOrderResult(amended, report?.status ?? result.status, report);
+  } catch (failed) {
+    showFailure("amend", failed);
   } finally {
     state.placing = false;
     button.removeAttribute("aria-disabled");
@@ -953,7 +1060,8 @@ function showOrderResult(placed, status, report) {
   // "order N status (cl_ord_id)" and, from the order's exec reports, what of it filled: an
   // IOC that trades part of its quantity ends `canceled` (its rest), which alone reads as if
   // nothing had traded. Later reports of the order update the line while it shows it.
-  let text = `order ${placed.orderId} ${status} (${placed.clOrdId})`;
+  const verb = placed.amended ? " amended," : "";
+  let text = `order ${placed.orderId}${verb} ${status} (${placed.clOrdId})`;
   if (report !== null && Number(report.cum_qty) > 0) {
     text += `: filled ${report.cum_qty} of ${report.qty}, average price ${averagePrice(report)}`;
   } else if (report !== null && (status === "canceled" || status === "expired")) {
@@ -1010,6 +1118,10 @@ function start() {
   $("logout-button").addEventListener("click", onLogout);
   $("order-form").addEventListener("submit", onPlace);
   $("order-kind").addEventListener("change", syncKind);
+  $("amend-stop").addEventListener("click", () => {
+    stopAmending();
+    showResult("", "");
+  });
   window.addEventListener("resize", () => schedule("book"));
   window.addEventListener("hashchange", onAddressChange);
   connectMarket();

@@ -881,3 +881,77 @@ def test_a_rest_read_on_a_dead_kept_alive_connection_times_out_and_the_next_one_
             await relay.close()
 
     assert run_page(tmp_path, scenario) == []
+
+
+def test_an_open_order_is_amended_from_the_page(tmp_path: Path) -> None:
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        await browser.place("buy", "post_only", qty="2", price="180.00")
+        row = page.locator("#open-orders tbody tr")
+        await expect(row).to_have_count(1)
+        order_id = await row.get_attribute("data-order-id")
+        await page.select_option("#order-kind", "market")  # the form as the last order left it
+
+        await page.get_by_role("button", name=f"Amend order {order_id}").click()
+
+        # the order in the form: its price and quantity to change, its side and type fixed
+        place = page.locator("#place-button")
+        await expect(place).to_have_text(f"Amend order {order_id}")
+        await expect(page.locator("#order-price")).to_have_value("180.00")
+        await expect(page.locator("#order-price")).to_be_enabled()
+        await expect(page.locator("#order-qty")).to_have_value("2.000000")
+        await expect(page.locator("#order-kind")).to_be_disabled()
+        await expect(page.locator("input[name=side][value=buy]")).to_be_checked()
+        result = page.locator("#order-result")
+        amends = lambda: sum("order.amend" in frame for frame in browser.frames_sent)  # noqa: E731
+        await place.click()  # nothing changed: said here, not sent
+        await expect(result).to_have_text(
+            f"order {order_id} already has this price and quantity: change one"
+        )
+        await page.fill("#order-price", "180.001")
+        await place.click()
+        await expect(result).to_contain_text("amend refused: BAD_PRECISION (1004)")
+        assert amends() == 1
+
+        await page.fill("#order-price", "181.00")
+        await page.fill("#order-qty", "3")
+        await place.click()
+
+        await expect(result).to_contain_text(f"order {order_id} amended, new")
+        await expect(row.locator("td").nth(3)).to_have_text("181.00")
+        await expect(row.locator("td").nth(4)).to_have_text("3.000000")
+        await expect(ladder_row(page, "bid", "181.00")).to_have_text("3.000000")
+        await expect(page.locator("#ladder-bids tr")).to_have_count(1)
+        await expect(place).to_have_text("Place order")  # back to new orders
+        await expect(page.locator("#order-kind")).to_be_enabled()
+        trader = await venue.client("taker")
+        (open_order,) = (await trader.request("orders.open", {}))["orders"]
+        assert (open_order["price"], open_order["qty"]) == ("181.00", "3.000000")
+
+        # at 1400 px the open orders show whole, Amend and Cancel too (side by side with the
+        # balances they overflowed by 64 px); at a phone's 390 px the table scrolls within its
+        # panel, and an order's buttons stay in view at its right edge
+        await trader.place(BILL, "buy", qty="100", price="98.600000")  # the longest symbol
+        await expect(row).to_have_count(2)
+        panel = page.locator("#orders-panel")
+        assert await panel.evaluate("(panel) => panel.scrollWidth - panel.clientWidth") <= 0
+        await page.set_viewport_size({"width": 390, "height": 844})
+        in_view = """(button) => button.getBoundingClientRect().right
+            <= button.closest('section').getBoundingClientRect().right"""
+        cancel = page.get_by_role("button", name=f"Cancel order {order_id}")
+        assert await cancel.evaluate(in_view)
+
+        # an order that closes while its amend is typed leaves the form; Back leaves it too
+        await page.get_by_role("button", name=f"Amend order {order_id}").click()
+        await expect(place).to_have_text(f"Amend order {order_id}")
+        await page.click("#amend-stop")
+        await expect(place).to_have_text("Place order")
+        await page.get_by_role("button", name=f"Amend order {order_id}").click()
+        await trader.request("order.cancel", {"order_id": int(order_id or 0)})
+        await expect(result).to_have_text(f"order {order_id} canceled: nothing left to amend")
+        await expect(place).to_have_text("Place order")
+        await expect(row).to_have_count(1)  # the bill's
+
+    assert run_page(tmp_path, scenario) == []
