@@ -506,6 +506,13 @@ function billYield(symbol) {
   return live ?? state.instruments.get(symbol)?.yield ?? null;
 }
 
+function shownPrice(symbol, price) {
+  // A bill's price is per 100 of face: said beside it wherever symbols mix (the instruments,
+  // the open orders, the fills), so 98.70 is not read as the price of one unit.
+  const bill = state.instruments.get(symbol)?.kind === "tbill";
+  return bill && price != null ? `${price} /100` : price;
+}
+
 function renderInstruments() {
   const tbody = $("instruments").tBodies[0];
   const symbols = [...state.instruments.keys()].sort();
@@ -522,7 +529,7 @@ function renderInstruments() {
     link.dataset.focusKey = symbol;
     row.insertCell().appendChild(link);
     const last = state.tickers.get(symbol)?.last;
-    cell(row, last == null ? "—" : bill ? `${last} /100` : last, "num last");
+    cell(row, last == null ? "—" : shownPrice(symbol, last), "num last");
     const change = roundedChange(dayChange(symbol));
     const text = change === null ? "—" : `${change >= 0 ? "+" : ""}${change.toFixed(2)}%`;
     const direction = change === null ? "" : change >= 0 ? " up" : " down";
@@ -830,7 +837,7 @@ function renderOrders() {
     cell(row, String(order.order_id), "num");
     cell(row, order.symbol);
     cell(row, order.side, order.side === "buy" ? "bid" : "ask");
-    cell(row, order.price, "num");
+    cell(row, shownPrice(order.symbol, order.price), "num price");
     cell(row, order.qty, "num");
     cell(row, order.cum_qty, "num");
     cell(row, order.status);
@@ -879,7 +886,7 @@ function renderFills() {
     cell(row, clock(message.ts));
     cell(row, fill.symbol);
     cell(row, fill.side, fill.side === "buy" ? "bid" : "ask");
-    cell(row, fill.last_px, "num price");
+    cell(row, shownPrice(fill.symbol, fill.last_px), "num price");
     cell(row, fill.last_qty, "num qty");
     cell(row, `${fill.fee} ${fill.fee_asset}`, "num");
     cell(row, fill.liquidity);

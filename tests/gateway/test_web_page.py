@@ -447,6 +447,8 @@ def test_a_market_buy_of_a_bill_trades_face_value_at_a_price_per_100(tmp_path: P
         await expect(usd).to_have_text(f"{Decimal(5_000_000) - cost - fee:.6f}")
         row = page.locator(f"#instruments tr[data-symbol='{BILL}']")
         await expect(row.locator("td.last")).to_have_text("98.700000 /100")
+        # among the fills of every symbol, a bill's price says it is per 100 (main: 98.700000)
+        await expect(page.locator("#fills tbody tr td.price").first).to_have_text("98.700000 /100")
         info = page.locator("#instrument-info")
         await expect(info).to_contain_text("price per 100 of face 98.700000")
         await expect(ladder_row(page, "ask", "98.700000")).to_have_text("700")
@@ -935,6 +937,8 @@ def test_an_open_order_is_amended_from_the_page(tmp_path: Path) -> None:
         # panel, and an order's buttons stay in view at its right edge
         await trader.place(BILL, "buy", qty="100", price="98.600000")  # the longest symbol
         await expect(row).to_have_count(2)
+        bill_order = page.locator("#open-orders tbody tr td.price").first
+        await expect(bill_order).to_have_text("98.600000 /100")  # per 100, as in the fills
         panel = page.locator("#orders-panel")
         assert await panel.evaluate("(panel) => panel.scrollWidth - panel.clientWidth") <= 0
         await page.set_viewport_size({"width": 390, "height": 844})
