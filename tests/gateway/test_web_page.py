@@ -469,6 +469,9 @@ def test_a_market_buy_of_a_bill_trades_face_value_at_a_price_per_100(tmp_path: P
         await expect(row.locator("td.last")).to_have_text("98.699999 /100")
         await expect(change).to_have_text("+0.00%")  # main: -0.00%
         await expect(change).not_to_have_class(re.compile("down"))
+        # at a phone's 390 px the instruments list shows whole too: the bill's yield, not cut off
+        await page.set_viewport_size({"width": 390, "height": 844})
+        assert await page.locator("#instruments-panel").evaluate(overflow) <= 0
 
     assert run_page(tmp_path, scenario, path=f"/#{BILL}") == []
 
