@@ -332,7 +332,10 @@ async function followSymbol(symbol) {
 
 function select(symbol) {
   if (symbol === state.selected) return;
-  if (state.amending !== null && state.amending.symbol !== symbol) stopAmending();
+  if (state.amending !== null && state.amending.symbol !== symbol) {
+    showResult(`order ${state.amending.order_id} not amended: another symbol chosen`, "");
+    stopAmending();
+  }
   const previous = state.selected;
   state.selected = symbol;
   state.book = new LocalBook(symbol, BOOK_DEPTH);
@@ -1126,8 +1129,8 @@ function start() {
   $("order-form").addEventListener("submit", onPlace);
   $("order-kind").addEventListener("change", syncKind);
   $("amend-stop").addEventListener("click", () => {
+    showResult(`order ${state.amending?.order_id} not amended: back to a new order`, "");
     stopAmending();
-    showResult("", "");
   });
   window.addEventListener("resize", () => schedule("book"));
   window.addEventListener("hashchange", onAddressChange);

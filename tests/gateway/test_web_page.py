@@ -955,6 +955,11 @@ def test_an_open_order_is_amended_from_the_page(tmp_path: Path) -> None:
         await expect(place).to_have_text(f"Amend order {order_id}")
         await page.click("#amend-stop")
         await expect(place).to_have_text("Place order")
+        await expect(result).to_have_text(f"order {order_id} not amended: back to a new order")
+        await page.get_by_role("button", name=f"Amend order {order_id}").click()
+        await page.click(f"#instruments tr[data-symbol='{BILL}'] a")  # another symbol
+        await expect(place).to_have_text("Place order")
+        await expect(result).to_have_text(f"order {order_id} not amended: another symbol chosen")
         await page.get_by_role("button", name=f"Amend order {order_id}").click()
         await trader.request("order.cancel", {"order_id": int(order_id or 0)})
         await expect(result).to_have_text(f"order {order_id} canceled: nothing left to amend")
