@@ -977,6 +977,12 @@ function stopAmending() {
   $("amend-stop").hidden = true;
 }
 
+function leaveAmending() {
+  // Back to a new order by the button, or by Escape in the form.
+  showResult(`order ${state.amending?.order_id} not amended: back to a new order`, "");
+  stopAmending();
+}
+
 function amendFixedControls() {
   return [$("order-kind"), ...$("order-form").querySelectorAll("input[name=side]")];
 }
@@ -1128,9 +1134,9 @@ function start() {
   $("logout-button").addEventListener("click", onLogout);
   $("order-form").addEventListener("submit", onPlace);
   $("order-kind").addEventListener("change", syncKind);
-  $("amend-stop").addEventListener("click", () => {
-    showResult(`order ${state.amending?.order_id} not amended: back to a new order`, "");
-    stopAmending();
+  $("amend-stop").addEventListener("click", leaveAmending);
+  $("order-form").addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && state.amending !== null) leaveAmending();
   });
   window.addEventListener("resize", () => schedule("book"));
   window.addEventListener("hashchange", onAddressChange);

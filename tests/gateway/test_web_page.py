@@ -961,6 +961,9 @@ def test_an_open_order_is_amended_from_the_page(tmp_path: Path) -> None:
         await expect(place).to_have_text("Place order")
         await expect(result).to_have_text(f"order {order_id} not amended: back to a new order")
         await page.get_by_role("button", name=f"Amend order {order_id}").click()
+        await page.press("#order-price", "Escape")  # the keyboard's way back
+        await expect(place).to_have_text("Place order")
+        await page.get_by_role("button", name=f"Amend order {order_id}").click()
         await page.click(f"#instruments tr[data-symbol='{BILL}'] a")  # another symbol
         await expect(place).to_have_text("Place order")
         await expect(result).to_have_text(f"order {order_id} not amended: another symbol chosen")
