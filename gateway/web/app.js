@@ -223,6 +223,11 @@ function onTicker(message) {
   const status = state.instruments.get(message.sym)?.status;
   const moved = before !== undefined && before.last !== message.data.last;
   if (moved && status !== undefined && !TRADING.has(status)) refreshDayStats();
+  // The first trade in a window the REST ticker said was empty: its 24 h open is that trade's
+  // price now, asked at once rather than showing "—" beside a last price until the next poll.
+  const day = state.day.get(message.sym);
+  const first = (before?.trades ?? 0) === 0 && message.data.trades > 0;
+  if (first && day !== undefined && day.open == null) refreshDayStats();
   schedule("instruments", "info");
 }
 

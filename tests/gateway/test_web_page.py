@@ -278,6 +278,10 @@ def test_a_buy_that_crosses_a_resting_sell_shows_fill_balances_tape_and_ladder(
         await expect(page.locator("#instruments tr[data-symbol='AAPLx-USD'] td.last")).to_have_text(
             "187.30"
         )
+        # the first trade of the 24 h window: its change is asked of REST at once, not at the
+        # next 30 s poll (main showed "—" beside the last price until then)
+        change = page.locator("#instruments tr[data-symbol='AAPLx-USD'] td.change")
+        await expect(change).to_have_text("+0.00%")
         assert await page.evaluate(MISALIGNED_HEADERS) == []
 
     assert run_page(tmp_path, scenario) == []
