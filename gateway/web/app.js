@@ -30,7 +30,9 @@ const state = {
   tape: { epoch: null, seq: null }, // the `trades` stream's position; seq null: awaiting one
   trades: [], // newest first
   trade: null, // the logged-on /ws/trade socket
-  placing: false, // an order.place awaits its answer: the button waits with it
+  placing: false, // an order.place (or order.amend) awaits its answer: the button waits too
+  amending: null, // the open order the form amends (its report when Amend was clicked)
+  mayTrade: false, // the logged-on key has the trade scope
   canceling: new Set(), // order ids whose order.cancel awaits its answer
   lastReport: null, // the newest exec report (an answer may come after its order's first)
   resultOrder: null, // {orderId, clOrdId} of the placed order the result line shows
@@ -84,12 +86,14 @@ function fillTable(tbody, items, build) {
   const inside = tbody.contains(active);
   const focused = inside ? active.dataset.focusKey : undefined;
   const index = inside ? active.closest("tr").sectionRowIndex : -1;
+  // the same kind of control (a Cancel, not the Amend beside it) in the row in its place
+  const kind = inside && active.className ? `.${CSS.escape(active.className)}` : "";
   tbody.replaceChildren();
   for (const item of items) build(tbody.insertRow(), item);
   if (focused === undefined) return;
   const same = tbody.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`);
   const near = tbody.rows[Math.min(index, tbody.rows.length - 1)];
-  (same ?? near?.querySelector("[data-focus-key]"))?.focus();
+  (same ?? near?.querySelector(`[data-focus-key]${kind}`))?.focus();
 }
 
 // ------------------------------------------------------------------ market data
@@ -219,6 +223,11 @@ function onTicker(message) {
   const status = state.instruments.get(message.sym)?.status;
   const moved = before !== undefined && before.last !== message.data.last;
   if (moved && status !== undefined && !TRADING.has(status)) refreshDayStats();
+  // The first trade in a window the REST ticker said was empty: its 24 h open is that trade's
+  // price now, asked at once rather than showing "—" beside a last price until the next poll.
+  const day = state.day.get(message.sym);
+  const first = (before?.trades ?? 0) === 0 && message.data.trades > 0;
+  if (first && day !== undefined && day.open == null) refreshDayStats();
   schedule("instruments", "info");
 }
 
@@ -328,6 +337,10 @@ async function followSymbol(symbol) {
 
 function select(symbol) {
   if (symbol === state.selected) return;
+  if (state.amending !== null && state.amending.symbol !== symbol) {
+    showResult(`order ${state.amending.order_id} not amended: another symbol chosen`, "");
+    stopAmending();
+  }
   const previous = state.selected;
   state.selected = symbol;
   state.book = new LocalBook(symbol, BOOK_DEPTH);
@@ -501,6 +514,13 @@ function billYield(symbol) {
   return live ?? state.instruments.get(symbol)?.yield ?? null;
 }
 
+function shownPrice(symbol, price) {
+  // A bill's price is per 100 of face: said beside it wherever symbols mix (the instruments,
+  // the open orders, the fills), so 98.70 is not read as the price of one unit.
+  const bill = state.instruments.get(symbol)?.kind === "tbill";
+  return bill && price != null ? `${price} /100` : price;
+}
+
 function renderInstruments() {
   const tbody = $("instruments").tBodies[0];
   const symbols = [...state.instruments.keys()].sort();
@@ -517,7 +537,7 @@ function renderInstruments() {
     link.dataset.focusKey = symbol;
     row.insertCell().appendChild(link);
     const last = state.tickers.get(symbol)?.last;
-    cell(row, last == null ? "—" : bill ? `${last} /100` : last, "num last");
+    cell(row, last == null ? "—" : shownPrice(symbol, last), "num last");
     const change = roundedChange(dayChange(symbol));
     const text = change === null ? "—" : `${change >= 0 ? "+" : ""}${change.toFixed(2)}%`;
     const direction = change === null ? "" : change >= 0 ? " up" : " down";
@@ -675,6 +695,7 @@ async function startSession(apiKey, key, onLoggedOn) {
   $("logon-form").hidden = true;
   $("session").hidden = false;
   const trades = result.scopes.includes("trade");
+  state.mayTrade = trades;
   $("place-button").disabled = !trades;
   showResult(
     trades
@@ -726,6 +747,8 @@ const CLOSE_MEANINGS = new Map([
 function clearSession() {
   // Back to the logon form, with nothing of the account left on the page.
   state.loggingOut = false;
+  state.mayTrade = false;
+  stopAmending();
   state.orders.clear();
   state.balances.clear();
   state.fills = [];
@@ -796,6 +819,11 @@ function onExec(message) {
   }
   if (report.exec_type === "trade") addFill(message);
   if (report.order_id === null) return; // a refused place: its error answered the request
+  if (CLOSED.has(report.status) && report.order_id === state.amending?.order_id) {
+    // filled or canceled while its amend was being typed: nothing is left to amend
+    stopAmending();
+    showResult(`order ${report.order_id} ${report.status}: nothing left to amend`, "warn");
+  }
   if (CLOSED.has(report.status)) state.orders.delete(report.order_id);
   else state.orders.set(report.order_id, report);
   schedule("orders", "book");
@@ -817,7 +845,7 @@ function renderOrders() {
     cell(row, String(order.order_id), "num");
     cell(row, order.symbol);
     cell(row, order.side, order.side === "buy" ? "bid" : "ask");
-    cell(row, order.price, "num");
+    cell(row, shownPrice(order.symbol, order.price), "num price");
     cell(row, order.qty, "num");
     cell(row, order.cum_qty, "num");
     cell(row, order.status);
@@ -829,8 +857,23 @@ function renderOrders() {
     if (state.canceling.has(order.order_id)) button.setAttribute("aria-disabled", "true");
     button.dataset.focusKey = String(order.order_id);
     button.onclick = () => cancel(order.order_id, button);
-    row.insertCell().appendChild(button);
+    const actions = row.insertCell();
+    actions.className = "actions"; // kept in view when the table scrolls sideways (a phone)
+    actions.append(amendButton(order), " ", button);
   });
+}
+
+function amendButton(order) {
+  // Amend brings the order into the order form, its price and quantity there to change.
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = "Amend";
+  button.setAttribute("aria-label", `Amend order ${order.order_id}`);
+  button.className = "amend";
+  button.disabled = !state.mayTrade;
+  button.dataset.focusKey = `amend-${order.order_id}`;
+  button.onclick = () => startAmending(order);
+  return button;
 }
 
 function renderBalances() {
@@ -851,7 +894,7 @@ function renderFills() {
     cell(row, clock(message.ts));
     cell(row, fill.symbol);
     cell(row, fill.side, fill.side === "buy" ? "bid" : "ask");
-    cell(row, fill.last_px, "num price");
+    cell(row, shownPrice(fill.symbol, fill.last_px), "num price");
     cell(row, fill.last_qty, "num qty");
     cell(row, `${fill.fee} ${fill.fee_asset}`, "num");
     cell(row, fill.liquidity);
@@ -863,6 +906,10 @@ function renderFills() {
 async function onPlace(event) {
   event.preventDefault();
   if (state.trade === null || state.selected === null || state.placing) return;
+  if (state.amending !== null) {
+    await amend(state.amending);
+    return;
+  }
   const kind = $("order-kind").value;
   const params = {
     symbol: state.selected,
@@ -896,6 +943,87 @@ async function onPlace(event) {
     showOrderResult(placed, report?.status ?? result.status, report);
   } catch (failed) {
     showFailure("order", failed);
+  } finally {
+    state.placing = false;
+    button.removeAttribute("aria-disabled");
+  }
+}
+
+function startAmending(order) {
+  // The form amends `order` until it is sent, the trader goes back, or the order closes. Its
+  // side and type cannot change (protocol §5.3): they are shown, fixed. The order's symbol is
+  // followed, so the labels (a bill's price per 100) and the book are the order's.
+  if (state.trade === null || !state.mayTrade) return;
+  select(order.symbol);
+  state.amending = order;
+  $("order-form").querySelector(`input[name=side][value=${order.side}]`).checked = true;
+  $("order-kind").value = "limit";
+  syncKind();
+  for (const control of amendFixedControls()) control.disabled = true;
+  $("order-price").value = order.price;
+  $("order-qty").value = order.qty;
+  $("place-button").textContent = `Amend order ${order.order_id}`;
+  $("amend-stop").hidden = false;
+  showResult(
+    `amending order ${order.order_id}: change its price or its quantity (the total, what has ` +
+      "filled included)",
+    "",
+  );
+  $("order-price").focus();
+}
+
+function stopAmending() {
+  // Back to placing new orders.
+  if (state.amending === null) return;
+  state.amending = null;
+  for (const control of amendFixedControls()) control.disabled = false;
+  syncKind();
+  $("place-button").textContent = "Place order";
+  $("amend-stop").hidden = true;
+}
+
+function leaveAmending() {
+  // Back to a new order by the button, or by Escape in the form.
+  showResult(`order ${state.amending?.order_id} not amended: back to a new order`, "");
+  stopAmending();
+}
+
+function amendFixedControls() {
+  return [$("order-kind"), ...$("order-form").querySelectorAll("input[name=side]")];
+}
+
+async function amend(order) {
+  // Only what changed is sent; an amend that changes nothing is said here, not sent (the
+  // venue's AMEND_REJECTED would say the same after a round trip).
+  const price = $("order-price").value.trim();
+  const qty = $("order-qty").value.trim();
+  if (price === "" || qty === "") {
+    showResult(price === "" ? "enter a price" : "enter a quantity", "error");
+    return;
+  }
+  const unreadable = notPlain("price", price) ?? notPlain("quantity", qty);
+  if (unreadable !== null) {
+    showResult(unreadable, "error");
+    return;
+  }
+  const params = { order_id: order.order_id };
+  if (Number(price) !== Number(order.price)) params.price = price;
+  if (Number(qty) !== Number(order.qty)) params.qty = qty;
+  if (params.price === undefined && params.qty === undefined) {
+    showResult(`order ${order.order_id} already has this price and quantity: change one`, "error");
+    return;
+  }
+  const button = $("place-button");
+  state.placing = true;
+  button.setAttribute("aria-disabled", "true");
+  try {
+    const result = await state.trade.request("order.amend", params);
+    stopAmending();
+    const amended = { orderId: result.order_id, clOrdId: order.cl_ord_id, amended: true };
+    const report = state.lastReport?.order_id === result.order_id ? state.lastReport : null;
+    showOrderResult(amended, report?.status ?? result.status, report);
+  } catch (failed) {
+    showFailure("amend", failed);
   } finally {
     state.placing = false;
     button.removeAttribute("aria-disabled");
@@ -953,14 +1081,30 @@ function showOrderResult(placed, status, report) {
   // "order N status (cl_ord_id)" and, from the order's exec reports, what of it filled: an
   // IOC that trades part of its quantity ends `canceled` (its rest), which alone reads as if
   // nothing had traded. Later reports of the order update the line while it shows it.
-  let text = `order ${placed.orderId} ${status} (${placed.clOrdId})`;
+  const verb = placed.amended ? " amended," : "";
+  let text = `order ${placed.orderId}${verb} ${status} (${placed.clOrdId})`;
   if (report !== null && Number(report.cum_qty) > 0) {
-    text += `: filled ${report.cum_qty} of ${report.qty}, average price ${report.avg_px}`;
+    text += `: filled ${report.cum_qty} of ${report.qty}, average price ${averagePrice(report)}`;
   } else if (report !== null && (status === "canceled" || status === "expired")) {
     text += ": nothing filled";
   }
   showResult(text, "ok");
   state.resultOrder = placed;
+}
+
+function averagePrice(report) {
+  // `avg_px` carries 4 decimals more than the tick (protocol §2.3) so that an average between
+  // two ticks is exact; zeros past the tick's decimals only make a price read wrong (a bill's
+  // 98.7000000000). A bill's price is per 100 of face, and said so.
+  const instrument = state.instruments.get(report.symbol);
+  const decimals = instrument?.price_decimals ?? 0;
+  let price = report.avg_px;
+  const point = price.indexOf(".");
+  while (point >= 0 && price.endsWith("0") && price.length - point - 1 > decimals) {
+    price = price.slice(0, -1);
+  }
+  if (price.endsWith(".")) price = price.slice(0, -1);
+  return instrument?.kind === "tbill" ? `${price} per 100 of face` : price;
 }
 
 // A decimal as the venue reads one (docs/protocol.md; `wire.DECIMAL_PATTERN`): digits with
@@ -995,6 +1139,10 @@ function start() {
   $("logout-button").addEventListener("click", onLogout);
   $("order-form").addEventListener("submit", onPlace);
   $("order-kind").addEventListener("change", syncKind);
+  $("amend-stop").addEventListener("click", leaveAmending);
+  $("order-form").addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && state.amending !== null) leaveAmending();
+  });
   window.addEventListener("resize", () => schedule("book"));
   window.addEventListener("hashchange", onAddressChange);
   connectMarket();

@@ -278,6 +278,10 @@ def test_a_buy_that_crosses_a_resting_sell_shows_fill_balances_tape_and_ladder(
         await expect(page.locator("#instruments tr[data-symbol='AAPLx-USD'] td.last")).to_have_text(
             "187.30"
         )
+        # the first trade of the 24 h window: its change is asked of REST at once, not at the
+        # next 30 s poll (main showed "—" beside the last price until then)
+        change = page.locator("#instruments tr[data-symbol='AAPLx-USD'] td.change")
+        await expect(change).to_have_text("+0.00%")
         assert await page.evaluate(MISALIGNED_HEADERS) == []
 
     assert run_page(tmp_path, scenario) == []
@@ -359,8 +363,9 @@ def test_a_rejected_order_shows_its_error_and_a_partial_ioc_what_filled(tmp_path
         # An IOC that fills 1 of 3 ends `canceled` (its rest): the line says what filled.
         await browser.place("buy", "ioc", qty="3", price="187.30")
         await expect(result).to_contain_text("canceled")
-        filled = "filled 1.000000 of 3.000000, average price 187.300000"
-        await expect(result).to_contain_text(filled)
+        # the average price to the tick's decimals (avg_px carries 4 more): main 187.300000
+        filled = "filled 1.000000 of 3.000000, average price 187.30"
+        await expect(result).to_have_text(re.compile(f"{re.escape(filled)}$"))
         await expect(page.locator("#fills tbody tr")).to_have_count(1)
 
     assert run_page(tmp_path, scenario) == []
@@ -435,7 +440,9 @@ def test_a_market_buy_of_a_bill_trades_face_value_at_a_price_per_100(tmp_path: P
 
         await browser.place("buy", "market", qty="300")
 
-        await expect(page.locator("#order-result")).to_contain_text("filled")
+        # per 100 of face, to the tick's decimals: main said "average price 98.7000000000"
+        average = "filled 300 of 300, average price 98.700000 per 100 of face"
+        await expect(page.locator("#order-result")).to_have_text(re.compile(f"{average}$"))
         bills = page.locator(f"#balances tr[data-asset='{BILL.removesuffix('-USD')}'] td.total")
         await expect(bills).to_have_text("2000300")
         cost = Decimal("98.700000") * 300 / 100  # per 100 of face
@@ -444,6 +451,8 @@ def test_a_market_buy_of_a_bill_trades_face_value_at_a_price_per_100(tmp_path: P
         await expect(usd).to_have_text(f"{Decimal(5_000_000) - cost - fee:.6f}")
         row = page.locator(f"#instruments tr[data-symbol='{BILL}']")
         await expect(row.locator("td.last")).to_have_text("98.700000 /100")
+        # among the fills of every symbol, a bill's price says it is per 100 (main: 98.700000)
+        await expect(page.locator("#fills tbody tr td.price").first).to_have_text("98.700000 /100")
         info = page.locator("#instrument-info")
         await expect(info).to_contain_text("price per 100 of face 98.700000")
         await expect(ladder_row(page, "ask", "98.700000")).to_have_text("700")
@@ -464,6 +473,13 @@ def test_a_market_buy_of_a_bill_trades_face_value_at_a_price_per_100(tmp_path: P
         await expect(row.locator("td.last")).to_have_text("98.699999 /100")
         await expect(change).to_have_text("+0.00%")  # main: -0.00%
         await expect(change).not_to_have_class(re.compile("down"))
+        # at a small phone's 360 px the instruments list and the book column show whole too (the
+        # bill's yield, the reserves), and at 1200 px (two columns from 1001 to 1399 px)
+        for width in (360, 1200):
+            await page.set_viewport_size({"width": width, "height": 844})
+            for name in ("instruments", "book"):
+                panel = page.locator(f"#{name}-panel")
+                assert await panel.evaluate(overflow) <= 0, (width, name)
 
     assert run_page(tmp_path, scenario, path=f"/#{BILL}") == []
 
@@ -876,5 +892,89 @@ def test_a_rest_read_on_a_dead_kept_alive_connection_times_out_and_the_next_one_
             await expect(page.locator("#day-note")).to_have_text("")
         finally:
             await relay.close()
+
+    assert run_page(tmp_path, scenario) == []
+
+
+def test_an_open_order_is_amended_from_the_page(tmp_path: Path) -> None:
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        await browser.place("buy", "post_only", qty="2", price="180.00")
+        row = page.locator("#open-orders tbody tr")
+        await expect(row).to_have_count(1)
+        order_id = await row.get_attribute("data-order-id")
+        await page.select_option("#order-kind", "market")  # the form as the last order left it
+
+        await page.get_by_role("button", name=f"Amend order {order_id}").click()
+
+        # the order in the form: its price and quantity to change, its side and type fixed
+        place = page.locator("#place-button")
+        await expect(place).to_have_text(f"Amend order {order_id}")
+        await expect(page.locator("#order-price")).to_have_value("180.00")
+        await expect(page.locator("#order-price")).to_be_enabled()
+        await expect(page.locator("#order-qty")).to_have_value("2.000000")
+        await expect(page.locator("#order-kind")).to_be_disabled()
+        await expect(page.locator("input[name=side][value=buy]")).to_be_checked()
+        result = page.locator("#order-result")
+        amends = lambda: sum("order.amend" in frame for frame in browser.frames_sent)  # noqa: E731
+        await place.click()  # nothing changed: said here, not sent
+        await expect(result).to_have_text(
+            f"order {order_id} already has this price and quantity: change one"
+        )
+        await page.fill("#order-price", "180.001")
+        await place.click()
+        await expect(result).to_contain_text("amend refused: BAD_PRECISION (1004)")
+        assert amends() == 1
+
+        await page.fill("#order-price", "181.00")
+        await page.fill("#order-qty", "3")
+        await place.click()
+
+        await expect(result).to_contain_text(f"order {order_id} amended, new")
+        await expect(row.locator("td").nth(3)).to_have_text("181.00")
+        await expect(row.locator("td").nth(4)).to_have_text("3.000000")
+        await expect(ladder_row(page, "bid", "181.00")).to_have_text("3.000000")
+        await expect(page.locator("#ladder-bids tr")).to_have_count(1)
+        await expect(place).to_have_text("Place order")  # back to new orders
+        await expect(page.locator("#order-kind")).to_be_enabled()
+        trader = await venue.client("taker")
+        (open_order,) = (await trader.request("orders.open", {}))["orders"]
+        assert (open_order["price"], open_order["qty"]) == ("181.00", "3.000000")
+
+        # at 1400 px the open orders show whole, Amend and Cancel too (side by side with the
+        # balances they overflowed by 64 px); at a phone's 390 px the table scrolls within its
+        # panel, and an order's buttons stay in view at its right edge
+        await trader.place(BILL, "buy", qty="100", price="98.600000")  # the longest symbol
+        await expect(row).to_have_count(2)
+        bill_order = page.locator("#open-orders tbody tr td.price").first
+        await expect(bill_order).to_have_text("98.600000 /100")  # per 100, as in the fills
+        panel = page.locator("#orders-panel")
+        assert await panel.evaluate("(panel) => panel.scrollWidth - panel.clientWidth") <= 0
+        await page.set_viewport_size({"width": 390, "height": 844})
+        in_view = """(button) => button.getBoundingClientRect().right
+            <= button.closest('section').getBoundingClientRect().right"""
+        cancel = page.get_by_role("button", name=f"Cancel order {order_id}")
+        assert await cancel.evaluate(in_view)
+
+        # an order that closes while its amend is typed leaves the form; Back leaves it too
+        await page.get_by_role("button", name=f"Amend order {order_id}").click()
+        await expect(place).to_have_text(f"Amend order {order_id}")
+        await page.click("#amend-stop")
+        await expect(place).to_have_text("Place order")
+        await expect(result).to_have_text(f"order {order_id} not amended: back to a new order")
+        await page.get_by_role("button", name=f"Amend order {order_id}").click()
+        await page.press("#order-price", "Escape")  # the keyboard's way back
+        await expect(place).to_have_text("Place order")
+        await page.get_by_role("button", name=f"Amend order {order_id}").click()
+        await page.click(f"#instruments tr[data-symbol='{BILL}'] a")  # another symbol
+        await expect(place).to_have_text("Place order")
+        await expect(result).to_have_text(f"order {order_id} not amended: another symbol chosen")
+        await page.get_by_role("button", name=f"Amend order {order_id}").click()
+        await trader.request("order.cancel", {"order_id": int(order_id or 0)})
+        await expect(result).to_have_text(f"order {order_id} canceled: nothing left to amend")
+        await expect(place).to_have_text("Place order")
+        await expect(row).to_have_count(1)  # the bill's
 
     assert run_page(tmp_path, scenario) == []
