@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -47,6 +47,7 @@ from engine.reasons import E
 from engine.units import PrecisionError, format_units, parse_units
 
 log = logging.getLogger("venue.bots")
+Result = TypeVar("Result")  # what a wait `_unless_stopped` watches gives
 
 SYMBOLS_MAX = 10  # per market maker: one quote.mass round per symbol per interval
 POSITION_LOTS_DEFAULT = 10  # the default position limit, in quote sizes
@@ -432,7 +433,7 @@ class MarketMaker:
 
     async def run(self, stop: asyncio.Event) -> None:
         client = self.client
-        if not await _start(client, self._setup, self):
+        if not await _start(client, self._setup, self, stop):
             return
         try:
             while not stop.is_set():
@@ -691,7 +692,7 @@ class Taker:
 
     async def run(self, stop: asyncio.Event) -> None:
         client = self.client
-        if not await _start(client, self._setup, self):
+        if not await _start(client, self._setup, self, stop):
             return
         try:
             loop = asyncio.get_running_loop()
@@ -947,8 +948,9 @@ async def _instrument(
     return Instrument.from_row(row, reference, band_bps)
 
 
-async def _unless_stopped(waiting: Awaitable[bool], stop: asyncio.Event) -> bool | None:
-    """What `waiting` gives, or None once `stop` is set first (`waiting` is then cancelled)."""
+async def _unless_stopped(waiting: Awaitable[Result], stop: asyncio.Event) -> Result | None:
+    """What `waiting` gives, or None once `stop` is set first (`waiting` is then cancelled,
+    and waited for: what it opened, it has closed)."""
     waited = asyncio.ensure_future(waiting)
     stopping = asyncio.ensure_future(stop.wait())
     try:
@@ -957,6 +959,7 @@ async def _unless_stopped(waiting: Awaitable[bool], stop: asyncio.Event) -> bool
     finally:
         waited.cancel()
         stopping.cancel()
+        await asyncio.gather(waited, return_exceptions=True)
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
@@ -1121,17 +1124,24 @@ class _Bot(Protocol):
     lost: str | None
 
 
-async def _start(client: VenueClient, setup: Callable[[], Awaitable[None]], bot: _Bot) -> bool:
+async def _start(
+    client: VenueClient, setup: Callable[[], Awaitable[None]], bot: _Bot, stop: asyncio.Event
+) -> bool:
     """Connect a bot and set it up (`setup`: its logon, its instruments, its streams): with
     other gateways (auto_resume), on the first that answers and stays up through the setup,
     in rounds within the resume's budget (`VenueClient.connect_any`). False if the link was
-    lost during the setup at every try (`bot.lost` says why); no venue there is raised (a
-    refusal: `CANNOT_START`), and so is a setup refused (a key, an instrument, a size)."""
+    lost during the setup at every try (`bot.lost` says why), or if `stop` came first (the
+    rounds take up to 30 s: the bot stops as asked, nothing left open); no venue there is
+    raised (a refusal: `CANNOT_START`), and so is a setup refused (a key, an instrument, a
+    size)."""
     try:
-        await client.connect_any(setup)
+        started = await _unless_stopped(client.connect_any(setup), stop)
     except SETUP_LOST as lost:  # connected, then dropped or silent (the client is closed)
         bot.lost = _lost_text(lost)
         log.warning("%s: the connection ended (%s)", bot.key, bot.lost)
+        return False
+    if started is None:  # stopped before it was set up: a stop as asked, not a lost link
+        await client.close()
         return False
     return True
 

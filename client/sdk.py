@@ -98,7 +98,8 @@ NO_TIMEOUT = math.inf
 # auto_resume's waits before each round of tries (every URL in turn): quick for a blip, then
 # every 2 s; 29.4 s in all, twice a gateway's restart or a core's takeover (10-15 s)
 RECONNECT_DELAYS_S = (0.1, 0.3, 1.0) + (2.0,) * 14
-# No round of tries begins this long after the drop (a round under way is finished): the
+# No round of tries begins this long after the drop, or after the venue's reconnect_in_ms
+# (a `shutdown` push's wait, itself at most this long; a round under way is finished): the
 # delays' sum bounds the waits, this the time that tries to hung gateways take too.
 RESUME_BUDGET_S = 30.0
 # The venue sends a heartbeat after 1 s without any frame (protocol §9.7): a connection silent
@@ -121,10 +122,10 @@ def packed_url(url: str) -> str:
 
 class VenueClient(Calls, Resuming):
     """One connection. With `auto_resume`, a connection that drops is reopened (a round of
-    tries over every URL after each of `reconnect_delays_s`, none begun past
-    `resume_budget_s`; then a `gave_up` notice), logged on again and resubscribed with
-    since_seq. A logon refused 503 `NONCE_UNCHECKED` (a cluster gateway
-    could not check its nonce) is signed anew and sent again after each of
+    tries over every URL after each of `reconnect_delays_s`, none begun `resume_budget_s`
+    after the drop, or after the venue's `reconnect_in_ms`; then a `gave_up` notice), logged
+    on again and resubscribed with since_seq. A logon refused 503 `NONCE_UNCHECKED` (a
+    cluster gateway could not check its nonce) is signed anew and sent again after each of
     `logon_retry_delays_s`, then raised. A handshake refused 503 with `Retry-After` (too many
     connections from this address) is tried again after it, up to `refused_retries_max` times,
     then raised (`InvalidStatus`). `other_urls` are the same venue's other gateways (a
@@ -174,7 +175,8 @@ class VenueClient(Calls, Resuming):
         self.auto_resume = auto_resume
         self.reconnect_delays_s = tuple(reconnect_delays_s)
         _check_timeout("resume_budget_s", resume_budget_s)
-        self.resume_budget_s = resume_budget_s  # no round of tries begins past it (a drop's)
+        # no round of tries begins this long after the drop (or the reconnect_in_ms wait)
+        self.resume_budget_s = resume_budget_s
         # the `reconnect_in_ms` of the connection's `shutdown` push, in s (None: none came)
         self._reconnect_in_s: float | None = None
         self.logon_retry_delays_s = tuple(logon_retry_delays_s)
@@ -184,6 +186,9 @@ class VenueClient(Calls, Resuming):
         self.resumed = 0  # how many times the connection was reopened
         self.gave_up = False  # auto_resume tried every delay and failed; connect() clears it
         self._closing = False
+        # how many times close() was called: a connect_any or resume() notes it as it
+        # starts, and gives up once it has moved (its `_connect` resets `_closing`)
+        self._closes = 0
         self.websocket: ClientConnection | None = None
         self.pushes: asyncio.Queue[dict[str, Any]] = asyncio.Queue(pushes_max)
         self.pushes_dropped = 0  # unread pushes dropped, the queue being full, since the start
@@ -270,8 +275,17 @@ class VenueClient(Calls, Resuming):
             await asyncio.sleep(delay_s)
 
     async def close(self) -> None:
-        """Close the connection (and stop a resume under way): the closing handshake, for at
-        most `CLOSE_TIMEOUT_S`; then the transport is dropped (a venue that hangs)."""
+        """Close the connection and stop what would reopen it: auto_resume's rounds, and a
+        `connect_any` or a `resume()` under way in another task (each raises ConnectionLost,
+        nothing left open). The closing handshake, for at most `CLOSE_TIMEOUT_S`; then the
+        transport is dropped (a venue that hangs)."""
+        self._closes += 1  # a try under way sees it once its connect or setup is done
+        await self._close()
+
+    async def _close(self) -> None:
+        """Close the connection and stop auto_resume's rounds, but, unlike `close()`, no try
+        of a `connect_any` or a `resume()`: a try's own close, of the last link before it
+        reconnects or of the one it gives up on."""
         self._closing = True
         resuming = self._resuming
         if resuming is not None and resuming is not asyncio.current_task():

@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.protocol import State
 
-from client.sdk_types import VenueError
+from client.sdk_types import ConnectionLost, VenueError
 from engine.reasons import ErrorCode
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
 from gateway.wire import SYMBOLS_PER_REQUEST_MAX
@@ -68,6 +68,7 @@ class Resuming:
         _reader: asyncio.Task[None] | None
         _resuming: asyncio.Task[None] | None
         _follower: asyncio.Task[Any] | None
+        _closes: int
 
         async def request(
             self,
@@ -77,6 +78,8 @@ class Resuming:
         ) -> Any: ...
 
         async def close(self) -> None: ...
+
+        async def _close(self) -> None: ...
 
         async def _connect(self, url: str | None = None) -> Any: ...
 
@@ -145,25 +148,48 @@ class Resuming:
         that is not logged on, and the venue's close of such a connection starts no new
         resume. `url`: reopen on that gateway (another of the venue's), which becomes `url`
         once open; by default the last one. Requests of other tasks meanwhile wait for it
-        (`request_raw`)."""
-        await self.close()  # (its reader's end starts no resume: the client is closing)
+        (`request_raw`). Cancelled, it closes the new connection too; stopped by `close()`
+        (in another task), it raises ConnectionLost."""
+        await self._close()  # (its reader's end starts no resume: the client is closing)
+        await self._try(url, self._follow_again, self._closes)
+
+    async def _try(
+        self, url: str | None, setup: Callable[[], Awaitable[Any]] | None, closes: int
+    ) -> None:
+        """One try of a resume or of `connect_any`: a connection to `url` (None: `self.url`)
+        and `setup` on it. Meanwhile requests of other tasks are held (`_following`), and a
+        drop starts no auto_resume (this try fails instead: one resume at a time). A try that
+        fails, or is cancelled, closes its connection before it raises: none is left open
+        half set up (not logged on, COD off, streams not followed). One that `close()`
+        stopped (called since `closes` was noted) raises ConnectionLost."""
         following = self._following = asyncio.get_running_loop().create_future()
         self._follower = asyncio.current_task()
         failure: BaseException | None = None
         try:
+            self._check_not_closed(closes)
             await self._connect(url)  # not `connect`: it keeps the last connection's COD
-            try:
-                await self._follow_again()
-            except Exception:
-                await self.close()
-                raise
-        except BaseException as error:  # cancelled by close() too: held requests are told
+            self._check_not_closed(closes)  # (`_connect` reset `_closing`)
+            if setup is not None:
+                await setup()
+            self._check_not_closed(closes)
+        except BaseException as error:  # cancelled too: held requests are told
             failure = error
+            await self._close()
+            if isinstance(error, Exception) and self._closes != closes:
+                # whatever failed (a request on the link it closed, say), close() is why
+                message = f"not connected to {url or self.url}: close() was called meanwhile"
+                failure = ConnectionLost(message, "connect", sent=False)
+                raise failure from (None if isinstance(error, _ClosedMeanwhile) else error)
             raise
         finally:
             if self._following is following:
                 self._following = self._follower = None
             following.set_result(failure)
+
+    def _check_not_closed(self, closes: int) -> None:
+        """Stop a try if `close()` was called since `closes` was noted (`_try` says so)."""
+        if self._closes != closes:
+            raise _ClosedMeanwhile
 
     async def wait_resumed(self) -> bool:
         """After a request raised `ConnectionLost`: wait until no resume is pending
@@ -207,9 +233,12 @@ class Resuming:
         A try that fails for the link (refused, a handshake refused, a drop or a timeout,
         a 503 answer: the venue stopping) closes its connection, and the next is made; any
         other failure (a logon refused, say) is raised at once, and the last one when no try
-        is left. Returns the client, as `connect()`."""
+        is left. Each try is a resume's (`_try`): a drop during `setup` fails it, and starts
+        no auto_resume; `close()` (in another task) stops it, raising ConnectionLost.
+        Cancelled, it leaves nothing open. Returns the client, as `connect()`."""
         delays_s = (0.0, *self.reconnect_delays_s) if self.auto_resume else (0.0,)
         started_s = time.monotonic()
+        closes = self._closes  # a close() from now on stops it
         failure: BaseException | None = None
         for round_index, delay_s in enumerate(delays_s):
             if not await self._wait_for_round(round_index, delay_s, started_s):
@@ -217,13 +246,10 @@ class Resuming:
             for url in self.urls:
                 try:
                     self._cod_enabled = False  # as connect(): a new connection is without it
-                    await self._connect(url)
-                    if setup is not None:
-                        await setup()
+                    await self._try(url, setup, closes)
                     return self
-                except BaseException as error:  # cancelled too: nothing left open
-                    await self.close()
-                    if not _link_failure(error):
+                except Exception as error:  # (its connection closed already)
+                    if self._closes != closes or not _link_failure(error):
                         raise
                     failure = error
         assert failure is not None, "a first round always begins"
@@ -326,6 +352,11 @@ class Resuming:
         """The gateway after `url` in `urls` (the same again if it is alone)."""
         index = self.urls.index(url) if url in self.urls else -1
         return self.urls[(index + 1) % len(self.urls)]
+
+
+class _ClosedMeanwhile(Exception):
+    """A try's own signal that `close()` was called while it ran (`_try` raises
+    ConnectionLost for it)."""
 
 
 def _link_failure(error: BaseException) -> bool:

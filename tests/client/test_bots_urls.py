@@ -13,12 +13,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from websockets.protocol import State
 
 from cli.failures import CommandFailed
 from client import bots
-from client.bots import MarketMaker
-from tests.client.test_sdk_resume import refusing_servers, relay
-from tests.conftest import KEYS, Venue
+from client.bots import MarketMaker, Taker
+from tests.client.test_sdk_resume import refusing_servers, relay, until
+from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue
 
 SYMBOL = "AAPLx-USD"
 ALPHA = 1  # venue.toml's account of demo-mm-alpha
@@ -144,3 +145,32 @@ def test_a_bot_asked_to_stop_while_its_client_resumes_stops_at_once(run_venue: A
             venue.server._server.closing = False
 
     run_venue(scenario)
+
+
+@pytest.mark.parametrize("kind", ["market maker", "taker"])
+def test_a_bot_asked_to_stop_while_it_starts_stops_at_once(kind: str) -> None:
+    """The finding (session 26's second review): a bot's start (connect_any, its rounds
+    over every gateway for up to 30 s) did not watch `stop`, so a Ctrl-C or the end of
+    --seconds then was cut short after STOP_GRACE_S, "still waiting for the venue", exit 1.
+    It stops as asked (exit 0), its start cancelled, nothing left open."""
+
+    async def scenario() -> None:
+        async with refusing_servers(2) as (urls, hits):
+            bot: MarketMaker | Taker
+            if kind == "taker":
+                bot = Taker(urls[0], *KEYS["taker"], [SYMBOL], 1.0, other_urls=urls[1:])
+            else:
+                bot = MarketMaker(
+                    urls[0], *KEYS["alpha"], SYMBOL, Decimal(20), Decimal(5), listed={},
+                    reference=Decimal("187.25"), other_urls=urls[1:],
+                )  # fmt: skip
+            stop = asyncio.Event()
+            running = asyncio.create_task(bots._run_until_stopped(bot.run(stop), stop))
+            assert await until(lambda: hits[1] >= 2), "not trying every gateway in rounds"
+            stop.set()
+            assert await asyncio.wait_for(running, 2 * bots.STOP_GRACE_S), "cut short"
+            assert bot.lost is None, bot.lost
+            websocket = bot.client.websocket
+            assert websocket is None or websocket.state is State.CLOSED
+
+    asyncio.run(asyncio.wait_for(scenario(), TEST_TIMEOUT_S))

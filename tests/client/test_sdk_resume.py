@@ -8,6 +8,7 @@ asyncio relay in front of the venue that cuts it.
 import asyncio
 import base64
 import hashlib
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Container
 from contextlib import asynccontextmanager
@@ -15,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.protocol import State
 
 from client.sdk import ConnectionLost, VenueClient, VenueError
+from engine.reasons import ErrorCode
 from gateway import limits
 from gateway.auth import KeyStore
 from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, start_venue
@@ -97,11 +100,15 @@ class Relay:
     front of a gateway) that cuts links: `cut()` every link open, and each connection whose
     number is in `cut_at_logon` (0: the first) as its first frame after the handshake (the
     logon) arrives, before it is passed on; `kill()`: a gateway that dies (its listener
-    closed too: it refuses new ones)."""
+    closed too: it refuses new ones). With `hold`, each connection waits (its handshake
+    unanswered) until `released` is set."""
 
-    def __init__(self, port: int, cut_at_logon: Container[int] = ()) -> None:
+    def __init__(self, port: int, cut_at_logon: Container[int] = (), hold: bool = False) -> None:
         self.port = port
         self.cut_at_logon = cut_at_logon
+        self.released = asyncio.Event()
+        if not hold:
+            self.released.set()
         self.connections = 0  # how many were made through it
         self.logons_cut = 0
         self.links: list[asyncio.StreamWriter] = []
@@ -110,8 +117,10 @@ class Relay:
 
     async def accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         number, self.connections = self.connections, self.connections + 1
+        self.links.append(writer)
+        await self.released.wait()
         upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.port)
-        self.links += [writer, upstream_writer]
+        self.links.append(upstream_writer)
         pipes = [
             asyncio.create_task(self.pipe(reader, upstream_writer, number in self.cut_at_logon)),
             asyncio.create_task(self.pipe(upstream_reader, writer, False)),
@@ -141,11 +150,14 @@ class Relay:
         assert self.server is not None
         self.server.close()
         self.cut()
+        self.released.set()  # (a connection held ends: its link is cut)
 
 
 @asynccontextmanager
-async def relay(port: int, cut_at_logon: Container[int] = ()) -> AsyncIterator[Relay]:
-    path = Relay(port, cut_at_logon)
+async def relay(
+    port: int, cut_at_logon: Container[int] = (), hold: bool = False
+) -> AsyncIterator[Relay]:
+    path = Relay(port, cut_at_logon, hold)
     path.server = server = await asyncio.start_server(path.accepted, "127.0.0.1", 0)
     path.url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ws/trade"
     try:
@@ -435,6 +447,108 @@ def test_close_stops_a_resume_whose_link_dropped_during_its_logon(run_venue: Any
             await asyncio.sleep(0.5)  # ten rounds' delays: a resume left would have tried
             assert path.connections == connections, "reconnected after close()"
             assert alpha.websocket is not None and alpha.websocket.state is State.CLOSED
+
+    run_venue(scenario)
+
+
+@asynccontextmanager
+async def nonce_unchecked_gateway() -> AsyncIterator[str]:
+    """A cluster gateway whose NATS is down, then dies: it answers the logon 503
+    NONCE_UNCHECKED, then closes its listener and the connection (a new one is refused),
+    while the client waits to send the logon again. Its URL."""
+
+    async def answer(websocket: ServerConnection) -> None:
+        request = json.loads(await websocket.recv())
+        error = {"code": ErrorCode.NONCE_UNCHECKED, "name": "NONCE_UNCHECKED", "msg": "unchecked"}
+        await websocket.send(json.dumps({"id": request["id"], "status": 503, "error": error}))
+        gateway.close()  # it dies
+
+    gateway = await serve(answer, "127.0.0.1", 0)
+    port = next(iter(gateway.sockets)).getsockname()[1]
+    try:
+        yield f"ws://127.0.0.1:{port}/ws/trade"
+    finally:
+        gateway.close()
+        await gateway.wait_closed()
+
+
+def test_a_drop_during_connect_anys_logon_retry_fails_that_try_only(run_venue: Any) -> None:
+    """The finding (session 26's second review): nothing marked a resume pending while
+    connect_any's setup ran, so a drop while its logon waited to be sent again (after a 503
+    NONCE_UNCHECKED or a 429) started auto_resume, which logged on; the setup's logon, held
+    and then sent on the resumed link, was refused 400 "this connection is logged on", and
+    connect_any closed the good link and raised (a bot stopped). Each try is now a pending
+    resume: the drop fails it, and the next gateway's logon is the only one."""
+
+    async def scenario(venue: Venue) -> None:
+        async with nonce_unchecked_gateway() as url:
+            client = VenueClient(
+                url, auto_resume=True, other_urls=[venue.url()], logon_retry_delays_s=(0.5,)
+            )  # the drop comes within a round trip of the 503; the logon waits 0.5 s
+            venue.clients.append(client)
+            await client.connect_any(lambda: client.logon(*KEYS["alpha"]))  # before: 400
+            assert (client.url, client.resumed, client.logon_retries) == (venue.url(), 0, 1)
+            assert (await client.request("session.status"))["account"] == 1
+
+    run_venue(scenario)
+
+
+@pytest.mark.parametrize(
+    "stopped", ["connect_any while it connects", "connect_any between rounds", "resume()"]
+)
+def test_close_stops_a_connect_any_or_a_resume_under_way_in_another_task(
+    run_venue: Any, stopped: str
+) -> None:
+    """The finding (session 26's second review): close() stopped auto_resume's rounds only;
+    a connect_any, or a caller's own resume() in another task, went on (its connect reset
+    `_closing`) and connected and logged on after close() had returned. It now raises
+    ConnectionLost, leaving nothing open."""
+
+    async def scenario(venue: Venue) -> None:
+        async with relay(venue.port, hold=True) as path, refusing_servers(1) as (refusing, hits):
+            if stopped == "resume()":
+                client = await logged_on(venue)
+                trying = asyncio.create_task(client.resume(path.url))
+            else:
+                url = refusing[0] if stopped.endswith("between rounds") else path.url
+                client = VenueClient(url, True, other_urls=[venue.url()], resume_budget_s=10)
+                venue.clients.append(client)
+                if stopped.endswith("between rounds"):
+                    assert venue.server._server is not None
+                    venue.server._server.closing = True  # every handshake refused 503
+                setup = lambda: client.logon(*KEYS["alpha"])  # noqa: E731
+                trying = asyncio.create_task(client.connect_any(setup))
+            assert await until(lambda: path.connections == 1 or hits[0] >= 2), "no try"
+            await client.close()  # while its handshake waits, or between rounds
+            path.released.set()
+            if venue.server._server is not None:
+                venue.server._server.closing = False  # every gateway answers now
+            with pytest.raises(ConnectionLost, match=r"close\(\) was called meanwhile"):
+                await asyncio.wait_for(trying, 5)  # before: connected and logged on
+            assert client.websocket is None or client.websocket.state is State.CLOSED
+            with pytest.raises(ConnectionLost, match="not sent"):
+                await client.request("session.status")
+
+    run_venue(scenario)
+
+
+def test_a_cancelled_resume_leaves_no_connection_open_half_set_up(run_venue: Any) -> None:
+    """The finding (session 26's second review): resume() closed its new connection when a
+    step failed but not when it was cancelled (a caller's wait_for, say): the connection
+    stayed open, not logged on, COD off, streams not followed, and requests went out on it.
+    A market maker must never quote without COD: cancelled, it closes it too."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.request("session.cod", {"enabled": True})
+        await logons_spent(venue)
+        resuming = await resuming_until_connected(alpha)  # its logon waits out a 429
+        resuming.cancel()
+        await asyncio.gather(resuming, return_exceptions=True)
+        assert alpha.websocket is not None and alpha.websocket.state is State.CLOSED
+        with pytest.raises(ConnectionLost, match="place not sent") as lost:
+            await alpha.place(SYMBOL, "buy", "1", "180.00")  # before: it went out, 401
+        assert lost.value.sent is False
 
     run_venue(scenario)
 
