@@ -15,7 +15,9 @@ once it was sent (the venue may have done it: a deposit, say, or an `issue-key`)
 again with the same id (a calm line says so: it is safe), up to `RETRY_PAUSES_S` times; the
 answer says `"repeated": true` if the first had been done (an `issue-key`'s shows the same
 key and secret to the same admin key). Still no answer: the line says so and gives the id,
-for the operator to send the command again with `--cl-op-id` just as safely.
+for the operator to send the command again with `--cl-op-id` just as safely (once the venue
+listens, if it was not listening: a restart replays the journal first), unless the venue
+said to give a new one (an `issue-key` whose key was never stored).
 
 An UNKNOWN_ASSET or UNKNOWN_SYMBOL refusal says what the venue lists like the name given
 (`aapl`: did you mean AAPLx?), read from the public `reserves` and `instruments` queries.
@@ -79,6 +81,12 @@ EXIT_OK, EXIT_REFUSED, EXIT_NO_ANSWER = 0, 1, 2
 SENT_NO_ANSWER = (
     "; the command was sent (cl_op_id {cl_op_id}) and the venue may have done it: send it"
     " again with {flags}, which the venue does at most once"
+)
+# Added when the last resend found no venue listening: a one-process venue restarting
+# replays its journal before it listens, which may take longer than `RETRY_PAUSES_S`.
+NOT_LISTENING_YET = (
+    " (a venue restarting replays its journal before it listens, logging `recovering`: send"
+    " it once the venue says `listening`)"
 )
 # The end of a gateway's 504 to an `issue-key` sent again whose key was never stored
 # (gateway.key_issuing): that id is spent, so the advice above, to send it again under it,
@@ -349,6 +357,8 @@ def run(args: argparse.Namespace) -> int:
         maybe = ""
         if sent and cl_op_id is not None and NEW_ID_ADVICE not in str(error):
             maybe = SENT_NO_ANSWER.format(cl_op_id=cl_op_id, flags=_again(args, params))
+            if isinstance(error, ConnectionRefusedError):
+                maybe += NOT_LISTENING_YET
         print(f"venue admin: no answer from {args.url}: {_why(error)}{maybe}", file=sys.stderr)
         return EXIT_NO_ANSWER
     print(json.dumps(result, indent=2, sort_keys=True))

@@ -655,6 +655,37 @@ def test_no_answer_after_the_command_was_sent_says_it_may_have_been_done() -> No
     assert "cl_op_id" not in refused.stderr and len(refused.stderr.splitlines()) == 1
 
 
+def test_a_venue_gone_after_the_command_was_sent_is_said_to_be_perhaps_restarting(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review of session 26: the resends are over in ~3.5 s, and a one-process venue's
+    restart replays its journal longer, not listening meanwhile: the last line said only
+    `connection refused (is venue serve running there?)`. A fake venue here takes the
+    command and goes away: the line says a restart replays first, and to send the command
+    again once the venue listens."""
+    from websockets.asyncio.server import ServerConnection
+
+    venue = FakeVenue(None)
+
+    async def take_it_and_go(connection: ServerConnection) -> None:
+        async for frame in connection:
+            request = json.loads(frame)
+            if request["method"] != "session.logon":
+                venue.stop_serving()  # no venue listening from now on
+                return
+            await connection.send(json.dumps({"id": request["id"], "status": 200, "result": {}}))
+
+    venue.handler = take_it_and_go
+    monkeypatch.setattr(admin_cli, "RETRY_PAUSES_S", (0.2, 0.2, 0.2))  # resent, but fast
+    with venue as url:
+        port = urllib.parse.urlsplit(url).port
+        assert port is not None
+        assert admin(port, "deposit", "1", "USD", "10", "--cl-op-id", "d-1") == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert "connection refused" in last and "--cl-op-id d-1" in last, last
+    assert last.endswith(admin_cli.NOT_LISTENING_YET), last
+
+
 class FakeVenue:
     """A websocket server on 127.0.0.1 running `handler`, on its own loop in a thread."""
 
@@ -675,6 +706,10 @@ class FakeVenue:
     def __enter__(self) -> str:
         self._thread.start()
         return f"ws://127.0.0.1:{self._port.result(TEST_TIMEOUT_S)}/ws/trade"
+
+    def stop_serving(self) -> None:
+        """Close the listener soon (within 0.05 s): connections are refused from then on."""
+        self._stop.set()
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
