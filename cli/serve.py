@@ -413,7 +413,7 @@ def remove_if_empty(made: list[Path]) -> None:
 
 
 def _stop_signal() -> asyncio.Event:
-    """An event set by the first stop signal (`hangup.STOP_SIGNALS`), which is logged: SIGHUP
+    """An event set by the first stop signal (`hangup.stop_signals`), which is logged: SIGHUP
     (the terminal closed) stops as cleanly as SIGTERM, where its default action killed the
     venue with nothing flushed or said to its clients. A SIGHUP ignored at the start (nohup)
     is left ignored."""
