@@ -8,6 +8,7 @@ every core would refuse, a port taken, or a cluster that cannot start fails in o
 """
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -19,7 +20,7 @@ import psycopg
 
 from cli.arguments import int_within
 from cli.failures import CommandFailed
-from cli.hangup import STOP_SIGNALS, detach_hung_up_terminal
+from cli.hangup import detach_hung_up_terminal, how_to_stop, stop_signals
 from cluster.local import ClusterError, LocalCluster, ephemeral_overlap, how_it_ended
 from cluster.nats import NatsError
 from cluster.postgres import PostgresError
@@ -92,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except ClusterError as refused:
         raise CommandFailed(f"the cluster did not start: {refused}") from None
-    for stop_signal in STOP_SIGNALS:  # even if started with SIGINT ignored
+    signals = stop_signals()  # a SIGHUP ignored (nohup) stays so; a SIGINT ignored does not
+    for stop_signal in signals:
         signal.signal(stop_signal, _interrupt)
     print(f"starting a local cluster in {directory} ...", flush=True)
     _note_outgoing_range(cluster.fixed_ports)
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         print("tokenvenue cluster up:")
         for line in cluster.describe():
             print(f"  {line}")
-        print("connect a client to either gateway; stop with Ctrl-C (SIGINT), SIGTERM or SIGHUP")
+        print(f"connect a client to either gateway; {how_to_stop(signals)}")
         print(f"  e.g. venue bot taker --url {cluster.gateways[0].url}", flush=True)
         _watch(cluster)
         for gateway in cluster.gateways:  # which one, how, and where to read why
@@ -186,7 +188,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _no_more_interrupts() -> None:
-    for stop_signal in STOP_SIGNALS:
+    for stop_signal in stop_signals():  # an ignored SIGHUP (nohup) left ignored
         signal.signal(stop_signal, _already_stopping)
 
 
@@ -194,5 +196,11 @@ def _already_stopping(signum: int, frame: object) -> None:
     """A Ctrl-C, SIGTERM or SIGHUP while the cluster stops: said, not obeyed. Obeyed, it cut the
     stop short (exit 130), and the kernel's SIGTERM to every process at once replaced the
     order (gateways, cores, then the services under them). Written with `os.write`: a
-    handler's print could land inside the main thread's own."""
-    os.write(sys.stdout.fileno(), ALREADY_STOPPING.encode())
+    handler's print could land inside the main thread's own. A SIGHUP (Ctrl-C, then the
+    window closed) detaches the terminal first, and a write that fails anyway is let go:
+    before, its EIO was raised inside `cluster.stop()`, which then killed the roles out of
+    order and exited 1."""
+    if signum == signal.SIGHUP:
+        detach_hung_up_terminal()
+    with contextlib.suppress(OSError):  # nowhere left to say it: the stop matters, not this
+        os.write(sys.stdout.fileno(), ALREADY_STOPPING.encode())

@@ -5,6 +5,7 @@ SIGHUP: a terminal closed sends its session SIGHUP, whose default action killed 
 with no clean stop) and `detach_hung_up_terminal`: once the terminal is gone, writing to it
 fails (EIO), so its descriptors are pointed at /dev/null and the stop's last lines cannot
 turn a clean stop into a traceback. Output to a file or a pipe is left as it is.
+A SIGHUP ignored at the start (`nohup venue serve &`) stays ignored: `stop_signals`.
 """
 
 import errno
@@ -13,6 +14,22 @@ import signal
 import termios
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def stop_signals() -> tuple[signal.Signals, ...]:
+    """`STOP_SIGNALS` less SIGHUP when it is ignored now (call it before installing any
+    handler): the process was started under `nohup`, whose whole point is to outlive its
+    terminal. Before, a handler replaced that and `nohup venue serve &` stopped on logout."""
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+        return tuple(sig for sig in STOP_SIGNALS if sig != signal.SIGHUP)
+    return STOP_SIGNALS
+
+
+def how_to_stop(signals: tuple[signal.Signals, ...]) -> str:
+    """The banner's line saying which signals stop it: SIGHUP not among them when ignored."""
+    if signal.SIGHUP in signals:
+        return "stop with Ctrl-C (SIGINT), SIGTERM or SIGHUP"
+    return "stop with Ctrl-C (SIGINT) or SIGTERM (SIGHUP ignored: started under nohup)"
 
 
 def detach_hung_up_terminal() -> None:

@@ -358,7 +358,7 @@ async def _serve(
         # only a published demo key's secret: stdout is a supervisor's log (journald)
         secret = key.secret if (key.key, key.secret) in PUBLISHED_KEYS else "(in the config file)"
         print(f"  api key {key.key:<16} secret {secret:<24} scopes {','.join(key.scopes)}")
-    print("stop with Ctrl-C (SIGINT), SIGTERM or SIGHUP", flush=True)
+    print(hangup.how_to_stop(hangup.stop_signals()), flush=True)
     await stopping.wait()
     try:
         await server.stop()
@@ -413,12 +413,13 @@ def remove_if_empty(made: list[Path]) -> None:
 
 
 def _stop_signal() -> asyncio.Event:
-    """An event set by the first stop signal (`hangup.STOP_SIGNALS`), which is logged: SIGHUP
+    """An event set by the first stop signal (`hangup.stop_signals`), which is logged: SIGHUP
     (the terminal closed) stops as cleanly as SIGTERM, where its default action killed the
-    venue with nothing flushed or said to its clients."""
+    venue with nothing flushed or said to its clients. A SIGHUP ignored at the start (nohup)
+    is left ignored."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in hangup.STOP_SIGNALS:
+    for sig in hangup.stop_signals():
         loop.add_signal_handler(sig, _stop_on, sig, stopping)
     return stopping
 

@@ -15,14 +15,18 @@ once it was sent (the venue may have done it: a deposit, say, or an `issue-key`)
 again with the same id (a calm line says so: it is safe), up to `RETRY_PAUSES_S` times; the
 answer says `"repeated": true` if the first had been done (an `issue-key`'s shows the same
 key and secret to the same admin key). Still no answer: the line says so and gives the id,
-for the operator to send the command again with `--cl-op-id` just as safely.
+for the operator to send the command again with `--cl-op-id` just as safely (once the venue
+listens, if it was not listening: a restart replays the journal first), unless the venue
+said to give a new one (an `issue-key` whose key was never stored).
 
 An UNKNOWN_ASSET or UNKNOWN_SYMBOL refusal says what the venue lists like the name given
 (`aapl`: did you mean AAPLx?), read from the public `reserves` and `instruments` queries.
 
 `mature` also prints, beside the answer, its cash asset's reserves as they are now
-(`"reserves_due"`), and says on stderr that an attestation of them is due: the maturity
-minted the par it paid.
+(`"reserves_due"`), and, when they no longer cover its supply, says on stderr that an
+attestation of them is due: the maturity minted the par it paid.
+Both are read after the command's answer, on a connection of their own: a follow-up that
+gets no answer leaves the answer (or the refusal) as it was, and never resends the command.
 
 `withdrawals` is the one read (`admin.withdrawals`, the pending withdrawals): it changes
 nothing, so it takes no `cl_op_id` and is not sent again. `confirm-withdrawal` and
@@ -51,6 +55,7 @@ from cli.failures import check_trade_url
 from client.sdk import ConnectionLost, VenueClient, VenueError
 from core import config as venue_config
 from engine.enums import InstrumentKind, InstrumentStatus
+from engine.instrument import case_twin
 from engine.operations import CL_OP_ID_LENGTH_MAX
 from gateway.wire import Scope
 from settlement.transfers import SWEPT_ACCOUNTS
@@ -60,11 +65,15 @@ KEY_ENV, SECRET_ENV = "VENUE_ADMIN_KEY", "VENUE_ADMIN_SECRET"
 CONNECT_TIMEOUT_S = 10.0  # connect and log on: well under a second on a venue that is up
 # The wait for a command's answer once sent. A cluster's core takeover answers within about
 # 13 s (the core's 10 s lease TTL, the standby's poll, the gateway's resend: docs/cluster.md),
-# and a gateway with no outcome after `[venue] outcome_wait_ms` (20 s) answers 504
-# OUTCOME_UNKNOWN itself: waiting past both, the answer (or that 504) comes before this gives
-# up. Before session 26 the whole call had 10 s, cut off every takeover mid-way and printed a
-# "no answer" line while the venue was about to answer.
-ANSWER_WAIT_S = 25.0
+# and a gateway with no outcome after `[venue] outcome_wait_ms` (20 s by default, at most
+# 29 s: core.config) answers 504 OUTCOME_UNKNOWN itself: waiting past both, with room for the
+# answer's way back, the answer (or that 504) comes before this gives up. Before session 26
+# the whole call had 10 s, cut off every takeover mid-way; then 25 s, short of the longest
+# outcome wait a config may set.
+ANSWER_WAIT_S = 35.0
+# A follow-up read (suggestions, reserves): a venue that answered the command answers these
+# at once; one that does not within this is left out, the answer printed as it was.
+FOLLOW_UP_WAIT_S = 5.0
 # The pauses before each resend of a command that got no answer once sent: a dropped link
 # or a venue restarting (a restart replays its journal: seconds) is over within them.
 RETRY_PAUSES_S = (0.5, 1.0, 2.0)
@@ -73,11 +82,21 @@ SENT_NO_ANSWER = (
     "; the command was sent (cl_op_id {cl_op_id}) and the venue may have done it: send it"
     " again with {flags}, which the venue does at most once"
 )
+# Added when the last resend found no venue listening: a one-process venue restarting
+# replays its journal before it listens, which may take longer than `RETRY_PAUSES_S`.
+NOT_LISTENING_YET = (
+    " (a venue restarting replays its journal before it listens, logging `recovering`: send"
+    " it once the venue says `listening`)"
+)
+# The end of a gateway's 504 to an `issue-key` sent again whose key was never stored
+# (gateway.key_issuing): that id is spent, so the advice above, to send it again under it,
+# would contradict the venue's own, which is printed instead.
+NEW_ID_ADVICE = "give a new cl_op_id"
 RESENDING = (
     "venue admin: no answer yet from {url} ({why}); sending the same command again under its"
     " cl_op_id {cl_op_id}, which the venue does at most once: this is safe"
 )
-RESERVES_DUE = (
+RESERVES_DUE = (  # said only when the reserves no longer cover the supply
     "venue admin: an attestation of {asset} reserves is now due: the maturity minted the par"
     " it paid, so {asset}'s supply is {supply} (last attested: {attested}); once the"
     " custodian holds the par from the Treasury: venue admin attest-reserves {asset} AMOUNT"
@@ -328,7 +347,7 @@ def run(args: argparse.Namespace) -> int:
         params["cl_op_id"] = cl_op_id
     sent: list[bool] = []
     try:
-        result = asyncio.run(send(args.url, api_key, secret, args.admin_method, params, sent))
+        result = asyncio.run(command(args.url, api_key, secret, args.admin_method, params, sent))
     except VenueError as error:
         detail = f" {json.dumps(error.data)}" if error.data is not None else ""
         notes = "".join(f"; {note}" for note in getattr(error, "__notes__", ()))
@@ -336,8 +355,10 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     except NO_ANSWER as error:
         maybe = ""
-        if sent and cl_op_id is not None:
+        if sent and cl_op_id is not None and NEW_ID_ADVICE not in str(error):
             maybe = SENT_NO_ANSWER.format(cl_op_id=cl_op_id, flags=_again(args, params))
+            if isinstance(error, ConnectionRefusedError):
+                maybe += NOT_LISTENING_YET
         print(f"venue admin: no answer from {args.url}: {_why(error)}{maybe}", file=sys.stderr)
         return EXIT_NO_ANSWER
     print(json.dumps(result, indent=2, sort_keys=True))
@@ -372,6 +393,24 @@ def _again(args: argparse.Namespace, params: dict[str, Any]) -> str:
 def new_cl_op_id() -> str:
     """A client operation id no other invocation gives (96 random bits)."""
     return CL_OP_ID_PREFIX + secrets.token_hex(12)
+
+
+async def command(
+    url: str, api_key: str, secret: str, method: str, params: dict[str, Any], sent: list[bool]
+) -> Any:
+    """`send`, then, once it has an answer or a refusal, the reads that go with it: the names
+    like an unknown one to a refusal (`suggest_names`), a maturity's reserves
+    (`reserves_due`). After `send`, not inside it: a follow-up with no answer there turned a
+    refusal into `no answer` and sent a `mature` already done again."""
+    venue = Reader(url, api_key, secret)
+    try:
+        result = await send(url, api_key, secret, method, params, sent)
+    except VenueError as error:
+        await suggest_names(venue, error, params)
+        raise
+    if method == "admin.mature":
+        result |= await reserves_due(venue, params["symbol"])
+    return result
 
 
 async def send(
@@ -414,15 +453,12 @@ async def call(
         if sent is not None:
             sent.append(True)
         async with _within(ANSWER_WAIT_S, f"no answer within {ANSWER_WAIT_S:g} s"):
-            try:
-                result = await client.request(method, params)
+            try:  # the SDK's own timeout (30 s) is shorter: this one is in force
+                result = await client.request(method, params, timeout_s=ANSWER_WAIT_S)
             except VenueError as error:
                 if error.name == "OUTCOME_UNKNOWN":
                     raise OutcomeUnknown(str(error)) from None
-                await suggest_names(client, error, params)
                 raise
-            if method == "admin.mature":
-                result |= await reserves_due(client, params["symbol"])
         return result if withdrawal is None else result | {"withdrawal": withdrawal}
     finally:
         await client.close()
@@ -456,7 +492,30 @@ async def pending_withdrawal(
     return found[0] if found and found[0]["withdrawal_id"] == withdrawal_id else None
 
 
-async def suggest_names(client: VenueClient, error: VenueError, params: dict[str, Any]) -> None:
+class Reader:
+    """The public reads that follow a command (`command`), each on a connection of its own
+    logged on with the admin's key, within `FOLLOW_UP_WAIT_S`."""
+
+    def __init__(self, url: str, api_key: str, secret: str) -> None:
+        self.url, self.api_key, self.secret = url, api_key, secret
+
+    async def read(self, *methods: str) -> list[Any]:
+        """The answers to `methods` (each with no params), in order."""
+        async with _within(FOLLOW_UP_WAIT_S, f"no answer within {FOLLOW_UP_WAIT_S:g} s"):
+            client = await VenueClient(self.url).connect()
+            try:
+                await client.logon(self.api_key, self.secret)
+                return [await client.request(method, {}) for method in methods]
+            finally:
+                await client.close()
+
+
+# What a follow-up read may raise and be left out for: a venue of before that read, a link
+# that dropped, no answer in time. The command's answer (or refusal) stands as it came.
+FOLLOW_UP_FAILED = (VenueError, *NO_ANSWER)
+
+
+async def suggest_names(venue: Reader, error: VenueError, params: dict[str, Any]) -> None:
     """To an UNKNOWN_SYMBOL or UNKNOWN_ASSET refusal, a note naming what the venue lists
     that the operator may have meant (`aapl` -> AAPLx, `aaplx-usd` -> AAPLx-USD), or, for an
     asset it has nothing like, how to list one. Names match exactly, case and all, so a
@@ -466,14 +525,14 @@ async def suggest_names(client: VenueClient, error: VenueError, params: dict[str
     fields: tuple[str, ...]
     try:
         if error.name == "UNKNOWN_SYMBOL":
-            listed = await client.request("instruments", {})
+            [listed] = await venue.read("instruments")
             known = [row["symbol"] for row in listed["instruments"]]
             fields = ("symbol",)
         else:
-            listed = await client.request("reserves", {})
+            [listed] = await venue.read("reserves")
             known = [row["asset"] for row in listed["reserves"]]
             fields = ("asset", "base", "quote")
-    except VenueError:  # the refusal alone
+    except FOLLOW_UP_FAILED:  # the refusal alone
         return
     for field in fields:
         name = params.get(field)
@@ -483,11 +542,12 @@ async def suggest_names(client: VenueClient, error: VenueError, params: dict[str
 
 
 def _suggestion(name: str, known: list[str], asset: bool) -> str:
-    """`did you mean X?` for the listed names like `name` (the same but for case, those it
-    begins, then close spellings: `difflib`); else where the listed ones are, or, for an
-    asset, how to list it."""
+    """`did you mean X?` for the listed names like `name` (the same but for case, as the
+    venue compares them when it lists one: `case_twin`; those it begins; then close
+    spellings: `difflib`); else where the listed ones are, or, for an asset, how to list it."""
     folded = {item.lower(): item for item in known}
-    alike = [item for item in known if item.lower() == name.lower()]
+    twin = case_twin(name, known)
+    alike = [twin] if twin is not None else []
     alike = alike or [item for item in known if item.lower().startswith(name.lower())]
     close = difflib.get_close_matches(name.lower(), list(folded), n=3, cutoff=0.6)
     alike = alike or [folded[item] for item in close]
@@ -498,23 +558,24 @@ def _suggestion(name: str, known: list[str], asset: bool) -> str:
     return "no market is like it: `venue admin list-instrument` lists one"
 
 
-async def reserves_due(client: VenueClient, symbol: str) -> dict[str, Any]:
+async def reserves_due(venue: Reader, symbol: str) -> dict[str, Any]:
     """After a bill's maturity: its cash asset's reserves as the venue lists them now, under
-    `"reserves_due"`, with a line on stderr. The maturity minted the par it paid (backed by
-    the par the custodian receives from the Treasury, docs/settlement.md "T-bills"), so the
-    cash's supply grew past what was attested, and deposits of it are refused until the
-    operator attests its reserves again. Empty if the venue does not list them."""
+    `"reserves_due"`, with a line on stderr when they no longer cover the supply
+    (`"covered"`). The maturity minted the par it paid (backed by the par the custodian
+    receives from the Treasury, docs/settlement.md "T-bills"), so the cash's supply may have
+    grown past what was attested, and then deposits of it are refused until the operator
+    attests its reserves again. Empty if the venue does not list them."""
     try:
-        listed = await client.request("instruments", {})
-        reserves = await client.request("reserves", {})
-    except VenueError:  # a venue of before the reserves query: the answer alone
+        listed, reserves = await venue.read("instruments", "reserves")
+    except FOLLOW_UP_FAILED:  # the answer alone
         return {}
     quotes = [i["quote"] for i in listed["instruments"] if i["symbol"] == symbol]
     rows = [row for row in reserves["reserves"] if quotes and row["asset"] == quotes[0]]
     if not rows:
         return {}
     row = rows[0]
-    print(RESERVES_DUE.format(**row), file=sys.stderr)
+    if not row["covered"]:
+        print(RESERVES_DUE.format(**row), file=sys.stderr)
     return {"reserves_due": row}
 
 

@@ -4,17 +4,18 @@ Starts the server in-process on 127.0.0.1 (a fresh journal and ledger store in t
 directory each run), two market makers quoting a ladder (mm-alpha on AAPLx-USD, mm-beta on
 the config's T-bill that matures next: a matured one is not listed), a taker crossing their
 spreads, and a public subscriber whose local books and trades feed one status line a
-second. After `--seconds` (or Ctrl-C) it stops the bots (they pull their quotes; a second
-Ctrl-C stops them at once; a third ends the process, 130), then the server, and prints the
-trades, the volume, the demo accounts' balances and the verdict of the ledger store's own
-verification. Other clients can connect to the printed URL while it runs. Owns nothing the
-server or bots do not.
+second. After `--seconds` (or Ctrl-C, SIGTERM, or SIGHUP: its terminal closed) it stops the
+bots (they pull their quotes; a second Ctrl-C stops them at once; a third ends the process,
+130), then the server, and prints the trades, the volume, the demo accounts' balances and
+the verdict of the ledger store's own verification. Other clients can connect to the printed
+URL while it runs. Owns nothing the server or bots do not.
 """
 
 import argparse
 import asyncio
 import contextlib
 import datetime
+import errno
 import os
 import signal
 import sys
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+from cli import hangup
 from cli.arguments import directory, int_within
 from cli.failures import EXIT_INTERRUPTED, CommandFailed
 from cli.serve import check_port_free
@@ -176,7 +178,18 @@ async def _watch(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), min(STATUS_INTERVAL_S, seconds))
         tape.drain(public, per_price)
-        print(_status_line(loop.time() - start, tape, public), flush=True)
+        _say_status(_status_line(loop.time() - start, tape, public))
+
+
+def _say_status(line: str) -> None:
+    """Print the status line. A terminal closed while it is written fails the write (EIO)
+    before the SIGHUP that follows is handled: the line is let go, and the SIGHUP stops the
+    demo cleanly (`_stop_on_interrupt`); before, the EIO ended it, the server unstopped."""
+    try:
+        print(line, flush=True)
+    except OSError as failed:
+        if failed.errno != errno.EIO:
+            raise
 
 
 def _status_line(elapsed_s: float, tape: Tape, public: VenueClient) -> str:
@@ -308,15 +321,20 @@ def _summary(
 
 @contextlib.contextmanager
 def _stop_on_interrupt(stop: asyncio.Event, hurry: asyncio.Event) -> Iterator[None]:
-    """Ctrl-C (and SIGTERM) set `stop` instead of tearing the loop down mid-trade. Another
-    one once stopping sets `hurry`, saying so once: it used to end the process with 130,
-    without the summary, while the bots pulled their quotes. A third ends the process at
-    once, 130 (`_end_at_once`): the stop may hang (the server's, say), and every signal
-    after the second was swallowed until the summary, leaving only SIGKILL."""
+    """Ctrl-C (and SIGTERM, and SIGHUP: the terminal closed) set `stop` instead of tearing the
+    loop down mid-trade. Another one once stopping sets `hurry`, saying so once: it used to
+    end the process with 130, without the summary, while the bots pulled their quotes. A
+    third ends the process at once, 130 (`_end_at_once`): the stop may hang (the server's,
+    say), and every signal after the second was swallowed until the summary, leaving only
+    SIGKILL. A SIGHUP first detaches the hung-up terminal (its writes would fail, EIO);
+    before the review of session 26 its default action killed the demo, the server unstopped.
+    A SIGHUP ignored at the start (nohup) stays ignored (`hangup.stop_signals`)."""
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
 
-    def interrupted() -> None:
+    def interrupted(sig: signal.Signals) -> None:
+        if sig == signal.SIGHUP:
+            hangup.detach_hung_up_terminal()  # the status and summary must not fail on it
         if not stop.is_set():
             stop.set()
         elif not hurry.is_set():
@@ -333,9 +351,9 @@ def _stop_on_interrupt(stop: asyncio.Event, hurry: asyncio.Event) -> Iterator[No
                 flush=True,
             )
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in hangup.stop_signals():
         try:
-            loop.add_signal_handler(sig, interrupted)
+            loop.add_signal_handler(sig, interrupted, sig)
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
             continue
         installed.append(sig)
@@ -349,10 +367,14 @@ def _stop_on_interrupt(stop: asyncio.Event, hurry: asyncio.Event) -> Iterator[No
 
 
 def _end_at_once(signum: int, frame: object) -> None:
-    """A third Ctrl-C (or SIGTERM): exit 130 now, saying so in one line, whatever is running
-    (the server not stopped: its files are as after a crash; the next demo starts afresh)."""
+    """A third Ctrl-C (or SIGTERM, SIGHUP): exit 130 now, saying so in one line, whatever is
+    running (the server not stopped: its files are as after a crash; the next demo starts
+    afresh)."""
+    if signum == signal.SIGHUP:
+        hangup.detach_hung_up_terminal()
     with contextlib.suppress(Exception):  # (a print cut short by this signal: reentrant)
         sys.stdout.flush()
     message = "interrupted a third time: the demo ends now (130), without its summary\n"
-    os.write(sys.stdout.fileno(), message.encode())
+    with contextlib.suppress(OSError):  # nowhere left to say it: the exit matters
+        os.write(sys.stdout.fileno(), message.encode())
     os._exit(EXIT_INTERRUPTED)

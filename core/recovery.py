@@ -88,7 +88,12 @@ class Recovery:
         self.core._recovering = True
         self._progress = ReplayProgress(after, self.sequencer.journal.last_seq())
         try:
-            replayed = self.sequencer.recover(after, on_replayed=self._replayed)
+            replayed = self.sequencer.recover(
+                after,
+                on_replayed=self._replayed,
+                on_progress=self._progress.reached,
+                progress_records=PROGRESS_CHECK_RECORDS,
+            )
         finally:
             self.core._recovering = False
         await self._refuse_store_ahead()
@@ -176,7 +181,6 @@ class Recovery:
         self.listener.replayed(batch)
         for executed in batch:
             self._to_store.extend(executed.transfers)
-        self._progress.replayed(batch[-1].seq, len(batch))
 
     def _journal_bytes(self) -> int:
         path = self.data_dir / core_module.JOURNAL_FILE
@@ -272,23 +276,19 @@ def _refusal_fields(refused: CommandRejected) -> dict[str, Any]:
 
 class ReplayProgress:
     """How far a replay of the journal from `after_seq` to `last_seq` is: logged as
-    `recovering` at most every `PROGRESS_INTERVAL_S` (the clock read once per
-    `PROGRESS_CHECK_RECORDS` records), with the seq reached, the records replayed of how
-    many, the rate and the seconds left at that rate."""
+    `recovering` at most every `PROGRESS_INTERVAL_S` (told, and the clock read, once per
+    `PROGRESS_CHECK_RECORDS` records: `Sequencer.recover` counts), with the seq reached, the
+    records replayed of how many, the rate and the seconds left at that rate."""
 
     def __init__(self, after_seq: int, last_seq: int) -> None:
         self.after_seq = after_seq
         self.last_seq = last_seq
         self.started = self.said = time.monotonic()
         self.count = 0
-        self.unchecked = 0  # records since the clock was last read
 
-    def replayed(self, seq: int, count: int) -> None:
-        self.count += count
-        self.unchecked += count
-        if self.unchecked < PROGRESS_CHECK_RECORDS:
-            return
-        self.unchecked = 0
+    def reached(self, seq: int, count: int) -> None:
+        """`count` records replayed, the last at `seq`: a line if the interval is over."""
+        self.count = count
         now = time.monotonic()
         if now - self.said < PROGRESS_INTERVAL_S:
             return

@@ -604,6 +604,68 @@ def test_a_closed_terminal_stops_the_venue_cleanly(tmp_path: Path) -> None:
     assert (data_dir / CLEAN_STOP_FILE).exists()
 
 
+# Put before `-m module ...`: the process starts with SIGHUP ignored, as under `nohup`.
+WITH_SIGHUP_IGNORED = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN);"
+    " os.execv(sys.executable, [sys.executable, *sys.argv[1:]])",
+]
+
+
+def test_a_venue_started_with_sighup_ignored_keeps_serving_after_a_sighup(
+    tmp_path: Path,
+) -> None:
+    """The finding (review of session 26): `nohup venue serve &` stopped at logout, since the
+    clean stop on SIGHUP replaced the ignoring that nohup set up. Started so here, it says
+    SIGHUP is ignored, still answers after one, and stops on SIGTERM."""
+    command = [*WITH_SIGHUP_IGNORED, *SERVE[1:], "--data-dir", str(tmp_path / "data")]
+    server = subprocess.Popen(
+        [*command, "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+    )
+    try:
+        banner = _said_until_stop_line(server)
+        listening = LISTENING.search(banner)
+        assert listening is not None, banner
+        url = f"ws://127.0.0.1:{listening.group(1)}/ws/trade"
+        server.send_signal(signal.SIGHUP)
+        assert asyncio.run(_instruments(url)), "no answer after the SIGHUP"
+        assert server.poll() is None
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=STOP_TIMEOUT_S)
+    assert server.returncode == 0, output
+    assert "signal=SIGTERM" in output and "SIGHUP" not in output.replace(banner, ""), output
+    assert "(SIGHUP ignored: started under nohup)" in banner, banner
+
+
+def _said_until_stop_line(server: subprocess.Popen[str]) -> str:
+    """What `server` printed up to its `stop with` line (its handlers are installed then)."""
+    assert server.stdout is not None
+    said = ""
+    for _ in range(START_LINES_MAX * 5):  # bounded: the banner is a few lines after the logs
+        line = server.stdout.readline()
+        said += line
+        if line.startswith("stop with") or not line:
+            break
+    assert "stop with" in said, said
+    return said
+
+
+async def _instruments(url: str) -> list[dict[str, Any]]:
+    """The venue's instruments, read by a logged-on trader."""
+    async with VenueClient(url) as trader:
+        await trader.logon(*KEYS["alpha"])
+        result = await asyncio.wait_for(trader.request("instruments", {}), STOP_TIMEOUT_S)
+        instruments: list[dict[str, Any]] = result["instruments"]
+        return instruments
+
+
 async def _pushes_after(url: str, hang_up: Callable[[], None]) -> list[dict[str, Any]]:
     """A logged-on trader's pushes from `hang_up` until its connection closes."""
     trader = await VenueClient(url).connect()

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import typing
 import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -481,6 +482,62 @@ def test_mature_says_that_an_attestation_of_its_cash_is_due(
     assert "venue admin attest-reserves USD AMOUNT" in captured.err
 
 
+def test_mature_says_nothing_is_due_while_the_reserves_still_cover_the_cash(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The finding (review of session 26): `mature` said an attestation was due whatever the
+    reserves, `"covered": true` included. Attested far above the par to be paid, they still
+    cover the cash after the maturity: the reserves are printed, and no line says one is due."""
+    assert admin(venue.port, "attest-reserves", "USD", "1000000000") == 0
+    capsys.readouterr()
+    assert admin(venue.port, "mature", sample_bill("TB-2027-03-04-USD")) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["reserves_due"]["covered"] is True
+    assert captured.err == ""
+
+
+def test_a_follow_up_read_with_no_answer_leaves_the_refusal_or_the_answer_as_it_came(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The finding (review of session 26): the reads after a command (the names like an
+    unknown one, a maturity's reserves) ran inside the resend loop and let only a refusal
+    go: a link dropped during one turned a refusal (exit 1) into `no answer` (exit 2) after
+    three resends, and sent a `mature` already done again. A proxy here drops the link at
+    every such read: the refusal and the answer come as they would without the reads, each
+    command sent once."""
+    commands: list[str] = []
+    with FakeVenue(_dropping_at_reads(venue.port, commands)) as url:
+        port = urllib.parse.urlsplit(url).port
+        assert port is not None
+        assert admin(port, "deposit", "1", "aapl", "10") == admin_cli.EXIT_REFUSED
+        [line] = capsys.readouterr().err.splitlines()
+        assert line == "venue admin: refused: 400 UNKNOWN_ASSET (7000): unknown asset 'aapl'"
+        assert admin(port, "mature", sample_bill("TB-2027-03-04-USD")) == admin_cli.EXIT_OK
+        captured = capsys.readouterr()
+    assert "reserves_due" not in json.loads(captured.out) and captured.err == ""
+    assert commands == ["admin.deposit", "admin.mature"]  # once each
+
+
+def _dropping_at_reads(port: int, commands: list[str]) -> Any:
+    """A proxy's handler to the venue on `port` that drops the link at an `instruments` or
+    `reserves` read, and notes every admin command it passes on in `commands`."""
+    from websockets.asyncio.client import connect
+    from websockets.asyncio.server import ServerConnection
+
+    async def handler(connection: ServerConnection) -> None:
+        async with connect(f"ws://127.0.0.1:{port}/ws/trade") as upstream:
+            async for frame in connection:
+                method = json.loads(frame)["method"]
+                if method in ("instruments", "reserves"):
+                    return  # the link dropped: no answer to the read
+                if method.startswith("admin."):
+                    commands.append(method)
+                await upstream.send(frame)
+                await connection.send(await upstream.recv())
+
+    return handler
+
+
 def test_an_unknown_name_like_a_listed_one_is_refused_with_a_suggestion(
     venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -598,6 +655,37 @@ def test_no_answer_after_the_command_was_sent_says_it_may_have_been_done() -> No
     assert "cl_op_id" not in refused.stderr and len(refused.stderr.splitlines()) == 1
 
 
+def test_a_venue_gone_after_the_command_was_sent_is_said_to_be_perhaps_restarting(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review of session 26: the resends are over in ~3.5 s, and a one-process venue's
+    restart replays its journal longer, not listening meanwhile: the last line said only
+    `connection refused (is venue serve running there?)`. A fake venue here takes the
+    command and goes away: the line says a restart replays first, and to send the command
+    again once the venue listens."""
+    from websockets.asyncio.server import ServerConnection
+
+    venue = FakeVenue(None)
+
+    async def take_it_and_go(connection: ServerConnection) -> None:
+        async for frame in connection:
+            request = json.loads(frame)
+            if request["method"] != "session.logon":
+                venue.stop_serving()  # no venue listening from now on
+                return
+            await connection.send(json.dumps({"id": request["id"], "status": 200, "result": {}}))
+
+    venue.handler = take_it_and_go
+    monkeypatch.setattr(admin_cli, "RETRY_PAUSES_S", (0.2, 0.2, 0.2))  # resent, but fast
+    with venue as url:
+        port = urllib.parse.urlsplit(url).port
+        assert port is not None
+        assert admin(port, "deposit", "1", "USD", "10", "--cl-op-id", "d-1") == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert "connection refused" in last and "--cl-op-id d-1" in last, last
+    assert last.endswith(admin_cli.NOT_LISTENING_YET), last
+
+
 class FakeVenue:
     """A websocket server on 127.0.0.1 running `handler`, on its own loop in a thread."""
 
@@ -618,6 +706,10 @@ class FakeVenue:
     def __enter__(self) -> str:
         self._thread.start()
         return f"ws://127.0.0.1:{self._port.result(TEST_TIMEOUT_S)}/ws/trade"
+
+    def stop_serving(self) -> None:
+        """Close the listener soon (within 0.05 s): connections are refused from then on."""
+        self._stop.set()
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
@@ -712,11 +804,64 @@ def test_the_wait_for_an_answer_outlasts_a_core_takeover_and_the_gateways_own() 
     (the core's lease TTL, the standby's poll, the gateway's resend of up to 2.5 s:
     docs/cluster.md), so an operator saw `no answer` in the middle of every takeover."""
     from core.cluster_core import LEASE_POLL_S, LEASE_TTL_S
-    from core.config import OUTCOME_WAIT_MS_DEFAULT
 
     takeover_s = LEASE_TTL_S + LEASE_POLL_S + 2.5
     assert takeover_s < admin_cli.ANSWER_WAIT_S
-    assert admin_cli.ANSWER_WAIT_S > OUTCOME_WAIT_MS_DEFAULT / 1_000  # its 504 comes first
+    # The review of session 26: 25 s, under the longest outcome wait a config may set (29 s),
+    # cut off a gateway about to answer 504. Past the config's maximum, its 504 comes first.
+    assert _outcome_wait_ms_max() / 1_000 < admin_cli.ANSWER_WAIT_S
+
+
+def _outcome_wait_ms_max() -> int:
+    """The largest `[venue] outcome_wait_ms` the config takes (its `le` bound)."""
+    from core.config import VenueSection
+
+    hints = typing.get_type_hints(VenueSection, include_extras=True)
+    [bounds] = hints["outcome_wait_ms"].__metadata__
+    assert isinstance(bounds.le, int)
+    return bounds.le
+
+
+def test_an_issue_key_never_stored_is_not_advised_to_be_sent_again_under_its_id(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finding (review of session 26): an `issue-key` whose key was never stored is
+    answered 504 OUTCOME_UNKNOWN `... no key was issued: give a new cl_op_id`
+    (gateway.key_issuing), and the CLI's last line advised the opposite, to send it again
+    with the same --cl-op-id. A fake venue answers so every time: the venue's advice ends
+    the line, and the CLI's own is left out."""
+    from websockets.asyncio.server import ServerConnection
+
+    never_stored = (
+        "cl_op_id 'k-1': the key 1-abc issued under it at 1 is not stored: its gateway stopped"
+        " before storing it, or is still storing it; ask again, and if it is still not stored,"
+        " no key was issued: give a new cl_op_id"
+    )
+
+    async def not_stored(connection: ServerConnection) -> None:
+        async for frame in connection:
+            request = json.loads(frame)
+            answer: dict[str, Any] = {"id": request["id"], "status": 200, "result": {}}
+            if request["method"] == "admin.issue_key":
+                error = {"code": 9003, "name": "OUTCOME_UNKNOWN", "msg": never_stored}
+                answer = {"id": request["id"], "status": 504, "error": error}
+            await connection.send(json.dumps(answer))
+
+    monkeypatch.setattr(admin_cli, "RETRY_PAUSES_S", (0.01, 0.01, 0.01))  # resent, but fast
+    with FakeVenue(not_stored) as url:
+        port = urllib.parse.urlsplit(url).port
+        assert port is not None
+        argv = ["issue-key", "1", "--scopes", "read", "--cl-op-id", "k-1"]
+        assert admin(port, *argv) == admin_cli.EXIT_NO_ANSWER
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.endswith(never_stored), last
+    assert "--cl-op-id k-1" not in last, last
+
+
+def test_the_gateways_never_stored_answer_ends_with_the_advice_the_cli_looks_for() -> None:
+    """`NEW_ID_ADVICE` is matched in the text of gateway.key_issuing's 504: kept in step."""
+    source = (ROOT / "gateway" / "key_issuing.py").read_text()
+    assert f'" {admin_cli.NEW_ID_ADVICE}"' in source
 
 
 def test_an_issue_key_whose_answer_was_lost_is_sent_again_and_shows_the_same_key(

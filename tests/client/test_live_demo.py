@@ -1,6 +1,8 @@
 """`venue demo` (client/live_demo.py) as a real process under Ctrl-C (SIGINT); its run in
 process is tested with the bots, in tests/client/test_bots.py."""
 
+import os
+import pty
 import re
 import signal
 import socket
@@ -9,8 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+from core.venue_core import CLEAN_STOP_FILE
 from tests.conftest import ROOT
 from tests.sample_config import SAMPLE_CONFIG
+from tests.terminal import ON_ITS_TERMINAL, read_until
 
 LINE_TIMEOUT_S = 60  # the demo's start, or its stop, on a busy 2-core machine
 STOPPING = "stopping the bots"
@@ -117,3 +121,35 @@ def test_a_third_ctrl_c_while_stopping_ends_the_demo_at_once_with_130(tmp_path: 
     after = output.splitlines()
     assert after == ["interrupted a third time: the demo ends now (130), without its summary"]
     assert "Traceback" not in errors, errors
+
+
+def test_a_closed_terminal_stops_the_demo_cleanly(tmp_path: Path) -> None:
+    """The finding (review of session 26): `venue demo` in a terminal that was closed got
+    SIGHUP, whose default action killed it: the server not stopped, no clean-stop mark. It
+    runs here as a real terminal's session leader (a pty); the terminal's side is closed once
+    the bots trade, which also makes every later write to it fail (EIO): the stop is as
+    clean as Ctrl-C's, its summary going nowhere."""
+    data_dir = tmp_path / "demo"
+    command = [*ON_ITS_TERMINAL, "-m", "cli.main", "demo", "--config", str(SAMPLE_CONFIG)]
+    command += ["--port", "0", "--seconds", "600", "--data-dir", str(data_dir)]
+    terminal, its_side = pty.openpty()
+    demo = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdin=its_side,
+        stdout=its_side,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    os.close(its_side)
+    try:
+        read_until(terminal, rb"\n\[ *\d", LINE_TIMEOUT_S)  # a status line: the bots trade
+        os.close(terminal)
+        _, errors = demo.communicate(timeout=LINE_TIMEOUT_S)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.communicate()
+    assert demo.returncode == 0, errors
+    assert b"Traceback" not in errors, errors
+    assert (data_dir / CLEAN_STOP_FILE).exists()  # the server stopped as at Ctrl-C

@@ -882,3 +882,27 @@ def test_a_record_of_the_other_venue_kind_refuses_the_replay_in_one_line(
     message = str(refused.value)
     assert "record 1" in message and "venue serve --nats" in message, message
     assert not venue.markets and reader.last_seq == 0
+
+
+def test_a_replay_reports_its_progress_once_every_so_many_records(tmp_path: Path) -> None:
+    """The review of session 26: recovery's progress was told of every replayed record (a
+    call each, ~3% of a replay); the recover loop counts, and calls it once every
+    `progress_records` records with the seq reached and the count so far."""
+    path = tmp_path / "journal"
+
+    async def write() -> None:
+        sequencer = Sequencer(Venue(), FileJournal(path), Clock(), lambda batch: None)
+        sequencer.submit(ListInstrument(spec=make_spec()), origin=None)
+        for i in range(10):
+            sequencer.submit(order(1, Side.SELL, 10_000 + i), origin=None)
+        await sequencer.drain()
+        sequencer.close()
+
+    asyncio.run(write())
+    reached: list[tuple[int, int]] = []
+    recovered = Sequencer(Venue(), FileJournal(path), Clock(), lambda batch: None)
+    count = recovered.recover(
+        on_progress=lambda seq, count: reached.append((seq, count)), progress_records=3
+    )
+    assert count == 11 and reached == [(3, 3), (6, 6), (9, 9)]
+    recovered.close()
