@@ -44,6 +44,12 @@ UNKNOWN_OUTCOME = (
     "its outcome is unknown (the venue may have carried it out): check it (an order by its"
     " cl_ord_id in GET /api/v1/orders or GET /api/v1/orders/history) before sending it again"
 )
+# The same of a place sent with `once` and its cl_ord_id: no look needed (docs/rest.md).
+ONCE_OUTCOME = (
+    "its outcome is unknown (the venue may have carried it out): it was sent with once, so send"
+    " the same request again: it runs at most once (a repeat is refused 400"
+    " DUPLICATE_CL_ORD_ID naming the first order and its status)"
+)
 # A signed request refused 503 NONCE_UNCHECKED (a cluster gateway's nonce claim unanswered
 # within 2 s: NATS down, a leader election of ~3 s) is signed again with a new nonce and sent
 # again after each delay; then that refusal is returned. The SDK's logon retries alike
@@ -96,11 +102,11 @@ class RestTimeout(TimeoutError):
     """No answer to a request within the client's `timeout_s`. `outcome_unknown` is True for
     a request that may change something (not a GET): the message says what to do."""
 
-    def __init__(self, method: str, path: str, timeout_s: float) -> None:
+    def __init__(self, method: str, path: str, timeout_s: float, body: bytes = b"") -> None:
         self.outcome_unknown = method != "GET"
         message = f"no answer to {method} {path} within {timeout_s:g} s"
         if self.outcome_unknown:
-            message += f": {UNKNOWN_OUTCOME}"
+            message += f": {_unknown_outcome(body)}"
         super().__init__(message)
         self.method = method
         self.path = path
@@ -119,16 +125,30 @@ class RestConnectionLost(ConnectionError):
     GET (sent again once on a new connection) the outcome is unknown, and the message says
     how to check it."""
 
-    def __init__(self, method: str, path: str, url: str, failure: Exception) -> None:
+    def __init__(
+        self, method: str, path: str, url: str, failure: Exception, body: bytes = b""
+    ) -> None:
         self.outcome_unknown = method != "GET"
         message = (
             f"the connection to {url} broke before the answer to {method} {path} ({failure!r})"
         )
         if self.outcome_unknown:
-            message += f": {UNKNOWN_OUTCOME}"
+            message += f": {_unknown_outcome(body)}"
         super().__init__(message)
         self.method = method
         self.path = path
+
+
+def _unknown_outcome(body: bytes) -> str:
+    """What to do about a request whose answer was lost: a body with `once` and a cl_ord_id
+    is sent again as it is, any other is looked up first."""
+    try:
+        fields = json.loads(body) if body else None
+    except ValueError:  # not JSON: the venue refuses it, but say what is safe
+        fields = None
+    if isinstance(fields, dict) and fields.get("once") is True and fields.get("cl_ord_id"):
+        return ONCE_OUTCOME
+    return UNKNOWN_OUTCOME
 
 
 def _gateway(url: str) -> tuple[bool, str, int]:
@@ -271,7 +291,7 @@ class RestClient:
                 return self._send(method, path, query, body, headers, sign)
             except TimeoutError:
                 self.close()  # an answer may still come on it: never read as the next one's
-                raise RestTimeout(method, path, self.timeout_s) from None
+                raise RestTimeout(method, path, self.timeout_s, body) from None
             except _NotConnected as failed:
                 refusals += 1  # not connected, so nothing sent: another gateway may serve
                 if refusals >= len(self.urls):
@@ -286,7 +306,7 @@ class RestClient:
             except (ConnectionError, http.client.HTTPException) as lost:
                 self.close()
                 if not (reused and method == "GET"):
-                    raise RestConnectionLost(method, path, self.base_url, lost) from lost
+                    raise RestConnectionLost(method, path, self.base_url, lost, body) from lost
                 # the server closed the idle keep-alive connection: a GET is safe to send again
                 reused = False
 

@@ -63,8 +63,9 @@ class Calls:
         """Place an order (`more`: the other params, `cl_ord_id=` and so on). With `once`
         (it needs a `cl_ord_id`) the venue places it at most once per cl_ord_id: after a
         `ConnectionLost` with `outcome_unknown` or a 504 `OUTCOME_UNKNOWN`, send the same call
-        again; a repeat is refused `DUPLICATE_CL_ORD_ID` naming the first order and its status
-        in `VenueError.data` (docs/protocol.md §2.4)."""
+        again (within 10 minutes: the venue forgets it then); a repeat is refused
+        `DUPLICATE_CL_ORD_ID` naming the first order and its status in `VenueError.data`
+        (docs/protocol.md §2.4)."""
         params = {"symbol": symbol, "side": side, "type": type, "tif": tif, **more}
         if qty is not None:
             params["qty"] = qty

@@ -93,6 +93,9 @@ class ErrorCode(IntEnum):
 
 E = ErrorCode
 
+# A place with `once` whose cl_ord_id the venue remembers (`engine.once`) is refused
+# DUPLICATE_CL_ORD_ID right after BAD_PARAM, before the rest: a retry learns its first ran,
+# not a reason that came up since (a halt, an amend that took the cl_ord_id) or one it passed.
 PLACE_PRECEDENCE: tuple[ErrorCode, ...] = (
     E.BAD_PARAM,
     E.UNKNOWN_SYMBOL,

@@ -47,9 +47,9 @@ class VenueImage(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     operations: list[Operation] = []  # operator commands done under a cl_op_id, oldest first
     # the older ones, compacted (absent from images before it: they held every one whole)
     operations_archive: OperationArchive | None = None
-    # the `once` places remembered (`engine.once`): (account, cl_ord_id, order id); absent
-    # while there are none, as from images before it
-    once_placed: list[tuple[int, str, int]] = []
+    # the `once` places remembered (`engine.once`): (ts_us, account, cl_ord_id, order id),
+    # oldest first; absent while there are none, as from images before it
+    once_placed: list[tuple[int, int, str, int]] = []
 
 
 def capture(venue: Venue) -> VenueImage:

@@ -85,7 +85,7 @@ from engine.instrument import (
     unknown_symbol,
 )
 from engine.market import Market
-from engine.once import OncePlaced
+from engine.once import OnceLimits, OncePlaced
 from engine.operations import OPERATIONS_RECENT_MAX, Operations
 from engine.reasons import ErrorCode
 from engine.units import SMALL_INT_MAX, UNITS_MAX, format_units, looks_like_milliseconds
@@ -128,6 +128,7 @@ IOC_REST = CancelReason.IOC_REST
 STP_MODES = frozenset(SelfTradePrevention)
 TRADING_STATUSES = frozenset((InstrumentStatus.OPEN, InstrumentStatus.POST_ONLY))
 E = ErrorCode
+_ONCE_LIMITS_DEFAULT = OnceLimits()
 
 
 class VenueConfig(msgspec.Struct, frozen=True):
@@ -147,6 +148,9 @@ class VenueConfig(msgspec.Struct, frozen=True):
     # first one (`OPERATIONS_RETAINED_LEGACY`; images of then hold it), so that its replay
     # runs as it ran. `SetReserveStaleness` sets it to 0; never set otherwise.
     operations_retained_max: int = 0
+    # How long and how many `once` places are remembered (`engine.once`): they decide
+    # refusals, so a journal replays under the limits it ran under.
+    once_limits: OnceLimits = OnceLimits()
 
 
 class Venue:
@@ -167,7 +171,7 @@ class Venue:
         self.account_orders: dict[int, dict[int, Order]] = {}
         self.cl_ord_index: dict[tuple[int, str], Order] = {}
         self.closed_orders = ClosedOrders(self.config.closed_orders_retained_max)
-        self.once_placed = OncePlaced()  # the `once` places, for at-most-once retries
+        self.once_placed = OncePlaced(self.config.once_limits)  # for at-most-once retries
         self.gtd_queue: list[tuple[int, int]] = []  # heap of (expire_at_us, order_id)
         self.last_order_id = 0
         self.ts_us = 0
@@ -340,6 +344,8 @@ class Venue:
             state.append(["reserve_staleness", staleness_us])
         if self.config.operations_retained_max:  # it decides repeats; the same
             state.append(["operations_retained", self.config.operations_retained_max])
+        if self.config.once_limits != _ONCE_LIMITS_DEFAULT:  # it decides them; the same
+            state.append(["once_limits", self.config.once_limits])
         if self.once_placed:  # it decides once places; the same: only after the first
             state.append(["once_placed", self.once_placed.image()])
         return state
@@ -530,7 +536,7 @@ class Venue:
                 )
             if cmd.once:  # accepted below: remembered under the id it gets there
                 assert cl_ord_id is not None, "a once place without a cl_ord_id passed"
-                self.once_placed.add(account, cl_ord_id, self.last_order_id + 1)
+                self.once_placed.add(cmd.ts_us, account, cl_ord_id, self.last_order_id + 1)
 
         self.last_order_id = order_id = self.last_order_id + 1
         # The command's other fields are read where used: a local read only twice costs
@@ -643,6 +649,8 @@ class Venue:
         if problem is not None:
             self._reject(events, cmd, "place_order", E.BAD_PARAM, problem)
             return True
+        if cmd.once and self._once_refused(cmd, events):
+            return True
         if market is None:
             detail = unknown_symbol(cmd.symbol)
             self._reject(events, cmd, "place_order", E.UNKNOWN_SYMBOL, detail)
@@ -653,14 +661,27 @@ class Venue:
         code, detail = reason
         account, cl_ord_id = cmd.account, cmd.cl_ord_id
         order_id = 0
-        if code is E.DUPLICATE_CL_ORD_ID:  # the live order, else the first `once` place
+        if code is E.DUPLICATE_CL_ORD_ID:  # the open order that holds it
             assert cl_ord_id is not None, "a duplicate without a cl_ord_id"
-            live = self.cl_ord_index.get((account, cl_ord_id))
-            order_id = live.order_id if live else self.once_placed.first(account, cl_ord_id)
+            order_id = self.cl_ord_index[(account, cl_ord_id)].order_id
         facts = _refusal_facts(
             code, market, cmd.side, cmd.order_type, cmd.price, cmd.qty, cmd.quote_qty
         )
         self._reject(events, cmd, "place_order", code, detail, order_id, facts)
+        return True
+
+    def _once_refused(self, cmd: PlaceOrder, events: list[Event]) -> bool:
+        """Whether a `once` place ran already (refused, reported, naming the first order).
+
+        Its first business check: a retry learns that its first ran, not a reason that came
+        up since (a halt, an amend that took the cl_ord_id), nor one the first passed."""
+        cl_ord_id = cmd.cl_ord_id
+        assert cl_ord_id is not None, "a once place without a cl_ord_id passed"
+        first = self.once_placed.first(cmd.account, cl_ord_id, cmd.ts_us)
+        if not first:
+            return False
+        detail = f"cl_ord_id {cl_ord_id!r} was placed once already"
+        self._reject(events, cmd, "place_order", E.DUPLICATE_CL_ORD_ID, detail, first)
         return True
 
     def _refused_sell_value(self, cmd: PlaceOrder, market: Market, events: list[Event]) -> bool:
@@ -696,8 +717,6 @@ class Venue:
             return E.INVALID_EXPIRE_AT, _expire_at_problem(cmd.expire_at_us, cmd.ts_us)
         if cmd.cl_ord_id is not None and (cmd.account, cmd.cl_ord_id) in self.cl_ord_index:
             return E.DUPLICATE_CL_ORD_ID, f"cl_ord_id {cmd.cl_ord_id!r} is in use"
-        if cmd.once and self.once_placed.first(cmd.account, cmd.cl_ord_id or ""):
-            return E.DUPLICATE_CL_ORD_ID, f"cl_ord_id {cmd.cl_ord_id!r} was placed once already"
         price = cmd.price
         qty = cmd.qty
         if price % market.price_tick:

@@ -193,14 +193,17 @@ class Dispatcher:
         self.submit_all: Callable[[Iterable[Command], Pending], None] = getattr(
             bus, "submit_all", None
         ) or partial(_submit_each, bus)
-        # A place's and an order.batch's answers: a DUPLICATE_CL_ORD_ID names the first
-        # order's status too (`first_status`), so a retry learns what became of the first.
+        # A place's, an amend's and an order.batch's answers: a DUPLICATE_CL_ORD_ID names the
+        # status of the order it names too (`first_status`): a `once` place's first order, so
+        # a retry learns what became of it; else the open order holding the cl_ord_id, or
+        # for an amend the amended order.
         self._finish_trade = partial(_trade_result, status_of=self.first_status)
         self._finish_batch = partial(_batch_result, status_of=self.first_status)
 
     def first_status(self, account: int, order_id: int) -> str | None:
         """The status of the account's order `order_id` now (open, or closed and still in
-        the account's retained history), or None: what a duplicate cl_ord_id's data names."""
+        the account's retained history), or None: what a DUPLICATE_CL_ORD_ID's data adds to
+        the order it names."""
         order = self.reads.orders.get(order_id)
         if order is not None and order.account == account:
             return str(order.status)

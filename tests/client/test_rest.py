@@ -5,13 +5,14 @@ import os
 import resource
 import socket
 import ssl
+import threading
 import time
 from typing import Any
 
 import pytest
 
 from client import rest as rest_client
-from client.rest import RestClient, RestNotSent
+from client.rest import RestClient, RestConnectionLost, RestNotSent, RestTimeout
 from engine.reasons import ErrorCode
 from gateway import http
 from tests.conftest import KEYS, Venue
@@ -296,3 +297,43 @@ def test_the_bound_on_retries_after_too_many_connections_is_per_request(run_venu
                 await asyncio.sleep(0.01)
 
     run_venue(scenario)
+
+
+def test_a_lost_answer_to_a_place_with_once_says_to_send_it_again() -> None:
+    """A place sent with `once` and its cl_ord_id runs at most once (docs/rest.md), yet its
+    lost answer said, as any other's, to look the order up before sending it again. Now it
+    says to send the same request again; a place without `once` is told to look first."""
+    order = {"symbol": "AAPLx-USD", "side": "buy", "type": "limit", "tif": "gtc"}
+    once = order | {"price": "180.00", "qty": "1", "cl_ord_id": "r-1", "once": True}
+    bodies = [once, order | {"cl_ord_id": "r-1"}, order | {"once": True}]
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        held: list[socket.socket] = []
+
+        def read_then_close() -> None:  # the last one is held open: its answer never comes
+            for index in range(len(bodies) + 1):
+                connection, _ = server.accept()
+                connection.recv(65_536)
+                if index < len(bodies):
+                    connection.close()
+                else:
+                    held.append(connection)
+
+        closer = threading.Thread(target=read_then_close)
+        closer.start()
+        rest = RestClient(f"http://127.0.0.1:{server.getsockname()[1]}", timeout_s=0.2)
+        said = []
+        for body in bodies:
+            with pytest.raises(RestConnectionLost) as lost:
+                rest.post("/api/v1/orders", body)
+            said.append(str(lost.value))
+        with pytest.raises(RestTimeout) as late:
+            rest.post("/api/v1/orders", once)
+        closer.join(5)
+        for connection in held:
+            connection.close()
+    again = "it was sent with once, so send the same request again: it runs at most once"
+    assert again in said[0] and again in str(late.value)
+    for message in said[1:]:  # no once, or no cl_ord_id to know it by: look first
+        assert again not in message and "before sending it again" in message

@@ -1,6 +1,7 @@
 """`once` places (`engine.once`): at most one accepted order per cl_ord_id, open or closed."""
 
 import hashlib
+import random
 from pathlib import Path
 
 import msgspec
@@ -8,12 +9,12 @@ import pytest
 
 from core.journal import FileJournal
 from engine import snapshot
-from engine.commands import AnyCommand, PlaceOrder
-from engine.enums import Side, TimeInForce
+from engine.commands import AmendOrder, AnyCommand, PlaceOrder, SetInstrumentStatus
+from engine.enums import InstrumentStatus, Side, TimeInForce
 from engine.events import CommandRejected, Event, OrderAccepted, TradeExecuted
-from engine.once import OncePlaced
+from engine.once import ONCE_WINDOW_US, Entry, OnceLimits, OncePlaced
 from engine.reasons import ErrorCode
-from engine.venue import Venue
+from engine.venue import Venue, VenueConfig
 from settlement.ledger import Ledger
 from tests.engine.conftest import SYMBOL, Harness
 
@@ -67,12 +68,16 @@ ONCE_ROWS: list[tuple[str, list[dict[str, object]], dict[str, object], ErrorCode
     ("a first without once is not remembered", [IOC_BUY | {"once": False}], IOC_BUY, None),
     ("the retry without once is not refused", [IOC_BUY], IOC_BUY | {"once": False}, None),
     ("another account's own", [IOC_BUY], IOC_BUY | {"account": 3}, None),
+    ("a malformed retry is told so first", [GTC_BUY], GTC_BUY | {"qty": 0}, E.BAD_PARAM),
+    # The once check is the first business check: a retry learns its first ran, not a
+    # reason the first passed or its shape changed (below: one that came up since).
     (
-        "an earlier reason comes first",
+        "the reasons after the shape come after",
         [GTC_BUY],
         GTC_BUY | {"tif": TimeInForce.GTD, "expire_at_us": 1},
-        E.INVALID_EXPIRE_AT,
+        E.DUPLICATE_CL_ORD_ID,
     ),
+    ("even an unknown symbol", [GTC_BUY], GTC_BUY | {"symbol": "NOPEx"}, E.DUPLICATE_CL_ORD_ID),
     ("later reasons come after", [GTC_BUY], GTC_BUY | {"price": 9_901}, E.DUPLICATE_CL_ORD_ID),
 ]
 
@@ -83,8 +88,7 @@ ONCE_ROWS: list[tuple[str, list[dict[str, object]], dict[str, object], ErrorCode
 def test_once_places(
     name: str, first: list[dict[str, object]], again: dict[str, object], outcome: ErrorCode | None
 ) -> None:
-    harness = Harness()
-    harness.venue.once_placed = OncePlaced(per_account_max=2)
+    harness = Harness(VenueConfig(once_limits=OnceLimits(per_account_max=2)))
     harness.place(2, SELL, 10_000, 100)
     first_ids = [
         (e.order_id if isinstance(e, OrderAccepted) else 0)
@@ -131,7 +135,7 @@ def test_replay_and_a_snapshot_keep_the_once_places(harness: Harness) -> None:
         commands.append(command)
         harness.do(command)
     image = snapshot.decode(snapshot.encode(snapshot.capture(harness.venue)))
-    assert [entry[1] for entry in image.once_placed] == ["r-0", "r-1", "r-2", "r-3"]
+    assert [entry[2] for entry in image.once_placed] == ["r-0", "r-1", "r-2", "r-3"]
     restored = snapshot.restore(image)
     assert restored.state_hash() == harness.venue.state_hash()
     again = msgspec.structs.replace(commands[2], ts_us=harness.now())
@@ -158,18 +162,117 @@ def test_the_state_hash_and_image_of_a_journal_of_before_are_unchanged(tmp_path:
         venue.execute(command)
     assert venue.state_hash() == OLD_STATE_HASH
     image = snapshot.encode(snapshot.capture(venue))
-    assert hashlib.blake2b(image, digest_size=16).hexdigest() == OLD_IMAGE_DIGEST
-    assert snapshot.restore(snapshot.decode(image)).state_hash() == OLD_STATE_HASH
+    # The image's config names the once limits now; without them it is the image of before,
+    # byte for byte, and reads as one with the default limits.
+    fields = msgspec.msgpack.decode(image)
+    assert fields["config"].pop("once_limits") == msgspec.to_builtins(OnceLimits())
+    before = msgspec.msgpack.encode(fields)
+    assert hashlib.blake2b(before, digest_size=16).hexdigest() == OLD_IMAGE_DIGEST
+    for payload in (image, before):
+        assert snapshot.restore(snapshot.decode(payload)).state_hash() == OLD_STATE_HASH
 
 
-def test_the_memory_keeps_each_account_newest_first_out() -> None:
-    memory = OncePlaced(per_account_max=2)
-    assert not memory
-    memory.add(1, "a", 1)
-    memory.add(2, "a", 2)
-    memory.add(1, "b", 3)
-    memory.add(1, "c", 4)
-    assert memory.first(1, "a") == 0 and memory.first(1, "c") == 4 and memory.first(2, "a") == 2
-    assert memory.image() == [(1, "b", 3), (1, "c", 4), (2, "a", 2)]
-    with pytest.raises(AssertionError):
-        OncePlaced(per_account_max=0)
+def test_a_retry_is_refused_naming_the_first_even_if_an_amend_took_its_cl_ord_id() -> None:
+    harness = Harness()
+    [first] = [e for e in once(harness, 1, BUY, 9_900, 5, tif=IOC) if isinstance(e, OrderAccepted)]
+    other = accepted_id(harness.place(1, BUY, 9_800, 5, cl_ord_id="r-0"))
+    harness.do(AmendOrder(account=1, cl_ord_id="r-0", qty=4, new_cl_ord_id="r-1"))
+    refused = refusal(once(harness, 1, BUY, 9_900, 5, tif=IOC))
+    assert refused is not None and refused.reason is E.DUPLICATE_CL_ORD_ID
+    assert refused.order_id == first.order_id != other
+    assert refused.detail == "cl_ord_id 'r-1' was placed once already"
+    # Without once, the place is refused for the open order that holds the cl_ord_id.
+    refused = refusal(harness.place(1, BUY, 9_900, 5, cl_ord_id="r-1"))
+    assert refused is not None and refused.order_id == other
+
+
+def test_a_retry_into_a_halt_is_told_its_first_ran() -> None:
+    harness = Harness()
+    first = accepted_id(once(harness, 1, BUY, 9_900, 5))
+    harness.do(SetInstrumentStatus(symbol=SYMBOL, status=InstrumentStatus.HALTED))
+    refused = refusal(once(harness, 1, BUY, 9_900, 5))
+    assert refused is not None and refused.reason is E.DUPLICATE_CL_ORD_ID
+    assert refused.order_id == first
+    refused = refusal(once(harness, 1, BUY, 9_900, 5, cl_ord_id="r-2"))
+    assert refused is not None and refused.reason is E.INSTRUMENT_HALTED
+
+
+@pytest.mark.parametrize(("after_us", "outcome"), [(0, E.DUPLICATE_CL_ORD_ID), (1, None)])
+def test_a_once_place_is_remembered_for_the_window_of_venue_time(
+    after_us: int, outcome: ErrorCode | None
+) -> None:
+    harness = Harness()
+    first = PlaceOrder(
+        ts_us=harness.now(), account=1, symbol=SYMBOL, side=BUY, price=9_900, qty=1,
+        tif=IOC, cl_ord_id="r-1", once=True,
+    )  # fmt: skip
+    harness.do(first)
+    again = msgspec.structs.replace(first, ts_us=first.ts_us + ONCE_WINDOW_US + after_us)
+    refused = refusal(harness.do(again))
+    assert (refused.reason if refused else None) is outcome
+
+
+def test_past_the_venue_wide_maximum_the_oldest_is_forgotten() -> None:
+    harness = Harness(VenueConfig(once_limits=OnceLimits(venue_max=2)))
+    for account in (1, 3, 4):
+        accepted_id(once(harness, account, BUY, 9_900, 1, tif=IOC))
+    assert [entry[1] for entry in harness.venue.once_placed.image()] == [3, 4]
+    accepted_id(once(harness, 1, BUY, 9_900, 1, tif=IOC))  # forgotten: runs again
+    assert refusal(once(harness, 4, BUY, 9_900, 1, tif=IOC)) is not None
+
+
+def test_the_limits_are_in_the_state_hash_and_the_image_only_when_not_the_default() -> None:
+    assert Venue(VenueConfig(once_limits=OnceLimits())).state_hash() == Venue().state_hash()
+    for limits in (OnceLimits(window_us=1), OnceLimits(per_account_max=1), OnceLimits(venue_max=1)):
+        venue = Venue(VenueConfig(once_limits=limits))
+        assert venue.state_hash() != Venue().state_hash()
+        restored = snapshot.restore(snapshot.decode(snapshot.encode(snapshot.capture(venue))))
+        assert restored.config.once_limits == limits
+        assert restored.state_hash() == venue.state_hash()
+
+
+def naive_add(entries: list[Entry], limits: OnceLimits, added: Entry) -> None:
+    """The memory's rule, spelled out on a list: forget past the window, then the account's
+    oldest past its limit, then the venue's oldest past its."""
+    entries[:] = [entry for entry in entries if entry[0] >= added[0] - limits.window_us]
+    entries.append(added)
+    own = [entry for entry in entries if entry[1] == added[1]]
+    if len(own) > limits.per_account_max:
+        entries.remove(own[0])
+    if len(entries) > limits.venue_max:
+        del entries[0]
+
+
+# Each limit in turn the one that forgets most: the venue's, an account's, the window.
+NAIVE_LIMITS = [(50, 3, 8), (50, 3, 100), (10, 100, 100)]
+
+
+@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize(("window_us", "per_account_max", "venue_max"), NAIVE_LIMITS)
+def test_the_memory_forgets_as_a_naive_list_does(
+    seed: int, window_us: int, per_account_max: int, venue_max: int
+) -> None:
+    chance = random.Random(seed)
+    limits = OnceLimits(window_us, per_account_max, venue_max)
+    memory, entries, ts_us = OncePlaced(limits), list[Entry](), 0
+    for order_id in range(1, 400):
+        ts_us += chance.randrange(4)
+        account, cl_ord_id = chance.randrange(1, 6), f"c{chance.randrange(12)}"
+        oldest_us = ts_us - limits.window_us
+        expected = [e[3] for e in entries if e[1:3] == (account, cl_ord_id) and e[0] >= oldest_us]
+        assert memory.first(account, cl_ord_id, ts_us) == (expected or [0])[0]
+        if expected:
+            continue  # refused: remembered
+        memory.add(ts_us, account, cl_ord_id, order_id)
+        naive_add(entries, limits, (ts_us, account, cl_ord_id, order_id))
+        assert memory.image() == entries and memory.count == len(entries)
+        assert len(memory.placed) <= 2 * len(entries) + limits.per_account_max
+    restored = OncePlaced(limits)
+    restored.adopt(memory.image())
+    assert restored.image() == memory.image()
+
+
+def test_a_memory_needs_room_and_time() -> None:
+    for limits in (OnceLimits(per_account_max=0), OnceLimits(venue_max=0), OnceLimits(window_us=0)):
+        with pytest.raises(AssertionError):
+            OncePlaced(limits)

@@ -1411,6 +1411,26 @@ def test_a_place_with_once_sent_again_through_rest_is_refused_naming_the_first(
         refused = await call(trader, "POST", "/api/v1/orders", body=without)
         assert error_of(refused) == (400, "BAD_PARAM"), refused.json()
         assert "once needs a cl_ord_id" in refused.json()["error"]["msg"]
+        # An amend gives "r-1" to a resting order: the retry still names its first (before:
+        # the resting order, `new`), and an amend's duplicate names the amended order.
+        rests = order | {"tif": "gtc", "price": "180.00", "qty": "0.25"}
+        resting = [
+            (await call(trader, "POST", "/api/v1/orders", body=json.dumps(rests).encode())).json()[
+                "order_id"
+            ]
+            for _ in range(2)
+        ]
+        for order_id, name in zip(resting, ("r-1", "r-2"), strict=True):
+            renamed = json.dumps({"new_cl_ord_id": name}).encode()
+            amended = await call(trader, "PATCH", f"/api/v1/orders/{order_id}", body=renamed)
+            assert amended.status == 200, amended.json()
+        again = await call(trader, "POST", "/api/v1/orders", body=once)
+        assert error_of(again) == (400, "DUPLICATE_CL_ORD_ID"), again.json()
+        assert again.json()["error"]["data"] == data  # the first order, filled
+        taken = json.dumps({"new_cl_ord_id": "r-2"}).encode()
+        amend = await call(trader, "PATCH", f"/api/v1/orders/{resting[0]}", body=taken)
+        assert error_of(amend) == (400, "DUPLICATE_CL_ORD_ID"), amend.json()
+        assert amend.json()["error"]["data"] == {"order_id": resting[0], "status": "new"}
         trader.close()
 
     run_venue(scenario)
