@@ -32,6 +32,7 @@ from bench.engine_bench import (
     DEFAULT_OPS,
     DEFAULT_SEED,
     GC_MODES,
+    OPS_HELP,
     _collector,
     _positive,
 )
@@ -43,6 +44,9 @@ DEFAULT_GC = "disable"
 PERCENTILES = {"p50": (50, 100), "p99": (99, 100)}  # nearest-rank fractions
 ENGINE_COLUMN_MIN = 14  # the engine names' column: wider for a longer name (matching-engine)
 DEFAULT_ROUNDS = 3  # the issue's "medians of at least three runs", within one run
+# Each round runs every engine over the whole workload again: past a dozen or so the median
+# hardly moves while the run keeps growing; twenty leaves room and stops a zero too many.
+ROUNDS_MAX = 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,16 +56,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     shared: list[tuple[str, dict[str, Any]]] = [
         ("--workload", {"choices": sorted(workloads.WORKLOADS), "default": "mixed"}),
-        ("--ops", {"type": _positive, "default": DEFAULT_OPS, "help": "timed commands"}),
+        (
+            "--ops",
+            {"type": _positive, "default": DEFAULT_OPS, "help": f"timed commands; {OPS_HELP}"},
+        ),
         ("--seed", {"type": int, "default": DEFAULT_SEED}),
         ("--gc", {"choices": list(GC_MODES), "default": DEFAULT_GC, "help": "GC policy"}),
         ("--json", {"action": "store_true", "help": "print one JSON object"}),
     ]
     parser.add_argument(
         "--rounds",
-        type=_positive,
+        type=_rounds,
         help=f"--compare: run every engine this often, taking turns; medians reported"
-        f" (default {DEFAULT_ROUNDS})",
+        f" (default {DEFAULT_ROUNDS}, at most {ROUNDS_MAX})",
     )
     for flag, options in shared:
         with suppress(argparse.ArgumentError):  # there already: `engine_bench` added it
@@ -263,3 +270,17 @@ def _rounds_line(row: dict[str, Any]) -> str:
         low, high = row["cpu_ratio_range"]
         line += f"; cpu vs ours {low:.3f}x-{high:.3f}x"
     return line
+
+
+def _rounds(text: str) -> int:
+    """An argparse type: a whole number of rounds, 1 to `ROUNDS_MAX` (the ops' type said
+    "at most 20,000,000 (the commands are built in memory first)" of rounds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= ROUNDS_MAX:
+        raise argparse.ArgumentTypeError(
+            f"1 to {ROUNDS_MAX} (each round runs every engine again), not {value:,}"
+        )
+    return value

@@ -35,11 +35,13 @@ they survive noise that moves times). RSS is the server's peak. /proc counts CPU
 ticks (10 ms): over a short window (under a second or two) that error is a large share of the
 figures, so `server_cpu_error_percent_max` says how far off they can be, and
 `server_cpu_reliable` is false, with a line in the summary, once that passes
-`server_process.CPU_ERROR_PERCENT_RELIABLE`. Such a run is still a fair smoke test, its latencies
-and rates stand, so it is not refused. `client_cpu_percent` is each role's client
-processes' CPU over their window (% of one core, summed), and `client_process_cpu_percent_max`
-the busiest process's: a subscriber process near 100% cannot read faster, so the book rate is
-then the clients' limit.
+`server_process.CPU_ERROR_PERCENT_RELIABLE`. Each thread of `server_cpu_by_thread` has its own
+(`error_percent_max`, `reliable`: two ticks over that thread's CPU), marked in the summary
+when unreliable: a quiet thread's figures are coarse in a run whose total is not. Such a run
+is still a fair smoke test, its latencies and rates stand, so it is not refused.
+`client_cpu_percent` is each role's client processes' CPU over their window (% of one core,
+summed), and `client_process_cpu_percent_max` the busiest process's: a subscriber process
+near 100% cannot read faster, so the book rate is then the clients' limit.
 The clients open packed connections (`?pack=1`); `client_messages_per_frame` is how many
 messages each role's frames held on average.
 `--profile` records where that CPU goes (`bench.profiling`). On a terminal each step shows
@@ -633,7 +635,8 @@ def cpu_by_thread(
 ) -> dict[str, dict[str, float | None]] | None:
     """The server's CPU per acknowledged action by thread name (threads of one name summed),
     user and system, µs, busiest first, with its read and write system calls and context
-    switches per acknowledged action (None where /proc gives no count); None without a
+    switches per acknowledged action (None where /proc gives no count), and how far the
+    clock tick can put that thread's times off (`thread_cpu_error`); None without a
     reading."""
     if threads is None or not window_s:
         return None
@@ -651,9 +654,20 @@ def cpu_by_thread(
             "reads_per_action": _count_per_action([t.reads for t in by_name[name]], actions),
             "writes_per_action": _count_per_action([t.writes for t in by_name[name]], actions),
             "switches_per_action": _count_per_action([t.switches for t in by_name[name]], actions),
+            **thread_cpu_error(sum(cpu[name]), len(by_name[name])),
         }
         for name in ordered
     }
+
+
+def thread_cpu_error(counted_s: float, threads: int) -> dict[str, Any]:
+    """How far off a thread's CPU figures can be, in % of them, and whether that is within
+    `server_process.CPU_ERROR_PERCENT_RELIABLE`: each thread's times are whole ticks read at
+    both ends of the window, two ticks a thread over its own CPU, so a quiet thread's figures
+    are unreliable in a run whose total is not (the ledger store's 3 ticks in 3 s: ±67%)."""
+    error = server_process.cpu_error_percent(counted_s, threads)
+    reliable = error is not None and error <= server_process.CPU_ERROR_PERCENT_RELIABLE
+    return {"error_percent_max": error, "reliable": reliable}
 
 
 def _cpu_of(threads: list[ThreadCpu]) -> tuple[float, float]:

@@ -170,18 +170,29 @@ def _sustained(result: dict[str, Any]) -> str:
     )
 
 
-def _by_thread(threads: dict[str, dict[str, float]] | None) -> str:
+def _by_thread(threads: dict[str, dict[str, Any]] | None) -> str:
     """`; by thread (user + system): loop 150.1 (130.0 + 20.1), journal ...`, the threads
-    that used CPU; nothing without a reading (a cluster, or off Linux)."""
+    that used CPU, each whose figures the clock tick can put off by more than
+    `server_process.CPU_ERROR_PERCENT_RELIABLE` marked `[±67%: unreliable]`; nothing without
+    a reading (a cluster, or off Linux)."""
     busy = {name: cpu for name, cpu in (threads or {}).items() if cpu["us_per_action"]}
     if not busy:
         return ""
     parts = (
         f"{name} {cpu['us_per_action']} ({cpu['user_us_per_action']} + "
-        f"{cpu['system_us_per_action']})"
+        f"{cpu['system_us_per_action']}){_unreliable_mark(cpu)}"
         for name, cpu in busy.items()
     )
     return "; by thread (user + system): " + ", ".join(parts)
+
+
+def _unreliable_mark(cpu: dict[str, Any]) -> str:
+    """` [±67%: unreliable]` after a thread's figures too coarse to trust; "" otherwise (and
+    for results written before threads had their own error)."""
+    if cpu.get("reliable", True):
+        return ""
+    error = cpu.get("error_percent_max")
+    return f" [±{error:g}%: unreliable]" if error is not None else " [unreliable]"
 
 
 def _calls_by_thread(threads: dict[str, dict[str, float | None]] | None) -> list[str]:

@@ -40,17 +40,30 @@ FILE_OPTIONS = {"records": 200_000, "batch": 1_000, "payload_bytes": 100}  # wit
 # The records are listed in memory before the clock starts, ~100 bytes each: fifty million is
 # ~5 GiB, and a zero too many no longer runs the machine out of memory.
 RECORDS_MAX = 50_000_000
+# `--sequencer` builds its commands first, and the venue with a ledger they run on grows
+# with them: ~674 MiB a million at its peak (tracemalloc, paced or not), so six million is
+# ~3.9 GiB, as much as the other benchmarks' bounds allow.
+COMMANDS_MAX = 6_000_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--records", type=int, help="(default 200,000)")
+    parser.add_argument(
+        "--records",
+        type=int,
+        help=f"(default 200,000; at most {RECORDS_MAX:,}: they are listed in memory first)",
+    )
     parser.add_argument("--batch", type=int, help="records per fsync (default 1,000)")
     parser.add_argument("--payload-bytes", type=int, help="about a PlaceOrder (default 100)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     path = parser.add_argument_group("--sequencer: the commit path, paced")
     path.add_argument("--sequencer", action="store_true", help="sequencer + journal thread")
     path.add_argument("--rate", type=int, help="commands/s submitted (default 4,000)")
-    path.add_argument("--commands", type=int, help="commands submitted (default 16,000)")
+    path.add_argument(
+        "--commands",
+        type=int,
+        help=f"commands submitted (default 16,000; at most {COMMANDS_MAX:,}: they are built in"
+        " memory first)",
+    )
     path.add_argument(
         "--commit-interval-ms", type=float, help="the sequencer's, as configured (default 0)"
     )
@@ -214,6 +227,11 @@ def run_sequencer(args: argparse.Namespace) -> int:
             setattr(args, name, default)
     if min(args.commands, args.rate) <= 0:
         raise CommandFailed("--commands and --rate must be positive")
+    if args.commands > COMMANDS_MAX:
+        raise CommandFailed(
+            f"--commands {args.commands:,}: at most {COMMANDS_MAX:,} (they are built in memory"
+            " first, and the venue they run on grows: ~0.7 GiB a million)"
+        )
     if not 0 <= args.commit_interval_ms <= COMMIT_INTERVAL_S_MAX * 1_000:
         raise CommandFailed(f"--commit-interval-ms must be 0 to {COMMIT_INTERVAL_S_MAX * 1_000:g}")
     with (

@@ -51,6 +51,10 @@ TRANSFERS_PER_TRADE = 4
 # The trades are built in memory before the clock starts, ~600 MiB a million: five million
 # is ~3 GiB, and a mistyped zero more no longer runs the machine out of it.
 TRADES_MAX = 5_000_000
+# `--venue-path` executes its commands and keeps every one, with its events and transfers, in
+# memory before the first is handed over: ~2.1 GiB a million (tracemalloc's peak), so two
+# million is ~4.2 GiB, as much as the other benchmarks' bounds allow.
+COMMANDS_MAX = 2_000_000
 GATHER_S_MAX = 1.0  # the venue gathers for 0.05 s; past a second it measures the wait alone
 K = TransferKind
 
@@ -73,7 +77,11 @@ VENUE_PATH_OPTIONS: dict[str, object] = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, help="trades per transaction (default 1,000)")
-    parser.add_argument("--trades", type=int, help="(default 200,000)")
+    parser.add_argument(
+        "--trades",
+        type=int,
+        help=f"(default 200,000; at most {TRADES_MAX:,}: they are built in memory first)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("--store", choices=("sqlite", "postgres"), help="(default sqlite)")
     parser.add_argument(
@@ -81,7 +89,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     path = parser.add_argument_group("--venue-path: the venue's store path, paced")
     path.add_argument("--venue-path", action="store_true", help="store thread + ledger writer")
-    path.add_argument("--commands", type=int, help="commands executed (default 20,000)")
+    path.add_argument(
+        "--commands",
+        type=int,
+        help=f"commands executed (default 20,000; at most {COMMANDS_MAX:,}: they are executed"
+        " in memory first)",
+    )
     path.add_argument("--rate", type=int, help="commands/s handed to the store (default 4,000)")
     path.add_argument("--commands-per-batch", type=int, help="per journal batch (default 4)")
     path.add_argument(
@@ -359,6 +372,11 @@ def _measure_store(
 def run_venue_path(args: argparse.Namespace) -> int:
     if min(args.commands, args.rate, args.commands_per_batch) <= 0:
         raise CommandFailed("--commands, --rate and --commands-per-batch must be positive")
+    if args.commands > COMMANDS_MAX:
+        raise CommandFailed(
+            f"--commands {args.commands:,}: at most {COMMANDS_MAX:,} with --venue-path (they are"
+            " executed in memory first, ~2.1 GiB a million)"
+        )
     with (
         tempfile.TemporaryDirectory(prefix="venue-bench-store-") as directory,
         progress.bar(

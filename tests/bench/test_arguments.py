@@ -4,6 +4,7 @@ import argparse
 
 import pytest
 
+from bench import compare, engine_bench, journal_bench, recovery_bench, store_bench
 from cli.main import _parser
 
 
@@ -25,3 +26,24 @@ def test_every_flag_of_every_benchmark_has_a_help_line(name: str) -> None:
         if action.option_strings and action.help is None
     ]
     assert not bare, f"venue bench {name}: flags without help: {bare}"
+
+
+# Every size with a maximum, as (benchmark, flag, maximum): the bounds were refused in words
+# but never shown, so a user learned them only by passing them.
+MAXIMA = [
+    ("engine", "--ops", engine_bench.OPS_MAX),
+    ("engine", "--rounds", compare.ROUNDS_MAX),
+    ("all", "--ops", engine_bench.OPS_MAX),
+    ("store", "--trades", store_bench.TRADES_MAX),
+    ("store", "--commands", store_bench.COMMANDS_MAX),
+    ("journal", "--records", journal_bench.RECORDS_MAX),
+    ("journal", "--commands", journal_bench.COMMANDS_MAX),
+    ("recovery", "--commands", recovery_bench.COMMANDS_MAX),
+    ("recovery", "--orders", recovery_bench.ORDERS_MAX),
+]
+
+
+@pytest.mark.parametrize(("name", "flag", "most"), MAXIMA)
+def test_every_bounded_size_says_its_maximum_in_help(name: str, flag: str, most: int) -> None:
+    (action,) = [a for a in BENCHMARKS[name]._actions if flag in a.option_strings]
+    assert action.help is not None and f"at most {most:,}" in action.help, action.help

@@ -219,3 +219,17 @@ def test_ledger_with_compare_is_refused_not_ignored(capsys: pytest.CaptureFixtur
         "venue: --ledger: not with --compare (it runs ours both ways: the rows ours, the book"
         " only, and ours+ledger, the full venue path)\n"
     )
+
+
+@pytest.mark.parametrize("rounds", [0, compare.ROUNDS_MAX + 1])
+def test_rounds_have_their_own_bound_in_their_own_words(
+    rounds: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--rounds` shared the ops' type: up to 20,000,000 rounds of every engine, "at most
+    20,000,000 (the commands are built in memory first)". Parsed only, never run."""
+    with pytest.raises(SystemExit) as exited:
+        _parser().parse_args([*_argv("mixed"), "--rounds", str(rounds)])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --rounds: 1 to {compare.ROUNDS_MAX} (each round runs every engine" in err
+    assert "memory" not in err

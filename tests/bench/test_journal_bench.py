@@ -96,6 +96,8 @@ def test_the_file_options_with_sequencer_are_refused_not_ignored(
         # a zero too many listed ~10 GiB of records in memory before the clock started
         (["--records", "100000000"], "--records 100,000,000: at most 50,000,000"),
         (["--sequencer", "--rate", "0"], "--commands and --rate must be positive"),
+        # no bound: the commands built first, the venue grows with them (~0.7 GiB a million)
+        (["--sequencer", "--commands", "6000001"], "--commands 6,000,001: at most 6,000,000"),
         (["--sequencer", "--commit-interval-ms", "nan"], "--commit-interval-ms must be 0 to"),
     ],
 )

@@ -183,3 +183,16 @@ def test_more_trades_than_memory_holds_are_refused_before_any_work(
         f"venue: --trades {too_many:,}: at most {store_bench.TRADES_MAX:,} (they are built in"
         " memory first)\n"
     )
+
+
+def test_more_venue_path_commands_than_memory_holds_are_refused_before_any_work(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--venue-path --commands` had no bound: every command is executed and kept, with its
+    events and transfers, before the first is handed over (~2.1 GiB a million)."""
+    too_many = store_bench.COMMANDS_MAX + 1
+    assert main(["bench", "store", "--venue-path", "--commands", str(too_many)]) == 2
+    assert capsys.readouterr().err == (
+        f"venue: --commands {too_many:,}: at most {store_bench.COMMANDS_MAX:,} with --venue-path"
+        " (they are executed in memory first, ~2.1 GiB a million)\n"
+    )
