@@ -31,7 +31,7 @@ const state = {
   trades: [], // newest first
   trade: null, // the logged-on /ws/trade socket
   placing: false, // an order.place (or order.amend) awaits its answer: the button waits too
-  amending: null, // the open order the form amends (its report when Amend was clicked)
+  amending: null, // the open order the form amends (its newest report)
   mayTrade: false, // the logged-on key has the trade scope
   canceling: new Set(), // order ids whose order.cancel awaits its answer
   lastReport: null, // the newest exec report (an answer may come after its order's first)
@@ -338,6 +338,13 @@ async function followSymbol(symbol) {
 function select(symbol) {
   if (symbol === state.selected) return;
   if (state.amending !== null && state.amending.symbol !== symbol) {
+    if (state.placing) {
+      // its amend awaits the venue's answer, which may yet amend it: the form stays on the
+      // order (and the address on its symbol, a link having changed it) until the answer
+      history.replaceState(null, "", `#${encodeURIComponent(state.selected)}`);
+      sayAmendAwaited(state.amending);
+      return;
+    }
     showResult(`order ${state.amending.order_id} not amended: another symbol chosen`, "");
     stopAmending();
   }
@@ -819,11 +826,7 @@ function onExec(message) {
   }
   if (report.exec_type === "trade") addFill(message);
   if (report.order_id === null) return; // a refused place: its error answered the request
-  if (CLOSED.has(report.status) && report.order_id === state.amending?.order_id) {
-    // filled or canceled while its amend was being typed: nothing is left to amend
-    stopAmending();
-    showResult(`order ${report.order_id} ${report.status}: nothing left to amend`, "warn");
-  }
+  if (report.order_id === state.amending?.order_id) followAmended(report);
   if (CLOSED.has(report.status)) state.orders.delete(report.order_id);
   else state.orders.set(report.order_id, report);
   schedule("orders", "book");
@@ -871,8 +874,10 @@ function amendButton(order) {
   button.setAttribute("aria-label", `Amend order ${order.order_id}`);
   button.className = "amend";
   button.disabled = !state.mayTrade;
+  // an order.place or order.amend awaits its answer: no other amend starts meanwhile
+  if (state.placing) button.setAttribute("aria-disabled", "true");
   button.dataset.focusKey = `amend-${order.order_id}`;
-  button.onclick = () => startAmending(order);
+  button.onclick = () => startAmending(order.order_id);
   return button;
 }
 
@@ -933,9 +938,7 @@ async function onPlace(event) {
   // One click, one order: the button waits for the answer, so a double click's second click
   // (or a second Enter) places nothing more. It says so by aria-disabled, not `disabled`,
   // which would take the keyboard's focus off it for good.
-  const button = $("place-button");
-  state.placing = true;
-  button.setAttribute("aria-disabled", "true");
+  setPlacing(true);
   try {
     const result = await state.trade.request("order.place", params);
     const placed = { orderId: result.order_id, clOrdId: params.cl_ord_id };
@@ -944,24 +947,36 @@ async function onPlace(event) {
   } catch (failed) {
     showFailure("order", failed);
   } finally {
-    state.placing = false;
-    button.removeAttribute("aria-disabled");
+    setPlacing(false);
   }
 }
 
-function startAmending(order) {
-  // The form amends `order` until it is sent, the trader goes back, or the order closes. Its
-  // side and type cannot change (protocol §5.3): they are shown, fixed. The order's symbol is
-  // followed, so the labels (a bill's price per 100) and the book are the order's.
-  if (state.trade === null || !state.mayTrade) return;
+function setPlacing(placing) {
+  // While an order.place or order.amend awaits its answer, Place order (or Amend order N), an
+  // order's Amend and Back to a new order wait too: aria-disabled, not `disabled`, which would
+  // take the keyboard's focus off them for good.
+  state.placing = placing;
+  for (const button of [$("place-button"), $("amend-stop")]) {
+    if (placing) button.setAttribute("aria-disabled", "true");
+    else button.removeAttribute("aria-disabled");
+  }
+  schedule("orders"); // the rows' Amend
+}
+
+function startAmending(orderId) {
+  // The form amends the order until it is amended, the trader goes back, or the order closes.
+  // Its side, type and time in force cannot change (protocol §5.3): they are shown, fixed. The
+  // order's symbol is followed, so the labels (a bill's price per 100) and the book are its.
+  // Not while an order.place or order.amend awaits its answer: the answer of an amend would
+  // end the amend started meanwhile, and the form would place a new order.
+  const order = state.orders.get(orderId);
+  if (state.trade === null || !state.mayTrade || state.placing || order === undefined) return;
   select(order.symbol);
   state.amending = order;
   $("order-form").querySelector(`input[name=side][value=${order.side}]`).checked = true;
-  $("order-kind").value = "limit";
-  syncKind();
+  showKindAsPlaced(order);
   for (const control of amendFixedControls()) control.disabled = true;
-  $("order-price").value = order.price;
-  $("order-qty").value = order.qty;
+  showAmendedTerms(order);
   $("place-button").textContent = `Amend order ${order.order_id}`;
   $("amend-stop").hidden = false;
   showResult(
@@ -972,20 +987,89 @@ function startAmending(order) {
   $("order-price").focus();
 }
 
+function showKindAsPlaced(order) {
+  // The order's type and time in force as its reports say them. They do not say post-only
+  // (protocol §8.2), which an amend keeps: "as placed", not "Limit (GTC)" over a post-only order.
+  const kept = $("order-kind-kept");
+  const type = order.type.charAt(0).toUpperCase() + order.type.slice(1);
+  kept.textContent = `${type} (${order.tif.toUpperCase()}), as placed`;
+  kept.hidden = false;
+  $("order-kind").value = kept.value;
+  syncKind();
+}
+
+function showAmendedTerms(order) {
+  $("order-price").value = order.price;
+  $("order-qty").value = order.qty;
+}
+
 function stopAmending() {
   // Back to placing new orders.
   if (state.amending === null) return;
   state.amending = null;
   for (const control of amendFixedControls()) control.disabled = false;
+  $("order-kind-kept").hidden = true;
+  $("order-kind").value = "limit";
   syncKind();
   $("place-button").textContent = "Place order";
   $("amend-stop").hidden = true;
 }
 
 function leaveAmending() {
-  // Back to a new order by the button, or by Escape in the form.
-  showResult(`order ${state.amending?.order_id} not amended: back to a new order`, "");
+  // Back to a new order by the button, or by Escape in the form; not while the amend sent
+  // awaits its answer, which may yet amend the order.
+  if (state.amending === null) return;
+  if (state.placing) {
+    sayAmendAwaited(state.amending);
+    return;
+  }
+  showResult(`order ${state.amending.order_id} not amended: back to a new order`, "");
   stopAmending();
+}
+
+function sayAmendAwaited(order) {
+  showResult(`amending order ${order.order_id}: awaiting the venue's answer`, "");
+}
+
+function followAmended(report) {
+  // A report of the order being amended. Closed (filled, canceled): nothing is left to amend.
+  // Else another connection of the account (a bot) may have amended it: the form and what
+  // "only what changed" is computed against follow it, and the trader is told, so that no
+  // amend is sent against terms the order no longer has. A report while this page's own amend
+  // awaits its answer is most likely that amend's: followed, not said (a refusal says it).
+  const before = state.amending;
+  if (CLOSED.has(report.status)) {
+    stopAmending();
+    showResult(`order ${report.order_id} ${report.status}: nothing left to amend`, "warn");
+    return;
+  }
+  state.amending = report;
+  if (state.placing || sameTerms(before, report)) return; // a fill: the same price and qty
+  showAmendedTerms(report);
+  showResult(changedMeanwhile(report), "warn");
+}
+
+function changedMeanwhile(order) {
+  const price = shownPrice(order.symbol, order.price);
+  return `order ${order.order_id} changed meanwhile: now ${price} x ${order.qty}`;
+}
+
+function sameTerms(order, other) {
+  return sameDecimal(order.price, other.price) && sameDecimal(order.qty, other.qty);
+}
+
+function sameDecimal(text, other) {
+  // Plain decimal strings (`PLAIN_DECIMAL`) compared exactly: Number() would call
+  // 180.0000000000000001 and 180.00 the same, and so not send a price the venue must refuse.
+  return decimalKey(text) === decimalKey(other);
+}
+
+function decimalKey(text) {
+  // "0180.500" and "180.5" alike: no leading zeros before the units, none trailing the point
+  const [whole, fraction = ""] = text.split(".");
+  const units = whole.replace(/^0+(?=[0-9])/, "");
+  const decimals = fraction.replace(/0+$/, "");
+  return decimals === "" ? units : `${units}.${decimals}`;
 }
 
 function amendFixedControls() {
@@ -993,8 +1077,8 @@ function amendFixedControls() {
 }
 
 async function amend(order) {
-  // Only what changed is sent; an amend that changes nothing is said here, not sent (the
-  // venue's AMEND_REJECTED would say the same after a round trip).
+  // Only what changed since the order's newest report is sent; an amend that changes nothing
+  // is said here, not sent (the venue's AMEND_REJECTED would say the same after a round trip).
   const price = $("order-price").value.trim();
   const qty = $("order-qty").value.trim();
   if (price === "" || qty === "") {
@@ -1006,27 +1090,33 @@ async function amend(order) {
     showResult(unreadable, "error");
     return;
   }
+  const current = state.orders.get(order.order_id) ?? order;
   const params = { order_id: order.order_id };
-  if (Number(price) !== Number(order.price)) params.price = price;
-  if (Number(qty) !== Number(order.qty)) params.qty = qty;
+  if (!sameDecimal(price, current.price)) params.price = price;
+  if (!sameDecimal(qty, current.qty)) params.qty = qty;
   if (params.price === undefined && params.qty === undefined) {
     showResult(`order ${order.order_id} already has this price and quantity: change one`, "error");
     return;
   }
-  const button = $("place-button");
-  state.placing = true;
-  button.setAttribute("aria-disabled", "true");
+  setPlacing(true);
+  sayAmendAwaited(order);
   try {
     const result = await state.trade.request("order.amend", params);
-    stopAmending();
+    // the form leaves this order's amend only: no other one can have started meanwhile
+    // (`startAmending`), but the order may have closed, and its report ended the amend
+    if (state.amending?.order_id === order.order_id) stopAmending();
     const amended = { orderId: result.order_id, clOrdId: order.cl_ord_id, amended: true };
     const report = state.lastReport?.order_id === result.order_id ? state.lastReport : null;
     showOrderResult(amended, report?.status ?? result.status, report);
   } catch (failed) {
-    showFailure("amend", failed);
+    const [text, kind] = describeFailure("amend", failed);
+    // refused, so any other price or quantity the order has now is another connection's doing
+    const now = state.amending;
+    const changed = now?.order_id === order.order_id && !sameTerms(now, current);
+    if (changed) showAmendedTerms(now);
+    showResult(changed ? `${text}; ${changedMeanwhile(now)}` : text, kind);
   } finally {
-    state.placing = false;
-    button.removeAttribute("aria-disabled");
+    setPlacing(false);
   }
 }
 
@@ -1049,17 +1139,17 @@ async function cancel(orderId, button) {
 }
 
 function showFailure(action, failed) {
+  showResult(...describeFailure(action, failed));
+}
+
+function describeFailure(action, failed) {
   // Only the venue's error answer is a refusal. A request that was sent but not answered (the
   // connection lost, no answer in time) may have been carried out: the page cannot know, and
-  // says so rather than "refused" over an order that may be resting.
-  if (failed.error !== undefined) {
-    showResult(`${action} refused: ${describe(failed)}`, "error");
-  } else if (failed instanceof NotSentError) {
-    showResult(`${action} not sent: ${failed.message}`, "error");
-  } else {
-    const check = state.trade === null ? "log on again and see" : "see";
-    showResult(`${action} outcome unknown: ${failed.message}; ${check} the open orders`, "warn");
-  }
+  // says so rather than "refused" over an order that may be resting. [text, kind]
+  if (failed.error !== undefined) return [`${action} refused: ${describe(failed)}`, "error"];
+  if (failed instanceof NotSentError) return [`${action} not sent: ${failed.message}`, "error"];
+  const check = state.trade === null ? "log on again and see" : "see";
+  return [`${action} outcome unknown: ${failed.message}; ${check} the open orders`, "warn"];
 }
 
 function describe(failed) {

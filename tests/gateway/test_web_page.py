@@ -149,15 +149,19 @@ def chromium() -> Iterator[None]:
 
 
 def run_page(
-    tmp_path: Path, scenario: Callable[[Venue, Browser], Awaitable[None]], path: str = "/"
+    tmp_path: Path,
+    scenario: Callable[[Venue, Browser], Awaitable[None]],
+    path: str = "/",
+    init_script: str | None = None,
 ) -> list[str]:
-    """Run `scenario` against a fresh venue and a page opened on it; the console's errors."""
+    """Run `scenario` against a fresh venue and a page opened on it (`init_script` run in the
+    page before its own scripts); the console's errors."""
 
     async def main() -> list[str]:
         before = asyncio.all_tasks()
         venue = await start_venue(tmp_path / "data")
         try:
-            async with open_page(venue, path) as browser:
+            async with open_page(venue, path, init_script) as browser:
                 await asyncio.wait_for(scenario(venue, browser), SCENARIO_TIMEOUT_S)
                 rest = await asyncio.to_thread(serves_rest, venue.port)
                 return [e for e in browser.errors if rest or not is_rest_404(e)]
@@ -187,12 +191,16 @@ def playwrights(task: "asyncio.Task[Any]") -> bool:
 
 
 @asynccontextmanager
-async def open_page(venue: Venue, path: str) -> AsyncIterator[Browser]:
+async def open_page(
+    venue: Venue, path: str, init_script: str | None = None
+) -> AsyncIterator[Browser]:
     """A page on `venue` in a new context of the shared browser, once its market data is live."""
     assert SHARED.browser is not None, "the module's chromium fixture runs first"
     context = await SHARED.browser.new_context(viewport={"width": 1400, "height": 1000})
     try:
         context.set_default_timeout(WAIT_MS)
+        if init_script is not None:
+            await context.add_init_script(init_script)
         page = await context.new_page()
         browser = Browser(page)
         await page.goto(f"http://127.0.0.1:{venue.port}{path}")
@@ -896,6 +904,15 @@ def test_a_rest_read_on_a_dead_kept_alive_connection_times_out_and_the_next_one_
     assert run_page(tmp_path, scenario) == []
 
 
+# The open orders whose status cell something else covers (the sticky Amend and Cancel).
+STATUS_COVERED = """(panel) => [...panel.querySelectorAll("#open-orders tbody tr")].filter((tr) => {
+  const status = tr.cells[6];
+  status.scrollIntoView({ block: "center" });
+  const box = status.getBoundingClientRect();
+  return document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2) !== status;
+}).map((tr) => tr.dataset.orderId)"""
+
+
 def test_an_open_order_is_amended_from_the_page(tmp_path: Path) -> None:
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
@@ -917,13 +934,20 @@ def test_an_open_order_is_amended_from_the_page(tmp_path: Path) -> None:
         await expect(page.locator("#order-qty")).to_have_value("2.000000")
         await expect(page.locator("#order-kind")).to_be_disabled()
         await expect(page.locator("input[name=side][value=buy]")).to_be_checked()
+        # its type as its reports say it, which do not say post-only (an amend keeps it): main
+        # showed "Limit (GTC)" over this post-only order
+        kind = page.locator("#order-kind option:checked")
+        await expect(kind).to_have_text("Limit (GTC), as placed")
         result = page.locator("#order-result")
         amends = lambda: sum("order.amend" in frame for frame in browser.frames_sent)  # noqa: E731
+        await page.fill("#order-price", "180")  # 180.00 and 2.000000 written otherwise
+        await page.fill("#order-qty", "2.0")
         await place.click()  # nothing changed: said here, not sent
         await expect(result).to_have_text(
             f"order {order_id} already has this price and quantity: change one"
         )
-        await page.fill("#order-price", "180.001")
+        # a change too fine for Number() (main: "already has this price") is sent, and refused
+        await page.fill("#order-price", "180.0000000000000001")
         await place.click()
         await expect(result).to_contain_text("amend refused: BAD_PRECISION (1004)")
         assert amends() == 1
@@ -952,6 +976,12 @@ def test_an_open_order_is_amended_from_the_page(tmp_path: Path) -> None:
         await expect(bill_order).to_have_text("98.600000 /100")  # per 100, as in the fills
         panel = page.locator("#orders-panel")
         assert await panel.evaluate("(panel) => panel.scrollWidth - panel.clientWidth") <= 0
+        # from 1001 to 1399 px too, the account across both columns: main left the table 43 to
+        # 142 px wider than half of one, its status column under the sticky Amend and Cancel
+        for width in (1001, 1100, 1200):
+            await page.set_viewport_size({"width": width, "height": 1000})
+            assert await panel.evaluate(STATUS_COVERED) == [], width
+            assert await panel.evaluate("(panel) => panel.scrollWidth - panel.clientWidth") <= 0
         await page.set_viewport_size({"width": 390, "height": 844})
         in_view = """(button) => button.getBoundingClientRect().right
             <= button.closest('section').getBoundingClientRect().right"""
@@ -978,3 +1008,100 @@ def test_an_open_order_is_amended_from_the_page(tmp_path: Path) -> None:
         await expect(row).to_have_count(1)  # the bill's
 
     assert run_page(tmp_path, scenario) == []
+
+
+# The page's order.amend frames wait in the page until the test lets them go
+# (`releaseAmends()`): an amend whose answer is slow, with no clock in the test.
+HOLD_AMENDS = """(() => {
+  const send = WebSocket.prototype.send;
+  const held = [];
+  WebSocket.prototype.send = function (data) {
+    if (typeof data === "string" && data.includes('"method":"order.amend"')) {
+      held.push(() => send.call(this, data));
+    } else {
+      send.call(this, data);
+    }
+  };
+  window.releaseAmends = () => held.splice(0).forEach((go) => go());
+})()"""
+
+
+def test_an_amend_awaiting_its_answer_holds_the_form_and_one_made_elsewhere_is_followed(
+    tmp_path: Path,
+) -> None:
+    # Session 26's review: while an amend awaited its answer, Amend on another order, Back,
+    # Escape and another symbol still acted; the answer then ended the amend begun meanwhile
+    # and the trader's next click placed a new order. And an amend was computed against the
+    # order as it was when Amend was clicked, though a bot of the account had amended it since:
+    # the trader saw 180 and sent only a quantity, and the venue had 181.
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        bot = await venue.client("taker")
+        first = (await bot.place(SYMBOL, "buy", qty="2", price="180.00"))["order_id"]
+        second = (await bot.place(SYMBOL, "buy", qty="5", price="170.00"))["order_id"]
+        rows = page.locator("#open-orders tbody tr")
+        await expect(rows).to_have_count(2)
+        place = page.locator("#place-button")
+        result = page.locator("#order-result")
+        awaiting = f"amending order {second}: awaiting the venue's answer"
+        await page.get_by_role("button", name=f"Amend order {second}").click()
+        await page.fill("#order-qty", "1")
+        await place.click()  # held: its answer is not back
+        amend_first = page.get_by_role("button", name=f"Amend order {first}")
+
+        await amend_first.click(force=True)  # main: the form amended the first order
+        await expect(place).to_have_text(f"Amend order {second}")
+        await expect(result).to_have_text(awaiting)
+        for waiting in (place, amend_first, page.locator("#amend-stop")):
+            await expect(waiting).to_have_attribute("aria-disabled", "true")
+        await page.click("#amend-stop", force=True)  # main: "order N not amended"
+        await page.press("#order-qty", "Escape")
+        await page.click(f"#instruments tr[data-symbol='{BILL}'] a")
+        await expect(page).to_have_url(re.compile(f"#{SYMBOL}$"))
+        await expect(page.locator("#selected-symbol")).to_have_text(SYMBOL)
+        await expect(place).to_have_text(f"Amend order {second}")
+        await expect(result).to_have_text(awaiting)
+        await page.evaluate("window.releaseAmends()")
+        await expect(result).to_contain_text(f"order {second} amended, new")
+        await expect(place).to_have_text("Place order")
+        await expect(amend_first).not_to_have_attribute("aria-disabled", "true")
+
+        # the bot amends the first order while the trader types its amend: the form follows
+        await amend_first.click()
+        await expect(page.locator("#order-price")).to_have_value("180.00")
+        await bot.request("order.amend", {"order_id": first, "price": "181.00"})
+        await expect(result).to_have_text(f"order {first} changed meanwhile: now 181.00 x 2.000000")
+        await expect(page.locator("#order-price")).to_have_value("181.00")
+        await page.fill("#order-price", "180.00")  # back to 180, and 3: both sent
+        await page.fill("#order-qty", "3")
+        await place.click()
+        await expect(result).to_have_text(awaiting.replace(str(second), str(first)))
+        await page.evaluate("window.releaseAmends()")
+        await expect(result).to_contain_text(f"order {first} amended, new")
+        orders = (await bot.request("orders.open", {}))["orders"]
+        terms = {order["order_id"]: (order["price"], order["qty"]) for order in orders}
+        assert terms == {first: ("180.00", "3.000000"), second: ("170.00", "1.000000")}
+        assert not any('"order.place"' in frame for frame in browser.frames_sent)
+
+        # the bot amends it while the page's amend awaits its answer, which is a refusal: the
+        # line says both, and the form shows the order's terms now
+        await amend_first.click()
+        await page.fill("#order-price", "180.001")
+        await place.click()
+        await bot.request("order.amend", {"order_id": first, "price": "182.00"})
+        price = page.locator(f"#open-orders tr[data-order-id='{first}'] td.price")
+        await expect(price).to_have_text("182.00")
+        await expect(result).to_have_text(awaiting.replace(str(second), str(first)))
+        await page.evaluate("window.releaseAmends()")
+        await expect(result).to_have_text(
+            re.compile(
+                r"^amend refused: BAD_PRECISION \(1004\).*; "
+                f"order {first} changed meanwhile: now 182.00 x 3.000000$"
+            )
+        )
+        await expect(page.locator("#order-price")).to_have_value("182.00")
+        await expect(place).to_have_text(f"Amend order {first}")
+
+    assert run_page(tmp_path, scenario, init_script=HOLD_AMENDS) == []
