@@ -37,7 +37,11 @@ from tests.sample_config import SAMPLE_CONFIG
 # bound (`SetReserveStaleness`, 8043b8a), so every command's seq is one more. The same 1,506
 # answers; with each `seq` less one, all equal to the old ones (was "23954e7a3c61508e805c9cf
 # 489c2e02547fe35734189ff1fc1ed3077e5a08100").
-PINNED = ("ecf7984b646d7ed8e9b23c96fb4ad60534d1a8cbf1c29d569300cc9892b1b1cf", 1506)
+# Re-pinned in session 26: `DUPLICATE_CL_ORD_ID`'s `data` names the order's status beside its
+# id (the `once` place, docs/protocol.md §3). The same 1,506 answers; the 5 that differ are
+# those refusals, equal to the old ones with `"status"` removed from their `data` (was
+# "ecf7984b646d7ed8e9b23c96fb4ad60534d1a8cbf1c29d569300cc9892b1b1cf").
+PINNED = ("1508a0ee4bc1de4c39acb0f41a7173f38de5abf5dff771fdf485d8fb025efe67", 1506)
 REQUESTS = 1_500
 DRAIN_EVERY = 7  # requests fed per loop turn before the journal commits: odd, so batches mix
 SYMBOLS = ("AAPLx-USD", "MSFTx-USD")
