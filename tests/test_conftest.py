@@ -82,11 +82,13 @@ def test_without_the_guard_the_same_run_ends_with_70_and_no_report(tmp_path: Pat
 
 
 # The guard's SIGINT, sent by a thread that reached the fatal path as the test was ending,
-# sent as late as it can be: once the phase has ended, or after 5 s if it cannot end (the
-# guard holding its lock while it sends). Before, the SIGINT could be sent after the lock was
-# let go: it landed in pytest's own code and ended the run (KeyboardInterrupt, no report).
+# sent as late as it can be: once the phase has ended, or once the phase's end waits for the
+# lock the guard holds while it sends (it cannot end then), or after 5 s. Before, the SIGINT
+# could be sent after the lock was let go: it landed in pytest's own code and ended the run
+# (KeyboardInterrupt, no report).
 RACE_TESTS = """
 import signal
+import sys
 import threading
 import time
 
@@ -97,10 +99,20 @@ send = signal.pthread_kill
 entered = threading.Event()
 
 
+def ending(thread_id):
+    # the thread is in the guard's _end_phase: waiting for the lock the hook holds here
+    frame = sys._current_frames().get(thread_id)
+    while frame is not None and frame.f_code.co_name != "_end_phase":
+        frame = frame.f_back
+    return frame is not None
+
+
 def late_kill(thread_id, signum):
     entered.set()
     deadline = time.monotonic() + 5
-    while conftest._fatal_guard.in_phase and time.monotonic() < deadline:
+    while conftest._fatal_guard.in_phase and not ending(thread_id):
+        if time.monotonic() > deadline:
+            break
         time.sleep(0.01)
     send(thread_id, signum)
 
