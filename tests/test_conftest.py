@@ -1,13 +1,18 @@
 """The fatal path's guard (tests/conftest.py, `FatalGuard`): a pytest run of its own, in a
-real process, over a tiny test file whose venue's journal commit raises."""
+real process, over a tiny test file whose venue's journal commit raises. And where the run's
+temporary files go (`ram_temp_root`)."""
 
 import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-from tests.conftest import FATAL_EXIT_CODE, ROOT
+import pytest
+
+from tests import conftest
+from tests.conftest import FATAL_EXIT_CODE, ROOT, ram_temp_root
 
 RUN_TIMEOUT_S = 120  # a run of two short tests; a venue left hanging would reach it instead
 
@@ -77,11 +82,13 @@ def test_without_the_guard_the_same_run_ends_with_70_and_no_report(tmp_path: Pat
 
 
 # The guard's SIGINT, sent by a thread that reached the fatal path as the test was ending,
-# sent as late as it can be: once the phase has ended, or after 5 s if it cannot end (the
-# guard holding its lock while it sends). Before, the SIGINT could be sent after the lock was
-# let go: it landed in pytest's own code and ended the run (KeyboardInterrupt, no report).
+# sent as late as it can be: once the phase has ended, or once the phase's end waits for the
+# lock the guard holds while it sends (it cannot end then), or after 5 s. Before, the SIGINT
+# could be sent after the lock was let go: it landed in pytest's own code and ended the run
+# (KeyboardInterrupt, no report).
 RACE_TESTS = """
 import signal
+import sys
 import threading
 import time
 
@@ -92,10 +99,20 @@ send = signal.pthread_kill
 entered = threading.Event()
 
 
+def ending(thread_id):
+    # the thread is in the guard's _end_phase: waiting for the lock the hook holds here
+    frame = sys._current_frames().get(thread_id)
+    while frame is not None and frame.f_code.co_name != "_end_phase":
+        frame = frame.f_back
+    return frame is not None
+
+
 def late_kill(thread_id, signum):
     entered.set()
     deadline = time.monotonic() + 5
-    while conftest._fatal_guard.in_phase and time.monotonic() < deadline:
+    while conftest._fatal_guard.in_phase and not ending(thread_id):
+        if time.monotonic() > deadline:
+            break
         time.sleep(0.01)
     send(thread_id, signum)
 
@@ -119,3 +136,39 @@ def test_the_guards_interrupt_sent_as_the_phase_ends_fails_that_test_only(
     assert re.search(r"^1 failed, 1 passed", run.stdout, re.MULTILINE), run.stdout
     assert "FAILED test_tiny.py::test_a_venue_failing_as_the_test_ends" in run.stdout
     assert "OSError: the disk is gone" in run.stdout
+
+
+def test_temporary_files_go_to_a_writable_directory_with_room_when_tmpdir_is_unset(
+    tmp_path: Path,
+) -> None:
+    assert ram_temp_root({}, tmp_path, free_min_bytes=1) == tmp_path
+    assert ram_temp_root({"TMPDIR": ""}, tmp_path, free_min_bytes=1) == tmp_path
+
+
+@pytest.mark.parametrize(
+    "environ, name, free_min_bytes",
+    [
+        ({"TMPDIR": "/var/tmp"}, "ram", 1),  # the user's choice is kept
+        ({}, "missing", 1),  # no such directory (not Linux)
+        ({}, "file", 1),  # not a directory
+        ({}, "ram", 1 << 62),  # too little room (a container's 64 MB /dev/shm)
+    ],
+    ids=["tmpdir-set", "missing", "not-a-directory", "too-small"],
+)
+def test_temporary_files_stay_where_they_are_otherwise(
+    tmp_path: Path, environ: dict[str, str], name: str, free_min_bytes: int
+) -> None:
+    (tmp_path / "ram").mkdir()
+    (tmp_path / "file").write_text("")
+    assert ram_temp_root(environ, tmp_path / name, free_min_bytes) is None
+
+
+def test_this_runs_temporary_files_are_where_the_hook_chose(tmp_path: Path) -> None:
+    """The hook ran before pytest made its first temporary directory: tmp_path is on the
+    chosen root (on Linux with room, /dev/shm), and the processes the tests start inherit it."""
+    chosen = conftest.ram_temp_root_chosen
+    if chosen is None:  # TMPDIR set by the user, or no RAM file system with room
+        assert ram_temp_root(os.environ) is None
+    else:
+        assert os.environ["TMPDIR"] == str(chosen) == tempfile.gettempdir()
+        assert tmp_path.resolve().is_relative_to(chosen.resolve())

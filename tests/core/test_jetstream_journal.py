@@ -178,7 +178,9 @@ def test_a_journal_closed_after_a_failure_ends_cleanly(
     assert "Task was destroyed but it is pending" not in output
 
 
-def test_an_unreachable_server_is_a_clear_error() -> None:
+def test_an_unreachable_server_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the error is under test, not how long the retries take (25 tries, 0.2 s apart: ~5 s)
+    monkeypatch.setattr(jetstream_journal, "RECONNECT_ATTEMPTS", 1)
     (port,) = free_ports(1)
     with pytest.raises(JournalUnavailable, match=f"cannot reach NATS at nats://127.0.0.1:{port}"):
         JetStreamJournal(f"nats://127.0.0.1:{port}")
