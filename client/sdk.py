@@ -26,6 +26,7 @@ from websockets.protocol import State
 from client.rest import REFUSED_RETRIES_MAX, retry_after_s
 from client.sdk_calls import Calls
 from client.sdk_resume import (
+    _SETUP_OF,
     LOGON_RATE_LIMITED_RETRIES_MAX,
     LOGON_RATE_LIMITED_WAIT_MAX_S,
     LOGON_RETRY_DELAYS_S,
@@ -216,7 +217,7 @@ class VenueClient(Calls, Resuming):
         self._streams: dict[str, None] = {}
         self._resuming: asyncio.Task[None] | None = None
         # while a resume connects and logs on: its outcome (the failure, or None), which
-        # requests of other tasks than its own (`_follower`) wait for
+        # requests wait for but its setup's own (`_SETUP_OF`); `_follower`, the try's task
         self._following: asyncio.Future[BaseException | None] | None = None
         self._follower: asyncio.Task[Any] | None = None
         self._resyncing: set[asyncio.Task[Any]] = set()  # books subscribed again after a gap
@@ -378,11 +379,11 @@ class VenueClient(Calls, Resuming):
             raise RequestTimeout(method, request_id, limit_s, params) from None
 
     async def _after_the_logon(self, method: str) -> None:
-        """Hold a request made while a resume logs on (from any task but the resume's, whose
-        own requests are the logon and the resubscriptions) until it has; if it failed,
-        raise ConnectionLost (not sent)."""
+        """Hold a request made while a resume logs on (but the resume's own: the logon and the
+        resubscriptions, a connect_any's `setup`, from whichever task they run in) until it
+        has; if it failed, raise ConnectionLost (not sent)."""
         following = self._following
-        if following is None or asyncio.current_task() is self._follower:
+        if following is None or _SETUP_OF.get() is following:
             return
         failure = await asyncio.shield(following)  # (a timeout cancels this wait, not it)
         if failure is not None:

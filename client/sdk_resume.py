@@ -11,6 +11,7 @@ The socket, the requests and the pushes are VenueClient's, of which this is a pa
 """
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,14 @@ LOGON_RETRY_DELAYS_S = (0.25, 0.5, 1.0, 2.0, 4.0)
 # logged on 10 s after it opened (4001), so waiting longer would meet a closed connection.
 LOGON_RATE_LIMITED_RETRIES_MAX = 3
 LOGON_RATE_LIMITED_WAIT_MAX_S = 7.0
+
+# The try whose `setup` the current context runs (its `_following`): that setup's requests
+# are not held for it, in whichever task it runs them (asyncio.gather's, Python 3.11's
+# wait_for's: children of the try's task, which copy its context). Set around `setup` only,
+# so the reader's own tasks (a book's resync), made when it connected, are held.
+_SETUP_OF: contextvars.ContextVar["asyncio.Future[BaseException | None] | None"] = (
+    contextvars.ContextVar("setup_of", default=None)
+)
 
 
 class Resuming:
@@ -149,15 +158,16 @@ class Resuming:
         resume. `url`: reopen on that gateway (another of the venue's), which becomes `url`
         once open; by default the last one. Requests of other tasks meanwhile wait for it
         (`request_raw`). Cancelled, it closes the new connection too; stopped by `close()`
-        (in another task), it raises ConnectionLost."""
+        (in another task), even while it closes the old link, it raises ConnectionLost."""
+        closes = self._closes  # noted first: a close() while the old link closes stops it too
         await self._close()  # (its reader's end starts no resume: the client is closing)
-        await self._try(url, self._follow_again, self._closes)
+        await self._try(url, self._follow_again, closes)
 
     async def _try(
         self, url: str | None, setup: Callable[[], Awaitable[Any]] | None, closes: int
     ) -> None:
         """One try of a resume or of `connect_any`: a connection to `url` (None: `self.url`)
-        and `setup` on it. Meanwhile requests of other tasks are held (`_following`), and a
+        and `setup` on it. Meanwhile requests but `setup`'s are held (`_following`), and a
         drop starts no auto_resume (this try fails instead: one resume at a time). A try that
         fails, or is cancelled, closes its connection before it raises: none is left open
         half set up (not logged on, COD off, streams not followed). One that `close()`
@@ -170,7 +180,7 @@ class Resuming:
             await self._connect(url)  # not `connect`: it keeps the last connection's COD
             self._check_not_closed(closes)  # (`_connect` reset `_closing`)
             if setup is not None:
-                await setup()
+                await self._set_up(setup, following)
             self._check_not_closed(closes)
         except BaseException as error:  # cancelled too: held requests are told
             failure = error
@@ -185,6 +195,17 @@ class Resuming:
             if self._following is following:
                 self._following = self._follower = None
             following.set_result(failure)
+
+    @staticmethod
+    async def _set_up(
+        setup: Callable[[], Awaitable[Any]], following: "asyncio.Future[BaseException | None]"
+    ) -> None:
+        """Run a try's `setup`, its requests (and those of tasks it starts) not held."""
+        token = _SETUP_OF.set(following)
+        try:
+            await setup()
+        finally:
+            _SETUP_OF.reset(token)
 
     def _check_not_closed(self, closes: int) -> None:
         """Stop a try if `close()` was called since `closes` was noted (`_try` says so)."""

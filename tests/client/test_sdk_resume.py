@@ -493,6 +493,28 @@ def test_a_drop_during_connect_anys_logon_retry_fails_that_try_only(run_venue: A
     run_venue(scenario)
 
 
+def test_connect_anys_setup_may_run_its_requests_in_other_tasks(run_venue: Any) -> None:
+    """The finding (session 26's third review): only the try's own task passed the hold on
+    requests while a try ran, so a setup whose requests ran in child tasks (asyncio.gather's,
+    Python 3.11's wait_for's) had them held until request_timeout_s, and every try failed
+    ("a resume was still logging on"). The setup's context passes, in whichever task."""
+
+    async def scenario(venue: Venue) -> None:
+        client = VenueClient(venue.url(), request_timeout_s=2)
+        venue.clients.append(client)
+
+        async def setup() -> None:
+            await asyncio.wait_for(client.logon(*KEYS["alpha"]), 10)
+            await asyncio.gather(client.subscribe_book(SYMBOL), client.subscribe_account())
+
+        await client.connect_any(setup)  # before: ConnectionLost, 2 s later
+        status = await client.request("session.status")
+        assert (status["account"], status["subscriptions"]) == (1, 2)
+        assert SYMBOL in client.books
+
+    run_venue(scenario)
+
+
 @pytest.mark.parametrize(
     "stopped", ["connect_any while it connects", "connect_any between rounds", "resume()"]
 )
@@ -528,6 +550,27 @@ def test_close_stops_a_connect_any_or_a_resume_under_way_in_another_task(
             assert client.websocket is None or client.websocket.state is State.CLOSED
             with pytest.raises(ConnectionLost, match="not sent"):
                 await client.request("session.status")
+
+    run_venue(scenario)
+
+
+def test_close_while_a_resume_closes_the_old_link_stops_it(run_venue: Any) -> None:
+    """The finding (session 26's third review): resume() noted close()'s count only once it
+    had closed the old link, so a close() meanwhile went unseen: the resume reconnected and
+    logged on after close() had returned. It notes the count before it closes anything."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await logged_on(venue)
+        resuming = asyncio.create_task(alpha.resume())
+        await asyncio.sleep(0)  # resume() runs to its first wait: the old link's close
+        old = alpha.websocket
+        assert old is not None and old.state is State.CLOSING, "not closing the old link"
+        await alpha.close()
+        with pytest.raises(ConnectionLost, match=r"close\(\) was called meanwhile"):
+            await asyncio.wait_for(resuming, 5)  # before: reconnected and logged on
+        assert alpha.websocket is old and old.state is State.CLOSED
+        with pytest.raises(ConnectionLost, match=r"session\.status not sent"):
+            await alpha.request("session.status")
 
     run_venue(scenario)
 
