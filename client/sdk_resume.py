@@ -90,7 +90,7 @@ class Resuming:
 
         async def _close(self) -> None: ...
 
-        async def _connect(self, url: str | None = None) -> Any: ...
+        async def _connect(self, url: str | None = None, closes: int | None = None) -> Any: ...
 
         def _queue(self, message: dict[str, Any]) -> None: ...
 
@@ -177,7 +177,7 @@ class Resuming:
         failure: BaseException | None = None
         try:
             self._check_not_closed(closes)
-            await self._connect(url)  # not `connect`: it keeps the last connection's COD
+            await self._connect(url, closes)  # not `connect`: it keeps the last one's COD
             self._check_not_closed(closes)  # (`_connect` reset `_closing`)
             if setup is not None:
                 await self._set_up(setup, following)

@@ -575,6 +575,54 @@ def test_close_while_a_resume_closes_the_old_link_stops_it(run_venue: Any) -> No
     run_venue(scenario)
 
 
+@asynccontextmanager
+async def busy_gateway() -> AsyncIterator[tuple[str, list[int]]]:
+    """A gateway at its cap on connections: each handshake refused 503 with `Retry-After:
+    30`. Its URL, and how many handshakes it refused."""
+    hits = [0]
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hits[0] += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 30\r\n")
+        writer.write(b"Content-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    try:
+        yield f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ws/trade", hits
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("stopped", ["connect_any", "resume()"])
+def test_close_stops_a_try_waiting_out_a_handshakes_retry_after(
+    run_venue: Any, stopped: str
+) -> None:
+    """The finding (session 26's third review): a try whose handshake was refused 503 with
+    `Retry-After` waited it out (up to 60 s, 5 times) after close() and made handshakes
+    again. close() now ends that wait: the try raises ConnectionLost at once."""
+
+    async def scenario(venue: Venue) -> None:
+        async with busy_gateway() as (url, hits):
+            if stopped == "resume()":
+                client = await logged_on(venue)
+                trying = asyncio.create_task(client.resume(url))
+            else:
+                client = VenueClient(url, auto_resume=True)
+                venue.clients.append(client)
+                trying = asyncio.create_task(client.connect_any())
+            assert await until(lambda: client.refused_retries == 1), "no Retry-After wait"
+            await client.close()
+            with pytest.raises(ConnectionLost, match=r"close\(\) was called meanwhile"):
+                await asyncio.wait_for(trying, 2)  # before: TimeoutError (30 s to wait)
+            assert hits == [1], "a handshake after close()"
+
+    run_venue(scenario)
+
+
 def test_a_cancelled_resume_leaves_no_connection_open_half_set_up(run_venue: Any) -> None:
     """The finding (session 26's second review): resume() closed its new connection when a
     step failed but not when it was cancelled (a caller's wait_for, say): the connection
