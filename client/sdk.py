@@ -124,8 +124,9 @@ def packed_url(url: str) -> str:
 class VenueClient(Calls, Resuming):
     """One connection. With `auto_resume`, a connection that drops is reopened (a round of
     tries over every URL after each of `reconnect_delays_s`, none begun `resume_budget_s`
-    after the drop, or after the venue's `reconnect_in_ms`; then a `gave_up` notice), logged
-    on again and resubscribed with since_seq. A logon refused 503 `NONCE_UNCHECKED` (a
+    after the drop, or after the venue's `reconnect_in_ms`; then a `gave_up` notice, at once
+    if a try is refused for what it asked, a logon for its key), logged on again and
+    resubscribed with since_seq. A logon refused 503 `NONCE_UNCHECKED` (a
     cluster gateway could not check its nonce) is signed anew and sent again after each of
     `logon_retry_delays_s`, then raised. A handshake refused 503 with `Retry-After` (too many
     connections from this address) is tried again after it, up to `refused_retries_max` times,
@@ -299,8 +300,9 @@ class VenueClient(Calls, Resuming):
     async def close(self) -> None:
         """Close the connection and stop what would reopen it: auto_resume's rounds, and a
         `connect_any` or a `resume()` under way in another task (each raises ConnectionLost,
-        nothing left open). The closing handshake, for at most `CLOSE_TIMEOUT_S`; then the
-        transport is dropped (a venue that hangs)."""
+        nothing left open; at once if it waits out a handshake's `Retry-After`). The closing
+        handshake, for at most `CLOSE_TIMEOUT_S`; then the transport is dropped (a venue that
+        hangs)."""
         self._closes += 1  # a try under way sees it once its connect or setup is done
         for waiter in self._close_waiters:  # and one waiting out a Retry-After at once
             if not waiter.done():

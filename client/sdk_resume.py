@@ -331,9 +331,10 @@ class Resuming:
         `reconnect_in_ms` of a `shutdown` push, if longer): a round tries every one of `urls`
         in turn, the one dropped first (a blip), or the next if it hangs (dropped as silent)
         or said it stops. No round begins once `resume_budget_s` has passed since the drop,
-        or since the end of the `reconnect_in_ms` wait (a wait cut to what is left). A
-        `resumed` notice says where it resumed if not there; a `gave_up` one, the last
-        failure."""
+        or since the end of the `reconnect_in_ms` wait (a wait cut to what is left); none
+        either after a try that failed for what it asked, not its link (a logon refused for
+        its key, say: the same again on any gateway). A `resumed` notice says where it
+        resumed if not there; a `gave_up` one, the last failure."""
         dropped_url = self.url
         stopping = self._reconnect_in_s is not None  # a `shutdown` push came
         reconnect_in_s = self._reconnect_in_s or 0.0
@@ -352,12 +353,16 @@ class Resuming:
                     await self.resume(tried_url)
                 except Exception as error:  # refused, 503 while the venue stops, logon, ...
                     failure = error
-                    continue
+                    if _link_failure(error):
+                        continue
+                    break  # refused for what it asked: no round would do better
                 self.resumed += 1
                 if self.url != dropped_url:  # in words: the session now lives elsewhere
                     notice = {"type": "resumed", "url": self.url, "from": dropped_url}
                     self._queue({"ch": "client", **notice})
                 return
+            if failure is not None and not _link_failure(failure):
+                break
         self.gave_up = True
         self._queue({"ch": "client", "type": "gave_up", "url": tried_url, "error": repr(failure)})
 

@@ -329,6 +329,27 @@ def test_auto_resume_gives_up_once_its_budget_is_spent(run_venue: Any) -> None:
     run_venue(scenario)
 
 
+def test_auto_resume_gives_up_at_once_on_a_logon_refused_for_its_key(run_venue: Any) -> None:
+    """The finding (session 26's third review): a resume's logon refused for its key (401:
+    revoked) was tried again on every gateway, every round, for the whole budget (34
+    refusals in 30 s), though no gateway would take it. A try refused for what it asked, not
+    its link, ends the rounds: `gave_up` at once, the refusal as its error."""
+
+    async def scenario(venue: Venue) -> None:
+        async with relay(venue.port) as other:
+            alpha = await logged_on(venue, other_urls=[other.url])
+            venue.server.auth.store = KeyStore()  # the key revoked
+            session = next(s for s in venue.server.sessions.values() if s.account == 1)
+            session.websocket.transport.abort()
+            notice = await alpha.next_push(2)  # before: TimeoutError (rounds for 30 s)
+            assert (notice["type"], alpha.gave_up) == ("gave_up", True)
+            assert "BAD_SIGNATURE" in notice["error"]
+            assert other.connections == 0, "tried again on the other gateway"
+            assert not await alpha.wait_resumed()
+
+    run_venue(scenario)
+
+
 async def logons_spent(venue: Venue) -> None:
     """The address's bucket of refused logons emptied (1 a second, 2 at once): the next
     logon, good or not, is refused 429 with `retry_after_ms`, which the SDK waits out."""
