@@ -26,6 +26,7 @@ from websockets.protocol import State
 from client.rest import REFUSED_RETRIES_MAX, retry_after_s
 from client.sdk_calls import Calls
 from client.sdk_resume import (
+    _SETUP_OF,
     LOGON_RATE_LIMITED_RETRIES_MAX,
     LOGON_RATE_LIMITED_WAIT_MAX_S,
     LOGON_RETRY_DELAYS_S,
@@ -123,8 +124,9 @@ def packed_url(url: str) -> str:
 class VenueClient(Calls, Resuming):
     """One connection. With `auto_resume`, a connection that drops is reopened (a round of
     tries over every URL after each of `reconnect_delays_s`, none begun `resume_budget_s`
-    after the drop, or after the venue's `reconnect_in_ms`; then a `gave_up` notice), logged
-    on again and resubscribed with since_seq. A logon refused 503 `NONCE_UNCHECKED` (a
+    after the drop, or after the venue's `reconnect_in_ms`; then a `gave_up` notice, at once
+    if a try is refused for what it asked, a logon for its key), logged on again and
+    resubscribed with since_seq. A logon refused 503 `NONCE_UNCHECKED` (a
     cluster gateway could not check its nonce) is signed anew and sent again after each of
     `logon_retry_delays_s`, then raised. A handshake refused 503 with `Retry-After` (too many
     connections from this address) is tried again after it, up to `refused_retries_max` times,
@@ -189,6 +191,8 @@ class VenueClient(Calls, Resuming):
         # how many times close() was called: a connect_any or resume() notes it as it
         # starts, and gives up once it has moved (its `_connect` resets `_closing`)
         self._closes = 0
+        # the waits of tries that close() cuts short (a handshake's Retry-After): one a try
+        self._close_waiters: set[asyncio.Future[None]] = set()
         self.websocket: ClientConnection | None = None
         self.pushes: asyncio.Queue[dict[str, Any]] = asyncio.Queue(pushes_max)
         self.pushes_dropped = 0  # unread pushes dropped, the queue being full, since the start
@@ -216,7 +220,7 @@ class VenueClient(Calls, Resuming):
         self._streams: dict[str, None] = {}
         self._resuming: asyncio.Task[None] | None = None
         # while a resume connects and logs on: its outcome (the failure, or None), which
-        # requests of other tasks than its own (`_follower`) wait for
+        # requests wait for but its setup's own (`_SETUP_OF`); `_follower`, the try's task
         self._following: asyncio.Future[BaseException | None] | None = None
         self._follower: asyncio.Task[Any] | None = None
         self._resyncing: set[asyncio.Task[Any]] = set()  # books subscribed again after a gap
@@ -241,12 +245,13 @@ class VenueClient(Calls, Resuming):
         self._cod_enabled = False
         return await self._connect()
 
-    async def _connect(self, url: str | None = None) -> "VenueClient":
+    async def _connect(self, url: str | None = None, closes: int | None = None) -> "VenueClient":
         """Open a connection to `url` (default: `self.url`), which becomes `self.url` once
-        open (until then, messages name the gateway of the connection that closed)."""
+        open (until then, messages name the gateway of the connection that closed). A try's
+        (`closes`: close()'s count as it began) gives up once close() is called (`_open`)."""
         self._closing = False
         url = self.url if url is None else url
-        self.websocket = await self._open(packed_url(url) if self.packed else url)
+        self.websocket = await self._open(packed_url(url) if self.packed else url, closes)
         self.url = url
         self.gave_up = False
         self._dropped_silent = False  # this one is not (read before it by a resume)
@@ -255,31 +260,53 @@ class VenueClient(Calls, Resuming):
         self._reader = asyncio.create_task(self._read())
         return self
 
-    async def _open(self, url: str) -> ClientConnection:
+    async def _open(self, url: str, closes: int | None = None) -> ClientConnection:
         """The websocket to `url`; a handshake refused 503 with `Retry-After` (the address
         has the venue's most connections: nothing opened) tried again after it, up to
-        `refused_retries_max` times; then, or any other refusal, raised."""
+        `refused_retries_max` times; then, or any other refusal, raised. A try's (`closes`
+        noted) raises the refusal as soon as close() is called: no handshake after it."""
         retries = 0
         while True:
             try:
                 return await connect(
                     url, max_size=None, compression=None, close_timeout=CLOSE_TIMEOUT_S
                 )
-            except InvalidStatus as refused:
+            except InvalidStatus as error:
+                refused = error
                 answer = refused.response
                 delay_s = retry_after_s(answer.status_code, answer.headers.get("Retry-After"))
                 if delay_s is None or retries >= self.refused_retries_max:
                     raise
             retries += 1
             self.refused_retries += 1
+            if not await self._waited_unless_closed(delay_s, closes):
+                raise refused  # (`_try` says close() was called)
+
+    async def _waited_unless_closed(self, delay_s: float, closes: int | None) -> bool:
+        """Wait `delay_s`, or less: False as soon as close() has been called since `closes`
+        was noted (None: nothing noted, the whole wait)."""
+        if closes is None:
             await asyncio.sleep(delay_s)
+            return True
+        closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._close_waiters.add(closed)
+        try:
+            if self._closes == closes:
+                await asyncio.wait({closed}, timeout=delay_s)
+        finally:
+            self._close_waiters.discard(closed)
+        return self._closes == closes
 
     async def close(self) -> None:
         """Close the connection and stop what would reopen it: auto_resume's rounds, and a
         `connect_any` or a `resume()` under way in another task (each raises ConnectionLost,
-        nothing left open). The closing handshake, for at most `CLOSE_TIMEOUT_S`; then the
-        transport is dropped (a venue that hangs)."""
+        nothing left open; at once if it waits out a handshake's `Retry-After`). The closing
+        handshake, for at most `CLOSE_TIMEOUT_S`; then the transport is dropped (a venue that
+        hangs)."""
         self._closes += 1  # a try under way sees it once its connect or setup is done
+        for waiter in self._close_waiters:  # and one waiting out a Retry-After at once
+            if not waiter.done():
+                waiter.set_result(None)
         await self._close()
 
     async def _close(self) -> None:
@@ -378,11 +405,11 @@ class VenueClient(Calls, Resuming):
             raise RequestTimeout(method, request_id, limit_s, params) from None
 
     async def _after_the_logon(self, method: str) -> None:
-        """Hold a request made while a resume logs on (from any task but the resume's, whose
-        own requests are the logon and the resubscriptions) until it has; if it failed,
-        raise ConnectionLost (not sent)."""
+        """Hold a request made while a resume logs on (but the resume's own: the logon and the
+        resubscriptions, a connect_any's `setup`, from whichever task they run in) until it
+        has; if it failed, raise ConnectionLost (not sent)."""
         following = self._following
-        if following is None or asyncio.current_task() is self._follower:
+        if following is None or _SETUP_OF.get() is following:
             return
         failure = await asyncio.shield(following)  # (a timeout cancels this wait, not it)
         if failure is not None:

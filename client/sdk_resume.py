@@ -11,6 +11,7 @@ The socket, the requests and the pushes are VenueClient's, of which this is a pa
 """
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,14 @@ LOGON_RETRY_DELAYS_S = (0.25, 0.5, 1.0, 2.0, 4.0)
 # logged on 10 s after it opened (4001), so waiting longer would meet a closed connection.
 LOGON_RATE_LIMITED_RETRIES_MAX = 3
 LOGON_RATE_LIMITED_WAIT_MAX_S = 7.0
+
+# The try whose `setup` the current context runs (its `_following`): that setup's requests
+# are not held for it, in whichever task it runs them (asyncio.gather's, Python 3.11's
+# wait_for's: children of the try's task, which copy its context). Set around `setup` only,
+# so the reader's own tasks (a book's resync), made when it connected, are held.
+_SETUP_OF: contextvars.ContextVar["asyncio.Future[BaseException | None] | None"] = (
+    contextvars.ContextVar("setup_of", default=None)
+)
 
 
 class Resuming:
@@ -81,7 +90,7 @@ class Resuming:
 
         async def _close(self) -> None: ...
 
-        async def _connect(self, url: str | None = None) -> Any: ...
+        async def _connect(self, url: str | None = None, closes: int | None = None) -> Any: ...
 
         def _queue(self, message: dict[str, Any]) -> None: ...
 
@@ -149,15 +158,16 @@ class Resuming:
         resume. `url`: reopen on that gateway (another of the venue's), which becomes `url`
         once open; by default the last one. Requests of other tasks meanwhile wait for it
         (`request_raw`). Cancelled, it closes the new connection too; stopped by `close()`
-        (in another task), it raises ConnectionLost."""
+        (in another task), even while it closes the old link, it raises ConnectionLost."""
+        closes = self._closes  # noted first: a close() while the old link closes stops it too
         await self._close()  # (its reader's end starts no resume: the client is closing)
-        await self._try(url, self._follow_again, self._closes)
+        await self._try(url, self._follow_again, closes)
 
     async def _try(
         self, url: str | None, setup: Callable[[], Awaitable[Any]] | None, closes: int
     ) -> None:
         """One try of a resume or of `connect_any`: a connection to `url` (None: `self.url`)
-        and `setup` on it. Meanwhile requests of other tasks are held (`_following`), and a
+        and `setup` on it. Meanwhile requests but `setup`'s are held (`_following`), and a
         drop starts no auto_resume (this try fails instead: one resume at a time). A try that
         fails, or is cancelled, closes its connection before it raises: none is left open
         half set up (not logged on, COD off, streams not followed). One that `close()`
@@ -167,10 +177,10 @@ class Resuming:
         failure: BaseException | None = None
         try:
             self._check_not_closed(closes)
-            await self._connect(url)  # not `connect`: it keeps the last connection's COD
+            await self._connect(url, closes)  # not `connect`: it keeps the last one's COD
             self._check_not_closed(closes)  # (`_connect` reset `_closing`)
             if setup is not None:
-                await setup()
+                await self._set_up(setup, following)
             self._check_not_closed(closes)
         except BaseException as error:  # cancelled too: held requests are told
             failure = error
@@ -185,6 +195,17 @@ class Resuming:
             if self._following is following:
                 self._following = self._follower = None
             following.set_result(failure)
+
+    @staticmethod
+    async def _set_up(
+        setup: Callable[[], Awaitable[Any]], following: "asyncio.Future[BaseException | None]"
+    ) -> None:
+        """Run a try's `setup`, its requests (and those of tasks it starts) not held."""
+        token = _SETUP_OF.set(following)
+        try:
+            await setup()
+        finally:
+            _SETUP_OF.reset(token)
 
     def _check_not_closed(self, closes: int) -> None:
         """Stop a try if `close()` was called since `closes` was noted (`_try` says so)."""
@@ -310,9 +331,10 @@ class Resuming:
         `reconnect_in_ms` of a `shutdown` push, if longer): a round tries every one of `urls`
         in turn, the one dropped first (a blip), or the next if it hangs (dropped as silent)
         or said it stops. No round begins once `resume_budget_s` has passed since the drop,
-        or since the end of the `reconnect_in_ms` wait (a wait cut to what is left). A
-        `resumed` notice says where it resumed if not there; a `gave_up` one, the last
-        failure."""
+        or since the end of the `reconnect_in_ms` wait (a wait cut to what is left); none
+        either after a try that failed for what it asked, not its link (a logon refused for
+        its key, say: the same again on any gateway). A `resumed` notice says where it
+        resumed if not there; a `gave_up` one, the last failure."""
         dropped_url = self.url
         stopping = self._reconnect_in_s is not None  # a `shutdown` push came
         reconnect_in_s = self._reconnect_in_s or 0.0
@@ -331,12 +353,16 @@ class Resuming:
                     await self.resume(tried_url)
                 except Exception as error:  # refused, 503 while the venue stops, logon, ...
                     failure = error
-                    continue
+                    if _link_failure(error):
+                        continue
+                    break  # refused for what it asked: no round would do better
                 self.resumed += 1
                 if self.url != dropped_url:  # in words: the session now lives elsewhere
                     notice = {"type": "resumed", "url": self.url, "from": dropped_url}
                     self._queue({"ch": "client", **notice})
                 return
+            if failure is not None and not _link_failure(failure):
+                break
         self.gave_up = True
         self._queue({"ch": "client", "type": "gave_up", "url": tried_url, "error": repr(failure)})
 

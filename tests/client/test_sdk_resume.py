@@ -329,6 +329,27 @@ def test_auto_resume_gives_up_once_its_budget_is_spent(run_venue: Any) -> None:
     run_venue(scenario)
 
 
+def test_auto_resume_gives_up_at_once_on_a_logon_refused_for_its_key(run_venue: Any) -> None:
+    """The finding (session 26's third review): a resume's logon refused for its key (401:
+    revoked) was tried again on every gateway, every round, for the whole budget (34
+    refusals in 30 s), though no gateway would take it. A try refused for what it asked, not
+    its link, ends the rounds: `gave_up` at once, the refusal as its error."""
+
+    async def scenario(venue: Venue) -> None:
+        async with relay(venue.port) as other:
+            alpha = await logged_on(venue, other_urls=[other.url])
+            venue.server.auth.store = KeyStore()  # the key revoked
+            session = next(s for s in venue.server.sessions.values() if s.account == 1)
+            session.websocket.transport.abort()
+            notice = await alpha.next_push(2)  # before: TimeoutError (rounds for 30 s)
+            assert (notice["type"], alpha.gave_up) == ("gave_up", True)
+            assert "BAD_SIGNATURE" in notice["error"]
+            assert other.connections == 0, "tried again on the other gateway"
+            assert not await alpha.wait_resumed()
+
+    run_venue(scenario)
+
+
 async def logons_spent(venue: Venue) -> None:
     """The address's bucket of refused logons emptied (1 a second, 2 at once): the next
     logon, good or not, is refused 429 with `retry_after_ms`, which the SDK waits out."""
@@ -493,6 +514,28 @@ def test_a_drop_during_connect_anys_logon_retry_fails_that_try_only(run_venue: A
     run_venue(scenario)
 
 
+def test_connect_anys_setup_may_run_its_requests_in_other_tasks(run_venue: Any) -> None:
+    """The finding (session 26's third review): only the try's own task passed the hold on
+    requests while a try ran, so a setup whose requests ran in child tasks (asyncio.gather's,
+    Python 3.11's wait_for's) had them held until request_timeout_s, and every try failed
+    ("a resume was still logging on"). The setup's context passes, in whichever task."""
+
+    async def scenario(venue: Venue) -> None:
+        client = VenueClient(venue.url(), request_timeout_s=2)
+        venue.clients.append(client)
+
+        async def setup() -> None:
+            await asyncio.wait_for(client.logon(*KEYS["alpha"]), 10)
+            await asyncio.gather(client.subscribe_book(SYMBOL), client.subscribe_account())
+
+        await client.connect_any(setup)  # before: ConnectionLost, 2 s later
+        status = await client.request("session.status")
+        assert (status["account"], status["subscriptions"]) == (1, 2)
+        assert SYMBOL in client.books
+
+    run_venue(scenario)
+
+
 @pytest.mark.parametrize(
     "stopped", ["connect_any while it connects", "connect_any between rounds", "resume()"]
 )
@@ -528,6 +571,75 @@ def test_close_stops_a_connect_any_or_a_resume_under_way_in_another_task(
             assert client.websocket is None or client.websocket.state is State.CLOSED
             with pytest.raises(ConnectionLost, match="not sent"):
                 await client.request("session.status")
+
+    run_venue(scenario)
+
+
+def test_close_while_a_resume_closes_the_old_link_stops_it(run_venue: Any) -> None:
+    """The finding (session 26's third review): resume() noted close()'s count only once it
+    had closed the old link, so a close() meanwhile went unseen: the resume reconnected and
+    logged on after close() had returned. It notes the count before it closes anything."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await logged_on(venue)
+        resuming = asyncio.create_task(alpha.resume())
+        await asyncio.sleep(0)  # resume() runs to its first wait: the old link's close
+        old = alpha.websocket
+        assert old is not None and old.state is State.CLOSING, "not closing the old link"
+        await alpha.close()
+        with pytest.raises(ConnectionLost, match=r"close\(\) was called meanwhile"):
+            await asyncio.wait_for(resuming, 5)  # before: reconnected and logged on
+        assert alpha.websocket is old and old.state is State.CLOSED
+        with pytest.raises(ConnectionLost, match=r"session\.status not sent"):
+            await alpha.request("session.status")
+
+    run_venue(scenario)
+
+
+@asynccontextmanager
+async def busy_gateway() -> AsyncIterator[tuple[str, list[int]]]:
+    """A gateway at its cap on connections: each handshake refused 503 with `Retry-After:
+    30`. Its URL, and how many handshakes it refused."""
+    hits = [0]
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hits[0] += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 30\r\n")
+        writer.write(b"Content-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    try:
+        yield f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/ws/trade", hits
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("stopped", ["connect_any", "resume()"])
+def test_close_stops_a_try_waiting_out_a_handshakes_retry_after(
+    run_venue: Any, stopped: str
+) -> None:
+    """The finding (session 26's third review): a try whose handshake was refused 503 with
+    `Retry-After` waited it out (up to 60 s, 5 times) after close() and made handshakes
+    again. close() now ends that wait: the try raises ConnectionLost at once."""
+
+    async def scenario(venue: Venue) -> None:
+        async with busy_gateway() as (url, hits):
+            if stopped == "resume()":
+                client = await logged_on(venue)
+                trying = asyncio.create_task(client.resume(url))
+            else:
+                client = VenueClient(url, auto_resume=True)
+                venue.clients.append(client)
+                trying = asyncio.create_task(client.connect_any())
+            assert await until(lambda: client.refused_retries == 1), "no Retry-After wait"
+            await client.close()
+            with pytest.raises(ConnectionLost, match=r"close\(\) was called meanwhile"):
+                await asyncio.wait_for(trying, 2)  # before: TimeoutError (30 s to wait)
+            assert hits == [1], "a handshake after close()"
 
     run_venue(scenario)
 
