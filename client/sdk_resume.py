@@ -388,9 +388,10 @@ class _ClosedMeanwhile(Exception):
 def _link_failure(error: BaseException) -> bool:
     """A try failed for its link, not for what was asked: another gateway, or the same one
     later, may do (the socket refused or cut, the handshake refused, no answer in time, a
-    503: the venue stopping or not ready)."""
+    503: the venue stopping or not ready; a 429 the logon's own retries did not outlast: the
+    address's bucket, which a NAT neighbour may have spent, refills)."""
     if isinstance(error, VenueError):
-        return error.status == 503
+        return error.status in (429, 503)
     return isinstance(error, OSError | InvalidHandshake | ConnectionClosed | TimeoutError)
 
 
