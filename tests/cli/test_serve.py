@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import datetime
 import os
-import pty
 import random
 import re
 import signal
@@ -17,21 +16,19 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from cli.main import main
 from client.sdk import VenueClient
 from cluster.postgres import PostgresServer, free_port
-from core.venue_core import CLEAN_STOP_FILE, lock_data_dir
+from core.venue_core import lock_data_dir
 from settlement.pg_store import PostgresLedgerStore
 from tests.cli.test_main import RUN_TIMEOUT_S, SERVE, START_LINES_MAX, _env
 from tests.conftest import KEYS, ROOT
 from tests.sample_config import SAMPLE_CONFIG, bill_dates, sample_bill
-from tests.terminal import ON_ITS_TERMINAL, read_until
 
 SYMBOL = "AAPLx-USD"
 START_TIMEOUT_S = 30  # a restart replays the journal and catches the store up
@@ -567,122 +564,6 @@ def _served_until_listening(data_dir: Path) -> str:
         output, _ = server.communicate(timeout=STOP_TIMEOUT_S)
     assert server.returncode == 0, output
     return output
-
-
-def test_a_closed_terminal_stops_the_venue_cleanly(tmp_path: Path) -> None:
-    """The finding: `venue serve` in a terminal that was closed got SIGHUP, whose default
-    action killed it: no last snapshot, no clean-stop mark, its clients not told. It runs
-    here as a real terminal's session leader (a pty), its stdout the terminal; closing the
-    terminal's side sends it SIGHUP and makes every later write to the terminal fail (EIO),
-    which must not turn the stop into a traceback."""
-    data_dir = tmp_path / "data"
-    terminal, its_side = pty.openpty()
-    command = [*ON_ITS_TERMINAL, *SERVE[1:], "--data-dir", str(data_dir), "--port", "0"]
-    server = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdin=its_side,
-        stdout=its_side,
-        stderr=subprocess.PIPE,
-        env=_env(),
-        start_new_session=True,
-    )
-    os.close(its_side)
-    try:
-        trade_url = rb"listening: (ws://\S+/ws/trade)"
-        url = read_until(terminal, trade_url, START_TIMEOUT_S).group(1).decode()
-        pushes = asyncio.run(_pushes_after(url, lambda: os.close(terminal)))
-        assert server.wait(STOP_TIMEOUT_S) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-        _, errors = server.communicate(timeout=STOP_TIMEOUT_S)
-    said = errors.decode()
-    assert "Traceback" not in said, said
-    assert "stopping cleanly" in said and "signal=SIGHUP" in said, said
-    assert {"ch": "session", "type": "shutdown", "reconnect_in_ms": 1000} in pushes
-    assert (data_dir / CLEAN_STOP_FILE).exists()
-
-
-# Put before `-m module ...`: the process starts with SIGHUP ignored, as under `nohup`.
-WITH_SIGHUP_IGNORED = [
-    sys.executable,
-    "-c",
-    "import os, signal, sys; signal.signal(signal.SIGHUP, signal.SIG_IGN);"
-    " os.execv(sys.executable, [sys.executable, *sys.argv[1:]])",
-]
-
-
-def test_a_venue_started_with_sighup_ignored_keeps_serving_after_a_sighup(
-    tmp_path: Path,
-) -> None:
-    """The finding (review of session 26): `nohup venue serve &` stopped at logout, since the
-    clean stop on SIGHUP replaced the ignoring that nohup set up. Started so here, it says
-    SIGHUP is ignored, still answers after one, and stops on SIGTERM."""
-    command = [*WITH_SIGHUP_IGNORED, *SERVE[1:], "--data-dir", str(tmp_path / "data")]
-    server = subprocess.Popen(
-        [*command, "--port", "0"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=_env(),
-    )
-    try:
-        banner = _said_until_stop_line(server)
-        listening = LISTENING.search(banner)
-        assert listening is not None, banner
-        url = f"ws://127.0.0.1:{listening.group(1)}/ws/trade"
-        server.send_signal(signal.SIGHUP)
-        assert asyncio.run(_instruments(url)), "no answer after the SIGHUP"
-        assert server.poll() is None
-    finally:
-        server.send_signal(signal.SIGTERM)
-        output, _ = server.communicate(timeout=STOP_TIMEOUT_S)
-    assert server.returncode == 0, output
-    assert "signal=SIGTERM" in output and "SIGHUP" not in output.replace(banner, ""), output
-    assert "(SIGHUP ignored: started under nohup)" in banner, banner
-
-
-def _said_until_stop_line(server: subprocess.Popen[str]) -> str:
-    """What `server` printed up to its `stop with` line (its handlers are installed then)."""
-    assert server.stdout is not None
-    said = ""
-    for _ in range(START_LINES_MAX * 5):  # bounded: the banner is a few lines after the logs
-        line = server.stdout.readline()
-        said += line
-        if line.startswith("stop with") or not line:
-            break
-    assert "stop with" in said, said
-    return said
-
-
-async def _instruments(url: str) -> list[dict[str, Any]]:
-    """The venue's instruments, read by a logged-on trader."""
-    async with VenueClient(url) as trader:
-        await trader.logon(*KEYS["alpha"])
-        result = await asyncio.wait_for(trader.request("instruments", {}), STOP_TIMEOUT_S)
-        instruments: list[dict[str, Any]] = result["instruments"]
-        return instruments
-
-
-async def _pushes_after(url: str, hang_up: Callable[[], None]) -> list[dict[str, Any]]:
-    """A logged-on trader's pushes from `hang_up` until its connection closes."""
-    trader = await VenueClient(url).connect()
-    try:
-        await trader.logon(*KEYS["alpha"])
-        hang_up()
-        pushes = []
-        for _ in range(100):  # bounded: the shutdown push comes, then the close
-            try:
-                pushes.append(await trader.next_push(timeout_s=STOP_TIMEOUT_S))
-            except TimeoutError:
-                break
-            if pushes[-1].get("type") == "shutdown":
-                break
-        return pushes
-    finally:
-        await trader.close()
 
 
 def test_serve_help_says_how_it_stops_and_every_flags_default() -> None:

@@ -1,7 +1,7 @@
 """Shared helpers for engine tests: a listed sample market and terse command builders."""
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -10,6 +10,10 @@ from engine.enums import InstrumentKind, Side
 from engine.events import Event
 from engine.instrument import InstrumentSpec
 from engine.venue import Venue, VenueConfig
+
+if TYPE_CHECKING:  # both import this module: imported by the fixtures, when they run
+    from tests.engine.test_clearing import Cleared
+    from tests.engine.test_corporate import Corp
 
 SYMBOL = "AAPLx-USD"
 
@@ -68,6 +72,22 @@ def harness() -> Harness:
 @pytest.fixture
 def make_harness() -> Callable[..., Harness]:
     return Harness
+
+
+@pytest.fixture
+def cleared() -> "Cleared":
+    """The funded venue with a ledger of test_clearing and test_dvp."""
+    from tests.engine.test_clearing import Cleared
+
+    return Cleared()
+
+
+@pytest.fixture
+def corp() -> "Corp":
+    """The corporate-action venue of test_corporate and test_splits."""
+    from tests.engine.test_corporate import Corp
+
+    return Corp()
 
 
 def kinds(events: list[Event]) -> list[str]:

@@ -1,58 +1,15 @@
-"""The ledger: atomic chains, holds, conservation, and supply bounded by attested reserves."""
+"""The ledger: atomic chains, holds, conservation, redemption at par and refusals (mints and
+reserves: test_reserves.py; withdrawals: test_withdrawals.py)."""
 
 import msgspec
 import pytest
 
-from settlement.ledger import (
-    AssetSpec,
-    Attestation,
-    Ledger,
-    Participant,
-    Refused,
-    Withdrawal,
-)
+from settlement.ledger import AssetSpec, Attestation, Ledger, Participant, Refused
 from settlement.store import ACCOUNT_NAME_CHARS_MAX
-from settlement.transfers import FEE_INCOME, ISSUANCE, REDEMPTION, ROUNDING, TransferKind
+from settlement.transfers import FEE_INCOME, REDEMPTION, ROUNDING, TransferKind
+from tests.settlement.conftest import DAY_US, reason
 
-DAY_US = 86_400_000_000
 K = TransferKind
-
-
-@pytest.fixture
-def ledger() -> Ledger:
-    ledger = Ledger()
-    assert ledger.add_asset(AssetSpec("USD", 6)) is None
-    assert ledger.add_asset(AssetSpec("AAPLx", 6)) is None
-    for account in (1, 2):
-        assert ledger.add_participant(Participant(account, f"p{account}", True, "DE")) is None
-    assert ledger.attest(Attestation("USD", 1_000_000_000, 0)) is None
-    assert ledger.attest(Attestation("AAPLx", 50_000_000, 0)) is None
-    assert not isinstance(ledger.mint(1, "USD", 500_000_000, 1, DAY_US), Refused)
-    assert not isinstance(ledger.mint(2, "AAPLx", 10_000_000, 1, DAY_US), Refused)
-    return ledger
-
-
-def reason(result: object) -> str:
-    assert isinstance(result, Refused), result
-    return result.reason
-
-
-def test_mint_mirrors_supply_in_issuance(ledger: Ledger) -> None:
-    assert ledger.balance(1, "USD").total == 500_000_000
-    assert ledger.supply("USD") == 500_000_000
-    assert ledger.balance(ISSUANCE, "USD").total == -500_000_000
-    ledger.check_invariants()
-
-
-def test_mint_is_bounded_by_fresh_reserves(ledger: Ledger) -> None:
-    assert reason(ledger.mint(1, "USD", 500_000_001, 2, DAY_US)) == "RESERVES_EXCEEDED"
-    assert reason(ledger.mint(1, "USD", 1, DAY_US + 1, DAY_US)) == "RESERVES_STALE"
-    assert reason(ledger.mint(1, "MSFTx", 1, 2, DAY_US)) == "UNKNOWN_ASSET"
-    assert reason(ledger.mint(7, "USD", 1, 2, DAY_US)) == "UNKNOWN_ACCOUNT"
-    assert ledger.supply("USD") == 500_000_000  # nothing changed
-    assert reason(ledger.attest(Attestation("USD", 10, -1))) == "BAD_PARAM"  # older
-    report = {line.asset: line for line in ledger.reserves_report()}
-    assert report["USD"].supply == 500_000_000 and report["USD"].covered
 
 
 def test_a_chain_is_all_or_nothing(ledger: Ledger) -> None:
@@ -83,30 +40,6 @@ def test_holds_reserve_and_spending_a_hold(ledger: Ledger) -> None:
     ledger.release(1, "USD", 99_999_999)
     assert ledger.balance(1, "USD").available == 199_999_999
     ledger.check_invariants()
-
-
-def test_withdrawal_is_two_phase(ledger: Ledger) -> None:
-    first = ledger.request_withdrawal(2, "AAPLx", 4_000_000)
-    assert isinstance(first, Withdrawal)
-    assert ledger.balance(2, "AAPLx").available == 6_000_000
-    assert ledger.withdrawal_holds() == {(2, "AAPLx"): 4_000_000}
-    assert ledger.void_withdrawal(first.withdrawal_id) == first
-    assert ledger.balance(2, "AAPLx").available == 10_000_000
-    assert reason(ledger.void_withdrawal(first.withdrawal_id)) == "UNKNOWN_WITHDRAWAL"
-    second = ledger.request_withdrawal(2, "AAPLx", 4_000_000)
-    assert isinstance(second, Withdrawal)
-    assert not isinstance(ledger.confirm_withdrawal(second.withdrawal_id, 7), Refused)
-    assert reason(ledger.confirm_withdrawal(second.withdrawal_id, 7)) == "UNKNOWN_WITHDRAWAL"
-    assert ledger.supply("AAPLx") == 6_000_000
-    assert reason(ledger.request_withdrawal(2, "AAPLx", 6_000_001)) == "INSUFFICIENT_BALANCE"
-    ledger.check_invariants()
-
-
-def test_a_short_withdrawal_says_what_is_available_and_what_was_asked(ledger: Ledger) -> None:
-    """It said `lacks 10000001`: the amount asked, worded as if it were the shortfall."""
-    refused = ledger.request_withdrawal(2, "AAPLx", 10_000_001)
-    assert isinstance(refused, Refused) and refused.reason == "INSUFFICIENT_BALANCE"
-    assert refused.detail == "account 2 has 10000000 AAPLx units available, 10000001 asked"
 
 
 def test_redeem_at_par_pays_each_holder_once(ledger: Ledger) -> None:

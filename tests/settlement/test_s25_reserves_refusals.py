@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from client.sdk import VenueError
-from settlement.ledger import Attestation, stale_detail
 from tests.conftest import Venue
 
 RunVenue = Callable[[Callable[[Venue], Awaitable[Any]]], Any]
@@ -112,13 +111,3 @@ def test_the_withdrawal_past_the_most_pending_says_what_frees_one(run_venue: Run
         await admin.request("admin.withdraw", withdraw)  # one freed: taken
 
     run_venue(operator)
-
-
-def test_a_statement_just_past_the_bound_is_told_to_the_second() -> None:
-    """To a tenth of an hour, a statement 26 h and 3 s old read "26.0 h old, past the 26.0 h"
-    (review of session 25): just past the bound, both are said to the second."""
-    latest = Attestation(asset="GOOGx", amount=1, as_of_us=0)
-    just = stale_detail("GOOGx", latest, 26 * HOUR_US + 3_000_000, 26 * HOUR_US)
-    assert "is 93,603 s old, past the 93,600 s a deposit allows" in just, just
-    far = stale_detail("GOOGx", latest, 27 * HOUR_US, 26 * HOUR_US)
-    assert "is 27.0 h old, past the 26.0 h a deposit allows" in far, far
