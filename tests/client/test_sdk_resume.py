@@ -19,6 +19,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.protocol import State
 
+from client import sdk_resume
 from client.sdk import ConnectionLost, VenueClient, VenueError
 from engine.reasons import ErrorCode
 from gateway import limits
@@ -675,3 +676,23 @@ def test_a_shutdown_push_without_a_count_of_ms_is_told_and_not_obeyed(wrong: Any
     assert client.pushes.get_nowait()["type"] == "shutdown"  # the push itself, as ever
     client._on_message({"ch": "session", "type": "shutdown", "reconnect_in_ms": 10**9})
     assert client._reconnect_in_s == client.resume_budget_s  # at most the budget
+
+
+@pytest.mark.parametrize(
+    ("error", "link"),
+    [
+        (VenueError(503, 9004, "NONCE_UNCHECKED", "not ready"), True),
+        (VenueError(429, 1010, "RATE_LIMITED", "refusals spent", retry_after_ms=900), True),
+        (VenueError(401, 2001, "BAD_SIGNATURE", "bad key"), False),
+        (VenueError(400, 1003, "BAD_PARAM", "logged on"), False),
+        (ConnectionRefusedError(111, "refused"), True),
+        (TimeoutError(), True),
+    ],
+)
+def test_a_try_moves_on_for_its_link_or_a_spent_bucket_and_stops_for_what_it_asked(
+    error: BaseException, link: bool
+) -> None:
+    """A logon still refused 429 after its own retries (its address's refusals spent, perhaps
+    by a NAT neighbour) is tried again at the next gateway and round, as a 503 is: the bucket
+    refills; a refusal of the key itself ends the rounds (session 26)."""
+    assert sdk_resume._link_failure(error) is link
