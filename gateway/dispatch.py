@@ -196,9 +196,10 @@ class Dispatcher:
         # A place's, an amend's and an order.batch's answers: a DUPLICATE_CL_ORD_ID names the
         # status of the order it names too (`first_status`): a `once` place's first order, so
         # a retry learns what became of it; else the open order holding the cl_ord_id, or
-        # for an amend the amended order.
-        self._finish_trade = partial(_trade_result, status_of=self.first_status)
-        self._finish_batch = partial(_batch_result, status_of=self.first_status)
+        # for an amend the amended order. Plain functions (closures), not partials: they run
+        # for every order, and only a refusal reads `first_status`.
+        self._finish_trade = _trade_answer(self.first_status)
+        self._finish_batch = _batch_answer(self.first_status)
 
     def first_status(self, account: int, order_id: int) -> str | None:
         """The status of the account's order `order_id` now (open, or closed and still in
@@ -1008,15 +1009,26 @@ def _own_cancels(executed: Executed) -> int:
 StatusOf = Callable[[int, int], str | None]  # (account, order id) -> its status, if known
 
 
-def _trade_result(pending: Pending, status_of: StatusOf | None = None) -> bytes:
-    executed = pending.results[0]
-    events = executed.events  # `rejection`, inline: this runs for every order
-    if events and type(events[-1]) is CommandRejected:
-        rejected: CommandRejected = events[-1]
-        data = _refusal_data(rejected, status_of)
-        return wire.error(pending.request_id, rejected.reason, rejected.detail, data)
-    t_out = _time_ns() // 1_000  # `now_us`, inline: a call less per answer
-    return wire.ok(pending.request_id, _plain_outcome(executed), pending.t_in, t_out)
+def _trade_answer(status_of: StatusOf | None) -> Callable[[Pending], bytes]:
+    """A trading command's answer (`Pending.finish`), its refusal's data naming the status
+    `status_of` gives of the order a DUPLICATE_CL_ORD_ID names."""
+
+    def trade_result(pending: Pending) -> bytes:
+        executed = pending.results[0]
+        events = executed.events  # `rejection`, inline: this runs for every order
+        if events and type(events[-1]) is CommandRejected:
+            rejected: CommandRejected = events[-1]
+            data = _refusal_data(rejected, status_of)
+            return wire.error(pending.request_id, rejected.reason, rejected.detail, data)
+        t_out = _time_ns() // 1_000  # `now_us`, inline: a call less per answer
+        return wire.ok(pending.request_id, _plain_outcome(executed), pending.t_in, t_out)
+
+    return trade_result
+
+
+# A trading command's answer without the status of a DUPLICATE_CL_ORD_ID's order (an admin
+# command's refusal).
+_trade_result = _trade_answer(None)
 
 
 CORPORATE_METHODS = frozenset({"admin.pay_dividend", "admin.split"})
@@ -1173,30 +1185,40 @@ def _refusal_data(rejected: CommandRejected, status_of: StatusOf | None) -> dict
     return data
 
 
-def _batch_result(pending: Pending, status_of: StatusOf | None = None) -> bytes:
-    results = []
-    failed = 0
-    for executed in pending.results:
-        events = executed.events  # `rejection`, inline: this runs for every op of a batch
-        if not events or type(events[-1]) is not CommandRejected:
-            results.append({"status": 200, "result": _plain_outcome(executed)})
-        else:
-            rejected: CommandRejected = events[-1]
-            failed += 1
-            error = {
-                "code": int(rejected.reason),
-                "name": rejected.reason.name,
-                "msg": rejected.detail,
-            }
-            data = _refusal_data(rejected, status_of)
-            if data is not None:
-                error["data"] = data
-            results.append({"status": wire.rejection_status(rejected.reason), "error": error})
-    body = {
-        "id": pending.request_id,
-        "status": 409 if failed else 200,
-        "result": {"results": results},
-        "t_in": pending.t_in,
-        "t_out": _time_ns() // 1_000,  # `now_us`, inline
-    }
-    return wire.encode(body)
+def _batch_answer(status_of: StatusOf | None) -> Callable[[Pending], bytes]:
+    """An order.batch's or a quote.mass's answer (`Pending.finish`), each refusal's data
+    naming the status `status_of` gives of the order a DUPLICATE_CL_ORD_ID names."""
+
+    def batch_result(pending: Pending) -> bytes:
+        results = []
+        failed = 0
+        for executed in pending.results:
+            events = executed.events  # `rejection`, inline: this runs for every op of a batch
+            if not events or type(events[-1]) is not CommandRejected:
+                results.append({"status": 200, "result": _plain_outcome(executed)})
+            else:
+                rejected: CommandRejected = events[-1]
+                failed += 1
+                error = {
+                    "code": int(rejected.reason),
+                    "name": rejected.reason.name,
+                    "msg": rejected.detail,
+                }
+                data = _refusal_data(rejected, status_of)
+                if data is not None:
+                    error["data"] = data
+                results.append({"status": wire.rejection_status(rejected.reason), "error": error})
+        body = {
+            "id": pending.request_id,
+            "status": 409 if failed else 200,
+            "result": {"results": results},
+            "t_in": pending.t_in,
+            "t_out": _time_ns() // 1_000,  # `now_us`, inline
+        }
+        return wire.encode(body)
+
+    return batch_result
+
+
+# An order.batch's answer without the status of a DUPLICATE_CL_ORD_ID's order (a quote.mass's).
+_batch_result = _batch_answer(None)
