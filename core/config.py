@@ -83,6 +83,11 @@ class VenueSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 # A rate or burst of 0 or less would let no request through (a bucket that never refills
 # or holds nothing): refused at load, not by every connection's first frame.
 PositiveLimit = Annotated[int, msgspec.Meta(ge=1)]
+# A bucket must hold the dearest valid request, a quote.mass of 100 quotes at a token each
+# (gateway.limits.REQUEST_COST_MILLI_MAX): a smaller burst would refuse it forever, and the
+# gateway's rate limiter refuses to start with one.
+BURST_MIN = 100
+BurstLimit = Annotated[int, msgspec.Meta(ge=BURST_MIN)]
 
 
 class LimitsSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -90,9 +95,9 @@ class LimitsSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     on open connections."""
 
     connection_rate_per_s: PositiveLimit = 200
-    connection_burst: PositiveLimit = 400
+    connection_burst: BurstLimit = 400
     account_rate_per_s: PositiveLimit = 500
-    account_burst: PositiveLimit = 1_000
+    account_burst: BurstLimit = 1_000
     # open connections per client IP and in total (gateway.limits: why these numbers)
     connections_per_ip_max: PositiveLimit = 256
     connections_max: PositiveLimit = 10_000

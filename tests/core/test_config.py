@@ -378,3 +378,24 @@ def test_a_cors_origin_is_kept_as_browsers_serialize_it(entry: str, origin: str)
     """An IPv6 host compressed and lower case, as a browser writes it (before: kept as typed,
     so `[0:0:0:0:0:0:0:1]` never matched the `[::1]` a browser sends)."""
     assert config.cors_origin(entry) == origin
+
+
+@pytest.mark.parametrize("key", ["connection_burst", "account_burst"])
+@pytest.mark.parametrize("value", [1, 99])
+def test_a_burst_that_cannot_hold_the_dearest_request_is_an_error(
+    tmp_path: Path, key: str, value: int
+) -> None:
+    """A bucket must hold the dearest valid request (a quote.mass of 100 quotes, 100 tokens),
+    or that request is refused forever. A burst of 1 to 99 loaded, and `venue serve` then
+    stopped with an AssertionError's traceback from the rate limiter (docs/configuration.md
+    said "at least 1"); it is refused at load, naming the key."""
+    from gateway import limits  # the gateway's bucket is what the bound protects
+
+    dearest_tokens = limits.REQUEST_COST_MILLI_MAX // limits.MILLI
+    assert dearest_tokens == 100
+    with pytest.raises(config.ConfigError, match=rf"limits\.{key}"):
+        config.load(write(tmp_path, f"[limits]\n{key} = {value}\n"))
+    loaded = config.load(write(tmp_path, f"[limits]\n{key} = {dearest_tokens}\n"))
+    bursts = {"connection_burst": loaded.limits.connection_burst}
+    bursts["account_burst"] = loaded.limits.account_burst
+    assert getattr(limits.RateLimiter(**bursts), key) == dearest_tokens

@@ -72,3 +72,65 @@ def test_the_page_lists_no_key_the_config_does_not_have() -> None:
 
 def test_the_readme_links_the_page() -> None:
     assert "docs/configuration.md" in (ROOT / "README.md").read_text()
+
+
+ROW_DEFAULT = re.compile(r"^\| `([a-z_]+)` \|[^|]*\|[^|]*\| ([^|]*) \|")
+
+
+def documented_defaults(page: Path) -> dict[tuple[str, str], str]:
+    """(section, key) → the default column of its row, as written."""
+    defaults = {}
+    section = None
+    for line in page.read_text().splitlines():
+        heading = SECTION.match(line)
+        if heading:
+            section = heading.group(1)
+        elif line.startswith("#"):
+            section = None
+        elif section and (row := ROW_DEFAULT.match(line)):
+            defaults[(section, row.group(1))] = row.group(2).strip()
+    return defaults
+
+
+def schema_defaults() -> dict[tuple[str, str], str]:
+    """(section, key) → its default as the page writes it: TOML in backticks, `required`, or
+    `none` for an optional key that has no value."""
+    defaults = {}
+    root = msgspec.inspect.type_info(VenueConfig)
+    assert isinstance(root, msgspec.inspect.StructType)
+    for table in root.fields:
+        kind = table.type
+        if isinstance(kind, msgspec.inspect.VarTupleType | msgspec.inspect.ListType):
+            kind = kind.item_type
+        assert isinstance(kind, msgspec.inspect.StructType), table.name
+        for field in kind.fields:
+            defaults[(table.name, field.name)] = _as_written(field)
+    return defaults
+
+
+def _as_written(field: msgspec.inspect.Field) -> str:
+    if field.required:
+        return "required"
+    value = field.default if field.default is not msgspec.NODEFAULT else field.default_factory()
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, str):
+        return f'`"{value}"`'
+    if isinstance(value, tuple | list):
+        return "`[]`" if not value else f"`{list(value)}`"
+    if isinstance(value, dict):
+        return "`{}`" if not value else f"`{value}`"
+    return f"`{value}`"
+
+
+def test_every_default_on_the_page_is_the_configs() -> None:
+    page = documented_defaults(PAGE)
+    wrong = {
+        key: (page.get(key), default)
+        for key, default in schema_defaults().items()
+        # "none (no cap)": the page may say what no value means
+        if page.get(key, "").split(" (")[0] != default
+    }
+    assert not wrong, f"docs/configuration.md's default (page, config.py) differs: {wrong}"
