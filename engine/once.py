@@ -24,9 +24,12 @@ ONCE_WINDOW_US = 600_000_000
 # 500/s), so that a retry after a 504 (20 s) or a takeover finds its first even at that rate,
 # while no account's flow fills the venue's memory alone.
 ONCE_PLACED_PER_ACCOUNT_MAX = 30_000
-# In all: ~320 B each in memory and ~39 B in an image (24-character cl_ord_ids, measured), so
-# at most ~80 MB, and ~10 MB in a snapshot and in a state hash. The whole window at ~400 once
-# places a second; at 5,000 a second (ten accounts at their limit) still the last 50 s.
+# In all: ~440 B each in memory and ~39 B in an image (23-24-character cl_ord_ids, measured),
+# so at most ~110 MB, and ~10 MB in a snapshot and in a state hash. Known cost (session 26's
+# review, not fixed): once full, the venue-wide dict's periodic rebuild stalls one command for
+# ~30 ms every ~450,000 once places; a chunked order (as `engine.closed`'s) would avoid it.
+# The whole window at ~400 once places a second; at 5,000 a second (ten accounts at their
+# limit) still the last 50 s.
 ONCE_PLACED_VENUE_MAX = 250_000
 # Places past the window an add forgets at most: more than the one it adds, so a backlog left
 # by a lull drains as places come, and no single command forgets a whole window at once.
