@@ -39,6 +39,8 @@ RAM_DIRECTORY = Path("/dev/shm")  # Linux's tmpfs, writable by every user
 # A run's temporary files take tens of MB at a time (pytest keeps its last three runs' few MB):
 # 1 GiB free is a wide margin, and keeps off a container's default 64 MB /dev/shm.
 RAM_FREE_MIN_BYTES = 1 << 30
+# Where a user says where temporary files go: each, when set, is kept as chosen.
+TEMP_DIRECTORY_VARIABLES = ("TMPDIR", "TEMP", "TMP", "PYTEST_DEBUG_TEMPROOT")
 
 
 def ram_temp_root(
@@ -47,9 +49,10 @@ def ram_temp_root(
     free_min_bytes: int = RAM_FREE_MIN_BYTES,
 ) -> Path | None:
     """Where the run's temporary files go instead of the default: `candidate` (a RAM file
-    system) when TMPDIR is not set (a TMPDIR set is the user's choice: kept) and `candidate`
-    is a writable directory with `free_min_bytes` free; None leaves them where they are."""
-    if environ.get("TMPDIR"):
+    system) when no temporary directory was chosen (TMPDIR, TEMP or TMP, which Python reads,
+    or pytest's PYTEST_DEBUG_TEMPROOT: the user's choice is kept) and `candidate` is a
+    writable directory with `free_min_bytes` free; None leaves them where they are."""
+    if any(environ.get(name) for name in TEMP_DIRECTORY_VARIABLES):
         return None
     try:
         stats = os.statvfs(candidate)
@@ -57,7 +60,22 @@ def ram_temp_root(
         return None
     if not candidate.is_dir() or not os.access(candidate, os.W_OK | os.X_OK):
         return None
-    return candidate if stats.f_bavail * stats.f_frsize >= free_min_bytes else None
+    if stats.f_bavail * stats.f_frsize < free_min_bytes:
+        return None
+    # tmpfs's free space is nominal: its files take memory, so the memory must be there too
+    return candidate if _memory_available_bytes() >= free_min_bytes else None
+
+
+def _memory_available_bytes() -> int:
+    """`MemAvailable` of /proc/meminfo (Linux); 0 where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 class FatalGuard:
@@ -166,7 +184,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # registers 2,000 accounts: 3 s on disk, 0.1 s on tmpfs). The files, calls and processes
     # stay the same, and a kill -9 keeps what it keeps on a disk: the tests cut no power.
     global ram_temp_root_chosen
-    ram_temp_root_chosen = ram_temp_root(os.environ)
+    if config.option.basetemp is None:  # a --basetemp given is the user's choice too
+        ram_temp_root_chosen = ram_temp_root(os.environ)
     if ram_temp_root_chosen is not None:
         os.environ["TMPDIR"] = str(ram_temp_root_chosen)  # the processes the tests start too
         tempfile.tempdir = None  # read again from TMPDIR (by pytest's tmp_path too)
@@ -257,7 +276,8 @@ _database_numbers = itertools.count(1)
 def postgres_server() -> Iterator[PostgresServer]:
     """A real PostgreSQL on a free loopback port, once per test module, stopped after it.
 
-    Its directory is made under /tmp, not pytest's tmp_path: the server runs as the postgres
+    Its directory is made in the run's temporary directory (/dev/shm when `pytest_configure`
+    chose it, else /tmp), not pytest's tmp_path: the server runs as the postgres
     user, who may not enter root's private pytest directories."""
     directory = Path(tempfile.mkdtemp(prefix="venue-test-pg-"))
     directory.chmod(0o711)

@@ -149,11 +149,13 @@ def test_temporary_files_go_to_a_writable_directory_with_room_when_tmpdir_is_uns
     "environ, name, free_min_bytes",
     [
         ({"TMPDIR": "/var/tmp"}, "ram", 1),  # the user's choice is kept
+        ({"TMP": "/var/tmp"}, "ram", 1),  # Python reads TEMP and TMP when TMPDIR is unset
+        ({"PYTEST_DEBUG_TEMPROOT": "/var/tmp"}, "ram", 1),  # pytest's own root
         ({}, "missing", 1),  # no such directory (not Linux)
         ({}, "file", 1),  # not a directory
         ({}, "ram", 1 << 62),  # too little room (a container's 64 MB /dev/shm)
     ],
-    ids=["tmpdir-set", "missing", "not-a-directory", "too-small"],
+    ids=["tmpdir-set", "tmp-set", "temproot-set", "missing", "not-a-directory", "too-small"],
 )
 def test_temporary_files_stay_where_they_are_otherwise(
     tmp_path: Path, environ: dict[str, str], name: str, free_min_bytes: int
@@ -163,12 +165,14 @@ def test_temporary_files_stay_where_they_are_otherwise(
     assert ram_temp_root(environ, tmp_path / name, free_min_bytes) is None
 
 
-def test_this_runs_temporary_files_are_where_the_hook_chose(tmp_path: Path) -> None:
+def test_this_runs_temporary_files_are_where_the_hook_chose(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """The hook ran before pytest made its first temporary directory: tmp_path is on the
     chosen root (on Linux with room, /dev/shm), and the processes the tests start inherit it."""
     chosen = conftest.ram_temp_root_chosen
-    if chosen is None:  # TMPDIR set by the user, or no RAM file system with room
-        assert ram_temp_root(os.environ) is None
+    if chosen is None:  # a temporary directory chosen by the user, or no RAM file system
+        assert ram_temp_root(os.environ) is None or request.config.option.basetemp is not None
     else:
         assert os.environ["TMPDIR"] == str(chosen) == tempfile.gettempdir()
         assert tmp_path.resolve().is_relative_to(chosen.resolve())

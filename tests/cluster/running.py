@@ -1,5 +1,6 @@
 """A real local cluster (`cluster.local.LocalCluster`) for a test module, in a directory of its
-own under /tmp, kept after the run only when asked."""
+own in the run's temporary directory (/dev/shm when tests/conftest.py chose it, else /tmp),
+kept after the run only when asked."""
 
 import os
 import shutil

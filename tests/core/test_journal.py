@@ -626,6 +626,7 @@ def test_a_killed_writer_loses_nothing_it_acknowledged(path: Path) -> None:
         assert [seq for seq, _ in replayed] == list(range(1, len(replayed) + 1)), kill
         assert all(body == payload(seq) for seq, body in replayed), kill
         assert len(replayed) >= acknowledged, (kill, len(replayed), acknowledged)
+    assert acknowledged > 0, "no child acknowledged a record: nothing was checked"
 
 
 # -- read-only: what `venue verify` opens ----------------------------------------------------
