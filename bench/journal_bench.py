@@ -40,6 +40,9 @@ FILE_OPTIONS = {"records": 200_000, "batch": 1_000, "payload_bytes": 100}  # wit
 # The records are listed in memory before the clock starts, ~100 bytes each: fifty million is
 # ~5 GiB, and a zero too many no longer runs the machine out of memory.
 RECORDS_MAX = 50_000_000
+# What one run may write to its temporary journal, frames included: 8 GiB is ten times the
+# defaults' largest sensible run, and leaves the disk (with any venue's journal on it) room.
+JOURNAL_FILE_BYTES_MAX = 8 << 30
 # `--sequencer` builds its commands first, and the venue with a ledger they run on grows
 # with them: ~674 MiB a million at its peak (tracemalloc, paced or not), so six million is
 # ~3.9 GiB, as much as the other benchmarks' bounds allow.
@@ -211,6 +214,13 @@ def check_journal_limits(records: int, batch: int, payload_bytes: int) -> None:
         raise CommandFailed(
             f"--payload-bytes {payload_bytes:,}: over the journal's {RECORD_BYTES_MAX:,} bytes"
             " a record"
+        )
+    file_bytes = records * (HEADER_BYTES + payload_bytes)
+    if file_bytes > JOURNAL_FILE_BYTES_MAX:
+        raise CommandFailed(
+            f"--records {records:,} of --payload-bytes {payload_bytes:,}: {file_bytes:,} bytes"
+            f" of journal with the frames, over the {JOURNAL_FILE_BYTES_MAX:,} a run may write"
+            " to its temporary directory: fewer or smaller records"
         )
     batch_bytes = min(batch, records) * (HEADER_BYTES + payload_bytes)
     if batch_bytes > UNSYNCED_BYTES_MAX:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from bench import workloads
-from bench.journal_bench import CountingJournal
+from bench.journal_bench import JOURNAL_FILE_BYTES_MAX, CountingJournal, check_journal_limits
+from cli.failures import CommandFailed
 from cli.main import main
 from core.journal import HEADER_BYTES, RECORD_BYTES_MAX, UNSYNCED_BYTES_MAX
 from core.sequencer import Sequencer
@@ -156,3 +157,11 @@ def test_the_sequencer_mode_shows_its_progress_on_a_terminal_only(
     monkeypatch.setattr(sys, "stderr", quiet)
     assert main([*argv, "--json"]) == 0  # machine output: no bar
     assert quiet.getvalue() == ""
+
+
+def test_a_journal_larger_than_a_run_may_write_is_refused_naming_both_flags() -> None:
+    """Each flag within its own bound, their product 100 GB on the temporary directory's disk
+    (session 26's review: nothing refused it before a single byte was written)."""
+    with pytest.raises(CommandFailed, match=r"--records 100,000 of --payload-bytes 1,000,000"):
+        check_journal_limits(100_000, 8, 1_000_000)
+    check_journal_limits(JOURNAL_FILE_BYTES_MAX // 1_000, 8, 900)  # within: no refusal
