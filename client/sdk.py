@@ -150,7 +150,10 @@ class VenueClient(Calls, Resuming):
     here; the calls that name requests (`place` ... `subscribe_book`) are `Calls`
     (client/sdk_calls.py), the logon and the resume `Resuming` (client/sdk_resume.py), mixed
     in because all of them share the socket and the session it remembers (credentials, COD,
-    streams)."""
+    streams). Just past 400 lines after session 26's three reviews of the resume: what grew
+    is the guard of the socket against a resume under way (`close()`'s count, the held
+    requests, `_open`'s waits), which reads the same fields at each step; the next to move
+    out is the reader and its push queue."""
 
     def __init__(
         self,

@@ -261,7 +261,12 @@ def _integer(text: str) -> int | None:
 
 
 class RestApi:
-    """The REST side of one server: routes a request, checks its signature, answers it."""
+    """The REST side of one server: routes a request, checks its signature, answers it.
+
+    Just past 400 lines since session 26's CORS (preflights and their place rule): routing,
+    the signature, the connection and address limits and the answers share the one
+    exchange's state. The public reads (`_local_read` and the trades, ticker and candles
+    behind it) are the part to move out next."""
 
     def __init__(self, server: "VenueServer") -> None:
         self.server = server
