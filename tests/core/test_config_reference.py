@@ -17,7 +17,13 @@ ROW_KEY = re.compile(r"^\| `([a-z_]+)` \|")
 
 def documented(page: Path) -> set[tuple[str, str]]:
     """(section, key) of every table row under a `[section]` heading."""
-    keys = set()
+    return set(_rows(page, ROW_KEY))
+
+
+def _rows(page: Path, row_pattern: re.Pattern[str]) -> dict[tuple[str, str], str | None]:
+    """(section, key) of every table row under a `[section]` heading that `row_pattern`
+    matches → its second group (a column), or None where it has none."""
+    rows: dict[tuple[str, str], str | None] = {}
     section = None
     for line in page.read_text().splitlines():
         heading = SECTION.match(line)
@@ -25,9 +31,9 @@ def documented(page: Path) -> set[tuple[str, str]]:
             section = heading.group(1)
         elif line.startswith("#"):
             section = None
-        elif section and (row := ROW_KEY.match(line)):
-            keys.add((section, row.group(1)))
-    return keys
+        elif section and (row := row_pattern.match(line)):
+            rows[(section, row.group(1))] = row.group(2) if row.re.groups > 1 else None
+    return rows
 
 
 def schema_keys() -> set[tuple[str, str]]:
@@ -79,17 +85,7 @@ ROW_DEFAULT = re.compile(r"^\| `([a-z_]+)` \|[^|]*\|[^|]*\| ([^|]*) \|")
 
 def documented_defaults(page: Path) -> dict[tuple[str, str], str]:
     """(section, key) → the default column of its row, as written."""
-    defaults = {}
-    section = None
-    for line in page.read_text().splitlines():
-        heading = SECTION.match(line)
-        if heading:
-            section = heading.group(1)
-        elif line.startswith("#"):
-            section = None
-        elif section and (row := ROW_DEFAULT.match(line)):
-            defaults[(section, row.group(1))] = row.group(2).strip()
-    return defaults
+    return {key: (column or "").strip() for key, column in _rows(page, ROW_DEFAULT).items()}
 
 
 def schema_defaults() -> dict[tuple[str, str], str]:
