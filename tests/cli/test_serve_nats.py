@@ -3,6 +3,7 @@
 
 import asyncio
 import datetime
+import os
 import signal
 import socket
 import subprocess
@@ -39,16 +40,20 @@ def nats_node(tmp_path: Path) -> Iterator[NatsCluster]:
         yield node
 
 
-def start(tmp_path: Path, data_dir: Path, *flags: str) -> tuple[subprocess.Popen[str], str]:
-    """`venue serve` on a free port; the process and its trade URL once it listens."""
-    server = subprocess.Popen(
-        [*SERVE, "--port", "0", "--data-dir", str(data_dir), *flags],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=_env(),
-    )
+def start(
+    tmp_path: Path, data_dir: Path, *flags: str, log: Path | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """`venue serve` on a free port; the process and its trade URL once it listens (its log
+    written to `log`, if given)."""
+    with open(log or os.devnull, "w") as stderr:  # the child keeps its own copy
+        server = subprocess.Popen(
+            [*SERVE, "--port", "0", "--data-dir", str(data_dir), *flags],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=_env(),
+        )
     assert server.stdout is not None
     for _ in range(START_LINES_MAX):  # bounded: the line comes first or never
         line = server.stdout.readline()
@@ -150,13 +155,17 @@ def test_a_restart_after_kill_9_takes_its_dead_runs_lease_over_at_once(
         placed = asyncio.run(asyncio.wait_for(place_resting_orders(url, 2), 30))
     finally:
         stop(server, signal.SIGKILL)
-    started = time.monotonic()
-    server, url = start(tmp_path, data_dir, "--nats", nats_node.url)
+    log = tmp_path / "restart.log"
+    server, url = start(tmp_path, data_dir, "--nats", nats_node.url, log=log)
     try:
-        assert time.monotonic() - started < LEASE_TTL_S / 2, "it waited for the key to expire"
         assert asyncio.run(asyncio.wait_for(open_order_ids(url), 30)) == placed
     finally:
         stop(server, signal.SIGTERM)
+    # Said in the log rather than timed: a loaded machine's start alone can take the TTL/2
+    # this once allowed (6.8 s seen with the suite on two workers beside other jobs).
+    said = log.read_text()
+    assert "holding the lease" in said  # the log is there to read
+    assert "for it to expire" not in said, "it waited for the key to expire"
 
 
 def test_serve_with_an_unreachable_nats_fails_in_one_line(tmp_path: Path) -> None:
