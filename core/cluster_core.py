@@ -43,7 +43,9 @@ from core.nats_bus import (
     SUBMIT_SUBJECT,
     ClusterCodec,
     Origin,
+    Submissions,
     connect,
+    decode_each_submission,
     decode_submissions,
     die,
     server_list,
@@ -470,14 +472,30 @@ class ClusterCore:
         """A gateway's commands of one turn: each request id once, in order (nats-py only
         logs what a callback raises, so a failure while executing is made fatal here)."""
         try:
-            submissions = decode_submissions(message.data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as malformed:
+            submissions = self._read(message.data)
+        except msgspec.DecodeError as malformed:  # a ValidationError too
             log.warning("malformed submissions dropped: %s", malformed)
             return
         try:
             self._sequence(submissions.gateway, submissions.items)
         except BaseException as failure:
             die(failure)
+
+    def _read(self, payload: bytes) -> Submissions:
+        """A gateway's message read whole (the usual case: one decode), or, when some of its
+        commands cannot be read (a gateway of a later build), item by item: those are
+        refused on their own, journaled as refused (`RefuseUnreadCommand`), so every replay,
+        whatever its build, refuses them too; the others run as sent."""
+        try:
+            return decode_submissions(payload)
+        except msgspec.ValidationError as unread:
+            submissions, refused = decode_each_submission(payload)
+            log.warning(
+                "commands this core cannot read refused (%s): the gateway runs a later build",
+                unread,
+                extra={"gateway": submissions.gateway, "refused": refused},
+            )
+            return submissions
 
     def _sequence(self, gateway: str, items: list[Any]) -> None:
         assert self.core is not None and self.lease is not None

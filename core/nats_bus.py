@@ -47,7 +47,13 @@ from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT
 from core.lease import Lease, attempt
 from core.sequencer import Executed, exit_fatally
 from core.stream_follow import StreamFollow
-from engine.commands import AnyCommand, Command, PlaceOrder
+from engine.commands import (
+    UNREAD_KIND_MAX,
+    AnyCommand,
+    Command,
+    PlaceOrder,
+    RefuseUnreadCommand,
+)
 from engine.events import Event
 from engine.venue import Venue
 from settlement.ledger import Ledger
@@ -123,6 +129,60 @@ def encode_submissions(submissions: Submissions) -> bytes:
 
 def decode_submissions(payload: bytes) -> Submissions:
     return _submissions_decoder.decode(payload)
+
+
+class _LooseSubmissions(msgspec.Struct, frozen=True, array_like=True):
+    """A `Submissions` whose items are left unread, to be read one at a time."""
+
+    gateway: str
+    items: list[msgspec.Raw]
+
+
+class _ItemHead(msgspec.Struct, frozen=True, array_like=True):
+    """A `Submission` whose command is left unread: its request id and quote set."""
+
+    request: int
+    quote_set: str | None
+    command: msgspec.Raw
+
+
+class _Typed(msgspec.Struct, frozen=True):
+    """A command's type tag (`Command`'s tag field), whatever its other fields."""
+
+    type: str = ""
+
+
+_loose_decoder = msgspec.msgpack.Decoder(_LooseSubmissions)
+_submission_decoder = msgspec.msgpack.Decoder(Submission)
+_head_decoder = msgspec.msgpack.Decoder(_ItemHead)
+_typed_decoder = msgspec.msgpack.Decoder(_Typed)
+
+
+def decode_each_submission(payload: bytes) -> tuple[Submissions, int]:
+    """`decode_submissions` of a message whose commands do not all decode (a gateway of a later
+    build sent a command this one does not know): each item read on its own, one whose command
+    cannot be read standing as a `RefuseUnreadCommand` of its type, under its request id; and
+    how many were so. Raises as `decode_submissions` when the message or an item's request
+    id or quote set cannot be read: damaged, not of a later build (then none is taken)."""
+    loose = _loose_decoder.decode(payload)
+    items, unread = [], 0
+    for raw in loose.items:
+        try:
+            items.append(_submission_decoder.decode(raw))
+        except msgspec.ValidationError:
+            head = _head_decoder.decode(raw)
+            command = RefuseUnreadCommand(kind=_kind_of(head.command))
+            items.append(Submission(head.request, head.quote_set, command))
+            unread += 1
+    return Submissions(loose.gateway, items), unread
+
+
+def _kind_of(command: msgspec.Raw) -> str:
+    """An unread command's type as sent (bounded), or "" if not even that can be read."""
+    try:
+        return _typed_decoder.decode(command).type[:UNREAD_KIND_MAX]
+    except msgspec.DecodeError:  # a ValidationError too: not a map, no string tag
+        return ""
 
 
 def decode_record(payload: bytes) -> Record:

@@ -1,0 +1,134 @@
+"""The cluster core's reading of the gateways' messages (core/cluster_core.py): a command it
+cannot read (sent by a gateway of a later build) is refused on its own, journaled as refused,
+while the other commands of the same message run. A real nats-server (one node, its own ports
+and dir) and a `ClusterCore` in this process; the stream read back and replayed as a gateway's
+replica (or a core of any later build) replays it."""
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import msgspec
+import nats
+import pytest
+
+from cluster.nats import NatsCluster
+from core import config as venue_config
+from core import snapshots
+from core.cluster_core import ClusterCore
+from core.jetstream_journal import STREAM_DEFAULT
+from core.nats_bus import (
+    SUBMIT_SUBJECT,
+    Record,
+    Submission,
+    Submissions,
+    decode_record,
+    encode_submissions,
+)
+from engine.commands import AnyCommand, Command, PlaceOrder, RefuseUnreadCommand
+from engine.enums import Side
+from engine.events import CommandRejected, Event, OrderAccepted
+from engine.reasons import ErrorCode
+from engine.venue import Venue
+from settlement.ledger import Ledger
+from tests.sample_config import SAMPLE_CONFIG
+
+SCENARIO_TIMEOUT_S = 60
+SEQUENCED_WAIT_TRIES = 200  # x 0.05 s: the core takes a message within milliseconds
+FUTURE_GATEWAY = "gw-later.1"  # a gateway of a later build than the core's
+MARKER_GATEWAY = "gw-marker.1"  # sent after it: once sequenced, the message before it was read
+
+
+class AuditBooks(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """A command of a later build, encoded as its gateway's `NatsBus` would send it: a tagged
+    struct (a type this core does not know)."""
+
+    ts_us: int = 0
+    account: int
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[NatsCluster]:
+    with NatsCluster(tmp_path / "nats", size=1) as started:
+        yield started
+
+
+def place(cl_ord_id: str) -> PlaceOrder:
+    return PlaceOrder(
+        account=1,
+        symbol="AAPLx-USD",
+        side=Side.BUY,
+        price=18_000,
+        qty=1_000_000,
+        cl_ord_id=cl_ord_id,
+    )
+
+
+def message(gateway: str, *commands: Any) -> bytes:
+    items = [Submission(n, None, command) for n, command in enumerate(commands, start=1)]
+    return encode_submissions(Submissions(gateway, items))
+
+
+def test_a_command_the_core_cannot_read_is_refused_alone_and_stays_refused_on_replay(
+    node: NatsCluster, tmp_path: Path
+) -> None:
+    """Before: the whole message was dropped as malformed (the places with it too), sent again
+    by its gateway every 2 s and dropped again, until a core of a later build took over."""
+    config = venue_config.load(SAMPLE_CONFIG)
+    unread = cast(AnyCommand, AuditBooks(account=1))
+    later = message(FUTURE_GATEWAY, place("before"), unread, place("after"))
+
+    async def scenario() -> tuple[list[Record], Venue]:
+        core = ClusterCore(config, tmp_path / "core", node.url, "core-a")
+        assert await core.wait_for_lease(asyncio.Event())
+        venue_core = await core.activate()
+        assert venue_core is not None
+        client = await nats.connect(node.url)
+        try:
+            await client.publish(SUBMIT_SUBJECT, later)
+            await client.publish(SUBMIT_SUBJECT, message(MARKER_GATEWAY, place("marker")))
+            await client.flush()
+            for _ in range(SEQUENCED_WAIT_TRIES):
+                if core.codec.last_request.get(MARKER_GATEWAY) == 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert core.codec.last_request.get(MARKER_GATEWAY) == 1, "the marker never ran"
+            await venue_core.sequencer.drain()  # every record durable in the stream
+            records = await read_stream(client)
+        finally:
+            await client.close()
+        await core.stop()
+        return records, venue_core.venue
+
+    records, core_venue = asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
+    sent = [(r.origin.request, r.command) for r in records if r.origin.gateway == FUTURE_GATEWAY]
+    assert [request for request, _ in sent] == [1, 2, 3], "each item once, in order"
+    assert [type(command) for _, command in sent] == [PlaceOrder, RefuseUnreadCommand, PlaceOrder]
+    assert sent[1][1] == RefuseUnreadCommand(ts_us=sent[1][1].ts_us, kind="AuditBooks")
+
+    # The stream replayed (a gateway's replica, a standby, a core of a later build that knows
+    # AuditBooks): the places accepted, the unread command refused, the same state.
+    rules = snapshots.first_rules(None, venue_config.reserve_staleness_max_us(config))
+    replica = Venue(rules, Ledger())
+    outcomes: dict[int, list[Event]] = {}
+    for record in records:
+        events = replica.execute(cast(Command, record.command))
+        if record.origin.gateway == FUTURE_GATEWAY:
+            outcomes[record.origin.request] = events
+    for request in (1, 3):
+        assert type(outcomes[request][0]) is OrderAccepted
+    refusal = outcomes[2][-1]
+    assert type(refusal) is CommandRejected and refusal.reason is ErrorCode.UNSUPPORTED_COMMAND
+    assert "cannot read this command ('AuditBooks')" in refusal.detail
+    assert replica.state_hash() == core_venue.state_hash()
+    placed = {order.cl_ord_id for order in core_venue.orders.values()}
+    assert {"before", "after", "marker"} <= placed
+
+
+async def read_stream(client: Any) -> list[Record]:
+    """Every record of the stream, in order."""
+    js = client.jetstream(timeout=5.0)
+    last_seq = (await js.stream_info(STREAM_DEFAULT)).state.last_seq
+    messages = [await js.get_msg(STREAM_DEFAULT, seq) for seq in range(1, last_seq + 1)]
+    return [decode_record(message.data) for message in messages]
