@@ -2,9 +2,11 @@
 cannot read (sent by a gateway of a later build) is refused on its own, journaled as refused,
 while the other commands of the same message run. A real nats-server (one node, its own ports
 and dir) and a `ClusterCore` in this process; the stream read back and replayed as a gateway's
-replica (or a core of any later build) replays it."""
+replica (or a core of any later build) replays it; and a real gateway whose client is
+answered."""
 
 import asyncio
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -13,9 +15,10 @@ import msgspec
 import nats
 import pytest
 
+from client.sdk import VenueClient
 from cluster.nats import NatsCluster
 from core import config as venue_config
-from core import snapshots
+from core import nats_bus, snapshots
 from core.cluster_core import ClusterCore
 from core.jetstream_journal import STREAM_DEFAULT
 from core.nats_bus import (
@@ -26,12 +29,20 @@ from core.nats_bus import (
     decode_record,
     encode_submissions,
 )
-from engine.commands import AnyCommand, Command, PlaceOrder, RefuseUnreadCommand
+from engine.commands import (
+    AnyCommand,
+    Command,
+    PlaceOrder,
+    RefuseUnreadCommand,
+    SweepVenueAccount,
+)
 from engine.enums import Side
 from engine.events import CommandRejected, Event, OrderAccepted
 from engine.reasons import ErrorCode
 from engine.venue import Venue
+from gateway.server import VenueServer
 from settlement.ledger import Ledger
+from tests.conftest import KEYS
 from tests.sample_config import SAMPLE_CONFIG
 
 SCENARIO_TIMEOUT_S = 60
@@ -132,3 +143,69 @@ async def read_stream(client: Any) -> list[Record]:
     last_seq = (await js.stream_info(STREAM_DEFAULT)).state.last_seq
     messages = [await js.get_msg(STREAM_DEFAULT, seq) for seq in range(1, last_seq + 1)]
     return [decode_record(message.data) for message in messages]
+
+
+# The commands a core of session 25's build reads: all but `admin.sweep`'s, added in session 26.
+Session25Command = typing.Union[  # noqa: UP007 (a union built from a list of types)
+    tuple(kind for kind in typing.get_args(AnyCommand) if kind is not SweepVenueAccount)
+]
+
+
+class Session25Submission(msgspec.Struct, frozen=True, array_like=True):
+    request: int
+    quote_set: str | None
+    command: Session25Command  # type: ignore[valid-type]
+
+
+class Session25Submissions(msgspec.Struct, frozen=True, array_like=True):
+    gateway: str
+    items: list[Session25Submission]
+
+
+def test_a_client_of_a_later_gateway_is_answered_unsupported_and_the_gateway_goes_on(
+    node: NatsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The core reads submissions as session 25's build did (without `SweepVenueAccount`: its
+    decoders are the only part of that build that differs here); the gateway, of this build,
+    sends `admin.sweep`. Before: the sweep's message was dropped whole and sent again every
+    2 s; the sweep, then every later request of that gateway, was answered 504
+    `OUTCOME_UNKNOWN` (never sequenced) until a core that reads sweeps took over."""
+    monkeypatch.setattr(
+        nats_bus, "_submissions_decoder", msgspec.msgpack.Decoder(Session25Submissions)
+    )
+    item_decoder = msgspec.msgpack.Decoder(Session25Submission)  # item by item (since s27)
+    monkeypatch.setattr(nats_bus, "_submission_decoder", item_decoder, raising=False)
+    config = venue_config.load(SAMPLE_CONFIG)
+    sweep = {"venue_account": -2, "asset": "USD", "amount": "0.01", "account": 1}
+
+    def bus(listener: Any) -> nats_bus.NatsBus:
+        made = nats_bus.NatsBus(config, node.url, listener, "gw-26")
+        made.outcome_wait_s = 2.0  # a request never sequenced is answered 504 soon (not 20 s)
+        return made
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        core = ClusterCore(config, tmp_path / "core", node.url, "core-25")
+        assert await core.wait_for_lease(asyncio.Event())
+        assert await core.activate() is not None
+        server = VenueServer(config, tmp_path / "gw", bus=bus)
+        port = await server.start("127.0.0.1", 0)
+        try:
+            async with VenueClient(f"ws://127.0.0.1:{port}/ws/trade") as client:
+                await client.logon(*KEYS["admin"])
+                swept = await client.request_raw("admin.sweep", sweep)
+            async with VenueClient(f"ws://127.0.0.1:{port}/ws/trade") as trader:
+                await trader.logon(*KEYS["alpha"])
+                order = {"symbol": "AAPLx-USD", "side": "buy", "type": "limit", "tif": "gtc"}
+                placed = await trader.request_raw(
+                    "order.place", order | {"qty": "1", "price": "180.00"}
+                )
+        finally:
+            await server.stop()
+            await core.stop()
+        return swept, placed
+
+    swept, placed = asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
+    assert (swept["status"], swept["error"]["name"]) == (503, "UNSUPPORTED_COMMAND"), swept
+    assert swept["error"]["code"] == 9006
+    assert "cannot read this command ('SweepVenueAccount')" in swept["error"]["msg"]
+    assert placed["status"] == 200 and placed["result"]["status"] == "new", placed
