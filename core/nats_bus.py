@@ -444,8 +444,15 @@ class Replica:
         events = self.venue.execute(command)
         self.ledger.drain()  # the core books transfers; here they only must not pile up
         self.last_seq = seq
-        origin, barriers = self.bus.outcome_of(record.origin)
-        executed = Executed(seq, command, events, origin)
+        origin, barriers, sent = self.bus.outcome_of(record.origin)
+        if type(command) is RefuseUnreadCommand and sent is not None:
+            # the core refused this gateway's own command unread: the listener is told of the
+            # command sent, so what it holds for it (a quote's slot, an amend or cancel owed)
+            # is freed as for any refusal; the replica ran the journaled refusal, as all do
+            sent = msgspec.structs.replace(sent, ts_us=command.ts_us)
+            executed = Executed(seq, sent, events, origin)
+        else:
+            executed = Executed(seq, command, events, origin)
         self.listener.executed(executed)
         if origin is not None and type(command) is PlaceOrder and command.cod:
             self.listener.placed_with_cod(executed)  # its session may have closed meanwhile
@@ -619,20 +626,23 @@ class NatsBus:
                 origins.setdefault(id(waiting.origin), waiting.origin)
         return list(origins.values())
 
-    def outcome_of(self, origin: Origin) -> tuple[Any, list[Executed]]:
-        """The local origin of a record (None when another gateway sent it) and the
-        barriers now due behind it."""
+    def outcome_of(self, origin: Origin) -> tuple[Any, list[Executed], Command | None]:
+        """The local origin of a record (None when another gateway sent it), the barriers now
+        due behind it, and the command this gateway sent under it (None: another's)."""
         if origin.gateway != self.gateway_id:
-            return (origin if origin.quote_set is not None else None), []
-        while self._unanswered and self._unanswered[0].request <= origin.request:
-            self._unanswered.popleft()
+            return (origin if origin.quote_set is not None else None), [], None
+        sent = None
+        unanswered = self._unanswered
+        while unanswered and unanswered[0].request <= origin.request:
+            sent = unanswered.popleft()
         self._last_progress = time.monotonic()
         waiting = self._waiting
         early = self._due_barriers()  # barriers before it were due already
         assert waiting and waiting[0].request == origin.request, "outcomes out of order"
         head = waiting.popleft()
         self._answered_waiting -= head.answered
-        return head.origin, early + self._due_barriers()
+        command = sent.command if sent is not None and sent.request == origin.request else None
+        return head.origin, early + self._due_barriers(), cast(Command | None, command)
 
     def _due_barriers(self) -> list[Executed]:
         due = []

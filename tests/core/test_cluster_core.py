@@ -3,7 +3,8 @@ cannot read (sent by a gateway of a later build) is refused on its own, journale
 while the other commands of the same message run. A real nats-server (one node, its own ports
 and dir) and a `ClusterCore` in this process; the stream read back and replayed as a gateway's
 replica (or a core of any later build) replays it; and a real gateway whose client is
-answered."""
+answered, and which frees what it held for its refused command (a quote's slot, an amend or
+cancel owed)."""
 
 import asyncio
 import typing
@@ -30,7 +31,9 @@ from core.nats_bus import (
     encode_submissions,
 )
 from engine.commands import (
+    AmendOrder,
     AnyCommand,
+    CancelOrder,
     Command,
     PlaceOrder,
     RefuseUnreadCommand,
@@ -145,21 +148,27 @@ async def read_stream(client: Any) -> list[Record]:
     return [decode_record(message.data) for message in messages]
 
 
-# The commands a core of session 25's build reads: all but `admin.sweep`'s, added in session 26.
-Session25Command = typing.Union[  # noqa: UP007 (a union built from a list of types)
-    tuple(kind for kind in typing.get_args(AnyCommand) if kind is not SweepVenueAccount)
-]
-
-
-class Session25Submission(msgspec.Struct, frozen=True, array_like=True):
-    request: int
-    quote_set: str | None
-    command: Session25Command  # type: ignore[valid-type]
-
-
-class Session25Submissions(msgspec.Struct, frozen=True, array_like=True):
-    gateway: str
-    items: list[Session25Submission]
+def read_as_a_build_without(monkeypatch: pytest.MonkeyPatch, *missing: type) -> None:
+    """The core reads the gateways' messages from now on as an earlier build without the
+    `missing` commands did (so too one reads a later shape of a command it has: not at all);
+    its decoders are the only part of such a build that differs here. None: as this build."""
+    known = typing.Union[  # noqa: UP007 (a union built from a list of types)
+        tuple(kind for kind in typing.get_args(AnyCommand) if kind not in missing)
+    ]
+    item = msgspec.defstruct(
+        "EarlierSubmission",
+        [("request", int), ("quote_set", str | None), ("command", known)],
+        frozen=True,
+        array_like=True,
+    )
+    whole = msgspec.defstruct(
+        "EarlierSubmissions",
+        [("gateway", str), ("items", list[item])],
+        frozen=True,
+        array_like=True,
+    )
+    monkeypatch.setattr(nats_bus, "_submissions_decoder", msgspec.msgpack.Decoder(whole))
+    monkeypatch.setattr(nats_bus, "_submission_decoder", msgspec.msgpack.Decoder(item))
 
 
 def test_a_client_of_a_later_gateway_is_answered_unsupported_and_the_gateway_goes_on(
@@ -170,11 +179,7 @@ def test_a_client_of_a_later_gateway_is_answered_unsupported_and_the_gateway_goe
     sends `admin.sweep`. Before: the sweep's message was dropped whole and sent again every
     2 s; the sweep, then every later request of that gateway, was answered 504
     `OUTCOME_UNKNOWN` (never sequenced) until a core that reads sweeps took over."""
-    monkeypatch.setattr(
-        nats_bus, "_submissions_decoder", msgspec.msgpack.Decoder(Session25Submissions)
-    )
-    item_decoder = msgspec.msgpack.Decoder(Session25Submission)  # item by item (since s27)
-    monkeypatch.setattr(nats_bus, "_submission_decoder", item_decoder, raising=False)
+    read_as_a_build_without(monkeypatch, SweepVenueAccount)  # as session 25's build
     config = venue_config.load(SAMPLE_CONFIG)
     sweep = {"venue_account": -2, "asset": "USD", "amount": "0.01", "account": 1}
 
@@ -209,3 +214,67 @@ def test_a_client_of_a_later_gateway_is_answered_unsupported_and_the_gateway_goe
     assert swept["error"]["code"] == 9006
     assert "cannot read this command ('SweepVenueAccount')" in swept["error"]["msg"]
     assert placed["status"] == 200 and placed["result"]["status"] == "new", placed
+
+
+def test_a_quote_s_refused_place_amend_or_cancel_frees_what_the_gateway_held_for_it(
+    node: NatsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command of a known type in a shape the core cannot read is refused as
+    `RefuseUnreadCommand`; the gateway that sent it clears what it holds for it as for any
+    refusal. Before: its replica saw the refusal, not the command sent, so a refused quote's
+    place kept its slot in flight (the next quote.mass waited 5 s, then 503
+    `QUOTE_PLACE_PENDING`), a refused amend stayed the quote's last sent (a requote to its
+    price was skipped as quoted so already) and a refused cancel kept the quote pulled (a
+    later cancel of the set canceled nothing)."""
+    config = venue_config.load(SAMPLE_CONFIG)
+
+    def bus(listener: Any) -> nats_bus.NatsBus:
+        return nats_bus.NatsBus(config, node.url, listener, "gw-27")
+
+    def quote(price: str) -> dict[str, Any]:
+        bid = {"symbol": "AAPLx-USD", "bid_px": price, "bid_qty": "1"}
+        return {"quote_set": "mm", "quotes": [bid]}
+
+    async def scenario() -> dict[str, Any]:
+        core = ClusterCore(config, tmp_path / "core", node.url, "core-earlier")
+        assert await core.wait_for_lease(asyncio.Event())
+        assert await core.activate() is not None
+        server = VenueServer(config, tmp_path / "gw", bus=bus)
+        port = await server.start("127.0.0.1", 0)
+        out: dict[str, Any] = {}
+        try:
+            async with VenueClient(f"ws://127.0.0.1:{port}/ws/trade") as maker:
+                await maker.logon(*KEYS["alpha"])
+                await maker.request("session.cod", {"enabled": True})
+                request = maker.request_raw
+                read_as_a_build_without(monkeypatch, PlaceOrder)
+                out["place refused"] = await request("quote.mass", quote("180.00"))
+                read_as_a_build_without(monkeypatch, AmendOrder, CancelOrder)
+                out["placed"] = await request("quote.mass", quote("180.00"))
+                out["amend refused"] = await request("quote.mass", quote("181.00"))
+                out["cancel refused"] = await request("orders.cancel_all", {"quote_set": "mm"})
+                read_as_a_build_without(monkeypatch)
+                out["amended"] = await request("quote.mass", quote("181.00"))
+                out["open"] = await maker.request("orders.open", {})
+                out["canceled"] = await request("orders.cancel_all", {"quote_set": "mm"})
+                out["open after"] = await maker.request("orders.open", {})
+        finally:
+            await server.stop()
+            await core.stop()
+        return out
+
+    out = asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
+    assert out["placed"]["status"] == 200, out["placed"]  # before: 503 QUOTE_PLACE_PENDING
+    for step, kind in (("place refused", "PlaceOrder"), ("amend refused", "AmendOrder")):
+        (refused,) = out[step]["result"]["results"]
+        assert refused["error"]["name"] == "UNSUPPORTED_COMMAND", (step, out[step])
+        assert f"cannot read this command ('{kind}')" in refused["error"]["msg"]
+    (placed,) = out["placed"]["result"]["results"]
+    assert out["cancel refused"]["result"] == {"canceled": 0}  # a count: the quote stays
+    (amended,) = out["amended"]["result"]["results"]  # before: skipped, the price unchanged
+    assert amended["result"]["order_id"] == placed["result"]["order_id"], out["amended"]
+    assert [(o["order_id"], o["price"]) for o in out["open"]["orders"]] == [
+        (placed["result"]["order_id"], "181.00")
+    ]
+    assert out["canceled"]["result"] == {"canceled": 1}  # before: 0, the quote thought pulled
+    assert out["open after"]["orders"] == []
