@@ -1527,7 +1527,7 @@ class Venue:
         named = f"({cmd.kind!r})" if cmd.kind else "(of no type it could read)"
         detail = (
             f"the active core cannot read this command {named}: the gateway runs a later build"
-            " than the core; nothing done, send it again once every core runs the gateway's"
+            " than the core; nothing done, send it again once every core runs the gateway's build"
         )
         self._reject(events, cmd, "refuse_unread_command", E.UNSUPPORTED_COMMAND, detail)
 

@@ -22,6 +22,7 @@ def test_an_unread_command_is_refused_and_changes_nothing_but_the_time() -> None
     assert events[0].detail == (
         "the active core cannot read this command ('AuditBooks'): the gateway runs a later"
         " build than the core; nothing done, send it again once every core runs the gateway's"
+        " build"
     )
     assert refused.venue.state_hash() == ticked.venue.state_hash()
 
