@@ -158,14 +158,14 @@ _head_decoder = msgspec.msgpack.Decoder(_ItemHead)
 _typed_decoder = msgspec.msgpack.Decoder(_Typed)
 
 
-def decode_each_submission(payload: bytes) -> tuple[Submissions, int]:
+def decode_each_submission(payload: bytes) -> tuple[Submissions, list[int]]:
     """`decode_submissions` of a message whose commands do not all decode (a gateway of a later
     build sent a command this one does not know): each item read on its own, one whose command
     cannot be read standing as a `RefuseUnreadCommand` of its type, under its request id; and
-    how many were so. Raises as `decode_submissions` when the message or an item's request
-    id or quote set cannot be read: damaged, not of a later build (then none is taken)."""
+    the request ids of those. Raises as `decode_submissions` when the message or an item's
+    request id or quote set cannot be read: damaged, not of a later build (none is taken)."""
     loose = _loose_decoder.decode(payload)
-    items, unread = [], 0
+    items, unread = [], []
     for raw in loose.items:
         try:
             items.append(_submission_decoder.decode(raw))
@@ -173,7 +173,7 @@ def decode_each_submission(payload: bytes) -> tuple[Submissions, int]:
             head = _head_decoder.decode(raw)
             command = RefuseUnreadCommand(kind=_kind_of(head.command))
             items.append(Submission(head.request, head.quote_set, command))
-            unread += 1
+            unread.append(head.request)
     return Submissions(loose.gateway, items), unread
 
 

@@ -7,6 +7,7 @@ answered, and which frees what it held for its refused command (a quote's slot, 
 cancel owed)."""
 
 import asyncio
+import logging
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from client.sdk import VenueClient
 from cluster.nats import NatsCluster
 from core import config as venue_config
 from core import nats_bus, snapshots
-from core.cluster_core import ClusterCore
+from core.cluster_core import REFUSALS_LOGGED_GATEWAYS_MAX, ClusterCore
 from core.jetstream_journal import STREAM_DEFAULT
 from core.nats_bus import (
     SUBMIT_SUBJECT,
@@ -138,6 +139,30 @@ def test_a_command_the_core_cannot_read_is_refused_alone_and_stays_refused_on_re
     assert replica.state_hash() == core_venue.state_hash()
     placed = {order.cl_ord_id for order in core_venue.orders.values()}
     assert {"before", "after", "marker"} <= placed
+
+
+def test_a_message_sent_again_logs_its_refusals_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway sends a message again while its outcomes are not back (every 2 s): its
+    refusals are a warning once, then debug; a later message's refusal is a warning again.
+    Before: a warning at every resend. In-process: the core reads, nothing is sent."""
+    config = venue_config.load(SAMPLE_CONFIG)
+    core = ClusterCore(config, tmp_path / "core", "nats://127.0.0.1:25400", "core-a")
+    unread = cast(AnyCommand, AuditBooks(account=1))
+    first = message(FUTURE_GATEWAY, place("a"), unread)
+    with_next = encode_submissions(
+        Submissions(FUTURE_GATEWAY, [Submission(2, None, unread), Submission(3, None, unread)])
+    )
+    caplog.set_level(logging.DEBUG, logger="venue.cluster")
+    for payload in (first, first, with_next, with_next):
+        core._read(payload)
+    levels = [r.levelno for r in caplog.records if "cannot read refused" in r.getMessage()]
+    assert levels == [logging.WARNING, logging.DEBUG, logging.WARNING, logging.DEBUG]
+    for n in range(REFUSALS_LOGGED_GATEWAYS_MAX):  # as many others: the first is forgotten
+        core._read(message(f"gw-other.{n}", unread))
+    assert len(core.refusals_logged) == REFUSALS_LOGGED_GATEWAYS_MAX
+    assert FUTURE_GATEWAY not in core.refusals_logged
 
 
 async def read_stream(client: Any) -> list[Record]:

@@ -300,7 +300,7 @@ def test_a_message_with_an_unread_command_is_read_item_by_item() -> None:
         decode_submissions(payload)
     read, unread = decode_each_submission(payload)
     refused = Submission(2, "q", RefuseUnreadCommand(kind="AuditBooks"))
-    assert read == Submissions("gw-a.1", [Submission(1, None, PLACE), refused]) and unread == 1
+    assert read == Submissions("gw-a.1", [Submission(1, None, PLACE), refused]) and unread == [2]
 
 
 def test_an_unread_command_s_type_is_kept_bounded_or_empty() -> None:
