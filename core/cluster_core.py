@@ -43,7 +43,9 @@ from core.nats_bus import (
     SUBMIT_SUBJECT,
     ClusterCodec,
     Origin,
+    Submissions,
     connect,
+    decode_each_submission,
     decode_submissions,
     die,
     server_list,
@@ -78,6 +80,10 @@ GATEWAY_SCAN_S: Final = 1.0
 STORE_RETRY_MIN_S: Final = 0.25
 STORE_RETRY_MAX_S: Final = 2.0
 PRUNE_MIN: Final = 1_024  # `CodOrders` drops closed orders once it holds twice its open ones
+# Gateways whose last refused request id logged is kept (`ClusterCore._log_refused`): a
+# gateway sends an unanswered message again every 2 s, and it is logged once; a cluster
+# runs a few gateways (a new id each process), so the oldest noted is forgotten past this.
+REFUSALS_LOGGED_GATEWAYS_MAX: Final = 64
 
 
 def _probe_postgres(dsn: str) -> None:
@@ -284,6 +290,7 @@ class ClusterCore:
         self.name = name
         self.codec = ClusterCodec()
         self.cod_orders = CodOrders()
+        self.refusals_logged: dict[str, int] = {}  # gateway -> its last refused request logged
         self.core: VenueCore | None = None
         self.nc: Client | None = None
         self.lease: ThreadLease | None = None
@@ -470,14 +477,44 @@ class ClusterCore:
         """A gateway's commands of one turn: each request id once, in order (nats-py only
         logs what a callback raises, so a failure while executing is made fatal here)."""
         try:
-            submissions = decode_submissions(message.data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as malformed:
+            submissions = self._read(message.data)
+        except msgspec.DecodeError as malformed:  # a ValidationError too
             log.warning("malformed submissions dropped: %s", malformed)
             return
         try:
             self._sequence(submissions.gateway, submissions.items)
         except BaseException as failure:
             die(failure)
+
+    def _read(self, payload: bytes) -> Submissions:
+        """A gateway's message read whole (the usual case: one decode), or, when some of its
+        commands cannot be read (a gateway of a later build), item by item: those are
+        refused on their own, journaled as refused (`RefuseUnreadCommand`), so every replay,
+        whatever its build, refuses them too; the others run as sent."""
+        try:
+            return decode_submissions(payload)
+        except msgspec.ValidationError as unread:
+            submissions, refused = decode_each_submission(payload)
+            self._log_refused(submissions.gateway, refused, unread)
+            return submissions
+
+    def _log_refused(self, gateway: str, refused: list[int], unread: Exception) -> None:
+        """Log the refusals of a message: a warning the first time, at debug when the
+        gateway sends it again (its outcomes not back within 2 s), in bounded memory."""
+        last = max(refused, default=0)
+        logged = self.refusals_logged
+        first = last > logged.get(gateway, 0)
+        log.log(
+            logging.WARNING if first else logging.DEBUG,
+            "commands this core cannot read refused (%s): the gateway runs a later build",
+            unread,
+            extra={"gateway": gateway, "refused": refused},
+        )
+        if first:
+            logged.pop(gateway, None)  # noted anew: the last to be forgotten
+            logged[gateway] = last
+            if len(logged) > REFUSALS_LOGGED_GATEWAYS_MAX:
+                del logged[next(iter(logged))]
 
     def _sequence(self, gateway: str, items: list[Any]) -> None:
         assert self.core is not None and self.lease is not None

@@ -47,7 +47,13 @@ from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT
 from core.lease import Lease, attempt
 from core.sequencer import Executed, exit_fatally
 from core.stream_follow import StreamFollow
-from engine.commands import AnyCommand, Command, PlaceOrder
+from engine.commands import (
+    UNREAD_KIND_MAX,
+    AnyCommand,
+    Command,
+    PlaceOrder,
+    RefuseUnreadCommand,
+)
 from engine.events import Event
 from engine.venue import Venue
 from settlement.ledger import Ledger
@@ -123,6 +129,60 @@ def encode_submissions(submissions: Submissions) -> bytes:
 
 def decode_submissions(payload: bytes) -> Submissions:
     return _submissions_decoder.decode(payload)
+
+
+class _LooseSubmissions(msgspec.Struct, frozen=True, array_like=True):
+    """A `Submissions` whose items are left unread, to be read one at a time."""
+
+    gateway: str
+    items: list[msgspec.Raw]
+
+
+class _ItemHead(msgspec.Struct, frozen=True, array_like=True):
+    """A `Submission` whose command is left unread: its request id and quote set."""
+
+    request: int
+    quote_set: str | None
+    command: msgspec.Raw
+
+
+class _Typed(msgspec.Struct, frozen=True):
+    """A command's type tag (`Command`'s tag field), whatever its other fields."""
+
+    type: str = ""
+
+
+_loose_decoder = msgspec.msgpack.Decoder(_LooseSubmissions)
+_submission_decoder = msgspec.msgpack.Decoder(Submission)
+_head_decoder = msgspec.msgpack.Decoder(_ItemHead)
+_typed_decoder = msgspec.msgpack.Decoder(_Typed)
+
+
+def decode_each_submission(payload: bytes) -> tuple[Submissions, list[int]]:
+    """`decode_submissions` of a message whose commands do not all decode (a gateway of a later
+    build sent a command this one does not know): each item read on its own, one whose command
+    cannot be read standing as a `RefuseUnreadCommand` of its type, under its request id; and
+    the request ids of those. Raises as `decode_submissions` when the message or an item's
+    request id or quote set cannot be read: damaged, not of a later build (none is taken)."""
+    loose = _loose_decoder.decode(payload)
+    items, unread = [], []
+    for raw in loose.items:
+        try:
+            items.append(_submission_decoder.decode(raw))
+        except msgspec.ValidationError:
+            head = _head_decoder.decode(raw)
+            command = RefuseUnreadCommand(kind=_kind_of(head.command))
+            items.append(Submission(head.request, head.quote_set, command))
+            unread.append(head.request)
+    return Submissions(loose.gateway, items), unread
+
+
+def _kind_of(command: msgspec.Raw) -> str:
+    """An unread command's type as sent (bounded), or "" if not even that can be read."""
+    try:
+        return _typed_decoder.decode(command).type[:UNREAD_KIND_MAX]
+    except msgspec.DecodeError:  # a ValidationError too: not a map, no string tag
+        return ""
 
 
 def decode_record(payload: bytes) -> Record:
@@ -384,8 +444,15 @@ class Replica:
         events = self.venue.execute(command)
         self.ledger.drain()  # the core books transfers; here they only must not pile up
         self.last_seq = seq
-        origin, barriers = self.bus.outcome_of(record.origin)
-        executed = Executed(seq, command, events, origin)
+        origin, barriers, sent = self.bus.outcome_of(record.origin)
+        if type(command) is RefuseUnreadCommand and sent is not None:
+            # the core refused this gateway's own command unread: the listener is told of the
+            # command sent, so what it holds for it (a quote's slot, an amend or cancel owed)
+            # is freed as for any refusal; the replica ran the journaled refusal, as all do
+            sent = msgspec.structs.replace(sent, ts_us=command.ts_us)
+            executed = Executed(seq, sent, events, origin)
+        else:
+            executed = Executed(seq, command, events, origin)
         self.listener.executed(executed)
         if origin is not None and type(command) is PlaceOrder and command.cod:
             self.listener.placed_with_cod(executed)  # its session may have closed meanwhile
@@ -559,20 +626,23 @@ class NatsBus:
                 origins.setdefault(id(waiting.origin), waiting.origin)
         return list(origins.values())
 
-    def outcome_of(self, origin: Origin) -> tuple[Any, list[Executed]]:
-        """The local origin of a record (None when another gateway sent it) and the
-        barriers now due behind it."""
+    def outcome_of(self, origin: Origin) -> tuple[Any, list[Executed], Command | None]:
+        """The local origin of a record (None when another gateway sent it), the barriers now
+        due behind it, and the command this gateway sent under it (None: another's)."""
         if origin.gateway != self.gateway_id:
-            return (origin if origin.quote_set is not None else None), []
-        while self._unanswered and self._unanswered[0].request <= origin.request:
-            self._unanswered.popleft()
+            return (origin if origin.quote_set is not None else None), [], None
+        sent = None
+        unanswered = self._unanswered
+        while unanswered and unanswered[0].request <= origin.request:
+            sent = unanswered.popleft()
         self._last_progress = time.monotonic()
         waiting = self._waiting
         early = self._due_barriers()  # barriers before it were due already
         assert waiting and waiting[0].request == origin.request, "outcomes out of order"
         head = waiting.popleft()
         self._answered_waiting -= head.answered
-        return head.origin, early + self._due_barriers()
+        command = sent.command if sent is not None and sent.request == origin.request else None
+        return head.origin, early + self._due_barriers(), cast(Command | None, command)
 
     def _due_barriers(self) -> list[Executed]:
         due = []

@@ -366,6 +366,18 @@ class SweepVenueAccount(OperatorCommand, frozen=True, gc=False, kw_only=True):
     account: int
 
 
+class RefuseUnreadCommand(Command, frozen=True, gc=False, kw_only=True):
+    """Refuse a command a cluster's active core could not read: a gateway of a later build
+    sent one this build does not know (as `admin.sweep` was to session 25's), or a known one in
+    a shape it cannot read. The core journals this in its place, so every replay, whatever
+    its build, refuses it as it was refused (`UNSUPPORTED_COMMAND`); nothing else changes."""
+
+    kind: str = ""  # the command's type as sent (at most `UNREAD_KIND_MAX`); "" if unreadable
+
+
+UNREAD_KIND_MAX = 64  # a type name's characters kept (ours are < 30): a refusal's record is small
+
+
 AnyCommand = (
     PlaceOrder
     | CancelOrder
@@ -391,4 +403,5 @@ AnyCommand = (
     | IssueKey  # appended
     | SetReserveStaleness  # appended
     | SweepVenueAccount  # appended
+    | RefuseUnreadCommand  # appended
 )

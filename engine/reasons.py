@@ -89,6 +89,8 @@ class ErrorCode(IntEnum):
     NONCE_UNCHECKED = 9004  # appended: a cluster gateway could not claim a nonce cluster-wide
     # appended: a REST request on a connection past a cap on open connections (per IP, total)
     TOO_MANY_CONNECTIONS = 9005
+    # appended: a cluster's active core could not read the command (a gateway of a later build)
+    UNSUPPORTED_COMMAND = 9006
 
 
 E = ErrorCode

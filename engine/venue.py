@@ -37,6 +37,7 @@ from engine.commands import (
     MatureInstrument,
     OperatorCommand,
     PlaceOrder,
+    RefuseUnreadCommand,
     SetCancelOnDisconnect,
     SetInstrumentStatus,
     SetOrderCaps,
@@ -190,6 +191,7 @@ class Venue:
             ArmDeadMan: self._arm_dead_man,
             SetCancelOnDisconnect: self._set_cancel_on_disconnect,
             SetReserveStaleness: self._set_reserve_staleness,
+            RefuseUnreadCommand: self._refuse_unread,
         }
         self.maturities: list[tuple[int, str]] = []  # heap of T-bill (maturity_us, symbol)
         self._due_us = 0  # see `note_due`; the first command sets it
@@ -1519,6 +1521,15 @@ class Venue:
         `execute`: a switch is looked at only when the clock ticks or a switch is armed, never
         per order command."""
         self._fire_due_switches(cmd.ts_us, events)
+
+    def _refuse_unread(self, cmd: RefuseUnreadCommand, events: list[Event]) -> None:
+        """A command the cluster's core could not read, refused in its place: nothing done."""
+        named = f"({cmd.kind!r})" if cmd.kind else "(of no type it could read)"
+        detail = (
+            f"the active core cannot read this command {named}: the gateway runs a later build"
+            " than the core; nothing done, send it again once every core runs the gateway's build"
+        )
+        self._reject(events, cmd, "refuse_unread_command", E.UNSUPPORTED_COMMAND, detail)
 
     def _fire_due_switches(self, ts: int, events: list[Event]) -> None:
         """Fire every armed switch whose deadline is at or before `ts`, earliest first."""

@@ -2064,6 +2064,7 @@ _STATUS_BY_CODE: dict[ErrorCode, int] = {
     E.OUTCOME_UNKNOWN: 504,
     E.NONCE_UNCHECKED: 503,
     E.TOO_MANY_CONNECTIONS: 503,
+    E.UNSUPPORTED_COMMAND: 503,
 } | dict.fromkeys(_AUTH_401, 401)
 
 

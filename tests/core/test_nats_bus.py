@@ -22,12 +22,13 @@ from core.nats_bus import (
     Overdue,
     Submission,
     Submissions,
+    decode_each_submission,
     decode_record,
     decode_submissions,
     encode_submissions,
 )
 from core.sequencer import Executed
-from engine.commands import AdvanceClock, PlaceOrder
+from engine.commands import UNREAD_KIND_MAX, AdvanceClock, PlaceOrder, RefuseUnreadCommand
 from engine.enums import Side
 from tests.sample_config import SAMPLE_CONFIG
 
@@ -282,3 +283,37 @@ def test_a_stop_waits_for_no_outcome_answered_as_unknown_but_for_every_other() -
         assert await asyncio.wait_for(bus.drain(), 1.0) and not bus._waiting
 
     asyncio.run(stop_after_an_unknown_outcome())
+
+
+class _LaterCommand(msgspec.Struct, frozen=True, tag="AuditBooks", kw_only=True):
+    """A command of a later build than this one, as its gateway encodes it."""
+
+    ts_us: int = 0
+    account: int
+
+
+def test_a_message_with_an_unread_command_is_read_item_by_item() -> None:
+    later = cast(Any, _LaterCommand(account=1))
+    sent = Submissions("gw-a.1", [Submission(1, None, PLACE), Submission(2, "q", later)])
+    payload = encode_submissions(sent)
+    with pytest.raises(msgspec.ValidationError):
+        decode_submissions(payload)
+    read, unread = decode_each_submission(payload)
+    refused = Submission(2, "q", RefuseUnreadCommand(kind="AuditBooks"))
+    assert read == Submissions("gw-a.1", [Submission(1, None, PLACE), refused]) and unread == [2]
+
+
+def test_an_unread_command_s_type_is_kept_bounded_or_empty() -> None:
+    long_type = "X" * (UNREAD_KIND_MAX + 10)
+    for command, kind in (({"type": long_type}, "X" * UNREAD_KIND_MAX), (5, ""), ({}, "")):
+        payload = msgspec.msgpack.encode(["gw-a.1", [[1, None, command]]])
+        read, _ = decode_each_submission(payload)
+        assert read.items == [Submission(1, None, RefuseUnreadCommand(kind=kind))]
+
+
+def test_an_item_whose_request_id_cannot_be_read_leaves_the_whole_message_unread() -> None:
+    """Damaged, not of a later build: none of its commands is taken (as before)."""
+    place = msgspec.to_builtins(PLACE)
+    payload = msgspec.msgpack.encode(["gw-a.1", [[1, None, place], ["two", None, {}]]])
+    with pytest.raises(msgspec.ValidationError):
+        decode_each_submission(payload)

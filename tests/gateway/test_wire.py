@@ -1312,6 +1312,7 @@ def test_error_envelopes() -> None:
         (E.OUTCOME_UNKNOWN, 504),
         (E.NONCE_UNCHECKED, 503),
         (E.TOO_MANY_CONNECTIONS, 503),
+        (E.UNSUPPORTED_COMMAND, 503),
     ],
 )
 def test_rejection_status(code: ErrorCode, status: int) -> None:

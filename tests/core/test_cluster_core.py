@@ -1,0 +1,305 @@
+"""The cluster core's reading of the gateways' messages (core/cluster_core.py): a command it
+cannot read (sent by a gateway of a later build) is refused on its own, journaled as refused,
+while the other commands of the same message run. A real nats-server (one node, its own ports
+and dir) and a `ClusterCore` in this process; the stream read back and replayed as a gateway's
+replica (or a core of any later build) replays it; and a real gateway whose client is
+answered, and which frees what it held for its refused command (a quote's slot, an amend or
+cancel owed)."""
+
+import asyncio
+import logging
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import msgspec
+import nats
+import pytest
+
+from client.sdk import VenueClient
+from cluster.nats import NatsCluster
+from core import config as venue_config
+from core import nats_bus, snapshots
+from core.cluster_core import REFUSALS_LOGGED_GATEWAYS_MAX, ClusterCore
+from core.jetstream_journal import STREAM_DEFAULT
+from core.nats_bus import (
+    SUBMIT_SUBJECT,
+    Record,
+    Submission,
+    Submissions,
+    decode_record,
+    encode_submissions,
+)
+from engine.commands import (
+    AmendOrder,
+    AnyCommand,
+    CancelOrder,
+    Command,
+    PlaceOrder,
+    RefuseUnreadCommand,
+    SweepVenueAccount,
+)
+from engine.enums import Side
+from engine.events import CommandRejected, Event, OrderAccepted
+from engine.reasons import ErrorCode
+from engine.venue import Venue
+from gateway.server import VenueServer
+from settlement.ledger import Ledger
+from tests.conftest import KEYS
+from tests.sample_config import SAMPLE_CONFIG
+
+SCENARIO_TIMEOUT_S = 60
+SEQUENCED_WAIT_TRIES = 200  # x 0.05 s: the core takes a message within milliseconds
+FUTURE_GATEWAY = "gw-later.1"  # a gateway of a later build than the core's
+MARKER_GATEWAY = "gw-marker.1"  # sent after it: once sequenced, the message before it was read
+
+
+class AuditBooks(msgspec.Struct, frozen=True, tag=True, kw_only=True):
+    """A command of a later build, encoded as its gateway's `NatsBus` would send it: a tagged
+    struct (a type this core does not know)."""
+
+    ts_us: int = 0
+    account: int
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[NatsCluster]:
+    with NatsCluster(tmp_path / "nats", size=1) as started:
+        yield started
+
+
+def place(cl_ord_id: str) -> PlaceOrder:
+    return PlaceOrder(
+        account=1,
+        symbol="AAPLx-USD",
+        side=Side.BUY,
+        price=18_000,
+        qty=1_000_000,
+        cl_ord_id=cl_ord_id,
+    )
+
+
+def message(gateway: str, *commands: Any) -> bytes:
+    items = [Submission(n, None, command) for n, command in enumerate(commands, start=1)]
+    return encode_submissions(Submissions(gateway, items))
+
+
+def test_a_command_the_core_cannot_read_is_refused_alone_and_stays_refused_on_replay(
+    node: NatsCluster, tmp_path: Path
+) -> None:
+    """Before: the whole message was dropped as malformed (the places with it too), sent again
+    by its gateway every 2 s and dropped again, until a core of a later build took over."""
+    config = venue_config.load(SAMPLE_CONFIG)
+    unread = cast(AnyCommand, AuditBooks(account=1))
+    later = message(FUTURE_GATEWAY, place("before"), unread, place("after"))
+
+    async def scenario() -> tuple[list[Record], Venue]:
+        core = ClusterCore(config, tmp_path / "core", node.url, "core-a")
+        assert await core.wait_for_lease(asyncio.Event())
+        venue_core = await core.activate()
+        assert venue_core is not None
+        client = await nats.connect(node.url)
+        try:
+            await client.publish(SUBMIT_SUBJECT, later)
+            await client.publish(SUBMIT_SUBJECT, message(MARKER_GATEWAY, place("marker")))
+            await client.flush()
+            for _ in range(SEQUENCED_WAIT_TRIES):
+                if core.codec.last_request.get(MARKER_GATEWAY) == 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert core.codec.last_request.get(MARKER_GATEWAY) == 1, "the marker never ran"
+            await venue_core.sequencer.drain()  # every record durable in the stream
+            records = await read_stream(client)
+        finally:
+            await client.close()
+        await core.stop()
+        return records, venue_core.venue
+
+    records, core_venue = asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
+    sent = [(r.origin.request, r.command) for r in records if r.origin.gateway == FUTURE_GATEWAY]
+    assert [request for request, _ in sent] == [1, 2, 3], "each item once, in order"
+    assert [type(command) for _, command in sent] == [PlaceOrder, RefuseUnreadCommand, PlaceOrder]
+    assert sent[1][1] == RefuseUnreadCommand(ts_us=sent[1][1].ts_us, kind="AuditBooks")
+
+    # The stream replayed (a gateway's replica, a standby, a core of a later build that knows
+    # AuditBooks): the places accepted, the unread command refused, the same state.
+    rules = snapshots.first_rules(None, venue_config.reserve_staleness_max_us(config))
+    replica = Venue(rules, Ledger())
+    outcomes: dict[int, list[Event]] = {}
+    for record in records:
+        events = replica.execute(cast(Command, record.command))
+        if record.origin.gateway == FUTURE_GATEWAY:
+            outcomes[record.origin.request] = events
+    for request in (1, 3):
+        assert type(outcomes[request][0]) is OrderAccepted
+    refusal = outcomes[2][-1]
+    assert type(refusal) is CommandRejected and refusal.reason is ErrorCode.UNSUPPORTED_COMMAND
+    assert "cannot read this command ('AuditBooks')" in refusal.detail
+    assert replica.state_hash() == core_venue.state_hash()
+    placed = {order.cl_ord_id for order in core_venue.orders.values()}
+    assert {"before", "after", "marker"} <= placed
+
+
+def test_a_message_sent_again_logs_its_refusals_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway sends a message again while its outcomes are not back (every 2 s): its
+    refusals are a warning once, then debug; a later message's refusal is a warning again.
+    Before: a warning at every resend. In-process: the core reads, nothing is sent."""
+    config = venue_config.load(SAMPLE_CONFIG)
+    core = ClusterCore(config, tmp_path / "core", "nats://127.0.0.1:25400", "core-a")
+    unread = cast(AnyCommand, AuditBooks(account=1))
+    first = message(FUTURE_GATEWAY, place("a"), unread)
+    with_next = encode_submissions(
+        Submissions(FUTURE_GATEWAY, [Submission(2, None, unread), Submission(3, None, unread)])
+    )
+    caplog.set_level(logging.DEBUG, logger="venue.cluster")
+    for payload in (first, first, with_next, with_next):
+        core._read(payload)
+    levels = [r.levelno for r in caplog.records if "cannot read refused" in r.getMessage()]
+    assert levels == [logging.WARNING, logging.DEBUG, logging.WARNING, logging.DEBUG]
+    for n in range(REFUSALS_LOGGED_GATEWAYS_MAX):  # as many others: the first is forgotten
+        core._read(message(f"gw-other.{n}", unread))
+    assert len(core.refusals_logged) == REFUSALS_LOGGED_GATEWAYS_MAX
+    assert FUTURE_GATEWAY not in core.refusals_logged
+
+
+async def read_stream(client: Any) -> list[Record]:
+    """Every record of the stream, in order."""
+    js = client.jetstream(timeout=5.0)
+    last_seq = (await js.stream_info(STREAM_DEFAULT)).state.last_seq
+    messages = [await js.get_msg(STREAM_DEFAULT, seq) for seq in range(1, last_seq + 1)]
+    return [decode_record(message.data) for message in messages]
+
+
+def read_as_a_build_without(monkeypatch: pytest.MonkeyPatch, *missing: type) -> None:
+    """The core reads the gateways' messages from now on as an earlier build without the
+    `missing` commands did (so too one reads a later shape of a command it has: not at all);
+    its decoders are the only part of such a build that differs here. None: as this build."""
+    known = typing.Union[  # noqa: UP007 (a union built from a list of types)
+        tuple(kind for kind in typing.get_args(AnyCommand) if kind not in missing)
+    ]
+    item = msgspec.defstruct(
+        "EarlierSubmission",
+        [("request", int), ("quote_set", str | None), ("command", known)],
+        frozen=True,
+        array_like=True,
+    )
+    whole = msgspec.defstruct(
+        "EarlierSubmissions",
+        [("gateway", str), ("items", list[item])],
+        frozen=True,
+        array_like=True,
+    )
+    monkeypatch.setattr(nats_bus, "_submissions_decoder", msgspec.msgpack.Decoder(whole))
+    monkeypatch.setattr(nats_bus, "_submission_decoder", msgspec.msgpack.Decoder(item))
+
+
+def test_a_client_of_a_later_gateway_is_answered_unsupported_and_the_gateway_goes_on(
+    node: NatsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The core reads submissions as session 25's build did (without `SweepVenueAccount`: its
+    decoders are the only part of that build that differs here); the gateway, of this build,
+    sends `admin.sweep`. Before: the sweep's message was dropped whole and sent again every
+    2 s; the sweep, then every later request of that gateway, was answered 504
+    `OUTCOME_UNKNOWN` (never sequenced) until a core that reads sweeps took over."""
+    read_as_a_build_without(monkeypatch, SweepVenueAccount)  # as session 25's build
+    config = venue_config.load(SAMPLE_CONFIG)
+    sweep = {"venue_account": -2, "asset": "USD", "amount": "0.01", "account": 1}
+
+    def bus(listener: Any) -> nats_bus.NatsBus:
+        made = nats_bus.NatsBus(config, node.url, listener, "gw-26")
+        made.outcome_wait_s = 2.0  # a request never sequenced is answered 504 soon (not 20 s)
+        return made
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        core = ClusterCore(config, tmp_path / "core", node.url, "core-25")
+        assert await core.wait_for_lease(asyncio.Event())
+        assert await core.activate() is not None
+        server = VenueServer(config, tmp_path / "gw", bus=bus)
+        port = await server.start("127.0.0.1", 0)
+        try:
+            async with VenueClient(f"ws://127.0.0.1:{port}/ws/trade") as client:
+                await client.logon(*KEYS["admin"])
+                swept = await client.request_raw("admin.sweep", sweep)
+            async with VenueClient(f"ws://127.0.0.1:{port}/ws/trade") as trader:
+                await trader.logon(*KEYS["alpha"])
+                order = {"symbol": "AAPLx-USD", "side": "buy", "type": "limit", "tif": "gtc"}
+                placed = await trader.request_raw(
+                    "order.place", order | {"qty": "1", "price": "180.00"}
+                )
+        finally:
+            await server.stop()
+            await core.stop()
+        return swept, placed
+
+    swept, placed = asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
+    assert (swept["status"], swept["error"]["name"]) == (503, "UNSUPPORTED_COMMAND"), swept
+    assert swept["error"]["code"] == 9006
+    assert "cannot read this command ('SweepVenueAccount')" in swept["error"]["msg"]
+    assert placed["status"] == 200 and placed["result"]["status"] == "new", placed
+
+
+def test_a_quote_s_refused_place_amend_or_cancel_frees_what_the_gateway_held_for_it(
+    node: NatsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command of a known type in a shape the core cannot read is refused as
+    `RefuseUnreadCommand`; the gateway that sent it clears what it holds for it as for any
+    refusal. Before: its replica saw the refusal, not the command sent, so a refused quote's
+    place kept its slot in flight (the next quote.mass waited 5 s, then 503
+    `QUOTE_PLACE_PENDING`), a refused amend stayed the quote's last sent (a requote to its
+    price was skipped as quoted so already) and a refused cancel kept the quote pulled (a
+    later cancel of the set canceled nothing)."""
+    config = venue_config.load(SAMPLE_CONFIG)
+
+    def bus(listener: Any) -> nats_bus.NatsBus:
+        return nats_bus.NatsBus(config, node.url, listener, "gw-27")
+
+    def quote(price: str) -> dict[str, Any]:
+        bid = {"symbol": "AAPLx-USD", "bid_px": price, "bid_qty": "1"}
+        return {"quote_set": "mm", "quotes": [bid]}
+
+    async def scenario() -> dict[str, Any]:
+        core = ClusterCore(config, tmp_path / "core", node.url, "core-earlier")
+        assert await core.wait_for_lease(asyncio.Event())
+        assert await core.activate() is not None
+        server = VenueServer(config, tmp_path / "gw", bus=bus)
+        port = await server.start("127.0.0.1", 0)
+        out: dict[str, Any] = {}
+        try:
+            async with VenueClient(f"ws://127.0.0.1:{port}/ws/trade") as maker:
+                await maker.logon(*KEYS["alpha"])
+                await maker.request("session.cod", {"enabled": True})
+                request = maker.request_raw
+                read_as_a_build_without(monkeypatch, PlaceOrder)
+                out["place refused"] = await request("quote.mass", quote("180.00"))
+                read_as_a_build_without(monkeypatch, AmendOrder, CancelOrder)
+                out["placed"] = await request("quote.mass", quote("180.00"))
+                out["amend refused"] = await request("quote.mass", quote("181.00"))
+                out["cancel refused"] = await request("orders.cancel_all", {"quote_set": "mm"})
+                read_as_a_build_without(monkeypatch)
+                out["amended"] = await request("quote.mass", quote("181.00"))
+                out["open"] = await maker.request("orders.open", {})
+                out["canceled"] = await request("orders.cancel_all", {"quote_set": "mm"})
+                out["open after"] = await maker.request("orders.open", {})
+        finally:
+            await server.stop()
+            await core.stop()
+        return out
+
+    out = asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
+    assert out["placed"]["status"] == 200, out["placed"]  # before: 503 QUOTE_PLACE_PENDING
+    for step, kind in (("place refused", "PlaceOrder"), ("amend refused", "AmendOrder")):
+        (refused,) = out[step]["result"]["results"]
+        assert refused["error"]["name"] == "UNSUPPORTED_COMMAND", (step, out[step])
+        assert f"cannot read this command ('{kind}')" in refused["error"]["msg"]
+    (placed,) = out["placed"]["result"]["results"]
+    assert out["cancel refused"]["result"] == {"canceled": 0}  # a count: the quote stays
+    (amended,) = out["amended"]["result"]["results"]  # before: skipped, the price unchanged
+    assert amended["result"]["order_id"] == placed["result"]["order_id"], out["amended"]
+    assert [(o["order_id"], o["price"]) for o in out["open"]["orders"]] == [
+        (placed["result"]["order_id"], "181.00")
+    ]
+    assert out["canceled"]["result"] == {"canceled": 1}  # before: 0, the quote thought pulled
+    assert out["open after"]["orders"] == []
