@@ -44,6 +44,10 @@ from gateway.rest_errors import (
     respond_limited,
     respond_not_allowed,
 )
+
+# `name as name`: names that moved out with their code, importable from here as before
+from gateway.rest_limits import POLICY_VIOLATION as POLICY_VIOLATION
+from gateway.rest_limits import TOO_MANY_FROM_ADDRESS as TOO_MANY_FROM_ADDRESS
 from gateway.rest_limits import RestCharges
 from gateway.rest_reads import (
     LOCAL_READS,
@@ -55,6 +59,7 @@ from gateway.rest_reads import (
     TradesParams,
     TradesResult,
 )
+from gateway.rest_reads import Trade as Trade
 from gateway.sessions import Session
 
 if TYPE_CHECKING:
