@@ -3,15 +3,14 @@
 Owns the routing table (`ROUTES`), the signed-request check (`X-API-Key`, `X-Timestamp`,
 `X-Nonce`, `X-Recv-Window`, `X-Signature`: the logon's rules over a payload that binds the
 HTTP method, path, query and body) and `/openapi.json`, generated from `ROUTES` and the
-msgspec structs the code decodes and encodes with. The few reads the websocket has as
-channels but not as methods (recent trades, ticker, candles) are `gateway.rest_reads`'s;
-everything else runs as the websocket method of the same name through the server's own
-frame path (decode, scope, dispatch, durability), with a per-connection session whose
-answers become HTTP responses (`_Answers`): same validation, same errors (those about a body
-speak of the body, not of the frame's `params`; `gateway.rest_errors`), answered only once
-durable. Every request is charged here first (`gateway.rest_limits`), refused or not
-(`_serve`), and not again by the dispatcher. A body is JSON, sent as such
-(`Content-Type: application/json`, else 415).
+msgspec structs the code decodes and encodes with. The reads the websocket has as channels
+but not as methods (recent trades, ticker, candles) are `gateway.rest_reads`'s; the rest run
+as the websocket method of the same name through the server's own frame path (decode,
+scope, dispatch, durability), with a per-connection session whose answers become HTTP
+responses (`_Answers`): same validation, same errors (`gateway.rest_errors`; those about a
+body speak of the body), answered only once durable. Every request is charged here first
+(`gateway.rest_limits`), refused or not, and not again by the dispatcher. A body is JSON,
+sent as such (`Content-Type: application/json`, else 415).
 Limits: bodies and headers in `gateway.http`; one request at a time per connection; a
 body's params within the websocket's `MESSAGE_BYTES_MAX` once in their request (else 413).
 """
