@@ -1,14 +1,16 @@
 """The Python client SDK: an asyncio connection to the venue with typed results and pushes.
 
-Owns the client side of the wire: request ids and correlation (each request awaits its one
-response), the reader, and the queue of pushes for the caller (`next_push`; book messages
-too, once applied to the local books). Its parts: the calls (trading, queries,
-subscriptions and local books, client/sdk_calls.py), the logon and `resume()`
-(client/sdk_resume.py), the typed results and errors (client/sdk_types.py); every public
-name is importable from here. A quick start that runs as written is in docs/protocol.md §1
-(a test runs it). A request on a closed or closing connection raises `ConnectionLost` (a
-`ConnectionError`). It opens packed connections (`?pack=1`, docs/protocol.md §2.2): each
-frame is a JSON array of messages, handed to the caller one by one, in order.
+Owns the client side of the wire: the socket (open, close, the handshake's retries) and the
+requests on it (request ids and correlation: each request awaits its one response, held
+while a resume logs on, timed out). Its parts: the reader and the queue of pushes for the
+caller (`next_push`; book messages too, once applied to the local books,
+client/sdk_reader.py), the calls (trading, queries, subscriptions and local books,
+client/sdk_calls.py), the logon and `resume()` (client/sdk_resume.py), the typed results and
+errors (client/sdk_types.py); every public name is importable from here. A quick start that
+runs as written is in docs/protocol.md §1 (a test runs it). A request on a closed or closing
+connection raises `ConnectionLost` (a `ConnectionError`). It opens packed connections
+(`?pack=1`, docs/protocol.md §2.2): each frame is a JSON array of messages, handed to the
+caller one by one, in order.
 """
 
 import asyncio
@@ -25,6 +27,7 @@ from websockets.protocol import State
 
 from client.rest import REFUSED_RETRIES_MAX, retry_after_s
 from client.sdk_calls import Calls
+from client.sdk_reader import PUSH_QUEUE_MAX, Reading
 from client.sdk_resume import (
     _SETUP_OF,
     LOGON_RATE_LIMITED_RETRIES_MAX,
@@ -91,7 +94,6 @@ __all__ = [  # the SDK's public names, wherever they are defined (client.sdk_*)
     "unknown_outcome",
 ]
 
-PUSH_QUEUE_MAX = 100_000  # pushes waiting for the caller before the oldest are dropped
 REQUEST_TIMEOUT_S = 30.0  # a request unanswered by then raises RequestTimeout
 # as a request's `timeout_s` or the client's `request_timeout_s`: wait for the answer however
 # long it takes (a long admin command, a query that waits by design)
@@ -121,7 +123,7 @@ def packed_url(url: str) -> str:
     return f"{url}&pack=1" if query else f"{url}?pack=1"
 
 
-class VenueClient(Calls, Resuming):
+class VenueClient(Calls, Resuming, Reading):
     """One connection. With `auto_resume`, a connection that drops is reopened (a round of
     tries over every URL after each of `reconnect_delays_s`, none begun `resume_budget_s`
     after the drop, or after the venue's `reconnect_in_ms`; then a `gave_up` notice, at once
@@ -146,14 +148,12 @@ class VenueClient(Calls, Resuming):
     (a `pushes_dropped` notice), the next `next_account_event` too if private-stream events
     were among them (`PushesDropped`).
 
-    It is one connection: the socket, the requests in flight, the reader and the pushes are
-    here; the calls that name requests (`place` ... `subscribe_book`) are `Calls`
-    (client/sdk_calls.py), the logon and the resume `Resuming` (client/sdk_resume.py), mixed
-    in because all of them share the socket and the session it remembers (credentials, COD,
-    streams). Just past 400 lines after session 26's three reviews of the resume: what grew
-    is the guard of the socket against a resume under way (`close()`'s count, the held
-    requests, `_open`'s waits), which reads the same fields at each step; the next to move
-    out is the reader and its push queue."""
+    It is one connection: the socket and the requests in flight are here; the reader and
+    the pushes are `Reading` (client/sdk_reader.py), the calls that name requests (`place`
+    ... `subscribe_book`) `Calls` (client/sdk_calls.py), the logon and the resume
+    `Resuming` (client/sdk_resume.py), mixed in because all of them share the socket and
+    the session it remembers (credentials, COD, streams); their state is set up here, in
+    one place."""
 
     def __init__(
         self,
@@ -455,111 +455,6 @@ class VenueClient(Calls, Resuming):
         if self._resuming is not None and not self._resuming.done():
             return "; auto_resume is reopening it"
         return "; resume() reopens it"
-
-    async def next_push(self, timeout_s: float = 5.0) -> dict[str, Any]:
-        """The next message nobody awaited, oldest first, as the decoded JSON object.
-
-        That is every push: the private stream (`ch: "account"`: the snapshot, then `exec`,
-        `balance`, `settlement`, ...), each public channel followed (book messages too, once
-        applied to `books`), `session` pushes, a response whose request nobody awaits, and
-        the client's own notices `{"ch": "client", "type": "error" | "gave_up" |
-        "book_resync_failed" | "pushes_dropped" | "resumed" | "silent", ...}` (`resumed`:
-        auto_resume reopened on another of `urls` than the one dropped, `url` and `from`;
-        `silent`: the connection to `url` sent nothing for `silent_s` and was dropped).
-        Raises `TimeoutError` when nothing arrives within `timeout_s`. At most `pushes_max`
-        (`PUSH_QUEUE_MAX`) wait; past that the oldest are dropped, and the next call returns
-        `{"ch": "client", "type": "pushes_dropped", "count": N}` first (with
-        `account_events` and `first_account_seq` when private-stream events were among them).
-        """
-        if self._dropped_untold:
-            return self._dropped_notice()
-        return await asyncio.wait_for(self.pushes.get(), timeout_s)
-
-    def _dropped_notice(self) -> dict[str, Any]:
-        """The notice of the pushes dropped since the last one told."""
-        notice: dict[str, Any] = {"ch": "client", "type": "pushes_dropped"}
-        notice["count"], self._dropped_untold = self._dropped_untold, 0
-        if self._account_dropped_untold is not None:
-            notice["account_events"], notice["first_account_seq"] = self._account_dropped_untold
-            self._account_dropped_untold = None
-        return notice
-
-    # ----------------------------------------------------------------- reading
-
-    async def _read(self) -> None:
-        assert self.websocket is not None
-        watching = asyncio.get_running_loop().create_task(self._watch_silence(self.websocket))
-        try:
-            async for frame in self.websocket:
-                self._last_frame_s = time.monotonic()
-                try:
-                    decoded = msgspec.json.decode(frame)
-                except ValueError as failure:  # one bad frame only
-                    self._queue({"ch": "client", "type": "error", "error": repr(failure)})
-                    continue
-                # a packed frame is an array of messages, in the order they were sent
-                for message in decoded if type(decoded) is list else (decoded,):
-                    try:
-                        self._on_message(message)
-                    except (ValueError, KeyError, TypeError, AttributeError) as failure:
-                        self._queue({"ch": "client", "type": "error", "error": repr(failure)})
-        except Exception:  # the connection ended; waiting requests learn it below
-            pass
-        finally:
-            watching.cancel()
-            for future in self._waiting.values():
-                if not future.done():
-                    # a signal to `_request`, which words it for its request
-                    future.set_exception(ConnectionLost("the connection closed", "", sent=False))
-            self._waiting.clear()
-            # A link that drops while a resume logs on over it fails that resume's try, which
-            # goes on with the next: a second resume would be one that no close() could stop.
-            if self.auto_resume and not self._closing and not self._resume_pending():
-                self._resuming = asyncio.get_running_loop().create_task(self._resume_with_backoff())
-
-    def _on_message(self, message: dict[str, Any]) -> None:
-        if "id" in message and "status" in message:
-            future = self._waiting.pop(message["id"], None) if message["id"] is not None else None
-            if future is not None and not future.done():
-                future.set_result(message)
-            else:
-                self._queue(message)  # nobody waits for it (an unreadable frame's error, say)
-            return
-        channel = message.get("ch")
-        book = self.books.get(message.get("sym", "")) if channel == "book" else None
-        if book is not None and message.get("depth") == book.depth:  # (not another tier's)
-            sync = book.apply(message)
-            if sync.resync:
-                self.resyncs += 1
-                self._resync_book(message["sym"])
-        if channel == "account" and "seq" in message:
-            self.account_seq = max(self.account_seq, message["seq"])
-        elif channel == "session" and message.get("type") == "shutdown":
-            self._reconnect_in_s = self._reconnect_in(message.get("reconnect_in_ms"))
-        self._queue(message)
-
-    def _reconnect_in(self, reconnect_in_ms: Any) -> float | None:
-        """A `shutdown` push's `reconnect_in_ms` in s, at most the resume's budget; a value
-        that is no count of ms (a venue's bug) is not obeyed: the resume's delays apply."""
-        if type(reconnect_in_ms) is not int or reconnect_in_ms < 0:
-            error = f"a shutdown push's reconnect_in_ms is no count of ms: {reconnect_in_ms!r}"
-            self._queue({"ch": "client", "type": "error", "error": error})
-            return None
-        return min(reconnect_in_ms / 1_000, self.resume_budget_s)
-
-    def _queue(self, message: dict[str, Any]) -> None:
-        if self.pushes.full():  # the caller is not reading pushes: keep the newest, and say so
-            self._dropped(self.pushes.get_nowait())
-        self.pushes.put_nowait(message)
-
-    def _dropped(self, message: dict[str, Any]) -> None:
-        """Count a push dropped unread, for the next notice (and a private-stream event for
-        the next `next_account_event`, which raises `PushesDropped`)."""
-        self.pushes_dropped += 1
-        self._dropped_untold += 1
-        if message.get("ch") == "account" and "seq" in message:
-            count, first_seq = self._account_dropped_untold or (0, message["seq"])
-            self._account_dropped_untold = (count + 1, first_seq)
 
 
 async def _close_within(websocket: ClientConnection, timeout_s: float) -> None:

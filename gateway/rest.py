@@ -2,15 +2,15 @@
 
 Owns the routing table (`ROUTES`), the signed-request check (`X-API-Key`, `X-Timestamp`,
 `X-Nonce`, `X-Recv-Window`, `X-Signature`: the logon's rules over a payload that binds the
-HTTP method, path, query and body), the few reads the websocket has as channels but not as
-methods (recent trades, ticker, candles) and `/openapi.json`, generated from `ROUTES` and
-the msgspec structs the code decodes and encodes with. Everything else runs as the
-websocket method of the same name through the server's own frame path (decode, scope,
-dispatch, durability), with a per-connection session whose answers become HTTP responses
-(`_Answers`): same validation, same errors (those about a body speak of the body, not of
-the frame's `params`), answered only once durable. Every request is charged here first,
-refused or not (`_serve`), and not again by the dispatcher. A body is JSON, sent as such
-(`Content-Type: application/json`, else 415).
+HTTP method, path, query and body) and `/openapi.json`, generated from `ROUTES` and the
+msgspec structs the code decodes and encodes with. The reads the websocket has as channels
+but not as methods (recent trades, ticker, candles) are `gateway.rest_reads`'s; the rest run
+as the websocket method of the same name through the server's own frame path (decode,
+scope, dispatch, durability), with a per-connection session whose answers become HTTP
+responses (`_Answers`): same validation, same errors (`gateway.rest_errors`; those about a
+body speak of the body), answered only once durable. Every request is charged here first
+(`gateway.rest_limits`), refused or not, and not again by the dispatcher. A body is JSON,
+sent as such (`Content-Type: application/json`, else 415).
 Limits: bodies and headers in `gateway.http`; one request at a time per connection; a
 body's params within the websocket's `MESSAGE_BYTES_MAX` once in their request (else 413).
 """
@@ -20,26 +20,46 @@ import functools
 import logging
 import math
 import re
-from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from urllib.parse import parse_qsl, unquote
 
 import msgspec
 import msgspec.inspect
-from msgspec import Meta
 
 from core.venue_core import now_us
-from engine.instrument import unknown_symbol
 from engine.reasons import ErrorCode
 from gateway import wire
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, AuthError, claim_cluster_wide, sign_request
-from gateway.candles import BARS_KEPT_MAX, CANDLES_LIMIT_DEFAULT, CandlesResult, Ticker
+from gateway.candles import CandlesResult
 from gateway.cors import Cors
 from gateway.http import Exchange
-from gateway.limits import QUERY_COST_MILLI, address_key, cost_milli
-from gateway.market_data import Channel, Stream
+from gateway.limits import QUERY_COST_MILLI, cost_milli
 from gateway.queries import ReservesResult
+from gateway.rest_errors import (
+    ErrorBody,
+    ErrorResponse,
+    error_body,
+    respond_error,
+    respond_limited,
+    respond_not_allowed,
+)
+
+# `name as name`: names that moved out with their code, importable from here as before
+from gateway.rest_limits import POLICY_VIOLATION as POLICY_VIOLATION
+from gateway.rest_limits import TOO_MANY_FROM_ADDRESS as TOO_MANY_FROM_ADDRESS
+from gateway.rest_limits import RestCharges
+from gateway.rest_reads import (
+    LOCAL_READS,
+    CandlesParams,
+    PublicReads,
+    TickerParams,
+    TickersResult,
+    TimeResult,
+    TradesParams,
+    TradesResult,
+)
+from gateway.rest_reads import Trade as Trade
 from gateway.sessions import Session
-from gateway.tape import TRADES_RECENT_MAX
 
 if TYPE_CHECKING:
     from core.cluster_nonces import SharedNonces
@@ -100,71 +120,12 @@ NOT_JSON_TYPE = (
 TYPE_SENT_TWICE = (
     "Content-Type is sent more than once: send one, application/json (charset utf-8, if any)"
 )
-POLICY_VIOLATION = 1008  # what `Connection.close` is given for plain HTTP (which sends no code)
-TOO_MANY_FROM_ADDRESS = "slow down: too many requests from your address"  # its IP's bucket
 REFUSAL_LOG_INTERVAL_US = 1_000_000  # a refused signature logs at most once a second per
 # connection (the rest are counted into the next line): a flood must not flood the log
 # `gateway.http`'s own answers, by status, with the code a REST error gives each: a body past
 # the limit; a body late (never all read, as one that is not JSON); a request as the venue stops
 HTTP_ERRORS: Final = {413: E.MESSAGE_TOO_BIG, 408: E.BAD_JSON, 503: E.SHUTTING_DOWN}
 UTF8_NAMES: Final = ("utf-8", "utf8")  # a body's charset, if it names one: UTF-8 (or its alias)
-
-
-# ----------------------------------------------------------------- the reads served here
-
-
-class TradesParams(wire.Params, frozen=True):
-    symbol: wire.Symbol
-    limit: Annotated[int, Meta(ge=1, le=TRADES_RECENT_MAX)] = TRADES_RECENT_MAX
-
-
-class TickerParams(wire.Params, frozen=True):
-    symbol: wire.Symbol | None = None
-
-
-class CandlesParams(wire.Params, frozen=True):
-    symbol: wire.Symbol
-    interval: wire.Interval
-    limit: Annotated[int, Meta(ge=1, le=BARS_KEPT_MAX)] = CANDLES_LIMIT_DEFAULT
-
-
-class Trade(msgspec.Struct, frozen=True):
-    trade_id: int
-    price: str
-    qty: str
-    taker_side: Literal["buy", "sell"]
-    ts: int  # µs
-
-
-class TradesResult(msgspec.Struct, frozen=True):
-    """Recent trades of a symbol, newest last."""
-
-    symbol: str
-    trades: list[Trade]
-
-
-class TimeResult(msgspec.Struct, frozen=True):
-    """The venue's clock: what a request's X-Timestamp is checked against."""
-
-    time: int  # µs since the epoch
-
-
-class TickersResult(msgspec.Struct, frozen=True):
-    tickers: list[Ticker]
-
-
-class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):
-    code: int
-    name: str
-    msg: str
-    data: Any = None
-
-
-class ErrorResponse(msgspec.Struct, frozen=True, omit_defaults=True):
-    """Every error: the websocket protocol's code and name; `retry_after_ms` on 429."""
-
-    error: ErrorBody
-    retry_after_ms: int | None = None
 
 
 # ----------------------------------------------------------------- the routing table
@@ -213,7 +174,6 @@ ROUTES: tuple[Route, ...] = (
     Route("PATCH", "/api/v1/orders/{order_id}", True, "order.amend", wire.AmendParams, None,
           "Amend an order: `order.amend`'s params but the order id as the body"),
 )  # fmt: skip
-LOCAL_READS = frozenset({"trades", "ticker", "candles"})
 ORDER_IDS = ("order_id", "cl_ord_id")  # what names an order in the params of cancel, amend
 
 
@@ -263,14 +223,15 @@ def _integer(text: str) -> int | None:
 class RestApi:
     """The REST side of one server: routes a request, checks its signature, answers it.
 
-    Just past 400 lines since session 26's CORS (preflights and their place rule): routing,
-    the signature, the connection and address limits and the answers share the one
-    exchange's state. The public reads (`_local_read` and the trades, ticker and candles
-    behind it) are the part to move out next."""
+    Routing, the signature and the answers share the one exchange's state and stay here;
+    what a request is charged is `RestCharges` (gateway/rest_limits.py), the public reads
+    served here `PublicReads` (gateway/rest_reads.py), given REST's clock as an input."""
 
     def __init__(self, server: "VenueServer") -> None:
         self.server = server
         self.cors = Cors(server.config.gateway.cors_origins)
+        self.reads = PublicReads(server)
+        self.charges = RestCharges(server)
         self._openapi: bytes | None = None
         self._claim_tasks: set[asyncio.Task[None]] = set()  # one per connection at most
 
@@ -294,7 +255,7 @@ class RestApi:
         except Exception:  # a bug here: the client learns the outcome is unknown
             log.exception("rest request %s %s failed", exchange.method, path)
             if not exchange.answered:
-                _respond_error(exchange, E.INTERNAL, "internal error: query the outcome")
+                respond_error(exchange, E.INTERNAL, "internal error: query the outcome")
         return True
 
     def refuse(self, exchange: Exchange, refusal: str, headers: list[tuple[str, str]]) -> bool:
@@ -306,7 +267,7 @@ class RestApi:
         if path != OPENAPI_PATH and not path.startswith("/api/"):
             return False
         exchange.always_headers = self.cors.headers(exchange.headers)
-        exchange.respond(503, _error_body(E.TOO_MANY_CONNECTIONS, refusal), headers=headers)
+        exchange.respond(503, error_body(E.TOO_MANY_CONNECTIONS, refusal), headers=headers)
         return True
 
     def http_error(self, path: str, status: int, why: str) -> bytes | None:
@@ -316,7 +277,7 @@ class RestApi:
         code = HTTP_ERRORS.get(status)
         if code is None or (path != OPENAPI_PATH and not path.startswith("/api/")):
             return None
-        return _error_body(code, why)
+        return error_body(code, why)
 
     def _serve_preflight(self, answers: "_Answers", exchange: Exchange) -> None:
         """A listed origin's preflight (`gateway.cors`), charged to its connection's and
@@ -326,14 +287,14 @@ class RestApi:
         was), so the signed request a browser sends next takes the reserve as one sent
         directly does. (Before, with the public places full it was refused 503 and closed: a
         browser app could not trade or cancel during the flood the reserve is kept for.)"""
-        if self._refused_by_rate(answers, exchange, QUERY_COST_MILLI, unsigned=True):
+        if self.charges.refused_by_rate(answers, exchange, QUERY_COST_MILLI, True, now_us()):
             return
         if exchange.path == OPENAPI_PATH:
             allowed = ["GET", "HEAD"]
         else:
             allowed = match(exchange.method, exchange.raw_path)[2]
         if not allowed:
-            _respond_error(exchange, E.UNKNOWN_METHOD, f"no route {exchange.path}", 404)
+            respond_error(exchange, E.UNKNOWN_METHOD, f"no route {exchange.path}", 404)
             return
         exchange.respond(204, b"", headers=self.cors.preflight(allowed))
 
@@ -343,10 +304,10 @@ class RestApi:
         would otherwise be an amplifier without a limit."""
         if self._refused_a_place(answers, exchange):
             return
-        if self._refused_by_rate(answers, exchange, QUERY_COST_MILLI, unsigned=True):
+        if self.charges.refused_by_rate(answers, exchange, QUERY_COST_MILLI, True, now_us()):
             return
         if exchange.method not in ("GET", "HEAD"):
-            _respond_not_allowed(exchange, ["GET", "HEAD"])
+            respond_not_allowed(exchange, ["GET", "HEAD"])
             return
         if self._openapi is None:
             self._openapi = msgspec.json.encode(openapi())
@@ -388,15 +349,15 @@ class RestApi:
         unsigned = route is None or not route.private
         if unsigned and self._refused_a_place(answers, exchange):
             return
-        if self._refused_by_rate(answers, exchange, cost, unsigned):
+        if self.charges.refused_by_rate(answers, exchange, cost, unsigned, now_us()):
             return
-        if not unsigned and self._address_spent(answers, exchange, cost):
+        if not unsigned and self.charges.address_spent(answers, exchange, cost, now_us()):
             return
         if route is None:
             if allowed:
-                _respond_not_allowed(exchange, allowed)
+                respond_not_allowed(exchange, allowed)
                 return
-            _respond_error(exchange, E.UNKNOWN_METHOD, f"no route {exchange.path}", 404)
+            respond_error(exchange, E.UNKNOWN_METHOD, f"no route {exchange.path}", 404)
             return
         if route.private:  # who may call is said before what is wrong with the params
             refused = self._check_signature(answers, exchange)
@@ -414,30 +375,6 @@ class RestApi:
                 task.add_done_callback(self._claimed)
                 return
         self._serve_signed(answers, exchange, route, in_path, cost)
-
-    def _refused_by_rate(
-        self, answers: "_Answers", exchange: Exchange, cost: int, unsigned: bool
-    ) -> bool:
-        """Charge a request before it is read further, or answer it 429 (True). Every request
-        to the connection's bucket; an unsigned one (no account to charge later) also to its
-        client IP's (`client_ip`), both or neither: a connection's rate alone let one IP send
-        its connection cap (256) times that rate of public reads."""
-        now = now_us()
-        server = self.server
-        ip = ""
-        if unsigned:
-            ip = self._address(answers, exchange)
-            retry = server.unsigned_limiter.retry_after_ms(ip, now, cost)
-            if retry:
-                _respond_limited(exchange, retry, TOO_MANY_FROM_ADDRESS)
-                return True
-        retry = server.limiter.charge_cost(answers.session.id, None, cost, now)
-        if retry:
-            _respond_limited(exchange, retry)
-            return True
-        if unsigned:  # fits: checked just now, at the same time
-            server.unsigned_limiter.take(ip, now, cost)
-        return False
 
     def _refused_a_place(self, answers: "_Answers", exchange: Exchange) -> bool:
         """Count an unsigned request's connection among the public ones, or answer it 503
@@ -458,62 +395,21 @@ class RestApi:
         connection.refuse(exchange, refusal)
         return True
 
-    def _address_spent(self, answers: "_Answers", exchange: Exchange, cost: int) -> bool:
-        """Answer 429 (True) a private request whose client IP has spent its bucket of
-        unsigned and refused requests (a refusal costing `cost` would not fit), before its
-        signature is checked: refusals charged only after their HMAC still cost one each
-        once the bucket was empty. A valid
-        signature costs that bucket nothing, so only a client sharing its IP with one
-        sending such refusals (or too many unsigned reads) meets this."""
-        address = self._address(answers, exchange)
-        retry = self.server.unsigned_limiter.retry_after_ms(address, now_us(), cost)
-        if retry:
-            self._as_public(answers)  # unproven: not left waiting in the reserve
-            _respond_limited(exchange, retry, TOO_MANY_FROM_ADDRESS)
-            return True
-        return False
-
-    def _as_public(self, answers: "_Answers") -> None:
-        """A connection whose private request was refused before any good signature counts
-        as public from now on (it leaves its IP's places waiting in the reserve, which a
-        request every few seconds refused so would keep); with no public place left it is
-        closed once this answer is written."""
-        if answers.connection.hold_public() is not None:
-            answers.connection.close(POLICY_VIOLATION)  # plain HTTP: once answered
-
     def _refuse_signature(
         self, answers: "_Answers", exchange: Exchange, refused: AuthError, cost: int
     ) -> None:
         """Answer a private request whose signature is refused: 429 if its client IP's
-        bucket is empty (`_refused_by_address`), else its refusal. Not a trading session's,
-        its connection needs a public place: with none left, it is closed after this answer
-        (the refusal says more than a 503 would: the client can mend its signature)."""
-        self._as_public(answers)
-        if self._refused_by_address(answers, exchange, cost):
+        bucket is empty (`RestCharges.refused_by_address`), else its refusal. Not a trading
+        session's, its connection needs a public place: with none left, it is closed after
+        this answer (the refusal says more than a 503 would: the client can mend its
+        signature)."""
+        self.charges.as_public(answers)
+        if self.charges.refused_by_address(answers, exchange, cost, now_us()):
             return
         if refused.retry_after_ms is not None:  # the nonces
-            _respond_limited(exchange, refused.retry_after_ms, refused.message)
+            respond_limited(exchange, refused.retry_after_ms, refused.message)
             return
-        _respond_error(exchange, refused.code, refused.message)
-
-    def _refused_by_address(self, answers: "_Answers", exchange: Exchange, cost: int) -> bool:
-        """Charge a private request whose signature is refused (a 401, or a 400 or 429 of its
-        headers) to its client IP's bucket, as an unsigned one is: it names no account that
-        could be charged. Answered 429 (True) if it does not fit, else False: its refusal is
-        answered. (The connection's bucket took it already, as it takes every request.)
-        Before, one IP's connections each sent a connection's rate of such refusals (an HMAC
-        each), multiplied by their number."""
-        retry = self.server.unsigned_limiter.take(self._address(answers, exchange), now_us(), cost)
-        if retry:
-            _respond_limited(exchange, retry, TOO_MANY_FROM_ADDRESS)
-            return True
-        return False
-
-    def _address(self, answers: "_Answers", exchange: Exchange) -> str:
-        """The key of the request's client IP in the per-IP buckets (`limits.address_key`):
-        behind a trusted proxy, the client its `X-Forwarded-For` names."""
-        forwarded = exchange.headers.get("x-forwarded-for")
-        return address_key(self.server.handler.client_ip(answers.connection, forwarded))
+        respond_error(exchange, refused.code, refused.message)
 
     async def _serve_claimed(
         self,
@@ -538,7 +434,7 @@ class RestApi:
             if refused.code is E.NONCE_REUSED:
                 self._refuse_signature(answers, exchange, _in_header_words(refused), cost)
             else:  # unchecked: the venue's, not the client's, so charged nothing more
-                _respond_error(exchange, refused.code, refused.message)
+                respond_error(exchange, refused.code, refused.message)
             return
         if answers.connection.closed.done():
             return  # the client went away meanwhile: nothing is done for a request unanswerable
@@ -550,7 +446,7 @@ class RestApi:
         except Exception:  # a bug here: the client learns the outcome is unknown
             log.exception("rest request %s %s failed", exchange.method, exchange.path)
             if not exchange.answered:
-                _respond_error(exchange, E.INTERNAL, "internal error: query the outcome")
+                respond_error(exchange, E.INTERNAL, "internal error: query the outcome")
 
     def _claimed(self, task: "asyncio.Task[None]") -> None:
         self._claim_tasks.discard(task)
@@ -571,20 +467,20 @@ class RestApi:
             assert session.account is not None, "a good signature names its account"
             retry = self.server.limiter.charge_account(session.account, cost, now_us())
             if retry:
-                _respond_limited(exchange, retry)
+                respond_limited(exchange, retry)
                 return
         if route.method in BODY_METHODS and exchange.body:
             content_type = exchange.headers.get("content-type")
             if "content-type" in exchange.repeated:  # two types: how is the body to be read?
-                _respond_error(exchange, E.BAD_JSON, TYPE_SENT_TWICE, 415)
+                respond_error(exchange, E.BAD_JSON, TYPE_SENT_TWICE, 415)
                 return
             if not _is_json_type(content_type):
                 shown = "missing" if content_type is None else repr(content_type)
-                _respond_error(exchange, E.BAD_JSON, NOT_JSON_TYPE.format(shown), 415)
+                respond_error(exchange, E.BAD_JSON, NOT_JSON_TYPE.format(shown), 415)
                 return
         params = _params(route, exchange, in_path)
         if isinstance(params, wire.WireError):
-            _respond_error(exchange, params.code, params.message)
+            respond_error(exchange, params.code, params.message)
             return
         if route.runs_as in LOCAL_READS:
             answers.exchange = exchange
@@ -593,7 +489,7 @@ class RestApi:
         envelope = {"id": answers.request_id + 1, "method": route.runs_as, "params": params}
         frame = msgspec.json.encode(envelope)
         if len(frame) > wire.MESSAGE_BYTES_MAX:  # the dispatcher's words would be a frame's
-            _respond_error(exchange, E.MESSAGE_TOO_BIG, _body_too_big(frame, params), 413)
+            respond_error(exchange, E.MESSAGE_TOO_BIG, _body_too_big(frame, params), 413)
             return
         answers.exchange = exchange
         answers.request_id += 1
@@ -662,46 +558,17 @@ class RestApi:
         peer = answers.connection.peer
         return where if not peer or client == str(peer[0]) else f"{client} via {where}"
 
-    # the reads served here
-
     def _local_read(self, answers: "_Answers", route: Route, params: dict[str, Any]) -> None:
         """A read the websocket has no method for (charged in `_serve`), answered as its
-        queries are."""
-        send = self.server.connections.send
-        session = answers.session
+        queries are (`gateway.rest_reads`)."""
         now = now_us()
         answers.request_id += 1
-        request_id = answers.request_id
-        decoded = msgspec.convert(params, route.params)
-        result = getattr(self, "_" + route.runs_as)(decoded, now)
+        result = self.reads.result(route.runs_as, params, route.params, now)
         if isinstance(result, wire.WireError):
-            send(session, wire.error(request_id, result.code, result.message))
+            answer = wire.error(answers.request_id, result.code, result.message)
         else:  # market data and candles hold durable trades only
-            send(session, wire.ok(request_id, result, now, now_us()))
-
-    def _trades(self, p: TradesParams, now: int) -> TradesResult | wire.WireError:
-        stream = Stream(Channel.TRADES, p.symbol)
-        market_data = self.server.public.current()
-        problem = market_data.problem(stream)
-        if problem is not None:
-            return wire.WireError(None, E.UNKNOWN_SYMBOL, problem)
-        message = msgspec.json.decode(market_data.snapshot(stream, now).payload)
-        rows = message["data"][-p.limit :]
-        return TradesResult(p.symbol, msgspec.convert(rows, list[Trade]))
-
-    def _ticker(self, p: TickerParams, now: int) -> TickersResult | wire.WireError:
-        specs = self.server.dispatcher.specs
-        if p.symbol is not None and p.symbol not in specs:
-            return wire.WireError(None, E.UNKNOWN_SYMBOL, unknown_symbol(p.symbol))
-        symbols = [p.symbol] if p.symbol is not None else sorted(specs)
-        candles = self.server.public.candles
-        return TickersResult([candles.ticker(specs[symbol], now) for symbol in symbols])
-
-    def _candles(self, p: CandlesParams, now: int) -> CandlesResult | wire.WireError:
-        spec = self.server.dispatcher.specs.get(p.symbol)
-        if spec is None:
-            return wire.WireError(None, E.UNKNOWN_SYMBOL, unknown_symbol(p.symbol))
-        return self.server.public.candles.result(spec, p.interval, p.limit)
+            answer = wire.ok(answers.request_id, result, now, now_us())
+        self.server.connections.send(answers.session, answer)
 
 
 # ----------------------------------------------------------------- requests into params
@@ -968,29 +835,6 @@ def _payload(frame: bytes) -> bytes:
     if length == 127:
         return frame[10:]
     return frame[2:]
-
-
-def _error_body(code: ErrorCode, msg: str) -> bytes:
-    """As `wire.error` words it: the message quotes only the start of a long path or name."""
-    return msgspec.json.encode(ErrorResponse(ErrorBody(int(code), code.name, wire.shortened(msg))))
-
-
-def _respond_error(
-    exchange: Exchange, code: ErrorCode, msg: str, status: int | None = None
-) -> None:
-    exchange.respond(status or wire.rejection_status(code), _error_body(code, msg))
-
-
-def _respond_not_allowed(exchange: Exchange, allowed: list[str]) -> None:
-    msg = f"{exchange.method} is not allowed here; use {', '.join(allowed)}"
-    exchange.respond(405, _error_body(E.BAD_PARAM, msg), headers=[("allow", ", ".join(allowed))])
-
-
-def _respond_limited(exchange: Exchange, retry_after_ms: int, msg: str = "slow down") -> None:
-    error = ErrorBody(int(E.RATE_LIMITED), E.RATE_LIMITED.name, msg)
-    body = ErrorResponse(error, retry_after_ms)
-    retry_after = [("retry-after", str(math.ceil(retry_after_ms / 1000)))]
-    exchange.respond(429, msgspec.json.encode(body), headers=retry_after)
 
 
 def _header_name(name: str) -> str:
