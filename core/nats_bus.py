@@ -641,8 +641,10 @@ class NatsBus:
         assert waiting and waiting[0].request == origin.request, "outcomes out of order"
         head = waiting.popleft()
         self._answered_waiting -= head.answered
-        command = sent.command if sent is not None and sent.request == origin.request else None
-        return head.origin, early + self._due_barriers(), cast(Command | None, command)
+        command: Command | None = None  # annotated, not cast: this runs for every own record
+        if sent is not None and sent.request == origin.request:
+            command = sent.command
+        return head.origin, early + self._due_barriers(), command
 
     def _due_barriers(self) -> list[Executed]:
         due = []

@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -16,7 +15,6 @@ import pytest
 
 from client.sdk import VenueClient
 from cluster.nats import NatsCluster, free_ports
-from core.cluster_core import LEASE_TTL_S
 from core.jetstream_journal import STREAM_DEFAULT, JetStreamJournal, JournalStreamMissing
 from tests.cli.test_main import (
     CONFIG,
