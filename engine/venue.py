@@ -970,24 +970,25 @@ class Venue:
         # `find_order` inline, through the account's own index: it holds no other account's
         # order (no test of the owner), and `pop` finds the order and takes it out of that
         # index in one lookup (a get here and a del below cost ~250 instructions more).
-        # A subscript in a `try`, not `get` (see `_place`): a cancel names an open order.
-        try:
-            by_account: dict[int, Order] | None = self.account_orders[account]
-        except KeyError:
-            by_account = None
+        # Subscripts in a `try`, not `get` (see `_place`): a cancel names an open order, so the
+        # account has an index and the order is in it; a miss is the refusal path.
         if cl_ord_id is None and order_id > 0:
-            order = by_account.pop(order_id, None) if by_account is not None else None
+            try:
+                by_account = self.account_orders[account]
+                order = by_account.pop(order_id)
+            except KeyError:
+                return self._reject_missing(events, cmd, "cancel_order")
         elif cl_ord_id is not None and order_id == 0:
-            order = self.cl_ord_index.get((account, cl_ord_id))
-            if order is not None:
-                assert by_account is not None, f"open order {order.order_id} in no account's index"
-                del by_account[order.order_id]
+            try:
+                order = self.cl_ord_index[(account, cl_ord_id)]
+            except KeyError:
+                return self._reject_missing(events, cmd, "cancel_order")
+            by_account = self.account_orders[account]  # an open order's account has an index
+            del by_account[order.order_id]
         else:
             return self._reject(
                 events, cmd, "cancel_order", E.BAD_PARAM, "give exactly one of order_id, cl_ord_id"
             )
-        if order is None:
-            return self._reject_missing(events, cmd, "cancel_order")
         # The order's own id object is the key of every index that holds it: a dict finds a
         # key by identity before it compares values (three int compares less per cancel).
         order_id = order.order_id

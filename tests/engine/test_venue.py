@@ -225,6 +225,24 @@ def test_cancel_own_orders_only(harness: Harness) -> None:
     assert rejection(harness.do(CancelOrder(account=1))) is ErrorCode.BAD_PARAM
 
 
+def test_a_cancel_of_an_order_its_account_lacks_changes_nothing(harness: Harness) -> None:
+    """An account with open orders of its own names another's order or an unknown client
+    id: refused UNKNOWN_ORDER, and both orders rest as before (the refusal path of the
+    cancel's one lookup through the account's index)."""
+    harness.place(1, BUY, 9_900, 100, cl_ord_id="theirs")
+    harness.place(2, BUY, 9_800, 100, cl_ord_id="mine")
+    before = harness.venue._state()[1:]  # all but the clock, which every command moves
+    for cancel in (
+        CancelOrder(account=2, order_id=1),
+        CancelOrder(account=2, cl_ord_id="theirs"),
+        CancelOrder(account=2, order_id=3),
+    ):
+        assert rejection(harness.do(cancel)) is ErrorCode.UNKNOWN_ORDER
+    assert harness.venue._state()[1:] == before
+    assert list(harness.venue.account_orders) == [1, 2]
+    assert [o.order_id for o in harness.venue.book(SYMBOL).bids.iter_orders()] == [1, 2]
+
+
 def test_closed_order_memory_is_bounded() -> None:
     harness = Harness(VenueConfig(closed_orders_retained_max=10))
     for _ in range(25):
