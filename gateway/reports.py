@@ -60,6 +60,9 @@ _STP = CancelReason.STP._value_
 _LIMIT = OrderType.LIMIT._value_
 _MAKER = Liquidity.MAKER._value_
 _TAKER = Liquidity.TAKER._value_
+# The member itself, read once (a member read from its class goes through EnumType's Python
+# `__getattr__` hook, ~920 instructions a read: see gateway/market_data.py)
+_LIMIT_ORDER = OrderType.LIMIT
 
 
 # The pushes are typed structs, built positionally and encoded once by the server: a dict of
@@ -499,7 +502,7 @@ class ExecReporter:
             event.order_type._value_,
             event.tif._value_,
             (formats.price.get(event.price) or formats.price_fill(event.price))
-            if event.order_type is OrderType.LIMIT
+            if event.order_type is _LIMIT_ORDER
             else None,
             qty,
             (formats.quote.get(event.quote_qty) or formats.quote_fill(event.quote_qty))
