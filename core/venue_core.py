@@ -323,7 +323,9 @@ class VenueCore:
 
     def _executed(self, executed: Executed) -> None:
         """Right after a command executes: take its transfers, then tell the gateway."""
-        executed.transfers = self.ledger.drain()  # this command's alone
+        # this command's alone; most (a requote's amend) book none: no call, no new list
+        if self.ledger.undrained:
+            executed.transfers = self.ledger.drain()
         self.listener.executed(executed)
 
     def _release(self, batch: list[Executed]) -> None:

@@ -23,7 +23,9 @@ from core.venue_core import (
     WarmStart,
     lock_data_dir,
 )
-from engine.commands import ArmDeadMan, CancelAll
+from engine.commands import ArmDeadMan, CancelAll, CancelOrder
+from engine.events import CommandRejected
+from engine.reasons import ErrorCode
 from engine.venue import Venue
 from engine.venue import VenueConfig as EngineConfig
 from settlement.ledger import Ledger
@@ -189,3 +191,34 @@ def test_the_lock_is_taken_again_when_its_file_was_removed_before_the_flock(
             lock_data_dir(tmp_path)
     finally:
         held.close()
+
+
+def test_each_command_carries_its_own_transfers_and_each_refusal_is_counted_once(
+    tmp_path: Path,
+) -> None:
+    """A command that books nothing carries no transfers (the shared empty tuple), one that
+    books carries its own, each transfer once; the rejects counted at release are the
+    commands' refusals, wherever they stand in a batch, not a barrier's refused op."""
+
+    async def main() -> None:
+        core = _core(tmp_path)
+        recorder = core.listener
+        assert isinstance(recorder, Recorder)
+        await core.start()  # built from the config: listings, accounts, deposits
+        booked = [t.transfer_id for e in recorder.seen_executed for t in e.transfers]
+        assert booked == list(range(1, core.ledger.last_transfer_id + 1)) and booked
+        for executed in recorder.seen_executed:
+            assert executed.transfers or executed.transfers == ()
+        refused = CommandRejected(
+            ts_us=0, command="place_order", reason=ErrorCode.UNKNOWN_SYMBOL, detail="", account=1
+        )
+        sequencer = core.sequencer
+        sequencer.submit(CancelOrder(account=1, order_id=999_999), None)  # refused
+        sequencer.submit(CancelAll(account=1), None)
+        sequencer.barrier(object(), [refused])  # an op refused before it was a command
+        sequencer.submit(CancelOrder(account=2, order_id=999_998), None)  # refused
+        await sequencer.drain()
+        assert dict(core.rejects) == {ErrorCode.UNKNOWN_ORDER: 2}
+        await core.stop()
+
+    asyncio.run(main())
