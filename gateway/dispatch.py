@@ -510,8 +510,8 @@ class Dispatcher:
                 self._reply_error(session, request, units.code, units.message)
                 return
             for side, price, qty in (
-                (Side.BUY, units.bid_px, units.bid_qty),
-                (Side.SELL, units.ask_px, units.ask_qty),
+                (_BUY, units.bid_px, units.bid_qty),
+                (_SELL, units.ask_px, units.ask_qty),
             ):
                 if qty is None:
                     continue  # this side is not mentioned: left as it is
@@ -825,6 +825,8 @@ def _with_cod_mark(command: Any) -> Any:
     return command
 
 
+# Read once: a member read from its class is slow (see gateway/market_data.py)
+_BUY, _SELL = Side.BUY, Side.SELL
 _ONLY_PLACES = frozenset({wire.PlaceOp})  # a batch of places alone: `Dispatcher._batch`
 _PARAMS = attrgetter("params")  # a batch op's
 

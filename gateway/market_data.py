@@ -72,10 +72,10 @@ CHECKSUM_LEVELS = 10  # per side: where traders look; cheap to format in every m
 TRADES_PER_MESSAGE_MAX = 1_000  # ~100 KB: a huge turn's sweep is split, never one giant frame
 MINUTE_US = 60_000_000
 DAY_US = 86_400_000_000
-# Enum members read once, here: a member read from its class (`Side.BUY`) goes through
-# EnumType's Python `__getattr__` hook, which CPython 3.11 cannot specialise (~920
-# instructions a read, callgrind); a module global is a cached load.
-_LIMIT, _GTC, _GTD = OrderType.LIMIT, TimeInForce.GTC, TimeInForce.GTD
+# Enum members read once, here: a member read from its class (`Side.BUY`) takes the slow
+# attribute lookup EnumType gets for defining `__getattr__`, which CPython 3.11 cannot
+# specialise (~920 instructions a read, callgrind); a module global is a cached load.
+_LIMIT_ORDER, _GTC, _GTD = OrderType.LIMIT, TimeInForce.GTC, TimeInForce.GTD
 _BUY = Side.BUY
 TICKER_BUCKETS_MAX = 1_440  # one bucket per minute of the 24 h window: fixed memory per symbol
 # per symbol and table (checksum texts, rows), ~150-250 bytes each: the levels near the touch
@@ -901,7 +901,7 @@ class MarketData:
                     market.reference_price = price
                     touched[symbol] = touched.get(symbol, 0) | _BOOK_TRADES | _REFERENCE
             elif kind is OrderAccepted:
-                if event.order_type is not _LIMIT or (
+                if event.order_type is not _LIMIT_ORDER or (
                     event.tif is not _GTC and event.tif is not _GTD
                 ):
                     continue  # never rests; its trades are seen from the makers' side

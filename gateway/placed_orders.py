@@ -42,9 +42,9 @@ _IS_CLOSING_OR_CHANGING = _CLOSING_OR_CHANGING.__contains__
 _EVENTS_OF = attrgetter("events")  # an executed command's (a barrier's: none or a refusal)
 QuoteSlot = tuple[int, str, str, Side]  # account, quote set, symbol, side: one live quote
 _OWED_KINDS = frozenset({AmendOrder, CancelOrder})  # commands of a live quote sent from here
-# Enum members read once, here: a member read from its class (`Side.BUY`) goes through
-# EnumType's Python `__getattr__` hook, which CPython 3.11 cannot specialise (~920
-# instructions a read, callgrind); a module global is a cached load.
+# Enum members read once, here: a member read from its class (`Side.BUY`) takes the slow
+# attribute lookup EnumType gets for defining `__getattr__`, which CPython 3.11 cannot
+# specialise (~920 instructions a read, callgrind); a module global is a cached load.
 _BUY, _SELL = Side.BUY, Side.SELL
 
 

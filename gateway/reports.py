@@ -60,8 +60,8 @@ _STP = CancelReason.STP._value_
 _LIMIT = OrderType.LIMIT._value_
 _MAKER = Liquidity.MAKER._value_
 _TAKER = Liquidity.TAKER._value_
-# The member itself, read once (a member read from its class goes through EnumType's Python
-# `__getattr__` hook, ~920 instructions a read: see gateway/market_data.py)
+# The member itself, read once (a member read from its class takes EnumType's slow attribute
+# lookup, ~920 instructions a read: see gateway/market_data.py)
 _LIMIT_ORDER = OrderType.LIMIT
 
 

@@ -75,10 +75,10 @@ from settlement.jurisdictions import is_jurisdiction
 from settlement.ledger import ASSET_CODE_LENGTH_MAX
 
 E = ErrorCode
-# Enum members read once, here: a member read from its class (`Side.BUY`) goes through
-# EnumType's Python `__getattr__` hook, which CPython 3.11 cannot specialise (~920
-# instructions a read, callgrind); a module global is a cached load.
-_LIMIT, _GTD = OrderType.LIMIT, TimeInForce.GTD
+# Enum members read once, here: a member read from its class (`Side.BUY`) takes the slow
+# attribute lookup EnumType gets for defining `__getattr__`, which CPython 3.11 cannot
+# specialise (~920 instructions a read, callgrind); a module global is a cached load.
+_LIMIT_ORDER, _GTD = OrderType.LIMIT, TimeInForce.GTD
 
 # ----------------------------------------------------------------- limits
 
@@ -260,7 +260,7 @@ class PlaceParams(Params, frozen=True):
     def problem(self) -> Problem | None:
         if self.once and self.cl_ord_id is None:
             return E.BAD_PARAM, "once needs a cl_ord_id: it is what a retry is known by"
-        if self.type is _LIMIT:
+        if self.type is _LIMIT_ORDER:
             if self.price is None or self.qty is None:
                 return E.MISSING_PARAM, "a limit order needs price and qty"
             if self.quote_qty is not None:
