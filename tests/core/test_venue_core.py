@@ -23,7 +23,8 @@ from core.venue_core import (
     WarmStart,
     lock_data_dir,
 )
-from engine.commands import ArmDeadMan, CancelAll, CancelOrder
+from engine.commands import ArmDeadMan, CancelAll, CancelOrder, PlaceOrder
+from engine.enums import Side
 from engine.events import CommandRejected
 from engine.reasons import ErrorCode
 from engine.venue import Venue
@@ -31,6 +32,9 @@ from engine.venue import VenueConfig as EngineConfig
 from settlement.ledger import Ledger
 from tests.core.test_bus import Recorder
 from tests.sample_config import SAMPLE_CONFIG
+
+SYMBOL = "AAPLx-USD"
+ONE_SHARE = 1_000_000  # quantities are in millionths of a share
 
 CONFIG = venue_config.load(SAMPLE_CONFIG)
 
@@ -219,6 +223,24 @@ def test_each_command_carries_its_own_transfers_and_each_refusal_is_counted_once
         sequencer.submit(CancelOrder(account=2, order_id=999_998), None)  # refused
         await sequencer.drain()
         assert dict(core.rejects) == {ErrorCode.UNKNOWN_ORDER: 2}
+        # A trade right after commands that booked nothing: its transfers are its own, the
+        # next ids, none skipped or carried twice.
+        last_before = core.ledger.last_transfer_id
+        seen_before = len(recorder.seen_executed)
+        for account, side in ((1, Side.SELL), (2, Side.BUY)):
+            sequencer.submit(
+                PlaceOrder(account=account, symbol=SYMBOL, side=side, price=18_700, qty=ONE_SHARE),
+                None,
+            )
+        await sequencer.drain()
+        resting, trade = recorder.seen_executed[seen_before:]
+        assert resting.transfers == () or [t.transfer_id for t in resting.transfers] == [
+            last_before + 1 + index for index in range(len(resting.transfers))
+        ]
+        booked_now = [t.transfer_id for e in (resting, trade) for t in e.transfers]
+        assert trade.transfers and booked_now == list(
+            range(last_before + 1, core.ledger.last_transfer_id + 1)
+        )
         await core.stop()
 
     asyncio.run(main())
