@@ -861,9 +861,17 @@ function renderOrders() {
     button.dataset.focusKey = String(order.order_id);
     button.onclick = () => cancel(order.order_id, button);
     const actions = row.insertCell();
-    actions.className = "actions"; // kept in view when the table scrolls sideways (a phone)
+    actions.className = "actions";
     actions.append(amendButton(order), " ", button);
+    labelCells(row);
   });
+}
+
+function labelCells(row) {
+  // Each cell carries its column's header: where a narrow panel shows each order as a block
+  // (style.css), a figure says what it is ("qty 2.000000"), as no header sits over it there.
+  const headers = row.closest("table").tHead.rows[0].cells;
+  for (const td of row.cells) td.dataset.label = headers[td.cellIndex].textContent;
 }
 
 function amendButton(order) {

@@ -904,15 +904,6 @@ def test_a_rest_read_on_a_dead_kept_alive_connection_times_out_and_the_next_one_
     assert run_page(tmp_path, scenario) == []
 
 
-# The open orders whose status cell something else covers (the sticky Amend and Cancel).
-STATUS_COVERED = """(panel) => [...panel.querySelectorAll("#open-orders tbody tr")].filter((tr) => {
-  const status = tr.cells[6];
-  status.scrollIntoView({ block: "center" });
-  const box = status.getBoundingClientRect();
-  return document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2) !== status;
-}).map((tr) => tr.dataset.orderId)"""
-
-
 def test_an_open_order_is_amended_from_the_page(tmp_path: Path) -> None:
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
@@ -967,26 +958,10 @@ def test_an_open_order_is_amended_from_the_page(tmp_path: Path) -> None:
         (open_order,) = (await trader.request("orders.open", {}))["orders"]
         assert (open_order["price"], open_order["qty"]) == ("181.00", "3.000000")
 
-        # at 1400 px the open orders show whole, Amend and Cancel too (side by side with the
-        # balances they overflowed by 64 px); at a phone's 390 px the table scrolls within its
-        # panel, and an order's buttons stay in view at its right edge
         await trader.place(BILL, "buy", qty="100", price="98.600000")  # the longest symbol
         await expect(row).to_have_count(2)
         bill_order = page.locator("#open-orders tbody tr td.price").first
         await expect(bill_order).to_have_text("98.600000 /100")  # per 100, as in the fills
-        panel = page.locator("#orders-panel")
-        assert await panel.evaluate("(panel) => panel.scrollWidth - panel.clientWidth") <= 0
-        # from 1001 to 1399 px too, the account across both columns: main left the table 43 to
-        # 142 px wider than half of one, its status column under the sticky Amend and Cancel
-        for width in (1001, 1100, 1200):
-            await page.set_viewport_size({"width": width, "height": 1000})
-            assert await panel.evaluate(STATUS_COVERED) == [], width
-            assert await panel.evaluate("(panel) => panel.scrollWidth - panel.clientWidth") <= 0
-        await page.set_viewport_size({"width": 390, "height": 844})
-        in_view = """(button) => button.getBoundingClientRect().right
-            <= button.closest('section').getBoundingClientRect().right"""
-        cancel = page.get_by_role("button", name=f"Cancel order {order_id}")
-        assert await cancel.evaluate(in_view)
 
         # an order that closes while its amend is typed leaves the form; Back leaves it too
         await page.get_by_role("button", name=f"Amend order {order_id}").click()
@@ -1006,6 +981,80 @@ def test_an_open_order_is_amended_from_the_page(tmp_path: Path) -> None:
         await expect(result).to_have_text(f"order {order_id} canceled: nothing left to amend")
         await expect(place).to_have_text("Place order")
         await expect(row).to_have_count(1)  # the bill's
+
+    assert run_page(tmp_path, scenario) == []
+
+
+# What covers what on the page: each open order's Amend and Cancel cell over another cell of
+# the open orders, a button whose centre is not itself (something over it, or scrolled off
+# with its panel's sideways scroll), and one table's shown part over another's (the balances
+# beside the open orders). Each found named, so an assertion says where.
+OVERLAPS = """() => {
+  const meet = (a, b) => Math.min(a.right, b.right) - Math.max(a.left, b.left) > 0.5
+    && Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > 0.5;
+  const clipped = (a, b) => new DOMRect(Math.max(a.left, b.left), Math.max(a.top, b.top),
+    Math.min(a.right, b.right) - Math.max(a.left, b.left),
+    Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top));
+  const found = [];
+  const cells = [...document.querySelectorAll("#open-orders tbody td")];
+  for (const actions of cells.filter((td) => td.classList.contains("actions"))) {
+    const box = actions.getBoundingClientRect();
+    for (const td of cells.filter((td) => td !== actions && meet(box, td.getBoundingClientRect())))
+      found.push(`order ${actions.parentElement.dataset.orderId}'s buttons over ${td.textContent}`);
+  }
+  for (const button of document.querySelectorAll("#open-orders button")) {
+    const top = button.getBoundingClientRect().top + window.scrollY;
+    window.scrollTo(window.scrollX, top - window.innerHeight / 2);  // up and down only
+    const box = button.getBoundingClientRect();
+    const hit = document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2);
+    if (hit === null || !button.contains(hit))
+      found.push(`${button.getAttribute("aria-label")} under ${hit?.tagName} ${hit?.textContent}`);
+  }
+  const shown = [...document.querySelectorAll("main table")].map((table) =>
+    [table.id, clipped(table.getBoundingClientRect(),
+      table.closest("section").getBoundingClientRect())]);
+  shown.forEach(([a, boxA], i) => shown.slice(i + 1).forEach(([b, boxB]) => {
+    if (meet(boxA, boxB)) found.push(`table ${a} over ${b}`);
+  }));
+  window.scrollTo(0, 0);
+  return found;
+}"""
+# From a phone to a wide screen: the layouts' edges (480/481, 1000/1001, 1399/1400), the 481 to
+# 710 px where the open orders ran under their sticky Amend and Cancel before session 27, and
+# where the balances, squeezed beside the open orders, ran under them (1130, 1580, 1600)
+LAYOUT_WIDTHS = (
+    *(320, 360, 390, 480, 481, 560, 660, 661, 710, 720, 800, 1000, 1001),
+    *(1070, 1130, 1200, 1399, 1400, 1500, 1580, 1600),
+)
+
+
+def test_open_orders_and_their_buttons_overlap_nothing_from_320_to_1600_px(
+    tmp_path: Path,
+) -> None:
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        # the widest open orders: a bill's (the longest symbol, a price per 100), partly filled,
+        # of a million of face, beside an equity's
+        trader = await venue.client("taker")
+        await trader.place(SYMBOL, "buy", qty="2", price="180.00")
+        seller = await venue.client("alpha")
+        await seller.place(BILL, "sell", qty="100", price="98.600000")
+        await trader.place(BILL, "buy", qty="1000000", price="98.600000")
+        await expect(page.locator("#open-orders td", has_text="partially_filled")).to_have_count(1)
+        await expect(page.locator("#open-orders tbody tr")).to_have_count(2)
+
+        found = {}
+        for width in LAYOUT_WIDTHS:
+            await page.set_viewport_size({"width": width, "height": 900})
+            found[width] = await page.evaluate(OVERLAPS)
+        assert {width: what for width, what in found.items() if what} == {}
+        # where the panels stand side by side, the account's shows whole, none of it scrolled off
+        panel = page.locator("#orders-panel")
+        for width in (1001, 1200, 1400):
+            await page.set_viewport_size({"width": width, "height": 900})
+            assert await panel.evaluate("(panel) => panel.scrollWidth - panel.clientWidth") <= 0
 
     assert run_page(tmp_path, scenario) == []
 
