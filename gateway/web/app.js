@@ -865,13 +865,49 @@ function renderOrders() {
     actions.append(amendButton(order), " ", button);
     labelCells(row);
   });
+  fitOpenOrders();
 }
 
 function labelCells(row) {
-  // Each cell carries its column's header: where a narrow panel shows each order as a block
-  // (style.css), a figure says what it is ("qty 2.000000"), as no header sits over it there.
+  // Each cell carries its column's header: where the orders show as blocks (style.css), a
+  // figure says what it is ("qty 2.000000"), as no header sits over it there. The roles are
+  // explicit since a block's display makes some browsers (Safari) drop the table's semantics.
   const headers = row.closest("table").tHead.rows[0].cells;
-  for (const td of row.cells) td.dataset.label = headers[td.cellIndex].textContent;
+  row.setAttribute("role", "row");
+  for (const td of row.cells) {
+    td.setAttribute("role", "cell");
+    td.dataset.label = headers[td.cellIndex].textContent;
+  }
+}
+
+function fitOpenOrders() {
+  // The open orders are a table where their panel has room for all of it, else blocks
+  // (style.css). The table's width follows its figures (7-digit ids, an order of
+  // 19999.999999), so it is measured, as a table at its own width (max-content): as blocks it
+  // has no table's width, and squeezed it would seem to fit, so the layout would flip back.
+  const orders = document.querySelector("#orders-panel > .orders");
+  const table = $("open-orders");
+  orders.classList.remove("blocks");
+  table.style.width = "max-content";
+  const needed = table.getBoundingClientRect().width;
+  table.style.width = "";
+  orders.classList.toggle("blocks", needed > ordersRoom());
+}
+
+function ordersRoom() {
+  // The fills span the panel's whole width, whatever the orders' layout: the orders' room.
+  return document.querySelector("#orders-panel > .wide").getBoundingClientRect().width;
+}
+
+function followOrdersRoom() {
+  // The room is observed, not the panel: the panel's height changes with the layout chosen,
+  // which observed would be a ResizeObserver loop. Only a change of width asks again.
+  let width = null;
+  new ResizeObserver(() => {
+    if (ordersRoom() === width) return;
+    width = ordersRoom();
+    fitOpenOrders();
+  }).observe(document.querySelector("#orders-panel > .wide"));
 }
 
 function amendButton(order) {
@@ -1242,6 +1278,7 @@ function start() {
     if (event.key === "Escape" && state.amending !== null) leaveAmending();
   });
   window.addEventListener("resize", () => schedule("book"));
+  followOrdersRoom();
   window.addEventListener("hashchange", onAddressChange);
   connectMarket();
   pollDayStats();
