@@ -233,7 +233,9 @@ def test_a_listed_origins_preflight_holds_no_reserve_place_beyond_its_answer(
     browser's next connection, whose signed request is served. Before session 27 the
     preflight's connection kept that place for as long as it sent a preflight every 15 s,
     and the signed request on the next connection was refused 503 TOO_MANY_CONNECTIONS.
-    (Before session 26's follow-up the preflight itself was refused 503 then.)"""
+    (Before session 26's follow-up the preflight itself was refused 503 then.) A trading
+    session's connection (the first, once its order is signed) needs no public place: its
+    preflight, the places full, is answered 204 and leaves it open for its next order."""
 
     async def scenario(venue: Venue) -> None:
         def connect(source: str = "127.0.0.1") -> http.client.HTTPConnection:
@@ -266,6 +268,9 @@ def test_a_listed_origins_preflight_holds_no_reserve_place_beyond_its_answer(
             answers["full"] = on(other, "GET", "/api/v1/time", {})  # its IP's own allowance
             answers["preflight"] = on(app, "OPTIONS", "/api/v1/orders", preflight(APP))
             answers["order"] = place(browser_next, "2")  # app still open, if the venue let it
+            # a trader's connection needs no public place: its preflight leaves it open
+            answers["trader's preflight"] = on(early, "OPTIONS", "/api/v1/orders", preflight(APP))
+            answers["trader's order"] = place(early, "3")
             return answers
 
         try:
@@ -285,6 +290,9 @@ def test_a_listed_origins_preflight_holds_no_reserve_place_beyond_its_answer(
         answer = answers["preflight"]
         assert (answer.status, allowed_origin(answer)) == (204, APP), answer
         assert answer.headers.get("connection") == "close", answer
+        again = answers["trader's preflight"]  # the public places still full
+        assert (again.status, again.headers.get("connection")) == (204, None), again
+        assert answers["trader's order"].json()["status"] == "new", answers["trader's order"]
 
     run_with_origins(
         tmp_path,
