@@ -3,8 +3,9 @@
 Owns the answer to a browser's preflight (`OPTIONS` with `Origin` and
 `Access-Control-Request-Method`) and the `Access-Control-*` headers on the answers to pages
 of the origins listed in `[gateway] cors_origins` (`core.config.cors_origin` checks them at
-start); `gateway.rest` routes and charges the requests. With none listed nothing is added, as
-before session 26: a browser then lets only the venue's own pages read its answers.
+start); `gateway.rest` routes, charges and places the requests (a preflight is unsigned: its
+connection takes a public place, or is closed once answered). With none listed nothing is
+added, as before session 26: a browser then lets only the venue's own pages read its answers.
 Invariants: an origin is allowed only by name, never by `*`, and no answer says
 `Access-Control-Allow-Credentials` (requests are signed in headers, not by cookies); every
 REST answer says `Vary: Origin` once any is listed, so a shared cache keeps one per origin.

@@ -282,11 +282,14 @@ class RestApi:
     def _serve_preflight(self, answers: "_Answers", exchange: Exchange) -> None:
         """A listed origin's preflight (`gateway.cors`), charged to its connection's and
         client IP's buckets as a request with no route is and answered 204 with the path's
-        methods; a path with no route is 404 as for any method. It takes no public place: its
-        connection stays as it was (waiting in the reserve within its IP's allowance, if it
-        was), so the signed request a browser sends next takes the reserve as one sent
-        directly does. (Before, with the public places full it was refused 503 and closed: a
-        browser app could not trade or cancel during the flood the reserve is kept for.)"""
+        methods; a path with no route is 404 as for any method. Unsigned, it proves nothing:
+        its connection takes a public place (`RestCharges.as_public`); with none left it is
+        answered all the same, then closed, so the signed request the browser sends next goes
+        on a new connection, which waits in the reserve as any does (never refused 503: a
+        browser app still trades during the flood the reserve is kept for). Before session 27
+        it kept its place in the reserve: a connection sending only preflights held one for
+        good."""
+        self.charges.as_public(answers)
         if self.charges.refused_by_rate(answers, exchange, QUERY_COST_MILLI, True, now_us()):
             return
         if exchange.path == OPENAPI_PATH:

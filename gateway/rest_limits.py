@@ -69,10 +69,10 @@ class RestCharges:
         return False
 
     def as_public(self, answers: "_Answers") -> None:
-        """A connection whose private request was refused before any good signature counts
-        as public from now on (it leaves its IP's places waiting in the reserve, which a
-        request every few seconds refused so would keep); with no public place left it is
-        closed once this answer is written."""
+        """A connection whose private request was refused before any good signature, or that
+        sent a preflight, counts as public from now on (it leaves its IP's places waiting in
+        the reserve, which a request every few seconds would keep); with no public place left
+        it is closed once this answer is written."""
         if answers.connection.hold_public() is not None:
             answers.connection.close(POLICY_VIOLATION)  # plain HTTP: once answered
 

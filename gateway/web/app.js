@@ -861,9 +861,111 @@ function renderOrders() {
     button.dataset.focusKey = String(order.order_id);
     button.onclick = () => cancel(order.order_id, button);
     const actions = row.insertCell();
-    actions.className = "actions"; // kept in view when the table scrolls sideways (a phone)
+    actions.className = "actions";
     actions.append(amendButton(order), " ", button);
+    labelCells(row);
   });
+  fitOpenOrders();
+}
+
+function labelCells(row) {
+  // Each cell carries its column's header: where the orders show as blocks (style.css), a
+  // figure says what it is ("qty 2.000000"), as no header sits over it there. The roles are
+  // explicit since a block's display makes some browsers (Safari) drop the table's semantics.
+  const headers = row.closest("table").tHead.rows[0].cells;
+  row.setAttribute("role", "row");
+  for (const td of row.cells) {
+    td.setAttribute("role", "cell");
+    td.dataset.label = headers[td.cellIndex].textContent;
+  }
+}
+
+// What decides the open orders' layout, as last measured: the panel's room and the widest texts
+// of each column. A push that changes neither (a fill of the same figures' length) measures
+// nothing, so it forces no layout (measuring each render cost 31-40 ms, not 19, a push at 200
+// orders); `measures` counts the measuring, for the layout test.
+const ordersFit = { room: null, measured: { room: null, texts: null }, measures: 0 };
+
+function fitOpenOrders() {
+  // The open orders are a table where their panel has room for all of it, else blocks
+  // (style.css). The table's width follows its figures (7-digit ids, an order of
+  // 19999.999999), so it is measured at its own width (max-content) as a hidden one-row table
+  // of each column's widest texts: the orders' own rows keep their layout while it is measured,
+  // and as blocks they have no table's width, squeezed they would seem to fit.
+  const texts = columnTexts($("open-orders"));
+  const key = JSON.stringify(texts);
+  const room = (ordersFit.room ??= ordersRoom());
+  const measured = ordersFit.measured;
+  if (key === measured.texts && room === measured.room) return;
+  const sizer = key === measured.texts ? ordersSizer() : ordersSizer(texts);
+  ordersFit.measured = { room, texts: key };
+  ordersFit.measures += 1;
+  sizer.dataset.measures = String(ordersFit.measures);
+  const needed = sizer.firstElementChild.getBoundingClientRect().width;
+  const orders = document.querySelector("#orders-panel > .orders");
+  if (orders.classList.contains("blocks") !== needed > room) orders.classList.toggle("blocks");
+}
+
+function columnTexts(table) {
+  // Per column, the distinct texts of its cells, digits as 0: the figures' digits are all of one
+  // width (tabular-nums), so only a longer figure, or a new symbol or status, can widen a column.
+  // The actions' cells (Amend, Cancel) are the same in each row: the first row's stand for all.
+  const columns = [...table.tHead.rows[0].cells].map(() => new Set());
+  for (const row of table.tBodies[0].rows) {
+    for (const td of row.cells) {
+      if (td.className === "actions") continue;
+      columns[td.cellIndex].add(td.textContent.replace(/\d/g, "0"));
+    }
+  }
+  return columns.map((texts) => [...texts].sort());
+}
+
+function ordersSizer(texts = null) {
+  // The hidden table measured for the open orders' width (style.css `.sizer`): their header,
+  // then one row whose cells hold each column's texts one under another, so each column is as
+  // wide as its widest; built anew only when given texts (those changed).
+  const table = $("open-orders");
+  let sizer = document.querySelector("#orders-panel .sizer");
+  if (sizer === null) {
+    sizer = document.createElement("div");
+    sizer.className = "sizer";
+    sizer.setAttribute("aria-hidden", "true");
+    sizer.inert = true;
+    sizer.append(document.createElement("table"));
+    table.after(sizer);
+  }
+  if (texts === null) return sizer;
+  const row = document.createElement("tr");
+  texts.forEach((column, index) => {
+    const td = row.insertCell();
+    td.className = table.tHead.rows[0].cells[index].className;
+    td.append(...column.map((text) => Object.assign(document.createElement("div"), {
+      textContent: text,
+    })));
+  });
+  const actions = table.tBodies[0].rows[0]?.querySelector("td.actions");
+  if (actions) row.cells[row.cells.length - 1].replaceWith(actions.cloneNode(true));
+  const body = document.createElement("tbody");
+  body.append(row);
+  sizer.firstElementChild.replaceChildren(table.tHead.cloneNode(true), body);
+  return sizer;
+}
+
+function ordersRoom() {
+  // The fills span the panel's whole width, whatever the orders' layout: the orders' room.
+  return document.querySelector("#orders-panel > .wide").getBoundingClientRect().width;
+}
+
+function followOrdersRoom() {
+  // The room is observed, not the panel: the panel's height changes with the layout chosen,
+  // which observed would be a ResizeObserver loop. Only a change of width asks again. The room
+  // is kept, so a render of the orders reads it without a layout of its own.
+  new ResizeObserver(() => {
+    const room = ordersRoom();
+    if (room === ordersFit.room) return;
+    ordersFit.room = room;
+    fitOpenOrders();
+  }).observe(document.querySelector("#orders-panel > .wide"));
 }
 
 function amendButton(order) {
@@ -1234,6 +1336,7 @@ function start() {
     if (event.key === "Escape" && state.amending !== null) leaveAmending();
   });
   window.addEventListener("resize", () => schedule("book"));
+  followOrdersRoom();
   window.addEventListener("hashchange", onAddressChange);
   connectMarket();
   pollDayStats();

@@ -222,22 +222,29 @@ def test_an_origin_is_compared_as_browsers_send_it() -> None:
     assert policy.listed({"origin": OTHER}) is None and policy.listed({}) is None
 
 
-def test_a_listed_origins_preflight_takes_no_public_place(tmp_path: Path) -> None:
-    """With the public places full (5 of 10, held by keep-alive reads), a listed origin's
-    preflight is answered 204 and its connection waits in the reserve within its IP's
-    allowance, so the signed request that follows on it takes the reserve, as one sent
-    directly does. (Before: 503 TOO_MANY_CONNECTIONS and closed, so a browser app could
-    not trade or cancel during the flood the reserve is for.)"""
+def test_a_listed_origins_preflight_holds_no_reserve_place_beyond_its_answer(
+    tmp_path: Path,
+) -> None:
+    """A preflight proves nothing (it is unsigned), so its connection takes a public place:
+    with one free, the signed request the browser sends next on that connection is served
+    (and makes it a trader's). With the public places full (5 of 10, held by keep-alive
+    reads) it is answered 204 all the same, then closed (`Connection: close`), so it holds
+    no place in the reserve: the IP's one place there (`pending_per_ip_max` 1) goes to the
+    browser's next connection, whose signed request is served. Before session 27 the
+    preflight's connection kept that place for as long as it sent a preflight every 15 s,
+    and the signed request on the next connection was refused 503 TOO_MANY_CONNECTIONS.
+    (Before session 26's follow-up the preflight itself was refused 503 then.) A trading
+    session's connection (the first, once its order is signed) needs no public place: its
+    preflight, the places full, is answered 204 and leaves it open for its next order."""
 
     async def scenario(venue: Venue) -> None:
-        readers = [
-            http.client.HTTPConnection("127.0.0.1", venue.port, timeout=TEST_TIMEOUT_S)
-            for _ in range(5)
-        ]
-        app = http.client.HTTPConnection("127.0.0.1", venue.port, timeout=TEST_TIMEOUT_S)
-        other = http.client.HTTPConnection(
-            "127.0.0.1", venue.port, timeout=TEST_TIMEOUT_S, source_address=("127.0.0.2", 0)
-        )
+        def connect(source: str = "127.0.0.1") -> http.client.HTTPConnection:
+            return http.client.HTTPConnection(
+                "127.0.0.1", venue.port, timeout=TEST_TIMEOUT_S, source_address=(source, 0)
+            )
+
+        readers = [connect() for _ in range(5)]
+        early, app, browser_next, other = connect(), connect(), connect(), connect("127.0.0.2")
         trader = RestClient(f"http://127.0.0.1:{venue.port}", *KEYS["taker"])
 
         def on(connection: http.client.HTTPConnection, method: str, path: str,
@@ -247,26 +254,45 @@ def test_a_listed_origins_preflight_takes_no_public_place(tmp_path: Path) -> Non
             lowered = {name.lower(): value for name, value in response.getheaders()}
             return RestResponse(response.status, response.read(), lowered)
 
-        def browse() -> tuple[RestResponse, RestResponse, RestResponse]:
-            for reader in readers:  # each a public place, kept open
-                assert on(reader, "GET", "/api/v1/time", {}).status == 200
-            full = on(other, "GET", "/api/v1/time", {})  # its IP's own allowance: no race
-            answer = on(app, "OPTIONS", "/api/v1/orders", preflight(APP))
-            body = json.dumps(ORDER | {"qty": "1"}).encode()
+        def place(connection: http.client.HTTPConnection, qty: str) -> RestResponse:
+            body = json.dumps(ORDER | {"qty": qty}).encode()
             signed = trader.signature("POST", "/api/v1/orders", "", body)
             headers = signed | {"Origin": APP, "Content-Type": "application/json"}
-            return full, answer, on(app, "POST", "/api/v1/orders", headers, body)
+            return on(connection, "POST", "/api/v1/orders", headers, body)
+
+        def browse() -> dict[str, RestResponse]:
+            answers = {"early preflight": on(early, "OPTIONS", "/api/v1/orders", preflight(APP))}
+            answers["early order"] = place(early, "1")  # on the preflight's connection
+            for reader in readers:  # each a public place, kept open
+                assert on(reader, "GET", "/api/v1/time", {}).status == 200
+            answers["full"] = on(other, "GET", "/api/v1/time", {})  # its IP's own allowance
+            answers["preflight"] = on(app, "OPTIONS", "/api/v1/orders", preflight(APP))
+            answers["order"] = place(browser_next, "2")  # app still open, if the venue let it
+            # a trader's connection needs no public place: its preflight leaves it open
+            answers["trader's preflight"] = on(early, "OPTIONS", "/api/v1/orders", preflight(APP))
+            answers["trader's order"] = place(early, "3")
+            return answers
 
         try:
-            full, answer, placed = await asyncio.to_thread(browse)
+            answers = await asyncio.to_thread(browse)
         finally:
-            for connection in (*readers, app, other):
+            for connection in (*readers, early, app, browser_next, other):
                 connection.close()
             trader.close()
+        early = answers["early preflight"]
+        assert (early.status, early.headers.get("connection")) == (204, None), early
+        assert answers["early order"].json()["status"] == "new", answers["early order"]
+        full = answers["full"]
         assert full.json()["error"]["name"] == "TOO_MANY_CONNECTIONS", full  # no place left
-        assert (answer.status, allowed_origin(answer)) == (204, APP), answer
+        placed = answers["order"]  # before: 503, the IP's reserve place held by `app`
         assert placed.status == 200 and placed.json()["status"] == "new", placed
         assert allowed_origin(placed) == APP
+        answer = answers["preflight"]
+        assert (answer.status, allowed_origin(answer)) == (204, APP), answer
+        assert answer.headers.get("connection") == "close", answer
+        again = answers["trader's preflight"]  # the public places still full
+        assert (again.status, again.headers.get("connection")) == (204, None), again
+        assert answers["trader's order"].json()["status"] == "new", answers["trader's order"]
 
     run_with_origins(
         tmp_path,

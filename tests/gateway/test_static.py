@@ -187,7 +187,8 @@ class _Controls(HTMLParser):
         elif tag == "button":
             self.button = name
             self.controls[name] = bool(attributes.get("aria-label"))
-        if attributes.get("role") and attributes.get("id"):
+        # live regions only: the open orders' table says its table roles too (docs/web.md)
+        if attributes.get("role") in ("status", "alert", "log") and attributes.get("id"):
             self.roles[str(attributes["id"])] = str(attributes["role"])
 
     def handle_endtag(self, tag: str) -> None:

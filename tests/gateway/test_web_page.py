@@ -904,15 +904,6 @@ def test_a_rest_read_on_a_dead_kept_alive_connection_times_out_and_the_next_one_
     assert run_page(tmp_path, scenario) == []
 
 
-# The open orders whose status cell something else covers (the sticky Amend and Cancel).
-STATUS_COVERED = """(panel) => [...panel.querySelectorAll("#open-orders tbody tr")].filter((tr) => {
-  const status = tr.cells[6];
-  status.scrollIntoView({ block: "center" });
-  const box = status.getBoundingClientRect();
-  return document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2) !== status;
-}).map((tr) => tr.dataset.orderId)"""
-
-
 def test_an_open_order_is_amended_from_the_page(tmp_path: Path) -> None:
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
@@ -967,26 +958,10 @@ def test_an_open_order_is_amended_from_the_page(tmp_path: Path) -> None:
         (open_order,) = (await trader.request("orders.open", {}))["orders"]
         assert (open_order["price"], open_order["qty"]) == ("181.00", "3.000000")
 
-        # at 1400 px the open orders show whole, Amend and Cancel too (side by side with the
-        # balances they overflowed by 64 px); at a phone's 390 px the table scrolls within its
-        # panel, and an order's buttons stay in view at its right edge
         await trader.place(BILL, "buy", qty="100", price="98.600000")  # the longest symbol
         await expect(row).to_have_count(2)
         bill_order = page.locator("#open-orders tbody tr td.price").first
         await expect(bill_order).to_have_text("98.600000 /100")  # per 100, as in the fills
-        panel = page.locator("#orders-panel")
-        assert await panel.evaluate("(panel) => panel.scrollWidth - panel.clientWidth") <= 0
-        # from 1001 to 1399 px too, the account across both columns: main left the table 43 to
-        # 142 px wider than half of one, its status column under the sticky Amend and Cancel
-        for width in (1001, 1100, 1200):
-            await page.set_viewport_size({"width": width, "height": 1000})
-            assert await panel.evaluate(STATUS_COVERED) == [], width
-            assert await panel.evaluate("(panel) => panel.scrollWidth - panel.clientWidth") <= 0
-        await page.set_viewport_size({"width": 390, "height": 844})
-        in_view = """(button) => button.getBoundingClientRect().right
-            <= button.closest('section').getBoundingClientRect().right"""
-        cancel = page.get_by_role("button", name=f"Cancel order {order_id}")
-        assert await cancel.evaluate(in_view)
 
         # an order that closes while its amend is typed leaves the form; Back leaves it too
         await page.get_by_role("button", name=f"Amend order {order_id}").click()
@@ -1008,6 +983,128 @@ def test_an_open_order_is_amended_from_the_page(tmp_path: Path) -> None:
         await expect(row).to_have_count(1)  # the bill's
 
     assert run_page(tmp_path, scenario) == []
+
+
+# What covers what on the page: each open order's Amend and Cancel cell over another cell of
+# the open orders, a button whose centre is not itself (something over it, or scrolled off
+# with its panel's sideways scroll), and one table's shown part over another's (the balances
+# beside the open orders). Each found named, so an assertion says where.
+OVERLAPS = """() => {
+  const meet = (a, b) => Math.min(a.right, b.right) - Math.max(a.left, b.left) > 0.5
+    && Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > 0.5;
+  const clipped = (a, b) => new DOMRect(Math.max(a.left, b.left), Math.max(a.top, b.top),
+    Math.min(a.right, b.right) - Math.max(a.left, b.left),
+    Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top));
+  const found = [];
+  const cells = [...document.querySelectorAll("#open-orders tbody td")];
+  for (const actions of cells.filter((td) => td.classList.contains("actions"))) {
+    const box = actions.getBoundingClientRect();
+    for (const td of cells.filter((td) => td !== actions && meet(box, td.getBoundingClientRect())))
+      found.push(`order ${actions.parentElement.dataset.orderId}'s buttons over ${td.textContent}`);
+  }
+  for (const button of document.querySelectorAll("#open-orders button")) {
+    const top = button.getBoundingClientRect().top + window.scrollY;
+    window.scrollTo(window.scrollX, top - window.innerHeight / 2);  // up and down only
+    const box = button.getBoundingClientRect();
+    const hit = document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2);
+    if (hit === null || !button.contains(hit))
+      found.push(`${button.getAttribute("aria-label")} under ${hit?.tagName} ${hit?.textContent}`);
+  }
+  // (the hidden table the page measures the open orders by is no table shown)
+  const shown = [...document.querySelectorAll("main table:not(.sizer table)")].map((table) =>
+    [table.id, clipped(table.getBoundingClientRect(),
+      table.closest("section").getBoundingClientRect())]);
+  shown.forEach(([a, boxA], i) => shown.slice(i + 1).forEach(([b, boxB]) => {
+    if (meet(boxA, boxB)) found.push(`table ${a} over ${b}`);
+  }));
+  window.scrollTo(0, 0);
+  return found;
+}"""
+# From a phone to a wide screen: the layouts' edges (480/481, 1000/1001, 1399/1400), 481 to 710
+# px where the open orders ran under their sticky Amend and Cancel before session 27, 770 and 800
+# px where the widest orders scrolled past a fixed 720 px switch to blocks (Cancel cut off), and
+# where the balances, squeezed beside the open orders, ran under them (1130, 1600)
+LAYOUT_WIDTHS = (320, 481, 560, 660, 710, 770, 800, 1001, 1130, 1400, 1600)
+# How often the page has measured the open orders' width (fitOpenOrders)
+MEASURES = """() => Number(document.querySelector("#orders-panel .sizer").dataset.measures)"""
+# A venue months on: the page reads each order id of /ws/trade 1,234,560 higher, 7 digits (its
+# ids count from 1 for good; a test cannot place a million orders to get there). For the layout
+# only: the page's Cancel and Amend would send the raised ids, which the venue does not know
+MILLIONTH_ORDERS = r"""(() => {
+  const { set } = Object.getOwnPropertyDescriptor(WebSocket.prototype, "onmessage");
+  const later = (text) => text.replace(/"order_id":(\d+)/g,
+    (_, id) => `"order_id":${Number(id) + 1234560}`);
+  Object.defineProperty(WebSocket.prototype, "onmessage", {
+    set(handler) {
+      set.call(this, (event) => handler(new MessageEvent("message", { data: later(event.data) })));
+    },
+  });
+})()"""
+# How far the open orders (their block, table, cells) reach past the right edge of their
+# panel's content, how far the panel scrolls sideways, and how the open orders show
+SIDEWAYS = """() => {
+  const panel = document.querySelector("#orders-panel");
+  const style = getComputedStyle(panel);
+  const edge = panel.getBoundingClientRect().right - parseFloat(style.borderRightWidth)
+    - parseFloat(style.paddingRight);
+  const parts = panel.querySelectorAll(".orders, #open-orders, #open-orders td");
+  const right = Math.max(...[...parts].map((part) => part.getBoundingClientRect().right));
+  const blocks = panel.querySelector(".orders").classList.contains("blocks");
+  return [right - edge, panel.scrollWidth - panel.clientWidth,
+    blocks ? "blocks" : "table"];
+}"""
+
+
+def test_open_orders_and_their_buttons_overlap_nothing_from_320_to_1600_px(
+    tmp_path: Path,
+) -> None:
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        # the widest open orders: 7-digit ids; an equity's of 19999.999999, partly filled (its
+        # quantity and filled the longest figures), a bill's (the longest symbol, a price per
+        # 100) of a million of face, partly filled. At 800 px as they come: the page turns the
+        # table to blocks on the orders' own change, the width unchanged
+        await page.set_viewport_size({"width": 800, "height": 900})
+        trader = await venue.client("taker")
+        seller = await venue.client("alpha")
+        await trader.place(SYMBOL, "sell", qty="19999.999999", price="205.00")
+        await seller.place(SYMBOL, "buy", qty="9999.999999", price="205.00")
+        await seller.place(BILL, "sell", qty="100", price="98.600000")
+        await trader.place(BILL, "buy", qty="1000000", price="98.600000")
+        await expect(page.locator("#open-orders td", has_text="partially_filled")).to_have_count(2)
+        await expect(page.locator("#open-orders tbody td").first).to_have_text(re.compile(r"^12"))
+        reach, scroll, layout = await page.evaluate(SIDEWAYS)
+        assert (reach <= 0.5, scroll, layout) == (True, 0, "blocks"), reach
+        # their roles said, as blocks lose them in some browsers
+        assert await page.locator("#open-orders tbody tr[role=row] > td[role=cell]").count() == 16
+        # a fill that changes no column's widest text (the bill's 100 filled, then 200) measures
+        # nothing again: before, each render forced two more layouts
+        measures = await page.evaluate(MEASURES)
+        await seller.place(BILL, "sell", qty="100", price="98.600000")
+        filled = page.locator("#open-orders td", has_text=re.compile(r"^200(\.0+)?$"))
+        await expect(filled).to_have_count(1)
+        assert await page.evaluate(MEASURES) == measures > 0
+
+        found, sideways = {}, {}
+        for width in LAYOUT_WIDTHS:
+            await page.set_viewport_size({"width": width, "height": 900})
+            found[width] = await page.evaluate(OVERLAPS)
+            sideways[width] = await page.evaluate(SIDEWAYS)
+        assert {width: what for width, what in found.items() if what} == {}
+        # the open orders stay within their panel: a table where it fits whole, else blocks;
+        # from 660 px nothing scrolls the panel sideways (narrower, the fills' table does).
+        # (half a pixel allowed: sub-pixel layout). Before session 27's review's fix: a table 43
+        # px past the panel at 770 px, 13 at 800
+        assert {width: s for width, s in sideways.items() if s[0] > 0.5} == {}, sideways
+        assert {width: s for width, s in sideways.items() if width >= 660 and s[1] > 0} == {}
+        assert {width: layout for width, (_, _, layout) in sideways.items()} == {
+            **dict.fromkeys((320, 481, 560, 660, 710, 770, 800), "blocks"),
+            **dict.fromkeys((1001, 1130, 1400, 1600), "table"),
+        }
+
+    assert run_page(tmp_path, scenario, init_script=MILLIONTH_ORDERS) == []
 
 
 # The page's order.amend frames wait in the page until the test lets them go
