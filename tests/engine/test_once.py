@@ -1,14 +1,19 @@
 """`once` places (`engine.once`): at most one accepted order per cl_ord_id, open or closed."""
 
+import gc
 import hashlib
 import random
+from collections import OrderedDict, deque
 from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.journal import FileJournal
 from core.sequencer import decode_command, encode_command
+from engine import once as once_module
 from engine import snapshot
 from engine.commands import (
     AdvanceClock,
@@ -22,10 +27,13 @@ from engine.commands import (
 from engine.enums import InstrumentStatus, Side, TimeInForce
 from engine.events import CommandRejected, Event, OrderAccepted, TradeExecuted
 from engine.once import (
+    CHUNK,
     FORGET_PER_ADD,
+    INDEX_CHUNK,
     ONCE_PLACED_PER_ACCOUNT_MAX,
     ONCE_PLACED_VENUE_MAX,
     ONCE_WINDOW_US,
+    AccountPlaces,
     Entry,
     OnceLimits,
     OncePlaced,
@@ -380,3 +388,108 @@ def test_once_places_run_alike_straight_restored_and_replayed(limits: OnceLimits
     assert straight == restored == replayed
     refusals = sum(b"was placed once already" in events for events, _ in straight)
     assert refusals > 10 and venue.once_placed  # the stream exercised what it is for
+
+
+class ReferenceMemory:
+    """The memory's rule on a plain dict and list, for the differential below: the dict
+    answers lookups, the list is the time order; every forget is a scan."""
+
+    def __init__(self, limits: OnceLimits) -> None:
+        self.limits = limits
+        self.entries: list[Entry] = []
+        self.by_key: dict[tuple[int, str], Entry] = {}
+
+    def first(self, account: int, cl_ord_id: str, ts_us: int) -> int:
+        entry = self.by_key.get((account, cl_ord_id))
+        return 0 if entry is None or entry[0] < ts_us - self.limits.window_us else entry[3]
+
+    def add(self, entry: Entry) -> None:
+        for _ in range(FORGET_PER_ADD):
+            if self.entries and self.entries[0][0] < entry[0] - self.limits.window_us:
+                self.forget(self.entries[0])
+        if entry[1:3] in self.by_key:
+            self.forget(self.by_key[entry[1:3]])
+        self.entries.append(entry)
+        self.by_key[entry[1:3]] = entry
+        own = [held for held in self.entries if held[1] == entry[1]]
+        if len(own) > self.limits.per_account_max:
+            self.forget(own[0])
+        if len(self.entries) > self.limits.venue_max:
+            self.forget(self.entries[0])
+
+    def forget(self, entry: Entry) -> None:
+        self.entries.remove(entry)
+        del self.by_key[entry[1:3]]
+
+
+# (time step in µs, account, cl_ord_id number): a place of that cl_ord_id if not remembered.
+STEPS = st.lists(
+    st.tuples(
+        st.sampled_from([0, 1, 2, 3] * 6 + [61]),  # now and then a lull past the window
+        st.integers(1, 3),
+        st.integers(0, 40),
+    ),
+    min_size=150,  # past every limit: a few lulls, each account at its own
+    max_size=300,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=STEPS, small=st.booleans())
+def test_the_chunked_memory_answers_as_a_reference_dict_and_list(
+    steps: list[tuple[int, int, int]], small: bool
+) -> None:
+    """Small chunks (so that places span many, and chunks empty in the middle) against the
+    reference: every lookup, the image and the counts agree after each step."""
+    limits = OnceLimits(window_us=60, per_account_max=7, venue_max=12 if small else 30)
+    chunk_sizes = once_module.CHUNK, once_module.INDEX_CHUNK
+    once_module.CHUNK, once_module.INDEX_CHUNK = 3, 4  # many chunks, some emptied mid-way
+    try:
+        run_against_the_reference(limits, steps)
+    finally:
+        once_module.CHUNK, once_module.INDEX_CHUNK = chunk_sizes
+
+
+def run_against_the_reference(limits: OnceLimits, steps: list[tuple[int, int, int]]) -> None:
+    memory, reference, ts_us = OncePlaced(limits), ReferenceMemory(limits), 0
+    for order_id, (step_us, account, number) in enumerate(steps, start=1):
+        ts_us += step_us
+        cl_ord_id = f"c{number}"
+        first = reference.first(account, cl_ord_id, ts_us)
+        assert memory.first(account, cl_ord_id, ts_us) == first
+        if not first:
+            memory.add(ts_us, account, cl_ord_id, order_id)
+            reference.add((ts_us, account, cl_ord_id, order_id))
+        assert memory.image() == reference.entries and memory.count == len(reference.entries)
+    for account in range(1, 4):
+        for number in range(41):
+            expected = reference.first(account, f"c{number}", ts_us)
+            assert memory.first(account, f"c{number}", ts_us) == expected
+    restored = OncePlaced(limits)
+    restored.adopt(memory.image())
+    assert restored.image() == memory.image()
+
+
+def test_no_dict_of_a_full_memory_holds_more_than_a_chunk() -> None:
+    """The memory full and forgetting (a place in, the oldest out): every dict it keeps is a
+    chunk of at most `CHUNK` (ordered) or `INDEX_CHUNK` (an account's index) keys, so no
+    command rehashes more than one (`python -m bench.once_bench` times it)."""
+    limits = OnceLimits(per_account_max=INDEX_CHUNK + 1_000, venue_max=4 * CHUNK)
+    memory = OncePlaced(limits)
+    for order_id in range(1, 3 * limits.per_account_max):
+        memory.add(order_id, 1 + order_id % 2, f"c{order_id}", order_id)
+    assert memory.count == limits.venue_max
+    seen: dict[int, dict[object, object]] = {}
+    pending: list[object] = [memory]
+    while pending:  # every container the memory holds, each once
+        held = pending.pop()
+        if isinstance(held, dict):
+            if id(held) in seen:
+                continue
+            seen[id(held)] = held
+        if isinstance(held, dict | list | deque | OncePlaced | AccountPlaces):
+            pending.extend(gc.get_referents(held))
+    seen_dicts = list(seen.values())
+    ordered = [held for held in seen_dicts if isinstance(held, OrderedDict)]
+    assert len(ordered) > 8 and max(map(len, ordered)) <= CHUNK
+    assert max(map(len, seen_dicts)) <= INDEX_CHUNK
