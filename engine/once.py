@@ -6,12 +6,14 @@ for `OnceLimits.window_us` of venue time, at most `per_account_max` per account 
 refused `DUPLICATE_CL_ORD_ID` naming the first order, so a retry after a lost answer (504
 `OUTCOME_UNKNOWN`, a dropped link) runs at most once. Per account, so one account's flow
 makes the venue forget another's only past `venue_max`. Every change is O(1): an add forgets
-at most `FORGET_PER_ADD` places past the window, and every dict is a chunk of a bounded size,
-so no command rehashes more than one chunk. Empty until the first `once` place: an empty
-memory is left out of the state hash and of images, so journals and snapshots from before it
-load as they always did. Pure: no I/O, no clock (time is the commands' `ts_us`). The limits'
-defaults are frozen: a journal replayed from its first record runs with the running build's
-defaults, so changing them needs a journaled command (there is none yet).
+at most `FORGET_PER_ADD` places past the window, and every dict of places is a chunk of a
+bounded size, so no command rehashes more than one chunk (the dict of accounts is the
+exception: one entry per account remembered, as the venue's other per-account dicts). Empty
+until the first `once` place: an empty memory is left out of the state hash and of images,
+so journals and snapshots from before it load as they always did. Pure: no I/O, no clock
+(time is the commands' `ts_us`). The limits' defaults are frozen: a journal replayed from its
+first record runs with the running build's defaults, so changing them needs a journaled
+command (there is none yet).
 """
 
 from collections import OrderedDict, deque
@@ -26,9 +28,10 @@ ONCE_WINDOW_US = 600_000_000
 # 500/s), so that a retry after a 504 (20 s) or a takeover finds its first even at that rate,
 # while no account's flow fills the venue's memory alone.
 ONCE_PLACED_PER_ACCOUNT_MAX = 30_000
-# In all: ~460 B each in memory and ~39 B in an image (23-24-character cl_ord_ids, measured),
-# so at most ~115 MB, and ~10 MB in a snapshot and in a state hash. The whole window at ~400
-# once places a second; at 5,000 a second (ten accounts at their limit) still the last 50 s.
+# In all: ~460 B each in memory with 50 accounts (~1,130 B when each place is another
+# account's) and ~39 B in an image (23-24-character cl_ord_ids, measured), so ~115 MB (~280 MB
+# at worst), and ~10 MB in a snapshot and in a state hash. The whole window at ~400 once places
+# a second; at 5,000 a second (ten accounts at their limit) still the last 50 s.
 ONCE_PLACED_VENUE_MAX = 250_000
 # Places past the window an add forgets at most: more than the one it adds, so a backlog left
 # by a lull drains as places come, and no single command forgets a whole window at once.
@@ -39,7 +42,7 @@ FORGET_PER_ADD = 4
 CHUNK = 1_024
 # Keys a dict of an account's index takes before the next one starts: a dict's rebuild of
 # this many costs well under a millisecond (as `engine.closed.CHUNK`), and an account at its
-# limit has two to look in.
+# limit has at most three to look in.
 INDEX_CHUNK = 16_384
 
 
@@ -63,7 +66,7 @@ IdChunk = OrderedDict[str, Chunk]
 class AccountPlaces:
     """One account's remembered cl_ord_ids (`OncePlaced` keeps them): oldest first in
     `IdChunk`s of at most `CHUNK` (for its limit), and an index of each to its `IdChunk` in
-    dicts of at most `INDEX_CHUNK` (for lookups: an account at its limit has two). In both
+    dicts of at most `INDEX_CHUNK` (for lookups: an account at its limit has at most three). In both
     the last one fills, and one emptied before it is the last is dropped at once, so the
     first of each holds the account's oldest."""
 

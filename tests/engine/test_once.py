@@ -474,11 +474,13 @@ def test_no_dict_of_a_full_memory_holds_more_than_a_chunk() -> None:
     """The memory full and forgetting (a place in, the oldest out): every dict it keeps is a
     chunk of at most `CHUNK` (ordered) or `INDEX_CHUNK` (an account's index) keys, so no
     command rehashes more than one (`python -m bench.once_bench` times it)."""
-    limits = OnceLimits(per_account_max=INDEX_CHUNK + 1_000, venue_max=4 * CHUNK)
+    # Two accounts in turn, each past an index chunk (its index split) when the venue is full.
+    limits = OnceLimits(per_account_max=INDEX_CHUNK + 1_000, venue_max=2 * INDEX_CHUNK + 1_000)
     memory = OncePlaced(limits)
     for order_id in range(1, 3 * limits.per_account_max):
         memory.add(order_id, 1 + order_id % 2, f"c{order_id}", order_id)
     assert memory.count == limits.venue_max
+    assert all(len(memory.accounts[a].index) >= 2 for a in (1, 2))  # each index did split
     seen: dict[int, dict[object, object]] = {}
     pending: list[object] = [memory]
     while pending:  # every container the memory holds, each once
