@@ -112,15 +112,20 @@ def send_cpu_us(count: int, gap_us: int) -> float:
     so the sender's core stays its own), to a reader process that reads every byte."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
+    # Ctrl-C held over the fork: one landing in fork's own Python hooks (logging's) was
+    # swallowed there, and the run went on; one before the `try` left the reader behind
+    interrupts = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     pid = os.fork()
     if pid == 0:  # the reader: wakes in epoll for each message, reads it, until all are in
         code = 1
         try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, interrupts)
             listener.close()
             code = 0 if _read_all(port, count * SEND_BYTES) else 1
         finally:
             os._exit(code)
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, interrupts)  # a held Ctrl-C raises here
         connection, _ = listener.accept()
         with connection:
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

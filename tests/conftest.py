@@ -259,6 +259,22 @@ def run_venue(tmp_path: Path) -> Callable[[Callable[[Venue], Awaitable[Any]]], A
     return run
 
 
+HEARTBEATS_SKIPPED_MAX = 5  # one per second of silence: a loaded box can be quiet a few
+
+
+async def next_push_not_heartbeat(
+    client: VenueClient, timeout_s: float = 5.0, max_skipped: int = HEARTBEATS_SKIPPED_MAX
+) -> dict[str, Any]:
+    """The next push that is not a `heartbeat` (docs/protocol.md §9.7), for a test about
+    something else: any connection silent for 1 s gets one, so on a loaded machine one can
+    come before the push a test waits for. Fails after `max_skipped` heartbeats in a row."""
+    for _ in range(max_skipped + 1):
+        push = await client.next_push(timeout_s)
+        if push.get("ch") != "heartbeat":
+            return push
+    raise AssertionError(f"only heartbeats: {max_skipped + 1} in a row")
+
+
 async def drain_pushes(client: VenueClient, wait_s: float = 0.3) -> list[dict[str, Any]]:
     """Every push that arrives within `wait_s` of the last one."""
     pushes = []

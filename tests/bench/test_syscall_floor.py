@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +20,30 @@ from tests.terminal import run_on_terminal
 def test_a_send_is_read_whole_by_the_other_process_and_costs_cpu() -> None:
     # the reader process exits non-zero unless every byte arrived: measure raises then
     assert syscall_floor.send_cpu_us(200, gap_us=0) > 0
+
+
+def test_an_interrupt_during_the_fork_stops_the_run_and_its_reader() -> None:
+    """A SIGINT that landed while `os.fork` ran its Python hooks (logging's, after the fork)
+    was raised inside a hook, which swallows it: the run went on as if never interrupted
+    (so `kill -INT` left `venue bench floor` sending). Now it is held over the fork and
+    raised inside the `try` that stops the reader."""
+    main_thread = threading.get_ident()
+    interrupting = [True]
+
+    def interrupt_once() -> None:  # only this test's fork, once: the hook stays registered
+        if interrupting and threading.get_ident() == main_thread:
+            interrupting.clear()
+            signal.pthread_kill(main_thread, signal.SIGINT)  # to this thread, as if just then
+
+    os.register_at_fork(after_in_parent=interrupt_once)
+    children_before = _children(os.getpid())
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            syscall_floor.send_cpu_us(2_000, gap_us=0)
+    finally:
+        interrupting.clear()
+    assert not interrupting, "the fork ran its hook"
+    assert _children(os.getpid()) == children_before, "the reader lived on"
 
 
 def test_a_dsync_write_is_on_disk_and_its_costs_are_reported(tmp_path: Path) -> None:
@@ -108,3 +133,8 @@ def _first_child(pid: int) -> int:
             return int(found[0])
         time.sleep(0.05)
     raise AssertionError("no reader process started")
+
+
+def _children(pid: int) -> list[str]:
+    """The child processes of `pid`, by id (reaped ones are not there)."""
+    return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()

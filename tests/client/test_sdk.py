@@ -26,7 +26,7 @@ from client.sdk import (
     unknown_outcome,
 )
 from gateway.auth import KeyStore
-from tests.conftest import KEYS, Venue, drain_pushes
+from tests.conftest import KEYS, Venue, drain_pushes, next_push_not_heartbeat
 
 SYMBOL = "AAPLx-USD"
 OTHER = "NVDAx-USD"
@@ -37,7 +37,7 @@ def test_results_and_events_are_typed(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         alpha = await venue.client("alpha")
         await alpha.subscribe_account()
-        await alpha.next_push()  # the snapshot
+        await next_push_not_heartbeat(alpha)  # the snapshot
         result = await alpha.place_order(SYMBOL, "sell", "0.5", "187.30", cl_ord_id="t1")
         assert isinstance(result, OrderResult) and result.status == "new"
         first = await alpha.next_account_event()
@@ -63,7 +63,7 @@ def test_a_rejected_report_about_no_open_order_is_typed_with_its_nulls(run_venue
     async def scenario(venue: Venue) -> None:
         alpha = await venue.client("alpha")
         await alpha.subscribe_account()
-        await alpha.next_push()  # the snapshot
+        await next_push_not_heartbeat(alpha)  # the snapshot
         with pytest.raises(VenueError, match="UNKNOWN_ORDER"):
             await alpha.cancel(order_id=987_654)
         event = await alpha.next_account_event()
@@ -115,7 +115,7 @@ def test_a_dropped_connection_resumes_with_since_seq(run_venue: Any) -> None:
         venue.clients.append(alpha)
         await alpha.logon(*KEYS["alpha"])
         await alpha.subscribe_account()
-        await alpha.next_push()  # the snapshot
+        await next_push_not_heartbeat(alpha)  # the snapshot
         await alpha.place(SYMBOL, "sell", "1", "187.30")
         session = next(s for s in venue.server.sessions.values() if s.account == 1)
         seen_before = alpha.account_seq
@@ -146,7 +146,9 @@ def test_the_sdk_opens_packed_connections_and_reads_them_as_before(run_venue: An
         assert sorted(s.packed for s in venue.server.sessions.values()) == [False, True]
         for client in (packed, plain):
             await client.subscribe_account()
-        assert (await packed.next_push())["type"] == (await plain.next_push())["type"]
+        assert (await next_push_not_heartbeat(packed))["type"] == (
+            await next_push_not_heartbeat(plain)
+        )["type"]
         await packed.place_order(SYMBOL, "sell", "0.5", "187.30", cl_ord_id="p1")
         events = {}
         for name, client in (("packed", packed), ("plain", plain)):
@@ -199,7 +201,7 @@ def test_resuming_retries_a_503_until_it_gives_up_and_says_so(run_venue: Any) ->
         assert venue.server._server is not None
         venue.server._server.closing = True  # as while the venue stops: handshakes get 503
         await dropped(venue, alpha)
-        notice = await alpha.next_push(5)
+        notice = await next_push_not_heartbeat(alpha, 5)
         assert (notice["ch"], notice["type"]) == ("client", "gave_up")
         assert "503" in notice["error"], notice
         assert alpha.gave_up and alpha.resumed == 0
@@ -242,7 +244,7 @@ def test_resume_follows_the_private_stream_only_if_the_caller_did(run_venue: Any
         await alpha.resume()
         assert await drain_pushes(alpha) == [], "no private stream after a resume"
         await alpha.subscribe_account()
-        assert (await alpha.next_push())["type"] == "snapshot"
+        assert (await next_push_not_heartbeat(alpha))["type"] == "snapshot"
         await alpha.request("unsubscribe", {"ch": "account"})
         await alpha.resume()
         assert await drain_pushes(alpha) == [], "unsubscribed: not followed again"
@@ -336,7 +338,7 @@ def test_a_request_after_the_client_gave_up_says_so(run_venue: Any) -> None:
         assert venue.server._server is not None
         venue.server._server.closing = True
         await dropped(venue, alpha)
-        assert (await alpha.next_push(5))["type"] == "gave_up"
+        assert (await next_push_not_heartbeat(alpha, 5))["type"] == "gave_up"
         with pytest.raises(ConnectionLost, match="gave up reopening it"):
             await alpha.balances()
 
@@ -438,7 +440,7 @@ def test_an_unanswered_request_times_out_saying_its_outcome_is_unknown(run_venue
         assert alpha._waiting == {}, "the futures of both were removed"
 
         session.websocket.transport.resume_reading()  # it answers at last
-        late = await alpha.next_push()  # nobody waits for it now: a push
+        late = await next_push_not_heartbeat(alpha)  # nobody waits for it now: a push
         assert late["result"]["cl_ord_id"] == "late"
         assert "USD" in str(await alpha.balances()), "the connection still serves"
 
@@ -648,7 +650,7 @@ def test_a_resume_refused_at_logon_leaves_no_connection_open_and_stays_given_up(
         await alpha.logon(*KEYS["alpha"])
         venue.server.auth.store = KeyStore()  # as a venue back without the key
         await dropped(venue, alpha)
-        notice = await alpha.next_push(5)
+        notice = await next_push_not_heartbeat(alpha, 5)
         assert (notice["type"], alpha.gave_up) == ("gave_up", True)
         assert "BAD_SIGNATURE" in notice["error"], notice
         with pytest.raises(ConnectionLost, match="gave up reopening it"):

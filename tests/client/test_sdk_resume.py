@@ -24,7 +24,7 @@ from client.sdk import ConnectionLost, VenueClient, VenueError
 from engine.reasons import ErrorCode
 from gateway import limits
 from gateway.auth import KeyStore
-from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, start_venue
+from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, next_push_not_heartbeat, start_venue
 
 SYMBOL = "AAPLx-USD"
 WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455's, for the accept
@@ -306,7 +306,7 @@ def test_no_round_begins_past_the_budget_however_long_the_delay_before_it(
         venue.server._server.closing = True  # every try refused 503
         session = next(s for s in venue.server.sessions.values() if s.account == 1)
         session.websocket.transport.abort()
-        notice = await alpha.next_push(10)  # before: 60 s
+        notice = await next_push_not_heartbeat(alpha, 10)  # before: 60 s
         assert (notice["type"], alpha.gave_up) == ("gave_up", True)
         venue.server._server.closing = False
 
@@ -323,7 +323,7 @@ def test_auto_resume_gives_up_once_its_budget_is_spent(run_venue: Any) -> None:
         venue.server._server.closing = True
         session = next(s for s in venue.server.sessions.values() if s.account == 1)
         session.websocket.transport.abort()
-        notice = await alpha.next_push(5)  # 10,000 rounds would take minutes
+        notice = await next_push_not_heartbeat(alpha, 5)  # 10,000 rounds would take minutes
         assert (notice["type"], alpha.gave_up) == ("gave_up", True)
         assert "503" in notice["error"]
 
@@ -342,7 +342,9 @@ def test_auto_resume_gives_up_at_once_on_a_logon_refused_for_its_key(run_venue: 
             venue.server.auth.store = KeyStore()  # the key revoked
             session = next(s for s in venue.server.sessions.values() if s.account == 1)
             session.websocket.transport.abort()
-            notice = await alpha.next_push(2)  # before: TimeoutError (rounds for 30 s)
+            notice = await next_push_not_heartbeat(
+                alpha, 2
+            )  # before: TimeoutError (rounds for 30 s)
             assert (notice["type"], alpha.gave_up) == ("gave_up", True)
             assert "BAD_SIGNATURE" in notice["error"]
             assert other.connections == 0, "tried again on the other gateway"

@@ -33,7 +33,7 @@ from engine.units import parse_units
 from engine.venue import Venue, VenueConfig
 from gateway.server import JOURNAL_FILE, VenueServer
 from settlement.ledger import Ledger
-from tests.conftest import KEYS, ROOT, drain_pushes, start_venue
+from tests.conftest import KEYS, ROOT, drain_pushes, next_push_not_heartbeat, start_venue
 from tests.conftest import Venue as RunningVenue
 from tests.gateway.test_restart import QUOTE
 from tests.sample_config import SAMPLE_CONFIG
@@ -163,7 +163,9 @@ def test_nothing_acknowledged_is_lost_across_kills(tmp_path: Path) -> None:
             client = await venue.client("alpha")
             await client.subscribe_account(since_seq=last_seen)
             stream = venue.server.private[1]
-            missed = [await client.next_push(2) for _ in range(stream.seq - last_seen)]
+            missed = [
+                await next_push_not_heartbeat(client, 2) for _ in range(stream.seq - last_seen)
+            ]
             assert [m["seq"] for m in missed] == list(range(last_seen + 1, stream.seq + 1))
             assert venue.server.venue.state_hash() == replayed_hash
             await client.close()
@@ -192,7 +194,7 @@ def test_a_kill_cancels_at_the_restart_the_orders_placed_with_cod_on(
             await maker.logon(*KEYS["alpha"])
             await plain.logon(*KEYS["beta"])
             await maker.subscribe_account()
-            before = (await maker.next_push())["seq"]
+            before = (await next_push_not_heartbeat(maker))["seq"]
             await maker.request("session.cod", {"enabled": True})
             marked = [(await maker.place(SYMBOL_OF, "buy", "1", "186.00"))["order_id"]]
             places = [
@@ -272,7 +274,7 @@ def test_a_kill_cancels_what_a_clean_close_cancels_once_cod_is_turned_on_after_t
             await alpha.logon(*KEYS["alpha"])
             await other.logon(*KEYS["alpha"])
             await alpha.subscribe_account()
-            before = (await alpha.next_push())["seq"]
+            before = (await next_push_not_heartbeat(alpha))["seq"]
             placed = (await alpha.place(SYMBOL_OF, "buy", "1", "186.00"))["order_id"]
             assert await alpha.request("session.cod", {"enabled": True}) == {"enabled": True}
             kept = (await other.place(SYMBOL_OF, "buy", "1", "185.00"))["order_id"]

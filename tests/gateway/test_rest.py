@@ -18,12 +18,18 @@ from client.sdk import VenueError
 from gateway import http as http_limits
 from gateway import rest, wire
 from gateway.auth import sign_request
-from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, drain_pushes, start_venue
+from tests.conftest import (
+    KEYS,
+    TEST_TIMEOUT_S,
+    Venue,
+    drain_pushes,
+    next_push_not_heartbeat,
+    start_venue,
+)
 from tests.sample_config import sample_bill
 
 SYMBOL = "AAPLx-USD"
 BILL = sample_bill("TB-2027-03-04-USD")
-HEARTBEATS_MAX = 5  # a public stream's heartbeats a test skips before the push it waits for
 QUERY_NOT_UTF8 = "the query is not UTF-8 once its %-escapes are decoded"
 Run = Callable[[Callable[[Venue], Awaitable[Any]]], Any]
 
@@ -1067,11 +1073,7 @@ def test_candles_channel_gives_a_snapshot_then_updates(run_venue: Run) -> None:
             "subscribe", {"ch": "candles", "symbols": [SYMBOL], "interval": "1m"}
         )
         assert subscribed == {"subscribed": [f"candles:{SYMBOL}:1m"]}
-        snapshot = await watcher.next_push()
-        for _ in range(HEARTBEATS_MAX):  # one a second of silence, before it on a loaded box
-            if snapshot["ch"] != "heartbeat":
-                break
-            snapshot = await watcher.next_push()
+        snapshot = await next_push_not_heartbeat(watcher)
         assert (snapshot["ch"], snapshot["type"], snapshot["interval"]) == (
             "candles",
             "snapshot",
@@ -1142,7 +1144,7 @@ async def ws_ticker(venue: Venue) -> dict[str, Any]:
     """The `ticker` channel's snapshot of SYMBOL."""
     watcher = await venue.client(endpoint="public")
     await watcher.request("subscribe", {"ch": "ticker", "symbols": [SYMBOL]})
-    snapshot = await watcher.next_push()
+    snapshot = await next_push_not_heartbeat(watcher)
     assert (snapshot["ch"], snapshot["type"]) == ("ticker", "snapshot")
     data: dict[str, Any] = snapshot["data"]
     return data
@@ -1188,12 +1190,12 @@ def test_a_split_rescales_candles_live_after_a_restart_and_in_snapshots(tmp_path
         watcher = await venue.client(endpoint="public")
         channel = {"ch": "candles", "symbols": [SYMBOL], "interval": "1m"}
         await watcher.request("subscribe", channel)
-        old = await watcher.next_push()
+        old = await next_push_not_heartbeat(watcher)
         await split(venue)  # ... the split is in the journal's tail
         assert not [p for p in await drain_pushes(watcher) if p["ch"] == "candles"]
         await watcher.request("unsubscribe", {"ch": "candles", "symbols": [SYMBOL]})
         await watcher.request("subscribe", channel)  # as a subscriber does on the seq gap
-        new = await watcher.next_push()
+        new = await next_push_not_heartbeat(watcher)
         assert new["seq"] == old["seq"] + 1 and new["type"] == "snapshot"
         assert new["data"] == split_3_2(before)["1m"]
         shutil.copytree(data_dir, crashed)  # as a SIGKILL leaves them: stop() snapshots

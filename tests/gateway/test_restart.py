@@ -16,7 +16,7 @@ from core import snapshots
 from core.venue_core import CLEAN_STOP_FILE, lock_data_dir
 from gateway.auth import sign_logon, sign_request
 from gateway.server import VenueServer
-from tests.conftest import KEYS, Venue, drain_pushes, start_venue
+from tests.conftest import KEYS, Venue, drain_pushes, next_push_not_heartbeat, start_venue
 from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
@@ -30,7 +30,7 @@ async def trade(data_dir: Path, rounds: int) -> tuple[str, int, list[dict[str, s
         await alpha.place(SYMBOL, "sell", "0.3", f"187.{30 + i:02d}")
         await taker.place(SYMBOL, "buy", "0.1", f"187.{30 + i:02d}", tif="ioc")
     await alpha.subscribe_account()
-    seq = (await alpha.next_push())["seq"]
+    seq = (await next_push_not_heartbeat(alpha))["seq"]
     orders = (await alpha.open_orders())["orders"]
     state = venue.server.venue.state_hash()
     await alpha.close()
@@ -50,7 +50,7 @@ def test_clean_restart_restores_state_and_private_history(tmp_path: Path) -> Non
             assert venue.server.venue.state_hash() == state
             client = await venue.client("alpha")
             await client.subscribe_account(since_seq=seq - 4)
-            replayed = [await client.next_push() for _ in range(4)]
+            replayed = [await next_push_not_heartbeat(client) for _ in range(4)]
             assert [p["seq"] for p in replayed] == list(range(seq - 3, seq + 1))
             assert (await client.open_orders())["orders"] == orders_before
             await client.close()
@@ -195,15 +195,15 @@ def test_a_recovery_under_another_push_format_answers_old_seqs_with_a_snapshot(
         try:
             alpha = await venue.client("alpha")
             await alpha.subscribe_account(since_seq=since_seq)
-            first = await alpha.next_push()
+            first = await next_push_not_heartbeat(alpha)
             seen = [(first["type"], first["seq"])]
             await alpha.place(SYMBOL, "sell", "0.1", "199.00")  # exec new, then its balance
-            while (push := await alpha.next_push())["type"] != "exec":
+            while (push := await next_push_not_heartbeat(alpha))["type"] != "exec":
                 pass
             await alpha.close()
             again = await venue.client("alpha")
             await again.subscribe_account(since_seq=push["seq"])
-            replayed = await again.next_push()  # the balance after it, replayed
+            replayed = await next_push_not_heartbeat(again)  # the balance after it, replayed
             seen.append((replayed["type"], replayed["seq"] - push["seq"]))
             await again.close()
             return seen
@@ -218,7 +218,7 @@ def test_a_recovery_under_another_push_format_answers_old_seqs_with_a_snapshot(
             await alpha.place(SYMBOL, "sell", "0.1", price)
         await taker.place(SYMBOL, "buy", "0.3", "187.32", tif="ioc")  # sweeps all three
         await alpha.subscribe_account()
-        head = (await alpha.next_push())["seq"]
+        head = (await next_push_not_heartbeat(alpha))["seq"]
         await venue.server.sequencer.drain()
         for copy in (older, same):
             shutil.copytree(data_dir, copy)  # the files as a SIGKILL would leave them
@@ -246,7 +246,7 @@ async def quote_and_leave(data_dir: Path) -> tuple[list[int], int, list[dict[str
     venue = await start_venue(data_dir)
     maker = await venue.client("alpha")
     await maker.subscribe_account()
-    before = (await maker.next_push())["seq"]
+    before = (await next_push_not_heartbeat(maker))["seq"]
     await maker.request("session.cod", {"enabled": True})
     placed = await maker.request("quote.mass", {"quote_set": "mm1", "quotes": [QUOTE]})
     pushes = await drain_pushes(maker)
@@ -283,7 +283,7 @@ def test_a_quote_set_is_requoted_after_a_clean_restart(tmp_path: Path) -> None:
         try:
             maker = await venue.client("alpha")
             await maker.subscribe_account()
-            await maker.next_push()  # the snapshot
+            await next_push_not_heartbeat(maker)  # the snapshot
             taker = await venue.client("taker")
             await taker.place(SYMBOL, "sell", "0.4", "187.00", tif="ioc")
             fill = next(p for p in await drain_pushes(maker) if p["type"] == "exec")

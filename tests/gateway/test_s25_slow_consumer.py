@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from client.sdk import VenueClient
 from gateway import frames, limits, transport, wire
 from gateway.sessions import Session, Sessions
-from tests.conftest import KEYS, Venue
+from tests.conftest import KEYS, Venue, next_push_not_heartbeat
 from tests.gateway.test_server_packed import logon
 from tests.gateway.test_server_sessions import WAIT_S, eventually, place_op
 from tests.gateway.test_server_streams import wait_for_the_slow_consumer
@@ -66,7 +66,7 @@ def test_a_follower_that_reads_gets_every_report_of_a_cancel_all_of_15000_orders
         venue.clients.append(await follower.connect())
         await follower.logon(*KEYS["alpha"])
         await follower.subscribe_account()
-        snapshot = await follower.next_push(WAIT_S)
+        snapshot = await next_push_not_heartbeat(follower, WAIT_S)
         assert snapshot["type"] == "snapshot" and len(snapshot["orders"]) == ORDERS
         assert (await alpha.cancel_all())["canceled"] == ORDERS
         seqs: list[int] = []  # of every account push: the reports, the balances

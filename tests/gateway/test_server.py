@@ -12,7 +12,7 @@ from websockets.exceptions import ConnectionClosed
 
 from client.sdk import VenueError
 from gateway.auth import sign_logon
-from tests.conftest import KEYS, Venue, drain_pushes
+from tests.conftest import KEYS, Venue, drain_pushes, next_push_not_heartbeat
 from tests.gateway.test_server_sessions import eventually
 from tests.sample_config import sample_bill
 
@@ -25,7 +25,7 @@ def test_place_trade_and_private_stream(run_venue: Any) -> None:
         alpha = await venue.client("alpha")
         taker = await venue.client("taker")
         await alpha.subscribe_account()
-        snapshot = await alpha.next_push()
+        snapshot = await next_push_not_heartbeat(alpha)
         assert snapshot["type"] == "snapshot" and snapshot["orders"] == []
         placed = await alpha.place(SYMBOL, "sell", "0.5", "187.30", cl_ord_id="s1")
         assert placed["status"] == "new" and placed["cl_ord_id"] == "s1"
@@ -52,7 +52,7 @@ def test_response_comes_before_fills_on_the_placing_connection(run_venue: Any) -
         await alpha.place(SYMBOL, "sell", "1", "187.30")
         taker = await venue.client("taker")
         await taker.subscribe_account()
-        await taker.next_push()  # the snapshot
+        await next_push_not_heartbeat(taker)  # the snapshot
         raw = taker.websocket
         assert raw is not None
         request = {

@@ -20,7 +20,14 @@ import pytest
 from client.sdk import VenueClient, VenueError
 from engine.units import format_units
 from settlement import tbill
-from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, drain_pushes, start_venue
+from tests.conftest import (
+    KEYS,
+    TEST_TIMEOUT_S,
+    Venue,
+    drain_pushes,
+    next_push_not_heartbeat,
+    start_venue,
+)
 from tests.sample_config import sample_bill
 
 SYMBOL = "AAPLx-USD"
@@ -156,7 +163,7 @@ def test_withdrawals_hold_then_burn_on_confirm_or_release_on_void(run_venue: Any
         admin = await venue.client("admin")
         alpha = await venue.client("alpha")
         await alpha.subscribe_account()
-        await alpha.next_push()
+        await next_push_not_heartbeat(alpha)
         supply = venue.server.ledger.supply("USD")
         total = balances_of((await alpha.balances())["balances"])["USD"][0]
         assert total == "5000000.000000"
@@ -239,11 +246,11 @@ def test_halting_an_instrument_refuses_orders_until_it_reopens(run_venue: Any) -
         watcher = await venue.client(endpoint="public")
         venue.server.public.pause_min_s = 0.0  # each change its own update, however close
         await watcher.request("subscribe", {"ch": "instruments", "symbols": [SYMBOL]})
-        assert (await watcher.next_push())["data"]["status"] == "open"
+        assert (await next_push_not_heartbeat(watcher))["data"]["status"] == "open"
         resting = (await alpha.place(SYMBOL, "buy", "1", "186.00"))["order_id"]
 
         await admin.request("admin.set_status", {"symbol": SYMBOL, "status": "halted"})
-        update = await watcher.next_push()
+        update = await next_push_not_heartbeat(watcher)
         assert (update["type"], update["data"]["status"]) == ("update", "halted")
         with pytest.raises(VenueError) as halted:
             await alpha.place(SYMBOL, "buy", "1", "186.00")

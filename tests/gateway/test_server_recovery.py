@@ -22,7 +22,14 @@ from client.sdk import VenueClient, VenueError
 from core import venue_core
 from engine.enums import Side
 from settlement.store import SqliteLedgerStore
-from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, drain_pushes, start_venue
+from tests.conftest import (
+    KEYS,
+    TEST_TIMEOUT_S,
+    Venue,
+    drain_pushes,
+    next_push_not_heartbeat,
+    start_venue,
+)
 
 SYMBOL = "AAPLx-USD"
 OTHER = "MSFTx-USD"
@@ -184,7 +191,7 @@ def test_the_private_stream_resumes_across_a_restart(tmp_path: Path, with_snapsh
         taker = await first.client("taker")
         for client in (alpha, witness):
             await client.subscribe_account()
-            await client.next_push()
+            await next_push_not_heartbeat(client)
         await alpha.place(SYMBOL, "sell", "1", "187.30")
         await drain_pushes(alpha)
         last_seen = alpha.account_seq
@@ -353,7 +360,7 @@ def test_cod_orders_are_canceled_by_a_stop_and_stay_canceled(tmp_path: Path) -> 
         plain = await first.client("alpha")
         kept = (await plain.place(SYMBOL, "buy", "1", "185.00"))["order_id"]
         await plain.subscribe_account()
-        seq_before_stop = (await plain.next_push())["seq"]
+        seq_before_stop = (await next_push_not_heartbeat(plain))["seq"]
         await first.server.stop()
         for client in first.clients:
             await client.close()
@@ -576,7 +583,7 @@ def test_history_replayed_from_the_journal_keeps_the_epoch_of_each_start(
         try:
             alpha = await venue.client("alpha")
             await alpha.subscribe_account()
-            await alpha.next_push()  # the snapshot
+            await next_push_not_heartbeat(alpha)  # the snapshot
             await alpha.place(SYMBOL, "buy", "1", price)
             return venue.server.epoch, account_events(await drain_pushes(alpha))
         finally:

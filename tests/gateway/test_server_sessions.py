@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from client.sdk import VenueClient, VenueError
 from gateway import limits
 from gateway.auth import sign_logon
-from tests.conftest import KEYS, Venue, drain_pushes
+from tests.conftest import KEYS, Venue, drain_pushes, next_push_not_heartbeat
 from tests.sample_config import sample_bill
 
 SYMBOL = "AAPLx-USD"
@@ -304,7 +304,7 @@ def test_cancel_on_disconnect_cancels_only_that_connections_open_orders(run_venu
     async def scenario(venue: Venue) -> None:
         watcher = await venue.client("alpha")  # same account, no COD, stays connected
         await watcher.subscribe_account()
-        await watcher.next_push()  # the snapshot
+        await next_push_not_heartbeat(watcher)  # the snapshot
         beta = await venue.client("beta")
         taker = await venue.client("taker")
         leaving = await venue.client("alpha")
@@ -462,7 +462,7 @@ def test_dead_mans_switch_cancels_the_accounts_orders_after_the_timeout(run_venu
     async def scenario(venue: Venue) -> None:
         watcher = await venue.client("alpha")
         await watcher.subscribe_account()
-        await watcher.next_push()
+        await next_push_not_heartbeat(watcher)
         arming = await venue.client("alpha")
         beta = await venue.client("beta")
         mine = {(await arming.place(SYMBOL, "buy", "1", "186.00"))["order_id"]}
@@ -734,7 +734,7 @@ def test_cancel_all_with_filters_counts_what_it_canceled(run_venue: Any) -> None
         alpha = await venue.client("alpha")
         beta = await venue.client("beta")
         await alpha.subscribe_account()
-        await alpha.next_push()
+        await next_push_not_heartbeat(alpha)
         for price in ("186.00", "186.10", "186.20"):
             await alpha.place(SYMBOL, "buy", "1", price, tag="bids")
         for price in ("188.00", "188.10"):

@@ -26,7 +26,7 @@ from engine.units import format_units
 from gateway import limits, sessions, transport
 from gateway import server as server_module
 from gateway.server import VenueServer
-from tests.conftest import TEST_TIMEOUT_S, Venue, drain_pushes
+from tests.conftest import TEST_TIMEOUT_S, Venue, drain_pushes, next_push_not_heartbeat
 from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
@@ -786,7 +786,7 @@ def test_since_seq_replays_exactly_the_missed_events(run_venue: Any) -> None:
         taker = await venue.client("taker")
         for client in (alpha, witness):
             await client.subscribe_account()
-        start = (await alpha.next_push())["seq"]
+        start = (await next_push_not_heartbeat(alpha))["seq"]
         await alpha.place(SYMBOL, "sell", "1", "187.30")
         await taker.place(SYMBOL, "buy", "0.2", "187.30", tif="ioc")
         seen = account_events(await drain_pushes(alpha))
@@ -823,7 +823,7 @@ def test_since_seq_older_than_the_history_gets_a_snapshot(
         for i in range(6):  # an exec and a balance each: more events than are kept
             await alpha.place(SYMBOL, "buy", "1", f"186.{i:02d}")
         current = (await alpha.subscribe_account())["seq"]
-        await alpha.next_push()
+        await next_push_not_heartbeat(alpha)
         oldest_kept = current - 8 + 1
 
         just_kept = await venue.client("alpha")
@@ -947,7 +947,7 @@ def test_a_burst_past_the_queue_limit_reaches_a_reading_client(
         session = next(s for s in venue.server.sessions.values() if not s.trade)
         for number in range(count):  # all in this turn: no await between them
             venue.server._push(session, {"ch": "test", "n": number})
-        received = [(await client.next_push(2.0))["n"] for _ in range(count)]
+        received = [(await next_push_not_heartbeat(client, 2.0))["n"] for _ in range(count)]
         return received, session.closing
 
     received, closing = run_venue(scenario)

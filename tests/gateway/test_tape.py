@@ -20,7 +20,7 @@ from client.sdk import VenueClient
 from engine.enums import OrderStatus, Side
 from engine.events import TradeExecuted
 from gateway.tape import TRADES_RECENT_MAX, Tape
-from tests.conftest import KEYS
+from tests.conftest import KEYS, next_push_not_heartbeat
 from tests.gateway.test_crash import free_port, start_server
 from tests.gateway.test_server_streams import place_params
 
@@ -94,7 +94,7 @@ async def read_tape(
     public = await VenueClient(f"ws://127.0.0.1:{port}/ws/public").connect()
     try:
         await public.request("subscribe", {"ch": "trades", "symbols": [symbol]})
-        snapshot = await public.next_push()
+        snapshot = await next_push_not_heartbeat(public)
         assert (snapshot["ch"], snapshot["type"]) == ("trades", "snapshot"), snapshot
     finally:
         await public.close()
