@@ -20,7 +20,7 @@ import psycopg
 
 from cli.arguments import int_within
 from cli.failures import CommandFailed
-from cli.hangup import detach_hung_up_terminal, how_to_stop, stop_signals
+from cli.hangup import detach_hung_up_terminal, how_to_stop, say_after_stop, stop_signals
 from cluster.local import ClusterError, LocalCluster, ephemeral_overlap, how_it_ended
 from cluster.nats import NatsError
 from cluster.postgres import PostgresError
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         _no_more_interrupts()  # a start that failed stops too
         cluster.stop()
-    print("tokenvenue cluster stopped", flush=True)
+    say_after_stop("tokenvenue cluster stopped")
     return 0
 
 

@@ -4,7 +4,9 @@ Owns the list of stop signals of `venue serve` and `venue cluster` (SIGINT, SIGT
 SIGHUP: a terminal closed sends its session SIGHUP, whose default action killed the venue
 with no clean stop) and `detach_hung_up_terminal`: once the terminal is gone, writing to it
 fails (EIO), so its descriptors are pointed at /dev/null and the stop's last lines cannot
-turn a clean stop into a traceback. Output to a file or a pipe is left as it is.
+turn a clean stop into a traceback; `say_after_stop` writes a stop's last line so that a
+hang-up its SIGHUP handler has not seen yet cannot fail it either. Output to a file or a pipe
+is left as it is.
 A SIGHUP ignored at the start (`nohup venue serve &`) stays ignored: `stop_signals`.
 """
 
@@ -49,3 +51,16 @@ def detach_hung_up_terminal() -> None:
             os.dup2(null, fd)
         finally:
             os.close(null)
+
+
+def say_after_stop(line: str) -> None:
+    """Print a stop's last line; on a terminal hung up meanwhile (EIO), detach it and go on.
+    The kernel fails writes to a hung-up terminal at once, but Python runs the SIGHUP's
+    handler (which detaches) only between bytecodes: a stop done within milliseconds of the
+    window closing wrote its last line first, and exited 1 on the EIO."""
+    try:
+        print(line, flush=True)
+    except OSError as failed:
+        if failed.errno != errno.EIO:
+            raise
+        detach_hung_up_terminal()

@@ -365,7 +365,7 @@ async def _serve(
     finally:
         if lease is not None:  # after the last write: the next venue takes it at once
             await lease.release()
-    print("tokenvenue stopped cleanly", flush=True)
+    hangup.say_after_stop("tokenvenue stopped cleanly")
 
 
 def start_refused(error: OSError, host: str, port: int) -> str:
@@ -450,7 +450,7 @@ async def _serve_core(
         print(f"  ledger store: {describe_store(config)}", flush=True)
         await stopping.wait()
     await core.stop()
-    print(f"tokenvenue core {name} stopped cleanly", flush=True)
+    hangup.say_after_stop(f"tokenvenue core {name} stopped cleanly")
 
 
 async def _serve_gateway(
@@ -488,4 +488,4 @@ async def _serve_gateway(
     print(f"  NATS {nats_url}, replica at seq {server.core.sequencer.last_seq}", flush=True)
     await stopping.wait()
     await server.stop()
-    print(f"tokenvenue gateway {name} stopped cleanly", flush=True)
+    hangup.say_after_stop(f"tokenvenue gateway {name} stopped cleanly")

@@ -240,3 +240,37 @@ def _assert_stopped_in_order(directory: Path) -> None:
         assert stopping is not None, log
         began[name] = stopping.group(1)  # ISO 8601 in UTC: in order as text
     assert began["gw-0"] < began["core-0"], began
+
+
+# A process whose stdout is a terminal hung up before any SIGHUP reached it (none will: it is
+# not the terminal's session leader), as a stop that ends within milliseconds of the window
+# closing sees it: the kernel fails writes at once, the handler runs only between bytecodes.
+LAST_LINE_ON_A_HUNG_UP_TERMINAL = """
+import os, pty, sys
+from cli.hangup import say_after_stop
+terminal, its_side = pty.openpty()
+os.dup2(its_side, 1)
+os.close(terminal)
+try:
+    os.write(1, b"x")
+except OSError as failed:
+    os.write(2, f"hung up: errno {failed.errno}\\n".encode())
+say_after_stop("tokenvenue stopped cleanly")
+os.write(2, b"went on\\n")
+"""
+
+
+def test_a_stops_last_line_on_a_terminal_hung_up_before_its_sighup_is_let_go() -> None:
+    """The finding (session 27, the suite on two workers): Ctrl-C, the stop done in ~40 ms,
+    and the window closed meanwhile: the cluster's last line met EIO before the SIGHUP's
+    handler detached the terminal, and `venue cluster` exited 1 after a clean, ordered stop."""
+    result = subprocess.run(
+        [sys.executable, "-c", LAST_LINE_ON_A_HUNG_UP_TERMINAL],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=STOP_TIMEOUT_S,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "hung up: errno 5\nwent on\n"  # EIO, then nothing failed
