@@ -66,9 +66,9 @@ IdChunk = OrderedDict[str, Chunk]
 class AccountPlaces:
     """One account's remembered cl_ord_ids (`OncePlaced` keeps them): oldest first in
     `IdChunk`s of at most `CHUNK` (for its limit), and an index of each to its `IdChunk` in
-    dicts of at most `INDEX_CHUNK` (for lookups: an account at its limit has at most three). In both
-    the last one fills, and one emptied before it is the last is dropped at once, so the
-    first of each holds the account's oldest."""
+    dicts of at most `INDEX_CHUNK` (for lookups: an account at its limit has at most three).
+    In both the last one fills, and one emptied before it is the last is dropped at once, so
+    the first of each holds the account's oldest."""
 
     __slots__ = ("count", "index", "order")
 

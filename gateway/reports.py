@@ -591,11 +591,8 @@ class ExecReporter:
                     cl_ord_id=event.cl_ord_id,
                     price=price_text,
                 )
-                report = tracked.account, Push("account", 0, epoch, "exec", event.ts_us, data)
-                if status in CLOSED:
-                    del self.orders[event.order_id]
-                    self.order_reports.append(report)
-                return report
+                # (never closing: the order's quantities are those of its open last report)
+                return tracked.account, Push("account", 0, epoch, "exec", event.ts_us, data)
             qty_text, leaves_text = template.qty, template.leaves_qty
             cum_text, avg_px_text = template.cum_qty, template.avg_px
         else:
