@@ -21,8 +21,7 @@ from websockets.http11 import Response as HttpResponse
 
 from core.bus import Bus
 from core.venue_core import now_us
-from engine.reasons import ErrorCode as E
-from gateway import http, limits, static, transport, wire
+from gateway import http, limits, static, transport
 from gateway.dispatch import Dispatcher, Pending
 from gateway.held_requests import NOT_EXECUTED_AT_LEASE_LOSS
 from gateway.http import Exchange
@@ -199,10 +198,9 @@ class ConnectionHandler:
         for session in list(self.sessions.values()):
             if not session.closing:
                 for pending in owed.get(session.id, ()):  # in request order, before the close
-                    error = wire.error(
-                        pending.request_id, E.OUTCOME_UNKNOWN, OUTCOME_UNKNOWN_AT_LEASE_LOSS
-                    )
-                    self.connections.send(session, error)
+                    # 504, or a batch's 409 with the outcomes back already (`unknown_reply`)
+                    reply = self.dispatcher.unknown_reply(pending, OUTCOME_UNKNOWN_AT_LEASE_LOSS)
+                    self.connections.send(session, reply)
                 # then what waited behind a place (sent after it): not executed, none of it
                 self.dispatcher.held_requests.refuse_held_of(session, NOT_EXECUTED_AT_LEASE_LOSS)
                 self.connections.close(session, LEASE_LOST_CLOSE_CODE, LEASE_LOST_REASON)
