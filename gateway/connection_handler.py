@@ -207,10 +207,13 @@ class ConnectionHandler:
 
     def _owed_by_session(self) -> dict[int, list[Pending]]:
         """The requests still waiting for the core's outcome, by session: a close would
-        leave them unanswered (the outcome comes back to a closed session, if at all)."""
+        leave them unanswered (the outcome comes back to a closed session, if at all). Not
+        those answered as unknown already (`Dispatcher.answer_unknown`): one answer each."""
         owed: dict[int, list[Pending]] = {}
         for origin in self.bus.owed():
-            if type(origin) is Pending and origin.request_id is not None:
+            if type(origin) is not Pending or origin.answered_unknown:
+                continue  # a cod cancel's (nobody to answer), or answered already
+            if origin.request_id is not None:
                 owed.setdefault(origin.session.id, []).append(origin)
         return owed
 

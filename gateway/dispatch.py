@@ -745,8 +745,8 @@ class Dispatcher:
         awaited: its key is stored (`KeyIssuer._key_decided`)."""
         if pending.answered_unknown:
             return
-        pending.answered_unknown = True
         reply = self.unknown_reply(pending, message)  # before what came back is let go
+        pending.answered_unknown = True
         if pending.method != "admin.issue_key":  # (one command: nothing came back of it yet)
             pending.expected = ANSWERED_AS_UNKNOWN
             pending.results.clear()  # what came back of a batch already: in `reply`
@@ -759,7 +759,9 @@ class Dispatcher:
         why): 504 `OUTCOME_UNKNOWN`; but an `order.batch` or `quote.mass` of which some
         commands came back is partly done (409): those ops with their outcomes, each op
         after them 504 `OUTCOME_UNKNOWN` (outcomes come back in op order, so the known ones
-        are the first). Before, such a batch was 504 as a whole: its done ops' order ids lost."""
+        are the first). Before, such a batch was 504 as a whole: its done ops' order ids lost.
+        Never for a request answered already: once answered, `expected` is out of reach."""
+        assert not pending.answered_unknown, f"request {pending.request_id!r} answered twice"
         if not pending.results or pending.method not in _PER_OP_METHODS:
             return wire.error(pending.request_id, E.OUTCOME_UNKNOWN, message)
         status_of = self.first_status if pending.method == "order.batch" else None
