@@ -105,7 +105,10 @@ class Calls:
         return await self.request("order.amend", _ids_of(order_id, cl_ord_id) | changes)
 
     async def batch(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
-        """Up to 20 ops; the whole envelope (status 200 or 409 with a result per op)."""
+        """Up to 20 ops; the whole envelope, whatever its status: 200, or 409 with a result
+        per op (an op whose outcome a cluster's gateway does not know yet: 504
+        `OUTCOME_UNKNOWN` in it), or an error for the whole batch (400: a malformed op,
+        nothing applied; 504 `OUTCOME_UNKNOWN`: no op's outcome known)."""
         return await self.request_raw("order.batch", {"ops": ops})
 
     async def cancel_all(self, **filters: Any) -> Any:

@@ -37,6 +37,12 @@ UNKNOWN_OUTCOME = (  # of an order method: the order's state says whether it was
     "its outcome is unknown (the venue may have carried it out): check with order_status or"
     " open_orders before sending it again"
 )
+# Of a batch's commands answered 504 each (a cluster's gateway, its core silent past the
+# first ones): as of an order method, for each of them.
+UNKNOWN_OPS_OUTCOME = (
+    "the venue may still carry them out; check with order_status or open_orders before"
+    " sending them again"
+)
 # Of a place sent with `once` (and its cl_ord_id): the venue places it at most once per
 # cl_ord_id (docs/protocol.md §2.4), so the answer is to send the same request again.
 ONCE_UNKNOWN_OUTCOME = (
@@ -196,20 +202,43 @@ class PartlyDone(VenueError):
     (all of them, perhaps) and the others done. `results` is the answer's list, one entry
     per command with its own `status` and `result` or `error` (docs/protocol.md §5.4, §5.5):
     what was done (a quote placed, say) is in it, so look before sending it again. `name` is
-    `PARTLY_DONE` and `code` 0: the protocol gives a 409 no code of its own."""
+    `PARTLY_DONE` and `code` 0: the protocol gives a 409 no code of its own. A cluster's
+    gateway whose core went silent (or that lost its lease) with the first commands done
+    answers each later one 504 `OUTCOME_UNKNOWN`: their indexes are `unknown`, and
+    `outcome_unknown` is True (they may still be carried out: check before sending them
+    again); the message counts them apart from the refused."""
 
     def __init__(self, method: str, results: list[dict[str, Any]]) -> None:
-        refused = [(i, r.get("error", {})) for i, r in enumerate(results) if r["status"] != 200]
-        text = f"{method} partly done: {len(results) - len(refused)} of {len(results)} done"
+        unknown = [i for i, r in enumerate(results) if _is_unknown(r)]
+        refused = [
+            (i, r.get("error", {}))
+            for i, r in enumerate(results)
+            if r["status"] != 200 and i not in unknown
+        ]
+        done = len(results) - len(refused) - len(unknown)
+        text = f"{method} partly done: {done} of {len(results)} done"
+        if unknown:
+            indexes = ", ".join(f"#{i}" for i in unknown)
+            text += f", {len(unknown)} outcome unknown ({indexes}: {UNKNOWN_OPS_OUTCOME})"
         if refused:
             index, error = refused[0]
             text += (
                 f", {len(refused)} refused, the first (#{index}) {error.get('name', '?')}:"
-                f" {error.get('msg', '')}; see .results"
+                f" {error.get('msg', '')}"
             )
+        if unknown or refused:
+            text += "; see .results"
         super().__init__(409, 0, "PARTLY_DONE", text)
         self.method = method
         self.results = results
+        self.unknown = unknown
+        self.outcome_unknown = bool(unknown)
+
+
+def _is_unknown(entry: dict[str, Any]) -> bool:
+    """Whether a batch's entry says its command's outcome is unknown (504 `OUTCOME_UNKNOWN`)."""
+    name = entry.get("error", {}).get("name")
+    return bool(entry["status"] == 504 and name == "OUTCOME_UNKNOWN")
 
 
 class ConnectionLost(ConnectionError):

@@ -688,22 +688,29 @@ class NatsBus:
         submit order with the barriers behind them, which are due now (they waited for the
         answers before them, which these are) and leave the queue. The overdue commands stay
         in it (still resent; their outcomes come back in order, as every one's) and are not
-        told again. Stops at the first command not overdue: the later ones are younger."""
+        told again. A request's commands are overdue together, told once: a batch's are sent
+        microseconds apart, and a check between their deadlines left the later ones owed, so
+        a lost lease answered the request again (`owed`). Stops at the first command not
+        overdue (nor of a request told): the later ones are younger."""
         waiting, wait_s = self._waiting, self.outcome_wait_s
         if not waiting or (waiting[0].request and now_s - waiting[0].sent_s < wait_s):
             return  # nothing owed, or nothing owed long (the usual case: one test)
         settled: list[Overdue | Executed] = []
         kept: list[_Waiting] = []  # the overdue commands at its head, back in the queue after
+        told: Any = None  # the origin of the last overdue command: its request's others follow
         while waiting:
             head = waiting[0]
+            origin = head.origin
             if head.request == 0:
-                settled.append(Executed(0, None, head.events or [], head.origin))
-            elif head.overdue or now_s - head.sent_s >= wait_s:
+                settled.append(Executed(0, None, head.events or [], origin))
+            elif head.overdue or now_s - head.sent_s >= wait_s or _same(origin, told):
                 if not head.overdue:
                     head.overdue = True
-                    head.answered = self.core.listener.is_client_request(head.origin)
+                    head.answered = self.core.listener.is_client_request(origin)
                     self._answered_waiting += head.answered
-                    settled.append(Overdue(head.origin, now_s - head.sent_s))
+                    if not _same(origin, told):  # (a request's first command: told once)
+                        settled.append(Overdue(origin, now_s - head.sent_s))
+                told = origin
                 kept.append(head)
             else:
                 break
@@ -714,6 +721,12 @@ class NatsBus:
             self.core.flush_now()  # outcomes already back are answered first, in order
             self.core.listener.outcomes_overdue(settled)
             self.progressed()
+
+
+def _same(origin: Any, told: Any) -> bool:
+    """Whether a command's `origin` is the request `told` (None: the gateway's own command,
+    each one of its own)."""
+    return origin is not None and origin is told
 
 
 def _no_key_listener(payload: bytes) -> None:

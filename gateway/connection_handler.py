@@ -21,8 +21,7 @@ from websockets.http11 import Response as HttpResponse
 
 from core.bus import Bus
 from core.venue_core import now_us
-from engine.reasons import ErrorCode as E
-from gateway import http, limits, static, transport, wire
+from gateway import http, limits, static, transport
 from gateway.dispatch import Dispatcher, Pending
 from gateway.held_requests import NOT_EXECUTED_AT_LEASE_LOSS
 from gateway.http import Exchange
@@ -199,20 +198,22 @@ class ConnectionHandler:
         for session in list(self.sessions.values()):
             if not session.closing:
                 for pending in owed.get(session.id, ()):  # in request order, before the close
-                    error = wire.error(
-                        pending.request_id, E.OUTCOME_UNKNOWN, OUTCOME_UNKNOWN_AT_LEASE_LOSS
-                    )
-                    self.connections.send(session, error)
+                    # 504, or a batch's 409 with the outcomes back already (`unknown_reply`)
+                    reply = self.dispatcher.unknown_reply(pending, OUTCOME_UNKNOWN_AT_LEASE_LOSS)
+                    self.connections.send(session, reply)
                 # then what waited behind a place (sent after it): not executed, none of it
                 self.dispatcher.held_requests.refuse_held_of(session, NOT_EXECUTED_AT_LEASE_LOSS)
                 self.connections.close(session, LEASE_LOST_CLOSE_CODE, LEASE_LOST_REASON)
 
     def _owed_by_session(self) -> dict[int, list[Pending]]:
         """The requests still waiting for the core's outcome, by session: a close would
-        leave them unanswered (the outcome comes back to a closed session, if at all)."""
+        leave them unanswered (the outcome comes back to a closed session, if at all). Not
+        those answered as unknown already (`Dispatcher.answer_unknown`): one answer each."""
         owed: dict[int, list[Pending]] = {}
         for origin in self.bus.owed():
-            if type(origin) is Pending and origin.request_id is not None:
+            if type(origin) is not Pending or origin.answered_unknown:
+                continue  # a cod cancel's (nobody to answer), or answered already
+            if origin.request_id is not None:
                 owed.setdefault(origin.session.id, []).append(origin)
         return owed
 

@@ -737,21 +737,46 @@ class Dispatcher:
         self.bus.submit(command, pending)
 
     def answer_unknown(self, pending: Pending, message: str) -> None:
-        """504 `OUTCOME_UNKNOWN` now, for a request whose commands' outcome has not come
-        back (a cluster's core silent too long, `outcomes_overdue`); its outcome, when it
-        comes back, is pushed as ever but not answered again: `expected` is out of reach.
-        Once only, and nothing for a closing session (nobody reads it) or a broken frame.
-        An issued key's outcome is still awaited: its key is stored (`KeyIssuer._key_decided`)."""
+        """504 `OUTCOME_UNKNOWN` now (a batch partly back: 409, `unknown_reply`), for a
+        request whose commands' outcome has not come back (a cluster's core silent too long,
+        `outcomes_overdue`); its outcome, when it comes back, is pushed as ever but not
+        answered again: `expected` is out of reach. Once only, and nothing for a closing
+        session (nobody reads it) or a broken frame. An issued key's outcome is still
+        awaited: its key is stored (`KeyIssuer._key_decided`)."""
         if pending.answered_unknown:
             return
+        reply = self.unknown_reply(pending, message)  # before what came back is let go
         pending.answered_unknown = True
         if pending.method != "admin.issue_key":  # (one command: nothing came back of it yet)
             pending.expected = ANSWERED_AS_UNKNOWN
-            pending.results.clear()  # what came back of a batch already: never read
+            pending.results.clear()  # what came back of a batch already: in `reply`
         session = pending.session
         if pending.request_id is not None and not session.closing:
-            error = wire.error(pending.request_id, E.OUTCOME_UNKNOWN, message)
-            self.connections.send(session, error)
+            self.connections.send(session, reply)
+
+    def unknown_reply(self, pending: Pending, message: str) -> bytes:
+        """The answer of a request whose outcome has not (all) come back (`message` says
+        why): 504 `OUTCOME_UNKNOWN`; but an `order.batch` or `quote.mass` of which some
+        commands came back is partly done (409): those ops with their outcomes, each op
+        after them 504 `OUTCOME_UNKNOWN` (outcomes come back in op order, so the known ones
+        are the first). Before, such a batch was 504 as a whole: its done ops' order ids lost.
+        Never for a request answered already: once answered, `expected` is out of reach."""
+        assert not pending.answered_unknown, f"request {pending.request_id!r} answered twice"
+        if not pending.results or pending.method not in _PER_OP_METHODS:
+            return wire.error(pending.request_id, E.OUTCOME_UNKNOWN, message)
+        status_of = self.first_status if pending.method == "order.batch" else None
+        entries, _ = _op_entries(pending.results, status_of)
+        unknown = {"code": int(E.OUTCOME_UNKNOWN), "name": E.OUTCOME_UNKNOWN.name, "msg": message}
+        missing = pending.expected - len(entries)
+        entries += [{"status": 504, "error": unknown} for _ in range(missing)]
+        body = {
+            "id": pending.request_id,
+            "status": 409,
+            "result": {"results": entries},
+            "t_in": pending.t_in,
+            "t_out": now_us(),
+        }
+        return wire.encode(body)
 
     def answer(self, pending: Pending) -> None:
         """Answer a request whose `results` are all in (the release appends each as it comes
@@ -829,6 +854,8 @@ def _with_cod_mark(command: Any) -> Any:
 _BUY, _SELL = Side.BUY, Side.SELL
 _ONLY_PLACES = frozenset({wire.PlaceOp})  # a batch of places alone: `Dispatcher._batch`
 _PARAMS = attrgetter("params")  # a batch op's
+# the methods answered per op (`{results}`): one partly done before an outage says so per op
+_PER_OP_METHODS = frozenset({"order.batch", "quote.mass"})
 
 
 def _unstamped() -> int:
@@ -1192,24 +1219,7 @@ def _batch_answer(status_of: StatusOf | None) -> Callable[[Pending], bytes]:
     naming the status `status_of` gives of the order a DUPLICATE_CL_ORD_ID names."""
 
     def batch_result(pending: Pending) -> bytes:
-        results = []
-        failed = 0
-        for executed in pending.results:
-            events = executed.events  # `rejection`, inline: this runs for every op of a batch
-            if not events or type(events[-1]) is not CommandRejected:
-                results.append({"status": 200, "result": _plain_outcome(executed)})
-            else:
-                rejected: CommandRejected = events[-1]
-                failed += 1
-                error = {
-                    "code": int(rejected.reason),
-                    "name": rejected.reason.name,
-                    "msg": rejected.detail,
-                }
-                data = _refusal_data(rejected, status_of)
-                if data is not None:
-                    error["data"] = data
-                results.append({"status": wire.rejection_status(rejected.reason), "error": error})
+        results, failed = _op_entries(pending.results, status_of)
         body = {
             "id": pending.request_id,
             "status": 409 if failed else 200,
@@ -1220,6 +1230,32 @@ def _batch_answer(status_of: StatusOf | None) -> Callable[[Pending], bytes]:
         return wire.encode(body)
 
     return batch_result
+
+
+def _op_entries(
+    done: list[Executed], status_of: StatusOf | None
+) -> tuple[list[dict[str, Any]], int]:
+    """The entries of a batch's answer for the commands `done` (each its status and its
+    result or error), and how many of them were refused."""
+    results = []
+    failed = 0
+    for executed in done:
+        events = executed.events  # `rejection`, inline: this runs for every op of a batch
+        if not events or type(events[-1]) is not CommandRejected:
+            results.append({"status": 200, "result": _plain_outcome(executed)})
+        else:
+            rejected: CommandRejected = events[-1]
+            failed += 1
+            error = {
+                "code": int(rejected.reason),
+                "name": rejected.reason.name,
+                "msg": rejected.detail,
+            }
+            data = _refusal_data(rejected, status_of)
+            if data is not None:
+                error["data"] = data
+            results.append({"status": wire.rejection_status(rejected.reason), "error": error})
+    return results, failed
 
 
 # An order.batch's answer without the status of a DUPLICATE_CL_ORD_ID's order (a quote.mass's).

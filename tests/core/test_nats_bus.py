@@ -196,6 +196,40 @@ def test_requests_owed_too_long_are_told_in_order_once_and_still_resent() -> Non
     asyncio.run(owe_then_come_back())
 
 
+def test_a_requests_commands_are_overdue_together_told_once(monkeypatch: Any) -> None:
+    """Review of s28-batch504: a batch's commands are sent microseconds apart, and a check
+    between their deadlines marked the first overdue (its request answered) but not the
+    later ones: `owed` still listed the request, and a lost lease answered it again (a
+    second answer to one request id, or with an op back meanwhile, a reply of ~9.2e18 ops)."""
+    from core import nats_bus
+
+    clock = [100.0]
+    monkeypatch.setattr(nats_bus.time, "monotonic", lambda: clock[0])
+    listener = _Listener()
+    bus = NatsBus(config.load(SAMPLE_CONFIG), "nats://127.0.0.1:4222", listener, "gw-t")
+    bus.nc = cast(Any, _Publisher())
+    bus.core.live = True
+
+    async def batch_then_a_check_between_its_deadlines() -> None:
+        batch = ["the batch"]  # one origin for its three commands, as `Pending` is
+        for _ in range(3):  # a microsecond apart each, as one loop turn sends them
+            bus.submit(PLACE, batch)
+            clock[0] += 0.000_001
+        clock[0] += 1.0
+        bus.submit(PLACE, "place")  # another request, a second later
+        await asyncio.sleep(0)  # the turn's end: sent
+        first_s = bus._waiting[0].sent_s
+        assert bus._waiting[2].sent_s > first_s  # the window: the first is due, not the last
+        bus.settle_overdue(first_s + OUTCOME_WAIT_S)
+        assert listener.calls == ["unknown ['the batch']"], "told once, as a whole"
+        assert bus.owed() == ["place"]  # before: the batch too, to be answered again
+        bus.settle_overdue(first_s + OUTCOME_WAIT_S + 0.5)  # the batch's last one due now
+        assert listener.calls == ["unknown ['the batch']"], "not told again"
+        assert [s.request for s in bus._unanswered] == [1, 2, 3, 4]  # all still resent
+
+    asyncio.run(batch_then_a_check_between_its_deadlines())
+
+
 def test_the_outcome_wait_is_the_configs_outcome_wait_ms() -> None:
     """`[venue] outcome_wait_ms` sets the bound (a test of the 504 with real processes waits
     less); `OUTCOME_WAIT_S` is its default."""
