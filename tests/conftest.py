@@ -275,14 +275,40 @@ async def next_push_not_heartbeat(
     raise AssertionError(f"only heartbeats: {max_skipped + 1} in a row")
 
 
-async def drain_pushes(client: VenueClient, wait_s: float = 0.3) -> list[dict[str, Any]]:
-    """Every push that arrives within `wait_s` of the last one."""
-    pushes = []
-    while True:
+# A drain reads what a test's few requests caused: a few hundred pushes at most, within a
+# few seconds on a busy machine. Past either, the stream never goes quiet: the test fails.
+DRAIN_PUSHES_MAX = 10_000
+DRAIN_WITHIN_S = 10.0  # under TEST_TIMEOUT_S, so the drain's own failure is what is reported
+
+
+async def drain_pushes(
+    client: VenueClient,
+    wait_s: float = 0.3,
+    within_s: float = DRAIN_WITHIN_S,
+    pushes_max: int = DRAIN_PUSHES_MAX,
+) -> list[dict[str, Any]]:
+    """Every push but heartbeats that arrives within `wait_s` of the last one, in order.
+
+    A `heartbeat` (docs/protocol.md §9.7) is skipped and does not count as a push for the
+    quiet `wait_s`: with heartbeats more often than `wait_s` the drain would never end.
+    Bounded: fails if the pushes do not go quiet within `within_s`, or after `pushes_max`
+    read (heartbeats too) without a quiet `wait_s`."""
+    loop = asyncio.get_running_loop()
+    given_up_at = loop.time() + within_s
+    quiet_at = loop.time() + wait_s
+    pushes: list[dict[str, Any]] = []
+    for _ in range(pushes_max):
         try:
-            pushes.append(await client.next_push(wait_s))
+            push = await client.next_push(max(quiet_at - loop.time(), 0.0))
         except TimeoutError:
             return pushes
+        if push.get("ch") == "heartbeat":
+            continue
+        if loop.time() > given_up_at:
+            raise AssertionError(f"pushes still coming after {within_s} s: {len(pushes)} read")
+        pushes.append(push)
+        quiet_at = loop.time() + wait_s
+    raise AssertionError(f"{pushes_max} pushes read and still coming (heartbeats count too)")
 
 
 _database_numbers = itertools.count(1)

@@ -1,18 +1,23 @@
 """The fatal path's guard (tests/conftest.py, `FatalGuard`): a pytest run of its own, in a
-real process, over a tiny test file whose venue's journal commit raises. And where the run's
-temporary files go (`ram_temp_root`)."""
+real process, over a tiny test file whose venue's journal commit raises. Where the run's
+temporary files go (`ram_temp_root`). And `drain_pushes`, bounded, on a real venue."""
 
+import asyncio
+import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from client.sdk import VenueClient
+from gateway import limits
 from tests import conftest
-from tests.conftest import FATAL_EXIT_CODE, ROOT, ram_temp_root
+from tests.conftest import FATAL_EXIT_CODE, ROOT, Venue, drain_pushes, ram_temp_root
 
 RUN_TIMEOUT_S = 120  # a run of two short tests; a venue left hanging would reach it instead
 
@@ -176,3 +181,71 @@ def test_this_runs_temporary_files_are_where_the_hook_chose(
     else:
         assert os.environ["TMPDIR"] == str(chosen) == tempfile.gettempdir()
         assert tmp_path.resolve().is_relative_to(chosen.resolve())
+
+
+# ----------------------------------------------------------------- drain_pushes
+
+SYMBOL = "AAPLx-USD"
+FAST_HEARTBEAT_S = 0.1  # heartbeats more often than a drain's quiet 0.3 s: it never ended
+DRAIN_BOUND_S = 5.0  # a drain that ends takes ~0.3 s; one that hangs fails here, not at 20 s
+PING_EVERY_S = 0.05  # a stream that never goes quiet for a drain's 0.3 s
+PINGS_MAX = 200  # bounded: 10 s of pings, far past the drain's `within_s` of 0.5 s
+
+
+async def send_ping(client: VenueClient, request_id: int) -> None:
+    """A `ping` nobody awaits: its answer is read as a push (`VenueClient.next_push`)."""
+    assert client.websocket is not None
+    await client.websocket.send(json.dumps({"id": request_id, "method": "ping"}))
+
+
+def test_a_drain_ends_while_heartbeats_come_more_often_than_its_quiet_wait(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Heartbeats every 0.1 s (as a test may set them) used to keep a drain reading until
+    the test's own timeout: each was a push within its 0.3 s. Now they are skipped, and what
+    the test's requests caused is what it returns."""
+    monkeypatch.setattr(limits, "HEARTBEAT_INTERVAL_S", FAST_HEARTBEAT_S)  # read at start
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.subscribe_account()
+        placed = await alpha.place(SYMBOL, "buy", "1", "186.00")
+        pushes = await asyncio.wait_for(drain_pushes(alpha), DRAIN_BOUND_S)
+        assert pushes and all(push["ch"] == "account" for push in pushes), pushes
+        assert pushes[0]["type"] == "snapshot"
+        news = [p for p in pushes if p["type"] == "exec" and p["data"]["exec_type"] == "new"]
+        assert [p["data"]["order_id"] for p in news] == [placed["order_id"]]
+        heartbeat = await alpha.next_push(DRAIN_BOUND_S)
+        assert heartbeat["ch"] == "heartbeat", "heartbeats came all along, and still do"
+
+    run_venue(scenario)
+
+
+def test_a_drain_of_pushes_that_never_go_quiet_fails_at_its_bound(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+
+        async def keep_pinging() -> None:
+            for number in range(PINGS_MAX):
+                await send_ping(alpha, 1_000_000 + number)
+                await asyncio.sleep(PING_EVERY_S)
+
+        pinging = asyncio.create_task(keep_pinging())
+        try:
+            with pytest.raises(AssertionError, match=r"pushes still coming after 0\.5 s"):
+                await drain_pushes(alpha, within_s=0.5)
+        finally:
+            pinging.cancel()
+
+    run_venue(scenario)
+
+
+def test_a_drain_past_its_most_pushes_fails(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        for number in range(5):
+            await send_ping(alpha, 1_000_000 + number)
+        with pytest.raises(AssertionError, match="3 pushes read and still coming"):
+            await drain_pushes(alpha, pushes_max=3)
+
+    run_venue(scenario)

@@ -22,6 +22,7 @@ from tests.conftest import KEYS
 
 SYMBOL = "AAPLx-USD"
 TIMEOUT_S = 120
+HANDSHAKE_TIMEOUT_S = 10.0  # websockets' `open_timeout`, which the SDK keeps
 
 
 @pytest.fixture(scope="module")
@@ -118,14 +119,16 @@ def test_auto_resume_leaves_a_gateway_that_hangs(cluster: LocalCluster) -> None:
         await trader.subscribe_account()
         b.process.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
         try:
-            started = time.monotonic()
             silent = await notice(trader, "silent")
+            silent_s = time.monotonic()
             assert silent["url"] == b.url and silent["silent_s"] >= 3, silent
             moved = await notice(trader, "resumed")
             assert moved["url"] == a.url, moved
-            # 3 s of silence, then straight to the other gateway: before, the first try went
-            # back to the hung one and waited out its handshake (10 s), ~14 s in all
-            assert time.monotonic() - started < 9, time.monotonic() - started
+            # Straight to the other gateway: before, the first try went back to the hung one
+            # and waited out its handshake first. A bound under that wait (so that it tells
+            # the two apart, whatever the load), far above a resume's few round trips.
+            resumed_in_s = time.monotonic() - silent_s
+            assert resumed_in_s < HANDSHAKE_TIMEOUT_S - 2, resumed_in_s
             assert (await trader.request("session.status"))["account"] is not None
         finally:
             cluster.kill(b)  # a stopped process dies of SIGKILL too

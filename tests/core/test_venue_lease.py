@@ -128,14 +128,22 @@ def venue_lease(url: str, data_dir: Path, losses: Losses) -> VenueLease:
     return VenueLease(url, holder_name(data_dir), ttl_s=TTL_S, on_lost=losses, data_dir=data_dir)
 
 
-async def timed_take(lease: VenueLease) -> float:
-    started = time.monotonic()
-    await lease.take()
-    return time.monotonic() - started
+# What `VenueLease.take` logs when it waits for a key to expire, and when it takes the key of
+# a run it knows stopped: how a test tells a take at once from one that waited, unclocked.
+WAITED = "waiting up to"
+TOOK_OVER = "took the lease over from a run of this data directory that is gone"
+
+
+async def logged_take(lease: VenueLease, caplog: pytest.LogCaptureFixture) -> str:
+    """What `lease.take()` logged on venue.cluster, at INFO and above."""
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="venue.cluster"):
+        await lease.take()
+    return caplog.text
 
 
 def test_a_restart_takes_over_at_once_the_key_of_its_directorys_run_that_is_gone(
-    node: NatsCluster, tmp_path: Path
+    node: NatsCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The run recorded on the directory's lease lock, which the restart now holds: it
     stopped, so its key is taken over without waiting for the TTL."""
@@ -144,7 +152,8 @@ def test_a_restart_takes_over_at_once_the_key_of_its_directorys_run_that_is_gone
     async def scenario() -> None:
         await crashed_run(node.url, data_dir, None)
         restarted = venue_lease(node.url, data_dir, Losses())
-        assert await timed_take(restarted) < TTL_S / 2  # before: the whole TTL
+        logged = await logged_take(restarted, caplog)
+        assert TOOK_OVER in logged and WAITED not in logged, logged  # before: the whole TTL
         assert await restarted.holder_now() == restarted.holder
         await restarted.release()
 
@@ -152,7 +161,7 @@ def test_a_restart_takes_over_at_once_the_key_of_its_directorys_run_that_is_gone
 
 
 def test_a_run_recorded_on_another_lock_file_or_kernel_is_waited_for(
-    node: NatsCluster, tmp_path: Path
+    node: NatsCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A record it cannot prove stopped (a directory copied from another machine, another
     boot): the key is left to expire, as before."""
@@ -161,7 +170,8 @@ def test_a_run_recorded_on_another_lock_file_or_kernel_is_waited_for(
     async def scenario() -> None:
         await crashed_run(node.url, data_dir, "another-boot:1:2")
         restarted = venue_lease(node.url, data_dir, Losses())
-        assert await timed_take(restarted) > TTL_S / 2  # waited for the expiry
+        logged = await logged_take(restarted, caplog)
+        assert WAITED in logged and TOOK_OVER not in logged, logged  # waited for the expiry
         assert await restarted.holder_now() == restarted.holder
         await restarted.release()
 
@@ -249,7 +259,7 @@ def test_a_lease_file_linked_to_nothing_is_refused(tmp_path: Path, name: str) ->
 
 
 def test_a_start_given_back_after_the_lease_leaves_no_directory_it_made(
-    node: NatsCluster, tmp_path: Path
+    node: NatsCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A new data directory is made once the lease is held (its `lease.lock`, `lease.runs`):
     a start refused after that (the stream's journal, the core) gives the lease back and the
@@ -263,7 +273,8 @@ def test_a_start_given_back_after_the_lease_leaves_no_directory_it_made(
         await refused.give_back()
         assert not (tmp_path / "new").exists()
         restarted = venue_lease(node.url, data_dir, Losses())
-        assert await timed_take(restarted) < TTL_S / 2
+        logged = await logged_take(restarted, caplog)
+        assert WAITED not in logged and TOOK_OVER not in logged, logged  # free: taken at once
         await restarted.release()
         kept = sorted(path.name for path in data_dir.iterdir())
         assert kept == [LEASE_LOCK_FILE, LEASE_RUNS_FILE]  # a run that served: kept
