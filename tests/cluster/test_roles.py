@@ -23,8 +23,8 @@ from cluster.local import LocalCluster
 from core import config as venue_config
 from core.jetstream_journal import STREAM_DEFAULT, JetStreamJournal
 from core.nats_bus import Record, decode_record
-from engine.commands import PlaceOrder
-from engine.events import TradeExecuted
+from engine.commands import ArmDeadMan, PlaceOrder, ShiftDeadManDeadlines
+from engine.events import DeadManArmed, DeadManTriggered, TradeExecuted
 from engine.venue import Venue
 from engine.venue import VenueConfig as EngineConfig
 from gateway import limits
@@ -855,6 +855,97 @@ def test_a_switch_armed_through_gateway_a_fires_after_a_is_killed(cluster: Local
     run(scenario())
     cluster.start_role(a)
     cluster.wait_for(a, "replica at seq", timeout_s=120)
+
+
+# Shorter than any takeover after kill -9 (the lease's TTL, 10 s, less at most a second since
+# its last renewal), and longer than a gateway's resend (2 s) of a request held meanwhile.
+TAKEOVER_SWITCH_MS = 5_000
+REARM_EVERY_S = 1.0  # the diligent maker's re-arm interval
+TAKEOVER_WAIT_S = 30.0  # for the standby to be active after the kill, on a busy 2-core box
+
+
+def test_a_switch_shorter_than_a_core_takeover_keeps_a_re_arming_maker_s_orders(
+    cluster: LocalCluster,
+) -> None:
+    """kill -9 of the active core, two accounts' switches armed for less than the takeover:
+    `us` re-arms every second through B (each request held until a core is active), `taker`
+    stops. The new core's first record shifts both by the time no core was active
+    (`ShiftDeadManDeadlines`): us's orders are kept; taker's are canceled (dms) once its
+    remaining time since the last record before the kill has passed after the takeover.
+    Before, both switches fired at the takeover, whatever us re-armed."""
+    a, b = cluster.gateways
+    active = cluster.active_core()
+    assert active is not None
+
+    async def scenario() -> tuple[int, int]:
+        diligent, lazy = await client(b.url, "us"), await client(a.url, "taker")
+        arm = {"timeout_ms": TAKEOVER_SWITCH_MS}
+        stopping = asyncio.Event()
+
+        async def rearm() -> None:  # until stopped: bounded by the scenario's TIMEOUT_S
+            while not stopping.is_set():
+                with contextlib.suppress(VenueError):  # a 504 OUTCOME_UNKNOWN: re-armed anew
+                    await diligent.request("orders.cancel_after", arm)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), REARM_EVERY_S)
+
+        try:
+            kept = (await diligent.place(DMS_BILL, "buy", "100", "98.200000"))["order_id"]
+            canceled = (await lazy.place(SYMBOL, "buy", "1", "180.00"))["order_id"]
+            await diligent.request("orders.cancel_after", arm)
+            await lazy.request("orders.cancel_after", arm)
+            cluster.kill(active)
+            rearming = asyncio.create_task(rearm())
+            await dms_pushes(lazy, TAKEOVER_WAIT_S + TAKEOVER_SWITCH_MS / 1_000 + DMS_WAIT_S)
+            stopping.set()
+            await rearming
+            status = await lazy.order_status(canceled)
+            assert (status["status"], status["reason"]) == ("canceled", "dms")
+            orders = (await diligent.open_orders(DMS_BILL))["orders"]
+            assert kept in [o["order_id"] for o in orders], "the re-armed switch fired"
+            pushes = await drain_pushes(diligent, 0.05)
+            assert [p for p in pushes if p.get("type") == "dms.triggered"] == []
+            await diligent.request("orders.cancel_after", {"timeout_ms": 0})  # for later tests
+            await diligent.cancel(kept)
+        finally:
+            await diligent.close()
+            await lazy.close()
+        return kept, canceled
+
+    run(scenario())
+    cluster.start_role(active)  # back as the standby
+    cluster.wait_for(active, "waiting for the lease")
+    check_shift_in_the_stream(cluster, lazy_account=3)
+
+
+def check_shift_in_the_stream(cluster: LocalCluster, lazy_account: int) -> None:
+    """The journal's times: the new core's first record shifts the lazy switch, whose
+    deadline fell while no core was active, by that time, so it fires its remaining time
+    (since the last record before the kill) after the takeover, and not before."""
+    records = [record for _, record in stream_records(cluster)]
+    (at,) = [i for i, r in enumerate(records) if isinstance(r.command, ShiftDeadManDeadlines)]
+    shift = records[at].command
+    assert shift.since_us == records[at - 1].command.ts_us, "from the last record before"
+    lazy_arm = [
+        r.command
+        for r in records[:at]
+        if isinstance(r.command, ArmDeadMan) and r.command.account == lazy_account
+    ][-1]
+    deadline_us = lazy_arm.ts_us + TAKEOVER_SWITCH_MS * 1_000
+    assert shift.since_us < deadline_us < shift.ts_us, "the deadline fell in the outage"
+    shifted_us = deadline_us + shift.ts_us - shift.since_us
+    config = venue_config.load(SAMPLE_CONFIG)
+    staleness_us = venue_config.reserve_staleness_max_us(config)
+    venue = Venue(EngineConfig(reserve_staleness_max_us=staleness_us), Ledger())
+    fired: list[DeadManTriggered] = []
+    for i, record in enumerate(records):
+        events = venue.execute(record.command)
+        if i == at:
+            assert DeadManArmed(shift.ts_us, lazy_account, shifted_us) in events
+        if i >= at:
+            fired += [e for e in events if isinstance(e, DeadManTriggered)]
+    assert [e.account for e in fired] == [lazy_account], "the diligent's never fired"
+    assert fired[0].ts_us >= shifted_us
 
 
 def test_case_twin_assets_listed_at_once_through_a_gateway_list_one(
