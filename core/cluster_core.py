@@ -37,6 +37,8 @@ from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT, JetStreamJou
 from core.lease import key_held, open_bucket
 from core.lease_thread import ThreadLease
 from core.nats_bus import (
+    CORE_ACTIVE_SUBJECT,
+    GATEWAY_COMMANDS,
     GATEWAY_LEASE_BUCKET,
     GATEWAY_LEASE_TTL_S,
     PENDING_MESSAGES_MAX,
@@ -376,9 +378,21 @@ class ClusterCore:
         await core.start(warm)
         core.start_tasks()
         await self.nc.subscribe(SUBMIT_SUBJECT, cb=self._on_submissions)
+        await self._announce()
         core.keep_task(asyncio.create_task(self._watch_gateways()))
         log.info("active", extra={"core": self.name, "seq": core.sequencer.last_seq})
         return core
+
+    async def _announce(self) -> None:
+        """Tell the gateways a core takes commands (`CORE_ACTIVE_SUBJECT`): each sends what
+        it holds at once. After the subscription, on the same connection, so NATS has it
+        before any gateway hears this; not sent (NATS reconnecting), they resend on their
+        timer as before."""
+        assert self.nc is not None
+        try:
+            await self.nc.publish(CORE_ACTIVE_SUBJECT, self.name.encode())
+        except (nats.errors.Error, TimeoutError) as unsent:
+            log.warning("the gateways not told a core is active: %r", unsent)
 
     async def _wait_for_store(self, stopping: asyncio.Event) -> bool:
         """Until the ledger's PostgreSQL accepts a connection (True) or `stopping` is set
@@ -490,13 +504,15 @@ class ClusterCore:
         """A gateway's message read whole (the usual case: one decode), or, when some of its
         commands cannot be read (a gateway of a later build), item by item: those are
         refused on their own, journaled as refused (`RefuseUnreadCommand`), so every replay,
-        whatever its build, refuses them too; the others run as sent."""
+        whatever its build, refuses them too; the others run as sent. Cut before any
+        command only a core makes (`_gateway_s_part`)."""
+        refused: list[int] = []
         try:
-            return decode_submissions(payload)
+            submissions = decode_submissions(payload)
         except msgspec.ValidationError as unread:
             submissions, refused = decode_each_submission(payload)
             self._log_refused(submissions.gateway, refused, unread)
-            return submissions
+        return _gateway_s_part(submissions, refused)
 
     def _log_refused(self, gateway: str, refused: list[int], unread: Exception) -> None:
         """Log the refusals of a message: a warning the first time, at debug when the
@@ -528,3 +544,25 @@ class ClusterCore:
             origin = Origin(gateway, item.request, item.quote_set)
             codec.seen(origin)
             submit(item.command, origin)
+
+
+def _gateway_s_part(submissions: Submissions, refused: list[int]) -> Submissions:
+    """`submissions` up to its first command of a type no gateway makes (not in
+    `GATEWAY_COMMANDS`, but for the refusals `refused` this core made of unread ones): that
+    one is dropped, logged, with the rest of the message (its request id is never sequenced,
+    so none after it would be). Dropped, not refused in the journal: whoever sent it, under
+    whatever gateway's id, takes no request id of a real gateway; nothing changes."""
+    for at, item in enumerate(submissions.items):
+        kind = type(item.command)
+        if kind not in GATEWAY_COMMANDS and item.request not in refused:
+            log.warning(
+                "a command only a core makes, sent as a gateway's, dropped with the rest"
+                " of its message",
+                extra={
+                    "gateway": submissions.gateway,
+                    "request": item.request,
+                    "kind": kind.__name__,
+                },
+            )
+            return Submissions(submissions.gateway, submissions.items[:at])
+    return submissions

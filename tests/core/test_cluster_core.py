@@ -24,7 +24,10 @@ from core import nats_bus, snapshots
 from core.cluster_core import REFUSALS_LOGGED_GATEWAYS_MAX, ClusterCore
 from core.jetstream_journal import STREAM_DEFAULT
 from core.nats_bus import (
+    CORE_COMMANDS,
+    GATEWAY_COMMANDS,
     SUBMIT_SUBJECT,
+    Origin,
     Record,
     Submission,
     Submissions,
@@ -32,12 +35,16 @@ from core.nats_bus import (
     encode_submissions,
 )
 from engine.commands import (
+    AdvanceClock,
     AmendOrder,
     AnyCommand,
+    ArmDeadMan,
     CancelOrder,
     Command,
     PlaceOrder,
     RefuseUnreadCommand,
+    SetReserveStaleness,
+    ShiftDeadManDeadlines,
     SweepVenueAccount,
 )
 from engine.enums import Side
@@ -139,6 +146,75 @@ def test_a_command_the_core_cannot_read_is_refused_alone_and_stays_refused_on_re
     assert replica.state_hash() == core_venue.state_hash()
     placed = {order.cl_ord_id for order in core_venue.orders.values()}
     assert {"before", "after", "marker"} <= placed
+
+
+CORE_ONLY_SENT: list[Command] = [  # each as a gateway's request 1, by anyone on NATS
+    ShiftDeadManDeadlines(since_us=0),  # every switch pushed back by the venue's age: off
+    AdvanceClock(),
+    SetReserveStaleness(staleness_max_us=1, withdrawals_held=True),
+    RefuseUnreadCommand(kind="PlaceOrder"),
+]
+
+
+def test_every_command_is_a_gateway_s_or_only_a_core_s() -> None:
+    """A command type appended later must be placed: the core takes only a gateway's."""
+    assert GATEWAY_COMMANDS.isdisjoint(CORE_COMMANDS)
+    assert set(typing.get_args(AnyCommand)) == GATEWAY_COMMANDS | CORE_COMMANDS
+    assert {type(command) for command in CORE_ONLY_SENT} == CORE_COMMANDS
+
+
+def test_a_command_only_a_core_makes_sent_as_a_gateway_s_is_dropped(
+    node: NatsCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: the core sequenced whatever came on `venue.submit`: a
+    `ShiftDeadManDeadlines(since_us=0)` pushed every armed switch back by the venue's age
+    (disabled), an `AdvanceClock` or `SetReserveStaleness` ran as the core's own. Now each is
+    dropped, logged, with the rest of its message; nothing changes, and the gateway id's
+    request 1 is still free for that gateway's own command."""
+    config = venue_config.load(SAMPLE_CONFIG)
+    rogues = [f"gw-rogue.{n}" for n in range(len(CORE_ONLY_SENT))]
+    caplog.set_level(logging.WARNING, logger="venue.cluster")
+
+    async def scenario() -> list[Record]:
+        core = ClusterCore(config, tmp_path / "core", node.url, "core-a")
+        assert await core.wait_for_lease(asyncio.Event())
+        venue_core = await core.activate()
+        assert venue_core is not None
+        client = await nats.connect(node.url)
+
+        async def sequenced(gateway: str, *commands: Any) -> None:
+            await client.publish(SUBMIT_SUBJECT, message(gateway, *commands))
+            for _ in range(SEQUENCED_WAIT_TRIES):
+                if core.codec.last_request.get(gateway) == len(commands):
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"{gateway}'s message never ran")
+
+        try:
+            await sequenced(MARKER_GATEWAY, ArmDeadMan(account=1, timeout_ms=600_000))
+            armed = dict(venue_core.venue.dead_man_deadlines)
+            for rogue, command in zip(rogues, CORE_ONLY_SENT, strict=True):
+                await client.publish(SUBMIT_SUBJECT, message(rogue, command, place(rogue)))
+            await sequenced("gw-marker.2", place("marker"))  # the rogues' were read before
+            assert venue_core.venue.dead_man_deadlines == armed, "shifted by a gateway"
+            await sequenced(rogues[0], place("own"))  # request 1 of that id: not taken
+            await venue_core.sequencer.drain()
+            records = await read_stream(client)
+        finally:
+            await client.close()
+        await core.stop()
+        return records
+
+    records = asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
+    from_rogues = [r for r in records if r.origin.gateway.startswith("gw-rogue.")]
+    assert [(r.origin, type(r.command)) for r in from_rogues] == [
+        (Origin(rogues[0], 1), PlaceOrder)
+    ]
+    assert cast(PlaceOrder, from_rogues[0].command).cl_ord_id == "own"
+    dropped = [r for r in caplog.records if "only a core makes" in r.getMessage()]
+    assert sorted(r.__dict__["kind"] for r in dropped) == sorted(
+        type(command).__name__ for command in CORE_ONLY_SENT
+    )
 
 
 def test_a_message_sent_again_logs_its_refusals_once(
