@@ -82,10 +82,11 @@ GATEWAY_SCAN_S: Final = 1.0
 STORE_RETRY_MIN_S: Final = 0.25
 STORE_RETRY_MAX_S: Final = 2.0
 PRUNE_MIN: Final = 1_024  # `CodOrders` drops closed orders once it holds twice its open ones
-# Gateways whose last refused request id logged is kept (`ClusterCore._log_refused`): a
-# gateway sends an unanswered message again every 2 s, and it is logged once; a cluster
-# runs a few gateways (a new id each process), so the oldest noted is forgotten past this.
-REFUSALS_LOGGED_GATEWAYS_MAX: Final = 64
+# Gateways whose last request id logged is kept, for refusals and for drops alike
+# (`_first_logged`): a gateway sends an unanswered message again every 2 s, and it is logged
+# once; a cluster runs a few gateways (a new id each process), so the oldest noted is
+# forgotten past this.
+LOGGED_GATEWAYS_MAX: Final = 64
 
 
 def _probe_postgres(dsn: str) -> None:
@@ -293,6 +294,7 @@ class ClusterCore:
         self.codec = ClusterCodec()
         self.cod_orders = CodOrders()
         self.refusals_logged: dict[str, int] = {}  # gateway -> its last refused request logged
+        self.drops_logged: dict[str, int] = {}  # gateway -> its last dropped request logged
         self.core: VenueCore | None = None
         self.nc: Client | None = None
         self.lease: ThreadLease | None = None
@@ -506,31 +508,49 @@ class ClusterCore:
         refused on their own, journaled as refused (`RefuseUnreadCommand`), so every replay,
         whatever its build, refuses them too; the others run as sent. Cut before any
         command only a core makes (`_gateway_s_part`)."""
-        refused: list[int] = []
+        replaced: list[int] = []
         try:
             submissions = decode_submissions(payload)
         except msgspec.ValidationError as unread:
-            submissions, refused = decode_each_submission(payload)
+            submissions, replaced = decode_each_submission(payload)
+            refused = [submissions.items[at].request for at in replaced]
             self._log_refused(submissions.gateway, refused, unread)
-        return _gateway_s_part(submissions, refused)
+        return self._gateway_s_part(submissions, replaced)
 
     def _log_refused(self, gateway: str, refused: list[int], unread: Exception) -> None:
         """Log the refusals of a message: a warning the first time, at debug when the
         gateway sends it again (its outcomes not back within 2 s), in bounded memory."""
-        last = max(refused, default=0)
-        logged = self.refusals_logged
-        first = last > logged.get(gateway, 0)
+        first = _first_logged(self.refusals_logged, gateway, max(refused, default=0))
         log.log(
             logging.WARNING if first else logging.DEBUG,
             "commands this core cannot read refused (%s): the gateway runs a later build",
             unread,
             extra={"gateway": gateway, "refused": refused},
         )
-        if first:
-            logged.pop(gateway, None)  # noted anew: the last to be forgotten
-            logged[gateway] = last
-            if len(logged) > REFUSALS_LOGGED_GATEWAYS_MAX:
-                del logged[next(iter(logged))]
+
+    def _gateway_s_part(self, submissions: Submissions, replaced: list[int]) -> Submissions:
+        """`submissions` up to its first command of a type no gateway makes (not in
+        `GATEWAY_COMMANDS`), but for the refusals this core made of unread ones, at the
+        positions `replaced` (by position: an item sent with the same request id is not
+        exempt): that one is dropped, logged (once per message, as `_log_refused`), with the
+        rest of the message (its request id is never sequenced, so none after it would be).
+        Dropped, not refused in the journal: nothing changes, and no request id is taken."""
+        for at, item in enumerate(submissions.items):
+            kind = type(item.command)
+            if kind not in GATEWAY_COMMANDS and at not in replaced:
+                first = _first_logged(self.drops_logged, submissions.gateway, item.request)
+                log.log(
+                    logging.WARNING if first else logging.DEBUG,
+                    "a command only a core makes, sent as a gateway's, dropped with the rest"
+                    " of its message",
+                    extra={
+                        "gateway": submissions.gateway,
+                        "request": item.request,
+                        "kind": kind.__name__,
+                    },
+                )
+                return Submissions(submissions.gateway, submissions.items[:at])
+        return submissions
 
     def _sequence(self, gateway: str, items: list[Any]) -> None:
         assert self.core is not None and self.lease is not None
@@ -546,23 +566,14 @@ class ClusterCore:
             submit(item.command, origin)
 
 
-def _gateway_s_part(submissions: Submissions, refused: list[int]) -> Submissions:
-    """`submissions` up to its first command of a type no gateway makes (not in
-    `GATEWAY_COMMANDS`, but for the refusals `refused` this core made of unread ones): that
-    one is dropped, logged, with the rest of the message (its request id is never sequenced,
-    so none after it would be). Dropped, not refused in the journal: whoever sent it, under
-    whatever gateway's id, takes no request id of a real gateway; nothing changes."""
-    for at, item in enumerate(submissions.items):
-        kind = type(item.command)
-        if kind not in GATEWAY_COMMANDS and item.request not in refused:
-            log.warning(
-                "a command only a core makes, sent as a gateway's, dropped with the rest"
-                " of its message",
-                extra={
-                    "gateway": submissions.gateway,
-                    "request": item.request,
-                    "kind": kind.__name__,
-                },
-            )
-            return Submissions(submissions.gateway, submissions.items[:at])
-    return submissions
+def _first_logged(logged: dict[str, int], gateway: str, request: int) -> bool:
+    """Whether `gateway`'s `request` is past the last one noted in `logged` (a new message, to
+    log as a warning; a message sent again is not), noting it if so; the gateway noted
+    longest ago is forgotten past `LOGGED_GATEWAYS_MAX`."""
+    if gateway in logged and request <= logged[gateway]:
+        return False
+    logged.pop(gateway, None)  # noted anew: the last to be forgotten
+    logged[gateway] = request
+    if len(logged) > LOGGED_GATEWAYS_MAX:
+        del logged[next(iter(logged))]
+    return True

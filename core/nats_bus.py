@@ -155,8 +155,10 @@ CORE_ORIGIN: Final = Origin("", 0)
 # The commands a gateway submits (gateway/wire.py's methods and admin calls, cod cancels,
 # dead-man arms and dead_man.json's, key issuing). The others only a core journals: the
 # clock's tick, its start's rules and switch shift, its refusal of an unread command; one of
-# those sent on `SUBMIT_SUBJECT` (by anyone who can publish there) is dropped, so no
-# gateway can, say, disable every dead-man's switch (`ShiftDeadManDeadlines(since_us=0)`).
+# those sent on `SUBMIT_SUBJECT` is dropped. Not a security boundary (whoever may publish
+# there is trusted fully: it can send any gateway's commands): a guard against a mistake, a
+# misbehaving or mismatched gateway that would, say, disable every dead-man's switch
+# (`ShiftDeadManDeadlines(since_us=0)`) or move the clock.
 GATEWAY_COMMANDS: Final[frozenset[type[Command]]] = frozenset(
     {
         PlaceOrder,
@@ -230,18 +232,20 @@ def decode_each_submission(payload: bytes) -> tuple[Submissions, list[int]]:
     """`decode_submissions` of a message whose commands do not all decode (a gateway of a later
     build sent a command this one does not know): each item read on its own, one whose command
     cannot be read standing as a `RefuseUnreadCommand` of its type, under its request id; and
-    the request ids of those. Raises as `decode_submissions` when the message or an item's
-    request id or quote set cannot be read: damaged, not of a later build (none is taken)."""
+    the positions in the message of those (the items this core made, which its positions name
+    alone: a request id may be sent twice). Raises as `decode_submissions` when the message or
+    an item's request id or quote set cannot be read: damaged, not of a later build (none is
+    taken)."""
     loose = _loose_decoder.decode(payload)
     items, unread = [], []
-    for raw in loose.items:
+    for at, raw in enumerate(loose.items):
         try:
             items.append(_submission_decoder.decode(raw))
         except msgspec.ValidationError:
             head = _head_decoder.decode(raw)
             command = RefuseUnreadCommand(kind=_kind_of(head.command))
             items.append(Submission(head.request, head.quote_set, command))
-            unread.append(head.request)
+            unread.append(at)
     return Submissions(loose.gateway, items), unread
 
 
@@ -399,7 +403,7 @@ class Replica:
         await bus.keys.start(bus.nc)  # every issued key known before any logon
         self.keep_task(asyncio.create_task(bus.keys.watch()))  # and each one issued later
         await bus.nonces.start(bus.nc)  # logons claim their nonces cluster-wide
-        await bus.nc.subscribe(CORE_ACTIVE_SUBJECT, cb=self._on_core_active)
+        await self.hear_cores(bus.nc)
         js = bus.nc.jetstream(timeout=5.0)
         self._replay_until = await _wait_for_stream(js)
         # a consumer lost with its node (kill -9 of a NATS node) is replaced within ~2 s, not
@@ -493,6 +497,10 @@ class Replica:
                 await self.bus.lease.release()  # unanswered: it expires by its TTL
         if self.bus.nc is not None:
             await self.bus.nc.close()
+
+    async def hear_cores(self, nc: Client) -> None:
+        """Send what is owed whenever a core announces itself (`_on_core_active`)."""
+        await nc.subscribe(CORE_ACTIVE_SUBJECT, cb=self._on_core_active)
 
     async def _on_core_active(self, message: Msg) -> None:
         """A core became active and takes commands: what this gateway holds (sent while none
