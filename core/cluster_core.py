@@ -37,6 +37,8 @@ from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT, JetStreamJou
 from core.lease import key_held, open_bucket
 from core.lease_thread import ThreadLease
 from core.nats_bus import (
+    CORE_ACTIVE_SUBJECT,
+    GATEWAY_COMMANDS,
     GATEWAY_LEASE_BUCKET,
     GATEWAY_LEASE_TTL_S,
     PENDING_MESSAGES_MAX,
@@ -80,10 +82,11 @@ GATEWAY_SCAN_S: Final = 1.0
 STORE_RETRY_MIN_S: Final = 0.25
 STORE_RETRY_MAX_S: Final = 2.0
 PRUNE_MIN: Final = 1_024  # `CodOrders` drops closed orders once it holds twice its open ones
-# Gateways whose last refused request id logged is kept (`ClusterCore._log_refused`): a
-# gateway sends an unanswered message again every 2 s, and it is logged once; a cluster
-# runs a few gateways (a new id each process), so the oldest noted is forgotten past this.
-REFUSALS_LOGGED_GATEWAYS_MAX: Final = 64
+# Gateways whose last request id logged is kept, for refusals and for drops alike
+# (`_first_logged`): a gateway sends an unanswered message again every 2 s, and it is logged
+# once; a cluster runs a few gateways (a new id each process), so the oldest noted is
+# forgotten past this.
+LOGGED_GATEWAYS_MAX: Final = 64
 
 
 def _probe_postgres(dsn: str) -> None:
@@ -291,6 +294,7 @@ class ClusterCore:
         self.codec = ClusterCodec()
         self.cod_orders = CodOrders()
         self.refusals_logged: dict[str, int] = {}  # gateway -> its last refused request logged
+        self.drops_logged: dict[str, int] = {}  # gateway -> its last dropped request logged
         self.core: VenueCore | None = None
         self.nc: Client | None = None
         self.lease: ThreadLease | None = None
@@ -376,9 +380,21 @@ class ClusterCore:
         await core.start(warm)
         core.start_tasks()
         await self.nc.subscribe(SUBMIT_SUBJECT, cb=self._on_submissions)
+        await self._announce()
         core.keep_task(asyncio.create_task(self._watch_gateways()))
         log.info("active", extra={"core": self.name, "seq": core.sequencer.last_seq})
         return core
+
+    async def _announce(self) -> None:
+        """Tell the gateways a core takes commands (`CORE_ACTIVE_SUBJECT`): each sends what
+        it holds at once. After the subscription, on the same connection, so NATS has it
+        before any gateway hears this; not sent (NATS reconnecting), they resend on their
+        timer as before."""
+        assert self.nc is not None
+        try:
+            await self.nc.publish(CORE_ACTIVE_SUBJECT, self.name.encode())
+        except (nats.errors.Error, TimeoutError) as unsent:
+            log.warning("the gateways not told a core is active: %r", unsent)
 
     async def _wait_for_store(self, stopping: asyncio.Event) -> bool:
         """Until the ledger's PostgreSQL accepts a connection (True) or `stopping` is set
@@ -490,31 +506,51 @@ class ClusterCore:
         """A gateway's message read whole (the usual case: one decode), or, when some of its
         commands cannot be read (a gateway of a later build), item by item: those are
         refused on their own, journaled as refused (`RefuseUnreadCommand`), so every replay,
-        whatever its build, refuses them too; the others run as sent."""
+        whatever its build, refuses them too; the others run as sent. Cut before any
+        command only a core makes (`_gateway_s_part`)."""
+        replaced: list[int] = []
         try:
-            return decode_submissions(payload)
+            submissions = decode_submissions(payload)
         except msgspec.ValidationError as unread:
-            submissions, refused = decode_each_submission(payload)
+            submissions, replaced = decode_each_submission(payload)
+            refused = [submissions.items[at].request for at in replaced]
             self._log_refused(submissions.gateway, refused, unread)
-            return submissions
+        return self._gateway_s_part(submissions, replaced)
 
     def _log_refused(self, gateway: str, refused: list[int], unread: Exception) -> None:
         """Log the refusals of a message: a warning the first time, at debug when the
         gateway sends it again (its outcomes not back within 2 s), in bounded memory."""
-        last = max(refused, default=0)
-        logged = self.refusals_logged
-        first = last > logged.get(gateway, 0)
+        first = _first_logged(self.refusals_logged, gateway, max(refused, default=0))
         log.log(
             logging.WARNING if first else logging.DEBUG,
             "commands this core cannot read refused (%s): the gateway runs a later build",
             unread,
             extra={"gateway": gateway, "refused": refused},
         )
-        if first:
-            logged.pop(gateway, None)  # noted anew: the last to be forgotten
-            logged[gateway] = last
-            if len(logged) > REFUSALS_LOGGED_GATEWAYS_MAX:
-                del logged[next(iter(logged))]
+
+    def _gateway_s_part(self, submissions: Submissions, replaced: list[int]) -> Submissions:
+        """`submissions` up to its first command of a type no gateway makes (not in
+        `GATEWAY_COMMANDS`), but for the refusals this core made of unread ones, at the
+        positions `replaced` (by position: an item sent with the same request id is not
+        exempt): that one is dropped, logged (once per message, as `_log_refused`), with the
+        rest of the message (its request id is never sequenced, so none after it would be).
+        Dropped, not refused in the journal: nothing changes, and no request id is taken."""
+        for at, item in enumerate(submissions.items):
+            kind = type(item.command)
+            if kind not in GATEWAY_COMMANDS and at not in replaced:
+                first = _first_logged(self.drops_logged, submissions.gateway, item.request)
+                log.log(
+                    logging.WARNING if first else logging.DEBUG,
+                    "a command only a core makes, sent as a gateway's, dropped with the rest"
+                    " of its message",
+                    extra={
+                        "gateway": submissions.gateway,
+                        "request": item.request,
+                        "kind": kind.__name__,
+                    },
+                )
+                return Submissions(submissions.gateway, submissions.items[:at])
+        return submissions
 
     def _sequence(self, gateway: str, items: list[Any]) -> None:
         assert self.core is not None and self.lease is not None
@@ -528,3 +564,16 @@ class ClusterCore:
             origin = Origin(gateway, item.request, item.quote_set)
             codec.seen(origin)
             submit(item.command, origin)
+
+
+def _first_logged(logged: dict[str, int], gateway: str, request: int) -> bool:
+    """Whether `gateway`'s `request` is past the last one noted in `logged` (a new message, to
+    log as a warning; a message sent again is not), noting it if so; the gateway noted
+    longest ago is forgotten past `LOGGED_GATEWAYS_MAX`."""
+    if gateway in logged and request <= logged[gateway]:
+        return False
+    logged.pop(gateway, None)  # noted anew: the last to be forgotten
+    logged[gateway] = request
+    if len(logged) > LOGGED_GATEWAYS_MAX:
+        del logged[next(iter(logged))]
+    return True

@@ -10,9 +10,13 @@ stream with an ordered consumer and runs the same engine over the same commands 
 order, so every gateway derives the same events, private seqs, exec ids and order history;
 a request is answered when the replica executed the record carrying its origin (the core's
 outcome, durable on a quorum). Commands that do not come back within `RESEND_AFTER_S` (a
-core died, a message was lost) are sent again; the core drops the request ids it has
-sequenced already, so none runs twice. A request owed `OUTCOME_WAIT_S` (no core active) is
-answered as unknown by the listener (`outcomes_overdue`), and its command is still resent.
+core died, a message was lost) are sent again, and so is everything owed the moment a core
+announces it is active (`CORE_ACTIVE_SUBJECT`: a takeover's held requests are sequenced
+within milliseconds, not on the resend timer); the core drops the request ids it has
+sequenced already, so none runs twice. The core takes from a gateway only the commands a
+gateway makes (`GATEWAY_COMMANDS`), never those only a core journals. A request owed
+`OUTCOME_WAIT_S` (no core active) is answered as unknown by the listener
+(`outcomes_overdue`), and its command is still resent.
 Each gateway holds a lease of its own while it serves (key = its id in `GATEWAY_LEASE_BUCKET`):
 the active core cancels the cod orders of a gateway whose lease is gone
 (core/cluster_core.py), and a gateway that cannot renew it in time closes its sessions and
@@ -49,10 +53,34 @@ from core.sequencer import Executed, exit_fatally
 from core.stream_follow import StreamFollow
 from engine.commands import (
     UNREAD_KIND_MAX,
+    AdvanceClock,
+    AmendOrder,
     AnyCommand,
+    ArmDeadMan,
+    AttestReserves,
+    CancelAll,
+    CancelOrder,
     Command,
+    ConfirmWithdrawal,
+    Deposit,
+    IssueKey,
+    ListAsset,
+    ListInstrument,
+    MatureInstrument,
+    OpenAccount,
+    PayDividend,
     PlaceOrder,
     RefuseUnreadCommand,
+    RequestWithdrawal,
+    SetCancelOnDisconnect,
+    SetInstrumentStatus,
+    SetOrderCaps,
+    SetReferencePrice,
+    SetReserveStaleness,
+    ShiftDeadManDeadlines,
+    SplitShares,
+    SweepVenueAccount,
+    VoidWithdrawal,
 )
 from engine.events import Event
 from engine.venue import Venue
@@ -61,14 +89,19 @@ from settlement.ledger import Ledger
 log = logging.getLogger("venue.cluster")
 
 SUBMIT_SUBJECT: Final = "venue.submit"  # gateways -> the active core (plain NATS, not stored)
+# The active core -> the gateways, once it takes commands (its name; plain NATS, not stored):
+# each sends at once what it holds, so a takeover's held re-arm is not left to the resend
+# timer (up to 2.5 s: a dead-man's switch shifted past the outage may have less left).
+CORE_ACTIVE_SUBJECT: Final = "venue.core.active"
 RESEND_AFTER_S: Final = 2.0  # no outcome by then: the core may have died; send again
 RESEND_CHECK_S: Final = 0.5
 # A request whose command has been owed this long (sent, no outcome back: no core active, say
 # a long PostgreSQL outage or every core down) is answered 504 OUTCOME_UNKNOWN, and its command
 # is still resent. Longer than a takeover after kill -9 of the active core (its lease's 10 s
-# TTL, the standby's 0.2 s poll, then a resend within 2.5 s: ~13 s), so a failover answers as
-# usual even on a busy machine; well under the SDK's 30 s request timeout, so the client reads
-# this answer, not its own timeout, with time left to check the request.
+# TTL, the standby's 0.2 s poll, then a resend, at once on its announcement, within 2.5 s
+# without: ~13 s at most), so a failover answers as usual even on a busy machine; well under
+# the SDK's 30 s request timeout, so the client reads this answer, not its own timeout, with
+# time left to check the request.
 # The default of the gateway's `[venue] outcome_wait_ms` (a test of the 504 sets it shorter).
 OUTCOME_WAIT_S: Final = venue_config.OUTCOME_WAIT_MS_DEFAULT / 1_000
 START_TIMEOUT_S: Final = 60.0  # for the stream to exist and the replica to catch up
@@ -118,6 +151,43 @@ class Submissions(msgspec.Struct, frozen=True, array_like=True):
 
 
 CORE_ORIGIN: Final = Origin("", 0)
+
+# The commands a gateway submits (gateway/wire.py's methods and admin calls, cod cancels,
+# dead-man arms and dead_man.json's, key issuing). The others only a core journals: the
+# clock's tick, its start's rules and switch shift, its refusal of an unread command; one of
+# those sent on `SUBMIT_SUBJECT` is dropped. Not a security boundary (whoever may publish
+# there is trusted fully: it can send any gateway's commands): a guard against a mistake, a
+# misbehaving or mismatched gateway that would, say, disable every dead-man's switch
+# (`ShiftDeadManDeadlines(since_us=0)`) or move the clock.
+GATEWAY_COMMANDS: Final[frozenset[type[Command]]] = frozenset(
+    {
+        PlaceOrder,
+        CancelOrder,
+        AmendOrder,
+        CancelAll,
+        ListInstrument,
+        SetInstrumentStatus,
+        SetReferencePrice,
+        SetOrderCaps,
+        MatureInstrument,
+        ArmDeadMan,
+        ListAsset,
+        OpenAccount,
+        AttestReserves,
+        Deposit,
+        RequestWithdrawal,
+        ConfirmWithdrawal,
+        VoidWithdrawal,
+        PayDividend,
+        SplitShares,
+        SetCancelOnDisconnect,
+        IssueKey,
+        SweepVenueAccount,
+    }
+)
+CORE_COMMANDS: Final[frozenset[type[Command]]] = frozenset(
+    {AdvanceClock, SetReserveStaleness, RefuseUnreadCommand, ShiftDeadManDeadlines}
+)
 _encoder = msgspec.msgpack.Encoder()
 _record_decoder = msgspec.msgpack.Decoder(Record)
 _submissions_decoder = msgspec.msgpack.Decoder(Submissions)
@@ -162,18 +232,20 @@ def decode_each_submission(payload: bytes) -> tuple[Submissions, list[int]]:
     """`decode_submissions` of a message whose commands do not all decode (a gateway of a later
     build sent a command this one does not know): each item read on its own, one whose command
     cannot be read standing as a `RefuseUnreadCommand` of its type, under its request id; and
-    the request ids of those. Raises as `decode_submissions` when the message or an item's
-    request id or quote set cannot be read: damaged, not of a later build (none is taken)."""
+    the positions in the message of those (the items this core made, which its positions name
+    alone: a request id may be sent twice). Raises as `decode_submissions` when the message or
+    an item's request id or quote set cannot be read: damaged, not of a later build (none is
+    taken)."""
     loose = _loose_decoder.decode(payload)
     items, unread = [], []
-    for raw in loose.items:
+    for at, raw in enumerate(loose.items):
         try:
             items.append(_submission_decoder.decode(raw))
         except msgspec.ValidationError:
             head = _head_decoder.decode(raw)
             command = RefuseUnreadCommand(kind=_kind_of(head.command))
             items.append(Submission(head.request, head.quote_set, command))
-            unread.append(head.request)
+            unread.append(at)
     return Submissions(loose.gateway, items), unread
 
 
@@ -331,6 +403,7 @@ class Replica:
         await bus.keys.start(bus.nc)  # every issued key known before any logon
         self.keep_task(asyncio.create_task(bus.keys.watch()))  # and each one issued later
         await bus.nonces.start(bus.nc)  # logons claim their nonces cluster-wide
+        await self.hear_cores(bus.nc)
         js = bus.nc.jetstream(timeout=5.0)
         self._replay_until = await _wait_for_stream(js)
         # a consumer lost with its node (kill -9 of a NATS node) is replaced within ~2 s, not
@@ -424,6 +497,15 @@ class Replica:
                 await self.bus.lease.release()  # unanswered: it expires by its TTL
         if self.bus.nc is not None:
             await self.bus.nc.close()
+
+    async def hear_cores(self, nc: Client) -> None:
+        """Send what is owed whenever a core announces itself (`_on_core_active`)."""
+        await nc.subscribe(CORE_ACTIVE_SUBJECT, cb=self._on_core_active)
+
+    async def _on_core_active(self, message: Msg) -> None:
+        """A core became active and takes commands: what this gateway holds (sent while none
+        was, or to the core that died) goes to it now, not at the next resend."""
+        self.bus.send_again("a core is active: sending again")
 
     async def _on_message(self, message: Msg) -> None:
         """One record of the stream: execute it as the core did. nats-py only logs what a
@@ -677,11 +759,15 @@ class NatsBus:
         while True:
             await asyncio.sleep(RESEND_CHECK_S)
             self.settle_overdue(time.monotonic())
-            stalled = time.monotonic() - self._last_progress > RESEND_AFTER_S
-            if self._unanswered and stalled:
-                log.warning("sending again", extra={"commands": len(self._unanswered)})
-                self._last_progress = time.monotonic()
-                self._publish(list(self._unanswered))
+            if time.monotonic() - self._last_progress > RESEND_AFTER_S:
+                self.send_again("sending again")
+
+    def send_again(self, why: str) -> None:
+        """Send every command owed again, now (the core drops those it sequenced already)."""
+        if self._unanswered:
+            log.warning(why, extra={"commands": len(self._unanswered)})
+            self._last_progress = time.monotonic()
+            self._publish(list(self._unanswered))
 
     def settle_overdue(self, now_s: float) -> None:
         """Tell the listener of each request owed `outcome_wait_s` at `now_s` (`Overdue`), in

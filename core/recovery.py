@@ -1,5 +1,6 @@
 """A core's start: recovery (latest snapshot + journal tail), a standby's warm start, or a
-fresh build from the config; the store's checks and catch-up; the engine rules journaled.
+fresh build from the config; the store's checks and catch-up; the engine rules journaled,
+and the armed dead-man's switches shifted past the time no core was active.
 
 Owns the one procedure `VenueCore.start` runs before anything is accepted, and the state it
 needs only then (the transfers the store may lack). It sets the core's venue, ledger and
@@ -18,7 +19,7 @@ from core import snapshots
 from core import venue_core as core_module
 from core.ledger_writer import LedgerWriter, open_store
 from core.sequencer import Executed
-from engine.commands import SetReserveStaleness
+from engine.commands import SetReserveStaleness, ShiftDeadManDeadlines
 from engine.events import CommandRejected
 from engine.reasons import ErrorCode
 from engine.snapshot import restore as restore_venue
@@ -108,6 +109,7 @@ class Recovery:
             fields |= journal
             log.info("recovered", extra=fields | {"ms": elapsed_ms})
             await self._catch_up_store()
+            await self._journal_outage()  # the first command of the start (see there)
             await self._journal_rules(building=False)
         else:
             await self._build_from_config()
@@ -126,14 +128,15 @@ class Recovery:
 
     async def _journal_rules(self, *, building: bool) -> None:
         """Journal the config's reserve staleness bound (`SetReserveStaleness`) before any
-        command of this start: always when `building` (a new journal's first record says
-        what it runs under, whatever a copy's config says), on the first start of a journal
-        begun before (its mark: every cl_op_id remembered and every pending withdrawal held
-        through corporate actions from here on; also on a start holding a withdrawal
-        requested before that rule), and when the venue runs under another bound (an edit
-        of `reserve_staleness_hours`, or in a cluster a takeover by a core configured
-        otherwise: said in a warning). Deposits from here on are decided under it, those
-        before stand, and every replay decides each the same."""
+        command of this start but the switches' shift (`_journal_outage`): always when
+        `building` (a new journal's first record says what it runs under, whatever a copy's
+        config says), on the first start of a journal begun before (its mark: every
+        cl_op_id remembered and every pending withdrawal held through corporate actions from
+        here on; also on a start holding a withdrawal requested before that rule), and when
+        the venue runs under another bound (an edit of `reserve_staleness_hours`, or in a
+        cluster a takeover by a core configured otherwise: said in a warning). Deposits from
+        here on are decided under it, those before stand, and every replay decides each the
+        same."""
         configured_us = venue_config.reserve_staleness_max_us(self.config)
         rules = self.core.venue.config
         running_us = rules.reserve_staleness_max_us
@@ -158,6 +161,32 @@ class Recovery:
             " the venue ran under (in a cluster, every core must be configured alike: each"
             " takeover by one configured otherwise changes it again)",
             extra=fields | {"hours_before": running_us // venue_config.HOUR_US},
+        )
+
+    async def _journal_outage(self) -> None:
+        """Let the time no core was active not count against the armed dead-man's switches
+        (`ShiftDeadManDeadlines`): from the last command sequenced, whose time every replica
+        knows, to now. Before any other command of this start, so a re-arm sent during the
+        outage (a cluster's gateways hold it until a core is active) is not sequenced after
+        a deadline that passed while none could be. Journaled only when it shifts a switch:
+        a venue without one journals what it always did. A one-process venue restarting on
+        its journal does it too, by the same code: while it was down nothing traded either."""
+        venue = self.core.venue
+        since_us = venue.ts_us
+        now_us = self.sequencer.stamp_us()
+        shifted = sum(
+            1 for deadline_us in venue.dead_man_deadlines.values() if deadline_us > since_us
+        )
+        if not shifted or now_us <= since_us:
+            return
+        command = ShiftDeadManDeadlines(ts_us=now_us, since_us=since_us)
+        executed = self.sequencer.submit(command, origin=None)
+        assert executed.command == command, "the shift is journaled as built"
+        await self.sequencer.drain()
+        fields = {"seq": executed.seq, "switches": shifted}
+        log.info(
+            "dead-man's switches shifted by the time no core was active",
+            extra=fields | {"outage_ms": (now_us - since_us) // 1_000},
         )
 
     def _restore(self, image: snapshots.Snapshot, venue: Venue) -> None:

@@ -378,6 +378,18 @@ class RefuseUnreadCommand(Command, frozen=True, gc=False, kw_only=True):
 UNREAD_KIND_MAX = 64  # a type name's characters kept (ours are < 30): a refusal's record is small
 
 
+class ShiftDeadManDeadlines(Command, frozen=True, gc=False, kw_only=True):
+    """Let no time from `since_us` to the command's own (`ts_us`) count against the armed
+    dead-man's switches: a core became active (took over, or started on its journal), and
+    since `since_us`, the time of the last command sequenced before, no core was active, so
+    nothing traded and no re-arm could be sequenced. Every switch due after `since_us` is
+    pushed back by that gap; one due at or before it was due while a core was active and
+    stays due. Journaled by the core before any other command of its start, and only when
+    it shifts some switch (`core.recovery`)."""
+
+    since_us: int  # the venue's time before this command: its last command's `ts_us`
+
+
 AnyCommand = (
     PlaceOrder
     | CancelOrder
@@ -404,4 +416,5 @@ AnyCommand = (
     | SetReserveStaleness  # appended
     | SweepVenueAccount  # appended
     | RefuseUnreadCommand  # appended
+    | ShiftDeadManDeadlines  # appended
 )

@@ -181,6 +181,9 @@ CANCEL_ALL_PRECEDENCE: tuple[ErrorCode, ...] = (E.BAD_PARAM, E.UNKNOWN_SYMBOL)
 
 ARM_DEAD_MAN_PRECEDENCE: tuple[ErrorCode, ...] = (E.BAD_PARAM,)  # the account or the timeout
 
+# BAD_PARAM: `since_us` negative or after the command's own time.
+SHIFT_DEAD_MAN_DEADLINES_PRECEDENCE: tuple[ErrorCode, ...] = (E.BAD_PARAM,)
+
 # The account, or the ids: more than an account's open orders, or not ascending each once.
 SET_CANCEL_ON_DISCONNECT_PRECEDENCE: tuple[ErrorCode, ...] = (E.BAD_PARAM,)
 

@@ -43,6 +43,7 @@ from engine.commands import (
     SetOrderCaps,
     SetReferencePrice,
     SetReserveStaleness,
+    ShiftDeadManDeadlines,
 )
 from engine.corporate import Corporate
 from engine.custody import Custody
@@ -192,6 +193,7 @@ class Venue:
             SetCancelOnDisconnect: self._set_cancel_on_disconnect,
             SetReserveStaleness: self._set_reserve_staleness,
             RefuseUnreadCommand: self._refuse_unread,
+            ShiftDeadManDeadlines: self._shift_dead_man_deadlines,
         }
         self.maturities: list[tuple[int, str]] = []  # heap of T-bill (maturity_us, symbol)
         self._due_us = 0  # see `note_due`; the first command sets it
@@ -1566,6 +1568,27 @@ class Venue:
             armed.pop(account, None)
         self._drop_disarmed_heads()
         events.append(DeadManArmed(cmd.ts_us, account, deadline_us))
+        return None
+
+    def _shift_dead_man_deadlines(self, cmd: ShiftDeadManDeadlines, events: list[Event]) -> None:
+        """Push every switch due after `since_us` back by the time from then to the command's,
+        in which no core was active; `DeadManArmed` with its new deadline for each, by
+        account (not in arming order: a replica restored from a snapshot armed them sorted).
+        The switches due at or before `since_us` stay due: the next tick fires them."""
+        since_us, ts = cmd.since_us, cmd.ts_us
+        if not 0 <= since_us <= ts:
+            detail = f"since_us {since_us} is not at or before the command's time {ts}"
+            return self._reject(events, cmd, "shift_dead_man_deadlines", E.BAD_PARAM, detail)
+        gap_us = ts - since_us
+        armed = self.dead_man_deadlines
+        for account, deadline_us in sorted(armed.items()):
+            if deadline_us > since_us:
+                armed[account] = deadline_us + gap_us
+                events.append(DeadManArmed(ts, account, deadline_us + gap_us))
+        # Shifted or not, each keeps its place among the others: rebuilt anyway, which also
+        # drops the entries of re-armed switches.
+        self.dead_man_queue = queue = [(d, a) for a, d in armed.items()]
+        heapify(queue)
         return None
 
     def _drop_disarmed_heads(self) -> None:

@@ -22,9 +22,9 @@ from client.sdk import VenueClient, VenueError
 from cluster.local import LocalCluster
 from core import config as venue_config
 from core.jetstream_journal import STREAM_DEFAULT, JetStreamJournal
-from core.nats_bus import Record, decode_record
-from engine.commands import PlaceOrder
-from engine.events import TradeExecuted
+from core.nats_bus import Record, decode_record, server_list
+from engine.commands import ArmDeadMan, PlaceOrder, ShiftDeadManDeadlines
+from engine.events import DeadManArmed, DeadManTriggered, TradeExecuted
 from engine.venue import Venue
 from engine.venue import VenueConfig as EngineConfig
 from gateway import limits
@@ -855,6 +855,131 @@ def test_a_switch_armed_through_gateway_a_fires_after_a_is_killed(cluster: Local
     run(scenario())
     cluster.start_role(a)
     cluster.wait_for(a, "replica at seq", timeout_s=120)
+
+
+# Much shorter than any takeover after kill -9 (the lease's TTL, 10 s, less at most a second
+# since its last renewal), and than a gateway's resend timer (2 s, checked every 0.5 s): the
+# re-arm it held reaches the new core when the core announces itself, in milliseconds.
+TAKEOVER_SWITCH_MS = 1_000
+# The diligent maker's re-arm interval: its switch has ~0.9 s left at the last record before
+# the kill, far more than the announcement's milliseconds on a loaded machine.
+REARM_EVERY_S = 0.1
+TAKEOVER_WAIT_S = 30.0  # for the standby to be active after the kill, on a busy 2-core box
+
+
+@dataclass
+class Takeover:
+    """What the stream check needs: the last seq before the kill, and the two accounts."""
+
+    killed_after_seq: int = 0
+    diligent: int = 0
+    lazy: int = 0
+
+
+def test_a_switch_shorter_than_a_core_takeover_keeps_a_re_arming_maker_s_orders(
+    cluster: LocalCluster,
+) -> None:
+    """kill -9 of the active core, two accounts' switches armed for 1 s: `us` re-arms every
+    0.1 s through B (each request held until a core is active, then sent at once), `taker`
+    stops. The new core's first record shifts both by the time no core was active
+    (`ShiftDeadManDeadlines`): us's orders are kept; taker's are canceled (dms) once its
+    remaining time since the last record before the kill has passed after the takeover.
+    Before, both switches fired at the takeover, whatever us re-armed. With the shift but no
+    announcement, us's held re-arm waited for B's resend timer (sequenced 224-2019 ms after
+    the shift, measured) and often came too late: us's switch fired in about half the
+    takeovers in 18 tries (it survived 9)."""
+    a, b = cluster.gateways
+    active = cluster.active_core()
+    assert active is not None
+    takeover = Takeover()
+
+    async def scenario() -> None:
+        diligent, lazy = await client(b.url, "us"), await client(a.url, "taker")
+        arm = {"timeout_ms": TAKEOVER_SWITCH_MS}
+        stopping = asyncio.Event()
+
+        async def rearm() -> None:  # until stopped: bounded by the scenario's TIMEOUT_S
+            while not stopping.is_set():
+                with contextlib.suppress(VenueError):  # a 504 OUTCOME_UNKNOWN: re-armed anew
+                    await diligent.request("orders.cancel_after", arm)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), REARM_EVERY_S)
+
+        try:
+            takeover.diligent = (await diligent.request("session.status"))["account"]
+            takeover.lazy = (await lazy.request("session.status"))["account"]
+            kept = (await diligent.place(DMS_BILL, "buy", "100", "98.200000"))["order_id"]
+            canceled = (await lazy.place(SYMBOL, "buy", "1", "180.00"))["order_id"]
+            await diligent.request("orders.cancel_after", arm)
+            await lazy.request("orders.cancel_after", arm)
+            takeover.killed_after_seq = await stream_last_seq(cluster)
+            cluster.kill(active)
+            rearming = asyncio.create_task(rearm())
+            await dms_pushes(lazy, TAKEOVER_WAIT_S + TAKEOVER_SWITCH_MS / 1_000 + DMS_WAIT_S)
+            stopping.set()
+            await rearming
+            status = await lazy.order_status(canceled)
+            assert (status["status"], status["reason"]) == ("canceled", "dms")
+            orders = (await diligent.open_orders(DMS_BILL))["orders"]
+            assert kept in [o["order_id"] for o in orders], "the re-armed switch fired"
+            pushes = await drain_pushes(diligent, 0.05)
+            assert [p for p in pushes if p.get("type") == "dms.triggered"] == []
+            await diligent.request("orders.cancel_after", {"timeout_ms": 0})  # for later tests
+            await diligent.cancel(kept)
+        finally:
+            await diligent.close()
+            await lazy.close()
+
+    run(scenario())
+    cluster.start_role(active)  # back as the standby
+    cluster.wait_for(active, "waiting for the lease")
+    check_shift_in_the_stream(cluster, takeover)
+
+
+async def stream_last_seq(cluster: LocalCluster) -> int:
+    connection = await nats.connect(servers=server_list(cluster.nats.url))
+    try:
+        info = await connection.jetstream(timeout=5.0).stream_info(STREAM_DEFAULT)
+        return int(info.state.last_seq)
+    finally:
+        await connection.close()
+
+
+def check_shift_in_the_stream(cluster: LocalCluster, takeover: Takeover) -> None:
+    """The journal's times: the new core's first record shifts the lazy switch, whose
+    deadline fell while no core was active, by that time, so it fires its remaining time
+    (since the last record before the kill) after the takeover, and not before; the
+    diligent's never fires."""
+    pairs = stream_records(cluster)
+    records = [record for _, record in pairs]
+    at = next(
+        i
+        for i, (seq, r) in enumerate(pairs)
+        if seq > takeover.killed_after_seq and isinstance(r.command, ShiftDeadManDeadlines)
+    )
+    shift = records[at].command
+    assert shift.since_us == records[at - 1].command.ts_us, "from the last record before"
+    lazy_arm = [
+        r.command
+        for r in records[:at]
+        if isinstance(r.command, ArmDeadMan) and r.command.account == takeover.lazy
+    ][-1]
+    deadline_us = lazy_arm.ts_us + TAKEOVER_SWITCH_MS * 1_000
+    assert shift.since_us < deadline_us < shift.ts_us, "the deadline fell in the outage"
+    shifted_us = deadline_us + shift.ts_us - shift.since_us
+    config = venue_config.load(SAMPLE_CONFIG)
+    staleness_us = venue_config.reserve_staleness_max_us(config)
+    venue = Venue(EngineConfig(reserve_staleness_max_us=staleness_us), Ledger())
+    fired: list[DeadManTriggered] = []
+    for i, record in enumerate(records):
+        events = venue.execute(record.command)
+        if i == at:
+            assert DeadManArmed(shift.ts_us, takeover.lazy, shifted_us) in events
+        if i >= at:
+            fired += [e for e in events if isinstance(e, DeadManTriggered)]
+    ours = [e for e in fired if e.account in (takeover.lazy, takeover.diligent)]
+    assert [e.account for e in ours] == [takeover.lazy], "the diligent's never fired"
+    assert ours[0].ts_us >= shifted_us
 
 
 def test_case_twin_assets_listed_at_once_through_a_gateway_list_one(

@@ -21,10 +21,13 @@ from client.sdk import VenueClient
 from cluster.nats import NatsCluster
 from core import config as venue_config
 from core import nats_bus, snapshots
-from core.cluster_core import REFUSALS_LOGGED_GATEWAYS_MAX, ClusterCore
+from core.cluster_core import LOGGED_GATEWAYS_MAX, ClusterCore
 from core.jetstream_journal import STREAM_DEFAULT
 from core.nats_bus import (
+    CORE_COMMANDS,
+    GATEWAY_COMMANDS,
     SUBMIT_SUBJECT,
+    Origin,
     Record,
     Submission,
     Submissions,
@@ -32,12 +35,16 @@ from core.nats_bus import (
     encode_submissions,
 )
 from engine.commands import (
+    AdvanceClock,
     AmendOrder,
     AnyCommand,
+    ArmDeadMan,
     CancelOrder,
     Command,
     PlaceOrder,
     RefuseUnreadCommand,
+    SetReserveStaleness,
+    ShiftDeadManDeadlines,
     SweepVenueAccount,
 )
 from engine.enums import Side
@@ -141,6 +148,110 @@ def test_a_command_the_core_cannot_read_is_refused_alone_and_stays_refused_on_re
     assert {"before", "after", "marker"} <= placed
 
 
+CORE_ONLY_SENT: list[Command] = [  # each as a gateway's request 1, by anyone on NATS
+    ShiftDeadManDeadlines(since_us=0),  # every switch pushed back by the venue's age: off
+    AdvanceClock(),
+    SetReserveStaleness(staleness_max_us=1, withdrawals_held=True),
+    RefuseUnreadCommand(kind="PlaceOrder"),
+]
+
+
+def test_every_command_is_a_gateway_s_or_only_a_core_s() -> None:
+    """A command type appended later must be placed: the core takes only a gateway's."""
+    assert GATEWAY_COMMANDS.isdisjoint(CORE_COMMANDS)
+    assert set(typing.get_args(AnyCommand)) == GATEWAY_COMMANDS | CORE_COMMANDS
+    assert {type(command) for command in CORE_ONLY_SENT} == CORE_COMMANDS
+
+
+def sharing_a_request_id(gateway: str, first: Command, unread: Any) -> bytes:
+    """`first` and an item this core cannot read, both sent as the gateway's request 1."""
+    items = [Submission(1, None, first), Submission(1, None, cast(AnyCommand, unread))]
+    return encode_submissions(Submissions(gateway, items))
+
+
+def test_a_core_only_command_sharing_a_request_id_with_an_unread_one_is_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only the items the core itself replaced (by position) may be core-only commands.
+    Before: the exemption was keyed by request id, so a `ShiftDeadManDeadlines` sent with an
+    unreadable item of the same request id passed. Each drop is logged as a warning once,
+    at debug when the same message comes again, in bounded memory. In-process: the core
+    reads, nothing is sent."""
+    config = venue_config.load(SAMPLE_CONFIG)
+    core = ClusterCore(config, tmp_path / "core", "nats://127.0.0.1:26000", "core-a")
+    unread = AuditBooks(account=1)
+    caplog.set_level(logging.DEBUG, logger="venue.cluster")
+    bypass = sharing_a_request_id("gw-rogue.1", ShiftDeadManDeadlines(since_us=0), unread)
+    for _ in range(2):
+        assert core._read(bypass) == Submissions("gw-rogue.1", [])
+    levels = [r.levelno for r in caplog.records if "only a core makes" in r.getMessage()]
+    assert levels == [logging.WARNING, logging.DEBUG]
+    read = core._read(sharing_a_request_id("gw-later.2", place("a"), unread))
+    assert [type(item.command) for item in read.items] == [PlaceOrder, RefuseUnreadCommand]
+    for n in range(LOGGED_GATEWAYS_MAX):  # as many others: the first is forgotten
+        core._read(message(f"gw-other.{n}", AdvanceClock()))
+    assert len(core.drops_logged) == LOGGED_GATEWAYS_MAX
+    assert "gw-rogue.1" not in core.drops_logged
+
+
+def test_a_command_only_a_core_makes_sent_as_a_gateway_s_is_dropped(
+    node: NatsCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: the core sequenced whatever came on `venue.submit`: a
+    `ShiftDeadManDeadlines(since_us=0)` pushed every armed switch back by the venue's age
+    (disabled), an `AdvanceClock` or `SetReserveStaleness` ran as the core's own. Now each is
+    dropped, logged, with the rest of its message (so is a shift sent with an unread item
+    of its request id); nothing changes, and the gateway id's request 1 is still free for
+    that gateway's own command."""
+    config = venue_config.load(SAMPLE_CONFIG)
+    rogues = [f"gw-rogue.{n}" for n in range(len(CORE_ONLY_SENT))]
+    caplog.set_level(logging.WARNING, logger="venue.cluster")
+
+    async def scenario() -> list[Record]:
+        core = ClusterCore(config, tmp_path / "core", node.url, "core-a")
+        assert await core.wait_for_lease(asyncio.Event())
+        venue_core = await core.activate()
+        assert venue_core is not None
+        client = await nats.connect(node.url)
+
+        async def sequenced(gateway: str, *commands: Any) -> None:
+            await client.publish(SUBMIT_SUBJECT, message(gateway, *commands))
+            for _ in range(SEQUENCED_WAIT_TRIES):
+                if core.codec.last_request.get(gateway) == len(commands):
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"{gateway}'s message never ran")
+
+        try:
+            await sequenced(MARKER_GATEWAY, ArmDeadMan(account=1, timeout_ms=600_000))
+            armed = dict(venue_core.venue.dead_man_deadlines)
+            for rogue, command in zip(rogues, CORE_ONLY_SENT, strict=True):
+                await client.publish(SUBMIT_SUBJECT, message(rogue, command, place(rogue)))
+            shift = ShiftDeadManDeadlines(since_us=0)
+            bypass = sharing_a_request_id("gw-rogue.bypass", shift, AuditBooks(account=1))
+            await client.publish(SUBMIT_SUBJECT, bypass)
+            await sequenced("gw-marker.2", place("marker"))  # the rogues' were read before
+            assert venue_core.venue.dead_man_deadlines == armed, "shifted by a gateway"
+            await sequenced(rogues[0], place("own"))  # request 1 of that id: not taken
+            await venue_core.sequencer.drain()
+            records = await read_stream(client)
+        finally:
+            await client.close()
+        await core.stop()
+        return records
+
+    records = asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
+    from_rogues = [r for r in records if r.origin.gateway.startswith("gw-rogue.")]
+    assert [(r.origin, type(r.command)) for r in from_rogues] == [
+        (Origin(rogues[0], 1), PlaceOrder)
+    ]
+    assert cast(PlaceOrder, from_rogues[0].command).cl_ord_id == "own"
+    dropped = [r for r in caplog.records if "only a core makes" in r.getMessage()]
+    assert sorted(r.__dict__["kind"] for r in dropped) == sorted(
+        [type(command).__name__ for command in CORE_ONLY_SENT] + ["ShiftDeadManDeadlines"]
+    )
+
+
 def test_a_message_sent_again_logs_its_refusals_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -159,9 +270,9 @@ def test_a_message_sent_again_logs_its_refusals_once(
         core._read(payload)
     levels = [r.levelno for r in caplog.records if "cannot read refused" in r.getMessage()]
     assert levels == [logging.WARNING, logging.DEBUG, logging.WARNING, logging.DEBUG]
-    for n in range(REFUSALS_LOGGED_GATEWAYS_MAX):  # as many others: the first is forgotten
+    for n in range(LOGGED_GATEWAYS_MAX):  # as many others: the first is forgotten
         core._read(message(f"gw-other.{n}", unread))
-    assert len(core.refusals_logged) == REFUSALS_LOGGED_GATEWAYS_MAX
+    assert len(core.refusals_logged) == LOGGED_GATEWAYS_MAX
     assert FUTURE_GATEWAY not in core.refusals_logged
 
 

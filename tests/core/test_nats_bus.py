@@ -1,6 +1,7 @@
 """The cluster's records and the core's once-and-in-order rule (pure parts of core/nats_bus.py
 and core/cluster_core.py; the processes are tested in tests/cluster/test_roles.py), and the
-order of a gateway replica's answers and its lease's end within one loop turn."""
+order of a gateway replica's answers and its lease's end within one loop turn; and a gateway's
+answer to a core's announcement, through a real nats-server."""
 
 import asyncio
 import contextlib
@@ -10,12 +11,16 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import msgspec
+import nats
 import pytest
 
+from cluster.nats import NatsCluster
 from core import config
 from core.cluster_core import CoreGatewayPart
 from core.nats_bus import (
+    CORE_ACTIVE_SUBJECT,
     OUTCOME_WAIT_S,
+    SUBMIT_SUBJECT,
     ClusterCodec,
     NatsBus,
     Origin,
@@ -230,6 +235,43 @@ def test_a_requests_commands_are_overdue_together_told_once(monkeypatch: Any) ->
     asyncio.run(batch_then_a_check_between_its_deadlines())
 
 
+SENT_WAIT_S = 5.0  # bounds each wait for a message NATS delivers within milliseconds
+
+
+def test_a_core_s_announcement_sends_what_is_owed_at_once(tmp_path: Path) -> None:
+    """A command sent while no core took it is owed, its last progress now; the resend timer
+    (`resend_lost`) does not run here, so nothing but the announcement can send it again. A
+    core's `CORE_ACTIVE_SUBJECT`, heard through the gateway's own subscription
+    (`Replica.hear_cores`), sends it again at once. Before: it waited for that timer, up to
+    `RESEND_AFTER_S` + `RESEND_CHECK_S` (2.5 s) later."""
+    bus = NatsBus(config.load(SAMPLE_CONFIG), "nats://127.0.0.1:4222", _Listener(), "gw-t")
+    bus.core.live = True
+
+    async def owe_then_announce(url: str) -> None:
+        sent: asyncio.Queue[Submissions] = asyncio.Queue()
+
+        async def on_submit(message: Any) -> None:
+            sent.put_nowait(decode_submissions(message.data))
+
+        core_side = await nats.connect(url)
+        bus.nc = await nats.connect(url)
+        try:
+            await core_side.subscribe(SUBMIT_SUBJECT, cb=on_submit)
+            await core_side.flush()
+            await bus.core.hear_cores(bus.nc)
+            await bus.nc.flush()  # subscribed at the server before the announcement
+            bus.submit(PLACE, "place")
+            first = await asyncio.wait_for(sent.get(), SENT_WAIT_S)
+            await core_side.publish(CORE_ACTIVE_SUBJECT, b"core-b")
+            assert await asyncio.wait_for(sent.get(), SENT_WAIT_S) == first
+        finally:
+            await bus.nc.close()
+            await core_side.close()
+
+    with NatsCluster(tmp_path / "nats", size=1) as node:
+        asyncio.run(owe_then_announce(node.url))
+
+
 def test_the_outcome_wait_is_the_configs_outcome_wait_ms() -> None:
     """`[venue] outcome_wait_ms` sets the bound (a test of the 504 with real processes waits
     less); `OUTCOME_WAIT_S` is its default."""
@@ -334,7 +376,7 @@ def test_a_message_with_an_unread_command_is_read_item_by_item() -> None:
         decode_submissions(payload)
     read, unread = decode_each_submission(payload)
     refused = Submission(2, "q", RefuseUnreadCommand(kind="AuditBooks"))
-    assert read == Submissions("gw-a.1", [Submission(1, None, PLACE), refused]) and unread == [2]
+    assert read == Submissions("gw-a.1", [Submission(1, None, PLACE), refused]) and unread == [1]
 
 
 def test_an_unread_command_s_type_is_kept_bounded_or_empty() -> None:

@@ -9,6 +9,7 @@ from engine.closed import SEAL_EVERY_US
 from engine.commands import (
     AdvanceClock,
     AmendOrder,
+    AnyCommand,
     ArmDeadMan,
     CancelAll,
     CancelOrder,
@@ -18,6 +19,7 @@ from engine.commands import (
     SetInstrumentStatus,
     SetOrderCaps,
     SetReferencePrice,
+    ShiftDeadManDeadlines,
 )
 from engine.enums import (
     CancelReason,
@@ -45,6 +47,7 @@ from engine.events import (
 from engine.reasons import (
     ARM_DEAD_MAN_PRECEDENCE,
     SET_CANCEL_ON_DISCONNECT_PRECEDENCE,
+    SHIFT_DEAD_MAN_DEADLINES_PRECEDENCE,
     ErrorCode,
 )
 from engine.venue import DEAD_MAN_TIMEOUT_MS_MAX, Venue, VenueConfig
@@ -996,6 +999,91 @@ def test_a_switch_is_state_in_the_hash_and_in_images() -> None:
     # the restored switch fires as the original does
     tick = AdvanceClock(ts_us=venue.ts_us + 5_000)
     assert restored.execute(tick) == venue.execute(tick)
+
+
+# ----------------------------------------------------------------- no core active
+
+OUTAGE_US = 12_000_000  # a takeover after kill -9 of the active core: the lease's TTL, and more
+
+
+def outage_venue() -> Harness:
+    """`armed_venue` with account 1's switch due 5 s on, and account 2's armed for 1 ms and
+    due before the venue's last command (an order command, which fires no switch): the
+    last command sequenced before no core was active."""
+    harness = armed_venue(timeout_ms=5_000)
+    harness.do(ArmDeadMan(account=2, timeout_ms=1))
+    due_us = harness.venue.dead_man_deadlines[2]
+    harness.place(2, SELL, 10_300, 100, ts_us=due_us + 1)
+    return harness
+
+
+def test_the_time_no_core_was_active_does_not_count_against_a_switch() -> None:
+    """A core starts after `OUTAGE_US` with none active: account 1's switch, due during the
+    outage, is pushed back by it (its 5 s less the time before the outage are left); account
+    2's, due before the outage began, stays due and fires at the first tick."""
+    harness = outage_venue()
+    since_us = harness.venue.ts_us
+    first, second = harness.venue.dead_man_deadlines[1], harness.venue.dead_man_deadlines[2]
+    resumed_us = since_us + OUTAGE_US
+    assert second < since_us < first < resumed_us, "1's deadline falls in the outage"
+    events = harness.do(ShiftDeadManDeadlines(ts_us=resumed_us, since_us=since_us))
+    assert events == [DeadManArmed(resumed_us, 1, first + OUTAGE_US)]
+    assert harness.venue.dead_man_deadlines == {1: first + OUTAGE_US, 2: second}
+    events = harness.do(AdvanceClock(ts_us=resumed_us))
+    assert [e.account for e in events if isinstance(e, DeadManTriggered)] == [2]
+    assert harness.do(AdvanceClock(ts_us=first + OUTAGE_US - 1)) == [], "its time is left"
+    events = harness.do(AdvanceClock(ts_us=first + OUTAGE_US))
+    assert kinds(events) == ["DeadManTriggered", "OrderCanceled", "OrderCanceled"]
+    assert events[0] == DeadManTriggered(first + OUTAGE_US, 1)
+
+
+def test_a_rearm_sent_while_no_core_was_active_keeps_the_orders() -> None:
+    """The re-arm a maker sent during the outage is sequenced after the shift: in time."""
+    harness = outage_venue()
+    since_us = harness.venue.ts_us
+    harness.do(ShiftDeadManDeadlines(ts_us=since_us + OUTAGE_US, since_us=since_us))
+    events = harness.do(ArmDeadMan(account=1, timeout_ms=5_000))
+    assert kinds(events) == ["DeadManTriggered", "OrderCanceled", "OrderCanceled", "DeadManArmed"]
+    assert events[0].account == 2, "only the switch due before the outage"
+    assert [o.order_id for o in harness.venue.open_orders(1)] == [1, 3]
+
+
+def test_a_shift_replays_alike_from_the_journal_and_from_an_image() -> None:
+    """Its events name the switches by account, not in the order they were armed: a replica
+    restored from a snapshot (switches sorted) executes the record as one that replayed."""
+    from engine import snapshot
+
+    def armed() -> Harness:
+        harness = Harness()
+        harness.do(ArmDeadMan(account=7, timeout_ms=5_000))
+        harness.do(ArmDeadMan(account=3, timeout_ms=4_000))
+        return harness
+
+    replayed, restored_from = armed(), armed()
+    image = snapshot.encode(snapshot.capture(restored_from.venue))
+    restored = snapshot.restore(snapshot.decode(image))
+    since_us = replayed.venue.ts_us
+    shift = ShiftDeadManDeadlines(ts_us=since_us + OUTAGE_US, since_us=since_us)
+    payload = msgspec.msgpack.encode(shift)
+    assert msgspec.msgpack.decode(payload, type=AnyCommand) == shift, "journaled as sent"
+    events = replayed.do(shift)
+    assert [event.account for event in events] == [3, 7]
+    assert restored.execute(shift) == events == armed().do(shift)
+    assert restored.state_hash() == replayed.venue.state_hash()
+    tick = AdvanceClock(ts_us=since_us + OUTAGE_US + 4_000_000)
+    assert restored.execute(tick) == replayed.do(tick) != []
+
+
+@pytest.mark.parametrize("late_us", [1, -1 - OUTAGE_US])
+def test_a_shift_from_after_its_own_time_is_refused_and_changes_nothing(late_us: int) -> None:
+    harness = outage_venue()
+    armed = dict(harness.venue.dead_man_deadlines)
+    at_us = harness.venue.ts_us + OUTAGE_US
+    since_us = at_us + late_us if late_us > 0 else -1  # after the command, or negative
+    refused = rejected(harness.do(ShiftDeadManDeadlines(ts_us=at_us, since_us=since_us)))
+    assert (refused.reason, refused.command) == (ErrorCode.BAD_PARAM, "shift_dead_man_deadlines")
+    assert harness.venue.dead_man_deadlines == armed
+    assert SHIFT_DEAD_MAN_DEADLINES_PRECEDENCE == (ErrorCode.BAD_PARAM,)
 
 
 def test_a_venue_without_an_armed_switch_hashes_and_images_as_before() -> None:

@@ -419,25 +419,33 @@ def test_the_dead_mans_switch_still_fires_after_a_restart(tmp_path: Path) -> Non
     run(scenario)
 
 
-def test_a_switch_whose_deadline_passed_while_down_fires_at_start(tmp_path: Path) -> None:
+def test_the_time_a_venue_was_down_does_not_count_against_a_switch(tmp_path: Path) -> None:
+    """The switch's deadline passed while the venue was down: the start shifts it by the
+    time down (`ShiftDeadManDeadlines`, before any other command), so it fires its remaining
+    time after the start, not at the first tick; once fired it is spent."""
     data_dir = tmp_path / "data"
 
     async def scenario() -> None:
         first = await start_venue(data_dir)
         alpha = await first.client("alpha")
-        await alpha.place(SYMBOL, "buy", "1", "186.00")
-        await alpha.request("orders.cancel_after", {"timeout_ms": 200})
+        placed = (await alpha.place(SYMBOL, "buy", "1", "186.00"))["order_id"]
+        await alpha.request("orders.cancel_after", {"timeout_ms": 300})
+        (deadline_us,) = first.server.venue.dead_man_deadlines.values()
         await stop(first)
         await asyncio.sleep(0.4)  # the venue is down when the deadline passes
+        restarted_us = time.time_ns() // 1_000
+        assert restarted_us > deadline_us
         second = await start_venue(data_dir)
         try:
+            # read before any await: the start's own tick may come at the next one
+            shifted = list(second.server.venue.dead_man_deadlines.values())
+            assert shifted and shifted[0] > restarted_us, "the time down counted"
             watcher = await second.client("alpha")
-
             for _ in range(40):  # bounded: 2 s
                 if (await watcher.open_orders())["orders"] == []:
                     break
                 await asyncio.sleep(0.05)
-            assert (await watcher.open_orders())["orders"] == [], "a late switch must fire"
+            assert (await watcher.order_status(placed))["reason"] == "dms", "it must fire"
         finally:
             await stop(second)
         third = await start_venue(data_dir)  # and, spent, it fires no more
@@ -449,25 +457,34 @@ def test_a_switch_whose_deadline_passed_while_down_fires_at_start(tmp_path: Path
     run(scenario)
 
 
-def test_a_rearm_at_once_after_a_restart_past_the_deadline_does_not_save_the_orders(
+def test_a_rearm_at_once_after_a_restart_does_not_save_orders_whose_switch_was_due_before(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The switch's deadline passed while the venue was down; a client re-arms the moment
-    it is back, before the clock's first tick: the switch fires first (its orders canceled,
-    reason dms, and `dms.triggered` on the re-arming connection), then the new one holds."""
+    """The switch was due before the venue stopped (its clock not ticking, and an order
+    command after the deadline, which fires none): the time down is not what made it due,
+    so the start does not shift it. A client re-arms the moment the venue is back, before
+    the clock's first tick: the switch fires first (its orders canceled, reason dms, and
+    `dms.triggered` on the re-arming connection), then the new one holds."""
     data_dir = tmp_path / "data"
+    # the clock neither ticks nor wakes for a passed deadline: only the re-arm fires it
+    monkeypatch.setattr(venue_core.VenueCore, "_next_tick_s", lambda core: 3_600)
 
     async def scenario() -> None:
         first = await start_venue(data_dir)
         alpha = await first.client("alpha")
         placed = (await alpha.place(SYMBOL, "buy", "1", "186.00"))["order_id"]
         await alpha.request("orders.cancel_after", {"timeout_ms": 200})
+        (deadline_us,) = first.server.venue.dead_man_deadlines.values()
+        for _ in range(40):  # bounded: 2 s (the deadline is 0.2 s on)
+            if time.time_ns() // 1_000 > deadline_us:
+                break
+            await asyncio.sleep(0.05)
+        await alpha.place(SYMBOL, "buy", "1", "185.90")  # the last command: after the deadline
+        assert first.server.venue.dead_man_deadlines == {1: deadline_us}, "not fired yet"
         await stop(first)
-        await asyncio.sleep(0.4)  # the venue is down when the deadline passes
-        # the re-arm comes first: the clock neither ticks nor wakes for the passed deadline
-        monkeypatch.setattr(venue_core.VenueCore, "_next_tick_s", lambda core: 3_600)
         second = await start_venue(data_dir)
         try:
+            assert second.server.venue.dead_man_deadlines == {1: deadline_us}, "not shifted"
             alpha = await second.client("alpha")
             await alpha.request("orders.cancel_after", {"timeout_ms": 600_000})
             assert (await alpha.order_status(placed))["reason"] == "dms"
@@ -528,7 +545,8 @@ def test_switches_an_older_venue_kept_in_dead_man_json_are_armed_in_the_venue(
         try:
             assert not (data_dir / "dead_man.json").exists()
             armed = second.server.venue.dead_man_deadlines
-            assert armed.get(2, 0) >= older[2] and armed[3] == taker_deadline
+            # the venue's own, shifted by the time down (the file's 1 ms is not taken)
+            assert armed.get(2, 0) >= older[2] and armed[3] > taker_deadline
             watcher = await second.client("alpha")
             gave_up = time.monotonic() + WAIT_S
             while alphas in {o["order_id"] for o in (await watcher.open_orders())["orders"]}:
