@@ -654,7 +654,7 @@ class Venue:
         if cmd.once and self._once_refused(cmd, events):
             return True
         if market is None:
-            detail = unknown_symbol(cmd.symbol)
+            detail = unknown_symbol(cmd.symbol, self.markets)
             self._reject(events, cmd, "place_order", E.UNKNOWN_SYMBOL, detail)
             return True
         reason = self._place_refusal(cmd, market)
@@ -1070,7 +1070,7 @@ class Venue:
         if cmd.account <= 0 or (cmd.side is not None and not isinstance(cmd.side, Side)):
             return self._reject(events, cmd, "cancel_all", E.BAD_PARAM, "bad account or side")
         if cmd.symbol is not None and cmd.symbol not in self.markets:
-            detail = unknown_symbol(cmd.symbol)
+            detail = unknown_symbol(cmd.symbol, self.markets)
             return self._reject(events, cmd, "cancel_all", E.UNKNOWN_SYMBOL, detail)
         for order in list(self.account_orders.get(cmd.account, {}).values()):
             if (

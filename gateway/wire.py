@@ -1539,7 +1539,7 @@ def _positive(text: str, scale: int, field: str) -> int:
 def _spec(specs: Mapping[str, InstrumentSpec], symbol: str) -> InstrumentSpec:
     spec = specs.get(symbol)
     if spec is None:
-        raise _Refusal(E.UNKNOWN_SYMBOL, unknown_symbol(symbol))
+        raise _Refusal(E.UNKNOWN_SYMBOL, unknown_symbol(symbol, specs))
     return spec
 
 

@@ -163,6 +163,39 @@ def test_bad_public_requests_get_clear_errors(run_venue: Run) -> None:
     run_venue(scenario)
 
 
+def test_a_symbol_in_the_wrong_case_is_refused_naming_the_listed_one(run_venue: Run) -> None:
+    """Each route that reads a symbol names the listed one a wrong-case symbol differs from
+    (was the bare `unknown symbol 'aaplx-usd'`); an order so refused places nothing."""
+    hint = "unknown symbol 'aaplx-usd': did you mean 'AAPLx-USD'? (symbols match case and all)"
+
+    async def scenario(venue: Venue) -> None:
+        public = RestClient(base(venue))
+        trader = RestClient(base(venue), *KEYS["taker"])
+        lower = {"symbol": "aaplx-usd"}
+        order = {**lower, "side": "buy", "type": "limit", "tif": "gtc", "price": "187.00"}
+        answers = [
+            await get(public, path, **lower, **query)
+            for path, query in (
+                ("/api/v1/book", {}),
+                ("/api/v1/trades", {}),
+                ("/api/v1/ticker", {}),
+                ("/api/v1/candles", {"interval": "1m"}),
+            )
+        ]
+        answers.append(await get(trader, "/api/v1/orders", **lower))
+        answers.append(
+            await asyncio.to_thread(trader.post, "/api/v1/orders", {**order, "qty": "1"})
+        )
+        for answer in answers:
+            assert error_of(answer) == (400, "UNKNOWN_SYMBOL"), answer
+            assert answer.json()["error"]["msg"] == hint, answer
+        assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
+        public.close()
+        trader.close()
+
+    run_venue(scenario)
+
+
 def test_query_errors_speak_of_query_parameters(run_venue: Run) -> None:
     """The finding (session 25): a query's unknown, missing or repeated parameter was said in
     msgspec's words for a struct (`Object contains unknown field `x``, `Object missing
