@@ -1355,8 +1355,49 @@ def _in_params(failure: msgspec.ValidationError, params: bytes | msgspec.Raw, me
     said = _signed_decimal_words(text, params, method) or _decimal_number_words(text)
     if said is not None:
         return said
-    text = _readable(str(failure))
+    text = _readable(enum_choices(str(failure), _params_decoders[method].type))
     return text.replace("`$", "`params") if "- at `$" in text else f"{text} - at `params`"
+
+
+# msgspec's words for a value outside an enum or a Literal, at a path it writes from `$`
+_INVALID_ENUM = re.compile(r"Invalid enum value (.*) - at `\$(.*)`", re.DOTALL)
+
+
+def enum_choices(text: str, root: Any) -> str:
+    """msgspec's `Invalid enum value 'BUY' - at `$.side`` for a value of `root` (a params
+    type), with the values that field takes: `Invalid enum value 'BUY', not one of 'buy',
+    'sell' - at `$.side``; any other text as it is. Before session 28 the answer named no
+    value, so `BUY`, `GTC` or an order history's `filled` left the trader to guess."""
+    found = _INVALID_ENUM.fullmatch(text)
+    if found is None:
+        return text
+    values = _values_at(msgspec.inspect.type_info(root), _PATH_STEP.findall(found.group(2)))
+    if not values:
+        return text
+    listed = ", ".join(repr(value) for value in values)
+    return f"Invalid enum value {found.group(1)}, not one of {listed} - at `${found.group(2)}`"
+
+
+def _values_at(info: msgspec.inspect.Type, steps: list[tuple[str, str]]) -> tuple[Any, ...]:
+    """The values the enum or Literal at `steps` (`_PATH_STEP`'s) of `info` takes; () if
+    the path leads elsewhere. Through a union (an `order.batch` op, one struct per method)
+    the path is followed in each member; the values are said only if those agree."""
+    if isinstance(info, msgspec.inspect.UnionType):
+        found = {_values_at(member, steps) for member in info.types} - {()}
+        return found.pop() if len(found) == 1 else ()
+    if not steps:
+        if isinstance(info, msgspec.inspect.EnumType):
+            return tuple(member.value for member in info.cls)
+        if isinstance(info, msgspec.inspect.LiteralType):
+            return tuple(info.values)
+        return ()
+    (key, index), rest = steps[0], steps[1:]
+    if key and isinstance(info, msgspec.inspect.StructType):
+        field = next((f for f in info.fields if f.encode_name == key), None)
+        return () if field is None else _values_at(field.type, rest)
+    if index and isinstance(info, msgspec.inspect.CollectionType):
+        return _values_at(info.item_type, rest)
+    return ()
 
 
 _DECIMAL_MISMATCH = f"Expected `str` matching regex {DECIMAL_PATTERN!r}"  # msgspec's words

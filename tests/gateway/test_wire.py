@@ -612,6 +612,31 @@ EVERY_KIND_OF_FRAME = [
 ]
 
 
+@pytest.mark.parametrize(
+    ("method", "params", "said"),
+    [
+        ("order.place", place(side="BUY"), "'BUY', not one of 'buy', 'sell' - at `params.side`"),
+        ("order.place", place(tif="GTC"), "'GTC', not one of 'gtc', 'ioc', 'fok', 'gtd' - at"),
+        ("order.place", place(stp="no"), "'no', not one of 'expire_taker', 'expire_maker', "),
+        ("orders.history", {"status": "filled"}, "'filled', not one of 'all', 'closed', 'open'"),
+        ("orders.cancel_all", {"side": "Buy"}, "'Buy', not one of 'buy', 'sell' - at `params"),
+        # through the ops' union: only the place op has a tif
+        ("order.batch", {"ops": [{"method": "order.place", "params": place(tif="day")}]},
+         "'day', not one of 'gtc', 'ioc', 'fok', 'gtd' - at `params.ops[0].params.tif`"),
+    ],
+)  # fmt: skip
+def test_a_value_outside_an_enum_is_refused_naming_the_values_it_takes(
+    method: str, params: dict[str, Any], said: str
+) -> None:
+    """`side: "BUY"` was refused `Invalid enum value 'BUY' - at `params.side``, naming no
+    value the field takes: a trader guessed at the case, or at what an order history's
+    `status` is (not `filled`)."""
+    error = refused(frame(method, params))
+    assert error.code == ErrorCode.BAD_PARAM
+    assert error.message.startswith("Invalid enum value ")
+    assert said in error.message, error.message
+
+
 def test_the_order_entry_twins_become_the_real_params() -> None:
     """The twins never leave `wire.decode`: what it returns is the methods' own structs."""
     for raw in (
