@@ -665,10 +665,18 @@ async function onLogon(event) {
       secret.value = ""; // logged on: the page keeps only the non-extractable key
     });
   } catch (failed) {
-    showLogonError(`logon failed: ${failed.message}`);
+    showLogonError(`logon failed: ${logonFailure(failed)}`);
   } finally {
     $("logon-button").disabled = false;
   }
+}
+
+function logonFailure(failed) {
+  // The venue's words for a wrong key or secret speak of the wire (`sig`, `the logon
+  // payload`), which the page signs itself: say it in the form's words, the code after.
+  const error = failed.error;
+  if (error?.name !== "BAD_SIGNATURE") return failed.message;
+  return `the API key is unknown or the secret is wrong (${error.name} ${error.code})`;
 }
 
 async function startSession(apiKey, key, onLoggedOn) {

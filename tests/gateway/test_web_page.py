@@ -418,9 +418,10 @@ def test_a_bad_secret_shows_a_clear_logon_error_and_the_right_one_logs_on_and_ou
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
         await browser.log_on("taker", secret="not-the-secret")
+        # in the form's words (was the wire's: `... api_key unknown or sig does not match
+        # the logon payload`, which a trader who typed a secret never saw)
         await expect(page.locator("#logon-error")).to_have_text(
-            "logon failed: BAD_SIGNATURE (2001): api_key unknown or sig does not match the"
-            " logon payload"
+            "logon failed: the API key is unknown or the secret is wrong (BAD_SIGNATURE 2001)"
         )
         await expect(page.locator("#place-button")).to_be_disabled()
         await expect(page.locator("#session")).to_be_hidden()
