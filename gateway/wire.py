@@ -1562,8 +1562,10 @@ def _units(text: str, scale: int, field: str) -> int:
     try:
         return _parse_units(text, scale)
     except PrecisionError:
+        # "more than 0 decimals" alone reads as a riddle: a bill's face value is whole dollars
+        whole = ": it is a whole number" if scale == 0 else ""
         raise _Refusal(
-            E.BAD_PRECISION, f"{field} {text!r} has more than {scale} decimals"
+            E.BAD_PRECISION, f"{field} {text!r} has more than {scale} decimals{whole}"
         ) from None
     except ValueError as failure:
         raise _Refusal(E.BAD_PARAM, f"{field}: {failure}") from None

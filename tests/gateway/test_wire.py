@@ -869,6 +869,15 @@ def test_conversion_refusals(params: dict[str, Any], code: ErrorCode, message: s
     assert wire.to_command(request, SPECS, SCALES, 7) == WireError(1, code, message)
 
 
+def test_a_fraction_of_a_whole_unit_is_refused_saying_the_qty_is_whole() -> None:
+    """A bill's face value is whole dollars: `qty '100.5' has more than 0 decimals` alone
+    read as a riddle to a trader."""
+    request = decoded("order.place", place(symbol=BILL_SPEC.symbol, price="98.5", qty="100.5"))
+    refusal = wire.to_command(request, {BILL_SPEC.symbol: BILL_SPEC}, SCALES, 7)
+    words = "qty '100.5' has more than 0 decimals: it is a whole number"
+    assert refusal == WireError(1, E.BAD_PRECISION, words)
+
+
 @pytest.mark.parametrize(
     "params",
     [
