@@ -237,6 +237,20 @@ def test_a_connect_refused_for_too_many_connections_is_tried_again_after_retry_a
     run_venue(scenario)
 
 
+def test_a_handshake_refused_for_its_path_carries_the_venues_words(run_venue: Any) -> None:
+    """A mistyped path (`/ws/trad`) raised `server rejected WebSocket connection: HTTP 404`
+    alone: the venue's answer, which says which paths there are, was dropped."""
+
+    async def scenario(venue: Venue) -> None:
+        client = VenueClient(venue.url("trad"))
+        with pytest.raises(InvalidStatus) as refused:
+            await client.connect()
+        assert refused.value.response.status_code == 404
+        assert refused.value.__notes__ == ["the venue answered: use /ws/trade or /ws/public"]
+
+    run_venue(scenario)
+
+
 def test_resume_follows_the_private_stream_only_if_the_caller_did(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         alpha = await venue.client("alpha")
