@@ -1639,7 +1639,7 @@ class Venue:
         """An operator matures a T-bill now: exactly what its maturity date would do."""
         market = self.markets.get(cmd.symbol)
         if market is None:
-            detail = unknown_symbol(cmd.symbol)
+            detail = unknown_symbol(cmd.symbol, self.markets)
             return self._reject(events, cmd, "mature_instrument", E.UNKNOWN_SYMBOL, detail)
         if market.spec.kind is not InstrumentKind.TBILL:
             detail = f"{cmd.symbol} is not a T-bill"
@@ -1817,7 +1817,8 @@ class Venue:
         """The listed, not delisted market the operator command names, or a rejection."""
         market = self.markets.get(cmd.symbol)
         if market is None:
-            self._reject(events, cmd, name, E.UNKNOWN_SYMBOL, unknown_symbol(cmd.symbol))
+            detail = unknown_symbol(cmd.symbol, self.markets)
+            self._reject(events, cmd, name, E.UNKNOWN_SYMBOL, detail)
         elif market.status is InstrumentStatus.DELISTED:
             detail = f"{cmd.symbol} is delisted, which is final: nothing about it changes any more"
             self._reject(events, cmd, name, E.INSTRUMENT_DELISTED, detail)
