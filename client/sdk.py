@@ -466,11 +466,19 @@ def _note_the_answer(refused: InvalidStatus) -> None:
     WebSocket connection: HTTP 404`, while the venue's body says what to do (`use /ws/trade
     or /ws/public` for a mistyped path)."""
     try:
-        words = refused.response.body.decode().strip() if refused.response.body else ""
+        body = refused.response.body.decode() if refused.response.body else ""
     except UnicodeDecodeError:  # not the venue's plain text: nothing worth showing
         return
+    words = _printable(body)
     if words and len(words) <= ANSWER_NOTED_MAX:
         refused.add_note(f"the venue answered: {words}")
+
+
+def _printable(text: str) -> str:
+    """`text` with each run of unprintable characters (controls, an escape sequence's ESC,
+    bidi overrides) and whitespace one space: the note is printed with the traceback, and
+    whatever answered at the URL (not always the venue) must not drive the terminal."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
 async def _close_within(websocket: ClientConnection, timeout_s: float) -> None:
