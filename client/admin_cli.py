@@ -522,6 +522,8 @@ async def suggest_names(venue: Reader, error: VenueError, params: dict[str, Any]
     near miss was refused with no hint at all."""
     if error.name not in ("UNKNOWN_SYMBOL", "UNKNOWN_ASSET"):
         return
+    if "did you mean" in str(error):  # the venue named the listed one itself (since session 28)
+        return
     fields: tuple[str, ...]
     try:
         if error.name == "UNKNOWN_SYMBOL":

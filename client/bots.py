@@ -41,7 +41,7 @@ from cli.failures import CommandFailed, check_trade_url
 from client.sdk import ConnectionLost, RequestTimeout, VenueClient, VenueError
 from core import config as venue_config
 from engine.enums import InstrumentKind
-from engine.instrument import BAND_BPS_MAX, InstrumentSpec
+from engine.instrument import BAND_BPS_MAX, InstrumentSpec, case_twin
 from engine.market import Market
 from engine.reasons import E
 from engine.units import PrecisionError, format_units, parse_units
@@ -944,7 +944,9 @@ async def _instrument(
     rows = (await client.request("instruments"))["instruments"]
     row = next((row for row in rows if row["symbol"] == symbol), None)
     if row is None:
-        raise ValueError(f"the venue lists no {symbol}")
+        twin = case_twin(symbol, [row["symbol"] for row in rows])  # the likeliest slip
+        hint = "" if twin is None else f": did you mean {twin}? (symbols match case and all)"
+        raise ValueError(f"the venue lists no {symbol}{hint}")
     return Instrument.from_row(row, reference, band_bps)
 
 

@@ -279,6 +279,7 @@ class VenueClient(Calls, Resuming, Reading):
                 answer = refused.response
                 delay_s = retry_after_s(answer.status_code, answer.headers.get("Retry-After"))
                 if delay_s is None or retries >= self.refused_retries_max:
+                    _note_the_answer(refused)
                     raise
             retries += 1
             self.refused_retries += 1
@@ -455,6 +456,29 @@ class VenueClient(Calls, Resuming, Reading):
         if self._resuming is not None and not self._resuming.done():
             return "; auto_resume is reopening it"
         return "; resume() reopens it"
+
+
+ANSWER_NOTED_MAX = 200  # characters of a refused handshake's body worth showing: a sentence
+
+
+def _note_the_answer(refused: InvalidStatus) -> None:
+    """Add the venue's words to a refused handshake: its `str` is only `server rejected
+    WebSocket connection: HTTP 404`, while the venue's body says what to do (`use /ws/trade
+    or /ws/public` for a mistyped path)."""
+    try:
+        body = refused.response.body.decode() if refused.response.body else ""
+    except UnicodeDecodeError:  # not the venue's plain text: nothing worth showing
+        return
+    words = _printable(body)
+    if words and len(words) <= ANSWER_NOTED_MAX:
+        refused.add_note(f"the venue answered: {words}")
+
+
+def _printable(text: str) -> str:
+    """`text` with each run of unprintable characters (controls, an escape sequence's ESC,
+    bidi overrides) and whitespace one space: the note is printed with the traceback, and
+    whatever answered at the URL (not always the venue) must not drive the terminal."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
 async def _close_within(websocket: ClientConnection, timeout_s: float) -> None:

@@ -108,7 +108,8 @@ class Corporate:
         """The equity the command names, or None after rejecting it (unknown, not an equity)."""
         market = self.venue.markets.get(cmd.symbol)
         if market is None:
-            self.reject(events, cmd, name, E.UNKNOWN_SYMBOL, unknown_symbol(cmd.symbol))
+            detail = unknown_symbol(cmd.symbol, self.venue.markets)
+            self.reject(events, cmd, name, E.UNKNOWN_SYMBOL, detail)
         elif market.spec.kind is not InstrumentKind.EQUITY:
             self.reject(events, cmd, name, E.BAD_PARAM, f"{cmd.symbol} is not an equity")
             market = None

@@ -27,10 +27,15 @@ BAND_BPS_MAX = 10_000  # 100%: a band wider than that bounds nothing
 TBILL_PRICE_PER = 100  # T-bills are quoted per 100 of face value
 
 
-def unknown_symbol(symbol: str) -> str:
+def unknown_symbol(symbol: str, listed: Iterable[str] = ()) -> str:
     """The words of an `UNKNOWN_SYMBOL` refusal, one sentence wherever it is refused (the
-    symbol quoted as Python quotes it: an odd character in it shows)."""
-    return f"unknown symbol {symbol!r}"
+    symbol quoted as Python quotes it: an odd character in it shows), naming the one of
+    `listed` it differs from only by case: symbols match exactly, and `aaplx-usd` for
+    `AAPLx-USD` is the likeliest slip, which the bare refusal left to guess."""
+    twin = case_twin(symbol, listed)
+    if twin is None:
+        return f"unknown symbol {symbol!r}"
+    return f"unknown symbol {symbol!r}: did you mean {twin!r}? (symbols match case and all)"
 
 
 def is_name(text: str) -> bool:

@@ -656,7 +656,7 @@ class Venue:
         if cmd.once and self._once_refused(cmd, events):
             return True
         if market is None:
-            detail = unknown_symbol(cmd.symbol)
+            detail = unknown_symbol(cmd.symbol, self.markets)
             self._reject(events, cmd, "place_order", E.UNKNOWN_SYMBOL, detail)
             return True
         reason = self._place_refusal(cmd, market)
@@ -1072,7 +1072,7 @@ class Venue:
         if cmd.account <= 0 or (cmd.side is not None and not isinstance(cmd.side, Side)):
             return self._reject(events, cmd, "cancel_all", E.BAD_PARAM, "bad account or side")
         if cmd.symbol is not None and cmd.symbol not in self.markets:
-            detail = unknown_symbol(cmd.symbol)
+            detail = unknown_symbol(cmd.symbol, self.markets)
             return self._reject(events, cmd, "cancel_all", E.UNKNOWN_SYMBOL, detail)
         for order in list(self.account_orders.get(cmd.account, {}).values()):
             if (
@@ -1662,7 +1662,7 @@ class Venue:
         """An operator matures a T-bill now: exactly what its maturity date would do."""
         market = self.markets.get(cmd.symbol)
         if market is None:
-            detail = unknown_symbol(cmd.symbol)
+            detail = unknown_symbol(cmd.symbol, self.markets)
             return self._reject(events, cmd, "mature_instrument", E.UNKNOWN_SYMBOL, detail)
         if market.spec.kind is not InstrumentKind.TBILL:
             detail = f"{cmd.symbol} is not a T-bill"
@@ -1840,7 +1840,8 @@ class Venue:
         """The listed, not delisted market the operator command names, or a rejection."""
         market = self.markets.get(cmd.symbol)
         if market is None:
-            self._reject(events, cmd, name, E.UNKNOWN_SYMBOL, unknown_symbol(cmd.symbol))
+            detail = unknown_symbol(cmd.symbol, self.markets)
+            self._reject(events, cmd, name, E.UNKNOWN_SYMBOL, detail)
         elif market.status is InstrumentStatus.DELISTED:
             detail = f"{cmd.symbol} is delisted, which is final: nothing about it changes any more"
             self._reject(events, cmd, name, E.INSTRUMENT_DELISTED, detail)

@@ -582,7 +582,9 @@ class Dispatcher:
         p: Any = request.params
         # refused in the words of the engine's cancel_all (not "0 canceled": a typo shows)
         if p.symbol is not None and p.symbol not in self.reads.markets:
-            self._defer_error(session, request, E.UNKNOWN_SYMBOL, unknown_symbol(p.symbol))
+            self._defer_error(
+                session, request, E.UNKNOWN_SYMBOL, unknown_symbol(p.symbol, self.reads.markets)
+            )
             return
         placed = self.placed
         if placed.placing and not in_turn:  # over a cluster's bus, places in flight

@@ -49,7 +49,7 @@ from engine.events import (
     TradeExecuted,
     TradeSettled,
 )
-from engine.instrument import TBILL_PRICE_PER, InstrumentSpec, band_limits
+from engine.instrument import TBILL_PRICE_PER, InstrumentSpec, band_limits, unknown_symbol
 from engine.units import format_units
 from engine.venue import Venue
 from gateway.candles import (
@@ -1268,7 +1268,7 @@ class MarketData:
         if stream.channel not in CHANNELS:
             return f"unknown channel {stream.channel!r}"
         if stream.symbol not in self._markets:
-            return f"unknown symbol {stream.symbol!r}"
+            return unknown_symbol(stream.symbol, self._markets)
         if stream.channel == Channel.BOOK:
             if stream.depth not in BOOK_DEPTHS:
                 return f"depth must be one of {', '.join(map(str, BOOK_DEPTHS))}"

@@ -85,7 +85,9 @@ class Queries:
     def _open_orders(self, session: Session, request: wire.Request, t_in: int) -> None:
         symbol = request.params.symbol  # type: ignore[attr-defined]
         if symbol is not None and symbol not in self.reads.markets:  # as `orders.history`
-            self._defer_error(session, request, E.UNKNOWN_SYMBOL, unknown_symbol(symbol))
+            self._defer_error(
+                session, request, E.UNKNOWN_SYMBOL, unknown_symbol(symbol, self.reads.markets)
+            )
             return
         orders = [
             order_view(self.reads, o)
@@ -115,7 +117,9 @@ class Queries:
         """The account's orders, open and closed, newest first, one page at a time."""
         p: Any = request.params
         if p.symbol is not None and p.symbol not in self.reads.markets:
-            self._defer_error(session, request, E.UNKNOWN_SYMBOL, unknown_symbol(p.symbol))
+            self._defer_error(
+                session, request, E.UNKNOWN_SYMBOL, unknown_symbol(p.symbol, self.reads.markets)
+            )
             return
         account = _key(session).account
         orders, cursor = self.private_streams.order_history.page(

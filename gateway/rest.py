@@ -643,7 +643,8 @@ def _params(
             decoded = msgspec.convert(params, route.params, strict=False)
         except msgspec.ValidationError as failure:
             missing = str(failure).startswith("Object missing required field")
-            text = str(failure).replace("`$.", "`").replace(" - at `$`", "")
+            text = wire.enum_choices(str(failure), route.params)
+            text = text.replace("`$.", "`").replace(" - at `$`", "")
             for struct_words, query_words in QUERY_WORDS:  # a query has parameters, not fields
                 text = text.replace(struct_words, query_words)
             return wire.WireError(None, E.MISSING_PARAM if missing else E.BAD_PARAM, text)

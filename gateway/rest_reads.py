@@ -97,7 +97,7 @@ class PublicReads:
     def _ticker(self, p: TickerParams, now: int) -> TickersResult | wire.WireError:
         specs = self.server.dispatcher.specs
         if p.symbol is not None and p.symbol not in specs:
-            return wire.WireError(None, E.UNKNOWN_SYMBOL, unknown_symbol(p.symbol))
+            return wire.WireError(None, E.UNKNOWN_SYMBOL, unknown_symbol(p.symbol, specs))
         symbols = [p.symbol] if p.symbol is not None else sorted(specs)
         candles = self.server.public.candles
         return TickersResult([candles.ticker(specs[symbol], now) for symbol in symbols])
@@ -105,5 +105,7 @@ class PublicReads:
     def _candles(self, p: CandlesParams, now: int) -> CandlesResult | wire.WireError:
         spec = self.server.dispatcher.specs.get(p.symbol)
         if spec is None:
-            return wire.WireError(None, E.UNKNOWN_SYMBOL, unknown_symbol(p.symbol))
+            return wire.WireError(
+                None, E.UNKNOWN_SYMBOL, unknown_symbol(p.symbol, self.server.dispatcher.specs)
+            )
         return self.server.public.candles.result(spec, p.interval, p.limit)

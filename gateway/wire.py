@@ -1355,8 +1355,75 @@ def _in_params(failure: msgspec.ValidationError, params: bytes | msgspec.Raw, me
     said = _signed_decimal_words(text, params, method) or _decimal_number_words(text)
     if said is not None:
         return said
-    text = _readable(str(failure))
+    text = _readable(enum_choices(str(failure), _params_decoders[method].type))
     return text.replace("`$", "`params") if "- at `$" in text else f"{text} - at `params`"
+
+
+# msgspec's words for a value outside an enum or a Literal, at a path it writes from `$`
+_INVALID_ENUM = re.compile(r"Invalid enum value (.*) - at `\$(.*)`", re.DOTALL)
+# of the error's ERROR_TEXT_CHARS_MAX, what the bad value may take: the values the field
+# takes and the path after it still fit (a 60 KB value left no room for them)
+ENUM_VALUE_QUOTED_CHARS_MAX = ERROR_TEXT_CHARS_MAX // 2
+# (params type, path) pairs whose values are remembered: the enum fields of every method's
+# and every REST route's params number about a hundred; a bound all the same
+ENUM_PATHS_CACHED_MAX = 1_024
+
+
+def enum_choices(text: str, root: Any) -> str:
+    """msgspec's `Invalid enum value 'BUY' - at `$.side`` for a value of `root` (a params
+    type), with the values that field takes: `Invalid enum value 'BUY', not one of 'buy',
+    'sell' - at `$.side``; any other text as it is. Before session 28 the answer named no
+    value, so `BUY`, `GTC` or an order history's `filled` left the trader to guess."""
+    found = _INVALID_ENUM.fullmatch(text)
+    if found is None:
+        return text
+    listed = _values_listed(root, _ANY_INDEX.sub("[0]", found.group(2)))
+    if not listed:
+        return text
+    value = shortened(found.group(1), ENUM_VALUE_QUOTED_CHARS_MAX)
+    return f"Invalid enum value {value}, not one of {listed} - at `${found.group(2)}`"
+
+
+_ANY_INDEX = re.compile(r"\[[0-9]+\]")  # every op of a batch has the same fields as its first
+
+
+@functools.lru_cache(maxsize=ENUM_PATHS_CACHED_MAX)
+def _values_listed(root: Any, path: str) -> str:
+    """`'buy', 'sell'`: the values the enum at `path` of `root` takes ("" if none), remembered
+    by the path with every index 0: `type_info` of a params type takes 100 to 300 µs, 20 to
+    80 times what the refusal took without it, which a client repeating a bad enum would
+    cost the loop each time (session 28's review)."""
+    values = _values_at(_type_info(root), _PATH_STEP.findall(path))
+    return ", ".join(repr(value) for value in values)
+
+
+@functools.lru_cache(maxsize=ENUM_PATHS_CACHED_MAX)
+def _type_info(root: Any) -> msgspec.inspect.Type:
+    """msgspec's description of a params type, made once per type (another field's bad enum
+    of the same type walks it again, which costs a few µs, not its making's 100 to 300)."""
+    return msgspec.inspect.type_info(root)
+
+
+def _values_at(info: msgspec.inspect.Type, steps: list[tuple[str, str]]) -> tuple[Any, ...]:
+    """The values the enum or Literal at `steps` (`_PATH_STEP`'s) of `info` takes; () if
+    the path leads elsewhere. Through a union (an `order.batch` op, one struct per method)
+    the path is followed in each member; the values are said only if those agree."""
+    if isinstance(info, msgspec.inspect.UnionType):
+        found = {_values_at(member, steps) for member in info.types} - {()}
+        return found.pop() if len(found) == 1 else ()
+    if not steps:
+        if isinstance(info, msgspec.inspect.EnumType):
+            return tuple(member.value for member in info.cls)
+        if isinstance(info, msgspec.inspect.LiteralType):
+            return tuple(info.values)
+        return ()
+    (key, index), rest = steps[0], steps[1:]
+    if key and isinstance(info, msgspec.inspect.StructType):
+        field = next((f for f in info.fields if f.encode_name == key), None)
+        return () if field is None else _values_at(field.type, rest)
+    if index and isinstance(info, msgspec.inspect.CollectionType):
+        return _values_at(info.item_type, rest)
+    return ()
 
 
 _DECIMAL_MISMATCH = f"Expected `str` matching regex {DECIMAL_PATTERN!r}"  # msgspec's words
@@ -1521,8 +1588,10 @@ def _units(text: str, scale: int, field: str) -> int:
     try:
         return _parse_units(text, scale)
     except PrecisionError:
+        # "more than 0 decimals" alone reads as a riddle: a bill's face value is whole dollars
+        whole = ": it is a whole number, with no decimal point" if scale == 0 else ""
         raise _Refusal(
-            E.BAD_PRECISION, f"{field} {text!r} has more than {scale} decimals"
+            E.BAD_PRECISION, f"{field} {text!r} has more than {scale} decimals{whole}"
         ) from None
     except ValueError as failure:
         raise _Refusal(E.BAD_PARAM, f"{field}: {failure}") from None
@@ -1539,7 +1608,7 @@ def _positive(text: str, scale: int, field: str) -> int:
 def _spec(specs: Mapping[str, InstrumentSpec], symbol: str) -> InstrumentSpec:
     spec = specs.get(symbol)
     if spec is None:
-        raise _Refusal(E.UNKNOWN_SYMBOL, unknown_symbol(symbol))
+        raise _Refusal(E.UNKNOWN_SYMBOL, unknown_symbol(symbol, specs))
     return spec
 
 

@@ -665,10 +665,18 @@ async function onLogon(event) {
       secret.value = ""; // logged on: the page keeps only the non-extractable key
     });
   } catch (failed) {
-    showLogonError(`logon failed: ${failed.message}`);
+    showLogonError(`logon failed: ${logonFailure(failed)}`);
   } finally {
     $("logon-button").disabled = false;
   }
+}
+
+function logonFailure(failed) {
+  // The venue's words for a wrong key or secret speak of the wire (`sig`, `the logon
+  // payload`), which the page signs itself: say it in the form's words, the code after.
+  const error = failed.error;
+  if (error?.name !== "BAD_SIGNATURE") return failed.message;
+  return `the API key is unknown or the secret is wrong (${error.name} ${error.code})`;
 }
 
 async function startSession(apiKey, key, onLoggedOn) {
@@ -1269,17 +1277,23 @@ function showResult(text, kind) {
   state.resultOrder = null; // the line says something else now: reports leave it alone
 }
 
+const STP_WORDS = "expired by self-trade prevention: it would have traded with your own order";
+
 function showOrderResult(placed, status, report) {
   // "order N status (cl_ord_id)" and, from the order's exec reports, what of it filled: an
   // IOC that trades part of its quantity ends `canceled` (its rest), which alone reads as if
   // nothing had traded. Later reports of the order update the line while it shows it.
   const verb = placed.amended ? " amended," : "";
   let text = `order ${placed.orderId}${verb} ${status} (${placed.clOrdId})`;
-  if (report !== null && Number(report.cum_qty) > 0) {
+  const filled = report !== null && Number(report.cum_qty) > 0;
+  if (filled) {
     text += `: filled ${report.cum_qty} of ${report.qty}, average price ${averagePrice(report)}`;
   } else if (report !== null && (status === "canceled" || status === "expired")) {
     text += ": nothing filled";
   }
+  // An order expired by self-trade prevention beside a price it could trade at on the
+  // ladder reads as a venue fault unless the line says the other side was the trader's own.
+  if (report?.reason === "stp") text += `${filled ? "; the rest" : ","} ${STP_WORDS}`;
   showResult(text, "ok");
   state.resultOrder = placed;
 }

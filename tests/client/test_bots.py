@@ -439,6 +439,21 @@ def test_a_size_the_engine_would_refuse_stops_the_bot_with_the_rule(
     run_venue(scenario)
 
 
+def test_a_symbol_in_the_wrong_case_stops_the_bot_naming_the_listed_one(run_venue: Any) -> None:
+    """`--symbol aaplx-usd` stops the bot naming `AAPLx-USD` (was `the venue lists no
+    aaplx-usd`, leaving the user to guess that case matters)."""
+
+    async def scenario(venue: Venue) -> None:
+        maker = MarketMaker(venue.url(), *KEYS["alpha"], "aaplx-usd", Decimal(4), Decimal(1))
+        words = "the venue lists no aaplx-usd: did you mean AAPLx-USD? (symbols match case and all)"
+        with pytest.raises(ValueError) as refused:
+            await maker.run(asyncio.Event())
+        assert str(refused.value) == words
+        assert not venue.server.venue.open_orders(ALPHA)
+
+    run_venue(scenario)
+
+
 # ----------------------------------------------------------------- several symbols, a limit
 
 

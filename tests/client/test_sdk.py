@@ -237,6 +237,45 @@ def test_a_connect_refused_for_too_many_connections_is_tried_again_after_retry_a
     run_venue(scenario)
 
 
+def test_a_handshake_refused_for_its_path_carries_the_venues_words(run_venue: Any) -> None:
+    """A mistyped path (`/ws/trad`) raised `server rejected WebSocket connection: HTTP 404`
+    alone: the venue's answer, which says which paths there are, was dropped."""
+
+    async def scenario(venue: Venue) -> None:
+        client = VenueClient(venue.url("trad"))
+        with pytest.raises(InvalidStatus) as refused:
+            await client.connect()
+        assert refused.value.response.status_code == 404
+        assert refused.value.__notes__ == ["the venue answered: use /ws/trade or /ws/public"]
+
+    run_venue(scenario)
+
+
+def test_a_refused_handshakes_words_are_noted_without_control_characters() -> None:
+    """Whatever answers at the URL writes the note printed with the traceback: an escape
+    sequence in its 404 (`\\x1b[2J` clears a terminal) or a bidi override reached the
+    terminal as it was sent (session 28's review)."""
+    from websockets.asyncio.server import ServerConnection, serve
+    from websockets.http11 import Request
+
+    body = "\x1b[2J\x1b[31mno\u202e such\r\npath\x07\x00 here\x9b"
+
+    def refuse(connection: ServerConnection, request: Request) -> Any:
+        return connection.respond(404, body)
+
+    async def scenario() -> None:
+        async with serve(
+            lambda _: asyncio.sleep(0), "127.0.0.1", 0, process_request=refuse
+        ) as server:
+            port = server.sockets[0].getsockname()[1]
+            with pytest.raises(InvalidStatus) as refused:
+                await VenueClient(f"ws://127.0.0.1:{port}/ws/trade").connect()
+        assert refused.value.response.status_code == 404
+        assert refused.value.__notes__ == ["the venue answered: [2J [31mno such path here"]
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+
+
 def test_resume_follows_the_private_stream_only_if_the_caller_did(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         alpha = await venue.client("alpha")

@@ -133,6 +133,18 @@ def test_a_dividend_pays_floor_to_each_holder_and_the_residual_to_rounding(corp:
     assert corp.total(3, "AAPLx") == 10 * SHARE  # shares untouched
 
 
+def test_a_dividend_or_split_for_a_wrong_case_symbol_names_the_listed_one(corp: Corp) -> None:
+    """Symbols match exactly; the refusal names the listed one (protocol §11.1's 4000 row)
+    and changes nothing. Before session 28's review fix, the bare `unknown symbol 'aaplx-usd'`."""
+    wrong = SYMBOL.lower()
+    named = f"unknown symbol {wrong!r}: did you mean {SYMBOL!r}? (symbols match case and all)"
+    paid = PayDividend(symbol=wrong, payer=PAYER, amount=1, amount_decimals=0)
+    split = SplitShares(symbol=wrong, ratio_new=2, ratio_old=1)
+    for command in (paid, split):
+        refused = corp.refused(command)
+        assert (refused.reason, refused.detail) == (ErrorCode.UNKNOWN_SYMBOL, named)
+
+
 def test_dividend_refusals_change_nothing(corp: Corp) -> None:
     assert corp.refused(dividend(amount=0)).reason is ErrorCode.BAD_PARAM
     assert corp.refused(dividend(decimals=19)).reason is ErrorCode.BAD_PARAM

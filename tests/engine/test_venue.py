@@ -14,6 +14,7 @@ from engine.commands import (
     CancelAll,
     CancelOrder,
     ListInstrument,
+    MatureInstrument,
     PlaceOrder,
     SetCancelOnDisconnect,
     SetInstrumentStatus,
@@ -437,6 +438,33 @@ def test_a_refused_status_change_says_why_in_words(harness: Harness) -> None:
         ErrorCode.INSTRUMENT_DELISTED,
         f"{SYMBOL} is delisted, which is final: nothing about it changes any more",
     )
+
+
+def test_an_operator_command_for_a_wrong_case_symbol_names_the_listed_one(
+    harness: Harness,
+) -> None:
+    """Symbols match exactly; a refusal of `aaplx-usd` names `AAPLx-USD` wherever the engine
+    refuses it (protocol §11.1's 4000 row), and changes nothing. The finding (session 28's
+    review): the operator's commands still answered the bare `unknown symbol 'aaplx-usd'`."""
+    wrong = SYMBOL.lower()
+    named = f"unknown symbol {wrong!r}: did you mean {SYMBOL!r}? (symbols match case and all)"
+    harness.place(1, BUY, 9_900, 1)
+    commands = [
+        PlaceOrder(account=2, side=SELL, price=9_900, qty=1, symbol=wrong),
+        CancelAll(account=1, symbol=wrong),
+        SetInstrumentStatus(symbol=wrong, status=InstrumentStatus.HALTED),
+        SetReferencePrice(symbol=wrong, price=10_000),
+        SetOrderCaps(symbol=wrong, max_qty=5),
+        MatureInstrument(symbol=wrong),
+    ]
+    for command in commands:
+        before = harness.venue.state_hash()
+        events = harness.do(command)
+        assert len(events) == 1 and isinstance(events[0], CommandRejected), events
+        assert (events[0].reason, events[0].detail) == (ErrorCode.UNKNOWN_SYMBOL, named)
+        harness.venue.ts_us -= 1  # the same venue at the same time hashes the same
+        assert harness.venue.state_hash() == before, command
+        harness.venue.ts_us += 1
 
 
 def test_reference_price_follows_trades_and_operators(harness: Harness) -> None:

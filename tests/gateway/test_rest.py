@@ -163,6 +163,64 @@ def test_bad_public_requests_get_clear_errors(run_venue: Run) -> None:
     run_venue(scenario)
 
 
+def test_a_value_outside_an_enum_is_refused_naming_the_values_it_takes(run_venue: Run) -> None:
+    """In a query or a body, an enum's value that is not one of its values is refused
+    naming them (was `Invalid enum value 'filled' - at `status``, naming none)."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        order = {"symbol": SYMBOL, "side": "BUY", "type": "limit", "tif": "gtc"}
+        placed = await asyncio.to_thread(
+            trader.post, "/api/v1/orders", {**order, "price": "187.00", "qty": "1"}
+        )
+        history = await get(trader, "/api/v1/orders/history", status="filled")
+        candles = await get(trader, "/api/v1/candles", symbol=SYMBOL, interval="2m")
+        for answer, said in (
+            (placed, "Invalid enum value 'BUY', not one of 'buy', 'sell' - at `side`"),
+            (history, "Invalid enum value 'filled', not one of 'all', 'closed', 'open' - at"),
+            (candles, "Invalid enum value '2m', not one of '1d', '1h', '1m', '5m' - at"),
+        ):
+            assert error_of(answer) == (400, "BAD_PARAM"), answer
+            assert answer.json()["error"]["msg"].startswith(said), answer
+        assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
+        trader.close()
+
+    run_venue(scenario)
+
+
+def test_a_symbol_in_the_wrong_case_is_refused_naming_the_listed_one(run_venue: Run) -> None:
+    """Each route that reads a symbol names the listed one a wrong-case symbol differs from
+    (was the bare `unknown symbol 'aaplx-usd'`); an order so refused places nothing."""
+    hint = "unknown symbol 'aaplx-usd': did you mean 'AAPLx-USD'? (symbols match case and all)"
+
+    async def scenario(venue: Venue) -> None:
+        public = RestClient(base(venue))
+        trader = RestClient(base(venue), *KEYS["taker"])
+        lower = {"symbol": "aaplx-usd"}
+        order = {**lower, "side": "buy", "type": "limit", "tif": "gtc", "price": "187.00"}
+        answers = [
+            await get(public, path, **lower, **query)
+            for path, query in (
+                ("/api/v1/book", {}),
+                ("/api/v1/trades", {}),
+                ("/api/v1/ticker", {}),
+                ("/api/v1/candles", {"interval": "1m"}),
+            )
+        ]
+        answers.append(await get(trader, "/api/v1/orders", **lower))
+        answers.append(
+            await asyncio.to_thread(trader.post, "/api/v1/orders", {**order, "qty": "1"})
+        )
+        for answer in answers:
+            assert error_of(answer) == (400, "UNKNOWN_SYMBOL"), answer
+            assert answer.json()["error"]["msg"] == hint, answer
+        assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
+        public.close()
+        trader.close()
+
+    run_venue(scenario)
+
+
 def test_query_errors_speak_of_query_parameters(run_venue: Run) -> None:
     """The finding (session 25): a query's unknown, missing or repeated parameter was said in
     msgspec's words for a struct (`Object contains unknown field `x``, `Object missing

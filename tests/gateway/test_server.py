@@ -300,6 +300,35 @@ def test_an_unknown_symbol_is_refused_not_an_empty_answer(run_venue: Any) -> Non
     run_venue(scenario)
 
 
+def test_a_symbol_in_the_wrong_case_is_refused_naming_the_listed_one(run_venue: Any) -> None:
+    """`aaplx-usd` for `AAPLx-USD`, a trader's likeliest slip, is refused naming the symbol
+    it differs from only by case, wherever a symbol is read (was the bare `unknown symbol
+    'aaplx-usd'`, leaving the trader to guess that case matters); nothing is done."""
+    hint = "unknown symbol 'aaplx-usd': did you mean 'AAPLx-USD'? (symbols match case and all)"
+
+    async def scenario(venue: Venue) -> None:
+        maker = await venue.client("alpha")
+        await maker.request("session.cod", {"enabled": True})
+        quote = {"symbol": "aaplx-usd", "bid_px": "187.00", "bid_qty": "1"}
+        lower = {"symbol": "aaplx-usd"}
+        for method, params in (
+            ("order.place", {**PLACE_NOPE, **lower}),
+            ("quote.mass", {"quote_set": "q", "quotes": [quote]}),
+            ("orders.open", lower),
+            ("orders.history", lower),
+            ("orders.cancel_all", lower),
+            ("book.snapshot", {**lower, "depth": 10}),
+            ("subscribe", {"ch": "trades", "symbols": ["aaplx-usd"]}),
+        ):
+            answer = await maker.request_raw(method, params)
+            assert answer["status"] == 400, (method, params, answer)
+            assert answer["error"]["name"] == "UNKNOWN_SYMBOL", (method, params, answer)
+            assert answer["error"]["msg"] == hint, (method, params, answer)
+        assert (await maker.open_orders())["orders"] == []
+
+    run_venue(scenario)
+
+
 def test_a_quote_at_a_zero_price_refuses_the_whole_quote_mass(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         maker = await venue.client("alpha")

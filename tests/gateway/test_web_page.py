@@ -379,15 +379,49 @@ def test_a_rejected_order_shows_its_error_and_a_partial_ioc_what_filled(tmp_path
     assert run_page(tmp_path, scenario) == []
 
 
+def test_an_order_expired_by_self_trade_prevention_says_so(tmp_path: Path) -> None:
+    """An IOC buy against the trader's own post-only sell at its price expired by
+    self-trade prevention, and the line said only `expired (...): nothing filled` beside
+    the ask it could have bought on the ladder."""
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        result = page.locator("#order-result")
+        await browser.place("sell", "post_only", qty="1", price="187.30")
+        await expect(result).to_contain_text(" new (")
+        await browser.place("buy", "ioc", qty="1", price="187.30")
+        await expect(result).to_have_text(
+            re.compile(
+                r"order \d+ expired \(web-[0-9a-f]+\): nothing filled, expired by"
+                " self-trade prevention: it would have traded with your own order$"
+            )
+        )
+        await expect(page.locator("#fills tbody tr")).to_have_count(0)
+        # ahead of its own sell, another's: what filled, then why the rest expired
+        await resting_sell(venue, "1", "187.20")
+        await browser.place("buy", "ioc", qty="2", price="187.30")
+        await expect(result).to_have_text(
+            re.compile(
+                r"filled 1.000000 of 2.000000, average price 187.20; the rest expired by"
+                " self-trade prevention: it would have traded with your own order$"
+            )
+        )
+
+    assert run_page(tmp_path, scenario) == []
+
+
 def test_a_bad_secret_shows_a_clear_logon_error_and_the_right_one_logs_on_and_out(
     tmp_path: Path,
 ) -> None:
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
         await browser.log_on("taker", secret="not-the-secret")
+        # in the form's words (was the wire's: `... api_key unknown or sig does not match
+        # the logon payload`, which a trader who typed a secret never saw)
         await expect(page.locator("#logon-error")).to_have_text(
-            "logon failed: BAD_SIGNATURE (2001): api_key unknown or sig does not match the"
-            " logon payload"
+            "logon failed: the API key is unknown or the secret is wrong (BAD_SIGNATURE 2001)"
         )
         await expect(page.locator("#place-button")).to_be_disabled()
         await expect(page.locator("#session")).to_be_hidden()
