@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import errno
 import os
 import random
 import re
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
+from cli.serve import start_refused
 from client.sdk import VenueClient
 from cluster.postgres import PostgresServer, free_port
 from core.venue_core import lock_data_dir
@@ -577,3 +579,34 @@ def test_serve_help_says_how_it_stops_and_every_flags_default() -> None:
     assert "Ctrl-C (SIGINT), SIGTERM or SIGHUP (a closed terminal), each a clean stop" in text
     for action in serve_parser._actions:
         assert action.help, action.option_strings
+
+
+def test_a_disks_error_at_start_names_the_data_directory_not_the_port(tmp_path: Path) -> None:
+    """The finding (session 28): a start on a full disk said `venue: cannot start on
+    127.0.0.1:PORT: No space left on device`, which sent the operator to the port: a write's
+    error names no file. Only an error of the listener's own names the host and port."""
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    said = start_refused(full, "127.0.0.1", 26901, tmp_path)
+    assert said == f"cannot start: a write in {tmp_path} failed: No space left on device"
+    named = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "epochs.json"))
+    said = start_refused(named, "127.0.0.1", 26901, tmp_path)
+    assert said == f"cannot start: {tmp_path}/epochs.json: No space left on device"
+    taken = OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
+    said = start_refused(taken, "127.0.0.1", 26901, tmp_path)
+    assert said.startswith("cannot start on 127.0.0.1:26901: Address already in use")
+
+
+def test_a_damaged_ledger_store_is_refused_in_one_line_untouched(tmp_path: Path) -> None:
+    """The finding (session 28): a `ledger.sqlite` that is no database (or on a full disk, its
+    `-shm` not makeable) stopped `venue serve` with sqlite3's traceback; `venue verify` and
+    `venue ledger` already said it in one line."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    store = data_dir / "ledger.sqlite"
+    store.write_bytes(b"not a database, only text that fills the first page " * 40)
+    before = store.read_bytes()
+    stderr = _refused_start(data_dir)
+    assert stderr.startswith(f"venue: cannot start: the ledger store {store}: file is not a")
+    assert f"`venue verify --data-dir {data_dir}` checks it" in stderr
+    assert store.read_bytes() == before
+    assert [path.name for path in data_dir.iterdir()] == ["ledger.sqlite"]  # as it was found
