@@ -651,7 +651,7 @@ def _setup_commands(config: VenueConfig, now_us: int, *, check_bill_terms: bool)
             _check_bill_term(spec, now_us)
     commands += [ListInstrument(spec=spec) for spec in specs]
     for reserve in config.reserves:
-        amount = _amount(reserve.amount, reserve.asset, scales)
+        amount = _amount(reserve.amount, reserve.asset, scales, "[[reserves]]")
         commands.append(AttestReserves(asset=reserve.asset, amount=amount, as_of_us=now_us))
     for account in config.accounts:
         if not is_jurisdiction(account.jurisdiction):
@@ -665,7 +665,7 @@ def _setup_commands(config: VenueConfig, now_us: int, *, check_bill_terms: bool)
             )
         )
         for asset, text in account.deposits.items():
-            amount = _amount(text, asset, scales)
+            amount = _amount(text, asset, scales, f"[[accounts]] id {account.id}: deposits")
             commands.append(Deposit(account=account.id, asset=asset, amount=amount))
     return commands
 
@@ -686,13 +686,17 @@ def reserve_staleness_max_us(config: VenueConfig) -> int:
     return config.venue.reserve_staleness_hours * HOUR_US
 
 
-def _amount(text: str, asset: str, scales: dict[str, int]) -> int:
+def _amount(text: str, asset: str, scales: dict[str, int], where: str) -> int:
+    """`text` in `asset`'s units; a refusal says the table it is in (`where`) and, for an
+    asset no `[[assets]]` entry lists, which are listed (until session 28: `unknown asset
+    ZZZ` alone, in a file of dozens of entries)."""
     if asset not in scales:
-        raise ConfigError(f"unknown asset {asset}")
+        listed = ", ".join(scales) or "none"
+        raise ConfigError(f"{where}: unknown asset {asset} (the [[assets]] codes: {listed})")
     try:
         return parse_units(text, scales[asset])
     except ValueError as error:
-        raise ConfigError(f"{asset} amount: {error}") from None
+        raise ConfigError(f"{where}: {asset} amount: {error}") from None
 
 
 def _cap(text: str | None, decimals: int) -> int:
