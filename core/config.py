@@ -8,7 +8,7 @@ are handed to the gateway's authentication, never to the engine.
 
 import datetime
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -590,6 +590,35 @@ def matured_bills(config: VenueConfig, now_us: int) -> list[LeftOut]:
         accounts = tuple(a.id for a in config.accounts if bill.base in a.deposits)
         left_out.append(LeftOut(bill.symbol, bill.maturity, bill.base, reserves, accounts))
     return left_out
+
+
+def unapplied_entries(
+    config: VenueConfig,
+    symbols: Collection[str],
+    assets: Collection[str],
+    accounts: Collection[int],
+    now_us: int,
+) -> dict[str, list[Any]]:
+    """The build tables' entries a venue that exists lacks, by table (`instruments`, `assets`,
+    `accounts`; a table with none is left out): entries added to the file after the build,
+    which a restart ignores, as it reads the build tables only once. A bill that has matured
+    (left out of a build, or never listed) and its token are not counted."""
+    matured = {left.symbol for left in matured_bills(config, now_us)}
+    tokens = {left.asset for left in matured_bills(config, now_us) if left.kept_by is None}
+    missing: dict[str, list[Any]] = {
+        "instruments": [
+            entry.symbol
+            for entry in config.instruments
+            if entry.symbol not in symbols and entry.symbol not in matured
+        ],
+        "assets": [
+            asset.code
+            for asset in config.assets
+            if asset.code not in assets and asset.code not in tokens
+        ],
+        "accounts": [account.id for account in config.accounts if account.id not in accounts],
+    }
+    return {table: entries for table, entries in missing.items() if entries}
 
 
 def _without(commands: list[Command], left_out: list[LeftOut]) -> list[Command]:
