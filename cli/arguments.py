@@ -8,6 +8,7 @@ finite numbers within its bounds.
 """
 
 import argparse
+import datetime
 import math
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -59,6 +60,30 @@ def int_within(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def time_us(text: str) -> int:
+    """A moment as the wire takes it, µs since the epoch: given so (`1796603420836019`), or as
+    an ISO 8601 time with its zone (`2026-12-06T17:00:00Z`, `2026-12-06 17:00+01:00`), which
+    an operator reads off a custodian's statement; a time without a zone is refused rather
+    than taken in the machine's own."""
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither µs since the epoch nor an ISO 8601 time such as"
+            " 2026-12-06T17:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no zone: add one, e.g. {text}Z for UTC or {text}+01:00"
+        )
+    return (moment - EPOCH) // datetime.timedelta(microseconds=1)
+
+
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
 def directory(text: str) -> Path:

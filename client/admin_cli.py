@@ -51,6 +51,7 @@ from typing import Any, get_args
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from cli.arguments import time_us
 from cli.failures import check_trade_url
 from client.sdk import ConnectionLost, VenueClient, VenueError
 from core import config as venue_config
@@ -205,7 +206,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     attest = command("attest-reserves", "admin.attest_reserves", _attest, "record reserves")
     attest.add_argument("asset")
     attest.add_argument("amount")
-    attest.add_argument("--as-of", type=int, default=None, help="µs since the epoch; default now")
+    attest.add_argument(
+        "--as-of",
+        type=time_us,
+        default=None,
+        help="the statement's time: ISO 8601 with its zone (2026-12-06T17:00:00Z) or µs since"
+        " the epoch; default now",
+    )
 
     for name, method, text in (
         ("deposit", "admin.deposit", "credit an account (minted against reserves)"),
