@@ -39,9 +39,11 @@ venue's income (its fee income or rounding account) out to a participant account
 import argparse
 import asyncio
 import contextlib
+import datetime
 import difflib
 import json
 import os
+import re
 import secrets
 import sys
 import time
@@ -51,7 +53,7 @@ from typing import Any, get_args
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from cli.arguments import time_us
+from cli.arguments import EPOCH, time_us
 from cli.failures import check_trade_url
 from client.sdk import ConnectionLost, VenueClient, VenueError
 from core import config as venue_config
@@ -358,7 +360,8 @@ def run(args: argparse.Namespace) -> int:
     except VenueError as error:
         detail = f" {json.dumps(error.data)}" if error.data is not None else ""
         notes = "".join(f"; {note}" for note in getattr(error, "__notes__", ()))
-        print(f"venue admin: refused: {error}{detail}{notes}", file=sys.stderr)
+        said = with_utc_times(f"{error}{detail}{notes}")
+        print(f"venue admin: refused: {said}", file=sys.stderr)
         return EXIT_REFUSED
     except NO_ANSWER as error:
         maybe = ""
@@ -366,7 +369,8 @@ def run(args: argparse.Namespace) -> int:
             maybe = SENT_NO_ANSWER.format(cl_op_id=cl_op_id, flags=_again(args, params))
             if isinstance(error, ConnectionRefusedError):
                 maybe += NOT_LISTENING_YET
-        print(f"venue admin: no answer from {args.url}: {_why(error)}{maybe}", file=sys.stderr)
+        said = with_utc_times(f"{_why(error)}{maybe}")
+        print(f"venue admin: no answer from {args.url}: {said}", file=sys.stderr)
         return EXIT_NO_ANSWER
     print(json.dumps(result, indent=2, sort_keys=True))
     return EXIT_OK
@@ -395,6 +399,25 @@ def _again(args: argparse.Namespace, params: dict[str, Any]) -> str:
     if args.admin_method == "admin.attest_reserves" and args.as_of is None:
         flags += f" --as-of {params['as_of']}"
     return flags
+
+
+# A time the venue's messages give in µs since the epoch: 16 digits (2001 to 2286) said in µs
+# (`as of 1796603461466083 µs`) or after "at " (`issued under it at 1796603860181032`), so
+# that no amount or id is read as one.
+MICROSECONDS = re.compile(r"(?<![\d.])\d{16} µs(?![\w])|(?<=\bat )\d{16}(?![\d.])")
+
+
+def with_utc_times(text: str) -> str:
+    """`text` with each µs time followed by its UTC reading (`1796603461466083 µs
+    (2026-12-07T00:31:01.466083Z)`): an operator compares the times of a refusal (an
+    attestation older than the latest) with a statement's, not with µs (until session 28,
+    µs alone)."""
+
+    def reading(match: re.Match[str]) -> str:
+        moment = EPOCH + datetime.timedelta(microseconds=int(match.group(0).split()[0]))
+        return f"{match.group(0)} ({moment.isoformat().replace('+00:00', 'Z')})"
+
+    return MICROSECONDS.sub(reading, text)
 
 
 def new_cl_op_id() -> str:

@@ -950,3 +950,22 @@ def test_every_command_takes_a_cl_op_id() -> None:
     for name, sub in subparsers.choices.items():
         flags = {flag for action in sub._actions for flag in action.option_strings}
         assert ("--cl-op-id" in flags) is (name != "withdrawals"), name
+
+
+def test_a_refusal_reads_its_times_in_utc_beside_the_microseconds(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The finding (session 28): `an attestation older than the latest one: USD's latest is
+    as of 1796603461466083 µs ..., this one as of 1796603400000000 µs` left the operator to
+    turn µs into the statements' dates. `--as-of` takes such a date too."""
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    # after the build's attestation (now), within the minute ahead the venue allows
+    latest, older = now + datetime.timedelta(seconds=30), now - datetime.timedelta(minutes=20)
+    latest_text, older_text = (t.isoformat().replace("+00:00", "Z") for t in (latest, older))
+    assert admin(venue.port, "attest-reserves", "USD", "30000000", "--as-of", latest_text) == 0
+    capsys.readouterr()
+    assert admin(venue.port, "attest-reserves", "USD", "30000000", "--as-of", older_text) == 1
+    said = capsys.readouterr().err
+    assert "older than the latest" in said
+    assert f" µs ({latest_text}) " in said, said
+    assert f" µs ({older_text}); " in said, said
