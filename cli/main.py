@@ -18,8 +18,12 @@ SERVE_DESCRIPTION = (
     "Run the venue: recover its data directory (snapshot and journal) or build it from the"
     " config, print where to connect, and serve until Ctrl-C (SIGINT), SIGTERM or SIGHUP (a"
     " closed terminal), each a clean stop: answers owed sent, clients told, the journal and a"
-    " last snapshot written, exit 0. Logs go to stderr. Operating it: README.md, docs/gateway.md"
-    " (Operating), docs/cluster.md for --role and --nats."
+    " last snapshot written. Logs go to stderr. Exit status: 0 a clean stop; 2 it could not"
+    " start (one line says why, the data directory left as found); 70 it stopped itself on a"
+    " failure while serving (the journal's or the ledger store's, or a broken invariant: its"
+    " log's `fatal` line says which; a restart recovers what was acknowledged). Operating it:"
+    " README.md,"
+    " docs/gateway.md (Operating), docs/cluster.md for --role and --nats."
 )
 EXIT_INTERRUPTED = 130  # cli.failures.EXIT_INTERRUPTED, before that module is loaded
 

@@ -577,6 +577,9 @@ def test_serve_help_says_how_it_stops_and_every_flags_default() -> None:
     serve_parser = commands.choices["serve"]
     text = " ".join(serve_parser.format_help().split())
     assert "Ctrl-C (SIGINT), SIGTERM or SIGHUP (a closed terminal), each a clean stop" in text
+    # session 28: its exit statuses were unsaid, 2 and 70 among them, which a supervisor reads
+    assert "Exit status: 0 a clean stop; 2 it could not start" in text
+    assert "70 it stopped itself on a failure while serving" in text
     for action in serve_parser._actions:
         assert action.help, action.option_strings
 
