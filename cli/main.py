@@ -112,10 +112,24 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=live_demo.run)
 
     engine_demo = commands.add_parser("demo-engine", help="a seeded session on the engine alone")
-    engine_demo.add_argument("--seed", type=int, default=7)
-    engine_demo.add_argument("--orders", type=_positive_int, default=2_000)
-    engine_demo.add_argument("--data-dir", type=directory, default=Path("data-demo"))
-    engine_demo.add_argument("--config", type=Path, default=Path("venue.toml"))
+    engine_demo.add_argument(
+        "--seed", type=int, default=7, help="of the session's orders (default 7)"
+    )
+    engine_demo.add_argument(
+        "--orders", type=_positive_int, default=2_000, help="rounds of orders (default 2,000)"
+    )
+    engine_demo.add_argument(
+        "--data-dir",
+        type=directory,
+        default=Path("data-demo"),
+        help="its journal and ledger store, started afresh (default: data-demo)",
+    )
+    engine_demo.add_argument(
+        "--config",
+        type=Path,
+        default=Path("venue.toml"),
+        help="its instruments (default: venue.toml); it trades as accounts 1, 2 and 3",
+    )
     engine_demo.set_defaults(run=_run_demo)
 
     bot = commands.add_parser("bot", help="run a trading bot against a running venue")

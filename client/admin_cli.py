@@ -151,9 +151,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listing = command("list-instrument", "admin.list_instrument", _instrument, "list a market")
     for flag, text in _INSTRUMENT_TEXT_FLAGS:
         listing.add_argument(flag, required=True, help=text)
-    listing.add_argument("--kind", required=True, choices=[k.value for k in InstrumentKind])
-    listing.add_argument("--maker-fee-bps", type=int, default=0)
-    listing.add_argument("--taker-fee-bps", type=int, default=0)
+    listing.add_argument(
+        "--kind",
+        required=True,
+        choices=[k.value for k in InstrumentKind],
+        help="equity, or tbill (priced per 100 of face; needs --maturity)",
+    )
+    listing.add_argument(
+        "--maker-fee-bps", type=int, default=0, help="fee of the resting side (default 0)"
+    )
+    listing.add_argument(
+        "--taker-fee-bps", type=int, default=0, help="fee of the incoming side (default 0)"
+    )
     listing.add_argument("--maturity", default=None, help="YYYY-MM-DD, T-bills only")
     listing.add_argument(
         "--excluded-jurisdictions", type=jurisdictions, default="", help="e.g. US,CN"
