@@ -139,16 +139,25 @@ def run(
         raise CommandFailed(f"{config_path}: {invalid}") from None
     except (psycopg.Error, LedgerStoreError) as refused:  # the PostgreSQL store: down, refused
         raise CommandFailed(f"cannot start: the ledger store: {one_line(refused)}") from None
-    except sqlite3.Error as unreadable:  # the SQLite store: damaged, or its disk full
-        raise CommandFailed(sqlite_store_refused(data, unreadable)) from None
     return 0
 
 
 def sqlite_store_refused(data_dir: Path, error: sqlite3.Error) -> str:
-    """The one line for a SQLite store the start cannot open or write (a damaged file, a full
-    disk): its path, SQLite's reason, and the way back. Before session 28, a traceback."""
+    """The one line for a SQLite store the start cannot open or write: its path and SQLite's
+    reason. Only a file SQLite reads as damaged (not a database, malformed) is told the way to
+    rebuild it; an `OperationalError` (a disk I/O error, a full disk, a file it may not
+    write) is the disk's, and the store is left alone: in session 28 a full disk was told to
+    rebuild, which threw away an intact store (before, every one was a traceback)."""
+    store = data_dir / LEDGER_FILE
+    if isinstance(error, sqlite3.OperationalError):
+        return (
+            f"cannot start: a write in {data_dir} failed: the ledger store {store}:"
+            f" {one_line(error)} (its disk full, failing or not writable: the store is not"
+            " known to be damaged, do not rebuild it; make room or mend the disk and start"
+            f" again, `venue verify --data-dir {data_dir}` checks it)"
+        )
     return (
-        f"cannot start: the ledger store {data_dir / LEDGER_FILE}: {one_line(error)}"
+        f"cannot start: the ledger store {store}: {one_line(error)}"
         f" (`venue verify --data-dir {data_dir}` checks it; the store is derived from the"
         f" journal: a damaged one is rebuilt by moving {LEDGER_FILE}* and snapshot-*.bin out"
         " of the directory and starting again)"
@@ -362,6 +371,8 @@ async def _serve(
             await lease.give_back()  # and the data directory is as it was (the core's too)
         if isinstance(failed, OSError):  # the port taken since the check, a disk error
             raise CommandFailed(start_refused(failed, host, port, data)) from None
+        if isinstance(failed, sqlite3.Error):  # the start's only: not the stop's, below
+            raise CommandFailed(sqlite_store_refused(data, failed)) from None
         raise
     demo_data.disown(data)  # a demo's directory served on: its data is a venue's now
     settle_heap()
@@ -471,7 +482,10 @@ async def _serve_core(
     core = ClusterCore(config, data_dir, nats_url, name)
     print(f"tokenvenue core {name}: NATS {nats_url}, waiting for the lease", flush=True)
     held = await _unless_stopped(core.wait_for_lease(stopping), stopping)  # NATS may be down
-    active = await core.activate(stopping) if held else None
+    try:
+        active = await core.activate(stopping) if held else None
+    except sqlite3.Error as failed:  # its SQLite store, opened as it becomes active
+        raise CommandFailed(sqlite_store_refused(data_dir, failed)) from None
     if active is not None:
         demo_data.disown(data_dir)
         settle_heap()
@@ -504,6 +518,9 @@ async def _serve_gateway(
     except OSError as failed:
         remove_if_empty(made)
         raise CommandFailed(start_refused(failed, host, port, data_dir)) from None
+    except sqlite3.Error as failed:
+        remove_if_empty(made)
+        raise CommandFailed(sqlite_store_refused(data_dir, failed)) from None
     except BaseException:
         remove_if_empty(made)
         raise
