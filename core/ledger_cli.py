@@ -26,7 +26,8 @@ LEDGER_FILE = "ledger.sqlite"
 
 EXIT_STATUSES = {  # what each command's help says of its exit status
     "balances": "Exit status: 0 done; 2 no store it can read (one line says why)",
-    "reserves": "Exit status: 0 done; 2 no store it can read (one line says why)",
+    "reserves": "Exit status: 0 every asset covered; 1 an asset's supply above its attested"
+    " reserves (its line says NO); 2 no store it can read (one line says why)",
     "verify": "Exit status: 0 every check ok; 1 a problem (a FAIL line each); 2 no store it"
     " can read (one line says why)",
 }

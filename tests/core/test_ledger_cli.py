@@ -94,3 +94,20 @@ def test_the_help_of_verify_and_of_each_ledger_command_says_its_exit_statuses() 
         assert "; 2 " in command.description, name
         unexplained = [action.dest for action in command._actions if not action.help]
         assert unexplained == [], (name, unexplained)
+
+
+def test_the_help_of_ledger_reserves_says_it_exits_1_on_an_uncovered_asset() -> None:
+    """The finding (session 28): `venue ledger reserves --help` said `0 done; 2 no store`,
+    though an asset whose supply is above its attested reserves makes it exit 1, which a
+    monitoring script reads."""
+    import argparse
+
+    from cli.main import _parser
+
+    commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    ledger = next(
+        a for a in commands.choices["ledger"]._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    text = " ".join(ledger.choices["reserves"].format_help().split())
+    assert "Exit status: 0 every asset covered; 1 an asset's supply above its attested" in text
+    assert "(its line says NO); 2 no store it can read" in text
