@@ -221,8 +221,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--as-of",
         type=time_us,
         default=None,
-        help="the statement's time: ISO 8601 with its zone (2026-12-06T17:00:00Z) or µs since"
-        " the epoch; default now",
+        help="the statement's time: ISO 8601 with its zone (2026-12-06T17:00:00Z; a date alone"
+        " 2026-12-06T00:00Z) or µs since the epoch, 16 digits; default now",
     )
 
     for name, method, text in (
