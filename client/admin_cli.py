@@ -411,9 +411,12 @@ def _again(args: argparse.Namespace, params: dict[str, Any]) -> str:
 
 
 # A time the venue's messages give in µs since the epoch: 16 digits (2001 to 2286) said in µs
-# (`as of 1796603461466083 µs`) or after "at " (`issued under it at 1796603860181032`), so
-# that no amount or id is read as one.
-MICROSECONDS = re.compile(r"(?<![\d.])\d{16} µs(?![\w])|(?<=\bat )\d{16}(?![\d.])")
+# (`as of 1796603461466083 µs`) or after "at ", "as of " or "as_of " (`issued under it at
+# 1796603860181032`, `reserves as of 1796603461466083 are recorded as`, `as_of
+# 1796603461466083 is in the future`), so that no amount or id is read as one.
+MICROSECONDS = re.compile(
+    r"(?<![\d.])\d{16} µs(?![\w])|(?:(?<=\bat )|(?<=\bas of )|(?<=\bas_of ))\d{16}(?![\d.])"
+)
 
 
 def with_utc_times(text: str) -> str:
