@@ -509,11 +509,15 @@ def naming(path: Path) -> Iterator[None]:
 
 def save_json(path: Path, value: Any) -> None:
     """Write `value` as JSON atomically and durably, readable by the venue's user only (the
-    issued keys hold secrets). A symbolic link to a file stays one: the file it names is
-    replaced, beside it (a link to nothing is refused, as `load_json` refuses it)."""
+    issued keys hold secrets): the rename is made durable too, as `write_durably`'s file is
+    (an issued key answered once stored must survive a power loss; every caller is a start's
+    or an admin command's, none the order path's). A symbolic link to a file stays one: the
+    file it names is replaced, beside it (a link to nothing is refused, as `load_json` refuses
+    it). The copy is `NAME.tmp` beside it, never the file itself (a `path` that ends in .tmp
+    had its own file truncated, then unlinked, by a failed write until session 28)."""
     refuse_dangling_link(path, "writing a new file there")
     path = Path(os.path.realpath(path))
-    temporary = path.with_suffix(".tmp")
+    temporary = path.with_name(f"{path.name}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with naming(path), os.fdopen(descriptor, "wb") as file:
@@ -524,3 +528,5 @@ def save_json(path: Path, value: Any) -> None:
         temporary.unlink(missing_ok=True)
         raise
     os.replace(temporary, path)
+    with naming(path.parent):
+        snapshots.fsync_directory(path.parent)

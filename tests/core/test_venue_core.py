@@ -282,3 +282,38 @@ def test_a_failed_write_of_a_data_file_names_it_and_leaves_it_as_it_was(tmp_path
     with pytest.raises(OSError) as failed, files_capped_at(4):
         write_durably(tmp_path / "clean-stop", b"0123456789")
     assert failed.value.filename == str(tmp_path / "clean-stop")
+
+
+def test_a_failed_write_of_a_json_file_named_dot_tmp_leaves_it_as_it_was(tmp_path: Path) -> None:
+    """The review's finding (session 28): `save_json`'s copy was the path with its suffix
+    made `.tmp`, so for `keys.tmp` the file itself: opened with O_TRUNC, then unlinked when
+    the write failed, the good file lost."""
+    path = tmp_path / "keys.tmp"
+    save_json(path, [1])
+    with pytest.raises(OSError) as failed, files_capped_at(4):
+        save_json(path, list(range(100)))
+    assert failed.value.errno == errno.EFBIG
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == ["keys.tmp"]
+    assert path.read_bytes() == b"[1]"
+    save_json(path, [2])
+    assert path.read_bytes() == b"[2]"
+
+
+def test_save_json_makes_its_rename_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review's finding (session 28): the file was fsynced but not its directory after
+    the rename, as `write_durably`'s is, so a power loss could lose an issued key already
+    answered. The kernel's fsync is watched (still called), not replaced."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def watched(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", watched)
+    save_json(tmp_path / "api_keys.json", [1])
+    directory = os.path.realpath(tmp_path)
+    assert synced[-1] == directory, synced  # the directory, after the file's own
+    assert (tmp_path / "api_keys.json").read_bytes() == b"[1]"
