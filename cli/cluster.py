@@ -37,6 +37,17 @@ ALREADY_STOPPING = (
     " wait (a role that ignores SIGTERM is killed after 20 s); kill -9 ends this process at"
     " once, and the kernel then sends its roles SIGTERM (one that ignores it stays)\n"
 )
+# A gateway that stopped on its own (killed, crashed) stopped the cluster: a failure, which a
+# supervisor restarts on; exit 0 (until session 28) read as the operator's own stop.
+EXIT_GATEWAY_STOPPED = 1
+DESCRIPTION = (
+    "Run a whole venue cluster on this machine: NATS nodes, PostgreSQL (unless --sqlite),"
+    " cores (the first active, the rest standby) and gateways, each a process, each with its"
+    " log in --dir; until Ctrl-C (SIGINT), SIGTERM or SIGHUP, which stop them in order. Exit"
+    " status: 0 stopped so; 1 a gateway stopped on its own (named, with its log), which stops"
+    " the cluster; 2 it could not start (one line: a bad config, a taken port, a busy --dir)."
+    " docs/cluster.md."
+)
 NO_CORE_LEFT = (
     "no core is left running: requests are answered 504 OUTCOME_UNKNOWN after [venue]"
     " outcome_wait_ms until one runs (start one with `venue serve --role core` on the NATS"
@@ -45,19 +56,34 @@ NO_CORE_LEFT = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=Path("venue.toml"))
+    parser.description = DESCRIPTION
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=Path("venue.toml"),
+        help="default: venue.toml (its keys: docs/configuration.md)",
+    )
     parser.add_argument(
         "--dir", type=Path, default=None, help="where logs and data go (default: a new /tmp dir)"
     )
-    parser.add_argument("--nats-nodes", type=int, choices=(1, 3), default=3)
     parser.add_argument(
-        "--gateways", type=int_within(1, GATEWAYS_MAX), default=2, help=f"1..{GATEWAYS_MAX}"
+        "--nats-nodes",
+        type=int,
+        choices=(1, 3),
+        default=3,
+        help="NATS servers: 3 (default) replicate the stream; 1 is the smallest shape",
+    )
+    parser.add_argument(
+        "--gateways",
+        type=int_within(1, GATEWAYS_MAX),
+        default=2,
+        help=f"1..{GATEWAYS_MAX} (default 2)",
     )
     parser.add_argument(
         "--cores",
         type=int_within(1, CORES_MAX),
         default=2,
-        help=f"1..{CORES_MAX}: the first active, the rest standby",
+        help=f"1..{CORES_MAX} (default 2): the first active, the rest standby",
     )
     parser.add_argument(
         "--sqlite", action="store_true", help="each core books into SQLite, not PostgreSQL"
@@ -73,7 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Bring the cluster up, say where to connect, and stop it all on Ctrl-C, SIGTERM or SIGHUP."""
+    """Bring the cluster up, say where to connect, and stop it all on Ctrl-C, SIGTERM or SIGHUP
+    (exit 0), or once a gateway stops on its own (exit 1)."""
     _check_config(args.config)  # before a directory is made or a process started
     if args.dir is not None and args.dir.exists() and not args.dir.is_dir():
         # mkdir's own word, "File exists", read as if the directory were the problem
@@ -96,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     signals = stop_signals()  # a SIGHUP ignored (nohup) stays so; a SIGINT ignored does not
     for stop_signal in signals:
         signal.signal(stop_signal, _interrupt)
+    status = 0  # the operator's stop
     print(f"starting a local cluster in {directory} ...", flush=True)
     _note_outgoing_range(cluster.fixed_ports)
     try:
@@ -111,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
                 how = how_it_ended(gateway.process.returncode)
                 print(f"gateway {gateway.name} stopped ({how}): see {gateway.log_path}")
         print("a gateway stopped: stopping the cluster", flush=True)
+        status = EXIT_GATEWAY_STOPPED
     except KeyboardInterrupt:
         print("stopping the cluster ...", flush=True)
     except (ClusterError, NatsError, PostgresError) as failed:
@@ -122,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         _no_more_interrupts()  # a start that failed stops too
         cluster.stop()
     say_after_stop("tokenvenue cluster stopped")
-    return 0
+    return status
 
 
 def _note_outgoing_range(ports: list[int]) -> None:

@@ -18,8 +18,14 @@ SERVE_DESCRIPTION = (
     "Run the venue: recover its data directory (snapshot and journal) or build it from the"
     " config, print where to connect, and serve until Ctrl-C (SIGINT), SIGTERM or SIGHUP (a"
     " closed terminal), each a clean stop: answers owed sent, clients told, the journal and a"
-    " last snapshot written, exit 0. Logs go to stderr. Operating it: README.md, docs/gateway.md"
-    " (Operating), docs/cluster.md for --role and --nats."
+    " last snapshot written. Logs go to stderr. Exit status: 0 a clean stop; 2 it could not"
+    " start (one line says why; the data directory left as found, but for the"
+    " ledger.sqlite-wal and -shm, SQLite's own, that a full disk's refusal may leave and the"
+    " next start reuses); 70 it stopped itself on a"
+    " failure while serving (the journal's or the ledger store's, or a broken invariant: its"
+    " log's `fatal` line says which; a restart recovers what was acknowledged). Operating it:"
+    " README.md,"
+    " docs/gateway.md (Operating), docs/cluster.md for --role and --nats."
 )
 EXIT_INTERRUPTED = 130  # cli.failures.EXIT_INTERRUPTED, before that module is loaded
 
@@ -108,10 +114,24 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=live_demo.run)
 
     engine_demo = commands.add_parser("demo-engine", help="a seeded session on the engine alone")
-    engine_demo.add_argument("--seed", type=int, default=7)
-    engine_demo.add_argument("--orders", type=_positive_int, default=2_000)
-    engine_demo.add_argument("--data-dir", type=directory, default=Path("data-demo"))
-    engine_demo.add_argument("--config", type=Path, default=Path("venue.toml"))
+    engine_demo.add_argument(
+        "--seed", type=int, default=7, help="of the session's orders (default 7)"
+    )
+    engine_demo.add_argument(
+        "--orders", type=_positive_int, default=2_000, help="rounds of orders (default 2,000)"
+    )
+    engine_demo.add_argument(
+        "--data-dir",
+        type=directory,
+        default=Path("data-demo"),
+        help="its journal and ledger store, started afresh (default: data-demo)",
+    )
+    engine_demo.add_argument(
+        "--config",
+        type=Path,
+        default=Path("venue.toml"),
+        help="its instruments (default: venue.toml); it trades as accounts 1, 2 and 3",
+    )
     engine_demo.set_defaults(run=_run_demo)
 
     bot = commands.add_parser("bot", help="run a trading bot against a running venue")

@@ -23,6 +23,7 @@ import logging
 import resource
 import signal
 import socket
+import sqlite3
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -36,7 +37,13 @@ from cli.failures import CommandFailed, check_data_dir, describe_os_error
 from client import demo_data
 from core import config as venue_config
 from core.journal import JournalError
-from core.venue_core import JOURNAL_FILE, check_data_dir_free, missing_dirs, now_us
+from core.venue_core import (
+    JOURNAL_FILE,
+    LEDGER_FILE,
+    check_data_dir_free,
+    missing_dirs,
+    now_us,
+)
 from gateway.limits import OPEN_FILES_RESERVE
 from gateway.server import VenueServer
 from settlement.pg_store import wait_until_up
@@ -133,6 +140,28 @@ def run(
     except (psycopg.Error, LedgerStoreError) as refused:  # the PostgreSQL store: down, refused
         raise CommandFailed(f"cannot start: the ledger store: {one_line(refused)}") from None
     return 0
+
+
+def sqlite_store_refused(data_dir: Path, error: sqlite3.Error) -> str:
+    """The one line for a SQLite store the start cannot open or write: its path and SQLite's
+    reason. Only a file SQLite reads as damaged (not a database, malformed) is told the way to
+    rebuild it; an `OperationalError` (a disk I/O error, a full disk, a file it may not
+    write) is the disk's, and the store is left alone: in session 28 a full disk was told to
+    rebuild, which threw away an intact store (before, every one was a traceback)."""
+    store = data_dir / LEDGER_FILE
+    if isinstance(error, sqlite3.OperationalError):
+        return (
+            f"cannot start: a write in {data_dir} failed: the ledger store {store}:"
+            f" {one_line(error)} (its disk full, failing or not writable: the store is not"
+            " known to be damaged, do not rebuild it; make room or mend the disk and start"
+            f" again, `venue verify --data-dir {data_dir}` checks it)"
+        )
+    return (
+        f"cannot start: the ledger store {store}: {one_line(error)}"
+        f" (`venue verify --data-dir {data_dir}` checks it; the store is derived from the"
+        f" journal: a damaged one is rebuilt by moving {LEDGER_FILE}* and snapshot-*.bin out"
+        " of the directory and starting again)"
+    )
 
 
 # The collector's young generation: CPython collects it every 700 new container objects, and
@@ -341,7 +370,9 @@ async def _serve(
         if lease is not None:  # a start that failed: the next need not wait for the TTL,
             await lease.give_back()  # and the data directory is as it was (the core's too)
         if isinstance(failed, OSError):  # the port taken since the check, a disk error
-            raise CommandFailed(start_refused(failed, host, port)) from None
+            raise CommandFailed(start_refused(failed, host, port, data)) from None
+        if isinstance(failed, sqlite3.Error):  # the start's only: not the stop's, below
+            raise CommandFailed(sqlite_store_refused(data, failed)) from None
         raise
     demo_data.disown(data)  # a demo's directory served on: its data is a venue's now
     settle_heap()
@@ -368,13 +399,22 @@ async def _serve(
     hangup.say_after_stop("tokenvenue stopped cleanly")
 
 
-def start_refused(error: OSError, host: str, port: int) -> str:
+# A write's errors that are the disk's, never a listener's: an `os.write` or `fsync` that fails
+# so names no file, and read as the port's fault (`cannot start on HOST:PORT: No space left`).
+DISK_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
+
+
+def start_refused(error: OSError, host: str, port: int, data_dir: Path) -> str:
     """Why the start failed: a file's error (the data directory cannot be made where it is
-    asked for, a disk error) names the file; only an error of no file is the listener's
-    (the port taken since the check), named by its host and port. Before, every one was
-    `cannot start on HOST:PORT`, which sent the operator to the port for a path's fault."""
+    asked for, a disk error) names the file; a disk's error that names none (a full disk under
+    a write) names the data directory; only the rest is the listener's (the port taken since
+    the check), named by its host and port. Before, every one was `cannot start on
+    HOST:PORT`, which sent the operator to the port for a path's fault (until session 28, a
+    full disk's still did)."""
     if error.filename is not None:
         return f"cannot start: {describe_os_error(error)}"
+    if error.errno in DISK_ERRNOS:
+        return f"cannot start: a write in {data_dir} failed: {describe_os_error(error)}"
     return f"cannot start on {host}:{port}: {describe_os_error(error)}"
 
 
@@ -442,7 +482,10 @@ async def _serve_core(
     core = ClusterCore(config, data_dir, nats_url, name)
     print(f"tokenvenue core {name}: NATS {nats_url}, waiting for the lease", flush=True)
     held = await _unless_stopped(core.wait_for_lease(stopping), stopping)  # NATS may be down
-    active = await core.activate(stopping) if held else None
+    try:
+        active = await core.activate(stopping) if held else None
+    except sqlite3.Error as failed:  # its SQLite store, opened as it becomes active
+        raise CommandFailed(sqlite_store_refused(data_dir, failed)) from None
     if active is not None:
         demo_data.disown(data_dir)
         settle_heap()
@@ -474,7 +517,10 @@ async def _serve_gateway(
         bound = await _unless_stopped(server.start(host, port), stopping)
     except OSError as failed:
         remove_if_empty(made)
-        raise CommandFailed(start_refused(failed, host, port)) from None
+        raise CommandFailed(start_refused(failed, host, port, data_dir)) from None
+    except sqlite3.Error as failed:
+        remove_if_empty(made)
+        raise CommandFailed(sqlite_store_refused(data_dir, failed)) from None
     except BaseException:
         remove_if_empty(made)
         raise

@@ -39,9 +39,11 @@ venue's income (its fee income or rounding account) out to a participant account
 import argparse
 import asyncio
 import contextlib
+import datetime
 import difflib
 import json
 import os
+import re
 import secrets
 import sys
 import time
@@ -51,6 +53,7 @@ from typing import Any, get_args
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from cli.arguments import EPOCH, time_us
 from cli.failures import check_trade_url
 from client.sdk import ConnectionLost, VenueClient, VenueError
 from core import config as venue_config
@@ -148,9 +151,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listing = command("list-instrument", "admin.list_instrument", _instrument, "list a market")
     for flag, text in _INSTRUMENT_TEXT_FLAGS:
         listing.add_argument(flag, required=True, help=text)
-    listing.add_argument("--kind", required=True, choices=[k.value for k in InstrumentKind])
-    listing.add_argument("--maker-fee-bps", type=int, default=0)
-    listing.add_argument("--taker-fee-bps", type=int, default=0)
+    listing.add_argument(
+        "--kind",
+        required=True,
+        choices=[k.value for k in InstrumentKind],
+        help="equity, or tbill (priced per 100 of face; needs --maturity)",
+    )
+    listing.add_argument(
+        "--maker-fee-bps", type=int, default=0, help="fee of the resting side (default 0)"
+    )
+    listing.add_argument(
+        "--taker-fee-bps", type=int, default=0, help="fee of the incoming side (default 0)"
+    )
     listing.add_argument("--maturity", default=None, help="YYYY-MM-DD, T-bills only")
     listing.add_argument(
         "--excluded-jurisdictions", type=jurisdictions, default="", help="e.g. US,CN"
@@ -205,7 +217,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     attest = command("attest-reserves", "admin.attest_reserves", _attest, "record reserves")
     attest.add_argument("asset")
     attest.add_argument("amount")
-    attest.add_argument("--as-of", type=int, default=None, help="µs since the epoch; default now")
+    attest.add_argument(
+        "--as-of",
+        type=time_us,
+        default=None,
+        help="the statement's time: ISO 8601 with its zone (2026-12-06T17:00:00Z; a date alone"
+        " 2026-12-06T00:00Z) or µs since the epoch, 16 digits; default now",
+    )
 
     for name, method, text in (
         ("deposit", "admin.deposit", "credit an account (minted against reserves)"),
@@ -351,7 +369,8 @@ def run(args: argparse.Namespace) -> int:
     except VenueError as error:
         detail = f" {json.dumps(error.data)}" if error.data is not None else ""
         notes = "".join(f"; {note}" for note in getattr(error, "__notes__", ()))
-        print(f"venue admin: refused: {error}{detail}{notes}", file=sys.stderr)
+        said = with_utc_times(f"{error}{detail}{notes}")
+        print(f"venue admin: refused: {said}", file=sys.stderr)
         return EXIT_REFUSED
     except NO_ANSWER as error:
         maybe = ""
@@ -359,7 +378,8 @@ def run(args: argparse.Namespace) -> int:
             maybe = SENT_NO_ANSWER.format(cl_op_id=cl_op_id, flags=_again(args, params))
             if isinstance(error, ConnectionRefusedError):
                 maybe += NOT_LISTENING_YET
-        print(f"venue admin: no answer from {args.url}: {_why(error)}{maybe}", file=sys.stderr)
+        said = with_utc_times(f"{_why(error)}{maybe}")
+        print(f"venue admin: no answer from {args.url}: {said}", file=sys.stderr)
         return EXIT_NO_ANSWER
     print(json.dumps(result, indent=2, sort_keys=True))
     return EXIT_OK
@@ -388,6 +408,28 @@ def _again(args: argparse.Namespace, params: dict[str, Any]) -> str:
     if args.admin_method == "admin.attest_reserves" and args.as_of is None:
         flags += f" --as-of {params['as_of']}"
     return flags
+
+
+# A time the venue's messages give in µs since the epoch: 16 digits (2001 to 2286) said in µs
+# (`as of 1796603461466083 µs`) or after "at ", "as of " or "as_of " (`issued under it at
+# 1796603860181032`, `reserves as of 1796603461466083 are recorded as`, `as_of
+# 1796603461466083 is in the future`), so that no amount or id is read as one.
+MICROSECONDS = re.compile(
+    r"(?<![\d.])\d{16} µs(?![\w])|(?:(?<=\bat )|(?<=\bas of )|(?<=\bas_of ))\d{16}(?![\d.])"
+)
+
+
+def with_utc_times(text: str) -> str:
+    """`text` with each µs time followed by its UTC reading (`1796603461466083 µs
+    (2026-12-07T00:31:01.466083Z)`): an operator compares the times of a refusal (an
+    attestation older than the latest) with a statement's, not with µs (until session 28,
+    µs alone)."""
+
+    def reading(match: re.Match[str]) -> str:
+        moment = EPOCH + datetime.timedelta(microseconds=int(match.group(0).split()[0]))
+        return f"{match.group(0)} ({moment.isoformat().replace('+00:00', 'Z')})"
+
+    return MICROSECONDS.sub(reading, text)
 
 
 def new_cl_op_id() -> str:

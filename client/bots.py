@@ -1027,7 +1027,7 @@ def add_market_maker_arguments(parser: argparse.ArgumentParser) -> None:
         "side that would grow the position stops quoting",
     )
     parser.add_argument("--reference", type=_ABOVE_ZERO, help="default: the config's listed price")
-    parser.add_argument("--config", type=Path, default=Path("venue.toml"))
+    parser.add_argument("--config", type=Path, default=Path("venue.toml"), help=CONFIG_HELP)
     _add_connection_arguments(parser, "demo-mm-alpha", "demo-secret-mm-alpha")
 
 
@@ -1081,8 +1081,10 @@ def add_taker_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"orders per second, at most {TAKER_RATE_PER_S_MAX}",
     )
     parser.add_argument("--size", type=_ABOVE_ZERO, help="default: a random share of the touch")
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--config", type=Path, default=Path("venue.toml"))
+    parser.add_argument(
+        "--seed", type=int, default=None, help="of its random orders (default: a new one)"
+    )
+    parser.add_argument("--config", type=Path, default=Path("venue.toml"), help=CONFIG_HELP)
     _add_connection_arguments(parser, "demo-taker", "demo-secret-taker")
 
 
@@ -1224,6 +1226,11 @@ class _GatewayUrls(argparse.Action):
             namespace.other_urls.append(value)
 
 
+# The config a bot reads (never the venue's files): each symbol's rules, to check a size and a
+# price before sending it, and its listed price.
+CONFIG_HELP = "for each symbol's rules and listed price (default: venue.toml)"
+
+
 def _add_connection_arguments(parser: argparse.ArgumentParser, key: str, secret: str) -> None:
     parser.add_argument(
         "--url",
@@ -1233,8 +1240,8 @@ def _add_connection_arguments(parser: argparse.ArgumentParser, key: str, secret:
         " is the one connected first): the bot then resumes on one of them when dropped",
     )
     parser.set_defaults(other_urls=None)
-    parser.add_argument("--key", default=key)
-    parser.add_argument("--secret", default=secret)
+    parser.add_argument("--key", default=key, help=f"its API key (default {key}, a demo key)")
+    parser.add_argument("--secret", default=secret, help="the key's secret (default: the demo's)")
     parser.add_argument("--seconds", type=float_within(0), default=0.0, help="0: until Ctrl-C")
 
 

@@ -56,9 +56,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--port", type=int_within(0, PORT_MAX), default=8765, help="0: any free port"
     )
-    parser.add_argument("--data-dir", type=directory, default=Path("data-demo"))
+    parser.add_argument(
+        "--data-dir",
+        type=directory,
+        default=Path("data-demo"),
+        help="started afresh each run (default: data-demo); one a venue left is refused",
+    )
     parser.add_argument("--seconds", type=float, default=20.0, help="Ctrl-C stops earlier")
-    parser.add_argument("--config", type=Path, default=Path("venue.toml"))
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=Path("venue.toml"),
+        help="default: venue.toml; it needs its demo keys and AAPLx-USD",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ are handed to the gateway's authentication, never to the engine.
 
 import datetime
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -592,6 +592,35 @@ def matured_bills(config: VenueConfig, now_us: int) -> list[LeftOut]:
     return left_out
 
 
+def unapplied_entries(
+    config: VenueConfig,
+    symbols: Collection[str],
+    assets: Collection[str],
+    accounts: Collection[int],
+    now_us: int,
+) -> dict[str, list[Any]]:
+    """The build tables' entries a venue that exists lacks, by table (`instruments`, `assets`,
+    `accounts`; a table with none is left out): entries added to the file after the build,
+    which a restart ignores, as it reads the build tables only once. A bill that has matured
+    (left out of a build, or never listed) and its token are not counted."""
+    matured = {left.symbol for left in matured_bills(config, now_us)}
+    tokens = {left.asset for left in matured_bills(config, now_us) if left.kept_by is None}
+    missing: dict[str, list[Any]] = {
+        "instruments": [
+            entry.symbol
+            for entry in config.instruments
+            if entry.symbol not in symbols and entry.symbol not in matured
+        ],
+        "assets": [
+            asset.code
+            for asset in config.assets
+            if asset.code not in assets and asset.code not in tokens
+        ],
+        "accounts": [account.id for account in config.accounts if account.id not in accounts],
+    }
+    return {table: entries for table, entries in missing.items() if entries}
+
+
 def _without(commands: list[Command], left_out: list[LeftOut]) -> list[Command]:
     """`commands` without those of the bills left out and of the assets that go with them.
     (Every entry was converted first: a mistake in a left-out one still stops the start.)"""
@@ -651,7 +680,7 @@ def _setup_commands(config: VenueConfig, now_us: int, *, check_bill_terms: bool)
             _check_bill_term(spec, now_us)
     commands += [ListInstrument(spec=spec) for spec in specs]
     for reserve in config.reserves:
-        amount = _amount(reserve.amount, reserve.asset, scales)
+        amount = _amount(reserve.amount, reserve.asset, scales, "[[reserves]]")
         commands.append(AttestReserves(asset=reserve.asset, amount=amount, as_of_us=now_us))
     for account in config.accounts:
         if not is_jurisdiction(account.jurisdiction):
@@ -665,7 +694,7 @@ def _setup_commands(config: VenueConfig, now_us: int, *, check_bill_terms: bool)
             )
         )
         for asset, text in account.deposits.items():
-            amount = _amount(text, asset, scales)
+            amount = _amount(text, asset, scales, f"[[accounts]] id {account.id}: deposits")
             commands.append(Deposit(account=account.id, asset=asset, amount=amount))
     return commands
 
@@ -686,13 +715,17 @@ def reserve_staleness_max_us(config: VenueConfig) -> int:
     return config.venue.reserve_staleness_hours * HOUR_US
 
 
-def _amount(text: str, asset: str, scales: dict[str, int]) -> int:
+def _amount(text: str, asset: str, scales: dict[str, int], where: str) -> int:
+    """`text` in `asset`'s units; a refusal says the table it is in (`where`) and, for an
+    asset no `[[assets]]` entry lists, which are listed (until session 28: `unknown asset
+    ZZZ` alone, in a file of dozens of entries)."""
     if asset not in scales:
-        raise ConfigError(f"unknown asset {asset}")
+        listed = ", ".join(scales) or "none"
+        raise ConfigError(f"{where}: unknown asset {asset} (the [[assets]] codes: {listed})")
     try:
         return parse_units(text, scales[asset])
     except ValueError as error:
-        raise ConfigError(f"{asset} amount: {error}") from None
+        raise ConfigError(f"{where}: {asset} amount: {error}") from None
 
 
 def _cap(text: str | None, decimals: int) -> int:

@@ -24,6 +24,15 @@ from settlement.transfers import ISSUANCE
 LEDGER_FILE = "ledger.sqlite"
 
 
+EXIT_STATUSES = {  # what each command's help says of its exit status
+    "balances": "Exit status: 0 done; 2 no store it can read (one line says why)",
+    "reserves": "Exit status: 0 every asset covered; 1 an asset's supply above its attested"
+    " reserves (its line says NO); 2 no store it can read (one line says why)",
+    "verify": "Exit status: 0 every check ok; 1 a problem (a FAIL line each); 2 no store it"
+    " can read (one line says why)",
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(title="ledger commands", required=True)
     for name, run, text in (
@@ -31,8 +40,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ("reserves", reserves, "proof of reserves: supply against attested reserves"),
         ("verify", verify, "rebuild balances, check conservation and the hash chain"),
     ):
-        command = commands.add_parser(name, help=text)
-        command.add_argument("--data-dir", default=Path("data"), type=directory)
+        command = commands.add_parser(
+            name, help=text, description=f"{text}. {EXIT_STATUSES[name]}."
+        )
+        command.add_argument(
+            "--data-dir",
+            default=Path("data"),
+            type=directory,
+            help="the venue's data directory, whose ledger.sqlite is read (default: data)",
+        )
         command.add_argument(
             "--postgres",
             metavar="DSN",

@@ -14,12 +14,13 @@ config) is `core.recovery`'s.
 
 import asyncio
 import bisect
+import contextlib
 import fcntl
 import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NoReturn, TypeVar
@@ -487,23 +488,45 @@ def load_json(path: Path, kind: type[T], empty: T) -> T:
 
 def write_durably(path: Path, content: bytes) -> None:
     """Create `path` with `content`, both on disk (the file and its directory entry)."""
-    with path.open("wb") as file:
+    with naming(path), path.open("wb") as file:
         file.write(content)
         file.flush()
         os.fsync(file.fileno())
     snapshots.fsync_directory(path.parent)
 
 
+@contextlib.contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """An `OSError` of a write or fsync to `path` with `path` as its file: the kernel's names
+    none (`No space left on device` alone), and the operator must know which disk is full."""
+    try:
+        yield
+    except OSError as failed:
+        if failed.filename is not None or failed.errno is None:
+            raise
+        raise OSError(failed.errno, failed.strerror, str(path)) from failed
+
+
 def save_json(path: Path, value: Any) -> None:
     """Write `value` as JSON atomically and durably, readable by the venue's user only (the
-    issued keys hold secrets). A symbolic link to a file stays one: the file it names is
-    replaced, beside it (a link to nothing is refused, as `load_json` refuses it)."""
+    issued keys hold secrets): the rename is made durable too, as `write_durably`'s file is
+    (an issued key answered once stored must survive a power loss; every caller is a start's
+    or an admin command's, none the order path's). A symbolic link to a file stays one: the
+    file it names is replaced, beside it (a link to nothing is refused, as `load_json` refuses
+    it). The copy is `NAME.tmp` beside it, never the file itself (a `path` that ends in .tmp
+    had its own file truncated, then unlinked, by a failed write until session 28)."""
     refuse_dangling_link(path, "writing a new file there")
     path = Path(os.path.realpath(path))
-    temporary = path.with_suffix(".tmp")
+    temporary = path.with_name(f"{path.name}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(msgspec.json.encode(value))
-        file.flush()
-        os.fsync(file.fileno())
+    try:
+        with naming(path), os.fdopen(descriptor, "wb") as file:
+            file.write(msgspec.json.encode(value))
+            file.flush()
+            os.fsync(file.fileno())
+    except BaseException:  # a full disk: the file as it was, and no half-written copy beside it
+        temporary.unlink(missing_ok=True)
+        raise
     os.replace(temporary, path)
+    with naming(path.parent):
+        snapshots.fsync_directory(path.parent)

@@ -5,11 +5,14 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import errno
 import os
 import random
 import re
+import resource
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
+from cli.serve import sqlite_store_refused, start_refused
 from client.sdk import VenueClient
 from cluster.postgres import PostgresServer, free_port
 from core.venue_core import lock_data_dir
@@ -174,12 +178,25 @@ def test_a_bill_maturing_more_than_366_days_out_refuses_to_start_in_one_line(
             server.wait(STOP_TIMEOUT_S)
 
 
-def _refused_start(data_dir: Path) -> str:
-    """Start `venue serve` on `data_dir`, expecting a refusal: its one line on stderr."""
+def _refused_start(data_dir: Path, files_max_bytes: int | None = None) -> str:
+    """Start `venue serve` on `data_dir`, expecting a refusal: its one line on stderr. With
+    `files_max_bytes`, its files may not grow past that (a full disk, as
+    `files_capped_at` makes one)."""
     command = [sys.executable, "-m", "cli.main", "serve", "--config", str(SAMPLE_CONFIG)]
     command += ["--data-dir", str(data_dir), "--port", "0"]
+
+    def cap_files() -> None:  # in the child, before it runs the venue
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the cap fails, EFBIG
+        _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (files_max_bytes, hard))
+
     result = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=START_TIMEOUT_S
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT_S,
+        preexec_fn=None if files_max_bytes is None else cap_files,
     )
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr
@@ -575,5 +592,83 @@ def test_serve_help_says_how_it_stops_and_every_flags_default() -> None:
     serve_parser = commands.choices["serve"]
     text = " ".join(serve_parser.format_help().split())
     assert "Ctrl-C (SIGINT), SIGTERM or SIGHUP (a closed terminal), each a clean stop" in text
+    # session 28: its exit statuses were unsaid, 2 and 70 among them, which a supervisor reads
+    assert "Exit status: 0 a clean stop; 2 it could not start" in text
+    assert "70 it stopped itself on a failure while serving" in text
+    # and exactly what a refusal leaves: a full disk's, SQLite's own side files (session 28)
+    assert "left as found, but for the ledger.sqlite-wal and -shm, SQLite's own" in text
     for action in serve_parser._actions:
         assert action.help, action.option_strings
+
+
+def test_a_disks_error_at_start_names_the_data_directory_not_the_port(tmp_path: Path) -> None:
+    """The finding (session 28): a start on a full disk said `venue: cannot start on
+    127.0.0.1:PORT: No space left on device`, which sent the operator to the port: a write's
+    error names no file. Only an error of the listener's own names the host and port."""
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    said = start_refused(full, "127.0.0.1", 26901, tmp_path)
+    assert said == f"cannot start: a write in {tmp_path} failed: No space left on device"
+    named = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "epochs.json"))
+    said = start_refused(named, "127.0.0.1", 26901, tmp_path)
+    assert said == f"cannot start: {tmp_path}/epochs.json: No space left on device"
+    taken = OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
+    said = start_refused(taken, "127.0.0.1", 26901, tmp_path)
+    assert said.startswith("cannot start on 127.0.0.1:26901: Address already in use")
+
+
+def test_a_damaged_ledger_store_is_refused_in_one_line_untouched(tmp_path: Path) -> None:
+    """The finding (session 28): a `ledger.sqlite` that is no database (or on a full disk, its
+    `-shm` not makeable) stopped `venue serve` with sqlite3's traceback; `venue verify` and
+    `venue ledger` already said it in one line."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    store = data_dir / "ledger.sqlite"
+    store.write_bytes(b"not a database, only text that fills the first page " * 40)
+    before = store.read_bytes()
+    stderr = _refused_start(data_dir)
+    assert stderr.startswith(f"venue: cannot start: the ledger store {store}: file is not a")
+    assert f"`venue verify --data-dir {data_dir}` checks it" in stderr
+    assert store.read_bytes() == before
+    assert [path.name for path in data_dir.iterdir()] == ["ledger.sqlite"]  # as it was found
+
+
+def test_a_full_disk_under_an_intact_store_is_not_told_to_rebuild_it(tmp_path: Path) -> None:
+    """The finding (session 28): a cleanly stopped venue restarted on a full disk was told
+    `the ledger store DIR/ledger.sqlite: disk I/O error (... a damaged one is rebuilt by
+    moving ledger.sqlite* and snapshot-*.bin out ...)`: following it threw an intact store
+    away. A disk's error (SQLite's OperationalError) names the disk; the store is left, and
+    serves again once there is room. Two subprocess starts and a refused one: ~3 s."""
+    data_dir = tmp_path / "data"
+    _served_until_listening(data_dir)
+    before = _contents(data_dir)
+    stderr = _refused_start(data_dir, files_max_bytes=4)  # SQLite's -shm cannot be made
+    store = data_dir / "ledger.sqlite"
+    assert stderr.startswith(
+        f"venue: cannot start: a write in {data_dir} failed: the ledger store {store}: disk I/O"
+    ), stderr
+    assert "do not rebuild it" in stderr
+    assert "rebuilt" not in stderr and "snapshot-*.bin" not in stderr
+    after = _contents(data_dir)
+    left = {name: after.pop(name) for name in set(after) - set(before)}
+    assert after == before  # the store and every file as they were
+    # all a full disk's refusal may leave, as `venue serve --help` says: SQLite's own files,
+    # an empty -wal and a -shm it remakes, which the next start (room made) opens the store with
+    assert set(left) <= {"ledger.sqlite-wal", "ledger.sqlite-shm"}, left
+    assert left.get("ledger.sqlite-wal", b"") == b"", left
+    assert "tokenvenue stopped cleanly" in _served_until_listening(data_dir)
+
+
+def test_only_a_damaged_store_is_told_the_way_to_rebuild_it(tmp_path: Path) -> None:
+    """Which of SQLite's errors is a damaged file (rebuild it) and which the disk's (do not)."""
+    for damaged in (
+        sqlite3.DatabaseError("file is not a database"),
+        sqlite3.DatabaseError("database disk image is malformed"),
+    ):
+        said = sqlite_store_refused(tmp_path, damaged)
+        assert said.startswith(f"cannot start: the ledger store {tmp_path}/ledger.sqlite: ")
+        assert "a damaged one is rebuilt by moving ledger.sqlite* and snapshot-*.bin" in said
+    for disk in ("disk I/O error", "database or disk is full", "unable to open database file"):
+        said = sqlite_store_refused(tmp_path, sqlite3.OperationalError(disk))
+        assert said.startswith(f"cannot start: a write in {tmp_path} failed: the ledger store")
+        assert f"ledger.sqlite: {disk} (" in said
+        assert "rebuilt" not in said and "do not rebuild it" in said

@@ -952,3 +952,42 @@ def test_every_command_takes_a_cl_op_id() -> None:
     for name, sub in subparsers.choices.items():
         flags = {flag for action in sub._actions for flag in action.option_strings}
         assert ("--cl-op-id" in flags) is (name != "withdrawals"), name
+
+
+def test_a_refusal_reads_its_times_in_utc_beside_the_microseconds(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The finding (session 28): `an attestation older than the latest one: USD's latest is
+    as of 1796603461466083 µs ..., this one as of 1796603400000000 µs` left the operator to
+    turn µs into the statements' dates. `--as-of` takes such a date too."""
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    # after the build's attestation (now), within the minute ahead the venue allows
+    latest, older = now + datetime.timedelta(seconds=30), now - datetime.timedelta(minutes=20)
+    latest_text, older_text = (t.isoformat().replace("+00:00", "Z") for t in (latest, older))
+    assert admin(venue.port, "attest-reserves", "USD", "30000000", "--as-of", latest_text) == 0
+    capsys.readouterr()
+    assert admin(venue.port, "attest-reserves", "USD", "30000000", "--as-of", older_text) == 1
+    said = capsys.readouterr().err
+    assert "older than the latest" in said
+    assert f" µs ({latest_text}) " in said, said
+    assert f" µs ({older_text}); " in said, said
+
+
+def test_a_future_or_restated_attestation_reads_its_as_of_in_utc(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The review's finding (session 28): `as_of N is in the future (now M µs)` read only
+    the now, and `USD reserves as of N are recorded as ...` neither, though docs/protocol.md
+    said every time a message gives in µs is read in UTC beside it."""
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    ahead = (now + datetime.timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    assert admin(venue.port, "attest-reserves", "USD", "30000000", "--as-of", ahead) == 1
+    said = capsys.readouterr().err
+    assert "is in the future" in said
+    assert f" ({ahead}) is in the future (now " in said, said
+    stated = (now + datetime.timedelta(seconds=40)).isoformat().replace("+00:00", "Z")
+    assert admin(venue.port, "attest-reserves", "USD", "30000000", "--as-of", stated) == 0
+    capsys.readouterr()
+    assert admin(venue.port, "attest-reserves", "USD", "40000000", "--as-of", stated) == 1
+    said = capsys.readouterr().err
+    assert f" ({stated}) are recorded as 30000000" in said, said

@@ -237,6 +237,37 @@ def test_a_config_mistake_is_an_error_before_a_build_naming_the_entry(
     assert all(word in str(building.value) for word in words), building.value
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "words"),
+    [
+        ('asset = "AAPLx"', 'asset = "ZZZ"', ["[[reserves]]: unknown asset ZZZ", "codes: USD,"]),
+        ('amount = "100000"', 'amount = "1.5x"', ["[[reserves]]: AAPLx amount: '1.5x'"]),
+        (
+            'deposits = { USD = "5000000"',
+            'deposits = { ZZZ = "1", USD = "5000000"',
+            ["[[accounts]] id 1: deposits: unknown asset ZZZ", "SPYx, TB-2027-03-04"],
+        ),
+        (
+            'deposits = { USD = "5000000"',
+            'deposits = { USD = "5.0000001"',
+            ["[[accounts]] id 1: deposits: USD amount:"],
+        ),
+    ],
+)
+def test_an_amount_of_a_build_table_that_cannot_be_booked_names_its_table(
+    tmp_path: Path, old: str, new: str, words: list[str]
+) -> None:
+    """The finding (session 28): a reserve or a deposit in an asset no `[[assets]]` entry
+    lists, or an amount it cannot hold, was refused as `unknown asset ZZZ` or `USD amount:
+    ...` alone, leaving the operator to search a file of dozens of entries for it."""
+    assert old in SAMPLE_TEXT
+    loaded = config.load(write(tmp_path, SAMPLE_TEXT.replace(old, new, 1)))
+    with pytest.raises(config.ConfigError) as building:
+        config.setup_commands(loaded, NOW_US)
+    for word in words:
+        assert word in str(building.value)
+
+
 def test_deposits_beyond_the_reserves_are_an_error_before_the_build(tmp_path: Path) -> None:
     text = SAMPLE_TEXT.replace('deposits = { USD = "5000000"', 'deposits = { USD = "50000000"', 1)
     loaded = config.load(write(tmp_path, text))

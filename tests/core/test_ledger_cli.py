@@ -71,3 +71,43 @@ def test_the_demo_lists_bills_rolled_past_a_year_from_its_clock(tmp_path: Path) 
     argv = ["demo-engine", "--orders", "50", "--data-dir", str(directory), "--config", str(config)]
     assert main(argv) == 0
     assert main(["ledger", "verify", "--data-dir", str(directory)]) == 0
+
+
+def test_the_help_of_verify_and_of_each_ledger_command_says_its_exit_statuses() -> None:
+    """The finding (session 28): `venue verify --help` and `venue ledger ... --help` said
+    nothing of what they do or exit with, nor what `--data-dir` and `--config` are, though an
+    operator runs them to decide whether a venue's data is sound."""
+    import argparse
+
+    from cli.main import _parser
+
+    commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    ledger = next(
+        a for a in commands.choices["ledger"]._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    helped = {"verify": commands.choices["verify"]}
+    helped |= {f"ledger {name}": command for name, command in ledger.choices.items()}
+    assert sorted(helped) == ["ledger balances", "ledger reserves", "ledger verify", "verify"]
+    for name, command in helped.items():
+        assert command.description is not None, name
+        assert "Exit status: 0 " in command.description, name
+        assert "; 2 " in command.description, name
+        unexplained = [action.dest for action in command._actions if not action.help]
+        assert unexplained == [], (name, unexplained)
+
+
+def test_the_help_of_ledger_reserves_says_it_exits_1_on_an_uncovered_asset() -> None:
+    """The finding (session 28): `venue ledger reserves --help` said `0 done; 2 no store`,
+    though an asset whose supply is above its attested reserves makes it exit 1, which a
+    monitoring script reads."""
+    import argparse
+
+    from cli.main import _parser
+
+    commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    ledger = next(
+        a for a in commands.choices["ledger"]._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    text = " ".join(ledger.choices["reserves"].format_help().split())
+    assert "Exit status: 0 every asset covered; 1 an asset's supply above its attested" in text
+    assert "(its line says NO); 2 no store it can read" in text

@@ -1,14 +1,19 @@
-"""core/recovery.py: what a start says while it replays a long journal."""
+"""core/recovery.py: what a start says while it replays a long journal, and of the file's
+build entries it does not apply."""
 
 import asyncio
 import logging
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from core import config as venue_config
 from core import recovery
 from engine.commands import SetReferencePrice
+from gateway.server import VenueServer
 from tests.conftest import start_venue
+from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
 COMMANDS = 3_500  # replayed in well under a second, over three progress checks
@@ -84,3 +89,41 @@ def test_a_store_rebuilt_from_the_journal_says_so_before_and_after(
     with caplog.at_level(logging.INFO, logger="venue"):
         asyncio.run(start_and_stop())
     assert not [r for r in caplog.records if r.msg.startswith("ledger store ca")]
+
+
+def test_a_restart_names_the_build_entries_its_file_added_that_the_venue_lacks(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The finding (session 28): an operator who adds an instrument (with its asset) and an
+    account to the file of a venue that exists and restarts it was told nothing; the market
+    was simply not there. A restart on the file it was built from says nothing of it."""
+    data_dir = tmp_path / "data"
+    built = venue_config.load(SAMPLE_CONFIG)
+    gold = msgspec.structs.replace(
+        built.instruments[0], symbol="GOLDx-USD", base="GOLDx", reference_price="2000"
+    )
+    edited = msgspec.structs.replace(
+        built,
+        assets=(*built.assets, msgspec.structs.replace(built.assets[1], code="GOLDx")),
+        instruments=(*built.instruments, gold),
+        accounts=(*built.accounts, msgspec.structs.replace(built.accounts[-1], id=77)),
+    )
+
+    async def start_and_stop(config: venue_config.VenueConfig) -> None:
+        server = VenueServer(config, data_dir)
+        await server.start("127.0.0.1", 0)
+        await server.stop()
+
+    for config in (built, edited, built):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="venue"):
+            asyncio.run(start_and_stop(config))
+        said = [r.__dict__ for r in caplog.records if r.msg == "config entries not applied"]
+        if config is not edited:
+            assert said == []
+            continue
+        [line] = said
+        assert line["instruments"] == ["GOLDx-USD"]
+        assert line["assets"] == ["GOLDx"]
+        assert line["accounts"] == [77]
+        assert "venue admin list-asset, list-instrument, open-account" in line["why"]

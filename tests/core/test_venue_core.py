@@ -3,8 +3,13 @@ the core is tested through the server in tests/gateway and through the bus in
 tests/core/test_bus.py)."""
 
 import asyncio
+import contextlib
+import errno
 import fcntl
 import os
+import resource
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -22,6 +27,8 @@ from core.venue_core import (
     VenueCore,
     WarmStart,
     lock_data_dir,
+    save_json,
+    write_durably,
 )
 from engine.commands import ArmDeadMan, CancelAll, CancelOrder, PlaceOrder
 from engine.enums import Side
@@ -244,3 +251,69 @@ def test_each_command_carries_its_own_transfers_and_each_refusal_is_counted_once
         await core.stop()
 
     asyncio.run(main())
+
+
+@contextlib.contextmanager
+def files_capped_at(size_bytes: int) -> Iterator[None]:
+    """This process's files may not grow past `size_bytes` (RLIMIT_FSIZE, SIGXFSZ ignored): a
+    write past it fails in the kernel with EFBIG and no file name, as a full disk's does."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    before = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size_bytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, before)
+
+
+def test_a_failed_write_of_a_data_file_names_it_and_leaves_it_as_it_was(tmp_path: Path) -> None:
+    """The finding (session 28): on a full disk, a start's `epochs.json` write failed with the
+    kernel's `No space left on device` and no file, which `venue serve` then reported as
+    `cannot start on 127.0.0.1:PORT: ...`, the port's fault; and it left `epochs.tmp`."""
+    path = tmp_path / "epochs.json"
+    save_json(path, [1])
+    with pytest.raises(OSError) as failed, files_capped_at(4):
+        save_json(path, list(range(100)))
+    assert failed.value.errno == errno.EFBIG
+    assert failed.value.filename == str(path)
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == ["epochs.json"]
+    assert path.read_bytes() == b"[1]"
+    with pytest.raises(OSError) as failed, files_capped_at(4):
+        write_durably(tmp_path / "clean-stop", b"0123456789")
+    assert failed.value.filename == str(tmp_path / "clean-stop")
+
+
+def test_a_failed_write_of_a_json_file_named_dot_tmp_leaves_it_as_it_was(tmp_path: Path) -> None:
+    """The review's finding (session 28): `save_json`'s copy was the path with its suffix
+    made `.tmp`, so for `keys.tmp` the file itself: opened with O_TRUNC, then unlinked when
+    the write failed, the good file lost."""
+    path = tmp_path / "keys.tmp"
+    save_json(path, [1])
+    with pytest.raises(OSError) as failed, files_capped_at(4):
+        save_json(path, list(range(100)))
+    assert failed.value.errno == errno.EFBIG
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == ["keys.tmp"]
+    assert path.read_bytes() == b"[1]"
+    save_json(path, [2])
+    assert path.read_bytes() == b"[2]"
+
+
+def test_save_json_makes_its_rename_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review's finding (session 28): the file was fsynced but not its directory after
+    the rename, as `write_durably`'s is, so a power loss could lose an issued key already
+    answered. The kernel's fsync is watched (still called), not replaced."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def watched(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", watched)
+    save_json(tmp_path / "api_keys.json", [1])
+    directory = os.path.realpath(tmp_path)
+    assert synced[-1] == directory, synced  # the directory, after the file's own
+    assert (tmp_path / "api_keys.json").read_bytes() == b"[1]"
