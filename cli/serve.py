@@ -145,23 +145,52 @@ def run(
 def sqlite_store_refused(data_dir: Path, error: sqlite3.Error) -> str:
     """The one line for a SQLite store the start cannot open or write: its path and SQLite's
     reason. Only a file SQLite reads as damaged (not a database, malformed) is told the way to
-    rebuild it; an `OperationalError` (a disk I/O error, a full disk, a file it may not
-    write) is the disk's, and the store is left alone: in session 28 a full disk was told to
-    rebuild, which threw away an intact store (before, every one was a traceback)."""
+    rebuild it; a disk's error (I/O, full, not writable or openable) names the disk, and one
+    held by another process says so: neither store is damaged, and in session 28 a full disk
+    was told to rebuild, which threw away an intact store (before, every one was a traceback).
+    Any other `OperationalError` is said as SQLite says it."""
     store = data_dir / LEDGER_FILE
-    if isinstance(error, sqlite3.OperationalError):
+    reason = f"the ledger store {store}: {one_line(error)}"
+    verify = f"`venue verify --data-dir {data_dir}` checks it"
+    if not isinstance(error, sqlite3.OperationalError):
         return (
-            f"cannot start: a write in {data_dir} failed: the ledger store {store}:"
-            f" {one_line(error)} (its disk full, failing or not writable: the store is not"
-            " known to be damaged, do not rebuild it; make room or mend the disk and start"
-            f" again, `venue verify --data-dir {data_dir}` checks it)"
+            f"cannot start: {reason} ({verify}; the store is derived from the journal: a"
+            f" damaged one is rebuilt by moving {LEDGER_FILE}* and snapshot-*.bin out of the"
+            " directory and starting again)"
         )
-    return (
-        f"cannot start: the ledger store {store}: {one_line(error)}"
-        f" (`venue verify --data-dir {data_dir}` checks it; the store is derived from the"
-        f" journal: a damaged one is rebuilt by moving {LEDGER_FILE}* and snapshot-*.bin out"
-        " of the directory and starting again)"
-    )
+    kind = _sqlite_error_kind(error)
+    if kind == "disk":
+        return (
+            f"cannot start: a write in {data_dir} failed: {reason} (its disk full, failing or"
+            " not writable: the store is not known to be damaged, do not rebuild it; make room"
+            f" or mend the disk and start again, {verify})"
+        )
+    if kind == "held":
+        return (
+            f"cannot start: {reason} (another process holds it: stop that process, often a"
+            " `venue serve` or `venue ledger` on the same data directory, and start again;"
+            " the store is not known to be damaged, do not rebuild it)"
+        )
+    return f"cannot start: {reason} (the store is not known to be damaged; {verify})"
+
+
+# SQLite's primary result codes by what an operator does about them (`sqlite3.Error`'s
+# `sqlite_errorname` is the extended code, e.g. SQLITE_IOERR_WRITE: its prefix is the primary)
+SQLITE_DISK_ERRORS = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY")
+SQLITE_HELD_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED")
+
+
+def _sqlite_error_kind(error: sqlite3.Error) -> str:
+    """ "disk", "held" or "other", by SQLite's result code; an error made without one (by
+    hand) is the disk's, as most of a start's `OperationalError`s are."""
+    name = getattr(error, "sqlite_errorname", None)
+    if name is None:
+        return "disk"
+    if name.startswith(SQLITE_DISK_ERRORS):
+        return "disk"
+    if name.startswith(SQLITE_HELD_ERRORS):
+        return "held"
+    return "other"
 
 
 # The collector's young generation: CPython collects it every 700 new container objects, and

@@ -672,3 +672,27 @@ def test_only_a_damaged_store_is_told_the_way_to_rebuild_it(tmp_path: Path) -> N
         assert said.startswith(f"cannot start: a write in {tmp_path} failed: the ledger store")
         assert f"ledger.sqlite: {disk} (" in said
         assert "rebuilt" not in said and "do not rebuild it" in said
+
+
+def test_a_store_held_by_another_process_is_said_so_not_blamed_on_the_disk(
+    tmp_path: Path,
+) -> None:
+    """Review of session 28's fix: every `OperationalError` was the disk's, so a store another
+    process held (here an exclusive transaction, as a stuck `venue ledger` or a copy tool
+    might) was told `a write in DIR failed ... make room or mend the disk`. SQLite's result
+    code tells them apart; the store is left as it was. ~2 s: a served start and a refused."""
+    data_dir = tmp_path / "data"
+    _served_until_listening(data_dir)
+    store = data_dir / "ledger.sqlite"
+    before = store.read_bytes()
+    holder = sqlite3.connect(store, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        stderr = _refused_start(data_dir)
+    finally:
+        holder.close()
+    assert stderr.startswith(
+        f"venue: cannot start: the ledger store {store}: database is locked (another process"
+    ), stderr
+    assert "a write in" not in stderr and "rebuilt" not in stderr
+    assert store.read_bytes() == before
