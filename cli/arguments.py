@@ -76,7 +76,7 @@ def time_us(text: str) -> int:
                 f" (e.g. 1796576400000000), or give an ISO 8601 time with its zone such as"
                 f" {EXAMPLE_TIME}"
             )
-        return int(text)
+        return _within_our_times(text, int(text))
     try:
         moment = datetime.datetime.fromisoformat(text)
     except ValueError:
@@ -88,11 +88,31 @@ def time_us(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"{text!r} has no zone: add one, e.g. {zoned}Z for UTC or {zoned}+01:00"
         )
-    return (moment - EPOCH) // datetime.timedelta(microseconds=1)
+    return _within_our_times(text, (moment - EPOCH) // datetime.timedelta(microseconds=1))
 
 
 # µs since the epoch have 16 digits from 2001-09-09 to 2286-11-20: every time the venue takes
 MICROSECONDS_DIGITS = 16
+MICROSECONDS_MIN = 10 ** (MICROSECONDS_DIGITS - 1)  # 2001-09-09T01:46:40Z
+MICROSECONDS_MAX = 10**MICROSECONDS_DIGITS - 1  # 2286-11-20T17:46:39.999999Z
+
+
+def _within_our_times(text: str, value_us: int) -> int:
+    """`value_us`, if it has the 16 digits of the venue's times: 16 digits with leading
+    zeros (`0000000000000000`) or an ISO time before 2001 (year 1 is negative µs) would pass
+    as a time in 1970 or before, which no attestation or statement of ours is (session 28)."""
+    if not MICROSECONDS_MIN <= value_us <= MICROSECONDS_MAX:
+        first, last = _utc(MICROSECONDS_MIN), _utc(MICROSECONDS_MAX)
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time the venue takes: from {first} to {last} ({value_us} µs)"
+        )
+    return value_us
+
+
+def _utc(value_us: int) -> str:
+    return (EPOCH + datetime.timedelta(microseconds=value_us)).isoformat().replace("+00:00", "Z")
+
+
 EXAMPLE_TIME = "2026-12-06T17:00:00Z"
 
 

@@ -85,3 +85,14 @@ def test_digits_of_other_scripts_are_refused_in_a_line() -> None:
         with pytest.raises(argparse.ArgumentTypeError) as refused:
             time_us(text)
         assert "is neither µs since the epoch nor an ISO 8601 time" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "text", ["0000000000000000", "0999999999999999", "0001-01-01T00:00Z", "1999-12-31T23:59Z"]
+)
+def test_a_time_before_the_venues_times_is_refused_not_taken_as_1970(text: str) -> None:
+    """The review's finding (session 28): 16 digits with leading zeros passed the digits
+    rule as a time in 1970, and an ISO time of year 1 gave negative µs."""
+    with pytest.raises(argparse.ArgumentTypeError, match="is not a time the venue takes: from"):
+        time_us(text)
+    assert time_us("2001-09-09T01:46:40Z") == 10**15  # the first time it takes
