@@ -76,6 +76,7 @@ PULL_TIMEOUT_S = 2.0  # pulling quotes on stop; past it, COD on disconnect does 
 # a logon, a request: up to 30 s) would otherwise sit out that wait, deaf to Ctrl-C.
 STOP_GRACE_S = PULL_TIMEOUT_S + 1.0
 REFUSALS_LOGGED_MAX = 50  # per bot: enough to diagnose a problem, never a flood
+OUTCOME_UNKNOWN = E.OUTCOME_UNKNOWN.name  # an error's name: no outcome (an outage), not refused
 QUOTE_SET_PREFIX = "mm-L"  # quote sets mm-L1..mm-LN: one bid and one ask per symbol each
 BPS = Decimal(10_000)
 URL_DEFAULT = "ws://127.0.0.1:8765/ws/trade"
@@ -593,6 +594,9 @@ class MarketMaker:
         errors = [result["error"] for result in results if result["status"] != 200]
         for error in errors or [response.get("error", {})]:
             name = error.get("name", str(response["status"]))
+            if name == OUTCOME_UNKNOWN:
+                self.tally.note_unknown(self.key, symbol, error.get("msg"))
+                continue
             self.refusals[name] += 1
             self.tally.refused += 1
             if self.refusals.total() <= REFUSALS_LOGGED_MAX:
@@ -607,7 +611,8 @@ class MarketMaker:
             parts.append(f"{symbol} {_text(bid)} / {_text(ask)} pos {position:+f}")
         return (
             f"{' | '.join(parts) or 'starting'} | {self.requotes} requotes, {self.fills} fills, "
-            f"{self.refusals.total()} refused | PnL {self.tally.pnl_text(self.instruments())}"
+            f"{self.refusals.total()} refused{self.tally.unknown_text()} | PnL"
+            f" {self.tally.pnl_text(self.instruments())}"
         )
 
     def instruments(self) -> list[Instrument]:
@@ -771,6 +776,9 @@ class Taker:
         self.tally.accepted += 1
 
     def _refused(self, reason: str, text: str) -> None:
+        if reason == OUTCOME_UNKNOWN:
+            self.tally.note_unknown(self.key, text, None)
+            return
         self.refusals[reason] += 1
         self.tally.refused += 1
         if self.refusals.total() <= REFUSALS_LOGGED_MAX:
@@ -784,7 +792,8 @@ class Taker:
             for instrument in instruments
         )
         return (
-            f"taker {self.orders} orders, {self.fills} fills, {self.refusals.total()} refused, "
+            f"taker {self.orders} orders, {self.fills} fills, {self.refusals.total()} refused"
+            f"{self.tally.unknown_text()}, "
             f"skipped {self.skipped} | pos {positions or '-'} | "
             f"PnL {self.tally.pnl_text(instruments)}"
         )
@@ -824,6 +833,16 @@ class Tally:
         self.total: dict[str, Decimal] = {}
         self.accepted = 0  # order commands the venue accepted
         self.refused = 0  # order commands refused, by the venue or by the bot's own check
+        # order commands whose outcome the venue could not tell (504 `OUTCOME_UNKNOWN`, a
+        # cluster's outage; an op of a partly-done batch): neither accepted nor refused, so
+        # an outage does not make a bot give up as if every order were refused
+        self.unknown = 0
+
+    def note_unknown(self, key: str, what: str, msg: str | None) -> None:
+        """Count an order command whose outcome is unknown, logging the first few."""
+        self.unknown += 1
+        if self.unknown <= REFUSALS_LOGGED_MAX:
+            log.info("%s %s: outcome unknown: %s", key, what, msg or "")
 
     def on_balance(self, row: Mapping[str, Any]) -> None:
         total = Decimal(row["total"])
@@ -846,6 +865,10 @@ class Tally:
             marked.add(instrument.base)
             pnl[quote] += self.position(instrument.base) * mark / instrument.face
         return pnl
+
+    def unknown_text(self) -> str:
+        """`, N unknown` for a status line once some outcome was unknown, else nothing."""
+        return f", {self.unknown} unknown" if self.unknown else ""
 
     def pnl_text(self, instruments: Sequence[Instrument]) -> str:
         cells = [f"{amount:+.2f} {asset}" for asset, amount in self.pnl(instruments).items()]

@@ -20,11 +20,13 @@ from hypothesis import strategies as st
 
 from client import bots, live_demo
 from client.bots import (
+    REFUSED_ALL_MAX,
     AllRefused,
     Instrument,
     MarketMaker,
     QuoteLevel,
     Taker,
+    Tally,
     band_limits,
     config_references,
     quote_ladder,
@@ -864,3 +866,45 @@ def test_on_a_terminal_the_bot_keeps_one_live_status_line(background: Background
     redraws = [part for part in drawn.split("\r") if "requotes" in part and "PnL" in part]
     assert len(redraws) >= 2, drawn  # one line, rewritten in place
     assert f"market maker {BILL}:" in drawn
+
+
+def test_an_outcome_unknown_is_counted_as_unknown_not_refused() -> None:
+    """Session 28's finding: a cluster's outage answers 504 `OUTCOME_UNKNOWN`, whole or per op
+    of a partly-done batch (409), and the bots counted each as a refusal: a market maker's
+    status said "refused", and `REFUSED_ALL_MAX` of them stopped a bot with `AllRefused` as if
+    the venue refused every order, while it only could not say."""
+    maker = MarketMaker(
+        "ws://127.0.0.1:9/ws/trade",
+        *KEYS["alpha"],
+        SYMBOL,
+        SPREAD_BPS,
+        SIZE,
+        reference=REFERENCE,
+        band_bps=BAND_BPS,
+    )
+    unknown = {"code": int(E.OUTCOME_UNKNOWN), "name": E.OUTCOME_UNKNOWN.name, "msg": "no core"}
+    partly_done = {
+        "status": 409,
+        "result": {
+            "results": [
+                {"status": 200, "result": {"order_id": 7}},
+                {"status": 504, "error": unknown},
+                {"status": 400, "error": {"name": "BAD_PRICE", "msg": "off the tick"}},
+            ]
+        },
+    }
+    maker._check(SYMBOL, partly_done)
+    assert (maker.tally.accepted, maker.tally.refused, maker.tally.unknown) == (1, 1, 1)
+    assert dict(maker.refusals) == {"BAD_PRICE": 1}
+    assert ", 1 refused, 1 unknown |" in maker.status_text()
+    whole = {"status": 504, "error": unknown}
+    fresh = Tally()
+    maker.tally = fresh
+    for _ in range(REFUSED_ALL_MAX + 5):
+        maker._check(SYMBOL, whole)
+    assert (fresh.refused, fresh.unknown) == (0, REFUSED_ALL_MAX + 5)
+    fresh.give_up_if_hopeless(maker.refusals)  # an outage is not "every order refused"
+    taker = Taker("ws://127.0.0.1:9/ws/trade", *KEYS["taker"], [SYMBOL], 1.0, seed=1)
+    taker._refused(E.OUTCOME_UNKNOWN.name, f"{SYMBOL} refused: 504 OUTCOME_UNKNOWN")
+    assert (taker.tally.refused, taker.tally.unknown) == (0, 1)
+    assert "0 refused, 1 unknown," in taker.status_text()
