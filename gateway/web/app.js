@@ -1322,6 +1322,10 @@ function notPlain(field, text) {
   // "1,5", is a common way to write one): the venue's answer would be `Expected `str` holding
   // a plain decimal number - at `params.qty``. Null for a plain decimal or a price not asked.
   if (text === undefined || PLAIN_DECIMAL.test(text)) return null;
+  // A sign is the likeliest slip with a number that is otherwise plain: say that, not the form.
+  if (/^[-+]/.test(text) && PLAIN_DECIMAL.test(text.slice(1))) {
+    return `the ${field} is a number above zero, without a sign: not "${text}"`;
+  }
   return `the ${field} is a plain decimal number with a point, e.g. 1.5: not "${text}"`;
 }
 

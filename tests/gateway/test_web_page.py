@@ -357,13 +357,18 @@ def test_a_rejected_order_shows_its_error_and_a_partial_ioc_what_filled(tmp_path
         # number - at `params.qty``)
         placed = sum("order.place" in frame for frame in browser.frames_sent)
         words = 'the {} is a plain decimal number with a point, e.g. 1.5: not "{}"'
-        for qty, price, field, typed in (
-            ("1,5", "187.30", "quantity", "1,5"),
-            ("1", "-187", "price", "-187"),
-            ("1e3", "187.30", "quantity", "1e3"),
+        # a sign on an otherwise plain number is said as such (session 28: it got the form's
+        # words, "a plain decimal number with a point", which -187 already is but for its sign)
+        signed = 'the {} is a number above zero, without a sign: not "{}"'
+        for qty, price, field, typed, said in (
+            ("1,5", "187.30", "quantity", "1,5", words),
+            ("1", "-187", "price", "-187", signed),
+            ("+2", "187.30", "quantity", "+2", signed),
+            ("1e3", "187.30", "quantity", "1e3", words),
+            ("1", "-1e3", "price", "-1e3", words),
         ):
             await browser.place("buy", "limit", qty=qty, price=price)
-            await expect(result).to_have_text(words.format(field, typed))
+            await expect(result).to_have_text(said.format(field, typed))
         assert sum("order.place" in frame for frame in browser.frames_sent) == placed
         await expect(page.locator("#open-orders tbody tr")).to_have_count(0)
         await expect(page.locator("#fills tbody tr")).to_have_count(0)
