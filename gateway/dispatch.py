@@ -626,6 +626,11 @@ class Dispatcher:
                 # no symbol to read the units at: refused here, as the engine would refuse it
                 code, msg = self.reads.missing_order_reason(account, p.order_id or 0, p.cl_ord_id)
                 data = {"order_id": p.order_id} if p.order_id else None
+                if data and code is E.ORDER_NOT_OPEN:  # how it closed, as the engine's refusal
+                    status = self.first_status(account, p.order_id)
+                    if status is not None:
+                        data["status"] = status
+                        msg = f"{msg}: {status}"
                 self._defer_error(session, request, code, msg, data)
                 return None
         command = wire.to_command(
@@ -1050,7 +1055,8 @@ def _trade_answer(status_of: StatusOf | None) -> Callable[[Pending], bytes]:
         if events and type(events[-1]) is CommandRejected:
             rejected: CommandRejected = events[-1]
             data = _refusal_data(rejected, status_of)
-            return wire.error(pending.request_id, rejected.reason, rejected.detail, data)
+            words = _refusal_words(rejected, data)
+            return wire.error(pending.request_id, rejected.reason, words, data)
         t_out = _time_ns() // 1_000  # `now_us`, inline: a call less per answer
         return wire.ok(pending.request_id, _plain_outcome(executed), pending.t_in, t_out)
 
@@ -1206,14 +1212,29 @@ def _requote_result(pending: Pending) -> bytes:
     return _batch_result(pending)
 
 
+# The refusals whose data names the status of the order they name (`_refusal_data`): a
+# duplicate cl_ord_id's order, and a closed order a cancel or amend named (the engine keeps
+# only whose it was; the account's retained history says how it closed: since session 28).
+_STATUS_NAMED = frozenset({ErrorCode.DUPLICATE_CL_ORD_ID, ErrorCode.ORDER_NOT_OPEN})
+
+
 def _refusal_data(rejected: CommandRejected, status_of: StatusOf | None) -> dict[str, Any] | None:
-    """`wire.rejection_data`, and for a duplicate cl_ord_id the first order's status."""
+    """`wire.rejection_data`, and for a duplicate cl_ord_id or a closed order the named
+    order's status (of the account's own order only: the engine refuses so for no other)."""
     data = wire.rejection_data(rejected)
-    if status_of is not None and rejected.reason is ErrorCode.DUPLICATE_CL_ORD_ID and data:
+    if status_of is not None and data and rejected.reason in _STATUS_NAMED:
         status = status_of(rejected.account, rejected.order_id)
         if status is not None:
             data["status"] = status
     return data
+
+
+def _refusal_words(rejected: CommandRejected, data: dict[str, Any] | None) -> str:
+    """The refusal's `msg`: the engine's words, and for a closed order how it closed when
+    the data says (`the order is closed: filled`)."""
+    if rejected.reason is ErrorCode.ORDER_NOT_OPEN and data and "status" in data:
+        return f"{rejected.detail}: {data['status']}"
+    return rejected.detail
 
 
 def _batch_answer(status_of: StatusOf | None) -> Callable[[Pending], bytes]:
@@ -1248,12 +1269,12 @@ def _op_entries(
         else:
             rejected: CommandRejected = events[-1]
             failed += 1
+            data = _refusal_data(rejected, status_of)
             error = {
                 "code": int(rejected.reason),
                 "name": rejected.reason.name,
-                "msg": rejected.detail,
+                "msg": _refusal_words(rejected, data),
             }
-            data = _refusal_data(rejected, status_of)
             if data is not None:
                 error["data"] = data
             results.append({"status": wire.rejection_status(rejected.reason), "error": error})

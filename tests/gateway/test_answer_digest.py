@@ -41,7 +41,11 @@ from tests.sample_config import SAMPLE_CONFIG
 # id (the `once` place, docs/protocol.md §3). The same 1,506 answers; the 5 that differ are
 # those refusals, equal to the old ones with `"status"` removed from their `data` (was
 # "ecf7984b646d7ed8e9b23c96fb4ad60534d1a8cbf1c29d569300cc9892b1b1cf").
-PINNED = ("1508a0ee4bc1de4c39acb0f41a7173f38de5abf5dff771fdf485d8fb025efe67", 1506)
+# Re-pinned in session 28: `ORDER_NOT_OPEN` says how the closed order closed (`data.status`,
+# and `msg` "the order is closed: filled"). The same 1,506 answers; the 37 that differ carry
+# the 43 such refusals, equal to the old ones with the status removed from both (was
+# "1508a0ee4bc1de4c39acb0f41a7173f38de5abf5dff771fdf485d8fb025efe67").
+PINNED = ("b102d7c7ee70411756b4188ef4b98c65acbc65f53a4390342b3126afe1283bd4", 1506)
 REQUESTS = 1_500
 DRAIN_EVERY = 7  # requests fed per loop turn before the journal commits: odd, so batches mix
 SYMBOLS = ("AAPLx-USD", "MSFTx-USD")

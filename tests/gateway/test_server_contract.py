@@ -20,7 +20,21 @@ def test_a_closed_order_is_not_open_by_id_and_unknown_by_cl_ord_id(run_venue: An
         for method, params in by_id.items():
             answer = await alpha.request_raw(method, params)
             assert answer["error"]["name"] == "ORDER_NOT_OPEN", method
-            assert answer["error"]["data"] == {"order_id": order_id}, method
+            # how it closed, from the account's history (session 28: the bare "the order is
+            # closed" left a trader to ask order.status whether it filled)
+            assert answer["error"]["data"] == {"order_id": order_id, "status": "canceled"}, method
+            assert answer["error"]["msg"] == "the order is closed: canceled", method
+        # one that filled says so, in an order.batch's op too
+        resting = await alpha.place(SYMBOL, "sell", "1", "186.50")
+        taker = await venue.client("taker")
+        await taker.place(SYMBOL, "buy", "1", "186.50", tif="ioc")
+        batch = await alpha.request_raw(
+            "order.batch",
+            {"ops": [{"method": "order.cancel", "params": {"order_id": resting["order_id"]}}]},
+        )
+        (op,) = batch["result"]["results"]
+        assert op["error"]["data"] == {"order_id": resting["order_id"], "status": "filled"}
+        assert op["error"]["msg"] == "the order is closed: filled"
         # Cancel and amend name open orders only by cl_ord_id (it may be reused once the
         # order closed); order.status looks in the closed history too.
         by_cl_ord_id = {
