@@ -624,14 +624,11 @@ class Dispatcher:
             symbol = order.symbol if order is not None else None
             if order is None and (p.price is not None or p.qty is not None):
                 # no symbol to read the units at: refused here, as the engine would refuse it
-                code, msg = self.reads.missing_order_reason(account, p.order_id or 0, p.cl_ord_id)
-                data = {"order_id": p.order_id} if p.order_id else None
-                if data and code is E.ORDER_NOT_OPEN:  # how it closed, as the engine's refusal
-                    status = self.first_status(account, p.order_id)
-                    if status is not None:
-                        data["status"] = status
-                        msg = f"{msg}: {status}"
-                self._defer_error(session, request, code, msg, data)
+                reason = self.reads.missing_order_reason(account, p.order_id or 0, p.cl_ord_id)
+                rejected = _unknown_order(account, p.order_id, p.cl_ord_id, reason)
+                data = _refusal_data(rejected, self.first_status)  # as the engine's refusal
+                words = _refusal_words(rejected, data)
+                self._defer_error(session, request, rejected.reason, words, data)
                 return None
         command = wire.to_command(
             request, self.specs, self.scales, account, order_symbol=symbol, ts_us=self.stamp_us()

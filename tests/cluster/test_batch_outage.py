@@ -15,8 +15,9 @@ nothing (its next check, within 0.5 s, answers), or its lease taken by a write o
 """
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,37 @@ async def take_lease(nc: Any) -> None:
     await bucket.put(key, b"intruder")
 
 
+@contextlib.asynccontextmanager
+async def core_and_gateway(
+    node: NatsCluster, tmp_path: Path
+) -> AsyncIterator[tuple[int, Any, nats_bus.NatsBus]]:
+    """An active core and a gateway on `node`: the gateway's port, a NATS connection for the
+    test's own writes, and the gateway's bus (its outcome wait `OWED_S`, so no check of its
+    own answers a batch until the test says). On the way out the stream takes every record
+    again, whatever failed, so the core goes on and stops cleanly."""
+    config = venue_config.load(SAMPLE_CONFIG)
+    buses: list[nats_bus.NatsBus] = []
+
+    def new_bus(listener: Any) -> nats_bus.NatsBus:
+        buses.append(nats_bus.NatsBus(config, node.url, listener, "gw-batch"))
+        buses[0].outcome_wait_s = OWED_S
+        return buses[0]
+
+    core = ClusterCore(config, tmp_path / "core", node.url, "core-a")
+    assert await core.wait_for_lease(asyncio.Event())
+    assert await core.activate() is not None
+    server = VenueServer(config, tmp_path / "gw", bus=new_bus)
+    port = await server.start("127.0.0.1", 0)
+    nc = await nats.connect(node.url)
+    try:
+        yield port, nc, buses[0]
+    finally:
+        await take_one_more_record(nc, limited=False)
+        await nc.close()
+        await server.stop()
+        await core.stop()
+
+
 async def exec_report(client: VenueClient, **named: str) -> dict[str, Any]:
     """The next `exec` push whose data has the `named` fields (a response among the pushes:
     a request answered twice)."""
@@ -85,24 +117,10 @@ def test_a_batch_partly_done_before_an_outage_answers_each_op_as_known(
 ) -> None:
     """Before: 504 `OUTCOME_UNKNOWN` for the whole `order.batch`, and for the whole
     `quote.mass` at the lease's loss, though their first op was done and its order open."""
-    config = venue_config.load(SAMPLE_CONFIG)
-
-    buses: list[nats_bus.NatsBus] = []
-
-    def bus(listener: Any) -> nats_bus.NatsBus:
-        buses.append(nats_bus.NatsBus(config, node.url, listener, "gw-batch"))
-        buses[0].outcome_wait_s = OWED_S
-        return buses[0]
 
     async def scenario() -> dict[str, Any]:
-        core = ClusterCore(config, tmp_path / "core", node.url, "core-a")
-        assert await core.wait_for_lease(asyncio.Event())
-        assert await core.activate() is not None
-        server = VenueServer(config, tmp_path / "gw", bus=bus)
-        port = await server.start("127.0.0.1", 0)
-        nc = await nats.connect(node.url)
         out: dict[str, Any] = {}
-        try:
+        async with core_and_gateway(node, tmp_path) as (port, nc, bus):
             async with VenueClient(f"ws://127.0.0.1:{port}/ws/trade") as trader:
                 await trader.logon(*KEYS["alpha"])
                 await trader.subscribe_account()
@@ -110,9 +128,9 @@ def test_a_batch_partly_done_before_an_outage_answers_each_op_as_known(
                 ops = [place("b-1"), place("b-2"), place("b-3")]
                 batching = asyncio.ensure_future(trader.request_raw("order.batch", {"ops": ops}))
                 out["reports"] = [await exec_report(trader, cl_ord_id="b-1")]  # b-1 is back
-                buses[0].outcome_wait_s = 0.0  # the rest are overdue at the next check
+                bus.outcome_wait_s = 0.0  # the rest are overdue at the next check
                 out["batch"] = await asyncio.wait_for(batching, 10)
-                buses[0].outcome_wait_s = OWED_S  # (the lease's loss answers the quote.mass)
+                bus.outcome_wait_s = OWED_S  # (the lease's loss answers the quote.mass)
                 await take_one_more_record(nc, limited=False)  # the core's retry stores them
                 out["reports"] += [await exec_report(trader, cl_ord_id=f"b-{n}") for n in (2, 3)]
                 out["b-2"] = await trader.order_status(cl_ord_id="b-2")
@@ -132,11 +150,6 @@ def test_a_batch_partly_done_before_an_outage_answers_each_op_as_known(
                 await asyncio.wait_for(quoting, 10)
             out["quote"] = partly.value
             await maker.close()
-        finally:
-            await take_one_more_record(nc, limited=False)  # whatever failed: the core goes on
-            await nc.close()
-            await server.stop()
-            await core.stop()
         return out
 
     out = asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
@@ -185,23 +198,10 @@ def test_a_batch_answered_between_its_ops_deadlines_is_not_answered_again_at_a_l
     twice before the 409), or with an op back meanwhile built a reply of ~9.2e18 ops (the
     gateway frozen: not tested here, as it would hang). The check is made here at that time
     (`settle_overdue`), with none of the later ops back, then the lease taken."""
-    config = venue_config.load(SAMPLE_CONFIG)
-    buses: list[nats_bus.NatsBus] = []
-
-    def bus(listener: Any) -> nats_bus.NatsBus:
-        buses.append(nats_bus.NatsBus(config, node.url, listener, "gw-batch"))
-        buses[0].outcome_wait_s = OWED_S  # no check of its own answers the batch
-        return buses[0]
 
     async def scenario() -> dict[str, Any]:
-        core = ClusterCore(config, tmp_path / "core", node.url, "core-a")
-        assert await core.wait_for_lease(asyncio.Event())
-        assert await core.activate() is not None
-        server = VenueServer(config, tmp_path / "gw", bus=bus)
-        port = await server.start("127.0.0.1", 0)
-        nc = await nats.connect(node.url)
         out: dict[str, Any] = {}
-        try:
+        async with core_and_gateway(node, tmp_path) as (port, nc, bus):
             trader = await VenueClient(f"ws://127.0.0.1:{port}/ws/trade").connect()
             await trader.logon(*KEYS["alpha"])
             await trader.subscribe_account()
@@ -209,20 +209,15 @@ def test_a_batch_answered_between_its_ops_deadlines_is_not_answered_again_at_a_l
             ops = [place("b-1"), place("b-2"), place("b-3")]
             batching = asyncio.ensure_future(trader.request_raw("order.batch", {"ops": ops}))
             await exec_report(trader, cl_ord_id="b-1")  # b-1 is back, b-2 and b-3 owed
-            second, third = buses[0]._waiting
+            second, third = bus._waiting
             assert third.sent_s > second.sent_s  # a check at b-2's deadline: b-3's not yet
-            buses[0].settle_overdue(second.sent_s + OWED_S)
+            bus.settle_overdue(second.sent_s + OWED_S)
             out["batch"] = await asyncio.wait_for(batching, 10)
             await take_lease(nc)
             out["again"] = await answers_until_closed(trader)
             assert trader.websocket is not None
             out["close_code"] = trader.websocket.close_code
             await trader.close()
-        finally:
-            await take_one_more_record(nc, limited=False)  # whatever failed: the core goes on
-            await nc.close()
-            await server.stop()
-            await core.stop()
         return out
 
     out = asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
