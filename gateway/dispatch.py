@@ -504,10 +504,11 @@ class Dispatcher:
         p: Any = request.params
         quote_set, requote = p.quote_set, self.placed.requote
         planned: list[tuple[Command, QuoteSlot]] = []
-        for quote in p.quotes:
+        for index, quote in enumerate(p.quotes):
             units = wire.quote_units(quote, self.specs)
             if isinstance(units, wire.WireError):
-                self._reply_error(session, request, units.code, units.message)
+                msg = wire.placed_under(units.message, f"quotes[{index}]")
+                self._reply_error(session, request, units.code, msg)
                 return
             for side, price, qty in (
                 (_BUY, units.bid_px, units.bid_qty),
@@ -700,7 +701,9 @@ class Dispatcher:
                 op.params, self.specs, self.scales, key.account, order_symbol=symbol, ts_us=ts_us
             )
             if isinstance(command, wire.WireError):  # malformed: nothing applied
-                msg = f"op {index}: {command.message}"
+                msg = wire.placed_under(command.message, f"ops[{index}].params")
+                if msg == command.message:  # its words name no field: said of the op
+                    msg = f"op {index}: {msg}"
                 self._reply_error(session, request, command.code, msg, {"op": index})
                 return
             planned.append(command)

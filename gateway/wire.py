@@ -1598,11 +1598,24 @@ def _units(text: str, scale: int, field: str) -> int:
 
 
 def _positive(text: str, scale: int, field: str) -> int:
-    """Units of a price or quantity, where the engine reads 0 as "absent"."""
+    """Units of a price or quantity, where the engine reads 0 as "absent". A zero is told
+    as a negative one is (`_signed_decimal_words`): the field, the text and where it is, at
+    the top of the params (`placed_under` moves it into a batch's op or a quote); before
+    session 29 it was `qty must be positive`, with neither text nor place."""
     value = _units(text, scale, field)
     if value == 0:
-        raise _Refusal(E.BAD_PARAM, f"{field} must be positive")
+        raise _Refusal(E.BAD_PARAM, f"{field} must be positive, not zero: {text!r}{_AT}{field}`")
     return value
+
+
+_AT = " - at `params."  # where a field of the params is, as the decoding errors say it
+
+
+def placed_under(message: str, path: str) -> str:
+    """A params' error said of the field where it is in a request that nests them: `path`
+    is the nesting (`ops[0].params` of an `order.batch`, `quotes[1]` of a `quote.mass`), so
+    `- at `params.qty`` becomes `- at `params.ops[0].params.qty``. Other words as they are."""
+    return message.replace(_AT, f"{_AT}{path}.", 1)
 
 
 def _spec(specs: Mapping[str, InstrumentSpec], symbol: str) -> InstrumentSpec:

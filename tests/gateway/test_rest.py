@@ -680,6 +680,83 @@ def test_a_negative_quantity_or_price_must_be_positive_on_both_apis(run_venue: R
     run_venue(scenario)
 
 
+ZERO_REFUSALS = [  # (method, params, the field's path under params): each refuses a "0"
+    ("order.place", {"price": "187", "qty": "0"}, "qty"),
+    ("order.place", {"price": "0.00", "qty": "1"}, "price"),
+    ("order.place", {"type": "market", "tif": "ioc", "quote_qty": "0"}, "quote_qty"),
+    ("order.amend", {"qty": "0"}, "qty"),
+    ("order.amend", {"price": "0"}, "price"),
+]
+
+
+def test_a_zero_quantity_or_price_is_refused_naming_its_place_on_both_apis(
+    run_venue: Run,
+) -> None:
+    """Session 29: `"0"` was refused `qty must be positive`, with neither the text nor where
+    it is, which a negative one's refusal has said since session 26; in a batch it was `op 0:
+    qty must be positive` and in a quote `bid_px must be positive`. Now every one names its
+    field's place as the decoding errors do; nothing is placed, amended or quoted."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        ws = await venue.client("taker")
+        await ws.request("session.cod", {"enabled": True})
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc"}
+        resting = (await ws.place(SYMBOL, "buy", "1", "150", cl_ord_id="rest-1"))["order_id"]
+        said: list[tuple[str, str, str]] = []  # (where, the path said, the text refused)
+
+        async def refused(method: str, params: dict[str, Any]) -> str:
+            with pytest.raises(VenueError) as refusal:
+                await ws.request(method, params)
+            assert refusal.value.name == "BAD_PARAM", refusal.value
+            return str(refusal.value).partition(": ")[2]
+
+        for method, params, field in ZERO_REFUSALS:
+            text = params[field]
+            words = f"{field} must be positive, not zero: {text!r}"
+            if method == "order.place":
+                body = order | params
+                response = await call(
+                    trader, "POST", "/api/v1/orders", body=json.dumps(body).encode()
+                )
+                op = {"method": method, "params": body}
+            else:
+                path = f"/api/v1/orders/{resting}"
+                response = await call(trader, "PATCH", path, body=json.dumps(params).encode())
+                op = {"method": method, "params": {"order_id": resting} | params}
+            assert error_of(response) == (400, "BAD_PARAM"), response
+            said.append(("rest", response.json()["error"]["msg"], f"{words} - at `{field}`"))
+            message = await refused(method, op["params"])
+            said.append(("ws", message, f"{words} - at `params.{field}`"))
+            batch = await refused("order.batch", {"ops": [PLACE_OP, op]})
+            said.append(("batch", batch, f"{words} - at `params.ops[1].params.{field}`"))
+        for side in ("bid", "ask"):
+            quote = {"symbol": SYMBOL, f"{side}_px": "0", f"{side}_qty": "1"}
+            quotes = [{"symbol": "MSFTx-USD", "bid_qty": "0"}, quote]
+            message = await refused("quote.mass", {"quote_set": "q", "quotes": quotes})
+            words = f"{side}_px must be positive, not zero: '0' - at `params.quotes[1].{side}_px`"
+            said.append(("quote", message, words))
+        assert [(where, got) for where, got, _ in said] == [
+            (where, wanted) for where, _, wanted in said
+        ]
+        opened = (await get(trader, "/api/v1/orders")).json()["orders"]
+        assert [(o["order_id"], o["qty"], o["price"]) for o in opened] == [
+            (resting, "1.000000", "150.00")
+        ]
+        trader.close()
+
+    run_venue(scenario)
+
+
+PLACE_OP = {  # a valid op ahead of the one refused: nothing of the batch is applied
+    "method": "order.place",
+    "params": {
+        "symbol": SYMBOL, "side": "sell", "type": "limit", "tif": "gtc", "price": "190",
+        "qty": "1",
+    },
+}  # fmt: skip
+
+
 def test_a_number_past_what_json_decoding_reads_is_a_bad_param_placed(run_venue: Run) -> None:
     """Session 26: a body with an integer of thousands of digits, or `1e400`, was `BAD_JSON`,
     `the body is not JSON: Integer value out of range - at `$[...]``: it is JSON, and the
