@@ -369,6 +369,14 @@ class Quote(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return None
 
 
+# An empty `quote.mass` changed nothing and was answered 200 (before session 29): a trader
+# who meant it to pull the set (as some venues read it) was told it was done.
+QUOTES_EMPTY = (
+    f'quotes is empty: give 1 to {QUOTES_MAX} quotes (a side with qty "0" pulls it; to pull'
+    " every quote of the set: orders.cancel_all {quote_set}); nothing was done"
+)
+
+
 class QuoteMassParams(Params, frozen=True):
     quote_set: Name
     quotes: Annotated[tuple[Quote, ...], Meta(max_length=QUOTES_MAX)]
@@ -389,6 +397,8 @@ class QuoteMassParams(Params, frozen=True):
             ):
                 return None  # both sides given whole (`Quote.problem`'s first test): no call
             return quote.problem()
+        if not quotes:
+            return E.BAD_PARAM, QUOTES_EMPTY
         seen: set[str] = set()
         for quote in self.quotes:
             if quote.symbol in seen:

@@ -81,7 +81,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "order.cancel": {"order_id": 1},
     "order.amend": {"cl_ord_id": "c", "qty": "1"},
     "order.batch": {"ops": [{"method": "order.cancel", "params": {"order_id": 1}}]},
-    "quote.mass": {"quote_set": "q", "quotes": []},
+    "quote.mass": {"quote_set": "q", "quotes": [{"symbol": SYMBOL, "bid_qty": "0"}]},
     "orders.cancel_all": {},
     "orders.open": {},
     "order.status": {"order_id": 1},
