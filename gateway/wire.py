@@ -430,8 +430,18 @@ class OrderStatusParams(Params, frozen=True):
 
 
 class FillsParams(Params, frozen=True):
+    """A page of the account's fills: seqs above `since_seq` and below `before_seq`, oldest
+    first, or newest first (a trader's "my last N fills", paged back with `before_seq`)."""
+
     limit: Annotated[int, Meta(ge=1, le=FILLS_LIMIT_MAX)]
     since_seq: Int53 | None = None
+    before_seq: PositiveInt | None = None
+    newest_first: bool = False
+
+    def problem(self) -> Problem | None:
+        if self.before_seq is not None and self.before_seq <= (self.since_seq or 0):
+            return E.BAD_PARAM, "before_seq must be above since_seq"
+        return None
 
 
 class OrdersHistoryParams(Params, frozen=True):

@@ -491,6 +491,53 @@ def test_fills_show_a_trade_placed_through_rest(run_venue: Run) -> None:
     run_venue(scenario)
 
 
+def test_the_last_fills_newest_first_paged_back_on_both_apis_and_the_sdk(run_venue: Run) -> None:
+    """Session 29: `fills` gave the oldest retained fills first, so "my last N fills" meant
+    walking every page from the oldest. Now `newest_first` gives the last `limit`, and
+    `before_seq` pages back; the same on the websocket, over REST and in the SDK."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        taker = await venue.client("taker")
+        prices = ["187.10", "187.20", "187.30", "187.40", "187.50"]
+        for price in prices:  # five fills of the taker's, each among its other pushes
+            await alpha.place(SYMBOL, "sell", "0.1", price)
+            await taker.place(SYMBOL, "buy", "0.1", price, tif="ioc")
+        trader = RestClient(base(venue), *KEYS["taker"])
+
+        def px(fills: list[dict[str, Any]]) -> list[str]:
+            return [fill["data"]["last_px"] for fill in fills]
+
+        oldest = await taker.fills(10)  # as before: oldest first
+        assert px(oldest) == prices
+        last_two = await taker.fills(2, newest_first=True)
+        assert px(last_two) == ["187.50", "187.40"]
+        older = await taker.fills(2, newest_first=True, before_seq=last_two[-1]["seq"])
+        assert px(older) == ["187.30", "187.20"]
+        rest = await taker.fills(5, newest_first=True, before_seq=older[-1]["seq"])
+        assert px(rest) == ["187.10"]  # shorter than the limit: the end
+        between = await taker.fills(
+            10, since_seq=oldest[0]["seq"], before_seq=oldest[-1]["seq"], newest_first=True
+        )
+        assert px(between) == ["187.40", "187.30", "187.20"]
+        over_rest = (await get(trader, "/api/v1/fills", limit=2, newest_first="true")).json()
+        assert over_rest == {"fills": last_two}
+        query = {"limit": 2, "newest_first": "true", "before_seq": last_two[-1]["seq"]}
+        assert (await get(trader, "/api/v1/fills", **query)).json() == {"fills": older}
+        assert (await get(trader, "/api/v1/fills")).json() == {"fills": oldest}
+        bounds = {"since_seq": oldest[1]["seq"], "before_seq": oldest[1]["seq"]}
+        refused = await get(trader, "/api/v1/fills", **bounds)
+        assert error_of(refused) == (400, "BAD_PARAM"), refused
+        assert refused.json()["error"]["msg"] == "before_seq must be above since_seq"
+        with pytest.raises(VenueError) as said:
+            await taker.fills(10, **bounds)
+        assert said.value.name == "BAD_PARAM"
+        assert str(said.value).endswith(": before_seq must be above since_seq")
+        trader.close()
+
+    run_venue(scenario)
+
+
 def test_bad_orders_change_nothing_and_say_why(run_venue: Run) -> None:
     async def scenario(venue: Venue) -> None:
         trader = RestClient(base(venue), *KEYS["taker"])
