@@ -112,6 +112,9 @@ class Calls:
         return await self.request_raw("order.batch", {"ops": ops})
 
     async def cancel_all(self, **filters: Any) -> Any:
+        """`{seq, canceled}`, or `{canceled}` with `quote_set=`. In a cluster at an outage, a
+        quote set's cancels may come back in part: a `VenueError` 504 `OUTCOME_UNKNOWN` whose
+        `data` is `{canceled, unknown_order_ids}` (the orders whose cancel may still run)."""
         return await self.request("orders.cancel_all", filters)
 
     async def open_orders(self, symbol: str | None = None) -> Any:
