@@ -780,8 +780,11 @@ class Dispatcher:
         why): 504 `OUTCOME_UNKNOWN`; but an `order.batch` or `quote.mass` of which some
         commands came back is partly done (409): those ops with their outcomes, each op
         after them 504 `OUTCOME_UNKNOWN` (outcomes come back in op order, so the known ones
-        are the first). Before, such a batch was 504 as a whole: its done ops' order ids lost.
-        Never for a request answered already: once answered, `expected` is out of reach."""
+        are the first) but for an op refused here, known whatever the core did (its own
+        refusal); a quote set's `orders.cancel_all`, a count, is a 504 saying what is known
+        (`_cancels_unknown`). Before, such a batch was 504 as a whole: its done ops' order
+        ids lost. Never for a request answered already: once answered, `expected` is out of
+        reach."""
         assert not pending.answered_unknown, f"request {pending.request_id!r} answered twice"
         if pending.cancel_order_ids is not None:
             return _cancels_unknown(pending, message)
