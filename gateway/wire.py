@@ -1629,13 +1629,18 @@ def _positive(text: str, scale: int, field: str) -> int:
 
 
 _AT = " - at `params."  # where a field of the params is, as the decoding errors say it
+_AT_FIELD = re.compile(r" - at `params\.([A-Za-z0-9_.\[\]]+)`\Z")  # ... at a message's end
 
 
 def placed_under(message: str, path: str) -> str:
     """A params' error said of the field where it is in a request that nests them: `path`
     is the nesting (`ops[0].params` of an `order.batch`, `quotes[1]` of a `quote.mass`), so
-    `- at `params.qty`` becomes `- at `params.ops[0].params.qty``. Other words as they are."""
-    return message.replace(_AT, f"{_AT}{path}.", 1)
+    `- at `params.qty`` becomes `- at `params.ops[0].params.qty``. Other words as they are:
+    only the message's own ending says where, never text of the client's echoed in it."""
+    place = _AT_FIELD.search(message)
+    if place is None:
+        return message
+    return f"{message[: place.start()]}{_AT}{path}.{place.group(1)}`"
 
 
 def _spec(specs: Mapping[str, InstrumentSpec], symbol: str) -> InstrumentSpec:

@@ -533,6 +533,15 @@ def test_the_last_fills_newest_first_paged_back_on_both_apis_and_the_sdk(run_ven
             await taker.fills(10, **bounds)
         assert said.value.name == "BAD_PARAM"
         assert str(said.value).endswith(": before_seq must be above since_seq")
+        # a boolean is `true` or `false` as the docs say: msgspec took "1" and "TRUE" as well,
+        # and refused "yes" with `Expected `bool`, got `str``, when every query value is text
+        for text in ("yes", "", "1", "0", "TRUE", "True"):
+            response = await get(trader, "/api/v1/fills", newest_first=text)
+            assert error_of(response) == (400, "BAD_PARAM"), (text, response)
+            words = f"the query parameter `newest_first` is true or false: {text!r}"
+            assert response.json()["error"]["msg"] == words
+        newest = (await get(trader, "/api/v1/fills", limit=2, newest_first="false")).json()
+        assert newest == {"fills": oldest[:2]}
         trader.close()
 
     run_venue(scenario)

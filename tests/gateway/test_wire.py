@@ -1562,3 +1562,19 @@ def test_the_search_for_an_unpaired_surrogate_is_bounded() -> None:
     failure = wire.decode_envelope(raw)
     assert isinstance(failure, wire.WireError)
     assert (failure.id, failure.code, failure.message) == (5, E.BAD_JSON, HIGH)
+
+
+def test_a_field_s_place_is_moved_under_its_op_only_from_the_message_s_ending() -> None:
+    """`placed_under` swapped the first `- at `params.` anywhere: a client's own text echoed in
+    a refusal (an unknown symbol `X - at `params.evil``) was taken for the place, and the op's
+    `op N:` prefix was then lost (review of session 29)."""
+    at_qty = "qty must be positive, not zero: '0' - at `params.qty`"
+    assert wire.placed_under(at_qty, "ops[2].params") == (
+        "qty must be positive, not zero: '0' - at `params.ops[2].params.qty`"
+    )
+    echoed = "unknown symbol 'X - at `params.evil`'"
+    assert wire.placed_under(echoed, "ops[0].params") == echoed
+    both = "bad 'X - at `params.evil`' - at `params.price`"
+    assert wire.placed_under(both, "quotes[1]") == (
+        "bad 'X - at `params.evil`' - at `params.quotes[1].price`"
+    )
