@@ -103,7 +103,6 @@ class Recovery:
         finally:
             self.core._recovering = False
         await self._refuse_store_ahead()
-        self.core._record_epoch()  # once the start is not refused: a refused one leaves no epoch
         if image is not None or warm is not None or replayed:
             elapsed_ms = round((time.perf_counter() - started) * 1e3, 1)
             journal = {
@@ -115,6 +114,10 @@ class Recovery:
             log.info("recovered", extra=fields | {"ms": elapsed_ms})
             self._say_unapplied_entries()
             await self._catch_up_store()
+            # After the last refusal (the store's, in its catch-up too), before the first
+            # command: a refused start leaves epochs.json as it found it (until session 29 it
+            # was recorded before the catch-up, whose refusal left this start's entry).
+            self.core._record_epoch()
             await self._journal_outage()  # the first command of the start (see there)
             await self._journal_rules(building=False)
         else:
@@ -298,6 +301,7 @@ class Recovery:
             fields = {"command": "list_instrument", "reason": ErrorCode.MATURITY_PASSED.name}
             fields |= {"symbol": left.symbol, "detail": left.detail()}
             log.warning("config entry refused", extra=fields)
+        self.core._record_epoch()  # after the config's refusal, before the first command
         await self._journal_rules(building=True)  # first: the setup's deposits are under it
         for command in commands:
             executed = self.sequencer.submit(command, origin=None)

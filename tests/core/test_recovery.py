@@ -1,8 +1,9 @@
 """core/recovery.py: what a start says while it replays a long journal, and of the file's
-build entries it does not apply."""
+build entries it does not apply; what a start refused after its recovery leaves."""
 
 import asyncio
 import logging
+import sqlite3
 from pathlib import Path
 
 import msgspec
@@ -127,3 +128,44 @@ def test_a_restart_names_the_build_entries_its_file_added_that_the_venue_lacks(
         assert line["assets"] == ["GOLDx"]
         assert line["accounts"] == [77]
         assert "venue admin list-asset, list-instrument, open-account" in line["why"]
+
+
+def _damage_table(store: Path, table: str) -> None:
+    """Overwrite the root page of `table` in the SQLite file `store` (closed, its WAL merged)
+    with 0xFF: the file opens and its other tables read, but a read of `table` fails
+    (`database disk image is malformed`), as a store damaged on its disk does."""
+    reader = sqlite3.connect(store)
+    try:
+        page_bytes = reader.execute("PRAGMA page_size").fetchone()[0]
+        query = "SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = ?"
+        root_page = reader.execute(query, (table,)).fetchone()[0]
+    finally:
+        reader.close()
+    with store.open("r+b") as file:
+        file.seek((root_page - 1) * page_bytes)
+        file.write(b"\xff" * page_bytes)
+
+
+def test_a_start_refused_after_its_recovery_leaves_epochs_json_as_it_found_it(
+    tmp_path: Path,
+) -> None:
+    """The finding (session 28's closing note): a restart refused after the journal was
+    replayed (here a store whose `assets` table is damaged, read first by the store's
+    catch-up) had recorded its epoch already: `epochs.json` gained an entry for a start that
+    never ran. It is recorded now after the last refusal, before the start's first command:
+    the refused start leaves every file of the data directory as it found it."""
+    data_dir = tmp_path / "data"
+
+    async def start_and_stop() -> None:
+        venue = await start_venue(data_dir)
+        await venue.server.stop()
+
+    asyncio.run(start_and_stop())
+    _damage_table(data_dir / "ledger.sqlite", "assets")
+    before = {path.name: path.read_bytes() for path in data_dir.iterdir()}
+    with pytest.raises(sqlite3.DatabaseError, match="malformed"):
+        asyncio.run(start_and_stop())
+    after = {path.name: path.read_bytes() for path in data_dir.iterdir()}
+    assert after.keys() == before.keys()
+    assert after["epochs.json"] == before["epochs.json"]  # one start's entry, the first's
+    assert after == before
