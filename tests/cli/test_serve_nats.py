@@ -11,11 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+import nats
 import pytest
 
 from client.sdk import VenueClient
 from cluster.nats import NatsCluster, free_ports
+from core.cluster_core import LEASE_TTL_S
 from core.jetstream_journal import STREAM_DEFAULT, JetStreamJournal, JournalStreamMissing
+from core.lease import Lease
 from tests.cli.test_main import (
     CONFIG,
     RUN_TIMEOUT_S,
@@ -403,3 +406,33 @@ def test_a_cluster_core_taking_over_a_venues_stream_stops_in_one_line(
     assert "Traceback" not in errors, errors
     assert "journal record 1 is not a cluster's record" in errors, errors
     assert "written by `venue serve --nats`" in errors, errors
+    assert asyncio.run(asyncio.wait_for(lease_holder(nats_node.url), 30)) is None
+
+
+async def lease_holder(url: str) -> str | None:
+    """Who holds the cluster's core lease now (None: nobody, a standby takes it at once)."""
+    nc = await nats.connect(url)
+    try:
+        lease = await Lease.open(nc.jetstream(timeout=1.0), "reader", ttl_s=LEASE_TTL_S)
+        return await lease.holder_now()
+    finally:
+        await nc.close()
+
+
+def test_a_core_refused_at_its_start_gives_its_lease_up_at_once(
+    tmp_path: Path, nats_node: NatsCluster
+) -> None:
+    """The finding (session 28's closing note): a core that took the lease and was then
+    refused at its start (here its SQLite ledger store is no database) exited 2 holding it,
+    so a standby waited out the term (`LEASE_TTL_S`, 10 s) before it could take over. The
+    refused core gives it up before it exits: nobody holds it once the refusal is said."""
+    data_dir = tmp_path / "core-a"
+    data_dir.mkdir()
+    (data_dir / "ledger.sqlite").write_bytes(b"not a database, only text on its first page " * 99)
+    core = start_core(tmp_path, "core-a", nats_node.url)
+    _, errors = core.communicate(timeout=RUN_TIMEOUT_S)
+    assert core.returncode == 2, errors
+    assert "Traceback" not in errors, errors
+    assert "venue: cannot start: the ledger store" in errors.splitlines()[-1], errors
+    assert "holding the lease: active core" in errors, "refused once it held the lease"
+    assert asyncio.run(asyncio.wait_for(lease_holder(nats_node.url), 30)) is None
