@@ -22,8 +22,11 @@ SERVE_DESCRIPTION = (
     " start (one line says why; the data directory left as found, but for the"
     " ledger.sqlite-wal and -shm, SQLite's own, that a full disk's refusal may leave and the"
     " next start reuses); 70 it stopped itself on a"
-    " failure while serving (the journal's or the ledger store's, or a broken invariant: its"
-    " log's `fatal` line says which; a restart recovers what was acknowledged). Operating it:"
+    " failure while serving or stopping (the journal's or the ledger store's, a write of the"
+    " stop's, or a broken invariant: its log's `fatal` line says which; a restart recovers"
+    " what was acknowledged). A stop signal during the start (a long replay) ends the start at"
+    " its next safe point, the data directory given back as a refused start leaves it, and"
+    " exits 0 (`tokenvenue stopped before it started`). Operating it:"
     " README.md,"
     " docs/gateway.md (Operating), docs/cluster.md for --role and --nats."
 )

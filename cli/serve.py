@@ -40,6 +40,7 @@ from core.journal import JournalError
 from core.venue_core import (
     JOURNAL_FILE,
     LEDGER_FILE,
+    StartStopped,
     check_data_dir_free,
     missing_dirs,
     now_us,
@@ -133,6 +134,8 @@ def run(
         serving = _serve(config, host, port, data_dir, nats_url)
     try:
         runner(serving)
+    except StopFailed:  # said in its `fatal` line
+        return EXIT_FATAL
     except JournalError as refused:  # corruption before the tail, a locked journal: say where
         raise CommandFailed(f"cannot start: {refused}") from None
     except venue_config.ConfigError as invalid:  # a venue built from it (the cluster's core)
@@ -387,26 +390,18 @@ async def _serve(
     nats_url: str = "",
 ) -> None:
     """The one-process venue; with `nats_url`, its journal the stream there, under the lease
-    (released at a clean stop, or when the start fails)."""
+    (released at a clean stop, or when the start fails). The stop signals are taken from
+    before the start (`StopSignals`): one that comes while the venue recovers or is built
+    stops the start at its next safe point, the data directory given back (`StartStopped`)."""
     data = data_dir or Path(config.venue.data_dir)
-    lease, journal = await _on_stream(nats_url, data) if nats_url else (None, None)
+    signals = StopSignals()
     try:
-        server = VenueServer(config, data, journal)
-        bound = await server.start(host, port)
-    except BaseException as failed:
-        if journal is not None and journal.created:  # still held: nobody appended since
-            await _delete_new_stream(nats_url)
-        if lease is not None:  # a start that failed: the next need not wait for the TTL,
-            await lease.give_back()  # and the data directory is as it was (the core's too)
-        if isinstance(failed, OSError):  # the port taken since the check, a disk error
-            raise CommandFailed(start_refused(failed, host, port, data)) from None
-        if isinstance(failed, sqlite3.Error):  # the start's only: not the stop's, below
-            raise CommandFailed(sqlite_store_refused(data, failed)) from None
-        raise
+        server, bound, lease = await _start(config, host, port, data, nats_url, signals)
+    except StartStopped as stopped:
+        hangup.say_after_stop(f"tokenvenue stopped before it started ({stopped})")
+        return
     demo_data.disown(data)  # a demo's directory served on: its data is a venue's now
     settle_heap()
-    # Before the banner: a supervisor may stop the venue as soon as it says it listens.
-    stopping = _stop_signal()
     at = authority(host, bound)
     print(f"tokenvenue listening: ws://{at}/ws/trade  ws://{at}/ws/public")
     print(f"  ledger store: {describe_store(config)}")
@@ -418,14 +413,41 @@ async def _serve(
         # only a published demo key's secret: stdout is a supervisor's log (journald)
         secret = key.secret if (key.key, key.secret) in PUBLISHED_KEYS else "(in the config file)"
         print(f"  api key {key.key:<16} secret {secret:<24} scopes {','.join(key.scopes)}")
-    print(hangup.how_to_stop(hangup.stop_signals()), flush=True)
-    await stopping.wait()
+    print(hangup.how_to_stop(signals.signals), flush=True)
+    await signals.stopping.wait()
     try:
-        await server.stop()
+        await stop_or_fail(server.stop(), data)
     finally:
         if lease is not None:  # after the last write: the next venue takes it at once
             await lease.release()
     hangup.say_after_stop("tokenvenue stopped cleanly")
+
+
+async def _start(
+    config: venue_config.VenueConfig,
+    host: str,
+    port: int,
+    data: Path,
+    nats_url: str,
+    signals: "StopSignals",
+) -> tuple[VenueServer, int, "VenueLease | None"]:
+    """The one-process venue started, the port it listens on, its lease (`--nats`); a start that
+    fails or is stopped gives back what it took (the stream it created, the lease)."""
+    lease, journal = await _on_stream(nats_url, data) if nats_url else (None, None)
+    try:
+        server = VenueServer(config, data, journal)
+        bound = await server.start(host, port, stop_requested=signals.requested)
+    except BaseException as failed:
+        if journal is not None and journal.created:  # still held: nobody appended since
+            await _delete_new_stream(nats_url)
+        if lease is not None:  # a start that failed: the next need not wait for the TTL,
+            await lease.give_back()  # and the data directory is as it was (the core's too)
+        if isinstance(failed, OSError):  # the port taken since the check, a disk error
+            raise CommandFailed(start_refused(failed, host, port, data)) from None
+        if isinstance(failed, sqlite3.Error):  # the start's only: the stop's is `stop_or_fail`
+            raise CommandFailed(sqlite_store_refused(data, failed)) from None
+        raise
+    return server, bound, lease
 
 
 # A write's errors that are the disk's, never a listener's: an `os.write` or `fsync` that fails
@@ -481,6 +503,76 @@ def remove_if_empty(made: list[Path]) -> None:
             return
 
 
+class StopSignals:
+    """The stop signals (`hangup.stop_signals`) of `venue serve`'s one-process venue, taken
+    before its start. Each is noted at once by a handler of Python's own, which runs between
+    bytecodes, so also while a replay holds the event loop for minutes (a handler of the
+    loop's runs only once the loop runs again: until session 29 the handlers were installed
+    after the start, and a SIGTERM during it killed the venue, 143, with no line); the loop
+    is then told (`_stop_on`: logged once, `stopping` set). A start asks `requested` at its
+    safe points (`core.recovery`); a venue serving waits for `stopping`."""
+
+    def __init__(self) -> None:
+        self.stopping = asyncio.Event()
+        self.received: signal.Signals | None = None
+        self.signals = hangup.stop_signals()  # before any handler: SIGHUP ignored stays so
+        self._loop = asyncio.get_running_loop()
+        for sig in self.signals:
+            signal.signal(sig, self._noted)
+
+    def requested(self) -> bool:
+        return self.received is not None
+
+    def _noted(self, signum: int, _frame: object) -> None:
+        sig = signal.Signals(signum)
+        if sig == signal.SIGHUP:  # at once: a replay's lines must not fail on a closed terminal
+            hangup.detach_hung_up_terminal()
+        if self.received is None:
+            self.received = sig
+        with contextlib.suppress(RuntimeError):  # the loop closed: the run is over
+            self._loop.call_soon_threadsafe(_stop_on, sig, self.stopping)
+
+
+# A failure of the stop's own writes (its last snapshot, the clean-stop mark, the journal's or
+# the store's close): the process's own failure, not a refusal of the operator's input.
+STOP_FAILURES: Final = (OSError, sqlite3.Error, psycopg.Error, LedgerStoreError, JournalError)
+EXIT_FATAL: Final = 70  # as `core.sequencer.exit_fatally`: a restart recovers from the journal
+
+
+class StopFailed(Exception):
+    """A stop whose own writes failed (`STOP_FAILURES`), logged as one `fatal` line: the
+    command exits `EXIT_FATAL`, as a failure while serving does."""
+
+
+async def stop_or_fail(stop: Coroutine[Any, Any, None], data_dir: Path) -> None:
+    """Await `stop`; a failure of its writes is logged in one `fatal` line naming the file or
+    the data directory, and raised as `StopFailed`. Everything acknowledged is in the journal
+    (fsynced before any answer left), so the next start recovers it as after a crash. Before
+    session 29 a full disk under the last snapshot said `venue: File too large`, exit 2 (a
+    refused start's status), and a SQLite error would have been a traceback, exit 1."""
+    try:
+        await stop
+    except STOP_FAILURES as failed:
+        log.critical(
+            "fatal: the stop failed: %s; nothing acknowledged is lost: the next start"
+            " recovers from the journal",
+            stop_failure(failed, data_dir),
+        )
+        raise StopFailed(str(failed)) from None
+
+
+def stop_failure(error: BaseException, data_dir: Path) -> str:
+    """What failed in a stop, on one line: a file's error names the file; a disk's that names
+    none names the data directory; the SQLite store's names the store."""
+    if isinstance(error, OSError):
+        if error.filename is None:
+            return f"a write in {data_dir} failed: {describe_os_error(error)}"
+        return describe_os_error(error)
+    if isinstance(error, sqlite3.Error):
+        return f"the ledger store {data_dir / LEDGER_FILE}: {one_line(error)}"
+    return f"{type(error).__name__}: {one_line(error)}"
+
+
 def _stop_signal() -> asyncio.Event:
     """An event set by the first stop signal (`hangup.stop_signals`), which is logged: SIGHUP
     (the terminal closed) stops as cleanly as SIGTERM, where its default action killed the
@@ -521,7 +613,7 @@ async def _serve_core(
         print(f"tokenvenue core {name} active at seq {active.sequencer.last_seq}", flush=True)
         print(f"  ledger store: {describe_store(config)}", flush=True)
         await stopping.wait()
-    await core.stop()
+    await stop_or_fail(core.stop(), data_dir)
     hangup.say_after_stop(f"tokenvenue core {name} stopped cleanly")
 
 
@@ -562,5 +654,5 @@ async def _serve_gateway(
     print(f"tokenvenue gateway {name}: ws://{at}/ws/trade  ws://{at}/ws/public")
     print(f"  NATS {nats_url}, replica at seq {server.core.sequencer.last_seq}", flush=True)
     await stopping.wait()
-    await server.stop()
+    await stop_or_fail(server.stop(), data_dir)
     hangup.say_after_stop(f"tokenvenue gateway {name} stopped cleanly")

@@ -1,5 +1,6 @@
 """core/recovery.py: what a start says while it replays a long journal, and of the file's
-build entries it does not apply; what a start refused after its recovery leaves."""
+build entries it does not apply; what a start refused after its recovery, or stopped during
+it, leaves."""
 
 import asyncio
 import logging
@@ -11,6 +12,7 @@ import pytest
 
 from core import config as venue_config
 from core import recovery
+from core.venue_core import StartStopped
 from engine.commands import SetReferencePrice
 from gateway.server import VenueServer
 from tests.conftest import start_venue
@@ -169,3 +171,35 @@ def test_a_start_refused_after_its_recovery_leaves_epochs_json_as_it_found_it(
     assert after.keys() == before.keys()
     assert after["epochs.json"] == before["epochs.json"]  # one start's entry, the first's
     assert after == before
+
+
+def test_a_stop_asked_for_during_the_replay_ends_the_start_leaving_the_directory_as_found(
+    tmp_path: Path,
+) -> None:
+    """`venue serve`'s stop signals reach a start at its safe points (`stop_requested`): in a
+    replay, at the next progress check; the start gives the data directory back, as a refused
+    one does. Here the stop is asked for once the replay has begun."""
+    data_dir = tmp_path / "data"
+    asyncio.run(_journal_of_many_commands(data_dir))
+    before = {path.name: path.read_bytes() for path in data_dir.iterdir()}
+
+    async def start() -> None:
+        server = VenueServer(venue_config.load(SAMPLE_CONFIG), data_dir)
+        await server.start("127.0.0.1", 0, stop_requested=lambda: server.core._recovering)
+
+    checked = recovery.PROGRESS_CHECK_RECORDS
+    with pytest.raises(StartStopped, match=f"while replaying the journal, at seq {checked} of"):
+        asyncio.run(start())
+    assert {path.name: path.read_bytes() for path in data_dir.iterdir()} == before
+
+
+def test_a_stop_asked_for_before_a_build_leaves_no_data_directory(tmp_path: Path) -> None:
+    data_dir = tmp_path / "new" / "data"
+
+    async def start() -> None:
+        server = VenueServer(venue_config.load(SAMPLE_CONFIG), data_dir)
+        await server.start("127.0.0.1", 0, stop_requested=lambda: True)
+
+    with pytest.raises(StartStopped, match="before its recovery"):
+        asyncio.run(start())
+    assert list(tmp_path.iterdir()) == []
