@@ -1,16 +1,15 @@
 """`venue serve`: run the venue on uvloop until SIGTERM, SIGINT or SIGHUP, then stop cleanly.
 
-Prints where to connect and the configured demo keys, so a newcomer can log on at once;
-logs to stderr (`cli.logs`). Refuses to start, in one line and creating nothing, on a
-port another process holds, a data directory another venue holds, a JetStream stream whose
-lease another venue or a cluster's core holds (`--nats`), a journal or snapshot it cannot
-trust, or a PostgreSQL ledger store it cannot reach (`cli.failures.CommandFailed`); `[limits]
-connections_max` over what its open-file limit can be raised to is lowered to fit, with a
-warning (`fit_open_files`). A
-refusal once the data directory is locked takes back what the start made there, the lock
-file, a new ledger.sqlite and the directory too (`VenueCore`; the lease's files with
-`--nats`: `VenueLease.give_back`, and the stream, if this start created it and it is still
-empty); a file there that is a symbolic link to nothing is
+Prints where to connect and the configured demo keys; logs to stderr (`cli.logs`). The stop
+signals are taken before the start: one during it ends it at its next safe point, the data
+directory given back (`StopSignals`); a stop whose writes fail exits 70 (`stop_or_fail`).
+Refuses to start, in one line and creating nothing, on a port another process holds, a data
+directory another venue holds, a JetStream stream whose lease another venue or a cluster's
+core holds (`--nats`), a journal or snapshot it cannot trust, or a PostgreSQL ledger store it
+cannot reach (`cli.failures.CommandFailed`); `[limits] connections_max` over its open-file
+limit is lowered to fit, with a warning (`fit_open_files`). A refusal once the data directory
+is locked takes back what the start made there (`VenueCore`; with `--nats` the lease's files
+and a stream it created, still empty); a file there that is a symbolic link to nothing is
 refused (docs/gateway.md, "Operating"). A PostgreSQL store not up yet is waited for, up to
 `settlement.pg_store.START_WAIT_S`.
 """
