@@ -362,19 +362,22 @@ class ClusterCore:
         was set meanwhile). A start refused or failed (its store damaged, its data directory
         held, a snapshot ahead of the stream) gives the lease up before its error is raised:
         a standby takes over at once, not once the term ends (until session 29 it waited the
-        whole TTL, renewed meanwhile by this process's lease thread)."""
+        whole TTL, renewed meanwhile by this process's lease thread). A cleanup that fails
+        itself is logged, and the start's own error raised: a `core.stop()` that fails then
+        skips the lease's release (`stop` releases it after the core's stop), and the standby
+        waits out the term, as before session 29."""
         assert self.nc is not None and self.lease is not None, "the lease is held first"
         try:
             return await self._activate(stopping)
         except BaseException:
             try:
                 await self.stop()  # the lease, the connection, and a core that had started
-            except Exception as failure:  # the start's own error is the one to report
-                log.warning(
+            except BaseException as failure:  # a cancel too: the start's error is the one
+                log.warning(  # to report (a CancelledError raised here hid it)
                     "the core did not stop cleanly after its failed start",
                     extra={"core": self.name, "error": describe_failure(failure)},
                 )
-            raise
+            raise  # the start's own error, the one being handled
 
     async def _activate(self, stopping: asyncio.Event | None) -> VenueCore | None:
         assert self.nc is not None and self.lease is not None, "the lease is held first"
