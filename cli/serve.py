@@ -11,7 +11,7 @@ limit is lowered to fit, with a warning (`fit_open_files`). A refusal once the d
 is locked takes back what the start made there (`VenueCore`; with `--nats` the lease's files
 and a stream it created, still empty); a file there that is a symbolic link to nothing is
 refused (docs/gateway.md, "Operating"). A PostgreSQL store not up yet is waited for, up to
-`settlement.pg_store.START_WAIT_S`.
+`settlement.pg_store.START_WAIT_S`, and NATS for the lease, both under the stop signals.
 """
 
 import asyncio
@@ -35,6 +35,7 @@ from cli import hangup, logs
 from cli.failures import CommandFailed, check_data_dir, describe_os_error
 from client import demo_data
 from core import config as venue_config
+from core.jetstream_journal import JournalUnavailable
 from core.journal import JournalError
 from core.venue_core import (
     JOURNAL_FILE,
@@ -116,8 +117,6 @@ def run(
     if role != "core":  # a core accepts no clients: only the gateways' caps need the files
         config = fit_open_files(config)
     check_port_free_or_core(role, host, port)  # before the data directory is made or touched
-    if role == "all":
-        check_store_reachable(config.venue.ledger_postgres)  # likewise
     try:
         import uvloop
     except ImportError:  # uvloop is not built for every platform: plain asyncio then
@@ -273,18 +272,22 @@ def _nats_url_problem(item: str) -> str | None:
     return None
 
 
-def check_store_reachable(dsn: str) -> None:
+def check_store_reachable(dsn: str, stop_requested: Callable[[], bool]) -> None:
     """Refuse a PostgreSQL ledger store that cannot be reached (or a DSN that does not parse),
     before the data directory is made: the venue opens its store only once it holds the
     directory, with a journal begun there. One still starting up (or not listening yet) is
-    waited for first, up to `START_WAIT_S` (`wait_until_up`). An empty `dsn`, the SQLite
-    file, always is reachable."""
+    waited for first, up to `START_WAIT_S` (`wait_until_up`), unless `stop_requested` says
+    so meanwhile: `StartStopped` (the stop signals are taken before this wait: until session
+    29 it came before them, and a SIGTERM during it killed the venue). An empty `dsn`, the
+    SQLite file, always is reachable."""
     if not dsn:
         return
     try:
-        wait_until_up(dsn)
+        up = wait_until_up(dsn, stop_requested=stop_requested)
     except psycopg.Error as refused:
         raise CommandFailed(f"cannot start: the ledger store: {one_line(refused)}") from None
+    if not up:
+        raise StartStopped("while it waited for the ledger store's PostgreSQL")
 
 
 def check_port_free_or_core(role: str, host: str, port: int) -> None:
@@ -292,24 +295,35 @@ def check_port_free_or_core(role: str, host: str, port: int) -> None:
         check_port_free(host, port)
 
 
-async def _on_stream(urls: str, data: Path) -> tuple["VenueLease", "JetStreamJournal"]:
+async def _on_stream(
+    urls: str, data: Path, stopping: asyncio.Event
+) -> tuple["VenueLease", "JetStreamJournal"]:
     """The lease, then the JetStream journal at `urls` (opened once the lease is held, so it
     reads the stream's end with nobody else writing). Refused, in one line and creating
     nothing: a data directory another venue holds (checked first, as without `--nats`),
     NATS unreachable, the lease held by another venue or a cluster's core, a stream with
-    gaps."""
+    gaps. `stopping` set while the lease is taken (NATS retried for seconds while it does not
+    answer, a dead run's lease waited out) ends that at once, given back: `StartStopped`.
+    The journal's open, NATS answering by then, is not raced: its thread cannot be stopped,
+    and the start's first safe point comes right after it."""
     from core.jetstream_journal import JetStreamJournal  # nats-py only when asked for
     from core.venue_lease import VenueLease, holder_name
 
     check_data_dir_free(data)
     lease = VenueLease(urls, holder_name(data), data_dir=data)
-    await lease.take()
+    if await _unless_stopped(_taken(lease), stopping) is None:  # given back by `take`
+        raise StartStopped("while it took the lease of the stream on NATS")
     try:
         journal = await asyncio.get_running_loop().run_in_executor(None, JetStreamJournal, urls)
     except BaseException:
         await lease.give_back()
         raise
     return lease, journal
+
+
+async def _taken(lease: "VenueLease") -> "VenueLease":
+    await lease.take()
+    return lease
 
 
 async def _delete_new_stream(urls: str) -> None:
@@ -391,9 +405,24 @@ async def _serve(
     """The one-process venue; with `nats_url`, its journal the stream there, under the lease
     (released at a clean stop, or when the start fails). The stop signals are taken from
     before the start (`StopSignals`): one that comes while the venue recovers or is built
-    stops the start at its next safe point, the data directory given back (`StartStopped`)."""
+    stops the start at its next safe point, the data directory given back (`StartStopped`).
+    Their handlers are put back as they were once it ends (`StopSignals.restore`)."""
     data = data_dir or Path(config.venue.data_dir)
     signals = StopSignals()
+    try:
+        await _serve_until_stopped(config, host, port, data, nats_url, signals)
+    finally:
+        signals.restore()
+
+
+async def _serve_until_stopped(
+    config: venue_config.VenueConfig,
+    host: str,
+    port: int,
+    data: Path,
+    nats_url: str,
+    signals: "StopSignals",
+) -> None:
     try:
         server, bound, lease = await _start(config, host, port, data, nats_url, signals)
     except StartStopped as stopped:
@@ -432,7 +461,11 @@ async def _start(
 ) -> tuple[VenueServer, int, "VenueLease | None"]:
     """The one-process venue started, the port it listens on, its lease (`--nats`); a start that
     fails or is stopped gives back what it took (the stream it created, the lease)."""
-    lease, journal = await _on_stream(nats_url, data) if nats_url else (None, None)
+    # the stop signals taken first: PostgreSQL (up to `START_WAIT_S`) and NATS are waited for
+    check_store_reachable(config.venue.ledger_postgres, signals.requested)
+    lease, journal = (None, None)
+    if nats_url:
+        lease, journal = await _on_stream(nats_url, data, signals.stopping)
     try:
         server = VenueServer(config, data, journal)
         bound = await server.start(host, port, stop_requested=signals.requested)
@@ -516,8 +549,16 @@ class StopSignals:
         self.received: signal.Signals | None = None
         self.signals = hangup.stop_signals()  # before any handler: SIGHUP ignored stays so
         self._loop = asyncio.get_running_loop()
+        self._previous = {sig: signal.getsignal(sig) for sig in self.signals}
         for sig in self.signals:
             signal.signal(sig, self._noted)
+
+    def restore(self) -> None:
+        """Put back the handlers found: once the loop is closed this one's signal is noted by
+        nobody, so a SIGINT or SIGTERM to a process running on (a test's, the stop's last
+        steps) would be lost. A handler not set from Python (None) is the default's."""
+        for sig, previous in self._previous.items():
+            signal.signal(sig, signal.SIG_DFL if previous is None else previous)
 
     def requested(self) -> bool:
         return self.received is not None
@@ -532,44 +573,71 @@ class StopSignals:
             self._loop.call_soon_threadsafe(_stop_on, sig, self.stopping)
 
 
-# A failure of the stop's own writes (its last snapshot, the clean-stop mark, the journal's or
-# the store's close): the process's own failure, not a refusal of the operator's input.
-STOP_FAILURES: Final = (OSError, sqlite3.Error, psycopg.Error, LedgerStoreError, JournalError)
+# A stop's failures that are the disk's or a service's (NATS, PostgreSQL), not the code's: said
+# in one `fatal` line. sqlite3's and psycopg's ProgrammingError and InterfaceError, a
+# JournalSequenceError or a BatchSequenceError are a bug or a broken invariant: their traceback
+# is logged (until session 29 every `sqlite3.Error`, `psycopg.Error`, `JournalError` and
+# `LedgerStoreError` was the one line, with no traceback).
+IO_FAILURES: Final = (
+    OSError,  # the disk's errors, and a socket's (TimeoutError, ConnectionResetError)
+    sqlite3.OperationalError,  # SQLite's I/O error, full disk, store held
+    psycopg.OperationalError,  # PostgreSQL gone or unreachable
+    JournalUnavailable,  # NATS not answering (`--nats`, a cluster's roles)
+)
 EXIT_FATAL: Final = 70  # as `core.sequencer.exit_fatally`: a restart recovers from the journal
 
 
 class StopFailed(Exception):
-    """A stop whose own writes failed (`STOP_FAILURES`), logged as one `fatal` line: the
-    command exits `EXIT_FATAL`, as a failure while serving does."""
+    """A stop that failed, logged as `fatal`: the command exits `EXIT_FATAL`, as a failure
+    while serving does."""
+
+
+def is_io_failure(error: BaseException) -> bool:
+    """Whether `error` is the disk's or a service's (`IO_FAILURES`), or SQLite's own
+    `DatabaseError` (a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB), not its subclasses for a
+    misuse (ProgrammingError, IntegrityError, InternalError, ...)."""
+    return isinstance(error, IO_FAILURES) or type(error) is sqlite3.DatabaseError
 
 
 async def stop_or_fail(stop: Coroutine[Any, Any, None], data_dir: Path) -> None:
-    """Await `stop`; a failure of its writes is logged in one `fatal` line naming the file or
-    the data directory, and raised as `StopFailed`. Everything acknowledged is in the journal
+    """Await `stop`; a failure of the disk or of a service (`is_io_failure`) is logged in one
+    `fatal` line naming the file, the data directory or the store, any other with its
+    traceback; both are raised as `StopFailed`. Everything acknowledged is in the journal
     (fsynced before any answer left), so the next start recovers it as after a crash. Before
     session 29 a full disk under the last snapshot said `venue: File too large`, exit 2 (a
     refused start's status), and a SQLite error would have been a traceback, exit 1."""
     try:
         await stop
-    except STOP_FAILURES as failed:
-        log.critical(
-            "fatal: the stop failed: %s; nothing acknowledged is lost: the next start"
-            " recovers from the journal",
-            stop_failure(failed, data_dir),
-        )
+    except Exception as failed:
+        if is_io_failure(failed):
+            log.critical(
+                "fatal: the stop failed: %s; nothing acknowledged is lost: the next start"
+                " recovers from the journal",
+                stop_failure(failed, data_dir),
+            )
+        else:  # a bug or a broken invariant: what it broke is not known, so not said
+            log.critical(
+                "fatal: the stop failed: %s (not the disk's or a service's failure: a bug?"
+                " its traceback follows; `venue verify` checks the data directory)",
+                stop_failure(failed, data_dir),
+                exc_info=failed,
+            )
         raise StopFailed(str(failed)) from None
 
 
 def stop_failure(error: BaseException, data_dir: Path) -> str:
     """What failed in a stop, on one line: a file's error names the file; a disk's that names
-    none names the data directory; the SQLite store's names the store."""
-    if isinstance(error, OSError):
-        if error.filename is None:
-            return f"a write in {data_dir} failed: {describe_os_error(error)}"
+    none (`DISK_ERRNOS`) names the data directory; the SQLite store's names the store; any
+    other (a timeout, a connection reset) is said as it is, with its kind."""
+    if isinstance(error, OSError) and error.filename is not None:
         return describe_os_error(error)
+    if isinstance(error, OSError) and error.errno in DISK_ERRNOS:
+        return f"a write in {data_dir} failed: {describe_os_error(error)}"
     if isinstance(error, sqlite3.Error):
         return f"the ledger store {data_dir / LEDGER_FILE}: {one_line(error)}"
-    return f"{type(error).__name__}: {one_line(error)}"
+    said = describe_os_error(error) if isinstance(error, OSError) else one_line(error)
+    kind = type(error).__name__
+    return kind if said == kind else f"{kind}: {said}"
 
 
 def _stop_signal() -> asyncio.Event:
