@@ -1,18 +1,17 @@
 """`venue serve`: run the venue on uvloop until SIGTERM, SIGINT or SIGHUP, then stop cleanly.
 
-Prints where to connect and the configured demo keys, so a newcomer can log on at once;
-logs to stderr (`cli.logs`). Refuses to start, in one line and creating nothing, on a
-port another process holds, a data directory another venue holds, a JetStream stream whose
-lease another venue or a cluster's core holds (`--nats`), a journal or snapshot it cannot
-trust, or a PostgreSQL ledger store it cannot reach (`cli.failures.CommandFailed`); `[limits]
-connections_max` over what its open-file limit can be raised to is lowered to fit, with a
-warning (`fit_open_files`). A
-refusal once the data directory is locked takes back what the start made there, the lock
-file, a new ledger.sqlite and the directory too (`VenueCore`; the lease's files with
-`--nats`: `VenueLease.give_back`, and the stream, if this start created it and it is still
-empty); a file there that is a symbolic link to nothing is
+Prints where to connect and the configured demo keys; logs to stderr (`cli.logs`). The stop
+signals are taken before the start: one during it ends it at its next safe point, the data
+directory given back (`StopSignals`); a stop whose writes fail exits 70 (`stop_or_fail`).
+Refuses to start, in one line and creating nothing, on a port another process holds, a data
+directory another venue holds, a JetStream stream whose lease another venue or a cluster's
+core holds (`--nats`), a journal or snapshot it cannot trust, or a PostgreSQL ledger store it
+cannot reach (`cli.failures.CommandFailed`); `[limits] connections_max` over its open-file
+limit is lowered to fit, with a warning (`fit_open_files`). A refusal once the data directory
+is locked takes back what the start made there (`VenueCore`; with `--nats` the lease's files
+and a stream it created, still empty); a file there that is a symbolic link to nothing is
 refused (docs/gateway.md, "Operating"). A PostgreSQL store not up yet is waited for, up to
-`settlement.pg_store.START_WAIT_S`.
+`settlement.pg_store.START_WAIT_S`, and NATS for the lease, both under the stop signals.
 """
 
 import asyncio
@@ -36,10 +35,12 @@ from cli import hangup, logs
 from cli.failures import CommandFailed, check_data_dir, describe_os_error
 from client import demo_data
 from core import config as venue_config
+from core.jetstream_journal import JournalUnavailable
 from core.journal import JournalError
 from core.venue_core import (
     JOURNAL_FILE,
     LEDGER_FILE,
+    StartStopped,
     check_data_dir_free,
     missing_dirs,
     now_us,
@@ -116,8 +117,6 @@ def run(
     if role != "core":  # a core accepts no clients: only the gateways' caps need the files
         config = fit_open_files(config)
     check_port_free_or_core(role, host, port)  # before the data directory is made or touched
-    if role == "all":
-        check_store_reachable(config.venue.ledger_postgres)  # likewise
     try:
         import uvloop
     except ImportError:  # uvloop is not built for every platform: plain asyncio then
@@ -133,6 +132,8 @@ def run(
         serving = _serve(config, host, port, data_dir, nats_url)
     try:
         runner(serving)
+    except StopFailed:  # said in its `fatal` line
+        return EXIT_FATAL
     except JournalError as refused:  # corruption before the tail, a locked journal: say where
         raise CommandFailed(f"cannot start: {refused}") from None
     except venue_config.ConfigError as invalid:  # a venue built from it (the cluster's core)
@@ -271,18 +272,22 @@ def _nats_url_problem(item: str) -> str | None:
     return None
 
 
-def check_store_reachable(dsn: str) -> None:
+def check_store_reachable(dsn: str, stop_requested: Callable[[], bool]) -> None:
     """Refuse a PostgreSQL ledger store that cannot be reached (or a DSN that does not parse),
     before the data directory is made: the venue opens its store only once it holds the
     directory, with a journal begun there. One still starting up (or not listening yet) is
-    waited for first, up to `START_WAIT_S` (`wait_until_up`). An empty `dsn`, the SQLite
-    file, always is reachable."""
+    waited for first, up to `START_WAIT_S` (`wait_until_up`), unless `stop_requested` says
+    so meanwhile: `StartStopped` (the stop signals are taken before this wait: until session
+    29 it came before them, and a SIGTERM during it killed the venue). An empty `dsn`, the
+    SQLite file, always is reachable."""
     if not dsn:
         return
     try:
-        wait_until_up(dsn)
+        up = wait_until_up(dsn, stop_requested=stop_requested)
     except psycopg.Error as refused:
         raise CommandFailed(f"cannot start: the ledger store: {one_line(refused)}") from None
+    if not up:
+        raise StartStopped("while it waited for the ledger store's PostgreSQL")
 
 
 def check_port_free_or_core(role: str, host: str, port: int) -> None:
@@ -290,24 +295,35 @@ def check_port_free_or_core(role: str, host: str, port: int) -> None:
         check_port_free(host, port)
 
 
-async def _on_stream(urls: str, data: Path) -> tuple["VenueLease", "JetStreamJournal"]:
+async def _on_stream(
+    urls: str, data: Path, stopping: asyncio.Event
+) -> tuple["VenueLease", "JetStreamJournal"]:
     """The lease, then the JetStream journal at `urls` (opened once the lease is held, so it
     reads the stream's end with nobody else writing). Refused, in one line and creating
     nothing: a data directory another venue holds (checked first, as without `--nats`),
     NATS unreachable, the lease held by another venue or a cluster's core, a stream with
-    gaps."""
+    gaps. `stopping` set while the lease is taken (NATS retried for seconds while it does not
+    answer, a dead run's lease waited out) ends that at once, given back: `StartStopped`.
+    The journal's open, NATS answering by then, is not raced: its thread cannot be stopped,
+    and the start's first safe point comes right after it."""
     from core.jetstream_journal import JetStreamJournal  # nats-py only when asked for
     from core.venue_lease import VenueLease, holder_name
 
     check_data_dir_free(data)
     lease = VenueLease(urls, holder_name(data), data_dir=data)
-    await lease.take()
+    if await _unless_stopped(_taken(lease), stopping) is None:  # given back by `take`
+        raise StartStopped("while it took the lease of the stream on NATS")
     try:
         journal = await asyncio.get_running_loop().run_in_executor(None, JetStreamJournal, urls)
     except BaseException:
         await lease.give_back()
         raise
     return lease, journal
+
+
+async def _taken(lease: "VenueLease") -> "VenueLease":
+    await lease.take()
+    return lease
 
 
 async def _delete_new_stream(urls: str) -> None:
@@ -387,26 +403,33 @@ async def _serve(
     nats_url: str = "",
 ) -> None:
     """The one-process venue; with `nats_url`, its journal the stream there, under the lease
-    (released at a clean stop, or when the start fails)."""
+    (released at a clean stop, or when the start fails). The stop signals are taken from
+    before the start (`StopSignals`): one that comes while the venue recovers or is built
+    stops the start at its next safe point, the data directory given back (`StartStopped`).
+    Their handlers are put back as they were once it ends (`StopSignals.restore`)."""
     data = data_dir or Path(config.venue.data_dir)
-    lease, journal = await _on_stream(nats_url, data) if nats_url else (None, None)
+    signals = StopSignals()
     try:
-        server = VenueServer(config, data, journal)
-        bound = await server.start(host, port)
-    except BaseException as failed:
-        if journal is not None and journal.created:  # still held: nobody appended since
-            await _delete_new_stream(nats_url)
-        if lease is not None:  # a start that failed: the next need not wait for the TTL,
-            await lease.give_back()  # and the data directory is as it was (the core's too)
-        if isinstance(failed, OSError):  # the port taken since the check, a disk error
-            raise CommandFailed(start_refused(failed, host, port, data)) from None
-        if isinstance(failed, sqlite3.Error):  # the start's only: not the stop's, below
-            raise CommandFailed(sqlite_store_refused(data, failed)) from None
-        raise
+        await _serve_until_stopped(config, host, port, data, nats_url, signals)
+    finally:
+        signals.restore()
+
+
+async def _serve_until_stopped(
+    config: venue_config.VenueConfig,
+    host: str,
+    port: int,
+    data: Path,
+    nats_url: str,
+    signals: "StopSignals",
+) -> None:
+    try:
+        server, bound, lease = await _start(config, host, port, data, nats_url, signals)
+    except StartStopped as stopped:
+        hangup.say_after_stop(f"tokenvenue stopped before it started ({stopped})")
+        return
     demo_data.disown(data)  # a demo's directory served on: its data is a venue's now
     settle_heap()
-    # Before the banner: a supervisor may stop the venue as soon as it says it listens.
-    stopping = _stop_signal()
     at = authority(host, bound)
     print(f"tokenvenue listening: ws://{at}/ws/trade  ws://{at}/ws/public")
     print(f"  ledger store: {describe_store(config)}")
@@ -418,14 +441,45 @@ async def _serve(
         # only a published demo key's secret: stdout is a supervisor's log (journald)
         secret = key.secret if (key.key, key.secret) in PUBLISHED_KEYS else "(in the config file)"
         print(f"  api key {key.key:<16} secret {secret:<24} scopes {','.join(key.scopes)}")
-    print(hangup.how_to_stop(hangup.stop_signals()), flush=True)
-    await stopping.wait()
+    print(hangup.how_to_stop(signals.signals), flush=True)
+    await signals.stopping.wait()
     try:
-        await server.stop()
+        await stop_or_fail(server.stop(), data)
     finally:
         if lease is not None:  # after the last write: the next venue takes it at once
             await lease.release()
     hangup.say_after_stop("tokenvenue stopped cleanly")
+
+
+async def _start(
+    config: venue_config.VenueConfig,
+    host: str,
+    port: int,
+    data: Path,
+    nats_url: str,
+    signals: "StopSignals",
+) -> tuple[VenueServer, int, "VenueLease | None"]:
+    """The one-process venue started, the port it listens on, its lease (`--nats`); a start that
+    fails or is stopped gives back what it took (the stream it created, the lease)."""
+    # the stop signals taken first: PostgreSQL (up to `START_WAIT_S`) and NATS are waited for
+    check_store_reachable(config.venue.ledger_postgres, signals.requested)
+    lease, journal = (None, None)
+    if nats_url:
+        lease, journal = await _on_stream(nats_url, data, signals.stopping)
+    try:
+        server = VenueServer(config, data, journal)
+        bound = await server.start(host, port, stop_requested=signals.requested)
+    except BaseException as failed:
+        if journal is not None and journal.created:  # still held: nobody appended since
+            await _delete_new_stream(nats_url)
+        if lease is not None:  # a start that failed: the next need not wait for the TTL,
+            await lease.give_back()  # and the data directory is as it was (the core's too)
+        if isinstance(failed, OSError):  # the port taken since the check, a disk error
+            raise CommandFailed(start_refused(failed, host, port, data)) from None
+        if isinstance(failed, sqlite3.Error):  # the start's only: the stop's is `stop_or_fail`
+            raise CommandFailed(sqlite_store_refused(data, failed)) from None
+        raise
+    return server, bound, lease
 
 
 # A write's errors that are the disk's, never a listener's: an `os.write` or `fsync` that fails
@@ -481,6 +535,111 @@ def remove_if_empty(made: list[Path]) -> None:
             return
 
 
+class StopSignals:
+    """The stop signals (`hangup.stop_signals`) of `venue serve`'s one-process venue, taken
+    before its start. Each is noted at once by a handler of Python's own, which runs between
+    bytecodes, so also while a replay holds the event loop for minutes (a handler of the
+    loop's runs only once the loop runs again: until session 29 the handlers were installed
+    after the start, and a SIGTERM during it killed the venue, 143, with no line); the loop
+    is then told (`_stop_on`: logged once, `stopping` set). A start asks `requested` at its
+    safe points (`core.recovery`); a venue serving waits for `stopping`."""
+
+    def __init__(self) -> None:
+        self.stopping = asyncio.Event()
+        self.received: signal.Signals | None = None
+        self.signals = hangup.stop_signals()  # before any handler: SIGHUP ignored stays so
+        self._loop = asyncio.get_running_loop()
+        self._previous = {sig: signal.getsignal(sig) for sig in self.signals}
+        for sig in self.signals:
+            signal.signal(sig, self._noted)
+
+    def restore(self) -> None:
+        """Put back the handlers found: once the loop is closed this one's signal is noted by
+        nobody, so a SIGINT or SIGTERM to a process running on (a test's, the stop's last
+        steps) would be lost. A handler not set from Python (None) is the default's."""
+        for sig, previous in self._previous.items():
+            signal.signal(sig, signal.SIG_DFL if previous is None else previous)
+
+    def requested(self) -> bool:
+        return self.received is not None
+
+    def _noted(self, signum: int, _frame: object) -> None:
+        sig = signal.Signals(signum)
+        if sig == signal.SIGHUP:  # at once: a replay's lines must not fail on a closed terminal
+            hangup.detach_hung_up_terminal()
+        if self.received is None:
+            self.received = sig
+        with contextlib.suppress(RuntimeError):  # the loop closed: the run is over
+            self._loop.call_soon_threadsafe(_stop_on, sig, self.stopping)
+
+
+# A stop's failures that are the disk's or a service's (NATS, PostgreSQL), not the code's: said
+# in one `fatal` line. sqlite3's and psycopg's ProgrammingError and InterfaceError, a
+# JournalSequenceError or a BatchSequenceError are a bug or a broken invariant: their traceback
+# is logged (until session 29 every `sqlite3.Error`, `psycopg.Error`, `JournalError` and
+# `LedgerStoreError` was the one line, with no traceback).
+IO_FAILURES: Final = (
+    OSError,  # the disk's errors, and a socket's (TimeoutError, ConnectionResetError)
+    sqlite3.OperationalError,  # SQLite's I/O error, full disk, store held
+    psycopg.OperationalError,  # PostgreSQL gone or unreachable
+    JournalUnavailable,  # NATS not answering (`--nats`, a cluster's roles)
+)
+EXIT_FATAL: Final = 70  # as `core.sequencer.exit_fatally`: a restart recovers from the journal
+
+
+class StopFailed(Exception):
+    """A stop that failed, logged as `fatal`: the command exits `EXIT_FATAL`, as a failure
+    while serving does."""
+
+
+def is_io_failure(error: BaseException) -> bool:
+    """Whether `error` is the disk's or a service's (`IO_FAILURES`), or SQLite's own
+    `DatabaseError` (a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB), not its subclasses for a
+    misuse (ProgrammingError, IntegrityError, InternalError, ...)."""
+    return isinstance(error, IO_FAILURES) or type(error) is sqlite3.DatabaseError
+
+
+async def stop_or_fail(stop: Coroutine[Any, Any, None], data_dir: Path) -> None:
+    """Await `stop`; a failure of the disk or of a service (`is_io_failure`) is logged in one
+    `fatal` line naming the file, the data directory or the store, any other with its
+    traceback; both are raised as `StopFailed`. Everything acknowledged is in the journal
+    (fsynced before any answer left), so the next start recovers it as after a crash. Before
+    session 29 a full disk under the last snapshot said `venue: File too large`, exit 2 (a
+    refused start's status), and a SQLite error would have been a traceback, exit 1."""
+    try:
+        await stop
+    except Exception as failed:
+        if is_io_failure(failed):
+            log.critical(
+                "fatal: the stop failed: %s; nothing acknowledged is lost: the next start"
+                " recovers from the journal",
+                stop_failure(failed, data_dir),
+            )
+        else:  # a bug or a broken invariant: what it broke is not known, so not said
+            log.critical(
+                "fatal: the stop failed: %s (not the disk's or a service's failure: a bug?"
+                " its traceback follows; `venue verify` checks the data directory)",
+                stop_failure(failed, data_dir),
+                exc_info=failed,
+            )
+        raise StopFailed(str(failed)) from None
+
+
+def stop_failure(error: BaseException, data_dir: Path) -> str:
+    """What failed in a stop, on one line: a file's error names the file; a disk's that names
+    none (`DISK_ERRNOS`) names the data directory; the SQLite store's names the store; any
+    other (a timeout, a connection reset) is said as it is, with its kind."""
+    if isinstance(error, OSError) and error.filename is not None:
+        return describe_os_error(error)
+    if isinstance(error, OSError) and error.errno in DISK_ERRNOS:
+        return f"a write in {data_dir} failed: {describe_os_error(error)}"
+    if isinstance(error, sqlite3.Error):
+        return f"the ledger store {data_dir / LEDGER_FILE}: {one_line(error)}"
+    said = describe_os_error(error) if isinstance(error, OSError) else one_line(error)
+    kind = type(error).__name__
+    return kind if said == kind else f"{kind}: {said}"
+
+
 def _stop_signal() -> asyncio.Event:
     """An event set by the first stop signal (`hangup.stop_signals`), which is logged: SIGHUP
     (the terminal closed) stops as cleanly as SIGTERM, where its default action killed the
@@ -521,7 +680,7 @@ async def _serve_core(
         print(f"tokenvenue core {name} active at seq {active.sequencer.last_seq}", flush=True)
         print(f"  ledger store: {describe_store(config)}", flush=True)
         await stopping.wait()
-    await core.stop()
+    await stop_or_fail(core.stop(), data_dir)
     hangup.say_after_stop(f"tokenvenue core {name} stopped cleanly")
 
 
@@ -562,5 +721,5 @@ async def _serve_gateway(
     print(f"tokenvenue gateway {name}: ws://{at}/ws/trade  ws://{at}/ws/public")
     print(f"  NATS {nats_url}, replica at seq {server.core.sequencer.last_seq}", flush=True)
     await stopping.wait()
-    await server.stop()
+    await stop_or_fail(server.stop(), data_dir)
     hangup.say_after_stop(f"tokenvenue gateway {name} stopped cleanly")

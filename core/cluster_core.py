@@ -52,7 +52,7 @@ from core.nats_bus import (
     die,
     server_list,
 )
-from core.sequencer import Executed
+from core.sequencer import Executed, describe_failure
 from core.stream_follow import StreamFollow
 from core.venue_core import VenueCore, WarmStart
 from engine.book import Order
@@ -359,7 +359,27 @@ class ClusterCore:
     async def activate(self, stopping: asyncio.Event | None = None) -> VenueCore | None:
         """Recover the venue from the stream and start taking the gateways' commands; first
         wait, holding the lease, for a PostgreSQL ledger store to answer (None: `stopping`
-        was set meanwhile)."""
+        was set meanwhile). A start refused or failed (its store damaged, its data directory
+        held, a snapshot ahead of the stream) gives the lease up before its error is raised:
+        a standby takes over at once, not once the term ends (until session 29 it waited the
+        whole TTL, renewed meanwhile by this process's lease thread). A cleanup that fails
+        itself is logged, and the start's own error raised: a `core.stop()` that fails then
+        skips the lease's release (`stop` releases it after the core's stop), and the standby
+        waits out the term, as before session 29."""
+        assert self.nc is not None and self.lease is not None, "the lease is held first"
+        try:
+            return await self._activate(stopping)
+        except BaseException:
+            try:
+                await self.stop()  # the lease, the connection, and a core that had started
+            except BaseException as failure:  # a cancel too: the start's error is the one
+                log.warning(  # to report (a CancelledError raised here hid it)
+                    "the core did not stop cleanly after its failed start",
+                    extra={"core": self.name, "error": describe_failure(failure)},
+                )
+            raise  # the start's own error, the one being handled
+
+    async def _activate(self, stopping: asyncio.Event | None) -> VenueCore | None:
         assert self.nc is not None and self.lease is not None, "the lease is held first"
         await self.lease.keep()  # on its thread: renewed while the recovery holds this loop
         if not await self._wait_for_store(stopping or asyncio.Event()):
@@ -369,15 +389,19 @@ class ClusterCore:
         if warm is None:
             self.cod_orders.restore([])  # rebuilt by the cold recovery (snapshot, replay)
         journal = await loop.run_in_executor(None, JetStreamJournal, self.servers)
-        core = VenueCore(
-            self.config,
-            self.data_dir,
-            CoreGatewayPart(self.codec, self.cod_orders),
-            journal=journal,
-            codec=self.codec,
-        )
-        self.core = core
-        await core.start(warm)
+        try:
+            core = VenueCore(
+                self.config,
+                self.data_dir,
+                CoreGatewayPart(self.codec, self.cod_orders),
+                journal=journal,
+                codec=self.codec,
+            )
+        except BaseException:  # refused before its start (a damaged epochs.json): not closed
+            await loop.run_in_executor(None, journal.close)  # (a second close does nothing)
+            raise
+        await core.start(warm)  # refused: its files closed and the data directory given back
+        self.core = core  # started: what a failure from here on stops
         core.start_tasks()
         await self.nc.subscribe(SUBMIT_SUBJECT, cb=self._on_submissions)
         await self._announce()

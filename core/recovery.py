@@ -7,11 +7,15 @@ needs only then (the transfers the store may lack). It sets the core's venue, le
 store as it finds them, and refuses a start the files disagree on through the core
 (`VenueCore._refuse`), which then gives the data directory back. Made once per start.
 A long replay says how far it is (`ReplayProgress`): a line every `PROGRESS_INTERVAL_S`.
+A stop asked for meanwhile ends the start at its next safe point (`StartStopped`, before any
+command of the start): within `PROGRESS_CHECK_RECORDS` records of a replay, or one
+`CATCH_UP_CHUNK_TRANSFERS` of the store's catch-up.
 """
 
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from core import config as venue_config
@@ -37,6 +41,9 @@ PROGRESS_INTERVAL_S = 5.0
 # The clock is read once per this many records, not per record: a replay runs ~100,000
 # records a second, so the line is at most ~10 ms late.
 PROGRESS_CHECK_RECORDS = 1_000
+# The store's catch-up (its rebuild from the journal: every transfer) is handed to its thread
+# in chunks of this many, a stop asked for checked between them: ~0.3 s of its writes each.
+CATCH_UP_CHUNK_TRANSFERS = 100_000
 UNAPPLIED_WHY = (
     "the venue exists: [[assets]], [[instruments]], [[reserves]] and [[accounts]] build it once,"
     " on its first start; add these with venue admin list-asset, list-instrument,"
@@ -47,8 +54,10 @@ UNAPPLIED_WHY = (
 class Recovery:
     """One start of `core`: what `run` recovers or builds, in the order it always had."""
 
-    def __init__(self, core: "VenueCore") -> None:
+    def __init__(self, core: "VenueCore", stop_requested: Callable[[], bool] | None = None) -> None:
+        """`stop_requested`: asked at the start's safe points (`_stop_if_requested`)."""
         self.core = core
+        self._stop_requested = stop_requested or _never
         # the core's parts that a start never replaces (its venue, ledger and store it does)
         self.config = core.config
         self.data_dir = core.data_dir
@@ -60,6 +69,7 @@ class Recovery:
     async def run(self, warm: "WarmStart | None") -> None:
         """Recover, take `warm`, or build (`VenueCore.start` says which when)."""
         started = time.perf_counter()
+        self._stop_if_requested("before its recovery")
         snapshots.remove_stray(self.data_dir)  # ours alone: venue.lock is held
         image = snapshots.latest(self.data_dir)  # before the store: a refusal makes no store
         if image is not None:  # also for a replay from the journal's start (store behind)
@@ -97,13 +107,13 @@ class Recovery:
             replayed = self.sequencer.recover(
                 after,
                 on_replayed=self._replayed,
-                on_progress=self._progress.reached,
+                on_progress=self._replay_progress,
                 progress_records=PROGRESS_CHECK_RECORDS,
             )
         finally:
             self.core._recovering = False
+        self._stop_if_requested(f"after replaying the journal to seq {self.sequencer.last_seq}")
         await self._refuse_store_ahead()
-        self.core._record_epoch()  # once the start is not refused: a refused one leaves no epoch
         if image is not None or warm is not None or replayed:
             elapsed_ms = round((time.perf_counter() - started) * 1e3, 1)
             journal = {
@@ -115,10 +125,30 @@ class Recovery:
             log.info("recovered", extra=fields | {"ms": elapsed_ms})
             self._say_unapplied_entries()
             await self._catch_up_store()
+            self._stop_if_requested("after the ledger store's catch-up")  # the last chance
+            # After the last refusal (the store's, in its catch-up too), before the first
+            # command: a refused start leaves epochs.json as it found it (until session 29 it
+            # was recorded before the catch-up, whose refusal left this start's entry).
+            self.core._record_epoch()
             await self._journal_outage()  # the first command of the start (see there)
             await self._journal_rules(building=False)
         else:
             await self._build_from_config()
+
+    def _replay_progress(self, seq: int, count: int) -> None:
+        """Every `PROGRESS_CHECK_RECORDS` records replayed: the progress line, if due, and a
+        stop asked for meanwhile (a replay of millions of records holds the loop for
+        minutes, and a supervisor's SIGTERM must not wait for its end, nor kill it)."""
+        self._progress.reached(seq, count)
+        last_seq = self._progress.last_seq
+        self._stop_if_requested(f"while replaying the journal, at seq {seq} of {last_seq}")
+
+    def _stop_if_requested(self, where: str) -> None:
+        """`StartStopped` if a stop was asked for: called only where the start has written
+        nothing it would leave half done, and before its first command, so that
+        `VenueCore.start` gives the data directory back as a refused start does."""
+        if self._stop_requested():
+            raise core_module.StartStopped(where)
 
     def _say_unapplied_entries(self) -> None:
         """A warning naming the build tables' entries the recovered venue lacks: an operator
@@ -277,7 +307,11 @@ class Recovery:
         started = time.perf_counter()
         fields = {"store_last_transfer": stored, "transfers": len(booked)}
         log.info("ledger store catching up", extra=fields)
-        await self.core._on_store(self.core.writer.write, booked)
+        for first in range(0, len(booked), CATCH_UP_CHUNK_TRANSFERS):
+            chunk = booked[first : first + CATCH_UP_CHUNK_TRANSFERS]
+            await self.core._on_store(self.core.writer.write, chunk)
+            done = f"{first + len(chunk)} of {len(booked)} transfers booked"
+            self._stop_if_requested(f"while catching the ledger store up ({done})")
         elapsed_ms = round((time.perf_counter() - started) * 1e3, 1)
         log.info("ledger store caught up", extra=fields | {"ms": elapsed_ms})
 
@@ -298,6 +332,8 @@ class Recovery:
             fields = {"command": "list_instrument", "reason": ErrorCode.MATURITY_PASSED.name}
             fields |= {"symbol": left.symbol, "detail": left.detail()}
             log.warning("config entry refused", extra=fields)
+        self._stop_if_requested("before building the venue from the config")  # the last
+        self.core._record_epoch()  # after the config's refusal, before the first command
         await self._journal_rules(building=True)  # first: the setup's deposits are under it
         for command in commands:
             executed = self.sequencer.submit(command, origin=None)
@@ -311,6 +347,10 @@ class Recovery:
                 log.warning("config entry refused", extra=_refusal_fields(refused))
         await self.sequencer.drain()
         log.info("built from the config", extra={"commands": len(commands)})
+
+
+def _never() -> bool:
+    return False
 
 
 def _refusal_fields(refused: CommandRejected) -> dict[str, Any]:

@@ -75,6 +75,13 @@ class RecoveryRefused(JournalError):
     """The data directory's files disagree in a way replay cannot settle: never guess."""
 
 
+class StartStopped(Exception):
+    """A stop was asked for (`venue serve`'s stop signals) while the venue started: the start
+    stopped at its next safe point (`core.recovery`) and gave the data directory back, as a
+    refused start does. Nothing was accepted yet, so nothing acknowledged is lost. The
+    message says where the start was."""
+
+
 class VenueCore:
     """The core's state and machinery around the pure engine, for one data dir."""
 
@@ -162,13 +169,16 @@ class VenueCore:
 
     # ----------------------------------------------------------------- lifecycle
 
-    async def start(self, warm: "WarmStart | None" = None) -> None:
+    async def start(
+        self, warm: "WarmStart | None" = None, *, stop_requested: Callable[[], bool] | None = None
+    ) -> None:
         """Recover the venue from the latest snapshot and the journal, or build it. A `warm`
         state (a standby's copy, kept from the journal) stands in for the snapshot when it
         is as new: only the journal after it is replayed. A start refused (or failed) gives
-        the data directory back as it found it (`_give_back`)."""
+        the data directory back as it found it (`_give_back`); so does one told to stop
+        (`stop_requested` true at one of its safe points: `StartStopped`)."""
         try:
-            await recovery.Recovery(self).run(warm)
+            await recovery.Recovery(self, stop_requested).run(warm)
         except BaseException:
             await self._close_files()
             self._give_back()

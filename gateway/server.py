@@ -209,10 +209,16 @@ class VenueServer:
 
     # ----------------------------------------------------------------- lifecycle
 
-    async def start(self, host: str, port: int) -> int:
-        """Recover or build the venue, then listen; the port actually bound."""
+    async def start(
+        self, host: str, port: int, *, stop_requested: Callable[[], bool] | None = None
+    ) -> int:
+        """Recover or build the venue, then listen; the port actually bound. An embedded
+        core's start asks `stop_requested` at its safe points (`VenueCore.start`)."""
         first_seq = first_seq_of_start(self.core)
-        await self.core.start()
+        if self._embedded:
+            await self.core.start(stop_requested=stop_requested)
+        else:  # a replica of the stream: its wait for NATS is `_unless_stopped`'s to end
+            await self.core.start()
         cod_done = not self._embedded  # the crash's cod cancels are made (a cluster's: its core)
         try:
             self.dispatcher.placed.adopt_quotes()  # the quote sets' live quotes, as recovered

@@ -193,18 +193,21 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
 
 
-def wait_until_up(dsn: str, wait_s: float = START_WAIT_S) -> None:
-    """Return once PostgreSQL at `dsn` accepts a connection. While it refuses connections or
+def wait_until_up(
+    dsn: str, wait_s: float = START_WAIT_S, stop_requested: Callable[[], bool] = lambda: False
+) -> bool:
+    """True once PostgreSQL at `dsn` accepts a connection. While it refuses connections or
     says it is starting up (`_NOT_UP_YET`), try again every `RECONNECT_POLL_S` for up to
     `wait_s`, saying so in one log line; then raise `psycopg.OperationalError` saying how
     long it was waited for. Any other failure (a password or role refused, a database that
-    does not exist, a DSN that does not parse) is raised at once."""
+    does not exist, a DSN that does not parse) is raised at once. False, at once, when
+    `stop_requested()` says so before an attempt (`venue serve` stopped while it waits)."""
     deadline = time.monotonic() + wait_s
     waiting = False
-    while True:
+    while not stop_requested():
         try:
             psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S).close()
-            return
+            return True
         except psycopg.OperationalError as refused:
             if not any(text in str(refused) for text in _NOT_UP_YET):
                 raise
@@ -222,6 +225,7 @@ def wait_until_up(dsn: str, wait_s: float = START_WAIT_S) -> None:
                     wait_s,
                 )
         time.sleep(RECONNECT_POLL_S)
+    return False
 
 
 def _reconnecting(method: Callable[_Parameters, _Result]) -> Callable[_Parameters, _Result]:

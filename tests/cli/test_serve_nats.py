@@ -7,15 +7,21 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+import nats
 import pytest
 
+from cli import serve as serve_module
 from client.sdk import VenueClient
 from cluster.nats import NatsCluster, free_ports
+from core import config as venue_config
+from core.cluster_core import LEASE_TTL_S
 from core.jetstream_journal import STREAM_DEFAULT, JetStreamJournal, JournalStreamMissing
+from core.lease import Lease
 from tests.cli.test_main import (
     CONFIG,
     RUN_TIMEOUT_S,
@@ -26,7 +32,7 @@ from tests.cli.test_main import (
     venue,
 )
 from tests.conftest import KEYS
-from tests.sample_config import bill_dates
+from tests.sample_config import SAMPLE_CONFIG, bill_dates
 
 SYMBOL = "AAPLx-USD"
 CORE_LINES_MAX = 40  # a core says it is active or standby within its first few lines
@@ -403,3 +409,71 @@ def test_a_cluster_core_taking_over_a_venues_stream_stops_in_one_line(
     assert "Traceback" not in errors, errors
     assert "journal record 1 is not a cluster's record" in errors, errors
     assert "written by `venue serve --nats`" in errors, errors
+    assert asyncio.run(asyncio.wait_for(lease_holder(nats_node.url), 30)) is None
+
+
+async def lease_holder(url: str) -> str | None:
+    """Who holds the cluster's core lease now (None: nobody, a standby takes it at once)."""
+    nc = await nats.connect(url)
+    try:
+        lease = await Lease.open(nc.jetstream(timeout=1.0), "reader", ttl_s=LEASE_TTL_S)
+        return await lease.holder_now()
+    finally:
+        await nc.close()
+
+
+def test_a_core_refused_at_its_start_gives_its_lease_up_at_once(
+    tmp_path: Path, nats_node: NatsCluster
+) -> None:
+    """The finding (session 28's closing note): a core that took the lease and was then
+    refused at its start (here its SQLite ledger store is no database) exited 2 holding it,
+    so a standby waited out the term (`LEASE_TTL_S`, 10 s) before it could take over. The
+    refused core gives it up before it exits: nobody holds it once the refusal is said."""
+    data_dir = tmp_path / "core-a"
+    data_dir.mkdir()
+    (data_dir / "ledger.sqlite").write_bytes(b"not a database, only text on its first page " * 99)
+    core = start_core(tmp_path, "core-a", nats_node.url)
+    _, errors = core.communicate(timeout=RUN_TIMEOUT_S)
+    assert core.returncode == 2, errors
+    assert "Traceback" not in errors, errors
+    assert "venue: cannot start: the ledger store" in errors.splitlines()[-1], errors
+    assert "holding the lease: active core" in errors, "refused once it held the lease"
+    assert asyncio.run(asyncio.wait_for(lease_holder(nats_node.url), 30)) is None
+
+
+def test_a_sigterm_while_it_connects_to_nats_stops_the_start_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The review's finding (a regression of session 29): with `--nats`, a stop signal while
+    the lease's connection to NATS was tried (`CONNECT_TIMEOUT_S` a server, 5 s, and retried)
+    was held back until that ended, and the venue then exited 2, `cannot reach NATS`. The
+    taking of the lease is raced against the stop now: the start ends at once, given back,
+    as a stop during a replay does. NATS here is a listener that never says its INFO, so
+    nats-py waits on it; the signal goes to this process's main thread once it is connected
+    to. In this process: `_serve`, its stop signals' handlers put back after it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(RUN_TIMEOUT_S)  # bounded: the venue connects at once or never
+    connected: list[socket.socket] = []
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+
+    def stop_once_connected() -> None:
+        connected.append(listener.accept()[0])  # kept open: nats-py waits for its INFO
+        signal.pthread_kill(main_thread, signal.SIGTERM)
+
+    stopper = threading.Thread(target=stop_once_connected)
+    stopper.start()
+    data_dir = tmp_path / "data"
+    url = f"nats://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        asyncio.run(
+            serve_module._serve(venue_config.load(SAMPLE_CONFIG), "127.0.0.1", 0, data_dir, url)
+        )
+    finally:
+        stopper.join(RUN_TIMEOUT_S)
+        for connection in connected:
+            connection.close()
+        listener.close()
+    stopped = "tokenvenue stopped before it started (while it took the lease of the stream on NATS)"
+    assert capsys.readouterr().out.splitlines()[-1] == stopped
+    assert not data_dir.exists()  # nothing made, nothing left

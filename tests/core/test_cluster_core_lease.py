@@ -5,6 +5,7 @@ stop itself the moment it is active. A real nats-server (one node, its own ports
 a `ClusterCore` in this process, its TTL shortened."""
 
 import asyncio
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -84,3 +85,35 @@ def test_a_recovery_that_holds_the_loop_past_a_term_keeps_the_lease(
     asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
     assert won == [], "a standby took the lease while the core recovered"
     assert deaths == []
+
+
+def test_a_cancel_during_a_failed_starts_cleanup_does_not_hide_the_starts_error(
+    node: NatsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review's finding: `activate`'s cleanup after a failed start (the lease given up,
+    the connection closed) caught `Exception` alone, so a cancel arriving during it raised
+    `CancelledError` in place of the start's own error (here a ledger store that is no
+    database), which then went unsaid. The cleanup's cancel is logged and the start's error
+    raised. The cancel comes at the cleanup's last await, once the real stop is done."""
+    stop = cluster_core.ClusterCore.stop
+
+    async def stop_then_cancelled(self: cluster_core.ClusterCore) -> None:
+        await stop(self)  # the lease and the connection given back
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await asyncio.sleep(0)  # the cancel lands here
+
+    monkeypatch.setattr(cluster_core.ClusterCore, "stop", stop_then_cancelled)
+    data_dir = tmp_path / "core"
+    data_dir.mkdir()
+    (data_dir / "ledger.sqlite").write_bytes(b"not a database, only text on its first page " * 99)
+    config = venue_config.load(SAMPLE_CONFIG)
+
+    async def scenario() -> None:
+        core = cluster_core.ClusterCore(config, data_dir, node.url, "core-a")
+        assert await core.wait_for_lease(asyncio.Event())
+        with pytest.raises(sqlite3.DatabaseError, match="not a database"):
+            await core.activate()
+
+    asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))

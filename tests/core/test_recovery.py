@@ -1,8 +1,10 @@
 """core/recovery.py: what a start says while it replays a long journal, and of the file's
-build entries it does not apply."""
+build entries it does not apply; what a start refused after its recovery, or stopped during
+it, leaves."""
 
 import asyncio
 import logging
+import sqlite3
 from pathlib import Path
 
 import msgspec
@@ -10,6 +12,7 @@ import pytest
 
 from core import config as venue_config
 from core import recovery
+from core.venue_core import StartStopped
 from engine.commands import SetReferencePrice
 from gateway.server import VenueServer
 from tests.conftest import start_venue
@@ -127,3 +130,76 @@ def test_a_restart_names_the_build_entries_its_file_added_that_the_venue_lacks(
         assert line["assets"] == ["GOLDx"]
         assert line["accounts"] == [77]
         assert "venue admin list-asset, list-instrument, open-account" in line["why"]
+
+
+def _damage_table(store: Path, table: str) -> None:
+    """Overwrite the root page of `table` in the SQLite file `store` (closed, its WAL merged)
+    with 0xFF: the file opens and its other tables read, but a read of `table` fails
+    (`database disk image is malformed`), as a store damaged on its disk does."""
+    reader = sqlite3.connect(store)
+    try:
+        page_bytes = reader.execute("PRAGMA page_size").fetchone()[0]
+        query = "SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = ?"
+        root_page = reader.execute(query, (table,)).fetchone()[0]
+    finally:
+        reader.close()
+    with store.open("r+b") as file:
+        file.seek((root_page - 1) * page_bytes)
+        file.write(b"\xff" * page_bytes)
+
+
+def test_a_start_refused_after_its_recovery_leaves_epochs_json_as_it_found_it(
+    tmp_path: Path,
+) -> None:
+    """The finding (session 28's closing note): a restart refused after the journal was
+    replayed (here a store whose `assets` table is damaged, read first by the store's
+    catch-up) had recorded its epoch already: `epochs.json` gained an entry for a start that
+    never ran. It is recorded now after the last refusal, before the start's first command:
+    the refused start leaves every file of the data directory as it found it."""
+    data_dir = tmp_path / "data"
+
+    async def start_and_stop() -> None:
+        venue = await start_venue(data_dir)
+        await venue.server.stop()
+
+    asyncio.run(start_and_stop())
+    _damage_table(data_dir / "ledger.sqlite", "assets")
+    before = {path.name: path.read_bytes() for path in data_dir.iterdir()}
+    with pytest.raises(sqlite3.DatabaseError, match="malformed"):
+        asyncio.run(start_and_stop())
+    after = {path.name: path.read_bytes() for path in data_dir.iterdir()}
+    assert after.keys() == before.keys()
+    assert after["epochs.json"] == before["epochs.json"]  # one start's entry, the first's
+    assert after == before
+
+
+def test_a_stop_asked_for_during_the_replay_ends_the_start_leaving_the_directory_as_found(
+    tmp_path: Path,
+) -> None:
+    """`venue serve`'s stop signals reach a start at its safe points (`stop_requested`): in a
+    replay, at the next progress check; the start gives the data directory back, as a refused
+    one does. Here the stop is asked for once the replay has begun."""
+    data_dir = tmp_path / "data"
+    asyncio.run(_journal_of_many_commands(data_dir))
+    before = {path.name: path.read_bytes() for path in data_dir.iterdir()}
+
+    async def start() -> None:
+        server = VenueServer(venue_config.load(SAMPLE_CONFIG), data_dir)
+        await server.start("127.0.0.1", 0, stop_requested=lambda: server.core._recovering)
+
+    checked = recovery.PROGRESS_CHECK_RECORDS
+    with pytest.raises(StartStopped, match=f"while replaying the journal, at seq {checked} of"):
+        asyncio.run(start())
+    assert {path.name: path.read_bytes() for path in data_dir.iterdir()} == before
+
+
+def test_a_stop_asked_for_before_a_build_leaves_no_data_directory(tmp_path: Path) -> None:
+    data_dir = tmp_path / "new" / "data"
+
+    async def start() -> None:
+        server = VenueServer(venue_config.load(SAMPLE_CONFIG), data_dir)
+        await server.start("127.0.0.1", 0, stop_requested=lambda: True)
+
+    with pytest.raises(StartStopped, match="before its recovery"):
+        asyncio.run(start())
+    assert list(tmp_path.iterdir()) == []
