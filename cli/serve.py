@@ -179,6 +179,16 @@ def sqlite_store_refused(data_dir: Path, error: sqlite3.Error) -> str:
 # `sqlite_errorname` is the extended code, e.g. SQLITE_IOERR_WRITE: its prefix is the primary)
 SQLITE_DISK_ERRORS = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY")
 SQLITE_HELD_ERRORS = ("SQLITE_BUSY", "SQLITE_LOCKED")
+# ... and those a stop's failure is said of in one line (`is_io_failure`): the disk's, a store
+# held, a damaged file; any other (SQLITE_ERROR, SQLITE_MISUSE, ...) is the code's
+SQLITE_IO_FAILURES = (
+    *SQLITE_DISK_ERRORS,
+    *SQLITE_HELD_ERRORS,
+    "SQLITE_CORRUPT",
+    "SQLITE_NOTADB",
+    "SQLITE_PERM",
+    "SQLITE_PROTOCOL",
+)
 
 
 def _sqlite_error_kind(error: sqlite3.Error) -> str:
@@ -285,6 +295,10 @@ def check_store_reachable(dsn: str, stop_requested: Callable[[], bool]) -> None:
     try:
         up = wait_until_up(dsn, stop_requested=stop_requested)
     except psycopg.Error as refused:
+        # a stop asked during an attempt (a connect may take up to its 10 s timeout) wins
+        # over what the attempt then says (review of session 29: exit 2, "cannot start")
+        if stop_requested():
+            raise StartStopped("while it waited for the ledger store's PostgreSQL") from None
         raise CommandFailed(f"cannot start: the ledger store: {one_line(refused)}") from None
     if not up:
         raise StartStopped("while it waited for the ledger store's PostgreSQL")
@@ -595,7 +609,12 @@ class StopFailed(Exception):
 def is_io_failure(error: BaseException) -> bool:
     """Whether `error` is the disk's or a service's (`IO_FAILURES`), or SQLite's own
     `DatabaseError` (a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB), not its subclasses for a
-    misuse (ProgrammingError, IntegrityError, InternalError, ...)."""
+    misuse (ProgrammingError, IntegrityError, InternalError, ...). A SQLite error that carries
+    its result code is judged by it: an `OperationalError` is SQLITE_ERROR too ("no such
+    table", a syntax error), which is the code's, not the disk's (review of session 29)."""
+    name = getattr(error, "sqlite_errorname", None)
+    if isinstance(error, sqlite3.Error) and name is not None:
+        return name.startswith(SQLITE_IO_FAILURES)
     return isinstance(error, IO_FAILURES) or type(error) is sqlite3.DatabaseError
 
 

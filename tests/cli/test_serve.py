@@ -28,6 +28,7 @@ import pytest
 
 from cli import hangup
 from cli import serve as serve_module
+from cli.failures import CommandFailed
 from cli.main import main
 from cli.serve import StopFailed, sqlite_store_refused, start_refused, stop_or_fail
 from client.sdk import VenueClient
@@ -835,10 +836,22 @@ def test_a_stops_failure_names_its_file_or_the_directory_or_the_store(tmp_path: 
     assert said == f"the ledger store {tmp_path}/ledger.sqlite: disk I/O error"
 
 
+def sqlite_error_of(database: str, sql: str) -> sqlite3.Error:
+    """What SQLite itself raises (with its result code, `sqlite_errorname`) for `sql`."""
+    try:
+        sqlite3.connect(database).execute(sql)
+    except sqlite3.Error as error:
+        return error
+    raise AssertionError(f"{sql!r} ran")
+
+
 @pytest.mark.parametrize(
     "bug",
     [
         sqlite3.ProgrammingError("Cannot operate on a closed database."),
+        # an OperationalError, yet SQLITE_ERROR: the code's (review: told as the disk's)
+        sqlite_error_of(":memory:", "select * from ledger_missing"),
+        sqlite_error_of(":memory:", "selec 1"),
         psycopg.InterfaceError("the connection is closed"),
         JournalSequenceError("record 9 does not follow 7"),
         BatchSequenceError("batch 4 does not follow 2"),
@@ -870,6 +883,7 @@ def test_a_bug_in_the_stop_is_logged_with_its_traceback_not_as_the_disks_failure
         OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
         sqlite3.OperationalError("disk I/O error"),
         sqlite3.DatabaseError("database disk image is malformed"),
+        sqlite_error_of("/", "select 1"),  # SQLITE_CANTOPEN: unable to open database file
         psycopg.OperationalError("server closed the connection unexpectedly"),
         JournalUnavailable("cannot reach NATS at nats://127.0.0.1:4222"),
     ],
@@ -947,3 +961,18 @@ def test_the_stop_signals_handlers_are_put_back_once_serve_ends(tmp_path: Path) 
     with lock_data_dir(data_dir), pytest.raises(JournalLocked):
         asyncio.run(serve_module._serve(config, "127.0.0.1", 0, data_dir))
     assert {sig: signal.getsignal(sig) for sig in found} == found
+
+
+def test_a_stop_asked_during_a_postgresql_connect_wins_over_what_the_connect_says() -> None:
+    """A connect attempt may block up to its 10 s timeout; a SIGTERM meanwhile was only seen
+    before the next attempt, so the attempt's failure refused the start (exit 2, `cannot
+    start`) though a stop had been asked (review of session 29). Here the attempt fails at
+    once (the DSN does not parse) and the stop is asked during it."""
+    from cli.serve import check_store_reachable
+    from core.venue_core import StartStopped
+
+    asked = iter([False, True])  # not before the attempt; by the time it has failed, yes
+    with pytest.raises(StartStopped):
+        check_store_reachable("host=127.0.0.1 port=notaport", lambda: next(asked))
+    with pytest.raises(CommandFailed, match="cannot start: the ledger store"):
+        check_store_reachable("host=127.0.0.1 port=notaport", lambda: False)
