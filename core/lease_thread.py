@@ -81,13 +81,13 @@ class ThreadLease:
 
     async def try_acquire(self) -> bool:
         """Take the lease if nobody holds it; False too when NATS did not answer."""
-        return await self._on_thread(attempt(self._opened().try_acquire))
+        return await self._to_the_end(attempt(self._opened().try_acquire))
 
     async def take_over(self, predecessor: str) -> bool:
         """Take the lease from `predecessor`, known to act no more (`Lease.take_over`); False
         too when NATS did not answer."""
         lease = self._opened()
-        return await self._on_thread(attempt(lambda: lease.take_over(predecessor)))
+        return await self._to_the_end(attempt(lambda: lease.take_over(predecessor)))
 
     async def holder_now(self) -> str | None:
         """Who the bucket says holds the lease now; NATS errors are raised."""
@@ -115,12 +115,29 @@ class ThreadLease:
             thread.stop()
 
     async def _on_thread(self, work: Coroutine[Any, Any, T]) -> T:
+        return await self._submit(work)
+
+    async def _to_the_end(self, work: Coroutine[Any, Any, T]) -> T:
+        """`work` (a write that may take the lease) run to its end even when the caller is
+        canceled (a stop racing the start's take): cut off between the write and its answer,
+        the lease would be taken without this holder knowing it won, so `release` deleted
+        nothing and the lease stayed held a whole term (review of session 29). The wait is
+        one request's, bounded by the request timeout; then the cancel goes on."""
+        future = self._submit(work)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await future
+            raise
+
+    def _submit(self, work: Coroutine[Any, Any, T]) -> "asyncio.Future[T]":
         if self._released:
             work.close()
             raise RuntimeError(f"{self.holder}'s lease was released")
         if self._thread is None:
             self._thread = LoopThread(self._thread_name)
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._thread.loop))
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._thread.loop))
 
     def _opened(self) -> Lease:
         assert self._lease is not None, "open() first"

@@ -477,3 +477,38 @@ def test_a_sigterm_while_it_connects_to_nats_stops_the_start_at_once(
     stopped = "tokenvenue stopped before it started (while it took the lease of the stream on NATS)"
     assert capsys.readouterr().out.splitlines()[-1] == stopped
     assert not data_dir.exists()  # nothing made, nothing left
+
+
+def test_a_stop_that_cuts_off_the_lease_s_winning_write_still_gives_the_lease_back(
+    tmp_path: Path, nats_node: NatsCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The review's finding: a stop racing the take canceled the lease's thread mid-request,
+    so a write that had taken the lease, its answer not yet read, left the lease held under
+    this run's name for a whole term (`release` knew of no term won to give back): the next
+    start waited it out. The write is now run to its end, and the lease given back. Here the
+    answer is held back 0.3 s past the write (a slow NATS), and SIGTERM sent meanwhile."""
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+    write = Lease._write
+    cut_off: list[int] = []
+
+    async def slow_answer(lease: Lease, value: bytes, expected: int, delete: bool = False) -> int:
+        revision = await write(lease, value, expected, delete)
+        if not delete and not cut_off:  # the take's write: written, its answer not yet back
+            cut_off.append(revision)
+            signal.pthread_kill(main_thread, signal.SIGTERM)
+            await asyncio.sleep(0.3)
+        return revision
+
+    data_dir = tmp_path / "data"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Lease, "_write", slow_answer)
+        asyncio.run(
+            serve_module._serve(
+                venue_config.load(SAMPLE_CONFIG), "127.0.0.1", 0, data_dir, nats_node.url
+            )
+        )
+    assert cut_off, "the take's write ran"
+    stopped = "tokenvenue stopped before it started (while it took the lease of the stream on NATS)"
+    assert capsys.readouterr().out.splitlines()[-1] == stopped
+    assert asyncio.run(asyncio.wait_for(lease_holder(nats_node.url), 30)) is None
