@@ -612,7 +612,7 @@ def is_io_failure(error: BaseException) -> bool:
     misuse (ProgrammingError, IntegrityError, InternalError, ...). A SQLite error that carries
     its result code is judged by it: an `OperationalError` is SQLITE_ERROR too ("no such
     table", a syntax error), which is the code's, not the disk's (review of session 29)."""
-    name = getattr(error, "sqlite_errorname", None)
+    name: str | None = getattr(error, "sqlite_errorname", None)
     if isinstance(error, sqlite3.Error) and name is not None:
         return name.startswith(SQLITE_IO_FAILURES)
     return isinstance(error, IO_FAILURES) or type(error) is sqlite3.DatabaseError
