@@ -2,8 +2,9 @@
 
 Owns two small tables kept in step with the released events: each quote set's live quote
 per symbol and side (so the next `quote.mass` amends or cancels it instead of placing
-anew), and the session that placed each open order (so cancel-on-disconnect knows what to
-cancel). Both forget an order as soon as it closes; neither is in snapshots. A quote's set
+anew; over a cluster's bus the quotes placed through other gateways too, the set being the
+account's), and the session that placed each open order (so cancel-on-disconnect knows
+what to cancel). Both forget an order as soon as it closes; neither is in snapshots. A quote's set
 travels with its order (`PlaceOrder.quote_set`, journaled), so after a restart the quotes
 are found again among the recovered open orders (`adopt_quotes`); the sessions are not (a
 restart drops every connection): the orders carry a mark instead (`PlaceOrder.cod`, and
@@ -121,7 +122,11 @@ class PlacedOrders:
     def adopt_quotes(self) -> None:
         """After a recovery: the live quotes are the open orders that carry a quote set. In
         order id order, so that if a slot holds two (pipelined over a cluster's bus), the
-        later one is its live quote, as `track_quote` made it before the restart."""
+        later one is its live quote, as `track_quote` made it before the restart. Built
+        afresh: a cluster gateway's replica, catching up, tracked the quotes placed through
+        other gateways (`VenueServer._adopt_quote`) without the closes that came after."""
+        self.quotes.clear()
+        self.quote_slots.clear()
         orders = self.reads.orders
         for order_id in sorted(orders):
             order = orders[order_id]

@@ -337,8 +337,11 @@ class VenueServer:
         if type(pending) is not Pending:  # a timer's, a notice's, a cluster record's, a replay's
             quote_set = getattr(pending, "quote_set", None)
             command = executed.command
-            if quote_set is None and type(command) is PlaceOrder:  # replayed: it names its set
-                quote_set = command.quote_set
+            if kind is PlaceOrder:
+                if quote_set is None:  # replayed: it names its set
+                    quote_set = cast(PlaceOrder, command).quote_set
+                if quote_set is not None and self._quotes_from_outcomes:  # another gateway's
+                    self._adopt_quote(cast(PlaceOrder, command), quote_set, executed.events)
             if kind is AdvanceClock or kind is ArmDeadMan:  # may have fired dead-man's switches
                 self.private_streams.dead_man_notice(executed)
             self.private_streams.assign(executed, quote_set, self.bus.epoch_of(executed.seq))
@@ -354,6 +357,15 @@ class VenueServer:
                 self.dispatcher.placed.track_placed(pending.session, executed.events)
             if self._quotes_from_outcomes:  # over a cluster's bus: back a hop after it was sent
                 self._place_back(cast(PlaceOrder, executed.command), pending, executed.events)
+
+    def _adopt_quote(self, command: PlaceOrder, quote_set: str, events: list[Any]) -> None:
+        """A quote placed through another gateway of the cluster (the account's connection
+        there, or the one it had before it resumed here) is its slot's live quote here too:
+        the next `quote.mass` of the set through this gateway amends or pulls it, and
+        `orders.cancel_all {quote_set}` cancels it, rather than place a second quote beside
+        it (which stayed on the book, unseen by the set's requests here)."""
+        slot = (command.account, quote_set, command.symbol, command.side)
+        self.dispatcher.placed.track_quote(slot, events)
 
     def _place_back(self, command: PlaceOrder, pending: Pending, events: list[Any]) -> None:
         """Over NATS a place's outcome comes back a hop after it was sent (the outcome

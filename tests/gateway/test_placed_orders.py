@@ -70,8 +70,8 @@ def test_a_released_batch_forgets_every_order_its_commands_closed_and_only_those
 
 def test_after_a_recovery_the_live_quotes_are_the_open_orders_of_each_set() -> None:
     """Each slot's live quote is its open order; of two (pipelined over a cluster's bus, the
-    later tracked last), the later; orders of no set are no quotes. The next requote of a
-    slot amends its quote."""
+    later tracked last), the later; orders of no set are no quotes, nor is a quote tracked
+    before that is no longer open. The next requote of a slot amends its quote."""
     from types import SimpleNamespace
 
     from tests.engine.conftest import SYMBOL as LISTED
@@ -87,6 +87,8 @@ def test_after_a_recovery_the_live_quotes_are_the_open_orders_of_each_set() -> N
     ):
         harness.place(ACCOUNT, side, price, 1_000, post_only=True, quote_set=quote_set)
     placed = PlacedOrders(cast(ReadSide, SimpleNamespace(orders=harness.venue.orders)))
+    stale = (ACCOUNT, "gone", LISTED, Side.BUY)  # a replica's catching up tracked it, then closed
+    placed.quotes[stale], placed.quote_slots[99] = 99, stale
     placed.adopt_quotes()
     assert placed.quotes == {
         (ACCOUNT, "q", LISTED, Side.BUY): 3,
