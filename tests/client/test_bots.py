@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -577,6 +578,36 @@ def test_the_cli_bot_exits_non_zero_and_says_why_when_all_is_refused(
     assert status == 1
     assert f"bot stopped: all {bots.REFUSED_ALL_MAX} orders tried were refused" in err
     assert "NOT_ELIGIBLE" in err
+
+
+def test_the_cli_maker_quotes_around_its_reference_while_no_one_else_quotes(
+    background: BackgroundVenue,
+) -> None:
+    """The finding (session 29): `--reference` was overridden by the venue's published
+    reference price (every `instruments` row has one), so the maker quoted around 187.25
+    whatever it was told. Its quotes are read as they rest, from a thread of the test's (the
+    bot pulls them as it stops)."""
+    quotes: dict[str, Decimal] = {}
+
+    def read_quotes() -> None:
+        for _ in range(100):  # x 0.05 s: the bot's first round
+            orders = background.query("alpha", "orders.open", {"symbol": SYMBOL})["orders"]
+            quotes.update((order["side"], Decimal(order["price"])) for order in orders)
+            if len(quotes) == 2:
+                return
+            time.sleep(0.05)
+
+    reader = threading.Thread(target=read_quotes, daemon=True)
+    reader.start()
+    url = f"ws://127.0.0.1:{background.port}/ws/trade"
+    status = _cli(
+        "bot", "market-maker", "--url", url, "--symbol", SYMBOL, "--spread", "20", "--size",
+        "1", "--reference", "190.00", "--seconds", "1.5", "--config", str(SAMPLE_CONFIG),
+    )  # fmt: skip
+    reader.join(TEST_TIMEOUT_S)
+    assert status == 0 and not reader.is_alive()
+    assert Decimal("189.50") < quotes["buy"] < Decimal("190.00"), quotes
+    assert Decimal("190.00") < quotes["sell"] < Decimal("190.50"), quotes
 
 
 def test_a_taker_that_found_nothing_to_take_says_so(
