@@ -519,6 +519,9 @@ class Dispatcher:
                 command = requote(slot, price or 0, qty, ts_us)
                 if command is not None:
                     planned.append((command, slot))
+                if self.placed.extra_quotes:  # the slot holds more than one: one is left
+                    extras = self.placed.extra_cancels(slot, ts_us)
+                    planned.extend((cancel, slot) for cancel in extras)
         pending = Pending(
             session,
             request.id,
@@ -593,17 +596,21 @@ class Dispatcher:
             if self._waits_for_places(session, request, scope, go):
                 return
         ts_us = self.stamp_us()
+        # Every open order of the set, as the replica has them (each order keeps its set),
+        # not only the live quotes tracked here: one left beside them by a race of two
+        # places through two gateways is canceled too.
         commands = [
             CancelOrder(
-                ts_us=ts_us, account=account, order_id=order_id, reason=CancelReason.MASS_CANCEL
+                ts_us=ts_us,
+                account=account,
+                order_id=order.order_id,
+                reason=CancelReason.MASS_CANCEL,
             )
-            for (owner, name, symbol, side), order_id in self.placed.quotes.items()
-            if owner == account
-            and name == quote_set
-            and order_id in self.reads.orders
-            and not placed.canceling(order_id)  # (over a cluster's bus) pulled already
-            and (p.symbol is None or symbol == p.symbol)
-            and (p.side is None or side is p.side)
+            for order in sorted(self.reads.open_orders(account), key=_ORDER_ID)
+            if order.quote_set == quote_set
+            and not placed.canceling(order.order_id)  # (over a cluster's bus) pulled already
+            and (p.symbol is None or order.symbol == p.symbol)
+            and (p.side is None or order.side is p.side)
             and p.tag is None  # quotes carry no tag: a tag filter matches none of them
         ]
         pending = Pending(
@@ -856,6 +863,7 @@ def _with_cod_mark(command: Any) -> Any:
 
 # Read once: a member read from its class is slow (see gateway/market_data.py)
 _BUY, _SELL = Side.BUY, Side.SELL
+_ORDER_ID = attrgetter("order_id")  # open orders in id order: the same cancels on every gateway
 _ONLY_PLACES = frozenset({wire.PlaceOp})  # a batch of places alone: `Dispatcher._batch`
 _PARAMS = attrgetter("params")  # a batch op's
 # the methods answered per op (`{results}`): one partly done before an outage says so per op

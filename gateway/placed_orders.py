@@ -1,4 +1,4 @@
-"""Orders placed through this gateway: the live quotes of `quote.mass`, and who placed what.
+"""The live quotes of each `quote.mass` set, and who placed each open order through here.
 
 Owns two small tables kept in step with the released events: each quote set's live quote
 per symbol and side (so the next `quote.mass` amends or cancels it instead of placing
@@ -76,6 +76,13 @@ class PlacedOrders:
         # connection's requests meanwhile), for a bounded time (`limits.QUOTE_PLACE_WAIT_S`):
         # the slot itself stays marked until the outcome is back, however long that takes.
         self.placing: dict[QuoteSlot, float] = {}
+        # The slots that hold more than one live quote: their earlier quotes, oldest first.
+        # Over a cluster's bus two places of one slot can cross (sent through two gateways at
+        # once, or a resend landing after the other gateway's place): the later is the live
+        # quote, and none of the others is left unreachable: the slot's next requote cancels
+        # them (`extra_cancels`), and if the live quote closes first the latest open one
+        # takes its place (`forget_quote`). Empty but after such a race.
+        self.extra_quotes: dict[QuoteSlot, list[int]] = {}
 
     def requote(self, slot: QuoteSlot, price: int, qty: int, ts_us: int = 0) -> Command | None:
         """The command that makes the slot's live quote `qty` at `price` (0: pulled), at
@@ -127,13 +134,30 @@ class PlacedOrders:
         other gateways (`VenueServer._adopt_quote`) without the closes that came after."""
         self.quotes.clear()
         self.quote_slots.clear()
+        self.extra_quotes.clear()
         orders = self.reads.orders
         for order_id in sorted(orders):
             order = orders[order_id]
             if order.quote_set is not None:
                 slot = (order.account, order.quote_set, order.symbol, order.side)
+                earlier = self.quotes.get(slot)
+                if earlier is not None:
+                    self.extra_quotes.setdefault(slot, []).append(earlier)
                 self.quotes[slot] = order_id
                 self.quote_slots[order_id] = slot
+
+    def extra_cancels(self, slot: QuoteSlot, ts_us: int) -> list[CancelOrder]:
+        """The cancels of the slot's earlier live quotes (`extra_quotes`), but those whose
+        cancel is on its way already: a requote of the slot leaves it one quote."""
+        extras = self.extra_quotes.get(slot)
+        if not extras:
+            return []
+        orders, account = self.reads.orders, slot[0]
+        return [
+            CancelOrder(ts_us=ts_us, account=account, order_id=order_id)
+            for order_id in extras
+            if order_id in orders and not self.canceling(order_id)
+        ]
 
     def amends(
         self,
@@ -150,6 +174,10 @@ class PlacedOrders:
         bid_px, bid_qty, ask_px, ask_qty = units
         if not bid_qty or not ask_qty:
             return None
+        if self.extra_quotes and any(
+            (account, quote_set, symbol, side) in self.extra_quotes for side in (_BUY, _SELL)
+        ):
+            return None  # a side holds more than one quote: `requote` and `extra_cancels`
         orders, quotes = self.reads.orders, self.quotes
         bid = orders.get(quotes.get((account, quote_set, symbol, _BUY), 0))
         ask = orders.get(quotes.get((account, quote_set, symbol, _SELL), 0))
@@ -316,10 +344,15 @@ class PlacedOrders:
             self.placed_on.pop(order_id, None)
 
     def track_quote(self, slot: QuoteSlot, events: list[Event]) -> None:
+        """The quote a place on `slot` accepted is its live quote; one still open there
+        before it is kept among the slot's `extra_quotes` (a race of two places)."""
         for event in events:
             if type(event) is OrderAccepted:
-                self.quotes[slot] = event.order_id
-                self.quote_slots[event.order_id] = slot
+                accepted, earlier = event.order_id, self.quotes.get(slot)
+                if earlier is not None and earlier != accepted and earlier in self.reads.orders:
+                    self.extra_quotes.setdefault(slot, []).append(earlier)
+                self.quotes[slot] = accepted
+                self.quote_slots[accepted] = slot
         order_id = self.quotes.get(slot)
         if order_id is not None and order_id not in self.reads.orders:
             self.forget_quote(order_id)  # pulled, filled or refused: no live quote
@@ -328,8 +361,31 @@ class PlacedOrders:
         if self.in_flight:
             self.in_flight.pop(order_id, None)  # closed: no outcome of it is owed any more
         slot = self.quote_slots.pop(order_id, None)
-        if slot is not None and self.quotes.get(slot) == order_id:
+        if slot is None:
+            return
+        if self.quotes.get(slot) == order_id:
             del self.quotes[slot]
+            if self.extra_quotes:
+                self._promote_extra(slot)
+        elif self.extra_quotes:
+            extras = self.extra_quotes.get(slot)
+            if extras is not None and order_id in extras:
+                extras.remove(order_id)
+                if not extras:
+                    del self.extra_quotes[slot]
+
+    def _promote_extra(self, slot: QuoteSlot) -> None:
+        """The slot's live quote closed: its latest earlier quote still open, if any, is the
+        live quote now (so the next requote amends it rather than place one beside it)."""
+        extras = self.extra_quotes.get(slot)
+        orders = self.reads.orders
+        while extras:
+            order_id = extras.pop()
+            if order_id in orders:
+                self.quotes[slot] = order_id
+                break
+        if not extras:
+            self.extra_quotes.pop(slot, None)
 
     def forget_order(self, order_id: int) -> None:
         self.forget_quote(order_id)

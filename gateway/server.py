@@ -363,7 +363,12 @@ class VenueServer:
         there, or the one it had before it resumed here) is its slot's live quote here too:
         the next `quote.mass` of the set through this gateway amends or pulls it, and
         `orders.cancel_all {quote_set}` cancels it, rather than place a second quote beside
-        it (which stayed on the book, unseen by the set's requests here)."""
+        it (which stayed on the book, unseen by the set's requests here). Not while the
+        replica catches up at a start: nothing closes there (`released` is not called), the
+        tables would grow with the stream's whole history, and `adopt_quotes` builds them from
+        the open orders once it is caught up."""
+        if not getattr(self.core, "live", True):  # (a cluster's replica; embedded: no call)
+            return
         slot = (command.account, quote_set, command.symbol, command.side)
         self.dispatcher.placed.track_quote(slot, events)
 
