@@ -412,8 +412,16 @@ class MarketMaker:
         self.listed = {s: (listed or {}).get(s, (reference, band_bps)) for s in self.symbols}
         # Where to quote a symbol while the others' book is empty, when told (`--reference`):
         # the venue's reference price wins over a listed one (it follows the trades), never
-        # over this.
+        # over this. Refused outside the price band at setup (`_check_centre`), where the
+        # size is checked at it.
         self.centres = dict(centres or {})
+        for symbol, centre in self.centres.items():
+            if symbol not in self.symbols:
+                raise ValueError(f"a centre is given for {symbol}, which this maker does not quote")
+            if not centre.is_finite() or centre <= 0:
+                raise ValueError(
+                    f"the centre of {symbol} must be finite and positive, not {centre}"
+                )
         self.client = _client(url, other_urls)
         self.quoting_by_symbol: dict[str, Quoting] = {}
         self.tally = Tally()
@@ -460,7 +468,10 @@ class MarketMaker:
         await client.request("session.cod", {"enabled": True})
         for symbol in self.symbols:
             instrument = await _instrument(client, symbol, *self.listed[symbol])
-            _check_size(instrument, self.size, instrument.reference)
+            centre = self.centres.get(symbol)
+            if centre is not None:
+                _check_centre(instrument, centre)
+            _check_size(instrument, self.size, centre or instrument.reference)
             self.quoting_by_symbol[symbol] = Quoting(instrument)
         await client.subscribe_account()
         for symbol in self.symbols:
@@ -951,6 +962,18 @@ def _check_size(instrument: Instrument, size: Decimal, price: Decimal | None) ->
             )
 
 
+def _check_centre(instrument: Instrument, centre: Decimal) -> None:
+    """Raise a clear `ValueError` when `centre` (`--reference`) is outside the instrument's
+    price band: the maker would quote one side only, at the band's edge."""
+    low, high = instrument.band()
+    if high is not None and not low <= centre <= high:
+        raise ValueError(
+            f"--reference {centre:f} is outside {instrument.symbol}'s price band "
+            f"{low:f}..{high:f} (around its reference price {_text(instrument.reference)}): "
+            "give one inside it, or none to quote around the reference"
+        )
+
+
 def _through(instrument: Instrument, side: str, touch: Decimal) -> Decimal:
     """An IOC limit `THROUGH_BPS` past the touch, kept inside the band when it is known."""
     through = touch * THROUGH_BPS / BPS
@@ -1059,8 +1082,8 @@ def add_market_maker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reference",
         type=_ABOVE_ZERO,
-        help="the price to quote around while no one else quotes the symbol (default: the "
-        "venue's reference price)",
+        help="the price to quote around while no one else quotes the symbol, inside its price "
+        "band (default: the venue's reference price)",
     )
     parser.add_argument("--config", type=Path, default=Path("venue.toml"), help=CONFIG_HELP)
     _add_connection_arguments(parser, "demo-mm-alpha", "demo-secret-mm-alpha")
