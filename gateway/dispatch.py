@@ -61,7 +61,7 @@ from gateway.auth import ApiKey, Authenticator, AuthError, require_scope
 from gateway.held_requests import HeldRequests
 from gateway.key_issuing import KeyIssuer
 from gateway.logon import LOGON_ON_TRADE, Logons
-from gateway.placed_orders import PlacedOrders, QuoteSlot
+from gateway.placed_orders import OWN_MARK, PlacedOrders, QuoteSlot
 from gateway.private_streams import DMS_TRIGGERED, PrivateStreams
 from gateway.public_streams import PublicStreams
 from gateway.queries import Queries
@@ -492,6 +492,9 @@ class Dispatcher:
                 self.submit_all(amends, pending)
                 if placed.replica_lags:  # over a cluster's bus: the next one's base
                     placed.sent(amends, pending, _monotonic())
+                owned = session.placed
+                if bid.order_id not in owned or ask.order_id not in owned:
+                    self._take_cod(session, key.account, (bid.order_id, ask.order_id))
                 placed.track_amends(bid.order_id, ask.order_id)  # the next quote.mass's base
                 return
         self._requote_each(session, request, t_in, key.account, ts_us)
@@ -504,6 +507,7 @@ class Dispatcher:
         p: Any = request.params
         quote_set, requote = p.quote_set, self.placed.requote
         planned: list[tuple[Command, QuoteSlot]] = []
+        kept_slots: list[QuoteSlot] = []  # the sides it quotes (not pulls): `_take_cod`
         for quote in p.quotes:
             units = wire.quote_units(quote, self.specs)
             if isinstance(units, wire.WireError):
@@ -516,6 +520,8 @@ class Dispatcher:
                 if qty is None:
                     continue  # this side is not mentioned: left as it is
                 slot = (account, quote_set, units.symbol, side)
+                if qty:
+                    kept_slots.append(slot)
                 command = requote(slot, price or 0, qty, ts_us)
                 if command is not None:
                     planned.append((command, slot))
@@ -533,6 +539,7 @@ class Dispatcher:
         )
         if not planned:  # nothing to change: answered behind those owed, in request order
             self._send_behind(session, _batch_result(pending))
+            self._take_cod_of_slots(session, account, kept_slots)
             return
         submit, track_quote = self.bus.submit, self.placed.track_quote
         for command, slot in planned:
@@ -540,6 +547,27 @@ class Dispatcher:
             track_quote(slot, executed.events)  # now: the next quote.mass builds on it
         if self.placed.replica_lags:  # over a cluster's bus: the next one's base
             self.placed.sent((command for command, _ in planned), pending, _monotonic())
+        self._take_cod_of_slots(session, account, kept_slots)
+
+    def _take_cod_of_slots(self, session: Session, account: int, slots: list[QuoteSlot]) -> None:
+        """`_take_cod` of the live quotes of `slots` (amended or left as they are)."""
+        quotes = self.placed.quotes
+        kept = [quotes[slot] for slot in slots if slot in quotes]
+        if kept:
+            self._take_cod(session, account, kept)
+
+    def _take_cod(self, session: Session, account: int, order_ids: Iterable[int]) -> None:
+        """Quotes requoted for `session` (amended or left as they are; cod on: `quote.mass`
+        requires it) that another connection placed take this one's cancel-on-disconnect
+        instead (`take_cod`), and the mark says so in the stream: this gateway's now, the
+        placing gateway's no more (`CodOrders`; `VenueServer.executed` there), so neither
+        the other connection's close nor its gateway's death cancels them; this one's does."""
+        moved = self.placed.take_cod(session, order_ids)
+        if moved:
+            mark = SetCancelOnDisconnect(
+                ts_us=self.stamp_us(), account=account, cod=True, order_ids=moved
+            )
+            self.bus.submit(mark, OWN_MARK)
 
     def _waits_for_places(
         self,

@@ -49,6 +49,17 @@ _OWED_KINDS = frozenset({AmendOrder, CancelOrder})  # commands of a live quote s
 _BUY, _SELL = Side.BUY, Side.SELL
 
 
+class OwnMark:
+    """The origin of a `SetCancelOnDisconnect` the gateway sends of itself (a re-mark, a
+    quote's cod taken by the connection that requotes it), told apart when it comes back
+    from another gateway's, whose origin here is None (`VenueServer.executed`)."""
+
+    __slots__ = ()
+
+
+OWN_MARK = OwnMark()
+
+
 class PlacedOrders:
     """The live quotes and the placing session of each open order placed here."""
 
@@ -337,6 +348,32 @@ class PlacedOrders:
                     session.placed.add(order_id)
                     self.placed_on[order_id] = session
                 return
+
+    def take_cod(self, session: Session, order_ids: Iterable[int]) -> tuple[int, ...]:
+        """A connection with cod on requotes quotes another connection placed (here, or
+        through another gateway): their cancel-on-disconnect moves to it, so the other's
+        close no longer cancels them and its own does. The ids moved, ascending: the caller
+        marks them as this gateway's (`SetCancelOnDisconnect`, `OWN_MARK`)."""
+        orders, placed_on = self.reads.orders, self.placed_on
+        moved = []
+        for order_id in order_ids:
+            if order_id in session.placed or order_id not in orders:
+                continue
+            earlier = placed_on.get(order_id)
+            if earlier is not None:
+                earlier.placed.discard(order_id)
+            placed_on[order_id] = session
+            session.placed.add(order_id)
+            moved.append(order_id)
+        return tuple(sorted(moved))
+
+    def marked_elsewhere(self, order_ids: Iterable[int]) -> None:
+        """Another gateway's connection took these orders' cancel-on-disconnect (`take_cod`
+        there): this gateway's sessions no longer cancel them when they close."""
+        for order_id in order_ids:
+            session = self.placed_on.pop(order_id, None)
+            if session is not None:
+                session.placed.discard(order_id)
 
     def forget_session(self, session: Session) -> None:
         """The session is gone: its orders have nobody left to cancel them on disconnect."""

@@ -49,6 +49,7 @@ from gateway.auth import ApiKey, Authenticator, KeyStore, KeyStoreError
 from gateway.connection_handler import ConnectionHandler
 from gateway.dispatch import Dispatcher, Pending
 from gateway.key_issuing import ISSUED_KEYS_FILE
+from gateway.placed_orders import OWN_MARK
 from gateway.private_streams import AccountSubscription, Notice, PrivateStreams, read_kept_files
 from gateway.public_streams import PublicStreams
 from gateway.rest import RestApi
@@ -342,6 +343,10 @@ class VenueServer:
                     quote_set = cast(PlaceOrder, command).quote_set
                 if quote_set is not None and self._quotes_from_outcomes:  # another gateway's
                     self._adopt_quote(cast(PlaceOrder, command), quote_set, executed.events)
+            if kind is SetCancelOnDisconnect and pending is None:  # another gateway's mark
+                marked = cast(SetCancelOnDisconnect, command)
+                if marked.cod:  # its connection took these orders' cod: ours no longer has it
+                    self.dispatcher.placed.marked_elsewhere(marked.order_ids)
             if kind is AdvanceClock or kind is ArmDeadMan:  # may have fired dead-man's switches
                 self.private_streams.dead_man_notice(executed)
             self.private_streams.assign(executed, quote_set, self.bus.epoch_of(executed.seq))
@@ -403,7 +408,7 @@ class VenueServer:
                     command = SetCancelOnDisconnect(
                         account=account, cod=session.cod, order_ids=(order_id,)
                     )
-                self.bus.submit(command, None)
+                self.bus.submit(command, OWN_MARK)  # (not another gateway's when it is back)
                 return
 
     def released(self, batch: list[Executed]) -> None:

@@ -233,3 +233,37 @@ def test_a_catching_up_gateway_tracks_no_closed_quote_and_a_live_one_forgets_the
                 await on_a.close()
 
     asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
+
+
+def test_a_requote_through_another_gateway_takes_the_quotes_cancel_on_disconnect(
+    node: NatsCluster, tmp_path: Path
+) -> None:
+    """Quoted through A, requoted through B: the quotes' cod moves to B's connection, so
+    A's connection closing leaves them open (before: its close canceled them, reason cod,
+    though B requoted them), and B's closing cancels them."""
+
+    async def scenario() -> None:
+        async with core_and_two_gateways(node, tmp_path) as (port_a, port_b):
+            on_a, on_b = await maker_on(port_a), await maker_on(port_b)
+            try:
+                await on_a.request("quote.mass", {"quote_set": "mm", "quotes": [QUOTE]})
+                ids = sorted(order_id for order_id, _, _ in await open_quotes(on_b, 2))
+                requote = {"quote_set": "mm", "quotes": [QUOTE | {"bid_px": "180.10"}]}
+                await on_b.request("quote.mass", requote)
+                await on_a.close()
+                again_a = await maker_on(port_a)
+                try:
+                    # a command through A: sequenced after its closed connection's cancels
+                    probe = {"quote_set": "probe", "quotes": [QUOTE | {"bid_px": "170.00"}]}
+                    await again_a.request("quote.mass", probe)
+                    left = sorted(await open_quotes(again_a, 2))
+                    assert left == [(ids[0], "buy", "180.10"), (ids[1], "sell", "181.00")]
+                    await on_b.close()
+                    await open_quotes(again_a, 0)  # B's close canceled them
+                finally:
+                    await again_a.close()
+            finally:
+                await on_a.close()
+                await on_b.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
