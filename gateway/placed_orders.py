@@ -1,15 +1,15 @@
 """The live quotes of each `quote.mass` set, and who placed each open order through here.
 
 Owns two small tables kept in step with the released events: each quote set's live quote
-per symbol and side (so the next `quote.mass` amends or cancels it instead of placing
-anew; over a cluster's bus the quotes placed through other gateways too, the set being the
-account's), and the session that placed each open order (so cancel-on-disconnect knows
-what to cancel). Both forget an order as soon as it closes; neither is in snapshots. A quote's set
-travels with its order (`PlaceOrder.quote_set`, journaled), so after a restart the quotes
-are found again among the recovered open orders (`adopt_quotes`); the sessions are not (a
-restart drops every connection): the orders carry a mark instead (`PlaceOrder.cod`, and
-`SetCancelOnDisconnect` when a connection turns cod on or off), by which a start after a
-crash cancels them (`gateway.server`).
+per symbol and side (so the next `quote.mass` amends or cancels it instead of placing anew;
+over a cluster's bus the quotes placed through other gateways too, the set being the
+account's, and the earlier of two places that crossed, `extra_quotes`), and the session
+whose close cancels each open order (the one that placed it, or that requoted it since:
+`take_cod`). Both forget an order as soon as it closes; neither is in snapshots. A quote's
+set travels with its order (`PlaceOrder.quote_set`, journaled), so after a restart the
+quotes are found again among the recovered open orders (`adopt_quotes`); the sessions are
+not (a restart drops every connection): the orders carry a mark instead (`PlaceOrder.cod`,
+and `SetCancelOnDisconnect`), by which a start after a crash cancels them (`gateway.server`).
 """
 
 from collections import deque
