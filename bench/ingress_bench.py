@@ -4,7 +4,9 @@ the answer back out, in-process on a real `VenueServer`.
 Owns a replay of the e2e mix as real masked client frames fed to the server's own connection
 protocol objects (`gateway.transport.Connection`) over a fake transport that only collects
 what is written: makers requote two levels with `quote.mass` (each requote amends both sides),
-takers send marketable IOC `order.place`, or `order.batch` of 20 of them. One frame per
+takers send marketable IOC `order.place`, or `order.batch` of 20 of them. Every client
+connects packed (`?pack=1`) and follows its account stream, as those of `bench.e2e_clients`
+do, so each request's private pushes are queued and written too (since session 29). One frame per
 `data_received`, as a client at the e2e rate arrives; the journal commits (fsync) every
 `WINDOW` requests, so answers go out as in the server; the collector is set as `venue serve`
 sets it (`settle_heap`), and `gc_per_1000` counts its collections per 1,000 requests fed and
@@ -88,6 +90,7 @@ class FakeTransport:
 
     def write(self, data: bytes) -> None:
         self.written += len(data)
+        self.errors += b'"error":' in data
 
     def writelines(self, chunks: Any) -> None:
         for chunk in chunks:
@@ -127,14 +130,15 @@ def accounts_toml() -> str:
 class Client:
     """A websocket connection made on the server's listener, fed frames directly."""
 
-    def __init__(self, server: VenueServer) -> None:
+    def __init__(self, server: VenueServer, packed: bool) -> None:
         listener = server._server
         assert listener is not None, "start the server first"
         self.connection = transport.Connection(listener)
         self.transport = FakeTransport()
         self.transport.protocol = self.connection
         self.connection.connection_made(self.transport)  # type: ignore[arg-type]
-        client = ClientProtocol(parse_uri("ws://127.0.0.1/ws/trade"))
+        query = "?pack=1" if packed else ""
+        client = ClientProtocol(parse_uri(f"ws://127.0.0.1/ws/trade{query}"))
         client.send_request(client.connect())
         self.connection.data_received(b"".join(client.data_to_send()))
         self.ids = iter(range(1, 10**9))
@@ -266,19 +270,24 @@ BYTECODE_ENTRIES = 25
 
 
 class Bench:
-    """A started server with two maker and two taker connections."""
+    """A started server with two maker and two taker connections: packed, each following its
+    account stream, as e2e's (`as_e2e`); else plain, following nothing (as before session 29:
+    `tests/gateway/test_answer_digest.py`'s answers were pinned so)."""
 
-    def __init__(self, server: VenueServer) -> None:
+    def __init__(self, server: VenueServer, as_e2e: bool = True) -> None:
         self.server = server
         listener = server._server
         assert listener is not None, "start the server first"
         listener.ping_interval_s = listener.ping_timeout_s = KEEPALIVE_OFF_S  # before connecting
-        self.makers = [Client(server), Client(server)]
-        self.takers = [Client(server), Client(server)]
+        self.makers = [Client(server, as_e2e), Client(server, as_e2e)]
+        self.takers = [Client(server, as_e2e), Client(server, as_e2e)]
         for index, client in enumerate(self.makers + self.takers):
             client.logon(f"ingress-{index}", f"ingress-secret-{index}")
         for maker in self.makers:
             maker.connection.data_received(maker.frame("session.cod", {"enabled": True}))
+        if as_e2e:  # their pushes are queued and written
+            for client in self.makers + self.takers:
+                client.connection.data_received(client.frame("subscribe", {"ch": "account"}))
         self.slot = 0
         self.collections = 0  # by the collector, while a window is fed and answered
         self.others = Meter()  # the engine and the executed-listener: not this path

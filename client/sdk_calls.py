@@ -112,6 +112,9 @@ class Calls:
         return await self.request_raw("order.batch", {"ops": ops})
 
     async def cancel_all(self, **filters: Any) -> Any:
+        """`{seq, canceled}`, or `{canceled}` with `quote_set=`. In a cluster at an outage, a
+        quote set's cancels may come back in part: a `VenueError` 504 `OUTCOME_UNKNOWN` whose
+        `data` is `{canceled, unknown_order_ids}` (the orders whose cancel may still run)."""
         return await self.request("orders.cancel_all", filters)
 
     async def open_orders(self, symbol: str | None = None) -> Any:
@@ -143,6 +146,25 @@ class Calls:
         }
         params.update((name, value) for name, value in optional.items() if value is not None)
         return await self.request("orders.history", params)
+
+    async def fills(
+        self,
+        limit: int = 100,
+        since_seq: int | None = None,
+        before_seq: int | None = None,
+        newest_first: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Up to `limit` of the account's fills still retained (their `exec` pushes, `seq`
+        included), with a seq above `since_seq` and below `before_seq`: oldest first (page on
+        with the last `seq` as `since_seq`), or `newest_first` (your last `limit` fills; page
+        back with the last `seq` as `before_seq`)."""
+        params: dict[str, Any] = {"limit": limit}
+        optional = {"since_seq": since_seq, "before_seq": before_seq}
+        params.update((name, value) for name, value in optional.items() if value is not None)
+        if newest_first:
+            params["newest_first"] = True
+        fills: list[dict[str, Any]] = (await self.request("fills", params))["fills"]
+        return fills
 
     async def balances(self) -> Any:
         return await self.request("balances")

@@ -53,6 +53,10 @@ log = logging.getLogger("venue.sequencer")
 BATCH_COMMANDS_MAX = 10_000  # one fsync covers at most this many; the rest wait a turn
 COMMIT_INTERVAL_S_MAX = 0.1  # a commit held back longer would be felt as an outage, not a lag
 LONG_COMMIT_S = 1.0  # a commit this long is logged, wherever it runs: the venue stood still
+# While a dead-man's switch is armed, a quiet venue's clock is journaled at least this often:
+# a venue that goes down counts its outage from its last command (`ShiftDeadManDeadlines`),
+# so this bounds how much time a switch can be given back beyond the outage itself.
+SWITCH_CLOCK_US = 1_000_000
 
 
 class Executed(msgspec.Struct):
@@ -383,8 +387,14 @@ class Sequencer:
 
     def tick(self) -> None:
         """Let time pass in the venue when something (a gtd expiry, a maturity, a dead-man's
-        switch's deadline) is due."""
-        if self.venue.next_due_us() <= self.clock_us():
+        switch's deadline) is due, or when a switch is armed and nothing was sequenced for
+        `SWITCH_CLOCK_US`: a restart or a takeover then knows, within that, when the venue
+        stopped, and gives the switches back the outage, not the whole time since the last
+        order (before session 29 a switch on a quiet venue could get its full timeout back)."""
+        venue, now_us = self.venue, self.clock_us()
+        if venue.next_due_us() <= now_us or (
+            venue.dead_man_deadlines and now_us - venue.ts_us >= SWITCH_CLOCK_US
+        ):
             self.submit(AdvanceClock(), origin=None)
 
     def _start_commit(self, held_over: bool = False) -> None:

@@ -122,6 +122,11 @@ class Pending(msgspec.Struct, eq=False):
     # answered 504 `OUTCOME_UNKNOWN` before its outcome came back (`answer_unknown`): an
     # issued key's finish still runs then (its key is stored), answering nothing
     answered_unknown: bool = False
+    # What `unknown_reply` knows of ops not back, whatever the core did: an `order.batch`'s
+    # ops refused here (never sent), by index; a quote set's `orders.cancel_all`: the order
+    # of each cancel sent, in submit order (its results come back in that order)
+    refused_ops: dict[int, CommandRejected] | None = None
+    cancel_order_ids: tuple[int, ...] | None = None
 
 
 def _logon(dispatcher: "Dispatcher", session: Session, request: wire.Request, t_in: int) -> None:
@@ -508,10 +513,11 @@ class Dispatcher:
         quote_set, requote = p.quote_set, self.placed.requote
         planned: list[tuple[Command, QuoteSlot]] = []
         kept_slots: list[QuoteSlot] = []  # the sides it quotes (not pulls): `_take_cod`
-        for quote in p.quotes:
+        for index, quote in enumerate(p.quotes):
             units = wire.quote_units(quote, self.specs)
             if isinstance(units, wire.WireError):
-                self._reply_error(session, request, units.code, units.message)
+                msg = wire.placed_under(units.message, f"quotes[{index}]")
+                self._reply_error(session, request, units.code, msg)
                 return
             for side, price, qty in (
                 (_BUY, units.bid_px, units.bid_qty),
@@ -642,7 +648,13 @@ class Dispatcher:
             and p.tag is None  # quotes carry no tag: a tag filter matches none of them
         ]
         pending = Pending(
-            session, request.id, request.method, t_in, len(commands), finish=_canceled_count
+            session,
+            request.id,
+            request.method,
+            t_in,
+            len(commands),
+            finish=_canceled_count,
+            cancel_order_ids=tuple(command.order_id for command in commands),
         )
         if not commands:  # behind the answers owed, in request order
             self._send_behind(session, _canceled_count(pending))
@@ -735,7 +747,9 @@ class Dispatcher:
                 op.params, self.specs, self.scales, key.account, order_symbol=symbol, ts_us=ts_us
             )
             if isinstance(command, wire.WireError):  # malformed: nothing applied
-                msg = f"op {index}: {command.message}"
+                msg = wire.placed_under(command.message, f"ops[{index}].params")
+                if msg == command.message:  # its words name no field: said of the op
+                    msg = f"op {index}: {msg}"
                 self._reply_error(session, request, command.code, msg, {"op": index})
                 return
             planned.append(command)
@@ -747,6 +761,9 @@ class Dispatcher:
         if not refused:  # the usual batch: every op a command
             self.submit_all(cast(list[Command], planned), pending)
             return
+        pending.refused_ops = {
+            index: item for index, item in enumerate(planned) if type(item) is CommandRejected
+        }
         for item in planned:
             if isinstance(item, CommandRejected):
                 self.bus.barrier(pending, [item])
@@ -798,16 +815,27 @@ class Dispatcher:
         why): 504 `OUTCOME_UNKNOWN`; but an `order.batch` or `quote.mass` of which some
         commands came back is partly done (409): those ops with their outcomes, each op
         after them 504 `OUTCOME_UNKNOWN` (outcomes come back in op order, so the known ones
-        are the first). Before, such a batch was 504 as a whole: its done ops' order ids lost.
-        Never for a request answered already: once answered, `expected` is out of reach."""
+        are the first) but for an op refused here, known whatever the core did (its own
+        refusal); a quote set's `orders.cancel_all`, a count, is a 504 saying what is known
+        (`_cancels_unknown`). Before, such a batch was 504 as a whole: its done ops' order
+        ids lost. Never for a request answered already: once answered, `expected` is out of
+        reach."""
         assert not pending.answered_unknown, f"request {pending.request_id!r} answered twice"
-        if not pending.results or pending.method not in _PER_OP_METHODS:
+        if pending.cancel_order_ids is not None:
+            return _cancels_unknown(pending, message)
+        refused = pending.refused_ops or {}
+        if pending.method not in _PER_OP_METHODS or not (pending.results or refused):
             return wire.error(pending.request_id, E.OUTCOME_UNKNOWN, message)
         status_of = self.first_status if pending.method == "order.batch" else None
         entries, _ = _op_entries(pending.results, status_of)
         unknown = {"code": int(E.OUTCOME_UNKNOWN), "name": E.OUTCOME_UNKNOWN.name, "msg": message}
-        missing = pending.expected - len(entries)
-        entries += [{"status": 504, "error": unknown} for _ in range(missing)]
+        for index in range(len(entries), pending.expected):
+            # an op refused here is known, whatever happened to the ops before it
+            rejected = refused.get(index)
+            if rejected is None:
+                entries.append({"status": 504, "error": unknown})
+            else:
+                entries += _op_entries([Executed(0, None, [rejected], None)], status_of)[0]
         body = {
             "id": pending.request_id,
             "status": 409,
@@ -1192,6 +1220,24 @@ def _corporate_result(scales: Mapping[str, int], pending: Pending) -> bytes:
                 "cash_in_lieu_residual": format_units(summary.cash_residual, cash),
             }
     return wire.ok(pending.request_id, result, pending.t_in, now_us())
+
+
+def _cancels_unknown(pending: Pending, message: str) -> bytes:
+    """The 504 of a quote set's `orders.cancel_all` whose cancels have not all come back:
+    its answer is a count, so no per-op entries; `data` says what is known, the orders
+    canceled so far (`canceled`) and the orders whose cancel is owed (`unknown_order_ids`:
+    they may still be canceled), and `msg` counts them."""
+    sent = pending.cancel_order_ids or ()
+    back = len(pending.results)
+    canceled = sum(map(_own_cancels, pending.results))
+    owed = list(sent[back:])
+    came_back = f"{back} came back ({canceled} canceled), the others'" if back else "none back,"
+    words = (
+        f"{message}; of the quote set's {len(sent)} cancels {came_back} orders are in"
+        " data.unknown_order_ids"
+    )
+    data = {"canceled": canceled, "unknown_order_ids": owed}
+    return wire.error(pending.request_id, E.OUTCOME_UNKNOWN, words, data)
 
 
 def _canceled_count(pending: Pending) -> bytes:

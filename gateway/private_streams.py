@@ -11,9 +11,9 @@ switches an older venue left in `DEAD_MAN_FILE`, armed through the venue at star
 import bisect
 import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import count, islice
 from pathlib import Path
 from typing import Any
 
@@ -237,13 +237,27 @@ class PrivateStreams:
             if private is not None:
                 private.sessions.discard(session)
 
-    def fills(self, account: int, since_seq: int, limit: int) -> list[Any]:
-        """The account's fills still in its history, after `since_seq`."""
+    def fills(
+        self,
+        account: int,
+        since_seq: int,
+        limit: int,
+        before_seq: int | None = None,
+        newest_first: bool = False,
+    ) -> list[Any]:
+        """At most `limit` of the account's fills still in its history, with a seq above
+        `since_seq` and below `before_seq` (None: no bound), oldest first or newest first."""
         stream = self.streams.get(account) or PrivateStream()
+        entries: Iterable[tuple[int, bytes]] = stream.entries()
+        if newest_first:
+            entries = zip(count(stream.seq, -1), reversed(stream.history))
+        below = stream.seq + 1 if before_seq is None else before_seq
         fills: list[Any] = []
-        for seq, payload in stream.entries():
-            if seq > since_seq and b'"exec_type":"trade"' in payload and len(fills) < limit:
+        for seq, payload in entries:
+            if since_seq < seq < below and b'"exec_type":"trade"' in payload:
                 fills.append(msgspec.json.decode(payload))
+                if len(fills) == limit:
+                    break
         return fills
 
     # ----------------------------------------------------------------- snapshots

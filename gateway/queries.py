@@ -138,7 +138,9 @@ class Queries:
     def _fills(self, session: Session, request: wire.Request, t_in: int) -> None:
         p: Any = request.params
         account = _key(session).account
-        fills = self.private_streams.fills(account, p.since_seq or 0, p.limit)
+        fills = self.private_streams.fills(
+            account, p.since_seq or 0, p.limit, p.before_seq, p.newest_first
+        )
         self._defer(session, request, t_in, {"fills": fills})
 
     def _balances(self, session: Session, request: wire.Request, t_in: int) -> None:

@@ -83,6 +83,9 @@ QUERY_NO_NAME = "a query parameter has no name: `={}`"  # msgspec: "unknown fiel
 # every query value is text: msgspec's `Expected `int`, got `str`` (before session 26) said
 # nothing a client could act on
 QUERY_NOT_INTEGER = "the query parameter `{}` is an integer, ASCII digits only: {!r}"
+# and msgspec's `Expected `bool`, got `str`` likewise; it took "1", "0" and "TRUE" as well
+QUERY_NOT_BOOLEAN = "the query parameter `{}` is true or false: {!r}"
+QUERY_BOOLEANS: Final = {"true": True, "false": False}
 # msgspec's words for a struct's fields, said of a query's parameters
 QUERY_WORDS: Final = (
     ("Object missing required field", "missing the query parameter"),
@@ -585,10 +588,24 @@ def _integer_fields(params: type[wire.Params]) -> frozenset[str]:
     return frozenset(field.name for field in info.fields if _is_integer(field.type))
 
 
+@functools.cache
+def _boolean_fields(params: type[wire.Params]) -> frozenset[str]:
+    """The fields of a params struct that hold true or false."""
+    info = msgspec.inspect.type_info(params)
+    assert isinstance(info, msgspec.inspect.StructType), f"{params} is a struct"
+    return frozenset(
+        field.name for field in info.fields if _is_kind(field.type, msgspec.inspect.BoolType)
+    )
+
+
 def _is_integer(kind: msgspec.inspect.Type) -> bool:
+    return _is_kind(kind, msgspec.inspect.IntType)
+
+
+def _is_kind(kind: msgspec.inspect.Type, wanted: type[msgspec.inspect.Type]) -> bool:
     if isinstance(kind, msgspec.inspect.UnionType):
-        return any(isinstance(member, msgspec.inspect.IntType) for member in kind.types)
-    return isinstance(kind, msgspec.inspect.IntType)
+        return any(isinstance(member, wanted) for member in kind.types)
+    return isinstance(kind, wanted)
 
 
 def _params(
@@ -639,6 +656,11 @@ def _params(
             if number is None:
                 return wire.WireError(None, E.BAD_PARAM, QUERY_NOT_INTEGER.format(name, text))
             params[name] = -number if text.startswith("-") else number
+        for name in _boolean_fields(route.params).intersection(params):
+            text = params[name]
+            if text not in QUERY_BOOLEANS:  # exactly as JSON spells them, as the docs say
+                return wire.WireError(None, E.BAD_PARAM, QUERY_NOT_BOOLEAN.format(name, text))
+            params[name] = QUERY_BOOLEANS[text]
         try:  # "10" -> 10, "true" -> True, as the struct's field types say
             decoded = msgspec.convert(params, route.params, strict=False)
         except msgspec.ValidationError as failure:

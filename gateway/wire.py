@@ -369,6 +369,14 @@ class Quote(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return None
 
 
+# An empty `quote.mass` changed nothing and was answered 200 (before session 29): a trader
+# who meant it to pull the set (as some venues read it) was told it was done.
+QUOTES_EMPTY = (
+    f'quotes is empty: give 1 to {QUOTES_MAX} quotes (a side with qty "0" pulls it; to pull'
+    " every quote of the set: orders.cancel_all {quote_set}); nothing was done"
+)
+
+
 class QuoteMassParams(Params, frozen=True):
     quote_set: Name
     quotes: Annotated[tuple[Quote, ...], Meta(max_length=QUOTES_MAX)]
@@ -389,6 +397,8 @@ class QuoteMassParams(Params, frozen=True):
             ):
                 return None  # both sides given whole (`Quote.problem`'s first test): no call
             return quote.problem()
+        if not quotes:
+            return E.BAD_PARAM, QUOTES_EMPTY
         seen: set[str] = set()
         for quote in self.quotes:
             if quote.symbol in seen:
@@ -420,8 +430,18 @@ class OrderStatusParams(Params, frozen=True):
 
 
 class FillsParams(Params, frozen=True):
+    """A page of the account's fills: seqs above `since_seq` and below `before_seq`, oldest
+    first, or newest first (a trader's "my last N fills", paged back with `before_seq`)."""
+
     limit: Annotated[int, Meta(ge=1, le=FILLS_LIMIT_MAX)]
     since_seq: Int53 | None = None
+    before_seq: PositiveInt | None = None
+    newest_first: bool = False
+
+    def problem(self) -> Problem | None:
+        if self.before_seq is not None and self.before_seq <= (self.since_seq or 0):
+            return E.BAD_PARAM, "before_seq must be above since_seq"
+        return None
 
 
 class OrdersHistoryParams(Params, frozen=True):
@@ -1598,11 +1618,29 @@ def _units(text: str, scale: int, field: str) -> int:
 
 
 def _positive(text: str, scale: int, field: str) -> int:
-    """Units of a price or quantity, where the engine reads 0 as "absent"."""
+    """Units of a price or quantity, where the engine reads 0 as "absent". A zero is told
+    as a negative one is (`_signed_decimal_words`): the field, the text and where it is, at
+    the top of the params (`placed_under` moves it into a batch's op or a quote); before
+    session 29 it was `qty must be positive`, with neither text nor place."""
     value = _units(text, scale, field)
     if value == 0:
-        raise _Refusal(E.BAD_PARAM, f"{field} must be positive")
+        raise _Refusal(E.BAD_PARAM, f"{field} must be positive, not zero: {text!r}{_AT}{field}`")
     return value
+
+
+_AT = " - at `params."  # where a field of the params is, as the decoding errors say it
+_AT_FIELD = re.compile(r" - at `params\.([A-Za-z0-9_.\[\]]+)`\Z")  # ... at a message's end
+
+
+def placed_under(message: str, path: str) -> str:
+    """A params' error said of the field where it is in a request that nests them: `path`
+    is the nesting (`ops[0].params` of an `order.batch`, `quotes[1]` of a `quote.mass`), so
+    `- at `params.qty`` becomes `- at `params.ops[0].params.qty``. Other words as they are:
+    only the message's own ending says where, never text of the client's echoed in it."""
+    place = _AT_FIELD.search(message)
+    if place is None:
+        return message
+    return f"{message[: place.start()]}{_AT}{path}.{place.group(1)}`"
 
 
 def _spec(specs: Mapping[str, InstrumentSpec], symbol: str) -> InstrumentSpec:

@@ -30,4 +30,5 @@ def test_bytecodes_are_counted_per_request_in_the_feeding_and_the_release() -> N
     top = figures["top"]
     assert "gateway/dispatch.py:_quote_mass" in top, "the feeding"
     assert "gateway/server.py:_answer_and_push" in top, "the release of what was fed"
+    assert "gateway/sessions.py:fan_out_all" in top, "its pushes, queued for the makers' sessions"
     assert not any(name.startswith(("engine/", "bench/")) for name in top)

@@ -53,12 +53,16 @@ def place(cl_ord_id: str) -> dict[str, Any]:
     return {"method": "order.place", "params": params | {"price": "180.00", "cl_ord_id": cl_ord_id}}
 
 
-async def take_one_more_record(nc: Any, limited: bool = True) -> None:
-    """Let the stream store one more record and refuse the rest (503, retried by the core),
-    or (`limited` False) take every record again."""
+NO_SUCH_ORDER = {"method": "order.amend", "params": {"cl_ord_id": "nope", "price": "181.00"}}
+
+
+async def take_one_more_record(nc: Any, limited: bool = True, more: int = 1) -> None:
+    """Let the stream store `more` records more and refuse the rest (503, retried by the
+    core), or (`limited` False) take every record again."""
     js = nc.jetstream(timeout=5.0)
     info = await js.stream_info(STREAM_DEFAULT)
-    most = info.state.last_seq + 1 if limited else -1
+    most = info.state.last_seq + more if limited else -1
+    assert most != 0, "max_msgs 0 would be no limit"
     await js.update_stream(dataclasses.replace(info.config, max_msgs=most))
 
 
@@ -125,7 +129,8 @@ def test_a_batch_partly_done_before_an_outage_answers_each_op_as_known(
                 await trader.logon(*KEYS["alpha"])
                 await trader.subscribe_account()
                 await take_one_more_record(nc)
-                ops = [place("b-1"), place("b-2"), place("b-3")]
+                # the amend names no order: refused by the gateway, never sent to the core
+                ops = [place("b-1"), place("b-2"), NO_SUCH_ORDER, place("b-3")]
                 batching = asyncio.ensure_future(trader.request_raw("order.batch", {"ops": ops}))
                 out["reports"] = [await exec_report(trader, cl_ord_id="b-1")]  # b-1 is back
                 bus.outcome_wait_s = 0.0  # the rest are overdue at the next check
@@ -155,8 +160,11 @@ def test_a_batch_partly_done_before_an_outage_answers_each_op_as_known(
     out = asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
     batch = out["batch"]
     assert batch["status"] == 409, batch  # before: 504 OUTCOME_UNKNOWN, whole
-    done, *owed = batch["result"]["results"]
-    assert len(owed) == 2, batch
+    done, owed_2, refused, owed_3 = batch["result"]["results"]
+    owed = [owed_2, owed_3]
+    # known whatever the core did (session 29; before: 504 OUTCOME_UNKNOWN, as the op ahead)
+    assert (refused["status"], refused["error"]["name"]) == (400, "UNKNOWN_ORDER"), batch
+    assert refused["error"]["msg"] == "no such order", batch
     assert done["status"] == 200 and done["result"]["cl_ord_id"] == "b-1", batch
     assert done["result"]["order_id"] == out["reports"][0]["order_id"]
     for op in owed:
@@ -226,3 +234,62 @@ def test_a_batch_answered_between_its_ops_deadlines_is_not_answered_again_at_a_l
     assert out["close_code"] == LEASE_LOST_CLOSE_CODE  # the lease's loss closed it
     assert batch["status"] == 409, batch
     assert [op["status"] for op in batch["result"]["results"]] == [200, 504, 504], batch
+
+
+def test_what_the_gateway_knows_at_an_outage_is_said_beyond_the_ops_done(
+    node: NatsCluster, tmp_path: Path
+) -> None:
+    """Session 29: a batch with no op back was 504 as a whole, though an op the gateway had
+    refused itself (an amend naming no order) was known; and `orders.cancel_all
+    {quote_set}`, a command per quote, with the first back and the second owed at an outage,
+    was 504 as a whole, saying neither. The batch is now 409 [504, its refusal]; the
+    cancel_all, whose answer is a count, stays a 504, with what is known: the orders
+    canceled so far, and the orders whose cancel is owed (`data`, and in `msg`)."""
+
+    async def scenario() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        async with (
+            core_and_gateway(node, tmp_path) as (port, nc, bus),
+            VenueClient(f"ws://127.0.0.1:{port}/ws/trade") as trader,
+            VenueClient(f"ws://127.0.0.1:{port}/ws/trade") as maker,
+        ):
+            await trader.logon(*KEYS["alpha"])
+            await take_one_more_record(nc, more=0)  # the stream takes nothing: none comes back
+            bus.outcome_wait_s = 0.0  # overdue at the gateway's next check
+            ops = [place("n-1"), NO_SUCH_ORDER]
+            out["batch"] = await trader.request_raw("order.batch", {"ops": ops})
+            bus.outcome_wait_s = OWED_S
+            await take_one_more_record(nc, limited=False)
+            await maker.logon(*KEYS["beta"])
+            await maker.request("session.cod", {"enabled": True})
+            await maker.subscribe_account()
+            quote = {"symbol": SYMBOL, "bid_px": "181.00", "bid_qty": "1"}
+            quote |= {"ask_px": "195.00", "ask_qty": "1"}
+            quoted = await maker.request("quote.mass", {"quote_set": "q", "quotes": [quote]})
+            out["quoted"] = [entry["result"]["order_id"] for entry in quoted["results"]]
+            await take_one_more_record(nc)
+            canceling = asyncio.ensure_future(
+                maker.request_raw("orders.cancel_all", {"quote_set": "q"})
+            )
+            out["canceled"] = await exec_report(maker, exec_type="canceled")
+            bus.outcome_wait_s = 0.0  # the other cancel is overdue at the next check
+            out["answer"] = await asyncio.wait_for(canceling, 10)
+            bus.outcome_wait_s = OWED_S
+            await take_one_more_record(nc, limited=False)  # the core's retry stores it
+            out["later"] = await exec_report(maker, exec_type="canceled")
+            out["open"] = (await maker.open_orders())["orders"]
+        return out
+
+    out = asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
+    batch = out["batch"]  # before: 504 OUTCOME_UNKNOWN, whole
+    assert batch["status"] == 409, batch
+    owed, refused = batch["result"]["results"]
+    assert (owed["status"], owed["error"]["name"]) == (504, "OUTCOME_UNKNOWN"), batch
+    assert (refused["status"], refused["error"]["name"]) == (400, "UNKNOWN_ORDER"), batch
+    answer = out["answer"]
+    assert (answer["status"], answer["error"]["name"]) == (504, "OUTCOME_UNKNOWN"), answer
+    first = out["canceled"]["order_id"]
+    (other,) = set(out["quoted"]) - {first}
+    assert answer["error"]["data"] == {"canceled": 1, "unknown_order_ids": [other]}, answer
+    assert "of the quote set's 2 cancels 1 came back (1 canceled)" in answer["error"]["msg"]
+    assert out["later"]["order_id"] == other and out["open"] == []  # carried out later

@@ -13,7 +13,7 @@ import pytest
 from core import commit_watch
 from core import sequencer as sequencer_module
 from core.journal import EncodeInto, FileJournal, Sequenced
-from core.sequencer import BATCH_COMMANDS_MAX, Executed, _batch_end
+from core.sequencer import BATCH_COMMANDS_MAX, SWITCH_CLOCK_US, Executed, _batch_end
 from engine.commands import ArmDeadMan, CancelOrder, ListInstrument, PlaceOrder
 from engine.enums import CancelReason, Side
 from engine.events import DeadManTriggered, OrderAccepted, TradeExecuted
@@ -847,6 +847,46 @@ def test_a_tick_advances_the_clock_once_a_dead_mans_deadline_has_passed(tmp_path
         "AdvanceClock",
     ]
     assert executed[-1].events == [DeadManTriggered(executed[-1].command.ts_us, 1)]  # type: ignore[union-attr]
+
+
+def test_a_quiet_venue_with_an_armed_switch_journals_its_clock_each_second(
+    tmp_path: Path,
+) -> None:
+    """A restart or takeover counts the outage from the last command sequenced: while a switch
+    is armed the clock is journaled at least every `SWITCH_CLOCK_US`, so that command is at
+    most that old when the venue goes down. Nothing is journaled for it with no switch armed.
+    Before session 29 nothing was, and a switch got back all the time since the last order."""
+    clock = Clock()
+
+    async def session() -> list[Executed]:
+        executed: list[Executed] = []
+        sequencer = Sequencer(
+            Venue(),
+            FileJournal(tmp_path / "journal"),
+            clock,
+            lambda b: None,
+            on_executed=executed.append,
+        )
+        sequencer.submit(ArmDeadMan(account=1, timeout_ms=600_000))
+        armed_us = clock.now
+        clock.now = armed_us + SWITCH_CLOCK_US - 100
+        sequencer.tick()  # quiet for less than the bound: nothing
+        clock.now = armed_us + SWITCH_CLOCK_US
+        sequencer.tick()  # quiet for the bound: the clock is journaled
+        sequencer.tick()  # and not again at once
+        clock.now += SWITCH_CLOCK_US
+        sequencer.tick()  # a second later, once more
+        sequencer.submit(ArmDeadMan(account=1, timeout_ms=0))  # disarmed
+        clock.now += 10 * SWITCH_CLOCK_US
+        sequencer.tick()  # nothing armed: a quiet venue journals nothing
+        await sequencer.drain()
+        sequencer.close()
+        return executed
+
+    executed = asyncio.run(session())
+    names = [type(e.command).__name__ for e in executed]
+    assert names == ["ArmDeadMan", "AdvanceClock", "AdvanceClock", "ArmDeadMan"]
+    assert all(e.events == [] for e in executed[1:3]), "a clock tick changes nothing else"
 
 
 @pytest.mark.parametrize("written_by_cluster", [False, True])

@@ -212,7 +212,7 @@ async def answers(seed: int = 7, requests: int = REQUESTS) -> list[bytes]:
         server = VenueServer(venue_config.load(path), directory / "data")
         await server.start("127.0.0.1", 0)
         try:
-            bench = ingress_bench.Bench(server)
+            bench = ingress_bench.Bench(server, as_e2e=False)  # its sessions, as pinned
             clients = bench.makers + bench.takers
             recorders = []
             for client in clients:  # from here on, what each is written is kept

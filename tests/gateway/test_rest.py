@@ -491,6 +491,62 @@ def test_fills_show_a_trade_placed_through_rest(run_venue: Run) -> None:
     run_venue(scenario)
 
 
+def test_the_last_fills_newest_first_paged_back_on_both_apis_and_the_sdk(run_venue: Run) -> None:
+    """Session 29: `fills` gave the oldest retained fills first, so "my last N fills" meant
+    walking every page from the oldest. Now `newest_first` gives the last `limit`, and
+    `before_seq` pages back; the same on the websocket, over REST and in the SDK."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        taker = await venue.client("taker")
+        prices = ["187.10", "187.20", "187.30", "187.40", "187.50"]
+        for price in prices:  # five fills of the taker's, each among its other pushes
+            await alpha.place(SYMBOL, "sell", "0.1", price)
+            await taker.place(SYMBOL, "buy", "0.1", price, tif="ioc")
+        trader = RestClient(base(venue), *KEYS["taker"])
+
+        def px(fills: list[dict[str, Any]]) -> list[str]:
+            return [fill["data"]["last_px"] for fill in fills]
+
+        oldest = await taker.fills(10)  # as before: oldest first
+        assert px(oldest) == prices
+        last_two = await taker.fills(2, newest_first=True)
+        assert px(last_two) == ["187.50", "187.40"]
+        older = await taker.fills(2, newest_first=True, before_seq=last_two[-1]["seq"])
+        assert px(older) == ["187.30", "187.20"]
+        rest = await taker.fills(5, newest_first=True, before_seq=older[-1]["seq"])
+        assert px(rest) == ["187.10"]  # shorter than the limit: the end
+        between = await taker.fills(
+            10, since_seq=oldest[0]["seq"], before_seq=oldest[-1]["seq"], newest_first=True
+        )
+        assert px(between) == ["187.40", "187.30", "187.20"]
+        over_rest = (await get(trader, "/api/v1/fills", limit=2, newest_first="true")).json()
+        assert over_rest == {"fills": last_two}
+        query = {"limit": 2, "newest_first": "true", "before_seq": last_two[-1]["seq"]}
+        assert (await get(trader, "/api/v1/fills", **query)).json() == {"fills": older}
+        assert (await get(trader, "/api/v1/fills")).json() == {"fills": oldest}
+        bounds = {"since_seq": oldest[1]["seq"], "before_seq": oldest[1]["seq"]}
+        refused = await get(trader, "/api/v1/fills", **bounds)
+        assert error_of(refused) == (400, "BAD_PARAM"), refused
+        assert refused.json()["error"]["msg"] == "before_seq must be above since_seq"
+        with pytest.raises(VenueError) as said:
+            await taker.fills(10, **bounds)
+        assert said.value.name == "BAD_PARAM"
+        assert str(said.value).endswith(": before_seq must be above since_seq")
+        # a boolean is `true` or `false` as the docs say: msgspec took "1" and "TRUE" as well,
+        # and refused "yes" with `Expected `bool`, got `str``, when every query value is text
+        for text in ("yes", "", "1", "0", "TRUE", "True"):
+            response = await get(trader, "/api/v1/fills", newest_first=text)
+            assert error_of(response) == (400, "BAD_PARAM"), (text, response)
+            words = f"the query parameter `newest_first` is true or false: {text!r}"
+            assert response.json()["error"]["msg"] == words
+        newest = (await get(trader, "/api/v1/fills", limit=2, newest_first="false")).json()
+        assert newest == {"fills": oldest[:2]}
+        trader.close()
+
+    run_venue(scenario)
+
+
 def test_bad_orders_change_nothing_and_say_why(run_venue: Run) -> None:
     async def scenario(venue: Venue) -> None:
         trader = RestClient(base(venue), *KEYS["taker"])
@@ -678,6 +734,83 @@ def test_a_negative_quantity_or_price_must_be_positive_on_both_apis(run_venue: R
         trader.close()
 
     run_venue(scenario)
+
+
+ZERO_REFUSALS = [  # (method, params, the field's path under params): each refuses a "0"
+    ("order.place", {"price": "187", "qty": "0"}, "qty"),
+    ("order.place", {"price": "0.00", "qty": "1"}, "price"),
+    ("order.place", {"type": "market", "tif": "ioc", "quote_qty": "0"}, "quote_qty"),
+    ("order.amend", {"qty": "0"}, "qty"),
+    ("order.amend", {"price": "0"}, "price"),
+]
+
+
+def test_a_zero_quantity_or_price_is_refused_naming_its_place_on_both_apis(
+    run_venue: Run,
+) -> None:
+    """Session 29: `"0"` was refused `qty must be positive`, with neither the text nor where
+    it is, which a negative one's refusal has said since session 26; in a batch it was `op 0:
+    qty must be positive` and in a quote `bid_px must be positive`. Now every one names its
+    field's place as the decoding errors do; nothing is placed, amended or quoted."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        ws = await venue.client("taker")
+        await ws.request("session.cod", {"enabled": True})
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc"}
+        resting = (await ws.place(SYMBOL, "buy", "1", "150", cl_ord_id="rest-1"))["order_id"]
+        said: list[tuple[str, str, str]] = []  # (where, the path said, the text refused)
+
+        async def refused(method: str, params: dict[str, Any]) -> str:
+            with pytest.raises(VenueError) as refusal:
+                await ws.request(method, params)
+            assert refusal.value.name == "BAD_PARAM", refusal.value
+            return str(refusal.value).partition(": ")[2]
+
+        for method, params, field in ZERO_REFUSALS:
+            text = params[field]
+            words = f"{field} must be positive, not zero: {text!r}"
+            if method == "order.place":
+                body = order | params
+                response = await call(
+                    trader, "POST", "/api/v1/orders", body=json.dumps(body).encode()
+                )
+                op = {"method": method, "params": body}
+            else:
+                path = f"/api/v1/orders/{resting}"
+                response = await call(trader, "PATCH", path, body=json.dumps(params).encode())
+                op = {"method": method, "params": {"order_id": resting} | params}
+            assert error_of(response) == (400, "BAD_PARAM"), response
+            said.append(("rest", response.json()["error"]["msg"], f"{words} - at `{field}`"))
+            message = await refused(method, op["params"])
+            said.append(("ws", message, f"{words} - at `params.{field}`"))
+            batch = await refused("order.batch", {"ops": [PLACE_OP, op]})
+            said.append(("batch", batch, f"{words} - at `params.ops[1].params.{field}`"))
+        for side in ("bid", "ask"):
+            quote = {"symbol": SYMBOL, f"{side}_px": "0", f"{side}_qty": "1"}
+            quotes = [{"symbol": "MSFTx-USD", "bid_qty": "0"}, quote]
+            message = await refused("quote.mass", {"quote_set": "q", "quotes": quotes})
+            words = f"{side}_px must be positive, not zero: '0' - at `params.quotes[1].{side}_px`"
+            said.append(("quote", message, words))
+        assert [(where, got) for where, got, _ in said] == [
+            (where, wanted) for where, _, wanted in said
+        ]
+        opened = (await get(trader, "/api/v1/orders")).json()["orders"]
+        assert [(o["order_id"], o["qty"], o["price"]) for o in opened] == [
+            (resting, "1.000000", "150.00")
+        ]
+        trader.close()
+
+    run_venue(scenario)
+
+
+PLACE_OP = {  # a valid op ahead of the one refused: nothing of the batch is applied
+    "method": "order.place",
+    "params": {
+        "symbol": SYMBOL, "side": "sell", "type": "limit", "tif": "gtc", "price": "190",
+        "qty": "1",
+    },
+}  # fmt: skip
 
 
 def test_a_number_past_what_json_decoding_reads_is_a_bad_param_placed(run_venue: Run) -> None:

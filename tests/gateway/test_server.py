@@ -361,6 +361,34 @@ def test_a_quote_at_a_zero_price_refuses_the_whole_quote_mass(run_venue: Any) ->
     run_venue(scenario)
 
 
+def test_an_empty_quote_mass_or_batch_is_refused_and_changes_nothing(run_venue: Any) -> None:
+    """Session 29: an empty `quote.mass` was answered 200 with no results, its set's quotes
+    left open: a trader who meant it to pull the set (as some venues read it) was told it
+    was done. docs/protocol.md gives it no meaning, so it is refused, as an empty
+    `order.batch` has been, and says how to pull the set."""
+
+    async def scenario(venue: Venue) -> None:
+        maker = await venue.client("alpha")
+        await maker.request("session.cod", {"enabled": True})
+        quote = {"symbol": SYMBOL, "bid_px": "187.00", "bid_qty": "1"}
+        await maker.request("quote.mass", {"quote_set": "q", "quotes": [quote]})
+        before = (await maker.open_orders())["orders"]
+        assert len(before) == 1
+        empty = await maker.request_raw("quote.mass", {"quote_set": "q", "quotes": []})
+        assert empty["status"] == 400, empty
+        assert empty["error"]["name"] == "BAD_PARAM", empty
+        said = empty["error"]["msg"]
+        assert said.startswith("quotes is empty: give 1 to 100 quotes"), said
+        assert "orders.cancel_all {quote_set}" in said, said
+        batch = await maker.batch([])
+        assert (batch["status"], batch["error"]["name"]) == (400, "BAD_PARAM"), batch
+        assert batch["error"]["msg"] == "Expected `array` of length >= 1 - at `params.ops`"
+        assert (await maker.open_orders())["orders"] == before  # nothing done
+        assert (await maker.cancel_all(quote_set="q")) == {"canceled": 1}  # the way it says
+
+    run_venue(scenario)
+
+
 def test_order_batch_applies_ops_in_order(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         alpha = await venue.client("alpha")

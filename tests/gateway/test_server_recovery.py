@@ -457,6 +457,35 @@ def test_the_time_a_venue_was_down_does_not_count_against_a_switch(tmp_path: Pat
     run(scenario)
 
 
+def test_a_quiet_venue_gives_a_switch_back_its_outage_not_its_whole_timeout(
+    tmp_path: Path,
+) -> None:
+    """Nothing is sequenced after the arm, yet the clock is journaled each second while the
+    switch is armed (`SWITCH_CLOCK_US`): the restart counts the time down from that tick, so
+    the switch keeps about what it had left when the venue stopped. Before session 29 the
+    shift ran from the arm itself, handing back its whole 3 s after 2 s had passed."""
+    data_dir = tmp_path / "data"
+    timeout_ms = 3_000
+
+    async def scenario() -> None:
+        first = await start_venue(data_dir)
+        alpha = await first.client("alpha")
+        await alpha.place(SYMBOL, "buy", "1", "186.00")
+        await alpha.request("orders.cancel_after", {"timeout_ms": timeout_ms})
+        await asyncio.sleep(2.0)  # quiet: only the clock's ticks are sequenced meanwhile
+        await stop(first)
+        restarted_us = time.time_ns() // 1_000
+        second = await start_venue(data_dir)
+        try:
+            (deadline_us,) = second.server.venue.dead_man_deadlines.values()
+            left_ms = (deadline_us - restarted_us) // 1_000
+            assert left_ms < timeout_ms - 400, f"{left_ms} ms left: the quiet time came back"
+        finally:
+            await stop(second)
+
+    run(scenario)
+
+
 def test_a_rearm_at_once_after_a_restart_does_not_save_orders_whose_switch_was_due_before(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,6 +1,7 @@
 """The wire: strict decoding of every method, error codes, exact conversion, envelopes."""
 
 import json
+import re
 import typing
 from typing import Any
 
@@ -80,7 +81,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "order.cancel": {"order_id": 1},
     "order.amend": {"cl_ord_id": "c", "qty": "1"},
     "order.batch": {"ops": [{"method": "order.cancel", "params": {"order_id": 1}}]},
-    "quote.mass": {"quote_set": "q", "quotes": []},
+    "quote.mass": {"quote_set": "q", "quotes": [{"symbol": SYMBOL, "bid_qty": "0"}]},
     "orders.cancel_all": {},
     "orders.open": {},
     "order.status": {"order_id": 1},
@@ -359,7 +360,8 @@ def test_a_quotes_negative_price_is_told_when_it_may_be_0() -> None:
     pulled = wire.quote_units(wire.Quote(SYMBOL, bid_px="0", bid_qty="0"), SPECS)
     assert isinstance(pulled, wire.QuoteUnits)
     quoted = wire.quote_units(wire.Quote(SYMBOL, bid_px="0", bid_qty="1"), SPECS)
-    assert isinstance(quoted, WireError) and quoted.message == "bid_px must be positive"
+    assert isinstance(quoted, WireError)
+    assert quoted.message == "bid_px must be positive, not zero: '0' - at `params.bid_px`"
 
 
 def _decimal_fields(kind: type) -> list[str]:
@@ -399,7 +401,8 @@ def test_every_decimal_fields_sign_words_say_what_0_does() -> None:
             request = decoded(method, params)
             command = wire.to_command(request, SPECS, scales, 7, order_symbol=SYMBOL)
             wire_refuses = isinstance(command, WireError)
-            assert not wire_refuses or command.message == f"{field} must be positive", command
+            zero_words = f"{field} must be positive, not zero: '0' - at `params.{field}`"
+            assert not wire_refuses or command.message == zero_words, command
             zero_refused = wire_refuses or (method, field) in ENGINE_REFUSES_ZERO
             assert positive == zero_refused, (method, field, said, command)
             checked += 1
@@ -897,8 +900,16 @@ def test_trailing_zeros_are_not_excess_precision() -> None:
     [
         (place(price="187.255"), E.BAD_PRECISION, "price '187.255' has more than 2 decimals"),
         (place(qty="0.0000001"), E.BAD_PRECISION, "qty '0.0000001' has more than 6 decimals"),
-        (place(price="0"), E.BAD_PARAM, "price must be positive"),
-        (place(qty="0.000"), E.BAD_PARAM, "qty must be positive"),
+        (
+            place(price="0"),
+            E.BAD_PARAM,
+            "price must be positive, not zero: '0' - at `params.price`",
+        ),
+        (
+            place(qty="0.000"),
+            E.BAD_PARAM,
+            "qty must be positive, not zero: '0.000' - at `params.qty`",
+        ),
         (place(qty="9" * 20), E.BAD_PARAM, f"qty: '{'9' * 20}' is too large"),
         (place(symbol="NOPE-USD"), E.UNKNOWN_SYMBOL, "unknown symbol 'NOPE-USD'"),
     ],
@@ -1001,7 +1012,10 @@ def test_a_plain_quote_converts_as_quote_units() -> None:
 def test_a_quote_at_a_zero_price_is_malformed(quote: wire.Quote) -> None:
     refusal = wire.quote_units(quote, SPECS)
     assert isinstance(refusal, WireError) and refusal.code is E.BAD_PARAM, refusal
-    assert refusal.message.endswith("_px must be positive"), refusal.message
+    # (said at the quote's own params: the dispatcher places it under `quotes[i]`)
+    assert re.fullmatch(
+        r"(bid|ask)_px must be positive, not zero: '0(\.00)?' - at `params\.\1_px`", refusal.message
+    ), refusal.message
 
 
 def test_a_zero_qty_still_pulls_a_side_whatever_its_price() -> None:
@@ -1548,3 +1562,19 @@ def test_the_search_for_an_unpaired_surrogate_is_bounded() -> None:
     failure = wire.decode_envelope(raw)
     assert isinstance(failure, wire.WireError)
     assert (failure.id, failure.code, failure.message) == (5, E.BAD_JSON, HIGH)
+
+
+def test_a_field_s_place_is_moved_under_its_op_only_from_the_message_s_ending() -> None:
+    """`placed_under` swapped the first `- at `params.` anywhere: a client's own text echoed in
+    a refusal (an unknown symbol `X - at `params.evil``) was taken for the place, and the op's
+    `op N:` prefix was then lost (review of session 29)."""
+    at_qty = "qty must be positive, not zero: '0' - at `params.qty`"
+    assert wire.placed_under(at_qty, "ops[2].params") == (
+        "qty must be positive, not zero: '0' - at `params.ops[2].params.qty`"
+    )
+    echoed = "unknown symbol 'X - at `params.evil`'"
+    assert wire.placed_under(echoed, "ops[0].params") == echoed
+    both = "bad 'X - at `params.evil`' - at `params.price`"
+    assert wire.placed_under(both, "quotes[1]") == (
+        "bad 'X - at `params.evil`' - at `params.quotes[1].price`"
+    )
