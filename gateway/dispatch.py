@@ -61,7 +61,7 @@ from gateway.auth import ApiKey, Authenticator, AuthError, require_scope
 from gateway.held_requests import HeldRequests
 from gateway.key_issuing import KeyIssuer
 from gateway.logon import LOGON_ON_TRADE, Logons
-from gateway.placed_orders import OWN_MARK, PlacedOrders, QuoteSlot
+from gateway.placed_orders import OwnMark, PlacedOrders, QuoteSlot
 from gateway.private_streams import DMS_TRIGGERED, PrivateStreams
 from gateway.public_streams import PublicStreams
 from gateway.queries import Queries
@@ -573,7 +573,7 @@ class Dispatcher:
             mark = SetCancelOnDisconnect(
                 ts_us=self.stamp_us(), account=account, cod=True, order_ids=moved
             )
-            self.bus.submit(mark, OWN_MARK)
+            self.bus.submit(mark, OwnMark())
 
     def _waits_for_places(
         self,

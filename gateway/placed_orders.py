@@ -52,12 +52,12 @@ _BUY, _SELL = Side.BUY, Side.SELL
 class OwnMark:
     """The origin of a `SetCancelOnDisconnect` the gateway sends of itself (a re-mark, a
     quote's cod taken by the connection that requotes it), told apart when it comes back
-    from another gateway's, whose origin here is None (`VenueServer.executed`)."""
+    from another gateway's, whose origin here is None (`VenueServer.executed`). One per
+    mark, never shared: an origin names one request, and two marks sharing one would be
+    taken for one request's commands (kept in one batch past its bound, `_batch_end`; told
+    overdue once, `NatsBus.settle_overdue`)."""
 
     __slots__ = ()
-
-
-OWN_MARK = OwnMark()
 
 
 class PlacedOrders:
@@ -353,7 +353,7 @@ class PlacedOrders:
         """A connection with cod on requotes quotes another connection placed (here, or
         through another gateway): their cancel-on-disconnect moves to it, so the other's
         close no longer cancels them and its own does. The ids moved, ascending: the caller
-        marks them as this gateway's (`SetCancelOnDisconnect`, `OWN_MARK`)."""
+        marks them as this gateway's (`SetCancelOnDisconnect`, an `OwnMark`)."""
         orders, placed_on = self.reads.orders, self.placed_on
         moved = []
         for order_id in order_ids:

@@ -42,14 +42,14 @@ from engine.commands import (
     SetOrderCaps,
 )
 from engine.enums import CancelReason, TimeInForce
-from engine.events import OrderAccepted, SharesSplit, TradeExecuted
+from engine.events import CancelOnDisconnectSet, OrderAccepted, SharesSplit, TradeExecuted
 from engine.venue import Venue
 from gateway import limits, transport
 from gateway.auth import ApiKey, Authenticator, KeyStore, KeyStoreError
 from gateway.connection_handler import ConnectionHandler
 from gateway.dispatch import Dispatcher, Pending
 from gateway.key_issuing import ISSUED_KEYS_FILE
-from gateway.placed_orders import OWN_MARK
+from gateway.placed_orders import OwnMark
 from gateway.private_streams import AccountSubscription, Notice, PrivateStreams, read_kept_files
 from gateway.public_streams import PublicStreams
 from gateway.rest import RestApi
@@ -344,9 +344,7 @@ class VenueServer:
                 if quote_set is not None and self._quotes_from_outcomes:  # another gateway's
                     self._adopt_quote(cast(PlaceOrder, command), quote_set, executed.events)
             if kind is SetCancelOnDisconnect and pending is None:  # another gateway's mark
-                marked = cast(SetCancelOnDisconnect, command)
-                if marked.cod:  # its connection took these orders' cod: ours no longer has it
-                    self.dispatcher.placed.marked_elsewhere(marked.order_ids)
+                self._marked_elsewhere(executed.events)
             if kind is AdvanceClock or kind is ArmDeadMan:  # may have fired dead-man's switches
                 self.private_streams.dead_man_notice(executed)
             self.private_streams.assign(executed, quote_set, self.bus.epoch_of(executed.seq))
@@ -362,6 +360,13 @@ class VenueServer:
                 self.dispatcher.placed.track_placed(pending.session, executed.events)
             if self._quotes_from_outcomes:  # over a cluster's bus: back a hop after it was sent
                 self._place_back(cast(PlaceOrder, executed.command), pending, executed.events)
+
+    def _marked_elsewhere(self, events: list[Any]) -> None:
+        """Another gateway's connection took these orders' cod: ours no longer has it. The
+        orders its event names (the ones still open), as the cores' `CodOrders` takes them."""
+        for event in events:
+            if type(event) is CancelOnDisconnectSet and event.cod:
+                self.dispatcher.placed.marked_elsewhere(event.order_ids)
 
     def _adopt_quote(self, command: PlaceOrder, quote_set: str, events: list[Any]) -> None:
         """A quote placed through another gateway of the cluster (the account's connection
@@ -408,7 +413,7 @@ class VenueServer:
                     command = SetCancelOnDisconnect(
                         account=account, cod=session.cod, order_ids=(order_id,)
                     )
-                self.bus.submit(command, OWN_MARK)  # (not another gateway's when it is back)
+                self.bus.submit(command, OwnMark())  # (not another gateway's when it is back)
                 return
 
     def released(self, batch: list[Executed]) -> None:
