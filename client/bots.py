@@ -1083,7 +1083,9 @@ def add_market_maker_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference",
         type=_ABOVE_ZERO,
         help="the price to quote around while no one else quotes the symbol, inside its price "
-        "band (default: the venue's reference price)",
+        "band at the start (checked then only: the band follows the trades, and once it has "
+        "moved off this price the maker quotes around the band's nearer edge) (default: the "
+        "venue's reference price)",
     )
     parser.add_argument("--config", type=Path, default=Path("venue.toml"), help=CONFIG_HELP)
     _add_connection_arguments(parser, "demo-mm-alpha", "demo-secret-mm-alpha")
