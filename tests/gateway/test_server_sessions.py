@@ -469,6 +469,40 @@ def test_each_requote_that_takes_quotes_cod_journals_a_mark_of_its_own(run_venue
     run_venue(scenario)
 
 
+def test_a_requote_whose_amend_is_refused_still_takes_the_quotes_cod(run_venue: Any) -> None:
+    """A `quote.mass` on another connection whose amend of the bid is refused (it would
+    take: post-only) leaves the bid as it was, and takes its cod all the same (protocol.md
+    §4.3): the placing connection's close leaves it open, the requoting one's cancels it."""
+
+    async def scenario(venue: Venue) -> None:
+        placing, requoting = await venue.client("alpha"), await venue.client("alpha")
+        seller = await venue.client("beta")
+        for client in (placing, requoting):
+            await client.request("session.cod", {"enabled": True})
+        bid = {"symbol": SYMBOL, "bid_px": "180.00", "bid_qty": "1"}
+        await placing.request("quote.mass", {"quote_set": "q", "quotes": [bid]})
+        (bid_id,) = await open_ids(requoting)
+        await seller.place(SYMBOL, "sell", "1", "180.50")
+        with pytest.raises(VenueError):
+            taking = bid | {"bid_px": "180.50"}
+            await requoting.request("quote.mass", {"quote_set": "q", "quotes": [taking]})
+        await placing.close()
+        watcher = await venue.client("alpha")
+        await watcher.request("session.cod", {"enabled": False})
+        status = await watcher.order_status(bid_id)
+        assert (status["status"], status["price"]) == ("new", "180.00")
+        await requoting.close()
+
+        async def canceled() -> bool:
+            return bid_id not in await open_ids(watcher)
+
+        assert await eventually(canceled), "the requoting connection's close cancels it"
+        status = await watcher.order_status(bid_id)
+        assert (status["status"], status["reason"]) == ("canceled", "cod")
+
+    run_venue(scenario)
+
+
 def marked(engine: Any) -> list[int]:
     """The open orders marked cod: what a start after a crash cancels (`cod_order_ids`)."""
     return sorted(order_id for order_id, order in engine.orders.items() if order.cod)
