@@ -3,17 +3,18 @@
 Each bot is one logged-on `VenueClient` with an async `run(stop)`, so the CLI, the live demo
 and tests run them in-process alike. `MarketMaker` enables cancel-on-disconnect and quotes
 one or more symbols: every interval one `quote.mass` per level around each centre (the mid
-of the others' book, else the listed reference), leaning against its position, inside the
-band, and with no level that would take the position past `position_max`. On stop it pulls
-its quotes; if it dies, COD pulls them. `Taker` sends random marketable orders at a fixed
-rate. Sizes and prices are checked with the engine's own `Market` before they are sent; a
-`--size` the engine would refuse stops the bot at once with the rule, and a bot that has
-had `REFUSED_ALL_MAX` orders refused and none accepted stops (`AllRefused`); one whose
-connection ends returns, saying why in `lost` (the CLI exits 1 on it), unless it was given
-`other_urls` (a cluster's other gateways): then it starts on the first that answers and
-stays up through its setup, its client resumes (on any of them) and the bot carries on,
-and returns only if the resume gives up (or it is asked to stop meanwhile). The CLI shows
-a live status line (`StatusLine`). The pricing is the pure `quote_ladder`; limits below.
+of the others' book, else the centre given, else the venue's reference price), leaning
+against its position, inside the band, and with no level that would take the position past
+`position_max`. On stop it pulls its quotes; if it dies, COD pulls them. `Taker` sends
+random marketable orders at a fixed rate. Sizes and prices are checked with the engine's own
+`Market` before they are sent; a `--size` the engine would refuse stops the bot at once with
+the rule, and a bot that has had `REFUSED_ALL_MAX` orders refused and none accepted stops
+(`AllRefused`); one whose connection ends returns, saying why in `lost` (the CLI exits 1 on
+it), unless it was given `other_urls` (a cluster's other gateways): then it starts on the
+first that answers and stays up through its setup, its client resumes (on any of them) and
+the bot carries on, and returns only if the resume gives up (or it is asked to stop
+meanwhile). The CLI shows a live status line (`StatusLine`). The pricing is the pure
+`quote_ladder`; limits below.
 """
 
 import argparse
@@ -381,6 +382,7 @@ class MarketMaker:
         position_max: Decimal | None = None,
         listed: Mapping[str, Listed] | None = None,
         other_urls: Sequence[str] = (),
+        centres: Mapping[str, Decimal] | None = None,
     ) -> None:
         self.symbols = [symbols] if isinstance(symbols, str) else list(symbols)
         if not self.symbols or len(set(self.symbols)) != len(self.symbols):
@@ -408,6 +410,18 @@ class MarketMaker:
         self.position_max = position_max or size * POSITION_LOTS_DEFAULT
         # Each symbol's reference and band: `listed` per symbol, else the one given.
         self.listed = {s: (listed or {}).get(s, (reference, band_bps)) for s in self.symbols}
+        # Where to quote a symbol while the others' book is empty, when told (`--reference`):
+        # the venue's reference price wins over a listed one (it follows the trades), never
+        # over this. Refused outside the price band at setup (`_check_centre`), where the
+        # size is checked at it.
+        self.centres = dict(centres or {})
+        for symbol, centre in self.centres.items():
+            if symbol not in self.symbols:
+                raise ValueError(f"a centre is given for {symbol}, which this maker does not quote")
+            if not centre.is_finite() or centre <= 0:
+                raise ValueError(
+                    f"the centre of {symbol} must be finite and positive, not {centre}"
+                )
         self.client = _client(url, other_urls)
         self.quoting_by_symbol: dict[str, Quoting] = {}
         self.tally = Tally()
@@ -454,7 +468,10 @@ class MarketMaker:
         await client.request("session.cod", {"enabled": True})
         for symbol in self.symbols:
             instrument = await _instrument(client, symbol, *self.listed[symbol])
-            _check_size(instrument, self.size, instrument.reference)
+            centre = self.centres.get(symbol)
+            if centre is not None:
+                _check_centre(instrument, centre)
+            _check_size(instrument, self.size, centre or instrument.reference)
             self.quoting_by_symbol[symbol] = Quoting(instrument)
         await client.subscribe_account()
         for symbol in self.symbols:
@@ -532,7 +549,8 @@ class MarketMaker:
         return sides[0], sides[1]
 
     def centre(self, symbol: str | None = None) -> Decimal | None:
-        """The mid of the others' book, else the listed reference price.
+        """The mid of the others' book, else the centre given (`centres`), else the venue's
+        reference price.
 
         Never its own quotes' mid, which would lean further every round, nor the last trade
         (its own fills), which would chase every print and walk away from the reference.
@@ -543,7 +561,7 @@ class MarketMaker:
         bid, ask = self._others_touch(quoting)
         if bid is not None and ask is not None:
             return (bid + ask) / 2
-        return quoting.instrument.reference
+        return self.centres.get(quoting.instrument.symbol, quoting.instrument.reference)
 
     def _others_touch(self, quoting: Quoting) -> tuple[Decimal | None, Decimal | None]:
         """The best bid and ask of the book once this bot's own quotes are taken out."""
@@ -944,6 +962,18 @@ def _check_size(instrument: Instrument, size: Decimal, price: Decimal | None) ->
             )
 
 
+def _check_centre(instrument: Instrument, centre: Decimal) -> None:
+    """Raise a clear `ValueError` when `centre` (`--reference`) is outside the instrument's
+    price band: the maker would quote one side only, at the band's edge."""
+    low, high = instrument.band()
+    if high is not None and not low <= centre <= high:
+        raise ValueError(
+            f"--reference {centre:f} is outside {instrument.symbol}'s price band "
+            f"{low:f}..{high:f} (around its reference price {_text(instrument.reference)}): "
+            "give one inside it, or none to quote around the reference"
+        )
+
+
 def _through(instrument: Instrument, side: str, touch: Decimal) -> Decimal:
     """An IOC limit `THROUGH_BPS` past the touch, kept inside the band when it is known."""
     through = touch * THROUGH_BPS / BPS
@@ -1049,7 +1079,14 @@ def add_market_maker_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"per symbol, base units (default {POSITION_LOTS_DEFAULT} sizes): past it the "
         "side that would grow the position stops quoting",
     )
-    parser.add_argument("--reference", type=_ABOVE_ZERO, help="default: the config's listed price")
+    parser.add_argument(
+        "--reference",
+        type=_ABOVE_ZERO,
+        help="the price to quote around while no one else quotes the symbol, inside its price "
+        "band at the start (checked then only: the band follows the trades, and once it has "
+        "moved off this price the maker quotes around the band's nearer edge) (default: the "
+        "venue's reference price)",
+    )
     parser.add_argument("--config", type=Path, default=Path("venue.toml"), help=CONFIG_HELP)
     _add_connection_arguments(parser, "demo-mm-alpha", "demo-secret-mm-alpha")
 
@@ -1057,11 +1094,11 @@ def add_market_maker_arguments(parser: argparse.ArgumentParser) -> None:
 def run_market_maker(args: argparse.Namespace) -> int:
     symbols = _symbols(args.symbol)
     listed: dict[str, Listed] = dict(config_references(args.config))
-    if args.reference is not None:
+    centres = {}
+    if args.reference is not None:  # a centre of the user's: not the venue's reference
         if len(symbols) > 1:
-            raise CommandFailed("--reference applies to one symbol; the config lists the rest")
-        band = listed.get(symbols[0], (None, None))[1]
-        listed[symbols[0]] = (args.reference, band)
+            raise CommandFailed("--reference applies to one symbol; the venue's serve the rest")
+        centres[symbols[0]] = args.reference
     try:
         bot = MarketMaker(
             args.url,
@@ -1075,6 +1112,7 @@ def run_market_maker(args: argparse.Namespace) -> int:
             position_max=args.max_position,
             listed=listed,
             other_urls=_other_urls(args),
+            centres=centres,
         )
     except ValueError as bad:  # bad flags together (symbols, limit below size): nothing ran
         raise CommandFailed(str(bad)) from None

@@ -118,7 +118,9 @@ class CodOrders:
     def note(self, origin: Origin | None, command: Command, events: list[Event]) -> None:
         """A record executed: remember the order it placed, if placed with cod on; or the
         orders it marked or unmarked (a connection of that gateway turned cod on or off: the
-        orders are the ones it placed, so through that gateway)."""
+        orders are the ones it placed, so through that gateway; or, since session 29, one
+        that requoted quotes placed through another gateway took their cod: a mark moves
+        them from any other gateway's set, which before named none of them)."""
         if not notes_cod(command) or origin is None:
             return
         if not origin.gateway:
@@ -128,7 +130,10 @@ class CodOrders:
                 self.by_gateway.setdefault(origin.gateway, set()).add(event.order_id)
                 self.size += 1
             elif type(event) is CancelOnDisconnectSet:
-                if event.cod:
+                if event.cod:  # the gateway's now, and no other's: a requote there took it
+                    for gateway, order_ids in self.by_gateway.items():
+                        if gateway != origin.gateway:
+                            order_ids.difference_update(event.order_ids)
                     self.by_gateway.setdefault(origin.gateway, set()).update(event.order_ids)
                     self.size += len(event.order_ids)
                 else:  # (`size` shrinks at the next prune)

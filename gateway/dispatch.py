@@ -61,7 +61,7 @@ from gateway.auth import ApiKey, Authenticator, AuthError, require_scope
 from gateway.held_requests import HeldRequests
 from gateway.key_issuing import KeyIssuer
 from gateway.logon import LOGON_ON_TRADE, Logons
-from gateway.placed_orders import PlacedOrders, QuoteSlot
+from gateway.placed_orders import OwnMark, PlacedOrders, QuoteSlot
 from gateway.private_streams import DMS_TRIGGERED, PrivateStreams
 from gateway.public_streams import PublicStreams
 from gateway.queries import Queries
@@ -497,6 +497,9 @@ class Dispatcher:
                 self.submit_all(amends, pending)
                 if placed.replica_lags:  # over a cluster's bus: the next one's base
                     placed.sent(amends, pending, _monotonic())
+                owned = session.placed
+                if bid.order_id not in owned or ask.order_id not in owned:
+                    self._take_cod(session, key.account, (bid.order_id, ask.order_id))
                 placed.track_amends(bid.order_id, ask.order_id)  # the next quote.mass's base
                 return
         self._requote_each(session, request, t_in, key.account, ts_us)
@@ -509,6 +512,7 @@ class Dispatcher:
         p: Any = request.params
         quote_set, requote = p.quote_set, self.placed.requote
         planned: list[tuple[Command, QuoteSlot]] = []
+        kept_slots: list[QuoteSlot] = []  # the sides it quotes (not pulls): `_take_cod`
         for index, quote in enumerate(p.quotes):
             units = wire.quote_units(quote, self.specs)
             if isinstance(units, wire.WireError):
@@ -522,9 +526,14 @@ class Dispatcher:
                 if qty is None:
                     continue  # this side is not mentioned: left as it is
                 slot = (account, quote_set, units.symbol, side)
+                if qty:
+                    kept_slots.append(slot)
                 command = requote(slot, price or 0, qty, ts_us)
                 if command is not None:
                     planned.append((command, slot))
+                if self.placed.extra_quotes:  # the slot holds more than one: one is left
+                    extras = self.placed.extra_cancels(slot, ts_us)
+                    planned.extend((cancel, slot) for cancel in extras)
         pending = Pending(
             session,
             request.id,
@@ -536,6 +545,7 @@ class Dispatcher:
         )
         if not planned:  # nothing to change: answered behind those owed, in request order
             self._send_behind(session, _batch_result(pending))
+            self._take_cod_of_slots(session, account, kept_slots)
             return
         submit, track_quote = self.bus.submit, self.placed.track_quote
         for command, slot in planned:
@@ -543,6 +553,27 @@ class Dispatcher:
             track_quote(slot, executed.events)  # now: the next quote.mass builds on it
         if self.placed.replica_lags:  # over a cluster's bus: the next one's base
             self.placed.sent((command for command, _ in planned), pending, _monotonic())
+        self._take_cod_of_slots(session, account, kept_slots)
+
+    def _take_cod_of_slots(self, session: Session, account: int, slots: list[QuoteSlot]) -> None:
+        """`_take_cod` of the live quotes of `slots` (amended or left as they are)."""
+        quotes = self.placed.quotes
+        kept = [quotes[slot] for slot in slots if slot in quotes]
+        if kept:
+            self._take_cod(session, account, kept)
+
+    def _take_cod(self, session: Session, account: int, order_ids: Iterable[int]) -> None:
+        """Quotes requoted for `session` (amended or left as they are; cod on: `quote.mass`
+        requires it) that another connection placed take this one's cancel-on-disconnect
+        instead (`take_cod`), and the mark says so in the stream: this gateway's now, the
+        placing gateway's no more (`CodOrders`; `VenueServer.executed` there), so neither
+        the other connection's close nor its gateway's death cancels them; this one's does."""
+        moved = self.placed.take_cod(session, order_ids)
+        if moved:
+            mark = SetCancelOnDisconnect(
+                ts_us=self.stamp_us(), account=account, cod=True, order_ids=moved
+            )
+            self.bus.submit(mark, OwnMark())
 
     def _waits_for_places(
         self,
@@ -599,17 +630,21 @@ class Dispatcher:
             if self._waits_for_places(session, request, scope, go):
                 return
         ts_us = self.stamp_us()
+        # Every open order of the set, as the replica has them (each order keeps its set),
+        # not only the live quotes tracked here: one left beside them by a race of two
+        # places through two gateways is canceled too.
         commands = [
             CancelOrder(
-                ts_us=ts_us, account=account, order_id=order_id, reason=CancelReason.MASS_CANCEL
+                ts_us=ts_us,
+                account=account,
+                order_id=order.order_id,
+                reason=CancelReason.MASS_CANCEL,
             )
-            for (owner, name, symbol, side), order_id in self.placed.quotes.items()
-            if owner == account
-            and name == quote_set
-            and order_id in self.reads.orders
-            and not placed.canceling(order_id)  # (over a cluster's bus) pulled already
-            and (p.symbol is None or symbol == p.symbol)
-            and (p.side is None or side is p.side)
+            for order in sorted(self.reads.open_orders(account), key=_ORDER_ID)
+            if order.quote_set == quote_set
+            and not placed.canceling(order.order_id)  # (over a cluster's bus) pulled already
+            and (p.symbol is None or order.symbol == p.symbol)
+            and (p.side is None or order.side is p.side)
             and p.tag is None  # quotes carry no tag: a tag filter matches none of them
         ]
         pending = Pending(
@@ -884,6 +919,7 @@ def _with_cod_mark(command: Any) -> Any:
 
 # Read once: a member read from its class is slow (see gateway/market_data.py)
 _BUY, _SELL = Side.BUY, Side.SELL
+_ORDER_ID = attrgetter("order_id")  # open orders in id order: the same cancels on every gateway
 _ONLY_PLACES = frozenset({wire.PlaceOp})  # a batch of places alone: `Dispatcher._batch`
 _PARAMS = attrgetter("params")  # a batch op's
 # the methods answered per op (`{results}`): one partly done before an outage says so per op

@@ -1,14 +1,15 @@
-"""Orders placed through this gateway: the live quotes of `quote.mass`, and who placed what.
+"""The live quotes of each `quote.mass` set, and who placed each open order through here.
 
 Owns two small tables kept in step with the released events: each quote set's live quote
-per symbol and side (so the next `quote.mass` amends or cancels it instead of placing
-anew), and the session that placed each open order (so cancel-on-disconnect knows what to
-cancel). Both forget an order as soon as it closes; neither is in snapshots. A quote's set
-travels with its order (`PlaceOrder.quote_set`, journaled), so after a restart the quotes
-are found again among the recovered open orders (`adopt_quotes`); the sessions are not (a
-restart drops every connection): the orders carry a mark instead (`PlaceOrder.cod`, and
-`SetCancelOnDisconnect` when a connection turns cod on or off), by which a start after a
-crash cancels them (`gateway.server`).
+per symbol and side (so the next `quote.mass` amends or cancels it instead of placing anew;
+over a cluster's bus the quotes placed through other gateways too, the set being the
+account's, and the earlier of two places that crossed, `extra_quotes`), and the session
+whose close cancels each open order (the one that placed it, or that requoted it since:
+`take_cod`). Both forget an order as soon as it closes; neither is in snapshots. A quote's
+set travels with its order (`PlaceOrder.quote_set`, journaled), so after a restart the
+quotes are found again among the recovered open orders (`adopt_quotes`); the sessions are
+not (a restart drops every connection): the orders carry a mark instead (`PlaceOrder.cod`,
+and `SetCancelOnDisconnect`), by which a start after a crash cancels them (`gateway.server`).
 """
 
 from collections import deque
@@ -48,6 +49,17 @@ _OWED_KINDS = frozenset({AmendOrder, CancelOrder})  # commands of a live quote s
 _BUY, _SELL = Side.BUY, Side.SELL
 
 
+class OwnMark:
+    """The origin of a `SetCancelOnDisconnect` the gateway sends of itself (a re-mark, a
+    quote's cod taken by the connection that requotes it), told apart when it comes back
+    from another gateway's, whose origin here is None (`VenueServer.executed`). One per
+    mark, never shared: an origin names one request, and two marks sharing one would be
+    taken for one request's commands (kept in one batch past its bound, `_batch_end`; told
+    overdue once, `NatsBus.settle_overdue`)."""
+
+    __slots__ = ()
+
+
 class PlacedOrders:
     """The live quotes and the placing session of each open order placed here."""
 
@@ -75,6 +87,13 @@ class PlacedOrders:
         # connection's requests meanwhile), for a bounded time (`limits.QUOTE_PLACE_WAIT_S`):
         # the slot itself stays marked until the outcome is back, however long that takes.
         self.placing: dict[QuoteSlot, float] = {}
+        # The slots that hold more than one live quote: their earlier quotes, oldest first.
+        # Over a cluster's bus two places of one slot can cross (sent through two gateways at
+        # once, or a resend landing after the other gateway's place): the later is the live
+        # quote, and none of the others is left unreachable: the slot's next requote cancels
+        # them (`extra_cancels`), and if the live quote closes first the latest open one
+        # takes its place (`forget_quote`). Empty but after such a race.
+        self.extra_quotes: dict[QuoteSlot, list[int]] = {}
 
     def requote(self, slot: QuoteSlot, price: int, qty: int, ts_us: int = 0) -> Command | None:
         """The command that makes the slot's live quote `qty` at `price` (0: pulled), at
@@ -121,14 +140,35 @@ class PlacedOrders:
     def adopt_quotes(self) -> None:
         """After a recovery: the live quotes are the open orders that carry a quote set. In
         order id order, so that if a slot holds two (pipelined over a cluster's bus), the
-        later one is its live quote, as `track_quote` made it before the restart."""
+        later one is its live quote, as `track_quote` made it before the restart. Built
+        afresh: a cluster gateway's replica, catching up, tracked the quotes placed through
+        other gateways (`VenueServer._adopt_quote`) without the closes that came after."""
+        self.quotes.clear()
+        self.quote_slots.clear()
+        self.extra_quotes.clear()
         orders = self.reads.orders
         for order_id in sorted(orders):
             order = orders[order_id]
             if order.quote_set is not None:
                 slot = (order.account, order.quote_set, order.symbol, order.side)
+                earlier = self.quotes.get(slot)
+                if earlier is not None:
+                    self.extra_quotes.setdefault(slot, []).append(earlier)
                 self.quotes[slot] = order_id
                 self.quote_slots[order_id] = slot
+
+    def extra_cancels(self, slot: QuoteSlot, ts_us: int) -> list[CancelOrder]:
+        """The cancels of the slot's earlier live quotes (`extra_quotes`), but those whose
+        cancel is on its way already: a requote of the slot leaves it one quote."""
+        extras = self.extra_quotes.get(slot)
+        if not extras:
+            return []
+        orders, account = self.reads.orders, slot[0]
+        return [
+            CancelOrder(ts_us=ts_us, account=account, order_id=order_id)
+            for order_id in extras
+            if order_id in orders and not self.canceling(order_id)
+        ]
 
     def amends(
         self,
@@ -145,6 +185,10 @@ class PlacedOrders:
         bid_px, bid_qty, ask_px, ask_qty = units
         if not bid_qty or not ask_qty:
             return None
+        if self.extra_quotes and any(
+            (account, quote_set, symbol, side) in self.extra_quotes for side in (_BUY, _SELL)
+        ):
+            return None  # a side holds more than one quote: `requote` and `extra_cancels`
         orders, quotes = self.reads.orders, self.quotes
         bid = orders.get(quotes.get((account, quote_set, symbol, _BUY), 0))
         ask = orders.get(quotes.get((account, quote_set, symbol, _SELL), 0))
@@ -305,16 +349,47 @@ class PlacedOrders:
                     self.placed_on[order_id] = session
                 return
 
+    def take_cod(self, session: Session, order_ids: Iterable[int]) -> tuple[int, ...]:
+        """A connection with cod on requotes quotes another connection placed (here, or
+        through another gateway): their cancel-on-disconnect moves to it, so the other's
+        close no longer cancels them and its own does. The ids moved, ascending: the caller
+        marks them as this gateway's (`SetCancelOnDisconnect`, an `OwnMark`)."""
+        orders, placed_on = self.reads.orders, self.placed_on
+        moved = []
+        for order_id in order_ids:
+            if order_id in session.placed or order_id not in orders:
+                continue
+            earlier = placed_on.get(order_id)
+            if earlier is not None:
+                earlier.placed.discard(order_id)
+            placed_on[order_id] = session
+            session.placed.add(order_id)
+            moved.append(order_id)
+        return tuple(sorted(moved))
+
+    def marked_elsewhere(self, order_ids: Iterable[int]) -> None:
+        """Another gateway's connection took these orders' cancel-on-disconnect (`take_cod`
+        there): this gateway's sessions no longer cancel them when they close."""
+        for order_id in order_ids:
+            session = self.placed_on.pop(order_id, None)
+            if session is not None:
+                session.placed.discard(order_id)
+
     def forget_session(self, session: Session) -> None:
         """The session is gone: its orders have nobody left to cancel them on disconnect."""
         for order_id in session.placed:
             self.placed_on.pop(order_id, None)
 
     def track_quote(self, slot: QuoteSlot, events: list[Event]) -> None:
+        """The quote a place on `slot` accepted is its live quote; one still open there
+        before it is kept among the slot's `extra_quotes` (a race of two places)."""
         for event in events:
             if type(event) is OrderAccepted:
-                self.quotes[slot] = event.order_id
-                self.quote_slots[event.order_id] = slot
+                accepted, earlier = event.order_id, self.quotes.get(slot)
+                if earlier is not None and earlier != accepted and earlier in self.reads.orders:
+                    self.extra_quotes.setdefault(slot, []).append(earlier)
+                self.quotes[slot] = accepted
+                self.quote_slots[accepted] = slot
         order_id = self.quotes.get(slot)
         if order_id is not None and order_id not in self.reads.orders:
             self.forget_quote(order_id)  # pulled, filled or refused: no live quote
@@ -323,8 +398,31 @@ class PlacedOrders:
         if self.in_flight:
             self.in_flight.pop(order_id, None)  # closed: no outcome of it is owed any more
         slot = self.quote_slots.pop(order_id, None)
-        if slot is not None and self.quotes.get(slot) == order_id:
+        if slot is None:
+            return
+        if self.quotes.get(slot) == order_id:
             del self.quotes[slot]
+            if self.extra_quotes:
+                self._promote_extra(slot)
+        elif self.extra_quotes:
+            extras = self.extra_quotes.get(slot)
+            if extras is not None and order_id in extras:
+                extras.remove(order_id)
+                if not extras:
+                    del self.extra_quotes[slot]
+
+    def _promote_extra(self, slot: QuoteSlot) -> None:
+        """The slot's live quote closed: its latest earlier quote still open, if any, is the
+        live quote now (so the next requote amends it rather than place one beside it)."""
+        extras = self.extra_quotes.get(slot)
+        orders = self.reads.orders
+        while extras:
+            order_id = extras.pop()
+            if order_id in orders:
+                self.quotes[slot] = order_id
+                break
+        if not extras:
+            self.extra_quotes.pop(slot, None)
 
     def forget_order(self, order_id: int) -> None:
         self.forget_quote(order_id)

@@ -42,13 +42,14 @@ from engine.commands import (
     SetOrderCaps,
 )
 from engine.enums import CancelReason, TimeInForce
-from engine.events import OrderAccepted, SharesSplit, TradeExecuted
+from engine.events import CancelOnDisconnectSet, OrderAccepted, SharesSplit, TradeExecuted
 from engine.venue import Venue
 from gateway import limits, transport
 from gateway.auth import ApiKey, Authenticator, KeyStore, KeyStoreError
 from gateway.connection_handler import ConnectionHandler
 from gateway.dispatch import Dispatcher, Pending
 from gateway.key_issuing import ISSUED_KEYS_FILE
+from gateway.placed_orders import OwnMark
 from gateway.private_streams import AccountSubscription, Notice, PrivateStreams, read_kept_files
 from gateway.public_streams import PublicStreams
 from gateway.rest import RestApi
@@ -343,8 +344,13 @@ class VenueServer:
         if type(pending) is not Pending:  # a timer's, a notice's, a cluster record's, a replay's
             quote_set = getattr(pending, "quote_set", None)
             command = executed.command
-            if quote_set is None and type(command) is PlaceOrder:  # replayed: it names its set
-                quote_set = command.quote_set
+            if kind is PlaceOrder:
+                if quote_set is None:  # replayed: it names its set
+                    quote_set = cast(PlaceOrder, command).quote_set
+                if quote_set is not None and self._quotes_from_outcomes:  # another gateway's
+                    self._adopt_quote(cast(PlaceOrder, command), quote_set, executed.events)
+            if kind is SetCancelOnDisconnect and pending is None:  # another gateway's mark
+                self._marked_elsewhere(executed.events)
             if kind is AdvanceClock or kind is ArmDeadMan:  # may have fired dead-man's switches
                 self.private_streams.dead_man_notice(executed)
             self.private_streams.assign(executed, quote_set, self.bus.epoch_of(executed.seq))
@@ -360,6 +366,27 @@ class VenueServer:
                 self.dispatcher.placed.track_placed(pending.session, executed.events)
             if self._quotes_from_outcomes:  # over a cluster's bus: back a hop after it was sent
                 self._place_back(cast(PlaceOrder, executed.command), pending, executed.events)
+
+    def _marked_elsewhere(self, events: list[Any]) -> None:
+        """Another gateway's connection took these orders' cod: ours no longer has it. The
+        orders its event names (the ones still open), as the cores' `CodOrders` takes them."""
+        for event in events:
+            if type(event) is CancelOnDisconnectSet and event.cod:
+                self.dispatcher.placed.marked_elsewhere(event.order_ids)
+
+    def _adopt_quote(self, command: PlaceOrder, quote_set: str, events: list[Any]) -> None:
+        """A quote placed through another gateway of the cluster (the account's connection
+        there, or the one it had before it resumed here) is its slot's live quote here too:
+        the next `quote.mass` of the set through this gateway amends or pulls it, and
+        `orders.cancel_all {quote_set}` cancels it, rather than place a second quote beside
+        it (which stayed on the book, unseen by the set's requests here). Not while the
+        replica catches up at a start: nothing closes there (`released` is not called), the
+        tables would grow with the stream's whole history, and `adopt_quotes` builds them from
+        the open orders once it is caught up."""
+        if not getattr(self.core, "live", True):  # (a cluster's replica; embedded: no call)
+            return
+        slot = (command.account, quote_set, command.symbol, command.side)
+        self.dispatcher.placed.track_quote(slot, events)
 
     def _place_back(self, command: PlaceOrder, pending: Pending, events: list[Any]) -> None:
         """Over NATS a place's outcome comes back a hop after it was sent (the outcome
@@ -392,7 +419,7 @@ class VenueServer:
                     command = SetCancelOnDisconnect(
                         account=account, cod=session.cod, order_ids=(order_id,)
                     )
-                self.bus.submit(command, None)
+                self.bus.submit(command, OwnMark())  # (not another gateway's when it is back)
                 return
 
     def released(self, batch: list[Executed]) -> None:

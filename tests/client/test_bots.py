@@ -5,10 +5,12 @@ import asyncio
 import base64
 import datetime
 import hashlib
+import re
 import socket
 import subprocess
 import sys
 import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -577,6 +579,91 @@ def test_the_cli_bot_exits_non_zero_and_says_why_when_all_is_refused(
     assert status == 1
     assert f"bot stopped: all {bots.REFUSED_ALL_MAX} orders tried were refused" in err
     assert "NOT_ELIGIBLE" in err
+
+
+def test_the_cli_maker_quotes_around_its_reference_while_no_one_else_quotes(
+    background: BackgroundVenue,
+) -> None:
+    """The finding (session 29): `--reference` was overridden by the venue's published
+    reference price (every `instruments` row has one), so the maker quoted around 187.25
+    whatever it was told. Its quotes are read as they rest, from a thread of the test's (the
+    bot pulls them as it stops)."""
+    quotes: dict[str, Decimal] = {}
+
+    def read_quotes() -> None:
+        for _ in range(100):  # x 0.05 s: the bot's first round
+            orders = background.query("alpha", "orders.open", {"symbol": SYMBOL})["orders"]
+            quotes.update((order["side"], Decimal(order["price"])) for order in orders)
+            if len(quotes) == 2:
+                return
+            time.sleep(0.05)
+
+    reader = threading.Thread(target=read_quotes, daemon=True)
+    reader.start()
+    url = f"ws://127.0.0.1:{background.port}/ws/trade"
+    status = _cli(
+        "bot", "market-maker", "--url", url, "--symbol", SYMBOL, "--spread", "20", "--size",
+        "1", "--reference", "190.00", "--seconds", "1.5", "--config", str(SAMPLE_CONFIG),
+    )  # fmt: skip
+    reader.join(TEST_TIMEOUT_S)
+    assert status == 0 and not reader.is_alive()
+    assert Decimal("189.50") < quotes["buy"] < Decimal("190.00"), quotes
+    assert Decimal("190.00") < quotes["sell"] < Decimal("190.50"), quotes
+
+
+def test_a_reference_outside_the_band_stops_the_cli_maker_naming_the_band(
+    background: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The finding (session 29's review): a `--reference` outside the price band was clamped
+    silently, the maker quoting one side only, at the band's edge. Now refused at setup, as
+    a refused `--size` is: exit 1, the band and its reference named, nothing placed."""
+    url = f"ws://127.0.0.1:{background.port}/ws/trade"
+    status = _cli(
+        "bot", "market-maker", "--url", url, "--symbol", SYMBOL, "--spread", "20", "--size",
+        "1", "--reference", "300.00", "--seconds", "1.5", "--config", str(SAMPLE_CONFIG),
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 1, err
+    assert (
+        "--reference 300.00 is outside AAPLx-USD's price band 168.53..205.97 (around its "
+        "reference price 187.25)" in err
+    )
+    assert not background.query("alpha", "orders.open", {"symbol": SYMBOL})["orders"]
+
+
+def test_the_makers_size_is_checked_at_its_centre_not_the_venues_reference(
+    run_venue: Any,
+) -> None:
+    """0.0055 AAPLx is worth 1.03 USD at the reference 187.25 but 0.94 at 170.00, under the
+    minimum notional of 1: quoting around 170.00, every quote would be refused, so the bot
+    stops at setup with the rule (it was checked at the reference, and passed)."""
+
+    async def scenario(venue: Venue) -> None:
+        centres = {SYMBOL: Decimal("170.00")}
+        maker = MarketMaker(
+            venue.url(), *KEYS["alpha"], SYMBOL, Decimal(20), Decimal("0.0055"), centres=centres
+        )
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(2, stop.set)  # bounds the run, were it to quote
+        with pytest.raises(ValueError, match=re.escape("BELOW_MIN_NOTIONAL: 0.0055 at 170.00")):
+            await maker.run(stop)
+        assert not venue.server.venue.open_orders(ALPHA)
+
+    run_venue(scenario)
+
+
+@pytest.mark.parametrize(
+    ("centres", "words"),
+    [
+        ({BILL: Decimal(99)}, f"a centre is given for {BILL}, which this maker does not quote"),
+        ({SYMBOL: Decimal(0)}, f"the centre of {SYMBOL} must be finite and positive, not 0"),
+        ({SYMBOL: Decimal("NaN")}, f"the centre of {SYMBOL} must be finite and positive"),
+    ],
+)
+def test_a_centre_the_maker_cannot_use_is_refused(centres: Any, words: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(words)):
+        MarketMaker("ws://127.0.0.1:1/ws/trade", "k", "s", SYMBOL, Decimal(20), Decimal(1),
+                    centres=centres)  # fmt: skip
 
 
 def test_a_taker_that_found_nothing_to_take_says_so(

@@ -132,6 +132,19 @@ def test_a_remark_adds_or_takes_away_the_gateways_cod_orders() -> None:
     assert cod.by_gateway == {"gw-a.1": {10}, "gw-b.2": {12}} and cod.size == 2
 
 
+def test_a_mark_from_another_gateway_moves_the_orders_to_it() -> None:
+    """A connection on gw-b requoted quotes placed through gw-a and took their cod: gw-b's
+    death cancels them now, and gw-a's no longer does (session 29: before, the mark added
+    them to gw-b's set and left them in gw-a's, so gw-a's lease lapsing canceled them)."""
+    cod = CodOrders()
+    cod.note(Origin("gw-a.1", 1), place(True), accepted(10))
+    cod.note(Origin("gw-a.1", 2), place(True), accepted(11))
+    cod.note(Origin("gw-b.2", 1), *remark(True, 10))
+    orders = open_orders(10, 11)
+    assert [order.order_id for order in cod.open_orders_of("gw-a.1", orders)] == [11]
+    assert [order.order_id for order in cod.open_orders_of("gw-b.2", orders)] == [10]
+
+
 def test_closed_orders_are_not_returned_and_pruning_forgets_them() -> None:
     cod = CodOrders()
     for order_id in range(1, 4):

@@ -70,8 +70,8 @@ def test_a_released_batch_forgets_every_order_its_commands_closed_and_only_those
 
 def test_after_a_recovery_the_live_quotes_are_the_open_orders_of_each_set() -> None:
     """Each slot's live quote is its open order; of two (pipelined over a cluster's bus, the
-    later tracked last), the later; orders of no set are no quotes. The next requote of a
-    slot amends its quote."""
+    later tracked last), the later; orders of no set are no quotes, nor is a quote tracked
+    before that is no longer open. The next requote of a slot amends its quote."""
     from types import SimpleNamespace
 
     from tests.engine.conftest import SYMBOL as LISTED
@@ -87,6 +87,8 @@ def test_after_a_recovery_the_live_quotes_are_the_open_orders_of_each_set() -> N
     ):
         harness.place(ACCOUNT, side, price, 1_000, post_only=True, quote_set=quote_set)
     placed = PlacedOrders(cast(ReadSide, SimpleNamespace(orders=harness.venue.orders)))
+    stale = (ACCOUNT, "gone", LISTED, Side.BUY)  # a replica's catching up tracked it, then closed
+    placed.quotes[stale], placed.quote_slots[99] = 99, stale
     placed.adopt_quotes()
     assert placed.quotes == {
         (ACCOUNT, "q", LISTED, Side.BUY): 3,
@@ -98,6 +100,41 @@ def test_after_a_recovery_the_live_quotes_are_the_open_orders_of_each_set() -> N
     assert requote == AmendOrder(account=ACCOUNT, order_id=3, price=9_980, qty=500)
     new_quote = placed.requote((ACCOUNT, "s", LISTED, Side.SELL), 10_020, 500)
     assert isinstance(new_quote, PlaceOrder) and new_quote.quote_set == "s"  # kept with it
+
+
+def test_a_slot_holding_two_quotes_is_requoted_to_one_and_none_is_ever_unreachable() -> None:
+    """Two quotes of one slot (places crossed through two gateways): the later is the live
+    quote and the earlier is kept beside it (`extra_quotes`), by `adopt_quotes` as by
+    `track_quote`; a requote amends the later and cancels the earlier (never the usual
+    two-amend path); if the later closes first, the earlier is the live quote again."""
+    from types import SimpleNamespace
+
+    from tests.engine.conftest import SYMBOL as LISTED
+    from tests.engine.conftest import Harness
+
+    harness = Harness()
+    placed_events = [
+        harness.place(ACCOUNT, side, price, 1_000, post_only=True, quote_set="q")  # 1, 2, 3
+        for side, price in ((Side.BUY, 9_990), (Side.SELL, 10_010), (Side.BUY, 9_980))
+    ]
+    placed = PlacedOrders(cast(ReadSide, SimpleNamespace(orders=harness.venue.orders)))
+    bid = (ACCOUNT, "q", LISTED, Side.BUY)
+    placed.adopt_quotes()
+    assert placed.quotes[bid] == 3 and placed.extra_quotes == {bid: [1]}
+    assert placed.requote(bid, 9_970, 500) == AmendOrder(
+        account=ACCOUNT, order_id=3, price=9_970, qty=500
+    )
+    assert placed.extra_cancels(bid, 5) == [CancelOrder(ts_us=5, account=ACCOUNT, order_id=1)]
+    assert placed.amends(ACCOUNT, "q", LISTED, (9_970, 500, 10_020, 500), 5) is None
+    placed.forget_quote(3)  # the live one closed (say filled): the earlier takes its place
+    assert placed.quotes[bid] == 1 and placed.extra_quotes == {}
+    placed.quotes.clear()
+    placed.quote_slots.clear()
+    for events in (placed_events[0], placed_events[2]):  # as the places come back, in order
+        placed.track_quote(bid, events)
+    assert placed.quotes[bid] == 3 and placed.extra_quotes == {bid: [1]}
+    placed.forget_quote(1)  # the earlier closed: the slot holds one quote again
+    assert placed.quotes[bid] == 3 and placed.extra_quotes == {}
 
 
 def test_over_a_lagging_replica_a_requote_builds_on_the_amends_in_flight_until_all_are_back() -> (

@@ -420,6 +420,89 @@ def test_turning_cod_on_or_off_marks_the_open_orders_placed_on_that_connection(
     run_venue(scenario)
 
 
+def test_each_requote_that_takes_quotes_cod_journals_a_mark_of_its_own(run_venue: Any) -> None:
+    """Quotes of two sets placed on one connection, requoted (pipelined, left as they are) on
+    another: their cod moves to it, by one `SetCancelOnDisconnect` per requote, each with an
+    origin of its own (a shared one made them look like one request's commands: one batch
+    past its bound, told overdue once); the placing connection's close cancels none of them,
+    the requoting one's cancels all four (reason cod)."""
+
+    async def scenario(venue: Venue) -> None:
+        server = venue.server
+        mark_origins: list[Any] = []
+        executed = server.executed
+
+        def noting_marks(outcome: Any) -> None:
+            if type(outcome.command).__name__ == "SetCancelOnDisconnect":
+                mark_origins.append(outcome.origin)
+            executed(outcome)
+
+        server.executed = noting_marks  # type: ignore[method-assign]
+        placing, requoting = await venue.client("alpha"), await venue.client("alpha")
+        quote = {"symbol": SYMBOL, "bid_px": "180.00", "bid_qty": "1"}
+        quote |= {"ask_px": "181.00", "ask_qty": "1"}
+        for client in (placing, requoting):
+            await client.request("session.cod", {"enabled": True})
+        for quote_set in ("a", "b"):
+            await placing.request("quote.mass", {"quote_set": quote_set, "quotes": [quote]})
+        ids = await open_ids(requoting)
+        await asyncio.gather(
+            *(
+                requoting.request("quote.mass", {"quote_set": quote_set, "quotes": [quote]})
+                for quote_set in ("a", "b")
+            )
+        )
+        assert len(mark_origins) == 2 and mark_origins[0] is not mark_origins[1]
+        await placing.close()
+        watcher = await venue.client("alpha")
+        await watcher.request("session.cod", {"enabled": False})  # behind the close's cancels
+        assert await open_ids(watcher) == ids
+        await requoting.close()
+
+        async def all_canceled() -> bool:
+            return await open_ids(watcher) == set()
+
+        assert await eventually(all_canceled), "the requoting connection's close cancels them"
+        status = await watcher.order_status(min(ids))
+        assert (status["status"], status["reason"]) == ("canceled", "cod")
+
+    run_venue(scenario)
+
+
+def test_a_requote_whose_amend_is_refused_still_takes_the_quotes_cod(run_venue: Any) -> None:
+    """A `quote.mass` on another connection whose amend of the bid is refused (it would
+    take: post-only) leaves the bid as it was, and takes its cod all the same (protocol.md
+    §4.3): the placing connection's close leaves it open, the requoting one's cancels it."""
+
+    async def scenario(venue: Venue) -> None:
+        placing, requoting = await venue.client("alpha"), await venue.client("alpha")
+        seller = await venue.client("beta")
+        for client in (placing, requoting):
+            await client.request("session.cod", {"enabled": True})
+        bid = {"symbol": SYMBOL, "bid_px": "180.00", "bid_qty": "1"}
+        await placing.request("quote.mass", {"quote_set": "q", "quotes": [bid]})
+        (bid_id,) = await open_ids(requoting)
+        await seller.place(SYMBOL, "sell", "1", "180.50")
+        with pytest.raises(VenueError):
+            taking = bid | {"bid_px": "180.50"}
+            await requoting.request("quote.mass", {"quote_set": "q", "quotes": [taking]})
+        await placing.close()
+        watcher = await venue.client("alpha")
+        await watcher.request("session.cod", {"enabled": False})
+        status = await watcher.order_status(bid_id)
+        assert (status["status"], status["price"]) == ("new", "180.00")
+        await requoting.close()
+
+        async def canceled() -> bool:
+            return bid_id not in await open_ids(watcher)
+
+        assert await eventually(canceled), "the requoting connection's close cancels it"
+        status = await watcher.order_status(bid_id)
+        assert (status["status"], status["reason"]) == ("canceled", "cod")
+
+    run_venue(scenario)
+
+
 def marked(engine: Any) -> list[int]:
     """The open orders marked cod: what a start after a crash cancels (`cod_order_ids`)."""
     return sorted(order_id for order_id, order in engine.orders.items() if order.cod)
