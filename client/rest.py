@@ -252,7 +252,7 @@ class RestClient:
         (`/api/v1/orders?symbol=…`) is signed as the query, as sent, before the one given in
         `query`."""
         path, _, written = path.partition("?")
-        given = urlencode({k: v for k, v in (query or {}).items() if v is not None})
+        given = urlencode({k: _query_value(v) for k, v in (query or {}).items() if v is not None})
         query_text = "&".join(part for part in (written, given) if part)
         sign = (signed is None and self.api_key is not None) or bool(signed)
         response = self._attempt(method, path, query_text, body, headers or {}, sign)
@@ -446,3 +446,11 @@ def _open(connection: http.client.HTTPConnection, timeout_s: float) -> None:
         connection.timeout = timeout_s
     assert connection.sock is not None, "connected"
     connection.sock.settimeout(timeout_s)
+
+
+def _query_value(value: Any) -> Any:
+    """A query value as the venue reads it: a bool is `true` or `false` (urlencode would
+    send Python's `True`, which the venue refuses since session 29)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value

@@ -122,14 +122,26 @@ class ThreadLease:
         canceled (a stop racing the start's take): cut off between the write and its answer,
         the lease would be taken without this holder knowing it won, so `release` deleted
         nothing and the lease stayed held a whole term (review of session 29). The wait is
-        one request's, bounded by the request timeout; then the cancel goes on."""
+        the attempt's few requests (a read or two, then the write), each bounded by the
+        request timeout; then the cancel goes on. Every cancel meanwhile is held back the
+        same way: a second one must not cut the write off either."""
         future = self._submit(work)
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await future
-            raise
+        canceled = False
+        while True:
+            try:
+                result = await asyncio.shield(future)
+            except asyncio.CancelledError:
+                if future.done():
+                    raise  # canceled on its thread (the thread stopped): nothing to wait for
+                canceled = True
+                continue
+            except Exception:
+                if canceled:
+                    raise asyncio.CancelledError from None
+                raise
+            if canceled:
+                raise asyncio.CancelledError
+            return result
 
     def _submit(self, work: Coroutine[Any, Any, T]) -> "asyncio.Future[T]":
         if self._released:

@@ -1231,11 +1231,11 @@ def _cancels_unknown(pending: Pending, message: str) -> bytes:
     back = len(pending.results)
     canceled = sum(map(_own_cancels, pending.results))
     owed = list(sent[back:])
-    came_back = f"{back} came back ({canceled} canceled), the others'" if back else "none back,"
-    words = (
-        f"{message}; of the quote set's {len(sent)} cancels {came_back} orders are in"
-        " data.unknown_order_ids"
-    )
+    if back:
+        came = f"{back} came back ({canceled} canceled), the others' orders are in"
+    else:
+        came = "none came back: their orders are in"
+    words = f"{message}; of the quote set's {len(sent)} cancels {came} data.unknown_order_ids"
     data = {"canceled": canceled, "unknown_order_ids": owed}
     return wire.error(pending.request_id, E.OUTCOME_UNKNOWN, words, data)
 

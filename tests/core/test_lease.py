@@ -358,3 +358,44 @@ def test_in_a_shared_bucket_a_renewal_stored_but_unanswered_does_not_end_the_ter
         assert not await a.renew() and not a.held()
 
     with_jetstream(node, scenario)
+
+
+@pytest.mark.parametrize("cancels", [1, 2])
+def test_a_lease_write_runs_to_its_end_however_often_its_caller_is_canceled(cancels: int) -> None:
+    """`ThreadLease._to_the_end`: a write that may take the lease is not cut off on the lease's
+    thread by a canceled caller (a stop racing the take), nor by a second cancel while it is
+    waited for (review of session 29: the second one cut it off); the cancel is raised once
+    the write is done."""
+    from core.lease_thread import ThreadLease
+
+    async def scenario() -> list[str]:
+        lease = ThreadLease(
+            ["nats://127.0.0.1:1"],
+            "holder",
+            connect=lambda servers, name: None,  # type: ignore[arg-type,return-value]
+            ttl_s=10,
+            poll_s=1,
+            request_timeout_s=1,
+            on_lost=lambda error: None,
+        )
+        ended: list[str] = []
+
+        async def write() -> None:  # on the lease's thread: the write, then its answer
+            try:
+                await asyncio.sleep(0.3)
+                ended.append("answered")
+            except asyncio.CancelledError:
+                ended.append("cut off")
+                raise
+
+        task = asyncio.ensure_future(lease._to_the_end(write()))
+        await asyncio.sleep(0.05)
+        for _ in range(cancels):
+            task.cancel()
+            await asyncio.sleep(0.05)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+        await lease.release()
+        return ended
+
+    assert asyncio.run(scenario()) == ["answered"]

@@ -542,6 +542,10 @@ def test_the_last_fills_newest_first_paged_back_on_both_apis_and_the_sdk(run_ven
             assert response.json()["error"]["msg"] == words
         newest = (await get(trader, "/api/v1/fills", limit=2, newest_first="false")).json()
         assert newest == {"fills": oldest[:2]}
+        # the client sends a Python bool as the venue spells it (review: `True`, refused)
+        assert (await get(trader, "/api/v1/fills", limit=2, newest_first=True)).json() == {
+            "fills": last_two
+        }
         trader.close()
 
     run_venue(scenario)
