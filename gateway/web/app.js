@@ -9,8 +9,6 @@ const BOOK_DEPTH = 25; // the book tier followed: the ladder shows 10, the depth
 const LADDER_LEVELS = 10;
 const TAPE_ROWS = 50; // the trades channel's snapshot holds the last 50
 const FILL_ROWS = 100;
-const FILLS_PAGE = 1000; // the `fills` query's maximum page
-const FILLS_PAGES_MAX = 10; // the venue retains 10,000 private events per account
 const REST_POLL_MS = 30000; // 24 h change and reserves: slow-moving, polled
 const TRADING = new Set(["open", "post_only"]); // the statuses under which a price can move
 const RECONNECT_MAX_MS = 5000;
@@ -733,14 +731,10 @@ async function startSession(apiKey, key, onLoggedOn) {
 }
 
 async function loadFills(socket) {
-  // `fills` pages oldest first: walk them, keep the newest FILL_ROWS.
-  let since = 0;
-  for (let page = 0; page < FILLS_PAGES_MAX; page++) {
-    const { fills } = await socket.request("fills", { limit: FILLS_PAGE, since_seq: since });
-    for (const fill of fills) addFill(fill);
-    if (fills.length < FILLS_PAGE) break;
-    since = fills[fills.length - 1].seq;
-  }
+  // The newest FILL_ROWS in one request (before session 29 `fills` paged oldest first only,
+  // and the page walked up to 10 pages of 1,000 to keep the last 100).
+  const { fills } = await socket.request("fills", { limit: FILL_ROWS, newest_first: true });
+  for (const fill of fills) addFill(fill);
 }
 
 function endSession(event) {

@@ -476,6 +476,28 @@ def test_the_page_loads_without_console_errors_and_shows_bills_per_100_with_yiel
     assert run_page(tmp_path, scenario, path=f"/#{BILL}") == []
 
 
+def test_the_fills_before_logon_are_shown_newest_first_from_one_request(tmp_path: Path) -> None:
+    """At logon the page asks for the account's last 100 fills, newest first, in one request
+    (`newest_first`, session 29); before, it walked `fills` pages from the oldest (up to ten
+    of 1,000) and kept the last 100."""
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        seller = await resting_sell(venue, "1", "187.30")
+        await seller.place(SYMBOL, "sell", qty="1", price="187.40")
+        await seller.place(SYMBOL, "sell", qty="1", price="187.50")
+        taker = await venue.client("taker")
+        for price in ("187.30", "187.40", "187.50"):  # three fills, the last at 187.50
+            await taker.place(SYMBOL, "buy", qty="1", price=price, tif="ioc")
+        await browser.log_on("taker")
+        prices = page.locator("#fills tbody tr td.price")
+        await expect(prices).to_have_text(["187.50", "187.40", "187.30"])
+        asked = [frame for frame in browser.frames_sent if '"fills"' in frame]
+        assert len(asked) == 1 and '"newest_first":true' in asked[0], asked
+
+    assert run_page(tmp_path, scenario) == []
+
+
 def test_a_market_buy_of_a_bill_trades_face_value_at_a_price_per_100(tmp_path: Path) -> None:
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
