@@ -1605,16 +1605,19 @@ _parse_units = functools.lru_cache(maxsize=UNITS_CACHE_MAX)(parse_units)
 
 
 def _units(text: str, scale: int, field: str) -> int:
+    """Units of the params' decimal `field`; a refusal ends with where the field is, as the
+    zero refusal does (`placed_under` moves it into a batch's op or a quote; before session
+    29, a `BAD_PRECISION` or too-large refusal named the field but not its place)."""
     try:
         return _parse_units(text, scale)
     except PrecisionError:
         # "more than 0 decimals" alone reads as a riddle: a bill's face value is whole dollars
         whole = ": it is a whole number, with no decimal point" if scale == 0 else ""
         raise _Refusal(
-            E.BAD_PRECISION, f"{field} {text!r} has more than {scale} decimals{whole}"
+            E.BAD_PRECISION, f"{field} {text!r} has more than {scale} decimals{whole}{_AT}{field}`"
         ) from None
     except ValueError as failure:
-        raise _Refusal(E.BAD_PARAM, f"{field}: {failure}") from None
+        raise _Refusal(E.BAD_PARAM, f"{field}: {failure}{_AT}{field}`") from None
 
 
 def _positive(text: str, scale: int, field: str) -> int:

@@ -45,7 +45,11 @@ from tests.sample_config import SAMPLE_CONFIG
 # and `msg` "the order is closed: filled"). The same 1,506 answers; the 37 that differ carry
 # the 43 such refusals, equal to the old ones with the status removed from both (was
 # "1508a0ee4bc1de4c39acb0f41a7173f38de5abf5dff771fdf485d8fb025efe67").
-PINNED = ("b102d7c7ee70411756b4188ef4b98c65acbc65f53a4390342b3126afe1283bd4", 1506)
+# Re-pinned in session 29: a `BAD_PRECISION` or too-large refusal of a price or quantity ends
+# with the field's place, as the zero refusal does. The same 1,506 answers; the 22 that differ
+# are `BAD_PRECISION` refusals of `price`, equal to the old ones with `` - at `params.price` ``
+# removed (was "b102d7c7ee70411756b4188ef4b98c65acbc65f53a4390342b3126afe1283bd4").
+PINNED = ("29e3be09a97d3ee261aa19d2e94cd0465408083d99024f5a80f2ecdd8d0e3fae", 1506)
 REQUESTS = 1_500
 DRAIN_EVERY = 7  # requests fed per loop turn before the journal commits: odd, so batches mix
 SYMBOLS = ("AAPLx-USD", "MSFTx-USD")

@@ -808,6 +808,81 @@ def test_a_zero_quantity_or_price_is_refused_naming_its_place_on_both_apis(
     run_venue(scenario)
 
 
+TOO_LONG = "9" * 20  # past UNITS_MAX: `is too large`
+VALUE_REFUSALS = [  # (method, params, the field, its code, the words before the place)
+    ("order.place", {"price": "187.255", "qty": "1"}, "price", "BAD_PRECISION",
+     "price '187.255' has more than 2 decimals"),
+    ("order.place", {"price": "187", "qty": "0.0000001"}, "qty", "BAD_PRECISION",
+     "qty '0.0000001' has more than 6 decimals"),
+    ("order.place", {"price": "187", "qty": TOO_LONG}, "qty", "BAD_PARAM",
+     f"qty: {TOO_LONG!r} is too large"),
+    ("order.amend", {"price": "150.001"}, "price", "BAD_PRECISION",
+     "price '150.001' has more than 2 decimals"),
+    ("order.amend", {"qty": TOO_LONG}, "qty", "BAD_PARAM", f"qty: {TOO_LONG!r} is too large"),
+]  # fmt: skip
+QUOTE_REFUSALS = [  # (the quote's fields, the field, its code, the words before the place)
+    ({"bid_px": "1.001", "bid_qty": "1"}, "bid_px", "BAD_PRECISION",
+     "bid_px '1.001' has more than 2 decimals"),
+    ({"ask_px": "190", "ask_qty": "0.0000001"}, "ask_qty", "BAD_PRECISION",
+     "ask_qty '0.0000001' has more than 6 decimals"),
+    ({"bid_px": TOO_LONG, "bid_qty": "0"}, "bid_px", "BAD_PARAM",
+     f"bid_px: {TOO_LONG!r} is too large"),
+]  # fmt: skip
+
+
+def test_a_price_or_quantity_refused_names_its_place_on_both_apis(run_venue: Run) -> None:
+    """Session 29: `bid_px '1.001' has more than 2 decimals` did not say which quote, and no
+    BAD_PRECISION or too-large refusal said where its field is (a batch's op only `op 1:`);
+    now each ends as the zero refusal does, with the field's place, its code kept; nothing
+    is placed, amended or quoted."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        ws = await venue.client("taker")
+        await ws.request("session.cod", {"enabled": True})  # `quote.mass` needs it
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc"}
+        resting = (await ws.place(SYMBOL, "buy", "1", "150", cl_ord_id="rest-1"))["order_id"]
+        said: list[tuple[str, str, str]] = []  # (where, what was said, what should be)
+
+        async def refused(method: str, params: dict[str, Any]) -> str:
+            with pytest.raises(VenueError) as refusal:
+                await ws.request(method, params)
+            return f"{refusal.value.name} {str(refusal.value).partition(': ')[2]}"
+
+        for method, params, field, code, words in VALUE_REFUSALS:
+            if method == "order.place":
+                body, path, verb = order | params, "/api/v1/orders", "POST"
+            else:
+                body, path, verb = params, f"/api/v1/orders/{resting}", "PATCH"
+            response = await call(trader, verb, path, body=json.dumps(body).encode())
+            error = response.json()["error"]
+            said.append(
+                ("rest", f"{error['name']} {error['msg']}", f"{code} {words} - at `{field}`")
+            )
+            op_params = body if method == "order.place" else {"order_id": resting} | params
+            message = await refused(method, op_params)
+            said.append(("ws", message, f"{code} {words} - at `params.{field}`"))
+            batch = await refused(
+                "order.batch", {"ops": [PLACE_OP, {"method": method, "params": op_params}]}
+            )
+            place = f"params.ops[1].params.{field}"
+            said.append(("batch", batch, f"{code} {words} - at `{place}`"))
+        for fields, field, code, words in QUOTE_REFUSALS:
+            quotes = [{"symbol": "MSFTx-USD", "bid_qty": "0"}, {"symbol": SYMBOL} | fields]
+            message = await refused("quote.mass", {"quote_set": "q", "quotes": quotes})
+            said.append(("quote", message, f"{code} {words} - at `params.quotes[1].{field}`"))
+        assert [(where, got) for where, got, _ in said] == [
+            (where, wanted) for where, _, wanted in said
+        ]
+        opened = (await get(trader, "/api/v1/orders")).json()["orders"]
+        assert [(o["order_id"], o["qty"], o["price"]) for o in opened] == [
+            (resting, "1.000000", "150.00")
+        ]
+        trader.close()
+
+    run_venue(scenario)
+
+
 PLACE_OP = {  # a valid op ahead of the one refused: nothing of the batch is applied
     "method": "order.place",
     "params": {

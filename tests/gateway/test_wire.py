@@ -898,8 +898,16 @@ def test_trailing_zeros_are_not_excess_precision() -> None:
 @pytest.mark.parametrize(
     ("params", "code", "message"),
     [
-        (place(price="187.255"), E.BAD_PRECISION, "price '187.255' has more than 2 decimals"),
-        (place(qty="0.0000001"), E.BAD_PRECISION, "qty '0.0000001' has more than 6 decimals"),
+        (
+            place(price="187.255"),
+            E.BAD_PRECISION,
+            "price '187.255' has more than 2 decimals - at `params.price`",
+        ),
+        (
+            place(qty="0.0000001"),
+            E.BAD_PRECISION,
+            "qty '0.0000001' has more than 6 decimals - at `params.qty`",
+        ),
         (
             place(price="0"),
             E.BAD_PARAM,
@@ -910,7 +918,7 @@ def test_trailing_zeros_are_not_excess_precision() -> None:
             E.BAD_PARAM,
             "qty must be positive, not zero: '0.000' - at `params.qty`",
         ),
-        (place(qty="9" * 20), E.BAD_PARAM, f"qty: '{'9' * 20}' is too large"),
+        (place(qty="9" * 20), E.BAD_PARAM, f"qty: '{'9' * 20}' is too large - at `params.qty`"),
         (place(symbol="NOPE-USD"), E.UNKNOWN_SYMBOL, "unknown symbol 'NOPE-USD'"),
     ],
 )
@@ -925,7 +933,10 @@ def test_a_fraction_of_a_whole_unit_is_refused_saying_the_qty_is_whole() -> None
     one, of dollars), hence the decimal point named (session 28's review)."""
     request = decoded("order.place", place(symbol=BILL_SPEC.symbol, price="98.5", qty="100.5"))
     refusal = wire.to_command(request, {BILL_SPEC.symbol: BILL_SPEC}, SCALES, 7)
-    words = "qty '100.5' has more than 0 decimals: it is a whole number, with no decimal point"
+    words = (
+        "qty '100.5' has more than 0 decimals: it is a whole number, with no decimal point"
+        " - at `params.qty`"
+    )
     assert refusal == WireError(1, E.BAD_PRECISION, words)
 
 
@@ -1306,7 +1317,7 @@ def test_quotes_convert_per_symbol() -> None:
 def test_units_helper() -> None:
     assert wire.units("1.5", 2, "price") == 150
     assert wire.units("1.555", 2, "price") == WireError(
-        None, E.BAD_PRECISION, "price '1.555' has more than 2 decimals"
+        None, E.BAD_PRECISION, "price '1.555' has more than 2 decimals - at `params.price`"
     )
 
 
