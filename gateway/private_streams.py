@@ -11,7 +11,7 @@ switches an older venue left in `DEAD_MAN_FILE`, armed through the venue at star
 import bisect
 import logging
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import count, islice
 from pathlib import Path
@@ -81,6 +81,10 @@ class PrivateStream:
     def entries(self) -> Iterator[tuple[int, bytes]]:
         """The history as (seq, bytes), oldest first."""
         return enumerate(self.history, self.oldest_seq)
+
+    def entries_newest_first(self) -> Iterator[tuple[int, bytes]]:
+        """The history as (seq, bytes), newest first."""
+        return zip(count(self.seq, -1), reversed(self.history))
 
     def after(self, seq: int) -> Iterator[bytes]:
         """The history's pushes with a seq above `seq`, oldest first."""
@@ -248,9 +252,7 @@ class PrivateStreams:
         """At most `limit` of the account's fills still in its history, with a seq above
         `since_seq` and below `before_seq` (None: no bound), oldest first or newest first."""
         stream = self.streams.get(account) or PrivateStream()
-        entries: Iterable[tuple[int, bytes]] = stream.entries()
-        if newest_first:
-            entries = zip(count(stream.seq, -1), reversed(stream.history))
+        entries = stream.entries_newest_first() if newest_first else stream.entries()
         below = stream.seq + 1 if before_seq is None else before_seq
         fills: list[Any] = []
         for seq, payload in entries:

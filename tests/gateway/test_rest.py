@@ -749,6 +749,20 @@ ZERO_REFUSALS = [  # (method, params, the field's path under params): each refus
 ]
 
 
+async def assert_said_and_nothing_done(
+    said: list[tuple[str, str, str]], trader: RestClient, resting: int
+) -> None:
+    """Each refusal said what it should (where, what was said, what should be), and the
+    account's only open order is still its resting one, as it was: nothing was done."""
+    assert [(where, got) for where, got, _ in said] == [
+        (where, wanted) for where, _, wanted in said
+    ]
+    opened = (await get(trader, "/api/v1/orders")).json()["orders"]
+    assert [(o["order_id"], o["qty"], o["price"]) for o in opened] == [
+        (resting, "1.000000", "150.00")
+    ]
+
+
 def test_a_zero_quantity_or_price_is_refused_naming_its_place_on_both_apis(
     run_venue: Run,
 ) -> None:
@@ -796,13 +810,7 @@ def test_a_zero_quantity_or_price_is_refused_naming_its_place_on_both_apis(
             message = await refused("quote.mass", {"quote_set": "q", "quotes": quotes})
             words = f"{side}_px must be positive, not zero: '0' - at `params.quotes[1].{side}_px`"
             said.append(("quote", message, words))
-        assert [(where, got) for where, got, _ in said] == [
-            (where, wanted) for where, _, wanted in said
-        ]
-        opened = (await get(trader, "/api/v1/orders")).json()["orders"]
-        assert [(o["order_id"], o["qty"], o["price"]) for o in opened] == [
-            (resting, "1.000000", "150.00")
-        ]
+        await assert_said_and_nothing_done(said, trader, resting)
         trader.close()
 
     run_venue(scenario)
@@ -871,13 +879,7 @@ def test_a_price_or_quantity_refused_names_its_place_on_both_apis(run_venue: Run
             quotes = [{"symbol": "MSFTx-USD", "bid_qty": "0"}, {"symbol": SYMBOL} | fields]
             message = await refused("quote.mass", {"quote_set": "q", "quotes": quotes})
             said.append(("quote", message, f"{code} {words} - at `params.quotes[1].{field}`"))
-        assert [(where, got) for where, got, _ in said] == [
-            (where, wanted) for where, _, wanted in said
-        ]
-        opened = (await get(trader, "/api/v1/orders")).json()["orders"]
-        assert [(o["order_id"], o["qty"], o["price"]) for o in opened] == [
-            (resting, "1.000000", "150.00")
-        ]
+        await assert_said_and_nothing_done(said, trader, resting)
         trader.close()
 
     run_venue(scenario)
