@@ -430,6 +430,14 @@ def test_a_bad_secret_shows_a_clear_logon_error_and_the_right_one_logs_on_and_ou
         )
         await expect(page.locator("#place-button")).to_be_disabled()
         await expect(page.locator("#session")).to_be_hidden()
+        # the right secret with the spaces a copy from `venue serve`'s columns brings along:
+        # the refusal says so (before session 30, the same words as for a wrong secret)
+        await browser.log_on("taker", secret=KEYS["taker"][1] + "  ")
+        await expect(page.locator("#logon-error")).to_have_text(
+            "logon failed: the API key is unknown or the secret is wrong (BAD_SIGNATURE 2001);"
+            " the secret typed ends with a space, and is signed as typed"
+        )
+        await expect(page.locator("#session")).to_be_hidden()
 
         await browser.log_on("taker")  # the right secret, then a clean logout
         await expect(page.locator("#account")).to_have_text("3")
