@@ -127,6 +127,9 @@ class Pending(msgspec.Struct, eq=False):
     # of each cancel sent, in submit order (its results come back in that order)
     refused_ops: dict[int, CommandRejected] | None = None
     cancel_order_ids: tuple[int, ...] | None = None
+    # A quote.mass's: per command, the quote (its index) and the side it is of, where a
+    # refusal of its price or qty is placed (`_op_place`); None: a plain requote's two amends
+    quote_sides: tuple[tuple[int, str], ...] | None = None
 
 
 def _logon(dispatcher: "Dispatcher", session: Session, request: wire.Request, t_in: int) -> None:
@@ -512,6 +515,7 @@ class Dispatcher:
         p: Any = request.params
         quote_set, requote = p.quote_set, self.placed.requote
         planned: list[tuple[Command, QuoteSlot]] = []
+        sides: list[tuple[int, str]] = []  # per planned command, its quote and side
         kept_slots: list[QuoteSlot] = []  # the sides it quotes (not pulls): `_take_cod`
         for index, quote in enumerate(p.quotes):
             units = wire.quote_units(quote, self.specs)
@@ -534,6 +538,7 @@ class Dispatcher:
                 if self.placed.extra_quotes:  # the slot holds more than one: one is left
                     extras = self.placed.extra_cancels(slot, ts_us)
                     planned.extend((cancel, slot) for cancel in extras)
+                sides += [(index, _SIDE_NAMES[side])] * (len(planned) - len(sides))
         pending = Pending(
             session,
             request.id,
@@ -542,6 +547,7 @@ class Dispatcher:
             len(planned),
             finish=_batch_result,
             quote_set=p.quote_set,
+            quote_sides=tuple(sides),
         )
         if not planned:  # nothing to change: answered behind those owed, in request order
             self._send_behind(session, _batch_result(pending))
@@ -619,9 +625,8 @@ class Dispatcher:
         p: Any = request.params
         # refused in the words of the engine's cancel_all (not "0 canceled": a typo shows)
         if p.symbol is not None and p.symbol not in self.reads.markets:
-            self._defer_error(
-                session, request, E.UNKNOWN_SYMBOL, unknown_symbol(p.symbol, self.reads.markets)
-            )
+            words = wire.at_field(unknown_symbol(p.symbol, self.reads.markets), "symbol")
+            self._defer_error(session, request, E.UNKNOWN_SYMBOL, words)
             return
         placed = self.placed
         if placed.placing and not in_turn:  # over a cluster's bus, places in flight
@@ -827,7 +832,7 @@ class Dispatcher:
         if pending.method not in _PER_OP_METHODS or not (pending.results or refused):
             return wire.error(pending.request_id, E.OUTCOME_UNKNOWN, message)
         status_of = self.first_status if pending.method == "order.batch" else None
-        entries, _ = _op_entries(pending.results, status_of)
+        entries, _ = _op_entries(pending.results, status_of, pending)
         unknown = {"code": int(E.OUTCOME_UNKNOWN), "name": E.OUTCOME_UNKNOWN.name, "msg": message}
         for index in range(len(entries), pending.expected):
             # an op refused here is known, whatever happened to the ops before it
@@ -835,7 +840,8 @@ class Dispatcher:
             if rejected is None:
                 entries.append({"status": 504, "error": unknown})
             else:
-                entries += _op_entries([Executed(0, None, [rejected], None)], status_of)[0]
+                refusal = [Executed(0, None, [rejected], None)]
+                entries += _op_entries(refusal, status_of, pending, index)[0]
         body = {
             "id": pending.request_id,
             "status": 409,
@@ -1308,12 +1314,36 @@ def _refusal_data(rejected: CommandRejected, status_of: StatusOf | None) -> dict
     return data
 
 
-def _refusal_words(rejected: CommandRejected, data: dict[str, Any] | None) -> str:
+# The field of the params each of these engine refusals is about: the engine says what is
+# wrong, the gateway where (`_refusal_words`), so its refusal records stay as they were.
+_FIELD_REFUSED = {
+    ErrorCode.INVALID_PRICE_TICK: "price",
+    ErrorCode.INVALID_QTY_STEP: "qty",
+    ErrorCode.UNKNOWN_SYMBOL: "symbol",
+}
+
+
+def _at_top(field: str) -> str:
+    """Where a field of a request's own params is: the field (`params.price`)."""
+    return field
+
+
+def _refusal_words(
+    rejected: CommandRejected,
+    data: dict[str, Any] | None,
+    place: Callable[[str], str] = _at_top,
+) -> str:
     """The refusal's `msg`: the engine's words, and for a closed order how it closed when
-    the data says (`the order is closed: filled`)."""
+    the data says (`the order is closed: filled`); a refusal of a field (`_FIELD_REFUSED`)
+    ends with where it is, `place` of the field, as the gateway's own refusals do (since
+    session 30; before, a tick, step or unknown-symbol refusal named no place)."""
+    words = rejected.detail
     if rejected.reason is ErrorCode.ORDER_NOT_OPEN and data and "status" in data:
-        return f"{rejected.detail}: {data['status']}"
-    return rejected.detail
+        words = f"{words}: {data['status']}"
+    field = _FIELD_REFUSED.get(rejected.reason)
+    if field is not None:
+        words = wire.at_field(words, place(field))
+    return words
 
 
 def _batch_answer(status_of: StatusOf | None) -> Callable[[Pending], bytes]:
@@ -1321,7 +1351,7 @@ def _batch_answer(status_of: StatusOf | None) -> Callable[[Pending], bytes]:
     naming the status `status_of` gives of the order a DUPLICATE_CL_ORD_ID names."""
 
     def batch_result(pending: Pending) -> bytes:
-        results, failed = _op_entries(pending.results, status_of)
+        results, failed = _op_entries(pending.results, status_of, pending)
         body = {
             "id": pending.request_id,
             "status": 409 if failed else 200,
@@ -1335,13 +1365,13 @@ def _batch_answer(status_of: StatusOf | None) -> Callable[[Pending], bytes]:
 
 
 def _op_entries(
-    done: list[Executed], status_of: StatusOf | None
+    done: list[Executed], status_of: StatusOf | None, pending: Pending, start: int = 0
 ) -> tuple[list[dict[str, Any]], int]:
-    """The entries of a batch's answer for the commands `done` (each its status and its
-    result or error), and how many of them were refused."""
+    """The entries of a batch's answer for the commands `done` of `pending`, the first its
+    `start`th (each its status and its result or error), and how many of them were refused."""
     results = []
     failed = 0
-    for executed in done:
+    for index, executed in enumerate(done, start):
         events = executed.events  # `rejection`, inline: this runs for every op of a batch
         if not events or type(events[-1]) is not CommandRejected:
             results.append({"status": 200, "result": _plain_outcome(executed)})
@@ -1352,7 +1382,7 @@ def _op_entries(
             error = {
                 "code": int(rejected.reason),
                 "name": rejected.reason.name,
-                "msg": _refusal_words(rejected, data),
+                "msg": _refusal_words(rejected, data, partial(_op_place, pending, index)),
             }
             if data is not None:
                 error["data"] = data
@@ -1362,3 +1392,25 @@ def _op_entries(
 
 # An order.batch's answer without the status of a DUPLICATE_CL_ORD_ID's order (a quote.mass's).
 _batch_result = _batch_answer(None)
+
+# A quote's fields of a side's price and qty, which the engine's refusals call `price`, `qty`
+_QUOTE_FIELDS = {
+    ("bid", "price"): "bid_px",
+    ("bid", "qty"): "bid_qty",
+    ("ask", "price"): "ask_px",
+    ("ask", "qty"): "ask_qty",
+}
+_PLAIN_REQUOTE_SIDES = ((0, "bid"), (0, "ask"))  # `Dispatcher._quote_mass`'s two amends
+_SIDE_NAMES = {Side.BUY: "bid", Side.SELL: "ask"}
+
+
+def _op_place(pending: Pending, index: int, field: str) -> str:
+    """Where the `index`th command's `field` is in `pending`'s params: in an order.batch's
+    op (`ops[1].params.qty`), in a quote.mass's quote (`quotes[1].bid_px`: the quote and
+    side the command is of), else the params' own (`qty`)."""
+    if pending.method == "order.batch":
+        return f"ops[{index}].params.{field}"
+    if pending.method != "quote.mass":
+        return field
+    quote, side = (pending.quote_sides or _PLAIN_REQUOTE_SIDES)[index]
+    return f"quotes[{quote}].{_QUOTE_FIELDS.get((side, field), field)}"
