@@ -251,7 +251,7 @@ class Dispatcher:
                 account = None if key is None else key.account  # `session.account`, inline
                 retry = self.limiter.charge_cost(session.id, account, cost, t_in)
                 if retry:
-                    self._rate_limited(session, request.id, retry)
+                    self._rate_limited(session, request.id, retry, account, cost, t_in)
                     return
             # The usual request, a method its key's scopes allow, is let through here (as
             # `_refusal` would: it refuses none of them); anything else is `_refusal`'s.
@@ -288,9 +288,10 @@ class Dispatcher:
         if not charged:
             key = session.key
             account = None if key is None else key.account
-            retry = self.limiter.charge_cost(session.id, account, _MALFORMED_COST_MILLI, t_in)
+            cost = _MALFORMED_COST_MILLI
+            retry = self.limiter.charge_cost(session.id, account, cost, t_in)
             if retry:
-                self._rate_limited(session, request.id, retry)
+                self._rate_limited(session, request.id, retry, account, cost, t_in)
                 return
         if isinstance(envelope, wire.WireError):
             self._send_behind(session, wire.error_of(envelope))
@@ -301,9 +302,21 @@ class Dispatcher:
             return
         self._send_behind(session, wire.error_of(cast(wire.WireError, request)))
 
-    def _rate_limited(self, session: Session, request_id: int | str | None, retry: int) -> None:
-        """Refuse a frame over its rate, at once (not behind the answers owed)."""
-        body = wire.error(request_id, E.RATE_LIMITED, "slow down", retry_after_ms=retry, status=429)
+    def _rate_limited(
+        self,
+        session: Session,
+        request_id: int | str | None,
+        retry: int,
+        account: int | None,
+        cost: int,
+        t_in: int,
+    ) -> None:
+        """Refuse a frame over its rate, at once (not behind the answers owed), saying which
+        bucket refused it (`data.limit` and the words; since session 30, before, "slow down"
+        alone): a bot on another of the account's connections may be the one spending it."""
+        limit = self.limiter.refusing_limit(session.id, account, cost, t_in)
+        words, data = limits.RATE_LIMITED_WORDS[limit], {"limit": limit}
+        body = wire.error(request_id, E.RATE_LIMITED, words, data, 429, retry_after_ms=retry)
         self.connections.send(session, body)
 
     def _refusal(self, session: Session, method: str) -> AuthError | None:
@@ -605,8 +618,9 @@ class Dispatcher:
         """A handler raised (called in its `except`): a refusal is answered as such; anything
         else is a bug, logged, and the client learns the outcome is unknown."""
         if isinstance(failure, AuthError):
-            retry = failure.retry_after_ms  # a `RATE_LIMITED` logon: the key's nonces
-            body = wire.error(request.id, failure.code, failure.message, retry_after_ms=retry)
+            retry = failure.retry_after_ms  # a `RATE_LIMITED` logon: the key's nonces, its IP's
+            data = None if failure.limit is None else {"limit": failure.limit}
+            body = wire.error(request.id, failure.code, failure.message, data, retry_after_ms=retry)
             self.connections.send(session, body)
             return
         log.exception("request %r failed", request.method)

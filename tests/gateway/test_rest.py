@@ -2,6 +2,7 @@
 (stdlib http.client, on a thread so the server's loop keeps running)."""
 
 import asyncio
+import copy
 import http.client
 import json
 import shutil
@@ -18,6 +19,7 @@ from client.sdk import VenueError
 from gateway import http as http_limits
 from gateway import rest, wire
 from gateway.auth import sign_request
+from gateway.limits import RATE_LIMITED_WORDS
 from tests.conftest import (
     KEYS,
     TEST_TIMEOUT_S,
@@ -1621,14 +1623,25 @@ def test_a_split_rescales_candles_live_after_a_restart_and_in_snapshots(tmp_path
 
 
 def test_rate_limits_answer_429_with_retry_after(run_venue: Run) -> None:
+    """Each 429 says which bucket refused it, in `data.limit` and in words (since session 30;
+    before, "slow down" alone): the connection's, or the account's, which all the account's
+    connections share (the client IP's: tests/gateway/test_s25_security.py)."""
     from gateway.limits import RateLimiter
 
     async def scenario(venue: Venue) -> None:
         # 100 tokens and one a second per connection: ~200 queries (0.5 each) pass. A
         # websocket method, a read served here, and the OpenAPI document, which was served
-        # uncharged (session 23): 17 KB for each request of ~60 bytes, without end
-        for path in ("/api/v1/balances", "/api/v1/ticker", "/openapi.json"):
-            venue.server.limiter = RateLimiter(connection_rate_per_s=1, connection_burst=100)
+        # uncharged (session 23): 17 KB for each request of ~60 bytes, without end; then a
+        # private read over an account's bucket as small
+        connection = RateLimiter(connection_rate_per_s=1, connection_burst=100)
+        account = RateLimiter(account_rate_per_s=1, account_burst=100)
+        for path, limiter, limit in (
+            ("/api/v1/balances", connection, "connection"),
+            ("/api/v1/ticker", connection, "connection"),
+            ("/openapi.json", connection, "connection"),
+            ("/api/v1/balances", account, "account"),
+        ):
+            venue.server.limiter = copy.deepcopy(limiter)
             trader = RestClient(base(venue), *KEYS["taker"])
             for _ in range(400):
                 limited = await get(trader, path)
@@ -1637,6 +1650,8 @@ def test_rate_limits_answer_429_with_retry_after(run_venue: Run) -> None:
             assert error_of(limited) == (429, "RATE_LIMITED"), path
             assert limited.json()["retry_after_ms"] > 0
             assert int(limited.headers["retry-after"]) >= 1
+            assert limited.json()["error"]["data"] == {"limit": limit}, path
+            assert limited.json()["error"]["msg"] == RATE_LIMITED_WORDS[limit], path
             trader.close()
 
     run_venue(scenario)
