@@ -1385,7 +1385,7 @@ def _op_entries(
     `start`th (each its status and its result or error), and how many of them were refused."""
     results = []
     failed = 0
-    for index, executed in enumerate(done, start):
+    for executed in done:
         events = executed.events  # `rejection`, inline: this runs for every op of a batch
         if not events or type(events[-1]) is not CommandRejected:
             results.append({"status": 200, "result": _plain_outcome(executed)})
@@ -1396,7 +1396,8 @@ def _op_entries(
             error = {
                 "code": int(rejected.reason),
                 "name": rejected.reason.name,
-                "msg": _refusal_words(rejected, data, partial(_op_place, pending, index)),
+                # its index counted only here: a batch's entries are counted for every op
+                "msg": _refusal_words(rejected, data, _op_place(pending, start + len(results))),
             }
             if data is not None:
                 error["data"] = data
@@ -1418,13 +1419,13 @@ _PLAIN_REQUOTE_SIDES = ((0, "bid"), (0, "ask"))  # `Dispatcher._quote_mass`'s tw
 _SIDE_NAMES = {Side.BUY: "bid", Side.SELL: "ask"}
 
 
-def _op_place(pending: Pending, index: int, field: str) -> str:
-    """Where the `index`th command's `field` is in `pending`'s params: in an order.batch's
-    op (`ops[1].params.qty`), in a quote.mass's quote (`quotes[1].bid_px`: the quote and
-    side the command is of), else the params' own (`qty`)."""
+def _op_place(pending: Pending, index: int) -> Callable[[str], str]:
+    """Where a field of the `index`th command of `pending` is in its params: in an
+    order.batch's op (`ops[1].params.qty`), in a quote.mass's quote (`quotes[1].bid_px`:
+    the quote and side the command is of), else the params' own (`qty`)."""
     if pending.method == "order.batch":
-        return f"ops[{index}].params.{field}"
+        return f"ops[{index}].params.{{}}".format
     if pending.method != "quote.mass":
-        return field
+        return _at_top
     quote, side = (pending.quote_sides or _PLAIN_REQUOTE_SIDES)[index]
-    return f"quotes[{quote}].{_QUOTE_FIELDS.get((side, field), field)}"
+    return lambda field: f"quotes[{quote}].{_QUOTE_FIELDS.get((side, field), field)}"
