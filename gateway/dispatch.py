@@ -127,9 +127,10 @@ class Pending(msgspec.Struct, eq=False):
     # of each cancel sent, in submit order (its results come back in that order)
     refused_ops: dict[int, CommandRejected] | None = None
     cancel_order_ids: tuple[int, ...] | None = None
-    # A quote.mass's: per command, the quote (its index) and the side it is of, where a
-    # refusal of its price or qty is placed (`_op_place`); None: a plain requote's two amends
-    quote_sides: tuple[tuple[int, str], ...] | None = None
+    # A quote.mass's commands, each with its slot, and its params: only a refusal's place is
+    # worked out of them (`_op_place`), not every request's; None: a plain requote's amends
+    quote_plan: list[tuple[Command, QuoteSlot]] | None = None
+    quote_params: Any = None
 
 
 def _logon(dispatcher: "Dispatcher", session: Session, request: wire.Request, t_in: int) -> None:
@@ -528,7 +529,6 @@ class Dispatcher:
         p: Any = request.params
         quote_set, requote = p.quote_set, self.placed.requote
         planned: list[tuple[Command, QuoteSlot]] = []
-        sides: list[tuple[int, str]] = []  # per planned command, its quote and side
         kept_slots: list[QuoteSlot] = []  # the sides it quotes (not pulls): `_take_cod`
         for index, quote in enumerate(p.quotes):
             units = wire.quote_units(quote, self.specs)
@@ -551,16 +551,16 @@ class Dispatcher:
                 if self.placed.extra_quotes:  # the slot holds more than one: one is left
                     extras = self.placed.extra_cancels(slot, ts_us)
                     planned.extend((cancel, slot) for cancel in extras)
-                sides += [(index, _SIDE_NAMES[side])] * (len(planned) - len(sides))
         pending = Pending(
             session,
             request.id,
-            request.method,
+            "quote.mass",  # its method, without a look-up: the bytecodes of `quote_plan`'s
             t_in,
             len(planned),
             finish=_batch_result,
-            quote_set=p.quote_set,
-            quote_sides=tuple(sides),
+            quote_set=quote_set,
+            quote_plan=planned,
+            quote_params=p,
         )
         if not planned:  # nothing to change: answered behind those owed, in request order
             self._send_behind(session, _batch_result(pending))
@@ -1415,7 +1415,7 @@ _QUOTE_FIELDS = {
     ("ask", "price"): "ask_px",
     ("ask", "qty"): "ask_qty",
 }
-_PLAIN_REQUOTE_SIDES = ((0, "bid"), (0, "ask"))  # `Dispatcher._quote_mass`'s two amends
+_PLAIN_REQUOTE_SIDES = ("bid", "ask")  # `Dispatcher._quote_mass`'s two amends, of quotes[0]
 _SIDE_NAMES = {Side.BUY: "bid", Side.SELL: "ask"}
 
 
@@ -1427,5 +1427,16 @@ def _op_place(pending: Pending, index: int) -> Callable[[str], str]:
         return f"ops[{index}].params.{{}}".format
     if pending.method != "quote.mass":
         return _at_top
-    quote, side = (pending.quote_sides or _PLAIN_REQUOTE_SIDES)[index]
+    quote, side = _quote_side(pending, index)
     return lambda field: f"quotes[{quote}].{_QUOTE_FIELDS.get((side, field), field)}"
+
+
+def _quote_side(pending: Pending, index: int) -> tuple[int, str]:
+    """The quote (its index in the params) and the side the `index`th command of a quote.mass
+    `pending` is of: its slot's symbol names the quote, as a quote.mass gives a symbol once."""
+    if pending.quote_plan is None:
+        return 0, _PLAIN_REQUOTE_SIDES[index]
+    _, (_, _, symbol, side) = pending.quote_plan[index]
+    quotes = pending.quote_params.quotes
+    quote = next(at for at, given in enumerate(quotes) if given.symbol == symbol)
+    return quote, _SIDE_NAMES[side]
