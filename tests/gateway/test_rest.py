@@ -1657,6 +1657,37 @@ def test_rate_limits_answer_429_with_retry_after(run_venue: Run) -> None:
     run_venue(scenario)
 
 
+def test_rest_names_its_connection_bucket_when_it_is_short(
+    run_venue: Run, monkeypatch: Any
+) -> None:
+    """REST charges a request to its connection's bucket before it checks who signed it (a
+    request over its connection's rate costs no HMAC), so a 429 there names the connection
+    even when the account's bucket is as short: REST's rule, which rest.md says (the
+    websocket, which knows the account first, names the account's on a tie, protocol §2.6).
+
+    The server's clock is frozen: nothing refills, so both buckets are spent alike, exactly."""
+    from gateway.limits import QUERY_COST_MILLI, RateLimiter
+
+    frozen = time.time_ns() // 1_000
+    monkeypatch.setattr(rest, "now_us", lambda: frozen)  # what REST charges by
+
+    async def scenario(venue: Venue) -> None:
+        limiter = RateLimiter(1, 100, 1, 100)  # connection and account alike: 200 reads each
+        venue.server.limiter = limiter
+        trader = RestClient(base(venue), *KEYS["taker"])
+        for _ in range(201):  # the 201st finds both spent
+            limited = await get(trader, "/api/v1/balances")
+            if limited.status != 200:
+                break
+        assert error_of(limited) == (429, "RATE_LIMITED")
+        assert limited.json()["error"]["data"] == {"limit": "connection"}
+        account_wait = limiter.charge_account(3, QUERY_COST_MILLI, frozen)  # the taker's
+        assert account_wait == limited.json()["retry_after_ms"] == 500  # as short: a tie
+        trader.close()
+
+    run_venue(scenario)
+
+
 def test_a_key_past_its_nonce_cap_is_told_when_to_retry(run_venue: Run, monkeypatch: Any) -> None:
     """Each signed request spends a nonce, remembered for its recv_window: past the cap of
     live nonces a key is 429 `RATE_LIMITED`, and, like every 429, told when a retry passes
