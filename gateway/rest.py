@@ -741,7 +741,7 @@ def _in_header_words(refused: AuthError) -> AuthError:
             message = message.replace(logon_words, request_words)
         elif message.startswith(logon_words):
             message = request_words + message.removeprefix(logon_words)
-    return AuthError(refused.code, message, refused.retry_after_ms)
+    return AuthError(refused.code, message, refused.retry_after_ms, refused.limit)
 
 
 def _body_words(message: str) -> str:

@@ -1657,6 +1657,19 @@ def test_rate_limits_answer_429_with_retry_after(run_venue: Run) -> None:
     run_venue(scenario)
 
 
+def test_a_refusal_said_of_the_headers_keeps_its_bucket() -> None:
+    """`_in_header_words` rewords a logon's refusal for REST's headers; a 429's bucket
+    (`limit`, its `data.limit`) went missing on the way (session 30's review): it is kept,
+    with its wait."""
+    from engine.reasons import ErrorCode
+    from gateway.auth import AuthError
+
+    refused = AuthError(ErrorCode.RATE_LIMITED, "nonce already used", 7, "ip")
+    said = rest._in_header_words(refused)
+    assert (said.code, said.message) == (ErrorCode.RATE_LIMITED, "X-Nonce already used")
+    assert (said.retry_after_ms, said.limit) == (7, "ip")
+
+
 def test_rest_names_its_connection_bucket_when_it_is_short(
     run_venue: Run, monkeypatch: Any
 ) -> None:
