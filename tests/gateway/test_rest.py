@@ -1657,6 +1657,32 @@ def test_rate_limits_answer_429_with_retry_after(run_venue: Run) -> None:
     run_venue(scenario)
 
 
+def test_rest_names_the_client_ips_bucket(run_venue: Run, monkeypatch: Any) -> None:
+    """A 429 of the client IP's bucket says so, `data.limit` "ip" and its words: an unsigned
+    read over it (`RestCharges.refused_by_rate`), and then a private request, refused before
+    its signature is checked (`address_spent`). The clock is frozen: nothing refills."""
+    from gateway.limits import RATE_LIMITED_WORDS, AddressBuckets
+
+    frozen = time.time_ns() // 1_000
+    monkeypatch.setattr(rest, "now_us", lambda: frozen)  # what REST charges by
+
+    async def scenario(venue: Venue) -> None:
+        venue.server.unsigned_limiter = AddressBuckets(rate_per_s=1, burst=2)  # 4 reads
+        reader = RestClient(base(venue))
+        trader = RestClient(base(venue), "demo-taker", "not-its-secret")
+        answers = [await get(reader, "/api/v1/ticker") for _ in range(5)]
+        assert [answer.status for answer in answers] == [200, 200, 200, 200, 429]
+        for limited in (answers[-1], await get(trader, "/api/v1/balances")):
+            assert error_of(limited) == (429, "RATE_LIMITED")
+            assert limited.json()["error"]["data"] == {"limit": "ip"}
+            assert limited.json()["error"]["msg"] == RATE_LIMITED_WORDS["ip"]
+            assert limited.json()["retry_after_ms"] == 500
+        reader.close()
+        trader.close()
+
+    run_venue(scenario)
+
+
 def test_a_refusal_said_of_the_headers_keeps_its_bucket() -> None:
     """`_in_header_words` rewords a logon's refusal for REST's headers; a 429's bucket
     (`limit`, its `data.limit`) went missing on the way (session 30's review): it is kept,
