@@ -38,6 +38,7 @@ from engine.commands import (
     ListAsset,
     ListInstrument,
     PlaceOrder,
+    RefuseCancelOnDisconnect,
     SetCancelOnDisconnect,
     SetOrderCaps,
 )
@@ -456,7 +457,7 @@ class VenueServer:
                     dispatcher.answer(pending)
             elif kind is AccountSubscription:
                 private_streams.join(pending)
-            elif kind is Notice and not pending.sent:  # before the cancels' pushes
+            elif kind is Notice and not pending.sent and _tells(executed):  # before the pushes
                 pending.sent = True
                 for account in pending.accounts:
                     self.connections.push_to_account(account, pending.message)
@@ -513,3 +514,10 @@ def _add_issued_keys(store: KeyStore, issued: list[ApiKey], path: Path) -> None:
                 f"{path}: {clash} (in the config's [[api_keys]] too, or twice in this file:"
                 " remove one)"
             ) from None
+
+
+def _tells(executed: Executed) -> bool:
+    """Whether a command that carries a `Notice` sends it: not the core's refusal of a cod
+    cancel (its order's cod was another gateway's by then: nothing was canceled, so a
+    close all of whose cancels were refused tells the account's other connections nothing)."""
+    return type(executed.command) is not RefuseCancelOnDisconnect
