@@ -124,6 +124,7 @@ class CodOrders:
         self.holders: dict[int, str] = {}  # order id -> gateway; closed ones until a prune
         self.size = 0
         self._prune_at = PRUNE_MIN
+        self._holders_prune_at = PRUNE_MIN
 
     def note(self, origin: Origin | None, command: Command, events: list[Event]) -> None:
         """A record executed: remember the order it placed, if placed with cod on; or the
@@ -164,10 +165,12 @@ class CodOrders:
         return holder is not None and holder != gateway
 
     def prune(self, orders: dict[int, Order]) -> None:
-        """Forget the orders no longer open (and gateways left with none)."""
-        self.holders = {
-            order_id: gateway for order_id, gateway in self.holders.items() if order_id in orders
-        }
+        """Forget the orders no longer open (and gateways left with none); the holders only
+        once they doubled since their last prune (the gateway scan prunes every second: a
+        rebuild of every holder each time doubled its cost). A closed order's holder left
+        meanwhile only decides whether a cod cancel of it, which closes nothing, is refused."""
+        if len(self.holders) >= self._holders_prune_at:
+            self._prune_holders(orders)
         for gateway, order_ids in list(self.by_gateway.items()):
             still_open = {order_id for order_id in order_ids if order_id in orders}
             if still_open:  # (not `intersection_update(orders)`: it walks every open order)
@@ -176,6 +179,12 @@ class CodOrders:
                 del self.by_gateway[gateway]
         self.size = sum(len(order_ids) for order_ids in self.by_gateway.values())
         self._prune_at = max(PRUNE_MIN, 2 * self.size)
+
+    def _prune_holders(self, orders: dict[int, Order]) -> None:
+        self.holders = {
+            order_id: gateway for order_id, gateway in self.holders.items() if order_id in orders
+        }
+        self._holders_prune_at = max(PRUNE_MIN, 2 * len(self.holders))
 
     def prune_when_grown(self, orders: dict[int, Order]) -> None:
         if self.size >= self._prune_at:
@@ -209,6 +218,7 @@ class CodOrders:
             for order_id in order_ids
         }
         self.size = sum(len(order_ids) for order_ids in self.by_gateway.values())
+        self._holders_prune_at = max(PRUNE_MIN, 2 * len(self.holders))
 
 
 class CoreGatewayPart:

@@ -350,8 +350,11 @@ class VenueServer:
                     quote_set = cast(PlaceOrder, command).quote_set
                 if quote_set is not None and self._quotes_from_outcomes:  # another gateway's
                     self._adopt_quote(cast(PlaceOrder, command), quote_set, executed.events)
-            if kind is SetCancelOnDisconnect and pending is None:  # another gateway's mark
-                self._marked_elsewhere(executed.events)
+            if kind is SetCancelOnDisconnect:
+                if pending is None:  # another gateway's mark
+                    self._marked_elsewhere(executed.events)
+                elif type(pending) is OwnMark:
+                    self._own_mark_back(cast(SetCancelOnDisconnect, command))
             if kind is AdvanceClock or kind is ArmDeadMan:  # may have fired dead-man's switches
                 self.private_streams.dead_man_notice(executed)
             self.private_streams.assign(executed, quote_set, self.bus.epoch_of(executed.seq))
@@ -367,6 +370,8 @@ class VenueServer:
                 self.dispatcher.placed.track_placed(pending.session, executed.events)
             if self._quotes_from_outcomes:  # over a cluster's bus: back a hop after it was sent
                 self._place_back(cast(PlaceOrder, executed.command), pending, executed.events)
+        elif kind is SetCancelOnDisconnect:  # a connection's `session.cod`
+            self._own_mark_back(cast(SetCancelOnDisconnect, executed.command))
 
     def _marked_elsewhere(self, events: list[Any]) -> None:
         """Another gateway's connection took these orders' cod: ours no longer has it. The
@@ -374,6 +379,11 @@ class VenueServer:
         for event in events:
             if type(event) is CancelOnDisconnectSet and event.cod:
                 self.dispatcher.placed.marked_elsewhere(event.order_ids)
+
+    def _own_mark_back(self, mark: SetCancelOnDisconnect) -> None:
+        """One of this gateway's marks came back: counted (`mark_sent`) when cod is on."""
+        if mark.cod:
+            self.dispatcher.placed.mark_back(mark.order_ids)
 
     def _adopt_quote(self, command: PlaceOrder, quote_set: str, events: list[Any]) -> None:
         """A quote placed through another gateway of the cluster (the account's connection
@@ -420,6 +430,8 @@ class VenueServer:
                     command = SetCancelOnDisconnect(
                         account=account, cod=session.cod, order_ids=(order_id,)
                     )
+                    if session.cod:
+                        self.dispatcher.placed.mark_sent(command.order_ids)
                 self.bus.submit(command, OwnMark())  # (not another gateway's when it is back)
                 return
 

@@ -179,8 +179,8 @@ def test_a_cod_cancel_is_refused_when_the_order_s_cod_is_another_gateway_s() -> 
     older = CodOrders()  # a snapshot written before the holders: the marked ones' only
     older.restore(cod.image())
     assert older.holders == {10: "gw-a.1", 11: "gw-a.1", 13: "gw-b.2"}
-    cod.prune(open_orders(11))
-    assert cod.holders == {11: "gw-a.1"}
+    cod.prune(open_orders(11))  # (the holders of closed orders stay until they doubled)
+    assert cod.image() == [("gw-a.1", [11])] and cod.holders[11] == "gw-a.1"
 
 
 def test_closed_orders_are_not_returned_and_pruning_forgets_them() -> None:
@@ -200,6 +200,23 @@ def test_the_map_is_pruned_once_it_grows_past_its_bound() -> None:
         cod.note(Origin("gw-a.1", order_id), place(True), accepted(order_id))
         cod.prune_when_grown(open_orders(order_id))  # only the last one is open
     assert cod.size == 1
+
+
+def test_the_holders_are_pruned_only_once_they_doubled() -> None:
+    """The gateway scan prunes every second: the holders (one per cod order) are rebuilt
+    only once they doubled since their last prune, not on every scan (100k open cod orders:
+    each scan's prune took about twice main's). Bound: twice the open ones, or `PRUNE_MIN`."""
+    cod = CodOrders()
+    for order_id in range(1, PRUNE_MIN):
+        cod.note(Origin("gw-a.1", order_id), place(True), accepted(order_id))
+    cod.prune(open_orders(1))
+    assert cod.image() == [("gw-a.1", [1])]
+    assert len(cod.holders) == PRUNE_MIN - 1  # not grown to its bound: left as it was
+    for order_id in range(PRUNE_MIN, 2 * PRUNE_MIN):
+        cod.note(Origin("gw-a.1", order_id), place(True), accepted(order_id))
+        cod.prune(open_orders(1, order_id))
+        assert len(cod.holders) <= 2 * PRUNE_MIN
+    assert not cod.refuses("gw-a.1", 1) and cod.refuses("gw-b.2", 1)
 
 
 def test_the_image_restores_the_same_map() -> None:

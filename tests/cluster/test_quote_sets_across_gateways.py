@@ -386,3 +386,101 @@ def test_the_placing_connection_closing_before_its_gateway_heard_of_the_requote_
                     await connection.close()
 
     asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
+
+
+def test_a_requote_on_the_placing_gateway_sequenced_after_anothers_keeps_the_quotes_cod(
+    node: NatsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """X on A quotes; Y on B requotes (B's mark); Z on A requotes before A heard of B's mark
+    (A's mark, sequenced after B's: the core's holder is A); Y closes before B heard of A's
+    mark, and the core refuses B's cancels. A, hearing B's mark with its own still on its
+    way, keeps the quotes with Z, so Z's close cancels them. Before: A gave them up to B's
+    mark, and after X, Y and Z had all closed the quotes stayed open (the reviewer's race)."""
+
+    async def scenario() -> None:
+        servers: list[VenueServer] = []
+        cores: list[ClusterCore] = []
+        async with core_and_two_gateways(node, tmp_path, servers, cores) as (port_a, port_b):
+            core, (server_a, server_b) = cores[0], servers
+            gateway_a, gateway_b = server_a.bus.gateway_id, server_b.bus.gateway_id
+            holders = core.cod_orders.holders
+            x, y, z = await maker_on(port_a), await maker_on(port_b), await maker_on(port_a)
+            watcher = await maker_on(port_a)  # the account's other connection on A
+            try:
+                await x.request("quote.mass", {"quote_set": "mm", "quotes": [QUOTE]})
+                ids = sorted(order_id for order_id, _, _ in await open_quotes(y, 2))
+                held_a = HeldReplica(server_a, monkeypatch)
+                requote_b = {"quote_set": "mm", "quotes": [QUOTE | {"bid_px": "180.10"}]}
+                await y.request("quote.mass", requote_b)
+                await until(lambda: all(holders.get(i) == gateway_b for i in ids), "B's mark")
+                held_b = HeldReplica(server_b, monkeypatch)
+                requote_a = {"quote_set": "mm", "quotes": [QUOTE | {"bid_px": "180.20"}]}
+                answer_z = asyncio.ensure_future(z.request("quote.mass", requote_a))
+                await until(lambda: all(holders.get(i) == gateway_a for i in ids), "A's mark")
+                sent_b = core.codec.last_request[gateway_b]
+                await y.close()  # B still gives the quotes' cod to Y: it sends cancels
+                refused = "B's cancels sequenced"
+                await until(lambda: core.codec.last_request[gateway_b] == sent_b + 2, refused)
+                held_a.release()
+                held_b.release()
+                await answer_z
+                placed_on = server_a.dispatcher.placed.placed_on
+                assert [i for i in ids if i not in placed_on] == [], "A gave up Z's quotes"
+                await x.close()
+                probe = {"quote_set": "probe", "quotes": [QUOTE | {"bid_px": "170.00"}]}
+                await watcher.request("quote.mass", probe)  # A has run all before it
+                await open_quotes(watcher, 2)  # Z's quotes still open: X's close left them
+                await z.close()
+                await open_quotes(watcher, 0)  # Z's close canceled them
+            finally:
+                for connection in (x, y, z, watcher):
+                    await connection.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
+
+
+def test_cod_turned_off_and_on_before_the_gateway_heard_of_a_requote_keeps_the_quotes_cod(
+    node: NatsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other order of events that ends with the core's holder A though A heard B's
+    mark last: X on A quotes, Y on B requotes (B's mark), and X turns cod off and on before
+    A heard of it (A's unmark and mark, sequenced after B's: the core's holder is A). A
+    keeps the quotes with X, so X's close cancels them. Before: A gave them up to B's mark
+    and B to A's, and after X and Y had closed the quotes stayed open."""
+
+    async def scenario() -> None:
+        servers: list[VenueServer] = []
+        cores: list[ClusterCore] = []
+        async with core_and_two_gateways(node, tmp_path, servers, cores) as (port_a, port_b):
+            core, (server_a, server_b) = cores[0], servers
+            gateway_a, gateway_b = server_a.bus.gateway_id, server_b.bus.gateway_id
+            holders = core.cod_orders.holders
+            x, y, watcher = await maker_on(port_a), await maker_on(port_b), await maker_on(port_a)
+            try:
+                await x.request("quote.mass", {"quote_set": "mm", "quotes": [QUOTE]})
+                ids = sorted(order_id for order_id, _, _ in await open_quotes(y, 2))
+                held_a = HeldReplica(server_a, monkeypatch)
+                requote_b = {"quote_set": "mm", "quotes": [QUOTE | {"bid_px": "180.10"}]}
+                await y.request("quote.mass", requote_b)
+                await until(lambda: all(holders.get(i) == gateway_b for i in ids), "B's mark")
+                sent_a = core.codec.last_request[gateway_a]
+                off = asyncio.ensure_future(x.request("session.cod", {"enabled": False}))
+                on = asyncio.ensure_future(x.request("session.cod", {"enabled": True}))
+                marked = "A's unmark and mark sequenced"
+                await until(lambda: core.codec.last_request[gateway_a] == sent_a + 2, marked)
+                assert all(holders.get(i) == gateway_a for i in ids)
+                held_a.release()
+                await off
+                await on
+                probe = {"quote_set": "probe", "quotes": [QUOTE | {"bid_px": "170.00"}]}
+                await y.request("quote.mass", probe)  # B has run A's marks
+                await y.close()  # B's tables no longer give Y the quotes: no cancel
+                await watcher.request("quote.mass", probe)  # A has run all before it
+                await open_quotes(watcher, 2)
+                await x.close()
+                await open_quotes(watcher, 0)  # X's close canceled them
+            finally:
+                for connection in (x, y, watcher):
+                    await connection.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))

@@ -233,6 +233,7 @@ def test_a_cod_cancel_of_an_order_whose_cod_another_gateway_took_is_refused_alik
     for record in records:
         events = replica.execute(cast(Command, record.command))
         if type(record.command) is RefuseCancelOnDisconnect:
+            # (no GTD order here and no bill matures within `RUNWAY_DAYS`: nothing comes due)
             assert events == [], "nothing happens, nothing is reported"
     assert replica.state_hash() == core_venue.state_hash()
 
