@@ -56,7 +56,13 @@ from core.sequencer import Executed, describe_failure
 from core.stream_follow import StreamFollow
 from core.venue_core import VenueCore, WarmStart
 from engine.book import Order
-from engine.commands import CancelOrder, Command, PlaceOrder, SetCancelOnDisconnect
+from engine.commands import (
+    CancelOrder,
+    Command,
+    PlaceOrder,
+    RefuseCancelOnDisconnect,
+    SetCancelOnDisconnect,
+)
 from engine.enums import CancelReason
 from engine.events import CancelOnDisconnectSet, Event, OrderAccepted
 from engine.venue import Venue
@@ -108,12 +114,17 @@ class CodOrders:
     record's `Origin` and the order ids its events name), so every core, a standby's copy
     included, knows it alike. Orders close without being removed here: a reader filters by
     the venue's open orders, and `prune` drops the closed ones (bound: at most twice the
-    open cod orders, or `PRUNE_MIN`, between prunes)."""
+    open cod orders, or `PRUNE_MIN`, between prunes).
+    It also knows whose cod each such order is (`holders`: the gateway that placed it with
+    cod on or marked or unmarked it last, unmarked ones included), by which the active core
+    refuses a cod cancel sent through another gateway (`refuses`)."""
 
     def __init__(self) -> None:
         self.by_gateway: dict[str, set[int]] = {}
+        self.holders: dict[int, str] = {}  # order id -> gateway; closed ones until a prune
         self.size = 0
         self._prune_at = PRUNE_MIN
+        self._holders_prune_at = PRUNE_MIN
 
     def note(self, origin: Origin | None, command: Command, events: list[Event]) -> None:
         """A record executed: remember the order it placed, if placed with cod on; or the
@@ -128,19 +139,38 @@ class CodOrders:
         for event in events:
             if type(event) is OrderAccepted:
                 self.by_gateway.setdefault(origin.gateway, set()).add(event.order_id)
+                self.holders[event.order_id] = origin.gateway
                 self.size += 1
             elif type(event) is CancelOnDisconnectSet:
+                self.size += len(event.order_ids)
                 if event.cod:  # the gateway's now, and no other's: a requote there took it
                     for gateway, order_ids in self.by_gateway.items():
                         if gateway != origin.gateway:
                             order_ids.difference_update(event.order_ids)
                     self.by_gateway.setdefault(origin.gateway, set()).update(event.order_ids)
-                    self.size += len(event.order_ids)
-                else:  # (`size` shrinks at the next prune)
+                    self.holders.update(dict.fromkeys(event.order_ids, origin.gateway))
+                else:
                     self.by_gateway.get(origin.gateway, set()).difference_update(event.order_ids)
+                    for order_id in event.order_ids:  # an unmark sent before its gateway
+                        # heard that another's connection took the order leaves it that one's
+                        self.holders.setdefault(order_id, origin.gateway)
+
+    def refuses(self, gateway: str, order_id: int) -> bool:
+        """Whether a cod cancel of `order_id` sent through `gateway` is to be refused: the
+        order's cod is another gateway's (a connection there requoted it and took it, and
+        maybe turned cod off since), so the connection closing on `gateway` no longer holds
+        it; its gateway had not heard so when the close sent the cancel. An order none of
+        these records named (placed with cod off, not marked since) is the sender's."""
+        holder = self.holders.get(order_id)
+        return holder is not None and holder != gateway
 
     def prune(self, orders: dict[int, Order]) -> None:
-        """Forget the orders no longer open (and gateways left with none)."""
+        """Forget the orders no longer open (and gateways left with none); the holders only
+        once they doubled since their last prune (the gateway scan prunes every second: a
+        rebuild of every holder each time doubled its cost). A closed order's holder left
+        meanwhile only decides whether a cod cancel of it, which closes nothing, is refused."""
+        if len(self.holders) >= self._holders_prune_at:
+            self._prune_holders(orders)
         for gateway, order_ids in list(self.by_gateway.items()):
             still_open = {order_id for order_id in order_ids if order_id in orders}
             if still_open:  # (not `intersection_update(orders)`: it walks every open order)
@@ -149,6 +179,12 @@ class CodOrders:
                 del self.by_gateway[gateway]
         self.size = sum(len(order_ids) for order_ids in self.by_gateway.values())
         self._prune_at = max(PRUNE_MIN, 2 * self.size)
+
+    def _prune_holders(self, orders: dict[int, Order]) -> None:
+        self.holders = {
+            order_id: gateway for order_id, gateway in self.holders.items() if order_id in orders
+        }
+        self._holders_prune_at = max(PRUNE_MIN, 2 * len(self.holders))
 
     def prune_when_grown(self, orders: dict[int, Order]) -> None:
         if self.size >= self._prune_at:
@@ -162,9 +198,27 @@ class CodOrders:
     def image(self) -> list[tuple[str, list[int]]]:
         return [(gateway, sorted(ids)) for gateway, ids in sorted(self.by_gateway.items())]
 
-    def restore(self, image: list[tuple[str, list[int]]]) -> None:
+    def holders_image(self) -> list[tuple[str, list[int]]]:
+        by_holder: dict[str, list[int]] = {}
+        for order_id, gateway in sorted(self.holders.items()):
+            by_holder.setdefault(gateway, []).append(order_id)
+        return sorted(by_holder.items())
+
+    def restore(
+        self,
+        image: list[tuple[str, list[int]]],
+        holders: list[tuple[str, list[int]]] | None = None,
+    ) -> None:
+        """Take an image back; `holders` None (a snapshot written before them): each marked
+        order's holder is its gateway (the unmarked ones' are unknown: not refused)."""
         self.by_gateway = {gateway: set(order_ids) for gateway, order_ids in image}
+        self.holders = {
+            order_id: gateway
+            for gateway, order_ids in (image if holders is None else holders)
+            for order_id in order_ids
+        }
         self.size = sum(len(order_ids) for order_ids in self.by_gateway.values())
+        self._holders_prune_at = max(PRUNE_MIN, 2 * len(self.holders))
 
 
 class CoreGatewayPart:
@@ -196,11 +250,12 @@ class CoreGatewayPart:
 
     def gateway_image(self) -> dict[str, Any]:
         image = {"last_request": dict(self.codec.last_request)}
-        return image | {"cod_orders": self.cod_orders.image()}
+        cod_orders = self.cod_orders
+        return image | {"cod_orders": cod_orders.image(), "cod_holders": cod_orders.holders_image()}
 
     def restore_gateway(self, image: dict[str, Any]) -> None:
         self.codec.last_request.update(image.get("last_request", {}))
-        self.cod_orders.restore(image.get("cod_orders", []))
+        self.cod_orders.restore(image.get("cod_orders", []), image.get("cod_holders"))
 
 
 class Follower:
@@ -592,7 +647,18 @@ class ClusterCore:
                 continue  # sent again (sequenced already), or after a lost one
             origin = Origin(gateway, item.request, item.quote_set)
             codec.seen(origin)
-            submit(item.command, origin)
+            command = item.command
+            if type(command) is CancelOrder and command.reason is CancelReason.COD:
+                command = self._cod_cancel_or_refusal(gateway, command)
+            submit(command, origin)
+
+    def _cod_cancel_or_refusal(self, gateway: str, cancel: CancelOrder) -> Command:
+        """A gateway's cod cancel as sequenced: itself, or its refusal when the order's cod
+        is another gateway's by now (`CodOrders.refuses`: journaled, so every replica and
+        replay keeps the order open alike, and the sending gateway reports nothing)."""
+        if not self.cod_orders.refuses(gateway, cancel.order_id):
+            return cancel
+        return RefuseCancelOnDisconnect(account=cancel.account, order_id=cancel.order_id)
 
 
 def _first_logged(logged: dict[str, int], gateway: str, request: int) -> bool:

@@ -70,6 +70,7 @@ from engine.commands import (
     OpenAccount,
     PayDividend,
     PlaceOrder,
+    RefuseCancelOnDisconnect,
     RefuseUnreadCommand,
     RequestWithdrawal,
     SetCancelOnDisconnect,
@@ -154,11 +155,12 @@ CORE_ORIGIN: Final = Origin("", 0)
 
 # The commands a gateway submits (gateway/wire.py's methods and admin calls, cod cancels,
 # dead-man arms and dead_man.json's, key issuing). The others only a core journals: the
-# clock's tick, its start's rules and switch shift, its refusal of an unread command; one of
-# those sent on `SUBMIT_SUBJECT` is dropped. Not a security boundary (whoever may publish
-# there is trusted fully: it can send any gateway's commands): a guard against a mistake, a
-# misbehaving or mismatched gateway that would, say, disable every dead-man's switch
-# (`ShiftDeadManDeadlines(since_us=0)`) or move the clock.
+# clock's tick, its start's rules and switch shift, its refusals of an unread command and of
+# a cod cancel whose order's cod another gateway took; one of those sent on `SUBMIT_SUBJECT`
+# is dropped. Not a security boundary (whoever may publish there is trusted fully: it can
+# send any gateway's commands): a guard against a mistake, a misbehaving or mismatched
+# gateway that would, say, disable every dead-man's switch (`ShiftDeadManDeadlines(since_us=0)`)
+# or move the clock.
 GATEWAY_COMMANDS: Final[frozenset[type[Command]]] = frozenset(
     {
         PlaceOrder,
@@ -186,7 +188,13 @@ GATEWAY_COMMANDS: Final[frozenset[type[Command]]] = frozenset(
     }
 )
 CORE_COMMANDS: Final[frozenset[type[Command]]] = frozenset(
-    {AdvanceClock, SetReserveStaleness, RefuseUnreadCommand, ShiftDeadManDeadlines}
+    {
+        AdvanceClock,
+        SetReserveStaleness,
+        RefuseUnreadCommand,
+        ShiftDeadManDeadlines,
+        RefuseCancelOnDisconnect,
+    }
 )
 _encoder = msgspec.msgpack.Encoder()
 _record_decoder = msgspec.msgpack.Decoder(Record)

@@ -390,6 +390,18 @@ class ShiftDeadManDeadlines(Command, frozen=True, gc=False, kw_only=True):
     since_us: int  # the venue's time before this command: its last command's `ts_us`
 
 
+class RefuseCancelOnDisconnect(Command, frozen=True, gc=False, kw_only=True):
+    """Refuse a cluster gateway's cancel-on-disconnect of the account's order `order_id`:
+    when the core sequenced it, the order's cod was no longer that gateway's (another
+    gateway's connection had requoted it and taken its cod, docs/protocol.md §4.3; the
+    closing connection's gateway had not heard of it yet). The core journals this in the
+    cancel's place, so every replica and replay keeps the order open alike without knowing
+    whose cod it is; nothing changes, no event."""
+
+    account: int
+    order_id: int
+
+
 AnyCommand = (
     PlaceOrder
     | CancelOrder
@@ -417,4 +429,5 @@ AnyCommand = (
     | SweepVenueAccount  # appended
     | RefuseUnreadCommand  # appended
     | ShiftDeadManDeadlines  # appended
+    | RefuseCancelOnDisconnect  # appended
 )

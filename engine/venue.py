@@ -37,6 +37,7 @@ from engine.commands import (
     MatureInstrument,
     OperatorCommand,
     PlaceOrder,
+    RefuseCancelOnDisconnect,
     RefuseUnreadCommand,
     SetCancelOnDisconnect,
     SetInstrumentStatus,
@@ -194,6 +195,7 @@ class Venue:
             SetReserveStaleness: self._set_reserve_staleness,
             RefuseUnreadCommand: self._refuse_unread,
             ShiftDeadManDeadlines: self._shift_dead_man_deadlines,
+            RefuseCancelOnDisconnect: self._refuse_cancel_on_disconnect,
         }
         self.maturities: list[tuple[int, str]] = []  # heap of T-bill (maturity_us, symbol)
         self._due_us = 0  # see `note_due`; the first command sets it
@@ -1625,6 +1627,13 @@ class Venue:
                 marked.append(order_id)
         events.append(CancelOnDisconnectSet(cmd.ts_us, account, cmd.cod, tuple(marked)))
         return None
+
+    def _refuse_cancel_on_disconnect(
+        self, cmd: RefuseCancelOnDisconnect, events: list[Event]
+    ) -> None:
+        """A cluster gateway's cod cancel of an order whose cod another gateway had taken,
+        refused by the core in its place: the order stays as it is, and no report is owed
+        (nobody asked: the closed connection's gateway sent it, and the order did not change)."""
 
     def _expire_due(self, ts: int, events: list[Event]) -> None:
         queue = self.gtd_queue

@@ -417,6 +417,8 @@ class Dispatcher:
             ts_us=self.stamp_us(), account=key.account, cod=enabled, order_ids=tuple(sorted(placed))
         )
         pending = Pending(session, request.id, request.method, t_in, finish=_cod_result)
+        if enabled:
+            self.placed.mark_sent(command.order_ids)
         self.bus.submit(command, pending)
 
     def _cancel_after(self, session: Session, request: wire.Request, t_in: int) -> None:
@@ -592,6 +594,7 @@ class Dispatcher:
             mark = SetCancelOnDisconnect(
                 ts_us=self.stamp_us(), account=account, cod=True, order_ids=moved
             )
+            self.placed.mark_sent(moved)
             self.bus.submit(mark, OwnMark())
 
     def _waits_for_places(

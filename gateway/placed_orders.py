@@ -68,6 +68,10 @@ class PlacedOrders:
         self.quotes: dict[QuoteSlot, int] = {}  # each live quote's order id
         self.quote_slots: dict[int, QuoteSlot] = {}  # and back: forgotten when it closes
         self.placed_on: dict[int, Session] = {}  # open order id -> the session that placed it
+        # This gateway's marks with cod on (`mark_sent`) not yet back from the stream, per
+        # order: another gateway's mark coming back meanwhile was sequenced before ours, so
+        # ours wins on the cores too and the order stays with our session (`marked_elsewhere`).
+        self.own_marks: dict[int, int] = {}
         # Over a cluster's bus the replica (`reads`) learns of the amends sent from here a hop
         # later, and a market maker requotes without waiting: each quote's last amend sent is
         # what the next requote builds on until its outcome comes back (`sent`,
@@ -367,10 +371,31 @@ class PlacedOrders:
             moved.append(order_id)
         return tuple(sorted(moved))
 
+    def mark_sent(self, order_ids: Iterable[int]) -> None:
+        """A mark with cod on of these orders (`SetCancelOnDisconnect`) is on its way from
+        here: called before its `submit` (embedded, it comes back within the call)."""
+        own_marks = self.own_marks
+        for order_id in order_ids:
+            own_marks[order_id] = own_marks.get(order_id, 0) + 1
+
+    def mark_back(self, order_ids: Iterable[int]) -> None:
+        """A mark `mark_sent` counted came back from the stream (executed or refused)."""
+        own_marks = self.own_marks
+        for order_id in order_ids:
+            left = own_marks.pop(order_id, 0) - 1
+            if left > 0:
+                own_marks[order_id] = left
+
     def marked_elsewhere(self, order_ids: Iterable[int]) -> None:
         """Another gateway's connection took these orders' cancel-on-disconnect (`take_cod`
-        there): this gateway's sessions no longer cancel them when they close."""
+        there): this gateway's sessions no longer cancel them when they close. Not an order
+        this gateway has a mark of on its way (`own_marks`): that mark is sequenced after
+        this one, so the cores give the order back to this gateway, whose session keeps it
+        (dropped here, no close would cancel it: the core refuses the other's cancel)."""
+        own_marks = self.own_marks
         for order_id in order_ids:
+            if order_id in own_marks:
+                continue
             session = self.placed_on.pop(order_id, None)
             if session is not None:
                 session.placed.discard(order_id)
@@ -426,6 +451,8 @@ class PlacedOrders:
 
     def forget_order(self, order_id: int) -> None:
         self.forget_quote(order_id)
+        if self.own_marks:
+            self.own_marks.pop(order_id, None)  # closed: a mark still on its way changes nothing
         session = self.placed_on.pop(order_id, None)
         if session is not None:
             session.placed.discard(order_id)

@@ -38,6 +38,7 @@ from engine.commands import (
     ListAsset,
     ListInstrument,
     PlaceOrder,
+    RefuseCancelOnDisconnect,
     SetCancelOnDisconnect,
     SetOrderCaps,
 )
@@ -349,8 +350,11 @@ class VenueServer:
                     quote_set = cast(PlaceOrder, command).quote_set
                 if quote_set is not None and self._quotes_from_outcomes:  # another gateway's
                     self._adopt_quote(cast(PlaceOrder, command), quote_set, executed.events)
-            if kind is SetCancelOnDisconnect and pending is None:  # another gateway's mark
-                self._marked_elsewhere(executed.events)
+            if kind is SetCancelOnDisconnect:
+                if pending is None:  # another gateway's mark
+                    self._marked_elsewhere(executed.events)
+                elif type(pending) is OwnMark:
+                    self._own_mark_back(cast(SetCancelOnDisconnect, command))
             if kind is AdvanceClock or kind is ArmDeadMan:  # may have fired dead-man's switches
                 self.private_streams.dead_man_notice(executed)
             self.private_streams.assign(executed, quote_set, self.bus.epoch_of(executed.seq))
@@ -366,6 +370,8 @@ class VenueServer:
                 self.dispatcher.placed.track_placed(pending.session, executed.events)
             if self._quotes_from_outcomes:  # over a cluster's bus: back a hop after it was sent
                 self._place_back(cast(PlaceOrder, executed.command), pending, executed.events)
+        elif kind is SetCancelOnDisconnect:  # a connection's `session.cod`
+            self._own_mark_back(cast(SetCancelOnDisconnect, executed.command))
 
     def _marked_elsewhere(self, events: list[Any]) -> None:
         """Another gateway's connection took these orders' cod: ours no longer has it. The
@@ -373,6 +379,11 @@ class VenueServer:
         for event in events:
             if type(event) is CancelOnDisconnectSet and event.cod:
                 self.dispatcher.placed.marked_elsewhere(event.order_ids)
+
+    def _own_mark_back(self, mark: SetCancelOnDisconnect) -> None:
+        """One of this gateway's marks came back: counted (`mark_sent`) when cod is on."""
+        if mark.cod:
+            self.dispatcher.placed.mark_back(mark.order_ids)
 
     def _adopt_quote(self, command: PlaceOrder, quote_set: str, events: list[Any]) -> None:
         """A quote placed through another gateway of the cluster (the account's connection
@@ -419,6 +430,8 @@ class VenueServer:
                     command = SetCancelOnDisconnect(
                         account=account, cod=session.cod, order_ids=(order_id,)
                     )
+                    if session.cod:
+                        self.dispatcher.placed.mark_sent(command.order_ids)
                 self.bus.submit(command, OwnMark())  # (not another gateway's when it is back)
                 return
 
@@ -456,7 +469,7 @@ class VenueServer:
                     dispatcher.answer(pending)
             elif kind is AccountSubscription:
                 private_streams.join(pending)
-            elif kind is Notice and not pending.sent:  # before the cancels' pushes
+            elif kind is Notice and not pending.sent and _tells(executed):  # before the pushes
                 pending.sent = True
                 for account in pending.accounts:
                     self.connections.push_to_account(account, pending.message)
@@ -513,3 +526,10 @@ def _add_issued_keys(store: KeyStore, issued: list[ApiKey], path: Path) -> None:
                 f"{path}: {clash} (in the config's [[api_keys]] too, or twice in this file:"
                 " remove one)"
             ) from None
+
+
+def _tells(executed: Executed) -> bool:
+    """Whether a command that carries a `Notice` sends it: not the core's refusal of a cod
+    cancel (its order's cod was another gateway's by then: nothing was canceled, so a
+    close all of whose cancels were refused tells the account's other connections nothing)."""
+    return type(executed.command) is not RefuseCancelOnDisconnect

@@ -145,6 +145,44 @@ def test_a_mark_from_another_gateway_moves_the_orders_to_it() -> None:
     assert [order.order_id for order in cod.open_orders_of("gw-b.2", orders)] == [10]
 
 
+def test_a_cod_cancel_is_refused_when_the_order_s_cod_is_another_gateway_s() -> None:
+    """Whose cod each order is, as the active core reads it at a cod cancel's turn: the
+    gateway that placed it with cod on, or marked it last (a requote there took it), or
+    unmarked it after taking it; an unmark sent through a gateway that had not heard of
+    another's mark leaves the order that one's. An order no record named is the sender's
+    (placed with cod off: its connection turned cod on and closed before the outcome)."""
+    cod = CodOrders()
+    for order_id in (10, 11, 12, 13):
+        cod.note(Origin("gw-a.1", order_id), place(True), accepted(order_id))
+    cod.note(Origin("gw-b.2", 1), *remark(True, 11, 12, 13))  # a requote on gw-b took them
+    cod.note(Origin("gw-b.2", 2), *remark(False, 12))  # and turned cod off for one
+    cod.note(Origin("gw-a.1", 5), *remark(False, 13))  # gw-a had not heard: 13 is gw-b's
+    assert [cod.refuses("gw-a.1", order_id) for order_id in (10, 11, 12, 13, 14)] == [
+        False,
+        True,
+        True,
+        True,
+        False,
+    ]
+    assert [cod.refuses("gw-b.2", order_id) for order_id in (10, 11, 12, 13, 14)] == [
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
+    cod.note(Origin("gw-a.1", 6), *remark(True, 11))  # a requote on gw-a took 11 back
+    assert not cod.refuses("gw-a.1", 11) and cod.refuses("gw-b.2", 11)
+    again = CodOrders()
+    again.restore(cod.image(), cod.holders_image())
+    assert again.holders == cod.holders and again.by_gateway == cod.by_gateway
+    older = CodOrders()  # a snapshot written before the holders: the marked ones' only
+    older.restore(cod.image())
+    assert older.holders == {10: "gw-a.1", 11: "gw-a.1", 13: "gw-b.2"}
+    cod.prune(open_orders(11))  # (the holders of closed orders stay until they doubled)
+    assert cod.image() == [("gw-a.1", [11])] and cod.holders[11] == "gw-a.1"
+
+
 def test_closed_orders_are_not_returned_and_pruning_forgets_them() -> None:
     cod = CodOrders()
     for order_id in range(1, 4):
@@ -162,6 +200,23 @@ def test_the_map_is_pruned_once_it_grows_past_its_bound() -> None:
         cod.note(Origin("gw-a.1", order_id), place(True), accepted(order_id))
         cod.prune_when_grown(open_orders(order_id))  # only the last one is open
     assert cod.size == 1
+
+
+def test_the_holders_are_pruned_only_once_they_doubled() -> None:
+    """The gateway scan prunes every second: the holders (one per cod order) are rebuilt
+    only once they doubled since their last prune, not on every scan (100k open cod orders:
+    each scan's prune took about twice main's). Bound: twice the open ones, or `PRUNE_MIN`."""
+    cod = CodOrders()
+    for order_id in range(1, PRUNE_MIN):
+        cod.note(Origin("gw-a.1", order_id), place(True), accepted(order_id))
+    cod.prune(open_orders(1))
+    assert cod.image() == [("gw-a.1", [1])]
+    assert len(cod.holders) == PRUNE_MIN - 1  # not grown to its bound: left as it was
+    for order_id in range(PRUNE_MIN, 2 * PRUNE_MIN):
+        cod.note(Origin("gw-a.1", order_id), place(True), accepted(order_id))
+        cod.prune(open_orders(1, order_id))
+        assert len(cod.holders) <= 2 * PRUNE_MIN
+    assert not cod.refuses("gw-a.1", 1) and cod.refuses("gw-b.2", 1)
 
 
 def test_the_image_restores_the_same_map() -> None:

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -24,7 +24,7 @@ from core import config as venue_config
 from core import nats_bus
 from core.cluster_core import ClusterCore
 from gateway.server import VenueServer
-from tests.conftest import KEYS
+from tests.conftest import KEYS, drain_pushes
 from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
@@ -53,14 +53,19 @@ def gateway(node: NatsCluster, tmp_path: Path, name: str) -> VenueServer:
 
 @contextlib.asynccontextmanager
 async def core_and_two_gateways(
-    node: NatsCluster, tmp_path: Path, servers: list[VenueServer] | None = None
+    node: NatsCluster,
+    tmp_path: Path,
+    servers: list[VenueServer] | None = None,
+    cores: list[ClusterCore] | None = None,
 ) -> AsyncIterator[list[int]]:
     """An active core and two gateways on `node`: the gateways' ports (the servers appended
-    to `servers`, when given)."""
+    to `servers`, the core to `cores`, when given)."""
     config = venue_config.load(SAMPLE_CONFIG)
     core = ClusterCore(config, tmp_path / "core", node.url, "core-a")
     assert await core.wait_for_lease(asyncio.Event())
     assert await core.activate() is not None
+    if cores is not None:
+        cores.append(core)
     started: list[VenueServer] = []
     ports = []
     try:
@@ -265,8 +270,9 @@ def test_a_requote_through_another_gateway_takes_the_quotes_cancel_on_disconnect
                 requote = {"quote_set": "mm", "quotes": [QUOTE | {"bid_px": "180.10"}]}
                 await on_b.request("quote.mass", requote)
                 # A command answered through A: A's replica has run B's mark (sequenced before
-                # it), so A's close cancels nothing. Closed before that, A still held the cod
-                # and its close canceled the quotes (the window, protocol.md §4.3).
+                # it), so A's close sends no cancel. Closed before that, A still held the cod
+                # and its close sent cancels, which the core refuses (the window, protocol.md
+                # §4.3: the next test).
                 sync = {"quote_set": "sync", "quotes": [QUOTE | {"bid_px": "170.00"}]}
                 await on_a.request("quote.mass", sync)
                 await on_a.close()
@@ -284,5 +290,197 @@ def test_a_requote_through_another_gateway_takes_the_quotes_cancel_on_disconnect
             finally:
                 await on_a.close()
                 await on_b.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
+
+
+class HeldReplica:
+    """The records the stream delivers to a gateway's replica, held (its consumer lagging)
+    until `release` runs them on it, in order, as they came: the replica itself is real."""
+
+    def __init__(self, server: VenueServer, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.replica = cast(nats_bus.Replica, server.core)
+        self.run = self.replica._execute
+        self.held: list[tuple[int, bytes]] = []
+        self.monkeypatch = monkeypatch
+        monkeypatch.setattr(self.replica, "_execute", self._hold)
+
+    def _hold(self, seq: int, payload: bytes) -> None:
+        self.held.append((seq, payload))
+
+    def release(self) -> None:
+        self.monkeypatch.setattr(self.replica, "_execute", self.run)
+        for seq, payload in self.held:
+            self.run(seq, payload)
+
+
+async def until(condition: Any, what: str) -> None:
+    """Wait until `condition()` holds (bounded: `TRIES`, failing with `what`)."""
+    for _ in range(TRIES):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never: {what}")
+
+
+def test_the_placing_connection_closing_before_its_gateway_heard_of_the_requote_cancels_nothing(
+    node: NatsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window of protocol.md §4.3, made deterministic: A's replica is held from before
+    B's requote until A's connection has closed and the cod cancels its close sent (A had
+    not heard of B's mark) were sequenced. The core refuses them (the quotes' cod was B's),
+    so the requoted quotes stay open, no report of them and no `cod.triggered` reach
+    anyone, each gateway's account stream is the same and gap-free, and the core and both
+    replicas reach the same state hash. Before: the core ran the cancels, and the quotes B
+    had requoted were canceled (reason cod)."""
+
+    async def scenario() -> None:
+        servers: list[VenueServer] = []
+        cores: list[ClusterCore] = []
+        async with core_and_two_gateways(node, tmp_path, servers, cores) as (port_a, port_b):
+            core, (server_a, server_b) = cores[0], servers
+            gateway_a, gateway_b = server_a.bus.gateway_id, server_b.bus.gateway_id
+            on_a, on_b = await maker_on(port_a), await maker_on(port_b)
+            watcher = await maker_on(port_a)  # the account's other connection on A
+            try:
+                await on_a.request("quote.mass", {"quote_set": "mm", "quotes": [QUOTE]})
+                ids = sorted(order_id for order_id, _, _ in await open_quotes(on_b, 2))
+                await watcher.subscribe_account()
+                held = HeldReplica(server_a, monkeypatch)
+                requote = {"quote_set": "mm", "quotes": [QUOTE | {"bid_px": "180.10"}]}
+                await on_b.request("quote.mass", requote)
+                marked_b = core.cod_orders.by_gateway
+                await until(lambda: set(ids) <= marked_b.get(gateway_b, set()), "B's mark")
+                sent = core.codec.last_request[gateway_a]
+                await on_a.close()  # A's tables still give the quotes' cod to this connection
+                await until(lambda: core.codec.last_request[gateway_a] == sent + 2, "A's cancels")
+                held.release()
+                probe = {"quote_set": "probe", "quotes": [QUOTE | {"bid_px": "170.00"}]}
+                await watcher.request("quote.mass", probe)  # A has run all before it
+                orders = (await watcher.open_orders(SYMBOL))["orders"]
+                left = sorted((o["order_id"], o["price"]) for o in orders if o["quote_set"] == "mm")
+                assert left == [(ids[0], "180.10"), (ids[1], "181.00")], "canceled cod"
+                pushes = await drain_pushes(watcher)
+                assert not [p for p in pushes if p.get("type") == "cod.triggered"]
+                reports = [p["data"] for p in pushes if p.get("type") == "exec"]
+                assert not [r for r in reports if r["exec_type"] == "canceled"]
+                assert core.core is not None
+                last_seq = core.core.sequencer.last_seq
+                replicas = (server_a.core, server_b.core)
+                caught_up = "both replicas at the core's last record"
+                await until(
+                    lambda: all(r.sequencer.last_seq == last_seq for r in replicas), caught_up
+                )
+                streams = [
+                    {a: list(s.entries()) for a, s in server.private_streams.streams.items()}
+                    for server in servers
+                ]
+                assert streams[0] == streams[1]
+                for entries in streams[0].values():
+                    seqs = [seq for seq, _ in entries]
+                    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a gap"
+                venues = (core.core.venue, server_a.core.venue, server_b.core.venue)
+                assert len({venue.state_hash() for venue in venues}) == 1
+            finally:
+                for connection in (on_a, on_b, watcher):
+                    await connection.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
+
+
+def test_a_requote_on_the_placing_gateway_sequenced_after_anothers_keeps_the_quotes_cod(
+    node: NatsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """X on A quotes; Y on B requotes (B's mark); Z on A requotes before A heard of B's mark
+    (A's mark, sequenced after B's: the core's holder is A); Y closes before B heard of A's
+    mark, and the core refuses B's cancels. A, hearing B's mark with its own still on its
+    way, keeps the quotes with Z, so Z's close cancels them. Before: A gave them up to B's
+    mark, and after X, Y and Z had all closed the quotes stayed open (the reviewer's race)."""
+
+    async def scenario() -> None:
+        servers: list[VenueServer] = []
+        cores: list[ClusterCore] = []
+        async with core_and_two_gateways(node, tmp_path, servers, cores) as (port_a, port_b):
+            core, (server_a, server_b) = cores[0], servers
+            gateway_a, gateway_b = server_a.bus.gateway_id, server_b.bus.gateway_id
+            holders = core.cod_orders.holders
+            x, y, z = await maker_on(port_a), await maker_on(port_b), await maker_on(port_a)
+            watcher = await maker_on(port_a)  # the account's other connection on A
+            try:
+                await x.request("quote.mass", {"quote_set": "mm", "quotes": [QUOTE]})
+                ids = sorted(order_id for order_id, _, _ in await open_quotes(y, 2))
+                held_a = HeldReplica(server_a, monkeypatch)
+                requote_b = {"quote_set": "mm", "quotes": [QUOTE | {"bid_px": "180.10"}]}
+                await y.request("quote.mass", requote_b)
+                await until(lambda: all(holders.get(i) == gateway_b for i in ids), "B's mark")
+                held_b = HeldReplica(server_b, monkeypatch)
+                requote_a = {"quote_set": "mm", "quotes": [QUOTE | {"bid_px": "180.20"}]}
+                answer_z = asyncio.ensure_future(z.request("quote.mass", requote_a))
+                await until(lambda: all(holders.get(i) == gateway_a for i in ids), "A's mark")
+                sent_b = core.codec.last_request[gateway_b]
+                await y.close()  # B still gives the quotes' cod to Y: it sends cancels
+                refused = "B's cancels sequenced"
+                await until(lambda: core.codec.last_request[gateway_b] == sent_b + 2, refused)
+                held_a.release()
+                held_b.release()
+                await answer_z
+                placed_on = server_a.dispatcher.placed.placed_on
+                assert [i for i in ids if i not in placed_on] == [], "A gave up Z's quotes"
+                await x.close()
+                probe = {"quote_set": "probe", "quotes": [QUOTE | {"bid_px": "170.00"}]}
+                await watcher.request("quote.mass", probe)  # A has run all before it
+                await open_quotes(watcher, 2)  # Z's quotes still open: X's close left them
+                await z.close()
+                await open_quotes(watcher, 0)  # Z's close canceled them
+            finally:
+                for connection in (x, y, z, watcher):
+                    await connection.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
+
+
+def test_cod_turned_off_and_on_before_the_gateway_heard_of_a_requote_keeps_the_quotes_cod(
+    node: NatsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other order of events that ends with the core's holder A though A heard B's
+    mark last: X on A quotes, Y on B requotes (B's mark), and X turns cod off and on before
+    A heard of it (A's unmark and mark, sequenced after B's: the core's holder is A). A
+    keeps the quotes with X, so X's close cancels them. Before: A gave them up to B's mark
+    and B to A's, and after X and Y had closed the quotes stayed open."""
+
+    async def scenario() -> None:
+        servers: list[VenueServer] = []
+        cores: list[ClusterCore] = []
+        async with core_and_two_gateways(node, tmp_path, servers, cores) as (port_a, port_b):
+            core, (server_a, server_b) = cores[0], servers
+            gateway_a, gateway_b = server_a.bus.gateway_id, server_b.bus.gateway_id
+            holders = core.cod_orders.holders
+            x, y, watcher = await maker_on(port_a), await maker_on(port_b), await maker_on(port_a)
+            try:
+                await x.request("quote.mass", {"quote_set": "mm", "quotes": [QUOTE]})
+                ids = sorted(order_id for order_id, _, _ in await open_quotes(y, 2))
+                held_a = HeldReplica(server_a, monkeypatch)
+                requote_b = {"quote_set": "mm", "quotes": [QUOTE | {"bid_px": "180.10"}]}
+                await y.request("quote.mass", requote_b)
+                await until(lambda: all(holders.get(i) == gateway_b for i in ids), "B's mark")
+                sent_a = core.codec.last_request[gateway_a]
+                off = asyncio.ensure_future(x.request("session.cod", {"enabled": False}))
+                on = asyncio.ensure_future(x.request("session.cod", {"enabled": True}))
+                marked = "A's unmark and mark sequenced"
+                await until(lambda: core.codec.last_request[gateway_a] == sent_a + 2, marked)
+                assert all(holders.get(i) == gateway_a for i in ids)
+                held_a.release()
+                await off
+                await on
+                probe = {"quote_set": "probe", "quotes": [QUOTE | {"bid_px": "170.00"}]}
+                await y.request("quote.mass", probe)  # B has run A's marks
+                await y.close()  # B's tables no longer give Y the quotes: no cancel
+                await watcher.request("quote.mass", probe)  # A has run all before it
+                await open_quotes(watcher, 2)
+                await x.close()
+                await open_quotes(watcher, 0)  # X's close canceled them
+            finally:
+                for connection in (x, y, watcher):
+                    await connection.close()
 
     asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))

@@ -42,12 +42,14 @@ from engine.commands import (
     CancelOrder,
     Command,
     PlaceOrder,
+    RefuseCancelOnDisconnect,
     RefuseUnreadCommand,
+    SetCancelOnDisconnect,
     SetReserveStaleness,
     ShiftDeadManDeadlines,
     SweepVenueAccount,
 )
-from engine.enums import Side
+from engine.enums import CancelReason, Side
 from engine.events import CommandRejected, Event, OrderAccepted
 from engine.reasons import ErrorCode
 from engine.venue import Venue
@@ -153,7 +155,87 @@ CORE_ONLY_SENT: list[Command] = [  # each as a gateway's request 1, by anyone on
     AdvanceClock(),
     SetReserveStaleness(staleness_max_us=1, withdrawals_held=True),
     RefuseUnreadCommand(kind="PlaceOrder"),
+    RefuseCancelOnDisconnect(account=1, order_id=1),
 ]
+
+
+GATEWAY_A, GATEWAY_B = "gw-a.1", "gw-b.1"
+
+
+def cod_cancel(order_id: int) -> CancelOrder:
+    return CancelOrder(account=1, order_id=order_id, reason=CancelReason.COD)
+
+
+def test_a_cod_cancel_of_an_order_whose_cod_another_gateway_took_is_refused_alike_on_replay(
+    node: NatsCluster, tmp_path: Path
+) -> None:
+    """gw-a placed three orders with cod on; a connection on gw-b took the cod of two (its
+    requote's mark), then turned cod off for one of them. gw-a's cod cancels, sent by a
+    close that had not heard of the mark (the window of docs/protocol.md §4.3), are refused
+    for those two and journaled as refused; its own third is canceled; gw-b's cod cancel
+    cancels the one it holds. Before: gw-a's cancels canceled all three. A replay of the
+    stream reaches the core's state hash."""
+    config = venue_config.load(SAMPLE_CONFIG)
+    sent: dict[str, int] = {}
+
+    async def scenario() -> tuple[list[Record], Venue, list[list[str]]]:
+        core = ClusterCore(config, tmp_path / "core", node.url, "core-a")
+        assert await core.wait_for_lease(asyncio.Event())
+        venue_core = await core.activate()
+        assert venue_core is not None
+        venue = venue_core.venue
+        client = await nats.connect(node.url)
+
+        async def sequenced(gateway: str, command: Command) -> None:
+            sent[gateway] = request = sent.get(gateway, 0) + 1
+            items = [Submission(request, None, cast(AnyCommand, command))]
+            await client.publish(SUBMIT_SUBJECT, encode_submissions(Submissions(gateway, items)))
+            for _ in range(SEQUENCED_WAIT_TRIES):
+                if core.codec.last_request.get(gateway) == request:
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"{gateway}'s request {request} never ran")
+
+        def still_open() -> list[str]:
+            return sorted(str(order.cl_ord_id) for order in venue.orders.values())
+
+        try:
+            for name in ("taken", "unmarked", "own"):
+                await sequenced(GATEWAY_A, msgspec.structs.replace(place(name), cod=True))
+            ids = {order.cl_ord_id: order.order_id for order in venue.orders.values()}
+            taken = (ids["taken"], ids["unmarked"])
+            await sequenced(GATEWAY_B, SetCancelOnDisconnect(account=1, cod=True, order_ids=taken))
+            unmark = SetCancelOnDisconnect(account=1, cod=False, order_ids=(ids["unmarked"],))
+            await sequenced(GATEWAY_B, unmark)
+            seen = [still_open()]
+            for name in ("taken", "unmarked", "own"):
+                await sequenced(GATEWAY_A, cod_cancel(ids[name]))
+            seen.append(still_open())
+            await sequenced(GATEWAY_B, cod_cancel(ids["taken"]))
+            seen.append(still_open())
+            await venue_core.sequencer.drain()
+            records = await read_stream(client)
+        finally:
+            await client.close()
+        await core.stop()
+        return records, venue, seen
+
+    records, core_venue, seen = asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
+    assert seen == [["own", "taken", "unmarked"], ["taken", "unmarked"], ["unmarked"]]
+    cancels = [r.command for r in records if r.origin.gateway == GATEWAY_A][3:]
+    assert [type(command) for command in cancels] == [
+        RefuseCancelOnDisconnect,
+        RefuseCancelOnDisconnect,
+        CancelOrder,
+    ]
+    rules = snapshots.first_rules(None, venue_config.reserve_staleness_max_us(config))
+    replica = Venue(rules, Ledger())
+    for record in records:
+        events = replica.execute(cast(Command, record.command))
+        if type(record.command) is RefuseCancelOnDisconnect:
+            # (no GTD order here and no bill matures within `RUNWAY_DAYS`: nothing comes due)
+            assert events == [], "nothing happens, nothing is reported"
+    assert replica.state_hash() == core_venue.state_hash()
 
 
 def test_every_command_is_a_gateway_s_or_only_a_core_s() -> None:

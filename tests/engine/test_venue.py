@@ -16,6 +16,7 @@ from engine.commands import (
     ListInstrument,
     MatureInstrument,
     PlaceOrder,
+    RefuseCancelOnDisconnect,
     SetCancelOnDisconnect,
     SetInstrumentStatus,
     SetOrderCaps,
@@ -927,6 +928,19 @@ def test_an_order_keeps_its_cod_mark_through_amends_and_images() -> None:
     assert [o.cod for o in restored.open_orders(1)] == [True, True, False]
     assert restored.state_hash() == venue.state_hash()
     assert marked_venue(cod=False).venue.state_hash() != venue.state_hash(), "the mark is state"
+
+
+def test_a_refused_cod_cancel_changes_nothing_and_reports_nothing() -> None:
+    """The cluster core's refusal of a cod cancel whose order's cod another gateway took
+    (core/cluster_core.py) stands in the journal for it: replayed, the order stays open with
+    its mark, nothing is reported, and the state is the one before (but for the time)."""
+    harness = marked_venue(cod=True)
+    venue = harness.venue
+    before = [(o.order_id, o.leaves_qty, o.cod) for o in venue.open_orders(1)]
+    refusal = RefuseCancelOnDisconnect(account=1, order_id=1, ts_us=venue.ts_us)
+    assert harness.do(refusal) == []
+    assert [(o.order_id, o.leaves_qty, o.cod) for o in venue.open_orders(1)] == before
+    assert venue.state_hash() == marked_venue(cod=True).venue.state_hash()
 
 
 # ----------------------------------------------------------------- dead-man's switch
