@@ -648,7 +648,7 @@ class ClusterCore:
             origin = Origin(gateway, item.request, item.quote_set)
             codec.seen(origin)
             command = item.command
-            if type(command) is CancelOrder and command.reason is CancelReason.COD:
+            if type(command) is CancelOrder and command.reason is _COD:
                 command = self._cod_cancel_or_refusal(gateway, command)
             submit(command, origin)
 
@@ -659,6 +659,9 @@ class ClusterCore:
         if not self.cod_orders.refuses(gateway, cancel.order_id):
             return cancel
         return RefuseCancelOnDisconnect(account=cancel.account, order_id=cancel.order_id)
+
+
+_COD = CancelReason.COD  # a global's read: the enum class's attribute costs ~6x (3.11)
 
 
 def _first_logged(logged: dict[str, int], gateway: str, request: int) -> bool:
