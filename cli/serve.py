@@ -37,6 +37,7 @@ from client import demo_data
 from core import config as venue_config
 from core.jetstream_journal import JournalUnavailable
 from core.journal import JournalError
+from core.store_thread import StoreFailedError
 from core.venue_core import (
     JOURNAL_FILE,
     LEDGER_FILE,
@@ -611,7 +612,11 @@ def is_io_failure(error: BaseException) -> bool:
     `DatabaseError` (a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB), not its subclasses for a
     misuse (ProgrammingError, IntegrityError, InternalError, ...). A SQLite error that carries
     its result code is judged by it: an `OperationalError` is SQLITE_ERROR too ("no such
-    table", a syntax error), which is the code's, not the disk's (review of session 29)."""
+    table", a syntax error), which is the code's, not the disk's (review of session 29). A
+    `StoreFailedError` (the ledger store's thread failed, its cause what failed it) is judged
+    by its cause (until session 30 it was always a bug's traceback)."""
+    if isinstance(error, StoreFailedError):  # the store's thread failed: by what failed it
+        return error.__cause__ is not None and is_io_failure(error.__cause__)
     name: str | None = getattr(error, "sqlite_errorname", None)
     if isinstance(error, sqlite3.Error) and name is not None:
         return name.startswith(SQLITE_IO_FAILURES)

@@ -976,3 +976,44 @@ def test_a_stop_asked_during_a_postgresql_connect_wins_over_what_the_connect_say
         check_store_reachable("host=127.0.0.1 port=notaport", lambda: next(asked))
     with pytest.raises(CommandFailed, match="cannot start: the ledger store"):
         check_store_reachable("host=127.0.0.1 port=notaport", lambda: False)
+
+
+@pytest.mark.parametrize(
+    ("cause", "one_line"),
+    [
+        (sqlite3.OperationalError("disk I/O error"), True),  # the disk's: one line
+        (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), True),
+        (psycopg.OperationalError("server closed the connection unexpectedly"), True),
+        (sqlite3.ProgrammingError("Cannot operate on a closed database."), False),  # a bug's
+    ],
+    ids=["disk-io-error", "disk-full", "postgresql-gone", "sqlite-misuse"],
+)
+def test_a_ledger_store_threads_failure_in_the_stop_is_judged_by_its_cause(
+    cause: Exception, one_line: bool, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The finding (session 29's closing note): a `StoreFailedError` (the ledger store's
+    thread failed: what `on_fatal` gets, and, since session 30, what every call to the
+    thread then fails with) reaching a stop was logged as a bug, with its traceback, where
+    the disk's and the services' failures are one `fatal` line. It is judged by its cause
+    now: one line for the disk's or a service's (exit 70 either way, `StopFailed`), the
+    traceback for a bug's. A real store thread whose write fails; the stop's call fails."""
+    from core.store_thread import StoreFailedError, StoreThread
+
+    def write(batches: list[object]) -> None:
+        raise cause
+
+    fatal: list[BaseException | None] = []
+    thread: StoreThread[object] = StoreThread(write, fatal.append, gather_s=0)
+    thread.book("a batch")
+    thread.close()  # the write failed meanwhile: the thread is over
+
+    async def stop() -> None:  # as `VenueCore.stop`'s last call to the store
+        await asyncio.wrap_future(thread.call(lambda: None))
+
+    with pytest.raises(StopFailed):
+        asyncio.run(stop_or_fail(stop(), tmp_path))
+    [record] = [record for record in caplog.records if record.name == "venue.serve"]
+    assert isinstance(fatal[0], StoreFailedError) and fatal[0].__cause__ is cause
+    assert (record.exc_info is None) is one_line, record.getMessage()
+    assert "StoreFailedError: the ledger store's thread has failed: " in record.getMessage()
+    assert ("nothing acknowledged is lost" in record.getMessage()) is one_line
