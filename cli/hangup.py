@@ -8,14 +8,18 @@ turn a clean stop into a traceback; `say_after_stop` writes a stop's last line s
 hang-up its SIGHUP handler has not seen yet cannot fail it either. Output to a file or a pipe
 is left as it is.
 A SIGHUP ignored at the start (`nohup venue serve &`) stays ignored: `stop_signals`.
+Owns too the note of a stop asked for before `venue serve` takes its signals (`noting_stops`).
 """
 
+import contextlib
 import errno
 import os
 import signal
 import termios
+from collections.abc import Iterator
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_noted_stops: list[signal.Signals] = []  # the stop signals `noting_stops` noted, in order
 
 
 def stop_signals() -> tuple[signal.Signals, ...]:
@@ -64,3 +68,42 @@ def say_after_stop(line: str) -> None:
         if failed.errno != errno.EIO:
             raise
         detach_hung_up_terminal()
+
+
+@contextlib.contextmanager
+def noting_stops() -> Iterator[None]:
+    """While inside, a stop signal (`stop_signals`) is noted (`stop_noted`), not acted on:
+    the entry point of `venue serve` enters it first thing, before its heavy imports, and
+    the start asks `stop_noted` at its safe points until `StopSignals` takes over. Until
+    session 30 a SIGTERM in the first ~0.7 s of a start (its imports) killed it, 143, and a
+    SIGINT was a KeyboardInterrupt, where a moment later either was a clean stop. The stop
+    signals are unblocked too: one blocked by the parent's signal mask, which a child
+    inherits across exec, would never reach the venue (one sent meanwhile is taken now).
+    Only the interpreter's own start-up, before any line of ours runs, still takes the
+    default action: SIGTERM kills, as for any program. The handlers found are put back on
+    leaving (`main` also runs in-process, under tests)."""
+    taken = stop_signals()
+    previous = {sig: signal.getsignal(sig) for sig in taken}
+    _noted_stops.clear()
+    for sig in taken:
+        signal.signal(sig, _note_stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, taken)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        _noted_stops.clear()
+
+
+def stop_noted() -> signal.Signals | None:
+    """The first stop signal noted (`noting_stops`), if any."""
+    return _noted_stops[0] if _noted_stops else None
+
+
+def _note_stop(signum: int, _frame: object) -> None:
+    sig = signal.Signals(signum)
+    if sig == signal.SIGHUP:  # at once: the start's lines must not fail on a closed terminal
+        detach_hung_up_terminal()
+    if not _noted_stops:
+        _noted_stops.append(sig)
