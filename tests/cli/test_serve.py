@@ -994,6 +994,22 @@ EARLY_STOPS = [
 NOBODYS_NATS = "nats://127.0.0.1:21299"
 
 
+def _serve_with_stops_blocked(data_dir: Path, role: str) -> subprocess.Popen[str]:
+    """`venue serve` (`role`) spawned with the stop signals blocked (`EARLY_STOPS`)."""
+    command = [*SERVE, "--data-dir", str(data_dir), "--port", "0"]
+    if role == "core":
+        command += ["--role", "core", "--nats", NOBODYS_NATS]
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, hangup.STOP_SIGNALS),
+    )
+
+
 def test_a_stop_at_any_early_instant_of_the_start_is_a_clean_stop(tmp_path: Path) -> None:
     """The finding (session 30): the stop signals were taken only once the event loop ran, so
     a SIGTERM in the first ~0.7 s of `venue serve` (its imports) killed it (-15, 143 in a
@@ -1001,26 +1017,22 @@ def test_a_stop_at_any_early_instant_of_the_start_is_a_clean_stop(tmp_path: Path
     clean stop. They are noted from the entry point on (`hangup.noting_stops`) and the
     start honours the note: exit 0, no traceback, nothing left in the data directory. The
     five processes run side by side: ~2 s in all, ~6 s on a loaded machine (their imports)."""
-    servers = []
-    for index, (sig, after_s, role) in enumerate(EARLY_STOPS):
-        command = [*SERVE, "--data-dir", str(tmp_path / f"data{index}"), "--port", "0"]
-        if role == "core":
-            command += ["--role", "core", "--nats", NOBODYS_NATS]
-        server = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, hangup.STOP_SIGNALS),
-        )
-        servers.append((server, sig, after_s, role, tmp_path / f"data{index}"))
-    for server, sig, after_s, _, _ in servers:
-        time.sleep(after_s)  # not asserted on: every instant must give the same outcome
-        server.send_signal(sig)
-    for server, sig, after_s, role, data_dir in servers:
-        output, errors = server.communicate(timeout=RUN_TIMEOUT_S)
+    servers: list[subprocess.Popen[str]] = []
+    try:
+        for index, (_, _, role) in enumerate(EARLY_STOPS):
+            servers.append(_serve_with_stops_blocked(tmp_path / f"data{index}", role))
+        for server, (sig, after_s, _) in zip(servers, EARLY_STOPS, strict=True):
+            time.sleep(after_s)  # not asserted on: every instant must give the same outcome
+            server.send_signal(sig)
+        ended = [server.communicate(timeout=RUN_TIMEOUT_S) for server in servers]
+    finally:
+        for server in servers:  # a test that failed (a process that never stopped): killed
+            if server.poll() is None:
+                server.kill()
+                server.communicate(timeout=RUN_TIMEOUT_S)
+    for index, (server, (output, errors)) in enumerate(zip(servers, ended, strict=True)):
+        sig, after_s, role = EARLY_STOPS[index]
+        data_dir = tmp_path / f"data{index}"
         case = (sig.name, after_s, role, server.returncode, output, errors)
         assert server.returncode == 0, case
         assert "Traceback" not in errors and "KeyboardInterrupt" not in errors, case
