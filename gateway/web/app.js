@@ -663,7 +663,7 @@ async function onLogon(event) {
       secret.value = ""; // logged on: the page keeps only the non-extractable key
     });
   } catch (failed) {
-    showLogonError(`logon failed: ${logonFailure(failed)}`);
+    showLogonError(`logon failed: ${logonFailure(failed)}${spacesAround(failed, secret.value)}`);
   } finally {
     $("logon-button").disabled = false;
   }
@@ -675,6 +675,15 @@ function logonFailure(failed) {
   const error = failed.error;
   if (error?.name !== "BAD_SIGNATURE") return failed.message;
   return `the API key is unknown or the secret is wrong (${error.name} ${error.code})`;
+}
+
+function spacesAround(failed, secret) {
+  // The key is trimmed, the secret signed as typed (a secret may hold spaces): a refused one
+  // with a space at an end was most likely copied with the columns of `venue serve`'s list.
+  if (failed.error?.name !== "BAD_SIGNATURE") return "";
+  const ends = [secret !== secret.trimStart() && "starts", secret !== secret.trimEnd() && "ends"];
+  const where = ends.filter(Boolean).join(" and ");
+  return where ? `; the secret typed ${where} with a space, and is signed as typed` : "";
 }
 
 async function startSession(apiKey, key, onLoggedOn) {

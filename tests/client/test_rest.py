@@ -1,7 +1,9 @@
 """client.rest against a real venue on 127.0.0.1: keep-alive, the idle close, signing."""
 
+import ast
 import asyncio
 import os
+import re
 import resource
 import socket
 import ssl
@@ -15,7 +17,7 @@ from client import rest as rest_client
 from client.rest import RestClient, RestConnectionLost, RestNotSent, RestTimeout
 from engine.reasons import ErrorCode
 from gateway import http
-from tests.conftest import KEYS, Venue
+from tests.conftest import KEYS, ROOT, Venue
 from tests.gateway.test_rest import Run, base
 
 
@@ -337,3 +339,27 @@ def test_a_lost_answer_to_a_place_with_once_says_to_send_it_again() -> None:
     assert again in said[0] and again in str(late.value)
     for message in said[1:]:  # no once, or no cl_ord_id to know it by: look first
         assert again not in message and "before sending it again" in message
+
+
+MAKE_RUN_BASE = "http://127.0.0.1:8765"  # venue.toml's host and port, as the docs write them
+
+
+def test_the_docs_python_example_answers_what_the_doc_shows(run_venue: Run) -> None:
+    """docs/rest.md's RestClient example, taken from the doc and run against a fresh venue of
+    `make run`'s config, answers exactly the dict its comment shows. The doc said seq 49 for
+    the first order of a fresh venue: it has been 50 since a new journal's first record is its
+    reserve staleness bound (found by the newcomer's trial of session 30)."""
+    text = (ROOT / "docs" / "rest.md").read_text()
+    found = re.search(r"```python\n(.*?\.json\(\)\n)# (\{.*?\})\n```", text, re.DOTALL)
+    assert found is not None, "docs/rest.md has no python example with its answer"
+    code, shown = found.groups()
+    assert code.count(MAKE_RUN_BASE) == 1 and code.count("\napi.post(") == 1
+    script = code.replace(MAKE_RUN_BASE, "{base}").replace("\napi.post(", "\nanswer = api.post(")
+
+    async def scenario(venue: Venue) -> None:
+        namespace: dict[str, Any] = {}
+        await asyncio.to_thread(exec, script.replace("{base}", base(venue)), namespace)
+        namespace["api"].close()
+        assert namespace["answer"] == ast.literal_eval(shown)
+
+    run_venue(scenario)
