@@ -570,7 +570,9 @@ class StopSignals:
         self.received: signal.Signals | None = None
         self.signals = hangup.stop_signals()  # before any handler: SIGHUP ignored stays so
         self._loop = asyncio.get_running_loop()
-        self._previous = {sig: signal.getsignal(sig) for sig in self.signals}
+        # the handlers from before `hangup.noting_stops`, where it runs: not its `_note_stop`
+        before = hangup.original_handlers()
+        self._previous = {sig: before.get(sig, signal.getsignal(sig)) for sig in self.signals}
         for sig in self.signals:
             signal.signal(sig, self._noted)
         noted = hangup.stop_noted()  # before now (`hangup.noting_stops`): from the same start
@@ -581,7 +583,9 @@ class StopSignals:
     def restore(self) -> None:
         """Put back the handlers found: once the loop is closed this one's signal is noted by
         nobody, so a SIGINT or SIGTERM to a process running on (a test's, the stop's last
-        steps) would be lost. A handler not set from Python (None) is the default's."""
+        steps) would be lost. A handler not set from Python (None) is the default's. Under
+        `hangup.noting_stops` they are the ones from before it (`original_handlers`): its own
+        would note and drop a stop from here to its end (the loop's teardown)."""
         for sig, previous in self._previous.items():
             signal.signal(sig, signal.SIG_DFL if previous is None else previous)
 
@@ -662,7 +666,10 @@ async def stop_or_fail(stop: Coroutine[Any, Any, None], data_dir: Path) -> None:
 def stop_failure(error: BaseException, data_dir: Path) -> str:
     """What failed in a stop, on one line: a file's error names the file; a disk's that names
     none (`DISK_ERRNOS`) names the data directory; the SQLite store's names the store; any
-    other (a timeout, a connection reset) is said as it is, with its kind."""
+    other (a timeout, a connection reset) is said as it is, with its kind. A `StoreFailedError`
+    (the store's thread failed) is said as its cause is: it named no file before."""
+    if isinstance(error, StoreFailedError) and error.__cause__ is not None:
+        return stop_failure(error.__cause__, data_dir)
     if isinstance(error, OSError) and error.filename is not None:
         return describe_os_error(error)
     if isinstance(error, OSError) and error.errno in DISK_ERRNOS:
