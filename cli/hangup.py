@@ -8,14 +8,22 @@ turn a clean stop into a traceback; `say_after_stop` writes a stop's last line s
 hang-up its SIGHUP handler has not seen yet cannot fail it either. Output to a file or a pipe
 is left as it is.
 A SIGHUP ignored at the start (`nohup venue serve &`) stays ignored: `stop_signals`.
+Owns too the note of a stop asked for before `venue serve` takes its signals (`noting_stops`).
 """
 
+import contextlib
 import errno
 import os
 import signal
 import termios
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+_noted_stops: list[signal.Signals] = []  # the stop signals `noting_stops` noted, in order
+_original_handlers: dict[signal.Signals, Handler] = {}  # the ones `noting_stops` replaced
 
 
 def stop_signals() -> tuple[signal.Signals, ...]:
@@ -64,3 +72,54 @@ def say_after_stop(line: str) -> None:
         if failed.errno != errno.EIO:
             raise
         detach_hung_up_terminal()
+
+
+@contextlib.contextmanager
+def noting_stops() -> Iterator[None]:
+    """While inside, a stop signal (`stop_signals`) is noted (`stop_noted`), not acted on:
+    the entry point of `venue serve` enters it first thing, before its heavy imports, and
+    the start asks `stop_noted` at its safe points until `StopSignals` takes over. Until
+    session 30 a SIGTERM in the first ~0.7 s of a start (its imports) killed it, 143, and a
+    SIGINT was a KeyboardInterrupt, where a moment later either was a clean stop. The stop
+    signals are unblocked too: one blocked by the parent's signal mask, which a child
+    inherits across exec, would never reach the venue (one sent meanwhile is taken now);
+    those the caller had blocked are blocked again on leaving.
+    Only the interpreter's own start-up, before any line of ours runs, still takes the
+    default action: SIGTERM kills, as for any program. The handlers found
+    (`original_handlers`) are put back on leaving (`main` also runs in-process, under tests)."""
+    taken = stop_signals()
+    _original_handlers.clear()
+    _original_handlers.update({sig: signal.getsignal(sig) for sig in taken})
+    _noted_stops.clear()
+    for sig in taken:
+        signal.signal(sig, _note_stop)
+    was_blocked = signal.pthread_sigmask(signal.SIG_UNBLOCK, taken) & set(taken)
+    try:
+        yield
+    finally:
+        for sig, handler in _original_handlers.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if was_blocked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, was_blocked)
+        _original_handlers.clear()
+        _noted_stops.clear()
+
+
+def original_handlers() -> dict[signal.Signals, Handler]:
+    """The handlers of the stop signals before `noting_stops` replaced them (empty outside
+    it): `StopSignals` puts these back, not `_note_stop`, which would note and drop a
+    SIGTERM or SIGINT during the loop's teardown (review of session 30; before, it killed)."""
+    return dict(_original_handlers)
+
+
+def stop_noted() -> signal.Signals | None:
+    """The first stop signal noted (`noting_stops`), if any."""
+    return _noted_stops[0] if _noted_stops else None
+
+
+def _note_stop(signum: int, _frame: object) -> None:
+    sig = signal.Signals(signum)
+    if sig == signal.SIGHUP:  # at once: the start's lines must not fail on a closed terminal
+        detach_hung_up_terminal()
+    if not _noted_stops:
+        _noted_stops.append(sig)

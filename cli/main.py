@@ -5,15 +5,16 @@ command that cannot do its work fails in one line on stderr, `venue: <what and w
 status 2 (`cli.failures`); bad flags likewise, in argparse's words.
 """
 
-import argparse
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cli import logs
-from cli.arguments import directory, dsn
+from cli import hangup  # the stop signals' note, before any heavy import: `main`
 
-Run = Callable[[argparse.Namespace], int]
+if TYPE_CHECKING:
+    import argparse
+
+Run = Callable[["argparse.Namespace"], int]
 SERVE_DESCRIPTION = (
     "Run the venue: recover its data directory (snapshot and journal) or build it from the"
     " config, print where to connect, and serve until Ctrl-C (SIGINT), SIGTERM or SIGHUP (a"
@@ -22,12 +23,16 @@ SERVE_DESCRIPTION = (
     " start (one line says why; the data directory left as found, but for the"
     " ledger.sqlite-wal and -shm, SQLite's own, that a full disk's refusal may leave and the"
     " next start reuses, and a start failed at its listen, the port taken since its check,"
-    " which is stopped as a clean stop: its snapshot, clean-stop mark and epochs.json entry"
-    " stay); 70 it stopped itself on a failure while serving or stopping (the journal's or"
+    " which is stopped as a clean stop: its snapshot and clean-stop mark stay, and its"
+    " epochs.json entry if it journaled commands); 70 it stopped itself on a failure while"
+    " serving or stopping (the journal's or"
     " the ledger store's, a write of the stop's, or a broken invariant: its log's `fatal` line"
     " says which, with its traceback for a stop's failure that is no disk's or service's; a"
-    " restart recovers what was acknowledged). A stop signal during the start (a long replay,"
-    " the wait for PostgreSQL or NATS) ends the start at its next safe point, the data"
+    " restart recovers what was acknowledged). A stop signal during the start (its imports,"
+    " from the first line of the venue's that runs: only the interpreter's own start-up, a few"
+    " tens of milliseconds, takes the signal's default action; a long replay, the wait for"
+    " PostgreSQL or NATS, a core's takeover)"
+    " ends the start at its next safe point, the data"
     " directory given back"
     " as a refused start leaves it (but for an existing ledger store, which may be left partly"
     " caught up from the journal: the next start finishes it), and exits 0 (`tokenvenue"
@@ -39,6 +44,14 @@ EXIT_INTERRUPTED = 130  # cli.failures.EXIT_INTERRUPTED, before that module is l
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["serve"]:  # its stop signals noted before its modules load (~0.7 s):
+        with hangup.noting_stops():  # a stop asked then is a clean stop (`serve.run`)
+            return _main(arguments)
+    return _main(arguments)
+
+
+def _main(argv: list[str]) -> int:
     try:  # Ctrl-C while the modules load (a third of a second): no traceback, as after
         from cli.failures import run_main
 
@@ -53,7 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> "argparse.ArgumentParser":
+    from pathlib import Path
+
+    from cli import logs
+    from cli.arguments import directory, dsn
     from cli.failures import OneLineParser
 
     parser = OneLineParser(prog="venue", description=__doc__)
@@ -234,6 +251,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _positive_int(text: str) -> int:
     """An argparse type: a whole number above zero."""
+    import argparse
+
     try:
         value = int(text)
     except ValueError:
@@ -246,7 +265,7 @@ def _positive_int(text: str) -> int:
 def _with_trade_url(run: Run) -> Run:
     """A bot's run, after its `--url` is checked to name the trade endpoint."""
 
-    def checked(args: argparse.Namespace) -> int:
+    def checked(args: "argparse.Namespace") -> int:
         from cli.failures import check_trade_url
 
         check_trade_url(args.url)
@@ -255,7 +274,7 @@ def _with_trade_url(run: Run) -> Run:
     return checked
 
 
-def _run_serve(args: argparse.Namespace) -> int:
+def _run_serve(args: "argparse.Namespace") -> int:
     from cli import serve
 
     return serve.run(
@@ -272,7 +291,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     )
 
 
-def _run_demo(args: argparse.Namespace) -> int:
+def _run_demo(args: "argparse.Namespace") -> int:
     from client import demo
 
     return demo.run(

@@ -37,6 +37,7 @@ from client import demo_data
 from core import config as venue_config
 from core.jetstream_journal import JournalUnavailable
 from core.journal import JournalError
+from core.store_thread import StoreFailedError
 from core.venue_core import (
     JOURNAL_FILE,
     LEDGER_FILE,
@@ -89,6 +90,9 @@ def run(
     """`role` "all": the one-process venue; "core" or "gateway": that role of a cluster on
     the NATS servers `nats` (see docs/cluster.md); with role "all", `nats` makes the journal
     a JetStream stream there."""
+    if hangup.stop_noted() is not None:  # during the imports (`hangup.noting_stops`)
+        hangup.say_after_stop("tokenvenue stopped before it started (while it loaded)")
+        return 0
     config = venue_config.load(config_path)
     if role != "all" and not (nats or config.venue.nats):
         raise CommandFailed(f"--role {role} needs --nats URL (the cluster's NATS servers)")
@@ -475,6 +479,8 @@ async def _start(
 ) -> tuple[VenueServer, int, "VenueLease | None"]:
     """The one-process venue started, the port it listens on, its lease (`--nats`); a start that
     fails or is stopped gives back what it took (the stream it created, the lease)."""
+    if signals.requested():  # before the signals were taken, while the venue loaded
+        raise StartStopped("while it loaded")
     # the stop signals taken first: PostgreSQL (up to `START_WAIT_S`) and NATS are waited for
     check_store_reachable(config.venue.ledger_postgres, signals.requested)
     lease, journal = (None, None)
@@ -550,27 +556,36 @@ def remove_if_empty(made: list[Path]) -> None:
 
 
 class StopSignals:
-    """The stop signals (`hangup.stop_signals`) of `venue serve`'s one-process venue, taken
-    before its start. Each is noted at once by a handler of Python's own, which runs between
-    bytecodes, so also while a replay holds the event loop for minutes (a handler of the
-    loop's runs only once the loop runs again: until session 29 the handlers were installed
-    after the start, and a SIGTERM during it killed the venue, 143, with no line); the loop
-    is then told (`_stop_on`: logged once, `stopping` set). A start asks `requested` at its
-    safe points (`core.recovery`); a venue serving waits for `stopping`."""
+    """The stop signals (`hangup.stop_signals`) of `venue serve` (each role), taken before its
+    start (a stop noted before them, `hangup.noting_stops`, is taken as theirs). Each is noted
+    at once by a handler of Python's own, which runs between bytecodes, so also while a replay
+    holds the event loop for minutes (a handler of the loop's runs only once the loop runs
+    again: until session 29 the handlers were installed after the start, and a SIGTERM during it
+    killed the venue, 143, with no line); the loop is then told (`_stop_on`: logged once,
+    `stopping` set). A start asks `requested` at its safe points (`core.recovery`); a venue
+    serving waits for `stopping`."""
 
     def __init__(self) -> None:
         self.stopping = asyncio.Event()
         self.received: signal.Signals | None = None
         self.signals = hangup.stop_signals()  # before any handler: SIGHUP ignored stays so
         self._loop = asyncio.get_running_loop()
-        self._previous = {sig: signal.getsignal(sig) for sig in self.signals}
+        # the handlers from before `hangup.noting_stops`, where it runs: not its `_note_stop`
+        before = hangup.original_handlers()
+        self._previous = {sig: before.get(sig, signal.getsignal(sig)) for sig in self.signals}
         for sig in self.signals:
             signal.signal(sig, self._noted)
+        noted = hangup.stop_noted()  # before now (`hangup.noting_stops`): from the same start
+        if noted is not None:
+            self.received = noted
+            _stop_on(noted, self.stopping)
 
     def restore(self) -> None:
         """Put back the handlers found: once the loop is closed this one's signal is noted by
         nobody, so a SIGINT or SIGTERM to a process running on (a test's, the stop's last
-        steps) would be lost. A handler not set from Python (None) is the default's."""
+        steps) would be lost. A handler not set from Python (None) is the default's. Under
+        `hangup.noting_stops` they are the ones from before it (`original_handlers`): its own
+        would note and drop a stop from here to its end (the loop's teardown)."""
         for sig, previous in self._previous.items():
             signal.signal(sig, signal.SIG_DFL if previous is None else previous)
 
@@ -611,7 +626,11 @@ def is_io_failure(error: BaseException) -> bool:
     `DatabaseError` (a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB), not its subclasses for a
     misuse (ProgrammingError, IntegrityError, InternalError, ...). A SQLite error that carries
     its result code is judged by it: an `OperationalError` is SQLITE_ERROR too ("no such
-    table", a syntax error), which is the code's, not the disk's (review of session 29)."""
+    table", a syntax error), which is the code's, not the disk's (review of session 29). A
+    `StoreFailedError` (the ledger store's thread failed, its cause what failed it) is judged
+    by its cause (until session 30 it was always a bug's traceback)."""
+    if isinstance(error, StoreFailedError):  # the store's thread failed: by what failed it
+        return error.__cause__ is not None and is_io_failure(error.__cause__)
     name: str | None = getattr(error, "sqlite_errorname", None)
     if isinstance(error, sqlite3.Error) and name is not None:
         return name.startswith(SQLITE_IO_FAILURES)
@@ -647,7 +666,10 @@ async def stop_or_fail(stop: Coroutine[Any, Any, None], data_dir: Path) -> None:
 def stop_failure(error: BaseException, data_dir: Path) -> str:
     """What failed in a stop, on one line: a file's error names the file; a disk's that names
     none (`DISK_ERRNOS`) names the data directory; the SQLite store's names the store; any
-    other (a timeout, a connection reset) is said as it is, with its kind."""
+    other (a timeout, a connection reset) is said as it is, with its kind. A `StoreFailedError`
+    (the store's thread failed) is said as its cause is: it named no file before."""
+    if isinstance(error, StoreFailedError) and error.__cause__ is not None:
+        return stop_failure(error.__cause__, data_dir)
     if isinstance(error, OSError) and error.filename is not None:
         return describe_os_error(error)
     if isinstance(error, OSError) and error.errno in DISK_ERRNOS:
@@ -657,18 +679,6 @@ def stop_failure(error: BaseException, data_dir: Path) -> str:
     said = describe_os_error(error) if isinstance(error, OSError) else one_line(error)
     kind = type(error).__name__
     return kind if said == kind else f"{kind}: {said}"
-
-
-def _stop_signal() -> asyncio.Event:
-    """An event set by the first stop signal (`hangup.stop_signals`), which is logged: SIGHUP
-    (the terminal closed) stops as cleanly as SIGTERM, where its default action killed the
-    venue with nothing flushed or said to its clients. A SIGHUP ignored at the start (nohup)
-    is left ignored."""
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in hangup.stop_signals():
-        loop.add_signal_handler(sig, _stop_on, sig, stopping)
-    return stopping
 
 
 def _stop_on(sig: signal.Signals, stopping: asyncio.Event) -> None:
@@ -682,17 +692,37 @@ def _stop_on(sig: signal.Signals, stopping: asyncio.Event) -> None:
 async def _serve_core(
     config: venue_config.VenueConfig, data_dir: Path, nats_url: str, name: str
 ) -> None:
-    """A cluster's core: standby until it holds the lease, then the active sequencer."""
+    """A cluster's core: standby until it holds the lease, then the active sequencer. Its stop
+    signals are `StopSignals`, so that one during a takeover's replay (which holds the loop)
+    ends it at its next safe point, the lease given up (until session 30 it waited for the
+    replay's end)."""
+    signals = StopSignals()
+    try:
+        await _run_core(config, data_dir, nats_url, name, signals)
+    finally:
+        signals.restore()
+
+
+async def _run_core(
+    config: venue_config.VenueConfig,
+    data_dir: Path,
+    nats_url: str,
+    name: str,
+    signals: "StopSignals",
+) -> None:
     from core.cluster_core import ClusterCore
 
-    stopping = _stop_signal()
+    stopping = signals.stopping
     core = ClusterCore(config, data_dir, nats_url, name)
     print(f"tokenvenue core {name}: NATS {nats_url}, waiting for the lease", flush=True)
     held = await _unless_stopped(core.wait_for_lease(stopping), stopping)  # NATS may be down
     try:
-        active = await core.activate(stopping) if held else None
+        active = await core.activate(stopping, signals.requested) if held else None
     except sqlite3.Error as failed:  # its SQLite store, opened as it becomes active
         raise CommandFailed(sqlite_store_refused(data_dir, failed)) from None
+    except StartStopped as stopped:  # the lease given up, the data directory given back
+        hangup.say_after_stop(f"tokenvenue core {name} stopped before it started ({stopped})")
+        return
     if active is not None:
         demo_data.disown(data_dir)
         settle_heap()
@@ -712,9 +742,25 @@ async def _serve_gateway(
     name: str,
 ) -> None:
     """A cluster's gateway: sessions on `port`, the venue's state a replica of the stream."""
+    signals = StopSignals()
+    try:
+        await _run_gateway(config, host, port, data_dir, nats_url, name, signals)
+    finally:
+        signals.restore()
+
+
+async def _run_gateway(
+    config: venue_config.VenueConfig,
+    host: str,
+    port: int,
+    data_dir: Path,
+    nats_url: str,
+    name: str,
+    signals: "StopSignals",
+) -> None:
     from core.nats_bus import NatsBus
 
-    stopping = _stop_signal()
+    stopping = signals.stopping
     made = missing_dirs(data_dir)  # the directories this start makes (`VenueServer`)
     try:
         server = VenueServer(

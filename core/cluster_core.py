@@ -21,7 +21,7 @@ of a gateway whose lease (core/nats_bus.py) is gone, as commands through the str
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -416,19 +416,24 @@ class ClusterCore:
             await connecting
         return None
 
-    async def activate(self, stopping: asyncio.Event | None = None) -> VenueCore | None:
-        """Recover the venue from the stream and start taking the gateways' commands; first
-        wait, holding the lease, for a PostgreSQL ledger store to answer (None: `stopping`
-        was set meanwhile). A start refused or failed (its store damaged, its data directory
-        held, a snapshot ahead of the stream) gives the lease up before its error is raised:
-        a standby takes over at once, not once the term ends (until session 29 it waited the
-        whole TTL, renewed meanwhile by this process's lease thread). A cleanup that fails
-        itself is logged, and the start's own error raised: a `core.stop()` that fails then
-        skips the lease's release (`stop` releases it after the core's stop), and the standby
-        waits out the term, as before session 29."""
+    async def activate(
+        self,
+        stopping: asyncio.Event | None = None,
+        stop_requested: Callable[[], bool] | None = None,
+    ) -> VenueCore | None:
+        """Recover the venue from the stream and start taking the gateways' commands; first wait,
+        holding the lease, for a PostgreSQL ledger store to answer (None: `stopping` was set
+        meanwhile). A start refused or failed (its store damaged, its data directory held, a
+        snapshot ahead of the stream) gives the lease up before its error is raised: a standby
+        takes over at once, not once the term ends (until session 29 it waited the whole TTL,
+        renewed meanwhile by this process's lease thread); so does one stopped (`stop_requested`
+        true at a safe point of its recovery: `StartStopped`; until session 30 a takeover's
+        replay ran to its end first). A cleanup that fails itself is logged, and the start's own
+        error raised: a `core.stop()` that fails then skips the lease's release (`stop` releases
+        it after the core's stop), and the standby waits out the term, as before session 29."""
         assert self.nc is not None and self.lease is not None, "the lease is held first"
         try:
-            return await self._activate(stopping)
+            return await self._activate(stopping, stop_requested)
         except BaseException:
             try:
                 await self.stop()  # the lease, the connection, and a core that had started
@@ -439,7 +444,9 @@ class ClusterCore:
                 )
             raise  # the start's own error, the one being handled
 
-    async def _activate(self, stopping: asyncio.Event | None) -> VenueCore | None:
+    async def _activate(
+        self, stopping: asyncio.Event | None, stop_requested: Callable[[], bool] | None
+    ) -> VenueCore | None:
         assert self.nc is not None and self.lease is not None, "the lease is held first"
         await self.lease.keep()  # on its thread: renewed while the recovery holds this loop
         if not await self._wait_for_store(stopping or asyncio.Event()):
@@ -460,7 +467,8 @@ class ClusterCore:
         except BaseException:  # refused before its start (a damaged epochs.json): not closed
             await loop.run_in_executor(None, journal.close)  # (a second close does nothing)
             raise
-        await core.start(warm)  # refused: its files closed and the data directory given back
+        # refused or stopped: its files closed and the data directory given back
+        await core.start(warm, stop_requested=stop_requested)
         self.core = core  # started: what a failure from here on stops
         core.start_tasks()
         await self.nc.subscribe(SUBMIT_SUBJECT, cb=self._on_submissions)

@@ -12,7 +12,8 @@ Limits: batches of `QUEUE_COMMANDS_MAX` commands in all wait at most; then `book
 and so the journal's next commit waits (with the file journal on the loop, the event loop:
 backpressure, never unbounded memory). A failed write is fatal: `on_fatal` gets a
 `StoreFailedError` (the failure its cause) and logs it, the thread stops, and every call
-queued or made after it fails with that failure (none waits forever).
+queued or made after it fails with a `StoreFailedError` caused by that failure (none waits
+forever).
 """
 
 import threading
@@ -134,8 +135,8 @@ class StoreThread(Generic[Batch]):
         return item.future
 
     def _refusal(self) -> RuntimeError:
-        if self.failure is not None:
-            refusal = RuntimeError(f"the ledger store's thread has failed: {self.failure!r}")
+        if self.failure is not None:  # the same kind as `on_fatal`'s: a stop says it alike
+            refusal = StoreFailedError(f"the ledger store's thread has failed: {self.failure!r}")
             refusal.__cause__ = self.failure
             return refusal
         return RuntimeError("the ledger store's thread has stopped")

@@ -111,6 +111,7 @@ class VenueCore:
         self._made_store = False  # the SQLite store's file, made by this start (`_start`)
         self._made_epochs = not os.path.lexists(data_dir / EPOCHS_FILE)
         self._epoch_first_seq = 0  # this start's first seq, once its epoch is recorded
+        self._replaced_epoch: tuple[int, int] | None = None  # an unused one ours replaced
         self._store_open = False  # closed before a refused start removes a file it made
         self._closed = False
         try:  # first: nothing in the directory is read before
@@ -325,10 +326,32 @@ class VenueCore:
         """Durably note that commands from the next seq on are this start's epoch."""
         first_seq = self.sequencer.last_seq + 1
         if self.epochs and self.epochs[-1][0] == first_seq:
-            self.epochs.pop()  # the last start executed nothing: it is replaced, not kept
+            # the last start executed nothing: it is replaced, not kept (put back by
+            # `forget_unused_epoch`)
+            self._replaced_epoch = self.epochs.pop()
         self.epochs.append((first_seq, self.epoch))
         save_json(self.data_dir / EPOCHS_FILE, self.epochs)
         self._epoch_first_seq = first_seq
+
+    def forget_unused_epoch(self) -> None:
+        """Take this start's epoch back out of `epochs.json` if it journaled nothing under
+        it: a start that failed before it served (its listen refused, the port taken since
+        `venue serve` checked it) leaves the file as it found it (until session 30 its entry
+        stayed, replaced by the next start's). One that journaled commands (a venue built
+        from the config, the cod cancels after a crash, a rule or the switches' shift)
+        keeps it: those records were executed under it, and every replay must give them
+        that epoch. Called while the data directory is still held, before the stop."""
+        if self._epoch_first_seq == 0 or not self._executed_nothing():
+            return
+        assert self.epochs[-1] == (self._epoch_first_seq, self.epoch), "ours is the last"
+        self.epochs.pop()
+        if self._replaced_epoch is not None:
+            self.epochs.append(self._replaced_epoch)
+        self._epoch_first_seq = 0
+        if self._made_epochs:
+            (self.data_dir / EPOCHS_FILE).unlink(missing_ok=True)
+        else:
+            save_json(self.data_dir / EPOCHS_FILE, self.epochs)
 
     # ----------------------------------------------------------------- outcomes
 

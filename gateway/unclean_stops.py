@@ -25,7 +25,12 @@ async def stop_unserved(core: VenueCore, *, embedded: bool, cod_done: bool) -> N
     journal is closed, its last snapshot written and the data directory's lock let go,
     rather than left half running by a process that only reports the failure. Nothing
     was accepted: the stop is clean once the cod cancels owed after a crash are made. A
-    failure of this stop is logged, and the start's own failure is the one raised."""
+    failure of this stop is logged, and the start's own failure is the one raised. Its
+    epoch goes from `epochs.json` if it journaled nothing (`forget_unused_epoch`)."""
+    try:  # first: the stop lets the data directory go
+        core.forget_unused_epoch()
+    except OSError as failure:  # its entry stays, harmless: the next start replaces it
+        _log.warning("the failed start's epoch stays", extra={"error": repr(failure)})
     try:
         if embedded:
             await core.stop(mark_clean=cod_done)

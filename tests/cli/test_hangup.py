@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cli import hangup
+from cli.serve import StopSignals
 from client.sdk import VenueClient
 from core.venue_core import CLEAN_STOP_FILE
 from tests.cli.test_cluster import STOP_TIMEOUT_S, UP_TIMEOUT_S, _wait_for
@@ -274,3 +276,41 @@ def test_a_stops_last_line_on_a_terminal_hung_up_before_its_sighup_is_let_go() -
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == "hung up: errno 5\nwent on\n"  # EIO, then nothing failed
+
+
+async def _take_and_give_back_stop_signals() -> None:
+    """As `venue serve` does, in its event loop: `StopSignals` taken, then given back."""
+    StopSignals().restore()
+
+
+def test_stop_signals_give_back_the_handlers_from_before_noting_stops() -> None:
+    """The finding (review of session 30): under `noting_stops` (the entry point of `venue
+    serve`), `StopSignals` found `noting_stops`' handler and put that back on `restore`, so
+    from then until the entry point ended (the loop's teardown, waiting for its leftover
+    tasks and threads) a SIGTERM or a SIGINT was noted and dropped, where it killed before.
+    It puts back the handlers from before `noting_stops` now. In-process: a handler of the
+    test's stands for the default action, and a real SIGTERM is sent to this process."""
+    taken: list[int] = []
+    before = signal.signal(signal.SIGTERM, lambda signum, _frame: taken.append(signum))
+    try:
+        with hangup.noting_stops():
+            asyncio.run(_take_and_give_back_stop_signals())
+            signal.raise_signal(signal.SIGTERM)  # after `restore`: the teardown's instant
+            assert taken == [signal.SIGTERM], hangup.stop_noted()
+            assert hangup.stop_noted() is None
+        assert hangup.original_handlers() == {}
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_noting_stops_blocks_again_the_stop_signals_its_caller_had_blocked() -> None:
+    """The review of session 30 (a nit): `noting_stops` unblocks the stop signals (a parent's
+    mask, inherited across exec, would keep them from the venue) and left them unblocked on
+    leaving, where its caller (`main` in-process, a test) had them blocked."""
+    was = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        with hangup.noting_stops():
+            assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+        assert signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, was)

@@ -94,18 +94,40 @@ def start_core(tmp_path: Path, name: str, nats_url: str) -> subprocess.Popen[str
 
 
 def expect_line(stream: IO[str] | None, text: str) -> str:
-    """The first line of `stream` holding `text`, within `CORE_LINES_MAX` lines."""
+    """The first line of `stream` holding `text`, within `CORE_LINES_MAX` lines and
+    `RUN_TIMEOUT_S` (a core that says nothing more would block a bare `readline` for good:
+    there is no pytest-timeout). Read by a daemon thread, which ends once the test's
+    `finally` has stopped the process (its pipe then at its end)."""
     assert stream is not None
-    for _ in range(CORE_LINES_MAX):
-        line = stream.readline()
-        if text in line:
-            return line
-    raise AssertionError(f"no line with {text!r}")
+    found: list[str] = []
+
+    def read() -> None:
+        for _ in range(CORE_LINES_MAX):
+            line = stream.readline()
+            if text in line:
+                found.append(line)
+                return
+            if not line:  # the process ended
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(RUN_TIMEOUT_S)
+    if not found:
+        raise AssertionError(f"no line with {text!r}")
+    return found[0]
 
 
-def stop(server: subprocess.Popen[str], how: signal.Signals) -> None:
-    server.send_signal(how)
-    server.communicate(timeout=RUN_TIMEOUT_S)
+def stop(server: subprocess.Popen[str], how: signal.Signals) -> tuple[str, str]:
+    """`server` stopped by `how`; killed if it has not ended within `RUN_TIMEOUT_S` (a test
+    that fails must leave no process running). Its remaining output."""
+    try:
+        server.send_signal(how)
+        return server.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate(timeout=RUN_TIMEOUT_S)
 
 
 async def place_resting_orders(url: str, count: int) -> list[int]:
@@ -511,4 +533,77 @@ def test_a_stop_that_cuts_off_the_lease_s_winning_write_still_gives_the_lease_ba
     assert cut_off, "the take's write ran"
     stopped = "tokenvenue stopped before it started (while it took the lease of the stream on NATS)"
     assert capsys.readouterr().out.splitlines()[-1] == stopped
+    assert asyncio.run(asyncio.wait_for(lease_holder(nats_node.url), 30)) is None
+
+
+# Records behind a core's own (a reference price each, the cheapest command to replay): a
+# takeover then replays for a second or more, so a SIGTERM sent once its replay has begun
+# lands in it. Bounded: written in ~1 s, replayed in a few.
+TAKEOVER_RECORDS = 30_000
+APPEND_BATCH = 1_000  # records per commit, as a replay fetches them (`REPLAY_BATCH`)
+CONSUMER_CHECKS_MAX = 2_000  # ~10 s of 5 ms checks for the core's replay to begin
+
+
+def append_reference_prices(url: str, count: int) -> None:
+    """`count` core records appended to the cluster's stream (its core stopped meanwhile)."""
+    from core.nats_bus import CORE_ORIGIN, ClusterCodec
+    from core.sequencer import Executed
+    from core.venue_core import now_us
+    from engine.commands import SetReferencePrice
+
+    command = SetReferencePrice(symbol=SYMBOL, price=18_000, ts_us=now_us())
+    payload = ClusterCodec().encode(Executed(0, command, [], CORE_ORIGIN))
+    journal = JetStreamJournal(url, stream=STREAM_DEFAULT, create=False)
+    try:
+        after = journal.last_seq()
+        for first in range(0, count, APPEND_BATCH):
+            seqs = range(after + first + 1, after + min(count, first + APPEND_BATCH) + 1)
+            journal.commit([(seq, payload) for seq in seqs])
+    finally:
+        journal.close()
+
+
+async def replay_begun(url: str) -> None:
+    """Until the stream has a consumer: the replay's (a core that took the lease at its first
+    try follows nothing), made as the replay begins. Checked every 5 ms, bounded."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream(timeout=5.0)
+        for _ in range(CONSUMER_CHECKS_MAX):
+            if (await js.stream_info(STREAM_DEFAULT)).state.consumer_count:
+                return
+            await asyncio.sleep(0.005)
+    finally:
+        await nc.close()
+    raise AssertionError("the core's replay did not begin")
+
+
+def test_a_stop_during_a_takeovers_replay_ends_it_giving_the_lease_up(
+    tmp_path: Path, nats_node: NatsCluster
+) -> None:
+    """The finding (session 30): a core taking the lease replays the stream on its loop, and
+    its stop signals were the loop's, so a SIGTERM during a long replay waited for its end
+    (then the core went active, said `recovered`, and only then stopped). It stops at the
+    replay's next safe point now (`StopSignals`, `stop_requested` to its recovery): nothing
+    recovered, nothing written that a later start would trust, the lease given up for a
+    standby at once, exit 0. ~6 s: two cores and a stream of `TAKEOVER_RECORDS`."""
+    first = start_core(tmp_path, "core-a", nats_node.url)
+    try:
+        expect_line(first.stdout, "active at seq")
+    finally:
+        stop(first, signal.SIGTERM)
+    append_reference_prices(nats_node.url, TAKEOVER_RECORDS)
+    second = start_core(tmp_path, "core-b", nats_node.url)
+    try:
+        expect_line(second.stderr, "holding the lease: active core")
+        asyncio.run(asyncio.wait_for(replay_begun(nats_node.url), RUN_TIMEOUT_S))
+    finally:
+        output, errors = stop(second, signal.SIGTERM)
+    case = (second.returncode, output, errors)
+    assert second.returncode == 0, case
+    assert "Traceback" not in errors and "recovered" not in errors, case
+    last_line = output.splitlines()[-1] if output else ""
+    # in the replay, at its next safe point: not only at its end ("after replaying the journal")
+    assert "stopped before it started (while replaying the journal, at seq" in last_line, case
+    assert not list((tmp_path / "core-b").glob("snapshot-*")), case
     assert asyncio.run(asyncio.wait_for(lease_holder(nats_node.url), 30)) is None

@@ -13,7 +13,7 @@ import pytest
 
 from core import config as venue_config
 from core import snapshots
-from core.venue_core import CLEAN_STOP_FILE, lock_data_dir
+from core.venue_core import CLEAN_STOP_FILE, EPOCHS_FILE, lock_data_dir
 from gateway.auth import sign_logon, sign_request
 from gateway.server import VenueServer
 from tests.conftest import KEYS, Venue, drain_pushes, next_push_not_heartbeat, start_venue
@@ -98,6 +98,7 @@ def test_a_start_whose_listen_fails_stops_the_core_it_started(tmp_path: Path) ->
     lock_data_dir(data_dir).close()  # let go (flocks of one process's two opens conflict)
     assert (data_dir / CLEAN_STOP_FILE).exists()
     assert snapshots.latest(data_dir) is not None, "stopped as a clean stop does"
+    assert len(json.loads((data_dir / EPOCHS_FILE).read_bytes())) == 1  # built under it: kept
 
     async def restart() -> None:
         venue = await start_venue(data_dir)
@@ -107,6 +108,31 @@ def test_a_start_whose_listen_fails_stops_the_core_it_started(tmp_path: Path) ->
             await venue.server.stop()
 
     asyncio.run(restart())
+
+
+def test_a_restart_whose_listen_fails_leaves_epochs_json_as_it_found_it(tmp_path: Path) -> None:
+    """The finding (session 29's closing note, carried): a restart refused at its listen (the
+    port taken since `venue serve` checked it) left its epoch in `epochs.json`, though it
+    journaled nothing under it and never served. It is taken back now (before the stop lets
+    the directory go); a start that journaled commands keeps it (the test above: a venue
+    built from the config, whose records were executed under that epoch)."""
+    data_dir = tmp_path / "data"
+
+    async def start_and_stop() -> None:
+        venue = await start_venue(data_dir)
+        await venue.server.stop()
+
+    asyncio.run(start_and_stop())
+    before = (data_dir / EPOCHS_FILE).read_bytes()
+    with socket.socket() as taken:  # another process's listener, on the port asked for
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = VenueServer(venue_config.load(SAMPLE_CONFIG), data_dir)
+        with pytest.raises(OSError):
+            asyncio.run(server.start("127.0.0.1", taken.getsockname()[1]))
+    assert server.core.sequencer.last_seq > 0  # a restart: it recovered, then was refused
+    assert (data_dir / EPOCHS_FILE).read_bytes() == before
+    assert len(json.loads(before)) == 1  # the first start's entry alone
 
 
 def test_a_corrupt_journal_refuses_to_start_and_says_where(tmp_path: Path) -> None:
