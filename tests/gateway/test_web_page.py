@@ -25,6 +25,7 @@ from playwright.async_api import Page, async_playwright, expect
 
 from client.sdk import VenueClient
 from core import config as venue_config
+from gateway.auth import KeyStore
 from gateway.server import VenueServer
 from tests.conftest import KEYS, Venue, start_venue
 from tests.sample_config import SAMPLE_CONFIG, sample_bill
@@ -315,6 +316,11 @@ def test_open_orders_show_and_cancel_from_the_page(tmp_path: Path) -> None:
         await expect(page.locator("#order-result")).to_contain_text("canceled")
         await expect(held).to_have_text("0.000000")
         await expect(page.locator("#ladder-bids tr")).to_have_count(0)
+        # the canceled order stays in the order history (before session 30: it vanished)
+        history = page.locator("#history tbody tr")
+        await expect(history).to_have_count(1)
+        await expect(history.locator("td.price")).to_have_text("180.00")
+        await expect(history.locator("td.status")).to_have_text("canceled (user)")
 
         # A bot of the account, with cancel-on-disconnect, leaves: its order shows, then goes,
         # and the page says why in words (session 25; main: `venue: cod.triggered`)
@@ -329,6 +335,11 @@ def test_open_orders_show_and_cancel_from_the_page(tmp_path: Path) -> None:
             " placed are being canceled (cod.triggered)"
         )
         await expect(row).to_have_count(0)
+        # newest first, its reason said
+        await expect(history.locator("td.status")).to_have_text(
+            ["canceled (cod)", "canceled (user)"]
+        )
+        await expect(history.locator("td.price")).to_have_text(["181.00", "180.00"])
 
     assert run_page(tmp_path, scenario) == []
 
@@ -438,6 +449,13 @@ def test_a_bad_secret_shows_a_clear_logon_error_and_the_right_one_logs_on_and_ou
             " the secret typed ends with a space, and is signed as typed"
         )
         await expect(page.locator("#session")).to_be_hidden()
+        # pasted from `venue admin issue-key`'s JSON, quotes and comma: said (before, only the
+        # wrong-secret words)
+        await browser.log_on("taker", secret=f'"{KEYS["taker"][1]}",')
+        await expect(page.locator("#logon-error")).to_have_text(
+            "logon failed: the API key is unknown or the secret is wrong (BAD_SIGNATURE 2001);"
+            " the secret typed is in quotes, which are not part of it: type it without them"
+        )
 
         await browser.log_on("taker")  # the right secret, then a clean logout
         await expect(page.locator("#account")).to_have_text("3")
@@ -502,6 +520,11 @@ def test_the_fills_before_logon_are_shown_newest_first_from_one_request(tmp_path
         await expect(prices).to_have_text(["187.50", "187.40", "187.30"])
         asked = [frame for frame in browser.frames_sent if '"fills"' in frame]
         assert len(asked) == 1 and '"newest_first":true' in asked[0], asked
+        # the closed orders, newest first, from one `orders.history` read with a limit
+        history = page.locator("#history tbody tr td.price")
+        await expect(history).to_have_text(["187.50", "187.40", "187.30"])
+        asked = [frame for frame in browser.frames_sent if '"orders.history"' in frame]
+        assert len(asked) == 1 and '"limit":50' in asked[0], asked
 
     assert run_page(tmp_path, scenario) == []
 
@@ -533,6 +556,10 @@ def test_a_market_buy_of_a_bill_trades_face_value_at_a_price_per_100(tmp_path: P
         info = page.locator("#instrument-info")
         await expect(info).to_contain_text("price per 100 of face 98.700000")
         await expect(ladder_row(page, "ask", "98.700000")).to_have_text("700")
+        # the ladder and the tape say a bill's price per 100 too (before: a bare 98.700000)
+        ask = page.locator("#ladder-asks tr[data-price='98.700000'] td.price")
+        await expect(ask).to_have_text("98.700000 /100")
+        await expect(page.locator("#tape tbody tr td.price").first).to_have_text("98.700000 /100")
         # every panel shows its figures whole at 1400 px (the bill's last price per 100 and
         # yield, the reserves), none scrolled off to the right
         overflow = "(panel) => panel.scrollWidth - panel.clientWidth"
@@ -580,13 +607,17 @@ def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_pa
         await venue.server.stop()
         try:
             await expect(page.locator("#market-status")).to_have_text("market data: reconnecting…")
-            # main: `disconnected (1001)`, which says nothing to a trader
+            # the account side logs on again by itself, and says when (before session 30 it
+            # stayed `disconnected` until the secret was typed again)
             await expect(page.locator("#logon-error")).to_have_text(
-                "disconnected (1001 the venue is stopping or restarting: log on again once it"
-                " is back)"
+                re.compile(
+                    r"^disconnected \(1001 the venue is stopping or restarting\).*: reconnecting"
+                    r" in \d+ s$"
+                )
             )
             await expect(page.locator("#place-button")).to_be_disabled()
             await expect(main).to_have_class(re.compile("stale"))  # the book shown is the last
+            await expect(page.locator("#orders-panel")).to_have_class(re.compile("stale"))
         finally:  # started again whatever happened: the fixture stops a running venue
             config = venue_config.load(SAMPLE_CONFIG)
             venue.server = VenueServer(config, tmp_path / "data")
@@ -603,6 +634,25 @@ def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_pa
                 break
             await asyncio.sleep(0.05)
         assert any("/api/v1/ticker" in url for url in asked), asked
+        # logged on again with the key the page holds, nothing typed (1, 2, 4 s backoff)
+        await expect(page.locator("#logon-error")).to_have_text("")
+        await expect(page.locator("#place-button")).to_be_enabled()
+        await expect(page.locator("#orders-panel")).not_to_have_class(re.compile("stale"))
+        await expect(page.locator("#account")).to_have_text("3")
+
+        # the key revoked, the connection lost: the try again is refused for the key, which
+        # no later try would mend: the page says so and asks for the secret
+        store = venue.server.auth.store
+        venue.server.auth.store = KeyStore()
+        session = next(s for s in venue.server.sessions.values() if s.account == 3)
+        session.websocket.transport.abort()
+        await expect(page.locator("#logon-error")).to_have_text(
+            "logged off: the API key is unknown or the secret is wrong (BAD_SIGNATURE 2001);"
+            " enter the secret to log on again"
+        )
+        await expect(page.locator("#logon-form")).to_be_visible()
+        await expect(page.locator("#balances tbody tr")).to_have_count(0)
+        venue.server.auth.store = store
         await browser.log_on("taker")  # the secret is typed again: the page kept no copy
         await expect(page.locator("#account")).to_have_text("3")
 
@@ -916,22 +966,33 @@ def test_a_silently_dead_connection_is_noticed_and_the_page_resyncs(tmp_path: Pa
                     break
                 await asyncio.sleep(0.1)
             assert len((await taker.request("orders.open"))["orders"]) == 1
+            # filled in part while the page hears nothing: its fill, and the order, reach the
+            # page only from the account stream's replay once it has logged on again
+            await seller.place(SYMBOL, "sell", qty="0.5", price="186.00", tif="ioc")
 
-            await expect(page.locator("#logon-error")).to_contain_text(
-                "disconnected (1006 no message from the venue for 5 s)"
-            )
-            await expect(page.locator("#place-button")).to_be_disabled()
             await expect(page.locator("#order-result")).to_have_text(
                 "order outcome unknown: connection closed (no message from the venue for 5 s);"
-                " log on again and see the open orders"
+                " see the open orders once logged on again"
             )
-            await expect(ladder_row(page, "bid", "186.00")).to_have_text("2.000000")
+            await expect(ladder_row(page, "bid", "186.00")).to_have_text("1.500000")
             await expect(ladder_row(page, "ask", "187.40")).to_have_text("5.000000")
             await expect(ladder_row(page, "ask", "187.30")).to_have_text("9.000000")
             await expect(page.locator("#market-status")).to_have_text("market data: live")
-            await expect(page.locator("#tape tbody tr")).to_have_count(1)
+            await expect(page.locator("#tape tbody tr")).to_have_count(2)
             last = page.locator(f"#instruments tr[data-symbol='{SYMBOL}'] td.last")
-            await expect(last).to_have_text("187.30")
+            await expect(last).to_have_text("186.00")
+            # logged on again by itself, the account stream resumed after its last seq: the
+            # order placed and the fill made meanwhile show, each once
+            await expect(page.locator("#logon-error")).to_have_text("")
+            await expect(page.locator("#place-button")).to_be_enabled()
+            order = page.locator("#open-orders tbody tr")
+            await expect(order).to_have_count(1)
+            await expect(order.locator("td.price")).to_have_text("186.00")
+            fills = page.locator("#fills tbody tr")
+            await expect(fills).to_have_count(1)
+            await expect(fills.locator("td.qty")).to_have_text("0.500000")
+            resumed = [f for f in browser.frames_sent if '"ch":"account"' in f]
+            assert len(resumed) == 2 and '"since_seq":' in resumed[1], resumed
             # back live, the page asks the REST ticker again, perhaps on a frozen kept-alive
             # connection: the network's loss is noticed, and that read ends before the relay
             relay.end_frozen()
@@ -1128,6 +1189,16 @@ SIDEWAYS = """() => {
     blocks ? "blocks" : "table"];
 }"""
 
+# How far the order history (its table, cells) reaches past its panel's content's right edge
+HISTORY_SIDEWAYS = """() => {
+  const panel = document.querySelector("#orders-panel");
+  const style = getComputedStyle(panel);
+  const edge = panel.getBoundingClientRect().right - parseFloat(style.borderRightWidth)
+    - parseFloat(style.paddingRight);
+  const parts = panel.querySelectorAll("#history, #history td");
+  return Math.max(...[...parts].map((part) => part.getBoundingClientRect().right)) - edge;
+}"""
+
 # How far the page reaches past the window's width (> 0: the whole page scrolls sideways).
 PAGE_SIDEWAYS = """() => document.documentElement.scrollWidth
   - document.documentElement.clientWidth"""
@@ -1165,15 +1236,28 @@ def test_open_orders_and_their_buttons_overlap_nothing_from_320_to_1600_px(
         filled = page.locator("#open-orders td", has_text=re.compile(r"^200(\.0+)?$"))
         await expect(filled).to_have_count(1)
         assert await page.evaluate(MEASURES) == measures > 0
+        # the order history's widest: a bill's of a million of face, canceled; an equity's
+        # of 19999.999999, filled in part and canceled
+        closed = [
+            await trader.place(BILL, "buy", qty="1000000", price="98.500000"),
+            await trader.place("MSFTx-USD", "sell", qty="19999.999999", price="450.00"),
+        ]
+        await seller.place("MSFTx-USD", "buy", qty="1", price="450.00")
+        for order in closed:
+            await trader.request("order.cancel", {"order_id": order["order_id"]})
+        await expect(page.locator("#history tbody tr")).to_have_count(2)
 
-        found, sideways, page_past = {}, {}, {}
+        found, sideways, page_past, history_past = {}, {}, {}, {}
         for width in LAYOUT_WIDTHS:
             await page.set_viewport_size({"width": width, "height": 900})
             await page.evaluate(TWO_FRAMES)
             found[width] = await page.evaluate(OVERLAPS)
             sideways[width] = await page.evaluate(SIDEWAYS)
             page_past[width] = await page.evaluate(PAGE_SIDEWAYS)
+            history_past[width] = await page.evaluate(HISTORY_SIDEWAYS)
         assert {width: what for width, what in found.items() if what} == {}
+        # the order history stays within its panel at every width (blocks to 800 px)
+        assert {width: past for width, past in history_past.items() if past > 0.5} == {}
         # the page itself never scrolls sideways (a wide table scrolls within its panel): before
         # session 30's fix the hidden sizer's visually-hidden header, unclipped, widened it to
         # 525 px at 320, 599 at 560
