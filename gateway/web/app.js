@@ -43,7 +43,8 @@ const state = {
   balances: new Map(), // asset -> balance row
   fills: [], // exec reports with exec_type "trade", newest first
   fillIds: new Set(),
-  fillsLoaded: false, // the session's `fills` read is done: a later snapshot reads them again
+  replayAsked: false, // the account resubscribed with since_seq: a snapshot instead means the
+  // venue no longer holds what happened meanwhile, and the fills and history are read again
   history: new Map(), // order_id -> closed order (its last report, or `orders.history`'s row)
   credentials: null, // {apiKey, key} of the session (the key non-extractable): to log on again
   accountSeq: null, // the last private `seq` applied: the since_seq of a logon again
@@ -740,7 +741,8 @@ async function startSession(credentials, again, onLoggedOn = () => {}) {
   state.trade = socket;
   showSession(result, credentials.apiKey, again);
   try {
-    const since = again && state.accountSeq !== null ? { since_seq: state.accountSeq } : {};
+    state.replayAsked = again && state.accountSeq !== null;
+    const since = state.replayAsked ? { since_seq: state.accountSeq } : {};
     await socket.request("subscribe", { ch: "account", ...since });
     if (!again) {
       await loadFills(socket);
@@ -781,7 +783,6 @@ async function loadFills(socket) {
   // and the page walked up to 10 pages of 1,000 to keep the last 100).
   const { fills } = await socket.request("fills", { limit: FILL_ROWS, newest_first: true });
   for (const fill of fills) addFill(fill);
-  state.fillsLoaded = true;
 }
 
 async function loadHistory(socket) {
@@ -889,7 +890,7 @@ function clearSession() {
   state.balances.clear();
   state.fills = [];
   state.fillIds.clear();
-  state.fillsLoaded = false;
+  state.replayAsked = false;
   state.history.clear();
   $("logon-form").hidden = false;
   $("session").hidden = true;
@@ -935,7 +936,8 @@ function onAccountPush(message) {
     state.balances = new Map(message.balances.map((row) => [row.asset, row]));
     schedule("orders", "balances", "book");
     // logged on again, too long away for a replay: the fills and history meanwhile are read
-    if (state.fillsLoaded && state.trade !== null) reloadAccountRecords(state.trade);
+    if (state.replayAsked && state.trade !== null) reloadAccountRecords(state.trade);
+    state.replayAsked = false;
   } else if (message.type === "exec") {
     onExec(message);
   } else if (message.type === "balance") {
