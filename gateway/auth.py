@@ -64,11 +64,18 @@ NONCE_UNCHECKED_MESSAGE = (
 class AuthError(Exception):
     """A refused logon or a missing scope: the error response's code and message."""
 
-    def __init__(self, code: ErrorCode, message: str, retry_after_ms: int | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        retry_after_ms: int | None = None,
+        limit: str | None = None,
+    ) -> None:
         super().__init__(f"{code.name}: {message}")
         self.code = code
         self.message = message
         self.retry_after_ms = retry_after_ms  # a `RATE_LIMITED` one: when a retry can pass
+        self.limit = limit  # ... and the bucket that refused it (`limits.IP_LIMIT`), if one
 
 
 class KeyStoreError(ValueError):

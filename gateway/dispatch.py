@@ -127,6 +127,10 @@ class Pending(msgspec.Struct, eq=False):
     # of each cancel sent, in submit order (its results come back in that order)
     refused_ops: dict[int, CommandRejected] | None = None
     cancel_order_ids: tuple[int, ...] | None = None
+    # A quote.mass's commands, each with its slot, and its params: only a refusal's place is
+    # worked out of them (`_op_place`), not every request's; None: a plain requote's amends
+    quote_plan: list[tuple[Command, QuoteSlot]] | None = None
+    quote_params: Any = None
 
 
 def _logon(dispatcher: "Dispatcher", session: Session, request: wire.Request, t_in: int) -> None:
@@ -248,7 +252,7 @@ class Dispatcher:
                 account = None if key is None else key.account  # `session.account`, inline
                 retry = self.limiter.charge_cost(session.id, account, cost, t_in)
                 if retry:
-                    self._rate_limited(session, request.id, retry)
+                    self._rate_limited(session, request.id, retry, account, cost, t_in)
                     return
             # The usual request, a method its key's scopes allow, is let through here (as
             # `_refusal` would: it refuses none of them); anything else is `_refusal`'s.
@@ -285,9 +289,10 @@ class Dispatcher:
         if not charged:
             key = session.key
             account = None if key is None else key.account
-            retry = self.limiter.charge_cost(session.id, account, _MALFORMED_COST_MILLI, t_in)
+            cost = _MALFORMED_COST_MILLI
+            retry = self.limiter.charge_cost(session.id, account, cost, t_in)
             if retry:
-                self._rate_limited(session, request.id, retry)
+                self._rate_limited(session, request.id, retry, account, cost, t_in)
                 return
         if isinstance(envelope, wire.WireError):
             self._send_behind(session, wire.error_of(envelope))
@@ -298,9 +303,21 @@ class Dispatcher:
             return
         self._send_behind(session, wire.error_of(cast(wire.WireError, request)))
 
-    def _rate_limited(self, session: Session, request_id: int | str | None, retry: int) -> None:
-        """Refuse a frame over its rate, at once (not behind the answers owed)."""
-        body = wire.error(request_id, E.RATE_LIMITED, "slow down", retry_after_ms=retry, status=429)
+    def _rate_limited(
+        self,
+        session: Session,
+        request_id: int | str | None,
+        retry: int,
+        account: int | None,
+        cost: int,
+        t_in: int,
+    ) -> None:
+        """Refuse a frame over its rate, at once (not behind the answers owed), saying which
+        bucket refused it (`data.limit` and the words; since session 30, before, "slow down"
+        alone): a bot on another of the account's connections may be the one spending it."""
+        limit = self.limiter.refusing_limit(session.id, account, cost, t_in)
+        words, data = limits.RATE_LIMITED_WORDS[limit], {"limit": limit}
+        body = wire.error(request_id, E.RATE_LIMITED, words, data, 429, retry_after_ms=retry)
         self.connections.send(session, body)
 
     def _refusal(self, session: Session, method: str) -> AuthError | None:
@@ -537,11 +554,13 @@ class Dispatcher:
         pending = Pending(
             session,
             request.id,
-            request.method,
+            "quote.mass",  # its method, without a look-up: the bytecodes of `quote_plan`'s
             t_in,
             len(planned),
             finish=_batch_result,
-            quote_set=p.quote_set,
+            quote_set=quote_set,
+            quote_plan=planned,
+            quote_params=p,
         )
         if not planned:  # nothing to change: answered behind those owed, in request order
             self._send_behind(session, _batch_result(pending))
@@ -599,8 +618,9 @@ class Dispatcher:
         """A handler raised (called in its `except`): a refusal is answered as such; anything
         else is a bug, logged, and the client learns the outcome is unknown."""
         if isinstance(failure, AuthError):
-            retry = failure.retry_after_ms  # a `RATE_LIMITED` logon: the key's nonces
-            body = wire.error(request.id, failure.code, failure.message, retry_after_ms=retry)
+            retry = failure.retry_after_ms  # a `RATE_LIMITED` logon: the key's nonces, its IP's
+            data = None if failure.limit is None else {"limit": failure.limit}
+            body = wire.error(request.id, failure.code, failure.message, data, retry_after_ms=retry)
             self.connections.send(session, body)
             return
         log.exception("request %r failed", request.method)
@@ -619,9 +639,8 @@ class Dispatcher:
         p: Any = request.params
         # refused in the words of the engine's cancel_all (not "0 canceled": a typo shows)
         if p.symbol is not None and p.symbol not in self.reads.markets:
-            self._defer_error(
-                session, request, E.UNKNOWN_SYMBOL, unknown_symbol(p.symbol, self.reads.markets)
-            )
+            words = wire.at_field(unknown_symbol(p.symbol, self.reads.markets), "symbol")
+            self._defer_error(session, request, E.UNKNOWN_SYMBOL, words)
             return
         placed = self.placed
         if placed.placing and not in_turn:  # over a cluster's bus, places in flight
@@ -827,7 +846,7 @@ class Dispatcher:
         if pending.method not in _PER_OP_METHODS or not (pending.results or refused):
             return wire.error(pending.request_id, E.OUTCOME_UNKNOWN, message)
         status_of = self.first_status if pending.method == "order.batch" else None
-        entries, _ = _op_entries(pending.results, status_of)
+        entries, _ = _op_entries(pending.results, status_of, pending)
         unknown = {"code": int(E.OUTCOME_UNKNOWN), "name": E.OUTCOME_UNKNOWN.name, "msg": message}
         for index in range(len(entries), pending.expected):
             # an op refused here is known, whatever happened to the ops before it
@@ -835,7 +854,8 @@ class Dispatcher:
             if rejected is None:
                 entries.append({"status": 504, "error": unknown})
             else:
-                entries += _op_entries([Executed(0, None, [rejected], None)], status_of)[0]
+                refusal = [Executed(0, None, [rejected], None)]
+                entries += _op_entries(refusal, status_of, pending, index)[0]
         body = {
             "id": pending.request_id,
             "status": 409,
@@ -1308,12 +1328,36 @@ def _refusal_data(rejected: CommandRejected, status_of: StatusOf | None) -> dict
     return data
 
 
-def _refusal_words(rejected: CommandRejected, data: dict[str, Any] | None) -> str:
+# The field of the params each of these engine refusals is about: the engine says what is
+# wrong, the gateway where (`_refusal_words`), so its refusal records stay as they were.
+_FIELD_REFUSED = {
+    ErrorCode.INVALID_PRICE_TICK: "price",
+    ErrorCode.INVALID_QTY_STEP: "qty",
+    ErrorCode.UNKNOWN_SYMBOL: "symbol",
+}
+
+
+def _at_top(field: str) -> str:
+    """Where a field of a request's own params is: the field (`params.price`)."""
+    return field
+
+
+def _refusal_words(
+    rejected: CommandRejected,
+    data: dict[str, Any] | None,
+    place: Callable[[str], str] = _at_top,
+) -> str:
     """The refusal's `msg`: the engine's words, and for a closed order how it closed when
-    the data says (`the order is closed: filled`)."""
+    the data says (`the order is closed: filled`); a refusal of a field (`_FIELD_REFUSED`)
+    ends with where it is, `place` of the field, as the gateway's own refusals do (since
+    session 30; before, a tick, step or unknown-symbol refusal named no place)."""
+    words = rejected.detail
     if rejected.reason is ErrorCode.ORDER_NOT_OPEN and data and "status" in data:
-        return f"{rejected.detail}: {data['status']}"
-    return rejected.detail
+        words = f"{words}: {data['status']}"
+    field = _FIELD_REFUSED.get(rejected.reason)
+    if field is not None:
+        words = wire.at_field(words, place(field))
+    return words
 
 
 def _batch_answer(status_of: StatusOf | None) -> Callable[[Pending], bytes]:
@@ -1321,7 +1365,7 @@ def _batch_answer(status_of: StatusOf | None) -> Callable[[Pending], bytes]:
     naming the status `status_of` gives of the order a DUPLICATE_CL_ORD_ID names."""
 
     def batch_result(pending: Pending) -> bytes:
-        results, failed = _op_entries(pending.results, status_of)
+        results, failed = _op_entries(pending.results, status_of, pending)
         body = {
             "id": pending.request_id,
             "status": 409 if failed else 200,
@@ -1335,10 +1379,10 @@ def _batch_answer(status_of: StatusOf | None) -> Callable[[Pending], bytes]:
 
 
 def _op_entries(
-    done: list[Executed], status_of: StatusOf | None
+    done: list[Executed], status_of: StatusOf | None, pending: Pending, start: int = 0
 ) -> tuple[list[dict[str, Any]], int]:
-    """The entries of a batch's answer for the commands `done` (each its status and its
-    result or error), and how many of them were refused."""
+    """The entries of a batch's answer for the commands `done` of `pending`, the first its
+    `start`th (each its status and its result or error), and how many of them were refused."""
     results = []
     failed = 0
     for executed in done:
@@ -1352,7 +1396,8 @@ def _op_entries(
             error = {
                 "code": int(rejected.reason),
                 "name": rejected.reason.name,
-                "msg": _refusal_words(rejected, data),
+                # its index counted only here: a batch's entries are counted for every op
+                "msg": _refusal_words(rejected, data, _op_place(pending, start + len(results))),
             }
             if data is not None:
                 error["data"] = data
@@ -1362,3 +1407,36 @@ def _op_entries(
 
 # An order.batch's answer without the status of a DUPLICATE_CL_ORD_ID's order (a quote.mass's).
 _batch_result = _batch_answer(None)
+
+# A quote's fields of a side's price and qty, which the engine's refusals call `price`, `qty`
+_QUOTE_FIELDS = {
+    ("bid", "price"): "bid_px",
+    ("bid", "qty"): "bid_qty",
+    ("ask", "price"): "ask_px",
+    ("ask", "qty"): "ask_qty",
+}
+_PLAIN_REQUOTE_SIDES = ("bid", "ask")  # `Dispatcher._quote_mass`'s two amends, of quotes[0]
+_SIDE_NAMES = {Side.BUY: "bid", Side.SELL: "ask"}
+
+
+def _op_place(pending: Pending, index: int) -> Callable[[str], str]:
+    """Where a field of the `index`th command of `pending` is in its params: in an
+    order.batch's op (`ops[1].params.qty`), in a quote.mass's quote (`quotes[1].bid_px`:
+    the quote and side the command is of), else the params' own (`qty`)."""
+    if pending.method == "order.batch":
+        return f"ops[{index}].params.{{}}".format
+    if pending.method != "quote.mass":
+        return _at_top
+    quote, side = _quote_side(pending, index)
+    return lambda field: f"quotes[{quote}].{_QUOTE_FIELDS.get((side, field), field)}"
+
+
+def _quote_side(pending: Pending, index: int) -> tuple[int, str]:
+    """The quote (its index in the params) and the side the `index`th command of a quote.mass
+    `pending` is of: its slot's symbol names the quote, as a quote.mass gives a symbol once."""
+    if pending.quote_plan is None:
+        return 0, _PLAIN_REQUOTE_SIDES[index]
+    _, (_, _, symbol, side) = pending.quote_plan[index]
+    quotes = pending.quote_params.quotes
+    quote = next(at for at, given in enumerate(quotes) if given.symbol == symbol)
+    return quote, _SIDE_NAMES[side]

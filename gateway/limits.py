@@ -236,6 +236,17 @@ class TokenBucket:
         return self.level(now_us) // US_PER_S
 
 
+# The buckets a 429 `RATE_LIMITED` names in its `data` (`{"limit": ...}`) and its words: the
+# connection's own, the account's (shared by all its connections: another may have spent it)
+# or the client IP's (REST's unsigned requests and refused signatures, refused logons).
+CONNECTION_LIMIT, ACCOUNT_LIMIT, IP_LIMIT = "connection", "account", "ip"
+RATE_LIMITED_WORDS = {
+    CONNECTION_LIMIT: "slow down: this connection's rate limit is spent",
+    ACCOUNT_LIMIT: "slow down: this account's rate limit is spent (all its connections share it)",
+    IP_LIMIT: "slow down: too many requests from your address",
+}
+
+
 class RateLimiter:
     """A bucket per connection and per account; a request is charged to both or neither.
 
@@ -302,6 +313,21 @@ class RateLimiter:
             owner.full_at_us = now_us - (-need // owner.refill_per_us)
             return 0
         return _charge_refilled(connection, owner, need, now_us)
+
+    def refusing_limit(
+        self, connection_id: int, account: int | None, cost_milli: int, now_us: int
+    ) -> str:
+        """Which bucket refused a request `charge_cost` refused at `now_us` (asked only then:
+        the charge itself costs nothing more): the one whose wait is the `retry_after_ms`
+        told, the account's when both wait as long (the one the client cannot see spent)."""
+        connection = self._connection_bucket(connection_id)
+        waited = connection.retry_after_ms(cost_milli, now_us)
+        if account is None:
+            return CONNECTION_LIMIT
+        owner = self._account_bucket(account)
+        if owner.retry_after_ms(cost_milli, now_us) >= waited:
+            return ACCOUNT_LIMIT
+        return CONNECTION_LIMIT
 
     def charge_account(self, account: int, cost_milli: int, now_us: int) -> int:
         """Charge the account's bucket alone: 0 if allowed, else the retry_after_ms. For a

@@ -20,6 +20,7 @@ from core.venue_core import now_us
 from engine.reasons import ErrorCode
 from gateway import limits, wire
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, ApiKey, AuthError, claim_cluster_wide
+from gateway.limits import IP_LIMIT
 from gateway.sessions import Session, peer
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ class Logons:
             return
         retry = buckets.retry_after_ms(_address(session), now, LOGON_COST_MILLI)
         if retry:
-            raise AuthError(E.RATE_LIMITED, TOO_MANY_REFUSED, retry)
+            raise AuthError(E.RATE_LIMITED, TOO_MANY_REFUSED, retry, IP_LIMIT)
 
     def _charge_refusal(self, session: Session, now: int) -> None:
         """Charge a refused logon to its client IP's bucket: it proves no account that could

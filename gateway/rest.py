@@ -33,7 +33,7 @@ from gateway.auth import RECV_WINDOW_MS_DEFAULT, AuthError, claim_cluster_wide, 
 from gateway.candles import CandlesResult
 from gateway.cors import Cors
 from gateway.http import Exchange
-from gateway.limits import QUERY_COST_MILLI, cost_milli
+from gateway.limits import ACCOUNT_LIMIT, QUERY_COST_MILLI, cost_milli
 from gateway.queries import ReservesResult
 from gateway.rest_errors import (
     ErrorBody,
@@ -46,7 +46,6 @@ from gateway.rest_errors import (
 
 # `name as name`: names that moved out with their code, importable from here as before
 from gateway.rest_limits import POLICY_VIOLATION as POLICY_VIOLATION
-from gateway.rest_limits import TOO_MANY_FROM_ADDRESS as TOO_MANY_FROM_ADDRESS
 from gateway.rest_limits import RestCharges
 from gateway.rest_reads import (
     LOCAL_READS,
@@ -413,7 +412,7 @@ class RestApi:
         if self.charges.refused_by_address(answers, exchange, cost, now_us()):
             return
         if refused.retry_after_ms is not None:  # the nonces
-            respond_limited(exchange, refused.retry_after_ms, refused.message)
+            respond_limited(exchange, refused.retry_after_ms, refused.limit, refused.message)
             return
         respond_error(exchange, refused.code, refused.message)
 
@@ -473,7 +472,7 @@ class RestApi:
             assert session.account is not None, "a good signature names its account"
             retry = self.server.limiter.charge_account(session.account, cost, now_us())
             if retry:
-                respond_limited(exchange, retry)
+                respond_limited(exchange, retry, ACCOUNT_LIMIT)
                 return
         if route.method in BODY_METHODS and exchange.body:
             content_type = exchange.headers.get("content-type")
@@ -742,7 +741,7 @@ def _in_header_words(refused: AuthError) -> AuthError:
             message = message.replace(logon_words, request_words)
         elif message.startswith(logon_words):
             message = request_words + message.removeprefix(logon_words)
-    return AuthError(refused.code, message, refused.retry_after_ms)
+    return AuthError(refused.code, message, refused.retry_after_ms, refused.limit)
 
 
 def _body_words(message: str) -> str:

@@ -15,6 +15,7 @@ import msgspec
 from engine.reasons import ErrorCode
 from gateway import wire
 from gateway.http import Exchange
+from gateway.limits import RATE_LIMITED_WORDS
 
 E = ErrorCode
 
@@ -47,8 +48,15 @@ def respond_not_allowed(exchange: Exchange, allowed: list[str]) -> None:
     exchange.respond(405, error_body(E.BAD_PARAM, msg), headers=[("allow", ", ".join(allowed))])
 
 
-def respond_limited(exchange: Exchange, retry_after_ms: int, msg: str = "slow down") -> None:
-    error = ErrorBody(int(E.RATE_LIMITED), E.RATE_LIMITED.name, msg)
+def respond_limited(
+    exchange: Exchange, retry_after_ms: int, limit: str | None, msg: str | None = None
+) -> None:
+    """429 `RATE_LIMITED`; `limit`: the bucket that refused it, in its `data` and its words
+    (`limits.RATE_LIMITED_WORDS`, unless `msg`), or None for a limit of no bucket (a key's
+    live nonces)."""
+    data = None if limit is None else {"limit": limit}
+    words = msg if msg is not None or limit is None else RATE_LIMITED_WORDS[limit]
+    error = ErrorBody(int(E.RATE_LIMITED), E.RATE_LIMITED.name, words or "slow down", data)
     body = ErrorResponse(error, retry_after_ms)
     retry_after = [("retry-after", str(math.ceil(retry_after_ms / 1000)))]
     exchange.respond(429, msgspec.json.encode(body), headers=retry_after)

@@ -13,7 +13,7 @@ routing are `gateway.rest`'s; the clock is its too, an input here (`now`, µs).
 from typing import TYPE_CHECKING
 
 from gateway.http import Exchange
-from gateway.limits import address_key
+from gateway.limits import CONNECTION_LIMIT, IP_LIMIT, address_key
 from gateway.rest_errors import respond_limited
 
 if TYPE_CHECKING:
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from gateway.server import VenueServer
 
 POLICY_VIOLATION = 1008  # what `Connection.close` is given for plain HTTP (which sends no code)
-TOO_MANY_FROM_ADDRESS = "slow down: too many requests from your address"  # its IP's bucket
 
 
 class RestCharges:
@@ -43,11 +42,11 @@ class RestCharges:
             ip = self.address(answers, exchange)
             retry = server.unsigned_limiter.retry_after_ms(ip, now, cost)
             if retry:
-                respond_limited(exchange, retry, TOO_MANY_FROM_ADDRESS)
+                respond_limited(exchange, retry, IP_LIMIT)
                 return True
         retry = server.limiter.charge_cost(answers.session.id, None, cost, now)
         if retry:
-            respond_limited(exchange, retry)
+            respond_limited(exchange, retry, CONNECTION_LIMIT)
             return True
         if unsigned:  # fits: checked just now, at the same time
             server.unsigned_limiter.take(ip, now, cost)
@@ -64,7 +63,7 @@ class RestCharges:
         retry = self.server.unsigned_limiter.retry_after_ms(address, now, cost)
         if retry:
             self.as_public(answers)  # unproven: not left waiting in the reserve
-            respond_limited(exchange, retry, TOO_MANY_FROM_ADDRESS)
+            respond_limited(exchange, retry, IP_LIMIT)
             return True
         return False
 
@@ -87,7 +86,7 @@ class RestCharges:
         each), multiplied by their number."""
         retry = self.server.unsigned_limiter.take(self.address(answers, exchange), now, cost)
         if retry:
-            respond_limited(exchange, retry, TOO_MANY_FROM_ADDRESS)
+            respond_limited(exchange, retry, IP_LIMIT)
             return True
         return False
 

@@ -1646,10 +1646,20 @@ def placed_under(message: str, path: str) -> str:
     return f"{message[: place.start()]}{_AT}{path}.{place.group(1)}`"
 
 
-def _spec(specs: Mapping[str, InstrumentSpec], symbol: str) -> InstrumentSpec:
+def at_field(message: str, path: str) -> str:
+    """`message` ending with where its field is in the params (`path`: `qty`, or nested as
+    `ops[0].params.qty`), as the decoding errors say it: `... - at `params.qty``."""
+    return f"{message}{_AT}{path}`"
+
+
+def _spec(specs: Mapping[str, InstrumentSpec], symbol: str, placed: bool = True) -> InstrumentSpec:
+    """The spec of `symbol`, the params' `symbol` field: an unknown one is refused naming
+    its place (since session 30; `placed`: False for a symbol read elsewhere, an amended
+    order's)."""
     spec = specs.get(symbol)
     if spec is None:
-        raise _Refusal(E.UNKNOWN_SYMBOL, unknown_symbol(symbol, specs))
+        words = unknown_symbol(symbol, specs)
+        raise _Refusal(E.UNKNOWN_SYMBOL, at_field(words, "symbol") if placed else words)
     return spec
 
 
@@ -1788,7 +1798,7 @@ def _amend(
     if p.price is not None or p.qty is not None:
         if symbol is None:
             raise _Refusal(E.UNKNOWN_ORDER, "the account has no such open order")
-        spec = _spec(specs, symbol)
+        spec = _spec(specs, symbol, placed=False)  # the order's symbol, not the params'
         price = 0 if p.price is None else _positive(p.price, spec.price_decimals, "price")
         qty = 0 if p.qty is None else _positive(p.qty, spec.qty_decimals, "qty")
         units_of = symbol

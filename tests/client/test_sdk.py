@@ -667,8 +667,10 @@ def test_a_rate_limited_request_says_when_to_retry(run_venue: Any) -> None:
         assert limited and all(error.name == "RATE_LIMITED" for error in limited)
         first = limited[0]
         assert first.retry_after_ms is not None and first.retry_after_ms > 0
-        words = f"429 RATE_LIMITED (3000): slow down (retry after {first.retry_after_ms} ms)"
+        said = "slow down: this connection's rate limit is spent"  # which (since session 30)
+        words = f"429 RATE_LIMITED (3000): {said} (retry after {first.retry_after_ms} ms)"
         assert str(first) == words
+        assert first.data == {"limit": "connection"}
 
     run_venue(scenario)
 

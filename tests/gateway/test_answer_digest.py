@@ -49,7 +49,11 @@ from tests.sample_config import SAMPLE_CONFIG
 # with the field's place, as the zero refusal does. The same 1,506 answers; the 22 that differ
 # are `BAD_PRECISION` refusals of `price`, equal to the old ones with `` - at `params.price` ``
 # removed (was "b102d7c7ee70411756b4188ef4b98c65acbc65f53a4390342b3126afe1283bd4").
-PINNED = ("29e3be09a97d3ee261aa19d2e94cd0465408083d99024f5a80f2ecdd8d0e3fae", 1506)
+# Re-pinned in session 30: an `UNKNOWN_SYMBOL` refusal of a command ends with its field's
+# place, as a tick, step, zero or precision refusal does. The same 1,506 answers; the 29 that
+# differ are `UNKNOWN_SYMBOL` refusals, equal to the old ones with `` - at `params.symbol` ``
+# removed (was "29e3be09a97d3ee261aa19d2e94cd0465408083d99024f5a80f2ecdd8d0e3fae").
+PINNED = ("bae688bc48367764650ade789c823ff5f50b1133e5a0d0705c8471502e2719c3", 1506)
 REQUESTS = 1_500
 DRAIN_EVERY = 7  # requests fed per loop turn before the journal commits: odd, so batches mix
 SYMBOLS = ("AAPLx-USD", "MSFTx-USD")

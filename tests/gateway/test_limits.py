@@ -258,6 +258,24 @@ def test_a_connection_is_limited_below_its_accounts_budget() -> None:
     assert fit(limiter, "order.place", connection_id=3) == 200  # the account's 1,000
 
 
+def test_a_refusal_names_the_bucket_that_refused_it() -> None:
+    """Session 30: a 429 said "slow down" alone, so a trader whose account's budget another
+    connection (a bot) spent could not tell it from its own connection's. `refusing_limit`
+    names the bucket whose wait the refusal tells: the account's when both wait as long."""
+    limiter = RateLimiter()
+    place = cost_milli("order.place")
+    assert fit(limiter, "order.place", connection_id=1) == 400
+    assert limiter.refusing_limit(1, 7, place, T0) == "connection"
+    assert limiter.refusing_limit(1, None, place, T0) == "connection"  # before logon: its own
+    assert fit(limiter, "order.place", connection_id=2) == 400
+    assert fit(limiter, "order.place", connection_id=3) == 200  # the account's 1,000 spent
+    assert limiter.refusing_limit(3, 7, place, T0) == "account"
+    assert limiter.refusing_limit(1, 7, place, T0) == "connection"  # both empty: its 5 ms wait
+    same = RateLimiter(200, 400, 200, 400)  # one connection spends both alike
+    assert fit(same, "order.place") == 400
+    assert same.refusing_limit(1, 7, place, T0) == "account"  # as long: the one it cannot see
+
+
 def test_budgets_come_back_with_time() -> None:
     limiter = RateLimiter()
     fit(limiter, "order.place")

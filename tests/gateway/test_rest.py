@@ -2,6 +2,7 @@
 (stdlib http.client, on a thread so the server's loop keeps running)."""
 
 import asyncio
+import copy
 import http.client
 import json
 import shutil
@@ -18,6 +19,7 @@ from client.sdk import VenueError
 from gateway import http as http_limits
 from gateway import rest, wire
 from gateway.auth import sign_request
+from gateway.limits import RATE_LIMITED_WORDS
 from tests.conftest import (
     KEYS,
     TEST_TIMEOUT_S,
@@ -213,7 +215,9 @@ def test_a_symbol_in_the_wrong_case_is_refused_naming_the_listed_one(run_venue: 
         )
         for answer in answers:
             assert error_of(answer) == (400, "UNKNOWN_SYMBOL"), answer
-            assert answer.json()["error"]["msg"] == hint, answer
+        # a query's says nothing more; an order's says where in the body (since session 30)
+        assert all(answer.json()["error"]["msg"] == hint for answer in answers[:-1])
+        assert answers[-1].json()["error"]["msg"] == hint + " - at `symbol`"
         assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
         public.close()
         trader.close()
@@ -885,6 +889,133 @@ def test_a_price_or_quantity_refused_names_its_place_on_both_apis(run_venue: Run
     run_venue(scenario)
 
 
+COARSE = "COARSEx-USD"  # a tick of 0.05 and a step of 0.01: both finer than their decimals
+COARSE_LISTING = {
+    "symbol": COARSE, "kind": "equity", "base": "COARSEx", "quote": "USD", "tick": "0.05",
+    "step": "0.01", "min_qty": "0.01", "min_notional": "1", "band_pct": "10",
+    "reference_price": "100.00", "maker_fee_bps": 0, "taker_fee_bps": 0,
+}  # fmt: skip
+OFF_TICK, OFF_STEP = {"price": "100.03"}, {"qty": "1.005"}  # each the engine's to refuse
+TICK = "INVALID_PRICE_TICK price is not on the tick - at `{}`"
+STEP = "INVALID_QTY_STEP qty is not a multiple of the step - at `{}`"
+UNKNOWN = "UNKNOWN_SYMBOL unknown symbol 'NOPE-USD' - at `{}`"
+
+
+async def list_coarse(venue: Venue, account: int) -> None:
+    """`COARSE` listed, and `account` given some of its base asset to quote an ask with."""
+    admin = await venue.client("admin")
+    await admin.request("admin.list_asset", {"code": "COARSEx", "scale": 6})
+    reserves = {"asset": "COARSEx", "amount": "100", "as_of": time.time_ns() // 1_000}
+    await admin.request("admin.attest_reserves", reserves)
+    await admin.request("admin.list_instrument", COARSE_LISTING)
+    deposit = {"account": account, "asset": "COARSEx", "amount": "10"}
+    await admin.request("admin.deposit", deposit)
+    await admin.close()
+
+
+def test_a_tick_step_or_symbol_refused_names_its_place_on_both_apis(run_venue: Run) -> None:
+    """Session 30 (a trader trial): the engine's `INVALID_PRICE_TICK` and `INVALID_QTY_STEP`
+    and an `UNKNOWN_SYMBOL` named no place, so an order.batch's op or a quote.mass's quote
+    said only what, not which field of which op or quote; each now ends with its place, as
+    session 29's refusals of a price or quantity do; nothing is placed, amended or quoted."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        ws = await venue.client("taker")
+        await list_coarse(venue, 3)  # the taker's account
+        await ws.request("session.cod", {"enabled": True})  # `quote.mass` needs it
+        order = {"symbol": COARSE, "side": "buy", "type": "limit", "tif": "gtc"}
+        resting = (await ws.place(COARSE, "buy", "1", "100.00"))["order_id"]
+        quote = {"symbol": COARSE, "bid_px": "99.00", "bid_qty": "1"} | {
+            "ask_px": "101.00",
+            "ask_qty": "1",
+        }
+        await ws.request("quote.mass", {"quote_set": "q", "quotes": [quote]})
+        before = (await ws.open_orders())["orders"]
+
+        async def said_by(method: str, params: dict[str, Any]) -> list[str]:
+            """Each refusal's name and words: the answer's, or each of a 409's refused ones."""
+            answer = await ws.request_raw(method, params)
+            entries = answer.get("result", {}).get("results", [])
+            errors = [entry["error"] for entry in entries] or [answer["error"]]
+            return [f"{error['name']} {error['msg']}" for error in errors]
+
+        async def rest_said(verb: str, path: str, body: dict[str, Any]) -> list[str]:
+            error = (await call(trader, verb, path, body=json.dumps(body).encode())).json()["error"]
+            return [f"{error['name']} {error['msg']}"]
+
+        tick, step = order | OFF_TICK | {"qty": "1"}, order | {"price": "100.00"} | OFF_STEP
+        nope = order | {"symbol": "NOPE-USD", "price": "100.00", "qty": "1"}
+        by_id, orders, amended = (
+            {"order_id": resting},
+            "/api/v1/orders",
+            f"/api/v1/orders/{resting}",
+        )
+        ops = [
+            {"method": "order.place", "params": tick},
+            {"method": "order.amend", "params": by_id | OFF_STEP},
+        ]
+        off = {"symbol": COARSE, "bid_px": "99.03", "bid_qty": "1"} | {
+            "ask_px": "101.00",
+            "ask_qty": "1.005",
+        }
+        quotes = [{"symbol": "MSFTx-USD", "bid_qty": "0"}, off]  # the general planning
+        unknown_quote = [off, {"symbol": "NOPE-USD", "bid_px": "1.00", "bid_qty": "1"}]
+        said = [  # (what, its refusals as said, as they should be)
+            ("rest tick", await rest_said("POST", orders, tick), [TICK.format("price")]),
+            ("rest step", await rest_said("POST", orders, step), [STEP.format("qty")]),
+            ("rest symbol", await rest_said("POST", orders, nope), [UNKNOWN.format("symbol")]),
+            ("rest amend", await rest_said("PATCH", amended, OFF_TICK), [TICK.format("price")]),
+            ("rest amend", await rest_said("PATCH", amended, OFF_STEP), [STEP.format("qty")]),
+            ("ws tick", await said_by("order.place", tick), [TICK.format("params.price")]),
+            ("ws step", await said_by("order.place", step), [STEP.format("params.qty")]),
+            ("ws symbol", await said_by("order.place", nope), [UNKNOWN.format("params.symbol")]),
+            (
+                "amend",
+                await said_by("order.amend", by_id | OFF_TICK),
+                [TICK.format("params.price")],
+            ),
+            ("amend", await said_by("order.amend", by_id | OFF_STEP), [STEP.format("params.qty")]),
+            (
+                "batch",
+                await said_by("order.batch", {"ops": ops}),
+                [
+                    TICK.format("params.ops[0].params.price"),
+                    STEP.format("params.ops[1].params.qty"),
+                ],
+            ),
+            (
+                "batch symbol",
+                await said_by(
+                    "order.batch", {"ops": [ops[0], {"method": "order.place", "params": nope}]}
+                ),
+                [UNKNOWN.format("params.ops[1].params.symbol")],
+            ),
+            (
+                "quote's two amends",
+                await said_by("quote.mass", {"quote_set": "q", "quotes": [off]}),
+                [TICK.format("params.quotes[0].bid_px"), STEP.format("params.quotes[0].ask_qty")],
+            ),
+            (
+                "quotes",
+                await said_by("quote.mass", {"quote_set": "q", "quotes": quotes}),
+                [TICK.format("params.quotes[1].bid_px"), STEP.format("params.quotes[1].ask_qty")],
+            ),
+            (
+                "quote symbol",
+                await said_by("quote.mass", {"quote_set": "q", "quotes": unknown_quote}),
+                [UNKNOWN.format("params.quotes[1].symbol")],
+            ),
+        ]
+        assert [(what, got) for what, got, _ in said] == [
+            (what, wanted) for what, _, wanted in said
+        ]
+        assert (await ws.open_orders())["orders"] == before  # nothing placed, amended or quoted
+        trader.close()
+
+    run_venue(scenario)
+
+
 PLACE_OP = {  # a valid op ahead of the one refused: nothing of the batch is applied
     "method": "order.place",
     "params": {
@@ -1492,14 +1623,25 @@ def test_a_split_rescales_candles_live_after_a_restart_and_in_snapshots(tmp_path
 
 
 def test_rate_limits_answer_429_with_retry_after(run_venue: Run) -> None:
+    """Each 429 says which bucket refused it, in `data.limit` and in words (since session 30;
+    before, "slow down" alone): the connection's, or the account's, which all the account's
+    connections share (the client IP's: tests/gateway/test_s25_security.py)."""
     from gateway.limits import RateLimiter
 
     async def scenario(venue: Venue) -> None:
         # 100 tokens and one a second per connection: ~200 queries (0.5 each) pass. A
         # websocket method, a read served here, and the OpenAPI document, which was served
-        # uncharged (session 23): 17 KB for each request of ~60 bytes, without end
-        for path in ("/api/v1/balances", "/api/v1/ticker", "/openapi.json"):
-            venue.server.limiter = RateLimiter(connection_rate_per_s=1, connection_burst=100)
+        # uncharged (session 23): 17 KB for each request of ~60 bytes, without end; then a
+        # private read over an account's bucket as small
+        connection = RateLimiter(connection_rate_per_s=1, connection_burst=100)
+        account = RateLimiter(account_rate_per_s=1, account_burst=100)
+        for path, limiter, limit in (
+            ("/api/v1/balances", connection, "connection"),
+            ("/api/v1/ticker", connection, "connection"),
+            ("/openapi.json", connection, "connection"),
+            ("/api/v1/balances", account, "account"),
+        ):
+            venue.server.limiter = copy.deepcopy(limiter)
             trader = RestClient(base(venue), *KEYS["taker"])
             for _ in range(400):
                 limited = await get(trader, path)
@@ -1508,7 +1650,79 @@ def test_rate_limits_answer_429_with_retry_after(run_venue: Run) -> None:
             assert error_of(limited) == (429, "RATE_LIMITED"), path
             assert limited.json()["retry_after_ms"] > 0
             assert int(limited.headers["retry-after"]) >= 1
+            assert limited.json()["error"]["data"] == {"limit": limit}, path
+            assert limited.json()["error"]["msg"] == RATE_LIMITED_WORDS[limit], path
             trader.close()
+
+    run_venue(scenario)
+
+
+def test_rest_names_the_client_ips_bucket(run_venue: Run, monkeypatch: Any) -> None:
+    """A 429 of the client IP's bucket says so, `data.limit` "ip" and its words: an unsigned
+    read over it (`RestCharges.refused_by_rate`), and then a private request, refused before
+    its signature is checked (`address_spent`). The clock is frozen: nothing refills."""
+    from gateway.limits import RATE_LIMITED_WORDS, AddressBuckets
+
+    frozen = time.time_ns() // 1_000
+    monkeypatch.setattr(rest, "now_us", lambda: frozen)  # what REST charges by
+
+    async def scenario(venue: Venue) -> None:
+        venue.server.unsigned_limiter = AddressBuckets(rate_per_s=1, burst=2)  # 4 reads
+        reader = RestClient(base(venue))
+        trader = RestClient(base(venue), "demo-taker", "not-its-secret")
+        answers = [await get(reader, "/api/v1/ticker") for _ in range(5)]
+        assert [answer.status for answer in answers] == [200, 200, 200, 200, 429]
+        for limited in (answers[-1], await get(trader, "/api/v1/balances")):
+            assert error_of(limited) == (429, "RATE_LIMITED")
+            assert limited.json()["error"]["data"] == {"limit": "ip"}
+            assert limited.json()["error"]["msg"] == RATE_LIMITED_WORDS["ip"]
+            assert limited.json()["retry_after_ms"] == 500
+        reader.close()
+        trader.close()
+
+    run_venue(scenario)
+
+
+def test_a_refusal_said_of_the_headers_keeps_its_bucket() -> None:
+    """`_in_header_words` rewords a logon's refusal for REST's headers; a 429's bucket
+    (`limit`, its `data.limit`) went missing on the way (session 30's review): it is kept,
+    with its wait."""
+    from engine.reasons import ErrorCode
+    from gateway.auth import AuthError
+
+    refused = AuthError(ErrorCode.RATE_LIMITED, "nonce already used", 7, "ip")
+    said = rest._in_header_words(refused)
+    assert (said.code, said.message) == (ErrorCode.RATE_LIMITED, "X-Nonce already used")
+    assert (said.retry_after_ms, said.limit) == (7, "ip")
+
+
+def test_rest_names_its_connection_bucket_when_it_is_short(
+    run_venue: Run, monkeypatch: Any
+) -> None:
+    """REST charges a request to its connection's bucket before it checks who signed it (a
+    request over its connection's rate costs no HMAC), so a 429 there names the connection
+    even when the account's bucket is as short: REST's rule, which rest.md says (the
+    websocket, which knows the account first, names the account's on a tie, protocol §2.6).
+
+    The server's clock is frozen: nothing refills, so both buckets are spent alike, exactly."""
+    from gateway.limits import QUERY_COST_MILLI, RateLimiter
+
+    frozen = time.time_ns() // 1_000
+    monkeypatch.setattr(rest, "now_us", lambda: frozen)  # what REST charges by
+
+    async def scenario(venue: Venue) -> None:
+        limiter = RateLimiter(1, 100, 1, 100)  # connection and account alike: 200 reads each
+        venue.server.limiter = limiter
+        trader = RestClient(base(venue), *KEYS["taker"])
+        for _ in range(201):  # the 201st finds both spent
+            limited = await get(trader, "/api/v1/balances")
+            if limited.status != 200:
+                break
+        assert error_of(limited) == (429, "RATE_LIMITED")
+        assert limited.json()["error"]["data"] == {"limit": "connection"}
+        account_wait = limiter.charge_account(3, QUERY_COST_MILLI, frozen)  # the taker's
+        assert account_wait == limited.json()["retry_after_ms"] == 500  # as short: a tie
+        trader.close()
 
     run_venue(scenario)
 

@@ -61,6 +61,8 @@ def test_refused_logons_are_charged_to_the_client_ips_bucket(run_venue: Any) -> 
         limited = [error for error in errors if error["error"]["name"] == "RATE_LIMITED"]
         assert len(limited) + names.count("BAD_SIGNATURE") == len(errors), names
         assert all(error["error"]["msg"] == TOO_MANY_REFUSED for error in limited), limited
+        # which bucket, machine-readably (since session 30; before, no `data`)
+        assert all(error["error"]["data"] == {"limit": "ip"} for error in limited), limited
         assert all(error["status"] == 429 and error["retry_after_ms"] > 0 for error in limited)
 
         # the same bucket as REST's: a badly signed request from this address is 429 too
@@ -70,6 +72,8 @@ def test_refused_logons_are_charged_to_the_client_ips_bucket(run_venue: Any) -> 
         finally:
             rest.close()
         assert answer.status == 429, answer.body
+        assert answer.json()["error"]["data"] == {"limit": "ip"}, answer.body
+        assert answer.json()["error"]["msg"] == "slow down: too many requests from your address"
 
         # a good logon waits for the bucket as a signed request does, then passes
         await asyncio.sleep(1.0)  # half a token refills in 0.5 s

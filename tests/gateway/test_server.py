@@ -280,13 +280,16 @@ def test_an_unknown_symbol_is_refused_not_an_empty_answer(run_venue: Any) -> Non
         await maker.request("session.cod", {"enabled": True})
         quote = {"symbol": SYMBOL, "bid_px": "187.00", "bid_qty": "1"}
         await maker.request("quote.mass", {"quote_set": "q", "quotes": [quote]})
-        for method, params, msg in (  # one sentence wherever a symbol is unknown
+        # one sentence wherever a symbol is unknown; a command's says where the field is (since
+        # session 30), as its other refusals of a field do
+        placed = "unknown symbol 'NOPE' - at `params.symbol`"
+        for method, params, msg in (
             ("orders.history", {"symbol": "NOPE"}, "unknown symbol 'NOPE'"),  # was "no symbol"
             ("orders.open", {"symbol": "NOPE"}, "unknown symbol 'NOPE'"),  # was {"orders": []}
             # a sentence, as a place's (was the bare symbol, "NOPE", from both)
-            ("orders.cancel_all", {"symbol": "NOPE"}, "unknown symbol 'NOPE'"),
-            ("orders.cancel_all", {"quote_set": "q", "symbol": "NOPE"}, "unknown symbol 'NOPE'"),
-            ("order.place", {**PLACE_NOPE}, "unknown symbol 'NOPE'"),
+            ("orders.cancel_all", {"symbol": "NOPE"}, placed),
+            ("orders.cancel_all", {"quote_set": "q", "symbol": "NOPE"}, placed),
+            ("order.place", {**PLACE_NOPE}, placed),
         ):
             answer = await maker.request_raw(method, params)
             assert answer["status"] == 400, (method, params, answer)
@@ -311,19 +314,20 @@ def test_a_symbol_in_the_wrong_case_is_refused_naming_the_listed_one(run_venue: 
         await maker.request("session.cod", {"enabled": True})
         quote = {"symbol": "aaplx-usd", "bid_px": "187.00", "bid_qty": "1"}
         lower = {"symbol": "aaplx-usd"}
-        for method, params in (
-            ("order.place", {**PLACE_NOPE, **lower}),
-            ("quote.mass", {"quote_set": "q", "quotes": [quote]}),
-            ("orders.open", lower),
-            ("orders.history", lower),
-            ("orders.cancel_all", lower),
-            ("book.snapshot", {**lower, "depth": 10}),
-            ("subscribe", {"ch": "trades", "symbols": ["aaplx-usd"]}),
+        at = " - at `params.{}`".format  # a command's says where (since session 30)
+        for method, params, place in (
+            ("order.place", {**PLACE_NOPE, **lower}, at("symbol")),
+            ("quote.mass", {"quote_set": "q", "quotes": [quote]}, at("quotes[0].symbol")),
+            ("orders.open", lower, ""),
+            ("orders.history", lower, ""),
+            ("orders.cancel_all", lower, at("symbol")),
+            ("book.snapshot", {**lower, "depth": 10}, ""),
+            ("subscribe", {"ch": "trades", "symbols": ["aaplx-usd"]}, ""),
         ):
             answer = await maker.request_raw(method, params)
             assert answer["status"] == 400, (method, params, answer)
             assert answer["error"]["name"] == "UNKNOWN_SYMBOL", (method, params, answer)
-            assert answer["error"]["msg"] == hint, (method, params, answer)
+            assert answer["error"]["msg"] == hint + place, (method, params, answer)
         assert (await maker.open_orders())["orders"] == []
 
     run_venue(scenario)

@@ -876,6 +876,9 @@ def test_rate_limited_requests_get_429_with_retry_after_and_change_nothing(
                 break
         assert refused is not None, "the connection's budget never ran out"
         assert refused["error"]["name"] == "RATE_LIMITED"
+        # which bucket, in data and in words (since session 30; before, "slow down" alone)
+        assert refused["error"]["data"] == {"limit": "connection"}
+        assert refused["error"]["msg"] == "slow down: this connection's rate limit is spent"
         retry_after_ms = refused["retry_after_ms"]
         assert 0 < retry_after_ms <= 1_000, "a place costs one token; one refills per second"
         opened_before = venue.server.venue.open_orders(1)
@@ -929,6 +932,10 @@ def test_an_accounts_budget_is_shared_by_its_connections(run_venue: Any) -> None
         refused = await second.request_raw("orders.open")
         assert refused["status"] == 429 and refused["retry_after_ms"] > 0
         assert refused["error"]["name"] == "RATE_LIMITED"
+        # the account's, spent by the other connection: said so (since session 30)
+        assert refused["error"]["data"] == {"limit": "account"}
+        shared = "slow down: this account's rate limit is spent (all its connections share it)"
+        assert refused["error"]["msg"] == shared
         assert (await beta.request_raw("orders.open"))["status"] == 200
 
     run_venue(scenario)

@@ -919,7 +919,11 @@ def test_trailing_zeros_are_not_excess_precision() -> None:
             "qty must be positive, not zero: '0.000' - at `params.qty`",
         ),
         (place(qty="9" * 20), E.BAD_PARAM, f"qty: '{'9' * 20}' is too large - at `params.qty`"),
-        (place(symbol="NOPE-USD"), E.UNKNOWN_SYMBOL, "unknown symbol 'NOPE-USD'"),
+        (
+            place(symbol="NOPE-USD"),
+            E.UNKNOWN_SYMBOL,
+            "unknown symbol 'NOPE-USD' - at `params.symbol`",
+        ),
     ],
 )
 def test_conversion_refusals(params: dict[str, Any], code: ErrorCode, message: str) -> None:
