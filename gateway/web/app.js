@@ -17,6 +17,9 @@ const CLOSED = new Set(["filled", "canceled", "expired", "rejected"]);
 // Waits before each try to log on again after the account's connection dropped: quick for a
 // blip, then no more than one try every 30 s while the venue is away.
 const RELOGON_DELAYS_S = [1, 2, 4, 8, 16, 30];
+// A session that lived this long was a good one: the next drop's tries start again at 1 s. A
+// shorter one (logged on, then dropped at once: the venue overloaded, say) goes on backing off.
+const SESSION_LIVED_MS = 30000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -48,7 +51,11 @@ const state = {
   history: new Map(), // order_id -> closed order (its last report, or `orders.history`'s row)
   credentials: null, // {apiKey, key} of the session (the key non-extractable): to log on again
   accountSeq: null, // the last private `seq` applied: the since_seq of a logon again
-  relogon: null, // {attempt, why, until, timer} while the page waits to log on again
+  relogon: null, // {attempt, why, failed, until, timer} while the page waits to log on again
+  relogonAttempts: 0, // tries since the last session that lived SESSION_LIVED_MS
+  loggedOnAt: 0, // Date.now() of the session's logon
+  recordsLoaded: false, // the fills and history were read on this logon's session (or since)
+  recordsReading: null, // the read of them under way (a promise)
 };
 let market = null; // the /ws/public socket
 let chart = null;
@@ -719,6 +726,10 @@ async function startSession(credentials, again, onLoggedOn = () => {}) {
     },
   });
   await socket.open();
+  if (again && state.credentials !== credentials) {
+    socket.close(); // logged out while the socket opened: nothing signed is sent
+    throw new Error("logged out meanwhile");
+  }
   let result;
   try {
     result = await logon(socket, credentials.apiKey, credentials.key);
@@ -739,15 +750,14 @@ async function startSession(credentials, again, onLoggedOn = () => {}) {
   onLoggedOn();
   state.credentials = credentials;
   state.trade = socket;
+  state.loggedOnAt = Date.now();
   showSession(result, credentials.apiKey, again);
   try {
     state.replayAsked = again && state.accountSeq !== null;
     const since = state.replayAsked ? { since_seq: state.accountSeq } : {};
     await socket.request("subscribe", { ch: "account", ...since });
-    if (!again) {
-      await loadFills(socket);
-      await loadHistory(socket);
-    }
+    // read until once read: a first session that dropped while reading leaves it to the next
+    if (!state.recordsLoaded) await readAccountRecords(socket);
   } catch (failed) {
     // A close now is the session's end, which `endSession` reports ("disconnected
     // (code)"). Any other failure leaves no half session: the page logs off and says why.
@@ -778,19 +788,39 @@ function showSession(result, apiKey, again) {
   );
 }
 
+function readAccountRecords(socket) {
+  // The fills and the order history, read once at a time (a snapshot's reread may meet the
+  // logon's read), `recordsLoaded` once both are.
+  state.recordsReading ??= loadAccountRecords(socket).finally(() => {
+    state.recordsReading = null;
+  });
+  return state.recordsReading;
+}
+
+async function loadAccountRecords(socket) {
+  await loadFills(socket);
+  await loadHistory(socket);
+  if (state.trade === socket) state.recordsLoaded = true;
+}
+
 async function loadFills(socket) {
   // The newest FILL_ROWS in one request (before session 29 `fills` paged oldest first only,
-  // and the page walked up to 10 pages of 1,000 to keep the last 100).
+  // and the page walked up to 10 pages of 1,000 to keep the last 100). They replace those
+  // shown, which a snapshot's reread may find missing some: a fill pushed before the answer
+  // is in it (the venue answers in order), one pushed after is added to it.
   const { fills } = await socket.request("fills", { limit: FILL_ROWS, newest_first: true });
+  state.fills = [];
+  state.fillIds.clear();
   for (const fill of fills) addFill(fill);
+  schedule("fills");
 }
 
 async function loadHistory(socket) {
-  // The newest HISTORY_ROWS closed orders; the account stream's reports add those that close
-  // from now on (`onExec`).
+  // The newest HISTORY_ROWS closed orders, replacing those shown as the fills do; the account
+  // stream's reports add those that close from now on (`onExec`).
   const params = { status: "closed", limit: HISTORY_ROWS };
   const { orders } = await socket.request("orders.history", params);
-  for (const order of orders) state.history.set(order.order_id, order);
+  state.history = new Map(orders.map((order) => [order.order_id, order]));
   trimHistory();
 }
 
@@ -815,13 +845,19 @@ function endSession(event) {
 
 function scheduleRelogon(why, failed = "") {
   // The next try after RELOGON_DELAYS_S (the last repeated), counted down on the status line
-  // (`why` the drop, `failed` what the last try met).
-  const attempt = state.relogon?.attempt ?? 0;
+  // (`why` the drop, `failed` what the last try met). The delays start again at 1 s only
+  // after a session that lived SESSION_LIVED_MS: one dropped at once goes on backing off.
+  if (state.relogon === null && Date.now() - state.loggedOnAt >= SESSION_LIVED_MS) {
+    state.relogonAttempts = 0;
+  }
+  const attempt = state.relogonAttempts++;
   const delayS = RELOGON_DELAYS_S[Math.min(attempt, RELOGON_DELAYS_S.length - 1)];
   clearTimeout(state.relogon?.timer);
   const until = Date.now() + delayS * 1000;
   const relogon = { attempt: attempt + 1, why, failed, until, timer: null };
   state.relogon = relogon;
+  // said once (a drop, a failed try): the seconds count down where no reader announces them
+  showRelogonStatus(`${why}${failed}`, "");
   countDownRelogon(relogon);
 }
 
@@ -832,13 +868,13 @@ function countDownRelogon(relogon) {
     relogonNow(relogon);
     return;
   }
-  const left = `reconnecting in ${Math.ceil(leftMs / 1000)} s`;
-  showLogonError(`${relogon.why}${relogon.failed}: ${left}`);
+  const left = `: reconnecting in ${Math.ceil(leftMs / 1000)} s`;
+  showRelogonStatus(`${relogon.why}${relogon.failed}`, left);
   relogon.timer = setTimeout(() => countDownRelogon(relogon), Math.min(leftMs, 1000));
 }
 
 async function relogonNow(relogon) {
-  showLogonError(`${relogon.why}: reconnecting…`);
+  showRelogonStatus(`${relogon.why}${relogon.failed}`, ": reconnecting…");
   try {
     await startSession(state.credentials, true);
   } catch (failed) {
@@ -855,18 +891,17 @@ async function relogonNow(relogon) {
   }
   if (state.relogon !== relogon) return; // dropped again meanwhile: its own try is waiting
   state.relogon = null;
-  showLogonError("");
+  showRelogonStatus("", "");
 }
 
 function mayHeal(failed) {
-  // A try that failed on its connection (none, lost, no answer in time), or was refused for
-  // the moment (rate limited, the venue busy or stopping, its clock or nonce), may pass later;
-  // a refusal of the key itself will not.
+  // Only a refusal of the key itself (unknown or revoked: BAD_SIGNATURE; one that lost its
+  // `read` scope) will meet every later try. Anything else may pass later: a lost connection,
+  // a refusal for the moment (rate limited, the venue busy, a clock or nonce, the account's
+  // connection cap while the venue still holds the dropped connection): before session 30's
+  // review only some of these were tried again, and the cap logged the page off for good.
   if (failed instanceof KeyRefusedError) return false;
-  const error = failed.error;
-  if (error === undefined) return failed.message !== "logged out meanwhile";
-  const passing = ["TIMESTAMP_OUT_OF_WINDOW", "NONCE_REUSED"];
-  return failed.status === 429 || failed.status >= 500 || passing.includes(error.name);
+  return failed.error?.name !== "BAD_SIGNATURE";
 }
 
 // What a close without a reason means to a trader (RFC 6455 7.4.1): the venue closes every
@@ -885,6 +920,8 @@ function clearSession() {
   state.accountSeq = null;
   clearTimeout(state.relogon?.timer);
   state.relogon = null;
+  state.relogonAttempts = 0;
+  state.recordsLoaded = false;
   stopAmending();
   state.orders.clear();
   state.balances.clear();
@@ -919,7 +956,19 @@ async function onLogout() {
 }
 
 function showLogonError(text) {
-  $("logon-error").textContent = text;
+  // A refusal, or the session's end: said at once (role="alert").
+  $("logon-alert").textContent = text;
+  showRelogonStatus("", "");
+}
+
+function showRelogonStatus(said, countdown) {
+  // The page logging on again: `said` (the drop, the failed try) is read out when it changes
+  // (aria-live polite); `countdown` (the seconds left, `reconnecting…`) is aria-hidden, or a
+  // screen reader would announce each second.
+  if (said !== "") $("logon-alert").textContent = "";
+  const status = $("logon-status");
+  if (status.textContent !== said) status.textContent = said;
+  $("relogon-countdown").textContent = countdown;
 }
 
 // ------------------------------------------------------------------ the account stream
@@ -936,7 +985,10 @@ function onAccountPush(message) {
     state.balances = new Map(message.balances.map((row) => [row.asset, row]));
     schedule("orders", "balances", "book");
     // logged on again, too long away for a replay: the fills and history meanwhile are read
-    if (state.replayAsked && state.trade !== null) reloadAccountRecords(state.trade);
+    if (state.replayAsked && state.trade !== null) {
+      state.recordsLoaded = false;
+      reloadAccountRecords(state.trade);
+    }
     state.replayAsked = false;
   } else if (message.type === "exec") {
     onExec(message);
@@ -982,9 +1034,8 @@ function onExec(message) {
 }
 
 async function reloadAccountRecords(socket) {
-  // A failure is a closed socket, which logs on again and asks anew.
-  await loadFills(socket).catch(() => {});
-  await loadHistory(socket).catch(() => {});
+  // A failure is a closed socket, which logs on again and (`recordsLoaded` unset) reads anew.
+  await readAccountRecords(socket).catch(() => {});
 }
 
 function trimHistory() {
@@ -1034,6 +1085,8 @@ function renderOrders() {
     button.textContent = "Cancel";
     button.setAttribute("aria-label", `Cancel order ${order.order_id}`); // not one of many "Cancel"
     button.className = "cancel";
+    // disconnected (dimmed, logging on again) or read only, as Amend: no cancel to send
+    button.disabled = !state.mayTrade;
     if (state.canceling.has(order.order_id)) button.setAttribute("aria-disabled", "true");
     button.dataset.focusKey = String(order.order_id);
     button.onclick = () => cancel(order.order_id, button);

@@ -59,6 +59,7 @@ class Browser:
         self.errors: list[str] = []
         self.frames_sent: list[str] = []
         self.heartbeats: list[dict[str, Any]] = []  # received, on any of the page's sockets
+        self.account_seqs: list[int] = []  # of the account pushes received, in order
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
         page.on("websocket", self._websocket)
@@ -91,6 +92,10 @@ class Browser:
     def _received(self, payload: Any) -> None:
         if '"heartbeat"' in str(payload):
             self.heartbeats.append(json.loads(payload))
+        elif '"account"' in str(payload):
+            message = json.loads(payload)
+            if message.get("ch") == "account":
+                self.account_seqs.append(message["seq"])
 
     async def followed_streams(self, symbol: str) -> set[str]:
         """The book, trades and candles streams that the next heartbeat naming `symbol`'s
@@ -594,10 +599,14 @@ def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_pa
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
         page.on("request", lambda request: asked.append(request.url))
+        await page.clock.install()  # the page's backoff is skipped, not waited (`skip_countdown`)
         await resting_sell(venue, "10", "187.30")
         await expect(ladder_row(page, "ask", "187.30")).to_have_text("10.000000")
         await browser.log_on("taker")
         await expect(page.locator("#account")).to_have_text("3")
+        await browser.place("buy", "limit", "1", "186.00")
+        cancel = page.locator("#open-orders button.cancel")
+        await expect(cancel).to_be_enabled()
         for client in venue.clients:
             await client.close()
         venue.clients.clear()
@@ -616,6 +625,13 @@ def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_pa
                 )
             )
             await expect(page.locator("#place-button")).to_be_disabled()
+            await expect(cancel).to_be_disabled()  # no cancel to send (dimmed, it was enabled)
+            # a screen reader hears the drop once, not each second of the countdown
+            said = page.locator("#logon-status[aria-live='polite']")
+            await expect(said).to_have_text(re.compile(r"^disconnected \(1001 .*restarting\)"))
+            countdown = page.locator("#relogon-countdown[aria-hidden='true']")
+            await expect(countdown).to_have_text(re.compile(r"^: reconnecting in \d+ s$"))
+            await expect(page.locator("#logon-alert[role='alert']")).to_have_text("")
             await expect(main).to_have_class(re.compile("stale"))  # the book shown is the last
             await expect(page.locator("#orders-panel")).to_have_class(re.compile("stale"))
         finally:  # started again whatever happened: the fixture stops a running venue
@@ -623,6 +639,7 @@ def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_pa
             venue.server = VenueServer(config, tmp_path / "data")
             asked.clear()
             await venue.server.start("127.0.0.1", venue.port)
+        await skip_countdown(page, may_log_on=True)
 
         await expect(page.locator("#market-status")).to_have_text("market data: live")
         await expect(main).not_to_have_class(re.compile("stale"))
@@ -646,6 +663,7 @@ def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_pa
         venue.server.auth.store = KeyStore()
         session = next(s for s in venue.server.sessions.values() if s.account == 3)
         session.websocket.transport.abort()
+        await skip_countdown(page)
         await expect(page.locator("#logon-error")).to_have_text(
             "logged off: the API key is unknown or the secret is wrong (BAD_SIGNATURE 2001);"
             " enter the secret to log on again"
@@ -655,6 +673,24 @@ def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_pa
         venue.server.auth.store = store
         await browser.log_on("taker")  # the secret is typed again: the page kept no copy
         await expect(page.locator("#account")).to_have_text("3")
+        await expect(page.locator("#session")).to_be_visible()
+
+        # a refusal for the moment is tried again: the account at its connection cap (the
+        # venue may hold the page's dropped connection a while; here a bot took its place)
+        session = next(s for s in venue.server.sessions.values() if s.account == 3)
+        bots = [await venue.client("taker") for _ in range(15)]
+        session.websocket.transport.abort()
+        bots.append(await venue.client("taker"))
+        await expect(page.locator("#logon-status")).to_have_text(
+            re.compile(
+                r"; try 1 failed \(PERMISSION_DENIED .*at most 16 connections per account\)$"
+            )
+        )
+        await bots.pop().close()
+        await skip_countdown(page)
+        await expect(page.locator("#logon-error")).to_have_text("")
+        await expect(page.locator("#balances tbody tr")).not_to_have_count(0)
+        await expect(page.locator("#logon-form")).to_be_hidden()
 
     errors = run_page(tmp_path, scenario)
     # while the venue is down, the browser may log the page's refused reconnects
@@ -955,7 +991,10 @@ def test_a_silently_dead_connection_is_noticed_and_the_page_resyncs(tmp_path: Pa
             await browser.log_on("taker")
             await expect(page.locator("#account")).to_have_text("3")
 
+            await expect(page.locator("#balances tr[data-asset='USD']")).to_have_count(1)
             relay.freeze()
+            seen_seq = browser.account_seqs[-1]  # the last the page got: nothing after it will
+            fills_asked = sum('"method":"fills"' in f for f in browser.frames_sent)
             await seller.place(SYMBOL, "sell", qty="5", price="187.40")
             buyer = await venue.client("beta")
             await buyer.place(SYMBOL, "buy", qty="1", price="187.30", tif="ioc")
@@ -991,8 +1030,16 @@ def test_a_silently_dead_connection_is_noticed_and_the_page_resyncs(tmp_path: Pa
             fills = page.locator("#fills tbody tr")
             await expect(fills).to_have_count(1)
             await expect(fills.locator("td.qty")).to_have_text("0.500000")
-            resumed = [f for f in browser.frames_sent if '"ch":"account"' in f]
-            assert len(resumed) == 2 and '"since_seq":' in resumed[1], resumed
+            resumed = [json.loads(f) for f in browser.frames_sent if '"ch":"account"' in f]
+            # resumed right after the last seq the page received (not one further, which
+            # skips an event), replayed, so the fills were not read again
+            assert len(resumed) == 2 and resumed[1]["params"]["since_seq"] == seen_seq, resumed
+            assert sum('"method":"fills"' in f for f in browser.frames_sent) == fills_asked == 1
+            usd = (await taker.balances())["balances"]
+            usd = next(row for row in usd if row["asset"] == "USD")
+            shown = page.locator("#balances tr[data-asset='USD']")
+            await expect(shown.locator("td.total")).to_have_text(usd["total"])
+            await expect(shown.locator("td.held")).to_have_text(usd["held"])
             # back live, the page asks the REST ticker again, perhaps on a frozen kept-alive
             # connection: the network's loss is noticed, and that read ends before the relay
             relay.end_frozen()
@@ -1001,6 +1048,142 @@ def test_a_silently_dead_connection_is_noticed_and_the_page_resyncs(tmp_path: Pa
             await relay.close()
 
     assert run_page(tmp_path, scenario) == []
+
+
+# The page's account connection held where the test chooses: its `fills` request never sent
+# while `window.dropFills` is set; a new /ws/trade's open event kept (in `heldOpens`) while
+# `window.holdOpens` is set, until `releaseOpens()`: a try again whose socket opens slowly.
+# `countdowns`: what the line under the header counted down, each text in order.
+HOLD_TRADE_SOCKET = """(() => {
+  const Native = window.WebSocket;
+  const onopen = Object.getOwnPropertyDescriptor(Native.prototype, "onopen");
+  const send = Native.prototype.send;
+  window.fillsDropped = 0;
+  window.countdowns = []; // each text of #relogon-countdown, in order
+  document.addEventListener("DOMContentLoaded", () => {
+    const shown = document.getElementById("relogon-countdown");
+    const seen = () => window.countdowns.push(shown.textContent);
+    new MutationObserver(seen).observe(shown, { childList: true, subtree: true });
+  });
+  window.heldOpens = [];
+  window.released = [];
+  window.releaseOpens = () => {
+    window.released.push(...window.heldOpens.splice(0));
+    window.released.forEach(({ open }) => open());
+  };
+  window.WebSocket = class extends Native {
+    constructor(url, protocols) {
+      super(url, protocols);
+      if (!String(url).endsWith("/ws/trade")) return;
+      Object.defineProperty(this, "onopen", {
+        get: () => onopen.get.call(this),
+        set: (handler) => onopen.set.call(this, (event) => {
+          if (!window.holdOpens) return handler(event);
+          window.heldOpens.push({ socket: this, open: () => handler(event) });
+        }),
+      });
+    }
+    send(data) {
+      if (window.dropFills && String(data).includes('"method":"fills"')) {
+        window.fillsDropped++;
+        return;
+      }
+      return send.call(this, data);
+    }
+  };
+})()"""
+
+
+async def skip_countdown(page: Page, may_log_on: bool = False) -> None:
+    """The page's wait before it logs on again, skipped: its clock (Playwright's, installed)
+    jumps the seconds the line shows, so no test waits out the backoff (a jump under the 5 s
+    a socket may be silent). `may_log_on`: the venue came back while a try was under way,
+    which may log on meanwhile: then nothing is left to skip."""
+    countdown = page.locator("#relogon-countdown")
+    for _ in range(200):  # bounded: 10 s
+        shown = await countdown.text_content() or ""
+        if seconds := re.findall(r"^: reconnecting in (\d+) s$", shown):
+            await page.clock.fast_forward(int(seconds[0]) * 1000)
+            return
+        if may_log_on and await page.locator("#logon-error").text_content() == "":
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the page neither counts down to its next try nor is logged on")
+
+
+def page_sessions(venue: Venue, before: set[Any]) -> list[Any]:
+    """The account sessions opened since `before` (the venue's session ids then)."""
+    return [s for key, s in venue.server.sessions.items() if key not in before and s.account]
+
+
+def test_a_drop_while_reading_the_fills_a_logout_while_reopening_and_a_fresh_snapshot(
+    tmp_path: Path,
+) -> None:
+    # Session 30's review: a logout while a try again opened its socket still sent a signed
+    # logon; a first session dropped while it read the fills left them (and the history) empty
+    # for good; a snapshot answering a resumption added the fills read again to the old ones.
+    # One venue and page for the three; the page's backoff is skipped, not waited out.
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await page.clock.install()  # the page's backoff is skipped, not waited (`skip_countdown`)
+        await resting_sell(venue, "10", "187.30")
+        taker = await venue.client("taker")
+        await taker.place(SYMBOL, "buy", qty="1", price="187.30", tif="ioc")
+        clients = set(venue.server.sessions)
+
+        # a logout while a try again opens its socket: nothing signed is sent on it
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        await page.evaluate("() => { window.holdOpens = true; }")
+        for session in page_sessions(venue, clients):
+            session.websocket.transport.abort()
+        await skip_countdown(page)
+        await page.wait_for_function("() => window.heldOpens.length === 1")
+        logons = sum('"session.logon"' in f for f in browser.frames_sent)
+        await page.click("#logout-button")
+        await expect(page.locator("#logon-form")).to_be_visible()
+        await page.evaluate("() => { window.holdOpens = false; window.releaseOpens(); }")
+        await page.wait_for_function(
+            "() => window.released.every(({ socket }) => socket.readyState === WebSocket.CLOSED)"
+        )
+        assert sum('"session.logon"' in f for f in browser.frames_sent) == logons
+        await expect(page.locator("#logon-error")).to_have_text("")
+        await expect(page.locator("#balances tbody tr")).to_have_count(0)
+
+        await page.evaluate("() => { window.dropFills = true; }")
+        await browser.log_on("taker")
+        await page.wait_for_function("() => window.fillsDropped === 1")
+        await page.evaluate("() => { window.dropFills = false; }")
+        for session in page_sessions(venue, clients):
+            session.websocket.transport.abort()
+        await skip_countdown(page)
+        # logged on again by itself, the fills and history are read then
+        await expect(page.locator("#logon-error")).to_have_text("")
+        await expect(page.locator("#fills tbody tr")).to_have_count(1)
+        await expect(page.locator("#history tbody tr")).to_have_count(1)
+
+        # the venue starts afresh (another data directory): the account stream is behind the
+        # page's since_seq, so a snapshot answers it, and the fills and history read again
+        # replace those shown (none now)
+        for client in venue.clients:
+            await client.close()
+        venue.clients.clear()
+        await page.evaluate("() => { window.countdowns = []; }")
+        await venue.server.stop()
+        venue.server = VenueServer(venue_config.load(SAMPLE_CONFIG), tmp_path / "fresh")
+        await venue.server.start("127.0.0.1", venue.port)
+        await skip_countdown(page, may_log_on=True)
+        await expect(page.locator("#fills tbody tr")).to_have_count(0)
+        await expect(page.locator("#history tbody tr")).to_have_count(0)
+        await expect(page.locator("#logon-error")).to_have_text("")
+        await expect(page.locator("#balances tbody tr")).not_to_have_count(0)
+        # that session lived a second, not 30: its drop's first try came after 2 s, not 1
+        counted = await page.evaluate("() => window.countdowns.filter((text) => text !== '')")
+        assert counted[0] == ": reconnecting in 2 s", counted
+
+    errors = run_page(tmp_path, scenario, init_script=HOLD_TRADE_SOCKET)
+    # while the venue is down, the browser may log the page's refused reconnects
+    assert [e for e in errors if "WebSocket connection to" not in e] == []
 
 
 def test_a_rest_read_on_a_dead_kept_alive_connection_times_out_and_the_next_one_recovers(
