@@ -60,6 +60,7 @@ class Browser:
         self.frames_sent: list[str] = []
         self.heartbeats: list[dict[str, Any]] = []  # received, on any of the page's sockets
         self.account_seqs: list[int] = []  # of the account pushes received, in order
+        self.trade_answered: list[int] = []  # the ids of the answers on /ws/trade sockets
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
         page.on("websocket", self._websocket)
@@ -88,6 +89,21 @@ class Browser:
     def _websocket(self, socket: Any) -> None:
         socket.on("framesent", lambda payload: self.frames_sent.append(str(payload)))
         socket.on("framereceived", self._received)
+        if socket.url.endswith("/ws/trade"):
+            socket.on("framereceived", self._trade_received)
+
+    def _trade_received(self, payload: Any) -> None:
+        if '"ch"' not in str(payload):
+            self.trade_answered.append(json.loads(payload)["id"])
+
+    async def records_read(self) -> None:
+        """Wait until the page's last `orders.history` (read after its `fills`) is answered."""
+        for _ in range(100):  # bounded: 5 s
+            asked = [json.loads(f)["id"] for f in self.frames_sent if '"orders.history"' in f]
+            if asked and asked[-1] in self.trade_answered:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"orders.history not answered: {self.trade_answered}")
 
     def _received(self, payload: Any) -> None:
         if '"heartbeat"' in str(payload):
@@ -992,6 +1008,7 @@ def test_a_silently_dead_connection_is_noticed_and_the_page_resyncs(tmp_path: Pa
             await expect(page.locator("#account")).to_have_text("3")
 
             await expect(page.locator("#balances tr[data-asset='USD']")).to_have_count(1)
+            await browser.records_read()  # else the page reads them again once logged on again
             relay.freeze()
             seen_seq = browser.account_seqs[-1]  # the last the page got: nothing after it will
             fills_asked = sum('"method":"fills"' in f for f in browser.frames_sent)
