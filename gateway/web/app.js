@@ -760,11 +760,15 @@ async function startSession(credentials, again, onLoggedOn = () => {}) {
     if (!state.recordsLoaded) await readAccountRecords(socket);
   } catch (failed) {
     // A close now is the session's end, which `endSession` reports ("disconnected
-    // (code)"). Any other failure leaves no half session: the page logs off and says why.
+    // (code)"). Any other failure leaves no half session. A first logon: the page logs off
+    // and says why. A try again (its resubscription or a read refused, rate limited by the
+    // account's bucket, say, or timed out): the account stays shown, dimmed, and
+    // `relogonNow` says why and tries again, or logs off saying why if no try can mend it.
     if (state.trade !== socket) return;
     state.trade = null;
     socket.close();
-    clearSession();
+    if (again) showStale();
+    else clearSession();
     throw failed;
   }
 }
@@ -835,12 +839,17 @@ function endSession(event) {
     showLogonError(expected ? "" : `disconnected (${event.code}${reason(event)})`);
     return;
   }
+  showStale();
+  scheduleRelogon(`disconnected (${event.code}${reason(event)})`);
+}
+
+function showStale() {
+  // No session now, the account still shown (dimmed) until the page is logged on again.
   state.mayTrade = false;
   stopAmending();
   $("place-button").disabled = true;
   $("orders-panel").classList.add("stale");
   schedule("orders");
-  scheduleRelogon(`disconnected (${event.code}${reason(event)})`);
 }
 
 function scheduleRelogon(why, failed = "") {

@@ -713,6 +713,52 @@ def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_pa
     assert [e for e in errors if "WebSocket connection to" not in e] == []
 
 
+# The next /ws/trade resubscription (since_seq) sent with a bad since_seq: refused BAD_PARAM.
+BREAK_NEXT_RESUBSCRIPTION = """(() => {
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    if (window.breakResubscription && String(data).includes('"since_seq"')) {
+      window.breakResubscription = false;
+      data = String(data).replace(/"since_seq":\\d+/, '"since_seq":"bad"');
+    }
+    return send.call(this, data);
+  };
+})()"""
+
+
+def test_a_try_again_refused_after_its_logon_is_said_and_tried_again(tmp_path: Path) -> None:
+    # Session 30's re-review: a try again that logged on but whose resubscription (or fills,
+    # or history) was then refused (rate limited by the bucket the account's bots share, say)
+    # logged the page off in silence: the form back, no alert, the status stuck on
+    # "reconnecting…". Now it says what the try met and tries again.
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await page.clock.install()  # the page's backoff is skipped, not waited (`skip_countdown`)
+        clients = set(venue.server.sessions)
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        await browser.records_read()
+        await page.evaluate("() => { window.breakResubscription = true; }")
+        for session in page_sessions(venue, clients):
+            session.websocket.transport.abort()
+        await skip_countdown(page)
+        await expect(page.locator("#logon-status")).to_have_text(
+            re.compile(r"^disconnected \(1006.*\); try 1 failed \(BAD_PARAM .*since_seq")
+        )
+        await expect(page.locator("#logon-alert")).to_have_text("")
+        await expect(page.locator("#logon-form")).to_be_hidden()
+        await expect(page.locator("#account")).to_have_text("3")
+        await expect(page.locator("#orders-panel")).to_have_class(re.compile("stale"))
+        await expect(page.locator("#place-button")).to_be_disabled()
+        await skip_countdown(page)
+        await expect(page.locator("#logon-error")).to_have_text("")
+        await expect(page.locator("#orders-panel")).not_to_have_class(re.compile("stale"))
+        await expect(page.locator("#place-button")).to_be_enabled()
+
+    errors = run_page(tmp_path, scenario, init_script=BREAK_NEXT_RESUBSCRIPTION)
+    assert errors == []
+
+
 def test_the_rest_fed_parts_show_24h_change_candles_and_reserves(tmp_path: Path) -> None:
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
