@@ -51,6 +51,23 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+class TradeSocket:
+    """What one of the page's /ws/trade sockets asked and had answered (request ids restart
+    at 1 on each socket, so they are matched per socket)."""
+
+    def __init__(self) -> None:
+        self.history_asked: list[int] = []  # the ids of its `orders.history` requests
+        self.answered: set[int] = set()  # the ids of its answers
+
+    def sent(self, payload: Any) -> None:
+        if '"orders.history"' in str(payload):
+            self.history_asked.append(json.loads(payload)["id"])
+
+    def received(self, payload: Any) -> None:
+        if '"ch"' not in str(payload):
+            self.answered.add(json.loads(payload)["id"])
+
+
 class Browser:
     """One page of a fresh Chromium, and what its console said."""
 
@@ -60,7 +77,8 @@ class Browser:
         self.frames_sent: list[str] = []
         self.heartbeats: list[dict[str, Any]] = []  # received, on any of the page's sockets
         self.account_seqs: list[int] = []  # of the account pushes received, in order
-        self.trade_answered: list[int] = []  # the ids of the answers on /ws/trade sockets
+        self.trade_sockets: list[TradeSocket] = []  # the page's /ws/trade sockets, in order
+        self.frames_received = 0  # on any of the page's sockets
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
         page.on("websocket", self._websocket)
@@ -90,22 +108,32 @@ class Browser:
         socket.on("framesent", lambda payload: self.frames_sent.append(str(payload)))
         socket.on("framereceived", self._received)
         if socket.url.endswith("/ws/trade"):
-            socket.on("framereceived", self._trade_received)
-
-    def _trade_received(self, payload: Any) -> None:
-        if '"ch"' not in str(payload):
-            self.trade_answered.append(json.loads(payload)["id"])
+            trade = TradeSocket()
+            self.trade_sockets.append(trade)
+            socket.on("framesent", trade.sent)
+            socket.on("framereceived", trade.received)
 
     async def records_read(self) -> None:
-        """Wait until the page's last `orders.history` (read after its `fills`) is answered."""
+        """Wait until the page's last `orders.history` (read after its `fills`) is answered on
+        the socket that asked it."""
         for _ in range(100):  # bounded: 5 s
-            asked = [json.loads(f)["id"] for f in self.frames_sent if '"orders.history"' in f]
-            if asked and asked[-1] in self.trade_answered:
+            asking = [trade for trade in self.trade_sockets if trade.history_asked]
+            if asking and asking[-1].history_asked[-1] in asking[-1].answered:
                 return
             await asyncio.sleep(0.05)
-        raise AssertionError(f"orders.history not answered: {self.trade_answered}")
+        raise AssertionError("the page's last orders.history is not answered")
+
+    async def heard(self) -> None:
+        """Wait until one of the page's sockets receives a frame (the venue sends one after
+        each quiet second); none within 2 s: no socket is open to hear one."""
+        before = self.frames_received
+        for _ in range(40):  # bounded: 2 s
+            if self.frames_received > before:
+                return
+            await asyncio.sleep(0.05)
 
     def _received(self, payload: Any) -> None:
+        self.frames_received += 1
         if '"heartbeat"' in str(payload):
             self.heartbeats.append(json.loads(payload))
         elif '"account"' in str(payload):
@@ -655,7 +683,7 @@ def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_pa
             venue.server = VenueServer(config, tmp_path / "data")
             asked.clear()
             await venue.server.start("127.0.0.1", venue.port)
-        await skip_countdown(page, may_log_on=True)
+        await skip_countdown(browser, may_log_on=True)
 
         await expect(page.locator("#market-status")).to_have_text("market data: live")
         await expect(main).not_to_have_class(re.compile("stale"))
@@ -679,7 +707,7 @@ def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_pa
         venue.server.auth.store = KeyStore()
         session = next(s for s in venue.server.sessions.values() if s.account == 3)
         session.websocket.transport.abort()
-        await skip_countdown(page)
+        await skip_countdown(browser)
         await expect(page.locator("#logon-error")).to_have_text(
             "logged off: the API key is unknown or the secret is wrong (BAD_SIGNATURE 2001);"
             " enter the secret to log on again"
@@ -703,7 +731,7 @@ def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_pa
             )
         )
         await bots.pop().close()
-        await skip_countdown(page)
+        await skip_countdown(browser)
         await expect(page.locator("#logon-error")).to_have_text("")
         await expect(page.locator("#balances tbody tr")).not_to_have_count(0)
         await expect(page.locator("#logon-form")).to_be_hidden()
@@ -713,12 +741,12 @@ def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_pa
     assert [e for e in errors if "WebSocket connection to" not in e] == []
 
 
-# The next /ws/trade resubscription (since_seq) sent with a bad since_seq: refused BAD_PARAM.
-BREAK_NEXT_RESUBSCRIPTION = """(() => {
+# The next `window.breaks` /ws/trade resubscriptions sent with a bad since_seq: BAD_PARAM.
+BREAK_RESUBSCRIPTIONS = """(() => {
   const send = WebSocket.prototype.send;
   WebSocket.prototype.send = function (data) {
-    if (window.breakResubscription && String(data).includes('"since_seq"')) {
-      window.breakResubscription = false;
+    if (window.breaks > 0 && String(data).includes('"since_seq"')) {
+      window.breaks--;
       data = String(data).replace(/"since_seq":\\d+/, '"since_seq":"bad"');
     }
     return send.call(this, data);
@@ -738,24 +766,28 @@ def test_a_try_again_refused_after_its_logon_is_said_and_tried_again(tmp_path: P
         await browser.log_on("taker")
         await expect(page.locator("#account")).to_have_text("3")
         await browser.records_read()
-        await page.evaluate("() => { window.breakResubscription = true; }")
+        await page.evaluate("() => { window.breaks = 2; }")
         for session in page_sessions(venue, clients):
             session.websocket.transport.abort()
-        await skip_countdown(page)
-        await expect(page.locator("#logon-status")).to_have_text(
-            re.compile(r"^disconnected \(1006.*\); try 1 failed \(BAD_PARAM .*since_seq")
-        )
-        await expect(page.locator("#logon-alert")).to_have_text("")
-        await expect(page.locator("#logon-form")).to_be_hidden()
-        await expect(page.locator("#account")).to_have_text("3")
-        await expect(page.locator("#orders-panel")).to_have_class(re.compile("stale"))
-        await expect(page.locator("#place-button")).to_be_disabled()
-        await skip_countdown(page)
+        waited = [await skip_countdown(browser)]
+        for attempt in (1, 2):
+            await expect(page.locator("#logon-status")).to_have_text(
+                re.compile(
+                    rf"^disconnected \(1006.*\); try {attempt} failed \(BAD_PARAM .*since_seq"
+                )
+            )
+            await expect(page.locator("#logon-alert")).to_have_text("")
+            await expect(page.locator("#logon-form")).to_be_hidden()
+            await expect(page.locator("#account")).to_have_text("3")
+            await expect(page.locator("#orders-panel")).to_have_class(re.compile("stale"))
+            await expect(page.locator("#place-button")).to_be_disabled()
+            waited.append(await skip_countdown(browser))
+        assert waited == [1, 2, 4]  # the backoff's delays (the other tests skip what shows)
         await expect(page.locator("#logon-error")).to_have_text("")
         await expect(page.locator("#orders-panel")).not_to_have_class(re.compile("stale"))
         await expect(page.locator("#place-button")).to_be_enabled()
 
-    errors = run_page(tmp_path, scenario, init_script=BREAK_NEXT_RESUBSCRIPTION)
+    errors = run_page(tmp_path, scenario, init_script=BREAK_RESUBSCRIPTIONS)
     assert errors == []
 
 
@@ -1157,21 +1189,42 @@ HOLD_TRADE_SOCKET = """(() => {
 })()"""
 
 
-async def skip_countdown(page: Page, may_log_on: bool = False) -> None:
+# The page closes a socket silent for 5 s by its clock (SILENCE_MAX_MS in venue.js), and the
+# venue is silent at most about a second: a jump of Playwright's clock is at most 4 s, and one
+# of more than 3 s, or a jump after another, is taken just after the page heard a frame.
+JUMP_MAX_MS = 4000
+JUMP_UNHEARD_MAX_MS = 3000
+
+
+async def skip_countdown(browser: Browser, may_log_on: bool = False) -> int | None:
     """The page's wait before it logs on again, skipped: its clock (Playwright's, installed)
-    jumps the seconds the line shows, so no test waits out the backoff (a jump under the 5 s
-    a socket may be silent). `may_log_on`: the venue came back while a try was under way,
-    which may log on meanwhile: then nothing is left to skip."""
+    jumps the seconds the line shows, so no test waits out the backoff; the seconds skipped.
+    `may_log_on`: the venue came back while a try was under way, which may log on meanwhile:
+    then nothing is left to skip (None)."""
+    page = browser.page
     countdown = page.locator("#relogon-countdown")
     for _ in range(200):  # bounded: 10 s
         shown = await countdown.text_content() or ""
         if seconds := re.findall(r"^: reconnecting in (\d+) s$", shown):
-            await page.clock.fast_forward(int(seconds[0]) * 1000)
-            return
+            await jump_clock(browser, int(seconds[0]) * 1000)
+            return int(seconds[0])
         if may_log_on and await page.locator("#logon-error").text_content() == "":
-            return
+            return None
         await asyncio.sleep(0.05)
     raise AssertionError("the page neither counts down to its next try nor is logged on")
+
+
+async def jump_clock(browser: Browser, ms: int) -> None:
+    """Playwright's clock (installed) moved `ms` on, in jumps no socket's watchdog sees as
+    5 s of silence (JUMP_MAX_MS)."""
+    first = True
+    while ms > 0:
+        step = min(ms, JUMP_MAX_MS)
+        if step > JUMP_UNHEARD_MAX_MS or not first:
+            await browser.heard()
+        await browser.page.clock.fast_forward(step)
+        ms -= step
+        first = False
 
 
 def page_sessions(venue: Venue, before: set[Any]) -> list[Any]:
@@ -1200,7 +1253,7 @@ def test_a_drop_while_reading_the_fills_a_logout_while_reopening_and_a_fresh_sna
         await page.evaluate("() => { window.holdOpens = true; }")
         for session in page_sessions(venue, clients):
             session.websocket.transport.abort()
-        await skip_countdown(page)
+        await skip_countdown(browser)
         await page.wait_for_function("() => window.heldOpens.length === 1")
         logons = sum('"session.logon"' in f for f in browser.frames_sent)
         await page.click("#logout-button")
@@ -1219,7 +1272,7 @@ def test_a_drop_while_reading_the_fills_a_logout_while_reopening_and_a_fresh_sna
         await page.evaluate("() => { window.dropFills = false; }")
         for session in page_sessions(venue, clients):
             session.websocket.transport.abort()
-        await skip_countdown(page)
+        await skip_countdown(browser)
         # logged on again by itself, the fills and history are read then
         await expect(page.locator("#logon-error")).to_have_text("")
         await expect(page.locator("#fills tbody tr")).to_have_count(1)
@@ -1235,7 +1288,7 @@ def test_a_drop_while_reading_the_fills_a_logout_while_reopening_and_a_fresh_sna
         await venue.server.stop()
         venue.server = VenueServer(venue_config.load(SAMPLE_CONFIG), tmp_path / "fresh")
         await venue.server.start("127.0.0.1", venue.port)
-        await skip_countdown(page, may_log_on=True)
+        await skip_countdown(browser, may_log_on=True)
         await expect(page.locator("#fills tbody tr")).to_have_count(0)
         await expect(page.locator("#history tbody tr")).to_have_count(0)
         await expect(page.locator("#logon-error")).to_have_text("")
